@@ -1,0 +1,53 @@
+# tldrlab: `make demo` and `make test` work on a fresh machine from a clean clone.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := redis-server chromium
+
+.PHONY: install install-system demo test lint types pytest bench clean
+
+install: $(STAMP)
+
+# The venv is rebuilt when the dependency list changes. torch is pinned by constraints.txt on every install;
+# perforatedai goes in with --no-deps (its torchvision pin breaks transformers).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel
+	$(PIP) -q -e '.[lightning,discord,onnx,postgres,dev]'
+	$(PIP) -q --no-deps perforatedai==3.2.9
+	touch $(STAMP)
+
+# Redis and Chromium come from Debian; installed only when missing (root, or sudo, needed once).
+install-system:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+demo: install
+	$(BIN)/tldrlab demo
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+types: install
+	$(BIN)/mypy
+
+pytest: install install-system
+	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-report=xml --cov-fail-under=$$(cat .coverage-floor)
+
+test: lint types pytest
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*

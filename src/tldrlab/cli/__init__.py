@@ -1,0 +1,1 @@
+"""The `tldrlab` command line: one module per verb group, each exposing `register(app)`."""

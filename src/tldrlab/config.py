@@ -1,0 +1,86 @@
+"""Settings: `TLDRLAB_*` environment variables, then an optional `tldrlab.toml`, then defaults.
+
+One home directory holds everything tldrlab writes (runs, the registry, stores, caches) unless a setting
+points elsewhere. `get_settings()` is the one way to read them; tests call `get_settings.cache_clear()` after
+changing the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+def default_home() -> Path:
+    """A per-user data directory: $XDG_DATA_HOME/tldrlab, else ~/.local/share/tldrlab."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tldrlab"
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("TLDRLAB_CONFIG", "tldrlab.toml"))
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Every field can be set as `TLDRLAB_<FIELD>` or as a key in `tldrlab.toml`."""
+
+    model_config = SettingsConfigDict(env_prefix="TLDRLAB_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    """Directory for runs, the registry, stores and caches."""
+
+    database_url: str | None = None
+    """`sqlite:///path.db` or `postgresql://...`; unset means a SQLite file `tldrlab.db` under `home`."""
+
+    queue_url: str | None = None
+    """`redis://...` selects Redis + RQ for jobs; unset means the embedded SQLite-backed queue."""
+
+    embedder: str = "minilm"
+    """Default sentence embedder: `minilm` (offline all-MiniLM-L6-v2) or any sentence-transformers name/path."""
+
+    api_key: SecretStr | None = None
+    """When set, every API request except health checks must send it as `X-Api-Key`."""
+
+    max_body_bytes: int = 20 * 1024 * 1024
+    """Largest request body the API accepts."""
+
+    log_level: str = "INFO"
+    """Console log level; files always get DEBUG and above as JSON lines."""
+
+    wandb_mode: str = "offline"
+    """`offline` (default), `online` or `disabled`; wandb files always stay inside the run directory."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the TOML file, which beats defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()))
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'tldrlab.db'}"
+
+    def ensure_home(self) -> Path:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+@lru_cache(maxsize=1)
+def get_settings(**overrides: Any) -> Settings:
+    """The process's settings (cached; call `get_settings.cache_clear()` after changing the environment)."""
+    return Settings(**overrides)

@@ -1,0 +1,64 @@
+"""Sentence segmentation with character offsets (pysbd), so every sentence traces back to its exact text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence of a text: `text == source[start:end]` always holds."""
+
+    index: int
+    start: int
+    end: int
+    text: str
+
+
+@lru_cache(maxsize=4)
+def _segmenter(language: str) -> Any:
+    import pysbd
+
+    return pysbd.Segmenter(language=language, clean=False, char_span=True)
+
+
+def split_sentences(text: str, language: str = "en") -> list[Sentence]:
+    """Split `text` into sentences with exact character spans; whitespace around sentences is excluded.
+
+    pysbd's own spans are re-anchored by searching forward in the text, because pysbd may normalise
+    whitespace inside a span; paragraphs (blank lines) always end a sentence.
+    """
+    sentences: list[Sentence] = []
+    offset = 0
+    for block_start, block in _paragraphs(text):
+        if not block.strip():
+            continue
+        for span in _segmenter(language).segment(block):
+            piece = span.sent.strip()
+            if not piece:
+                continue
+            found = text.find(piece, max(offset, block_start))
+            if found < 0:  # pysbd changed the characters; fall back to its own span
+                found = block_start + span.start
+                piece = text[found : block_start + span.end].strip()
+                if not piece:
+                    continue
+                found = text.find(piece, found)
+            end = found + len(piece)
+            sentences.append(Sentence(index=len(sentences), start=found, end=end, text=text[found:end]))
+            offset = end
+    return sentences
+
+
+def _paragraphs(text: str) -> list[tuple[int, str]]:
+    """Split on blank lines, keeping each block's start offset."""
+    blocks, start = [], 0
+    import re
+
+    for match in re.finditer(r"\n\s*\n", text):
+        blocks.append((start, text[start : match.start()]))
+        start = match.end()
+    blocks.append((start, text[start:]))
+    return blocks

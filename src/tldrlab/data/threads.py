@@ -1,0 +1,66 @@
+"""The thread model: a forum thread as an ordered list of posts with structure and provenance."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PostKind = Literal["question", "answer", "comment", "post"]
+
+
+class Post(BaseModel):
+    """One post of a thread; `text` is plain text (HTML already converted)."""
+
+    id: str
+    """Stable id within the forum (Stack Exchange post id, Discourse post id, ...)."""
+
+    number: int
+    """Position in the thread, 1-based (Discourse post_number; order of appearance otherwise)."""
+
+    text: str
+    """Plain text of the post; sentence offsets index into this string."""
+
+    author: str | None = None
+    created: datetime | None = None
+    score: int | None = None
+    """Votes or likes when the forum has them."""
+
+    reply_to: str | None = None
+    """Id of the post this one replies to (answers reply to the question, comments to their parent)."""
+
+    accepted: bool = False
+    """The thread's accepted answer."""
+
+    kind: PostKind = "post"
+    url: str | None = None
+    """Link to the post on its forum (used for attribution and highlight links)."""
+
+    def content_hash(self) -> str:
+        """Hash of what the sentences are computed from; re-ingestion re-embeds a post only when it changes."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:32]
+
+
+class Thread(BaseModel):
+    """A thread: title, posts in order, and where it came from."""
+
+    id: str
+    title: str = ""
+    posts: list[Post] = Field(default_factory=list)
+    source: str = "native"
+    """Reader that produced it: stackexchange, discourse, native."""
+
+    url: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    def content_hash(self) -> str:
+        """Changes whenever the title or any post is added, removed or edited (summary cache key)."""
+        digest = hashlib.sha256(self.title.encode("utf-8"))
+        for post in self.posts:
+            digest.update(f"\x00{post.id}\x00{post.content_hash()}".encode())
+        return digest.hexdigest()[:32]
+
+    def post(self, post_id: str) -> Post | None:
+        return next((p for p in self.posts if p.id == post_id), None)

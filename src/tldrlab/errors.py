@@ -1,0 +1,111 @@
+"""Typed errors with stable codes.
+
+Every error a user can cause or meet is a `TldrlabError` subclass carrying a stable `code` (for scripts and
+API clients), a CLI exit code and an HTTP status. The CLI prints `message` and exits with `exit_code`; the API
+answers `{code, message, request_id}` with `http_status`. Nothing else should reach a user as a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TldrlabError(Exception):
+    """Base of all tldrlab errors."""
+
+    code: ClassVar[str] = "internal_error"
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+    """Whether a job failing with this error may succeed if simply tried again (transient)."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInputError(TldrlabError):
+    """The user's input (a file, a config, a request) is malformed."""
+
+    code = "invalid_input"
+    exit_code = 2
+    http_status = 400
+
+
+class ConfigError(InvalidInputError):
+    """A configuration value is missing or not allowed."""
+
+    code = "invalid_config"
+
+
+class NotFoundError(TldrlabError):
+    """A run, thread, artifact or file does not exist."""
+
+    code = "not_found"
+    exit_code = 3
+    http_status = 404
+
+
+class ConflictError(TldrlabError):
+    """The request conflicts with the current state (for example cancelling a finished run)."""
+
+    code = "conflict"
+    exit_code = 4
+    http_status = 409
+
+
+class PayloadTooLargeError(InvalidInputError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnauthorizedError(TldrlabError):
+    code = "unauthorized"
+    exit_code = 5
+    http_status = 401
+
+
+class DependencyMissingError(TldrlabError):
+    """An optional dependency needed for this feature is not installed."""
+
+    code = "dependency_missing"
+    exit_code = 6
+    http_status = 501
+
+
+class ServiceUnavailableError(TldrlabError):
+    """A backing service (database, Redis, model endpoint) cannot be reached right now."""
+
+    code = "service_unavailable"
+    exit_code = 7
+    http_status = 503
+    retryable = True
+
+
+class CheckpointError(TldrlabError):
+    """A checkpoint is missing, truncated or corrupt."""
+
+    code = "checkpoint_corrupt"
+    exit_code = 8
+    http_status = 500
+
+
+class RunCancelledError(TldrlabError):
+    """Raised inside a run when cancellation was requested; the run ends as `cancelled`."""
+
+    code = "cancelled"
+    exit_code = 130
+    http_status = 409
+
+
+class DimensionMismatchError(InvalidInputError):
+    """A vector's dimension differs from the store's."""
+
+    code = "dimension_mismatch"

@@ -1,0 +1,224 @@
+"""The run registry: one row per run (SQLite by default, PostgreSQL by URL).
+
+The registry is the index; the run directory is the record. Status moves
+queued -> running -> completed | failed | cancelled (and running -> queued when a worker requeues it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import NotFoundError
+from tldrlab.runs.db import Database, connect, migrate
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            config TEXT NOT NULL,
+            run_dir TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            started_at DOUBLE PRECISION,
+            ended_at DOUBLE PRECISION,
+            heartbeat_at DOUBLE PRECISION,
+            message TEXT,
+            progress DOUBLE PRECISION,
+            metrics TEXT,
+            error_code TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS runs_kind_status ON runs (kind, status)",
+    ],
+    [
+        "ALTER TABLE runs ADD COLUMN parent_id TEXT",
+        "ALTER TABLE runs ADD COLUMN tags TEXT",
+        "ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN worker TEXT",
+        "ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    ],
+]
+
+
+@dataclass
+class RunRecord:
+    """One row of the registry."""
+
+    id: str
+    kind: str
+    status: RunStatus
+    config: dict[str, Any]
+    run_dir: str
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    heartbeat_at: float | None = None
+    message: str | None = None
+    progress: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    parent_id: str | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+    cancel_requested: bool = False
+    worker: str | None = None
+    attempts: int = 0
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> RunRecord:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            status=RunStatus(row["status"]),
+            config=json.loads(row["config"]),
+            run_dir=row["run_dir"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            heartbeat_at=row["heartbeat_at"],
+            message=row["message"],
+            progress=row["progress"],
+            metrics=json.loads(row["metrics"]) if row["metrics"] else {},
+            error_code=row["error_code"],
+            parent_id=row["parent_id"],
+            tags=json.loads(row["tags"]) if row["tags"] else {},
+            cancel_requested=bool(row["cancel_requested"]),
+            worker=row["worker"],
+            attempts=int(row["attempts"] or 0),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["status"] = self.status.value
+        return data
+
+
+class RunRegistry:
+    """CRUD over the `runs` table. Create it with `open_registry()`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        migrate(db, "runs", MIGRATIONS)
+
+    def insert(self, record: RunRecord) -> None:
+        self.db.execute(
+            "INSERT INTO runs (id, kind, status, config, run_dir, created_at, message, parent_id, tags) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.kind,
+                record.status.value,
+                json.dumps(record.config, default=str),
+                record.run_dir,
+                record.created_at,
+                record.message,
+                record.parent_id,
+                json.dumps(record.tags),
+            ),
+        )
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self.db.query_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
+        return RunRecord.from_row(row)
+
+    def find(self, prefix: str) -> RunRecord:
+        """A run by full id or unique id prefix (what people type)."""
+        rows = self.db.query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at", (prefix + "%",))
+        exact = [r for r in rows if r["id"] == prefix]
+        if exact:
+            return RunRecord.from_row(exact[0])
+        if len(rows) == 1:
+            return RunRecord.from_row(rows[0])
+        if not rows:
+            raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
+        raise NotFoundError(f"run id prefix {prefix!r} is ambiguous ({len(rows)} runs match)", run_id=prefix)
+
+    def list(
+        self, kind: str | None = None, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RunRecord]:
+        clauses, params = [], []
+        if kind:
+            clauses.append("kind = ?")
+            params.append(kind)
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.query(
+            f"SELECT * FROM runs {where} ORDER BY created_at DESC LIMIT ? OFFSET ?", (*params, limit, offset)
+        )
+        return [RunRecord.from_row(r) for r in rows]
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        """Set columns by name; dict values are stored as JSON."""
+        if not fields:
+            return
+        sets, params = [], []
+        for name, value in fields.items():
+            if name not in RunRecord.__dataclass_fields__:
+                raise ValueError(f"unknown run field {name!r}")
+            if isinstance(value, dict):
+                value = json.dumps(value, default=str)
+            elif isinstance(value, RunStatus):
+                value = value.value
+            elif isinstance(value, bool):
+                value = int(value)
+            sets.append(f"{name} = ?")
+            params.append(value)
+        changed = self.db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*params, run_id))
+        if changed == 0:
+            raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
+
+    def transition(self, run_id: str, from_statuses: tuple[RunStatus, ...], to: RunStatus, **fields: Any) -> bool:
+        """Compare-and-set status: True when the run was in one of `from_statuses` and is now `to`."""
+        marks = ", ".join("?" for _ in from_statuses)
+        sets = ["status = ?"] + [f"{k} = ?" for k in fields]
+        values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
+        changed = self.db.execute(
+            f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND status IN ({marks})",
+            (to.value, *values, run_id, *(s.value for s in from_statuses)),
+        )
+        return changed == 1
+
+    def heartbeat(self, run_id: str, progress: float | None = None, message: str | None = None) -> None:
+        fields: dict[str, Any] = {"heartbeat_at": time.time()}
+        if progress is not None:
+            fields["progress"] = progress
+        if message is not None:
+            fields["message"] = message
+        self.update(run_id, **fields)
+
+    def request_cancel(self, run_id: str) -> RunRecord:
+        self.update(run_id, cancel_requested=True)
+        return self.get(run_id)
+
+    def delete(self, run_id: str) -> None:
+        self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+
+def open_registry(settings: Settings | None = None, url: str | None = None) -> RunRegistry:
+    """The registry named by `url`, else by the settings' database URL (SQLite under the home by default)."""
+    settings = settings or get_settings()
+    if url is None:
+        settings.ensure_home()
+        url = settings.resolved_database_url
+    return RunRegistry(connect(url))

@@ -1,0 +1,306 @@
+"""Creating and executing runs: the run directory, its manifest, metrics, logs and artifacts.
+
+    with start_run("train", config, seed=0) as run:      # create + execute in one go
+        run.log_metrics(step, loss=0.5)
+        run.add_artifact(path)
+
+`create_run` registers a queued run and writes its directory (used by queues); `execute_run(run_id)` moves it
+to running and back to completed / failed / cancelled, whatever happens inside. The same code runs whether
+the CLI, the API or a worker started it.
+
+Run directory layout:
+    manifest.json    config, versions, git commit, seed, device, precision, times, summary, artifacts
+    metrics.jsonl    one JSON object per logged step
+    log.jsonl        structured log lines
+    checkpoints/     written by the trainer
+    artifacts/       anything else worth keeping
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import RunCancelledError, TldrlabError
+from tldrlab.logs import json_file_handler
+from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
+from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.jsonl"
+LOG = "log.jsonl"
+_VERSIONED = ("tldrlab", "torch", "transformers", "tokenizers", "accelerate", "numpy", "sentence-transformers")
+
+
+def new_run_id(kind: str) -> str:
+    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the checkout tldrlab runs from, if it is one (None for an installed wheel)."""
+    path = path or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def config_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+
+
+def create_run(
+    kind: str,
+    config: BaseModel | dict[str, Any],
+    *,
+    seed: int | None = None,
+    run_id: str | None = None,
+    parent_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+) -> RunRecord:
+    """Register a queued run and write its directory with an initial manifest."""
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    run_id = run_id or new_run_id(kind)
+    run_dir = settings.ensure_home() / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    record = RunRecord(
+        id=run_id,
+        kind=kind,
+        status=RunStatus.QUEUED,
+        config=config_dict(config),
+        run_dir=str(run_dir),
+        created_at=time.time(),
+        parent_id=parent_id,
+        tags=tags or {},
+    )
+    manifest = {
+        "id": run_id,
+        "kind": kind,
+        "status": record.status.value,
+        "config": record.config,
+        "seed": seed,
+        "parent_id": parent_id,
+        "tags": record.tags,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "host": platform.node(),
+        "created_at": record.created_at,
+        "started_at": None,
+        "ended_at": None,
+        "device": None,
+        "precision": None,
+        "metrics": {},
+        "artifacts": [],
+        "message": None,
+    }
+    atomic_write_json(run_dir / MANIFEST, manifest)
+    registry.insert(record)
+    return record
+
+
+class Run:
+    """A run being executed: the handle code inside `execute_run` uses to report what it does."""
+
+    def __init__(self, record: RunRecord, registry: RunRegistry) -> None:
+        self.record = record
+        self.registry = registry
+        self.dir = Path(record.run_dir)
+        self.logger = logging.getLogger(f"tldrlab.run.{record.id}")
+        self._manifest: dict[str, Any] = read_manifest(self.dir)
+        self._last_heartbeat = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.record.config
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        path = self.dir / "artifacts"
+        path.mkdir(exist_ok=True)
+        return path
+
+    # -- reporting -----------------------------------------------------------------------------------------
+    def log(self, message: str, level: int = logging.INFO, **fields: Any) -> None:
+        self.logger.log(level, message, extra={"fields": fields})
+
+    def log_metrics(self, step: int, **metrics: Any) -> None:
+        """Append one line to metrics.jsonl (and keep the latest values as the registry's metrics)."""
+        append_jsonl(self.dir / METRICS, {"step": step, "time": time.time(), **metrics})
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.dir / METRICS)
+
+    def set_summary(self, **metrics: Any) -> None:
+        """Final or best metrics: stored in the manifest and the registry."""
+        self._manifest["metrics"].update(metrics)
+        self._write_manifest()
+        self.registry.update(self.id, metrics=self._manifest["metrics"])
+
+    def set_environment(self, *, device: str | None = None, precision: str | None = None, **extra: Any) -> None:
+        if device is not None:
+            self._manifest["device"] = device
+        if precision is not None:
+            self._manifest["precision"] = precision
+        self._manifest.update(extra)
+        self._write_manifest()
+
+    def add_artifact(self, path: Path | str, kind: str = "file") -> dict[str, Any]:
+        """Record a file (or every file of a directory) with size and sha256, relative to the run dir."""
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        entries = []
+        for file in files:
+            rel = str(file.resolve().relative_to(self.dir.resolve())) if file.is_absolute() else str(file)
+            entry = {"path": rel, "kind": kind, "size": file.stat().st_size, "sha256": sha256_file(file)}
+            self._manifest["artifacts"] = [a for a in self._manifest["artifacts"] if a["path"] != rel]
+            self._manifest["artifacts"].append(entry)
+            entries.append(entry)
+        self._write_manifest()
+        return entries[0] if len(entries) == 1 else {"path": str(path), "files": entries}
+
+    def heartbeat(self, progress: float | None = None, message: str | None = None, every_s: float = 2.0) -> None:
+        """Tell the registry we are alive (rate-limited to one write per `every_s` unless a message is set)."""
+        now = time.monotonic()
+        if message is None and now - self._last_heartbeat < every_s:
+            return
+        self._last_heartbeat = now
+        self.registry.heartbeat(self.id, progress=progress, message=message)
+
+    def cancel_requested(self) -> bool:
+        return self.registry.get(self.id).cancel_requested
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelledError if someone asked to cancel this run (call between steps)."""
+        if self.cancel_requested():
+            raise RunCancelledError("run cancelled on request")
+
+    def _write_manifest(self) -> None:
+        atomic_write_json(self.dir / MANIFEST, self._manifest)
+
+    def _finish(self, status: RunStatus, message: str, error_code: str | None = None) -> None:
+        now = time.time()
+        self._manifest.update(status=status.value, ended_at=now, message=message, error_code=error_code)
+        self._write_manifest()
+        self.registry.update(
+            self.id, status=status, ended_at=now, message=message, error_code=error_code, heartbeat_at=now
+        )
+
+
+def read_manifest(run_dir: Path | str) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8")))
+
+
+@contextmanager
+def execute_run(
+    run: RunRecord | str,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+    worker: str | None = None,
+) -> Iterator[Run]:
+    """Mark the run running, yield a `Run`, and record how it ended.
+
+    Exceptions propagate after being recorded: TldrlabError -> failed with its code; RunCancelledError and
+    KeyboardInterrupt -> cancelled; anything else -> failed as internal_error.
+    """
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    record = registry.get(run) if isinstance(run, str) else run
+    started = time.time()
+    registry.update(
+        record.id,
+        status=RunStatus.RUNNING,
+        started_at=record.started_at or started,
+        heartbeat_at=started,
+        worker=worker or f"{platform.node()}:{os.getpid()}",
+        attempts=record.attempts + 1,
+        message="running",
+    )
+    record = registry.get(record.id)
+    handle = Run(record, registry)
+    handle._manifest.update(status="running", started_at=handle._manifest.get("started_at") or started)
+    handle._write_manifest()
+    file_handler = json_file_handler(handle.dir / LOG)
+    handle.logger.addHandler(file_handler)
+    handle.logger.setLevel(logging.DEBUG)
+    try:
+        yield handle
+    except (RunCancelledError, KeyboardInterrupt) as exc:
+        handle.log("run cancelled", level=logging.WARNING)
+        handle._finish(RunStatus.CANCELLED, f"cancelled: {exc or 'interrupted'}", "cancelled")
+        raise
+    except TldrlabError as exc:
+        handle.log(f"run failed: {exc.message}", level=logging.ERROR, code=exc.code)
+        handle._finish(RunStatus.FAILED, f"failed: {exc.message}", exc.code)
+        raise
+    except BaseException as exc:
+        handle.logger.exception("run failed with an unexpected error")
+        handle._finish(RunStatus.FAILED, f"failed: {type(exc).__name__}: {exc}", "internal_error")
+        raise
+    else:
+        summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in list(handle._manifest["metrics"].items())[:4])
+        handle._finish(RunStatus.COMPLETED, f"completed{': ' + summary if summary else ''}")
+    finally:
+        handle.logger.removeHandler(file_handler)
+        file_handler.close()
+
+
+@contextmanager
+def start_run(
+    kind: str,
+    config: BaseModel | dict[str, Any],
+    *,
+    seed: int | None = None,
+    run_id: str | None = None,
+    parent_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> Iterator[Run]:
+    """Create a run and execute it in this process."""
+    settings = settings or get_settings()
+    registry = open_registry(settings)
+    record = create_run(
+        kind, config, seed=seed, run_id=run_id, parent_id=parent_id, tags=tags, settings=settings,
+        registry=registry,
+    )
+    with execute_run(record, settings=settings, registry=registry) as run:
+        yield run

@@ -1,0 +1,1 @@
+"""One router module per resource; `tldrlab.service.app.ROUTER_MODULES` lists them."""

@@ -1,0 +1,91 @@
+"""The sentence-store interface shared by every backend (`sqlite_faiss`, `postgres_pgvector`).
+
+A store keeps threads (for display) and their sentences with provenance and unit-normalised vectors (for
+highlights and search). Re-ingestion works post by post: `post_hashes` tells which posts changed, and
+`replace_post_sentences` swaps one post's sentences atomically. One shared test suite runs against both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tldrlab.data.threads import Thread
+
+
+@dataclass(frozen=True)
+class SentenceRecord:
+    """A stored sentence and where it came from: enough to cite it and to highlight it in place."""
+
+    thread_id: str
+    post_id: str
+    post_number: int
+    sentence_index: int
+    """Index of the sentence within its post."""
+    start: int
+    """Character offset of the sentence in the post's text."""
+    end: int
+    text: str
+    author: str | None = None
+    url: str | None = None
+    """Link to the post."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    sentence: SentenceRecord
+    score: float
+    """Cosine similarity (vectors are unit-normalised)."""
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    id: str
+    title: str
+    posts: int
+    sentences: int
+    content_hash: str
+
+
+class SentenceStore(Protocol):
+    """What the digest service needs from a store."""
+
+    dim: int
+    """Vector dimension; vectors of any other dimension are refused with DimensionMismatchError."""
+
+    def put_thread(self, thread: Thread) -> None:
+        """Store or replace the thread's metadata and posts (not its sentences)."""
+
+    def get_thread(self, thread_id: str) -> Thread:
+        """The stored thread; NotFoundError when unknown."""
+
+    def list_threads(self, limit: int = 100, offset: int = 0) -> list[ThreadInfo]: ...
+
+    def post_hashes(self, thread_id: str) -> dict[str, str]:
+        """post id -> content hash of the sentences stored for it."""
+
+    def replace_post_sentences(
+        self,
+        thread_id: str,
+        post_id: str,
+        content_hash: str,
+        sentences: list[SentenceRecord],
+        vectors: np.ndarray,
+    ) -> None:
+        """Atomically replace one post's sentences and vectors (float32, shape (len(sentences), dim))."""
+
+    def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
+        """Remove the sentences of posts that no longer exist."""
+
+    def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        """All sentences of a thread in (post number, sentence index) order, with their vectors."""
+
+    def search(self, vector: np.ndarray, k: int = 10, thread_id: str | None = None) -> list[SearchHit]:
+        """Nearest sentences by cosine similarity, optionally within one thread."""
+
+    def count(self) -> int:
+        """Number of stored sentences."""
+
+    def close(self) -> None: ...

