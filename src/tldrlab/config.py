@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 def default_home() -> Path:
@@ -41,7 +46,7 @@ class Settings(BaseSettings):
     """`redis://...` selects Redis + RQ for jobs; unset means the embedded SQLite-backed queue."""
 
     embedder: str = "minilm"
-    """Default sentence embedder: `minilm` (offline all-MiniLM-L6-v2) or any sentence-transformers name/path."""
+    """Default sentence embedder: `minilm` (offline all-MiniLM-L6-v2) or a sentence-transformers name/path."""
 
     api_key: SecretStr | None = None
     """When set, every API request except health checks must send it as `X-Api-Key`."""

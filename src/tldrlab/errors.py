@@ -109,3 +109,12 @@ class DimensionMismatchError(InvalidInputError):
     """A vector's dimension differs from the store's."""
 
     code = "dimension_mismatch"
+
+
+class RunPreemptedError(TldrlabError):
+    """The worker was asked to stop (SIGTERM): the run checkpointed and should be requeued, not failed."""
+
+    code = "preempted"
+    exit_code = 75
+    http_status = 503
+    retryable = True

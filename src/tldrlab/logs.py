@@ -1,8 +1,8 @@
 """Logging: readable lines on the console (rich), JSON lines in files.
 
-`configure_console()` is called once by the CLI. `json_file_handler(path)` gives a handler that writes one JSON
-object per record, used by runs for their `log.jsonl`. Extra structured fields go through `extra={"fields":
-{...}}`; secrets never belong there.
+`configure_console()` is called once by the CLI. `json_file_handler(path)` gives a handler that writes one
+JSON object per record, used by runs for their `log.jsonl`. Extra structured fields go through
+`extra={"fields": {...}}`; secrets never belong there.
 """
 
 from __future__ import annotations

@@ -8,8 +8,15 @@ from tldrlab.runs.registry import MIGRATIONS, RunRecord, RunRegistry, RunStatus
 
 
 def _exercise(registry: RunRegistry) -> None:
-    record = RunRecord(id="r1", kind="train", status=RunStatus.QUEUED, config={"lr": 0.1}, run_dir="/x",
-                       created_at=1.0, tags={"study": "s"})
+    record = RunRecord(
+        id="r1",
+        kind="train",
+        status=RunStatus.QUEUED,
+        config={"lr": 0.1},
+        run_dir="/x",
+        created_at=1.0,
+        tags={"study": "s"},
+    )
     registry.insert(record)
     got = registry.get("r1")
     assert got.config == {"lr": 0.1} and got.status is RunStatus.QUEUED and got.tags == {"study": "s"}
@@ -21,8 +28,9 @@ def _exercise(registry: RunRegistry) -> None:
     assert got.status is RunStatus.RUNNING and got.metrics == {"loss": 0.5} and got.message == "step 5"
     assert got.heartbeat_at is not None
     assert registry.request_cancel("r1").cancel_requested
-    registry.insert(RunRecord(id="r2", kind="tokenizer", status=RunStatus.QUEUED, config={}, run_dir="/y",
-                              created_at=2.0))
+    registry.insert(
+        RunRecord(id="r2", kind="tokenizer", status=RunStatus.QUEUED, config={}, run_dir="/y", created_at=2.0)
+    )
     assert [r.id for r in registry.list()] == ["r2", "r1"]
     assert [r.id for r in registry.list(kind="train")] == ["r1"]
     assert [r.id for r in registry.list(status="queued")] == ["r2"]
@@ -46,8 +54,10 @@ def test_registry_on_postgres(postgres_url: str) -> None:
 def test_migrations_apply_once_and_upgrade_old_schema(tmp_path) -> None:
     db = connect(f"sqlite:///{tmp_path / 'm.db'}")
     assert migrate(db, "runs", MIGRATIONS[:1]) == 1  # a database from before step 2
-    db.execute("INSERT INTO runs (id, kind, status, config, run_dir, created_at) VALUES "
-               "('old', 'train', 'completed', '{}', '/d', 0)")
+    db.execute(
+        "INSERT INTO runs (id, kind, status, config, run_dir, created_at) VALUES "
+        "('old', 'train', 'completed', '{}', '/d', 0)"
+    )
     registry = RunRegistry(db)  # upgrades in place
     assert registry.get("old").attempts == 0
     assert migrate(db, "runs", MIGRATIONS) == len(MIGRATIONS)

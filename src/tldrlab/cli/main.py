@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tldrlab.errors import TldrlabError
 
@@ -20,7 +21,8 @@ COMMAND_MODULES = [
     "tldrlab.cli.data",  # tldrlab data inspect
     "tldrlab.cli.digest",  # tldrlab ingest, tldrlab digest, tldrlab highlights
     "tldrlab.cli.tokenizer",  # tldrlab tokenizer train|show
-    "tldrlab.cli.train",  # tldrlab train, eval, generate, score
+    "tldrlab.cli.train",  # tldrlab train
+    "tldrlab.cli.evaluate",  # tldrlab eval, generate, score
     "tldrlab.cli.service",  # tldrlab serve, worker
     "tldrlab.cli.experiment",  # tldrlab experiment dendrites
     "tldrlab.cli.sweep",  # tldrlab sweep run|status|best|export
@@ -30,7 +32,7 @@ COMMAND_MODULES = [
 
 app = typer.Typer(
     name="tldrlab",
-    help="Train, compress, evaluate and serve small summarization models; streaming TL;DR with cited highlights.",
+    help="Train, compress, evaluate and serve small summarization models; streaming cited TL;DRs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except TldrlabError as exc:
-        err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False)
+        # escaped: codes like [not_found] and messages like "field 'posts[1].text'" are not rich markup
+        err_console.print(
+            f"[bold red]error[/] {escape(f'[{exc.code}] {exc.message}')}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

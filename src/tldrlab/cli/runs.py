@@ -24,7 +24,9 @@ def _ago(ts: float | None) -> str:
 @runs_app.command("list")
 def list_runs(
     kind: str | None = typer.Option(None, help="Only runs of this kind (train, tokenizer, ingest, ...)."),
-    status: str | None = typer.Option(None, help="Only runs in this status (queued, running, completed, ...)."),
+    status: str | None = typer.Option(
+        None, help="Only runs in this status (queued, running, completed, ...)."
+    ),
     limit: int = typer.Option(20, help="How many runs, newest first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
@@ -55,8 +57,11 @@ def show_run(run_id: str = typer.Argument(..., help="Run id or a unique prefix o
     from tldrlab.runs.run import read_manifest
 
     record = open_registry().find(run_id)
-    typer.echo(json.dumps({"run": record.to_dict(), "manifest": read_manifest(record.run_dir)}, indent=2,
-                          default=str))
+    typer.echo(
+        json.dumps(
+            {"run": record.to_dict(), "manifest": read_manifest(record.run_dir)}, indent=2, default=str
+        )
+    )
 
 
 @runs_app.command("logs")

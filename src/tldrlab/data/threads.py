@@ -39,7 +39,7 @@ class Post(BaseModel):
     """Link to the post on its forum (used for attribution and highlight links)."""
 
     def content_hash(self) -> str:
-        """Hash of what the sentences are computed from; re-ingestion re-embeds a post only when it changes."""
+        """Hash of the text sentences come from; re-ingestion re-embeds a post only when it changes."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:32]
 
 

@@ -50,28 +50,40 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def append_jsonl(path: Path | str, obj: Any) -> None:
-    """Append one JSON line and flush it. Readers skip a torn last line (see `read_jsonl`)."""
+    """Append one JSON line and flush it. Readers skip a torn last line (see `read_jsonl`).
+
+    If a previous writer was killed mid-line, the torn line is closed with a newline first, so the new line
+    stays whole (and the torn one is skipped by readers) instead of being glued onto the fragment.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(obj, default=str) + "\n")
+    line = json.dumps(obj, default=str) + "\n"
+    with path.open("a+b") as handle:
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode("utf-8"))
         handle.flush()
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read a JSON-lines file written by `append_jsonl`; a final line without newline (torn write) is ignored."""
+    """Read JSON lines written by `append_jsonl`; a final line without newline (torn write) is ignored."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         if i == len(lines) - 1:  # no trailing newline: the writer was interrupted mid-line
             break
-        rows.append(json.loads(line))
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn line closed by a later append (see append_jsonl)
+            continue
     return rows
 
 

@@ -118,9 +118,7 @@ def migrate(db: Database, name: str, steps: Sequence[Sequence[str]]) -> int:
     with db.transaction():
         if db.is_postgres:  # serialise concurrent migrators on one server
             db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"tldrlab:{name}",))
-        row = db.query_one(
-            "SELECT MAX(version) AS v FROM schema_migrations WHERE component = ?", (name,)
-        )
+        row = db.query_one("SELECT MAX(version) AS v FROM schema_migrations WHERE component = ?", (name,))
         current = int(row["v"]) if row and row["v"] is not None else 0
         for version, statements in enumerate(steps, start=1):
             if version <= current:

@@ -188,7 +188,9 @@ class RunRegistry:
         if changed == 0:
             raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
 
-    def transition(self, run_id: str, from_statuses: tuple[RunStatus, ...], to: RunStatus, **fields: Any) -> bool:
+    def transition(
+        self, run_id: str, from_statuses: tuple[RunStatus, ...], to: RunStatus, **fields: Any
+    ) -> bool:
         """Compare-and-set status: True when the run was in one of `from_statuses` and is now `to`."""
         marks = ", ".join("?" for _ in from_statuses)
         sets = ["status = ?"] + [f"{k} = ?" for k in fields]

@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import RunCancelledError, TldrlabError
+from tldrlab.errors import ConflictError, RunCancelledError, TldrlabError
 from tldrlab.logs import json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
@@ -41,7 +41,15 @@ from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_regist
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
 LOG = "log.jsonl"
-_VERSIONED = ("tldrlab", "torch", "transformers", "tokenizers", "accelerate", "numpy", "sentence-transformers")
+_VERSIONED = (
+    "tldrlab",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "numpy",
+    "sentence-transformers",
+)
 
 
 def new_run_id(kind: str) -> str:
@@ -90,7 +98,10 @@ def create_run(
     registry = registry or open_registry(settings)
     run_id = run_id or new_run_id(kind)
     run_dir = settings.ensure_home() / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise ConflictError(f"run {run_id} already exists ({run_dir})") from None
     record = RunRecord(
         id=run_id,
         kind=kind,
@@ -101,7 +112,7 @@ def create_run(
         parent_id=parent_id,
         tags=tags or {},
     )
-    manifest = {
+    manifest: dict[str, Any] = {
         "id": run_id,
         "kind": kind,
         "status": record.status.value,
@@ -172,7 +183,9 @@ class Run:
         self._write_manifest()
         self.registry.update(self.id, metrics=self._manifest["metrics"])
 
-    def set_environment(self, *, device: str | None = None, precision: str | None = None, **extra: Any) -> None:
+    def set_environment(
+        self, *, device: str | None = None, precision: str | None = None, **extra: Any
+    ) -> None:
         if device is not None:
             self._manifest["device"] = device
         if precision is not None:
@@ -194,8 +207,10 @@ class Run:
         self._write_manifest()
         return entries[0] if len(entries) == 1 else {"path": str(path), "files": entries}
 
-    def heartbeat(self, progress: float | None = None, message: str | None = None, every_s: float = 2.0) -> None:
-        """Tell the registry we are alive (rate-limited to one write per `every_s` unless a message is set)."""
+    def heartbeat(
+        self, progress: float | None = None, message: str | None = None, every_s: float = 2.0
+    ) -> None:
+        """Tell the registry we are alive (at most one write per `every_s` unless a message is set)."""
         now = time.monotonic()
         if message is None and now - self._last_heartbeat < every_s:
             return
@@ -276,8 +291,10 @@ def execute_run(
         handle._finish(RunStatus.FAILED, f"failed: {type(exc).__name__}: {exc}", "internal_error")
         raise
     else:
-        summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in list(handle._manifest["metrics"].items())[:4])
+        summary = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in list(handle._manifest["metrics"].items())[:4]
+        )
         handle._finish(RunStatus.COMPLETED, f"completed{': ' + summary if summary else ''}")
     finally:
         handle.logger.removeHandler(file_handler)
@@ -299,7 +316,13 @@ def start_run(
     settings = settings or get_settings()
     registry = open_registry(settings)
     record = create_run(
-        kind, config, seed=seed, run_id=run_id, parent_id=parent_id, tags=tags, settings=settings,
+        kind,
+        config,
+        seed=seed,
+        run_id=run_id,
+        parent_id=parent_id,
+        tags=tags,
+        settings=settings,
         registry=registry,
     )
     with execute_run(record, settings=settings, registry=registry) as run:

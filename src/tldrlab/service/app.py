@@ -67,12 +67,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             response: Response = JSONResponse(
-                error_body("payload_too_large", f"request body over {settings.max_body_bytes} bytes", request_id),
+                error_body(
+                    "payload_too_large", f"request body over {settings.max_body_bytes} bytes", request_id
+                ),
                 status_code=413,
             )
-        elif api_key and request.url.path not in OPEN_PATHS and not request.url.path.startswith("/static") \
-                and request.url.path not in ("/", "/runs-page") \
-                and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), api_key.encode()):
+        elif (
+            api_key
+            and request.url.path not in OPEN_PATHS
+            and not request.url.path.startswith("/static")
+            and request.url.path not in ("/", "/runs-page")
+            and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), api_key.encode())
+        ):
             response = JSONResponse(
                 error_body("unauthorized", "missing or wrong X-Api-Key header", request_id), status_code=401
             )
@@ -91,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = exc.errors()
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid request"))
+        message = (
+            f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid request"))
+        )
         if first.get("type") == "json_invalid":
             message = "request body is not valid JSON"
         body = error_body("invalid_input", message, _request_id(request))
@@ -99,8 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail), _request_id(request)), status_code=exc.status_code)
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(
+            error_body(code, str(exc.detail), _request_id(request)), status_code=exc.status_code
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -42,6 +42,8 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request) -> JSONResponse:
     results = {name: check(request) for name, check in CHECKS.items()}
     ready = all(v is None for v in results.values())
-    body = {"status": "ready" if ready else "not_ready",
-            "checks": {k: ("ok" if v is None else v) for k, v in results.items()}}
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "checks": {k: ("ok" if v is None else v) for k, v in results.items()},
+    }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,0 +1,120 @@
+"""`tldrlab data inspect | formats`: look at data files before training or ingesting them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tldrlab.errors import InvalidInputError
+
+data_app = typer.Typer(
+    help="Inspect data files and list the supported formats.\n\n"
+    "Example: tldrlab data inspect ../shared/data/scitldr",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """`key=value` strings -> dict; a malformed one is a clear error."""
+    result = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"{option} expects KEY=VALUE, got {value!r}")
+        result[key.strip()] = rest.strip()
+    return result
+
+
+@data_app.command("inspect")
+def inspect(
+    path: Path = typer.Argument(..., help="A data file or a data-set directory."),
+    format: str | None = typer.Option(None, "--format", "-f", help="Format name (detected when omitted)."),
+    split: str | None = typer.Option(None, help="For a directory: train, dev (= validation = val) or test."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Leave malformed records out (and report how many) instead of stopping."
+    ),
+    mapping: list[str] | None = typer.Option(
+        None, "--map", help="pairs field mapping, repeatable: --map document=text --map summary=headline."
+    ),
+    option: list[str] | None = typer.Option(
+        None, "--option", "-o", help="Reader option KEY=VALUE, repeatable (see `tldrlab data formats`)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Detect the format of PATH and print counts and length statistics.
+
+    Records: documents, summaries, words per document / summary (mean, median, p95, max).
+    Threads: threads, posts, posts per thread, answers, comments, accepted answers.
+
+    Examples:
+      tldrlab data inspect ../shared/data/stackexchange_beer
+      tldrlab data inspect ../shared/data/debian_descriptions --split validation --json
+      tldrlab data inspect my.csv --format pairs --map document=text --map summary=headline --skip-invalid
+    """
+    from tldrlab.data.inspect import inspect_path
+
+    stats = inspect_path(
+        path,
+        format,
+        split=split,
+        skip_invalid=skip_invalid,
+        mapping=parse_pairs(mapping, "--map"),
+        options=parse_pairs(option, "--option"),
+    )
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    _print_stats(stats)
+
+
+@data_app.command("formats")
+def formats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the supported formats, what they hold and their options.
+
+    Example: tldrlab data formats
+    """
+    from tldrlab.data.readers import READERS
+
+    if as_json:
+        rows = {
+            name: {"kind": s.kind, "description": s.description, "options": dict(s.options)}
+            for name, s in READERS.items()
+        }
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("format", "kind", "description", "options")
+    for name, spec in READERS.items():
+        table.add_row(
+            name, spec.kind, spec.description, "\n".join(f"{k}: {v}" for k, v in spec.options.items())
+        )
+    console.print(table)
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    console.print(f"[bold]{stats['path']}[/]  format: {stats['format']} ({stats['kind']})", highlight=False)
+    sections = dict(stats.get("splits", {}))
+    sections["total" if sections else stats["format"]] = stats["total"]
+    for label, section in sections.items():
+        counts = Table(title=label, show_header=False, title_justify="left")
+        lengths = Table("lengths", "count", "mean", "median", "p95", "max")
+        for key, value in section.items():
+            if isinstance(value, dict) and "median" in value:
+                lengths.add_row(key, *(f"{value[k]:g}" for k in ("count", "mean", "median", "p95", "max")))
+            elif isinstance(value, int):
+                counts.add_row(key.replace("_", " "), f"{value:,}")
+        for key, value in section.get("reader_counts", {}).items():
+            counts.add_row(key, f"{value:,}")
+        console.print(counts)
+        console.print(lengths)
+        for message in section.get("skipped_examples", []):
+            console.print(f"  skipped: {message}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

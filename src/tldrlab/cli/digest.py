@@ -1,0 +1,208 @@
+"""`tldrlab ingest PATH`, `tldrlab digest PATH|THREAD_ID`, `tldrlab highlights THREAD_ID`, `tldrlab demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tldrlab.errors import InvalidInputError
+
+console = Console()
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs; values are parsed as JSON when they can be (numbers, booleans), else kept as text."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--param expects key=value, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
+
+
+def ingest_command(
+    path: Path = typer.Argument(..., help="A thread file or directory (Stack Exchange, Discourse, native)."),
+    format: str | None = typer.Option(None, "--format", "-f", help="Input format (default: detected)."),
+    embedder: str | None = typer.Option(None, "--embedder", help="Embedder name or model path."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences per embedding batch."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records."),
+) -> None:
+    """Ingest threads: sentences with offsets, embedded and stored; only changed posts are re-embedded."""
+    from tldrlab.digest.ingest import ingest_path
+
+    stats, run_id = ingest_path(
+        path, format=format, embedder_name=embedder, batch_size=batch_size, skip_invalid=skip_invalid
+    )
+    console.print(
+        f"ingested {stats.threads} thread(s), {stats.posts} posts: {stats.embedded} embedded "
+        f"({stats.sentences} sentences, {stats.sentences_per_s:.0f}/s), {stats.skipped_unchanged} unchanged, "
+        f"{stats.removed_posts} removed  [dim]run {run_id}[/]"
+    )
+
+
+def print_highlights(highlights: list[Any]) -> None:
+    table = Table(title="highlights", show_lines=False)
+    for column in ("#", "score", "post", "sent", "span", "text", "url"):
+        table.add_column(column, overflow="fold")
+    for h in highlights:
+        table.add_row(
+            str(h.rank),
+            f"{h.score:.3f}",
+            f"{h.post_number} ({h.post_id})",
+            str(h.sentence_index),
+            f"{h.start}-{h.end}",
+            h.text,
+            h.url or "",
+        )
+    console.print(table)
+
+
+def run_digest(
+    target: str,
+    *,
+    summarizer: str,
+    params: dict[str, Any],
+    k: int,
+    q: str | None,
+    max_bullets: int,
+    as_json: bool,
+    use_cache: bool,
+    thread_id: str | None = None,
+    format: str | None = None,
+) -> None:
+    from tldrlab.config import get_settings
+    from tldrlab.digest.cache import open_cache
+    from tldrlab.digest.pipeline import DigestOptions, digest_events
+    from tldrlab.embed import get_embedder
+    from tldrlab.store import open_store
+
+    settings = get_settings()
+    if Path(target).exists():
+        from tldrlab.digest.ingest import ingest_path
+
+        stats, _ = ingest_path(target, format=format, show_progress=not as_json)
+        if not stats.thread_ids:
+            raise InvalidInputError(f"no threads in {target}")
+        if thread_id is not None and thread_id not in stats.thread_ids:
+            raise InvalidInputError(f"thread {thread_id!r} is not in {target}")
+        thread_id = thread_id or stats.thread_ids[0]
+    else:
+        thread_id = thread_id or target
+    options = DigestOptions(
+        summarizer=summarizer, params=params, k=k, q=q, max_bullets=max_bullets, use_cache=use_cache
+    )
+    embedder = get_embedder(settings.embedder)
+    store = open_store(settings, dim=embedder.dim)
+    cache = open_cache(settings)
+    try:
+        if not as_json:
+            console.print(f"[bold]TL;DR[/] of {thread_id} ({summarizer})")
+        for event in digest_events(store, thread_id, options, embedder=embedder, cache=cache):
+            if event.digest is None:
+                if not as_json:
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                continue
+            digest = event.digest
+            if as_json:
+                print(json.dumps(digest.model_dump(mode="json"), indent=2))
+                return
+            numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
+            console.print(f"\n[bold]{digest.title or digest.thread_id}[/]" + (" (cached)" if digest.cached else ""))
+            for bullet in digest.bullets:
+                cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
+                console.print(f" • {bullet.text} [cyan]{cites}[/]", highlight=False)
+            print_highlights(digest.highlights)
+    finally:
+        store.close()
+        cache.close()
+
+
+def digest_command(
+    target: str = typer.Argument(..., help="A thread file/directory (ingested first) or a stored thread id."),
+    summarizer: str = typer.Option("extractive", "--summarizer", "-s", help="extractive|local|openai|two_stage"),
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="Summarizer parameter key=value."),
+    k: int = typer.Option(8, "--k", min=1, max=50, help="Highlights to pick."),
+    q: str | None = typer.Option(None, "--q", help="Focus query (query-aware highlights)."),
+    max_bullets: int = typer.Option(5, "--max-bullets", min=1, max=20),
+    thread: str | None = typer.Option(None, "--thread", help="Which thread of the file to digest."),
+    format: str | None = typer.Option(None, "--format", "-f", help="Input format when TARGET is a file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (for scripts)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not store cached digests."),
+) -> None:
+    """Stream a cited TL;DR of a thread, then its bullets with citations and the highlights with provenance."""
+    run_digest(
+        target,
+        summarizer=summarizer,
+        params=parse_params(param),
+        k=k,
+        q=q,
+        max_bullets=max_bullets,
+        as_json=as_json,
+        use_cache=not no_cache,
+        thread_id=thread,
+        format=format,
+    )
+
+
+def highlights_command(
+    thread_id: str = typer.Argument(..., help="A stored thread id."),
+    k: int = typer.Option(5, "--k", min=1, max=100),
+    q: str | None = typer.Option(None, "--q", help="Focus query (hybrid vector + BM25)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The sentences worth reading in a stored thread, with provenance."""
+    from tldrlab.config import get_settings
+    from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+    from tldrlab.embed import get_embedder
+    from tldrlab.store import open_store
+
+    settings = get_settings()
+    embedder = get_embedder(settings.embedder)
+    store = open_store(settings, dim=embedder.dim)
+    try:
+        found = thread_highlights(store, thread_id, HighlightOptions(k=k, q=q), embedder=embedder)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps([h.model_dump() for h in found], indent=2))
+    else:
+        print_highlights(found)
+
+
+def demo_command(
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ingest the bundled, attributed sample thread and print its digest (what `make demo` runs)."""
+    from tldrlab.samples import sample_path
+
+    path = sample_path("beer_thread")
+    if not as_json:
+        console.print(f"[dim]sample: {path.name} (beer.stackexchange.com, CC BY-SA 3.0; authors linked per post)[/]")
+    run_digest(
+        str(path),
+        summarizer="extractive",
+        params={},
+        k=8,
+        q=None,
+        max_bullets=5,
+        as_json=as_json,
+        use_cache=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_command)
+    app.command("digest")(digest_command)
+    app.command("highlights")(highlights_command)
+    app.command("demo")(demo_command)

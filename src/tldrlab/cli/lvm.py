@@ -1,0 +1,416 @@
+"""`tldrlab lvm ingest | index | sequences | train | evaluate | decode`: concept-vector models (seed 003).
+
+A typical session, each step a run (see `tldrlab runs list`):
+
+    tldrlab lvm ingest ../shared/data/wikipedia/enwiki_2016_sample.jsonl
+    tldrlab lvm index
+    tldrlab lvm sequences --context 5 --seed 0
+    tldrlab lvm train --model gru
+    tldrlab lvm evaluate <train-run-id> [<train-run-id> ...]
+    tldrlab lvm decode <train-run-id> --text "First sentence." --text "Second sentence."
+
+Files live under `<home>/lvm/` unless told otherwise: `concepts.db` (SQLite store; a postgres database URL
+puts the concepts in PostgreSQL + pgvector instead), `index/` and `sequences.npz`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
+console = Console()
+
+
+def _lvm_home() -> Path:
+    from tldrlab.config import get_settings
+
+    return get_settings().home / "lvm"
+
+
+def _default_index() -> Path:
+    return _lvm_home() / "index"
+
+
+def _default_sequences() -> Path:
+    return _lvm_home() / "sequences.npz"
+
+
+@lvm_app.command("ingest")
+def ingest(
+    articles: Path = typer.Argument(..., help="Articles file (wikipedia JSON lines or any readable format)."),
+    format: str | None = typer.Option(None, "--format", help="Reader format (default: detected)."),
+    chunking: str = typer.Option("sentence", help="sentence | semantic"),
+    max_chars: int = typer.Option(600, help="Semantic chunks stay at most this many characters."),
+    threshold: float = typer.Option(0.55, help="Semantic chunking: cosine to the chunk needed to merge."),
+    embedder: str | None = typer.Option(None, help="Embedder name or sentence-transformers path."),
+    source: str | None = typer.Option(None, help="Data set source label (default: the file name)."),
+    domain: str | None = typer.Option(None, help="Optional domain label stored with every concept."),
+    db: str | None = typer.Option(None, help="Concept store URL (default: SQLite under the home)."),
+    limit: int | None = typer.Option(None, help="Ingest at most this many articles."),
+    batch_size: int = typer.Option(64, help="Texts per embedding batch."),
+) -> None:
+    """Split articles into concepts, embed them and store them with provenance (a run).
+
+    Example: tldrlab lvm ingest enwiki.jsonl --chunking semantic --domain encyclopedia
+    """
+    from tldrlab.lvm.ingest import IngestConfig, ingest_articles
+    from tldrlab.runs import start_run
+
+    config = IngestConfig(
+        path=str(articles),
+        format=format,
+        chunking=chunking,
+        max_chars=max_chars,
+        threshold=threshold,
+        embedder=embedder,
+        source=source,
+        domain=domain,
+        store_url=db,
+        limit=limit,
+        batch_size=batch_size,
+    )
+    with start_run("lvm_ingest", config) as run:
+        metrics = ingest_articles(config, run)
+    console.print(
+        f"run {run.id}: {metrics['articles']} articles -> {metrics['concepts']} concepts "
+        f"(source {metrics['source']}, {metrics['embedder']}, {metrics['dim']}-d) "
+        f"in {metrics['wall_seconds']:.1f}s; "
+        f"stage seconds {metrics['stage_seconds']}"
+    )
+
+
+@lvm_app.command("index")
+def index(
+    source: str | None = typer.Option(None, help="Only concepts of this source (default: all)."),
+    db: str | None = typer.Option(None, help="Concept store URL."),
+    out: Path | None = typer.Option(None, help="Index directory (default: <home>/lvm/index)."),
+    ivf_threshold: int = typer.Option(50_000, help="Use IVF-Flat from this many vectors on (exact below)."),
+    nlist: int | None = typer.Option(None, help="IVF lists (default about 4*sqrt(n))."),
+    nprobe: int = typer.Option(16, help="IVF lists searched per query."),
+    seed: int = typer.Option(0, help="Seed of the IVF k-means."),
+) -> None:
+    """Build the FAISS concept index from the store (a run).
+
+    Example: tldrlab lvm index --ivf-threshold 10000
+    """
+    from tldrlab.lvm.index import build_index
+    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.runs import start_run
+
+    out = out or _default_index()
+    config = {
+        "source": source,
+        "out": str(out),
+        "ivf_threshold": ivf_threshold,
+        "nlist": nlist,
+        "nprobe": nprobe,
+    }
+    with start_run("lvm_index", config, seed=seed) as run:
+        store = open_concept_store(db)
+        try:
+            table = store.load(source)
+        finally:
+            store.close()
+        built = build_index(
+            table.vectors,
+            table.ids,
+            ivf_threshold=ivf_threshold,
+            nlist=nlist,
+            nprobe=nprobe,
+            seed=seed,
+            extra_meta={"embedder": table.embedder, "source": source},
+        )
+        built.save(out)
+        run.set_summary(count=len(built), kind=built.kind)
+    console.print(f"run {run.id}: {built.kind} index of {len(built)} concepts ({built.dim}-d) -> {out}")
+
+
+@lvm_app.command("sequences")
+def sequences(
+    context: int = typer.Option(5, help="Context concepts per example."),
+    seed: int = typer.Option(0, help="Seed of the article-level train/val/test split."),
+    val_fraction: float = typer.Option(0.1, "--val", help="Fraction of articles for validation."),
+    test_fraction: float = typer.Option(0.1, "--test", help="Fraction of articles for test."),
+    min_context: int = typer.Option(1, help="Shortest context kept (shorter ones are left-padded + masked)."),
+    source: str | None = typer.Option(None, help="Only concepts of this source."),
+    db: str | None = typer.Option(None, help="Concept store URL."),
+    out: Path | None = typer.Option(None, help="Output NPZ (default: <home>/lvm/sequences.npz)."),
+) -> None:
+    """Build article-bounded (context -> next concept) sequences, split by article (a run).
+
+    Example: tldrlab lvm sequences --context 5 --seed 0
+    """
+    from tldrlab.lvm.sequences import build_sequences
+    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.runs import start_run
+
+    out = out or _default_sequences()
+    config = {
+        "context": context,
+        "val": val_fraction,
+        "test": test_fraction,
+        "min_context": min_context,
+        "source": source,
+        "out": str(out),
+    }
+    with start_run("lvm_sequences", config, seed=seed) as run:
+        store = open_concept_store(db)
+        try:
+            table = store.load(source)
+        finally:
+            store.close()
+        built = build_sequences(
+            table,
+            context=context,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            min_context=min_context,
+            meta={"source": source},
+        )
+        built.save(out)
+        run.set_summary(**{f"{k}_sequences": v for k, v in built.meta["sequences"].items()})
+    console.print(
+        f"run {run.id}: sequences {built.meta['sequences']} from articles {built.meta['articles']} -> {out}"
+    )
+
+
+@lvm_app.command("train")
+def train(
+    model: str = typer.Option("gru", help="lstm | gru | transformer | mamba"),
+    loss: str = typer.Option("cosine+infonce", help="mse | cosine | infonce, or a '+' combination."),
+    sequences_path: Path | None = typer.Option(None, "--sequences", help="Sequences NPZ."),
+    hidden: int = typer.Option(256, help="Backbone width."),
+    layers: int = typer.Option(2, help="Backbone layers."),
+    dropout: float = typer.Option(0.1, help="Dropout."),
+    skip: str = typer.Option("mean", help="Add the head to: mean | last | none."),
+    steps: int = typer.Option(1500, help="Optimizer steps."),
+    batch_size: int = typer.Option(256, help="Examples per batch (also the InfoNCE negatives)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    temperature: float = typer.Option(0.05, help="InfoNCE temperature."),
+    eval_every: int = typer.Option(250, help="Validate (and checkpoint) every N steps."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    precision: str = typer.Option("auto", help="auto | fp32 | fp16 | bf16"),
+    seed: int = typer.Option(0, help="Seed."),
+    resume: str | None = typer.Option(
+        None, help="Continue this (interrupted) lvm_train run from its checkpoint."
+    ),
+) -> None:
+    """Train an LVM through the Trainer core loop (a run; resumable).
+
+    Example: tldrlab lvm train --model mamba --loss cosine+infonce --steps 2000
+    """
+    from tldrlab.lvm.training import LVMTrainJobConfig, default_train_config, train_lvm
+    from tldrlab.runs import execute_run, open_registry, start_run
+
+    if resume:
+        registry = open_registry()
+        record = registry.find(resume)
+        with execute_run(record, registry=registry) as run:
+            summary = train_lvm(LVMTrainJobConfig(**run.config), run, resume=True)
+        console.print(f"run {run.id} resumed: {summary}")
+        return
+    loop = default_train_config().model_copy(
+        update={
+            "max_steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "eval_every": eval_every,
+            "checkpoint_every": eval_every,
+            "warmup_steps": min(50, steps),
+            "device": device,
+            "precision": precision,
+            "seed": seed,
+        }
+    )
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(sequences_path or _default_sequences()),
+            "model": model,
+            "model_settings": {"hidden": hidden, "layers": layers, "dropout": dropout, "skip": skip},
+            "loss": loss,
+            "temperature": temperature,
+            "train": loop.model_dump(),
+        }
+    )
+    with start_run("lvm_train", config, seed=seed) as run:
+        summary = train_lvm(config, run, resume=False)
+    console.print(f"run {run.id}: {model} trained: {summary} -> {run.dir / 'model'}")
+
+
+def _load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
+    from tldrlab.lvm.models import load_lvm
+    from tldrlab.lvm.training import MODEL_DIR
+    from tldrlab.runs import open_registry
+
+    path = Path(run_ref)
+    if (path / "lvm_model.json").exists():  # a model directory
+        return str(path), load_lvm(path), {}
+    record = open_registry().find(run_ref)
+    return record.id, load_lvm(Path(record.run_dir) / MODEL_DIR), record.config
+
+
+@lvm_app.command("evaluate")
+def evaluate(
+    runs: list[str] = typer.Argument(
+        None, help="lvm_train run ids (or model directories); none: baselines only."
+    ),
+    sequences_path: Path | None = typer.Option(
+        None, "--sequences", help="Sequences NPZ (default: the runs')."
+    ),
+    split: str = typer.Option("test", help="Split to score: test | val."),
+    out: Path | None = typer.Option(None, help="Also copy evaluation.{md,json,png} into this directory."),
+) -> None:
+    """Score models beside the baselines: MSE, cosine, top-1/top-5 (with and without context excluded).
+
+    Example: tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd lvm_train-20261121-0110-ef34gh
+    """
+    import shutil
+
+    from tldrlab.lvm.evaluation import evaluate_methods, verdict, write_report
+    from tldrlab.lvm.sequences import load_sequences
+    from tldrlab.runs import start_run
+
+    loaded = [_load_run_model(ref) for ref in runs or []]
+    path = sequences_path
+    if path is None:
+        path = next((Path(c["sequences"]) for _, _, c in loaded if c.get("sequences")), _default_sequences())
+    seqs = load_sequences(path)
+    models: dict[str, Any] = {}
+    for run_id, model, _ in loaded:
+        label = model.name if model.name not in models else f"{model.name}:{run_id[-6:]}"
+        models[label] = model
+    config = {"runs": [r for r, _, _ in loaded], "sequences": str(path), "split": split}
+    with start_run("lvm_evaluate", config) as run:
+        results = evaluate_methods(seqs, models, split=split)
+        paths = write_report(
+            results, run.dir, {"sequences": str(path), "split": split, "runs": config["runs"]}
+        )
+        for p in paths.values():
+            run.add_artifact(p, kind="evaluation")
+        outcome = verdict(results)
+        run.set_summary(
+            goal_met=outcome["goal_met"],
+            **{
+                f"{r.name}_{m}": v
+                for r in results
+                for m, v in r.metrics.items()
+                if m in ("cosine", "top1_excl")
+            },
+        )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for p in paths.values():
+            shutil.copy(p, out / p.name)
+    table = Table(
+        "method",
+        "kind",
+        "MSE",
+        "cosine",
+        "top-1",
+        "top-5",
+        "top-1 excl",
+        "top-5 excl",
+        title=f"{split} split, {len(seqs.split_arrays(split))} sequences",
+    )
+    for r in results:
+        m = r.metrics
+        table.add_row(
+            r.name,
+            r.kind,
+            f"{m['mse']:.5f}",
+            f"{m['cosine']:.4f}",
+            f"{m['top1']:.4f}",
+            f"{m['top5']:.4f}",
+            f"{m['top1_excl']:.4f}",
+            f"{m['top5_excl']:.4f}",
+        )
+    console.print(table)
+    console.print(f"goal (a model beats every baseline on cosine and top-1 excl.): {outcome}")
+    console.print(f"run {run.id}: report in {run.dir}")
+
+
+@lvm_app.command("decode")
+def decode(
+    run_ref: str = typer.Argument(..., help="lvm_train run id (or model directory)."),
+    text: list[str] = typer.Option(None, "--text", help="Context concepts as text, in order (repeatable)."),
+    article: str | None = typer.Option(
+        None, help="Stored article as SOURCE/ARTICLE_ID (context from the store)."
+    ),
+    position: int | None = typer.Option(None, help="With --article: predict the concept at this position."),
+    k: int = typer.Option(5, help="How many nearest concepts to print."),
+    index_dir: Path | None = typer.Option(None, "--index", help="Index directory."),
+    db: str | None = typer.Option(None, help="Concept store URL."),
+    vec2text: bool = typer.Option(False, help="Also invert the prediction with vec2text (optional package)."),
+    corrector: str | None = typer.Option(None, help="vec2text corrector model path."),
+) -> None:
+    """Predict the next concept of a context and print the nearest stored concepts (their texts).
+
+    Example: tldrlab lvm decode <run> --article enwiki_2016_sample/enwiki:12 --position 7
+    """
+    import numpy as np
+    import torch
+
+    from tldrlab.errors import InvalidInputError
+    from tldrlab.lvm.decode import nearest_concepts, vec2text_decode
+    from tldrlab.lvm.index import load_index
+    from tldrlab.lvm.ingest import load_embedder
+    from tldrlab.lvm.store import open_concept_store
+
+    _, model, _ = _load_run_model(run_ref)
+    concept_index = load_index(index_dir or _default_index())
+    store = open_concept_store(db)
+    try:
+        truth = None
+        exclude: set[int] = set()
+        if text and article:
+            raise InvalidInputError("give the context either as --text or as --article/--position, not both")
+        if text:
+            vectors = load_embedder(concept_index.meta.get("embedder")).encode(list(text))
+        elif article:
+            if position is None or "/" not in article:
+                raise InvalidInputError("--article needs SOURCE/ARTICLE_ID and --position")
+            source, article_id = article.split("/", 1)
+            concepts, all_vectors = store.article_concepts(source, article_id)
+            if not 1 <= position < len(concepts):
+                raise InvalidInputError(
+                    f"--position must be between 1 and {len(concepts) - 1} for this article"
+                )
+            start = max(0, position - model.config.context)
+            vectors = all_vectors[start:position]
+            exclude = {c.id for c in concepts[start:position]}
+            truth = concepts[position]
+            for c in concepts[start:position]:
+                console.print(f"[dim]context {c.position}:[/] {c.text}")
+        else:
+            raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
+        if vectors.shape[1] != model.config.dim:
+            raise InvalidInputError(
+                f"context vectors are {vectors.shape[1]}-d; the model reads {model.config.dim}-d"
+            )
+        vectors = vectors[-model.config.context :]
+        contexts = np.zeros((1, model.config.context, model.config.dim), dtype=np.float32)
+        mask = np.zeros((1, model.config.context), dtype=bool)
+        contexts[0, -len(vectors) :], mask[0, -len(vectors) :] = vectors, True
+        with torch.no_grad():
+            pred = model(torch.from_numpy(contexts), torch.from_numpy(mask)).numpy()
+        rows = nearest_concepts(pred, concept_index, store, k=k, exclude=[exclude])[0]
+    finally:
+        store.close()
+    if truth is not None:
+        console.print(f"[bold]true next ({truth.position}):[/] {truth.text}")
+    for rank, hit in enumerate(rows, start=1):
+        console.print(
+            f"{rank}. [{hit.score:.3f}] {hit.text}  [dim]({hit.source}/{hit.article_id}#{hit.position})[/]"
+        )
+    if vec2text:
+        console.print(f"vec2text: {vec2text_decode(pred, corrector)[0]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lvm_app, name="lvm")

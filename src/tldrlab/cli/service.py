@@ -1,0 +1,81 @@
+"""`tldrlab serve` (API + local workers) and `tldrlab worker` (one worker on any queue)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import typer
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, min=0, max=64, help="Local worker processes to start (0: API only)."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Serve the API and web pages, with local workers taking jobs from the queue.
+
+    Example: tldrlab serve --port 8000 --workers 2
+    """
+    import uvicorn
+
+    from tldrlab.config import get_settings
+    from tldrlab.service.app import check_api_key_setting, create_app
+    from tldrlab.service.queue import queue_kind
+
+    settings = get_settings()
+    check_api_key_setting(settings)  # refuse a placeholder key before starting anything
+    kind = queue_kind(settings)
+    app = create_app(settings)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tldrlab", "worker"], env=dict(os.environ))
+        for _ in range(workers)
+    ]
+    typer.echo(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", err=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    finally:
+        for proc in procs:  # SIGTERM: running jobs checkpoint and go back on the queue
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def worker(
+    burst: bool = typer.Option(False, help="Exit once the queue is empty."),
+    heartbeat_s: float = typer.Option(2.0, help="Seconds between heartbeats."),
+    stale_after_s: float = typer.Option(30.0, help="Heartbeat age that means a dead worker."),
+    reconcile_every_s: float = typer.Option(10.0, help="Seconds between checks for runs of dead workers."),
+    max_attempts: int = typer.Option(5, help="Executions of a run before giving up on it."),
+    backoff_base_s: float = typer.Option(5.0, help="First retry delay after a transient failure (doubles)."),
+    poll_s: float = typer.Option(0.5, help="Idle polling interval of the embedded queue."),
+) -> None:
+    """Run one worker: take runs from the queue (embedded, or Redis when TLDRLAB_QUEUE_URL is set).
+
+    Example: TLDRLAB_QUEUE_URL=redis://host:6379/0 tldrlab worker
+    """
+    from tldrlab.logs import configure_console
+    from tldrlab.service.worker import WorkerConfig, run_worker
+
+    configure_console()
+    config = WorkerConfig(
+        heartbeat_s=heartbeat_s,
+        stale_after_s=stale_after_s,
+        reconcile_every_s=reconcile_every_s,
+        max_attempts=max_attempts,
+        backoff_base_s=backoff_base_s,
+        poll_s=poll_s,
+        burst=burst,
+    )
+    run_worker(config=config)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)

@@ -1,0 +1,303 @@
+"""Readers for every supported format, in one registry: `READERS[name] -> ReaderSpec`.
+
+    records = read_records("../shared/data/scitldr", split="dev")            # format detected
+    threads = read_threads("../shared/data/stackexchange_beer")
+    report = read_records_report("pairs.csv", "pairs", mapping={"summary": "headline"}, skip_invalid=True)
+    report.items, report.skipped                                               # what was read / skipped
+
+`path` is a file or a data-set directory; for a directory, `split` picks the file(s) whose name holds the
+split (train; dev = validation = val; test), and no split reads them all. Adding a format = one module with a
+reader function `(path, ReadContext) -> Iterator[item]` + one entry in READERS (+ a rule in `detect_format`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from tldrlab.data.readers.common import ReadContext, data_files, first_json_object, pick_split
+from tldrlab.data.readers.debian import read_debian
+from tldrlab.data.readers.discourse import read_discourse
+from tldrlab.data.readers.native import read_native
+from tldrlab.data.readers.pairs import DEFAULT_FIELDS, read_pairs
+from tldrlab.data.readers.qmsum import read_qmsum
+from tldrlab.data.readers.scitldr import read_scitldr
+from tldrlab.data.readers.stackexchange import read_stackexchange
+from tldrlab.data.readers.text import read_text_file
+from tldrlab.data.readers.wikipedia import read_wikipedia
+from tldrlab.data.records import SummaryRecord
+from tldrlab.data.threads import Thread
+from tldrlab.errors import InvalidInputError, NotFoundError
+
+ReaderKind = Literal["records", "threads"]
+Item = TypeVar("Item", SummaryRecord, Thread)
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """One supported format."""
+
+    kind: ReaderKind
+    """`records` (SummaryRecord: summarization data) or `threads` (Thread: forum threads)."""
+
+    read: Callable[[Path, ReadContext], Iterator[Any]]
+    """Reads one file (a Stack Exchange reader gets Posts.xml) and yields items."""
+
+    description: str
+    """One line for `tldrlab data formats` and docs/formats.md."""
+
+    suffixes: tuple[str, ...] = (".jsonl", ".json")
+    """File suffixes read from a directory."""
+
+    options: Mapping[str, str] = field(default_factory=dict)
+    """Reader-specific options: name -> what it does."""
+
+
+READERS: dict[str, ReaderSpec] = {
+    "pairs": ReaderSpec(
+        "records",
+        read_pairs,
+        "generic document -> summary pairs (JSON lines, JSON or CSV/TSV); fields named by a mapping",
+        suffixes=(".jsonl", ".json", ".csv", ".tsv"),
+        options={"delimiter": "CSV delimiter (default ',')"},
+    ),
+    "scitldr": ReaderSpec(
+        "records", read_scitldr, "SciTLDR: abstract sentences + highlight labels -> TL;DRs"
+    ),
+    "debian": ReaderSpec("records", read_debian, "Debian package descriptions: id, document, summary"),
+    "qmsum": ReaderSpec("records", read_qmsum, "QMSum meetings: one record per query, turns as sentences"),
+    "wikipedia": ReaderSpec("records", read_wikipedia, "article JSON lines (title, text); no summaries"),
+    "text": ReaderSpec(
+        "records",
+        read_text_file,
+        "plain text: one record per file, or one per blank-line-separated document",
+        suffixes=(".txt", ".md"),
+        options={"per_paragraph": "true: one record per blank-line-separated document"},
+    ),
+    "stackexchange": ReaderSpec(
+        "threads",
+        read_stackexchange,
+        "Stack Exchange data dump: Posts.xml (+ Comments.xml, Users.xml beside it)",
+        suffixes=(".xml",),
+        options={"site": "site for post URLs: 'beer' or 'beer.stackexchange.com' (guessed from the path)"},
+    ),
+    "discourse": ReaderSpec(
+        "threads",
+        read_discourse,
+        "Discourse topic JSON (/t/{id}.json): one topic, a list, or a directory of them",
+        options={"base_url": "forum address for post URLs, e.g. https://meta.discourse.org"},
+    ),
+    "native": ReaderSpec("threads", read_native, "tldrlab thread JSON: one thread, a list, or JSON lines"),
+}
+
+
+@dataclass
+class ReadReport(Generic[Item]):
+    """What a read produced: the items, the files read, and every skipped record with its reason."""
+
+    items: list[Item]
+    format: str
+    files: list[Path]
+    skipped: list[str] = field(default_factory=list)
+    """One message per malformed record left out (only with skip_invalid=True)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    """Reader tallies (for example Stack Exchange XML rows by kind)."""
+
+
+def read_records_report(
+    path: Path | str,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ReadReport[SummaryRecord]:
+    """Read summarization records and report what was skipped (see the module docstring)."""
+    return _read("records", path, format, split, mapping, skip_invalid, limit, options)
+
+
+def read_threads_report(
+    path: Path | str,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ReadReport[Thread]:
+    """Read forum threads and report what was skipped."""
+    return _read("threads", path, format, split, None, skip_invalid, limit, options)
+
+
+def read_records(
+    path: Path | str,
+    format: str | None = None,
+    *,
+    split: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> list[SummaryRecord]:
+    """Summarization records from a file or data-set directory (format detected when not given)."""
+    return read_records_report(
+        path, format, split=split, mapping=mapping, skip_invalid=skip_invalid, limit=limit, options=options
+    ).items
+
+
+def read_threads(
+    path: Path | str,
+    format: str | None = None,
+    *,
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> list[Thread]:
+    """Forum threads from a file or directory (format detected when not given)."""
+    return read_threads_report(path, format, skip_invalid=skip_invalid, limit=limit, options=options).items
+
+
+def _read(
+    kind: ReaderKind,
+    path: Path | str,
+    format: str | None,
+    split: str | None,
+    mapping: Mapping[str, str] | None,
+    skip_invalid: bool,
+    limit: int | None,
+    options: Mapping[str, Any] | None,
+) -> ReadReport[Any]:
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or directory")
+    name = format or detect_format(path)
+    spec = reader_spec(name)
+    if spec.kind != kind:
+        other = (
+            "read_threads / a thread command"
+            if spec.kind == "threads"
+            else "read_records / a records command"
+        )
+        raise InvalidInputError(f"{path}: format {name!r} holds {spec.kind}, not {kind}; use {other}")
+    unknown = set(options or {}) - set(spec.options)
+    if unknown:
+        allowed = ", ".join(spec.options) or "none"
+        raise InvalidInputError(
+            f"unknown option(s) {sorted(unknown)} for format {name!r} (allowed: {allowed})"
+        )
+    if limit is not None and limit < 0:
+        raise InvalidInputError(f"limit must be >= 0, got {limit}")
+    ctx = ReadContext(skip_invalid=skip_invalid, mapping=dict(mapping or {}), options=dict(options or {}))
+    files = input_files(path, name, split)
+    items = list(islice(_chain(spec, files, ctx), limit))
+    return ReadReport(
+        items=items, format=name, files=files, skipped=ctx.skipped, counts=dict(Counter(ctx.counts))
+    )
+
+
+def _chain(spec: ReaderSpec, files: list[Path], ctx: ReadContext) -> Iterator[Any]:
+    for file in files:
+        yield from spec.read(file, ctx)
+
+
+def reader_spec(name: str) -> ReaderSpec:
+    if name not in READERS:
+        raise InvalidInputError(f"unknown format {name!r}; supported: {', '.join(READERS)}")
+    return READERS[name]
+
+
+def input_files(path: Path, format: str, split: str | None = None) -> list[Path]:
+    """The files a read of `path` covers: the file itself, or a directory's data files for `split`."""
+    if path.is_file():
+        return [path]
+    if format == "stackexchange":
+        posts = path / "Posts.xml"
+        if not posts.is_file():
+            raise NotFoundError(f"{path}: no Posts.xml in this directory")
+        return [posts]
+    files = data_files(path, READERS[format].suffixes)
+    if not files:
+        raise NotFoundError(f"{path}: no {format} data files ({', '.join(READERS[format].suffixes)}) here")
+    return pick_split(files, split, path)
+
+
+def detect_format(path: Path | str) -> str:
+    """Guess the format of a file or data-set directory from its name and first record.
+
+    Rules, in order: a directory with Posts.xml -> stackexchange (else its first data file decides);
+    *.xml with <posts> -> stackexchange; *.txt / *.md -> text; *.csv / *.tsv -> pairs; JSON: `post_stream`
+    -> discourse, `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts` -> qmsum,
+    `document` + `summary` in a file named *debian* -> debian, a document-like + summary-like field -> pairs,
+    `title` + `text` -> wikipedia.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "Posts.xml").is_file():
+            return "stackexchange"
+        files = data_files(path)
+        if not files:
+            raise InvalidInputError(f"{path}: no data files to detect a format from; pass a format")
+        return detect_format(files[0])
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        with path.open("rb") as handle:
+            head = handle.read(4096).decode("utf-8-sig", errors="replace")
+        if "<posts" in head:
+            return "stackexchange"
+        raise InvalidInputError(f"{path}: XML without <posts>: only Stack Exchange Posts.xml is supported")
+    if suffix in (".txt", ".md"):
+        return "text"
+    if suffix in (".csv", ".tsv"):
+        return "pairs"
+    if path.stat().st_size == 0:
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
+    obj = first_json_object(path)
+    if obj is None:
+        raise InvalidInputError(f"{path}: cannot detect the format (no JSON object found); pass a format")
+    return _detect_json(obj, path)
+
+
+def _detect_json(obj: dict[str, Any], path: Path) -> str:
+    keys = set(obj)
+    if "post_stream" in keys:
+        return "discourse"
+    if isinstance(obj.get("posts"), list):
+        return "native"
+    if {"source", "target"} <= keys and isinstance(obj.get("source"), list):
+        return "scitldr"
+    if "meeting_transcripts" in keys:
+        return "qmsum"
+    if {"id", "document", "summary"} <= keys and "debian" in path.name.lower():
+        return "debian"
+    if keys & set(DEFAULT_FIELDS["document"]) and keys & set(DEFAULT_FIELDS["summary"]):
+        return "pairs"
+    if {"title", "text"} <= keys:
+        return "wikipedia"
+    raise InvalidInputError(
+        f"{path}: cannot detect the format from fields {sorted(keys)[:12]}; pass a format "
+        f"({', '.join(READERS)}) or a field mapping for pairs"
+    )
+
+
+__all__ = [
+    "READERS",
+    "ReadContext",
+    "ReadReport",
+    "ReaderSpec",
+    "detect_format",
+    "input_files",
+    "read_records",
+    "read_records_report",
+    "read_threads",
+    "read_threads_report",
+    "reader_spec",
+]

@@ -1,0 +1,262 @@
+"""What every reader shares: the read context (skip-invalid bookkeeping), precise errors, field getters,
+JSON / JSON-lines iteration with line numbers, and picking files of a data-set directory by split.
+
+Errors always name the file, the record (line number, item index or row id) and the field, e.g.
+`data.jsonl: line 12: field 'summary': expected a string, got int`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tldrlab.errors import InvalidInputError, NotFoundError
+
+SPLIT_ALIASES: dict[str, frozenset[str]] = {
+    "train": frozenset({"train", "training"}),
+    "dev": frozenset({"dev", "validation", "val", "valid"}),
+    "validation": frozenset({"dev", "validation", "val", "valid"}),
+    "val": frozenset({"dev", "validation", "val", "valid"}),
+    "test": frozenset({"test"}),
+}
+"""A split name -> the file-name tokens that select it (dev, validation and val are one split)."""
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".xml", ".md")
+
+
+@dataclass
+class ReadContext:
+    """State shared by one read: options, and what was skipped or counted along the way."""
+
+    skip_invalid: bool = False
+    """Record malformed records in `skipped` and go on, instead of raising."""
+
+    mapping: dict[str, str] = field(default_factory=dict)
+    """Field mapping for the `pairs` reader (record field -> source field)."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    """Reader-specific options (see each ReaderSpec.options)."""
+
+    skipped: list[str] = field(default_factory=list)
+    """One message per skipped record (file, record, field, problem)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    """Reader-specific tallies worth reporting (for example raw XML rows by type)."""
+
+    def invalid(self, error: InvalidInputError) -> None:
+        """A record is malformed: raise, or remember it and continue when skipping invalid records."""
+        if not self.skip_invalid:
+            raise error
+        self.skipped.append(error.message)
+
+
+def record_error(path: Path, where: str, field_name: str | None, problem: str) -> InvalidInputError:
+    """An InvalidInputError naming the file, the record and the field."""
+    location = f"{path}: {where}"
+    if field_name:
+        location += f": field '{field_name}'"
+    return InvalidInputError(f"{location}: {problem}", file=str(path), record=where, field=field_name)
+
+
+def type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def get_str(
+    obj: dict[str, Any], name: str, path: Path, where: str, *, required: bool = True, is_id: bool = False
+) -> str | None:
+    """A string field; for ids (`is_id`) integers are accepted too and turned into strings."""
+    if name not in obj or obj[name] is None:
+        if required:
+            raise record_error(path, where, name, "missing")
+        return None
+    value = obj[name]
+    if not (isinstance(value, str) or (is_id and isinstance(value, int) and not isinstance(value, bool))):
+        raise record_error(path, where, name, f"expected a string, got {type_name(value)}")
+    return str(value)
+
+
+def require_str(obj: dict[str, Any], name: str, path: Path, where: str, *, is_id: bool = False) -> str:
+    value = get_str(obj, name, path, where, is_id=is_id)
+    assert value is not None
+    return value
+
+
+def get_str_list(
+    obj: dict[str, Any], name: str, path: Path, where: str, *, allow_str: bool = False
+) -> list[str]:
+    """A list of strings (or, with `allow_str`, one string standing for a list of one)."""
+    if name not in obj or obj[name] is None:
+        raise record_error(path, where, name, "missing")
+    value = obj[name]
+    if allow_str and isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise record_error(path, where, name, f"expected a list of strings, got {type_name(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise record_error(path, where, f"{name}[{i}]", f"expected a string, got {type_name(item)}")
+    return list(value)
+
+
+def fallback_id(where: str) -> str:
+    """An id for a record without one: its line, row or item number ("line 12" -> "12")."""
+    match = re.search(r"\d+", where)
+    return match.group(0) if match else "1"
+
+
+def get_int(value: Any, path: Path, where: str, name: str) -> int:
+    """An integer given as a number or a numeric string (QMSum spans, XML attributes)."""
+    if isinstance(value, bool):
+        raise record_error(path, where, name, "expected an integer, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise record_error(path, where, name, f"expected an integer, got {value!r}")
+
+
+def iter_json_lines(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ("line N", object) for each non-blank line; bad lines go through `ctx.invalid`.
+
+    An empty file is an error even when skipping invalid records: there is nothing to skip, the input is
+    simply not what was asked for.
+    """
+    seen_any = False
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"line {number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                ctx.invalid(record_error(path, where, None, f"not valid UTF-8 ({exc.reason})"))
+                seen_any = True
+                continue
+            if not line.strip():
+                continue
+            seen_any = True
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                ctx.invalid(
+                    record_error(path, where, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                )
+                continue
+            if not isinstance(obj, dict):
+                ctx.invalid(record_error(path, where, None, f"expected a JSON object, got {type_name(obj)}"))
+                continue
+            yield where, obj
+    if not seen_any:
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
+
+
+def iter_json_items(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Objects of a JSON file holding one object or a list of them, or of a JSON-lines file.
+
+    Yields (where, object) with `where` = "item N" for lists (0-based, as in the file) or "line N".
+    """
+    if path.suffix == ".jsonl":
+        yield from iter_json_lines(path, ctx)
+        return
+    text = read_text(path)
+    if not text.strip():
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # several objects, one per line: JSON lines with a .json name
+            yield from iter_json_lines(path, ctx)
+            return
+        raise record_error(
+            path, f"line {exc.lineno}", None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if isinstance(data, dict):
+        yield "the top-level object", data
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            if isinstance(item, dict):
+                yield f"item {i}", item
+            else:
+                ctx.invalid(
+                    record_error(path, f"item {i}", None, f"expected a JSON object, got {type_name(item)}")
+                )
+    else:
+        raise record_error(
+            path, "the top level", None, f"expected an object or a list, got {type_name(data)}"
+        )
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not valid UTF-8 at byte {exc.start}", file=str(path)) from None
+
+
+def first_json_object(path: Path) -> dict[str, Any] | None:
+    """The first object of a JSON / JSON-lines file, for format detection (None when there is none)."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 20).decode("utf-8-sig", errors="replace")
+    stripped = head.lstrip()
+    if not stripped:
+        return None
+    if stripped[0] == "{":
+        first_line = stripped.split("\n", 1)[0]
+        for candidate in (first_line, stripped):
+            try:
+                obj = json.loads(candidate)
+            except json.JSONDecodeError:
+                continue
+            return obj if isinstance(obj, dict) else None
+    try:
+        data = json.loads(read_text(path))
+    except (json.JSONDecodeError, InvalidInputError):
+        return None
+    if isinstance(data, list):
+        data = next((item for item in data if isinstance(item, dict)), None)
+    return data if isinstance(data, dict) else None
+
+
+def split_tokens(name: str) -> set[str]:
+    return set(re.split(r"[._\-\s]+", name.lower()))
+
+
+def data_files(directory: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
+    """Data files of a directory (no README, no hidden files), sorted by name."""
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not p.name.startswith(".")
+        and not p.name.lower().startswith("readme")
+    )
+
+
+def split_of(path: Path) -> str | None:
+    """The split a file belongs to by its name (train, dev, test), or None."""
+    tokens = split_tokens(path.name)
+    for name in ("train", "dev", "test"):
+        if tokens & SPLIT_ALIASES[name]:
+            return name
+    return None
+
+
+def pick_split(files: list[Path], split: str | None, directory: Path) -> list[Path]:
+    """The files of `directory` belonging to `split` (all of them when split is None)."""
+    if split is None:
+        return files
+    key = split.lower()
+    if key not in SPLIT_ALIASES:
+        raise InvalidInputError(f"unknown split {split!r}; use one of {', '.join(SPLIT_ALIASES)}")
+    exact = [p for p in files if key in split_tokens(p.name)]
+    chosen = exact or [p for p in files if split_tokens(p.name) & SPLIT_ALIASES[key]]
+    if not chosen:
+        names = ", ".join(p.name for p in files) or "none"
+        raise NotFoundError(f"{directory}: no file for split {split!r} (files: {names})")
+    return chosen

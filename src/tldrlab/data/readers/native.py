@@ -1,0 +1,61 @@
+"""`native`: tldrlab's own thread JSON (schema in docs/formats.md). A file holds one thread object, a list of
+them, or one per line (JSON lines); a directory holds such files.
+
+A thread is the `Thread` model's JSON: {id, title?, url?, tags?, source?, posts: [post...]}; a post is
+{id, text (or html), number?, author?, created?, score?, reply_to?, accepted?, kind?, url?}. `number`
+defaults to the post's position (1-based); `html` is converted with html_to_text when `text` is absent.
+Extra keys (for example `license`, `attribution`) are allowed and ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tldrlab.data.html import html_to_text
+from tldrlab.data.readers.common import ReadContext, iter_json_items, record_error, type_name
+from tldrlab.data.threads import Thread
+from tldrlab.errors import InvalidInputError
+
+
+def read_native(path: Path, ctx: ReadContext) -> Iterator[Thread]:
+    for where, obj in iter_json_items(path, ctx):
+        try:
+            thread = native_thread(obj, path, where)
+        except InvalidInputError as exc:
+            ctx.invalid(exc)
+            continue
+        yield thread
+
+
+def native_thread(obj: dict[str, Any], path: Path, where: str) -> Thread:
+    """Validate one thread object; errors name the field as a path like `posts[3].text`."""
+    posts = obj.get("posts")
+    if not isinstance(posts, list):
+        raise record_error(path, where, "posts", f"expected a list of posts, got {type_name(posts)}")
+    prepared = []
+    for i, post in enumerate(posts):
+        if not isinstance(post, dict):
+            raise record_error(path, where, f"posts[{i}]", f"expected an object, got {type_name(post)}")
+        post = dict(post)
+        post.setdefault("number", i + 1)
+        if "text" not in post and isinstance(post.get("html"), str):
+            post["text"] = html_to_text(post["html"])
+        prepared.append(post)
+    data = {**obj, "posts": prepared}
+    data.setdefault("source", "native")
+    try:
+        thread = Thread.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+        raise record_error(path, where, field or None, first["msg"].lower()) from None
+    seen: set[str] = set()
+    for i, post in enumerate(thread.posts):
+        if post.id in seen:
+            raise record_error(path, where, f"posts[{i}].id", f"duplicate post id {post.id!r}")
+        seen.add(post.id)
+    return thread

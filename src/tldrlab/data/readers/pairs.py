@@ -1,0 +1,91 @@
+"""`pairs`: generic document -> summary pairs in JSON lines, JSON or CSV/TSV, with a field mapping.
+
+`mapping` names the source fields: {"document": "text", "summary": "headline", "id": "uid", "query": "q"}.
+Without a mapping the first present of DEFAULT_FIELDS is used. A summary may be a string or a list of
+strings (several references); a missing id becomes the line or row number.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tldrlab.data.readers.common import (
+    ReadContext,
+    fallback_id,
+    get_str,
+    get_str_list,
+    iter_json_items,
+    read_text,
+    record_error,
+)
+from tldrlab.data.records import SummaryRecord
+from tldrlab.errors import InvalidInputError
+
+DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
+    "document": ("document", "text", "article", "source", "input", "content", "body"),
+    "summary": ("summary", "summaries", "target", "headline", "tldr", "highlights", "abstract", "output"),
+    "id": ("id", "uid", "doc_id", "name"),
+    "query": ("query", "question"),
+}
+"""Record field -> source field names tried in order when the mapping does not name one."""
+
+
+def read_pairs(path: Path, ctx: ReadContext, *, source: str = "pairs") -> Iterator[SummaryRecord]:
+    unknown = set(ctx.mapping) - set(DEFAULT_FIELDS)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown mapping key(s) {sorted(unknown)}; the pairs reader maps {sorted(DEFAULT_FIELDS)}"
+        )
+    rows = _csv_rows(path, ctx) if path.suffix.lower() in (".csv", ".tsv") else iter_json_items(path, ctx)
+    for where, row in rows:
+        try:
+            yield pair_record(row, path, where, ctx.mapping, source=source)
+        except InvalidInputError as exc:
+            ctx.invalid(exc)
+
+
+def pair_record(
+    row: dict[str, Any], path: Path, where: str, mapping: dict[str, str], *, source: str
+) -> SummaryRecord:
+    fields = {name: _field(row, name, mapping) for name in DEFAULT_FIELDS}
+    document_field = fields["document"] or mapping.get("document") or DEFAULT_FIELDS["document"][0]
+    summary_field = fields["summary"] or mapping.get("summary") or DEFAULT_FIELDS["summary"][0]
+    document = get_str(row, document_field, path, where)
+    summaries = get_str_list(row, summary_field, path, where, allow_str=True)
+    record_id = get_str(row, fields["id"], path, where, is_id=True) if fields["id"] else None
+    query = get_str(row, fields["query"], path, where, required=False) if fields["query"] else None
+    return SummaryRecord(
+        id=record_id or fallback_id(where),
+        document=document or "",
+        summaries=summaries,
+        query=query,
+        source=source,
+        provenance={"file": str(path), "record": where},
+    )
+
+
+def _field(row: dict[str, Any], name: str, mapping: dict[str, str]) -> str | None:
+    """The source field for a record field: the mapped one (even if absent: then it is reported missing)."""
+    if name in mapping:
+        return mapping[name]
+    return next((candidate for candidate in DEFAULT_FIELDS[name] if candidate in row), None)
+
+
+def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any]]]:
+    text = read_text(path)
+    if not text.strip():
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else str(ctx.options.get("delimiter", ","))
+    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
+    try:
+        for row in reader:
+            where = f"row {reader.line_num - 1}"  # data rows counted from 1, the header is row 0
+            if None in row:  # more cells than header columns
+                ctx.invalid(record_error(path, where, None, f"{len(row[None])} more cell(s) than columns"))
+                continue
+            yield where, {k: v for k, v in row.items() if v is not None}
+    except csv.Error as exc:
+        raise record_error(path, f"line {reader.line_num}", None, f"not valid CSV ({exc})") from None

@@ -1,0 +1,214 @@
+"""`stackexchange`: the official Stack Exchange data dump.
+
+`Posts.xml` (a file, or a directory holding it), plus `Comments.xml` and `Users.xml` beside it when present.
+
+One thread per question (PostTypeId 1), posts in reading order: the question, its comments, then the answers
+(PostTypeId 2) in creation order, each followed by its comments. Answers are not moved: the accepted one keeps
+its place and is marked `accepted=True`. Answers and comments reply to their parent (`reply_to`). Other row
+types (tag wikis 4/5, privilege wikis 7, ...) are not thread posts: they are counted, not read.
+
+Post text is the Body HTML through `html_to_text` (comments are plain text already). Authors come from
+Users.xml, else OwnerDisplayName, else "user<OwnerUserId>". URLs: https://<site>/q/<Id> for questions,
+/a/<Id> for answers, /q/<question>#comment<Id>_<PostId> for comments. The site host is the `site` option
+("beer" or "beer.stackexchange.com"), else guessed from the path ("beer.stackexchange.com/Posts.xml",
+"stackexchange_beer/"), else the generic "stackexchange.com".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from tldrlab.data.html import html_to_text
+from tldrlab.data.readers.common import ReadContext, get_int, record_error
+from tldrlab.data.threads import Post, Thread
+from tldrlab.errors import InvalidInputError
+
+QUESTION, ANSWER = 1, 2
+GENERIC_HOST = "stackexchange.com"
+
+
+def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
+    posts_xml = path / "Posts.xml" if path.is_dir() else path
+    host = site_host(posts_xml, ctx.options.get("site"))
+    questions: dict[str, dict[str, Any]] = {}
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for where, row in _rows(posts_xml, ctx):
+        ctx.counts["rows"] += 1
+        try:
+            post_id = str(get_int(row.get("Id"), posts_xml, where, "Id"))
+            post_type = get_int(row.get("PostTypeId"), posts_xml, where, "PostTypeId")
+            if post_type == QUESTION:
+                questions[post_id] = {**row, "_where": where}
+            elif post_type == ANSWER:
+                parent = str(get_int(row.get("ParentId"), posts_xml, where, "ParentId"))
+                answers.setdefault(parent, []).append({**row, "_where": where})
+            else:
+                ctx.counts[f"rows of other types (PostTypeId {post_type})"] += 1
+        except InvalidInputError as exc:
+            ctx.invalid(exc)
+    for parent, orphans in answers.items():
+        if parent not in questions:
+            for row in orphans:
+                ctx.invalid(
+                    record_error(
+                        posts_xml, row["_where"], "ParentId", f"question {parent} is not in the file"
+                    )
+                )
+    users = _users(posts_xml.parent / "Users.xml", ctx)
+    comments = _comments(posts_xml.parent / "Comments.xml", ctx)
+    thread_post_ids = set(questions) | {row["Id"] for rows in answers.values() for row in rows}
+    outside = sum(len(rows) for post_id, rows in comments.items() if post_id not in thread_post_ids)
+    if outside:  # comments on tag wikis and other non-thread posts: counted, as those rows are
+        ctx.counts["comments on posts outside threads"] += outside
+    for question_id, question in questions.items():
+        try:
+            thread = _thread(
+                question_id, question, answers.get(question_id, []), comments, users, host, posts_xml
+            )
+        except InvalidInputError as exc:
+            ctx.invalid(exc)
+            continue
+        yield thread
+
+
+def site_host(posts_xml: Path, site: object = None) -> str:
+    """The forum host for post URLs: the `site` option, else guessed from the path, else generic."""
+    if site:
+        site = str(site).strip().lower().removeprefix("https://").removeprefix("http://").strip("/")
+        return site if "." in site else f"{site}.stackexchange.com"
+    for part in reversed(posts_xml.resolve().parts[:-1]):
+        part = part.lower()
+        if re.fullmatch(
+            r"[a-z0-9.-]+\.(stackexchange|stackoverflow|serverfault|superuser|askubuntu)\.com", part
+        ):
+            return part
+        match = re.fullmatch(r"stackexchange[_-]([a-z0-9]+)", part)
+        if match:
+            return f"{match.group(1)}.stackexchange.com"
+    return GENERIC_HOST
+
+
+def _rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, str]]]:
+    """(where, attributes) of every <row>; an XML syntax error stops the read (it cannot be skipped)."""
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such file", file=str(path))
+    if path.stat().st_size == 0:
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
+    try:
+        for _, element in etree.iterparse(str(path), events=("end",), tag="row"):
+            yield f"line {element.sourceline} (row Id={element.get('Id')})", dict(element.attrib)
+            element.clear()
+    except etree.XMLSyntaxError as exc:
+        line = exc.position[0] if exc.position else "?"
+        raise InvalidInputError(f"{path}: line {line}: not valid XML ({exc.msg})", file=str(path)) from None
+
+
+def _created(row: dict[str, Any], path: Path, field: str = "CreationDate") -> datetime | None:
+    value = row.get(field)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise record_error(path, row["_where"], field, f"not a date: {value!r}") from None
+
+
+def _author(row: dict[str, Any], users: dict[str, str], user_field: str, name_field: str) -> str | None:
+    user_id = row.get(user_field)
+    if user_id and user_id in users:
+        return users[user_id]
+    return row.get(name_field) or (f"user{user_id}" if user_id else None)
+
+
+def _thread(
+    question_id: str,
+    question: dict[str, Any],
+    answer_rows: list[dict[str, Any]],
+    comments: dict[str, list[dict[str, Any]]],
+    users: dict[str, str],
+    host: str,
+    path: Path,
+) -> Thread:
+    question_url = f"https://{host}/q/{question_id}"
+    accepted_id = question.get("AcceptedAnswerId")
+    posts: list[Post] = []
+
+    def add(row: dict[str, Any], kind: str, reply_to: str | None, url: str) -> None:
+        posts.append(
+            Post(
+                id=row["Id"],
+                number=len(posts) + 1,
+                text=html_to_text(row.get("Body", "")),
+                author=_author(row, users, "OwnerUserId", "OwnerDisplayName"),
+                created=_created(row, path),
+                score=get_int(row.get("Score", "0"), path, row["_where"], "Score"),
+                reply_to=reply_to,
+                accepted=kind == "answer" and row["Id"] == accepted_id,
+                kind=kind,  # type: ignore[arg-type]
+                url=url,
+            )
+        )
+        for comment in comments.get(row["Id"], []):
+            posts.append(
+                Post(
+                    id=f"c{comment['Id']}",
+                    number=len(posts) + 1,
+                    text=comment.get("Text", ""),
+                    author=_author(comment, users, "UserId", "UserDisplayName"),
+                    created=_created(comment, path.parent / "Comments.xml"),
+                    score=get_int(
+                        comment.get("Score", "0"), path.parent / "Comments.xml", comment["_where"], "Score"
+                    ),
+                    reply_to=row["Id"],
+                    kind="comment",
+                    url=f"{question_url}#comment{comment['Id']}_{row['Id']}",
+                )
+            )
+
+    add(question, "question", None, question_url)
+    for answer in sorted(answer_rows, key=lambda r: (r.get("CreationDate", ""), int(r["Id"]))):
+        add(answer, "answer", question_id, f"https://{host}/a/{answer['Id']}")
+    tags = [t for t in re.split(r"[<>|]+", question.get("Tags", "")) if t]
+    return Thread(
+        id=question_id,
+        title=question.get("Title", ""),
+        posts=posts,
+        source="stackexchange",
+        url=question_url,
+        tags=tags,
+    )
+
+
+def _users(path: Path, ctx: ReadContext) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {
+        row["Id"]: row["DisplayName"] for _, row in _rows(path, ctx) if "Id" in row and "DisplayName" in row
+    }
+
+
+def _comments(path: Path, ctx: ReadContext) -> dict[str, list[dict[str, Any]]]:
+    """Comments.xml rows grouped by the post they comment on, in creation order."""
+    if not path.exists():
+        return {}
+    by_post: dict[str, list[dict[str, Any]]] = {}
+    for where, row in _rows(path, ctx):
+        ctx.counts["comment rows"] += 1
+        try:
+            get_int(row.get("Id"), path, where, "Id")
+            parent = str(get_int(row.get("PostId"), path, where, "PostId"))
+            if "Text" not in row:
+                raise record_error(path, where, "Text", "missing")
+        except InvalidInputError as exc:
+            ctx.invalid(exc)
+            continue
+        by_post.setdefault(parent, []).append({**row, "_where": where})
+    for rows in by_post.values():
+        rows.sort(key=lambda r: (r.get("CreationDate", ""), int(r["Id"])))
+    return by_post

@@ -1,0 +1,38 @@
+"""`text`: a plain UTF-8 text file -> one record (id = file name without suffix), or, with the option
+`per_paragraph=true`, one record per blank-line-separated document (id = `<stem>:<n>`, 1-based).
+No summaries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from tldrlab.data.readers.common import ReadContext, read_text
+from tldrlab.data.records import SummaryRecord
+from tldrlab.errors import InvalidInputError
+
+
+def read_text_file(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
+    text = read_text(path)
+    if not text.strip():
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
+    if not _truthy(ctx.options.get("per_paragraph", False)):
+        yield SummaryRecord(id=path.stem, document=text, source="text", provenance={"file": str(path)})
+        return
+    line = 1
+    position = 0
+    blocks = re.finditer(r"\S(?:.*?\S)?(?=\n[ \t]*\n|\s*\Z)", text, flags=re.DOTALL)
+    for number, match in enumerate(blocks, start=1):
+        line += text.count("\n", position, match.start())
+        position = match.start()
+        yield SummaryRecord(
+            id=f"{path.stem}:{number}",
+            document=match.group(0),
+            source="text",
+            provenance={"file": str(path), "record": f"line {line}", "start": match.start()},
+        )
+
+
+def _truthy(value: object) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")

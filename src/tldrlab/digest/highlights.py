@@ -1,0 +1,258 @@
+"""Highlights: the sentences of a thread worth reading, each with exact provenance.
+
+Query-free ("what matters here"): a sentence's relevance is its centrality in the thread (cosine to the
+centroid of all sentence vectors), how close it is to the thread's topic (the title, when an embedder is
+given), and thread signals when present and allowed (post score, accepted answer). Query-aware (`q`): a hybrid
+of vector similarity and BM25, each min-max normalised over the thread so neither scale dominates. Either way
+the final pick is MMR: relevance minus redundancy with what was already picked, with a cap per post so the
+highlights spread across the thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from tldrlab.data.threads import Thread
+from tldrlab.embed.base import Embedder
+from tldrlab.store.base import SentenceRecord, SentenceStore
+
+TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+STOPWORDS = frozenset(
+    "a an the and or but if then of to in on at by for with from as is are was were be been being it its this "
+    "that these those i you he she we they me him her us them my your our their what which who whom how why "
+    "when where do does did have has had not no so than too very can will just should would could about into "
+    "over under again there here all any both each few more most other some such only own same s t don".split()
+)
+
+
+class HighlightOptions(BaseModel):
+    """How highlights are picked. Defaults were chosen on the bench sets (docs/digest.md)."""
+
+    k: int = Field(5, ge=1, le=100)
+    """Number of highlights to return."""
+    q: str | None = None
+    """Optional query: switches to query-aware ranking (hybrid vector + BM25)."""
+    diversity: float = Field(0.3, ge=0.0, le=1.0)
+    """MMR trade-off: 0 ranks by relevance only, higher values penalise sentences similar to earlier picks."""
+    max_per_post: int | None = Field(2, ge=1)
+    """At most this many highlights from one post (None: no cap)."""
+    centrality_weight: float = 1.0
+    """Weight of cosine similarity to the thread's sentence centroid."""
+    title_weight: float = 1.0
+    """Weight of cosine similarity to the thread title (needs an embedder)."""
+    score_weight: float = 0.3
+    """Weight of the post's votes/likes, log-scaled and normalised by the thread's best post."""
+    accepted_weight: float = 0.3
+    """Bonus for sentences of the accepted answer."""
+    use_score: bool = True
+    """Use post scores (votes) when the thread has them."""
+    use_accepted: bool = True
+    """Use the accepted-answer flag; set False to evaluate without it."""
+    question_penalty: float = 0.15
+    """Subtracted from question sentences when the thread has answers: answers hold what is worth reading."""
+    query_vector_weight: float = 0.5
+    """Query-aware mix: this much vector similarity, the rest BM25."""
+    min_words: int = 4
+    """Sentences shorter than this are demoted (greetings, 'Thanks!')."""
+
+
+class Highlight(BaseModel):
+    """One highlighted sentence and where to find it."""
+
+    id: str
+    """`post_id:sentence_index`; what bullets cite."""
+    rank: int
+    score: float
+    text: str
+    thread_id: str
+    post_id: str
+    post_number: int
+    sentence_index: int
+    start: int
+    """Character offset of the sentence in the post's text."""
+    end: int
+    author: str | None = None
+    url: str | None = None
+    """Link to the post."""
+
+
+def tokenize(text: str) -> list[str]:
+    return [t for t in TOKEN.findall(text.lower()) if t not in STOPWORDS]
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1]; a constant vector becomes all zeros (it carries no ranking information)."""
+    if values.size == 0:
+        return values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:
+        return np.zeros_like(values, dtype=np.float64)
+    return (values - low) / (high - low)
+
+
+def centrality(vectors: np.ndarray) -> np.ndarray:
+    """Cosine of each (unit) vector to the normalised centroid of all of them."""
+    if len(vectors) == 0:
+        return np.zeros(0)
+    centroid = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    if norm < 1e-12:
+        return np.zeros(len(vectors))
+    return np.asarray(vectors @ (centroid / norm), dtype=np.float64)
+
+
+def bm25_scores(texts: Sequence[str], query: str) -> np.ndarray:
+    from rank_bm25 import BM25Okapi
+
+    corpus = [tokenize(t) or ["_"] for t in texts]
+    terms = tokenize(query)
+    if not terms or not corpus:
+        return np.zeros(len(texts))
+    return np.asarray(BM25Okapi(corpus).get_scores(terms), dtype=np.float64)
+
+
+def query_free_relevance(
+    sentences: Sequence[SentenceRecord],
+    vectors: np.ndarray,
+    thread: Thread | None,
+    options: HighlightOptions,
+    title_vector: np.ndarray | None = None,
+) -> np.ndarray:
+    """Relevance of each sentence without a query (higher is better)."""
+    relevance = options.centrality_weight * centrality(vectors)
+    if title_vector is not None and options.title_weight:
+        relevance += options.title_weight * np.asarray(vectors @ title_vector, dtype=np.float64)
+    if thread is not None:
+        posts = {p.id: p for p in thread.posts}
+        has_answers = any(p.kind == "answer" for p in thread.posts)
+        scores = [max(p.score or 0, 0) for p in thread.posts] if options.use_score else []
+        best = math.log1p(max(scores)) if scores and max(scores) > 0 else 0.0
+        for i, sentence in enumerate(sentences):
+            post = posts.get(sentence.post_id)
+            if post is None:
+                continue
+            if best > 0 and post.score is not None:
+                relevance[i] += options.score_weight * math.log1p(max(post.score, 0)) / best
+            if options.use_accepted and post.accepted:
+                relevance[i] += options.accepted_weight
+            if has_answers and post.kind == "question":
+                relevance[i] -= options.question_penalty
+    short = np.array([len(s.text.split()) < options.min_words for s in sentences], dtype=bool)
+    if short.size:
+        relevance[short] -= 0.5
+    return relevance
+
+
+def query_relevance(
+    texts: Sequence[str], vectors: np.ndarray, query: str, query_vector: np.ndarray, vector_weight: float
+) -> np.ndarray:
+    """Hybrid: min-max(cosine to the query) and min-max(BM25), mixed by `vector_weight`."""
+    dense = minmax(np.asarray(vectors @ query_vector, dtype=np.float64))
+    sparse = minmax(bm25_scores(texts, query))
+    return vector_weight * dense + (1.0 - vector_weight) * sparse
+
+
+def select_mmr(
+    relevance: np.ndarray,
+    vectors: np.ndarray,
+    groups: Sequence[str],
+    k: int,
+    diversity: float,
+    max_per_group: int | None = None,
+) -> list[int]:
+    """Greedy maximal marginal relevance: pick by relevance minus similarity to what is already picked."""
+    n = len(relevance)
+    chosen: list[int] = []
+    per_group: dict[str, int] = {}
+    best_sim = np.full(n, -np.inf)
+    available = np.ones(n, dtype=bool)
+    scale = float(relevance.max() - relevance.min()) if n else 0.0
+    scale = scale if scale > 1e-12 else 1.0
+    while len(chosen) < min(k, n):
+        penalty = np.where(np.isfinite(best_sim), best_sim, 0.0) * diversity * scale
+        mmr = np.where(available, relevance - penalty, -np.inf)
+        i = int(np.argmax(mmr))
+        if not np.isfinite(mmr[i]):
+            break
+        chosen.append(i)
+        available[i] = False
+        per_group[groups[i]] = per_group.get(groups[i], 0) + 1
+        if max_per_group is not None and per_group[groups[i]] >= max_per_group:
+            same = np.array([g == groups[i] for g in groups])
+            if (available & ~same).any():  # only cap while other posts remain
+                available &= ~same
+        best_sim = np.maximum(best_sim, vectors @ vectors[i])
+    return chosen
+
+
+def rank_highlights(
+    sentences: Sequence[SentenceRecord],
+    vectors: np.ndarray,
+    options: HighlightOptions,
+    *,
+    thread: Thread | None = None,
+    title_vector: np.ndarray | None = None,
+    query_vector: np.ndarray | None = None,
+) -> list[Highlight]:
+    """Pick `options.k` highlights among `sentences` (rows of `vectors` are unit-normalised)."""
+    if not sentences:
+        return []
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if options.q and query_vector is not None:
+        relevance = query_relevance(
+            [s.text for s in sentences], vectors, options.q, query_vector, options.query_vector_weight
+        )
+    else:
+        relevance = query_free_relevance(sentences, vectors, thread, options, title_vector)
+    picked = select_mmr(
+        relevance, vectors, [s.post_id for s in sentences], options.k, options.diversity, options.max_per_post
+    )
+    return [to_highlight(sentences[i], float(relevance[i]), rank) for rank, i in enumerate(picked, start=1)]
+
+
+def to_highlight(sentence: SentenceRecord, score: float, rank: int) -> Highlight:
+    return Highlight(
+        id=f"{sentence.post_id}:{sentence.sentence_index}",
+        rank=rank,
+        score=round(score, 6),
+        text=sentence.text,
+        thread_id=sentence.thread_id,
+        post_id=sentence.post_id,
+        post_number=sentence.post_number,
+        sentence_index=sentence.sentence_index,
+        start=sentence.start,
+        end=sentence.end,
+        author=sentence.author,
+        url=sentence.url,
+    )
+
+
+def thread_highlights(
+    store: SentenceStore,
+    thread_id: str,
+    options: HighlightOptions,
+    embedder: Embedder | None = None,
+    thread: Thread | None = None,
+) -> list[Highlight]:
+    """Highlights of a stored thread. Without an embedder the title and query vectors are unavailable:
+    query-free ranking still works (centrality + signals), a query falls back to BM25 only."""
+    thread = thread or store.get_thread(thread_id)
+    sentences, vectors = store.thread_sentences(thread_id)
+    title_vector = query_vector = None
+    if embedder is not None:
+        texts = [t for t in (thread.title, options.q) if t]
+        if texts:
+            encoded = embedder.encode(texts)
+            title_vector = encoded[0] if thread.title else None
+            query_vector = encoded[-1] if options.q else None
+    if options.q and query_vector is None:  # no embedder: BM25 only
+        options = options.model_copy(update={"query_vector_weight": 0.0})
+        query_vector = np.zeros(vectors.shape[1] if vectors.ndim == 2 else 1, np.float32)
+    return rank_highlights(
+        sentences, vectors, options, thread=thread, title_vector=title_vector, query_vector=query_vector
+    )

@@ -1,0 +1,142 @@
+"""The digest of a stored thread as a stream of events: highlights -> summarizer tokens -> final digest.
+
+    for event in digest_events(store, "t1", DigestOptions(), embedder=embedder, cache=cache):
+        event.kind  # "token" (event.text) ... then "digest" (event.digest)
+
+The same generator feeds the SSE endpoint, the CLI and the benchmarks. A cached digest (same thread content,
+summarizer and parameters) is replayed at once; setting `stop` ends generation early (client went away).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tldrlab.digest.cache import SummaryCache, cache_key
+from tldrlab.digest.highlights import Highlight, HighlightOptions, thread_highlights
+from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
+from tldrlab.embed.base import Embedder
+from tldrlab.store.base import SentenceStore
+
+
+class DigestOptions(BaseModel):
+    """What to digest and how."""
+
+    summarizer: str = "extractive"
+    """Registry name: extractive, local, openai, two_stage."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Summarizer parameters (model_path for local, model for openai, draft/final for two_stage)."""
+    k: int = Field(8, ge=1, le=50)
+    """Highlights to pick (the summarizer's candidates; the page marks all of them)."""
+    q: str | None = None
+    """Optional query: query-aware highlights."""
+    max_bullets: int = Field(5, ge=1, le=20)
+    use_cache: bool = True
+    """Serve and store cached digests."""
+
+
+class Digest(BaseModel):
+    thread_id: str
+    title: str
+    content_hash: str
+    """The thread content the digest was made from."""
+    summarizer: str
+    bullets: list[Bullet]
+    highlights: list[Highlight]
+    text: str = ""
+    """The streamed text, as it came."""
+    cached: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class DigestEvent:
+    kind: Literal["token", "digest"]
+    text: str = ""
+    digest: Digest | None = None
+
+
+def digest_events(
+    store: SentenceStore,
+    thread_id: str,
+    options: DigestOptions,
+    *,
+    embedder: Embedder | None = None,
+    cache: SummaryCache | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[DigestEvent]:
+    """Token events, then one digest event (nothing more if `stop` is set midway)."""
+    started = time.perf_counter()
+    stop = stop or threading.Event()
+    thread = store.get_thread(thread_id)  # NotFoundError for unknown ids, before anything is streamed
+    summarizer = build_summarizer(options.summarizer, options.params)
+    content_hash = thread.content_hash()
+    key = cache_key(
+        options.summarizer,
+        {
+            "summarizer": summarizer.cache_params(),
+            "k": options.k,
+            "q": options.q,
+            "max_bullets": options.max_bullets,
+            "embedder": getattr(embedder, "name", None),
+        },
+    )
+    if cache is not None and options.use_cache:
+        hit = cache.get(thread_id, key, content_hash)
+        if hit is not None:
+            digest = Digest.model_validate({**hit, "cached": True, "seconds": time.perf_counter() - started})
+            yield DigestEvent("token", text=digest.text)
+            yield DigestEvent("digest", digest=digest)
+            return
+    highlights = thread_highlights(
+        store, thread_id, HighlightOptions(k=options.k, q=options.q), embedder=embedder, thread=thread
+    )
+    context = SummaryContext(
+        thread=thread, highlights=highlights, embedder=embedder, max_bullets=options.max_bullets, stop=stop
+    )
+    pieces: list[str] = []
+    bullets: list[Bullet] = []
+    for event in summarizer.stream(context):
+        if stop.is_set():
+            return
+        if isinstance(event, str):
+            pieces.append(event)
+            yield DigestEvent("token", text=event)
+        else:
+            bullets = event
+    if stop.is_set():
+        return
+    digest = Digest(
+        thread_id=thread_id,
+        title=thread.title,
+        content_hash=content_hash,
+        summarizer=options.summarizer,
+        bullets=bullets,
+        highlights=highlights,
+        text="".join(pieces),
+        seconds=time.perf_counter() - started,
+    )
+    if cache is not None and options.use_cache:
+        cache.drop_outdated(thread_id, content_hash)
+        cache.put(thread_id, key, content_hash, options.summarizer, digest.model_dump(mode="json"))
+    yield DigestEvent("digest", digest=digest)
+
+
+def make_digest(
+    store: SentenceStore,
+    thread_id: str,
+    options: DigestOptions,
+    *,
+    embedder: Embedder | None = None,
+    cache: SummaryCache | None = None,
+) -> Digest:
+    """The final digest, without streaming."""
+    for event in digest_events(store, thread_id, options, embedder=embedder, cache=cache):
+        if event.digest is not None:
+            return event.digest
+    raise RuntimeError("digest stream ended without a digest")

@@ -1,0 +1,32 @@
+"""Summarizer registry: name -> builder(params) -> Summarizer. Add one by adding a module and a line here.
+
+- `extractive` (default): the top highlights as bullets, no model.
+- `local`: a seq2seq checkpoint directory (tldrlab-trained or any HF summarization model); `model_path`.
+- `openai`: any OpenAI-compatible chat endpoint; base URL and key from the environment.
+- `two_stage`: a cheap `draft` summarizer streams, a `final` one consolidates into the bullets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tldrlab.digest.summarizers import extractive, local, openai, two_stage
+from tldrlab.digest.summarizers.base import Bullet, Summarizer, SummaryContext, SummaryEvent
+from tldrlab.errors import InvalidInputError
+
+SUMMARIZERS: dict[str, Callable[[dict[str, Any]], Summarizer]] = {
+    "extractive": extractive.build,
+    "local": local.build,
+    "openai": openai.build,
+    "two_stage": two_stage.build,
+}
+
+
+def build_summarizer(name: str, params: dict[str, Any] | None = None) -> Summarizer:
+    if name not in SUMMARIZERS:
+        raise InvalidInputError(f"unknown summarizer {name!r}; choose one of {', '.join(SUMMARIZERS)}")
+    return SUMMARIZERS[name](dict(params or {}))
+
+
+__all__ = ["SUMMARIZERS", "Bullet", "Summarizer", "SummaryContext", "SummaryEvent", "build_summarizer"]

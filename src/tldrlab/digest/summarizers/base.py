@@ -1,0 +1,116 @@
+"""What every summarizer shares: the context it gets, the bullets it returns, and citation handling.
+
+A summarizer's `stream(context)` yields `str` chunks (tokens as they come) and finally one `list[Bullet]`.
+Generative summarizers are prompted with the highlight sentences numbered [1]..[n]; citations like [2] or
+[1, 3] in their output are parsed back to highlight ids, and a bullet that cites nothing is attached to the
+most similar highlight by embedding (or by word overlap when no embedder is at hand).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from tldrlab.data.threads import Thread
+from tldrlab.digest.highlights import Highlight, tokenize
+from tldrlab.embed.base import Embedder
+
+CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+BULLET_PREFIX = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+")
+
+
+class Bullet(BaseModel):
+    """One TL;DR bullet and the highlight sentences it rests on."""
+
+    text: str
+    citations: list[str]
+    """Ids (`post_id:sentence_index`) of the highlights this bullet rests on."""
+
+
+@dataclass
+class SummaryContext:
+    """Everything a summarizer may use."""
+
+    thread: Thread
+    highlights: list[Highlight]
+    """Ranked candidate sentences, numbered [1]..[n] in prompts."""
+    embedder: Embedder | None = None
+    """For citation fallback by similarity; None falls back to word overlap."""
+    max_bullets: int = 5
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set when the client went away: summarizers stop generating as soon as they see it."""
+
+
+SummaryEvent = str | list[Bullet]
+
+
+class Summarizer(Protocol):
+    name: str
+
+    def cache_params(self) -> dict[str, Any]:
+        """Everything that changes the output (model path, prompt, limits): part of the cache key."""
+
+    def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
+        """Yield text chunks, then the final bullets."""
+
+
+def numbered_highlights(highlights: list[Highlight]) -> str:
+    return "\n".join(f"[{i}] {h.text}" for i, h in enumerate(highlights, start=1))
+
+
+def split_bullets(text: str, max_bullets: int) -> list[str]:
+    """Bullet lines of a model's output; prose without bullets is split into sentences instead."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    bulleted = [BULLET_PREFIX.sub("", line) for line in lines if BULLET_PREFIX.match(line)]
+    if not bulleted:
+        from tldrlab.data.sentences import split_sentences
+
+        bulleted = [s.text for s in split_sentences(" ".join(lines))]
+    return [b for b in bulleted if b][:max_bullets]
+
+
+def parse_citations(text: str, n_highlights: int) -> tuple[str, list[int]]:
+    """The text without its [i] markers, and the 0-based highlight indices it cites (valid ones, in order)."""
+    cited: list[int] = []
+    for match in CITATION.finditer(text):
+        for number in re.split(r"\s*[,;]\s*", match.group(1)):
+            index = int(number) - 1
+            if 0 <= index < n_highlights and index not in cited:
+                cited.append(index)
+    clean = re.sub(r"\s+", " ", CITATION.sub("", text)).strip()
+    return clean, cited
+
+
+def most_similar(texts: list[str], highlights: list[Highlight], embedder: Embedder | None) -> list[int]:
+    """For each text, the index of the most similar highlight."""
+    if not highlights:
+        return []
+    if embedder is not None:
+        vectors = embedder.encode(texts + [h.text for h in highlights])
+        sims = vectors[: len(texts)] @ vectors[len(texts) :].T
+        return [int(i) for i in np.argmax(sims, axis=1)]
+    words = [set(tokenize(h.text)) for h in highlights]
+    out = []
+    for text in texts:
+        mine = set(tokenize(text))
+        overlaps = [len(mine & w) / (len(w) or 1) for w in words]
+        out.append(int(np.argmax(overlaps)))
+    return out
+
+
+def bullets_from_text(text: str, context: SummaryContext) -> list[Bullet]:
+    """Parse a generated summary into cited bullets (fallback citation by similarity)."""
+    parsed = [parse_citations(b, len(context.highlights)) for b in split_bullets(text, context.max_bullets)]
+    parsed = [(t, c) for t, c in parsed if t]
+    uncited = [i for i, (_, c) in enumerate(parsed) if not c]
+    if uncited and context.highlights:
+        nearest = most_similar([parsed[i][0] for i in uncited], context.highlights, context.embedder)
+        for i, h in zip(uncited, nearest, strict=True):
+            parsed[i] = (parsed[i][0], [h])
+    return [Bullet(text=t, citations=[context.highlights[i].id for i in c]) for t, c in parsed]

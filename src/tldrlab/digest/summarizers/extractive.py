@@ -1,0 +1,45 @@
+"""The default summarizer: no model, bullets are the top highlights themselves, each citing itself.
+
+Bullets keep the thread's reading order (post number, then sentence) so the TL;DR reads like the thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tldrlab.digest.summarizers.base import Bullet, SummaryContext, SummaryEvent
+
+
+@dataclass
+class ExtractiveSummarizer:
+    name: str = "extractive"
+    max_chars: int = 300
+    """Bullets longer than this are cut at a word boundary (the citation still links the full sentence)."""
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"max_chars": self.max_chars}
+
+    def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
+        top = context.highlights[: context.max_bullets]
+        ordered = sorted(top, key=lambda h: (h.post_number, h.sentence_index))
+        bullets = []
+        for highlight in ordered:
+            if context.stop.is_set():
+                return
+            text = shorten(highlight.text, self.max_chars)
+            bullets.append(Bullet(text=text, citations=[highlight.id]))
+            yield f"- {text}\n"
+        yield bullets
+
+
+def shorten(text: str, max_chars: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def build(params: dict[str, Any]) -> ExtractiveSummarizer:
+    return ExtractiveSummarizer(max_chars=int(params.get("max_chars", 300)))

@@ -1,0 +1,129 @@
+"""Any OpenAI-compatible chat endpoint (Ollama, vLLM, llama.cpp server, Groq, OpenAI), streamed.
+
+Base URL from `TLDRLAB_OPENAI_BASE_URL` or `OPENAI_BASE_URL` (for example http://localhost:11434/v1), key from
+`TLDRLAB_OPENAI_API_KEY` or `OPENAI_API_KEY` (optional for local servers), model from `TLDRLAB_OPENAI_MODEL`
+or the `model` parameter. The response is read as Server-Sent Events: `data: {chunk}` lines whose
+`choices[0].delta.content` carry the text, ended by `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tldrlab.digest.fold import fold_thread
+from tldrlab.digest.summarizers.base import (
+    SummaryContext,
+    SummaryEvent,
+    bullets_from_text,
+    numbered_highlights,
+)
+from tldrlab.errors import ConfigError, ServiceUnavailableError
+
+SYSTEM_PROMPT = (
+    "You write TL;DRs of forum threads. Answer with 3 to 5 short bullet lines starting with '- '. "
+    "End every bullet with the numbers of the key sentences it rests on, like [2] or [1, 3]. "
+    "Use only facts from the thread."
+)
+
+
+def env_first(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+@dataclass
+class OpenAISummarizer:
+    base_url: str
+    model: str
+    api_key: str | None = None
+    name: str = "openai"
+    max_tokens: int = 300
+    temperature: float = 0.2
+    max_thread_chars: int = 12000
+    """Threads longer than this are folded before prompting."""
+    timeout_s: float = 60.0
+
+    def cache_params(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "max_thread_chars": self.max_thread_chars,
+            "prompt": SYSTEM_PROMPT,
+        }
+
+    def messages(self, context: SummaryContext, draft: str | None = None) -> list[dict[str, str]]:
+        folded, _ = fold_thread(context.thread, context.highlights, self.max_thread_chars)
+        user = f"Thread:\n{folded}\n\nKey sentences:\n{numbered_highlights(context.highlights)}\n"
+        if draft:
+            user += f"\nA first draft to consolidate and correct:\n{draft}\n"
+        user += f"\nWrite at most {context.max_bullets} bullets, each citing key sentences by number."
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+    def stream_text(self, context: SummaryContext, draft: str | None = None) -> Iterator[str]:
+        """Raw text chunks from the endpoint."""
+        import httpx
+
+        headers = {"Accept": "text/event-stream"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        body = {
+            "model": self.model,
+            "messages": self.messages(context, draft),
+            "stream": True,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        try:
+            with (
+                httpx.Client(timeout=self.timeout_s) as client,
+                client.stream("POST", url, json=body, headers=headers) as response,
+            ):
+                if response.status_code >= 400:
+                    detail = response.read().decode("utf-8", "replace")[:300]
+                    raise ServiceUnavailableError(f"chat endpoint {url} answered {response.status_code}: {detail}")
+                for line in response.iter_lines():
+                    if context.stop.is_set():
+                        return  # leaving the block closes the connection: the server stops generating
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[len("data:") :].strip()
+                    if payload == "[DONE]":
+                        return
+                    chunk = json.loads(payload)
+                    choices = chunk.get("choices") or [{}]
+                    text = (choices[0].get("delta") or {}).get("content")
+                    if text:
+                        yield text
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailableError(f"cannot reach the chat endpoint {url}: {exc}") from exc
+
+    def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
+        pieces = []
+        for text in self.stream_text(context):
+            pieces.append(text)
+            yield text
+        if not context.stop.is_set():
+            yield bullets_from_text("".join(pieces), context)
+
+
+def build(params: dict[str, Any]) -> OpenAISummarizer:
+    base_url = params.get("base_url") or env_first("TLDRLAB_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    if not base_url:
+        raise ConfigError("the openai summarizer needs TLDRLAB_OPENAI_BASE_URL (or OPENAI_BASE_URL)")
+    return OpenAISummarizer(
+        base_url=str(base_url),
+        model=str(params.get("model") or env_first("TLDRLAB_OPENAI_MODEL") or "gpt-4o-mini"),
+        api_key=env_first("TLDRLAB_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        max_tokens=int(params.get("max_tokens", 300)),
+        temperature=float(params.get("temperature", 0.2)),
+    )

@@ -1,0 +1,82 @@
+"""Sentence embedders by registry: texts in, unit-normalised float32 vectors out.
+
+- `minilm` (default): all-MiniLM-L6-v2 through sentence-transformers / PyTorch, offline.
+- `minilm-onnx`: the same model exported to ONNX, int8-quantised, run by ONNX Runtime (faster on CPU).
+- any other name: a sentence-transformers model directory (offline) or hub name (needs the hub).
+
+`get_embedder(name)` caches one instance per name, so the service and workers load each model once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from tldrlab.embed.base import Embedder
+
+EmbedderBuilder = Callable[[], Embedder]
+
+
+def _minilm() -> Embedder:
+    from tldrlab.embed.sentence_transformer import build_minilm
+
+    return build_minilm()
+
+
+def _minilm_onnx() -> Embedder:
+    from tldrlab.embed.onnx import build_minilm_onnx
+
+    return build_minilm_onnx()
+
+
+EMBEDDERS: dict[str, EmbedderBuilder] = {
+    "minilm": _minilm,
+    "minilm-onnx": _minilm_onnx,
+}
+"""Registered embedder name -> builder. Names not listed are treated as sentence-transformers paths/names."""
+
+VECTOR_SPACES: dict[str, str] = {
+    "minilm": "all-MiniLM-L6-v2",
+    "minilm-onnx": "all-MiniLM-L6-v2",
+}
+"""Embedders whose vectors are interchangeable (same model, different runtime) share a vector space name."""
+
+_cache: dict[str, Embedder] = {}
+_lock = threading.Lock()
+
+
+def vector_space(name: str) -> str:
+    """The space an embedder's vectors live in; stores refuse mixing vectors from different spaces."""
+    return VECTOR_SPACES.get(name, name)
+
+
+def get_embedder(name: str | None = None) -> Embedder:
+    """The embedder called `name` (default: settings.embedder, normally `minilm`), built once per process."""
+    if name is None:
+        from tldrlab.config import get_settings
+
+        name = get_settings().embedder
+    name = name.strip()
+    if not name:
+        from tldrlab.errors import ConfigError
+
+        raise ConfigError("the embedder name is empty: use 'minilm', 'minilm-onnx' or a model path")
+    with _lock:
+        if name not in _cache:
+            builder = EMBEDDERS.get(name)
+            if builder is not None:
+                _cache[name] = builder()
+            else:
+                from tldrlab.embed.sentence_transformer import SentenceTransformerEmbedder
+
+                _cache[name] = SentenceTransformerEmbedder(name, name)
+        return _cache[name]
+
+
+def clear_embedder_cache() -> None:
+    """Forget cached instances (tests; freeing memory)."""
+    with _lock:
+        _cache.clear()
+
+
+__all__ = ["EMBEDDERS", "VECTOR_SPACES", "Embedder", "clear_embedder_cache", "get_embedder", "vector_space"]

@@ -1,0 +1,196 @@
+"""An optimised MiniLM backend: ONNX Runtime on a dynamically int8-quantised ONNX export of the local model.
+
+The export is made once from the same offline all-MiniLM-L6-v2 weights the PyTorch embedder uses
+(`torch.onnx.export`, TorchScript exporter, so no `onnxscript` is needed), quantised with
+`onnxruntime.quantization.quantize_dynamic` (int8 weights, activations quantised on the fly) and cached under
+`<home>/cache/embed/`. Tokenisation uses the model's fast tokenizer directly and sentences are sorted by
+length before batching so little time goes into padding. Pooling (attention-masked mean) and normalisation
+match the
+sentence-transformers pipeline; bench/embed.py measures throughput and cosine to the PyTorch vectors.
+
+Note: dynamic quantisation scales activations per batch, so a sentence's vector can differ very slightly
+(cosine ~0.999) depending on which sentences share its batch; the same input list always gives the same
+output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tldrlab.embed.sentence_transformer import minilm_path, unit_rows
+from tldrlab.errors import DependencyMissingError
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class OnnxExportConfig:
+    """How the ONNX model is made; part of the cache key, so changing a field makes a new export."""
+
+    opset: int = 17
+    """ONNX opset for torch.onnx.export."""
+    quantize: bool = True
+    """Dynamic int8 quantisation of the MatMul weights (the speed-up); False keeps float32."""
+    per_channel: bool = False
+    """Per-channel weight scales (slightly more accurate, slightly slower)."""
+
+
+def default_cache_dir() -> Path:
+    from tldrlab.config import get_settings
+
+    return get_settings().home / "cache" / "embed"
+
+
+def _cache_key(model_dir: Path, config: OnnxExportConfig) -> str:
+    import onnxruntime
+
+    weights = model_dir / "model.safetensors"
+    stat = weights.stat() if weights.exists() else None
+    parts = [
+        str(model_dir.resolve()),
+        str(stat.st_size if stat else 0),
+        str(stat.st_mtime_ns if stat else 0),
+        json.dumps(config.__dict__, sort_keys=True),
+        onnxruntime.__version__,
+    ]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def export_onnx(model_dir: Path, out_path: Path, config: OnnxExportConfig) -> Path:
+    """Export the transformer (token embeddings out) to ONNX, then quantise; written atomically."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Eager attention traces to plain MatMul/Softmax ops, which dynamic quantisation understands.
+    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    sample = tokenizer(
+        ["an example sentence", "another, somewhat longer example sentence"],
+        padding=True,
+        return_tensors="pt",
+    )
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    axes = {0: "batch", 1: "tokens"}
+    float_path = out_path.with_name(out_path.stem + ".float.onnx.tmp")
+    with torch.inference_mode():
+        torch.onnx.export(
+            TokenEmbeddings(model),
+            tuple(sample[name] for name in INPUT_NAMES),
+            str(float_path),
+            input_names=list(INPUT_NAMES),
+            output_names=["token_embeddings"],
+            dynamic_axes={**{name: axes for name in INPUT_NAMES}, "token_embeddings": axes},
+            opset_version=config.opset,
+            dynamo=False,
+        )
+    tmp_path = out_path.with_name(out_path.name + f".{os.getpid()}.tmp")
+    try:
+        if config.quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(
+                str(float_path), str(tmp_path), weight_type=QuantType.QInt8, per_channel=config.per_channel
+            )
+        else:
+            os.replace(float_path, tmp_path)
+        os.replace(tmp_path, out_path)
+    finally:
+        for leftover in (float_path, tmp_path):
+            leftover.unlink(missing_ok=True)
+    return out_path
+
+
+class OnnxEmbedder:
+    """Mean-pooled, normalised MiniLM vectors computed by ONNX Runtime."""
+
+    def __init__(
+        self,
+        name: str = "minilm-onnx",
+        model_dir: Path | None = None,
+        *,
+        cache_dir: Path | None = None,
+        config: OnnxExportConfig | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime
+
+            from tokenizers import Tokenizer
+        except ModuleNotFoundError as exc:
+            raise DependencyMissingError(
+                "the minilm-onnx embedder needs onnxruntime and onnx (pip install onnxruntime onnx)"
+            ) from exc
+        self.name = name
+        self.config = config or OnnxExportConfig()
+        model_dir = Path(model_dir) if model_dir is not None else minilm_path()
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.onnx_path = cache_dir / f"{name}-{_cache_key(model_dir, self.config)}.onnx"
+        if not self.onnx_path.exists():
+            export_onnx(model_dir, self.onnx_path, self.config)
+
+        max_length = 256
+        st_config = model_dir / "sentence_bert_config.json"
+        if st_config.exists():  # match sentence-transformers' truncation, not the tokenizer file's default
+            max_length = int(json.loads(st_config.read_text()).get("max_seq_length", max_length))
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self.tokenizer.no_padding()
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(self.onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        # Longest first, so each batch pads to similar lengths; results go back to input order.
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for begin in range(0, len(order), batch_size):
+            chunk = order[begin : begin + batch_size]
+            width = max(len(encodings[i].ids) for i in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            types = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                enc = encodings[i]
+                n = len(enc.ids)
+                ids[row, :n] = enc.ids
+                mask[row, :n] = enc.attention_mask
+                types[row, :n] = enc.type_ids
+            (tokens,) = self.session.run(
+                ["token_embeddings"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            )
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[chunk] = pooled
+        return unit_rows(out)
+
+
+def build_minilm_onnx(device: str = "cpu") -> OnnxEmbedder:
+    """all-MiniLM-L6-v2 through ONNX Runtime with int8 dynamic quantisation (CPU)."""
+    return OnnxEmbedder("minilm-onnx")

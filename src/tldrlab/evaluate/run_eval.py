@@ -1,0 +1,288 @@
+"""Evaluating a saved model on a data split: LM loss / perplexity, or seq2seq ROUGE / BERTScore / lengths.
+
+    metrics = evaluate_target("train-2026...", split="validation")   # writes eval.json + samples.jsonl
+
+The target is a run id (its `<run_dir>/model`, data named in its config) or a model directory (then `data`
+is required). Seq2seq evaluation generates (greedy by default, seeded when sampling) for up to `max_samples`
+records and writes every generation to `samples.jsonl`; LM evaluation cuts the text into blocks and reports
+the token-weighted loss and its perplexity, plus a few seeded continuations as samples.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.generate import GenerateOptions, generate
+from tldrlab.evaluate.metrics import bertscore, distinct_n, length_stats, perplexity, rouge_scores
+from tldrlab.models.io import load_model, resolve_model_dir
+from tldrlab.models.registry import model_task
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+
+EVAL_FILE = "eval.json"
+SAMPLES_FILE = "samples.jsonl"
+
+
+class EvalConfig(BaseModel):
+    """What to evaluate on and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    """A file or data-set directory readable by tldrlab.data.readers."""
+
+    format: str | None = None
+    """Reader format; None detects it."""
+
+    split: str | None = None
+    """Data split (e.g. validation); None uses the whole file (LM: its last `val_fraction` when set)."""
+
+    val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    """LM on unsplit text: evaluate only the last fraction of the tokens (what a run held out)."""
+
+    max_samples: int = Field(default=200, ge=1)
+    """Seq2seq: records evaluated; LM: blocks evaluated."""
+
+    prefix: str = ""
+    """Seq2seq: text put before every source document (must match training, e.g. "summarize: ")."""
+
+    max_source_len: int = Field(default=256, ge=4)
+    """Seq2seq: source tokens kept."""
+
+    block_size: int = Field(default=128, ge=2)
+    """LM: tokens per evaluation block."""
+
+    batch_size: int = Field(default=16, ge=1)
+    """Blocks per forward pass."""
+
+    bertscore: bool = True
+    """Seq2seq: also compute BERTScore with the offline MiniLM."""
+
+    num_lm_samples: int = Field(default=4, ge=0)
+    """LM: seeded continuations written to samples.jsonl."""
+
+    generation: GenerateOptions = Field(default_factory=lambda: GenerateOptions(temperature=0.0))
+    """Decoding options (greedy by default)."""
+
+
+def _records(config: EvalConfig) -> list[Any]:
+    from tldrlab.data.readers import read_records
+
+    return read_records(config.data, config.format, split=config.split)
+
+
+@torch.no_grad()
+def lm_loss(model: Any, tokenizer: Any, text: str, config: EvalConfig) -> tuple[float, int, int]:
+    """(token-weighted mean loss in nats, predicted tokens, blocks) over contiguous blocks of the text."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if config.val_fraction:
+        ids = ids[int(len(ids) * (1 - config.val_fraction)) :]
+    block = config.block_size
+    limit = getattr(getattr(model, "config", None), "n_positions", None)
+    if limit is not None:
+        block = min(block, limit)
+    blocks = [ids[i : i + block] for i in range(0, len(ids), block)]
+    blocks = [b for b in blocks if len(b) >= 2][: config.max_samples]
+    if not blocks:
+        raise InvalidInputError(f"{config.data}: not enough text to evaluate (needs at least 2 tokens)")
+    total_loss, total_tokens = 0.0, 0
+    model.eval()
+    for start in range(0, len(blocks), config.batch_size):
+        batch = blocks[start : start + config.batch_size]
+        width = max(len(b) for b in batch)
+        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for row, b in enumerate(batch):
+            input_ids[row, : len(b)] = torch.tensor(b)
+            labels[row, : len(b)] = torch.tensor(b)
+        out = model(input_ids=input_ids.to(model.device), labels=labels.to(model.device))
+        n = int((labels[:, 1:] != -100).sum())
+        total_loss += float(out.loss) * n
+        total_tokens += n
+    return total_loss / total_tokens, total_tokens, len(blocks)
+
+
+def evaluate_lm(
+    model: Any, tokenizer: Any, config: EvalConfig
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    records = _records(config)
+    text = "\n".join(r.document for r in records)
+    loss, tokens, blocks = lm_loss(model, tokenizer, text, config)
+    metrics: dict[str, Any] = {
+        "loss": loss,
+        "perplexity": perplexity(loss),
+        "tokens": tokens,
+        "blocks": blocks,
+    }
+    samples: list[dict[str, Any]] = []
+    if config.num_lm_samples:
+        # Prompts: the first line of evenly spaced blocks of the evaluated text.
+        lines = [line for line in text.splitlines() if line.strip()]
+        step = max(1, len(lines) // config.num_lm_samples)
+        prompts = [lines[i][:40] for i in range(0, len(lines), step)][: config.num_lm_samples]
+        outputs = generate(model, tokenizer, prompts, config.generation)
+        samples = [{"prompt": p, "outputs": o} for p, o in zip(prompts, outputs, strict=True)]
+        metrics["distinct_2"] = distinct_n([o for s in samples for o in s["outputs"]])
+    return metrics, samples
+
+
+@torch.no_grad()
+def reference_loss(
+    model: Any, tokenizer: Any, sources: list[str], refs: list[str], config: EvalConfig
+) -> float:
+    """Teacher-forced loss of the references given their sources (nats per target token)."""
+    total, count = 0.0, 0
+    for start in range(0, len(sources), config.batch_size):
+        src = tokenizer(
+            sources[start : start + config.batch_size],
+            max_length=config.max_source_len,
+            truncation=True,
+            padding=True,
+            return_tensors="pt",
+        )
+        tgt = [
+            [*tokenizer.encode(r, add_special_tokens=False), tokenizer.eos_token_id]
+            for r in refs[start : start + config.batch_size]
+        ]
+        width = max(len(t) for t in tgt)
+        labels = torch.full((len(tgt), width), -100, dtype=torch.long)
+        for row, t in enumerate(tgt):
+            labels[row, : len(t)] = torch.tensor(t)
+        out = model(
+            input_ids=src["input_ids"].to(model.device),
+            attention_mask=src["attention_mask"].to(model.device),
+            labels=labels.to(model.device),
+        )
+        n = int((labels != -100).sum())
+        total += float(out.loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+def evaluate_seq2seq(
+    model: Any, tokenizer: Any, config: EvalConfig
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    records = [r for r in _records(config) if r.summaries][: config.max_samples]
+    if not records:
+        raise InvalidInputError(f"{config.data}: no records with a reference summary to evaluate against")
+    sources = [config.prefix + r.document for r in records]
+    refs = [r.summary for r in records]
+    options = config.generation.model_copy(update={"max_input_tokens": config.max_source_len})
+    preds = [outs[0] for outs in generate(model, tokenizer, sources, options)]
+    loss = reference_loss(model, tokenizer, sources, refs, config)
+    metrics: dict[str, Any] = {"loss": loss, "perplexity": perplexity(loss), "examples": len(records)}
+    metrics.update(rouge_scores(preds, refs))
+    if config.bertscore:
+        metrics.update(bertscore(preds, refs))
+    metrics.update(length_stats(preds, tokenizer, prefix="pred_"))
+    metrics.update(length_stats(refs, tokenizer, prefix="ref_"))
+    metrics["distinct_2"] = distinct_n(preds)
+    samples = [
+        {"id": r.id, "document": r.document[:2000], "reference": ref, "prediction": pred}
+        for r, ref, pred in zip(records, refs, preds, strict=True)
+    ]
+    return metrics, samples
+
+
+def evaluate_model(
+    model: Any, tokenizer: Any, name: str, config: EvalConfig, out_dir: Path | str | None = None
+) -> dict[str, Any]:
+    """Evaluate and (when `out_dir` is given) write eval.json and samples.jsonl there."""
+    started = time.perf_counter()
+    task = model_task(name)
+    if task == "seq2seq":
+        metrics, samples = evaluate_seq2seq(model, tokenizer, config)
+    else:
+        metrics, samples = evaluate_lm(model, tokenizer, config)
+    result = {
+        "model": name,
+        "task": task,
+        "config": config.model_dump(mode="json"),
+        "metrics": metrics,
+        "seconds": time.perf_counter() - started,
+        "created_at": time.time(),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        atomic_write_json(out / EVAL_FILE, result)
+        atomic_write_text(
+            out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
+        )
+    return result
+
+
+def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, Path, str | None]:
+    """(EvalConfig, output directory, run id or None) for a run id or model directory.
+
+    Settings missing from `overrides` come from the run's config (`data.path`, `data.val_split`,
+    `data.prefix`, `data.max_source_len`, `data.block_size`, `data.val_fraction`).
+    """
+    from tldrlab.errors import NotFoundError
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    path = Path(target)
+    run_id: str | None = None
+    run_config: dict[str, Any] = {}
+    if path.exists():
+        model_dir = resolve_model_dir(path)
+        out_dir = model_dir.parent if model_dir.name == "model" else model_dir
+    else:
+        from tldrlab.runs import open_registry
+
+        try:
+            record = open_registry().find(str(target))
+        except NotFoundError:
+            raise NotFoundError(f"no run or model directory named {str(target)!r}") from None
+        run_id, run_config, out_dir = record.id, dict(record.config), Path(record.run_dir)
+    data = dict(run_config.get("data") or {})
+    if "data" not in overrides:
+        if not data.get("path"):
+            raise InvalidInputError(f"{target}: no data to evaluate on; pass --data PATH")
+        settings: dict[str, Any] = {"data": data["path"], "format": data.get("format")}
+        settings["split"] = data.get("val_split")
+        if not data.get("val_split") and data.get("val_fraction"):
+            settings["val_fraction"] = data["val_fraction"]
+        for key in ("prefix", "max_source_len", "block_size"):
+            if data.get(key) is not None:
+                settings[key] = data[key]
+        overrides = {**settings, **overrides}
+    elif data.get("prefix") is not None and "prefix" not in overrides:
+        overrides["prefix"] = data["prefix"]
+    try:
+        return EvalConfig.model_validate(overrides), out_dir, run_id
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid evaluation settings: {exc}") from exc
+
+
+def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
+    """Evaluate a run's model (or a model directory) and write eval.json + samples.jsonl next to it.
+
+    The work is itself a run of kind `eval` (parent: the evaluated run), so it shows up in `tldrlab runs`.
+    """
+    from tldrlab.runs import start_run
+
+    config, out_dir, parent = eval_config_for(target, **overrides)
+    model, tokenizer, name = load_model(target)
+    if tokenizer is None:
+        raise InvalidInputError(f"{target}: the saved model has no tokenizer files")
+    with start_run(
+        "eval", {"target": str(target), **config.model_dump(mode="json")}, parent_id=parent
+    ) as run:
+        run.log(f"evaluating {name} on {config.data} split={config.split}")
+        result = evaluate_model(model, tokenizer, name, config, out_dir)
+        for file in (EVAL_FILE, SAMPLES_FILE):
+            atomic_write_text(run.dir / file, (out_dir / file).read_text(encoding="utf-8"))
+        numeric = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
+        run.log_metrics(0, **numeric)
+        run.set_summary(**numeric)
+        run.add_artifact(run.dir / EVAL_FILE, kind="eval")
+        run.add_artifact(run.dir / SAMPLES_FILE, kind="samples")
+        result["run_id"] = run.id
+        result["out_dir"] = str(out_dir)
+    return result

@@ -1,0 +1,73 @@
+"""`score_text`: how surprising a text is to a model, token by token.
+
+For a causal LM the text is scored after a bos token (so its first token is predicted too); for a seq2seq
+model it is scored as the target of `source` (empty by default), ending with eos. The mean of the per-token
+surprisal (in bits) times ln 2 equals the loss (in nats).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.metrics import perplexity
+from tldrlab.models.registry import model_name_of, model_task
+
+
+@torch.no_grad()
+def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source: str = "") -> dict[str, Any]:
+    """loss (nats/token), perplexity, tokens, per-token surprisal (bits) and the top-k predictions there."""
+    if not text:
+        raise InvalidInputError("text to score is empty")
+    if top_k < 0:
+        raise InvalidInputError(f"top_k must be >= 0; got {top_k}")
+    was_training = model.training
+    model.eval()
+    device = model.device
+    target = tokenizer.encode(text, add_special_tokens=False)
+    truncated = False
+    try:
+        if model_task(model_name_of(model)) == "seq2seq":
+            labels = [*target, tokenizer.eos_token_id]
+            src = [*tokenizer.encode(source, add_special_tokens=False), tokenizer.eos_token_id]
+            out = model(
+                input_ids=torch.tensor([src], device=device), labels=torch.tensor([labels], device=device)
+            )
+            logits, predicted = out.logits[0], labels
+        else:
+            limit = getattr(getattr(model, "config", None), "n_positions", None)
+            ids = [tokenizer.bos_token_id, *target]
+            if limit is not None and len(ids) > limit:
+                ids, truncated = ids[:limit], True
+            out = model(input_ids=torch.tensor([ids], device=device))
+            logits, predicted = out.logits[0, :-1], ids[1:]
+    finally:
+        model.train(was_training)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    target_ids = torch.tensor(predicted, device=log_probs.device)
+    token_log_probs = log_probs.gather(1, target_ids.unsqueeze(1)).squeeze(1)
+    surprisal_bits = (-token_log_probs / math.log(2)).tolist()
+    loss = float(-token_log_probs.mean())
+    positions = []
+    if top_k:
+        values, indices = torch.topk(log_probs, min(top_k, log_probs.size(-1)), dim=-1)
+        for row_values, row_ids in zip(values.tolist(), indices.tolist(), strict=True):
+            positions.append(
+                [
+                    {"token": tokenizer.decode([i]), "id": i, "prob": math.exp(v)}
+                    for v, i in zip(row_values, row_ids, strict=True)
+                ]
+            )
+    return {
+        "loss": loss,
+        "perplexity": perplexity(loss),
+        "num_tokens": len(predicted),
+        "tokens": [tokenizer.decode([i]) for i in predicted],
+        "token_ids": list(predicted),
+        "surprisal_bits": surprisal_bits,
+        "topk": positions,
+        "truncated": truncated,
+    }

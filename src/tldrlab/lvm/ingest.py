@@ -1,0 +1,206 @@
+"""`tldrlab lvm ingest`: articles -> concepts -> vectors -> the concept store, as a run with stage timings.
+
+Stages (each timed into `pipeline_metrics.json`): read the articles, chunk them (sentence splitting, plus the
+sentence vectors semantic chunking needs), embed the concepts in batches, write them to the store. Articles
+are written one transaction each, so an interrupted ingest keeps every article finished before it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
+from tldrlab.lvm.store import ConceptIn, open_concept_store
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.run import Run
+
+
+class IngestConfig(BaseModel):
+    """One ingest: which articles, how they become concepts, which embedder, where they are stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
+    format: str | None = None
+    """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
+    chunking: str = "sentence"
+    """`sentence` or `semantic` (see tldrlab.lvm.chunking)."""
+    max_chars: int = Field(600, ge=20)
+    """Semantic chunks stay at most this long."""
+    threshold: float = Field(0.55, ge=-1.0, le=1.0)
+    """Semantic chunking similarity threshold."""
+    embedder: str | None = None
+    """Embedder name or sentence-transformers path; None uses the `embedder` setting (minilm)."""
+    source: str | None = None
+    """Data set source label stored with every concept; None: the reader's source (e.g. wikipedia)."""
+    domain: str | None = None
+    """Optional domain label stored with every concept (e.g. science, history)."""
+    store_url: str | None = None
+    """Concept store URL; None: PostgreSQL when the database URL is postgres, else SQLite under the home."""
+    limit: int | None = Field(None, ge=1)
+    """Ingest at most this many articles."""
+    batch_size: int = Field(64, ge=1)
+    """Texts per embedding batch."""
+
+
+@dataclass
+class Article:
+    id: str
+    text: str
+    title: str | None = None
+    url: str | None = None
+
+
+@dataclass
+class StageTimer:
+    """Accumulates wall time per named stage."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, started: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def read_articles(
+    path: str | Path, format: str | None = None, limit: int | None = None
+) -> tuple[list[Article], str]:
+    """Articles from any record format of tldrlab.data.readers (the document is the article text).
+
+    Also returns the data set source the reader names (e.g. `wikipedia`), else the file name.
+    """
+    from tldrlab.data.readers import read_records
+
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"no such file: {path}")
+    records = read_records(path, format, limit=limit)
+    articles = []
+    for record in records:
+        if not record.document.strip():
+            continue
+        prov = record.provenance or {}
+        title = prov.get("title")
+        url = prov.get("url")
+        articles.append(
+            Article(
+                id=str(record.id),
+                text=record.document,
+                title=str(title) if title is not None else None,
+                url=str(url) if url is not None else None,
+            )
+        )
+    if not articles:
+        raise InvalidInputError(f"{path} holds no article with text")
+    source = next((r.source for r in records if r.source), "") or path.name.split(".")[0]
+    return articles, source
+
+
+def load_embedder(name: str | None = None) -> Embedder:
+    from tldrlab.embed import get_embedder
+
+    return get_embedder(name)
+
+
+def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, Any]:
+    """Chunk, embed and store the articles; returns (and writes to the run) the pipeline metrics."""
+    if config.chunking not in CHUNKERS:
+        raise InvalidInputError(f"unknown chunking {config.chunking!r}; choose one of {', '.join(CHUNKERS)}")
+    timer = StageTimer()
+    started_all = time.perf_counter()
+
+    started = time.perf_counter()
+    articles, read_source = read_articles(config.path, config.format, config.limit)
+    timer.add("read", started)
+
+    started = time.perf_counter()
+    embedder = load_embedder(config.embedder)
+    timer.add("load_embedder", started)
+
+    source = config.source or read_source
+    chunking = ChunkingConfig(method=config.chunking, max_chars=config.max_chars, threshold=config.threshold)
+    store = open_concept_store(config.store_url)
+
+    def encode_sentences(texts: list[str]) -> np.ndarray:
+        begun = time.perf_counter()
+        vectors = embedder.encode(texts, batch_size=config.batch_size)
+        timer.add("sentence_embed", begun)
+        return vectors
+
+    from tqdm import tqdm
+
+    total_concepts = 0
+    total_chars = 0
+    try:
+        for i, article in enumerate(tqdm(articles, desc="ingest", unit="article")):
+            if run is not None:
+                run.check_cancelled()
+                run.heartbeat(progress=i / len(articles))
+            started = time.perf_counter()
+            chunks = chunk_article(article.text, chunking, encode_sentences)
+            timer.add("chunk", started)
+            started = time.perf_counter()
+            vectors = embedder.encode([c.text for c in chunks], batch_size=config.batch_size)
+            timer.add("embed", started)
+            started = time.perf_counter()
+            total_concepts += store.replace_article(
+                source=source,
+                article_id=article.id,
+                concepts=[ConceptIn(p, c.start, c.end, c.text) for p, c in enumerate(chunks)],
+                vectors=vectors,
+                embedder=embedder.name,
+                chunking=chunking.method,
+                title=article.title,
+                url=article.url,
+                domain=config.domain,
+            )
+            timer.add("store", started)
+            total_chars += len(article.text)
+        stored = store.count(source)
+    finally:
+        store.close()
+
+    if chunking.method == "semantic":
+        # chunk time above includes the sentence embeddings it waited for; report them apart
+        timer.seconds["chunk"] = max(0.0, timer.seconds["chunk"] - timer.seconds.get("sentence_embed", 0.0))
+    wall = time.perf_counter() - started_all
+    metrics: dict[str, Any] = {
+        "source": source,
+        "store_url": _redact(store.url),
+        "embedder": embedder.name,
+        "dim": embedder.dim,
+        "chunking": chunking.method,
+        "articles": len(articles),
+        "concepts": total_concepts,
+        "concepts_in_source": stored,
+        "chars": total_chars,
+        "stage_seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
+        "wall_seconds": round(wall, 4),
+        "ms_per_article": round(1000 * wall / max(1, len(articles)), 2),
+        "concepts_per_second": round(total_concepts / max(wall, 1e-9), 2),
+        "mean_concept_chars": round(total_chars / max(1, total_concepts), 1),
+    }
+    if run is not None:
+        path = run.dir / "pipeline_metrics.json"
+        atomic_write_json(path, metrics)
+        run.add_artifact(path, kind="metrics")
+        run.set_summary(articles=len(articles), concepts=total_concepts, wall_seconds=metrics["wall_seconds"])
+    return metrics
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before it is written to disk."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url

@@ -1,0 +1,355 @@
+"""The concept store: every concept with provenance and vector, in SQLite (default) or PostgreSQL + pgvector.
+
+A concept is a sentence or a semantic chunk of an article. Each row keeps where it came from (data set source,
+article id, position in the article, exact character span), the text, an optional domain label, the embedder
+that produced its vector and the vector itself (float32 BLOB in SQLite, `vector` column with pgvector).
+
+Re-ingesting an article replaces its concepts in one transaction, so a failed ingest never leaves an article
+half-written and never loses what was stored before it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
+from tldrlab.runs.db import Database, connect, is_postgres_url, migrate
+
+COMPONENT = "lvm"
+
+SQLITE_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS lvm_articles (
+            source TEXT NOT NULL,
+            article_id TEXT NOT NULL,
+            title TEXT,
+            url TEXT,
+            domain TEXT,
+            chunking TEXT NOT NULL,
+            n_concepts INTEGER NOT NULL,
+            ingested_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (source, article_id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS lvm_concepts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            article_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            start_char INTEGER NOT NULL,
+            end_char INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            domain TEXT,
+            embedder TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            UNIQUE (source, article_id, position)
+        )""",
+    ]
+]
+
+POSTGRES_MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE EXTENSION IF NOT EXISTS vector",
+        SQLITE_MIGRATIONS[0][0],
+        """CREATE TABLE IF NOT EXISTS lvm_concepts (
+            id BIGSERIAL PRIMARY KEY,
+            source TEXT NOT NULL,
+            article_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            start_char INTEGER NOT NULL,
+            end_char INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            domain TEXT,
+            embedder TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector vector NOT NULL,
+            UNIQUE (source, article_id, position)
+        )""",
+    ]
+]
+
+
+@dataclass(frozen=True)
+class ConceptIn:
+    """A concept about to be stored (its vector travels separately, as a row of a matrix)."""
+
+    position: int
+    """Index of the concept within its article (0-based, in reading order)."""
+    start: int
+    """Character offset of the concept in the article text."""
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class StoredConcept:
+    id: int
+    source: str
+    article_id: str
+    position: int
+    start: int
+    end: int
+    text: str
+    domain: str | None
+
+
+@dataclass(frozen=True)
+class ArticleInfo:
+    source: str
+    article_id: str
+    title: str | None
+    url: str | None
+    domain: str | None
+    chunking: str
+    n_concepts: int
+
+
+@dataclass
+class ConceptTable:
+    """Concepts loaded for indexing or sequences, ordered by (source, article, position)."""
+
+    ids: np.ndarray
+    """int64 concept ids (store primary keys)."""
+    article_keys: list[str]
+    """`source/article_id` of each row."""
+    positions: np.ndarray
+    """int64 position of each row within its article."""
+    vectors: np.ndarray
+    """float32 (n, dim), unit-normalised."""
+    embedder: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _same_space(a: str, b: str) -> bool:
+    """Two embedder names give interchangeable vectors (e.g. minilm and minilm-onnx)."""
+    from tldrlab.embed import vector_space
+
+    return vector_space(a) == vector_space(b)
+
+
+def default_store_url(settings: Settings | None = None) -> str:
+    """PostgreSQL when the project's database URL is postgres, else `sqlite:///<home>/lvm/concepts.db`."""
+    settings = settings or get_settings()
+    if settings.database_url and is_postgres_url(settings.database_url):
+        return settings.database_url
+    return f"sqlite:///{settings.home / 'lvm' / 'concepts.db'}"
+
+
+class ConceptStore:
+    """Concepts with provenance and vectors behind one small API, whatever the backend."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db: Database = connect(url)
+        self.is_postgres = self.db.is_postgres
+        migrate(self.db, COMPONENT, POSTGRES_MIGRATIONS if self.is_postgres else SQLITE_MIGRATIONS)
+        if self.is_postgres:
+            from pgvector.psycopg import register_vector
+
+            # pgvector adapts numpy arrays to `vector` and back on this connection.
+            register_vector(self.db._conn)
+
+    # -- writing --------------------------------------------------------------------------------
+    def replace_article(
+        self,
+        *,
+        source: str,
+        article_id: str,
+        concepts: list[ConceptIn],
+        vectors: np.ndarray,
+        embedder: str,
+        chunking: str,
+        title: str | None = None,
+        url: str | None = None,
+        domain: str | None = None,
+    ) -> int:
+        """Atomically replace an article's concepts; returns how many were stored."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(concepts):
+            raise InvalidInputError(
+                f"expected {len(concepts)} vectors for article {article_id!r}, got shape {vectors.shape}"
+            )
+        dim = int(vectors.shape[1])
+        existing = self.db.query_one(
+            "SELECT dim, embedder FROM lvm_concepts WHERE source = ? LIMIT 1", (source,)
+        )
+        if existing and (int(existing["dim"]) != dim or not _same_space(existing["embedder"], embedder)):
+            # Only the article being replaced may differ (it is deleted below); anything else is a mix-up.
+            others = self.db.query_one(
+                "SELECT COUNT(*) AS n FROM lvm_concepts WHERE source = ? AND article_id <> ?",
+                (source, article_id),
+            )
+            if others and int(others["n"]) > 0:
+                raise DimensionMismatchError(
+                    f"source {source!r} holds {existing['dim']}-d vectors from {existing['embedder']!r}; "
+                    f"got {dim}-d from {embedder!r}. Use another --source or the same embedder."
+                )
+        rows = [
+            (
+                source,
+                article_id,
+                c.position,
+                c.start,
+                c.end,
+                c.text,
+                domain,
+                embedder,
+                dim,
+                vectors[i] if self.is_postgres else vectors[i].tobytes(),
+            )
+            for i, c in enumerate(concepts)
+        ]
+        with self.db.transaction():
+            self.db.execute(
+                "DELETE FROM lvm_concepts WHERE source = ? AND article_id = ?", (source, article_id)
+            )
+            self.db.execute(
+                "DELETE FROM lvm_articles WHERE source = ? AND article_id = ?", (source, article_id)
+            )
+            if rows:
+                self.db.executemany(
+                    "INSERT INTO lvm_concepts (source, article_id, position, start_char, end_char, text, "
+                    "domain, embedder, dim, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            self.db.execute(
+                "INSERT INTO lvm_articles (source, article_id, title, url, domain, chunking, n_concepts, "
+                "ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (source, article_id, title, url, domain, chunking, len(rows), time.time()),
+            )
+        return len(rows)
+
+    # -- reading --------------------------------------------------------------------------------
+    def count(self, source: str | None = None) -> int:
+        sql = "SELECT COUNT(*) AS n FROM lvm_concepts"
+        params: tuple[Any, ...] = ()
+        if source is not None:
+            sql, params = sql + " WHERE source = ?", (source,)
+        row = self.db.query_one(sql, params)
+        return int(row["n"]) if row else 0
+
+    def sources(self) -> dict[str, int]:
+        """source -> number of concepts."""
+        rows = self.db.query("SELECT source, COUNT(*) AS n FROM lvm_concepts GROUP BY source ORDER BY source")
+        return {str(r["source"]): int(r["n"]) for r in rows}
+
+    def articles(self, source: str | None = None) -> list[ArticleInfo]:
+        sql = "SELECT * FROM lvm_articles"
+        params: tuple[Any, ...] = ()
+        if source is not None:
+            sql, params = sql + " WHERE source = ?", (source,)
+        rows = self.db.query(sql + " ORDER BY source, article_id", params)
+        return [
+            ArticleInfo(
+                source=r["source"],
+                article_id=r["article_id"],
+                title=r["title"],
+                url=r["url"],
+                domain=r["domain"],
+                chunking=r["chunking"],
+                n_concepts=int(r["n_concepts"]),
+            )
+            for r in rows
+        ]
+
+    def load(self, source: str | None = None) -> ConceptTable:
+        """All concepts (of one source, or all) with vectors, ordered by source, article and position."""
+        sql = "SELECT id, source, article_id, position, embedder, dim, vector FROM lvm_concepts"
+        params: tuple[Any, ...] = ()
+        if source is not None:
+            sql, params = sql + " WHERE source = ?", (source,)
+        rows = self.db.query(sql + " ORDER BY source, article_id, position", params)
+        if not rows:
+            where = f" for source {source!r}" if source else ""
+            raise NotFoundError(f"no concepts stored{where} in {self.url}: run `tldrlab lvm ingest` first")
+        from tldrlab.embed import vector_space
+
+        spaces = {(vector_space(r["embedder"]), int(r["dim"])) for r in rows}
+        if len(spaces) > 1:
+            raise InvalidInputError(
+                f"the store mixes vector spaces {sorted(spaces)}: choose one with --source "
+                f"(sources: {', '.join(self.sources())})"
+            )
+        embedder, dim = str(rows[0]["embedder"]), int(rows[0]["dim"])
+        vectors = np.empty((len(rows), dim), dtype=np.float32)
+        for i, r in enumerate(rows):
+            vectors[i] = self._vector(r["vector"])
+        return ConceptTable(
+            ids=np.array([int(r["id"]) for r in rows], dtype=np.int64),
+            article_keys=[f"{r['source']}/{r['article_id']}" for r in rows],
+            positions=np.array([int(r["position"]) for r in rows], dtype=np.int64),
+            vectors=vectors,
+            embedder=str(embedder),
+        )
+
+    def get(self, ids: list[int]) -> dict[int, StoredConcept]:
+        """Concepts by id (ids not found are absent from the answer)."""
+        found: dict[int, StoredConcept] = {}
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start : start + 500]]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.query(
+                "SELECT id, source, article_id, position, start_char, end_char, text, domain "
+                f"FROM lvm_concepts WHERE id IN ({marks})",
+                chunk,
+            )
+            for r in rows:
+                found[int(r["id"])] = StoredConcept(
+                    id=int(r["id"]),
+                    source=r["source"],
+                    article_id=r["article_id"],
+                    position=int(r["position"]),
+                    start=int(r["start_char"]),
+                    end=int(r["end_char"]),
+                    text=r["text"],
+                    domain=r["domain"],
+                )
+        return found
+
+    def article_concepts(self, source: str, article_id: str) -> tuple[list[StoredConcept], np.ndarray]:
+        """One article's concepts in order, with their vectors."""
+        rows = self.db.query(
+            "SELECT id, source, article_id, position, start_char, end_char, text, domain, vector "
+            "FROM lvm_concepts WHERE source = ? AND article_id = ? ORDER BY position",
+            (source, article_id),
+        )
+        if not rows:
+            raise NotFoundError(f"no concepts for article {article_id!r} of source {source!r}")
+        concepts = [
+            StoredConcept(
+                id=int(r["id"]),
+                source=r["source"],
+                article_id=r["article_id"],
+                position=int(r["position"]),
+                start=int(r["start_char"]),
+                end=int(r["end_char"]),
+                text=r["text"],
+                domain=r["domain"],
+            )
+            for r in rows
+        ]
+        return concepts, np.stack([self._vector(r["vector"]) for r in rows])
+
+    def _vector(self, value: Any) -> np.ndarray:
+        if self.is_postgres:
+            return np.asarray(value, dtype=np.float32)
+        return np.frombuffer(value, dtype=np.float32)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_concept_store(url: str | None = None, settings: Settings | None = None) -> ConceptStore:
+    """The concept store at `url` (default: see `default_store_url`)."""
+    url = url or default_store_url(settings)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return ConceptStore(url)

@@ -1,0 +1,82 @@
+"""`gpt2`: a transformers GPT2LMHeadModel causal LM from a named size, explicit dimensions, or a pretrained
+directory."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GPT2_SIZES: dict[str, dict[str, int]] = {
+    # name: width, layers, heads, context length
+    "tiny": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256},
+    "mini": {"n_embd": 128, "n_layer": 4, "n_head": 4, "n_positions": 512},
+    "small": {"n_embd": 256, "n_layer": 6, "n_head": 8, "n_positions": 1024},
+    # the dimensions of OpenAI's gpt2 (124M parameters with its 50k vocabulary)
+    "base": {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024},
+}
+
+
+class GPT2ModelConfig(BaseModel):
+    """A GPT-2 decoder-only LM. Explicit dimensions override the named size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: Literal["tiny", "mini", "small", "base"] = "tiny"
+    """Named size whose dimensions are used unless set explicitly below."""
+
+    n_embd: int | None = Field(default=None, gt=0)
+    """Hidden width (must divide by n_head)."""
+
+    n_layer: int | None = Field(default=None, gt=0)
+    """Transformer blocks."""
+
+    n_head: int | None = Field(default=None, gt=0)
+    """Attention heads."""
+
+    n_positions: int | None = Field(default=None, gt=0)
+    """Longest sequence the position embedding covers."""
+
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout for residuals, embeddings and attention."""
+
+    tie_word_embeddings: bool = True
+    """Share input embedding and output head."""
+
+    from_pretrained: str | None = None
+    """Load weights from this transformers directory instead of building from scratch (offline)."""
+
+    def dims(self) -> dict[str, int]:
+        dims = dict(GPT2_SIZES[self.size])
+        for key in dims:
+            value = getattr(self, key)
+            if value is not None:
+                dims[key] = value
+        return dims
+
+
+def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tldrlab.errors import ConfigError
+
+    if config.from_pretrained:
+        model = GPT2LMHeadModel.from_pretrained(config.from_pretrained)
+        if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
+            model.resize_token_embeddings(len(tokenizer))
+        return model
+    dims = config.dims()
+    if dims["n_embd"] % dims["n_head"]:
+        raise ConfigError(f"gpt2 n_embd ({dims['n_embd']}) must be divisible by n_head ({dims['n_head']})")
+    settings: dict[str, Any] = dict(
+        vocab_size=len(tokenizer),
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **dims,
+    )
+    return GPT2LMHeadModel(GPT2Config(**settings))

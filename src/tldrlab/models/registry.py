@@ -1,0 +1,93 @@
+"""The MODELS registry: name -> typed config, builder and task.
+
+model = build_model("t5", {"size": "tiny"}, tokenizer)
+model_task("gpt2")  # "causal_lm"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from tldrlab.errors import ConfigError
+from tldrlab.models import char_lstm, gpt2, t5
+
+Task = Literal["seq2seq", "causal_lm"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model family."""
+
+    config_cls: type[BaseModel]
+    """Its typed pydantic config."""
+
+    build: Callable[[Any, Any], Any]
+    """(config, tokenizer) -> torch.nn.Module."""
+
+    task: Task
+    """What it learns: `seq2seq` (document -> summary) or `causal_lm` (next token)."""
+
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "t5": ModelSpec(t5.T5ModelConfig, t5.build, "seq2seq", "transformers T5 encoder-decoder summarizer"),
+    "gpt2": ModelSpec(gpt2.GPT2ModelConfig, gpt2.build, "causal_lm", "transformers GPT-2 causal LM"),
+    "char_lstm": ModelSpec(char_lstm.CharLSTMConfig, char_lstm.build, "causal_lm", "PyTorch LSTM causal LM"),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def model_task(name: str) -> Task:
+    return get_spec(name).task
+
+
+def parse_model_config(name: str, config: dict[str, Any] | BaseModel | None) -> BaseModel:
+    """Validate a config dict (or re-validate a config object) against the model's typed config."""
+    spec = get_spec(name)
+    raw = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+    try:
+        return spec.config_cls.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid {name} model config: {problems}") from exc
+
+
+def build_model(name: str, config: dict[str, Any] | BaseModel | None, tokenizer: Any) -> Any:
+    """A freshly initialised (or `from_pretrained`) model whose vocabulary matches `tokenizer`."""
+    spec = get_spec(name)
+    model = spec.build(parse_model_config(name, config), tokenizer)
+    model.tldrlab_name = name  # save_model reads it back
+    return model
+
+
+def count_parameters(model: Any, *, trainable_only: bool = False) -> int:
+    """Number of distinct parameters (tied weights counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for param in model.parameters():
+        if id(param) in seen or (trainable_only and not param.requires_grad):
+            continue
+        seen.add(id(param))
+        total += param.numel()
+    return total
+
+
+def model_name_of(model: Any) -> str:
+    """The registry name of a built or loaded model."""
+    name = getattr(model, "tldrlab_name", None)
+    if isinstance(name, str) and name in MODELS:
+        return name
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in ("t5", "gpt2"):
+        return str(model_type)
+    raise ConfigError(f"cannot tell which tldrlab model {type(model).__name__} is; pass name= explicitly")

@@ -1,0 +1,271 @@
+"""Run events: lifecycle (queued, started, completed, failed, cancelled) and metrics (progress, checkpoint,
+eval), plus log lines.
+
+Events are derived from what a run already writes (its registry row, metrics.jsonl, log.jsonl) by
+`RunTail.poll()`: any process that can read the home directory — the API serving SSE, a worker feeding
+notifiers — sees the same events, whichever process runs the job. Workers also publish what they derive on a
+bus (`BUSES`: in-process `memory`, or Redis pub/sub `redis` at scale-out, channels `runs:<id>:events` and
+`tldrlab:events`) for notifiers in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from tldrlab.config import Settings
+from tldrlab.errors import NotFoundError
+from tldrlab.runs import RunRecord, RunRegistry, RunStatus
+
+EventType = Literal[
+    "queued", "started", "progress", "checkpoint", "eval", "completed", "failed", "cancelled", "log"
+]
+STATUS_EVENTS: dict[str, EventType] = {
+    RunStatus.QUEUED: "queued",
+    RunStatus.RUNNING: "started",
+    RunStatus.COMPLETED: "completed",
+    RunStatus.FAILED: "failed",
+    RunStatus.CANCELLED: "cancelled",
+}
+ALL_CHANNEL = "tldrlab:events"
+
+
+class RunEvent(BaseModel):
+    """One thing that happened to a run."""
+
+    type: EventType
+    """What happened."""
+    run_id: str
+    """The run it happened to."""
+    time: float = Field(default_factory=time.time)
+    """Unix time of the event (of the underlying line when there is one)."""
+    kind: str | None = None
+    """The run's kind (train, tokenizer, ...)."""
+    status: str | None = None
+    """The run's status after the event (lifecycle events)."""
+    message: str | None = None
+    """Human-readable status message or log line."""
+    step: int | None = None
+    """Training step (metrics, checkpoint and eval events)."""
+    progress: float | None = None
+    """Fraction done, 0..1, when known."""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Numeric metrics of this step."""
+    level: str | None = None
+    """Log level (log events)."""
+
+
+def _numeric(row: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if k not in ("step", "time", "pid") and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+class _LineTail:
+    """New complete lines of a file since the last call (copes with a file rewritten shorter)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:  # rewritten (a resume dropped lines past its checkpoint)
+            self.offset = size
+            return []
+        if size == self.offset:
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read(size - self.offset)
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        rows = []
+        for line in chunk[: end + 1].splitlines():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                rows.append(value)
+        return rows
+
+
+class RunTail:
+    """Derives the events of one run from its registry row and files, incrementally."""
+
+    def __init__(self, registry: RunRegistry, run_id: str, *, include_logs: bool = True) -> None:
+        self.registry = registry
+        self.record: RunRecord = registry.get(run_id)
+        run_dir = Path(self.record.run_dir)
+        self.metrics = _LineTail(run_dir / "metrics.jsonl")
+        self.logs = _LineTail(run_dir / "log.jsonl")
+        self.include_logs = include_logs
+        self._status: str | None = None
+        self._attempts = -1
+
+    @property
+    def finished(self) -> bool:
+        return self._status in ("completed", "failed", "cancelled")
+
+    def poll(self) -> list[RunEvent]:
+        try:
+            record = self.registry.get(self.record.id)
+        except NotFoundError:
+            return []
+        self.record = record
+        events: list[RunEvent] = []
+        run_id, kind = record.id, record.kind
+        for row in self.logs.read():
+            message = str(row.get("message", ""))
+            when = float(row.get("ts", time.time()))
+            if row.get("event") == "checkpoint" or message.startswith("checkpoint"):
+                step = row.get("step")
+                events.append(
+                    RunEvent(
+                        type="checkpoint",
+                        run_id=run_id,
+                        kind=kind,
+                        time=when,
+                        message=message,
+                        step=int(step) if isinstance(step, int) else None,
+                    )
+                )
+            elif self.include_logs:
+                events.append(
+                    RunEvent(
+                        type="log",
+                        run_id=run_id,
+                        kind=kind,
+                        time=when,
+                        message=message,
+                        level=str(row.get("level", "INFO")),
+                    )
+                )
+        for row in self.metrics.read():
+            numbers = _numeric(row)
+            is_eval = any(k.startswith(("eval", "val")) for k in numbers)
+            events.append(
+                RunEvent(
+                    type="eval" if is_eval else "progress",
+                    run_id=run_id,
+                    kind=kind,
+                    time=float(row.get("time", time.time())),
+                    step=int(row.get("step", 0)),
+                    metrics=numbers,
+                    progress=record.progress,
+                )
+            )
+        status = record.status.value
+        # A new attempt (requeued, then running again) is a new "started" even if we missed the "queued".
+        if status != self._status or (status == "running" and record.attempts != self._attempts):
+            self._status = status
+            self._attempts = record.attempts
+            events.append(
+                RunEvent(
+                    type=STATUS_EVENTS[status],
+                    run_id=run_id,
+                    kind=kind,
+                    status=status,
+                    message=record.message,
+                    progress=record.progress,
+                    metrics={k: float(v) for k, v in record.metrics.items() if isinstance(v, int | float)},
+                )
+            )
+        return events
+
+
+def sse_format(event: RunEvent, event_id: int) -> str:
+    return f"id: {event_id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+
+
+# -- buses ---------------------------------------------------------------------------------------------------
+Subscriber = Callable[[RunEvent], None]
+
+
+class EventBus(Protocol):
+    def publish(self, event: RunEvent) -> None: ...
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback` for every event from now on; returns an unsubscribe function."""
+        ...
+
+
+class MemoryBus:
+    """In-process fan-out (embedded mode: notifiers live in the worker process)."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def publish(self, event: RunEvent) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback(event)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+
+class RedisBus:
+    """Redis pub/sub: every event goes to `runs:<id>:events` and to `tldrlab:events`."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+
+    def publish(self, event: RunEvent) -> None:
+        payload = event.model_dump_json()
+        pipe = self.redis.pipeline()
+        pipe.publish(f"runs:{event.run_id}:events", payload)
+        pipe.publish(ALL_CHANNEL, payload)
+        pipe.execute()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+
+        def handle(message: dict[str, Any]) -> None:
+            callback(RunEvent.model_validate_json(message["data"]))
+
+        pubsub.subscribe(**{ALL_CHANNEL: handle})
+        thread = pubsub.run_in_thread(sleep_time=0.1, daemon=True)
+
+        def unsubscribe() -> None:
+            thread.stop()
+            pubsub.close()
+
+        return unsubscribe
+
+
+BUSES: dict[str, Callable[[Settings], EventBus]] = {
+    "memory": lambda settings: MemoryBus(),
+    "redis": lambda settings: RedisBus(str(settings.queue_url)),
+}
+
+
+def open_bus(settings: Settings) -> EventBus:
+    """Redis pub/sub when the queue is Redis, else an in-process bus."""
+    return BUSES["redis" if settings.queue_url else "memory"](settings)

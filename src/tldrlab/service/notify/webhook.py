@@ -1,0 +1,97 @@
+"""Generic webhook notifier: POST each event as JSON, with a timeout and bounded retries, off the run's
+thread (a slow receiver never slows training). Progress events are throttled per run."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import httpx
+
+from tldrlab.service.events import RunEvent
+
+log = logging.getLogger("tldrlab.notify.webhook")
+
+
+class WebhookNotifier:
+    """Callable notifier; `close()` waits for pending deliveries."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        progress_every_s: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = max(1, retries)
+        self.backoff_s = backoff_s
+        self.progress_every_s = progress_every_s
+        self.delivered = 0
+        self.failed = 0
+        self._last_progress: dict[str, float] = {}
+        self._pending: queue.Queue[RunEvent | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._deliver_loop, name="webhook", daemon=True)
+        self._thread.start()
+
+    def __call__(self, event: RunEvent) -> None:
+        if event.type == "log":
+            return
+        if event.type == "progress":
+            now = time.monotonic()
+            if now - self._last_progress.get(event.run_id, -1e9) < self.progress_every_s:
+                return
+            self._last_progress[event.run_id] = now
+        self._pending.put(event)
+
+    def _deliver_loop(self) -> None:
+        with httpx.Client(timeout=self.timeout_s) as client:
+            while (event := self._pending.get()) is not None:
+                self._deliver(client, event)
+                self._pending.task_done()
+            self._pending.task_done()
+
+    def _deliver(self, client: httpx.Client, event: RunEvent) -> None:
+        body = {
+            "event": event.type,
+            "run_id": event.run_id,
+            "kind": event.kind,
+            "status": event.status,
+            "message": event.message,
+            "step": event.step,
+            "progress": event.progress,
+            "metrics": event.metrics,
+            "time": event.time,
+        }
+        from tldrlab.service.notify import redact
+
+        body["message"] = redact(event.message) or None
+        for attempt in range(1, self.retries + 1):
+            try:
+                response = client.post(self.url, json=body)
+                if response.status_code < 500 and response.status_code != 429:
+                    self.delivered += response.is_success
+                    self.failed += not response.is_success
+                    return
+            except httpx.HTTPError as exc:
+                log.debug(f"webhook attempt {attempt} failed: {type(exc).__name__}")
+            if attempt < self.retries:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        self.failed += 1
+        log.warning(
+            f"webhook gave up on a {event.type} event of run {event.run_id} after {self.retries} tries"
+        )
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._pending.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._pending.put(None)
+        self._thread.join(timeout=self.timeout_s * self.retries + 5)

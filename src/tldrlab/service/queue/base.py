@@ -1,0 +1,47 @@
+"""The job queue contract: durable delivery of run ids to workers.
+
+A job is only a run id; everything else lives in the run registry and the run directory. Delivery is at
+least once: a job may reach two workers (a lease expired, a duplicate enqueue), so workers claim the run
+with a compare-and-set on its registry row before doing anything (`tldrlab.service.worker.claim_run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+JobHandler = Callable[[str], None]
+"""Called by a queue's work loop with one run id; returns when the run is done (or handed back)."""
+
+
+class JobQueue(Protocol):
+    name: str
+    """Registry name of the queue kind ("sqlite", "rq")."""
+
+    def enqueue(self, run_id: str, *, delay_s: float = 0.0) -> None:
+        """Make the run available to workers after `delay_s` (raises ServiceUnavailableError when down)."""
+        ...
+
+    def ping(self) -> None:
+        """Return when the queue answers; raise ServiceUnavailableError otherwise."""
+        ...
+
+    def depth(self) -> int:
+        """Jobs waiting (not leased)."""
+        ...
+
+    def work(
+        self,
+        handler: JobHandler,
+        *,
+        worker_id: str,
+        should_stop: Callable[[], bool],
+        burst: bool = False,
+        poll_s: float = 0.5,
+    ) -> None:
+        """Deliver jobs to `handler` until `should_stop()` (or, with `burst`, until the queue is empty)."""
+        ...
+
+    def extend_lease(self, run_id: str, worker_id: str) -> None:
+        """Tell the queue the worker still holds the job (called by the worker's heartbeat)."""
+        ...

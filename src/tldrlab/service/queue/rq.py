@@ -1,0 +1,102 @@
+"""The scale-out queue: Redis + RQ, selected by `TLDRLAB_QUEUE_URL=redis://...`.
+
+Jobs are `tldrlab.service.worker.rq_entry(run_id)` serialised as JSON (never pickle). Workers run RQ's
+in-process `SimpleWorker` so that SIGTERM reaches the training loop as a preemption request (checkpoint,
+requeue, exit) instead of RQ's default "finish the whole job first".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from tldrlab.errors import ServiceUnavailableError
+from tldrlab.runs import preempt
+from tldrlab.service.queue.base import JobHandler
+
+JOB_FUNCTION = "tldrlab.service.worker.rq_entry"
+QUEUE_NAME = "tldrlab-runs"
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.RedisError, OSError)
+
+
+class RqQueue:
+    name = "rq"
+
+    def __init__(self, url: str, *, queue_name: str = QUEUE_NAME) -> None:
+        import redis
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        self.url = url
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer)
+
+    def ping(self) -> None:
+        try:
+            self.redis.ping()
+        except _redis_errors() as exc:
+            raise ServiceUnavailableError(
+                f"the job queue (Redis) is unreachable: {type(exc).__name__}"
+            ) from exc
+
+    def enqueue(self, run_id: str, *, delay_s: float = 0.0) -> None:
+        options: dict[str, Any] = {
+            "job_id": f"{run_id}--{uuid.uuid4().hex[:8]}",  # a fresh id per delivery; the run id is the key
+            "job_timeout": -1,  # training can take days; cancellation goes through the registry
+            "result_ttl": 3600,
+            "failure_ttl": 7 * 86400,
+            "description": f"run {run_id}",
+        }
+        try:
+            if delay_s > 0:
+                self.queue.enqueue_in(timedelta(seconds=delay_s), JOB_FUNCTION, run_id, **options)
+            else:
+                self.queue.enqueue(JOB_FUNCTION, run_id, **options)
+        except _redis_errors() as exc:
+            raise ServiceUnavailableError(
+                f"cannot enqueue: Redis is unreachable ({type(exc).__name__})"
+            ) from exc
+
+    def depth(self) -> int:
+        try:
+            return int(self.queue.count)
+        except _redis_errors() as exc:
+            raise ServiceUnavailableError("Redis is unreachable") from exc
+
+    def extend_lease(self, run_id: str, worker_id: str) -> None:
+        return None  # RQ keeps its own worker heartbeats; run liveness is the registry heartbeat
+
+    def work(
+        self,
+        handler: JobHandler,
+        *,
+        worker_id: str,
+        should_stop: Callable[[], bool],
+        burst: bool = False,
+        poll_s: float = 0.5,
+    ) -> None:
+        from rq.serializers import JSONSerializer
+        from rq.worker import SimpleWorker
+
+        from tldrlab.service import worker as worker_module
+
+        class PreemptingWorker(SimpleWorker):
+            def request_stop(self, signum: Any, frame: Any) -> None:
+                preempt.request_stop()  # the running job checkpoints and hands the run back
+                super().request_stop(signum, frame)
+
+        worker_module.set_rq_handler(handler)
+        rq_worker = PreemptingWorker(
+            [self.queue],
+            connection=self.redis,
+            serializer=JSONSerializer,
+            name=f"{worker_id}.{uuid.uuid4().hex[:4]}",
+        )
+        rq_worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -1,0 +1,86 @@
+"""Artifact downloads: `GET /artifacts/{kind}/{id}` lists a run's files, `GET /artifacts/{kind}/{id}/{path}`
+sends one.
+
+Downloads are confined to the run directory: the path is refused when, after the server's one URL
+decoding, it still holds `%` (double encoding), `..`, a backslash, a NUL or a drive/absolute prefix, when
+it resolves outside the run directory, or when any component is a symlink.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.runs import RunRecord
+from tldrlab.service.state import registry
+
+router = APIRouter(tags=["artifacts"])
+HIDDEN = {"manifest.json.tmp"}
+
+
+class ArtifactFile(BaseModel):
+    path: str
+    size: int
+
+
+class ArtifactListing(BaseModel):
+    kind: str
+    id: str
+    files: list[ArtifactFile]
+
+
+def _run(request: Request, kind: str, run_id: str) -> RunRecord:
+    record = registry(request).get(run_id)
+    if record.kind != kind:
+        raise NotFoundError(f"no {kind} run with id {run_id!r}")
+    return record
+
+
+def confined_path(root: Path, relative: str) -> Path:
+    """`root / relative` if it is a regular file inside `root` reached without symlinks; else an error."""
+    bad = (
+        not relative
+        or "\x00" in relative
+        or "\\" in relative
+        or "%" in relative
+        or relative.startswith("/")
+        or (len(relative) > 1 and relative[1] == ":")
+        or any(part in ("..", ".") for part in relative.split("/"))
+    )
+    if bad:
+        raise InvalidInputError("artifact path not allowed: use a plain relative path inside the run")
+    root = root.resolve()
+    candidate = root
+    for part in relative.split("/"):
+        if not part:
+            continue
+        candidate = candidate / part
+        if candidate.is_symlink():
+            raise InvalidInputError("artifact path not allowed: it goes through a symbolic link")
+    if not candidate.resolve().is_relative_to(root) or not candidate.is_file():
+        raise NotFoundError("no such artifact file")
+    return candidate
+
+
+@router.get("/artifacts/{kind}/{run_id}", response_model=ArtifactListing)
+def list_artifacts(request: Request, kind: str, run_id: str) -> dict[str, Any]:
+    record = _run(request, kind, run_id)
+    root = Path(record.run_dir).resolve()
+    files = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.name in HIDDEN:
+            continue
+        files.append({"path": str(path.relative_to(root)), "size": path.stat().st_size})
+    return {"kind": kind, "id": record.id, "files": files}
+
+
+@router.get("/artifacts/{kind}/{run_id}/{relative:path}")
+def download_artifact(request: Request, kind: str, run_id: str, relative: str) -> FileResponse:
+    record = _run(request, kind, run_id)
+    path = confined_path(Path(record.run_dir), relative)
+    return FileResponse(path, filename=path.name)

@@ -1,0 +1,336 @@
+"""Runs API: start training (and evaluate / generate / score runs of a trained model), list, inspect, tail
+logs, stream events (SSE), cancel.
+
+Every endpoint that starts work only creates a queued run and enqueues its id; workers do the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.jobs import RUN_KINDS
+from tldrlab.runs import RunRecord, RunStatus
+from tldrlab.runs.run import read_manifest
+from tldrlab.service.events import RunTail, sse_format
+from tldrlab.service.routes.health import register_check
+from tldrlab.service.state import queue_readiness, registry, submit_run
+
+router = APIRouter(tags=["runs"])
+register_check("queue", queue_readiness)
+
+
+# -- models --------------------------------------------------------------------------------------------------
+class RunRequest(BaseModel):
+    """Start a run of any queued kind."""
+
+    model_config = {"extra": "forbid"}
+
+    kind: str = Field(default="train", description="Run kind: train, tokenizer, evaluate, generate, score, smoke.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The run's typed config, as JSON.")
+    seed: int | None = Field(default=None, description="Seed recorded in the manifest.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
+
+
+class TrainRequest(BaseModel):
+    """Start a training run (config as in `tldrlab train --config`)."""
+
+    model_config = {"extra": "forbid"}
+
+    config: dict[str, Any] = Field(
+        ..., description="Training config: model, tokenizer, data, train settings."
+    )
+    seed: int | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ChildRequest(BaseModel):
+    """Evaluate / generate / score with the model a training run produced."""
+
+    model_config = {"extra": "forbid"}
+
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the evaluation / generation."
+    )
+
+
+class Artifact(BaseModel):
+    path: str
+    kind: str = "file"
+    size: int | None = None
+    sha256: str | None = None
+
+
+class RunInfo(BaseModel):
+    """A run's state as the registry has it."""
+
+    id: str
+    kind: str
+    status: str
+    message: str | None
+    progress: float | None
+    metrics: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    heartbeat_at: float | None
+    heartbeat_age_s: float | None = Field(default=None, description="Seconds since the last heartbeat.")
+    error_code: str | None
+    attempts: int
+    worker: str | None
+    cancel_requested: bool
+    parent_id: str | None
+    tags: dict[str, Any]
+
+
+class RunDetail(RunInfo):
+    config: dict[str, Any]
+    artifacts: list[Artifact] = Field(default_factory=list)
+    last_metrics: dict[str, Any] | None = Field(default=None, description="The newest metrics.jsonl line.")
+
+
+class RunList(BaseModel):
+    runs: list[RunInfo]
+    count: int
+
+
+class LogTail(BaseModel):
+    run_id: str
+    lines: list[dict[str, Any]]
+
+
+class ChildResult(BaseModel):
+    """State and (once completed) result of an evaluate / generate / score request."""
+
+    request_id: str
+    run_id: str
+    status: str
+    message: str | None
+    metrics: dict[str, Any]
+    result: Any | None = Field(default=None, description="The job's result.json once it completed.")
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def run_info(record: RunRecord) -> dict[str, Any]:
+    data = record.to_dict()
+    data.pop("config", None)
+    data.pop("run_dir", None)  # never expose server paths
+    data["heartbeat_age_s"] = round(time.time() - record.heartbeat_at, 3) if record.heartbeat_at else None
+    return data
+
+
+def _tail_lines(path: Path, limit: int) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 256 * 1024))
+        chunk = handle.read().decode("utf-8", errors="replace").splitlines()
+    rows = []
+    for line in chunk[-limit:]:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            value.pop("exception", None)  # tracebacks stay on the server
+            rows.append(value)
+    return rows
+
+
+def _last_line(path: Path) -> dict[str, Any] | None:
+    rows = _tail_lines(path, 1)
+    return rows[-1] if rows else None
+
+
+def _get(request: Request, run_id: str) -> RunRecord:
+    return registry(request).get(run_id)
+
+
+def _result(record: RunRecord) -> Any | None:
+    path = Path(record.run_dir) / "artifacts" / "result.json"
+    if record.status != RunStatus.COMPLETED or not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- routes --------------------------------------------------------------------------------------------------
+@router.post("/runs", status_code=202, response_model=RunInfo)
+def start_run(request: Request, body: RunRequest) -> dict[str, Any]:
+    if body.kind not in RUN_KINDS:
+        raise InvalidInputError(f"unknown run kind {body.kind!r}; known: {', '.join(sorted(RUN_KINDS))}")
+    return run_info(submit_run(request, body.kind, body.config, seed=body.seed, tags=dict(body.tags)))
+
+
+@router.post("/runs/train", status_code=202, response_model=RunInfo)
+def start_training(request: Request, body: TrainRequest) -> dict[str, Any]:
+    return run_info(submit_run(request, "train", body.config, seed=body.seed, tags=dict(body.tags)))
+
+
+@router.get("/runs", response_model=RunList)
+def list_runs(
+    request: Request,
+    kind: str | None = None,
+    status: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise InvalidInputError(f"unknown status {status!r}")
+    records = registry(request).list(kind=kind, status=status, limit=limit, offset=offset)
+    return {"runs": [run_info(r) for r in records], "count": len(records)}
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail)
+def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    record = _get(request, run_id)
+    data = run_info(record)
+    data["config"] = record.config
+    try:
+        data["artifacts"] = read_manifest(record.run_dir).get("artifacts", [])
+    except (OSError, ValueError):
+        data["artifacts"] = []
+    data["last_metrics"] = _last_line(Path(record.run_dir) / "metrics.jsonl")
+    return data
+
+
+@router.get("/runs/{run_id}/logs", response_model=LogTail)
+def get_logs(request: Request, run_id: str, tail: int = Query(100, ge=1, le=5000)) -> dict[str, Any]:
+    record = _get(request, run_id)
+    return {"run_id": record.id, "lines": _tail_lines(Path(record.run_dir) / "log.jsonl", tail)}
+
+
+@router.get("/runs/{run_id}/metrics")
+def get_metrics(request: Request, run_id: str, tail: int = Query(2000, ge=1, le=100_000)) -> dict[str, Any]:
+    record = _get(request, run_id)
+    return {"run_id": record.id, "metrics": _tail_lines(Path(record.run_dir) / "metrics.jsonl", tail)}
+
+
+async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_s: float) -> Any:
+    runs = registry(request)
+    tail = await run_in_threadpool(RunTail, runs, run_id, include_logs=include_logs)
+    event_id = 0
+    last_sent = time.monotonic()
+    while True:
+        events = await run_in_threadpool(tail.poll)
+        for event in events:
+            event_id += 1
+            yield sse_format(event, event_id)
+            last_sent = time.monotonic()
+        if tail.finished:
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_sent > 15:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        await asyncio.sleep(poll_s)
+
+
+@router.get("/runs/{run_id}/events")
+async def stream_events(
+    request: Request, run_id: str, logs: bool = False, poll_s: float = Query(0.5, ge=0.05, le=10)
+) -> StreamingResponse:
+    """Server-sent events of a run (history first, then live) until it finishes."""
+    await run_in_threadpool(_get, request, run_id)  # 404 before the stream starts
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(
+        _event_stream(request, run_id, logs, poll_s), media_type="text/event-stream", headers=headers
+    )
+
+
+@router.get("/runs/{run_id}/logs/stream")
+async def stream_logs(
+    request: Request, run_id: str, poll_s: float = Query(0.5, ge=0.05, le=10)
+) -> StreamingResponse:
+    """Server-sent events: log lines plus lifecycle and metrics events."""
+    return await stream_events(request, run_id, logs=True, poll_s=poll_s)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunInfo)
+def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
+    runs = registry(request)
+    record = runs.get(run_id)
+    if record.status.finished:
+        raise ConflictError(f"run {run_id} already {record.status.value}")
+    runs.request_cancel(run_id)
+    message = "cancelled before it started"
+    if runs.transition(
+        run_id, (RunStatus.QUEUED,), RunStatus.CANCELLED, message=message, ended_at=time.time()
+    ):
+        from tldrlab.service.worker import update_manifest
+
+        update_manifest(record.run_dir, status="cancelled", message=message)
+    else:
+        runs.update(run_id, message="cancel requested; stopping after the current step")
+    return run_info(runs.get(run_id))
+
+
+def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:
+    parent = _get(request, run_id)
+    if parent.kind != "train":
+        raise InvalidInputError(f"run {run_id} is a {parent.kind} run; {kind} needs a train run")
+    if parent.status != RunStatus.COMPLETED:
+        raise ConflictError(f"run {run_id} is {parent.status.value}; {kind} needs a completed training run")
+    config = {**body.config, "model_run": parent.id}
+    return submit_run(request, kind, config, parent_id=parent.id)
+
+
+def _child(request: Request, run_id: str, kind: str, request_id: str) -> dict[str, Any]:
+    record = _get(request, request_id)
+    if record.parent_id != run_id or record.kind != kind:
+        raise NotFoundError(f"no {kind} request {request_id!r} for run {run_id!r}")
+    return {
+        "request_id": record.id,
+        "run_id": run_id,
+        "status": record.status.value,
+        "message": record.message,
+        "metrics": record.metrics,
+        "result": _result(record),
+    }
+
+
+@router.post("/runs/{run_id}/evaluate", status_code=202, response_model=ChildResult)
+def evaluate(request: Request, run_id: str, body: ChildRequest) -> dict[str, Any]:
+    record = _start_child(request, run_id, "evaluate", body)
+    return _child(request, run_id, "evaluate", record.id)
+
+
+@router.get("/runs/{run_id}/eval", response_model=ChildResult)
+def get_eval(request: Request, run_id: str) -> dict[str, Any]:
+    _get(request, run_id)
+    children = [r for r in registry(request).list(kind="evaluate", limit=1000) if r.parent_id == run_id]
+    if not children:
+        raise NotFoundError(f"run {run_id} has no evaluation yet: POST /runs/{run_id}/evaluate")
+    done = [r for r in children if r.status == RunStatus.COMPLETED]
+    return _child(request, run_id, "evaluate", (done or children)[0].id)
+
+
+@router.post("/runs/{run_id}/generate", status_code=202, response_model=ChildResult)
+def generate(request: Request, run_id: str, body: ChildRequest) -> dict[str, Any]:
+    return _child(request, run_id, "generate", _start_child(request, run_id, "generate", body).id)
+
+
+@router.get("/runs/{run_id}/generate/{request_id}", response_model=ChildResult)
+def get_generation(request: Request, run_id: str, request_id: str) -> dict[str, Any]:
+    return _child(request, run_id, "generate", request_id)
+
+
+@router.post("/runs/{run_id}/score", status_code=202, response_model=ChildResult)
+def score(request: Request, run_id: str, body: ChildRequest) -> dict[str, Any]:
+    return _child(request, run_id, "score", _start_child(request, run_id, "score", body).id)
+
+
+@router.get("/runs/{run_id}/score/{request_id}", response_model=ChildResult)
+def get_score(request: Request, run_id: str, request_id: str) -> dict[str, Any]:
+    return _child(request, run_id, "score", request_id)

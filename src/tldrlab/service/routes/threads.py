@@ -1,0 +1,245 @@
+"""Threads, highlights and the streaming TL;DR.
+
+    POST /threads                      a native thread (or a list), or {format, content} for Stack Exchange
+                                       XML / Discourse JSON text: ingested (only changed posts re-embedded)
+    GET  /threads                      stored threads
+    GET  /threads/{id}                 one thread with its posts
+    GET  /threads/{id}/highlights      ?k=&q= provenance-linked highlights
+    POST /stream_summary               Server-Sent Events: `token` chunks, one `digest`, then `done`;
+                                       failures after the stream started arrive as an `error` event
+
+The store, embedder and summary cache are opened lazily, once per app (app.state.digest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import Field, ValidationError
+
+from tldrlab.data.threads import Thread
+from tldrlab.digest.cache import SummaryCache
+from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.pipeline import DigestOptions, digest_events
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import InvalidInputError, TldrlabError
+from tldrlab.store.base import SentenceStore
+
+router = APIRouter(tags=["threads"])
+TEXT_FORMATS = {"stackexchange": ".xml", "discourse": ".json", "native": ".json"}
+
+
+@dataclass
+class DigestResources:
+    store: SentenceStore
+    embedder: Embedder
+    cache: SummaryCache
+    write_lock: threading.Lock
+
+
+_open_lock = threading.Lock()
+
+
+def resources(request: Request) -> DigestResources:
+    """The app's store, embedder and cache, opened on first use."""
+    app_state = request.app.state
+    with _open_lock:
+        found: DigestResources | None = getattr(app_state, "digest", None)
+        if found is None:
+            from tldrlab.digest.cache import open_cache
+            from tldrlab.embed import get_embedder
+            from tldrlab.store import open_store
+
+            settings = app_state.settings
+            embedder = get_embedder(settings.embedder)
+            found = DigestResources(
+                store=open_store(settings, dim=embedder.dim),
+                embedder=embedder,
+                cache=open_cache(settings),
+                write_lock=threading.Lock(),
+            )
+            app_state.digest = found
+        return found
+
+
+class StreamSummaryRequest(DigestOptions):
+    thread_id: str = Field(min_length=1, max_length=512)
+    """An ingested thread (POST /threads first)."""
+
+
+def parse_threads(body: Any) -> list[Thread]:
+    """A native thread, a list of them, or {format, content} text in a supported thread format."""
+    if isinstance(body, dict) and "content" in body and "posts" not in body:
+        fmt, content = body.get("format"), body.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInputError("content must be a non-empty string")
+        if fmt not in TEXT_FORMATS:
+            raise InvalidInputError(f"format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
+        from tldrlab.digest.ingest import load_threads
+
+        with tempfile.TemporaryDirectory(prefix="tldrlab-upload-") as tmp:
+            path = Path(tmp) / f"Posts{TEXT_FORMATS[fmt]}"
+            path.write_text(content, encoding="utf-8")
+            try:
+                threads = load_threads(path, fmt)
+            except TldrlabError as exc:
+                raise InvalidInputError(exc.message.replace(str(path), "content")) from exc
+        if not threads:
+            raise InvalidInputError(f"no threads found in the {fmt} content")
+        return threads
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise InvalidInputError("no threads in the request body")
+    threads = []
+    for i, item in enumerate(items):
+        try:
+            threads.append(Thread.model_validate(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            prefix = f"thread {i}: " if isinstance(body, list) else ""
+            raise InvalidInputError(f"{prefix}{where or 'body'}: {first['msg']}") from exc
+    for thread in threads:
+        if not thread.id.strip():
+            raise InvalidInputError("thread id must not be empty")
+        ids = [p.id for p in thread.posts]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError(f"thread {thread.id}: post ids must be unique")
+    return threads
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidInputError("request body is empty: send a thread as JSON")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+
+
+@router.post("/threads", status_code=201)
+async def post_threads(request: Request) -> JSONResponse:
+    """Ingest one or more threads; re-posting an edited thread re-embeds only its changed posts."""
+    threads = parse_threads(await json_body(request))
+    res = await run_in_threadpool(resources, request)
+
+    def ingest() -> Any:
+        from tldrlab.digest.ingest import ingest_threads
+
+        with res.write_lock:
+            stats = ingest_threads(threads, res.store, res.embedder)
+            for thread in threads:
+                res.cache.drop_outdated(thread.id, thread.content_hash())
+            return stats
+
+    stats = await run_in_threadpool(ingest)
+    body = {
+        "thread_ids": stats.thread_ids,
+        "threads": [{"id": t.id, "title": t.title, "posts": len(t.posts)} for t in threads],
+        "stats": stats.metrics(),
+    }
+    return JSONResponse(body, status_code=201)
+
+
+@router.get("/threads")
+def list_threads(
+    request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+) -> dict[str, Any]:
+    res = resources(request)
+    return {"threads": [asdict(t) for t in res.store.list_threads(limit=limit, offset=offset)]}
+
+
+@router.get("/threads/{thread_id}")
+def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
+    return resources(request).store.get_thread(thread_id).model_dump(mode="json")
+
+
+@router.get("/threads/{thread_id}/highlights")
+def get_highlights(
+    request: Request,
+    thread_id: str,
+    k: int = Query(5, ge=1, le=100),
+    q: str | None = Query(None, max_length=2000),
+) -> dict[str, Any]:
+    res = resources(request)
+    options = HighlightOptions(k=k, q=q or None)
+    found = thread_highlights(res.store, thread_id, options, embedder=res.embedder)
+    return {"thread_id": thread_id, "q": options.q, "highlights": [h.model_dump() for h in found]}
+
+
+def sse(event: str, data: Any) -> str:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    lines = "".join(f"data: {line}\n" for line in payload.split("\n"))
+    return f"event: {event}\n{lines}\n"
+
+
+@router.post("/stream_summary")
+async def stream_summary(request: Request) -> StreamingResponse:
+    """Stream a cited TL;DR of an ingested thread as Server-Sent Events."""
+    body = await json_body(request)
+    try:
+        options = StreamSummaryRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(f"{where or 'body'}: {first['msg']}") from exc
+    res = await run_in_threadpool(resources, request)
+    await run_in_threadpool(res.store.get_thread, options.thread_id)  # 404 before the stream starts
+    from tldrlab.digest.summarizers import build_summarizer
+
+    build_summarizer(options.summarizer, options.params)  # 400 for unknown names / missing settings
+    request_id = str(getattr(request.state, "request_id", "-"))
+    stop = threading.Event()
+
+    async def events() -> AsyncIterator[str]:
+        stream = digest_events(
+            res.store,
+            options.thread_id,
+            DigestOptions.model_validate(options.model_dump(exclude={"thread_id"})),
+            embedder=res.embedder,
+            cache=res.cache,
+            stop=stop,
+        )
+        try:
+            while True:
+                if await request.is_disconnected():
+                    stop.set()
+                    return
+                event = await run_in_threadpool(next, stream, None)
+                if event is None:
+                    break
+                if event.digest is not None:
+                    yield sse("digest", event.digest.model_dump(mode="json"))
+                else:
+                    yield sse("token", event.text)
+            yield sse("done", {"request_id": request_id})
+        except TldrlabError as exc:
+            yield sse("error", {"code": exc.code, "message": exc.message, "request_id": request_id})
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except Exception as exc:
+            import logging
+
+            logging.getLogger("tldrlab.service").exception("stream_summary failed")
+            message = f"internal error: {type(exc).__name__}"
+            yield sse("error", {"code": "internal_error", "message": message, "request_id": request_id})
+        finally:
+            stop.set()
+            with contextlib.suppress(ValueError):  # still running in a worker thread: it sees `stop`
+                await run_in_threadpool(stream.close)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

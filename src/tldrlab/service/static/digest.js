@@ -1,0 +1,232 @@
+// The digest page: pick / paste / upload a thread, stream its cited TL;DR, mark highlights in the posts.
+// EventSource cannot POST, so the SSE stream of /stream_summary is read with fetch + a ReadableStream parser.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { thread: null, digest: null, controller: null };
+
+function headers(json) {
+  const h = {};
+  if (json) h["Content-Type"] = "application/json";
+  const key = $("key-input").value.trim();
+  if (key) h["X-Api-Key"] = key;
+  return h;
+}
+
+function setStatus(text, isError) {
+  const el = $("status");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options || { headers: headers(false) });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(`${body.code || response.status}: ${body.message || response.statusText}`);
+  return body;
+}
+
+async function loadThreadList(selectId) {
+  const body = await api("/threads?limit=1000");
+  const select = $("thread-select");
+  select.innerHTML = "";
+  if (!body.threads.length) select.append(new Option("(none yet: paste or upload one)", ""));
+  for (const t of body.threads) {
+    select.append(new Option(`${t.title || t.id} (${t.posts} posts)`, t.id));
+  }
+  if (selectId) select.value = selectId;
+}
+
+function sentenceId(postId, index) { return `${postId}:${index}`; }
+
+function renderThread(thread, highlights) {
+  $("thread").hidden = false;
+  $("thread-title").textContent = thread.title || thread.id;
+  const byPost = new Map();
+  for (const h of highlights || []) {
+    if (!byPost.has(h.post_id)) byPost.set(h.post_id, []);
+    byPost.get(h.post_id).push(h);
+  }
+  const posts = $("posts");
+  posts.innerHTML = "";
+  for (const post of thread.posts) {
+    const div = document.createElement("div");
+    div.className = "post";
+    div.dataset.postId = post.id;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.append(`#${post.number} · ${post.kind}${post.author ? " · " + post.author : ""}`);
+    if (post.score !== null && post.score !== undefined) meta.append(` · score ${post.score}`);
+    if (post.accepted) {
+      const acc = document.createElement("span");
+      acc.className = "accepted";
+      acc.textContent = " · accepted";
+      meta.append(acc);
+    }
+    if (post.url) {
+      const link = document.createElement("a");
+      link.href = post.url;
+      link.textContent = " · source";
+      link.target = "_blank";
+      link.rel = "noopener";
+      meta.append(link);
+    }
+    const body = document.createElement("div");
+    body.className = "body";
+    // Marks go at the exact character spans the server returned (offsets into post.text).
+    const marks = (byPost.get(post.id) || []).slice().sort((a, b) => a.start - b.start);
+    let at = 0;
+    for (const h of marks) {
+      if (h.start < at) continue;
+      body.append(post.text.slice(at, h.start));
+      const mark = document.createElement("mark");
+      mark.className = "hl";
+      mark.dataset.hid = sentenceId(h.post_id, h.sentence_index);
+      mark.title = `highlight #${h.rank} · score ${h.score.toFixed(3)}`;
+      mark.textContent = post.text.slice(h.start, h.end);
+      body.append(mark);
+      at = h.end;
+    }
+    body.append(post.text.slice(at));
+    div.append(meta, body);
+    posts.append(div);
+  }
+}
+
+function flashSentence(hid) {
+  const mark = document.querySelector(`mark.hl[data-hid="${CSS.escape(hid)}"]`);
+  if (!mark) return;
+  mark.scrollIntoView({ behavior: "auto", block: "center" });
+  mark.classList.add("flash");
+  setTimeout(() => mark.classList.remove("flash"), 1600);
+}
+
+function renderBullets(digest) {
+  const numbers = new Map(digest.highlights.map((h, i) => [h.id, i + 1]));
+  const list = $("bullets");
+  list.innerHTML = "";
+  for (const bullet of digest.bullets) {
+    const li = document.createElement("li");
+    li.append(bullet.text);
+    for (const hid of bullet.citations) {
+      const a = document.createElement("a");
+      a.className = "cite";
+      a.href = "#";
+      a.dataset.hid = hid;
+      a.textContent = `[${numbers.get(hid) || "?"}]`;
+      a.addEventListener("click", (ev) => { ev.preventDefault(); flashSentence(hid); });
+      li.append(a);
+    }
+    list.append(li);
+  }
+  $("stream").hidden = true;
+  const meta = `${digest.summarizer}${digest.cached ? " · cached" : ""} · ${digest.seconds.toFixed(2)} s`;
+  $("tldr-meta").textContent = meta;
+}
+
+// Server-Sent Events over fetch: blocks separated by a blank line, `event:` and `data:` fields.
+async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      yield { event, data: data.join("\n") };
+    }
+  }
+}
+
+async function digestThread(threadId) {
+  if (!threadId) { setStatus("pick a thread first", true); return; }
+  if (state.controller) state.controller.abort();  // a new request cancels the one in flight
+  const controller = new AbortController();
+  state.controller = controller;
+  setStatus("loading thread…");
+  try {
+    const thread = await api(`/threads/${encodeURIComponent(threadId)}`);
+    state.thread = thread;
+    renderThread(thread, []);
+    $("tldr").hidden = false;
+    $("stream").hidden = false;
+    $("stream").textContent = "";
+    $("bullets").innerHTML = "";
+    $("tldr-meta").textContent = "";
+    setStatus("summarizing…");
+    const request = {
+      thread_id: threadId,
+      summarizer: $("summarizer-select").value,
+      q: $("query-input").value.trim() || null,
+    };
+    const response = await fetch("/stream_summary", {
+      method: "POST", headers: headers(true), body: JSON.stringify(request), signal: controller.signal,
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(`${body.code || response.status}: ${body.message || response.statusText}`);
+    }
+    for await (const ev of sseEvents(response)) {
+      if (ev.event === "token") {
+        $("stream").textContent += ev.data;
+      } else if (ev.event === "digest") {
+        const digest = JSON.parse(ev.data);
+        state.digest = digest;
+        renderThread(thread, digest.highlights);
+        renderBullets(digest);
+      } else if (ev.event === "error") {
+        const err = JSON.parse(ev.data);
+        throw new Error(`${err.code}: ${err.message}`);
+      } else if (ev.event === "done") {
+        setStatus("done");
+        document.body.dataset.digestDone = "1";
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") setStatus(String(err.message || err), true);
+  }
+}
+
+async function ingestPasted() {
+  const text = $("thread-input").value.trim();
+  const format = $("format-select").value;
+  if (!text) { setStatus("paste a thread or choose a file first", true); return; }
+  let body;
+  if (format === "native") {
+    try { body = JSON.parse(text); } catch (err) { setStatus(`not valid JSON: ${err.message}`, true); return; }
+  } else {
+    body = { format, content: text };
+  }
+  setStatus("ingesting…");
+  try {
+    const result = await api("/threads", { method: "POST", headers: headers(true), body: JSON.stringify(body) });
+    const id = result.thread_ids[0];
+    await loadThreadList(id);
+    await digestThread(id);
+  } catch (err) {
+    setStatus(String(err.message || err), true);
+  }
+}
+
+function readFile(file) {
+  if (!file) return;
+  if (file.name.endsWith(".xml")) $("format-select").value = "stackexchange";
+  file.text().then((text) => { $("thread-input").value = text; });
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  $("digest-button").addEventListener("click", () => digestThread($("thread-select").value));
+  $("ingest-button").addEventListener("click", ingestPasted);
+  $("file-input").addEventListener("change", (ev) => readFile(ev.target.files[0]));
+  loadThreadList().catch((err) => setStatus(String(err.message || err), true));
+});

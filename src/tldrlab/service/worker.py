@@ -1,0 +1,371 @@
+"""Workers: take run ids from the queue, claim the run, execute it, record the outcome.
+
+    tldrlab worker                 # one worker on the configured queue (embedded SQLite or Redis + RQ)
+
+A worker
+- claims a run with a compare-and-set on its registry row (`claim_run`): a job delivered twice runs once;
+- heartbeats the run and its own row from a background thread (a dead worker's runs go stale) and extends
+  the queue lease; the same thread turns what the run writes into events for notifiers;
+- classes failures: user input (no retry), transient (bounded retries, exponential backoff) or fatal;
+- on SIGTERM asks the training loop to stop (`tldrlab.runs.preempt`): the loop finishes the step, writes a
+  checkpoint and raises RunPreemptedError; the worker puts the run back on the queue and exits;
+- reconciles on start and periodically: a `running` run whose heartbeat is stale (its worker died) is put
+  back on the queue — the job resumes from its last checkpoint — or failed with the reason after
+  `max_attempts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import NotFoundError, RunPreemptedError
+from tldrlab.jobs import FailureClass, classify_failure, execute
+from tldrlab.runs import RunRegistry, RunStatus, open_registry, preempt
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.db import migrate
+from tldrlab.runs.run import read_manifest
+from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
+from tldrlab.service.queue import JobQueue, open_queue
+
+log = logging.getLogger("tldrlab.worker")
+
+WORKER_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS workers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            queue TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL,
+            current_run TEXT,
+            state TEXT NOT NULL
+        )"""
+    ]
+]
+
+
+class WorkerConfig(BaseModel):
+    """How a worker behaves."""
+
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    """Seconds between heartbeats of the worker and its current run."""
+    stale_after_s: float = Field(default=30.0, gt=0)
+    """A running run whose heartbeat is older than this belongs to a dead worker."""
+    reconcile_every_s: float = Field(default=10.0, gt=0)
+    """Seconds between reconciliation passes (one always runs at start)."""
+    max_attempts: int = Field(default=5, ge=1)
+    """Executions of one run before transient failures or worker deaths fail it for good."""
+    backoff_base_s: float = Field(default=5.0, ge=0)
+    """Delay before the first retry of a transient failure; doubles each attempt."""
+    backoff_max_s: float = Field(default=600.0, ge=0)
+    """Longest retry delay."""
+    poll_s: float = Field(default=0.5, gt=0)
+    """Idle sleep between queue polls (embedded queue)."""
+    burst: bool = False
+    """Exit when the queue is empty instead of waiting for more jobs."""
+
+
+def new_worker_id() -> str:
+    return f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
+
+
+def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: float) -> bool:
+    """Compare-and-set a run to `running` for this worker: True only for the one worker that wins.
+
+    Claimable: `queued` runs (not cancelled), and `running` runs whose heartbeat is older than
+    `stale_before` (their worker died; the job resumes from its checkpoint).
+    """
+    now = time.time()
+    changed = registry.db.execute(
+        "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ? "
+        "WHERE id = ? AND cancel_requested = 0 "
+        "AND (status = 'queued' OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
+        (worker_id, now, run_id, stale_before),
+    )
+    return changed == 1
+
+
+def update_manifest(run_dir: str | Path, **fields: Any) -> None:
+    """Mirror a registry change made outside the run's own handle into its manifest."""
+    try:
+        manifest = read_manifest(run_dir)
+    except (OSError, ValueError):
+        return
+    manifest.update(fields)
+    atomic_write_json(Path(run_dir) / "manifest.json", manifest)
+
+
+def requeue(
+    registry: RunRegistry, queue: JobQueue, run_id: str, message: str, *, delay_s: float = 0.0
+) -> None:
+    """Put a run back to `queued` (after a preemption, a transient failure or a dead worker)."""
+    registry.update(run_id, status=RunStatus.QUEUED, message=message, error_code=None, ended_at=None)
+    update_manifest(registry.get(run_id).run_dir, status="queued", message=message, ended_at=None)
+    queue.enqueue(run_id, delay_s=delay_s)
+
+
+def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> list[tuple[str, str]]:
+    """Requeue (or fail, past `max_attempts`) running runs whose worker stopped heartbeating."""
+    stale_before = time.time() - config.stale_after_s
+    rows = registry.db.query(
+        "SELECT id, worker, attempts, run_dir FROM runs WHERE status = 'running' "
+        "AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+        (stale_before,),
+    )
+    actions = []
+    for row in rows:
+        dead = row["worker"] or "unknown"
+        give_up = int(row["attempts"] or 0) >= config.max_attempts
+        status = RunStatus.FAILED if give_up else RunStatus.QUEUED
+        message = (
+            f"failed: its worker {dead} stopped responding and the run already had {row['attempts']} attempts"
+            if give_up
+            else f"requeued: worker {dead} stopped responding; resuming from the last checkpoint"
+        )
+        changed = registry.db.execute(
+            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ? WHERE id = ? "
+            "AND status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+            (
+                status.value,
+                message,
+                "worker_lost" if give_up else None,
+                time.time() if give_up else None,
+                row["id"],
+                stale_before,
+            ),
+        )
+        if changed != 1:
+            continue  # another worker reconciled it first
+        update_manifest(row["run_dir"], status=status.value, message=message)
+        if not give_up:
+            queue.enqueue(row["id"])
+        log.warning(message, extra={"fields": {"run_id": row["id"]}})
+        actions.append((row["id"], status.value))
+    return actions
+
+
+@dataclass
+class Worker:
+    """One worker process's state: its queue, registry, bus and the run it is executing."""
+
+    settings: Settings
+    config: WorkerConfig
+    queue: JobQueue
+    registry: RunRegistry
+    bus: EventBus
+    worker_id: str = field(default_factory=new_worker_id)
+    current_run: str | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _tail: RunTail | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def register(self) -> None:
+        migrate(self.registry.db, "workers", WORKER_MIGRATIONS)
+        now = time.time()
+        self.registry.db.execute(
+            "INSERT INTO workers (id, host, pid, queue, started_at, heartbeat_at, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'idle')",
+            (self.worker_id, platform.node(), os.getpid(), self.queue.name, now, now),
+        )
+
+    def beat(self, registry: RunRegistry) -> None:
+        """Heartbeat this worker and its current run; publish the run's new events."""
+        now = time.time()
+        with self._lock:
+            run_id, tail = self.current_run, self._tail
+        registry.db.execute(
+            "UPDATE workers SET heartbeat_at = ?, current_run = ?, state = ? WHERE id = ?",
+            (now, run_id, "busy" if run_id else "idle", self.worker_id),
+        )
+        if run_id is None:
+            return
+        registry.db.execute(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND worker = ?",
+            (now, run_id, self.worker_id),
+        )
+        self.queue.extend_lease(run_id, self.worker_id)
+        if tail is not None:
+            self.publish(tail.poll())
+
+    def publish(self, events: list[RunEvent]) -> None:
+        for event in events:
+            try:
+                self.bus.publish(event)
+            except Exception as exc:  # a notifier or Redis hiccup must not stop the run
+                log.warning(f"could not publish {event.type} event: {type(exc).__name__}: {exc}")
+
+    def _maintenance(self) -> None:
+        registry = open_registry(self.settings)  # its own connection: the main thread runs the job
+        last_reconcile = 0.0
+        while not self.stop_event.wait(self.config.heartbeat_s):
+            try:
+                self.beat(registry)
+                if time.monotonic() - last_reconcile >= self.config.reconcile_every_s:
+                    last_reconcile = time.monotonic()
+                    reconcile(registry, self.queue, self.config)
+            except Exception as exc:  # keep heartbeating through transient database/Redis errors
+                log.warning(f"worker maintenance failed: {type(exc).__name__}: {exc}")
+
+    # -- one job ---------------------------------------------------------------------------------------------
+    def handle(self, run_id: str) -> str:
+        """Run one delivered job; returns what happened (for logs and tests)."""
+        try:
+            record = self.registry.get(run_id)
+        except NotFoundError:
+            return "missing"
+        if record.status == RunStatus.QUEUED and record.cancel_requested:
+            if self.registry.transition(
+                run_id,
+                (RunStatus.QUEUED,),
+                RunStatus.CANCELLED,
+                message="cancelled before it started",
+                ended_at=time.time(),
+            ):
+                update_manifest(record.run_dir, status="cancelled", message="cancelled before it started")
+            return "cancelled"
+        if not claim_run(self.registry, run_id, self.worker_id, time.time() - self.config.stale_after_s):
+            return "duplicate"  # finished, cancelled, or alive on another worker
+        with self._lock:
+            self.current_run = run_id
+            self._tail = RunTail(self.registry, run_id, include_logs=False)
+        try:
+            execute(run_id, settings=self.settings, registry=self.registry, worker=self.worker_id)
+            outcome = "completed"
+        except RunPreemptedError as exc:
+            requeue(
+                self.registry,
+                self.queue,
+                run_id,
+                f"requeued: worker {self.worker_id} is shutting down ({exc.message})",
+            )
+            self.stop_event.set()
+            outcome = "preempted"
+        except BaseException as exc:
+            outcome = self._after_failure(run_id, exc)
+        finally:
+            with self._lock:
+                tail, self._tail, self.current_run = self._tail, None, None
+            if tail is not None:
+                self.publish(tail.poll())
+        return outcome
+
+    def _after_failure(self, run_id: str, exc: BaseException) -> str:
+        failure = classify_failure(exc)
+        record = self.registry.get(run_id)
+        if failure is FailureClass.CANCELLED:
+            return "cancelled"
+        if failure is FailureClass.TRANSIENT and record.attempts < self.config.max_attempts:
+            delay = min(
+                self.config.backoff_max_s, self.config.backoff_base_s * 2 ** max(0, record.attempts - 1)
+            )
+            requeue(
+                self.registry,
+                self.queue,
+                run_id,
+                f"retrying in {delay:.0f}s (attempt {record.attempts}/{self.config.max_attempts}) after a "
+                f"transient failure: {record.message}",
+                delay_s=delay,
+            )
+            return "retrying"
+        self.registry.update(run_id, tags={**record.tags, "failure_class": failure.value})
+        update_manifest(record.run_dir, failure_class=failure.value)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise exc
+        return f"failed:{failure.value}"
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Register, reconcile, then take jobs until stopped (SIGTERM / SIGINT) or, in burst mode, idle."""
+        self.register()
+        for run_id, status in reconcile(self.registry, self.queue, self.config):
+            log.info(f"reconciled run {run_id}: {status}")
+        maintenance = threading.Thread(target=self._maintenance, name="worker-heartbeat", daemon=True)
+        maintenance.start()
+        log.info(f"worker {self.worker_id} waiting for jobs on the {self.queue.name} queue")
+        try:
+            self.queue.work(
+                self._handle_logged,
+                worker_id=self.worker_id,
+                should_stop=self.should_stop,
+                burst=self.config.burst,
+                poll_s=self.config.poll_s,
+            )
+        finally:
+            self.stop_event.set()
+            maintenance.join(timeout=self.config.heartbeat_s + 5)
+            self.registry.db.execute(
+                "UPDATE workers SET state = 'stopped', current_run = NULL, heartbeat_at = ? WHERE id = ?",
+                (time.time(), self.worker_id),
+            )
+
+    def _handle_logged(self, run_id: str) -> None:
+        started = time.monotonic()
+        outcome = self.handle(run_id)
+        log.info(f"run {run_id}: {outcome} after {time.monotonic() - started:.1f}s")
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set() or preempt.stop_requested()
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM/SIGINT: finish the current step, checkpoint, requeue, exit (a second signal is ignored)."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.warning(f"worker {worker.worker_id} got signal {signum}: stopping after the current step")
+        preempt.request_stop()
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def build_worker(settings: Settings | None = None, config: WorkerConfig | None = None) -> Worker:
+    settings = settings or get_settings()
+    worker = Worker(
+        settings=settings,
+        config=config or WorkerConfig(),
+        queue=open_queue(settings),
+        registry=open_registry(settings),
+        bus=open_bus(settings),
+    )
+    from tldrlab.service.notify import attach_configured_notifiers
+
+    attach_configured_notifiers(worker.bus)
+    return worker
+
+
+def run_worker(settings: Settings | None = None, config: WorkerConfig | None = None) -> None:
+    """Entry point of `tldrlab worker` and of the workers `tldrlab serve` starts."""
+    worker = build_worker(settings, config)
+    if worker.queue.name != "rq":  # RQ installs its own handlers (which also request preemption)
+        install_signal_handlers(worker)
+    worker.run()
+
+
+# -- RQ entry point ------------------------------------------------------------------------------------------
+_RQ_HANDLER: list[Any] = []
+
+
+def set_rq_handler(handler: Any) -> None:
+    _RQ_HANDLER[:] = [handler]
+
+
+def rq_entry(run_id: str) -> None:
+    """What an RQ job calls (by name, JSON-serialised): hand the run id to this process's worker."""
+    if not _RQ_HANDLER:
+        raise RuntimeError("rq_entry runs only inside `tldrlab worker`")
+    _RQ_HANDLER[0](run_id)

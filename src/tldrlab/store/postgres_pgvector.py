@@ -1,0 +1,195 @@
+"""The at-scale sentence store: PostgreSQL with pgvector (`vector(dim)` columns, HNSW cosine index).
+
+Selected when `TLDRLAB_DATABASE_URL` is a postgres URL. Vectors travel as numpy arrays through pgvector's
+psycopg adapter. Searches across all threads use the HNSW index (approximate; `hnsw.ef_search` is raised to at
+least k per query); searches within one thread materialise that thread's rows first and rank them exactly,
+because an HNSW scan followed by a thread filter can return fewer than k rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from tldrlab.data.threads import Thread
+from tldrlab.errors import DependencyMissingError
+from tldrlab.runs.db import Database, connect, migrate
+from tldrlab.store import tables
+from tldrlab.store.base import SearchHit, SentenceRecord, ThreadInfo
+from tldrlab.store.common import check_identity, check_k, check_query, check_sentences, check_vectors
+
+
+def schema(dim: int) -> list[list[str]]:
+    """Migration steps; the dimension is fixed when the store is created (opening with another is refused)."""
+    return [
+        [
+            *tables.COMMON_SCHEMA,
+            "CREATE TABLE IF NOT EXISTS store_sentences (id BIGSERIAL PRIMARY KEY, "
+            "thread_id TEXT NOT NULL REFERENCES store_threads(id) ON DELETE CASCADE, post_id TEXT NOT NULL, "
+            "post_number INTEGER NOT NULL, sentence_index INTEGER NOT NULL, start_char INTEGER NOT NULL, "
+            "end_char INTEGER NOT NULL, text TEXT NOT NULL, author TEXT, url TEXT, "
+            f"embedding vector({dim}) NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS store_sentences_thread ON store_sentences "
+            "(thread_id, post_number, sentence_index)",
+            "CREATE INDEX IF NOT EXISTS store_sentences_post ON store_sentences (thread_id, post_id)",
+            "CREATE INDEX IF NOT EXISTS store_sentences_embedding ON store_sentences "
+            "USING hnsw (embedding vector_cosine_ops)",
+        ]
+    ]
+
+
+class PostgresPgvectorStore:
+    """SentenceStore in PostgreSQL + pgvector (tables prefixed `store_`, shared with the run registry)."""
+
+    def __init__(self, url: str, dim: int = 384, *, embedder: str | None = None, ef_search: int = 64) -> None:
+        self.url = url
+        self.dim = int(dim)
+        self.ef_search = int(ef_search)
+        """HNSW candidate list size for searches across threads (raised to k when k is larger)."""
+        self._lock = threading.RLock()
+        self.db: Database = connect(url)
+        try:
+            self._setup(embedder)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _setup(self, embedder: str | None) -> None:
+        import psycopg
+
+        try:
+            from pgvector.psycopg import register_vector
+        except ModuleNotFoundError as exc:
+            raise DependencyMissingError("the postgres store needs pgvector (pip install pgvector)") from exc
+        try:
+            self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.Error as exc:
+            raise DependencyMissingError(
+                f"cannot enable the pgvector extension on this PostgreSQL server ({exc}); install pgvector "
+                "on the server or ask an administrator to run CREATE EXTENSION vector"
+            ) from exc
+        # The adapter needs the extension's type oid, so it is registered after CREATE EXTENSION.
+        register_vector(self._connection())
+        migrate(self.db, "sentence_store", schema(self.dim))
+        with self.db.transaction():
+            where = _redacted(self.url)
+            new = check_identity(where, tables.read_meta(self.db), self.dim, embedder)
+            tables.write_meta(self.db, new)
+
+    def _connection(self) -> Any:
+        # tldrlab.runs.db.Database keeps its psycopg connection private; pgvector's adapter must be
+        # registered on that same connection.
+        return self.db._conn
+
+    def put_thread(self, thread: Thread) -> None:
+        with self.db.transaction():
+            tables.put_thread(self.db, thread)
+
+    def get_thread(self, thread_id: str) -> Thread:
+        return tables.get_thread(self.db, thread_id)
+
+    def list_threads(self, limit: int = 100, offset: int = 0) -> list[ThreadInfo]:
+        return tables.list_threads(self.db, limit, offset)
+
+    def post_hashes(self, thread_id: str) -> dict[str, str]:
+        return tables.post_hashes(self.db, thread_id)
+
+    def replace_post_sentences(
+        self,
+        thread_id: str,
+        post_id: str,
+        content_hash: str,
+        sentences: list[SentenceRecord],
+        vectors: np.ndarray,
+    ) -> None:
+        vectors = check_vectors(vectors, len(sentences), self.dim)
+        check_sentences(thread_id, post_id, sentences)
+        with self.db.transaction():
+            tables.require_thread(self.db, thread_id)
+            self.db.execute(
+                "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?", (thread_id, post_id)
+            )
+            if sentences:
+                self.db.executemany(
+                    f"INSERT INTO store_sentences ({tables.SENTENCE_COLUMNS}, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*tables.sentence_row(s), vectors[n]) for n, s in enumerate(sentences)],
+                )
+            tables.set_post_hash(self.db, thread_id, post_id, content_hash)
+
+    def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
+        if not post_ids:
+            return
+        with self.db.transaction():
+            tables.require_thread(self.db, thread_id)
+            self.db.executemany(
+                "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?",
+                [(thread_id, p) for p in post_ids],
+            )
+            tables.delete_post_hashes(self.db, thread_id, list(post_ids))
+
+    def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        rows = self.db.query(
+            f"SELECT {tables.SENTENCE_COLUMNS}, embedding FROM store_sentences WHERE thread_id = ? "
+            "ORDER BY post_number, sentence_index, id",
+            (tables.check_thread_id(thread_id),),
+        )
+        if not rows:
+            tables.require_thread(self.db, thread_id)
+            return [], np.zeros((0, self.dim), dtype=np.float32)
+        vectors = np.stack([_as_array(r["embedding"]) for r in rows]).astype(np.float32, copy=False)
+        return [tables.sentence_record(r) for r in rows], vectors
+
+    def search(self, vector: np.ndarray, k: int = 10, thread_id: str | None = None) -> list[SearchHit]:
+        query = check_query(vector, self.dim)[0]
+        check_k(k)
+        if thread_id is not None:
+            rows = self.db.query(
+                f"WITH t AS MATERIALIZED (SELECT id, {tables.SENTENCE_COLUMNS}, embedding "
+                "FROM store_sentences WHERE thread_id = ?) "
+                f"SELECT {tables.SENTENCE_COLUMNS}, 1 - (embedding <=> ?) AS score FROM t "
+                "ORDER BY embedding <=> ?, post_number, sentence_index, id LIMIT ?",
+                (tables.check_thread_id(thread_id), query, query, k),
+            )
+            if not rows:
+                tables.require_thread(self.db, thread_id)
+        else:
+            with self.db.transaction():
+                self.db.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(self.ef_search, int(k)))}")
+                rows = self.db.query(
+                    f"SELECT {tables.SENTENCE_COLUMNS}, 1 - (embedding <=> ?) AS score FROM store_sentences "
+                    "ORDER BY embedding <=> ? LIMIT ?",
+                    (query, query, k),
+                )
+        return [SearchHit(tables.sentence_record(r), float(r["score"])) for r in rows]
+
+    def count(self) -> int:
+        row = self.db.query_one("SELECT COUNT(*) AS n FROM store_sentences")
+        return int(row["n"]) if row else 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> PostgresPgvectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """pgvector's loader returns a `Vector` (newer versions) or a numpy array (older ones)."""
+    return value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value, dtype=np.float32)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for error messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))

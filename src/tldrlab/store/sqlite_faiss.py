@@ -1,0 +1,273 @@
+"""The embedded sentence store: SQLite holds everything (the truth), a FAISS index file beside it is a cache.
+
+Layout: `<dir>/sentences.db` (threads, post hashes, sentences with float32 vectors as BLOBs) and
+`<dir>/sentences.faiss` + `.faiss.json` (the index and the store generation it reflects). Every write bumps a
+generation counter in SQLite inside its transaction; an index whose generation differs (another process wrote,
+or this one crashed before saving) is rebuilt from SQLite on open or on the next search.
+
+Per-thread reads and per-thread search (the highlight path) read vectors straight from SQLite and never touch
+FAISS; FAISS answers searches across all threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tldrlab.data.threads import Thread
+from tldrlab.runs.db import Database, connect, migrate
+from tldrlab.store import tables
+from tldrlab.store.base import SearchHit, SentenceRecord, ThreadInfo
+from tldrlab.store.common import check_identity, check_k, check_query, check_sentences, check_vectors
+from tldrlab.store.faiss_index import FaissIndexConfig, SentenceIndex
+
+SCHEMA: list[list[str]] = [
+    [
+        *tables.COMMON_SCHEMA,
+        "CREATE TABLE IF NOT EXISTS store_sentences (id INTEGER PRIMARY KEY, "
+        "thread_id TEXT NOT NULL REFERENCES store_threads(id) ON DELETE CASCADE, post_id TEXT NOT NULL, "
+        "post_number INTEGER NOT NULL, sentence_index INTEGER NOT NULL, start_char INTEGER NOT NULL, "
+        "end_char INTEGER NOT NULL, text TEXT NOT NULL, author TEXT, url TEXT, vector BLOB NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS store_sentences_thread ON store_sentences "
+        "(thread_id, post_number, sentence_index)",
+        "CREATE INDEX IF NOT EXISTS store_sentences_post ON store_sentences (thread_id, post_id)",
+        "INSERT INTO store_meta (key, value) VALUES ('generation', '0') ON CONFLICT (key) DO NOTHING",
+    ]
+]
+
+SELECT_SENTENCE = f"SELECT id, {tables.SENTENCE_COLUMNS} FROM store_sentences"
+
+
+class SqliteFaissStore:
+    """SentenceStore over one SQLite file plus a FAISS index file saved beside it."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        dim: int = 384,
+        *,
+        embedder: str | None = None,
+        index_config: FaissIndexConfig | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.dim = int(dim)
+        self.index_path = self.path.with_suffix(".faiss")
+        self.index_config = index_config or FaissIndexConfig()
+        self._lock = threading.RLock()
+        self.db: Database = connect(f"sqlite:///{self.path}")
+        try:
+            migrate(self.db, "sentence_store", SCHEMA)
+            with self.db.transaction():
+                new = check_identity(str(self.path), tables.read_meta(self.db), self.dim, embedder)
+                tables.write_meta(self.db, new)
+            self.index = SentenceIndex(self.dim, self.index_config)
+            self._generation = -1
+            self._last_save = time.monotonic()
+            self._unsaved = False
+            generation, count = self._db_state()
+            self.index_source = "file"
+            """Where the index came from on open: "file" (saved index matched SQLite) or "rebuilt"."""
+            if self.index.load(self.index_path, generation, count):
+                self._generation = generation
+            else:
+                self.index_source = "rebuilt"
+                self._rebuild()
+                self.flush()
+        except BaseException:
+            self.db.close()
+            raise
+
+    # --- generation bookkeeping -------------------------------------------------------------------------
+
+    def _db_state(self) -> tuple[int, int]:
+        row = self.db.query_one(
+            "SELECT (SELECT value FROM store_meta WHERE key = 'generation') AS generation, "
+            "(SELECT COUNT(*) FROM store_sentences) AS count"
+        )
+        assert row is not None
+        return int(row["generation"]), int(row["count"])
+
+    def _bump_generation(self) -> int:
+        """Inside a write transaction: the generation before this write (the new one is that plus one)."""
+        row = self.db.query_one("SELECT value FROM store_meta WHERE key = 'generation'")
+        before = int(row["value"]) if row else 0
+        self.db.execute("UPDATE store_meta SET value = ? WHERE key = 'generation'", (str(before + 1),))
+        return before
+
+    def _rebuild(self) -> None:
+        """Rebuild the FAISS index from SQLite (the truth)."""
+        with self._lock:
+            with self.db.transaction():  # one consistent snapshot of rows and generation
+                generation, _ = self._db_state()
+                rows = self.db.query("SELECT id, vector FROM store_sentences ORDER BY id")
+            ids = np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = _vectors([r["vector"] for r in rows], self.dim)
+            self.index.build(ids, vectors)
+            self._generation = generation
+            self._unsaved = True
+
+    def _sync(self) -> None:
+        """Bring the in-memory index up to date if another process (or a failed update) changed SQLite."""
+        generation, _ = self._db_state()
+        if generation != self._generation:
+            self._rebuild()
+
+    def _after_write(self, before: int, removed: list[int], ids: np.ndarray, vectors: np.ndarray) -> None:
+        if before != self._generation:  # someone else wrote in between: our index is stale anyway
+            self._rebuild()
+        else:
+            self.index.remove(removed)
+            self.index.add(ids, vectors)
+            self._generation = before + 1
+            self._unsaved = True
+            if self.index.needs_rebuild():
+                self._rebuild()
+        if time.monotonic() - self._last_save >= self.index_config.save_every_s:
+            self.flush()
+
+    # --- SentenceStore -----------------------------------------------------------------------------------
+
+    def put_thread(self, thread: Thread) -> None:
+        with self._lock, self.db.transaction():
+            tables.put_thread(self.db, thread)
+
+    def get_thread(self, thread_id: str) -> Thread:
+        return tables.get_thread(self.db, thread_id)
+
+    def list_threads(self, limit: int = 100, offset: int = 0) -> list[ThreadInfo]:
+        return tables.list_threads(self.db, limit, offset)
+
+    def post_hashes(self, thread_id: str) -> dict[str, str]:
+        return tables.post_hashes(self.db, thread_id)
+
+    def replace_post_sentences(
+        self,
+        thread_id: str,
+        post_id: str,
+        content_hash: str,
+        sentences: list[SentenceRecord],
+        vectors: np.ndarray,
+    ) -> None:
+        vectors = check_vectors(vectors, len(sentences), self.dim)
+        check_sentences(thread_id, post_id, sentences)
+        with self._lock:
+            with self.db.transaction():
+                tables.require_thread(self.db, thread_id)
+                removed = [
+                    int(r["id"])
+                    for r in self.db.query(
+                        "SELECT id FROM store_sentences WHERE thread_id = ? AND post_id = ?",
+                        (thread_id, post_id),
+                    )
+                ]
+                self.db.execute(
+                    "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?", (thread_id, post_id)
+                )
+                row = self.db.query_one("SELECT COALESCE(MAX(id), 0) AS top FROM store_sentences")
+                first = int(row["top"]) + 1 if row else 1
+                ids = np.arange(first, first + len(sentences), dtype=np.int64)
+                self.db.executemany(
+                    f"INSERT INTO store_sentences (id, {tables.SENTENCE_COLUMNS}, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (int(i), *tables.sentence_row(s), vectors[n].tobytes())
+                        for n, (i, s) in enumerate(zip(ids, sentences, strict=True))
+                    ],
+                )
+                tables.set_post_hash(self.db, thread_id, post_id, content_hash)
+                before = self._bump_generation()
+            self._after_write(before, removed, ids, vectors)
+
+    def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
+        if not post_ids:
+            return
+        with self._lock:
+            with self.db.transaction():
+                tables.require_thread(self.db, thread_id)
+                removed: list[int] = []
+                for post_id in post_ids:
+                    removed += [
+                        int(r["id"])
+                        for r in self.db.query(
+                            "SELECT id FROM store_sentences WHERE thread_id = ? AND post_id = ?",
+                            (thread_id, post_id),
+                        )
+                    ]
+                self.db.executemany(
+                    "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?",
+                    [(thread_id, p) for p in post_ids],
+                )
+                tables.delete_post_hashes(self.db, thread_id, list(post_ids))
+                before = self._bump_generation()
+            self._after_write(before, removed, np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32))
+
+    def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        rows = self.db.query(
+            f"SELECT {tables.SENTENCE_COLUMNS}, vector FROM store_sentences WHERE thread_id = ? "
+            "ORDER BY post_number, sentence_index, id",
+            (tables.check_thread_id(thread_id),),
+        )
+        if not rows:
+            tables.require_thread(self.db, thread_id)
+        return [tables.sentence_record(r) for r in rows], _vectors([r["vector"] for r in rows], self.dim)
+
+    def search(self, vector: np.ndarray, k: int = 10, thread_id: str | None = None) -> list[SearchHit]:
+        query = check_query(vector, self.dim)
+        check_k(k)
+        if thread_id is not None:
+            records, vectors = self.thread_sentences(thread_id)
+            return _top_k(records, vectors @ query[0], k)
+        with self._lock:
+            self._sync()
+            scores, ids = self.index.search(query, k)
+        if not len(ids):
+            return []
+        placeholders = ", ".join("?" for _ in ids)
+        rows = self.db.query(f"{SELECT_SENTENCE} WHERE id IN ({placeholders})", [int(i) for i in ids])
+        by_id = {int(r["id"]): tables.sentence_record(r) for r in rows}
+        # A row deleted by another process since the index was read is simply skipped.
+        return [
+            SearchHit(by_id[int(i)], float(s)) for s, i in zip(scores, ids, strict=True) if int(i) in by_id
+        ]
+
+    def count(self) -> int:
+        row = self.db.query_one("SELECT COUNT(*) AS n FROM store_sentences")
+        return int(row["n"]) if row else 0
+
+    def flush(self) -> None:
+        """Save the FAISS index now (it is also saved on close and periodically after writes)."""
+        with self._lock:
+            if self._unsaved:
+                self.index.save(self.index_path, self._generation)
+                self._unsaved = False
+            self._last_save = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.flush()
+            finally:
+                self.db.close()
+
+    def __enter__(self) -> SqliteFaissStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _vectors(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
+
+
+def _top_k(records: list[SentenceRecord], scores: np.ndarray, k: int) -> list[SearchHit]:
+    """The k best by score; ties keep thread order, so results are deterministic."""
+    if not records:
+        return []
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [SearchHit(records[i], float(scores[i])) for i in order]

@@ -1,0 +1,150 @@
+"""SQL both stores run unchanged (through `tldrlab.runs.db`): store metadata, threads and post hashes.
+
+Only the `store_sentences` table differs between backends (a float32 BLOB in SQLite, `vector(dim)` in
+PostgreSQL), so its schema and queries live with each store. Every table is prefixed `store_` because the
+PostgreSQL store shares its database with the run registry and the job queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tldrlab.data.threads import Thread
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.runs.db import Database
+from tldrlab.store.base import SentenceRecord, ThreadInfo
+
+COMMON_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS store_threads (id TEXT PRIMARY KEY, title TEXT NOT NULL, "
+    "content_hash TEXT NOT NULL, posts INTEGER NOT NULL, data TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS store_post_hashes (thread_id TEXT NOT NULL REFERENCES store_threads(id) "
+    "ON DELETE CASCADE, post_id TEXT NOT NULL, content_hash TEXT NOT NULL, PRIMARY KEY (thread_id, post_id))",
+]
+
+SENTENCE_COLUMNS = "thread_id, post_id, post_number, sentence_index, start_char, end_char, text, author, url"
+
+
+def read_meta(db: Database) -> dict[str, str]:
+    return {row["key"]: row["value"] for row in db.query("SELECT key, value FROM store_meta")}
+
+
+def write_meta(db: Database, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        db.execute(
+            "INSERT INTO store_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def check_thread_id(thread_id: str) -> str:
+    if not isinstance(thread_id, str) or not thread_id.strip():
+        raise InvalidInputError(f"a thread id must be a non-empty string, got {thread_id!r}")
+    return thread_id
+
+
+def put_thread(db: Database, thread: Thread) -> None:
+    check_thread_id(thread.id)
+    db.execute(
+        "INSERT INTO store_threads (id, title, content_hash, posts, data, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET title = excluded.title, content_hash = excluded.content_hash, "
+        "posts = excluded.posts, data = excluded.data, updated_at = excluded.updated_at",
+        (
+            thread.id,
+            thread.title,
+            thread.content_hash(),
+            len(thread.posts),
+            thread.model_dump_json(),
+            datetime.now(UTC).isoformat(timespec="microseconds"),
+        ),
+    )
+
+
+def require_thread(db: Database, thread_id: str) -> None:
+    if (
+        db.query_one("SELECT 1 AS found FROM store_threads WHERE id = ?", (check_thread_id(thread_id),))
+        is None
+    ):
+        raise NotFoundError(f"thread {thread_id!r} is not in the store: ingest it first")
+
+
+def get_thread(db: Database, thread_id: str) -> Thread:
+    row = db.query_one("SELECT data FROM store_threads WHERE id = ?", (check_thread_id(thread_id),))
+    if row is None:
+        raise NotFoundError(f"thread {thread_id!r} is not in the store: ingest it first")
+    return Thread.model_validate_json(row["data"])
+
+
+def list_threads(db: Database, limit: int, offset: int) -> list[ThreadInfo]:
+    if limit < 0 or offset < 0:
+        raise InvalidInputError(f"limit and offset must not be negative (got limit={limit}, offset={offset})")
+    rows = db.query(
+        "SELECT t.id, t.title, t.posts, t.content_hash, "
+        "(SELECT COUNT(*) FROM store_sentences s WHERE s.thread_id = t.id) AS sentences "
+        "FROM store_threads t ORDER BY t.updated_at DESC, t.id LIMIT ? OFFSET ?",
+        (limit, offset),
+    )
+    return [
+        ThreadInfo(
+            id=row["id"],
+            title=row["title"],
+            posts=int(row["posts"]),
+            sentences=int(row["sentences"]),
+            content_hash=row["content_hash"],
+        )
+        for row in rows
+    ]
+
+
+def post_hashes(db: Database, thread_id: str) -> dict[str, str]:
+    rows = db.query(
+        "SELECT post_id, content_hash FROM store_post_hashes WHERE thread_id = ?",
+        (check_thread_id(thread_id),),
+    )
+    return {row["post_id"]: row["content_hash"] for row in rows}
+
+
+def set_post_hash(db: Database, thread_id: str, post_id: str, content_hash: str) -> None:
+    db.execute(
+        "INSERT INTO store_post_hashes (thread_id, post_id, content_hash) VALUES (?, ?, ?) "
+        "ON CONFLICT (thread_id, post_id) DO UPDATE SET content_hash = excluded.content_hash",
+        (thread_id, post_id, content_hash),
+    )
+
+
+def delete_post_hashes(db: Database, thread_id: str, post_ids: list[str]) -> None:
+    db.executemany(
+        "DELETE FROM store_post_hashes WHERE thread_id = ? AND post_id = ?",
+        [(thread_id, p) for p in post_ids],
+    )
+
+
+def sentence_row(record: SentenceRecord) -> tuple[Any, ...]:
+    return (
+        record.thread_id,
+        record.post_id,
+        record.post_number,
+        record.sentence_index,
+        record.start,
+        record.end,
+        record.text,
+        record.author,
+        record.url,
+    )
+
+
+def sentence_record(row: dict[str, Any]) -> SentenceRecord:
+    return SentenceRecord(
+        thread_id=row["thread_id"],
+        post_id=row["post_id"],
+        post_number=int(row["post_number"]),
+        sentence_index=int(row["sentence_index"]),
+        start=int(row["start_char"]),
+        end=int(row["end_char"]),
+        text=row["text"],
+        author=row["author"],
+        url=row["url"],
+    )

@@ -1,0 +1,42 @@
+"""Character tokenizer: one id per character seen in the corpus, everything else is `<unk>`.
+
+Stored as a plain `tokenizer.json` (a BPE model with no merges splits text into characters, and a Fuse
+decoder joins them back), so transformers loads it like any other fast tokenizer. Text made only of known
+characters round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from tldrlab.errors import ConfigError
+from tldrlab.tokenizers.config import SPECIAL_TOKENS, UNK, TokenizerConfig
+from tokenizers import AddedToken, Tokenizer, decoders, models
+
+
+def min_vocab_size(config: TokenizerConfig) -> int:
+    return len(SPECIAL_TOKENS) + 1
+
+
+def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:
+    if config.vocab_size < min_vocab_size(config):
+        raise ConfigError(
+            f"vocab size {config.vocab_size} is too small for a char tokenizer: it needs at least "
+            f"{min_vocab_size(config)} ({len(SPECIAL_TOKENS)} special tokens + 1 character)"
+        )
+    counts: Counter[str] = Counter()
+    for line in lines:
+        counts.update(line)
+    counts["\n"] += len(lines)  # lines were split on newlines; generated text needs them back
+    room = config.vocab_size - len(SPECIAL_TOKENS)
+    # Most frequent first, ties by code point, so the vocabulary is deterministic.
+    kept = [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= config.min_frequency]
+    chars = sorted(kept[:room])
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
+    for char in chars:
+        vocab[char] = len(vocab)
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK, fuse_unk=False))
+    tokenizer.decoder = decoders.Fuse()
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL_TOKENS.values()])
+    return tokenizer

@@ -1,0 +1,47 @@
+"""The typed configuration of a tokenizer training job and the special tokens every tokenizer shares."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+SPECIAL_TOKENS: dict[str, str] = {"pad_token": PAD, "unk_token": UNK, "bos_token": BOS, "eos_token": EOS}
+"""transformers attribute -> token. Every method puts them first: pad=0, unk=1, bos=2, eos=3."""
+
+TOKENIZER_FILE = "tokenizer.json"
+SPM_FILE = "tokenizer.model"
+MANIFEST_FILE = "tokenizer_manifest.json"
+
+
+class TokenizerConfig(BaseModel):
+    """What to train: method, vocabulary size and the few options each method has."""
+
+    method: str = "bpe"
+    """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""
+
+    vocab_size: int = Field(default=8000, gt=0)
+    """Target vocabulary size including the 4 special tokens (for `char`: an upper bound)."""
+
+    min_frequency: int = Field(default=2, ge=1)
+    """bpe: a merge must occur at least this often; char: a character must occur this often to get an id."""
+
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    """sentencepiece only: the SentencePiece model type."""
+
+    normalization: Literal["identity", "nmt_nfkc", "nfkc"] = "identity"
+    """sentencepiece only: `identity` keeps text as is (exact round-trip); `nmt_nfkc` (SentencePiece's
+    default) applies NFKC and maps some whitespace, so decode(encode(x)) is the normalised x, not x."""
+
+    character_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
+    """sentencepiece only: share of characters covered by the vocabulary; the rest fall back to bytes."""
+
+    seed: int = 0
+    """Seed of the holdout split (and of SentencePiece's sampling)."""
+
+    holdout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Fraction of corpus lines kept aside for the stats."""
+
+    max_train_lines: int | None = Field(default=None, gt=0)
+    """Use at most this many training lines (None: all)."""

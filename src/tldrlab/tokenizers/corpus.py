@@ -1,0 +1,107 @@
+"""Reading a tokenizer corpus and splitting it into a seeded train / holdout set of lines.
+
+A corpus file is plain UTF-8 text (one line per training "sentence") or any format `tldrlab.data.readers`
+reads, in which case each record contributes its document and its summaries as text.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.runs.atomic import sha256_file
+
+_PLAIN_SUFFIXES = {".txt", ".text", ".md", ".rst", ""}
+
+
+@dataclass
+class CorpusSplit:
+    """Lines of a corpus after the seeded holdout split."""
+
+    train: list[str]
+    """Lines the tokenizer is trained on."""
+
+    holdout: list[str]
+    """Lines kept aside to measure coverage, unknown rate and compression."""
+
+    files: list[dict[str, object]] = field(default_factory=list)
+    """One entry per corpus file: path, format, sha256, lines."""
+
+
+def _record_lines(path: Path) -> tuple[str, list[str]]:
+    """Lines of a structured data file through tldrlab.data.readers (documents and summaries)."""
+    try:
+        from tldrlab.data.readers import detect_format, read_records
+    except ImportError:  # the readers module is optional at this layer: fall back to plain text
+        return "text", _text_lines(path)
+    fmt = detect_format(path)
+    if fmt == "text":
+        return fmt, _text_lines(path)
+    lines: list[str] = []
+    for record in read_records(path, fmt):
+        for text in (record.document, *record.summaries):
+            lines.extend(line for line in text.splitlines() if line.strip())
+    return fmt, lines
+
+
+def _text_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"corpus file {path} is not UTF-8 text: {exc}") from exc
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def read_corpus_lines(path: Path | str) -> tuple[str, list[str]]:
+    """(format, non-empty lines) of one corpus file."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"corpus file not found: {path}")
+    if path.is_dir():
+        raise InvalidInputError(f"corpus path {path} is a directory; pass the files inside it")
+    if path.suffix.lower() in _PLAIN_SUFFIXES:
+        return "text", _text_lines(path)
+    return _record_lines(path)
+
+
+def load_corpus(paths: Sequence[Path | str], *, holdout: float = 0.05, seed: int = 0) -> CorpusSplit:
+    """Read every corpus file and split its lines into train and holdout with a seeded shuffle."""
+    if not paths:
+        raise InvalidInputError("no corpus files given")
+    if not 0.0 <= holdout < 1.0:
+        raise InvalidInputError(f"holdout must be in [0, 1); got {holdout}")
+    lines: list[str] = []
+    files: list[dict[str, object]] = []
+    for raw in paths:
+        path = Path(raw)
+        fmt, file_lines = read_corpus_lines(path)
+        files.append(
+            {
+                "path": str(path.resolve()),
+                "format": fmt,
+                "sha256": sha256_file(path),
+                "lines": len(file_lines),
+            }
+        )
+        lines.extend(file_lines)
+    if not lines:
+        raise InvalidInputError(f"the corpus has no text: {', '.join(str(p) for p in paths)}")
+    order = list(range(len(lines)))
+    random.Random(seed).shuffle(order)
+    n_holdout = round(len(lines) * holdout)
+    if holdout > 0 and n_holdout == 0 and len(lines) > 1:
+        n_holdout = 1  # stats need at least one line
+    held = set(order[:n_holdout])
+    # Keep the original order inside each part so the split is stable and readable.
+    train = [line for i, line in enumerate(lines) if i not in held]
+    held_lines = [line for i, line in enumerate(lines) if i in held]
+    return CorpusSplit(train=train, holdout=held_lines, files=files)
+
+
+def batched(lines: Sequence[str], size: int = 1000) -> Iterator[list[str]]:
+    """Lines in chunks (what the trainers' iterators want)."""
+    for start in range(0, len(lines), size):
+        yield list(lines[start : start + size])

@@ -1,0 +1,65 @@
+"""`load_tokenizer`: any tldrlab tokenizer directory, run, or saved model as a transformers tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE
+
+
+def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
+    """A directory holding tokenizer.json: the path itself, its `tokenizer/` or `model/` subdirectory, or the
+    directory of a run id (or unique prefix) from the registry."""
+    path = Path(path_or_run)
+    if not path.exists():
+        from tldrlab.runs import open_registry
+
+        try:
+            path = Path(open_registry().find(str(path_or_run)).run_dir)
+        except NotFoundError:
+            raise NotFoundError(f"no tokenizer directory or run named {str(path_or_run)!r}") from None
+    if path.is_file():
+        path = path.parent
+    for candidate in (path, path / "tokenizer", path / "model"):
+        if (candidate / TOKENIZER_FILE).is_file():
+            return candidate
+    raise NotFoundError(f"no {TOKENIZER_FILE} in {path} (nor in its tokenizer/ or model/ subdirectory)")
+
+
+def read_tokenizer_manifest(path_or_run: Path | str) -> dict[str, Any]:
+    directory = resolve_tokenizer_dir(path_or_run)
+    manifest = directory / MANIFEST_FILE
+    if not manifest.is_file():
+        return {}
+    return dict(json.loads(manifest.read_text(encoding="utf-8")))
+
+
+def load_tokenizer(path_or_run: Path | str) -> Any:
+    """A `transformers.PreTrainedTokenizerFast` with pad / unk / bos / eos set.
+
+    Directories written by `save_pretrained` (tokenizer_config.json) load with their saved settings; bare
+    tokenizer directories from `train_tokenizer` wrap their tokenizer.json.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    directory = resolve_tokenizer_dir(path_or_run)
+    try:
+        if (directory / "tokenizer_config.json").is_file():
+            # Our own directories always hold tokenizer.json; going through the fast class directly avoids
+            # AutoTokenizer reading config.json (which for char_lstm is not a transformers config).
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+        else:
+            tokenizer = PreTrainedTokenizerFast(
+                tokenizer_file=str(directory / TOKENIZER_FILE), model_max_length=1 << 30, **SPECIAL_TOKENS
+            )
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot load the tokenizer in {directory}: {exc}") from exc
+    for attr, token in SPECIAL_TOKENS.items():
+        if getattr(tokenizer, attr, None) is None and token in tokenizer.get_vocab():
+            setattr(tokenizer, attr, token)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 style tokenizers have no pad token
+    return tokenizer

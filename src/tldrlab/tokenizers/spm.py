@@ -1,0 +1,111 @@
+"""SentencePiece (unigram or BPE) trained with the `sentencepiece` library, also exported as tokenizer.json.
+
+The `.model` file is the SentencePiece artifact; `tokenizer.json` is the same vocabulary as a Hugging Face
+fast tokenizer so every tldrlab model loads tokenizers the same way.
+
+Round-trip caveats (tested): we train with `add_dummy_prefix=False`, `remove_extra_whitespaces=False` and
+`byte_fallback=True`, so with `normalization="identity"` decode(encode(x)) == x for any text (characters
+outside the vocabulary become byte pieces). With `nmt_nfkc` or `nfkc` the text is NFKC-normalised first
+(e.g. "ﬁ" -> "fi", full-width letters -> ASCII; nmt_nfkc also maps some control characters), so decode gives
+the normalised text back, not the original.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from tldrlab.errors import ConfigError
+from tldrlab.tokenizers.config import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, TokenizerConfig
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+
+_BYTE_PIECES = 256
+
+
+def min_vocab_size(config: TokenizerConfig) -> int:
+    return len(SPECIAL_TOKENS) + _BYTE_PIECES + 1
+
+
+def train_model(lines: Sequence[str], config: TokenizerConfig) -> bytes:
+    """Train a SentencePiece model and return the serialized `.model` bytes."""
+    import sentencepiece as spm
+
+    if config.vocab_size < min_vocab_size(config):
+        raise ConfigError(
+            f"vocab size {config.vocab_size} is too small for sentencepiece with byte fallback: it needs at "
+            f"least {min_vocab_size(config)} ({len(SPECIAL_TOKENS)} special tokens + 256 byte pieces + 1)"
+        )
+    model = io.BytesIO()
+    spm.set_random_generator_seed(config.seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            vocab_size=config.vocab_size,
+            model_type=config.model_type,
+            character_coverage=config.character_coverage,
+            normalization_rule_name=config.normalization,
+            add_dummy_prefix=False,
+            remove_extra_whitespaces=False,
+            byte_fallback=True,
+            split_digits=False,
+            pad_id=0,
+            unk_id=1,
+            bos_id=2,
+            eos_id=3,
+            pad_piece=PAD,
+            unk_piece=UNK,
+            bos_piece=BOS,
+            eos_piece=EOS,
+            # The whole corpus was already read; never let spm sample it down silently.
+            input_sentence_size=0,
+            max_sentence_length=1 << 16,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        message = str(exc)
+        if "Vocabulary size" in message or "vocab_size" in message:
+            raise ConfigError(
+                f"vocab size {config.vocab_size} does not fit this corpus for sentencepiece: {message}"
+            ) from exc
+        raise ConfigError(f"sentencepiece training failed: {message}") from exc
+    return model.getvalue()
+
+
+def to_fast_tokenizer(model_bytes: bytes) -> Tokenizer:
+    """The same SentencePiece vocabulary as a `tokenizers.Tokenizer` (what tokenizer.json holds)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]
+    proto.ParseFromString(model_bytes)
+    pieces = [(p.piece, p.score) for p in proto.pieces]
+    model: models.Model
+    if proto.trainer_spec.model_type == 1:  # unigram
+        model = models.Unigram(pieces, unk_id=proto.trainer_spec.unk_id, byte_fallback=True)
+    else:  # bpe: merges are implied by the piece order
+        from transformers.tokenization_utils_base import generate_merges
+
+        vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
+        merges = generate_merges(vocab)
+        model = models.BPE(vocab=vocab, merges=merges, unk_token=UNK, fuse_unk=True, byte_fallback=True)
+    tokenizer = Tokenizer(model)
+    steps: list[normalizers.Normalizer] = [normalizers.Replace(" ", "▁")]
+    charsmap = proto.normalizer_spec.precompiled_charsmap
+    if charsmap:
+        steps.insert(0, normalizers.Precompiled(charsmap))
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL_TOKENS.values()])
+    return tokenizer
+
+
+def train(lines: Sequence[str], config: TokenizerConfig, out_dir: Path) -> Tokenizer:
+    from tldrlab.runs.atomic import atomic_write_bytes
+    from tldrlab.tokenizers.config import SPM_FILE
+
+    model_bytes = train_model(lines, config)
+    atomic_write_bytes(out_dir / SPM_FILE, model_bytes)
+    return to_fast_tokenizer(model_bytes)

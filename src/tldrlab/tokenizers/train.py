@@ -1,0 +1,168 @@
+"""`train_tokenizer`: the registry of methods, holdout stats and the saved manifest.
+
+stats = train_tokenizer("bpe", ["corpus.txt"], 8000, "out/")   # out/tokenizer.json + manifest
+tokenizer = load_tokenizer("out/")                            # a transformers tokenizer
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tldrlab.errors import ConfigError
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.tokenizers import bpe, char, spm
+from tldrlab.tokenizers.config import (
+    MANIFEST_FILE,
+    SPECIAL_TOKENS,
+    SPM_FILE,
+    TOKENIZER_FILE,
+    UNK,
+    TokenizerConfig,
+)
+from tldrlab.tokenizers.corpus import load_corpus
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerMethod:
+    """One way to train a tokenizer."""
+
+    train: Callable[[Sequence[str], TokenizerConfig, Path], Tokenizer]
+    """Train on lines; may write extra files (the SentencePiece .model) into the output directory."""
+
+    min_vocab_size: Callable[[TokenizerConfig], int]
+    """Smallest vocabulary that makes sense (checked before reading the corpus)."""
+
+    description: str
+
+
+TOKENIZERS: dict[str, TokenizerMethod] = {
+    "bpe": TokenizerMethod(
+        train=lambda lines, cfg, out: bpe.train(lines, cfg),
+        min_vocab_size=bpe.min_vocab_size,
+        description="byte-level BPE (Hugging Face tokenizers): any text, no unknown tokens",
+    ),
+    "sentencepiece": TokenizerMethod(
+        train=spm.train,
+        min_vocab_size=spm.min_vocab_size,
+        description="SentencePiece unigram or BPE (model_type) with byte fallback",
+    ),
+    "char": TokenizerMethod(
+        train=lambda lines, cfg, out: char.train(lines, cfg),
+        min_vocab_size=char.min_vocab_size,
+        description="one id per character seen in the corpus, <unk> for the rest",
+    ),
+}
+
+
+def get_method(name: str) -> TokenizerMethod:
+    if name not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenizer method {name!r}; choose one of {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[name]
+
+
+def holdout_stats(tokenizer: Tokenizer, lines: Sequence[str]) -> dict[str, float | int]:
+    """How well the tokenizer fits text it was not trained on.
+
+    coverage: share of whitespace-separated words encoded without any unknown token;
+    unk_rate: share of tokens that are the unknown token; tokens_per_word / tokens_per_char: compression;
+    roundtrip_rate: share of lines with decode(encode(line)) == line.
+    """
+    unk_id = tokenizer.token_to_id(UNK)
+    encodings = tokenizer.encode_batch(list(lines), add_special_tokens=False)
+    n_tokens = n_unk = n_chars = n_words = n_words_ok = n_roundtrip = 0
+    decoded = tokenizer.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
+    for line, encoding, text in zip(lines, encodings, decoded, strict=True):
+        ids = encoding.ids
+        n_tokens += len(ids)
+        n_chars += len(line)
+        n_roundtrip += int(text == line)
+        unk_positions = [i for i, t in enumerate(ids) if t == unk_id]
+        n_unk += len(unk_positions)
+        words = line.split()
+        n_words += len(words)
+        if not unk_positions:
+            n_words_ok += len(words)
+            continue
+        # Which words hold an unknown token: map token offsets back to word spans.
+        unk_spans = [encoding.offsets[i] for i in unk_positions]
+        pos = 0
+        for word in words:
+            start = line.index(word, pos)
+            end = start + len(word)
+            pos = end
+            n_words_ok += int(not any(s < end and e > start for s, e in unk_spans))
+    return {
+        "lines": len(lines),
+        "tokens": n_tokens,
+        "characters": n_chars,
+        "words": n_words,
+        "coverage": n_words_ok / n_words if n_words else 1.0,
+        "unk_rate": n_unk / n_tokens if n_tokens else 0.0,
+        "tokens_per_word": n_tokens / n_words if n_words else 0.0,
+        "tokens_per_char": n_tokens / n_chars if n_chars else 0.0,
+        "roundtrip_rate": n_roundtrip / len(lines) if lines else 1.0,
+    }
+
+
+def train_tokenizer(
+    method: str,
+    corpus_paths: Sequence[Path | str],
+    vocab_size: int,
+    out_dir: Path | str,
+    *,
+    seed: int = 0,
+    holdout: float = 0.05,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train a tokenizer into `out_dir` (tokenizer.json [+ tokenizer.model] + tokenizer_manifest.json).
+
+    `options` are the other TokenizerConfig fields (min_frequency, model_type, normalization, ...).
+    Returns the manifest (method, vocab sizes, corpus files with sha256, holdout stats, special tokens).
+    """
+    try:
+        config = TokenizerConfig(method=method, vocab_size=vocab_size, seed=seed, holdout=holdout, **options)
+    except ValueError as exc:
+        raise ConfigError(f"invalid tokenizer options: {exc}") from exc
+    spec = get_method(config.method)
+    if config.vocab_size < spec.min_vocab_size(config):
+        raise ConfigError(
+            f"vocab size {config.vocab_size} is too small for {config.method}: "
+            f"it needs at least {spec.min_vocab_size(config)}"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    corpus = load_corpus(corpus_paths, holdout=config.holdout, seed=config.seed)
+    train_lines = corpus.train[: config.max_train_lines] if config.max_train_lines else corpus.train
+    read_s = time.perf_counter() - started
+    tokenizer = spec.train(train_lines, config, out)
+    train_s = time.perf_counter() - started - read_s
+    atomic_write_text(out / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
+    stats = holdout_stats(tokenizer, corpus.holdout or train_lines[:1000])
+    files = [TOKENIZER_FILE] + (
+        [SPM_FILE] if (out / SPM_FILE).exists() and config.method == "sentencepiece" else []
+    )
+    manifest: dict[str, Any] = {
+        "method": config.method,
+        "config": config.model_dump(mode="json"),
+        "vocab_size": config.vocab_size,
+        "actual_vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        "corpus": corpus.files,
+        "train_lines": len(train_lines),
+        "holdout_lines": len(corpus.holdout),
+        "stats": stats,
+        "stats_split": "holdout" if corpus.holdout else "train (no holdout)",
+        "special_tokens": {
+            k: {"token": v, "id": tokenizer.token_to_id(v)} for k, v in SPECIAL_TOKENS.items()
+        },
+        "files": files,
+        "timings_s": {"read": round(read_s, 4), "train": round(train_s, 4)},
+        "created_at": time.time(),
+    }
+    atomic_write_json(out / MANIFEST_FILE, manifest)
+    return manifest

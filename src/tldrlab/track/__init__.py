@@ -1,0 +1,1 @@
+"""Experiment tracking: PNG curves from metrics.jsonl, and Weights & Biases kept inside the run directory."""

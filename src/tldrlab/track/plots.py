@@ -1,0 +1,110 @@
+"""PNG curves of a run, drawn from its metrics.jsonl (matplotlib, Agg backend, no display needed).
+
+    plot_run_metrics(run_dir)  ->  plots/train_loss.png, plots/eval.png, plots/lr.png
+
+Lines of metrics.jsonl hold `step` plus metrics; train lines have `train_loss` / `lr`, eval lines `eval_*`
+and other validation metrics. Files are written atomically so a reader never sees half a PNG.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from tldrlab.runs.atomic import atomic_write_bytes, read_jsonl
+
+TRAIN_KEYS = ("train_loss",)
+"""Metrics drawn on the training-loss figure."""
+
+SKIP_EVAL_KEYS = {"step", "time", "best", "train_loss", "lr", "tokens_per_s", "steps_per_s"}
+"""Keys never drawn on the evaluation figure."""
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for row in rows:
+        value = row.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            xs.append(float(row["step"]))
+            ys.append(float(value))
+    return xs, ys
+
+
+def _save(fig: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_metrics(rows: list[dict[str, Any]], out_dir: Path, title: str = "") -> list[Path]:
+    """Draw train loss, eval metrics (one panel each) and learning rate; return the PNGs written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    xs, ys = _series(rows, "train_loss")
+    if xs:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(xs, ys, label="train loss")
+        ex, ey = _series(rows, "eval_loss")
+        if ex:
+            ax.plot(ex, ey, "o-", label="eval loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"{title} loss".strip())
+        ax.legend()
+        ax.grid(alpha=0.3)
+        _save(fig, out_dir / "train_loss.png")
+        plt.close(fig)
+        written.append(out_dir / "train_loss.png")
+
+    eval_keys = sorted(
+        {
+            k
+            for row in rows
+            if "train_loss" not in row
+            for k, v in row.items()
+            if k not in SKIP_EVAL_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
+    if eval_keys:
+        cols = min(3, len(eval_keys))
+        nrows = (len(eval_keys) + cols - 1) // cols
+        fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+        for ax, key in zip(axes.flat, eval_keys, strict=False):
+            ex, ey = _series([r for r in rows if "train_loss" not in r], key)
+            ax.plot(ex, ey, "o-")
+            ax.set_title(key)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(eval_keys) :]:
+            ax.axis("off")
+        fig.suptitle(f"{title} evaluation".strip())
+        fig.tight_layout()
+        _save(fig, out_dir / "eval.png")
+        plt.close(fig)
+        written.append(out_dir / "eval.png")
+
+    xs, ys = _series(rows, "lr")
+    if xs:
+        fig, ax = plt.subplots(figsize=(6, 2.5))
+        ax.plot(xs, ys)
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate")
+        ax.grid(alpha=0.3)
+        _save(fig, out_dir / "lr.png")
+        plt.close(fig)
+        written.append(out_dir / "lr.png")
+    return written
+
+
+def plot_run_metrics(run_dir: Path | str) -> list[Path]:
+    """Draw a run's curves into <run_dir>/plots from its metrics.jsonl."""
+    run_dir = Path(run_dir)
+    rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    return plot_metrics(rows, run_dir / "plots", title=run_dir.name)

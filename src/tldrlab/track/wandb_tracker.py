@@ -1,0 +1,102 @@
+"""Weights & Biases tracking that keeps every file inside the run directory.
+
+    tracker = WandbTracker.start(run, mode="offline", config=job_config_dict)
+    tracker.log(step, {"train_loss": 1.2})
+    tracker.log_table("eval_predictions", rows)
+    tracker.log_model(run.dir / "model")
+    tracker.finish()
+
+Modes: `offline` (default: files under <run_dir>/wandb, sync later with `wandb sync`), `online` (needs the
+user's WANDB_API_KEY / `wandb login`), `disabled` (nothing is written; every method is a no-op).
+WANDB_DIR, WANDB_DATA_DIR, WANDB_CACHE_DIR and WANDB_CONFIG_DIR all point inside the run directory, so wandb
+writes nothing to the home directory (artifact staging and the settings file included).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tldrlab.errors import ConfigError, DependencyMissingError
+from tldrlab.runs.run import Run
+
+WANDB_MODES = ("offline", "online", "disabled")
+WANDB_SUBDIR = "wandb"
+
+
+def wandb_env(run_dir: Path) -> dict[str, str]:
+    """The environment variables that keep wandb's files under `<run_dir>/wandb`."""
+    base = run_dir / WANDB_SUBDIR
+    return {
+        "WANDB_DIR": str(base),
+        "WANDB_DATA_DIR": str(base / "data"),
+        "WANDB_CACHE_DIR": str(base / "cache"),
+        "WANDB_CONFIG_DIR": str(base / "config"),
+        "WANDB_ARTIFACT_DIR": str(base / "artifacts"),
+    }
+
+
+class WandbTracker:
+    """A started wandb run (or a no-op when disabled)."""
+
+    def __init__(self, wandb_run: Any | None, mode: str) -> None:
+        self.wandb_run = wandb_run
+        self.mode = mode
+
+    @classmethod
+    def start(
+        cls, run: Run, *, mode: str = "offline", config: dict[str, Any] | None = None, project: str = "tldrlab"
+    ) -> WandbTracker:
+        if mode not in WANDB_MODES:
+            raise ConfigError(f"wandb mode must be one of {', '.join(WANDB_MODES)}; got {mode!r}")
+        if mode == "disabled":
+            return cls(None, mode)
+        try:
+            import wandb
+        except ImportError as exc:  # pragma: no cover - wandb is a core dependency
+            raise DependencyMissingError("wandb is not installed; use --wandb disabled") from exc
+        env = wandb_env(run.dir)
+        for key, value in env.items():
+            Path(value).mkdir(parents=True, exist_ok=True)
+            os.environ[key] = value
+        os.environ["WANDB_MODE"] = mode
+        os.environ.setdefault("WANDB_SILENT", "true")
+        wandb_run = wandb.init(
+            project=project,
+            name=run.id,
+            id=run.id.replace(":", "-"),
+            dir=env["WANDB_DIR"],
+            mode=mode,  # type: ignore[arg-type]
+            config=config or {},
+            resume="allow",
+            settings=wandb.Settings(console="off", x_disable_stats=True),
+        )
+        return cls(wandb_run, mode)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=step)
+
+    def log_table(self, name: str, rows: list[dict[str, Any]], step: int | None = None) -> None:
+        if self.wandb_run is None or not rows:
+            return
+        import wandb
+
+        columns = list(rows[0])
+        table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+        self.wandb_run.log({name: table}, step=step)
+
+    def log_model(self, model_dir: Path, name: str = "model") -> None:
+        if self.wandb_run is None:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(name=f"{name}-{self.wandb_run.id}", type="model")
+        artifact.add_dir(str(model_dir))
+        self.wandb_run.log_artifact(artifact)
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=exit_code)
+            self.wandb_run = None

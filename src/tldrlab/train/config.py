@@ -1,0 +1,172 @@
+"""Typed configuration of the training loop (`TrainConfig`) and of a whole training job (`TrainJobConfig`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainConfig(BaseModel):
+    """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(1000, ge=1)
+    """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
+
+    batch_size: int = Field(16, ge=1)
+    """Examples per micro-batch on each process."""
+
+    grad_accum_steps: int = Field(1, ge=1)
+    """Micro-batches whose gradients are summed before one optimizer step."""
+
+    lr: float = Field(3e-4, gt=0)
+    """Peak learning rate (reached at the end of warm-up)."""
+
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay, applied to weight matrices only (not biases or norms)."""
+
+    warmup_steps: int = Field(0, ge=0)
+    """Steps of linear warm-up from 0 to `lr`."""
+
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warm-up: cosine or linear to `min_lr_ratio * lr` at `max_steps`, or constant."""
+
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    """Floor of the decayed learning rate, as a fraction of `lr`."""
+
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value (None: no clipping)."""
+
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """auto: fp16 on CUDA, fp32 on CPU. fp16 uses loss scaling; bf16 does not need it."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when available, else CPU."""
+
+    eval_every: int = Field(100, ge=0)
+    """Evaluate every N steps (and at the end); 0 evaluates only at the end."""
+
+    checkpoint_every: int = Field(100, ge=0)
+    """Write a resumable checkpoint every N steps (and at the end); 0 only at the end."""
+
+    keep_checkpoints: int = Field(2, ge=1)
+    """How many periodic checkpoints to keep (the best one is kept apart)."""
+
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop after this many evaluations without improvement of `best_metric` (None: never)."""
+
+    best_metric: str = "eval_loss"
+    """The evaluation metric that picks the best checkpoint and drives early stopping."""
+
+    best_mode: Literal["min", "max"] = "min"
+    """Whether a lower (`min`) or higher (`max`) `best_metric` is better."""
+
+    seed: int = 0
+    """Seeds weights' initialisation by the caller, the data order and every random number of the loop."""
+
+    log_every: int = Field(10, ge=1)
+    """Write train loss / lr / throughput to metrics.jsonl every N steps."""
+
+    save_best: bool = True
+    """Keep a copy of the model weights of the best evaluation under checkpoints/best."""
+
+    plot: bool = True
+    """Draw PNG curves (loss, eval metrics, lr) into the run directory at each evaluation and at the end."""
+
+    progress: bool = True
+    """Show a progress bar (steps/s, tokens/s, loss, ETA) on the console."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds max_steps ({self.max_steps})")
+        return self
+
+
+class DataConfig(BaseModel):
+    """Where the training text comes from and how it is split and cut."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    """A file or directory readable by tldrlab.data.readers (pairs, scitldr, debian, text, ...)."""
+
+    format: str | None = None
+    """Reader format; None detects it from the path."""
+
+    train_split: str | None = None
+    """Split name for training when the data has its own splits (e.g. train); None uses all of it."""
+
+    val_split: str | None = None
+    """Split name for validation (e.g. validation, dev); None carves a seeded `val_fraction` off."""
+
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+    """Fraction held out for validation when the data has no validation split."""
+
+    limit: int | None = Field(None, ge=1)
+    """Read at most this many records (quick experiments)."""
+
+    max_val_examples: int = Field(200, ge=1)
+    """Cap on validation examples (or blocks) used by each evaluation."""
+
+    prefix: str = "summarize: "
+    """Seq2seq: text put before every source document."""
+
+    max_source_len: int = Field(256, ge=4)
+    """Seq2seq: source tokens kept (longer documents are truncated)."""
+
+    max_target_len: int = Field(64, ge=2)
+    """Seq2seq: target tokens kept."""
+
+    block_size: int = Field(128, ge=2)
+    """Causal LM: tokens per training block (contiguous text, no padding)."""
+
+    generate_every: int = Field(0, ge=0)
+    """Seq2seq: also generate and score ROUGE (and BERTScore if `bertscore`) at every Nth eval; 0 never."""
+
+    generate_examples: int = Field(16, ge=1)
+    """Seq2seq: validation examples generated for ROUGE / BERTScore / the predictions table."""
+
+    bertscore: bool = False
+    """Seq2seq: add BERTScore (offline MiniLM) to the generated-sample metrics."""
+
+
+class TokenizerConfig(BaseModel):
+    """Use an existing tokenizer directory, or train one on the training text first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
+
+    method: str = "bpe"
+    """Tokenizer method when training one: bpe, sentencepiece, char."""
+
+    vocab_size: int = Field(8000, ge=16)
+    """Vocabulary size when training one."""
+
+
+class TrainJobConfig(BaseModel):
+    """Everything one `tldrlab train` run needs: the model, its data and tokenizer, and the loop settings."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = "t5"
+    """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""
+
+    model_settings: dict[str, Any] = Field(default_factory=dict)
+    """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`."""
+
+    data: DataConfig
+    """Training and validation data."""
+
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    """Tokenizer to use or to train."""
+
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """The loop settings."""
+
+    wandb: Literal["offline", "online", "disabled"] | None = None
+    """Weights & Biases mode; None uses the `wandb_mode` setting (offline by default)."""

@@ -1,0 +1,514 @@
+"""The one training loop of tldrlab (Hugging Face Accelerate underneath; no transformers.Trainer).
+
+    result = train(model, task, TrainConfig(max_steps=200), run)
+
+Per optimizer step: `grad_accum_steps` micro-batches (forward under autocast, backward with loss scaling in
+fp16), gradient clipping, AdamW step, learning rate from `schedule.lr_at(step)`. Between steps: metrics every
+`log_every`, evaluation every `eval_every` (best checkpoint, early stopping, hooks), a resumable checkpoint
+every `checkpoint_every`, a heartbeat, a rate-limited cancellation check, the preemption flag and Ctrl-C.
+
+Data order: each epoch is a seeded permutation (seed + epoch) of the dataset, cut into per-process shards and
+batches, so the position (epoch, batch index) in a checkpoint is enough to continue with the same batches.
+Together with the RNG states, optimizer and scaler in the checkpoint, a resumed run reproduces the losses of
+an uninterrupted one (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from tldrlab.device import loader_settings, resolve_device, resolve_precision
+from tldrlab.errors import InvalidInputError, RunCancelledError, RunPreemptedError
+from tldrlab.runs import preempt
+from tldrlab.runs.atomic import atomic_write_text, read_jsonl
+from tldrlab.runs.run import METRICS, Run
+from tldrlab.train import checkpoint as ckpt
+from tldrlab.train.config import TrainConfig
+from tldrlab.train.schedule import build_optimizer, lr_at, set_lr
+
+CANCEL_CHECK_EVERY_S = 2.0
+"""Cancellation is a registry read: check it at most this often."""
+
+
+@runtime_checkable
+class TrainTask(Protocol):
+    """What the loop needs from a task: data, batching, a loss and an evaluation."""
+
+    def train_dataset(self) -> torch.utils.data.Dataset[Any]: ...
+
+    def collate(self, items: list[Any]) -> dict[str, torch.Tensor]: ...
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Mean loss of the batch and the number of target tokens it covers."""
+        ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics; must include the config's `best_metric`."""
+        ...
+
+
+@dataclass
+class EvalDecision:
+    """What a hook's `on_eval` may ask for after an evaluation."""
+
+    model: nn.Module | None = None
+    """A replacement model (e.g. restructured by PerforatedAI); it is re-prepared on the device."""
+
+    rebuild_optimizer: bool = False
+    """Build a fresh optimizer (and schedule position) for the model's current parameters."""
+
+    stop: bool = False
+    """End training after this evaluation (like early stopping)."""
+
+
+@dataclass
+class TrainState:
+    """The loop's position and bookkeeping; everything here goes into checkpoints."""
+
+    step: int = 0
+    """Optimizer steps completed."""
+    epoch: int = 0
+    """Epoch of the next batch."""
+    batch_index: int = 0
+    """Index of the next batch within its epoch (on this process's shard)."""
+    best_value: float | None = None
+    """Best `best_metric` so far."""
+    best_step: int | None = None
+    """Step of the best evaluation."""
+    evals_without_improvement: int = 0
+    """Early-stopping counter."""
+    tokens_seen: int = 0
+    """Target tokens trained on by this process."""
+    window_loss_sum: float = 0.0
+    """Sum of step losses since the last metrics line (so resumed logs average the same steps)."""
+    window_steps: int = 0
+    """Steps in that sum."""
+    last_eval: dict[str, float] = field(default_factory=dict)
+    """Metrics of the latest evaluation."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class TrainHooks:
+    """Optional callbacks; subclass and override what you need (every method defaults to doing nothing)."""
+
+    def on_train_start(self, state: TrainState, model: nn.Module) -> None:
+        """After setup and resume, before the first step."""
+
+    def on_step_end(self, state: TrainState, loss: float) -> None:
+        """After every optimizer step."""
+
+    def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
+        """After each evaluation; may replace the model, rebuild the optimizer or stop. May raise (pruning)."""
+        return None
+
+    def on_checkpoint(self, state: TrainState, path: Path) -> None:
+        """After a checkpoint was written (main process only); extra files may be added next to it."""
+
+    def before_resume(self, checkpoint_path: Path, model: nn.Module) -> nn.Module | None:
+        """Before weights are loaded from a checkpoint: return a model restructured to fit it, or None."""
+        return None
+
+    def on_train_end(self, state: TrainState, result: TrainResult) -> None:
+        """After the last step, the final evaluation and checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns."""
+
+    model: nn.Module
+    """The trained model (unwrapped from any distributed wrapper), in its final state."""
+    steps: int
+    """Optimizer steps completed in total (including those before a resume)."""
+    metrics: dict[str, float]
+    """The last evaluation's metrics."""
+    best_value: float | None
+    """Best value of the config's best_metric."""
+    best_step: int | None
+    """Step of that best evaluation."""
+    best_checkpoint: Path | None
+    """Checkpoint holding the best model's weights (None when no run directory or save_best is off)."""
+    stopped_early: bool
+    """True when early stopping or a hook ended training before max_steps."""
+    resumed_from: int | None
+    """Step of the checkpoint this call resumed from."""
+    seconds: float
+    """Wall time of this call's training."""
+    tokens_per_s: float
+    """Target tokens per second over this call (all processes)."""
+
+
+# -- data order ---------------------------------------------------------------------------------------------
+def epoch_batches(
+    n_items: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> list[list[int]]:
+    """This process's batches for one epoch: a seeded permutation, sharded across processes, full batches."""
+    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    shard = order[rank::world_size][: n_items // world_size]
+    n_batches = len(shard) // batch_size
+    return [shard[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
+
+
+def _batches(
+    dataset: torch.utils.data.Dataset[Any],
+    task: TrainTask,
+    config: TrainConfig,
+    state: TrainState,
+    *,
+    rank: int,
+    world_size: int,
+    device: str,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless micro-batches from `state`'s position on; advances state.epoch / state.batch_index."""
+    n_items = len(dataset)  # type: ignore[arg-type]
+    if n_items // world_size < config.batch_size:
+        raise InvalidInputError(
+            f"the training data has {n_items} examples: too few for batch_size {config.batch_size}"
+            + (f" on {world_size} processes" if world_size > 1 else "")
+        )
+    loader_opts = loader_settings(device)
+    while True:
+        batches = epoch_batches(
+            n_items, config.batch_size, seed=config.seed, epoch=state.epoch, rank=rank, world_size=world_size
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batches[state.batch_index :],
+            collate_fn=task.collate,
+            num_workers=loader_opts.num_workers,
+            pin_memory=loader_opts.pin_memory,
+            # A private generator: creating a loader iterator must not draw from the global RNG, or a resumed
+            # run (which creates one mid-epoch) would see different dropout masks.
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        for batch in loader:
+            state.batch_index += 1
+            yield batch
+        state.epoch += 1
+        state.batch_index = 0
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------------------
+class _InterruptFlag:
+    """First Ctrl-C asks the loop to checkpoint and stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def _new_accelerator(config: TrainConfig, device: str, precision: str) -> Any:
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # Several train() calls in one process (tests, sweeps) may use different precisions or accumulation:
+        # accelerate keeps those in process-wide singletons, so start them afresh.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    mixed = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}[precision]
+    return Accelerator(
+        mixed_precision=mixed, gradient_accumulation_steps=config.grad_accum_steps, cpu=device == "cpu"
+    )
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best if mode == "min" else value > best
+
+
+def _truncate_metrics(run: Run, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint (the resumed run writes them again)."""
+    import json
+
+    path = run.dir / METRICS
+    if not path.exists():
+        return
+    kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _plot(run: Run | None, config: TrainConfig) -> None:
+    if run is None or not config.plot:
+        return
+    from tldrlab.track.plots import plot_run_metrics
+
+    try:
+        plot_run_metrics(run.dir)
+    except Exception as exc:  # a plot must never end a training run
+        run.log(f"plotting failed: {type(exc).__name__}: {exc}")
+
+
+# -- the loop -----------------------------------------------------------------------------------------------
+def train(
+    model: nn.Module,
+    task: TrainTask,
+    config: TrainConfig,
+    run: Run | None,
+    *,
+    hooks: TrainHooks | None = None,
+    resume: bool = True,
+    tracker: Any | None = None,
+) -> TrainResult:
+    """Train `model` on `task` for `config.max_steps` optimizer steps, reporting into `run`.
+
+    `resume=True` continues from the newest good checkpoint in `run.checkpoints_dir` (falling back past
+    corrupt ones). `run` may be None on non-main processes of a distributed job: only the main process
+    writes run files. `tracker` (tldrlab.track.wandb_tracker.WandbTracker) also receives the metrics.
+    Raises RunCancelledError (cancel requested or Ctrl-C) and RunPreemptedError (stop requested) after
+    writing a checkpoint, so the run can be resumed.
+    """
+    hooks = hooks or TrainHooks()
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    accelerator = _new_accelerator(config, device, precision)
+    is_main = accelerator.is_main_process
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+    ckpt_dir = run.checkpoints_dir if run is not None else None
+    if world_size > 1:
+        from accelerate.utils import broadcast_object_list
+
+        # Every process resumes from the main process's checkpoints (a shared file system is assumed).
+        ckpt_dir = broadcast_object_list([ckpt_dir])[0]
+    if run is not None and is_main:
+        run.set_environment(device=str(accelerator.device), precision=precision, world_size=world_size)
+
+    state = TrainState()
+    resumed_from = None
+    optimizer_state = scaler_state = None
+    if resume and ckpt_dir is not None and ckpt.list_checkpoints(ckpt_dir):
+        newest = ckpt.list_checkpoints(ckpt_dir)[-1]
+        model = hooks.before_resume(newest, model) or model
+        loaded = ckpt.load_latest(ckpt_dir, model)
+        if loaded is not None:
+            state = TrainState.from_json(loaded.state)
+            optimizer_state, scaler_state = loaded.optimizer_state, loaded.scaler_state
+            resumed_from = loaded.step
+            if run is not None and is_main:
+                _truncate_metrics(run, loaded.step)
+                run.log("resumed from checkpoint", step=loaded.step, path=str(loaded.path))
+
+    optimizer = build_optimizer(model, config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    if scaler_state is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(scaler_state)
+
+    dataset = task.train_dataset()
+    batches = _batches(
+        dataset, task, config, state, rank=rank, world_size=world_size, device=accelerator.device.type
+    )
+
+    def save(name: str | None = None) -> Path | None:
+        if ckpt_dir is None or not is_main:
+            accelerator.wait_for_everyone()
+            return None
+        path = ckpt.save_checkpoint(
+            ckpt_dir,
+            step=state.step,
+            model=accelerator.unwrap_model(model),
+            optimizer=optimizer,
+            state=state.to_json(),
+            scaler=accelerator.scaler,
+            name=name,
+        )
+        if name is None:
+            ckpt.prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+            if run is not None:
+                run.log("checkpoint written", step=state.step, path=str(path))
+        hooks.on_checkpoint(state, path)
+        accelerator.wait_for_everyone()
+        return path
+
+    def evaluate() -> dict[str, float]:
+        nonlocal model, optimizer
+        model.eval()
+        with torch.no_grad(), accelerator.autocast():
+            metrics = {k: float(v) for k, v in task.evaluate(accelerator.unwrap_model(model)).items()}
+        model.train()
+        if config.best_metric not in metrics:
+            raise InvalidInputError(
+                f"best_metric {config.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
+            )
+        state.last_eval = metrics
+        value = metrics[config.best_metric]
+        improved = _improved(value, state.best_value, config.best_mode)
+        if improved:
+            state.best_value, state.best_step = value, state.step
+            state.evals_without_improvement = 0
+        else:
+            state.evals_without_improvement += 1
+        if run is not None and is_main:
+            run.log_metrics(state.step, **metrics, best=improved)
+            run.log("evaluation", step=state.step, **metrics)
+        if tracker is not None and is_main:
+            tracker.log(state.step, metrics)
+        if improved and config.save_best:
+            save("best")
+        _plot(run if is_main else None, config)
+        return metrics
+
+    cancel_checked = time.monotonic()
+    stopped_early = False
+    start_step = state.step
+    tokens_at_start = state.tokens_seen
+    started = time.perf_counter()
+    window_started, window_tokens = started, 0
+    progress_bar = None
+    if config.progress and is_main:
+        from tqdm.auto import tqdm
+
+        progress_bar = tqdm(total=config.max_steps, initial=state.step, desc="train", unit="step")
+    hooks.on_train_start(state, accelerator.unwrap_model(model))
+    model.train()
+
+    with _InterruptFlag() as interrupted:
+        try:
+            while state.step < config.max_steps:
+                set_lr(optimizer, lr_at(state.step, config))
+                step_loss, step_tokens = 0.0, 0
+                for _ in range(config.grad_accum_steps):
+                    batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
+                    with accelerator.accumulate(model), accelerator.autocast():
+                        loss, n_tokens = task.loss(model, batch)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and config.max_grad_norm is not None:
+                            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    step_loss += float(loss.detach()) / config.grad_accum_steps
+                    step_tokens += int(n_tokens)
+                if not math.isfinite(step_loss) and precision != "fp16":
+                    raise InvalidInputError(
+                        f"training diverged: loss is {step_loss} at step {state.step + 1}; "
+                        "lower the learning rate or enable gradient clipping"
+                    )
+                state.step += 1
+                state.tokens_seen += step_tokens
+                state.window_loss_sum += step_loss
+                state.window_steps += 1
+                window_tokens += step_tokens
+                hooks.on_step_end(state, step_loss)
+
+                if state.step % config.log_every == 0 or state.step == config.max_steps:
+                    now = time.perf_counter()
+                    elapsed = max(now - window_started, 1e-9)
+                    line = {
+                        "train_loss": state.window_loss_sum / state.window_steps,
+                        "lr": lr_at(state.step - 1, config),
+                        "tokens_per_s": window_tokens * world_size / elapsed,
+                        "steps_per_s": state.window_steps / elapsed,
+                    }
+                    if run is not None and is_main:
+                        run.log_metrics(state.step, **line)
+                    if tracker is not None and is_main:
+                        tracker.log(state.step, line)
+                    state.window_loss_sum, state.window_steps = 0.0, 0
+                    window_started, window_tokens = now, 0
+                if progress_bar is not None:
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    tok_s = (state.tokens_seen - tokens_at_start) * world_size / elapsed
+                    progress_bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                    progress_bar.update(1)
+                if run is not None and is_main:
+                    run.heartbeat(progress=state.step / config.max_steps)
+
+                at_end = state.step == config.max_steps
+                if (config.eval_every and state.step % config.eval_every == 0) or at_end:
+                    metrics = evaluate()
+                    decision = hooks.on_eval(state, metrics)
+                    if decision is not None:
+                        if decision.model is not None or decision.rebuild_optimizer:
+                            new_model = decision.model or accelerator.unwrap_model(model)
+                            optimizer = build_optimizer(new_model, config)
+                            model, optimizer = accelerator.prepare(new_model, optimizer)
+                            model.train()
+                        stopped_early = stopped_early or decision.stop
+                    patience = config.early_stopping_patience
+                    if patience is not None and state.evals_without_improvement >= patience:
+                        stopped_early = True
+                        if run is not None and is_main:
+                            run.log("early stopping", step=state.step, best_step=state.best_step)
+                if stopped_early:
+                    break
+                if config.checkpoint_every and state.step % config.checkpoint_every == 0 and not at_end:
+                    save()
+
+                # Between steps: cancellation (rate-limited registry read), preemption, Ctrl-C.
+                if run is not None and time.monotonic() - cancel_checked >= CANCEL_CHECK_EVERY_S:
+                    cancel_checked = time.monotonic()
+                    try:
+                        run.check_cancelled()
+                    except RunCancelledError:
+                        save()
+                        raise
+                if preempt.stop_requested():
+                    save()
+                    raise RunPreemptedError(f"stop requested: checkpointed at step {state.step}")
+                if interrupted.set:
+                    save()
+                    raise RunCancelledError(f"interrupted (Ctrl-C): checkpointed at step {state.step}")
+        finally:
+            if progress_bar is not None:
+                progress_bar.close()
+
+    save()
+    _plot(run if is_main else None, config)
+    seconds = time.perf_counter() - started
+    best_path = ckpt_dir / "best" if ckpt_dir is not None and (ckpt_dir / "best").is_dir() else None
+    result = TrainResult(
+        model=accelerator.unwrap_model(model),
+        steps=state.step,
+        metrics=state.last_eval,
+        best_value=state.best_value,
+        best_step=state.best_step,
+        best_checkpoint=best_path,
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+        seconds=seconds,
+        tokens_per_s=(state.tokens_seen - tokens_at_start) * world_size / max(seconds, 1e-9),
+    )
+    if run is not None and is_main:
+        summary = {f"final_{k}": v for k, v in state.last_eval.items()}
+        if state.best_value is not None:
+            summary[f"best_{config.best_metric}"] = state.best_value
+            summary["best_step"] = state.best_step
+        run.set_summary(steps=state.step, **summary)
+    hooks.on_train_end(state, result)
+    return result

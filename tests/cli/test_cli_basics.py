@@ -1,0 +1,182 @@
+"""The `tldrlab` command: help everywhere, `data inspect` on real data, bad input -> message + exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tldrlab.cli.main import app, main
+
+runner = CliRunner()
+
+
+def _commands() -> Iterator[tuple[list[str], click.Command]]:
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+
+    def walk(command: click.Command, path: list[str]) -> Iterator[tuple[list[str], click.Command]]:
+        yield path, command
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                yield from walk(sub, [*path, name])
+
+    yield from walk(root, [])
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the real entry point in-process (as the console script does) and capture its output."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_help_in_a_real_process() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "data" in result.stdout and "runs" in result.stdout
+
+
+def test_every_group_and_command_has_help() -> None:
+    paths = [path for path, _ in _commands()]
+    assert ["data", "inspect"] in paths and ["data", "formats"] in paths and ["runs", "list"] in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_every_command_help_shows_an_example() -> None:
+    missing = [
+        " ".join(path)
+        for path, command in _commands()
+        if not isinstance(command, click.Group) and "example" not in (command.help or "").lower()
+    ]
+    assert missing == [], f"commands whose --help has no example: {missing}"
+
+
+def test_inspect_beer_dump_as_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["data", "inspect", str(shared_data / "stackexchange_beer"), "--json"], capsys)
+    assert code == 0
+    stats = json.loads(out)["total"]
+    assert (stats["threads"], stats["threads_with_accepted_answer"], stats["answers"]) == (663, 410, 1572)
+    assert stats["reader_counts"]["rows"] == 2354
+
+
+def test_inspect_table_output_and_formats(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(
+        ["data", "inspect", str(shared_data / "debian_descriptions"), "--split", "val"], capsys
+    )
+    assert code == 0 and "654" in out and "document_words" in out and "debian" in out
+    code, out, _ = run_main(["data", "formats", "--json"], capsys)
+    from tldrlab.data.readers import READERS
+
+    assert code == 0 and set(json.loads(out)) == set(READERS)
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, list[str], list[str]]]:
+    """name -> (file, extra CLI args, fragments the error message must contain)."""
+    good = json.dumps({"id": "a", "document": "Doc.", "summary": "S"})
+    cases: dict[str, tuple[str, str, list[str], list[str]]] = {
+        "bad json line": (
+            "d.jsonl",
+            good + '\n{"id": "b", "document": \n',
+            ["--format", "debian"],
+            ["line 2"],
+        ),
+        "missing field": (
+            "d.jsonl",
+            good + "\n" + json.dumps({"id": "b", "document": "x"}) + "\n",
+            ["--format", "debian"],
+            ["line 2", "field 'summary'", "missing"],
+        ),
+        "wrong type": (
+            "d.jsonl",
+            good + "\n" + json.dumps({"id": "b", "document": ["x"], "summary": "s"}) + "\n",
+            ["--format", "debian"],
+            ["line 2", "field 'document'", "expected a string, got list"],
+        ),
+        "nested field": (
+            "t.json",
+            json.dumps([{"id": "t", "posts": [{"id": "p", "text": "ok"}, {"id": "q", "text": 5}]}]),
+            [],
+            ["item 0", "field 'posts[1].text'"],
+        ),
+        "bad xml": (
+            "Posts.xml",
+            '<?xml version="1.0"?>\n<posts>\n<row Id="1"\n',
+            [],
+            ["line 3", "not valid XML"],
+        ),
+        "empty file": ("e.jsonl", "", ["--format", "debian"], ["file is empty"]),
+    }
+    result = {}
+    for name, (file_name, content, args, fragments) in cases.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        path = folder / file_name
+        path.write_text(content, encoding="utf-8")
+        result[name] = (path, args, [str(path), *fragments])
+    return result
+
+
+def test_each_malformed_input_gives_a_message_and_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, (path, args, fragments) in _bad_inputs(tmp_path).items():
+        code, out, err = run_main(["data", "inspect", str(path), *args], capsys)
+        assert code == 2, (name, out, err)
+        assert "Traceback" not in err and "[invalid_input]" in err, (name, err)
+        flat = " ".join(err.split())  # rich may wrap long lines
+        for fragment in fragments:
+            assert fragment in flat, (name, fragment, err)
+
+
+def test_skip_invalid_reports_what_was_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _bad_inputs(tmp_path)["missing field"][0]
+    code, out, _ = run_main(
+        ["data", "inspect", str(path), "--format", "debian", "--skip-invalid", "--json"], capsys
+    )
+    stats = json.loads(out)["total"]
+    assert code == 0 and stats["records"] == 1 and stats["skipped"] == 1
+    assert "line 2" in stats["skipped_examples"][0]
+    code, out, _ = run_main(["data", "inspect", str(path), "--format", "debian", "--skip-invalid"], capsys)
+    assert code == 0 and "skipped" in out and "line 2" in " ".join(out.split())
+
+
+def test_bad_options_and_missing_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["data", "inspect", str(tmp_path / "nope.jsonl")], capsys)
+    assert code == 3 and "[not_found]" in err and "nope.jsonl" in err
+    code, _, err = run_main(["data", "inspect", str(tmp_path), "--map", "document"], capsys)
+    assert code == 2 and "--map expects KEY=VALUE" in err
+    code, _, err = run_main(["data", "inspect", str(tmp_path), "--format", "rss"], capsys)
+    assert code == 2 and "unknown format 'rss'" in err
+
+
+def test_console_script_error_in_a_real_process(tmp_path: Path) -> None:
+    path = tmp_path / "Posts.xml"
+    path.write_text("<posts><row Id='1'", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "data", "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not valid XML" in result.stderr and str(path) in " ".join(result.stderr.split())

@@ -1,0 +1,69 @@
+"""`inspect_path` statistics on every shared data folder, checked against independent counts."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from tldrlab.data.inspect import inspect_path, length_stats
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_length_stats() -> None:
+    values = list(range(1, 101))
+    stats = length_stats(values)
+    assert stats["count"] == 100 and stats["mean"] == 50.5 and stats["median"] == statistics.median(values)
+    assert stats["max"] == 100 and 95 <= stats["p95"] <= 96
+    assert length_stats([])["count"] == 0
+
+
+def test_inspect_beer_threads(shared_data: Path) -> None:
+    stats = inspect_path(shared_data / "stackexchange_beer")
+    total = stats["total"]
+    assert (stats["format"], stats["kind"]) == ("stackexchange", "threads")
+    assert total["threads"] == 663 and total["threads_with_accepted_answer"] == 410
+    assert total["answers"] == 1572 and total["posts"] == 663 + 1572 and total["comments"] == 0
+    assert total["reader_counts"]["rows"] == 2354
+    assert total["posts_per_thread"]["max"] >= total["posts_per_thread"]["median"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("folder", "files", "fmt"),
+    [
+        ("scitldr", ["scitldr_a.dev.jsonl", "scitldr_a.train.jsonl"], "scitldr"),
+        (
+            "debian_descriptions",
+            ["debian_descriptions.train.jsonl", "debian_descriptions.validation.jsonl"],
+            "debian",
+        ),
+        ("wikipedia", ["enwiki_2016_sample.jsonl"], "wikipedia"),
+    ],
+)
+def test_inspect_record_folders_per_split(shared_data: Path, folder: str, files: list[str], fmt: str) -> None:
+    stats = inspect_path(shared_data / folder)
+    assert stats["format"] == fmt
+    raw = {name: _lines(shared_data / folder / name) for name in files}
+    sections = stats.get("splits", {files[0]: stats["total"]})
+    for name, rows in raw.items():
+        assert sections[name]["records"] == len(rows)
+    assert stats["total"]["records"] == sum(len(rows) for rows in raw.values())
+    words = [len(r.get("text", r.get("document", "")).split()) for rows in raw.values() for r in rows]
+    if fmt == "scitldr":
+        words = [len(" ".join(r["source"]).split()) for rows in raw.values() for r in rows]
+    assert stats["total"]["document_words"]["max"] == max(words)
+    assert stats["total"]["document_words"]["median"] == statistics.median(words)
+
+
+def test_inspect_qmsum_and_text(shared_data: Path) -> None:
+    stats = inspect_path(shared_data / "qmsum", split="val")
+    assert stats["total"]["reader_counts"]["meetings"] == 35
+    assert inspect_path(shared_data / "qmsum")["total"]["reader_counts"]["meetings"] == 162 + 35
+    text = inspect_path(shared_data / "tinyshakespeare")
+    words = len((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").split())
+    assert text["total"]["records"] == 1 and text["total"]["document_words"]["max"] == words

@@ -1,0 +1,160 @@
+"""Every kind of malformed input: an error naming file, record and field; --skip-invalid keeps the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tldrlab.data.readers import read_records, read_records_report, read_threads, read_threads_report
+from tldrlab.errors import InvalidInputError
+
+GOOD = {"id": "pkg", "document": "A package.", "summary": "a package"}
+
+
+def _write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ('{"id": "x", "document": "D", "summary": ', r"line 2: not valid JSON"),
+        (json.dumps({"id": "x", "document": "D"}), r"line 2: field 'summary': missing"),
+        (
+            json.dumps({"id": "x", "document": "D", "summary": 3}),
+            r"line 2: field 'summary': expected a string, got int",
+        ),
+        (json.dumps(["not", "an", "object"]), r"line 2: expected a JSON object, got list"),
+    ],
+)
+def test_bad_json_lines_name_file_line_and_field(tmp_path: Path, bad_line: str, message: str) -> None:
+    path = _write_lines(
+        tmp_path / "debian.jsonl", [json.dumps(GOOD), bad_line, json.dumps({**GOOD, "id": "p2"})]
+    )
+    with pytest.raises(InvalidInputError, match=message) as info:
+        read_records(path, "debian")
+    assert str(path) in info.value.message
+    report = read_records_report(path, "debian", skip_invalid=True)
+    assert [r.id for r in report.items] == ["pkg", "p2"]  # valid records are all kept
+    assert len(report.skipped) == 1 and "line 2" in report.skipped[0]
+
+
+def test_wrong_types_inside_nested_fields(tmp_path: Path) -> None:
+    scitldr = _write_lines(
+        tmp_path / "s.jsonl",
+        [json.dumps({"source": ["One.", "Two."], "source_labels": [0], "target": ["T"], "paper_id": "p"})],
+    )
+    with pytest.raises(InvalidInputError, match=r"line 1: field 'source_labels': has 1 labels for 2"):
+        read_records(scitldr, "scitldr")
+    scitldr.write_text(json.dumps({"source": ["One.", 2], "target": "T"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"field 'source\[1\]': expected a string, got int"):
+        read_records(scitldr, "scitldr")
+    meeting = {
+        "meeting_id": "M1",
+        "meeting_transcripts": [{"speaker": "A", "content": "Hi ."}],
+        "general_query_list": [],
+        "specific_query_list": [{"query": "Q", "answer": "A", "relevant_text_span": [["0", "5"]]}],
+    }
+    qmsum = _write_lines(tmp_path / "q.jsonl", [json.dumps(meeting)])
+    with pytest.raises(
+        InvalidInputError, match=r"specific_query_list\[0\]\.relevant_text_span\[0\]': turn range 0-5"
+    ):
+        read_records(qmsum, "qmsum")
+    native = tmp_path / "threads.json"
+    native.write_text(
+        json.dumps([{"id": "t1", "posts": [{"id": "p", "text": "ok"}, {"id": "q", "score": 1}]}])
+    )
+    with pytest.raises(InvalidInputError, match=r"item 0: field 'posts\[1\]\.text': field required"):
+        read_threads(native)
+    native.write_text(json.dumps({"id": "t1", "posts": [{"id": "p", "text": "a"}, {"id": "p", "text": "b"}]}))
+    with pytest.raises(InvalidInputError, match=r"posts\[1\]\.id': duplicate post id 'p'"):
+        read_threads(native)
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.json", "empty.csv", "empty.txt", "Posts.xml"])
+def test_empty_files_are_refused_even_when_skipping(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("" if name != "empty.jsonl" else "\n\n", encoding="utf-8")
+    fmt = {"empty.jsonl": "debian", "empty.json": "native", "empty.csv": "pairs", "empty.txt": "text"}.get(
+        name
+    )
+    with pytest.raises(InvalidInputError, match="file is empty"):
+        if name == "Posts.xml":
+            read_threads(path, "stackexchange", skip_invalid=True)
+        elif fmt == "native":
+            read_threads(path, fmt, skip_invalid=True)
+        else:
+            read_records(path, fmt, skip_invalid=True)
+
+
+def test_bad_xml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "Posts.xml"
+    path.write_text('<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Body="x"\n</posts>\n')
+    with pytest.raises(InvalidInputError, match=r"Posts.xml: line \d+: not valid XML"):
+        read_threads(path, "stackexchange")
+
+
+def test_bad_stackexchange_rows_are_skippable(tmp_path: Path) -> None:
+    path = tmp_path / "Posts.xml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<posts>\n'
+        '  <row Id="1" PostTypeId="1" Title="Q" Body="&lt;p&gt;Why?&lt;/p&gt;" Score="1" />\n'
+        '  <row Id="2" PostTypeId="2" Body="no parent" Score="0" />\n'
+        '  <row Id="3" PostTypeId="2" ParentId="99" Body="orphan" Score="0" />\n'
+        '  <row Id="4" PostTypeId="two" Body="bad type" />\n'
+        '  <row Id="5" PostTypeId="2" ParentId="1" Body="&lt;p&gt;Because.&lt;/p&gt;" Score="x" />\n'
+        '  <row Id="6" PostTypeId="2" ParentId="1" Body="&lt;p&gt;Good.&lt;/p&gt;" Score="2" />\n'
+        "</posts>\n"
+    )
+    with pytest.raises(InvalidInputError, match=r"line 4 \(row Id=2\): field 'ParentId'"):
+        read_threads(path, "stackexchange")
+    report = read_threads_report(path, "stackexchange", skip_invalid=True)
+    assert [m.split(": ", 2)[1] for m in report.skipped] == [
+        "line 4 (row Id=2)",
+        "line 6 (row Id=4)",
+        "line 5 (row Id=3)",
+        "line 7 (row Id=5)",  # the bad score spoils its whole thread: thread 1 is reported, not half-read
+    ]
+    assert report.items == []
+
+
+def test_bad_csv_rows_and_missing_mapped_field(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("text,headline\nDoc one.,H1\nDoc two.,H2,extra\nDoc three.,H3\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"p.csv: row 2: 1 more cell"):
+        read_records(path)
+    assert [r.summary for r in read_records(path, skip_invalid=True)] == ["H1", "H3"]
+    with pytest.raises(InvalidInputError, match=r"row 1: field 'title': missing"):
+        read_records(path, mapping={"document": "title"}, skip_invalid=False, limit=1)
+
+
+def test_discourse_missing_post_stream_and_bad_date(tmp_path: Path) -> None:
+    path = tmp_path / "topics.json"
+    topic = {
+        "id": 1,
+        "title": "t",
+        "post_stream": {"posts": [{"id": 10, "post_number": 1, "cooked": "<p>x</p>"}]},
+    }
+    bad_date = json.loads(json.dumps(topic))
+    bad_date["post_stream"]["posts"][0]["created_at"] = "yesterday"
+    path.write_text(json.dumps([topic, {"id": 2, "title": "no stream"}, bad_date]), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"item 1: field 'post_stream.posts': missing"):
+        read_threads(path, "discourse")
+    report = read_threads_report(path, "discourse", skip_invalid=True)
+    assert [t.id for t in report.items] == ["1"]
+    assert "item 2: post_stream.posts[0]: field 'created_at': not a date" in report.skipped[1]
+
+
+def test_invalid_utf8_and_truncated_json_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"id": "\xff\xfe"}\n')
+    with pytest.raises(InvalidInputError, match="line 2: not valid UTF-8"):
+        read_records(path, "debian")
+    assert len(read_records(path, "debian", skip_invalid=True)) == 1
+    whole = tmp_path / "t.json"
+    whole.write_text('{"id": "t", "posts": [\n  {"id": "p", "text": "x"},\n', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"t.json: line 3: not valid JSON"):
+        read_threads(whole, "native")

@@ -1,0 +1,304 @@
+"""Each reader on the real data sets in ../shared/data, checked against counts computed independently."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tldrlab.data.readers import (
+    READERS,
+    detect_format,
+    read_records,
+    read_records_report,
+    read_threads,
+    read_threads_report,
+)
+from tldrlab.errors import InvalidInputError, NotFoundError
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [
+        ("scitldr", "scitldr"),
+        ("debian_descriptions", "debian"),
+        ("qmsum", "qmsum"),
+        ("wikipedia", "wikipedia"),
+        ("tinyshakespeare", "text"),
+        ("stackexchange_beer", "stackexchange"),
+        ("stackexchange_beer/Posts.xml", "stackexchange"),
+        ("scitldr/scitldr_a.dev.jsonl", "scitldr"),
+    ],
+)
+def test_detect_format_on_every_shared_folder(shared_data: Path, folder: str, expected: str) -> None:
+    assert detect_format(shared_data / folder) == expected
+
+
+def test_scitldr_sentences_labels_and_targets(shared_data: Path) -> None:
+    raw = _jsonl(shared_data / "scitldr" / "scitldr_a.dev.jsonl")
+    records = read_records(shared_data / "scitldr", split="dev")
+    assert len(records) == len(raw) == 619
+    for record, row in zip(records, raw, strict=True):
+        assert record.id == row["paper_id"] and record.sentences == row["source"]
+        assert record.highlight_labels == row["source_labels"]
+        assert record.summaries == row["target"] and record.document == " ".join(row["source"])
+        assert record.provenance["title"] == row["title"]
+    assert len(read_records(shared_data / "scitldr", split="train")) == 1992
+
+
+def test_debian_splits_are_aliases_and_limit_stops_early(shared_data: Path) -> None:
+    folder = shared_data / "debian_descriptions"
+    validation = read_records(folder, split="validation")
+    assert len(validation) == 654
+    assert [r.id for r in read_records(folder, split="dev")] == [r.id for r in validation]
+    assert [r.id for r in read_records(folder, split="val")] == [r.id for r in validation]
+    first = validation[0]
+    assert first.summaries == [_jsonl(folder / "debian_descriptions.validation.jsonl")[0]["summary"]]
+    assert first.provenance["url"] == f"https://packages.debian.org/bookworm/{first.id}"
+    train = read_records(folder, split="train", limit=50)
+    assert len(train) == 50 and train[0].provenance["file"].endswith("train.jsonl")
+    with pytest.raises(NotFoundError, match="no file for split 'test'"):
+        read_records(folder, split="test")
+    with pytest.raises(InvalidInputError, match="unknown split"):
+        read_records(folder, split="holdout")
+
+
+def test_qmsum_one_record_per_query_with_turn_labels(shared_data: Path) -> None:
+    raw = _jsonl(shared_data / "qmsum" / "qmsum.val.jsonl")
+    report = read_records_report(shared_data / "qmsum", split="val")
+    expected = sum(len(m["general_query_list"]) + len(m["specific_query_list"]) for m in raw)
+    assert len(raw) == 35 and report.counts["meetings"] == 35 and len(report.items) == expected
+    meeting = raw[0]
+    by_id = {r.id: r for r in report.items}
+    general = by_id[f"{meeting['meeting_id']}:general0"]
+    assert general.query == meeting["general_query_list"][0]["query"] and general.highlight_labels is None
+    assert general.sentences is not None and len(general.sentences) == len(meeting["meeting_transcripts"])
+    turn = meeting["meeting_transcripts"][3]
+    assert general.sentences[3] == f"{turn['speaker']}: {turn['content']}"
+    query = meeting["specific_query_list"][1]
+    specific = by_id[f"{meeting['meeting_id']}:specific1"]
+    assert specific.summaries == [query["answer"]] and specific.highlight_labels is not None
+    marked = {i for i, label in enumerate(specific.highlight_labels) if label}
+    spans = {t for a, b in query["relevant_text_span"] for t in range(int(a), int(b) + 1)}
+    assert marked == spans
+
+
+def test_wikipedia_articles(shared_data: Path) -> None:
+    raw = _jsonl(shared_data / "wikipedia" / "enwiki_2016_sample.jsonl")
+    records = read_records(shared_data / "wikipedia")
+    assert len(records) == len(raw) == 106
+    assert records[0].document == raw[0]["text"] and records[0].summaries == []
+    assert records[0].provenance["title"] == raw[0]["title"] and records[0].id == raw[0]["id"]
+
+
+def test_text_whole_file_and_per_paragraph(shared_data: Path) -> None:
+    path = shared_data / "tinyshakespeare" / "input.txt"
+    text = path.read_text(encoding="utf-8")
+    (whole,) = read_records(path)
+    assert whole.document == text and whole.id == "input"
+    parts = read_records(path, options={"per_paragraph": True})
+    expected = [block.strip() for block in re.split(r"\n[ \t]*\n", text) if block.strip()]
+    assert [r.document for r in parts] == expected
+    for record in parts[:200]:
+        start = record.provenance["start"]
+        assert text[start : start + len(record.document)] == record.document
+        assert text.count("\n", 0, start) + 1 == int(record.provenance["record"].split()[1])
+    with pytest.raises(InvalidInputError, match="unknown option"):
+        read_records(path, options={"per_para": True})
+
+
+def test_stackexchange_beer_counts_order_and_links(shared_data: Path) -> None:
+    rows = ET.parse(shared_data / "stackexchange_beer" / "Posts.xml").getroot().findall("row")
+    questions = {r.get("Id"): r for r in rows if r.get("PostTypeId") == "1"}
+    report = read_threads_report(shared_data / "stackexchange_beer")
+    threads = report.items
+    assert report.counts["rows"] == len(rows) == 2354
+    assert len(threads) == len(questions) == 663
+    assert sum(any(p.accepted for p in t.posts) for t in threads) == 410
+    assert sum(p.kind == "answer" for t in threads for p in t.posts) == 1572
+    for thread in threads:
+        question = questions[thread.id]
+        first, *answers = thread.posts
+        assert first.kind == "question" and first.url == f"https://beer.stackexchange.com/q/{thread.id}"
+        assert thread.title == question.get("Title") and first.score == int(question.get("Score"))
+        assert [p.number for p in thread.posts] == list(range(1, len(thread.posts) + 1))
+        assert all(
+            a.reply_to == thread.id and a.url == f"https://beer.stackexchange.com/a/{a.id}" for a in answers
+        )
+        created = [a.created for a in answers]
+        assert created == sorted(created)  # creation order, accepted answer not moved
+        assert [a.id for a in answers if a.accepted] == (
+            [question.get("AcceptedAnswerId")] if question.get("AcceptedAnswerId") else []
+        )
+    assert read_threads(shared_data / "stackexchange_beer", limit=5) == threads[:5]
+
+
+COMMENTS = """<?xml version="1.0" encoding="utf-8"?>
+<comments>
+  <row Id="900" PostId="1" Score="2" Text="Citra is a hop &amp; a fruit?"
+       CreationDate="2014-01-21T21:00:00.000" UserId="42" />
+  <row Id="901" PostId="4" Score="0" Text="Thanks, great answer."
+       CreationDate="2014-01-22T09:00:00.000" UserDisplayName="guest" />
+  <row Id="899" PostId="1" Score="0" Text="Earlier comment."
+       CreationDate="2014-01-21T20:50:00.000" UserId="7" />
+  <row Id="902" PostId="77777" Score="0" Text="On a post outside any thread."
+       CreationDate="2014-01-22T09:00:00.000" />
+</comments>
+"""
+USERS = """<?xml version="1.0" encoding="utf-8"?>
+<users>
+  <row Id="7" DisplayName="Ahmad" />
+  <row Id="42" DisplayName="Hopper" />
+</users>
+"""
+
+
+def test_stackexchange_comments_and_users_beside_posts(shared_data: Path, tmp_path: Path) -> None:
+    site = tmp_path / "cooking.stackexchange.com"
+    site.mkdir()
+    shutil.copy(shared_data / "stackexchange_beer" / "Posts.xml", site / "Posts.xml")
+    (site / "Comments.xml").write_text(COMMENTS, encoding="utf-8")
+    (site / "Users.xml").write_text(USERS, encoding="utf-8")
+    report = read_threads_report(site)
+    assert report.counts["comment rows"] == 4 and report.counts["comments on posts outside threads"] == 1
+    thread = next(t for t in report.items if t.id == "1")
+    kinds = [(p.kind, p.id, p.reply_to) for p in thread.posts]
+    assert kinds == [
+        ("question", "1", None),
+        ("comment", "c899", "1"),
+        ("comment", "c900", "1"),
+        ("answer", "4", "1"),
+        ("comment", "c901", "4"),
+    ]
+    question, _, comment, answer, thanks = thread.posts
+    assert question.author == "Ahmad" and comment.author == "Hopper" and thanks.author == "guest"
+    assert comment.text == "Citra is a hop & a fruit?" and comment.score == 2
+    assert comment.url == "https://cooking.stackexchange.com/q/1#comment900_1"
+    assert answer.accepted and answer.url == "https://cooking.stackexchange.com/a/4"
+    other = read_threads(site, options={"site": "beer"}, limit=1)[0]
+    assert other.url == "https://beer.stackexchange.com/q/1"
+
+
+def _topic(topic_id: int, slug: str) -> dict:
+    return {
+        "id": topic_id,
+        "title": f"Topic {topic_id}",
+        "slug": slug,
+        "tags": ["brewing", {"name": "hops"}],
+        "post_stream": {
+            "posts": [
+                {
+                    "id": topic_id * 10 + 2,
+                    "post_number": 2,
+                    "username": "bob",
+                    "cooked": "<p>Use <strong>Cascade</strong>.</p>"
+                    "<aside class='quote'><div class='title'>ann:</div>"
+                    "<blockquote><p>Which hop?</p></blockquote></aside>",
+                    "reply_to_post_number": 1,
+                    "created_at": "2024-05-01T10:05:00.000Z",
+                    "actions_summary": [{"id": 2, "count": 3}],
+                    "accepted_answer": True,
+                },
+                {
+                    "id": topic_id * 10 + 1,
+                    "post_number": 1,
+                    "username": "ann",
+                    "cooked": "<p>Which hop should I use for a pale ale?</p>",
+                    "reply_to_post_number": None,
+                    "created_at": "2024-05-01T10:00:00.000Z",
+                    "like_count": 1,
+                },
+            ]
+        },
+    }
+
+
+def test_discourse_topic_list_and_directory(tmp_path: Path) -> None:
+    single = tmp_path / "t" / "5.json"
+    single.parent.mkdir()
+    single.write_text(json.dumps(_topic(5, "pale-ale-hops")), encoding="utf-8")
+    (single.parent / "6.json").write_text(
+        json.dumps([_topic(6, "six"), _topic(7, "seven")]), encoding="utf-8"
+    )
+    assert detect_format(single) == "discourse" and detect_format(single.parent) == "discourse"
+    (thread,) = read_threads(single, options={"base_url": "https://forum.example.org/"})
+    first, second = thread.posts
+    assert (thread.id, thread.title, thread.tags) == ("5", "Topic 5", ["brewing", "hops"])
+    assert (first.id, first.number, first.author, first.score, first.reply_to) == ("51", 1, "ann", 1, None)
+    assert (second.id, second.reply_to, second.score, second.accepted) == ("52", "51", 3, True)
+    assert second.text == "Use Cascade.\n\n> Which hop?"
+    assert second.url == "https://forum.example.org/t/pale-ale-hops/5/2" and second.created is not None
+    assert [t.id for t in read_threads(single.parent)] == ["5", "6", "7"]
+    assert read_threads(single.parent)[0].posts[0].url is None
+
+
+def test_native_round_trip_of_the_beer_dump(shared_data: Path, tmp_path: Path) -> None:
+    threads = read_threads(shared_data / "stackexchange_beer", limit=40)
+    dumped = [t.model_dump(mode="json") for t in threads]
+    as_list, as_lines, as_one = tmp_path / "list.json", tmp_path / "lines.jsonl", tmp_path / "one.json"
+    as_list.write_text(json.dumps(dumped), encoding="utf-8")
+    as_lines.write_text("".join(json.dumps(t) + "\n" for t in dumped), encoding="utf-8")
+    as_one.write_text(json.dumps(dumped[0]), encoding="utf-8")
+    assert read_threads(as_list) == threads and read_threads(as_lines) == threads
+    assert read_threads(as_one) == threads[:1]
+    assert detect_format(as_lines) == "native"
+
+
+def test_native_minimal_thread_gets_numbers_and_html() -> None:
+    from tldrlab.data.readers.native import native_thread
+
+    thread = native_thread(
+        {"id": "t", "posts": [{"id": "a", "text": "Hi."}, {"id": "b", "html": "<p>Yes &amp; no.</p>"}]},
+        Path("x.json"),
+        "item 0",
+    )
+    assert [(p.number, p.text) for p in thread.posts] == [(1, "Hi."), (2, "Yes & no.")]
+    assert thread.source == "native"
+
+
+def test_pairs_jsonl_and_csv_with_mapping(tmp_path: Path) -> None:
+    lines = tmp_path / "news.jsonl"
+    lines.write_text(
+        json.dumps({"uid": "a1", "text": "Long story one.", "headline": ["H1", "H1b"]})
+        + "\n\n"
+        + json.dumps({"uid": "a2", "text": "Long story two.", "headline": "H2"})
+        + "\n",
+        encoding="utf-8",
+    )
+    records = read_records(lines, "pairs", mapping={"id": "uid", "document": "text", "summary": "headline"})
+    assert [(r.id, r.document, r.summaries) for r in records] == [
+        ("a1", "Long story one.", ["H1", "H1b"]),
+        ("a2", "Long story two.", ["H2"]),
+    ]
+    assert records[1].provenance["record"] == "line 3"
+    assert detect_format(lines) == "pairs"
+    table = tmp_path / "news.csv"
+    table.write_text('text,headline\n"A, with comma.",Short\nSecond doc.,S2\n', encoding="utf-8")
+    rows = read_records(table, mapping={"document": "text", "summary": "headline"})
+    assert [(r.id, r.document, r.summary) for r in rows] == [
+        ("1", "A, with comma.", "Short"),
+        ("2", "Second doc.", "S2"),
+    ]
+    assert read_records(table)[0].summary == "Short"  # default field names need no mapping
+    with pytest.raises(InvalidInputError, match="unknown mapping"):
+        read_records(table, mapping={"title": "x"})
+
+
+def test_format_kind_mismatch_and_unknown_format(shared_data: Path) -> None:
+    with pytest.raises(InvalidInputError, match="holds threads"):
+        read_records(shared_data / "stackexchange_beer")
+    with pytest.raises(InvalidInputError, match="holds records"):
+        read_threads(shared_data / "scitldr")
+    with pytest.raises(InvalidInputError, match="unknown format 'rss'"):
+        read_records(shared_data / "scitldr", "rss")
+    with pytest.raises(NotFoundError):
+        read_records(shared_data / "nope")
+    assert {spec.kind for spec in READERS.values()} == {"records", "threads"}

@@ -1,0 +1,48 @@
+"""Every sentence of every post of the beer dump maps back to its exact text, in order, losing nothing."""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from tldrlab.data.readers import read_threads
+from tldrlab.data.sentences import split_sentences
+
+
+def _non_space(text: str) -> str:
+    return re.sub(r"\s", "", text)
+
+
+@pytest.mark.slow
+def test_offsets_over_all_beer_posts(shared_data: Path) -> None:
+    threads = read_threads(shared_data / "stackexchange_beer")
+    posts = [post for thread in threads for post in thread.posts]
+    assert len(posts) == 663 + 1572
+    total = 0
+    for post in posts:
+        sentences = split_sentences(post.text)
+        assert [s.index for s in sentences] == list(range(len(sentences)))
+        for sentence in sentences:
+            assert post.text[sentence.start : sentence.end] == sentence.text, post.url
+            assert sentence.text == sentence.text.strip() and sentence.text
+        assert all(a.end <= b.start for a, b in pairwise(sentences)), post.url
+        # nothing is lost: the sentences hold every non-space character of the post
+        assert _non_space("".join(s.text for s in sentences)) == _non_space(post.text), post.url
+        total += len(sentences)
+    assert total > 10 * len(threads)
+
+
+def test_offsets_with_irregular_whitespace() -> None:
+    text = "  First  sentence here.   Second one!\n\n\nThird\tone?  \n\n Fourth, no end"
+    sentences = split_sentences(text)
+    assert [s.text for s in sentences] == [
+        "First  sentence here.",
+        "Second one!",
+        "Third\tone?",
+        "Fourth, no end",
+    ]
+    assert all(text[s.start : s.end] == s.text for s in sentences)
+    assert split_sentences("") == [] and split_sentences(" \n\n ") == []

@@ -1,0 +1,108 @@
+"""Embedders on the real offline MiniLM: shape, unit norm, determinism, meaning, caching, clear errors,
+and the ONNX Runtime int8 backend agreeing with the PyTorch vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tldrlab.embed import EMBEDDERS, get_embedder, vector_space
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import ConfigError, DependencyMissingError
+
+SENTENCES = [
+    "Serve lagers cold, around 4 degrees Celsius.",
+    "Ales taste best a little warmer than lagers.",
+    "Citra is an American hop with strong citrus and tropical fruit aroma.",
+    "The oldest known beer recipe comes from ancient Mesopotamia.",
+    "Non-alcoholic beer is usually brewed normally and the alcohol is removed afterwards.",
+    "ok",
+    "",
+    "A much longer sentence about storing bottles upright so that the yeast settles at the bottom and the "
+    "beer has less contact with the cap, which some people think keeps it fresher for longer.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Embedder:
+    return get_embedder("minilm")
+
+
+def test_minilm_vectors_are_unit_float32_and_deterministic(minilm: Embedder) -> None:
+    vectors = minilm.encode(SENTENCES, batch_size=3)
+    assert minilm.name == "minilm" and minilm.dim == 384
+    assert vectors.shape == (len(SENTENCES), 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors, minilm.encode(SENTENCES, batch_size=3))
+    # batching does not change a sentence's vector beyond float noise
+    np.testing.assert_allclose(vectors, minilm.encode(SENTENCES, batch_size=64), atol=1e-5)
+    assert minilm.encode([]).shape == (0, 384)
+
+
+def test_minilm_vectors_carry_meaning(minilm: Embedder) -> None:
+    query, related, unrelated = minilm.encode(
+        ["What temperature should I serve beer at?", SENTENCES[0], SENTENCES[3]]
+    )
+    assert float(query @ related) > float(query @ unrelated) + 0.2
+
+
+def test_get_embedder_caches_and_follows_settings(monkeypatch: pytest.MonkeyPatch, minilm: Embedder) -> None:
+    from tldrlab.config import get_settings
+
+    assert get_embedder("minilm") is minilm
+    assert get_embedder() is minilm  # settings.embedder defaults to minilm
+    monkeypatch.setenv("TLDRLAB_EMBEDDER", "minilm")
+    get_settings.cache_clear()
+    assert get_embedder() is minilm
+    assert set(EMBEDDERS) >= {"minilm", "minilm-onnx"}
+    assert vector_space("minilm") == vector_space("minilm-onnx") != vector_space("/some/other/model")
+
+
+def test_a_model_directory_works_offline(minilm: Embedder) -> None:
+    from tldrlab.embed.sentence_transformer import minilm_path
+
+    by_path = get_embedder(str(minilm_path()))
+    assert by_path.name == str(minilm_path()) and by_path.dim == 384
+    np.testing.assert_allclose(by_path.encode(SENTENCES[:3]), minilm.encode(SENTENCES[:3]), atol=1e-5)
+
+
+def test_unknown_names_and_paths_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(DependencyMissingError, match="neither a registered embedder nor a local model"):
+        get_embedder("no-such-org/no-such-model")
+    empty_dir = tmp_path / "not-a-model"
+    empty_dir.mkdir()
+    (empty_dir / "config.json").write_text("{broken")
+    with pytest.raises(ConfigError, match="cannot load a sentence-transformers model"):
+        get_embedder(str(empty_dir))
+    with pytest.raises(ConfigError, match="empty"):
+        get_embedder("  ")
+
+
+@pytest.mark.slow
+def test_onnx_int8_backend_agrees_with_pytorch(minilm: Embedder, tmp_path: Path, shared_data: Path) -> None:
+    """The optimised backend: exported and quantised once (cached), cosine >= 0.99 to the PyTorch vectors."""
+    from tldrlab.data.readers import read_threads
+    from tldrlab.data.sentences import split_sentences
+    from tldrlab.embed.onnx import OnnxEmbedder
+
+    threads = read_threads(shared_data / "stackexchange_beer" / "Posts.xml", limit=8)
+    texts = [s.text for t in threads for p in t.posts for s in split_sentences(p.text)][:200] + SENTENCES
+    onnx = OnnxEmbedder(cache_dir=tmp_path)
+    assert onnx.name == "minilm-onnx" and onnx.dim == 384
+    vectors = onnx.encode(texts, batch_size=16)
+    assert vectors.shape == (len(texts), 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors, onnx.encode(texts, batch_size=16))
+    cosine = np.sum(vectors * minilm.encode(texts), axis=1)
+    assert float(cosine.mean()) >= 0.99
+    assert float(cosine.min()) >= 0.97
+
+    exported = onnx.onnx_path
+    stamp = exported.stat().st_mtime_ns
+    again = OnnxEmbedder(cache_dir=tmp_path)  # the cached export is reused, not redone
+    assert again.onnx_path == exported and exported.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(
+        again.encode(texts[:20], batch_size=16), onnx.encode(texts[:20], batch_size=16)
+    )

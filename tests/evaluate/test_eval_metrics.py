@@ -1,0 +1,63 @@
+"""ROUGE, BERTScore (offline MiniLM), lengths and perplexity on strings whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate import bertscore, distinct_n, length_stats, perplexity, rouge_scores
+
+
+def test_rouge_identical_and_partial() -> None:
+    assert rouge_scores(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(
+        {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "rougeLsum": 1.0}
+    )
+    scores = rouge_scores(["the cat sat"], ["the cat ran"])
+    assert scores["rouge1"] == pytest.approx(2 / 3)  # 2 of 3 unigrams match both ways
+    assert scores["rouge2"] == pytest.approx(1 / 2)  # "the cat" of 2 bigrams
+    assert rouge_scores(["dogs bark"], ["cats purr"])["rouge1"] == 0.0
+
+
+def test_rouge_stems_and_averages() -> None:
+    # With stemming "running" and "runs" both become "run".
+    assert rouge_scores(["running dogs"], ["runs dog"])["rouge1"] == pytest.approx(1.0)
+    mean = rouge_scores(["a b", "x y"], ["a b", "p q"])
+    assert mean["rouge1"] == pytest.approx(0.5)
+
+
+def test_rouge_lsum_uses_sentence_lines() -> None:
+    pred = "The model is small. It trains fast."
+    ref = "It trains fast. The model is small."
+    scores = rouge_scores([pred], [ref])
+    # Sentence-level LCS union finds both sentences; a single LCS over the flat text cannot.
+    assert scores["rougeLsum"] == pytest.approx(1.0)
+    assert scores["rougeL"] < scores["rougeLsum"]
+
+
+def test_bertscore_orders_identical_paraphrase_unrelated() -> None:
+    ref = "The cat sat on the mat."
+    identical = bertscore([ref], [ref])
+    paraphrase = bertscore(["A cat was sitting on the rug."], [ref])
+    unrelated = bertscore(["Quarterly revenue fell sharply in Europe."], [ref])
+    assert identical["bertscore_f1"] == pytest.approx(1.0, abs=1e-4)
+    assert paraphrase["bertscore_f1"] > unrelated["bertscore_f1"] + 0.1
+    assert set(identical) == {"bertscore_precision", "bertscore_recall", "bertscore_f1"}
+
+
+def test_length_stats_perplexity_distinct() -> None:
+    stats = length_stats(["one two three", "four"], prefix="pred_")
+    assert stats["pred_words_mean"] == 2.0
+    assert (stats["pred_words_min"], stats["pred_words_max"], stats["pred_words_median"]) == (1.0, 3.0, 2.0)
+    assert perplexity(0.0) == 1.0
+    assert perplexity(math.log(50)) == pytest.approx(50.0)
+    assert math.isfinite(perplexity(1e9))
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+
+
+def test_mismatched_lengths_are_an_input_error() -> None:
+    with pytest.raises(InvalidInputError, match="2 predictions but 1 references"):
+        rouge_scores(["a", "b"], ["a"])
+    with pytest.raises(InvalidInputError):
+        bertscore(["a"], [])

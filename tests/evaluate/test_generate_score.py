@@ -1,0 +1,115 @@
+"""generate and score_text on real tiny t5 / gpt2 / char_lstm models."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate import GenerateOptions, generate, score_text
+from tldrlab.evaluate.generate import apply_stop, filter_logits
+from tldrlab.models import build_model
+from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+TINY: dict[str, dict[str, Any]] = {
+    "t5": {"size": "tiny", "dropout": 0.0},
+    "gpt2": {"size": "tiny", "dropout": 0.0},
+    "char_lstm": {"embedding_dim": 32, "hidden_dim": 48, "num_layers": 1, "dropout": 0.0},
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Any:
+    directory = tmp_path_factory.mktemp("tok")
+    corpus = directory / "corpus.txt"
+    corpus.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000])
+    train_tokenizer("char", [corpus], 80, directory / "char")
+    return load_tokenizer(directory / "char")
+
+
+@pytest.fixture(scope="module")
+def models(tokenizer: Any) -> dict[str, Any]:
+    torch.manual_seed(0)
+    return {name: build_model(name, TINY[name], tokenizer) for name in TINY}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_seed_num_sequences_and_stop(name: str, models: dict[str, Any], tokenizer: Any) -> None:
+    model = models[name]
+    options = GenerateOptions(temperature=1.5, max_new_tokens=24, seed=7, num_return_sequences=3)
+    prompts = ["ROMEO:", "To be"]
+    first = generate(model, tokenizer, prompts, options)
+    again = generate(model, tokenizer, prompts, options)
+    other = generate(model, tokenizer, prompts, options.model_copy(update={"seed": 8}))
+    assert first == again
+    assert first != other
+    assert [len(outs) for outs in first] == [3, 3]
+    assert all(isinstance(text, str) for outs in first for text in outs)
+
+    # Stop at a character the unstopped sample contains: the output is exactly the text before it.
+    sample = next(text for text in first[0] if len(text) > 3)
+    stop = sample[2]
+    stopped = generate(model, tokenizer, prompts[:1], options.model_copy(update={"stop": [stop]}))
+    assert stopped[0][first[0].index(sample)] == sample[: sample.index(stop)]
+    assert all(stop not in text for text in stopped[0])
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_greedy_is_deterministic_and_top_k_1_is_greedy(name: str, models: dict[str, Any], tokenizer: Any) -> None:
+    model = models[name]
+    greedy = generate(model, tokenizer, ["First"], GenerateOptions(temperature=0, max_new_tokens=12, seed=1))
+    assert greedy == generate(model, tokenizer, ["First"], GenerateOptions(temperature=0, max_new_tokens=12, seed=2))
+    top1 = generate(model, tokenizer, ["First"], GenerateOptions(temperature=1.0, top_k=1, max_new_tokens=12))
+    assert top1 == greedy
+
+
+def test_generation_leaves_the_global_rng_alone(models: dict[str, Any], tokenizer: Any) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    generate(models["gpt2"], tokenizer, ["a"], GenerateOptions(max_new_tokens=5))
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_filter_logits_and_apply_stop() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept_p = torch.isfinite(filter_logits(logits, 0, 0.7))
+    assert kept_p.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, 0.5 + 0.3 reaches it
+    kept_k = torch.isfinite(filter_logits(logits, 3, 1.0))
+    assert kept_k.tolist() == [[True, True, True, False]]
+    assert apply_stop("abc\n\nxyz END", ["END", "\n\n"]) == ("abc", True)
+    assert apply_stop("abc", ["zzz"]) == ("abc", False)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_score_surprisal_matches_the_loss(name: str, models: dict[str, Any], tokenizer: Any) -> None:
+    model = models[name]
+    text = "To be, or not to be"
+    result = score_text(model, tokenizer, text, top_k=4)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert result["num_tokens"] == len(result["surprisal_bits"]) == len(result["topk"])
+    mean_bits = sum(result["surprisal_bits"]) / result["num_tokens"]
+    assert mean_bits * math.log(2) == pytest.approx(result["loss"], rel=1e-5)
+    assert result["perplexity"] == pytest.approx(math.exp(result["loss"]), rel=1e-6)
+    # The model's own training loss on the same tokens agrees.
+    with torch.no_grad():
+        if name == "t5":
+            labels = torch.tensor([[*ids, tokenizer.eos_token_id]])
+            own = model(input_ids=torch.tensor([[tokenizer.eos_token_id]]), labels=labels).loss
+        else:
+            full = torch.tensor([[tokenizer.bos_token_id, *ids]])
+            own = model(input_ids=full, labels=full).loss
+    assert result["loss"] == pytest.approx(float(own), rel=1e-4)
+    top = result["topk"][0]
+    assert len(top) == 4
+    assert [t["prob"] for t in top] == sorted((t["prob"] for t in top), reverse=True)
+    assert "".join(result["tokens"][: len(ids)]) == text
+
+
+def test_score_rejects_empty_text(models: dict[str, Any], tokenizer: Any) -> None:
+    with pytest.raises(InvalidInputError, match="empty"):
+        score_text(models["gpt2"], tokenizer, "")

@@ -1,0 +1,103 @@
+"""Run lifecycle: completed / failed with a code / cancelled, and what the manifest records."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from tldrlab.errors import ConfigError, ConflictError, RunCancelledError
+from tldrlab.runs import RunStatus, create_run, execute_run, open_registry, start_run
+from tldrlab.runs.atomic import sha256_file
+from tldrlab.runs.run import read_manifest
+
+
+class ToyConfig(BaseModel):
+    lr: float = 0.1
+    """learning rate"""
+    steps: int = 3
+    """steps"""
+
+
+def test_completed_run_records_everything(tldrlab_home: Path) -> None:
+    t0 = time.time()
+    with start_run("toy", ToyConfig(lr=0.5), seed=7, tags={"study": "s1"}) as run:
+        for step in range(3):
+            run.log_metrics(step, loss=1.0 / (step + 1))
+            run.heartbeat(progress=step / 3)
+        run.log("halfway", step=2)
+        run.set_environment(device="cpu", precision="fp32")
+        artifact = run.artifacts_dir / "weights.bin"
+        artifact.write_bytes(b"\x00\x01" * 1000)
+        entry = run.add_artifact(artifact, kind="model")
+        run.set_summary(loss=1 / 3)
+        run_dir = run.dir
+    assert run_dir.parent == tldrlab_home / "runs"
+    manifest = read_manifest(run_dir)
+    assert manifest["status"] == "completed" and manifest["config"] == {"lr": 0.5, "steps": 3}
+    assert manifest["seed"] == 7 and manifest["tags"] == {"study": "s1"}
+    assert manifest["device"] == "cpu" and manifest["precision"] == "fp32"
+    assert {"python", "torch", "tldrlab"} <= set(manifest["versions"])
+    assert t0 <= manifest["created_at"] <= manifest["started_at"] <= manifest["ended_at"] <= time.time()
+    assert manifest["metrics"] == {"loss": pytest.approx(1 / 3)}
+    assert manifest["artifacts"] == [
+        {"path": "artifacts/weights.bin", "kind": "model", "size": 2000, "sha256": sha256_file(artifact)}
+    ]
+    assert entry["sha256"] == sha256_file(artifact)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2] and metrics[0]["loss"] == 1.0
+    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert any(entry["message"] == "halfway" and entry["step"] == 2 for entry in logs)
+    record = open_registry().get(manifest["id"])
+    assert record.status is RunStatus.COMPLETED and record.metrics["loss"] == pytest.approx(1 / 3)
+    assert record.ended_at is not None and record.message is not None and "loss=" in record.message
+
+
+def test_failed_run_keeps_the_error_code() -> None:
+    with pytest.raises(ConfigError), start_run("toy", {"lr": 1}) as run:
+        run_id = run.id
+        raise ConfigError("lr too high")
+    record = open_registry().get(run_id)
+    assert record.status is RunStatus.FAILED and record.error_code == "invalid_config"
+    assert record.message == "failed: lr too high"
+    manifest = read_manifest(record.run_dir)
+    assert manifest["status"] == "failed" and manifest["error_code"] == "invalid_config"
+
+
+def test_unexpected_exception_is_an_internal_error() -> None:
+    with pytest.raises(ZeroDivisionError), start_run("toy", {}) as run:
+        run_id = run.id
+        _ = 1 / 0
+    record = open_registry().get(run_id)
+    assert record.status is RunStatus.FAILED and record.error_code == "internal_error"
+    assert "ZeroDivisionError" in (record.message or "")
+    log = (Path(record.run_dir) / "log.jsonl").read_text()
+    assert "ZeroDivisionError" in log  # the traceback goes to the run's log file
+
+
+def test_cancel_requested_from_outside_ends_the_run_cancelled() -> None:
+    record = create_run("toy", {"steps": 100})
+    registry = open_registry()
+    assert registry.get(record.id).status is RunStatus.QUEUED
+    steps = 0
+    with pytest.raises(RunCancelledError), execute_run(record.id) as run:
+        for step in range(100):
+            if step == 5:
+                registry.request_cancel(record.id)  # e.g. `DELETE /runs/{id}` from another process
+            run.check_cancelled()
+            steps += 1
+    assert steps == 5
+    done = registry.get(record.id)
+    assert done.status is RunStatus.CANCELLED and done.error_code == "cancelled" and done.attempts == 1
+    assert read_manifest(done.run_dir)["status"] == "cancelled"
+
+
+def test_run_ids_are_unique_and_directories_never_reused() -> None:
+    first = create_run("toy", {})
+    second = create_run("toy", {})
+    assert first.id != second.id and first.run_dir != second.run_dir
+    with pytest.raises(ConflictError, match="already exists"):
+        create_run("toy", {}, run_id=first.id)

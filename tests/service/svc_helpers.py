@@ -1,0 +1,78 @@
+"""Helpers of the trainer-service tests: real worker subprocesses, waiting, reference runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tldrlab.config import get_settings
+from tldrlab.runs import RunRecord, open_registry
+from tldrlab.runs.atomic import read_jsonl
+
+FAST_WORKER = [
+    "--heartbeat-s",
+    "0.3",
+    "--stale-after-s",
+    "2",
+    "--reconcile-every-s",
+    "0.5",
+    "--poll-s",
+    "0.1",
+]
+
+
+def start_worker(
+    *extra: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A real `tldrlab worker` process with the test's environment (home, queue URL)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the process owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "tldrlab", "worker", *FAST_WORKER, *extra],
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, every: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def record(run_id: str) -> RunRecord:
+    return open_registry(get_settings()).get(run_id)
+
+
+def metrics(run_id: str) -> list[dict[str, Any]]:
+    return read_jsonl(Path(record(run_id).run_dir) / "metrics.jsonl")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def flaky_job(run: Any) -> Any:
+    """Fails like a Redis hiccup on its first attempt, then trains for real (the smoke job)."""
+    from tldrlab.errors import ServiceUnavailableError
+    from tldrlab.service.smoke import smoke_job
+
+    if run.record.attempts == 1:
+        raise ServiceUnavailableError("the feature store did not answer")
+    return smoke_job(run)
+
+
+def broken_job(run: Any) -> Any:
+    """A bug: fatal, never retried."""
+    raise ZeroDivisionError("division by zero in a job")

@@ -1,0 +1,171 @@
+"""Fault tests with real worker processes on both queues: kill -9, SIGTERM, Redis down, duplicates.
+
+Each training is a real smoke training (SGD on a linear model) slowed to ~0.05 s a step so a worker can be
+interrupted mid-run; an uninterrupted run of the same config in this process is the reference.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from svc_helpers import metrics, record, start_worker, stop, wait_for
+
+from conftest import _wait_for_port, free_port
+from tldrlab import jobs
+from tldrlab.config import get_settings
+from tldrlab.runs import RunStatus, create_run
+from tldrlab.runs.atomic import read_jsonl
+from tldrlab.service.app import create_app
+from tldrlab.service.queue import open_queue
+from tldrlab.service.worker import WorkerConfig, build_worker
+
+STALE_S = 2.0  # svc_helpers.FAST_WORKER's --stale-after-s
+RESUMER = WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05, stale_after_s=STALE_S)
+CONFIG = {"steps": 40, "checkpoint_every": 5, "step_sleep_s": 0.05, "seed": 3}
+
+
+def _use_queue(kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> dict[str, str]:
+    if kind == "rq":
+        url = request.getfixturevalue("redis_url")
+        monkeypatch.setenv("TLDRLAB_QUEUE_URL", url)
+        get_settings.cache_clear()
+        return {"TLDRLAB_QUEUE_URL": url}
+    return {}
+
+
+def _reference_losses() -> list[float]:
+    run_id = create_run("smoke", CONFIG).id
+    jobs.execute(run_id)
+    return [m["loss"] for m in metrics(run_id)]
+
+
+def _submit() -> str:
+    run_id = create_run("smoke", CONFIG).id
+    open_queue().enqueue(run_id)
+    return run_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("queue_kind", ["sqlite", "rq"])
+def test_kill_9_worker_then_another_resumes_without_losing_or_repeating_steps(
+    queue_kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    env = _use_queue(queue_kind, monkeypatch, request)
+    run_id = _submit()
+    first = start_worker(env=env, log=tmp_path / "w1.log")
+    try:
+        wait_for(lambda: len(metrics(run_id)) >= 12, 90, what="the first worker to train 12 steps")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first)
+    steps_before_kill = len(metrics(run_id))
+    assert record(run_id).status == RunStatus.RUNNING  # nobody knows yet that its worker died
+    # Another worker (this process) sees the stale heartbeat, requeues the run and resumes it.
+    wait_for(lambda: time.time() - (record(run_id).heartbeat_at or 0) > STALE_S, 30, what="a stale heartbeat")
+    build_worker(config=RESUMER).run()
+    final = record(run_id)
+    assert final.status == RunStatus.COMPLETED, final.message
+    rows = metrics(run_id)
+    assert [r["step"] for r in rows] == list(range(1, 41))  # none lost, none twice
+    assert [r["loss"] for r in rows] == pytest.approx(_reference_losses(), rel=1e-6)
+    pids = [r["pid"] for r in rows]
+    assert pids[0] == first.pid and pids[-1] == os.getpid()
+    resumed_at = pids.index(os.getpid())  # first step of the second worker = checkpoint + 1
+    assert resumed_at % CONFIG["checkpoint_every"] == 0 and 0 < resumed_at <= steps_before_kill
+    logs = read_jsonl(Path(final.run_dir) / "log.jsonl")
+    assert any(line["message"] == f"resumed from checkpoint at step {resumed_at}" for line in logs)
+    assert final.attempts == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("queue_kind", ["sqlite", "rq"])
+def test_sigterm_checkpoints_and_requeues(
+    queue_kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    env = _use_queue(queue_kind, monkeypatch, request)
+    run_id = _submit()
+    worker = start_worker(env=env, log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: len(metrics(run_id)) >= 8, 90, what="training to start")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, (tmp_path / "w.log").read_text()[-2000:]
+    finally:
+        stop(worker)
+    requeued = record(run_id)
+    assert requeued.status == RunStatus.QUEUED
+    assert requeued.message and requeued.message.startswith("requeued") and "preempted" in requeued.message
+    done = len(metrics(run_id))
+    assert 8 <= done < 40
+    checkpoints = sorted(Path(requeued.run_dir, "checkpoints").glob("step-*.pt"))
+    assert f"step-{done}.pt" in {p.name for p in checkpoints}  # the step it was on, finished and saved
+    assert queue_kind != "sqlite" or open_queue().depth() == 1  # type: ignore[attr-defined]
+    # Another worker (this process) picks the requeued run up and finishes it exactly.
+    build_worker(config=RESUMER).run()
+    rows = metrics(run_id)
+    assert record(run_id).status == RunStatus.COMPLETED
+    assert [r["step"] for r in rows] == list(range(1, 41))
+    assert [r["loss"] for r in rows] == pytest.approx(_reference_losses(), rel=1e-6)
+    assert rows[done]["pid"] == os.getpid() and rows[done - 1]["pid"] == worker.pid
+
+
+@pytest.mark.slow
+def test_redis_down_at_start_then_back(
+    redis_server: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    binary = str(redis_server["binary"])
+    port = free_port()
+    monkeypatch.setenv("TLDRLAB_QUEUE_URL", f"redis://127.0.0.1:{port}/0")
+    get_settings.cache_clear()
+    client = TestClient(create_app())  # the API starts while Redis is down
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["queue"] != "ok"
+    refused = client.post("/runs", json={"kind": "smoke", "config": {"steps": 3}})
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "service_unavailable" and refused.json()["request_id"]
+    assert client.get("/runs").json()["runs"] == [] or all(
+        r["status"] != "queued" for r in client.get("/runs").json()["runs"]
+    )
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(port)
+        return proc
+
+    redis_proc = start_redis()
+    try:
+        assert client.get("/readyz").status_code == 200
+        accepted = client.post("/runs", json={"kind": "smoke", "config": {"steps": 3}})
+        assert accepted.status_code == 202 and accepted.json()["status"] == "queued"
+        redis_proc.terminate()  # down again while the API runs ...
+        redis_proc.wait(timeout=10)
+        assert client.get("/readyz").status_code == 503
+        assert client.post("/runs", json={"kind": "smoke", "config": {}}).status_code == 503
+        redis_proc = start_redis()  # ... and back on the same port
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/runs", json={"kind": "smoke", "config": {}}).status_code == 202
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)

@@ -1,0 +1,420 @@
+"""The shared sentence-store suite: every store behaviour is checked on both backends (real SQLite + FAISS,
+real PostgreSQL 18 + pgvector), with real beer.stackexchange threads embedded by the real MiniLM."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tldrlab.data.sentences import split_sentences
+from tldrlab.data.threads import Post, Thread
+from tldrlab.errors import ConflictError, DimensionMismatchError, InvalidInputError, NotFoundError
+from tldrlab.store.base import SentenceRecord, SentenceStore
+
+StoreFactory = Callable[..., SentenceStore]
+
+
+@pytest.fixture(params=["sqlite_faiss", "postgres_pgvector"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_test_store(
+    store_kind: str, request: pytest.FixtureRequest, tldrlab_home: Path
+) -> Iterator[StoreFactory]:
+    """`open_test_store(dim=384, embedder=None, **options)` opens the same store again on each call."""
+    from tldrlab.store.postgres_pgvector import PostgresPgvectorStore
+    from tldrlab.store.sqlite_faiss import SqliteFaissStore
+
+    opened: list[Any] = []
+    url = request.getfixturevalue("postgres_url") if store_kind == "postgres_pgvector" else None
+
+    def factory(dim: int = 384, embedder: str | None = None, **options: Any) -> SentenceStore:
+        store: Any
+        if store_kind == "sqlite_faiss":
+            store = SqliteFaissStore(
+                tldrlab_home / "store" / "sentences.db", dim, embedder=embedder, **options
+            )
+        else:
+            assert url is not None
+            store = PostgresPgvectorStore(url, dim, embedder=embedder)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        with contextlib.suppress(Exception):  # already closed by the test
+            store.close()
+
+
+@dataclass
+class EmbeddedThread:
+    thread: Thread
+    records: dict[str, list[SentenceRecord]]
+    """post id -> its sentences."""
+    vectors: dict[str, np.ndarray]
+
+
+def post_records(thread: Thread, post: Post) -> list[SentenceRecord]:
+    return [
+        SentenceRecord(
+            thread_id=thread.id,
+            post_id=post.id,
+            post_number=post.number,
+            sentence_index=s.index,
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            author=post.author,
+            url=post.url,
+        )
+        for s in split_sentences(post.text)
+    ]
+
+
+@pytest.fixture(scope="session")
+def beer_threads(shared_data: Path) -> list[EmbeddedThread]:
+    """Six real beer.stackexchange threads, split into sentences and embedded with the real MiniLM."""
+    from tldrlab.data.readers import read_threads
+    from tldrlab.embed import get_embedder
+
+    embedder = get_embedder("minilm")
+    out = []
+    for thread in read_threads(shared_data / "stackexchange_beer" / "Posts.xml", limit=6):
+        records = {post.id: post_records(thread, post) for post in thread.posts}
+        vectors = {pid: embedder.encode([r.text for r in recs]) for pid, recs in records.items()}
+        out.append(EmbeddedThread(thread, records, vectors))
+    return out
+
+
+def store_thread(store: SentenceStore, item: EmbeddedThread) -> None:
+    store.put_thread(item.thread)
+    for post in item.thread.posts:
+        store.replace_post_sentences(
+            item.thread.id, post.id, post.content_hash(), item.records[post.id], item.vectors[post.id]
+        )
+
+
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+# --- the shared suite: every test below runs against both stores -------------------------------------------
+
+
+def test_threads_round_trip_and_listing(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    store = open_test_store()
+    for item in beer_threads[:3]:
+        store_thread(store, item)
+    first = beer_threads[0]
+    assert store.get_thread(first.thread.id) == first.thread
+    infos = {info.id: info for info in store.list_threads()}
+    assert set(infos) == {item.thread.id for item in beer_threads[:3]}
+    for item in beer_threads[:3]:
+        info = infos[item.thread.id]
+        assert info.title == item.thread.title
+        assert info.posts == len(item.thread.posts)
+        assert info.sentences == sum(len(r) for r in item.records.values())
+        assert info.content_hash == item.thread.content_hash()
+    assert len(store.list_threads(limit=2)) == 2
+    assert len(store.list_threads(limit=2, offset=2)) == 1
+    assert store.count() == sum(info.sentences for info in infos.values())
+    assert store.post_hashes(first.thread.id) == {p.id: p.content_hash() for p in first.thread.posts}
+
+    # put_thread replaces metadata in place and keeps the sentences
+    renamed = first.thread.model_copy(update={"title": "renamed"})
+    store.put_thread(renamed)
+    assert store.get_thread(first.thread.id).title == "renamed"
+    assert len(store.thread_sentences(first.thread.id)[0]) == infos[first.thread.id].sentences
+
+
+def test_unknown_threads_are_not_found(open_test_store: StoreFactory) -> None:
+    store = open_test_store()
+    query = unit_vectors(1, 384, seed=0)[0]
+    with pytest.raises(NotFoundError, match="nope"):
+        store.get_thread("nope")
+    with pytest.raises(NotFoundError):
+        store.thread_sentences("nope")
+    with pytest.raises(NotFoundError):
+        store.search(query, thread_id="nope")
+    with pytest.raises(NotFoundError):
+        store.replace_post_sentences("nope", "p", "h", [], np.zeros((0, 384), np.float32))
+    assert store.post_hashes("nope") == {}
+    assert store.search(query) == []  # an empty store has no hits
+
+
+def test_thread_sentences_keep_order_provenance_and_vectors(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    store = open_test_store()
+    item = beer_threads[1]
+    # write posts in reverse order: reads must still come back in (post number, sentence index) order
+    store.put_thread(item.thread)
+    for post in reversed(item.thread.posts):
+        store.replace_post_sentences(
+            item.thread.id, post.id, post.content_hash(), item.records[post.id], item.vectors[post.id]
+        )
+    records, vectors = store.thread_sentences(item.thread.id)
+    expected = [r for post in item.thread.posts for r in item.records[post.id]]
+    assert records == expected
+    np.testing.assert_allclose(vectors, np.vstack([item.vectors[p.id] for p in item.thread.posts]), atol=1e-6)
+    assert vectors.dtype == np.float32
+    for record in records:  # the span points into the post's text
+        post = item.thread.post(record.post_id)
+        assert post is not None and post.text[record.start : record.end] == record.text
+
+
+def test_replace_and_delete_posts(open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]) -> None:
+    from tldrlab.embed import get_embedder
+
+    store = open_test_store()
+    item = beer_threads[1]
+    store_thread(store, item)
+    before = store.count()
+    question, answer = item.thread.posts[0], item.thread.posts[1]
+
+    edited = answer.model_copy(update={"text": "Brewing is older than writing. Nobody knows exactly when."})
+    records = post_records(item.thread, edited)
+    vectors = get_embedder("minilm").encode([r.text for r in records])
+    store.replace_post_sentences(item.thread.id, edited.id, edited.content_hash(), records, vectors)
+    assert store.post_hashes(item.thread.id)[edited.id] == edited.content_hash()
+    texts = [r.text for r in store.thread_sentences(item.thread.id)[0] if r.post_id == answer.id]
+    assert texts == ["Brewing is older than writing.", "Nobody knows exactly when."]
+    assert store.count() == before - len(item.records[answer.id]) + 2
+    hit = store.search(vectors[0], k=1)[0]
+    assert hit.sentence.text == "Brewing is older than writing." and hit.score == pytest.approx(1.0, abs=1e-4)
+
+    store.delete_posts(item.thread.id, [answer.id, question.id])
+    remaining = store.thread_sentences(item.thread.id)[0]
+    assert {r.post_id for r in remaining} == {p.id for p in item.thread.posts[2:]}
+    assert set(store.post_hashes(item.thread.id)) == {p.id for p in item.thread.posts[2:]}
+    assert all(h.sentence.post_id not in (answer.id, question.id) for h in store.search(vectors[0], k=50))
+
+
+def test_failed_replace_changes_nothing(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    store = open_test_store()
+    item = beer_threads[0]
+    store_thread(store, item)
+    post = item.thread.posts[0]
+    old_records, old_vectors = store.thread_sentences(item.thread.id)
+    old_hashes = store.post_hashes(item.thread.id)
+    good = post_records(item.thread, post)
+    # The database refuses a sentence without text half-way through the insert: the delete of the old
+    # sentences that ran before it in the same transaction must be rolled back.
+    broken = [*good[:1], SentenceRecord(item.thread.id, post.id, post.number, 99, 0, 1, None)]  # type: ignore[arg-type]
+    with pytest.raises(Exception):  # noqa: B017 - sqlite3.IntegrityError or psycopg's NotNullViolation
+        store.replace_post_sentences(item.thread.id, post.id, "new-hash", broken, unit_vectors(2, 384, 1))
+    with pytest.raises(DimensionMismatchError, match="dimension 128"):
+        store.replace_post_sentences(item.thread.id, post.id, "new-hash", good[:1], unit_vectors(1, 128, 1))
+    with pytest.raises(InvalidInputError, match="3 vectors for 1 sentences"):
+        store.replace_post_sentences(item.thread.id, post.id, "new-hash", good[:1], unit_vectors(3, 384, 1))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        store.replace_post_sentences(item.thread.id, post.id, "new-hash", good[:1], np.full((1, 384), np.nan))
+    records, vectors = store.thread_sentences(item.thread.id)
+    assert records == old_records
+    np.testing.assert_array_equal(vectors, old_vectors)
+    assert store.post_hashes(item.thread.id) == old_hashes
+    # and the index still answers exactly as before
+    assert store.search(old_vectors[0], k=1)[0].sentence == old_records[0]
+
+
+def test_search_ranks_real_sentences(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    from tldrlab.embed import get_embedder
+
+    store = open_test_store()
+    for item in beer_threads:
+        store_thread(store, item)
+    embedder = get_embedder("minilm")
+    by_title = {item.thread.title: item.thread.id for item in beer_threads}
+    serving = by_title["What temperature should I serve my beer?"]
+    query = embedder.encode(["At what temperature is beer best served?"])[0]
+    hits = store.search(query, k=5)
+    assert len(hits) == 5
+    assert hits[0].sentence.thread_id == serving
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    citra = by_title["What is a citra hop, and how does it differ from other hops?"]
+    hops = store.search(embedder.encode(["Citra hops aroma"])[0], k=3)
+    assert hops[0].sentence.thread_id == citra
+
+    # within one thread: exactly the brute-force ranking over that thread's stored vectors
+    for item in beer_threads[:3]:
+        records, vectors = store.thread_sentences(item.thread.id)
+        scores = vectors @ query
+        k = min(4, len(records))
+        within = store.search(query, k=k, thread_id=item.thread.id)
+        assert [h.sentence for h in within] == [records[i] for i in np.argsort(-scores, kind="stable")[:k]]
+        np.testing.assert_allclose([h.score for h in within], np.sort(scores)[::-1][:k], atol=1e-4)
+        assert all(h.sentence.thread_id == item.thread.id for h in within)
+    # every stored sentence finds itself first
+    records, vectors = store.thread_sentences(serving)
+    for record, vector in zip(records, vectors, strict=True):
+        top = store.search(vector, k=1)[0]
+        assert top.score == pytest.approx(1.0, abs=1e-4)
+        assert top.sentence.text == record.text
+
+
+def test_wrong_dimensions_and_embedders_are_refused(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    store = open_test_store(embedder="minilm")
+    store_thread(store, beer_threads[0])
+    with pytest.raises(DimensionMismatchError, match="dimension 768"):
+        store.search(unit_vectors(1, 768, 0)[0])
+    with pytest.raises(InvalidInputError, match="k must be"):
+        store.search(unit_vectors(1, 384, 0)[0], k=0)
+    store.close()
+    with pytest.raises(DimensionMismatchError, match="holds 384-d vectors but 768-d"):
+        open_test_store(dim=768)
+    with pytest.raises(ConflictError, match="minilm"):
+        open_test_store(embedder="/models/another-model")
+    same_space = open_test_store(embedder="minilm-onnx")  # same model, other runtime: vectors comparable
+    assert same_space.count() == sum(len(r) for r in beer_threads[0].records.values())
+
+
+def test_reopen_keeps_everything(open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]) -> None:
+    store = open_test_store()
+    for item in beer_threads[:2]:
+        store_thread(store, item)
+    count = store.count()
+    records, vectors = store.thread_sentences(beer_threads[1].thread.id)
+    expected = store.search(vectors[2], k=3)
+    store.close()
+
+    reopened = open_test_store()
+    assert reopened.count() == count
+    assert reopened.get_thread(beer_threads[1].thread.id) == beer_threads[1].thread
+    assert reopened.thread_sentences(beer_threads[1].thread.id)[0] == records
+    assert [h.sentence for h in reopened.search(vectors[2], k=3)] == [h.sentence for h in expected]
+
+
+def test_approximate_index_still_finds_exact_matches(store_kind: str, open_test_store: StoreFactory) -> None:
+    """Above the size threshold sqlite_faiss switches to IVF (postgres always has HNSW); stored vectors
+    queried back must still come first."""
+    from tldrlab.store.faiss_index import FaissIndexConfig
+
+    options: dict[str, Any] = {}
+    if store_kind == "sqlite_faiss":
+        options["index_config"] = FaissIndexConfig(approximate_above=400, nprobe=2)
+    store = open_test_store(**options)
+    thread = Thread(
+        id="big", title="many sentences", posts=[Post(id=f"p{i}", number=i + 1, text="x") for i in range(20)]
+    )
+    store.put_thread(thread)
+    vectors = unit_vectors(1200, 384, seed=3)
+    for i, post in enumerate(thread.posts):
+        rows = range(i * 60, (i + 1) * 60)
+        records = [SentenceRecord("big", post.id, post.number, j, 0, 1, f"s{r}") for j, r in enumerate(rows)]
+        store.replace_post_sentences("big", post.id, f"h{i}", records, vectors[i * 60 : (i + 1) * 60])
+    if store_kind == "sqlite_faiss":
+        assert store.index.kind == "ivf"  # type: ignore[attr-defined]
+    for r in range(0, 1200, 37):
+        top = store.search(vectors[r], k=1)[0]
+        assert top.sentence.text == f"s{r}"
+        assert top.score == pytest.approx(1.0, abs=1e-4)
+    if store_kind == "sqlite_faiss":  # shrinking well below the threshold goes back to exact search
+        store.delete_posts("big", [p.id for p in thread.posts[3:]])
+        assert store.index.kind == "flat"  # type: ignore[attr-defined]
+        assert store.search(vectors[61], k=1)[0].sentence.text == "s61"
+
+
+# --- sqlite_faiss only: the FAISS file is a cache of SQLite ------------------------------------------------
+
+
+def test_faiss_file_is_reloaded_or_rebuilt(tldrlab_home: Path, beer_threads: list[EmbeddedThread]) -> None:
+    from tldrlab.store.sqlite_faiss import SqliteFaissStore
+
+    path = tldrlab_home / "store" / "sentences.db"
+    with SqliteFaissStore(path) as store:
+        store_thread(store, beer_threads[0])
+        records, vectors = store.thread_sentences(beer_threads[0].thread.id)
+    index_file = path.with_suffix(".faiss")
+    assert index_file.exists()
+
+    with SqliteFaissStore(path) as store:
+        assert store.index_source == "file"
+        assert store.search(vectors[0], k=1)[0].sentence == records[0]
+
+    index_file.unlink()
+    with SqliteFaissStore(path) as store:
+        assert store.index_source == "rebuilt"
+        assert store.search(vectors[0], k=1)[0].sentence == records[0]
+    assert index_file.exists()
+
+    index_file.write_bytes(b"not a faiss index")  # corrupt: rebuilt, never trusted
+    with SqliteFaissStore(path) as store:
+        assert store.index_source == "rebuilt"
+        assert store.search(vectors[1], k=1)[0].sentence == records[1]
+
+
+def test_writes_from_another_process_are_seen(tldrlab_home: Path, beer_threads: list[EmbeddedThread]) -> None:
+    """Two handles on one file (like the API server and an ingest worker): the reader's index catches up."""
+    from tldrlab.store.sqlite_faiss import SqliteFaissStore
+
+    path = tldrlab_home / "store" / "sentences.db"
+    with SqliteFaissStore(path) as reader, SqliteFaissStore(path) as writer:
+        store_thread(writer, beer_threads[2])
+        records, vectors = writer.thread_sentences(beer_threads[2].thread.id)
+        assert reader.search(vectors[0], k=1)[0].sentence == records[0]
+        writer.delete_posts(beer_threads[2].thread.id, [records[0].post_id])
+        assert all(h.sentence.post_id != records[0].post_id for h in reader.search(vectors[0], k=5))
+        # the reader's own write after that keeps its index consistent too
+        store_thread(reader, beer_threads[3])
+        r3, v3 = reader.thread_sentences(beer_threads[3].thread.id)
+        assert writer.search(v3[0], k=1)[0].sentence == r3[0]
+        assert reader.search(v3[0], k=1)[0].sentence == r3[0]
+
+
+# --- open_store picks the backend from the settings ---------------------------------------------------------
+
+
+def test_open_store_defaults_to_sqlite_under_home(tldrlab_home: Path) -> None:
+    from tldrlab.store import open_store
+    from tldrlab.store.sqlite_faiss import SqliteFaissStore
+
+    store = open_store()
+    try:
+        assert isinstance(store, SqliteFaissStore)
+        assert store.path == tldrlab_home / "store" / "sentences.db"
+        assert store.dim == 384
+    finally:
+        store.close()
+
+
+def test_open_store_uses_postgres_from_the_environment(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tldrlab.config import get_settings
+    from tldrlab.store import open_store
+    from tldrlab.store.postgres_pgvector import PostgresPgvectorStore
+
+    monkeypatch.setenv("TLDRLAB_DATABASE_URL", postgres_url)
+    get_settings.cache_clear()
+    store = open_store(dim=8)
+    try:
+        assert isinstance(store, PostgresPgvectorStore)
+        assert store.dim == 8
+    finally:
+        store.close()
+
+
+def test_open_store_rejects_unknown_urls() -> None:
+    from tldrlab.errors import ConfigError
+    from tldrlab.store import open_store
+
+    with pytest.raises(ConfigError, match="unsupported store URL"):
+        open_store(url="mysql://localhost/db")

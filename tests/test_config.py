@@ -1,0 +1,60 @@
+"""Settings come from TLDRLAB_* variables, then tldrlab.toml, then defaults: the environment wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tldrlab.config import Settings, default_home, get_settings
+
+
+def test_defaults_and_home_from_env(tldrlab_home: Path) -> None:
+    settings = get_settings()
+    assert settings.home == tldrlab_home
+    assert settings.resolved_database_url == f"sqlite:///{tldrlab_home / 'tldrlab.db'}"
+    assert settings.embedder == "minilm" and settings.queue_url is None and settings.api_key is None
+    assert settings.ensure_home() == tldrlab_home and settings.runs_dir.is_dir()
+
+
+def test_toml_file_and_environment_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "tldrlab.toml"
+    toml.write_text(
+        'embedder = "/models/mpnet"\n'
+        'database_url = "postgresql://u@localhost/tl"\n'
+        "max_body_bytes = 1024\n"
+        'api_key = "from-file"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TLDRLAB_CONFIG", str(toml))
+    monkeypatch.setenv("TLDRLAB_MAX_BODY_BYTES", "2048")  # env beats the file
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert settings.embedder == "/models/mpnet"
+    assert settings.resolved_database_url == "postgresql://u@localhost/tl"
+    assert settings.max_body_bytes == 2048
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "from-file"
+    assert "from-file" not in repr(settings)  # secrets never print
+
+
+def test_toml_in_working_directory_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tldrlab.toml").write_text('queue_url = "redis://localhost:6379/0"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert Settings().queue_url == "redis://localhost:6379/0"
+    monkeypatch.setenv("TLDRLAB_QUEUE_URL", "redis://other:1/2")
+    assert Settings().queue_url == "redis://other:1/2"
+
+
+def test_default_home_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_home() == tmp_path / "xdg" / "tldrlab"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_home() == Path.home() / ".local" / "share" / "tldrlab"
+
+
+def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("TLDRLAB_MAX_BODY_BYTES", "lots")
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        Settings()

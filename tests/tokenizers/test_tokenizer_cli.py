@@ -1,0 +1,84 @@
+"""`tldrlab tokenizer train | show` end to end, including the errors users see."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tldrlab.cli.main import main
+from tldrlab.runs import open_registry
+
+
+@pytest.fixture
+def corpus(tmp_path: Path, shared_data: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000])
+    return path
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_train_is_a_run_and_show_reads_it(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["tokenizer", "train", "--method", "bpe", "--vocab-size", "300", str(corpus)]) == 0
+    (record,) = open_registry().list(kind="tokenizer")
+    assert record.status.value == "completed"
+    assert record.config["vocab_size"] == 300
+    run_dir = Path(record.run_dir)
+    assert (run_dir / "tokenizer" / "tokenizer_manifest.json").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert any(a["path"].endswith("tokenizer.json") for a in manifest["artifacts"])
+    capsys.readouterr()
+
+    assert run_cli(["tokenizer", "show", record.id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["method"] == "bpe" and shown["stats"]["roundtrip_rate"] == 1.0
+
+    assert run_cli(["tokenizer", "show", str(run_dir / "tokenizer"), "--text", "To be"]) == 0
+    assert "tokens:" in capsys.readouterr().out
+
+
+def test_train_to_an_explicit_out_dir(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "my-tokenizer"
+    argv = ["tokenizer", "train", "--method", "sentencepiece", "--model-type", "bpe", "--vocab-size", "400"]
+    assert run_cli([*argv, "--out", str(out), str(corpus)]) == 0
+    assert (out / "tokenizer.model").is_file() and (out / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--method", "wordpiece"], 2, "unknown tokenizer method 'wordpiece'"),
+        (["--method", "bpe", "--vocab-size", "50"], 2, "too small for bpe"),
+        (["--method", "sentencepiece", "--model-type", "word"], 2, "model_type"),
+        (["--method", "bpe", "--holdout", "1.5"], 2, "holdout"),
+    ],
+)
+def test_bad_options_exit_with_a_message(
+    args: list[str], code: int, message: str, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["tokenizer", "train", *args, str(corpus)]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert open_registry().list(kind="tokenizer") == []  # nothing half-done is left behind
+
+
+def test_missing_corpus_is_a_clean_error_from_the_real_command(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "tokenizer", "train", str(tmp_path / "missing.txt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3
+    assert "corpus file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,189 @@
+"""Tokenizers train for real on a slice of tinyshakespeare, round-trip, and report sane holdout stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sentencepiece as spm
+
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
+from tldrlab.runs import open_registry, start_run
+from tldrlab.runs.atomic import sha256_file
+from tldrlab.tokenizers import TOKENIZERS, holdout_stats, load_tokenizer, train_tokenizer
+from tldrlab.tokenizers.corpus import load_corpus
+from tldrlab.tokenizers.job import tokenizer_job
+
+UNICODE_TEXT = "  Héllo,\twörld!\n日本語 — ﬁne 🙂  end "
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:40_000]
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+CASES = [
+    ("bpe", 400, {}),
+    ("char", 100, {}),
+    ("sentencepiece", 400, {"model_type": "unigram"}),
+    ("sentencepiece", 400, {"model_type": "bpe"}),
+]
+
+
+@pytest.mark.parametrize(("method", "vocab_size", "options"), CASES)
+def test_train_roundtrip_and_stats(
+    method: str, vocab_size: int, options: dict[str, str], corpus: Path, tmp_path: Path
+) -> None:
+    manifest = train_tokenizer(method, [corpus], vocab_size, tmp_path, seed=1, holdout=0.1, **options)
+
+    assert (tmp_path / "tokenizer.json").is_file()
+    assert (tmp_path / "tokenizer.model").is_file() == (method == "sentencepiece")
+    on_disk = json.loads((tmp_path / "tokenizer_manifest.json").read_text())
+    assert on_disk["method"] == method
+    assert on_disk["corpus"][0]["sha256"] == sha256_file(corpus)
+    assert {k: v["id"] for k, v in on_disk["special_tokens"].items()} == {
+        "pad_token": 0,
+        "unk_token": 1,
+        "bos_token": 2,
+        "eos_token": 3,
+    }
+    assert manifest["actual_vocab_size"] <= vocab_size
+
+    stats = manifest["stats"]
+    assert stats["lines"] == manifest["holdout_lines"] > 0
+    assert 0.9 <= stats["coverage"] <= 1.0
+    assert 0.0 <= stats["unk_rate"] < 0.01
+    assert stats["roundtrip_rate"] == 1.0
+    if method == "char":
+        assert stats["tokens_per_char"] == 1.0
+    else:  # subword units compress: fewer tokens than characters, more than one per word on average
+        assert 0.2 < stats["tokens_per_char"] < 1.0
+        assert 1.0 < stats["tokens_per_word"] < 5.0
+
+    tokenizer = load_tokenizer(tmp_path)
+    assert (
+        tokenizer.pad_token_id,
+        tokenizer.unk_token_id,
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+    ) == (
+        0,
+        1,
+        2,
+        3,
+    )
+    holdout = load_corpus([corpus], holdout=0.1, seed=1).holdout
+    for line in holdout[:50]:
+        assert tokenizer.decode(tokenizer.encode(line, add_special_tokens=False)) == line
+
+
+def test_bpe_and_identity_sentencepiece_roundtrip_any_text(corpus: Path, tmp_path: Path) -> None:
+    train_tokenizer("bpe", [corpus], 300, tmp_path / "bpe")
+    train_tokenizer("sentencepiece", [corpus], 400, tmp_path / "spm")
+    for directory in ("bpe", "spm"):
+        tokenizer = load_tokenizer(tmp_path / directory)
+        ids = tokenizer.encode(UNICODE_TEXT, add_special_tokens=False)
+        assert tokenizer.unk_token_id not in ids  # bytes / byte fallback cover everything
+        assert tokenizer.decode(ids) == UNICODE_TEXT
+
+
+def test_char_tokenizer_unknown_characters(corpus: Path, tmp_path: Path) -> None:
+    train_tokenizer("char", [corpus], 200, tmp_path)
+    tokenizer = load_tokenizer(tmp_path)
+    known = "To be, or not to be:\nthat is the question."
+    assert tokenizer.decode(tokenizer.encode(known, add_special_tokens=False)) == known
+    ids = tokenizer.encode("a日b", add_special_tokens=False)
+    assert ids[1] == tokenizer.unk_token_id and len(ids) == 3
+    stats = holdout_stats(tokenizer.backend_tokenizer, ["ab 日本", "abc"])
+    assert stats["unk_rate"] == pytest.approx(2 / 8)
+    assert stats["coverage"] == pytest.approx(2 / 3)  # "日本" is the one word with unknown tokens
+
+
+def test_char_vocab_size_caps_the_alphabet(corpus: Path, tmp_path: Path) -> None:
+    manifest = train_tokenizer("char", [corpus], 20, tmp_path)
+    assert manifest["actual_vocab_size"] == 20
+    assert manifest["stats"]["unk_rate"] > 0  # rare characters now fall back to <unk>
+
+
+def test_sentencepiece_fast_matches_library(corpus: Path, tmp_path: Path) -> None:
+    train_tokenizer("sentencepiece", [corpus], 400, tmp_path, model_type="unigram")
+    processor = spm.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
+    tokenizer = load_tokenizer(tmp_path)
+    lines = load_corpus([corpus]).train[:200]
+    for line in lines:
+        assert tokenizer.encode(line, add_special_tokens=False) == processor.encode(line)
+
+
+def test_sentencepiece_nfkc_normalisation_caveat(corpus: Path, tmp_path: Path) -> None:
+    """With NFKC normalisation decode(encode(x)) gives the normalised text, not x (documented caveat)."""
+    train_tokenizer("sentencepiece", [corpus], 400, tmp_path, normalization="nmt_nfkc")
+    tokenizer = load_tokenizer(tmp_path)
+    text = "ﬁne ＡＢＣ"
+    decoded = tokenizer.decode(tokenizer.encode(text, add_special_tokens=False))
+    assert decoded != text
+    assert decoded == "fine ABC"
+
+
+def test_holdout_split_is_seeded(corpus: Path) -> None:
+    first = load_corpus([corpus], holdout=0.1, seed=3)
+    again = load_corpus([corpus], holdout=0.1, seed=3)
+    other = load_corpus([corpus], holdout=0.1, seed=4)
+    assert first.holdout == again.holdout
+    assert first.holdout != other.holdout
+    assert len(first.train) + len(first.holdout) == first.files[0]["lines"]
+    assert not set(first.holdout) - set(load_corpus([corpus], holdout=0.0).train)
+
+
+def test_saved_tokenizer_loads_with_plain_transformers(corpus: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    train_tokenizer("bpe", [corpus], 300, tmp_path / "tok")
+    load_tokenizer(tmp_path / "tok").save_pretrained(tmp_path / "saved")
+    plain = AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert plain.pad_token == "<pad>" and plain.eos_token == "</s>"
+    assert plain.decode(plain.encode(UNICODE_TEXT, add_special_tokens=False)) == UNICODE_TEXT
+
+
+def test_structured_corpus_uses_documents_and_summaries(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    sample = tmp_path / "debian_descriptions.sample.jsonl"
+    sample.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:40]))
+    first = json.loads(sample.read_text().splitlines()[0])
+    split = load_corpus([sample], holdout=0.0)
+    assert split.files[0]["format"] == "debian"
+    assert first["summary"] in split.train
+    manifest = train_tokenizer("bpe", [sample], 300, tmp_path / "tok")
+    assert manifest["train_lines"] > 40
+
+
+def test_bad_inputs_raise_clear_errors(corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown tokenizer method 'wordpiece'"):
+        train_tokenizer("wordpiece", [corpus], 300, tmp_path)
+    with pytest.raises(ConfigError, match="too small"):
+        train_tokenizer("bpe", [corpus], 100, tmp_path)
+    with pytest.raises(NotFoundError, match="not found"):
+        train_tokenizer("bpe", [tmp_path / "missing.txt"], 300, tmp_path)
+    with pytest.raises(ConfigError, match="does not fit this corpus"):
+        train_tokenizer("sentencepiece", [corpus], 200_000, tmp_path)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(InvalidInputError, match="no text"):
+        train_tokenizer("char", [empty], 50, tmp_path)
+    with pytest.raises(NotFoundError):
+        load_tokenizer(tmp_path / "nowhere")
+    assert set(TOKENIZERS) == {"bpe", "sentencepiece", "char"}
+
+
+def test_tokenizer_job_trains_into_the_run_dir(corpus: Path) -> None:
+    config = {"method": "char", "vocab_size": 80, "corpus": [str(corpus)], "holdout": 0.1}
+    with start_run("tokenizer", config) as run:
+        manifest = tokenizer_job(run)
+    record = open_registry().get(run.id)
+    assert record.status.value == "completed"
+    assert record.metrics["vocab_size"] == manifest["actual_vocab_size"]
+    assert (run.dir / "tokenizer" / "tokenizer.json").is_file()
+    assert load_tokenizer(run.id).decode(load_tokenizer(run.id).encode("to be")) == "to be"
