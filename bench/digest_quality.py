@@ -1,6 +1,6 @@
 """Highlight quality beside Lead, LexRank, TextRank and chance, on the same cases.
 
-    .venv/bin/python bench/digest_quality.py [--limit N] [--out docs/img/digest_quality.png]
+    .venv/bin/python bench/digest_quality.py [--scitldr-limit N] [--qmsum-limit N] [--beer-limit N]
 
 - SciTLDR dev (query-free): Precision@1, Precision@3 and Hit@3 against `source_labels`; the highlighter sees
   the abstract as one post titled with the paper title.
@@ -84,8 +84,13 @@ def scitldr(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
         methods.setdefault(name, []).append((p1, hits3 / 3, float(hits3 > 0)))
 
     chance = []
+    all_texts = [t for row in rows for t in row["source"] + [row.get("title") or row["source"][0]]]
+    all_vectors = embedder.encode(all_texts, batch_size=128)  # type: ignore[attr-defined]
+    at_row = 0
     for row in rows:
         texts, labels = row["source"], row["source_labels"]
+        vectors = all_vectors[at_row : at_row + len(texts) + 1]
+        at_row += len(texts) + 1
         text = " ".join(texts)
         offsets, at = [], 0
         for sentence in texts:  # keep the given sentence split: labels index it
@@ -97,7 +102,6 @@ def scitldr(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
         records = [
             SentenceRecord(thread.id, "abstract", 1, i, s, e, texts[i]) for i, (s, e) in enumerate(offsets)
         ]
-        vectors = embedder.encode(texts + [thread.title or texts[0]])  # type: ignore[attr-defined]
         title_vector = vectors[-1] if thread.title else None
         add("ours", ours_order(records, vectors[:-1], thread, title_vector, 3, HighlightOptions()), labels)
         no_title = HighlightOptions(title_weight=0.0)
@@ -129,12 +133,16 @@ def qmsum(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
 
     for row in rows:
         turns = [str(t.get("content") or "") for t in row["meeting_transcripts"]]
-        vectors = embedder.encode(turns)  # type: ignore[attr-defined]
+        vectors = embedder.encode(turns, batch_size=128)  # type: ignore[attr-defined]
+        queries = [q for q in row.get("specific_query_list", []) if q.get("relevant_text_span")]
+        query_vectors = embedder.encode([q["query"] for q in queries]) if queries else None  # type: ignore[attr-defined]
         post = Post(id="m", number=1, text="\n\n".join(turns))
         thread = Thread(id=row.get("meeting_id", "m"), posts=[post])
         records = [SentenceRecord(thread.id, "m", 1, i, 0, len(t), t) for i, t in enumerate(turns)]
         baseline_orders = {name: top_k(ranker(turns), 10) for name, ranker in BASELINES.items()}
-        for query in row.get("specific_query_list", []):
+        for query, query_vector in zip(
+            queries, query_vectors if query_vectors is not None else [], strict=True
+        ):
             relevant = set()
             for start, end in query["relevant_text_span"]:
                 relevant.update(range(int(start), int(end) + 1))
@@ -142,9 +150,12 @@ def qmsum(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
             if not relevant:
                 continue
             q = query["query"]
-            query_vector = embedder.encode([q])[0]  # type: ignore[attr-defined]
             options = HighlightOptions(q=q, diversity=0.0, max_per_post=None)
-            add("ours (hybrid)", ours_order(records, vectors, thread, None, 10, options, query_vector), relevant)
+            add(
+                "ours (hybrid)",
+                ours_order(records, vectors, thread, None, 10, options, query_vector),
+                relevant,
+            )
             dense = options.model_copy(update={"query_vector_weight": 1.0})
             add("vector only", ours_order(records, vectors, thread, None, 10, dense, query_vector), relevant)
             sparse = options.model_copy(update={"query_vector_weight": 0.0})
@@ -173,16 +184,19 @@ def beer(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
         if any(p.accepted for p in t.posts) and sum(p.kind == "answer" for p in t.posts) >= 2
     ][:limit]
     results: dict[str, list[float]] = {}
-    for thread in eligible:
-        records = records_for(thread)
-        if len(records) < 4:
-            continue
+    cases = [(t, records_for(t)) for t in eligible]
+    cases = [(t, r) for t, r in cases if len(r) >= 4]
+    all_texts = [x for t, records in cases for x in [r.text for r in records] + [t.title]]
+    all_vectors = embedder.encode(all_texts, batch_size=128)  # type: ignore[attr-defined]
+    at_row = 0
+    for thread, records in cases:
+        vectors = all_vectors[at_row : at_row + len(records) + 1]
+        at_row += len(records) + 1
         accepted_id = next(p.id for p in thread.posts if p.accepted)
         hidden = thread.model_copy(
             update={"posts": [p.model_copy(update={"accepted": False}) for p in thread.posts]}
         )
         texts = [r.text for r in records]
-        vectors = embedder.encode(texts + [thread.title])  # type: ignore[attr-defined]
         is_accepted = [r.post_id == accepted_id for r in records]
 
         def add(name: str, order: list[int], flags: list[bool] = is_accepted) -> None:
@@ -205,7 +219,12 @@ def plot(all_results: dict[str, dict[str, dict[str, float]]], out: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(bench, metric) for bench, res in all_results.items() for metric in next(iter(res.values())) if metric != "cases"]
+    panels = [
+        (bench, metric)
+        for bench, res in all_results.items()
+        for metric in next(iter(res.values()))
+        if metric != "cases"
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
     for ax, (bench, metric) in zip(np.atleast_1d(axes), panels, strict=True):
         names = list(all_results[bench])
@@ -223,8 +242,12 @@ def plot(all_results: dict[str, dict[str, dict[str, float]]], out: Path) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=None, help="cases per data set (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scitldr-limit", type=int, default=None, help="SciTLDR dev papers (default: all)")
+    parser.add_argument("--qmsum-limit", type=int, default=8, help="QMSum val meetings (default: 8)")
+    parser.add_argument("--beer-limit", type=int, default=250, help="beer threads (default: 250)")
     parser.add_argument("--only", choices=["scitldr", "qmsum", "beer"], default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/img/digest_quality.png"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -238,7 +261,7 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         started = time.perf_counter()
-        all_results[name] = fn(embedder, args.limit)
+        all_results[name] = fn(embedder, getattr(args, f"{name}_limit"))
         print(f"\n== {name} ({time.perf_counter() - started:.0f} s)")
         for method, figures in all_results[name].items():
             shown = "  ".join(f"{k}={v:.3f}" if k != "cases" else f"cases={v}" for k, v in figures.items())

@@ -22,9 +22,9 @@ RunFunction = Callable[[Run], object]
 RUN_KINDS: dict[str, str] = {
     "train": "tldrlab.train.jobs:train_job",
     "tokenizer": "tldrlab.tokenizers.job:tokenizer_job",
-    "evaluate": "tldrlab.evaluate.jobs:evaluate_job",
-    "generate": "tldrlab.evaluate.jobs:generate_job",
-    "score": "tldrlab.evaluate.jobs:score_job",
+    "evaluate": "tldrlab.service.inference_jobs:evaluate_job",
+    "generate": "tldrlab.service.inference_jobs:generate_job",
+    "score": "tldrlab.service.inference_jobs:score_job",
     # A real tiny training (seconds on a CPU) that checks a worker deployment end to end.
     "smoke": "tldrlab.service.smoke:smoke_job",
 }

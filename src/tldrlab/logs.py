@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -47,7 +48,10 @@ def configure_console(level: str = "INFO") -> None:
     root = logging.getLogger("tldrlab")
     root.setLevel(logging.DEBUG)
     if not any(isinstance(h, RichHandler) for h in root.handlers):
-        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        # stderr, so `--json` output on stdout stays machine-readable.
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
+        )
         handler.setLevel(level.upper())
         root.addHandler(handler)
 

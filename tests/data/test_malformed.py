@@ -115,10 +115,11 @@ def test_bad_stackexchange_rows_are_skippable(tmp_path: Path) -> None:
     assert [m.split(": ", 2)[1] for m in report.skipped] == [
         "line 4 (row Id=2)",
         "line 6 (row Id=4)",
+        "line 7 (row Id=5)",
         "line 5 (row Id=3)",
-        "line 7 (row Id=5)",  # the bad score spoils its whole thread: thread 1 is reported, not half-read
     ]
-    assert report.items == []
+    (thread,) = report.items  # the bad answer is left out alone; its thread keeps the good one
+    assert [(p.id, p.score) for p in thread.posts] == [("1", 1), ("6", 2)]
 
 
 def test_bad_csv_rows_and_missing_mapped_field(tmp_path: Path) -> None:
@@ -158,3 +159,138 @@ def test_invalid_utf8_and_truncated_json_file(tmp_path: Path) -> None:
     whole.write_text('{"id": "t", "posts": [\n  {"id": "p", "text": "x"},\n', encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"t.json: line 3: not valid JSON"):
         read_threads(whole, "native")
+
+
+MEETING = {"meeting_id": "M", "meeting_transcripts": [{"speaker": "A", "content": "Hi ."}]}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "message"),
+    [
+        (
+            "scitldr",
+            {"source": "One.", "target": ["T"]},
+            r"field 'source': expected a list of strings, got str",
+        ),
+        (
+            "scitldr",
+            {"source": ["One."], "source_labels": 1, "target": ["T"]},
+            r"'source_labels': expected a list",
+        ),
+        ("scitldr", {"source": ["One."], "source_labels": [2], "target": ["T"]}, r"labels must be 0 or 1"),
+        (
+            "scitldr",
+            {"source": ["One."], "source_labels": [True], "target": ["T"]},
+            r"expected an integer, got bool",
+        ),
+        ("scitldr", {"source": ["One."]}, r"field 'target': missing"),
+        ("wikipedia", {"title": "T"}, r"field 'text': missing"),
+        ("wikipedia", {"title": "T", "text": "x", "id": 1.5}, r"field 'id': expected a string, got float"),
+        ("qmsum", {"meeting_id": "M", "meeting_transcripts": "x"}, r"'meeting_transcripts': expected a list"),
+        (
+            "qmsum",
+            {"meeting_id": "M", "meeting_transcripts": ["x"]},
+            r"'meeting_transcripts\[0\]': expected an obj",
+        ),
+        ("qmsum", {**MEETING, "general_query_list": {}}, r"'general_query_list': expected a list, got dict"),
+        ("qmsum", {**MEETING, "general_query_list": ["q"]}, r"'general_query_list\[0\]': expected an object"),
+        (
+            "qmsum",
+            {**MEETING, "general_query_list": [{"query": "q"}]},
+            r"general_query_list\[0\]: field 'answer'",
+        ),
+        (
+            "qmsum",
+            {**MEETING, "specific_query_list": [{"query": "q", "answer": "a", "relevant_text_span": "0-1"}]},
+            r"relevant_text_span': expected a list of \[start, end\] ranges",
+        ),
+        (
+            "qmsum",
+            {
+                **MEETING,
+                "specific_query_list": [{"query": "q", "answer": "a", "relevant_text_span": [["0"]]}],
+            },
+            r"relevant_text_span\[0\]': expected \[start, end\]",
+        ),
+        (
+            "qmsum",
+            {
+                **MEETING,
+                "specific_query_list": [{"query": "q", "answer": "a", "relevant_text_span": [["a", "1"]]}],
+            },
+            r"relevant_text_span\[0\]\[0\]': expected an integer, got 'a'",
+        ),
+        ("pairs", {"text": "doc"}, r"field 'summary': missing"),
+        ("pairs", {"document": "doc", "summary": [1]}, r"field 'summary\[0\]': expected a string, got int"),
+        (
+            "pairs",
+            {"document": "doc", "summary": {"a": 1}},
+            r"field 'summary': expected a list of strings, got dict",
+        ),
+    ],
+)
+def test_malformed_records_of_every_format(tmp_path: Path, fmt: str, row: dict, message: str) -> None:
+    path = _write_lines(tmp_path / "data.jsonl", [json.dumps(row)])
+    with pytest.raises(InvalidInputError, match=message) as info:
+        read_records(path, fmt)
+    assert info.value.message.startswith(f"{path}: line 1")
+    assert read_records_report(path, fmt, skip_invalid=True).skipped == [info.value.message]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("notes.xml", "<notes/>", "XML without <posts>"),
+        ("odd.json", '"just a string"', "cannot detect the format"),
+        ("odd.jsonl", json.dumps({"foo": 1}), r"cannot detect the format from fields \['foo'\]"),
+        ("blank.json", "", "file is empty"),
+    ],
+)
+def test_undetectable_files(tmp_path: Path, name: str, content: str, message: str) -> None:
+    from tldrlab.data.readers import detect_format
+
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=message):
+        detect_format(path)
+
+
+def test_directories_without_data(tmp_path: Path) -> None:
+    from tldrlab.data.readers import detect_format
+    from tldrlab.errors import NotFoundError
+
+    (tmp_path / "README.md").write_text("about", encoding="utf-8")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidInputError, match="no data files"):
+        detect_format(empty)
+    with pytest.raises(NotFoundError, match=r"no Posts\.xml"):
+        read_threads(empty, "stackexchange")
+    with pytest.raises(NotFoundError, match="no debian data files"):
+        read_records(empty, "debian")
+    with pytest.raises(InvalidInputError, match="limit must be >= 0"):
+        read_records(tmp_path / "README.md", "text", limit=-1)
+
+
+def test_native_and_discourse_structure_errors(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    for content, fmt, message in [
+        ({"id": "t", "posts": "none"}, "native", r"field 'posts': expected a list of posts, got str"),
+        ({"id": "t", "posts": ["p"]}, "native", r"field 'posts\[0\]': expected an object, got str"),
+        ({"id": 1, "posts": []}, "native", r"field 'id': input should be a valid string"),
+        ([{"id": "t", "posts": []}, 3], "native", r"item 1: expected a JSON object, got int"),
+        (5, "native", r"expected an object or a list, got int"),
+        (
+            {"id": 1, "post_stream": {"posts": [7]}},
+            "discourse",
+            r"'post_stream.posts\[0\]': expected an object",
+        ),
+        (
+            {"id": 1, "post_stream": {"posts": [{"id": 2, "post_number": 1, "cooked": 3}]}},
+            "discourse",
+            r"field 'cooked': expected HTML text, got int",
+        ),
+    ]:
+        path.write_text(json.dumps(content), encoding="utf-8")
+        with pytest.raises(InvalidInputError, match=message):
+            read_threads(path, fmt)

@@ -61,3 +61,9 @@ def test_mismatched_lengths_are_an_input_error() -> None:
         rouge_scores(["a", "b"], ["a"])
     with pytest.raises(InvalidInputError):
         bertscore(["a"], [])
+
+
+def test_bertscore_counts_empty_predictions_as_zero() -> None:
+    ref = "The cat sat on the mat."
+    both = bertscore(["", ref], [ref, ref])
+    assert both["bertscore_f1"] == pytest.approx(0.5, abs=1e-4)

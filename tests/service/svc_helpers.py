@@ -76,3 +76,49 @@ def flaky_job(run: Any) -> Any:
 def broken_job(run: Any) -> Any:
     """A bug: fatal, never retried."""
     raise ZeroDivisionError("division by zero in a job")
+
+
+class ServerThread:
+    """A real uvicorn server for an app on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        from conftest import free_port
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        wait_for(lambda: self.server.started, 30, what="uvicorn to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def raw_get(port: int, raw_path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Send `GET <raw_path>` exactly as written (no client-side normalisation or encoding)."""
+    import socket
+
+    lines = [f"GET {raw_path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body

@@ -169,3 +169,49 @@ def test_redis_down_at_start_then_back(
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_real_training_resumes_exactly(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path
+) -> None:
+    """The real `train` kind (char_lstm) on Redis: kill -9 mid-run, resume elsewhere, same losses."""
+    from test_service_training import char_lstm_config
+
+    lines = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:400]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = char_lstm_config(text, steps=40, eval_every=20, checkpoint_every=5)
+    config["model_settings"] = {"embedding_dim": 32, "hidden_dim": 128, "num_layers": 1}
+    config["data"]["block_size"] = 64
+    config["train"]["batch_size"] = 16
+    monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+    get_settings.cache_clear()
+
+    def losses(run_id: str) -> dict[int, float]:
+        rows = [m for m in metrics(run_id) if "train_loss" in m]
+        steps = [m["step"] for m in rows]
+        assert steps == sorted(set(steps)), f"a step was logged twice: {steps}"
+        return {m["step"]: m["train_loss"] for m in rows}
+
+    run_id = create_run("train", config).id
+    open_queue().enqueue(run_id)
+    first = start_worker(env={"TLDRLAB_QUEUE_URL": redis_url}, log=tmp_path / "w1.log")
+    try:
+        wait_for(lambda: len(losses(run_id)) >= 8, 120, every=0.02, what="training to pass step 8")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first)
+    assert record(run_id).status == RunStatus.RUNNING
+    wait_for(lambda: time.time() - (record(run_id).heartbeat_at or 0) > STALE_S, 30, what="a stale heartbeat")
+    build_worker(config=RESUMER).run()
+    assert record(run_id).status == RunStatus.COMPLETED, record(run_id).message
+    resumed = losses(run_id)
+    reference_id = create_run("train", config).id
+    jobs.execute(reference_id)
+    reference = losses(reference_id)
+    assert sorted(resumed) == list(range(1, 41))
+    assert [resumed[s] for s in sorted(resumed)] == pytest.approx(
+        [reference[s] for s in sorted(reference)], rel=1e-4
+    )

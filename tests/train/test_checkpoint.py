@@ -99,7 +99,7 @@ def test_corrupt_checkpoints_are_refused_and_resume_falls_back() -> None:
     # truncate the newest checkpoint's weights
     weights = ckpts[2] / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="model.safetensors is truncated"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is truncated"):
         verify_checkpoint(ckpts[2])
     loaded = load_latest(run_dir / "checkpoints", ToyLM())
     assert loaded is not None and loaded.step == 15
@@ -118,7 +118,7 @@ def test_corrupt_checkpoints_are_refused_and_resume_falls_back() -> None:
     data = bytearray(opt.read_bytes())
     data[len(data) // 2] ^= 0xFF
     opt.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="optimizer.pt is corrupt"):
+    with pytest.raises(CheckpointError, match=r"optimizer\.pt is corrupt"):
         verify_checkpoint(ckpts[-1])
     (ckpts[-2] / "index.json").unlink()
     with pytest.raises(CheckpointError, match="incomplete"):

@@ -104,5 +104,44 @@ def main(argv: list[str]) -> None:
         train(model, ToyTask(), config, run, hooks=SlowHooks(sleep_s))
 
 
+def ddp_main(argv: list[str]) -> None:
+    """Under torchrun: rank 0 executes the run, every rank trains; each rank writes what it saw to OUT_DIR."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    from tldrlab.runs.run import execute_run
+
+    run_id, out_dir = argv[0], Path(argv[1])
+    rank = int(os.environ["RANK"])
+    torch.manual_seed(0)
+    task = ToyTask()
+    config = TrainConfig(
+        max_steps=6,
+        batch_size=8,
+        lr=2e-2,
+        eval_every=3,
+        checkpoint_every=3,
+        log_every=1,
+        device="cpu",
+        progress=False,
+        plot=False,
+    )
+    if rank == 0:
+        with execute_run(run_id) as run:
+            result = train(ToyLM(), task, config, run)
+    else:
+        result = train(ToyLM(), task, config, None)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(result.model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    report = {"rank": rank, "seen": task.seen_indices, "weights": digest.hexdigest(), "steps": result.steps}
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1] == "ddp":
+        ddp_main(sys.argv[2:])
+    else:
+        main(sys.argv[1:])

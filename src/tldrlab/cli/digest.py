@@ -9,7 +9,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tldrlab.errors import InvalidInputError
 
@@ -51,20 +50,14 @@ def ingest_command(
 
 
 def print_highlights(highlights: list[Any]) -> None:
-    table = Table(title="highlights", show_lines=False)
-    for column in ("#", "score", "post", "sent", "span", "text", "url"):
-        table.add_column(column, overflow="fold")
+    """One block per highlight: rank, score, provenance (thread, post, sentence, span), text, link."""
+    console.print("[bold]highlights[/]")
     for h in highlights:
-        table.add_row(
-            str(h.rank),
-            f"{h.score:.3f}",
-            f"{h.post_number} ({h.post_id})",
-            str(h.sentence_index),
-            f"{h.start}-{h.end}",
-            h.text,
-            h.url or "",
-        )
-    console.print(table)
+        where = f"thread {h.thread_id} · post #{h.post_number} ({h.post_id}) · sentence {h.sentence_index}"
+        console.print(f"[cyan][{h.rank}][/] {h.score:.3f}  {where} · chars {h.start}-{h.end}", highlight=False)
+        console.print(f"    {h.text}", highlight=False)
+        if h.url:
+            console.print(f"    [dim]{h.url}[/]", highlight=False)
 
 
 def run_digest(
@@ -102,7 +95,7 @@ def run_digest(
         summarizer=summarizer, params=params, k=k, q=q, max_bullets=max_bullets, use_cache=use_cache
     )
     embedder = get_embedder(settings.embedder)
-    store = open_store(settings, dim=embedder.dim)
+    store = open_store(settings, dim=embedder.dim, embedder=embedder.name)
     cache = open_cache(settings)
     try:
         if not as_json:
@@ -118,7 +111,9 @@ def run_digest(
                 print(json.dumps(digest.model_dump(mode="json"), indent=2))
                 return
             numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
-            console.print(f"\n[bold]{digest.title or digest.thread_id}[/]" + (" (cached)" if digest.cached else ""))
+            console.print(
+                f"\n[bold]{digest.title or digest.thread_id}[/]" + (" (cached)" if digest.cached else "")
+            )
             for bullet in digest.bullets:
                 cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
                 console.print(f" • {bullet.text} [cyan]{cites}[/]", highlight=False)
@@ -130,7 +125,9 @@ def run_digest(
 
 def digest_command(
     target: str = typer.Argument(..., help="A thread file/directory (ingested first) or a stored thread id."),
-    summarizer: str = typer.Option("extractive", "--summarizer", "-s", help="extractive|local|openai|two_stage"),
+    summarizer: str = typer.Option(
+        "extractive", "--summarizer", "-s", help="extractive|local|openai|two_stage"
+    ),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Summarizer parameter key=value."),
     k: int = typer.Option(8, "--k", min=1, max=50, help="Highlights to pick."),
     q: str | None = typer.Option(None, "--q", help="Focus query (query-aware highlights)."),
@@ -169,7 +166,7 @@ def highlights_command(
 
     settings = get_settings()
     embedder = get_embedder(settings.embedder)
-    store = open_store(settings, dim=embedder.dim)
+    store = open_store(settings, dim=embedder.dim, embedder=embedder.name)
     try:
         found = thread_highlights(store, thread_id, HighlightOptions(k=k, q=q), embedder=embedder)
     finally:
@@ -188,7 +185,9 @@ def demo_command(
 
     path = sample_path("beer_thread")
     if not as_json:
-        console.print(f"[dim]sample: {path.name} (beer.stackexchange.com, CC BY-SA 3.0; authors linked per post)[/]")
+        console.print(
+            f"[dim]sample: {path.name} (beer.stackexchange.com, CC BY-SA 3.0; authors linked per post)[/]"
+        )
     run_digest(
         str(path),
         summarizer="extractive",

@@ -4,7 +4,9 @@
 - `threads`: `Thread` and `Post` (forum threads with structure: answers, comments, accepted flags, scores).
 - `sentences`: `split_sentences(text)` -> `Sentence`s whose `start:end` slice the text exactly.
 - `html`: HTML -> text with a real parser (code blocks and quotes handled deliberately).
-- `readers/`: one module per format, each registered in `readers.READERS`; `detect` guesses the format.
+- `readers/`: one module per format, each registered in `readers.READERS`; `read_records`, `read_threads`
+  (and `*_report` variants that also return what was skipped), `detect_format`.
+- `inspect`: counts and length statistics behind `tldrlab data inspect`.
 """
 
 from tldrlab.data.records import SummaryRecord

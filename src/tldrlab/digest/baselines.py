@@ -36,7 +36,9 @@ def tfidf_matrix(texts: Sequence[str]) -> np.ndarray:
     return matrix / np.where(norms > 0, norms, 1.0)
 
 
-def pagerank(weights: np.ndarray, damping: float = 0.85, iterations: int = 100, tol: float = 1e-8) -> np.ndarray:
+def pagerank(
+    weights: np.ndarray, damping: float = 0.85, iterations: int = 100, tol: float = 1e-8
+) -> np.ndarray:
     """Stationary distribution of a random walk on a weighted graph (rows normalised; dangling rows uniform)."""
     n = len(weights)
     if n == 0:
@@ -58,6 +60,7 @@ def lexrank(texts: Sequence[str], threshold: float = 0.1) -> np.ndarray:
     tfidf = tfidf_matrix(texts)
     sims = tfidf @ tfidf.T
     graph = (sims > threshold).astype(np.float64)
+    np.fill_diagonal(graph, 0.0)  # self-similarity is no vote of centrality
     return pagerank(graph)
 
 

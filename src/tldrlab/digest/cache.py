@@ -44,9 +44,13 @@ class SummaryCache:
             return None
         return dict(json.loads(row["digest_json"]))
 
-    def put(self, thread_id: str, key: str, content_hash: str, summarizer: str, digest: dict[str, Any]) -> None:
+    def put(
+        self, thread_id: str, key: str, content_hash: str, summarizer: str, digest: dict[str, Any]
+    ) -> None:
         with self.db.transaction():
-            self.db.execute("DELETE FROM digest_cache WHERE thread_id = ? AND cache_key = ?", (thread_id, key))
+            self.db.execute(
+                "DELETE FROM digest_cache WHERE thread_id = ? AND cache_key = ?", (thread_id, key)
+            )
             self.db.execute(
                 "INSERT INTO digest_cache (thread_id, cache_key, content_hash, summarizer, digest_json, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",

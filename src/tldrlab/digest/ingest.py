@@ -157,7 +157,9 @@ def ingest_threads(
     return stats
 
 
-def ingest_thread(thread: Thread, store: SentenceStore, embedder: Embedder, batch_size: int = 64) -> IngestStats:
+def ingest_thread(
+    thread: Thread, store: SentenceStore, embedder: Embedder, batch_size: int = 64
+) -> IngestStats:
     return ingest_threads([thread], store, embedder, batch_size=batch_size)
 
 
@@ -212,7 +214,7 @@ def ingest_path(
         threads = load_threads(path, format, skip_invalid=skip_invalid)
         run.log("read threads", threads=len(threads))
         embedder = get_embedder(embedder_name)
-        store = open_store(dim=embedder.dim)
+        store = open_store(dim=embedder.dim, embedder=embedder.name)
         run.set_environment(embedder=embedder.name, store=type(store).__name__)
         try:
             stats = _ingest_with_progress(threads, store, embedder, batch_size, run, show_progress)

@@ -80,6 +80,12 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
         ) from exc
     is_local = Path(name_or_path).expanduser().exists()
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    if not is_local:
+        cached = _hub_cache_path(name_or_path)
+        if cached is not None:  # downloaded earlier: load it from the cache, no network needed
+            name_or_path, is_local = cached, True
+        elif offline:  # fail at once instead of letting the hub client try (and retry) the network
+            raise DependencyMissingError(_not_found_message(name_or_path, " (HF_HUB_OFFLINE=1 is set)"))
     try:
         return SentenceTransformer(
             str(Path(name_or_path).expanduser()) if is_local else name_or_path, device=device
@@ -89,12 +95,25 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
             raise ConfigError(
                 f"cannot load a sentence-transformers model from {name_or_path!r}: {exc}".strip()
             ) from exc
-        hint = " (HF_HUB_OFFLINE=1 is set)" if offline else ""
-        raise DependencyMissingError(
-            f"embedder {name_or_path!r} is neither a registered embedder nor a local model directory, and it "
-            f"could not be fetched from the Hugging Face hub{hint}: use 'minilm', 'minilm-onnx' or the path "
-            f"of a downloaded sentence-transformers model"
-        ) from exc
+        raise DependencyMissingError(_not_found_message(name_or_path, "")) from exc
+
+
+def _not_found_message(name: str, hint: str) -> str:
+    return (
+        f"embedder {name!r} is neither a registered embedder nor a local model directory, and it could not "
+        f"be fetched from the Hugging Face hub{hint}: use 'minilm', 'minilm-onnx' or the path of a "
+        "downloaded sentence-transformers model"
+    )
+
+
+def _hub_cache_path(name: str) -> str | None:
+    """The local snapshot of hub model `name` if it was downloaded before, else None (never downloads)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return str(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached, or not a valid repo id
+        return None
 
 
 def build_minilm(device: str = "cpu") -> SentenceTransformerEmbedder:

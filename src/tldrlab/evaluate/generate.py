@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError
-from tldrlab.models.registry import model_name_of, model_task
+from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 
 
 class GenerateOptions(BaseModel):
@@ -43,6 +43,10 @@ class GenerateOptions(BaseModel):
 
     num_beams: int = Field(default=1, ge=1)
     """Beam search width for t5 / gpt2 (greedy only)."""
+
+    batch_size: int = Field(default=16, ge=1)
+    """Seq2seq greedy decoding: prompts decoded together (padding is masked). Sampling and LMs go one prompt
+    at a time."""
 
     max_input_tokens: int = Field(default=512, ge=1)
     """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
@@ -109,14 +113,10 @@ def _generate_char_lstm(model: Any, tokenizer: Any, prompt: str, options: Genera
 
 
 @torch.no_grad()
-def _generate_hf(model: Any, tokenizer: Any, prompt: str, options: GenerateOptions) -> list[list[int]]:
-    seq2seq = model_task(model_name_of(model)) == "seq2seq"
-    ids = _encode_prompt(tokenizer, prompt, options, keep_end=not seq2seq)
-    if seq2seq:
-        ids = [*ids, tokenizer.eos_token_id]
-    elif not ids:
-        ids = [tokenizer.bos_token_id]
-    limit = None if seq2seq else _lm_context_limit(model)
+def _generate_causal_hf(model: Any, tokenizer: Any, prompt: str, options: GenerateOptions) -> list[list[int]]:
+    """One prompt through a transformers causal LM; rows exclude the prompt."""
+    ids = _encode_prompt(tokenizer, prompt, options, keep_end=True) or [tokenizer.bos_token_id]
+    limit = _lm_context_limit(model)
     max_new = options.max_new_tokens
     if limit is not None:
         ids = ids[-max(1, limit - 1) :]
@@ -124,22 +124,51 @@ def _generate_hf(model: Any, tokenizer: Any, prompt: str, options: GenerateOptio
         if max_new < 1:
             raise InvalidInputError(f"the prompt fills the model's {limit}-token context")
     input_ids = torch.tensor([ids], device=model.device)
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        **_hf_kwargs(options, tokenizer, max_new),
+    )
+    return [row[input_ids.size(1) :].tolist() for row in output]
+
+
+@torch.no_grad()
+def _generate_seq2seq_batch(
+    model: Any, tokenizer: Any, prompts: list[str], options: GenerateOptions
+) -> list[list[list[int]]]:
+    """Several seq2seq prompts in one `generate` call: per prompt, its num_return_sequences rows."""
+    rows = [[*_encode_prompt(tokenizer, p, options, keep_end=False), tokenizer.eos_token_id] for p in prompts]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    output = model.generate(
+        input_ids=input_ids.to(model.device),
+        attention_mask=mask.to(model.device),
+        **_hf_kwargs(options, tokenizer),
+    )
+    n = options.num_return_sequences
+    return [[row.tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(prompts))]
+
+
+def _hf_kwargs(options: GenerateOptions, tokenizer: Any, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """transformers `generate` arguments for these options (greedy with several sequences = beam search)."""
     sample = options.temperature > 0
     kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new,
-        "do_sample": sample,
-        "num_return_sequences": options.num_return_sequences,
+        "max_new_tokens": max_new_tokens or options.max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
+        "do_sample": sample,
+        "num_return_sequences": options.num_return_sequences,
     }
     if sample:
         kwargs.update(temperature=options.temperature, top_k=options.top_k or None, top_p=options.top_p)
     else:
         kwargs.update(num_beams=max(options.num_beams, options.num_return_sequences))
         kwargs.update(temperature=None, top_k=None, top_p=None)
-    output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-    start = 0 if seq2seq else input_ids.size(1)
-    return [row[start:].tolist() for row in output]
+    return kwargs
 
 
 def _decode(tokenizer: Any, ids: list[int]) -> str:
@@ -158,6 +187,7 @@ def generate(
     (temperature 0) with several sequences uses beam search for t5 / gpt2 so the outputs differ.
     """
     options = options or GenerateOptions()
+    model = unwrap_model(model)
     name = model_name_of(model)
     was_training = model.training
     model.eval()
@@ -165,12 +195,24 @@ def generate(
     devices = [model.device] if model.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
-            for prompt in prompts:
-                torch.manual_seed(options.seed)
-                if name == "char_lstm":
-                    rows = _generate_char_lstm(model, tokenizer, prompt, options)
-                else:
-                    rows = _generate_hf(model, tokenizer, prompt, options)
+            if model_task(name) == "seq2seq":
+                # Greedy decoding is batched (fast evaluation); sampling goes one prompt at a time so that a
+                # prompt's samples depend only on it and the seed, not on which prompts share its batch.
+                size = options.batch_size if options.temperature == 0 else 1
+                batches = []
+                for start in range(0, len(prompts), size):
+                    torch.manual_seed(options.seed)
+                    batch = prompts[start : start + size]
+                    batches.extend(_generate_seq2seq_batch(model, tokenizer, batch, options))
+            else:
+                batches = []
+                for prompt in prompts:
+                    torch.manual_seed(options.seed)
+                    if name == "char_lstm":
+                        batches.append(_generate_char_lstm(model, tokenizer, prompt, options))
+                    else:
+                        batches.append(_generate_causal_hf(model, tokenizer, prompt, options))
+            for rows in batches:
                 results.append([apply_stop(_decode(tokenizer, row), options.stop)[0] for row in rows])
     finally:
         model.train(was_training)

@@ -27,20 +27,27 @@ def _sentences_per_line(text: str) -> str:
     return "\n".join(s.text for s in split_sentences(text)) or text
 
 
-def rouge_scores(preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True) -> dict[str, float]:
-    """Mean F1 of ROUGE-1/2/L/Lsum (0..1) over pairs; rougeLsum splits sentences onto lines first."""
+def rouge_per_sample(
+    preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True
+) -> list[dict[str, float]]:
+    """ROUGE-1/2/L/Lsum F1 (0..1) of each pair; rougeLsum splits sentences onto lines first."""
     from rouge_score import rouge_scorer
 
     _check_pairs(preds, refs)
-    if not preds:
-        return {name: 0.0 for name in ROUGE_TYPES}
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    rows = []
     for pred, ref in zip(preds, refs, strict=True):
         scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))
-        for name in ROUGE_TYPES:
-            totals[name] += scores[name].fmeasure
-    return {name: total / len(preds) for name, total in totals.items()}
+        rows.append({name: scores[name].fmeasure for name in ROUGE_TYPES})
+    return rows
+
+
+def rouge_scores(preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True) -> dict[str, float]:
+    """Mean F1 of ROUGE-1/2/L/Lsum (0..1) over pairs."""
+    rows = rouge_per_sample(preds, refs, use_stemmer=use_stemmer)
+    if not rows:
+        return {name: 0.0 for name in ROUGE_TYPES}
+    return {name: sum(r[name] for r in rows) / len(rows) for name in ROUGE_TYPES}
 
 
 def default_bertscore_model() -> str:
@@ -78,12 +85,18 @@ def bertscore(
     if not preds:
         return {"bertscore_precision": 0.0, "bertscore_recall": 0.0, "bertscore_f1": 0.0}
     scorer = _scorer(model_path or default_bertscore_model(), num_layers, device)
-    # bert_score fails on empty strings; a single space scores as (almost) nothing, which is the truth.
-    precision, recall, f1 = scorer.score([p or " " for p in preds], [r or " " for r in refs])
+    # An empty prediction (or reference) scores 0: bert_score itself cannot encode empty strings with
+    # transformers 5 tokenizers, so only non-empty pairs go through it.
+    scored = [i for i, (p, r) in enumerate(zip(preds, refs, strict=True)) if p.strip() and r.strip()]
+    totals = [0.0, 0.0, 0.0]
+    if scored:
+        precision, recall, f1 = scorer.score([preds[i] for i in scored], [refs[i] for i in scored])
+        totals = [float(precision.sum()), float(recall.sum()), float(f1.sum())]
+    n = len(preds)
     return {
-        "bertscore_precision": float(precision.mean()),
-        "bertscore_recall": float(recall.mean()),
-        "bertscore_f1": float(f1.mean()),
+        "bertscore_precision": totals[0] / n,
+        "bertscore_recall": totals[1] / n,
+        "bertscore_f1": totals[2] / n,
     }
 
 

@@ -20,13 +20,44 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.generate import GenerateOptions, generate
-from tldrlab.evaluate.metrics import bertscore, distinct_n, length_stats, perplexity, rouge_scores
+from tldrlab.evaluate.metrics import (
+    ROUGE_TYPES,
+    bertscore,
+    distinct_n,
+    length_stats,
+    perplexity,
+    rouge_per_sample,
+)
 from tldrlab.models.io import load_model, resolve_model_dir
 from tldrlab.models.registry import model_task
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs import Run
+from tldrlab.runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.jsonl"
+PLOT_FILE = "eval.png"
+
+
+class Reporter:
+    """Progress for a long evaluation: a tqdm bar (items/s, ETA), run heartbeats and cancellation checks."""
+
+    def __init__(self, total: int, desc: str, run: Run | None, show: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.total = total
+        self.done = 0
+        self.run = run
+        self.bar = tqdm(total=total, desc=desc, unit="ex", disable=not show, leave=False)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+        if self.run is not None:
+            self.run.check_cancelled()
+            self.run.heartbeat(progress=self.done / max(self.total, 1))
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class EvalConfig(BaseModel):
@@ -78,8 +109,11 @@ def _records(config: EvalConfig) -> list[Any]:
 
 
 @torch.no_grad()
-def lm_loss(model: Any, tokenizer: Any, text: str, config: EvalConfig) -> tuple[float, int, int]:
-    """(token-weighted mean loss in nats, predicted tokens, blocks) over contiguous blocks of the text."""
+def lm_loss(
+    model: Any, tokenizer: Any, text: str, config: EvalConfig, reporter: Reporter | None = None
+) -> tuple[float, int, int, list[float]]:
+    """(token-weighted mean loss in nats, predicted tokens, blocks, loss of each block) over contiguous
+    blocks of the text."""
     ids = tokenizer.encode(text, add_special_tokens=False)
     if config.val_fraction:
         ids = ids[int(len(ids) * (1 - config.val_fraction)) :]
@@ -91,7 +125,10 @@ def lm_loss(model: Any, tokenizer: Any, text: str, config: EvalConfig) -> tuple[
     blocks = [b for b in blocks if len(b) >= 2][: config.max_samples]
     if not blocks:
         raise InvalidInputError(f"{config.data}: not enough text to evaluate (needs at least 2 tokens)")
+    if reporter is not None:
+        reporter.total = reporter.bar.total = len(blocks)
     total_loss, total_tokens = 0.0, 0
+    block_losses: list[float] = []
     model.eval()
     for start in range(0, len(blocks), config.batch_size):
         batch = blocks[start : start + config.batch_size]
@@ -101,19 +138,31 @@ def lm_loss(model: Any, tokenizer: Any, text: str, config: EvalConfig) -> tuple[
         for row, b in enumerate(batch):
             input_ids[row, : len(b)] = torch.tensor(b)
             labels[row, : len(b)] = torch.tensor(b)
-        out = model(input_ids=input_ids.to(model.device), labels=labels.to(model.device))
-        n = int((labels[:, 1:] != -100).sum())
-        total_loss += float(out.loss) * n
-        total_tokens += n
-    return total_loss / total_tokens, total_tokens, len(blocks)
+        logits = model(input_ids=input_ids.to(model.device)).logits[:, :-1].float()
+        targets = labels[:, 1:].to(logits.device)
+        token_loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(targets.shape)
+        counts = (targets != -100).sum(dim=1)
+        sums = token_loss.sum(dim=1)
+        block_losses.extend((sums / counts.clamp(min=1)).tolist())
+        total_loss += float(sums.sum())
+        total_tokens += int(counts.sum())
+        if reporter is not None:
+            reporter.advance(len(batch))
+    return total_loss / total_tokens, total_tokens, len(blocks), block_losses
 
 
 def evaluate_lm(
-    model: Any, tokenizer: Any, config: EvalConfig
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    model: Any, tokenizer: Any, config: EvalConfig, *, run: Run | None = None, progress: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, list[float]]]:
     records = _records(config)
     text = "\n".join(r.document for r in records)
-    loss, tokens, blocks = lm_loss(model, tokenizer, text, config)
+    reporter = Reporter(config.max_samples, "eval blocks", run, progress)
+    try:
+        loss, tokens, blocks, block_losses = lm_loss(model, tokenizer, text, config, reporter)
+    finally:
+        reporter.close()
     metrics: dict[str, Any] = {
         "loss": loss,
         "perplexity": perplexity(loss),
@@ -129,7 +178,7 @@ def evaluate_lm(
         outputs = generate(model, tokenizer, prompts, config.generation)
         samples = [{"prompt": p, "outputs": o} for p, o in zip(prompts, outputs, strict=True)]
         metrics["distinct_2"] = distinct_n([o for s in samples for o in s["outputs"]])
-    return metrics, samples
+    return metrics, samples, {"block loss (nats/token)": block_losses}
 
 
 @torch.no_grad()
@@ -166,40 +215,82 @@ def reference_loss(
 
 
 def evaluate_seq2seq(
-    model: Any, tokenizer: Any, config: EvalConfig
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    model: Any, tokenizer: Any, config: EvalConfig, *, run: Run | None = None, progress: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, list[float]]]:
     records = [r for r in _records(config) if r.summaries][: config.max_samples]
     if not records:
         raise InvalidInputError(f"{config.data}: no records with a reference summary to evaluate against")
     sources = [config.prefix + r.document for r in records]
     refs = [r.summary for r in records]
     options = config.generation.model_copy(update={"max_input_tokens": config.max_source_len})
-    preds = [outs[0] for outs in generate(model, tokenizer, sources, options)]
+    preds: list[str] = []
+    reporter = Reporter(len(sources), "eval generate", run, progress)
+    try:
+        for start in range(0, len(sources), config.batch_size):
+            chunk = sources[start : start + config.batch_size]
+            preds.extend(outs[0] for outs in generate(model, tokenizer, chunk, options))
+            reporter.advance(len(chunk))
+    finally:
+        reporter.close()
     loss = reference_loss(model, tokenizer, sources, refs, config)
+    per_sample = rouge_per_sample(preds, refs)
     metrics: dict[str, Any] = {"loss": loss, "perplexity": perplexity(loss), "examples": len(records)}
-    metrics.update(rouge_scores(preds, refs))
+    metrics.update({name: sum(r[name] for r in per_sample) / len(per_sample) for name in ROUGE_TYPES})
     if config.bertscore:
         metrics.update(bertscore(preds, refs))
     metrics.update(length_stats(preds, tokenizer, prefix="pred_"))
     metrics.update(length_stats(refs, tokenizer, prefix="ref_"))
     metrics["distinct_2"] = distinct_n(preds)
     samples = [
-        {"id": r.id, "document": r.document[:2000], "reference": ref, "prediction": pred}
-        for r, ref, pred in zip(records, refs, preds, strict=True)
+        {"id": r.id, "document": r.document[:2000], "reference": ref, "prediction": pred, **scores}
+        for r, ref, pred, scores in zip(records, refs, preds, per_sample, strict=True)
     ]
-    return metrics, samples
+    series = {
+        "ROUGE-1 F1 per example": [r["rouge1"] for r in per_sample],
+        "prediction length (words)": [float(len(p.split())) for p in preds],
+        "reference length (words)": [float(len(r.split())) for r in refs],
+    }
+    return metrics, samples, series
+
+
+def plot_eval(series: dict[str, list[float]], path: Path, title: str) -> Path:
+    """Histograms of per-example figures (ROUGE, lengths, block losses) side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.4), squeeze=False)
+    for ax, (name, values) in zip(axes[0], series.items(), strict=True):
+        ax.hist(values, bins=min(30, max(5, len(values) // 3)), color="#4477aa")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("count")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def evaluate_model(
-    model: Any, tokenizer: Any, name: str, config: EvalConfig, out_dir: Path | str | None = None
+    model: Any,
+    tokenizer: Any,
+    name: str,
+    config: EvalConfig,
+    out_dir: Path | str | None = None,
+    *,
+    run: Run | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate and (when `out_dir` is given) write eval.json and samples.jsonl there."""
+    """Evaluate and (when `out_dir` is given) write eval.json, samples.jsonl and eval.png there.
+
+    With a `run`, progress goes to its heartbeat and a cancel request stops the evaluation between batches.
+    """
     started = time.perf_counter()
     task = model_task(name)
-    if task == "seq2seq":
-        metrics, samples = evaluate_seq2seq(model, tokenizer, config)
-    else:
-        metrics, samples = evaluate_lm(model, tokenizer, config)
+    evaluate = evaluate_seq2seq if task == "seq2seq" else evaluate_lm
+    metrics, samples, series = evaluate(model, tokenizer, config, run=run, progress=progress)
     result = {
         "model": name,
         "task": task,
@@ -214,6 +305,8 @@ def evaluate_model(
         atomic_write_text(
             out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
         )
+        title = f"{name} on {Path(config.data).name}" + (f" [{config.split}]" if config.split else "")
+        plot_eval(series, out / PLOT_FILE, title)
     return result
 
 
@@ -275,7 +368,7 @@ def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
         "eval", {"target": str(target), **config.model_dump(mode="json")}, parent_id=parent
     ) as run:
         run.log(f"evaluating {name} on {config.data} split={config.split}")
-        result = evaluate_model(model, tokenizer, name, config, out_dir)
+        result = evaluate_model(model, tokenizer, name, config, out_dir, run=run)
         for file in (EVAL_FILE, SAMPLES_FILE):
             atomic_write_text(run.dir / file, (out_dir / file).read_text(encoding="utf-8"))
         numeric = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
@@ -283,6 +376,13 @@ def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
         run.set_summary(**numeric)
         run.add_artifact(run.dir / EVAL_FILE, kind="eval")
         run.add_artifact(run.dir / SAMPLES_FILE, kind="samples")
+        atomic_write_bytes_copy(out_dir / PLOT_FILE, run.dir / PLOT_FILE)
+        run.add_artifact(run.dir / PLOT_FILE, kind="plot")
         result["run_id"] = run.id
         result["out_dir"] = str(out_dir)
     return result
+
+
+def atomic_write_bytes_copy(source: Path, dest: Path) -> None:
+    if source.resolve() != dest.resolve():
+        atomic_write_bytes(dest, source.read_bytes())

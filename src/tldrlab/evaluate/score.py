@@ -14,7 +14,7 @@ import torch
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import perplexity
-from tldrlab.models.registry import model_name_of, model_task
+from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 
 
 @torch.no_grad()
@@ -24,6 +24,7 @@ def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source:
         raise InvalidInputError("text to score is empty")
     if top_k < 0:
         raise InvalidInputError(f"top_k must be >= 0; got {top_k}")
+    model = unwrap_model(model)
     was_training = model.training
     model.eval()
     device = model.device

@@ -32,7 +32,7 @@ class CompressionSpec(BaseModel):
     """How small the compressed model is. Explicit sizes win over `compression_ratio`."""
 
     compression_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
-    """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers and widths."""
+    """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers, widths."""
     enc_num_layers: int | None = Field(default=None, ge=1)
     """Encoder blocks to keep."""
     dec_num_layers: int | None = Field(default=None, ge=1)
@@ -99,16 +99,18 @@ def compressed_config(base: Any, spec: CompressionSpec) -> Any:
             f"dec_d_model={spec.dec_d_model} differs from d_model={spec.d_model}: T5's cross-attention reads "
             "encoder states of width d_model, so both stacks must have the same width"
         )
-    explicit = {
+    given = {
         "num_layers": spec.enc_num_layers,
         "num_decoder_layers": spec.dec_num_layers,
         "d_model": spec.d_model or spec.dec_d_model,
         "d_ff": spec.d_ff,
         "num_heads": spec.num_heads,
     }
-    explicit = {k: v for k, v in explicit.items() if v is not None}
+    explicit = {k: v for k, v in given.items() if v is not None}
     if not explicit and spec.compression_ratio is None:
-        raise ConfigError("give a compression_ratio or at least one explicit size (enc_num_layers, d_model, ...)")
+        raise ConfigError(
+            "give a compression_ratio or at least one explicit size (enc_num_layers, d_model, ...)"
+        )
     limits = {
         "num_layers": base.num_layers,
         "num_decoder_layers": base.num_decoder_layers,
@@ -118,7 +120,9 @@ def compressed_config(base: Any, spec: CompressionSpec) -> Any:
     }
     for key, value in explicit.items():
         if value > limits[key]:
-            raise ConfigError(f"{key}={value} is larger than the baseline's {limits[key]}: compression only shrinks")
+            raise ConfigError(
+                f"{key}={value} is larger than the baseline's {limits[key]}: compression only shrinks"
+            )
     shape = dict(limits)
     if spec.compression_ratio is not None:
         target = spec.compression_ratio * t5_parameter_count(base)
@@ -128,10 +132,12 @@ def compressed_config(base: Any, spec: CompressionSpec) -> Any:
             count = t5_parameter_count(_with(base, cand))
             # closest to the target within 2% buckets; then the wider model (width carries more of the
             # baseline), then encoder and decoder cut by similar fractions
-            balance = abs(cand["num_layers"] / base.num_layers - cand["num_decoder_layers"] / base.num_decoder_layers)
-            key = (round(abs(count - target) / target * 50), -cand["d_model"], balance)
-            if best is None or key < best[0]:
-                best = (key, cand)
+            balance = abs(
+                cand["num_layers"] / base.num_layers - cand["num_decoder_layers"] / base.num_decoder_layers
+            )
+            rank = (float(round(abs(count - target) / target * 50)), -cand["d_model"], balance)
+            if best is None or rank < best[0]:
+                best = (rank, cand)
         assert best is not None
         shape = best[1]
     else:
@@ -173,7 +179,9 @@ def _copy_attention(src: Any, dst: Any, hidden: torch.Tensor, d_kv: int, keep_he
     for name in ("q", "k", "v"):
         getattr(dst, name).weight.copy_(getattr(src, name).weight[rows][:, hidden])
     dst.o.weight.copy_(src.o.weight[hidden][:, rows])
-    if getattr(src, "has_relative_attention_bias", False) and getattr(dst, "has_relative_attention_bias", False):
+    if getattr(src, "has_relative_attention_bias", False) and getattr(
+        dst, "has_relative_attention_bias", False
+    ):
         dst.relative_attention_bias.weight.copy_(src.relative_attention_bias.weight[:, heads])
     return heads
 
@@ -196,7 +204,9 @@ def _copy_stack(src: Any, dst: Any, layers: list[int], hidden: torch.Tensor, con
         src_block, dst_block = src.block[src_index], dst.block[dst_index]
         for src_layer, dst_layer in zip(src_block.layer, dst_block.layer, strict=True):
             dst_layer.layer_norm.weight.copy_(src_layer.layer_norm.weight[hidden])
-            attention = getattr(src_layer, "SelfAttention", None) or getattr(src_layer, "EncDecAttention", None)
+            attention = getattr(src_layer, "SelfAttention", None) or getattr(
+                src_layer, "EncDecAttention", None
+            )
             if attention is not None:
                 dst_attention = getattr(dst_layer, "SelfAttention", None) or dst_layer.EncDecAttention
                 _copy_attention(attention, dst_attention, hidden, config.d_kv, config.num_heads)

@@ -14,6 +14,7 @@ Sweeps search `ExperimentConfig` fields and call `train_arm(config, arm, seed)` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from tldrlab.experiments.dendrites import (
     DendriteConfig,
     DendriteHooks,
     pai_parameter_count,
+    pai_traps,
     perforated_modules,
     settings_snapshot,
 )
@@ -54,43 +56,43 @@ class ExperimentConfig(BaseModel):
     """Reader format (detected when None)."""
     eval_data: str | None = None
     """Separate validation records; when None, `eval_size + test_size` records are held out from `data`."""
-    train_limit: int | None = Field(4000, ge=1)
+    train_limit: int | None = Field(default=4000, ge=1)
     """Most training records used (None: all)."""
-    eval_size: int = Field(64, ge=1)
+    eval_size: int = Field(default=64, ge=1)
     """Records for the validation loss the tracker and best checkpoint follow."""
-    test_size: int = Field(32, ge=1)
+    test_size: int = Field(default=32, ge=1)
     """Records summarised for ROUGE / BERTScore / highlight precision / latency."""
     arms: list[str] = Field(default_factory=lambda: ["baseline", "compressed", "compressed_pai"])
     """Arms to train, by name in ARMS."""
     seeds: list[int] = Field(default_factory=lambda: [1])
     """One run per arm and seed; several seeds give mean and spread."""
-    budget_steps: int = Field(300, ge=1)
+    budget_steps: int = Field(default=300, ge=1)
     """Optimizer steps per arm (the schedule's length)."""
-    budget_minutes: float | None = Field(None, gt=0)
+    budget_minutes: float | None = Field(default=None, gt=0)
     """Also stop each arm at the first evaluation after this many minutes (not deterministic)."""
     model_size: Literal["tiny", "mini", "small", "base"] = "tiny"
     """Baseline T5 size (tldrlab.models.t5 sizes)."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """T5 dropout in every arm."""
     tokenizer_method: str = "bpe"
     """Tokenizer trained on the training records, shared by all arms."""
-    vocab_size: int = Field(2000, ge=64)
+    vocab_size: int = Field(default=2000, ge=64)
     """Tokenizer vocabulary size."""
-    max_source_tokens: int = Field(256, ge=8)
+    max_source_tokens: int = Field(default=256, ge=8)
     """Documents are truncated to this many tokens."""
-    max_target_tokens: int = Field(48, ge=4)
+    max_target_tokens: int = Field(default=48, ge=4)
     """Reference summaries are truncated to this many tokens."""
-    max_new_tokens: int = Field(32, ge=1)
+    max_new_tokens: int = Field(default=32, ge=1)
     """Longest generated summary (greedy decoding)."""
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     """Training batch size."""
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
     """Peak learning rate (cosine schedule with 5% warm-up)."""
-    eval_every: int = Field(25, ge=1)
+    eval_every: int = Field(default=25, ge=1)
     """Steps between validation evaluations (each one is a PAI tracker epoch)."""
     compression: CompressionSpec = Field(default_factory=lambda: CompressionSpec(compression_ratio=0.5))
     """How the compressed arms shrink the baseline."""
-    dendrites: DendriteConfig = Field(default_factory=DendriteConfig)
+    dendrites: DendriteConfig = Field(default_factory=lambda: DendriteConfig())
     """PerforatedAI settings of the compressed_pai arm."""
     auto_switch: bool = True
     """Space the fixed dendrite switches so the last one settles at the end of the step budget."""
@@ -133,7 +135,9 @@ def _compressed(ctx: ArmContext, init: Literal["baseline", "random"]) -> tuple[n
     source = ctx.baseline
     if source is None:
         if init == "baseline":
-            raise ConfigError("compressed arms initialised from the baseline need the 'baseline' arm to run first")
+            raise ConfigError(
+                "compressed arms initialised from the baseline need the 'baseline' arm to run first"
+            )
         from tldrlab.models.t5 import T5ModelConfig, build
 
         source = build(T5ModelConfig(size=ctx.config.model_size, dropout=ctx.config.dropout), ctx.tokenizer)
@@ -154,14 +158,18 @@ def build_compressed_random(ctx: ArmContext, run: Run) -> ArmModel:
 def build_compressed_pai(ctx: ArmContext, run: Run) -> ArmModel:
     model, info = _compressed(ctx, ctx.config.compression.init)
     dendrites = ctx.config.dendrites
-    if ctx.config.auto_switch and dendrites.switch_mode == "fixed":
+    if ctx.config.auto_switch and dendrites.switch_mode == "fixed" and ctx.config.budget_minutes is None:
         evaluations = max(1, ctx.config.budget_steps // ctx.config.eval_every)
         dendrites = dendrites.model_copy(
             update={"switch_every": max(1, evaluations // (dendrites.max_dendrites + 1))}
         )
     hooks = DendriteHooks(dendrites, save_dir=run.dir / "pai", lr=ctx.config.lr, log=run.log)
     model = hooks.perforate(model)
-    info = {**info, "perforated_modules": perforated_modules(model), "dendrite_config": dendrites.model_dump()}
+    info = {
+        **info,
+        "perforated_modules": perforated_modules(model),
+        "dendrite_config": dendrites.model_dump(),
+    }
     return ArmModel(model, hooks=hooks, info=info)
 
 
@@ -189,7 +197,9 @@ def load_data(config: ExperimentConfig) -> ExperimentData:
     def usable(path: str, limit: int | None = None) -> list[Any]:
         if not Path(path).exists():
             raise InvalidInputError(f"data not found: {path}")
-        records = [r for r in read_records(path, config.format, limit=limit) if r.document.strip() and r.summaries]
+        records = [
+            r for r in read_records(path, config.format, limit=limit) if r.document.strip() and r.summaries
+        ]
         if not records:
             raise InvalidInputError(f"{path} has no records with both a document and a summary")
         return records
@@ -206,8 +216,8 @@ def load_data(config: ExperimentConfig) -> ExperimentData:
     random.Random(0).shuffle(records)
     if len(records) < need + config.batch_size:
         raise InvalidInputError(
-            f"{config.data} has {len(records)} usable records: too few for eval_size + test_size + one batch ({need}"
-            f" + {config.batch_size})"
+            f"{config.data} has {len(records)} usable records: too few for eval_size + test_size + "
+            f"one batch ({need} + {config.batch_size})"
         )
     train_records = records[need:]
     if config.train_limit:
@@ -226,9 +236,13 @@ class SummaryTask:
         self.eval_items = [self.encode(tokenizer, r) for r in eval]
 
     def encode(self, tokenizer: Any, record: Any) -> tuple[list[int], list[int]]:
-        source = tokenizer.encode(record.document, add_special_tokens=False)[: self.config.max_source_tokens - 1]
-        target = tokenizer.encode(record.summaries[0], add_special_tokens=False)[: self.config.max_target_tokens - 1]
-        return source + [self.eos_id], target + [self.eos_id]
+        source = tokenizer.encode(record.document, add_special_tokens=False)[
+            : self.config.max_source_tokens - 1
+        ]
+        target = tokenizer.encode(record.summaries[0], add_special_tokens=False)[
+            : self.config.max_target_tokens - 1
+        ]
+        return [*source, self.eos_id], [*target, self.eos_id]
 
     def train_dataset(self) -> Any:
         return self.train_items
@@ -278,7 +292,7 @@ class _DeadlineHooks(TrainHooks):
 # -- one arm ------------------------------------------------------------------------------------------------
 def _wandb_run(config: ExperimentConfig, run: Run, name: str, group: str) -> Any:
     mode = config.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
-    if mode == "disabled":
+    if mode not in ("offline", "online"):
         return None
     wandb_dir = run.dir / "wandb"
     wandb_dir.mkdir(exist_ok=True)
@@ -287,7 +301,8 @@ def _wandb_run(config: ExperimentConfig, run: Run, name: str, group: str) -> Any
     import wandb
 
     return wandb.init(
-        project="tldrlab-dendrites", name=name, group=group, mode=mode, dir=str(wandb_dir),
+        project="tldrlab-dendrites", name=name, group=group, dir=str(wandb_dir),
+        mode="online" if mode == "online" else "offline",
         config=config.model_dump(mode="json"), reinit="finish_previous",
     )  # fmt: skip
 
@@ -301,12 +316,14 @@ class _WandbTracker:
 
 
 def train_config(config: ExperimentConfig, seed: int) -> TrainConfig:
+    by_time = config.budget_minutes is not None
     return TrainConfig(
-        max_steps=config.budget_steps if not config.budget_minutes else max(config.budget_steps, 10**9),
+        # a time budget has no known length: a constant rate after warm-up, stopped by _DeadlineHooks
+        max_steps=10**9 if by_time else config.budget_steps,
         batch_size=config.batch_size,
         lr=config.lr,
-        warmup_steps=max(1, config.budget_steps // 20),
-        lr_schedule="cosine",
+        warmup_steps=20 if by_time else max(1, config.budget_steps // 20),
+        lr_schedule="constant" if by_time else "cosine",
         eval_every=config.eval_every,
         checkpoint_every=0,
         weight_decay=0.0,
@@ -339,18 +356,21 @@ def train_one_arm(
         built = ARMS[arm](ctx, run)
         wandb_run = _wandb_run(config, run, f"{arm}-seed{seed}", parent_id or run.id)
         task = SummaryTask(ctx.tokenizer, data.train, data.eval, config)
+        is_pai = isinstance(built.hooks, DendriteHooks)
+        # PAI's modules may call sys.exit / pdb from inside forward and backward passes, not only from its API
+        traps = pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
         try:
-            result = train(
-                built.model,
-                task,
-                train_config(config, seed),
-                run,
-                hooks=_DeadlineHooks(built.hooks, config.budget_minutes),
-                resume=False,
-                tracker=_WandbTracker(wandb_run) if wandb_run is not None else None,
-            )
+            with traps:
+                result = train(
+                    built.model,
+                    task,
+                    train_config(config, seed),
+                    run,
+                    hooks=_DeadlineHooks(built.hooks, config.budget_minutes),
+                    resume=False,
+                    tracker=_WandbTracker(wandb_run) if wandb_run is not None else None,
+                )
             model = result.model
-            is_pai = isinstance(built.hooks, DendriteHooks)
             parameters = pai_parameter_count(model) if is_pai else count_parameters(model)
             row: dict[str, Any] = {
                 "arm": arm,
@@ -417,7 +437,8 @@ def save_final(
         "seed": seed,
         "config": config.model_dump(mode="json"),
         "dataset": {"path": config.data, "format": config.format, "eval_data": config.eval_data,
-                    "train_records": len(data.train), "eval_records": len(data.eval), "test_records": len(data.test)},
+                    "train_records": len(data.train), "eval_records": len(data.eval),
+                    "test_records": len(data.test)},
         "model": built.info,
         "converted_modules": built.info.get("perforated_modules", []),
         "pai_globals": pai_globals,
@@ -480,7 +501,7 @@ def train_arm(config: ExperimentConfig, arm: str, seed: int) -> dict[str, Any]:
 
 
 def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
-    """Train every arm for every seed; write results.{json,csv,md} and comparison.png in the experiment run."""
+    """Train every arm for every seed; write results.{json,csv,md} and comparison.png in the experiment."""
     from tldrlab.experiments.results import write_results
 
     _check(config)
@@ -494,13 +515,19 @@ def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
             for arm in _ordered(config.arms):
                 row, model = train_one_arm(config, arm, seed, ctx, data, parent_id=run.id)
                 rows.append(row)
+                # the table so far, after every arm: a long experiment that is stopped keeps what it measured
+                write_results(run.dir, rows, config)
                 if arm == "baseline":
                     ctx.baseline = model
-                run.heartbeat(progress=len(rows) / (len(config.arms) * len(config.seeds)), message=f"{arm} seed {seed}")
+                run.heartbeat(
+                    progress=len(rows) / (len(config.arms) * len(config.seeds)), message=f"{arm} seed {seed}"
+                )
         results = write_results(run.dir, rows, config)
         results["run_id"] = run.id
         results["run_dir"] = str(run.dir)
         atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2, default=str))
         run.add_artifact(run.dir / "results.json", kind="results")
-        run.set_summary(**{f"{a['arm']}_{k}": v for a in results["summary"] for k, v in a.items() if k.endswith("_mean")})
+        run.set_summary(
+            **{f"{a['arm']}_{k}": v for a in results["summary"] for k, v in a.items() if k.endswith("_mean")}
+        )
     return results

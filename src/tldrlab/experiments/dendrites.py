@@ -63,18 +63,18 @@ class DendriteConfig(BaseModel):
     module_ids: list[str] = Field(default_factory=list)
     """Individual modules by path, PAI style: '.encoder.block.0.layer.1.DenseReluDense'."""
     output_dimensions: list[int] = Field(default_factory=lambda: [-1, -1, 0])
-    """Shape role of the perforated modules' output: 0 marks the neuron axis, -1 the others ([batch, seq, d])."""
+    """Roles of the perforated modules' output axes: 0 marks the neuron axis, -1 the others ([b, seq, d])."""
     switch_mode: Literal["fixed", "history"] = "fixed"
     """'fixed': add dendrites every `switch_every` evaluations; 'history': when the metric stops improving."""
-    switch_every: int = Field(3, ge=1)
+    switch_every: int = Field(default=3, ge=1)
     """Evaluations between dendrite additions ('fixed'), or patience in evaluations ('history')."""
-    max_dendrites: int = Field(2, ge=0)
+    max_dendrites: int = Field(default=2, ge=0)
     """Upper bound on dendrite sets added; training completes after the last one settles."""
-    max_dendrite_tries: int = Field(2, ge=1)
+    max_dendrite_tries: int = Field(default=2, ge=1)
     """Retries with a fresh initialisation when an added dendrite set does not improve the metric."""
-    candidate_weight_init: float = Field(0.01, gt=0)
+    candidate_weight_init: float = Field(default=0.01, gt=0)
     """Scale of new dendrite weights (PAI's candidate_weight_initialization_multiplier)."""
-    improvement_threshold_raw: float = Field(1e-5, ge=0)
+    improvement_threshold_raw: float = Field(default=1e-5, ge=0)
     """Smallest absolute change of the metric that counts as an improvement."""
     silent: bool = True
     """Silence PerforatedAI's own console chatter (its files are written regardless)."""
@@ -89,45 +89,70 @@ def require_perforatedai() -> tuple[Any, Any]:
             from perforatedai import utils_perforatedai as UPA
     except ImportError as exc:
         raise DependencyMissingError(
-            f"perforatedai is not installed ({exc}); install the extra: pip install --no-deps 'tldrlab[dendrites]'"
+            f"perforatedai is not installed ({exc}); "
+            "install the extra: pip install --no-deps 'tldrlab[dendrites]'"
         ) from exc
     return GPA, UPA
 
 
 def _refuse_debugger(*args: Any, **kwargs: Any) -> None:
-    raise PerforatedAIError("PerforatedAI hit an internal error and tried to open a debugger (see the log)")
+    raise PerforatedAIError("PerforatedAI hit an internal error and tried to open a debugger")
+
+
+def _tail(buffer: io.StringIO | None, lines: int = 8) -> str:
+    if buffer is None:
+        return ""
+    text = [line for line in buffer.getvalue().splitlines() if line.strip()][-lines:]
+    return ("; it said: " + " | ".join(text)) if text else ""
 
 
 @contextlib.contextmanager
-def pai_guard(save_dir: Path, what: str) -> Iterator[None]:
-    """Run PerforatedAI code in `save_dir`: no sys.exit, no debugger, no reading stdin."""
+def pai_traps(what: str, *, silent: bool = True) -> Iterator[None]:
+    """Turn PerforatedAI's sys.exit and pdb.set_trace into PerforatedAIError; stdin is /dev/null meanwhile.
+
+    With `silent`, its console output is captured and the last lines go into the error message.
+    """
     import pdb
 
-    save_dir.mkdir(parents=True, exist_ok=True)
-    previous_cwd = Path.cwd()
     previous_stdin, previous_trace, previous_breakpoint = sys.stdin, pdb.set_trace, builtins.breakpoint
     previous_hook = os.environ.get("PYTHONBREAKPOINT")
     devnull = open(os.devnull)  # noqa: SIM115 - closed in finally
+    buffer = io.StringIO() if silent else None
     os.environ["PYTHONBREAKPOINT"] = "0"
     sys.stdin = devnull
     pdb.set_trace = _refuse_debugger
     builtins.breakpoint = _refuse_debugger
-    os.chdir(save_dir)
     try:
-        yield
+        with contextlib.redirect_stdout(buffer) if buffer is not None else contextlib.nullcontext():
+            yield
     except SystemExit as exc:
         raise PerforatedAIError(
             f"PerforatedAI stopped during {what} (sys.exit({exc.code})): its configuration was rejected; "
-            "check module_names / module_ids and output_dimensions (the shape of the perforated modules' output)"
+            "check module_names / module_ids and output_dimensions "
+            "(the shape of the perforated modules' output)" + _tail(buffer)
         ) from None
+    except PerforatedAIError as exc:
+        raise PerforatedAIError(f"{exc.message} during {what}{_tail(buffer)}") from None
     finally:
-        os.chdir(previous_cwd)
         sys.stdin, pdb.set_trace, builtins.breakpoint = previous_stdin, previous_trace, previous_breakpoint
         if previous_hook is None:
             os.environ.pop("PYTHONBREAKPOINT", None)
         else:
             os.environ["PYTHONBREAKPOINT"] = previous_hook
         devnull.close()
+
+
+@contextlib.contextmanager
+def pai_guard(save_dir: Path, what: str, *, silent: bool = True) -> Iterator[None]:
+    """`pai_traps` inside `save_dir` (PAI writes to `<cwd>/<save_name>`)."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    previous_cwd = Path.cwd()
+    os.chdir(save_dir)
+    try:
+        with pai_traps(what, silent=silent):
+            yield
+    finally:
+        os.chdir(previous_cwd)
 
 
 class _LearningRateProbe:
@@ -189,10 +214,6 @@ def perforated_modules(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if type(module).__name__ == "PAINeuronModule"]
 
 
-def _quiet(config: DendriteConfig) -> contextlib.AbstractContextManager[Any]:
-    return contextlib.redirect_stdout(io.StringIO()) if config.silent else contextlib.nullcontext()
-
-
 class DendriteHooks(TrainHooks):
     """The tracker loop as training-loop hooks; also saves PAI's state into `save_dir`."""
 
@@ -219,22 +240,24 @@ class DendriteHooks(TrainHooks):
 
     def perforate(self, model: nn.Module) -> nn.Module:
         """Configure PAI afresh and wrap the configured modules; raises PerforatedAIError if none match."""
-        GPA, UPA = require_perforatedai()
+        _, UPA = require_perforatedai()
         configure(self.config, maximizing=self.maximizing)
-        with pai_guard(self.save_dir, "perforate_model"), _quiet(self.config):
+        with pai_guard(self.save_dir, "perforate_model", silent=self.config.silent):
             model = UPA.perforate_model(model, save_name=SAVE_NAME, maximizing_score=self.maximizing)
         wrapped = perforated_modules(model)
         if not wrapped:
             raise PerforatedAIError(
-                f"no module matched module_names={self.config.module_names} / module_ids={self.config.module_ids}:"
-                " nothing would get dendrites"
+                f"no module matched module_names={self.config.module_names} / "
+                f"module_ids={self.config.module_ids}: nothing would get dendrites"
             )
         self.model = model
         self._record(step=0, metric=None, restructured=False, model=model)
         self.save_state()
         return model
 
-    def _record(self, *, step: int, metric: float | None, restructured: bool, model: nn.Module) -> dict[str, Any]:
+    def _record(
+        self, *, step: int, metric: float | None, restructured: bool, model: nn.Module
+    ) -> dict[str, Any]:
         event = {
             "step": step,
             "metric": metric,
@@ -253,7 +276,7 @@ class DendriteHooks(TrainHooks):
             return EvalDecision(stop=True) if self.completed else None
         value = float(metrics[self.best_metric])
         GPA.pai_tracker.set_optimizer_instance(_LearningRateProbe(self.lr))
-        with pai_guard(self.save_dir, "add_validation_score"), _quiet(self.config):
+        with pai_guard(self.save_dir, "add_validation_score", silent=self.config.silent):
             new_model, restructured, complete = GPA.pai_tracker.add_validation_score(value, self.model)
         restructured = bool(restructured)
         self.completed = bool(complete)
@@ -270,8 +293,10 @@ class DendriteHooks(TrainHooks):
         """Tracker state, a settings snapshot and the event log, next to PAI's own graphs."""
         GPA, UPA = require_perforatedai()
         tracker = GPA.pai_tracker
-        keep = ("num_dendrites_added", "num_dendrites_integrated", "switch_epochs", "param_counts", "accuracies",
-                "mode", "num_epochs_run", "global_best_validation_score")  # fmt: skip
+        keep = (
+            "num_dendrites_added", "num_dendrites_integrated", "switch_epochs", "param_counts", "accuracies",
+            "mode", "num_epochs_run", "global_best_validation_score",
+        )  # fmt: skip
         member_vars = tracker.member_vars if tracker else {}
         state = {k: UPA.make_json_serializable(member_vars.get(k)) for k in keep}
         atomic_write_json(self.save_dir / "pai_tracker_state.json", state)

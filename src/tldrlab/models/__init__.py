@@ -6,7 +6,14 @@
 """
 
 from tldrlab.models.io import load_model, resolve_model_dir, save_model
-from tldrlab.models.registry import MODELS, build_model, count_parameters, model_name_of, model_task
+from tldrlab.models.registry import (
+    MODELS,
+    build_model,
+    count_parameters,
+    model_name_of,
+    model_task,
+    unwrap_model,
+)
 
 __all__ = [
     "MODELS",
@@ -17,4 +24,5 @@ __all__ = [
     "model_task",
     "resolve_model_dir",
     "save_model",
+    "unwrap_model",
 ]

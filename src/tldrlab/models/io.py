@@ -19,7 +19,7 @@ from typing import Any
 
 from tldrlab.errors import CheckpointError, InvalidInputError, NotFoundError
 from tldrlab.models.char_lstm import CharLSTM, CharLSTMConfig
-from tldrlab.models.registry import MODELS, get_spec, model_name_of
+from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
 from tldrlab.runs.atomic import atomic_write_json
 
 MODEL_MANIFEST = "tldrlab_model.json"
@@ -32,6 +32,7 @@ def save_model(
     """Write the model and its tokenizer to `out_dir` (replacing what was there only once complete)."""
     from safetensors.torch import save_model as save_safetensors
 
+    model = unwrap_model(model)
     name = name or model_name_of(model)
     spec = get_spec(name)
     out = Path(out_dir)

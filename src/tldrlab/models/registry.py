@@ -82,8 +82,19 @@ def count_parameters(model: Any, *, trainable_only: bool = False) -> int:
     return total
 
 
+def unwrap_model(model: Any) -> Any:
+    """The model inside DistributedDataParallel / accelerate / torch.compile wrappers."""
+    while getattr(model, "tldrlab_name", None) is None:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
 def model_name_of(model: Any) -> str:
-    """The registry name of a built or loaded model."""
+    """The registry name of a built or loaded model (wrappers are looked through)."""
+    model = unwrap_model(model)
     name = getattr(model, "tldrlab_name", None)
     if isinstance(name, str) and name in MODELS:
         return name

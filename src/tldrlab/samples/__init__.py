@@ -1,7 +1,6 @@
 """Small attributed samples shipped with tldrlab, for demos and smoke tests (attribution in README.md).
 
-    from tldrlab.samples import sample_path
-    threads = read_threads(sample_path("beer_thread"))
+Use: `read_threads(sample_path("beer_thread"))`, `read_records(sample_path("debian_pairs"))`.
 """
 
 from __future__ import annotations

@@ -244,6 +244,7 @@ class Worker:
             self._tail = RunTail(self.registry, run_id, include_logs=False)
         try:
             execute(run_id, settings=self.settings, registry=self.registry, worker=self.worker_id)
+            self.registry.update(run_id, progress=1.0)  # run heartbeats are rate-limited: the last may lag
             outcome = "completed"
         except RunPreemptedError as exc:
             requeue(

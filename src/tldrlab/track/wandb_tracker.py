@@ -46,7 +46,12 @@ class WandbTracker:
 
     @classmethod
     def start(
-        cls, run: Run, *, mode: str = "offline", config: dict[str, Any] | None = None, project: str = "tldrlab"
+        cls,
+        run: Run,
+        *,
+        mode: str = "offline",
+        config: dict[str, Any] | None = None,
+        project: str = "tldrlab",
     ) -> WandbTracker:
         if mode not in WANDB_MODES:
             raise ConfigError(f"wandb mode must be one of {', '.join(WANDB_MODES)}; got {mode!r}")
@@ -83,8 +88,8 @@ class WandbTracker:
             return
         import wandb
 
-        columns = list(rows[0])
-        table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+        columns: list[str | int] = list(rows[0])
+        table = wandb.Table(columns=columns, data=[[row.get(str(c)) for c in columns] for row in rows])
         self.wandb_run.log({name: table}, step=step)
 
     def log_model(self, model_dir: Path, name: str = "model") -> None:

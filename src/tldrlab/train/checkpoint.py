@@ -68,7 +68,7 @@ def list_checkpoints(directory: Path) -> list[Path]:
 def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Python + NumPy RNG states as JSON, torch CPU (+ CUDA) RNG states as tensors."""
     py_version, py_state, py_gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     as_json = {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_state[0], np_state[1].tolist(), *[_plain(x) for x in np_state[2:]]],

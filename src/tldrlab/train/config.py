@@ -12,31 +12,31 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(1000, ge=1)
+    max_steps: int = Field(default=1000, ge=1)
     """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
 
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     """Examples per micro-batch on each process."""
 
-    grad_accum_steps: int = Field(1, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
     """Micro-batches whose gradients are summed before one optimizer step."""
 
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(default=3e-4, gt=0)
     """Peak learning rate (reached at the end of warm-up)."""
 
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
     """AdamW weight decay, applied to weight matrices only (not biases or norms)."""
 
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)
     """Steps of linear warm-up from 0 to `lr`."""
 
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     """Decay after warm-up: cosine or linear to `min_lr_ratio * lr` at `max_steps`, or constant."""
 
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
     """Floor of the decayed learning rate, as a fraction of `lr`."""
 
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
     """Clip the global gradient norm to this value (None: no clipping)."""
 
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
@@ -45,16 +45,16 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when available, else CPU."""
 
-    eval_every: int = Field(100, ge=0)
+    eval_every: int = Field(default=100, ge=0)
     """Evaluate every N steps (and at the end); 0 evaluates only at the end."""
 
-    checkpoint_every: int = Field(100, ge=0)
+    checkpoint_every: int = Field(default=100, ge=0)
     """Write a resumable checkpoint every N steps (and at the end); 0 only at the end."""
 
-    keep_checkpoints: int = Field(2, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
     """How many periodic checkpoints to keep (the best one is kept apart)."""
 
-    early_stopping_patience: int | None = Field(None, ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
     """Stop after this many evaluations without improvement of `best_metric` (None: never)."""
 
     best_metric: str = "eval_loss"
@@ -63,10 +63,14 @@ class TrainConfig(BaseModel):
     best_mode: Literal["min", "max"] = "min"
     """Whether a lower (`min`) or higher (`max`) `best_metric` is better."""
 
+    max_minutes: float | None = Field(default=None, gt=0)
+    """Wall-time budget: after this many minutes of this call's training, end as if max_steps were reached
+    (final evaluation, checkpoint, model). The step it stops at depends on the machine's speed."""
+
     seed: int = 0
     """Seeds weights' initialisation by the caller, the data order and every random number of the loop."""
 
-    log_every: int = Field(10, ge=1)
+    log_every: int = Field(default=10, ge=1)
     """Write train loss / lr / throughput to metrics.jsonl every N steps."""
 
     save_best: bool = True
@@ -102,31 +106,31 @@ class DataConfig(BaseModel):
     val_split: str | None = None
     """Split name for validation (e.g. validation, dev); None carves a seeded `val_fraction` off."""
 
-    val_fraction: float = Field(0.05, gt=0, lt=1)
+    val_fraction: float = Field(default=0.05, gt=0, lt=1)
     """Fraction held out for validation when the data has no validation split."""
 
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
     """Read at most this many records (quick experiments)."""
 
-    max_val_examples: int = Field(200, ge=1)
+    max_val_examples: int = Field(default=200, ge=1)
     """Cap on validation examples (or blocks) used by each evaluation."""
 
     prefix: str = "summarize: "
     """Seq2seq: text put before every source document."""
 
-    max_source_len: int = Field(256, ge=4)
+    max_source_len: int = Field(default=256, ge=4)
     """Seq2seq: source tokens kept (longer documents are truncated)."""
 
-    max_target_len: int = Field(64, ge=2)
+    max_target_len: int = Field(default=64, ge=2)
     """Seq2seq: target tokens kept."""
 
-    block_size: int = Field(128, ge=2)
+    block_size: int = Field(default=128, ge=2)
     """Causal LM: tokens per training block (contiguous text, no padding)."""
 
-    generate_every: int = Field(0, ge=0)
+    generate_every: int = Field(default=0, ge=0)
     """Seq2seq: also generate and score ROUGE (and BERTScore if `bertscore`) at every Nth eval; 0 never."""
 
-    generate_examples: int = Field(16, ge=1)
+    generate_examples: int = Field(default=16, ge=1)
     """Seq2seq: validation examples generated for ROUGE / BERTScore / the predictions table."""
 
     bertscore: bool = False
@@ -144,7 +148,7 @@ class TokenizerConfig(BaseModel):
     method: str = "bpe"
     """Tokenizer method when training one: bpe, sentencepiece, char."""
 
-    vocab_size: int = Field(8000, ge=16)
+    vocab_size: int = Field(default=8000, ge=16)
     """Vocabulary size when training one."""
 
 

@@ -13,6 +13,7 @@ The CLI (`tldrlab train`) and the service's workers both end up here:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def save_best_model(result: TrainResult, tokenizer: Any, model_name: str, out_di
 def run_training(run: Run, job: TrainJobConfig, *, resume: bool = True) -> TrainResult:
     """Train per `job` inside `run` (see the module docstring)."""
     from tldrlab.models import build_model, model_task
-    from tldrlab.track.wandb_tracker import WandbTracker
+    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
     from tldrlab.train.tasks import build_task
 
     task_kind = model_task(job.model)  # validates the model name first
@@ -118,11 +119,14 @@ def run_training(run: Run, job: TrainJobConfig, *, resume: bool = True) -> Train
         parameters=n_params,
     )
     run.set_environment(parameters=n_params, model=job.model, task=task_kind)
-    mode = job.wandb or get_settings().wandb_mode
+    env_mode = os.environ.get("WANDB_MODE")
+    mode = job.wandb or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
     tracker = WandbTracker.start(run, mode=mode, config=job.model_dump(mode="json"))
     ok = False
     try:
-        result = train(model, task, job.train, run, hooks=_JobHooks(task, tracker), resume=resume, tracker=tracker)
+        result = train(
+            model, task, job.train, run, hooks=_JobHooks(task, tracker), resume=resume, tracker=tracker
+        )
         model_dir = run.dir / MODEL_SUBDIR
         saved_step = save_best_model(result, tokenizer, job.model, model_dir)
         run.add_artifact(model_dir, kind="model")
@@ -132,6 +136,27 @@ def run_training(run: Run, job: TrainJobConfig, *, resume: bool = True) -> Train
     finally:
         tracker.finish(exit_code=0 if ok else 1)
     return result
+
+
+def run_training_follower(job: TrainJobConfig, *, resume: bool = True) -> TrainResult:
+    """A non-main process of a distributed job: the same model and data, no run files of its own.
+
+    The main process owns the run (and its checkpoints, broadcast to the others on resume); the tokenizer
+    must be a directory every process can read, since only one process could train it.
+    """
+    from tldrlab.models import build_model, model_task
+    from tldrlab.train.tasks import build_task
+
+    if not job.tokenizer.path:
+        raise ConfigError(
+            "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
+        )
+    task_kind = model_task(job.model)
+    tokenizer = prepare_tokenizer(job, None, None)
+    seed_everything(job.train.seed)
+    model = build_model(job.model, job.model_settings, tokenizer)
+    task = build_task(job, tokenizer, model, task_kind)
+    return train(model, task, job.train, None, resume=resume)
 
 
 def train_job(run: Run) -> dict[str, Any]:

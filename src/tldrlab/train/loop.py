@@ -115,7 +115,7 @@ class TrainHooks:
         """After every optimizer step."""
 
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
-        """After each evaluation; may replace the model, rebuild the optimizer or stop. May raise (pruning)."""
+        """After each evaluation: may replace the model, rebuild the optimizer or stop; may raise."""
         return None
 
     def on_checkpoint(self, state: TrainState, path: Path) -> None:
@@ -376,7 +376,7 @@ def train(
             state.evals_without_improvement += 1
         if run is not None and is_main:
             run.log_metrics(state.step, **metrics, best=improved)
-            run.log("evaluation", step=state.step, **metrics)
+            run.log("evaluation", step=state.step, metrics=metrics)
         if tracker is not None and is_main:
             tracker.log(state.step, metrics)
         if improved and config.save_best:
@@ -386,7 +386,6 @@ def train(
 
     cancel_checked = time.monotonic()
     stopped_early = False
-    start_step = state.step
     tokens_at_start = state.tokens_seen
     started = time.perf_counter()
     window_started, window_tokens = started, 0
@@ -449,7 +448,10 @@ def train(
                 if run is not None and is_main:
                     run.heartbeat(progress=state.step / config.max_steps)
 
-                at_end = state.step == config.max_steps
+                out_of_time = config.max_minutes is not None and (
+                    time.perf_counter() - started >= config.max_minutes * 60
+                )
+                at_end = state.step == config.max_steps or out_of_time
                 if (config.eval_every and state.step % config.eval_every == 0) or at_end:
                     metrics = evaluate()
                     decision = hooks.on_eval(state, metrics)
@@ -465,7 +467,9 @@ def train(
                         stopped_early = True
                         if run is not None and is_main:
                             run.log("early stopping", step=state.step, best_step=state.best_step)
-                if stopped_early:
+                if out_of_time and run is not None and is_main:
+                    run.log("time budget reached", step=state.step, max_minutes=config.max_minutes)
+                if stopped_early or out_of_time:
                     break
                 if config.checkpoint_every and state.step % config.checkpoint_every == 0 and not at_end:
                     save()
@@ -505,7 +509,7 @@ def train(
         tokens_per_s=(state.tokens_seen - tokens_at_start) * world_size / max(seconds, 1e-9),
     )
     if run is not None and is_main:
-        summary = {f"final_{k}": v for k, v in state.last_eval.items()}
+        summary: dict[str, Any] = {f"final_{k}": v for k, v in state.last_eval.items()}
         if state.best_value is not None:
             summary[f"best_{config.best_metric}"] = state.best_value
             summary["best_step"] = state.best_step

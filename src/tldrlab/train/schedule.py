@@ -51,7 +51,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (biases, norms and 1-d parameters are not decayed)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for param in model.parameters():
         if not param.requires_grad:
             continue

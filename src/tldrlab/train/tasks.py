@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +75,11 @@ class Seq2SeqTask:
         if not records:
             return []
         eos = self.tokenizer.eos_token_id
-        sources = self.tokenizer(
-            [self.data.prefix + r.document for r in records], add_special_tokens=False
-        )["input_ids"]
+        documents = [self.data.prefix + r.document for r in records]
+        sources = self.tokenizer(documents, add_special_tokens=False)["input_ids"]
         targets = self.tokenizer([r.summary for r in records], add_special_tokens=False)["input_ids"]
-        return [
-            (list(s[: self.data.max_source_len - 1]) + [eos], list(t[: self.data.max_target_len - 1]) + [eos])
-            for s, t in zip(sources, targets, strict=True)
-        ]
+        limit_src, limit_tgt = self.data.max_source_len - 1, self.data.max_target_len - 1
+        return [([*s[:limit_src], eos], [*t[:limit_tgt], eos]) for s, t in zip(sources, targets, strict=True)]
 
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
         return ListDataset(self.train_pairs)
@@ -129,7 +127,9 @@ class Seq2SeqTask:
         records = self.val_records[: self.data.generate_examples]
         sources = [self.data.prefix + r.document for r in records]
         options = GenerateOptions(
-            temperature=0.0, max_new_tokens=self.data.max_target_len, max_input_tokens=self.data.max_source_len
+            temperature=0.0,
+            max_new_tokens=self.data.max_target_len,
+            max_input_tokens=self.data.max_source_len,
         )
         preds = [outs[0] for outs in generate(model, self.tokenizer, sources, options)]
         refs = [r.summary for r in records]
@@ -205,12 +205,10 @@ def detect_splits(data: DataConfig) -> tuple[str | None, str | None]:
     path = Path(data.path)
     if not path.is_dir():
         return None, None
-    from tldrlab.data.readers.common import split_of
-
-    splits = {split_of(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")}
-    if {"train", "dev"} <= splits:
-        return "train", "dev"
-    return None, None
+    names = [set(re.split(r"[._\-\s]+", p.name.lower())) for p in path.rglob("*") if p.is_file()]
+    has_train = any(tokens & {"train", "training"} for tokens in names)
+    has_dev = any(tokens & {"dev", "validation", "val", "valid"} for tokens in names)
+    return ("train", "dev") if has_train and has_dev else (None, None)
 
 
 def read_split_records(data: DataConfig, split: str | None, *, limit: int | None) -> list[SummaryRecord]:

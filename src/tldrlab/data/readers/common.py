@@ -238,15 +238,6 @@ def data_files(directory: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> li
     )
 
 
-def split_of(path: Path) -> str | None:
-    """The split a file belongs to by its name (train, dev, test), or None."""
-    tokens = split_tokens(path.name)
-    for name in ("train", "dev", "test"):
-        if tokens & SPLIT_ALIASES[name]:
-            return name
-    return None
-
-
 def pick_split(files: list[Path], split: str | None, directory: Path) -> list[Path]:
     """The files of `directory` belonging to `split` (all of them when split is None)."""
     if split is None:

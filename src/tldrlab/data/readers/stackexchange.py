@@ -44,10 +44,10 @@ def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
             post_id = str(get_int(row.get("Id"), posts_xml, where, "Id"))
             post_type = get_int(row.get("PostTypeId"), posts_xml, where, "PostTypeId")
             if post_type == QUESTION:
-                questions[post_id] = {**row, "_where": where}
+                questions[post_id] = _checked(row, posts_xml, where)
             elif post_type == ANSWER:
                 parent = str(get_int(row.get("ParentId"), posts_xml, where, "ParentId"))
-                answers.setdefault(parent, []).append({**row, "_where": where})
+                answers.setdefault(parent, []).append(_checked(row, posts_xml, where))
             else:
                 ctx.counts[f"rows of other types (PostTypeId {post_type})"] += 1
         except InvalidInputError as exc:
@@ -67,14 +67,7 @@ def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
     if outside:  # comments on tag wikis and other non-thread posts: counted, as those rows are
         ctx.counts["comments on posts outside threads"] += outside
     for question_id, question in questions.items():
-        try:
-            thread = _thread(
-                question_id, question, answers.get(question_id, []), comments, users, host, posts_xml
-            )
-        except InvalidInputError as exc:
-            ctx.invalid(exc)
-            continue
-        yield thread
+        yield _thread(question_id, question, answers.get(question_id, []), comments, users, host)
 
 
 def site_host(posts_xml: Path, site: object = None) -> str:
@@ -109,14 +102,16 @@ def _rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, str]]]:
         raise InvalidInputError(f"{path}: line {line}: not valid XML ({exc.msg})", file=str(path)) from None
 
 
-def _created(row: dict[str, Any], path: Path, field: str = "CreationDate") -> datetime | None:
-    value = row.get(field)
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise record_error(path, row["_where"], field, f"not a date: {value!r}") from None
+def _checked(row: dict[str, str], path: Path, where: str) -> dict[str, Any]:
+    """The row with its typed fields parsed up front, so one bad row is skipped alone, not its thread."""
+    created = None
+    if row.get("CreationDate"):
+        try:
+            created = datetime.fromisoformat(row["CreationDate"])
+        except ValueError:
+            raise record_error(path, where, "CreationDate", f"not a date: {row['CreationDate']!r}") from None
+    score = get_int(row.get("Score", "0"), path, where, "Score")
+    return {**row, "_where": where, "_created": created, "_score": score}
 
 
 def _author(row: dict[str, Any], users: dict[str, str], user_field: str, name_field: str) -> str | None:
@@ -133,7 +128,6 @@ def _thread(
     comments: dict[str, list[dict[str, Any]]],
     users: dict[str, str],
     host: str,
-    path: Path,
 ) -> Thread:
     question_url = f"https://{host}/q/{question_id}"
     accepted_id = question.get("AcceptedAnswerId")
@@ -146,8 +140,8 @@ def _thread(
                 number=len(posts) + 1,
                 text=html_to_text(row.get("Body", "")),
                 author=_author(row, users, "OwnerUserId", "OwnerDisplayName"),
-                created=_created(row, path),
-                score=get_int(row.get("Score", "0"), path, row["_where"], "Score"),
+                created=row["_created"],
+                score=row["_score"],
                 reply_to=reply_to,
                 accepted=kind == "answer" and row["Id"] == accepted_id,
                 kind=kind,  # type: ignore[arg-type]
@@ -161,10 +155,8 @@ def _thread(
                     number=len(posts) + 1,
                     text=comment.get("Text", ""),
                     author=_author(comment, users, "UserId", "UserDisplayName"),
-                    created=_created(comment, path.parent / "Comments.xml"),
-                    score=get_int(
-                        comment.get("Score", "0"), path.parent / "Comments.xml", comment["_where"], "Score"
-                    ),
+                    created=comment["_created"],
+                    score=comment["_score"],
                     reply_to=row["Id"],
                     kind="comment",
                     url=f"{question_url}#comment{comment['Id']}_{row['Id']}",
@@ -205,10 +197,11 @@ def _comments(path: Path, ctx: ReadContext) -> dict[str, list[dict[str, Any]]]:
             parent = str(get_int(row.get("PostId"), path, where, "PostId"))
             if "Text" not in row:
                 raise record_error(path, where, "Text", "missing")
+            checked = _checked(row, path, where)
         except InvalidInputError as exc:
             ctx.invalid(exc)
             continue
-        by_post.setdefault(parent, []).append({**row, "_where": where})
+        by_post.setdefault(parent, []).append(checked)
     for rows in by_post.values():
         rows.sort(key=lambda r: (r.get("CreationDate", ""), int(r["Id"])))
     return by_post

@@ -90,7 +90,9 @@ class OpenAISummarizer:
             ):
                 if response.status_code >= 400:
                     detail = response.read().decode("utf-8", "replace")[:300]
-                    raise ServiceUnavailableError(f"chat endpoint {url} answered {response.status_code}: {detail}")
+                    raise ServiceUnavailableError(
+                        f"chat endpoint {url} answered {response.status_code}: {detail}"
+                    )
                 for line in response.iter_lines():
                     if context.stop.is_set():
                         return  # leaving the block closes the connection: the server stops generating

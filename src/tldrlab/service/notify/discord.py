@@ -1,9 +1,387 @@
-"""Discord notifier (in progress)."""
+"""Discord notifier and bot (personal mode): owner-only DMs, watch/unwatch, /runs /status /cancel /train.
+
+Layers, so that everything up to Discord's HTTP boundary is testable here:
+- plain logic: `format_event` (no corpus text, no file paths), `DmBatcher` (rate-limited, batched DMs),
+  `WatchList` (watched run ids, a JSON file under the home or the Redis set `discord:watching`),
+  `BotCommands.handle` (owner-only command handling over the tldrlab HTTP API);
+- `DiscordRest`: the real REST client — discord.py's `HTTPClient` on a private event loop; its base URL is
+  `TLDRLAB_DISCORD_API_BASE` when set (tests point it at a local fake of the few routes used);
+- `run_bot`: the gateway bot (discord.py `Client` + slash commands) wiring commands to `BotCommands`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.service.events import RunEvent
+from tldrlab.service.notify import NotifySettings, redact
+
+log = logging.getLogger("tldrlab.notify.discord")
+MAX_MESSAGE = 1900  # Discord's limit is 2000 characters
+METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
 
 
-def discord_notifier(settings: Any) -> Any:
-    raise NotImplementedError
+# -- formatting ----------------------------------------------------------------------------------------------
+def format_event(event: RunEvent) -> str | None:
+    """One line for a DM, or None for events not worth a message. Numbers and statuses only."""
+    if event.type == "log":
+        return None
+    head = f"**{event.type}** `{event.run_id}`"
+    details = []
+    if event.step is not None:
+        details.append(f"step {event.step}")
+    if event.progress is not None:
+        details.append(f"{event.progress:.0%}")
+    shown = [k for k in METRIC_ORDER if k in event.metrics] or sorted(event.metrics)[:3]
+    details += [f"{k}={event.metrics[k]:.4g}" for k in shown[:4]]
+    if event.message and event.type in ("completed", "failed", "cancelled", "queued"):
+        details.append(redact(event.message, limit=200))
+    return head + (": " + ", ".join(details) if details else "")
+
+
+class DmBatcher:
+    """Collects lines and sends them as one message at most every `min_interval_s` seconds."""
+
+    def __init__(
+        self,
+        send: Callable[[str], None],
+        *,
+        min_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.send = send
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self.pending: list[str] = []
+        self.last_sent = -1e18
+        self.sent_messages = 0
+        self._lock = threading.Lock()
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            self.pending.append(line)
+
+    def flush(self, force: bool = False) -> int:
+        """Send what is pending if the rate limit allows (or `force`); returns messages sent."""
+        with self._lock:
+            if not self.pending or (not force and self.clock() - self.last_sent < self.min_interval_s):
+                return 0
+            lines, self.pending = self.pending, []
+            self.last_sent = self.clock()
+        messages, current = [], ""
+        for line in lines:
+            line = line[:MAX_MESSAGE]
+            if current and len(current) + 1 + len(line) > MAX_MESSAGE:
+                messages.append(current)
+                current = ""
+            current = f"{current}\n{line}" if current else line
+        messages.append(current)
+        for message in messages:
+            self.send(message)
+        self.sent_messages += len(messages)
+        return len(messages)
+
+
+# -- watch list ----------------------------------------------------------------------------------------------
+class WatchList(Protocol):
+    def add(self, run_id: str) -> None: ...
+    def remove(self, run_id: str) -> None: ...
+    def ids(self) -> set[str]: ...
+
+
+class FileWatchList:
+    """Watched run ids in `<home>/discord/watching.json` (embedded mode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def ids(self) -> set[str]:
+        try:
+            return set(json.loads(self.path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return set()
+
+    def _save(self, ids: set[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(sorted(ids)))
+
+    def add(self, run_id: str) -> None:
+        with self._lock:
+            self._save(self.ids() | {run_id})
+
+    def remove(self, run_id: str) -> None:
+        with self._lock:
+            self._save(self.ids() - {run_id})
+
+
+class RedisWatchList:
+    """Watched run ids in the Redis set `discord:watching` (scale-out)."""
+
+    def __init__(self, url: str, key: str = "discord:watching") -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self.key = key
+
+    def ids(self) -> set[str]:
+        return {m.decode() for m in self.redis.smembers(self.key)}  # type: ignore[union-attr]
+
+    def add(self, run_id: str) -> None:
+        self.redis.sadd(self.key, run_id)
+
+    def remove(self, run_id: str) -> None:
+        self.redis.srem(self.key, run_id)
+
+
+def open_watch_list(settings: Settings | None = None) -> WatchList:
+    settings = settings or get_settings()
+    if settings.queue_url:
+        return RedisWatchList(settings.queue_url)
+    return FileWatchList(settings.home / "discord" / "watching.json")
+
+
+# -- the REST boundary ---------------------------------------------------------------------------------------
+class DiscordRest:
+    """discord.py's REST client on a private event loop thread (callable from synchronous code)."""
+
+    def __init__(self, token: str, *, api_base: str | None = None, timeout_s: float = 15.0) -> None:
+        from discord.http import HTTPClient, Route
+
+        if api_base:
+            Route.BASE = api_base.rstrip("/")
+        self.timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="discord-rest", daemon=True)
+        self._thread.start()
+        self._http = HTTPClient(self._loop)
+        self._dm_channels: dict[int, str] = {}
+        self.me = self._call(self._http.static_login(token))
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout_s)
+
+    def dm_channel(self, user_id: int) -> str:
+        if user_id not in self._dm_channels:
+            data = self._call(self._http.start_private_message(user_id))
+            self._dm_channels[user_id] = str(data["id"])
+        return self._dm_channels[user_id]
+
+    def send_dm(self, user_id: int, content: str) -> None:
+        from discord.http import handle_message_parameters
+
+        channel = self.dm_channel(user_id)
+
+        async def send() -> Any:
+            with handle_message_parameters(content=content) as params:
+                return await self._http.send_message(channel, params=params)
+
+        self._call(send())
+
+    def close(self) -> None:
+        try:
+            self._call(self._http.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+
+# -- the notifier --------------------------------------------------------------------------------------------
+class DiscordNotifier:
+    """Events of watched runs -> batched DMs to the owner; progress at most every `progress_every_s`."""
+
+    def __init__(
+        self,
+        send_dm: Callable[[str], None],
+        watch_list: WatchList,
+        *,
+        min_interval_s: float = 5.0,
+        progress_every_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.watch_list = watch_list
+        self.batcher = DmBatcher(send_dm, min_interval_s=min_interval_s, clock=clock)
+        self.progress_every_s = progress_every_s
+        self.clock = clock
+        self._last_progress: dict[str, float] = {}
+
+    def __call__(self, event: RunEvent) -> None:
+        if event.run_id not in self.watch_list.ids():
+            return
+        if event.type == "progress":
+            if self.clock() - self._last_progress.get(event.run_id, -1e18) < self.progress_every_s:
+                return
+            self._last_progress[event.run_id] = self.clock()
+        line = format_event(event)
+        if line is None:
+            return
+        self.batcher.add(line)
+        try:
+            self.batcher.flush(force=event.type in ("completed", "failed", "cancelled"))
+        except Exception as exc:  # Discord down must never break a run
+            log.warning(f"discord DM failed: {type(exc).__name__}")
+
+
+def discord_notifier(settings: NotifySettings) -> DiscordNotifier:
+    if settings.discord_token is None or settings.discord_owner_id is None:
+        raise ConfigError("the Discord notifier needs TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID")
+    rest = DiscordRest(settings.discord_token.get_secret_value(), api_base=settings.discord_api_base)
+    owner = settings.discord_owner_id
+    return DiscordNotifier(lambda text: rest.send_dm(owner, text), open_watch_list())
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+class BotCommands:
+    """What the slash commands do, over the tldrlab HTTP API; only the owner gets answers."""
+
+    def __init__(self, api: httpx.Client, owner_id: int, watch_list: WatchList) -> None:
+        self.api = api
+        self.owner_id = owner_id
+        self.watch_list = watch_list
+
+    def handle(self, user_id: int, command: str, argument: str = "", *, in_dm: bool = True) -> str | None:
+        """The reply text, or None when the request is ignored (not the owner, not a DM)."""
+        if user_id != self.owner_id or not in_dm:
+            return None
+        handler = {
+            "runs": self.runs,
+            "status": self.status,
+            "cancel": self.cancel,
+            "train": self.train,
+            "watch": self.watch,
+            "unwatch": self.unwatch,
+        }.get(command)
+        if handler is None:
+            return f"unknown command {command!r}: use /runs, /status, /cancel, /train, /watch, /unwatch"
+        try:
+            return handler(argument.strip())
+        except InvalidInputError as exc:
+            return exc.message
+
+    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+        response = self.api.get(path, params=params)
+        return self._json(response)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        body: dict[str, Any] = response.json()
+        if response.status_code >= 400:
+            raise InvalidInputError(f"{body.get('code', 'error')}: {redact(body.get('message'))}")
+        return body
+
+    @staticmethod
+    def _need_id(argument: str) -> str:
+        if not argument or len(argument) > 100 or not all(c.isalnum() or c in "-_" for c in argument):
+            raise InvalidInputError("give a run id, e.g. /status train-20250101-120000-abc123")
+        return argument
+
+    def runs(self, argument: str) -> str:
+        runs = self._get("/runs", limit=10)["runs"]
+        if not runs:
+            return "no runs yet"
+        return "\n".join(
+            f"`{r['id']}` {r['kind']} **{r['status']}**"
+            + (f" {r['progress']:.0%}" if r["progress"] is not None else "")
+            for r in runs
+        )
+
+    def status(self, argument: str) -> str:
+        run = self._get(f"/runs/{self._need_id(argument)}")
+        parts = [f"`{run['id']}` {run['kind']} **{run['status']}**"]
+        if run["progress"] is not None:
+            parts.append(f"{run['progress']:.0%}")
+        last = run.get("last_metrics") or {}
+        if "step" in last:
+            parts.append(f"step {last['step']}")
+        for key in METRIC_ORDER:
+            if isinstance(last.get(key), int | float):
+                parts.append(f"{key}={last[key]:.4g}")
+        if run["heartbeat_age_s"] is not None and run["status"] == "running":
+            parts.append(f"heartbeat {run['heartbeat_age_s']:.0f}s ago")
+        if run["message"]:
+            parts.append(redact(run["message"], limit=200))
+        return ", ".join(parts)
+
+    def cancel(self, argument: str) -> str:
+        run = self._json(self.api.post(f"/runs/{self._need_id(argument)}/cancel"))
+        return f"`{run['id']}` **{run['status']}**: {redact(run['message'])}"
+
+    def train(self, argument: str) -> str:
+        """`/train {json config}` starts a training run; `/train smoke` a smoke run."""
+        if argument == "smoke":
+            response = self.api.post("/runs", json={"kind": "smoke", "config": {}})
+        else:
+            try:
+                config = json.loads(argument or "null")
+            except ValueError as exc:
+                raise InvalidInputError("give the training config as JSON, or `smoke`") from exc
+            if not isinstance(config, dict):
+                raise InvalidInputError("give the training config as a JSON object, or `smoke`")
+            response = self.api.post("/runs/train", json={"config": config})
+        run = self._json(response)
+        self.watch_list.add(run["id"])
+        return f"queued `{run['id']}` ({run['kind']}); watching it"
+
+    def watch(self, argument: str) -> str:
+        run_id = self._get(f"/runs/{self._need_id(argument)}")["id"]
+        self.watch_list.add(run_id)
+        return f"watching `{run_id}`"
+
+    def unwatch(self, argument: str) -> str:
+        self.watch_list.remove(self._need_id(argument))
+        return f"stopped watching `{argument}`"
+
+
+def run_bot(api_base_url: str, settings: NotifySettings | None = None) -> None:  # pragma: no cover - gateway
+    """The gateway bot: slash commands in the owner's DMs. Needs a reachable Discord (not in tests)."""
+    import discord
+    from discord import app_commands
+
+    settings = settings or NotifySettings()
+    if settings.discord_token is None or settings.discord_owner_id is None:
+        raise ConfigError("set TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID")
+    api_key = get_settings().api_key
+    headers = {"X-Api-Key": api_key.get_secret_value()} if api_key else {}
+    commands = BotCommands(
+        httpx.Client(base_url=api_base_url, headers=headers, timeout=30),
+        settings.discord_owner_id,
+        open_watch_list(),
+    )
+    client = discord.Client(intents=discord.Intents.default())
+    tree = app_commands.CommandTree(client)
+
+    def add(name: str, description: str) -> None:
+        @tree.command(name=name, description=description)
+        async def command(interaction: discord.Interaction, argument: str = "") -> None:
+            reply = await asyncio.to_thread(
+                commands.handle, interaction.user.id, name, argument, in_dm=interaction.guild is None
+            )
+            await interaction.response.send_message(reply or "not available here", ephemeral=True)
+
+    for name, description in [
+        ("runs", "recent runs"),
+        ("status", "a run's status"),
+        ("cancel", "cancel a run"),
+        ("train", "start a run (JSON config or 'smoke')"),
+        ("watch", "DM updates of a run"),
+        ("unwatch", "stop DM updates of a run"),
+    ]:
+        add(name, description)
+
+    @client.event
+    async def on_ready() -> None:
+        await tree.sync()
+
+    client.run(settings.discord_token.get_secret_value(), log_handler=None)

@@ -16,6 +16,7 @@ from tldrlab.errors import NotFoundError
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 PAGES: dict[str, str] = {
     "/": "index.html",  # the digest page: paste/upload/pick a thread, streamed cited TL;DR, highlights
+    "/runs-page": "runs.html",  # trainer service: runs list, live loss chart, artifacts, cancel
 }
 
 router = APIRouter(tags=["pages"])

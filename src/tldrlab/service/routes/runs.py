@@ -35,7 +35,9 @@ class RunRequest(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    kind: str = Field(default="train", description="Run kind: train, tokenizer, evaluate, generate, score, smoke.")
+    kind: str = Field(
+        default="train", description="Run kind: train, tokenizer, evaluate, generate, score, smoke."
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="The run's typed config, as JSON.")
     seed: int | None = Field(default=None, description="Seed recorded in the manifest.")
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")

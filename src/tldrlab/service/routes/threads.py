@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import tempfile
 import threading
 from collections.abc import AsyncIterator
@@ -35,6 +36,8 @@ from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
 from tldrlab.store.base import SentenceStore
+
+log = logging.getLogger("tldrlab.service")
 
 router = APIRouter(tags=["threads"])
 TEXT_FORMATS = {"stackexchange": ".xml", "discourse": ".json", "native": ".json"}
@@ -64,7 +67,7 @@ def resources(request: Request) -> DigestResources:
             settings = app_state.settings
             embedder = get_embedder(settings.embedder)
             found = DigestResources(
-                store=open_store(settings, dim=embedder.dim),
+                store=open_store(settings, dim=embedder.dim, embedder=embedder.name),
                 embedder=embedder,
                 cache=open_cache(settings),
                 write_lock=threading.Lock(),
@@ -185,6 +188,44 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\n{lines}\n"
 
 
+_END = object()
+
+
+def produce_events(
+    res: DigestResources,
+    options: StreamSummaryRequest,
+    stop: threading.Event,
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[Any],
+) -> None:
+    """Run the digest generator in its own thread, handing events to the response; once `stop` is set it
+    closes the generator here, in the thread that runs it, which ends generation (and closes model/endpoint
+    connections) at once."""
+
+    def put(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    stream = digest_events(
+        res.store,
+        options.thread_id,
+        DigestOptions.model_validate(options.model_dump(exclude={"thread_id"})),
+        embedder=res.embedder,
+        cache=res.cache,
+        stop=stop,
+    )
+    try:
+        for event in stream:
+            if stop.is_set():
+                break
+            put(event)
+    except BaseException as exc:
+        put(exc)
+    finally:
+        stream.close()
+        put(_END)
+
+
 @router.post("/stream_summary")
 async def stream_summary(request: Request) -> StreamingResponse:
     """Stream a cited TL;DR of an ingested thread as Server-Sent Events."""
@@ -204,42 +245,42 @@ async def stream_summary(request: Request) -> StreamingResponse:
     stop = threading.Event()
 
     async def events() -> AsyncIterator[str]:
-        stream = digest_events(
-            res.store,
-            options.thread_id,
-            DigestOptions.model_validate(options.model_dump(exclude={"thread_id"})),
-            embedder=res.embedder,
-            cache=res.cache,
-            stop=stop,
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        producer = threading.Thread(
+            target=produce_events,
+            args=(res, options, stop, loop, queue),
+            name=f"tldrlab-digest-{request_id}",
+            daemon=True,
         )
+        producer.start()
         try:
             while True:
-                if await request.is_disconnected():
-                    stop.set()
-                    return
-                event = await run_in_threadpool(next, stream, None)
-                if event is None:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=0.25)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    continue
+                if item is _END:
                     break
-                if event.digest is not None:
-                    yield sse("digest", event.digest.model_dump(mode="json"))
+                if isinstance(item, TldrlabError):
+                    yield sse("error", {"code": item.code, "message": item.message, "request_id": request_id})
+                    return
+                if isinstance(item, BaseException):
+                    log.error("stream_summary failed", exc_info=item)
+                    message = f"internal error: {type(item).__name__}"
+                    yield sse("error", {"code": "internal_error", "message": message, "request_id": request_id})
+                    return
+                if item.digest is not None:
+                    yield sse("digest", item.digest.model_dump(mode="json"))
                 else:
-                    yield sse("token", event.text)
+                    yield sse("token", item.text)
+                if await request.is_disconnected():
+                    return
             yield sse("done", {"request_id": request_id})
-        except TldrlabError as exc:
-            yield sse("error", {"code": exc.code, "message": exc.message, "request_id": request_id})
-        except asyncio.CancelledError:
+        finally:  # normal end, client gone (cancelled) or error: the producer stops at its next event
             stop.set()
-            raise
-        except Exception as exc:
-            import logging
-
-            logging.getLogger("tldrlab.service").exception("stream_summary failed")
-            message = f"internal error: {type(exc).__name__}"
-            yield sse("error", {"code": "internal_error", "message": message, "request_id": request_id})
-        finally:
-            stop.set()
-            with contextlib.suppress(ValueError):  # still running in a worker thread: it sees `stop`
-                await run_in_threadpool(stream.close)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,166 @@
+// The runs page: list (polled), details, a live loss chart fed by the run's SSE event stream, artifacts,
+// cancel. Vanilla JS; fetch() streams the events so the X-Api-Key header can be sent (EventSource cannot).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { selected: null, stream: null, points: [] };
+
+function headers(extra = {}) {
+  const key = $("api-key").value.trim();
+  return key ? { ...extra, "X-Api-Key": key } : extra;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers(options.headers || {}) });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(`${body.code || response.status}: ${body.message || "request failed"}`);
+  return body;
+}
+
+function notice(text) { $("notice").textContent = text; }
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+async function refreshList() {
+  let data;
+  try { data = await api("/runs?limit=50"); } catch (err) { notice(err.message); return; }
+  const body = $("runs").tBodies[0];
+  body.replaceChildren();
+  for (const run of data.runs) {
+    const row = body.insertRow();
+    row.dataset.runId = run.id;
+    row.className = run.id === state.selected ? "selected" : "";
+    cell(row, run.id);
+    cell(row, run.kind);
+    cell(row, run.status, `status status-${run.status}`);
+    cell(row, run.progress == null ? "" : `${Math.round(run.progress * 100)}%`);
+    cell(row, run.message || "");
+    row.addEventListener("click", () => select(run.id));
+  }
+  if (state.selected) refreshDetail();
+}
+
+async function refreshDetail() {
+  let run;
+  try { run = await api(`/runs/${encodeURIComponent(state.selected)}`); } catch (err) { notice(err.message); return; }
+  $("detail-id").textContent = run.id;
+  $("detail-status").textContent = run.status;
+  $("detail-status").className = `status status-${run.status}`;
+  $("detail-message").textContent = run.message || "";
+  $("detail-heartbeat").textContent = run.heartbeat_age_s == null ? "" : `last heartbeat ${run.heartbeat_age_s.toFixed(1)} s ago`;
+  $("cancel").disabled = ["completed", "failed", "cancelled"].includes(run.status);
+  const list = $("artifacts");
+  list.replaceChildren();
+  for (const artifact of run.artifacts) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `/artifacts/${run.kind}/${run.id}/${artifact.path}`;
+    link.textContent = `${artifact.path} (${artifact.size} bytes)`;
+    link.addEventListener("click", (event) => { event.preventDefault(); download(link.href, artifact.path); });
+    item.append(link);
+    list.append(item);
+  }
+}
+
+async function download(url, name) {
+  const response = await fetch(url, { headers: headers() });
+  if (!response.ok) { notice(`download failed: ${response.status}`); return; }
+  const blobUrl = URL.createObjectURL(await response.blob());
+  const a = document.createElement("a");
+  a.href = blobUrl;
+  a.download = name.split("/").pop();
+  a.click();
+  URL.revokeObjectURL(blobUrl);
+}
+
+function drawChart() {
+  const pts = state.points;
+  const line = $("loss-line");
+  if (pts.length === 0) { line.setAttribute("points", ""); $("chart-label").textContent = "no metrics yet"; return; }
+  const steps = pts.map((p) => p.step), losses = pts.map((p) => p.loss);
+  const [s0, s1] = [Math.min(...steps), Math.max(...steps)];
+  const [l0, l1] = [Math.min(...losses), Math.max(...losses)];
+  const x = (s) => 10 + ((s - s0) / Math.max(1, s1 - s0)) * 580;
+  const y = (l) => 210 - ((l - l0) / Math.max(1e-12, l1 - l0)) * 180;
+  line.setAttribute("points", pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(" "));
+  const last = pts[pts.length - 1];
+  $("chart-label").textContent = `step ${last.step}: loss ${last.loss.toPrecision(4)}`;
+}
+
+function onEvent(event) {
+  const loss = event.metrics.loss ?? event.metrics.train_loss;  // smoke runs log loss, trainings train_loss
+  if (event.type === "progress" && loss !== undefined) {
+    state.points = state.points.filter((p) => p.step < event.step);  // a resumed run repeats no step
+    state.points.push({ step: event.step, loss });
+    drawChart();
+  }
+  if (event.type !== "progress") {
+    const item = document.createElement("li");
+    item.textContent = `${event.type}${event.message ? ": " + event.message : ""}`;
+    $("events").append(item);
+  }
+  if (["started", "completed", "failed", "cancelled", "queued"].includes(event.type)) refreshDetail();
+}
+
+async function streamEvents(runId, controller) {
+  const response = await fetch(`/runs/${encodeURIComponent(runId)}/events`, {
+    headers: headers({ Accept: "text/event-stream" }), signal: controller.signal,
+  });
+  if (!response.ok || !response.body) { notice(`event stream failed: ${response.status}`); return; }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      if (data && state.selected === runId) onEvent(JSON.parse(data));
+    }
+  }
+}
+
+function select(runId) {
+  if (state.stream) state.stream.abort();
+  state.selected = runId;
+  state.points = [];
+  $("events").replaceChildren();
+  $("detail").hidden = false;
+  drawChart();
+  for (const row of $("runs").tBodies[0].rows) row.className = row.dataset.runId === runId ? "selected" : "";
+  refreshDetail();
+  state.stream = new AbortController();
+  streamEvents(runId, state.stream).catch((err) => { if (err.name !== "AbortError") notice(err.message); });
+}
+
+$("cancel").addEventListener("click", async () => {
+  try { await api(`/runs/${encodeURIComponent(state.selected)}/cancel`, { method: "POST" }); notice("cancel requested"); }
+  catch (err) { notice(err.message); }
+  refreshDetail();
+});
+
+$("smoke-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const config = { steps: Number($("smoke-steps").value), step_sleep_s: Number($("smoke-sleep").value) };
+  try {
+    const run = await api("/runs", { method: "POST", headers: { "Content-Type": "application/json" },
+                                      body: JSON.stringify({ kind: "smoke", config }) });
+    notice(`queued ${run.id}`);
+    await refreshList();
+    select(run.id);
+  } catch (err) { notice(err.message); }
+});
+
+$("api-key").value = localStorage.getItem("tldrlab-api-key") || "";
+$("api-key").addEventListener("change", () => { localStorage.setItem("tldrlab-api-key", $("api-key").value); refreshList(); });
+refreshList();
+setInterval(refreshList, 2000);

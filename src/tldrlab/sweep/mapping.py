@@ -1,0 +1,240 @@
+"""W&B sweep semantics on Optuna: samplers, parameter distributions and pruners.
+
+    sampler = build_sampler(spec)               # bayes -> TPE, grid -> GridSampler, random -> RandomSampler
+    pruner = build_pruner(spec)                 # hyperband -> HyperbandPruner, median -> MedianPruner
+    values = suggest_params(trial, spec)        # {dotted name: value} drawn with W&B's distributions
+
+Distributions Optuna has natively are suggested under the parameter's own name. The others are drawn the way
+W&B's own sweep engine draws them (sweeps/params.py `ppf`): Optuna suggests an internal variable (a uniform
+quantile `NAME@u`, or the un-quantised value `NAME@x`) and the W&B value is computed from it (inverse CDF,
+rounding to a multiple of q). Optuna's plots show those internal variables; `trial.user_attrs["params"]`
+holds the W&B values, which is what `tldrlab sweep status|best|export` show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from statistics import NormalDist
+from typing import Any
+
+import optuna
+
+from tldrlab.errors import ConfigError
+from tldrlab.sweep.spec import ParamSpec, SweepSpec
+
+QUANTILE_EPS = 1e-6
+"""Normal / log-normal / beta draws use quantiles in [eps, 1 - eps]: normals stay within +-4.75 sigma."""
+
+TPE_STARTUP_TRIALS = 5
+"""Random trials before TPE models the results (Optuna's default of 10 is most of a small sweep)."""
+
+GRID_DISTRIBUTIONS = ("constant", "categorical", "categorical_w_probabilities", "int_uniform", "q_uniform")
+"""What method: grid can enumerate (W&B's grid takes the same)."""
+
+PARAMS_ATTR = "params"
+"""trial.user_attrs key holding {name: W&B value} of every parameter, constants included."""
+
+_PRIMITIVE = (str, int, float, bool, type(None))
+
+
+# -- values that Optuna can store ----------------------------------------------------------------------------
+def _choices(values: list[Any]) -> tuple[list[Any], bool]:
+    """Optuna categorical choices must be None/bool/int/float/str: encode lists and mappings as JSON."""
+    if all(isinstance(v, _PRIMITIVE) for v in values):
+        return values, False
+    return [json.dumps(v, sort_keys=True) for v in values], True
+
+
+def _quantize(value: float, q: float) -> float | int:
+    """W&B's rounding: round(x / q) * q, an int when q is an int."""
+    steps = round(value / q)
+    if isinstance(q, int) and not isinstance(q, bool):
+        return int(steps * q)
+    return float(round(steps * q, 12))  # drop float noise such as 0.30000000000000004
+
+
+def _quantile(trial: optuna.Trial, name: str) -> float:
+    return trial.suggest_float(f"{name}@u", QUANTILE_EPS, 1.0 - QUANTILE_EPS)
+
+
+def _normal(trial: optuna.Trial, p: ParamSpec) -> float:
+    o = p.options
+    return NormalDist(o["mu"], o["sigma"]).inv_cdf(_quantile(trial, p.name))
+
+
+def _beta(trial: optuna.Trial, p: ParamSpec) -> float:
+    from scipy.special import betaincinv
+
+    return float(betaincinv(p.options["a"], p.options["b"], _quantile(trial, p.name)))
+
+
+def _categorical(trial: optuna.Trial, p: ParamSpec) -> Any:
+    choices, encoded = _choices(p.options["values"])
+    value = trial.suggest_categorical(p.name, choices)
+    return json.loads(str(value)) if encoded else value
+
+
+def _categorical_w_probabilities(trial: optuna.Trial, p: ParamSpec) -> Any:
+    # a uniform quantile through the categorical's inverse CDF: value i has probability probabilities[i]
+    u = trial.suggest_float(f"{p.name}@u", 0.0, 1.0)
+    cumulative = 0.0
+    values, probs = p.options["values"], p.options["probabilities"]
+    for value, prob in zip(values, probs, strict=True):
+        cumulative += prob
+        if u < cumulative:
+            return value
+    return next(v for v, prob in zip(reversed(values), reversed(probs), strict=True) if prob > 0)
+
+
+def _q_uniform(trial: optuna.Trial, p: ParamSpec) -> float | int:
+    o = p.options
+    return _quantize(trial.suggest_float(f"{p.name}@x", o["min"], o["max"]), o["q"])
+
+
+def _q_log_uniform(trial: optuna.Trial, p: ParamSpec) -> float | int:
+    o = p.options
+    x = trial.suggest_float(f"{p.name}@x", math.exp(o["min"]), math.exp(o["max"]), log=True)
+    return _quantize(x, o["q"])
+
+
+def _q_log_uniform_values(trial: optuna.Trial, p: ParamSpec) -> float | int:
+    o = p.options
+    return _quantize(trial.suggest_float(f"{p.name}@x", o["min"], o["max"], log=True), o["q"])
+
+
+SUGGESTERS: dict[str, Callable[[optuna.Trial, ParamSpec], Any]] = {
+    "constant": lambda t, p: p.options["value"],
+    "categorical": _categorical,
+    "categorical_w_probabilities": _categorical_w_probabilities,
+    "int_uniform": lambda t, p: t.suggest_int(p.name, p.options["min"], p.options["max"]),
+    "uniform": lambda t, p: t.suggest_float(p.name, p.options["min"], p.options["max"]),
+    "q_uniform": _q_uniform,
+    # W&B log_uniform: exp(U(min, max)), i.e. log-uniform over [e^min, e^max]
+    "log_uniform": lambda t, p: t.suggest_float(
+        p.name, math.exp(p.options["min"]), math.exp(p.options["max"]), log=True
+    ),
+    "log_uniform_values": lambda t, p: t.suggest_float(p.name, p.options["min"], p.options["max"], log=True),
+    "q_log_uniform": _q_log_uniform,
+    "q_log_uniform_values": _q_log_uniform_values,
+    # W&B inv_log_uniform: exp(-U(min, max)), i.e. log-uniform over [e^-max, e^-min]
+    "inv_log_uniform": lambda t, p: t.suggest_float(
+        p.name, math.exp(-p.options["max"]), math.exp(-p.options["min"]), log=True
+    ),
+    # ln(1/X) uniform over [ln(1/max), ln(1/min)] is the same law as ln(X) uniform over [ln(min), ln(max)]
+    "inv_log_uniform_values": lambda t, p: t.suggest_float(
+        p.name, p.options["min"], p.options["max"], log=True
+    ),
+    "normal": _normal,
+    "q_normal": lambda t, p: _quantize(_normal(t, p), p.options["q"]),
+    "log_normal": lambda t, p: math.exp(_normal(t, p)),
+    "q_log_normal": lambda t, p: _quantize(math.exp(_normal(t, p)), p.options["q"]),
+    "beta": _beta,
+    "q_beta": lambda t, p: _quantize(_beta(t, p), p.options["q"]),
+}
+"""W&B distribution -> how a trial draws it (see the module docstring and docs/sweeps.md)."""
+
+
+# -- grid ----------------------------------------------------------------------------------------------------
+def grid_values(p: ParamSpec) -> list[Any]:
+    """Every value a grid visits for one parameter (raises for continuous distributions)."""
+    o = p.options
+    if p.distribution == "constant":
+        return [o["value"]]
+    if p.distribution in ("categorical", "categorical_w_probabilities"):
+        return list(o["values"])
+    if p.distribution == "int_uniform":
+        return list(range(o["min"], o["max"] + 1))
+    if p.distribution == "q_uniform":
+        low, high = math.ceil(o["min"] / o["q"] - 1e-9), math.floor(o["max"] / o["q"] + 1e-9)
+        values = [_quantize(k * o["q"], o["q"]) for k in range(low, high + 1)]
+        if not values:
+            raise ConfigError(
+                f"parameters.{p.name}: no multiple of q={o['q']} lies in [{o['min']}, {o['max']}]"
+            )
+        return values
+    raise ConfigError(
+        f"parameters.{p.name}.distribution: method grid cannot enumerate {p.distribution}; "
+        f"allowed with grid: {', '.join(GRID_DISTRIBUTIONS)}"
+    )
+
+
+def grid_search_space(spec: SweepSpec) -> dict[str, list[Any]]:
+    """GridSampler's search space (constants left out; non-primitive values JSON-encoded)."""
+    space: dict[str, list[Any]] = {}
+    for p in spec.parameters.values():
+        values = grid_values(p)
+        if p.distribution != "constant":
+            space[p.name] = _choices(values)[0]
+    return space
+
+
+def grid_size(spec: SweepSpec) -> int:
+    return math.prod(len(v) for v in grid_search_space(spec).values())
+
+
+# -- suggesting a trial's parameters -------------------------------------------------------------------------
+def suggest_params(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
+    """Every parameter's W&B value for this trial (also stored as trial.user_attrs['params'])."""
+    values: dict[str, Any] = {}
+    for p in spec.parameters.values():
+        if spec.method == "grid" and p.distribution != "constant":
+            choices, encoded = _choices(grid_values(p))
+            value = trial.suggest_categorical(p.name, choices)
+            values[p.name] = json.loads(str(value)) if encoded else value
+        else:
+            values[p.name] = SUGGESTERS[p.distribution](trial, p)
+    trial.set_user_attr(PARAMS_ATTR, values)
+    return values
+
+
+def representative_params(spec: SweepSpec) -> dict[str, Any]:
+    """One plausible value per parameter (used to validate overrides before any trial runs)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return suggest_params(study.ask(), spec)
+
+
+# -- samplers and pruners ------------------------------------------------------------------------------------
+def build_sampler(spec: SweepSpec, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    seed = spec.seed if seed is None else seed
+    if spec.method == "grid":
+        return optuna.samplers.GridSampler(grid_search_space(spec), seed=seed)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+
+
+def hyperband_resources(options: dict[str, Any]) -> tuple[int, int | str, int]:
+    """(min_resource, max_resource, reduction_factor) from W&B's min_iter / max_iter / s / eta.
+
+    W&B stops runs at the brackets min_iter * eta^k (k < s), or max_iter / eta^k (1 <= k <= s).
+    """
+    eta = int(options.get("eta", 3))
+    s = options.get("s")
+    if "min_iter" in options:
+        low = int(options["min_iter"])
+        if "max_iter" in options:
+            return low, int(options["max_iter"]), eta
+        return low, (low * eta**s if s else "auto"), eta
+    high = int(options["max_iter"])
+    return max(1, high // eta ** (s or 1)), high, eta
+
+
+def build_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    et = spec.early_terminate
+    if et is None:
+        return optuna.pruners.NopPruner()
+    if et.type == "hyperband":
+        low, high, eta = hyperband_resources(et.options)
+        if isinstance(high, int) and high < low:
+            raise ConfigError(f"early_terminate: max_iter ({high}) is below min_iter ({low})")
+        return optuna.pruners.HyperbandPruner(min_resource=low, max_resource=high, reduction_factor=eta)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=int(et.options.get("n_startup_trials", 2)),
+        n_warmup_steps=int(et.options.get("min_iter", 1)),
+    )
+
+
+def direction(spec: SweepSpec) -> str:
+    return "maximize" if spec.goal == "maximize" else "minimize"

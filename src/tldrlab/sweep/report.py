@@ -1,0 +1,204 @@
+"""Looking at a study: the trials table, the best trial, and an export (CSV, JSON, PNG plots).
+
+rows = trial_rows(study)                    # number, state, params (W&B values), value, seconds, run_id
+best = best_trial_summary(study)            # None until a trial completes
+files = export_study(study, out_dir)        # trials.csv, trials.json, best.json, plots/*.png
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.sweep.mapping import PARAMS_ATTR
+from tldrlab.sweep.storage import RUN_ATTR
+
+MIN_TRIALS_FOR_IMPORTANCE = 2
+"""Parameter importances need at least this many complete trials (and a parameter that varies)."""
+
+
+def trial_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The W&B parameter values of a trial (Optuna's own params for trials made outside tldrlab)."""
+    params = trial.user_attrs.get(PARAMS_ATTR)
+    return dict(params) if isinstance(params, dict) else dict(trial.params)
+
+
+def _seconds(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": trial_params(t),
+                "seconds": _seconds(t),
+                "iterations": len(t.intermediate_values),
+                "run_id": t.user_attrs.get(RUN_ATTR),
+                "retry_of": t.system_attrs.get("failed_trial"),
+                "started": t.datetime_start.isoformat() if t.datetime_start else None,
+            }
+        )
+    return rows
+
+
+def best_trial_summary(study: optuna.Study) -> dict[str, Any] | None:
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    best = study.best_trial
+    return {
+        "study": study.study_name,
+        "number": best.number,
+        "value": best.value,
+        "params": trial_params(best),
+        "run_id": best.user_attrs.get(RUN_ATTR),
+        "direction": study.direction.name.lower(),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def status_table(study: optuna.Study) -> Any:
+    """A rich Table of the study's trials."""
+    from rich.table import Table
+
+    rows = trial_rows(study)
+    names: list[str] = []
+    for row in rows:
+        names += [k for k in row["params"] if k not in names]
+    table = Table(title=f"study {study.study_name} ({study.direction.name.lower()})")
+    for column in ("#", "state", "value", *names, "evals", "seconds", "run"):
+        table.add_column(column, overflow="fold")
+    best = best_trial_summary(study)
+    for row in rows:
+        style = "bold green" if best is not None and row["number"] == best["number"] else None
+        table.add_row(
+            str(row["number"]),
+            row["state"],
+            _fmt(row["value"]),
+            *[_fmt(row["params"].get(n)) for n in names],
+            str(row["iterations"]),
+            _fmt(row["seconds"]),
+            row["run_id"] or "-",
+            style=style,
+        )
+    return table
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    names: list[str] = []
+    for row in rows:
+        names += [k for k in row["params"] if k not in names]
+    columns = ["number", "state", "value", *[f"param:{n}" for n in names], "iterations", "seconds", "run_id"]
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        values = [row["params"].get(n) for n in names]
+        params = [json.dumps(v) if isinstance(v, list | dict) else v for v in values]
+        writer.writerow(
+            [
+                row["number"],
+                row["state"],
+                row["value"],
+                *params,
+                row["iterations"],
+                row["seconds"],
+                row["run_id"],
+            ]
+        )
+    atomic_write_text(path, buffer.getvalue())
+
+
+def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """PNG plots: optimization history, parameter importances, parallel coordinates (and intermediate values).
+
+    Returns the files written and a note for each plot that could not be drawn (e.g. too few trials).
+    """
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    written: list[Path] = []
+    notes: list[str] = []
+    plots: dict[str, Any] = {
+        "optimization_history": ovm.plot_optimization_history,
+        "param_importances": ovm.plot_param_importances,
+        "parallel_coordinate": ovm.plot_parallel_coordinate,
+        "intermediate_values": ovm.plot_intermediate_values,
+    }
+    for name, draw in plots.items():
+        if not complete and name != "intermediate_values":
+            notes.append(f"{name}: no complete trial yet")
+            continue
+        if name == "param_importances":
+            varying = {
+                p for t in complete for p in t.params if len({str(u.params.get(p)) for u in complete}) > 1
+            }
+            if len(complete) < MIN_TRIALS_FOR_IMPORTANCE or not varying:
+                notes.append(
+                    f"{name}: needs at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials with "
+                    f"different parameters (have {len(complete)} complete)"
+                )
+                continue
+        if name == "intermediate_values" and not any(
+            t.intermediate_values for t in study.get_trials(deepcopy=False)
+        ):
+            notes.append(f"{name}: no trial reported intermediate values")
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+                axes = draw(study)
+            fig = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            fig.set_size_inches(10, 6)
+            fig.tight_layout()
+            path = out_dir / f"{name}.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
+        except Exception as exc:  # a plot must never lose the CSV/JSON export
+            notes.append(f"{name}: {type(exc).__name__}: {exc}")
+            plt.close("all")
+    return written, notes
+
+
+def export_study(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
+    """trials.csv, trials.json, best.json and plots/*.png under out_dir; returns what was written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = trial_rows(study)
+    _write_csv(rows, out_dir / "trials.csv")
+    atomic_write_json(out_dir / "trials.json", {"study": study.study_name, "trials": rows})
+    files = [out_dir / "trials.csv", out_dir / "trials.json"]
+    best = best_trial_summary(study)
+    if best is not None:
+        atomic_write_json(out_dir / "best.json", best)
+        files.append(out_dir / "best.json")
+    plots, notes = plot_study(study, out_dir / "plots")
+    return {"files": [str(p) for p in files + plots], "notes": notes, "trials": len(rows)}

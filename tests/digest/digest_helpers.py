@@ -1,0 +1,190 @@
+"""Shared pieces for the digest tests: a fake OpenAI-compatible chat server, a tiny T5, sample threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tldrlab.data.threads import Post, Thread
+
+
+@dataclass
+class FakeChat:
+    """What the fake endpoint answers and what it saw."""
+
+    reply: str = "- Serve ales warmer than lagers [1]\n- Cold hides flavour [2, 3]\n- Uncited bullet about glasses\n"
+    chunk_chars: int = 6
+    delay_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    chunks_sent: int = 0
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    status: int = 200
+
+
+@contextmanager
+def fake_openai_server(chat: FakeChat) -> Iterator[str]:
+    """A local server speaking the streaming /v1/chat/completions protocol; yields its base URL (…/v1)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the body ends when the connection closes, as with SSE proxies
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length))
+            chat.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+            if self.path != "/v1/chat/completions" or chat.status != 200:
+                self.send_response(chat.status if chat.status != 200 else 404)
+                self.end_headers()
+                self.wfile.write(b'{"error": "nope"}')
+                return
+            assert body.get("stream") is True
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            text = chat.reply
+            try:
+                for i in range(0, len(text), chat.chunk_chars):
+                    chunk = {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {"content": text[i : i + chat.chunk_chars]}}],
+                    }
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    chat.chunks_sent += 1
+                    if chat.delay_s:
+                        time.sleep(chat.delay_s)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                chat.disconnected.set()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def tiny_t5(out_dir: Path) -> Path:
+    """A randomly initialised T5 with tiny dimensions and a word-level tokenizer, saved like any HF model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    corpus = [p.text for p in sample_thread().posts] * 3
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    config = T5Config(
+        vocab_size=tok.get_vocab_size(),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(config)
+    model.generation_config.decoder_start_token_id = 0
+    model.generation_config.eos_token_id = None  # random weights: never stop early, so the length is known
+    model.generation_config.suppress_tokens = [0, 1, 2]  # and never emit pad/eos/unk (they decode to nothing)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def sample_thread(thread_id: str = "t-serve") -> Thread:
+    """A small thread written for these tests: a question, an accepted answer, two more answers."""
+    return Thread(
+        id=thread_id,
+        title="What temperature should I serve beer at?",
+        url="https://example.org/t/serve",
+        posts=[
+            Post(
+                id="p1",
+                number=1,
+                kind="question",
+                score=5,
+                author="asker",
+                url="https://example.org/t/serve#p1",
+                text="What temperature should I serve my beer at? Room temperature or straight from the fridge?",
+            ),
+            Post(
+                id="p2",
+                number=2,
+                kind="answer",
+                score=12,
+                accepted=True,
+                author="brewer",
+                url="https://example.org/t/serve#p2",
+                text=(
+                    "Serve ales warmer than lagers, around 10 to 13 degrees Celsius. "
+                    "Very cold beer hides flavour and aroma because the volatile compounds stay in the liquid.\n\n"
+                    "Lagers are fine between 4 and 7 degrees."
+                ),
+            ),
+            Post(
+                id="p3",
+                number=3,
+                kind="answer",
+                score=2,
+                author="taster",
+                url="https://example.org/t/serve#p3",
+                text="Strong stouts and barleywines taste best at cellar temperature. Thanks!",
+            ),
+            Post(
+                id="p4",
+                number=4,
+                kind="answer",
+                score=0,
+                author="glassman",
+                url="https://example.org/t/serve#p4",
+                text="The shape of the glass matters too, a tulip glass keeps the aroma in.",
+            ),
+        ],
+    )
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Run an ASGI app with a real uvicorn server on a free loopback port; yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

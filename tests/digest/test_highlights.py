@@ -1,0 +1,88 @@
+"""Highlights: query-free centrality with signals and MMR, query-aware hybrid, baselines; real MiniLM vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from digest_helpers import sample_thread
+
+from tldrlab.digest.baselines import BASELINES, lexrank, textrank
+from tldrlab.digest.highlights import HighlightOptions, minmax, select_mmr, thread_highlights
+from tldrlab.digest.ingest import ingest_threads
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import NotFoundError
+from tldrlab.store.base import SentenceStore
+
+
+def test_highlights_carry_provenance_and_spread_across_posts(store: SentenceStore, embedder: Embedder) -> None:
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    found = thread_highlights(store, thread.id, HighlightOptions(k=4), embedder=embedder)
+    assert [h.rank for h in found] == [1, 2, 3, 4]
+    assert len({h.id for h in found}) == 4
+    for h in found:
+        post = thread.post(h.post_id)
+        assert post is not None and post.text[h.start : h.end] == h.text
+        assert h.url == post.url and h.thread_id == thread.id and h.id == f"{h.post_id}:{h.sentence_index}"
+    # at most 2 per post (the cap), and the short "Thanks!" never makes it
+    assert max(sum(h.post_id == p for h in found) for p in {h.post_id for h in found}) <= 2
+    assert all(h.text != "Thanks!" for h in found)
+    # the accepted, top-voted answer leads
+    assert found[0].post_id == "p2"
+
+
+def test_accepted_flag_and_votes_change_the_ranking(store: SentenceStore, embedder: Embedder) -> None:
+    thread = sample_thread()
+    # flip the signals: the glass post becomes the accepted, top-voted answer
+    for post in thread.posts:
+        post.accepted = post.id == "p4"
+        post.score = 50 if post.id == "p4" else 0
+    ingest_threads([thread], store, embedder)
+    with_signals = thread_highlights(store, thread.id, HighlightOptions(k=1, accepted_weight=1.0), embedder=embedder)
+    without = thread_highlights(
+        store,
+        thread.id,
+        HighlightOptions(k=1, use_accepted=False, use_score=False),
+        embedder=embedder,
+    )
+    assert with_signals[0].post_id == "p4"
+    assert without[0].post_id != "p4"
+
+
+def test_query_aware_hybrid_finds_the_matching_sentence(store: SentenceStore, embedder: Embedder) -> None:
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    found = thread_highlights(store, thread.id, HighlightOptions(k=2, q="which glass shape keeps aroma"), embedder=embedder)
+    assert found[0].post_id == "p4"
+    stouts = thread_highlights(store, thread.id, HighlightOptions(k=1, q="barleywines"), embedder=None)  # BM25 only
+    assert stouts[0].post_id == "p3" and "barleywines" in stouts[0].text
+
+
+def test_unknown_thread_is_not_found(store: SentenceStore) -> None:
+    with pytest.raises(NotFoundError):
+        thread_highlights(store, "nope", HighlightOptions())
+
+
+def test_mmr_avoids_near_duplicates() -> None:
+    vectors = np.array([[1.0, 0.0], [0.999, 0.0447], [0.0, 1.0]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    relevance = np.array([1.0, 0.95, 0.6])
+    assert select_mmr(relevance, vectors, ["a", "b", "c"], 2, diversity=0.0) == [0, 1]
+    assert select_mmr(relevance, vectors, ["a", "b", "c"], 2, diversity=1.0) == [0, 2]
+    # the per-group cap only holds while other groups have sentences left
+    assert select_mmr(relevance, vectors, ["a", "a", "a"], 3, diversity=0.0, max_per_group=1) == [0, 1, 2]
+    assert minmax(np.array([3.0, 3.0])).tolist() == [0.0, 0.0]
+
+
+def test_baselines_rank_the_central_sentence_first() -> None:
+    texts = [
+        "The weather was nice.",
+        "Hops add bitterness and aroma to beer.",
+        "Bitterness in beer comes from hops.",
+        "Aroma hops are added late to beer.",
+        "My cat sleeps a lot.",
+    ]
+    for scores in (lexrank(texts), textrank(texts)):
+        assert int(np.argmax(scores)) in (1, 2, 3)
+        assert int(np.argmin(scores)) in (0, 4)
+    assert BASELINES["lead"](texts).argmax() == 0

@@ -1,0 +1,153 @@
+"""Summarizers (registry): extractive, local (a tiny real T5), openai (a fake streaming endpoint), two_stage;
+citations, fallback citations, stopping, and the summary cache through the pipeline."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from digest_helpers import FakeChat, fake_openai_server, sample_thread
+
+from tldrlab.digest.cache import open_cache
+from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.ingest import ingest_threads
+from tldrlab.digest.pipeline import DigestOptions, digest_events, make_digest
+from tldrlab.digest.summarizers import SUMMARIZERS, Bullet, SummaryContext, build_summarizer
+from tldrlab.digest.summarizers.base import bullets_from_text, parse_citations
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableError
+from tldrlab.store.base import SentenceStore
+
+
+def context_for(store: SentenceStore, embedder: Embedder, k: int = 6) -> SummaryContext:
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    highlights = thread_highlights(store, thread.id, HighlightOptions(k=k), embedder=embedder)
+    return SummaryContext(thread=thread, highlights=highlights, embedder=embedder, max_bullets=4)
+
+
+def run(summarizer_name: str, context: SummaryContext, **params: object) -> tuple[list[str], list[Bullet]]:
+    tokens: list[str] = []
+    bullets: list[Bullet] = []
+    for event in build_summarizer(summarizer_name, dict(params)).stream(context):
+        if isinstance(event, str):
+            tokens.append(event)
+        else:
+            bullets = event
+    return tokens, bullets
+
+
+def test_registry_names() -> None:
+    assert set(SUMMARIZERS) == {"extractive", "local", "openai", "two_stage"}
+    with pytest.raises(InvalidInputError, match="unknown summarizer"):
+        build_summarizer("gpt9")
+    with pytest.raises(ConfigError, match="model_path"):
+        build_summarizer("local")
+
+
+def test_extractive_bullets_cite_the_top_highlights(store: SentenceStore, embedder: Embedder) -> None:
+    context = context_for(store, embedder)
+    tokens, bullets = run("extractive", context)
+    assert len(bullets) == 4 == len(tokens)
+    top_ids = {h.id for h in context.highlights[:4]}
+    assert {c for b in bullets for c in b.citations} == top_ids
+    by_id = {h.id: h for h in context.highlights}
+    for bullet in bullets:
+        assert bullet.text == " ".join(by_id[bullet.citations[0]].text.split())
+    # reading order: post number, then sentence
+    keys = [(by_id[b.citations[0]].post_number, by_id[b.citations[0]].sentence_index) for b in bullets]
+    assert keys == sorted(keys)
+
+
+def test_citation_parsing_and_fallback(store: SentenceStore, embedder: Embedder) -> None:
+    assert parse_citations("Warm ales [1, 3] and [9] [2]", 3) == ("Warm ales and", [0, 2, 1])
+    context = context_for(store, embedder)
+    glass = next(i for i, h in enumerate(context.highlights) if "glass" in h.text)
+    bullets = bullets_from_text(f"* Serve ales warm [1]\n* A tulip glass shape keeps the aroma in\n", context)
+    assert bullets[0].citations == [context.highlights[0].id]
+    assert bullets[1].citations == [context.highlights[glass].id]  # nearest by embedding
+
+
+def test_openai_streams_and_cites(store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = context_for(store, embedder)
+    chat = FakeChat()
+    with fake_openai_server(chat) as base_url:
+        monkeypatch.setenv("TLDRLAB_OPENAI_BASE_URL", base_url)
+        monkeypatch.setenv("TLDRLAB_OPENAI_API_KEY", "sk-test-key-123")
+        tokens, bullets = run("openai", context, model="tiny-chat")
+    assert "".join(tokens) == chat.reply and len(tokens) > 5
+    assert [b.text for b in bullets] == ["Serve ales warmer than lagers", "Cold hides flavour", "Uncited bullet about glasses"]
+    h = context.highlights
+    assert bullets[0].citations == [h[0].id] and bullets[1].citations == [h[1].id, h[2].id]
+    assert len(bullets[2].citations) == 1  # filled in by similarity
+    request = chat.requests[0]
+    assert request["body"]["model"] == "tiny-chat" and request["auth"] == "Bearer sk-test-key-123"
+    prompt = request["body"]["messages"][1]["content"]
+    assert f"[1] {h[0].text}" in prompt and "Title: What temperature" in prompt
+
+
+def test_openai_errors_are_service_errors(store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = context_for(store, embedder)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("TLDRLAB_OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
+        build_summarizer("openai")
+    with fake_openai_server(FakeChat(status=500)) as base_url, pytest.raises(ServiceUnavailableError, match="500"):
+        run("openai", context, base_url=base_url)
+    with pytest.raises(ServiceUnavailableError, match="cannot reach"):
+        run("openai", context, base_url="http://127.0.0.1:9/v1")
+
+
+def test_two_stage_streams_the_draft_and_consolidates(store: SentenceStore, embedder: Embedder) -> None:
+    context = context_for(store, embedder)
+    chat = FakeChat(reply="- Ales warm, lagers cold [1][2]\n")
+    with fake_openai_server(chat) as base_url:
+        tokens, bullets = run("two_stage", context, draft="extractive", final="openai", base_url=base_url)
+    draft = "".join(tokens)
+    assert draft.startswith("- ") and draft.count("\n") == 4  # the extractive draft streamed
+    assert [b.text for b in bullets] == ["Ales warm, lagers cold"]
+    assert bullets[0].citations == [context.highlights[0].id, context.highlights[1].id]
+    assert draft.strip() in chat.requests[0]["body"]["messages"][1]["content"]
+
+
+def test_local_model_streams_and_stops_on_flag(store: SentenceStore, embedder: Embedder, tiny_t5_dir: Path) -> None:
+    context = context_for(store, embedder)
+    tokens, bullets = run("local", context, model_path=str(tiny_t5_dir), max_new_tokens=24)
+    assert len(tokens) >= 3  # streamed in pieces
+    assert bullets and all(len(b.citations) == 1 for b in bullets)  # random model: cited by similarity
+    assert {c for b in bullets for c in b.citations} <= {h.id for h in context.highlights}
+
+    stopping = SummaryContext(context.thread, context.highlights, embedder, 4, threading.Event())
+    summarizer = build_summarizer("local", {"model_path": str(tiny_t5_dir), "max_new_tokens": 400})
+    seen = []
+    for event in summarizer.stream(stopping):
+        seen.append(event)
+        stopping.stop.set()  # the client went away after the first chunk
+    assert len(seen) <= 3 and all(isinstance(e, str) for e in seen)  # no final bullets after a stop
+
+    with pytest.raises(Exception, match="not found"):
+        run("local", context, model_path=str(tiny_t5_dir / "missing"))
+
+
+def test_pipeline_caches_until_the_thread_changes(store: SentenceStore, embedder: Embedder) -> None:
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    cache = open_cache()
+    options = DigestOptions(k=5, max_bullets=3)
+    first = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+    assert not first.cached and len(first.bullets) == 3 and len(first.highlights) == 5
+    second = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+    assert second.cached and second.bullets == first.bullets and second.text == first.text
+    # other parameters are another cache entry
+    assert not make_digest(store, thread.id, DigestOptions(k=4), embedder=embedder, cache=cache).cached
+    # an edited post outdates the cached digest
+    edited = thread.model_copy(deep=True)
+    edited.posts[3].text = "Glass shape does not matter at all."
+    ingest_threads([edited], store, embedder)
+    third = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+    assert not third.cached and third.content_hash != first.content_hash
+    assert any("Glass shape does not matter" in h.text for h in third.highlights) or third.bullets
+    events = list(digest_events(store, thread.id, options, embedder=embedder, cache=cache))
+    assert [e.kind for e in events] == ["token", "digest"] and events[1].digest and events[1].digest.cached
+    cache.close()

@@ -1,0 +1,177 @@
+"""`tldrlab eval | generate | score` on saved tiny models: a run id or a model directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tldrlab.cli.main import main
+from tldrlab.errors import RunCancelledError
+from tldrlab.evaluate import EvalConfig, evaluate_model, evaluate_target
+from tldrlab.models import build_model, load_model, save_model
+from tldrlab.runs import create_run, open_registry, start_run
+from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on a shared 2-core machine more threads only contend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("data")
+    text = directory / "shakespeare.txt"
+    text.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:8_000])
+    source = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    pairs = directory / "debian_descriptions.validation.jsonl"
+    pairs.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:12]))
+    train_tokenizer("bpe", [text, pairs], 320, directory / "tok")
+    return {"text": text, "pairs": pairs, "tok": directory / "tok"}
+
+
+def save_tiny(name: str, data: dict[str, Path], out: Path) -> Path:
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(data["tok"])
+    settings: dict[str, Any] = {"size": "tiny", "dropout": 0.0} if name != "char_lstm" else {"hidden_dim": 32}
+    save_model(build_model(name, settings, tokenizer), tokenizer, out)
+    return out
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_seq2seq_eval_of_a_run_writes_eval_and_samples(data: dict[str, Path]) -> None:
+    record = create_run(
+        "train",
+        {"model": "t5", "data": {"path": str(data["pairs"]), "prefix": "summarize: ", "max_source_len": 64}},
+    )
+    run_dir = Path(record.run_dir)
+    save_tiny("t5", data, run_dir / "model")
+    result = evaluate_target(record.id, max_samples=5, generation={"temperature": 0, "max_new_tokens": 8})
+
+    metrics = result["metrics"]
+    assert metrics["examples"] == 5
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["loss"] > 0 and metrics["perplexity"] > 1
+    assert metrics["pred_words_mean"] >= 0 and metrics["ref_words_mean"] > 0
+    on_disk = json.loads((run_dir / "eval.json").read_text())
+    assert on_disk["metrics"] == pytest.approx(metrics)
+    assert on_disk["config"]["prefix"] == "summarize: "
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    first = json.loads(data["pairs"].read_text().splitlines()[0])
+    assert (
+        len(samples) == 5 and samples[0]["reference"] == first["summary"] and samples[0]["id"] == first["id"]
+    )
+    # The evaluation is itself a run whose parent is the evaluated one; seeded greedy output repeats.
+    (eval_run,) = open_registry().list(kind="eval")
+    assert eval_run.parent_id == record.id and eval_run.status.value == "completed"
+    again = evaluate_target(record.id, max_samples=5, generation={"temperature": 0, "max_new_tokens": 8})
+    assert again["metrics"]["rouge1"] == metrics["rouge1"]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "char_lstm"])
+def test_lm_eval_reports_loss_and_perplexity(name: str, data: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = save_tiny(name, data, tmp_path / "model")
+    result = evaluate_target(model_dir, data=str(data["text"]), block_size=64, max_samples=4)
+    metrics = result["metrics"]
+    assert metrics["blocks"] == 4 and metrics["tokens"] == 4 * 63
+    assert metrics["perplexity"] == pytest.approx(float(torch.tensor(metrics["loss"]).exp()), rel=1e-5)
+    samples = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 4 and "outputs" in json.loads(samples[0])
+    assert (tmp_path / "eval.png").is_file()
+
+
+def test_cancel_request_stops_an_evaluation(data: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = save_tiny("char_lstm", data, tmp_path / "model")
+    model, tokenizer, name = load_model(model_dir)
+    config = EvalConfig(data=str(data["text"]), block_size=32, batch_size=1, max_samples=8)
+    with pytest.raises(RunCancelledError), start_run("eval", {}) as run:
+        open_registry().request_cancel(run.id)
+        evaluate_model(model, tokenizer, name, config, tmp_path, run=run, progress=False)
+    assert open_registry().get(run.id).status.value == "cancelled"
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_cli_eval_generate_score(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = save_tiny("gpt2", data, tmp_path / "model")
+    assert run_cli(["eval", str(model_dir), "--data", str(data["text"]), "--max-samples", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["blocks"] == 2
+
+    argv = [
+        "generate",
+        str(model_dir),
+        "-p",
+        "ROMEO:",
+        "--seed",
+        "3",
+        "-n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]
+    assert run_cli(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert run_cli(argv) == 0
+    assert json.loads(capsys.readouterr().out) == first and len(first[0]["outputs"]) == 2
+
+    assert run_cli(["score", str(model_dir), "--text", "To be, or not", "--top-k", "2", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["num_tokens"] == len(scored["surprisal_bits"]) and len(scored["topk"][0]) == 2
+    assert run_cli(["score", str(model_dir), "--text", "To be"]) == 0
+    assert "perplexity" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["eval", "no-such-run"], 3, "no run or model directory named 'no-such-run'"),
+        (["generate", "no-such-run", "-p", "x"], 3, "no model directory or run named 'no-such-run'"),
+        (["generate", "MODEL", "-p", "x", "--top-p", "1.5"], 2, "top_p"),
+        (["score", "MODEL", "--text", ""], 2, "empty"),
+        (["eval", "MODEL"], 2, "pass --data"),
+        (["eval", "MODEL", "--data", "/nonexistent/file.jsonl"], 3, "not found"),
+    ],
+)
+def test_cli_errors_are_clear(
+    argv: list[str],
+    code: int,
+    message: str,
+    data: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model_dir = save_tiny("char_lstm", data, tmp_path / "model")
+    argv = [str(model_dir) if a == "MODEL" else a for a in argv]
+    assert run_cli(argv) == code
+    assert message in capsys.readouterr().err
+
+
+def test_real_command_prints_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "score", str(tmp_path), "--text", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3 and "no saved model" in proc.stderr and "Traceback" not in proc.stderr

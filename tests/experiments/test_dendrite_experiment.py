@@ -1,0 +1,115 @@
+"""The experiment end to end on real data with a tiny budget: table shape, arms that really differ."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tldrlab.cli.main import main
+from tldrlab.experiments.dendrite_experiment import ARMS, ExperimentConfig, train_arm
+from tldrlab.experiments.results import markdown_table, summarize_rows
+from tldrlab.runs import RunStatus, open_registry
+
+TINY = [
+    "--budget", "6", "--eval-every", "2", "--batch-size", "8", "--train-limit", "40", "--eval-size", "8",
+    "--test-size", "3", "--max-source-tokens", "32", "--vocab-size", "300",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_three_arms_on_scitldr(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = shared_data / "scitldr" / "scitldr_a.dev.jsonl"
+    main(["experiment", "dendrites", "--data", str(data), "--arms", "baseline,compressed,compressed_pai",
+          "--seeds", "1", "--max-dendrites", "1", "--json", *TINY])  # fmt: skip
+    runs = open_registry().list(kind="experiment", limit=5)
+    assert len(runs) == 1 and runs[0].status == RunStatus.COMPLETED
+    run_dir = Path(runs[0].run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = {r["arm"]: r for r in results["rows"]}
+    assert list(rows) == ["baseline", "compressed", "compressed_pai"]
+    # each arm really differs: compression removes parameters, PAI adds dendrites (and their parameters)
+    assert rows["compressed"]["parameters"] < rows["baseline"]["parameters"]
+    assert rows["compressed_pai"]["dendrites"] >= 1
+    assert rows["compressed"]["parameters"] < rows["compressed_pai"]["parameters"]
+    for row in rows.values():
+        for metric in (
+            "rouge1",
+            "rouge2",
+            "rougeL",
+            "bertscore_f1",
+            "highlight_p_at_3",
+            "latency_ms",
+            "train_seconds",
+        ):
+            assert isinstance(row[metric], float), (row["arm"], metric)
+        assert row["steps"] <= 6 and row["latency_ms"] > 0
+    # the table in three formats and the plot
+    table = (run_dir / "results.md").read_text()
+    assert table.count("\n| ") == 3 and "Highlight P@3" in table and "gradient descent" in table
+    with open(run_dir / "results.csv") as handle:
+        assert [r["arm"] for r in csv.DictReader(handle)] == ["baseline", "compressed", "compressed_pai"]
+    assert (run_dir / "comparison.png").stat().st_size > 5000
+    # each arm is a child run with seed 000's save order: model, PAI state, run_metadata.json
+    children = [r for r in open_registry().list(kind="experiment_arm", limit=10) if r.parent_id == runs[0].id]
+    assert len(children) == 3
+    pai_child = next(c for c in children if c.tags.get("arm") == "compressed_pai")
+    final = Path(pai_child.run_dir) / "final"
+    metadata = json.loads((final / "run_metadata.json").read_text())
+    assert metadata["converted_modules"] and metadata["pai_globals"]["max_dendrites"] == 1
+    assert {"model.safetensors", "pai_tracker_state.json", "pai_globals_snapshot.json"} <= set(
+        metadata["files"]
+    )
+
+
+@pytest.mark.slow
+def test_same_config_same_numbers(shared_data: Path) -> None:
+    config = ExperimentConfig(
+        data=str(shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"),
+        train_limit=40, eval_size=8, test_size=3, budget_steps=4, eval_every=2, batch_size=8,
+        max_source_tokens=32, vocab_size=300, bertscore=False, highlights=False,
+    )  # fmt: skip
+    first = train_arm(config, "compressed_random", 3)
+    second = train_arm(config, "compressed_random", 3)
+    for metric in ("parameters", "eval_loss", "rouge1", "rougeL"):
+        assert first[metric] == second[metric], metric
+    assert first["run_id"] != second["run_id"]
+
+
+def test_bad_input_is_a_clear_cli_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["experiment", "dendrites", "--data", str(tmp_path / "missing.jsonl"), "--arms", "baseline,nope"]
+        )
+    assert exit_info.value.code == 2
+    assert "unknown arm" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "dendrites", "--data", str(tmp_path / "missing.jsonl"), "--budget", "soon"])
+    assert exit_info.value.code == 2 and "--budget" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "dendrites", "--data", str(tmp_path / "missing.jsonl"), "--arms", "compressed"])
+    assert exit_info.value.code == 2 and "add 'baseline'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "dendrites", "--data", str(tmp_path / "missing.jsonl")])
+    assert exit_info.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_summary_gives_mean_and_spread_over_seeds() -> None:
+    rows = [
+        {"arm": "baseline", "seed": 1, "parameters": 100, "rougeL": 0.2},
+        {"arm": "baseline", "seed": 2, "parameters": 100, "rougeL": 0.4},
+        {"arm": "compressed", "seed": 1, "parameters": 50, "rougeL": 0.1},
+    ]
+    summary = summarize_rows(rows)
+    assert [s["arm"] for s in summary] == ["baseline", "compressed"]
+    assert summary[0]["rougeL_mean"] == pytest.approx(0.3)
+    assert summary[0]["rougeL_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert summary[1]["rougeL_std"] == 0.0
+    table = markdown_table(summary)
+    assert "0.3000 ± 0.1414" in table and table.count("\n") == 4
+
+
+def test_arm_registry_matches_the_documented_arms() -> None:
+    assert set(ARMS) == {"baseline", "compressed", "compressed_pai", "compressed_random"}

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from lvm_synthetic import rotating_table
+
+from tldrlab.errors import ConfigError
+from tldrlab.lvm.evaluation import evaluate_methods
+from tldrlab.lvm.losses import LVM_LOSSES, combined_loss, parse_loss
+from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, load_lvm
+from tldrlab.lvm.sequences import build_sequences
+from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
+from tldrlab.runs import start_run
+
+
+@pytest.fixture(scope="module")
+def rotating_sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    table = rotating_table(n_articles=12, length=30, dim=16, step=0.6)
+    seqs = build_sequences(table, context=4, seed=0, val_fraction=0.17, test_fraction=0.17)
+    return seqs.save(tmp_path_factory.mktemp("lvm") / "rotating.npz")
+
+
+@pytest.mark.parametrize("name", sorted(LVM_MODELS))
+def test_architecture_learns_rotation_through_the_trainer(name: str, rotating_sequences: Path) -> None:
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(rotating_sequences),
+            "model": name,
+            "model_settings": {"hidden": 32, "layers": 1, "dropout": 0.0, "heads": 2, "d_state": 8},
+            "loss": "mse",
+            "train": {
+                "max_steps": 150,
+                "batch_size": 32,
+                "lr": 1e-2,
+                "warmup_steps": 10,
+                "eval_every": 75,
+                "checkpoint_every": 75,
+                "device": "cpu",
+                "progress": False,
+                "plot": False,
+            },
+        }
+    )
+    with start_run("lvm_train", config, seed=0) as run:
+        summary = train_lvm(config, run, resume=True)
+    model = load_lvm(run.dir / "model")
+    assert model.name == name and summary["parameters"] > 0
+    # vectors in, vectors out: the first layer reads concept vectors, the last writes them; no vocabulary
+    assert model.in_proj.in_features == 16 and model.head.out_features == 16
+    assert not any(isinstance(m, torch.nn.Embedding) for m in model.modules())
+
+    from tldrlab.lvm.sequences import load_sequences
+
+    results = {r.name: r.metrics for r in evaluate_methods(load_sequences(rotating_sequences), {name: model})}
+    copy_last = results["copy_last"]["mse"]
+    assert results[name]["mse"] < 0.25 * copy_last, (name, results[name], copy_last)
+    assert results[name]["cosine"] > results["copy_last"]["cosine"]
+    # metrics and checkpoints came from the Trainer core loop
+    lines = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_loss" in line for line in lines) and (run.dir / "checkpoints").is_dir()
+
+
+def test_padded_contexts_and_zero_init_head_start_at_the_mean() -> None:
+    for name in LVM_MODELS:
+        model = build_lvm(name, LVMConfig(dim=8, hidden=16, layers=2, context=4, heads=2)).eval()
+        contexts = torch.randn(3, 4, 8)
+        mask = torch.tensor([[False, False, True, True], [True, True, True, True], [False, False, False, True]])
+        out = model(contexts, mask)
+        assert out.shape == (3, 8) and torch.isfinite(out).all(), name
+        expected = (contexts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        assert torch.allclose(out, expected, atol=1e-6), name
+
+
+def test_losses_registry_and_combination() -> None:
+    assert set(LVM_LOSSES) == {"mse", "cosine", "infonce"}
+    assert parse_loss("cosine+infonce") == ["cosine", "infonce"]
+    with pytest.raises(ConfigError):
+        parse_loss("l1")
+    target = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    assert float(combined_loss("mse+cosine")(target, target)) == pytest.approx(0.0, abs=1e-6)
+    # InfoNCE is lower when each prediction matches its own target than when they are shuffled
+    good = float(combined_loss("infonce")(target, target))
+    bad = float(combined_loss("infonce")(target.roll(1, 0), target))
+    assert good < bad
+
+
+def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Path) -> None:
+    with pytest.raises(ConfigError, match="lstm, gru, transformer, mamba"):
+        build_lvm("rnn", LVMConfig())
+    config = LVMTrainJobConfig(sequences=str(rotating_sequences), model_settings={"hidden": -1})
+    with start_run("lvm_train", config) as run, pytest.raises(ConfigError, match="invalid LVM settings"):
+        train_lvm(config, run)

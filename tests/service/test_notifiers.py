@@ -1,0 +1,193 @@
+"""Notifiers: the webhook against a real local HTTP receiver, and the Discord bot up to Discord's HTTP
+boundary — discord.py's real REST client talking to a local fake of the Discord routes it uses."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient
+from svc_helpers import ServerThread, record
+
+from tldrlab.config import get_settings
+from tldrlab.runs import RunStatus, create_run
+from tldrlab.service.app import create_app
+from tldrlab.service.events import RunEvent
+from tldrlab.service.notify import NotifySettings, configured_notifiers, redact
+from tldrlab.service.notify.discord import (
+    BotCommands,
+    DiscordNotifier,
+    DmBatcher,
+    FileWatchList,
+    format_event,
+)
+from tldrlab.service.notify.webhook import WebhookNotifier
+from tldrlab.service.queue import open_queue
+from tldrlab.service.worker import WorkerConfig, build_worker
+
+BURST = WorkerConfig(burst=True, heartbeat_s=0.1, poll_s=0.05)
+
+
+def _receiver(fail_first: int) -> tuple[FastAPI, list[dict[str, Any]]]:
+    app, received, calls = FastAPI(), [], itertools.count()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> JSONResponse:
+        if next(calls) < fail_first:
+            return JSONResponse({"error": "busy"}, status_code=503)
+        received.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    return app, received
+
+
+def test_webhook_posts_json_with_retries_and_redaction() -> None:
+    app, received = _receiver(fail_first=2)
+    with ServerThread(app) as server:
+        notifier = WebhookNotifier(f"{server.url}/hook", retries=3, backoff_s=0.01, progress_every_s=60)
+        notifier(
+            RunEvent(
+                type="failed",
+                run_id="r1",
+                status="failed",
+                message="failed: cannot read /home/alice/corpus/secret.jsonl",
+            )
+        )
+        notifier(RunEvent(type="progress", run_id="r1", step=1, metrics={"loss": 2.0}))
+        notifier(RunEvent(type="progress", run_id="r1", step=2, metrics={"loss": 1.5}))  # throttled
+        notifier(RunEvent(type="log", run_id="r1", message="a log line"))  # not sent
+        notifier.flush()
+        notifier.close()
+    assert [b["event"] for b in received] == ["failed", "progress"]
+    assert received[0]["message"] == "failed: cannot read <path>" and received[1]["metrics"] == {"loss": 2.0}
+    assert notifier.delivered == 2 and notifier.failed == 0
+
+
+def test_webhook_gives_up_after_bounded_retries() -> None:
+    app, received = _receiver(fail_first=100)
+    with ServerThread(app) as server:
+        notifier = WebhookNotifier(f"{server.url}/hook", retries=2, backoff_s=0.01)
+        notifier(RunEvent(type="completed", run_id="r2"))
+        notifier.flush()
+        notifier.close()
+    assert received == [] and notifier.failed == 1
+
+
+def test_format_event_and_batcher() -> None:
+    line = format_event(
+        RunEvent(type="progress", run_id="r", step=7, progress=0.5, metrics={"loss": 1.23456})
+    )
+    assert line == "**progress** `r`: step 7, 50%, loss=1.235"
+    assert format_event(RunEvent(type="log", run_id="r", message="x")) is None
+    assert "/" not in redact("saved /srv/tldrlab/runs/x/checkpoints/step-5.pt and C:\\data\\x.txt")
+    now = [0.0]
+    sent: list[str] = []
+    batcher = DmBatcher(sent.append, min_interval_s=10, clock=lambda: now[0])
+    batcher.add("one")
+    assert batcher.flush() == 1
+    batcher.add("two")
+    batcher.add("three")
+    assert batcher.flush() == 0  # rate limited: batched until the interval passes
+    now[0] = 10.5
+    assert batcher.flush() == 1 and sent == ["one", "two\nthree"]
+    for _ in range(30):
+        batcher.add("x" * 100)
+    assert batcher.flush(force=True) == 2 and all(len(m) <= 1900 for m in sent)
+
+
+def _fake_discord(token: str) -> tuple[FastAPI, dict[str, list[Any]]]:
+    app = FastAPI()
+    seen: dict[str, list[Any]] = {"auth": [], "dm": [], "messages": []}
+
+    @app.get("/api/v10/users/@me")
+    async def me(request: Request) -> JSONResponse:
+        seen["auth"].append(request.headers.get("authorization"))
+        if request.headers.get("authorization") != f"Bot {token}":
+            return JSONResponse({"message": "401: Unauthorized", "code": 0}, status_code=401)
+        return JSONResponse(
+            {"id": "9001", "username": "tldrlab", "discriminator": "0", "avatar": None, "bot": True}
+        )
+
+    @app.post("/api/v10/users/@me/channels")
+    async def dm(request: Request) -> JSONResponse:
+        body = await request.json()
+        seen["dm"].append(body)
+        return JSONResponse({"id": "777", "type": 1, "recipients": [{"id": str(body["recipient_id"])}]})
+
+    @app.post("/api/v10/channels/{channel_id}/messages")
+    async def message(channel_id: str, request: Request) -> JSONResponse:
+        body = await request.json()
+        seen["messages"].append((channel_id, body["content"]))
+        return JSONResponse(
+            {"id": str(len(seen["messages"])), "channel_id": channel_id, "content": body["content"]}
+        )
+
+    return app, seen
+
+
+def test_discord_dms_the_owner_about_watched_runs(
+    monkeypatch: pytest.MonkeyPatch, tldrlab_home: Path
+) -> None:
+    token = "fake-bot-token-" + "c0ffee" * 4
+    app, seen = _fake_discord(token)
+    with ServerThread(app) as server:
+        monkeypatch.setenv("TLDRLAB_DISCORD_TOKEN", token)
+        monkeypatch.setenv("TLDRLAB_DISCORD_OWNER_ID", "4242")
+        monkeypatch.setenv("TLDRLAB_DISCORD_API_BASE", f"{server.url}/api/v10")
+        get_settings.cache_clear()
+        watched = create_run("smoke", {"steps": 8, "checkpoint_every": 4}).id
+        ignored = create_run("smoke", {"steps": 3}).id
+        FileWatchList(tldrlab_home / "discord" / "watching.json").add(watched)
+        for run_id in (watched, ignored):
+            open_queue().enqueue(run_id)
+        build_worker(config=BURST).run()  # attaches the notifiers the environment configures
+        assert record(watched).status == RunStatus.COMPLETED
+    assert seen["auth"] == [f"Bot {token}"]
+    assert seen["dm"] == [{"recipient_id": 4242}]
+    text = "\n".join(content for _, content in seen["messages"])
+    assert all(channel == "777" for channel, _ in seen["messages"])
+    assert f"**completed** `{watched}`" in text and "**checkpoint**" in text and ignored not in text
+    assert str(tldrlab_home) not in text and "/" not in text
+
+
+def test_discord_login_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _ = _fake_discord("the-right-token-0123456789")
+    with ServerThread(app) as server:
+        settings = NotifySettings(
+            discord_token="wrong-token-0123456789",
+            discord_owner_id=1,  # type: ignore[arg-type]
+            discord_api_base=f"{server.url}/api/v10",
+        )
+        import discord
+
+        with pytest.raises(discord.LoginFailure):
+            configured_notifiers(settings)
+
+
+def test_bot_commands_over_the_api(tldrlab_home: Path) -> None:
+    watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+    commands = BotCommands(TestClient(create_app()), owner_id=42, watch_list=watch_list)
+    assert commands.handle(7, "runs") is None  # not the owner
+    assert commands.handle(42, "runs", in_dm=False) is None  # not a DM
+    assert commands.handle(42, "runs") == "no runs yet"
+    queued = commands.handle(42, "train", "smoke")
+    assert queued is not None and queued.startswith("queued `smoke-")
+    run_id = queued.split("`")[1]
+    assert watch_list.ids() == {run_id}
+    assert run_id in (commands.handle(42, "runs") or "")
+    assert "**queued**" in (commands.handle(42, "status", run_id) or "")
+    assert "**cancelled**" in (commands.handle(42, "cancel", run_id) or "")
+    assert "conflict" in (commands.handle(42, "cancel", run_id) or "")
+    assert "not_found" in (commands.handle(42, "status", "nope") or "")
+    assert "give a run id" in (commands.handle(42, "status", "../etc") or "")
+    assert "JSON" in (commands.handle(42, "train", "{not json") or "")
+    assert commands.handle(42, "unwatch", run_id) == f"stopped watching `{run_id}`" and not watch_list.ids()
+    assert commands.handle(42, "watch", run_id) == f"watching `{run_id}`"
+    assert "unknown command" in (commands.handle(42, "rm") or "")
+    notifier = DiscordNotifier(lambda text: None, watch_list)
+    notifier(RunEvent(type="completed", run_id=run_id))
+    assert notifier.batcher.sent_messages == 1

@@ -1,0 +1,124 @@
+"""The runs / tokenizers / artifacts API on a real app, registry and embedded queue (TestClient)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from svc_helpers import record
+
+from tldrlab.config import get_settings
+from tldrlab.errors import ConfigError
+from tldrlab.runs import RunStatus
+from tldrlab.service.app import create_app
+from tldrlab.service.worker import WorkerConfig, build_worker
+
+BURST = WorkerConfig(burst=True, heartbeat_s=0.1, poll_s=0.05)
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(create_app())
+
+
+def _work() -> None:
+    build_worker(config=BURST).run()
+
+
+def test_train_smoke_run_end_to_end(client: TestClient) -> None:
+    created = client.post("/runs", json={"kind": "smoke", "config": {"steps": 6, "checkpoint_every": 3}})
+    assert created.status_code == 202
+    run_id = created.json()["id"]
+    assert created.json()["status"] == "queued" and "run_dir" not in created.json()
+    listed = client.get("/runs", params={"kind": "smoke"}).json()
+    assert [r["id"] for r in listed["runs"]] == [run_id]
+    _work()
+    detail = client.get(f"/runs/{run_id}").json()
+    assert detail["status"] == "completed" and detail["progress"] == pytest.approx(1.0)
+    assert detail["message"].startswith("completed") and detail["heartbeat_age_s"] >= 0
+    assert detail["last_metrics"]["step"] == 6 and {a["path"] for a in detail["artifacts"]} >= {
+        "artifacts/weights.json"
+    }
+    logs = client.get(f"/runs/{run_id}/logs", params={"tail": 2}).json()["lines"]
+    assert len(logs) == 2 and all("message" in line for line in logs)
+    with client.stream("GET", f"/runs/{run_id}/logs/stream") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        body = stream.read().decode()
+    events = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    assert [e["step"] for e in events if e["type"] == "progress"] == list(range(1, 7))
+    assert events[-1]["type"] == "completed" and any(e["type"] == "checkpoint" for e in events)
+    assert any(e["type"] == "log" for e in events)
+    files = client.get(f"/artifacts/smoke/{run_id}").json()["files"]
+    assert "artifacts/weights.json" in {f["path"] for f in files}
+    weights = client.get(f"/artifacts/smoke/{run_id}/artifacts/weights.json")
+    assert weights.status_code == 200 and len(weights.json()["weight"]) == 16
+    assert client.get(f"/artifacts/train/{run_id}").status_code == 404  # wrong kind
+
+
+def test_cancel_queued_and_finished(client: TestClient) -> None:
+    run_id = client.post("/runs", json={"kind": "smoke", "config": {"steps": 3}}).json()["id"]
+    cancelled = client.post(f"/runs/{run_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    _work()  # the worker drops the cancelled job
+    assert record(run_id).status == RunStatus.CANCELLED and record(run_id).attempts == 0
+    again = client.post(f"/runs/{run_id}/cancel")
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+
+
+def test_errors_have_code_message_request_id(client: TestClient) -> None:
+    missing = client.get("/runs/nope", headers={"X-Request-ID": "req-123"})
+    assert missing.status_code == 404 and missing.headers["x-request-id"] == "req-123"
+    assert missing.json() == {
+        "code": "not_found",
+        "message": "no run with id 'nope'",
+        "request_id": "req-123",
+    }
+    unknown = client.post("/runs", json={"kind": "rm -rf", "config": {}})
+    assert unknown.status_code == 400 and "unknown run kind" in unknown.json()["message"]
+    invalid = client.post("/runs/train", json={"cfg": {}})
+    assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_input"
+    not_json = client.post("/runs", content=b"{nope", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and not_json.json()["request_id"]
+    assert len(client.get("/healthz").headers["x-request-id"]) == 32  # generated when not sent
+    assert client.get("/runs", params={"status": "bogus"}).status_code == 400
+
+
+def test_child_requests_need_a_completed_training_run(client: TestClient) -> None:
+    smoke = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+    wrong_kind = client.post(f"/runs/{smoke}/generate", json={"config": {"prompts": ["hi"]}})
+    assert wrong_kind.status_code == 400
+    train = client.post("/runs/train", json={"config": {"model": "char_lstm"}}).json()
+    assert train["kind"] == "train" and train["status"] == "queued"
+    early = client.post(f"/runs/{train['id']}/evaluate", json={"config": {}})
+    assert early.status_code == 409 and "completed training run" in early.json()["message"]
+    assert client.get(f"/runs/{train['id']}/eval").status_code == 404
+    assert client.get(f"/runs/{train['id']}/score/{smoke}").status_code == 404
+
+
+def test_tokenizer_routes(client: TestClient) -> None:
+    created = client.post("/tokenizers/train", json={"config": {"method": "bpe", "vocab_size": 300}})
+    assert created.status_code == 202 and created.json()["kind"] == "tokenizer"
+    info = client.get(f"/tokenizers/{created.json()['id']}").json()
+    assert info["status"] == "queued" and info["stats"] == {}
+    smoke = client.post("/runs", json={"kind": "smoke", "config": {}}).json()["id"]
+    assert client.get(f"/tokenizers/{smoke}").status_code == 404
+
+
+def test_body_limit_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TLDRLAB_MAX_BODY_BYTES", "200")
+    monkeypatch.setenv("TLDRLAB_API_KEY", "changeme")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="placeholder"):
+        create_app()
+    key = "k-" + "7f3a9c1e5b2d4068" * 2
+    monkeypatch.setenv("TLDRLAB_API_KEY", key)
+    get_settings.cache_clear()
+    client = TestClient(create_app())
+    assert client.get("/healthz").status_code == 200
+    denied = client.get("/runs")
+    assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
+    assert client.get("/runs", headers={"X-Api-Key": key[:-1] + "x"}).status_code == 401
+    assert client.get("/runs", headers={"X-Api-Key": key}).status_code == 200
+    big = client.post("/runs", headers={"X-Api-Key": key}, json={"kind": "smoke", "config": {"x": "y" * 500}})
+    assert big.status_code == 413 and big.json()["code"] == "payload_too_large"

@@ -1,0 +1,87 @@
+"""The runs page in real Chromium against `tldrlab serve` (real uvicorn + a real worker process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+from svc_helpers import record, wait_for
+
+from conftest import _wait_for_port, free_port
+from tldrlab.runs import RunStatus
+
+
+@pytest.fixture
+def served(tldrlab_home: Path, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_port(port, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.slow
+def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{served}/runs-page")
+    page.fill("#smoke-steps", "40")
+    page.fill("#smoke-sleep", "0.05")
+    page.click("#start-smoke")
+    page.wait_for_selector("#detail:not([hidden])")
+    run_id = page.inner_text("#detail-id")
+    assert run_id.startswith("smoke-")
+    # The chart fills from the SSE stream while the run trains, then the run completes.
+    page.wait_for_function(
+        "document.getElementById('loss-line').getAttribute('points').split(' ').length >= 5", timeout=90_000
+    )
+    page.wait_for_function(
+        "document.getElementById('detail-status').textContent === 'completed'", timeout=90_000
+    )
+    points = page.get_attribute("#loss-line", "points") or ""
+    assert len(points.split(" ")) == 40
+    assert "step 40" in (page.text_content("#chart-label") or "")
+    page.wait_for_selector("#artifacts a:has-text('weights.json')")
+    row = page.locator(f"#runs tbody tr[data-run-id='{run_id}']")
+    expect(row).to_contain_text("completed", timeout=10_000)  # the list refreshes every 2 s
+    with page.expect_download() as download:
+        page.click("#artifacts a:has-text('weights.json')")
+    assert "weight" in Path(download.value.path()).read_text()
+    # A long run, cancelled from the page.
+    page.fill("#smoke-steps", "5000")
+    page.click("#start-smoke")
+    wait_for(lambda: page.inner_text("#detail-id") != run_id, 30, what="the new run to be selected")
+    long_id = page.inner_text("#detail-id")
+    page.wait_for_function(
+        "document.getElementById('detail-status').textContent === 'running'", timeout=60_000
+    )
+    page.click("#cancel")
+    page.wait_for_function(
+        "document.getElementById('detail-status').textContent === 'cancelled'", timeout=60_000
+    )
+    assert record(long_id).status == RunStatus.CANCELLED
+    assert httpx.get(f"{served}/readyz").status_code == 200
+    assert errors == []
+    page.close()

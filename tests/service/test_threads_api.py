@@ -1,0 +1,153 @@
+"""The digest API: POST /threads, GET /threads[/{id}[/highlights]], POST /stream_summary (SSE), bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tldrlab.config import get_settings
+from tldrlab.samples import sample_path
+from tldrlab.service.app import create_app
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+def beer_thread() -> dict[str, Any]:
+    return dict(json.loads(sample_path("beer_thread").read_text(encoding="utf-8")))
+
+
+def sse_events(text: str) -> list[tuple[str, str]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        events.append((name, "\n".join(data)))
+    return events
+
+
+def assert_error(response: Any, status: int, code: str, text: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code and text in body["message"]
+    assert body["request_id"] and response.headers["x-request-id"] == body["request_id"]
+
+
+def test_ingest_list_get_and_highlights(client: TestClient) -> None:
+    thread = beer_thread()
+    created = client.post("/threads", json=thread)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["thread_ids"] == [thread["id"]]
+    assert body["stats"]["embedded"] == len(thread["posts"]) and body["stats"]["sentences"] > 5
+
+    again = client.post("/threads", json=thread).json()
+    assert again["stats"]["embedded"] == 0 and again["stats"]["skipped_unchanged"] == len(thread["posts"])
+
+    listed = client.get("/threads").json()["threads"]
+    assert [t["id"] for t in listed] == [thread["id"]] and listed[0]["posts"] == len(thread["posts"])
+    got = client.get(f"/threads/{thread['id']}").json()
+    assert got["title"] == thread["title"] and len(got["posts"]) == len(thread["posts"])
+
+    highlights = client.get(f"/threads/{thread['id']}/highlights", params={"k": 3}).json()["highlights"]
+    assert len(highlights) == 3
+    texts = {p["id"]: p["text"] for p in thread["posts"]}
+    for h in highlights:
+        assert texts[h["post_id"]][h["start"] : h["end"]] == h["text"]
+        assert h["url"].startswith("https://beer.stackexchange.com/")
+    focused = client.get(f"/threads/{thread['id']}/highlights", params={"k": 1, "q": "roasted barley"}).json()
+    assert "roast" in focused["highlights"][0]["text"].lower() and focused["q"] == "roasted barley"
+
+
+def test_stream_summary_sends_tokens_then_digest_then_done(client: TestClient) -> None:
+    thread = beer_thread()
+    client.post("/threads", json=thread)
+    with client.stream(
+        "POST", "/stream_summary", json={"thread_id": thread["id"], "k": 6, "max_bullets": 3}
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        text = r.read().decode()
+    events = sse_events(text)
+    names = [name for name, _ in events]
+    assert names[-2:] == ["digest", "done"] and set(names[:-2]) == {"token"} and len(names) == 5
+    digest = json.loads(events[-2][1])
+    assert len(digest["bullets"]) == 3 and len(digest["highlights"]) == 6
+    ids = {h["id"] for h in digest["highlights"]}
+    assert all(set(b["citations"]) <= ids and b["citations"] for b in digest["bullets"])
+    assert "".join(data for name, data in events if name == "token") == digest["text"]
+    cached = client.post("/stream_summary", json={"thread_id": thread["id"], "k": 6, "max_bullets": 3})
+    assert json.loads(sse_events(cached.text)[-2][1])["cached"] is True
+
+
+def test_stack_exchange_xml_content(client: TestClient, shared_data: Path) -> None:
+    rows = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig").splitlines()
+    wanted = [
+        r for r in rows if r.lstrip().startswith(('<row Id="1" ', '<row Id="4" '))
+    ]  # question 1, answer 4
+    assert len(wanted) == 2
+    xml = '<?xml version="1.0" encoding="utf-8"?>\n<posts>\n' + "\n".join(wanted) + "\n</posts>\n"
+    created = client.post("/threads", json={"format": "stackexchange", "content": xml})
+    assert created.status_code == 201, created.text
+    assert created.json()["thread_ids"] == ["1"]
+    thread = client.get("/threads/1").json()
+    assert [p["id"] for p in thread["posts"]] == ["1", "4"] and thread["posts"][1]["accepted"] is True
+
+
+def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_error(
+        client.post("/threads", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+        "invalid_input",
+        "not valid JSON",
+    )
+    assert_error(client.post("/threads", content=b""), 400, "invalid_input", "empty")
+    assert_error(
+        client.post("/threads", json={"id": "x", "posts": [{"id": "1"}]}), 400, "invalid_input", "posts.0"
+    )
+    assert_error(
+        client.post("/threads", json={"format": "yaml", "content": "a"}), 400, "invalid_input", "format"
+    )
+    assert_error(
+        client.post("/threads", json={"format": "stackexchange", "content": "<posts><row"}),
+        400,
+        "invalid_input",
+        "",
+    )
+    dup = {"id": "d", "posts": [{"id": "1", "number": 1, "text": "a"}, {"id": "1", "number": 2, "text": "b"}]}
+    assert_error(client.post("/threads", json=dup), 400, "invalid_input", "unique")
+    assert_error(client.get("/threads/nope"), 404, "not_found", "nope")
+    assert_error(client.get("/threads/nope/highlights"), 404, "not_found", "nope")
+    assert_error(client.get("/threads/x/highlights", params={"k": 0}), 422, "invalid_input", "k")
+    assert_error(client.post("/stream_summary", json={"thread_id": "nope"}), 404, "not_found", "nope")
+    client.post("/threads", json=beer_thread())
+    tid = beer_thread()["id"]
+    assert_error(
+        client.post("/stream_summary", json={"thread_id": tid, "summarizer": "magic"}),
+        400,
+        "invalid_input",
+        "unknown summarizer",
+    )
+    assert_error(client.post("/stream_summary", json={"thread_id": tid, "k": 500}), 400, "invalid_input", "k")
+    assert_error(client.post("/stream_summary", json=[1]), 400, "invalid_input", "")
+    # nothing stored was lost by the bad requests
+    assert [t["id"] for t in client.get("/threads").json()["threads"]] == [tid]
+
+
+def test_oversized_bodies_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TLDRLAB_MAX_BODY_BYTES", "2000")
+    get_settings.cache_clear()
+    with TestClient(create_app()) as small:
+        big = beer_thread()
+        assert_error(small.post("/threads", json=big), 413, "payload_too_large", "2000")

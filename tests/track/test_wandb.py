@@ -1,0 +1,59 @@
+"""Weights & Biases in offline mode: config, metrics, a predictions table and the model artifact, with every
+file inside the run directory; disabled mode writes nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tldrlab.errors import ConfigError
+from tldrlab.runs.run import start_run
+from tldrlab.track.wandb_tracker import WandbTracker
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+@pytest.mark.slow
+def test_offline_mode_keeps_every_file_in_the_run_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_home = tmp_path / "userhome"
+    fake_home.mkdir()
+    monkeypatch.setenv("HOME", str(fake_home))
+    monkeypatch.chdir(tmp_path)
+    for key in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    before = _files(tmp_path) - _files(Path(os.environ["TLDRLAB_HOME"]))
+    with start_run("train", {"model": "toy"}) as run:
+        model_dir = run.dir / "model"
+        model_dir.mkdir()
+        (model_dir / "weights.bin").write_bytes(b"\x00" * 64)
+        tracker = WandbTracker.start(run, mode="offline", config={"lr": 0.1})
+        tracker.log(1, {"train_loss": 2.0, "lr": 0.1})
+        tracker.log(2, {"train_loss": 1.5, "note": "strings are skipped"})
+        tracker.log_table("eval_predictions", [{"id": "a", "prediction": "x", "reference": "y"}], step=2)
+        tracker.log_model(model_dir)
+        tracker.finish()
+    wandb_files = _files(run.dir / "wandb")
+    assert any(p.suffix == ".wandb" for p in wandb_files), sorted(map(str, wandb_files))[:20]
+    outside = _files(tmp_path) - before - _files(run.dir)
+    # the registry database lives in TLDRLAB_HOME, outside the run dir, and is not wandb's
+    outside = {p for p in outside if "tldrlab.db" not in p.name}
+    assert outside == set(), sorted(map(str, outside))
+    assert _files(fake_home) == set()
+
+
+def test_disabled_mode_writes_nothing_and_bad_mode_is_refused() -> None:
+    with start_run("train", {}) as run:
+        tracker = WandbTracker.start(run, mode="disabled")
+        tracker.log(1, {"loss": 1.0})
+        tracker.log_table("t", [{"a": 1}])
+        tracker.finish()
+        assert not (run.dir / "wandb").exists()
+        with pytest.raises(ConfigError, match="wandb mode"):
+            WandbTracker.start(run, mode="sometimes")

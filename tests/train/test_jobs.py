@@ -1,0 +1,212 @@
+"""Training jobs end to end on real data and real tiny models: char_lstm, gpt2, t5, via the CLI and jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tldrlab.cli.main import app
+from tldrlab.runs.registry import RunStatus, open_registry
+from tldrlab.runs.run import create_run, start_run
+from tldrlab.train.jobs import parse_job_config, run_training, train_job
+
+FAST = {"batch_size": 4, "device": "cpu", "progress": False, "log_every": 2, "lr": 3e-3}
+
+
+@pytest.fixture
+def shakespeare(shared_data: Path, tmp_path: Path) -> Path:
+    """The first ~600 lines of tinyshakespeare (enough for a char LM to learn something in seconds)."""
+    lines = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:600]
+    path = tmp_path / "shakespeare.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_char_lstm_job_learns_and_saves_a_loadable_model(shakespeare: Path) -> None:
+    from tldrlab.evaluate import GenerateOptions, generate
+    from tldrlab.models import load_model
+
+    job = parse_job_config(
+        {
+            "model": "char_lstm",
+            "model_settings": {"embedding_dim": 32, "hidden_dim": 64, "num_layers": 1},
+            "data": {"path": str(shakespeare), "block_size": 64, "val_fraction": 0.1},
+            "tokenizer": {"method": "char", "vocab_size": 100},
+            "train": {**FAST, "max_steps": 40, "eval_every": 10, "checkpoint_every": 20, "lr": 1e-2},
+            "wandb": "disabled",
+        }
+    )
+    run_id = create_run("train", job).id
+    from tldrlab.runs.run import execute_run
+
+    with execute_run(run_id) as run:
+        out = train_job(run)
+    evals = [r["eval_perplexity"] for r in run.metrics() if "eval_perplexity" in r]
+    assert len(evals) == 4 and evals == sorted(evals, reverse=True) and evals[-1] < evals[0] * 0.85, evals
+    model, tokenizer, name = load_model(run.dir / "model")
+    assert name == "char_lstm" and out["steps"] == 40
+    text = generate(model, tokenizer, ["ROMEO:"], GenerateOptions(max_new_tokens=20, seed=1))[0][0]
+    assert len(text) > 0
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["metrics"]["best_eval_loss"] > 0
+    assert any(a["path"].startswith("model/") for a in manifest["artifacts"])
+    assert (run.dir / "plots" / "eval.png").exists()
+
+
+def test_t5_job_on_debian_descriptions_reports_rouge_and_saves_hf_model(shared_data: Path) -> None:
+    from transformers import T5ForConditionalGeneration
+
+    job = parse_job_config(
+        {
+            "model": "t5",
+            "model_settings": {
+                "d_model": 32,
+                "d_ff": 64,
+                "num_layers": 1,
+                "num_decoder_layers": 1,
+                "num_heads": 2,
+                "d_kv": 16,
+            },
+            "data": {
+                "path": str(shared_data / "debian_descriptions"),
+                "limit": 300,
+                "max_val_examples": 16,
+                "max_source_len": 48,
+                "max_target_len": 16,
+                "generate_every": 1,
+                "generate_examples": 4,
+            },
+            "tokenizer": {"method": "bpe", "vocab_size": 400},
+            "train": {**FAST, "max_steps": 6, "eval_every": 3, "checkpoint_every": 3},
+            "wandb": "disabled",
+        }
+    )
+    with start_run("train", job) as run:
+        result = run_training(run, job)
+    assert {"eval_loss", "eval_rouge1", "eval_rouge2", "eval_rougeL"} <= set(result.metrics)
+    # the data has its own splits: validation came from the validation file, the tokenizer from train only
+    manifest = json.loads((run.dir / "tokenizer" / "tokenizer_manifest.json").read_text())
+    assert "validation" not in json.dumps(manifest.get("corpus")) and "train" in json.dumps(
+        manifest["corpus"]
+    )
+    model = T5ForConditionalGeneration.from_pretrained(str(run.dir / "model"))
+    assert model.config.d_model == 32
+    assert json.loads((run.dir / "model" / "tldrlab_model.json").read_text())["name"] == "t5"
+
+
+def test_gpt2_job_with_grad_accumulation_and_bf16(shakespeare: Path) -> None:
+    from transformers import GPT2LMHeadModel
+
+    job = parse_job_config(
+        {
+            "model": "gpt2",
+            "model_settings": {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64},
+            "data": {"path": str(shakespeare), "block_size": 128},  # clamped to n_positions
+            "tokenizer": {"method": "bpe", "vocab_size": 300},
+            "train": {
+                **FAST,
+                "max_steps": 4,
+                "eval_every": 2,
+                "checkpoint_every": 2,
+                "grad_accum_steps": 2,
+                "precision": "bf16",
+            },
+            "wandb": "disabled",
+        }
+    )
+    with start_run("train", job) as run:
+        result = run_training(run, job)
+    assert result.steps == 4 and result.metrics["eval_perplexity"] > 1
+    assert json.loads((run.dir / "manifest.json").read_text())["precision"] == "bf16"
+    assert GPT2LMHeadModel.from_pretrained(str(run.dir / "model")).config.n_positions == 64
+
+
+def test_cli_errors_are_clear_and_create_no_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train", "--model", "t5", "--data", str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code != 0
+    bad_model = runner.invoke(app, ["train", "--model", "bert", "--data", str(tmp_path)])
+    assert bad_model.exit_code != 0
+    assert open_registry().list() == []
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text("train: [1, 2]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "train", "--config", str(cfg), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert (
+        proc.returncode == 2 and "invalid training config" in proc.stderr and "Traceback" not in proc.stderr
+    )
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(shakespeare: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "job.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "model": "char_lstm",
+                "model_settings": {"embedding_dim": 16, "hidden_dim": 32, "num_layers": 1},
+                "tokenizer": {"method": "char", "vocab_size": 100},
+                "data": {"block_size": 32},
+                "train": {**FAST, "max_steps": 150, "eval_every": 50, "checkpoint_every": 10},
+            }
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "tldrlab",
+        "train",
+        "--config",
+        str(cfg),
+        "--data",
+        str(shakespeare),
+        "--wandb",
+        "disabled",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    home = Path(os.environ["TLDRLAB_HOME"])
+    deadline = time.monotonic() + 120
+    while not list(home.glob("runs/*/checkpoints/step-*/index.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Ctrl-C" in err and "Traceback" not in err
+    (record,) = open_registry().list()
+    assert record.status == RunStatus.CANCELLED
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "train", "--resume", record.id, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
+    assert done.returncode == 0, done.stderr
+    record = open_registry().get(record.id)
+    assert record.status == RunStatus.COMPLETED
+    steps = [
+        r["step"]
+        for r in json.loads(
+            "[" + ",".join((Path(record.run_dir) / "metrics.jsonl").read_text().splitlines()) + "]"
+        )
+        if "train_loss" in r
+    ]
+    assert steps == sorted(set(steps)) and steps[-1] == 150
+    assert "resumed from checkpoint" in (Path(record.run_dir) / "log.jsonl").read_text()
