@@ -25,6 +25,8 @@ RUN_KINDS: dict[str, str] = {
     "evaluate": "tldrlab.service.inference_jobs:evaluate_job",
     "generate": "tldrlab.service.inference_jobs:generate_job",
     "score": "tldrlab.service.inference_jobs:score_job",
+    "lvm_ingest": "tldrlab.lvm.ingest:lvm_ingest_job",
+    "lvm_train": "tldrlab.lvm.training:lvm_train_job",
     # A real tiny training (seconds on a CPU) that checks a worker deployment end to end.
     "smoke": "tldrlab.service.smoke:smoke_job",
 }

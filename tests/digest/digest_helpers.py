@@ -19,7 +19,9 @@ from tldrlab.data.threads import Post, Thread
 class FakeChat:
     """What the fake endpoint answers and what it saw."""
 
-    reply: str = "- Serve ales warmer than lagers [1]\n- Cold hides flavour [2, 3]\n- Uncited bullet about glasses\n"
+    reply: str = (
+        "- Serve ales warmer than lagers [1]\n- Cold hides flavour [2, 3]\n- Uncited bullet about glasses\n"
+    )
     chunk_chars: int = 6
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -82,14 +84,17 @@ def fake_openai_server(chat: FakeChat) -> Iterator[str]:
 
 def tiny_t5(out_dir: Path) -> Path:
     """A randomly initialised T5 with tiny dimensions and a word-level tokenizer, saved like any HF model."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     corpus = [p.text for p in sample_thread().posts] * 3
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
     config = T5Config(
         vocab_size=tok.get_vocab_size(),
         d_model=32,
@@ -128,7 +133,7 @@ def sample_thread(thread_id: str = "t-serve") -> Thread:
                 score=5,
                 author="asker",
                 url="https://example.org/t/serve#p1",
-                text="What temperature should I serve my beer at? Room temperature or straight from the fridge?",
+                text="What temperature should I serve my beer at? Room temperature or from the fridge?",
             ),
             Post(
                 id="p2",
@@ -140,7 +145,7 @@ def sample_thread(thread_id: str = "t-serve") -> Thread:
                 url="https://example.org/t/serve#p2",
                 text=(
                     "Serve ales warmer than lagers, around 10 to 13 degrees Celsius. "
-                    "Very cold beer hides flavour and aroma because the volatile compounds stay in the liquid.\n\n"
+                    "Very cold beer hides flavour and aroma as volatile compounds stay in the liquid.\n\n"
                     "Lagers are fine between 4 and 7 degrees."
                 ),
             ),

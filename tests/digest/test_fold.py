@@ -8,14 +8,24 @@ from tldrlab.digest.highlights import Highlight
 
 
 def long_thread(n: int = 40) -> Thread:
-    posts = [Post(id=f"p{i}", number=i, text=f"Post number {i} says " + "words " * 60) for i in range(1, n + 1)]
+    posts = [
+        Post(id=f"p{i}", number=i, text=f"Post number {i} says " + "words " * 60) for i in range(1, n + 1)
+    ]
     return Thread(id="long", title="A long thread", posts=posts)
 
 
 def highlight_in(post_id: str, number: int, rank: int) -> Highlight:
     return Highlight(
-        id=f"{post_id}:0", rank=rank, score=1.0, text="x", thread_id="long", post_id=post_id,
-        post_number=number, sentence_index=0, start=0, end=1,
+        id=f"{post_id}:0",
+        rank=rank,
+        score=1.0,
+        text="x",
+        thread_id="long",
+        post_id=post_id,
+        post_number=number,
+        sentence_index=0,
+        start=0,
+        end=1,
     )
 
 

@@ -1,4 +1,4 @@
-"""Highlights: query-free centrality with signals and MMR, query-aware hybrid, baselines; real MiniLM vectors."""
+"""Highlights: centrality + signals + MMR, query-aware hybrid, baselines; real MiniLM vectors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from tldrlab.errors import NotFoundError
 from tldrlab.store.base import SentenceStore
 
 
-def test_highlights_carry_provenance_and_spread_across_posts(store: SentenceStore, embedder: Embedder) -> None:
+def test_highlights_carry_provenance_and_spread_across_posts(
+    store: SentenceStore, embedder: Embedder
+) -> None:
     thread = sample_thread()
     ingest_threads([thread], store, embedder)
     found = thread_highlights(store, thread.id, HighlightOptions(k=4), embedder=embedder)
@@ -38,7 +40,9 @@ def test_accepted_flag_and_votes_change_the_ranking(store: SentenceStore, embedd
         post.accepted = post.id == "p4"
         post.score = 50 if post.id == "p4" else 0
     ingest_threads([thread], store, embedder)
-    with_signals = thread_highlights(store, thread.id, HighlightOptions(k=1, accepted_weight=1.0), embedder=embedder)
+    with_signals = thread_highlights(
+        store, thread.id, HighlightOptions(k=1, accepted_weight=1.0), embedder=embedder
+    )
     without = thread_highlights(
         store,
         thread.id,
@@ -52,9 +56,13 @@ def test_accepted_flag_and_votes_change_the_ranking(store: SentenceStore, embedd
 def test_query_aware_hybrid_finds_the_matching_sentence(store: SentenceStore, embedder: Embedder) -> None:
     thread = sample_thread()
     ingest_threads([thread], store, embedder)
-    found = thread_highlights(store, thread.id, HighlightOptions(k=2, q="which glass shape keeps aroma"), embedder=embedder)
+    found = thread_highlights(
+        store, thread.id, HighlightOptions(k=2, q="which glass shape keeps aroma"), embedder=embedder
+    )
     assert found[0].post_id == "p4"
-    stouts = thread_highlights(store, thread.id, HighlightOptions(k=1, q="barleywines"), embedder=None)  # BM25 only
+    stouts = thread_highlights(
+        store, thread.id, HighlightOptions(k=1, q="barleywines"), embedder=None
+    )  # BM25 only
     assert stouts[0].post_id == "p3" and "barleywines" in stouts[0].text
 
 

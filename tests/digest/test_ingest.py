@@ -53,7 +53,9 @@ def test_reingest_only_reembeds_changed_posts(any_store: SentenceStore, embedder
     edited = thread.model_copy(deep=True)
     edited.posts[2].text = "Stouts are best at cellar temperature, about 12 degrees. Really."
     edited.posts = [p for p in edited.posts if p.id != "p4"]  # p4 deleted on the forum
-    edited.posts.append(Post(id="p5", number=5, kind="answer", text="Pilsners want 4 degrees. Nothing colder."))
+    edited.posts.append(
+        Post(id="p5", number=5, kind="answer", text="Pilsners want 4 degrees. Nothing colder.")
+    )
     stats = ingest_threads([edited], any_store, embedder)
     assert (stats.embedded, stats.skipped_unchanged, stats.removed_posts) == (2, 2, 1)
 
@@ -73,7 +75,9 @@ def test_ingest_path_is_a_run_with_metrics(tmp_path: Path, tldrlab_home: Path) -
     from tldrlab.runs.run import read_manifest
 
     path = tmp_path / "threads.json"
-    path.write_text(json.dumps([sample_thread("a").model_dump(mode="json"), sample_thread("b").model_dump(mode="json")]))
+    path.write_text(
+        json.dumps([sample_thread("a").model_dump(mode="json"), sample_thread("b").model_dump(mode="json")])
+    )
     stats, run_id = ingest_path(path, show_progress=False)
     assert stats.thread_ids == ["a", "b"]
     record = open_registry().get(run_id)
@@ -87,7 +91,9 @@ def test_ingest_path_is_a_run_with_metrics(tmp_path: Path, tldrlab_home: Path) -
     assert stats2.embedded == 0 and stats2.skipped_unchanged == 8
 
 
-def test_stackexchange_dump_ingests_with_links(shared_data: Path, tmp_path: Path, embedder: Embedder, store: SentenceStore) -> None:
+def test_stackexchange_dump_ingests_with_links(
+    shared_data: Path, tmp_path: Path, embedder: Embedder, store: SentenceStore
+) -> None:
     # a slice of the real dump: the first 3 questions and their answers
     source = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig")
     threads = load_threads(shared_data / "stackexchange_beer" / "Posts.xml")
@@ -96,7 +102,10 @@ def test_stackexchange_dump_ingests_with_links(shared_data: Path, tmp_path: Path
     stats = ingest_threads(picked, store, embedder)
     assert stats.threads == 3 and stats.sentences > 10
     sentences, _ = store.thread_sentences("1")
-    assert {s.url for s in sentences} >= {"https://beer.stackexchange.com/q/1", "https://beer.stackexchange.com/a/4"}
+    assert {s.url for s in sentences} >= {
+        "https://beer.stackexchange.com/q/1",
+        "https://beer.stackexchange.com/a/4",
+    }
 
 
 def test_bad_paths_are_clear_errors(tmp_path: Path) -> None:

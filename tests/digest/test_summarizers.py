@@ -64,12 +64,14 @@ def test_citation_parsing_and_fallback(store: SentenceStore, embedder: Embedder)
     assert parse_citations("Warm ales [1, 3] and [9] [2]", 3) == ("Warm ales and", [0, 2, 1])
     context = context_for(store, embedder)
     glass = next(i for i, h in enumerate(context.highlights) if "glass" in h.text)
-    bullets = bullets_from_text(f"* Serve ales warm [1]\n* A tulip glass shape keeps the aroma in\n", context)
+    bullets = bullets_from_text("* Serve ales warm [1]\n* A tulip glass shape keeps the aroma in\n", context)
     assert bullets[0].citations == [context.highlights[0].id]
     assert bullets[1].citations == [context.highlights[glass].id]  # nearest by embedding
 
 
-def test_openai_streams_and_cites(store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_streams_and_cites(
+    store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     context = context_for(store, embedder)
     chat = FakeChat()
     with fake_openai_server(chat) as base_url:
@@ -77,7 +79,11 @@ def test_openai_streams_and_cites(store: SentenceStore, embedder: Embedder, monk
         monkeypatch.setenv("TLDRLAB_OPENAI_API_KEY", "sk-test-key-123")
         tokens, bullets = run("openai", context, model="tiny-chat")
     assert "".join(tokens) == chat.reply and len(tokens) > 5
-    assert [b.text for b in bullets] == ["Serve ales warmer than lagers", "Cold hides flavour", "Uncited bullet about glasses"]
+    assert [b.text for b in bullets] == [
+        "Serve ales warmer than lagers",
+        "Cold hides flavour",
+        "Uncited bullet about glasses",
+    ]
     h = context.highlights
     assert bullets[0].citations == [h[0].id] and bullets[1].citations == [h[1].id, h[2].id]
     assert len(bullets[2].citations) == 1  # filled in by similarity
@@ -87,13 +93,18 @@ def test_openai_streams_and_cites(store: SentenceStore, embedder: Embedder, monk
     assert f"[1] {h[0].text}" in prompt and "Title: What temperature" in prompt
 
 
-def test_openai_errors_are_service_errors(store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_errors_are_service_errors(
+    store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     context = context_for(store, embedder)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("TLDRLAB_OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
         build_summarizer("openai")
-    with fake_openai_server(FakeChat(status=500)) as base_url, pytest.raises(ServiceUnavailableError, match="500"):
+    with (
+        fake_openai_server(FakeChat(status=500)) as base_url,
+        pytest.raises(ServiceUnavailableError, match="500"),
+    ):
         run("openai", context, base_url=base_url)
     with pytest.raises(ServiceUnavailableError, match="cannot reach"):
         run("openai", context, base_url="http://127.0.0.1:9/v1")
@@ -111,7 +122,9 @@ def test_two_stage_streams_the_draft_and_consolidates(store: SentenceStore, embe
     assert draft.strip() in chat.requests[0]["body"]["messages"][1]["content"]
 
 
-def test_local_model_streams_and_stops_on_flag(store: SentenceStore, embedder: Embedder, tiny_t5_dir: Path) -> None:
+def test_local_model_streams_and_stops_on_flag(
+    store: SentenceStore, embedder: Embedder, tiny_t5_dir: Path
+) -> None:
     context = context_for(store, embedder)
     tokens, bullets = run("local", context, model_path=str(tiny_t5_dir), max_new_tokens=24)
     assert len(tokens) >= 3  # streamed in pieces

@@ -81,7 +81,7 @@ def test_unknown_names_and_paths_get_clear_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_onnx_int8_backend_agrees_with_pytorch(minilm: Embedder, tmp_path: Path, shared_data: Path) -> None:
+def test_onnx_backend_agrees_with_pytorch(minilm: Embedder, tmp_path: Path, shared_data: Path) -> None:
     """The optimised backend: exported and quantised once (cached), cosine >= 0.99 to the PyTorch vectors."""
     from tldrlab.data.readers import read_threads
     from tldrlab.data.sentences import split_sentences
@@ -97,7 +97,7 @@ def test_onnx_int8_backend_agrees_with_pytorch(minilm: Embedder, tmp_path: Path,
     np.testing.assert_array_equal(vectors, onnx.encode(texts, batch_size=16))
     cosine = np.sum(vectors * minilm.encode(texts), axis=1)
     assert float(cosine.mean()) >= 0.99
-    assert float(cosine.min()) >= 0.97
+    assert float(cosine.min()) >= 0.99
 
     exported = onnx.onnx_path
     stamp = exported.stat().st_mtime_ns

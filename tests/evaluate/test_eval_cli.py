@@ -175,3 +175,19 @@ def test_real_command_prints_no_traceback(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 3 and "no saved model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_on_unsplit_data_is_evaluated_on_its_seeded_holdout(data: dict[str, Path]) -> None:
+    import random
+
+    record = create_run(
+        "train",
+        {"model": "t5", "data": {"path": str(data["pairs"]), "val_fraction": 0.25}, "train": {"seed": 3}},
+    )
+    save_tiny("t5", data, Path(record.run_dir) / "model")
+    result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 4})
+    ids = [json.loads(line)["id"] for line in data["pairs"].read_text().splitlines()]
+    random.Random(3).shuffle(ids)  # the training loop's split: seeded shuffle, first val_fraction held out
+    samples = [json.loads(line) for line in (Path(record.run_dir) / "samples.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in samples] == ids[:3]
+    assert result["config"]["holdout_seed"] == 3

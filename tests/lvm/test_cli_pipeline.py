@@ -49,7 +49,12 @@ TOPICS = {
 def _articles(path: Path) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         for i, (title, sentences) in enumerate(TOPICS.items()):
-            row = {"id": f"t:{i}", "title": title, "url": f"https://example.org/{title}", "text": " ".join(sentences)}
+            row = {
+                "id": f"t:{i}",
+                "title": title,
+                "url": f"https://example.org/{title}",
+                "text": " ".join(sentences),
+            }
             handle.write(json.dumps(row) + "\n")
     return path
 
@@ -59,6 +64,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ingest_index_sequences_evaluate_decode(
     tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -95,7 +101,9 @@ def test_ingest_index_sequences_evaluate_decode(
     from tldrlab.lvm.models import LVMConfig, build_lvm, save_lvm
 
     model_dir = save_lvm(build_lvm("gru", LVMConfig(dim=384, hidden=16, context=3)), tmp_path / "model")
-    out = _cli(capsys, "lvm", "decode", str(model_dir), "--article", "wikipedia/t:1", "--position", "3", "--k", "3")
+    out = _cli(
+        capsys, "lvm", "decode", str(model_dir), "--article", "wikipedia/t:1", "--position", "3", "--k", "3"
+    )
     assert "true next (3): Explosive eruptions" in out and "wikipedia/t:1#" in out
     out = _cli(capsys, "lvm", "decode", str(model_dir), "--text", "Yeast makes the dough rise.", "--k", "2")
     assert out.count("wikipedia/t:") == 2
@@ -115,7 +123,10 @@ def test_semantic_chunks_merge_similar_neighbours_with_exact_spans() -> None:
     # no chunk mixes bees and chess
     for chunk in chunks:
         assert not ("bee" in chunk.text.lower() and "chess" in chunk.text.lower())
-    assert chunk_article(text, ChunkingConfig(method="sentence")) and len(chunk_article(text, ChunkingConfig())) == 12
+    assert (
+        chunk_article(text, ChunkingConfig(method="sentence"))
+        and len(chunk_article(text, ChunkingConfig())) == 12
+    )
 
 
 def test_user_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

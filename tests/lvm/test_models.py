@@ -23,6 +23,7 @@ def rotating_sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return seqs.save(tmp_path_factory.mktemp("lvm") / "rotating.npz")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LVM_MODELS))
 def test_architecture_learns_rotation_through_the_trainer(name: str, rotating_sequences: Path) -> None:
     config = LVMTrainJobConfig.model_validate(
@@ -67,7 +68,9 @@ def test_padded_contexts_and_zero_init_head_start_at_the_mean() -> None:
     for name in LVM_MODELS:
         model = build_lvm(name, LVMConfig(dim=8, hidden=16, layers=2, context=4, heads=2)).eval()
         contexts = torch.randn(3, 4, 8)
-        mask = torch.tensor([[False, False, True, True], [True, True, True, True], [False, False, False, True]])
+        mask = torch.tensor(
+            [[False, False, True, True], [True, True, True, True], [False, False, False, True]]
+        )
         out = model(contexts, mask)
         assert out.shape == (3, 8) and torch.isfinite(out).all(), name
         expected = (contexts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
@@ -93,3 +96,34 @@ def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Pa
     config = LVMTrainJobConfig(sequences=str(rotating_sequences), model_settings={"hidden": -1})
     with start_run("lvm_train", config) as run, pytest.raises(ConfigError, match="invalid LVM settings"):
         train_lvm(config, run)
+
+
+def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_sequences: Path) -> None:
+    from tldrlab.jobs import RUN_KINDS, execute
+    from tldrlab.runs import create_run, open_registry
+
+    assert RUN_KINDS["lvm_train"] == "tldrlab.lvm.training:lvm_train_job"
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(rotating_sequences),
+            "model": "gru",
+            "model_settings": {"hidden": 16, "layers": 1},
+            "train": {
+                "max_steps": 20,
+                "batch_size": 16,
+                "eval_every": 10,
+                "checkpoint_every": 10,
+                "device": "cpu",
+                "progress": False,
+                "plot": False,
+            },
+        }
+    )
+    record = create_run("lvm_train", config)
+    execute(record.id)
+    assert open_registry().get(record.id).status.value == "completed"
+    # executing again (as a worker does after a crash) resumes from the newest checkpoint, not from scratch
+    execute(record.id)
+    log = (Path(record.run_dir) / "log.jsonl").read_text()
+    assert "resumed from checkpoint" in log
+    assert load_lvm(Path(record.run_dir) / "model").name == "gru"

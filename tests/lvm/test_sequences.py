@@ -34,7 +34,9 @@ def test_no_sequence_crosses_an_article_and_windows_are_consecutive() -> None:
         articles = {table.article_keys[r] for r in [*rows, target]}
         assert len(articles) == 1, "a window crossed an article boundary"
         # the context is exactly the concepts right before the target, in order
-        assert list(table.positions[rows]) == list(range(table.positions[target] - len(rows), table.positions[target]))
+        assert list(table.positions[rows]) == list(
+            range(table.positions[target] - len(rows), table.positions[target])
+        )
         assert not mask[: len(mask) - len(rows)].any(), "padding must be on the left"
     # every position >= 1 of every article is a target exactly once: 0 + 2 + 5 + 8 + 11
     assert len(seqs.target_index) == 26
@@ -68,7 +70,9 @@ def test_split_is_by_article_seeded_and_round_trips(tmp_path: Path) -> None:
     first = np.flatnonzero(seqs.split == SPLITS["test"])[0]
     assert np.allclose(test.targets[0], table.vectors[seqs.target_index[first]])
     candidates = loaded.candidate_rows("test")
-    assert set(np.unique(loaded.concept_article[candidates])) == set(np.flatnonzero(loaded.article_split == 2))
+    assert set(np.unique(loaded.concept_article[candidates])) == set(
+        np.flatnonzero(loaded.article_split == 2)
+    )
 
 
 def test_bad_inputs_are_refused(tmp_path: Path) -> None:

@@ -25,13 +25,25 @@ def _unit(rows: int, dim: int, seed: int) -> np.ndarray:
 def _exercise(store: ConceptStore) -> None:
     vec_b = _unit(3, 8, 1)
     store.replace_article(
-        source="wiki", article_id="b", concepts=_concepts(["B0.", "B1.", "B2."]), vectors=vec_b,
-        embedder="minilm", chunking="sentence", title="Bee", url="https://x/b", domain="insects",
+        source="wiki",
+        article_id="b",
+        concepts=_concepts(["B0.", "B1.", "B2."]),
+        vectors=vec_b,
+        embedder="minilm",
+        chunking="sentence",
+        title="Bee",
+        url="https://x/b",
+        domain="insects",
     )
     vec_a = _unit(2, 8, 2)
     store.replace_article(
-        source="wiki", article_id="a", concepts=_concepts(["A0.", "A1."]), vectors=vec_a,
-        embedder="minilm", chunking="sentence", title="Ant",
+        source="wiki",
+        article_id="a",
+        concepts=_concepts(["A0.", "A1."]),
+        vectors=vec_a,
+        embedder="minilm",
+        chunking="sentence",
+        title="Ant",
     )
     assert store.count() == 5 and store.count("wiki") == 5 and store.sources() == {"wiki": 5}
     table = store.load("wiki")
@@ -46,8 +58,12 @@ def _exercise(store: ConceptStore) -> None:
 
     # re-ingesting an article replaces its concepts (no duplicates, new texts)
     store.replace_article(
-        source="wiki", article_id="b", concepts=_concepts(["New B0."]), vectors=_unit(1, 8, 3),
-        embedder="minilm", chunking="semantic",
+        source="wiki",
+        article_id="b",
+        concepts=_concepts(["New B0."]),
+        vectors=_unit(1, 8, 3),
+        embedder="minilm",
+        chunking="semantic",
     )
     concepts, vectors = store.article_concepts("wiki", "b")
     assert [c.text for c in concepts] == ["New B0."] and vectors.shape == (1, 8)
@@ -56,8 +72,12 @@ def _exercise(store: ConceptStore) -> None:
     # a vector of another dimension is refused and nothing stored is lost
     with pytest.raises(DimensionMismatchError):
         store.replace_article(
-            source="wiki", article_id="c", concepts=_concepts(["C0."]), vectors=_unit(1, 4, 4),
-            embedder="other", chunking="sentence",
+            source="wiki",
+            article_id="c",
+            concepts=_concepts(["C0."]),
+            vectors=_unit(1, 4, 4),
+            embedder="other",
+            chunking="sentence",
         )
     assert store.count() == 3
     with pytest.raises(NotFoundError):

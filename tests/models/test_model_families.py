@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
 from tldrlab.models import MODELS, build_model, count_parameters, load_model, model_task, save_model
 from tldrlab.models.char_lstm import CharLSTM
 from tldrlab.runs import create_run
@@ -179,3 +179,25 @@ def test_bad_names_and_configs(tokenizer: Any, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         load_model(tmp_path / "nothing-here")
     assert model_task("t5") == "seq2seq" and model_task("gpt2") == model_task("char_lstm") == "causal_lm"
+
+
+def test_load_model_reads_a_plain_transformers_dir(tokenizer: Any, tmp_path: Path) -> None:
+    """A directory written by transformers alone (no tldrlab_model.json) loads; config names the family."""
+    model = build_model("t5", TINY["t5"], tokenizer).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert not (tmp_path / "tldrlab_model.json").exists()
+    loaded, loaded_tok, name = load_model(tmp_path)
+    assert name == "t5" and loaded_tok is not None
+    inputs = batch(tokenizer, "t5")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "char_lstm"])
+def test_truncated_weights_are_a_checkpoint_error(name: str, tokenizer: Any, tmp_path: Path) -> None:
+    save_model(build_model(name, TINY[name], tokenizer), tokenizer, tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=f"cannot load the {name} model"):
+        load_model(tmp_path)

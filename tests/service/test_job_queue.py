@@ -80,7 +80,7 @@ def test_rq_queue_enqueues_json_only(redis_url: str) -> None:
     job = queue.queue.jobs[0]
     assert job.args == ("run-x",) or list(job.args) == ["run-x"]
     raw = redis.Redis.from_url(redis_url).hget(f"rq:job:{job.id}", "data")
-    assert raw is not None
+    assert isinstance(raw, bytes)
     payload = json.loads(zlib.decompress(raw))  # RQ zlib-compresses the serialised call: JSON, never pickle
     assert payload[0] == "tldrlab.service.worker.rq_entry" and payload[2] == ["run-x"]
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from svc_helpers import ServerThread, record
 
 from tldrlab.config import get_settings
@@ -158,8 +160,8 @@ def test_discord_login_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
     app, _ = _fake_discord("the-right-token-0123456789")
     with ServerThread(app) as server:
         settings = NotifySettings(
-            discord_token="wrong-token-0123456789",
-            discord_owner_id=1,  # type: ignore[arg-type]
+            discord_token=SecretStr("wrong-token-0123456789"),
+            discord_owner_id=1,
             discord_api_base=f"{server.url}/api/v10",
         )
         import discord
@@ -170,7 +172,7 @@ def test_discord_login_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_bot_commands_over_the_api(tldrlab_home: Path) -> None:
     watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
-    commands = BotCommands(TestClient(create_app()), owner_id=42, watch_list=watch_list)
+    commands = BotCommands(cast(httpx.Client, TestClient(create_app())), owner_id=42, watch_list=watch_list)
     assert commands.handle(7, "runs") is None  # not the owner
     assert commands.handle(42, "runs", in_dm=False) is None  # not a DM
     assert commands.handle(42, "runs") == "no runs yet"

@@ -172,3 +172,12 @@ def test_cancel_and_preempt_checkpoint_then_resume() -> None:
     finally:
         preempt.reset()
     assert (run2.checkpoints_dir / "step-00000004").is_dir()
+
+
+def test_time_budget_ends_like_max_steps() -> None:
+    with start_run("train", {}) as run:
+        result = train(ToyLM(), ToyTask(), _config(max_steps=10_000, max_minutes=1e-6), run)
+    assert result.steps == 1 and not result.stopped_early
+    assert "eval_loss" in result.metrics
+    assert (run.checkpoints_dir / "step-00000001" / "index.json").exists()
+    assert "time budget reached" in (run.dir / "log.jsonl").read_text()

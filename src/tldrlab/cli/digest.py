@@ -16,7 +16,7 @@ console = Console()
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """`key=value` pairs; values are parsed as JSON when they can be (numbers, booleans), else kept as text."""
+    """`key=value` pairs; values parse as JSON when they can (numbers, booleans), else stay text."""
     params: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -54,7 +54,9 @@ def print_highlights(highlights: list[Any]) -> None:
     console.print("[bold]highlights[/]")
     for h in highlights:
         where = f"thread {h.thread_id} · post #{h.post_number} ({h.post_id}) · sentence {h.sentence_index}"
-        console.print(f"[cyan][{h.rank}][/] {h.score:.3f}  {where} · chars {h.start}-{h.end}", highlight=False)
+        console.print(
+            f"[cyan][{h.rank}][/] {h.score:.3f}  {where} · chars {h.start}-{h.end}", highlight=False
+        )
         console.print(f"    {h.text}", highlight=False)
         if h.url:
             console.print(f"    [dim]{h.url}[/]", highlight=False)
@@ -137,7 +139,7 @@ def digest_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (for scripts)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not store cached digests."),
 ) -> None:
-    """Stream a cited TL;DR of a thread, then its bullets with citations and the highlights with provenance."""
+    """Stream a cited TL;DR of a thread, then its cited bullets and the highlights with provenance."""
     run_digest(
         target,
         summarizer=summarizer,

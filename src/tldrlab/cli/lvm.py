@@ -282,8 +282,14 @@ def evaluate(
         path = next((Path(c["sequences"]) for _, _, c in loaded if c.get("sequences")), _default_sequences())
     seqs = load_sequences(path)
     models: dict[str, Any] = {}
-    for run_id, model, _ in loaded:
-        label = model.name if model.name not in models else f"{model.name}:{run_id[-6:]}"
+    for run_id, model, run_config in loaded:
+        label = model.name
+        if run_config.get("loss"):
+            label += f" ({run_config['loss']}"
+            temperature = run_config.get("temperature", 0.05)
+            label += f", T={temperature})" if "infonce" in run_config["loss"] and temperature != 0.05 else ")"
+        if label in models:
+            label += f" {run_id[-6:]}"
         models[label] = model
     config = {"runs": [r for r, _, _ in loaded], "sequences": str(path), "split": split}
     with start_run("lvm_evaluate", config) as run:

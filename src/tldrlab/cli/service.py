@@ -54,7 +54,7 @@ def worker(
     reconcile_every_s: float = typer.Option(10.0, help="Seconds between checks for runs of dead workers."),
     max_attempts: int = typer.Option(5, help="Executions of a run before giving up on it."),
     backoff_base_s: float = typer.Option(5.0, help="First retry delay after a transient failure (doubles)."),
-    poll_s: float = typer.Option(0.5, help="Idle polling interval of the embedded queue."),
+    poll_s: float = typer.Option(0.2, help="Idle polling interval of the embedded queue."),
 ) -> None:
     """Run one worker: take runs from the queue (embedded, or Redis when TLDRLAB_QUEUE_URL is set).
 
@@ -76,6 +76,19 @@ def worker(
     run_worker(config=config)
 
 
+def discord_bot(
+    api_url: str = typer.Option("http://127.0.0.1:8000", help="The tldrlab API the bot talks to."),
+) -> None:
+    """Run the Discord bot (owner-only DMs: /runs /status /cancel /train /watch /unwatch).
+
+    Needs TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID. Example: tldrlab discord-bot --api-url URL
+    """
+    from tldrlab.service.notify.discord import run_bot
+
+    run_bot(api_url)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
+    app.command("discord-bot")(discord_bot)

@@ -35,7 +35,7 @@ def run_command(
     study: str | None = typer.Option(
         None, "--study", help="Study name (default: the file's name: key or stem)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars inside trials."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars or run logs inside trials."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
     """Run a sweep, or resume it: finished trials are kept, interrupted ones re-run.
@@ -46,6 +46,8 @@ def run_command(
     from tldrlab.sweep.spec import load_sweep
 
     spec = load_sweep(sweep_file)
+    if quiet:
+        _console_logs("WARNING")
     summary = run_sweep(
         spec, trials=trials, workers=workers, storage=storage, study_name=study, quiet=quiet,
         echo=lambda line: console.print(line, highlight=False, markup=False),
@@ -60,6 +62,16 @@ def run_command(
         console.print(
             f"best: trial {best['number']} value={best['value']:.5g} {best['params']}", highlight=False
         )
+
+
+def _console_logs(level: str) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    for handler in logging.getLogger("tldrlab").handlers:
+        if isinstance(handler, RichHandler):
+            handler.setLevel(level)
 
 
 @sweep_app.command("status")
@@ -125,9 +137,9 @@ def export_command(
 
     result = export_study(load_study(study, storage), out)
     for path in result["files"]:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     for note in result["notes"]:
-        console.print(f"[yellow]skipped[/] {note}", highlight=False)
+        console.print(f"[yellow]skipped[/] {note}", highlight=False, soft_wrap=True)
 
 
 @sweep_app.command("examples")

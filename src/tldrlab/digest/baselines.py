@@ -39,7 +39,7 @@ def tfidf_matrix(texts: Sequence[str]) -> np.ndarray:
 def pagerank(
     weights: np.ndarray, damping: float = 0.85, iterations: int = 100, tol: float = 1e-8
 ) -> np.ndarray:
-    """Stationary distribution of a random walk on a weighted graph (rows normalised; dangling rows uniform)."""
+    """Stationary distribution of a random walk on a weighted graph (dangling rows jump uniformly)."""
     n = len(weights)
     if n == 0:
         return np.zeros(0)

@@ -22,24 +22,25 @@ from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-STOPWORDS = frozenset(
-    "a an the and or but if then of to in on at by for with from as is are was were be been being it its this "
-    "that these those i you he she we they me him her us them my your our their what which who whom how why "
-    "when where do does did have has had not no so than too very can will just should would could about into "
-    "over under again there here all any both each few more most other some such only own same s t don".split()
-)
+STOPWORD_TEXT = """
+a an the and or but if then of to in on at by for with from as is are was were be been being it its this
+that these those i you he she we they me him her us them my your our their what which who whom how why
+when where do does did have has had not no so than too very can will just should would could about into
+over under again there here all any both each few more most other some such only own same s t don
+"""
+STOPWORDS = frozenset(STOPWORD_TEXT.split())
 
 
 class HighlightOptions(BaseModel):
     """How highlights are picked. Defaults were chosen on the bench sets (docs/digest.md)."""
 
-    k: int = Field(5, ge=1, le=100)
+    k: int = Field(default=5, ge=1, le=100)
     """Number of highlights to return."""
     q: str | None = None
     """Optional query: switches to query-aware ranking (hybrid vector + BM25)."""
-    diversity: float = Field(0.3, ge=0.0, le=1.0)
+    diversity: float = Field(default=0.3, ge=0.0, le=1.0)
     """MMR trade-off: 0 ranks by relevance only, higher values penalise sentences similar to earlier picks."""
-    max_per_post: int | None = Field(2, ge=1)
+    max_per_post: int | None = Field(default=2, ge=1)
     """At most this many highlights from one post (None: no cap)."""
     centrality_weight: float = 1.0
     """Weight of cosine similarity to the thread's sentence centroid."""

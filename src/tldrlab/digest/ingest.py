@@ -164,30 +164,15 @@ def ingest_thread(
 
 
 def load_threads(path: Path | str, format: str | None = None, *, skip_invalid: bool = False) -> list[Thread]:
-    """Threads from a file or directory in any supported format (native thread JSON works without readers)."""
-    from tldrlab.errors import InvalidInputError, NotFoundError
+    """Threads from a file or directory in any supported thread format (detected unless given)."""
+    from tldrlab.errors import NotFoundError
 
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"no such file or directory: {path}")
-    try:
-        from tldrlab.data.readers import read_threads
-    except ModuleNotFoundError:  # the readers package is optional for native JSON
-        read_threads = None
-    if read_threads is not None:
-        return list(read_threads(path, format, skip_invalid=skip_invalid))
-    if format not in (None, "native") or path.is_dir():
-        raise InvalidInputError(f"cannot read {path}: thread readers are not installed")
-    import json
+    from tldrlab.data.readers import read_threads
 
-    from pydantic import ValidationError
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        items = data if isinstance(data, list) else [data]
-        return [Thread.model_validate(item) for item in items]
-    except (ValueError, ValidationError) as exc:
-        raise InvalidInputError(f"{path} is not a native thread JSON file: {exc}") from exc
+    return list(read_threads(path, format, skip_invalid=skip_invalid))
 
 
 def ingest_path(
@@ -204,6 +189,10 @@ def ingest_path(
     from tldrlab.runs import start_run
     from tldrlab.store import open_store
 
+    from tldrlab.errors import NotFoundError
+
+    if not Path(path).exists():  # before a run is created for nothing
+        raise NotFoundError(f"no such file or directory: {path}")
     config = {
         "path": str(Path(path).resolve()),
         "format": format,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,11 +31,11 @@ class DigestOptions(BaseModel):
     """Registry name: extractive, local, openai, two_stage."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Summarizer parameters (model_path for local, model for openai, draft/final for two_stage)."""
-    k: int = Field(8, ge=1, le=50)
+    k: int = Field(default=8, ge=1, le=50)
     """Highlights to pick (the summarizer's candidates; the page marks all of them)."""
     q: str | None = None
     """Optional query: query-aware highlights."""
-    max_bullets: int = Field(5, ge=1, le=20)
+    max_bullets: int = Field(default=5, ge=1, le=20)
     use_cache: bool = True
     """Serve and store cached digests."""
 
@@ -69,12 +69,12 @@ def digest_events(
     embedder: Embedder | None = None,
     cache: SummaryCache | None = None,
     stop: threading.Event | None = None,
-) -> Iterator[DigestEvent]:
+) -> Generator[DigestEvent, None, None]:
     """Token events, then one digest event (nothing more if `stop` is set midway)."""
     started = time.perf_counter()
     stop = stop or threading.Event()
+    summarizer = build_summarizer(options.summarizer, options.params)  # bad options fail first
     thread = store.get_thread(thread_id)  # NotFoundError for unknown ids, before anything is streamed
-    summarizer = build_summarizer(options.summarizer, options.params)
     content_hash = thread.content_hash()
     key = cache_key(
         options.summarizer,

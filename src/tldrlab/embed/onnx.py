@@ -1,16 +1,19 @@
-"""An optimised MiniLM backend: ONNX Runtime on a dynamically int8-quantised ONNX export of the local model.
+"""An optimised MiniLM backend: ONNX Runtime on an ONNX export of the local model, partly int8-quantised.
 
 The export is made once from the same offline all-MiniLM-L6-v2 weights the PyTorch embedder uses
-(`torch.onnx.export`, TorchScript exporter, so no `onnxscript` is needed), quantised with
-`onnxruntime.quantization.quantize_dynamic` (int8 weights, activations quantised on the fly) and cached under
-`<home>/cache/embed/`. Tokenisation uses the model's fast tokenizer directly and sentences are sorted by
-length before batching so little time goes into padding. Pooling (attention-masked mean) and normalisation
-match the
-sentence-transformers pipeline; bench/embed.py measures throughput and cosine to the PyTorch vectors.
+(`torch.onnx.export`, TorchScript exporter, so no `onnxscript` is needed), optionally quantised with
+`onnxruntime.quantization.quantize_dynamic` (int8 per-channel weights, activations quantised per batch) and
+cached under `<home>/cache/embed/`. Tokenisation uses the model's fast tokenizer directly, and sentences are
+sorted by length before batching so little time goes into padding. Pooling (attention-masked mean) and
+normalisation match the sentence-transformers pipeline.
 
-Note: dynamic quantisation scales activations per batch, so a sentence's vector can differ very slightly
-(cosine ~0.999) depending on which sentences share its batch; the same input list always gives the same
-output.
+Which MatMuls are quantised is a trade-off measured in bench/embed.py (docs/stores.md): quantising the
+feed-forward layers too (`minilm-onnx-int8`) is fastest but short sentences such as "Yes." drift to cosine
+~0.96 from the PyTorch vectors (activation outliers); quantising only the attention projections
+(`minilm-onnx`, the default backend) kept every sentence we measured at cosine >= 0.99.
+
+Dynamic quantisation scales activations per batch, so a sentence's vector can differ very slightly with the
+sentences sharing its batch; the same input list always gives the same output.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,6 +31,14 @@ from tldrlab.embed.sentence_transformer import minilm_path, unit_rows
 from tldrlab.errors import DependencyMissingError
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+QuantizeMode = Literal["none", "attention", "all"]
+ATTENTION_PROJECTIONS = (
+    "/attention/self/query/",
+    "/attention/self/key/",
+    "/attention/self/value/",
+    "/attention/output/dense/",
+)
+"""Name fragments of the attention projection MatMuls in the TorchScript export of a BERT encoder."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +47,10 @@ class OnnxExportConfig:
 
     opset: int = 17
     """ONNX opset for torch.onnx.export."""
-    quantize: bool = True
-    """Dynamic int8 quantisation of the MatMul weights (the speed-up); False keeps float32."""
-    per_channel: bool = False
-    """Per-channel weight scales (slightly more accurate, slightly slower)."""
+    quantize: QuantizeMode = "attention"
+    """int8 MatMuls: "none" (float32 graph), "attention" (Q/K/V/output projections), "all" (also the FFN)."""
+    per_channel: bool = True
+    """Per-channel weight scales (more accurate than one scale per tensor)."""
 
 
 def default_cache_dir() -> Path:
@@ -103,11 +114,25 @@ def export_onnx(model_dir: Path, out_path: Path, config: OnnxExportConfig) -> Pa
         )
     tmp_path = out_path.with_name(out_path.name + f".{os.getpid()}.tmp")
     try:
-        if config.quantize:
+        if config.quantize != "none":
+            import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
+            nodes = None
+            if config.quantize == "attention":
+                graph = onnx.load(str(float_path), load_external_data=False).graph
+                nodes = [
+                    n.name
+                    for n in graph.node
+                    if n.op_type == "MatMul" and any(part in n.name for part in ATTENTION_PROJECTIONS)
+                ]
             quantize_dynamic(
-                str(float_path), str(tmp_path), weight_type=QuantType.QInt8, per_channel=config.per_channel
+                str(float_path),
+                str(tmp_path),
+                weight_type=QuantType.QInt8,
+                per_channel=config.per_channel,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
             )
         else:
             os.replace(float_path, tmp_path)
@@ -192,5 +217,10 @@ class OnnxEmbedder:
 
 
 def build_minilm_onnx(device: str = "cpu") -> OnnxEmbedder:
-    """all-MiniLM-L6-v2 through ONNX Runtime with int8 dynamic quantisation (CPU)."""
-    return OnnxEmbedder("minilm-onnx")
+    """all-MiniLM-L6-v2 through ONNX Runtime, attention projections int8 (CPU)."""
+    return OnnxEmbedder("minilm-onnx", config=OnnxExportConfig(quantize="attention"))
+
+
+def build_minilm_onnx_int8(device: str = "cpu") -> OnnxEmbedder:
+    """all-MiniLM-L6-v2 through ONNX Runtime, every weight MatMul int8 (fastest, least exact)."""
+    return OnnxEmbedder("minilm-onnx-int8", config=OnnxExportConfig(quantize="all"))

@@ -75,7 +75,14 @@ class EvalConfig(BaseModel):
     """Data split (e.g. validation); None uses the whole file (LM: its last `val_fraction` when set)."""
 
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
-    """LM on unsplit text: evaluate only the last fraction of the tokens (what a run held out)."""
+    """Unsplit data, as a training run held it out: LM evaluates the last fraction of the tokens; seq2seq
+    the first fraction of the records after a shuffle seeded with `holdout_seed`."""
+
+    holdout_seed: int | None = None
+    """Seq2seq with `val_fraction`: the training run's seed (None: no shuffle, the first records)."""
+
+    limit: int | None = Field(default=None, ge=1)
+    """Read at most this many records before any holdout is taken (as the training run did)."""
 
     max_samples: int = Field(default=200, ge=1)
     """Seq2seq: records evaluated; LM: blocks evaluated."""
@@ -105,7 +112,19 @@ class EvalConfig(BaseModel):
 def _records(config: EvalConfig) -> list[Any]:
     from tldrlab.data.readers import read_records
 
-    return read_records(config.data, config.format, split=config.split)
+    return read_records(config.data, config.format, split=config.split, limit=config.limit)
+
+
+def _seq2seq_records(config: EvalConfig) -> list[Any]:
+    """Records with a reference summary; on unsplit data with `val_fraction`, the run's seeded holdout."""
+    import random
+
+    records = _records(config)
+    if config.val_fraction and config.split is None:
+        if config.holdout_seed is not None:
+            random.Random(config.holdout_seed).shuffle(records)
+        records = records[: max(1, int(len(records) * config.val_fraction))]
+    return [r for r in records if r.summaries][: config.max_samples]
 
 
 @torch.no_grad()
@@ -217,7 +236,7 @@ def reference_loss(
 def evaluate_seq2seq(
     model: Any, tokenizer: Any, config: EvalConfig, *, run: Run | None = None, progress: bool = True
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, list[float]]]:
-    records = [r for r in _records(config) if r.summaries][: config.max_samples]
+    records = _seq2seq_records(config)
     if not records:
         raise InvalidInputError(f"{config.data}: no records with a reference summary to evaluate against")
     sources = [config.prefix + r.document for r in records]
@@ -310,11 +329,25 @@ def evaluate_model(
     return result
 
 
+def _detected_val_split(data: dict[str, Any]) -> str | None:
+    """The validation split the training loop picked by itself for a data-set directory (train / dev)."""
+    try:
+        from tldrlab.train.config import DataConfig
+        from tldrlab.train.tasks import detect_splits
+    except ImportError:  # the training package is optional to evaluation
+        return None
+    try:
+        return detect_splits(DataConfig.model_validate(data))[1]
+    except ValueError:
+        return None
+
+
 def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, Path, str | None]:
     """(EvalConfig, output directory, run id or None) for a run id or model directory.
 
-    Settings missing from `overrides` come from the run's config (`data.path`, `data.val_split`,
-    `data.prefix`, `data.max_source_len`, `data.block_size`, `data.val_fraction`).
+    Settings missing from `overrides` come from the run's config (`data.path`, `data.val_split` or the split
+    the loop detected, `data.prefix`, `data.max_source_len`, `data.block_size`, `data.limit`, and for unsplit
+    data `data.val_fraction` with `train.seed`), so a run is evaluated on exactly what it held out.
     """
     from tldrlab.errors import NotFoundError
 
@@ -337,10 +370,15 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
     if "data" not in overrides:
         if not data.get("path"):
             raise InvalidInputError(f"{target}: no data to evaluate on; pass --data PATH")
-        settings: dict[str, Any] = {"data": data["path"], "format": data.get("format")}
-        settings["split"] = data.get("val_split")
-        if not data.get("val_split") and data.get("val_fraction"):
+        settings: dict[str, Any] = {
+            "data": data["path"],
+            "format": data.get("format"),
+            "limit": data.get("limit"),
+        }
+        settings["split"] = data.get("val_split") or _detected_val_split(data)
+        if not settings["split"] and data.get("val_fraction"):
             settings["val_fraction"] = data["val_fraction"]
+            settings["holdout_seed"] = int((run_config.get("train") or {}).get("seed", 0))
         for key in ("prefix", "max_source_len", "block_size"):
             if data.get(key) is not None:
                 settings[key] = data[key]

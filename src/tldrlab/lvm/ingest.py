@@ -204,3 +204,8 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in creds else url
     return url
+
+
+def lvm_ingest_job(run: Run) -> dict[str, Any]:
+    """Run kind `lvm_ingest`: the config is an IngestConfig (re-running replaces articles, no duplicates)."""
+    return ingest_articles(IngestConfig(**run.config), run)

@@ -115,10 +115,16 @@ def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[
             from transformers import GPT2LMHeadModel
 
             model = GPT2LMHeadModel.from_pretrained(str(directory))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # safetensors raises its own SafetensorError for truncated files
         raise CheckpointError(f"cannot load the {name} model in {directory}: {exc}") from exc
     model.tldrlab_name = name
-    tokenizer = load_tokenizer(directory) if (directory / "tokenizer.json").is_file() else None
+    tokenizer = None
+    if (directory / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(directory)
+    elif (directory / "tokenizer_config.json").is_file():  # a plain transformers dir with a slow tokenizer
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
     if device:
         model.to(device)
     model.eval()

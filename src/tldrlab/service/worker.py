@@ -72,7 +72,7 @@ class WorkerConfig(BaseModel):
     """Delay before the first retry of a transient failure; doubles each attempt."""
     backoff_max_s: float = Field(default=600.0, ge=0)
     """Longest retry delay."""
-    poll_s: float = Field(default=0.5, gt=0)
+    poll_s: float = Field(default=0.2, gt=0)
     """Idle sleep between queue polls (embedded queue)."""
     burst: bool = False
     """Exit when the queue is empty instead of waiting for more jobs."""

@@ -244,7 +244,7 @@ def _worker_process(
     """Entry point of a spawned worker process (rebuilds the spec from the stored mapping)."""
     from tldrlab.logs import configure_console
 
-    configure_console("INFO")
+    configure_console("WARNING" if quiet else "INFO")
     spec = parse_sweep(raw, source=source)
     spec.raw = raw
     try:

@@ -159,8 +159,30 @@ def reconcile_dead_workers(study: optuna.Study) -> list[FrozenTrial]:
         if fail_trial(study, trial):
             frozen = study._storage.get_trial(trial._trial_id)
             retry_trial(study, frozen)
+            _fail_run(frozen.user_attrs.get(RUN_ATTR), pid)
             failed.append(frozen)
     return failed
+
+
+def _fail_run(run_id: Any, pid: int) -> None:
+    """Record the dead trial's run as failed (it would otherwise stay "running" in the registry)."""
+    import time
+
+    from tldrlab.runs import open_registry
+    from tldrlab.runs.registry import RunStatus
+
+    if not isinstance(run_id, str):
+        return
+    registry = open_registry()
+    try:
+        record = registry.get(run_id)
+    except NotFoundError:  # a run of another machine's home
+        return
+    if record.status == RunStatus.RUNNING:
+        message = f"failed: its sweep worker (pid {pid}) died; the trial is re-run"
+        registry.update(
+            run_id, status=RunStatus.FAILED, ended_at=time.time(), message=message, error_code="worker_died"
+        )
 
 
 def mark_worker(trial: optuna.Trial) -> None:

@@ -189,6 +189,8 @@ def _train_in_run(run: Run, job: Any, hooks: Any, ctx: TrialContext) -> Any:
     mode = job.wandb or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
     os.environ["WANDB_RUN_GROUP"] = ctx.study_name  # W&B groups a sweep's runs by study
     tracker = WandbTracker.start(run, mode=mode, config={**job.model_dump(mode="json"), **_tags_of(run)})
+    if tracker.wandb_run is not None:
+        run.set_environment(wandb_group=tracker.wandb_run.group)
     exit_code = 1
     try:
         result = train(model, task, job.train, run, hooks=hooks, resume=True, tracker=tracker)
@@ -276,9 +278,13 @@ def experiment_config(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str
 
 
 def check_experiment(spec: SweepSpec, params: dict[str, Any]) -> None:
+    from pathlib import Path
+
     from tldrlab.experiments.dendrite_experiment import ARMS
 
-    _, arm, _ = experiment_config(spec, params)
+    config, arm, _ = experiment_config(spec, params)
+    if not Path(config.data).exists():
+        raise InvalidInputError(f"config.data: not found: {config.data}")
     if arm not in ARMS:
         raise ConfigError(f"parameters.arm: unknown arm {arm!r}; allowed: {', '.join(ARMS)}")
 

@@ -106,7 +106,7 @@ class LocalSummarizer:
             finished = True
         finally:
             if not finished:  # the consumer closed this generator early: stop generating too
-                stop.set()  # the flag stops generate() at its next step, so this join is short after a disconnect
+                stop.set()  # generate() sees the flag at its next step, so the join below is short
             worker.join(timeout=60)
         if failure:
             raise InvalidInputError(f"local summarizer failed: {failure[0]}") from failure[0]

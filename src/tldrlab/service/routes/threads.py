@@ -270,7 +270,9 @@ async def stream_summary(request: Request) -> StreamingResponse:
                 if isinstance(item, BaseException):
                     log.error("stream_summary failed", exc_info=item)
                     message = f"internal error: {type(item).__name__}"
-                    yield sse("error", {"code": "internal_error", "message": message, "request_id": request_id})
+                    yield sse(
+                        "error", {"code": "internal_error", "message": message, "request_id": request_id}
+                    )
                     return
                 if item.digest is not None:
                     yield sse("digest", item.digest.model_dump(mode="json"))

@@ -1,0 +1,168 @@
+"""Digest speed: ingest throughput vs the raw embedder, and SSE latency for an ingested 50-post thread.
+
+    .venv/bin/python bench/digest_speed.py [--sentences 2000] [--requests 20]
+
+1. Ingest: sentences/s of `ingest_threads` end to end (sentence split, batching, store writes) divided by the
+   raw embedder's sentences/s on the same sentences, measured in this process (interleaved, best of
+   `--repeats`). Target: at least 0.85.
+2. Stream: a real uvicorn server; `POST /stream_summary` (extractive, cache off) on an ingested 50-post
+   thread; time to the first SSE event and to the `digest` event, p50/p95 over `--requests` requests.
+   Target: first event p50 under 150 ms.
+
+Data: real beer.stackexchange.com posts (../shared/data); the 50-post thread strings together the posts of
+several real threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stackexchange_beer" / "Posts.xml"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def fifty_post_thread(threads: list) -> object:  # type: ignore[type-arg]
+    from tldrlab.data.threads import Thread
+
+    posts = []
+    for thread in threads:
+        for post in thread.posts:
+            if len(posts) == 50:
+                break
+            posts.append(post.model_copy(update={"number": len(posts) + 1, "id": f"{thread.id}-{post.id}"}))
+    return Thread(id="bench-50", title=threads[0].title, posts=posts)
+
+
+def bench_ingest(
+    threads: list,  # type: ignore[type-arg]
+    embedder: object,
+    sentences_wanted: int,
+    repeats: int,
+) -> dict[str, float]:
+    from tldrlab.digest.ingest import ingest_threads, post_sentence_records
+    from tldrlab.store import open_store
+
+    picked, total = [], 0
+    for thread in threads:
+        picked.append(thread)
+        total += sum(len(post_sentence_records(thread, p)) for p in thread.posts)
+        if total >= sentences_wanted:
+            break
+    texts = [r.text for t in picked for p in t.posts for r in post_sentence_records(t, p)]
+    embedder.encode(texts[:64])  # type: ignore[attr-defined]  # warm-up
+    raw, e2e = [], []
+    for repeat in range(repeats):
+        started = time.perf_counter()
+        embedder.encode(texts, batch_size=64)  # type: ignore[attr-defined]
+        raw.append(len(texts) / (time.perf_counter() - started))
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(url=f"sqlite:///{tmp}/s{repeat}.db", dim=embedder.dim)  # type: ignore[attr-defined]
+            stats = ingest_threads(picked, store, embedder, batch_size=64)  # type: ignore[arg-type]
+            store.close()
+        assert stats.sentences == len(texts)
+        e2e.append(stats.sentences / stats.seconds)
+        print(f"  repeat {repeat}: raw {raw[-1]:.0f}/s  ingest {e2e[-1]:.0f}/s", flush=True)
+    return {
+        "threads": len(picked),
+        "sentences": len(texts),
+        "raw_sentences_per_s": max(raw),
+        "ingest_sentences_per_s": max(e2e),
+        "ratio": max(e2e) / max(raw),
+    }
+
+
+def bench_stream(thread: object, requests: int) -> dict[str, float]:
+    import httpx
+    import uvicorn
+
+    from tldrlab.service.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    runner = threading.Thread(target=server.run, daemon=True)
+    runner.start()
+    while not server.started:
+        time.sleep(0.02)
+    first, final = [], []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            created = client.post("/threads", json=thread.model_dump(mode="json"))  # type: ignore[attr-defined]
+            assert created.status_code == 201, created.text
+            body = {"thread_id": "bench-50", "use_cache": False}
+            for i in range(requests + 2):  # two warm-up requests
+                started = time.perf_counter()
+                got_first = got_digest = None
+                with client.stream("POST", "/stream_summary", json=body) as response:
+                    for line in response.iter_lines():
+                        now = time.perf_counter() - started
+                        if line.startswith("event:") and got_first is None:
+                            got_first = now
+                        if line == "event: digest":
+                            got_digest = now
+                assert got_first is not None and got_digest is not None
+                if i >= 2:
+                    first.append(got_first * 1000)
+                    final.append(got_digest * 1000)
+    finally:
+        server.should_exit = True
+        runner.join(timeout=10)
+    return {
+        "first_event_p50_ms": statistics.median(first),
+        "first_event_p95_ms": percentile(first, 0.95),
+        "digest_p50_ms": statistics.median(final),
+        "digest_p95_ms": percentile(final, 0.95),
+        "requests": len(first),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["TLDRLAB_HOME"] = home
+        from tldrlab.config import get_settings
+        from tldrlab.data.readers import read_threads
+        from tldrlab.embed import get_embedder
+
+        get_settings.cache_clear()
+        threads = read_threads(DATA)
+        embedder = get_embedder("minilm")
+        print("ingest vs raw embedder (minilm, batch 64):", flush=True)
+        ingest = bench_ingest(threads, embedder, args.sentences, args.repeats)
+        print(
+            f"ingest: {ingest['sentences']} sentences from {ingest['threads']} threads; raw embedder "
+            f"{ingest['raw_sentences_per_s']:.0f}/s, "
+            f"ingest end to end {ingest['ingest_sentences_per_s']:.0f}/s, "
+            f"ratio {ingest['ratio']:.2f} (target >= 0.85)"
+        )
+        stream = bench_stream(fifty_post_thread(threads), args.requests)
+        print(
+            f"stream (50 posts, extractive, cache off, {stream['requests']} requests): first event "
+            f"p50 {stream['first_event_p50_ms']:.0f} ms / p95 {stream['first_event_p95_ms']:.0f} ms "
+            f"(target p50 < 150 ms); digest p50 {stream['digest_p50_ms']:.0f} ms / "
+            f"p95 {stream['digest_p95_ms']:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The digest page in real headless Chromium against a real uvicorn server: paste a thread, pick one, watch
+the TL;DR stream in, see highlights marked at their exact spans, click a citation and land on the sentence."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tldrlab.samples import sample_path
+from tldrlab.service.app import create_app
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "img" / "digest_page.png"
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+PASTED = {
+    "id": "pasted-1",
+    "title": "Bottle or can?",
+    "posts": [
+        {
+            "id": "a",
+            "number": 1,
+            "kind": "question",
+            "text": "Does beer taste better from a bottle or a can?",
+        },
+        {
+            "id": "b",
+            "number": 2,
+            "kind": "answer",
+            "score": 4,
+            "text": "Cans keep light out completely, so the hops stay fresh. Bottles let some light in.",
+        },
+        {
+            "id": "c",
+            "number": 3,
+            "kind": "answer",
+            "score": 1,
+            "text": "Pour it into a glass and you will not taste the difference.",
+        },
+    ],
+}
+
+
+def in_viewport(page: Any, selector: str) -> bool:
+    return bool(
+        page.evaluate(
+            """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+                 return r.top >= 0 && r.bottom <= window.innerHeight && r.height > 0; }""",
+            selector,
+        )
+    )
+
+
+@pytest.mark.slow
+def test_page_streams_cited_tldr_and_jumps_to_sentences(browser: Any, server_url: str) -> None:
+    beer = json.loads(sample_path("beer_thread").read_text(encoding="utf-8"))
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=beer).status_code == 201
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(server_url + "/")
+        assert page.title().startswith("tldrlab")
+
+        # paste a native thread: it is ingested and digested
+        page.fill("#thread-input", json.dumps(PASTED))
+        page.click("#ingest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert page.locator("#bullets li").count() == 4  # one per sentence of this short thread
+        assert page.locator("#thread-title").inner_text() == "Bottle or can?"
+        assert page.eval_on_selector("#thread-select", "s => s.value") == "pasted-1"
+
+        # pick the ingested beer thread: tokens stream in before the final digest
+        page.evaluate("document.body.dataset.digestDone = ''")
+        page.evaluate(
+            """() => { window.streamUpdates = 0;
+                 new MutationObserver(() => window.streamUpdates++).observe(
+                   document.getElementById('stream'),
+                   {childList: true, characterData: true, subtree: true}); }"""
+        )
+        page.select_option("#thread-select", beer["id"])
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert page.evaluate("window.streamUpdates") >= 3  # five bullets arrived one by one
+        bullets = page.locator("#bullets li")
+        assert bullets.count() == 5
+
+        # every highlight is marked at its exact span in its post
+        response = httpx.post(server_url + "/stream_summary", json={"thread_id": beer["id"]}, timeout=60)
+        digest = json.loads(response.text.split("event: digest\ndata: ")[1].split("\n")[0])
+        marks = page.locator("mark.hl")
+        assert marks.count() == len(digest["highlights"]) == 8
+        for h in digest["highlights"]:
+            mark = page.locator(f"mark.hl[data-hid='{h['id']}']")
+            assert mark.inner_text() == h["text"]
+
+        # click the citation of the last bullet: its sentence scrolls into view and flashes
+        page.evaluate("window.scrollTo(0, 0)")
+        citation = bullets.last.locator("a.cite").first
+        target = citation.get_attribute("data-hid")
+        assert target
+        selector = f"mark.hl[data-hid='{target}']"
+        page.set_viewport_size({"width": 1280, "height": 420})  # small window: the sentence starts off-screen
+        page.evaluate("window.scrollTo(0, 0)")
+        citation.click()
+        page.wait_for_function(
+            "(sel) => document.querySelector(sel).classList.contains('flash')", arg=selector, timeout=5000
+        )
+        assert in_viewport(page, selector)
+        page.set_viewport_size({"width": 1280, "height": 860})
+        citation.click()
+        page.evaluate("document.getElementById('controls').scrollTop = 0")  # the TL;DR at the top of the shot
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=False)
+        assert not errors, errors
+    finally:
+        page.close()

@@ -1,0 +1,215 @@
+"""Sweeps for real: command-line trials with pruning, resume after kill -9, status/best/export, and two
+worker processes sharing one study on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tldrlab.cli.main import main
+from tldrlab.runs import open_registry
+from tldrlab.runs.run import read_manifest
+from tldrlab.sweep.runner import run_sweep
+from tldrlab.sweep.spec import load_sweep
+from tldrlab.sweep.storage import load_study, resolve_storage_url
+
+TOY = Path(__file__).with_name("toy_program.py")
+
+
+def write_sweep(path: Path, **overrides: Any) -> Path:
+    raw: dict[str, Any] = {
+        "name": "toy",
+        "program": str(TOY),
+        "method": "random",
+        "seed": 1,
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 6}},
+    }
+    raw.update(overrides)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def evals_done(run_id: str) -> int:
+    return int((Path(open_registry().get(run_id).run_dir) / "evals.txt").read_text())
+
+
+def test_median_pruning_stops_bad_trials_early(tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={
+            "x": {"values": [0.7, 0.65, 0.0, 0.05, 0.1]},
+            "steps": {"value": 6},
+            "sleep": {"value": 0.1},
+        },
+        method="grid",
+        early_terminate={"type": "median", "min_iter": 2, "n_startup_trials": 2},
+    )
+    lines: list[str] = []
+    summary = run_sweep(load_sweep(sweep), echo=lines.append)
+    study = load_study("toy", None)
+    trials = study.get_trials()
+    assert len(trials) == 5 and summary["trials"]["COMPLETE"] + summary["trials"].get("PRUNED", 0) == 5
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned, [(_t.params, _t.state) for _t in trials]
+    for t in pruned:  # the program was stopped: fewer evaluations, and a bad x
+        assert evals_done(t.user_attrs["run_id"]) < 6 and len(t.intermediate_values) < 6
+        assert t.user_attrs["params"]["x"] <= 0.1
+    for t in complete:
+        assert evals_done(t.user_attrs["run_id"]) == 6
+    # the best trial is x near 0.7 and its value is the last reported loss
+    assert study.best_trial.user_attrs["params"]["x"] in (0.7, 0.65)
+    assert study.best_value == pytest.approx((study.best_trial.user_attrs["params"]["x"] - 0.7) ** 2 + 1 / 6)
+    # every trial is a run naming its study and trial, children of one sweep run
+    for t in trials:
+        manifest = read_manifest(open_registry().get(t.user_attrs["run_id"]).run_dir)
+        assert manifest["tags"] == {"study": "toy", "trial": t.number}
+        assert manifest["parent_id"] == summary["run_id"] and manifest["kind"] == "trial"
+    assert any("PRUNED" in line for line in lines) and any("ETA" in line for line in lines)
+
+
+def test_hyperband_prunes_and_failed_programs_fail_the_trial(tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        method="grid",
+        parameters={"x": {"values": [0.7, 0.0, 0.6, 0.05, 0.1, 0.65]}, "steps": {"value": 9}},
+        early_terminate={"type": "hyperband", "min_iter": 1, "s": 2, "eta": 3},
+    )
+    run_sweep(load_sweep(sweep), echo=lambda line: None)
+    study = load_study("toy", None)
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    assert all(len(t.intermediate_values) < 9 for t in study.get_trials() if t.state == TrialState.PRUNED)
+
+    failing = write_sweep(tmp_path / "f.yaml", name="failing", parameters={"fail": {"value": True}})
+    with pytest.raises(Exception, match="exited with code 3: failing on purpose"):
+        run_sweep(load_sweep(failing), trials=5, echo=lambda line: None)
+    assert [t.state for t in load_study("failing", None).get_trials()] == [TrialState.FAIL] * 3
+
+
+def test_status_best_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = write_sweep(
+        tmp_path / "s.yaml", parameters={"x": {"values": [0.2, 0.7, 0.9]}, "steps": {"value": 2}}
+    )
+    out_dir = tmp_path / "report"
+
+    def cli(*argv: str) -> str:
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            assert exc.code in (0, None), capsys.readouterr()
+        return capsys.readouterr().out
+
+    cli("sweep", "run", str(sweep), "--trials", "1")
+    assert "skipped param_importances" in cli(
+        "sweep", "export", "toy", "--out", str(out_dir)
+    )  # 1 trial: a note
+    assert not (out_dir / "plots" / "param_importances.png").exists()
+    cli("sweep", "run", str(sweep), "--trials", "3")  # resumes to 3 trials in total
+    status = cli("sweep", "status", "toy")
+    assert "COMPLETE" in status and "x" in status
+    best = json.loads(cli("sweep", "best", "toy", "--json"))
+    assert best["params"] == {"x": 0.7, "steps": 2} and best["value"] == pytest.approx(0.5)
+    cli("sweep", "export", "toy", "--out", str(out_dir))
+    rows = list(csv.DictReader((out_dir / "trials.csv").open()))
+    assert len(rows) == 3 and {r["state"] for r in rows} == {"COMPLETE"}
+    assert sorted(float(r["param:x"]) for r in rows) == [0.2, 0.7, 0.9]
+    assert json.loads((out_dir / "best.json").read_text())["number"] == best["number"]
+    for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"):
+        png = out_dir / "plots" / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG", name
+
+
+def _counts(study_name: str, storage: str | None = None) -> dict[TrialState, int]:
+    study = optuna.load_study(study_name=study_name, storage=resolve_storage_url(storage))
+    counts: dict[TrialState, int] = {}
+    for t in study.get_trials():
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return counts
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_keeps_finished_trials_and_reruns_the_interrupted_one(tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 8}, "sleep": {"value": 0.25}},
+    )
+    cmd = [sys.executable, "-m", "tldrlab", "sweep", "run", str(sweep), "--trials", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    storage = resolve_storage_url(None)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name="toy", storage=storage)
+            trials = study.get_trials()
+        except Exception:  # not created yet
+            trials = []
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING and "run_id" in t.user_attrs]
+        if done and running and len(running[0].intermediate_values) >= 2:
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the sweep never got a trial running after a finished one")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t for t in optuna.load_study(study_name="toy", storage=storage).get_trials()}
+    interrupted = next(t for t in before.values() if t.state == TrialState.RUNNING)
+    finished_before = {n: t.datetime_complete for n, t in before.items() if t.state == TrialState.COMPLETE}
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=dict(os.environ))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "is gone; marked FAIL, queued again" in again.stdout
+    after = optuna.load_study(study_name="toy", storage=storage).get_trials()
+    by_number = {t.number: t for t in after}
+    for number, completed_at in finished_before.items():  # kept as they were, not re-run
+        assert by_number[number].state == TrialState.COMPLETE
+        assert by_number[number].datetime_complete == completed_at
+    assert by_number[interrupted.number].state == TrialState.FAIL
+    retries = [t for t in after if t.system_attrs.get("failed_trial") == interrupted.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == interrupted.params
+    assert sum(t.state == TrialState.COMPLETE for t in after) == 3  # the total counts toward --trials
+    # the dead trial's run is recorded as failed, not left "running"; the retry is a new, completed run
+    assert open_registry().get(interrupted.user_attrs["run_id"]).status.value == "failed"
+    assert open_registry().get(retries[0].user_attrs["run_id"]).status.value == "completed"
+
+
+def _sqlalchemy_url(postgres_url: str) -> str:
+    # the fixture's URI may use a unix socket: postgresql://postgres:@/db?host=/tmp/dir
+    assert postgres_url.startswith("postgresql://")
+    return postgres_url
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
+    url = _sqlalchemy_url(postgres_url)
+    assert resolve_storage_url(url).startswith("postgresql+psycopg://")
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 4}, "sleep": {"value": 0.2}},
+    )
+    summary = run_sweep(load_sweep(sweep), trials=6, workers=2, storage=url, echo=lambda line: None)
+    study = load_study("toy", url)
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert 6 <= len(complete) <= 7 and summary["trials"]["COMPLETE"] == len(complete)
+    pids = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert len(pids) == 2 and os.getpid() not in pids  # both spawned workers completed trials
+    assert len({t.user_attrs["params"]["x"] for t in complete}) == len(complete)  # different seeds per worker
+    # the default SQLite storage does not know this study
+    with pytest.raises(Exception, match="no study 'toy'"):
+        load_study("toy", None)

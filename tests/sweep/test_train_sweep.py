@@ -1,0 +1,80 @@
+"""A sweep of real `tldrlab train` runs: a tiny char LSTM, pruned through the training loop's on_eval hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tldrlab.runs import open_registry
+from tldrlab.runs.atomic import read_jsonl
+from tldrlab.runs.run import read_manifest
+from tldrlab.sweep.runner import run_sweep
+from tldrlab.sweep.spec import load_sweep
+from tldrlab.sweep.storage import load_study
+
+
+@pytest.mark.slow
+def test_train_sweep_prunes_bad_learning_rates_inside_the_loop(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:400]
+    corpus = tmp_path / "shakespeare.txt"
+    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
+    sweep = tmp_path / "lstm.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "lstm",
+                "program": "tldrlab.train",
+                "method": "grid",
+                "seed": 0,
+                "metric": {"name": "eval_loss", "goal": "minimize"},
+                "early_terminate": {"type": "median", "min_iter": 1, "n_startup_trials": 1},
+                "parameters": {"train.lr": {"values": [0.03, 1.0e-6, 1.0e-7]}},
+                "config": {
+                    "model": "char_lstm",
+                    "model_settings": {"embedding_dim": 16, "hidden_dim": 32, "num_layers": 1},
+                    "data": {
+                        "path": str(corpus),
+                        "block_size": 32,
+                        "val_fraction": 0.1,
+                        "max_val_examples": 8,
+                    },
+                    "tokenizer": {"method": "char", "vocab_size": 100},
+                    "train": {
+                        "max_steps": 12,
+                        "eval_every": 3,
+                        "batch_size": 4,
+                        "device": "cpu",
+                        "log_every": 3,
+                    },
+                },
+            }
+        )
+    )
+    summary = run_sweep(load_sweep(sweep), quiet=True, echo=lambda line: None)
+    study = load_study("lstm", None)
+    trials = study.get_trials()
+    assert len(trials) == 3 and summary["trials"].get("PRUNED", 0) >= 1, [(t.params, t.state) for t in trials]
+    registry = open_registry()
+    tokenizers = set()
+    for t in trials:
+        record = registry.get(t.user_attrs["run_id"])
+        manifest = read_manifest(record.run_dir)
+        assert record.kind == "train" and manifest["tags"] == {"study": "lstm", "trial": t.number}
+        assert manifest["parent_id"] == summary["run_id"] and manifest["wandb_group"] == "lstm"
+        assert (Path(record.run_dir) / "wandb").is_dir()
+        tokenizers.add(manifest["config"]["tokenizer"]["path"])
+        steps = max(r["step"] for r in read_jsonl(Path(record.run_dir) / "metrics.jsonl"))
+        if t.state == TrialState.PRUNED:
+            assert steps < 12 and t.params["train.lr"] < 1e-3 and manifest["metrics"]["pruned"] is True
+        else:
+            assert t.state == TrialState.COMPLETE and steps == 12
+            assert (Path(record.run_dir) / "model" / "tldrlab_model.json").is_file()
+            assert t.value == pytest.approx(manifest["metrics"]["final_eval_loss"])
+    assert len(tokenizers) == 1  # one tokenizer trained for the whole sweep
+    assert study.best_trial.params["train.lr"] == 0.03

@@ -1,0 +1,91 @@
+"""Data pipelines of the training tasks, with a real (char) tokenizer on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tldrlab.data.records import SummaryRecord
+from tldrlab.errors import InvalidInputError
+from tldrlab.train.config import DataConfig, TrainJobConfig
+from tldrlab.train.tasks import CausalLMTask, Seq2SeqTask, build_task, detect_splits
+
+
+@pytest.fixture(scope="module")
+def char_tokenizer(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Any:
+    from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    corpus = out / "corpus.txt"
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20000]
+    corpus.write_text(text + "\nabcdefghijklmnopqrstuvwxyz0123456789-:.,()'/\n", encoding="utf-8")
+    train_tokenizer("char", [corpus], 120, out / "tokenizer")
+    return load_tokenizer(out / "tokenizer")
+
+
+def test_seq2seq_pairs_end_with_eos_and_are_truncated(char_tokenizer: Any) -> None:
+    data = DataConfig(path="x", prefix="summarize: ", max_source_len=20, max_target_len=8)
+    records = [
+        SummaryRecord(id="a", document="a long document about apt and dpkg", summaries=["package tool"]),
+        SummaryRecord(id="b", document="short", summaries=["s"]),
+        SummaryRecord(id="c", document="no summary here", summaries=[]),
+    ]
+    task = Seq2SeqTask(records, records[:2], char_tokenizer, data)
+    assert len(task.train_pairs) == 2  # the record without a summary is skipped
+    src, tgt = task.train_pairs[0]
+    eos = char_tokenizer.eos_token_id
+    assert len(src) == 20 and src[-1] == eos and len(tgt) == 8 and tgt[-1] == eos
+    assert char_tokenizer.decode(src[:-1]).startswith("summarize: a long")
+    batch = task.collate([task.train_pairs[0], task.train_pairs[1]])
+    assert batch["input_ids"].shape == (2, 20) and batch["labels"].shape == (2, 8)
+    assert int(batch["attention_mask"][1].sum()) == len(task.train_pairs[1][0])
+    assert (batch["labels"][1, len(task.train_pairs[1][1]) :] == -100).all()
+
+
+def test_causal_lm_blocks_and_errors(char_tokenizer: Any) -> None:
+    data = DataConfig(path="x")
+    ids = list(range(5, 105))
+    task = CausalLMTask(ids[:80], ids[80:], char_tokenizer, data, block_size=16)
+    assert len(task.train_blocks) == 5 and all(len(b) == 16 for b in task.train_blocks)
+    assert task.train_blocks[1][0] == ids[16]  # contiguous, no overlap
+    assert [len(b) for b in task.val_blocks] == [16, 4]
+    with pytest.raises(InvalidInputError, match="fewer than one block"):
+        CausalLMTask(ids[:10], ids[10:], char_tokenizer, data, block_size=16)
+
+
+def test_splits_come_from_the_data_or_a_seeded_holdout(shared_data: Path, char_tokenizer: Any) -> None:
+    debian = DataConfig(path=str(shared_data / "debian_descriptions"))
+    assert detect_splits(debian) == ("train", "dev")
+    assert detect_splits(DataConfig(path=str(shared_data / "tinyshakespeare" / "input.txt"))) == (None, None)
+    job = TrainJobConfig.model_validate(
+        {
+            "model": "t5",
+            "data": {"path": str(shared_data / "debian_descriptions"), "limit": 50, "max_val_examples": 10},
+        }
+    )
+    task = build_task(job, char_tokenizer, object(), "seq2seq")  # type: ignore[arg-type]
+    assert len(task.train_pairs) == 50 and len(task.val_pairs) == 10
+    train_ids = {r.id for r in task.val_records}
+    # validation came from the validation file: none of its packages is among the first training records
+    from tldrlab.data.readers import read_records
+
+    first_train = {r.id for r in read_records(debian.path, split="train", limit=50)}
+    assert not train_ids & first_train
+
+    text_job = TrainJobConfig.model_validate(
+        {
+            "model": "char_lstm",
+            "data": {
+                "path": str(shared_data / "tinyshakespeare" / "input.txt"),
+                "max_val_examples": 100_000,
+                "val_fraction": 0.1,
+                "block_size": 64,
+            },
+        }
+    )
+    lm = build_task(text_job, char_tokenizer, object(), "causal_lm")  # type: ignore[arg-type]
+    n_train = sum(len(b) for b in lm.train_blocks)
+    n_val = sum(len(b) for b in lm.val_blocks)
+    assert 0.05 < n_val / (n_train + n_val) < 0.15
