@@ -86,3 +86,20 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(InvalidInputError):
         load_sequences(tmp_path / "bad.npz")
+
+
+def test_grouped_windows_stay_inside_one_article() -> None:
+    from tldrlab.lvm.training import GroupedWindows, LVMTask
+
+    seqs = build_sequences(_uneven_table(), context=3, seed=0, val_fraction=0.2, test_fraction=0.2)
+    train = seqs.split_arrays("train")
+    dataset = GroupedWindows(train, group=4)
+    covered = []
+    for begin, end in dataset.groups:
+        assert 1 <= end - begin <= 4
+        assert len(set(train.article[begin:end].tolist())) == 1, "a group mixed two articles"
+        covered.extend(range(begin, end))
+    assert covered == list(range(len(train)))  # every window exactly once, in order
+    batch = LVMTask(train, train, "mse", 0.1, group=4).collate([dataset[0], dataset[1]])
+    sizes = [end - begin for begin, end in dataset.groups[:2]]
+    assert batch["contexts"].shape == (sum(sizes), 3, 8) and batch["targets"].shape == (sum(sizes), 8)

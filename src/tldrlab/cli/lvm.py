@@ -193,6 +193,7 @@ def train(
     batch_size: int = typer.Option(256, help="Examples per batch (also the InfoNCE negatives)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
     temperature: float = typer.Option(0.05, help="InfoNCE temperature."),
+    group: int = typer.Option(1, help="Consecutive windows of one article per batch item (hard negatives)."),
     eval_every: int = typer.Option(250, help="Validate (and checkpoint) every N steps."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     precision: str = typer.Option("auto", help="auto | fp32 | fp16 | bf16"),
@@ -218,7 +219,7 @@ def train(
     loop = default_train_config().model_copy(
         update={
             "max_steps": steps,
-            "batch_size": batch_size,
+            "batch_size": max(1, batch_size // group),  # items of `group` windows each
             "lr": lr,
             "eval_every": eval_every,
             "checkpoint_every": eval_every,
@@ -235,6 +236,7 @@ def train(
             "model_settings": {"hidden": hidden, "layers": layers, "dropout": dropout, "skip": skip},
             "loss": loss,
             "temperature": temperature,
+            "group": group,
             "train": loop.model_dump(),
         }
     )
@@ -287,7 +289,8 @@ def evaluate(
         if run_config.get("loss"):
             label += f" ({run_config['loss']}"
             temperature = run_config.get("temperature", 0.05)
-            label += f", T={temperature})" if "infonce" in run_config["loss"] and temperature != 0.05 else ")"
+            label += f", T={temperature}" if "infonce" in run_config["loss"] and temperature != 0.05 else ""
+            label += f", group {run_config['group']})" if run_config.get("group", 1) > 1 else ")"
         if label in models:
             label += f" {run_id[-6:]}"
         models[label] = model

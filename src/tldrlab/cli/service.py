@@ -10,6 +10,15 @@ import sys
 import typer
 
 
+def _die_with_parent() -> None:
+    """In a local worker (Linux): get SIGTERM when `serve` dies, even by SIGKILL, instead of lingering."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, help="TCP port."),
@@ -31,10 +40,19 @@ def serve(
     kind = queue_kind(settings)
     app = create_app(settings)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tldrlab", "worker"], env=dict(os.environ))
+        subprocess.Popen(
+            [sys.executable, "-m", "tldrlab", "worker"], env=dict(os.environ), preexec_fn=_die_with_parent
+        )
         for _ in range(workers)
     ]
     typer.echo(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", err=True)
+
+    def graceful_exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    # uvicorn shuts down on SIGTERM and then re-raises it to the previous handler: make that handler exit
+    # through `finally`, so the workers get their SIGTERM instead of being orphaned.
+    signal.signal(signal.SIGTERM, graceful_exit)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     finally:

@@ -56,6 +56,10 @@ class LVMTrainJobConfig(BaseModel):
     """mse, cosine, infonce or a `+` combination (see tldrlab.lvm.losses)."""
     temperature: float = Field(0.05, gt=0)
     """InfoNCE temperature."""
+    group: int = Field(1, ge=1)
+    """Consecutive windows of one article per dataset item (a batch holds batch_size items). With 8, the
+    in-batch InfoNCE negatives include the article's neighbouring concepts, the hard negatives retrieval
+    meets; 1 draws independent windows."""
     max_val_examples: int = Field(4000, ge=1)
     """Cap on validation examples scored at each evaluation."""
     train: TrainConfig = Field(default_factory=default_train_config)
@@ -65,21 +69,20 @@ class LVMTrainJobConfig(BaseModel):
 class LVMTask:
     """Next-concept prediction as a TrainTask: batches of (contexts, mask, target)."""
 
-    def __init__(self, train: SplitArrays, val: SplitArrays, loss: str, temperature: float) -> None:
+    def __init__(
+        self, train: SplitArrays, val: SplitArrays, loss: str, temperature: float, group: int = 1
+    ) -> None:
         self.train = train
         self.val = val
+        self.group = group
         self.loss_fn = combined_loss(loss, temperature)
 
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
-        return torch.utils.data.TensorDataset(
-            torch.from_numpy(self.train.contexts),
-            torch.from_numpy(self.train.mask),
-            torch.from_numpy(self.train.targets),
-        )
+        return GroupedWindows(self.train, self.group)
 
     def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
         contexts, mask, targets = zip(*items, strict=True)
-        return {"contexts": torch.stack(contexts), "mask": torch.stack(mask), "targets": torch.stack(targets)}
+        return {"contexts": torch.cat(contexts), "mask": torch.cat(mask), "targets": torch.cat(targets)}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         pred = model(batch["contexts"], batch["mask"])
@@ -103,6 +106,29 @@ class LVMTask:
             "val_cosine": float(cosine.mean()),
             "val_mse": float(((preds - targets) ** 2).mean()),
         }
+
+
+class GroupedWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Item i = up to `group` consecutive windows of one article (windows are stored in article order)."""
+
+    def __init__(self, split: SplitArrays, group: int) -> None:
+        self.contexts = torch.from_numpy(split.contexts)
+        self.mask = torch.from_numpy(split.mask)
+        self.targets = torch.from_numpy(split.targets)
+        starts = np.flatnonzero(np.r_[True, split.article[1:] != split.article[:-1]])
+        ends = np.r_[starts[1:], len(split.article)]
+        self.groups = [
+            (begin, min(begin + group, end))
+            for s, end in zip(starts, ends, strict=True)
+            for begin in range(s, end, group)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        begin, end = self.groups[i]
+        return self.contexts[begin:end], self.mask[begin:end], self.targets[begin:end]
 
 
 @torch.no_grad()
@@ -167,7 +193,7 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
         train_examples=len(train_split),
         val_examples=len(val_split),
     )
-    task = LVMTask(train_split, val_split, config.loss, config.temperature)
+    task = LVMTask(train_split, val_split, config.loss, config.temperature, config.group)
     result = train(model, task, config.train, run, resume=resume)
     trained = result.model
     if result.best_checkpoint is not None:

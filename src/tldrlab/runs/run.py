@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConflictError, RunCancelledError, TldrlabError
+from tldrlab.errors import ConflictError, RunCancelledError, RunPreemptedError, TldrlabError
 from tldrlab.logs import json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
@@ -278,6 +278,14 @@ def execute_run(
     handle.logger.setLevel(logging.DEBUG)
     try:
         yield handle
+    except RunPreemptedError as exc:
+        # Not a failure: the run checkpointed and goes back to the queue (the worker re-enqueues it).
+        handle.log("run preempted; checkpointed, waiting to be resumed", level=logging.WARNING)
+        message = f"preempted: {exc.message}; waiting to be resumed"
+        handle._manifest.update(status=RunStatus.QUEUED.value, message=message)
+        handle._write_manifest()
+        registry.update(handle.id, status=RunStatus.QUEUED, message=message, heartbeat_at=time.time())
+        raise
     except (RunCancelledError, KeyboardInterrupt) as exc:
         handle.log("run cancelled", level=logging.WARNING)
         handle._finish(RunStatus.CANCELLED, f"cancelled: {exc or 'interrupted'}", "cancelled")
