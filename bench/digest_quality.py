@@ -251,7 +251,15 @@ def main() -> None:
     parser.add_argument("--only", choices=["scitldr", "qmsum", "beer"], default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/img/digest_quality.png"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="only plot: merge --json files of separate runs"
+    )
     args = parser.parse_args()
+    if args.merge:
+        merged = {k: v for path in args.merge for k, v in json.loads(path.read_text()).items()}
+        plot(merged, args.out)
+        print(f"plot: {args.out}")
+        return
     from tldrlab.embed import get_embedder
 
     embedder = get_embedder("minilm")

@@ -42,17 +42,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backends", nargs="+", default=["minilm-onnx", "minilm-onnx-int8"])
+    parser.add_argument(
+        "--threads", type=int, help="threads for both torch and ONNX Runtime (default: theirs)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
     import torch
 
     from tldrlab.embed import get_embedder
+    from tldrlab.embed.onnx import OnnxEmbedder, OnnxExportConfig
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     texts = beer_sentences(args.sentences)
     print(f"{len(texts)} sentences from {POSTS.name}; torch threads {torch.get_num_threads()}")
     baseline = get_embedder("minilm")
-    backends = {name: get_embedder(name) for name in args.backends}
+    modes = {"minilm-onnx": "attention", "minilm-onnx-int8": "all"}
+    backends = {
+        name: OnnxEmbedder(name, config=OnnxExportConfig(quantize=modes[name]), threads=args.threads)  # type: ignore[arg-type]
+        if name in modes and args.threads
+        else get_embedder(name)
+        for name in args.backends
+    }
     for embedder in [baseline, *backends.values()]:  # warm up (first-call allocation, lazy init)
         embedder.encode(texts[:128], batch_size=args.batch_size)
 

@@ -21,6 +21,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
+@pytest.mark.slow
 def test_demo_prints_a_cited_digest(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["demo"], capsys)
     assert code == 0

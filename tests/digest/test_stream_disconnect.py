@@ -12,6 +12,7 @@ from digest_helpers import FakeChat, fake_openai_server, sample_thread, serve_ap
 from tldrlab.service.app import create_app
 
 
+@pytest.mark.slow
 def test_client_disconnect_stops_generation(monkeypatch: pytest.MonkeyPatch) -> None:
     chat = FakeChat(reply="- word [1]\n" * 100, chunk_chars=4, delay_s=0.03)  # ~275 chunks, ~8 s
     total_chunks = -(-len(chat.reply) // chat.chunk_chars)

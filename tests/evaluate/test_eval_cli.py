@@ -148,6 +148,8 @@ def test_cli_eval_generate_score(
         (["eval", "no-such-run"], 3, "no run or model directory named 'no-such-run'"),
         (["generate", "no-such-run", "-p", "x"], 3, "no model directory or run named 'no-such-run'"),
         (["generate", "MODEL", "-p", "x", "--top-p", "1.5"], 2, "top_p"),
+        (["eval", "MODEL", "--data", "DATA", "--temperature", "-1"], 2, "temperature"),
+        (["eval", "MODEL", "--data", "DATA", "--max-samples", "0"], 2, "max_samples"),
         (["score", "MODEL", "--text", ""], 2, "empty"),
         (["eval", "MODEL"], 2, "pass --data"),
         (["eval", "MODEL", "--data", "/nonexistent/file.jsonl"], 3, "not found"),
@@ -162,7 +164,8 @@ def test_cli_errors_are_clear(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     model_dir = save_tiny("char_lstm", data, tmp_path / "model")
-    argv = [str(model_dir) if a == "MODEL" else a for a in argv]
+    replace = {"MODEL": str(model_dir), "DATA": str(data["text"])}
+    argv = [replace.get(a, a) for a in argv]
     assert run_cli(argv) == code
     assert message in capsys.readouterr().err
 

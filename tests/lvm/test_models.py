@@ -23,7 +23,6 @@ def rotating_sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return seqs.save(tmp_path_factory.mktemp("lvm") / "rotating.npz")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LVM_MODELS))
 def test_architecture_learns_rotation_through_the_trainer(name: str, rotating_sequences: Path) -> None:
     config = LVMTrainJobConfig.model_validate(

@@ -184,6 +184,11 @@ def test_resume_after_kill_9_keeps_finished_trials_and_reruns_the_interrupted_on
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == interrupted.params
     assert sum(t.state == TrialState.COMPLETE for t in after) == 3  # the total counts toward --trials
+    sweeps = open_registry().list(kind="sweep")
+    assert sorted(r.status.value for r in sweeps) == [
+        "completed",
+        "failed",
+    ]  # the killed one is not "running"
     # the dead trial's run is recorded as failed, not left "running"; the retry is a new, completed run
     assert open_registry().get(interrupted.user_attrs["run_id"]).status.value == "failed"
     assert open_registry().get(retries[0].user_attrs["run_id"]).status.value == "completed"

@@ -272,3 +272,43 @@ def test_shipped_examples_parse() -> None:
     for path in files:
         spec = load_sweep(path)
         assert spec.parameters and spec.kind in ("train", "experiment", "command"), path
+
+
+def test_program_configs_take_dotted_overrides(shared_data: Path) -> None:
+    from tldrlab.sweep.runner import check_spec
+    from tldrlab.sweep.trials import experiment_config, train_job_config
+
+    exp = parse_sweep(
+        {
+            "method": "random",
+            "program": "tldrlab.experiment",
+            "metric": {"name": "highlight_p_at_3", "goal": "maximize"},
+            "parameters": {"arm": {"values": ["compressed"]}, "dendrites.switch_every": {"values": [5]}},
+            "config": {"data": str(shared_data / "scitldr"), "budget_steps": 10},
+        }
+    )
+    check_spec(exp)
+    config, arm, seed = experiment_config(exp, {"arm": "compressed", "dendrites.switch_every": 5, "seed": 4})
+    assert (arm, seed, config.dendrites.switch_every, config.budget_steps) == ("compressed", 4, 5, 10)
+    with pytest.raises(ConfigError, match=r"parameters\.arm: unknown arm 'pai'"):
+        check_spec(parse_sweep({**exp.raw, "parameters": {"arm": {"value": "pai"}}}))
+    with pytest.raises(ConfigError, match="dropout"):
+        check_spec(parse_sweep({**exp.raw, "parameters": {"dropout": {"value": 2.0}}}))
+
+    train = parse_sweep(
+        {
+            "method": "grid",
+            "program": "tldrlab.train",
+            "metric": {"name": "eval_rouge1", "goal": "maximize"},
+            "parameters": {"train.lr": {"values": [0.01]}, "model_settings.d_model": {"values": [32]}},
+            "config": {"model": "t5", "data": {"path": str(shared_data / "debian_descriptions")}},
+        }
+    )
+    check_spec(train)
+    job = train_job_config(train, {"train.lr": 0.01, "model_settings.d_model": 32})
+    assert job.train.lr == 0.01 and job.model_settings == {"d_model": 32}
+    assert (job.train.best_metric, job.train.best_mode) == ("eval_rouge1", "max")  # follows the sweep metric
+    with pytest.raises(ConfigError, match="d_modle"):
+        check_spec(parse_sweep({**train.raw, "parameters": {"model_settings.d_modle": {"value": 8}}}))
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        check_spec(parse_sweep({**train.raw, "parameters": {"train.lr": {"value": -1.0}}}))

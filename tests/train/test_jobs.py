@@ -161,7 +161,7 @@ def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(shakespeare: Path, t
                 "model": "char_lstm",
                 "model_settings": {"embedding_dim": 16, "hidden_dim": 32, "num_layers": 1},
                 "tokenizer": {"method": "char", "vocab_size": 100},
-                "data": {"block_size": 32},
+                "data": {"block_size": 32, "max_val_examples": 20},
                 "train": {**FAST, "max_steps": 150, "eval_every": 50, "checkpoint_every": 10},
             }
         )

@@ -7,12 +7,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+
+def generate_options(**settings: object) -> Any:
+    """GenerateOptions from CLI values, with a clear error (not a traceback) for bad ones."""
+    from pydantic import ValidationError
+
+    from tldrlab.errors import InvalidInputError
+    from tldrlab.evaluate.generate import GenerateOptions
+
+    try:
+        return GenerateOptions.model_validate(settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(f"invalid generation options: {problems}") from exc
 
 
 def eval_command(
@@ -38,22 +53,21 @@ def eval_command(
     Example: tldrlab eval train-20260101 --split validation --max-samples 100
     """
     from tldrlab.errors import NotFoundError
-    from tldrlab.evaluate.generate import GenerateOptions
     from tldrlab.evaluate.run_eval import evaluate_target
 
     if data is not None and not data.exists():
         raise NotFoundError(f"evaluation data not found: {data}")
-    generation = GenerateOptions(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
-    with console.status(f"evaluating {run} ...", spinner="dots"):
-        result = evaluate_target(
-            run,
-            data=str(data) if data else None,
-            format=data_format,
-            split=split,
-            max_samples=max_samples,
-            bertscore=bertscore,
-            generation=generation,
-        )
+    generation = generate_options(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
+    # evaluate_target shows its own progress bar (examples/s, ETA) on stderr.
+    result = evaluate_target(
+        run,
+        data=str(data) if data else None,
+        format=data_format,
+        split=split,
+        max_samples=max_samples,
+        bertscore=bertscore,
+        generation=generation,
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -82,25 +96,19 @@ def generate_command(
 
     Example: tldrlab generate train-20260101 --prompt "ROMEO:" --temperature 0.8 --top-k 40 -n 3
     """
-    from pydantic import ValidationError
-
     from tldrlab.errors import InvalidInputError
-    from tldrlab.evaluate.generate import GenerateOptions, generate
+    from tldrlab.evaluate.generate import generate
     from tldrlab.models.io import load_model
 
-    try:
-        options = GenerateOptions(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            stop=stop,
-            seed=seed,
-            num_return_sequences=num_sequences,
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidInputError(f"invalid generation options: {problems}") from exc
+    options = generate_options(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        stop=stop,
+        seed=seed,
+        num_return_sequences=num_sequences,
+    )
     model, tokenizer, name = load_model(run)
     if tokenizer is None:
         raise InvalidInputError(f"{run}: the saved model has no tokenizer files")

@@ -245,16 +245,37 @@ def train(
     console.print(f"run {run.id}: {model} trained: {summary} -> {run.dir / 'model'}")
 
 
+def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:
+    from safetensors.torch import load_model
+
+    from tldrlab.lvm.models import LVMConfig, build_lvm
+    from tldrlab.lvm.sequences import load_sequences
+
+    seqs = load_sequences(config["sequences"])
+    settings = {**config.get("model_settings", {}), "dim": seqs.dim, "context": seqs.context}
+    model = build_lvm(config["model"], LVMConfig(**settings))
+    load_model(model, str(run_dir / "checkpoints" / "best" / "model.safetensors"))
+    console.print(f"[yellow]{run_dir.name} has no final model: using its best checkpoint[/]")
+    return model.eval()
+
+
 def _load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
     from tldrlab.lvm.models import load_lvm
     from tldrlab.lvm.training import MODEL_DIR
     from tldrlab.runs import open_registry
 
     path = Path(run_ref)
-    if (path / "lvm_model.json").exists():  # a model directory
-        return str(path), load_lvm(path), {}
+    if (path / "lvm_model.json").exists():  # a model directory (inside a run directory, or anywhere)
+        from tldrlab.runs.run import MANIFEST, read_manifest
+
+        config = read_manifest(path.parent)["config"] if (path.parent / MANIFEST).exists() else {}
+        return str(path.parent if config else path), load_lvm(path), config
     record = open_registry().find(run_ref)
-    return record.id, load_lvm(Path(record.run_dir) / MODEL_DIR), record.config
+    run_dir = Path(record.run_dir)
+    if not (run_dir / MODEL_DIR).exists() and (run_dir / "checkpoints" / "best").is_dir():
+        # a run cancelled or preempted before it saved model/: use its best evaluated checkpoint
+        return record.id, best_checkpoint_model(record.config, run_dir), record.config
+    return record.id, load_lvm(run_dir / MODEL_DIR), record.config
 
 
 @lvm_app.command("evaluate")

@@ -50,7 +50,7 @@ def run_command(
         _console_logs("WARNING")
     summary = run_sweep(
         spec, trials=trials, workers=workers, storage=storage, study_name=study, quiet=quiet,
-        echo=lambda line: console.print(line, highlight=False, markup=False),
+        echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary, default=str))

@@ -192,6 +192,10 @@ def train_command(
         if not Path(job.data.path).exists():
             raise InvalidInputError(f"data not found: {job.data.path}")
         model_task(job.model)  # unknown model names fail before a run is created
+        # Record the splits found in the data, so `tldrlab eval RUN` evaluates on the same validation split.
+        from tldrlab.train.tasks import detect_splits
+
+        job.data.train_split, job.data.val_split = detect_splits(job.data)
         run_id = create_run("train", job, seed=job.train.seed, registry=registry).id
 
     import signal

@@ -50,7 +50,9 @@ def fold_thread(
     budget = max_chars - len(header)
     kept: dict[str, str] = {}
     for post_id in fold_priority(thread, highlights, first_posts):
-        room = budget - sum(len(b) + 1 for b in kept.values()) - len(OMITTED) - 8
+        # every kept post may be followed by a gap marker: reserve room for one per post, plus one
+        markers = (len(kept) + 2) * (len(OMITTED) + 4)
+        room = budget - sum(len(b) + 1 for b in kept.values()) - markers
         if room <= 40:
             break
         block = blocks[post_id]

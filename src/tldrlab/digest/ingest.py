@@ -186,10 +186,9 @@ def ingest_path(
 ) -> tuple[IngestStats, str]:
     """Ingest a file or directory of threads as an `ingest` run; returns the stats and the run id."""
     from tldrlab.embed import get_embedder
+    from tldrlab.errors import NotFoundError
     from tldrlab.runs import start_run
     from tldrlab.store import open_store
-
-    from tldrlab.errors import NotFoundError
 
     if not Path(path).exists():  # before a run is created for nothing
         raise NotFoundError(f"no such file or directory: {path}")

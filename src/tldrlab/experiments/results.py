@@ -190,7 +190,15 @@ def plot_comparison(summary: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    candidates = ("parameters", "rougeL", "bertscore_f1", "highlight_p_at_3", "latency_ms", "train_seconds")
+    candidates = (
+        "parameters",
+        "eval_loss",
+        "rougeL",
+        "bertscore_f1",
+        "highlight_p_at_3",
+        "latency_ms",
+        "train_seconds",
+    )
     panels = [m for m in candidates if any(f"{m}_mean" in s for s in summary)]
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)

@@ -179,6 +179,8 @@ def worker_loop(
         return TRIAL_PROGRAMS[spec.kind](spec, trial, params, ctx)
 
     while True:
+        # trials of dead workers elsewhere (heartbeat older than the grace period), then those on this host
+        optuna.storages.fail_stale_trials(study)
         for dead in reconcile_dead_workers(study):
             pid = dead.user_attrs.get("worker", {}).get("pid")
             echo(f"trial {dead.number}: its worker (pid {pid}) is gone; marked FAIL, queued again")
@@ -331,6 +333,9 @@ def run_sweep(
         f"study {name!r} in {redact(url)}: {spec.method} search of {spec.metric} ({spec.goal}), "
         f"{sum(before[s] for s in FINISHED)}/{n_trials} trials finished so far"
     )
+    from tldrlab.sweep.storage import fail_dead_sweep_runs
+
+    fail_dead_sweep_runs(name)
     config = {
         "study": name,
         "storage": redact(url),

@@ -187,3 +187,24 @@ def _fail_run(run_id: Any, pid: int) -> None:
 
 def mark_worker(trial: optuna.Trial) -> None:
     trial.set_user_attr(WORKER_ATTR, {"host": platform.node(), "pid": os.getpid()})
+
+
+def fail_dead_sweep_runs(study_name: str) -> list[str]:
+    """Sweep runs of this study left "running" by a killed `tldrlab sweep run` on this host -> failed."""
+    import time
+
+    from tldrlab.runs import open_registry
+    from tldrlab.runs.registry import RunStatus
+
+    registry = open_registry()
+    failed = []
+    for record in registry.list(kind="sweep", status=RunStatus.RUNNING.value, limit=1000):
+        host, _, pid = (record.worker or "").rpartition(":")
+        if record.tags.get("study") != study_name or host != platform.node() or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and not pid_alive(int(pid)):
+            message = f"failed: its process (pid {pid}) died; resumed by a later `tldrlab sweep run`"
+            registry.update(record.id, status=RunStatus.FAILED, ended_at=time.time(), message=message,
+                            error_code="worker_died")  # fmt: skip
+            failed.append(record.id)
+    return failed

@@ -50,11 +50,12 @@ class Reporter:
         self.last: float | None = None
         self.iterations = 0
 
-    def report(self, value: float, iteration: int) -> None:
+    def report(self, value: float, iteration: int, *, final: bool = False) -> None:
+        """Report one evaluation; `final` (the last one of a training) is never pruned: nothing to save."""
         self.last = float(value)
         self.iterations = max(self.iterations, iteration)
         self.trial.report(self.last, iteration)
-        if self.trial.should_prune():
+        if not final and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at iteration {iteration}: {self.metric}={self.last:.4g}")
 
 
@@ -99,7 +100,7 @@ def _retried_run_id(trial: optuna.Trial) -> str | None:
 
 
 # -- program: tldrlab.train ----------------------------------------------------------------------------------
-def pruning_hooks(reporter: Reporter, eval_every: int) -> Any:
+def pruning_hooks(reporter: Reporter, eval_every: int, max_steps: int) -> Any:
     """TrainHooks feeding each evaluation's metric to the pruner (optuna.TrialPruned propagates out of train).
 
     Built in a function so that command-line sweeps never import torch.
@@ -109,7 +110,7 @@ def pruning_hooks(reporter: Reporter, eval_every: int) -> Any:
     class PruningHooks(TrainHooks):
         def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
             iteration = math.ceil(state.step / eval_every) if eval_every else 1
-            reporter.report(metrics[reporter.metric], iteration)
+            reporter.report(metrics[reporter.metric], iteration, final=state.step >= max_steps)
             return None
 
     return PruningHooks()
@@ -211,6 +212,11 @@ def _tags_of(run: Run) -> dict[str, Any]:
     return {f"sweep_{k}": v for k, v in run.record.tags.items()}
 
 
+def _without_progress(config: dict[str, Any]) -> dict[str, Any]:
+    """A job config minus the console-only setting (--quiet may differ between a run and its resume)."""
+    return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "progress"}}
+
+
 def train_trial(spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], ctx: TrialContext) -> float:
     from tldrlab.runs import create_run, execute_run, open_registry
     from tldrlab.runs.registry import RunStatus
@@ -226,7 +232,7 @@ def train_trial(spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], ct
             if (
                 record.kind != "train"
                 or record.status == RunStatus.COMPLETED
-                or record.config != job.model_dump(mode="json")
+                or _without_progress(record.config) != _without_progress(job.model_dump(mode="json"))
             ):
                 run_id = None
         except Exception:  # the run lives on another machine's home
@@ -246,7 +252,9 @@ def train_trial(spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], ct
     with execute_run(run_id, registry=registry) as run:
         run.set_environment(study=ctx.study_name, trial=trial.number, sweep_params=params)
         try:
-            result = _train_in_run(run, job, pruning_hooks(reporter, job.train.eval_every), ctx)
+            result = _train_in_run(
+                run, job, pruning_hooks(reporter, job.train.eval_every, job.train.max_steps), ctx
+            )
         except optuna.TrialPruned as exc:
             pruned = exc
             run.set_summary(pruned=True, pruned_at_iteration=reporter.iterations)
@@ -314,7 +322,7 @@ def experiment_trial(
                 f"metric.name {spec.metric!r} is not in the arm's results; have: {sorted(numbers)}"
             )
         value = float(numbers[spec.metric])
-        Reporter(trial, spec.metric).report(value, 1)
+        Reporter(trial, spec.metric).report(value, 1, final=True)
     return value
 
 

@@ -1,0 +1,327 @@
+"""`tldrlab elm prepare|train|generate|evaluate|optimize|compare`: the ELM summary adapter (seed 002).
+
+tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm
+tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03
+tldrlab elm train --resume elm_train-20260101-...           # continue from the last checkpoint
+tldrlab elm generate --model elm_train-... --data data/elm --split test --output preds.jsonl
+tldrlab elm evaluate --predictions preds.jsonl
+tldrlab elm optimize --data data/elm --trials 20 --jobs 2
+tldrlab elm compare --data ../shared/data/debian_descriptions --minutes 10
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+elm_app = typer.Typer(
+    help="ELM summary adapter: document embeddings in, summaries out.", no_args_is_help=True
+)
+
+
+def _stats_table(stats: dict[str, dict[str, Any]]) -> Table:
+    table = Table("split", "records", "embeddings", "dim", "task types", "target words (mean / max)")
+    for split, s in stats.items():
+        tasks = ", ".join(f"{k}: {v}" for k, v in s["task_types"].items())
+        table.add_row(
+            split, str(s["records"]), str(s["embeddings"]), str(s["dim"]), tasks,
+            f"{s['target_words_mean']} / {s['target_words_max']}",
+        )  # fmt: skip
+    return table
+
+
+@elm_app.command("prepare")
+def prepare_command(
+    data: Path = typer.Option(..., help="Pair data (any records format), or an ELM directory to filter."),
+    out: Path = typer.Option(..., help="Output directory (synthesis/ + embeddings/)."),
+    format: str | None = typer.Option(None, "--format", help="Data format (detected when omitted)."),
+    embedder: str = typer.Option("minilm", help="minilm (default) or a sentence-transformers path."),
+    task: str = typer.Option("summary", help="Task type written, or kept when filtering an ELM directory."),
+    template: str | None = typer.Option(None, help="Prompt template with {text} (default: the seed's)."),
+    limit: int | None = typer.Option(None, help="Read at most this many training records."),
+    eval_limit: int | None = typer.Option(None, "--eval-limit", help="At most this many val / test records."),
+    seed: int = typer.Option(0, help="Seed of the val / test split."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Embed documents and write per-split synthesis JSONL + safetensors embeddings; print statistics."""
+    from tldrlab.elm.prepare import DEFAULT_TEMPLATE, prepare_dataset
+
+    stats = prepare_dataset(
+        data, out, format=format, embedder=embedder, task=task, template=template or DEFAULT_TEMPLATE,
+        limit=limit, eval_limit=eval_limit, seed=seed, progress=not quiet,
+    )  # fmt: skip
+    console.print(_stats_table(stats))
+    console.print(f"written to {out}")
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    if value is None:
+        return
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+@elm_app.command("train")
+def train_command(
+    data: Path | None = typer.Option(None, help="A directory written by `tldrlab elm prepare`."),
+    lm: str | None = typer.Option(
+        None, help="scratch (GPT-2 from scratch), a tldrlab model dir/run, or HF LM path."
+    ),
+    lm_size: str | None = typer.Option(None, "--lm-size", help="lm=scratch: tiny, mini, small, base."),
+    tokenizer: Path | None = typer.Option(
+        None, help="lm=scratch: a trained tokenizer (else one is trained)."
+    ),
+    freeze_lm: bool | None = typer.Option(None, "--freeze-lm/--train-lm", help="Train only the adapter."),
+    epochs: float | None = typer.Option(None, help="Epochs (default 2)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Steps instead of epochs."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-time budget."),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    grad_accum: int | None = typer.Option(None, "--grad-accum-steps"),
+    lr: float | None = typer.Option(None, "--learning-rate", "--lr"),
+    hidden_dim: int | None = typer.Option(None, "--hidden-dim", help="Adapter MLP width."),
+    prefix_tokens: int | None = typer.Option(None, "--prefix-tokens", help="Soft prefix vectors."),
+    dropout: float | None = typer.Option(None, "--dropout", help="Adapter dropout."),
+    residual_scale: float | None = typer.Option(None, "--residual-scale"),
+    use_contrastive: bool | None = typer.Option(None, "--use-contrastive/--no-contrastive"),
+    contrastive_weight: float | None = typer.Option(None, "--contrastive-weight"),
+    use_drift: bool | None = typer.Option(None, "--use-drift-loss/--no-drift-loss"),
+    drift_weight: float | None = typer.Option(None, "--drift-weight"),
+    drift_target: float | None = typer.Option(None, "--drift-target-similarity"),
+    eval_interval: int | None = typer.Option(None, "--eval-interval", help="Evaluate every N steps."),
+    eval_samples: int | None = typer.Option(None, "--eval-samples", help="Summaries scored per evaluation."),
+    patience: int | None = typer.Option(None, "--early-stopping-patience"),
+    bf16: bool = typer.Option(False, "--use-bf16", "--bf16", help="bf16 autocast."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    bertscore_model: str | None = typer.Option(
+        None, "--bertscore-model", help="Local encoder for BERTScore."
+    ),
+    resume_from: Path | None = typer.Option(None, "--resume-from", help="Start from an adapter.safetensors."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue this run from its last checkpoint."),
+    limit: int | None = typer.Option(None, help="Train on at most this many records."),
+    seed: int | None = typer.Option(None),
+    device: str | None = typer.Option(None, help="auto, cpu or cuda."),
+    wandb: str | None = typer.Option(None, "--wandb", help="offline (default), online or disabled."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train the adapter (and the LM unless frozen) as a run; the best model goes to <run>/model."""
+    from tldrlab.elm.train import parse_elm_config, run_elm_training
+    from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
+    from tldrlab.runs import create_run, execute_run, open_registry
+    from tldrlab.runs.registry import RunStatus
+
+    registry = open_registry()
+    if resume:
+        record = registry.find(resume)
+        if record.kind != "elm_train":
+            raise InvalidInputError(f"run {record.id} is a {record.kind} run, not an ELM training run")
+        if record.status == RunStatus.COMPLETED:
+            raise ConflictError(f"run {record.id} already completed; nothing to resume")
+        config = parse_elm_config(record.config)
+        run_id = record.id
+    else:
+        if data is None:
+            raise ConfigError("--data DIR is required (a directory written by `tldrlab elm prepare`)")
+        if not data.is_dir():
+            raise NotFoundError(f"data directory not found: {data}")
+        raw: dict[str, Any] = {"data": str(data.resolve())}
+        for key, value in {
+            "model.lm": lm, "model.lm_size": lm_size, "model.freeze_lm": freeze_lm,
+            "model.hidden_dim": hidden_dim, "model.num_prefix_tokens": prefix_tokens,
+            "model.dropout": dropout, "model.residual_scale": residual_scale,
+            "model.gradient_checkpointing": gradient_checkpointing or None,
+            "loss.use_contrastive_loss": use_contrastive, "loss.contrastive_weight": contrastive_weight,
+            "loss.use_text_drift_loss": use_drift, "loss.text_drift_weight": drift_weight,
+            "loss.text_drift_target_similarity": drift_target,
+            "tokenizer": str(tokenizer.resolve()) if tokenizer else None,
+            "epochs": epochs, "max_steps": max_steps, "eval_interval": eval_interval,
+            "eval_samples": eval_samples, "limit": limit, "bertscore_model": bertscore_model,
+            "init_adapter": str(resume_from.resolve()) if resume_from else None, "wandb": wandb,
+        }.items():  # fmt: skip
+            _set(raw, key, value)
+        config = parse_elm_config(raw)
+        updates = {
+            "batch_size": batch_size, "grad_accum_steps": grad_accum, "lr": lr, "max_minutes": max_minutes,
+            "early_stopping_patience": patience, "precision": "bf16" if bf16 else None, "seed": seed,
+            "device": device,
+        }  # fmt: skip
+        train = config.train.model_dump()
+        train.update({k: v for k, v in updates.items() if v is not None})
+        config = parse_elm_config({**config.model_dump(), "train": train})
+        run_id = create_run("elm_train", config, seed=config.train.seed, registry=registry).id
+    if quiet:
+        config.train.progress = False
+    import signal
+
+    from tldrlab.runs import preempt
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: preempt.request_stop())
+    console.print(f"run [bold]{run_id}[/]: training the ELM adapter on {config.data}")
+    with execute_run(run_id, registry=registry) as run:
+        result = run_elm_training(run, config)
+    shown = {k: v for k, v in result.metrics.items() if k.startswith(("bertscore", "rouge", "eval_loss"))}
+    console.print(f"done: {result.steps} steps, " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    console.print(f"model: {run.dir / 'model'}   curves: {run.dir / 'plots'}")
+
+
+@elm_app.command("generate")
+def generate_command(
+    model: str = typer.Option(..., help="A saved ELM directory or an elm_train run id."),
+    data: Path | None = typer.Option(None, help="An ELM data directory (with --split)."),
+    split: str = typer.Option("test", help="train, val or test."),
+    input: Path | None = typer.Option(None, "--input", help="A <split>_synthesis.jsonl in an ELM layout."),
+    text: list[str] | None = typer.Option(None, "--text", help="Raw documents to summarise (embedded here)."),
+    output: Path | None = typer.Option(None, help="Write prediction rows (JSON lines) here."),
+    limit: int | None = typer.Option(None, help="At most this many records."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Summaries from embeddings: of a prepared split, a synthesis file, or raw --text documents."""
+    import torch
+
+    from tldrlab.elm.evaluate import predict_split
+    from tldrlab.elm.model import generate_summaries, load_elm, resolve_elm_dir
+    from tldrlab.elm.prepare import DEFAULT_TEMPLATE, load_split
+    from tldrlab.errors import ConfigError
+    from tldrlab.runs.atomic import atomic_write_text
+
+    if sum(x is not None and x != [] for x in (data, input, text)) != 1:
+        raise ConfigError("give exactly one of --data DIR, --input FILE or --text TEXT")
+    elm, tokenizer = load_elm(model)
+    if text:
+        from tldrlab.embed import get_embedder
+
+        saved = json.loads((resolve_elm_dir(model) / "elm_config.json").read_text(encoding="utf-8"))
+        vectors = torch.from_numpy(get_embedder(saved.get("embedder") or "minilm").encode(list(text)))
+        preds = generate_summaries(
+            elm, tokenizer, vectors, [DEFAULT_TEMPLATE] * len(text),
+            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+        )  # fmt: skip
+        rows: list[dict[str, Any]] = [{"prediction": p} for p in preds]
+    else:
+        if input is not None:
+            name = input.name.removesuffix("_synthesis.jsonl")
+            directory, split = input.resolve().parent.parent, name
+        else:
+            assert data is not None
+            directory = data
+        loaded = load_split(directory, split)
+        rows = predict_split(
+            elm, tokenizer, loaded.records[:limit], loaded.embeddings,
+            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+        )  # fmt: skip
+    for row in rows[:10]:
+        console.print(
+            f"- {row['prediction']}" + (f"   [dim](ref: {row['reference']})[/]" if "reference" in row else "")
+        )
+    if output:
+        atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        console.print(f"{len(rows)} predictions written to {output}")
+
+
+@elm_app.command("evaluate")
+def evaluate_command(
+    predictions: Path = typer.Option(..., help="JSON lines with `prediction` (and `reference`)."),
+    references: Path | None = typer.Option(None, help="Separate references (e.g. test_synthesis.jsonl)."),
+    bertscore_model: str | None = typer.Option(None, "--bertscore-model", help="Local encoder directory."),
+    num_layers: int | None = typer.Option(None, "--num-layers", help="Encoder layer for BERTScore."),
+    output: Path | None = typer.Option(None, help="Write the metrics as JSON here."),
+) -> None:
+    """BERTScore P/R/F1 + composite, ROUGE, length ratio, empty-prediction and unique-token rates."""
+    from tldrlab.elm.evaluate import evaluate_files
+    from tldrlab.runs.atomic import atomic_write_json
+
+    metrics = evaluate_files(predictions, references, bertscore_model=bertscore_model, num_layers=num_layers)
+    table = Table("metric", "value")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    if output:
+        atomic_write_json(output, metrics)
+
+
+@elm_app.command("optimize")
+def optimize_command(
+    data: Path = typer.Option(..., help="A directory written by `tldrlab elm prepare`."),
+    trials: int = typer.Option(20, help="Finished trials the study should hold (resume counts old ones)."),
+    jobs: int = typer.Option(1, help="Worker processes sharing the study."),
+    storage: str | None = typer.Option(
+        None, help="sqlite:///PATH (default: <home>/sweeps.db) or postgresql://..."
+    ),
+    study: str = typer.Option("elm-summary-optimization", "--study-name", "--study", help="Study name."),
+    warmup: int = typer.Option(2, help="Median pruning: evaluations before a trial may be pruned."),
+    hidden_dims: str | None = typer.Option(
+        None, "--hidden-dims", help="Adapter widths searched, e.g. 256,512."
+    ),
+    lm: str = typer.Option("scratch", help="The LM every trial uses (see `elm train --lm`)."),
+    lm_size: str = typer.Option("tiny", "--lm-size"),
+    epochs: float = typer.Option(2.0, help="Epochs per trial (seed: 2)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Steps per trial instead of epochs."),
+    eval_samples: int = typer.Option(32, "--eval-samples", help="Summaries scored per evaluation."),
+    limit: int | None = typer.Option(None, help="Train each trial on at most this many records."),
+    seed: int = typer.Option(0, help="Seed of the sampler and of each trial's training."),
+) -> None:
+    """Bayesian optimisation (TPE, median pruning) of the seed's search space for the BERTScore composite."""
+    from tldrlab.elm.optimize import optimize_elm
+    from tldrlab.elm.train import parse_elm_config
+    from tldrlab.errors import ConfigError
+
+    dims = None
+    if hidden_dims:
+        try:
+            dims = [int(x) for x in hidden_dims.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--hidden-dims must be integers separated by commas; got {hidden_dims!r}"
+            ) from None
+    raw: dict[str, Any] = {
+        "data": str(data.resolve()), "model": {"lm": lm, "lm_size": lm_size}, "epochs": epochs,
+        "max_steps": max_steps, "eval_samples": eval_samples, "limit": limit, "train": {"seed": seed},
+    }  # fmt: skip
+    base = parse_elm_config(raw)
+    summary = optimize_elm(
+        base, trials=trials, jobs=jobs, storage=storage, study_name=study, warmup=warmup, seed=seed,
+        hidden_dims=dims, echo=console.print,
+    )  # fmt: skip
+    console.print(f"trials: {summary['trials']}")
+    if "best" in summary:
+        best = summary["best"]
+        console.print(
+            f"best: trial {best['number']} bertscore_composite={best['value']:.4f} (run {best['run_id']})"
+        )
+        console.print(json.dumps(best["params"], indent=2))
+
+
+@elm_app.command("compare")
+def compare_command(
+    data: Path = typer.Option(..., help="Pair data, e.g. ../shared/data/debian_descriptions."),
+    out: Path = typer.Option(Path("elm_compare"), help="Output directory (data, table, plot, samples)."),
+    minutes: float = typer.Option(10.0, help="Training wall-time budget of each model."),
+    limit: int | None = typer.Option(4000, help="Training records."),
+    eval_limit: int = typer.Option(200, "--eval-limit", help="Validation and test documents each."),
+    lm_size: str = typer.Option("mini", "--lm-size", help="The ELM's GPT-2 size."),
+    t5_size: str = typer.Option("tiny", "--t5-size", help="The T5's size."),
+    eval_every: int = typer.Option(200, "--eval-every", help="Validation loss every N steps."),
+    seed: int = typer.Option(0),
+) -> None:
+    """The ELM adapter vs a from-scratch T5 under the same CPU budget: ROUGE, BERTScore, composite, length."""
+    from tldrlab.elm.compare import compare_elm_t5, markdown_table
+
+    rows = compare_elm_t5(
+        data, out, minutes=minutes, limit=limit, eval_limit=eval_limit, lm_size=lm_size, t5_size=t5_size,
+        seed=seed, eval_every=eval_every, echo=console.print,
+    )  # fmt: skip
+    console.print(markdown_table(rows))
+    console.print(f"written: {out / 'comparison.md'}, {out / 'comparison.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(elm_app, name="elm")

@@ -1,0 +1,139 @@
+"""Summary quality for the ELM: BERTScore P/R/F1 + composite, ROUGE, length ratio, empty and unique rates.
+
+    metrics = summary_quality(predictions, references)               # offline MiniLM BERTScore
+    metrics = summary_quality(predictions, references, bertscore_model="/path/to/encoder", num_layers=12)
+
+The composite (one number for early stopping and the optimiser, documented in docs/elm.md):
+
+    bertscore_composite = (0.5 * F1 + 0.25 * P + 0.25 * R) * min(1, avg_unique_token_ratio / 0.5)
+
+The second factor only bites on degenerate, repetitive output (fewer than half of a prediction's words
+distinct); empty predictions already score 0 in every BERTScore part.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tldrlab.errors import InvalidInputError, NotFoundError
+
+UNIQUE_RATIO_FLOOR = 0.5
+"""Below this average share of distinct words per prediction the composite is scaled down proportionally."""
+
+
+def unique_token_ratio(text: str) -> float:
+    """Distinct words / words of one text (1.0 for an empty text: nothing repeats)."""
+    words = text.lower().split()
+    return len(set(words)) / len(words) if words else 1.0
+
+
+def quality_stats(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Length ratio (mean predicted words / mean reference words), empty rate, mean unique-token ratio."""
+    n = max(len(predictions), 1)
+    pred_words = sum(len(p.split()) for p in predictions)
+    ref_words = sum(len(r.split()) for r in references)
+    non_empty = [p for p in predictions if p.strip()]
+    return {
+        "length_ratio": pred_words / ref_words if ref_words else 0.0,
+        "empty_prediction_rate": (len(predictions) - len(non_empty)) / n,
+        "avg_unique_token_ratio": (
+            sum(unique_token_ratio(p) for p in non_empty) / len(non_empty) if non_empty else 0.0
+        ),
+    }
+
+
+def composite(bert: dict[str, float], avg_unique_token_ratio: float) -> float:
+    weighted = (
+        0.5 * bert["bertscore_f1"] + 0.25 * bert["bertscore_precision"] + 0.25 * bert["bertscore_recall"]
+    )
+    return weighted * min(1.0, avg_unique_token_ratio / UNIQUE_RATIO_FLOOR)
+
+
+def summary_quality(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    bertscore_model: str | None = None,
+    num_layers: int | None = None,
+    use_bertscore: bool = True,
+) -> dict[str, float]:
+    """Every ELM metric of predictions against references (see the module docstring)."""
+    from tldrlab.evaluate import bertscore, rouge_scores
+
+    if len(predictions) != len(references):
+        raise InvalidInputError(f"{len(predictions)} predictions but {len(references)} references")
+    if not predictions:
+        raise InvalidInputError("nothing to evaluate: no predictions")
+    metrics = dict(rouge_scores(predictions, references))
+    stats = quality_stats(predictions, references)
+    metrics.update(stats)
+    if use_bertscore:
+        kwargs: dict[str, Any] = {} if num_layers is None else {"num_layers": num_layers}
+        bert = bertscore(predictions, references, model_path=bertscore_model, **kwargs)
+        metrics.update(bert)
+        metrics["bertscore_composite"] = composite(bert, stats["avg_unique_token_ratio"])
+    return metrics
+
+
+# -- files: `tldrlab elm evaluate` ---------------------------------------------------------------------------
+def read_jsonl_texts(path: Path, field_names: Sequence[str]) -> list[str]:
+    """The first present field of `field_names` from every line of a JSONL file."""
+    if not path.is_file():
+        raise NotFoundError(f"file not found: {path}")
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInputError(f"{path}:{number}: not valid JSON: {exc}") from exc
+        value = next((row[f] for f in field_names if isinstance(row, dict) and f in row), None)
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{path}:{number}: no text field ({' or '.join(field_names)})")
+        texts.append(value)
+    return texts
+
+
+def evaluate_files(predictions: Path, references: Path | None = None, **kwargs: Any) -> dict[str, float]:
+    """Metrics of a predictions JSONL (`prediction`, with `reference` / `target_text` inline or in a
+    separate references JSONL such as a test_synthesis.jsonl)."""
+    preds = read_jsonl_texts(predictions, ("prediction",))
+    source = references or predictions
+    refs = read_jsonl_texts(source, ("reference", "target_text"))
+    if len(preds) != len(refs):
+        raise InvalidInputError(
+            f"{predictions} has {len(preds)} predictions but {source} has {len(refs)} references"
+        )
+    return summary_quality(preds, refs, **kwargs)
+
+
+def predict_split(
+    model: Any,
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    embeddings: Any,
+    *,
+    max_new_tokens: int = 48,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One prediction row per synthesis record: source_id, prediction, reference."""
+    import torch
+
+    from tldrlab.elm.model import generate_summaries
+
+    if not records:
+        return []
+    rows = torch.stack([embeddings[r["embedding_index"]] for r in records])
+    templates = [str(r.get("input_prompt_template") or "{text}") for r in records]
+    preds = generate_summaries(
+        model, tokenizer, rows, templates, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
+    return [
+        {"source_id": r.get("source_id"), "prediction": p, "reference": r.get("target_text", "")}
+        for r, p in zip(records, preds, strict=True)
+    ]

@@ -1,0 +1,394 @@
+"""The ELM: a document embedding -> N soft prefix vectors (the adapter) -> a decoder LM writes the summary.
+
+    model, tokenizer = build_elm(ElmModelConfig(lm="scratch", lm_size="tiny"), tokenizer=bpe)
+    out = model(embeddings, input_ids, attention_mask, prefix_mask)   # logits + projected summary reps
+    texts = generate_summaries(model, tokenizer, embeddings, [template] * n)
+    save_elm(model, tokenizer, "out/elm");  model, tokenizer = load_elm("out/elm")
+
+The prompt template's `{text}` is replaced by the prefix: input = embed(before) + prefix + embed(after) +
+embed(target). The adapter (seed 002's "hidden size, dropout and residual scale"):
+
+    prefix(e) = reshape(W_direct e + residual_scale * MLP(e), (N, width))
+    MLP(e)    = W_2 dropout(GELU(W_1 e + b_1)) + b_2      W_1: dim -> hidden_dim, W_2: hidden_dim -> N*width
+
+A linear drift head maps the LM's mean target hidden state back to the embedding space (for the drift and
+contrastive losses). The LM is one of LM_SOURCES: a GPT-2 built from scratch by tldrlab.models, a tldrlab
+model directory (a GPT-2 trained by `tldrlab train`), or any Hugging Face causal LM by name or path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
+from tldrlab.runs.atomic import atomic_write_json
+
+CONFIG_FILE = "elm_config.json"
+ADAPTER_FILE = "adapter.safetensors"
+LM_SUBDIR = "lm"
+
+
+class ElmModelConfig(BaseModel):
+    """The adapter's shape and which LM it feeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lm: str = "scratch"
+    """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging
+    Face causal LM name or path (offline: a local directory)."""
+
+    lm_size: str = "tiny"
+    """Named GPT-2 size when lm=scratch: tiny, mini, small, base."""
+
+    lm_settings: dict[str, Any] = Field(default_factory=dict)
+    """Extra tldrlab GPT-2 settings when lm=scratch (n_layer, dropout, n_positions, ...)."""
+
+    freeze_lm: bool = False
+    """Train only the adapter and heads (the LM's weights stay as loaded)."""
+
+    embedding_dim: int = Field(default=384, gt=0)
+    """Dimension of the document embeddings (384 for MiniLM); set from the data."""
+
+    num_prefix_tokens: int = Field(default=8, ge=1, le=256)
+    """N: soft prefix vectors the adapter produces per document."""
+
+    hidden_dim: int = Field(default=512, ge=1)
+    """Hidden width of the adapter MLP (seed: 2048-6144 for a 2560-d embedder and a 4B LM)."""
+
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout inside the adapter MLP (BO range 0.0-0.3)."""
+
+    residual_scale: float = Field(default=0.1, ge=0.0)
+    """Scale of the MLP branch added to the direct linear projection (BO range 0.05-0.5)."""
+
+    gradient_checkpointing: bool = False
+    """Recompute the LM's activations in the backward pass (less memory, ~30% slower)."""
+
+
+class SummaryAdapter(nn.Module):
+    """Embedding (B, dim) -> prefix (B, N, width)."""
+
+    def __init__(self, embedding_dim: int, width: int, config: ElmModelConfig) -> None:
+        super().__init__()
+        n = config.num_prefix_tokens
+        self.num_prefix_tokens, self.width, self.residual_scale = n, width, config.residual_scale
+        self.direct = nn.Linear(embedding_dim, n * width)
+        self.mlp = nn.Sequential(
+            nn.Linear(embedding_dim, config.hidden_dim),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden_dim, n * width),
+        )
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        flat = self.direct(embeddings) + self.residual_scale * self.mlp(embeddings)
+        return flat.view(embeddings.size(0), self.num_prefix_tokens, self.width)
+
+
+class ElmModel(nn.Module):
+    """Adapter + LM + drift head (LM hidden width -> embedding space)."""
+
+    def __init__(self, lm: nn.Module, config: ElmModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lm = lm
+        width = int(lm.get_input_embeddings().embedding_dim)  # type: ignore[operator]
+        self.adapter = SummaryAdapter(config.embedding_dim, width, config)
+        self.drift_head = nn.Linear(width, config.embedding_dim)
+        if config.freeze_lm:
+            self.lm.requires_grad_(False)
+        if config.gradient_checkpointing:
+            if not getattr(lm, "supports_gradient_checkpointing", False):
+                raise ConfigError(f"{type(lm).__name__} does not support gradient checkpointing")
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore[operator]
+
+    def input_embeds(
+        self, embeddings: torch.Tensor, input_ids: torch.Tensor, prefix_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Token embeddings with the adapter's prefix written into the `prefix_mask` positions (in order)."""
+        token_embeds = self.lm.get_input_embeddings()(input_ids)  # type: ignore[operator]
+        prefix = self.adapter(embeddings.to(token_embeds.dtype)).to(token_embeds.dtype)
+        return token_embeds.masked_scatter(prefix_mask.unsqueeze(-1), prefix)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        target_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """logits (B, L, V); with `target_mask` also the projected summary representation (B, dim)."""
+        inputs = self.input_embeds(embeddings, input_ids, prefix_mask)
+        out = self.lm(
+            inputs_embeds=inputs, attention_mask=attention_mask, output_hidden_states=target_mask is not None
+        )
+        result = {"logits": out.logits}
+        if target_mask is not None:
+            hidden = out.hidden_states[-1]
+            weights = target_mask.to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            result["summary"] = self.drift_head(pooled)
+        return result
+
+
+# -- the language model -------------------------------------------------------------------------------------
+def _scratch_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]:
+    from tldrlab.models import build_model
+
+    if tokenizer is None:
+        raise ConfigError("lm=scratch needs a tokenizer (a trained tokenizer directory or one trained first)")
+    return build_model("gpt2", {"size": config.lm_size, **config.lm_settings}, tokenizer), tokenizer
+
+
+def _tldrlab_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]:
+    from tldrlab.models import load_model, model_task
+
+    model, loaded_tokenizer, name = load_model(config.lm)
+    if model_task(name) != "causal_lm" or name == "char_lstm":
+        raise ConfigError(f"--lm {config.lm}: a {name} model; the ELM needs a transformers causal LM (gpt2)")
+    model.train()
+    return model, loaded_tokenizer
+
+
+def _hf_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(config.lm)
+        loaded = AutoTokenizer.from_pretrained(config.lm)
+    except (OSError, ValueError) as exc:
+        raise NotFoundError(
+            f"--lm {config.lm}: cannot load a causal LM (offline: give a local path): {exc}"
+        ) from exc
+    if loaded.pad_token is None:
+        loaded.pad_token = loaded.eos_token
+    model.train()
+    return model, loaded
+
+
+LM_SOURCES: dict[str, Callable[[ElmModelConfig, Any], tuple[nn.Module, Any]]] = {
+    "scratch": _scratch_lm,
+    "tldrlab": _tldrlab_lm,
+    "hf": _hf_lm,
+}
+"""Where the LM comes from -> (config, tokenizer or None) -> (LM, its tokenizer)."""
+
+
+def lm_source(lm: str) -> str:
+    """scratch, tldrlab (a directory with tldrlab_model.json, or a run id) or hf."""
+    if lm == "scratch":
+        return "scratch"
+    path = Path(lm)
+    if (path / "tldrlab_model.json").is_file() or (path / "model" / "tldrlab_model.json").is_file():
+        return "tldrlab"
+    if not path.exists() and lm.startswith("train-"):
+        return "tldrlab"
+    return "hf"
+
+
+def build_elm(config: ElmModelConfig, tokenizer: Any = None) -> tuple[ElmModel, Any]:
+    """A fresh adapter on the configured LM; returns the model and the LM's tokenizer."""
+    lm, lm_tokenizer = LM_SOURCES[lm_source(config.lm)](config, tokenizer)
+    if lm_tokenizer is None or lm_tokenizer.eos_token_id is None:
+        raise ConfigError(f"--lm {config.lm}: the LM's tokenizer has no end-of-sequence token")
+    if not hasattr(lm, "get_input_embeddings"):
+        raise ConfigError(f"--lm {config.lm}: {type(lm).__name__} has no input embeddings to prefix")
+    return ElmModel(lm, config), lm_tokenizer
+
+
+def lm_max_positions(model: ElmModel) -> int | None:
+    config = getattr(model.lm, "config", None)
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+# -- prompts and generation ---------------------------------------------------------------------------------
+def encode_template(tokenizer: Any, template: str) -> tuple[list[int], list[int]]:
+    """Token ids before and after `{text}` (a template without it puts the prefix first)."""
+    before, _, after = template.partition("{text}") if "{text}" in template else ("", "", template)
+    encode = lambda text: list(tokenizer.encode(text, add_special_tokens=False)) if text else []  # noqa: E731
+    return encode(before), encode(after)
+
+
+def prompt_ids(
+    before: list[int], after: list[int], n_prefix: int, filler: int
+) -> tuple[list[int], list[bool]]:
+    """Ids of one prompt with `filler` where the prefix goes, and the prefix positions."""
+    ids = [*before, *([filler] * n_prefix), *after]
+    mask = [False] * len(before) + [True] * n_prefix + [False] * len(after)
+    return ids, mask
+
+
+@torch.no_grad()
+def generate_summaries(
+    model: ElmModel,
+    tokenizer: Any,
+    embeddings: torch.Tensor,
+    templates: list[str],
+    *,
+    max_new_tokens: int = 48,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[str]:
+    """One summary per embedding: greedy (temperature 0) or seeded sampling, with a KV cache.
+
+    Prompts of a batch share their template, so no padding is needed and every row decodes exactly as it
+    would alone.
+    """
+    from tldrlab.evaluate.generate import filter_logits
+
+    if len(templates) != len(embeddings):
+        raise InvalidInputError(f"{len(embeddings)} embeddings but {len(templates)} templates")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    filler = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    limit = lm_max_positions(model)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    outputs: list[str] = [""] * len(templates)
+    groups: dict[str, list[int]] = {}
+    for i, template in enumerate(templates):
+        groups.setdefault(template, []).append(i)
+    for template, indices in groups.items():
+        before, after = encode_template(tokenizer, template)
+        ids, mask = prompt_ids(before, after, model.config.num_prefix_tokens, filler)
+        steps = max_new_tokens if limit is None else min(max_new_tokens, limit - len(ids))
+        if steps < 1:
+            raise InvalidInputError(
+                f"the prompt ({len(ids)} tokens) leaves no room in the LM's {limit} positions"
+            )
+        for start in range(0, len(indices), batch_size):
+            rows = indices[start : start + batch_size]
+            n = len(rows)
+            input_ids = torch.tensor([ids] * n, device=device)
+            prefix_mask = torch.tensor([mask] * n, device=device)
+            inputs = model.input_embeds(embeddings[rows].to(device), input_ids, prefix_mask)
+            out = model.lm(inputs_embeds=inputs, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[:, -1, :]
+            tokens: list[list[int]] = [[] for _ in rows]
+            done = torch.zeros(n, dtype=torch.bool)
+            for _ in range(steps):
+                logits = logits.float()
+                if temperature <= 0:
+                    next_tokens = logits.argmax(-1).cpu()
+                else:
+                    probs = torch.softmax(filter_logits(logits / temperature, top_k, top_p), -1).cpu()
+                    next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                for row, token in enumerate(next_tokens.tolist()):
+                    if not done[row]:
+                        if token == eos:
+                            done[row] = True
+                        else:
+                            tokens[row].append(token)
+                if bool(done.all()):
+                    break
+                out = model.lm(
+                    input_ids=next_tokens.view(n, 1).to(device), past_key_values=past, use_cache=True
+                )
+                past, logits = out.past_key_values, out.logits[:, -1, :]
+            for row, index in enumerate(rows):
+                outputs[index] = tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
+    model.train(was_training)
+    return outputs
+
+
+# -- saving and loading -------------------------------------------------------------------------------------
+def _adapter_state(model: ElmModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("lm.")}
+
+
+def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any) -> Path:
+    """adapter.safetensors (adapter + drift head), elm_config.json and, unless the LM is a frozen external
+    one (then only its name is kept), the LM with its tokenizer under lm/."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    external = config.freeze_lm and config.lm != "scratch"
+    if not external:
+        model.lm.save_pretrained(str(out / LM_SUBDIR), safe_serialization=True)  # type: ignore[operator]
+    tokenizer.save_pretrained(str(out / LM_SUBDIR))
+    save_file(_adapter_state(model), str(out / ADAPTER_FILE))
+    atomic_write_json(
+        out / CONFIG_FILE,
+        {"model": config.model_dump(mode="json"), "lm_saved": not external, **extra},
+    )
+    return out
+
+
+def resolve_elm_dir(path_or_run: Path | str) -> Path:
+    """An ELM directory: the path, its model/ subdirectory, or <run_dir>/model of a run id."""
+    path = Path(path_or_run)
+    if not path.exists():
+        from tldrlab.runs import open_registry
+
+        try:
+            path = Path(open_registry().find(str(path_or_run)).run_dir)
+        except NotFoundError:
+            raise NotFoundError(f"no ELM directory or run named {str(path_or_run)!r}") from None
+    for candidate in (path, path / "model"):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise NotFoundError(f"no ELM in {path} (expected {CONFIG_FILE} there or in model/)")
+
+
+def load_adapter_weights(model: ElmModel, path: Path | str) -> None:
+    """Load adapter + drift head weights from an adapter.safetensors (the seed's --resume-from)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors' own error type for damaged files
+        raise CheckpointError(f"cannot read adapter weights {path}: {exc}") from exc
+    own = _adapter_state(model)
+    wrong = [k for k in own if k not in state or state[k].shape != own[k].shape]
+    if wrong:
+        raise CheckpointError(
+            f"{path} does not fit this adapter (missing or differently shaped: {wrong[:4]})"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def load_elm(path_or_run: Path | str, *, device: str | None = None) -> tuple[ElmModel, Any]:
+    """(model in eval mode, tokenizer) from a saved ELM directory or run."""
+    directory = resolve_elm_dir(path_or_run)
+    try:
+        saved = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = ElmModelConfig.model_validate({**saved["model"], "gradient_checkpointing": False})
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"cannot read {directory / CONFIG_FILE}: {exc}") from exc
+    lm_dir = directory / LM_SUBDIR
+    if saved.get("lm_saved", True):
+        config = config.model_copy(update={"lm": str(lm_dir)})
+    model, tokenizer = build_elm(config)
+    if (lm_dir / "tokenizer.json").is_file() or (lm_dir / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(lm_dir))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    load_adapter_weights(model, directory / ADAPTER_FILE)
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,278 @@
+"""`tldrlab elm optimize`: seed 002's Bayesian search on the Sweeps engine (tldrlab.sweep).
+
+    summary = optimize_elm(ElmTrainConfig(data="data/elm"), trials=20, jobs=2)
+
+The search space is written as a W&B sweep (SEARCH_SPACE) and goes through the Sweeps engine's parser,
+study storage (SQLite under the home by default, PostgreSQL by URL), TPE sampler, median pruner (warm-up:
+no pruning before `warmup` evaluations), dead-worker reconciliation and report helpers. Each trial is one
+`elm_train` run (2 epochs by default) whose evaluations feed the pruner; the objective is the best
+`bertscore_composite` of the trial. Running the same command again resumes the study: finished trials are
+kept, trials of dead workers are marked FAIL and re-run with their parameters. `jobs` > 1 runs that many
+worker processes on the one study.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tldrlab.elm.train import ElmTrainConfig, parse_elm_config
+from tldrlab.errors import InvalidInputError, RunCancelledError, TldrlabError
+
+OBJECTIVE = "bertscore_composite"
+
+SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "train.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 5e-3},
+    "model.hidden_dim": {"values": [128, 256, 512]},
+    "model.dropout": {"distribution": "uniform", "min": 0.0, "max": 0.3},
+    "model.residual_scale": {"distribution": "uniform", "min": 0.05, "max": 0.5},
+    "loss.contrastive_weight": {"distribution": "uniform", "min": 0.0, "max": 0.1},
+    "loss.text_drift_weight": {"distribution": "uniform", "min": 0.01, "max": 0.1},
+    "loss.text_drift_target_similarity": {"distribution": "uniform", "min": 0.7, "max": 0.9},
+    "train.batch_size": {"values": [4, 8, 16]},
+}
+"""Seed 002's search space in W&B syntax. hidden_dim is scaled down from the seed's [2048, 4096, 6144]
+(a 2560-d embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices."""
+
+BASE_ATTR = "elm_base_config"
+"""study.user_attrs key: the base ElmTrainConfig every trial overrides (workers rebuild trials from it)."""
+
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+def sweep_mapping(
+    study_name: str, *, warmup: int = 2, seed: int | None = 0, hidden_dims: list[int] | None = None
+) -> dict[str, Any]:
+    """The W&B sweep equivalent of the search (what the Sweeps engine parses and stores with the study)."""
+    parameters = {k: dict(v) for k, v in SEARCH_SPACE.items()}
+    if hidden_dims:
+        parameters["model.hidden_dim"] = {"values": list(hidden_dims)}
+    return {
+        "name": study_name,
+        "program": "tldrlab.elm",
+        "method": "bayes",
+        "metric": {"name": OBJECTIVE, "goal": "maximize"},
+        "parameters": parameters,
+        "early_terminate": {"type": "median", "min_iter": warmup, "n_startup_trials": 2},
+        "seed": seed,
+    }
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any]) -> ElmTrainConfig:
+    """The trial's training config: base + parameters; the best checkpoint follows the objective."""
+    from tldrlab.sweep.trials import apply_overrides
+
+    raw = apply_overrides(base, params)
+    raw.setdefault("train", {}).update(best_metric=OBJECTIVE, best_mode="max")
+    raw["use_bertscore"] = True
+    return parse_elm_config(raw)
+
+
+def _pruning_hooks(trial: optuna.Trial) -> Any:
+    """Report each evaluation's objective at iteration = evaluation number; the Sweeps Reporter prunes."""
+    from tldrlab.sweep.trials import Reporter
+    from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
+
+    reporter = Reporter(trial, OBJECTIVE)
+
+    class Hooks(TrainHooks):
+        evaluations = 0
+
+        def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
+            self.evaluations += 1
+            reporter.report(metrics[OBJECTIVE], self.evaluations)
+            return None
+
+    return Hooks()
+
+
+def run_trial(
+    trial: optuna.Trial, spec: Any, base: dict[str, Any], study_name: str, parent_id: str | None, quiet: bool
+) -> float:
+    from tldrlab.elm.train import run_elm_training
+    from tldrlab.runs import start_run
+    from tldrlab.sweep.mapping import suggest_params
+    from tldrlab.sweep.storage import RUN_ATTR, mark_worker
+
+    mark_worker(trial)
+    params = suggest_params(trial, spec)
+    config = trial_config(base, params)
+    if quiet:
+        config.train.progress = False
+    tags = {"study": study_name, "trial": trial.number}
+    pruned: optuna.TrialPruned | None = None
+    with start_run("elm_train", config, seed=config.train.seed, parent_id=parent_id, tags=tags) as run:
+        trial.set_user_attr(RUN_ATTR, run.id)
+        run.set_environment(study=study_name, trial=trial.number, sweep_params=params)
+        try:
+            result = run_elm_training(run, config, hooks=_pruning_hooks(trial), resume=False)
+        except optuna.TrialPruned as exc:
+            pruned = exc
+            run.set_summary(pruned=True)
+            run.log(str(exc))
+    if pruned is not None:
+        raise pruned
+    if result.best_value is None:
+        raise InvalidInputError(f"trial {trial.number}: no {OBJECTIVE} was measured")
+    return float(result.best_value)
+
+
+def worker(
+    raw: dict[str, Any],
+    base: dict[str, Any],
+    storage_url: str,
+    study_name: str,
+    n_trials: int,
+    *,
+    parent_id: str | None = None,
+    worker_index: int = 0,
+    quiet: bool = False,
+    echo: Any = print,
+) -> int:
+    """Run trials until the study holds `n_trials` finished ones; returns the trials this worker ran."""
+    from tldrlab.sweep.mapping import build_sampler
+    from tldrlab.sweep.runner import FINISHED, open_study, quiet_optuna, state_counts
+    from tldrlab.sweep.spec import parse_sweep
+    from tldrlab.sweep.storage import reconcile_dead_workers, retry_trial
+
+    quiet_optuna()
+    spec = parse_sweep(raw)
+    spec.raw = raw
+    offset = 7919 * worker_index
+    study = open_study(spec, storage_url, study_name, seed_offset=offset)
+    if spec.seed is not None:  # a sampler seeded the same way on resume would propose the same trials again
+        study.sampler = build_sampler(spec, seed=spec.seed + offset + len(study.get_trials(deepcopy=False)))
+    ran = failures = 0
+    while True:
+        for dead in reconcile_dead_workers(study):
+            echo(f"trial {dead.number}: its worker is gone; marked FAIL, queued again")
+        counts = state_counts(study)
+        if sum(counts[s] for s in FINISHED) + counts[TrialState.RUNNING] >= n_trials:
+            return ran
+        started = time.monotonic()
+        current: dict[str, int] = {}
+
+        def objective(trial: optuna.Trial, current: dict[str, int] = current) -> float:
+            current["number"] = trial.number
+            return run_trial(trial, spec, base, study_name, parent_id, quiet)
+
+        try:
+            study.optimize(objective, n_trials=1, catch=(TldrlabError,))
+        except (RunCancelledError, KeyboardInterrupt):
+            if "number" in current:
+                frozen = study.get_trials(deepcopy=False)[current["number"]]
+                if frozen.state == TrialState.FAIL:
+                    retry_trial(study, frozen)
+                    echo(f"trial {frozen.number} interrupted: queued to run again when the study resumes")
+            raise
+        if "number" not in current:
+            continue
+        ran += 1
+        frozen = study.get_trials(deepcopy=False)[current["number"]]
+        value = f" {OBJECTIVE}={frozen.value:.4f}" if frozen.value is not None else ""
+        echo(f"trial {frozen.number} {frozen.state.name}{value} in {time.monotonic() - started:.0f}s")
+        failures = failures + 1 if frozen.state == TrialState.FAIL else 0
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            raise InvalidInputError(
+                f"{failures} trials failed in a row; see the runs' logs (tldrlab runs list)"
+            )
+
+
+def _worker_process(
+    raw: dict[str, Any], base: dict[str, Any], url: str, name: str, n: int, parent: str | None, index: int
+) -> None:
+    try:
+        worker(raw, base, url, name, n, parent_id=parent, worker_index=index, quiet=True,
+               echo=lambda line: print(f"[worker {index}] {line}", flush=True))  # fmt: skip
+    except TldrlabError as exc:
+        print(f"[worker {index}] error [{exc.code}] {exc.message}", flush=True)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def optimize_elm(
+    base: ElmTrainConfig,
+    *,
+    trials: int = 20,
+    jobs: int = 1,
+    storage: str | None = None,
+    study_name: str = "elm-summary-optimization",
+    warmup: int = 2,
+    seed: int | None = 0,
+    hidden_dims: list[int] | None = None,
+    quiet: bool = False,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Run (or resume) the study to `trials` finished trials; returns the best trial and the state counts."""
+    from tldrlab.runs import start_run
+    from tldrlab.sweep.report import best_trial_summary
+    from tldrlab.sweep.runner import FINISHED, open_study, quiet_optuna, state_counts
+    from tldrlab.sweep.spec import parse_sweep
+    from tldrlab.sweep.storage import open_storage, redact, resolve_storage_url
+
+    if trials < 1 or jobs < 1:
+        raise InvalidInputError(f"--trials and --jobs must be >= 1; got {trials} and {jobs}")
+    from tldrlab.elm.prepare import load_split
+
+    load_split(base.data, "train")  # a missing or broken data directory fails before any study exists
+    quiet_optuna()
+    raw = sweep_mapping(study_name, warmup=warmup, seed=seed, hidden_dims=hidden_dims)
+    spec = parse_sweep(raw)
+    spec.raw = raw
+    url = resolve_storage_url(storage)
+    study = open_study(spec, url, study_name)
+    base_raw = base.model_dump(mode="json")
+    if BASE_ATTR not in study.user_attrs:
+        study.set_user_attr(BASE_ATTR, base_raw)
+    base_raw = study.user_attrs[BASE_ATTR]  # a resumed study keeps the base it started with
+    done = sum(state_counts(study)[s] for s in FINISHED)
+    echo(
+        f"study {study_name!r} in {redact(url)}: TPE over {len(spec.parameters)} parameters, "
+        f"{done}/{trials} trials finished"
+    )
+    config = {
+        "study": study_name,
+        "storage": redact(url),
+        "trials": trials,
+        "jobs": jobs,
+        "sweep": raw,
+        "base": base_raw,
+    }
+    with start_run("elm_optimize", config, tags={"study": study_name}) as run:
+        if jobs == 1:
+            worker(raw, base_raw, url, study_name, trials, parent_id=run.id, quiet=quiet, echo=echo)
+        else:
+            context = multiprocessing.get_context("spawn")
+            procs = [
+                context.Process(
+                    target=_worker_process, args=(raw, base_raw, url, study_name, trials, run.id, i)
+                )
+                for i in range(jobs)
+            ]
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                proc.join()
+            codes = [proc.exitcode or 0 for proc in procs]
+            if any(codes):
+                raise InvalidInputError(
+                    f"optimisation workers exited with codes {codes}; see their output above"
+                )
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+        counts = state_counts(study)
+        summary: dict[str, Any] = {
+            "study": study_name,
+            "storage": redact(url),
+            "run_id": run.id,
+            "trials": {state.name: counts[state] for state in TrialState if counts[state]},
+        }
+        best = best_trial_summary(study)
+        if best is not None:
+            summary["best"] = best
+            run.set_summary(best_value=best["value"], best_trial=best["number"])
+    return summary

@@ -1,0 +1,297 @@
+"""ELM data: document embeddings + synthesis JSONL per split, in the seed's layout.
+
+    stats = prepare_dataset("../shared/data/debian_descriptions", "data/elm")      # embed + write
+    stats = filter_task("data/multitask", "data/summary_only", task="summary")   # keep one task, remap
+    split = load_split("data/elm", "train")   # split.records (dicts), split.embeddings (N, dim) float32
+
+Layout (seed 002):
+    DIR/synthesis/{train,val,test}_synthesis.jsonl   one JSON object a line: task_type, input_prompt_template,
+                                                     embedding_index, target_text, variation, source_id, ...
+    DIR/embeddings/{train,val,test}_embeddings.safetensors   one tensor "embeddings" (rows, dim) float32
+    DIR/elm_data.json                                  embedder, dimension, counts, where the data came from
+
+`embedding_index` is the row of the split's embeddings tensor holding the document's embedding. Several
+records (tasks, variations) may share a row; `filter_task` keeps only the rows its records use and rewrites
+the indices to the new, dense numbering.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+
+SPLITS = ("train", "val", "test")
+SYNTHESIS_DIR = "synthesis"
+EMBEDDINGS_DIR = "embeddings"
+MANIFEST = "elm_data.json"
+EMBEDDING_KEY = "embeddings"
+DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
+"""The seed's summary prompt; `{text}` is where the adapter's soft prefix goes."""
+
+REQUIRED_FIELDS = ("task_type", "embedding_index", "target_text")
+
+
+@dataclass
+class ElmSplit:
+    """One split in memory."""
+
+    records: list[dict[str, Any]]
+    """The synthesis records (JSON objects)."""
+    embeddings: torch.Tensor
+    """(rows, dim) float32 document embeddings; records point at rows by `embedding_index`."""
+
+
+def synthesis_path(data_dir: Path, split: str) -> Path:
+    return data_dir / SYNTHESIS_DIR / f"{split}_synthesis.jsonl"
+
+
+def embeddings_path(data_dir: Path, split: str) -> Path:
+    return data_dir / EMBEDDINGS_DIR / f"{split}_embeddings.safetensors"
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def read_synthesis(path: Path) -> list[dict[str, Any]]:
+    """Records of one synthesis JSONL, each checked for the required fields."""
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInputError(f"{path}:{number}: not valid JSON: {exc}") from exc
+        missing = [f for f in REQUIRED_FIELDS if f not in record] if isinstance(record, dict) else ["object"]
+        if missing:
+            raise InvalidInputError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+        if not isinstance(record["embedding_index"], int) or record["embedding_index"] < 0:
+            raise InvalidInputError(f"{path}:{number}: embedding_index must be a non-negative integer")
+        records.append(record)
+    return records
+
+
+def read_embeddings(path: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise InvalidInputError(f"{path}: cannot read the embeddings: {exc}") from exc
+    if EMBEDDING_KEY not in tensors:
+        raise InvalidInputError(f"{path}: no tensor named {EMBEDDING_KEY!r} (has {sorted(tensors)})")
+    embeddings = tensors[EMBEDDING_KEY].float()
+    if embeddings.dim() != 2:
+        raise InvalidInputError(f"{path}: embeddings must be 2-d (rows, dim); got {tuple(embeddings.shape)}")
+    return embeddings
+
+
+def load_split(data_dir: Path | str, split: str) -> ElmSplit:
+    """Records and embeddings of one split; every embedding_index must point at an existing row."""
+    data_dir = Path(data_dir)
+    syn, emb = synthesis_path(data_dir, split), embeddings_path(data_dir, split)
+    for path in (syn, emb):
+        if not path.is_file():
+            raise NotFoundError(f"{path} not found: prepare the data first (tldrlab elm prepare)")
+    records, embeddings = read_synthesis(syn), read_embeddings(emb)
+    bad = [r["embedding_index"] for r in records if r["embedding_index"] >= len(embeddings)]
+    if bad:
+        raise InvalidInputError(
+            f"{syn}: embedding_index {bad[0]} is out of range: {emb} has {len(embeddings)} rows"
+        )
+    return ElmSplit(records, embeddings)
+
+
+def has_layout(path: Path) -> bool:
+    return (path / SYNTHESIS_DIR).is_dir() and (path / EMBEDDINGS_DIR).is_dir()
+
+
+def read_manifest(data_dir: Path | str) -> dict[str, Any]:
+    path = Path(data_dir) / MANIFEST
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+def write_split(data_dir: Path, split: str, records: list[dict[str, Any]], embeddings: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    (data_dir / SYNTHESIS_DIR).mkdir(parents=True, exist_ok=True)
+    (data_dir / EMBEDDINGS_DIR).mkdir(parents=True, exist_ok=True)
+    tmp = embeddings_path(data_dir, split).with_suffix(".tmp")
+    save_file({EMBEDDING_KEY: embeddings.float().contiguous()}, str(tmp))
+    tmp.replace(embeddings_path(data_dir, split))
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write_text(synthesis_path(data_dir, split), text)
+
+
+def split_stats(records: list[dict[str, Any]], embeddings: torch.Tensor) -> dict[str, Any]:
+    """Counts and target lengths of one split (what `prepare` prints)."""
+    words = [len(str(r["target_text"]).split()) for r in records] or [0]
+    tasks: dict[str, int] = {}
+    for r in records:
+        tasks[str(r["task_type"])] = tasks.get(str(r["task_type"]), 0) + 1
+    return {
+        "records": len(records),
+        "embeddings": int(embeddings.shape[0]),
+        "dim": int(embeddings.shape[1]) if embeddings.dim() == 2 else 0,
+        "task_types": tasks,
+        "target_words_mean": round(sum(words) / len(words), 2),
+        "target_words_max": max(words),
+    }
+
+
+def filter_task(
+    in_dir: Path | str, out_dir: Path | str, *, task: str = "summary"
+) -> dict[str, dict[str, Any]]:
+    """Keep the records of one task type in every split, with only their embedding rows, re-indexed densely.
+
+    The new index of a row is its rank among the kept rows (in the old order); records keep their order and
+    get `original_embedding_index` so a filtered record can be traced back.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if in_dir.resolve() == out_dir.resolve():
+        raise InvalidInputError("--out must differ from the input directory (nothing is overwritten)")
+    stats: dict[str, dict[str, Any]] = {}
+    for split in SPLITS:
+        if not synthesis_path(in_dir, split).is_file():
+            continue
+        source = load_split(in_dir, split)
+        kept = [r for r in source.records if r["task_type"] == task]
+        old_rows = sorted({r["embedding_index"] for r in kept})
+        new_index = {old: new for new, old in enumerate(old_rows)}
+        records = [
+            {
+                **r,
+                "embedding_index": new_index[r["embedding_index"]],
+                "original_embedding_index": r["embedding_index"],
+            }
+            for r in kept
+        ]
+        rows = torch.tensor(old_rows, dtype=torch.long)
+        embeddings = source.embeddings.index_select(0, rows) if old_rows else source.embeddings[:0]
+        write_split(out_dir, split, records, embeddings)
+        stats[split] = split_stats(records, embeddings)
+    if not stats:
+        raise NotFoundError(f"{in_dir}: no {SYNTHESIS_DIR}/<split>_synthesis.jsonl files")
+    if not any(s["records"] for s in stats.values()):
+        raise InvalidInputError(f"{in_dir}: no records with task_type {task!r}")
+    manifest = {**read_manifest(in_dir), "filtered_from": str(in_dir), "task": task, "splits": stats}
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    return stats
+
+
+def _split_records(
+    path: Path, fmt: str | None, *, limit: int | None, seed: int, val_fraction: float, test_fraction: float
+) -> dict[str, list[Any]]:
+    """train / val / test SummaryRecords: the data's own train and dev splits (dev halved into val and test),
+    else seeded fractions of all records."""
+    from tldrlab.data.readers import read_records
+    from tldrlab.train.config import DataConfig
+    from tldrlab.train.tasks import detect_splits
+
+    train_split, dev_split = detect_splits(DataConfig(path=str(path), format=fmt))
+    rng = random.Random(seed)
+    if train_split and dev_split:
+        train = read_records(path, fmt, split=train_split, limit=limit)
+        dev = read_records(path, fmt, split=dev_split)
+        rng.shuffle(dev)
+        half = len(dev) // 2
+        return {"train": train, "val": dev[:half], "test": dev[half:]}
+    records = read_records(path, fmt, limit=limit)
+    rng.shuffle(records)
+    n_val = max(1, int(len(records) * val_fraction))
+    n_test = max(1, int(len(records) * test_fraction))
+    return {
+        "val": records[:n_val],
+        "test": records[n_val : n_val + n_test],
+        "train": records[n_val + n_test :],
+    }
+
+
+def prepare_dataset(
+    data: Path | str,
+    out_dir: Path | str,
+    *,
+    format: str | None = None,
+    embedder: str | None = "minilm",
+    task: str = "summary",
+    template: str = DEFAULT_TEMPLATE,
+    limit: int | None = None,
+    eval_limit: int | None = None,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Embed every document of a pair data set and write the ELM layout; returns per-split statistics.
+
+    An input directory already in the ELM layout (a multi-task synthesis set) is filtered to `task` instead.
+    `limit` caps the training records read, `eval_limit` the val and test records each.
+    """
+    from tldrlab.embed import get_embedder
+
+    data, out_dir = Path(data), Path(out_dir)
+    if not data.exists():
+        raise NotFoundError(f"data not found: {data}")
+    if data.is_dir() and has_layout(data):
+        return filter_task(data, out_dir, task=task)
+    if "{text}" not in template:
+        raise InvalidInputError("the prompt template must contain {text} (where the embedding goes)")
+    splits = _split_records(
+        data, format, limit=limit, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    )
+    model = get_embedder(embedder)
+    stats: dict[str, dict[str, Any]] = {}
+    for split in SPLITS:
+        usable = [r for r in splits[split] if r.summaries and r.document.strip()]
+        if split != "train" and eval_limit is not None:
+            usable = usable[:eval_limit]
+        if not usable:
+            raise InvalidInputError(f"{data}: no {split} records with a document and a summary")
+        vectors = _encode(model, [r.document for r in usable], f"embedding {split}", progress)
+        records = [
+            {
+                "task_type": task,
+                "input_prompt_template": template,
+                "embedding_index": i,
+                "target_text": r.summary,
+                "variation": 0,
+                "source_id": r.id,
+                "source": r.source,
+                "document": r.document,
+            }
+            for i, r in enumerate(usable)
+        ]
+        write_split(out_dir, split, records, vectors)
+        stats[split] = split_stats(records, vectors)
+    manifest = {
+        "source": str(data),
+        "format": format,
+        "embedder": model.name,
+        "embedding_dim": int(model.dim),
+        "task": task,
+        "seed": seed,
+        "splits": stats,
+    }
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    return stats
+
+
+def _encode(model: Any, texts: list[str], desc: str, progress: bool) -> torch.Tensor:
+    """Embeddings in chunks, with a progress bar (MiniLM does a few hundred documents a second on a CPU)."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    chunk = 256
+    parts = []
+    with tqdm(total=len(texts), desc=desc, unit="doc", disable=not progress) as bar:
+        for start in range(0, len(texts), chunk):
+            parts.append(np.asarray(model.encode(texts[start : start + chunk]), dtype=np.float32))
+            bar.update(len(texts[start : start + chunk]))
+    return torch.from_numpy(np.concatenate(parts, axis=0))

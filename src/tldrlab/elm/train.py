@@ -1,0 +1,207 @@
+"""`run_elm_training(run, config)`: one ELM training run (run kind "elm_train") through tldrlab's loop.
+
+1. the prepared data's train / val splits (tldrlab elm prepare);
+2. the LM's tokenizer: the LM's own, or for lm=scratch a given directory or a BPE trained on the training
+   targets into <run_dir>/tokenizer (reused on resume);
+3. the ElmModel, seeded; adapter weights from `init_adapter` (an adapter.safetensors) when given;
+4. `tldrlab.train.train` for `epochs` epochs (or max_steps), evaluation every `eval_interval` steps, early
+   stopping on BERTScore F1 patience, resuming from the run's newest good checkpoint;
+5. the best evaluation's weights saved with `save_elm` to <run_dir>/model (adapter.safetensors + lm/).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tldrlab.elm.losses import LossConfig
+from tldrlab.elm.model import ElmModelConfig
+from tldrlab.errors import ConfigError
+from tldrlab.runs.run import Run
+from tldrlab.train.config import TrainConfig
+
+MODEL_SUBDIR = "model"
+TOKENIZER_SUBDIR = "tokenizer"
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(
+        batch_size=8, lr=1e-3, best_metric="bertscore_f1", best_mode="max", early_stopping_patience=2
+    )
+
+
+class ElmTrainConfig(BaseModel):
+    """Everything one ELM training run needs."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    data: str
+    """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
+
+    model: ElmModelConfig = Field(default_factory=ElmModelConfig)
+    """Adapter shape and LM; embedding_dim is taken from the data."""
+
+    loss: LossConfig = Field(default_factory=LossConfig)
+    """Loss weights."""
+
+    train: TrainConfig = Field(default_factory=_default_train)
+    """Loop settings; max_steps is replaced by `epochs` unless `max_steps` below is set."""
+
+    epochs: float = Field(default=2.0, gt=0)
+    """Passes over the training records (seed 002 fixes 2)."""
+
+    max_steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps instead of `epochs` (quick runs)."""
+
+    eval_interval: int | None = Field(default=None, ge=1)
+    """Evaluate every N steps; None: 4 times per run (and always at the end)."""
+
+    tokenizer: str | None = None
+    """lm=scratch: a trained tokenizer directory; None trains a BPE on the training targets."""
+
+    vocab_size: int = Field(default=4000, ge=64)
+    """lm=scratch: vocabulary of the tokenizer trained when none is given."""
+
+    max_target_len: int = Field(default=48, ge=2)
+    """Target tokens kept (with eos) and the most tokens generated."""
+
+    eval_samples: int = Field(default=32, ge=0)
+    """Validation documents summarised at each evaluation for BERTScore / ROUGE (0: loss only)."""
+
+    max_val_examples: int = Field(default=256, ge=1)
+    """Validation records used for the eval loss."""
+
+    limit: int | None = Field(default=None, ge=1)
+    """Train on at most this many records (quick runs)."""
+
+    bertscore_model: str | None = None
+    """Local encoder directory for BERTScore; None: the offline MiniLM."""
+
+    use_bertscore: bool = True
+    """Compute BERTScore at each evaluation (needed for the default best_metric bertscore_f1)."""
+
+    init_adapter: str | None = None
+    """Start from these adapter weights (an adapter.safetensors from a saved ELM) instead of random ones."""
+
+    wandb: str | None = None
+    """Weights & Biases mode: offline, online, disabled; None: the wandb_mode setting."""
+
+
+def parse_elm_config(raw: dict[str, Any] | ElmTrainConfig) -> ElmTrainConfig:
+    if isinstance(raw, ElmTrainConfig):
+        return raw
+    try:
+        return ElmTrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid ELM training config: {problems}") from exc
+
+
+def steps_for(config: ElmTrainConfig, n_train: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    per_step = config.train.batch_size * config.train.grad_accum_steps
+    return max(1, math.ceil(config.epochs * n_train / per_step))
+
+
+def prepare_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path) -> Any:
+    """lm=scratch: the given tokenizer, or a BPE trained once on the training targets; else None."""
+    from tldrlab.runs.atomic import atomic_write_text
+    from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+    if config.model.lm != "scratch":
+        return None
+    if config.tokenizer:
+        return load_tokenizer(config.tokenizer)
+    out = run_dir / TOKENIZER_SUBDIR
+    if not (out / "tokenizer.json").is_file():
+        corpus = run_dir / "tokenizer_corpus.txt"
+        atomic_write_text(corpus, "\n".join(t.replace("\n", " ") for t in targets) + "\n")
+        train_tokenizer("bpe", [corpus], config.vocab_size, out, seed=config.train.seed)
+    return load_tokenizer(out)
+
+
+def build_training(config: ElmTrainConfig, run_dir: Path) -> tuple[Any, Any, Any, TrainConfig]:
+    """(model, tokenizer, task, loop config) of a run, deterministic given the config."""
+    from tldrlab.device import seed_everything
+    from tldrlab.elm.model import build_elm, load_adapter_weights
+    from tldrlab.elm.prepare import load_split
+    from tldrlab.elm.task import ElmTask
+
+    train_split = load_split(config.data, "train")
+    val_split = load_split(config.data, "val")
+    if config.limit is not None:
+        train_split.records = train_split.records[: config.limit]
+    tokenizer = prepare_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run_dir)
+    seed_everything(config.train.seed)
+    model_config = config.model.model_copy(update={"embedding_dim": int(train_split.embeddings.shape[1])})
+    model, tokenizer = build_elm(model_config, tokenizer)
+    if config.init_adapter:
+        load_adapter_weights(model, config.init_adapter)
+    task = ElmTask(
+        model, tokenizer, train_split, val_split, config.loss,
+        max_target_len=config.max_target_len, eval_samples=config.eval_samples,
+        max_val_examples=config.max_val_examples, bertscore_model=config.bertscore_model,
+        use_bertscore=config.use_bertscore,
+    )  # fmt: skip
+    steps = steps_for(config, len(task.train_examples))
+    eval_every = config.eval_interval or max(1, steps // 4)
+    loop = config.train.model_copy(update={"max_steps": steps, "eval_every": eval_every})
+    if loop.warmup_steps > steps:
+        loop = loop.model_copy(update={"warmup_steps": steps})
+    return model, tokenizer, task, loop
+
+
+def run_elm_training(run: Run, config: ElmTrainConfig, *, hooks: Any = None, resume: bool = True) -> Any:
+    """Train in `run` (see the module docstring); returns the loop's TrainResult."""
+    from safetensors.torch import load_model
+
+    from tldrlab.config import get_settings
+    from tldrlab.elm.model import ElmModel, save_elm
+    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
+    from tldrlab.train.checkpoint import MODEL, verify_checkpoint
+    from tldrlab.train.loop import train
+
+    model, tokenizer, task, loop = build_training(config, run.dir)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    run.log(
+        f"ELM: {total:,} parameters ({trainable:,} trainable), {len(task.train_examples)} training examples, "
+        f"{loop.max_steps} steps",
+        parameters=total,
+        trainable=trainable,
+    )
+    run.set_environment(parameters=total, trainable_parameters=trainable, steps=loop.max_steps)
+    env_mode = os.environ.get("WANDB_MODE")
+    mode = config.wandb or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
+    tracker = WandbTracker.start(run, mode=mode, config=config.model_dump(mode="json"), project="tldrlab-elm")
+    ok = False
+    try:
+        result = train(model, task, loop, run, hooks=hooks, resume=resume, tracker=tracker)
+        best = result.model
+        assert isinstance(best, ElmModel)
+        step = result.steps
+        if result.best_checkpoint is not None:
+            index = verify_checkpoint(result.best_checkpoint)
+            load_model(best, str(result.best_checkpoint / MODEL), device=str(next(best.parameters()).device))
+            step = int(index["step"])
+        from tldrlab.elm.prepare import read_manifest
+
+        embedder = read_manifest(config.data).get("embedder")
+        save_elm(best, tokenizer, run.dir / MODEL_SUBDIR, step=step, data=config.data, embedder=embedder)
+        run.add_artifact(run.dir / MODEL_SUBDIR, kind="model")
+        run.set_summary(model_step=step)
+        ok = True
+    finally:
+        tracker.finish(exit_code=0 if ok else 1)
+    return result
+
+
+def elm_train_job(run: Run) -> dict[str, Any]:
+    """Run kind "elm_train": the run's config is an ElmTrainConfig; resumes when checkpoints exist."""
+    result = run_elm_training(run, parse_elm_config(run.config))
+    return {"steps": result.steps, "metrics": result.metrics, "model_dir": str(run.dir / MODEL_SUBDIR)}

@@ -1,0 +1,109 @@
+"""The adapter and the ELM model: shapes, where the prefix goes, frozen LMs, LM sources, save / load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tldrlab.elm.model import (
+    ElmModelConfig,
+    SummaryAdapter,
+    build_elm,
+    encode_template,
+    generate_summaries,
+    lm_source,
+    load_elm,
+    prompt_ids,
+    save_elm,
+)
+from tldrlab.errors import CheckpointError, ConfigError
+from tldrlab.tokenizers import load_tokenizer
+
+TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
+
+
+def test_adapter_shapes_and_residual_scale() -> None:
+    torch.manual_seed(0)
+    config = ElmModelConfig(
+        embedding_dim=12, num_prefix_tokens=3, hidden_dim=20, dropout=0.0, residual_scale=0.0
+    )
+    adapter = SummaryAdapter(12, 16, config)
+    x = torch.randn(5, 12)
+    out = adapter(x)
+    assert out.shape == (5, 3, 16)
+    # residual_scale 0: the prefix is the direct linear projection alone
+    assert torch.allclose(out, adapter.direct(x).view(5, 3, 16))
+    adapter.residual_scale = 0.5
+    assert torch.allclose(adapter(x), (adapter.direct(x) + 0.5 * adapter.mlp(x)).view(5, 3, 16))
+
+
+def test_prefix_lands_on_the_masked_positions(elm_tokenizer: Path) -> None:
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(elm_tokenizer)
+    config = ElmModelConfig(
+        embedding_dim=8, num_prefix_tokens=4, hidden_dim=16, dropout=0.0, lm_settings={"dropout": 0.0}
+    )
+    model, tokenizer = build_elm(config, tokenizer)
+    before, after = encode_template(tokenizer, TEMPLATE)
+    assert before and after
+    ids, mask = prompt_ids(before, after, 4, tokenizer.pad_token_id)
+    input_ids = torch.tensor([ids, ids])
+    prefix_mask = torch.tensor([mask, mask])
+    emb = torch.randn(2, 8)
+    embeds = model.input_embeds(emb, input_ids, prefix_mask)
+    prefix = model.adapter(emb)
+    assert torch.equal(embeds[prefix_mask].view(2, 4, -1), prefix)
+    tokens = model.lm.get_input_embeddings()(input_ids)
+    assert torch.equal(embeds[~prefix_mask], tokens[~prefix_mask])
+    out = model(emb, input_ids, torch.ones_like(input_ids), prefix_mask, target_mask=~prefix_mask)
+    assert out["logits"].shape == (2, len(ids), len(tokenizer)) and out["summary"].shape == (2, 8)
+    # different embeddings -> different next-token distributions (the LM reads the prefix)
+    assert not torch.allclose(out["logits"][0, -1], out["logits"][1, -1])
+
+
+def test_frozen_lm_only_trains_adapter_and_head(elm_tokenizer: Path) -> None:
+    tokenizer = load_tokenizer(elm_tokenizer)
+    model, _ = build_elm(ElmModelConfig(embedding_dim=8, freeze_lm=True), tokenizer)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("adapter.", "drift_head.")) for n in trainable)
+
+
+def test_lm_by_path_save_load_and_generate(elm_tokenizer: Path, tmp_path: Path) -> None:
+    """A GPT-2 saved by tldrlab (lm source `tldrlab`), and the same directory as a plain HF causal LM."""
+    from tldrlab.models import build_model, save_model
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(elm_tokenizer)
+    save_model(build_model("gpt2", {"size": "tiny"}, tokenizer), tokenizer, tmp_path / "gpt2")
+    assert lm_source(str(tmp_path / "gpt2")) == "tldrlab" and lm_source("scratch") == "scratch"
+    model, tok = build_elm(ElmModelConfig(lm=str(tmp_path / "gpt2"), embedding_dim=8, freeze_lm=True))
+    assert tok.eos_token_id == tokenizer.eos_token_id
+    emb = torch.randn(3, 8)
+    first = generate_summaries(model, tok, emb, [TEMPLATE] * 3, max_new_tokens=6)
+    # batched greedy decoding equals decoding each document alone
+    alone = [
+        generate_summaries(model, tok, emb[i : i + 1], [TEMPLATE], max_new_tokens=6)[0] for i in range(3)
+    ]
+    assert first == alone
+
+    save_elm(model, tok, tmp_path / "elm")
+    assert not (tmp_path / "elm" / "lm" / "model.safetensors").exists()  # frozen external LM: referenced
+    loaded, loaded_tok = load_elm(tmp_path / "elm")
+    assert generate_summaries(loaded, loaded_tok, emb, [TEMPLATE] * 3, max_new_tokens=6) == first
+
+    # the same directory as a generic Hugging Face causal LM (no tldrlab manifest)
+    (tmp_path / "gpt2" / "tldrlab_model.json").unlink()
+    assert lm_source(str(tmp_path / "gpt2")) == "hf"
+    hf_model, _ = build_elm(ElmModelConfig(lm=str(tmp_path / "gpt2"), embedding_dim=8))
+    assert hf_model.lm.config.model_type == "gpt2"
+
+
+def test_bad_model_inputs_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a tokenizer"):
+        build_elm(ElmModelConfig())
+    (tmp_path / "elm").mkdir()
+    (tmp_path / "elm" / "elm_config.json").write_text("{not json")
+    with pytest.raises(CheckpointError):
+        load_elm(tmp_path / "elm")

@@ -1,0 +1,74 @@
+"""`elm optimize`: a tiny study on the Sweeps engine (TPE, median pruner, SQLite), resumed, and its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tldrlab.elm.optimize import SEARCH_SPACE, optimize_elm, sweep_mapping
+from tldrlab.elm.train import ElmTrainConfig
+from tldrlab.errors import ConflictError, NotFoundError
+from tldrlab.runs import open_registry
+from tldrlab.sweep.spec import parse_sweep
+
+
+def base_config(data: Path, tokenizer: Path) -> ElmTrainConfig:
+    return ElmTrainConfig.model_validate(
+        {
+            "data": str(data),
+            "tokenizer": str(tokenizer),
+            "model": {"num_prefix_tokens": 2, "lm_settings": {"dropout": 0.0}},
+            "max_steps": 4,
+            "eval_interval": 2,
+            "eval_samples": 3,
+            "max_target_len": 12,
+            "train": {"progress": False, "plot": False, "checkpoint_every": 0},
+        }
+    )
+
+
+def test_search_space_is_the_seeds_and_parses_on_the_sweeps_engine() -> None:
+    spec = parse_sweep(sweep_mapping("s", warmup=2, hidden_dims=[16, 32]))
+    assert spec.method == "bayes" and spec.metric == "bertscore_composite" and spec.goal == "maximize"
+    assert spec.early_terminate is not None and spec.early_terminate.type == "median"
+    assert set(spec.parameters) == set(SEARCH_SPACE)
+    assert spec.parameters["model.hidden_dim"].options["values"] == [16, 32]
+    assert SEARCH_SPACE["train.lr"] == {"distribution": "log_uniform_values", "min": 1e-5, "max": 5e-3}
+    assert SEARCH_SPACE["loss.text_drift_target_similarity"]["min"] == 0.7
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_resumes_and_keeps_finished_trials(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    base = base_config(elm_data, elm_tokenizer)
+    first = optimize_elm(base, trials=2, storage=storage, study_name="tiny", hidden_dims=[16, 32], quiet=True)
+    assert sum(first["trials"].values()) == 2 and first["trials"].get("COMPLETE", 0) >= 1
+    best = first["best"]
+    assert 0.0 <= best["value"] <= 1.0 and set(best["params"]) == set(SEARCH_SPACE)
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    before = {t.number: t.params for t in study.trials}
+
+    again = optimize_elm(base, trials=3, storage=storage, study_name="tiny", hidden_dims=[16, 32], quiet=True)
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 3 and sum(again["trials"].values()) == 3
+    assert {t.number: t.params for t in study.trials[:2]} == before  # finished trials were kept, not re-run
+    trial_runs = [r for r in open_registry().list(kind="elm_train") if r.tags.get("study") == "tiny"]
+    assert len(trial_runs) == 3
+    # every trial's value is the best composite its run measured
+    for trial in study.trials:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.value is not None and 0.0 <= trial.value <= 1.0
+
+    with pytest.raises(ConflictError, match="different sweep"):
+        optimize_elm(base, trials=3, storage=storage, study_name="tiny", hidden_dims=[64], quiet=True)
+
+
+def test_missing_data_fails_before_a_study_exists(tmp_path: Path) -> None:
+    base = ElmTrainConfig(data=str(tmp_path / "nothing"))
+    with pytest.raises(NotFoundError, match="prepare the data first"):
+        optimize_elm(base, trials=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert not (tmp_path / "s.db").exists()

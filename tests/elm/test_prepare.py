@@ -1,0 +1,122 @@
+"""`tldrlab elm prepare`: the seed's layout from real pairs, and the task filter with its index remapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tldrlab.cli.main import main
+from tldrlab.elm.prepare import SPLITS, filter_task, load_split, read_manifest, write_split
+from tldrlab.errors import InvalidInputError
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_prepare_writes_layout_with_embeddings_of_the_documents(elm_data: Path) -> None:
+    from tldrlab.embed import get_embedder
+
+    for split in SPLITS:
+        assert (elm_data / "synthesis" / f"{split}_synthesis.jsonl").is_file()
+        assert (elm_data / "embeddings" / f"{split}_embeddings.safetensors").is_file()
+    train = load_split(elm_data, "train")
+    assert len(train.records) == 48 and tuple(train.embeddings.shape) == (48, 384)
+    first = train.records[0]
+    assert first["task_type"] == "summary" and "{text}" in first["input_prompt_template"]
+    assert first["target_text"] and first["embedding_index"] == 0
+    # The stored row is MiniLM's embedding of that record's document.
+    direct = get_embedder("minilm").encode([first["document"]])[0]
+    assert float(np.dot(direct, train.embeddings[0].numpy())) > 0.999
+    manifest = read_manifest(elm_data)
+    assert manifest["embedding_dim"] == 384 and manifest["splits"]["val"]["records"] == 8
+    # val and test are disjoint halves of the data's validation split
+    val_ids = {r["source_id"] for r in load_split(elm_data, "val").records}
+    test_ids = {r["source_id"] for r in load_split(elm_data, "test").records}
+    assert val_ids and test_ids and not val_ids & test_ids
+
+
+def build_multitask(source: Path, out: Path) -> dict[str, list[dict[str, object]]]:
+    """A real multi-task set: every document has a `summary` record; some also a `package_name` record,
+    and some documents only the `package_name` task (their rows must disappear when filtering)."""
+    written: dict[str, list[dict[str, object]]] = {}
+    for split in SPLITS:
+        base = load_split(source, split)
+        records: list[dict[str, object]] = []
+        for r in base.records:
+            i = int(r["embedding_index"])  # type: ignore[arg-type]
+            name = {**r, "task_type": "package_name", "target_text": r["source_id"], "variation": 1}
+            if i % 3 == 0:  # this document has only the other task
+                records.append(name)
+                continue
+            records.append(name) if i % 2 else None
+            records.append(r)
+        write_split(out, split, records, base.embeddings)
+        written[split] = records
+    return written
+
+
+def test_filter_keeps_one_task_and_remaps_indices(elm_data: Path, tmp_path: Path) -> None:
+    multi = tmp_path / "multi"
+    written = build_multitask(elm_data, multi)
+    out = tmp_path / "summary_only"
+    stats = filter_task(multi, out, task="summary")
+
+    for split in SPLITS:
+        original = load_split(multi, split)
+        filtered = load_split(out, split)
+        expected = [r for r in written[split] if r["task_type"] == "summary"]
+        assert [r["target_text"] for r in filtered.records] == [r["target_text"] for r in expected]
+        assert {r["task_type"] for r in filtered.records} == {"summary"}
+        # dense new numbering: only rows used by summary records, in the old order
+        used = sorted({int(r["embedding_index"]) for r in expected})  # type: ignore[arg-type]
+        assert filtered.embeddings.shape[0] == len(used) < original.embeddings.shape[0]
+        assert sorted({r["embedding_index"] for r in filtered.records}) == list(range(len(used)))
+        for r in filtered.records:
+            old = r["original_embedding_index"]
+            assert torch.equal(filtered.embeddings[r["embedding_index"]], original.embeddings[old])
+        assert stats[split]["records"] == len(expected)
+        assert stats[split]["task_types"] == {"summary": len(expected)}
+
+
+def test_prepare_cli_filters_a_multitask_directory(
+    elm_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    multi = tmp_path / "multi"
+    build_multitask(elm_data, multi)
+    code = run_cli(
+        ["elm", "prepare", "--data", str(multi), "--task", "package_name", "--out", str(tmp_path / "names")]
+    )
+    assert code == 0
+    shown = capsys.readouterr().out
+    assert "train" in shown and "package_name" in shown
+    names = load_split(tmp_path / "names", "train")
+    assert names.records and all(r["target_text"] == r["source_id"] for r in names.records)
+
+
+def test_bad_inputs_get_clear_errors(
+    elm_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    base = load_split(elm_data, "train")
+    write_split(broken, "train", [{**base.records[0], "embedding_index": 999}], base.embeddings)
+    with pytest.raises(InvalidInputError, match="embedding_index 999 is out of range"):
+        load_split(broken, "train")
+    code = run_cli(["elm", "prepare", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert code != 0 and "not found" in capsys.readouterr().err
+    code = run_cli(
+        ["elm", "prepare", "--data", str(broken), "--task", "nothing", "--out", str(tmp_path / "o2")]
+    )
+    assert code != 0 and "no records with task_type 'nothing'" in capsys.readouterr().err
+    # a multi-task directory is never filtered onto itself
+    with pytest.raises(InvalidInputError):
+        filter_task(broken, broken)
+    assert json.loads((broken / "synthesis" / "train_synthesis.jsonl").read_text())["embedding_index"] == 999

@@ -1,0 +1,155 @@
+"""ELM training through tldrlab's loop: the loss goes down, resume is exact, generate and evaluate work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tldrlab.cli.main import main
+from tldrlab.elm.train import ElmTrainConfig, run_elm_training
+from tldrlab.errors import RunPreemptedError
+from tldrlab.runs import create_run, execute_run, open_registry, preempt, start_run
+from tldrlab.train.loop import TrainHooks, TrainState
+
+
+def run_cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def tiny_config(data: Path, tokenizer: Path, **train: object) -> ElmTrainConfig:
+    return ElmTrainConfig.model_validate(
+        {
+            "data": str(data),
+            "tokenizer": str(tokenizer),
+            "model": {"hidden_dim": 32, "num_prefix_tokens": 2, "lm_settings": {"dropout": 0.0}},
+            "max_steps": 8,
+            "eval_interval": 4,
+            "eval_samples": 4,
+            "max_target_len": 16,
+            "use_bertscore": False,
+            "train": {
+                "batch_size": 8, "lr": 3e-3, "best_metric": "eval_loss", "best_mode": "min",
+                "checkpoint_every": 4, "progress": False, "plot": False, **train,
+            },
+        }
+    )  # fmt: skip
+
+
+def test_training_lowers_the_loss_and_saves_a_loadable_model(elm_data: Path, elm_tokenizer: Path) -> None:
+    from tldrlab.elm.model import load_elm
+
+    config = tiny_config(elm_data, elm_tokenizer, max_steps=8)
+    with start_run("elm_train", config) as run:
+        result = run_elm_training(run, config)
+    lines = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [x["eval_loss"] for x in lines if "eval_loss" in x]
+    assert len(evals) == 2 and evals[-1] < evals[0]
+    assert result.steps == 8
+    assert {"rouge1", "length_ratio", "empty_prediction_rate", "eval_drift_similarity"} <= set(result.metrics)
+    model, _ = load_elm(run.id)
+    assert (run.dir / "model" / "adapter.safetensors").is_file() and (
+        run.dir / "model" / "lm" / "config.json"
+    ).is_file()
+    assert model.config.embedding_dim == 384
+
+
+def train_losses(run_dir: Path) -> list[float]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [x["train_loss"] for x in lines if "train_loss" in x]
+
+
+class StopAfter(TrainHooks):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state: TrainState, loss: float) -> None:
+        if state.step == self.step:
+            preempt.request_stop()
+
+
+def test_resume_continues_to_the_same_losses(elm_data: Path, elm_tokenizer: Path) -> None:
+    config = tiny_config(elm_data, elm_tokenizer, max_steps=6, log_every=1, checkpoint_every=3)
+    with start_run("elm_train", config) as straight:
+        run_elm_training(straight, config)
+    record = create_run("elm_train", config)
+    with pytest.raises(RunPreemptedError), execute_run(record.id) as run:
+        run_elm_training(run, config, hooks=StopAfter(3))
+    preempt.reset()
+    assert open_registry().get(record.id).status.value == "queued"
+    with execute_run(record.id) as run:
+        result = run_elm_training(run, config)
+    assert result.resumed_from == 3
+    assert train_losses(run.dir) == train_losses(straight.dir)
+
+
+def test_cli_train_generate_evaluate(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli([
+        "elm", "train", "--data", str(elm_data), "--tokenizer", str(elm_tokenizer), "--max-steps", "4",
+        "--batch-size", "8", "--hidden-dim", "32", "--prefix-tokens", "2", "--eval-samples", "4",
+        "--eval-interval", "4", "--lr", "3e-3", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    run_id = open_registry().list()[0].id
+    out = tmp_path / "preds.jsonl"
+    assert (
+        run_cli(
+            [
+                "elm",
+                "generate",
+                "--model",
+                run_id,
+                "--data",
+                str(elm_data),
+                "--split",
+                "test",
+                "--output",
+                str(out),
+                "--max-new-tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 8 and all("prediction" in r and r["reference"] for r in rows)
+    metrics_file = tmp_path / "metrics.json"
+    assert run_cli(["elm", "evaluate", "--predictions", str(out), "--output", str(metrics_file)]) == 0
+    metrics = json.loads(metrics_file.read_text())
+    for key in (
+        "bertscore_precision",
+        "bertscore_recall",
+        "bertscore_f1",
+        "bertscore_composite",
+        "rouge1",
+        "length_ratio",
+        "empty_prediction_rate",
+        "avg_unique_token_ratio",
+    ):
+        assert key in metrics
+    assert 0.0 <= metrics["bertscore_composite"] <= 1.0
+    capsys.readouterr()
+    assert run_cli(["elm", "train", "--resume", run_id]) != 0
+    assert "already completed" in capsys.readouterr().err
+    assert (
+        run_cli(
+            [
+                "elm",
+                "generate",
+                "--model",
+                run_id,
+                "--text",
+                "A tool to compress files quickly.",
+                "--max-new-tokens",
+                "6",
+            ]
+        )
+        == 0
+    )
