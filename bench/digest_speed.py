@@ -74,7 +74,7 @@ def bench_ingest(
             store.close()
         assert stats.sentences == len(texts)
         e2e.append(stats.sentences / stats.seconds)
-        print(f"  repeat {repeat}: raw {raw[-1]:.0f}/s  ingest {e2e[-1]:.0f}/s", flush=True)
+        print(f"  repeat {repeat}: raw {raw[-1]:.1f}/s  ingest {e2e[-1]:.1f}/s", flush=True)
     return {
         "threads": len(picked),
         "sentences": len(texts),
@@ -151,8 +151,8 @@ def main() -> None:
         ingest = bench_ingest(threads, embedder, args.sentences, args.repeats)
         print(
             f"ingest: {ingest['sentences']} sentences from {ingest['threads']} threads; raw embedder "
-            f"{ingest['raw_sentences_per_s']:.0f}/s, "
-            f"ingest end to end {ingest['ingest_sentences_per_s']:.0f}/s, "
+            f"{ingest['raw_sentences_per_s']:.1f}/s, "
+            f"ingest end to end {ingest['ingest_sentences_per_s']:.1f}/s, "
             f"ratio {ingest['ratio']:.2f} (target >= 0.85)"
         )
         stream = bench_stream(fifty_post_thread(threads), args.requests)

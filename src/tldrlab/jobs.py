@@ -27,6 +27,7 @@ RUN_KINDS: dict[str, str] = {
     "score": "tldrlab.service.inference_jobs:score_job",
     "lvm_ingest": "tldrlab.lvm.ingest:lvm_ingest_job",
     "lvm_train": "tldrlab.lvm.training:lvm_train_job",
+    "elm_train": "tldrlab.elm.train:elm_train_job",
     # A real tiny training (seconds on a CPU) that checks a worker deployment end to end.
     "smoke": "tldrlab.service.smoke:smoke_job",
 }

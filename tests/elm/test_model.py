@@ -55,7 +55,7 @@ def test_prefix_lands_on_the_masked_positions(elm_tokenizer: Path) -> None:
     embeds = model.input_embeds(emb, input_ids, prefix_mask)
     prefix = model.adapter(emb)
     assert torch.equal(embeds[prefix_mask].view(2, 4, -1), prefix)
-    tokens = model.lm.get_input_embeddings()(input_ids)
+    tokens = model.lm.get_input_embeddings()(input_ids)  # type: ignore[operator]
     assert torch.equal(embeds[~prefix_mask], tokens[~prefix_mask])
     out = model(emb, input_ids, torch.ones_like(input_ids), prefix_mask, target_mask=~prefix_mask)
     assert out["logits"].shape == (2, len(ids), len(tokenizer)) and out["summary"].shape == (2, 8)
@@ -97,7 +97,7 @@ def test_lm_by_path_save_load_and_generate(elm_tokenizer: Path, tmp_path: Path) 
     (tmp_path / "gpt2" / "tldrlab_model.json").unlink()
     assert lm_source(str(tmp_path / "gpt2")) == "hf"
     hf_model, _ = build_elm(ElmModelConfig(lm=str(tmp_path / "gpt2"), embedding_dim=8))
-    assert hf_model.lm.config.model_type == "gpt2"
+    assert hf_model.lm.config.model_type == "gpt2"  # type: ignore[union-attr]
 
 
 def test_bad_model_inputs_are_clear(tmp_path: Path) -> None:

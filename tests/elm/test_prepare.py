@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,15 +45,15 @@ def test_prepare_writes_layout_with_embeddings_of_the_documents(elm_data: Path) 
     assert val_ids and test_ids and not val_ids & test_ids
 
 
-def build_multitask(source: Path, out: Path) -> dict[str, list[dict[str, object]]]:
+def build_multitask(source: Path, out: Path) -> dict[str, list[dict[str, Any]]]:
     """A real multi-task set: every document has a `summary` record; some also a `package_name` record,
     and some documents only the `package_name` task (their rows must disappear when filtering)."""
-    written: dict[str, list[dict[str, object]]] = {}
+    written: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS:
         base = load_split(source, split)
-        records: list[dict[str, object]] = []
+        records: list[dict[str, Any]] = []
         for r in base.records:
-            i = int(r["embedding_index"])  # type: ignore[arg-type]
+            i = int(r["embedding_index"])
             name = {**r, "task_type": "package_name", "target_text": r["source_id"], "variation": 1}
             if i % 3 == 0:  # this document has only the other task
                 records.append(name)
@@ -77,7 +78,7 @@ def test_filter_keeps_one_task_and_remaps_indices(elm_data: Path, tmp_path: Path
         assert [r["target_text"] for r in filtered.records] == [r["target_text"] for r in expected]
         assert {r["task_type"] for r in filtered.records} == {"summary"}
         # dense new numbering: only rows used by summary records, in the old order
-        used = sorted({int(r["embedding_index"]) for r in expected})  # type: ignore[arg-type]
+        used = sorted({int(r["embedding_index"]) for r in expected})
         assert filtered.embeddings.shape[0] == len(used) < original.embeddings.shape[0]
         assert sorted({r["embedding_index"] for r in filtered.records}) == list(range(len(used)))
         for r in filtered.records:
@@ -112,8 +113,10 @@ def test_bad_inputs_get_clear_errors(
         load_split(broken, "train")
     code = run_cli(["elm", "prepare", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert code != 0 and "not found" in capsys.readouterr().err
+    valid = tmp_path / "valid"
+    write_split(valid, "train", base.records[:3], base.embeddings)
     code = run_cli(
-        ["elm", "prepare", "--data", str(broken), "--task", "nothing", "--out", str(tmp_path / "o2")]
+        ["elm", "prepare", "--data", str(valid), "--task", "nothing", "--out", str(tmp_path / "o2")]
     )
     assert code != 0 and "no records with task_type 'nothing'" in capsys.readouterr().err
     # a multi-task directory is never filtered onto itself

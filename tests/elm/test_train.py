@@ -22,13 +22,13 @@ def run_cli(argv: list[str]) -> int:
     return 0
 
 
-def tiny_config(data: Path, tokenizer: Path, **train: object) -> ElmTrainConfig:
+def tiny_config(data: Path, tokenizer: Path, max_steps: int = 8, **train: object) -> ElmTrainConfig:
     return ElmTrainConfig.model_validate(
         {
             "data": str(data),
             "tokenizer": str(tokenizer),
             "model": {"hidden_dim": 32, "num_prefix_tokens": 2, "lm_settings": {"dropout": 0.0}},
-            "max_steps": 8,
+            "max_steps": max_steps,
             "eval_interval": 4,
             "eval_samples": 4,
             "max_target_len": 16,
@@ -82,10 +82,15 @@ def test_resume_continues_to_the_same_losses(elm_data: Path, elm_tokenizer: Path
         run_elm_training(run, config, hooks=StopAfter(3))
     preempt.reset()
     assert open_registry().get(record.id).status.value == "queued"
-    with execute_run(record.id) as run:
-        result = run_elm_training(run, config)
-    assert result.resumed_from == 3
-    assert train_losses(run.dir) == train_losses(straight.dir)
+    # the resumed half runs as a queued job would (tldrlab.jobs: run kind elm_train)
+    from tldrlab.jobs import execute
+
+    execute(record.id)
+    run_dir = Path(open_registry().get(record.id).run_dir)
+    assert open_registry().get(record.id).status.value == "completed"
+    log = (run_dir / "log.jsonl").read_text()
+    assert "resumed from checkpoint" in log
+    assert train_losses(run_dir) == train_losses(straight.dir)
 
 
 def test_cli_train_generate_evaluate(
@@ -153,3 +158,15 @@ def test_cli_train_generate_evaluate(
         )
         == 0
     )
+
+
+def test_bf16_and_gradient_checkpointing_train(elm_data: Path, elm_tokenizer: Path) -> None:
+    import math
+
+    config = tiny_config(elm_data, elm_tokenizer, max_steps=2, precision="bf16")
+    config.model.gradient_checkpointing = True
+    with start_run("elm_train", config) as run:
+        result = run_elm_training(run, config)
+    assert result.steps == 2 and math.isfinite(result.metrics["eval_loss"])
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16"

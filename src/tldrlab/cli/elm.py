@@ -307,17 +307,20 @@ def compare_command(
     minutes: float = typer.Option(10.0, help="Training wall-time budget of each model."),
     limit: int | None = typer.Option(4000, help="Training records."),
     eval_limit: int = typer.Option(200, "--eval-limit", help="Validation and test documents each."),
-    lm_size: str = typer.Option("mini", "--lm-size", help="The ELM's GPT-2 size."),
+    lm_size: str = typer.Option("tiny", "--lm-size", help="The ELM's GPT-2 size."),
+    hidden_dim: int = typer.Option(256, "--hidden-dim", help="The ELM adapter's MLP width."),
     t5_size: str = typer.Option("tiny", "--t5-size", help="The T5's size."),
     eval_every: int = typer.Option(200, "--eval-every", help="Validation loss every N steps."),
+    threads: int = typer.Option(1, help="torch CPU threads for both models (0: torch's default)."),
     seed: int = typer.Option(0),
 ) -> None:
     """The ELM adapter vs a from-scratch T5 under the same CPU budget: ROUGE, BERTScore, composite, length."""
     from tldrlab.elm.compare import compare_elm_t5, markdown_table
 
     rows = compare_elm_t5(
-        data, out, minutes=minutes, limit=limit, eval_limit=eval_limit, lm_size=lm_size, t5_size=t5_size,
-        seed=seed, eval_every=eval_every, echo=console.print,
+        data, out, minutes=minutes, limit=limit, eval_limit=eval_limit, lm_size=lm_size,
+        hidden_dim=hidden_dim, t5_size=t5_size, seed=seed, eval_every=eval_every, threads=threads or None,
+        echo=console.print,
     )  # fmt: skip
     console.print(markdown_table(rows))
     console.print(f"written: {out / 'comparison.md'}, {out / 'comparison.png'}")

@@ -260,28 +260,32 @@ def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:
 
 
 def _load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
+    """A trained LVM from a run id, a run directory or a model directory; with its run config if known."""
     from tldrlab.lvm.models import load_lvm
     from tldrlab.lvm.training import MODEL_DIR
     from tldrlab.runs import open_registry
+    from tldrlab.runs.run import MANIFEST, read_manifest
 
     path = Path(run_ref)
-    if (path / "lvm_model.json").exists():  # a model directory (inside a run directory, or anywhere)
-        from tldrlab.runs.run import MANIFEST, read_manifest
-
-        config = read_manifest(path.parent)["config"] if (path.parent / MANIFEST).exists() else {}
-        return str(path.parent if config else path), load_lvm(path), config
-    record = open_registry().find(run_ref)
-    run_dir = Path(record.run_dir)
+    if (path / "lvm_model.json").exists():  # a model directory
+        if (path.parent / MANIFEST).exists():
+            return path.parent.name, load_lvm(path), read_manifest(path.parent)["config"]
+        return str(path), load_lvm(path), {}
+    if (path / MANIFEST).exists():  # a run directory
+        run_id, run_dir, config = path.name, path, read_manifest(path)["config"]
+    else:
+        record = open_registry().find(run_ref)
+        run_id, run_dir, config = record.id, Path(record.run_dir), record.config
     if not (run_dir / MODEL_DIR).exists() and (run_dir / "checkpoints" / "best").is_dir():
         # a run cancelled or preempted before it saved model/: use its best evaluated checkpoint
-        return record.id, best_checkpoint_model(record.config, run_dir), record.config
-    return record.id, load_lvm(run_dir / MODEL_DIR), record.config
+        return run_id, best_checkpoint_model(config, run_dir), config
+    return run_id, load_lvm(run_dir / MODEL_DIR), config
 
 
 @lvm_app.command("evaluate")
 def evaluate(
     runs: list[str] = typer.Argument(
-        None, help="lvm_train run ids (or model directories); none: baselines only."
+        None, help="lvm_train run ids, run directories or model directories; none: baselines only."
     ),
     sequences_path: Path | None = typer.Option(
         None, "--sequences", help="Sequences NPZ (default: the runs')."
@@ -311,7 +315,8 @@ def evaluate(
             label += f" ({run_config['loss']}"
             temperature = run_config.get("temperature", 0.05)
             label += f", T={temperature}" if "infonce" in run_config["loss"] and temperature != 0.05 else ""
-            label += f", group {run_config['group']})" if run_config.get("group", 1) > 1 else ")"
+            label += f", group {run_config['group']}" if run_config.get("group", 1) > 1 else ""
+            label += f", skip {model.config.skip})" if model.config.skip != "mean" else ")"
         if label in models:
             label += f" {run_id[-6:]}"
         models[label] = model

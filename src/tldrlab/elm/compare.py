@@ -27,7 +27,9 @@ from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 COLUMNS = ("rouge1", "rouge2", "rougeL", "bertscore_f1", "bertscore_composite", "length_ratio")
 
 
-def _train_elm(data_dir: Path, minutes: float, lm_size: str, seed: int, eval_every: int) -> tuple[str, Any]:
+def _train_elm(
+    data_dir: Path, minutes: float, lm_size: str, hidden_dim: int, seed: int, eval_every: int
+) -> tuple[str, Any]:
     from tldrlab.elm.model import load_elm
     from tldrlab.elm.train import ElmTrainConfig, run_elm_training
     from tldrlab.runs import start_run
@@ -35,7 +37,7 @@ def _train_elm(data_dir: Path, minutes: float, lm_size: str, seed: int, eval_eve
     config = ElmTrainConfig.model_validate(
         {
             "data": str(data_dir),
-            "model": {"lm": "scratch", "lm_size": lm_size, "hidden_dim": 512, "num_prefix_tokens": 8},
+            "model": {"lm": "scratch", "lm_size": lm_size, "hidden_dim": hidden_dim, "num_prefix_tokens": 8},
             "max_steps": 1_000_000,
             "eval_interval": eval_every,
             "eval_samples": 0,
@@ -85,14 +87,23 @@ def compare_elm_t5(
     minutes: float = 10.0,
     limit: int | None = 4000,
     eval_limit: int = 200,
-    lm_size: str = "mini",
+    lm_size: str = "tiny",
+    hidden_dim: int = 256,
     t5_size: str = "tiny",
     seed: int = 0,
     eval_every: int = 200,
+    threads: int | None = 1,
     echo: Any = print,
 ) -> list[dict[str, Any]]:
-    """Train both within the budget and score them on the same test documents; returns the table rows."""
+    """Train both within the budget and score them on the same test documents; returns the table rows.
+
+    `threads` sets torch's CPU threads for both (1 by default: tiny models on a shared machine run fastest
+    on one thread; None keeps torch's default).
+    """
     import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     from tldrlab.elm.evaluate import predict_split, summary_quality
     from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
@@ -111,7 +122,9 @@ def compare_elm_t5(
 
     rows: list[dict[str, Any]] = []
     echo(f"training the ELM (GPT-2 {lm_size} from scratch) for {minutes} min")
-    elm_run, ((elm, elm_tok), elm_result) = _train_elm(elm_data, minutes, lm_size, seed, eval_every)
+    elm_run, ((elm, elm_tok), elm_result) = _train_elm(
+        elm_data, minutes, lm_size, hidden_dim, seed, eval_every
+    )
     started = time.perf_counter()
     elm_preds = [p["prediction"] for p in predict_split(elm, elm_tok, test.records, test.embeddings)]
     elm_seconds = time.perf_counter() - started
@@ -149,12 +162,11 @@ def compare_elm_t5(
         {"reference": ref, "elm": e, "t5": t, "source_id": r.get("source_id")}
         for r, ref, e, t in zip(test.records, refs, elm_preds, t5_preds, strict=True)
     ]
-    write_report(
-        out,
-        rows,
-        samples,
-        {"data": str(data), "minutes": minutes, "limit": limit, "test_documents": len(refs)},
-    )
+    setup = {
+        "data": str(data), "minutes": minutes, "limit": limit, "test_documents": len(refs),
+        "threads": torch.get_num_threads(), "lm_size": lm_size, "t5_size": t5_size, "seed": seed,
+    }  # fmt: skip
+    write_report(out, rows, samples, setup)
     return rows
 
 

@@ -25,10 +25,12 @@ import numpy as np
 class FaissIndexConfig:
     """How the sqlite_faiss store indexes vectors."""
 
-    approximate_above: int = 50_000
-    """Use an approximate IVF index once the store holds more vectors than this; exact search below."""
-    nprobe: int = 16
-    """IVF lists visited per query (recall vs speed)."""
+    approximate_above: int = 200_000
+    """Use an approximate IVF index once the store holds more vectors than this; exact search below. Exact
+    search over 100k vectors took ~26 ms p50 per query here (docs/stores.md), and per-thread highlight queries
+    never use FAISS, so exactness is kept well past that."""
+    nprobe: int = 32
+    """IVF lists visited per query (recall vs speed; there are sqrt(n) lists)."""
     retrain_growth: float = 4.0
     """Retrain the IVF index when the store grows to this multiple of the size it was trained on."""
     train_points_per_list: int = 64
