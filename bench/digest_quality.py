@@ -152,13 +152,19 @@ def qmsum(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
             q = query["query"]
             options = HighlightOptions(q=q, diversity=0.0, max_per_post=None)
             add(
-                "ours (hybrid)",
+                "ours (hybrid + context)",
                 ours_order(records, vectors, thread, None, 10, options, query_vector),
                 relevant,
             )
-            dense = options.model_copy(update={"query_vector_weight": 1.0})
+            no_context = options.model_copy(update={"query_context_weight": 0.0})
+            add(
+                "ours (hybrid)",
+                ours_order(records, vectors, thread, None, 10, no_context, query_vector),
+                relevant,
+            )
+            dense = no_context.model_copy(update={"query_vector_weight": 1.0})
             add("vector only", ours_order(records, vectors, thread, None, 10, dense, query_vector), relevant)
-            sparse = options.model_copy(update={"query_vector_weight": 0.0})
+            sparse = no_context.model_copy(update={"query_vector_weight": 0.0})
             add("BM25 only", ours_order(records, vectors, thread, None, 10, sparse, query_vector), relevant)
             for name, order in baseline_orders.items():
                 add(name, order, relevant)

@@ -7,7 +7,7 @@ import pytest
 from digest_helpers import sample_thread
 
 from tldrlab.digest.baselines import BASELINES, lexrank, textrank
-from tldrlab.digest.highlights import HighlightOptions, minmax, select_mmr, thread_highlights
+from tldrlab.digest.highlights import HighlightOptions, minmax, neighbour_mean, select_mmr, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import NotFoundError
@@ -80,6 +80,9 @@ def test_mmr_avoids_near_duplicates() -> None:
     # the per-group cap only holds while other groups have sentences left
     assert select_mmr(relevance, vectors, ["a", "a", "a"], 3, diversity=0.0, max_per_group=1) == [0, 1, 2]
     assert minmax(np.array([3.0, 3.0])).tolist() == [0.0, 0.0]
+    # query context: windows never cross a post boundary
+    smoothed = neighbour_mean(np.array([3.0, 0.0, 0.0, 6.0, 0.0]), ["a", "a", "a", "b", "b"], radius=1)
+    assert smoothed.tolist() == [1.5, 1.0, 0.0, 3.0, 3.0]
 
 
 def test_baselines_rank_the_central_sentence_first() -> None:

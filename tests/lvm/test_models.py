@@ -126,3 +126,15 @@ def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_se
     log = (Path(record.run_dir) / "log.jsonl").read_text()
     assert "resumed from checkpoint" in log
     assert load_lvm(Path(record.run_dir) / "model").name == "gru"
+
+    # a run without model/ (cancelled or preempted) is evaluated from its best checkpoint
+    import shutil
+
+    from tldrlab.cli.main import main
+
+    shutil.rmtree(Path(record.run_dir) / "model")
+    main(["lvm", "evaluate", record.run_dir, "--sequences", str(rotating_sequences), "--out", record.run_dir])
+    report = json.loads((Path(record.run_dir) / "evaluation.json").read_text())
+    assert (
+        report["results"][-1]["name"] == "gru (cosine+infonce)" and report["results"][-1]["kind"] == "model"
+    )

@@ -60,6 +60,9 @@ class HighlightOptions(BaseModel):
     """Query-aware mix: this much vector similarity, the rest BM25."""
     min_words: int = 4
     """Sentences shorter than this are demoted (greetings, 'Thanks!')."""
+    query_context_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Query-aware: mix each sentence's relevance with its neighbours' (same post, +-2 sentences), because
+    the text answering a query comes in runs, not in isolated sentences."""
 
 
 class Highlight(BaseModel):
@@ -158,6 +161,21 @@ def query_relevance(
     return vector_weight * dense + (1.0 - vector_weight) * sparse
 
 
+def neighbour_mean(values: np.ndarray, groups: Sequence[str], radius: int) -> np.ndarray:
+    """Mean of each value's window (+-radius) among consecutive items of the same group."""
+    out = np.empty_like(values, dtype=np.float64)
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or groups[end] != groups[start]:
+            run = values[start:end].astype(np.float64)
+            sums = np.concatenate([[0.0], np.cumsum(run)])
+            for i in range(len(run)):
+                lo, hi = max(0, i - radius), min(len(run), i + radius + 1)
+                out[start + i] = (sums[hi] - sums[lo]) / (hi - lo)
+            start = end
+    return out
+
+
 def select_mmr(
     relevance: np.ndarray,
     vectors: np.ndarray,
@@ -208,6 +226,11 @@ def rank_highlights(
         relevance = query_relevance(
             [s.text for s in sentences], vectors, options.q, query_vector, options.query_vector_weight
         )
+        if options.query_context_weight:
+            context = neighbour_mean(relevance, [s.post_id for s in sentences], radius=2)
+            relevance = (
+                1 - options.query_context_weight
+            ) * relevance + options.query_context_weight * context
     else:
         relevance = query_free_relevance(sentences, vectors, thread, options, title_vector)
     picked = select_mmr(

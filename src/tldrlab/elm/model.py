@@ -107,7 +107,11 @@ class ElmModel(nn.Module):
         if config.gradient_checkpointing:
             if not getattr(lm, "supports_gradient_checkpointing", False):
                 raise ConfigError(f"{type(lm).__name__} does not support gradient checkpointing")
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore[operator]
+            kwargs = {"use_reentrant": False}
+            if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+                lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)  # type: ignore[operator]
+            else:
+                lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)  # type: ignore[operator]
 
     def input_embeds(
         self, embeddings: torch.Tensor, input_ids: torch.Tensor, prefix_mask: torch.Tensor
