@@ -231,8 +231,12 @@ def plot(all_results: dict[str, dict[str, dict[str, float]]], out: Path) -> None
         for metric in next(iter(res.values()))
         if metric != "cases"
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
-    for ax, (bench, metric) in zip(np.atleast_1d(axes), panels, strict=True):
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, (bench, metric) in zip(axes.flat, panels, strict=False):
         names = list(all_results[bench])
         values = [all_results[bench][n][metric] for n in names]
         colors = ["#0b63c5" if n.startswith("ours") else "#999999" for n in names]

@@ -170,3 +170,19 @@ def test_bf16_and_gradient_checkpointing_train(elm_data: Path, elm_tokenizer: Pa
     assert result.steps == 2 and math.isfinite(result.metrics["eval_loss"])
     manifest = json.loads((run.dir / "manifest.json").read_text())
     assert manifest["precision"] == "bf16"
+
+
+def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["elm", "train", "--data", str(tmp_path / "missing")]) != 0
+    assert "data directory not found" in capsys.readouterr().err
+    assert run_cli(["elm", "train"]) != 0
+    assert "--data DIR is required" in capsys.readouterr().err
+    assert run_cli(["elm", "train", "--data", str(tmp_path), "--drift-target-similarity", "3"]) != 0
+    assert "text_drift_target_similarity" in capsys.readouterr().err
+    bad = tmp_path / "preds.jsonl"
+    bad.write_text('{"prediction": "a"}\n{"oops": 1}\n')
+    assert run_cli(["elm", "evaluate", "--predictions", str(bad)]) != 0
+    assert "preds.jsonl:2: no text field (prediction)" in capsys.readouterr().err
+    assert run_cli(["elm", "generate", "--model", str(tmp_path)]) != 0
+    assert "exactly one of --data" in capsys.readouterr().err
+    assert len(open_registry().list()) == 0  # nothing was created for bad requests
