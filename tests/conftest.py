@@ -11,17 +11,21 @@ A service that cannot start fails the test (in CI too): a skip would hide a miss
 from __future__ import annotations
 
 import os
+
+# Tiny models train faster on one thread, and tests that start worker or rank subprocesses would otherwise
+# oversubscribe the two cores (subprocesses inherit this). Set before anything imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from netutil import free_port, wait_for_port
 from tldrlab.config import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,12 +52,6 @@ def shared_data() -> Path:
     """../shared/data (real data sets); tests that read it fail loudly when it is missing."""
     assert SHARED_DATA.is_dir(), f"expected the shared data sets at {SHARED_DATA}"
     return SHARED_DATA
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +109,7 @@ def redis_server() -> Iterator[dict[str, object]]:
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    _wait_for_port(port)
+    wait_for_port(port)
     info: dict[str, object] = {"url": url, "port": port, "proc": proc, "binary": binary, "dir": workdir}
     yield info
     current = info["proc"]
@@ -128,16 +126,6 @@ def redis_url(redis_server: dict[str, object]) -> str:
     url = str(redis_server["url"])
     redis.Redis.from_url(url).flushall()
     return url
-
-
-def _wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 CHROMIUM = "/usr/bin/chromium"

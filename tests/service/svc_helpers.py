@@ -86,7 +86,7 @@ class ServerThread:
 
         import uvicorn
 
-        from conftest import free_port
+        from netutil import free_port
 
         self.port = free_port()
         self.server = uvicorn.Server(

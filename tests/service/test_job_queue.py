@@ -86,7 +86,7 @@ def test_rq_queue_enqueues_json_only(redis_url: str) -> None:
 
 
 def test_rq_queue_down_is_service_unavailable() -> None:
-    from conftest import free_port
+    from netutil import free_port
 
     queue = RqQueue(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(ServiceUnavailableError):

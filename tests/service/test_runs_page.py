@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 from svc_helpers import record, wait_for
 
-from conftest import _wait_for_port, free_port
+from netutil import free_port, wait_for_port
 from tldrlab.runs import RunStatus
 
 
@@ -30,7 +30,7 @@ def served(tldrlab_home: Path, tmp_path: Path) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        _wait_for_port(port, timeout=60)
+        wait_for_port(port, timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import metrics, record, start_worker, stop, wait_for
 
-from conftest import _wait_for_port, free_port
+from netutil import free_port, wait_for_port
 from tldrlab import jobs
 from tldrlab.config import get_settings
 from tldrlab.runs import RunStatus, create_run
@@ -152,7 +152,7 @@ def test_redis_down_at_start_then_back(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(port)
+        wait_for_port(port)
         return proc
 
     redis_proc = start_redis()
