@@ -51,6 +51,8 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     page.fill("#smoke-sleep", "0.05")
     page.click("#start-smoke")
     page.wait_for_selector("#detail:not([hidden])")
+    # The panel shows before the POST answers with the new run's id.
+    page.wait_for_function("document.getElementById('detail-id').textContent.startsWith('smoke-')")
     run_id = page.inner_text("#detail-id")
     assert run_id.startswith("smoke-")
     # The chart fills from the SSE stream while the run trains, then the run completes.

@@ -36,7 +36,10 @@ def ingest_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences per embedding batch."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records."),
 ) -> None:
-    """Ingest threads: sentences with offsets, embedded and stored; only changed posts are re-embedded."""
+    """Ingest threads: sentences with offsets, embedded and stored; only changed posts are re-embedded.
+
+    Example: tldrlab ingest ../shared/data/stackexchange_beer/Posts.xml
+    """
     from tldrlab.digest.ingest import ingest_path
 
     stats, run_id = ingest_path(
@@ -139,7 +142,10 @@ def digest_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (for scripts)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not store cached digests."),
 ) -> None:
-    """Stream a cited TL;DR of a thread, then its cited bullets and the highlights with provenance."""
+    """Stream a cited TL;DR of a thread, then its cited bullets and the highlights with provenance.
+
+    Example: tldrlab digest thread.json --k 5 --json
+    """
     run_digest(
         target,
         summarizer=summarizer,
@@ -160,7 +166,10 @@ def highlights_command(
     q: str | None = typer.Option(None, "--q", help="Focus query (hybrid vector + BM25)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """The sentences worth reading in a stored thread, with provenance."""
+    """The sentences worth reading in a stored thread, with provenance.
+
+    Example: tldrlab highlights 33 --q "roasted barley"
+    """
     from tldrlab.config import get_settings
     from tldrlab.digest.highlights import HighlightOptions, thread_highlights
     from tldrlab.embed import get_embedder
@@ -182,7 +191,10 @@ def highlights_command(
 def demo_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Ingest the bundled, attributed sample thread and print its digest (what `make demo` runs)."""
+    """Ingest the bundled, attributed sample thread and print its digest (what `make demo` runs).
+
+    Example: tldrlab demo
+    """
     from tldrlab.samples import sample_path
 
     path = sample_path("beer_thread")

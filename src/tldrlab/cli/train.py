@@ -104,7 +104,10 @@ def train_command(
     wandb: str | None = typer.Option(None, "--wandb", help="offline (default), online or disabled."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Train a model as a run: progress bar, checkpoints, eval, PNG curves, model saved to <run>/model."""
+    """Train a model as a run: progress bar, checkpoints, eval, PNG curves, model saved to <run>/model.
+
+    Example: tldrlab train --model char_lstm --data input.txt --tokenizer-method char --max-steps 500
+    """
     from tldrlab.errors import ConfigError, ConflictError, InvalidInputError
     from tldrlab.models import model_task
     from tldrlab.runs import create_run, execute_run, open_registry

@@ -260,13 +260,15 @@ def execute_run(
     registry = registry or open_registry(settings)
     record = registry.get(run) if isinstance(run, str) else run
     started = time.time()
+    # A worker that claimed the run (status running, its name) already counted this attempt.
+    claimed = record.status is RunStatus.RUNNING and worker is not None and record.worker == worker
     registry.update(
         record.id,
         status=RunStatus.RUNNING,
         started_at=record.started_at or started,
         heartbeat_at=started,
         worker=worker or f"{platform.node()}:{os.getpid()}",
-        attempts=record.attempts + 1,
+        attempts=record.attempts + (0 if claimed else 1),
         message="running",
     )
     record = registry.get(record.id)

@@ -90,7 +90,7 @@ def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: 
     """
     now = time.time()
     changed = registry.db.execute(
-        "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ? "
+        "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, attempts = attempts + 1 "
         "WHERE id = ? AND cancel_requested = 0 "
         "AND (status = 'queued' OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
         (worker_id, now, run_id, stale_before),
@@ -242,6 +242,8 @@ class Worker:
         with self._lock:
             self.current_run = run_id
             self._tail = RunTail(self.registry, run_id, include_logs=False)
+            # Publish `started` now: a short run can finish before the heartbeat thread's next poll.
+            self.publish(self._tail.poll())
         try:
             execute(run_id, settings=self.settings, registry=self.registry, worker=self.worker_id)
             self.registry.update(run_id, progress=1.0)  # run heartbeats are rate-limited: the last may lag
