@@ -72,3 +72,20 @@ def test_missing_data_fails_before_a_study_exists(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="prepare the data first"):
         optimize_elm(base, trials=1, storage=f"sqlite:///{tmp_path / 's.db'}")
     assert not (tmp_path / "s.db").exists()
+
+
+def test_optimize_cli_runs_a_trial_and_prints_the_best(
+    elm_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tldrlab.cli.main import main
+
+    storage = f"sqlite:///{tmp_path / 'cli.db'}"
+    main([
+        "elm", "optimize", "--data", str(elm_data), "--trials", "1", "--max-steps", "2",
+        "--eval-samples", "2", "--limit", "16", "--hidden-dims", "16", "--storage", storage,
+        "--study-name", "cli",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "best: trial 0 bertscore_composite=" in out and "model.hidden_dim" in out
+    study = optuna.load_study(study_name="cli", storage=storage)
+    assert study.user_attrs["elm_base_config"]["limit"] == 16

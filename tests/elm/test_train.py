@@ -137,6 +137,7 @@ def test_cli_train_generate_evaluate(
         "length_ratio",
         "empty_prediction_rate",
         "avg_unique_token_ratio",
+        "distinct_prediction_rate",
     ):
         assert key in metrics
     assert 0.0 <= metrics["bertscore_composite"] <= 1.0

@@ -24,7 +24,10 @@ from typing import Any
 from tldrlab.errors import NotFoundError
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 
-COLUMNS = ("rouge1", "rouge2", "rougeL", "bertscore_f1", "bertscore_composite", "length_ratio")
+COLUMNS = (
+    "rouge1", "rouge2", "rougeL", "bertscore_f1", "bertscore_composite", "length_ratio",
+    "distinct_prediction_rate",
+)  # fmt: skip
 
 
 def _train_elm(
@@ -196,7 +199,7 @@ def write_report(
     atomic_write_text(
         out / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
     )
-    metrics = [c for c in COLUMNS if c != "length_ratio"]
+    metrics = [c for c in COLUMNS if c not in ("length_ratio", "distinct_prediction_rate")]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):

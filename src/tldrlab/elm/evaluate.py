@@ -31,7 +31,8 @@ def unique_token_ratio(text: str) -> float:
 
 
 def quality_stats(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Length ratio (mean predicted words / mean reference words), empty rate, mean unique-token ratio."""
+    """Length ratio (predicted words / reference words), empty rate, mean unique-token ratio, and the share of
+    distinct predictions across documents."""
     n = max(len(predictions), 1)
     pred_words = sum(len(p.split()) for p in predictions)
     ref_words = sum(len(r.split()) for r in references)
@@ -42,6 +43,8 @@ def quality_stats(predictions: Sequence[str], references: Sequence[str]) -> dict
         "avg_unique_token_ratio": (
             sum(unique_token_ratio(p) for p in non_empty) / len(non_empty) if non_empty else 0.0
         ),
+        # across documents: a model that writes one generic summary for everything scores low here
+        "distinct_prediction_rate": len({p.strip() for p in predictions}) / n,
     }
 
 
