@@ -20,12 +20,13 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from netutil import free_port, wait_for_port
+from netutil import free_port, start_redis
 from tldrlab.config import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,23 @@ def shared_data() -> Path:
     """../shared/data (real data sets); tests that read it fail loudly when it is missing."""
     assert SHARED_DATA.is_dir(), f"expected the shared data sets at {SHARED_DATA}"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shakespeare_tokenizer(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Callable[..., Any]:
+    """Factory: `shakespeare_tokenizer(kind, vocab_size, chars=N)` trains and loads a new tokenizer of `kind`
+    on the first N characters of tinyshakespeare (each call trains its own; modules wrap it in a fixture)."""
+    from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+    def make(kind: str, vocab_size: int, *, chars: int) -> Any:
+        directory = tmp_path_factory.mktemp("tok")
+        corpus = directory / "corpus.txt"
+        text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:chars]
+        corpus.write_text(text)
+        train_tokenizer(kind, [corpus], vocab_size, directory / kind)
+        return load_tokenizer(directory / kind)
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -86,31 +104,12 @@ def postgres_url(postgres_server: object) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[dict[str, object]]:
-    """Debian's redis-server on a free loopback port (no persistence); yields {url, port, proc, binary}."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    assert Path(binary).exists(), "redis-server is not installed: run `make install-system`"
+    """Debian's redis-server on a free loopback port (no persistence); yields {url, port, proc, dir}."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="tldrlab-redis-"))
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_redis(port, workdir)
     url = f"redis://127.0.0.1:{port}/0"
-    wait_for_port(port)
-    info: dict[str, object] = {"url": url, "port": port, "proc": proc, "binary": binary, "dir": workdir}
+    info: dict[str, object] = {"url": url, "port": port, "proc": proc, "dir": workdir}
     yield info
     current = info["proc"]
     assert isinstance(current, subprocess.Popen)

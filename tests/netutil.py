@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REDIS_SERVER = "/usr/bin/redis-server"  # Debian's package (`make install-system`)
 
 
 def free_port() -> int:
@@ -22,3 +31,56 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """Debian's redis-server on 127.0.0.1:`port`, no persistence, `--dir workdir`; returns once it listens.
+
+    The caller stops it (`terminate()`, then `wait()`); call again with the same port to restart it there.
+    """
+    binary = shutil.which("redis-server") or REDIS_SERVER
+    assert Path(binary).exists(), "redis-server is not installed: run `make install-system`"
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=10)
+        raise
+    return proc
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Run an ASGI app with a real uvicorn server on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -13,7 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tldrlab.cli.main import app, main
+from cliutil import run_captured
+from tldrlab.cli.main import app
 
 runner = CliRunner()
 
@@ -35,17 +36,6 @@ def _commands() -> Iterator[tuple[list[str], Any]]:
                 yield from walk(sub, [*path, name])
 
     yield from walk(root, [])
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the real entry point in-process (as the console script does) and capture its output."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_console_script_help_in_a_real_process() -> None:
@@ -75,7 +65,9 @@ def test_every_command_help_shows_an_example() -> None:
 
 
 def test_inspect_beer_dump_as_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(["data", "inspect", str(shared_data / "stackexchange_beer"), "--json"], capsys)
+    code, out, _ = run_captured(
+        ["data", "inspect", str(shared_data / "stackexchange_beer"), "--json"], capsys
+    )
     assert code == 0
     stats = json.loads(out)["total"]
     assert (stats["threads"], stats["threads_with_accepted_answer"], stats["answers"]) == (663, 410, 1572)
@@ -83,11 +75,11 @@ def test_inspect_beer_dump_as_json(shared_data: Path, capsys: pytest.CaptureFixt
 
 
 def test_inspect_table_output_and_formats(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(
+    code, out, _ = run_captured(
         ["data", "inspect", str(shared_data / "debian_descriptions"), "--split", "val"], capsys
     )
     assert code == 0 and "654" in out and "document_words" in out and "debian" in out
-    code, out, _ = run_main(["data", "formats", "--json"], capsys)
+    code, out, _ = run_captured(["data", "formats", "--json"], capsys)
     from tldrlab.data.readers import READERS
 
     assert code == 0 and set(json.loads(out)) == set(READERS)
@@ -143,7 +135,7 @@ def test_each_malformed_input_gives_a_message_and_exit_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name, (path, args, fragments) in _bad_inputs(tmp_path).items():
-        code, out, err = run_main(["data", "inspect", str(path), *args], capsys)
+        code, out, err = run_captured(["data", "inspect", str(path), *args], capsys)
         assert code == 2, (name, out, err)
         assert "Traceback" not in err and "[invalid_input]" in err, (name, err)
         flat = " ".join(err.split())  # rich may wrap long lines
@@ -153,22 +145,24 @@ def test_each_malformed_input_gives_a_message_and_exit_code(
 
 def test_skip_invalid_reports_what_was_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _bad_inputs(tmp_path)["missing field"][0]
-    code, out, _ = run_main(
+    code, out, _ = run_captured(
         ["data", "inspect", str(path), "--format", "debian", "--skip-invalid", "--json"], capsys
     )
     stats = json.loads(out)["total"]
     assert code == 0 and stats["records"] == 1 and stats["skipped"] == 1
     assert "line 2" in stats["skipped_examples"][0]
-    code, out, _ = run_main(["data", "inspect", str(path), "--format", "debian", "--skip-invalid"], capsys)
+    code, out, _ = run_captured(
+        ["data", "inspect", str(path), "--format", "debian", "--skip-invalid"], capsys
+    )
     assert code == 0 and "skipped" in out and "line 2" in " ".join(out.split())
 
 
 def test_bad_options_and_missing_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(["data", "inspect", str(tmp_path / "nope.jsonl")], capsys)
+    code, _, err = run_captured(["data", "inspect", str(tmp_path / "nope.jsonl")], capsys)
     assert code == 3 and "[not_found]" in err and "nope.jsonl" in err
-    code, _, err = run_main(["data", "inspect", str(tmp_path), "--map", "document"], capsys)
+    code, _, err = run_captured(["data", "inspect", str(tmp_path), "--map", "document"], capsys)
     assert code == 2 and "--map expects KEY=VALUE" in err
-    code, _, err = run_main(["data", "inspect", str(tmp_path), "--format", "rss"], capsys)
+    code, _, err = run_captured(["data", "inspect", str(tmp_path), "--format", "rss"], capsys)
     assert code == 2 and "unknown format 'rss'" in err
 
 

@@ -8,26 +8,16 @@ from pathlib import Path
 import pytest
 from digest_helpers import sample_thread
 
-from tldrlab.cli.main import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from cliutil import run_captured
 
 
 @pytest.mark.slow
 def test_demo_prints_a_cited_digest(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["demo"], capsys)
+    code, out, _ = run_captured(["demo"], capsys)
     assert code == 0
     assert "TL;DR" in out and "highlights" in out and "https://beer.stackexchange.com/" in out
     assert out.count(" • ") == 5 and "[1]" in out
-    code, out, _ = run_cli(["demo", "--json"], capsys)  # the second run is served from the cache
+    code, out, _ = run_captured(["demo", "--json"], capsys)  # the second run is served from the cache
     digest = json.loads(out)
     assert code == 0 and digest["cached"] is True and len(digest["bullets"]) == 5
 
@@ -35,28 +25,28 @@ def test_demo_prints_a_cited_digest(capsys: pytest.CaptureFixture[str]) -> None:
 def test_ingest_digest_highlights_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "thread.json"
     path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
-    code, out, _ = run_cli(["ingest", str(path)], capsys)
+    code, out, _ = run_captured(["ingest", str(path)], capsys)
     assert code == 0 and "ingested 1 thread(s), 4 posts: 4 embedded" in out
-    code, out, _ = run_cli(["ingest", str(path)], capsys)
+    code, out, _ = run_captured(["ingest", str(path)], capsys)
     assert code == 0 and "0 embedded" in out and "4 unchanged" in out
 
-    code, out, _ = run_cli(["digest", "t-serve", "--json", "--k", "4", "--max-bullets", "2"], capsys)
+    code, out, _ = run_captured(["digest", "t-serve", "--json", "--k", "4", "--max-bullets", "2"], capsys)
     digest = json.loads(out)
     assert code == 0 and len(digest["bullets"]) == 2 and len(digest["highlights"]) == 4
     for h in digest["highlights"]:
         post = sample_thread().post(h["post_id"])
         assert post is not None and post.text[h["start"] : h["end"]] == h["text"]
 
-    code, out, _ = run_cli(["highlights", "t-serve", "--q", "glass aroma", "--k", "1", "--json"], capsys)
+    code, out, _ = run_captured(["highlights", "t-serve", "--q", "glass aroma", "--k", "1", "--json"], capsys)
     assert code == 0 and json.loads(out)[0]["post_id"] == "p4"
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["digest", "no-such-thread"], capsys)
+    code, _, err = run_captured(["digest", "no-such-thread"], capsys)
     assert code == 3 and "not_found" in err and "Traceback" not in err
-    code, _, err = run_cli(["ingest", str(tmp_path / "missing.json")], capsys)
+    code, _, err = run_captured(["ingest", str(tmp_path / "missing.json")], capsys)
     assert code == 3 and "no such file" in err
-    code, _, err = run_cli(["digest", "x", "--summarizer", "magic"], capsys)
+    code, _, err = run_captured(["digest", "x", "--summarizer", "magic"], capsys)
     assert code == 2 and "unknown summarizer" in err
-    code, _, err = run_cli(["digest", "x", "--param", "oops"], capsys)
+    code, _, err = run_captured(["digest", "x", "--param", "oops"], capsys)
     assert code == 2 and "key=value" in err

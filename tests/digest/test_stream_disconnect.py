@@ -7,8 +7,9 @@ import time
 
 import httpx
 import pytest
-from digest_helpers import FakeChat, fake_openai_server, sample_thread, serve_app
+from digest_helpers import FakeChat, fake_openai_server, sample_thread
 
+from netutil import serve_app
 from tldrlab.service.app import create_app
 
 

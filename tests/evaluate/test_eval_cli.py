@@ -5,28 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from tldrlab.cli.main import main
+from cliutil import run_cli
 from tldrlab.errors import RunCancelledError
 from tldrlab.evaluate import EvalConfig, evaluate_model, evaluate_target
 from tldrlab.models import build_model, load_model, save_model
 from tldrlab.runs import create_run, open_registry, start_run
 from tldrlab.tokenizers import load_tokenizer, train_tokenizer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; on a shared 2-core machine more threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +37,6 @@ def save_tiny(name: str, data: dict[str, Path], out: Path) -> Path:
     settings: dict[str, Any] = {"size": "tiny", "dropout": 0.0} if name != "char_lstm" else {"hidden_dim": 32}
     save_model(build_model(name, settings, tokenizer), tokenizer, out)
     return out
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_seq2seq_eval_of_a_run_writes_eval_and_samples(data: dict[str, Path]) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate import GenerateOptions, generate, score_text
 from tldrlab.evaluate.generate import apply_stop, filter_logits
 from tldrlab.models import build_model
-from tldrlab.tokenizers import load_tokenizer, train_tokenizer
 
 TINY: dict[str, dict[str, Any]] = {
     "t5": {"size": "tiny", "dropout": 0.0},
@@ -23,22 +21,9 @@ TINY: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; on a shared 2-core machine more threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Any:
-    directory = tmp_path_factory.mktemp("tok")
-    corpus = directory / "corpus.txt"
-    corpus.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000])
-    train_tokenizer("char", [corpus], 80, directory / "char")
-    return load_tokenizer(directory / "char")
+def tokenizer(shakespeare_tokenizer: Callable[..., Any]) -> Any:
+    return shakespeare_tokenizer("char", 80, chars=20_000)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
 from tldrlab.models import MODELS, build_model, count_parameters, load_model, model_task, save_model
 from tldrlab.models.char_lstm import CharLSTM
 from tldrlab.runs import create_run
-from tldrlab.tokenizers import load_tokenizer, train_tokenizer
 
 TINY: dict[str, dict[str, Any]] = {
     "t5": {"size": "tiny", "dropout": 0.0},
@@ -24,22 +23,9 @@ TINY: dict[str, dict[str, Any]] = {
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; on a shared 2-core machine more threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Any:
-    directory = tmp_path_factory.mktemp("tok")
-    corpus = directory / "corpus.txt"
-    corpus.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:30_000])
-    train_tokenizer("bpe", [corpus], 400, directory / "bpe")
-    return load_tokenizer(directory / "bpe")
+def tokenizer(shakespeare_tokenizer: Callable[..., Any]) -> Any:
+    return shakespeare_tokenizer("bpe", 400, chars=30_000)
 
 
 def batch(tokenizer: Any, name: str) -> dict[str, torch.Tensor]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import metrics, record, start_worker, stop, wait_for
 
-from netutil import free_port, wait_for_port
+from netutil import free_port, start_redis
 from tldrlab import jobs
 from tldrlab.config import get_settings
 from tldrlab.runs import RunStatus, create_run
@@ -117,10 +116,7 @@ def test_sigterm_checkpoints_and_requeues(
 
 
 @pytest.mark.slow
-def test_redis_down_at_start_then_back(
-    redis_server: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    binary = str(redis_server["binary"])
+def test_redis_down_at_start_then_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     port = free_port()
     monkeypatch.setenv("TLDRLAB_QUEUE_URL", f"redis://127.0.0.1:{port}/0")
     get_settings.cache_clear()
@@ -134,28 +130,7 @@ def test_redis_down_at_start_then_back(
         r["status"] != "queued" for r in client.get("/runs").json()["runs"]
     )
 
-    def start_redis() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(port)
-        return proc
-
-    redis_proc = start_redis()
+    redis_proc = start_redis(port, tmp_path)
     try:
         assert client.get("/readyz").status_code == 200
         accepted = client.post("/runs", json={"kind": "smoke", "config": {"steps": 3}})
@@ -164,7 +139,7 @@ def test_redis_down_at_start_then_back(
         redis_proc.wait(timeout=10)
         assert client.get("/readyz").status_code == 503
         assert client.post("/runs", json={"kind": "smoke", "config": {}}).status_code == 503
-        redis_proc = start_redis()  # ... and back on the same port
+        redis_proc = start_redis(port, tmp_path)  # ... and back on the same port
         assert client.get("/readyz").status_code == 200
         assert client.post("/runs", json={"kind": "smoke", "config": {}}).status_code == 202
     finally:

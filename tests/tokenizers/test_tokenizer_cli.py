@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tldrlab.cli.main import main
+from cliutil import run_cli
 from tldrlab.runs import open_registry
 
 
@@ -18,14 +18,6 @@ def corpus(tmp_path: Path, shared_data: Path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000])
     return path
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_train_is_a_run_and_show_reads_it(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
