@@ -49,7 +49,10 @@ def prepare_command(
     seed: int = typer.Option(0, help="Seed of the val / test split."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Embed documents and write per-split synthesis JSONL + safetensors embeddings; print statistics."""
+    """Embed documents and write per-split synthesis JSONL + safetensors embeddings; print statistics.
+
+    Example: tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm
+    """
     from tldrlab.elm.prepare import DEFAULT_TEMPLATE, prepare_dataset
 
     stats = prepare_dataset(
@@ -111,7 +114,10 @@ def train_command(
     wandb: str | None = typer.Option(None, "--wandb", help="offline (default), online or disabled."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Train the adapter (and the LM unless frozen) as a run; the best model goes to <run>/model."""
+    """Train the adapter (and the LM unless frozen) as a run; the best model goes to <run>/model.
+
+    Example: tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03
+    """
     from tldrlab.elm.train import parse_elm_config, run_elm_training
     from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
     from tldrlab.runs import create_run, execute_run, open_registry
@@ -184,7 +190,10 @@ def generate_command(
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     seed: int = typer.Option(0),
 ) -> None:
-    """Summaries from embeddings: of a prepared split, a synthesis file, or raw --text documents."""
+    """Summaries from embeddings: of a prepared split, a synthesis file, or raw --text documents.
+
+    Example: tldrlab elm generate --model RUN_ID --data data/elm --split test --output preds.jsonl
+    """
     import torch
 
     from tldrlab.elm.evaluate import predict_split
@@ -235,7 +244,10 @@ def evaluate_command(
     num_layers: int | None = typer.Option(None, "--num-layers", help="Encoder layer for BERTScore."),
     output: Path | None = typer.Option(None, help="Write the metrics as JSON here."),
 ) -> None:
-    """BERTScore P/R/F1 + composite, ROUGE, length ratio, empty-prediction and unique-token rates."""
+    """BERTScore P/R/F1 + composite, ROUGE, length ratio, empty-prediction and unique-token rates.
+
+    Example: tldrlab elm evaluate --predictions preds.jsonl
+    """
     from tldrlab.elm.evaluate import evaluate_files
     from tldrlab.runs.atomic import atomic_write_json
 
@@ -269,7 +281,10 @@ def optimize_command(
     limit: int | None = typer.Option(None, help="Train each trial on at most this many records."),
     seed: int = typer.Option(0, help="Seed of the sampler and of each trial's training."),
 ) -> None:
-    """Bayesian optimisation (TPE, median pruning) of the seed's search space for the BERTScore composite."""
+    """Bayesian optimisation (TPE, median pruning) of the seed's search space for the BERTScore composite.
+
+    Example: tldrlab elm optimize --data data/elm --trials 20 --jobs 2
+    """
     from tldrlab.elm.optimize import optimize_elm
     from tldrlab.elm.train import parse_elm_config
     from tldrlab.errors import ConfigError
@@ -314,7 +329,10 @@ def compare_command(
     threads: int = typer.Option(1, help="torch CPU threads for both models (0: torch's default)."),
     seed: int = typer.Option(0),
 ) -> None:
-    """The ELM adapter vs a from-scratch T5 under the same CPU budget: ROUGE, BERTScore, composite, length."""
+    """The ELM adapter vs a from-scratch T5 under the same CPU budget: ROUGE, BERTScore, composite, length.
+
+    Example: tldrlab elm compare --data ../shared/data/debian_descriptions --minutes 10
+    """
     from tldrlab.elm.compare import compare_elm_t5, markdown_table
 
     rows = compare_elm_t5(
