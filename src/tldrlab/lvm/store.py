@@ -155,7 +155,7 @@ class ConceptStore:
             from pgvector.psycopg import register_vector
 
             # pgvector adapts numpy arrays to `vector` and back on this connection.
-            register_vector(self.db._conn)
+            register_vector(self.db.connection)
 
     # -- writing --------------------------------------------------------------------------------
     def replace_article(

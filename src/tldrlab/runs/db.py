@@ -50,6 +50,11 @@ class Database:
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute("PRAGMA foreign_keys=ON")
 
+    @property
+    def connection(self) -> Any:
+        """The driver connection (sqlite3 or psycopg), for adapters that must register on it (pgvector)."""
+        return self._conn
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.is_postgres else sql
 

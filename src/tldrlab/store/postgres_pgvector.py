@@ -82,9 +82,8 @@ class PostgresPgvectorStore:
             tables.write_meta(self.db, new)
 
     def _connection(self) -> Any:
-        # tldrlab.runs.db.Database keeps its psycopg connection private; pgvector's adapter must be
-        # registered on that same connection.
-        return self.db._conn
+        # pgvector's adapter must be registered on the same psycopg connection the Database uses.
+        return self.db.connection
 
     def put_thread(self, thread: Thread) -> None:
         with self.db.transaction():
