@@ -62,6 +62,11 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     page.wait_for_function(
         "document.getElementById('detail-status').textContent === 'completed'", timeout=90_000
     )
+    # The status comes from polling GET /runs/{id}, the chart from the SSE stream: the last points may land
+    # just after the status turns `completed`.
+    page.wait_for_function(
+        "document.getElementById('loss-line').getAttribute('points').split(' ').length >= 40", timeout=30_000
+    )
     points = page.get_attribute("#loss-line", "points") or ""
     assert len(points.split(" ")) == 40
     assert "step 40" in (page.text_content("#chart-label") or "")
