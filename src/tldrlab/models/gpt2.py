@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.models.pretrained import load_pretrained, resolve_dims
+
 GPT2_SIZES: dict[str, dict[str, int]] = {
     # name: width, layers, heads, context length
     "tiny": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256},
@@ -47,12 +49,7 @@ class GPT2ModelConfig(BaseModel):
     """Load weights from this transformers directory instead of building from scratch (offline)."""
 
     def dims(self) -> dict[str, int]:
-        dims = dict(GPT2_SIZES[self.size])
-        for key in dims:
-            value = getattr(self, key)
-            if value is not None:
-                dims[key] = value
-        return dims
+        return resolve_dims(GPT2_SIZES, self)
 
 
 def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:
@@ -61,10 +58,7 @@ def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:
     from tldrlab.errors import ConfigError
 
     if config.from_pretrained:
-        model = GPT2LMHeadModel.from_pretrained(config.from_pretrained)
-        if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
-            model.resize_token_embeddings(len(tokenizer))
-        return model
+        return load_pretrained(GPT2LMHeadModel, config.from_pretrained, tokenizer)
     dims = config.dims()
     if dims["n_embd"] % dims["n_head"]:
         raise ConfigError(f"gpt2 n_embd ({dims['n_embd']}) must be divisible by n_head ({dims['n_head']})")

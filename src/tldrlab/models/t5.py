@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.models.pretrained import load_pretrained, resolve_dims
+
 T5_SIZES: dict[str, dict[str, int]] = {
     # name: d_model, d_ff, encoder layers, decoder layers, heads, d_kv (per-head width)
     "tiny": {
@@ -84,22 +86,14 @@ class T5ModelConfig(BaseModel):
     """Load weights from this transformers directory instead of building from scratch (offline)."""
 
     def dims(self) -> dict[str, int]:
-        dims = dict(T5_SIZES[self.size])
-        for key in dims:
-            value = getattr(self, key)
-            if value is not None:
-                dims[key] = value
-        return dims
+        return resolve_dims(T5_SIZES, self)
 
 
 def build(config: T5ModelConfig, tokenizer: Any) -> Any:
     from transformers import T5Config, T5ForConditionalGeneration
 
     if config.from_pretrained:
-        model = T5ForConditionalGeneration.from_pretrained(config.from_pretrained)
-        if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
-            model.resize_token_embeddings(len(tokenizer))
-        return model
+        return load_pretrained(T5ForConditionalGeneration, config.from_pretrained, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     settings: dict[str, Any] = dict(
         vocab_size=len(tokenizer),
