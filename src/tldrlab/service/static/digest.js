@@ -124,30 +124,6 @@ function renderBullets(digest) {
   $("tldr-meta").textContent = meta;
 }
 
-// Server-Sent Events over fetch: blocks separated by a blank line, `event:` and `data:` fields.
-async function* sseEvents(response) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      }
-      yield { event, data: data.join("\n") };
-    }
-  }
-}
-
 async function digestThread(threadId) {
   if (!threadId) { setStatus("pick a thread first", true); return; }
   if (state.controller) state.controller.abort();  // a new request cancels the one in flight

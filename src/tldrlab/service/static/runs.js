@@ -112,20 +112,8 @@ async function streamEvents(runId, controller) {
     headers: headers({ Accept: "text/event-stream" }), signal: controller.signal,
   });
   if (!response.ok || !response.body) { notice(`event stream failed: ${response.status}`); return; }
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-      if (data && state.selected === runId) onEvent(JSON.parse(data));
-    }
+  for await (const ev of sseEvents(response)) {
+    if (ev.data && state.selected === runId) onEvent(JSON.parse(ev.data));
   }
 }
 
