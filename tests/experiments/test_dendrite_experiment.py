@@ -113,3 +113,28 @@ def test_summary_gives_mean_and_spread_over_seeds() -> None:
 
 def test_arm_registry_matches_the_documented_arms() -> None:
     assert set(ARMS) == {"baseline", "compressed", "compressed_pai", "compressed_random"}
+
+
+@pytest.mark.slow
+def test_seeds_in_parallel_processes_give_the_sequential_numbers(shared_data: Path) -> None:
+    from tldrlab.experiments.dendrite_experiment import run_dendrite_experiment
+
+    config = ExperimentConfig(
+        data=str(shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"),
+        arms=["compressed_random"], seeds=[1, 2], train_limit=40, eval_size=8, test_size=3, budget_steps=4,
+        eval_every=2, batch_size=8, max_source_tokens=32, vocab_size=300, bertscore=False, highlights=False,
+    )  # fmt: skip
+    sequential = run_dendrite_experiment(config)
+    parallel = run_dendrite_experiment(config.model_copy(update={"jobs": 2}))
+    assert [(r["arm"], r["seed"]) for r in parallel["rows"]] == [
+        ("compressed_random", 1),
+        ("compressed_random", 2),
+    ]
+    for one, other in zip(sequential["rows"], parallel["rows"], strict=True):
+        assert one["parameters"] == other["parameters"]
+        # the same seed gives the same model whichever process trains it (one torch thread in both here)
+        assert one["eval_loss"] == pytest.approx(other["eval_loss"], rel=1e-5)
+    assert sequential["rows"][0]["eval_loss"] != sequential["rows"][1]["eval_loss"]
+    children = open_registry().list(kind="experiment_arm", limit=10)
+    assert sum(1 for c in children if c.parent_id == parallel["run_id"]) == 2
+    assert Path(parallel["files"]["comparison.png"]).exists()

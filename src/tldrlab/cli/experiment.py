@@ -57,6 +57,7 @@ def dendrites(
     eval_every: int = typer.Option(25, help="Steps between evaluations (PAI tracker epochs)."),
     max_source_tokens: int = typer.Option(256, help="Document truncation in tokens."),
     vocab_size: int = typer.Option(2000, help="Tokenizer vocabulary size."),
+    jobs: int = typer.Option(1, help="Seeds trained at once, each in its own process."),
     no_bertscore: bool = typer.Option(False, "--no-bertscore", help="Skip BERTScore."),
     config_file: Path | None = typer.Option(None, "--config", help="YAML/JSON ExperimentConfig (flags win)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -112,6 +113,7 @@ def dendrites(
                 "max_source_tokens": max_source_tokens,
                 "vocab_size": vocab_size,
                 "bertscore": not no_bertscore,
+                "jobs": jobs,
             }
         )
     except ValidationError as exc:

@@ -102,6 +102,9 @@ class ExperimentConfig(BaseModel):
     """Compute highlight precision@3 where records carry highlight labels (SciTLDR)."""
     wandb_mode: Literal["offline", "online", "disabled"] | None = None
     """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
+    jobs: int = Field(default=1, ge=1)
+    """Seeds trained at once, each in its own process with cpu_count // jobs torch threads (1: one seed
+    after another in this process). Results do not depend on it except through the thread count."""
 
 
 @dataclass
@@ -225,53 +228,19 @@ def load_data(config: ExperimentConfig) -> ExperimentData:
     return ExperimentData(train_records, records[: config.eval_size], records[config.eval_size : need])
 
 
-class SummaryTask:
-    """Document -> first reference summary, teacher-forced cross-entropy; evaluation = validation loss."""
+def summary_task(tokenizer: Any, data: ExperimentData, config: ExperimentConfig) -> Any:
+    """The trainer's seq2seq task (document -> first summary, no prefix); evaluation = validation loss."""
+    from tldrlab.train.config import DataConfig
+    from tldrlab.train.tasks import Seq2SeqTask
 
-    def __init__(self, tokenizer: Any, train: list[Any], eval: list[Any], config: ExperimentConfig) -> None:
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.eos_id = tokenizer.eos_token_id
-        self.config = config
-        self.train_items = [self.encode(tokenizer, r) for r in train]
-        self.eval_items = [self.encode(tokenizer, r) for r in eval]
-
-    def encode(self, tokenizer: Any, record: Any) -> tuple[list[int], list[int]]:
-        source = tokenizer.encode(record.document, add_special_tokens=False)[
-            : self.config.max_source_tokens - 1
-        ]
-        target = tokenizer.encode(record.summaries[0], add_special_tokens=False)[
-            : self.config.max_target_tokens - 1
-        ]
-        return [*source, self.eos_id], [*target, self.eos_id]
-
-    def train_dataset(self) -> Any:
-        return self.train_items
-
-    def collate(self, items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        src_len = max(len(s) for s, _ in items)
-        tgt_len = max(len(t) for _, t in items)
-        input_ids = torch.full((len(items), src_len), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(items), src_len), dtype=torch.long)
-        labels = torch.full((len(items), tgt_len), -100, dtype=torch.long)
-        for i, (source, target) in enumerate(items):
-            input_ids[i, : len(source)] = torch.tensor(source)
-            attention[i, : len(source)] = 1
-            labels[i, : len(target)] = torch.tensor(target)
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        return model(**batch).loss, int((batch["labels"] != -100).sum())
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        total, tokens = 0.0, 0
-        device = next(model.parameters()).device
-        for start in range(0, len(self.eval_items), self.config.batch_size):
-            batch = self.collate(self.eval_items[start : start + self.config.batch_size])
-            batch = {k: v.to(device) for k, v in batch.items()}
-            n = int((batch["labels"] != -100).sum())
-            total += float(model(**batch).loss) * n
-            tokens += n
-        return {"eval_loss": total / max(tokens, 1)}
+    cut = DataConfig(
+        path=config.data,
+        prefix="",  # the summaries are generated from bare documents (results.summarize_timed)
+        max_source_len=config.max_source_tokens,
+        max_target_len=config.max_target_tokens,
+        max_val_examples=config.eval_size,
+    )
+    return Seq2SeqTask(data.train, data.eval, tokenizer, cut)
 
 
 class _DeadlineHooks(TrainHooks):
@@ -355,7 +324,7 @@ def train_one_arm(
         seed_everything(seed)
         built = ARMS[arm](ctx, run)
         wandb_run = _wandb_run(config, run, f"{arm}-seed{seed}", parent_id or run.id)
-        task = SummaryTask(ctx.tokenizer, data.train, data.eval, config)
+        task = summary_task(ctx.tokenizer, data, config)
         is_pai = isinstance(built.hooks, DendriteHooks)
         # PAI's modules may call sys.exit / pdb from inside forward and backward passes, not only from its API
         traps = pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
@@ -500,6 +469,94 @@ def train_arm(config: ExperimentConfig, arm: str, seed: int) -> dict[str, Any]:
     return next(r for r in results["rows"] if r["arm"] == arm)
 
 
+def train_seed(
+    config: ExperimentConfig,
+    seed: int,
+    tokenizer: Any,
+    data: ExperimentData,
+    parent_id: str,
+    out_dir: Path,
+    on_row: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every arm for one seed, the baseline first; each row is also written to `out_dir/rows/`."""
+    ctx = ArmContext(config=config, tokenizer=tokenizer, seed=seed)
+    rows = []
+    for arm in _ordered(config.arms):
+        row, model = train_one_arm(config, arm, seed, ctx, data, parent_id=parent_id)
+        rows.append(row)
+        atomic_write_text(_row_path(out_dir, seed, arm), json.dumps(row, default=str))
+        if on_row is not None:
+            on_row()
+        if arm == "baseline":
+            ctx.baseline = model
+    return rows
+
+
+def _row_path(out_dir: Path, seed: int, arm: str) -> Path:
+    (out_dir / "rows").mkdir(exist_ok=True)
+    return out_dir / "rows" / f"seed{seed}-{arm}.json"
+
+
+def _rows_so_far(out_dir: Path, config: ExperimentConfig) -> list[dict[str, Any]]:
+    """The finished (seed, arm) rows, in the experiment's order (seeds as given, the baseline first)."""
+    rows = []
+    for seed in config.seeds:
+        for arm in _ordered(config.arms):
+            path = _row_path(out_dir, seed, arm)
+            if path.exists():
+                rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def _seed_worker(
+    config_json: str, seed: int, tokenizer_dir: str, parent_id: str, out_dir: str, threads: int
+) -> int:
+    """One seed in a worker process (spawned: a fresh interpreter, its own torch threads and PAI globals)."""
+    from tldrlab.tokenizers import load_tokenizer
+
+    torch.set_num_threads(threads)
+    config = ExperimentConfig.model_validate_json(config_json)
+    train_seed(config, seed, load_tokenizer(tokenizer_dir), load_data(config), parent_id, Path(out_dir))
+    return seed
+
+
+def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: Path) -> None:
+    """config.jobs seeds at once; the parent rewrites the results table whenever an arm finishes."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tldrlab.experiments.results import write_results
+
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    run.log("training seeds in parallel", jobs=config.jobs, threads_per_job=threads)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
+        pending = {
+            pool.submit(
+                _seed_worker,
+                config.model_dump_json(),
+                seed,
+                str(tokenizer_dir),
+                run.id,
+                str(run.dir),
+                threads,
+            )
+            for seed in config.seeds
+        }
+        seen = 0
+        while pending:
+            done, pending = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # a failed seed fails the experiment (its runs say why)
+            rows = _rows_so_far(run.dir, config)
+            if len(rows) > seen:
+                seen = len(rows)
+                write_results(run.dir, rows, config)
+                run.heartbeat(
+                    progress=seen / (len(config.arms) * len(config.seeds)), message=f"{seen} arms done"
+                )
+
+
 def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
     """Train every arm for every seed; write results.{json,csv,md} and comparison.png in the experiment."""
     from tldrlab.experiments.results import write_results
@@ -509,20 +566,19 @@ def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
     with start_run("experiment", config) as run:
         run.log("dendrite experiment", arms=config.arms, seeds=config.seeds, train_records=len(data.train))
         tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
-        rows: list[dict[str, Any]] = []
-        for seed in config.seeds:
-            ctx = ArmContext(config=config, tokenizer=tokenizer, seed=seed)
-            for arm in _ordered(config.arms):
-                row, model = train_one_arm(config, arm, seed, ctx, data, parent_id=run.id)
-                rows.append(row)
-                # the table so far, after every arm: a long experiment that is stopped keeps what it measured
+        if config.jobs > 1 and len(config.seeds) > 1:
+            _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
+        else:
+
+            def after_arm() -> None:
+                # the table so far: a long experiment that is stopped keeps what it measured
+                rows = _rows_so_far(run.dir, config)
                 write_results(run.dir, rows, config)
-                if arm == "baseline":
-                    ctx.baseline = model
-                run.heartbeat(
-                    progress=len(rows) / (len(config.arms) * len(config.seeds)), message=f"{arm} seed {seed}"
-                )
-        results = write_results(run.dir, rows, config)
+                run.heartbeat(progress=len(rows) / (len(config.arms) * len(config.seeds)))
+
+            for seed in config.seeds:
+                train_seed(config, seed, tokenizer, data, run.id, run.dir, on_row=after_arm)
+        results = write_results(run.dir, _rows_so_far(run.dir, config), config)
         results["run_id"] = run.id
         results["run_dir"] = str(run.dir)
         atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2, default=str))
