@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from lvm_synthetic import rotating_table
 
 from tldrlab.errors import ConfigError
 from tldrlab.lvm.evaluation import evaluate_methods
-from tldrlab.lvm.losses import LVM_LOSSES, combined_loss, parse_loss
+from tldrlab.lvm.losses import LVM_LOSSES, LossBatch, combined_loss, corpus_loss, parse_loss
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, load_lvm
 from tldrlab.lvm.sequences import build_sequences
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
@@ -76,17 +77,49 @@ def test_padded_contexts_and_zero_init_head_start_at_the_mean() -> None:
         assert torch.allclose(out, expected, atol=1e-6), name
 
 
-def test_losses_registry_and_combination() -> None:
-    assert set(LVM_LOSSES) == {"mse", "cosine", "infonce"}
-    assert parse_loss("cosine+infonce") == ["cosine", "infonce"]
-    with pytest.raises(ConfigError):
-        parse_loss("l1")
+def test_losses_registry_weighted_combination_and_errors() -> None:
+    assert set(LVM_LOSSES) == {"mse", "cosine", "infonce", "corpus"}
+    assert parse_loss("cosine+infonce") == [(1.0, "cosine"), (1.0, "infonce")]
+    assert parse_loss("cosine + 0.3*corpus") == [(1.0, "cosine"), (0.3, "corpus")]
+    for bad in ("l1", "cosine+", "x*cosine", "-1*mse"):
+        with pytest.raises(ConfigError, match="bad loss"):
+            parse_loss(bad)
     target = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
-    assert float(combined_loss("mse+cosine")(target, target)) == pytest.approx(0.0, abs=1e-6)
+    batch = LossBatch(target)
+    assert float(combined_loss("mse+cosine")(target, batch)) == pytest.approx(0.0, abs=1e-6)
     # InfoNCE is lower when each prediction matches its own target than when they are shuffled
-    good = float(combined_loss("infonce")(target, target))
-    bad = float(combined_loss("infonce")(target.roll(1, 0), target))
+    good = float(combined_loss("infonce")(target, batch))
+    bad = float(combined_loss("infonce")(target.roll(1, 0), batch))
     assert good < bad
+    # weights scale the terms
+    shifted = target.roll(1, 0)
+    assert float(combined_loss("2*cosine")(shifted, batch)) == pytest.approx(
+        2 * float(combined_loss("cosine")(shifted, batch))
+    )
+    with pytest.raises(ConfigError, match="concept bank"):
+        combined_loss("corpus")(target, batch)
+
+
+def test_corpus_loss_masks_the_context_out_of_the_softmax() -> None:
+    bank = torch.eye(4)
+    pred = torch.tensor(
+        [[1.0, 0.9, 0.0, 0.0]]
+    )  # closest to row 0 (a context concept), then row 1 (the truth)
+    batch = LossBatch(bank[[1]], 0.05, bank, torch.tensor([1]), torch.tensor([[-1, 0]]))
+    unmasked = LossBatch(bank[[1]], 0.05, bank, torch.tensor([1]), torch.tensor([[-1, -1]]))
+    masked_loss, plain_loss = float(corpus_loss(pred, batch)), float(corpus_loss(pred, unmasked))
+    # with row 0 excluded the truth is the most likely candidate; without, row 0 takes most of the mass
+    assert masked_loss < 0.1 < plain_loss
+
+
+def test_learned_skip_starts_as_the_mean_and_trains_its_position_weights() -> None:
+    model = build_lvm("gru", LVMConfig(dim=8, hidden=16, context=4, skip="learned"))
+    contexts = torch.randn(3, 4, 8)
+    mask = torch.tensor([[False, True, True, True], [True, True, True, True], [False, False, False, True]])
+    expected = (contexts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    assert torch.allclose(model(contexts, mask), expected, atol=1e-6)
+    (model(contexts, mask) - contexts[:, -1]).pow(2).sum().backward()
+    assert model.skip_weights.grad is not None and model.skip_weights.grad.abs().sum() > 0
 
 
 def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Path) -> None:
@@ -138,3 +171,38 @@ def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_se
     assert (
         report["results"][-1]["name"] == "gru (cosine+infonce)" and report["results"][-1]["kind"] == "model"
     )
+
+
+def test_corpus_loss_trains_through_the_loop_and_validation_reports_retrieval(
+    rotating_sequences: Path,
+) -> None:
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(rotating_sequences),
+            "model": "gru",
+            "loss": "cosine+0.5*corpus",
+            "temperature": 0.1,
+            "model_settings": {"hidden": 16, "layers": 1, "skip": "learned"},
+            "train": {
+                "max_steps": 30,
+                "batch_size": 16,
+                "eval_every": 10,
+                "device": "cpu",
+                "progress": False,
+                "plot": False,
+                "best_metric": "val_top1_excl",
+                "best_mode": "max",
+            },
+        }
+    )
+    with start_run("lvm_train", config) as run:
+        summary = train_lvm(config, run, resume=False)
+    evaluations = [
+        json.loads(line)
+        for line in (run.dir / "metrics.jsonl").read_text().splitlines()
+        if "val_top1_excl" in line
+    ]
+    assert len(evaluations) == 3
+    assert all(0.0 <= e["val_top1_excl"] <= 1.0 and math.isfinite(e["eval_loss"]) for e in evaluations)
+    best = max(evaluations, key=lambda e: e["val_top1_excl"])
+    assert summary["best_step"] == best["step"]

@@ -22,6 +22,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tldrlab.errors import ConfigError
+
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
 console = Console()
 
@@ -180,19 +182,29 @@ def sequences(
     )
 
 
+SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
+"""Validation metrics `tldrlab lvm train --select` can pick the kept checkpoint by."""
+
+
 @lvm_app.command("train")
 def train(
     model: str = typer.Option("gru", help="lstm | gru | transformer | mamba"),
-    loss: str = typer.Option("cosine+infonce", help="mse | cosine | infonce, or a '+' combination."),
+    loss: str = typer.Option(
+        "cosine+infonce", help="mse | cosine | infonce | corpus, or a weighted '+' sum: cosine+0.3*corpus."
+    ),
     sequences_path: Path | None = typer.Option(None, "--sequences", help="Sequences NPZ."),
     hidden: int = typer.Option(256, help="Backbone width."),
     layers: int = typer.Option(2, help="Backbone layers."),
     dropout: float = typer.Option(0.1, help="Dropout."),
-    skip: str = typer.Option("mean", help="Add the head to: mean | last | none."),
+    skip: str = typer.Option("mean", help="Add the head to: mean | last | learned | none."),
     steps: int = typer.Option(1500, help="Optimizer steps."),
     batch_size: int = typer.Option(256, help="Examples per batch (also the InfoNCE negatives)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
-    temperature: float = typer.Option(0.05, help="InfoNCE temperature."),
+    temperature: float = typer.Option(0.05, help="Temperature of the infonce / corpus losses."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
+    select: str = typer.Option(
+        "eval_loss", help="Keep the checkpoint with the best: eval_loss | val_cosine | val_top1_excl."
+    ),
     group: int = typer.Option(1, help="Consecutive windows of one article per batch item (hard negatives)."),
     eval_every: int = typer.Option(250, help="Validate (and checkpoint) every N steps."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -209,6 +221,9 @@ def train(
     from tldrlab.lvm.training import LVMTrainJobConfig, default_train_config, train_lvm
     from tldrlab.runs import execute_run, open_registry, start_run
 
+    if select not in SELECT_METRICS:
+        raise ConfigError(f"--select {select!r}: choose one of {', '.join(SELECT_METRICS)}")
+
     if resume:
         registry = open_registry()
         record = registry.find(resume)
@@ -221,6 +236,9 @@ def train(
             "max_steps": steps,
             "batch_size": max(1, batch_size // group),  # items of `group` windows each
             "lr": lr,
+            "weight_decay": weight_decay,
+            "best_metric": select,
+            "best_mode": "min" if select == "eval_loss" else "max",
             "eval_every": eval_every,
             "checkpoint_every": eval_every,
             "warmup_steps": min(50, steps),
@@ -314,7 +332,8 @@ def evaluate(
         if run_config.get("loss"):
             label += f" ({run_config['loss']}"
             temperature = run_config.get("temperature", 0.05)
-            label += f", T={temperature}" if "infonce" in run_config["loss"] and temperature != 0.05 else ""
+            contrastive = "infonce" in run_config["loss"] or "corpus" in run_config["loss"]
+            label += f", T={temperature}" if contrastive and temperature != 0.05 else ""
             label += f", group {run_config['group']}" if run_config.get("group", 1) > 1 else ""
             label += f", skip {model.config.skip})" if model.config.skip != "mean" else ")"
         if label in models:

@@ -1,59 +1,105 @@
-"""Losses for next-concept prediction (registry `LVM_LOSSES`), combinable as `cosine+infonce`.
+"""Losses for next-concept prediction (registry `LVM_LOSSES`), combinable and weighted: `cosine+0.3*corpus`.
 
 - `mse`: mean squared error to the target vector (per dimension).
 - `cosine`: 1 - cosine similarity; ignores the prediction's norm, which decoding ignores too.
 - `infonce`: in-batch contrastive loss: the prediction must be closer (cosine / temperature) to its own target
-  than to the other targets of the batch. This is what retrieval top-1 rewards, and it keeps predictions from
-  collapsing towards the average concept, which `mse` and `cosine` alone tend to do.
+  than to the other targets of the batch. It keeps predictions from collapsing towards the average concept,
+  which `mse` and `cosine` alone tend to do.
+- `corpus`: contrastive over a bank of concepts (training: every concept of the training articles) with the
+  context's own concepts masked out: a softmax over exactly the candidates nearest-concept decoding chooses
+  from, so it is the loss that matches retrieval top-1 with the context excluded. Needs a `LossBatch` with
+  bank rows (tldrlab.lvm.training builds them).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from tldrlab.errors import ConfigError
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+@dataclass
+class LossBatch:
+    """What a loss may look at besides the prediction."""
+
+    target: torch.Tensor
+    """(n, d) true next concepts."""
+    temperature: float = 0.05
+    """Softmax temperature of the contrastive losses."""
+    bank: torch.Tensor | None = None
+    """(M, d) unit-norm candidate concepts for `corpus`."""
+    target_rows: torch.Tensor | None = None
+    """(n,) row of each target in `bank`."""
+    context_rows: torch.Tensor | None = None
+    """(n, N) rows of the context concepts in `bank`, -1 for padding (masked out of the softmax)."""
 
 
-def mse_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    return F.mse_loss(pred.float(), target.float())
+LossFn = Callable[[torch.Tensor, LossBatch], torch.Tensor]
 
 
-def cosine_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    return (1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
+def mse_loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+    return F.mse_loss(pred.float(), batch.target.float())
 
 
-def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    logits = F.normalize(pred.float(), dim=-1) @ F.normalize(target.float(), dim=-1).T / temperature
+def cosine_loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+    return (1.0 - F.cosine_similarity(pred.float(), batch.target.float(), dim=-1)).mean()
+
+
+def infonce_loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+    logits = F.normalize(pred.float(), dim=-1) @ F.normalize(batch.target.float(), dim=-1).T
     labels = torch.arange(len(pred), device=pred.device)
-    return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits / batch.temperature, labels)
 
 
-LVM_LOSSES: dict[str, LossFn] = {"mse": mse_loss, "cosine": cosine_loss, "infonce": infonce_loss}
+def corpus_loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+    if batch.bank is None or batch.target_rows is None or batch.context_rows is None:
+        raise ConfigError("the corpus loss needs a concept bank (train it with tldrlab lvm train)")
+    logits = F.normalize(pred.float(), dim=-1) @ batch.bank.T / batch.temperature
+    context = batch.context_rows
+    excluded = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, context.clamp_min(0), context >= 0)
+    return F.cross_entropy(logits.masked_fill(excluded, float("-inf")), batch.target_rows)
 
 
-def parse_loss(spec: str) -> list[str]:
-    """`cosine+infonce` -> ["cosine", "infonce"], refusing unknown names."""
-    names = [part.strip() for part in spec.split("+") if part.strip()]
-    unknown = [n for n in names if n not in LVM_LOSSES]
-    if not names or unknown:
-        raise ConfigError(f"unknown loss {spec!r}; use one or more of {', '.join(LVM_LOSSES)} joined by '+'")
-    return names
+LVM_LOSSES: dict[str, LossFn] = {
+    "mse": mse_loss,
+    "cosine": cosine_loss,
+    "infonce": infonce_loss,
+    "corpus": corpus_loss,
+}
+
+_TERM = re.compile(r"^(?:(?P<weight>\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?P<name>[a-z_]+)$")
 
 
-def combined_loss(
-    spec: str, temperature: float = 0.05
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    names = parse_loss(spec)
+def parse_loss(spec: str) -> list[tuple[float, str]]:
+    """`cosine+0.3*corpus` -> [(1.0, "cosine"), (0.3, "corpus")], refusing unknown names and bad weights."""
+    terms = []
+    for part in (p.strip() for p in spec.split("+")):
+        match = _TERM.match(part)
+        if match is None or match["name"] not in LVM_LOSSES:
+            raise ConfigError(
+                f"bad loss {spec!r}: use {', '.join(LVM_LOSSES)} joined by '+', each optionally weighted "
+                "as 0.3*name"
+            )
+        terms.append((float(match["weight"] or 1.0), match["name"]))
+    return terms
 
-    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = LVM_LOSSES[names[0]](pred, target, temperature)
-        for name in names[1:]:
-            total = total + LVM_LOSSES[name](pred, target, temperature)
+
+def uses_bank(spec: str) -> bool:
+    return any(name == "corpus" for _, name in parse_loss(spec))
+
+
+def combined_loss(spec: str) -> LossFn:
+    terms = parse_loss(spec)
+
+    def loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+        total = torch.zeros((), device=pred.device)
+        for weight, name in terms:
+            total = total + weight * LVM_LOSSES[name](pred, batch)
         return total
 
     return loss

@@ -52,8 +52,9 @@ class LVMConfig(BaseModel):
     """Mamba: width of the causal depthwise convolution."""
     expand: int = Field(2, ge=1)
     """Mamba: inner width = expand * hidden."""
-    skip: Literal["mean", "last", "none"] = "mean"
-    """What the head's output is added to: the context mean, the last context vector, or nothing."""
+    skip: Literal["mean", "last", "learned", "none"] = "mean"
+    """What the head's output is added to: the context mean, the last context vector, a learned weighting of
+    the context positions (starts as the mean), or nothing."""
 
 
 # -- backbones: (batch, length, hidden) + mask (batch, length) -> (batch, length, hidden) -------------------
@@ -215,6 +216,9 @@ class LVM(nn.Module):
         self.head = nn.Linear(config.hidden, config.dim)
         nn.init.zeros_(self.head.weight)  # start at the skip baseline (see the module docstring)
         nn.init.zeros_(self.head.bias)
+        if config.skip == "learned":
+            # one weight per (right-aligned) context position, starting as the mean of a full context
+            self.skip_weights = nn.Parameter(torch.full((config.context,), 1.0 / config.context))
 
     def forward(self, contexts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         weights = mask.to(contexts.dtype).unsqueeze(-1)
@@ -225,6 +229,10 @@ class LVM(nn.Module):
             out = out + (contexts * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         elif self.config.skip == "last":
             out = out + contexts[:, -1]
+        elif self.config.skip == "learned":
+            positions = self.skip_weights[-contexts.shape[1] :].view(1, -1, 1)
+            scale = contexts.shape[1] / weights.sum(1).clamp_min(1.0)  # a short context: rescaled like a mean
+            out = out + (contexts * weights * positions).sum(1) * scale
         return out
 
 

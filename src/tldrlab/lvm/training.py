@@ -7,6 +7,7 @@ how validation is scored. After training, the best evaluation's weights are save
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from torch import nn
 
 from tldrlab.device import seed_everything
 from tldrlab.errors import ConfigError
-from tldrlab.lvm.losses import combined_loss, parse_loss
+from tldrlab.lvm.losses import LossBatch, combined_loss, parse_loss, uses_bank
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, count_parameters, save_lvm
-from tldrlab.lvm.sequences import SplitArrays, load_sequences
+from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
 from tldrlab.runs.run import Run
 from tldrlab.train.config import TrainConfig
 
@@ -53,9 +54,10 @@ class LVMTrainJobConfig(BaseModel):
     model_settings: dict[str, Any] = Field(default_factory=dict)
     """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences."""
     loss: str = "cosine+infonce"
-    """mse, cosine, infonce or a `+` combination (see tldrlab.lvm.losses)."""
+    """mse, cosine, infonce, corpus or a weighted `+` combination such as `cosine+0.3*corpus`
+    (see tldrlab.lvm.losses)."""
     temperature: float = Field(0.05, gt=0)
-    """InfoNCE temperature."""
+    """Temperature of the contrastive losses (infonce, corpus)."""
     group: int = Field(1, ge=1)
     """Consecutive windows of one article per dataset item (a batch holds batch_size items). With 8, the
     in-batch InfoNCE negatives include the article's neighbouring concepts, the hard negatives retrieval
@@ -66,55 +68,120 @@ class LVMTrainJobConfig(BaseModel):
     """The loop settings."""
 
 
+@dataclass
+class ConceptBank:
+    """Unit-norm concept vectors of some articles and their ids: the softmax of the `corpus` loss and the
+    candidates of validation retrieval."""
+
+    vectors: torch.Tensor
+    """(M, d) float32, unit norm."""
+    ids: np.ndarray
+    """(M,) concept ids, row-aligned with `vectors`."""
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Bank row of each concept id (any shape); -1 for padding (-1) and ids not in the bank."""
+        order = np.argsort(self.ids, kind="stable")
+        found = np.clip(np.searchsorted(self.ids[order], ids), 0, max(len(order) - 1, 0))
+        rows = order[found] if len(order) else np.zeros_like(ids)
+        return np.where((ids >= 0) & (self.ids[rows] == ids), rows, -1).astype(np.int64)
+
+
+def concept_bank(sequences: SequenceSet, split: str) -> ConceptBank:
+    rows = sequences.candidate_rows(split)
+    vectors = torch.nn.functional.normalize(torch.from_numpy(sequences.vectors[rows]).float(), dim=-1)
+    return ConceptBank(vectors=vectors, ids=sequences.concept_ids[rows])
+
+
 class LVMTask:
-    """Next-concept prediction as a TrainTask: batches of (contexts, mask, target)."""
+    """Next-concept prediction as a TrainTask: batches of (contexts, mask, target, bank rows)."""
 
     def __init__(
-        self, train: SplitArrays, val: SplitArrays, loss: str, temperature: float, group: int = 1
+        self,
+        train: SplitArrays,
+        val: SplitArrays,
+        loss: str,
+        temperature: float,
+        group: int = 1,
+        *,
+        train_bank: ConceptBank | None = None,
+        val_bank: ConceptBank | None = None,
     ) -> None:
         self.train = train
         self.val = val
         self.group = group
-        self.loss_fn = combined_loss(loss, temperature)
+        self.temperature = temperature
+        self.loss_fn = combined_loss(loss)
+        self.train_bank = train_bank
+        self.val_bank = val_bank
 
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
-        return GroupedWindows(self.train, self.group)
+        return GroupedWindows(self.train, self.group, self.train_bank)
 
     def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
-        contexts, mask, targets = zip(*items, strict=True)
-        return {"contexts": torch.cat(contexts), "mask": torch.cat(mask), "targets": torch.cat(targets)}
+        names = ("contexts", "mask", "targets", "target_rows", "context_rows")
+        return {name: torch.cat(parts) for name, parts in zip(names, zip(*items, strict=True), strict=True)}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         pred = model(batch["contexts"], batch["mask"])
-        return self.loss_fn(pred, batch["targets"]), len(pred)
+        bank = self.train_bank.vectors.to(pred.device) if self.train_bank is not None else None
+        inputs = LossBatch(
+            batch["targets"], self.temperature, bank, batch["target_rows"], batch["context_rows"]
+        )
+        return self.loss_fn(pred, inputs), len(pred)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """eval_loss (the training loss on fixed chunks of 256), cosine and MSE on the validation split."""
+        """eval_loss (the training loss on fixed chunks of 256), cosine, MSE and, with a bank, retrieval
+        top-1 with the context excluded (`val_top1_excl`) on the validation split."""
         device = next(model.parameters()).device
         preds = predict(model, self.val.contexts, self.val.mask, device=device)
         targets = torch.from_numpy(self.val.targets)
+        bank = self.val_bank
+        target_rows = torch.from_numpy(bank.rows(self.val.target_ids)) if bank is not None else None
+        context_rows = torch.from_numpy(bank.rows(self.val.context_ids)) if bank is not None else None
         losses, sizes = [], []
         for start in range(0, len(preds), 256):
-            p, t = preds[start : start + 256], targets[start : start + 256]
-            if len(p) < 2:  # InfoNCE needs other targets in the chunk
+            chunk = slice(start, start + 256)
+            if len(preds[chunk]) < 2:  # InfoNCE needs other targets in the chunk
                 continue
-            losses.append(float(self.loss_fn(p, t)))
-            sizes.append(len(p))
+            inputs = LossBatch(
+                targets[chunk],
+                self.temperature,
+                bank.vectors if bank is not None else None,
+                target_rows[chunk] if target_rows is not None else None,
+                context_rows[chunk] if context_rows is not None else None,
+            )
+            losses.append(float(self.loss_fn(preds[chunk], inputs)))
+            sizes.append(len(preds[chunk]))
         cosine = torch.nn.functional.cosine_similarity(preds, targets, dim=-1)
-        return {
+        metrics = {
             "eval_loss": float(np.average(losses, weights=sizes)) if losses else float("nan"),
             "val_cosine": float(cosine.mean()),
             "val_mse": float(((preds - targets) ** 2).mean()),
         }
+        if bank is not None and target_rows is not None and context_rows is not None:
+            scores = torch.nn.functional.normalize(preds, dim=-1) @ bank.vectors.T
+            excluded = torch.zeros_like(scores, dtype=torch.bool).scatter_(
+                1, context_rows.clamp_min(0), context_rows >= 0
+            )
+            best = scores.masked_fill(excluded, float("-inf")).argmax(1)
+            metrics["val_top1_excl"] = float((best == target_rows).float().mean())
+        return metrics
 
 
-class GroupedWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Item i = up to `group` consecutive windows of one article (windows are stored in article order)."""
+class GroupedWindows(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
+    """Item i = up to `group` consecutive windows of one article (windows are stored in article order),
+    with the bank rows of their targets and context concepts (-1 without a bank)."""
 
-    def __init__(self, split: SplitArrays, group: int) -> None:
+    def __init__(self, split: SplitArrays, group: int, bank: ConceptBank | None = None) -> None:
         self.contexts = torch.from_numpy(split.contexts)
         self.mask = torch.from_numpy(split.mask)
         self.targets = torch.from_numpy(split.targets)
+        if bank is not None:
+            self.target_rows = torch.from_numpy(bank.rows(split.target_ids))
+            self.context_rows = torch.from_numpy(bank.rows(split.context_ids))
+        else:
+            self.target_rows = torch.full((len(split),), -1, dtype=torch.long)
+            self.context_rows = torch.full(split.context_ids.shape, -1, dtype=torch.long)
         starts = np.flatnonzero(np.r_[True, split.article[1:] != split.article[:-1]])
         ends = np.r_[starts[1:], len(split.article)]
         self.groups = [
@@ -126,9 +193,16 @@ class GroupedWindows(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, 
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         begin, end = self.groups[i]
-        return self.contexts[begin:end], self.mask[begin:end], self.targets[begin:end]
+        span = slice(begin, end)
+        return (
+            self.contexts[span],
+            self.mask[span],
+            self.targets[span],
+            self.target_rows[span],
+            self.context_rows[span],
+        )
 
 
 @torch.no_grad()
@@ -179,8 +253,10 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
     sequences = load_sequences(config.sequences)
     train_split = sequences.split_arrays("train")
     val_split = _cap(sequences.split_arrays("val"), config.max_val_examples, config.train.seed)
+    val_bank_split = "val"
     if len(val_split) == 0:
         val_split = _cap(train_split, min(config.max_val_examples, 512), config.train.seed)
+        val_bank_split = "train"
     settings = {**config.model_settings, "dim": sequences.dim, "context": sequences.context}
     try:
         model = build_lvm(config.model, LVMConfig(**settings))
@@ -193,7 +269,16 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
         train_examples=len(train_split),
         val_examples=len(val_split),
     )
-    task = LVMTask(train_split, val_split, config.loss, config.temperature, config.group)
+    task = LVMTask(
+        train_split,
+        val_split,
+        config.loss,
+        config.temperature,
+        config.group,
+        # the corpus loss's softmax; validation always scores retrieval against its own articles' concepts
+        train_bank=concept_bank(sequences, "train") if uses_bank(config.loss) else None,
+        val_bank=concept_bank(sequences, val_bank_split),
+    )
     result = train(model, task, config.train, run, resume=resume)
     trained = result.model
     if result.best_checkpoint is not None:
