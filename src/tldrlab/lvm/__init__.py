@@ -6,7 +6,7 @@
 - `index`: FAISS inner-product index (exact, or IVF-Flat at scale) saved with its vectors and ids.
 - `sequences`: article-bounded (context -> next) examples split by article, saved as NPZ with masks.
 - `models`: LVM_MODELS registry (lstm, gru, transformer, mamba), vectors in and out.
-- `losses`: LVM_LOSSES registry (mse, cosine, infonce) and `+` combinations.
+- `losses`: LVM_LOSSES registry (mse, cosine, infonce, corpus) and weighted `+` combinations.
 - `training`: the LVM TrainTask for the Trainer core loop and the `lvm_train` run kind.
 - `baselines`: BASELINES registry (copy_last, mean, ridge, mean_ridge).
 - `evaluation`: MSE, cosine, retrieval top-1/top-5 (with and without the context) for models and baselines.
