@@ -145,6 +145,12 @@ def test_user_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exc:
         main(["lvm", "train", "--model", "rnn", "--sequences", str(tmp_path / "x.npz")])
     assert exc.value.code == 2 and "lstm, gru, transformer, mamba" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["lvm", "train", "--select", "val_rouge", "--sequences", str(tmp_path / "x.npz")])
+    assert exc.value.code == 2 and "val_top1_excl" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["lvm", "train", "--loss", "cosine+0.1*l1", "--sequences", str(tmp_path / "x.npz")])
+    assert exc.value.code == 2 and "bad loss" in capsys.readouterr().err
 
 
 def test_vec2text_hook_says_what_is_missing() -> None:
