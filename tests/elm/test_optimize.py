@@ -9,7 +9,7 @@ import pytest
 
 from tldrlab.elm.optimize import SEARCH_SPACE, optimize_elm, sweep_mapping
 from tldrlab.elm.train import ElmTrainConfig
-from tldrlab.errors import ConflictError, NotFoundError
+from tldrlab.errors import ConfigError, ConflictError, NotFoundError
 from tldrlab.runs import open_registry
 from tldrlab.sweep.spec import parse_sweep
 
@@ -89,3 +89,28 @@ def test_optimize_cli_runs_a_trial_and_prints_the_best(
     assert "best: trial 0 bertscore_composite=" in out and "model.hidden_dim" in out
     study = optuna.load_study(study_name="cli", storage=storage)
     assert study.user_attrs["elm_base_config"]["limit"] == 16
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_study(elm_data: Path, elm_tokenizer: Path, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    summary = optimize_elm(
+        base_config(elm_data, elm_tokenizer), trials=2, jobs=2, storage=storage, study_name="pair",
+        hidden_dims=[16], quiet=True,
+    )  # fmt: skip
+    study = optuna.load_study(study_name="pair", storage=storage)
+    assert len(study.trials) >= 2 and sum(summary["trials"].values()) == len(study.trials)
+    # the spawned workers rebuilt the trials from the sweep mapping, base config included
+    trial_runs = [r for r in open_registry().list(kind="elm_train") if r.tags.get("study") == "pair"]
+    assert len(trial_runs) == len(study.trials)
+    assert {r.parent_id for r in trial_runs} == {summary["run_id"]}
+
+
+def test_the_elm_program_is_a_sweep_program_of_its_own() -> None:
+    from tldrlab.sweep.trials import PROGRAM_CHECKS, TRIAL_PROGRAMS
+
+    spec = parse_sweep({**sweep_mapping("s"), "config": {"data": "data/elm"}})
+    assert spec.kind == "elm" and "elm" in TRIAL_PROGRAMS
+    PROGRAM_CHECKS["elm"](spec, {"train.lr": 1e-3, "model.hidden_dim": 64})
+    with pytest.raises(ConfigError):
+        PROGRAM_CHECKS["elm"](spec, {"model.dropout": 5.0})

@@ -2,9 +2,11 @@
 
     summary = optimize_elm(ElmTrainConfig(data="data/elm"), trials=20, jobs=2)
 
-The search space is written as a W&B sweep (SEARCH_SPACE) and goes through the Sweeps engine's parser,
-study storage (SQLite under the home by default, PostgreSQL by URL), TPE sampler, median pruner (warm-up:
-no pruning before `warmup` evaluations), dead-worker reconciliation and report helpers. Each trial is one
+The search space is written as a W&B sweep (SEARCH_SPACE, program `tldrlab.elm`, the base config as its
+`config`) and runs on the Sweeps engine itself: its parser, study storage (SQLite under the home by default,
+PostgreSQL by URL), TPE sampler, median pruner (warm-up: no pruning before `warmup` evaluations), worker loop
+and worker processes (dead-worker reconciliation, retries), and report helpers; `elm_trial` is the engine's
+trial program for `tldrlab.elm`. Each trial is one
 `elm_train` run (2 epochs by default) whose evaluations feed the pruner; the objective is the best
 `bertscore_composite` of the trial. Running the same command again resumes the study: finished trials are
 kept, trials of dead workers are marked FAIL and re-run with their parameters. `jobs` > 1 runs that many
@@ -13,15 +15,13 @@ worker processes on the one study.
 
 from __future__ import annotations
 
-import multiprocessing
-import time
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from tldrlab.elm.train import ElmTrainConfig, parse_elm_config
-from tldrlab.errors import InvalidInputError, RunCancelledError, TldrlabError
+from tldrlab.errors import InvalidInputError
 
 OBJECTIVE = "bertscore_composite"
 
@@ -40,8 +40,6 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
 
 BASE_ATTR = "elm_base_config"
 """study.user_attrs key: the base ElmTrainConfig every trial overrides (workers rebuild trials from it)."""
-
-MAX_CONSECUTIVE_FAILURES = 3
 
 
 def sweep_mapping(
@@ -90,24 +88,21 @@ def _pruning_hooks(trial: optuna.Trial) -> Any:
     return Hooks()
 
 
-def run_trial(
-    trial: optuna.Trial, spec: Any, base: dict[str, Any], study_name: str, parent_id: str | None, quiet: bool
-) -> float:
+def elm_trial(spec: Any, trial: optuna.Trial, params: dict[str, Any], ctx: Any) -> float:
+    """The Sweeps engine's trial program for `tldrlab.elm`: one `elm_train` run of the base config (the
+    sweep's `config`) with the trial's parameters; its evaluations feed the pruner."""
     from tldrlab.elm.train import run_elm_training
     from tldrlab.runs import start_run
-    from tldrlab.sweep.mapping import suggest_params
-    from tldrlab.sweep.storage import RUN_ATTR, mark_worker
+    from tldrlab.sweep.storage import RUN_ATTR
 
-    mark_worker(trial)
-    params = suggest_params(trial, spec)
-    config = trial_config(base, params)
-    if quiet:
+    config = trial_config(spec.config, params)
+    if ctx.quiet:
         config.train.progress = False
-    tags = {"study": study_name, "trial": trial.number}
+    tags = {"study": ctx.study_name, "trial": trial.number}
     pruned: optuna.TrialPruned | None = None
-    with start_run("elm_train", config, seed=config.train.seed, parent_id=parent_id, tags=tags) as run:
+    with start_run("elm_train", config, seed=config.train.seed, parent_id=ctx.parent_id, tags=tags) as run:
         trial.set_user_attr(RUN_ATTR, run.id)
-        run.set_environment(study=study_name, trial=trial.number, sweep_params=params)
+        run.set_environment(study=ctx.study_name, trial=trial.number, sweep_params=params)
         try:
             result = run_elm_training(run, config, hooks=_pruning_hooks(trial), resume=False)
         except optuna.TrialPruned as exc:
@@ -121,78 +116,9 @@ def run_trial(
     return float(result.best_value)
 
 
-def worker(
-    raw: dict[str, Any],
-    base: dict[str, Any],
-    storage_url: str,
-    study_name: str,
-    n_trials: int,
-    *,
-    parent_id: str | None = None,
-    worker_index: int = 0,
-    quiet: bool = False,
-    echo: Any = print,
-) -> int:
-    """Run trials until the study holds `n_trials` finished ones; returns the trials this worker ran."""
-    from tldrlab.sweep.mapping import build_sampler
-    from tldrlab.sweep.runner import FINISHED, open_study, quiet_optuna, state_counts
-    from tldrlab.sweep.spec import parse_sweep
-    from tldrlab.sweep.storage import reconcile_dead_workers, retry_trial
-
-    quiet_optuna()
-    spec = parse_sweep(raw)
-    spec.raw = raw
-    offset = 7919 * worker_index
-    study = open_study(spec, storage_url, study_name, seed_offset=offset)
-    if spec.seed is not None:  # a sampler seeded the same way on resume would propose the same trials again
-        study.sampler = build_sampler(spec, seed=spec.seed + offset + len(study.get_trials(deepcopy=False)))
-    ran = failures = 0
-    while True:
-        for dead in reconcile_dead_workers(study):
-            echo(f"trial {dead.number}: its worker is gone; marked FAIL, queued again")
-        counts = state_counts(study)
-        if sum(counts[s] for s in FINISHED) + counts[TrialState.RUNNING] >= n_trials:
-            return ran
-        started = time.monotonic()
-        current: dict[str, int] = {}
-
-        def objective(trial: optuna.Trial, current: dict[str, int] = current) -> float:
-            current["number"] = trial.number
-            return run_trial(trial, spec, base, study_name, parent_id, quiet)
-
-        try:
-            study.optimize(objective, n_trials=1, catch=(TldrlabError,))
-        except (RunCancelledError, KeyboardInterrupt):
-            if "number" in current:
-                frozen = study.get_trials(deepcopy=False)[current["number"]]
-                if frozen.state == TrialState.FAIL:
-                    retry_trial(study, frozen)
-                    echo(f"trial {frozen.number} interrupted: queued to run again when the study resumes")
-            raise
-        if "number" not in current:
-            continue
-        ran += 1
-        frozen = study.get_trials(deepcopy=False)[current["number"]]
-        value = f" {OBJECTIVE}={frozen.value:.4f}" if frozen.value is not None else ""
-        echo(f"trial {frozen.number} {frozen.state.name}{value} in {time.monotonic() - started:.0f}s")
-        failures = failures + 1 if frozen.state == TrialState.FAIL else 0
-        if failures >= MAX_CONSECUTIVE_FAILURES:
-            raise InvalidInputError(
-                f"{failures} trials failed in a row; see the runs' logs (tldrlab runs list)"
-            )
-
-
-def _worker_process(
-    raw: dict[str, Any], base: dict[str, Any], url: str, name: str, n: int, parent: str | None, index: int
-) -> None:
-    try:
-        worker(raw, base, url, name, n, parent_id=parent, worker_index=index, quiet=True,
-               echo=lambda line: print(f"[worker {index}] {line}", flush=True))  # fmt: skip
-    except TldrlabError as exc:
-        print(f"[worker {index}] error [{exc.code}] {exc.message}", flush=True)
-        raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+def check_elm(spec: Any, params: dict[str, Any]) -> None:
+    """Before any trial: the base config with these parameters is a valid ElmTrainConfig."""
+    trial_config(spec.config, params)
 
 
 def optimize_elm(
@@ -211,7 +137,14 @@ def optimize_elm(
     """Run (or resume) the study to `trials` finished trials; returns the best trial and the state counts."""
     from tldrlab.runs import start_run
     from tldrlab.sweep.report import best_trial_summary
-    from tldrlab.sweep.runner import FINISHED, open_study, quiet_optuna, state_counts
+    from tldrlab.sweep.runner import (
+        FINISHED,
+        open_study,
+        quiet_optuna,
+        run_workers,
+        state_counts,
+        worker_loop,
+    )
     from tldrlab.sweep.spec import parse_sweep
     from tldrlab.sweep.storage import open_storage, redact, resolve_storage_url
 
@@ -230,6 +163,9 @@ def optimize_elm(
     if BASE_ATTR not in study.user_attrs:
         study.set_user_attr(BASE_ATTR, base_raw)
     base_raw = study.user_attrs[BASE_ATTR]  # a resumed study keeps the base it started with
+    raw = {**raw, "config": base_raw}  # what the trials (and spawned workers) build their runs from
+    spec = parse_sweep(raw)
+    spec.raw = raw
     done = sum(state_counts(study)[s] for s in FINISHED)
     echo(
         f"study {study_name!r} in {redact(url)}: TPE over {len(spec.parameters)} parameters, "
@@ -245,20 +181,9 @@ def optimize_elm(
     }
     with start_run("elm_optimize", config, tags={"study": study_name}) as run:
         if jobs == 1:
-            worker(raw, base_raw, url, study_name, trials, parent_id=run.id, quiet=quiet, echo=echo)
+            worker_loop(spec, url, study_name, trials, parent_id=run.id, quiet=quiet, echo=echo)
         else:
-            context = multiprocessing.get_context("spawn")
-            procs = [
-                context.Process(
-                    target=_worker_process, args=(raw, base_raw, url, study_name, trials, run.id, i)
-                )
-                for i in range(jobs)
-            ]
-            for proc in procs:
-                proc.start()
-            for proc in procs:
-                proc.join()
-            codes = [proc.exitcode or 0 for proc in procs]
+            codes = run_workers(spec, url, study_name, trials, jobs, run.id, quiet=True)
             if any(codes):
                 raise InvalidInputError(
                     f"optimisation workers exited with codes {codes}; see their output above"

@@ -7,6 +7,8 @@
   trial's run from its last checkpoint.
 - experiment: the dendrite experiment's ExperimentConfig; the parameters `arm` and `seed` pick what
   `train_arm(config, arm, seed)` trains; the metric is read from the arm's results row (no pruning).
+- elm: the ELM summary adapter's ElmTrainConfig (`tldrlab elm optimize` builds this sweep); see
+  `tldrlab.elm.optimize.elm_trial`.
 - command: a command line (W&B macros) run as a subprocess; see `tldrlab.sweep.command`.
 
 The value of a trial is the metric's last reported value (W&B's default summary of a logged metric).
@@ -357,9 +359,22 @@ def command_trial(spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], 
     return reporter.last
 
 
+def elm_trial(spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], ctx: TrialContext) -> float:
+    from tldrlab.elm.optimize import elm_trial as run_elm_trial
+
+    return run_elm_trial(spec, trial, params, ctx)
+
+
+def check_elm(spec: SweepSpec, params: dict[str, Any]) -> None:
+    from tldrlab.elm.optimize import check_elm as check
+
+    check(spec, params)
+
+
 TRIAL_PROGRAMS: dict[str, Callable[[SweepSpec, optuna.Trial, dict[str, Any], TrialContext], float]] = {
     "train": train_trial,
     "experiment": experiment_trial,
+    "elm": elm_trial,
     "command": command_trial,
 }
 """spec.kind -> how one trial runs."""
@@ -367,6 +382,7 @@ TRIAL_PROGRAMS: dict[str, Callable[[SweepSpec, optuna.Trial, dict[str, Any], Tri
 PROGRAM_CHECKS: dict[str, Callable[[SweepSpec, dict[str, Any]], None]] = {
     "train": check_train,
     "experiment": check_experiment,
+    "elm": check_elm,
     "command": lambda spec, params: None,
 }
 """spec.kind -> validation of the config + parameters before any trial starts."""
