@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tldrlab.cli.main import main
+from cliutil import run_cli
 from tldrlab.elm.prepare import SPLITS, filter_task, load_split, read_manifest, write_split
 from tldrlab.errors import InvalidInputError
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_prepare_writes_layout_with_embeddings_of_the_documents(elm_data: Path) -> None:

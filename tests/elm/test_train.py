@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tldrlab.cli.main import main
+from cliutil import run_cli
 from tldrlab.elm.train import ElmTrainConfig, run_elm_training
 from tldrlab.errors import RunPreemptedError
 from tldrlab.runs import create_run, execute_run, open_registry, preempt, start_run
 from tldrlab.train.loop import TrainHooks, TrainState
-
-
-def run_cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def tiny_config(data: Path, tokenizer: Path, max_steps: int = 8, **train: object) -> ElmTrainConfig:
