@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback helpers of the tests
+from netutil import serve_app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stackexchange_beer" / "Posts.xml"
 
@@ -86,41 +87,28 @@ def bench_ingest(
 
 def bench_stream(thread: object, requests: int) -> dict[str, float]:
     import httpx
-    import uvicorn
 
     from tldrlab.service.app import create_app
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    runner = threading.Thread(target=server.run, daemon=True)
-    runner.start()
-    while not server.started:
-        time.sleep(0.02)
     first, final = [], []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            created = client.post("/threads", json=thread.model_dump(mode="json"))  # type: ignore[attr-defined]
-            assert created.status_code == 201, created.text
-            body = {"thread_id": "bench-50", "use_cache": False}
-            for i in range(requests + 2):  # two warm-up requests
-                started = time.perf_counter()
-                got_first = got_digest = None
-                with client.stream("POST", "/stream_summary", json=body) as response:
-                    for line in response.iter_lines():
-                        now = time.perf_counter() - started
-                        if line.startswith("event:") and got_first is None:
-                            got_first = now
-                        if line == "event: digest":
-                            got_digest = now
-                assert got_first is not None and got_digest is not None
-                if i >= 2:
-                    first.append(got_first * 1000)
-                    final.append(got_digest * 1000)
-    finally:
-        server.should_exit = True
-        runner.join(timeout=10)
+    with serve_app(create_app()) as base_url, httpx.Client(base_url=base_url, timeout=120) as client:
+        created = client.post("/threads", json=thread.model_dump(mode="json"))  # type: ignore[attr-defined]
+        assert created.status_code == 201, created.text
+        body = {"thread_id": "bench-50", "use_cache": False}
+        for i in range(requests + 2):  # two warm-up requests
+            started = time.perf_counter()
+            got_first = got_digest = None
+            with client.stream("POST", "/stream_summary", json=body) as response:
+                for line in response.iter_lines():
+                    now = time.perf_counter() - started
+                    if line.startswith("event:") and got_first is None:
+                        got_first = now
+                    if line == "event: digest":
+                        got_digest = now
+            assert got_first is not None and got_digest is not None
+            if i >= 2:
+                first.append(got_first * 1000)
+                final.append(got_digest * 1000)
     return {
         "first_event_p50_ms": statistics.median(first),
         "first_event_p95_ms": percentile(first, 0.95),

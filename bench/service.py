@@ -16,7 +16,6 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,21 +27,8 @@ from typing import Any
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback helpers of the tests
+from netutil import free_port, start_redis, wait_for_port
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,7 +93,7 @@ def measure(queue: str, args: argparse.Namespace, home: Path, redis_url: str | N
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_port(port)
+        wait_for_port(port, timeout=60)
         base = f"http://127.0.0.1:{port}"
         queue_latency(base, 2)  # warm-up: the worker imports torch on its first job
         latencies = queue_latency(base, args.runs)
@@ -163,25 +149,8 @@ def main() -> None:
     redis_bin = shutil.which("redis-server")
     if redis_bin:
         port = free_port()
-        redis = subprocess.Popen(
-            [
-                redis_bin,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(home),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        redis = start_redis(port, home)
         try:
-            wait_port(port)
             results.append(measure("rq", args, home, f"redis://127.0.0.1:{port}/0"))
         finally:
             redis.terminate()

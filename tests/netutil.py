@@ -1,4 +1,5 @@
-"""Loopback helpers shared by fixtures and tests (importable as `netutil`: tests/ is on sys.path)."""
+"""Loopback helpers shared by fixtures, tests and bench/ scripts (importable as `netutil`: tests/ is on
+sys.path; the bench scripts put it there)."""
 
 from __future__ import annotations
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from netutil import free_port
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.run import create_run
@@ -24,9 +24,7 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with socket.socket() as sock:  # torchrun's --master_port 0 does not pick a free port: find one
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # torchrun's --master_port 0 does not pick a free port: find one
     proc = subprocess.run(
         [
             sys.executable,
