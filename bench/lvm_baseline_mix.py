@@ -1,11 +1,12 @@
-"""The cosine / retrieval trade-off of the simple LVM baselines: copy-last mixed with mean + ridge.
+"""The cosine / retrieval trade-off of the simple LVM baselines: two one-knob families.
 
     .venv/bin/python bench/lvm_baseline_mix.py [SEQUENCES.npz] [--split test]
 
-The goal of the LVM issue is one prediction that beats every baseline on mean cosine (mean + ridge is best)
-and on top-1 retrieval with the context excluded (copy-last is best). This prints what the two-parameter
-family `unit(last) + a * unit(mean_ridge)` reaches for a sweep of `a`, on the same split and candidates as
-`tldrlab lvm evaluate`: a model has to get past this frontier, not just past each baseline alone.
+The goal of the LVM issue is one prediction that beats every baseline on mean cosine and on top-1 retrieval
+with the context excluded. This prints what two simple families reach on the same split and candidates as
+`tldrlab lvm evaluate`: the decaying context mean (weight `r**k` k steps back; r -> 0 is copy-last, r = 1 the
+mean) for a sweep of `r`, and `unit(last) + a * unit(mean_ridge)` for a sweep of `a`. A model has to get past
+this frontier, not just past each baseline alone.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tldrlab.config import get_settings
-from tldrlab.lvm.baselines import BASELINES
+from tldrlab.lvm.baselines import context_mean, decayed_mean, fit_ridge
 from tldrlab.lvm.evaluation import candidate_index, score_predictions
 from tldrlab.lvm.sequences import load_sequences
 
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1000.0)
+DECAYS = (0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+COLUMNS = ("cosine", "top1_excl", "top5_excl")
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -40,16 +43,22 @@ def main() -> None:
     train, val = sequences.split_arrays("train"), sequences.split_arrays("val")
     scored = sequences.split_arrays(args.split)
     candidates = candidate_index(sequences, args.split)
-    mean_ridge, _ = BASELINES["mean_ridge"](train, val)
+    print(f"{path} ({args.split}: {len(scored)} windows)")
+    header = "| {} | cosine | top-1 (ctx excl.) | top-5 (ctx excl.) |\n|---|---|---|---|"
+
+    def row(knob: float, preds: np.ndarray) -> None:
+        metrics = score_predictions(preds, scored, candidates)
+        print(f"| {knob:g} | " + " | ".join(f"{metrics[name]:.4f}" for name in COLUMNS) + " |")
+
+    print("\ndecaying mean\n" + header.format("r"))
+    for decay in DECAYS:
+        row(decay, decayed_mean(scored.contexts, scored.mask, decay))
+    mean_ridge, _ = fit_ridge(train, val, offset=context_mean)
     last = unit(scored.contexts[:, -1])
     smooth = unit(mean_ridge(scored.contexts, scored.mask))
-    print(f"{path} ({args.split}: {len(scored)} windows)")
-    print("| a | cosine | top-1 (ctx excl.) | top-5 (ctx excl.) |")
-    print("|---|---|---|---|")
+    print("\nunit(last) + a * unit(mean_ridge)\n" + header.format("a"))
     for weight in MIX_WEIGHTS:
-        metrics = score_predictions(last + weight * smooth, scored, candidates)
-        cells = [f"{metrics[name]:.4f}" for name in ("cosine", "top1_excl", "top5_excl")]
-        print(f"| {weight:g} | " + " | ".join(cells) + " |")
+        row(weight, last + weight * smooth)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tldrlab.cli.main import main
+from tldrlab.lvm.baselines import BASELINES
 from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
 
 TOPICS = {
@@ -91,11 +92,16 @@ def test_ingest_index_sequences_evaluate_decode(
     out = _cli(capsys, "lvm", "evaluate", "--out", str(tmp_path / "report"))
     assert "test split, 5 sequences" in out
     report = json.loads((tmp_path / "report" / "evaluation.json").read_text())
-    assert [r["name"] for r in report["results"]] == ["copy_last", "mean", "ridge", "mean_ridge"]
+    assert [r["name"] for r in report["results"]] == list(BASELINES)
     copy_last = report["results"][0]["metrics"]
     # copy-last retrieves itself unless the context is excluded
     assert copy_last["top1"] == 0.0 and copy_last["cosine"] < 1.0
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 1000
+    out = _cli(capsys, "lvm", "evaluate", "--baselines", "copy_last,decay_top1")
+    assert "decay_top1" in out and "mean_ridge" not in out
+    with pytest.raises(SystemExit) as exc:
+        main(["lvm", "evaluate", "--baselines", "copy_last,median"])
+    assert exc.value.code == 2 and "unknown baseline 'median'" in capsys.readouterr().err
 
     # decode through an (untrained, mean-skip) model directory: nearest concepts come back with provenance
     from tldrlab.lvm.models import LVMConfig, build_lvm, save_lvm

@@ -197,6 +197,9 @@ def train(
     layers: int = typer.Option(2, help="Backbone layers."),
     dropout: float = typer.Option(0.1, help="Dropout."),
     skip: str = typer.Option("mean", help="Add the head to: mean | last | learned | none."),
+    skip_decay: float = typer.Option(
+        1.0, help="--skip learned: starting weight ratio of each older position (1 = mean, 0.5 = halving)."
+    ),
     steps: int = typer.Option(1500, help="Optimizer steps."),
     batch_size: int = typer.Option(256, help="Examples per batch (also the InfoNCE negatives)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
@@ -251,7 +254,13 @@ def train(
         {
             "sequences": str(sequences_path or _default_sequences()),
             "model": model,
-            "model_settings": {"hidden": hidden, "layers": layers, "dropout": dropout, "skip": skip},
+            "model_settings": {
+                "hidden": hidden,
+                "layers": layers,
+                "dropout": dropout,
+                "skip": skip,
+                "skip_decay": skip_decay,
+            },
             "loss": loss,
             "temperature": temperature,
             "group": group,
@@ -310,6 +319,9 @@ def evaluate(
     ),
     split: str = typer.Option("test", help="Split to score: test | val."),
     out: Path | None = typer.Option(None, help="Also copy evaluation.{md,json,png} into this directory."),
+    baselines: str | None = typer.Option(
+        None, help="Comma-separated baselines to score (default: all of tldrlab.lvm.baselines.BASELINES)."
+    ),
 ) -> None:
     """Score models beside the baselines: MSE, cosine, top-1/top-5 (with and without context excluded).
 
@@ -335,13 +347,16 @@ def evaluate(
             contrastive = "infonce" in run_config["loss"] or "corpus" in run_config["loss"]
             label += f", T={temperature}" if contrastive and temperature != 0.05 else ""
             label += f", group {run_config['group']}" if run_config.get("group", 1) > 1 else ""
-            label += f", skip {model.config.skip})" if model.config.skip != "mean" else ")"
+            skip = model.config.skip
+            skip += f" from decay {model.config.skip_decay}" if model.config.skip_decay != 1.0 else ""
+            label += f", skip {skip})" if skip != "mean" else ")"
         if label in models:
             label += f" {run_id[-6:]}"
         models[label] = model
-    config = {"runs": [r for r, _, _ in loaded], "sequences": str(path), "split": split}
+    chosen = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
+    config = {"runs": [r for r, _, _ in loaded], "sequences": str(path), "split": split, "baselines": chosen}
     with start_run("lvm_evaluate", config) as run:
-        results = evaluate_methods(seqs, models, split=split)
+        results = evaluate_methods(seqs, models, split=split, baselines=chosen)
         paths = write_report(
             results, run.dir, {"sequences": str(path), "split": split, "runs": config["runs"]}
         )
@@ -385,7 +400,23 @@ def evaluate(
             f"{m['top5_excl']:.4f}",
         )
     console.print(table)
-    console.print(f"goal (a model beats every baseline on cosine and top-1 excl.): {outcome}")
+    if "best_baseline_cosine" in outcome:
+        console.print(
+            f"best baselines: cosine {outcome['best_baseline_cosine']:.4f} "
+            f"({outcome['best_baseline_cosine_name']}), top-1 excl. "
+            f"{outcome['best_baseline_top1_excl']:.4f} ({outcome['best_baseline_top1_excl_name']})"
+        )
+    for name, margins in outcome["margins"].items():
+        parts = [
+            f"{metric} {m['margin']:+.4f} [{m['interval95'][0]:+.4f}, {m['interval95'][1]:+.4f}]"
+            for metric, m in margins.items()
+        ]
+        console.print(f"  {name}: " + ", ".join(parts))
+    console.print(
+        f"goal (a model beats every baseline on cosine and top-1 excl.): "
+        f"{'met by ' + ', '.join(outcome['winners']) if outcome['goal_met'] else 'not met'}; "
+        f"with both 95 % intervals above zero: {', '.join(outcome['significant_winners']) or 'none'}"
+    )
     console.print(f"run {run.id}: report in {run.dir}")
 
 

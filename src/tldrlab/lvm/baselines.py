@@ -3,10 +3,15 @@
 - `copy_last`: the last context concept.
 - `mean`: the mean of the (real) context concepts.
 - `ridge`: a linear map from the flattened context (N*d, padded positions zero) to the next concept.
-- `mean_ridge`: the mean plus a ridge fitted to what the mean misses (the strongest simple baseline we know).
+- `mean_ridge`: the mean plus a ridge fitted to what the mean misses (the strongest simple cosine baseline).
+- `decay` / `decay_top1`: an exponentially decaying weighted mean of the context (weight `r**k` for the
+  concept k steps before the last). Small `r` is close to copy-last, `r = 1` is the mean: one knob that
+  trades retrieval for cosine, so it is tuned twice, once for each metric (decaying means beat copy-last on
+  top-1 with the context excluded: recent concepts vote with the last one on where the text is going).
 
-Ridge strength is picked from a small grid by mean cosine on the validation split (the train split when
-there is none), so the baselines are tuned as fairly as the models.
+Ridge strength and decay are picked from small grids on the validation split (the train split when there is
+none): by mean cosine, except `decay_top1` (by top-1 with the context excluded). The baselines are tuned as
+fairly as the models, whose kept checkpoint is also picked on validation.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from tldrlab.lvm.sequences import SplitArrays
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(contexts (n, N, d), mask (n, N)) -> predictions (n, d)."""
 
+Tuner = Callable[[Predictor], dict[str, float]]
+"""Scores a predictor on the tuning split (tldrlab.lvm.evaluation metrics: cosine, top1_excl, ...)."""
+
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+DECAYS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def copy_last(contexts: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -31,6 +40,25 @@ def copy_last(contexts: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def context_mean(contexts: np.ndarray, mask: np.ndarray) -> np.ndarray:
     weights = mask.astype(np.float32)[..., None]
     return ((contexts * weights).sum(1) / np.maximum(weights.sum(1), 1.0)).astype(np.float32)
+
+
+def decayed_mean(contexts: np.ndarray, mask: np.ndarray, decay: float) -> np.ndarray:
+    """Weighted mean of the real context concepts, weight `decay**k` k positions before the last."""
+    steps_back = np.arange(contexts.shape[1] - 1, -1, -1, dtype=np.float32)
+    weights = (decay**steps_back)[None, :] * mask.astype(np.float32)
+    weights /= np.maximum(weights.sum(1, keepdims=True), 1e-12)
+    return (contexts * weights[..., None]).sum(1).astype(np.float32)
+
+
+def fit_decay(tune: Tuner, metric: str, decays: tuple[float, ...] = DECAYS) -> tuple[Predictor, float]:
+    """The decay whose decayed mean scores best on `metric` on the tuning split: (predictor, decay)."""
+
+    def predictor_for(decay: float) -> Predictor:
+        return lambda contexts, mask: decayed_mean(contexts, mask, decay)
+
+    scores = {decay: tune(predictor_for(decay))[metric] for decay in decays}
+    best = max(scores, key=lambda d: scores[d])
+    return predictor_for(best), best
 
 
 def _features(contexts: np.ndarray) -> np.ndarray:
@@ -83,15 +111,18 @@ def fit_ridge(
     return predict, alpha
 
 
-BaselineFit = Callable[[SplitArrays, SplitArrays], tuple[Predictor, dict[str, float]]]
+BaselineFit = Callable[[SplitArrays, SplitArrays, Tuner], tuple[Predictor, dict[str, float]]]
+"""(train, val, tuner) -> (predictor, the settings it was fitted with)."""
 
 BASELINES: dict[str, BaselineFit] = {
-    "copy_last": lambda train, val: (copy_last, {}),
-    "mean": lambda train, val: (context_mean, {}),
-    "ridge": lambda train, val: _with_alpha(fit_ridge(train, val)),
-    "mean_ridge": lambda train, val: _with_alpha(fit_ridge(train, val, offset=context_mean)),
+    "copy_last": lambda train, val, tune: (copy_last, {}),
+    "mean": lambda train, val, tune: (context_mean, {}),
+    "ridge": lambda train, val, tune: _with("alpha", fit_ridge(train, val)),
+    "mean_ridge": lambda train, val, tune: _with("alpha", fit_ridge(train, val, offset=context_mean)),
+    "decay": lambda train, val, tune: _with("decay", fit_decay(tune, "cosine")),
+    "decay_top1": lambda train, val, tune: _with("decay", fit_decay(tune, "top1_excl")),
 }
 
 
-def _with_alpha(fitted: tuple[Predictor, float]) -> tuple[Predictor, dict[str, float]]:
-    return fitted[0], {"alpha": fitted[1]}
+def _with(setting: str, fitted: tuple[Predictor, float]) -> tuple[Predictor, dict[str, float]]:
+    return fitted[0], {setting: fitted[1]}

@@ -7,6 +7,10 @@ Metrics per method, on the chosen split (test by default):
   split's articles: is the true next concept the nearest (among the 5 nearest) to the prediction?
 - `top1_excl` / `top5_excl`: the same with the context's own concepts removed from the candidates (otherwise
   copy-last wins by retrieving itself).
+
+The verdict asks whether a model beats every baseline on mean cosine and on top-1 with the context excluded,
+and says how sure that is: a paired bootstrap over the evaluation articles (articles, not windows, are the
+independent units) gives a 95 % interval for each model's margin over the best baseline on each metric.
 """
 
 from __future__ import annotations
@@ -33,26 +37,38 @@ class MethodScore:
     """`baseline` or `model`."""
     metrics: dict[str, float]
     info: dict[str, Any]
+    per_window: dict[str, np.ndarray] | None = None
+    """Each metric per evaluation window (for the bootstrap); not written to the report."""
+    article: np.ndarray | None = None
+    """Article index of each window."""
 
 
-def score_predictions(preds: np.ndarray, split: SplitArrays, candidates: ConceptIndex) -> dict[str, float]:
-    """MSE, mean cosine and retrieval hit rates of `preds` against the split's true next concepts."""
+BOOTSTRAP_SAMPLES = 2000
+GOAL_METRICS = ("cosine", "top1_excl")
+
+
+def example_scores(preds: np.ndarray, split: SplitArrays, candidates: ConceptIndex) -> dict[str, np.ndarray]:
+    """Every metric per window (n,): the split's scores are their means."""
     preds = np.asarray(preds, dtype=np.float32)
     targets = split.targets
     norms = np.linalg.norm(preds, axis=1) * np.linalg.norm(targets, axis=1)
-    cosine = (preds * targets).sum(1) / np.maximum(norms, 1e-12)
     _, top = candidates.search(preds, k=5)
     exclude = [{int(i) for i in row if i >= 0} for row in split.context_ids]
     _, top_excl = candidates.search(preds, k=5, exclude=exclude)
     truth = split.target_ids[:, None]
     return {
-        "mse": float(((preds - targets) ** 2).mean()),
-        "cosine": float(cosine.mean()),
-        "top1": float((top[:, :1] == truth).any(1).mean()),
-        "top5": float((top == truth).any(1).mean()),
-        "top1_excl": float((top_excl[:, :1] == truth).any(1).mean()),
-        "top5_excl": float((top_excl == truth).any(1).mean()),
+        "mse": ((preds - targets) ** 2).mean(1),
+        "cosine": (preds * targets).sum(1) / np.maximum(norms, 1e-12),
+        "top1": (top[:, :1] == truth).any(1).astype(np.float64),
+        "top5": (top == truth).any(1).astype(np.float64),
+        "top1_excl": (top_excl[:, :1] == truth).any(1).astype(np.float64),
+        "top5_excl": (top_excl == truth).any(1).astype(np.float64),
     }
+
+
+def score_predictions(preds: np.ndarray, split: SplitArrays, candidates: ConceptIndex) -> dict[str, float]:
+    """MSE, mean cosine and retrieval hit rates of `preds` against the split's true next concepts."""
+    return {name: float(values.mean()) for name, values in example_scores(preds, split, candidates).items()}
 
 
 def candidate_index(sequences: SequenceSet, split: str) -> ConceptIndex:
@@ -79,14 +95,27 @@ def evaluate_methods(
     if len(scored) == 0:
         raise InvalidInputError(f"the {split} split has no sequences")
     candidates = candidate_index(sequences, split)
+    tuning_split = "val" if len(val) else "train"  # as fit_ridge does
+    tuning = val if len(val) else train
+    tuning_candidates: list[ConceptIndex] = []  # built on first use: copy_last and mean need none
+
+    def tune(predictor: Predictor) -> dict[str, float]:
+        if not tuning_candidates:
+            tuning_candidates.append(candidate_index(sequences, tuning_split))
+        return score_predictions(predictor(tuning.contexts, tuning.mask), tuning, tuning_candidates[0])
+
+    def method(name: str, kind: str, info: dict[str, Any], preds: np.ndarray) -> MethodScore:
+        per_window = example_scores(preds, scored, candidates)
+        metrics = {metric: float(values.mean()) for metric, values in per_window.items()}
+        return MethodScore(name, kind, metrics, info, per_window=per_window, article=scored.article)
+
     results: list[MethodScore] = []
     for name in baselines if baselines is not None else list(BASELINES):
         if name not in BASELINES:
             raise InvalidInputError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
         predictor: Predictor
-        predictor, info = BASELINES[name](train, val)
-        preds = predictor(scored.contexts, scored.mask)
-        results.append(MethodScore(name, "baseline", score_predictions(preds, scored, candidates), info))
+        predictor, info = BASELINES[name](train, val, tune)
+        results.append(method(name, "baseline", info, predictor(scored.contexts, scored.mask)))
     for label, model in models.items():
         if getattr(model, "config", None) is not None and model.config.dim != sequences.dim:
             raise InvalidInputError(
@@ -94,9 +123,7 @@ def evaluate_methods(
             )
         with torch.no_grad():
             preds = predict(model, scored.contexts, scored.mask).numpy()
-        results.append(
-            MethodScore(label, "model", score_predictions(preds, scored, candidates), {"model": model.name})
-        )
+        results.append(method(label, "model", {"model": model.name}, preds))
     return results
 
 
@@ -115,22 +142,60 @@ def markdown_table(results: list[MethodScore]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def margin_interval(
+    model: MethodScore, baseline: MethodScore, metric: str, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of `model - baseline` on `metric`, resampling evaluation articles with replacement."""
+    if model.per_window is None or baseline.per_window is None or model.article is None:
+        raise ValueError("margin_interval needs per-window scores (from evaluate_methods)")
+    articles, inverse = np.unique(model.article, return_inverse=True)
+    diff = model.per_window[metric] - baseline.per_window[metric]
+    sums = np.bincount(inverse, weights=diff, minlength=len(articles))
+    counts = np.bincount(inverse, minlength=len(articles)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(articles), size=(samples, len(articles)))
+    margins = sums[picks].sum(1) / counts[picks].sum(1)  # window-weighted, like the point estimate
+    low, high = np.percentile(margins, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def verdict(results: list[MethodScore]) -> dict[str, Any]:
-    """Does some model beat every baseline on mean cosine and on top-1 with context excluded?"""
+    """Does some model beat every baseline on mean cosine and on top-1 with context excluded, and how surely?
+
+    `winners` beat the best baseline of each metric on the point estimate; `significant_winners` also have
+    the lower end of both bootstrap intervals above zero.
+    """
     baselines = [r for r in results if r.kind == "baseline"]
     models = [r for r in results if r.kind == "model"]
-    if not baselines or not models:
-        return {"goal_met": False, "winners": []}
-    best_cos = max(r.metrics["cosine"] for r in baselines)
-    best_top1 = max(r.metrics["top1_excl"] for r in baselines)
-    winners = [
-        r.name for r in models if r.metrics["cosine"] > best_cos and r.metrics["top1_excl"] > best_top1
+    if not baselines:
+        return {"goal_met": False, "winners": [], "significant_winners": [], "margins": {}}
+    best = {metric: max(baselines, key=lambda r: r.metrics[metric]) for metric in GOAL_METRICS}
+    margins: dict[str, dict[str, Any]] = {}
+    for model in models:
+        margins[model.name] = {}
+        for metric, baseline in best.items():
+            entry: dict[str, Any] = {
+                "versus": baseline.name,
+                "margin": model.metrics[metric] - baseline.metrics[metric],
+            }
+            if model.per_window is not None and baseline.per_window is not None:
+                entry["interval95"] = list(margin_interval(model, baseline, metric))
+            margins[model.name][metric] = entry
+    winners = [name for name, m in margins.items() if all(m[x]["margin"] > 0 for x in GOAL_METRICS)]
+    significant = [
+        name
+        for name in winners
+        if all(margins[name][x].get("interval95", [0.0])[0] > 0 for x in GOAL_METRICS)
     ]
     return {
         "goal_met": bool(winners),
         "winners": winners,
-        "best_baseline_cosine": best_cos,
-        "best_baseline_top1_excl": best_top1,
+        "significant_winners": significant,
+        "best_baseline_cosine": best["cosine"].metrics["cosine"],
+        "best_baseline_cosine_name": best["cosine"].name,
+        "best_baseline_top1_excl": best["top1_excl"].metrics["top1_excl"],
+        "best_baseline_top1_excl_name": best["top1_excl"].name,
+        "margins": margins,
     }
 
 

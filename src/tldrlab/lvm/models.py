@@ -54,7 +54,10 @@ class LVMConfig(BaseModel):
     """Mamba: inner width = expand * hidden."""
     skip: Literal["mean", "last", "learned", "none"] = "mean"
     """What the head's output is added to: the context mean, the last context vector, a learned weighting of
-    the context positions (starts as the mean), or nothing."""
+    the context positions (starts as a decaying mean, see `skip_decay`), or nothing."""
+    skip_decay: float = Field(1.0, gt=0.0, le=1.0)
+    """`skip="learned"`: starting weight of each position relative to the next newer one (1 = the plain mean,
+    0.5 = a weight that halves per step back, like the `decay` baseline)."""
 
 
 # -- backbones: (batch, length, hidden) + mask (batch, length) -> (batch, length, hidden) -------------------
@@ -217,8 +220,10 @@ class LVM(nn.Module):
         nn.init.zeros_(self.head.weight)  # start at the skip baseline (see the module docstring)
         nn.init.zeros_(self.head.bias)
         if config.skip == "learned":
-            # one weight per (right-aligned) context position, starting as the mean of a full context
-            self.skip_weights = nn.Parameter(torch.full((config.context,), 1.0 / config.context))
+            # one weight per (right-aligned) context position, starting as a decaying mean of a full context
+            steps_back = torch.arange(config.context - 1, -1, -1, dtype=torch.float32)
+            start = config.skip_decay**steps_back
+            self.skip_weights = nn.Parameter(start / start.sum())
 
     def forward(self, contexts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         weights = mask.to(contexts.dtype).unsqueeze(-1)
