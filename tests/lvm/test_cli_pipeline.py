@@ -97,6 +97,7 @@ def test_ingest_index_sequences_evaluate_decode(
     # copy-last retrieves itself unless the context is excluded
     assert copy_last["top1"] == 0.0 and copy_last["cosine"] < 1.0
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 1000
+    assert "Best baselines: cosine" in (tmp_path / "report" / "evaluation.md").read_text()
     out = _cli(capsys, "lvm", "evaluate", "--baselines", "copy_last,decay_top1")
     assert "decay_top1" in out and "mean_ridge" not in out
     with pytest.raises(SystemExit) as exc:

@@ -8,7 +8,7 @@ import torch
 from lvm_synthetic import rotating_table
 
 from tldrlab.lvm.baselines import BASELINES, context_mean, copy_last, decayed_mean, fit_decay
-from tldrlab.lvm.evaluation import MethodScore, evaluate_methods, margin_interval, verdict
+from tldrlab.lvm.evaluation import MethodScore, evaluate_methods, margin_interval, markdown_verdict, verdict
 from tldrlab.lvm.models import LVMConfig, build_lvm
 from tldrlab.lvm.sequences import build_sequences
 
@@ -86,6 +86,9 @@ def test_verdict_bootstraps_over_articles_and_separates_clear_from_noisy_wins() 
     assert outcome["winners"] == ["clear"] and outcome["significant_winners"] == ["clear"]
     assert outcome["margins"]["noisy"]["top1_excl"]["margin"] == 0.0
     assert outcome["best_baseline_top1_excl_name"] == "copy_last"
+    text = markdown_verdict(outcome)
+    assert "| clear | +0.0500 [+0.0500, +0.0500] |" in text
+    assert "on both: clear; with both intervals above zero: clear." in text
 
 
 def test_learned_skip_can_start_as_a_decaying_mean() -> None:

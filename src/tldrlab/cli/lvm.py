@@ -329,7 +329,7 @@ def evaluate(
     """
     import shutil
 
-    from tldrlab.lvm.evaluation import evaluate_methods, verdict, write_report
+    from tldrlab.lvm.evaluation import evaluate_methods, markdown_verdict, verdict, write_report
     from tldrlab.lvm.sequences import load_sequences
     from tldrlab.runs import start_run
 
@@ -400,23 +400,7 @@ def evaluate(
             f"{m['top5_excl']:.4f}",
         )
     console.print(table)
-    if "best_baseline_cosine" in outcome:
-        console.print(
-            f"best baselines: cosine {outcome['best_baseline_cosine']:.4f} "
-            f"({outcome['best_baseline_cosine_name']}), top-1 excl. "
-            f"{outcome['best_baseline_top1_excl']:.4f} ({outcome['best_baseline_top1_excl_name']})"
-        )
-    for name, margins in outcome["margins"].items():
-        parts = [
-            f"{metric} {m['margin']:+.4f} [{m['interval95'][0]:+.4f}, {m['interval95'][1]:+.4f}]"
-            for metric, m in margins.items()
-        ]
-        console.print(f"  {name}: " + ", ".join(parts))
-    console.print(
-        f"goal (a model beats every baseline on cosine and top-1 excl.): "
-        f"{'met by ' + ', '.join(outcome['winners']) if outcome['goal_met'] else 'not met'}; "
-        f"with both 95 % intervals above zero: {', '.join(outcome['significant_winners']) or 'none'}"
-    )
+    console.print(markdown_verdict(outcome), markup=False)
     console.print(f"run {run.id}: report in {run.dir}")
 
 

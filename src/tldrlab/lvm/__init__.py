@@ -8,7 +8,7 @@
 - `models`: LVM_MODELS registry (lstm, gru, transformer, mamba), vectors in and out.
 - `losses`: LVM_LOSSES registry (mse, cosine, infonce, corpus) and weighted `+` combinations.
 - `training`: the LVM TrainTask for the Trainer core loop and the `lvm_train` run kind.
-- `baselines`: BASELINES registry (copy_last, mean, ridge, mean_ridge).
+- `baselines`: BASELINES registry (copy_last, mean, ridge, mean_ridge, decay, decay_top1).
 - `evaluation`: MSE, cosine, retrieval top-1/top-5 (with and without the context) for models and baselines.
 - `decode`: nearest-concept decoding (stored text with provenance) and the optional vec2text hook.
 """

@@ -142,6 +142,36 @@ def markdown_table(results: list[MethodScore]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_verdict(outcome: dict[str, Any]) -> str:
+    """The verdict as text: best baselines, each model's margins with their 95 % intervals, the goal."""
+    if "best_baseline_cosine" not in outcome:
+        return ""
+    lines = [
+        f"Best baselines: cosine {outcome['best_baseline_cosine']:.4f} "
+        f"({outcome['best_baseline_cosine_name']}), top-1 excl. {outcome['best_baseline_top1_excl']:.4f} "
+        f"({outcome['best_baseline_top1_excl_name']}).",
+        "",
+        "| model | cosine margin [95 % interval] | top-1 excl. margin [95 % interval] |",
+        "|---|---|---|",
+    ]
+    for name, margins in outcome["margins"].items():
+        cells = []
+        for metric in GOAL_METRICS:
+            m = margins[metric]
+            interval = m.get("interval95")
+            cells.append(
+                f"{m['margin']:+.4f}" + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "")
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    met = ", ".join(outcome["winners"]) if outcome["goal_met"] else "none"
+    lines += [
+        "",
+        f"Models beating every baseline on both: {met}; with both intervals above zero: "
+        f"{', '.join(outcome['significant_winners']) or 'none'}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def margin_interval(
     model: MethodScore, baseline: MethodScore, metric: str, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
 ) -> tuple[float, float]:
@@ -200,27 +230,31 @@ def verdict(results: list[MethodScore]) -> dict[str, Any]:
 
 
 def plot_results(results: list[MethodScore], path: Path) -> Path:
+    """The goal's two metrics against each other: a model wins where it is right of and above both dashed
+    lines (the best baseline on each metric). Points are numbered; the legend names them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r.name for r in results]
-    colors = ["#999999" if r.kind == "baseline" else "#1f77b4" for r in results]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, metric, title in zip(
-        axes,
-        ("cosine", "top1_excl", "top5_excl"),
-        ("mean cosine to the true next concept", "top-1, context excluded", "top-5, context excluded"),
-        strict=True,
-    ):
-        values = [r.metrics[metric] for r in results]
-        ax.bar(range(len(values)), values, color=colors)
-        ax.set_xticks(range(len(values)), names, rotation=45, ha="right")
-        ax.set_title(title)
-        for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
-    fig.suptitle("LVM next-concept prediction (grey: baselines, blue: models)")
+    fig, ax = plt.subplots(figsize=(12, 6))
+    for i, r in enumerate(results, start=1):
+        baseline = r.kind == "baseline"
+        x, y = r.metrics["cosine"], r.metrics["top1_excl"]
+        ax.scatter(x, y, s=50, marker="s" if baseline else "o", color="#777777" if baseline else "#1f77b4")
+        ax.annotate(str(i), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=9)
+        ax.plot([], [], " ", label=f"{i}. {r.name}")  # legend entry only
+    baselines = [r for r in results if r.kind == "baseline"]
+    if baselines:
+        ax.axvline(max(r.metrics["cosine"] for r in baselines), color="#999999", linestyle="--", linewidth=1)
+        ax.axhline(
+            max(r.metrics["top1_excl"] for r in baselines), color="#999999", linestyle="--", linewidth=1
+        )
+    ax.set_xlabel("mean cosine to the true next concept")
+    ax.set_ylabel("top-1 retrieval, context excluded")
+    ax.set_title("LVM next-concept prediction (squares: baselines, circles: models)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, handlelength=0, frameon=False)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -242,6 +276,6 @@ def write_report(results: list[MethodScore], directory: Path, meta: dict[str, An
         "plot": directory / "evaluation.png",
     }
     atomic_write_json(paths["json"], body)
-    atomic_write_text(paths["markdown"], markdown_table(results))
+    atomic_write_text(paths["markdown"], markdown_table(results) + "\n" + markdown_verdict(body["verdict"]))
     plot_results(results, paths["plot"])
     return paths
