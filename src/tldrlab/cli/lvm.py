@@ -357,12 +357,11 @@ def evaluate(
     config = {"runs": [r for r, _, _ in loaded], "sequences": str(path), "split": split, "baselines": chosen}
     with start_run("lvm_evaluate", config) as run:
         results = evaluate_methods(seqs, models, split=split, baselines=chosen)
-        paths = write_report(
-            results, run.dir, {"sequences": str(path), "split": split, "runs": config["runs"]}
-        )
+        outcome = verdict(results)
+        meta = {"sequences": str(path), "split": split, "runs": config["runs"]}
+        paths = write_report(results, run.dir, meta, outcome)
         for p in paths.values():
             run.add_artifact(p, kind="evaluation")
-        outcome = verdict(results)
         run.set_summary(
             goal_met=outcome["goal_met"],
             **{

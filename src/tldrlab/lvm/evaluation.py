@@ -15,6 +15,7 @@ independent units) gives a 95 % interval for each model's margin over the best b
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,12 +98,13 @@ def evaluate_methods(
     candidates = candidate_index(sequences, split)
     tuning_split = "val" if len(val) else "train"  # as fit_ridge does
     tuning = val if len(val) else train
-    tuning_candidates: list[ConceptIndex] = []  # built on first use: copy_last and mean need none
+
+    @functools.cache  # built on first use: most baselines tune nothing
+    def tuning_candidates() -> ConceptIndex:
+        return candidate_index(sequences, tuning_split)
 
     def tune(predictor: Predictor) -> dict[str, float]:
-        if not tuning_candidates:
-            tuning_candidates.append(candidate_index(sequences, tuning_split))
-        return score_predictions(predictor(tuning.contexts, tuning.mask), tuning, tuning_candidates[0])
+        return score_predictions(predictor(tuning.contexts, tuning.mask), tuning, tuning_candidates())
 
     def method(name: str, kind: str, info: dict[str, Any], preds: np.ndarray) -> MethodScore:
         per_window = example_scores(preds, scored, candidates)
@@ -262,13 +264,18 @@ def plot_results(results: list[MethodScore], path: Path) -> Path:
     return path
 
 
-def write_report(results: list[MethodScore], directory: Path, meta: dict[str, Any]) -> dict[str, Path]:
-    """evaluation.json, evaluation.md and evaluation.png in `directory`."""
+def write_report(
+    results: list[MethodScore],
+    directory: Path,
+    meta: dict[str, Any],
+    outcome: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """evaluation.json, evaluation.md and evaluation.png in `directory` (`outcome`: the verdict, if known)."""
     directory.mkdir(parents=True, exist_ok=True)
     body = {
         **meta,
         "results": [{"name": r.name, "kind": r.kind, "metrics": r.metrics, "info": r.info} for r in results],
-        "verdict": verdict(results),
+        "verdict": outcome if outcome is not None else verdict(results),
     }
     paths = {
         "json": directory / "evaluation.json",
