@@ -476,7 +476,7 @@ def train_seed(
     data: ExperimentData,
     parent_id: str,
     out_dir: Path,
-    on_row: Callable[[], None] | None = None,
+    on_row: Callable[[], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Every arm for one seed, the baseline first; each row is also written to `out_dir/rows/`."""
     ctx = ArmContext(config=config, tokenizer=tokenizer, seed=seed)
@@ -508,6 +508,19 @@ def _rows_so_far(out_dir: Path, config: ExperimentConfig) -> list[dict[str, Any]
     return rows
 
 
+def _publish_rows(run: Run, config: ExperimentConfig, seen: int = -1) -> int:
+    """Rewrite the results table from the finished rows when there are more than `seen` (a long experiment
+    that is stopped keeps what it measured); returns how many there are."""
+    from tldrlab.experiments.results import write_results
+
+    rows = _rows_so_far(run.dir, config)
+    if len(rows) > seen:
+        write_results(run.dir, rows, config)
+        total = len(config.arms) * len(config.seeds)
+        run.heartbeat(progress=len(rows) / total, message=f"{len(rows)} of {total} arms done")
+    return len(rows)
+
+
 def _seed_worker(
     config_json: str, seed: int, tokenizer_dir: str, parent_id: str, out_dir: str, threads: int
 ) -> int:
@@ -524,8 +537,6 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
     """config.jobs seeds at once; the parent rewrites the results table whenever an arm finishes."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from tldrlab.experiments.results import write_results
 
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     run.log("training seeds in parallel", jobs=config.jobs, threads_per_job=threads)
@@ -548,13 +559,7 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
             done, pending = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
             for future in done:
                 future.result()  # a failed seed fails the experiment (its runs say why)
-            rows = _rows_so_far(run.dir, config)
-            if len(rows) > seen:
-                seen = len(rows)
-                write_results(run.dir, rows, config)
-                run.heartbeat(
-                    progress=seen / (len(config.arms) * len(config.seeds)), message=f"{seen} arms done"
-                )
+            seen = _publish_rows(run, config, seen)
 
 
 def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
@@ -569,15 +574,10 @@ def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
         if config.jobs > 1 and len(config.seeds) > 1:
             _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
         else:
-
-            def after_arm() -> None:
-                # the table so far: a long experiment that is stopped keeps what it measured
-                rows = _rows_so_far(run.dir, config)
-                write_results(run.dir, rows, config)
-                run.heartbeat(progress=len(rows) / (len(config.arms) * len(config.seeds)))
-
             for seed in config.seeds:
-                train_seed(config, seed, tokenizer, data, run.id, run.dir, on_row=after_arm)
+                train_seed(
+                    config, seed, tokenizer, data, run.id, run.dir, on_row=lambda: _publish_rows(run, config)
+                )
         results = write_results(run.dir, _rows_so_far(run.dir, config), config)
         results["run_id"] = run.id
         results["run_dir"] = str(run.dir)

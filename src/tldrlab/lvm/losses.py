@@ -56,13 +56,19 @@ def infonce_loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
     return F.cross_entropy(logits / batch.temperature, labels)
 
 
+def mask_context(scores: torch.Tensor, context_rows: torch.Tensor) -> torch.Tensor:
+    """`scores` (n, M) over bank rows with each example's context rows (n, N; -1 = padding) set to -inf."""
+    excluded = torch.zeros_like(scores, dtype=torch.bool).scatter_(
+        1, context_rows.clamp_min(0), context_rows >= 0
+    )
+    return scores.masked_fill(excluded, float("-inf"))
+
+
 def corpus_loss(pred: torch.Tensor, batch: LossBatch) -> torch.Tensor:
     if batch.bank is None or batch.target_rows is None or batch.context_rows is None:
         raise ConfigError("the corpus loss needs a concept bank (train it with tldrlab lvm train)")
     logits = F.normalize(pred.float(), dim=-1) @ batch.bank.T / batch.temperature
-    context = batch.context_rows
-    excluded = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, context.clamp_min(0), context >= 0)
-    return F.cross_entropy(logits.masked_fill(excluded, float("-inf")), batch.target_rows)
+    return F.cross_entropy(mask_context(logits, batch.context_rows), batch.target_rows)
 
 
 LVM_LOSSES: dict[str, LossFn] = {

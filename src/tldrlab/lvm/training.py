@@ -18,7 +18,7 @@ from torch import nn
 
 from tldrlab.device import seed_everything
 from tldrlab.errors import ConfigError
-from tldrlab.lvm.losses import LossBatch, combined_loss, parse_loss, uses_bank
+from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, parse_loss, uses_bank
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
 from tldrlab.runs.run import Run
@@ -160,10 +160,7 @@ class LVMTask:
         }
         if bank is not None and target_rows is not None and context_rows is not None:
             scores = torch.nn.functional.normalize(preds, dim=-1) @ bank.vectors.T
-            excluded = torch.zeros_like(scores, dtype=torch.bool).scatter_(
-                1, context_rows.clamp_min(0), context_rows >= 0
-            )
-            best = scores.masked_fill(excluded, float("-inf")).argmax(1)
+            best = mask_context(scores, context_rows).argmax(1)
             metrics["val_top1_excl"] = float((best == target_rows).float().mean())
         return metrics
 
