@@ -139,7 +139,7 @@ def test_local_model_streams_and_stops_on_flag(
         stopping.stop.set()  # the client went away after the first chunk
     assert len(seen) <= 3 and all(isinstance(e, str) for e in seen)  # no final bullets after a stop
 
-    with pytest.raises(Exception, match="not found"):
+    with pytest.raises(Exception, match="no model named"):
         run("local", context, model_path=str(tiny_t5_dir / "missing"))
 
 

@@ -127,8 +127,8 @@ def test_cli_eval_generate_score(
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["eval", "no-such-run"], 3, "no run or model directory named 'no-such-run'"),
-        (["generate", "no-such-run", "-p", "x"], 3, "no model directory or run named 'no-such-run'"),
+        (["eval", "no-such-run"], 3, "no model named 'no-such-run'"),
+        (["generate", "no-such-run", "-p", "x"], 3, "no model named 'no-such-run'"),
         (["generate", "MODEL", "-p", "x", "--top-p", "1.5"], 2, "top_p"),
         (["eval", "MODEL", "--data", "DATA", "--temperature", "-1"], 2, "temperature"),
         (["eval", "MODEL", "--data", "DATA", "--max-samples", "0"], 2, "max_samples"),

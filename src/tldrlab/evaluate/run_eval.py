@@ -30,6 +30,7 @@ from tldrlab.evaluate.metrics import (
 )
 from tldrlab.models.io import load_model, resolve_model_dir
 from tldrlab.models.registry import model_task
+from tldrlab.models.resolve import MODEL_SUBDIR
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -350,22 +351,20 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
     data `data.val_fraction` with `train.seed`), so a run is evaluated on exactly what it held out.
     """
     from tldrlab.errors import NotFoundError
+    from tldrlab.runs import open_registry
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    path = Path(target)
+    model_dir = resolve_model_dir(target)
+    out_dir = model_dir.parent if model_dir.name == MODEL_SUBDIR else model_dir
     run_id: str | None = None
     run_config: dict[str, Any] = {}
-    if path.exists():
-        model_dir = resolve_model_dir(path)
-        out_dir = model_dir.parent if model_dir.name == "model" else model_dir
-    else:
-        from tldrlab.runs import open_registry
-
+    if (out_dir / "manifest.json").is_file():  # a run's model, however it was named: the run's own data
         try:
-            record = open_registry().find(str(target))
+            record = open_registry().get(out_dir.name)
         except NotFoundError:
-            raise NotFoundError(f"no run or model directory named {str(target)!r}") from None
-        run_id, run_config, out_dir = record.id, dict(record.config), Path(record.run_dir)
+            record = None
+        if record is not None and Path(record.run_dir).resolve() == out_dir.resolve():
+            run_id, run_config = record.id, dict(record.config)
     data = dict(run_config.get("data") or {})
     if "data" not in overrides:
         if not data.get("path"):

@@ -20,10 +20,10 @@ from typing import Any
 from tldrlab.errors import CheckpointError, InvalidInputError, NotFoundError
 from tldrlab.models.char_lstm import CharLSTM, CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
+from tldrlab.models.resolve import MODEL_SUBDIR, resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json
 
 MODEL_MANIFEST = "tldrlab_model.json"
-MODEL_SUBDIR = "model"
 
 
 def save_model(
@@ -65,15 +65,9 @@ def _swap_in(new: Path, out: Path) -> None:
 
 
 def resolve_model_dir(path_or_run: Path | str) -> Path:
-    """A model directory: the path itself, its `model/` subdirectory, or `<run_dir>/model` of a run id."""
-    path = Path(path_or_run)
-    if not path.exists():
-        from tldrlab.runs import open_registry
-
-        try:
-            path = Path(open_registry().find(str(path_or_run)).run_dir)
-        except NotFoundError:
-            raise NotFoundError(f"no model directory or run named {str(path_or_run)!r}") from None
+    """A saved model's directory from any model reference (`tldrlab.models.resolve.resolve_model_ref`):
+    a path, a path under the home, a run id; the directory must hold `config.json`."""
+    path = resolve_model_ref(path_or_run)
     for candidate in (path, path / MODEL_SUBDIR):
         if (candidate / "config.json").is_file():
             return candidate

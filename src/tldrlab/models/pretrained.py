@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
+
+from tldrlab.errors import NotFoundError
+from tldrlab.models.resolve import resolve_model_ref
 
 
 def resolve_dims(sizes: Mapping[str, Mapping[str, int]], config: Any) -> dict[str, int]:
@@ -17,7 +21,13 @@ def resolve_dims(sizes: Mapping[str, Mapping[str, int]], config: Any) -> dict[st
 
 
 def load_pretrained(model_class: Any, path: str, tokenizer: Any) -> Any:
-    """`model_class.from_pretrained(path)`, growing the embeddings when the tokenizer has more tokens."""
+    """`model_class.from_pretrained(path)`, growing the embeddings when the tokenizer has more tokens.
+
+    `path` is any model reference (`resolve_model_ref`: a directory, `runs/<run>/model`, a run id); anything
+    else goes to transformers as given (a model already in the Hugging Face cache).
+    """
+    with contextlib.suppress(NotFoundError):
+        path = str(resolve_model_ref(path))
     model = model_class.from_pretrained(path)
     if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))

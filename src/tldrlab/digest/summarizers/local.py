@@ -18,6 +18,7 @@ from typing import Any
 from tldrlab.digest.fold import fold_thread
 from tldrlab.digest.summarizers.base import SummaryContext, SummaryEvent, bullets_from_text
 from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
+from tldrlab.models.resolve import resolve_model_ref
 
 
 @lru_cache(maxsize=2)
@@ -118,9 +119,11 @@ class LocalSummarizer:
 def build(params: dict[str, Any]) -> LocalSummarizer:
     path = params.get("model_path") or params.get("model")
     if not path:
-        raise ConfigError("the local summarizer needs model_path (a seq2seq checkpoint directory)")
+        raise ConfigError(
+            "the local summarizer needs model_path (a seq2seq model directory, runs/<run>/model or a run id)"
+        )
     return LocalSummarizer(
-        model_path=str(path),
+        model_path=str(resolve_model_ref(str(path))),
         max_new_tokens=int(params.get("max_new_tokens", 96)),
         max_input_tokens=int(params.get("max_input_tokens", 512)),
         num_beams=int(params.get("num_beams", 1)),

@@ -1,0 +1,77 @@
+"""Model references: a path, a path under the home (`runs/<run>/model`), a run id or prefix, from anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cliutil import run_captured
+from tldrlab.config import get_settings
+from tldrlab.digest.summarizers import build_summarizer
+from tldrlab.errors import NotFoundError
+from tldrlab.models import build_model, save_model
+from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.runs import create_run
+from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    directory = tmp_path_factory.mktemp("tok")
+    corpus = directory / "corpus.txt"
+    corpus.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:4_000])
+    train_tokenizer("char", [corpus], 80, directory / "char")
+    return directory / "char"
+
+
+def run_with_model(tokenizer_dir: Path, kind: str = "train") -> str:
+    record = create_run(kind, {"model": "char_lstm"})
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = build_model("char_lstm", {"hidden_dim": 16}, tokenizer)
+    save_model(model, tokenizer, Path(record.run_dir) / "model")
+    return record.id
+
+
+def test_every_kind_of_reference_names_the_same_model(
+    tokenizer_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = run_with_model(tokenizer_dir)
+    model_dir = get_settings().home / "runs" / run_id / "model"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # `runs/<run>/model` must not depend on the working directory
+
+    for ref in (run_id, run_id[:-3], f"runs/{run_id}/model", f"runs/{run_id}", str(model_dir)):
+        assert resolve_model_ref(ref).resolve() == model_dir.resolve(), ref
+    # an existing relative path wins over the home
+    (elsewhere / "mine").mkdir()
+    assert resolve_model_ref("mine") == Path("mine")
+
+
+def test_unknown_and_modelless_references_say_what_was_tried(tokenizer_dir: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"no model named 'nope'.*not a run id"):
+        resolve_model_ref("nope")
+    empty = create_run("ingest", {})
+    with pytest.raises(NotFoundError, match=rf"run {empty.id} .* has no saved model"):
+        resolve_model_ref(empty.id)
+
+
+def test_commands_and_summarizers_take_home_relative_paths_and_run_ids(
+    tokenizer_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = run_with_model(tokenizer_dir)
+    monkeypatch.chdir(tmp_path)
+    for ref in (f"runs/{run_id}/model", run_id):
+        code, out, err = run_captured(
+            ["generate", ref, "-p", "ROMEO:", "--max-new-tokens", "3", "--json"], capsys
+        )
+        assert code == 0, err
+        assert '"prompt": "ROMEO:"' in out
+
+    local = build_summarizer("local", {"model_path": f"runs/{run_id}/model"})
+    assert Path(local.model_path).resolve() == (get_settings().home / "runs" / run_id / "model").resolve()
+    local = build_summarizer("local", {"model_path": run_id})
+    assert Path(local.model_path).resolve() == (get_settings().home / "runs" / run_id / "model").resolve()
