@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from tldrlab.data.threads import Thread
+from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
@@ -63,6 +64,9 @@ class HighlightOptions(BaseModel):
     query_context_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     """Query-aware: mix each sentence's relevance with its neighbours' (same post, +-2 sentences), because
     the text answering a query comes in runs, not in isolated sentences."""
+    outside_quotes: bool = False
+    """Quoted text ("> " lines) is never a highlight; True lets a quote of an outside source (one that
+    reproduces no sentence of the thread) count as its post's text. Boilerplate lines never count."""
 
 
 class Highlight(BaseModel):
@@ -183,13 +187,16 @@ def select_mmr(
     k: int,
     diversity: float,
     max_per_group: int | None = None,
+    eligible: np.ndarray | None = None,
 ) -> list[int]:
-    """Greedy maximal marginal relevance: pick by relevance minus similarity to what is already picked."""
+    """Greedy maximal marginal relevance: pick by relevance minus similarity to what is already picked.
+
+    Only `eligible` items (all when None) are picked; fewer than `k` come back when fewer are eligible."""
     n = len(relevance)
     chosen: list[int] = []
     per_group: dict[str, int] = {}
     best_sim = np.full(n, -np.inf)
-    available = np.ones(n, dtype=bool)
+    available = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool).copy()
     scale = float(relevance.max() - relevance.min()) if n else 0.0
     scale = scale if scale > 1e-12 else 1.0
     while len(chosen) < min(k, n):
@@ -233,8 +240,15 @@ def rank_highlights(
             ) * relevance + options.query_context_weight * context
     else:
         relevance = query_free_relevance(sentences, vectors, thread, options, title_vector)
+    eligible = highlight_candidates(sentences, thread, outside_quotes=options.outside_quotes)
     picked = select_mmr(
-        relevance, vectors, [s.post_id for s in sentences], options.k, options.diversity, options.max_per_post
+        relevance,
+        vectors,
+        [s.post_id for s in sentences],
+        options.k,
+        options.diversity,
+        options.max_per_post,
+        eligible,
     )
     return [to_highlight(sentences[i], float(relevance[i]), rank) for rank, i in enumerate(picked, start=1)]
 

@@ -1,5 +1,7 @@
 """The default summarizer: no model, bullets are the top highlights themselves, each citing itself.
 
+Only highlights that carry an answer become bullets (`candidates.is_bullet_worthy`: not the question of a
+thread that has answers, not a question, not a lead-in); the next-ranked highlights fill their places.
 Bullets keep the thread's reading order (post number, then sentence) so the TL;DR reads like the thread.
 """
 
@@ -9,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tldrlab.digest.candidates import is_bullet_worthy
+from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.summarizers.base import Bullet, SummaryContext, SummaryEvent
 
 
@@ -22,7 +26,7 @@ class ExtractiveSummarizer:
         return {"max_chars": self.max_chars}
 
     def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
-        top = context.highlights[: context.max_bullets]
+        top = bullet_highlights(context)[: context.max_bullets]
         ordered = sorted(top, key=lambda h: (h.post_number, h.sentence_index))
         bullets = []
         for highlight in ordered:
@@ -32,6 +36,15 @@ class ExtractiveSummarizer:
             bullets.append(Bullet(text=text, citations=[highlight.id]))
             yield f"- {text}\n"
         yield bullets
+
+
+def bullet_highlights(context: SummaryContext) -> list[Highlight]:
+    """The highlights, in rank order, that may be bullets."""
+    kinds = {p.id: p.kind for p in context.thread.posts}
+    has_answers = "answer" in kinds.values()
+    return [
+        h for h in context.highlights if is_bullet_worthy(h.text, kinds.get(h.post_id, "post"), has_answers)
+    ]
 
 
 def shorten(text: str, max_chars: int) -> str:
