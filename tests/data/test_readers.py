@@ -32,6 +32,7 @@ def _jsonl(path: Path) -> list[dict]:
         ("debian_descriptions", "debian"),
         ("qmsum", "qmsum"),
         ("wikipedia", "wikipedia"),
+        ("wikitext_valid", "wikitext"),
         ("tinyshakespeare", "text"),
         ("stackexchange_beer", "stackexchange"),
         ("stackexchange_beer/Posts.xml", "stackexchange"),

@@ -115,6 +115,37 @@ def test_ingest_index_sequences_evaluate_decode(
     out = _cli(capsys, "lvm", "decode", str(model_dir), "--text", "Yeast makes the dough rise.", "--k", "2")
     assert out.count("wikipedia/t:") == 2
 
+    # another corpus (WikiText format) as an unseen test split: scored in its own table
+    unseen = tmp_path / "wiki.valid.tokens"
+    unseen.write_text(
+        " = Glaciers = \n \n A glacier is a persistent body of dense ice . It moves under its own weight . \n"
+        " = = Formation = = \n Glaciers form where snow accumulates faster than it melts . \n"
+        " = Deserts = \n \n A desert is a barren area of landscape . Little rain falls there . "
+        "Deserts cover about one third of the land surface . \n",
+        encoding="utf-8",
+    )
+    out = _cli(capsys, "lvm", "ingest", str(unseen))
+    assert "2 articles -> 7 concepts" in out and "wikitext" in out  # the heading is a concept too
+    out = _cli(
+        capsys,
+        "lvm",
+        "sequences",
+        "--context",
+        "3",
+        "--val",
+        "0.25",
+        "--test",
+        "0.25",
+        "--test-source",
+        "wikitext",
+    )
+    assert "'cross': 5" in out and "of 7 wikitext concepts" in " ".join(out.split())
+    out = _cli(capsys, "lvm", "evaluate", "--out", str(tmp_path / "cross"))
+    assert "in-corpus test split, 5 sequences" in out and "cross-corpus test split, 5 sequences" in out
+    cross = json.loads((tmp_path / "cross" / "evaluation_cross.json").read_text())
+    assert cross["split"] == "cross" and [r["name"] for r in cross["results"]] == list(BASELINES)
+    assert (tmp_path / "cross" / "evaluation.json").exists()
+
 
 def test_semantic_chunks_merge_similar_neighbours_with_exact_spans() -> None:
     from tldrlab.embed import get_embedder

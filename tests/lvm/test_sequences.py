@@ -56,7 +56,7 @@ def test_split_is_by_article_seeded_and_round_trips(tmp_path: Path) -> None:
     # every example's split is its article's split: no article is in two splits
     assert (seqs.split == seqs.article_split[seqs.sequence_article]).all()
     counts = {name: int((seqs.article_split == code).sum()) for name, code in SPLITS.items()}
-    assert counts == {"train": 12, "val": 4, "test": 4}
+    assert counts == {"train": 12, "val": 4, "test": 4, "cross": 0}
     same = build_sequences(table, context=3, seed=7, val_fraction=0.2, test_fraction=0.2)
     other = build_sequences(table, context=3, seed=8, val_fraction=0.2, test_fraction=0.2)
     assert (same.article_split == seqs.article_split).all()

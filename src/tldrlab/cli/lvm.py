@@ -137,49 +137,47 @@ def sequences(
     context: int = typer.Option(5, help="Context concepts per example."),
     seed: int = typer.Option(0, help="Seed of the article-level train/val/test split."),
     val_fraction: float = typer.Option(0.1, "--val", help="Fraction of articles for validation."),
-    test_fraction: float = typer.Option(0.1, "--test", help="Fraction of articles for test."),
+    test_fraction: float = typer.Option(
+        0.1, "--test", help="Fraction of articles for the in-corpus test (0 allowed with --test-source)."
+    ),
     min_context: int = typer.Option(1, help="Shortest context kept (shorter ones are left-padded + masked)."),
-    source: str | None = typer.Option(None, help="Only concepts of this source."),
+    source: str | None = typer.Option(
+        None, help="Only concepts of this source (default: all; with --test-source: all others)."
+    ),
+    test_source: str | None = typer.Option(
+        None, help="Another ingested source as an unseen test corpus: the `cross` split."
+    ),
     db: str | None = typer.Option(None, help="Concept store URL."),
     out: Path | None = typer.Option(None, help="Output NPZ (default: <home>/lvm/sequences.npz)."),
 ) -> None:
     """Build article-bounded (context -> next concept) sequences, split by article (a run).
 
-    Example: tldrlab lvm sequences --context 5 --seed 0
+    Example: tldrlab lvm sequences --context 5 --seed 0 --test-source wikitext
     """
-    from tldrlab.lvm.sequences import build_sequences
-    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.lvm.sequences import SequencesConfig, sequences_from_store
     from tldrlab.runs import start_run
 
-    out = out or _default_sequences()
-    config = {
-        "context": context,
-        "val": val_fraction,
-        "test": test_fraction,
-        "min_context": min_context,
-        "source": source,
-        "out": str(out),
-    }
-    with start_run("lvm_sequences", config, seed=seed) as run:
-        store = open_concept_store(db)
-        try:
-            table = store.load(source)
-        finally:
-            store.close()
-        built = build_sequences(
-            table,
-            context=context,
-            seed=seed,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            min_context=min_context,
-            meta={"source": source},
-        )
-        built.save(out)
-        run.set_summary(**{f"{k}_sequences": v for k, v in built.meta["sequences"].items()})
-    console.print(
-        f"run {run.id}: sequences {built.meta['sequences']} from articles {built.meta['articles']} -> {out}"
+    config = SequencesConfig(
+        context=context,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        min_context=min_context,
+        source=source,
+        test_source=test_source,
+        store_url=db,
+        out=str(out or _default_sequences()),
     )
+    with start_run("lvm_sequences", config, seed=seed) as run:
+        built = sequences_from_store(config, run)
+    line = f"run {run.id}: sequences {built.meta['sequences']} from articles {built.meta['articles']}"
+    duplicates = built.meta.get("cross_near_duplicates")
+    if duplicates:
+        line += (
+            f"; {duplicates['concepts']} of {duplicates['of']} {test_source} concepts nearly repeat a "
+            f"training-corpus concept (cosine >= {duplicates['cosine']})"
+        )
+    console.print(f"{line} -> {config.out}")
 
 
 SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
@@ -317,8 +315,11 @@ def evaluate(
     sequences_path: Path | None = typer.Option(
         None, "--sequences", help="Sequences NPZ (default: the runs')."
     ),
-    split: str = typer.Option("test", help="Split to score: test | val."),
-    out: Path | None = typer.Option(None, help="Also copy evaluation.{md,json,png} into this directory."),
+    split: str | None = typer.Option(
+        None,
+        help="Split to score: test | val | cross (default: test, and cross when the sequences have one).",
+    ),
+    out: Path | None = typer.Option(None, help="Also copy the evaluation files (md, json, png) here."),
     baselines: str | None = typer.Option(
         None, help="Comma-separated baselines to score (default: all of tldrlab.lvm.baselines.BASELINES)."
     ),
@@ -329,7 +330,7 @@ def evaluate(
     """
     import shutil
 
-    from tldrlab.lvm.evaluation import evaluate_methods, markdown_verdict, verdict, write_report
+    from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
     from tldrlab.lvm.sequences import load_sequences
     from tldrlab.runs import start_run
 
@@ -354,27 +355,48 @@ def evaluate(
             label += f" {run_id[-6:]}"
         models[label] = model
     chosen = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
-    config = {"runs": [r for r, _, _ in loaded], "sequences": str(path), "split": split, "baselines": chosen}
+    splits = [split] if split else [name for name in ("test", "cross") if name in seqs.split_names()]
+    if not splits:
+        raise ConfigError(f"{path} has no test or cross split to score; pass --split")
+    config = {
+        "runs": [r for r, _, _ in loaded],
+        "sequences": str(path),
+        "splits": splits,
+        "baselines": chosen,
+    }
     with start_run("lvm_evaluate", config) as run:
-        results = evaluate_methods(seqs, models, split=split, baselines=chosen)
-        outcome = verdict(results)
-        meta = {"sequences": str(path), "split": split, "runs": config["runs"]}
-        paths = write_report(results, run.dir, meta, outcome)
-        for p in paths.values():
-            run.add_artifact(p, kind="evaluation")
-        run.set_summary(
-            goal_met=outcome["goal_met"],
-            **{
-                f"{r.name}_{m}": v
-                for r in results
-                for m, v in r.metrics.items()
-                if m in ("cosine", "top1_excl")
-            },
-        )
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for p in paths.values():
-            shutil.copy(p, out / p.name)
+        reports = []
+        for name in splits:
+            results = evaluate_methods(seqs, models, split=name, baselines=chosen)
+            outcome = verdict(results)
+            meta = {"sequences": str(path), "split": name, "runs": config["runs"]}
+            paths = write_report(results, run.dir, meta, outcome, stem=report_stem(name))
+            for p in paths.values():
+                run.add_artifact(p, kind="evaluation")
+            prefix = "" if name == "test" else f"{name}_"
+            run.set_summary(
+                **{f"{prefix}goal_met": outcome["goal_met"]},
+                **{
+                    f"{prefix}{r.name}_{m}": v
+                    for r in results
+                    for m, v in r.metrics.items()
+                    if m in ("cosine", "top1_excl")
+                },
+            )
+            reports.append((name, results, outcome, paths))
+    for name, results, outcome, paths in reports:
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            for p in paths.values():
+                shutil.copy(p, out / p.name)
+        _print_results(name, len(seqs.split_arrays(name)), results, outcome)
+    console.print(f"run {run.id}: report in {run.dir}")
+
+
+def _print_results(split: str, count: int, results: list[Any], outcome: dict[str, Any]) -> None:
+    from tldrlab.lvm.evaluation import markdown_verdict
+
+    what = {"test": "in-corpus test", "cross": "cross-corpus test", "val": "validation"}.get(split, split)
     table = Table(
         "method",
         "kind",
@@ -384,7 +406,7 @@ def evaluate(
         "top-5",
         "top-1 excl",
         "top-5 excl",
-        title=f"{split} split, {len(seqs.split_arrays(split))} sequences",
+        title=f"{what} split, {count} sequences",
     )
     for r in results:
         m = r.metrics
@@ -400,7 +422,6 @@ def evaluate(
         )
     console.print(table)
     console.print(markdown_verdict(outcome), markup=False)
-    console.print(f"run {run.id}: report in {run.dir}")
 
 
 @lvm_app.command("decode")

@@ -264,13 +264,20 @@ def plot_results(results: list[MethodScore], path: Path) -> Path:
     return path
 
 
+def report_stem(split: str) -> str:
+    """File stem of a split's report: `evaluation` for the in-corpus test, `evaluation_<split>` otherwise."""
+    return "evaluation" if split == "test" else f"evaluation_{split}"
+
+
 def write_report(
     results: list[MethodScore],
     directory: Path,
     meta: dict[str, Any],
     outcome: dict[str, Any] | None = None,
+    *,
+    stem: str = "evaluation",
 ) -> dict[str, Path]:
-    """evaluation.json, evaluation.md and evaluation.png in `directory` (`outcome`: the verdict, if known)."""
+    """<stem>.json, <stem>.md and <stem>.png in `directory` (`outcome`: the verdict, if known)."""
     directory.mkdir(parents=True, exist_ok=True)
     body = {
         **meta,
@@ -278,9 +285,9 @@ def write_report(
         "verdict": outcome if outcome is not None else verdict(results),
     }
     paths = {
-        "json": directory / "evaluation.json",
-        "markdown": directory / "evaluation.md",
-        "plot": directory / "evaluation.png",
+        "json": directory / f"{stem}.json",
+        "markdown": directory / f"{stem}.md",
+        "plot": directory / f"{stem}.png",
     }
     atomic_write_json(paths["json"], body)
     atomic_write_text(paths["markdown"], markdown_table(results) + "\n" + markdown_verdict(body["verdict"]))

@@ -6,26 +6,33 @@ shorter than N+1) are left-padded with zero vectors and a False mask, so short a
 `min_context` to N to keep only full windows. No window ever crosses an article boundary.
 
 Articles, not examples, are split into train / val / test with a seeded shuffle, so no article contributes
-to two splits. The NPZ stores the concept vectors once plus index arrays (a few MB instead of N copies):
+to two splits. With a `cross_source`, every article of that source (another corpus) forms a fourth split,
+`cross`, and only the other sources' articles are shuffled into train / val / test: a model trained on one
+corpus is then also scored on a corpus it never saw. The NPZ stores the concept vectors once plus index
+arrays (a few MB instead of N copies):
 
     vectors (M, d) float32, concept_ids (M,), concept_article (M,), articles (A,) str, article_split (A,)
     context_index (n, N) row of `vectors` or -1, mask (n, N) bool, target_index (n,), sequence_article (n,),
-    split (n,) 0 train / 1 val / 2 test, meta (JSON string)
+    split (n,) 0 train / 1 val / 2 test / 3 cross, meta (JSON string)
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.lvm.store import ConceptTable
+from tldrlab.lvm.store import ConceptTable, open_concept_store
+from tldrlab.runs.run import Run
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
+SPLITS = {"train": 0, "val": 1, "test": 2, "cross": 3}
+"""Split codes. `cross`: the articles of another corpus (`cross_source`), never trained or tuned on."""
 
 
 @dataclass
@@ -89,6 +96,10 @@ class SequenceSet:
             article=self.sequence_article[rows],
         )
 
+    def split_names(self) -> list[str]:
+        """The splits that hold at least one sequence, in SPLITS order."""
+        return [name for name, code in SPLITS.items() if (self.split == code).any()]
+
     def candidate_rows(self, name: str) -> np.ndarray:
         """Rows of `vectors` belonging to the articles of a split (the retrieval candidates)."""
         articles = np.flatnonzero(self.article_split == SPLITS[name])
@@ -124,33 +135,50 @@ def build_sequences(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     min_context: int = 1,
+    cross_source: str | None = None,
     meta: dict[str, Any] | None = None,
 ) -> SequenceSet:
-    """Article-bounded (context -> next) examples with an article-level train/val/test split."""
+    """Article-bounded (context -> next) examples with an article-level train/val/test split.
+
+    `cross_source`: the articles of this source (keys `<source>/<article>`) become the `cross` split and
+    the rest are split train / val / test (`test_fraction` may then be 0: the cross corpus is the test).
+    """
     if context < 1:
         raise InvalidInputError(f"context must be >= 1, got {context}")
     if not 1 <= min_context <= context:
         raise InvalidInputError(
             f"min_context must be between 1 and the context ({context}), got {min_context}"
         )
-    if val_fraction < 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
-        raise InvalidInputError("need 0 <= val_fraction, 0 < test_fraction and their sum below 1")
+    min_test = 0.0 if cross_source else 1e-12
+    if val_fraction < 0 or test_fraction < min_test or val_fraction + test_fraction >= 1:
+        raise InvalidInputError(
+            "need 0 <= val_fraction, 0 < test_fraction (0 allowed with a cross source) and their sum below 1"
+        )
     keys = table.article_keys
     articles = sorted(set(keys))
-    if len(articles) < 3:
-        raise InvalidInputError(
-            f"need at least 3 articles to split train/val/test by article; the store has {len(articles)}"
-        )
     article_of = {key: i for i, key in enumerate(articles)}
     concept_article = np.array([article_of[k] for k in keys], dtype=np.int64)
+    article_split = np.zeros(len(articles), dtype=np.int8)
+    is_cross = np.array([bool(cross_source) and a.startswith(f"{cross_source}/") for a in articles])
+    if cross_source and not is_cross.any():
+        raise InvalidInputError(f"no article of the cross source {cross_source!r} among the concepts")
+    article_split[is_cross] = SPLITS["cross"]
+    own = np.flatnonzero(~is_cross)  # the training corpus: split train / val / test as without a cross source
+    needed = 1 + (test_fraction > 0) + (val_fraction > 0)
+    if len(own) < max(needed, 1 if cross_source else 3):
+        raise InvalidInputError(
+            f"need at least {needed} articles besides the cross source to split train/val/test by article; "
+            f"there are {len(own)}"
+            if cross_source
+            else f"need at least 3 articles to split train/val/test by article; the store has {len(own)}"
+        )
 
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(articles))
-    n_test = max(1, round(test_fraction * len(articles)))
-    n_val = max(1, round(val_fraction * len(articles))) if val_fraction > 0 else 0
-    if n_test + n_val >= len(articles):
-        raise InvalidInputError(f"{len(articles)} articles are too few for the requested val/test fractions")
-    article_split = np.zeros(len(articles), dtype=np.int8)
+    order = own[rng.permutation(len(own))]
+    n_test = max(1, round(test_fraction * len(own))) if test_fraction > 0 else 0
+    n_val = max(1, round(val_fraction * len(own))) if val_fraction > 0 else 0
+    if n_test + n_val >= len(own):
+        raise InvalidInputError(f"{len(own)} articles are too few for the requested val/test fractions")
     article_split[order[:n_test]] = SPLITS["test"]
     article_split[order[n_test : n_test + n_val]] = SPLITS["val"]
 
@@ -190,6 +218,7 @@ def build_sequences(
             "min_context": min_context,
             "val_fraction": val_fraction,
             "test_fraction": test_fraction,
+            "cross_source": cross_source,
             "embedder": table.embedder,
             "articles": {name: int((article_split == code).sum()) for name, code in SPLITS.items()},
             "sequences": {
@@ -198,6 +227,40 @@ def build_sequences(
             **(meta or {}),
         },
     )
+
+
+def title_pattern(title: str) -> re.Pattern[str]:
+    """A case- and space-insensitive pattern of a title; `<unk>` (a word WikiText left out) matches any
+    word."""
+    words = title.casefold().split()
+    parts = [r"\S+" if w == "<unk>" else re.escape(w) for w in words]
+    return re.compile(r"\s+".join(parts))
+
+
+def shared_titles(titles: list[str], other_titles: list[str]) -> list[tuple[str, str]]:
+    """Pairs (title, other title) naming the same article, up to case, spacing and `<unk>` words."""
+    plain = {" ".join(t.casefold().split()): t for t in titles}
+    pairs = []
+    for other in other_titles:
+        pattern = title_pattern(other)
+        if "<unk>" not in other.casefold():
+            found = plain.get(" ".join(other.casefold().split()))
+            if found is not None:
+                pairs.append((found, other))
+            continue
+        pairs.extend((title, other) for key, title in plain.items() if pattern.fullmatch(key))
+    return pairs
+
+
+def near_duplicates(vectors: np.ndarray, others: np.ndarray, threshold: float = 0.95) -> int:
+    """How many rows of `vectors` have a row of `others` with cosine >= threshold (both unit-normalised)."""
+    if len(vectors) == 0 or len(others) == 0:
+        return 0
+    found = 0
+    for start in range(0, len(vectors), 2048):
+        block = vectors[start : start + 2048] @ others.T
+        found += int((block.max(1) >= threshold).sum())
+    return found
 
 
 def load_sequences(path: Path | str) -> SequenceSet:
@@ -214,3 +277,99 @@ def load_sequences(path: Path | str) -> SequenceSet:
         raise InvalidInputError(f"{path} lacks {', '.join(sorted(missing))}: not a tldrlab sequences file")
     meta = json.loads(str(fields.pop("meta")))
     return SequenceSet(meta=meta, **fields)
+
+
+NEAR_DUPLICATE_COSINE = 0.95
+"""A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
+
+
+class SequencesConfig(BaseModel):
+    """One `tldrlab lvm sequences`: which concepts, how long a context, how articles are split."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    context: int = Field(5, ge=1, le=512)
+    """Context concepts per example."""
+    seed: int = 0
+    """Seed of the article-level train/val/test shuffle."""
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the training corpus's articles for validation."""
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the training corpus's articles for the in-corpus test (0 allowed with `test_source`)."""
+    min_context: int = Field(1, ge=1)
+    """Shortest context kept (shorter ones are left-padded and masked)."""
+    source: str | None = None
+    """The training corpus: concepts of this source only; None: every source except `test_source`."""
+    test_source: str | None = None
+    """Another ingested source whose articles all form the `cross` split (scored, never trained on)."""
+    store_url: str | None = None
+    """Concept store URL; None: the default store (see tldrlab.lvm.store.default_store_url)."""
+    out: str
+    """Where the NPZ is written."""
+
+
+def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> SequenceSet:
+    """Load the concepts, check a cross corpus really is unseen, build, save and return the sequences.
+
+    With `test_source`, an article of the test source whose title names a training article (up to case,
+    spacing and WikiText's `<unk>` words) is refused: the test would not be on unseen text. Concepts of the
+    test source that nearly repeat a training concept (cosine >= NEAR_DUPLICATE_COSINE) are counted in the
+    meta (headings such as "History" are expected there; whole articles are not).
+    """
+    cross = config.test_source
+    if cross is not None and cross == config.source:
+        raise InvalidInputError(f"the test source {cross!r} is also the training source: choose another one")
+    store = open_concept_store(config.store_url)
+    try:
+        known = store.sources()
+        for name in (config.source, cross):
+            if name is not None and name not in known:
+                raise NotFoundError(
+                    f"no concepts of source {name!r} in the store (sources: {', '.join(known) or 'none'}); "
+                    "ingest it first with `tldrlab lvm ingest`"
+                )
+        if cross is None:
+            table = store.load(config.source)
+            overlap: list[tuple[str, str]] = []
+        else:
+            own = [config.source] if config.source else [name for name in known if name != cross]
+            if not own:
+                raise InvalidInputError(f"the store holds no source besides the test source {cross!r}")
+            table = store.load([*own, cross])
+            titles = [a.title or a.article_id for name in own for a in store.articles(name)]
+            overlap = shared_titles(titles, [a.title or a.article_id for a in store.articles(cross)])
+    finally:
+        store.close()
+    if overlap:
+        shown = "; ".join(f"{a!r} ~ {b!r}" for a, b in overlap[:5])
+        raise InvalidInputError(
+            f"{len(overlap)} article(s) of the test source {cross!r} share a title with training articles "
+            f"({shown}): the cross-corpus test would not be unseen; remove them from one of the sources"
+        )
+    built = build_sequences(
+        table,
+        context=config.context,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        min_context=config.min_context,
+        cross_source=cross,
+        meta={"source": config.source, "test_source": cross},
+    )
+    if cross is not None:
+        crossing = built.article_split[built.concept_article] == SPLITS["cross"]
+        built.meta["cross_near_duplicates"] = {
+            "cosine": NEAR_DUPLICATE_COSINE,
+            "concepts": near_duplicates(built.vectors[crossing], built.vectors[~crossing]),
+            "of": int(crossing.sum()),
+        }
+    built.save(config.out)
+    if run is not None:
+        run.set_summary(**{f"{k}_sequences": v for k, v in built.meta["sequences"].items()})
+    return built
+
+
+def lvm_sequences_job(run: Run) -> dict[str, Any]:
+    """Run kind `lvm_sequences`: the config is a SequencesConfig; returns the split counts."""
+    built = sequences_from_store(SequencesConfig(**run.config), run)
+    return {"articles": built.meta["articles"], "sequences": built.meta["sequences"]}

@@ -260,12 +260,15 @@ class ConceptStore:
             for r in rows
         ]
 
-    def load(self, source: str | None = None) -> ConceptTable:
-        """All concepts (of one source, or all) with vectors, ordered by source, article and position."""
+    def load(self, source: str | list[str] | None = None) -> ConceptTable:
+        """All concepts (of one source, of several, or all) with vectors, ordered by source, article and
+        position."""
         sql = "SELECT id, source, article_id, position, embedder, dim, vector FROM lvm_concepts"
         params: tuple[Any, ...] = ()
         if source is not None:
-            sql, params = sql + " WHERE source = ?", (source,)
+            chosen = [source] if isinstance(source, str) else list(source)
+            sql += f" WHERE source IN ({', '.join('?' for _ in chosen)})"
+            params = tuple(chosen)
         rows = self.db.query(sql + " ORDER BY source, article_id, position", params)
         if not rows:
             where = f" for source {source!r}" if source else ""

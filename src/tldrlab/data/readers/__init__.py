@@ -29,6 +29,7 @@ from tldrlab.data.readers.scitldr import read_scitldr
 from tldrlab.data.readers.stackexchange import read_stackexchange
 from tldrlab.data.readers.text import read_text_file
 from tldrlab.data.readers.wikipedia import read_wikipedia
+from tldrlab.data.readers.wikitext import read_wikitext
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.threads import Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
@@ -71,6 +72,12 @@ READERS: dict[str, ReaderSpec] = {
     "debian": ReaderSpec("records", read_debian, "Debian package descriptions: id, document, summary"),
     "qmsum": ReaderSpec("records", read_qmsum, "QMSum meetings: one record per query, turns as sentences"),
     "wikipedia": ReaderSpec("records", read_wikipedia, "article JSON lines (title, text); no summaries"),
+    "wikitext": ReaderSpec(
+        "records",
+        read_wikitext,
+        "WikiText token files (` = Title = ` articles): detokenised articles, headings as paragraphs",
+        suffixes=(".tokens",),
+    ),
     "text": ReaderSpec(
         "records",
         read_text_file,
@@ -232,10 +239,10 @@ def detect_format(path: Path | str) -> str:
     """Guess the format of a file or data-set directory from its name and first record.
 
     Rules, in order: a directory with Posts.xml -> stackexchange (else its first data file decides);
-    *.xml with <posts> -> stackexchange; *.txt / *.md -> text; *.csv / *.tsv -> pairs; JSON: `post_stream`
-    -> discourse, `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts` -> qmsum,
-    `document` + `summary` in a file named *debian* -> debian, a document-like + summary-like field -> pairs,
-    `title` + `text` -> wikipedia.
+    *.xml with <posts> -> stackexchange; *.txt / *.md -> text; *.tokens -> wikitext; *.csv / *.tsv -> pairs;
+    JSON: `post_stream` -> discourse, `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts`
+    -> qmsum, `document` + `summary` in a file named *debian* -> debian, a document-like + summary-like field
+    -> pairs, `title` + `text` -> wikipedia.
     """
     path = Path(path)
     if not path.exists():
@@ -256,6 +263,8 @@ def detect_format(path: Path | str) -> str:
         raise InvalidInputError(f"{path}: XML without <posts>: only Stack Exchange Posts.xml is supported")
     if suffix in (".txt", ".md"):
         return "text"
+    if suffix == ".tokens":
+        return "wikitext"
     if suffix in (".csv", ".tsv"):
         return "pairs"
     if path.stat().st_size == 0:

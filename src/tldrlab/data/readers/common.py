@@ -26,7 +26,7 @@ SPLIT_ALIASES: dict[str, frozenset[str]] = {
 }
 """A split name -> the file-name tokens that select it (dev, validation and val are one split)."""
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".xml", ".md")
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".xml", ".md", ".tokens")
 
 
 @dataclass
