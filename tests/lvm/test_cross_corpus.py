@@ -129,7 +129,7 @@ def test_sequences_from_store_refuses_a_test_corpus_that_repeats_a_training_titl
 
     _store_articles(url, "leaky", ["Glaciers", "ants"], seed=2)
     leaky = config.model_copy(update={"test_source": "leaky", "source": "wiki"})
-    with pytest.raises(InvalidInputError, match="share a title.*'Ants' ~ 'ants'"):
+    with pytest.raises(InvalidInputError, match=r"share a title.*'Ants' ~ 'ants'"):
         sequences_from_store(leaky)
     with pytest.raises(InvalidInputError, match="also the training source"):
         sequences_from_store(config.model_copy(update={"source": "unseen"}))
