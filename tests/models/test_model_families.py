@@ -28,6 +28,16 @@ def tokenizer(shakespeare_tokenizer: Callable[..., Any]) -> Any:
     return shakespeare_tokenizer("bpe", 400, chars=30_000)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tiny_causal_lm(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """causal_lm loads pretrained weights: a tiny Llama directory with this module's tokenizer."""
+    from tinylm import save_tiny_model, tiny_llama
+
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    save_tiny_model(tiny_llama(tokenizer), tokenizer, directory)
+    TINY["causal_lm"] = {"path": str(directory)}
+
+
 def batch(tokenizer: Any, name: str) -> dict[str, torch.Tensor]:
     ids = torch.tensor([tokenizer.encode(TEXT, add_special_tokens=False)])
     if model_task(name) == "seq2seq":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,19 @@ def test_every_kind_of_reference_names_the_same_model(
     monkeypatch.chdir(elsewhere)  # `runs/<run>/model` must not depend on the working directory
 
     for ref in (run_id, run_id[:-3], f"runs/{run_id}/model", f"runs/{run_id}", str(model_dir)):
-        assert resolve_model_ref(ref).resolve() == model_dir.resolve(), ref
+        assert resolve_model_ref(ref).path.resolve() == model_dir.resolve(), ref
+    assert resolve_model_ref(run_id).source == "run"
+    assert resolve_model_ref(f"runs/{run_id}").source == "home"
     # an existing relative path wins over the home
-    (elsewhere / "mine").mkdir()
-    assert resolve_model_ref("mine") == Path("mine")
+    for where in (elsewhere / "mine", get_settings().home / "mine"):
+        where.mkdir()
+        shutil.copytree(model_dir, where / "model")
+    found = resolve_model_ref("mine")
+    assert (found.source, found.path) == ("path", Path("mine") / "model")
+    # an existing path that holds no model says so
+    (elsewhere / "empty").mkdir()
+    with pytest.raises(NotFoundError, match="holds no model"):
+        resolve_model_ref("empty")
 
 
 def test_unknown_and_modelless_references_say_what_was_tried(tokenizer_dir: Path) -> None:

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "tldrlab.cli.tokenizer",  # tldrlab tokenizer train|show
     "tldrlab.cli.train",  # tldrlab train
     "tldrlab.cli.evaluate",  # tldrlab eval, generate, score
+    "tldrlab.cli.models",  # tldrlab models import|list
     "tldrlab.cli.service",  # tldrlab serve, worker
     "tldrlab.cli.experiment",  # tldrlab experiment dendrites
     "tldrlab.cli.sweep",  # tldrlab sweep run|status|best|export

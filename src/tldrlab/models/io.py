@@ -1,10 +1,13 @@
 """Saving and loading models in Hugging Face layout.
 
     save_model(model, tokenizer, "out/model")  # safetensors, config.json, tokenizer, tldrlab_model.json
-    model, tokenizer, name = load_model("out/model")   # or a run id: its <run_dir>/model
+    model, tokenizer, name = load_model("out/model")   # or any model reference (models.resolve): a run id,
+                                                       # an installed name, `smollm2`, a .gguf file
 
 t5 and gpt2 go through `save_pretrained`, so plain `transformers.AutoModelForSeq2SeqLM / AutoModelForCausalLM`
 and `AutoTokenizer` load the directory. char_lstm writes safetensors + its own config.json (never pickle).
+causal_lm exports through its family (LoRA merged, adapters kept in `adapter/`) with its tokenizer and chat
+template.
 The directory is written next to its destination and swapped in, so a crash never leaves half a model where
 a good one was.
 """
@@ -17,10 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import CheckpointError, InvalidInputError, NotFoundError
+from tldrlab.errors import CheckpointError, InvalidInputError
 from tldrlab.models.char_lstm import CharLSTM, CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
-from tldrlab.models.resolve import MODEL_SUBDIR, resolve_model_ref
+from tldrlab.models.resolve import MODEL_SUBDIR, ResolvedModel, resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json
 
 MODEL_MANIFEST = "tldrlab_model.json"
@@ -43,6 +46,9 @@ def save_model(
             tmp.mkdir()
             save_safetensors(model, str(tmp / "model.safetensors"))
             atomic_write_json(tmp / "config.json", {"model_type": "char_lstm", **model.config.model_dump()})
+        elif spec.export is not None:
+            tmp.mkdir()
+            spec.export(model, tmp)
         else:
             model.save_pretrained(str(tmp), safe_serialization=True)
         if tokenizer is not None:
@@ -65,13 +71,13 @@ def _swap_in(new: Path, out: Path) -> None:
 
 
 def resolve_model_dir(path_or_run: Path | str) -> Path:
-    """A saved model's directory from any model reference (`tldrlab.models.resolve.resolve_model_ref`):
-    a path, a path under the home, a run id; the directory must hold `config.json`."""
-    path = resolve_model_ref(path_or_run)
-    for candidate in (path, path / MODEL_SUBDIR):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise NotFoundError(f"no saved model in {path} (expected config.json there or in {MODEL_SUBDIR}/)")
+    """A model directory (Hugging Face layout) named by any model reference (see `models.resolve`)."""
+    resolved = resolve_model_ref(str(path_or_run))
+    if resolved.kind != "directory":
+        raise InvalidInputError(
+            f"{path_or_run} is a GGUF file; convert it once with `tldrlab models import {resolved.path}`"
+        )
+    return resolved.path
 
 
 def model_name_in(directory: Path) -> str:
@@ -79,20 +85,29 @@ def model_name_in(directory: Path) -> str:
     if manifest.is_file():
         return str(json.loads(manifest.read_text(encoding="utf-8"))["name"])
     try:
-        model_type = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {directory / 'config.json'}: {exc}") from exc
+    model_type = config.get("model_type")
     if model_type in MODELS:
         return str(model_type)
+    if any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or []):
+        return "causal_lm"  # a Llama / Qwen2 / Mistral / ... directory written by transformers
     raise InvalidInputError(f"{directory} holds a {model_type!r} model; tldrlab loads {', '.join(MODELS)}")
 
 
 def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[Any, Any, str]:
-    """(model in eval mode, tokenizer or None, registry name) from a model directory or a run."""
+    """(model in eval mode, tokenizer or None, registry name) from any model reference (`models.resolve`):
+    a model directory, a run id, an installed model, the bundled `smollm2`, a .gguf file."""
     from tldrlab.tokenizers.load import load_tokenizer
 
-    directory = resolve_model_dir(path_or_name)
+    resolved = resolve_model_ref(str(path_or_name))
+    if resolved.kind == "gguf":
+        return _load_causal_lm(resolved, device)
+    directory = resolved.path
     name = model_name_in(directory)
+    if name == "causal_lm":
+        return _load_causal_lm(resolved, device)
     try:
         if name == "char_lstm":
             from safetensors.torch import load_model as load_safetensors
@@ -123,3 +138,15 @@ def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[
         model.to(device)
     model.eval()
     return model, tokenizer, name
+
+
+def _load_causal_lm(resolved: ResolvedModel, device: str | None) -> tuple[Any, Any, str]:
+    from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
+
+    model = load_causal_lm(resolved)
+    model.tldrlab_name = "causal_lm"
+    tokenizer = load_tokenizer(resolved)
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tokenizer, "causal_lm"

@@ -23,12 +23,13 @@ def resolve_dims(sizes: Mapping[str, Mapping[str, int]], config: Any) -> dict[st
 def load_pretrained(model_class: Any, path: str, tokenizer: Any) -> Any:
     """`model_class.from_pretrained(path)`, growing the embeddings when the tokenizer has more tokens.
 
-    `path` is any model reference (`resolve_model_ref`: a directory, `runs/<run>/model`, a run id); anything
-    else goes to transformers as given (a model already in the Hugging Face cache).
+    `path` is any model reference (`resolve_model_ref`: a directory, `runs/<run>/model`, a run id, an
+    installed name); anything else goes to transformers as given (a model already in the Hugging Face cache).
     """
+    args: tuple[str, dict[str, str]] = (path, {})
     with contextlib.suppress(NotFoundError):
-        path = str(resolve_model_ref(path))
-    model = model_class.from_pretrained(path)
+        args = resolve_model_ref(path).from_pretrained_args()
+    model = model_class.from_pretrained(args[0], **args[1])
     if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))
     return model

@@ -2,20 +2,22 @@
 
 model = build_model("t5", {"size": "tiny"}, tokenizer)
 model_task("gpt2")  # "causal_lm"
+model_task("causal_lm")  # "chat": a pretrained chat LM fine-tuned on document -> summary turns
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.errors import ConfigError
-from tldrlab.models import char_lstm, gpt2, t5
+from tldrlab.models import causal_lm, char_lstm, gpt2, t5
 
-Task = Literal["seq2seq", "causal_lm"]
+Task = Literal["seq2seq", "causal_lm", "chat"]
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,35 @@ class ModelSpec:
     """(config, tokenizer) -> torch.nn.Module."""
 
     task: Task
-    """What it learns: `seq2seq` (document -> summary) or `causal_lm` (next token)."""
+    """What it learns: `seq2seq` (document -> summary), `causal_lm` (next token on plain text) or `chat`
+    (document -> summary as a chat exchange with a causal LM, loss on the answer only)."""
 
     description: str
+
+    tokenizer: Callable[[Any], Any] | None = None
+    """config -> the family's own tokenizer (pretrained families); None: a tokenizer is given or trained."""
+
+    export: Callable[[Any, Path], None] | None = None
+    """(model, existing directory) -> writes the weights and config.json; None: `save_pretrained`."""
+
+    load: Callable[[Path], Any] | None = None
+    """directory -> the model `export` wrote; None: the family's transformers class (or its own loader)."""
 
 
 MODELS: dict[str, ModelSpec] = {
     "t5": ModelSpec(t5.T5ModelConfig, t5.build, "seq2seq", "transformers T5 encoder-decoder summarizer"),
     "gpt2": ModelSpec(gpt2.GPT2ModelConfig, gpt2.build, "causal_lm", "transformers GPT-2 causal LM"),
     "char_lstm": ModelSpec(char_lstm.CharLSTMConfig, char_lstm.build, "causal_lm", "PyTorch LSTM causal LM"),
+    "causal_lm": ModelSpec(
+        causal_lm.CausalLMConfig,
+        causal_lm.build,
+        "chat",
+        "any pretrained transformers causal LM (directory, GGUF, run, installed name; default the bundled "
+        "SmolLM2-135M-Instruct), fine-tuned in full or with LoRA",
+        tokenizer=causal_lm.family_tokenizer,
+        export=causal_lm.export_model,
+        load=causal_lm.load_exported,
+    ),
 }
 
 
@@ -101,4 +123,6 @@ def model_name_of(model: Any) -> str:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type in ("t5", "gpt2"):
         return str(model_type)
+    if type(model).__name__.endswith("ForCausalLM"):  # any other transformers causal LM
+        return "causal_lm"
     raise ConfigError(f"cannot tell which tldrlab model {type(model).__name__} is; pass name= explicitly")

