@@ -127,7 +127,7 @@ def test_resolver_finds_every_kind_of_reference(
     assert resolve_model_ref(record.run_dir).run_dir == Path(record.run_dir)  # the run directory as a path
     # what is not a model says what was tried
     (tmp_path / "empty").mkdir()
-    with pytest.raises(NotFoundError, match="holds no model"):
+    with pytest.raises(NotFoundError, match="no saved model in"):
         resolve_model_ref(str(tmp_path / "empty"))
     with pytest.raises(NotFoundError, match="not installed in"):
         resolve_model_ref("nothing-like-this")

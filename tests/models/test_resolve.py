@@ -54,10 +54,10 @@ def test_every_kind_of_reference_names_the_same_model(
         where.mkdir()
         shutil.copytree(model_dir, where / "model")
     found = resolve_model_ref("mine")
-    assert (found.source, found.path) == ("path", Path("mine") / "model")
+    assert (found.source, found.path) == ("path", elsewhere / "mine" / "model")
     # an existing path that holds no model says so
     (elsewhere / "empty").mkdir()
-    with pytest.raises(NotFoundError, match="holds no model"):
+    with pytest.raises(NotFoundError, match="no saved model in"):
         resolve_model_ref("empty")
 
 

