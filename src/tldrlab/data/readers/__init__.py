@@ -12,6 +12,7 @@ reader function `(path, ReadContext) -> Iterator[item]` + one entry in READERS (
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from tldrlab.data.readers.common import ReadContext, data_files, first_json_object, pick_split
+from tldrlab.data.readers.common import (
+    ReadContext,
+    data_files,
+    first_json_object,
+    is_utf8_text,
+    pick_split,
+)
 from tldrlab.data.readers.debian import read_debian
 from tldrlab.data.readers.discourse import read_discourse
 from tldrlab.data.readers.native import read_native
@@ -33,6 +40,9 @@ from tldrlab.data.readers.wikitext import read_wikitext
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.threads import Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
+
+JSON_SUFFIXES = (".json", ".jsonl")
+"""Files named as JSON are read as JSON or refused; never taken for plain text."""
 
 ReaderKind = Literal["records", "threads"]
 Item = TypeVar("Item", SummaryRecord, Thread)
@@ -230,6 +240,8 @@ def input_files(path: Path, format: str, split: str | None = None) -> list[Path]
             raise NotFoundError(f"{path}: no Posts.xml in this directory")
         return [posts]
     files = data_files(path, READERS[format].suffixes)
+    if not files and format == "text":  # plain text under any name (wiki.test.raw, corpus.tokens)
+        files = [p for p in data_files(path, None) if is_utf8_text(p)]
     if not files:
         raise NotFoundError(f"{path}: no {format} data files ({', '.join(READERS[format].suffixes)}) here")
     return pick_split(files, split, path)
@@ -238,11 +250,12 @@ def input_files(path: Path, format: str, split: str | None = None) -> list[Path]
 def detect_format(path: Path | str) -> str:
     """Guess the format of a file or data-set directory from its name and first record.
 
-    Rules, in order: a directory with Posts.xml -> stackexchange (else its first data file decides);
-    *.xml with <posts> -> stackexchange; *.txt / *.md -> text; *.tokens -> wikitext; *.csv / *.tsv -> pairs;
-    JSON: `post_stream` -> discourse, `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts`
-    -> qmsum, `document` + `summary` in a file named *debian* -> debian, a document-like + summary-like field
-    -> pairs, `title` + `text` -> wikipedia.
+    Rules, in order: a directory with Posts.xml -> stackexchange (else its first data file decides; with no
+    file of a known suffix, UTF-8 files of any name -> text); *.xml with <posts> -> stackexchange;
+    *.txt / *.md -> text; *.tokens -> wikitext; *.csv / *.tsv -> pairs; JSON: `post_stream` -> discourse,
+    `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts` -> qmsum, `document` + `summary`
+    in a file named *debian* -> debian, a document-like + summary-like field -> pairs, `title` + `text` ->
+    wikipedia. Any other file (not *.json / *.jsonl) that is UTF-8 and not one of those JSON formats -> text.
     """
     path = Path(path)
     if not path.exists():
@@ -251,6 +264,8 @@ def detect_format(path: Path | str) -> str:
         if (path / "Posts.xml").is_file():
             return "stackexchange"
         files = data_files(path)
+        if not files and any(is_utf8_text(p) for p in data_files(path, None)):
+            return "text"
         if not files:
             raise InvalidInputError(f"{path}: no data files to detect a format from; pass a format")
         return detect_format(files[0])
@@ -270,6 +285,16 @@ def detect_format(path: Path | str) -> str:
     if path.stat().st_size == 0:
         raise InvalidInputError(f"{path}: file is empty", file=str(path))
     obj = first_json_object(path)
+    if suffix not in JSON_SUFFIXES:  # not named as JSON: a known JSON format if it is one, else plain text
+        if obj is not None:
+            with contextlib.suppress(InvalidInputError):  # JSON-looking text of no known format
+                return _detect_json(obj, path)
+        if is_utf8_text(path):
+            return "text"
+        raise InvalidInputError(
+            f"{path}: not UTF-8 text and not a known format (JSON, JSON lines, CSV/TSV, Posts.xml)",
+            file=str(path),
+        )
     if obj is None:
         raise InvalidInputError(f"{path}: cannot detect the format (no JSON object found); pass a format")
     return _detect_json(obj, path)

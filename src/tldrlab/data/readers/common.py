@@ -226,16 +226,33 @@ def split_tokens(name: str) -> set[str]:
     return set(re.split(r"[._\-\s]+", name.lower()))
 
 
-def data_files(directory: Path, suffixes: tuple[str, ...] = DATA_SUFFIXES) -> list[Path]:
-    """Data files of a directory (no README, no hidden files), sorted by name."""
+def data_files(directory: Path, suffixes: tuple[str, ...] | None = DATA_SUFFIXES) -> list[Path]:
+    """Data files of a directory (no README, no hidden files), sorted by name; `suffixes=None`: any name."""
     return sorted(
         p
         for p in directory.iterdir()
         if p.is_file()
-        and p.suffix.lower() in suffixes
+        and (suffixes is None or p.suffix.lower() in suffixes)
         and not p.name.startswith(".")
         and not p.name.lower().startswith("readme")
     )
+
+
+def is_utf8_text(path: Path, sample_bytes: int = 1 << 20) -> bool:
+    """Whether the file's first `sample_bytes` are UTF-8 text (no NUL bytes, no invalid sequences)."""
+    import codecs
+
+    with path.open("rb") as handle:
+        head = handle.read(sample_bytes)
+        at_end = not handle.read(1)
+    if b"\x00" in head:
+        return False
+    try:
+        # incremental, so a multi-byte character cut at the end of the sample is not an error
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=at_end)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def pick_split(files: list[Path], split: str | None, directory: Path) -> list[Path]:
