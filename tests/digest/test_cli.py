@@ -17,6 +17,12 @@ def test_demo_prints_a_cited_digest(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "TL;DR" in out and "highlights" in out and "https://beer.stackexchange.com/" in out
     assert out.count(" • ") == 5 and "[1]" in out
+    # once, under the thread's title (not its id)
+    assert "TL;DR of What's the difference between a porter and a stout? (extractive)" in out
+    assert "TL;DR of 33" not in out
+    tldr = out.split("highlights")[0]
+    first_bullet = tldr.split(" • ")[1].split(".")[0]
+    assert tldr.count(first_bullet) == 1, out
     code, out, _ = run_captured(["demo", "--json"], capsys)  # the second run is served from the cache
     digest = json.loads(out)
     assert code == 0 and digest["cached"] is True and len(digest["bullets"]) == 5

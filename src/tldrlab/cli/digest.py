@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tldrlab.errors import InvalidInputError
 
@@ -103,29 +105,45 @@ def run_digest(
     store = open_store(settings, dim=embedder.dim, embedder=embedder.name)
     cache = open_cache(settings)
     try:
-        if not as_json:
-            console.print(f"[bold]TL;DR[/] of {thread_id} ({summarizer})")
-        for event in digest_events(store, thread_id, options, embedder=embedder, cache=cache):
-            if event.digest is None:
-                if not as_json:
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                continue
-            digest = event.digest
-            if as_json:
-                print(json.dumps(digest.model_dump(mode="json"), indent=2))
-                return
-            numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
-            console.print(
-                f"\n[bold]{digest.title or digest.thread_id}[/]" + (" (cached)" if digest.cached else "")
-            )
-            for bullet in digest.bullets:
-                cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
-                console.print(f" • {bullet.text} [cyan]{cites}[/]", highlight=False)
-            print_highlights(digest.highlights)
+        if as_json:
+            for event in digest_events(store, thread_id, options, embedder=embedder, cache=cache):
+                if event.digest is not None:
+                    print(json.dumps(event.digest.model_dump(mode="json"), indent=2))
+            return
+        events = digest_events(store, thread_id, options, embedder=embedder, cache=cache)
+        first = next(events)  # bad options, unknown threads: errors before any output
+        title = store.get_thread(thread_id).title or thread_id
+        console.print(f"[bold]TL;DR[/] of [bold]{escape(title)}[/] ({summarizer})", highlight=False)
+        digest = _stream_until_digest(itertools.chain([first], events))
+        numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
+        for bullet in digest.bullets:
+            cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
+            console.print(f" • {escape(bullet.text)} [cyan]{escape(cites)}[/]", highlight=False)
+        if not digest.bullets:
+            console.print("[yellow]no bullets[/] (the summarizer produced no text)")
+        if digest.cached:
+            console.print("[dim](cached)[/]")
+        print_highlights(digest.highlights)
     finally:
         store.close()
         cache.close()
+
+
+def _stream_until_digest(events: Iterator[Any]) -> Any:
+    """The final digest of a digest event stream; on a terminal the streamed text is shown live meanwhile
+    and then replaced by the cited bullets, so the TL;DR is printed once."""
+    from rich.live import Live
+    from rich.text import Text
+
+    streamed = Text()
+    with Live(streamed, console=console, transient=True, auto_refresh=False) as live:
+        for event in events:
+            if event.digest is not None:
+                return event.digest
+            if console.is_terminal:
+                streamed.append(event.text)
+                live.refresh()
+    raise InvalidInputError("the digest stream ended without a digest")
 
 
 def digest_command(
