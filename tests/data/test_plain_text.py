@@ -31,7 +31,7 @@ def test_utf8_files_of_any_name_are_text(wikitext: Path, tmp_path: Path) -> None
     (corpus_dir / "wiki.train.raw").write_text("one\n", encoding="utf-8")
     (corpus_dir / "wiki.valid.raw").write_text("two\n", encoding="utf-8")
     assert detect_format(corpus_dir) == "text"  # a directory holding only text files of other names
-    assert [r.id for r in read_records(corpus_dir, split="valid")] == ["wiki.valid"]
+    assert [r.id for r in read_records(corpus_dir, split="validation")] == ["wiki.valid"]
 
     no_suffix = tmp_path / "CORPUS"
     no_suffix.write_text("héllo wörld\n", encoding="utf-8")
