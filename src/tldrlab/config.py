@@ -34,7 +34,7 @@ def _toml_path() -> Path:
 class Settings(BaseSettings):
     """Process-wide settings. Every field can be set as `TLDRLAB_<FIELD>` or as a key in `tldrlab.toml`."""
 
-    model_config = SettingsConfigDict(env_prefix="TLDRLAB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TLDRLAB_", extra="ignore", use_attribute_docstrings=True)
 
     home: Path = Field(default_factory=default_home)
     """Directory for runs, the registry, stores and caches."""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class LossConfig(BaseModel):
     """Which losses are on and how much each counts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     lm_weight: float = Field(default=1.0, ge=0)
     """Weight of the LM cross-entropy on the target tokens."""

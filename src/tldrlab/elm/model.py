@@ -38,7 +38,7 @@ LM_SUBDIR = "lm"
 class ElmModelConfig(BaseModel):
     """The adapter's shape and which LM it feeds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     lm: str = "scratch"
     """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging

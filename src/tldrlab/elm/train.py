@@ -37,7 +37,7 @@ def _default_train() -> TrainConfig:
 class ElmTrainConfig(BaseModel):
     """Everything one ELM training run needs."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     data: str
     """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""

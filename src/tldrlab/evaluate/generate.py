@@ -18,7 +18,7 @@ from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 class GenerateOptions(BaseModel):
     """How to decode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
     """Most tokens to generate per sequence."""

@@ -64,7 +64,7 @@ class Reporter:
 class EvalConfig(BaseModel):
     """What to evaluate on and how."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     data: str
     """A file or data-set directory readable by tldrlab.data.readers."""

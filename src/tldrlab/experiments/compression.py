@@ -21,7 +21,7 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import ConfigError
 
@@ -30,6 +30,8 @@ InitMode = Literal["baseline", "random"]
 
 class CompressionSpec(BaseModel):
     """How small the compressed model is. Explicit sizes win over `compression_ratio`."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     compression_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
     """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers, widths."""

@@ -48,7 +48,7 @@ from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState, train
 class ExperimentConfig(BaseModel):
     """Everything that defines the experiment (plain fields, so sweeps can search them)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     data: str
     """Summarization records: a file or data-set directory any tldrlab reader understands."""

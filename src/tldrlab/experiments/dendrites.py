@@ -56,7 +56,7 @@ class PerforatedAIError(ConfigError):
 class DendriteConfig(BaseModel):
     """Which modules get dendrites and when PerforatedAI adds them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     module_names: list[str] = Field(default_factory=lambda: ["T5DenseActDense", "T5DenseGatedActDense"])
     """Module class names that get dendrites (default: T5's feed-forward blocks, wi and wo together)."""

@@ -26,7 +26,7 @@ from tldrlab.runs.run import Run
 class IngestConfig(BaseModel):
     """One ingest: which articles, how they become concepts, which embedder, where they are stored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     path: str
     """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""

@@ -32,7 +32,7 @@ CONFIG_FILE = "lvm_model.json"
 class LVMConfig(BaseModel):
     """Shape of an LVM; one config for every backbone (fields a backbone does not use are ignored)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     dim: int = Field(384, ge=1)
     """Concept vector dimension (input and output), e.g. 384 for MiniLM."""

@@ -45,7 +45,7 @@ def default_train_config() -> TrainConfig:
 class LVMTrainJobConfig(BaseModel):
     """Everything one `tldrlab lvm train` run needs."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     sequences: str
     """The sequences NPZ written by `tldrlab lvm sequences`."""

@@ -18,7 +18,7 @@ from torch import nn
 class CharLSTMConfig(BaseModel):
     """An LSTM LM over any tokenizer's ids (usually the char tokenizer)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     vocab_size: int | None = Field(default=None, gt=0)
     """Vocabulary size; None takes it from the tokenizer."""

@@ -22,7 +22,7 @@ GPT2_SIZES: dict[str, dict[str, int]] = {
 class GPT2ModelConfig(BaseModel):
     """A GPT-2 decoder-only LM. Explicit dimensions override the named size."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
     """Named size whose dimensions are used unless set explicitly below."""

@@ -18,7 +18,7 @@ from tldrlab.runs import Run
 class GenerateRequest(BaseModel):
     """`POST /runs/{id}/generate` config."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     model_run: str
     """The training run whose model generates."""
@@ -31,7 +31,7 @@ class GenerateRequest(BaseModel):
 class ScoreRequest(BaseModel):
     """`POST /runs/{id}/score` config."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     model_run: str
     """The training run whose model scores."""
@@ -46,7 +46,7 @@ class ScoreRequest(BaseModel):
 class EvaluateRequest(BaseModel):
     """`POST /runs/{id}/evaluate` config: EvalConfig overrides (data defaults to the run's)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     model_run: str
     """The training run to evaluate."""

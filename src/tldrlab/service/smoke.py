@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError, RunPreemptedError
 from tldrlab.runs import Run, preempt
@@ -25,7 +25,7 @@ from tldrlab.runs.atomic import atomic_write_text, read_jsonl
 class SmokeConfig(BaseModel):
     """Settings of a smoke run."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     steps: int = Field(default=30, ge=1, le=100_000)
     """Optimisation steps."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS: dict[str, str] = {"pad_token": PAD, "unk_token": UNK, "bos_token": BOS, "eos_token": EOS}
@@ -17,6 +17,8 @@ MANIFEST_FILE = "tokenizer_manifest.json"
 
 class TokenizerConfig(BaseModel):
     """What to train: method, vocabulary size and the few options each method has."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     method: str = "bpe"
     """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TrainConfig(BaseModel):
     """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     max_steps: int = Field(default=1000, ge=1)
     """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
@@ -92,7 +92,7 @@ class TrainConfig(BaseModel):
 class DataConfig(BaseModel):
     """Where the training text comes from and how it is split and cut."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     path: str
     """A file or directory readable by tldrlab.data.readers (pairs, scitldr, debian, text, ...)."""
@@ -140,7 +140,7 @@ class DataConfig(BaseModel):
 class TokenizerConfig(BaseModel):
     """Use an existing tokenizer directory, or train one on the training text first."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     path: str | None = None
     """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
@@ -155,7 +155,7 @@ class TokenizerConfig(BaseModel):
 class TrainJobConfig(BaseModel):
     """Everything one `tldrlab train` run needs: the model, its data and tokenizer, and the loop settings."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     model: str = "t5"
     """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""
