@@ -169,7 +169,7 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
     assert run_cli(["elm", "train", "--data", str(tmp_path / "missing")]) != 0
     assert "data directory not found" in capsys.readouterr().err
     assert run_cli(["elm", "train"]) != 0
-    assert "--data DIR is required" in capsys.readouterr().err
+    assert "data: Field required" in capsys.readouterr().err
     assert run_cli(["elm", "train", "--data", str(tmp_path), "--drift-target-similarity", "3"]) != 0
     assert "text_drift_target_similarity" in capsys.readouterr().err
     bad = tmp_path / "preds.jsonl"

@@ -147,9 +147,7 @@ def test_cli_errors_are_clear_and_create_no_run(tmp_path: Path) -> None:
         timeout=120,
         env=os.environ,
     )
-    assert (
-        proc.returncode == 2 and "invalid training config" in proc.stderr and "Traceback" not in proc.stderr
-    )
+    assert proc.returncode == 2 and "invalid train config" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

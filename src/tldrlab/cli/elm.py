@@ -1,7 +1,7 @@
-"""`tldrlab elm prepare|train|generate|evaluate|optimize|compare`: the ELM summary adapter (seed 002).
+"""`tldrlab elm prepare|train|generate|evaluate|optimize|compare`: the ELM summary adapter.
 
 tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm
-tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03
+tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03     # generated: see runkinds
 tldrlab elm train --resume elm_train-20260101-...           # continue from the last checkpoint
 tldrlab elm generate --model elm_train-... --data data/elm --split test --output preds.jsonl
 tldrlab elm evaluate --predictions preds.jsonl
@@ -18,6 +18,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tldrlab.cli import runkinds
 
 console = Console()
 elm_app = typer.Typer(
@@ -61,120 +63,6 @@ def prepare_command(
     )  # fmt: skip
     console.print(_stats_table(stats))
     console.print(f"written to {out}")
-
-
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    if value is None:
-        return
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
-
-
-@elm_app.command("train")
-def train_command(
-    data: Path | None = typer.Option(None, help="A directory written by `tldrlab elm prepare`."),
-    lm: str | None = typer.Option(
-        None, help="scratch (GPT-2 from scratch), a tldrlab model dir/run, or HF LM path."
-    ),
-    lm_size: str | None = typer.Option(None, "--lm-size", help="lm=scratch: tiny, mini, small, base."),
-    tokenizer: Path | None = typer.Option(
-        None, help="lm=scratch: a trained tokenizer (else one is trained)."
-    ),
-    freeze_lm: bool | None = typer.Option(None, "--freeze-lm/--train-lm", help="Train only the adapter."),
-    epochs: float | None = typer.Option(None, help="Epochs (default 2)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Steps instead of epochs."),
-    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-time budget."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    grad_accum: int | None = typer.Option(None, "--grad-accum-steps"),
-    lr: float | None = typer.Option(None, "--learning-rate", "--lr"),
-    hidden_dim: int | None = typer.Option(None, "--hidden-dim", help="Adapter MLP width."),
-    prefix_tokens: int | None = typer.Option(None, "--prefix-tokens", help="Soft prefix vectors."),
-    dropout: float | None = typer.Option(None, "--dropout", help="Adapter dropout."),
-    residual_scale: float | None = typer.Option(None, "--residual-scale"),
-    use_contrastive: bool | None = typer.Option(None, "--use-contrastive/--no-contrastive"),
-    contrastive_weight: float | None = typer.Option(None, "--contrastive-weight"),
-    use_drift: bool | None = typer.Option(None, "--use-drift-loss/--no-drift-loss"),
-    drift_weight: float | None = typer.Option(None, "--drift-weight"),
-    drift_target: float | None = typer.Option(None, "--drift-target-similarity"),
-    eval_interval: int | None = typer.Option(None, "--eval-interval", help="Evaluate every N steps."),
-    eval_samples: int | None = typer.Option(None, "--eval-samples", help="Summaries scored per evaluation."),
-    patience: int | None = typer.Option(None, "--early-stopping-patience"),
-    bf16: bool = typer.Option(False, "--use-bf16", "--bf16", help="bf16 autocast."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
-    bertscore_model: str | None = typer.Option(
-        None, "--bertscore-model", help="Local encoder for BERTScore."
-    ),
-    resume_from: Path | None = typer.Option(None, "--resume-from", help="Start from an adapter.safetensors."),
-    resume: str | None = typer.Option(None, "--resume", help="Continue this run from its last checkpoint."),
-    limit: int | None = typer.Option(None, help="Train on at most this many records."),
-    seed: int | None = typer.Option(None),
-    device: str | None = typer.Option(None, help="auto, cpu or cuda."),
-    wandb: str | None = typer.Option(None, "--wandb", help="offline (default), online or disabled."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-) -> None:
-    """Train the adapter (and the LM unless frozen) as a run; the best model goes to <run>/model.
-
-    Example: tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03
-    """
-    from tldrlab.elm.train import parse_elm_config, run_elm_training
-    from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
-    from tldrlab.runs import create_run, execute_run, open_registry
-    from tldrlab.runs.registry import RunStatus
-
-    registry = open_registry()
-    if resume:
-        record = registry.find(resume)
-        if record.kind != "elm_train":
-            raise InvalidInputError(f"run {record.id} is a {record.kind} run, not an ELM training run")
-        if record.status == RunStatus.COMPLETED:
-            raise ConflictError(f"run {record.id} already completed; nothing to resume")
-        config = parse_elm_config(record.config)
-        run_id = record.id
-    else:
-        if data is None:
-            raise ConfigError("--data DIR is required (a directory written by `tldrlab elm prepare`)")
-        if not data.is_dir():
-            raise NotFoundError(f"data directory not found: {data}")
-        raw: dict[str, Any] = {"data": str(data.resolve())}
-        for key, value in {
-            "model.lm": lm, "model.lm_size": lm_size, "model.freeze_lm": freeze_lm,
-            "model.hidden_dim": hidden_dim, "model.num_prefix_tokens": prefix_tokens,
-            "model.dropout": dropout, "model.residual_scale": residual_scale,
-            "model.gradient_checkpointing": gradient_checkpointing or None,
-            "loss.use_contrastive_loss": use_contrastive, "loss.contrastive_weight": contrastive_weight,
-            "loss.use_text_drift_loss": use_drift, "loss.text_drift_weight": drift_weight,
-            "loss.text_drift_target_similarity": drift_target,
-            "tokenizer": str(tokenizer.resolve()) if tokenizer else None,
-            "epochs": epochs, "max_steps": max_steps, "eval_interval": eval_interval,
-            "eval_samples": eval_samples, "limit": limit, "bertscore_model": bertscore_model,
-            "init_adapter": str(resume_from.resolve()) if resume_from else None, "wandb": wandb,
-        }.items():  # fmt: skip
-            _set(raw, key, value)
-        config = parse_elm_config(raw)
-        updates = {
-            "batch_size": batch_size, "grad_accum_steps": grad_accum, "lr": lr, "max_minutes": max_minutes,
-            "early_stopping_patience": patience, "precision": "bf16" if bf16 else None, "seed": seed,
-            "device": device,
-        }  # fmt: skip
-        train = config.train.model_dump()
-        train.update({k: v for k, v in updates.items() if v is not None})
-        config = parse_elm_config({**config.model_dump(), "train": train})
-        run_id = create_run("elm_train", config, seed=config.train.seed, registry=registry).id
-    if quiet:
-        config.train.progress = False
-    import signal
-
-    from tldrlab.runs import preempt
-
-    signal.signal(signal.SIGTERM, lambda signum, frame: preempt.request_stop())
-    console.print(f"run [bold]{run_id}[/]: training the ELM adapter on {config.data}")
-    with execute_run(run_id, registry=registry) as run:
-        result = run_elm_training(run, config)
-    shown = {k: v for k, v in result.metrics.items() if k.startswith(("bertscore", "rouge", "eval_loss"))}
-    console.print(f"done: {result.steps} steps, " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
-    console.print(f"model: {run.dir / 'model'}   curves: {run.dir / 'plots'}")
 
 
 @elm_app.command("generate")
@@ -345,4 +233,5 @@ def compare_command(
 
 
 def register(app: typer.Typer) -> None:
+    runkinds.register(elm_app, "elm")
     app.add_typer(elm_app, name="elm")

@@ -1,19 +1,23 @@
 """Entry point of the `tldrlab` command.
 
-Each module in COMMAND_MODULES exposes `register(app: typer.Typer) -> None` and adds its commands or groups.
-Command bodies import heavy libraries (torch, transformers, faiss) inside the function so that `--help` is
-fast. Every TldrlabError becomes a one-line message on stderr and its exit code, never a traceback.
+Commands for run kinds are generated from their config classes (`runkinds.RUN_COMMANDS`); each module in
+COMMAND_MODULES adds hand-written commands or groups with `register(app: typer.Typer) -> None`. The options
+every command shares are declared once in `options`. Command bodies import heavy libraries (torch,
+transformers, faiss) inside the function so that `--help` is fast. Every TldrlabError and usage error becomes
+a one-line message on stderr and its exit code, never a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tldrlab.cli import options, runkinds
 from tldrlab.errors import TldrlabError
 
 COMMAND_MODULES = [
@@ -21,7 +25,6 @@ COMMAND_MODULES = [
     "tldrlab.cli.data",  # tldrlab data inspect
     "tldrlab.cli.digest",  # tldrlab ingest, tldrlab digest, tldrlab highlights
     "tldrlab.cli.tokenizer",  # tldrlab tokenizer train|show
-    "tldrlab.cli.train",  # tldrlab train
     "tldrlab.cli.evaluate",  # tldrlab eval, generate, score
     "tldrlab.cli.models",  # tldrlab models import|list
     "tldrlab.cli.service",  # tldrlab serve, worker
@@ -37,20 +40,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 err_console = Console(stderr=True)
 
 
-@app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logs on the console."),
+    home: Path | None = typer.Option(None, *options.HOME.names, help=options.HOME.help),
+    quiet: bool = typer.Option(False, *options.QUIET.names, help=options.QUIET.help),
+    verbose: bool = typer.Option(False, *options.VERBOSE.names, help=options.VERBOSE.help),
 ) -> None:
-    from tldrlab.logs import configure_console
+    options.configure_console("DEBUG" if verbose else "WARNING" if quiet else "INFO")
+    options.apply_common(home, quiet, verbose)
 
-    configure_console("DEBUG" if verbose else "INFO")
+
+app.callback()(_root)
 
 
 def _register_all() -> None:
+    runkinds.register(app)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -65,9 +73,9 @@ _register_all()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI, turning tldrlab errors into a message and their exit code."""
+    """Run the CLI, turning tldrlab errors and usage errors into a message and their exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except TldrlabError as exc:
         # escaped: codes like [not_found] and messages like "field 'posts[1].text'" are not rich markup
         err_console.print(
@@ -77,15 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors etc.
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("aborted")
-            sys.exit(130)
-        raise
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors of typer's bundled click: no such option, bad value
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"error: {escape(exc.message)}", highlight=False)
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:  # typer answers Ctrl-C (130) and ctx.exit(n) with an exit code
+        sys.exit(code)

@@ -1,0 +1,116 @@
+"""Run-kind commands: defaults < `--config FILE` < flags, the config a real run records, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cliutil import run_captured
+from tldrlab.runs import open_registry
+
+
+def _printed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    code, out, err = run_captured([*argv, "--print-config"], capsys)
+    assert code == 0, err
+    return yaml.safe_load(out)
+
+
+def test_experiment_config_file_values_win_over_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file's model_size / batch_size / lr used to arrive as the flag defaults tiny / 16 / 0.001."""
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"data": "records.jsonl", "model_size": "small", "batch_size": 4, "lr": 0.0005,
+             "compression": {"d_model": 32}, "dendrites": {"switch_every": 5}}
+        )
+    )  # fmt: skip
+    printed = _printed(["experiment", "dendrites", "--config", str(config)], capsys)
+    assert (printed["model_size"], printed["batch_size"], printed["lr"]) == ("small", 4, 0.0005)
+    assert printed["eval_size"] == 64 and printed["arms"] == ["baseline", "compressed", "compressed_pai"]
+    # a section given in part keeps the rest of its default
+    assert printed["compression"] == {**printed["compression"], "compression_ratio": 0.5, "d_model": 32}
+    assert printed["dendrites"]["switch_every"] == 5 and printed["dendrites"]["max_dendrites"] == 2
+    # flags win over the file; lists as comma lists or JSON; --budget sets the minutes budget
+    printed = _printed(
+        ["experiment", "dendrites", "--config", str(config), "--lr", "0.002", "--seeds", "1,2",
+         "--arms", '["baseline"]', "--budget", "30m", "--no-bertscore", "--compression.d-model", "48"],
+        capsys,
+    )  # fmt: skip
+    assert (printed["model_size"], printed["lr"], printed["seeds"]) == ("small", 0.002, [1, 2])
+    assert printed["arms"] == ["baseline"] and printed["budget_minutes"] == 30.0
+    assert printed["bertscore"] is False and printed["compression"]["d_model"] == 48
+
+
+def test_sections_keep_their_own_defaults_and_names_take_underscores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "elm").mkdir()
+    printed = _printed(["elm", "train", "--data", str(tmp_path / "elm"), "--train.max_steps", "5"], capsys)
+    # ELM's loop defaults (batch 8, lr 1e-3, bertscore_f1) stay; TrainConfig's own (16, 3e-4) do not
+    train = printed["train"]
+    assert (train["max_steps"], train["batch_size"], train["lr"], train["best_metric"]) == (
+        5, 8, 0.001, "bertscore_f1",
+    )  # fmt: skip
+    assert printed["data"] == str((tmp_path / "elm").resolve())  # existing paths are made absolute
+
+
+def test_print_config_is_what_a_real_run_records(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "input.txt"
+    text.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text()[:4000])
+    config = tmp_path / "job.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model": "char_lstm",
+                "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
+                "tokenizer": {"method": "char", "vocab_size": 100},
+                "data": {"path": str(text), "block_size": 16, "max_val_examples": 4},
+                "train": {"max_steps": 50, "batch_size": 2, "eval_every": 0, "plot": False},
+            }
+        )
+    )
+    argv = ["train", "--config", str(config), "--max-steps", "3", "--wandb", "disabled", "--seed", "7", "-q"]
+    printed = _printed(argv, capsys)
+    assert printed["train"]["max_steps"] == 3 and printed["train"]["seed"] == 7
+    assert printed["train"]["batch_size"] == 2 and printed["wandb"] == "disabled"
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    (record,) = open_registry().list(kind="train")
+    # the launch records the splits it detected; everything else is exactly what --print-config showed
+    printed["data"].update(train_split=None, val_split=None)
+    assert record.config == printed
+    assert record.id in out and "3 steps" in out
+
+
+def test_bad_settings_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_captured(["train", "--data", str(tmp_path), "--lr", "-1"], capsys)
+    assert code == 2 and "train.lr" in err and "greater than 0" in err
+    code, _, err = run_captured(["train", "--max-steps", "5"], capsys)
+    assert code == 2 and "data.path" in err and "--data.path" in err
+    code, _, err = run_captured(["train", "--data", str(tmp_path), "--no-such-option", "1"], capsys)
+    assert code == 2 and "No such option" in err and "Traceback" not in err
+    code, _, err = run_captured(["train", "--data", str(tmp_path), "--train.lr-schedule", "cubic"], capsys)
+    assert code == 2 and "cubic" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    code, _, err = run_captured(["train", "--config", str(bad)], capsys)
+    assert code == 2 and "cannot parse" in err
+    bad.write_text("- just\n- a list\n")
+    code, _, err = run_captured(["train", "--config", str(bad)], capsys)
+    assert code == 2 and "mapping" in err
+    code, _, err = run_captured(["train", "--config", str(tmp_path / "missing.yaml")], capsys)
+    assert code == 3 and "not found" in err
+    code, _, err = run_captured(["train", "--resume", "train-x", "--max-steps", "5"], capsys)
+    assert code == 2 and "--resume" in err
+    code, _, err = run_captured(["experiment", "dendrites", "--data", "x", "--budget", "soon"], capsys)
+    assert code == 2 and "--budget" in err
+    code, _, err = run_captured(["train", "--data", str(tmp_path), "--model-settings", "{oops"], capsys)
+    assert code == 2 and "not valid JSON" in err
+    assert open_registry().list() == []
