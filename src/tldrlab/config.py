@@ -52,7 +52,23 @@ class Settings(BaseSettings):
     """When set, every API request except health checks must send it as `X-Api-Key`."""
 
     max_body_bytes: int = 20 * 1024 * 1024
-    """Largest request body the API accepts."""
+    """Largest request body the API accepts (counted as received, chunked bodies included)."""
+
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    """Largest data set `POST /datasets` accepts (streamed to disk)."""
+
+    max_config_bytes: int = 64 * 1024
+    """Largest run config (as JSON) the API stores."""
+
+    max_generate_tokens: int = 1024
+    """Most tokens one API generation or summary may ask for."""
+
+    data_roots: str | None = None
+    """Directories whose files API-submitted runs may read, separated by `:` (os.pathsep); unset means the
+    home's `data/` folder. The CLI is not confined."""
+
+    sse_keepalive_s: float = 15.0
+    """Seconds of silence after which server-sent event streams send a `: keep-alive` comment."""
 
     log_level: str = "INFO"
     """Console log level; files always get DEBUG and above as JSON lines."""
@@ -79,6 +95,12 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tldrlab.db'}"
+
+    @property
+    def resolved_data_roots(self) -> list[Path]:
+        """The data roots, symlinks resolved (they need not exist yet)."""
+        raw = [p for p in (self.data_roots or "").split(os.pathsep) if p.strip()]
+        return [Path(p).expanduser().resolve() for p in raw] or [(self.home / "data").resolve()]
 
     def ensure_home(self) -> Path:
         self.runs_dir.mkdir(parents=True, exist_ok=True)

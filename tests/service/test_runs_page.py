@@ -52,20 +52,22 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     page.click("#start-smoke")
     page.wait_for_selector("#detail:not([hidden])")
     # The panel shows before the POST answers with the new run's id.
-    page.wait_for_function("document.getElementById('detail-id').textContent.startsWith('smoke-')")
+    page.wait_for_function("() => document.getElementById('detail-id').textContent.startsWith('smoke-')")
     run_id = page.inner_text("#detail-id")
     assert run_id.startswith("smoke-")
     # The chart fills from the SSE stream while the run trains, then the run completes.
     page.wait_for_function(
-        "document.getElementById('loss-line').getAttribute('points').split(' ').length >= 5", timeout=90_000
+        "() => document.getElementById('loss-line').getAttribute('points').split(' ').length >= 5",
+        timeout=90_000,
     )
     page.wait_for_function(
-        "document.getElementById('detail-status').textContent === 'completed'", timeout=90_000
+        "() => document.getElementById('detail-status').textContent === 'completed'", timeout=90_000
     )
     # The status comes from polling GET /runs/{id}, the chart from the SSE stream: the last points may land
     # just after the status turns `completed`.
     page.wait_for_function(
-        "document.getElementById('loss-line').getAttribute('points').split(' ').length >= 40", timeout=30_000
+        "() => document.getElementById('loss-line').getAttribute('points').split(' ').length >= 40",
+        timeout=30_000,
     )
     points = page.get_attribute("#loss-line", "points") or ""
     assert len(points.split(" ")) == 40
@@ -82,11 +84,11 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     wait_for(lambda: page.inner_text("#detail-id") != run_id, 30, what="the new run to be selected")
     long_id = page.inner_text("#detail-id")
     page.wait_for_function(
-        "document.getElementById('detail-status').textContent === 'running'", timeout=60_000
+        "() => document.getElementById('detail-status').textContent === 'running'", timeout=60_000
     )
     page.click("#cancel")
     page.wait_for_function(
-        "document.getElementById('detail-status').textContent === 'cancelled'", timeout=60_000
+        "() => document.getElementById('detail-status').textContent === 'cancelled'", timeout=60_000
     )
     assert record(long_id).status == RunStatus.CANCELLED
     assert httpx.get(f"{served}/readyz").status_code == 200

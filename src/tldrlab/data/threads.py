@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
 PostKind = Literal["question", "answer", "comment", "post"]
+LINK_SCHEMES = ("http", "https")
+STORED = {"stored": True}
+"""Validation context for threads read back from a store: links stored before they were checked are dropped
+instead of failing the read."""
+
+
+def _web_link(value: str | None, info: ValidationInfo) -> str | None:
+    """Only http(s) links are kept: a `javascript:` or `data:` URL would run in the page that links it."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in LINK_SCHEMES or not parts.netloc or value != value.strip():
+        if info.context and info.context.get("stored"):
+            return None
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
+
+
+WebLink = Annotated[str | None, AfterValidator(_web_link)]
+"""An optional absolute http(s) URL (posts and threads link to their source with it)."""
 
 
 class Post(BaseModel):
@@ -35,8 +56,8 @@ class Post(BaseModel):
     """The thread's accepted answer."""
 
     kind: PostKind = "post"
-    url: str | None = None
-    """Link to the post on its forum (used for attribution and highlight links)."""
+    url: WebLink = None
+    """Link to the post on its forum (used for attribution and highlight links); http(s) only."""
 
     def content_hash(self) -> str:
         """Hash of the text sentences come from; re-ingestion re-embeds a post only when it changes."""
@@ -52,7 +73,8 @@ class Thread(BaseModel):
     source: str = "native"
     """Reader that produced it: stackexchange, discourse, native."""
 
-    url: str | None = None
+    url: WebLink = None
+    """Link to the thread on its forum; http(s) only."""
     tags: list[str] = Field(default_factory=list)
 
     def content_hash(self) -> str:

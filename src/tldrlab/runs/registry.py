@@ -87,7 +87,7 @@ class RunRecord:
             id=row["id"],
             kind=row["kind"],
             status=RunStatus(row["status"]),
-            config=json.loads(row["config"]),
+            config=json.loads(row["config"]) if row.get("config") else {},
             run_dir=row["run_dir"],
             created_at=row["created_at"],
             started_at=row["started_at"],
@@ -153,8 +153,15 @@ class RunRegistry:
         raise NotFoundError(f"run id prefix {prefix!r} is ambiguous ({len(rows)} runs match)", run_id=prefix)
 
     def list(
-        self, kind: str | None = None, status: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        with_config: bool = True,
     ) -> list[RunRecord]:
+        """Newest first. `with_config=False` leaves configs unread (empty): list views stay cheap."""
         clauses, params = [], []
         if kind:
             clauses.append("kind = ?")
@@ -163,8 +170,12 @@ class RunRegistry:
             clauses.append("status = ?")
             params.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns = (
+            "*" if with_config else ", ".join(f for f in RunRecord.__dataclass_fields__ if f != "config")
+        )
         rows = self.db.query(
-            f"SELECT * FROM runs {where} ORDER BY created_at DESC LIMIT ? OFFSET ?", (*params, limit, offset)
+            f"SELECT {columns} FROM runs {where} ORDER BY created_at DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         )
         return [RunRecord.from_row(r) for r in rows]
 

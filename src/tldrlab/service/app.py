@@ -1,25 +1,32 @@
-"""The FastAPI application: middleware (request ids, body limits, API key), error bodies, routers.
+"""The FastAPI application: middleware (request ids, body limits, API key, security headers), error bodies,
+routers.
 
 Every error leaves as `{code, message, request_id}` with a 4xx/5xx status; a traceback never reaches a client.
-Routers live in `tldrlab.service.routes.*`, one module per resource, each exposing `router`.
+Routers live in `tldrlab.service.routes.*`, one module per resource, each exposing `router` (route class
+`tldrlab.service.limits.StrictJSONRoute`).
 """
 
 from __future__ import annotations
 
 import hmac
 import importlib
+import itertools
 import logging
+import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError, TldrlabError
+from tldrlab.service.limits import BodyLimitMiddleware
 
 log = logging.getLogger("tldrlab.service")
 
@@ -28,11 +35,34 @@ ROUTER_MODULES = [
     "tldrlab.service.routes.threads",  # digest: threads, highlights, stream_summary
     "tldrlab.service.routes.runs",  # trainer service: runs, logs, events
     "tldrlab.service.routes.tokenizers",
+    "tldrlab.service.routes.datasets",  # uploads API runs may read (dataset:<id>)
     "tldrlab.service.routes.artifacts",
     "tldrlab.service.routes.pages",  # the web pages at / and /runs
 ]
 PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "your-api-key", "xxx", "test", "apikey"}
+PLACEHOLDER_WORDS = ("changeme", "change-me", "password", "secret", "apikey", "api-key", "example", "default")
+MIN_KEY_BITS = 64.0
 OPEN_PATHS = ("/healthz", "/readyz")
+PAGE_PATHS = ("/", "/runs-page")
+UPLOAD_PATHS = ("/datasets",)
+# The pages load only their own files and talk only to this server: no inline script or style, no plugins,
+# no framing. Swagger UI's /docs page is the exception (its bootstrap is an inline script).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 def error_body(code: str, message: str, request_id: str, **extra: Any) -> dict[str, Any]:
@@ -43,49 +73,100 @@ def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "")) or "-"
 
 
+def key_strength_bits(key: str) -> float:
+    """Rough strength of a key: its length times the entropy of its own character distribution (bits), zero
+    for keys made of placeholder words or mostly of runs and sequences (aaaa, 1234, abcd)."""
+    if not key or any(word in key.lower() for word in PLACEHOLDER_WORDS):
+        return 0.0
+    steps = [ord(b) - ord(a) for a, b in itertools.pairwise(key)]
+    if steps and sum(1 for d in steps if abs(d) <= 1) / len(steps) >= 0.5:
+        return 0.0
+    counts = Counter(key)
+    entropy = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    return entropy * len(key)
+
+
 def check_api_key_setting(settings: Settings) -> str | None:
-    """The configured API key, refusing placeholders and short keys at start-up."""
+    """The configured API key, refusing placeholders, short and low-entropy keys at start-up."""
     if settings.api_key is None:
         return None
     key = settings.api_key.get_secret_value()
     if key.strip().lower() in PLACEHOLDER_KEYS or len(key) < 16:
         raise ConfigError("TLDRLAB_API_KEY looks like a placeholder: use a random key of 16+ characters")
+    if key_strength_bits(key) < MIN_KEY_BITS:
+        raise ConfigError(
+            "TLDRLAB_API_KEY is too easy to guess (repeated or sequential characters, or a placeholder "
+            "word): use a random key, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
     return key
+
+
+class GuardMiddleware:
+    """Request ids (echoed, generated when absent), the API key, and security headers on every response."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope.get("path", "")
+        extra = [
+            ("X-Request-ID", request_id),
+            *SECURITY_HEADERS.items(),
+            (
+                "Content-Security-Policy",
+                DOCS_CONTENT_SECURITY_POLICY if path in DOCS_PATHS else CONTENT_SECURITY_POLICY,
+            ),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                for name, value in extra:
+                    response_headers[name] = value
+            await send(message)
+
+        if (
+            self.api_key
+            and path not in OPEN_PATHS
+            and not path.startswith("/static")
+            and path not in PAGE_PATHS
+            and not hmac.compare_digest(headers.get("x-api-key", "").encode(), self.api_key.encode())
+        ):
+            response = JSONResponse(
+                error_body("unauthorized", "missing or wrong X-Api-Key header", request_id), status_code=401
+            )
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     api_key = check_api_key_setting(settings)
-    app = FastAPI(title="tldrlab", version="0.1.0", description="TL;DR digests and a trainer service.")
+    app = FastAPI(
+        title="tldrlab",
+        version="0.1.0",
+        description="TL;DR digests and a trainer service.",
+    )
     app.state.settings = settings
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
-        request.state.request_id = request_id
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            response: Response = JSONResponse(
-                error_body(
-                    "payload_too_large", f"request body over {settings.max_body_bytes} bytes", request_id
-                ),
-                status_code=413,
-            )
-        elif (
-            api_key
-            and request.url.path not in OPEN_PATHS
-            and not request.url.path.startswith("/static")
-            and request.url.path not in ("/", "/runs-page")
-            and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), api_key.encode())
-        ):
-            response = JSONResponse(
-                error_body("unauthorized", "missing or wrong X-Api-Key header", request_id), status_code=401
-            )
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = request_id
-        return response
+    def body_limit(scope: Any) -> int:
+        if scope.get("method") == "POST" and scope.get("path") in UPLOAD_PATHS:
+            return settings.max_upload_bytes
+        return settings.max_body_bytes
+
+    # Pure ASGI middleware (no BaseHTTPMiddleware: its task group would wrap the body limit's 413 into an
+    # ExceptionGroup that FastAPI answers with 400). Added last = outermost: the guard runs first.
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(GuardMiddleware, api_key=api_key)
 
     @app.exception_handler(TldrlabError)
     async def tldrlab_error(request: Request, exc: TldrlabError) -> JSONResponse:
@@ -107,9 +188,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            400: "invalid_input",
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            422: "invalid_input",
+        }.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail), _request_id(request)), status_code=exc.status_code
         )

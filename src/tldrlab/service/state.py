@@ -14,6 +14,7 @@ from fastapi import Request
 from tldrlab.config import Settings
 from tldrlab.errors import ServiceUnavailableError, TldrlabError
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, open_registry
+from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue
 
 _lock = threading.Lock()
@@ -62,7 +63,13 @@ def submit_run(
     parent_id: str | None = None,
     tags: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """Create a queued run and enqueue it; 503 (and no run left queued) when the queue is down."""
+    """Create a queued run and enqueue it; 503 (and no run left queued) when the queue is down.
+
+    What the client sent is checked first: the config's size and content (413 / 422), the tags.
+    """
+    settings = settings_of(request)
+    check_config(config, settings.max_config_bytes)
+    check_tags(tags or {})
     queue = job_queue(request)
     queue.ping()  # refuse before creating anything
     runs = registry(request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tldrlab.data.threads import Thread
+from tldrlab.data.threads import STORED, Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.db import Database
 from tldrlab.store.base import SentenceRecord, ThreadInfo
@@ -75,7 +75,7 @@ def get_thread(db: Database, thread_id: str) -> Thread:
     row = db.query_one("SELECT data FROM store_threads WHERE id = ?", (check_thread_id(thread_id),))
     if row is None:
         raise NotFoundError(f"thread {thread_id!r} is not in the store: ingest it first")
-    return Thread.model_validate_json(row["data"])
+    return Thread.model_validate_json(row["data"], context=STORED)
 
 
 def list_threads(db: Database, limit: int, offset: int) -> list[ThreadInfo]:

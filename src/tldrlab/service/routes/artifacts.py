@@ -17,9 +17,10 @@ from pydantic import BaseModel
 
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs import RunRecord
+from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.state import registry
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(tags=["artifacts"], route_class=StrictJSONRoute)
 HIDDEN = {"manifest.json.tmp"}
 
 
@@ -41,8 +42,20 @@ def _run(request: Request, kind: str, run_id: str) -> RunRecord:
     return record
 
 
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4096
+
+
+def name_too_long(relative: str) -> bool:
+    """Whether a relative path has a component the file system could not even look up (ENAMETOOLONG)."""
+    encoded = relative.encode("utf-8", errors="surrogateescape")
+    return len(encoded) > PATH_MAX_BYTES or any(len(part) > NAME_MAX_BYTES for part in encoded.split(b"/"))
+
+
 def confined_path(root: Path, relative: str) -> Path:
     """`root / relative` if it is a regular file inside `root` reached without symlinks; else an error."""
+    if name_too_long(relative):
+        raise NotFoundError("no such artifact file")
     bad = (
         not relative
         or "\x00" in relative
@@ -56,13 +69,17 @@ def confined_path(root: Path, relative: str) -> Path:
         raise InvalidInputError("artifact path not allowed: use a plain relative path inside the run")
     root = root.resolve()
     candidate = root
-    for part in relative.split("/"):
-        if not part:
-            continue
-        candidate = candidate / part
-        if candidate.is_symlink():
-            raise InvalidInputError("artifact path not allowed: it goes through a symbolic link")
-    if not candidate.resolve().is_relative_to(root) or not candidate.is_file():
+    try:
+        for part in relative.split("/"):
+            if not part:
+                continue
+            candidate = candidate / part
+            if candidate.is_symlink():
+                raise InvalidInputError("artifact path not allowed: it goes through a symbolic link")
+        found = candidate.resolve().is_relative_to(root) and candidate.is_file()
+    except (OSError, ValueError):  # unreadable or unrepresentable names: as good as missing
+        found = False
+    if not found:
         raise NotFoundError("no such artifact file")
     return candidate
 

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-router = APIRouter(tags=["health"])
+from tldrlab.service.limits import StrictJSONRoute
+
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 ReadinessCheck = Callable[[Request], str | None]
 CHECKS: dict[str, ReadinessCheck] = {}
 

@@ -12,6 +12,8 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from tldrlab.errors import NotFoundError
+from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.routes.artifacts import name_too_long
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 PAGES: dict[str, str] = {
@@ -19,7 +21,7 @@ PAGES: dict[str, str] = {
     "/runs-page": "runs.html",  # trainer service: runs list, live loss chart, artifacts, cancel
 }
 
-router = APIRouter(tags=["pages"])
+router = APIRouter(tags=["pages"], route_class=StrictJSONRoute)
 
 
 def _page_route(filename: str) -> FileResponse:
@@ -40,8 +42,12 @@ MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html
 @router.get("/static/{name:path}", include_in_schema=False)
 def static_file(name: str) -> FileResponse:
     """Page assets (the app only includes routers, so static files are served by this route)."""
-    path = (STATIC_DIR / name).resolve()
-    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
-        raise NotFoundError(f"no static file {name!r}")
+    try:
+        path = (STATIC_DIR / name).resolve()
+        found = not name_too_long(name) and path.is_relative_to(STATIC_DIR) and path.is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG, NUL bytes, ...: as good as missing
+        found = False
+    if not found:
+        raise NotFoundError("no such static file")
     media_type = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})

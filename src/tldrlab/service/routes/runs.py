@@ -22,10 +22,13 @@ from tldrlab.jobs import RUN_KINDS
 from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.events import RunTail, sse_format
+from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.health import register_check
 from tldrlab.service.state import queue_readiness, registry, submit_run
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=StrictJSONRoute)
+MAX_OFFSET = 10**9
+MAX_MESSAGE_CHARS = 2000
 register_check("queue", queue_readiness)
 
 
@@ -126,6 +129,8 @@ def run_info(record: RunRecord) -> dict[str, Any]:
     data = record.to_dict()
     data.pop("config", None)
     data.pop("run_dir", None)  # never expose server paths
+    if data.get("message") and len(data["message"]) > MAX_MESSAGE_CHARS:
+        data["message"] = data["message"][:MAX_MESSAGE_CHARS] + "…"
     data["heartbeat_age_s"] = round(time.time() - record.heartbeat_at, 3) if record.heartbeat_at else None
     return data
 
@@ -185,11 +190,11 @@ def list_runs(
     kind: str | None = None,
     status: str | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     if status is not None and status not in {s.value for s in RunStatus}:
         raise InvalidInputError(f"unknown status {status!r}")
-    records = registry(request).list(kind=kind, status=status, limit=limit, offset=offset)
+    records = registry(request).list(kind=kind, status=status, limit=limit, offset=offset, with_config=False)
     return {"runs": [run_info(r) for r in records], "count": len(records)}
 
 

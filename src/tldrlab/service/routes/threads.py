@@ -35,11 +35,12 @@ from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
+from tldrlab.service.limits import StrictJSONRoute, parse_json
 from tldrlab.store.base import SentenceStore
 
 log = logging.getLogger("tldrlab.service")
 
-router = APIRouter(tags=["threads"])
+router = APIRouter(tags=["threads"], route_class=StrictJSONRoute)
 TEXT_FORMATS = {"stackexchange": ".xml", "discourse": ".json", "native": ".json"}
 
 
@@ -126,10 +127,7 @@ async def json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise InvalidInputError("request body is empty: send a thread as JSON")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+    return parse_json(raw)
 
 
 @router.post("/threads", status_code=201)
@@ -158,7 +156,7 @@ async def post_threads(request: Request) -> JSONResponse:
 
 @router.get("/threads")
 def list_threads(
-    request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+    request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10**9)
 ) -> dict[str, Any]:
     res = resources(request)
     return {"threads": [asdict(t) for t in res.store.list_threads(limit=limit, offset=offset)]}

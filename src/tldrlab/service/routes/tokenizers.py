@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from tldrlab.errors import NotFoundError
 from tldrlab.runs.run import read_manifest
+from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.runs import Artifact, RunInfo, run_info
 from tldrlab.service.state import registry, submit_run
 
-router = APIRouter(tags=["tokenizers"])
+router = APIRouter(tags=["tokenizers"], route_class=StrictJSONRoute)
 
 
 class TokenizerTrainRequest(BaseModel):

@@ -39,6 +39,17 @@ async function loadThreadList(selectId) {
 
 function sentenceId(postId, index) { return `${postId}:${index}`; }
 
+// Only http(s) links are rendered: whatever a store holds, a `javascript:` URL never becomes an href.
+function isWebLink(url) {
+  if (typeof url !== "string" || !url) return false;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "http:" || parsed.protocol === "https:";
+  } catch (err) {
+    return false;
+  }
+}
+
 function renderThread(thread, highlights) {
   $("thread").hidden = false;
   $("thread-title").textContent = thread.title || thread.id;
@@ -63,7 +74,7 @@ function renderThread(thread, highlights) {
       acc.textContent = " · accepted";
       meta.append(acc);
     }
-    if (post.url) {
+    if (isWebLink(post.url)) {
       const link = document.createElement("a");
       link.href = post.url;
       link.textContent = " · source";
