@@ -25,12 +25,17 @@ def rotating_sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(LVM_MODELS))
-def test_architecture_learns_rotation_through_the_trainer(name: str, rotating_sequences: Path) -> None:
+def test_architecture_learns_rotation_through_the_trainer(
+    name: str, rotating_sequences: Path, tiny_causal_lm: Path
+) -> None:
+    settings = {"hidden": 32, "layers": 1, "dropout": 0.0, "heads": 2, "d_state": 8}
+    if name == "pretrained":  # the decoder layers of a tiny Llama built in the test, with LoRA adapters
+        settings["pretrained"] = str(tiny_causal_lm)
     config = LVMTrainJobConfig.model_validate(
         {
             "sequences": str(rotating_sequences),
             "model": name,
-            "model_settings": {"hidden": 32, "layers": 1, "dropout": 0.0, "heads": 2, "d_state": 8},
+            "model_settings": settings,
             "loss": "mse",
             "train": {
                 "max_steps": 150,
@@ -64,9 +69,10 @@ def test_architecture_learns_rotation_through_the_trainer(name: str, rotating_se
     assert any("eval_loss" in line for line in lines) and (run.dir / "checkpoints").is_dir()
 
 
-def test_padded_contexts_and_zero_init_head_start_at_the_mean() -> None:
+def test_padded_contexts_and_zero_init_head_start_at_the_mean(tiny_causal_lm: Path) -> None:
     for name in LVM_MODELS:
-        model = build_lvm(name, LVMConfig(dim=8, hidden=16, layers=2, context=4, heads=2)).eval()
+        config = LVMConfig(dim=8, hidden=16, layers=2, context=4, heads=2, pretrained=str(tiny_causal_lm))
+        model = build_lvm(name, config).eval()
         contexts = torch.randn(3, 4, 8)
         mask = torch.tensor(
             [[False, False, True, True], [True, True, True, True], [False, False, False, True]]

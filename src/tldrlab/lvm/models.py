@@ -2,8 +2,10 @@
 
 No token embeddings and no vocabulary head: a linear map lifts each d-dim concept vector to the hidden size,
 a sequence backbone reads the context left to right, and a linear map from the last position's state gives the
-prediction. Backbones (registry `LVM_MODELS`): `lstm`, `gru`, `transformer` (causal, pre-norm) and `mamba`
-(selective state-space blocks in pure PyTorch; the `mamba_ssm` CUDA kernel is used when importable on CUDA).
+prediction. Backbones (registry `LVM_MODELS`): `lstm`, `gru`, `transformer` (causal, pre-norm), `mamba`
+(selective state-space blocks in pure PyTorch; the `mamba_ssm` CUDA kernel is used when importable on CUDA)
+and `pretrained` (a pretrained causal LM's decoder layers, frozen, LoRA-adapted or fully trained; see
+tldrlab.lvm.pretrained).
 
 The prediction is `skip(context) + head(state)`, where `skip` is the masked mean of the context by default:
 the mean is already a strong guess of the next concept (see tldrlab.lvm.baselines), so the network learns what
@@ -58,6 +60,18 @@ class LVMConfig(BaseModel):
     skip_decay: float = Field(1.0, gt=0.0, le=1.0)
     """`skip="learned"`: starting weight of each position relative to the next newer one (1 = the plain mean,
     0.5 = a weight that halves per step back, like the `decay` baseline)."""
+    pretrained: str = "smollm2-135m"
+    """Model `pretrained`: the causal LM whose decoder layers are the backbone: a bundled name
+    (`smollm2-135m`), a GGUF file, a model directory or a run (see tldrlab.lvm.pretrained). Its hidden size
+    replaces `hidden`."""
+    pretrained_layers: int | None = Field(None, ge=1)
+    """Model `pretrained`: keep only the LM's first K decoder layers (None: all); fewer train faster."""
+    adaptation: Literal["frozen", "lora", "full"] = "lora"
+    """Model `pretrained`: what of the LM trains: nothing, LoRA adapters, or every kept weight."""
+    lora_rank: int = Field(8, ge=1)
+    """Model `pretrained`, adaptation `lora`: rank of the adapters."""
+    lora_alpha: int = Field(16, ge=1)
+    """Model `pretrained`, adaptation `lora`: adapter scaling numerator (scale = alpha / rank)."""
 
 
 # -- backbones: (batch, length, hidden) + mask (batch, length) -> (batch, length, hidden) -------------------
@@ -196,12 +210,21 @@ class MambaBackbone(nn.Module):
         return self.norm(x)
 
 
+def pretrained_backbone(config: LVMConfig) -> nn.Module:
+    from tldrlab.lvm.pretrained import PretrainedBackbone
+
+    return PretrainedBackbone(config)
+
+
 LVM_MODELS: dict[str, Callable[[LVMConfig], nn.Module]] = {
     "lstm": lambda config: RecurrentBackbone(nn.LSTM, config),
     "gru": lambda config: RecurrentBackbone(nn.GRU, config),
     "transformer": TransformerBackbone,
     "mamba": MambaBackbone,
+    "pretrained": pretrained_backbone,
 }
+"""Backbones: (batch, N, hidden) + mask -> (batch, N, hidden). A backbone with a `hidden_size` attribute
+sets the width itself (the pretrained LM's), overriding `LVMConfig.hidden`."""
 
 
 class LVM(nn.Module):
@@ -212,11 +235,15 @@ class LVM(nn.Module):
         if name not in LVM_MODELS:
             raise ConfigError(f"unknown LVM {name!r}; choose one of {', '.join(LVM_MODELS)}")
         self.name = name
-        self.config = config
-        self.in_proj = nn.Linear(config.dim, config.hidden)
         self.backbone = LVM_MODELS[name](config)
+        width = getattr(self.backbone, "hidden_size", config.hidden)
+        self.config = config.model_copy(update={"hidden": width})
+        self.in_proj = nn.Linear(config.dim, width)
+        scale = getattr(self.backbone, "scale_input_projection", None)
+        if scale is not None:  # inputs at the scale the pretrained layers were trained on
+            scale(self.in_proj)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden, config.dim)
+        self.head = nn.Linear(width, config.dim)
         nn.init.zeros_(self.head.weight)  # start at the skip baseline (see the module docstring)
         nn.init.zeros_(self.head.bias)
         if config.skip == "learned":

@@ -7,6 +7,7 @@ how validation is scored. After training, the best evaluation's weights are save
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,8 +286,12 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
     run.add_artifact(model_dir, kind="model")
     summary = {
         "parameters": count_parameters(trained),
+        "trainable_parameters": sum(p.numel() for p in trained.parameters() if p.requires_grad),
+        "steps": result.steps,
         "best_step": result.best_step,
         "val_cosine": task.evaluate(trained)["val_cosine"],
+        # the CPU budget a comparison at equal cost needs (this process, all threads, since it started)
+        "cpu_seconds": round(time.process_time(), 1),
     }
     run.set_summary(**summary)
     return summary
