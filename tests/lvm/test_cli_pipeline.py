@@ -85,6 +85,12 @@ def test_ingest_index_sequences_evaluate_decode(
     assert [c.text for c in concepts] == TOPICS["bees"] and concepts[0].domain == "demo"
     assert vectors.shape == (6, 384)
 
+    # TMD codes were assigned at ingest; stats show counts, dimensions, samples and their distribution
+    out = " ".join(_cli(capsys, "lvm", "stats", "--samples", "2").split())
+    assert "wikipedia │ 4 │ 24 │ 24 │ minilm │ 384" in out and "TMD domain:" in out and "wikipedia/t:" in out
+    stats = json.loads(_cli(capsys, "lvm", "stats", "--json"))
+    assert sum(stats["tmd"]["task"].values()) == 24 and stats["sources"][0]["tmd_labelled"] == 24
+    assert "'wikipedia': 24" in _cli(capsys, "lvm", "tmd", "--source", "wikipedia")
     assert "flat_ip index of 24 concepts" in _cli(capsys, "lvm", "index")
     out = _cli(capsys, "lvm", "sequences", "--context", "3", "--val", "0.25", "--test", "0.25")
     assert "'train': 10" in out and (tldrlab_home / "lvm" / "sequences.npz").exists()

@@ -132,6 +132,77 @@ def index(
     console.print(f"run {run.id}: {built.kind} index of {len(built)} concepts ({built.dim}-d) -> {out}")
 
 
+@lvm_app.command("tmd")
+def tmd(
+    source: str | None = typer.Option(None, help="Only concepts of this source (default: all)."),
+    missing: bool = typer.Option(False, "--missing", help="Only concepts without TMD labels yet."),
+    embedder: str | None = typer.Option(
+        None, help="Embedder of the label descriptions (default: the store's)."
+    ),
+    db: str | None = typer.Option(None, help="Concept store URL."),
+) -> None:
+    """Label stored concepts with TMD codes (domain / task / modifier) from their vectors (no re-embedding).
+
+    Ingest labels new concepts already; this (re)labels a store made before, or after the labels change.
+    Example: tldrlab lvm tmd --source wikitext
+    """
+    from tldrlab.lvm.ingest import label_concepts
+    from tldrlab.lvm.store import open_concept_store
+
+    store = open_concept_store(db)
+    try:
+        done = label_concepts(store, source, embedder, only_missing=missing)
+    finally:
+        store.close()
+    console.print(f"TMD labels written: {done or 'nothing to label'}")
+
+
+@lvm_app.command("stats")
+def stats(
+    source: str | None = typer.Option(None, help="Only this source (default: all)."),
+    samples: int = typer.Option(5, help="Random concepts to show."),
+    db: str | None = typer.Option(None, help="Concept store URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """What the concept store holds: counts, dimensions, samples and the TMD distribution.
+
+    Example: tldrlab lvm stats --samples 3
+    """
+    import json
+    from dataclasses import asdict
+
+    from tldrlab.lvm.store import open_concept_store
+
+    store = open_concept_store(db)
+    try:
+        found = store.stats(source, samples=samples)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps({**found, "samples": [asdict(c) for c in found["samples"]]}, indent=2))
+        return
+    table = Table("source", "articles", "concepts", "TMD labelled", "embedder", "dim", title="concept store")
+    for row in found["sources"]:
+        table.add_row(
+            row["source"],
+            str(row["articles"]),
+            str(row["concepts"]),
+            str(row["tmd_labelled"]),
+            row["embedder"],
+            str(row["dim"]),
+        )
+    console.print(table)
+    for facet, counts in found["tmd"].items():
+        total = sum(counts.values()) or 1
+        shown = ", ".join(f"{label} {n} ({100 * n / total:.0f} %)" for label, n in counts.items())
+        console.print(f"[bold]TMD {facet}:[/] {shown or 'no labels yet (tldrlab lvm tmd)'}")
+    for concept in found["samples"]:
+        code = concept.tmd.code if concept.tmd else "-"
+        console.print(
+            f"[dim]{concept.source}/{concept.article_id}#{concept.position} [{code}][/] {concept.text[:160]}"
+        )
+
+
 @lvm_app.command("sequences")
 def sequences(
     context: int = typer.Option(5, help="Context concepts per example."),
@@ -186,7 +257,7 @@ SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
 
 @lvm_app.command("train")
 def train(
-    model: str = typer.Option("gru", help="lstm | gru | transformer | mamba"),
+    model: str = typer.Option("gru", help="lstm | gru | transformer | mamba | pretrained"),
     loss: str = typer.Option(
         "cosine+infonce", help="mse | cosine | infonce | corpus, or a weighted '+' sum: cosine+0.3*corpus."
     ),
@@ -198,7 +269,21 @@ def train(
     skip_decay: float = typer.Option(
         1.0, help="--skip learned: starting weight ratio of each older position (1 = mean, 0.5 = halving)."
     ),
+    pretrained: str = typer.Option(
+        "smollm2-135m", help="--model pretrained: the causal LM (bundled name, GGUF, model dir or run)."
+    ),
+    pretrained_layers: int | None = typer.Option(
+        None, help="--model pretrained: keep the LM's first K decoder layers (default: all)."
+    ),
+    adaptation: str = typer.Option("lora", help="--model pretrained: frozen | lora | full."),
+    lora_rank: int = typer.Option(8, help="--model pretrained --adaptation lora: adapter rank."),
     steps: int = typer.Option(1500, help="Optimizer steps."),
+    max_minutes: float | None = typer.Option(
+        None, help="Wall-time budget: stop (evaluate, save) after this many minutes of training."
+    ),
+    tmd_inputs: bool = typer.Option(
+        False, "--tmd-inputs", help="Also read each context concept's TMD labels (domain/task/modifier)."
+    ),
     batch_size: int = typer.Option(256, help="Examples per batch (also the InfoNCE negatives)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
     temperature: float = typer.Option(0.05, help="Temperature of the infonce / corpus losses."),
@@ -243,6 +328,7 @@ def train(
             "eval_every": eval_every,
             "checkpoint_every": eval_every,
             "warmup_steps": min(50, steps),
+            "max_minutes": max_minutes,
             "device": device,
             "precision": precision,
             "seed": seed,
@@ -258,6 +344,17 @@ def train(
                 "dropout": dropout,
                 "skip": skip,
                 "skip_decay": skip_decay,
+                "tmd_inputs": tmd_inputs,
+                **(
+                    {
+                        "pretrained": pretrained,
+                        "pretrained_layers": pretrained_layers,
+                        "adaptation": adaptation,
+                        "lora_rank": lora_rank,
+                    }
+                    if model == "pretrained"
+                    else {}
+                ),
             },
             "loss": loss,
             "temperature": temperature,

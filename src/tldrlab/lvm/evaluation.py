@@ -124,7 +124,7 @@ def evaluate_methods(
                 f"model {label} expects {model.config.dim}-d concepts; sequences are {sequences.dim}-d"
             )
         with torch.no_grad():
-            preds = predict(model, scored.contexts, scored.mask).numpy()
+            preds = predict(model, scored.contexts, scored.mask, tmd=scored.context_tmd).numpy()
         results.append(method(label, "model", {"model": model.name}, preds))
     return results
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
-from tldrlab.lvm.store import ConceptIn, open_concept_store
+from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
+from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.run import Run
 
@@ -125,6 +126,10 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
     embedder = load_embedder(config.embedder)
     timer.add("load_embedder", started)
 
+    started = time.perf_counter()
+    classifier = TMDClassifier(embedder)
+    timer.add("tmd", started)
+
     source = config.source or read_source
     chunking = ChunkingConfig(method=config.chunking, max_chars=config.max_chars, threshold=config.threshold)
     store = open_concept_store(config.store_url)
@@ -151,6 +156,9 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
             vectors = embedder.encode([c.text for c in chunks], batch_size=config.batch_size)
             timer.add("embed", started)
             started = time.perf_counter()
+            labels = classifier.classify(vectors, [c.text for c in chunks]) if chunks else []
+            timer.add("tmd", started)
+            started = time.perf_counter()
             total_concepts += store.replace_article(
                 source=source,
                 article_id=article.id,
@@ -161,6 +169,7 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
                 title=article.title,
                 url=article.url,
                 domain=config.domain,
+                tmd=labels,
             )
             timer.add("store", started)
             total_chars += len(article.text)
@@ -194,6 +203,40 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
         run.add_artifact(path, kind="metrics")
         run.set_summary(articles=len(articles), concepts=total_concepts, wall_seconds=metrics["wall_seconds"])
     return metrics
+
+
+def label_concepts(
+    store: ConceptStore, source: str | None = None, embedder: str | None = None, *, only_missing: bool = False
+) -> dict[str, int]:
+    """(Re)label stored concepts with TMD codes from their stored vectors (nothing is re-embedded).
+
+    The label descriptions are embedded with `embedder`, else the embedder the concepts were made with.
+    Returns {source: concepts labelled}.
+    """
+    table = store.load(source)
+    classifier = TMDClassifier(load_embedder(embedder or table.embedder))
+    if classifier.embedder_name != table.embedder:
+        from tldrlab.embed import vector_space
+
+        if vector_space(classifier.embedder_name) != vector_space(table.embedder):
+            raise InvalidInputError(
+                f"the concepts are {table.embedder!r} vectors; TMD labels need that embedder's space, "
+                f"not {classifier.embedder_name!r}"
+            )
+    rows = np.arange(len(table))
+    if only_missing and table.tmd is not None:
+        rows = np.array([i for i, label in enumerate(table.tmd) if label is None], dtype=np.int64)
+    done: dict[str, int] = {}
+    for start in range(0, len(rows), 2000):
+        chunk = rows[start : start + 2000]
+        ids = [int(i) for i in table.ids[chunk]]
+        found = store.get(ids)
+        labels = classifier.classify(table.vectors[chunk], [found[i].text for i in ids])
+        store.set_tmd(ids, labels)
+        for i in chunk:
+            key = table.article_keys[i].split("/", 1)[0]
+            done[key] = done.get(key, 0) + 1
+    return done
 
 
 def _redact(url: str) -> str:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
+from tldrlab.lvm.tmd import TMD_DIM
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "lvm_model.json"
@@ -60,6 +61,8 @@ class LVMConfig(BaseModel):
     skip_decay: float = Field(1.0, gt=0.0, le=1.0)
     """`skip="learned"`: starting weight of each position relative to the next newer one (1 = the plain mean,
     0.5 = a weight that halves per step back, like the `decay` baseline)."""
+    tmd_inputs: bool = False
+    """Also read each context concept's one-hot TMD labels (tldrlab.lvm.tmd; 30 more input features)."""
     pretrained: str = "smollm2-135m"
     """Model `pretrained`: the causal LM whose decoder layers are the backbone: a bundled name
     (`smollm2-135m`), a GGUF file, a model directory or a run (see tldrlab.lvm.pretrained). Its hidden size
@@ -238,7 +241,7 @@ class LVM(nn.Module):
         self.backbone = LVM_MODELS[name](config)
         width = getattr(self.backbone, "hidden_size", config.hidden)
         self.config = config.model_copy(update={"hidden": width})
-        self.in_proj = nn.Linear(config.dim, width)
+        self.in_proj = nn.Linear(config.dim + (TMD_DIM if config.tmd_inputs else 0), width)
         scale = getattr(self.backbone, "scale_input_projection", None)
         if scale is not None:  # inputs at the scale the pretrained layers were trained on
             scale(self.in_proj)
@@ -252,9 +255,17 @@ class LVM(nn.Module):
             start = config.skip_decay**steps_back
             self.skip_weights = nn.Parameter(start / start.sum())
 
-    def forward(self, contexts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, contexts: torch.Tensor, mask: torch.Tensor, tmd: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`tmd` (batch, N, TMD_DIM): the context concepts' TMD features, required with `tmd_inputs`."""
         weights = mask.to(contexts.dtype).unsqueeze(-1)
-        hidden = self.in_proj(contexts) * weights
+        inputs = contexts
+        if self.config.tmd_inputs:
+            if tmd is None:
+                raise ConfigError("this LVM reads TMD labels: build sequences from a TMD-labelled store")
+            inputs = torch.cat([contexts, tmd.to(contexts.dtype)], dim=-1)
+        hidden = self.in_proj(inputs) * weights
         state = self.backbone(hidden, mask)[:, -1]
         out = self.head(self.dropout(state))
         if self.config.skip == "mean":

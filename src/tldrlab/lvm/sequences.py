@@ -13,7 +13,8 @@ arrays (a few MB instead of N copies):
 
     vectors (M, d) float32, concept_ids (M,), concept_article (M,), articles (A,) str, article_split (A,)
     context_index (n, N) row of `vectors` or -1, mask (n, N) bool, target_index (n,), sequence_article (n,),
-    split (n,) 0 train / 1 val / 2 test / 3 cross, meta (JSON string)
+    split (n,) 0 train / 1 val / 2 test / 3 cross, meta (JSON string),
+    concept_tmd (M, 30) uint8 one-hot TMD labels (only when every concept is labelled)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.store import ConceptTable, open_concept_store
+from tldrlab.lvm.tmd import tmd_features
 from tldrlab.runs.run import Run
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "cross": 3}
@@ -51,6 +53,9 @@ class SplitArrays:
     """int64 (n, N) concept ids of the context (-1 where padded)."""
     article: np.ndarray
     """int64 (n,) article index of each example."""
+    context_tmd: np.ndarray | None = None
+    """float32 (n, N, TMD_DIM) one-hot TMD labels of the context concepts (zero where padded); None when the
+    concepts were not labelled."""
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -69,6 +74,8 @@ class SequenceSet:
     sequence_article: np.ndarray
     split: np.ndarray
     meta: dict[str, Any]
+    concept_tmd: np.ndarray | None = None
+    """uint8 (M, TMD_DIM) one-hot TMD labels of each concept (tldrlab.lvm.tmd) when all are labelled."""
 
     @property
     def context(self) -> int:
@@ -87,6 +94,12 @@ class SequenceSet:
         contexts = padded[np.where(index < 0, len(self.vectors), index)]
         targets = self.vectors[self.target_index[rows]]
         ids_padded = np.concatenate([self.concept_ids, np.array([-1], dtype=np.int64)])
+        context_tmd = None
+        if self.concept_tmd is not None:
+            tmd_padded = np.concatenate(
+                [self.concept_tmd, np.zeros((1, self.concept_tmd.shape[1]), np.uint8)]
+            )
+            context_tmd = tmd_padded[np.where(index < 0, len(self.vectors), index)].astype(np.float32)
         return SplitArrays(
             contexts=contexts.astype(np.float32),
             mask=self.mask[rows],
@@ -94,6 +107,7 @@ class SequenceSet:
             target_ids=self.concept_ids[self.target_index[rows]],
             context_ids=ids_padded[np.where(index < 0, len(self.vectors), index)],
             article=self.sequence_article[rows],
+            context_tmd=context_tmd,
         )
 
     def split_names(self) -> list[str]:
@@ -109,20 +123,22 @@ class SequenceSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp,
-            vectors=self.vectors,
-            concept_ids=self.concept_ids,
-            concept_article=self.concept_article,
-            articles=self.articles,
-            article_split=self.article_split,
-            context_index=self.context_index,
-            mask=self.mask,
-            target_index=self.target_index,
-            sequence_article=self.sequence_article,
-            split=self.split,
-            meta=np.array(json.dumps(self.meta)),
-        )
+        arrays: dict[str, np.ndarray] = {
+            "vectors": self.vectors,
+            "concept_ids": self.concept_ids,
+            "concept_article": self.concept_article,
+            "articles": self.articles,
+            "article_split": self.article_split,
+            "context_index": self.context_index,
+            "mask": self.mask,
+            "target_index": self.target_index,
+            "sequence_article": self.sequence_article,
+            "split": self.split,
+            "meta": np.array(json.dumps(self.meta)),
+        }
+        if self.concept_tmd is not None:
+            arrays["concept_tmd"] = self.concept_tmd
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
         tmp.replace(path)  # readers never see half a file
         return path
 
@@ -201,7 +217,9 @@ def build_sequences(
         raise InvalidInputError(f"no article has more than {min_context} concepts: no sequences to build")
     context_index = np.stack(context_rows)
     sequence_article = np.array(seq_article, dtype=np.int64)
+    labelled = table.tmd is not None and all(label is not None for label in table.tmd)
     return SequenceSet(
+        concept_tmd=tmd_features(list(table.tmd or [])).astype(np.uint8) if labelled else None,
         vectors=table.vectors.astype(np.float32),
         concept_ids=table.ids.astype(np.int64),
         concept_article=concept_article,

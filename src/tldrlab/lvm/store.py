@@ -19,6 +19,7 @@ import numpy as np
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
+from tldrlab.lvm.tmd import TMD
 from tldrlab.runs.db import Database, connect, is_postgres_url, migrate
 
 COMPONENT = "lvm"
@@ -50,7 +51,12 @@ SQLITE_MIGRATIONS: list[list[str]] = [
             vector BLOB NOT NULL,
             UNIQUE (source, article_id, position)
         )""",
-    ]
+    ],
+    [  # TMD codes (tldrlab.lvm.tmd): NULL until a concept is labelled
+        "ALTER TABLE lvm_concepts ADD COLUMN tmd_domain TEXT",
+        "ALTER TABLE lvm_concepts ADD COLUMN tmd_task TEXT",
+        "ALTER TABLE lvm_concepts ADD COLUMN tmd_modifier TEXT",
+    ],
 ]
 
 POSTGRES_MIGRATIONS: list[list[str]] = [
@@ -71,7 +77,8 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
             vector vector NOT NULL,
             UNIQUE (source, article_id, position)
         )""",
-    ]
+    ],
+    SQLITE_MIGRATIONS[1],
 ]
 
 
@@ -97,6 +104,8 @@ class StoredConcept:
     end: int
     text: str
     domain: str | None
+    tmd: TMD | None = None
+    """Domain / task / modifier labels (tldrlab.lvm.tmd), None until labelled."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,8 @@ class ConceptTable:
     vectors: np.ndarray
     """float32 (n, dim), unit-normalised."""
     embedder: str
+    tmd: list[TMD | None] | None = None
+    """Each row's TMD labels (None for a row not labelled); None when loaded without them."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -170,8 +181,12 @@ class ConceptStore:
         title: str | None = None,
         url: str | None = None,
         domain: str | None = None,
+        tmd: list[TMD] | None = None,
     ) -> int:
-        """Atomically replace an article's concepts; returns how many were stored."""
+        """Atomically replace an article's concepts (with their TMD labels, if given); returns how many were
+        stored."""
+        if tmd is not None and len(tmd) != len(concepts):
+            raise InvalidInputError(f"expected {len(concepts)} TMD labels for article {article_id!r}")
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(concepts):
             raise InvalidInputError(
@@ -204,6 +219,7 @@ class ConceptStore:
                 embedder,
                 dim,
                 vectors[i] if self.is_postgres else vectors[i].tobytes(),
+                *((tmd[i].domain, tmd[i].task, tmd[i].modifier) if tmd is not None else (None, None, None)),
             )
             for i, c in enumerate(concepts)
         ]
@@ -217,7 +233,8 @@ class ConceptStore:
             if rows:
                 self.db.executemany(
                     "INSERT INTO lvm_concepts (source, article_id, position, start_char, end_char, text, "
-                    "domain, embedder, dim, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "domain, embedder, dim, vector, tmd_domain, tmd_task, tmd_modifier) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             self.db.execute(
@@ -226,6 +243,17 @@ class ConceptStore:
                 (source, article_id, title, url, domain, chunking, len(rows), time.time()),
             )
         return len(rows)
+
+    def set_tmd(self, ids: list[int], labels: list[TMD]) -> int:
+        """Label stored concepts (by id) with TMD codes, in one transaction; returns how many were updated."""
+        if len(ids) != len(labels):
+            raise InvalidInputError(f"{len(ids)} concept ids but {len(labels)} TMD labels")
+        with self.db.transaction():
+            self.db.executemany(
+                "UPDATE lvm_concepts SET tmd_domain = ?, tmd_task = ?, tmd_modifier = ? WHERE id = ?",
+                [(t.domain, t.task, t.modifier, int(i)) for i, t in zip(ids, labels, strict=True)],
+            )
+        return len(ids)
 
     # -- reading --------------------------------------------------------------------------------
     def count(self, source: str | None = None) -> int:
@@ -240,6 +268,52 @@ class ConceptStore:
         """source -> number of concepts."""
         rows = self.db.query("SELECT source, COUNT(*) AS n FROM lvm_concepts GROUP BY source ORDER BY source")
         return {str(r["source"]): int(r["n"]) for r in rows}
+
+    def stats(self, source: str | None = None, samples: int = 5) -> dict[str, Any]:
+        """What the store holds: per source (articles, concepts, labelled concepts, embedder, dimension), the
+        TMD distribution of each facet, and `samples` random concepts with provenance and labels."""
+        where, params = ("WHERE source = ?", (source,)) if source is not None else ("", ())
+        rows = self.db.query(
+            "SELECT source, embedder, dim, COUNT(*) AS concepts, COUNT(tmd_domain) AS labelled "
+            f"FROM lvm_concepts {where} GROUP BY source, embedder, dim ORDER BY source",
+            params,
+        )
+        articles = {
+            str(r["source"]): int(r["n"])
+            for r in self.db.query(
+                f"SELECT source, COUNT(*) AS n FROM lvm_articles {where} GROUP BY source", params
+            )
+        }
+        sources = [
+            {
+                "source": str(r["source"]),
+                "articles": articles.get(str(r["source"]), 0),
+                "concepts": int(r["concepts"]),
+                "tmd_labelled": int(r["labelled"]),
+                "embedder": str(r["embedder"]),
+                "dim": int(r["dim"]),
+            }
+            for r in rows
+        ]
+        distribution: dict[str, dict[str, int]] = {}
+        for facet in ("domain", "task", "modifier"):
+            counts = self.db.query(
+                f"SELECT tmd_{facet} AS label, COUNT(*) AS n FROM lvm_concepts {where} "
+                f"{'AND' if where else 'WHERE'} tmd_{facet} IS NOT NULL GROUP BY tmd_{facet} ORDER BY n DESC",
+                params,
+            )
+            distribution[facet] = {str(r["label"]): int(r["n"]) for r in counts}
+        picked = self.db.query(
+            f"SELECT id FROM lvm_concepts {where} ORDER BY random() LIMIT ?", (*params, int(samples))
+        )
+        found = self.get([int(r["id"]) for r in picked])
+        return {
+            "concepts": sum(s["concepts"] for s in sources),
+            "articles": sum(s["articles"] for s in sources),
+            "sources": sources,
+            "tmd": distribution,
+            "samples": [found[i] for i in sorted(found)],
+        }
 
     def articles(self, source: str | None = None) -> list[ArticleInfo]:
         sql = "SELECT * FROM lvm_articles"
@@ -263,7 +337,10 @@ class ConceptStore:
     def load(self, source: str | list[str] | None = None) -> ConceptTable:
         """All concepts (of one source, of several, or all) with vectors, ordered by source, article and
         position."""
-        sql = "SELECT id, source, article_id, position, embedder, dim, vector FROM lvm_concepts"
+        sql = (
+            "SELECT id, source, article_id, position, embedder, dim, vector, tmd_domain, tmd_task, "
+            "tmd_modifier FROM lvm_concepts"
+        )
         params: tuple[Any, ...] = ()
         if source is not None:
             chosen = [source] if isinstance(source, str) else list(source)
@@ -291,6 +368,7 @@ class ConceptStore:
             positions=np.array([int(r["position"]) for r in rows], dtype=np.int64),
             vectors=vectors,
             embedder=str(embedder),
+            tmd=[_tmd(r) for r in rows],
         )
 
     def get(self, ids: list[int]) -> dict[int, StoredConcept]:
@@ -300,8 +378,8 @@ class ConceptStore:
             chunk = [int(i) for i in ids[start : start + 500]]
             marks = ", ".join("?" for _ in chunk)
             rows = self.db.query(
-                "SELECT id, source, article_id, position, start_char, end_char, text, domain "
-                f"FROM lvm_concepts WHERE id IN ({marks})",
+                "SELECT id, source, article_id, position, start_char, end_char, text, domain, tmd_domain, "
+                f"tmd_task, tmd_modifier FROM lvm_concepts WHERE id IN ({marks})",
                 chunk,
             )
             for r in rows:
@@ -314,14 +392,16 @@ class ConceptStore:
                     end=int(r["end_char"]),
                     text=r["text"],
                     domain=r["domain"],
+                    tmd=_tmd(r),
                 )
         return found
 
     def article_concepts(self, source: str, article_id: str) -> tuple[list[StoredConcept], np.ndarray]:
         """One article's concepts in order, with their vectors."""
         rows = self.db.query(
-            "SELECT id, source, article_id, position, start_char, end_char, text, domain, vector "
-            "FROM lvm_concepts WHERE source = ? AND article_id = ? ORDER BY position",
+            "SELECT id, source, article_id, position, start_char, end_char, text, domain, vector, "
+            "tmd_domain, tmd_task, tmd_modifier FROM lvm_concepts WHERE source = ? AND article_id = ? "
+            "ORDER BY position",
             (source, article_id),
         )
         if not rows:
@@ -336,6 +416,7 @@ class ConceptStore:
                 end=int(r["end_char"]),
                 text=r["text"],
                 domain=r["domain"],
+                tmd=_tmd(r),
             )
             for r in rows
         ]
@@ -350,6 +431,12 @@ class ConceptStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _tmd(row: Any) -> TMD | None:
+    if row["tmd_domain"] is None:
+        return None
+    return TMD(str(row["tmd_domain"]), str(row["tmd_task"]), str(row["tmd_modifier"]))
 
 
 def open_concept_store(url: str | None = None, settings: Settings | None = None) -> ConceptStore:

@@ -119,11 +119,11 @@ class LVMTask:
         return GroupedWindows(self.train, self.group, self.train_bank)
 
     def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
-        names = ("contexts", "mask", "targets", "target_rows", "context_rows")
+        names = ("contexts", "mask", "targets", "target_rows", "context_rows", "context_tmd")
         return {name: torch.cat(parts) for name, parts in zip(names, zip(*items, strict=True), strict=True)}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        pred = model(batch["contexts"], batch["mask"])
+        pred = model(batch["contexts"], batch["mask"], _tmd_input(model, batch["context_tmd"]))
         bank = self.train_bank.vectors.to(pred.device) if self.train_bank is not None else None
         inputs = LossBatch(
             batch["targets"], self.temperature, bank, batch["target_rows"], batch["context_rows"]
@@ -134,7 +134,7 @@ class LVMTask:
         """eval_loss (the training loss on fixed chunks of 256), cosine, MSE and, with a bank, retrieval
         top-1 with the context excluded (`val_top1_excl`) on the validation split."""
         device = next(model.parameters()).device
-        preds = predict(model, self.val.contexts, self.val.mask, device=device)
+        preds = predict(model, self.val.contexts, self.val.mask, device=device, tmd=self.val.context_tmd)
         targets = torch.from_numpy(self.val.targets)
         bank = self.val_bank
         target_rows = torch.from_numpy(bank.rows(self.val.target_ids)) if bank is not None else None
@@ -180,6 +180,9 @@ class GroupedWindows(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
         else:
             self.target_rows = torch.full((len(split),), -1, dtype=torch.long)
             self.context_rows = torch.full(split.context_ids.shape, -1, dtype=torch.long)
+        # (n, N, TMD_DIM) labels, or (n, N, 0) when the sequences carry none
+        tmd = split.context_tmd if split.context_tmd is not None else np.zeros((*split.mask.shape, 0))
+        self.context_tmd = torch.from_numpy(np.asarray(tmd, dtype=np.float32))
         starts = np.flatnonzero(np.r_[True, split.article[1:] != split.article[:-1]])
         ends = np.r_[starts[1:], len(split.article)]
         self.groups = [
@@ -200,7 +203,18 @@ class GroupedWindows(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
             self.targets[span],
             self.target_rows[span],
             self.context_rows[span],
+            self.context_tmd[span],
         )
+
+
+def _tmd_input(model: nn.Module, tmd: torch.Tensor | None) -> torch.Tensor | None:
+    """The TMD features when the model reads them (a model without `tmd_inputs` gets None)."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "tmd_inputs", False):
+        return None
+    if tmd is None or tmd.shape[-1] == 0:
+        raise ConfigError("this LVM reads TMD labels, but the sequences have none: run `tldrlab lvm tmd`")
+    return tmd
 
 
 @torch.no_grad()
@@ -211,15 +225,18 @@ def predict(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 1024,
+    tmd: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """Predictions (float32, on the CPU) for many contexts, in eval mode, batch by batch."""
+    """Predictions (float32, on the CPU) for many contexts, in eval mode, batch by batch. `tmd`: the
+    contexts' TMD features (n, N, TMD_DIM), used when the model reads them."""
     was_training = model.training
     model.eval()
     outputs = []
     for start in range(0, len(contexts), batch_size):
         x = torch.from_numpy(contexts[start : start + batch_size]).to(device)
         m = torch.from_numpy(mask[start : start + batch_size]).to(device)
-        outputs.append(model(x, m).float().cpu())
+        t = torch.from_numpy(tmd[start : start + batch_size]).to(device) if tmd is not None else None
+        outputs.append(model(x, m, _tmd_input(model, t)).float().cpu())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros((0, contexts.shape[-1]))
 
@@ -235,6 +252,7 @@ def _cap(split: SplitArrays, limit: int, seed: int) -> SplitArrays:
         target_ids=split.target_ids[rows],
         context_ids=split.context_ids[rows],
         article=split.article[rows],
+        context_tmd=split.context_tmd[rows] if split.context_tmd is not None else None,
     )
 
 
