@@ -63,8 +63,13 @@ def tiny_chat_tokenizer(vocab_size: int = 400, corpus: list[str] | None = None) 
     return fast
 
 
-def tiny_llama(tokenizer: Any, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> Any:
-    """A randomly initialised (seeded) LlamaForCausalLM: 4 heads of 8, 2 KV heads, tied embeddings."""
+def tiny_llama(
+    tokenizer: Any, *, layers: int = 2, hidden: int = 32, seed: int = 0, init_std: float = 0.5
+) -> Any:
+    """A randomly initialised (seeded) LlamaForCausalLM: 4 heads of 8, 2 KV heads, tied embeddings.
+
+    The large `init_std` makes untrained generations vary with the prompt (at transformers' 0.02 every
+    prompt decodes to the same repeated token), so comparisons between decoding paths mean something."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -80,6 +85,7 @@ def tiny_llama(tokenizer: Any, *, layers: int = 2, hidden: int = 32, seed: int =
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
         tie_word_embeddings=True,
+        initializer_range=init_std,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -192,11 +192,11 @@ def test_lora_trains_only_adapters_and_export_merges(
     assert (tmp_path / "export" / ADAPTER_SUBDIR / "adapter_config.json").is_file()
     plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
     assert not any("lora" in n for n, _ in plain.named_parameters())
-    torch.testing.assert_close(logits(plain, chat_tokenizer), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits(plain, chat_tokenizer), expected, rtol=1e-4, atol=1e-4)
     # the adapters on their own, applied by peft to the untouched base, give the same model
     base = transformers.AutoModelForCausalLM.from_pretrained(tiny["dir"])
     adapted = PeftModel.from_pretrained(base, tmp_path / "export" / ADAPTER_SUBDIR).eval()
-    torch.testing.assert_close(logits(adapted, chat_tokenizer), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits(adapted, chat_tokenizer), expected, rtol=1e-4, atol=1e-4)
     # the caller's model kept its adapters (export merged a copy)
     assert any(".lora_A." in n for n, _ in model.named_parameters())
     reloaded, _, name = load_model(tmp_path / "export")
@@ -233,3 +233,41 @@ def test_chat_prompt_and_completion_ids(chat_tokenizer: Any) -> None:
     assert chat_prompt(plain, "Doc.", "Summarize.") == "Summarize.\n\nDoc.\nSummary:"
     _, completion = chat_pair_ids(plain, "Doc.", "Short.", "Summarize.")
     assert plain.decode(completion) == " Short.<|im_end|>"
+
+
+def test_chat_generation_batches_left_padded_like_one_at_a_time(
+    tiny: dict[str, Any], chat_tokenizer: Any
+) -> None:
+    from tldrlab.evaluate.generate import GenerateOptions, generate
+
+    model, tokenizer, _ = load_model(tiny["dir"])
+    documents = [
+        "library for parsing XML",
+        "This package provides a small library for configuration files.",
+        "x",
+    ]
+    options = GenerateOptions(temperature=0.0, max_new_tokens=8, batch_size=8)
+    together = generate(model, tokenizer, documents, options)
+    alone = [generate(model, tokenizer, [doc], options)[0] for doc in documents]
+    assert together == alone and len({out[0] for out in together}) == 3
+
+
+def test_eval_of_a_gguf_file_keeps_results_in_the_eval_run(
+    tiny: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"document": f"library {i} for parsing XML", "summary": f"XML {i}"}) + "\n"
+            for i in range(3)
+        )
+    )
+    code, out, err = run_captured(
+        ["eval", str(tiny["gguf"]), "--data", str(data), "--no-bertscore", "--max-new-tokens", "4", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["task"] == "chat" and result["metrics"]["examples"] == 3
+    assert Path(result["out_dir"]).name == result["run_id"]  # not next to the GGUF file
+    assert not (tiny["gguf"].parent / "eval.json").exists()

@@ -46,6 +46,9 @@ def eval_command(
     seed: int = typer.Option(0, help="Seed of sampled generations."),
     temperature: float = typer.Option(0.0, help="0 = greedy generation."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest generation."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Examples generated together (default 16; 1 measures per-summary latency)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Evaluate a model (LM loss/perplexity, seq2seq ROUGE/BERTScore/lengths) into eval.json + samples.jsonl.
@@ -67,6 +70,7 @@ def eval_command(
         max_samples=max_samples,
         bertscore=bertscore,
         generation=generation,
+        batch_size=batch_size,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
@@ -81,7 +85,7 @@ def eval_command(
 def generate_command(
     run: str = typer.Argument(..., help="Run id (or prefix) or model directory."),
     prompt: list[str] = typer.Option(
-        ..., "--prompt", "-p", help="Prompt (LM) or document (seq2seq); repeatable."
+        ..., "--prompt", "-p", help="Prompt (LM) or document (seq2seq, chat); repeatable."
     ),
     temperature: float = typer.Option(0.8, help="Sampling temperature; 0 = greedy."),
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k most likely tokens (0: all)."),

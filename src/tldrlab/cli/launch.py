@@ -26,6 +26,7 @@ def _is_follower() -> bool:
 
 def _check_train(config: Any) -> None:
     from tldrlab.models import model_task
+    from tldrlab.models.registry import parse_model_config
     from tldrlab.train.tasks import detect_splits
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not config.tokenizer.path:
@@ -35,6 +36,7 @@ def _check_train(config: Any) -> None:
     if not Path(config.data.path).exists():
         raise InvalidInputError(f"data not found: {config.data.path}")
     model_task(config.model)  # unknown model names fail before a run is created
+    parse_model_config(config.model, config.model_settings)  # and so do bad model settings
     # Record the splits found in the data, so `tldrlab eval RUN` evaluates on the same validation split.
     config.data.train_split, config.data.val_split = detect_splits(config.data)
 

@@ -118,7 +118,8 @@ RUN_COMMANDS: tuple[RunCommand, ...] = (
         "train",
         "train",
         "tldrlab.train.config:TrainJobConfig",
-        "Train a t5 / gpt2 / char_lstm model as a run: progress, checkpoints, eval, PNG curves, <run>/model.",
+        "Train a t5 / gpt2 / char_lstm model, or fine-tune a pretrained causal_lm, as a run: progress, "
+        "checkpoints, eval, PNG curves, <run>/model.",
         "tldrlab train --model char_lstm --data input.txt --tokenizer.method char --train.max-steps 500",
         aliases={
             "data.path": "--data",

@@ -1,6 +1,10 @@
-"""`generate`: seeded sampling or greedy decoding for t5, gpt2 and char_lstm with one set of options.
+"""`generate`: seeded sampling or greedy decoding for every model family with one set of options.
 
-t5 and gpt2 use transformers' `generate`; char_lstm has its own loop that carries the LSTM state forward.
+t5, gpt2 and causal_lm use transformers' `generate` (with its KV cache); char_lstm has its own loop that
+carries the LSTM state forward. A `chat` model (causal_lm) gets each prompt as a document: it is cut to
+`max_input_tokens`, wrapped in the model's chat template with the instruction it was fine-tuned with
+(`models.chat`), and the answer ends at the end-of-turn token. Greedy chat prompts are decoded in left-padded
+batches.
 The seed is applied to a forked RNG so generation never disturbs the caller's random state.
 """
 
@@ -12,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.models.chat import chat_prompt, instruction_of, truncate_text
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 
 
@@ -153,6 +158,37 @@ def _generate_seq2seq_batch(
     return [[row.tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
 
+@torch.no_grad()
+def _generate_chat_batch(
+    model: Any, tokenizer: Any, documents: list[str], options: GenerateOptions
+) -> list[list[list[int]]]:
+    """Chat prompts (documents in the chat template) decoded together, left-padded so every row's answer
+    starts at the same position; per prompt, its num_return_sequences rows (answers only)."""
+    instruction = instruction_of(model)
+    rows = [
+        tokenizer.encode(
+            chat_prompt(tokenizer, truncate_text(tokenizer, doc, options.max_input_tokens), instruction),
+            add_special_tokens=False,
+        )
+        for doc in documents
+    ]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    output = model.generate(
+        input_ids=input_ids.to(model.device),
+        attention_mask=mask.to(model.device),
+        use_cache=True,  # a model trained with gradient checkpointing has it off in its config
+        **_hf_kwargs(options, tokenizer),
+    )
+    n = options.num_return_sequences
+    return [[row[width:].tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(documents))]
+
+
 def _hf_kwargs(options: GenerateOptions, tokenizer: Any, max_new_tokens: int | None = None) -> dict[str, Any]:
     """transformers `generate` arguments for these options (greedy with several sequences = beam search)."""
     sample = options.temperature > 0
@@ -195,15 +231,17 @@ def generate(
     devices = [model.device] if model.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
-            if model_task(name) == "seq2seq":
+            task = model_task(name)
+            if task in ("seq2seq", "chat"):
                 # Greedy decoding is batched (fast evaluation); sampling goes one prompt at a time so that a
                 # prompt's samples depend only on it and the seed, not on which prompts share its batch.
                 size = options.batch_size if options.temperature == 0 else 1
+                decode_batch = _generate_seq2seq_batch if task == "seq2seq" else _generate_chat_batch
                 batches = []
                 for start in range(0, len(prompts), size):
                     torch.manual_seed(options.seed)
                     batch = prompts[start : start + size]
-                    batches.extend(_generate_seq2seq_batch(model, tokenizer, batch, options))
+                    batches.extend(decode_batch(model, tokenizer, batch, options))
             else:
                 batches = []
                 for prompt in prompts:
@@ -213,7 +251,8 @@ def generate(
                     else:
                         batches.append(_generate_causal_hf(model, tokenizer, prompt, options))
             for rows in batches:
-                results.append([apply_stop(_decode(tokenizer, row), options.stop)[0] for row in rows])
+                texts = [apply_stop(_decode(tokenizer, row), options.stop)[0] for row in rows]
+                results.append([t.strip() for t in texts] if task == "chat" else texts)
     finally:
         model.train(was_training)
     return results

@@ -1,8 +1,9 @@
 """`score_text`: how surprising a text is to a model, token by token.
 
 For a causal LM the text is scored after a bos token (so its first token is predicted too); for a seq2seq
-model it is scored as the target of `source` (empty by default), ending with eos. The mean of the per-token
-surprisal (in bits) times ln 2 equals the loss (in nats).
+model it is scored as the target of `source` (empty by default), ending with eos; for a chat model with a
+`source` it is scored as the model's answer (ending with end-of-turn) to the summary request for `source`.
+The mean of the per-token surprisal (in bits) times ln 2 equals the loss (in nats).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import perplexity
+from tldrlab.models.chat import chat_pair_ids, instruction_of
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 
 
@@ -31,7 +33,12 @@ def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source:
     target = tokenizer.encode(text, add_special_tokens=False)
     truncated = False
     try:
-        if model_task(model_name_of(model)) == "seq2seq":
+        task = model_task(model_name_of(model))
+        if task == "chat" and source:
+            prompt, completion = chat_pair_ids(tokenizer, source, text, instruction_of(model))
+            out = model(input_ids=torch.tensor([[*prompt, *completion]], device=device))
+            logits, predicted = out.logits[0, len(prompt) - 1 : -1], completion
+        elif task == "seq2seq":
             labels = [*target, tokenizer.eos_token_id]
             src = [*tokenizer.encode(source, add_special_tokens=False), tokenizer.eos_token_id]
             out = model(

@@ -202,7 +202,7 @@ def build(config: CausalLMConfig, tokenizer: Any) -> Any:
     model.config.tldrlab_instruction = config.instruction
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs (LoRA) without enable_input_require_grads.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if config.lora is not None:
         model = apply_lora(model, config.lora)

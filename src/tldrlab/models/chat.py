@@ -88,6 +88,23 @@ def chat_pair_ids(
     return prompt_ids, completion_ids
 
 
+def collate_chat_pairs(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-padded prompt + completion rows: `labels` are the completion tokens only (-100 on the prompt and
+    the padding), `attention_mask` 0 on the padding. The model shifts labels itself."""
+    import torch
+
+    width = max(len(p) + len(c) for p, c in pairs)
+    input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(pairs), width), dtype=torch.long)
+    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+    for row, (prompt, completion) in enumerate(pairs):
+        n_prompt, n_total = len(prompt), len(prompt) + len(completion)
+        input_ids[row, :n_total] = torch.tensor([*prompt, *completion])
+        attention[row, :n_total] = 1
+        labels[row, n_prompt:n_total] = torch.tensor(completion)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
 def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
     """`text` cut to its first `max_tokens` tokens (unchanged when it is shorter)."""
     ids = tokenizer.encode(text, add_special_tokens=False)

@@ -46,12 +46,17 @@ def parse_job_config(raw: dict[str, Any] | TrainJobConfig) -> TrainJobConfig:
 
 
 def prepare_tokenizer(job: TrainJobConfig, run: Run | None, run_dir: Path | None) -> Any:
-    """The job's tokenizer: loaded from `tokenizer.path`, or trained (once) into <run_dir>/tokenizer."""
+    """The job's tokenizer: loaded from `tokenizer.path`, the pretrained family's own, or trained (once) into
+    <run_dir>/tokenizer."""
+    from tldrlab.models.registry import get_spec, parse_model_config
     from tldrlab.tokenizers import load_tokenizer, train_tokenizer
     from tldrlab.train.tasks import training_files
 
     if job.tokenizer.path:
         return load_tokenizer(job.tokenizer.path)
+    spec = get_spec(job.model)
+    if spec.tokenizer is not None:
+        return spec.tokenizer(parse_model_config(job.model, job.model_settings))
     if run_dir is None:
         raise ConfigError("no tokenizer given and no run directory to train one into")
     out = run_dir / TOKENIZER_SUBDIR

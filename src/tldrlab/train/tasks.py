@@ -5,6 +5,8 @@
   summaries of a few validation documents.
 - `CausalLMTask`: one long token stream cut into contiguous blocks of `block_size` tokens (no padding);
   evaluation = loss and perplexity on validation blocks.
+- `ChatSFTTask` (`train.chat_sft`): document -> summary as a chat exchange with a pretrained causal LM,
+  loss on the answer only (the `chat` task of the causal_lm family).
 
 `build_task(job_config, tokenizer, model)` reads the data (its own train / validation splits when it has them,
 else a seeded record split for seq2seq and the last `val_fraction` of the tokens for LMs — the same held-out
@@ -24,6 +26,7 @@ from torch import nn
 
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
+from tldrlab.train.chat_sft import build_chat_task
 from tldrlab.train.config import DataConfig, TrainJobConfig
 
 EVAL_BATCH = 16
@@ -233,7 +236,7 @@ def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind:
     train_records = read_split_records(data, train_split, limit=data.limit)
     if not train_records:
         raise InvalidInputError(f"{data.path}: no records to train on")
-    if task_kind == "seq2seq":
+    if task_kind in ("seq2seq", "chat"):
         if val_split:
             val_records = read_split_records(data, val_split, limit=data.max_val_examples)
         else:
@@ -241,6 +244,8 @@ def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind:
             random.Random(job.train.seed).shuffle(shuffled)
             n_val = max(1, int(len(shuffled) * data.val_fraction))
             val_records, train_records = shuffled[:n_val], shuffled[n_val:]
+        if task_kind == "chat":
+            return build_chat_task(train_records, val_records, tokenizer, data, model)
         return Seq2SeqTask(train_records, val_records, tokenizer, data)
 
     block_size = data.block_size

@@ -1,0 +1,207 @@
+"""Chat fine-tuning of a tiny real Llama: the answer-only loss, LoRA and full runs through `tldrlab train`,
+exact resume, and the exported model serving eval / generate / score and plain transformers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cliutil import run_captured
+from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.data.records import SummaryRecord
+from tldrlab.errors import RunPreemptedError
+from tldrlab.models import build_model
+from tldrlab.runs import preempt
+from tldrlab.runs.registry import open_registry
+from tldrlab.runs.run import start_run
+from tldrlab.train import TrainHooks, TrainState, train
+from tldrlab.train.chat_sft import ChatSFTTask
+from tldrlab.train.config import DataConfig
+
+LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj", "up_proj"]}
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer() -> Any:
+    return tiny_chat_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model_dir(chat_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tiny_llama(chat_tokenizer), chat_tokenizer, tmp_path_factory.mktemp("tiny") / "m")
+
+
+@pytest.fixture(scope="module")
+def pairs_file(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 real Debian description -> synopsis pairs as a user's pairs.jsonl (documents cut short)."""
+    lines = (shared_data / "debian_descriptions" / "debian_descriptions.train.jsonl").read_text().splitlines()
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    rows = [json.loads(line) for line in lines[:40]]
+    path.write_text(
+        "".join(json.dumps({"text": r["document"][:300], "summary": r["summary"]}) + "\n" for r in rows)
+    )
+    return path
+
+
+def runs_count() -> int:
+    return len(open_registry().list(limit=100))
+
+
+def records(n: int) -> list[SummaryRecord]:
+    return [
+        SummaryRecord(
+            id=str(i), document=f"library number {i} for parsing XML files", summaries=[f"XML library {i}"]
+        )
+        for i in range(n)
+    ]
+
+
+def test_loss_covers_the_answer_only(chat_tokenizer: Any, model_dir: Path) -> None:
+    data = DataConfig(path="unused", max_source_len=12, max_target_len=6)
+    task = ChatSFTTask(records(4), records(2), chat_tokenizer, data, "Summarize.")
+    short = SummaryRecord(id="s", document="XML", summaries=["a"])
+    items = [task.encode(short), task.train_dataset()[1]]
+    batch = task.collate(items)
+    labels, mask = batch["labels"], batch["attention_mask"]
+    for row, (prompt, answer) in enumerate(items):
+        assert (labels[row, : len(prompt)] == -100).all()  # the prompt is never a target
+        assert labels[row, len(prompt) : len(prompt) + len(answer)].tolist() == answer
+        assert (labels[row, len(prompt) + len(answer) :] == -100).all() and mask[row].sum() == len(
+            prompt
+        ) + len(answer)
+        assert answer[-1] == chat_tokenizer.eos_token_id and len(answer) <= 6
+    assert chat_tokenizer.decode(items[0][0]).endswith("<|im_start|>assistant\n")
+
+    model = build_model("causal_lm", {"path": str(model_dir)}, chat_tokenizer)
+    loss, n_tokens = task.loss(model, batch)
+    logits = model(input_ids=batch["input_ids"], attention_mask=mask).logits
+    targets = labels[:, 1:]
+    manual = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
+    )
+    assert n_tokens == sum(len(a) for _, a in items)
+    torch.testing.assert_close(loss, manual)
+    # changing a prompt token changes the inputs but never the targets
+    other = dict(batch, input_ids=batch["input_ids"].clone())
+    other["input_ids"][0, 1] = 7
+    assert task.loss(model, other)[1] == n_tokens
+
+
+def test_lora_fine_tune_through_train_command_then_eval_generate_score(
+    model_dir: Path, pairs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import transformers
+
+    settings = {"path": str(model_dir), "lora": LORA, "gradient_checkpointing": True, "instruction": "TL;DR:"}
+    code, out, err = run_captured(
+        [
+            "train", "--model", "causal_lm", "--data", str(pairs_file),
+            "--model-config", json.dumps(settings), "--max-steps", "8", "--batch-size", "4",
+            "--grad-accum-steps", "2", "--lr", "3e-2",
+            "--eval-every", "4", "--generate-every", "1", "--checkpoint-every", "4", "--wandb", "disabled",
+            "--quiet",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    run_dir = Path(open_registry().list(kind="train", limit=1)[0].run_dir)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in metrics if "eval_loss" in m]
+    assert [m["step"] for m in evals] == [4, 8]
+    assert {"eval_rouge1", "eval_rougeL"} <= set(evals[-1])
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert not (run_dir / "tokenizer").exists()  # the family's own tokenizer, none trained
+    model_out = run_dir / "model"
+    assert (model_out / "adapter" / "adapter_config.json").is_file()
+    plain = transformers.AutoModelForCausalLM.from_pretrained(model_out)
+    assert plain.config.tldrlab_instruction == "TL;DR:"
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    assert transformers.AutoTokenizer.from_pretrained(model_out).chat_template
+
+    run_id = run_dir.name
+    code, out, err = run_captured(["eval", run_id, "--max-samples", "3", "--no-bertscore", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    # the run's own held-out records: 5% of 40, the same seeded split the training loop used
+    assert result["task"] == "chat" and result["metrics"]["examples"] == 2
+    assert {"rouge1", "rougeL", "loss", "seconds_per_summary"} <= set(result["metrics"])
+    code, out, err = run_captured(
+        ["generate", run_id, "-p", "a library for XML", "--temperature", "0", "--json"], capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)[0]["outputs"][0] != ""
+    code, out, err = run_captured(
+        ["score", run_id, "--text", "XML library", "--source", "an XML parser", "--json"], capsys
+    )
+    assert code == 0, err
+    scored = json.loads(out)
+    assert scored["tokens"][-1] == "<|im_end|>"  # the answer is scored up to the end of the turn
+
+
+def test_full_fine_tune_resumes_to_the_same_losses(
+    chat_tokenizer: Any, model_dir: Path, pairs_file: Path
+) -> None:
+    from tldrlab.train.jobs import parse_job_config
+    from tldrlab.train.tasks import build_task
+
+    job = parse_job_config(
+        {
+            "model": "causal_lm",
+            "model_settings": {"path": str(model_dir), "num_layers": 1},
+            "data": {
+                "path": str(pairs_file), "max_source_len": 32, "max_target_len": 8, "max_val_examples": 4
+            },
+            "train": {
+                "max_steps": 6, "batch_size": 4, "lr": 1e-2, "eval_every": 3, "checkpoint_every": 3,
+                "log_every": 1, "device": "cpu", "progress": False, "plot": False,
+            },
+        }
+    )  # fmt: skip
+
+    def fresh() -> tuple[Any, Any]:
+        torch.manual_seed(0)
+        model = build_model(job.model, job.model_settings, chat_tokenizer)
+        return model, build_task(job, chat_tokenizer, model, "chat")
+
+    class StopAt(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 3:
+                preempt.request_stop()
+
+    with start_run("train", job) as straight:
+        train(*fresh(), job.train, straight)
+    try:
+        with pytest.raises(RunPreemptedError), start_run("train", job) as resumed:
+            train(*fresh(), job.train, resumed, hooks=StopAt())
+    finally:
+        preempt.reset()
+    result = train(*fresh(), job.train, resumed)
+    assert result.resumed_from == 3 and result.steps == 6
+
+    def losses(run: Any) -> dict[int, float]:
+        return {m["step"]: m["train_loss"] for m in run.metrics() if "train_loss" in m}
+
+    assert losses(resumed) == losses(straight) and len(losses(straight)) == 6
+
+
+def test_train_config_errors_are_clear(
+    model_dir: Path, pairs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_captured(
+        [
+            "train",
+            "--model",
+            "causal_lm",
+            "--data",
+            str(pairs_file),
+            "--model-config",
+            '{"lora": {"rank": 4}}',
+        ],
+        capsys,
+    )
+    assert code == 2 and "lora.rank" in err and "Traceback" not in err
+    assert runs_count() == 0  # rejected before a run was created
