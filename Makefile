@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install -c constraints.txt $(if $(wildcard /opt/wheels),--find
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := redis-server chromium
 
-.PHONY: install install-system demo test lint types pytest bench clean
+.PHONY: install install-system demo test lint types pytest bench docs clean
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ test: lint types pytest
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# docs/cli.md and docs/config.md are generated from the commands and config classes (a test checks them).
+docs: install
+	$(BIN)/python -m tldrlab.cli.docs docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*
