@@ -15,13 +15,15 @@ import pytest
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.errors import ConflictError, DimensionMismatchError, InvalidInputError, NotFoundError
+from tldrlab.store import STORES
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
 StoreFactory = Callable[..., SentenceStore]
 
 
-@pytest.fixture(params=["sqlite_faiss", "postgres_pgvector"])
+@pytest.fixture(params=list(STORES))
 def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every registered store runs this whole suite (the store contract)."""
     return str(request.param)
 
 
@@ -42,9 +44,11 @@ def open_test_store(
             store = SqliteFaissStore(
                 tldrlab_home / "store" / "sentences.db", dim, embedder=embedder, **options
             )
-        else:
+        elif store_kind == "postgres_pgvector":
             assert url is not None
             store = PostgresPgvectorStore(url, dim, embedder=embedder)
+        else:
+            pytest.fail(f"store {store_kind!r} is registered but this suite cannot open it: add it here")
         opened.append(store)
         return store
 

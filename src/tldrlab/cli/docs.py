@@ -37,10 +37,11 @@ def _cell(text: str) -> str:
 
 def _option_row(param: Any, ctx: Any) -> str:
     names = [*param.opts, *param.secondary_opts]
-    shown = ", ".join(f"`{n}`" for n in names) if param.param_type_name == "option" else f"`{param.name.upper()}`"
+    option = param.param_type_name == "option"
+    shown = ", ".join(f"`{n}`" for n in names) if option else f"`{param.name.upper()}`"
     kind = "" if getattr(param, "is_flag", False) else param.display_type(ctx).strip("<>")
     help_text = param.help or ""
-    if param.param_type_name == "option" and param.default not in (None, False, (), []) and "default:" not in help_text:
+    if option and param.default not in (None, False, (), []) and "default:" not in help_text:
         help_text += f" [default: {param.default}]"
     return f"| {shown} | {_cell(kind)} | {_cell(help_text)} |"
 
@@ -48,10 +49,10 @@ def _option_row(param: Any, ctx: Any) -> str:
 def cli_markdown() -> str:
     root = typer.main.get_command(app)
     ctx = root.make_context("tldrlab", [], resilient_parsing=True)
-    parts = [f"# Command line\n\n{HEADER}`tldrlab --help` lists the commands below; every one has `--help`.\n"]
+    parts = [f"# Command line\n\n{HEADER}`tldrlab --help` lists the commands below; each has `--help`.\n"]
     for path, command in walk(root):
-        title = " ".join(("tldrlab", *path))
-        parts.append(f"\n{'#' * min(2 + len(path) - (1 if path else 0), 4)} `{title}`\n\n{(command.help or '').strip()}\n")
+        heading = "#" * (3 if len(path) > 1 else 2)
+        parts.append(f"\n{heading} `{' '.join(('tldrlab', *path))}`\n\n{(command.help or '').strip()}\n")
         params = [p for p in command.params if not getattr(p, "hidden", False)]
         if params:
             parts.append("\n| option | type | help |\n|---|---|---|\n")
@@ -69,7 +70,8 @@ def type_text(annotation: Any) -> str:
     if annotation is type(None):
         return "None"
     if origin is not None:
-        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_text(a) for a in get_args(annotation))}]"
+        inner = ", ".join(type_text(a) for a in get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -81,13 +83,17 @@ def field_rows(model: type[BaseModel], prefix: str = "", defaults: BaseModel | N
             default = info.get_default(call_default_factory=True)
         section = model_class(info.annotation)
         if section is not None:
-            yield from field_rows(section, f"{prefix}{name}.", default if isinstance(default, BaseModel) else None)
+            nested = default if isinstance(default, BaseModel) else None
+            yield from field_rows(section, f"{prefix}{name}.", nested)
             continue
         shown = "required" if required else f"`{show_value(default)}`"
-        yield (
-            f"| `{prefix}{name}` | {type_text(info.annotation)} | {_cell(shown)} | {_cell(bounds_text(info))} "
-            f"| {_cell(info.description or '')} |"
+        cells = (
+            type_text(info.annotation),
+            _cell(shown),
+            _cell(bounds_text(info)),
+            _cell(info.description or ""),
         )
+        yield f"| `{prefix}{name}` | " + " | ".join(cells) + " |"
 
 
 def config_markdown() -> str:

@@ -31,7 +31,7 @@ InitMode = Literal["baseline", "random"]
 class CompressionSpec(BaseModel):
     """How small the compressed model is. Explicit sizes win over `compression_ratio`."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     compression_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
     """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers, widths."""

@@ -1,0 +1,50 @@
+"""The run-kind contract, as far as the command line sees it: every kind's config documents and bounds its
+fields, its defaults validate, and its generated command has one option per field with unique names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import pytest
+import typer
+from pydantic import BaseModel, TypeAdapter
+
+from tldrlab.cli.main import app
+from tldrlab.cli.options import model_class
+from tldrlab.cli.runkinds import RUN_COMMANDS, RunCommand
+
+
+def fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type[BaseModel], Any]]:
+    for name, info in model.model_fields.items():
+        yield f"{prefix}{name}", model, info
+        if section := model_class(info.annotation):
+            yield from fields(section, f"{prefix}{name}.")
+
+
+@pytest.mark.parametrize("spec", RUN_COMMANDS, ids=lambda spec: spec.kind)
+def test_config_class_documents_every_field(spec: RunCommand) -> None:
+    model = spec.config_class()
+    for path, owner, info in fields(model):
+        settings = owner.model_config
+        assert settings.get("use_attribute_docstrings"), f"{owner.__name__}: use_attribute_docstrings"
+        assert settings.get("extra") == "forbid", f"{owner.__name__}: extra='forbid'"
+        assert (info.description or "").strip(), f"{spec.kind}: field {path} has no docstring"
+        if not info.is_required():  # every default is a valid value of its field
+            default = info.get_default(call_default_factory=True)
+            annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            TypeAdapter(annotation).validate_python(default)
+
+
+@pytest.mark.parametrize("spec", RUN_COMMANDS, ids=lambda spec: spec.kind)
+def test_generated_command_has_an_option_per_field(spec: RunCommand) -> None:
+    command: Any = typer.main.get_command(app)
+    for part in spec.path.split():
+        command = command.commands[part]
+    names = [n for p in command.params for n in (*p.opts, *p.secondary_opts)]
+    assert len(names) == len(set(names)), f"{spec.path}: duplicate option names"
+    leaves = [path for path, _, info in fields(spec.config_class()) if not model_class(info.annotation)]
+    for path in leaves:
+        if path not in spec.arguments:
+            assert "--" + path.replace("_", "-") in names, f"{spec.path}: no option for {path}"
+    assert "Example: tldrlab " + spec.path in (command.help or "")
