@@ -1,4 +1,4 @@
-"""Fixtures of the LVM tests: a tiny causal LM (real transformers Llama, random weights) saved to disk."""
+"""Fixtures of the LVM tests: a tiny causal chat LM (real transformers Llama, random weights) on disk."""
 
 from __future__ import annotations
 
@@ -9,20 +9,9 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama, hidden size 32 (4 heads, 2 KV heads, rotary positions), saved as a model directory."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A 2-layer Llama, hidden size 32 (4 heads, 2 KV heads, rotary positions), with a ChatML tokenizer,
+    saved as a model directory (tests/tinylm.py)."""
+    from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(directory)
-    return directory
+    tokenizer = tiny_chat_tokenizer()
+    return save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path_factory.mktemp("tiny-llama"))

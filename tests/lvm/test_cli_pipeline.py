@@ -67,7 +67,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 @pytest.mark.slow
 def test_ingest_index_sequences_evaluate_decode(
-    tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str], tiny_causal_lm: Path
 ) -> None:
     articles = _articles(tmp_path / "articles.jsonl")
     out = _cli(capsys, "lvm", "ingest", str(articles), "--format", "wikipedia", "--domain", "demo")
@@ -120,6 +120,13 @@ def test_ingest_index_sequences_evaluate_decode(
     assert "true next (3): Explosive eruptions" in out and "wikipedia/t:1#" in out
     out = _cli(capsys, "lvm", "decode", str(model_dir), "--text", "Yeast makes the dough rise.", "--k", "2")
     assert out.count("wikipedia/t:") == 2
+    # text out: two steps continued from the store, each smoothed by a (tiny) local LM
+    out = _cli(
+        capsys, "lvm", "generate", str(model_dir), "--article", "wikipedia/t:1", "--position", "3",
+        "--steps", "2", "--smooth", "--lm", str(tiny_causal_lm),
+    )  # fmt: skip
+    assert "1. decoded:" in out and "2. decoded:" in out and out.count("smoothed:") == 2
+    assert "true next (3): Explosive eruptions" in out and "smooth" in out
 
     # another corpus (WikiText format) as an unseen test split: scored in its own table
     unseen = tmp_path / "wiki.valid.tokens"
@@ -151,6 +158,13 @@ def test_ingest_index_sequences_evaluate_decode(
     cross = json.loads((tmp_path / "cross" / "evaluation_cross.json").read_text())
     assert cross["split"] == "cross" and [r["name"] for r in cross["results"]] == list(BASELINES)
     assert (tmp_path / "cross" / "evaluation.json").exists()
+    out = _cli(
+        capsys, "lvm", "generate", str(model_dir), "--measure", "3", "--split", "cross", "--smooth",
+        "--lm", str(tiny_causal_lm),
+    )  # fmt: skip
+    assert "next sentence on 3 cross windows" in " ".join(out.split()) and "copy_last" in out
+    measured = json.loads(next((tldrlab_home / "runs").glob("lvm_generate-*/generation.json")).read_text())
+    assert set(measured["methods"]) == {"raw", "smoothed", "copy_last"} and measured["windows"] == 3
 
 
 def test_semantic_chunks_merge_similar_neighbours_with_exact_spans() -> None:

@@ -539,63 +539,194 @@ def decode(
 
     Example: tldrlab lvm decode <run> --article enwiki_2016_sample/enwiki:12 --position 7
     """
-    import numpy as np
-    import torch
-
-    from tldrlab.errors import InvalidInputError
-    from tldrlab.lvm.decode import nearest_concepts, vec2text_decode
+    from tldrlab.lvm.decode import vec2text_decode
+    from tldrlab.lvm.generate import generate_next
     from tldrlab.lvm.index import load_index
-    from tldrlab.lvm.ingest import load_embedder
     from tldrlab.lvm.store import open_concept_store
 
     _, model, _ = _load_run_model(run_ref)
     concept_index = load_index(index_dir or _default_index())
     store = open_concept_store(db)
     try:
-        truth = None
-        exclude: set[int] = set()
-        if text and article:
-            raise InvalidInputError("give the context either as --text or as --article/--position, not both")
-        if text:
-            vectors = load_embedder(concept_index.meta.get("embedder")).encode(list(text))
-        elif article:
-            if position is None or "/" not in article:
-                raise InvalidInputError("--article needs SOURCE/ARTICLE_ID and --position")
-            source, article_id = article.split("/", 1)
-            concepts, all_vectors = store.article_concepts(source, article_id)
-            if not 1 <= position < len(concepts):
-                raise InvalidInputError(
-                    f"--position must be between 1 and {len(concepts) - 1} for this article"
-                )
-            start = max(0, position - model.config.context)
-            vectors = all_vectors[start:position]
-            exclude = {c.id for c in concepts[start:position]}
-            truth = concepts[position]
-            for c in concepts[start:position]:
-                console.print(f"[dim]context {c.position}:[/] {c.text}")
-        else:
-            raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
-        if vectors.shape[1] != model.config.dim:
-            raise InvalidInputError(
-                f"context vectors are {vectors.shape[1]}-d; the model reads {model.config.dim}-d"
-            )
-        vectors = vectors[-model.config.context :]
-        contexts = np.zeros((1, model.config.context, model.config.dim), dtype=np.float32)
-        mask = np.zeros((1, model.config.context), dtype=bool)
-        contexts[0, -len(vectors) :], mask[0, -len(vectors) :] = vectors, True
-        with torch.no_grad():
-            pred = model(torch.from_numpy(contexts), torch.from_numpy(mask)).numpy()
-        rows = nearest_concepts(pred, concept_index, store, k=k, exclude=[exclude])[0]
+        window, truth = _context_window(model, store, concept_index, text, article, position)
+        step = generate_next(model, window, concept_index, store, k=k)
     finally:
         store.close()
     if truth is not None:
         console.print(f"[bold]true next ({truth.position}):[/] {truth.text}")
-    for rank, hit in enumerate(rows, start=1):
+    for rank, hit in enumerate(step.nearest, start=1):
         console.print(
             f"{rank}. [{hit.score:.3f}] {hit.text}  [dim]({hit.source}/{hit.article_id}#{hit.position})[/]"
         )
     if vec2text:
-        console.print(f"vec2text: {vec2text_decode(pred, corrector)[0]}")
+        console.print(f"vec2text: {vec2text_decode(step.vector[None], corrector)[0]}")
+
+
+def _context_window(
+    model: Any,
+    store: Any,
+    concept_index: Any,
+    text: list[str] | None,
+    article: str | None,
+    position: int | None,
+) -> tuple[Any, Any]:
+    """The context of decode / generate: --text sentences, or --article SOURCE/ID --position P (printed)."""
+    from tldrlab.errors import InvalidInputError
+    from tldrlab.lvm.generate import window_from_article, window_from_texts
+    from tldrlab.lvm.ingest import load_embedder
+
+    if text and article:
+        raise InvalidInputError("give the context either as --text or as --article/--position, not both")
+    if text:
+        embedder = load_embedder(concept_index.meta.get("embedder"))
+        return window_from_texts(list(text), embedder, labels=model.config.tmd_inputs), None
+    if article:
+        if position is None:
+            raise InvalidInputError("--article needs --position")
+        window, truth = window_from_article(store, article, position, model.config.context)
+        for offset, concept_text in enumerate(window.texts):
+            console.print(f"[dim]context {position - len(window.texts) + offset}:[/] {concept_text}")
+        return window, truth
+    raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
+
+
+@lvm_app.command("generate")
+def generate(
+    run_ref: str = typer.Argument(..., help="lvm_train run id (or model directory)."),
+    text: list[str] = typer.Option(None, "--text", help="Context sentences, in order (repeatable)."),
+    article: str | None = typer.Option(None, help="Stored article as SOURCE/ARTICLE_ID."),
+    position: int | None = typer.Option(None, help="With --article: continue from this position."),
+    steps: int = typer.Option(1, help="How many next concepts to generate."),
+    k: int = typer.Option(3, help="Nearest stored concepts per step (the smoother reads them all)."),
+    smooth: bool = typer.Option(False, "--smooth", help="Fuse each step's concepts into one sentence."),
+    lm: str = typer.Option("smollm2", help="The local LM that smooths (a model reference)."),
+    measure: int | None = typer.Option(
+        None, help="Instead: score raw / smoothed / copy-last on this many windows of --split."
+    ),
+    split: str = typer.Option("cross", help="--measure: the split whose windows are scored."),
+    sequences_path: Path | None = typer.Option(None, "--sequences", help="--measure: sequences NPZ."),
+    seed: int = typer.Option(0, help="--measure: seed of the window sample."),
+    index_dir: Path | None = typer.Option(None, "--index", help="Index directory."),
+    db: str | None = typer.Option(None, help="Concept store URL."),
+) -> None:
+    """Continue an article: predict the next concept, decode it to stored concepts, optionally smooth them
+    into one sentence with the local LM. With --measure N, score that against the true next sentences.
+
+    Example: tldrlab lvm generate <run> --article wikitext/Tikal --position 4 --steps 3 --smooth
+    """
+    from tldrlab.lvm.generate import Smoother
+    from tldrlab.lvm.generate import generate as continue_text
+    from tldrlab.lvm.index import load_index
+    from tldrlab.lvm.store import open_concept_store
+
+    run_id, model, run_config = _load_run_model(run_ref)
+    smoother = Smoother(lm) if smooth else None
+    if measure is not None:
+        _measure_generation(run_id, model, run_config, smoother, measure, split, sequences_path, seed, k, db)
+        return
+    concept_index = load_index(index_dir or _default_index())
+    store = open_concept_store(db)
+    try:
+        window, truth = _context_window(model, store, concept_index, text, article, position)
+        produced = continue_text(model, window, concept_index, store, steps=steps, k=k, smoother=smoother)
+    finally:
+        store.close()
+    for number, step in enumerate(produced, start=1):
+        best = step.nearest[0] if step.nearest else None
+        where = f"{best.source}/{best.article_id}#{best.position}, {best.score:.3f}" if best else "-"
+        console.print(f"[bold]{number}. decoded:[/] {best.text if best else '-'}  [dim]({where})[/]")
+        if step.smoothed is not None:
+            console.print(f"   [bold]smoothed:[/] {step.smoothed}")
+        timing = ", ".join(f"{stage} {1000 * s:.0f} ms" for stage, s in step.seconds.items())
+        console.print(f"   [dim]{timing}[/]")
+    if truth is not None:
+        console.print(f"[bold]true next ({truth.position}):[/] {truth.text}")
+
+
+def _measure_generation(
+    run_id: str,
+    model: Any,
+    run_config: dict[str, Any],
+    smoother: Any,
+    count: int,
+    split: str,
+    sequences_path: Path | None,
+    seed: int,
+    k: int,
+    db: str | None,
+) -> None:
+    from tldrlab.lvm.evaluation import candidate_index
+    from tldrlab.lvm.generate import measure_generation
+    from tldrlab.lvm.ingest import load_embedder
+    from tldrlab.lvm.sequences import load_sequences
+    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.runs import start_run
+    from tldrlab.runs.atomic import atomic_write_json
+
+    path = sequences_path or Path(run_config.get("sequences") or _default_sequences())
+    seqs = load_sequences(path)
+    windows = seqs.split_arrays(split).sample(count, seed)
+    config = {
+        "run": run_id,
+        "sequences": str(path),
+        "split": split,
+        "windows": count,
+        "seed": seed,
+        "k": k,
+        "smooth": smoother is not None,
+        "lm": getattr(smoother, "reference", None),
+        "candidates": "train",
+    }
+    store = open_concept_store(db)
+    try:
+        with start_run("lvm_generate", config, seed=seed) as run:
+            # decoding may return what the system knows: the training corpus, not the unseen article's future
+            candidates = candidate_index(seqs, "train")
+            report = measure_generation(
+                model,
+                windows,
+                store,
+                candidates,
+                load_embedder(seqs.meta.get("embedder")),
+                smoother=smoother,
+                k=k,
+            )
+            report.update(config)
+            path_json = run.dir / "generation.json"
+            atomic_write_json(path_json, report)
+            run.add_artifact(path_json, kind="evaluation")
+            run.set_summary(
+                **{
+                    f"{m}_{metric}": v
+                    for m, r in report["methods"].items()
+                    for metric, v in r.items()
+                    if isinstance(v, float)
+                },
+                latency_ms=report["latency_ms"]["total"],
+            )
+    finally:
+        store.close()
+    table = Table(
+        "method",
+        "BERTScore F1",
+        "cosine",
+        "margin over copy-last (F1; cosine) [95 %]",
+        title=f"next sentence on {report['windows']} {split} windows ({report['articles']} articles)",
+    )
+    for name, r in report["methods"].items():
+        margin = r.get("margin_over_copy_last")
+        cell = "-"
+        if margin:
+            cell = "; ".join(
+                "{:+.4f} [{:+.4f}, {:+.4f}]".format(margin[m]["margin"], *margin[m]["interval95"])
+                for m in ("bertscore_f1", "cosine")
+            )
+        table.add_row(name, f"{r['bertscore_f1']:.4f}", f"{r['cosine']:.4f}", cell)
+    console.print(table)
+    console.print(
+        "latency per step: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in report["latency_ms"].items())
+    )
+    console.print(f"run {run.id}: {run.dir / 'generation.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -100,6 +100,25 @@ def bertscore(
     }
 
 
+def bertscore_f1_per_sample(
+    preds: Sequence[str],
+    refs: Sequence[str],
+    model_path: str | None = None,
+    *,
+    num_layers: int = BERTSCORE_LAYERS,
+) -> list[float]:
+    """BERTScore F1 of each pair (as `bertscore` averages them; an empty side scores 0)."""
+    _check_pairs(preds, refs)
+    scored = [i for i, (p, r) in enumerate(zip(preds, refs, strict=True)) if p.strip() and r.strip()]
+    out = [0.0] * len(preds)
+    if scored:
+        scorer = _scorer(model_path or default_bertscore_model(), num_layers, "cpu")
+        _, _, f1 = scorer.score([preds[i] for i in scored], [refs[i] for i in scored])
+        for i, value in zip(scored, f1.tolist(), strict=True):
+            out[i] = float(value)
+    return out
+
+
 def length_stats(texts: Sequence[str], tokenizer: Any = None, *, prefix: str = "") -> dict[str, float]:
     """Mean / median / min / max length in words (and in tokens when a tokenizer is given)."""
     stats: dict[str, float] = {}

@@ -60,6 +60,21 @@ class SplitArrays:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def sample(self, limit: int, seed: int) -> SplitArrays:
+        """At most `limit` examples drawn without replacement (seeded), kept in their original order."""
+        if len(self) <= limit:
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self), size=limit, replace=False))
+        return SplitArrays(
+            contexts=self.contexts[rows],
+            mask=self.mask[rows],
+            targets=self.targets[rows],
+            target_ids=self.target_ids[rows],
+            context_ids=self.context_ids[rows],
+            article=self.article[rows],
+            context_tmd=self.context_tmd[rows] if self.context_tmd is not None else None,
+        )
+
 
 @dataclass
 class SequenceSet:

@@ -241,21 +241,6 @@ def predict(
     return torch.cat(outputs) if outputs else torch.zeros((0, contexts.shape[-1]))
 
 
-def _cap(split: SplitArrays, limit: int, seed: int) -> SplitArrays:
-    if len(split) <= limit:
-        return split
-    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=limit, replace=False))
-    return SplitArrays(
-        contexts=split.contexts[rows],
-        mask=split.mask[rows],
-        targets=split.targets[rows],
-        target_ids=split.target_ids[rows],
-        context_ids=split.context_ids[rows],
-        article=split.article[rows],
-        context_tmd=split.context_tmd[rows] if split.context_tmd is not None else None,
-    )
-
-
 def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> dict[str, Any]:
     """Train (or resume) one LVM into `run`; returns the run summary."""
     from safetensors.torch import load_model
@@ -268,10 +253,10 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
     seed_everything(config.train.seed)
     sequences = load_sequences(config.sequences)
     train_split = sequences.split_arrays("train")
-    val_split = _cap(sequences.split_arrays("val"), config.max_val_examples, config.train.seed)
+    val_split = sequences.split_arrays("val").sample(config.max_val_examples, config.train.seed)
     val_bank_split = "val"
     if len(val_split) == 0:
-        val_split = _cap(train_split, min(config.max_val_examples, 512), config.train.seed)
+        val_split = train_split.sample(min(config.max_val_examples, 512), config.train.seed)
         val_bank_split = "train"
     settings = {**config.model_settings, "dim": sequences.dim, "context": sequences.context}
     try:

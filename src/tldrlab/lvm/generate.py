@@ -1,0 +1,341 @@
+"""Text out of an LVM: predict the next concept, decode it to stored concepts, optionally smooth them into
+one sentence with a local LM (text -> vectors -> text).
+
+    window = ContextWindow.from_vectors(vectors, texts)           # the article so far
+    step = generate_next(model, window, index, store, smoother=Smoother("smollm2"))
+    step.nearest[0].text, step.smoothed, step.seconds             # decoded, smoothed, latency per stage
+
+`generate` continues for several concepts: each step's context ends with the concept just decoded (its stored
+vector, "snapped" to a real concept, so errors do not drift off the concept space). Smoothing asks the local
+chat LM (the bundled SmolLM2-135M-Instruct by default) for the next sentence of the article given its last
+sentences and the k nearest decoded concepts; greedy decoding, one sentence kept.
+
+`measure_generation` scores the three ways of producing the next sentence on held-out windows: raw decoding
+(the nearest stored concept, the context excluded), smoothed decoding, and copy-last (the context's last
+sentence) against the true next sentence: BERTScore F1 (tldrlab.evaluate.metrics, offline MiniLM) and the
+cosine between the produced sentence's embedding and the true next concept's vector, plus latency.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import InvalidInputError
+from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
+from tldrlab.lvm.index import ConceptIndex
+from tldrlab.lvm.store import ConceptStore, StoredConcept
+from tldrlab.lvm.tmd import TMD, tmd_features
+
+SMOOTH_INSTRUCTION = (
+    "Continue this encyclopedia article with its next sentence. Use the facts of the related sentences "
+    "below. Write one sentence only."
+)
+"""What the local LM is asked when it smooths decoded concepts into a sentence."""
+
+_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.DOTALL)
+
+
+@dataclass
+class ContextWindow:
+    """The concepts read so far (oldest first): vectors, and texts and TMD labels when known."""
+
+    vectors: np.ndarray
+    texts: list[str] = field(default_factory=list)
+    tmd: list[TMD | None] | None = None
+    exclude: set[int] = field(default_factory=set)
+    """Concept ids decoding may not return (the context's own concepts)."""
+
+    def extended(
+        self, vector: np.ndarray, text: str, tmd: TMD | None, concept_id: int | None
+    ) -> ContextWindow:
+        return ContextWindow(
+            vectors=np.concatenate([self.vectors, vector[None]]),
+            texts=[*self.texts, text],
+            tmd=[*self.tmd, tmd] if self.tmd is not None else None,
+            exclude=self.exclude | ({concept_id} if concept_id is not None else set()),
+        )
+
+
+@dataclass
+class GeneratedConcept:
+    """One generated step."""
+
+    vector: np.ndarray
+    """The predicted concept vector."""
+    nearest: list[DecodedConcept]
+    """The nearest stored concepts (best first), with provenance."""
+    smoothed: str | None
+    """The local LM's sentence (None without smoothing)."""
+    seconds: dict[str, float]
+    """Wall time of `predict`, `decode` and `smooth`."""
+
+    @property
+    def text(self) -> str:
+        """The step's text: the smoothed sentence, else the nearest concept's text."""
+        if self.smoothed:
+            return self.smoothed
+        return self.nearest[0].text if self.nearest else ""
+
+
+def window_from_article(
+    store: ConceptStore, article: str, position: int, context: int
+) -> tuple[ContextWindow, StoredConcept]:
+    """The `context` stored concepts before `position` of article `SOURCE/ARTICLE_ID`, and the true next
+    one."""
+    if "/" not in article:
+        raise InvalidInputError(f"the article must be SOURCE/ARTICLE_ID, got {article!r}")
+    source, article_id = article.split("/", 1)
+    concepts, vectors = store.article_concepts(source, article_id)
+    if not 1 <= position < len(concepts):
+        raise InvalidInputError(f"the position must be between 1 and {len(concepts) - 1} for this article")
+    start = max(0, position - context)
+    window = ContextWindow(
+        vectors=vectors[start:position],
+        texts=[c.text for c in concepts[start:position]],
+        tmd=[c.tmd for c in concepts[start:position]],
+        exclude={c.id for c in concepts[start:position]},
+    )
+    return window, concepts[position]
+
+
+def window_from_texts(texts: list[str], embedder: Embedder, *, labels: bool = False) -> ContextWindow:
+    """A context given as sentences: embedded now (and TMD-labelled when `labels`)."""
+    texts = [t.strip() for t in texts if t.strip()]
+    if not texts:
+        raise InvalidInputError("the context needs at least one non-empty sentence")
+    vectors = np.asarray(embedder.encode(texts), dtype=np.float32)
+    tmd: list[TMD | None] | None = None
+    if labels:
+        from tldrlab.lvm.tmd import TMDClassifier
+
+        tmd = list(TMDClassifier(embedder).classify(vectors, texts))
+    return ContextWindow(vectors=vectors, texts=texts, tmd=tmd)
+
+
+def model_inputs(
+    vectors: np.ndarray, context: int, tmd: list[TMD | None] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The last `context` vectors left-padded into (1, N, d) + mask (1, N) (+ TMD features (1, N, T))."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) == 0:
+        raise InvalidInputError("the context needs at least one concept")
+    recent = vectors[-context:]
+    contexts = np.zeros((1, context, vectors.shape[1]), dtype=np.float32)
+    mask = np.zeros((1, context), dtype=bool)
+    contexts[0, context - len(recent) :] = recent
+    mask[0, context - len(recent) :] = True
+    features = None
+    if tmd is not None:
+        recent_tmd = tmd_features(list(tmd[-context:]))
+        features = np.zeros((1, context, recent_tmd.shape[1]), dtype=np.float32)
+        features[0, context - len(recent_tmd) :] = recent_tmd
+    return contexts, mask, features
+
+
+def predict_next(model: Any, window: ContextWindow) -> np.ndarray:
+    """The model's next-concept vector (d,) for a context window."""
+    import torch
+
+    from tldrlab.lvm.training import predict
+
+    config = model.config
+    if window.vectors.shape[1] != config.dim:
+        raise InvalidInputError(
+            f"context vectors are {window.vectors.shape[1]}-d; the model reads {config.dim}-d"
+        )
+    if config.tmd_inputs and window.tmd is None:
+        raise InvalidInputError("this model reads TMD labels: give the context's labels (or its texts)")
+    contexts, mask, features = model_inputs(window.vectors, config.context, window.tmd)
+    with torch.no_grad():
+        return predict(model, contexts, mask, tmd=features if config.tmd_inputs else None).numpy()[0]
+
+
+class Smoother:
+    """A local chat LM that turns decoded concepts into one fluent next sentence."""
+
+    def __init__(self, reference: str = "smollm2", max_new_tokens: int = 48) -> None:
+        from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
+        from tldrlab.models.resolve import resolve_model_ref
+
+        resolved = resolve_model_ref(reference)
+        self.reference = reference
+        self.tokenizer = load_tokenizer(resolved)
+        self.model = load_causal_lm(resolved).eval()
+        self.max_new_tokens = max_new_tokens
+
+    def prompt(self, context_texts: list[str], candidates: list[str]) -> str:
+        from tldrlab.models.chat import chat_prompt
+
+        article = " ".join(context_texts[-3:])
+        related = "\n".join(f"- {c}" for c in candidates)
+        document = f"Article so far: {article}\n\nRelated sentences:\n{related}"
+        return chat_prompt(self.tokenizer, document, SMOOTH_INSTRUCTION)
+
+    def __call__(self, context_texts: list[str], candidates: list[str]) -> str:
+        import torch
+
+        ids = self.tokenizer(
+            self.prompt(context_texts, candidates), return_tensors="pt", add_special_tokens=False
+        )
+        with torch.no_grad():
+            out = self.model.generate(
+                **ids,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+        text = str(self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
+        return first_sentence(text)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a generation (the whole text, stripped, when it has no sentence end)."""
+    text = " ".join(text.split())
+    match = _FIRST_SENTENCE.match(text)
+    return match.group(1) if match else text
+
+
+def generate_next(
+    model: Any,
+    window: ContextWindow,
+    index: ConceptIndex,
+    store: ConceptStore,
+    *,
+    k: int = 3,
+    smoother: Smoother | None = None,
+) -> GeneratedConcept:
+    """Predict, decode (context excluded) and optionally smooth one next concept."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    vector = predict_next(model, window)
+    seconds["predict"] = time.perf_counter() - started
+    started = time.perf_counter()
+    nearest = nearest_concepts(vector[None], index, store, k=k, exclude=[window.exclude])[0]
+    seconds["decode"] = time.perf_counter() - started
+    smoothed = None
+    if smoother is not None and nearest:
+        started = time.perf_counter()
+        smoothed = smoother(window.texts, [c.text for c in nearest])
+        seconds["smooth"] = time.perf_counter() - started
+    return GeneratedConcept(vector=vector, nearest=nearest, smoothed=smoothed, seconds=seconds)
+
+
+def generate(
+    model: Any,
+    window: ContextWindow,
+    index: ConceptIndex,
+    store: ConceptStore,
+    *,
+    steps: int = 1,
+    k: int = 3,
+    smoother: Smoother | None = None,
+) -> list[GeneratedConcept]:
+    """Continue the context for `steps` concepts; each step reads the concepts decoded before it."""
+    if steps < 1:
+        raise InvalidInputError("steps must be at least 1")
+    out = []
+    for _ in range(steps):
+        step = generate_next(model, window, index, store, k=k, smoother=smoother)
+        out.append(step)
+        if not step.nearest:
+            break
+        best = step.nearest[0]
+        stored = store.get([best.id]).get(best.id)
+        best_vector = index.vectors[int(np.flatnonzero(index.ids == best.id)[0])]
+        window = window.extended(best_vector, step.text, stored.tmd if stored else None, best.id)
+    return out
+
+
+GENERATION_METHODS = ("raw", "smoothed", "copy_last")
+"""How the next sentence is produced in `measure_generation`."""
+
+
+def measure_generation(
+    model: Any,
+    windows: Any,
+    store: ConceptStore,
+    candidates: ConceptIndex,
+    embedder: Embedder,
+    *,
+    smoother: Smoother | None,
+    k: int = 3,
+) -> dict[str, Any]:
+    """Score raw decoding, smoothed decoding (when a smoother is given) and copy-last on `windows` (a
+    tldrlab.lvm.sequences.SplitArrays): per method the mean BERTScore F1 and embedding cosine to the true next
+    sentence, with 95 % intervals of each method's margin over copy-last (bootstrap over articles), and the
+    mean latency of each stage. `candidates` is what decoding may return (e.g. the training corpus's
+    concepts: an unseen article's future sentences are not known when it is being continued)."""
+    from tldrlab.evaluate.metrics import bertscore_f1_per_sample
+    from tldrlab.lvm.evaluation import MethodScore, margin_interval
+
+    ids = {int(i) for i in windows.target_ids} | {int(i) for i in windows.context_ids.ravel() if i >= 0}
+    stored = store.get(sorted(ids))
+    missing = ids - set(stored)
+    if missing:
+        raise InvalidInputError(f"{len(missing)} concepts of these windows are not in the store (re-ingest?)")
+    produced: dict[str, list[str]] = {name: [] for name in GENERATION_METHODS}
+    truths: list[str] = []
+    seconds: dict[str, list[float]] = {"predict": [], "decode": [], "smooth": []}
+    for row in range(len(windows)):
+        real = windows.mask[row]
+        context_ids = [int(i) for i in windows.context_ids[row][real]]
+        window = ContextWindow(
+            vectors=windows.contexts[row][real],
+            texts=[stored[i].text for i in context_ids],
+            tmd=[stored[i].tmd for i in context_ids],
+            exclude=set(context_ids),
+        )
+        step = generate_next(model, window, candidates, store, k=k, smoother=smoother)
+        for stage, value in step.seconds.items():
+            seconds[stage].append(value)
+        produced["raw"].append(step.nearest[0].text if step.nearest else "")
+        produced["smoothed"].append(step.smoothed or "")
+        produced["copy_last"].append(window.texts[-1])
+        truths.append(stored[int(windows.target_ids[row])].text)
+    methods = [m for m in GENERATION_METHODS if m != "smoothed" or smoother is not None]
+    scores: dict[str, MethodScore] = {}
+    for name in methods:
+        vectors = np.asarray(embedder.encode(produced[name]), dtype=np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        targets = windows.targets / np.maximum(np.linalg.norm(windows.targets, axis=1, keepdims=True), 1e-12)
+        per_window = {
+            "bertscore_f1": np.asarray(bertscore_f1_per_sample(produced[name], truths), dtype=np.float64),
+            "cosine": (vectors * targets).sum(1).astype(np.float64),
+        }
+        metrics = {metric: float(values.mean()) for metric, values in per_window.items()}
+        scores[name] = MethodScore(
+            name, "generation", metrics, {}, per_window=per_window, article=windows.article
+        )
+    results = {}
+    for name, score in scores.items():
+        entry: dict[str, Any] = dict(score.metrics)
+        if name != "copy_last":
+            entry["margin_over_copy_last"] = {
+                metric: {
+                    "margin": score.metrics[metric] - scores["copy_last"].metrics[metric],
+                    "interval95": list(margin_interval(score, scores["copy_last"], metric)),
+                }
+                for metric in ("bertscore_f1", "cosine")
+            }
+        results[name] = entry
+    latency = {stage: 1000 * float(np.mean(v)) for stage, v in seconds.items() if v}
+    latency["total"] = sum(latency.values())
+    examples = [
+        {"context": stored[int(windows.context_ids[row][-1])].text, "truth": truths[row]}
+        | {name: produced[name][row] for name in methods}
+        for row in range(min(5, len(windows)))
+    ]
+    return {
+        "windows": len(windows),
+        "articles": len(set(windows.article.tolist())),
+        "methods": results,
+        "latency_ms": latency,
+        "examples": examples,
+    }

@@ -1,0 +1,154 @@
+"""Text out: predict the next concept, decode it to stored concepts, smooth with a tiny local LM, measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tldrlab.lvm.generate import (
+    ContextWindow,
+    Smoother,
+    first_sentence,
+    generate,
+    measure_generation,
+    window_from_article,
+    window_from_texts,
+)
+from tldrlab.lvm.index import build_index
+from tldrlab.lvm.models import LVMConfig, build_lvm
+from tldrlab.lvm.store import ConceptIn, open_concept_store
+
+ARTICLES = {
+    "bees": [
+        "Bees are flying insects closely related to wasps and ants.",
+        "Bees collect nectar and pollen from flowers.",
+        "A honey bee colony has one queen and many workers.",
+        "Worker bees build wax combs inside the hive.",
+        "Bees turn nectar into honey and store it in the comb.",
+    ],
+    "volcanoes": [
+        "A volcano is a rupture in the crust of a planet.",
+        "Magma rises from the mantle through the crust.",
+        "When magma reaches the surface it is called lava.",
+        "Explosive eruptions throw ash high into the atmosphere.",
+        "Volcanic ash can disrupt air travel for days.",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Any:
+    from tldrlab.embed import get_embedder
+
+    return get_embedder("minilm")
+
+
+@pytest.fixture
+def concepts(tmp_path: Path, embedder: Any) -> Any:
+    """A real SQLite concept store of two articles (MiniLM vectors, TMD labels) and its exact index."""
+    from tldrlab.lvm.tmd import TMDClassifier
+
+    store = open_concept_store(f"sqlite:///{tmp_path / 'concepts.db'}")
+    classifier = TMDClassifier(embedder)
+    for title, sentences in ARTICLES.items():
+        vectors = embedder.encode(sentences)
+        store.replace_article(
+            source="demo" if title == "bees" else "unseen",
+            article_id=title,
+            concepts=[ConceptIn(i, 0, len(s), s) for i, s in enumerate(sentences)],
+            vectors=vectors,
+            embedder=embedder.name,
+            chunking="sentence",
+            tmd=classifier.classify(vectors, sentences),
+        )
+    table = store.load()
+    index = build_index(table.vectors, table.ids, extra_meta={"embedder": embedder.name})
+    yield store, index
+    store.close()
+
+
+def _copy_last_model(**settings: Any) -> Any:
+    """An untrained LVM whose prediction is exactly the last context concept (zero head + skip `last`)."""
+    return build_lvm("gru", LVMConfig(dim=384, hidden=8, context=3, skip="last", **settings)).eval()
+
+
+def test_generate_decodes_to_stored_concepts_and_continues(concepts: Any) -> None:
+    store, index = concepts
+    window, truth = window_from_article(store, "demo/bees", 3, context=3)
+    assert window.texts == ARTICLES["bees"][:3] and truth.text == ARTICLES["bees"][3]
+    steps = generate(_copy_last_model(), window, index, store, steps=3, k=2)
+    assert len(steps) == 3 and all(s.smoothed is None for s in steps)
+    first = steps[0].nearest[0]
+    # the context (positions 0-2) is excluded: the nearest other concept to "A honey bee colony..." is a
+    # bee one
+    assert first.source == "demo" and first.article_id == "bees" and first.position in (3, 4)
+    assert steps[0].text == first.text and set(steps[0].seconds) == {"predict", "decode"}
+    # each step reads the concept decoded before it, and never returns a concept already in its context
+    decoded = [s.nearest[0].id for s in steps]
+    assert len(set(decoded)) == 3 and not set(decoded) & window.exclude
+    assert np.allclose(
+        steps[1].vector, index.vectors[int(np.flatnonzero(index.ids == decoded[0])[0])], atol=1e-6
+    )
+
+
+def test_smoothing_with_a_local_lm(concepts: Any, tiny_causal_lm: Path, embedder: Any) -> None:
+    store, index = concepts
+    smoother = Smoother(str(tiny_causal_lm), max_new_tokens=12)
+    prompt = smoother.prompt(["Lava cools.", "It forms rock."], ["Basalt is a volcanic rock."])
+    assert "Lava cools. It forms rock." in prompt and "- Basalt is a volcanic rock." in prompt
+    assert prompt.startswith("<|im_start|>user") and prompt.endswith("<|im_start|>assistant\n")
+    window = window_from_texts(["Magma rises from the mantle."], embedder, labels=True)
+    assert window.tmd is not None and window.tmd[0] is not None
+    (step,) = generate(_copy_last_model(tmd_inputs=True), window, index, store, k=2, smoother=smoother)
+    assert isinstance(step.smoothed, str) and step.text == (step.smoothed or step.nearest[0].text)
+    assert step.seconds["smooth"] > 0 and len(step.nearest) == 2
+    assert first_sentence("One two. Three four.") == "One two." and first_sentence(" no end ") == "no end"
+
+
+def test_measure_generation_scores_raw_smoothed_and_copy_last(
+    concepts: Any, tiny_causal_lm: Path, embedder: Any
+) -> None:
+    from tldrlab.lvm.sequences import build_sequences
+
+    store, index = concepts
+    seqs = build_sequences(
+        store.load(), context=3, val_fraction=0.0, test_fraction=0.0, cross_source="unseen"
+    )
+    windows = seqs.split_arrays("cross")
+    report = measure_generation(
+        _copy_last_model(), windows, store, index, embedder, smoother=Smoother(str(tiny_causal_lm), 8), k=2
+    )
+    assert report["windows"] == len(windows) == 4 and report["articles"] == 1
+    methods = report["methods"]
+    assert set(methods) == {"raw", "smoothed", "copy_last"}
+    for name, scores in methods.items():
+        assert 0.0 <= scores["bertscore_f1"] <= 1.0 and -1.0 <= scores["cosine"] <= 1.0, name
+    # copy-last's sentence is a stored concept: its embedding cosine is the stored vectors' cosine
+    last = windows.contexts[:, -1]
+    assert methods["copy_last"]["cosine"] == pytest.approx(
+        float((last * windows.targets).sum(1).mean()), abs=1e-3
+    )
+    margin = methods["raw"]["margin_over_copy_last"]["cosine"]
+    assert margin["interval95"][0] <= margin["margin"] <= margin["interval95"][1]
+    assert {"predict", "decode", "smooth", "total"} <= set(report["latency_ms"])
+    assert report["examples"][0]["truth"] in ARTICLES["volcanoes"]
+
+
+def test_context_errors_are_clear(concepts: Any, embedder: Any) -> None:
+    from tldrlab.errors import InvalidInputError
+
+    store, _ = concepts
+    with pytest.raises(InvalidInputError, match="between 1 and 4"):
+        window_from_article(store, "demo/bees", 9, context=3)
+    with pytest.raises(InvalidInputError, match="SOURCE/ARTICLE_ID"):
+        window_from_article(store, "bees", 1, context=3)
+    with pytest.raises(InvalidInputError, match="at least one"):
+        window_from_texts(["  "], embedder)
+    model = _copy_last_model(tmd_inputs=True)
+    from tldrlab.lvm.generate import predict_next
+
+    with pytest.raises(InvalidInputError, match="reads TMD labels"):
+        predict_next(model, ContextWindow(vectors=np.ones((1, 384), dtype=np.float32)))
