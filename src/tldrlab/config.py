@@ -70,8 +70,13 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = 15.0
     """Seconds of silence after which server-sent event streams send a `: keep-alive` comment."""
 
-    log_level: str = "INFO"
-    """Console log level; files always get DEBUG and above as JSON lines."""
+    log_level: str = "WARNING"
+    """Console level of tldrlab's own log lines (`--verbose`: DEBUG); files always get DEBUG and above as
+    JSON lines."""
+
+    threads: int | None = Field(default=None, ge=1)
+    """CPU threads for torch, OpenMP, BLAS, ONNX Runtime and tokenizers (`--threads`); unset: chosen from the
+    CPUs this process may use and how busy they are (`tldrlab.threads`)."""
 
     wandb_mode: str = "offline"
     """`offline` (default), `online` or `disabled`; wandb files always stay inside the run directory."""

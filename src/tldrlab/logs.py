@@ -3,12 +3,20 @@
 `configure_console()` is called once by the CLI. `json_file_handler(path)` gives a handler that writes one
 JSON object per record, used by runs for their `log.jsonl`. Extra structured fields go through
 `extra={"fields": {...}}`; secrets never belong there.
+
+The console is quiet by default: the progress bars and the command's result, plus tldrlab warnings and
+errors (the `log_level` setting, WARNING). Third-party chatter is kept off it: transformers' warnings and
+"Loading weights" bars, Hugging Face hub bars, W&B banners, Python warnings (they go to the run's log.jsonl
+instead), and the duplicate of every line that appeared once absl (imported by rouge_score) configured the
+root logger. `--verbose` shows all of it, with tldrlab's own DEBUG lines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -43,17 +51,71 @@ def json_file_handler(path: Path, level: int = logging.DEBUG) -> logging.Handler
     return handler
 
 
-def configure_console(level: str = "INFO") -> None:
-    """Readable console logs on stderr; safe to call more than once."""
+QUIET_ENV: dict[str, str] = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "WANDB_SILENT": "true",
+}
+"""Read by transformers, huggingface_hub and wandb when they load; set (unless the user set them) when the
+console is quiet, which is before any command imports those libraries."""
+
+WARNINGS_LOGGER = "py.warnings"
+"""Python warnings are routed here (logging.captureWarnings): a run's log.jsonl keeps them."""
+
+
+def configure_console(level: str | None = None, *, verbose: bool = False) -> None:
+    """Readable console logs on stderr, quiet unless `verbose` (see the module docstring); safe to call again.
+
+    `level` is the console level for tldrlab's own lines (default: the `log_level` setting).
+    """
+    if level is None:
+        from tldrlab.config import get_settings
+
+        level = "DEBUG" if verbose else get_settings().log_level
     root = logging.getLogger("tldrlab")
     root.setLevel(logging.DEBUG)
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, RichHandler)), None)
+    if handler is None:
         # stderr, so `--json` output on stdout stays machine-readable.
         handler = RichHandler(
             console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
         )
-        handler.setLevel(level.upper())
         root.addHandler(handler)
+    handler.setLevel(level.upper())
+    # absl (through rouge_score) calls logging.basicConfig() when the root logger has no handler, and every
+    # tldrlab line then also reaches stderr through it: give the root logger a handler of its own first.
+    python_root = logging.getLogger()
+    if not python_root.handlers:
+        python_root.addHandler(logging.NullHandler())
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger(WARNINGS_LOGGER)
+    warnings_logger.propagate = False
+    console_warnings = [h for h in warnings_logger.handlers if isinstance(h, RichHandler)]
+    if verbose and not console_warnings:
+        warnings_logger.addHandler(handler)
+    elif not verbose:
+        for extra in console_warnings:
+            warnings_logger.removeHandler(extra)
+        if not warnings_logger.handlers:
+            warnings_logger.addHandler(logging.NullHandler())
+    if not verbose:
+        for name, value in QUIET_ENV.items():
+            os.environ.setdefault(name, value)
+        _quiet_loaded_libraries()
+
+
+def _quiet_loaded_libraries() -> None:
+    """The same settings for libraries an embedding program loaded before the CLI ran."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def get_logger(name: str) -> logging.Logger:

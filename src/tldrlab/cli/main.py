@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from tldrlab.cli import options, runkinds
 from tldrlab.errors import TldrlabError
+from tldrlab.threads import configure_threads
 
 COMMAND_MODULES = [
     "tldrlab.cli.runs",  # tldrlab runs list|show|logs
@@ -49,8 +50,11 @@ def _root(
     home: Path | None = typer.Option(None, *options.HOME.names, help=options.HOME.help),
     quiet: bool = typer.Option(False, *options.QUIET.names, help=options.QUIET.help),
     verbose: bool = typer.Option(False, *options.VERBOSE.names, help=options.VERBOSE.help),
+    threads: int | None = typer.Option(None, *options.THREADS.names, help=options.THREADS.help, min=1),
 ) -> None:
-    options.configure_console("DEBUG" if verbose else "WARNING" if quiet else "INFO")
+    # before any command imports torch: OpenMP and MKL read their thread counts once, when they load
+    configure_threads(threads)
+    options.configure_console("DEBUG" if verbose else "WARNING" if quiet else None, verbose=verbose)
     options.apply_common(home, quiet, verbose)
 
 

@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.logs import configure_console
+from tldrlab.threads import configure_threads
 
 COMMON_PANEL = "Common options"
 CONTEXT_SETTINGS = {"token_normalize_func": lambda token: token.replace("_", "-"), "max_content_width": 110}
@@ -338,8 +339,21 @@ class Shared:
 
 HOME = Shared("home", ("--home",), Path | None, "Home directory for this command (runs, registry, stores).")
 QUIET = Shared("quiet", ("--quiet", "-q"), bool, "Warnings and errors only; no progress bars.")
-VERBOSE = Shared("verbose", ("--verbose", "-v"), bool, "Debug logs on the console.")
-EVERY_COMMAND = (HOME, QUIET, VERBOSE)
+VERBOSE = Shared(
+    "verbose",
+    ("--verbose", "-v"),
+    bool,
+    "Everything on the console: debug lines, library warnings, W&B banners (default: progress bars, results, "
+    "warnings and errors).",
+)
+THREADS = Shared(
+    "threads",
+    ("--threads",),
+    int | None,
+    "CPU threads for torch, OpenMP, BLAS, ONNX Runtime and tokenizers (default: TLDRLAB_THREADS, else the CPUs "
+    "this process may use, shared between workers / jobs and capped by those idle).",
+)
+EVERY_COMMAND = (HOME, QUIET, VERBOSE, THREADS)
 """Options of every command: the root takes them (`tldrlab --home DIR runs list`), run kinds too."""
 
 RUN_KIND_OPTIONS = (
@@ -356,13 +370,17 @@ RUN_KIND_OPTIONS = (
 """Options of every run-kind command; those with `fields` appear when the kind's config has that field."""
 
 
-def apply_common(home: Path | None, quiet: bool, verbose: bool) -> None:
-    """What the options of every command do: the home for this process, the console log level."""
+def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | None = None) -> None:
+    """What the options of every command do: the home for this process, the console, the thread count."""
     if home is not None:
         os.environ["TLDRLAB_HOME"] = str(home.expanduser().resolve())
         get_settings.cache_clear()
-    if verbose or quiet or home is not None:
-        configure_console("DEBUG" if verbose else "WARNING" if quiet else "INFO")
+    if verbose or quiet:
+        configure_console("DEBUG" if verbose else "WARNING", verbose=verbose)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        configure_threads(threads)
 
 
 # -- commands -----------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ def serve(
     from tldrlab.config import get_settings
     from tldrlab.service.app import check_api_key_setting, create_app
     from tldrlab.service.queue import queue_kind
+    from tldrlab.threads import child_env
 
     settings = get_settings()
     check_api_key_setting(settings)  # refuse a placeholder key before starting anything
@@ -41,7 +41,10 @@ def serve(
     app = create_app(settings)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tldrlab", "worker"], env=dict(os.environ), preexec_fn=_die_with_parent
+            # each worker takes its share of the CPUs for its threads
+            [sys.executable, "-m", "tldrlab", "worker"],
+            env=child_env(workers),
+            preexec_fn=_die_with_parent,
         )
         for _ in range(workers)
     ]
@@ -78,10 +81,9 @@ def worker(
 
     Example: TLDRLAB_QUEUE_URL=redis://host:6379/0 tldrlab worker
     """
-    from tldrlab.logs import configure_console
     from tldrlab.service.worker import WorkerConfig, run_worker
 
-    configure_console()
+    # the console was configured by the root callback (quiet; `tldrlab --verbose worker` for every line)
     config = WorkerConfig(
         heartbeat_s=heartbeat_s,
         stale_after_s=stale_after_s,

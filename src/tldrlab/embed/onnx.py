@@ -30,6 +30,7 @@ import numpy as np
 
 from tldrlab.embed.sentence_transformer import minilm_path, unit_rows
 from tldrlab.errors import DependencyMissingError
+from tldrlab.threads import current_threads
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 QuantizeMode = Literal["none", "attention", "all"]
@@ -185,8 +186,8 @@ class OnnxEmbedder:
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
+        # ONNX Runtime's default is one thread per host core; use the process's thread choice instead
+        options.intra_op_num_threads = threads or current_threads().threads
         self.session = onnxruntime.InferenceSession(
             str(self.onnx_path), options, providers=["CPUExecutionProvider"]
         )

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -41,6 +40,7 @@ from tldrlab.experiments.dendrites import (
 )
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
+from tldrlab.threads import adopt_threads, plan_for_share
 from tldrlab.train.config import TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState, train
 
@@ -103,8 +103,9 @@ class ExperimentConfig(BaseModel):
     wandb_mode: Literal["offline", "online", "disabled"] | None = None
     """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
     jobs: int = Field(default=1, ge=1)
-    """Seeds trained at once, each in its own process with cpu_count // jobs torch threads (1: one seed
-    after another in this process). Results do not depend on it except through the thread count."""
+    """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
+    // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results
+    do not depend on it except through the thread count."""
 
 
 @dataclass
@@ -522,12 +523,12 @@ def _publish_rows(run: Run, config: ExperimentConfig, seen: int = -1) -> int:
 
 
 def _seed_worker(
-    config_json: str, seed: int, tokenizer_dir: str, parent_id: str, out_dir: str, threads: int
+    config_json: str, seed: int, tokenizer_dir: str, parent_id: str, out_dir: str, threads: dict[str, Any]
 ) -> int:
     """One seed in a worker process (spawned: a fresh interpreter, its own torch threads and PAI globals)."""
     from tldrlab.tokenizers import load_tokenizer
 
-    torch.set_num_threads(threads)
+    adopt_threads(threads)
     config = ExperimentConfig.model_validate_json(config_json)
     train_seed(config, seed, load_tokenizer(tokenizer_dir), load_data(config), parent_id, Path(out_dir))
     return seed
@@ -538,8 +539,9 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    run.log("training seeds in parallel", jobs=config.jobs, threads_per_job=threads)
+    plan = plan_for_share(config.jobs)
+    threads = plan.as_dict()
+    run.log("training seeds in parallel", jobs=config.jobs, threads_per_job=plan.threads)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
         pending = {

@@ -34,9 +34,10 @@ from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, RunCancelledError, RunPreemptedError, TldrlabError
-from tldrlab.logs import json_file_handler
+from tldrlab.logs import WARNINGS_LOGGER, json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+from tldrlab.threads import IdleCpuWatch, threads_for_run
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
@@ -147,6 +148,8 @@ class Run:
         self.logger = logging.getLogger(f"tldrlab.run.{record.id}")
         self._manifest: dict[str, Any] = read_manifest(self.dir)
         self._last_heartbeat = 0.0
+        self._phase: str | None = None
+        self._thread_watch = IdleCpuWatch()
 
     @property
     def id(self) -> str:
@@ -216,6 +219,20 @@ class Run:
             return
         self._last_heartbeat = now
         self.registry.heartbeat(self.id, progress=progress, message=message)
+        refitted = self._thread_watch.poll()
+        if refitted is not None:  # other work started or stopped on these CPUs
+            self.log("threads changed", threads=refitted.threads, idle_cpus=refitted.idle_cpus)
+            changes = self._manifest.setdefault("threads_changes", [])
+            changes.append({"at": round(time.time(), 3), "threads": refitted.threads})
+            self._write_manifest()
+
+    def set_phase(self, message: str, progress: float | None = None) -> None:
+        """Say what the run is doing now (`training the tokenizer`, `training`, `evaluating`, ...): the
+        registry's message follows the phase; written only when it changes."""
+        if message == self._phase and progress is None:
+            return
+        self._phase = message
+        self.heartbeat(progress=progress, message=message)
 
     def cancel_requested(self) -> bool:
         return self.registry.get(self.id).cancel_requested
@@ -232,8 +249,16 @@ class Run:
         now = time.time()
         self._manifest.update(status=status.value, ended_at=now, message=message, error_code=error_code)
         self._write_manifest()
+        # a completed run is at 100 %, whatever its last (rate-limited) heartbeat said
+        done = {"progress": 1.0} if status is RunStatus.COMPLETED else {}
         self.registry.update(
-            self.id, status=status, ended_at=now, message=message, error_code=error_code, heartbeat_at=now
+            self.id,
+            status=status,
+            ended_at=now,
+            message=message,
+            error_code=error_code,
+            heartbeat_at=now,
+            **done,
         )
 
 
@@ -273,11 +298,17 @@ def execute_run(
     )
     record = registry.get(record.id)
     handle = Run(record, registry)
-    handle._manifest.update(status="running", started_at=handle._manifest.get("started_at") or started)
+    # the thread count this run computes with (fitted to the CPUs idle now), recorded with the run
+    threads = threads_for_run()
+    handle._manifest.update(
+        status="running", started_at=handle._manifest.get("started_at") or started, threads=threads.as_dict()
+    )
     handle._write_manifest()
     file_handler = json_file_handler(handle.dir / LOG)
     handle.logger.addHandler(file_handler)
     handle.logger.setLevel(logging.DEBUG)
+    warnings_logger = logging.getLogger(WARNINGS_LOGGER)  # Python warnings raised during the run, if captured
+    warnings_logger.addHandler(file_handler)
     try:
         yield handle
     except RunPreemptedError as exc:
@@ -308,6 +339,7 @@ def execute_run(
         handle._finish(RunStatus.COMPLETED, f"completed{': ' + summary if summary else ''}")
     finally:
         handle.logger.removeHandler(file_handler)
+        warnings_logger.removeHandler(file_handler)
         file_handler.close()
 
 

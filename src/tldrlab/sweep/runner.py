@@ -34,6 +34,7 @@ from tldrlab.sweep.storage import (
     retry_trial,
 )
 from tldrlab.sweep.trials import PROGRAM_CHECKS, TRIAL_PROGRAMS, TrialContext
+from tldrlab.threads import adopt_threads, plan_for_share
 
 SPEC_ATTR = "sweep"
 """study.user_attrs key holding the sweep file's mapping (workers on other machines rebuild the spec)."""
@@ -242,11 +243,14 @@ def _worker_process(
     parent_id: str | None,
     worker_index: int,
     quiet: bool,
+    threads: dict[str, Any] | None = None,
 ) -> None:
     """Entry point of a spawned worker process (rebuilds the spec from the stored mapping)."""
     from tldrlab.logs import configure_console
 
-    configure_console("WARNING" if quiet else "INFO")
+    if threads is not None:  # this worker's share of the CPUs, chosen by the parent
+        adopt_threads(threads)
+    configure_console("WARNING" if quiet else None)
     spec = parse_sweep(raw, source=source)
     spec.raw = raw
     try:
@@ -272,10 +276,11 @@ def run_workers(
 ) -> list[int]:
     """K spawned worker processes on one study; returns their exit codes."""
     context = multiprocessing.get_context("spawn")
+    threads = plan_for_share(k).as_dict()
     procs = [
         context.Process(
             target=_worker_process,
-            args=(spec.raw, spec.source, storage_url, study_name, n_trials, parent_id, i, quiet),
+            args=(spec.raw, spec.source, storage_url, study_name, n_trials, parent_id, i, quiet, threads),
             name=f"tldrlab-sweep-worker-{i}",
         )
         for i in range(k)

@@ -64,7 +64,7 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None, run_dir: Path | None
         files = training_files(job.data)
         if run is not None:
             run.log(f"training a {job.tokenizer.method} tokenizer (vocab {job.tokenizer.vocab_size})")
-            run.heartbeat(progress=0.0, message="training the tokenizer")
+            run.set_phase("training the tokenizer", progress=0.0)
         manifest = train_tokenizer(
             job.tokenizer.method, files, job.tokenizer.vocab_size, out, seed=job.train.seed
         )
@@ -132,6 +132,7 @@ def run_training(run: Run, job: TrainJobConfig, *, resume: bool = True) -> Train
         result = train(
             model, task, job.train, run, hooks=_JobHooks(task, tracker), resume=resume, tracker=tracker
         )
+        run.set_phase("exporting the model")
         model_dir = run.dir / MODEL_SUBDIR
         saved_step = save_best_model(result, tokenizer, job.model, model_dir)
         run.add_artifact(model_dir, kind="model")

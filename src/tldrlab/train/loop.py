@@ -358,10 +358,14 @@ def train(
 
     def evaluate() -> dict[str, float]:
         nonlocal model, optimizer
+        if run is not None and is_main:
+            run.set_phase("evaluating")
         model.eval()
         with torch.no_grad(), accelerator.autocast():
             metrics = {k: float(v) for k, v in task.evaluate(accelerator.unwrap_model(model)).items()}
         model.train()
+        if run is not None and is_main:
+            run.set_phase("training")
         if config.best_metric not in metrics:
             raise InvalidInputError(
                 f"best_metric {config.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
@@ -394,6 +398,8 @@ def train(
         from tqdm.auto import tqdm
 
         progress_bar = tqdm(total=config.max_steps, initial=state.step, desc="train", unit="step")
+    if run is not None and is_main:
+        run.set_phase("training", progress=state.step / config.max_steps)
     hooks.on_train_start(state, accelerator.unwrap_model(model))
     model.train()
 

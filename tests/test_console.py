@@ -1,0 +1,85 @@
+"""The console is quiet by default (progress bars and results) and complete with --verbose: real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tldrlab(*argv: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TLDRLAB_HOME": str(home),
+        "PYTHONPATH": str(REPO / "src"),
+        "WANDB_MODE": "offline",  # the banners come from offline runs, the default for users
+        "COLUMNS": "120",
+    }
+    for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "WANDB_SILENT"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "tldrlab", *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def not_progress(stderr: str) -> list[str]:
+    """stderr lines that are not (redraws of) a progress bar."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("train:")]  # \r too
+
+
+@pytest.mark.slow
+def test_a_two_arm_experiment_prints_progress_bars_and_its_table_only(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    data = tmp_path / "pairs.jsonl"
+    source = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    data.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:40]))
+    proc = tldrlab(
+        *("experiment", "dendrites", "--data", str(data), "--arms", "baseline,compressed", "--seeds", "1"),
+        *(
+            "--train-limit",
+            "20",
+            "--eval-size",
+            "4",
+            "--test-size",
+            "2",
+            "--budget",
+            "2",
+            "--eval-every",
+            "2",
+        ),
+        *("--batch-size", "4", "--max-source-tokens", "16", "--vocab-size", "300", "--no-bertscore"),
+        home=tmp_path / "home",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # before: W&B banners and run summaries, transformers' FutureWarning, INFO lines, and from the first ROUGE
+    # on every log line twice (absl's root handler): about 75 lines for this run
+    assert not_progress(proc.stderr) == [], proc.stderr
+    assert proc.stderr.count("train:   0%") == 2  # a bar per arm
+    assert "| baseline |" in proc.stdout and "| compressed |" in proc.stdout
+    logs = "".join(p.read_text() for p in (tmp_path / "home" / "runs").glob("experiment_arm-*/log.jsonl"))
+    assert "FutureWarning" in logs  # the library warnings were kept in the runs' logs, not lost
+
+
+def test_verbose_shows_what_the_quiet_default_leaves_out(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be\n" * 50)
+    argv = ("tokenizer", "train", "--method", "char", "--vocab-size", "40", str(corpus))
+    quiet = tldrlab(*argv, home=tmp_path / "home", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.strip() == ""
+    assert "tokenizer" in quiet.stdout  # the result summary
+    verbose = tldrlab("--verbose", *argv, home=tmp_path / "home", cwd=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "INFO" in verbose.stderr and "tokenizer trained" in verbose.stderr
