@@ -350,8 +350,8 @@ THREADS = Shared(
     "threads",
     ("--threads",),
     int | None,
-    "CPU threads for torch, OpenMP, BLAS, ONNX Runtime and tokenizers (default: TLDRLAB_THREADS, else the CPUs "
-    "this process may use, shared between workers / jobs and capped by those idle).",
+    "CPU threads for torch, OpenMP, BLAS, ONNX Runtime and tokenizers (default: TLDRLAB_THREADS, else the "
+    "CPUs this process may use, shared between workers / jobs and capped by those idle).",
 )
 EVERY_COMMAND = (HOME, QUIET, VERBOSE, THREADS)
 """Options of every command: the root takes them (`tldrlab --home DIR runs list`), run kinds too."""

@@ -254,7 +254,10 @@ def build_callback(spec: RunCommand) -> Any:
 
     def body(values: dict[str, Any]) -> None:
         apply_common(
-            values.get("home"), values.get("quiet", False), values.get("verbose", False), values.get("threads")
+            values.get("home"),
+            values.get("quiet", False),
+            values.get("verbose", False),
+            values.get("threads"),
         )
         overrides = flag_overrides(flags, values, model)
         config_file: Path | None = values.get("config_file")
