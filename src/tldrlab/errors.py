@@ -45,6 +45,21 @@ class ConfigError(InvalidInputError):
     code = "invalid_config"
 
 
+class InvalidConfigError(ConfigError):
+    """A run config does not validate against its kind's config class (answered at submit, before a run
+    exists)."""
+
+    http_status = 422
+
+
+class PathNotAllowedError(InvalidInputError):
+    """A config names a place the caller may not read or write (API runs are confined to the data roots,
+    uploaded data sets and run directories)."""
+
+    code = "path_not_allowed"
+    http_status = 403
+
+
 class NotFoundError(TldrlabError):
     """A run, thread, artifact or file does not exist."""
 

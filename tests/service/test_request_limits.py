@@ -28,10 +28,10 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
 
 
 def _chunks(total: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
-    yield b'{"kind": "smoke", "config": {"steps": 2, "padding": "'
+    yield b'{"kind": "smoke", "config": {"steps": 2}, "tags": {"padding": "'
     sent = 0
     while sent < total:
-        yield b"y" * chunk
+        yield b"y" * min(chunk, total - sent)
         sent += chunk
     yield b'"}}'
 
@@ -50,12 +50,14 @@ def test_chunked_body_over_the_limit_gets_413_and_stores_nothing(server: ServerT
     assert announced.status_code == 413
     assert httpx.get(f"{server.url}/runs").json()["runs"] == []  # nothing reached the registry
     small = httpx.post(
-        f"{server.url}/runs", content=_chunks(1024, chunk=256), headers={"content-type": "application/json"}
+        f"{server.url}/runs", content=_chunks(200, chunk=50), headers={"content-type": "application/json"}
     )
     assert small.status_code == 202  # chunked bodies under the limit still work
 
 
-def test_config_and_tags_are_capped_and_list_rows_stay_small(server: ServerThread) -> None:
+def test_config_and_tags_are_capped_and_list_rows_stay_small(
+    server: ServerThread, tldrlab_home: Path
+) -> None:
     too_big = httpx.post(f"{server.url}/runs", json={"kind": "smoke", "config": {"x": "y" * 100_000}})
     assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
     many_tags = {f"t{i}": "v" for i in range(100)}
@@ -65,14 +67,16 @@ def test_config_and_tags_are_capped_and_list_rows_stay_small(server: ServerThrea
     refused = httpx.post(f"{server.url}/runs", json={"kind": "smoke", "tags": long_tag})
     assert refused.status_code == 400 and set(refused.json()) == ERROR_KEYS
     # The largest config and tags allowed: the list rows stay small all the same.
-    config = {"steps": 2, "note": "n" * 60_000}
+    (tldrlab_home / "data").mkdir(parents=True)
+    (tldrlab_home / "data" / "text.txt").write_text("some text\n")
+    config = {"model": "char_lstm", "data": {"path": "text.txt", "prefix": "n" * 60_000}}
     tags = {f"t{i}": "v" * 256 for i in range(32)}
-    created = httpx.post(f"{server.url}/runs", json={"kind": "smoke", "config": config, "tags": tags})
+    created = httpx.post(f"{server.url}/runs/train", json={"config": config, "tags": tags})
     assert created.status_code == 202, created.text
     listing = httpx.get(f"{server.url}/runs")
     assert len(listing.content) < 16_000 and "config" not in listing.json()["runs"][0]
     detail = httpx.get(f"{server.url}/runs/{created.json()['id']}").json()
-    assert detail["config"]["note"] == config["note"]  # the detail route still has it
+    assert detail["config"]["data"]["prefix"] == "n" * 60_000  # the detail route still has it
 
 
 def _is_4xx_error(response: httpx.Response | tuple[int, bytes], what: str) -> None:

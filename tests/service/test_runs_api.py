@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -84,11 +85,16 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
     assert client.get("/runs", params={"status": "bogus"}).status_code == 400
 
 
-def test_child_requests_need_a_completed_training_run(client: TestClient) -> None:
+def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:
     smoke = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
     wrong_kind = client.post(f"/runs/{smoke}/generate", json={"config": {"prompts": ["hi"]}})
     assert wrong_kind.status_code == 400
-    train = client.post("/runs/train", json={"config": {"model": "char_lstm"}}).json()
+    data = tldrlab_home / "data"
+    data.mkdir(parents=True)
+    (data / "text.txt").write_text("To be, or not to be.\n")
+    train = client.post(
+        "/runs/train", json={"config": {"model": "char_lstm", "data": {"path": "text.txt"}}}
+    ).json()
     assert train["kind"] == "train" and train["status"] == "queued"
     early = client.post(f"/runs/{train['id']}/evaluate", json={"config": {}})
     assert early.status_code == 409 and "completed training run" in early.json()["message"]
@@ -96,8 +102,11 @@ def test_child_requests_need_a_completed_training_run(client: TestClient) -> Non
     assert client.get(f"/runs/{train['id']}/score/{smoke}").status_code == 404
 
 
-def test_tokenizer_routes(client: TestClient) -> None:
-    created = client.post("/tokenizers/train", json={"config": {"method": "bpe", "vocab_size": 300}})
+def test_tokenizer_routes(client: TestClient, tldrlab_home: Path) -> None:
+    (tldrlab_home / "data").mkdir(parents=True)
+    (tldrlab_home / "data" / "corpus.txt").write_text("some words to learn\n")
+    config = {"method": "bpe", "vocab_size": 300, "corpus": ["corpus.txt"]}
+    created = client.post("/tokenizers/train", json={"config": config})
     assert created.status_code == 202 and created.json()["kind"] == "tokenizer"
     info = client.get(f"/tokenizers/{created.json()['id']}").json()
     assert info["status"] == "queued" and info["stats"] == {}

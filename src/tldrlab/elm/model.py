@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +29,7 @@ from torch import nn
 
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.paths import ModelRef
 
 CONFIG_FILE = "elm_config.json"
 ADAPTER_FILE = "adapter.safetensors"
@@ -40,7 +41,7 @@ class ElmModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    lm: str = "scratch"
+    lm: Annotated[str, ModelRef(keep=("scratch",))] = "scratch"
     """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging
     Face causal LM name or path (offline: a local directory)."""
 

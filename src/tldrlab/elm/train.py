@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tldrlab.elm.losses import LossConfig
 from tldrlab.elm.model import ElmModelConfig
 from tldrlab.errors import ConfigError
+from tldrlab.runs.paths import InputPath
 from tldrlab.runs.run import Run
 from tldrlab.train.config import TrainConfig
 
@@ -39,7 +40,7 @@ class ElmTrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
-    data: str
+    data: Annotated[str, InputPath()]
     """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
 
     model: ElmModelConfig = Field(default_factory=ElmModelConfig)
@@ -60,7 +61,7 @@ class ElmTrainConfig(BaseModel):
     eval_interval: int | None = Field(default=None, ge=1)
     """Evaluate every N steps; None: 4 times per run (and always at the end)."""
 
-    tokenizer: str | None = None
+    tokenizer: Annotated[str | None, InputPath()] = None
     """lm=scratch: a trained tokenizer directory; None trains a BPE on the training targets."""
 
     vocab_size: int = Field(default=4000, ge=64)
@@ -78,13 +79,13 @@ class ElmTrainConfig(BaseModel):
     limit: int | None = Field(default=None, ge=1)
     """Train on at most this many records (quick runs)."""
 
-    bertscore_model: str | None = None
+    bertscore_model: Annotated[str | None, InputPath()] = None
     """Local encoder directory for BERTScore; None: the offline MiniLM."""
 
     use_bertscore: bool = True
     """Compute BERTScore at each evaluation (needed for the default best_metric bertscore_f1)."""
 
-    init_adapter: str | None = None
+    init_adapter: Annotated[str | None, InputPath()] = None
     """Start from these adapter weights (an adapter.safetensors from a saved ELM) instead of random ones."""
 
     wandb: str | None = None

@@ -10,7 +10,7 @@ The seed is applied to a forked RNG so generation never disturbs the caller's ra
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tldrlab.errors import InvalidInputError
 from tldrlab.models.chat import chat_prompt, instruction_of, truncate_text
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
+from tldrlab.runs.paths import GenerationLength
 
 
 class GenerateOptions(BaseModel):
@@ -25,7 +26,7 @@ class GenerateOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    max_new_tokens: Annotated[int, GenerationLength()] = Field(default=64, ge=1, le=4096)
     """Most tokens to generate per sequence."""
 
     temperature: float = Field(default=1.0, ge=0.0)

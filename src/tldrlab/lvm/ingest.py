@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,7 @@ from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.paths import InputPath, ServerOnly
 from tldrlab.runs.run import Run
 
 
@@ -29,7 +30,7 @@ class IngestConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    path: str
+    path: Annotated[str, InputPath()]
     """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
     format: str | None = None
     """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
@@ -39,13 +40,13 @@ class IngestConfig(BaseModel):
     """Semantic chunks stay at most this long."""
     threshold: float = Field(0.55, ge=-1.0, le=1.0)
     """Semantic chunking similarity threshold."""
-    embedder: str | None = None
+    embedder: Annotated[str | None, ServerOnly()] = None
     """Embedder name or sentence-transformers path; None uses the `embedder` setting (minilm)."""
     source: str | None = None
     """Data set source label stored with every concept; None: the reader's source (e.g. wikipedia)."""
     domain: str | None = None
     """Optional domain label stored with every concept (e.g. science, history)."""
-    store_url: str | None = None
+    store_url: Annotated[str | None, ServerOnly()] = None
     """Concept store URL; None: PostgreSQL when the database URL is postgres, else SQLite under the home."""
     limit: int | None = Field(None, ge=1)
     """Ingest at most this many articles."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from tldrlab.errors import ConfigError
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, parse_loss, uses_bank
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
+from tldrlab.runs.paths import InputPath
 from tldrlab.runs.run import Run
 from tldrlab.train.config import TrainConfig
 
@@ -48,7 +49,7 @@ class LVMTrainJobConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
-    sequences: str
+    sequences: Annotated[str, InputPath()]
     """The sequences NPZ written by `tldrlab lvm sequences`."""
     model: str = "gru"
     """Backbone from LVM_MODELS: lstm, gru, transformer, mamba."""

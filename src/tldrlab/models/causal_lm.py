@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
+from tldrlab.runs.paths import ModelRef
 
 ADAPTER_SUBDIR = "adapter"
 """Where an exported LoRA model also keeps its (unmerged) adapters, loadable with peft."""
@@ -52,10 +53,10 @@ class CausalLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    path: str = BUNDLED_NAME
+    path: Annotated[str, ModelRef()] = BUNDLED_NAME
     """Model reference: a directory, a .gguf file, an installed model name, a run id, or `smollm2`."""
 
-    from_pretrained: str | None = None
+    from_pretrained: Annotated[str | None, ModelRef()] = None
     """Same as `path` (the name the other families use); set one of the two."""
 
     num_layers: int | None = Field(default=None, ge=1)

@@ -3,11 +3,12 @@ directory."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.models.pretrained import load_pretrained, resolve_dims
+from tldrlab.runs.paths import ModelRef
 
 GPT2_SIZES: dict[str, dict[str, int]] = {
     # name: width, layers, heads, context length
@@ -45,7 +46,7 @@ class GPT2ModelConfig(BaseModel):
     tie_word_embeddings: bool = True
     """Share input embedding and output head."""
 
-    from_pretrained: str | None = None
+    from_pretrained: Annotated[str | None, ModelRef()] = None
     """Load weights from this transformers directory instead of building from scratch (offline)."""
 
     def dims(self) -> dict[str, int]:

@@ -3,11 +3,12 @@ pretrained directory."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.models.pretrained import load_pretrained, resolve_dims
+from tldrlab.runs.paths import ModelRef
 
 T5_SIZES: dict[str, dict[str, int]] = {
     # name: d_model, d_ff, encoder layers, decoder layers, heads, d_kv (per-head width)
@@ -82,7 +83,7 @@ class T5ModelConfig(BaseModel):
     feed_forward_proj: Literal["relu", "gated-gelu"] = "relu"
     """Feed-forward activation (T5 v1.0 relu or v1.1 gated-gelu)."""
 
-    from_pretrained: str | None = None
+    from_pretrained: Annotated[str | None, ModelRef()] = None
     """Load weights from this transformers directory instead of building from scratch (offline)."""
 
     def dims(self) -> dict[str, int]:

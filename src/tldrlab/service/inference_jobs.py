@@ -7,12 +7,15 @@ itself is tldrlab.evaluate's (`evaluate_model`, `generate`, `score_text`); the r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.runs import Run
+from tldrlab.runs.paths import InputPath, SettingsOf
+
+GENERATE_OPTIONS = "tldrlab.evaluate.generate:GenerateOptions"
 
 
 class GenerateRequest(BaseModel):
@@ -24,7 +27,7 @@ class GenerateRequest(BaseModel):
     """The training run whose model generates."""
     prompts: list[str] = Field(min_length=1, max_length=64)
     """Inputs: documents to summarise (seq2seq) or text to continue (LM)."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: Annotated[dict[str, Any], SettingsOf("", GENERATE_OPTIONS)] = Field(default_factory=dict)
     """tldrlab.evaluate.GenerateOptions fields (max_new_tokens, temperature, top_k, top_p, seed, ...)."""
 
 
@@ -50,6 +53,21 @@ class EvaluateRequest(BaseModel):
 
     model_run: str
     """The training run to evaluate."""
+
+    data: Annotated[str | None, InputPath()] = None
+    """Evaluate on this data instead of the training run's."""
+
+    generation: Annotated[dict[str, Any] | None, SettingsOf("", GENERATE_OPTIONS)] = None
+    """Decoding options (tldrlab.evaluate.GenerateOptions fields)."""
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> EvaluateRequest:
+        from tldrlab.evaluate.run_eval import EvalConfig
+
+        unknown = sorted(set(self.model_extra or {}) - set(EvalConfig.model_fields))
+        if unknown:
+            raise ValueError(f"unknown evaluation settings: {', '.join(unknown)}")
+        return self
 
 
 def _parse(model: type[BaseModel], config: dict[str, Any]) -> Any:
@@ -96,6 +114,7 @@ def evaluate_job(run: Run) -> dict[str, Any]:
 
     request: EvaluateRequest = _parse(EvaluateRequest, run.config)
     overrides = dict(request.model_extra or {})
+    overrides.update({k: v for k, v in (("data", request.data), ("generation", request.generation)) if v})
     config, _, _ = eval_config_for(request.model_run, **overrides)
     model, tokenizer, name = _load(run, request.model_run)
     run.log(f"evaluating {name} on split {config.split}")

@@ -14,6 +14,8 @@ from fastapi import Request
 from tldrlab.config import Settings
 from tldrlab.errors import ServiceUnavailableError, TldrlabError
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, open_registry
+from tldrlab.runs.run import new_run_id
+from tldrlab.service.confine import SUBMITTED_VIA, confine_config
 from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue
 
@@ -65,16 +67,27 @@ def submit_run(
 ) -> RunRecord:
     """Create a queued run and enqueue it; 503 (and no run left queued) when the queue is down.
 
-    What the client sent is checked first: the config's size and content (413 / 422), the tags.
+    What the client sent is checked first: the config's size and content (413 / 422), the tags, then the
+    config against its kind's config class with every path confined (`tldrlab.service.confine`: 422 / 403).
+    The run is tagged `submitted_via: api`, so its worker confines it again before executing it.
     """
     settings = settings_of(request)
     check_config(config, settings.max_config_bytes)
     check_tags(tags or {})
+    run_id = new_run_id(kind)
+    config = confine_config(kind, config, settings=settings, run_dir=settings.runs_dir / run_id)
     queue = job_queue(request)
     queue.ping()  # refuse before creating anything
     runs = registry(request)
     record = create_run(
-        kind, config, seed=seed, parent_id=parent_id, tags=tags, settings=settings_of(request), registry=runs
+        kind,
+        config,
+        seed=seed,
+        run_id=run_id,
+        parent_id=parent_id,
+        tags={**(tags or {}), SUBMITTED_VIA: "api"},
+        settings=settings,
+        registry=runs,
     )
     try:
         queue.enqueue(record.id)

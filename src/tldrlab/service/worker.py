@@ -30,12 +30,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import NotFoundError, RunPreemptedError
+from tldrlab.errors import NotFoundError, RunPreemptedError, TldrlabError
 from tldrlab.jobs import FailureClass, classify_failure, execute
-from tldrlab.runs import RunRegistry, RunStatus, open_registry, preempt
+from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.db import migrate
 from tldrlab.runs.run import read_manifest
+from tldrlab.service.confine import SUBMITTED_VIA, confine_again
 from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
 from tldrlab.service.queue import JobQueue, open_queue
 
@@ -239,6 +240,22 @@ class Worker:
             return "cancelled"
         if not claim_run(self.registry, run_id, self.worker_id, time.time() - self.config.stale_after_s):
             return "duplicate"  # finished, cancelled, or alive on another worker
+        if record.tags.get(SUBMITTED_VIA) == "api":
+            try:  # its paths again, right before they are opened (a file may have become a symlink)
+                confine_again(
+                    record.kind, record.config, settings=self.settings, run_dir=Path(record.run_dir)
+                )
+            except TldrlabError as exc:
+                message = f"failed: {exc.message}"
+                self.registry.update(
+                    run_id,
+                    status=RunStatus.FAILED,
+                    message=message,
+                    error_code=exc.code,
+                    ended_at=time.time(),
+                )
+                update_manifest(record.run_dir, status="failed", message=message, error_code=exc.code)
+                return f"failed:{FailureClass.USER_INPUT.value}"
         with self._lock:
             self.current_run = run_id
             self._tail = RunTail(self.registry, run_id, include_logs=False)
@@ -265,6 +282,21 @@ class Worker:
             if tail is not None:
                 self.publish(tail.poll())
         return outcome
+
+    def _still_confined(self, record: RunRecord) -> bool:
+        """An API run's paths checked again right before they are opened (a file may have become a symlink
+        since it was submitted); a run that fails the check is failed, not executed."""
+        try:
+            confine_again(record.kind, record.config, settings=self.settings, run_dir=Path(record.run_dir))
+        except TldrlabError as exc:
+            message = f"failed: {exc.message}"
+            now = time.time()
+            self.registry.update(
+                record.id, status=RunStatus.FAILED, message=message, error_code=exc.code, ended_at=now
+            )
+            update_manifest(record.run_dir, status="failed", message=message, error_code=exc.code)
+            return False
+        return True
 
     def _after_failure(self, run_id: str, exc: BaseException) -> str:
         failure = classify_failure(exc)

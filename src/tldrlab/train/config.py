@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tldrlab.runs.paths import InputPath, SettingsOf
 
 
 class TrainConfig(BaseModel):
@@ -12,13 +14,13 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    max_steps: int = Field(default=1000, ge=1)
+    max_steps: int = Field(default=1000, ge=1, le=100_000_000)
     """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
 
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, le=65_536)
     """Examples per micro-batch on each process."""
 
-    grad_accum_steps: int = Field(default=1, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1, le=65_536)
     """Micro-batches whose gradients are summed before one optimizer step."""
 
     lr: float = Field(default=3e-4, gt=0)
@@ -94,7 +96,7 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    path: str
+    path: Annotated[str, InputPath()]
     """A file or directory readable by tldrlab.data.readers (pairs, scitldr, debian, text, ...)."""
 
     format: str | None = None
@@ -142,7 +144,7 @@ class TokenizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    path: str | None = None
+    path: Annotated[str | None, InputPath()] = None
     """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
 
     method: str = "bpe"
@@ -160,7 +162,9 @@ class TrainJobConfig(BaseModel):
     model: str = "t5"
     """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""
 
-    model_settings: dict[str, Any] = Field(default_factory=dict)
+    model_settings: Annotated[dict[str, Any], SettingsOf("model", "tldrlab.models.registry:MODELS")] = Field(
+        default_factory=dict
+    )
     """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`."""
 
     data: DataConfig

@@ -21,10 +21,11 @@ from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.jobs import RUN_KINDS
 from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.run import read_manifest
+from tldrlab.service.confine import public_paths
 from tldrlab.service.events import RunTail, sse_format
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.health import register_check
-from tldrlab.service.state import queue_readiness, registry, submit_run
+from tldrlab.service.state import queue_readiness, registry, settings_of, submit_run
 
 router = APIRouter(tags=["runs"], route_class=StrictJSONRoute)
 MAX_OFFSET = 10**9
@@ -160,6 +161,12 @@ def _last_line(path: Path) -> dict[str, Any] | None:
     return rows[-1] if rows else None
 
 
+def public(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """What a client may see of `data`: server paths rewritten (`tldrlab.service.confine.public_paths`)."""
+    result: dict[str, Any] = public_paths(data, settings_of(request))
+    return result
+
+
 def _get(request: Request, run_id: str) -> RunRecord:
     return registry(request).get(run_id)
 
@@ -176,12 +183,14 @@ def _result(record: RunRecord) -> Any | None:
 def start_run(request: Request, body: RunRequest) -> dict[str, Any]:
     if body.kind not in RUN_KINDS:
         raise InvalidInputError(f"unknown run kind {body.kind!r}; known: {', '.join(sorted(RUN_KINDS))}")
-    return run_info(submit_run(request, body.kind, body.config, seed=body.seed, tags=dict(body.tags)))
+    record = submit_run(request, body.kind, body.config, seed=body.seed, tags=dict(body.tags))
+    return public(request, run_info(record))
 
 
 @router.post("/runs/train", status_code=202, response_model=RunInfo)
 def start_training(request: Request, body: TrainRequest) -> dict[str, Any]:
-    return run_info(submit_run(request, "train", body.config, seed=body.seed, tags=dict(body.tags)))
+    record = submit_run(request, "train", body.config, seed=body.seed, tags=dict(body.tags))
+    return public(request, run_info(record))
 
 
 @router.get("/runs", response_model=RunList)
@@ -195,7 +204,7 @@ def list_runs(
     if status is not None and status not in {s.value for s in RunStatus}:
         raise InvalidInputError(f"unknown status {status!r}")
     records = registry(request).list(kind=kind, status=status, limit=limit, offset=offset, with_config=False)
-    return {"runs": [run_info(r) for r in records], "count": len(records)}
+    return public(request, {"runs": [run_info(r) for r in records], "count": len(records)})
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
@@ -208,23 +217,26 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
     except (OSError, ValueError):
         data["artifacts"] = []
     data["last_metrics"] = _last_line(Path(record.run_dir) / "metrics.jsonl")
-    return data
+    return public(request, data)
 
 
 @router.get("/runs/{run_id}/logs", response_model=LogTail)
 def get_logs(request: Request, run_id: str, tail: int = Query(100, ge=1, le=5000)) -> dict[str, Any]:
     record = _get(request, run_id)
-    return {"run_id": record.id, "lines": _tail_lines(Path(record.run_dir) / "log.jsonl", tail)}
+    lines = _tail_lines(Path(record.run_dir) / "log.jsonl", tail)
+    return public(request, {"run_id": record.id, "lines": lines})
 
 
 @router.get("/runs/{run_id}/metrics")
 def get_metrics(request: Request, run_id: str, tail: int = Query(2000, ge=1, le=100_000)) -> dict[str, Any]:
     record = _get(request, run_id)
-    return {"run_id": record.id, "metrics": _tail_lines(Path(record.run_dir) / "metrics.jsonl", tail)}
+    rows = _tail_lines(Path(record.run_dir) / "metrics.jsonl", tail)
+    return public(request, {"run_id": record.id, "metrics": rows})
 
 
 async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_s: float) -> Any:
     runs = registry(request)
+    settings = settings_of(request)
     tail = await run_in_threadpool(RunTail, runs, run_id, include_logs=include_logs)
     event_id = 0
     last_sent = time.monotonic()
@@ -232,6 +244,8 @@ async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_
         events = await run_in_threadpool(tail.poll)
         for event in events:
             event_id += 1
+            if event.message:
+                event.message = public_paths(event.message, settings)
             yield sse_format(event, event_id)
             last_sent = time.monotonic()
         if tail.finished:
@@ -280,7 +294,7 @@ def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
         update_manifest(record.run_dir, status="cancelled", message=message)
     else:
         runs.update(run_id, message="cancel requested; stopping after the current step")
-    return run_info(runs.get(run_id))
+    return public(request, run_info(runs.get(run_id)))
 
 
 def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:
@@ -297,7 +311,7 @@ def _child(request: Request, run_id: str, kind: str, request_id: str) -> dict[st
     record = _get(request, request_id)
     if record.parent_id != run_id or record.kind != kind:
         raise NotFoundError(f"no {kind} request {request_id!r} for run {run_id!r}")
-    return {
+    child = {
         "request_id": record.id,
         "run_id": run_id,
         "status": record.status.value,
@@ -305,6 +319,7 @@ def _child(request: Request, run_id: str, kind: str, request_id: str) -> dict[st
         "metrics": record.metrics,
         "result": _result(record),
     }
+    return public(request, child)
 
 
 @router.post("/runs/{run_id}/evaluate", status_code=202, response_model=ChildResult)

@@ -35,6 +35,7 @@ from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
+from tldrlab.service.confine import confine_summarizer_params
 from tldrlab.service.limits import StrictJSONRoute, parse_json
 from tldrlab.store.base import SentenceStore
 
@@ -238,6 +239,10 @@ async def stream_summary(request: Request) -> StreamingResponse:
     await run_in_threadpool(res.store.get_thread, options.thread_id)  # 404 before the stream starts
     from tldrlab.digest.summarizers import build_summarizer
 
+    settings = request.app.state.settings
+    options.params = await run_in_threadpool(
+        confine_summarizer_params, options.summarizer, options.params, settings
+    )
     build_summarizer(options.summarizer, options.params)  # 400 for unknown names / missing settings
     request_id = str(getattr(request.state, "request_id", "-"))
     stop = threading.Event()

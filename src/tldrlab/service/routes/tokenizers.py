@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from tldrlab.errors import NotFoundError
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.limits import StrictJSONRoute
-from tldrlab.service.routes.runs import Artifact, RunInfo, run_info
+from tldrlab.service.routes.runs import Artifact, RunInfo, public, run_info
 from tldrlab.service.state import registry, submit_run
 
 router = APIRouter(tags=["tokenizers"], route_class=StrictJSONRoute)
@@ -32,7 +32,7 @@ class TokenizerInfo(RunInfo):
 
 @router.post("/tokenizers/train", status_code=202, response_model=RunInfo)
 def train_tokenizer(request: Request, body: TokenizerTrainRequest) -> dict[str, Any]:
-    return run_info(submit_run(request, "tokenizer", body.config, seed=body.seed))
+    return public(request, run_info(submit_run(request, "tokenizer", body.config, seed=body.seed)))
 
 
 @router.get("/tokenizers/{tokenizer_id}", response_model=TokenizerInfo)
@@ -47,4 +47,4 @@ def get_tokenizer(request: Request, tokenizer_id: str) -> dict[str, Any]:
         manifest = {}
     data["stats"] = manifest.get("metrics", {}) or record.metrics
     data["artifacts"] = manifest.get("artifacts", [])
-    return data
+    return public(request, data)

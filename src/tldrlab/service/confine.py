@@ -1,0 +1,364 @@
+"""Confinement of API-submitted run configs: what a run may read and write, decided at submit.
+
+`confine_config(kind, raw, settings=..., run_dir=...)` validates the config against its kind's config class
+(422 with the field and the problem) and walks the fields the class marks (`tldrlab.runs.paths`):
+
+- `InputPath` values must resolve, symlinks resolved, inside a *read root*: the data roots
+  (`TLDRLAB_DATA_ROOTS`, default `<home>/data`), uploaded data sets, or run directories. A client writes a
+  path relative to a data root (`corpus.txt`, `wiki/train.jsonl`), `dataset:<id>` for an upload, or
+  `run:<id>/<path>` for a run's file. `..` components are refused outright, as are absolute paths and
+  symlinks leading outside the read roots (403 `path_not_allowed`, naming the rule, never saying what exists
+  outside). The value is rewritten to the absolute path found, which is what the worker opens.
+- `OutputPath` values must be relative without `..`: they are rewritten into the run's directory.
+- `ModelRef` values are model names (installed, bundled, a run id) or paths under the same read roots.
+- `ServerOnly` values (database URLs, endpoints) must stay at their defaults.
+- `GenerationLength` values stay within `TLDRLAB_MAX_GENERATE_TOKENS`.
+- `SettingsOf` dicts are validated by the class their sibling field names (`model_settings` by the model
+  family's config) and walked the same way; an unknown name there is a 422.
+
+The worker confines an API run again right before executing it (`confine_again`), so a file swapped for a
+symlink after submission is still caught. `public_paths` rewrites server paths in what the API returns.
+The CLI calls none of this: the machine's own user may name any path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from tldrlab.config import Settings
+from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError
+from tldrlab.jobs import RUN_KINDS
+from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
+from tldrlab.runs.datasets import datasets_dir, open_datasets
+from tldrlab.runs.paths import (
+    GenerationLength,
+    InputPath,
+    ModelRef,
+    OutputPath,
+    PathSite,
+    ServerOnly,
+    SettingsOf,
+    path_sites,
+)
+from tldrlab.runs.registry import open_registry
+
+RUN_PREFIX = "run:"
+SUBMITTED_VIA = "submitted_via"
+"""Tag set on runs created through the API (the worker confines those again before executing them)."""
+
+# The config class of each run kind, until the run-kind registry carries it with the kind.
+_CONFIG_CLASSES: dict[str, str] = {
+    "train": "tldrlab.train.config:TrainJobConfig",
+    "tokenizer": "tldrlab.tokenizers.job:TokenizerJobConfig",
+    "evaluate": "tldrlab.service.inference_jobs:EvaluateRequest",
+    "generate": "tldrlab.service.inference_jobs:GenerateRequest",
+    "score": "tldrlab.service.inference_jobs:ScoreRequest",
+    "smoke": "tldrlab.service.smoke:SmokeConfig",
+    "lvm_ingest": "tldrlab.lvm.ingest:IngestConfig",
+    "lvm_train": "tldrlab.lvm.training:LVMTrainJobConfig",
+    "elm_train": "tldrlab.elm.train:ElmTrainConfig",
+}
+
+READ_RULE = (
+    "API runs read only inside the data roots (TLDRLAB_DATA_ROOTS; write paths relative to them), uploaded "
+    "data sets (dataset:<id>) and run files (run:<id>/<path>); '..' and paths leading elsewhere are refused"
+)
+WRITE_RULE = "API runs write only inside their run directory: give a relative path without '..'"
+
+
+def config_class_for(kind: str) -> type[BaseModel]:
+    """The config class of a run kind (422 for kinds that have none: they cannot be submitted here)."""
+    entry = RUN_KINDS.get(kind)
+    declared = getattr(entry, "config", None) or getattr(entry, "config_cls", None)
+    if isinstance(declared, type) and issubclass(declared, BaseModel):
+        return declared
+    target = _CONFIG_CLASSES.get(kind)
+    if entry is None or target is None:
+        known = ", ".join(sorted(k for k in RUN_KINDS if k in _CONFIG_CLASSES))
+        raise InvalidConfigError(f"unknown run kind {kind!r} for the API; known: {known}")
+    module_name, _, name = target.partition(":")
+    found = getattr(importlib.import_module(module_name), name)
+    assert isinstance(found, type) and issubclass(found, BaseModel)
+    return found
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where or 'config'}: {first['msg']}{more}"
+
+
+def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_dir: Path) -> dict[str, Any]:
+    """The config an API run of `kind` will execute: validated, paths checked and rewritten (see module)."""
+    config_cls = config_class_for(kind)
+    try:
+        config = config_cls.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidConfigError(f"invalid {kind} config: {validation_message(exc)}") from exc
+    _confine(config, settings, run_dir)
+    return config.model_dump(mode="json")
+
+
+def confine_again(kind: str, config: dict[str, Any], *, settings: Settings, run_dir: Path) -> None:
+    """Re-check a stored API config right before it executes (its paths are absolute by now)."""
+    confine_config(kind, config, settings=settings, run_dir=run_dir)
+
+
+def _confine(config: BaseModel, settings: Settings, run_dir: Path) -> None:
+    for site in list(path_sites(config)):
+        _confine_site(site, settings, run_dir)
+
+
+def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
+    marker = site.marker
+    if isinstance(marker, SettingsOf):
+        if site.value is not None:
+            _confine_settings(site, marker, settings, run_dir)
+    elif isinstance(marker, ServerOnly):
+        if site.value != site.default:
+            raise PathNotAllowedError(f"{site.where}: only the server's own configuration may set this")
+    elif isinstance(marker, GenerationLength):
+        limit = settings.max_generate_tokens
+        if isinstance(site.value, int) and site.value > limit:
+            raise InvalidConfigError(f"{site.where}: at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
+    elif site.value is None:
+        return
+    elif not isinstance(site.value, str):
+        raise InvalidConfigError(f"{site.where}: expected a path string")
+    elif isinstance(marker, InputPath):
+        site.set(str(resolve_input(site.value, site.where, settings)))
+    elif isinstance(marker, OutputPath):
+        site.set(str(resolve_output(site.value, site.where, run_dir)))
+    elif isinstance(marker, ModelRef) and site.value not in marker.keep:
+        site.set(resolve_model(site.value, site.where, settings))
+
+
+def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, run_dir: Path) -> None:
+    assert site.parent is not None
+    if not isinstance(site.value, dict):
+        raise InvalidConfigError(f"{site.where}: expected an object")
+    settings_cls = marker.config_class(site.parent)
+    if settings_cls is None:
+        if not marker.field:
+            return
+        value = getattr(site.parent, marker.field, None)
+        raise InvalidConfigError(f"{marker.field}: unknown value {value!r}")
+    try:
+        validated = settings_cls.model_validate(site.value)
+    except ValidationError as exc:
+        raise InvalidConfigError(validation_message(exc, site.where)) from exc
+    for inner in list(path_sites(validated, site.loc)):
+        _confine_site(inner, settings, run_dir)
+    site.set(validated.model_dump(mode="json", exclude_unset=True))
+
+
+def read_roots(settings: Settings) -> list[Path]:
+    """Where API runs may read: the data roots, uploaded data sets, run directories (resolved)."""
+    return [*settings.resolved_data_roots, datasets_dir(settings).resolve(), settings.runs_dir.resolve()]
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def resolve_input(value: str, where: str, settings: Settings) -> Path:
+    """The absolute path an API run may read for `value` (see the module docstring)."""
+    if "\x00" in value:
+        raise InvalidConfigError(f"{where}: paths cannot hold NUL characters")
+    if value.startswith(DATASET_PREFIX):
+        dataset_id = value[len(DATASET_PREFIX) :]
+        try:
+            record = open_datasets(settings).get(dataset_id)
+        except NotFoundError:
+            raise InvalidConfigError(f"{where}: no dataset {dataset_id!r} (see GET /datasets)") from None
+        path = record.location(settings).resolve()
+        if not _exists(path) or not _inside(path, [datasets_dir(settings).resolve()]):
+            raise InvalidConfigError(f"{where}: the files of dataset {dataset_id!r} are missing")
+        return path
+    if value.startswith(RUN_PREFIX):
+        run_id, _, relative = value[len(RUN_PREFIX) :].partition("/")
+        if ".." in Path(relative).parts or relative.startswith("/"):
+            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+        try:
+            run_root = Path(open_registry(settings).get(run_id).run_dir).resolve()
+        except NotFoundError:
+            raise InvalidConfigError(f"{where}: no run {run_id!r}") from None
+        path = (run_root / relative).resolve()
+        if not _inside(path, [run_root]):
+            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+        if not _exists(path):
+            raise InvalidConfigError(f"{where}: run {run_id} has no file {relative!r}")
+        return path
+    raw = Path(value).expanduser() if value.startswith("~") else Path(value)
+    if ".." in raw.parts:
+        raise PathNotAllowedError(f"{where}: {READ_RULE}")
+    roots = read_roots(settings)
+    if raw.is_absolute():
+        path = raw.resolve()
+        if not _inside(path, roots):
+            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+        if not _exists(path):
+            raise InvalidConfigError(f"{where}: no such file or directory in the read roots")
+        return path
+    for root in settings.resolved_data_roots:
+        candidate = (root / raw).resolve()
+        if _exists(root / raw):
+            if not _inside(candidate, roots):
+                raise PathNotAllowedError(f"{where}: {READ_RULE}")
+            return candidate
+    raise InvalidConfigError(
+        f"{where}: no such file or directory in the data roots (paths are relative to TLDRLAB_DATA_ROOTS; "
+        "upload data with POST /datasets and name it dataset:<id>)"
+    )
+
+
+def resolve_output(value: str, where: str, run_dir: Path) -> Path:
+    """`value` inside the run directory (relative paths only; an absolute one already inside is kept)."""
+    if "\x00" in value:
+        raise InvalidConfigError(f"{where}: paths cannot hold NUL characters")
+    raw = Path(value)
+    if ".." in raw.parts:
+        raise PathNotAllowedError(f"{where}: {WRITE_RULE}")
+    if raw.is_absolute():
+        if raw.resolve().is_relative_to(run_dir.resolve()):
+            return raw.resolve()
+        raise PathNotAllowedError(f"{where}: {WRITE_RULE}")
+    return (run_dir / raw).resolve()
+
+
+def resolve_model(value: str, where: str, settings: Settings) -> str:
+    """A model reference an API run may load: a name (installed, bundled, a run) kept as given, or a path
+    under the read roots rewritten to where it is."""
+    from tldrlab.models.resolve import resolve_model_ref
+
+    simple = bool(value) and "/" not in value and "\\" not in value and not value.startswith((".", "~"))
+    if simple and not value.startswith((DATASET_PREFIX, RUN_PREFIX)):
+        try:
+            resolved = resolve_model_ref(value, settings)
+        except Exception:  # the resolver's messages may name server paths
+            raise InvalidConfigError(
+                f"{where}: no model {value!r} (installed, bundled or a run's) and no such path in the data "
+                "roots"
+            ) from None
+        if resolved.source not in ("path", "home"):
+            return value
+        if not _inside(resolved.path.resolve(), read_roots(settings)):
+            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+        return str(resolved.path)
+    path = resolve_input(value, where, settings)
+    try:
+        resolved = resolve_model_ref(str(path), settings)
+    except Exception:
+        raise InvalidConfigError(
+            f"{where}: no model there (a model directory, a run or a .gguf file)"
+        ) from None
+    if not _inside(resolved.path.resolve(), read_roots(settings)):
+        raise PathNotAllowedError(f"{where}: {READ_RULE}")
+    return str(resolved.path)
+
+
+# -- what the API returns ----------------------------------------------------------------------------------
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.~+@%=-]+/?)+")
+
+
+def public_paths(value: Any, settings: Settings) -> Any:
+    """`value` (str, list or dict, recursively) with server paths rewritten the way a client names them:
+    data-root paths relative to their root, `dataset:<id>`, `run:<id>/<path>`; other absolute paths become
+    `<path>`."""
+    if isinstance(value, str):
+        return _public_text(value, settings)
+    if isinstance(value, list):
+        return [public_paths(v, settings) for v in value]
+    if isinstance(value, dict):
+        return {k: public_paths(v, settings) for k, v in value.items()}
+    return value
+
+
+def _public_text(text: str, settings: Settings) -> str:
+    if "/" not in text:
+        return text
+    replacements: list[tuple[str, str]] = []
+    for root in (datasets_dir(settings), settings.runs_dir):
+        for form in {str(root), str(root.resolve())}:
+            prefix = DATASET_PREFIX if root == datasets_dir(settings) else RUN_PREFIX
+            replacements.append((form + "/", prefix))
+    for root in settings.resolved_data_roots:
+        replacements.append((str(root) + "/", ""))
+    for form in {str(settings.home), str(settings.home.resolve())}:
+        replacements.append((form + "/", "<home>/"))
+
+    def rewrite(match: re.Match[str]) -> str:
+        found = match.group(0)
+        for prefix, replacement in replacements:
+            if found.startswith(prefix):
+                rest = found[len(prefix) :]
+                if replacement == DATASET_PREFIX:  # datasets/<id>/<name> -> dataset:<id>
+                    return DATASET_PREFIX + rest.split("/", 1)[0]
+                return replacement + rest
+        return "<path>"
+
+    return _ABSOLUTE_PATH.sub(rewrite, text)
+
+
+# -- summarizer parameters ---------------------------------------------------------------------------------
+# Summarizers take free-form params (no config classes yet): the keys that name models, endpoints or lengths.
+# Any other string that looks like a path is refused too, so a new summarizer is confined by default.
+SUMMARIZER_PARAMS: dict[str, dict[str, Any]] = {
+    "local": {"model_path": ModelRef(), "model": ModelRef(), "max_new_tokens": GenerationLength()},
+    "openai": {"base_url": ServerOnly(), "api_key": ServerOnly(), "max_tokens": GenerationLength()},
+}
+NESTED_SUMMARIZERS = {
+    "two_stage": {"draft_params": ("draft", "extractive"), "final_params": ("final", "openai")}
+}
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.startswith((".", "~"))
+
+
+def confine_summarizer_params(
+    name: str, params: dict[str, Any], settings: Settings, where: str = "params"
+) -> dict[str, Any]:
+    """Summarizer params from an API client: models confined like run configs, endpoints and keys left to
+    the server's settings, lengths bounded, nothing else that looks like a path."""
+    nested = NESTED_SUMMARIZERS.get(name, {})
+    # two_stage hands its own params to the final summarizer when final_params is absent.
+    rules = SUMMARIZER_PARAMS.get(name) or SUMMARIZER_PARAMS.get(str(params.get("final", "openai")), {})
+    confined: dict[str, Any] = {}
+    for key, value in params.items():
+        loc = f"{where}.{key}"
+        rule = rules.get(key)
+        if key in nested and isinstance(value, dict):
+            name_key, default = nested[key]
+            confined[key] = confine_summarizer_params(
+                str(params.get(name_key, default)), value, settings, loc
+            )
+        elif isinstance(rule, ServerOnly):
+            raise PathNotAllowedError(f"{loc}: only the server's own configuration may set this")
+        elif isinstance(rule, GenerationLength):
+            limit = settings.max_generate_tokens
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+                raise InvalidConfigError(f"{loc}: a whole number from 1 to {limit}")
+            confined[key] = value
+        elif isinstance(rule, ModelRef):
+            if not isinstance(value, str):
+                raise InvalidConfigError(f"{loc}: expected a model reference")
+            confined[key] = resolve_model(value, loc, settings)
+        elif isinstance(value, str) and _looks_like_path(value):
+            raise PathNotAllowedError(f"{loc}: paths are not accepted in these params")
+        else:
+            confined[key] = value
+    return confined
