@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from headline import add_quick, headline, scratch_png
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tldrlab.data.sentences import split_sentences
@@ -264,6 +266,7 @@ def main() -> None:
     parser.add_argument(
         "--merge", type=Path, nargs="+", default=None, help="only plot: merge --json files of separate runs"
     )
+    add_quick(parser, scitldr_limit=60, qmsum_limit=1, beer_limit=40, out=scratch_png("digest_quality"))
     args = parser.parse_args()
     if args.merge:
         merged = {k: v for path in args.merge for k, v in json.loads(path.read_text()).items()}
@@ -285,6 +288,14 @@ def main() -> None:
             shown = "  ".join(f"{k}={v:.3f}" if k != "cases" else f"cases={v}" for k, v in figures.items())
             print(f"{method:18s} {shown}")
         sys.stdout.flush()
+    for name, methods in all_results.items():  # ours vs the best classic baseline on the first metric
+        metric = next(iter(methods["ours"]))
+        best = max(methods[b][metric] for b in BASELINES if b in methods)
+        headline(
+            f"highlights {name} {metric} ours / best of {', '.join(BASELINES)}",
+            methods["ours"][metric] / best,
+            "> 1",
+        )
     if args.json:
         args.json.write_text(json.dumps(all_results, indent=2))
     plot(all_results, args.out)

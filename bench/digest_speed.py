@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from headline import add_quick, headline
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback helpers of the tests
 from netutil import serve_app
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--requests", type=int, default=20)
+    add_quick(parser, sentences=300, repeats=1, requests=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         os.environ["TLDRLAB_HOME"] = home
@@ -143,7 +146,9 @@ def main() -> None:
             f"ingest end to end {ingest['ingest_sentences_per_s']:.1f}/s, "
             f"ratio {ingest['ratio']:.2f} (target >= 0.85)"
         )
+        headline("ingest sentences/s / raw embedder", ingest["ratio"], ">= 0.85")
         stream = bench_stream(fifty_post_thread(threads), args.requests)
+        headline("stream first event p50 (ms)", stream["first_event_p50_ms"], "< 150")
         print(
             f"stream (50 posts, extractive, cache off, {stream['requests']} requests): first event "
             f"p50 {stream['first_event_p50_ms']:.0f} ms / p95 {stream['first_event_p95_ms']:.0f} ms "

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from headline import add_quick, headline
+
 REPO = Path(__file__).resolve().parents[1]
 POSTS = REPO.parent / "shared" / "data" / "stackexchange_beer" / "Posts.xml"
 
@@ -46,6 +48,7 @@ def main() -> None:
         "--threads", type=int, help="threads for both torch and ONNX Runtime (default: theirs)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_quick(parser, sentences=256, repeats=1)
     args = parser.parse_args()
 
     import torch
@@ -96,6 +99,8 @@ def main() -> None:
             f"{r['embedder']:<18} {r['sentences_per_s']:>8} {r['speedup_vs_torch']:>8} {r['cosine_min']:>8} "
             f"{r['cosine_mean']:>9} {r['cosine_p1']:>8}"
         )
+    for r in rows[1:]:
+        headline(f"embedding speed {r['embedder']} / PyTorch minilm", r["speedup_vs_torch"], "> 1")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"sentences": len(texts), "rows": rows}, indent=2))

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback helpers of the tests
+from headline import add_quick, headline, scratch_png
 from netutil import free_port, start_redis, wait_for_port
 
 
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("docs/img/service_bench.png"))
+    add_quick(parser, runs=3, seconds=1.0, clients=2, out=scratch_png("service"))
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="tldrlab-bench-"))
     results = [measure("sqlite", args, home, None)]
@@ -167,6 +169,12 @@ def main() -> None:
             f"{r['queue']:8} {r['p50'] * 1000:8.1f} {r['p95'] * 1000:8.1f} {r['p50'] / base['p50']:15.2f} "
             f"{r['runs_rps']:9.0f} {r['healthz_rps']:12.0f} {r['runs_rps'] / r['healthz_rps']:13.2f}"
         )
+    for r in results:
+        headline(
+            f"GET /runs/{{id}} rps / GET /healthz rps ({r['queue']})", r["runs_rps"] / r["healthz_rps"], "-"
+        )
+        if r is not base:
+            headline(f"queue latency p50 {r['queue']} / sqlite", r["p50"] / base["p50"], "-")
     plot(results, args.out)
     print(f"plot: {args.out}")
     shutil.rmtree(home, ignore_errors=True)

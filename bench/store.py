@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from headline import add_quick, headline
+
 # One query is one matrix-vector product: extra BLAS threads only add synchronisation, and on a loaded machine
 # they made the numpy baseline 100x slower. Set before numpy loads its BLAS.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -235,6 +237,7 @@ def main() -> None:
     parser.add_argument("--per-post", type=int, default=10, help="sentences per post")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG of p50/p95 latencies here")
+    add_quick(parser, sizes=[5000], queries=30)
     args = parser.parse_args()
 
     from tldrlab.store.faiss_index import FaissIndexConfig
@@ -261,6 +264,7 @@ def main() -> None:
                         row["store"] = f"{kind} ({store.index.kind})"
             row["global_vs_numpy"] = row["global_p50_ms"] / baseline["global_p50_ms"]
             results.append(row)
+            headline(f"store global top-k p50 / numpy exact ({kind}, n={n})", row["global_vs_numpy"], "-")
             print(
                 json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
                 flush=True,

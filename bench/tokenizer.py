@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from headline import add_quick, headline
+
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--method", choices=["bpe", "sentencepiece"], default="bpe")
+    add_quick(parser, repeats=1, vocab_size=2000)
     args = parser.parse_args()
 
     from tldrlab.tokenizers import train_tokenizer
@@ -128,6 +131,7 @@ def main() -> None:
             f"peak RSS growth {max(memory[name]) / 2**20:.1f} MiB"
         )
     print(f"time ratio tldrlab / library (medians): {ours / lib:.3f}x (target <= 1.1x)")
+    headline(f"tokenizer training time tldrlab / library ({args.method})", ours / lib, "<= 1.1")
     # On a shared machine the fastest run of each is the least disturbed estimate of its cost.
     print(
         f"time ratio tldrlab / library (fastest runs): {min(times['tldrlab']) / min(times['library']):.3f}x"

@@ -1,0 +1,34 @@
+"""What every benchmark shares with `bench/run_all.py`: a `--quick` mode and its headline lines.
+
+    add_quick(parser, repeats=1, sentences=300)  # --quick: these defaults (explicit flags still win)
+    headline("train tokens/s tldrlab / bare", 0.97, ">= 0.95")
+
+A quick run measures the same thing on less work, in seconds; its figures are noisier than the full runs the
+docs quote. `headline` prints `headline: NAME = VALUE (target TARGET)`, the line run_all.py collects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PREFIX = "headline: "
+
+
+def add_quick(parser: argparse.ArgumentParser, **quick_defaults: Any) -> None:
+    """Add `--quick`: the given defaults replace the full run's (flags given explicitly still win)."""
+    parser.add_argument("--quick", action="store_true", help=f"a seconds-long run: {quick_defaults}")
+    if "--quick" in sys.argv[1:]:
+        parser.set_defaults(**quick_defaults)
+
+
+def scratch_png(name: str) -> Path:
+    """Where a quick run writes its plot: never over the docs' images."""
+    return Path(tempfile.gettempdir()) / f"tldrlab-bench-{name}.png"
+
+
+def headline(name: str, value: float, target: str) -> None:
+    print(f"{PREFIX}{name} = {value:.4g} (target {target})", flush=True)
