@@ -22,4 +22,5 @@ def test_generated_docs_cover_every_command_and_field() -> None:
     assert "| `--train.lr`, `--lr` | float | Peak learning rate" in cli and "[default: 0.0003; > 0]" in cli
     config = config_markdown()
     assert "| `compression.compression_ratio` | float \\| None | `0.5` | > 0.0, <= 1.0 |" in config
-    assert "| `train.batch_size` | int | `8` | >= 1, <= 65536 |" in config  # ELM's own loop default, not TrainConfig's
+    # ELM's own loop default, not TrainConfig's
+    assert "| `train.batch_size` | int | `8` | >= 1, <= 65536 |" in config
