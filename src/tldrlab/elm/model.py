@@ -18,6 +18,7 @@ model directory (a GPT-2 trained by `tldrlab train`), or any Hugging Face causal
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
+from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.paths import ModelRef
 
@@ -157,8 +159,10 @@ def _tldrlab_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]
     from tldrlab.models import load_model, model_task
 
     model, loaded_tokenizer, name = load_model(config.lm)
-    if model_task(name) != "causal_lm" or name == "char_lstm":
-        raise ConfigError(f"--lm {config.lm}: a {name} model; the ELM needs a transformers causal LM (gpt2)")
+    if model_task(name) not in ("causal_lm", "chat") or name == "char_lstm":
+        raise ConfigError(
+            f"--lm {config.lm}: a {name} model; the ELM needs a transformers causal LM (gpt2, causal_lm)"
+        )
     model.train()
     return model, loaded_tokenizer
 
@@ -169,9 +173,13 @@ def _hf_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    path: str = config.lm
+    kwargs: dict[str, str] = {}
+    with contextlib.suppress(NotFoundError):  # a model reference (home-relative path, run id, ...)
+        path, kwargs = resolve_model_ref(config.lm).from_pretrained_args()
     try:
-        model = AutoModelForCausalLM.from_pretrained(config.lm)
-        loaded = AutoTokenizer.from_pretrained(config.lm)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        loaded = AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise NotFoundError(
             f"--lm {config.lm}: cannot load a causal LM (offline: give a local path): {exc}"
@@ -191,15 +199,18 @@ LM_SOURCES: dict[str, Callable[[ElmModelConfig, Any], tuple[nn.Module, Any]]] = 
 
 
 def lm_source(lm: str) -> str:
-    """scratch, tldrlab (a directory with tldrlab_model.json, or a run id) or hf."""
+    """scratch; tldrlab (a model reference `models.resolve` finds that tldrlab saved, or a GGUF file / the
+    bundled `smollm2`); or hf (a plain transformers directory, or a name only the Hugging Face cache
+    holds)."""
     if lm == "scratch":
         return "scratch"
-    path = Path(lm)
-    if (path / "tldrlab_model.json").is_file() or (path / "model" / "tldrlab_model.json").is_file():
-        return "tldrlab"
-    if not path.exists() and lm.startswith("train-"):
-        return "tldrlab"
-    return "hf"
+    try:
+        resolved = resolve_model_ref(lm)
+    except NotFoundError:
+        return "hf"
+    if resolved.kind == "directory" and not (resolved.path / "tldrlab_model.json").is_file():
+        return "hf"
+    return "tldrlab"
 
 
 def build_elm(config: ElmModelConfig, tokenizer: Any = None) -> tuple[ElmModel, Any]:
