@@ -46,6 +46,9 @@ def eval_command(
     seed: int = typer.Option(0, help="Seed of sampled generations."),
     temperature: float = typer.Option(0.0, help="0 = greedy generation."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Longest generation."),
+    max_source_len: int | None = typer.Option(
+        None, "--max-source-len", help="Source tokens kept (default: the run's setting, else 256)."
+    ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Examples generated together (default 16; 1 measures per-summary latency)."
     ),
@@ -71,6 +74,7 @@ def eval_command(
         bertscore=bertscore,
         generation=generation,
         batch_size=batch_size,
+        max_source_len=max_source_len,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))

@@ -61,7 +61,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         return
     table = Table("name", "kind", "parameters", "dtype", "chat template", "size", "path")
     for row in rows:
-        kind = row["kind"] + (" (shadowed by the installed copy)" if row.get("shadowed") else "")
+        kind = row["kind"] + (" (shadowed)" if row.get("shadowed") else "")
         params = f"{row['parameters']:,}" if row.get("parameters") else "-"
         table.add_row(
             row["name"],

