@@ -46,6 +46,23 @@ def test_console_script_help_in_a_real_process() -> None:
     assert "data" in result.stdout and "runs" in result.stdout
 
 
+def test_listing_the_commands_imports_no_heavy_library() -> None:
+    """`tldrlab --help` stays fast: the command tree (help of every group) never loads torch and friends."""
+    code = (
+        "import sys, typer; from tldrlab.cli.main import app\n"
+        "root = typer.main.get_command(app)\n"
+        "ctx = root.make_context('tldrlab', [], resilient_parsing=True)\n"
+        "root.get_help(ctx); [g.get_help(ctx) for g in root.commands.values() if hasattr(g, 'commands')]\n"
+        "heavy = ('torch', 'transformers', 'faiss', 'numpy', 'wandb', 'optuna', 'sentence_transformers')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_every_group_and_command_has_help() -> None:
     paths = [path for path, _ in _commands()]
     assert ["data", "inspect"] in paths and ["data", "formats"] in paths and ["runs", "list"] in paths
