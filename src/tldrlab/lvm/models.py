@@ -306,6 +306,30 @@ def save_lvm(model: LVM, directory: Path | str) -> Path:
     return directory
 
 
+def find_lvm(reference: str, home: Path | None = None) -> Path:
+    """The model directory of a trained LVM: a model directory, a run directory (its `model/`), either of
+    them relative to `home`, or an `lvm_train` run id (or unique prefix) from the run registry."""
+    candidates = [Path(reference).expanduser()]
+    if home is not None and not candidates[0].is_absolute():
+        candidates.append(home / reference)
+    for path in candidates:
+        for directory in (path, path / "model"):
+            if (directory / CONFIG_FILE).is_file():
+                return directory
+    if "/" not in reference:
+        from tldrlab.runs import open_registry
+
+        try:
+            record = open_registry().find(reference)
+        except NotFoundError:
+            record = None
+        if record is not None and (Path(record.run_dir) / "model" / CONFIG_FILE).is_file():
+            return Path(record.run_dir) / "model"
+    raise NotFoundError(
+        f"{reference!r} is not a trained LVM: no {CONFIG_FILE} there, nor an lvm_train run's model"
+    )
+
+
 def load_lvm(directory: Path | str) -> LVM:
     from safetensors.torch import load_file
 

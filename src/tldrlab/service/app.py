@@ -37,6 +37,7 @@ ROUTER_MODULES = [
     "tldrlab.service.routes.tokenizers",
     "tldrlab.service.routes.datasets",  # uploads API runs may read (dataset:<id>)
     "tldrlab.service.routes.artifacts",
+    "tldrlab.service.routes.lvm",  # LVM concepts: chunk, ingest, predict, stats
     "tldrlab.service.routes.pages",  # the web pages at / and /runs
 ]
 PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "your-api-key", "xxx", "test", "apikey"}

@@ -1,0 +1,321 @@
+"""LVM concept services: chunking, ingest (a queued run), next-concept prediction, concept-store statistics.
+
+    POST /lvm/chunk      text -> concepts (sentences or semantic chunks) with exact spans, optionally TMD
+    POST /lvm/ingest     articles (inline; kept as JSON lines under the first data root) -> a queued
+                         `lvm_ingest` run (202, the run's state)
+    POST /lvm/predict    sentences -> the next concept: its vector, the nearest stored concepts with
+                         provenance, and optionally one sentence smoothed from them by the local LM
+    GET  /lvm/stats      what the concept store holds: counts, dimensions, samples, the TMD distribution
+
+The concept store, the index (`<home>/lvm/index`), the embedder, trained LVMs and the smoothing LM are opened
+once per app, on first use. The readiness check `lvm` asks the concept store to answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tldrlab.errors import InvalidInputError
+from tldrlab.lvm.store import ConceptStore, default_store_url
+from tldrlab.service.routes.health import register_check
+from tldrlab.service.routes.runs import RunInfo, run_info
+from tldrlab.service.state import settings_of, submit_run
+
+router = APIRouter(tags=["lvm"])
+
+
+@dataclass
+class LVMResources:
+    """What the LVM routes share in one app (opened lazily, each under the lock)."""
+
+    store: ConceptStore
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    embedders: dict[str, Any] = field(default_factory=dict)
+    index: Any | None = None
+    models: dict[str, Any] = field(default_factory=dict)
+    smoothers: dict[str, Any] = field(default_factory=dict)
+
+
+_open_lock = threading.Lock()
+
+
+def resources(request: Request) -> LVMResources:
+    state = request.app.state
+    with _open_lock:
+        found: LVMResources | None = getattr(state, "lvm", None)
+        if found is None:
+            from tldrlab.lvm.store import open_concept_store
+
+            found = LVMResources(store=open_concept_store(settings=settings_of(request)))
+            state.lvm = found
+        return found
+
+
+def _embedder(res: LVMResources, name: str | None) -> Any:
+    from tldrlab.lvm.ingest import load_embedder
+
+    key = name or ""
+    with res.lock:
+        if key not in res.embedders:
+            res.embedders[key] = load_embedder(name)
+        return res.embedders[key]
+
+
+def _index(res: LVMResources, request: Request) -> Any:
+    from tldrlab.lvm.index import load_index
+
+    with res.lock:
+        if res.index is None:
+            directory = settings_of(request).home / "lvm" / "index"
+            res.index = load_index(directory)  # NotFoundError (404) until `tldrlab lvm index` ran
+        return res.index
+
+
+def _model(res: LVMResources, request: Request, reference: str) -> Any:
+    from tldrlab.lvm.models import find_lvm, load_lvm
+
+    with res.lock:
+        if reference not in res.models:
+            res.models[reference] = load_lvm(find_lvm(reference, settings_of(request).home))
+        return res.models[reference]
+
+
+def _smoother(res: LVMResources, reference: str) -> Any:
+    from tldrlab.lvm.generate import Smoother
+
+    with res.lock:
+        if reference not in res.smoothers:
+            res.smoothers[reference] = Smoother(reference)
+        return res.smoothers[reference]
+
+
+def store_readiness(request: Request) -> str | None:
+    """Readiness: the concept store answers (a SQLite store not created yet is fine: ingest creates it)."""
+    settings = settings_of(request)
+    url = default_store_url(settings)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return None
+    try:
+        resources(request).store.count()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+register_check("lvm", store_readiness)
+
+
+# -- chunk ---------------------------------------------------------------------------------------------------
+class ChunkRequest(BaseModel):
+    """Split a text into concepts the way `lvm ingest` does."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    text: str = Field(min_length=1, max_length=200_000)
+    """The text (an article, a paragraph)."""
+    chunking: Literal["sentence", "semantic"] = "sentence"
+    """One concept per sentence, or adjacent similar sentences merged (needs the embedder)."""
+    max_chars: int = Field(600, ge=20, le=10_000)
+    """Semantic chunks stay at most this long."""
+    threshold: float = Field(0.55, ge=-1.0, le=1.0)
+    """Semantic chunking: cosine to the chunk needed to merge."""
+    tmd: bool = False
+    """Also label each concept with its TMD code (domain/task/modifier)."""
+
+
+class ConceptOut(BaseModel):
+    position: int
+    start: int
+    """Character offset in the text (`text[start:end]` is the concept)."""
+    end: int
+    text: str
+    tmd: str | None = None
+    """`domain/task/modifier`, when asked for."""
+
+
+class ChunkResponse(BaseModel):
+    chunking: str
+    count: int
+    concepts: list[ConceptOut]
+
+
+@router.post("/lvm/chunk", response_model=ChunkResponse)
+def chunk(request: Request, body: ChunkRequest) -> dict[str, Any]:
+    from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
+
+    res = resources(request)
+    needs_embedder = body.chunking == "semantic" or body.tmd
+    embedder = _embedder(res, settings_of(request).embedder) if needs_embedder else None
+    config = ChunkingConfig(method=body.chunking, max_chars=body.max_chars, threshold=body.threshold)
+    chunks = chunk_article(body.text, config, embedder.encode if embedder is not None else None)
+    codes: list[str | None] = [None] * len(chunks)
+    if body.tmd and chunks and embedder is not None:
+        from tldrlab.lvm.tmd import TMDClassifier
+
+        texts = [c.text for c in chunks]
+        codes = [label.code for label in TMDClassifier(embedder).classify(embedder.encode(texts), texts)]
+    concepts = [
+        {"position": i, "start": c.start, "end": c.end, "text": c.text, "tmd": codes[i]}
+        for i, c in enumerate(chunks)
+    ]
+    return {"chunking": body.chunking, "count": len(concepts), "concepts": concepts}
+
+
+# -- ingest --------------------------------------------------------------------------------------------------
+class ArticleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    id: str = Field(min_length=1, max_length=512)
+    """The article's id within its source (re-sending an id replaces that article's concepts)."""
+    text: str = Field(min_length=1, max_length=2_000_000)
+    """The article's plain text."""
+    title: str | None = Field(None, max_length=1000)
+    """Its title (stored as provenance)."""
+    url: str | None = Field(None, max_length=2000)
+    """Where it came from."""
+
+
+class IngestRequest(BaseModel):
+    """Articles to split, embed and store: a queued `lvm_ingest` run."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    articles: list[ArticleIn] = Field(min_length=1, max_length=10_000)
+    """The articles, inline."""
+    source: str = Field("api", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Data set source label stored with every concept."""
+    domain: str | None = Field(None, max_length=100)
+    """Optional domain label stored with every concept."""
+    chunking: Literal["sentence", "semantic"] = "sentence"
+    """One concept per sentence, or semantic chunks."""
+    embedder: str | None = Field(None, max_length=200)
+    """Embedder name; None: the service's setting. Must match the vector space of what the source holds."""
+
+    @field_validator("articles")
+    @classmethod
+    def unique_ids(cls, articles: list[ArticleIn]) -> list[ArticleIn]:
+        ids = [a.id for a in articles]
+        if len(set(ids)) != len(ids):
+            raise ValueError("article ids must be unique within a request")
+        return articles
+
+
+@router.post("/lvm/ingest", status_code=202, response_model=RunInfo)
+def ingest(request: Request, body: IngestRequest) -> dict[str, Any]:
+    """Queue an `lvm_ingest` run of the articles (a worker embeds and stores them; poll GET /runs/{id})."""
+    from tldrlab.lvm.ingest import IngestConfig
+    from tldrlab.runs.atomic import atomic_write_text
+
+    settings = settings_of(request)
+    uploads = settings.resolved_data_roots[0] / "lvm-uploads"  # where API-submitted runs may read
+    uploads.mkdir(parents=True, exist_ok=True)
+    path = uploads / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.jsonl"
+    lines = [json.dumps(a.model_dump(exclude_none=True), ensure_ascii=False) for a in body.articles]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    config = IngestConfig.model_validate(
+        {
+            "path": str(path),
+            "format": "wikipedia",
+            "chunking": body.chunking,
+            "embedder": body.embedder or settings.embedder,
+            "source": body.source,
+            "domain": body.domain,
+        }
+    )
+    return run_info(submit_run(request, "lvm_ingest", config.model_dump()))
+
+
+# -- predict -------------------------------------------------------------------------------------------------
+class PredictRequest(BaseModel):
+    """The next concept after a list of sentences."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, protected_namespaces=())
+
+    sentences: list[str] = Field(min_length=1, max_length=64)
+    """The context, oldest first (the model reads its last `context` sentences)."""
+    model: str = Field(min_length=1, max_length=500)
+    """The trained LVM: an `lvm_train` run id, or its model directory."""
+    k: int = Field(5, ge=1, le=50)
+    """How many nearest stored concepts to return."""
+    smooth: bool = False
+    """Also fuse the nearest concepts into one sentence with the local LM (seconds on a CPU)."""
+    lm: str = Field("smollm2", min_length=1, max_length=500)
+    """The smoothing LM (a model reference)."""
+
+    @field_validator("sentences")
+    @classmethod
+    def non_empty(cls, sentences: list[str]) -> list[str]:
+        if any(not s.strip() for s in sentences) or any(len(s) > 5000 for s in sentences):
+            raise ValueError("every sentence must be non-empty and at most 5000 characters")
+        return sentences
+
+
+class NearestConcept(BaseModel):
+    id: int
+    score: float
+    """Cosine similarity to the predicted vector."""
+    text: str
+    source: str
+    article_id: str
+    position: int
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    vector: list[float]
+    """The predicted concept vector (the embedder's space)."""
+    nearest: list[NearestConcept]
+    smoothed: str | None
+    seconds: dict[str, float]
+    """Wall time of embed, predict, decode (and smooth)."""
+
+
+@router.post("/lvm/predict", response_model=PredictResponse)
+def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
+    from tldrlab.lvm.generate import generate_next, window_from_texts
+
+    res = resources(request)
+    model = _model(res, request, body.model)
+    index = _index(res, request)
+    started = time.perf_counter()
+    window = window_from_texts(
+        body.sentences, _embedder(res, index.meta.get("embedder")), labels=model.config.tmd_inputs
+    )
+    embed_seconds = time.perf_counter() - started
+    if window.vectors.shape[1] != index.dim:
+        raise InvalidInputError(
+            f"the embedder gives {window.vectors.shape[1]}-d vectors; the index is {index.dim}-d"
+        )
+    smoother = _smoother(res, body.lm) if body.smooth else None
+    step = generate_next(model, window, index, res.store, k=body.k, smoother=smoother)
+    return {
+        "model": body.model,
+        "vector": [round(float(x), 6) for x in step.vector],
+        "nearest": [asdict(c) for c in step.nearest],
+        "smoothed": step.smoothed,
+        "seconds": {"embed": embed_seconds, **step.seconds},
+    }
+
+
+# -- stats ---------------------------------------------------------------------------------------------------
+@router.get("/lvm/stats")
+def stats(
+    request: Request,
+    source: str | None = Query(None, max_length=100),
+    samples: int = Query(5, ge=0, le=100),
+) -> dict[str, Any]:
+    """Concepts and articles per source, embedder and dimension, the TMD distribution, random samples."""
+    found = resources(request).store.stats(source, samples=samples)
+    found["samples"] = [{**asdict(c), "tmd": c.tmd.code if c.tmd else None} for c in found["samples"]]
+    return found
