@@ -212,3 +212,34 @@ def test_corpus_loss_trains_through_the_loop_and_validation_reports_retrieval(
     assert all(0.0 <= e["val_top1_excl"] <= 1.0 and math.isfinite(e["eval_loss"]) for e in evaluations)
     best = max(evaluations, key=lambda e: e["val_top1_excl"])
     assert summary["best_step"] == best["step"]
+
+
+@pytest.mark.slow  # W&B's offline start takes seconds
+def test_lvm_training_is_tracked_in_wandb_inside_the_run(
+    rotating_sequences: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    user_home = tmp_path / "user"
+    user_home.mkdir()
+    monkeypatch.setenv("HOME", str(user_home))  # nothing may land in the user's home
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(rotating_sequences),
+            "model": "gru",
+            "model_settings": {"hidden": 8, "layers": 1},
+            "loss": "mse",
+            "train": {
+                "max_steps": 4,
+                "batch_size": 8,
+                "eval_every": 2,
+                "device": "cpu",
+                "progress": False,
+                "plot": False,
+            },
+        }
+    )
+    with start_run("lvm_train", config) as run:
+        train_lvm(config, run, resume=False)
+    files = [p for p in (run.dir / "wandb").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files), files
+    assert not any(user_home.rglob("*"))

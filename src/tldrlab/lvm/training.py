@@ -7,6 +7,7 @@ how validation is scored. After training, the best evaluation's weights are save
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,24 +282,42 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
         train_bank=concept_bank(sequences, "train") if uses_bank(config.loss) else None,
         val_bank=concept_bank(sequences, val_bank_split),
     )
-    result = train(model, task, config.train, run, resume=resume)
-    trained = result.model
-    if result.best_checkpoint is not None:
-        # keep the weights of the best validation, not those of the last step
-        load_model(trained, str(Path(result.best_checkpoint) / "model.safetensors"))
-    model_dir = save_lvm(trained, run.dir / MODEL_DIR)  # type: ignore[arg-type]
-    run.add_artifact(model_dir, kind="model")
-    summary = {
-        "parameters": count_parameters(trained),
-        "trainable_parameters": sum(p.numel() for p in trained.parameters() if p.requires_grad),
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "val_cosine": task.evaluate(trained)["val_cosine"],
-        # the CPU budget a comparison at equal cost needs (this process, all threads, since it started)
-        "cpu_seconds": round(time.process_time(), 1),
-    }
-    run.set_summary(**summary)
+    tracker = _tracker(run, config)
+    ok = False
+    try:
+        result = train(model, task, config.train, run, resume=resume, tracker=tracker)
+        trained = result.model
+        if result.best_checkpoint is not None:
+            # keep the weights of the best validation, not those of the last step
+            load_model(trained, str(Path(result.best_checkpoint) / "model.safetensors"))
+        model_dir = save_lvm(trained, run.dir / MODEL_DIR)  # type: ignore[arg-type]
+        run.add_artifact(model_dir, kind="model")
+        summary = {
+            "parameters": count_parameters(trained),
+            "trainable_parameters": sum(p.numel() for p in trained.parameters() if p.requires_grad),
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "val_cosine": task.evaluate(trained)["val_cosine"],
+            # the CPU budget a comparison at equal cost needs (this process, all threads, since it started)
+            "cpu_seconds": round(time.process_time(), 1),
+        }
+        run.set_summary(**summary)
+        tracker.log_model(model_dir)
+        ok = True
+    finally:
+        tracker.finish(exit_code=0 if ok else 1)
     return summary
+
+
+def _tracker(run: Run, config: LVMTrainJobConfig) -> Any:
+    """W&B for this run, as for every training: mode from WANDB_MODE, else the `wandb_mode` setting
+    (offline by default); its files stay inside the run directory."""
+    from tldrlab.config import get_settings
+    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
+
+    env_mode = os.environ.get("WANDB_MODE")
+    mode = env_mode if env_mode in WANDB_MODES else get_settings().wandb_mode
+    return WandbTracker.start(run, mode=mode, config={"kind": "lvm_train", **config.model_dump(mode="json")})
 
 
 def lvm_train_job(run: Run) -> dict[str, Any]:
