@@ -3,6 +3,7 @@ executes), predict (vector, nearest concepts with provenance, smoothed text), st
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,14 @@ def test_ingest_predict_and_stats(server: httpx.Client, tiny_causal_lm: Path, tl
     assert run_cli(["lvm", "index"]) == 0
     from tldrlab.lvm.models import LVMConfig, build_lvm, save_lvm
 
-    model_dir = save_lvm(
-        build_lvm("gru", LVMConfig(dim=384, hidden=8, context=3, skip="last")), tldrlab_home / "copy-last"
+    data = tldrlab_home / "data"  # what API requests may read (the default data root)
+    save_lvm(
+        build_lvm("gru", LVMConfig(dim=384, hidden=8, context=3, skip="last")), data / "models" / "copy-last"
     )
-    request = {"sentences": ["Bees collect nectar from flowers."], "model": str(model_dir), "k": 3}
+    shutil.copytree(tiny_causal_lm, data / "lms" / "tiny")
+    outside = {"sentences": ["Bees."], "model": str(tiny_causal_lm)}  # a path outside the data roots
+    _error(server.post("/lvm/predict", json=outside), 403, "path_not_allowed", "data roots")
+    request = {"sentences": ["Bees collect nectar from flowers."], "model": "models/copy-last", "k": 3}
     response = server.post("/lvm/predict", json=request)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -100,11 +105,14 @@ def test_ingest_predict_and_stats(server: httpx.Client, tiny_causal_lm: Path, tl
     assert best["text"] == "Bees collect nectar and pollen from flowers." and best["source"] == "demo"
     assert best["article_id"] == "bees" and best["position"] == 1 and best["score"] > 0.8
     assert set(body["seconds"]) == {"embed", "predict", "decode"}
-    smoothed = server.post("/lvm/predict", json={**request, "smooth": True, "lm": str(tiny_causal_lm)}).json()
+    response = server.post("/lvm/predict", json={**request, "smooth": True, "lm": "lms/tiny"})
+    assert response.status_code == 200, response.text
+    smoothed = response.json()
     assert isinstance(smoothed["smoothed"], str) and "smooth" in smoothed["seconds"]
     _error(server.post("/lvm/predict", json={**request, "sentences": []}), 422, "invalid_input", "sentences")
     _error(
         server.post("/lvm/predict", json={**request, "sentences": [" "]}), 422, "invalid_input", "non-empty"
     )
-    not_lvm = {**request, "model": str(tiny_causal_lm)}
+    not_lvm = {**request, "model": "lms/tiny"}  # a causal LM, not an LVM
     _error(server.post("/lvm/predict", json=not_lvm), 404, "not_found", "not a trained LVM")
+    _error(server.post("/lvm/predict", json={**request, "model": "../x"}), 403, "path_not_allowed", "..")

@@ -82,19 +82,25 @@ def _index(res: LVMResources, request: Request) -> Any:
 
 def _model(res: LVMResources, request: Request, reference: str) -> Any:
     from tldrlab.lvm.models import find_lvm, load_lvm
+    from tldrlab.service.confine import resolve_input
 
+    settings = settings_of(request)
     with res.lock:
         if reference not in res.models:
-            res.models[reference] = load_lvm(find_lvm(reference, settings_of(request).home))
+            simple = "/" not in reference and "\\" not in reference and not reference.startswith((".", "~"))
+            # a run id, or a path inside what API requests may read (the data roots, datasets, run files)
+            where = reference if simple else str(resolve_input(reference, "model", settings))
+            res.models[reference] = load_lvm(find_lvm(where))
         return res.models[reference]
 
 
-def _smoother(res: LVMResources, reference: str) -> Any:
+def _smoother(res: LVMResources, request: Request, reference: str) -> Any:
     from tldrlab.lvm.generate import Smoother
+    from tldrlab.service.confine import resolve_model
 
     with res.lock:
         if reference not in res.smoothers:
-            res.smoothers[reference] = Smoother(reference)
+            res.smoothers[reference] = Smoother(resolve_model(reference, "lm", settings_of(request)))
         return res.smoothers[reference]
 
 
@@ -197,8 +203,6 @@ class IngestRequest(BaseModel):
     """Optional domain label stored with every concept."""
     chunking: Literal["sentence", "semantic"] = "sentence"
     """One concept per sentence, or semantic chunks."""
-    embedder: str | None = Field(None, max_length=200)
-    """Embedder name; None: the service's setting. Must match the vector space of what the source holds."""
 
     @field_validator("articles")
     @classmethod
@@ -223,10 +227,10 @@ def ingest(request: Request, body: IngestRequest) -> dict[str, Any]:
     atomic_write_text(path, "\n".join(lines) + "\n")
     config = IngestConfig.model_validate(
         {
-            "path": str(path),
+            # relative to the data root, as API runs must name what they read; the server's embedder
+            "path": str(path.relative_to(settings.resolved_data_roots[0])),
             "format": "wikipedia",
             "chunking": body.chunking,
-            "embedder": body.embedder or settings.embedder,
             "source": body.source,
             "domain": body.domain,
         }
@@ -243,13 +247,13 @@ class PredictRequest(BaseModel):
     sentences: list[str] = Field(min_length=1, max_length=64)
     """The context, oldest first (the model reads its last `context` sentences)."""
     model: str = Field(min_length=1, max_length=500)
-    """The trained LVM: an `lvm_train` run id, or its model directory."""
+    """The trained LVM: an `lvm_train` run id, or its model directory relative to a data root."""
     k: int = Field(5, ge=1, le=50)
     """How many nearest stored concepts to return."""
     smooth: bool = False
     """Also fuse the nearest concepts into one sentence with the local LM (seconds on a CPU)."""
     lm: str = Field("smollm2", min_length=1, max_length=500)
-    """The smoothing LM (a model reference)."""
+    """The smoothing LM: a model name (bundled `smollm2`, installed, a run) or a path in a data root."""
 
     @field_validator("sentences")
     @classmethod
@@ -297,7 +301,7 @@ def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
         raise InvalidInputError(
             f"the embedder gives {window.vectors.shape[1]}-d vectors; the index is {index.dim}-d"
         )
-    smoother = _smoother(res, body.lm) if body.smooth else None
+    smoother = _smoother(res, request, body.lm) if body.smooth else None
     step = generate_next(model, window, index, res.store, k=body.k, smoother=smoother)
     return {
         "model": body.model,
