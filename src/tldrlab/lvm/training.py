@@ -243,8 +243,11 @@ def predict(
     return torch.cat(outputs) if outputs else torch.zeros((0, contexts.shape[-1]))
 
 
-def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> dict[str, Any]:
-    """Train (or resume) one LVM into `run`; returns the run summary."""
+def train_lvm(
+    config: LVMTrainJobConfig, run: Run, *, resume: bool = True, hooks: Any | None = None
+) -> dict[str, Any]:
+    """Train (or resume) one LVM into `run`; returns the run summary. `hooks`: the loop's TrainHooks (a
+    sweep's pruner)."""
     from safetensors.torch import load_model
 
     from tldrlab.train import train
@@ -285,7 +288,7 @@ def train_lvm(config: LVMTrainJobConfig, run: Run, *, resume: bool = True) -> di
     tracker = _tracker(run, config)
     ok = False
     try:
-        result = train(model, task, config.train, run, resume=resume, tracker=tracker)
+        result = train(model, task, config.train, run, hooks=hooks, resume=resume, tracker=tracker)
         trained = result.model
         if result.best_checkpoint is not None:
             # keep the weights of the best validation, not those of the last step

@@ -57,7 +57,7 @@ PRUNERS: dict[str, tuple[str, ...]] = {
 }
 """early_terminate types and their keys (`median` is a tldrlab addition: Optuna's MedianPruner)."""
 
-TLDRLAB_PROGRAMS = ("tldrlab.train", "tldrlab.experiment", "tldrlab.elm")
+TLDRLAB_PROGRAMS = ("tldrlab.train", "tldrlab.experiment", "tldrlab.elm", "tldrlab.lvm")
 """`program` values that run tldrlab itself in-process instead of a command line."""
 
 TOP_LEVEL_KEYS = (
@@ -125,7 +125,7 @@ class SweepSpec:
 
     @property
     def kind(self) -> str:
-        """train, experiment, elm or command."""
+        """train, experiment, elm, lvm or command."""
         if self.program in TLDRLAB_PROGRAMS:
             return self.program.split(".", 1)[1]
         return "command"

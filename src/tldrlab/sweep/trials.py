@@ -9,6 +9,7 @@
   `train_arm(config, arm, seed)` trains; the metric is read from the arm's results row (no pruning).
 - elm: the ELM summary adapter's ElmTrainConfig (`tldrlab elm optimize` builds this sweep); see
   `tldrlab.elm.optimize.elm_trial`.
+- lvm: an LVM training's LVMTrainJobConfig; each trial is an `lvm_train` run (see `tldrlab.lvm.sweep`).
 - command: a command line (W&B macros) run as a subprocess; see `tldrlab.sweep.command`.
 
 The value of a trial is the metric's last reported value (W&B's default summary of a logged metric).
@@ -371,10 +372,23 @@ def check_elm(spec: SweepSpec, params: dict[str, Any]) -> None:
     check(spec, params)
 
 
+def lvm_trial(spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], ctx: TrialContext) -> float:
+    from tldrlab.lvm.sweep import lvm_trial as run_lvm_trial
+
+    return run_lvm_trial(spec, trial, params, ctx)
+
+
+def check_lvm(spec: SweepSpec, params: dict[str, Any]) -> None:
+    from tldrlab.lvm.sweep import check_lvm as check
+
+    check(spec, params)
+
+
 TRIAL_PROGRAMS: dict[str, Callable[[SweepSpec, optuna.Trial, dict[str, Any], TrialContext], float]] = {
     "train": train_trial,
     "experiment": experiment_trial,
     "elm": elm_trial,
+    "lvm": lvm_trial,
     "command": command_trial,
 }
 """spec.kind -> how one trial runs."""
@@ -383,6 +397,7 @@ PROGRAM_CHECKS: dict[str, Callable[[SweepSpec, dict[str, Any]], None]] = {
     "train": check_train,
     "experiment": check_experiment,
     "elm": check_elm,
+    "lvm": check_lvm,
     "command": lambda spec, params: None,
 }
 """spec.kind -> validation of the config + parameters before any trial starts."""

@@ -1,0 +1,88 @@
+"""`program: tldrlab.lvm` for the Sweeps engine: each trial is one `lvm_train` run.
+
+The sweep's `config` is an LVMTrainJobConfig (`sequences`, `model`, `model_settings`, `loss`, `train`, ...);
+every parameter overrides a dotted key (`train.lr`, `model_settings.hidden`, `temperature`). The kept
+checkpoint follows the sweep's metric (`train.best_metric` / `best_mode` default to it), every evaluation
+(`eval_loss`, `val_cosine`, `val_mse`, `val_top1_excl`) is reported to the pruner, and the trial's value is
+the metric's last reported value, as for `tldrlab.train`. Runs are grouped in W&B by study.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.lvm.training import LVMTrainJobConfig
+
+
+def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
+    """The trial's LVMTrainJobConfig: the sweep's config with the parameters applied."""
+    from pydantic import ValidationError
+
+    from tldrlab.sweep.trials import apply_overrides
+
+    raw = apply_overrides(spec.config, params)
+    train = raw.setdefault("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError("config.train: must be a mapping of loop settings")
+    train.setdefault("best_metric", spec.metric)
+    train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
+    try:
+        return LVMTrainJobConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(
+            f"the sweep's config + parameters are not a valid LVM training config: {problems}"
+        ) from exc
+
+
+def check_lvm(spec: Any, params: dict[str, Any]) -> None:
+    """Before any trial: a valid config, a known model and loss, an existing sequences file."""
+    from tldrlab.lvm.losses import parse_loss
+    from tldrlab.lvm.models import LVM_MODELS, LVMConfig
+
+    job = lvm_job_config(spec, params)
+    if job.model not in LVM_MODELS:
+        raise ConfigError(f"config.model: unknown LVM {job.model!r}; choose one of {', '.join(LVM_MODELS)}")
+    parse_loss(job.loss)
+    try:
+        LVMConfig.model_validate(job.model_settings)
+    except ValueError as exc:
+        raise ConfigError(f"config.model_settings: {exc}") from exc
+    if not Path(job.sequences).exists():
+        raise InvalidInputError(f"config.sequences: not found: {job.sequences} (run `tldrlab lvm sequences`)")
+
+
+def lvm_trial(spec: Any, trial: optuna.Trial, params: dict[str, Any], ctx: Any) -> float:
+    """One trial: an `lvm_train` run of the sweep's config with the trial's parameters."""
+    from tldrlab.lvm.training import train_lvm
+    from tldrlab.runs import start_run
+    from tldrlab.sweep.storage import RUN_ATTR
+    from tldrlab.sweep.trials import Reporter, pruning_hooks
+
+    job = lvm_job_config(spec, params)
+    if ctx.quiet:
+        job.train.progress = False
+    reporter = Reporter(trial, spec.metric)
+    hooks = pruning_hooks(reporter, job.train.eval_every, job.train.max_steps)
+    os.environ["WANDB_RUN_GROUP"] = ctx.study_name  # W&B groups a sweep's runs by study
+    tags = {"study": ctx.study_name, "trial": trial.number}
+    pruned: optuna.TrialPruned | None = None
+    with start_run("lvm_train", job, seed=job.train.seed, parent_id=ctx.parent_id, tags=tags) as run:
+        trial.set_user_attr(RUN_ATTR, run.id)
+        run.set_environment(study=ctx.study_name, trial=trial.number, sweep_params=params)
+        try:
+            train_lvm(job, run, resume=False, hooks=hooks)
+        except optuna.TrialPruned as exc:
+            pruned = exc
+            run.set_summary(pruned=True, pruned_at_iteration=reporter.iterations)
+            run.log(str(exc))
+    if pruned is not None:
+        raise pruned
+    if reporter.last is None:
+        raise InvalidInputError(f"metric.name {spec.metric!r} was never reported by the LVM's evaluations")
+    return reporter.last
