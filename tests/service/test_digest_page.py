@@ -82,7 +82,8 @@ def test_page_streams_cited_tldr_and_jumps_to_sentences(browser: Any, server_url
         page.fill("#thread-input", json.dumps(PASTED))
         page.click("#ingest-button")
         page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
-        assert page.locator("#bullets li").count() == 4  # one per sentence of this short thread
+        # one per answer sentence of this short thread: the question is never a bullet
+        assert page.locator("#bullets li").count() == 3
         assert page.locator("#thread-title").inner_text() == "Bottle or can?"
         assert page.eval_on_selector("#thread-select", "s => s.value") == "pasted-1"
 
