@@ -82,7 +82,7 @@ def test_rq_queue_enqueues_json_only(redis_url: str) -> None:
     raw = redis.Redis.from_url(redis_url).hget(f"rq:job:{job.id}", "data")
     assert isinstance(raw, bytes)
     payload = json.loads(zlib.decompress(raw))  # RQ zlib-compresses the serialised call: JSON, never pickle
-    assert payload[0] == "tldrlab.service.worker.rq_entry" and payload[2] == ["run-x"]
+    assert payload[0] == "tldrlab.service.queue.rq.rq_entry" and payload[2] == ["run-x"]
 
 
 def test_rq_queue_down_is_service_unavailable() -> None:

@@ -39,6 +39,7 @@ from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import SUBMITTED_VIA, confine_again
 from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
 from tldrlab.service.queue import JobQueue, open_queue
+from tldrlab.service.queue.rq import rq_entry  # noqa: F401  RQ jobs queued by older versions call it here
 
 log = logging.getLogger("tldrlab.worker")
 
@@ -389,18 +390,3 @@ def run_worker(settings: Settings | None = None, config: WorkerConfig | None = N
     if worker.queue.name != "rq":  # RQ installs its own handlers (which also request preemption)
         install_signal_handlers(worker)
     worker.run()
-
-
-# -- RQ entry point ------------------------------------------------------------------------------------------
-_RQ_HANDLER: list[Any] = []
-
-
-def set_rq_handler(handler: Any) -> None:
-    _RQ_HANDLER[:] = [handler]
-
-
-def rq_entry(run_id: str) -> None:
-    """What an RQ job calls (by name, JSON-serialised): hand the run id to this process's worker."""
-    if not _RQ_HANDLER:
-        raise RuntimeError("rq_entry runs only inside `tldrlab worker`")
-    _RQ_HANDLER[0](run_id)

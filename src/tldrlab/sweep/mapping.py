@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 
 from tldrlab.errors import ConfigError
-from tldrlab.sweep.spec import ParamSpec, SweepSpec
+from tldrlab.sweep.spec import ParamSpec, SweepSpec, grid_values, quantize
 
 QUANTILE_EPS = 1e-6
 """Normal / log-normal / beta draws use quantiles in [eps, 1 - eps]: normals stay within +-4.75 sigma."""
@@ -30,8 +30,6 @@ QUANTILE_EPS = 1e-6
 TPE_STARTUP_TRIALS = 5
 """Random trials before TPE models the results (Optuna's default of 10 is most of a small sweep)."""
 
-GRID_DISTRIBUTIONS = ("constant", "categorical", "categorical_w_probabilities", "int_uniform", "q_uniform")
-"""What method: grid can enumerate (W&B's grid takes the same)."""
 
 PARAMS_ATTR = "params"
 """trial.user_attrs key holding {name: W&B value} of every parameter, constants included."""
@@ -45,14 +43,6 @@ def _choices(values: list[Any]) -> tuple[list[Any], bool]:
     if all(isinstance(v, _PRIMITIVE) for v in values):
         return values, False
     return [json.dumps(v, sort_keys=True) for v in values], True
-
-
-def _quantize(value: float, q: float) -> float | int:
-    """W&B's rounding: round(x / q) * q, an int when q is an int."""
-    steps = round(value / q)
-    if isinstance(q, int) and not isinstance(q, bool):
-        return int(steps * q)
-    return float(round(steps * q, 12))  # drop float noise such as 0.30000000000000004
 
 
 def _quantile(trial: optuna.Trial, name: str) -> float:
@@ -90,18 +80,18 @@ def _categorical_w_probabilities(trial: optuna.Trial, p: ParamSpec) -> Any:
 
 def _q_uniform(trial: optuna.Trial, p: ParamSpec) -> float | int:
     o = p.options
-    return _quantize(trial.suggest_float(f"{p.name}@x", o["min"], o["max"]), o["q"])
+    return quantize(trial.suggest_float(f"{p.name}@x", o["min"], o["max"]), o["q"])
 
 
 def _q_log_uniform(trial: optuna.Trial, p: ParamSpec) -> float | int:
     o = p.options
     x = trial.suggest_float(f"{p.name}@x", math.exp(o["min"]), math.exp(o["max"]), log=True)
-    return _quantize(x, o["q"])
+    return quantize(x, o["q"])
 
 
 def _q_log_uniform_values(trial: optuna.Trial, p: ParamSpec) -> float | int:
     o = p.options
-    return _quantize(trial.suggest_float(f"{p.name}@x", o["min"], o["max"], log=True), o["q"])
+    return quantize(trial.suggest_float(f"{p.name}@x", o["min"], o["max"], log=True), o["q"])
 
 
 SUGGESTERS: dict[str, Callable[[optuna.Trial, ParamSpec], Any]] = {
@@ -127,39 +117,16 @@ SUGGESTERS: dict[str, Callable[[optuna.Trial, ParamSpec], Any]] = {
         p.name, p.options["min"], p.options["max"], log=True
     ),
     "normal": _normal,
-    "q_normal": lambda t, p: _quantize(_normal(t, p), p.options["q"]),
+    "q_normal": lambda t, p: quantize(_normal(t, p), p.options["q"]),
     "log_normal": lambda t, p: math.exp(_normal(t, p)),
-    "q_log_normal": lambda t, p: _quantize(math.exp(_normal(t, p)), p.options["q"]),
+    "q_log_normal": lambda t, p: quantize(math.exp(_normal(t, p)), p.options["q"]),
     "beta": _beta,
-    "q_beta": lambda t, p: _quantize(_beta(t, p), p.options["q"]),
+    "q_beta": lambda t, p: quantize(_beta(t, p), p.options["q"]),
 }
 """W&B distribution -> how a trial draws it (see the module docstring and docs/sweeps.md)."""
 
 
 # -- grid ----------------------------------------------------------------------------------------------------
-def grid_values(p: ParamSpec) -> list[Any]:
-    """Every value a grid visits for one parameter (raises for continuous distributions)."""
-    o = p.options
-    if p.distribution == "constant":
-        return [o["value"]]
-    if p.distribution in ("categorical", "categorical_w_probabilities"):
-        return list(o["values"])
-    if p.distribution == "int_uniform":
-        return list(range(o["min"], o["max"] + 1))
-    if p.distribution == "q_uniform":
-        low, high = math.ceil(o["min"] / o["q"] - 1e-9), math.floor(o["max"] / o["q"] + 1e-9)
-        values = [_quantize(k * o["q"], o["q"]) for k in range(low, high + 1)]
-        if not values:
-            raise ConfigError(
-                f"parameters.{p.name}: no multiple of q={o['q']} lies in [{o['min']}, {o['max']}]"
-            )
-        return values
-    raise ConfigError(
-        f"parameters.{p.name}.distribution: method grid cannot enumerate {p.distribution}; "
-        f"allowed with grid: {', '.join(GRID_DISTRIBUTIONS)}"
-    )
-
-
 def grid_search_space(spec: SweepSpec) -> dict[str, list[Any]]:
     """GridSampler's search space (constants left out; non-primitive values JSON-encoded)."""
     space: dict[str, list[Any]] = {}

@@ -363,10 +363,45 @@ def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Pat
         raw=raw,
     )
     if method == "grid":
-        from tldrlab.sweep.mapping import grid_search_space
-
-        grid_search_space(spec)  # raises naming a parameter a grid cannot enumerate
+        for p in spec.parameters.values():
+            grid_values(p)  # raises naming a parameter a grid cannot enumerate
     return spec
+
+
+# -- grids (no optuna) ------------------------------------------------------------------------------------
+GRID_DISTRIBUTIONS = ("constant", "categorical", "categorical_w_probabilities", "int_uniform", "q_uniform")
+"""What method: grid can enumerate (W&B's grid takes the same)."""
+
+
+def quantize(value: float, q: float) -> float | int:
+    """W&B's rounding: round(x / q) * q, an int when q is an int."""
+    steps = round(value / q)
+    if isinstance(q, int) and not isinstance(q, bool):
+        return int(steps * q)
+    return float(round(steps * q, 12))  # drop float noise such as 0.30000000000000004
+
+
+def grid_values(p: ParamSpec) -> list[Any]:
+    """Every value a grid visits for one parameter (raises for continuous distributions)."""
+    o = p.options
+    if p.distribution == "constant":
+        return [o["value"]]
+    if p.distribution in ("categorical", "categorical_w_probabilities"):
+        return list(o["values"])
+    if p.distribution == "int_uniform":
+        return list(range(o["min"], o["max"] + 1))
+    if p.distribution == "q_uniform":
+        low, high = math.ceil(o["min"] / o["q"] - 1e-9), math.floor(o["max"] / o["q"] + 1e-9)
+        values = [quantize(k * o["q"], o["q"]) for k in range(low, high + 1)]
+        if not values:
+            raise ConfigError(
+                f"parameters.{p.name}: no multiple of q={o['q']} lies in [{o['min']}, {o['max']}]"
+            )
+        return values
+    raise ConfigError(
+        f"parameters.{p.name}.distribution: method grid cannot enumerate {p.distribution}; "
+        f"allowed with grid: {', '.join(GRID_DISTRIBUTIONS)}"
+    )
 
 
 def load_sweep(path: Path | str) -> SweepSpec:

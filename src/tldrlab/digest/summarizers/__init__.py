@@ -19,7 +19,7 @@ SUMMARIZERS: dict[str, Callable[[dict[str, Any]], Summarizer]] = {
     "extractive": extractive.build,
     "local": local.build,
     "openai": openai.build,
-    "two_stage": two_stage.build,
+    "two_stage": lambda params: two_stage.build(params, build_summarizer),
 }
 
 

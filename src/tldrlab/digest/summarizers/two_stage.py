@@ -6,12 +6,14 @@ The reader sees text within milliseconds (the draft) and gets the better bullets
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tldrlab.digest.summarizers.base import Bullet, Summarizer, SummaryContext, SummaryEvent
 from tldrlab.errors import ConfigError
+
+SummarizerBuilder = Callable[[str, dict[str, Any]], Summarizer]
 
 
 @dataclass
@@ -55,9 +57,8 @@ class TwoStageSummarizer:
             yield final_bullets or draft_bullets
 
 
-def build(params: dict[str, Any]) -> TwoStageSummarizer:
-    from tldrlab.digest.summarizers import build_summarizer
-
+def build(params: dict[str, Any], build_summarizer: SummarizerBuilder) -> TwoStageSummarizer:
+    """The two stages, each built by `build_summarizer` (the registry's: passed in, not imported)."""
     draft_name = str(params.get("draft", "extractive"))
     final_name = str(params.get("final", "openai"))
     if "two_stage" in (draft_name, final_name):

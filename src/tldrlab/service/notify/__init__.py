@@ -7,50 +7,24 @@ event bus. Messages never carry corpus text or file paths (`redact`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from tldrlab.service.events import EventBus
+from tldrlab.service.notify.base import Notifier, NotifySettings, redact
+from tldrlab.service.notify.discord import discord_notifier
+from tldrlab.service.notify.webhook import WebhookNotifier
 
-from tldrlab.service.events import EventBus, RunEvent
-
-Notifier = Callable[[RunEvent], None]
-
-
-class NotifySettings(BaseSettings):
-    """Notifier settings from `TLDRLAB_*` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="TLDRLAB_", extra="ignore")
-
-    webhook_url: str | None = None
-    """POST every lifecycle, checkpoint and eval event (and throttled progress) here as JSON."""
-    webhook_timeout_s: float = 5.0
-    """Timeout of one webhook POST."""
-    webhook_retries: int = 3
-    """Attempts per event (exponential backoff between them)."""
-    discord_token: SecretStr | None = None
-    """Bot token: enables the Discord notifier."""
-    discord_owner_id: int | None = None
-    """The only Discord user the bot talks to (DMs only)."""
-    discord_api_base: str | None = None
-    """Discord REST base URL (tests point it at a local fake)."""
-
-
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+~-]+){2,}[\\/]?")
-
-
-def redact(text: str | None, limit: int = 300) -> str:
-    """A message fit to leave the machine: file paths replaced, length capped."""
-    if not text:
-        return ""
-    cleaned = _PATH.sub("<path>", text)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+__all__ = [
+    "NOTIFIERS",
+    "Notifier",
+    "NotifySettings",
+    "attach_configured_notifiers",
+    "configured_notifiers",
+    "redact",
+]
 
 
 def _webhook(settings: NotifySettings) -> Notifier:
-    from tldrlab.service.notify.webhook import WebhookNotifier
-
     assert settings.webhook_url
     return WebhookNotifier(
         settings.webhook_url, timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries
@@ -58,8 +32,6 @@ def _webhook(settings: NotifySettings) -> Notifier:
 
 
 def _discord(settings: NotifySettings) -> Notifier:
-    from tldrlab.service.notify.discord import discord_notifier
-
     return discord_notifier(settings)
 
 

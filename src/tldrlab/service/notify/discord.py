@@ -26,7 +26,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.service.events import RunEvent
-from tldrlab.service.notify import NotifySettings, redact
+from tldrlab.service.notify.base import NotifySettings, redact
 
 log = logging.getLogger("tldrlab.notify.discord")
 MAX_MESSAGE = 1900  # Discord's limit is 2000 characters

@@ -11,6 +11,7 @@ import time
 import httpx
 
 from tldrlab.service.events import RunEvent
+from tldrlab.service.notify.base import redact
 
 log = logging.getLogger("tldrlab.notify.webhook")
 
@@ -68,8 +69,6 @@ class WebhookNotifier:
             "metrics": event.metrics,
             "time": event.time,
         }
-        from tldrlab.service.notify import redact
-
         body["message"] = redact(event.message) or None
         for attempt in range(1, self.retries + 1):
             try:

@@ -1,6 +1,6 @@
 """The scale-out queue: Redis + RQ, selected by `TLDRLAB_QUEUE_URL=redis://...`.
 
-Jobs are `tldrlab.service.worker.rq_entry(run_id)` serialised as JSON (never pickle). Workers run RQ's
+Jobs are `tldrlab.service.queue.rq.rq_entry(run_id)` serialised as JSON (never pickle). Workers run RQ's
 in-process `SimpleWorker` so that SIGTERM reaches the training loop as a preemption request (checkpoint,
 requeue, exit) instead of RQ's default "finish the whole job first".
 """
@@ -16,7 +16,18 @@ from tldrlab.errors import ServiceUnavailableError
 from tldrlab.runs import preempt
 from tldrlab.service.queue.base import JobHandler
 
-JOB_FUNCTION = "tldrlab.service.worker.rq_entry"
+JOB_FUNCTION = "tldrlab.service.queue.rq.rq_entry"
+_RQ_HANDLER: list[JobHandler] = []
+"""The handler of this process's worker (set by `work`), which `rq_entry` hands each run id to."""
+
+
+def rq_entry(run_id: str) -> None:
+    """What an RQ job calls (by name, JSON-serialised): hand the run id to this process's worker."""
+    if not _RQ_HANDLER:
+        raise RuntimeError("rq_entry runs only inside `tldrlab worker`")
+    _RQ_HANDLER[0](run_id)
+
+
 QUEUE_NAME = "tldrlab-runs"
 
 
@@ -85,14 +96,12 @@ class RqQueue:
         from rq.serializers import JSONSerializer
         from rq.worker import SimpleWorker
 
-        from tldrlab.service import worker as worker_module
-
         class PreemptingWorker(SimpleWorker):
             def request_stop(self, signum: Any, frame: Any) -> None:
                 preempt.request_stop()  # the running job checkpoints and hands the run back
                 super().request_stop(signum, frame)
 
-        worker_module.set_rq_handler(handler)
+        _RQ_HANDLER[:] = [handler]
         rq_worker = PreemptingWorker(
             [self.queue],
             connection=self.redis,
