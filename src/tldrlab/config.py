@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     """Directories whose files API-submitted runs may read, separated by `:` (os.pathsep); unset means the
     home's `data/` folder. The CLI is not confined."""
 
+    run_heartbeat_s: float = Field(default=2.0, gt=0)
+    """Seconds between the heartbeats every executing run writes from a background thread."""
+
     sse_keepalive_s: float = 15.0
     """Seconds of silence after which server-sent event streams send a `: keep-alive` comment."""
 

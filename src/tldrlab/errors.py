@@ -76,6 +76,12 @@ class ConflictError(TldrlabError):
     http_status = 409
 
 
+class RunOwnedError(ConflictError):
+    """Another live process is executing this run (it holds the run directory's lock)."""
+
+    code = "run_owned"
+
+
 class PayloadTooLargeError(InvalidInputError):
     code = "payload_too_large"
     http_status = 413

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 
@@ -17,11 +17,18 @@ class Sentence:
     text: str
 
 
-@lru_cache(maxsize=4)
-def _segmenter(language: str) -> Any:
-    import pysbd
+_per_thread = threading.local()
 
-    return pysbd.Segmenter(language=language, clean=False, char_span=True)
+
+def _segmenter(language: str) -> Any:
+    """This thread's pysbd segmenter: a Segmenter keeps the text it works on in itself, so two threads
+    sharing one (two API requests ingesting at once) get each other's sentences, or none."""
+    segmenters: dict[str, Any] = _per_thread.__dict__.setdefault("segmenters", {})
+    if language not in segmenters:
+        import pysbd
+
+        segmenters[language] = pysbd.Segmenter(language=language, clean=False, char_span=True)
+    return segmenters[language]
 
 
 def split_sentences(text: str, language: str = "en") -> list[Sentence]:

@@ -55,6 +55,10 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN worker TEXT",
         "ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
     ],
+    [
+        # The process executing the run (host:pid:token), set by execute_run once it holds the run's lock.
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+    ],
 ]
 
 
@@ -80,6 +84,8 @@ class RunRecord:
     cancel_requested: bool = False
     worker: str | None = None
     attempts: int = 0
+    owner: str | None = None
+    """`host:pid:token` of the process executing (or that last executed) the run."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRecord:
@@ -102,6 +108,7 @@ class RunRecord:
             cancel_requested=bool(row["cancel_requested"]),
             worker=row["worker"],
             attempts=int(row["attempts"] or 0),
+            owner=row.get("owner"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, RunCancelledError, RunPreemptedError, TldrlabError
 from tldrlab.logs import WARNINGS_LOGGER, json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
+from tldrlab.runs.ownership import Heartbeat, RunLock, new_owner
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
 from tldrlab.threads import IdleCpuWatch, threads_for_run
 
@@ -284,19 +285,39 @@ def execute_run(
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
     record = registry.get(run) if isinstance(run, str) else run
+    # The run directory's lock first: while another live process executes this run, nothing is touched.
+    owner = new_owner()
+    lock = RunLock.acquire(record.run_dir, owner)
+    heartbeat: Heartbeat | None = None
+    try:
+        started = time.time()
+        # A worker that claimed the run (status running, its name) already counted this attempt.
+        claimed = record.status is RunStatus.RUNNING and worker is not None and record.worker == worker
+        registry.update(
+            record.id,
+            status=RunStatus.RUNNING,
+            started_at=record.started_at or started,
+            heartbeat_at=started,
+            worker=worker or f"{platform.node()}:{os.getpid()}",
+            owner=owner,
+            attempts=record.attempts + (0 if claimed else 1),
+            message="running",
+        )
+        # Alive is what the lock says; the registry's heartbeat comes from this thread, not from the job's
+        # main thread, which may be busy (loading data) far longer than a worker's stale threshold.
+        heartbeat = Heartbeat(registry.db.url, record.id, owner, settings.run_heartbeat_s).start()
+        with _recording(registry.get(record.id), registry) as handle:
+            yield handle
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+        lock.release()
+
+
+@contextmanager
+def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
+    """The `Run` handle of a run marked running, and how it ended recorded in its manifest and row."""
     started = time.time()
-    # A worker that claimed the run (status running, its name) already counted this attempt.
-    claimed = record.status is RunStatus.RUNNING and worker is not None and record.worker == worker
-    registry.update(
-        record.id,
-        status=RunStatus.RUNNING,
-        started_at=record.started_at or started,
-        heartbeat_at=started,
-        worker=worker or f"{platform.node()}:{os.getpid()}",
-        attempts=record.attempts + (0 if claimed else 1),
-        message="running",
-    )
-    record = registry.get(record.id)
     handle = Run(record, registry)
     # the thread count this run computes with (fitted to the CPUs idle now), recorded with the run
     threads = threads_for_run()

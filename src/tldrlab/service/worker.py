@@ -16,10 +16,12 @@ A worker
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -30,11 +32,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import NotFoundError, RunPreemptedError, TldrlabError
+from tldrlab.errors import NotFoundError, RunOwnedError, RunPreemptedError, TldrlabError
 from tldrlab.jobs import FailureClass, classify_failure, execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.db import migrate
+from tldrlab.runs.ownership import owner_alive
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import SUBMITTED_VIA, confine_again
 from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
@@ -88,8 +91,12 @@ def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: 
     """Compare-and-set a run to `running` for this worker: True only for the one worker that wins.
 
     Claimable: `queued` runs (not cancelled), and `running` runs whose heartbeat is older than
-    `stale_before` (their worker died; the job resumes from its checkpoint).
+    `stale_before` and whose owner is dead (nobody holds the run directory's lock: the job resumes from its
+    checkpoint). A live owner keeps its run however old its heartbeat (a stopped or busy process).
     """
+    row = registry.db.query_one("SELECT status, run_dir FROM runs WHERE id = ?", (run_id,))
+    if row is not None and row["status"] == RunStatus.RUNNING.value and owner_alive(row["run_dir"]):
+        return False
     now = time.time()
     changed = registry.db.execute(
         "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, attempts = attempts + 1 "
@@ -120,7 +127,8 @@ def requeue(
 
 
 def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> list[tuple[str, str]]:
-    """Requeue (or fail, past `max_attempts`) running runs whose worker stopped heartbeating."""
+    """Requeue (or fail, past `max_attempts`) running runs whose owner died, and put back on the queue the
+    API's queued runs the queue lost (Redis restarted empty, flushed, failed over)."""
     stale_before = time.time() - config.stale_after_s
     rows = registry.db.query(
         "SELECT id, worker, attempts, run_dir FROM runs WHERE status = 'running' "
@@ -129,6 +137,8 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
     )
     actions = []
     for row in rows:
+        if owner_alive(row["run_dir"]):
+            continue  # stale heartbeat, live owner (stopped, swapped out, stuck in C): never run it twice
         dead = row["worker"] or "unknown"
         give_up = int(row["attempts"] or 0) >= config.max_attempts
         status = RunStatus.FAILED if give_up else RunStatus.QUEUED
@@ -156,6 +166,33 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             queue.enqueue(row["id"])
         log.warning(message, extra={"fields": {"run_id": row["id"]}})
         actions.append((row["id"], status.value))
+    return actions + requeue_lost(registry, queue, stale_before)
+
+
+def requeue_lost(registry: RunRegistry, queue: JobQueue, queued_before: float) -> list[tuple[str, str]]:
+    """Enqueue again the runs submitted through the API that wait in the registry (queued since before
+    `queued_before`) but are nowhere in the queue. A second delivery of one that is there after all is
+    harmless: claiming is a compare-and-set. Runs the CLI created are left alone (they are not the
+    queue's: a preempted CLI run waits for `--resume`)."""
+    rows = registry.db.query(
+        "SELECT id, tags, run_dir FROM runs WHERE status = 'queued' AND cancel_requested = 0 "
+        "AND COALESCE(heartbeat_at, created_at) < ?",
+        (queued_before,),
+    )
+    waiting = [r for r in rows if json.loads(r["tags"] or "{}").get(SUBMITTED_VIA) == "api"]
+    if not waiting:
+        return []
+    pending = queue.pending_run_ids()
+    actions = []
+    for row in waiting:
+        if row["id"] in pending:
+            continue
+        queue.enqueue(row["id"])
+        log.warning(
+            f"run {row['id']} was queued but missing from the {queue.name} queue: enqueued again",
+            extra={"fields": {"run_id": row["id"]}},
+        )
+        actions.append((row["id"], "re-enqueued"))
     return actions
 
 
@@ -266,6 +303,10 @@ class Worker:
             execute(run_id, settings=self.settings, registry=self.registry, worker=self.worker_id)
             self.registry.update(run_id, progress=1.0)  # run heartbeats are rate-limited: the last may lag
             outcome = "completed"
+        except RunOwnedError:
+            # Claimed while its owner was starting up again (or still alive on a file system without
+            # working locks): the owner keeps it; nothing of the run is touched here.
+            outcome = "owned elsewhere"
         except RunPreemptedError as exc:
             requeue(
                 self.registry,
@@ -384,8 +425,33 @@ def build_worker(settings: Settings | None = None, config: WorkerConfig | None =
     return worker
 
 
+_FORKING_PARENT: list[int] = []
+
+
+def die_with_parent() -> None:
+    """(Linux) This process gets SIGTERM when its parent dies, even by SIGKILL, instead of lingering."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _FORKING_PARENT and os.getppid() != _FORKING_PARENT[-1]:  # the parent died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def children_die_with_this_process() -> None:
+    """Every process this one forks from now on (RQ's scheduler, fork-based data loaders and pools) gets
+    SIGTERM when this one dies: a worker killed with SIGKILL leaves no orphan behind."""
+
+    def before() -> None:
+        _FORKING_PARENT[:] = [os.getpid()]
+
+    os.register_at_fork(before=before, after_in_child=die_with_parent)
+
+
 def run_worker(settings: Settings | None = None, config: WorkerConfig | None = None) -> None:
     """Entry point of `tldrlab worker` and of the workers `tldrlab serve` starts."""
+    children_die_with_this_process()
     worker = build_worker(settings, config)
     if worker.queue.name != "rq":  # RQ installs its own handlers (which also request preemption)
         install_signal_handlers(worker)

@@ -42,6 +42,10 @@ class JobQueue(Protocol):
         """Deliver jobs to `handler` until `should_stop()` (or, with `burst`, until the queue is empty)."""
         ...
 
+    def pending_run_ids(self) -> set[str]:
+        """Run ids the queue still holds: waiting, delayed (retry backoff) or being worked on."""
+        ...
+
     def extend_lease(self, run_id: str, worker_id: str) -> None:
         """Tell the queue the worker still holds the job (called by the worker's heartbeat)."""
         ...

@@ -81,6 +81,19 @@ class RqQueue:
         except _redis_errors() as exc:
             raise ServiceUnavailableError("Redis is unreachable") from exc
 
+    def pending_run_ids(self) -> set[str]:
+        from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+
+        try:
+            job_ids = [
+                *self.queue.get_job_ids(),
+                *ScheduledJobRegistry(queue=self.queue).get_job_ids(),
+                *StartedJobRegistry(queue=self.queue).get_job_ids(),
+            ]
+        except _redis_errors() as exc:
+            raise ServiceUnavailableError("Redis is unreachable") from exc
+        return {job_id.rpartition("--")[0] or job_id for job_id in job_ids}
+
     def extend_lease(self, run_id: str, worker_id: str) -> None:
         return None  # RQ keeps its own worker heartbeats; run liveness is the registry heartbeat
 

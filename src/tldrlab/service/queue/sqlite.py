@@ -85,6 +85,9 @@ class SqliteQueue:
             "DELETE FROM jobs WHERE run_id = ? AND state = 'leased' AND lease_owner = ?", (run_id, worker_id)
         )
 
+    def pending_run_ids(self) -> set[str]:
+        return {str(row["run_id"]) for row in self.db.query("SELECT run_id FROM jobs")}
+
     def job_state(self, run_id: str) -> str | None:
         row = self.db.query_one("SELECT state FROM jobs WHERE run_id = ?", (run_id,))
         return str(row["state"]) if row else None

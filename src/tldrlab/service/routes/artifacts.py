@@ -17,11 +17,12 @@ from pydantic import BaseModel
 
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs import RunRecord
+from tldrlab.runs.ownership import LOCK_FILE
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.state import registry
 
 router = APIRouter(tags=["artifacts"], route_class=StrictJSONRoute)
-HIDDEN = {"manifest.json.tmp"}
+HIDDEN = {"manifest.json.tmp", LOCK_FILE}
 
 
 class ArtifactFile(BaseModel):
@@ -100,4 +101,6 @@ def list_artifacts(request: Request, kind: str, run_id: str) -> dict[str, Any]:
 def download_artifact(request: Request, kind: str, run_id: str, relative: str) -> FileResponse:
     record = _run(request, kind, run_id)
     path = confined_path(Path(record.run_dir), relative)
+    if path.name in HIDDEN:
+        raise NotFoundError("no such artifact file")
     return FileResponse(path, filename=path.name)

@@ -252,7 +252,7 @@ async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_
             return
         if await request.is_disconnected():
             return
-        if time.monotonic() - last_sent > 15:
+        if time.monotonic() - last_sent > settings.sse_keepalive_s:
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
         await asyncio.sleep(poll_s)

@@ -19,7 +19,8 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,44 @@ router = APIRouter(tags=["threads"], route_class=StrictJSONRoute)
 TEXT_FORMATS = {"stackexchange": ".xml", "discourse": ".json", "native": ".json"}
 
 
+class ThreadLocks:
+    """One lock per forum-thread id: ingests of the same thread take turns, ingests of different threads run
+    side by side (the store serialises its own writes; embedding, the slow part, needs no lock), so one
+    request with a huge post does not hold up everyone else's."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, thread_ids: list[str]) -> Iterator[None]:
+        keys = sorted(set(thread_ids))  # one order for everyone: no deadlock between multi-thread requests
+        with self._guard:
+            entries = [self._locks.setdefault(key, (threading.Lock(), [0])) for key in keys]
+            for _, users in entries:
+                users[0] += 1
+        held: list[threading.Lock] = []
+        try:
+            for lock, _ in entries:
+                lock.acquire()
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
+            with self._guard:
+                for key, (_, users) in zip(keys, entries, strict=True):
+                    users[0] -= 1
+                    if users[0] == 0:
+                        del self._locks[key]
+
+
 @dataclass
 class DigestResources:
     store: SentenceStore
     embedder: Embedder
     cache: SummaryCache
-    write_lock: threading.Lock
+    thread_locks: ThreadLocks
 
 
 _open_lock = threading.Lock()
@@ -72,7 +105,7 @@ def resources(request: Request) -> DigestResources:
                 store=open_store(settings, dim=embedder.dim, embedder=embedder.name),
                 embedder=embedder,
                 cache=open_cache(settings),
-                write_lock=threading.Lock(),
+                thread_locks=ThreadLocks(),
             )
             app_state.digest = found
         return found
@@ -140,7 +173,7 @@ async def post_threads(request: Request) -> JSONResponse:
     def ingest() -> Any:
         from tldrlab.digest.ingest import ingest_threads
 
-        with res.write_lock:
+        with res.thread_locks.hold([t.id for t in threads]):
             stats = ingest_threads(threads, res.store, res.embedder)
             for thread in threads:
                 res.cache.drop_outdated(thread.id, thread.content_hash())
@@ -245,6 +278,7 @@ async def stream_summary(request: Request) -> StreamingResponse:
     )
     build_summarizer(options.summarizer, options.params)  # 400 for unknown names / missing settings
     request_id = str(getattr(request.state, "request_id", "-"))
+    keepalive_s = float(settings.sse_keepalive_s)
     stop = threading.Event()
 
     async def events() -> AsyncIterator[str]:
@@ -257,14 +291,20 @@ async def stream_summary(request: Request) -> StreamingResponse:
             daemon=True,
         )
         producer.start()
+        last_sent = time.monotonic()
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=0.25)
+                    item = await asyncio.wait_for(queue.get(), timeout=min(0.25, keepalive_s))
                 except TimeoutError:
                     if await request.is_disconnected():
                         return
+                    if time.monotonic() - last_sent >= keepalive_s:
+                        # A comment line: proxies and clients see the stream is alive while a model loads.
+                        yield ": keep-alive\n\n"
+                        last_sent = time.monotonic()
                     continue
+                last_sent = time.monotonic()
                 if item is _END:
                     break
                 if isinstance(item, TldrlabError):
