@@ -43,6 +43,9 @@ def tldrlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # The default digest loads the bundled 135M-parameter LM when installed: tests that want a language model
+    # configure a tiny one, every other digest is the extractive fallback.
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", "none")
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     embedder: str = "minilm"
     """Default sentence embedder: `minilm` (offline all-MiniLM-L6-v2) or a sentence-transformers name/path."""
 
+    digest_model: str = "smollm2"
+    """Language model of the default (two-stage) digest: any model reference (`smollm2`, the bundled
+    SmolLM2-135M-Instruct, when installed; an installed name, a run id, a directory or `.gguf` file), or `none`
+    (extractive only)."""
+
     api_key: SecretStr | None = None
     """When set, every API request except health checks must send it as `X-Api-Key`."""
 

@@ -1,4 +1,4 @@
-"""Fixtures for the digest tests: the real MiniLM embedder, real stores, a tiny T5 checkpoint."""
+"""Fixtures for the digest tests: the real MiniLM embedder, real stores, a tiny T5 and a tiny chat LM."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from digest_helpers import tiny_t5
+from digest_helpers import tiny_chat_lm, tiny_t5
 
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceStore
@@ -35,3 +35,9 @@ def store(tldrlab_home: Path, embedder: Embedder) -> Iterator[SentenceStore]:
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny Llama chat model directory (ChatML template)."""
+    return tiny_chat_lm(tmp_path_factory.mktemp("tiny_chat"))

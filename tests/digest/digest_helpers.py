@@ -119,6 +119,72 @@ def tiny_t5(out_dir: Path) -> Path:
     return out_dir
 
 
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def tiny_chat_lm(out_dir: Path, *, memorize: list[str] | None = None, steps: int = 150) -> Path:
+    """A tiny Llama chat LM (2 layers, d=64) with a byte-level BPE tokenizer and a ChatML template, saved like
+    any HF model directory. Random weights; or, with `memorize`, trained for `steps` steps on those texts
+    (full chat transcripts) so it reproduces their answers."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from tldrlab.digest.summarizers.chat_prompt import EXAMPLE_ASSISTANT, EXAMPLE_USER, SYSTEM_PROMPTS
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    corpus = [p.text for p in sample_thread().posts] + [EXAMPLE_USER, *EXAMPLE_ASSISTANT.values()]
+    corpus += [*SYSTEM_PROMPTS.values(), *(memorize or [])]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus * 3, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    if memorize:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        batches = [tokenizer(text, return_tensors="pt")["input_ids"] for text in memorize]
+        model.train()
+        for step in range(steps):
+            ids = batches[step % len(batches)]
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        model.eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 def sample_thread(thread_id: str = "t-serve") -> Thread:
     """A small thread written for these tests: a question, an accepted answer, two more answers."""
     return Thread(

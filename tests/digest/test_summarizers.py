@@ -14,7 +14,7 @@ from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.pipeline import DigestOptions, digest_events, make_digest
 from tldrlab.digest.summarizers import SUMMARIZERS, Bullet, SummaryContext, build_summarizer
-from tldrlab.digest.summarizers.base import bullets_from_text, parse_citations
+from tldrlab.digest.summarizers.base import Draft, Notice, bullets_from_text, parse_citations
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableError
 from tldrlab.store.base import SentenceStore
@@ -113,16 +113,42 @@ def test_openai_errors_are_service_errors(
         run("openai", context, base_url="http://127.0.0.1:9/v1")
 
 
-def test_two_stage_streams_the_draft_and_consolidates(store: SentenceStore, embedder: Embedder) -> None:
+def test_two_stage_shows_the_draft_then_streams_the_consolidation(
+    store: SentenceStore, embedder: Embedder
+) -> None:
     context = context_for(store, embedder)
     chat = FakeChat(reply="- Ales warm, lagers cold [1][2]\n")
     with fake_openai_server(chat) as base_url:
-        tokens, bullets = run("two_stage", context, draft="extractive", final="openai", base_url=base_url)
-    draft = "".join(tokens)
-    assert draft.startswith("- ") and draft.count("\n") == 4  # the extractive draft streamed
-    assert [b.text for b in bullets] == ["Ales warm, lagers cold"]
+        summarizer = build_summarizer(
+            "two_stage", {"draft": "extractive", "final": "openai", "base_url": base_url}
+        )
+        events = list(summarizer.stream(context))
+    draft = events[0]
+    assert isinstance(draft, Draft) and draft.summarizer == "extractive"  # before any generated token
+    assert len(draft.bullets) == 4 and all(len(b.citations) == 1 for b in draft.bullets)
+    tokens = [e for e in events if isinstance(e, str)]
+    assert "".join(tokens) == chat.reply
+    bullets = events[-1]
+    assert isinstance(bullets, list) and [b.text for b in bullets] == ["Ales warm, lagers cold"]
     assert bullets[0].citations == [context.highlights[0].id, context.highlights[1].id]
-    assert draft.strip() in chat.requests[0]["body"]["messages"][1]["content"]
+    prompt = chat.requests[0]["body"]["messages"][1]["content"]
+    assert all(b.text in prompt for b in draft.bullets)  # the endpoint consolidates the draft
+
+
+def test_two_stage_without_a_model_is_extractive_and_says_so(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    context = context_for(
+        store, embedder
+    )  # the test settings name no digest model (TLDRLAB_DIGEST_MODEL=none)
+    summarizer = build_summarizer("two_stage")
+    assert summarizer.cache_params()["final"] is None
+    events = list(summarizer.stream(context))
+    assert isinstance(events[0], Notice) and "no local language model" in events[0].text
+    _, extractive = run("extractive", context)
+    assert events[-1] == extractive
+    with pytest.raises(ConfigError, match="model_path"):
+        build_summarizer("local")
 
 
 def test_local_model_streams_and_stops_on_flag(
@@ -165,5 +191,6 @@ def test_pipeline_caches_until_the_thread_changes(store: SentenceStore, embedder
     assert not third.cached and third.content_hash != first.content_hash
     assert any("Glass shape does not matter" in h.text for h in third.highlights) or third.bullets
     events = list(digest_events(store, thread.id, options, embedder=embedder, cache=cache))
-    assert [e.kind for e in events] == ["token", "digest"] and events[1].digest and events[1].digest.cached
+    assert [e.kind for e in events] == ["notice", "token", "digest"]  # no model here: extractive, said so
+    assert events[2].digest and events[2].digest.cached
     cache.close()

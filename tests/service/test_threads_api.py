@@ -81,8 +81,10 @@ def test_stream_summary_sends_tokens_then_digest_then_done(client: TestClient) -
         text = r.read().decode()
     events = sse_events(text)
     names = [name for name, _ in events]
-    assert names[-2:] == ["digest", "done"] and set(names[:-2]) == {"token"} and len(names) == 5
+    assert names == ["notice", "token", "token", "token", "digest", "done"]  # no model here: extractive
+    assert "no local language model" in json.loads(events[0][1])["message"]
     digest = json.loads(events[-2][1])
+    assert digest["notices"] == [json.loads(events[0][1])["message"]] and digest["draft"] == []
     assert len(digest["bullets"]) == 3 and len(digest["highlights"]) == 6
     ids = {h["id"] for h in digest["highlights"]}
     assert all(set(b["citations"]) <= ids and b["citations"] for b in digest["bullets"])

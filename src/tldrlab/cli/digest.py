@@ -116,9 +116,9 @@ def run_digest(
         console.print(f"[bold]TL;DR[/] of [bold]{escape(title)}[/] ({summarizer})", highlight=False)
         digest = _stream_until_digest(itertools.chain([first], events))
         numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
-        for bullet in digest.bullets:
-            cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
-            console.print(f" • {escape(bullet.text)} [cyan]{escape(cites)}[/]", highlight=False)
+        if digest.draft:
+            console.print("[bold]written by the local language model[/] [dim](numbers cite the highlights)[/]")
+        print_bullets(digest.bullets, numbers)
         if not digest.bullets:
             console.print("[yellow]no bullets[/] (the summarizer produced no text)")
         if digest.cached:
@@ -129,18 +129,32 @@ def run_digest(
         cache.close()
 
 
+def print_bullets(bullets: list[Any], numbers: dict[str, int]) -> None:
+    for bullet in bullets:
+        cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
+        flag = " [yellow](unsupported)[/]" if bullet.supported is False else ""
+        console.print(f" • {escape(bullet.text)} [cyan]{escape(cites)}[/]{flag}", highlight=False)
+
+
 def _stream_until_digest(events: Iterator[Any]) -> Any:
-    """The final digest of a digest event stream; on a terminal the streamed text is shown live meanwhile
-    and then replaced by the cited bullets, so the TL;DR is printed once."""
+    """The final digest of a digest event stream. Notices and a two-stage draft are printed as they come; on
+    a terminal the streamed text is shown live meanwhile and then replaced by the cited bullets, so the TL;DR
+    is printed once."""
     from rich.live import Live
     from rich.text import Text
 
-    streamed = Text()
+    streamed = Text(style="dim")
     with Live(streamed, console=console, transient=True, auto_refresh=False) as live:
         for event in events:
             if event.digest is not None:
                 return event.digest
-            if console.is_terminal:
+            if event.kind == "notice":
+                console.print(f"[yellow]note:[/] {escape(event.text)}", highlight=False)
+            elif event.kind == "draft":
+                numbers = {h.id: i for i, h in enumerate(event.highlights or [], start=1)}
+                console.print("[bold]key sentences[/] [dim](at once, while the language model writes)[/]")
+                print_bullets(event.bullets or [], numbers)
+            elif console.is_terminal:
                 streamed.append(event.text)
                 live.refresh()
     raise InvalidInputError("the digest stream ended without a digest")
@@ -149,7 +163,10 @@ def _stream_until_digest(events: Iterator[Any]) -> Any:
 def digest_command(
     target: str = typer.Argument(..., help="A thread file/directory (ingested first) or a stored thread id."),
     summarizer: str = typer.Option(
-        "extractive", "--summarizer", "-s", help="extractive|local|openai|two_stage"
+        "two_stage",
+        "--summarizer",
+        "-s",
+        help="two_stage (extractive draft, then the local LM's cited bullets)|extractive|local|openai",
     ),
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Summarizer parameter key=value."),
     k: int = typer.Option(8, "--k", min=1, max=50, help="Highlights to pick."),
@@ -209,7 +226,9 @@ def highlights_command(
 def demo_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Ingest the bundled, attributed sample thread and print its digest (what `make demo` runs).
+    """Ingest the bundled, attributed sample thread and print its digest (what `make demo` runs): the key
+    sentences at once, then the bundled language model's TL;DR citing them (extractive alone when no model
+    is installed).
 
     Example: tldrlab demo
     """
@@ -222,7 +241,7 @@ def demo_command(
         )
     run_digest(
         str(path),
-        summarizer="extractive",
+        summarizer="two_stage",
         params={},
         k=8,
         q=None,

@@ -1,7 +1,7 @@
 """The digest of a stored thread as a stream of events: highlights -> summarizer tokens -> final digest.
 
     for event in digest_events(store, "t1", DigestOptions(), embedder=embedder, cache=cache):
-        event.kind  # "token" (event.text) ... then "digest" (event.digest)
+        event.kind  # "notice" (event.text), "draft" (event.bullets), "token" (event.text)... then "digest"
 
 The same generator feeds the SSE endpoint, the CLI and the benchmarks. A cached digest (same thread content,
 summarizer and parameters) is replayed at once; setting `stop` ends generation early (client went away).
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from tldrlab.digest.cache import SummaryCache, cache_key
 from tldrlab.digest.highlights import Highlight, HighlightOptions, thread_highlights
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
+from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceStore
 
@@ -27,8 +28,9 @@ from tldrlab.store.base import SentenceStore
 class DigestOptions(BaseModel):
     """What to digest and how."""
 
-    summarizer: str = "extractive"
-    """Registry name: extractive, local, openai, two_stage."""
+    summarizer: str = "two_stage"
+    """Registry name: two_stage (the extractive draft, then the local LM's cited bullets; extractive alone
+    when no model is installed), extractive, local, openai."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Summarizer parameters (model_path for local, model for openai, draft/final for two_stage)."""
     k: int = Field(default=8, ge=1, le=50)
@@ -48,6 +50,10 @@ class Digest(BaseModel):
     summarizer: str
     bullets: list[Bullet]
     highlights: list[Highlight]
+    draft: list[Bullet] = Field(default_factory=list)
+    """Two-stage digests: the draft bullets shown before the final ones."""
+    notices: list[str] = Field(default_factory=list)
+    """How the digest was made, for the reader (a fallback to extractive, bullets dropped as unsupported)."""
     text: str = ""
     """The streamed text, as it came."""
     cached: bool = False
@@ -56,8 +62,13 @@ class Digest(BaseModel):
 
 @dataclass
 class DigestEvent:
-    kind: Literal["token", "digest"]
+    kind: Literal["token", "notice", "draft", "digest"]
     text: str = ""
+    """A token's text, or a notice's message."""
+    bullets: list[Bullet] | None = None
+    """The draft bullets (kind `draft`)."""
+    highlights: list[Highlight] | None = None
+    """The highlights the draft's citations name (kind `draft`)."""
     digest: Digest | None = None
 
 
@@ -70,7 +81,8 @@ def digest_events(
     cache: SummaryCache | None = None,
     stop: threading.Event | None = None,
 ) -> Generator[DigestEvent, None, None]:
-    """Token events, then one digest event (nothing more if `stop` is set midway)."""
+    """Notice, draft and token events as they come, then one digest event (nothing more if `stop` is set
+    midway)."""
     started = time.perf_counter()
     stop = stop or threading.Event()
     summarizer = build_summarizer(options.summarizer, options.params)  # bad options fail first
@@ -90,6 +102,10 @@ def digest_events(
         hit = cache.get(thread_id, key, content_hash)
         if hit is not None:
             digest = Digest.model_validate({**hit, "cached": True, "seconds": time.perf_counter() - started})
+            for notice in digest.notices:
+                yield DigestEvent("notice", text=notice)
+            if digest.draft:
+                yield DigestEvent("draft", bullets=digest.draft, highlights=digest.highlights)
             yield DigestEvent("token", text=digest.text)
             yield DigestEvent("digest", digest=digest)
             return
@@ -101,12 +117,20 @@ def digest_events(
     )
     pieces: list[str] = []
     bullets: list[Bullet] = []
+    draft: list[Bullet] = []
+    notices: list[str] = []
     for event in summarizer.stream(context):
         if stop.is_set():
             return
         if isinstance(event, str):
             pieces.append(event)
             yield DigestEvent("token", text=event)
+        elif isinstance(event, Notice):
+            notices.append(event.text)
+            yield DigestEvent("notice", text=event.text)
+        elif isinstance(event, Draft):
+            draft = event.bullets
+            yield DigestEvent("draft", bullets=draft, highlights=highlights)
         else:
             bullets = event
     if stop.is_set():
@@ -118,6 +142,8 @@ def digest_events(
         summarizer=options.summarizer,
         bullets=bullets,
         highlights=highlights,
+        draft=draft,
+        notices=notices,
         text="".join(pieces),
         seconds=time.perf_counter() - started,
     )

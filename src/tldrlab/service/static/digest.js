@@ -112,13 +112,16 @@ function flashSentence(hid) {
   setTimeout(() => mark.classList.remove("flash"), 1600);
 }
 
-function renderBullets(digest) {
-  const numbers = new Map(digest.highlights.map((h, i) => [h.id, i + 1]));
-  const list = $("bullets");
+function fillBullets(list, bullets, highlights) {
+  const numbers = new Map(highlights.map((h, i) => [h.id, i + 1]));
   list.innerHTML = "";
-  for (const bullet of digest.bullets) {
+  for (const bullet of bullets) {
     const li = document.createElement("li");
     li.append(bullet.text);
+    if (bullet.supported === false) {
+      li.className = "unsupported";
+      li.title = "its citations do not support it";
+    }
     for (const hid of bullet.citations) {
       const a = document.createElement("a");
       a.className = "cite";
@@ -129,6 +132,28 @@ function renderBullets(digest) {
       li.append(a);
     }
     list.append(li);
+  }
+}
+
+function addNotice(message) {
+  const li = document.createElement("li");
+  li.textContent = message;
+  $("notices").append(li);
+}
+
+function renderDraft(thread, draft) {
+  // The two-stage draft arrives at once: show it and mark its sentences while the language model writes.
+  renderThread(thread, draft.highlights);
+  fillBullets($("draft-bullets"), draft.bullets, draft.highlights);
+  $("draft").hidden = false;
+}
+
+function renderBullets(digest) {
+  fillBullets($("bullets"), digest.bullets, digest.highlights);
+  if (digest.draft && digest.draft.length) {
+    fillBullets($("draft-bullets"), digest.draft, digest.highlights);
+    $("draft").hidden = false;
+    $("draft").open = false;  // the final bullets are the TL;DR now; the draft stays one click away
   }
   $("stream").hidden = true;
   const meta = `${digest.summarizer}${digest.cached ? " · cached" : ""} · ${digest.seconds.toFixed(2)} s`;
@@ -149,6 +174,10 @@ async function digestThread(threadId) {
     $("stream").hidden = false;
     $("stream").textContent = "";
     $("bullets").innerHTML = "";
+    $("notices").innerHTML = "";
+    $("draft-bullets").innerHTML = "";
+    $("draft").hidden = true;
+    $("draft").open = true;
     $("tldr-meta").textContent = "";
     setStatus("summarizing…");
     const request = {
@@ -166,6 +195,11 @@ async function digestThread(threadId) {
     for await (const ev of sseEvents(response)) {
       if (ev.event === "token") {
         $("stream").textContent += ev.data;
+      } else if (ev.event === "notice") {
+        addNotice(JSON.parse(ev.data).message);
+      } else if (ev.event === "draft") {
+        renderDraft(thread, JSON.parse(ev.data));
+        setStatus("the language model is writing…");
       } else if (ev.event === "digest") {
         const digest = JSON.parse(ev.data);
         state.digest = digest;

@@ -1,0 +1,175 @@
+"""Citations of generated bullets: parsing edge cases, the support check (real MiniLM), and the decoding
+grammar that keeps a causal LM on `- text [k]` lines (on a real tokenizer built in the test)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from digest_helpers import tiny_chat_lm
+
+from tldrlab.digest.cited_list import CitedListGrammar, complete_bullets, token_classes
+from tldrlab.digest.highlights import Highlight
+from tldrlab.digest.summarizers.base import parse_bullet_citations, parse_citations
+from tldrlab.digest.summarizers.local import candidate_bullets
+from tldrlab.digest.summarizers.support import CitedBullet, check_support, overlap
+from tldrlab.embed.base import Embedder
+
+
+@pytest.mark.parametrize(
+    ("text", "cited", "invalid", "clean"),
+    [
+        ("Serve ales warm [2]", [1], [], "Serve ales warm"),
+        ("Ales warm [2][5].", [1, 4], [], "Ales warm."),
+        ("Ales warm [2, 5] and cold [5]", [1, 4], [], "Ales warm and cold"),
+        ("Ales [2; 3]", [1, 2], [], "Ales"),
+        ("Ales [2 and 4]", [1, 3], [], "Ales"),
+        ("Ales [2-4]", [1, 2, 3], [], "Ales"),
+        ("Ales [4–2]", [1, 2, 3], [], "Ales"),  # en dash, written backwards
+        ("Ales [9]", [], [9], "Ales"),  # out of range
+        ("Ales [0] [3]", [2], [0], "Ales"),
+        ("Ales [4-999]", [3, 4, 5], [7], "Ales"),  # a range past the end names one invalid number, not 993
+        ("Ales [2][2] [2]", [1], [], "Ales"),  # repeated
+        ("No citation at all", [], [], "No citation at all"),
+        ("Not a citation [a] or [] here", [], [], "Not a citation [a] or [] here"),
+    ],
+)
+def test_citation_parsing_edge_cases(text: str, cited: list[int], invalid: list[int], clean: str) -> None:
+    parsed = parse_bullet_citations(text, 6)
+    assert (parsed.cited, parsed.invalid, parsed.text) == (cited, invalid, clean)
+    assert parsed.has_citations == bool(cited or invalid)
+    assert parse_citations(text, 6) == (clean, cited)
+
+
+def test_candidate_bullets_drop_repeats_and_cap() -> None:
+    text = "- Ales warm [1]\n- ales  WARM [2]\n- Lagers cold [9]\n- Glass [3]\n- Extra [4]\n"
+    found = candidate_bullets(text, 5, max_bullets=3)
+    assert [(c.text, c.cited, c.invalid) for c in found] == [
+        ("Ales warm", [0], []),
+        ("Lagers cold", [], [9]),
+        ("Glass", [2], []),
+    ]
+
+
+def highlights_of(texts: list[str]) -> list[Highlight]:
+    return [
+        Highlight(
+            id=f"p{i}:0",
+            rank=i,
+            score=1.0,
+            text=t,
+            thread_id="t",
+            post_id=f"p{i}",
+            post_number=i,
+            sentence_index=0,
+            start=0,
+            end=len(t),
+        )
+        for i, t in enumerate(texts, start=1)
+    ]
+
+
+SENTENCES = [
+    "Serve ales warmer than lagers, around 10 to 13 degrees Celsius.",
+    "A tulip glass keeps the aroma in.",
+    "My cat sleeps on the keyboard every afternoon.",
+]
+
+
+def test_support_keeps_supporting_citations_and_drops_or_marks_the_rest(embedder: Embedder) -> None:
+    highlights = highlights_of(SENTENCES)
+    bullets = [
+        CitedBullet("Ales are served warmer than lagers", [0, 2]),  # [3] does not support it
+        CitedBullet("Ales are served warmer than lagers", [2]),  # only an unrelated sentence
+        CitedBullet("Use a tulip glass to keep the aroma", [1]),
+    ]
+    kept = check_support(bullets, highlights, embedder=embedder, threshold=0.5)
+    assert [(b.text, b.citations) for b in kept] == [
+        ("Ales are served warmer than lagers", ["p1:0"]),
+        ("Use a tulip glass to keep the aroma", ["p2:0"]),
+    ]
+    assert all(b.supported and b.support is not None and b.support >= 0.5 for b in kept)
+    marked = check_support(bullets, highlights, embedder=embedder, threshold=0.5, mark=True)
+    assert [b.supported for b in marked] == [True, False, True]
+    assert marked[1].citations == ["p3:0"] and marked[1].support is not None and marked[1].support < 0.5
+    by_overlap = check_support(bullets, highlights, measure="overlap", threshold=0.5)
+    assert [b.citations for b in by_overlap] == [["p1:0"], ["p2:0"]]
+
+
+def test_overlap_counts_content_words() -> None:
+    assert overlap("ales warmer lagers", SENTENCES[0]) == 1.0
+    assert overlap("the and of", "anything") == 1.0  # nothing to check
+    assert math.isclose(overlap("ales warmer cats", SENTENCES[0]), 2 / 3)
+
+
+@pytest.fixture(scope="module")
+def grammar_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_chat_lm(tmp_path_factory.mktemp("chat")))
+
+
+def allowed(grammar: CitedListGrammar, tokenizer: Any, text: str) -> set[str]:
+    row = grammar.constrain(text, torch.zeros(len(tokenizer)))
+    return {tokenizer.decode([i]) for i in torch.nonzero(torch.isfinite(row)).flatten().tolist()}
+
+
+def test_grammar_cite_last(grammar_tokenizer: Any) -> None:
+    tok = grammar_tokenizer
+    eos = [tok.eos_token_id]
+    grammar = CitedListGrammar(token_classes(tok, eos), n_sentences=12, max_words=6)
+    assert allowed(grammar, tok, "") == {"-"}  # a list starts with a bullet
+    text_state = allowed(grammar, tok, "- Serve")
+    assert " [" in text_state and "\n" not in text_state and "]" not in text_state
+    assert not any("\n" in t or "]" in t for t in text_state)
+    assert allowed(grammar, tok, "- Serve ales warm [") == {str(d) for d in range(1, 10)}
+    assert allowed(grammar, tok, "- Serve ales warm [1") == {"0", "1", "2", "]", "]["}  # 10..12 or close
+    assert allowed(grammar, tok, "- Serve ales warm [2") == {"]", "]["}  # 20+ does not exist
+    end = tok.decode(eos)
+    assert allowed(grammar, tok, "- Serve ales warm [2]") == {"\n", end, " [", "["}  # more, or the end
+    assert allowed(grammar, tok, "- Serve ales warm [2]\n") == {
+        "-",
+        end,
+    }  # next bullet or the end of the list
+    # three citations at most: then only the end of the bullet
+    assert allowed(grammar, tok, "- Ales [1][2][3]") == {"\n", end}
+    # after max_words words the bullet must close with a citation
+    assert allowed(grammar, tok, "- one two three four five six") == {" ["}
+
+
+def test_grammar_moves_the_end_of_a_bullet_onto_a_citation(grammar_tokenizer: Any) -> None:
+    tok = grammar_tokenizer
+    classes = token_classes(tok, [tok.eos_token_id])
+    grammar = CitedListGrammar(classes, n_sentences=3)
+    row = torch.full((len(tok),), -10.0)
+    row[classes.newline[0]] = 5.0  # the model wants to end the line
+    out = grammar.constrain("- Serve ales warm", row)
+    assert int(torch.argmax(out)) == classes.open_spaced  # ... so it opens a citation instead
+    short = grammar.constrain("- Ales", row)  # too short to end: neither
+    assert torch.isinf(short[classes.newline[0]]) and short[classes.open_spaced] == -10.0
+
+
+def test_grammar_cite_first_and_reuse_penalty(grammar_tokenizer: Any) -> None:
+    tok = grammar_tokenizer
+    eos = tok.decode([tok.eos_token_id])
+    grammar = CitedListGrammar(token_classes(tok, [tok.eos_token_id]), n_sentences=3, order="first")
+    assert allowed(grammar, tok, "- Ales warm [1]\n-") == {" [", "["}
+    after = allowed(grammar, tok, "- [2]")
+    assert {" [", "[", " ales", " lagers"} <= after  # another citation, or the text
+    assert "\n" not in after and eos not in after and "]" not in after  # a bullet needs text after it
+    assert "\n" in allowed(grammar, tok, "- [2] Serve ales warm")
+    row = grammar.constrain("- [1] Ales warm\n- [", torch.zeros(len(tok)))
+    one, two = tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("2")
+    assert row[one] == -grammar.reuse_penalty and row[two] == 0.0
+
+
+def test_complete_bullets_ignore_citations_and_the_open_line() -> None:
+    assert complete_bullets("- Ales warm [1]\n- Ales WARM! [2]\n- Lag") == ["ales warm", "ales warm"]
+
+
+def test_token_classes_are_cached_on_the_tokenizer(grammar_tokenizer: Any) -> None:
+    first = token_classes(grammar_tokenizer, [grammar_tokenizer.eos_token_id])
+    assert token_classes(grammar_tokenizer, [grammar_tokenizer.eos_token_id]) is first
+    assert first.digits and first.open_spaced is not None and first.eos == [grammar_tokenizer.eos_token_id]

@@ -1,0 +1,175 @@
+"""The local summarizer on causal chat LMs built in the test: the cited-list format while streaming, the
+support check end to end (a tiny model trained to say exactly what we want), stopping, and the two-stage
+default (draft first, then the model's bullets) through the digest pipeline."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from digest_helpers import sample_thread, tiny_chat_lm
+
+from tldrlab.config import get_settings
+from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.ingest import ingest_threads
+from tldrlab.digest.local_model import load_local_model
+from tldrlab.digest.pipeline import DigestOptions, digest_events
+from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
+from tldrlab.digest.summarizers.base import Notice, SummaryEvent
+from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import ConfigError
+from tldrlab.store.base import SentenceStore
+
+LINE = re.compile(r"^- \S.* (\[\d+\])+$")
+
+
+def context_for(store: SentenceStore, embedder: Embedder, max_bullets: int = 3) -> SummaryContext:
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    highlights = thread_highlights(store, thread.id, HighlightOptions(k=6), embedder=embedder)
+    return SummaryContext(thread=thread, highlights=highlights, embedder=embedder, max_bullets=max_bullets)
+
+
+def split(events: list[SummaryEvent]) -> tuple[str, list[Notice], list[Bullet]]:
+    text = "".join(e for e in events if isinstance(e, str))
+    notices = [e for e in events if isinstance(e, Notice)]
+    bullets = events[-1]
+    assert isinstance(bullets, list)
+    return text, notices, bullets
+
+
+def test_random_chat_lm_writes_only_cited_bullets(
+    store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path
+) -> None:
+    context = context_for(store, embedder)
+    params = {"model_path": str(tiny_chat_dir), "max_new_tokens": 120, "unsupported": "mark", "max_words": 8}
+    events = list(build_summarizer("local", params).stream(context))
+    text, _, bullets = split(events)
+    assert sum(isinstance(e, str) for e in events) >= 3  # streamed in pieces
+    lines = [line for line in text.split("\n") if line.strip()]
+    assert lines and all(LINE.match(line) for line in lines), text  # random weights, still the format
+    assert 1 <= len(bullets) <= context.max_bullets
+    ids = {h.id for h in context.highlights}
+    assert all(b.citations and set(b.citations) <= ids and b.supported is not None for b in bullets)
+
+    sampled = dict(params, do_sample=True, seed=3)
+    text_a, _, _ = split(list(build_summarizer("local", sampled).stream(context)))
+    text_b, _, _ = split(list(build_summarizer("local", sampled).stream(context)))
+    assert text_a == text_b and all(LINE.match(x) for x in text_a.split("\n") if x.strip())
+
+
+def test_the_list_stops_at_max_bullets_and_on_the_stop_flag(
+    store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path
+) -> None:
+    context = context_for(store, embedder, max_bullets=2)
+    params = {"model_path": str(tiny_chat_dir), "max_new_tokens": 400, "unsupported": "mark", "max_words": 5}
+    text, _, _ = split(list(build_summarizer("local", params).stream(context)))
+    assert len(text.strip().splitlines()) <= 2  # stopped after the second bullet, far below 400 tokens
+
+    stopping = SummaryContext(context.thread, context.highlights, embedder, 20, threading.Event())
+    seen = []
+    for event in build_summarizer("local", params).stream(stopping):
+        seen.append(event)
+        stopping.stop.set()  # the client went away after the first chunk
+    assert len(seen) <= 2 and all(isinstance(e, str) for e in seen)  # no bullets after a stop
+
+
+def memorized_model(tmp_path: Path, context: SummaryContext, answer: str) -> Path:
+    """A tiny chat LM trained on the exact prompt the summarizer builds for `context`, answering `answer`."""
+    from transformers import AutoTokenizer
+
+    scratch = tiny_chat_lm(tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(scratch)
+    prompt = render_chat(tokenizer, chat_messages(context))
+    return tiny_chat_lm(tmp_path / "memorized", memorize=[prompt + answer + "<|im_end|>"], steps=80)
+
+
+def test_unsupported_bullets_are_dropped_or_marked(
+    store: SentenceStore, embedder: Embedder, tmp_path: Path
+) -> None:
+    context = context_for(store, embedder)
+    texts = [h.text for h in context.highlights]
+    ales = texts.index(next(t for t in texts if t.startswith("Serve ales"))) + 1
+    other = 1 if ales != 1 else 2
+    answer = f"- Serve ales warmer than lagers [{ales}]\n- My cat sleeps on the keyboard [{other}]\n"
+    model = memorized_model(tmp_path, context, answer)
+    text, notices, bullets = split(
+        list(build_summarizer("local", {"model_path": str(model)}).stream(context))
+    )
+    assert text == answer  # the tiny model learned its answer; the grammar let it through unchanged
+    assert [(b.text, b.citations, b.supported) for b in bullets] == [
+        ("Serve ales warmer than lagers", [context.highlights[ales - 1].id], True)
+    ]
+    assert [n.text for n in notices] == [
+        "1 of 2 generated bullet(s) dropped: the sentences they cite do not support them"
+    ]
+    marking = build_summarizer("local", {"model_path": str(model), "unsupported": "mark"})
+    _, notices, bullets = split(list(marking.stream(context)))
+    assert [b.supported for b in bullets] == [True, False] and "marked unsupported" in notices[0].text
+
+
+def test_free_decoding_reports_numbers_that_do_not_exist(
+    store: SentenceStore, embedder: Embedder, tmp_path: Path
+) -> None:
+    context = context_for(store, embedder)
+    answer = "- Serve ales warmer than lagers [42]\n"
+    model = memorized_model(tmp_path, context, answer)
+    free = build_summarizer("local", {"model_path": str(model), "constrained": False})
+    text, notices, bullets = split(list(free.stream(context)))
+    assert text == answer
+    assert "cited sentence numbers that do not exist" in notices[0].text
+    assert len(bullets) == 1 and bullets[0].citations[0].startswith(
+        "p2:"
+    )  # re-cited by similarity, supported
+    constrained = build_summarizer("local", {"model_path": str(model)})
+    text, _, _ = split(list(constrained.stream(context)))
+    assert re.fullmatch(rf"- Serve ales warmer than lagers \[[1-{len(context.highlights)}]\]\n?", text), text
+
+
+def test_two_stage_default_shows_the_draft_then_the_models_bullets(
+    store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(tiny_chat_dir))
+    get_settings.cache_clear()
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    options = DigestOptions(
+        k=5, max_bullets=3, use_cache=False, params={"unsupported": "mark", "max_words": 6}
+    )
+    assert options.summarizer == "two_stage"
+    events = list(digest_events(store, thread.id, options, embedder=embedder))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "draft" and kinds[-1] == "digest" and kinds.count("token") >= 3
+    draft = events[0]
+    assert draft.bullets and draft.highlights and len(draft.bullets) == 3
+    digest = events[-1].digest
+    assert digest is not None and digest.draft == draft.bullets and digest.bullets
+    assert digest.bullets != digest.draft  # the model's bullets, not the key sentences
+    assert all(b.supported is not None for b in digest.bullets)
+    assert digest.text == "".join(e.text for e in events if e.kind == "token")
+
+
+def test_bad_local_parameters_are_config_errors(tiny_chat_dir: Path) -> None:
+    for bad in (
+        {"unsupported": "hide"},
+        {"support_measure": "vibes"},
+        {"cite_order": "middle"},
+        {"quantize": "int3"},
+    ):
+        with pytest.raises(ConfigError):
+            build_summarizer("local", {"model_path": str(tiny_chat_dir), **bad})
+    with pytest.raises(ConfigError, match="bad local summarizer parameter"):
+        build_summarizer("local", {"model_path": str(tiny_chat_dir), "max_new_tokens": "many"})
+
+
+def test_int8_fast_path_quantizes_the_blocks_not_the_head(tiny_chat_dir: Path) -> None:
+    import torch
+
+    loaded = load_local_model(str(tiny_chat_dir), "int8")
+    modules = dict(loaded.model.named_modules())
+    assert isinstance(loaded.model.get_output_embeddings(), torch.nn.Linear)
+    assert type(modules["model.layers.0.self_attn.q_proj"]).__name__ == "Linear"
+    assert type(modules["model.layers.0.self_attn.q_proj"]).__module__.startswith("torch.ao.nn.quantized")

@@ -1,0 +1,102 @@
+"""The digest page with a language model configured (headless Chromium, real uvicorn): the key sentences
+show at once, then the model's bullets, whose citation links jump to the sentence they cite.
+
+The model is a tiny chat LM trained in the test to answer this thread's exact prompt with one bullet, so the
+page shows a known, supported, cited bullet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from digest_helpers import tiny_chat_lm
+
+from netutil import serve_app
+from tldrlab.config import get_settings
+from tldrlab.data.threads import Thread
+from tldrlab.digest.highlights import Highlight
+from tldrlab.digest.summarizers import SummaryContext
+from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.service.app import create_app
+
+THREAD = {
+    "id": "cans-1",
+    "title": "Bottle or can?",
+    "posts": [
+        {
+            "id": "a",
+            "number": 1,
+            "kind": "question",
+            "text": "Does beer taste better from a bottle or a can?",
+        },
+        {
+            "id": "b",
+            "number": 2,
+            "kind": "answer",
+            "score": 4,
+            "text": "Cans keep light out completely, so the hops stay fresh. Bottles let some light in.",
+        },
+        {
+            "id": "c",
+            "number": 3,
+            "kind": "answer",
+            "text": "Pour it into a glass and you will not taste the difference.",
+        },
+    ],
+}
+BULLET = "Cans keep light out, so the hops stay fresh"
+
+
+@pytest.mark.slow
+def test_page_shows_the_models_cited_bullets(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import AutoTokenizer
+
+    with serve_app(create_app()) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.post("/threads", json=THREAD).status_code == 201
+            found = client.get(f"/threads/{THREAD['id']}/highlights", params={"k": 8}).json()["highlights"]
+        highlights = [Highlight.model_validate(h) for h in found]
+        number = next(i for i, h in enumerate(highlights, start=1) if h.text.startswith("Cans keep"))
+        context = SummaryContext(thread=Thread.model_validate(THREAD), highlights=highlights, max_bullets=5)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_chat_lm(tmp_path / "tok"))
+        answer = f"- {BULLET} [{number}]\n"
+        transcript = render_chat(tokenizer, chat_messages(context)) + answer + "<|im_end|>"
+        model = tiny_chat_lm(tmp_path / "lm", memorize=[transcript], steps=80)
+        monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(model))  # the default digest's model, read per request
+        get_settings.cache_clear()
+
+        page = browser.new_page(viewport={"width": 1280, "height": 420})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(url + "/")
+            page.wait_for_selector(f"#thread-select option[value='{THREAD['id']}']", state="attached")
+            assert page.eval_on_selector("#summarizer-select", "s => s.value") == "two_stage"
+            page.select_option("#thread-select", THREAD["id"])
+            page.click("#digest-button")
+            page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+            # the draft (key sentences) came first and stays one click away
+            assert page.locator("#draft-bullets li").count() == len(highlights) == 4
+            assert page.locator("#draft").get_attribute("hidden") is None
+            # the model's bullet, cited, with a link to the sentence it cites
+            bullets = page.locator("#bullets li")
+            assert bullets.count() == 1 and bullets.first.inner_text().startswith(BULLET)
+            assert page.locator("#notices li").count() == 0
+            citation = bullets.first.locator("a.cite")
+            assert citation.inner_text() == f"[{number}]"
+            target = citation.get_attribute("data-hid")
+            assert target == highlights[number - 1].id
+            page.evaluate("window.scrollTo(0, 0)")
+            citation.click()
+            selector = f"mark.hl[data-hid='{target}']"
+            page.wait_for_function(
+                "(sel) => document.querySelector(sel).classList.contains('flash')", arg=selector, timeout=5000
+            )
+            assert page.locator(selector).inner_text() == highlights[number - 1].text
+            assert not errors, errors
+        finally:
+            page.close()
