@@ -11,8 +11,8 @@ shares are reported on `report`, so the reported figures were not used to pick t
 For each thread: highlights (k=8, the digest default), then the `local` summarizer (default: the bundled
 model) with every bullet kept (`unsupported=mark`, threshold 0). Per bullet, as the model wrote it (repeats
 removed, at most max_bullets): the numbers it cites, which of them do not exist, and the support of each
-cited sentence by both measures (MiniLM cosine, content-word overlap). Timing per thread: first token,
-total, tokens generated.
+cited sentence (and of every key sentence, to see whether the cited one is the best) by both measures
+(MiniLM cosine, content-word overlap). Timing per thread: first token, total, tokens generated.
 
 A bullet is *valid* when the model cited at least one number and every number it cited exists; it is
 *supported* (for a measure and threshold) when it is valid and at least one cited sentence reaches the
@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> None:
             cited = [CitedBullet(c.text, c.cited) for c in candidates]
             cosine = support_scores(cited, highlights, measure="cosine", embedder=embedder)
             overlap = support_scores(cited, highlights, measure="overlap")
+            every = [CitedBullet(c.text, list(range(len(highlights)))) for c in candidates]
+            all_cosine = support_scores(every, highlights, measure="cosine", embedder=embedder)
+            all_overlap = support_scores(every, highlights, measure="overlap")
             tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
             record = {
                 "thread_id": thread.id,
@@ -114,8 +117,18 @@ def run(args: argparse.Namespace) -> None:
                 "highlights": [h.text for h in highlights],
                 "text": text,
                 "bullets": [
-                    {"text": c.text, "cited": c.cited, "invalid": c.invalid, "cosine": cs, "overlap": ov}
-                    for c, cs, ov in zip(candidates, cosine, overlap, strict=True)
+                    {
+                        "text": c.text,
+                        "cited": c.cited,
+                        "invalid": c.invalid,
+                        "cosine": cs,
+                        "overlap": ov,
+                        "all_cosine": [round(x, 4) for x in acs],
+                        "all_overlap": [round(x, 4) for x in aov],
+                    }
+                    for c, cs, ov, acs, aov in zip(
+                        candidates, cosine, overlap, all_cosine, all_overlap, strict=True
+                    )
                 ],
                 "first_token_s": first,
                 "total_s": total,

@@ -50,8 +50,8 @@ class Settings(BaseSettings):
 
     digest_model: str = "smollm2"
     """Language model of the default (two-stage) digest: any model reference (`smollm2`, the bundled
-    SmolLM2-135M-Instruct, when installed; an installed name, a run id, a directory or `.gguf` file), or `none`
-    (extractive only)."""
+    SmolLM2-135M-Instruct, when installed; an installed name, a run id, a directory or `.gguf` file), or
+    `none` (extractive only)."""
 
     api_key: SecretStr | None = None
     """When set, every API request except health checks must send it as `X-Api-Key`."""

@@ -44,13 +44,14 @@ def test_citation_parsing_edge_cases(text: str, cited: list[int], invalid: list[
 
 
 def test_candidate_bullets_drop_repeats_and_cap() -> None:
-    text = "- Ales warm [1]\n- ales  WARM [2]\n- Lagers cold [9]\n- Glass [3]\n- Extra [4]\n"
+    text = "- Ales warm [1]\n- ales  WARM [2]\n- Lagers cold [9]\n- Glass [3]\n- Extra [4]\n- Cut [1"
     found = candidate_bullets(text, 5, max_bullets=3)
     assert [(c.text, c.cited, c.invalid) for c in found] == [
         ("Ales warm", [0], []),
         ("Lagers cold", [], [9]),
         ("Glass", [2], []),
     ]
+    assert [c.text for c in candidate_bullets(text, 5, max_bullets=10)][-1] == "Cut"  # "[1" cut off
 
 
 def highlights_of(texts: list[str]) -> list[Highlight]:

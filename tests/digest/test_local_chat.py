@@ -173,3 +173,16 @@ def test_int8_fast_path_quantizes_the_blocks_not_the_head(tiny_chat_dir: Path) -
     assert isinstance(loaded.model.get_output_embeddings(), torch.nn.Linear)
     assert type(modules["model.layers.0.self_attn.q_proj"]).__name__ == "Linear"
     assert type(modules["model.layers.0.self_attn.q_proj"]).__module__.startswith("torch.ao.nn.quantized")
+
+
+def test_api_params_of_the_default_two_stage_are_bounded_like_local_ones() -> None:
+    from tldrlab.errors import InvalidInputError
+    from tldrlab.service.confine import confine_summarizer_params
+
+    settings = get_settings()
+    with pytest.raises(InvalidInputError, match="max_new_tokens"):
+        confine_summarizer_params("two_stage", {"max_new_tokens": 10**9}, settings)
+    kept = confine_summarizer_params("two_stage", {"max_new_tokens": 64, "unsupported": "mark"}, settings)
+    assert kept == {"max_new_tokens": 64, "unsupported": "mark"}
+    with pytest.raises(ConfigError, match="max_input_tokens"):
+        build_summarizer("local", {"model_path": "smollm2", "max_input_tokens": 10**6})

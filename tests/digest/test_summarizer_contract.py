@@ -1,4 +1,5 @@
-"""The summarizer contract: every entry of SUMMARIZERS streams, then returns bullets citing the highlights.
+"""The summarizer contract: every entry of SUMMARIZERS streams (text, and optionally a draft and notices),
+then returns bullets citing the highlights.
 
 A new summarizer gets a line in SETTINGS (the parameters that make it run here, on real components); the
 test fails for an entry without one.
@@ -17,6 +18,7 @@ from digest_helpers import FakeChat, fake_openai_server, sample_thread
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.summarizers import SUMMARIZERS, Bullet, SummaryContext, build_summarizer
+from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceStore
 
@@ -54,7 +56,7 @@ def test_summarizer_returns_cited_bullets(
     with ExitStack() as stack:
         params = stack.enter_context(SETTINGS[name](tiny_t5_dir))
         for event in build_summarizer(name, params).stream(context):
-            assert isinstance(event, str | list)
+            assert isinstance(event, str | list | Draft | Notice)
             if isinstance(event, list):
                 bullets = event
     assert bullets and all(b.text.strip() for b in bullets)

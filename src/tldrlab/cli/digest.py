@@ -117,7 +117,9 @@ def run_digest(
         digest = _stream_until_digest(itertools.chain([first], events))
         numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
         if digest.draft:
-            console.print("[bold]written by the local language model[/] [dim](numbers cite the highlights)[/]")
+            console.print(
+                "[bold]written by the local language model[/] [dim](numbers cite the highlights)[/]"
+            )
         print_bullets(digest.bullets, numbers)
         if not digest.bullets:
             console.print("[yellow]no bullets[/] (the summarizer produced no text)")

