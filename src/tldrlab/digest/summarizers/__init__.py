@@ -1,9 +1,10 @@
 """Summarizer registry: name -> builder(params) -> Summarizer. Add one by adding a module and a line here.
 
-- `extractive` (default): the top highlights as bullets, no model.
-- `local`: a seq2seq checkpoint directory (tldrlab-trained or any HF summarization model); `model_path`.
+- `two_stage` (default): a cheap `draft` (extractive) shown at once, then a `final` one (the local LM by
+  default) writes the cited bullets; extractive with a notice when no model is installed.
+- `extractive`: the top highlights as bullets, no model.
+- `local`: a local model (any model reference): a causal chat LM writing cited bullets, or a seq2seq one.
 - `openai`: any OpenAI-compatible chat endpoint; base URL and key from the environment.
-- `two_stage`: a cheap `draft` summarizer streams, a `final` one consolidates into the bullets.
 """
 
 from __future__ import annotations
