@@ -47,7 +47,8 @@ class ConfigError(InvalidInputError):
 
 class InvalidConfigError(ConfigError):
     """A run config does not validate against its kind's config class (answered at submit, before a run
-    exists)."""
+    exists); `details["errors"]`, when set, lists each problem as `{"loc": [...field path...], "msg": ...}`
+    (the API answers them as `errors` with the 422)."""
 
     http_status = 422
 
@@ -58,6 +59,13 @@ class PathNotAllowedError(InvalidInputError):
 
     code = "path_not_allowed"
     http_status = 403
+
+
+class UnknownKindError(InvalidInputError):
+    """A run kind that is not registered (the message lists the known ones)."""
+
+    code = "unknown_kind"
+    http_status = 422
 
 
 class NotFoundError(TldrlabError):

@@ -74,8 +74,8 @@ def test_resume_continues_to_the_same_losses(elm_data: Path, elm_tokenizer: Path
         run_elm_training(run, config, hooks=StopAfter(3))
     preempt.reset()
     assert open_registry().get(record.id).status.value == "queued"
-    # the resumed half runs as a queued job would (tldrlab.jobs: run kind elm_train)
-    from tldrlab.jobs import execute
+    # the resumed half runs as a queued job would (tldrlab.launch.execute: run kind elm_train)
+    from tldrlab.launch import execute
 
     execute(record.id)
     run_dir = Path(open_registry().get(record.id).run_dir)

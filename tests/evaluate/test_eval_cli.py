@@ -63,7 +63,7 @@ def test_seq2seq_eval_of_a_run_writes_eval_and_samples(data: dict[str, Path]) ->
         len(samples) == 5 and samples[0]["reference"] == first["summary"] and samples[0]["id"] == first["id"]
     )
     # The evaluation is itself a run whose parent is the evaluated one; seeded greedy output repeats.
-    (eval_run,) = open_registry().list(kind="eval")
+    (eval_run,) = open_registry().list(kind="evaluate")
     assert eval_run.parent_id == record.id and eval_run.status.value == "completed"
     again = evaluate_target(record.id, max_samples=5, generation={"temperature": 0, "max_new_tokens": 8})
     assert again["metrics"]["rouge1"] == metrics["rouge1"]

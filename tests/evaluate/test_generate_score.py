@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tldrlab.errors import InvalidInputError
-from tldrlab.evaluate import GenerateOptions, generate, score_text
-from tldrlab.evaluate.generate import apply_stop, filter_logits
+from tldrlab.evaluate import GenerateOptions, score_text
+from tldrlab.evaluate.generate import apply_stop, filter_logits, generate
 from tldrlab.models import build_model
 
 TINY: dict[str, dict[str, Any]] = {

@@ -137,10 +137,11 @@ def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Pa
 
 
 def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_sequences: Path) -> None:
-    from tldrlab.jobs import RUN_KINDS, execute
+    from tldrlab.kinds import KINDS
+    from tldrlab.launch import execute
     from tldrlab.runs import create_run, open_registry
 
-    assert RUN_KINDS["lvm_train"] == "tldrlab.lvm.training:lvm_train_job"
+    assert KINDS["lvm_train"].execute == "tldrlab.lvm.training:lvm_train_job"
     config = LVMTrainJobConfig.model_validate(
         {
             "sequences": str(rotating_sequences),

@@ -63,17 +63,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
-def flaky_job(run: Any) -> Any:
+def flaky_job(run: Any, config: Any) -> Any:
     """Fails like a Redis hiccup on its first attempt, then trains for real (the smoke job)."""
     from tldrlab.errors import ServiceUnavailableError
-    from tldrlab.service.smoke import smoke_job
+    from tldrlab.train.smoke import smoke_job
 
     if run.record.attempts == 1:
         raise ServiceUnavailableError("the feature store did not answer")
-    return smoke_job(run)
+    return smoke_job(run, config)
 
 
-def broken_job(run: Any) -> Any:
+def broken_job(run: Any, config: Any) -> Any:
     """A bug: fatal, never retried."""
     raise ZeroDivisionError("division by zero in a job")
 

@@ -76,7 +76,8 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
         "request_id": "req-123",
     }
     unknown = client.post("/runs", json={"kind": "rm -rf", "config": {}})
-    assert unknown.status_code == 400 and "unknown run kind" in unknown.json()["message"]
+    assert unknown.status_code == 422 and "unknown run kind" in unknown.json()["message"]
+    assert unknown.json()["code"] == "unknown_kind" and "smoke" in unknown.json()["message"]
     invalid = client.post("/runs/train", json={"cfg": {}})
     assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_input"
     not_json = client.post("/runs", content=b"{nope", headers={"content-type": "application/json"})

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from svc_helpers import metrics, record, start_worker, stop, wait_for
 
 from netutil import free_port, start_redis
-from tldrlab import jobs
+from tldrlab import launch
 from tldrlab.config import get_settings
 from tldrlab.runs import RunStatus, create_run
 from tldrlab.runs.atomic import read_jsonl
@@ -40,7 +40,7 @@ def _use_queue(kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
 
 def _reference_losses() -> list[float]:
     run_id = create_run("smoke", CONFIG).id
-    jobs.execute(run_id)
+    launch.execute(run_id)
     return [m["loss"] for m in metrics(run_id)]
 
 
@@ -185,7 +185,7 @@ def test_kill_9_during_a_real_training_resumes_exactly(
     assert record(run_id).status == RunStatus.COMPLETED, record(run_id).message
     resumed = losses(run_id)
     reference_id = create_run("train", config).id
-    jobs.execute(reference_id)
+    launch.execute(reference_id)
     reference = losses(reference_id)
     assert sorted(resumed) == list(range(1, 41))
     assert [resumed[s] for s in sorted(resumed)] == pytest.approx(

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from svc_helpers import metrics, record, wait_for
 
-from tldrlab import jobs
 from tldrlab.config import get_settings
+from tldrlab.kinds import KINDS, RunKind
 from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.events import MemoryBus, RunEvent
 from tldrlab.service.worker import Worker, WorkerConfig, build_worker, claim_run, reconcile
+from tldrlab.train.smoke import SmokeConfig
 
 FAST = WorkerConfig(burst=True, heartbeat_s=0.1, poll_s=0.05, backoff_base_s=0.2, stale_after_s=1.0)
 
@@ -73,7 +74,7 @@ def test_claim_is_compare_and_set() -> None:
 
 
 def test_transient_failure_retries_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(jobs.RUN_KINDS, "flaky", "svc_helpers:flaky_job")
+    monkeypatch.setitem(KINDS, "flaky", RunKind("flaky", SmokeConfig, "svc_helpers:flaky_job", "test"))
     run_id = _submit("flaky", steps=5)
     worker = build_worker(config=FAST)
     assert worker.handle(run_id) == "retrying"
@@ -87,14 +88,14 @@ def test_transient_failure_retries_with_backoff(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_user_input_and_fatal_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(jobs.RUN_KINDS, "broken", "svc_helpers:broken_job")
+    monkeypatch.setitem(KINDS, "broken", RunKind("broken", SmokeConfig, "svc_helpers:broken_job", "test"))
     bad_config = _submit(steps="many")
     broken = _submit("broken")
     worker = build_worker(config=FAST)
     assert worker.handle(bad_config) == "failed:user_input"
     assert worker.handle(broken) == "failed:fatal"
     bad, bug = record(bad_config), record(broken)
-    assert bad.status == RunStatus.FAILED and bad.error_code == "invalid_input"
+    assert bad.status == RunStatus.FAILED and bad.error_code == "invalid_config"
     assert "invalid smoke config" in (bad.message or "") and bad.tags["failure_class"] == "user_input"
     assert bug.status == RunStatus.FAILED and bug.error_code == "internal_error"
     assert bug.tags["failure_class"] == "fatal" and "ZeroDivisionError" in (bug.message or "")

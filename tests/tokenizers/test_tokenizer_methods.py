@@ -12,6 +12,7 @@ from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.runs import open_registry, start_run
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.tokenizers import TOKENIZERS, holdout_stats, load_tokenizer, train_tokenizer
+from tldrlab.tokenizers.config import TokenizerJobConfig
 from tldrlab.tokenizers.corpus import load_corpus
 from tldrlab.tokenizers.job import tokenizer_job
 
@@ -181,7 +182,7 @@ def test_bad_inputs_raise_clear_errors(corpus: Path, tmp_path: Path) -> None:
 def test_tokenizer_job_trains_into_the_run_dir(corpus: Path) -> None:
     config = {"method": "char", "vocab_size": 80, "corpus": [str(corpus)], "holdout": 0.1}
     with start_run("tokenizer", config) as run:
-        manifest = tokenizer_job(run)
+        manifest = tokenizer_job(run, TokenizerJobConfig.model_validate(config))
     record = open_registry().get(run.id)
     assert record.status.value == "completed"
     assert record.metrics["vocab_size"] == manifest["actual_vocab_size"]

@@ -31,7 +31,8 @@ def shakespeare(shared_data: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_char_lstm_job_learns_and_saves_a_loadable_model(shakespeare: Path) -> None:
-    from tldrlab.evaluate import GenerateOptions, generate
+    from tldrlab.evaluate import GenerateOptions
+    from tldrlab.evaluate.generate import generate
     from tldrlab.models import load_model
 
     job = parse_job_config(
@@ -48,7 +49,7 @@ def test_char_lstm_job_learns_and_saves_a_loadable_model(shakespeare: Path) -> N
     from tldrlab.runs.run import execute_run
 
     with execute_run(run_id) as run:
-        out = train_job(run)
+        out = train_job(run, job)
     evals = [r["eval_perplexity"] for r in run.metrics() if "eval_perplexity" in r]
     assert len(evals) == 4 and evals == sorted(evals, reverse=True) and evals[-1] < evals[0] * 0.85, evals
     model, tokenizer, name = load_model(run.dir / "model")

@@ -42,15 +42,25 @@ def ingest_command(
 
     Example: tldrlab ingest ../shared/data/stackexchange_beer/Posts.xml
     """
-    from tldrlab.digest.ingest import ingest_path
+    from tldrlab.errors import NotFoundError
+    from tldrlab.launch import launch_run
 
-    stats, run_id = ingest_path(
-        path, format=format, embedder_name=embedder, batch_size=batch_size, skip_invalid=skip_invalid
-    )
+    if not path.exists():  # before a run is created for nothing
+        raise NotFoundError(f"no such file or directory: {path}")
+    config = {
+        "path": str(path.resolve()),
+        "format": format,
+        "embedder": embedder,
+        "batch_size": batch_size,
+        "skip_invalid": skip_invalid,
+    }
+    launched = launch_run("ingest", config)
+    stats = launched.result or {}
     console.print(
-        f"ingested {stats.threads} thread(s), {stats.posts} posts: {stats.embedded} embedded "
-        f"({stats.sentences} sentences, {stats.sentences_per_s:.0f}/s), {stats.skipped_unchanged} unchanged, "
-        f"{stats.removed_posts} removed  [dim]run {run_id}[/]"
+        f"ingested {stats['threads']} thread(s), {stats['posts']} posts: {stats['embedded']} embedded "
+        f"({stats['sentences']} sentences, {stats['sentences_per_s']:.0f}/s), "
+        f"{stats['skipped_unchanged']} unchanged, {stats['removed_posts']} removed  "
+        f"[dim]run {launched.record.id}[/]"
     )
 
 

@@ -21,7 +21,7 @@ def generate_options(**settings: object) -> Any:
     from pydantic import ValidationError
 
     from tldrlab.errors import InvalidInputError
-    from tldrlab.evaluate.generate import GenerateOptions
+    from tldrlab.evaluate.config import GenerateOptions
 
     try:
         return GenerateOptions.model_validate(settings)

@@ -23,23 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tldrlab.errors import ConfigError
+from tldrlab.lvm.config import default_index, default_sequences
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
 console = Console()
-
-
-def _lvm_home() -> Path:
-    from tldrlab.config import get_settings
-
-    return get_settings().home / "lvm"
-
-
-def _default_index() -> Path:
-    return _lvm_home() / "index"
-
-
-def _default_sequences() -> Path:
-    return _lvm_home() / "sequences.npz"
 
 
 @lvm_app.command("ingest")
@@ -60,8 +47,8 @@ def ingest(
 
     Example: tldrlab lvm ingest enwiki.jsonl --chunking semantic --domain encyclopedia
     """
-    from tldrlab.lvm.ingest import IngestConfig, ingest_articles
-    from tldrlab.runs import start_run
+    from tldrlab.launch import launch_run
+    from tldrlab.lvm.config import IngestConfig
 
     config = IngestConfig(
         path=str(articles),
@@ -76,10 +63,10 @@ def ingest(
         limit=limit,
         batch_size=batch_size,
     )
-    with start_run("lvm_ingest", config) as run:
-        metrics = ingest_articles(config, run)
+    launched = launch_run("lvm_ingest", config)
+    metrics = launched.result or {}
     console.print(
-        f"run {run.id}: {metrics['articles']} articles -> {metrics['concepts']} concepts "
+        f"run {launched.record.id}: {metrics['articles']} articles -> {metrics['concepts']} concepts "
         f"(source {metrics['source']}, {metrics['embedder']}, {metrics['dim']}-d) "
         f"in {metrics['wall_seconds']:.1f}s; "
         f"stage seconds {metrics['stage_seconds']}"
@@ -100,36 +87,23 @@ def index(
 
     Example: tldrlab lvm index --ivf-threshold 10000
     """
-    from tldrlab.lvm.index import build_index
-    from tldrlab.lvm.store import open_concept_store
-    from tldrlab.runs import start_run
+    from tldrlab.launch import launch_run
 
-    out = out or _default_index()
     config = {
         "source": source,
-        "out": str(out),
+        "store_url": db,
+        "out": str(out) if out else None,
         "ivf_threshold": ivf_threshold,
         "nlist": nlist,
         "nprobe": nprobe,
+        "seed": seed,
     }
-    with start_run("lvm_index", config, seed=seed) as run:
-        store = open_concept_store(db)
-        try:
-            table = store.load(source)
-        finally:
-            store.close()
-        built = build_index(
-            table.vectors,
-            table.ids,
-            ivf_threshold=ivf_threshold,
-            nlist=nlist,
-            nprobe=nprobe,
-            seed=seed,
-            extra_meta={"embedder": table.embedder, "source": source},
-        )
-        built.save(out)
-        run.set_summary(count=len(built), kind=built.kind)
-    console.print(f"run {run.id}: {built.kind} index of {len(built)} concepts ({built.dim}-d) -> {out}")
+    launched = launch_run("lvm_index", config)
+    built = launched.result or {}
+    console.print(
+        f"run {launched.record.id}: {built['kind']} index of {built['count']} concepts ({built['dim']}-d) "
+        f"-> {built['out']}"
+    )
 
 
 @lvm_app.command("tmd")
@@ -225,8 +199,8 @@ def sequences(
 
     Example: tldrlab lvm sequences --context 5 --seed 0 --test-source wikitext
     """
-    from tldrlab.lvm.sequences import SequencesConfig, sequences_from_store
-    from tldrlab.runs import start_run
+    from tldrlab.launch import launch_run
+    from tldrlab.lvm.sequences import SequencesConfig
 
     config = SequencesConfig(
         context=context,
@@ -237,22 +211,18 @@ def sequences(
         source=source,
         test_source=test_source,
         store_url=db,
-        out=str(out or _default_sequences()),
+        out=str(out or default_sequences()),
     )
-    with start_run("lvm_sequences", config, seed=seed) as run:
-        built = sequences_from_store(config, run)
-    line = f"run {run.id}: sequences {built.meta['sequences']} from articles {built.meta['articles']}"
-    duplicates = built.meta.get("cross_near_duplicates")
+    launched = launch_run("lvm_sequences", config)
+    built = launched.result or {}
+    line = f"run {launched.record.id}: sequences {built['sequences']} from articles {built['articles']}"
+    duplicates = built.get("cross_near_duplicates")
     if duplicates:
         line += (
             f"; {duplicates['concepts']} of {duplicates['of']} {test_source} concepts nearly repeat a "
             f"training-corpus concept (cosine >= {duplicates['cosine']})"
         )
     console.print(f"{line} -> {config.out}")
-
-
-SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
-"""Validation metrics `tldrlab lvm train --select` can pick the kept checkpoint by."""
 
 
 @lvm_app.command("train")
@@ -304,18 +274,15 @@ def train(
 
     Example: tldrlab lvm train --model mamba --loss cosine+infonce --steps 2000
     """
-    from tldrlab.lvm.training import LVMTrainJobConfig, default_train_config, train_lvm
-    from tldrlab.runs import execute_run, open_registry, start_run
+    from tldrlab.launch import launch_run
+    from tldrlab.lvm.config import SELECT_METRICS, LVMTrainJobConfig, default_train_config
 
     if select not in SELECT_METRICS:
         raise ConfigError(f"--select {select!r}: choose one of {', '.join(SELECT_METRICS)}")
 
     if resume:
-        registry = open_registry()
-        record = registry.find(resume)
-        with execute_run(record, registry=registry) as run:
-            summary = train_lvm(LVMTrainJobConfig(**run.config), run, resume=True)
-        console.print(f"run {run.id} resumed: {summary}")
+        launched = launch_run("lvm_train", {}, resume=resume)
+        console.print(f"run {launched.record.id} resumed: {launched.result}")
         return
     loop = default_train_config().model_copy(
         update={
@@ -336,7 +303,7 @@ def train(
     )
     config = LVMTrainJobConfig.model_validate(
         {
-            "sequences": str(sequences_path or _default_sequences()),
+            "sequences": str(sequences_path or default_sequences()),
             "model": model,
             "model_settings": {
                 "hidden": hidden,
@@ -362,46 +329,9 @@ def train(
             "train": loop.model_dump(),
         }
     )
-    with start_run("lvm_train", config, seed=seed) as run:
-        summary = train_lvm(config, run, resume=False)
-    console.print(f"run {run.id}: {model} trained: {summary} -> {run.dir / 'model'}")
-
-
-def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:
-    from safetensors.torch import load_model
-
-    from tldrlab.lvm.models import LVMConfig, build_lvm
-    from tldrlab.lvm.sequences import load_sequences
-
-    seqs = load_sequences(config["sequences"])
-    settings = {**config.get("model_settings", {}), "dim": seqs.dim, "context": seqs.context}
-    model = build_lvm(config["model"], LVMConfig(**settings))
-    load_model(model, str(run_dir / "checkpoints" / "best" / "model.safetensors"))
-    console.print(f"[yellow]{run_dir.name} has no final model: using its best checkpoint[/]")
-    return model.eval()
-
-
-def _load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
-    """A trained LVM from a run id, a run directory or a model directory; with its run config if known."""
-    from tldrlab.lvm.models import load_lvm
-    from tldrlab.lvm.training import MODEL_DIR
-    from tldrlab.runs import open_registry
-    from tldrlab.runs.run import MANIFEST, read_manifest
-
-    path = Path(run_ref)
-    if (path / "lvm_model.json").exists():  # a model directory
-        if (path.parent / MANIFEST).exists():
-            return path.parent.name, load_lvm(path), read_manifest(path.parent)["config"]
-        return str(path), load_lvm(path), {}
-    if (path / MANIFEST).exists():  # a run directory
-        run_id, run_dir, config = path.name, path, read_manifest(path)["config"]
-    else:
-        record = open_registry().find(run_ref)
-        run_id, run_dir, config = record.id, Path(record.run_dir), record.config
-    if not (run_dir / MODEL_DIR).exists() and (run_dir / "checkpoints" / "best").is_dir():
-        # a run cancelled or preempted before it saved model/: use its best evaluated checkpoint
-        return run_id, best_checkpoint_model(config, run_dir), config
-    return run_id, load_lvm(run_dir / MODEL_DIR), config
+    launched = launch_run("lvm_train", config)
+    run_dir = Path(launched.record.run_dir)
+    console.print(f"run {launched.record.id}: {model} trained: {launched.result} -> {run_dir / 'model'}")
 
 
 @lvm_app.command("evaluate")
@@ -425,69 +355,20 @@ def evaluate(
 
     Example: tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd lvm_train-20261121-0110-ef34gh
     """
-    import shutil
+    from tldrlab.launch import launch_run
 
-    from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
-    from tldrlab.lvm.sequences import load_sequences
-    from tldrlab.runs import start_run
-
-    loaded = [_load_run_model(ref) for ref in runs or []]
-    path = sequences_path
-    if path is None:
-        path = next((Path(c["sequences"]) for _, _, c in loaded if c.get("sequences")), _default_sequences())
-    seqs = load_sequences(path)
-    models: dict[str, Any] = {}
-    for run_id, model, run_config in loaded:
-        label = model.name
-        if run_config.get("loss"):
-            label += f" ({run_config['loss']}"
-            temperature = run_config.get("temperature", 0.05)
-            contrastive = "infonce" in run_config["loss"] or "corpus" in run_config["loss"]
-            label += f", T={temperature}" if contrastive and temperature != 0.05 else ""
-            label += f", group {run_config['group']}" if run_config.get("group", 1) > 1 else ""
-            skip = model.config.skip
-            skip += f" from decay {model.config.skip_decay}" if model.config.skip_decay != 1.0 else ""
-            label += f", skip {skip})" if skip != "mean" else ")"
-        if label in models:
-            label += f" {run_id[-6:]}"
-        models[label] = model
     chosen = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
-    splits = [split] if split else [name for name in ("test", "cross") if name in seqs.split_names()]
-    if not splits:
-        raise ConfigError(f"{path} has no test or cross split to score; pass --split")
     config = {
-        "runs": [r for r, _, _ in loaded],
-        "sequences": str(path),
-        "splits": splits,
+        "runs": list(runs or []),
+        "sequences": str(sequences_path) if sequences_path else None,
+        "split": split,
         "baselines": chosen,
+        "out": str(out) if out else None,
     }
-    with start_run("lvm_evaluate", config) as run:
-        reports = []
-        for name in splits:
-            results = evaluate_methods(seqs, models, split=name, baselines=chosen)
-            outcome = verdict(results)
-            meta = {"sequences": str(path), "split": name, "runs": config["runs"]}
-            paths = write_report(results, run.dir, meta, outcome, stem=report_stem(name))
-            for p in paths.values():
-                run.add_artifact(p, kind="evaluation")
-            prefix = "" if name == "test" else f"{name}_"
-            run.set_summary(
-                **{f"{prefix}goal_met": outcome["goal_met"]},
-                **{
-                    f"{prefix}{r.name}_{m}": v
-                    for r in results
-                    for m, v in r.metrics.items()
-                    if m in ("cosine", "top1_excl")
-                },
-            )
-            reports.append((name, results, outcome, paths))
-    for name, results, outcome, paths in reports:
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            for p in paths.values():
-                shutil.copy(p, out / p.name)
-        _print_results(name, len(seqs.split_arrays(name)), results, outcome)
-    console.print(f"run {run.id}: report in {run.dir}")
+    launched = launch_run("lvm_evaluate", config)
+    for report in (launched.result or {})["reports"]:
+        _print_results(report["split"], report["sequences"], report["results"], report["verdict"])
+    console.print(f"run {launched.record.id}: report in {launched.record.run_dir}")
 
 
 def _print_results(split: str, count: int, results: list[Any], outcome: dict[str, Any]) -> None:
@@ -506,10 +387,10 @@ def _print_results(split: str, count: int, results: list[Any], outcome: dict[str
         title=f"{what} split, {count} sequences",
     )
     for r in results:
-        m = r.metrics
+        m = r["metrics"]
         table.add_row(
-            r.name,
-            r.kind,
+            r["name"],
+            r["kind"],
             f"{m['mse']:.5f}",
             f"{m['cosine']:.4f}",
             f"{m['top1']:.4f}",
@@ -542,10 +423,11 @@ def decode(
     from tldrlab.lvm.decode import vec2text_decode
     from tldrlab.lvm.generate import generate_next
     from tldrlab.lvm.index import load_index
+    from tldrlab.lvm.jobs import load_run_model
     from tldrlab.lvm.store import open_concept_store
 
-    _, model, _ = _load_run_model(run_ref)
-    concept_index = load_index(index_dir or _default_index())
+    _, model, _ = load_run_model(run_ref)
+    concept_index = load_index(index_dir or default_index())
     store = open_concept_store(db)
     try:
         window, truth = _context_window(model, store, concept_index, text, article, position)
@@ -617,14 +499,15 @@ def generate(
     from tldrlab.lvm.generate import Smoother
     from tldrlab.lvm.generate import generate as continue_text
     from tldrlab.lvm.index import load_index
+    from tldrlab.lvm.jobs import load_run_model
     from tldrlab.lvm.store import open_concept_store
 
-    run_id, model, run_config = _load_run_model(run_ref)
+    run_id, model, run_config = load_run_model(run_ref)
     smoother = Smoother(lm) if smooth else None
     if measure is not None:
         _measure_generation(run_id, model, run_config, smoother, measure, split, sequences_path, seed, k, db)
         return
-    concept_index = load_index(index_dir or _default_index())
+    concept_index = load_index(index_dir or default_index())
     store = open_concept_store(db)
     try:
         window, truth = _context_window(model, store, concept_index, text, article, position)
@@ -663,7 +546,7 @@ def _measure_generation(
     from tldrlab.runs import start_run
     from tldrlab.runs.atomic import atomic_write_json
 
-    path = sequences_path or Path(run_config.get("sequences") or _default_sequences())
+    path = sequences_path or Path(run_config.get("sequences") or default_sequences())
     seqs = load_sequences(path)
     windows = seqs.split_arrays(split).sample(count, seed)
     config = {

@@ -36,9 +36,8 @@ def train_command(
     from pydantic import ValidationError
 
     from tldrlab.errors import ConfigError, NotFoundError
-    from tldrlab.runs import start_run
+    from tldrlab.launch import launch_run
     from tldrlab.tokenizers.config import TokenizerConfig
-    from tldrlab.tokenizers.job import tokenizer_job
     from tldrlab.tokenizers.train import get_method
 
     # Check what can be checked before a run is created, so mistakes do not leave failed runs behind.
@@ -64,11 +63,10 @@ def train_command(
         **options,
         **({"out_dir": str(out.resolve())} if out else {}),
     }
-    with start_run("tokenizer", run_config, seed=seed) as run:
-        with console.status(f"training {method} tokenizer (vocab {vocab_size}) ...", spinner="dots"):
-            manifest = tokenizer_job(run)
-        out_dir = out or run.dir / "tokenizer"
-    _print_manifest(manifest, title=f"run {run.id}: {out_dir}")
+    with console.status(f"training {method} tokenizer (vocab {vocab_size}) ...", spinner="dots"):
+        launched = launch_run("tokenizer", run_config)
+    out_dir = out or Path(launched.record.run_dir) / "tokenizer"
+    _print_manifest(launched.result or {}, title=f"run {launched.record.id}: {out_dir}")
 
 
 def _print_manifest(manifest: dict[str, object], title: str) -> None:

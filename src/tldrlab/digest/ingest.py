@@ -17,6 +17,7 @@ import numpy as np
 
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
+from tldrlab.digest.config import ThreadIngestConfig
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
@@ -175,6 +176,24 @@ def load_threads(path: Path | str, format: str | None = None, *, skip_invalid: b
     return list(read_threads(path, format, skip_invalid=skip_invalid))
 
 
+def ingest_job(run: Any, config: ThreadIngestConfig) -> dict[str, Any]:
+    """Run kind `ingest`: read, split, embed and store the threads; the stats are the run's summary."""
+    from tldrlab.embed import get_embedder
+    from tldrlab.store import open_store
+
+    threads = load_threads(config.path, config.format, skip_invalid=config.skip_invalid)
+    run.log("read threads", threads=len(threads))
+    embedder = get_embedder(config.embedder)
+    store = open_store(dim=embedder.dim, embedder=embedder.name)
+    run.set_environment(embedder=embedder.name, store=type(store).__name__)
+    try:
+        stats = _ingest_with_progress(threads, store, embedder, config.batch_size, run, config.progress)
+    finally:
+        store.close()
+    run.set_summary(**stats.metrics())
+    return {**stats.metrics(), "thread_ids": stats.thread_ids}
+
+
 def ingest_path(
     path: Path | str,
     *,
@@ -185,31 +204,23 @@ def ingest_path(
     show_progress: bool = True,
 ) -> tuple[IngestStats, str]:
     """Ingest a file or directory of threads as an `ingest` run; returns the stats and the run id."""
-    from tldrlab.embed import get_embedder
     from tldrlab.errors import NotFoundError
     from tldrlab.runs import start_run
-    from tldrlab.store import open_store
 
     if not Path(path).exists():  # before a run is created for nothing
         raise NotFoundError(f"no such file or directory: {path}")
-    config = {
-        "path": str(Path(path).resolve()),
-        "format": format,
-        "embedder": embedder_name,
-        "batch_size": batch_size,
-    }
+    config = ThreadIngestConfig(
+        path=str(Path(path).resolve()),
+        format=format,
+        embedder=embedder_name,
+        batch_size=batch_size,
+        skip_invalid=skip_invalid,
+        progress=show_progress,
+    )
     with start_run("ingest", config) as run:
-        threads = load_threads(path, format, skip_invalid=skip_invalid)
-        run.log("read threads", threads=len(threads))
-        embedder = get_embedder(embedder_name)
-        store = open_store(dim=embedder.dim, embedder=embedder.name)
-        run.set_environment(embedder=embedder.name, store=type(store).__name__)
-        try:
-            stats = _ingest_with_progress(threads, store, embedder, batch_size, run, show_progress)
-        finally:
-            store.close()
-        run.set_summary(**stats.metrics())
-        return stats, run.id
+        result = ingest_job(run, config)
+    fields = {k: v for k, v in result.items() if k in IngestStats.__dataclass_fields__}
+    return IngestStats(**fields), run.id
 
 
 def _ingest_with_progress(

@@ -110,7 +110,8 @@ def compare_elm_t5(
 
     from tldrlab.elm.evaluate import predict_split, summary_quality
     from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
-    from tldrlab.evaluate import GenerateOptions, generate
+    from tldrlab.evaluate import GenerateOptions
+    from tldrlab.evaluate.generate import generate
     from tldrlab.models.registry import count_parameters
 
     data, out = Path(data), Path(out_dir)

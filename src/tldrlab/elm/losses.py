@@ -13,34 +13,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
-
-class LossConfig(BaseModel):
-    """Which losses are on and how much each counts."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    lm_weight: float = Field(default=1.0, ge=0)
-    """Weight of the LM cross-entropy on the target tokens."""
-
-    use_text_drift_loss: bool = True
-    """Add the text drift loss (summary representation should stay close to the document embedding)."""
-
-    text_drift_weight: float = Field(default=0.03, ge=0)
-    """Weight of the drift loss (seed default 0.03; BO range 0.01-0.1)."""
-
-    text_drift_target_similarity: float = Field(default=0.75, ge=-1, le=1)
-    """Cosine similarity below which the drift loss penalises (seed default 0.75; BO range 0.7-0.9)."""
-
-    use_contrastive_loss: bool = True
-    """Add the in-batch InfoNCE loss between summary representations and document embeddings."""
-
-    contrastive_weight: float = Field(default=0.01, ge=0)
-    """Weight of the contrastive loss (BO range 0.0-0.1)."""
-
-    contrastive_temperature: float = Field(default=0.07, gt=0)
-    """Softmax temperature of the contrastive logits."""
+from tldrlab.elm.config import LossConfig
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:

@@ -22,57 +22,19 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from tldrlab.elm.config import ElmModelConfig
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json
-from tldrlab.runs.paths import ModelRef
 
 CONFIG_FILE = "elm_config.json"
 ADAPTER_FILE = "adapter.safetensors"
 LM_SUBDIR = "lm"
-
-
-class ElmModelConfig(BaseModel):
-    """The adapter's shape and which LM it feeds."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    lm: Annotated[str, ModelRef(keep=("scratch",))] = "scratch"
-    """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging
-    Face causal LM name or path (offline: a local directory)."""
-
-    lm_size: str = "tiny"
-    """Named GPT-2 size when lm=scratch: tiny, mini, small, base."""
-
-    lm_settings: dict[str, Any] = Field(default_factory=dict)
-    """Extra tldrlab GPT-2 settings when lm=scratch (n_layer, dropout, n_positions, ...)."""
-
-    freeze_lm: bool = False
-    """Train only the adapter and heads (the LM's weights stay as loaded)."""
-
-    embedding_dim: int = Field(default=384, gt=0)
-    """Dimension of the document embeddings (384 for MiniLM); set from the data."""
-
-    num_prefix_tokens: int = Field(default=8, ge=1, le=256)
-    """N: soft prefix vectors the adapter produces per document."""
-
-    hidden_dim: int = Field(default=512, ge=1)
-    """Hidden width of the adapter MLP (seed: 2048-6144 for a 2560-d embedder and a 4B LM)."""
-
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    """Dropout inside the adapter MLP (BO range 0.0-0.3)."""
-
-    residual_scale: float = Field(default=0.1, ge=0.0)
-    """Scale of the MLP branch added to the direct linear projection (BO range 0.05-0.5)."""
-
-    gradient_checkpointing: bool = False
-    """Recompute the LM's activations in the backward pass (less memory, ~30% slower)."""
 
 
 class SummaryAdapter(nn.Module):

@@ -20,7 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tldrlab.elm.train import ElmTrainConfig, parse_elm_config
+from tldrlab.elm.config import ElmOptimizeConfig, ElmTrainConfig
+from tldrlab.elm.train import parse_elm_config
 from tldrlab.errors import InvalidInputError
 
 OBJECTIVE = "bertscore_composite"
@@ -134,8 +135,25 @@ def optimize_elm(
     quiet: bool = False,
     echo: Any = print,
 ) -> dict[str, Any]:
-    """Run (or resume) the study to `trials` finished trials; returns the best trial and the state counts."""
+    """Run (or resume) the study to `trials` finished trials as an `elm_optimize` run; returns the best
+    trial and the state counts."""
+    from tldrlab.elm.prepare import load_split
     from tldrlab.runs import start_run
+
+    if trials < 1 or jobs < 1:
+        raise InvalidInputError(f"--trials and --jobs must be >= 1; got {trials} and {jobs}")
+    load_split(base.data, "train")  # a missing or broken data directory fails before any study exists
+    config = ElmOptimizeConfig(
+        base=base, trials=trials, jobs=jobs, storage=storage, study=study_name, warmup=warmup, seed=seed,
+        hidden_dims=hidden_dims, quiet=quiet,
+    )  # fmt: skip
+    with start_run("elm_optimize", config, tags={"study": study_name}) as run:
+        return optimize_in_run(run, config, echo=echo)
+
+
+def optimize_in_run(run: Any, config: ElmOptimizeConfig, *, echo: Any = print) -> dict[str, Any]:
+    """The study's trials as children of `run` (kind `elm_optimize`); returns the best trial and counts."""
+    from tldrlab.elm.prepare import load_split
     from tldrlab.sweep.report import best_trial_summary
     from tldrlab.sweep.runner import (
         FINISHED,
@@ -148,18 +166,15 @@ def optimize_elm(
     from tldrlab.sweep.spec import parse_sweep
     from tldrlab.sweep.storage import open_storage, redact, resolve_storage_url
 
-    if trials < 1 or jobs < 1:
-        raise InvalidInputError(f"--trials and --jobs must be >= 1; got {trials} and {jobs}")
-    from tldrlab.elm.prepare import load_split
-
-    load_split(base.data, "train")  # a missing or broken data directory fails before any study exists
+    study_name, trials, jobs = config.study, config.trials, config.jobs
+    load_split(config.base.data, "train")
     quiet_optuna()
-    raw = sweep_mapping(study_name, warmup=warmup, seed=seed, hidden_dims=hidden_dims)
+    raw = sweep_mapping(study_name, warmup=config.warmup, seed=config.seed, hidden_dims=config.hidden_dims)
     spec = parse_sweep(raw)
     spec.raw = raw
-    url = resolve_storage_url(storage)
+    url = resolve_storage_url(config.storage)
     study = open_study(spec, url, study_name)
-    base_raw = base.model_dump(mode="json")
+    base_raw = config.base.model_dump(mode="json")
     if BASE_ATTR not in study.user_attrs:
         study.set_user_attr(BASE_ATTR, base_raw)
     base_raw = study.user_attrs[BASE_ATTR]  # a resumed study keeps the base it started with
@@ -171,33 +186,23 @@ def optimize_elm(
         f"study {study_name!r} in {redact(url)}: TPE over {len(spec.parameters)} parameters, "
         f"{done}/{trials} trials finished"
     )
-    config = {
+    run.set_environment(study=study_name, storage=redact(url), sweep=raw)
+    if jobs == 1:
+        worker_loop(spec, url, study_name, trials, parent_id=run.id, quiet=config.quiet, echo=echo)
+    else:
+        codes = run_workers(spec, url, study_name, trials, jobs, run.id, quiet=True)
+        if any(codes):
+            raise InvalidInputError(f"optimisation workers exited with codes {codes}; see their output above")
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    counts = state_counts(study)
+    summary: dict[str, Any] = {
         "study": study_name,
         "storage": redact(url),
-        "trials": trials,
-        "jobs": jobs,
-        "sweep": raw,
-        "base": base_raw,
+        "run_id": run.id,
+        "trials": {state.name: counts[state] for state in TrialState if counts[state]},
     }
-    with start_run("elm_optimize", config, tags={"study": study_name}) as run:
-        if jobs == 1:
-            worker_loop(spec, url, study_name, trials, parent_id=run.id, quiet=quiet, echo=echo)
-        else:
-            codes = run_workers(spec, url, study_name, trials, jobs, run.id, quiet=True)
-            if any(codes):
-                raise InvalidInputError(
-                    f"optimisation workers exited with codes {codes}; see their output above"
-                )
-        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
-        counts = state_counts(study)
-        summary: dict[str, Any] = {
-            "study": study_name,
-            "storage": redact(url),
-            "run_id": run.id,
-            "trials": {state.name: counts[state] for state in TrialState if counts[state]},
-        }
-        best = best_trial_summary(study)
-        if best is not None:
-            summary["best"] = best
-            run.set_summary(best_value=best["value"], best_trial=best["number"])
+    best = best_trial_summary(study)
+    if best is not None:
+        summary["best"] = best
+        run.set_summary(best_value=best["value"], best_trial=best["number"])
     return summary

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from tldrlab.elm.config import DEFAULT_TEMPLATE
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 
@@ -33,8 +34,6 @@ SYNTHESIS_DIR = "synthesis"
 EMBEDDINGS_DIR = "embeddings"
 MANIFEST = "elm_data.json"
 EMBEDDING_KEY = "embeddings"
-DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
-"""The seed's summary prompt; `{text}` is where the adapter's soft prefix goes."""
 
 REQUIRED_FIELDS = ("task_type", "embedding_index", "target_text")
 

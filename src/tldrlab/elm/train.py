@@ -14,82 +14,17 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from tldrlab.elm.losses import LossConfig
-from tldrlab.elm.model import ElmModelConfig
+from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.errors import ConfigError
-from tldrlab.runs.paths import InputPath
 from tldrlab.runs.run import Run
 from tldrlab.train.config import TrainConfig
 
 MODEL_SUBDIR = "model"
 TOKENIZER_SUBDIR = "tokenizer"
-
-
-def _default_train() -> TrainConfig:
-    return TrainConfig(
-        batch_size=8, lr=1e-3, best_metric="bertscore_f1", best_mode="max", early_stopping_patience=2
-    )
-
-
-class ElmTrainConfig(BaseModel):
-    """Everything one ELM training run needs."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
-
-    data: Annotated[str, InputPath()]
-    """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
-
-    model: ElmModelConfig = Field(default_factory=ElmModelConfig)
-    """Adapter shape and LM; embedding_dim is taken from the data."""
-
-    loss: LossConfig = Field(default_factory=LossConfig)
-    """Loss weights."""
-
-    train: TrainConfig = Field(default_factory=_default_train)
-    """Loop settings; max_steps is replaced by `epochs` unless `max_steps` below is set."""
-
-    epochs: float = Field(default=2.0, gt=0)
-    """Passes over the training records (seed 002 fixes 2)."""
-
-    max_steps: int | None = Field(default=None, ge=1)
-    """Optimizer steps instead of `epochs` (quick runs)."""
-
-    eval_interval: int | None = Field(default=None, ge=1)
-    """Evaluate every N steps; None: 4 times per run (and always at the end)."""
-
-    tokenizer: Annotated[str | None, InputPath()] = None
-    """lm=scratch: a trained tokenizer directory; None trains a BPE on the training targets."""
-
-    vocab_size: int = Field(default=4000, ge=64)
-    """lm=scratch: vocabulary of the tokenizer trained when none is given."""
-
-    max_target_len: int = Field(default=48, ge=2)
-    """Target tokens kept (with eos) and the most tokens generated."""
-
-    eval_samples: int = Field(default=32, ge=0)
-    """Validation documents summarised at each evaluation for BERTScore / ROUGE (0: loss only)."""
-
-    max_val_examples: int = Field(default=256, ge=1)
-    """Validation records used for the eval loss."""
-
-    limit: int | None = Field(default=None, ge=1)
-    """Train on at most this many records (quick runs)."""
-
-    bertscore_model: Annotated[str | None, InputPath()] = None
-    """Local encoder directory for BERTScore; None: the offline MiniLM."""
-
-    use_bertscore: bool = True
-    """Compute BERTScore at each evaluation (needed for the default best_metric bertscore_f1)."""
-
-    init_adapter: Annotated[str | None, InputPath()] = None
-    """Start from these adapter weights (an adapter.safetensors from a saved ELM) instead of random ones."""
-
-    wandb: str | None = None
-    """Weights & Biases mode: offline, online, disabled; None: the wandb_mode setting."""
 
 
 def parse_elm_config(raw: dict[str, Any] | ElmTrainConfig) -> ElmTrainConfig:
@@ -202,7 +137,7 @@ def run_elm_training(run: Run, config: ElmTrainConfig, *, hooks: Any = None, res
     return result
 
 
-def elm_train_job(run: Run) -> dict[str, Any]:
-    """Run kind "elm_train": the run's config is an ElmTrainConfig; resumes when checkpoints exist."""
-    result = run_elm_training(run, parse_elm_config(run.config))
+def elm_train_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:
+    """Run kind "elm_train": resumes when checkpoints exist."""
+    result = run_elm_training(run, config)
     return {"steps": result.steps, "metrics": result.metrics, "model_dir": str(run.dir / MODEL_SUBDIR)}

@@ -10,52 +10,14 @@ The seed is applied to a forked RNG so generation never disturbs the caller's ra
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.models.chat import chat_prompt, instruction_of, truncate_text
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
-from tldrlab.runs.paths import GenerationLength
-
-
-class GenerateOptions(BaseModel):
-    """How to decode."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    max_new_tokens: Annotated[int, GenerationLength()] = Field(default=64, ge=1, le=4096)
-    """Most tokens to generate per sequence."""
-
-    temperature: float = Field(default=1.0, ge=0.0)
-    """Sampling temperature; 0 means greedy decoding."""
-
-    top_k: int = Field(default=0, ge=0)
-    """Sample only among the k most likely tokens (0: no limit)."""
-
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    """Nucleus sampling: the smallest set of tokens whose probability reaches p (1.0: no limit)."""
-
-    stop: list[str] = Field(default_factory=list)
-    """Cut each output at the first occurrence of any of these strings (the stop string is dropped)."""
-
-    seed: int = 0
-    """Seed of the sampling RNG: the same seed gives the same outputs."""
-
-    num_return_sequences: int = Field(default=1, ge=1, le=64)
-    """Outputs per prompt."""
-
-    num_beams: int = Field(default=1, ge=1)
-    """Beam search width for t5 / gpt2 (greedy only)."""
-
-    batch_size: int = Field(default=16, ge=1)
-    """Seq2seq greedy decoding: prompts decoded together (padding is masked). Sampling and LMs go one prompt
-    at a time."""
-
-    max_input_tokens: int = Field(default=512, ge=1)
-    """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

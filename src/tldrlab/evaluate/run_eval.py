@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError
-from tldrlab.evaluate.generate import GenerateOptions, generate
+from tldrlab.evaluate.config import EvalConfig
+from tldrlab.evaluate.generate import generate
 from tldrlab.evaluate.metrics import (
     ROUGE_TYPES,
     bertscore,
@@ -28,12 +28,12 @@ from tldrlab.evaluate.metrics import (
     perplexity,
     rouge_per_sample,
 )
+from tldrlab.launch import launch_run
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
-from tldrlab.models.io import load_model
 from tldrlab.models.registry import model_task
 from tldrlab.models.resolve import MODEL_SUBDIR, resolve_model_ref
 from tldrlab.runs import Run
-from tldrlab.runs.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -60,55 +60,6 @@ class Reporter:
 
     def close(self) -> None:
         self.bar.close()
-
-
-class EvalConfig(BaseModel):
-    """What to evaluate on and how."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    data: str
-    """A file or data-set directory readable by tldrlab.data.readers."""
-
-    format: str | None = None
-    """Reader format; None detects it."""
-
-    split: str | None = None
-    """Data split (e.g. validation); None uses the whole file (LM: its last `val_fraction` when set)."""
-
-    val_fraction: float | None = Field(default=None, gt=0, lt=1)
-    """Unsplit data, as a training run held it out: LM evaluates the last fraction of the tokens; seq2seq
-    the first fraction of the records after a shuffle seeded with `holdout_seed`."""
-
-    holdout_seed: int | None = None
-    """Seq2seq with `val_fraction`: the training run's seed (None: no shuffle, the first records)."""
-
-    limit: int | None = Field(default=None, ge=1)
-    """Read at most this many records before any holdout is taken (as the training run did)."""
-
-    max_samples: int = Field(default=200, ge=1)
-    """Seq2seq: records evaluated; LM: blocks evaluated."""
-
-    prefix: str = ""
-    """Seq2seq: text put before every source document (must match training, e.g. "summarize: ")."""
-
-    max_source_len: int = Field(default=256, ge=4)
-    """Seq2seq: source tokens kept."""
-
-    block_size: int = Field(default=128, ge=2)
-    """LM: tokens per evaluation block."""
-
-    batch_size: int = Field(default=16, ge=1)
-    """Blocks per forward pass."""
-
-    bertscore: bool = True
-    """Seq2seq: also compute BERTScore with the offline MiniLM."""
-
-    num_lm_samples: int = Field(default=4, ge=0)
-    """LM: seeded continuations written to samples.jsonl."""
-
-    generation: GenerateOptions = Field(default_factory=lambda: GenerateOptions(temperature=0.0))
-    """Decoding options (greedy by default)."""
 
 
 def _records(config: EvalConfig) -> list[Any]:
@@ -444,36 +395,11 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
 
 
 def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
-    """Evaluate a run's model (or a model directory) and write eval.json + samples.jsonl next to it.
-
-    The work is itself a run of kind `eval` (parent: the evaluated run), so it shows up in `tldrlab runs`.
-    """
-    from tldrlab.runs import start_run
-
-    config, out_dir, parent = eval_config_for(target, **overrides)
-    model, tokenizer, name = load_model(target)
-    if tokenizer is None:
-        raise InvalidInputError(f"{target}: the saved model has no tokenizer files")
-    with start_run(
-        "eval", {"target": str(target), **config.model_dump(mode="json")}, parent_id=parent
-    ) as run:
-        run.log(f"evaluating {name} on {config.data} split={config.split}")
-        out_dir = out_dir or run.dir
-        result = evaluate_model(model, tokenizer, name, config, out_dir, run=run)
-        for file in (EVAL_FILE, SAMPLES_FILE):
-            atomic_write_text(run.dir / file, (out_dir / file).read_text(encoding="utf-8"))
-        numeric = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
-        run.log_metrics(0, **numeric)
-        run.set_summary(**numeric)
-        run.add_artifact(run.dir / EVAL_FILE, kind="eval")
-        run.add_artifact(run.dir / SAMPLES_FILE, kind="samples")
-        atomic_write_bytes_copy(out_dir / PLOT_FILE, run.dir / PLOT_FILE)
-        run.add_artifact(run.dir / PLOT_FILE, kind="plot")
-        result["run_id"] = run.id
-        result["out_dir"] = str(out_dir)
-    return result
-
-
-def atomic_write_bytes_copy(source: Path, dest: Path) -> None:
-    if source.resolve() != dest.resolve():
-        atomic_write_bytes(dest, source.read_bytes())
+    """Evaluate any model reference as a run of kind `evaluate` (parent: the evaluated run); eval.json,
+    samples.jsonl and eval.png go into that run and next to the evaluated run's model."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    _, _, parent = eval_config_for(target, **overrides)  # a bad target or setting fails before a run exists
+    model_run = str(Path(target).resolve()) if Path(target).exists() else str(target)
+    launched = launch_run("evaluate", {"model_run": model_run, **overrides}, parent_id=parent)
+    assert launched.result is not None
+    return launched.result

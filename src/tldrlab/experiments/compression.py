@@ -18,37 +18,12 @@ initialisation in docs/dendrites.md. init="random" builds the same shape with fr
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import ConfigError
-
-InitMode = Literal["baseline", "random"]
-
-
-class CompressionSpec(BaseModel):
-    """How small the compressed model is. Explicit sizes win over `compression_ratio`."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    compression_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
-    """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers, widths."""
-    enc_num_layers: int | None = Field(default=None, ge=1)
-    """Encoder blocks to keep."""
-    dec_num_layers: int | None = Field(default=None, ge=1)
-    """Decoder blocks to keep."""
-    d_model: int | None = Field(default=None, ge=1)
-    """Residual-stream width of the compressed model."""
-    dec_d_model: int | None = Field(default=None, ge=1)
-    """Decoder width; T5's cross-attention ties it to d_model, so it must equal d_model when both are set."""
-    d_ff: int | None = Field(default=None, ge=1)
-    """Feed-forward width."""
-    num_heads: int | None = Field(default=None, ge=1)
-    """Attention heads per layer (each keeps the baseline's d_kv)."""
-    init: InitMode = "baseline"
-    """'baseline': copy selected layers / sliced weights from the baseline; 'random': fresh weights."""
+from tldrlab.experiments.config import CompressionSpec
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.errors import ConfigError, InvalidInputError
-from tldrlab.experiments.compression import CompressionSpec, compress_t5, count_parameters, describe
+from tldrlab.experiments.compression import compress_t5, count_parameters, describe
+from tldrlab.experiments.config import ExperimentConfig
 from tldrlab.experiments.dendrites import (
     GRADIENT_DESCENT_NOTE,
-    DendriteConfig,
     DendriteHooks,
     pai_parameter_count,
     pai_traps,
@@ -43,69 +42,6 @@ from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_fil
 from tldrlab.threads import adopt_threads, plan_for_share
 from tldrlab.train.config import TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState, train
-
-
-class ExperimentConfig(BaseModel):
-    """Everything that defines the experiment (plain fields, so sweeps can search them)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    data: str
-    """Summarization records: a file or data-set directory any tldrlab reader understands."""
-    format: str | None = None
-    """Reader format (detected when None)."""
-    eval_data: str | None = None
-    """Separate validation records; when None, `eval_size + test_size` records are held out from `data`."""
-    train_limit: int | None = Field(default=4000, ge=1)
-    """Most training records used (None: all)."""
-    eval_size: int = Field(default=64, ge=1)
-    """Records for the validation loss the tracker and best checkpoint follow."""
-    test_size: int = Field(default=32, ge=1)
-    """Records summarised for ROUGE / BERTScore / highlight precision / latency."""
-    arms: list[str] = Field(default_factory=lambda: ["baseline", "compressed", "compressed_pai"])
-    """Arms to train, by name in ARMS."""
-    seeds: list[int] = Field(default_factory=lambda: [1])
-    """One run per arm and seed; several seeds give mean and spread."""
-    budget_steps: int = Field(default=300, ge=1)
-    """Optimizer steps per arm (the schedule's length)."""
-    budget_minutes: float | None = Field(default=None, gt=0)
-    """Also stop each arm at the first evaluation after this many minutes (not deterministic)."""
-    model_size: Literal["tiny", "mini", "small", "base"] = "tiny"
-    """Baseline T5 size (tldrlab.models.t5 sizes)."""
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """T5 dropout in every arm."""
-    tokenizer_method: str = "bpe"
-    """Tokenizer trained on the training records, shared by all arms."""
-    vocab_size: int = Field(default=2000, ge=64)
-    """Tokenizer vocabulary size."""
-    max_source_tokens: int = Field(default=256, ge=8)
-    """Documents are truncated to this many tokens."""
-    max_target_tokens: int = Field(default=48, ge=4)
-    """Reference summaries are truncated to this many tokens."""
-    max_new_tokens: int = Field(default=32, ge=1)
-    """Longest generated summary (greedy decoding)."""
-    batch_size: int = Field(default=16, ge=1)
-    """Training batch size."""
-    lr: float = Field(default=1e-3, gt=0)
-    """Peak learning rate (cosine schedule with 5% warm-up)."""
-    eval_every: int = Field(default=25, ge=1)
-    """Steps between validation evaluations (each one is a PAI tracker epoch)."""
-    compression: CompressionSpec = Field(default_factory=lambda: CompressionSpec(compression_ratio=0.5))
-    """How the compressed arms shrink the baseline."""
-    dendrites: DendriteConfig = Field(default_factory=lambda: DendriteConfig())
-    """PerforatedAI settings of the compressed_pai arm."""
-    auto_switch: bool = True
-    """Space the fixed dendrite switches so the last one settles at the end of the step budget."""
-    bertscore: bool = True
-    """Compute BERTScore F1 (offline MiniLM)."""
-    highlights: bool = True
-    """Compute highlight precision@3 where records carry highlight labels (SciTLDR)."""
-    wandb_mode: Literal["offline", "online", "disabled"] | None = None
-    """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
-    jobs: int = Field(default=1, ge=1)
-    """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
-    // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results
-    do not depend on it except through the thread count."""
 
 
 @dataclass
@@ -565,27 +501,34 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
 
 
 def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
-    """Train every arm for every seed; write results.{json,csv,md} and comparison.png in the experiment."""
+    """Train every arm for every seed as an `experiment` run; see `experiment_job`."""
+    _check(config)
+    with start_run("experiment", config) as run:
+        return experiment_job(run, config)
+
+
+def experiment_job(run: Run, config: ExperimentConfig) -> dict[str, Any]:
+    """Run kind `experiment`: train every arm for every seed; write results.{json,csv,md} and comparison.png
+    in the run."""
     from tldrlab.experiments.results import write_results
 
     _check(config)
     data = load_data(config)
-    with start_run("experiment", config) as run:
-        run.log("dendrite experiment", arms=config.arms, seeds=config.seeds, train_records=len(data.train))
-        tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
-        if config.jobs > 1 and len(config.seeds) > 1:
-            _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
-        else:
-            for seed in config.seeds:
-                train_seed(
-                    config, seed, tokenizer, data, run.id, run.dir, on_row=lambda: _publish_rows(run, config)
-                )
-        results = write_results(run.dir, _rows_so_far(run.dir, config), config)
-        results["run_id"] = run.id
-        results["run_dir"] = str(run.dir)
-        atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2, default=str))
-        run.add_artifact(run.dir / "results.json", kind="results")
-        run.set_summary(
-            **{f"{a['arm']}_{k}": v for a in results["summary"] for k, v in a.items() if k.endswith("_mean")}
-        )
+    run.log("dendrite experiment", arms=config.arms, seeds=config.seeds, train_records=len(data.train))
+    tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
+    if config.jobs > 1 and len(config.seeds) > 1:
+        _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
+    else:
+        for seed in config.seeds:
+            train_seed(
+                config, seed, tokenizer, data, run.id, run.dir, on_row=lambda: _publish_rows(run, config)
+            )
+    results = write_results(run.dir, _rows_so_far(run.dir, config), config)
+    results["run_id"] = run.id
+    results["run_dir"] = str(run.dir)
+    atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2, default=str))
+    run.add_artifact(run.dir / "results.json", kind="results")
+    run.set_summary(
+        **{f"{a['arm']}_{k}": v for a in results["summary"] for k, v in a.items() if k.endswith("_mean")}
+    )
     return results

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.errors import ConfigError, DependencyMissingError
+from tldrlab.experiments.config import DendriteConfig
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
 
@@ -51,33 +51,6 @@ class PerforatedAIError(ConfigError):
     """PerforatedAI rejected its configuration (it tried to exit or to open a debugger)."""
 
     code = "perforatedai_failed"
-
-
-class DendriteConfig(BaseModel):
-    """Which modules get dendrites and when PerforatedAI adds them."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    module_names: list[str] = Field(default_factory=lambda: ["T5DenseActDense", "T5DenseGatedActDense"])
-    """Module class names that get dendrites (default: T5's feed-forward blocks, wi and wo together)."""
-    module_ids: list[str] = Field(default_factory=list)
-    """Individual modules by path, PAI style: '.encoder.block.0.layer.1.DenseReluDense'."""
-    output_dimensions: list[int] = Field(default_factory=lambda: [-1, -1, 0])
-    """Roles of the perforated modules' output axes: 0 marks the neuron axis, -1 the others ([b, seq, d])."""
-    switch_mode: Literal["fixed", "history"] = "fixed"
-    """'fixed': add dendrites every `switch_every` evaluations; 'history': when the metric stops improving."""
-    switch_every: int = Field(default=3, ge=1)
-    """Evaluations between dendrite additions ('fixed'), or patience in evaluations ('history')."""
-    max_dendrites: int = Field(default=2, ge=0)
-    """Upper bound on dendrite sets added; training completes after the last one settles."""
-    max_dendrite_tries: int = Field(default=2, ge=1)
-    """Retries with a fresh initialisation when an added dendrite set does not improve the metric."""
-    candidate_weight_init: float = Field(default=0.01, gt=0)
-    """Scale of new dendrite weights (PAI's candidate_weight_initialization_multiplier)."""
-    improvement_threshold_raw: float = Field(default=1e-5, ge=0)
-    """Smallest absolute change of the metric that counts as an improvement."""
-    silent: bool = True
-    """Silence PerforatedAI's own console chatter (its files are written regardless)."""
 
 
 # -- the guard ----------------------------------------------------------------------------------------------

@@ -10,48 +10,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
+from tldrlab.lvm.config import IngestConfig
 from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_json
-from tldrlab.runs.paths import InputPath, ServerOnly
 from tldrlab.runs.run import Run
-
-
-class IngestConfig(BaseModel):
-    """One ingest: which articles, how they become concepts, which embedder, where they are stored."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    path: Annotated[str, InputPath()]
-    """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
-    format: str | None = None
-    """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
-    chunking: str = "sentence"
-    """`sentence` or `semantic` (see tldrlab.lvm.chunking)."""
-    max_chars: int = Field(600, ge=20)
-    """Semantic chunks stay at most this long."""
-    threshold: float = Field(0.55, ge=-1.0, le=1.0)
-    """Semantic chunking similarity threshold."""
-    embedder: Annotated[str | None, ServerOnly()] = None
-    """Embedder name or sentence-transformers path; None uses the `embedder` setting (minilm)."""
-    source: str | None = None
-    """Data set source label stored with every concept; None: the reader's source (e.g. wikipedia)."""
-    domain: str | None = None
-    """Optional domain label stored with every concept (e.g. science, history)."""
-    store_url: Annotated[str | None, ServerOnly()] = None
-    """Concept store URL; None: PostgreSQL when the database URL is postgres, else SQLite under the home."""
-    limit: int | None = Field(None, ge=1)
-    """Ingest at most this many articles."""
-    batch_size: int = Field(64, ge=1)
-    """Texts per embedding batch."""
 
 
 @dataclass
@@ -250,6 +220,6 @@ def _redact(url: str) -> str:
     return url
 
 
-def lvm_ingest_job(run: Run) -> dict[str, Any]:
-    """Run kind `lvm_ingest`: the config is an IngestConfig (re-running replaces articles, no duplicates)."""
-    return ingest_articles(IngestConfig(**run.config), run)
+def lvm_ingest_job(run: Run, config: IngestConfig) -> dict[str, Any]:
+    """Run kind `lvm_ingest` (re-running replaces articles, no duplicates)."""
+    return ingest_articles(config, run)

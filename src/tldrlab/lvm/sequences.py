@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.store import ConceptTable, open_concept_store
 from tldrlab.lvm.tmd import tmd_features
+from tldrlab.runs.paths import OutputPath, ServerOnly
 from tldrlab.runs.run import Run
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "cross": 3}
@@ -335,9 +336,9 @@ class SequencesConfig(BaseModel):
     """The training corpus: concepts of this source only; None: every source except `test_source`."""
     test_source: str | None = None
     """Another ingested source whose articles all form the `cross` split (scored, never trained on)."""
-    store_url: str | None = None
+    store_url: Annotated[str | None, ServerOnly()] = None
     """Concept store URL; None: the default store (see tldrlab.lvm.store.default_store_url)."""
-    out: str
+    out: Annotated[str, OutputPath()]
     """Where the NPZ is written."""
 
 

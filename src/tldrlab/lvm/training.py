@@ -11,64 +11,21 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.device import seed_everything
 from tldrlab.errors import ConfigError
+from tldrlab.lvm.config import LVMTrainJobConfig
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, parse_loss, uses_bank
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
-from tldrlab.runs.paths import InputPath
 from tldrlab.runs.run import Run
-from tldrlab.train.config import TrainConfig
 
 MODEL_DIR = "model"
-
-
-def default_train_config() -> TrainConfig:
-    return TrainConfig.model_validate(
-        {
-            "max_steps": 1500,
-            "batch_size": 256,
-            "lr": 1e-3,
-            "weight_decay": 0.01,
-            "warmup_steps": 50,
-            "eval_every": 250,
-            "checkpoint_every": 250,
-            "log_every": 25,
-        }
-    )
-
-
-class LVMTrainJobConfig(BaseModel):
-    """Everything one `tldrlab lvm train` run needs."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
-
-    sequences: Annotated[str, InputPath()]
-    """The sequences NPZ written by `tldrlab lvm sequences`."""
-    model: str = "gru"
-    """Backbone from LVM_MODELS: lstm, gru, transformer, mamba."""
-    model_settings: dict[str, Any] = Field(default_factory=dict)
-    """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences."""
-    loss: str = "cosine+infonce"
-    """mse, cosine, infonce, corpus or a weighted `+` combination such as `cosine+0.3*corpus`
-    (see tldrlab.lvm.losses)."""
-    temperature: float = Field(0.05, gt=0)
-    """Temperature of the contrastive losses (infonce, corpus)."""
-    group: int = Field(1, ge=1)
-    """Consecutive windows of one article per dataset item (a batch holds batch_size items). With 8, the
-    in-batch InfoNCE negatives include the article's neighbouring concepts, the hard negatives retrieval
-    meets; 1 draws independent windows."""
-    max_val_examples: int = Field(4000, ge=1)
-    """Cap on validation examples scored at each evaluation."""
-    train: TrainConfig = Field(default_factory=default_train_config)
-    """The loop settings."""
 
 
 @dataclass
@@ -323,6 +280,6 @@ def _tracker(run: Run, config: LVMTrainJobConfig) -> Any:
     return WandbTracker.start(run, mode=mode, config={"kind": "lvm_train", **config.model_dump(mode="json")})
 
 
-def lvm_train_job(run: Run) -> dict[str, Any]:
-    """Run kind `lvm_train`: the config is an LVMTrainJobConfig; resumes if checkpoints exist."""
-    return train_lvm(LVMTrainJobConfig(**run.config), run, resume=True)
+def lvm_train_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:
+    """Run kind `lvm_train`: resumes if checkpoints exist."""
+    return train_lvm(config, run, resume=True)

@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(TldrlabError)
     async def tldrlab_error(request: Request, exc: TldrlabError) -> JSONResponse:
         body = error_body(exc.code, exc.message, _request_id(request))
+        if isinstance(exc.details.get("errors"), list):  # per-field problems of an invalid config
+            body["errors"] = exc.details["errors"]
         return JSONResponse(body, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import Settings
 from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError
-from tldrlab.jobs import RUN_KINDS
+from tldrlab.kinds import get_kind
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets
 from tldrlab.runs.paths import (
@@ -46,23 +46,12 @@ from tldrlab.runs.paths import (
     path_sites,
 )
 from tldrlab.runs.registry import open_registry
+from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.spec import parse_sweep
 
 RUN_PREFIX = "run:"
 SUBMITTED_VIA = "submitted_via"
 """Tag set on runs created through the API (the worker confines those again before executing them)."""
-
-# The config class of each run kind, until the run-kind registry carries it with the kind.
-_CONFIG_CLASSES: dict[str, str] = {
-    "train": "tldrlab.train.config:TrainJobConfig",
-    "tokenizer": "tldrlab.tokenizers.job:TokenizerJobConfig",
-    "evaluate": "tldrlab.service.inference_jobs:EvaluateRequest",
-    "generate": "tldrlab.service.inference_jobs:GenerateRequest",
-    "score": "tldrlab.service.inference_jobs:ScoreRequest",
-    "smoke": "tldrlab.service.smoke:SmokeConfig",
-    "lvm_ingest": "tldrlab.lvm.ingest:IngestConfig",
-    "lvm_train": "tldrlab.lvm.training:LVMTrainJobConfig",
-    "elm_train": "tldrlab.elm.train:ElmTrainConfig",
-}
 
 READ_RULE = (
     "API runs read only inside the data roots (TLDRLAB_DATA_ROOTS; write paths relative to them), uploaded "
@@ -72,19 +61,8 @@ WRITE_RULE = "API runs write only inside their run directory: give a relative pa
 
 
 def config_class_for(kind: str) -> type[BaseModel]:
-    """The config class of a run kind (422 for kinds that have none: they cannot be submitted here)."""
-    entry = RUN_KINDS.get(kind)
-    declared = getattr(entry, "config", None) or getattr(entry, "config_cls", None)
-    if isinstance(declared, type) and issubclass(declared, BaseModel):
-        return declared
-    target = _CONFIG_CLASSES.get(kind)
-    if entry is None or target is None:
-        known = ", ".join(sorted(k for k in RUN_KINDS if k in _CONFIG_CLASSES))
-        raise InvalidConfigError(f"unknown run kind {kind!r} for the API; known: {known}")
-    module_name, _, name = target.partition(":")
-    found = getattr(importlib.import_module(module_name), name)
-    assert isinstance(found, type) and issubclass(found, BaseModel)
-    return found
+    """The config class of a run kind (`tldrlab.kinds`; 422 listing the kinds for an unknown one)."""
+    return get_kind(kind).config
 
 
 def validation_message(exc: ValidationError, prefix: str = "") -> str:
@@ -102,7 +80,54 @@ def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_di
     except ValidationError as exc:
         raise InvalidConfigError(f"invalid {kind} config: {validation_message(exc)}") from exc
     _confine(config, settings, run_dir)
+    if isinstance(config, SweepConfig):
+        _confine_sweep(config, settings, run_dir)
     return config.model_dump(mode="json")
+
+
+SWEEP_PROGRAM_CONFIGS = {
+    "train": "tldrlab.train.config:TrainJobConfig",
+    "elm": "tldrlab.elm.config:ElmTrainConfig",
+    "experiment": "tldrlab.experiments.config:ExperimentConfig",
+}
+"""The config class of each tldrlab sweep program (a trial's config is the sweep's `config` + parameters)."""
+
+
+def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> None:
+    """A sweep runs trials of a tldrlab program from its `config`: no command lines (they would run code on
+    the server), the base config's paths confined like any config of that program, and no parameter that
+    would choose a path (a confined field) per trial."""
+    spec = parse_sweep(config.sweep)
+    target = SWEEP_PROGRAM_CONFIGS.get(spec.kind)
+    if target is None:
+        raise PathNotAllowedError(
+            "sweep.program: API sweeps run tldrlab programs (tldrlab.train, tldrlab.elm, "
+            "tldrlab.experiment); a command line would run code on the server"
+        )
+    module_name, _, name = target.partition(":")
+    program_cls: type[BaseModel] = getattr(importlib.import_module(module_name), name)
+    base = {k: v for k, v in spec.config.items() if not (spec.kind == "experiment" and k in ("arm", "seed"))}
+    try:
+        program = program_cls.model_validate({**base, **_representative(spec)})
+    except ValidationError as exc:
+        raise InvalidConfigError(f"invalid sweep config: {validation_message(exc, 'sweep.config')}") from exc
+    sites = [".".join(str(p) for p in site.loc) for site in path_sites(program)]
+    chosen = [p for p in spec.parameters if any(p == s or s.startswith(p + ".") for s in sites)]
+    if chosen:
+        raise PathNotAllowedError(f"sweep.parameters.{chosen[0]}: API sweeps may not choose paths per trial")
+    _confine(program, settings, run_dir)
+    confined = program.model_dump(mode="json")
+    config.sweep = {**config.sweep, "config": {k: confined[k] for k in spec.config if k in confined}}
+
+
+def _representative(spec: Any) -> dict[str, Any]:
+    """Plausible values of the sweep's parameters, nested as a config (only to validate the base config)."""
+    # imported here: they import optuna, which the API process needs only when a sweep is submitted
+    from tldrlab.sweep.mapping import representative_params
+    from tldrlab.sweep.trials import apply_overrides
+
+    params = {k: v for k, v in representative_params(spec).items() if k not in ("arm", "seed")}
+    return apply_overrides({}, params)
 
 
 def confine_again(kind: str, config: dict[str, Any], *, settings: Settings, run_dir: Path) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 
 from fastapi import Request
 
+from tldrlab import launch
 from tldrlab.config import Settings
-from tldrlab.errors import ServiceUnavailableError, TldrlabError
-from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, open_registry
+from tldrlab.errors import TldrlabError
+from tldrlab.kinds import validate_config
+from tldrlab.runs import RunRecord, RunRegistry, open_registry
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import SUBMITTED_VIA, confine_config
 from tldrlab.service.limits import check_config, check_tags
@@ -65,36 +67,26 @@ def submit_run(
     parent_id: str | None = None,
     tags: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """Create a queued run and enqueue it; 503 (and no run left queued) when the queue is down.
-
-    What the client sent is checked first: the config's size and content (413 / 422), the tags, then the
-    config against its kind's config class with every path confined (`tldrlab.service.confine`: 422 / 403).
-    The run is tagged `submitted_via: api`, so its worker confines it again before executing it.
-    """
+    """What the API does to start any run: check what the client sent (the config's size and content: 413 /
+    422; the tags), validate it against the kind's class (422 naming each field), confine every path it names
+    (`tldrlab.service.confine`: 422 / 403), then `tldrlab.launch.submit_run`: the kind's prepare step as the
+    CLI runs it, a queued run tagged `submitted_via: api` (its worker confines it again before executing it),
+    enqueued; 503 (and no run left queued) when the queue is down."""
     settings = settings_of(request)
     check_config(config, settings.max_config_bytes)
     check_tags(tags or {})
+    launch.check_submittable(kind)
+    validate_config(kind, config)
     run_id = new_run_id(kind)
     config = confine_config(kind, config, settings=settings, run_dir=settings.runs_dir / run_id)
-    queue = job_queue(request)
-    queue.ping()  # refuse before creating anything
-    runs = registry(request)
-    record = create_run(
+    return launch.submit_run(
         kind,
         config,
+        queue=job_queue(request),
+        registry=registry(request),
+        settings=settings,
         seed=seed,
         run_id=run_id,
         parent_id=parent_id,
         tags={**(tags or {}), SUBMITTED_VIA: "api"},
-        settings=settings,
-        registry=runs,
     )
-    try:
-        queue.enqueue(record.id)
-    except Exception as exc:
-        message = "failed: could not be queued (the job queue is unreachable)"
-        runs.update(record.id, status=RunStatus.FAILED, message=message, error_code="service_unavailable")
-        if isinstance(exc, ServiceUnavailableError):
-            raise
-        raise ServiceUnavailableError("the job queue is unreachable") from exc
-    return runs.get(record.id)

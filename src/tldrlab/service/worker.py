@@ -26,14 +26,22 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import NotFoundError, RunOwnedError, RunPreemptedError, TldrlabError
-from tldrlab.jobs import FailureClass, classify_failure, execute
+from tldrlab.errors import (
+    InvalidInputError,
+    NotFoundError,
+    RunCancelledError,
+    RunOwnedError,
+    RunPreemptedError,
+    TldrlabError,
+)
+from tldrlab.launch import execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.db import migrate
@@ -60,6 +68,27 @@ WORKER_MIGRATIONS: list[list[str]] = [
         )"""
     ]
 ]
+
+
+class FailureClass(StrEnum):
+    """How a failed run is treated by a worker."""
+
+    USER_INPUT = "user_input"  # the request is wrong: retrying cannot help
+    TRANSIENT = "transient"  # a backing service hiccup: retry with backoff, a bounded number of times
+    FATAL = "fatal"  # a bug or a broken environment: do not retry
+    CANCELLED = "cancelled"
+
+
+def classify_failure(exc: BaseException) -> FailureClass:
+    if isinstance(exc, RunCancelledError | KeyboardInterrupt):
+        return FailureClass.CANCELLED
+    if isinstance(exc, InvalidInputError):
+        return FailureClass.USER_INPUT
+    if isinstance(exc, TldrlabError) and exc.retryable:
+        return FailureClass.TRANSIENT
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return FailureClass.TRANSIENT
+    return FailureClass.FATAL
 
 
 class WorkerConfig(BaseModel):

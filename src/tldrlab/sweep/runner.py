@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from tldrlab.errors import ConflictError, InvalidInputError, RunCancelledError, TldrlabError
 from tldrlab.logs import get_logger
+from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import build_pruner, build_sampler, direction, grid_size, representative_params
 from tldrlab.sweep.spec import SweepSpec, parse_sweep
 from tldrlab.sweep.storage import (
@@ -321,65 +322,92 @@ def run_sweep(
     quiet: bool = False,
     echo: Any = print,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep to `trials` finished trials; returns a summary with the best trial."""
+    """Run (or resume) a sweep to `trials` finished trials as a `sweep` run; returns a summary with the best
+    trial."""
     from tldrlab.runs import start_run
 
     if workers < 1:
         raise InvalidInputError(f"--workers must be >= 1; got {workers}")
+    resolve_program(spec)
+    config = SweepConfig(
+        sweep=spec.raw, source=spec.source, trials=trials, workers=workers, storage=storage,
+        study=study_name, quiet=quiet,
+    )  # fmt: skip
+    prepared = _prepare(spec, config, echo)
+    with start_run("sweep", config, tags={"study": prepared.name}) as run:
+        return _sweep_in_run(run, prepared, echo)
+
+
+def sweep_job(run: Any, config: SweepConfig) -> dict[str, Any]:
+    """Run kind `sweep`: the study's trials as children of `run`; the summary names the best trial."""
+    spec = parse_sweep(config.sweep, source=config.source)
+    spec.raw = config.sweep
+    return _sweep_in_run(run, _prepare(spec, config, run.log), run.log)
+
+
+@dataclass
+class _PreparedSweep:
+    spec: SweepSpec
+    config: SweepConfig
+    name: str
+    n_trials: int
+    url: str
+
+
+def _prepare(spec: SweepSpec, config: SweepConfig, echo: Any) -> _PreparedSweep:
+    """Check the sweep, open (or resume) its study and fail the sweep runs of dead processes."""
+    from tldrlab.sweep.storage import fail_dead_sweep_runs
+
     quiet_optuna()
     resolve_program(spec)
     check_spec(spec)
-    name = study_name or spec.name
-    n_trials = target_trials(spec, trials)
-    url = resolve_storage_url(storage)
+    name = config.study or spec.name
+    n_trials = target_trials(spec, config.trials)
+    url = resolve_storage_url(config.storage)
     study = open_study(spec, url, name)
     before = state_counts(study)
     echo(
         f"study {name!r} in {redact(url)}: {spec.method} search of {spec.metric} ({spec.goal}), "
         f"{sum(before[s] for s in FINISHED)}/{n_trials} trials finished so far"
     )
-    from tldrlab.sweep.storage import fail_dead_sweep_runs
-
     fail_dead_sweep_runs(name)
-    config = {
+    return _PreparedSweep(spec, config, name, n_trials, url)
+
+
+def _sweep_in_run(run: Any, prepared: _PreparedSweep, echo: Any) -> dict[str, Any]:
+    spec, name, n_trials, url = prepared.spec, prepared.name, prepared.n_trials, prepared.url
+    workers, quiet = prepared.config.workers, prepared.config.quiet
+    run.set_environment(study=name, storage=redact(url), trials=n_trials)
+    if spec.kind == "train":
+        from tldrlab.sweep.trials import share_tokenizer
+
+        shared = share_tokenizer(spec, name)
+        if shared:
+            run.log("the trials share one tokenizer", path=shared)
+    if workers == 1:
+        worker = worker_loop(spec, url, name, n_trials, parent_id=run.id, quiet=quiet, echo=echo)
+        stopped_by = worker.stopped_by
+    else:
+        codes = run_workers(spec, url, name, n_trials, workers, run.id, quiet)
+        stopped_by = "trials"
+        if any(codes):
+            raise InvalidInputError(f"sweep workers exited with codes {codes}; see their output above")
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    counts = state_counts(study)
+    summary: dict[str, Any] = {
         "study": name,
         "storage": redact(url),
-        "trials": n_trials,
-        "workers": workers,
-        "sweep": spec.raw,
+        "run_id": run.id,
+        "trials": {state.name: counts[state] for state in TrialState if counts[state]},
+        "stopped_by": stopped_by,
     }
-    with start_run("sweep", config, tags={"study": name}) as run:
-        run.set_environment(study=name)
-        if spec.kind == "train":
-            from tldrlab.sweep.trials import share_tokenizer
+    from tldrlab.sweep.report import best_trial_summary
 
-            shared = share_tokenizer(spec, name)
-            if shared:
-                run.log("the trials share one tokenizer", path=shared)
-        if workers == 1:
-            worker = worker_loop(spec, url, name, n_trials, parent_id=run.id, quiet=quiet, echo=echo)
-            stopped_by = worker.stopped_by
-        else:
-            codes = run_workers(spec, url, name, n_trials, workers, run.id, quiet)
-            stopped_by = "trials"
-            if any(codes):
-                raise InvalidInputError(f"sweep workers exited with codes {codes}; see their output above")
-        study = optuna.load_study(study_name=name, storage=open_storage(url))
-        counts = state_counts(study)
-        summary: dict[str, Any] = {
-            "study": name,
-            "storage": redact(url),
-            "run_id": run.id,
-            "trials": {state.name: counts[state] for state in TrialState if counts[state]},
-            "stopped_by": stopped_by,
-        }
-        from tldrlab.sweep.report import best_trial_summary
-
-        best = best_trial_summary(study)
-        if best is not None:
-            summary["best"] = best
-            run.set_summary(best_value=best["value"], best_trial=best["number"])
-        run.set_summary(**{f"trials_{k.lower()}": v for k, v in summary["trials"].items()})
+    best = best_trial_summary(study)
+    if best is not None:
+        summary["best"] = best
+        run.set_summary(best_value=best["value"], best_trial=best["number"])
+    run.set_summary(**{f"trials_{k.lower()}": v for k, v in summary["trials"].items()})
     return summary
 
 

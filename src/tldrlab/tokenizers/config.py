@@ -1,10 +1,13 @@
-"""The typed configuration of a tokenizer training job and the special tokens every tokenizer shares."""
+"""What a tokenizer is trained from (`TokenizerConfig`), the config of the `tokenizer` run kind
+(`TokenizerJobConfig`) and the special tokens every tokenizer shares."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tldrlab.runs.paths import InputPath, OutputPath
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS: dict[str, str] = {"pad_token": PAD, "unk_token": UNK, "bos_token": BOS, "eos_token": EOS}
@@ -18,7 +21,7 @@ MANIFEST_FILE = "tokenizer_manifest.json"
 class TokenizerConfig(BaseModel):
     """What to train: method, vocabulary size and the few options each method has."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     method: str = "bpe"
     """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""
@@ -47,3 +50,20 @@ class TokenizerConfig(BaseModel):
 
     max_train_lines: int | None = Field(default=None, gt=0)
     """Use at most this many training lines (None: all)."""
+
+
+class TokenizerJobConfig(TokenizerConfig):
+    """Kind `tokenizer`: what to train (TokenizerConfig) on which files, and where to put it."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    corpus: list[Annotated[str, InputPath()]] = Field(min_length=1, max_length=1000)
+    """Corpus files: plain text or any format `tldrlab data` reads (one path or a list)."""
+
+    out_dir: Annotated[str | None, OutputPath()] = None
+    """Where the tokenizer is written; None: `<run_dir>/tokenizer`."""
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value

@@ -117,7 +117,8 @@ class ChatSFTTask:
 
     def generation_metrics(self, model: nn.Module) -> dict[str, float]:
         """ROUGE (and BERTScore when enabled) of greedy summaries of the first validation documents."""
-        from tldrlab.evaluate import GenerateOptions, generate, rouge_scores
+        from tldrlab.evaluate import GenerateOptions, rouge_scores
+        from tldrlab.evaluate.generate import generate
 
         records = self.val_records[: self.data.generate_examples]
         options = GenerateOptions(

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tldrlab.data.splits import detect_splits
 from tldrlab.runs.paths import InputPath, SettingsOf
 
 
@@ -178,3 +179,11 @@ class TrainJobConfig(BaseModel):
 
     wandb: Literal["offline", "online", "disabled"] | None = None
     """Weights & Biases mode; None uses the `wandb_mode` setting (offline by default)."""
+
+
+def record_splits(job: TrainJobConfig) -> TrainJobConfig:
+    """The job with the splits found in its data written in, so a later `evaluate` run evaluates on the same
+    validation split (run before the run is created: the CLI's launch and the API's submit)."""
+    train_split, val_split = detect_splits(job.data.path, job.data.train_split, job.data.val_split)
+    data = job.data.model_copy(update={"train_split": train_split, "val_split": val_split})
+    return job.model_copy(update={"data": data})

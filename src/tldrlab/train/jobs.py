@@ -165,9 +165,13 @@ def run_training_follower(job: TrainJobConfig, *, resume: bool = True) -> TrainR
     return train(model, task, job.train, None, resume=resume)
 
 
-def train_job(run: Run) -> dict[str, Any]:
-    """Run kind "train": the run's config is a TrainJobConfig; resumes when checkpoints exist."""
-    job = parse_job_config(run.config)
+def train_follower(job: TrainJobConfig) -> None:
+    """What a non-main rank of a distributed `train` launch runs."""
+    run_training_follower(job)
+
+
+def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
+    """Run kind "train": resumes when checkpoints exist."""
     result = run_training(run, job)
     return {
         "steps": result.steps,

@@ -125,7 +125,8 @@ class Seq2SeqTask:
 
     def generation_metrics(self, model: nn.Module) -> dict[str, float]:
         """ROUGE (and BERTScore when enabled) of greedy summaries of the first validation documents."""
-        from tldrlab.evaluate import GenerateOptions, generate, rouge_scores
+        from tldrlab.evaluate import GenerateOptions, rouge_scores
+        from tldrlab.evaluate.generate import generate
 
         records = self.val_records[: self.data.generate_examples]
         sources = [self.data.prefix + r.document for r in records]

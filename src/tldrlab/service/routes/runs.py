@@ -1,7 +1,10 @@
-"""Runs API: start training (and evaluate / generate / score runs of a trained model), list, inspect, tail
-logs, stream events (SSE), cancel.
+"""Runs API: start a run of any kind (`POST /runs`; `GET /kinds` lists them with their config schemas), start
+training and evaluate / generate / score runs of a trained model, list, inspect, tail logs, stream events
+(SSE), cancel.
 
-Every endpoint that starts work only creates a queued run and enqueues its id; workers do the work.
+Every endpoint that starts work goes through `state.submit_run` (`tldrlab.launch.submit_run`): the config is
+validated against its kind's class (422 naming the field), prepared as the CLI prepares it, and only a queued
+run is created and enqueued; workers do the work.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
-from tldrlab.jobs import RUN_KINDS
+from tldrlab.kinds import KINDS, get_kind, kind_schema, submittable_kinds
 from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import public_paths
@@ -35,14 +38,16 @@ register_check("queue", queue_readiness)
 
 # -- models --------------------------------------------------------------------------------------------------
 class RunRequest(BaseModel):
-    """Start a run of any queued kind."""
+    """Start a run of any submittable kind (`GET /kinds` lists them with their config schemas)."""
 
     model_config = {"extra": "forbid"}
 
     kind: str = Field(
-        default="train", description="Run kind: train, tokenizer, evaluate, generate, score, smoke."
+        default="train", description="Run kind: " + ", ".join(k.name for k in submittable_kinds()) + "."
     )
-    config: dict[str, Any] = Field(default_factory=dict, description="The run's typed config, as JSON.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The run's config, validated against the kind's config class."
+    )
     seed: int | None = Field(default=None, description="Seed recorded in the manifest.")
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
 
@@ -67,6 +72,20 @@ class ChildRequest(BaseModel):
     config: dict[str, Any] = Field(
         default_factory=dict, description="Options of the evaluation / generation."
     )
+
+
+class KindInfo(BaseModel):
+    """One run kind: its name, what it does and the JSON schema of its config."""
+
+    name: str
+    help: str
+    submittable: bool
+    resumable: bool
+    json_schema: dict[str, Any] = Field(alias="schema", description="JSON schema of the kind's config.")
+
+
+class KindList(BaseModel):
+    kinds: list[KindInfo]
 
 
 class Artifact(BaseModel):
@@ -179,10 +198,21 @@ def _result(record: RunRecord) -> Any | None:
 
 
 # -- routes --------------------------------------------------------------------------------------------------
+@router.get("/kinds", response_model=KindList, response_model_by_alias=True)
+def list_kinds(submittable: bool = True) -> dict[str, Any]:
+    """Every run kind (only the submittable ones unless `submittable=false`) with its config's JSON schema."""
+    kinds = submittable_kinds() if submittable else list(KINDS.values())
+    return {"kinds": [kind_schema(kind) for kind in kinds]}
+
+
+@router.get("/kinds/{name}", response_model=KindInfo, response_model_by_alias=True)
+def get_kind_info(name: str) -> dict[str, Any]:
+    return kind_schema(get_kind(name))
+
+
 @router.post("/runs", status_code=202, response_model=RunInfo)
 def start_run(request: Request, body: RunRequest) -> dict[str, Any]:
-    if body.kind not in RUN_KINDS:
-        raise InvalidInputError(f"unknown run kind {body.kind!r}; known: {', '.join(sorted(RUN_KINDS))}")
+    """Start a run of any submittable kind: 422 naming the field when the config does not fit the kind."""
     record = submit_run(request, body.kind, body.config, seed=body.seed, tags=dict(body.tags))
     return public(request, run_info(record))
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.errors import InvalidInputError, RunPreemptedError
+from tldrlab.errors import RunPreemptedError
 from tldrlab.runs import Run, preempt
 from tldrlab.runs.atomic import atomic_write_text, read_jsonl
 
 
 class SmokeConfig(BaseModel):
-    """Settings of a smoke run."""
+    """Kind `smoke`: a tiny linear model fitted with SGD on synthetic data."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -56,13 +56,9 @@ def _truncate_metrics(run: Run, last_step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def smoke_job(run: Run) -> dict[str, Any]:
+def smoke_job(run: Run, config: SmokeConfig) -> dict[str, Any]:
     import torch
 
-    try:
-        config = SmokeConfig.model_validate(run.config)
-    except Exception as exc:
-        raise InvalidInputError(f"invalid smoke config: {exc}") from exc
     torch.manual_seed(config.seed)
     true_w = torch.randn(config.features, 1, generator=torch.Generator().manual_seed(config.seed))
     model = torch.nn.Linear(config.features, 1)

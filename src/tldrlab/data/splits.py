@@ -1,0 +1,55 @@
+"""How training and evaluation split data, in one place so that a run is evaluated on what it held out.
+
+- `detect_splits`: the configured splits, else (train, dev) when a data-set directory has files of both;
+- `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
+- `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+TRAIN_NAMES = frozenset({"train", "training"})
+DEV_NAMES = frozenset({"dev", "validation", "val", "valid"})
+
+
+def detect_splits(
+    path: str | Path, train_split: str | None = None, val_split: str | None = None
+) -> tuple[str | None, str | None]:
+    """(train split, validation split): the given ones, else train / dev when a directory has both."""
+    if train_split or val_split:
+        return train_split, val_split
+    path = Path(path)
+    if not path.is_dir():
+        return None, None
+    names = [set(re.split(r"[._\-\s]+", p.name.lower())) for p in path.rglob("*") if p.is_file()]
+    has_train = any(tokens & TRAIN_NAMES for tokens in names)
+    has_dev = any(tokens & DEV_NAMES for tokens in names)
+    return ("train", "dev") if has_train and has_dev else (None, None)
+
+
+def holdout_size(total: int, fraction: float) -> int:
+    """Records held out: `fraction` of them, at least one."""
+    return max(1, int(total * fraction))
+
+
+def seeded_holdout(records: Sequence[T], fraction: float, seed: int | None) -> tuple[list[T], list[T]]:
+    """(held out, rest): the first `fraction` of the records after a shuffle seeded with `seed` (None: no
+    shuffle). Training holds out exactly what evaluation later reads back with the same seed."""
+    shuffled = list(records)
+    if seed is not None:
+        random.Random(seed).shuffle(shuffled)
+    n = holdout_size(len(shuffled), fraction)
+    return shuffled[:n], shuffled[n:]
+
+
+def lm_tail(ids: Sequence[T], fraction: float) -> tuple[list[T], list[T]]:
+    """(head, tail): a token stream cut so that the tail is the last `fraction` of it (the held-out part)."""
+    cut = int(len(ids) * (1 - fraction))
+    return list(ids[:cut]), list(ids[cut:])

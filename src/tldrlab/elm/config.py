@@ -1,0 +1,220 @@
+"""Typed configs of the ELM run kinds (no torch here: the API validates with them).
+
+- `ElmModelConfig` (adapter shape, LM), `LossConfig` (loss weights), `ElmTrainConfig`: kind `elm_train`.
+- `ElmPrepareConfig`, `ElmEvaluateConfig`, `ElmOptimizeConfig`: kinds `elm_prepare`, `elm_evaluate`,
+  `elm_optimize`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, ServerOnly
+from tldrlab.train.config import TrainConfig
+
+DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
+"""The default summary prompt; `{text}` is where the adapter's soft prefix goes."""
+
+
+class ElmModelConfig(BaseModel):
+    """The adapter's shape and which LM it feeds."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    lm: Annotated[str, ModelRef(keep=("scratch",))] = "scratch"
+    """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging
+    Face causal LM name or path (offline: a local directory)."""
+
+    lm_size: str = "tiny"
+    """Named GPT-2 size when lm=scratch: tiny, mini, small, base."""
+
+    lm_settings: dict[str, Any] = Field(default_factory=dict)
+    """Extra tldrlab GPT-2 settings when lm=scratch (n_layer, dropout, n_positions, ...)."""
+
+    freeze_lm: bool = False
+    """Train only the adapter and heads (the LM's weights stay as loaded)."""
+
+    embedding_dim: int = Field(default=384, gt=0)
+    """Dimension of the document embeddings (384 for MiniLM); set from the data."""
+
+    num_prefix_tokens: int = Field(default=8, ge=1, le=256)
+    """N: soft prefix vectors the adapter produces per document."""
+
+    hidden_dim: int = Field(default=512, ge=1)
+    """Hidden width of the adapter MLP (seed: 2048-6144 for a 2560-d embedder and a 4B LM)."""
+
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout inside the adapter MLP (BO range 0.0-0.3)."""
+
+    residual_scale: float = Field(default=0.1, ge=0.0)
+    """Scale of the MLP branch added to the direct linear projection (BO range 0.05-0.5)."""
+
+    gradient_checkpointing: bool = False
+    """Recompute the LM's activations in the backward pass (less memory, ~30% slower)."""
+
+
+class LossConfig(BaseModel):
+    """Which losses are on and how much each counts."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    lm_weight: float = Field(default=1.0, ge=0)
+    """Weight of the LM cross-entropy on the target tokens."""
+
+    use_text_drift_loss: bool = True
+    """Add the text drift loss (summary representation should stay close to the document embedding)."""
+
+    text_drift_weight: float = Field(default=0.03, ge=0)
+    """Weight of the drift loss (seed default 0.03; BO range 0.01-0.1)."""
+
+    text_drift_target_similarity: float = Field(default=0.75, ge=-1, le=1)
+    """Cosine similarity below which the drift loss penalises (seed default 0.75; BO range 0.7-0.9)."""
+
+    use_contrastive_loss: bool = True
+    """Add the in-batch InfoNCE loss between summary representations and document embeddings."""
+
+    contrastive_weight: float = Field(default=0.01, ge=0)
+    """Weight of the contrastive loss (BO range 0.0-0.1)."""
+
+    contrastive_temperature: float = Field(default=0.07, gt=0)
+    """Softmax temperature of the contrastive logits."""
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(
+        batch_size=8, lr=1e-3, best_metric="bertscore_f1", best_mode="max", early_stopping_patience=2
+    )
+
+
+class ElmTrainConfig(BaseModel):
+    """Everything one ELM training run needs."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    data: Annotated[str, InputPath()]
+    """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
+
+    model: ElmModelConfig = Field(default_factory=ElmModelConfig)
+    """Adapter shape and LM; embedding_dim is taken from the data."""
+
+    loss: LossConfig = Field(default_factory=LossConfig)
+    """Loss weights."""
+
+    train: TrainConfig = Field(default_factory=_default_train)
+    """Loop settings; max_steps is replaced by `epochs` unless `max_steps` below is set."""
+
+    epochs: float = Field(default=2.0, gt=0)
+    """Passes over the training records (seed 002 fixes 2)."""
+
+    max_steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps instead of `epochs` (quick runs)."""
+
+    eval_interval: int | None = Field(default=None, ge=1)
+    """Evaluate every N steps; None: 4 times per run (and always at the end)."""
+
+    tokenizer: Annotated[str | None, InputPath()] = None
+    """lm=scratch: a trained tokenizer directory; None trains a BPE on the training targets."""
+
+    vocab_size: int = Field(default=4000, ge=64)
+    """lm=scratch: vocabulary of the tokenizer trained when none is given."""
+
+    max_target_len: int = Field(default=48, ge=2)
+    """Target tokens kept (with eos) and the most tokens generated."""
+
+    eval_samples: int = Field(default=32, ge=0)
+    """Validation documents summarised at each evaluation for BERTScore / ROUGE (0: loss only)."""
+
+    max_val_examples: int = Field(default=256, ge=1)
+    """Validation records used for the eval loss."""
+
+    limit: int | None = Field(default=None, ge=1)
+    """Train on at most this many records (quick runs)."""
+
+    bertscore_model: Annotated[str | None, InputPath()] = None
+    """Local encoder directory for BERTScore; None: the offline MiniLM."""
+
+    use_bertscore: bool = True
+    """Compute BERTScore at each evaluation (needed for the default best_metric bertscore_f1)."""
+
+    init_adapter: Annotated[str | None, InputPath()] = None
+    """Start from these adapter weights (an adapter.safetensors from a saved ELM) instead of random ones."""
+
+    wandb: str | None = None
+    """Weights & Biases mode: offline, online, disabled; None: the wandb_mode setting."""
+
+
+class ElmPrepareConfig(BaseModel):
+    """Kind `elm_prepare`: embed the documents of a pair data set and write the ELM layout (or filter an
+    existing ELM directory to one task)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    data: Annotated[str, InputPath()]
+    """Pair data (any records format), or an ELM directory to filter."""
+    out: Annotated[str, OutputPath()]
+    """Output directory (synthesis/ + embeddings/ + elm_data.json)."""
+    format: str | None = None
+    """Reader format of `data`; None detects it."""
+    embedder: Annotated[str, ServerOnly()] = "minilm"
+    """Embedder: minilm (offline all-MiniLM-L6-v2) or a sentence-transformers path."""
+    task: str = "summary"
+    """Task type written, or kept when filtering an ELM directory."""
+    template: str = DEFAULT_TEMPLATE
+    """Prompt template with `{text}`."""
+    limit: int | None = Field(default=None, ge=1)
+    """Read at most this many training records."""
+    eval_limit: int | None = Field(default=None, ge=1)
+    """At most this many validation and test records each."""
+    val_fraction: float = Field(default=0.05, gt=0, lt=1)
+    """Fraction of the records held out for validation when the data has no validation split."""
+    test_fraction: float = Field(default=0.05, gt=0, lt=1)
+    """Fraction of the records held out for test when the data has no test split."""
+    seed: int = 0
+    """Seed of the validation / test split."""
+    progress: bool = True
+    """Show progress bars on the console."""
+
+
+class ElmEvaluateConfig(BaseModel):
+    """Kind `elm_evaluate`: BERTScore P/R/F1 + composite, ROUGE and length statistics of predictions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    predictions: Annotated[str, InputPath()]
+    """JSON lines with `prediction` (and `reference` or `target_text`)."""
+    references: Annotated[str | None, InputPath()] = None
+    """Separate references (e.g. a test_synthesis.jsonl), row-aligned with the predictions."""
+    bertscore_model: Annotated[str | None, InputPath()] = None
+    """Local encoder directory for BERTScore; None: the offline MiniLM."""
+    num_layers: int | None = Field(default=None, ge=1)
+    """Encoder layer whose embeddings BERTScore compares (None: the model's default)."""
+    output: Annotated[str | None, OutputPath()] = None
+    """Also write the metrics as JSON to this file (they are always in the run)."""
+
+
+class ElmOptimizeConfig(BaseModel):
+    """Kind `elm_optimize`: Bayesian search (TPE, median pruning) of the adapter's settings for the
+    BERTScore composite; every trial is an `elm_train` run."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    base: ElmTrainConfig
+    """The training config every trial starts from (the searched settings override it)."""
+    trials: int = Field(default=20, ge=1)
+    """Finished trials the study should hold (a resumed study counts its old ones)."""
+    jobs: int = Field(default=1, ge=1, le=64)
+    """Worker processes sharing the study."""
+    storage: Annotated[str | None, ServerOnly()] = None
+    """Study storage: sqlite:///PATH or postgresql://...; None: SQLite file <home>/sweeps.db."""
+    study: str = "elm-summary-optimization"
+    """Study name (running again with the same name resumes it)."""
+    warmup: int = Field(default=2, ge=0)
+    """Median pruning: evaluations before a trial may be pruned."""
+    hidden_dims: list[int] | None = None
+    """Adapter widths searched (None: 128, 256, 512)."""
+    seed: int | None = 0
+    """Seed of the sampler (None: unseeded)."""
+    quiet: bool = False
+    """No progress bars or run logs inside trials."""

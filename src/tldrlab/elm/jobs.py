@@ -1,0 +1,56 @@
+"""What runs of the kinds `elm_prepare`, `elm_evaluate` and `elm_optimize` execute (see tldrlab.kinds).
+
+`elm_train` lives beside the training (`tldrlab.elm.train.elm_train_job`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig
+from tldrlab.elm.evaluate import evaluate_files
+from tldrlab.elm.optimize import optimize_in_run
+from tldrlab.elm.prepare import prepare_dataset
+from tldrlab.runs import Run
+from tldrlab.runs.atomic import atomic_write_json
+
+
+def elm_prepare_job(run: Run, config: ElmPrepareConfig) -> dict[str, Any]:
+    stats = prepare_dataset(
+        config.data,
+        config.out,
+        format=config.format,
+        embedder=config.embedder,
+        task=config.task,
+        template=config.template,
+        limit=config.limit,
+        eval_limit=config.eval_limit,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        progress=config.progress,
+    )
+    run.set_summary(**{f"{split}_records": s["records"] for split, s in stats.items()})
+    return {"out": config.out, "splits": stats}
+
+
+def elm_evaluate_job(run: Run, config: ElmEvaluateConfig) -> dict[str, Any]:
+    metrics = evaluate_files(
+        Path(config.predictions),
+        Path(config.references) if config.references else None,
+        bertscore_model=config.bertscore_model,
+        num_layers=config.num_layers,
+    )
+    run.log_metrics(0, **metrics)
+    run.set_summary(**metrics)
+    path = run.artifacts_dir / "metrics.json"
+    atomic_write_json(path, metrics)
+    run.add_artifact(path, kind="metrics")
+    if config.output:
+        atomic_write_json(Path(config.output), metrics)
+    return metrics
+
+
+def elm_optimize_job(run: Run, config: ElmOptimizeConfig) -> dict[str, Any]:
+    return optimize_in_run(run, config, echo=lambda line: run.log(line))

@@ -1,0 +1,169 @@
+"""Typed configs of evaluation, generation and scoring (no torch here: the API validates with them).
+
+- `GenerateOptions`: how to decode; `EvalConfig`: what a model is evaluated on and how.
+- `EvaluateConfig`, `GenerateConfig`, `ScoreConfig`: the configs of the run kinds evaluate, generate, score.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef
+
+
+class GenerateOptions(BaseModel):
+    """How to decode."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    max_new_tokens: Annotated[int, GenerationLength()] = Field(default=64, ge=1, le=4096)
+    """Most tokens to generate per sequence."""
+
+    temperature: float = Field(default=1.0, ge=0.0)
+    """Sampling temperature; 0 means greedy decoding."""
+
+    top_k: int = Field(default=0, ge=0)
+    """Sample only among the k most likely tokens (0: no limit)."""
+
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling: the smallest set of tokens whose probability reaches p (1.0: no limit)."""
+
+    stop: list[str] = Field(default_factory=list)
+    """Cut each output at the first occurrence of any of these strings (the stop string is dropped)."""
+
+    seed: int = 0
+    """Seed of the sampling RNG: the same seed gives the same outputs."""
+
+    num_return_sequences: int = Field(default=1, ge=1, le=64)
+    """Outputs per prompt."""
+
+    num_beams: int = Field(default=1, ge=1)
+    """Beam search width for t5 / gpt2 (greedy only)."""
+
+    batch_size: int = Field(default=16, ge=1)
+    """Seq2seq greedy decoding: prompts decoded together (padding is masked). Sampling and LMs go one prompt
+    at a time."""
+
+    max_input_tokens: int = Field(default=512, ge=1)
+    """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
+
+
+class EvalConfig(BaseModel):
+    """What to evaluate on and how."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    data: str
+    """A file or data-set directory readable by tldrlab.data.readers."""
+
+    format: str | None = None
+    """Reader format; None detects it."""
+
+    split: str | None = None
+    """Data split (e.g. validation); None uses the whole file (LM: its last `val_fraction` when set)."""
+
+    val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    """Unsplit data, as a training run held it out: LM evaluates the last fraction of the tokens; seq2seq
+    the first fraction of the records after a shuffle seeded with `holdout_seed`."""
+
+    holdout_seed: int | None = None
+    """Seq2seq with `val_fraction`: the training run's seed (None: no shuffle, the first records)."""
+
+    limit: int | None = Field(default=None, ge=1)
+    """Read at most this many records before any holdout is taken (as the training run did)."""
+
+    max_samples: int = Field(default=200, ge=1)
+    """Seq2seq: records evaluated; LM: blocks evaluated."""
+
+    prefix: str = ""
+    """Seq2seq: text put before every source document (must match training, e.g. "summarize: ")."""
+
+    max_source_len: int = Field(default=256, ge=4)
+    """Seq2seq: source tokens kept."""
+
+    block_size: int = Field(default=128, ge=2)
+    """LM: tokens per evaluation block."""
+
+    batch_size: int = Field(default=16, ge=1)
+    """Blocks per forward pass."""
+
+    bertscore: bool = True
+    """Seq2seq: also compute BERTScore with the offline MiniLM."""
+
+    num_lm_samples: int = Field(default=4, ge=0)
+    """LM: seeded continuations written to samples.jsonl."""
+
+    generation: GenerateOptions = Field(default_factory=lambda: GenerateOptions(temperature=0.0))
+    """Decoding options (greedy by default)."""
+
+
+class EvaluateConfig(BaseModel):
+    """Run kind `evaluate`: a trained model on a data split. Unset settings come from the model's training run
+    (its data, validation split or held-out fraction, prefix and lengths), else from `EvalConfig`."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
+    """The training run (id or unique prefix) whose model is evaluated, or any model reference."""
+    data: Annotated[str | None, InputPath()] = None
+    """Evaluate on this file or data-set directory instead of the training run's data."""
+    format: str | None = None
+    """Reader format of `data`; None detects it."""
+    split: str | None = None
+    """Data split (e.g. validation); None: the training run's validation split."""
+    val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    """Unsplit data: the fraction the training run held out (None: the run's)."""
+    holdout_seed: int | None = None
+    """Seq2seq with `val_fraction`: the seed of the held-out shuffle (None: the run's training seed)."""
+    limit: int | None = Field(default=None, ge=1)
+    """Read at most this many records before any holdout (None: the run's)."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Seq2seq: records evaluated; LM: blocks evaluated (None: 200)."""
+    prefix: str | None = None
+    """Seq2seq: text put before every source document (None: the run's)."""
+    max_source_len: int | None = Field(default=None, ge=4)
+    """Seq2seq: source tokens kept (None: the run's)."""
+    block_size: int | None = Field(default=None, ge=2)
+    """LM: tokens per evaluation block (None: the run's)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Blocks or documents per forward pass (None: 16)."""
+    bertscore: bool | None = None
+    """Seq2seq: also compute BERTScore with the offline MiniLM (None: yes)."""
+    num_lm_samples: int | None = Field(default=None, ge=0)
+    """LM: seeded continuations written to samples.jsonl (None: 4)."""
+    generation: GenerateOptions | None = None
+    """Decoding options (None: greedy)."""
+
+    def overrides(self) -> dict[str, Any]:
+        """The EvalConfig settings this config sets (everything but `model_run` and the unset ones)."""
+        return {k: v for k, v in self.model_dump(exclude={"model_run"}).items() if v is not None}
+
+
+class GenerateConfig(BaseModel):
+    """Run kind `generate`: outputs of a trained model for some prompts."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
+    """The training run (id or unique prefix) whose model generates, or any model reference."""
+    prompts: list[str] = Field(min_length=1, max_length=64)
+    """Inputs: documents to summarise (seq2seq) or text to continue (LM)."""
+    options: GenerateOptions = Field(default_factory=GenerateOptions)
+    """How to decode (max_new_tokens, temperature, top_k, top_p, seed, ...)."""
+
+
+class ScoreConfig(BaseModel):
+    """Run kind `score`: loss, perplexity and per-token surprisal of a text under a trained model."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
+    """The training run (id or unique prefix) whose model scores, or any model reference."""
+    text: str = Field(min_length=1, max_length=100_000)
+    """Text to score (the summary, for seq2seq models)."""
+    source: str = ""
+    """Seq2seq: the document the text summarises."""
+    top_k: int = Field(default=5, ge=0, le=50)
+    """Top predictions reported per token."""

@@ -1,0 +1,252 @@
+"""The run-kind registry: every kind of run tldrlab can execute, each one entry carrying its whole contract.
+
+    KINDS["train"].config          # TrainJobConfig: validated at submit, documented in OpenAPI
+    validate_config("train", raw)  # -> TrainJobConfig, or InvalidConfigError naming the field (API: 422)
+    resolve_execute("train")       # -> tldrlab.train.jobs.train_job, imported only when a run executes
+
+An entry says what a run of its kind is: `name`, `config` (a pydantic class from a module that imports no
+torch, so the API validates and documents configs cheaply), `execute` ("module:function" with signature
+`(run: Run, config: TheConfig) -> dict | None`; a dict becomes the run's artifacts/result.json), a one-line
+`help`, whether users may submit it (`submittable`; internal child kinds may not), and optionally
+`prepare` ("module:function", `(config) -> config`, torch-free: run before the run is created, by the API's
+submit and the CLI alike, e.g. to record the data splits it found), `follower` (what non-main ranks of a
+distributed launch run, `(config) -> None`), `resume_fields` (dotted config fields that may change when a run
+is resumed; None: the kind does not resume) and `aliases` (old names still found in the registry).
+
+To add a kind: write its config class (docstring under every field, bounds, `extra="forbid"`,
+`use_attribute_docstrings=True`) in the area's `config.py`, its execute function beside the work it does,
+and one `RunKind(...)` line below. `tldrlab.launch` runs it (CLI in-process, API submit, workers);
+`GET /kinds`, `POST /runs` and the runs page pick it up from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from tldrlab.digest.config import ThreadIngestConfig
+from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
+from tldrlab.errors import DependencyMissingError, InvalidConfigError, UnknownKindError
+from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
+from tldrlab.experiments.config import ExperimentConfig
+from tldrlab.lvm.config import (
+    IngestConfig,
+    LVMEvaluateConfig,
+    LVMIndexConfig,
+    LVMTrainJobConfig,
+)
+from tldrlab.lvm.sequences import SequencesConfig
+from tldrlab.sweep.config import SweepConfig
+from tldrlab.tokenizers.config import TokenizerJobConfig
+from tldrlab.train.config import TrainJobConfig
+from tldrlab.train.smoke import SmokeConfig
+
+ExecuteFunction = Callable[[Any, Any], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """One kind of run and its whole contract (see the module docstring)."""
+
+    name: str
+    config: type[BaseModel]
+    execute: str
+    help: str
+    submittable: bool = True
+    prepare: str | None = None
+    follower: str | None = None
+    resume_fields: tuple[str, ...] | None = None
+    aliases: tuple[str, ...] = ()
+
+
+_ENTRIES = (
+    RunKind(
+        "train",
+        TrainJobConfig,
+        "tldrlab.train.jobs:train_job",
+        "Train a model (t5, gpt2, char_lstm, ...) on a data set; resumable; the best model is saved.",
+        prepare="tldrlab.train.config:record_splits",
+        follower="tldrlab.train.jobs:train_follower",
+        resume_fields=("train.progress",),
+    ),
+    RunKind(
+        "tokenizer",
+        TokenizerJobConfig,
+        "tldrlab.tokenizers.job:tokenizer_job",
+        "Train a tokenizer (bpe, sentencepiece, char) on corpus files.",
+    ),
+    RunKind(
+        "evaluate",
+        EvaluateConfig,
+        "tldrlab.evaluate.jobs:evaluate_job",
+        "Evaluate a trained model on a data split (loss, perplexity, ROUGE, BERTScore, lengths).",
+        aliases=("eval",),
+    ),
+    RunKind(
+        "generate",
+        GenerateConfig,
+        "tldrlab.evaluate.jobs:generate_job",
+        "Generate summaries or continuations with a trained model.",
+    ),
+    RunKind(
+        "score",
+        ScoreConfig,
+        "tldrlab.evaluate.jobs:score_job",
+        "Score a text under a trained model: loss, perplexity, per-token surprisal.",
+    ),
+    RunKind(
+        "ingest",
+        ThreadIngestConfig,
+        "tldrlab.digest.ingest:ingest_job",
+        "Ingest forum threads into the sentence store (only changed posts are re-embedded).",
+    ),
+    RunKind(
+        "elm_prepare",
+        ElmPrepareConfig,
+        "tldrlab.elm.jobs:elm_prepare_job",
+        "ELM: embed a pair data set's documents and write the synthesis + embeddings layout.",
+    ),
+    RunKind(
+        "elm_train",
+        ElmTrainConfig,
+        "tldrlab.elm.train:elm_train_job",
+        "ELM: train the summary adapter (and the LM unless frozen); resumable.",
+        resume_fields=("train.progress",),
+    ),
+    RunKind(
+        "elm_evaluate",
+        ElmEvaluateConfig,
+        "tldrlab.elm.jobs:elm_evaluate_job",
+        "ELM: BERTScore, ROUGE and length statistics of a predictions file.",
+    ),
+    RunKind(
+        "elm_optimize",
+        ElmOptimizeConfig,
+        "tldrlab.elm.jobs:elm_optimize_job",
+        "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
+    ),
+    RunKind(
+        "lvm_ingest",
+        IngestConfig,
+        "tldrlab.lvm.ingest:lvm_ingest_job",
+        "LVM: split articles into concepts, embed and store them with provenance.",
+    ),
+    RunKind(
+        "lvm_index",
+        LVMIndexConfig,
+        "tldrlab.lvm.jobs:lvm_index_job",
+        "LVM: build the FAISS concept index from the concept store.",
+    ),
+    RunKind(
+        "lvm_sequences",
+        SequencesConfig,
+        "tldrlab.lvm.jobs:lvm_sequences_job",
+        "LVM: build (context -> next concept) sequences split by article.",
+    ),
+    RunKind(
+        "lvm_train",
+        LVMTrainJobConfig,
+        "tldrlab.lvm.training:lvm_train_job",
+        "LVM: train a next-concept model (lstm, gru, transformer, mamba); resumable.",
+        resume_fields=("train.progress",),
+    ),
+    RunKind(
+        "lvm_evaluate",
+        LVMEvaluateConfig,
+        "tldrlab.lvm.jobs:lvm_evaluate_job",
+        "LVM: score trained models beside the baselines (MSE, cosine, top-k retrieval).",
+    ),
+    RunKind(
+        "experiment",
+        ExperimentConfig,
+        "tldrlab.experiments.dendrite_experiment:experiment_job",
+        "Baseline vs compressed vs compressed + dendrites T5, same data, tokenizer, seeds and budget.",
+    ),
+    RunKind(
+        "sweep",
+        SweepConfig,
+        "tldrlab.sweep.runner:sweep_job",
+        "A W&B sweep run on Optuna (resumable study); every trial is a run.",
+    ),
+    RunKind(
+        "smoke",
+        SmokeConfig,
+        "tldrlab.train.smoke:smoke_job",
+        "A real, tiny, exactly-resumable training (seconds on a CPU) that checks a worker deployment.",
+        resume_fields=(),
+    ),
+)
+
+KINDS: dict[str, RunKind] = {kind.name: kind for kind in _ENTRIES}
+"""Every run kind by name."""
+
+
+def register_kind(kind: RunKind) -> None:
+    """Add (or replace) a kind at run time, e.g. a plug-in's or a test's."""
+    KINDS[kind.name] = kind
+
+
+def get_kind(name: str) -> RunKind:
+    """The kind called `name` (or formerly called so); UnknownKindError listing the known kinds."""
+    kind = KINDS.get(name) or next((k for k in KINDS.values() if name in k.aliases), None)
+    if kind is None:
+        known = ", ".join(sorted(KINDS))
+        raise UnknownKindError(f"unknown run kind {name!r}; known kinds: {known}", kinds=sorted(KINDS))
+    return kind
+
+
+def submittable_kinds() -> list[RunKind]:
+    return [kind for kind in KINDS.values() if kind.submittable]
+
+
+def config_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as `{"loc": [...], "msg": ...}`, the shape the API returns."""
+    return [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+
+
+def validate_config(kind: str, raw: dict[str, Any] | BaseModel) -> BaseModel:
+    """The kind's typed config from `raw`; InvalidConfigError naming every bad field otherwise."""
+    spec = get_kind(kind)
+    if isinstance(raw, spec.config):
+        return raw
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump(mode="json")
+    try:
+        return spec.config.model_validate(raw)
+    except ValidationError as exc:
+        errors = config_errors(exc)
+        problems = "; ".join(f"{'.'.join(e['loc']) or '(config)'}: {e['msg']}" for e in errors)
+        raise InvalidConfigError(
+            f"invalid {spec.name} config: {problems}", errors=errors, kind=spec.name
+        ) from None
+
+
+def load_target(target: str) -> Any:
+    """The object a "module:function" string names (importing the module now)."""
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise DependencyMissingError(f"{target} is not available here ({exc.name} is missing)") from exc
+    return getattr(module, attribute)
+
+
+def resolve_execute(kind: str) -> ExecuteFunction:
+    """The function executing runs of `kind` (imported now)."""
+    function: ExecuteFunction = load_target(get_kind(kind).execute)
+    return function
+
+
+def kind_schema(kind: RunKind) -> dict[str, Any]:
+    """What `GET /kinds` says about a kind: name, help, submittable and the config's JSON schema."""
+    return {
+        "name": kind.name,
+        "help": kind.help,
+        "submittable": kind.submittable,
+        "resumable": kind.resume_fields is not None,
+        "schema": kind.config.model_json_schema(),
+    }

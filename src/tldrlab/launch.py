@@ -1,0 +1,248 @@
+"""One launch path for every run, whoever starts it: the CLI (in-process), the API (queued) and the workers.
+
+    record = submit_run("train", raw_config, queue=queue)      # API: validate, prepare, create, enqueue
+    launched = launch_run("train", raw_config)                  # CLI: the same preparation, then execute here
+    launched = launch_run("train", {}, resume="train-2026...")  # continue a run under the resume policy
+    execute(run_id, worker=...)                                 # a worker: execute a queued run
+
+`prepare_run` is the one preparation both sides share: the kind's config class validates the raw config
+(InvalidConfigError naming the field), `confine` hooks may reject paths (the API installs them), and the
+kind's `prepare` step runs (train records the data splits it found), so a run started by the CLI and one
+started by the API with the same config store the same config and train to the same losses.
+
+`launch_run` also owns what only an in-process launch needs: the resume policy (the kind must be resumable,
+the run not completed, and only the kind's `resume_fields` may change), SIGTERM -> checkpoint and preempt
+(the loop stops after its step, the run goes back to `queued`; `--resume` continues it), and distributed
+followers (ranks other than 0 of torchrun / accelerate run the kind's `follower` without a run of their own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, ServiceUnavailableError
+from tldrlab.kinds import RunKind, get_kind, load_target, resolve_execute, validate_config
+from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
+from tldrlab.runs.atomic import atomic_write_text
+
+
+@dataclass
+class Launched:
+    """A run launched in this process: its record (as it ended) and what its execute function returned."""
+
+    record: RunRecord
+    result: dict[str, Any] | None
+
+
+def seed_of(config: BaseModel) -> int | None:
+    """The seed a config carries (`seed`, else `train.seed`), recorded in the manifest."""
+    for holder in (config, getattr(config, "train", None)):
+        seed = getattr(holder, "seed", None)
+        if isinstance(seed, int):
+            return seed
+    return None
+
+
+def prepare_run(kind: str, raw: dict[str, Any] | BaseModel) -> tuple[RunKind, BaseModel]:
+    """The kind and its validated, prepared config (see the module docstring)."""
+    spec = get_kind(kind)
+    config = validate_config(spec.name, raw)
+    if spec.prepare is not None:
+        config = load_target(spec.prepare)(config)
+    return spec, config
+
+
+def check_submittable(kind: str) -> RunKind:
+    """The kind, if users may submit it (internal child kinds are started by their parent run)."""
+    spec = get_kind(kind)
+    if not spec.submittable:
+        raise InvalidInputError(f"runs of kind {spec.name!r} are started by their parent run, not submitted")
+    return spec
+
+
+def submit_run(
+    kind: str,
+    raw: dict[str, Any] | BaseModel,
+    *,
+    queue: Any,
+    registry: RunRegistry,
+    settings: Settings,
+    seed: int | None = None,
+    run_id: str | None = None,
+    parent_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Validate and prepare a config of a submittable kind, create a queued run and enqueue it.
+
+    ServiceUnavailableError (and no run left queued) when the queue is down.
+    """
+    check_submittable(kind)
+    spec, config = prepare_run(kind, raw)
+    queue.ping()  # refuse before creating anything
+    record = create_run(
+        spec.name,
+        config,
+        seed=seed if seed is not None else seed_of(config),
+        run_id=run_id,
+        parent_id=parent_id,
+        tags=tags,
+        settings=settings,
+        registry=registry,
+    )
+    try:
+        queue.enqueue(record.id)
+    except Exception as exc:
+        message = "failed: could not be queued (the job queue is unreachable)"
+        registry.update(record.id, status=RunStatus.FAILED, message=message, error_code="service_unavailable")
+        if isinstance(exc, ServiceUnavailableError):
+            raise
+        raise ServiceUnavailableError("the job queue is unreachable") from exc
+    return registry.get(record.id)
+
+
+def execute(
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+    worker: str | None = None,
+    config: BaseModel | None = None,
+) -> dict[str, Any] | None:
+    """Execute a registered run in this process (how workers run queued runs); exceptions propagate after the
+    run recorded them. A returned dict is also written to the run's artifacts/result.json.
+
+    `config` replaces the stored one for this execution only (a resume's allowed changes, e.g. quiet)."""
+    registry = registry or open_registry(settings)
+    record = registry.get(run_id)
+    with execute_run(record, settings=settings, registry=registry, worker=worker) as run:
+        config = config or validate_config(record.kind, run.config)
+        result = resolve_execute(record.kind)(run, config)
+        if result is not None:  # what the API returns for generate / score / evaluate requests
+            path = run.artifacts_dir / "result.json"
+            atomic_write_text(path, json.dumps(result, default=str, indent=2))
+            run.add_artifact(path, kind="result")
+    return result
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_config(record: RunRecord, spec: RunKind, changes: dict[str, Any] | None) -> BaseModel:
+    """The config a resumed run continues with: the stored one, plus `changes` to the kind's resume_fields.
+
+    ConflictError when the run completed; ConfigError when a change touches any other field.
+    """
+    if spec.resume_fields is None:
+        raise InvalidInputError(f"runs of kind {spec.name!r} cannot be resumed")
+    if record.status == RunStatus.COMPLETED:
+        raise ConflictError(f"run {record.id} already completed; nothing to resume")
+    changed = {k: v for k, v in _dotted(changes or {}).items() if v is not None}
+    refused = sorted(k for k in changed if k not in spec.resume_fields)
+    if refused:
+        allowed = ", ".join(spec.resume_fields) or "none"
+        raise ConfigError(
+            f"a resumed run keeps the config it started with; cannot change {', '.join(refused)} "
+            f"(may change: {allowed})"
+        )
+    merged: dict[str, Any] = dict(record.config)
+    for dotted, value in changed.items():
+        *parents, leaf = dotted.split(".")
+        tree = merged
+        for part in parents:
+            tree[part] = dict(tree.get(part) or {})
+            tree = tree[part]
+        tree[leaf] = value
+    return validate_config(spec.name, merged)
+
+
+def is_follower() -> bool:
+    """A non-main rank of a distributed launch (torchrun / accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
+@contextmanager
+def preempt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (kill, timeout, a scheduler): the loop checkpoints after its step, the run is preempted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: preempt.request_stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        preempt.reset()
+
+
+def launch_run(
+    kind: str,
+    raw: dict[str, Any] | BaseModel | None = None,
+    *,
+    resume: str | None = None,
+    seed: int | None = None,
+    parent_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    on_start: Callable[[RunRecord], None] | None = None,
+) -> Launched:
+    """Prepare (or resume) a run of `kind` and execute it in this process (the CLI's way to run anything).
+
+    With `resume`, `raw` holds only the changes asked for (checked against the kind's resume_fields). On a
+    follower rank of a distributed launch the kind's `follower` runs instead and no run is created.
+    `on_start` is called with the run's record before it executes (the CLI prints the run id).
+    """
+    settings = settings or get_settings()
+    registry = open_registry(settings)
+    spec = get_kind(kind)
+    changes = raw.model_dump(mode="json") if isinstance(raw, BaseModel) else dict(raw or {})
+    if is_follower():
+        if spec.follower is None:
+            raise ConfigError(f"runs of kind {spec.name!r} do not run distributed")
+        config = (
+            resume_config(registry.find(resume), spec, changes) if resume else prepare_run(kind, changes)[1]
+        )
+        load_target(spec.follower)(config)
+        return Launched(registry.find(resume) if resume else _follower_record(spec), None)
+    if resume:
+        record = registry.find(resume)
+        if get_kind(record.kind).name != spec.name:
+            raise InvalidInputError(f"run {record.id} is a {record.kind} run, not a {spec.name} run")
+        config = resume_config(record, spec, changes)
+    else:
+        spec, config = prepare_run(kind, changes)
+        record = create_run(
+            spec.name,
+            config,
+            seed=seed if seed is not None else seed_of(config),
+            parent_id=parent_id,
+            tags=tags,
+            settings=settings,
+            registry=registry,
+        )
+    if on_start is not None:
+        on_start(record)
+    with preempt_on_sigterm():
+        result = execute(record.id, settings=settings, registry=registry, config=config)
+    return Launched(registry.get(record.id), result)
+
+
+def _follower_record(spec: RunKind) -> RunRecord:
+    """A stand-in record for a follower rank (it has no run of its own)."""
+    return RunRecord(id="", kind=spec.name, status=RunStatus.COMPLETED, config={}, run_dir="", created_at=0.0)

@@ -1,0 +1,143 @@
+"""Typed configs of the LVM run kinds (no torch here: the API validates with them).
+
+`IngestConfig` (kind `lvm_ingest`), `LVMIndexConfig` (`lvm_index`), `LVMTrainJobConfig` (`lvm_train`),
+`LVMEvaluateConfig` (`lvm_evaluate`); `lvm_sequences` uses `tldrlab.lvm.sequences.SequencesConfig`.
+Paths left None resolve under `<home>/lvm/` when the run executes (`concepts.db`, `index/`,
+`sequences.npz`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tldrlab.config import get_settings
+from tldrlab.runs.paths import InputPath, OutputPath, ServerOnly
+from tldrlab.train.config import TrainConfig
+
+
+def lvm_home() -> Path:
+    """Where LVM files live unless a config says otherwise: <home>/lvm."""
+    return get_settings().home / "lvm"
+
+
+def default_index() -> Path:
+    return lvm_home() / "index"
+
+
+def default_sequences() -> Path:
+    return lvm_home() / "sequences.npz"
+
+
+SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
+"""Validation metrics an LVM training can pick its kept checkpoint by (`train.best_metric`)."""
+
+
+class IngestConfig(BaseModel):
+    """One ingest: which articles, how they become concepts, which embedder, where they are stored."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: Annotated[str, InputPath()]
+    """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
+    format: str | None = None
+    """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
+    chunking: str = "sentence"
+    """`sentence` or `semantic` (see tldrlab.lvm.chunking)."""
+    max_chars: int = Field(600, ge=20)
+    """Semantic chunks stay at most this long."""
+    threshold: float = Field(0.55, ge=-1.0, le=1.0)
+    """Semantic chunking similarity threshold."""
+    embedder: Annotated[str | None, ServerOnly()] = None
+    """Embedder name or sentence-transformers path; None uses the `embedder` setting (minilm)."""
+    source: str | None = None
+    """Data set source label stored with every concept; None: the reader's source (e.g. wikipedia)."""
+    domain: str | None = None
+    """Optional domain label stored with every concept (e.g. science, history)."""
+    store_url: Annotated[str | None, ServerOnly()] = None
+    """Concept store URL; None: PostgreSQL when the database URL is postgres, else SQLite under the home."""
+    limit: int | None = Field(None, ge=1)
+    """Ingest at most this many articles."""
+    batch_size: int = Field(64, ge=1)
+    """Texts per embedding batch."""
+
+
+class LVMIndexConfig(BaseModel):
+    """Kind `lvm_index`: the FAISS concept index built from the concept store."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source: str | None = None
+    """Only concepts of this source (None: all)."""
+    store_url: Annotated[str | None, ServerOnly()] = None
+    """Concept store URL; None: the default store (see IngestConfig.store_url)."""
+    out: Annotated[str | None, ServerOnly()] = None
+    """Index directory; None: <home>/lvm/index (the server's, which decode and generate read)."""
+    ivf_threshold: int = Field(default=50_000, ge=1)
+    """Use IVF-Flat from this many vectors on (exact search below)."""
+    nlist: int | None = Field(default=None, ge=1)
+    """IVF lists (None: about 4*sqrt(n))."""
+    nprobe: int = Field(default=16, ge=1)
+    """IVF lists searched per query."""
+    seed: int = 0
+    """Seed of the IVF k-means."""
+
+
+def default_train_config() -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "max_steps": 1500,
+            "batch_size": 256,
+            "lr": 1e-3,
+            "weight_decay": 0.01,
+            "warmup_steps": 50,
+            "eval_every": 250,
+            "checkpoint_every": 250,
+            "log_every": 25,
+        }
+    )
+
+
+class LVMTrainJobConfig(BaseModel):
+    """Everything one `tldrlab lvm train` run needs."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    sequences: Annotated[str, InputPath()]
+    """The sequences NPZ written by `tldrlab lvm sequences`."""
+    model: str = "gru"
+    """Backbone from LVM_MODELS: lstm, gru, transformer, mamba."""
+    model_settings: dict[str, Any] = Field(default_factory=dict)
+    """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences."""
+    loss: str = "cosine+infonce"
+    """mse, cosine, infonce, corpus or a weighted `+` combination such as `cosine+0.3*corpus`
+    (see tldrlab.lvm.losses)."""
+    temperature: float = Field(0.05, gt=0)
+    """Temperature of the contrastive losses (infonce, corpus)."""
+    group: int = Field(1, ge=1)
+    """Consecutive windows of one article per dataset item (a batch holds batch_size items). With 8, the
+    in-batch InfoNCE negatives include the article's neighbouring concepts, the hard negatives retrieval
+    meets; 1 draws independent windows."""
+    max_val_examples: int = Field(4000, ge=1)
+    """Cap on validation examples scored at each evaluation."""
+    train: TrainConfig = Field(default_factory=default_train_config)
+    """The loop settings."""
+
+
+class LVMEvaluateConfig(BaseModel):
+    """Kind `lvm_evaluate`: trained LVMs beside the baselines (MSE, cosine, top-1 / top-5 retrieval)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    runs: list[Annotated[str, InputPath()]] = Field(default_factory=list)
+    """lvm_train run ids, run directories or model directories (empty: baselines only)."""
+    sequences: Annotated[str | None, InputPath()] = None
+    """Sequences NPZ; None: the first run's, else <home>/lvm/sequences.npz."""
+    split: Literal["test", "val", "cross"] | None = None
+    """Split to score; None: test, and cross when the sequences have one."""
+    baselines: list[str] | None = None
+    """Baselines to score (None: every one of tldrlab.lvm.baselines.BASELINES)."""
+    out: Annotated[str | None, OutputPath()] = None
+    """Also copy the evaluation files (md, json, png) into this directory (they are always in the run)."""

@@ -1,0 +1,151 @@
+"""What runs of the kinds `lvm_index`, `lvm_sequences` and `lvm_evaluate` execute (see tldrlab.kinds).
+
+`lvm_ingest` and `lvm_train` live beside their work (`ingest.lvm_ingest_job`, `training.lvm_train_job`).
+Paths a config leaves None resolve under `<home>/lvm/`: `index/`, `sequences.npz`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tldrlab.errors import ConfigError
+from tldrlab.lvm.config import (
+    LVMEvaluateConfig,
+    LVMIndexConfig,
+    default_index,
+    default_sequences,
+)
+from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
+from tldrlab.lvm.index import build_index
+from tldrlab.lvm.models import LVMConfig, build_lvm, load_lvm
+from tldrlab.lvm.sequences import SequencesConfig, load_sequences, sequences_from_store
+from tldrlab.lvm.store import open_concept_store
+from tldrlab.lvm.training import MODEL_DIR
+from tldrlab.runs import Run, open_registry
+from tldrlab.runs.run import MANIFEST, read_manifest
+
+
+def lvm_index_job(run: Run, config: LVMIndexConfig) -> dict[str, Any]:
+    out = Path(config.out) if config.out else default_index()
+    store = open_concept_store(config.store_url)
+    try:
+        table = store.load(config.source)
+    finally:
+        store.close()
+    built = build_index(
+        table.vectors,
+        table.ids,
+        ivf_threshold=config.ivf_threshold,
+        nlist=config.nlist,
+        nprobe=config.nprobe,
+        seed=config.seed,
+        extra_meta={"embedder": table.embedder, "source": config.source},
+    )
+    built.save(out)
+    run.set_summary(count=len(built), kind=built.kind)
+    return {"kind": built.kind, "count": len(built), "dim": built.dim, "out": str(out)}
+
+
+def lvm_sequences_job(run: Run, config: SequencesConfig) -> dict[str, Any]:
+    built = sequences_from_store(config, run)
+    return {
+        "sequences": built.meta["sequences"],
+        "articles": built.meta["articles"],
+        "cross_near_duplicates": built.meta.get("cross_near_duplicates"),
+        "out": config.out,
+    }
+
+
+def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:
+    """The LVM of a run that stopped before saving model/: its best evaluated checkpoint."""
+    from safetensors.torch import load_model
+
+    seqs = load_sequences(config["sequences"])
+    settings = {**config.get("model_settings", {}), "dim": seqs.dim, "context": seqs.context}
+    model = build_lvm(config["model"], LVMConfig(**settings))
+    load_model(model, str(run_dir / "checkpoints" / "best" / "model.safetensors"))
+    return model.eval()
+
+
+def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
+    """(run id, trained LVM, run config) from a run id, a run directory or a model directory."""
+    path = Path(run_ref)
+    if (path / "lvm_model.json").exists():  # a model directory
+        if (path.parent / MANIFEST).exists():
+            return path.parent.name, load_lvm(path), read_manifest(path.parent)["config"]
+        return str(path), load_lvm(path), {}
+    if (path / MANIFEST).exists():  # a run directory
+        run_id, run_dir, config = path.name, path, read_manifest(path)["config"]
+    else:
+        record = open_registry().find(run_ref)
+        run_id, run_dir, config = record.id, Path(record.run_dir), record.config
+    if not (run_dir / MODEL_DIR).exists() and (run_dir / "checkpoints" / "best").is_dir():
+        # a run cancelled or preempted before it saved model/: use its best evaluated checkpoint
+        return run_id, best_checkpoint_model(config, run_dir), config
+    return run_id, load_lvm(run_dir / MODEL_DIR), config
+
+
+def model_label(model: Any, run_config: dict[str, Any]) -> str:
+    """How a trained model is named in the evaluation table: backbone (loss, temperature, group, skip)."""
+    label: str = model.name
+    if run_config.get("loss"):
+        label += f" ({run_config['loss']}"
+        temperature = run_config.get("temperature", 0.05)
+        contrastive = "infonce" in run_config["loss"] or "corpus" in run_config["loss"]
+        label += f", T={temperature}" if contrastive and temperature != 0.05 else ""
+        label += f", group {run_config['group']}" if run_config.get("group", 1) > 1 else ""
+        skip = model.config.skip
+        skip += f" from decay {model.config.skip_decay}" if model.config.skip_decay != 1.0 else ""
+        label += f", skip {skip})" if skip != "mean" else ")"
+    return label
+
+
+def lvm_evaluate_job(run: Run, config: LVMEvaluateConfig) -> dict[str, Any]:
+    """Score the models beside the baselines on each split; one report (md, json, png) per split."""
+    loaded = [load_run_model(ref) for ref in config.runs]
+    path = Path(config.sequences) if config.sequences else None
+    if path is None:
+        path = next((Path(c["sequences"]) for _, _, c in loaded if c.get("sequences")), default_sequences())
+    seqs = load_sequences(path)
+    models: dict[str, Any] = {}
+    for run_id, model, run_config in loaded:
+        label = model_label(model, run_config)
+        if label in models:
+            label += f" {run_id[-6:]}"
+        models[label] = model
+    splits = [config.split] if config.split else [n for n in ("test", "cross") if n in seqs.split_names()]
+    if not splits:
+        raise ConfigError(f"{path} has no test or cross split to score; give a split")
+    runs = [r for r, _, _ in loaded]
+    reports = []
+    for name in splits:
+        results = evaluate_methods(seqs, models, split=name, baselines=config.baselines)
+        outcome = verdict(results)
+        meta = {"sequences": str(path), "split": name, "runs": runs}
+        paths = write_report(results, run.dir, meta, outcome, stem=report_stem(name))
+        for p in paths.values():
+            run.add_artifact(p, kind="evaluation")
+            if config.out is not None:
+                Path(config.out).mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, Path(config.out) / p.name)
+        prefix = "" if name == "test" else f"{name}_"
+        run.set_summary(
+            **{f"{prefix}goal_met": outcome["goal_met"]},
+            **{
+                f"{prefix}{r.name}_{m}": v
+                for r in results
+                for m, v in r.metrics.items()
+                if m in ("cosine", "top1_excl")
+            },
+        )
+        reports.append(
+            {
+                "split": name,
+                "sequences": len(seqs.split_arrays(name)),
+                "results": [{"name": r.name, "kind": r.kind, "metrics": r.metrics} for r in results],
+                "verdict": outcome,
+            }
+        )
+    return {"sequences": str(path), "reports": reports}

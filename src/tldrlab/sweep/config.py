@@ -1,0 +1,42 @@
+"""Typed config of the `sweep` run kind (no torch, no optuna here: the API validates with it)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tldrlab.errors import ConfigError
+from tldrlab.runs.paths import ServerOnly
+from tldrlab.sweep.spec import parse_sweep
+
+
+class SweepConfig(BaseModel):
+    """Kind `sweep`: run (or resume) a W&B sweep on Optuna until the study holds `trials` finished trials."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    sweep: dict[str, Any]
+    """The sweep file's mapping: method, metric, parameters, program (tldrlab.train, tldrlab.experiment,
+    tldrlab.elm or a script with `command`), config (the program's base config), early_terminate, ..."""
+    source: Annotated[str | None, ServerOnly()] = None
+    """The sweep file it came from, if any (a relative `program` path resolves against its directory)."""
+    trials: int | None = Field(default=None, ge=1)
+    """Total finished trials wanted in the study (None: run_cap, the grid's size, or 10)."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes sharing the study."""
+    storage: Annotated[str | None, ServerOnly()] = None
+    """Study storage: sqlite:///PATH or postgresql://...; None: SQLite file <home>/sweeps.db."""
+    study: str | None = None
+    """Study name (None: the sweep's `name`, else the file's stem); the same name resumes the study."""
+    quiet: bool = False
+    """No progress bars or run logs inside trials."""
+
+    @field_validator("sweep")
+    @classmethod
+    def _parses(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_sweep(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value

@@ -1,0 +1,81 @@
+"""The run-kind registry: every kind carries a documented, torch-free config and an importable execute."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import BaseModel
+
+from tldrlab.errors import InvalidConfigError, UnknownKindError
+from tldrlab.kinds import KINDS, get_kind, kind_schema, load_target, resolve_execute, validate_config
+
+EXPECTED = {
+    "train", "tokenizer", "evaluate", "generate", "score", "ingest", "elm_prepare", "elm_train",
+    "elm_evaluate", "elm_optimize", "lvm_ingest", "lvm_index", "lvm_sequences", "lvm_train", "lvm_evaluate",
+    "experiment", "sweep", "smoke",
+}  # fmt: skip
+
+
+def _models(cls: type[BaseModel]) -> list[type[BaseModel]]:
+    """The class and every config class nested in its fields."""
+    found = [cls]
+    for field in cls.model_fields.values():
+        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in found:
+                found.extend(m for m in _models(arg) if m not in found)
+    return found
+
+
+def test_every_kind_is_registered_with_its_whole_contract() -> None:
+    assert set(KINDS) >= EXPECTED
+    for name, kind in KINDS.items():
+        assert kind.name == name and kind.help and callable(resolve_execute(name)), name
+        for model in _models(kind.config):
+            assert model.model_config.get("extra") == "forbid", model
+            undocumented = [f for f, info in model.model_fields.items() if not info.description]
+            assert not undocumented, f"{model.__name__}: fields without a docstring: {undocumented}"
+        if kind.prepare:
+            assert callable(load_target(kind.prepare))
+        if kind.follower:
+            assert callable(load_target(kind.follower))
+
+
+def test_configs_and_the_launch_path_import_no_torch() -> None:
+    code = (
+        "import sys, tldrlab.kinds, tldrlab.launch, tldrlab.service.routes.runs as r\n"
+        "[k.config.model_json_schema() for k in tldrlab.kinds.KINDS.values()]\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'optuna', 'faiss') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_validate_config_names_every_bad_field() -> None:
+    with pytest.raises(InvalidConfigError) as caught:
+        validate_config("train", {"data": {"path": "x", "val_fraction": 2}, "train": {"lr": -1}, "nope": 1})
+    error = caught.value
+    assert error.http_status == 422 and error.code == "invalid_config"
+    locs = {tuple(e["loc"]) for e in error.details["errors"]}
+    assert locs == {("data", "val_fraction"), ("train", "lr"), ("nope",)}
+    assert "train.lr: Input should be greater than 0" in error.message
+    with pytest.raises(InvalidConfigError, match=r"sweep: Value error, method: 'nope'"):
+        validate_config("sweep", {"sweep": {"method": "nope"}})
+    config = validate_config("smoke", {"steps": 3})
+    assert validate_config("smoke", config) is config
+
+
+def test_unknown_kinds_list_the_known_ones_and_old_names_still_resolve() -> None:
+    with pytest.raises(UnknownKindError, match=r"known kinds: .*smoke"):
+        get_kind("rm -rf")
+    assert get_kind("eval").name == "evaluate"  # runs recorded under the old name stay readable
+
+
+def test_kind_schemas_carry_the_field_docstrings() -> None:
+    schema = kind_schema(KINDS["train"])["schema"]
+    lr = schema["$defs"]["TrainConfig"]["properties"]["lr"]
+    assert lr["description"].startswith("Peak learning rate") and lr["exclusiveMinimum"] == 0
