@@ -122,6 +122,7 @@ _ENTRIES = (
         ElmEvaluateConfig,
         "tldrlab.elm.jobs:elm_evaluate_job",
         "ELM: BERTScore, ROUGE and length statistics of a predictions file.",
+        prepare="tldrlab.elm.evaluate:check_files",
     ),
     RunKind(
         "elm_optimize",

@@ -42,19 +42,16 @@ def run_command(
 
     Example: tldrlab sweep run sweep.yaml --trials 6
     """
-    from tldrlab.launch import launch_run
-    from tldrlab.sweep.runner import resolve_program
+    from tldrlab.sweep.runner import run_sweep
     from tldrlab.sweep.spec import load_sweep
 
     spec = load_sweep(sweep_file)
-    resolve_program(spec)
     if quiet:
         _console_logs("WARNING")
-    config = {
-        "sweep": spec.raw, "source": spec.source, "trials": trials, "workers": workers, "storage": storage,
-        "study": study, "quiet": quiet,
-    }  # fmt: skip
-    summary = launch_run("sweep", config, tags={"study": study or spec.name}).result or {}
+    summary = run_sweep(
+        spec, trials=trials, workers=workers, storage=storage, study_name=study, quiet=quiet,
+        echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+    )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary, default=str))
         return

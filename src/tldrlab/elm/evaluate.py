@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tldrlab.elm.config import ElmEvaluateConfig
 from tldrlab.errors import InvalidInputError, NotFoundError
 
 UNIQUE_RATIO_FLOOR = 0.5
@@ -112,6 +113,19 @@ def evaluate_files(predictions: Path, references: Path | None = None, **kwargs: 
             f"{predictions} has {len(preds)} predictions but {source} has {len(refs)} references"
         )
     return summary_quality(preds, refs, **kwargs)
+
+
+def check_files(config: ElmEvaluateConfig) -> ElmEvaluateConfig:
+    """Kind `elm_evaluate`'s prepare step: the files parse and line up, before a run is created."""
+    predictions = read_jsonl_texts(Path(config.predictions), ("prediction",))
+    source = Path(config.references or config.predictions)
+    references = read_jsonl_texts(source, ("reference", "target_text"))
+    if len(predictions) != len(references):
+        raise InvalidInputError(
+            f"{config.predictions} has {len(predictions)} predictions but {source} has {len(references)} "
+            "references"
+        )
+    return config
 
 
 def predict_split(
