@@ -136,7 +136,11 @@ def confine_again(kind: str, config: dict[str, Any], *, settings: Settings, run_
 
 
 def _confine(config: BaseModel, settings: Settings, run_dir: Path) -> None:
-    for site in list(path_sites(config)):
+    # value checks (server-only settings, generation lengths) before paths are looked up on disk
+    sites = sorted(
+        path_sites(config), key=lambda site: isinstance(site.marker, InputPath | OutputPath | ModelRef)
+    )
+    for site in sites:
         _confine_site(site, settings, run_dir)
 
 
