@@ -123,5 +123,6 @@ class ExperimentConfig(BaseModel):
     wandb_mode: Literal["offline", "online", "disabled"] | None = None
     """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
     jobs: int = Field(default=1, ge=1)
-    """Seeds trained at once, each in its own process with cpu_count // jobs torch threads (1: one seed
-    after another in this process). Results do not depend on it except through the thread count."""
+    """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
+    // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results
+    do not depend on it except through the thread count."""
