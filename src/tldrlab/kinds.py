@@ -38,8 +38,8 @@ from tldrlab.lvm.config import (
     LVMEvaluateConfig,
     LVMIndexConfig,
     LVMTrainJobConfig,
+    SequencesConfig,
 )
-from tldrlab.lvm.sequences import SequencesConfig
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.tokenizers.config import TokenizerJobConfig
 from tldrlab.train.config import TrainJobConfig
@@ -145,7 +145,7 @@ _ENTRIES = (
     RunKind(
         "lvm_sequences",
         SequencesConfig,
-        "tldrlab.lvm.jobs:lvm_sequences_job",
+        "tldrlab.lvm.sequences:lvm_sequences_job",
         "LVM: build (context -> next concept) sequences split by article.",
     ),
     RunKind(

@@ -1,7 +1,7 @@
 """Typed configs of the LVM run kinds (no torch here: the API validates with them).
 
 `IngestConfig` (kind `lvm_ingest`), `LVMIndexConfig` (`lvm_index`), `LVMTrainJobConfig` (`lvm_train`),
-`LVMEvaluateConfig` (`lvm_evaluate`); `lvm_sequences` uses `tldrlab.lvm.sequences.SequencesConfig`.
+`LVMEvaluateConfig` (`lvm_evaluate`), `SequencesConfig` (`lvm_sequences`).
 Paths left None resolve under `<home>/lvm/` when the run executes (`concepts.db`, `index/`,
 `sequences.npz`).
 """
@@ -83,6 +83,31 @@ class LVMIndexConfig(BaseModel):
     """IVF lists searched per query."""
     seed: int = 0
     """Seed of the IVF k-means."""
+
+
+class SequencesConfig(BaseModel):
+    """One `tldrlab lvm sequences`: which concepts, how long a context, how articles are split."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    context: int = Field(5, ge=1, le=512)
+    """Context concepts per example."""
+    seed: int = 0
+    """Seed of the article-level train/val/test shuffle."""
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the training corpus's articles for validation."""
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Fraction of the training corpus's articles for the in-corpus test (0 allowed with `test_source`)."""
+    min_context: int = Field(1, ge=1)
+    """Shortest context kept (shorter ones are left-padded and masked)."""
+    source: str | None = None
+    """The training corpus: concepts of this source only; None: every source except `test_source`."""
+    test_source: str | None = None
+    """Another ingested source whose articles all form the `cross` split (scored, never trained on)."""
+    store_url: Annotated[str | None, ServerOnly()] = None
+    """Concept store URL; None: the default store (see tldrlab.lvm.store.default_store_url)."""
+    out: Annotated[str, OutputPath()]
+    """Where the NPZ is written."""
 
 
 def default_train_config() -> TrainConfig:

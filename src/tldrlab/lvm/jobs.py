@@ -1,6 +1,7 @@
-"""What runs of the kinds `lvm_index`, `lvm_sequences` and `lvm_evaluate` execute (see tldrlab.kinds).
+"""What runs of the kinds `lvm_index` and `lvm_evaluate` execute (see tldrlab.kinds); loading trained LVMs.
 
-`lvm_ingest` and `lvm_train` live beside their work (`ingest.lvm_ingest_job`, `training.lvm_train_job`).
+`lvm_ingest`, `lvm_sequences` and `lvm_train` live beside their work (`ingest.lvm_ingest_job`,
+`sequences.lvm_sequences_job`, `training.lvm_train_job`).
 Paths a config leaves None resolve under `<home>/lvm/`: `index/`, `sequences.npz`.
 """
 
@@ -20,7 +21,7 @@ from tldrlab.lvm.config import (
 from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
 from tldrlab.lvm.index import build_index
 from tldrlab.lvm.models import LVMConfig, build_lvm, load_lvm
-from tldrlab.lvm.sequences import SequencesConfig, load_sequences, sequences_from_store
+from tldrlab.lvm.sequences import load_sequences
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.runs import Run, open_registry
@@ -46,16 +47,6 @@ def lvm_index_job(run: Run, config: LVMIndexConfig) -> dict[str, Any]:
     built.save(out)
     run.set_summary(count=len(built), kind=built.kind)
     return {"kind": built.kind, "count": len(built), "dim": built.dim, "out": str(out)}
-
-
-def lvm_sequences_job(run: Run, config: SequencesConfig) -> dict[str, Any]:
-    built = sequences_from_store(config, run)
-    return {
-        "sequences": built.meta["sequences"],
-        "articles": built.meta["articles"],
-        "cross_near_duplicates": built.meta.get("cross_near_duplicates"),
-        "out": config.out,
-    }
 
 
 def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:

@@ -23,15 +23,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.lvm.config import SequencesConfig
 from tldrlab.lvm.store import ConceptTable, open_concept_store
 from tldrlab.lvm.tmd import tmd_features
-from tldrlab.runs.paths import OutputPath, ServerOnly
 from tldrlab.runs.run import Run
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "cross": 3}
@@ -317,31 +316,6 @@ NEAR_DUPLICATE_COSINE = 0.95
 """A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
 
 
-class SequencesConfig(BaseModel):
-    """One `tldrlab lvm sequences`: which concepts, how long a context, how articles are split."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    context: int = Field(5, ge=1, le=512)
-    """Context concepts per example."""
-    seed: int = 0
-    """Seed of the article-level train/val/test shuffle."""
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    """Fraction of the training corpus's articles for validation."""
-    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    """Fraction of the training corpus's articles for the in-corpus test (0 allowed with `test_source`)."""
-    min_context: int = Field(1, ge=1)
-    """Shortest context kept (shorter ones are left-padded and masked)."""
-    source: str | None = None
-    """The training corpus: concepts of this source only; None: every source except `test_source`."""
-    test_source: str | None = None
-    """Another ingested source whose articles all form the `cross` split (scored, never trained on)."""
-    store_url: Annotated[str | None, ServerOnly()] = None
-    """Concept store URL; None: the default store (see tldrlab.lvm.store.default_store_url)."""
-    out: Annotated[str, OutputPath()]
-    """Where the NPZ is written."""
-
-
 def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> SequenceSet:
     """Load the concepts, check a cross corpus really is unseen, build, save and return the sequences.
 
@@ -403,7 +377,12 @@ def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> Seq
     return built
 
 
-def lvm_sequences_job(run: Run) -> dict[str, Any]:
-    """Run kind `lvm_sequences`: the config is a SequencesConfig; returns the split counts."""
-    built = sequences_from_store(SequencesConfig(**run.config), run)
-    return {"articles": built.meta["articles"], "sequences": built.meta["sequences"]}
+def lvm_sequences_job(run: Run, config: SequencesConfig) -> dict[str, Any]:
+    """Run kind `lvm_sequences`: the split counts (and the cross split's near duplicates, if any)."""
+    built = sequences_from_store(config, run)
+    return {
+        "articles": built.meta["articles"],
+        "sequences": built.meta["sequences"],
+        "cross_near_duplicates": built.meta.get("cross_near_duplicates"),
+        "out": config.out,
+    }
