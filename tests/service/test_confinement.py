@@ -182,6 +182,8 @@ def test_invalid_run_configs_get_422_at_submit(server: ServerThread, home: Path)
     # Generation lengths past TLDRLAB_MAX_GENERATE_TOKENS (256 here), for runs and for digests.
     parent = create_run("train", {"model": "char_lstm", "data": data})
     open_registry().update(parent.id, status=RunStatus.COMPLETED)
+    (Path(parent.run_dir) / "model").mkdir()  # what a finished training leaves (only checked, never loaded)
+    (Path(parent.run_dir) / "model" / "config.json").write_text("{}")
     long = {"config": {"prompts": ["hi"], "options": {"max_new_tokens": 4000}}}
     response = httpx.post(f"{server.url}/runs/{parent.id}/generate", json=long)
     assert response.status_code == 422 and "256" in response.json()["message"]
@@ -225,3 +227,19 @@ def test_server_paths_never_reach_api_responses(server: ServerThread, home: Path
     detail = responses[1].json()
     assert detail["config"]["data"]["path"] == "corpus.txt"  # relative to its data root
     assert "<path>" in detail["message"] and f"run:{record.id}" in detail["message"]
+
+
+def test_runs_submitted_directly_name_only_models_inside_the_read_roots(
+    server: ServerThread, home: Path
+) -> None:
+    for kind, config in (
+        ("generate", {"model_run": "/etc", "prompts": ["hi"]}),
+        ("score", {"model_run": "../outside", "text": "hi"}),
+        ("evaluate", {"model_run": "/tmp"}),
+    ):
+        response = httpx.post(f"{server.url}/runs", json={"kind": kind, "config": config})
+        assert response.status_code == 403, (kind, response.text)
+    unknown = httpx.post(
+        f"{server.url}/runs", json={"kind": "score", "config": {"model_run": "nope", "text": "x"}}
+    )
+    assert unknown.status_code == 422

@@ -75,6 +75,8 @@ def _describe(path: Path, name: str, format: str | None, settings: Settings) -> 
         return found, len(read(path, found, skip_invalid=True).items)
     except TldrlabError as exc:  # reader messages name the file: name it as the client did
         raise InvalidInputError(public_paths(exc.message.replace(str(path), name), settings)) from None
+    except (ValueError, RecursionError) as exc:  # what readers let through on hostile files (deep JSON, ...)
+        raise InvalidInputError(f"{name}: not a data file tldrlab can read ({type(exc).__name__})") from None
 
 
 @router.post("/datasets", status_code=201, response_model=DatasetInfo)
