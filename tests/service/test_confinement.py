@@ -182,8 +182,6 @@ def test_invalid_run_configs_get_422_at_submit(server: ServerThread, home: Path)
     # Generation lengths past TLDRLAB_MAX_GENERATE_TOKENS (256 here), for runs and for digests.
     parent = create_run("train", {"model": "char_lstm", "data": data})
     open_registry().update(parent.id, status=RunStatus.COMPLETED)
-    (Path(parent.run_dir) / "model").mkdir()  # what a finished training leaves (only checked, never loaded)
-    (Path(parent.run_dir) / "model" / "config.json").write_text("{}")
     long = {"config": {"prompts": ["hi"], "options": {"max_new_tokens": 4000}}}
     response = httpx.post(f"{server.url}/runs/{parent.id}/generate", json=long)
     assert response.status_code == 422 and "256" in response.json()["message"]

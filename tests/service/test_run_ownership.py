@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from svc_helpers import metrics, record, start_worker, stop, wait_for
 
-from tldrlab import jobs
+from tldrlab import launch
 from tldrlab.config import get_settings
 from tldrlab.errors import RunOwnedError
 from tldrlab.runs import RunStatus, create_run, open_registry
@@ -29,7 +29,7 @@ RESUMER = WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05, stale_after_s=S
 
 def execute_elsewhere(run_id: str, log: Path) -> subprocess.Popen[bytes]:
     """Execute a registered run in its own process, outside any worker (what the CLI does)."""
-    code = "import sys; from tldrlab import jobs; jobs.execute(sys.argv[1])"
+    code = "import sys; from tldrlab import launch; launch.execute(sys.argv[1])"
     out = open(log, "ab")  # noqa: SIM115 - the process owns it
     return subprocess.Popen(
         [sys.executable, "-c", code, run_id], env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT
@@ -65,7 +65,7 @@ def test_a_live_run_is_never_taken_over_nor_run_twice(tmp_path: Path) -> None:
             assert paused.status == RunStatus.RUNNING and paused.attempts == 1, paused.message
             assert paused.owner and paused.owner.split(":")[1] == str(owner.pid)
             with pytest.raises(RunOwnedError, match="another process"):
-                jobs.execute(run_id)  # a second executor cannot start
+                launch.execute(run_id)  # a second executor cannot start
             assert record(run_id).owner == paused.owner and record(run_id).attempts == 1
         finally:
             owner.send_signal(signal.SIGCONT)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.runs.paths import GenerationLength, InputPath
+from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef
 
 
 class GenerateOptions(BaseModel):
@@ -105,7 +105,7 @@ class EvaluateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
-    model_run: str = Field(min_length=1)
+    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model is evaluated, or any model reference."""
     data: Annotated[str | None, InputPath()] = None
     """Evaluate on this file or data-set directory instead of the training run's data."""
@@ -146,7 +146,7 @@ class GenerateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
-    model_run: str = Field(min_length=1)
+    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model generates, or any model reference."""
     prompts: list[str] = Field(min_length=1, max_length=64)
     """Inputs: documents to summarise (seq2seq) or text to continue (LM)."""
@@ -159,7 +159,7 @@ class ScoreConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
-    model_run: str = Field(min_length=1)
+    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model scores, or any model reference."""
     text: str = Field(min_length=1, max_length=100_000)
     """Text to score (the summary, for seq2seq models)."""

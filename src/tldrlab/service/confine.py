@@ -275,6 +275,11 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
 
     simple = bool(value) and "/" not in value and "\\" not in value and not value.startswith((".", "~"))
     if simple and not value.startswith((DATASET_PREFIX, RUN_PREFIX)):
+        try:  # a run (its model may not be saved yet: the routes that start child runs check that)
+            open_registry(settings).find(value)
+            return value
+        except NotFoundError:
+            pass
         try:
             resolved = resolve_model_ref(value, settings)
         except Exception:  # the resolver's messages may name server paths
