@@ -241,3 +241,19 @@ def test_runs_submitted_directly_name_only_models_inside_the_read_roots(
         f"{server.url}/runs", json={"kind": "score", "config": {"model_run": "nope", "text": "x"}}
     )
     assert unknown.status_code == 422
+
+
+def test_paths_hidden_in_free_form_settings_are_refused(server: ServerThread, home: Path) -> None:
+    lvm = {
+        "sequences": "corpus.txt",
+        "model": "pretrained",
+        "model_settings": {"pretrained": "/etc/models/x"},
+    }
+    elm = {"data": "corpus.txt", "model": {"lm_settings": {"from_pretrained": "../outside"}}}
+    for kind, config in (("lvm_train", lvm), ("elm_train", elm)):
+        response = httpx.post(f"{server.url}/runs", json={"kind": kind, "config": config})
+        assert response.status_code == 403 and "declared as paths" in response.json()["message"], (
+            response.text
+        )
+    lvm["model_settings"] = {"pretrained": "smollm2", "skip": "mean"}  # names pass
+    assert httpx.post(f"{server.url}/runs", json={"kind": "lvm_train", "config": lvm}).status_code == 202

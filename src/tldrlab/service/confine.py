@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,37 @@ def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_di
     _confine(config, settings, run_dir)
     if isinstance(config, SweepConfig):
         _confine_sweep(config, settings, run_dir)
+    else:
+        _refuse_paths_in_free_dicts(config)
     return config.model_dump(mode="json")
+
+
+def _refuse_paths_in_free_dicts(config: BaseModel, loc: tuple[str, ...] = ()) -> None:
+    """Free-form dicts a config hands on unvalidated (settings of a backbone, of a scratch LM) may name a
+    model or a file deep inside; with no class to declare it, a path-like string there is refused (names
+    pass), so an undeclared path field is confined by default."""
+    for name, field in type(config).model_fields.items():
+        value = getattr(config, name)
+        where = (*loc, name)
+        if isinstance(value, BaseModel):
+            _refuse_paths_in_free_dicts(value, where)
+        elif isinstance(value, dict) and not any(isinstance(m, SettingsOf) for m in field.metadata):
+            for inner_where, text in _strings(value, where):
+                if _looks_like_path(text):
+                    raise PathNotAllowedError(
+                        f"{'.'.join(inner_where)}: paths are accepted only in fields declared as paths"
+                    )
+
+
+def _strings(value: Any, loc: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*loc, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*loc, str(i)))
 
 
 SWEEP_PROGRAM_CONFIGS = {
