@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> None:
     from tldrlab.digest.local_model import load_local_model
     from tldrlab.digest.summarizers.local import eos_ids
 
-    token_classes(tokenizer, eos_ids(load_local_model(summarizer.model_path, summarizer.quantize)))
+    token_classes(tokenizer, eos_ids(load_local_model(summarizer.model_path, summarizer.precision)))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, out.open("w") as sink:
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
 def summarizer_tokenizer(summarizer: Any) -> Any:
     from tldrlab.digest.local_model import load_local_model
 
-    return load_local_model(summarizer.model_path, summarizer.quantize).tokenizer
+    return load_local_model(summarizer.model_path, summarizer.precision).tokenizer
 
 
 def load(path: Path) -> list[dict[str, Any]]:

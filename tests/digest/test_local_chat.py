@@ -157,7 +157,7 @@ def test_bad_local_parameters_are_config_errors(tiny_chat_dir: Path) -> None:
         {"unsupported": "hide"},
         {"support_measure": "vibes"},
         {"cite_order": "middle"},
-        {"quantize": "int3"},
+        {"precision": "int3"},
     ):
         with pytest.raises(ConfigError):
             build_summarizer("local", {"model_path": str(tiny_chat_dir), **bad})
@@ -186,3 +186,15 @@ def test_api_params_of_the_default_two_stage_are_bounded_like_local_ones() -> No
     assert kept == {"max_new_tokens": 64, "unsupported": "mark"}
     with pytest.raises(ConfigError, match="max_input_tokens"):
         build_summarizer("local", {"model_path": "smollm2", "max_input_tokens": 10**6})
+
+
+def test_bf16_fast_path_writes_cited_bullets(
+    store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path
+) -> None:
+    import torch
+
+    assert load_local_model(str(tiny_chat_dir), "bf16").model.dtype == torch.bfloat16
+    context = context_for(store, embedder)
+    params = {"model_path": str(tiny_chat_dir), "precision": "bf16", "unsupported": "mark", "max_words": 6}
+    text, _, bullets = split(list(build_summarizer("local", params).stream(context)))
+    assert bullets and all(LINE.match(line) for line in text.split("\n") if line.strip())

@@ -1,15 +1,15 @@
 """The digest's local language model: which one, loaded once per process, seq2seq or causal chat LM.
 
-`load_local_model(ref, quantize)` takes any model reference (models/resolve.py: the bundled `smollm2`, an
+`load_local_model(ref, precision)` takes any model reference (models/resolve.py: the bundled `smollm2`, an
 installed model name, a run id, a Hugging Face model directory, a `.gguf` file) and loads a causal chat LM
 (prompted with its chat template) or a seq2seq summarizer. `default_model_ref()` is what the default
 two-stage digest uses: the `digest_model` setting (default `smollm2`), or None when that is `none` or names
 the bundled model while it is not installed.
 
 Loading is the slow part (seconds: a GGUF is de-quantized on load; `tldrlab models import` converts it once),
-so loaded models are cached per (reference, quantization). `quantize="int8"` is the faster CPU path:
-dynamic int8 quantization of the Linear layers of the decoder blocks (the output projection stays fp32;
-docs/digest.md has the measurements).
+so loaded models are cached per (reference, precision). Faster CPU paths: `precision="bf16"` (weights in
+bfloat16) and `precision="int8"` (dynamic int8 quantization of the decoder blocks' Linear layers; the
+output projection stays fp32); docs/digest.md has their speed and quality.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
 
 NO_MODEL = frozenset({"none", "off", "false", "0", ""})
-QUANTIZATIONS = ("none", "int8")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 ModelKind = Literal["seq2seq", "causal"]
 
@@ -57,15 +57,15 @@ def model_identity(ref: str) -> str:
     return str(resolve_model_ref(ref).path)
 
 
-def load_local_model(ref: str, quantize: str = "none") -> LocalModel:
-    """Load (once per process) the model a reference names; `quantize="int8"` for the faster CPU path."""
-    return _load(ref, quantize)  # one cache key however the arguments are passed
+def load_local_model(ref: str, precision: str = "fp32") -> LocalModel:
+    """Load (once per process) the model a reference names, in `precision` (fp32, bf16 or int8)."""
+    return _load(ref, precision)  # one cache key however the arguments are passed
 
 
 @lru_cache(maxsize=2)
-def _load(ref: str, quantize: str) -> LocalModel:
-    if quantize not in QUANTIZATIONS:
-        raise ConfigError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+def _load(ref: str, precision: str) -> LocalModel:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     resolved = resolve_model_ref(ref)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     kind: ModelKind = "causal"
@@ -79,8 +79,10 @@ def _load(ref: str, quantize: str) -> LocalModel:
                 f"{resolved.path} is a causal LM without a chat template: the digest prompts it as a chat"
             )
     model.eval()
-    if quantize == "int8":
+    if precision == "int8":
         model = quantize_int8(model)
+    elif precision == "bf16":
+        model = model.to(torch_bfloat16())
     return LocalModel(model=model, tokenizer=tokenizer, kind=kind, source=str(resolved.path))
 
 
@@ -103,6 +105,12 @@ def load_seq2seq(resolved: ResolvedModel) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"{resolved.path} is not a seq2seq model directory: {exc}") from exc
     return model, tokenizer
+
+
+def torch_bfloat16() -> Any:
+    import torch
+
+    return torch.bfloat16
 
 
 def quantize_int8(model: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 from tldrlab.digest.cited_list import GeneratedText, cited_list_processor, list_done_criterion
 from tldrlab.digest.fold import fold_thread
 from tldrlab.digest.local_model import (
-    QUANTIZATIONS,
+    PRECISIONS,
     LocalModel,
     default_model_ref,
     load_local_model,
@@ -76,8 +76,8 @@ class LocalSummarizer:
     support_threshold: float = DEFAULT_THRESHOLD
     unsupported: str = "drop"
     """`drop` bullets whose citations do not support them, or `mark` them (`supported: false`)."""
-    quantize: str = "none"
-    """`int8`: dynamic int8 quantization of the decoder's Linear layers (faster on CPU)."""
+    precision: str = "fp32"
+    """`fp32`, or a faster CPU path: `bf16` weights, or `int8` (dynamic quantization of the decoder)."""
 
     def cache_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -102,7 +102,7 @@ class LocalSummarizer:
                     "support_measure",
                     "support_threshold",
                     "unsupported",
-                    "quantize",
+                    "precision",
                 )
             }
         )
@@ -114,7 +114,7 @@ class LocalSummarizer:
         return f"{self.prefix}{folded}"
 
     def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
-        loaded = load_local_model(self.model_path, self.quantize)
+        loaded = load_local_model(self.model_path, self.precision)
         if loaded.kind == "causal":
             yield from self.stream_chat(loaded, context)
         else:
@@ -308,9 +308,9 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     cite_order = str(params.get("cite_order", "last"))
     if cite_order not in ("last", "first"):
         raise ConfigError(f"cite_order must be last or first, got {cite_order!r}")
-    quantize = str(params.get("quantize", "none"))
-    if quantize not in QUANTIZATIONS:
-        raise ConfigError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    precision = str(params.get("precision", "fp32"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     bounds = {"max_input_tokens": (16, 8192), "thread_chars": (0, 32000), "max_words": (1, 200)}
     for key, (low, high) in bounds.items():
         value = params.get(key)
@@ -334,7 +334,7 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
             support_measure=measure,
             support_threshold=float(params.get("support_threshold", DEFAULT_THRESHOLD)),
             unsupported=unsupported,
-            quantize=quantize,
+            precision=precision,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad local summarizer parameter: {exc}") from exc
