@@ -79,8 +79,14 @@ def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:
-    """How a trained model is named in the evaluation table: backbone (loss, temperature, group, skip)."""
+    """How a trained model is named in the evaluation table: backbone (the LM, its kept layers and adaptation
+    for `pretrained`; +TMD when it reads TMD labels) (loss, temperature, group, skip)."""
     label: str = model.name
+    if model.name == "pretrained":  # which LM, how many of its layers, how adapted
+        layers = model.config.pretrained_layers or len(model.backbone.layers)
+        label += f" {model.config.pretrained} K={layers} {model.config.adaptation}"
+    if model.config.tmd_inputs:
+        label += " +TMD"
     if run_config.get("loss"):
         label += f" ({run_config['loss']}"
         temperature = run_config.get("temperature", 0.05)
