@@ -36,6 +36,7 @@ from tldrlab.experiments.config import ExperimentConfig
 from tldrlab.lvm.config import (
     IngestConfig,
     LVMEvaluateConfig,
+    LVMGenerateConfig,
     LVMIndexConfig,
     LVMTrainJobConfig,
     SequencesConfig,
@@ -152,7 +153,7 @@ _ENTRIES = (
         "lvm_train",
         LVMTrainJobConfig,
         "tldrlab.lvm.training:lvm_train_job",
-        "LVM: train a next-concept model (lstm, gru, transformer, mamba); resumable.",
+        "LVM: train a next-concept model (lstm, gru, transformer, mamba, pretrained); resumable.",
         resume_fields=("train.progress",),
     ),
     RunKind(
@@ -160,6 +161,12 @@ _ENTRIES = (
         LVMEvaluateConfig,
         "tldrlab.lvm.jobs:lvm_evaluate_job",
         "LVM: score trained models beside the baselines (MSE, cosine, top-k retrieval).",
+    ),
+    RunKind(
+        "lvm_generate",
+        LVMGenerateConfig,
+        "tldrlab.lvm.generate:lvm_generate_job",
+        "LVM: measure text out (raw / smoothed decoding, copy-last) against the true next sentences.",
     ),
     RunKind(
         "experiment",

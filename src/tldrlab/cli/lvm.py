@@ -502,11 +502,11 @@ def generate(
     from tldrlab.lvm.jobs import load_run_model
     from tldrlab.lvm.store import open_concept_store
 
-    run_id, model, run_config = load_run_model(run_ref)
-    smoother = Smoother(lm) if smooth else None
-    if measure is not None:
-        _measure_generation(run_id, model, run_config, smoother, measure, split, sequences_path, seed, k, db)
+    if measure is not None:  # a run of kind lvm_generate
+        _measure_generation(run_ref, smooth, lm, measure, split, sequences_path, seed, k)
         return
+    _, model, _ = load_run_model(run_ref)
+    smoother = Smoother(lm) if smooth else None
     concept_index = load_index(index_dir or default_index())
     store = open_concept_store(db)
     try:
@@ -527,68 +527,29 @@ def generate(
 
 
 def _measure_generation(
-    run_id: str,
-    model: Any,
-    run_config: dict[str, Any],
-    smoother: Any,
+    run_ref: str,
+    smooth: bool,
+    lm: str,
     count: int,
     split: str,
     sequences_path: Path | None,
     seed: int,
     k: int,
-    db: str | None,
 ) -> None:
-    from tldrlab.lvm.evaluation import candidate_index
-    from tldrlab.lvm.generate import measure_generation
-    from tldrlab.lvm.ingest import load_embedder
-    from tldrlab.lvm.sequences import load_sequences
-    from tldrlab.lvm.store import open_concept_store
-    from tldrlab.runs import start_run
-    from tldrlab.runs.atomic import atomic_write_json
+    from tldrlab.launch import launch_run
 
-    path = sequences_path or Path(run_config.get("sequences") or default_sequences())
-    seqs = load_sequences(path)
-    windows = seqs.split_arrays(split).sample(count, seed)
     config = {
-        "run": run_id,
-        "sequences": str(path),
+        "run": run_ref,
+        "sequences": str(sequences_path) if sequences_path else None,
         "split": split,
         "windows": count,
         "seed": seed,
         "k": k,
-        "smooth": smoother is not None,
-        "lm": getattr(smoother, "reference", None),
-        "candidates": "train",
+        "smooth": smooth,
+        "lm": lm,
     }
-    store = open_concept_store(db)
-    try:
-        with start_run("lvm_generate", config, seed=seed) as run:
-            # decoding may return what the system knows: the training corpus, not the unseen article's future
-            candidates = candidate_index(seqs, "train")
-            report = measure_generation(
-                model,
-                windows,
-                store,
-                candidates,
-                load_embedder(seqs.meta.get("embedder")),
-                smoother=smoother,
-                k=k,
-            )
-            report.update(config)
-            path_json = run.dir / "generation.json"
-            atomic_write_json(path_json, report)
-            run.add_artifact(path_json, kind="evaluation")
-            run.set_summary(
-                **{
-                    f"{m}_{metric}": v
-                    for m, r in report["methods"].items()
-                    for metric, v in r.items()
-                    if isinstance(v, float)
-                },
-                latency_ms=report["latency_ms"]["total"],
-            )
-    finally:
-        store.close()
+    launched = launch_run("lvm_generate", config)
+    report = launched.result or {}
     table = Table(
         "method",
         "BERTScore F1",
@@ -609,7 +570,7 @@ def _measure_generation(
     console.print(
         "latency per step: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in report["latency_ms"].items())
     )
-    console.print(f"run {run.id}: {run.dir / 'generation.json'}")
+    console.print(f"run {launched.record.id}: {Path(launched.record.run_dir) / 'generation.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,8 @@
 """Typed configs of the LVM run kinds (no torch here: the API validates with them).
 
 `IngestConfig` (kind `lvm_ingest`), `LVMIndexConfig` (`lvm_index`), `LVMTrainJobConfig` (`lvm_train`),
-`LVMEvaluateConfig` (`lvm_evaluate`), `SequencesConfig` (`lvm_sequences`).
+`LVMEvaluateConfig` (`lvm_evaluate`), `SequencesConfig` (`lvm_sequences`), `LVMGenerateConfig`
+(`lvm_generate`).
 Paths left None resolve under `<home>/lvm/` when the run executes (`concepts.db`, `index/`,
 `sequences.npz`).
 """
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import get_settings
-from tldrlab.runs.paths import InputPath, OutputPath, ServerOnly
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, ServerOnly
 from tldrlab.train.config import TrainConfig
 
 
@@ -166,3 +167,28 @@ class LVMEvaluateConfig(BaseModel):
     """Baselines to score (None: every one of tldrlab.lvm.baselines.BASELINES)."""
     out: Annotated[str | None, OutputPath()] = None
     """Also copy the evaluation files (md, json, png) into this directory (they are always in the run)."""
+
+
+class LVMGenerateConfig(BaseModel):
+    """Kind `lvm_generate`: how well a trained LVM writes the next sentence (raw, smoothed, copy-last)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    run: Annotated[str, InputPath()]
+    """The trained LVM: an lvm_train run id, run directory or model directory."""
+    sequences: Annotated[str | None, InputPath()] = None
+    """Sequences NPZ whose windows are scored; None: the run's."""
+    split: Literal["test", "val", "cross"] = "cross"
+    """The split whose windows are scored (`cross`: the unseen corpus)."""
+    windows: int = Field(100, ge=1, le=100_000)
+    """How many windows (drawn without replacement, seeded)."""
+    seed: int = 0
+    """Seed of the window sample."""
+    k: int = Field(3, ge=1, le=50)
+    """Nearest stored concepts per prediction (the smoother reads them all)."""
+    smooth: bool = True
+    """Also smooth the decoded concepts into one sentence with the local LM."""
+    lm: Annotated[str, ModelRef()] = "smollm2"
+    """The smoothing LM (a model reference)."""
+    store_url: Annotated[str | None, ServerOnly()] = None
+    """Concept store URL (the texts); None: the default store."""

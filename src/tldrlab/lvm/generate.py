@@ -21,16 +21,19 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
+from tldrlab.lvm.config import LVMGenerateConfig
 from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
 from tldrlab.lvm.index import ConceptIndex
 from tldrlab.lvm.store import ConceptStore, StoredConcept
 from tldrlab.lvm.tmd import TMD, tmd_features
+from tldrlab.runs.run import Run
 
 SMOOTH_INSTRUCTION = (
     "Continue this encyclopedia article with its next sentence. Use the facts of the related sentences "
@@ -339,3 +342,72 @@ def measure_generation(
         "latency_ms": latency,
         "examples": examples,
     }
+
+
+def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
+    """Run kind `lvm_generate`: `measure_generation` on the configured windows; generation.{json,md}."""
+    from tldrlab.lvm.config import default_sequences
+    from tldrlab.lvm.evaluation import candidate_index
+    from tldrlab.lvm.ingest import load_embedder
+    from tldrlab.lvm.jobs import load_run_model
+    from tldrlab.lvm.sequences import load_sequences
+    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+
+    run_id, model, run_config = load_run_model(config.run)
+    path = Path(config.sequences or run_config.get("sequences") or default_sequences())
+    seqs = load_sequences(path)
+    windows = seqs.split_arrays(config.split).sample(config.windows, config.seed)
+    if len(windows) == 0:
+        raise InvalidInputError(f"the {config.split} split of {path} has no windows")
+    smoother = Smoother(config.lm) if config.smooth else None
+    store = open_concept_store(config.store_url)
+    try:
+        # decoding may return what the system knows: the training corpus, not an unseen article's future
+        candidates = candidate_index(seqs, "train")
+        embedder = load_embedder(seqs.meta.get("embedder"))
+        report = measure_generation(
+            model, windows, store, candidates, embedder, smoother=smoother, k=config.k
+        )
+    finally:
+        store.close()
+    report.update(model_run=run_id, sequences=str(path), split=config.split, k=config.k, candidates="train")
+    atomic_write_json(run.dir / "generation.json", report)
+    atomic_write_text(run.dir / "generation.md", generation_markdown(report))
+    for name in ("generation.json", "generation.md"):
+        run.add_artifact(run.dir / name, kind="evaluation")
+    run.set_summary(
+        **{
+            f"{m}_{metric}": value
+            for m, r in report["methods"].items()
+            for metric, value in r.items()
+            if isinstance(value, float)
+        },
+        latency_ms=report["latency_ms"]["total"],
+    )
+    return report
+
+
+def generation_markdown(report: dict[str, Any]) -> str:
+    """The measurement as a table: each method's scores and its margin over copy-last with 95 % intervals."""
+    lines = [
+        f"{report['windows']} windows of {report['articles']} articles ({report.get('split', '?')} split); "
+        "decoding among the training corpus's concepts.",
+        "",
+        "| method | BERTScore F1 | cosine | F1 margin over copy-last [95 %] | cosine margin [95 %] |",
+        "|---|---|---|---|---|",
+    ]
+    for name, scores in report["methods"].items():
+        margin = scores.get("margin_over_copy_last")
+        cells = ["-", "-"]
+        if margin:
+            cells = [
+                "{:+.4f} [{:+.4f}, {:+.4f}]".format(margin[m]["margin"], *margin[m]["interval95"])
+                for m in ("bertscore_f1", "cosine")
+            ]
+        lines.append(
+            f"| {name} | {scores['bertscore_f1']:.4f} | {scores['cosine']:.4f} | {cells[0]} | {cells[1]} |"
+        )
+    latency = report["latency_ms"]
+    lines += ["", "Latency per step (ms): " + ", ".join(f"{stage} {ms:.0f}" for stage, ms in latency.items())]
+    return "\n".join(lines) + "\n"
