@@ -1,15 +1,24 @@
-"""Highlight quality beside Lead, LexRank, TextRank and chance, on the same cases.
+"""Highlight quality of the heuristic and learned scorers beside strong simple baselines, with paired
+bootstrap 95 % intervals over papers / threads / queries.
 
-    .venv/bin/python bench/digest_quality.py [--scitldr-limit N] [--qmsum-limit N] [--beer-limit N]
+    .venv/bin/python bench/digest_quality.py --only scitldr|beer|qmsum [--cache DIR] [--json F] [--out PNG]
 
-- SciTLDR dev (query-free): Precision@1, Precision@3 and Hit@3 against `source_labels`; the highlighter sees
-  the abstract as one post titled with the paper title.
-- QMSum val (query-aware, each specific query): turn Precision@5 and Recall@10 against
-  `relevant_text_span`; every speaker turn is one unit.
-- beer.stackexchange.com (query-free): share of threads (with an accepted answer and 2+ answers) whose
-  top-3 highlights include a sentence of the accepted answer, with the accepted flag hidden (votes allowed).
+- SciTLDR dev (query-free, one post titled with the paper title): P@1, P@3, Hit@3 against `source_labels`,
+  and ROUGE-L F1 (x100) of the top sentence against the first TL;DR. Baselines: cosine to the title, Lead,
+  LexRank, TextRank, chance.
+- beer.stackexchange.com, dev side of the deterministic thread split (`highlight_cases.forum_split`; the train
+  side trains the learned scorer), threads with an accepted answer and 2+ answers, accepted flag hidden:
+  `votes hidden`: does the top 3 include a sentence of the accepted answer? Baselines: random with the same
+  per-post cap (2 per post while other posts remain; mean of 200 draws), cosine to the title, Lead, LexRank,
+  TextRank, uncapped chance. `votes shown`: is the top 1 (top 3) in the accepted answer? Baseline: the
+  first sentence(s) of the top-voted answer.
+- QMSum val (query-aware, each specific query; every speaker turn one unit): turn P@5 and R@10 against
+  `relevant_text_span`. Baselines: BM25 + MiniLM fusion without neighbour context, vector only, BM25 only,
+  Lead, LexRank, TextRank, chance.
 
-Vectors come from the default embedder (MiniLM); all methods rank the same sentences.
+Every method ranks the same candidate sentences (`candidates.highlight_candidates`: no boilerplate, no
+quoted text). Intervals: each method minus the reference named in the output, resampling cases.
+Vectors come from `--embedder` (default minilm), kept per sentence under `--cache` between runs.
 """
 
 from __future__ import annotations
@@ -20,8 +29,9 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,225 +39,375 @@ from headline import add_quick, headline, scratch_png
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tldrlab.data.sentences import split_sentences
-from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.baselines import BASELINES
-from tldrlab.digest.highlights import HighlightOptions, rank_highlights
-from tldrlab.store.base import SentenceRecord
+from tldrlab.digest.candidates import highlight_candidates
+from tldrlab.digest.features import ScorerMode, scorer_mode
+from tldrlab.digest.highlight_cases import (
+    HighlightCase,
+    embed_cases,
+    forum_cases,
+    qmsum_cases,
+    scitldr_cases,
+)
+from tldrlab.digest.highlights import HighlightOptions, select_mmr, sentence_relevance
+from tldrlab.digest.scorers import LinearScorer, load_scorer_file, resolve_scorer
+from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-Ranker = Callable[[Sequence[str]], np.ndarray]
+Order = list[int]
+Method = Callable[[HighlightCase, np.ndarray], Order]
+"""(case, eligible mask) -> indices of the top sentences, best first."""
 
 
-def top_k(scores: np.ndarray, k: int) -> list[int]:
-    return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+def ranked(scores: np.ndarray, eligible: np.ndarray, k: int) -> Order:
+    order = np.argsort(-np.where(eligible, scores, -np.inf), kind="stable")
+    return [int(i) for i in order[: min(k, int(eligible.sum()))]]
 
 
-def records_for(thread: Thread) -> list[SentenceRecord]:
-    out = []
-    for post in thread.posts:
-        for s in split_sentences(post.text):
-            out.append(
-                SentenceRecord(thread.id, post.id, post.number, s.index, s.start, s.end, s.text, post.author)
+def ours(options: HighlightOptions, scorer: LinearScorer | None = None, k: int = 10) -> Method:
+    """Our ranking (relevance, then MMR with the per-post cap), optionally with an unshipped scorer file."""
+
+    def order(case: HighlightCase, eligible: np.ndarray) -> Order:
+        assert case.vectors is not None
+        case_options = options.model_copy(update={"q": case.query}) if case.query else options
+        if scorer is not None:
+            from tldrlab.digest.scorer_training import case_features
+
+            mode = scorer_mode(case.thread, case.query, options.use_score)
+            features = case_features(case, use_score=options.use_score)
+            relevance = scorer.relevance(features, mode, case.vectors)
+            assert relevance is not None, f"scorer has no {mode} model"
+        else:
+            relevance = sentence_relevance(
+                case.records,
+                case.vectors,
+                case_options,
+                thread=case.thread,
+                title_vector=case.title_vector,
+                query_vector=case.query_vector,
             )
+        groups = [r.post_id for r in case.records]
+        return select_mmr(
+            relevance, case.vectors, groups, k, options.diversity, options.max_per_post, eligible
+        )
+
+    return order
+
+
+def title_cosine(case: HighlightCase, eligible: np.ndarray) -> Order:
+    assert case.vectors is not None and case.title_vector is not None
+    return ranked(case.vectors @ case.title_vector, eligible, 10)
+
+
+def classic(name: str) -> Method:
+    ranker = BASELINES[name]
+    cache: dict[int, np.ndarray] = {}
+
+    def order(case: HighlightCase, eligible: np.ndarray) -> Order:
+        key = id(case.records)  # a meeting's queries share one ranking
+        if key not in cache:
+            cache[key] = ranker([r.text for r in case.records])
+        return ranked(cache[key], eligible, 10)
+
+    return order
+
+
+def capped_random_orders(case: HighlightCase, eligible: np.ndarray, draws: int, k: int) -> list[Order]:
+    """Random sentence orders under the same per-post cap as ours (2 per post while other posts remain)."""
+    rng = np.random.default_rng(int.from_bytes(case.id.encode()[:8].ljust(8, b"\0"), "little"))
+    groups = [r.post_id for r in case.records]
+    flat = np.zeros((len(groups), 1), dtype=np.float32)
+    return [select_mmr(rng.random(len(groups)), flat, groups, k, 0.0, 2, eligible) for _ in range(draws)]
+
+
+def outside_quotes(method: Method) -> Method:
+    """The method on the candidates `outside_quotes=True` allows (quotes of outside sources count)."""
+
+    def order(case: HighlightCase, eligible: np.ndarray) -> Order:
+        return method(case, highlight_candidates(case.records, case.thread, outside_quotes=True))
+
+    return order
+
+
+def top_voted_first(case: HighlightCase, eligible: np.ndarray) -> Order:
+    """The top-voted answer's first sentences (ties: the earlier answer), then the rest in thread order."""
+    answers = [p for p in case.thread.posts if p.kind == "answer"]
+    best = max(answers, key=lambda p: (p.score or 0, -p.number))
+    first = [i for i, r in enumerate(case.records) if r.post_id == best.id and eligible[i]]
+    rest = [i for i, r in enumerate(case.records) if r.post_id != best.id and eligible[i]]
+    return first + rest
+
+
+def summarise(
+    per_case: dict[str, dict[str, list[float]]], groups: list[str], reference: str
+) -> dict[str, dict[str, Any]]:
+    """Mean per method and metric, and its difference from `reference` with a paired bootstrap interval."""
+    out: dict[str, dict[str, Any]] = {}
+    for method, metrics in per_case.items():
+        row: dict[str, Any] = {"cases": len(next(iter(metrics.values())))}
+        for metric, values in metrics.items():
+            row[metric] = float(np.mean(values))
+            if method != reference:
+                diff = np.asarray(values) - np.asarray(per_case[reference][metric])
+                low, high = paired_bootstrap_interval(diff, np.asarray(groups))
+                row.setdefault("_vs", {"reference": reference})[metric] = [float(diff.mean()), low, high]
+        out[method] = row
     return out
 
 
-def ours_order(
-    records: list[SentenceRecord],
-    vectors: np.ndarray,
-    thread: Thread,
-    title_vector: np.ndarray | None,
-    k: int,
-    options: HighlightOptions,
-    query_vector: np.ndarray | None = None,
-) -> list[int]:
-    """Indices (into records) of our top-k highlights."""
-    picked = rank_highlights(
-        records,
-        vectors,
-        options.model_copy(update={"k": k}),
-        thread=thread,
-        title_vector=title_vector,
-        query_vector=query_vector,
-    )
-    where = {(r.post_id, r.sentence_index): i for i, r in enumerate(records)}
-    return [where[(h.post_id, h.sentence_index)] for h in picked]
-
-
-def scitldr(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
-    rows = [json.loads(line) for line in (DATA / "scitldr" / "scitldr_a.dev.jsonl").open()]
-    rows = [r for r in rows if len(r["source"]) >= 2 and any(r["source_labels"])][:limit]
-    methods: dict[str, list[tuple[float, float, float]]] = {}
-
-    def add(name: str, order: list[int], labels: list[int]) -> None:
-        p1 = float(labels[order[0]])
-        hits3 = sum(labels[i] for i in order[:3])
-        methods.setdefault(name, []).append((p1, hits3 / 3, float(hits3 > 0)))
-
-    chance = []
-    all_texts = [t for row in rows for t in row["source"] + [row.get("title") or row["source"][0]]]
-    all_vectors = embedder.encode(all_texts, batch_size=128)  # type: ignore[attr-defined]
-    at_row = 0
-    for row in rows:
-        texts, labels = row["source"], row["source_labels"]
-        vectors = all_vectors[at_row : at_row + len(texts) + 1]
-        at_row += len(texts) + 1
-        text = " ".join(texts)
-        offsets, at = [], 0
-        for sentence in texts:  # keep the given sentence split: labels index it
-            start = text.index(sentence, at)
-            offsets.append((start, start + len(sentence)))
-            at = start + len(sentence)
-        post = Post(id="abstract", number=1, text=text)
-        thread = Thread(id=row["paper_id"], title=row.get("title") or "", posts=[post])
-        records = [
-            SentenceRecord(thread.id, "abstract", 1, i, s, e, texts[i]) for i, (s, e) in enumerate(offsets)
-        ]
-        title_vector = vectors[-1] if thread.title else None
-        add("ours", ours_order(records, vectors[:-1], thread, title_vector, 3, HighlightOptions()), labels)
-        no_title = HighlightOptions(title_weight=0.0)
-        add("ours (no title)", ours_order(records, vectors[:-1], thread, None, 3, no_title), labels)
-        for name, ranker in BASELINES.items():
-            add(name, top_k(ranker(texts), 3), labels)
-        n, r = len(texts), sum(labels)
-        chance.append((r / n, r / n, 1 - math.comb(n - r, min(3, n)) / math.comb(n, min(3, n))))
-    methods["chance"] = chance
-    return {
-        name: {
-            "P@1": float(np.mean([v[0] for v in values])),
-            "P@3": float(np.mean([v[1] for v in values])),
-            "Hit@3": float(np.mean([v[2] for v in values])),
-            "cases": len(values),
-        }
-        for name, values in methods.items()
-    }
-
-
-def qmsum(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
-    rows = [json.loads(line) for line in (DATA / "qmsum" / "qmsum.val.jsonl").open()][:limit]
-    results: dict[str, list[tuple[float, float]]] = {}
-
-    def add(name: str, order: list[int], relevant: set[int]) -> None:
-        p5 = sum(i in relevant for i in order[:5]) / 5
-        r10 = sum(i in relevant for i in order[:10]) / len(relevant)
-        results.setdefault(name, []).append((p5, r10))
-
-    for row in rows:
-        turns = [str(t.get("content") or "") for t in row["meeting_transcripts"]]
-        vectors = embedder.encode(turns, batch_size=128)  # type: ignore[attr-defined]
-        queries = [q for q in row.get("specific_query_list", []) if q.get("relevant_text_span")]
-        query_vectors = embedder.encode([q["query"] for q in queries]) if queries else None  # type: ignore[attr-defined]
-        post = Post(id="m", number=1, text="\n\n".join(turns))
-        thread = Thread(id=row.get("meeting_id", "m"), posts=[post])
-        records = [SentenceRecord(thread.id, "m", 1, i, 0, len(t), t) for i, t in enumerate(turns)]
-        baseline_orders = {name: top_k(ranker(turns), 10) for name, ranker in BASELINES.items()}
-        for query, query_vector in zip(
-            queries, query_vectors if query_vectors is not None else [], strict=True
-        ):
-            relevant = set()
-            for start, end in query["relevant_text_span"]:
-                relevant.update(range(int(start), int(end) + 1))
-            relevant &= set(range(len(turns)))
-            if not relevant:
-                continue
-            q = query["query"]
-            options = HighlightOptions(q=q, diversity=0.0, max_per_post=None)
-            add(
-                "ours (hybrid + context)",
-                ours_order(records, vectors, thread, None, 10, options, query_vector),
-                relevant,
+def comparisons(
+    per_case: dict[str, dict[str, list[float]]], groups: list[str], pairs: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    rows = []
+    for a, b in pairs:
+        if a not in per_case or b not in per_case:
+            continue
+        for metric in per_case[a]:
+            diff = np.asarray(per_case[a][metric]) - np.asarray(per_case[b][metric])
+            low, high = paired_bootstrap_interval(diff, np.asarray(groups))
+            rows.append(
+                {"a": a, "b": b, "metric": metric, "diff": float(diff.mean()), "low": low, "high": high}
             )
-            no_context = options.model_copy(update={"query_context_weight": 0.0})
-            add(
-                "ours (hybrid)",
-                ours_order(records, vectors, thread, None, 10, no_context, query_vector),
-                relevant,
-            )
-            dense = no_context.model_copy(update={"query_vector_weight": 1.0})
-            add("vector only", ours_order(records, vectors, thread, None, 10, dense, query_vector), relevant)
-            sparse = no_context.model_copy(update={"query_vector_weight": 0.0})
-            add("BM25 only", ours_order(records, vectors, thread, None, 10, sparse, query_vector), relevant)
-            for name, order in baseline_orders.items():
-                add(name, order, relevant)
-            share = len(relevant) / len(turns)
-            results.setdefault("chance", []).append((share, min(10, len(turns)) / len(turns)))
-    return {
-        name: {
-            "turn P@5": float(np.mean([v[0] for v in values])),
-            "turn R@10": float(np.mean([v[1] for v in values])),
-            "cases": len(values),
-        }
-        for name, values in results.items()
+    return rows
+
+
+def scorer_methods(base: HighlightOptions, scorer: LinearScorer | None, label: str) -> dict[str, Method]:
+    """The heuristic and, when available, the learned scorer under the same options."""
+    methods = {f"heuristic{label}": ours(base.model_copy(update={"scorer": "heuristic"}))}
+    if scorer is not None:
+        methods[f"{scorer.name}{label}"] = ours(base, scorer)
+    return methods
+
+
+def run_scitldr(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[str, Any]:
+    from rouge_score import rouge_scorer
+
+    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    methods: dict[str, Method] = {
+        **scorer_methods(HighlightOptions(), scorer, ""),
+        "heuristic without title": ours(HighlightOptions(scorer="heuristic", title_weight=0.0)),
+        "title cosine": title_cosine,
+        **{name: classic(name) for name in BASELINES},
     }
+    per_case: dict[str, dict[str, list[float]]] = {name: {} for name in [*methods, "chance"]}
 
+    def add(name: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            per_case[name].setdefault(metric, []).append(value)
 
-def beer(embedder: object, limit: int | None) -> dict[str, dict[str, float]]:
-    from tldrlab.data.readers import read_threads
-
-    threads = read_threads(DATA / "stackexchange_beer" / "Posts.xml")
-    eligible = [
-        t
-        for t in threads
-        if any(p.accepted for p in t.posts) and sum(p.kind == "answer" for p in t.posts) >= 2
-    ][:limit]
-    results: dict[str, list[float]] = {}
-    cases = [(t, records_for(t)) for t in eligible]
-    cases = [(t, r) for t, r in cases if len(r) >= 4]
-    all_texts = [x for t, records in cases for x in [r.text for r in records] + [t.title]]
-    all_vectors = embedder.encode(all_texts, batch_size=128)  # type: ignore[attr-defined]
-    at_row = 0
-    for thread, records in cases:
-        vectors = all_vectors[at_row : at_row + len(records) + 1]
-        at_row += len(records) + 1
-        accepted_id = next(p.id for p in thread.posts if p.accepted)
-        hidden = thread.model_copy(
-            update={"posts": [p.model_copy(update={"accepted": False}) for p in thread.posts]}
+    for case in cases:
+        labels = case.labels
+        eligible = highlight_candidates(case.records, case.thread)
+        target = (case.extra.get("targets") or [""])[0]  # type: ignore[index]
+        for name, method in methods.items():
+            order = method(case, eligible)
+            hits3 = float(labels[order[:3]].sum())
+            top = case.records[order[0]].text
+            add(
+                name,
+                {
+                    "P@1": float(labels[order[0]]),
+                    "P@3": hits3 / 3,
+                    "Hit@3": float(hits3 > 0),
+                    "ROUGE-L@1": 100 * rouge.score(str(target), top)["rougeL"].fmeasure,
+                },
+            )
+        n, r = len(labels), int(labels.sum())
+        chance_rouge = float(
+            np.mean([100 * rouge.score(str(target), x.text)["rougeL"].fmeasure for x in case.records])
         )
-        texts = [r.text for r in records]
-        is_accepted = [r.post_id == accepted_id for r in records]
+        add(
+            "chance",
+            {
+                "P@1": r / n,
+                "P@3": r / n,
+                "Hit@3": 1 - math.comb(n - r, min(3, n)) / math.comb(n, min(3, n)),
+                "ROUGE-L@1": chance_rouge,
+            },
+        )
+    groups = [c.group for c in cases]
+    default = default_name(scorer, "document")
+    return {
+        "methods": summarise(per_case, groups, "title cosine"),
+        "comparisons": comparisons(
+            per_case, groups, [(default, "title cosine"), (f"{scorer.name}" if scorer else "", "heuristic")]
+        ),
+        "default": default,
+    }
 
-        def add(name: str, order: list[int], flags: list[bool] = is_accepted) -> None:
-            results.setdefault(name, []).append(float(any(flags[i] for i in order[:3])))
 
-        options = HighlightOptions(use_accepted=False)
-        add("ours", ours_order(records, vectors[:-1], hidden, vectors[-1], 3, options))
-        no_votes = options.model_copy(update={"use_score": False})
-        add("ours (no votes)", ours_order(records, vectors[:-1], hidden, vectors[-1], 3, no_votes))
-        for name, ranker in BASELINES.items():
-            add(name, top_k(ranker(texts), 3))
-        n, a = len(records), sum(is_accepted)
-        results.setdefault("chance", []).append(1 - math.comb(n - a, 3) / math.comb(n, 3))
-    return {name: {"top-3 has accepted": float(np.mean(v)), "cases": len(v)} for name, v in results.items()}
+def default_name(scorer: LinearScorer | None, mode: ScorerMode) -> str:
+    shipped = resolve_scorer("auto", mode)
+    return shipped.name if shipped is not None else "heuristic"
 
 
-def plot(all_results: dict[str, dict[str, dict[str, float]]], out: Path) -> None:
+def run_beer(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[str, Any]:
+    hidden = HighlightOptions(use_accepted=False, use_score=False)
+    shown = HighlightOptions(use_accepted=False)
+    hidden_methods: dict[str, Method] = {
+        **scorer_methods(hidden, scorer, " (votes hidden)"),
+        "title cosine": title_cosine,
+        **{name: classic(name) for name in BASELINES},
+    }
+    shown_methods: dict[str, Method] = {
+        **scorer_methods(shown, scorer, " (votes shown)"),
+        "heuristic, outside quotes allowed (votes shown)": outside_quotes(
+            ours(shown.model_copy(update={"scorer": "heuristic", "outside_quotes": True}))
+        ),
+        "top-voted answer, first sentences": top_voted_first,
+    }
+    hidden_case: dict[str, dict[str, list[float]]] = {
+        n: {} for n in [*hidden_methods, "capped random", "chance"]
+    }
+    shown_case: dict[str, dict[str, list[float]]] = {n: {} for n in [*shown_methods, "capped random"]}
+
+    def add(table: dict[str, dict[str, list[float]]], name: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            table[name].setdefault(metric, []).append(value)
+
+    def measures(order: Order, labels: np.ndarray) -> dict[str, float]:
+        return {
+            "top-3 has accepted": float(labels[order[:3]].any()),
+            "top-1 in accepted": float(labels[order[0]]),
+        }
+
+    for case in cases:
+        labels = case.labels
+        eligible = highlight_candidates(case.records, case.thread)
+        for name, method in hidden_methods.items():
+            add(hidden_case, name, measures(method(case, eligible), labels))
+        for name, method in shown_methods.items():
+            add(shown_case, name, measures(method(case, eligible), labels))
+        draws = [measures(o, labels) for o in capped_random_orders(case, eligible, 200, 3)]
+        mean = {m: float(np.mean([d[m] for d in draws])) for m in draws[0]}
+        add(hidden_case, "capped random", mean)
+        add(shown_case, "capped random", mean)
+        n, a = int(eligible.sum()), int(labels[eligible].sum())
+        add(
+            hidden_case,
+            "chance",
+            {"top-3 has accepted": 1 - math.comb(n - a, 3) / math.comb(n, 3), "top-1 in accepted": a / n},
+        )
+    groups = [c.group for c in cases]
+    learned = scorer.name if scorer else ""
+    return {
+        "votes hidden": {
+            "methods": summarise(hidden_case, groups, "capped random"),
+            "comparisons": comparisons(
+                hidden_case, groups, [(f"{learned} (votes hidden)", "heuristic (votes hidden)")]
+            ),
+        },
+        "votes shown": {
+            "methods": summarise(shown_case, groups, "top-voted answer, first sentences"),
+            "comparisons": comparisons(
+                shown_case, groups, [(f"{learned} (votes shown)", "heuristic (votes shown)")]
+            ),
+        },
+        "default": {
+            "votes hidden": default_name(scorer, "forum"),
+            "votes shown": default_name(scorer, "forum_votes"),
+        },
+    }
+
+
+def run_qmsum(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[str, Any]:
+    def options(**update: Any) -> HighlightOptions:  # each case brings its own query
+        settings: dict[str, Any] = {"q": "placeholder", "diversity": 0.0, "max_per_post": None}
+        return HighlightOptions(**{**settings, "scorer": "heuristic", **update})
+
+    methods: dict[str, Method] = {
+        "heuristic (fusion + neighbours)": ours(options()),
+        "BM25 + MiniLM fusion": ours(options(query_context_weight=0.0)),
+        "vector only": ours(options(query_context_weight=0.0, query_vector_weight=1.0)),
+        "BM25 only": ours(options(query_context_weight=0.0, query_vector_weight=0.0)),
+        **{name: classic(name) for name in BASELINES},
+    }
+    if scorer is not None:
+        methods[scorer.name] = ours(options(scorer="auto"), scorer)
+    per_case: dict[str, dict[str, list[float]]] = {name: {} for name in [*methods, "chance"]}
+    for case in cases:
+        relevant = case.labels
+        eligible = highlight_candidates(case.records, case.thread)
+        for name, method in methods.items():
+            order = method(case, eligible)
+            per_case[name].setdefault("P@5", []).append(float(relevant[order[:5]].sum() / 5))
+            per_case[name].setdefault("R@10", []).append(float(relevant[order[:10]].sum() / relevant.sum()))
+        share = float(relevant.sum() / len(relevant))
+        per_case["chance"].setdefault("P@5", []).append(share)
+        per_case["chance"].setdefault("R@10", []).append(min(10, len(relevant)) / len(relevant))
+    groups = [c.group for c in cases]
+    learned = scorer.name if scorer else ""
+    return {
+        "methods": summarise(per_case, groups, "BM25 + MiniLM fusion"),
+        "comparisons": comparisons(per_case, groups, [(learned, "heuristic (fusion + neighbours)")]),
+        "default": default_name(scorer, "query"),
+    }
+
+
+def print_results(name: str, results: dict[str, Any]) -> None:
+    blocks = {k: v for k, v in results.items() if isinstance(v, dict) and "methods" in v} or {name: results}
+    for block_name, block in blocks.items():
+        print(f"\n== {block_name}")
+        for method, row in block["methods"].items():
+            shown = "  ".join(
+                f"{k}={v:.3f}" for k, v in row.items() if not k.startswith("_") and k != "cases"
+            )
+            vs = row.get("_vs")
+            extra = ""
+            if vs:
+                first = next(k for k in vs if k != "reference")
+                d, lo, hi = vs[first]
+                extra = f"   {first} vs {vs['reference']}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            print(f"{method:38s} {shown}  (n={row['cases']}){extra}")
+        for c in block.get("comparisons", []):
+            print(
+                f"  {c['a']} - {c['b']} {c['metric']}: {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+            )
+    sys.stdout.flush()
+
+
+def plot(all_results: dict[str, Any], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        (bench, metric)
-        for bench, res in all_results.items()
-        for metric in next(iter(res.values()))
-        if metric != "cases"
-    ]
+    panels = []
+    for bench, results in all_results.items():
+        blocks = {k: v for k, v in results.items() if isinstance(v, dict) and "methods" in v} or {
+            bench: results
+        }
+        for block_name, block in blocks.items():
+            first = next(iter(block["methods"].values()))
+            for metric in first:
+                if metric != "cases" and not metric.startswith("_"):
+                    panels.append(
+                        (f"{bench}" if block_name == bench else f"{bench} {block_name}", block, metric)
+                    )
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
-    for ax, (bench, metric) in zip(axes.flat, panels, strict=False):
-        names = list(all_results[bench])
-        values = [all_results[bench][n][metric] for n in names]
-        colors = ["#0b63c5" if n.startswith("ours") else "#999999" for n in names]
+    for ax, (title, block, metric) in zip(axes.flat, panels, strict=False):
+        names = list(block["methods"])
+        values = [block["methods"][n][metric] for n in names]
+        colors = ["#0b63c5" if n.startswith(("heuristic", "learned")) else "#999999" for n in names]
         ax.barh(names, values, color=colors)
+        for y, name in enumerate(names):
+            vs = block["methods"][name].get("_vs", {}).get(metric)
+            if vs is not None:
+                ref = block["methods"][block["methods"][name]["_vs"]["reference"]][metric]
+                ax.plot([ref + vs[1], ref + vs[2]], [y, y], color="black", linewidth=1)
         ax.invert_yaxis()
-        ax.set_title(f"{bench}: {metric}", fontsize=10)
+        ax.set_title(f"{title}: {metric}", fontsize=9)
         for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
-        ax.set_xlim(0, max(values) * 1.25 or 1)
+            ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
+        ax.set_xlim(0, max(values) * 1.3 or 1)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(
+        "bars: mean; whiskers: 95 % paired-bootstrap interval of the difference to the reference", fontsize=9
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -257,15 +417,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--only", choices=["scitldr", "beer", "qmsum"], action="append", default=None)
     parser.add_argument("--scitldr-limit", type=int, default=None, help="SciTLDR dev papers (default: all)")
-    parser.add_argument("--qmsum-limit", type=int, default=8, help="QMSum val meetings (default: 8)")
-    parser.add_argument("--beer-limit", type=int, default=250, help="beer threads (default: 250)")
-    parser.add_argument("--only", choices=["scitldr", "qmsum", "beer"], default=None)
+    parser.add_argument("--qmsum-limit", type=int, default=None, help="QMSum val meetings (default: all)")
+    parser.add_argument(
+        "--qmsum-every", type=int, default=1, help="every N-th QMSum val meeting (default: 1)"
+    )
+    parser.add_argument("--beer-limit", type=int, default=None, help="beer threads (default: all)")
+    parser.add_argument(
+        "--beer-split", choices=["dev", "all"], default="dev", help="all: train side too (heuristic only)"
+    )
+    parser.add_argument("--embedder", default="minilm")
+    parser.add_argument("--cache", type=Path, default=None, help="keep sentence vectors here between runs")
+    parser.add_argument(
+        "--scorer-file",
+        type=Path,
+        default=None,
+        help="a learned scorer file (default: packaged learned_v1 when present)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/img/digest_quality.png"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument(
-        "--merge", type=Path, nargs="+", default=None, help="only plot: merge --json files of separate runs"
-    )
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="only plot: merge --json files")
     add_quick(parser, scitldr_limit=60, qmsum_limit=1, beer_limit=40, out=scratch_png("digest_quality"))
     args = parser.parse_args()
     if args.merge:
@@ -275,31 +447,72 @@ def main() -> None:
         return
     from tldrlab.embed import get_embedder
 
-    embedder = get_embedder("minilm")
-    benches = {"scitldr": scitldr, "qmsum": qmsum, "beer": beer}
-    all_results = {}
-    for name, fn in benches.items():
-        if args.only and name != args.only:
-            continue
+    scorer = load_scorer_file(args.scorer_file) if args.scorer_file else packaged_scorer()
+    embedder = get_embedder(args.embedder)
+    loaders = {
+        "scitldr": lambda: scitldr_cases(DATA / "scitldr" / "scitldr_a.dev.jsonl", args.scitldr_limit),
+        "beer": lambda: forum_cases(
+            DATA / "stackexchange_beer" / "Posts.xml",
+            None if args.beer_split == "all" else "dev",
+            args.beer_limit,
+        ),
+        "qmsum": lambda: qmsum_cases(DATA / "qmsum" / "qmsum.val.jsonl", args.qmsum_limit, args.qmsum_every),
+    }
+    runners = {"scitldr": run_scitldr, "beer": run_beer, "qmsum": run_qmsum}
+    all_results: dict[str, Any] = {}
+    for name in args.only or list(runners):
         started = time.perf_counter()
-        all_results[name] = fn(embedder, getattr(args, f"{name}_limit"))
-        print(f"\n== {name} ({time.perf_counter() - started:.0f} s)")
-        for method, figures in all_results[name].items():
-            shown = "  ".join(f"{k}={v:.3f}" if k != "cases" else f"cases={v}" for k, v in figures.items())
-            print(f"{method:18s} {shown}")
-        sys.stdout.flush()
-    for name, methods in all_results.items():  # ours vs the best classic baseline on the first metric
-        metric = next(iter(methods["ours"]))
-        best = max(methods[b][metric] for b in BASELINES if b in methods)
-        headline(
-            f"highlights {name} {metric} ours / best of {', '.join(BASELINES)}",
-            methods["ours"][metric] / best,
-            "> 1",
+        cases = loaders[name]()
+        embed_cases(cases, embedder, args.cache)
+        embedded = time.perf_counter() - started
+        learned = None if name == "beer" and args.beer_split == "all" else scorer  # never on its train side
+        all_results[name] = runners[name](cases, learned)
+        all_results[name]["seconds"] = {
+            "embed": round(embedded),
+            "total": round(time.perf_counter() - started),
+        }
+        all_results[name]["embedder"] = args.embedder
+        print(
+            f"\n#### {name}: {len(cases)} cases, {time.perf_counter() - started:.0f} s "
+            f"(embedding {embedded:.0f} s)"
         )
+        print_results(name, all_results[name])
+    print_headlines(all_results)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(all_results, indent=2))
     plot(all_results, args.out)
     print(f"\nplot: {args.out}")
+
+
+def print_headlines(all_results: dict[str, Any]) -> None:
+    """The shipped default beside its strongest simple baseline, one ratio per bench (for `make bench`)."""
+    for name, results in all_results.items():
+        blocks = {k: v for k, v in results.items() if isinstance(v, dict) and "methods" in v} or {
+            name: results
+        }
+        for block_name, block in blocks.items():
+            methods = block["methods"]
+            reference = next((r["_vs"]["reference"] for r in methods.values() if "_vs" in r), None)
+            default = results.get("default")
+            if isinstance(default, dict):
+                default = default.get(block_name)
+            ours_name = next((m for m in methods if default and m.startswith(str(default))), None)
+            if reference is None or ours_name is None:
+                continue
+            metric = next(k for k in methods[reference] if k != "cases" and not k.startswith("_"))
+            label = name if block_name == name else f"{name} {block_name}"
+            value = methods[ours_name][metric] / max(methods[reference][metric], 1e-9)
+            headline(f"highlights {label} {metric} default / {reference}", value, "> 1")
+
+
+def packaged_scorer() -> LinearScorer | None:
+    from tldrlab.digest.scorers import SCORER_FILES, load_scorer
+
+    try:
+        return load_scorer(next(iter(SCORER_FILES)))
+    except (FileNotFoundError, OSError):
+        return None
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ import pytest
 from digest_helpers import sample_thread
 
 from tldrlab.digest.baselines import BASELINES, lexrank, textrank
-from tldrlab.digest.highlights import HighlightOptions, minmax, neighbour_mean, select_mmr, thread_highlights
+from tldrlab.digest.highlights import HighlightOptions, select_mmr, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
+from tldrlab.digest.signals import minmax, neighbour_mean
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import NotFoundError
 from tldrlab.store.base import SentenceStore

@@ -20,10 +20,11 @@ from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableErr
 from tldrlab.store.base import SentenceStore
 
 
-def context_for(store: SentenceStore, embedder: Embedder, k: int = 6) -> SummaryContext:
+def context_for(store: SentenceStore, embedder: Embedder, k: int = 6, scorer: str = "auto") -> SummaryContext:
     thread = sample_thread()
     ingest_threads([thread], store, embedder)
-    highlights = thread_highlights(store, thread.id, HighlightOptions(k=k), embedder=embedder)
+    options = HighlightOptions(k=k, scorer=scorer)  # type: ignore[arg-type]
+    highlights = thread_highlights(store, thread.id, options, embedder=embedder)
     return SummaryContext(thread=thread, highlights=highlights, embedder=embedder, max_bullets=4)
 
 
@@ -47,7 +48,7 @@ def test_registry_names() -> None:
 
 
 def test_extractive_bullets_cite_the_top_highlights(store: SentenceStore, embedder: Embedder) -> None:
-    context = context_for(store, embedder)
+    context = context_for(store, embedder, scorer="heuristic")  # it ranks the question high: a bullet test
     tokens, bullets = run("extractive", context)
     assert len(bullets) == 4 == len(tokens)
     # the top highlights that carry answers: the question "What temperature should I serve my beer at?" is

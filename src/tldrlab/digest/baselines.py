@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tldrlab.digest.highlights import tokenize
+from tldrlab.digest.signals import tokenize
 
 
 def lead(texts: Sequence[str]) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.bootstrap import BOOTSTRAP_SAMPLES, paired_bootstrap_interval
 from tldrlab.lvm.baselines import BASELINES, Predictor
 from tldrlab.lvm.index import ConceptIndex, build_index
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays
@@ -44,7 +45,6 @@ class MethodScore:
     """Article index of each window."""
 
 
-BOOTSTRAP_SAMPLES = 2000
 GOAL_METRICS = ("cosine", "top1_excl")
 
 
@@ -180,15 +180,8 @@ def margin_interval(
     """95 % interval of `model - baseline` on `metric`, resampling evaluation articles with replacement."""
     if model.per_window is None or baseline.per_window is None or model.article is None:
         raise ValueError("margin_interval needs per-window scores (from evaluate_methods)")
-    articles, inverse = np.unique(model.article, return_inverse=True)
     diff = model.per_window[metric] - baseline.per_window[metric]
-    sums = np.bincount(inverse, weights=diff, minlength=len(articles))
-    counts = np.bincount(inverse, minlength=len(articles)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(articles), size=(samples, len(articles)))
-    margins = sums[picks].sum(1) / counts[picks].sum(1)  # window-weighted, like the point estimate
-    low, high = np.percentile(margins, [2.5, 97.5])
-    return float(low), float(high)
+    return paired_bootstrap_interval(diff, model.article, samples=samples, seed=seed)
 
 
 def verdict(results: list[MethodScore]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from tldrlab.data.threads import Thread
-from tldrlab.digest.highlights import Highlight, tokenize
+from tldrlab.digest.highlights import Highlight
+from tldrlab.digest.signals import tokenize
 from tldrlab.embed.base import Embedder
 
 CITATION = re.compile(r"\[\s*(\d+(?:\s*(?:[,;]|[-–]|and)\s*\d+)*)\s*\]")

@@ -1,0 +1,292 @@
+"""Training a learned highlight scorer (`highlight_scorer_train` runs): one listwise logistic model per mode.
+
+Labels come from train splits only:
+- `document` mode: SciTLDR train papers, positive = the sentence(s) `source_labels` marks;
+- `forum` and `forum_votes` modes: forum threads of the `train` side of `highlight_cases.forum_split` with an
+  accepted answer and 2+ answers, positive = sentences of the accepted answer (the flag itself is hidden);
+  `forum` sees the threads with their votes hidden, `forum_votes` with them;
+- `query` mode: QMSum train meetings, each specific query one case, positive = turns in its relevant spans.
+
+The L2 penalty, and whether to add a learned direction in the sentence-embedding space, are
+chosen per mode by 3-fold cross-validation over train cases (grouped by thread, paper or meeting, so no
+text is on both sides of a fold) on the mode's own ranking measure (P@1; top-3 has the accepted answer;
+top-1 in it; P@5). The result is a scorer file (`scorers/`), written atomically to
+`<run>/artifacts/highlight_scorer.json` (or `out`); ship it by copying it into `src/tldrlab/digest/scorers/`
+under a new version name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tldrlab.digest.features import FEATURES, ScorerMode, sentence_features
+from tldrlab.digest.highlight_cases import (
+    HighlightCase,
+    embed_cases,
+    forum_cases,
+    qmsum_cases,
+    scitldr_cases,
+    sha256_file,
+)
+from tldrlab.digest.scorers import LinearModel, LinearScorer
+from tldrlab.errors import ConfigError
+from tldrlab.runs import Run
+from tldrlab.runs.atomic import atomic_write_json
+
+REGULARISATION_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+class HighlightScorerTrainConfig(BaseModel):
+    """What a `highlight_scorer_train` run learns from and how."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    name: str = Field(default="learned_v2", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    """Name written into the scorer file (the name it will be selected by once shipped)."""
+    version: int = Field(default=2, ge=1)
+    """Version number written into the scorer file."""
+    scitldr_train: Path | None = None
+    """SciTLDR train JSON lines (`source`, `source_labels`, `title`): trains the `document` mode."""
+    scitldr_limit: int | None = Field(default=600, ge=1)
+    """Use the first N usable papers (None: all)."""
+    forum_dump: Path | None = None
+    """A Stack Exchange dump (`Posts.xml`): its train-side threads train the `forum` mode."""
+    forum_limit: int | None = Field(default=None, ge=1)
+    """Use the first N usable train-side threads (None: all)."""
+    qmsum_train: Path | None = None
+    """QMSum train JSON lines: trains the `query` mode."""
+    qmsum_limit: int | None = Field(default=None, ge=1)
+    """Use at most N meetings (None: all); each brings a few queries and hundreds of turns."""
+    qmsum_every: int = Field(default=27, ge=1)
+    """Use every N-th meeting (the file's domains come in blocks, so a stride keeps them mixed)."""
+    embedder: str = Field(default="minilm", min_length=1)
+    """Embedder for the sentence vectors (the one highlights are ranked with in use)."""
+    vector_cache_dir: Path | None = None
+    """Keep sentence vectors here between runs (embedding is the slow part on a CPU)."""
+    use_vectors: bool = True
+    """Also try (by cross-validation) a learned direction in the sentence-embedding space."""
+    folds: int = Field(default=3, ge=2, le=10)
+    """Cross-validation folds over train cases for choosing the regularisation."""
+    out: Path | None = None
+    """Where to write the scorer file (default: `<run>/artifacts/highlight_scorer.json`)."""
+
+    @model_validator(mode="after")
+    def _needs_data(self) -> HighlightScorerTrainConfig:
+        if not (self.scitldr_train or self.forum_dump or self.qmsum_train):
+            raise ValueError("give at least one of scitldr_train, forum_dump, qmsum_train")
+        return self
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def precision_at_1(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(labels[top_k(scores, 1)].mean())
+
+
+def top3_hit(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(labels[top_k(scores, 3)].any())
+
+
+def precision_at_5(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(labels[top_k(scores, 5)].sum() / 5)
+
+
+MODE_MEASURE: dict[ScorerMode, tuple[str, Callable[[np.ndarray, np.ndarray], float]]] = {
+    "document": ("P@1", precision_at_1),
+    "forum": ("top-3 has accepted", top3_hit),
+    "forum_votes": ("top-1 in accepted", precision_at_1),
+    "query": ("P@5", precision_at_5),
+}
+
+
+def case_features(case: HighlightCase, *, use_score: bool = True) -> np.ndarray:
+    if case.vectors is None:
+        raise ValueError(f"case {case.id} has no vectors (embed_cases first)")
+    return sentence_features(
+        case.records,
+        case.vectors,
+        case.thread,
+        title_vector=case.title_vector,
+        query=case.query,
+        query_vector=case.query_vector,
+        use_score=use_score,
+    )
+
+
+Row = tuple[np.ndarray, np.ndarray, np.ndarray, str]
+"""(features, sentence vectors, labels, fold group) of one case."""
+
+
+def training_rows(cases: Sequence[HighlightCase], mode: ScorerMode) -> list[Row]:
+    """One row per case (forum threads: votes hidden for `forum`, shown for `forum_votes`). The fold group is
+    the thread (the meeting for QMSum queries, which share turns and topics), so cross-validation never sees
+    a held-out thread's text in training."""
+    rows = []
+    for case in cases:
+        assert case.vectors is not None
+        vectors = np.asarray(case.vectors, dtype=np.float64)
+        labels = case.labels.astype(np.float64)
+        features = case_features(case, use_score=mode != "forum")
+        rows.append((features, vectors, labels, case.thread.id))
+    return rows
+
+
+def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scale = x.std(axis=0)
+    return x.mean(axis=0), np.where(scale > 1e-9, scale, 1.0)  # constant columns get weight ~0
+
+
+def fit_linear(rows: Sequence[Row], regularisation: float, use_vectors: bool) -> LinearModel:
+    """A conditional logit (a listwise logistic regression): per case, softmax over its sentences, fitted to
+    put the probability mass on the labelled ones; L2 penalty `regularisation` on standardised inputs.
+
+    Listwise rather than per sentence because what matters is the order within a thread, not a calibrated
+    probability across threads. The weights are folded back onto raw features (and raw vectors)."""
+    from scipy.optimize import minimize
+
+    rows = [r for r in rows if r[2].sum() > 0]
+    x = np.concatenate([r[0] for r in rows])
+    mean, scale = standardise(x)
+    inputs = (x - mean) / scale
+    if use_vectors:
+        v = np.concatenate([r[1] for r in rows])
+        v_mean, v_scale = standardise(v)
+        inputs = np.concatenate([inputs, (v - v_mean) / v_scale], axis=1)
+    target = np.concatenate([r[2] / r[2].sum() for r in rows])
+    sizes = np.array([len(r[2]) for r in rows])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    case_of = np.repeat(np.arange(len(rows)), sizes)
+
+    def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = inputs @ w
+        z = z - np.maximum.reduceat(z, starts)[case_of]
+        e = np.exp(z)
+        p = e / np.add.reduceat(e, starts)[case_of]
+        loss = -float(target @ np.log(p + 1e-12)) / len(rows) + regularisation * float(w @ w)
+        grad = -(inputs.T @ (target - p)) / len(rows) + 2 * regularisation * w
+        return loss, grad
+
+    result = minimize(loss_and_grad, np.zeros(inputs.shape[1]), jac=True, method="L-BFGS-B")
+    weights = np.asarray(result.x, dtype=np.float64)
+    bias = 0.0
+    vector_weights = None
+    if use_vectors:
+        vector_weights = weights[x.shape[1] :] / v_scale
+        bias -= float(vector_weights @ v_mean)
+    return LinearModel(mean, scale, weights[: x.shape[1]], bias, vector_weights)
+
+
+def cross_validate(
+    rows: Sequence[Row], mode: ScorerMode, regularisation: float, use_vectors: bool, folds: int
+) -> float:
+    """Mean ranking measure over held-out cases, folds assigned round-robin over fold groups (threads)."""
+    _, measure = MODE_MEASURE[mode]
+    groups = list(dict.fromkeys(r[3] for r in rows))
+    folds = min(folds, len(groups))
+    group_fold = {g: i % folds for i, g in enumerate(groups)}
+    fold_of = [group_fold[r[3]] for r in rows]
+    values: list[float] = []
+    for fold in range(folds):
+        train = [r for r, f in zip(rows, fold_of, strict=True) if f != fold]
+        held = [r for r, f in zip(rows, fold_of, strict=True) if f == fold]
+        if not train or not held:
+            continue
+        model = fit_linear(train, regularisation, use_vectors)
+        values.extend(measure(model.relevance(x, v), y) for x, v, y, _ in held)
+    return float(np.mean(values)) if values else 0.0
+
+
+def train_highlight_scorer(config: HighlightScorerTrainConfig, run: Run | None = None) -> LinearScorer:
+    """Train one linear model per mode with data, report through `run`, return the scorer."""
+    from tldrlab.embed import get_embedder
+
+    def say(message: str, progress: float) -> None:
+        if run is not None:
+            run.log(message)
+            run.heartbeat(progress=progress, message=message)
+
+    sources: list[tuple[tuple[ScorerMode, ...], str, Path, Callable[[], list[HighlightCase]]]] = []
+    if config.scitldr_train:
+        path = config.scitldr_train
+        load_papers = lambda: scitldr_cases(path, config.scitldr_limit)  # noqa: E731
+        sources.append((("document",), "scitldr_train", path, load_papers))
+    if config.forum_dump:
+        dump = config.forum_dump
+        load_threads = lambda: forum_cases(dump, "train", config.forum_limit)  # noqa: E731
+        sources.append((("forum", "forum_votes"), "forum_dump", dump, load_threads))
+    if config.qmsum_train:
+        meetings = config.qmsum_train
+        load_queries = lambda: qmsum_cases(meetings, config.qmsum_limit, config.qmsum_every)  # noqa: E731
+        sources.append((("query",), "qmsum_train", meetings, load_queries))
+    embedder = get_embedder(config.embedder)
+    models: dict[str, LinearModel] = {}
+    info: dict[str, Any] = {"embedder": config.embedder, "data": {}, "modes": {}}
+    for step, (modes, label, path, load) in enumerate(sources):
+        if not path.exists():
+            raise ConfigError(f"{label}: {path} does not exist")
+        say(f"{label}: reading and embedding {path.name}", step / len(sources))
+        cases = load()
+        threads = len({c.thread.id for c in cases})
+        if threads < 2:
+            raise ConfigError(
+                f"{label}: {len(cases)} usable cases from {threads} thread(s) in {path}; need 2+"
+            )
+        embed_cases(cases, embedder, config.vector_cache_dir)
+        info["data"][label] = {"file": path.name, "sha256": sha256_file(path), "cases": len(cases)}
+        for mode in modes:
+            models[mode], info["modes"][mode] = fit_mode(cases, mode, label, config)
+            say(f"{mode}: trained on {len(cases)} cases", (step + 1) / len(sources))
+            if run is not None:
+                best = info["modes"][mode]
+                run.log_metrics(step, **{f"{mode}_cv": best["cross_validation"]["best"]})
+    return LinearScorer(config.name, config.version, FEATURES, models, info)
+
+
+def fit_mode(
+    cases: Sequence[HighlightCase], mode: ScorerMode, label: str, config: HighlightScorerTrainConfig
+) -> tuple[LinearModel, dict[str, Any]]:
+    """Choose the L2 penalty (and the vector direction) by cross-validation, then fit on all `cases`."""
+    rows = training_rows(cases, mode)
+    grid = [(c, v) for v in ((False, True) if config.use_vectors else (False,)) for c in REGULARISATION_GRID]
+    scores = {(c, v): cross_validate(rows, mode, c, v, config.folds) for c, v in grid}
+    best, best_vectors = max(grid, key=lambda cv: (scores[cv], cv[0], not cv[1]))  # ties: simpler
+    measure_name, _ = MODE_MEASURE[mode]
+    return fit_linear(rows, best, best_vectors), {
+        "trained_on": label,
+        "cases": len(cases),
+        "sentences": int(sum(len(r[1]) for r in rows)),
+        "regularisation": best,
+        "sentence_vectors": best_vectors,
+        "cross_validation": {
+            "measure": measure_name,
+            "folds": config.folds,
+            "best": round(scores[(best, best_vectors)], 4),
+            **{f"l2={c}{' +vectors' if v else ''}": round(x, 4) for (c, v), x in scores.items()},
+        },
+    }
+
+
+def highlight_scorer_train_job(run: Run) -> dict[str, Any]:
+    """Run kind `highlight_scorer_train`: the run's config is a `HighlightScorerTrainConfig`."""
+    try:
+        config = HighlightScorerTrainConfig.model_validate(run.config)
+    except ValueError as exc:
+        raise ConfigError(f"bad highlight_scorer_train config: {exc}") from exc
+    scorer = train_highlight_scorer(config, run)
+    out = config.out or run.artifacts_dir / "highlight_scorer.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, scorer.to_dict())
+    run.add_artifact(out, kind="highlight_scorer")
+    summary = {
+        f"{mode}_cv": entry["cross_validation"]["best"] for mode, entry in scorer.info["modes"].items()
+    }
+    run.set_summary(**summary)
+    run.heartbeat(progress=1.0, message="highlight scorer trained")
+    return {"scorer": str(out), "modes": sorted(scorer.models), "info": scorer.info}

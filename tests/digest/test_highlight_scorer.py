@@ -1,0 +1,214 @@
+"""The learned highlight scorer: features, training as a run on tiny real samples, the packaged file used
+through HighlightOptions, and the benchmark's baselines on small real samples (../shared/data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from digest_helpers import sample_thread
+
+from tldrlab.digest.features import FEATURES, scorer_mode, sentence_features
+from tldrlab.digest.highlight_cases import (
+    embed_cases,
+    forum_cases,
+    forum_split,
+    qmsum_cases,
+    scitldr_cases,
+    thread_records,
+)
+from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.ingest import ingest_threads
+from tldrlab.digest.scorer_training import (
+    HighlightScorerTrainConfig,
+    case_features,
+    cross_validate,
+    fit_linear,
+    highlight_scorer_train_job,
+)
+from tldrlab.digest.scorers import DEFAULT_SCORERS, load_scorer, load_scorer_file, resolve_scorer
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import ConfigError
+from tldrlab.runs.run import create_run, execute_run
+from tldrlab.samples import sample_path
+from tldrlab.store.base import SentenceStore
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+
+def tiny_scitldr(tmp_path: Path, n: int = 8) -> Path:
+    lines = (DATA / "scitldr" / "scitldr_a.train.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+    out = tmp_path / "scitldr.jsonl"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def tiny_qmsum(tmp_path: Path) -> Path:
+    """Two train meetings cut short (90 and 45 turns), with the queries whose spans fall inside."""
+    keep = {0: 90, 2: 45}
+    rows = []
+    with (DATA / "qmsum" / "qmsum.train.jsonl").open(encoding="utf-8") as handle:
+        for i, line in enumerate(handle):
+            if i in keep:
+                row = json.loads(line)
+                row["meeting_transcripts"] = row["meeting_transcripts"][: keep[i]]
+                row["specific_query_list"] = [
+                    q
+                    for q in row["specific_query_list"]
+                    if all(int(e) < keep[i] for _, e in q["relevant_text_span"])
+                ]
+                rows.append(json.dumps(row))
+            if i >= max(keep):
+                break
+    out = tmp_path / "qmsum.jsonl"
+    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return out
+
+
+def test_features_and_modes_on_a_forum_thread() -> None:
+    thread = sample_thread()
+    records = thread_records(thread)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(records), 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    features = sentence_features(records, vectors, thread, title_vector=vectors[0])
+    assert features.shape == (len(records), len(FEATURES))
+    column = {name: features[:, i] for i, name in enumerate(FEATURES)}
+    accepted = [i for i, r in enumerate(records) if r.post_id == "p2"]
+    assert column["votes"][accepted].tolist() == [1.0] * len(accepted)  # p2 has the best score
+    assert column["question_post"][0] == 1.0 and column["interrogative"][0] == 1.0
+    hidden = sentence_features(records, vectors, thread, title_vector=vectors[0], use_score=False)
+    assert not hidden[:, FEATURES.index("votes")].any() and not hidden[:, FEATURES.index("has_votes")].any()
+    assert scorer_mode(thread, None) == "forum_votes" and scorer_mode(thread, "q") == "query"
+    assert scorer_mode(thread, None, use_score=False) == "forum"
+    assert scorer_mode(thread.model_copy(update={"posts": thread.posts[:1]}), None) == "document"
+
+
+def test_forum_split_is_deterministic_and_balanced() -> None:
+    ids = [str(i) for i in range(2000)]
+    dev = [i for i in ids if forum_split(i) == "dev"]
+    assert 0.45 < len(dev) / len(ids) < 0.55
+    assert [forum_split(i) for i in ids] == [forum_split(i) for i in ids]
+    assert forum_split("33") == "train" and forum_split("8") == "dev"
+
+
+def test_training_as_a_run_on_tiny_samples(tldrlab_home: Path, tmp_path: Path, embedder: Embedder) -> None:
+    config = HighlightScorerTrainConfig(
+        name="learned_test",
+        scitldr_train=tiny_scitldr(tmp_path),
+        scitldr_limit=None,
+        forum_dump=sample_path("beer_threads"),
+        qmsum_train=tiny_qmsum(tmp_path),
+        qmsum_every=1,
+        folds=2,
+        vector_cache_dir=tmp_path / "vectors",
+    )
+    record = create_run("highlight_scorer_train", config)
+    with execute_run(record.id) as run:
+        result = highlight_scorer_train_job(run)
+    scorer = load_scorer_file(result["scorer"])
+    assert scorer.name == "learned_test" and set(scorer.models) == {
+        "document",
+        "forum",
+        "forum_votes",
+        "query",
+    }
+    assert scorer.info["data"]["scitldr_train"]["cases"] == 8
+    assert scorer.info["modes"]["forum"]["cases"] == 2  # ids 33 and 605: the train side of the split
+    assert scorer.info["modes"]["query"]["cases"] == 5  # 3 + 2 queries of two meetings
+    assert len(scorer.info["data"]["qmsum_train"]["sha256"]) == 64
+    assert any(f.name.endswith(".npz") for f in (tmp_path / "vectors").rglob("*"))
+    # the file works as a scorer: every mode ranks every sentence of a case
+    case = scitldr_cases(tiny_scitldr(tmp_path, 1))[0]
+    embed_cases([case], embedder, tmp_path / "vectors")
+    for mode in scorer.models:
+        relevance = scorer.relevance(case_features(case), mode, case.vectors)
+        assert relevance is not None and relevance.shape == (len(case.records),)
+        assert np.isfinite(relevance).all()
+    with pytest.raises(ValueError, match="at least one"):
+        HighlightScorerTrainConfig()
+    with pytest.raises(ValueError):
+        HighlightScorerTrainConfig(scitldr_train=Path("x"), surprise=1)  # type: ignore[call-arg]
+
+
+def test_listwise_fit_learns_a_clear_signal_and_cross_validates_by_thread() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in range(30):
+        features = rng.normal(size=(12, len(FEATURES)))
+        labels = np.zeros(12)
+        labels[case % 12] = 1.0
+        features[:, 5] += 3.0 * labels  # one feature marks the right sentence, noisily
+        vectors = rng.normal(size=(12, 8))
+        rows.append((features, vectors, labels, f"thread{case // 2}"))
+    model = fit_linear(rows, 0.001, use_vectors=False)
+    assert int(np.argmax(np.abs(model.weights))) == 5 and model.weights[5] > 0
+    assert model.vector_weights is None
+    assert cross_validate(rows, "document", 0.001, False, 3) > 0.8  # chance: 1/12
+    with_vectors = fit_linear(rows, 0.001, use_vectors=True)
+    assert with_vectors.vector_weights is not None and with_vectors.vector_weights.shape == (8,)
+
+
+def test_training_refuses_missing_data(tldrlab_home: Path, tmp_path: Path) -> None:
+    record = create_run("highlight_scorer_train", {"scitldr_train": str(tmp_path / "missing.jsonl")})
+    with pytest.raises(ConfigError, match="does not exist"), execute_run(record.id) as run:
+        highlight_scorer_train_job(run)
+
+
+def test_packaged_learned_scorer_through_highlight_options(store: SentenceStore, embedder: Embedder) -> None:
+    scorer = load_scorer("learned_v1")
+    assert scorer.version == 1 and scorer.features == FEATURES
+    assert set(scorer.models) == {"document", "forum", "forum_votes", "query"}
+    assert {"scitldr_train", "forum_dump", "qmsum_train"} <= set(scorer.info["data"])
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    learned = thread_highlights(
+        store, thread.id, HighlightOptions(k=4, scorer="learned_v1"), embedder=embedder
+    )
+    heuristic = thread_highlights(
+        store, thread.id, HighlightOptions(k=4, scorer="heuristic"), embedder=embedder
+    )
+    assert len(learned) == 4 and len(heuristic) == 4
+    assert [h.score for h in learned] != [h.score for h in heuristic]  # a different scorer really ran
+    assert all(h.text != "Thanks!" for h in learned)
+    for mode, name in DEFAULT_SCORERS.items():
+        chosen = resolve_scorer("auto", mode)
+        assert (chosen.name if chosen else "heuristic") == name
+    with pytest.raises(ValueError):
+        HighlightOptions(scorer="learned_v9")  # type: ignore[arg-type]
+
+
+def test_bench_baselines_on_small_real_samples(embedder: Embedder, tmp_path: Path) -> None:
+    import digest_quality as bench
+
+    scitldr = scitldr_cases(DATA / "scitldr" / "scitldr_a.dev.jsonl", 6)
+    beer = forum_cases(DATA / "stackexchange_beer" / "Posts.xml", "dev", 4)
+    qmsum = qmsum_cases(tiny_qmsum(tmp_path))
+    for cases in (scitldr, beer, qmsum):
+        embed_cases(cases, embedder, tmp_path / "vectors")
+    results = bench.run_scitldr(scitldr, None)["methods"]
+    assert results["title cosine"]["cases"] == 6 and "_vs" not in results["title cosine"]
+    diff, low, high = results["heuristic"]["_vs"]["P@1"]
+    assert low <= diff <= high
+    assert 0 <= results["chance"]["P@1"] <= 1
+    forum = bench.run_beer(beer, None)
+    hidden = forum["votes hidden"]["methods"]
+    assert set(hidden) >= {"heuristic (votes hidden)", "capped random", "title cosine", "chance"}
+    assert 0 < hidden["capped random"]["top-3 has accepted"] <= 1
+    shown = forum["votes shown"]["methods"]
+    assert "top-voted answer, first sentences" in shown
+    queries = bench.run_qmsum(qmsum, None)["methods"]
+    assert queries["BM25 + MiniLM fusion"]["cases"] == len(qmsum) > 0
+    # the capped random baseline respects the cap: 2 per post while other posts have sentences left
+    case = beer[0]
+    eligible = np.ones(len(case.records), dtype=bool)
+    for order in bench.capped_random_orders(case, eligible, 5, 3):
+        posts = [case.records[i].post_id for i in order]
+        assert max(posts.count(p) for p in posts) <= 2
+    top = bench.top_voted_first(case, eligible)
+    best = max((p for p in case.thread.posts if p.kind == "answer"), key=lambda p: (p.score or 0, -p.number))
+    assert case.records[top[0]].post_id == best.id and case.records[top[0]].sentence_index == 0
