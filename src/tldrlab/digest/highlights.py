@@ -20,7 +20,9 @@ from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.digest.features import scorer_mode, sentence_features
 from tldrlab.digest.scorers import ScorerName, resolve_scorer
+from tldrlab.digest.signals import STOPWORDS as STOPWORDS  # re-exported: older imports name it here
 from tldrlab.digest.signals import bm25_scores, centrality, minmax, neighbour_mean
+from tldrlab.digest.signals import tokenize as tokenize
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
