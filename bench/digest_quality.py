@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tldrlab.digest.baselines import BASELINES
 from tldrlab.digest.candidates import highlight_candidates
-from tldrlab.digest.features import ScorerMode, scorer_mode
+from tldrlab.digest.features import ScorerMode
 from tldrlab.digest.highlight_cases import (
     HighlightCase,
     embed_cases,
@@ -70,22 +70,15 @@ def ours(options: HighlightOptions, scorer: LinearScorer | None = None, k: int =
     def order(case: HighlightCase, eligible: np.ndarray) -> Order:
         assert case.vectors is not None
         case_options = options.model_copy(update={"q": case.query}) if case.query else options
-        if scorer is not None:
-            from tldrlab.digest.scorer_training import case_features
-
-            mode = scorer_mode(case.thread, case.query, options.use_score)
-            features = case_features(case, use_score=options.use_score)
-            relevance = scorer.relevance(features, mode, case.vectors)
-            assert relevance is not None, f"scorer has no {mode} model"
-        else:
-            relevance = sentence_relevance(
-                case.records,
-                case.vectors,
-                case_options,
-                thread=case.thread,
-                title_vector=case.title_vector,
-                query_vector=case.query_vector,
-            )
+        relevance = sentence_relevance(
+            case.records,
+            case.vectors,
+            case_options,
+            thread=case.thread,
+            title_vector=case.title_vector,
+            query_vector=case.query_vector,
+            scorer=scorer,
+        )
         groups = [r.post_id for r in case.records]
         return select_mmr(
             relevance, case.vectors, groups, k, options.diversity, options.max_per_post, eligible

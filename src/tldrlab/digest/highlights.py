@@ -18,13 +18,17 @@ from pydantic import BaseModel, Field
 
 from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
-from tldrlab.digest.features import scorer_mode, sentence_features
-from tldrlab.digest.scorers import ScorerName, resolve_scorer
+from tldrlab.digest.features import post_means, scorer_mode, sentence_features
+from tldrlab.digest.scorers import DEFAULT_SCORERS, LinearScorer, ScorerName, resolve_scorer
 from tldrlab.digest.signals import STOPWORDS as STOPWORDS  # re-exported: older imports name it here
 from tldrlab.digest.signals import bm25_scores, centrality, minmax, neighbour_mean
 from tldrlab.digest.signals import tokenize as tokenize
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceRecord, SentenceStore
+
+HIGHLIGHTER_VERSION = "2:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
+"""Part of the digest cache key: digests made by an older default ranking are not served again (2: the
+candidate rules of `candidates.py`; then the default scorer of each mode)."""
 
 
 class HighlightOptions(BaseModel):
@@ -72,6 +76,9 @@ class HighlightOptions(BaseModel):
     query_context_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     """Query-aware: mix each sentence's relevance with its neighbours' (same post, +-2 sentences), because
     the text answering a query comes in runs, not in isolated sentences."""
+    within_post_weight: float = Field(default=0.1, ge=0.0, le=10.0)
+    """Learned scorer in forum threads: it picks the posts, the heuristic orders sentences inside a post;
+    this is how much that order counts against the gap between posts (post scores span 0..1)."""
     outside_quotes: bool = False
     """Quoted text ("> " lines) is never a highlight; True lets a quote of an outside source (one that
     reproduces no sentence of the thread) count as its post's text. Boilerplate lines never count."""
@@ -211,11 +218,14 @@ def sentence_relevance(
     thread: Thread | None = None,
     title_vector: np.ndarray | None = None,
     query_vector: np.ndarray | None = None,
+    scorer: LinearScorer | None = None,
 ) -> np.ndarray:
-    """Relevance of every sentence under `options.scorer` (higher is better), before MMR and the cap."""
+    """Relevance of every sentence under `options.scorer` (higher is better), before MMR and the cap.
+
+    `scorer` overrides the named scorer (an unshipped scorer file under evaluation)."""
     query = options.q if query_vector is not None else None
     mode = scorer_mode(thread, query, options.use_score)
-    scorer = resolve_scorer(options.scorer, mode)
+    scorer = scorer or resolve_scorer(options.scorer, mode)
     if scorer is not None:
         features = sentence_features(
             sentences,
@@ -228,6 +238,11 @@ def sentence_relevance(
         )
         learned = scorer.relevance(features, mode, vectors)
         if learned is not None:
+            if mode in ("forum", "forum_votes"):
+                heuristic = query_free_relevance(sentences, vectors, thread, options, title_vector)
+                learned = posts_then_sentences(
+                    learned, heuristic, [s.post_id for s in sentences], options.within_post_weight
+                )
             return with_accepted_bonus(learned, sentences, thread, options)
     if options.q and query_vector is not None:
         relevance = query_relevance(
@@ -240,6 +255,19 @@ def sentence_relevance(
             ) * relevance + options.query_context_weight * context
         return relevance
     return query_free_relevance(sentences, vectors, thread, options, title_vector)
+
+
+def posts_then_sentences(
+    post_scores: np.ndarray, sentence_scores: np.ndarray, groups: Sequence[str], within_weight: float
+) -> np.ndarray:
+    """The learned forum models were trained to find the right post (every sentence of the accepted answer
+    is a positive), so they choose posts, and the heuristic orders sentences inside each post: min-max of
+    the post means of `post_scores` plus `within_weight` times each sentence's heuristic score relative to
+    its post's mean (scaled to a range of 1)."""
+    posts = minmax(post_means(post_scores, groups))
+    within = sentence_scores - post_means(sentence_scores, groups)
+    span = float(within.max() - within.min()) if within.size else 0.0
+    return posts + within_weight * (within / span if span > 1e-12 else np.zeros_like(within))
 
 
 def with_accepted_bonus(

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tldrlab.digest.cache import SummaryCache, cache_key
-from tldrlab.digest.highlights import Highlight, HighlightOptions, thread_highlights
+from tldrlab.digest.highlights import HIGHLIGHTER_VERSION, Highlight, HighlightOptions, thread_highlights
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.embed.base import Embedder
@@ -96,6 +96,7 @@ def digest_events(
             "q": options.q,
             "max_bullets": options.max_bullets,
             "embedder": getattr(embedder, "name", None),
+            "highlighter": HIGHLIGHTER_VERSION,
         },
     )
     if cache is not None and options.use_cache:
