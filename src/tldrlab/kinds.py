@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tldrlab.digest.config import ThreadIngestConfig
+from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
 from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.errors import DependencyMissingError, InvalidConfigError, UnknownKindError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
@@ -104,6 +104,12 @@ _ENTRIES = (
         ThreadIngestConfig,
         "tldrlab.digest.ingest:ingest_job",
         "Ingest forum threads into the sentence store (only changed posts are re-embedded).",
+    ),
+    RunKind(
+        "highlight_scorer_train",
+        HighlightScorerTrainConfig,
+        "tldrlab.digest.scorer_training:highlight_scorer_train_job",
+        "Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits.",
     ),
     RunKind(
         "elm_prepare",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from digest_helpers import sample_thread
 
+from tldrlab.digest.config import HighlightScorerTrainConfig
 from tldrlab.digest.features import FEATURES, scorer_mode, sentence_features
 from tldrlab.digest.highlight_cases import (
     embed_cases,
@@ -23,16 +24,14 @@ from tldrlab.digest.highlight_cases import (
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.scorer_training import (
-    HighlightScorerTrainConfig,
     case_features,
     cross_validate,
     fit_linear,
-    highlight_scorer_train_job,
 )
 from tldrlab.digest.scorers import DEFAULT_SCORERS, load_scorer, load_scorer_file, resolve_scorer
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError
-from tldrlab.runs.run import create_run, execute_run
+from tldrlab.launch import launch_run
 from tldrlab.samples import sample_path
 from tldrlab.store.base import SentenceStore
 
@@ -97,20 +96,20 @@ def test_forum_split_is_deterministic_and_balanced() -> None:
 
 
 def test_training_as_a_run_on_tiny_samples(tldrlab_home: Path, tmp_path: Path, embedder: Embedder) -> None:
-    config = HighlightScorerTrainConfig(
-        name="learned_test",
-        scitldr_train=tiny_scitldr(tmp_path),
-        scitldr_limit=None,
-        forum_dump=sample_path("beer_threads"),
-        qmsum_train=tiny_qmsum(tmp_path),
-        qmsum_every=1,
-        folds=2,
-        vector_cache_dir=tmp_path / "vectors",
-    )
-    record = create_run("highlight_scorer_train", config)
-    with execute_run(record.id) as run:
-        result = highlight_scorer_train_job(run)
-    scorer = load_scorer_file(result["scorer"])
+    config = {
+        "name": "learned_test",
+        "scitldr_train": str(tiny_scitldr(tmp_path)),
+        "scitldr_limit": None,
+        "forum_dump": str(sample_path("beer_threads")),
+        "qmsum_train": str(tiny_qmsum(tmp_path)),
+        "qmsum_every": 1,
+        "folds": 2,
+        "vector_cache_dir": str(tmp_path / "vectors"),
+    }
+    launched = launch_run("highlight_scorer_train", config)  # the registered kind, as the CLI runs kinds
+    assert launched.record.status.value == "completed" and launched.result is not None
+    assert launched.record.metrics["document_cv"] >= 0
+    scorer = load_scorer_file(launched.result["scorer"])
     assert scorer.name == "learned_test" and set(scorer.models) == {
         "document",
         "forum",
@@ -132,7 +131,7 @@ def test_training_as_a_run_on_tiny_samples(tldrlab_home: Path, tmp_path: Path, e
     with pytest.raises(ValueError, match="at least one"):
         HighlightScorerTrainConfig()
     with pytest.raises(ValueError):
-        HighlightScorerTrainConfig(scitldr_train=Path("x"), surprise=1)  # type: ignore[call-arg]
+        HighlightScorerTrainConfig(scitldr_train="x", surprise=1)  # type: ignore[call-arg]
 
 
 def test_listwise_fit_learns_a_clear_signal_and_cross_validates_by_thread() -> None:
@@ -154,9 +153,8 @@ def test_listwise_fit_learns_a_clear_signal_and_cross_validates_by_thread() -> N
 
 
 def test_training_refuses_missing_data(tldrlab_home: Path, tmp_path: Path) -> None:
-    record = create_run("highlight_scorer_train", {"scitldr_train": str(tmp_path / "missing.jsonl")})
-    with pytest.raises(ConfigError, match="does not exist"), execute_run(record.id) as run:
-        highlight_scorer_train_job(run)
+    with pytest.raises(ConfigError, match="does not exist"):
+        launch_run("highlight_scorer_train", {"scitldr_train": str(tmp_path / "missing.jsonl")})
 
 
 def test_packaged_learned_scorer_through_highlight_options(store: SentenceStore, embedder: Embedder) -> None:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tldrlab.digest.config import HighlightScorerTrainConfig
 from tldrlab.digest.features import FEATURES, ScorerMode, sentence_features
 from tldrlab.digest.highlight_cases import (
     HighlightCase,
@@ -39,47 +39,6 @@ from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_json
 
 REGULARISATION_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
-
-
-class HighlightScorerTrainConfig(BaseModel):
-    """What a `highlight_scorer_train` run learns from and how."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    name: str = Field(default="learned_v2", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
-    """Name written into the scorer file (the name it will be selected by once shipped)."""
-    version: int = Field(default=2, ge=1)
-    """Version number written into the scorer file."""
-    scitldr_train: Path | None = None
-    """SciTLDR train JSON lines (`source`, `source_labels`, `title`): trains the `document` mode."""
-    scitldr_limit: int | None = Field(default=600, ge=1)
-    """Use the first N usable papers (None: all)."""
-    forum_dump: Path | None = None
-    """A Stack Exchange dump (`Posts.xml`): its train-side threads train the `forum` mode."""
-    forum_limit: int | None = Field(default=None, ge=1)
-    """Use the first N usable train-side threads (None: all)."""
-    qmsum_train: Path | None = None
-    """QMSum train JSON lines: trains the `query` mode."""
-    qmsum_limit: int | None = Field(default=None, ge=1)
-    """Use at most N meetings (None: all); each brings a few queries and hundreds of turns."""
-    qmsum_every: int = Field(default=27, ge=1)
-    """Use every N-th meeting (the file's domains come in blocks, so a stride keeps them mixed)."""
-    embedder: str = Field(default="minilm", min_length=1)
-    """Embedder for the sentence vectors (the one highlights are ranked with in use)."""
-    vector_cache_dir: Path | None = None
-    """Keep sentence vectors here between runs (embedding is the slow part on a CPU)."""
-    use_vectors: bool = True
-    """Also try (by cross-validation) a learned direction in the sentence-embedding space."""
-    folds: int = Field(default=3, ge=2, le=10)
-    """Cross-validation folds over train cases for choosing the regularisation."""
-    out: Path | None = None
-    """Where to write the scorer file (default: `<run>/artifacts/highlight_scorer.json`)."""
-
-    @model_validator(mode="after")
-    def _needs_data(self) -> HighlightScorerTrainConfig:
-        if not (self.scitldr_train or self.forum_dump or self.qmsum_train):
-            raise ValueError("give at least one of scitldr_train, forum_dump, qmsum_train")
-        return self
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -213,16 +172,17 @@ def train_highlight_scorer(config: HighlightScorerTrainConfig, run: Run | None =
             run.heartbeat(progress=progress, message=message)
 
     sources: list[tuple[tuple[ScorerMode, ...], str, Path, Callable[[], list[HighlightCase]]]] = []
+    cache_dir = Path(config.vector_cache_dir) if config.vector_cache_dir else None
     if config.scitldr_train:
-        path = config.scitldr_train
+        path = Path(config.scitldr_train)
         load_papers = lambda: scitldr_cases(path, config.scitldr_limit)  # noqa: E731
         sources.append((("document",), "scitldr_train", path, load_papers))
     if config.forum_dump:
-        dump = config.forum_dump
+        dump = Path(config.forum_dump)
         load_threads = lambda: forum_cases(dump, "train", config.forum_limit)  # noqa: E731
         sources.append((("forum", "forum_votes"), "forum_dump", dump, load_threads))
     if config.qmsum_train:
-        meetings = config.qmsum_train
+        meetings = Path(config.qmsum_train)
         load_queries = lambda: qmsum_cases(meetings, config.qmsum_limit, config.qmsum_every)  # noqa: E731
         sources.append((("query",), "qmsum_train", meetings, load_queries))
     embedder = get_embedder(config.embedder)
@@ -238,7 +198,7 @@ def train_highlight_scorer(config: HighlightScorerTrainConfig, run: Run | None =
             raise ConfigError(
                 f"{label}: {len(cases)} usable cases from {threads} thread(s) in {path}; need 2+"
             )
-        embed_cases(cases, embedder, config.vector_cache_dir)
+        embed_cases(cases, embedder, cache_dir)
         info["data"][label] = {"file": path.name, "sha256": sha256_file(path), "cases": len(cases)}
         for mode in modes:
             models[mode], info["modes"][mode] = fit_mode(cases, mode, label, config)
@@ -273,20 +233,15 @@ def fit_mode(
     }
 
 
-def highlight_scorer_train_job(run: Run) -> dict[str, Any]:
-    """Run kind `highlight_scorer_train`: the run's config is a `HighlightScorerTrainConfig`."""
-    try:
-        config = HighlightScorerTrainConfig.model_validate(run.config)
-    except ValueError as exc:
-        raise ConfigError(f"bad highlight_scorer_train config: {exc}") from exc
+def highlight_scorer_train_job(run: Run, config: HighlightScorerTrainConfig) -> dict[str, Any]:
+    """Run kind `highlight_scorer_train`: train, write the scorer file atomically, record it as artifact."""
     scorer = train_highlight_scorer(config, run)
-    out = config.out or run.artifacts_dir / "highlight_scorer.json"
+    out = Path(config.out) if config.out else run.artifacts_dir / "highlight_scorer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, scorer.to_dict())
     run.add_artifact(out, kind="highlight_scorer")
-    summary = {
-        f"{mode}_cv": entry["cross_validation"]["best"] for mode, entry in scorer.info["modes"].items()
-    }
-    run.set_summary(**summary)
+    run.set_summary(
+        **{f"{mode}_cv": e["cross_validation"]["best"] for mode, e in scorer.info["modes"].items()}
+    )
     run.heartbeat(progress=1.0, message="highlight scorer trained")
     return {"scorer": str(out), "modes": sorted(scorer.models), "info": scorer.info}
