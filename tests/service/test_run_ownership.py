@@ -24,6 +24,7 @@ from tldrlab.service.queue import open_queue
 from tldrlab.service.worker import WorkerConfig, build_worker
 
 STALE_S = 2.0  # svc_helpers.FAST_WORKER's --stale-after-s
+LIVE_STALE_S = 1.0  # the stale threshold of the worker watching a live run
 RESUMER = WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05, stale_after_s=STALE_S)
 
 
@@ -45,23 +46,23 @@ def quick_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.slow
 def test_a_live_run_is_never_taken_over_nor_run_twice(tmp_path: Path) -> None:
     # Each step keeps the main thread silent for longer than a worker's stale threshold (like loading data).
-    run_id = create_run("smoke", {"steps": 3, "checkpoint_every": 1, "step_sleep_s": 2.5, "seed": 1}).id
+    run_id = create_run("smoke", {"steps": 3, "checkpoint_every": 1, "step_sleep_s": 1.5, "seed": 1}).id
     owner = execute_elsewhere(run_id, tmp_path / "owner.log")
     worker = None
     try:
         wait_for(lambda: len(metrics(run_id)) >= 1, 90, what="the first step")
         ages = []
-        for _ in range(12):  # inside a 2.5 s step: the heartbeat thread keeps the row fresh
+        for _ in range(7):  # inside a 1.5 s step: the heartbeat thread keeps the row fresh
             ages.append(time.time() - (record(run_id).heartbeat_at or 0))
             time.sleep(0.2)
-        assert max(ages) < 1.0, ages
+        assert max(ages) < LIVE_STALE_S * 0.8, ages
         open_queue().enqueue(run_id)  # the queue delivers it to a worker as well
-        worker = start_worker(log=tmp_path / "worker.log")
+        worker = start_worker("--stale-after-s", str(LIVE_STALE_S), log=tmp_path / "worker.log")
         owner.send_signal(signal.SIGSTOP)  # alive, but nothing of it runs: no heartbeat at all
         try:
-            time.sleep(STALE_S + 1.5)
+            time.sleep(LIVE_STALE_S + 1.5)
             paused = record(run_id)
-            assert time.time() - (paused.heartbeat_at or 0) > STALE_S  # stale by any measure
+            assert time.time() - (paused.heartbeat_at or 0) > LIVE_STALE_S  # stale by any measure
             assert paused.status == RunStatus.RUNNING and paused.attempts == 1, paused.message
             assert paused.owner and paused.owner.split(":")[1] == str(owner.pid)
             with pytest.raises(RunOwnedError, match="another process"):
@@ -158,3 +159,18 @@ def test_a_killed_worker_leaves_no_orphan_process(redis_url: str, tmp_path: Path
         for child in children:
             if _running(child):
                 os.kill(child, signal.SIGKILL)
+
+
+def test_the_run_lock_admits_one_holder(tmp_path: Path) -> None:
+    from tldrlab.runs.ownership import RunLock, owner_alive
+
+    assert not owner_alive(tmp_path)  # never executed
+    first = RunLock.acquire(tmp_path, "host:1:aaaa")
+    try:
+        assert owner_alive(tmp_path)
+        with pytest.raises(RunOwnedError, match="host:1:aaaa"):
+            RunLock.acquire(tmp_path, "host:2:bbbb", wait_s=0.2)
+    finally:
+        first.release()
+    assert not owner_alive(tmp_path)
+    RunLock.acquire(tmp_path, "host:2:bbbb", wait_s=0.2).release()

@@ -70,6 +70,9 @@ class RunLock:
                         "it cannot run twice at once"
                     ) from None
                 time.sleep(0.05)
+            except OSError as exc:  # a file system without flock (some FUSE mounts): heartbeats decide
+                log.warning(f"run {Path(run_dir).name}: no run lock on this file system ({exc.strerror})")
+                break
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"owner": owner, "pid": os.getpid(), "since": time.time()}) + "\n")
@@ -104,6 +107,8 @@ def owner_alive(run_dir: Path | str) -> bool:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
+        except OSError:  # no flock on this file system: the heartbeat alone decides
+            return False
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return False
 
