@@ -46,9 +46,10 @@ def tiny_scitldr(tmp_path: Path, n: int = 8) -> Path:
     return out
 
 
-def tiny_qmsum(tmp_path: Path) -> Path:
-    """Two train meetings cut short (90 and 45 turns), with the queries whose spans fall inside."""
-    keep = {0: 90, 2: 45}
+def tiny_qmsum(tmp_path: Path, keep: dict[int, int] | None = None) -> Path:
+    """Train meetings cut short (by default the 1st to 90 turns, the 3rd to 45), with the queries whose
+    spans fall inside."""
+    keep = keep or {0: 90, 2: 45}
     rows = []
     with (DATA / "qmsum" / "qmsum.train.jsonl").open(encoding="utf-8") as handle:
         for i, line in enumerate(handle):
@@ -184,8 +185,8 @@ def test_bench_baselines_on_small_real_samples(embedder: Embedder, tmp_path: Pat
     import digest_quality as bench
 
     scitldr = scitldr_cases(DATA / "scitldr" / "scitldr_a.dev.jsonl", 6)
-    beer = forum_cases(DATA / "stackexchange_beer" / "Posts.xml", "dev", 4)
-    qmsum = qmsum_cases(tiny_qmsum(tmp_path))
+    beer = forum_cases(DATA / "stackexchange_beer" / "Posts.xml", "dev", 3)
+    qmsum = qmsum_cases(tiny_qmsum(tmp_path, {2: 45}))
     for cases in (scitldr, beer, qmsum):
         embed_cases(cases, embedder, tmp_path / "vectors")
     results = bench.run_scitldr(scitldr, None)["methods"]
