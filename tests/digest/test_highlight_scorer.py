@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from digest_helpers import sample_thread
 
+from cliutil import run_captured
 from tldrlab.digest.config import HighlightScorerTrainConfig
 from tldrlab.digest.features import FEATURES, scorer_mode, sentence_features
 from tldrlab.digest.highlight_cases import (
@@ -151,6 +152,11 @@ def test_listwise_fit_learns_a_clear_signal_and_cross_validates_by_thread() -> N
     assert cross_validate(rows, "document", 0.001, False, 3) > 0.8  # chance: 1/12
     with_vectors = fit_linear(rows, 0.001, use_vectors=True)
     assert with_vectors.vector_weights is not None and with_vectors.vector_weights.shape == (8,)
+
+
+def test_cli_command_validates_its_config(tldrlab_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_captured(["train-highlight-scorer", "--name", "x"], capsys)
+    assert code == 2 and "give at least one of scitldr_train" in err and "Traceback" not in err
 
 
 def test_training_refuses_missing_data(tldrlab_home: Path, tmp_path: Path) -> None:

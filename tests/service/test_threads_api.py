@@ -69,6 +69,14 @@ def test_ingest_list_get_and_highlights(client: TestClient) -> None:
         assert h["url"].startswith("https://beer.stackexchange.com/")
     focused = client.get(f"/threads/{thread['id']}/highlights", params={"k": 1, "q": "roasted barley"}).json()
     assert "roast" in focused["highlights"][0]["text"].lower() and focused["q"] == "roasted barley"
+    scores = {}
+    for scorer in ("heuristic", "learned_v1"):
+        response = client.get(f"/threads/{thread['id']}/highlights", params={"k": 3, "scorer": scorer})
+        assert response.status_code == 200, response.text
+        scores[scorer] = [h["score"] for h in response.json()["highlights"]]
+    assert scores["heuristic"] != scores["learned_v1"]  # the named scorer really ranked them
+    wrong = client.get(f"/threads/{thread['id']}/highlights", params={"scorer": "magic"})
+    assert 400 <= wrong.status_code < 500 and "Traceback" not in wrong.text
 
 
 def test_stream_summary_sends_tokens_then_digest_then_done(client: TestClient) -> None:

@@ -6,7 +6,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.console import Console
@@ -211,6 +211,9 @@ def highlights_command(
     thread_id: str = typer.Argument(..., help="A stored thread id."),
     k: int = typer.Option(5, "--k", min=1, max=100),
     q: str | None = typer.Option(None, "--q", help="Focus query (hybrid vector + BM25)."),
+    scorer: str = typer.Option(
+        "auto", "--scorer", help="auto (learned_v1 per mode), heuristic or learned_v1 (docs/digest.md)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The sentences worth reading in a stored thread, with provenance.
@@ -219,14 +222,19 @@ def highlights_command(
     """
     from tldrlab.config import get_settings
     from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+    from tldrlab.digest.scorers import ScorerName
     from tldrlab.embed import get_embedder
     from tldrlab.store import open_store
 
+    if scorer not in get_args(ScorerName):
+        choices = ", ".join(get_args(ScorerName))
+        raise typer.BadParameter(f"{scorer!r}; choose from {choices}", param_hint="--scorer")
+    options = HighlightOptions(k=k, q=q, scorer=scorer)  # type: ignore[arg-type]
     settings = get_settings()
     embedder = get_embedder(settings.embedder)
     store = open_store(settings, dim=embedder.dim, embedder=embedder.name)
     try:
-        found = thread_highlights(store, thread_id, HighlightOptions(k=k, q=q), embedder=embedder)
+        found = thread_highlights(store, thread_id, options, embedder=embedder)
     finally:
         store.close()
     if as_json:

@@ -213,6 +213,16 @@ RUN_COMMANDS: tuple[RunCommand, ...] = (
         resumable=True,
         report=report_training,
     ),
+    RunCommand(
+        "train-highlight-scorer",
+        "highlight_scorer_train",
+        "tldrlab.digest.config:HighlightScorerTrainConfig",
+        "Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits as a "
+        "run; the scorer file goes to <run>/artifacts/highlight_scorer.json (docs/digest.md).",
+        "tldrlab train-highlight-scorer --scitldr-train ../shared/data/scitldr/scitldr_a.train.jsonl "
+        "--name learned_v2",
+        paths=("scitldr_train", "forum_dump", "qmsum_train", "vector_cache_dir", "out"),
+    ),
 )
 
 

@@ -4,7 +4,7 @@
                                        XML / Discourse JSON text: ingested (only changed posts re-embedded)
     GET  /threads                      stored threads
     GET  /threads/{id}                 one thread with its posts
-    GET  /threads/{id}/highlights      ?k=&q= provenance-linked highlights
+    GET  /threads/{id}/highlights      ?k=&q=&scorer= provenance-linked highlights
     POST /stream_summary               Server-Sent Events: `notice` messages and a two-stage `draft` as
                                        they come, `token` chunks, one `digest`, then `done`; failures after
                                        the stream started arrive as an `error` event
@@ -35,6 +35,7 @@ from tldrlab.data.threads import Thread
 from tldrlab.digest.cache import SummaryCache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.pipeline import DigestOptions, digest_events
+from tldrlab.digest.scorers import ScorerName
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
 from tldrlab.service.confine import confine_summarizer_params
@@ -208,9 +209,10 @@ def get_highlights(
     thread_id: str,
     k: int = Query(5, ge=1, le=100),
     q: str | None = Query(None, max_length=2000),
+    scorer: ScorerName = Query("auto", description="auto (learned_v1 per mode), heuristic or learned_v1"),
 ) -> dict[str, Any]:
     res = resources(request)
-    options = HighlightOptions(k=k, q=q or None)
+    options = HighlightOptions(k=k, q=q or None, scorer=scorer)
     found = thread_highlights(res.store, thread_id, options, embedder=res.embedder)
     return {"thread_id": thread_id, "q": options.q, "highlights": [h.model_dump() for h in found]}
 
