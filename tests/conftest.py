@@ -11,14 +11,18 @@ A service that cannot start fails the test (in CI too): a skip would hide a miss
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Tiny models train faster on one thread, and tests that start worker or rank subprocesses would otherwise
 # oversubscribe the two cores (subprocesses inherit this). Set before anything imports torch.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The default embedder's ONNX export is made once per session, not once per test home.
+os.environ.setdefault(
+    "TLDRLAB_EMBED_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"tldrlab-test-embed-cache-{os.getuid()}")
+)
 import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path

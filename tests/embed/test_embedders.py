@@ -52,7 +52,7 @@ def test_get_embedder_caches_and_follows_settings(monkeypatch: pytest.MonkeyPatc
     from tldrlab.config import get_settings
 
     assert get_embedder("minilm") is minilm
-    assert get_embedder() is minilm  # settings.embedder defaults to minilm
+    assert get_embedder().name == "minilm-onnx"  # the default: ONNX Runtime, the faster backend
     monkeypatch.setenv("TLDRLAB_EMBEDDER", "minilm")
     get_settings.cache_clear()
     assert get_embedder() is minilm

@@ -19,7 +19,7 @@ class ThreadIngestConfig(BaseModel):
     format: str | None = None
     """Input format; None detects it."""
     embedder: Annotated[str | None, ServerOnly()] = None
-    """Embedder name or model path; None: the `embedder` setting (minilm)."""
+    """Embedder name or model path; None: the `embedder` setting (minilm-onnx)."""
     batch_size: int = Field(default=64, ge=1)
     """Sentences per embedding batch."""
     skip_invalid: bool = False

@@ -1,12 +1,23 @@
 """Ingest: threads -> sentences with exact offsets -> vectors (in batches) -> the store, with provenance.
 
 Re-ingesting a thread re-embeds only the posts whose content hash changed; posts that disappeared lose their
-sentences. Sentences of changed posts are pooled across posts and threads so the embedder always sees full
-batches: that is what keeps end-to-end ingest close to the raw embedder's throughput.
+sentences. The work is a three-stage pipeline, so that the embedder (the costly stage) never waits:
+
+    splitter thread:  store the thread, compare post hashes, split the changed posts into sentences
+        -> queue ->
+    caller's thread:  pool sentences across posts and threads into full batches, embed them
+        -> queue ->
+    writer thread:    write each post's sentences and vectors, delete removed posts, report progress
+
+ONNX Runtime and torch release the GIL while they compute, so splitting and writing run during embedding.
+The stages keep the input order: a thread's removed posts are deleted after its changed posts are written,
+and `on_thread` sees the threads in order. An error in any stage stops the others and is raised here.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -27,17 +38,26 @@ class IngestStats:
     """What an ingest did; logged as run metrics."""
 
     threads: int = 0
+    """Threads completely written (their changed posts stored, their removed posts deleted)."""
     posts: int = 0
     """Posts seen (changed or not)."""
     sentences: int = 0
     """Sentences of the changed posts (the ones embedded)."""
+    written_sentences: int = 0
+    """Sentences written to the store so far (what the progress rate counts)."""
     embedded: int = 0
     """Posts (re-)embedded because they are new or their text changed."""
     skipped_unchanged: int = 0
     """Posts whose content hash matched the store: not re-embedded."""
     removed_posts: int = 0
     seconds: float = 0.0
+    """Wall time of the whole pipeline."""
+    split_seconds: float = 0.0
+    """Time the splitter thread spent on sentence segmentation."""
     embed_seconds: float = 0.0
+    """Time spent in the embedder."""
+    write_seconds: float = 0.0
+    """Time the writer thread spent writing to the store."""
     thread_ids: list[str] = field(default_factory=list)
 
     @property
@@ -46,6 +66,8 @@ class IngestStats:
 
     def metrics(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "thread_ids"}
+        for key in ("seconds", "split_seconds", "embed_seconds", "write_seconds"):
+            out[key] = round(out[key], 3)
         out["sentences_per_s"] = round(self.sentences_per_s, 2)
         return out
 
@@ -70,49 +92,72 @@ def post_sentence_records(thread: Thread, post: Post) -> list[SentenceRecord]:
 
 @dataclass
 class _Pending:
+    """A changed post, split, waiting for its vectors."""
+
     thread_id: str
     post_id: str
     content_hash: str
     records: list[SentenceRecord]
 
 
-class _BatchWriter:
-    """Pools changed posts until a batch of sentences is ready, embeds them at once, writes post by post."""
+@dataclass
+class _ThreadDone:
+    """All of a thread's changed posts were queued before this; then its removed posts go."""
 
-    def __init__(self, store: SentenceStore, embedder: Embedder, batch_size: int, stats: IngestStats) -> None:
-        self.store, self.embedder, self.batch_size, self.stats = store, embedder, batch_size, stats
-        self.pending: list[_Pending] = []
-        self.pending_sentences = 0
+    thread: Thread
+    removed: list[str]
 
-    def add(self, item: _Pending) -> None:
-        self.pending.append(item)
-        self.pending_sentences += len(item.records)
-        if self.pending_sentences >= self.batch_size * 4:
-            self.flush()
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        texts = [r.text for item in self.pending for r in item.records]
-        started = time.perf_counter()
-        vectors = (
-            self.embedder.encode(texts, batch_size=self.batch_size)
-            if texts
-            else np.zeros((0, self.embedder.dim), np.float32)
-        )
-        self.stats.embed_seconds += time.perf_counter() - started
-        offset = 0
-        for item in self.pending:
-            n = len(item.records)
-            self.store.replace_post_sentences(
-                item.thread_id,
-                item.post_id,
-                item.content_hash,
-                item.records,
-                np.ascontiguousarray(vectors[offset : offset + n], dtype=np.float32),
-            )
-            offset += n
-        self.pending, self.pending_sentences = [], 0
+_END = object()
+"""Sent down each queue after the last item."""
+
+
+class _Stopped(Exception):
+    """Another stage failed: this one stops without an error of its own."""
+
+
+class _Pipeline:
+    """The queues, the shared stop flag and the first error of any stage."""
+
+    def __init__(self, stats: IngestStats) -> None:
+        self.stats = stats
+        self.stats_lock = threading.Lock()
+        # bounded, so the splitter stays ahead of the embedder without holding a whole dump in memory
+        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=2048)
+        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def put(self, target: queue.Queue[Any], item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                target.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def get(self, source: queue.Queue[Any]) -> Any:
+        while not self.stop.is_set():
+            try:
+                return source.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise _Stopped
+
+    def stage(self, name: str, work: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                work()
+            except _Stopped:
+                pass
+            except BaseException as exc:  # raised again in the caller's thread
+                self.errors.append(exc)
+                self.stop.set()
+
+        thread = threading.Thread(target=run, name=f"tldrlab-ingest-{name}", daemon=True)
+        thread.start()
+        return thread
 
 
 def ingest_threads(
@@ -122,38 +167,125 @@ def ingest_threads(
     *,
     batch_size: int = 64,
     on_thread: Callable[[Thread, IngestStats], None] | None = None,
+    on_written: Callable[[IngestStats], None] | None = None,
 ) -> IngestStats:
-    """Store each thread and (re-)embed the sentences of its new or changed posts.
+    """Store each thread and (re-)embed the sentences of its new or changed posts (see the module docstring).
 
-    `on_thread` is called after each thread is queued (progress bars, heartbeats, cancellation checks).
+    `on_thread` is called (in the writer thread, in input order) once a thread is completely written:
+    progress bars, heartbeats, cancellation checks; an exception it raises stops the ingest. `on_written`
+    is called after each batch is written.
     """
     stats = IngestStats()
     started = time.perf_counter()
-    writer = _BatchWriter(store, embedder, batch_size, stats)
-    for thread in threads:
-        store.put_thread(thread)
-        stored = store.post_hashes(thread.id)
-        current = {p.id for p in thread.posts}
-        for post in thread.posts:
-            stats.posts += 1
-            content_hash = post.content_hash()
-            if stored.get(post.id) == content_hash:
-                stats.skipped_unchanged += 1
-                continue
-            records = post_sentence_records(thread, post)
-            stats.embedded += 1
-            stats.sentences += len(records)
-            writer.add(_Pending(thread.id, post.id, content_hash, records))
-        removed = sorted(set(stored) - current)
-        if removed:
-            writer.flush()  # keep the store's view of this thread consistent before deleting
-            store.delete_posts(thread.id, removed)
-            stats.removed_posts += len(removed)
-        stats.threads += 1
-        stats.thread_ids.append(thread.id)
-        if on_thread is not None:
-            on_thread(thread, stats)
-    writer.flush()
+    pipe = _Pipeline(stats)
+
+    def split() -> None:
+        for thread in threads:
+            if pipe.stop.is_set():
+                raise _Stopped
+            store.put_thread(thread)
+            stored = store.post_hashes(thread.id)
+            for post in thread.posts:
+                content_hash = post.content_hash()
+                if stored.get(post.id) == content_hash:
+                    with pipe.stats_lock:
+                        stats.posts += 1
+                        stats.skipped_unchanged += 1
+                    continue
+                begun = time.perf_counter()
+                records = post_sentence_records(thread, post)
+                with pipe.stats_lock:
+                    stats.posts += 1
+                    stats.embedded += 1
+                    stats.sentences += len(records)
+                    stats.split_seconds += time.perf_counter() - begun
+                pipe.put(pipe.to_embed, _Pending(thread.id, post.id, content_hash, records))
+            current = {p.id for p in thread.posts}
+            pipe.put(pipe.to_embed, _ThreadDone(thread, sorted(set(stored) - current)))
+        pipe.put(pipe.to_embed, _END)
+
+    def write() -> None:
+        while True:
+            batch = pipe.get(pipe.to_write)
+            if batch is _END:
+                return
+            items, vectors = batch
+            offset = 0
+            for item in items:
+                begun = time.perf_counter()
+                if isinstance(item, _Pending):
+                    n = len(item.records)
+                    store.replace_post_sentences(
+                        item.thread_id,
+                        item.post_id,
+                        item.content_hash,
+                        item.records,
+                        np.ascontiguousarray(vectors[offset : offset + n], dtype=np.float32),
+                    )
+                    offset += n
+                    with pipe.stats_lock:
+                        stats.written_sentences += n
+                        stats.write_seconds += time.perf_counter() - begun
+                    continue
+                if item.removed:
+                    store.delete_posts(item.thread.id, item.removed)
+                with pipe.stats_lock:
+                    stats.removed_posts += len(item.removed)
+                    stats.threads += 1
+                    stats.thread_ids.append(item.thread.id)
+                    stats.write_seconds += time.perf_counter() - begun
+                if on_thread is not None:
+                    on_thread(item.thread, stats)
+            if on_written is not None:
+                on_written(stats)
+
+    def embed(items: list[Any]) -> None:
+        texts = [r.text for item in items if isinstance(item, _Pending) for r in item.records]
+        begun = time.perf_counter()
+        vectors = (
+            embedder.encode(texts, batch_size=batch_size)
+            if texts
+            else np.zeros((0, embedder.dim), np.float32)
+        )
+        with pipe.stats_lock:
+            stats.embed_seconds += time.perf_counter() - begun
+        pipe.put(pipe.to_write, (items, vectors))
+
+    stages = [pipe.stage("split", split), pipe.stage("write", write)]
+    try:
+        pending: list[Any] = []
+        pending_sentences = 0
+        embedded_once = False
+        while True:
+            item = pipe.get(pipe.to_embed)
+            if item is _END:
+                break
+            pending.append(item)
+            if isinstance(item, _Pending):
+                pending_sentences += len(item.records)
+            # full batches for the embedder (the first one as soon as there is one batch, so it starts early);
+            # a thread with nothing to embed is reported at once
+            nothing_to_embed = pending_sentences == 0 and isinstance(item, _ThreadDone)
+            if pending_sentences >= batch_size * (4 if embedded_once else 1) or nothing_to_embed:
+                embedded_once = embedded_once or pending_sentences > 0
+                embed(pending)
+                pending, pending_sentences = [], 0
+        if pending:
+            embed(pending)
+        pipe.put(pipe.to_write, _END)
+        for stage in stages:
+            stage.join()
+    except _Stopped:
+        pass
+    except BaseException:
+        pipe.stop.set()
+        raise
+    finally:
+        if pipe.stop.is_set():
+            for stage in stages:
+                stage.join(timeout=30)
+    if pipe.errors:
+        raise pipe.errors[0]
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -181,17 +313,22 @@ def ingest_job(run: Any, config: ThreadIngestConfig) -> dict[str, Any]:
     from tldrlab.embed import get_embedder
     from tldrlab.store import open_store
 
+    run.set_phase("reading threads", progress=0.0)
+    begun = time.perf_counter()
     threads = load_threads(config.path, config.format, skip_invalid=config.skip_invalid)
-    run.log("read threads", threads=len(threads))
+    read_seconds = round(time.perf_counter() - begun, 3)
+    run.log("read threads", threads=len(threads), seconds=read_seconds)
+    run.set_phase("loading the embedder")
     embedder = get_embedder(config.embedder)
     store = open_store(dim=embedder.dim, embedder=embedder.name)
     run.set_environment(embedder=embedder.name, store=type(store).__name__)
+    run.set_phase("embedding")
     try:
         stats = _ingest_with_progress(threads, store, embedder, config.batch_size, run, config.progress)
     finally:
         store.close()
-    run.set_summary(**stats.metrics())
-    return {**stats.metrics(), "thread_ids": stats.thread_ids}
+    run.set_summary(read_seconds=read_seconds, **stats.metrics())
+    return {**stats.metrics(), "read_seconds": read_seconds, "thread_ids": stats.thread_ids}
 
 
 def ingest_path(
@@ -231,35 +368,51 @@ def _ingest_with_progress(
     run: Any,
     show_progress: bool,
 ) -> IngestStats:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """`ingest_threads` with two progress lines: threads (of the total, threads/s, ETA) and sentences
+    (written so far, sentences/s), both rates from the start of the pipeline."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("ingest"),
+        TextColumn("{task.description:>9}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.0f} sentences/s"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[eta]}"),
         disable=not show_progress,
         transient=False,
     )
     started = time.perf_counter()
+    total = len(threads)
     with progress:
-        task = progress.add_task("threads", total=len(threads), rate=0.0)
+        thread_task = progress.add_task("threads", total=total, rate="", eta="")
+        sentence_task = progress.add_task("sentences", total=None, rate="", eta="")
+
+        def on_written(stats: IngestStats) -> None:
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            progress.update(
+                sentence_task,
+                completed=stats.written_sentences,
+                rate=f"{stats.written_sentences / elapsed:,.1f} sentences/s",
+            )
 
         def on_thread(thread: Thread, stats: IngestStats) -> None:
             elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, rate=stats.sentences / elapsed)
-            if stats.threads % 25 == 0 or stats.threads == len(threads):
+            per_s = stats.threads / elapsed
+            left = (total - stats.threads) / per_s if per_s > 0 else 0.0
+            progress.update(
+                thread_task,
+                completed=stats.threads,
+                rate=f"{per_s:,.2f} threads/s",
+                eta=f"eta {time.strftime('%H:%M:%S', time.gmtime(left))}",
+            )
+            if stats.threads % 25 == 0 or stats.threads == total:
                 run.log_metrics(stats.threads, **stats.metrics())
-                run.heartbeat(progress=stats.threads / max(len(threads), 1))
+                run.heartbeat(progress=stats.threads / max(total, 1))
                 run.check_cancelled()
 
-        return ingest_threads(threads, store, embedder, batch_size=batch_size, on_thread=on_thread)
+        stats = ingest_threads(
+            threads, store, embedder, batch_size=batch_size, on_thread=on_thread, on_written=on_written
+        )
+        on_written(stats)
+        return stats

@@ -58,7 +58,8 @@ class OnnxExportConfig:
 def default_cache_dir() -> Path:
     from tldrlab.config import get_settings
 
-    return get_settings().home / "cache" / "embed"
+    settings = get_settings()
+    return settings.embed_cache_dir or settings.home / "cache" / "embed"
 
 
 def _cache_key(model_dir: Path, config: OnnxExportConfig) -> str:

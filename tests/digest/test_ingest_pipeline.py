@@ -1,0 +1,89 @@
+"""The ingest pipeline (split -> embed -> write threads): order, completeness, errors from any stage, progress."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cliutil import run_captured
+from tldrlab.data.threads import Thread
+from tldrlab.digest.ingest import IngestStats, ingest_threads, load_threads
+from tldrlab.embed.base import Embedder
+from tldrlab.errors import DimensionMismatchError, RunCancelledError
+from tldrlab.store import open_store
+from tldrlab.store.base import SentenceStore
+
+
+@pytest.fixture(scope="module")
+def beer_threads(shared_data: Path) -> list[Thread]:
+    return load_threads(shared_data / "stackexchange_beer" / "Posts.xml")[:8]
+
+
+def no_ingest_threads_left() -> bool:
+    return not any(t.name.startswith("tldrlab-ingest-") for t in threading.enumerate())
+
+
+def test_every_sentence_is_written_and_threads_complete_in_order(
+    beer_threads: list[Thread], store: SentenceStore, embedder: Embedder
+) -> None:
+    seen: list[str] = []
+    written: list[int] = []
+    stats = ingest_threads(
+        beer_threads,
+        store,
+        embedder,
+        batch_size=4,  # many small batches: the stages really interleave
+        on_thread=lambda thread, s: seen.append(thread.id),
+        on_written=lambda s: written.append(s.written_sentences),
+    )
+    assert seen == [t.id for t in beer_threads] == stats.thread_ids
+    assert stats.threads == len(beer_threads) and stats.written_sentences == stats.sentences > 40
+    assert written == sorted(written) and written[-1] == stats.sentences
+    assert sum(len(store.thread_sentences(t.id)[0]) for t in beer_threads) == stats.sentences
+    assert stats.embed_seconds > 0 and stats.split_seconds > 0 and stats.write_seconds > 0
+    assert no_ingest_threads_left()
+
+    again = ingest_threads(beer_threads, store, embedder, batch_size=4)  # nothing changed: nothing embedded
+    assert (again.threads, again.sentences, again.skipped_unchanged) == (8, 0, again.posts)
+
+
+def test_a_failing_writer_stops_the_pipeline_with_its_error(
+    beer_threads: list[Thread], embedder: Embedder, tmp_path: Path
+) -> None:
+    wrong = open_store(url=f"sqlite:///{tmp_path}/eight.db", dim=8)  # vectors of 384 do not fit
+    try:
+        with pytest.raises(DimensionMismatchError):
+            ingest_threads(beer_threads, wrong, embedder, batch_size=4)
+    finally:
+        wrong.close()
+    assert no_ingest_threads_left()
+
+
+def test_cancelling_from_the_progress_callback_stops_everything(
+    beer_threads: list[Thread], store: SentenceStore, embedder: Embedder
+) -> None:
+    def cancel_after_two(thread: Thread, stats: IngestStats) -> None:
+        if stats.threads == 2:
+            raise RunCancelledError("run cancelled on request")
+
+    with pytest.raises(RunCancelledError):
+        ingest_threads(beer_threads, store, embedder, batch_size=4, on_thread=cancel_after_two)
+    assert no_ingest_threads_left()
+    done = [t for t in beer_threads if store.thread_sentences(t.id)[0]]
+    assert 2 <= len(done) < len(beer_threads)
+
+
+def test_ingest_progress_counts_threads_and_sentences_with_their_own_rates(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = shared_data / "stackexchange_beer" / "Posts.xml"
+    head = source.read_text(encoding="utf-8-sig").splitlines()[:40]
+    dump = tmp_path / "Posts.xml"
+    dump.write_text("\n".join([*head, "</posts>"]), encoding="utf-8")
+    code, out, err = run_captured(["ingest", str(dump)], capsys)
+    assert code == 0, err
+    shown = out + err
+    assert "threads" in shown and "threads/s" in shown
+    assert "sentences" in shown and "sentences/s" in shown
