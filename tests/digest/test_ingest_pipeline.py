@@ -1,4 +1,4 @@
-"""The ingest pipeline (split -> embed -> write threads): order, completeness, errors from any stage, progress."""
+"""The ingest pipeline (split -> embed -> write threads): order, completeness, errors, progress."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ puts the concepts in PostgreSQL + pgvector instead), `index/` and `sequences.npz
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tldrlab.cli.tables import Column, print_listing
 from tldrlab.errors import ConfigError
 from tldrlab.lvm.config import default_index, default_sequences
 
@@ -350,6 +352,7 @@ def evaluate(
     baselines: str | None = typer.Option(
         None, help="Comma-separated baselines to score (default: all of tldrlab.lvm.baselines.BASELINES)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of tables."),
 ) -> None:
     """Score models beside the baselines: MSE, cosine, top-1/top-5 (with and without context excluded).
 
@@ -366,6 +369,11 @@ def evaluate(
         "out": str(out) if out else None,
     }
     launched = launch_run("lvm_evaluate", config)
+    if as_json:
+        record = launched.record
+        payload = {"run_id": record.id, "run_dir": record.run_dir, **(launched.result or {})}
+        typer.echo(json.dumps(payload, default=str))
+        return
     for report in (launched.result or {})["reports"]:
         _print_results(report["split"], report["sequences"], report["results"], report["verdict"])
     console.print(f"run {launched.record.id}: report in {launched.record.run_dir}")
@@ -375,30 +383,15 @@ def _print_results(split: str, count: int, results: list[Any], outcome: dict[str
     from tldrlab.lvm.evaluation import markdown_verdict
 
     what = {"test": "in-corpus test", "cross": "cross-corpus test", "val": "validation"}.get(split, split)
-    table = Table(
-        "method",
-        "kind",
-        "MSE",
-        "cosine",
-        "top-1",
-        "top-5",
-        "top-1 excl",
-        "top-5 excl",
-        title=f"{what} split, {count} sequences",
-    )
-    for r in results:
-        m = r["metrics"]
-        table.add_row(
-            r["name"],
-            r["kind"],
-            f"{m['mse']:.5f}",
-            f"{m['cosine']:.4f}",
-            f"{m['top1']:.4f}",
-            f"{m['top5']:.4f}",
-            f"{m['top1_excl']:.4f}",
-            f"{m['top5_excl']:.4f}",
-        )
-    console.print(table)
+    metrics = [("MSE", "mse", 5), ("cosine", "cosine", 4), ("top-1", "top1", 4), ("top-5", "top5", 4)]
+    metrics += [("top-1 excl", "top1_excl", 4), ("top-5 excl", "top5_excl", 4)]
+    columns = [Column("method", key=True), Column("kind", optional=True)]
+    columns += [Column(header, justify="right") for header, _, _ in metrics]
+    rows = [
+        [r["name"], r["kind"], *(f"{r['metrics'][key]:.{digits}f}" for _, key, digits in metrics)]
+        for r in results
+    ]
+    print_listing(console, columns, rows, title=f"{what} split, {count} sequences")
     console.print(markdown_verdict(outcome), markup=False)
 
 

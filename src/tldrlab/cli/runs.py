@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from tldrlab.cli.tables import Column, print_listing
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 console = Console()
@@ -18,7 +19,7 @@ def _ago(ts: float | None) -> str:
 
     if not ts:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
 @runs_app.command("list")
@@ -41,10 +42,26 @@ def list_runs(
         for record in records:
             typer.echo(json.dumps(record.to_dict(), default=str))
         return
-    table = Table("id", "kind", "status", "created", "message")
-    for r in records:
-        table.add_row(r.id, r.kind, r.status.value, _ago(r.created_at), (r.message or "")[:60])
-    console.print(table)
+    columns = [
+        Column("id", key=True),
+        Column("kind", optional=True),  # the id starts with it: the first to go in a narrow terminal
+        Column("status"),
+        Column("created"),
+        Column("progress", justify="right", optional=True),
+        Column("message", wrap=True),
+    ]
+    rows = [
+        [
+            r.id,
+            r.kind,
+            r.status.value,
+            _ago(r.created_at),
+            f"{r.progress:.0%}" if r.progress is not None else "-",
+            (r.message or "")[:200],
+        ]
+        for r in records
+    ]
+    print_listing(console, columns, rows)
 
 
 @runs_app.command("show")
@@ -68,7 +85,7 @@ def show_run(run_id: str = typer.Argument(..., help="Run id or a unique prefix o
 def show_logs(
     run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
     tail: int = typer.Option(50, help="Show the last N lines (0 for all)."),
-    raw: bool = typer.Option(False, help="Print the JSON lines as stored."),
+    raw: bool = typer.Option(False, "--raw", "--json", help="Print the JSON lines as stored."),
 ) -> None:
     """Print a run's structured log.
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tldrlab.cli.tables import Column, print_listing
+
 sweep_app = typer.Typer(help="Hyperparameter sweeps: W&B sweep YAML run on Optuna.", no_args_is_help=True)
 console = Console()
 
@@ -84,7 +86,7 @@ def status_command(
 
     Example: tldrlab sweep status tiny-t5
     """
-    from tldrlab.sweep.report import status_table, trial_rows
+    from tldrlab.sweep.report import status_listing, trial_rows
     from tldrlab.sweep.storage import load_study
 
     loaded = load_study(study, storage)
@@ -92,7 +94,16 @@ def status_command(
         for row in trial_rows(loaded):
             typer.echo(json.dumps(row, default=str))
         return
-    console.print(status_table(loaded))
+    title, headers, rows, best = status_listing(loaded)
+    numeric = {"value", "evals", "seconds"}
+    columns = [
+        Column(h, key=h in ("#", "run"), justify="right" if h in numeric else "left", optional=h == "seconds")
+        for h in headers
+    ]
+    if best is not None:
+        rows[best][0] += "*"
+        title += "; * best"
+    print_listing(console, columns, rows, title=title)
 
 
 @sweep_app.command("best")
@@ -143,7 +154,9 @@ def export_command(
 
 
 @sweep_app.command("examples")
-def examples_command() -> None:
+def examples_command(
+    as_json: bool = typer.Option(False, "--json", help="JSON lines (name, path) instead of paths."),
+) -> None:
     """List the example sweep files shipped with tldrlab (copy one and edit its paths).
 
     Example: cp $(tldrlab sweep examples | grep tiny) my-sweep.yaml
@@ -151,7 +164,7 @@ def examples_command() -> None:
     from tldrlab.sweep import examples_dir
 
     for path in sorted(examples_dir().glob("*.yaml")):
-        typer.echo(str(path))
+        typer.echo(json.dumps({"name": path.stem, "path": str(path)}) if as_json else str(path))
 
 
 def register(app: typer.Typer) -> None:

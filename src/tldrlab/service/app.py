@@ -39,6 +39,7 @@ ROUTER_MODULES = [
     "tldrlab.service.routes.artifacts",
     "tldrlab.service.routes.lvm",  # LVM concepts: chunk, ingest, predict, stats
     "tldrlab.service.routes.pages",  # the web pages at / and /runs
+    "tldrlab.service.routes.docs",  # /docs and /redoc, with their assets served here (no CDN)
 ]
 PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "your-api-key", "xxx", "test", "apikey"}
 PLACEHOLDER_WORDS = ("changeme", "change-me", "password", "secret", "apikey", "api-key", "example", "default")
@@ -52,10 +53,10 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-DOCS_CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+DOCS_CONTENT_SECURITY_POLICY = (  # Swagger UI and ReDoc come from this server; they set inline styles
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
 SECURITY_HEADERS = {
@@ -156,6 +157,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="tldrlab",
         version="0.1.0",
         description="TL;DR digests and a trainer service.",
+        docs_url=None,  # routes/docs.py serves /docs and /redoc with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
 

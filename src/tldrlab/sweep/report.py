@@ -76,31 +76,31 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def status_table(study: optuna.Study) -> Any:
-    """A rich Table of the study's trials."""
-    from rich.table import Table
-
+def status_listing(study: optuna.Study) -> tuple[str, list[str], list[list[str]], int | None]:
+    """(title, headers, rows as text, index of the best row or None) of the study's trials, for a listing."""
     rows = trial_rows(study)
     names: list[str] = []
     for row in rows:
         names += [k for k in row["params"] if k not in names]
-    table = Table(title=f"study {study.study_name} ({study.direction.name.lower()})")
-    for column in ("#", "state", "value", *names, "evals", "seconds", "run"):
-        table.add_column(column, overflow="fold")
+    headers = ["#", "state", "value", *names, "evals", "seconds", "run"]
     best = best_trial_summary(study)
-    for row in rows:
-        style = "bold green" if best is not None and row["number"] == best["number"] else None
-        table.add_row(
-            str(row["number"]),
-            row["state"],
-            _fmt(row["value"]),
-            *[_fmt(row["params"].get(n)) for n in names],
-            str(row["iterations"]),
-            _fmt(row["seconds"]),
-            row["run_id"] or "-",
-            style=style,
+    best_index = None
+    table: list[list[str]] = []
+    for i, row in enumerate(rows):
+        if best is not None and row["number"] == best["number"]:
+            best_index = i
+        table.append(
+            [
+                str(row["number"]),
+                row["state"],
+                _fmt(row["value"]),
+                *[_fmt(row["params"].get(n)) for n in names],
+                str(row["iterations"]),
+                _fmt(row["seconds"]),
+                row["run_id"] or "-",
+            ]
         )
-    return table
+    return f"study {study.study_name} ({study.direction.name.lower()})", headers, table, best_index
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:

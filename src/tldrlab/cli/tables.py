@@ -1,0 +1,118 @@
+"""Listings that stay readable in any terminal width, down to 80 columns.
+
+Rich shrinks a table that is too wide by cutting cells (`train-2026112…`) or wrapping every column, which cut
+the run ids every other command needs. A listing here says what each column is:
+
+- `key` columns (ids, names) are never cut or wrapped;
+- `wrap` columns (free text such as a message) wrap onto more lines;
+- `optional` columns are left out, last first, when the table would not fit otherwise;
+- every other column keeps its values on one line.
+
+When even that does not fit, the other columns are spread over several tables, each repeating the key
+columns, so no cell is ever cut. Scripts use `--json` instead of parsing tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a listing."""
+
+    header: str
+    key: bool = False
+    """Identifies the row (an id): never cut, repeated in every part of a split table."""
+    wrap: bool = False
+    """Free text that may wrap onto more lines."""
+    optional: bool = False
+    """Dropped when the table does not fit (the rightmost optional column first)."""
+    justify: str = "left"
+    """`left` or `right` (numbers)."""
+
+
+def _build(
+    title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]], keep: list[int]
+) -> Table:
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False, title_justify="left"
+    )
+    for i in keep:
+        column = columns[i]
+        table.add_column(
+            column.header,
+            no_wrap=not column.wrap,
+            overflow="fold" if column.wrap else "ignore",
+            justify=column.justify,  # type: ignore[arg-type]
+            min_width=_min_width(column, [row[i] for row in rows]),
+        )
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
+
+
+def _min_width(column: Column, cells: list[str]) -> int | None:
+    longest = max([len(column.header), *(len(cell) for cell in cells)])
+    if column.key:
+        return longest
+    if column.wrap:  # wrapped text narrower than this is hard to read: split the table instead
+        return min(longest, 12)
+    return None
+
+
+def _fits(console: Console, table: Table, *, allow_wrap: bool) -> bool:
+    # measured without the console's limit (rich clamps a measurement to the width it may use)
+    measured = Measurement.get(console, console.options.update(max_width=100_000), table)
+    return (measured.minimum if allow_wrap else measured.maximum) <= console.width
+
+
+def listing_tables(
+    console: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str | None = None
+) -> list[Table]:
+    """The table(s) that show `rows` within the console's width (see the module docstring)."""
+    keep = list(range(len(columns)))
+    has_wrap = any(c.wrap for c in columns)
+    table = _build(title, columns, rows, keep)
+    if _fits(console, table, allow_wrap=False):
+        return [table]
+    optional = [i for i in keep if columns[i].optional]
+    while True:
+        table = _build(title, columns, rows, keep)
+        if _fits(console, table, allow_wrap=has_wrap):
+            return [table]
+        if not optional:
+            break
+        keep.remove(optional.pop())
+    # split the non-key columns over several tables, each with the keys
+    keys = [i for i in keep if columns[i].key]
+    rest = [i for i in keep if not columns[i].key]
+    parts: list[list[int]] = []
+    current: list[int] = []
+    for i in rest:
+        trial = _build(None, columns, rows, keys + current + [i])
+        if current and not _fits(console, trial, allow_wrap=any(columns[j].wrap for j in [*current, i])):
+            parts.append(current)
+            current = [i]
+        else:
+            current.append(i)
+    if current:
+        parts.append(current)
+    return [
+        _build(f"{title} ({n}/{len(parts)})" if title else None, columns, rows, keys + part)
+        for n, part in enumerate(parts, start=1)
+    ]
+
+
+def print_listing(
+    console: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str | None = None
+) -> None:
+    """Print `rows` as a listing that fits the console (see the module docstring)."""
+    for table in listing_tables(console, columns, rows, title):
+        console.print(table)

@@ -1,0 +1,102 @@
+"""Listings at 80 columns: ids are never cut, wide tables are split rather than mangled, and --json exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from rich.console import Console
+
+from cliutil import run_captured
+from tldrlab.cli.tables import Column, listing_tables
+from tldrlab.runs import create_run, start_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tldrlab_at(columns: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a terminal `columns` wide (rich reads COLUMNS)."""
+    env = {**os.environ, "COLUMNS": str(columns), "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "tldrlab", *argv], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_runs_list_shows_whole_ids_at_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    ids = []
+    for kind in ("experiment_arm", "lvm_evaluate", "train"):
+        with start_run(kind, {}) as run:
+            run.set_summary(rouge1=0.25, eval_loss=3.5, steps=200)
+        ids.append(run.id)
+    ids.append(create_run("tokenizer", {}).id)
+    proc = tldrlab_at(80, "runs", "list")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), proc.stdout
+    for run_id in ids:  # before: `experiment_arm-2026…`
+        assert any(line.startswith(run_id + " ") for line in lines), proc.stdout
+    assert "completed" in proc.stdout and "queued" in proc.stdout
+
+    code, out, _ = run_captured(["runs", "list", "--json"], capsys)
+    assert code == 0 and {json.loads(line)["id"] for line in out.splitlines()} == set(ids)
+    code, out, _ = run_captured(["runs", "logs", ids[0], "--json"], capsys)
+    assert code == 0 and all(json.loads(line)["message"] for line in out.splitlines())
+
+
+def test_too_wide_tables_are_split_and_keys_repeated_never_cut() -> None:
+    columns = [Column("method", key=True), Column("kind", optional=True)]
+    columns += [Column(name, justify="right") for name in ("MSE", "cosine", "top-1", "top-5", "top-1 excl")]
+    columns += [Column("top-5 excl", justify="right")]
+    names = ["mlp (infonce, T=0.1, group 4, skip learned from decay 0.5)", "decaying mean (tuned for top-1)"]
+    rows = [[name, "model", "0.00123", "0.8123", "0.4121", "0.6512", "0.3012", "0.5123"] for name in names]
+
+    narrow = Console(width=80, record=True)
+    tables = listing_tables(narrow, columns, rows, title="in-corpus test split")
+    assert len(tables) >= 2  # split, not squeezed
+    for table in tables:
+        narrow.print(table)
+    text = narrow.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    for name in names:
+        assert text.count(name) == len(tables)  # whole, once per part
+    for header in ("MSE", "cosine", "top-5 excl"):
+        assert header in text
+    assert len(listing_tables(Console(width=200), columns, rows)) == 1
+
+
+def test_sweep_status_fits_80_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="wide", storage=url, direction="minimize")
+    dists = {
+        "train.learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
+        "model_settings.hidden_dim": optuna.distributions.IntDistribution(16, 512),
+        "train.warmup_steps": optuna.distributions.IntDistribution(0, 1000),
+    }
+    run_ids = []
+    for i in range(3):
+        run_id = f"sweep_trial-20261129-22{i:02d}00-abc12{i}"
+        run_ids.append(run_id)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={
+                    "train.learning_rate": 1e-3 * (i + 1),
+                    "model_settings.hidden_dim": 64 * (i + 1),
+                    "train.warmup_steps": 10 * i,
+                },
+                distributions=dists,
+                value=3.0 - i / 10,
+                user_attrs={"run_id": run_id},
+                intermediate_values={1: 3.5, 2: 3.2},
+            )
+        )
+    proc = tldrlab_at(80, "sweep", "status", "wide", "--storage", url)
+    assert proc.returncode == 0, proc.stderr
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout
+    for run_id in run_ids:
+        assert run_id in proc.stdout
+    assert "model_settings.hidden_dim" in proc.stdout and "2*" in proc.stdout  # the best trial is marked
