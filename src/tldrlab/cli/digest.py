@@ -15,6 +15,7 @@ from rich.markup import escape
 from tldrlab.errors import InvalidInputError
 
 console = Console()
+err_console = Console(stderr=True)
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -131,8 +132,6 @@ def run_digest(
                 "[bold]written by the local language model[/] [dim](numbers cite the highlights)[/]"
             )
         print_bullets(digest.bullets, numbers)
-        if not digest.bullets:
-            console.print("[yellow]no bullets[/] (the summarizer produced no text)")
         if digest.cached:
             console.print("[dim](cached)[/]")
         print_highlights(digest.highlights)

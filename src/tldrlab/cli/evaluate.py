@@ -11,9 +11,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
+err_console = Console(stderr=True)
 
 
 def generate_options(**settings: object) -> Any:
@@ -84,6 +86,8 @@ def eval_command(
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"eval run {result['run_id']}; samples in {Path(result['out_dir']) / 'samples.jsonl'}")
+    for warning in result.get("warnings", []):
+        err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
 
 
 def generate_command(
@@ -121,13 +125,22 @@ def generate_command(
     if tokenizer is None:
         raise InvalidInputError(f"{run}: the saved model has no tokenizer files")
     outputs = generate(model, tokenizer, list(prompt), options)
+    from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count
+
+    empty = empty_count([o for outs in outputs for o in outs])
+    if empty:
+        total = sum(len(outs) for outs in outputs)
+        err_console.print(
+            f"[yellow]warning[/] {empty} of {total} outputs are empty: {escape(EMPTY_OUTPUT_CAUSE)}",
+            highlight=False,
+        )
     if as_json:
         typer.echo(json.dumps([{"prompt": p, "outputs": o} for p, o in zip(prompt, outputs, strict=True)]))
         return
     for text, outs in zip(prompt, outputs, strict=True):
         console.rule(f"[bold]{name}[/] prompt: {text[:60]!r}")
         for i, out in enumerate(outs):
-            console.print(f"[{i}] {out}", highlight=False, markup=False)
+            console.print(f"[{i}] {out}" if out.strip() else f"[{i}] (empty)", highlight=False, markup=False)
 
 
 def score_command(

@@ -22,7 +22,10 @@ from tldrlab.digest.highlights import HIGHLIGHTER_VERSION, Highlight, HighlightO
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.embed.base import Embedder
+from tldrlab.logs import get_logger
 from tldrlab.store.base import SentenceStore
+
+log = get_logger(__name__)
 
 
 class DigestOptions(BaseModel):
@@ -58,6 +61,20 @@ class Digest(BaseModel):
     """The streamed text, as it came."""
     cached: bool = False
     seconds: float = 0.0
+
+
+def empty_digest_notice(summarizer: str, text: str) -> str:
+    """Why a digest has no bullets: the summarizer generated nothing, or nothing that made a bullet."""
+    if not text.strip():
+        return (
+            f"the {summarizer} summarizer generated no text, so there are no bullets: an untrained or too "
+            "small model often ends its output at once (or generates only special tokens, which are "
+            "dropped); train it longer, use another model_path, or the extractive summarizer"
+        )
+    return (
+        f"the {summarizer} summarizer's text held no bullet ({len(text.strip())} characters of "
+        f"{text.strip()[:60]!r}...): the model may not have learned to write summaries yet"
+    )
 
 
 @dataclass
@@ -136,6 +153,12 @@ def digest_events(
             bullets = event
     if stop.is_set():
         return
+    text = "".join(pieces)
+    if not bullets:  # a model that generated nothing: say so, with the likely cause
+        notice = empty_digest_notice(options.summarizer, text)
+        log.warning(notice, extra={"fields": {"thread_id": thread_id}})
+        notices.append(notice)
+        yield DigestEvent("notice", text=notice)
     digest = Digest(
         thread_id=thread_id,
         title=thread.title,
@@ -145,10 +168,10 @@ def digest_events(
         highlights=highlights,
         draft=draft,
         notices=notices,
-        text="".join(pieces),
+        text=text,
         seconds=time.perf_counter() - started,
     )
-    if cache is not None and options.use_cache:
+    if cache is not None and options.use_cache and bullets:  # an empty digest is not worth keeping
         cache.drop_outdated(thread_id, content_hash)
         cache.put(thread_id, key, content_hash, options.summarizer, digest.model_dump(mode="json"))
     yield DigestEvent("digest", digest=digest)

@@ -17,11 +17,21 @@ from typing import TYPE_CHECKING, Any
 from tldrlab.evaluate.config import EvalConfig, GenerateOptions
 
 if TYPE_CHECKING:
-    from tldrlab.evaluate.metrics import bertscore, distinct_n, length_stats, perplexity, rouge_scores
+    from tldrlab.evaluate.metrics import (
+        EMPTY_OUTPUT_CAUSE,
+        bertscore,
+        distinct_n,
+        empty_count,
+        length_stats,
+        perplexity,
+        rouge_scores,
+    )
     from tldrlab.evaluate.run_eval import evaluate_model, evaluate_target
     from tldrlab.evaluate.score import score_text
 
 _LAZY = {
+    "EMPTY_OUTPUT_CAUSE": "tldrlab.evaluate.metrics",
+    "empty_count": "tldrlab.evaluate.metrics",
     "bertscore": "tldrlab.evaluate.metrics",
     "distinct_n": "tldrlab.evaluate.metrics",
     "length_stats": "tldrlab.evaluate.metrics",
@@ -42,10 +52,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EMPTY_OUTPUT_CAUSE",
     "EvalConfig",
     "GenerateOptions",
     "bertscore",
     "distinct_n",
+    "empty_count",
     "evaluate_model",
     "evaluate_target",
     "length_stats",

@@ -15,6 +15,18 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 BERTSCORE_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; bert_score only knows layer counts of hub models
 
 
+EMPTY_OUTPUT_CAUSE = (
+    "the usual cause is a model that has not learned enough yet (it ends the text at once, or generates only "
+    "special tokens, which are dropped): train longer or check the run's loss; or max_new_tokens is too small"
+)
+"""Why a model generates nothing, as said in warnings about empty outputs."""
+
+
+def empty_count(texts: Sequence[str]) -> int:
+    """How many outputs are empty (nothing but whitespace): they score zero on every metric."""
+    return sum(1 for text in texts if not text.strip())
+
+
 def _check_pairs(preds: Sequence[str], refs: Sequence[str]) -> None:
     if len(preds) != len(refs):
         raise InvalidInputError(f"{len(preds)} predictions but {len(refs)} references")

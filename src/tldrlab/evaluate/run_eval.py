@@ -11,6 +11,7 @@ the token-weighted loss and its perplexity, plus a few seeded continuations as s
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import EvalConfig
 from tldrlab.evaluate.generate import generate
 from tldrlab.evaluate.metrics import (
+    EMPTY_OUTPUT_CAUSE,
     ROUGE_TYPES,
     bertscore,
     distinct_n,
+    empty_count,
     length_stats,
     perplexity,
     rouge_per_sample,
@@ -150,6 +153,7 @@ def evaluate_lm(
         outputs = generate(model, tokenizer, prompts, config.generation)
         samples = [{"prompt": p, "outputs": o} for p, o in zip(prompts, outputs, strict=True)]
         metrics["distinct_2"] = distinct_n([o for s in samples for o in s["outputs"]])
+        metrics["empty_samples"] = empty_count([o for s in samples for o in s["outputs"]])
     return metrics, samples, {"block loss (nats/token)": block_losses}
 
 
@@ -259,6 +263,7 @@ def evaluate_seq2seq(
     metrics.update(length_stats(preds, tokenizer, prefix="pred_"))
     metrics.update(length_stats(refs, tokenizer, prefix="ref_"))
     metrics["distinct_2"] = distinct_n(preds)
+    metrics["empty_predictions"] = empty_count(preds)
     samples = [
         {"id": r.id, "document": r.document[:2000], "reference": ref, "prediction": pred, **scores}
         for r, ref, pred, scores in zip(records, refs, preds, per_sample, strict=True)
@@ -309,6 +314,10 @@ def evaluate_model(
     task = model_task(name)
     evaluate = evaluate_seq2seq if task in ("seq2seq", "chat") else evaluate_lm
     metrics, samples, series = evaluate(model, tokenizer, config, run=run, progress=progress)
+    warnings = empty_output_warnings(metrics)
+    for warning in warnings:
+        if run is not None:
+            run.log(warning, level=logging.WARNING)
     result = {
         "model": name,
         "task": task,
@@ -316,6 +325,7 @@ def evaluate_model(
         "metrics": metrics,
         "seconds": time.perf_counter() - started,
         "created_at": time.time(),
+        "warnings": warnings,
     }
     if out_dir is not None:
         out = Path(out_dir)
@@ -403,3 +413,21 @@ def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
     launched = launch_run("evaluate", {"model_run": model_run, **overrides}, parent_id=parent)
     assert launched.result is not None
     return launched.result
+
+
+def empty_output_warnings(metrics: dict[str, Any]) -> list[str]:
+    """A warning when every (or some) generated output of an evaluation is empty, with the likely cause."""
+    for key, total_key, what in (
+        ("empty_predictions", "examples", "prediction"),
+        ("empty_samples", "", "sample"),
+    ):
+        empty = int(metrics.get(key) or 0)
+        if not empty:
+            continue
+        total = int(metrics.get(total_key) or 0) if total_key else 0
+        if total and empty == total:
+            zero = "so the text metrics are zero"
+            return [f"every {what} is empty ({empty} of {total}), {zero}: {EMPTY_OUTPUT_CAUSE}"]
+        of = f" of {total}" if total else ""
+        return [f"{empty}{of} {what}s are empty (they score zero): {EMPTY_OUTPUT_CAUSE}"]
+    return []

@@ -125,7 +125,7 @@ class Seq2SeqTask:
 
     def generation_metrics(self, model: nn.Module) -> dict[str, float]:
         """ROUGE (and BERTScore when enabled) of greedy summaries of the first validation documents."""
-        from tldrlab.evaluate import GenerateOptions, rouge_scores
+        from tldrlab.evaluate import GenerateOptions, empty_count, rouge_scores
         from tldrlab.evaluate.generate import generate
 
         records = self.val_records[: self.data.generate_examples]
@@ -142,6 +142,8 @@ class Seq2SeqTask:
             for r, ref, pred in zip(records, refs, preds, strict=True)
         ]
         metrics = {f"eval_{k}": v for k, v in rouge_scores(preds, refs).items()}
+        # an untrained model often generates nothing at all: counted, so zeros are not taken for a score
+        metrics["eval_empty_predictions"] = float(empty_count(preds))
         if self.data.bertscore:
             from tldrlab.evaluate import bertscore
 
