@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from headline import add_quick, headline
+
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 BUSY_LOOP = "while True: pass"
@@ -150,6 +152,7 @@ def main() -> None:
         "--timeout-s", type=float, default=300, help="stop a measurement after this long (shown as >= it)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_quick(parser, steps=4, repeats=1, timeout_s=60)
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
@@ -182,6 +185,9 @@ def main() -> None:
         ratio = f"{r['auto_over_best']:.2f} (best: {r['best_manual']})" if r["auto_over_best"] else "-"
         loads = f"{r['load_average_before']}, {r['load_average_after']}"
         print(f"| {r['scenario']} | {loads} | " + " | ".join(cells) + f" | {ratio} |")
+    for r in results:
+        if r["auto_over_best"]:
+            headline(f"threads auto / best manual, {r['scenario']}", r["auto_over_best"], "<= 1.10")
     if args.json:
         args.json.write_text(json.dumps({"cpus": cpus, "steps": args.steps, "results": results}, indent=2))
 
