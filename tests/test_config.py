@@ -13,7 +13,7 @@ def test_defaults_and_home_from_env(tldrlab_home: Path) -> None:
     settings = get_settings()
     assert settings.home == tldrlab_home
     assert settings.resolved_database_url == f"sqlite:///{tldrlab_home / 'tldrlab.db'}"
-    assert settings.embedder == "minilm" and settings.queue_url is None and settings.api_key is None
+    assert settings.embedder == "minilm-onnx" and settings.queue_url is None and settings.api_key is None
     assert settings.ensure_home() == tldrlab_home and settings.runs_dir.is_dir()
 
 

@@ -1,0 +1,335 @@
+"""Every command example in README.md and docs/*.md works, so the docs cannot rot.
+
+Each `tldrlab ...` (and `make ...`) line of a fenced code block, and each `Example: tldrlab ...` line of the
+generated docs/cli.md, is
+
+1. parsed by the real command line (the command exists, every option exists, every value converts), and
+2. run, in order, at tiny size, in one home: the commands really do what the docs say they do. The working
+   directory holds tiny copies of the data sets at the paths the docs use (`../shared/data/...`), and the
+   files the examples name (`thread.json`, `news.csv`, `job.yaml` from docs/training.md, ...); sizes are
+   clamped (`--max-steps 2`, ...); placeholders (`RUN`, `<run>`, `CORPUS...`) become the runs made before.
+
+Examples that cannot run here (hours of training, services, an external endpoint, a multi-process launch) are
+listed in NOT_RUN with the reason and the test that runs their tiny equivalent; they are still parsed. A new
+example that is neither runnable nor listed fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from cliutil import run_captured
+from tldrlab.cli.main import app
+from tldrlab.runs import open_registry
+
+REPO = Path(__file__).resolve().parents[1]
+DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+NOT_RUN: list[tuple[str, str, str]] = [
+    # (doc file, regex on the command, why it is not run here)
+    ("README.md", r"^make test", "the whole suite, of which this test is a part"),
+    (
+        r".*",
+        r"^(serve|worker|discord-bot)\b",
+        "a long-running service: tests/service start `serve` and "
+        "workers for real (test_serve_cli.py, test_worker_*.py); the bot needs a Discord token",
+    ),
+    (
+        r"docs/digest.md",
+        r"-s (openai|two_stage)\b",
+        "needs an OpenAI-compatible endpoint: "
+        "tests/digest/test_summarizers.py runs both against a real local streaming server",
+    ),
+    (
+        r"docs/scale-out.md",
+        r"^train .*(--config job.yaml|--model (t5|gpt2))",
+        "a multi-process launch "
+        "(torchrun / accelerate) on many GPUs: tests/train/test_distributed.py runs two CPU processes",
+    ),
+    (
+        r"docs/scale-out.md",
+        r"^train .*--model char_lstm",
+        "torchrun with two processes: tests/train/test_distributed.py runs exactly this",
+    ),
+    (
+        r"docs/lvm.md",
+        r".*",
+        "the LVM pipeline on Wikipedia (hours of CPU): tests/lvm/test_cli_pipeline.py "
+        "runs ingest, index, sequences, train, evaluate, decode and generate at tiny size",
+    ),
+    (
+        r"docs/elm.md",
+        r".*",
+        "the ELM on Debian descriptions (tens of minutes): tests/elm run prepare, "
+        "train, generate, evaluate, optimize and compare at tiny size",
+    ),
+    (
+        r"docs/dendrites.md",
+        r".*",
+        "the three-arm experiment (hours): tests/experiments/"
+        "test_dendrite_experiment.py and tests/test_console.py run it at tiny size",
+    ),
+    (
+        r"docs/sweeps.md",
+        r"^sweep (run|status|best|export)\b",
+        "six T5 trials (minutes): tests/sweep/"
+        "test_runner.py and test_cli.py run sweeps, status, best and export at tiny size",
+    ),
+    (r"docs/sweeps.md", r"^runs list --limit 20", "lists the sweep's trial runs above (not run here)"),
+    (
+        r"docs/models.md",
+        r"^models import",
+        "writes a 540 MB model (or needs a user's GGUF file): "
+        "tests/models/test_store.py imports the bundled GGUF",
+    ),
+    (
+        r"docs/models.md",
+        r"^train --model causal_lm",
+        "fine-tunes the 135M-parameter SmolLM2: tests/train/test_chat_sft.py runs the same task at tiny size",
+    ),
+    (
+        r"docs/training.md",
+        r"^train --resume",
+        "needs a run stopped by Ctrl-C: tests/train/test_jobs.py::"
+        "test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes interrupts one and resumes it",
+    ),
+    (r"docs/cli.md", r".*", "the --help examples: parsed here; the commands run in the docs above"),
+]
+
+# option -> value (or function of the value) for a tiny run
+CLAMPS: dict[str, Any] = {
+    "--max-steps": "2",
+    "--warmup-steps": "0",
+    "--train.max-steps": "2",
+    "--eval-every": "1",
+    "--checkpoint-every": "1",
+    "--max-samples": "3",
+    "--max-minutes": "1",
+    "--batch-size": lambda v: str(min(int(v), 4)),
+    "--vocab-size": lambda v: str(min(int(v), 400)),
+    "--generate-every": "1",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    file: str
+    line: int
+    text: str
+    argv: tuple[str, ...]
+    """After `tldrlab` (or `make` then its target)."""
+    make: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.text}"
+
+
+def _expand(line: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$(\w+)|\$\{(\w+)\}", lambda m: variables.get(m[1] or m[2], m[0]), line)
+
+
+def _argv(command: str) -> tuple[list[str], bool] | None:
+    """The tldrlab arguments of a shell command line (None: not a tldrlab / make command)."""
+    command = re.sub(r"\[[^\[\]]*\]", " ", re.sub(r"\[[^\[\]]*\]", " ", command))  # optional parts: left out
+    try:
+        words = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    while words and (re.match(r"^\w+=", words[0]) or words[0] in ("nohup", "$", "env", "time")):
+        words.pop(0)
+    if words[:1] == ["nice"]:
+        words = words[3:] if words[1:2] == ["-n"] else words[1:]
+    if "-m" in words and words[words.index("-m") + 1 : words.index("-m") + 2] == ["tldrlab"]:
+        return words[words.index("-m") + 2 :], False  # torchrun / accelerate launch -m tldrlab ...
+    if not words:
+        return None
+    if words[0].endswith("tldrlab") and "/" not in words[0].replace(".venv/bin/", ""):
+        return words[1:], False
+    if words[0] == "make" and len(words) > 1:
+        return words[1:2], True
+    return None
+
+
+def doc_examples() -> list[Example]:
+    found: list[Example] = []
+    for path in DOC_FILES:
+        name = str(path.relative_to(REPO))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        in_block, variables, number = False, {}, 0
+        while number < len(lines):
+            line, start = lines[number], number + 1
+            number += 1
+            if line.strip().startswith("```"):
+                in_block, variables = not in_block, {}
+                continue
+            if not in_block:
+                if match := re.match(r"^(?:.*\. )?Example: (tldrlab .*)$", line):
+                    parsed = _argv(match[1])
+                    if parsed:
+                        found.append(Example(name, start, match[1], tuple(parsed[0])))
+                continue
+            while line.rstrip().endswith("\\") and number < len(lines):
+                line = line.rstrip()[:-1] + " " + lines[number].strip()
+                number += 1
+            text = line.strip().removeprefix("$ ")
+            if assignment := re.match(r"^(\w+)=\"?([^\"]*)\"?$", text):
+                variables[assignment[1]] = assignment[2]
+                continue
+            if loop := re.match(r"^for (\w+) in ([^;]+); do (.*); done$", text):
+                variables[loop[1]] = loop[2].split()[0]
+                text = loop[3]
+            parsed = _argv(_expand(text, variables))
+            if parsed:
+                found.append(Example(name, start, text, tuple(parsed[0]), make=parsed[1]))
+    return found
+
+
+EXAMPLES = doc_examples()
+
+
+def not_run_reason(example: Example) -> str | None:
+    command = " ".join(example.argv) if not example.make else "make " + " ".join(example.argv)
+    for file, pattern, reason in NOT_RUN:
+        if re.fullmatch(file, example.file) and re.search(pattern, command):
+            return reason
+    return None
+
+
+def parse(argv: list[str]) -> None:
+    """Parse like the real command line, without running anything (raises on a bad command or option)."""
+    command = typer.main.get_command(app)
+    ctx = command.make_context("tldrlab", list(argv))
+    group: Any = command
+    while True:
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        if not hasattr(group, "resolve_command") or not rest:
+            return
+        name, group, rest = group.resolve_command(ctx, rest)
+        ctx = group.make_context(name, rest, parent=ctx)
+
+
+def test_the_docs_have_examples_to_check() -> None:
+    files = {e.file for e in EXAMPLES}
+    assert {"README.md", "docs/digest.md", "docs/training.md", "docs/models.md", "docs/cli.md"} <= files
+    assert len(EXAMPLES) > 80
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if not e.make], ids=str)
+def test_every_example_parses(example: Example) -> None:
+    argv = [a for a in example.argv if a not in ("...", "RUN ...")]
+    parse(argv)
+
+
+# -- running them ----------------------------------------------------------------------------------------
+def _tiny_shared_data(root: Path, shared: Path) -> None:
+    """Tiny copies of the data sets at the paths the docs use."""
+    data = root / "shared" / "data"
+    (data / "tinyshakespeare").mkdir(parents=True)
+    text = (shared / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    (data / "tinyshakespeare" / "input.txt").write_text(text[:20_000], encoding="utf-8")
+    (data / "debian_descriptions").mkdir()
+    for split, n in (("train", 60), ("validation", 16)):
+        name = f"debian_descriptions.{split}.jsonl"
+        rows = (shared / "debian_descriptions" / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (data / "debian_descriptions" / name).write_text("".join(rows[:n]), encoding="utf-8")
+    (data / "stackexchange_beer").mkdir()
+    keep = {"1", "2", "3", "5", "8"}  # a few questions (thread 5 is the docs' example) and their answers
+    rows = []
+    for row in (shared / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig").splitlines():
+        ids = re.findall(r' (?:Id|ParentId)="(\d+)"', row)
+        if not row.lstrip().startswith("<row") or set(ids) & keep:
+            rows.append(row)
+    (data / "stackexchange_beer" / "Posts.xml").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _example_files(cwd: Path, shared: Path) -> None:
+    """The files the examples name, made the way a reader would."""
+    from tldrlab.samples import sample_path
+
+    (cwd / "thread.json").write_text(sample_path("beer_thread").read_text(encoding="utf-8"))
+    text = (shared / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000]
+    for name in ("input.txt", "corpus.txt"):
+        (cwd / name).write_text(text, encoding="utf-8")
+    (cwd / "news.csv").write_text(
+        "text,headline\nHops were added late to keep the aroma.,Late hops\n"
+        "The stout was aged in oak for a year.,Oak-aged stout\n"
+    )
+    training = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    job = re.search(r"```yaml\n(model: .*?)```", training, re.S)
+    assert job, "docs/training.md lost its job.yaml example"
+    tiny = {"vocab_size": 300, "n_positions": 64, "block_size": 64, "max_steps": 2, "batch_size": 4}
+    tiny |= {"warmup_steps": 0, "eval_every": 1, "checkpoint_every": 1, "grad_accum_steps": 1}
+    yaml_text = job[1].replace("path: corpus.txt", f"path: {cwd / 'corpus.txt'}")
+    for key, value in tiny.items():
+        yaml_text = re.sub(rf"\b{key}: \d+", f"{key}: {value}", yaml_text)
+    (cwd / "job.yaml").write_text(yaml_text)
+
+
+def _tiny(argv: list[str], runs: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in CLAMPS and i + 1 < len(argv):
+            clamp = CLAMPS[word]
+            out += [word, clamp(argv[i + 1]) if callable(clamp) else clamp]
+            i += 2
+            continue
+        if "<run>" in word:
+            word = word.replace("<run>", runs["seq2seq"])
+        if word in ("RUN", "train-20260101", "train-20261121-064113-3a242f"):
+            word = runs["seq2seq"] if word != "train-20261121-064113-3a242f" else runs["first_train"]
+        elif word == "tokenizer-2026":
+            word = runs["tokenizer"]
+        elif word == "CORPUS...":
+            word = "corpus.txt"
+        out.append(word)
+        i += 1
+    return out
+
+
+def _remember(runs: dict[str, str]) -> None:
+    registry = open_registry()
+    trains = registry.list(kind="train", limit=1000)
+    if trains:
+        runs.setdefault("first_train", trains[-1].id)
+    t5 = [r for r in trains if r.config.get("model") == "t5" and r.status.value == "completed"]
+    if t5:
+        runs["seq2seq"] = t5[0].id
+    tokenizers = registry.list(kind="tokenizer", limit=1000)
+    if tokenizers:
+        runs.setdefault("tokenizer", tokenizers[-1].id)
+
+
+@pytest.mark.slow
+def test_every_runnable_example_runs_at_tiny_size(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tiny_shared_data(tmp_path, shared_data)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    _example_files(cwd, shared_data)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("COLUMNS", "100")
+    order = ["docs/training.md", "docs/models.md", "docs/scale-out.md", "docs/formats.md", "docs/digest.md"]
+    runnable = [e for e in EXAMPLES if not_run_reason(e) is None]
+    unplaced = sorted({e.file for e in runnable} - {*order, "README.md", "docs/sweeps.md", "docs/service.md"})
+    assert not unplaced, f"examples in {unplaced}: make them runnable here or list them in NOT_RUN"
+    runs: dict[str, str] = {}
+    ran = []
+    for file in [*order, "docs/sweeps.md", "docs/service.md", "README.md"]:
+        for example in [e for e in runnable if e.file == file]:
+            argv = ["demo"] if example.make and example.argv == ("demo",) else _tiny(list(example.argv), runs)
+            code, out, err = run_captured(argv, capsys)
+            assert code == 0, f"{example}\n  ran: tldrlab {shlex.join(argv)}\n{err[-3000:]}"
+            assert out.strip() or err.strip(), f"{example}: printed nothing"
+            ran.append(example)
+            _remember(runs)
+    assert len(ran) >= 30, [str(e) for e in ran]
