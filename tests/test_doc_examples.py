@@ -84,6 +84,12 @@ NOT_RUN: list[tuple[str, str, str]] = [
     ),
     (r"docs/sweeps.md", r"^runs list --limit 20", "lists the sweep's trial runs above (not run here)"),
     (
+        r"docs/digest.md",
+        r"^train-highlight-scorer\b",
+        "trains the highlight scorer on SciTLDR, the beer dump and QMSum (long): "
+        "tests/digest/test_highlight_scorer.py launches the same run kind at tiny size",
+    ),
+    (
         r"docs/models.md",
         r"^models import",
         "writes a 540 MB model (or needs a user's GGUF file): "
