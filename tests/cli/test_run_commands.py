@@ -13,6 +13,12 @@ from pydantic import BaseModel, TypeAdapter
 from tldrlab.cli.main import app
 from tldrlab.cli.options import model_class
 from tldrlab.cli.runkinds import RUN_COMMANDS, RunCommand
+from tldrlab.kinds import submittable_kinds
+
+NOT_GENERATED = {
+    "sweep": "tldrlab sweep run SWEEP.yaml reads the sweep file and prints each trial as it ends"
+}
+"""Kinds whose command is hand-written, and why."""
 
 
 def fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type[BaseModel], Any]]:
@@ -48,3 +54,10 @@ def test_generated_command_has_an_option_per_field(spec: RunCommand) -> None:
         if path not in spec.arguments:
             assert "--" + path.replace("_", "-") in names, f"{spec.path}: no option for {path}"
     assert "Example: tldrlab " + spec.path in (command.help or "")
+
+
+def test_every_submittable_kind_has_a_command() -> None:
+    generated = {spec.kind for spec in RUN_COMMANDS}
+    assert len(generated) == len(RUN_COMMANDS), "one command per kind"
+    missing = {k.name for k in submittable_kinds()} - generated - set(NOT_GENERATED)
+    assert not missing, f"run kinds without a command (add a RunCommand): {sorted(missing)}"

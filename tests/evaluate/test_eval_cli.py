@@ -115,7 +115,8 @@ def test_cli_eval_generate_score(
     assert run_cli(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert run_cli(argv) == 0
-    assert json.loads(capsys.readouterr().out) == first and len(first[0]["outputs"]) == 2
+    again = json.loads(capsys.readouterr().out)
+    assert again["outputs"] == first["outputs"] and len(first["outputs"][0]) == 2
 
     assert run_cli(["score", str(model_dir), "--text", "To be, or not", "--top-k", "2", "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
@@ -132,7 +133,7 @@ def test_cli_eval_generate_score(
         (["generate", "MODEL", "-p", "x", "--top-p", "1.5"], 2, "top_p"),
         (["eval", "MODEL", "--data", "DATA", "--temperature", "-1"], 2, "temperature"),
         (["eval", "MODEL", "--data", "DATA", "--max-samples", "0"], 2, "max_samples"),
-        (["score", "MODEL", "--text", ""], 2, "empty"),
+        (["score", "MODEL", "--text", ""], 2, "text: String should have at least 1 character"),
         (["eval", "MODEL"], 2, "pass --data"),
         (["eval", "MODEL", "--data", "/nonexistent/file.jsonl"], 3, "not found"),
     ],

@@ -51,7 +51,7 @@ def test_train_to_an_explicit_out_dir(corpus: Path, tmp_path: Path) -> None:
     [
         (["--method", "wordpiece"], 2, "unknown tokenizer method 'wordpiece'"),
         (["--method", "bpe", "--vocab-size", "50"], 2, "too small for bpe"),
-        (["--method", "sentencepiece", "--model-type", "word"], 2, "model_type"),
+        (["--method", "sentencepiece", "--model-type", "word"], 2, "model-type"),
         (["--method", "bpe", "--holdout", "1.5"], 2, "holdout"),
     ],
 )

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.errors import InvalidInputError
 
 console = Console()
@@ -32,36 +33,11 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def ingest_command(
-    path: Path = typer.Argument(..., help="A thread file or directory (Stack Exchange, Discourse, native)."),
-    format: str | None = typer.Option(None, "--format", "-f", help="Input format (default: detected)."),
-    embedder: str | None = typer.Option(None, "--embedder", help="Embedder name or model path."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sentences per embedding batch."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records."),
-) -> None:
-    """Ingest threads: sentences with offsets, embedded and stored; only changed posts are re-embedded.
-
-    Example: tldrlab ingest ../shared/data/stackexchange_beer/Posts.xml
-    """
-    from tldrlab.errors import NotFoundError
-    from tldrlab.launch import launch_run
-
-    if not path.exists():  # before a run is created for nothing
-        raise NotFoundError(f"no such file or directory: {path}")
-    config = {
-        "path": str(path.resolve()),
-        "format": format,
-        "embedder": embedder,
-        "batch_size": batch_size,
-        "skip_invalid": skip_invalid,
-    }
-    launched = launch_run("ingest", config)
-    stats = launched.result or {}
+def report_ingest(run_id: str, stats: Any) -> None:
     console.print(
         f"ingested {stats['threads']} thread(s), {stats['posts']} posts: {stats['embedded']} embedded "
         f"({stats['sentences']} sentences, {stats['sentences_per_s']:.0f}/s), "
-        f"{stats['skipped_unchanged']} unchanged, {stats['removed_posts']} removed  "
-        f"[dim]run {launched.record.id}[/]"
+        f"{stats['skipped_unchanged']} unchanged, {stats['removed_posts']} removed  [dim]run {run_id}[/]"
     )
 
 
@@ -271,7 +247,16 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ingest")(ingest_command)
+    ingest = RunCommand(
+        "ingest",
+        "ingest",
+        "tldrlab ingest ../shared/data/stackexchange_beer/Posts.xml",
+        aliases={"format": "-f"},
+        arguments=("path",),
+        paths=("path",),
+        report=report_ingest,
+    )
+    add(app, ingest)
     app.command("digest")(digest_command)
     app.command("highlights")(highlights_command)
     app.command("demo")(demo_command)

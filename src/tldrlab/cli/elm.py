@@ -1,7 +1,7 @@
 """`tldrlab elm prepare|train|generate|evaluate|optimize|compare`: the ELM summary adapter.
 
 tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm
-tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03     # generated: see runkinds
+tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03
 tldrlab elm train --resume elm_train-20260101-...           # continue from the last checkpoint
 tldrlab elm generate --model elm_train-... --data data/elm --split test --output preds.jsonl
 tldrlab elm evaluate --predictions preds.jsonl
@@ -19,50 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tldrlab.cli import runkinds
+from tldrlab.cli.options import Flag
+from tldrlab.cli.runkinds import RunCommand, add, report_training
 
 console = Console()
 elm_app = typer.Typer(
     help="ELM summary adapter: document embeddings in, summaries out.", no_args_is_help=True
 )
-
-
-def _stats_table(stats: dict[str, dict[str, Any]]) -> Table:
-    table = Table("split", "records", "embeddings", "dim", "task types", "target words (mean / max)")
-    for split, s in stats.items():
-        tasks = ", ".join(f"{k}: {v}" for k, v in s["task_types"].items())
-        table.add_row(
-            split, str(s["records"]), str(s["embeddings"]), str(s["dim"]), tasks,
-            f"{s['target_words_mean']} / {s['target_words_max']}",
-        )  # fmt: skip
-    return table
-
-
-@elm_app.command("prepare")
-def prepare_command(
-    data: Path = typer.Option(..., help="Pair data (any records format), or an ELM directory to filter."),
-    out: Path = typer.Option(..., help="Output directory (synthesis/ + embeddings/)."),
-    format: str | None = typer.Option(None, "--format", help="Data format (detected when omitted)."),
-    embedder: str = typer.Option("minilm", help="minilm (default) or a sentence-transformers path."),
-    task: str = typer.Option("summary", help="Task type written, or kept when filtering an ELM directory."),
-    template: str | None = typer.Option(None, help="Prompt template with {text} (default: the seed's)."),
-    limit: int | None = typer.Option(None, help="Read at most this many training records."),
-    eval_limit: int | None = typer.Option(None, "--eval-limit", help="At most this many val / test records."),
-    seed: int = typer.Option(0, help="Seed of the val / test split."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-) -> None:
-    """Embed documents and write per-split synthesis JSONL + safetensors embeddings; print statistics.
-
-    Example: tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm
-    """
-    from tldrlab.elm.prepare import DEFAULT_TEMPLATE, prepare_dataset
-
-    stats = prepare_dataset(
-        data, out, format=format, embedder=embedder, task=task, template=template or DEFAULT_TEMPLATE,
-        limit=limit, eval_limit=eval_limit, seed=seed, progress=not quiet,
-    )  # fmt: skip
-    console.print(_stats_table(stats))
-    console.print(f"written to {out}")
 
 
 @elm_app.command("generate")
@@ -124,85 +87,6 @@ def generate_command(
         console.print(f"{len(rows)} predictions written to {output}")
 
 
-@elm_app.command("evaluate")
-def evaluate_command(
-    predictions: Path = typer.Option(..., help="JSON lines with `prediction` (and `reference`)."),
-    references: Path | None = typer.Option(None, help="Separate references (e.g. test_synthesis.jsonl)."),
-    bertscore_model: str | None = typer.Option(None, "--bertscore-model", help="Local encoder directory."),
-    num_layers: int | None = typer.Option(None, "--num-layers", help="Encoder layer for BERTScore."),
-    output: Path | None = typer.Option(None, help="Write the metrics as JSON here."),
-) -> None:
-    """BERTScore P/R/F1 + composite, ROUGE, length ratio, empty-prediction and unique-token rates.
-
-    Example: tldrlab elm evaluate --predictions preds.jsonl
-    """
-    from tldrlab.elm.evaluate import evaluate_files
-    from tldrlab.runs.atomic import atomic_write_json
-
-    metrics = evaluate_files(predictions, references, bertscore_model=bertscore_model, num_layers=num_layers)
-    table = Table("metric", "value")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
-    console.print(table)
-    if output:
-        atomic_write_json(output, metrics)
-
-
-@elm_app.command("optimize")
-def optimize_command(
-    data: Path = typer.Option(..., help="A directory written by `tldrlab elm prepare`."),
-    trials: int = typer.Option(20, help="Finished trials the study should hold (resume counts old ones)."),
-    jobs: int = typer.Option(1, help="Worker processes sharing the study."),
-    storage: str | None = typer.Option(
-        None, help="sqlite:///PATH (default: <home>/sweeps.db) or postgresql://..."
-    ),
-    study: str = typer.Option("elm-summary-optimization", "--study-name", "--study", help="Study name."),
-    warmup: int = typer.Option(2, help="Median pruning: evaluations before a trial may be pruned."),
-    hidden_dims: str | None = typer.Option(
-        None, "--hidden-dims", help="Adapter widths searched, e.g. 256,512."
-    ),
-    lm: str = typer.Option("scratch", help="The LM every trial uses (see `elm train --lm`)."),
-    lm_size: str = typer.Option("tiny", "--lm-size"),
-    epochs: float = typer.Option(2.0, help="Epochs per trial (seed: 2)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Steps per trial instead of epochs."),
-    eval_samples: int = typer.Option(32, "--eval-samples", help="Summaries scored per evaluation."),
-    limit: int | None = typer.Option(None, help="Train each trial on at most this many records."),
-    seed: int = typer.Option(0, help="Seed of the sampler and of each trial's training."),
-) -> None:
-    """Bayesian optimisation (TPE, median pruning) of the seed's search space for the BERTScore composite.
-
-    Example: tldrlab elm optimize --data data/elm --trials 20 --jobs 2
-    """
-    from tldrlab.elm.optimize import optimize_elm
-    from tldrlab.elm.train import parse_elm_config
-    from tldrlab.errors import ConfigError
-
-    dims = None
-    if hidden_dims:
-        try:
-            dims = [int(x) for x in hidden_dims.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(
-                f"--hidden-dims must be integers separated by commas; got {hidden_dims!r}"
-            ) from None
-    raw: dict[str, Any] = {
-        "data": str(data.resolve()), "model": {"lm": lm, "lm_size": lm_size}, "epochs": epochs,
-        "max_steps": max_steps, "eval_samples": eval_samples, "limit": limit, "train": {"seed": seed},
-    }  # fmt: skip
-    base = parse_elm_config(raw)
-    summary = optimize_elm(
-        base, trials=trials, jobs=jobs, storage=storage, study_name=study, warmup=warmup, seed=seed,
-        hidden_dims=dims, echo=console.print,
-    )  # fmt: skip
-    console.print(f"trials: {summary['trials']}")
-    if "best" in summary:
-        best = summary["best"]
-        console.print(
-            f"best: trial {best['number']} bertscore_composite={best['value']:.4f} (run {best['run_id']})"
-        )
-        console.print(json.dumps(best["params"], indent=2))
-
-
 @elm_app.command("compare")
 def compare_command(
     data: Path = typer.Option(..., help="Pair data, e.g. ../shared/data/debian_descriptions."),
@@ -232,6 +116,99 @@ def compare_command(
     console.print(f"written: {out / 'comparison.md'}, {out / 'comparison.png'}")
 
 
+def report_prepare(run_id: str, result: Any) -> None:
+    table = Table("split", "records", "embeddings", "dim", "task types", "target words (mean / max)")
+    for split, s in result["splits"].items():
+        tasks = ", ".join(f"{k}: {v}" for k, v in s["task_types"].items())
+        words = f"{s['target_words_mean']} / {s['target_words_max']}"
+        table.add_row(split, str(s["records"]), str(s["embeddings"]), str(s["dim"]), tasks, words)
+    console.print(table)
+    console.print(f"written to {result['out']}  [dim]run {run_id}[/]")
+
+
+def report_metrics(run_id: str, metrics: Any) -> None:
+    table = Table("metric", "value", title=f"run {run_id}")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+
+
+def report_optimize(run_id: str, summary: Any) -> None:
+    console.print(f"trials: {summary['trials']}  [dim]run {run_id}[/]")
+    if best := summary.get("best"):
+        console.print(
+            f"best: trial {best['number']} bertscore_composite={best['value']:.4f} (run {best['run_id']})"
+        )
+        console.print(json.dumps(best["params"], indent=2))
+
+
+ELM_TRAIN_ALIASES: dict[str, str | tuple[str, ...]] = {
+    "model.lm": "--lm",
+    "model.lm_size": "--lm-size",
+    "model.freeze_lm": "--freeze-lm/--train-lm",
+    "model.hidden_dim": "--hidden-dim",
+    "model.num_prefix_tokens": "--prefix-tokens",
+    "model.dropout": "--dropout",
+    "model.residual_scale": "--residual-scale",
+    "model.gradient_checkpointing": "--gradient-checkpointing/--no-gradient-checkpointing",
+    "loss.use_contrastive_loss": "--use-contrastive/--no-contrastive",
+    "loss.contrastive_weight": "--contrastive-weight",
+    "loss.use_text_drift_loss": "--use-drift-loss/--no-drift-loss",
+    "loss.text_drift_weight": "--drift-weight",
+    "loss.text_drift_target_similarity": "--drift-target-similarity",
+    "train.lr": ("--lr", "--learning-rate"),
+    "train.batch_size": "--batch-size",
+    "train.grad_accum_steps": "--grad-accum-steps",
+    "train.max_minutes": "--max-minutes",
+    "train.early_stopping_patience": "--early-stopping-patience",
+    "init_adapter": "--resume-from",
+}
+BF16 = Flag("train.precision", ("--use-bf16", "--bf16"), bool, "bf16 autocast.", convert=lambda on: "bf16")
+
+
 def register(app: typer.Typer) -> None:
-    runkinds.register(elm_app, "elm")
+    for spec in (
+        RunCommand(
+            "elm prepare",
+            "elm_prepare",
+            "tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm",
+            paths=("data",),
+            outputs=("out",),
+            report=report_prepare,
+        ),
+        RunCommand(
+            "elm train",
+            "elm_train",
+            "tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03",
+            aliases=ELM_TRAIN_ALIASES,
+            extra=(BF16,),
+            paths=("data", "tokenizer", "init_adapter"),
+            report=report_training,
+        ),
+        RunCommand(
+            "elm evaluate",
+            "elm_evaluate",
+            "tldrlab elm evaluate --predictions preds.jsonl",
+            paths=("predictions", "references", "bertscore_model"),
+            outputs=("output",),
+            report=report_metrics,
+        ),
+        RunCommand(
+            "elm optimize",
+            "elm_optimize",
+            "tldrlab elm optimize --data data/elm --trials 20 --jobs 2",
+            aliases={
+                **{f"base.{k}": v for k, v in ELM_TRAIN_ALIASES.items()},
+                "base.data": "--data",
+                **{
+                    f"base.{n}": "--" + n.replace("_", "-")
+                    for n in ("epochs", "max_steps", "eval_samples", "limit")
+                },
+                "study": ("--study-name",),
+            },
+            paths=("base.data", "base.tokenizer"),
+            report=report_optimize,
+        ),
+    ):
+        add(elm_app, spec)
     app.add_typer(elm_app, name="elm")

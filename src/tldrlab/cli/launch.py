@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.launch import is_follower, launch_run
 
 
@@ -39,13 +39,68 @@ def _check_elm_train(config: Any) -> None:
         )
 
 
-CHECKS = {"train": _check_train, "elm_train": _check_elm_train}
+def _check_tokenizer(config: Any) -> None:
+    from tldrlab.tokenizers.train import get_method
+
+    smallest = get_method(config.method).min_vocab_size(config)
+    if config.vocab_size < smallest:
+        raise ConfigError(
+            f"vocab size {config.vocab_size} is too small for {config.method}: it needs {smallest}+"
+        )
+    if missing := [path for path in config.corpus if not Path(path).exists()]:
+        raise NotFoundError(f"corpus file not found: {missing[0]}")
+
+
+def _check_exists(*fields: str) -> Any:
+    def check(config: Any) -> None:
+        for name in fields:
+            if (path := getattr(config, name)) and not Path(path).exists():
+                raise NotFoundError(f"{name} not found (no such file or directory): {path}")
+
+    return check
+
+
+def _check_model(config: Any) -> None:
+    from tldrlab.models.resolve import resolve_model_ref
+
+    resolve_model_ref(config.model_run)  # a model that is not there fails before a run is created
+
+
+def _check_lvm_train(config: Any) -> None:
+    from tldrlab.lvm.losses import parse_loss
+    from tldrlab.lvm.models import LVM_MODELS
+
+    if config.model not in LVM_MODELS:
+        raise ConfigError(f"unknown LVM {config.model!r}; choose one of {', '.join(LVM_MODELS)}")
+    parse_loss(config.loss)
+
+
+CHECKS = {
+    "train": _check_train,
+    "elm_train": _check_elm_train,
+    "tokenizer": _check_tokenizer,
+    "ingest": _check_exists("path"),
+    "lvm_ingest": _check_exists("path"),
+    "lvm_train": _check_lvm_train,
+    "elm_prepare": _check_exists("data"),
+    "elm_evaluate": _check_exists("predictions", "references"),
+    "evaluate": _check_exists("data"),
+    "generate": _check_model,
+    "score": _check_model,
+}
 """Kind -> checks run before a run is created, so mistakes do not leave failed runs behind."""
 
 
-def launch(kind: str, config: BaseModel | None, *, resume: str | None = None) -> tuple[str, Any]:
-    """Run `config` as a new run of `kind`, or continue run `resume`; returns (run id, the kind's result)."""
-    if not resume and config is not None and not is_follower() and (check := CHECKS.get(kind)):
-        check(config)
-    launched = launch_run(kind, None if resume else config, resume=resume)
+def check(kind: str, config: Any) -> None:
+    """The kind's command-line checks (CHECKS), before anything else happens."""
+    if not is_follower() and (checks := CHECKS.get(kind)):
+        checks(config)
+
+
+def launch(kind: str, config: BaseModel | dict[str, Any], *, resume: str | None = None) -> tuple[str, Any]:
+    """Run `config` as a new run of `kind`, or continue run `resume` with `config` holding the changes it
+    may make (its kind's resume fields); returns (run id, the kind's result)."""
+    if not resume:
+        check(kind, config)
+    launched = launch_run(kind, config, resume=resume)
     return launched.record.id, launched.result

@@ -15,97 +15,20 @@ puts the concepts in PostgreSQL + pgvector instead), `index/` and `sequences.npz
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tldrlab.cli.options import Flag
 from tldrlab.cli.tables import Column, print_listing
-from tldrlab.errors import ConfigError
+from tldrlab.cli.runkinds import RunCommand, add, report_training
 from tldrlab.lvm.config import default_index, default_sequences
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
 console = Console()
-
-
-@lvm_app.command("ingest")
-def ingest(
-    articles: Path = typer.Argument(..., help="Articles file (wikipedia JSON lines or any readable format)."),
-    format: str | None = typer.Option(None, "--format", help="Reader format (default: detected)."),
-    chunking: str = typer.Option("sentence", help="sentence | semantic"),
-    max_chars: int = typer.Option(600, help="Semantic chunks stay at most this many characters."),
-    threshold: float = typer.Option(0.55, help="Semantic chunking: cosine to the chunk needed to merge."),
-    embedder: str | None = typer.Option(None, help="Embedder name or sentence-transformers path."),
-    source: str | None = typer.Option(None, help="Data set source label (default: the file name)."),
-    domain: str | None = typer.Option(None, help="Optional domain label stored with every concept."),
-    db: str | None = typer.Option(None, help="Concept store URL (default: SQLite under the home)."),
-    limit: int | None = typer.Option(None, help="Ingest at most this many articles."),
-    batch_size: int = typer.Option(64, help="Texts per embedding batch."),
-) -> None:
-    """Split articles into concepts, embed them and store them with provenance (a run).
-
-    Example: tldrlab lvm ingest enwiki.jsonl --chunking semantic --domain encyclopedia
-    """
-    from tldrlab.launch import launch_run
-    from tldrlab.lvm.config import IngestConfig
-
-    config = IngestConfig(
-        path=str(articles),
-        format=format,
-        chunking=chunking,
-        max_chars=max_chars,
-        threshold=threshold,
-        embedder=embedder,
-        source=source,
-        domain=domain,
-        store_url=db,
-        limit=limit,
-        batch_size=batch_size,
-    )
-    launched = launch_run("lvm_ingest", config)
-    metrics = launched.result or {}
-    console.print(
-        f"run {launched.record.id}: {metrics['articles']} articles -> {metrics['concepts']} concepts "
-        f"(source {metrics['source']}, {metrics['embedder']}, {metrics['dim']}-d) "
-        f"in {metrics['wall_seconds']:.1f}s; "
-        f"stage seconds {metrics['stage_seconds']}"
-    )
-
-
-@lvm_app.command("index")
-def index(
-    source: str | None = typer.Option(None, help="Only concepts of this source (default: all)."),
-    db: str | None = typer.Option(None, help="Concept store URL."),
-    out: Path | None = typer.Option(None, help="Index directory (default: <home>/lvm/index)."),
-    ivf_threshold: int = typer.Option(50_000, help="Use IVF-Flat from this many vectors on (exact below)."),
-    nlist: int | None = typer.Option(None, help="IVF lists (default about 4*sqrt(n))."),
-    nprobe: int = typer.Option(16, help="IVF lists searched per query."),
-    seed: int = typer.Option(0, help="Seed of the IVF k-means."),
-) -> None:
-    """Build the FAISS concept index from the store (a run).
-
-    Example: tldrlab lvm index --ivf-threshold 10000
-    """
-    from tldrlab.launch import launch_run
-
-    config = {
-        "source": source,
-        "store_url": db,
-        "out": str(out) if out else None,
-        "ivf_threshold": ivf_threshold,
-        "nlist": nlist,
-        "nprobe": nprobe,
-        "seed": seed,
-    }
-    launched = launch_run("lvm_index", config)
-    built = launched.result or {}
-    console.print(
-        f"run {launched.record.id}: {built['kind']} index of {built['count']} concepts ({built['dim']}-d) "
-        f"-> {built['out']}"
-    )
 
 
 @lvm_app.command("tmd")
@@ -179,204 +102,10 @@ def stats(
         )
 
 
-@lvm_app.command("sequences")
-def sequences(
-    context: int = typer.Option(5, help="Context concepts per example."),
-    seed: int = typer.Option(0, help="Seed of the article-level train/val/test split."),
-    val_fraction: float = typer.Option(0.1, "--val", help="Fraction of articles for validation."),
-    test_fraction: float = typer.Option(
-        0.1, "--test", help="Fraction of articles for the in-corpus test (0 allowed with --test-source)."
-    ),
-    min_context: int = typer.Option(1, help="Shortest context kept (shorter ones are left-padded + masked)."),
-    source: str | None = typer.Option(
-        None, help="Only concepts of this source (default: all; with --test-source: all others)."
-    ),
-    test_source: str | None = typer.Option(
-        None, help="Another ingested source as an unseen test corpus: the `cross` split."
-    ),
-    db: str | None = typer.Option(None, help="Concept store URL."),
-    out: Path | None = typer.Option(None, help="Output NPZ (default: <home>/lvm/sequences.npz)."),
-) -> None:
-    """Build article-bounded (context -> next concept) sequences, split by article (a run).
-
-    Example: tldrlab lvm sequences --context 5 --seed 0 --test-source wikitext
-    """
-    from tldrlab.launch import launch_run
-    from tldrlab.lvm.sequences import SequencesConfig
-
-    config = SequencesConfig(
-        context=context,
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        min_context=min_context,
-        source=source,
-        test_source=test_source,
-        store_url=db,
-        out=str(out or default_sequences()),
-    )
-    launched = launch_run("lvm_sequences", config)
-    built = launched.result or {}
-    line = f"run {launched.record.id}: sequences {built['sequences']} from articles {built['articles']}"
-    duplicates = built.get("cross_near_duplicates")
-    if duplicates:
-        line += (
-            f"; {duplicates['concepts']} of {duplicates['of']} {test_source} concepts nearly repeat a "
-            f"training-corpus concept (cosine >= {duplicates['cosine']})"
-        )
-    console.print(f"{line} -> {config.out}")
-
-
-@lvm_app.command("train")
-def train(
-    model: str = typer.Option("gru", help="lstm | gru | transformer | mamba | pretrained"),
-    loss: str = typer.Option(
-        "cosine+infonce", help="mse | cosine | infonce | corpus, or a weighted '+' sum: cosine+0.3*corpus."
-    ),
-    sequences_path: Path | None = typer.Option(None, "--sequences", help="Sequences NPZ."),
-    hidden: int = typer.Option(256, help="Backbone width."),
-    layers: int = typer.Option(2, help="Backbone layers."),
-    dropout: float = typer.Option(0.1, help="Dropout."),
-    skip: str = typer.Option("mean", help="Add the head to: mean | last | learned | none."),
-    skip_decay: float = typer.Option(
-        1.0, help="--skip learned: starting weight ratio of each older position (1 = mean, 0.5 = halving)."
-    ),
-    pretrained: str = typer.Option(
-        "smollm2", help="--model pretrained: the causal LM (smollm2, a GGUF file, a model dir or a run)."
-    ),
-    pretrained_layers: int | None = typer.Option(
-        None, help="--model pretrained: keep the LM's first K decoder layers (default: all)."
-    ),
-    adaptation: str = typer.Option("lora", help="--model pretrained: frozen | lora | full."),
-    lora_rank: int = typer.Option(8, help="--model pretrained --adaptation lora: adapter rank."),
-    steps: int = typer.Option(1500, help="Optimizer steps."),
-    max_minutes: float | None = typer.Option(
-        None, help="Wall-time budget: stop (evaluate, save) after this many minutes of training."
-    ),
-    tmd_inputs: bool = typer.Option(
-        False, "--tmd-inputs", help="Also read each context concept's TMD labels (domain/task/modifier)."
-    ),
-    batch_size: int = typer.Option(256, help="Examples per batch (also the InfoNCE negatives)."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate."),
-    temperature: float = typer.Option(0.05, help="Temperature of the infonce / corpus losses."),
-    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
-    select: str = typer.Option(
-        "eval_loss", help="Keep the checkpoint with the best: eval_loss | val_cosine | val_top1_excl."
-    ),
-    group: int = typer.Option(1, help="Consecutive windows of one article per batch item (hard negatives)."),
-    eval_every: int = typer.Option(250, help="Validate (and checkpoint) every N steps."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    precision: str = typer.Option("auto", help="auto | fp32 | fp16 | bf16"),
-    seed: int = typer.Option(0, help="Seed."),
-    resume: str | None = typer.Option(
-        None, help="Continue this (interrupted) lvm_train run from its checkpoint."
-    ),
-) -> None:
-    """Train an LVM through the Trainer core loop (a run; resumable).
-
-    Example: tldrlab lvm train --model mamba --loss cosine+infonce --steps 2000
-    """
-    from tldrlab.launch import launch_run
-    from tldrlab.lvm.config import SELECT_METRICS, LVMTrainJobConfig, default_train_config
-
-    if select not in SELECT_METRICS:
-        raise ConfigError(f"--select {select!r}: choose one of {', '.join(SELECT_METRICS)}")
-
-    if resume:
-        launched = launch_run("lvm_train", {}, resume=resume)
-        console.print(f"run {launched.record.id} resumed: {launched.result}")
-        return
-    loop = default_train_config().model_copy(
-        update={
-            "max_steps": steps,
-            "batch_size": max(1, batch_size // group),  # items of `group` windows each
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "best_metric": select,
-            "best_mode": "min" if select == "eval_loss" else "max",
-            "eval_every": eval_every,
-            "checkpoint_every": eval_every,
-            "warmup_steps": min(50, steps),
-            "max_minutes": max_minutes,
-            "device": device,
-            "precision": precision,
-            "seed": seed,
-        }
-    )
-    config = LVMTrainJobConfig.model_validate(
-        {
-            "sequences": str(sequences_path or default_sequences()),
-            "model": model,
-            "model_settings": {
-                "hidden": hidden,
-                "layers": layers,
-                "dropout": dropout,
-                "skip": skip,
-                "skip_decay": skip_decay,
-                "tmd_inputs": tmd_inputs,
-                **(
-                    {
-                        "pretrained": pretrained,
-                        "pretrained_layers": pretrained_layers,
-                        "adaptation": adaptation,
-                        "lora_rank": lora_rank,
-                    }
-                    if model == "pretrained"
-                    else {}
-                ),
-            },
-            "loss": loss,
-            "temperature": temperature,
-            "group": group,
-            "train": loop.model_dump(),
-        }
-    )
-    launched = launch_run("lvm_train", config)
-    run_dir = Path(launched.record.run_dir)
-    console.print(f"run {launched.record.id}: {model} trained: {launched.result} -> {run_dir / 'model'}")
-
-
-@lvm_app.command("evaluate")
-def evaluate(
-    runs: list[str] = typer.Argument(
-        None, help="lvm_train run ids, run directories or model directories; none: baselines only."
-    ),
-    sequences_path: Path | None = typer.Option(
-        None, "--sequences", help="Sequences NPZ (default: the runs')."
-    ),
-    split: str | None = typer.Option(
-        None,
-        help="Split to score: test | val | cross (default: test, and cross when the sequences have one).",
-    ),
-    out: Path | None = typer.Option(None, help="Also copy the evaluation files (md, json, png) here."),
-    baselines: str | None = typer.Option(
-        None, help="Comma-separated baselines to score (default: all of tldrlab.lvm.baselines.BASELINES)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of tables."),
-) -> None:
-    """Score models beside the baselines: MSE, cosine, top-1/top-5 (with and without context excluded).
-
-    Example: tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd lvm_train-20261121-0110-ef34gh
-    """
-    from tldrlab.launch import launch_run
-
-    chosen = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
-    config = {
-        "runs": list(runs or []),
-        "sequences": str(sequences_path) if sequences_path else None,
-        "split": split,
-        "baselines": chosen,
-        "out": str(out) if out else None,
-    }
-    launched = launch_run("lvm_evaluate", config)
-    if as_json:
-        record = launched.record
-        payload = {"run_id": record.id, "run_dir": record.run_dir, **(launched.result or {})}
-        typer.echo(json.dumps(payload, default=str))
-        return
-    for report in (launched.result or {})["reports"]:
+def report_evaluate(run_id: str, result: Any) -> None:
+    for report in result["reports"]:
         _print_results(report["split"], report["sequences"], report["results"], report["verdict"])
-    console.print(f"run {launched.record.id}: report in {launched.record.run_dir}")
+    console.print(f"run {run_id}: report in its run directory (tldrlab runs show {run_id})")
 
 
 def _print_results(split: str, count: int, results: list[Any], outcome: dict[str, Any]) -> None:
@@ -566,5 +295,74 @@ def _measure_generation(
     console.print(f"run {launched.record.id}: {Path(launched.record.run_dir) / 'generation.json'}")
 
 
+def report_ingest(run_id: str, m: Any) -> None:
+    console.print(
+        f"run {run_id}: {m['articles']} articles -> {m['concepts']} concepts (source {m['source']}, "
+        f"{m['embedder']}, {m['dim']}-d) in {m['wall_seconds']:.1f}s; stage seconds {m['stage_seconds']}"
+    )
+
+
+def report_index(run_id: str, built: Any) -> None:
+    count, dim = built["count"], built["dim"]
+    console.print(f"run {run_id}: {built['kind']} index of {count} concepts ({dim}-d) -> {built['out']}")
+
+
+def report_sequences(run_id: str, built: Any) -> None:
+    line = f"run {run_id}: sequences {built['sequences']} from articles {built['articles']}"
+    if duplicates := built.get("cross_near_duplicates"):
+        line += (
+            f"; {duplicates['concepts']} of {duplicates['of']} test-source concepts nearly repeat a "
+            f"training-corpus concept (cosine >= {duplicates['cosine']})"
+        )
+    console.print(line)
+
+
+def _select(metric: str) -> dict[str, Any]:
+    return {"train": {"best_metric": metric, "best_mode": "min" if metric == "eval_loss" else "max"}}
+
+
+MODEL_SETTINGS = (
+    ("hidden", int, "backbone width"),
+    ("layers", int, "backbone layers"),
+    ("dropout", float, "dropout"),
+    ("skip", str, "add the head to: mean | last | learned | none"),
+    ("skip_decay", float, "--skip learned: starting weight ratio of each older position"),
+    ("pretrained", str, "--model pretrained: the causal LM (smollm2, a GGUF file, a model dir or a run)"),
+    ("pretrained_layers", int, "--model pretrained: keep the LM's first K decoder layers"),
+    ("adaptation", str, "--model pretrained: frozen | lora | full"),
+    ("lora_rank", int, "--model pretrained --adaptation lora: adapter rank"),
+    ("tmd_inputs", bool, "also read each context concept's TMD labels"),
+)
+"""LVMConfig fields (`model_settings`) with options of their own."""
+LVM_TRAIN_EXTRA = (
+    *(Flag(f"model_settings.{n}", ("--" + n.replace("_", "-"),), t, text) for n, t, text in MODEL_SETTINGS),
+    Flag("", ("--steps",), int, "Optimizer steps (warm-up: the first min(50, steps)).",
+         convert=lambda n: {"train": {"max_steps": n, "warmup_steps": min(50, n)}}),
+    Flag("", ("--eval-every",), int, "Validate and checkpoint every N steps.",
+         convert=lambda n: {"train": {"eval_every": n, "checkpoint_every": n}}),
+    Flag("", ("--select",), Literal["eval_loss", "val_cosine", "val_top1_excl"],
+         "Keep the checkpoint with the best of these validation metrics.", convert=_select),
+)  # fmt: skip
+STORE = {"store_url": "--db"}
+SEQUENCES = "<home>/lvm/sequences.npz"  # tldrlab.lvm.config.default_sequences()
+LOOP = {f"train.{n}": "--" + n.replace("_", "-") for n in ("lr", "batch_size", "weight_decay", "max_minutes")}
+
+
 def register(app: typer.Typer) -> None:
+    for spec in (
+        RunCommand("lvm ingest", "lvm_ingest", "tldrlab lvm ingest enwiki.jsonl --chunking semantic",
+                   aliases=STORE, arguments=("path",), paths=("path",), report=report_ingest),
+        RunCommand("lvm index", "lvm_index", "tldrlab lvm index --ivf-threshold 10000", aliases=STORE,
+                   outputs=("out",), report=report_index),
+        RunCommand("lvm sequences", "lvm_sequences", "tldrlab lvm sequences --context 5 --test-source wt",
+                   aliases={**STORE, "val_fraction": "--val", "test_fraction": "--test"}, outputs=("out",),
+                   defaults={"out": SEQUENCES}, report=report_sequences),
+        RunCommand("lvm train", "lvm_train", "tldrlab lvm train --model mamba --loss cosine --steps 2000",
+                   aliases=LOOP, extra=LVM_TRAIN_EXTRA, paths=("sequences",),
+                   defaults={"sequences": SEQUENCES}, report=report_training),
+        RunCommand("lvm evaluate", "lvm_evaluate", "tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd",
+                   arguments=("runs",), paths=("runs", "sequences"), outputs=("out",),
+                   report=report_evaluate),
+    ):  # fmt: skip
+        add(lvm_app, spec)
     app.add_typer(lvm_app, name="lvm")

@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tldrlab.cli import options, runkinds
+from tldrlab.cli import options
 from tldrlab.errors import TldrlabError
 from tldrlab.threads import configure_threads
 
 COMMAND_MODULES = [
+    "tldrlab.cli.train",  # tldrlab train
     "tldrlab.cli.runs",  # tldrlab runs list|show|logs
     "tldrlab.cli.data",  # tldrlab data inspect
     "tldrlab.cli.digest",  # tldrlab ingest, tldrlab digest, tldrlab highlights
@@ -62,7 +63,6 @@ app.callback()(_root)
 
 
 def _register_all() -> None:
-    runkinds.register(app)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -3,11 +3,12 @@
 `config_flags(TrainJobConfig)` gives one option per field, nested models as dotted names: `--model`,
 `--data.path`, `--train.lr`, `--train.plot/--train.no-plot`. The help text is the field's docstring (config
 classes set `use_attribute_docstrings=True`), followed by the default and the bounds; Literal fields become
-choices; lists and dicts take JSON or, for lists, a comma list (`--arms baseline,compressed`). Underscores
-are accepted in option names too (`--train.max_steps`).
+choices; list fields repeat (`--seeds 1 --seeds 2`) and also take a comma list (`--seeds 1,2`, unless the
+command marks the field verbatim) or JSON; mappings and unions take JSON. Underscores work in option names
+too (`--train.max_steps`).
 
 `build_config` turns what a command was given into a config: the model's defaults, then `--config FILE`
-(YAML or JSON), then the flags. A nested section given in part keeps the rest of its defaults.
+(YAML or JSON), then the flags; a nested section given in part keeps the rest of its default.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.logs import configure_console
 from tldrlab.threads import configure_threads
 
-COMMON_PANEL = "Common options"
-CONTEXT_SETTINGS = {"token_normalize_func": lambda token: token.replace("_", "-"), "max_content_width": 110}
-"""`--train.max_steps` works as well as `--train.max-steps` (choices compare the same way)."""
+CONTEXT_SETTINGS = {"max_content_width": 110}
+
+Parse = Literal["plain", "list", "json"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,12 @@ class Flag:
     names: tuple[str, ...]
     """Option names (`--train.lr`, `--lr`), or () for a positional argument."""
     annotation: Any
-    """What the command line parses: str, int, float, bool, a Literal, or list[str] for an argument."""
+    """What the command line parses for one occurrence: str, int, float, bool or a Literal."""
     help: str = ""
-    structured: bool = False
-    """The text is JSON, or a comma list for list fields (lists, dicts, unions of several types)."""
-    panel: str | None = None
+    parse: Parse = "plain"
+    """plain: the value as typed; list: repeatable, comma lists or JSON lists; json: JSON (else the text)."""
+    verbatim: bool = False
+    """A list whose items may hold commas (prompts): one item per occurrence, never split."""
     convert: Callable[[Any], Any] | None = None
     """Turns the parsed value into what goes into the config (e.g. `--budget 30m` -> a mapping)."""
 
@@ -67,17 +69,17 @@ class Flag:
 
 
 # -- fields -> flags ----------------------------------------------------------------------------------------
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+def _unwrap_optional(annotation: Any) -> Any:
     if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
-        if len(args) < len(get_args(annotation)):
-            return (args[0] if len(args) == 1 else Union[tuple(args)]), True  # noqa: UP007
-    return annotation, False
+        if len(args) == 1:
+            return args[0]
+    return annotation
 
 
 def model_class(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model an annotation holds (`Section`, `Section | None`), else None."""
-    inner, _ = _unwrap_optional(annotation)
+    inner = _unwrap_optional(annotation)
     return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
 
@@ -104,85 +106,30 @@ def bounds_text(info: FieldInfo) -> str:
 def show_value(value: Any) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(exclude_unset=True)
-    if isinstance(value, list | dict | tuple):
-        return json.dumps(value, default=str)
-    return str(value)
+    return json.dumps(value, default=str) if isinstance(value, list | dict | tuple) else str(value)
 
 
 def field_help(info: FieldInfo, default: Any, *, required: bool) -> str:
-    text = " ".join((info.description or "").split())
     notes = ["required"] if required else [f"default: {show_value(default)}"]
     if bounds := bounds_text(info):
         notes.append(bounds)
-    return f"{text} [{'; '.join(notes)}]".strip()
+    return f"{' '.join((info.description or '').split())} [{'; '.join(notes)}]".strip()
 
 
-def _cli_annotation(annotation: Any) -> tuple[Any, bool]:
-    """(what the command line parses, whether the text is structured JSON / a comma list)."""
-    inner, _ = _unwrap_optional(annotation)
-    if inner in (str, int, float, bool):
-        return inner, False
-    if get_origin(inner) is Literal:
-        return inner, False
+def _parsing(annotation: Any) -> tuple[Any, Parse]:
+    """(what one occurrence parses as, how the text becomes the value)."""
+    inner = _unwrap_optional(annotation)
+    if inner in (str, int, float, bool) or get_origin(inner) is Literal:
+        return inner, "plain"
     if isinstance(inner, type) and issubclass(inner, Path):
-        return str, False
-    return str, True
+        return str, "plain"
+    if get_origin(inner) in (list, tuple, set):
+        return str, "list"
+    return str, "json"
 
 
 def option_name(path: str) -> str:
     return "--" + path.replace("_", "-")
-
-
-def config_flags(
-    model: type[BaseModel],
-    *,
-    aliases: Mapping[str, str | tuple[str, ...]] | None = None,
-    arguments: tuple[str, ...] = (),
-    prefix: str = "",
-    defaults: BaseModel | None = None,
-) -> list[Flag]:
-    """One Flag per leaf field of `model` (nested models recursively), with `aliases` as extra names."""
-    aliases = aliases or {}
-    flags: list[Flag] = []
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        required = info.is_required() and defaults is None
-        if defaults is not None:
-            default = getattr(defaults, name)
-        else:
-            default = None if required else info.get_default(call_default_factory=True)
-        section = model_class(info.annotation)
-        if section is not None:
-            nested_default = default if isinstance(default, BaseModel) else None
-            flags += config_flags(
-                section, aliases=aliases, arguments=arguments, prefix=path + ".", defaults=nested_default
-            )
-            continue
-        annotation, structured = _cli_annotation(info.annotation)
-        extra = aliases.get(path, ())
-        extra_names = tuple(
-            n for n in ((extra,) if isinstance(extra, str) else extra) if n != option_name(path)
-        )
-        if path in arguments:
-            flags.append(
-                Flag(
-                    path,
-                    (),
-                    list[str] if structured else str,
-                    field_help(info, default, required=required),
-                    structured,
-                )
-            )
-            continue
-        if annotation is bool:
-            names = (f"{option_name(path)}/{_negative(path)}", *extra_names)
-        else:
-            names = (option_name(path), *extra_names)
-        panel = prefix.rstrip(".") + " options" if prefix else None
-        flags.append(
-            Flag(path, names, annotation, field_help(info, default, required=required), structured, panel)
-        )
-    return flags
 
 
 def _negative(path: str) -> str:
@@ -190,17 +137,60 @@ def _negative(path: str) -> str:
     return "--" + ".".join([*parents, "no-" + leaf]).replace("_", "-")
 
 
-def find_field(model: type[BaseModel], names: tuple[str, ...], prefix: str = "") -> str | None:
+def config_flags(
+    model: type[BaseModel],
+    *,
+    aliases: Mapping[str, tuple[str, ...]] | None = None,
+    arguments: tuple[str, ...] = (),
+    verbatim: tuple[str, ...] = (),
+    command_defaults: Mapping[str, Any] | None = None,
+    prefix: str = "",
+    defaults: BaseModel | None = None,
+) -> list[Flag]:
+    """One Flag per leaf field of `model` (nested models recursively), with `aliases` as extra names;
+    `command_defaults` (dotted path -> value) are what the command fills in when nothing else does."""
+    aliases, command_defaults = aliases or {}, command_defaults or {}
+    flags: list[Flag] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        required = info.is_required() and defaults is None and path not in command_defaults
+        if path in command_defaults:
+            default = command_defaults[path]
+        elif defaults is not None:
+            default = getattr(defaults, name)
+        else:
+            default = None if required else info.get_default(call_default_factory=True)
+        if section := model_class(info.annotation):
+            nested = default if isinstance(default, BaseModel) else None
+            flags += config_flags(
+                section,
+                aliases=aliases,
+                arguments=arguments,
+                verbatim=verbatim,
+                command_defaults=command_defaults,
+                prefix=f"{path}.",
+                defaults=nested,
+            )
+            continue
+        annotation, parse = _parsing(info.annotation)
+        text = field_help(info, default, required=required)
+        if path in arguments:
+            flags.append(Flag(path, (), annotation, text, parse, verbatim=True))
+            continue
+        main = f"{option_name(path)}/{_negative(path)}" if annotation is bool else option_name(path)
+        names = (main, *(n for n in aliases.get(path, ()) if n != main))
+        flags.append(Flag(path, names, annotation, text, parse, verbatim=path in verbatim))
+    return flags
+
+
+def find_field(model: type[BaseModel], names: tuple[str, ...]) -> str | None:
     """Dotted path of the first field called one of `names`, top level first, then one section down."""
-    for name in model.model_fields:
-        if name in names:
-            return prefix + name
-    if prefix:
-        return None
+    if found := next((n for n in model.model_fields if n in names), None):
+        return found
     for name, info in model.model_fields.items():
         section = model_class(info.annotation)
-        if section is not None and (found := find_field(section, names, prefix=f"{name}.")):
-            return found
+        if section and (inner := next((n for n in section.model_fields if n in names), None)):
+            return f"{name}.{inner}"
     return None
 
 
@@ -213,20 +203,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot parse the config: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict | None):
         raise ConfigError(f"{path}: the config must be a mapping of settings, got {type(data).__name__}")
-    return data
+    return data or {}
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = deep_merge(out[key], value) if both else value
     return out
 
 
@@ -236,10 +222,9 @@ def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
         return
     *parents, leaf = path.split(".")
     for part in parents:
-        child = tree.setdefault(part, {})
-        if not isinstance(child, dict):
-            child = tree[part] = {}
-        tree = child
+        if not isinstance(tree.get(part), dict):
+            tree[part] = {}
+        tree = tree[part]
     tree[leaf] = value
 
 
@@ -251,60 +236,50 @@ def with_section_defaults(model: type[BaseModel], raw: Mapping[str, Any]) -> dic
     """
     out = dict(raw)
     for name, info in model.model_fields.items():
-        value = out.get(name)
-        section = model_class(info.annotation)
+        value, section = out.get(name), model_class(info.annotation)
         if section is not None and value is None and info.is_required():
             value = {}  # so that a missing required section is reported by its missing fields
         if section is None or not isinstance(value, Mapping):
             continue
-        if not info.is_required():
-            default = info.get_default(call_default_factory=True)
-            if isinstance(default, BaseModel):
-                value = deep_merge(default.model_dump(exclude_unset=True), value)
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            value = deep_merge(default.model_dump(exclude_unset=True), value)
         out[name] = with_section_defaults(section, value)
     return out
 
 
-def parse_structured(flag: Flag, text: str) -> Any:
-    """JSON when the text is JSON (a list, a mapping, a number); otherwise a comma list or the text."""
-    stripped = text.strip()
-    if stripped[:1] in '[{"' or stripped in ("null", "true", "false"):
-        try:
-            return json.loads(stripped)
-        except ValueError as exc:
-            raise ConfigError(f"{flag.names[0] if flag.names else flag.path}: not valid JSON: {exc}") from exc
-    return [item.strip() for item in stripped.split(",") if item.strip()] if "," in stripped else stripped
+def _json(flag: Flag, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag.names[0] if flag.names else flag.path}: not valid JSON: {exc}") from exc
 
 
-def flag_overrides(flags: list[Flag], values: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+def parse_value(flag: Flag, value: Any) -> Any:
+    """One flag's parsed value as it goes into the config."""
+    if flag.parse == "list":
+        items: list[Any] = []
+        for text in value if isinstance(value, list | tuple) else [value]:
+            if text.lstrip().startswith("["):
+                items += _json(flag, text)
+            else:
+                items += [text] if flag.verbatim else [t.strip() for t in text.split(",") if t.strip()]
+        value = items
+    elif flag.parse == "json" and isinstance(value, str):
+        looks_json = value.strip()[:1] in '[{"' or value.strip() in ("null", "true", "false")
+        value = _json(flag, value) if looks_json else value
+    return flag.convert(value) if flag.convert is not None else value
+
+
+def flag_overrides(flags: list[Flag], values: Mapping[str, Any]) -> dict[str, Any]:
     """The config tree the given flags set (flags left out set nothing)."""
     tree: dict[str, Any] = {}
     for flag in flags:
         value = values.get(flag.param)
-        if value is None or value == () or value == [] or (flag.switch and not value):
+        if value is None or value in ((), []) or (flag.switch and not value):
             continue
-        if isinstance(value, tuple):
-            value = list(value)
-        if flag.structured and isinstance(value, str):
-            value = parse_structured(flag, value)
-            if _is_list_field(model, flag.path) and not isinstance(value, list):
-                value = [value]
-        if flag.convert is not None:
-            value = flag.convert(value)
-        set_path(tree, flag.path, value)
+        set_path(tree, flag.path, parse_value(flag, value))
     return tree
-
-
-def _is_list_field(model: type[BaseModel], path: str) -> bool:
-    *parents, leaf = path.split(".")
-    for part in parents:
-        info = model.model_fields.get(part)
-        section = model_class(info.annotation) if info else None
-        if section is None:
-            return False
-        model = section
-    info = model.model_fields.get(leaf)
-    return info is not None and get_origin(_unwrap_optional(info.annotation)[0]) is list
 
 
 def validate(model: type[BaseModel], raw: Mapping[str, Any], *, what: str) -> BaseModel:
@@ -315,11 +290,8 @@ def validate(model: type[BaseModel], raw: Mapping[str, Any], *, what: str) -> Ba
         problems = []
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"]) or "config"
-            hint = (
-                f" (give {option_name(where)} or set it in --config FILE)"
-                if error["type"] == "missing"
-                else ""
-            )
+            missing = error["type"] == "missing"
+            hint = f" (give {option_name(where)} or set it in --config FILE)" if missing else ""
             problems.append(f"{where}: {error['msg']}{hint}")
         raise ConfigError(f"invalid {what} config: " + "; ".join(problems)) from None
 
@@ -334,7 +306,7 @@ class Shared:
     annotation: Any
     help: str
     fields: tuple[str, ...] = ()
-    """For run kinds: the config field it sets, wherever the config keeps it (e.g. seed or train.seed)."""
+    """For run kinds: the config field it names, wherever the config keeps it (e.g. seed or train.seed)."""
 
 
 HOME = Shared("home", ("--home",), Path | None, "Home directory for this command (runs, registry, stores).")
@@ -364,10 +336,10 @@ RUN_KIND_OPTIONS = (
     Shared("seed", ("--seed",), int | None, "Seed of everything random in the run.", ("seed",)),
     Shared("device", ("--device",), str | None, "auto, cpu or cuda.", ("device",)),
     Shared(
-        "wandb", ("--wandb",), str | None, "W&B mode: offline, online or disabled.", ("wandb", "wandb_mode")
+        "wandb", ("--wandb",), str | None, "W&B mode: offline, online, disabled.", ("wandb", "wandb_mode")
     ),
 )
-"""Options of every run-kind command; those with `fields` appear when the kind's config has that field."""
+"""Options of every run-kind command; those with `fields` name that field when the kind's config has it."""
 
 
 def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | None = None) -> None:
@@ -384,8 +356,8 @@ def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | N
 
 
 # -- commands -----------------------------------------------------------------------------------------------
-def _option(default: Any, names: tuple[str, ...], help: str, panel: str | None) -> Any:
-    return typer.Option(default, *names, help=help, show_default=False, rich_help_panel=panel)
+def _option(default: Any, names: tuple[str, ...], help: str) -> Any:
+    return typer.Option(default, *names, help=help, show_default=False)
 
 
 def signature_callback(params: list[tuple[str, Any, Any]], body: Callable[[dict[str, Any]], None]) -> Any:
@@ -404,26 +376,24 @@ def signature_callback(params: list[tuple[str, Any, Any]], body: Callable[[dict[
 def flag_params(flags: list[Flag]) -> list[tuple[str, Any, Any]]:
     params: list[tuple[str, Any, Any]] = []
     for flag in flags:
+        many = flag.parse == "list"
         if not flag.names:
-            annotation = list[str] | None if get_origin(flag.annotation) is list else str | None
-            params.append((flag.param, annotation, typer.Argument(None, help=flag.help, show_default=False)))
+            annotation = list[str] | None if many else str | None
+            argument = typer.Argument(None, help=flag.help, show_default=False, metavar=flag.path.upper())
+            params.append((flag.param, annotation, argument))
         elif flag.switch:
-            params.append((flag.param, bool, _option(False, flag.names, flag.help, flag.panel)))
+            params.append((flag.param, bool, _option(False, flag.names, flag.help)))
         else:
-            params.append(
-                (flag.param, flag.annotation | None, _option(None, flag.names, flag.help, flag.panel))
-            )
+            annotation = list[flag.annotation] | None if many else flag.annotation | None  # type: ignore[name-defined]
+            params.append((flag.param, annotation, _option(None, flag.names, flag.help)))
     return params
 
 
 def shared_params(shared: tuple[Shared, ...]) -> list[tuple[str, Any, Any]]:
-    out = []
-    for option in shared:
-        default = False if option.annotation is bool else None
-        out.append(
-            (option.param, option.annotation, _option(default, option.names, option.help, COMMON_PANEL))
-        )
-    return out
+    return [
+        (o.param, o.annotation, _option(False if o.annotation is bool else None, o.names, o.help))
+        for o in shared
+    ]
 
 
 class LazyCommand(typer.core.TyperCommand):
@@ -450,6 +420,13 @@ class LazyCommand(typer.core.TyperCommand):
     @params.setter
     def params(self, value: list[Any]) -> None:
         pass  # built from the config class instead
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """`--train.max_steps` works as well as `--train.max-steps` (option names only, never values)."""
+        names = [a.split("=", 1) for a in args]
+        args = [n[0].replace("_", "-") + "".join("=" + v for v in n[1:]) if n[0][:2] == "--" else a
+                for n, a in zip(names, args, strict=True)]  # fmt: skip
+        return super().parse_args(ctx, args)
 
 
 def lazy_command(build: Callable[[], Any]) -> type[LazyCommand]:

@@ -8,6 +8,8 @@ import sys
 
 import typer
 
+from tldrlab.cli.runkinds import RunCommand, add
+
 
 def _die_with_parent() -> None:
     """In a local worker (Linux): get SIGTERM when `serve` dies, even by SIGKILL, instead of lingering."""
@@ -112,3 +114,4 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker)
     app.command("discord-bot")(discord_bot)
+    add(app, RunCommand("smoke", "smoke", "tldrlab smoke --steps 30 --json"))

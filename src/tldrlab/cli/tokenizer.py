@@ -3,70 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tldrlab.cli.runkinds import RunCommand, add
+
 tokenizer_app = typer.Typer(
     help="Train and inspect tokenizers (bpe, sentencepiece, char).", no_args_is_help=True
 )
 console = Console()
-
-
-@tokenizer_app.command("train")
-def train_command(
-    corpus: list[Path] = typer.Argument(
-        ..., help="Corpus files: plain text or any format `tldrlab data` reads."
-    ),
-    method: str = typer.Option("bpe", help="bpe (byte-level), sentencepiece or char."),
-    vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size incl. 4 special tokens."),
-    out: Path | None = typer.Option(None, help="Output directory (default: <run_dir>/tokenizer)."),
-    holdout: float = typer.Option(0.05, help="Fraction of lines kept aside for the stats."),
-    seed: int = typer.Option(0, help="Seed of the holdout split."),
-    min_frequency: int = typer.Option(2, "--min-frequency", help="bpe/char: minimum count to keep."),
-    model_type: str = typer.Option("unigram", "--model-type", help="sentencepiece: unigram or bpe."),
-    normalization: str = typer.Option("identity", help="sentencepiece: identity, nmt_nfkc or nfkc."),
-) -> None:
-    """Train a tokenizer (a run of kind `tokenizer`) and print its holdout stats.
-
-    Example: tldrlab tokenizer train --method bpe --vocab-size 8000 data/input.txt
-    """
-    from pydantic import ValidationError
-
-    from tldrlab.errors import ConfigError, NotFoundError
-    from tldrlab.launch import launch_run
-    from tldrlab.tokenizers.config import TokenizerConfig
-    from tldrlab.tokenizers.train import get_method
-
-    # Check what can be checked before a run is created, so mistakes do not leave failed runs behind.
-    options: dict[str, object] = {"min_frequency": min_frequency, "holdout": holdout, "seed": seed}
-    if method == "sentencepiece":
-        options.update(model_type=model_type, normalization=normalization)
-    try:
-        config = TokenizerConfig(method=method, vocab_size=vocab_size, **options)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid tokenizer options: {problems}") from exc
-    spec = get_method(method)
-    smallest = spec.min_vocab_size(config)
-    if vocab_size < smallest:
-        raise ConfigError(f"vocab size {vocab_size} is too small for {method}: it needs at least {smallest}")
-    for path in corpus:
-        if not path.exists():
-            raise NotFoundError(f"corpus file not found: {path}")
-    run_config = {
-        "method": method,
-        "vocab_size": vocab_size,
-        "corpus": [str(p.resolve()) for p in corpus],
-        **options,
-        **({"out_dir": str(out.resolve())} if out else {}),
-    }
-    with console.status(f"training {method} tokenizer (vocab {vocab_size}) ...", spinner="dots"):
-        launched = launch_run("tokenizer", run_config)
-    out_dir = out or Path(launched.record.run_dir) / "tokenizer"
-    _print_manifest(launched.result or {}, title=f"run {launched.record.id}: {out_dir}")
 
 
 def _print_manifest(manifest: dict[str, object], title: str) -> None:
@@ -116,4 +63,17 @@ def show_command(
 
 
 def register(app: typer.Typer) -> None:
+    add(
+        tokenizer_app,
+        RunCommand(
+            "tokenizer train",
+            "tokenizer",
+            "tldrlab tokenizer train --method bpe --vocab-size 8000 data/input.txt",
+            aliases={"out_dir": "--out"},
+            arguments=("corpus",),
+            paths=("corpus",),
+            outputs=("out_dir",),
+            report=lambda run_id, manifest: _print_manifest(manifest, title=f"run {run_id}"),
+        ),
+    )
     app.add_typer(tokenizer_app, name="tokenizer")

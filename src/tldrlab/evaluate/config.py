@@ -133,8 +133,8 @@ class EvaluateConfig(BaseModel):
     """Seq2seq: also compute BERTScore with the offline MiniLM (None: yes)."""
     num_lm_samples: int | None = Field(default=None, ge=0)
     """LM: seeded continuations written to samples.jsonl (None: 4)."""
-    generation: GenerateOptions | None = None
-    """Decoding options (None: greedy)."""
+    generation: GenerateOptions = Field(default_factory=lambda: GenerateOptions(temperature=0.0))
+    """Decoding options (greedy by default; options given in part keep the rest of this default)."""
 
     def overrides(self) -> dict[str, Any]:
         """The EvalConfig settings this config sets (everything but `model_run` and the unset ones)."""
