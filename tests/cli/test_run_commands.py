@@ -16,7 +16,8 @@ from tldrlab.cli.runkinds import RUN_COMMANDS, RunCommand
 from tldrlab.kinds import submittable_kinds
 
 NOT_GENERATED = {
-    "sweep": "tldrlab sweep run SWEEP.yaml reads the sweep file and prints each trial as it ends"
+    "sweep": "tldrlab sweep run SWEEP.yaml reads the sweep file and prints each trial as it ends",
+    "lvm_generate": "tldrlab lvm generate --measure N (without --measure it generates without a run)",
 }
 """Kinds whose command is hand-written, and why."""
 

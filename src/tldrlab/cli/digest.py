@@ -257,6 +257,14 @@ def register(app: typer.Typer) -> None:
         report=report_ingest,
     )
     add(app, ingest)
+    scorer = RunCommand(
+        "highlight-scorer",
+        "highlight_scorer_train",
+        "tldrlab highlight-scorer --name learned_v2 --scitldr-train scitldr_a.train.jsonl",
+        paths=("scitldr_train", "forum_dump", "qmsum_train"),
+        outputs=("out", "vector_cache_dir"),
+    )
+    add(app, scorer)
     app.command("digest")(digest_command)
     app.command("highlights")(highlights_command)
     app.command("demo")(demo_command)

@@ -25,7 +25,7 @@ from rich.table import Table
 from tldrlab.cli.options import Flag
 from tldrlab.cli.tables import Column, print_listing
 from tldrlab.cli.runkinds import RunCommand, add, report_training
-from tldrlab.lvm.config import default_index, default_sequences
+from tldrlab.lvm.config import default_index
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
 console = Console()
