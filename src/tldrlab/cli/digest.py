@@ -258,9 +258,12 @@ def register(app: typer.Typer) -> None:
     )
     add(app, ingest)
     scorer = RunCommand(
-        "highlight-scorer",
+        "train-highlight-scorer",
         "highlight_scorer_train",
-        "tldrlab highlight-scorer --name learned_v2 --scitldr-train scitldr_a.train.jsonl",
+        "tldrlab train-highlight-scorer --scitldr-train ../shared/data/scitldr/scitldr_a.train.jsonl "
+        "--name learned_v2",
+        help="Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits "
+        "as a run; the scorer file goes to <run>/artifacts/highlight_scorer.json (docs/digest.md).",
         paths=("scitldr_train", "forum_dump", "qmsum_train"),
         outputs=("out", "vector_cache_dir"),
     )

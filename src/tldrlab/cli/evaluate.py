@@ -51,7 +51,9 @@ def report_generate(run_id: str, result: Any) -> None:
 
     if empty := empty_count([o for outs in result["outputs"] for o in outs]):
         total = sum(len(outs) for outs in result["outputs"])
-        err_console.print(f"[yellow]warning[/] {empty} of {total} outputs are empty: {escape(EMPTY_OUTPUT_CAUSE)}")
+        err_console.print(
+            f"[yellow]warning[/] {empty} of {total} outputs are empty: {escape(EMPTY_OUTPUT_CAUSE)}"
+        )
 
 
 def report_score(run_id: str, result: Any) -> None:

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tldrlab.cli.options import Flag
-from tldrlab.cli.tables import Column, print_listing
 from tldrlab.cli.runkinds import RunCommand, add, report_training
+from tldrlab.cli.tables import Column, print_listing
 from tldrlab.lvm.config import default_index
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
