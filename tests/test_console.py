@@ -83,3 +83,14 @@ def test_verbose_shows_what_the_quiet_default_leaves_out(tmp_path: Path) -> None
     verbose = tldrlab("--verbose", *argv, home=tmp_path / "home", cwd=tmp_path)
     assert verbose.returncode == 0, verbose.stderr
     assert "INFO" in verbose.stderr and "tokenizer trained" in verbose.stderr
+
+
+def test_a_failing_run_prints_its_error_once(tmp_path: Path) -> None:
+    bad = tmp_path / "thread.json"
+    bad.write_text('{"id": "x", "posts": [{"id": 1}]}')
+    proc = tldrlab("ingest", str(bad), "--format", "native", home=tmp_path / "home", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("error [invalid_input]") == 1
+    assert "run failed" not in proc.stderr  # before: the run's log line said it a second time
+    log = next((tmp_path / "home" / "runs").glob("ingest-*/log.jsonl")).read_text()
+    assert "run failed" in log  # the run's own log keeps it

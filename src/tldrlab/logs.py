@@ -60,14 +60,25 @@ QUIET_ENV: dict[str, str] = {
 """Read by transformers, huggingface_hub and wandb when they load; set (unless the user set them) when the
 console is quiet, which is before any command imports those libraries."""
 
+REPORTED_BY_CALLER = "reported_by_caller"
+"""A log record with this attribute set says what the calling command reports itself (a run's error): the
+CLI's console leaves it out so the message is not printed twice; files and workers' consoles keep it."""
+
+
+class _SkipReportedByCaller(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, REPORTED_BY_CALLER, False)
+
+
 WARNINGS_LOGGER = "py.warnings"
 """Python warnings are routed here (logging.captureWarnings): a run's log.jsonl keeps them."""
 
 
-def configure_console(level: str | None = None, *, verbose: bool = False) -> None:
+def configure_console(level: str | None = None, *, verbose: bool = False, command: bool = False) -> None:
     """Readable console logs on stderr, quiet unless `verbose` (see the module docstring); safe to call again.
 
-    `level` is the console level for tldrlab's own lines (default: the `log_level` setting).
+    `level` is the console level for tldrlab's own lines (default: the `log_level` setting). `command`: the
+    caller prints run errors itself (the CLI), so the console leaves out their log lines.
     """
     if level is None:
         from tldrlab.config import get_settings
@@ -82,6 +93,8 @@ def configure_console(level: str | None = None, *, verbose: bool = False) -> Non
             console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
         )
         root.addHandler(handler)
+    if command and not any(isinstance(f, _SkipReportedByCaller) for f in handler.filters):
+        handler.addFilter(_SkipReportedByCaller())
     handler.setLevel(level.upper())
     # absl (through rouge_score) calls logging.basicConfig() when the root logger has no handler, and every
     # tldrlab line then also reaches stderr through it: give the root logger a handler of its own first.

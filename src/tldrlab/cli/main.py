@@ -55,7 +55,9 @@ def _root(
 ) -> None:
     # before any command imports torch: OpenMP and MKL read their thread counts once, when they load
     configure_threads(threads)
-    options.configure_console("DEBUG" if verbose else "WARNING" if quiet else None, verbose=verbose)
+    options.configure_console(
+        "DEBUG" if verbose else "WARNING" if quiet else None, verbose=verbose, command=True
+    )
     options.apply_common(home, quiet, verbose)
 
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, RunCancelledError, RunPreemptedError, TldrlabError
-from tldrlab.logs import WARNINGS_LOGGER, json_file_handler
+from tldrlab.logs import REPORTED_BY_CALLER, WARNINGS_LOGGER, json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
 from tldrlab.runs.ownership import Heartbeat, RunLock, new_owner
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
@@ -345,7 +345,9 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
         handle._finish(RunStatus.CANCELLED, f"cancelled: {exc or 'interrupted'}", "cancelled")
         raise
     except TldrlabError as exc:
-        handle.log(f"run failed: {exc.message}", level=logging.ERROR, code=exc.code)
+        handle.logger.error(  # a command prints the error itself; a worker's console shows this line
+            f"run failed: {exc.message}", extra={"fields": {"code": exc.code}, REPORTED_BY_CALLER: True}
+        )
         handle._finish(RunStatus.FAILED, f"failed: {exc.message}", exc.code)
         raise
     except BaseException as exc:
