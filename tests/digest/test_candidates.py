@@ -29,6 +29,7 @@ def test_boilerplate_lines_from_real_posts() -> None:
         "Hope this helps!",
         "Thanks!",
         "EDIT:",
+        "*",
     ]:
         assert is_boilerplate(line), line
     for line in [

@@ -2,7 +2,8 @@
 
 A highlight is a sentence worth reading; a bullet must also carry an answer. Never highlights:
 - boilerplate lines: link-only lines (a bare URL), attribution lines ("(Source: ...)", "Source: http://...",
-  "(From @user's comment)") and sign-offs ("Thanks!", "Hope this helps", "EDIT:");
+  "(From @user's comment)"), sign-offs ("Thanks!", "Hope this helps", "EDIT:") and lines without a word
+  ("*", "...");
 - quoted text (lines starting with ">", as `data/html.py` writes `<blockquote>`s): the words are someone
   else's. When the quote reproduces a sentence of another post of the thread, that original sentence is the
   one that can be highlighted, so the thread's author is credited and the sentence is not shown twice.
@@ -71,9 +72,9 @@ def is_title_like(text: str) -> bool:
 
 
 def is_boilerplate(text: str) -> bool:
-    """Link-only, attribution or sign-off: never a highlight."""
+    """Link-only, attribution, sign-off, or no word at all ("*", "..."): never a highlight."""
     stripped = " ".join(text.split()).lstrip("> ").strip()
-    if not stripped:
+    if not stripped or not WORD.search(stripped):
         return True
     return is_link_only(stripped) or is_attribution(stripped) or bool(SIGN_OFF.match(stripped))
 

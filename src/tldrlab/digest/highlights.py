@@ -26,9 +26,10 @@ from tldrlab.digest.signals import tokenize as tokenize
 from tldrlab.embed.base import Embedder
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
-HIGHLIGHTER_VERSION = "2:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
+HIGHLIGHTER_VERSION = "3:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
 """Part of the digest cache key: digests made by an older default ranking are not served again (2: the
-candidate rules of `candidates.py`; then the default scorer of each mode)."""
+candidate rules of `candidates.py`; 3: learned forum models choose posts, the heuristic orders their
+sentences; then the default scorer of each mode)."""
 
 
 class HighlightOptions(BaseModel):
@@ -76,7 +77,7 @@ class HighlightOptions(BaseModel):
     query_context_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     """Query-aware: mix each sentence's relevance with its neighbours' (same post, +-2 sentences), because
     the text answering a query comes in runs, not in isolated sentences."""
-    within_post_weight: float = Field(default=0.1, ge=0.0, le=10.0)
+    within_post_weight: float = Field(default=0.3, ge=0.0, le=10.0)
     """Learned scorer in forum threads: it picks the posts, the heuristic orders sentences inside a post;
     this is how much that order counts against the gap between posts (post scores span 0..1)."""
     outside_quotes: bool = False
