@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError, TldrlabError
 from tldrlab.service.limits import BodyLimitMiddleware
+from tldrlab.service.openapi import openapi_with_kind_configs
 
 log = logging.getLogger("tldrlab.service")
 
@@ -222,4 +223,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 continue
             raise
         app.include_router(module.router)
+    app.openapi = lambda: openapi_with_kind_configs(app)  # type: ignore[method-assign]
     return app
