@@ -94,3 +94,25 @@ def test_a_failing_run_prints_its_error_once(tmp_path: Path) -> None:
     assert "run failed" not in proc.stderr  # before: the run's log line said it a second time
     log = next((tmp_path / "home" / "runs").glob("ingest-*/log.jsonl")).read_text()
     assert "run failed" in log  # the run's own log keeps it
+
+
+def test_libraries_progress_bars_are_off_unless_verbose(tmp_path: Path) -> None:
+    """A library's own tqdm bar (transformers de-quantizing a GGUF file, ...) is off on the quiet console;
+    tldrlab's bars, which say `disable=` themselves, stay."""
+    code = (
+        "import os, sys\n"
+        "from tldrlab.logs import configure_console\n"
+        "configure_console(verbose=sys.argv[1] == 'verbose')\n"
+        "from tqdm.auto import tqdm\n"
+        "for _ in tqdm(range(3), desc='library-bar'): pass\n"
+        "for _ in tqdm(range(3), desc='tldrlab-bar', disable=False): pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("TQDM_DISABLE", None)
+    for mode, library_shown in (("quiet", False), ("verbose", True)):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, mode], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "tldrlab-bar" in proc.stderr
+        assert ("library-bar" in proc.stderr) is library_shown, proc.stderr

@@ -56,6 +56,7 @@ QUIET_ENV: dict[str, str] = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "WANDB_SILENT": "true",
+    "TQDM_DISABLE": "1",  # libraries' own bars (GGUF de-quantizing); tldrlab's bars pass disable=
 }
 """Read by transformers, huggingface_hub and wandb when they load; set (unless the user set them) when the
 console is quiet, which is before any command imports those libraries."""

@@ -61,3 +61,31 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path, capsys: pytest.C
     assert code == 2 and "unknown summarizer" in err
     code, _, err = run_captured(["digest", "x", "--param", "oops"], capsys)
     assert code == 2 and "key=value" in err
+
+
+def test_a_two_stage_tldr_is_printed_once(
+    tmp_path: Path, tiny_t5_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a local model, the draft is shown while the model writes (live, on a terminal) and the final
+    bullets replace it: printed, the TL;DR appears once, whether the model's bullets or the draft won."""
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    argv = [
+        "digest",
+        str(path),
+        "-s",
+        "two_stage",
+        "-p",
+        f"model_path={tiny_t5_dir}",
+        "-p",
+        "max_new_tokens=24",
+    ]
+    code, out, err = run_captured([*argv, "--no-cache"], capsys)
+    assert code == 0, err
+    tldr = out.split("\nhighlights\n")[0]
+    bullets = [line for line in tldr.splitlines() if line.startswith(" • ")]
+    assert bullets and len(bullets) == len(set(bullets)), (
+        out
+    )  # before: the draft, then the same bullets again
+    code, out, _ = run_captured([*argv, "--no-cache", "--json"], capsys)
+    assert len(json.loads(out)["bullets"]) == len(bullets)

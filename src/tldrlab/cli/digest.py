@@ -103,10 +103,13 @@ def run_digest(
         console.print(f"[bold]TL;DR[/] of [bold]{escape(title)}[/] ({summarizer})", highlight=False)
         digest = _stream_until_digest(itertools.chain([first], events))
         numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
-        if digest.draft:
+        fell_back = [b.text for b in digest.bullets] == [b.text for b in digest.draft]
+        if digest.draft and not fell_back:
             console.print(
                 "[bold]written by the local language model[/] [dim](numbers cite the highlights)[/]"
             )
+        elif digest.draft:  # the model's bullets were not kept (a notice said why): the draft is the TL;DR
+            console.print("[bold]key sentences[/] [dim](numbers cite the highlights)[/]")
         print_bullets(digest.bullets, numbers)
         if digest.cached:
             console.print("[dim](cached)[/]")
@@ -117,31 +120,44 @@ def run_digest(
 
 
 def print_bullets(bullets: list[Any], numbers: dict[str, int]) -> None:
+    for line in _bullet_lines(bullets, numbers):
+        console.print(line, highlight=False)
+
+
+def _bullet_lines(bullets: list[Any], numbers: dict[str, int]) -> list[str]:
+    lines = []
     for bullet in bullets:
         cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
         flag = " [yellow](unsupported)[/]" if bullet.supported is False else ""
-        console.print(f" • {escape(bullet.text)} [cyan]{escape(cites)}[/]{flag}", highlight=False)
+        lines.append(f" • {escape(bullet.text)} [cyan]{escape(cites)}[/]{flag}")
+    return lines
 
 
 def _stream_until_digest(events: Iterator[Any]) -> Any:
-    """The final digest of a digest event stream. Notices and a two-stage draft are printed as they come; on
-    a terminal the streamed text is shown live meanwhile and then replaced by the cited bullets, so the TL;DR
-    is printed once."""
+    """The final digest of a digest event stream. Notices are printed as they come. On a terminal, a
+    two-stage draft and the streamed text are shown live meanwhile and then replaced by the final cited
+    bullets, so the TL;DR is printed once; elsewhere (a pipe, a file) only the final bullets are."""
+    from rich.console import Group
     from rich.live import Live
     from rich.text import Text
 
+    draft_view = Text()
     streamed = Text(style="dim")
-    with Live(streamed, console=console, transient=True, auto_refresh=False) as live:
+    with Live(Group(draft_view, streamed), console=console, transient=True, auto_refresh=False) as live:
         for event in events:
             if event.digest is not None:
                 return event.digest
             if event.kind == "notice":
                 console.print(f"[yellow]note:[/] {escape(event.text)}", highlight=False)
+            elif not console.is_terminal:
+                continue
             elif event.kind == "draft":
                 numbers = {h.id: i for i, h in enumerate(event.highlights or [], start=1)}
-                console.print("[bold]key sentences[/] [dim](at once, while the language model writes)[/]")
-                print_bullets(event.bullets or [], numbers)
-            elif console.is_terminal:
+                heading = "[bold]key sentences[/] [dim](at once, while the language model writes)[/]"
+                lines = [heading, *_bullet_lines(event.bullets or [], numbers)]
+                draft_view.append_text(Text.from_markup("\n".join(lines) + "\n"))
+                live.refresh()
+            else:
                 streamed.append(event.text)
                 live.refresh()
     raise InvalidInputError("the digest stream ended without a digest")

@@ -116,7 +116,7 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
     total_concepts = 0
     total_chars = 0
     try:
-        for i, article in enumerate(tqdm(articles, desc="ingest", unit="article")):
+        for i, article in enumerate(tqdm(articles, desc="ingest", unit="article", disable=False)):
             if run is not None:
                 run.check_cancelled()
                 run.heartbeat(progress=i / len(articles))

@@ -397,7 +397,9 @@ def train(
     if config.progress and is_main:
         from tqdm.auto import tqdm
 
-        progress_bar = tqdm(total=config.max_steps, initial=state.step, desc="train", unit="step")
+        progress_bar = tqdm(  # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
+            total=config.max_steps, initial=state.step, desc="train", unit="step", disable=False
+        )
     if run is not None and is_main:
         run.set_phase("training", progress=state.step / config.max_steps)
     hooks.on_train_start(state, accelerator.unwrap_model(model))
