@@ -175,3 +175,49 @@ def write_tiny_gguf(model: Any, tokenizer: Any, path: Path) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def tiny_t5(tokenizer_corpus: list[str] | None = None, *, seed: int = 0) -> tuple[Any, Any]:
+    """(a randomly initialised 1-layer T5 of width 32, a word-level tokenizer) for seq2seq paths."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"])
+    tok.train_from_iterator((tokenizer_corpus or CORPUS) * 3, special)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    config = T5Config(
+        vocab_size=tok.get_vocab_size(),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(config)
+    model.generation_config.decoder_start_token_id = 0
+    model.eval()
+    return model, tokenizer
+
+
+def model_run(save: Any, *, kind: str = "train", config: dict[str, Any] | None = None) -> Any:
+    """A completed run (of `kind`, with `config`) whose `model/` directory `save(directory)` writes, as a
+    training run leaves it; returns its registry record."""
+    from tldrlab.runs import start_run
+
+    with start_run(kind, config or {}) as run:
+        save(run.dir / "model")
+        run.set_summary(best_val_loss=1.0)
+    from tldrlab.runs import open_registry
+
+    return open_registry().get(run.id)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,57 @@ def default_home() -> Path:
     return Path(base) / "tldrlab"
 
 
+GIB = 1024**3
+FinishedStatus = Literal["completed", "failed", "cancelled"]
+FINISHED_STATUSES: tuple[FinishedStatus, ...] = ("completed", "failed", "cancelled")
+DAY_S = 86400.0
+
+
+class RetentionPolicy(BaseModel):
+    """What `tldrlab runs prune` and the periodic cleanup of `tldrlab serve` delete
+    (`tldrlab.runs.retention`).
+
+    Set as `TLDRLAB_RETENTION__<FIELD>` (`TLDRLAB_RETENTION__OLDER_THAN_DAYS=14`) or in a `[retention]` table
+    of `tldrlab.toml`; `tldrlab runs prune` flags override it for one pass."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = False
+    """Run the cleanup periodically inside `tldrlab serve` (`tldrlab runs prune` works either way)."""
+    every_s: float = Field(default=3600.0, gt=0)
+    """Seconds between two periodic cleanups of `tldrlab serve`."""
+    dry_run: bool = False
+    """Only report what would be deleted (`cleanup_dry_run` events); delete nothing."""
+    older_than_days: float = Field(default=30.0, ge=0)
+    """A finished run is a candidate once it ended longer ago than this."""
+    statuses: list[FinishedStatus] = Field(default_factory=lambda: list(FINISHED_STATUSES))
+    """Statuses of the runs that may be pruned (queued and running runs never are)."""
+    kinds: list[str] = Field(default_factory=list)
+    """Run kinds that may be pruned; empty: every kind."""
+    keep_best: int = Field(default=3, ge=0)
+    """Keep the best N completed runs of each kind (and `group_by_tag` value) by `metric`."""
+    metric: str = "best_val_loss"
+    """Summary metric ranking runs for `keep_best` (runs without it are not protected by it)."""
+    metric_mode: Literal["min", "max"] = "min"
+    """Whether a lower (`min`) or higher (`max`) `metric` is better."""
+    group_by_tag: str | None = None
+    """Rank `keep_best` within each value of this tag too (e.g. `experiment`), not only per kind."""
+    grace_period_s: float = Field(default=DAY_S, ge=0)
+    """A candidate is first marked, and deleted by a later pass once it stayed a candidate this long
+    (0: at once)."""
+    checkpoints_keep_last: int | None = Field(default=1, ge=0)
+    """In finished runs that are kept: step checkpoints beyond the newest K are removed (`best` always
+    stays); None leaves checkpoints alone."""
+    tokenizers_unreferenced_days: float | None = Field(default=30.0, ge=0)
+    """Tokenizer runs no run references for this many days (counted from when a pass first saw them
+    unreferenced) are deleted; None keeps them."""
+    cache_max_bytes: int | None = Field(default=5 * GIB, ge=0)
+    """Caches under `<home>/cache` (embeddings, converted models) are trimmed, least recently used first,
+    to this size; None: no limit."""
+    cache_min_free_bytes: int | None = Field(default=1 * GIB, ge=0)
+    """...and further while the home's file system has less free space than this; None: no limit."""
+
+
 def _toml_path() -> Path:
     return Path(os.environ.get("TLDRLAB_CONFIG", "tldrlab.toml"))
 
@@ -34,7 +85,9 @@ def _toml_path() -> Path:
 class Settings(BaseSettings):
     """Process-wide settings. Every field can be set as `TLDRLAB_<FIELD>` or as a key in `tldrlab.toml`."""
 
-    model_config = SettingsConfigDict(env_prefix="TLDRLAB_", extra="ignore", use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TLDRLAB_", env_nested_delimiter="__", extra="ignore", use_attribute_docstrings=True
+    )
 
     home: Path = Field(default_factory=default_home)
     """Directory for runs, the registry, stores and caches."""
@@ -66,6 +119,21 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = 1024 * 1024 * 1024
     """Largest data set `POST /datasets` accepts (streamed to disk)."""
+
+    max_file_bytes: int = 50 * GIB
+    """Largest file `POST /files` stores (run archives; streamed to disk)."""
+
+    file_store: str | None = None
+    """Where run archives are kept, addressed by sha256: a directory (local or a mounted volume), or the URL
+    of a tldrlab server (`http://host:8000`, its `/files` API, with `api_key`) so several machines share one;
+    unset: `<home>/files`."""
+
+    upload_runs: bool = False
+    """Workers pack every finished run into an archive and upload it to the file store (verified, recorded in
+    the manifest and registry); retention then only cleans run directories whose upload was verified."""
+
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    """What `tldrlab runs prune` and the periodic cleanup delete (see `RetentionPolicy`)."""
 
     max_config_bytes: int = 64 * 1024
     """Largest run config (as JSON) the API stores."""
@@ -109,6 +177,14 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def files_dir(self) -> Path:
+        """The file store's directory when it is local (the default: `<home>/files`)."""
+        store = self.file_store
+        if store and not store.startswith(("http://", "https://")):
+            return Path(store).expanduser()
+        return self.home / "files"
 
     @property
     def resolved_database_url(self) -> str:

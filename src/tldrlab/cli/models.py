@@ -1,4 +1,5 @@
-"""`tldrlab models import | list`: the home's model store (pretrained causal LMs converted once)."""
+"""`tldrlab models import | list | promote | aliases`: the home's model store (pretrained causal LMs converted
+once) and the aliases that name trained runs' models (`production`)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,54 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     console.print(table)
     if not rows:
         console.print("no models: install one with `tldrlab models import FILE.gguf`")
+
+
+@models_app.command("promote")
+def promote_command(
+    run: str = typer.Argument(..., help="Run id (or unique prefix) of a run that saved a model."),
+    alias: str = typer.Option(..., "--alias", help="The alias to point at the run's model (production)."),
+    note: str | None = typer.Option(None, "--note", help="Why (kept in the alias history)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the promotion as JSON."),
+) -> None:
+    """Point an alias at a run's model; the alias then works wherever a model is named.
+
+    Example: tldrlab models promote train-20260101 --alias production --note "best ROUGE-L"
+    """
+    from tldrlab.runs.aliases import promote
+
+    entry = promote(run, alias, note=note)
+    if as_json:
+        typer.echo(json.dumps(entry.public()))
+        return
+    moved = f" (was {entry.previous_run_id})" if entry.previous_run_id else ""
+    typer.echo(f"{entry.alias} -> {entry.run_id}{moved}")
+
+
+@models_app.command("aliases")
+def aliases_command(
+    history: bool = typer.Option(False, "--history", help="Every promotion, not only where aliases stand."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """List model aliases (and with --history every promotion, newest first).
+
+    Example: tldrlab models aliases --history
+    """
+    import time
+
+    from tldrlab.runs.aliases import alias_history, current_aliases
+
+    entries = alias_history() if history else list(current_aliases().values())
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(entry.public()))
+        return
+    table = Table("alias", "run", "promoted", "previous", "note")
+    for entry in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.promoted_at))
+        table.add_row(entry.alias, entry.run_id, when, entry.previous_run_id or "-", entry.note or "")
+    console.print(table)
+    if not entries:
+        console.print("no aliases: promote a run with `tldrlab models promote RUN --alias production`")
 
 
 def register(app: typer.Typer) -> None:

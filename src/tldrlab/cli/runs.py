@@ -1,4 +1,5 @@
-"""`tldrlab runs list | show | logs`: the run registry from the terminal."""
+"""`tldrlab runs list | show | logs | export | import | upload | restore | prune | delete`: the run registry
+from the terminal, moving runs in and out of it as archives, and retention."""
 
 from __future__ import annotations
 
@@ -101,6 +102,168 @@ def show_logs(
             typer.echo(json.dumps(row))
         else:
             typer.echo(f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}")
+
+
+@runs_app.command("export")
+def export_command(
+    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Archive file or directory (default: ./RUN_ID.tar.gz)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+) -> None:
+    """Write a finished run's directory into one archive with the sha256 of every file.
+
+    Example: tldrlab runs export train-20260101 --out /backups/
+    """
+    from tldrlab.runs.archive import export_run
+
+    exported = export_run(run_id, out)
+    if as_json:
+        typer.echo(json.dumps({**exported.__dict__, "path": str(exported.path)}))
+        return
+    typer.echo(
+        f"{exported.path}: run {exported.run_id}, {exported.files} files, {exported.bytes:,} bytes "
+        f"({exported.size:,} packed), sha256 {exported.sha256}"
+    )
+
+
+@runs_app.command("import")
+def import_command(
+    archive: Path = typer.Argument(..., help="An archive written by `tldrlab runs export`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the imported run's row as JSON."),
+) -> None:
+    """Restore the run an archive holds (every file checked against its sha256 first).
+
+    Example: tldrlab runs import /backups/train-20260101-120000-ab12cd.tar.gz
+    """
+    from tldrlab.runs.archive import import_run
+
+    record = import_run(archive)
+    if as_json:
+        typer.echo(json.dumps(record.to_dict(), default=str))
+        return
+    typer.echo(f"imported run {record.id} ({record.kind}, {record.status.value}) into {record.run_dir}")
+
+
+@runs_app.command("upload")
+def upload_command(
+    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+) -> None:
+    """Pack a finished run and put it into the file store (the `file_store` setting), recording its file id.
+
+    Example: tldrlab runs upload train-20260101
+    """
+    from tldrlab.runs.archive import upload_run
+
+    stored = upload_run(run_id)
+    typer.echo(f"uploaded run {run_id}: file {stored.sha256} ({stored.size:,} bytes)")
+
+
+@runs_app.command("restore")
+def restore_command(
+    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+) -> None:
+    """Bring a cleaned run's directory back from its archive in the file store (verified).
+
+    Example: tldrlab runs restore train-20260101
+    """
+    from tldrlab.runs.archive import restore_run
+
+    record = restore_run(run_id)
+    typer.echo(f"run {record.id} is in {record.run_dir}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+@runs_app.command("prune")
+def prune_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted now."),
+    older_than_days: float | None = typer.Option(
+        None,
+        "--older-than-days",
+        min=0,
+        help="Runs that ended longer ago are candidates (policy default 30).",
+    ),
+    keep_best: int | None = typer.Option(
+        None, "--keep-best", min=0, help="Keep the best N completed runs per kind by --metric."
+    ),
+    metric: str | None = typer.Option(None, "--metric", help="Summary metric ranking --keep-best."),
+    grace_period_s: float | None = typer.Option(
+        None, "--grace-period-s", min=0, help="Seconds a run stays marked before it goes (0: at once)."
+    ),
+    status: list[str] | None = typer.Option(
+        None,
+        "--status",
+        help="Statuses that may be pruned (repeatable; default completed, failed, cancelled).",
+    ),
+    kind: list[str] | None = typer.Option(None, "--kind", help="Kinds that may be pruned (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Delete runs, old checkpoints and cache files by the retention policy (settings, then these flags).
+
+    Referenced runs (aliases, parents, runs named in other runs' configs) and the best runs are kept; a
+    candidate is marked first and deleted once its grace period passed; with uploads on, only runs whose
+    archive is verified in the file store are cleaned (and restorable).
+
+    Example: tldrlab runs prune --dry-run --older-than-days 14 --keep-best 3
+    """
+    from tldrlab.config import RetentionPolicy, get_settings
+    from tldrlab.runs.retention import prune
+
+    changes = {
+        "older_than_days": older_than_days,
+        "keep_best": keep_best,
+        "metric": metric,
+        "grace_period_s": grace_period_s,
+        "statuses": status or None,
+        "kinds": kind or None,
+    }
+    policy = RetentionPolicy.model_validate(
+        {**get_settings().retention.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
+    )
+    report = prune(policy, dry_run=dry_run or policy.dry_run)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), default=str))
+        return
+    verb = "would free" if report.dry_run else "freed"
+    for decision in report.actions:
+        state = {"dry_run": "would", "done": "done", "failed": "FAILED"}.get(decision.status, decision.status)
+        extra = f": {decision.error}" if decision.error else ""
+        typer.echo(
+            f"{state:6} {decision.action:11} {decision.target}  {_size(decision.bytes)}, "
+            f"{decision.files} files"
+            f"  ({decision.reason}){extra}"
+        )
+    for decision in report.pending:
+        due = _ago(decision.due_at)
+        typer.echo(f"marked {decision.action:11} {decision.target}  due {due}  ({decision.reason})")
+    typer.echo(
+        f"{verb} {_size(report.bytes_freed)} in {report.files_deleted} files; {len(report.pending)} run(s) "
+        f"waiting for their grace period; {len(report.kept)} kept"
+    )
+
+
+@runs_app.command("delete")
+def delete_command(
+    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
+) -> None:
+    """Delete a finished run now (directory and registry row); refused while something references it.
+
+    Example: tldrlab runs delete train-20260101
+    """
+    from tldrlab.runs.retention import delete_run
+
+    decision = delete_run(run_id, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} run {decision.target}: {_size(decision.bytes)} in {decision.files} files")
 
 
 def register(app: typer.Typer) -> None:

@@ -26,7 +26,8 @@ def serve(
     workers: int = typer.Option(1, min=0, max=64, help="Local worker processes to start (0: API only)."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
-    """Serve the API and web pages, with local workers taking jobs from the queue.
+    """Serve the API and web pages, with local workers taking jobs from the queue (and, when
+    `retention.enabled` is set, a periodic cleanup by the retention policy).
 
     Example: tldrlab serve --port 8000 --workers 2
     """
@@ -34,6 +35,7 @@ def serve(
 
     from tldrlab.config import get_settings
     from tldrlab.service.app import check_api_key_setting, create_app
+    from tldrlab.service.periodic import PeriodicCleanup
     from tldrlab.service.queue import queue_kind
     from tldrlab.threads import child_env
 
@@ -50,6 +52,7 @@ def serve(
         )
         for _ in range(workers)
     ]
+    cleanup = PeriodicCleanup(settings).start() if settings.retention.enabled else None
     typer.echo(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", err=True)
 
     def graceful_exit(signum: int, frame: object) -> None:
@@ -61,6 +64,8 @@ def serve(
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     finally:
+        if cleanup is not None:
+            cleanup.stop()
         for proc in procs:  # SIGTERM: running jobs checkpoint and go back on the queue
             proc.send_signal(signal.SIGTERM)
         for proc in procs:

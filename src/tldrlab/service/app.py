@@ -37,6 +37,9 @@ ROUTER_MODULES = [
     "tldrlab.service.routes.runs",  # trainer service: runs, logs, events
     "tldrlab.service.routes.tokenizers",
     "tldrlab.service.routes.datasets",  # uploads API runs may read (dataset:<id>)
+    "tldrlab.service.routes.files",  # the sha256-addressed file store (run archives)
+    "tldrlab.service.routes.models",  # installed models and aliases
+    "tldrlab.service.routes.cleanup",  # DELETE /runs/{id}, retention passes, cleanup events
     "tldrlab.service.routes.artifacts",
     "tldrlab.service.routes.lvm",  # LVM concepts: chunk, ingest, predict, stats
     "tldrlab.service.routes.pages",  # the web pages at / and /runs
@@ -48,6 +51,7 @@ MIN_KEY_BITS = 64.0
 OPEN_PATHS = ("/healthz", "/readyz")
 PAGE_PATHS = ("/", "/runs-page")
 UPLOAD_PATHS = ("/datasets",)
+FILE_PATHS = ("/files",)
 # The pages load only their own files and talk only to this server: no inline script or style, no plugins,
 # no framing. Swagger UI's /docs page is the exception (its bootstrap is an inline script).
 CONTENT_SECURITY_POLICY = (
@@ -166,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def body_limit(scope: Any) -> int:
         if scope.get("method") == "POST" and scope.get("path") in UPLOAD_PATHS:
             return settings.max_upload_bytes
+        if scope.get("method") == "POST" and scope.get("path") in FILE_PATHS:
+            return settings.max_file_bytes
         return settings.max_body_bytes
 
     # Pure ASGI middleware (no BaseHTTPMiddleware: its task group would wrap the body limit's 413 into an

@@ -1,0 +1,500 @@
+"""Run archives: a whole run directory in one file, with a manifest of every file's sha256 checked on import.
+
+    exported = export_run("train-2026...", Path("run.tar.gz"))   # `tldrlab runs export RUN`
+    record = import_run(Path("run.tar.gz"))                       # `tldrlab runs import ARCHIVE`
+    upload_run(record)      # pack, put into the file store, verify, record the file id (manifest + registry)
+    restore_run(record)     # a cleaned run's directory back from its archive in the store, verified
+
+An archive is a gzip'd tar whose first member is `tldrlab-archive.json` (the index: the run's registry row,
+and every file under the run directory with its size, sha256, mode and mtime, every directory and symbolic
+link), followed by the directory's contents under `run/`. Import reads the index first, extracts into a
+temporary directory next to the runs (refusing absolute paths, `..`, links leading out of the run, devices),
+checks that every file has its recorded size and sha256 and that nothing is missing or added, and only then
+renames the directory into place and registers the run: a damaged archive leaves nothing behind.
+
+A run is archived when it is finished (a running run's files are still changing); the run directory's lock
+file is not archived. `upload_run` records the archive's file id (its sha256) in the registry
+(`archive_sha256`, `archive_size`, `archived_at`: set only once the store has the file intact) and in the
+manifest (`archive`), so retention may clean the directory and `restore_run` (which model references, and
+so evaluate / generate / score / the summarize endpoint, call when a run's directory is gone) bring it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.filestore import CHUNK, DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
+from tldrlab.runs.ownership import LOCK_FILE
+from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+from tldrlab.runs.run import MANIFEST, read_manifest
+
+INDEX = "tldrlab-archive.json"
+FORMAT = "tldrlab-run-archive"
+VERSION = 1
+ROOT = "run"
+SKIPPED = frozenset({LOCK_FILE})
+"""Files of a run directory that are not archived (the executor's lock)."""
+LIFECYCLE_FIELDS = (
+    "run_dir",
+    "archive_sha256",
+    "archive_size",
+    "archived_at",
+    "cleaned_at",
+    "cleanup_marked_at",
+)
+"""Registry columns that describe where a run lives, not what it is: not archived."""
+
+
+@dataclass(frozen=True)
+class ExportedArchive:
+    """An archive written by `export_run`."""
+
+    path: Path
+    run_id: str
+    sha256: str
+    """sha256 of the archive file (its id in a file store)."""
+    size: int
+    files: int
+    """Regular files inside."""
+    bytes: int
+    """Their total size."""
+
+
+def _walk(run_dir: Path) -> Iterator[Path]:
+    """Every entry below `run_dir` (directories before their contents), sorted, lock file left out."""
+    for root, dirs, files in os.walk(run_dir, followlinks=False):
+        dirs.sort()
+        base = Path(root)
+        for name in dirs:
+            yield base / name
+        for name in sorted(files):
+            if base == run_dir and name in SKIPPED:
+                continue
+            yield base / name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def directory_index(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Files (size, sha256, mode, mtime), directories (mode) and symbolic links (target) under `run_dir`."""
+    files, dirs, links = [], [], []
+    for path in _walk(run_dir):
+        rel = path.relative_to(run_dir).as_posix()
+        info = path.lstat()
+        if path.is_symlink():
+            links.append({"path": rel, "target": os.readlink(path)})
+        elif path.is_dir():
+            dirs.append({"path": rel, "mode": info.st_mode & 0o7777})
+        elif path.is_file():
+            files.append(
+                {
+                    "path": rel,
+                    "size": info.st_size,
+                    "sha256": _sha256(path),
+                    "mode": info.st_mode & 0o7777,
+                    "mtime": info.st_mtime,
+                }
+            )
+    return {"files": files, "dirs": dirs, "links": links}
+
+
+class _HashingReader:
+    """A file object hashing what tarfile reads from it (a file changed since it was indexed is caught)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _record_fields(record: RunRecord) -> dict[str, Any]:
+    data = record.to_dict()
+    for name in LIFECYCLE_FIELDS:
+        data.pop(name, None)
+    return data
+
+
+def export_run(
+    run: str | RunRecord,
+    dest: Path | None = None,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+) -> ExportedArchive:
+    """Write a finished run's directory into one archive: `dest` (a file, or a directory, existing or named
+    without an extension, that gets `<run id>.tar.gz`), default `./<run id>.tar.gz`."""
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    record = registry.find(run) if isinstance(run, str) else run
+    if not record.status.finished:
+        raise ConflictError(f"run {record.id} is {record.status.value}: only finished runs are archived")
+    run_dir = Path(record.run_dir)
+    if not run_dir.is_dir():
+        raise NotFoundError(
+            f"run {record.id} has no directory here"
+            + (" (it was cleaned: `tldrlab runs restore` brings it back)" if record.cleaned_at else "")
+        )
+    dest = Path(dest) if dest is not None else Path.cwd() / f"{record.id}.tar.gz"
+    if dest.is_dir() or not dest.suffix:
+        dest = dest / f"{record.id}.tar.gz"
+    index: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_at": time.time(),
+        "tldrlab": _version(),
+        "run": _record_fields(record),
+        **directory_index(run_dir),
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with tarfile.open(partial, "w:gz", compresslevel=3, format=tarfile.PAX_FORMAT) as tar:
+            body = json.dumps(index, indent=1, sort_keys=True).encode("utf-8")
+            info = tarfile.TarInfo(INDEX)
+            info.size, info.mtime, info.mode = len(body), int(time.time()), 0o644
+            tar.addfile(info, _BytesReader(body))
+            for entry in index["dirs"]:
+                tar.add(run_dir / entry["path"], arcname=f"{ROOT}/{entry['path']}", recursive=False)
+            for entry in index["links"]:
+                tar.add(run_dir / entry["path"], arcname=f"{ROOT}/{entry['path']}", recursive=False)
+            for entry in index["files"]:
+                path = run_dir / entry["path"]
+                member = tar.gettarinfo(str(path), arcname=f"{ROOT}/{entry['path']}")
+                with path.open("rb") as handle:
+                    reader = _HashingReader(handle)
+                    tar.addfile(member, reader)  # type: ignore[arg-type]
+                if member.size != entry["size"] or reader.digest.hexdigest() != entry["sha256"]:
+                    raise ConflictError(f"{entry['path']} of run {record.id} changed while it was archived")
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ExportedArchive(
+        path=dest,
+        run_id=record.id,
+        sha256=_sha256(dest),
+        size=dest.stat().st_size,
+        files=len(index["files"]),
+        bytes=sum(int(f["size"]) for f in index["files"]),
+    )
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size < 0 else self.offset + size
+        chunk = self.data[self.offset : end]
+        self.offset += len(chunk)
+        return chunk
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("tldrlab")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def read_index(archive: Path) -> dict[str, Any]:
+    """The index of an archive (its first member); InvalidInputError when it is not a tldrlab run archive."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            first = tar.next()
+            if first is None or first.name != INDEX or not first.isfile():
+                raise InvalidInputError(f"{archive} is not a tldrlab run archive (no {INDEX} first)")
+            handle = tar.extractfile(first)
+            assert handle is not None
+            index = json.loads(handle.read(first.size))
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise InvalidInputError(f"{archive} is not a readable tldrlab run archive: {exc}") from exc
+    if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("run"), dict):
+        raise InvalidInputError(f"{archive} is not a tldrlab run archive")
+    if int(index.get("version", 0)) > VERSION:
+        raise InvalidInputError(
+            f"{archive} was written by a newer tldrlab (archive version {index['version']})"
+        )
+    return index
+
+
+def _relative(name: str) -> str:
+    """The run-relative path of an archive member, refusing anything that could land outside the run."""
+    path = PurePosixPath(name)
+    parts = path.parts
+    if (
+        "\x00" in name
+        or path.is_absolute()
+        or len(parts) < 2
+        or parts[0] != ROOT
+        or any(p in ("..", ".", "") for p in parts)
+        or "\\" in name
+    ):
+        raise InvalidInputError(f"archive member {name!r} is not a plain path inside the run: refused")
+    return PurePosixPath(*parts[1:]).as_posix()
+
+
+def _safe_link(rel: str, target: str) -> None:
+    if os.path.isabs(target):
+        raise InvalidInputError(f"symbolic link {rel} -> {target} leaves the run: refused")
+    resolved = PurePosixPath(rel).parent
+    for part in PurePosixPath(target).parts:
+        if part == "..":
+            if not resolved.parts:
+                raise InvalidInputError(f"symbolic link {rel} -> {target} leaves the run: refused")
+            resolved = resolved.parent
+        elif part != ".":
+            resolved = resolved / part
+
+
+def _extract_verified(archive: Path, index: dict[str, Any], into: Path) -> None:
+    """Extract the run's members into `into`, checking each file against the index (and that none is missing
+    or extra); InvalidInputError naming the first problem."""
+    expected = {str(f["path"]): f for f in index.get("files", [])}
+    links = {str(x["path"]): str(x["target"]) for x in index.get("links", [])}
+    dirs = {str(d["path"]): d for d in index.get("dirs", [])}
+    seen: set[str] = set()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                if member.name == INDEX:
+                    continue
+                rel = _relative(member.name)
+                target = into / rel
+                if member.isdir():
+                    if rel not in dirs:
+                        raise InvalidInputError(f"archive holds a directory {rel} its index does not list")
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.issym():
+                    if links.get(rel) != member.linkname:
+                        raise InvalidInputError(f"archive holds a link {rel} its index does not list")
+                    _safe_link(rel, member.linkname)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(member.linkname, target)
+                elif member.isfile():
+                    entry = expected.get(rel)
+                    if entry is None:
+                        raise InvalidInputError(f"archive holds a file {rel} its index does not list")
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    digest = hashlib.sha256()
+                    size = 0
+                    with target.open("wb") as writer:
+                        while chunk := source.read(CHUNK):
+                            digest.update(chunk)
+                            size += len(chunk)
+                            writer.write(chunk)
+                    if size != int(entry["size"]) or digest.hexdigest() != entry["sha256"]:
+                        raise InvalidInputError(
+                            f"{rel} in the archive does not match its recorded sha256: the archive is damaged"
+                        )
+                    os.chmod(target, int(entry.get("mode", 0o644)) & 0o777)
+                    mtime = float(entry.get("mtime", member.mtime))
+                    os.utime(target, (mtime, mtime))
+                    seen.add(rel)
+                else:
+                    raise InvalidInputError(
+                        f"archive member {member.name!r} is not a file, directory or link"
+                    )
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"{archive} is damaged or truncated: {exc}") from exc
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise InvalidInputError(
+            f"the archive lacks {len(missing)} file(s) its index lists, e.g. {missing[0]}"
+        )
+    for rel in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+        os.chmod(into / rel, int(dirs[rel].get("mode", 0o755)) & 0o7777)
+
+
+@contextlib.contextmanager
+def _restore_lock(settings: Settings, run_id: str) -> Iterator[None]:
+    """One restore of a run at a time (two evaluations of a cleaned run may start together)."""
+    folder = settings.runs_dir / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{run_id}.lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _place(archive: Path, index: dict[str, Any], target: Path) -> None:
+    """Extract and verify next to `target`, then rename into place (nothing left behind on failure)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".import-{target.name}-", dir=target.parent))
+    try:
+        _extract_verified(archive, index, staging)
+        if target.exists():
+            raise ConflictError(f"{target.name} already exists in the runs directory")
+        os.chmod(staging, 0o755)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def import_run(
+    archive: Path,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+) -> RunRecord:
+    """Restore the run an archive holds into the runs directory and the registry (see the module docstring).
+
+    ConflictError when that run is already here; a cleaned run (registry row kept, directory gone) gets its
+    directory back."""
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    archive = Path(archive)
+    if not archive.is_file():
+        raise NotFoundError(f"no archive at {archive}")
+    index = read_index(archive)
+    row = dict(index["run"])
+    run_id = str(row.get("id") or "")
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise InvalidInputError(f"{archive}: the archived run has no usable id")
+    try:
+        existing: RunRecord | None = registry.get(run_id)
+    except NotFoundError:
+        existing = None
+    with _restore_lock(settings, run_id):
+        if existing is not None:
+            if Path(existing.run_dir).exists():
+                raise ConflictError(f"run {run_id} is already here ({existing.status.value})")
+            _place(archive, index, Path(existing.run_dir))
+            registry.update(run_id, cleaned_at=None, cleanup_marked_at=None)
+            _rewrite_archive_note(registry.get(run_id))
+            return registry.get(run_id)
+        target = settings.runs_dir / run_id
+        _place(archive, index, target)
+        record = _record_from(row, target)
+        try:
+            registry.insert_whole(record)
+        except Exception:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    return registry.get(run_id)
+
+
+def _record_from(row: dict[str, Any], run_dir: Path) -> RunRecord:
+    fields = {k: v for k, v in row.items() if k in RunRecord.__dataclass_fields__}
+    try:
+        fields["status"] = RunStatus(fields["status"])
+        return RunRecord(**{**fields, "run_dir": str(run_dir)})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"the archive's run record is incomplete: {exc}") from exc
+
+
+def _rewrite_archive_note(record: RunRecord) -> None:
+    """The manifest's note of the run's archive (set after the archive was made, so not inside it)."""
+    if not record.archive_sha256:
+        return
+    path = Path(record.run_dir) / MANIFEST
+    try:
+        manifest = read_manifest(record.run_dir)
+    except (OSError, ValueError):
+        return
+    manifest["archive"] = archive_note(record)
+    atomic_write_json(path, manifest)
+    if record.archived_at is not None:  # the same bytes and time whether written at upload or at restore
+        os.utime(path, (record.archived_at, record.archived_at))
+
+
+def archive_note(record: RunRecord) -> dict[str, Any]:
+    return {"sha256": record.archive_sha256, "size": record.archive_size, "uploaded_at": record.archived_at}
+
+
+FileStoreLike = DirectoryFileStore | HttpFileStore
+
+
+def upload_run(
+    run: str | RunRecord,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+    store: FileStoreLike | None = None,
+) -> StoredFile:
+    """Pack a finished run, put the archive into the file store, check the store has it intact, and record
+    its file id in the registry and the manifest. Uploading an unchanged run again stores nothing new."""
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    store = store or open_file_store(settings)
+    record = registry.find(run) if isinstance(run, str) else run
+    staging = settings.home / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging) as folder:
+        exported = export_run(
+            record, Path(folder) / f"{record.id}.tar.gz", settings=settings, registry=registry
+        )
+        stored = store.put(exported.path)
+    if stored.sha256 != exported.sha256 or not store.verify(stored.sha256):
+        raise ConflictError(f"the file store did not keep run {record.id}'s archive intact")
+    registry.update(
+        record.id, archive_sha256=stored.sha256, archive_size=stored.size, archived_at=time.time()
+    )
+    _rewrite_archive_note(registry.get(record.id))
+    return stored
+
+
+def restore_run(
+    run: str | RunRecord,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+    store: FileStoreLike | None = None,
+) -> RunRecord:
+    """Bring a cleaned run's directory back from its archive in the file store (sha256 checked, then every
+    file); a run whose directory is here is returned as it is."""
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    record = registry.find(run) if isinstance(run, str) else run
+    if Path(record.run_dir).is_dir():
+        return record
+    if not record.archive_sha256:
+        raise NotFoundError(f"run {record.id} has no directory here and no archive in the file store")
+    store = store or open_file_store(settings)
+    staging = settings.home / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging) as folder:
+        archive = store.fetch(record.archive_sha256, Path(folder) / f"{record.id}.tar.gz")
+        try:
+            return import_run(archive, settings=settings, registry=registry)
+        except ConflictError:  # restored meanwhile by another process
+            return registry.get(record.id)
+
+
+def ensure_local(record: RunRecord, settings: Settings | None = None) -> RunRecord:
+    """`record` with its directory here: restored from the file store first when it was cleaned."""
+    if record.cleaned_at is None or Path(record.run_dir).is_dir():
+        return record
+    return restore_run(record, settings=settings)

@@ -1,0 +1,97 @@
+"""Retention over HTTP: `DELETE /runs/{id}`, `POST /cleanup/prune` (a pass by the server's policy, a dry run
+unless asked otherwise) and `GET /cleanup/events` (what cleanup did, would do or failed to do; the runs page
+shows them as lines). See `tldrlab.runs.retention` for the policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from tldrlab.runs.cleanup_events import recent_events
+from tldrlab.runs.retention import delete_run, prune
+from tldrlab.service.confine import public_paths
+from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.state import registry, settings_of
+
+router = APIRouter(tags=["cleanup"], route_class=StrictJSONRoute)
+
+
+class CleanupEventInfo(BaseModel):
+    """One cleanup action: `cleanup_dry_run`, `cleanup_completed` or `cleanup_failed`."""
+
+    id: str
+    type: str
+    at: float
+    target: str = Field(description="A run id, or `cache`.")
+    run_id: str | None
+    kind: str | None
+    action: str = Field(description="`delete`, `clean` (archive kept), `checkpoints` or `cache`.")
+    bytes_freed: int
+    files_deleted: int
+    reason: str | None
+    error: str | None
+
+
+class CleanupEventList(BaseModel):
+    events: list[CleanupEventInfo]
+
+
+class DecisionInfo(BaseModel):
+    target: str
+    action: str
+    reason: str
+    kind: str | None
+    status: str = Field(
+        description="`done`, `dry_run`, `failed` or `pending` (waiting for its grace period)."
+    )
+    bytes: int
+    files: int
+    due_at: float | None
+    error: str | None
+
+
+class PruneRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    dry_run: bool = Field(default=True, description="Only report (the default); false deletes.")
+
+
+class PruneResult(BaseModel):
+    dry_run: bool
+    bytes_freed: int
+    files_deleted: int
+    actions: list[DecisionInfo]
+    pending: list[DecisionInfo]
+    kept: dict[str, str] = Field(description="Run id -> why it is kept.")
+
+
+@router.delete("/runs/{run_id}", response_model=DecisionInfo)
+def delete(request: Request, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+    """Delete a finished run (directory and registry row) now; 409 while it is queued or running or while an
+    alias or another run references it."""
+    settings = settings_of(request)
+    decision = delete_run(run_id, dry_run=dry_run, settings=settings, registry=registry(request))
+    result: dict[str, Any] = public_paths(decision.as_dict(), settings)
+    return result
+
+
+@router.post("/cleanup/prune", response_model=PruneResult)
+async def prune_now(request: Request, body: PruneRequest) -> dict[str, Any]:
+    """One retention pass by the server's policy (the `retention` settings)."""
+    settings = settings_of(request)
+    report = await run_in_threadpool(
+        prune, dry_run=body.dry_run, settings=settings, registry=registry(request)
+    )
+    result: dict[str, Any] = public_paths(report.as_dict(), settings)
+    return result
+
+
+@router.get("/cleanup/events", response_model=CleanupEventList)
+def cleanup_events(request: Request, limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+    """The newest cleanup events first."""
+    settings = settings_of(request)
+    events = [public_paths(e.as_dict(), settings) for e in recent_events(limit, settings)]
+    return {"events": events}

@@ -1,0 +1,227 @@
+"""Run archives and the sha256-addressed file store: real runs, real tar files, a real server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from netutil import serve_app
+from tldrlab.config import get_settings
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.launch import launch_run
+from tldrlab.runs import RunRecord, open_registry
+from tldrlab.runs.archive import (
+    INDEX,
+    LIFECYCLE_FIELDS,
+    directory_index,
+    export_run,
+    import_run,
+    read_index,
+    restore_run,
+    upload_run,
+)
+from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, open_file_store
+
+
+def _smoke(steps: int = 6) -> RunRecord:
+    launched = launch_run("smoke", {"steps": steps, "checkpoint_every": 2})
+    run_dir = Path(launched.record.run_dir)
+    # a symbolic link and an empty directory, as wandb and trainers leave them
+    (run_dir / "wandb").mkdir()
+    (run_dir / "wandb" / "offline-run-1").mkdir()
+    (run_dir / "wandb" / "offline-run-1" / "run.wandb").write_bytes(os.urandom(3000))
+    (run_dir / "wandb" / "latest-run").symlink_to("offline-run-1")
+    (run_dir / "empty").mkdir()
+    os.chmod(run_dir / "artifacts" / "result.json", 0o600)
+    return launched.record
+
+
+def _row(record: RunRecord) -> dict[str, object]:
+    return {k: v for k, v in record.to_dict().items() if k not in LIFECYCLE_FIELDS}
+
+
+def _tree(run_dir: Path) -> dict[str, object]:
+    index = directory_index(run_dir)
+    return {
+        "files": [
+            (f["path"], f["sha256"], f["size"], f["mode"], round(f["mtime"], 3)) for f in index["files"]
+        ],
+        "dirs": [(d["path"], d["mode"]) for d in index["dirs"]],
+        "links": index["links"],
+    }
+
+
+def test_export_delete_import_restores_the_run_bit_for_bit(tmp_path: Path) -> None:
+    record = _smoke()
+    run_dir = Path(record.run_dir)
+    before, row_before = _tree(run_dir), _row(open_registry().get(record.id))
+    assert any(p.startswith("checkpoints/") for p, *_ in before["files"])  # type: ignore[union-attr]
+
+    exported = export_run(record.id, tmp_path / "out")
+    assert exported.path == tmp_path / "out" / f"{record.id}.tar.gz"
+    assert exported.sha256 == hashlib.sha256(exported.path.read_bytes()).hexdigest()
+    index = read_index(exported.path)
+    assert index["run"]["id"] == record.id and len(index["files"]) == exported.files
+    assert all(len(f["sha256"]) == 64 for f in index["files"])
+    assert ".run.lock" not in {f["path"] for f in index["files"]}
+
+    shutil.rmtree(run_dir)
+    open_registry().delete(record.id)
+    imported = import_run(exported.path)
+    assert imported.run_dir == str(run_dir)
+    assert _tree(run_dir) == before
+    assert (run_dir / "wandb" / "latest-run").is_symlink()
+    assert _row(imported) == row_before
+    with pytest.raises(ConflictError):  # the same run twice
+        import_run(exported.path)
+
+
+def _rewrite(archive: Path, out: Path, change: dict[str, bytes | None]) -> Path:
+    """A copy of `archive` with members replaced (bytes) or dropped (None)."""
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(out, "w:gz") as dst:
+        for member in src:
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name in change:
+                data = change[member.name]
+                if data is None:
+                    continue
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def test_damaged_or_hostile_archives_leave_nothing_behind(tmp_path: Path) -> None:
+    record = _smoke(4)
+    exported = export_run(record.id, tmp_path / "good.tar.gz")
+    shutil.rmtree(record.run_dir)
+    open_registry().delete(record.id)
+    runs_dir = get_settings().runs_dir
+    metrics_member = "run/metrics.jsonl"
+
+    flipped = _rewrite(exported.path, tmp_path / "flipped.tar.gz", {metrics_member: b'{"step": 1}\n'})
+    with pytest.raises(InvalidInputError, match="sha256"):
+        import_run(flipped)
+    dropped = _rewrite(exported.path, tmp_path / "dropped.tar.gz", {metrics_member: None})
+    with pytest.raises(InvalidInputError, match="lacks"):
+        import_run(dropped)
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(exported.path.read_bytes()[: exported.size // 2])
+    with pytest.raises(InvalidInputError):
+        import_run(truncated)
+
+    index = read_index(exported.path)
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        body = json.dumps(
+            {**index, "files": [{"path": "../../escape", "size": 1, "sha256": "0" * 64}]}
+        ).encode()
+        info = tarfile.TarInfo(INDEX)
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+        info = tarfile.TarInfo("run/../../escape")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(InvalidInputError, match="refused"):
+        import_run(evil)
+    not_archive = tmp_path / "plain.tar.gz"
+    with tarfile.open(not_archive, "w:gz") as tar:
+        tar.add(__file__, arcname="x.py")
+    with pytest.raises(InvalidInputError, match="not a tldrlab run archive"):
+        import_run(not_archive)
+
+    assert not (tmp_path.parent / "escape").exists()
+    assert sorted(p.name for p in runs_dir.iterdir() if not p.name.startswith(".locks")) == []
+    with pytest.raises(NotFoundError):
+        open_registry().get(record.id)
+    assert import_run(exported.path).id == record.id  # the good archive still imports
+
+
+def test_directory_store_is_content_addressed_and_checks_what_it_returns(tmp_path: Path) -> None:
+    store = open_file_store()
+    assert isinstance(store, DirectoryFileStore) and store.root == get_settings().home / "files"
+    source = tmp_path / "blob.bin"
+    source.write_bytes(os.urandom(5000))
+    stored = store.put(source)
+    assert stored.sha256 == hashlib.sha256(source.read_bytes()).hexdigest() and stored.size == 5000
+    assert store.put(source) == stored and [f.sha256 for f in store.files()] == [stored.sha256]
+    assert store.verify(stored.sha256) and store.size(stored.sha256) == 5000
+    assert store.fetch(stored.sha256, tmp_path / "copy").read_bytes() == source.read_bytes()
+    store.path_for(stored.sha256).write_bytes(b"rotten")
+    assert not store.verify(stored.sha256)
+    with pytest.raises(InvalidInputError, match="corrupt"):
+        store.fetch(stored.sha256, tmp_path / "copy2")
+    assert not (tmp_path / "copy2").exists()
+    with pytest.raises(NotFoundError):
+        store.fetch("a" * 64, tmp_path / "x")
+    with pytest.raises(InvalidInputError):
+        store.size("../../etc/passwd")
+
+
+def test_files_api_streams_ranges_limits_and_serves_other_machines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tldrlab.service.app import create_app
+
+    key = "kX9vQ2mZ7pL4tR8wB3nC6yD1"
+    monkeypatch.setenv("TLDRLAB_API_KEY", key)
+    monkeypatch.setenv("TLDRLAB_MAX_FILE_BYTES", "200000")
+    get_settings.cache_clear()
+    server_settings = get_settings()
+    blob = os.urandom(100_000)
+    sha = hashlib.sha256(blob).hexdigest()
+    with serve_app(create_app(server_settings)) as url:
+        auth = {"X-Api-Key": key}
+        assert httpx.post(f"{url}/files", content=blob).status_code == 401
+        assert httpx.get(f"{url}/files/{sha}").status_code == 401
+
+        def chunks() -> object:
+            for i in range(0, len(blob), 7000):
+                yield blob[i : i + 7000]
+
+        answer = httpx.post(f"{url}/files", content=chunks(), headers=auth, params={"sha256": sha})
+        assert answer.status_code == 201, answer.text
+        assert answer.json() == {"sha256": sha, "size_bytes": 100_000, "created": True}
+        again = httpx.post(f"{url}/files", content=blob, headers=auth)
+        assert again.json()["created"] is False
+        wrong = httpx.post(f"{url}/files", content=blob[:-1], headers=auth, params={"sha256": sha})
+        assert wrong.status_code == 400 and wrong.json()["code"] == "invalid_input"
+        big = httpx.post(f"{url}/files", content=os.urandom(250_000), headers=auth)
+        assert big.status_code == 413 and big.json()["code"] == "payload_too_large"
+        incoming = server_settings.files_dir / ".incoming"
+        assert not any(incoming.iterdir())
+        assert len(list(server_settings.files_dir.glob("??/*"))) == 1
+
+        whole = httpx.get(f"{url}/files/{sha}", headers=auth)
+        assert whole.status_code == 200 and whole.content == blob
+        part = httpx.get(f"{url}/files/{sha}", headers={**auth, "Range": "bytes=1000-1999"})
+        assert part.status_code == 206 and part.content == blob[1000:2000]
+        assert part.headers["content-range"] == "bytes 1000-1999/100000"
+        head = httpx.head(f"{url}/files/{sha}", headers=auth)
+        assert head.status_code == 200 and head.headers["content-length"] == "100000"
+        assert httpx.get(f"{url}/files/{'b' * 64}", headers=auth).status_code == 404
+        bad = httpx.get(f"{url}/files/..%2F..%2Fetc", headers=auth)
+        assert bad.status_code in (400, 404) and "code" in bad.json()
+
+        # a second machine: its own home, the server's store over HTTP
+        record = _smoke(4)
+        remote = HttpFileStore(url, key)
+        stored = upload_run(record, store=remote)
+        assert remote.size(stored.sha256) == stored.size
+        assert (server_settings.files_dir / stored.sha256[:2] / stored.sha256).is_file()
+        uploaded = open_registry().get(record.id)
+        assert uploaded.archive_sha256 == stored.sha256 and uploaded.archived_at is not None
+        manifest = json.loads((Path(record.run_dir) / "manifest.json").read_text())
+        assert manifest["archive"]["sha256"] == stored.sha256
+        before = _tree(Path(record.run_dir))
+        shutil.rmtree(record.run_dir)
+        open_registry().update(record.id, cleaned_at=1.0)
+        restored = restore_run(record.id, store=remote)
+        assert restored.cleaned_at is None and _tree(Path(record.run_dir)) == before

@@ -1,0 +1,247 @@
+"""Retention on real run directories: references protect runs, dry runs change nothing, the grace period
+delays deletion, uploads make deletion a verified clean, and what a pass reports freed left the disk."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from netutil import serve_app
+from tldrlab.config import RetentionPolicy, get_settings
+from tldrlab.errors import ConflictError
+from tldrlab.runs import RunRecord, create_run, open_registry, start_run
+from tldrlab.runs.aliases import promote
+from tldrlab.runs.cleanup_events import recent_events
+from tldrlab.runs.filestore import open_file_store
+from tldrlab.runs.retention import disk_usage, prune
+from tldrlab.service.periodic import PeriodicCleanup
+
+DAY = 86400.0
+
+
+def _run(
+    kind: str = "train",
+    *,
+    config: dict[str, Any] | None = None,
+    age_days: float = 10.0,
+    metric: float | None = None,
+    parent: str | None = None,
+    size: int = 20_000,
+    fail: bool = False,
+    model: bool = False,
+) -> RecordHandle:
+    try:
+        with start_run(kind, config or {}, parent_id=parent) as run:
+            (run.artifacts_dir / "weights.bin").write_bytes(os.urandom(size))
+            if model:
+                (run.dir / "model").mkdir()
+                (run.dir / "model" / "config.json").write_text("{}")
+            if metric is not None:
+                run.set_summary(best_val_loss=metric)
+            if fail:
+                raise ValueError("boom")
+    except ValueError:
+        pass
+    ended = time.time() - age_days * DAY
+    open_registry().update(run.id, ended_at=ended)
+    return RecordHandle(run.id)
+
+
+class RecordHandle(str):
+    @property
+    def record(self) -> RunRecord:
+        return open_registry().get(self)
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.record.run_dir)
+
+
+def _exists(run_id: str) -> bool:
+    try:
+        open_registry().get(run_id)
+    except Exception:
+        return False
+    return True
+
+
+def _footprint() -> int:
+    home = get_settings().home
+    return sum(disk_usage(home / sub).bytes for sub in ("runs", "cache") if (home / sub).exists())
+
+
+POLICY = RetentionPolicy(
+    older_than_days=1,
+    keep_best=1,
+    grace_period_s=60,
+    tokenizers_unreferenced_days=0,
+    checkpoints_keep_last=1,
+    cache_max_bytes=15_000,
+    cache_min_free_bytes=None,
+)
+
+
+def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_it_reports() -> None:
+    worse = _run(metric=2.0)
+    best = _run(metric=1.0)
+    for step in (1, 2, 3):
+        (best.dir / "checkpoints").mkdir(exist_ok=True)
+        (best.dir / "checkpoints" / f"step-{step}.pt").write_bytes(os.urandom(5000))
+    (best.dir / "checkpoints" / "best").mkdir()
+    (best.dir / "checkpoints" / "best" / "model.safetensors").write_bytes(b"w" * 100)
+    parent = _run(metric=3.0)
+    child = _run("evaluate", parent=parent)
+    aliased = _run(metric=4.0, model=True)
+    promote(aliased, "production")
+    named = _run(metric=5.0)
+    user = _run("generate", config={"model_run": named}, age_days=0)
+    failed = _run(fail=True)
+    young = _run(metric=6.0, age_days=0.1)
+    tokenizer_used = _run("tokenizer")
+    _run("train", config={"tokenizer": {"path": f"{tokenizer_used.dir}/tokenizer"}}, age_days=0, metric=9)
+    tokenizer_unused = _run("tokenizer")
+    running = create_run("train", {}).id
+    open_registry().update(running, status="running")
+    cache = get_settings().home / "cache" / "embed"
+    cache.mkdir(parents=True)
+    for i, age in enumerate((300, 200, 100)):
+        path = cache / f"vectors-{i}.npy"
+        path.write_bytes(os.urandom(12_000))
+        os.utime(path, (time.time() - age, time.time() - age))
+
+    deletable = {worse, child, failed, tokenizer_unused}
+    # a dry run with no grace period: what would go now, as events; nothing changes, nothing is marked
+    footprint = _footprint()
+    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
+    assert {d.target for d in dry.actions if d.action == "delete"} == deletable
+    assert {d.target for d in dry.actions} == deletable | {best, "cache"}
+    assert all(d.status == "dry_run" for d in dry.actions)
+    assert {e.type for e in recent_events()} == {"cleanup_dry_run"}
+    assert _footprint() == footprint and all(_exists(r) for r in deletable)
+    assert all(open_registry().get(r).cleanup_marked_at is None for r in deletable)
+    kept = dry.kept
+    assert kept[best].startswith("best 1 of train") and kept[parent].startswith("referenced: parent")
+    assert "alias production" in kept[aliased] and "config of generate run" in kept[named]
+    assert "config of train run" in kept[tokenizer_used] and kept[young].startswith("ended less than")
+    assert running not in kept and user in kept
+
+    # the first real pass marks the candidates (grace period), deletes no run
+    first = prune(POLICY)
+    assert {d.target for d in first.pending} == deletable
+    assert all(_exists(r) and r.dir.is_dir() for r in deletable)
+    assert {d.target for d in first.actions} == {best, "cache"}  # checkpoints and caches need no grace
+    assert sorted(p.name for p in (best.dir / "checkpoints").iterdir()) == ["best", "step-3.pt"]
+    assert sorted(p.name for p in cache.iterdir()) == ["vectors-2.npy"]
+    assert prune(POLICY).pending and all(_exists(r) for r in deletable)  # still within the grace period
+
+    # past the grace period: deleted, and the bytes reported are the bytes gone
+    footprint = _footprint()
+    later = prune(POLICY, now=time.time() + 61)
+    assert {d.target for d in later.actions} == deletable
+    assert all(d.status == "done" for d in later.actions)
+    assert later.bytes_freed == footprint - _footprint() and later.bytes_freed > 4 * 20_000
+    assert later.files_deleted == sum(d.files for d in later.actions)
+    assert not any(_exists(r) for r in deletable)
+    assert not any((get_settings().runs_dir / r).exists() for r in deletable)
+    survivors = {best, parent, aliased, named, user, young, tokenizer_used, running}
+    assert all(_exists(r) for r in survivors)
+    completed = [e for e in recent_events() if e.type == "cleanup_completed" and e.action == "delete"]
+    assert {e.run_id for e in completed} == deletable
+    assert sum(e.bytes_freed for e in completed) == later.bytes_freed
+
+
+def test_with_uploads_runs_are_cleaned_only_after_a_verified_upload(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netutil import free_port
+    from tldrlab.runs.archive import restore_run, upload_run
+
+    monkeypatch.setenv("TLDRLAB_UPLOAD_RUNS", "1")
+    monkeypatch.setenv("TLDRLAB_FILE_STORE", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    get_settings.cache_clear()
+    policy = POLICY.model_copy(update={"grace_period_s": 0})
+    fresh, rotten = _run(fail=True), _run(fail=True)
+    report = prune(policy)
+    assert {d.target: d.status for d in report.actions} == {fresh: "failed", rotten: "failed"}
+    assert all("unreachable" in (d.error or "") for d in report.actions)
+    assert fresh.dir.is_dir() and rotten.dir.is_dir() and fresh.record.cleaned_at is None  # nothing lost
+    assert [e.type for e in recent_events() if e.target == rotten] == ["cleanup_failed"]
+
+    monkeypatch.delenv("TLDRLAB_FILE_STORE")
+    get_settings.cache_clear()
+    store = open_file_store()
+    first = upload_run(rotten)
+    store.path_for(first.sha256).write_bytes(b"rotten")  # the store lost the archive's bytes
+    report = prune(policy)
+    assert {d.target: (d.action, d.status) for d in report.actions} == {
+        fresh: ("clean", "done"),
+        rotten: ("clean", "done"),
+    }
+    for run in (fresh, rotten):
+        cleaned = run.record
+        assert cleaned.cleaned_at is not None and not run.dir.exists()
+        assert cleaned.archive_sha256 and store.verify(cleaned.archive_sha256)
+    assert rotten.record.archive_sha256 != first.sha256  # uploaded again, not cleaned on the rotten copy
+    assert restore_run(rotten).cleaned_at is None and (rotten.dir / "artifacts" / "weights.bin").is_file()
+
+
+def test_delete_endpoint_cleanup_events_and_the_periodic_pass(
+    browser: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tldrlab.service.app import create_app
+
+    parent = _run(metric=1.0)
+    child = _run("evaluate", parent=parent)
+    running = create_run("smoke", {}).id
+    with serve_app(create_app()) as url:
+        refused = httpx.delete(f"{url}/runs/{parent}")
+        assert refused.status_code == 409 and "parent of evaluate run" in refused.json()["message"]
+        assert httpx.delete(f"{url}/runs/{running}").status_code == 409
+        assert httpx.delete(f"{url}/runs/nope").status_code == 404
+        dry = httpx.delete(f"{url}/runs/{child}", params={"dry_run": "true"}).json()
+        assert dry["status"] == "dry_run" and dry["bytes"] > 20_000 and child.dir.is_dir()
+        done = httpx.delete(f"{url}/runs/{child}").json()
+        assert done["status"] == "done" and not _exists(child)
+        assert httpx.delete(f"{url}/runs/{parent}").status_code == 200  # no longer referenced
+        preview = httpx.post(f"{url}/cleanup/prune", json={}).json()
+        assert preview["dry_run"] is True
+        events = httpx.get(f"{url}/cleanup/events").json()["events"]
+        assert [e["type"] for e in events[:3]] == [
+            "cleanup_completed",
+            "cleanup_completed",
+            "cleanup_dry_run",
+        ]
+        assert events[0]["run_id"] == parent and events[0]["bytes_freed"] > 20_000
+        assert "/" not in str([e["reason"] for e in events])
+
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        line = page.locator("#cleanup-events li", has_text=parent)
+        line.wait_for(timeout=15_000)
+        assert "deleted" in line.inner_text() and "KB" in line.inner_text()
+        page.close()
+
+    monkeypatch.setenv("TLDRLAB_RETENTION__ENABLED", "true")
+    monkeypatch.setenv("TLDRLAB_RETENTION__EVERY_S", "0.2")
+    monkeypatch.setenv("TLDRLAB_RETENTION__GRACE_PERIOD_S", "0")
+    monkeypatch.setenv("TLDRLAB_RETENTION__OLDER_THAN_DAYS", "1")
+    get_settings.cache_clear()
+    old = _run(fail=True)
+    periodic = PeriodicCleanup(get_settings()).start()
+    try:
+        deadline = time.monotonic() + 20
+        while _exists(old) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _exists(old)
+        while periodic.passes < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert periodic.passes >= 2
+    finally:
+        periodic.stop()
+    with pytest.raises(ConflictError):
+        from tldrlab.runs.retention import delete_run
+
+        delete_run(running)
