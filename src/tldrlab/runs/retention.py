@@ -30,6 +30,7 @@ deleting; a dry run records what it would delete and changes nothing (no marks e
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -47,6 +48,8 @@ from tldrlab.runs.cleanup_events import Action, CleanupEvent, EventType, record_
 from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, open_file_store
 from tldrlab.runs.ownership import RunLock, new_owner, owner_alive
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+
+log = logging.getLogger("tldrlab.cleanup")
 
 CACHE_SUBDIR = "cache"
 _STEP = re.compile(r"^step-0*(\d+)(\.\w+)?$")
@@ -503,3 +506,27 @@ def delete_run(
         raise ConflictError(f"run {record.id} could not be deleted: {decision.error}") from exc
     cleanup.event(decision, "cleanup_completed")
     return decision
+
+
+def settle_finished_run(
+    run_id: str, *, settings: Settings | None = None, registry: RunRegistry | None = None
+) -> PruneReport | None:
+    """What a worker does after a run finished: upload its archive (with `upload_runs`), then apply the
+    retention policy to it alone (with `retention.enabled`: a run the policy does not keep is cleaned or
+    deleted now or, with a grace period, marked). Failures are logged, never raised: the run's outcome
+    stands, and a later pass tries again."""
+    settings = settings or get_settings()
+    registry = registry or open_registry(settings)
+    try:
+        record = registry.get(run_id)
+        if not record.status.finished:
+            return None
+        if settings.upload_runs and not record.archived_at:
+            upload_run(record, settings=settings, registry=registry)
+        if settings.retention.enabled:
+            return prune(settings=settings, registry=registry, runs=[run_id])
+    except Exception as exc:
+        log.warning(
+            f"run {run_id}: archiving or retention after it finished failed: {type(exc).__name__}: {exc}"
+        )
+    return None

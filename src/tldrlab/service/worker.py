@@ -46,6 +46,7 @@ from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preem
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.db import migrate
 from tldrlab.runs.ownership import owner_alive
+from tldrlab.runs.retention import settle_finished_run
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import SUBMITTED_VIA, confine_again
 from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
@@ -352,6 +353,9 @@ class Worker:
                 tail, self._tail, self.current_run = self._tail, None, None
             if tail is not None:
                 self.publish(tail.poll())
+        if outcome == "completed" or outcome.startswith("failed"):
+            # archive it (upload_runs) and apply retention to it (retention.enabled); never fails the run
+            settle_finished_run(run_id, settings=self.settings, registry=self.registry)
         return outcome
 
     def _still_confined(self, record: RunRecord) -> bool:
