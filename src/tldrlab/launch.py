@@ -34,6 +34,8 @@ from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, Servic
 from tldrlab.kinds import RunKind, get_kind, load_target, resolve_execute, validate_config
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.runs.datasets import resolve_dataset_ref
+from tldrlab.runs.paths import InputPath, path_sites
 
 
 @dataclass
@@ -57,6 +59,9 @@ def prepare_run(kind: str, raw: dict[str, Any] | BaseModel) -> tuple[RunKind, Ba
     """The kind and its validated, prepared config (see the module docstring)."""
     spec = get_kind(kind)
     config = validate_config(spec.name, raw)
+    for site in path_sites(config):  # `dataset:<id>` names a registered data set: read it where it is
+        if isinstance(site.marker, InputPath) and isinstance(site.value, str):
+            site.set(resolve_dataset_ref(site.value))
     if spec.prepare is not None:
         config = load_target(spec.prepare)(config)
     return spec, config

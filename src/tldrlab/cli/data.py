@@ -1,4 +1,5 @@
-"""`tldrlab data inspect | formats`: look at data files before training or ingesting them."""
+"""`tldrlab data inspect | formats | register | list`: look at data files before training or ingesting them,
+and register data sets so runs name them by id."""
 
 from __future__ import annotations
 
@@ -94,6 +95,68 @@ def formats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
             name, spec.kind, spec.description, "\n".join(f"{k}: {v}" for k, v in spec.options.items())
         )
     console.print(table)
+
+
+@data_app.command("register")
+def register_command(
+    path: Path = typer.Argument(..., help="A data file or a data-set directory (registered where it is)."),
+    name: str | None = typer.Option(
+        None, "--name", help="A name for it (default: the file or directory name)."
+    ),
+    format: str | None = typer.Option(None, "--format", "-f", help="Format name (detected when omitted)."),
+    source_url: str | None = typer.Option(None, "--source-url", help="Where it came from (provenance)."),
+    license: str | None = typer.Option(None, "--license", help="Its licence (provenance)."),
+    note: str | None = typer.Option(None, "--note", help="Anything else worth keeping with it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+) -> None:
+    """Register a data set once: format, sha256 of every file and of the whole, records, provenance.
+
+    Runs then name it as `dataset:<id>` (CLI and API) and record its id in their manifest and in W&B; the
+    same bytes registered again give the same id.
+
+    Example: tldrlab data register ../shared/data/scitldr --license "Apache-2.0"
+    """
+    from tldrlab.runs.datasets import register_dataset
+
+    record, new = register_dataset(
+        path, name=name, format=format, source_url=source_url, license=license, note=note
+    )
+    if as_json:
+        typer.echo(json.dumps({**record.public(), "new": new}, default=str))
+        return
+    state = "registered" if new else "already registered as"
+    typer.echo(
+        f"{state} {record.id}: {record.name} ({record.format}, {record.records or 0:,} records, "
+        f"{record.size_bytes:,} bytes, sha256 {record.sha256[:16]}...); name it dataset:{record.id}"
+    )
+
+
+@data_app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+    """List registered and uploaded data sets.
+
+    Example: tldrlab data list --json
+    """
+    from tldrlab.runs.datasets import open_datasets
+
+    records = open_datasets().list(limit=1000)
+    if as_json:
+        for record in records:
+            typer.echo(json.dumps({**record.public(), "path": record.path}, default=str))
+        return
+    table = Table("id", "name", "format", "records", "source", "sha256")
+    for record in records:
+        table.add_row(
+            record.id,
+            record.name,
+            record.format or "-",
+            f"{record.records or 0:,}",
+            record.source,
+            record.sha256[:12],
+        )
+    console.print(table)
+    if not records:
+        console.print("no data sets: tldrlab data register PATH")
 
 
 def _print_stats(stats: dict[str, Any]) -> None:

@@ -2,22 +2,34 @@
 
 A data set is a file kept under `<home>/datasets/<id>/`, recorded with its sha256, size, format and (when
 known) record count. API clients bring data with `POST /datasets` (`source` "upload") and name it in run
-configs as `dataset:<id>`; other sources (registering a file already on the machine) add rows the same way.
-Paths are stored relative to the home, so a home moved or mounted elsewhere keeps working, and never leave
-the server.
+configs as `dataset:<id>`. The machine's own user registers a file or data-set directory where it is with
+`tldrlab data register PATH` (`register_dataset`, `source` "register"): its reader format, the sha256 of
+every data file and of the whole, records per file, and its provenance (where it came from, licence, who
+registered it on which host, when) are recorded once; registering the same bytes again finds the same id.
+Paths inside the home are stored relative to it, so a home moved or mounted elsewhere keeps working; they
+never leave the server.
+
+Runs name the data sets they read in their manifest (`datasets`: id, name, sha256, and the config field):
+`dataset_refs(config)` finds them by `dataset:<id>` or by path, so a run given the registered path directly
+is traced to the same id.
 """
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import json
+import platform
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import NotFoundError
+from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
 
 DATASETS_SUBDIR = "datasets"
@@ -115,6 +127,11 @@ class DatasetRegistry:
         )
         return [_record(r) for r in rows]
 
+    def find_sha256(self, sha256: str) -> DatasetRecord | None:
+        """The first data set registered with these bytes, if any."""
+        row = self.db.query_one("SELECT * FROM datasets WHERE sha256 = ? ORDER BY created_at", (sha256,))
+        return None if row is None else _record(row)
+
     def delete(self, dataset_id: str) -> None:
         self.db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
 
@@ -142,3 +159,145 @@ def open_datasets(settings: Settings | None = None) -> DatasetRegistry:
     settings = settings or get_settings()
     settings.ensure_home()
     return DatasetRegistry(connect(settings.resolved_database_url))
+
+
+def _stored_path(path: Path, settings: Settings) -> str:
+    resolved = path.resolve()
+    home = settings.home.resolve()
+    return str(resolved.relative_to(home)) if resolved.is_relative_to(home) else str(resolved)
+
+
+def register_dataset(
+    path: Path | str,
+    *,
+    name: str | None = None,
+    format: str | None = None,
+    source_url: str | None = None,
+    license: str | None = None,
+    note: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[DatasetRecord, bool]:
+    """Record a data file or data-set directory where it is (see the module docstring); returns (the record,
+    whether it is new). The same bytes registered again return the existing record."""
+    from tldrlab.data.readers import (
+        READERS,
+        detect_format,
+        input_files,
+        read_records_report,
+        read_threads_report,
+    )
+
+    settings = settings or get_settings()
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or directory")
+    found = format or detect_format(path)
+    if found not in READERS:
+        from tldrlab.errors import InvalidInputError
+
+        raise InvalidInputError(f"unknown format {found!r}; known: {', '.join(sorted(READERS))}")
+    spec = READERS[found]
+    files = input_files(path, found)
+    read = read_records_report if spec.kind == "records" else read_threads_report
+    base = path if path.is_dir() else path.parent
+    entries: list[dict[str, Any]] = []
+    whole = hashlib.sha256()
+    for file in files:
+        sha256 = sha256_file(file)
+        rel = file.relative_to(base).as_posix()
+        report = read(file, found, skip_invalid=True)
+        entries.append(
+            {
+                "path": rel,
+                "size": file.stat().st_size,
+                "sha256": sha256,
+                "records": len(report.items),
+                "skipped": len(report.skipped),
+            }
+        )
+        whole.update(f"{rel}\0{sha256}\n".encode())
+    digest = sha256_file(path) if path.is_file() else whole.hexdigest()
+    registry = open_datasets(settings)
+    existing = registry.find_sha256(digest)
+    if existing is not None:
+        return existing, False
+    record = DatasetRecord(
+        id=new_dataset_id(),
+        name=name or path.name,
+        path=_stored_path(path, settings),
+        sha256=digest,
+        size_bytes=sum(int(e["size"]) for e in entries),
+        source="register",
+        created_at=time.time(),
+        format=found,
+        records=sum(int(e["records"]) for e in entries),
+        extra={
+            "kind": spec.kind,
+            "files": entries,
+            "provenance": {
+                "registered_from": str(path.resolve()),
+                "host": platform.node(),
+                "user": _user(),
+                "source_url": source_url,
+                "license": license,
+                "note": note,
+            },
+        },
+    )
+    registry.insert(record)
+    return record, True
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _strings(value: Any, loc: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield ".".join(loc), value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*loc, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*loc, str(i)))
+
+
+def dataset_refs(config: dict[str, Any], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The registered data sets a run config names (`dataset:<id>`, the data set's path, or a file inside a
+    registered directory): id, name, sha256 and the config field, once per (id, field)."""
+    settings = settings or get_settings()
+    strings = [
+        (where, text) for where, text in _strings(config) if text.startswith(REF_PREFIX) or "/" in text
+    ]
+    if not strings:
+        return []
+    registry = open_datasets(settings)
+    records = registry.list(limit=10_000)
+    by_id = {r.id: r for r in records}
+    locations = [(r.location(settings).resolve(), r) for r in records]
+    found: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for where, text in strings:
+        record = by_id.get(text[len(REF_PREFIX) :]) if text.startswith(REF_PREFIX) else None
+        if record is None and text.startswith("/"):
+            try:
+                target = Path(text).resolve()
+            except (OSError, ValueError):
+                continue
+            record = next((r for loc, r in locations if target == loc or target.is_relative_to(loc)), None)
+        if record is not None and (record.id, where) not in seen:
+            seen.add((record.id, where))
+            found.append({"id": record.id, "name": record.name, "sha256": record.sha256, "field": where})
+    return found
+
+
+def resolve_dataset_ref(value: str, settings: Settings | None = None) -> str:
+    """`dataset:<id>` -> the registered data set's path (anything else unchanged)."""
+    if not value.startswith(REF_PREFIX):
+        return value
+    record = open_datasets(settings).get(value[len(REF_PREFIX) :])
+    return str(record.location(settings))

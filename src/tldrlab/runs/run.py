@@ -36,6 +36,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, RunCancelledError, RunPreemptedError, TldrlabError
 from tldrlab.logs import REPORTED_BY_CALLER, WARNINGS_LOGGER, json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
+from tldrlab.runs.datasets import dataset_refs
 from tldrlab.runs.ownership import Heartbeat, RunLock, new_owner
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
 from tldrlab.threads import IdleCpuWatch, threads_for_run
@@ -133,6 +134,8 @@ def create_run(
         "metrics": {},
         "artifacts": [],
         "message": None,
+        # the registered data sets it reads (`tldrlab data register`, uploads), by id
+        "datasets": dataset_refs(record.config, settings),
     }
     atomic_write_json(run_dir / MANIFEST, manifest)
     registry.insert(record)
@@ -186,6 +189,10 @@ class Run:
         self._manifest["metrics"].update(metrics)
         self._write_manifest()
         self.registry.update(self.id, metrics=self._manifest["metrics"])
+
+    def manifest_value(self, key: str) -> Any:
+        """A top-level value of the run's manifest (None when absent)."""
+        return self._manifest.get(key)
 
     def set_environment(
         self, *, device: str | None = None, precision: str | None = None, **extra: Any

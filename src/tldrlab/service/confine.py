@@ -219,8 +219,19 @@ def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, ru
 
 
 def read_roots(settings: Settings) -> list[Path]:
-    """Where API runs may read: the data roots, uploaded data sets, run directories (resolved)."""
-    return [*settings.resolved_data_roots, datasets_dir(settings).resolve(), settings.runs_dir.resolve()]
+    """Where API runs may read: the data roots, uploaded data sets, run directories, and the data sets the
+    machine's user registered where they are (`tldrlab data register`), all resolved."""
+    registered = [
+        record.location(settings).resolve()
+        for record in open_datasets(settings).list(limit=10_000)
+        if record.source == "register"
+    ]
+    return [
+        *settings.resolved_data_roots,
+        datasets_dir(settings).resolve(),
+        settings.runs_dir.resolve(),
+        *registered,
+    ]
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -245,7 +256,10 @@ def resolve_input(value: str, where: str, settings: Settings) -> Path:
         except NotFoundError:
             raise InvalidConfigError(f"{where}: no dataset {dataset_id!r} (see GET /datasets)") from None
         path = record.location(settings).resolve()
-        if not _exists(path) or not _inside(path, [datasets_dir(settings).resolve()]):
+        # uploads live in the home's datasets directory; data sets the machine's user registered
+        # (`tldrlab data register`) are read where they were registered
+        allowed = record.source == "register" or _inside(path, [datasets_dir(settings).resolve()])
+        if not _exists(path) or not allowed:
             raise InvalidConfigError(f"{where}: the files of dataset {dataset_id!r} are missing")
         return path
     if value.startswith(RUN_PREFIX):

@@ -61,6 +61,9 @@ class WandbTracker:
             import wandb
         except ImportError as exc:  # pragma: no cover - wandb is a core dependency
             raise DependencyMissingError("wandb is not installed; use --wandb disabled") from exc
+        datasets = run.manifest_value("datasets")
+        if datasets:  # the registered data sets the run reads, by id (tldrlab data register, uploads)
+            config = {**(config or {}), "datasets": datasets}
         env = wandb_env(run.dir)
         for key, value in env.items():
             Path(value).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,119 @@
+"""`tldrlab data register`: a data set recorded once (format, per-file and whole sha256, records, provenance),
+named by id in run configs on the CLI and the API, and traced in run manifests and W&B."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tldrlab.launch import launch_run
+from tldrlab.runs import open_registry, start_run
+from tldrlab.runs.datasets import dataset_refs, open_datasets, register_dataset
+from tldrlab.runs.run import read_manifest
+
+
+@pytest.fixture
+def pairs_dir(tmp_path: Path) -> Path:
+    """A pairs data set with two splits, outside every data root."""
+    directory = tmp_path / "elsewhere" / "pairs"
+    directory.mkdir(parents=True)
+    for split, n in (("train", 5), ("validation", 2)):
+        rows = [
+            {"document": f"{split} document {i} about parsers", "summary": f"summary {i}"} for i in range(n)
+        ]
+        (directory / f"pairs.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return directory
+
+
+def test_register_records_a_data_set_once_with_provenance(
+    pairs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_captured(
+        [
+            "data",
+            "register",
+            str(pairs_dir),
+            "--license",
+            "CC-BY-4.0",
+            "--source-url",
+            "https://x.org/p",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    record = open_datasets().get(shown["id"])
+    assert shown["new"] is True and record.source == "register" and record.format == "pairs"
+    assert record.records == 7 and record.path == str(pairs_dir.resolve())
+    files = {f["path"]: f for f in record.extra["files"]}
+    assert {p: f["records"] for p, f in files.items()} == {
+        "pairs.train.jsonl": 5,
+        "pairs.validation.jsonl": 2,
+    }
+    assert all(len(f["sha256"]) == 64 for f in files.values())
+    provenance = record.extra["provenance"]
+    assert provenance["license"] == "CC-BY-4.0" and provenance["source_url"] == "https://x.org/p"
+    assert provenance["registered_from"] == str(pairs_dir.resolve()) and provenance["host"]
+
+    again, new = register_dataset(pairs_dir)
+    assert again.id == record.id and new is False
+    code, out, _ = run_captured(["data", "register", str(pairs_dir)], capsys)
+    assert code == 0 and f"already registered as {record.id}" in out
+    (pairs_dir / "pairs.train.jsonl").write_text(json.dumps({"document": "changed", "summary": "c"}) + "\n")
+    changed, new = register_dataset(pairs_dir)
+    assert new is True and changed.id != record.id and changed.records == 3
+    code, out, err = run_captured(["data", "register", str(pairs_dir / "missing")], capsys)
+    assert code != 0 and "no such file" in err
+
+
+def test_runs_name_registered_data_sets_by_id_in_manifest_and_wandb(
+    pairs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tldrlab.service.app import create_app
+    from tldrlab.service.worker import WorkerConfig, build_worker
+    from tldrlab.track.wandb_tracker import WandbTracker
+
+    directory, _ = register_dataset(pairs_dir)
+    inside = {"data": {"path": str(pairs_dir / "pairs.train.jsonl")}}
+    assert [d["id"] for d in dataset_refs(inside)] == [directory.id]  # a file of a registered directory
+    corpus = pairs_dir.parent / "corpus.jsonl"
+    corpus.write_text((pairs_dir / "pairs.train.jsonl").read_text())
+    record, _ = register_dataset(corpus)
+    by_id = launch_run(
+        "tokenizer", {"corpus": [f"dataset:{record.id}"], "method": "char", "vocab_size": 60}
+    ).record
+    assert by_id.status.value == "completed", by_id.message
+    assert by_id.config["corpus"] == [str(corpus.resolve())]  # read where it was registered
+    expected = {"id": record.id, "name": "corpus.jsonl", "sha256": record.sha256, "field": "corpus.0"}
+    assert read_manifest(by_id.run_dir)["datasets"] == [expected]
+    by_path = launch_run("tokenizer", {"corpus": [str(corpus)], "method": "char", "vocab_size": 60}).record
+    assert [d["id"] for d in read_manifest(by_path.run_dir)["datasets"]] == [record.id]
+
+    # the API takes the id too (the data set is outside the data roots: registered by the machine's user)
+    client = TestClient(create_app())
+    submitted = client.post(
+        "/runs", json={"kind": "tokenizer", "config": {"corpus": f"dataset:{record.id}", "method": "char"}}
+    )
+    assert submitted.status_code == 202, submitted.text
+    build_worker(config=WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05)).run()
+    api_run = open_registry().get(submitted.json()["id"])
+    assert api_run.status.value == "completed", api_run.message
+    assert read_manifest(api_run.run_dir)["datasets"][0]["id"] == record.id
+    secret = pairs_dir.parent / "secret.txt"
+    secret.write_text("not registered")
+    outside = client.post("/runs", json={"kind": "tokenizer", "config": {"corpus": str(secret)}})
+    assert outside.status_code == 403  # a path outside the registered set is still refused
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with start_run("train", {"data": {"path": f"dataset:{record.id}"}}) as run:
+        tracker = WandbTracker.start(run, mode="offline", config={"model": "t5"})
+        try:
+            assert tracker.wandb_run is not None
+            assert [d["id"] for d in tracker.wandb_run.config["datasets"]] == [record.id]
+        finally:
+            tracker.finish()
