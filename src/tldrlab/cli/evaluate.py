@@ -57,11 +57,25 @@ def report_generate(run_id: str, result: Any) -> None:
 
 
 def report_score(run_id: str, result: Any) -> None:
+    if "per_record" in result:  # a data set: the totals, then one row per record
+        console.print(
+            f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
+            f"{result['num_tokens']} tokens in {result['records']} records  [dim]run {run_id}[/]"
+        )
+        records = Table("record", "loss", "perplexity", "tokens")
+        for row in result["per_record"]:
+            records.add_row(
+                row["id"], f"{row['loss']:.4f}", f"{row['perplexity']:.2f}", str(row["num_tokens"])
+            )
+        console.print(records)
+        return
     truncated = " (truncated)" if result["truncated"] else ""
     console.print(
         f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
         f"{result['num_tokens']} tokens{truncated}  [dim]run {run_id}[/]"
     )
+    if "tokens" not in result:  # detail_level summary
+        return
     table = Table("token", "surprisal (bits)", "top predictions")
     for i, token in enumerate(result["tokens"]):
         top = result["topk"][i] if result["topk"] else []

@@ -6,11 +6,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef
+
+_DATASET_ID = re.compile(r"^ds-\d{8}-[0-9a-f]{10}$")
+
+
+def dataset_reference(value: Any) -> Any:
+    """A bare data set id (`ds-...`) as the `dataset:<id>` reference path fields take."""
+    return f"dataset:{value}" if isinstance(value, str) and _DATASET_ID.match(value) else value
 
 
 class GenerateOptions(BaseModel):
@@ -32,6 +40,10 @@ class GenerateOptions(BaseModel):
 
     stop: list[str] = Field(default_factory=list)
     """Cut each output at the first occurrence of any of these strings (the stop string is dropped)."""
+
+    stop_on_eos: bool = True
+    """End an output at the model's end-of-sequence token (False: generate `max_new_tokens` tokens whatever
+    the model says, the end-of-sequence tokens left out of the text)."""
 
     seed: int = 0
     """Seed of the sampling RNG: the same seed gives the same outputs."""
@@ -148,10 +160,25 @@ class GenerateConfig(BaseModel):
 
     model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model generates, or any model reference."""
-    prompts: list[str] = Field(min_length=1, max_length=64)
-    """Inputs: documents to summarise (seq2seq) or text to continue (LM)."""
+    prompts: list[str] | None = Field(default=None, min_length=1, max_length=64)
+    """Inputs: documents to summarise (seq2seq, chat) or text to continue (LM); or give `dataset`."""
+    dataset: Annotated[str | None, InputPath()] = None
+    """Take the prompts from a data set instead: a registered or uploaded one by id (`ds-...` or
+    `dataset:<id>`), or a data file; its records' documents are the prompts."""
+    split: str | None = None
+    """With `dataset`: the split to take records from (train, dev, test; None: all)."""
+    limit: int = Field(default=8, ge=1, le=64)
+    """With `dataset`: how many records (the first ones)."""
     options: GenerateOptions = Field(default_factory=GenerateOptions)
-    """How to decode (max_new_tokens, temperature, top_k, top_p, seed, ...)."""
+    """How to decode (max_new_tokens, temperature, top_k, top_p, seed, stop_on_eos, ...)."""
+
+    _dataset_id = field_validator("dataset", mode="before")(dataset_reference)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GenerateConfig:
+        if (self.prompts is None) == (self.dataset is None):
+            raise ValueError("give either prompts or dataset (a data set id or file to take prompts from)")
+        return self
 
 
 class ScoreConfig(BaseModel):
@@ -161,9 +188,28 @@ class ScoreConfig(BaseModel):
 
     model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model scores, or any model reference."""
-    text: str = Field(min_length=1, max_length=100_000)
-    """Text to score (the summary, for seq2seq models)."""
+    text: str | None = Field(default=None, min_length=1, max_length=100_000)
+    """Text to score (the summary, for seq2seq and chat models); or give `dataset`."""
     source: str = ""
-    """Seq2seq: the document the text summarises."""
+    """Seq2seq and chat: the document the text summarises."""
+    dataset: Annotated[str | None, InputPath()] = None
+    """Score a data set's records instead: a registered or uploaded one by id (`ds-...` or `dataset:<id>`), or
+    a data file. Seq2seq and chat models score each record's reference summary given its document; LMs its
+    document."""
+    split: str | None = None
+    """With `dataset`: the split to take records from (train, dev, test; None: all)."""
+    limit: int = Field(default=32, ge=1, le=1000)
+    """With `dataset`: how many records (the first ones)."""
+    detail_level: Literal["summary", "per_token"] = "per_token"
+    """`per_token`: every token with its surprisal and top predictions; `summary`: loss, perplexity and token
+    counts only (per record with `dataset`)."""
     top_k: int = Field(default=5, ge=0, le=50)
-    """Top predictions reported per token."""
+    """Top predictions reported per token (`per_token`)."""
+
+    _dataset_id = field_validator("dataset", mode="before")(dataset_reference)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreConfig:
+        if (self.text is None) == (self.dataset is None):
+            raise ValueError("give either text or dataset (a data set id or file to score)")
+        return self

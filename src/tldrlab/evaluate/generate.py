@@ -6,10 +6,16 @@ carries the LSTM state forward. A `chat` model (causal_lm) gets each prompt as a
 (`models.chat`), and the answer ends at the end-of-turn token. Greedy chat prompts are decoded in left-padded
 batches.
 The seed is applied to a forked RNG so generation never disturbs the caller's random state.
+
+`generate_detailed` also says, per output, how many tokens were decoded (`steps`, the end-of-sequence token
+included) and whether it ended on the end-of-sequence token (`eos_terminated`) or a stop string (`stopped`);
+with `stop_on_eos=False` decoding goes on to `max_new_tokens`. A `streamer` (transformers'
+`TextIteratorStreamer`) receives the tokens of a single prompt as they are decoded (the summarize endpoint).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -72,7 +78,8 @@ def _generate_char_lstm(model: Any, tokenizer: Any, prompt: str, options: Genera
         for row, token in enumerate(next_ids.tolist()):
             if not done[row]:
                 generated[row].append(token)
-        done |= next_ids == tokenizer.eos_token_id
+        if options.stop_on_eos:
+            done |= next_ids == tokenizer.eos_token_id
         if bool(done.all()):
             break
         out = model(next_ids.unsqueeze(1).to(device), past_key_values=state)
@@ -81,7 +88,9 @@ def _generate_char_lstm(model: Any, tokenizer: Any, prompt: str, options: Genera
 
 
 @torch.no_grad()
-def _generate_causal_hf(model: Any, tokenizer: Any, prompt: str, options: GenerateOptions) -> list[list[int]]:
+def _generate_causal_hf(
+    model: Any, tokenizer: Any, prompt: str, options: GenerateOptions, **extra: Any
+) -> list[list[int]]:
     """One prompt through a transformers causal LM; rows exclude the prompt."""
     ids = _encode_prompt(tokenizer, prompt, options, keep_end=True) or [tokenizer.bos_token_id]
     limit = _lm_context_limit(model)
@@ -96,13 +105,14 @@ def _generate_causal_hf(model: Any, tokenizer: Any, prompt: str, options: Genera
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
         **_hf_kwargs(options, tokenizer, max_new),
+        **extra,
     )
     return [row[input_ids.size(1) :].tolist() for row in output]
 
 
 @torch.no_grad()
 def _generate_seq2seq_batch(
-    model: Any, tokenizer: Any, prompts: list[str], options: GenerateOptions
+    model: Any, tokenizer: Any, prompts: list[str], options: GenerateOptions, **extra: Any
 ) -> list[list[list[int]]]:
     """Several seq2seq prompts in one `generate` call: per prompt, its num_return_sequences rows."""
     rows = [[*_encode_prompt(tokenizer, p, options, keep_end=False), tokenizer.eos_token_id] for p in prompts]
@@ -116,6 +126,7 @@ def _generate_seq2seq_batch(
         input_ids=input_ids.to(model.device),
         attention_mask=mask.to(model.device),
         **_hf_kwargs(options, tokenizer),
+        **extra,
     )
     n = options.num_return_sequences
     return [[row.tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(prompts))]
@@ -123,7 +134,7 @@ def _generate_seq2seq_batch(
 
 @torch.no_grad()
 def _generate_chat_batch(
-    model: Any, tokenizer: Any, documents: list[str], options: GenerateOptions
+    model: Any, tokenizer: Any, documents: list[str], options: GenerateOptions, **extra: Any
 ) -> list[list[list[int]]]:
     """Chat prompts (documents in the chat template) decoded together, left-padded so every row's answer
     starts at the same position; per prompt, its num_return_sequences rows (answers only)."""
@@ -147,6 +158,7 @@ def _generate_chat_batch(
         attention_mask=mask.to(model.device),
         use_cache=True,  # a model trained with gradient checkpointing has it off in its config
         **_hf_kwargs(options, tokenizer),
+        **extra,
     )
     n = options.num_return_sequences
     return [[row[width:].tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(documents))]
@@ -158,7 +170,7 @@ def _hf_kwargs(options: GenerateOptions, tokenizer: Any, max_new_tokens: int | N
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens or options.max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": tokenizer.eos_token_id if options.stop_on_eos else None,
         "do_sample": sample,
         "num_return_sequences": options.num_return_sequences,
     }
@@ -170,11 +182,89 @@ def _hf_kwargs(options: GenerateOptions, tokenizer: Any, max_new_tokens: int | N
     return kwargs
 
 
-def _decode(tokenizer: Any, ids: list[int]) -> str:
-    # Stop at the first eos (HF pads finished rows with pad; char_lstm keeps the eos it sampled).
-    if tokenizer.eos_token_id in ids:
-        ids = ids[: ids.index(tokenizer.eos_token_id)]
-    return str(tokenizer.decode(ids, skip_special_tokens=True))
+@dataclass(frozen=True)
+class GeneratedText:
+    """One output and how its decoding ended."""
+
+    text: str
+    steps: int
+    """Tokens decoded (the end-of-sequence token included when it ended there)."""
+    eos_terminated: bool
+    """Whether it ended on the model's end-of-sequence token (else at `max_new_tokens`, or a stop string)."""
+    stopped: bool = False
+    """Whether a stop string cut it."""
+
+
+def _output(tokenizer: Any, ids: list[int], options: GenerateOptions, *, strip: bool) -> GeneratedText:
+    """The text of one generated row and how it ended. HF pads finished rows after their eos (char_lstm keeps
+    the eos it sampled): the text stops at the first eos when `stop_on_eos`."""
+    eos = tokenizer.eos_token_id
+    if options.stop_on_eos and eos is not None and eos in ids:
+        cut = ids.index(eos)
+        kept, steps, ended = ids[:cut], cut + 1, True
+    else:
+        kept, steps, ended = ids, len(ids), False
+    text, stopped = apply_stop(str(tokenizer.decode(kept, skip_special_tokens=True)), options.stop)
+    return GeneratedText(text.strip() if strip else text, steps, ended and not stopped, stopped)
+
+
+def generate_detailed(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    options: GenerateOptions | None = None,
+    *,
+    streamer: Any | None = None,
+) -> list[list[GeneratedText]]:
+    """For each prompt, `num_return_sequences` outputs with how each ended (see the module docstring).
+
+    LM outputs exclude the prompt. Greedy decoding (temperature 0) with several sequences uses beam search for
+    t5 / gpt2 so the outputs differ. A `streamer` needs one prompt and one sequence.
+    """
+    options = options or GenerateOptions()
+    if streamer is not None and (len(prompts) != 1 or options.num_return_sequences != 1):
+        raise InvalidInputError("streaming generation takes one prompt and one sequence at a time")
+    model = unwrap_model(model)
+    name = model_name_of(model)
+    was_training = model.training
+    model.eval()
+    results: list[list[GeneratedText]] = []
+    devices = [model.device] if model.device.type == "cuda" else []
+    extra = {"streamer": streamer} if streamer is not None else {}
+    try:
+        with torch.random.fork_rng(devices=devices):
+            task = model_task(name)
+            first_is_start = task == "seq2seq"  # a seq2seq row starts with the decoder start token
+            if task in ("seq2seq", "chat"):
+                # Greedy decoding is batched (fast evaluation); sampling goes one prompt at a time so that a
+                # prompt's samples depend only on it and the seed, not on which prompts share its batch.
+                size = options.batch_size if options.temperature == 0 else 1
+                decode_batch = _generate_seq2seq_batch if task == "seq2seq" else _generate_chat_batch
+                batches = []
+                for start in range(0, len(prompts), size):
+                    torch.manual_seed(options.seed)
+                    batch = prompts[start : start + size]
+                    batches.extend(decode_batch(model, tokenizer, batch, options, **extra))
+            else:
+                batches = []
+                for prompt in prompts:
+                    torch.manual_seed(options.seed)
+                    if name == "char_lstm":
+                        if streamer is not None:
+                            raise InvalidInputError("char_lstm models do not stream")
+                        batches.append(_generate_char_lstm(model, tokenizer, prompt, options))
+                    else:
+                        batches.append(_generate_causal_hf(model, tokenizer, prompt, options, **extra))
+            for rows in batches:
+                results.append(
+                    [
+                        _output(tokenizer, row[1:] if first_is_start else row, options, strip=task == "chat")
+                        for row in rows
+                    ]
+                )
+    finally:
+        model.train(was_training)
+    return results
 
 
 def generate(
@@ -185,37 +275,4 @@ def generate(
     LM outputs exclude the prompt. Outputs end at eos or at the first stop string. Greedy decoding
     (temperature 0) with several sequences uses beam search for t5 / gpt2 so the outputs differ.
     """
-    options = options or GenerateOptions()
-    model = unwrap_model(model)
-    name = model_name_of(model)
-    was_training = model.training
-    model.eval()
-    results: list[list[str]] = []
-    devices = [model.device] if model.device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            task = model_task(name)
-            if task in ("seq2seq", "chat"):
-                # Greedy decoding is batched (fast evaluation); sampling goes one prompt at a time so that a
-                # prompt's samples depend only on it and the seed, not on which prompts share its batch.
-                size = options.batch_size if options.temperature == 0 else 1
-                decode_batch = _generate_seq2seq_batch if task == "seq2seq" else _generate_chat_batch
-                batches = []
-                for start in range(0, len(prompts), size):
-                    torch.manual_seed(options.seed)
-                    batch = prompts[start : start + size]
-                    batches.extend(decode_batch(model, tokenizer, batch, options))
-            else:
-                batches = []
-                for prompt in prompts:
-                    torch.manual_seed(options.seed)
-                    if name == "char_lstm":
-                        batches.append(_generate_char_lstm(model, tokenizer, prompt, options))
-                    else:
-                        batches.append(_generate_causal_hf(model, tokenizer, prompt, options))
-            for rows in batches:
-                texts = [apply_stop(_decode(tokenizer, row), options.stop)[0] for row in rows]
-                results.append([t.strip() for t in texts] if task == "chat" else texts)
-    finally:
-        model.train(was_training)
-    return results
+    return [[out.text for out in outs] for outs in generate_detailed(model, tokenizer, prompts, options)]

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, TldrlabError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
-from tldrlab.evaluate.generate import generate
+from tldrlab.evaluate.generate import generate_detailed
+from tldrlab.evaluate.metrics import perplexity
 from tldrlab.evaluate.run_eval import EVAL_FILE, PLOT_FILE, SAMPLES_FILE, eval_config_for, evaluate_model
 from tldrlab.evaluate.score import score_text
 from tldrlab.models.io import load_model
+from tldrlab.models.registry import model_task
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_bytes
+
+PER_TOKEN_FIELDS = ("tokens", "token_ids", "surprisal_bits", "topk")
+"""What `detail_level="summary"` leaves out of a score."""
 
 
 def _load(run: Run, model_run: str) -> tuple[Any, Any, str]:
@@ -27,18 +32,91 @@ def _load(run: Run, model_run: str) -> tuple[Any, Any, str]:
     return model, tokenizer, name
 
 
+def _records(config: GenerateConfig | ScoreConfig) -> list[Any]:
+    """The records a `dataset` names (the first `limit` of `split`)."""
+    from tldrlab.data.readers import read_records
+
+    assert config.dataset is not None
+    records = read_records(config.dataset, split=config.split, limit=config.limit, skip_invalid=True)
+    if not records:
+        raise InvalidInputError(f"{config.dataset}: no records to use")
+    return records
+
+
+def _prefix(model_run: str, dataset: str) -> str:
+    """The text a seq2seq run put before every document in training (its `data.prefix`), else ''."""
+    try:
+        eval_config, _, _ = eval_config_for(model_run, data=dataset)
+    except TldrlabError:
+        return ""
+    return eval_config.prefix
+
+
 def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
+    """Outputs for the prompts (or a data set's documents), with each output's steps and whether it ended on
+    the end-of-sequence token."""
     model, tokenizer, name = _load(run, config.model_run)
-    outputs = generate(model, tokenizer, config.prompts, config.options)
-    run.set_summary(prompts=len(config.prompts))
-    return {"model": name, "outputs": outputs}
+    records: list[Any] = []
+    if config.dataset is not None:
+        records = _records(config)
+        prefix = _prefix(config.model_run, config.dataset) if model_task(name) == "seq2seq" else ""
+        prompts = [prefix + r.document for r in records]
+    else:
+        prompts = list(config.prompts or [])
+    outputs = generate_detailed(model, tokenizer, prompts, config.options)
+    flat = [o for outs in outputs for o in outs]
+    run.set_summary(
+        prompts=len(prompts),
+        mean_steps=sum(o.steps for o in flat) / len(flat),
+        eos_terminated=sum(o.eos_terminated for o in flat) / len(flat),
+    )
+    result: dict[str, Any] = {
+        "model": name,
+        "outputs": [[o.text for o in outs] for outs in outputs],
+        "details": [
+            [{"steps": o.steps, "eos_terminated": o.eos_terminated, "stopped": o.stopped} for o in outs]
+            for outs in outputs
+        ],
+    }
+    if records:
+        result["records"] = [{"id": r.id, "reference": r.summary} for r in records]
+    return result
+
+
+def _scored(result: dict[str, Any], detail_level: str) -> dict[str, Any]:
+    if detail_level == "summary":
+        return {k: v for k, v in result.items() if k not in PER_TOKEN_FIELDS}
+    return result
 
 
 def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
+    """Loss, perplexity (and per token: surprisal and top predictions) of a text, or of each record of a data
+    set with the token-weighted totals."""
     model, tokenizer, name = _load(run, config.model_run)
-    result = score_text(model, tokenizer, config.text, config.top_k, source=config.source)
-    run.set_summary(**{k: v for k, v in result.items() if k in ("loss", "perplexity", "tokens")})
-    return {"model": name, **result}
+    top_k = config.top_k if config.detail_level == "per_token" else 0
+    if config.dataset is None:
+        assert config.text is not None
+        result = score_text(model, tokenizer, config.text, top_k, source=config.source)
+        run.set_summary(**{k: result[k] for k in ("loss", "perplexity", "num_tokens")})
+        return {"model": name, **_scored(result, config.detail_level)}
+    task = model_task(name)
+    prefix = _prefix(config.model_run, config.dataset) if task == "seq2seq" else ""
+    rows = []
+    for record in _records(config):
+        if task in ("seq2seq", "chat"):
+            if not record.summary:
+                continue
+            scored = score_text(model, tokenizer, record.summary, top_k, source=prefix + record.document)
+        else:
+            scored = score_text(model, tokenizer, record.document, top_k)
+        rows.append({"id": record.id, **_scored(scored, config.detail_level)})
+    if not rows:
+        raise InvalidInputError(f"{config.dataset}: no records with a reference summary to score")
+    tokens = sum(r["num_tokens"] for r in rows)
+    loss = sum(r["loss"] * r["num_tokens"] for r in rows) / tokens
+    totals = {"loss": loss, "perplexity": perplexity(loss), "num_tokens": tokens, "records": len(rows)}
+    run.set_summary(**totals)
+    return {"model": name, **totals, "detail_level": config.detail_level, "per_record": rows}
 
 
 def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
