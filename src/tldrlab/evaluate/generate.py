@@ -15,6 +15,7 @@ with `stop_on_eos=False` decoding goes on to `max_new_tokens`. A `streamer` (tra
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +183,17 @@ def _hf_kwargs(options: GenerateOptions, tokenizer: Any, max_new_tokens: int | N
     return kwargs
 
 
+class _EventStop:
+    """A transformers stopping criterion: stop every row once the event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        stop = self.event.is_set()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
 @dataclass(frozen=True)
 class GeneratedText:
     """One output and how its decoding ended."""
@@ -215,11 +227,13 @@ def generate_detailed(
     options: GenerateOptions | None = None,
     *,
     streamer: Any | None = None,
+    stop_event: threading.Event | None = None,
 ) -> list[list[GeneratedText]]:
     """For each prompt, `num_return_sequences` outputs with how each ended (see the module docstring).
 
     LM outputs exclude the prompt. Greedy decoding (temperature 0) with several sequences uses beam search for
-    t5 / gpt2 so the outputs differ. A `streamer` needs one prompt and one sequence.
+    t5 / gpt2 so the outputs differ. A `streamer` needs one prompt and one sequence; setting `stop_event`
+    ends decoding after the current token (a client that went away).
     """
     options = options or GenerateOptions()
     if streamer is not None and (len(prompts) != 1 or options.num_return_sequences != 1):
@@ -230,7 +244,11 @@ def generate_detailed(
     model.eval()
     results: list[list[GeneratedText]] = []
     devices = [model.device] if model.device.type == "cuda" else []
-    extra = {"streamer": streamer} if streamer is not None else {}
+    extra: dict[str, Any] = {"streamer": streamer} if streamer is not None else {}
+    if stop_event is not None:
+        from transformers import StoppingCriteriaList
+
+        extra["stopping_criteria"] = StoppingCriteriaList([_EventStop(stop_event)])
     try:
         with torch.random.fork_rng(devices=devices):
             task = model_task(name)

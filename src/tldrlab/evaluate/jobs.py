@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tldrlab.errors import InvalidInputError, TldrlabError
+from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.evaluate.generate import generate_detailed
 from tldrlab.evaluate.metrics import perplexity
-from tldrlab.evaluate.run_eval import EVAL_FILE, PLOT_FILE, SAMPLES_FILE, eval_config_for, evaluate_model
+from tldrlab.evaluate.run_eval import (
+    EVAL_FILE,
+    PLOT_FILE,
+    SAMPLES_FILE,
+    eval_config_for,
+    evaluate_model,
+    training_prefix,
+)
 from tldrlab.evaluate.score import score_text
 from tldrlab.models.io import load_model
 from tldrlab.models.registry import model_task
@@ -43,15 +50,6 @@ def _records(config: GenerateConfig | ScoreConfig) -> list[Any]:
     return records
 
 
-def _prefix(model_run: str, dataset: str) -> str:
-    """The text a seq2seq run put before every document in training (its `data.prefix`), else ''."""
-    try:
-        eval_config, _, _ = eval_config_for(model_run, data=dataset)
-    except TldrlabError:
-        return ""
-    return eval_config.prefix
-
-
 def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     """Outputs for the prompts (or a data set's documents), with each output's steps and whether it ended on
     the end-of-sequence token."""
@@ -59,7 +57,7 @@ def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     records: list[Any] = []
     if config.dataset is not None:
         records = _records(config)
-        prefix = _prefix(config.model_run, config.dataset) if model_task(name) == "seq2seq" else ""
+        prefix = training_prefix(config.model_run) if model_task(name) == "seq2seq" else ""
         prompts = [prefix + r.document for r in records]
     else:
         prompts = list(config.prompts or [])
@@ -100,7 +98,7 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
         run.set_summary(**{k: result[k] for k in ("loss", "perplexity", "num_tokens")})
         return {"model": name, **_scored(result, config.detail_level)}
     task = model_task(name)
-    prefix = _prefix(config.model_run, config.dataset) if task == "seq2seq" else ""
+    prefix = training_prefix(config.model_run) if task == "seq2seq" else ""
     rows = []
     for record in _records(config):
         if task in ("seq2seq", "chat"):

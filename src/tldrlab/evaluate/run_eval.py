@@ -351,6 +351,22 @@ def _detected_val_split(data: dict[str, Any]) -> str | None:
         return None
 
 
+def training_prefix(target: str | Path) -> str:
+    """The text a seq2seq run put before every document in training (its `data.prefix`); '' for a model that
+    is not a run's."""
+    from tldrlab.errors import NotFoundError
+    from tldrlab.runs import open_registry
+
+    run_dir = resolve_model_ref(target).run_dir
+    if run_dir is None:
+        return ""
+    try:
+        record = open_registry().get(run_dir.name)
+    except NotFoundError:
+        return ""
+    return str((record.config.get("data") or {}).get("prefix") or "")
+
+
 def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, Path | None, str | None]:
     """(EvalConfig, output directory, run id or None) for any model reference (`models.resolve`).
 

@@ -40,6 +40,7 @@ ROUTER_MODULES = [
     "tldrlab.service.routes.files",  # the sha256-addressed file store (run archives)
     "tldrlab.service.routes.models",  # installed models and aliases
     "tldrlab.service.routes.cleanup",  # DELETE /runs/{id}, retention passes, cleanup events
+    "tldrlab.service.routes.summarize",  # POST /summarize: plain summaries for a front end
     "tldrlab.service.routes.artifacts",
     "tldrlab.service.routes.lvm",  # LVM concepts: chunk, ingest, predict, stats
     "tldrlab.service.routes.pages",  # the web pages at / and /runs

@@ -1,0 +1,118 @@
+"""POST /summarize on a real server: a tiny causal chat LM run (by alias) and a tiny seq2seq run, whole answers
+and Server-Sent Events, the same summaries as the generate run kind, and bad requests answered 4xx."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from netutil import serve_app
+from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama, tiny_t5
+from tldrlab.launch import launch_run
+from tldrlab.runs.aliases import promote
+
+DOCS = [
+    "The daemon watches a directory and runs a command when a file changes.",
+    "Python module for talking to PostgreSQL databases, with a small library for configuration files.",
+]
+
+
+def _events(response: httpx.Response) -> list[tuple[str, Any]]:
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[len("data: ") :])))
+    return events
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tokenizer = tiny_chat_tokenizer()
+    chat = tiny_llama(tokenizer, seed=3)
+    t5, t5_tokenizer = tiny_t5()
+    return {"chat": (chat, tokenizer), "t5": (t5, t5_tokenizer)}
+
+
+def _runs(tiny_models: dict[str, Any]) -> tuple[str, str]:
+    chat, tokenizer = tiny_models["chat"]
+    t5, t5_tokenizer = tiny_models["t5"]
+    chat_run = model_run(lambda d: save_tiny_model(chat, tokenizer, d))
+    t5_run = model_run(
+        lambda d: save_tiny_model(t5, t5_tokenizer, d),
+        config={"model": "t5", "data": {"prefix": "summarize: "}},
+    )
+    promote(chat_run.id, "production")
+    return chat_run.id, t5_run.id
+
+
+def test_summaries_whole_and_streamed_match_the_generate_kind(tiny_models: dict[str, Any]) -> None:
+    from tldrlab.service.app import create_app
+
+    chat_run, t5_run = _runs(tiny_models)
+    options = {"temperature": 0.0, "max_new_tokens": 12, "max_input_tokens": 1536}
+    expected = launch_run("generate", {"model_run": chat_run, "prompts": DOCS, "options": options}).result
+    assert expected is not None
+    with serve_app(create_app()) as url:
+        whole = httpx.post(
+            f"{url}/summarize", json={"documents": DOCS, "alias": "production", "max_new_tokens": 12}
+        )
+        assert whole.status_code == 200, whole.text
+        body = whole.json()
+        assert body["model"] == "production" and body["kind"] == "causal"
+        assert all(s["summary"] for s in body["summaries"])  # random weights, but words come out
+        assert [s["summary"] for s in body["summaries"]] == [outs[0] for outs in expected["outputs"]]
+        assert [(s["steps"], s["eos_terminated"]) for s in body["summaries"]] == [
+            (d[0]["steps"], d[0]["eos_terminated"]) for d in expected["details"]
+        ]
+
+        with httpx.stream(
+            "POST",
+            f"{url}/summarize",
+            json={"documents": DOCS, "model": chat_run, "max_new_tokens": 12, "stream": True},
+            timeout=60,
+        ) as streamed:
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            events = _events(streamed)
+        names = [name for name, _ in events]
+        assert names[0] == "start" and names[-1] == "done" and names.count("summary") == 2
+        assert names.index("token") < names.index("summary")  # tokens arrive before their summary
+        for index in (0, 1):
+            tokens = "".join(d["text"] for n, d in events if n == "token" and d["index"] == index)
+            summary = next(d for n, d in events if n == "summary" and d["index"] == index)
+            assert summary["summary"] == body["summaries"][index]["summary"] == tokens.strip()
+
+        seq2seq = httpx.post(
+            f"{url}/summarize", json={"document": DOCS[0], "model": t5_run, "max_new_tokens": 6}
+        )
+        assert seq2seq.status_code == 200, seq2seq.text
+        assert seq2seq.json()["kind"] == "seq2seq" and seq2seq.json()["summaries"][0]["steps"] >= 1
+        with httpx.stream(
+            "POST",
+            f"{url}/summarize",
+            json={"document": DOCS[0], "model": t5_run, "max_new_tokens": 6, "num_beams": 2, "stream": True},
+            timeout=60,
+        ) as beams:
+            beam_events = [name for name, _ in _events(beams)]
+        assert beam_events == ["start", "summary", "done"]  # beam search cannot stream tokens
+
+        bad = {
+            "no documents": {"alias": "production"},
+            "both": {"document": "x", "documents": ["y"], "alias": "production"},
+            "no model here": {"document": "x"},
+            "unknown alias": {"document": "x", "alias": "nope"},
+            "too long": {"document": "x", "alias": "production", "max_new_tokens": 5000},
+            "beams": {"document": "x", "alias": "production", "num_beams": 99},
+            "extra": {"document": "x", "alias": "production", "temperature": 1},
+        }
+        for what, request in bad.items():
+            answer = httpx.post(f"{url}/summarize", json=request)
+            assert answer.status_code in (400, 422), (what, answer.status_code, answer.text)
+            assert {"code", "message", "request_id"} <= set(answer.json()), what
+        outside = httpx.post(f"{url}/summarize", json={"document": "x", "model": str(Path("/etc"))})
+        assert outside.status_code == 403
