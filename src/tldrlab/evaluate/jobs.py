@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.artifacts import HIGHLIGHT_TABLE_FILE, SUMMARY_FILE, TABLE_FILE
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.evaluate.generate import generate_detailed
 from tldrlab.evaluate.metrics import perplexity
@@ -26,6 +27,17 @@ from tldrlab.models.io import load_model
 from tldrlab.models.registry import model_task
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_bytes
+from tldrlab.runs.datasets import dataset_refs
+from tldrlab.track.wandb_tracker import WandbTracker, wandb_mode_for_run
+
+EVALUATION_FILES = (EVAL_FILE, SAMPLES_FILE, PLOT_FILE, SUMMARY_FILE, TABLE_FILE, HIGHLIGHT_TABLE_FILE)
+"""What an evaluation writes (the highlight table only where the data labels highlights)."""
+ARTIFACT_KINDS = {
+    SAMPLES_FILE: "samples",
+    PLOT_FILE: "plot",
+    TABLE_FILE: "table",
+    HIGHLIGHT_TABLE_FILE: "table",
+}
 
 PER_TOKEN_FIELDS = ("tokens", "token_ids", "surprisal_bits", "topk")
 """What `detail_level="summary"` leaves out of a score."""
@@ -118,19 +130,35 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
 
 
 def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
-    """Evaluate into the run (eval.json, samples.jsonl, eval.png) and next to the evaluated run's model."""
-    eval_config, out_dir, _ = eval_config_for(config.model_run, **config.overrides())
+    """Evaluate into the run (eval.json, samples.jsonl, eval.png, eval_summary.json, eval_table.csv and, where
+    the data labels highlights, highlight_eval_table.csv) and next to the evaluated run's model; log them to
+    W&B as an `evaluation` artifact."""
+    eval_config, out_dir, evaluated = eval_config_for(config.model_run, **config.overrides())
     model, tokenizer, name = _load(run, config.model_run)
     run.log(f"evaluating {name} on {eval_config.data} split={eval_config.split}")
-    result = evaluate_model(model, tokenizer, name, eval_config, run.dir, run=run)
+    extra = {
+        "run_id": run.id,
+        "evaluated_run": evaluated,
+        "datasets": dataset_refs({"data": eval_config.data}),
+    }
+    result = evaluate_model(model, tokenizer, name, eval_config, run.dir, run=run, summary_extra=extra)
     out_dir = out_dir or run.dir  # a GGUF file, the bundled or an installed model: results stay in the run
-    for file in (EVAL_FILE, SAMPLES_FILE, PLOT_FILE):
+    files = [f for f in EVALUATION_FILES if (run.dir / f).is_file()]
+    for file in files:
         if out_dir.resolve() != run.dir.resolve():
             atomic_write_bytes(out_dir / file, (run.dir / file).read_bytes())
     numeric = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
     run.log_metrics(0, **numeric)
     run.set_summary(**numeric)
-    run.add_artifact(run.dir / EVAL_FILE, kind="eval")
-    run.add_artifact(run.dir / SAMPLES_FILE, kind="samples")
-    run.add_artifact(run.dir / PLOT_FILE, kind="plot")
+    for file in files:
+        run.add_artifact(run.dir / file, kind=ARTIFACT_KINDS.get(file, "eval"))
+    tracker = WandbTracker.start(
+        run, mode=wandb_mode_for_run(), config={"evaluation": extra, **result["config"]}
+    )
+    try:
+        tracker.log(0, numeric)
+        tracker.summary(numeric)
+        tracker.log_artifact(f"evaluation-{run.id}", "evaluation", [run.dir / f for f in files])
+    finally:
+        tracker.finish()
     return {**result, "run_id": run.id, "out_dir": str(out_dir)}

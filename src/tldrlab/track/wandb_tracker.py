@@ -37,6 +37,14 @@ def wandb_env(run_dir: Path) -> dict[str, str]:
     }
 
 
+def wandb_mode_for_run(explicit: str | None = None) -> str:
+    """The mode a run uses: its config's choice, else WANDB_MODE when it names a mode, else the settings."""
+    from tldrlab.config import get_settings
+
+    env_mode = os.environ.get("WANDB_MODE")
+    return explicit or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
+
+
 class WandbTracker:
     """A started wandb run (or a no-op when disabled)."""
 
@@ -102,6 +110,22 @@ class WandbTracker:
 
         artifact = wandb.Artifact(name=f"{name}-{self.wandb_run.id}", type="model")
         artifact.add_dir(str(model_dir))
+        self.wandb_run.log_artifact(artifact)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        """Final values shown in the W&B run's summary."""
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update({k: v for k, v in values.items() if isinstance(v, int | float)})
+
+    def log_artifact(self, name: str, type_: str, paths: list[Path]) -> None:
+        """One artifact of `type_` holding these files (an evaluation's summary, tables and plot)."""
+        if self.wandb_run is None or not paths:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(name=name.replace(":", "-"), type=type_)
+        for path in paths:
+            artifact.add_file(str(path), name=path.name)
         self.wandb_run.log_artifact(artifact)
 
     def finish(self, exit_code: int = 0) -> None:
