@@ -1,5 +1,5 @@
-"""POST /summarize on a real server: a tiny causal chat LM run (by alias) and a tiny seq2seq run, whole answers
-and Server-Sent Events, the same summaries as the generate run kind, and bad requests answered 4xx."""
+"""POST /summarize on a real server: a tiny causal chat LM run (by alias) and a tiny seq2seq run, whole
+answers and Server-Sent Events, the same summaries as the generate run kind, and bad requests answered 4xx."""
 
 from __future__ import annotations
 
