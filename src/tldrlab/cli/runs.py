@@ -1,5 +1,5 @@
-"""`tldrlab runs list | show | logs | export | import | upload | restore | prune | delete`: the run registry
-from the terminal, moving runs in and out of it as archives, and retention."""
+"""`tldrlab runs list | show | logs | compare | export | import | upload | restore | prune | delete`: the run
+registry from the terminal, runs side by side, moving runs in and out of it as archives, and retention."""
 
 from __future__ import annotations
 
@@ -102,6 +102,78 @@ def show_logs(
             typer.echo(json.dumps(row))
         else:
             typer.echo(f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}")
+
+
+def _cell(value: float | None, change: float | None, regressed: bool) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.4g}"
+    if change is not None:
+        text += f" {change:+.1%}"
+    return text + (" REGRESSION" if regressed else "")
+
+
+@runs_app.command("compare")
+def compare_command(
+    run_ids: list[str] = typer.Argument(..., help="Two or more run ids (or unique prefixes)."),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="The run others are measured against (default: the first)."
+    ),
+    metric: list[str] | None = typer.Option(
+        None, "--metric", help="Only these metrics (repeatable; default: every metric two runs share)."
+    ),
+    tolerance: float = typer.Option(
+        0.01,
+        "--tolerance",
+        min=0.0,
+        help="A change worse than this fraction of the baseline is a regression.",
+    ),
+    plot: Path = typer.Option(Path("runs-compare.png"), "--plot", help="Where the PNG chart goes."),
+    fail_on_regression: bool = typer.Option(
+        False, "--fail-on-regression", help="Exit with code 1 when a run regresses (for CI)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Print and plot runs' metrics side by side, flagging regressions against a baseline run.
+
+    A run's metrics are its summary plus its evaluation (`eval.*`, from eval_summary.json); lower is better
+    for losses, perplexities and times, higher for ROUGE, BERTScore, F1, AUC; other metrics are only shown.
+
+    Example: tldrlab runs compare train-20260101 train-20260102 --baseline train-20260101 --tolerance 0.02
+    """
+    from tldrlab.runs.compare import compare_runs
+    from tldrlab.track.plots import plot_comparison
+
+    comparison = compare_runs(run_ids, baseline=baseline, metrics=metric, tolerance=tolerance)
+    plot_comparison(comparison, plot)
+    if as_json:
+        typer.echo(json.dumps({**comparison.as_dict(), "plot": str(plot)}, default=str))
+    else:
+        regressed = {(r.run_id, r.metric) for r in comparison.regressions}
+        columns = [Column("run", key=True), Column("kind", optional=True)]
+        columns += [Column(name, justify="right") for name in comparison.metrics]
+        rows = []
+        for run in comparison.runs:
+            cells = [run["id"] + (" (baseline)" if run["id"] == comparison.baseline else ""), run["kind"]]
+            for name in comparison.metrics:
+                value = comparison.value(run["id"], name)
+                base = comparison.value(comparison.baseline or "", name)
+                change = (value - base) / abs(base) if value is not None and base else None
+                shown = None if run["id"] == comparison.baseline else change
+                cells.append(_cell(value, shown, (run["id"], name) in regressed))
+            rows.append(cells)
+        print_listing(console, columns, rows)
+        for r in comparison.regressions:
+            way = "lower" if comparison.directions.get(r.metric) == "lower" else "higher"
+            typer.echo(
+                f"regression: {r.run_id} {r.metric} {r.value:.4g} vs {r.baseline:.4g} ({r.change:+.1%}; "
+                f"{way} is better)"
+            )
+        if not comparison.regressions:
+            typer.echo(f"no regressions against {comparison.baseline} (tolerance {tolerance:.1%})")
+        typer.echo(f"chart: {plot}")
+    if fail_on_regression and comparison.regressions:
+        raise typer.Exit(1)
 
 
 @runs_app.command("export")

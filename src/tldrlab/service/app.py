@@ -41,6 +41,7 @@ ROUTER_MODULES = [
     "tldrlab.service.routes.models",  # installed models and aliases
     "tldrlab.service.routes.cleanup",  # DELETE /runs/{id}, retention passes, cleanup events
     "tldrlab.service.routes.summarize",  # POST /summarize: plain summaries for a front end
+    "tldrlab.service.routes.compare",  # runs side by side, regressions against a baseline
     "tldrlab.service.routes.artifacts",
     "tldrlab.service.routes.lvm",  # LVM concepts: chunk, ingest, predict, stats
     "tldrlab.service.routes.pages",  # the web pages at / and /runs

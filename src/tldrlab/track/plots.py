@@ -108,3 +108,50 @@ def plot_run_metrics(run_dir: Path | str) -> list[Path]:
     run_dir = Path(run_dir)
     rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
     return plot_metrics(rows, run_dir / "plots", title=run_dir.name)
+
+
+def plot_comparison(comparison: Any, path: Path, max_panels: int = 12) -> Path:
+    """Runs side by side (`tldrlab.runs.compare.Comparison`): one bar panel per metric, the baseline dark,
+    runs that regress on the metric red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = comparison.metrics[:max_panels] or ["(no shared metrics)"]
+    columns = min(3, len(names))
+    rows = (len(names) + columns - 1) // columns
+    width = max(4.0, 0.55 * len(comparison.runs) + 2.0)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, 3.2 * rows), squeeze=False)
+    labels = [run["id"] for run in comparison.runs]
+    regressed = {(r.run_id, r.metric) for r in comparison.regressions}
+    for ax, name in zip(axes.flat, names, strict=False):
+        values = [run["metrics"].get(name) for run in comparison.runs]
+        colours = [
+            "#1f2937"
+            if run["id"] == comparison.baseline
+            else "#dc2626"
+            if (run["id"], name) in regressed
+            else "#4477aa"
+            for run in comparison.runs
+        ]
+        heights = [float(v) if isinstance(v, int | float) else 0.0 for v in values]
+        ax.bar(range(len(labels)), heights, color=colours)
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels([label[-14:] for label in labels], rotation=30, ha="right", fontsize=7)
+        way = comparison.directions.get(name)
+        hint = {"lower": " (lower is better)", "higher": " (higher is better)"}.get(way or "", "")
+        ax.set_title(name + hint, fontsize=9)
+        for i, value in enumerate(values):
+            if not isinstance(value, int | float):
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(
+        f"baseline {comparison.baseline} (dark); red: worse than it by more than {comparison.tolerance:.0%}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path

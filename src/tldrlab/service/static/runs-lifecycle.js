@@ -1,5 +1,6 @@
-// The runs page's lifecycle panels: a line per cleanup event (GET /cleanup/events), refreshed with the list.
-// Loaded after runs.js, whose `$` and `api` helpers it uses.
+// The runs page's lifecycle panels: runs compared side by side with regressions against a baseline
+// (GET /compare, /compare/plot), and a line per cleanup event (GET /cleanup/events), refreshed with the list.
+// Loaded after runs.js, whose `$`, `api`, `headers` and `state` it uses.
 "use strict";
 
 function formatBytes(n) {
@@ -40,6 +41,78 @@ async function refreshCleanup() {
   }
   $("cleanup-empty").hidden = data.events.length > 0;
 }
+
+function compareQuery(ids) {
+  const params = new URLSearchParams();
+  for (const id of ids) params.append("ids", id);
+  params.set("baseline", ids[0]);
+  return params.toString();
+}
+
+async function plotDataUrl(query) {
+  // a data: URL (the page's policy allows no blob: images), fetched with the API key header
+  const response = await fetch(`/compare/plot?${query}`, { headers: headers() });
+  if (!response.ok) return null;
+  const blob = await response.blob();
+  return new Promise((resolve) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.readAsDataURL(blob);
+  });
+}
+
+async function compareRuns(ids) {
+  const query = compareQuery(ids);
+  let data;
+  try { data = await api(`/compare?${query}`); } catch (err) { notice(err.message); return; }
+  const regressed = new Set(data.regressions.map((r) => `${r.run_id} ${r.metric}`));
+  const head = $("compare-table").tHead;
+  head.replaceChildren();
+  const header = head.insertRow();
+  for (const name of ["run", ...data.metrics]) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    header.append(th);
+  }
+  const body = $("compare-table").tBodies[0];
+  body.replaceChildren();
+  for (const run of data.runs) {
+    const row = body.insertRow();
+    row.dataset.runId = run.id;
+    if (run.id === data.baseline) row.className = "baseline";
+    cell(row, run.id === data.baseline ? `${run.id} (baseline)` : run.id);
+    for (const name of data.metrics) {
+      const value = run.metrics[name];
+      const td = cell(row, value === undefined ? "-" : Number(value).toPrecision(4));
+      if (regressed.has(`${run.id} ${name}`)) { td.className = "regression"; td.textContent += " ▼"; }
+    }
+  }
+  const list = $("compare-regressions");
+  list.replaceChildren();
+  for (const r of data.regressions) {
+    const item = document.createElement("li");
+    item.textContent = `${r.run_id}: ${r.metric} ${r.value.toPrecision(4)} vs ${r.baseline.toPrecision(4)} ` +
+      `(${(r.change * 100).toFixed(1)}%, ${data.directions[r.metric]} is better)`;
+    list.append(item);
+  }
+  const url = await plotDataUrl(query);
+  $("compare-plot").hidden = url === null;
+  if (url) $("compare-plot").src = url;
+}
+
+$("compare-add").addEventListener("click", () => {
+  if (!state.selected) { notice("select a run in the list first"); return; }
+  const ids = $("compare-ids").value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (!ids.includes(state.selected)) ids.push(state.selected);
+  $("compare-ids").value = ids.join(", ");
+});
+
+$("compare-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const ids = $("compare-ids").value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (ids.length < 2) { notice("name at least two runs to compare"); return; }
+  compareRuns(ids);
+});
 
 refreshCleanup();
 setInterval(refreshCleanup, 5000);

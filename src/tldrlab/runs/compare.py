@@ -1,0 +1,179 @@
+"""Runs side by side: their metrics in one table, and regressions against a chosen baseline run.
+
+    comparison = compare_runs(["train-a", "train-b", "train-c"], baseline="train-a", tolerance=0.01)
+    comparison.regressions          # [Regression(run_id, metric, baseline, value, change)]
+    plot_comparison(comparison, Path("compare.png"))       # tldrlab.track.plots: one panel per metric
+
+A run's metrics are its summary (the registry's `metrics`: best validation loss, ROUGE of an evaluation run,
+...) and, when its directory holds an evaluation (`eval_summary.json`, written next to an evaluated model),
+that evaluation's metrics as `eval.<name>`. Which way is better is known by name: losses, perplexities,
+times and empty outputs are better lower; ROUGE, BERTScore, accuracy, F1, AUC, coverage, distinct-n and
+throughput higher; any other metric (lengths, counts) is shown but never called a regression. A run
+regresses on a metric when it is worse than the baseline by more than `tolerance` (relative to the
+baseline's value). `tldrlab runs compare`, `GET /compare` and the runs page show the same comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.errors import InvalidInputError
+from tldrlab.runs.registry import RunRecord, RunRegistry, open_registry
+
+EVAL_SUMMARY = "eval_summary.json"
+Direction = Literal["lower", "higher"]
+LOWER_BETTER = ("loss", "perplexity", "ppl", "error", "seconds", "latency", "empty")
+HIGHER_BETTER = (
+    "rouge",
+    "bertscore",
+    "bleu",
+    "accuracy",
+    "f1",
+    "auc",
+    "coverage_labelled",
+    "distinct",
+    "tokens_per_s",
+    "steps_per_s",
+    "mfu",
+    "precision",
+    "recall",
+)
+MAX_RUNS = 20
+
+
+def direction(metric: str) -> Direction | None:
+    """Whether lower or higher values of `metric` are better (None: neither is known)."""
+    name = metric.lower().rsplit(".", 1)[-1]
+    if any(key in name for key in LOWER_BETTER):
+        return "lower"
+    if any(key in name for key in HIGHER_BETTER):
+        return "higher"
+    return None
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A run worse than the baseline on one metric."""
+
+    run_id: str
+    metric: str
+    baseline: float
+    value: float
+    change: float
+    """(value - baseline) / |baseline| (value - baseline when the baseline is 0); the sign says up or down,
+    whether that is worse depends on the metric."""
+
+
+@dataclass
+class Comparison:
+    """Runs, their metrics and how each differs from the baseline."""
+
+    runs: list[dict[str, Any]]
+    """Per run (in the order asked): id, kind, status, tags, metrics."""
+    metrics: list[str]
+    baseline: str | None
+    tolerance: float
+    directions: dict[str, Direction | None] = field(default_factory=dict)
+    regressions: list[Regression] = field(default_factory=list)
+
+    def value(self, run_id: str, metric: str) -> float | None:
+        run = next(r for r in self.runs if r["id"] == run_id)
+        value = run["metrics"].get(metric)
+        return float(value) if isinstance(value, int | float) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "metrics": self.metrics,
+            "baseline": self.baseline,
+            "tolerance": self.tolerance,
+            "directions": self.directions,
+            "regressions": [r.__dict__ for r in self.regressions],
+        }
+
+
+def run_metrics(record: RunRecord) -> dict[str, float]:
+    """A run's numeric summary metrics, plus its directory's evaluation as `eval.<name>`."""
+    metrics = {k: float(v) for k, v in record.metrics.items() if _number(v)}
+    path = Path(record.run_dir) / EVAL_SUMMARY
+    try:
+        evaluation = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        evaluation = {}
+    for name, value in (evaluation.get("metrics") or {}).items():
+        if _number(value) and evaluation.get("run_id") != record.id:
+            metrics[f"eval.{name}"] = float(value)
+    return metrics
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def compare_runs(
+    run_ids: list[str],
+    *,
+    baseline: str | None = None,
+    metrics: list[str] | None = None,
+    tolerance: float = 0.01,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+) -> Comparison:
+    """Compare runs (ids or unique prefixes); `baseline` (default: the first) is what regressions are measured
+    against; `metrics` limits the columns (default: every metric at least two runs share)."""
+    if not 1 <= len(run_ids) <= MAX_RUNS:
+        raise InvalidInputError(f"compare 1 to {MAX_RUNS} runs, not {len(run_ids)}")
+    if tolerance < 0 or not math.isfinite(tolerance):
+        raise InvalidInputError("tolerance must be a finite number >= 0")
+    registry = registry or open_registry(settings or get_settings())
+    records = [registry.find(run_id) for run_id in run_ids]
+    if len({r.id for r in records}) != len(records):
+        raise InvalidInputError("a run is named twice")
+    base = registry.find(baseline).id if baseline else records[0].id
+    if base not in {r.id for r in records}:
+        raise InvalidInputError(f"the baseline {base} is not among the compared runs")
+    rows: list[dict[str, Any]] = [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "status": r.status.value,
+            "tags": r.tags,
+            "metrics": run_metrics(r),
+        }
+        for r in records
+    ]
+    if metrics:
+        columns = list(dict.fromkeys(metrics))
+    else:
+        counts: dict[str, int] = {}
+        for row in rows:
+            for name in row["metrics"]:
+                counts[name] = counts.get(name, 0) + 1
+        shared = [name for name, n in counts.items() if n >= min(2, len(rows))]
+        columns = sorted(shared, key=lambda name: (direction(name) is None, name))
+    comparison = Comparison(
+        runs=rows,
+        metrics=columns,
+        baseline=base,
+        tolerance=tolerance,
+        directions={name: direction(name) for name in columns},
+    )
+    for name in columns:
+        way = comparison.directions[name]
+        reference = comparison.value(base, name)
+        if way is None or reference is None:
+            continue
+        for row in rows:
+            value = comparison.value(row["id"], name)
+            if row["id"] == base or value is None:
+                continue
+            change = (value - reference) / abs(reference) if reference else value - reference
+            worse = change > tolerance if way == "lower" else change < -tolerance
+            if worse:
+                comparison.regressions.append(Regression(row["id"], name, reference, value, change))
+    return comparison

@@ -1,0 +1,99 @@
+"""`tldrlab runs compare`, `GET /compare` and the runs page: metrics side by side (summaries and evaluations),
+regressions against a baseline by each metric's direction, a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cliutil import run_captured
+from netutil import serve_app
+from tldrlab.errors import InvalidInputError
+from tldrlab.runs import start_run
+from tldrlab.runs.compare import compare_runs, direction
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(val_loss: float, rouge: float, length: float) -> str:
+    with start_run("train", {}) as run:
+        run.set_summary(best_val_loss=val_loss, model_step=10)
+        evaluation = {"run_id": "evaluate-elsewhere", "metrics": {"rougeL": rouge, "pred_len_mean": length}}
+        (run.dir / "eval_summary.json").write_text(json.dumps(evaluation))
+    return run.id
+
+
+@pytest.fixture
+def runs() -> dict[str, str]:
+    return {
+        "base": _run(1.0, 0.30, 12.0),
+        "better": _run(0.9, 0.32, 30.0),
+        "worse": _run(1.2, 0.25, 5.0),
+    }
+
+
+def test_regressions_follow_each_metrics_direction(runs: dict[str, str]) -> None:
+    assert direction("best_val_loss") == "lower" and direction("eval.rougeL") == "higher"
+    assert direction("eval.pred_len_mean") is None and direction("model_step") is None
+    comparison = compare_runs([runs["base"], runs["better"], runs["worse"]])
+    assert comparison.baseline == runs["base"]
+    assert comparison.metrics[:2] == ["best_val_loss", "eval.rougeL"]  # metrics with a direction first
+    assert {(r.run_id, r.metric) for r in comparison.regressions} == {
+        (runs["worse"], "best_val_loss"),
+        (runs["worse"], "eval.rougeL"),
+    }
+    loss = next(r for r in comparison.regressions if r.metric == "best_val_loss")
+    assert loss.change == pytest.approx(0.2) and loss.baseline == 1.0 and loss.value == 1.2
+    against_worse = compare_runs([runs["base"], runs["worse"]], baseline=runs["worse"])
+    assert {r.run_id for r in against_worse.regressions} == set()  # the base is better than the worse run
+    assert compare_runs(list(runs.values()), tolerance=0.5).regressions == []
+    only = compare_runs(list(runs.values()), metrics=["eval.rougeL"])
+    assert only.metrics == ["eval.rougeL"] and len(only.regressions) == 1
+    with pytest.raises(InvalidInputError):
+        compare_runs([runs["base"], runs["base"]])
+    with pytest.raises(InvalidInputError, match="baseline"):
+        compare_runs([runs["base"], runs["better"]], baseline=runs["worse"])
+
+
+def test_cli_api_and_runs_page_show_the_same_comparison(
+    runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: object
+) -> None:
+    from tldrlab.service.app import create_app
+
+    ids = [runs["base"], runs["better"], runs["worse"]]
+    plot = tmp_path / "compare.png"
+    code, out, err = run_captured(
+        ["runs", "compare", *ids, "--plot", str(plot), "--fail-on-regression"], capsys
+    )
+    assert code == 1, err
+    assert out.count("regression:") == 2 and "REGRESSION" in out and plot.read_bytes().startswith(PNG)
+    code, out, _ = run_captured(["runs", "compare", *ids[:2], "--plot", str(plot), "--json"], capsys)
+    assert code == 0 and json.loads(out)["regressions"] == []
+
+    with serve_app(create_app()) as url:
+        params = [("ids", i) for i in ids]
+        answer = httpx.get(f"{url}/compare", params=params).json()
+        assert answer["baseline"] == runs["base"] and len(answer["regressions"]) == 2
+        assert answer["directions"]["best_val_loss"] == "lower"
+        chart = httpx.get(f"{url}/compare/plot", params=params)
+        assert chart.status_code == 200 and chart.headers["content-type"] == "image/png"
+        assert chart.content.startswith(PNG)
+        assert httpx.get(f"{url}/compare", params=[("ids", "nope")]).status_code == 404
+        many = [("ids", f"run-{i}") for i in range(21)]
+        assert httpx.get(f"{url}/compare", params=many).status_code == 422
+
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.fill("#compare-ids", ", ".join(ids))
+        page.click("#compare-run")
+        page.wait_for_selector("#compare-table td.regression")
+        worse_row = page.locator(f"#compare-table tr[data-run-id='{runs['worse']}']")
+        assert worse_row.locator("td.regression").count() == 2
+        assert page.locator(f"#compare-table tr[data-run-id='{runs['better']}'] td.regression").count() == 0
+        page.wait_for_function("() => !document.getElementById('compare-plot').hidden")
+        assert page.get_attribute("#compare-plot", "src").startswith("data:image/png")  # type: ignore[union-attr]
+        assert page.locator("#compare-regressions li").count() == 2
+        page.close()
