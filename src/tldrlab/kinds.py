@@ -32,7 +32,7 @@ from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
 from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.errors import DependencyMissingError, InvalidConfigError, UnknownKindError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
-from tldrlab.experiments.config import ExperimentConfig
+from tldrlab.experiments.config import ExperimentArmConfig, ExperimentConfig
 from tldrlab.lvm.config import (
     IngestConfig,
     LVMEvaluateConfig,
@@ -179,6 +179,13 @@ _ENTRIES = (
         ExperimentConfig,
         "tldrlab.experiments.dendrite_experiment:experiment_job",
         "Baseline vs compressed vs compressed + dendrites T5, same data, tokenizer, seeds and budget.",
+    ),
+    RunKind(
+        "experiment_arm",
+        ExperimentArmConfig,
+        "tldrlab.experiments.dendrite_experiment:experiment_arm_job",
+        "One arm of an experiment trained for one seed (started by its experiment).",
+        submittable=False,
     ),
     RunKind(
         "sweep",

@@ -191,3 +191,34 @@ def test_kill_9_during_a_real_training_resumes_exactly(
     assert [resumed[s] for s in sorted(resumed)] == pytest.approx(
         [reference[s] for s in sorted(reference)], rel=1e-4
     )
+
+
+@pytest.mark.parametrize("queue_kind", ["sqlite", "rq"])
+def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
+    queue_kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    env = _use_queue(queue_kind, monkeypatch, request)
+    config = {"steps": 3, "checkpoint_every": 1, "step_sleep_s": 2.5, "seed": 3}
+    run_id = create_run("smoke", config).id
+    open_queue().enqueue(run_id)
+    worker = start_worker(env=env, log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: len(metrics(run_id)) >= 1, 90, what="training to start")
+        worker.send_signal(signal.SIGTERM)  # warm: would checkpoint after this 2.5-second step
+        time.sleep(1.1)  # a second signal within a second counts as the same one (as in rq)
+        sent = time.monotonic()
+        worker.send_signal(signal.SIGTERM)  # cold: exit now
+        code = worker.wait(timeout=30)
+        assert time.monotonic() - sent < 2.5, "the second SIGTERM did not stop the worker at once"
+        assert code == 128 + signal.SIGTERM, (tmp_path / "w.log").read_text()[-2000:]
+    finally:
+        stop(worker)
+    assert "hard stop" in " ".join((tmp_path / "w.log").read_text().split())  # rich wraps its lines
+    stopped = record(run_id)
+    assert stopped.status == RunStatus.RUNNING  # not requeued by the worker: it just vanished
+    done = len(metrics(run_id))
+    time.sleep(STALE_S + 0.2)  # its heartbeat goes stale; a worker's reconciliation resumes it
+    build_worker(config=RESUMER).run()
+    final = record(run_id)
+    assert final.status == RunStatus.COMPLETED and final.attempts == 2
+    assert [r["step"] for r in metrics(run_id)] == [1, 2, 3] and done < 3

@@ -3,25 +3,32 @@
 1. the prepared data's train / val splits (tldrlab elm prepare);
 2. the LM's tokenizer: the LM's own, or for lm=scratch a given directory or a BPE trained on the training
    targets into <run_dir>/tokenizer (reused on resume);
-3. the ElmModel, seeded; adapter weights from `init_adapter` (an adapter.safetensors) when given;
-4. `tldrlab.train.train` for `epochs` epochs (or max_steps), evaluation every `eval_interval` steps, early
-   stopping on BERTScore F1 patience, resuming from the run's newest good checkpoint;
-5. the best evaluation's weights saved with `save_elm` to <run_dir>/model (adapter.safetensors + lm/).
+3. the ElmModel (the recipe driver has seeded); adapter weights from `init_adapter` (an adapter.safetensors)
+   when given;
+4. the loop (`tldrlab.train.recipe.run_recipe`) for `epochs` epochs (or max_steps), evaluation every
+   `eval_interval` steps, early stopping on BERTScore F1 patience, resuming from the run's newest checkpoint;
+5. export: the best evaluation's weights saved with `save_elm` to <run_dir>/model (adapter.safetensors +
+   lm/).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from tldrlab.elm.config import ElmTrainConfig
+from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
+from tldrlab.elm.prepare import load_split, read_manifest
+from tldrlab.elm.task import ElmTask
 from tldrlab.errors import ConfigError
+from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
-from tldrlab.train.config import TrainConfig
+from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+from tldrlab.train.loop import TrainHooks, TrainResult
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
 MODEL_SUBDIR = "model"
 TOKENIZER_SUBDIR = "tokenizer"
@@ -46,9 +53,6 @@ def steps_for(config: ElmTrainConfig, n_train: int) -> int:
 
 def prepare_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path) -> Any:
     """lm=scratch: the given tokenizer, or a BPE trained once on the training targets; else None."""
-    from tldrlab.runs.atomic import atomic_write_text
-    from tldrlab.tokenizers import load_tokenizer, train_tokenizer
-
     if config.model.lm != "scratch":
         return None
     if config.tokenizer:
@@ -61,19 +65,15 @@ def prepare_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path)
     return load_tokenizer(out)
 
 
-def build_training(config: ElmTrainConfig, run_dir: Path) -> tuple[Any, Any, Any, TrainConfig]:
-    """(model, tokenizer, task, loop config) of a run, deterministic given the config."""
-    from tldrlab.device import seed_everything
-    from tldrlab.elm.model import build_elm, load_adapter_weights
-    from tldrlab.elm.prepare import load_split
-    from tldrlab.elm.task import ElmTask
-
+def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
+    """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
+    if run is None:
+        raise ConfigError("ELM training does not run distributed")
     train_split = load_split(config.data, "train")
     val_split = load_split(config.data, "val")
     if config.limit is not None:
         train_split.records = train_split.records[: config.limit]
-    tokenizer = prepare_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run_dir)
-    seed_everything(config.train.seed)
+    tokenizer = prepare_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run.dir)
     model_config = config.model.model_copy(update={"embedding_dim": int(train_split.embeddings.shape[1])})
     model, tokenizer = build_elm(model_config, tokenizer)
     if config.init_adapter:
@@ -89,20 +89,6 @@ def build_training(config: ElmTrainConfig, run_dir: Path) -> tuple[Any, Any, Any
     loop = config.train.model_copy(update={"max_steps": steps, "eval_every": eval_every})
     if loop.warmup_steps > steps:
         loop = loop.model_copy(update={"warmup_steps": steps})
-    return model, tokenizer, task, loop
-
-
-def run_elm_training(run: Run, config: ElmTrainConfig, *, hooks: Any = None, resume: bool = True) -> Any:
-    """Train in `run` (see the module docstring); returns the loop's TrainResult."""
-    from safetensors.torch import load_model
-
-    from tldrlab.config import get_settings
-    from tldrlab.elm.model import ElmModel, save_elm
-    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
-    from tldrlab.train.checkpoint import MODEL, verify_checkpoint
-    from tldrlab.train.loop import train
-
-    model, tokenizer, task, loop = build_training(config, run.dir)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     run.log(
@@ -111,30 +97,35 @@ def run_elm_training(run: Run, config: ElmTrainConfig, *, hooks: Any = None, res
         parameters=total,
         trainable=trainable,
     )
-    run.set_environment(parameters=total, trainable_parameters=trainable, steps=loop.max_steps)
-    env_mode = os.environ.get("WANDB_MODE")
-    mode = config.wandb or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
-    tracker = WandbTracker.start(run, mode=mode, config=config.model_dump(mode="json"), project="tldrlab-elm")
-    ok = False
-    try:
-        result = train(model, task, loop, run, hooks=hooks, resume=resume, tracker=tracker)
-        best = result.model
-        assert isinstance(best, ElmModel)
-        step = result.steps
-        if result.best_checkpoint is not None:
-            index = verify_checkpoint(result.best_checkpoint)
-            load_model(best, str(result.best_checkpoint / MODEL), device=str(next(best.parameters()).device))
-            step = int(index["step"])
-        from tldrlab.elm.prepare import read_manifest
+    return RecipeSetup(
+        model=model,
+        task=task,
+        loop=loop,
+        tokenizer=tokenizer,
+        tracking=Tracking(mode=config.wandb, project="tldrlab-elm", config=config.model_dump(mode="json")),
+        environment={"parameters": total, "trainable_parameters": trainable, "steps": loop.max_steps},
+    )
 
-        embedder = read_manifest(config.data).get("embedder")
-        save_elm(best, tokenizer, run.dir / MODEL_SUBDIR, step=step, data=config.data, embedder=embedder)
-        run.add_artifact(run.dir / MODEL_SUBDIR, kind="model")
-        run.set_summary(model_step=step)
-        ok = True
-    finally:
-        tracker.finish(exit_code=0 if ok else 1)
-    return result
+
+def export(run: Run, config: ElmTrainConfig, setup: RecipeSetup, result: TrainResult) -> RecipeExport:
+    """The best weights as a saved ELM (adapter.safetensors + lm/) in <run_dir>/model."""
+    model = result.model
+    assert isinstance(model, ElmModel)
+    step = result.best_step if result.best_checkpoint is not None else result.steps
+    embedder = read_manifest(config.data).get("embedder")
+    save_elm(model, setup.tokenizer, run.dir / MODEL_SUBDIR, step=step, data=config.data, embedder=embedder)
+    return RecipeExport(model_dir=run.dir / MODEL_SUBDIR)
+
+
+ELM_TRAIN: Recipe[ElmTrainConfig] = Recipe("elm_train", lambda config: config.train.seed, setup, export)
+"""The ELM recipe."""
+
+
+def run_elm_training(
+    run: Run, config: ElmTrainConfig, *, hooks: TrainHooks | None = None, resume: bool = True
+) -> TrainResult:
+    """Train in `run` (see the module docstring); returns the loop's TrainResult."""
+    return run_recipe(run, ELM_TRAIN, config, resume=resume, extra_hooks=[hooks] if hooks else ()).train
 
 
 def elm_train_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:

@@ -126,3 +126,12 @@ class ExperimentConfig(BaseModel):
     """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
     // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results
     do not depend on it except through the thread count."""
+
+
+class ExperimentArmConfig(ExperimentConfig):
+    """Kind `experiment_arm` (started by an experiment, not submitted): one arm trained for one seed."""
+
+    arm: str
+    """The arm trained (a name in tldrlab.experiments.dendrite_experiment.ARMS)."""
+    seed: int
+    """The seed of this arm's run (weights, data order, compression)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from torch import nn
 
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.compression import compress_t5, count_parameters, describe
-from tldrlab.experiments.config import ExperimentConfig
+from tldrlab.experiments.config import ExperimentArmConfig, ExperimentConfig
 from tldrlab.experiments.dendrites import (
     GRADIENT_DESCENT_NOTE,
     DendriteHooks,
@@ -37,11 +36,13 @@ from tldrlab.experiments.dendrites import (
     perforated_modules,
     settings_snapshot,
 )
+from tldrlab.experiments.results import evaluate_summaries
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
 from tldrlab.threads import adopt_threads, plan_for_share
 from tldrlab.train.config import TrainConfig
-from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState, train
+from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
 
 @dataclass
@@ -195,32 +196,7 @@ class _DeadlineHooks(TrainHooks):
         return decision
 
 
-# -- one arm ------------------------------------------------------------------------------------------------
-def _wandb_run(config: ExperimentConfig, run: Run, name: str, group: str) -> Any:
-    mode = config.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
-    if mode not in ("offline", "online"):
-        return None
-    wandb_dir = run.dir / "wandb"
-    wandb_dir.mkdir(exist_ok=True)
-    for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
-        os.environ[var] = str(wandb_dir)
-    import wandb
-
-    return wandb.init(
-        project="tldrlab-dendrites", name=name, group=group, dir=str(wandb_dir),
-        mode="online" if mode == "online" else "offline",
-        config=config.model_dump(mode="json"), reinit="finish_previous",
-    )  # fmt: skip
-
-
-class _WandbTracker:
-    def __init__(self, wandb_run: Any) -> None:
-        self.wandb_run = wandb_run
-
-    def log(self, step: int, metrics: dict[str, Any]) -> None:
-        self.wandb_run.log(dict(metrics), step=step)
-
-
+# -- one arm: a recipe -------------------------------------------------------------------------------------
 def train_config(config: ExperimentConfig, seed: int) -> TrainConfig:
     by_time = config.budget_minutes is not None
     return TrainConfig(
@@ -241,6 +217,70 @@ def train_config(config: ExperimentConfig, seed: int) -> TrainConfig:
     )
 
 
+def arm_recipe(ctx: ArmContext, data: ExperimentData) -> Recipe[ExperimentArmConfig]:
+    """The recipe of one arm: its model built from the experiment's shared pieces (tokenizer, this seed's
+    trained baseline), the summary task, the final weights (not the best) scored and saved."""
+
+    def setup(run: Run | None, config: ExperimentArmConfig) -> RecipeSetup:
+        assert run is not None
+        built = ARMS[config.arm](ctx, run)
+        is_pai = isinstance(built.hooks, DendriteHooks)
+        silent = ctx.config.dendrites.silent
+
+        def guard() -> contextlib.AbstractContextManager[Any]:
+            # PAI's modules may call sys.exit / pdb from inside forward and backward passes, not only its API
+            return pai_traps("training", silent=silent) if is_pai else contextlib.nullcontext()
+
+        return RecipeSetup(
+            model=built.model,
+            task=summary_task(ctx.tokenizer, data, ctx.config),
+            loop=train_config(ctx.config, config.seed),
+            tokenizer=ctx.tokenizer,
+            hooks=[_DeadlineHooks(built.hooks, ctx.config.budget_minutes)],
+            tracking=Tracking(
+                mode=ctx.config.wandb_mode,
+                project="tldrlab-dendrites",
+                name=f"{config.arm}-seed{config.seed}",
+                group=run.record.parent_id or run.id,
+                config=ctx.config.model_dump(mode="json"),
+            ),
+            restore_best=False,
+            resume=False,
+            guard=guard,
+            extra={"built": built},
+        )
+
+    def export(
+        run: Run, config: ExperimentArmConfig, setup: RecipeSetup, result: TrainResult
+    ) -> RecipeExport:
+
+        built: ArmModel = setup.extra["built"]
+        model = result.model
+        is_pai = isinstance(built.hooks, DendriteHooks)
+        row: dict[str, Any] = {
+            "arm": config.arm,
+            "seed": config.seed,
+            "run_id": run.id,
+            "parameters": pai_parameter_count(model) if is_pai else count_parameters(model),
+            "steps": result.steps,
+            "train_seconds": result.seconds,
+            "eval_loss": result.metrics.get("eval_loss"),
+            "best_eval_loss": result.best_value,
+        }
+        if isinstance(built.hooks, DendriteHooks):
+            events = built.hooks.events
+            row["dendrites"] = events[-1]["dendrites"] if events else 0
+            row["restructures"] = sum(1 for e in events if e["restructured"])
+            row["pai_complete"] = built.hooks.completed
+        row.update(evaluate_summaries(model, ctx.tokenizer, data.test, ctx.config))
+        run.log_metrics(result.steps, **{k: v for k, v in row.items() if isinstance(v, int | float)})
+        final = save_final(run, model, ctx.tokenizer, ctx.config, config.arm, config.seed, built, data, row)
+        summary = {k: v for k, v in row.items() if isinstance(v, int | float | str)}
+        return RecipeExport(model_dir=final, summary=summary, result={"row": row})
+
+    return Recipe("experiment_arm", lambda config: config.seed, setup, export)
+
+
 def train_one_arm(
     config: ExperimentConfig,
     arm: str,
@@ -250,58 +290,28 @@ def train_one_arm(
     *,
     parent_id: str | None = None,
 ) -> tuple[dict[str, Any], nn.Module]:
-    """Train one arm for one seed in its own run; returns its metrics row and the trained model."""
-    from tldrlab.device import seed_everything
-    from tldrlab.experiments.results import evaluate_summaries
-
+    """Train one arm for one seed in its own run (kind `experiment_arm`); its metrics row and the model."""
     if arm not in ARMS:
         raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    run_config = {**config.model_dump(mode="json"), "arm": arm, "seed": seed}
-    with start_run("experiment_arm", run_config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
-        seed_everything(seed)
-        built = ARMS[arm](ctx, run)
-        wandb_run = _wandb_run(config, run, f"{arm}-seed{seed}", parent_id or run.id)
-        task = summary_task(ctx.tokenizer, data, config)
-        is_pai = isinstance(built.hooks, DendriteHooks)
-        # PAI's modules may call sys.exit / pdb from inside forward and backward passes, not only from its API
-        traps = pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
-        try:
-            with traps:
-                result = train(
-                    built.model,
-                    task,
-                    train_config(config, seed),
-                    run,
-                    hooks=_DeadlineHooks(built.hooks, config.budget_minutes),
-                    resume=False,
-                    tracker=_WandbTracker(wandb_run) if wandb_run is not None else None,
-                )
-            model = result.model
-            parameters = pai_parameter_count(model) if is_pai else count_parameters(model)
-            row: dict[str, Any] = {
-                "arm": arm,
-                "seed": seed,
-                "run_id": run.id,
-                "parameters": parameters,
-                "steps": result.steps,
-                "train_seconds": result.seconds,
-                "eval_loss": result.metrics.get("eval_loss"),
-                "best_eval_loss": result.best_value,
-            }
-            if is_pai:
-                assert isinstance(built.hooks, DendriteHooks)
-                events = built.hooks.events
-                row["dendrites"] = events[-1]["dendrites"] if events else 0
-                row["restructures"] = sum(1 for e in events if e["restructured"])
-                row["pai_complete"] = built.hooks.completed
-            row.update(evaluate_summaries(model, ctx.tokenizer, data.test, config))
-            run.log_metrics(result.steps, **{k: v for k, v in row.items() if isinstance(v, int | float)})
-            run.set_summary(**{k: v for k, v in row.items() if isinstance(v, int | float | str)})
-            save_final(run, model, ctx.tokenizer, config, arm, seed, built, data, wandb_run, row)
-        finally:
-            if wandb_run is not None:
-                wandb_run.finish()
-    return row, model
+    arm_config = ExperimentArmConfig.model_validate({**config.model_dump(), "arm": arm, "seed": seed})
+    with start_run("experiment_arm", arm_config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
+        outcome = run_recipe(run, arm_recipe(ctx, data), arm_config)
+    return outcome.export.result["row"], outcome.train.model
+
+
+def experiment_arm_job(run: Run, config: ExperimentArmConfig) -> dict[str, Any]:
+    """Run kind `experiment_arm` on its own (a worker; an experiment trains its arms in-process): the data and
+    tokenizer rebuilt as the experiment builds them; an arm cut from a trained baseline trains that first."""
+    _check(config.model_copy(update={"arms": [config.arm], "seeds": [config.seed]}))
+    data = load_data(config)
+    tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
+    ctx = ArmContext(config=config, tokenizer=tokenizer, seed=config.seed)
+    if config.arm not in ("baseline", "compressed_random") and config.compression.init == "baseline":
+        base = ExperimentArmConfig.model_validate({**config.model_dump(), "arm": "baseline"})
+        ctx.baseline = run_recipe(run, arm_recipe(ctx, data), base).train.model
+    outcome = run_recipe(run, arm_recipe(ctx, data), config)
+    row: dict[str, Any] = outcome.export.result["row"]
+    return row
 
 
 def save_final(
@@ -313,10 +323,10 @@ def save_final(
     seed: int,
     built: ArmModel,
     data: ExperimentData,
-    wandb_run: Any,
     row: dict[str, Any],
 ) -> Path:
-    """Seed 000's save order: 1 model, 2 PAI tracker state, 3 run_metadata.json, 4 W&B artifact."""
+    """The arm's saved model in order: 1 model, 2 PAI tracker state, 3 run_metadata.json (the W&B artifact,
+    4, is logged by the recipe driver)."""
     from safetensors.torch import save_model
 
     from tldrlab.runs.run import git_commit
@@ -353,15 +363,6 @@ def save_final(
         "files": {p.name: sha256_file(p) for p in sorted(final.iterdir()) if p.is_file()},
     }  # fmt: skip
     atomic_write_json(final / "run_metadata.json", metadata)
-    run.add_artifact(final, kind="model")
-    # 4. W&B artifact (offline by default: stays in the run directory until synced)
-    if wandb_run is not None:
-        import wandb
-
-        wandb_run.summary.update({k: v for k, v in row.items() if isinstance(v, int | float)})
-        artifact = wandb.Artifact(f"model-{arm}-seed{seed}", type="model")
-        artifact.add_dir(str(final))
-        wandb_run.log_artifact(artifact)
     return final
 
 

@@ -7,23 +7,22 @@ how validation is scored. After training, the best evaluation's weights are save
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tldrlab.device import seed_everything
 from tldrlab.errors import ConfigError
 from tldrlab.lvm.config import LVMTrainJobConfig
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, parse_loss, uses_bank
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
 from tldrlab.runs.run import Run
+from tldrlab.train.loop import TrainHooks, TrainResult
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
 MODEL_DIR = "model"
 
@@ -200,19 +199,11 @@ def predict(
     return torch.cat(outputs) if outputs else torch.zeros((0, contexts.shape[-1]))
 
 
-def train_lvm(
-    config: LVMTrainJobConfig, run: Run, *, resume: bool = True, hooks: Any | None = None
-) -> dict[str, Any]:
-    """Train (or resume) one LVM into `run`; returns the run summary. `hooks`: the loop's TrainHooks (a
-    sweep's pruner)."""
-    from safetensors.torch import load_model
-
-    from tldrlab.train import train
-
+def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
+    """The LVM recipe's setup: sequences, model (the driver has seeded), task and loop settings."""
     if config.model not in LVM_MODELS:
         raise ConfigError(f"unknown LVM {config.model!r}; choose one of {', '.join(LVM_MODELS)}")
     parse_loss(config.loss)
-    seed_everything(config.train.seed)
     sequences = load_sequences(config.sequences)
     train_split = sequences.split_arrays("train")
     val_split = sequences.split_arrays("val").sample(config.max_val_examples, config.train.seed)
@@ -225,13 +216,14 @@ def train_lvm(
         model = build_lvm(config.model, LVMConfig(**settings))
     except ValueError as exc:  # pydantic validation of model_settings
         raise ConfigError(f"invalid LVM settings: {exc}") from exc
-    run.log(
-        "training LVM",
-        model=config.model,
-        parameters=count_parameters(model),
-        train_examples=len(train_split),
-        val_examples=len(val_split),
-    )
+    if run is not None:
+        run.log(
+            "training LVM",
+            model=config.model,
+            parameters=count_parameters(model),
+            train_examples=len(train_split),
+            val_examples=len(val_split),
+        )
     task = LVMTask(
         train_split,
         val_split,
@@ -242,42 +234,43 @@ def train_lvm(
         train_bank=concept_bank(sequences, "train") if uses_bank(config.loss) else None,
         val_bank=concept_bank(sequences, val_bank_split),
     )
-    tracker = _tracker(run, config)
-    ok = False
-    try:
-        result = train(model, task, config.train, run, hooks=hooks, resume=resume, tracker=tracker)
-        trained = result.model
-        if result.best_checkpoint is not None:
-            # keep the weights of the best validation, not those of the last step
-            load_model(trained, str(Path(result.best_checkpoint) / "model.safetensors"))
-        model_dir = save_lvm(trained, run.dir / MODEL_DIR)  # type: ignore[arg-type]
-        run.add_artifact(model_dir, kind="model")
-        summary = {
-            "parameters": count_parameters(trained),
-            "trainable_parameters": sum(p.numel() for p in trained.parameters() if p.requires_grad),
-            "steps": result.steps,
-            "best_step": result.best_step,
-            "val_cosine": task.evaluate(trained)["val_cosine"],
-            # the CPU budget a comparison at equal cost needs (this process, all threads, since it started)
-            "cpu_seconds": round(time.process_time(), 1),
-        }
-        run.set_summary(**summary)
-        tracker.log_model(model_dir)
-        ok = True
-    finally:
-        tracker.finish(exit_code=0 if ok else 1)
-    return summary
+    return RecipeSetup(
+        model=model,
+        task=task,
+        loop=config.train,
+        tracking=Tracking(config={"kind": "lvm_train", **config.model_dump(mode="json")}),
+    )
 
 
-def _tracker(run: Run, config: LVMTrainJobConfig) -> Any:
-    """W&B for this run, as for every training: mode from WANDB_MODE, else the `wandb_mode` setting
-    (offline by default); its files stay inside the run directory."""
-    from tldrlab.config import get_settings
-    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
+def export(run: Run, config: LVMTrainJobConfig, setup: RecipeSetup, result: TrainResult) -> RecipeExport:
+    """The best validation's weights as <run_dir>/model, and what the run's summary says."""
+    trained = result.model
+    model_dir = save_lvm(trained, run.dir / MODEL_DIR)  # type: ignore[arg-type]
+    task = setup.task
+    assert isinstance(task, LVMTask)
+    summary = {
+        "parameters": count_parameters(trained),
+        "trainable_parameters": sum(p.numel() for p in trained.parameters() if p.requires_grad),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "val_cosine": task.evaluate(trained)["val_cosine"],
+        # the CPU budget a comparison at equal cost needs (this process, all threads, since it started)
+        "cpu_seconds": round(time.process_time(), 1),
+    }
+    return RecipeExport(model_dir=model_dir, summary=summary)
 
-    env_mode = os.environ.get("WANDB_MODE")
-    mode = env_mode if env_mode in WANDB_MODES else get_settings().wandb_mode
-    return WandbTracker.start(run, mode=mode, config={"kind": "lvm_train", **config.model_dump(mode="json")})
+
+LVM_TRAIN: Recipe[LVMTrainJobConfig] = Recipe("lvm_train", lambda config: config.train.seed, setup, export)
+"""The LVM recipe."""
+
+
+def train_lvm(
+    config: LVMTrainJobConfig, run: Run, *, resume: bool = True, hooks: TrainHooks | None = None
+) -> dict[str, Any]:
+    """Train (or resume) one LVM into `run`; returns the run summary. `hooks`: extra TrainHooks (a sweep's
+    pruner)."""
+    extra = [hooks] if hooks is not None else []
+    return run_recipe(run, LVM_TRAIN, config, resume=resume, extra_hooks=extra).export.summary
 
 
 def lvm_train_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:

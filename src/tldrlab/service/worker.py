@@ -8,7 +8,9 @@ A worker
   the queue lease; the same thread turns what the run writes into events for notifiers;
 - classes failures: user input (no retry), transient (bounded retries, exponential backoff) or fatal;
 - on SIGTERM asks the training loop to stop (`tldrlab.runs.preempt`): the loop finishes the step, writes a
-  checkpoint and raises RunPreemptedError; the worker puts the run back on the queue and exits;
+  checkpoint and raises RunPreemptedError; the worker puts the run back on the queue and exits. A second
+  SIGTERM (or SIGINT) a second or more later is a hard stop, as in rq: the process exits at once, the run
+  stays `running` until its heartbeat goes stale and another worker resumes it from its last checkpoint;
 - reconciles on start and periodically: a `running` run whose heartbeat is stale (its worker died) is put
   back on the queue — the job resumes from its last checkpoint — or failed with the reason after
   `max_attempts`.
@@ -413,6 +415,7 @@ class Worker:
                 should_stop=self.should_stop,
                 burst=self.config.burst,
                 poll_s=self.config.poll_s,
+                on_force_stop=lambda signum: hard_stop(self, signum),
             )
         finally:
             self.stop_event.set()
@@ -431,10 +434,35 @@ class Worker:
         return self.stop_event.is_set() or preempt.stop_requested()
 
 
+HARD_STOP_AFTER_S = 1.0
+"""A second signal this long after the first is a hard stop (sooner, it is the same stop sent twice, as when
+both a process manager and a terminal signal the worker; rq ignores those too)."""
+
+
+def hard_stop(worker: Worker, signum: int) -> None:
+    """Exit now: the worker's row says stopped; its run keeps `running` with a heartbeat that goes stale, so
+    another worker resumes it from its last checkpoint (what a killed worker leaves behind)."""
+    log.warning(f"worker {worker.worker_id} got a second signal {signum}: hard stop")
+    try:
+        worker.registry.db.execute(
+            "UPDATE workers SET state = 'stopped', current_run = NULL, heartbeat_at = ? WHERE id = ?",
+            (time.time(), worker.worker_id),
+        )
+    finally:
+        logging.shutdown()
+        os._exit(128 + signum)
+
+
 def install_signal_handlers(worker: Worker) -> None:
-    """SIGTERM/SIGINT: finish the current step, checkpoint, requeue, exit (a second signal is ignored)."""
+    """SIGTERM/SIGINT: finish the current step, checkpoint, requeue, exit; a second signal: `hard_stop`."""
+    first: list[float] = []
 
     def on_signal(signum: int, frame: Any) -> None:
+        if first and time.monotonic() - first[0] >= HARD_STOP_AFTER_S:
+            hard_stop(worker, signum)
+        if first:
+            return
+        first.append(time.monotonic())
         log.warning(f"worker {worker.worker_id} got signal {signum}: stopping after the current step")
         preempt.request_stop()
         worker.stop_event.set()

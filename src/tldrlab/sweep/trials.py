@@ -18,7 +18,6 @@ The value of a trial is the metric's last reported value (W&B's default summary 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -172,43 +171,20 @@ def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
 
 
 def _train_in_run(run: Run, job: Any, hooks: Any, ctx: TrialContext) -> Any:
-    """`tldrlab.train.jobs.run_training` with the sweep's pruning hooks and W&B group."""
-    from tldrlab.config import get_settings
-    from tldrlab.device import seed_everything
-    from tldrlab.models import build_model, model_task
-    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
-    from tldrlab.train.jobs import MODEL_SUBDIR, prepare_tokenizer, save_best_model
-    from tldrlab.train.loop import train
-    from tldrlab.train.tasks import build_task
+    """The train recipe with the sweep's pruning hooks, grouped by study in W&B."""
+    from tldrlab.train.jobs import TRAIN
+    from tldrlab.train.recipe import run_recipe
 
-    task_kind = model_task(job.model)
-    tokenizer = prepare_tokenizer(job, run, run.dir)
-    seed_everything(job.train.seed)
-    model = build_model(job.model, job.model_settings, tokenizer)
-    task = build_task(job, tokenizer, model, task_kind)
-    run.set_environment(
-        parameters=sum(p.numel() for p in model.parameters()), model=job.model, task=task_kind
-    )
-    env_mode = os.environ.get("WANDB_MODE")
-    mode = job.wandb or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
-    os.environ["WANDB_RUN_GROUP"] = ctx.study_name  # W&B groups a sweep's runs by study
-    tracker = WandbTracker.start(run, mode=mode, config={**job.model_dump(mode="json"), **_tags_of(run)})
-    if tracker.wandb_run is not None:
-        run.set_environment(wandb_group=tracker.wandb_run.group)
-    exit_code = 1
-    try:
-        result = train(model, task, job.train, run, hooks=hooks, resume=True, tracker=tracker)
-        model_dir = run.dir / MODEL_SUBDIR
-        saved_step = save_best_model(result, tokenizer, job.model, model_dir)
-        run.add_artifact(model_dir, kind="model")
-        run.set_summary(model_step=saved_step)
-        exit_code = 0
-    except optuna.TrialPruned:
-        exit_code = 0
-        raise
-    finally:
-        tracker.finish(exit_code=exit_code)
-    return result
+    return run_recipe(
+        run,
+        TRAIN,
+        job,
+        resume=True,
+        extra_hooks=[hooks],
+        clean_exits=(optuna.TrialPruned,),
+        wandb_group=ctx.study_name,
+        wandb_config=_tags_of(run),
+    ).train
 
 
 def _tags_of(run: Run) -> dict[str, Any]:

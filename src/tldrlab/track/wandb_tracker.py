@@ -1,11 +1,13 @@
 """Weights & Biases tracking that keeps every file inside the run directory.
 
-    tracker = WandbTracker.start(run, mode="offline", config=job_config_dict)
+    tracker = WandbTracker.start(run, mode=wandb_mode(config.wandb), config=job_config_dict)
     tracker.log(step, {"train_loss": 1.2})
     tracker.log_table("eval_predictions", rows)
     tracker.log_model(run.dir / "model")
     tracker.finish()
 
+One rule picks the mode (`wandb_mode`): the config's explicit value, else $TLDRLAB_WANDB_MODE, else
+$WANDB_MODE, else the `wandb_mode` setting (tldrlab.toml; offline by default).
 Modes: `offline` (default: files under <run_dir>/wandb, sync later with `wandb sync`), `online` (needs the
 user's WANDB_API_KEY / `wandb login`), `disabled` (nothing is written; every method is a no-op).
 WANDB_DIR, WANDB_DATA_DIR, WANDB_CACHE_DIR and WANDB_CONFIG_DIR all point inside the run directory, so wandb
@@ -18,11 +20,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, DependencyMissingError
 from tldrlab.runs.run import Run
 
 WANDB_MODES = ("offline", "online", "disabled")
 WANDB_SUBDIR = "wandb"
+
+
+def wandb_mode(explicit: str | None = None) -> str:
+    """The W&B mode of a run: `explicit` (the config's), else $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the
+    `wandb_mode` setting (offline by default). An environment value that is not a mode is ignored."""
+    if explicit is not None:
+        return explicit
+    for variable in ("TLDRLAB_WANDB_MODE", "WANDB_MODE"):
+        value = os.environ.get(variable)
+        if value in WANDB_MODES:
+            return value
+    return get_settings().wandb_mode
 
 
 def wandb_env(run_dir: Path) -> dict[str, str]:
@@ -60,6 +75,9 @@ class WandbTracker:
         mode: str = "offline",
         config: dict[str, Any] | None = None,
         project: str = "tldrlab",
+        name: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
     ) -> WandbTracker:
         if mode not in WANDB_MODES:
             raise ConfigError(f"wandb mode must be one of {', '.join(WANDB_MODES)}; got {mode!r}")
@@ -76,16 +94,18 @@ class WandbTracker:
         for key, value in env.items():
             Path(value).mkdir(parents=True, exist_ok=True)
             os.environ[key] = value
-        os.environ["WANDB_MODE"] = mode
         os.environ.setdefault("WANDB_SILENT", "true")
         wandb_run = wandb.init(
             project=project,
-            name=run.id,
+            name=name or run.id,
+            group=group,
+            tags=tags or None,
             id=run.id.replace(":", "-"),
             dir=env["WANDB_DIR"],
             mode=mode,  # type: ignore[arg-type]
             config=config or {},
             resume="allow",
+            reinit="finish_previous",  # sequential runs in one process (experiment arms, trials)
             settings=wandb.Settings(console="off", x_disable_stats=True),
         )
         return cls(wandb_run, mode)

@@ -129,6 +129,54 @@ class TrainHooks:
         """After the last step, the final evaluation and checkpoint."""
 
 
+class _HookChain(TrainHooks):
+    """Several hooks as one, called in order (see `chain_hooks`)."""
+
+    def __init__(self, hooks: list[TrainHooks]) -> None:
+        self.hooks = hooks
+
+    def on_train_start(self, state: TrainState, model: nn.Module) -> None:
+        for hook in self.hooks:
+            hook.on_train_start(state, model)
+
+    def on_step_end(self, state: TrainState, loss: float) -> None:
+        for hook in self.hooks:
+            hook.on_step_end(state, loss)
+
+    def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
+        merged: EvalDecision | None = None
+        for hook in self.hooks:
+            decision = hook.on_eval(state, metrics)
+            if decision is None:
+                continue
+            merged = merged or EvalDecision()
+            merged.model = merged.model or decision.model
+            merged.rebuild_optimizer = merged.rebuild_optimizer or decision.rebuild_optimizer
+            merged.stop = merged.stop or decision.stop
+        return merged
+
+    def on_checkpoint(self, state: TrainState, path: Path) -> None:
+        for hook in self.hooks:
+            hook.on_checkpoint(state, path)
+
+    def before_resume(self, checkpoint_path: Path, model: nn.Module) -> nn.Module | None:
+        for hook in self.hooks:
+            restructured = hook.before_resume(checkpoint_path, model)
+            if restructured is not None:
+                return restructured
+        return None
+
+    def on_train_end(self, state: TrainState, result: TrainResult) -> None:
+        for hook in self.hooks:
+            hook.on_train_end(state, result)
+
+
+def chain_hooks(hooks: list[TrainHooks]) -> TrainHooks:
+    """One TrainHooks calling each of `hooks` in order; `on_eval` decisions merge (the first replacement
+    model wins, any hook may ask for a fresh optimizer or a stop)."""
+    return hooks[0] if len(hooks) == 1 else _HookChain(hooks)
+
+
 @dataclass
 class TrainResult:
     """What `train` returns."""
@@ -274,7 +322,321 @@ def _plot(run: Run | None, config: TrainConfig) -> None:
         run.log(f"plotting failed: {type(exc).__name__}: {exc}")
 
 
+# -- throughput -------------------------------------------------------------------------------------------
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
+               "V100": 125.0, "T4": 65.0, "RTX 4090": 165.0, "RTX 3090": 71.0}  # fmt: skip
+"""Dense fp16/bf16 tensor-core peaks (TFLOPS) by GPU name, for model FLOPs utilisation (MFU)."""
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """The device's peak FLOPS at this precision when known (CUDA, fp16/bf16), else None (e.g. CPU)."""
+    if device.type != "cuda" or precision not in ("fp16", "bf16"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tflops * 1e12 for gpu, tflops in PEAK_TFLOPS.items() if gpu in name), None)
+
+
+def model_flops_per_token(model: nn.Module) -> float:
+    """Training FLOPs per token: about 6 per parameter (2 forward, 4 backward), as in the scaling papers."""
+    return 6.0 * sum(p.numel() for p in model.parameters())
+
+
 # -- the loop -----------------------------------------------------------------------------------------------
+class _Loop:
+    """One call of `train`: its state and its phases (setup/resume, step, log, evaluate, checkpoint,
+    between-steps checks, finish), each a method so that `train` reads top to bottom."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: TrainTask,
+        config: TrainConfig,
+        run: Run | None,
+        hooks: TrainHooks,
+        tracker: Any | None,
+    ) -> None:
+        self.model, self.task, self.config, self.run = model, task, config, run
+        self.hooks, self.tracker = hooks, tracker
+        self.state = TrainState()
+        self.resumed_from: int | None = None
+        self.stopped_early = False
+        self.progress_bar: Any = None
+
+    # -- setup / resume -------------------------------------------------------------------------------------
+    def setup(self, resume: bool) -> None:
+        config, run = self.config, self.run
+        device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, device)
+        self.accelerator = accelerator = _new_accelerator(config, device, self.precision)
+        self.is_main = accelerator.is_main_process
+        self.rank, self.world_size = accelerator.process_index, accelerator.num_processes
+        self.ckpt_dir = run.checkpoints_dir if run is not None else None
+        if self.world_size > 1:
+            from accelerate.utils import broadcast_object_list
+
+            # Every process resumes from the main process's checkpoints (a shared file system is assumed).
+            self.ckpt_dir = broadcast_object_list([self.ckpt_dir])[0]
+        if run is not None and self.is_main:
+            run.set_environment(
+                device=str(accelerator.device), precision=self.precision, world_size=self.world_size
+            )
+
+        optimizer_state = scaler_state = None
+        if resume and self.ckpt_dir is not None and ckpt.list_checkpoints(self.ckpt_dir):
+            newest = ckpt.list_checkpoints(self.ckpt_dir)[-1]
+            self.model = self.hooks.before_resume(newest, self.model) or self.model
+            loaded = ckpt.load_latest(self.ckpt_dir, self.model)
+            if loaded is not None:
+                self.state = TrainState.from_json(loaded.state)
+                optimizer_state, scaler_state = loaded.optimizer_state, loaded.scaler_state
+                self.resumed_from = loaded.step
+                if run is not None and self.is_main:
+                    _truncate_metrics(run, loaded.step)
+                    run.log("resumed from checkpoint", step=loaded.step, path=str(loaded.path))
+
+        self.flops_per_token = model_flops_per_token(self.model)
+        self.peak_flops = peak_flops(accelerator.device, self.precision)
+        optimizer = build_optimizer(self.model, config)
+        self.model, self.optimizer = accelerator.prepare(self.model, optimizer)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        if scaler_state is not None and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(scaler_state)
+
+        dataset = self.task.train_dataset()
+        self.batches = _batches(
+            dataset,
+            self.task,
+            config,
+            self.state,
+            rank=self.rank,
+            world_size=self.world_size,
+            device=accelerator.device.type,
+        )
+        self.cancel_checked = time.monotonic()
+        self.tokens_at_start = self.state.tokens_seen
+        self.started = time.perf_counter()
+        self.window_started, self.window_tokens = self.started, 0
+        if config.progress and self.is_main:
+            from tqdm.auto import tqdm
+
+            self.progress_bar = (
+                tqdm(  # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
+                    total=config.max_steps, initial=self.state.step, desc="train", unit="step", disable=False
+                )
+            )
+        if run is not None and self.is_main:
+            run.set_phase("training", progress=self.state.step / config.max_steps)
+        self.hooks.on_train_start(self.state, accelerator.unwrap_model(self.model))
+        self.model.train()
+
+    # -- one optimizer step ---------------------------------------------------------------------------------
+    def step(self) -> float:
+        """`grad_accum_steps` micro-batches (autocast forward, backward, clipping, AdamW); the step's loss."""
+        config, state, accelerator, model = self.config, self.state, self.accelerator, self.model
+        set_lr(self.optimizer, lr_at(state.step, config))
+        step_loss, step_tokens = 0.0, 0
+        for _ in range(config.grad_accum_steps):
+            batch = {k: v.to(accelerator.device) for k, v in next(self.batches).items()}
+            with accelerator.accumulate(model), accelerator.autocast():
+                loss, n_tokens = self.task.loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            step_loss += float(loss.detach()) / config.grad_accum_steps
+            step_tokens += int(n_tokens)
+        if not math.isfinite(step_loss) and self.precision != "fp16":
+            raise InvalidInputError(
+                f"training diverged: loss is {step_loss} at step {state.step + 1}; "
+                "lower the learning rate or enable gradient clipping"
+            )
+        state.step += 1
+        state.tokens_seen += step_tokens
+        state.window_loss_sum += step_loss
+        state.window_steps += 1
+        self.window_tokens += step_tokens
+        self.hooks.on_step_end(state, step_loss)
+        return step_loss
+
+    # -- logging --------------------------------------------------------------------------------------------
+    def mfu(self, tokens_per_s: float) -> float | None:
+        """Model FLOPs utilisation: achieved training FLOPS over the devices' peak (None when unknown)."""
+        if self.peak_flops is None:
+            return None
+        return tokens_per_s * self.flops_per_token / (self.peak_flops * self.world_size)
+
+    def log(self, step_loss: float) -> None:
+        """Every `log_every` steps a metrics line (loss, lr, tokens/s, MFU); the progress bar; a heartbeat."""
+        config, state, run = self.config, self.state, self.run
+        if state.step % config.log_every == 0 or state.step == config.max_steps:
+            now = time.perf_counter()
+            elapsed = max(now - self.window_started, 1e-9)
+            line = {
+                "train_loss": state.window_loss_sum / state.window_steps,
+                "lr": lr_at(state.step - 1, config),
+                "tokens_per_s": self.window_tokens * self.world_size / elapsed,
+                "steps_per_s": state.window_steps / elapsed,
+            }
+            mfu = self.mfu(line["tokens_per_s"])
+            if mfu is not None:
+                line["mfu"] = mfu
+            if run is not None and self.is_main:
+                run.log_metrics(state.step, **line)
+            if self.tracker is not None and self.is_main:
+                self.tracker.log(state.step, line)
+            state.window_loss_sum, state.window_steps = 0.0, 0
+            self.window_started, self.window_tokens = now, 0
+        if self.progress_bar is not None:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            tok_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / elapsed
+            self.progress_bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+            self.progress_bar.update(1)
+        if run is not None and self.is_main:
+            run.heartbeat(progress=state.step / config.max_steps)
+
+    # -- evaluation -----------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics; the best one so far is checkpointed as `best`."""
+        config, state, run, accelerator = self.config, self.state, self.run, self.accelerator
+        if run is not None and self.is_main:
+            run.set_phase("evaluating")
+        self.model.eval()
+        with torch.no_grad(), accelerator.autocast():
+            metrics = {
+                k: float(v) for k, v in self.task.evaluate(accelerator.unwrap_model(self.model)).items()
+            }
+        self.model.train()
+        if run is not None and self.is_main:
+            run.set_phase("training")
+        if config.best_metric not in metrics:
+            raise InvalidInputError(
+                f"best_metric {config.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
+            )
+        state.last_eval = metrics
+        value = metrics[config.best_metric]
+        improved = _improved(value, state.best_value, config.best_mode)
+        if improved:
+            state.best_value, state.best_step = value, state.step
+            state.evals_without_improvement = 0
+        else:
+            state.evals_without_improvement += 1
+        if run is not None and self.is_main:
+            run.log_metrics(state.step, **metrics, best=improved)
+            run.log("evaluation", step=state.step, metrics=metrics)
+        if self.tracker is not None and self.is_main:
+            self.tracker.log(state.step, metrics)
+        if improved and config.save_best:
+            self.checkpoint("best")
+        _plot(run if self.is_main else None, config)
+        return metrics
+
+    def evaluate_and_decide(self) -> None:
+        """Evaluate, then apply the hooks' decision (new model, fresh optimizer, stop) and early stopping."""
+        metrics = self.evaluate()
+        decision = self.hooks.on_eval(self.state, metrics)
+        if decision is not None:
+            if decision.model is not None or decision.rebuild_optimizer:
+                new_model = decision.model or self.accelerator.unwrap_model(self.model)
+                optimizer = build_optimizer(new_model, self.config)
+                self.model, self.optimizer = self.accelerator.prepare(new_model, optimizer)
+                self.model.train()
+            self.stopped_early = self.stopped_early or decision.stop
+        patience = self.config.early_stopping_patience
+        if patience is not None and self.state.evals_without_improvement >= patience:
+            self.stopped_early = True
+            if self.run is not None and self.is_main:
+                self.run.log("early stopping", step=self.state.step, best_step=self.state.best_step)
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoint(self, name: str | None = None) -> Path | None:
+        """A resumable checkpoint (main process; named ones such as `best` are kept apart from pruning)."""
+        accelerator, state = self.accelerator, self.state
+        if self.ckpt_dir is None or not self.is_main:
+            accelerator.wait_for_everyone()
+            return None
+        path = ckpt.save_checkpoint(
+            self.ckpt_dir,
+            step=state.step,
+            model=accelerator.unwrap_model(self.model),
+            optimizer=self.optimizer,
+            state=state.to_json(),
+            scaler=accelerator.scaler,
+            name=name,
+        )
+        if name is None:
+            ckpt.prune_checkpoints(self.ckpt_dir, self.config.keep_checkpoints)
+            if self.run is not None:
+                self.run.log("checkpoint written", step=state.step, path=str(path))
+        self.hooks.on_checkpoint(state, path)
+        accelerator.wait_for_everyone()
+        return path
+
+    # -- between steps --------------------------------------------------------------------------------------
+    def between_steps(self, interrupted: _InterruptFlag) -> None:
+        """Cancellation (a rate-limited registry read), preemption and Ctrl-C: checkpoint, then raise."""
+        run, state = self.run, self.state
+        if run is not None and time.monotonic() - self.cancel_checked >= CANCEL_CHECK_EVERY_S:
+            self.cancel_checked = time.monotonic()
+            try:
+                run.check_cancelled()
+            except RunCancelledError:
+                self.checkpoint()
+                raise
+        if preempt.stop_requested():
+            self.checkpoint()
+            raise RunPreemptedError(f"stop requested: checkpointed at step {state.step}")
+        if interrupted.set:
+            self.checkpoint()
+            raise RunCancelledError(f"interrupted (Ctrl-C): checkpointed at step {state.step}")
+
+    def out_of_time(self) -> bool:
+        minutes = self.config.max_minutes
+        return minutes is not None and time.perf_counter() - self.started >= minutes * 60
+
+    # -- finish ---------------------------------------------------------------------------------------------
+    def finish(self) -> TrainResult:
+        """The final checkpoint and plot, the result, the run summary and the throughput line."""
+        config, state, run, accelerator = self.config, self.state, self.run, self.accelerator
+        self.checkpoint()
+        _plot(run if self.is_main else None, config)
+        seconds = time.perf_counter() - self.started
+        best_path = (
+            self.ckpt_dir / "best"
+            if self.ckpt_dir is not None and (self.ckpt_dir / "best").is_dir()
+            else None
+        )
+        tokens_per_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / max(seconds, 1e-9)
+        result = TrainResult(
+            model=accelerator.unwrap_model(self.model),
+            steps=state.step,
+            metrics=state.last_eval,
+            best_value=state.best_value,
+            best_step=state.best_step,
+            best_checkpoint=best_path,
+            stopped_early=self.stopped_early,
+            resumed_from=self.resumed_from,
+            seconds=seconds,
+            tokens_per_s=tokens_per_s,
+        )
+        if run is not None and self.is_main:
+            summary: dict[str, Any] = {f"final_{k}": v for k, v in state.last_eval.items()}
+            if state.best_value is not None:
+                summary[f"best_{config.best_metric}"] = state.best_value
+                summary["best_step"] = state.best_step
+            run.set_summary(steps=state.step, **summary)
+            mfu = self.mfu(tokens_per_s)
+            run.log(
+                f"trained to step {state.step} in {seconds:.1f}s: {tokens_per_s:,.0f} tokens/s"
+                + (f", MFU {100 * mfu:.1f}%" if mfu is not None else ""),
+                tokens_per_s=tokens_per_s,
+                mfu=mfu,
+            )
+        self.hooks.on_train_end(state, result)
+        return result
+
+
 def train(
     model: nn.Module,
     task: TrainTask,
@@ -293,234 +655,25 @@ def train(
     Raises RunCancelledError (cancel requested or Ctrl-C) and RunPreemptedError (stop requested) after
     writing a checkpoint, so the run can be resumed.
     """
-    hooks = hooks or TrainHooks()
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    accelerator = _new_accelerator(config, device, precision)
-    is_main = accelerator.is_main_process
-    rank, world_size = accelerator.process_index, accelerator.num_processes
-    ckpt_dir = run.checkpoints_dir if run is not None else None
-    if world_size > 1:
-        from accelerate.utils import broadcast_object_list
-
-        # Every process resumes from the main process's checkpoints (a shared file system is assumed).
-        ckpt_dir = broadcast_object_list([ckpt_dir])[0]
-    if run is not None and is_main:
-        run.set_environment(device=str(accelerator.device), precision=precision, world_size=world_size)
-
-    state = TrainState()
-    resumed_from = None
-    optimizer_state = scaler_state = None
-    if resume and ckpt_dir is not None and ckpt.list_checkpoints(ckpt_dir):
-        newest = ckpt.list_checkpoints(ckpt_dir)[-1]
-        model = hooks.before_resume(newest, model) or model
-        loaded = ckpt.load_latest(ckpt_dir, model)
-        if loaded is not None:
-            state = TrainState.from_json(loaded.state)
-            optimizer_state, scaler_state = loaded.optimizer_state, loaded.scaler_state
-            resumed_from = loaded.step
-            if run is not None and is_main:
-                _truncate_metrics(run, loaded.step)
-                run.log("resumed from checkpoint", step=loaded.step, path=str(loaded.path))
-
-    optimizer = build_optimizer(model, config)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    if scaler_state is not None and accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(scaler_state)
-
-    dataset = task.train_dataset()
-    batches = _batches(
-        dataset, task, config, state, rank=rank, world_size=world_size, device=accelerator.device.type
-    )
-
-    def save(name: str | None = None) -> Path | None:
-        if ckpt_dir is None or not is_main:
-            accelerator.wait_for_everyone()
-            return None
-        path = ckpt.save_checkpoint(
-            ckpt_dir,
-            step=state.step,
-            model=accelerator.unwrap_model(model),
-            optimizer=optimizer,
-            state=state.to_json(),
-            scaler=accelerator.scaler,
-            name=name,
-        )
-        if name is None:
-            ckpt.prune_checkpoints(ckpt_dir, config.keep_checkpoints)
-            if run is not None:
-                run.log("checkpoint written", step=state.step, path=str(path))
-        hooks.on_checkpoint(state, path)
-        accelerator.wait_for_everyone()
-        return path
-
-    def evaluate() -> dict[str, float]:
-        nonlocal model, optimizer
-        if run is not None and is_main:
-            run.set_phase("evaluating")
-        model.eval()
-        with torch.no_grad(), accelerator.autocast():
-            metrics = {k: float(v) for k, v in task.evaluate(accelerator.unwrap_model(model)).items()}
-        model.train()
-        if run is not None and is_main:
-            run.set_phase("training")
-        if config.best_metric not in metrics:
-            raise InvalidInputError(
-                f"best_metric {config.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
-            )
-        state.last_eval = metrics
-        value = metrics[config.best_metric]
-        improved = _improved(value, state.best_value, config.best_mode)
-        if improved:
-            state.best_value, state.best_step = value, state.step
-            state.evals_without_improvement = 0
-        else:
-            state.evals_without_improvement += 1
-        if run is not None and is_main:
-            run.log_metrics(state.step, **metrics, best=improved)
-            run.log("evaluation", step=state.step, metrics=metrics)
-        if tracker is not None and is_main:
-            tracker.log(state.step, metrics)
-        if improved and config.save_best:
-            save("best")
-        _plot(run if is_main else None, config)
-        return metrics
-
-    cancel_checked = time.monotonic()
-    stopped_early = False
-    tokens_at_start = state.tokens_seen
-    started = time.perf_counter()
-    window_started, window_tokens = started, 0
-    progress_bar = None
-    if config.progress and is_main:
-        from tqdm.auto import tqdm
-
-        progress_bar = tqdm(  # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
-            total=config.max_steps, initial=state.step, desc="train", unit="step", disable=False
-        )
-    if run is not None and is_main:
-        run.set_phase("training", progress=state.step / config.max_steps)
-    hooks.on_train_start(state, accelerator.unwrap_model(model))
-    model.train()
-
+    loop = _Loop(model, task, config, run, hooks or TrainHooks(), tracker)
+    loop.setup(resume)
     with _InterruptFlag() as interrupted:
         try:
-            while state.step < config.max_steps:
-                set_lr(optimizer, lr_at(state.step, config))
-                step_loss, step_tokens = 0.0, 0
-                for _ in range(config.grad_accum_steps):
-                    batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
-                    with accelerator.accumulate(model), accelerator.autocast():
-                        loss, n_tokens = task.loss(model, batch)
-                        accelerator.backward(loss)
-                        if accelerator.sync_gradients and config.max_grad_norm is not None:
-                            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    step_loss += float(loss.detach()) / config.grad_accum_steps
-                    step_tokens += int(n_tokens)
-                if not math.isfinite(step_loss) and precision != "fp16":
-                    raise InvalidInputError(
-                        f"training diverged: loss is {step_loss} at step {state.step + 1}; "
-                        "lower the learning rate or enable gradient clipping"
-                    )
-                state.step += 1
-                state.tokens_seen += step_tokens
-                state.window_loss_sum += step_loss
-                state.window_steps += 1
-                window_tokens += step_tokens
-                hooks.on_step_end(state, step_loss)
-
-                if state.step % config.log_every == 0 or state.step == config.max_steps:
-                    now = time.perf_counter()
-                    elapsed = max(now - window_started, 1e-9)
-                    line = {
-                        "train_loss": state.window_loss_sum / state.window_steps,
-                        "lr": lr_at(state.step - 1, config),
-                        "tokens_per_s": window_tokens * world_size / elapsed,
-                        "steps_per_s": state.window_steps / elapsed,
-                    }
-                    if run is not None and is_main:
-                        run.log_metrics(state.step, **line)
-                    if tracker is not None and is_main:
-                        tracker.log(state.step, line)
-                    state.window_loss_sum, state.window_steps = 0.0, 0
-                    window_started, window_tokens = now, 0
-                if progress_bar is not None:
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    tok_s = (state.tokens_seen - tokens_at_start) * world_size / elapsed
-                    progress_bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                    progress_bar.update(1)
-                if run is not None and is_main:
-                    run.heartbeat(progress=state.step / config.max_steps)
-
-                out_of_time = config.max_minutes is not None and (
-                    time.perf_counter() - started >= config.max_minutes * 60
-                )
-                at_end = state.step == config.max_steps or out_of_time
-                if (config.eval_every and state.step % config.eval_every == 0) or at_end:
-                    metrics = evaluate()
-                    decision = hooks.on_eval(state, metrics)
-                    if decision is not None:
-                        if decision.model is not None or decision.rebuild_optimizer:
-                            new_model = decision.model or accelerator.unwrap_model(model)
-                            optimizer = build_optimizer(new_model, config)
-                            model, optimizer = accelerator.prepare(new_model, optimizer)
-                            model.train()
-                        stopped_early = stopped_early or decision.stop
-                    patience = config.early_stopping_patience
-                    if patience is not None and state.evals_without_improvement >= patience:
-                        stopped_early = True
-                        if run is not None and is_main:
-                            run.log("early stopping", step=state.step, best_step=state.best_step)
-                if out_of_time and run is not None and is_main:
-                    run.log("time budget reached", step=state.step, max_minutes=config.max_minutes)
-                if stopped_early or out_of_time:
+            while loop.state.step < config.max_steps:
+                step_loss = loop.step()
+                loop.log(step_loss)
+                out_of_time = loop.out_of_time()
+                at_end = loop.state.step == config.max_steps or out_of_time
+                if (config.eval_every and loop.state.step % config.eval_every == 0) or at_end:
+                    loop.evaluate_and_decide()
+                if out_of_time and run is not None and loop.is_main:
+                    run.log("time budget reached", step=loop.state.step, max_minutes=config.max_minutes)
+                if loop.stopped_early or out_of_time:
                     break
-                if config.checkpoint_every and state.step % config.checkpoint_every == 0 and not at_end:
-                    save()
-
-                # Between steps: cancellation (rate-limited registry read), preemption, Ctrl-C.
-                if run is not None and time.monotonic() - cancel_checked >= CANCEL_CHECK_EVERY_S:
-                    cancel_checked = time.monotonic()
-                    try:
-                        run.check_cancelled()
-                    except RunCancelledError:
-                        save()
-                        raise
-                if preempt.stop_requested():
-                    save()
-                    raise RunPreemptedError(f"stop requested: checkpointed at step {state.step}")
-                if interrupted.set:
-                    save()
-                    raise RunCancelledError(f"interrupted (Ctrl-C): checkpointed at step {state.step}")
+                if config.checkpoint_every and loop.state.step % config.checkpoint_every == 0 and not at_end:
+                    loop.checkpoint()
+                loop.between_steps(interrupted)
         finally:
-            if progress_bar is not None:
-                progress_bar.close()
-
-    save()
-    _plot(run if is_main else None, config)
-    seconds = time.perf_counter() - started
-    best_path = ckpt_dir / "best" if ckpt_dir is not None and (ckpt_dir / "best").is_dir() else None
-    result = TrainResult(
-        model=accelerator.unwrap_model(model),
-        steps=state.step,
-        metrics=state.last_eval,
-        best_value=state.best_value,
-        best_step=state.best_step,
-        best_checkpoint=best_path,
-        stopped_early=stopped_early,
-        resumed_from=resumed_from,
-        seconds=seconds,
-        tokens_per_s=(state.tokens_seen - tokens_at_start) * world_size / max(seconds, 1e-9),
-    )
-    if run is not None and is_main:
-        summary: dict[str, Any] = {f"final_{k}": v for k, v in state.last_eval.items()}
-        if state.best_value is not None:
-            summary[f"best_{config.best_metric}"] = state.best_value
-            summary["best_step"] = state.best_step
-        run.set_summary(steps=state.step, **summary)
-    hooks.on_train_end(state, result)
-    return result
+            if loop.progress_bar is not None:
+                loop.progress_bar.close()
+    return loop.finish()

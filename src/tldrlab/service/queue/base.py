@@ -38,8 +38,12 @@ class JobQueue(Protocol):
         should_stop: Callable[[], bool],
         burst: bool = False,
         poll_s: float = 0.5,
+        on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
-        """Deliver jobs to `handler` until `should_stop()` (or, with `burst`, until the queue is empty)."""
+        """Deliver jobs to `handler` until `should_stop()` (or, with `burst`, until the queue is empty).
+
+        `on_force_stop(signum)` is called on a queue library's cold shutdown (a second signal), for queues
+        whose library handles signals itself (RQ); the embedded queue leaves signals to the worker."""
         ...
 
     def pending_run_ids(self) -> set[str]:

@@ -105,6 +105,7 @@ class RqQueue:
         should_stop: Callable[[], bool],
         burst: bool = False,
         poll_s: float = 0.5,
+        on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
         from rq.serializers import JSONSerializer
         from rq.worker import SimpleWorker
@@ -113,6 +114,16 @@ class RqQueue:
             def request_stop(self, signum: Any, frame: Any) -> None:
                 preempt.request_stop()  # the running job checkpoints and hands the run back
                 super().request_stop(signum, frame)
+
+            def request_force_stop(self, signum: int, frame: Any) -> None:
+                # RQ's cold shutdown raises SystemExit inside the job, which would record the run as failed;
+                # `on_force_stop` leaves it to be resumed instead. RQ's one-second duplicate rule still holds.
+                if on_force_stop is not None and self._shutdown_requested_date is not None:
+                    from rq.utils import now
+
+                    if (now() - self._shutdown_requested_date).total_seconds() >= 1:
+                        on_force_stop(signum)
+                super().request_force_stop(signum, frame)
 
         _RQ_HANDLER[:] = [handler]
         rq_worker = PreemptingWorker(

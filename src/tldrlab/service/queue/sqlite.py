@@ -100,6 +100,7 @@ class SqliteQueue:
         should_stop: Callable[[], bool],
         burst: bool = False,
         poll_s: float = 0.5,
+        on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
         while not should_stop():
             run_id = self.claim(worker_id)
