@@ -24,9 +24,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
 from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
@@ -262,12 +263,35 @@ def resolve_execute(kind: str) -> ExecuteFunction:
     return function
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config class a field holds (also inside `X | None`), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def config_template(model: type[BaseModel]) -> dict[str, Any]:
+    """A starting config for `model`: every field at its default, required ones None (nested sections
+    filled in the same way), as JSON values. What the runs page puts in its config box."""
+    template: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if field.is_required():
+            nested = _model_in(field.annotation)
+            template[name] = config_template(nested) if nested is not None else None
+        else:
+            template[name] = to_jsonable_python(field.get_default(call_default_factory=True))
+    return template
+
+
 def kind_schema(kind: RunKind) -> dict[str, Any]:
-    """What `GET /kinds` says about a kind: name, help, submittable and the config's JSON schema."""
+    """What `GET /kinds` says about a kind: name, help, submittable, resumable, the config's JSON schema and
+    a template config (defaults, required fields None)."""
     return {
         "name": kind.name,
         "help": kind.help,
         "submittable": kind.submittable,
         "resumable": kind.resume_fields is not None,
         "schema": kind.config.model_json_schema(),
+        "template": config_template(kind.config),
     }

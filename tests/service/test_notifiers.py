@@ -187,6 +187,14 @@ def test_bot_commands_over_the_api(tldrlab_home: Path) -> None:
     assert "not_found" in (commands.handle(42, "status", "nope") or "")
     assert "give a run id" in (commands.handle(42, "status", "../etc") or "")
     assert "JSON" in (commands.handle(42, "train", "{not json") or "")
+    # any run kind: KIND {config}; the API's validation answers in the DM
+    sized = commands.handle(42, "train", 'smoke {"steps": 3}')
+    assert sized is not None and sized.startswith("queued `smoke-")
+    commands.handle(42, "unwatch", sized.split("`")[1])
+    assert "steps" in (commands.handle(42, "train", 'smoke {"steps": 0}') or "")  # the 422 names the field
+    unknown = commands.handle(42, "train", "dance {}") or ""
+    assert "unknown_kind" in unknown and "lvm_train" in unknown
+    assert "invalid_config" in (commands.handle(42, "train", '{"model": "t5"}') or "")  # no data: a 422
     assert commands.handle(42, "unwatch", run_id) == f"stopped watching `{run_id}`" and not watch_list.ids()
     assert commands.handle(42, "watch", run_id) == f"watching `{run_id}`"
     assert "unknown command" in (commands.handle(42, "rm") or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -94,3 +95,36 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     assert httpx.get(f"{served}/readyz").status_code == 200
     assert errors == []
     page.close()
+
+
+def test_runs_page_starts_any_kind_from_its_config_box(browser: object, served: str) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{served}/runs-page")
+    page.wait_for_selector("#run-kind option[value='sweep']", state="attached")
+    kinds = page.eval_on_selector_all("#run-kind option", "options => options.map(o => o.value)")
+    assert {"train", "tokenizer", "evaluate", "ingest", "sweep", "experiment", "lvm_train", "smoke"} <= set(
+        kinds
+    )
+    # the box holds the picked kind's defaults, required fields null
+    page.select_option("#run-kind", "tokenizer")
+    template = json.loads(page.input_value("#run-config"))
+    assert template["vocab_size"] == 8000 and template["corpus"] is None
+    assert "tokenizer" in (page.text_content("#kind-help") or "")
+    # an invalid config is refused with the field named; no run is created
+    page.select_option("#run-kind", "smoke")
+    page.fill("#run-config", json.dumps({"steps": 0}))
+    page.click("#start-run")
+    expect(page.locator("#notice")).to_contain_text("steps", timeout=10_000)
+    assert httpx.get(f"{served}/runs").json()["runs"] == []
+    # a valid one is queued, executed by the server's worker, and shown
+    page.fill("#run-config", json.dumps({"steps": 4, "checkpoint_every": 2}))
+    page.click("#start-run")
+    page.wait_for_function("() => document.getElementById('detail-id').textContent.startsWith('smoke-')")
+    page.wait_for_function(
+        "() => document.getElementById('detail-status').textContent === 'completed'", timeout=90_000
+    )
+    run_id = page.inner_text("#detail-id")
+    assert record(run_id).config["steps"] == 4 and record(run_id).status == RunStatus.COMPLETED
+    assert errors == []

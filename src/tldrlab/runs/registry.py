@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -257,6 +258,62 @@ class RunRegistry:
             (to.value, *values, run_id, *(s.value for s in from_statuses)),
         )
         return changed == 1
+
+    # -- what workers ask of the table (claiming, liveness, reconciliation) ----------------------------------
+    def claim(self, run_id: str, worker: str, stale_before: float) -> bool:
+        """Compare-and-set a run to `running` for `worker` (counting an attempt): True only for the one
+        worker that wins. Claimable: `queued` runs not cancelled, and `running` runs whose heartbeat is older
+        than `stale_before` (the caller checks that their owner is dead)."""
+        changed = self.db.execute(
+            "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, attempts = attempts + 1 "
+            "WHERE id = ? AND cancel_requested = 0 "
+            "AND (status = 'queued' OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
+            (worker, time.time(), run_id, stale_before),
+        )
+        return changed == 1
+
+    def beat_for(self, run_id: str, worker: str, now: float) -> None:
+        """Heartbeat a running run on behalf of the worker executing it (no-op if another took it)."""
+        self.db.execute(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND worker = ?",
+            (now, run_id, worker),
+        )
+
+    def stale_running(self, stale_before: float) -> Sequence[RunRecord]:
+        """Running runs whose heartbeat is older than `stale_before` (their executor may have died)."""
+        rows = self.db.query(
+            "SELECT * FROM runs WHERE status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+            (stale_before,),
+        )
+        return [RunRecord.from_row(r) for r in rows]
+
+    def settle_stale(
+        self, run_id: str, stale_before: float, to: RunStatus, message: str, error_code: str | None
+    ) -> bool:
+        """Compare-and-set a still-stale running run to `to` (queued to resume it, failed to give up): True
+        for the one reconciler that wins."""
+        changed = self.db.execute(
+            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ? WHERE id = ? "
+            "AND status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+            (
+                to.value,
+                message,
+                error_code,
+                time.time() if to.finished else None,
+                run_id,
+                stale_before,
+            ),
+        )
+        return changed == 1
+
+    def waiting_since(self, before: float) -> Sequence[RunRecord]:
+        """Queued runs, not cancelled, waiting since before `before` (their last heartbeat, or creation)."""
+        rows = self.db.query(
+            "SELECT * FROM runs WHERE status = 'queued' AND cancel_requested = 0 "
+            "AND COALESCE(heartbeat_at, created_at) < ?",
+            (before,),
+        )
+        return [RunRecord.from_row(r) for r in rows]
 
     def heartbeat(self, run_id: str, progress: float | None = None, message: str | None = None) -> None:
         fields: dict[str, Any] = {"heartbeat_at": time.time()}

@@ -18,7 +18,6 @@ A worker
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -126,17 +125,13 @@ def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: 
     `stale_before` and whose owner is dead (nobody holds the run directory's lock: the job resumes from its
     checkpoint). A live owner keeps its run however old its heartbeat (a stopped or busy process).
     """
-    row = registry.db.query_one("SELECT status, run_dir FROM runs WHERE id = ?", (run_id,))
-    if row is not None and row["status"] == RunStatus.RUNNING.value and owner_alive(row["run_dir"]):
+    try:
+        record = registry.get(run_id)
+    except NotFoundError:
         return False
-    now = time.time()
-    changed = registry.db.execute(
-        "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, attempts = attempts + 1 "
-        "WHERE id = ? AND cancel_requested = 0 "
-        "AND (status = 'queued' OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
-        (worker_id, now, run_id, stale_before),
-    )
-    return changed == 1
+    if record.status == RunStatus.RUNNING and owner_alive(record.run_dir):
+        return False
+    return registry.claim(run_id, worker_id, stale_before)
 
 
 def update_manifest(run_dir: str | Path, **fields: Any) -> None:
@@ -162,42 +157,26 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
     """Requeue (or fail, past `max_attempts`) running runs whose owner died, and put back on the queue the
     API's queued runs the queue lost (Redis restarted empty, flushed, failed over)."""
     stale_before = time.time() - config.stale_after_s
-    rows = registry.db.query(
-        "SELECT id, worker, attempts, run_dir FROM runs WHERE status = 'running' "
-        "AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
-        (stale_before,),
-    )
     actions = []
-    for row in rows:
-        if owner_alive(row["run_dir"]):
+    for record in registry.stale_running(stale_before):
+        if owner_alive(record.run_dir):
             continue  # stale heartbeat, live owner (stopped, swapped out, stuck in C): never run it twice
-        dead = row["worker"] or "unknown"
-        give_up = int(row["attempts"] or 0) >= config.max_attempts
+        dead = record.worker or "unknown"
+        give_up = record.attempts >= config.max_attempts
         status = RunStatus.FAILED if give_up else RunStatus.QUEUED
         message = (
-            f"failed: its worker {dead} stopped responding and the run already had {row['attempts']} attempts"
+            f"failed: its worker {dead} stopped responding and the run already had {record.attempts} attempts"
             if give_up
             else f"requeued: worker {dead} stopped responding; resuming from the last checkpoint"
         )
-        changed = registry.db.execute(
-            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ? WHERE id = ? "
-            "AND status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
-            (
-                status.value,
-                message,
-                "worker_lost" if give_up else None,
-                time.time() if give_up else None,
-                row["id"],
-                stale_before,
-            ),
-        )
-        if changed != 1:
+        error_code = "worker_lost" if give_up else None
+        if not registry.settle_stale(record.id, stale_before, status, message, error_code):
             continue  # another worker reconciled it first
-        update_manifest(row["run_dir"], status=status.value, message=message)
+        update_manifest(record.run_dir, status=status.value, message=message)
         if not give_up:
-            queue.enqueue(row["id"])
-        log.warning(message, extra={"fields": {"run_id": row["id"]}})
-        actions.append((row["id"], status.value))
+            queue.enqueue(record.id)
+        log.warning(message, extra={"fields": {"run_id": record.id}})
+        actions.append((record.id, status.value))
     return actions + requeue_lost(registry, queue, stale_before)
 
 
@@ -206,25 +185,20 @@ def requeue_lost(registry: RunRegistry, queue: JobQueue, queued_before: float) -
     `queued_before`) but are nowhere in the queue. A second delivery of one that is there after all is
     harmless: claiming is a compare-and-set. Runs the CLI created are left alone (they are not the
     queue's: a preempted CLI run waits for `--resume`)."""
-    rows = registry.db.query(
-        "SELECT id, tags, run_dir FROM runs WHERE status = 'queued' AND cancel_requested = 0 "
-        "AND COALESCE(heartbeat_at, created_at) < ?",
-        (queued_before,),
-    )
-    waiting = [r for r in rows if json.loads(r["tags"] or "{}").get(SUBMITTED_VIA) == "api"]
+    waiting = [r for r in registry.waiting_since(queued_before) if r.tags.get(SUBMITTED_VIA) == "api"]
     if not waiting:
         return []
     pending = queue.pending_run_ids()
     actions = []
-    for row in waiting:
-        if row["id"] in pending:
+    for record in waiting:
+        if record.id in pending:
             continue
-        queue.enqueue(row["id"])
+        queue.enqueue(record.id)
         log.warning(
-            f"run {row['id']} was queued but missing from the {queue.name} queue: enqueued again",
-            extra={"fields": {"run_id": row["id"]}},
+            f"run {record.id} was queued but missing from the {queue.name} queue: enqueued again",
+            extra={"fields": {"run_id": record.id}},
         )
-        actions.append((row["id"], "re-enqueued"))
+        actions.append((record.id, "re-enqueued"))
     return actions
 
 
@@ -264,10 +238,7 @@ class Worker:
         )
         if run_id is None:
             return
-        registry.db.execute(
-            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND worker = ?",
-            (now, run_id, self.worker_id),
-        )
+        registry.beat_for(run_id, self.worker_id, now)
         self.queue.extend_lease(run_id, self.worker_id)
         if tail is not None:
             self.publish(tail.poll())

@@ -1,4 +1,5 @@
-"""Discord notifier and bot (personal mode): owner-only DMs, watch/unwatch, /runs /status /cancel /train.
+"""Discord notifier and bot (personal mode): owner-only DMs, watch/unwatch, /runs /status /cancel /train (any
+run kind).
 
 Layers, so that everything up to Discord's HTTP boundary is testable here:
 - plain logic: `format_event` (no corpus text, no file paths), `DmBatcher` (rate-limited, batched DMs),
@@ -319,18 +320,23 @@ class BotCommands:
         return f"`{run['id']}` **{run['status']}**: {redact(run['message'])}"
 
     def train(self, argument: str) -> str:
-        """`/train {json config}` starts a training run; `/train smoke` a smoke run."""
-        if argument == "smoke":
-            response = self.api.post("/runs", json={"kind": "smoke", "config": {}})
+        """`/train KIND {json config}` starts a run of any kind (`/train sweep {"sweep": ...}`,
+        `/train smoke`); `/train {json config}` a training run. The API validates the config (its 422 names
+        the field) and lists the kinds when KIND is unknown."""
+        text = argument.strip()
+        if text.startswith("{"):
+            kind, rest = "train", text
         else:
-            try:
-                config = json.loads(argument or "null")
-            except ValueError as exc:
-                raise InvalidInputError("give the training config as JSON, or `smoke`") from exc
-            if not isinstance(config, dict):
-                raise InvalidInputError("give the training config as a JSON object, or `smoke`")
-            response = self.api.post("/runs/train", json={"config": config})
-        run = self._json(response)
+            kind, _, rest = text.partition(" ")
+        if not kind:
+            raise InvalidInputError('give a kind and its config as JSON, e.g. /train smoke {"steps": 20}')
+        try:
+            config = json.loads(rest.strip() or "{}")
+        except ValueError as exc:
+            raise InvalidInputError(f"give the {kind} config as JSON, e.g. /train smoke {{}}") from exc
+        if not isinstance(config, dict):
+            raise InvalidInputError(f"give the {kind} config as a JSON object")
+        run = self._json(self.api.post("/runs", json={"kind": kind, "config": config}))
         self.watch_list.add(run["id"])
         return f"queued `{run['id']}` ({run['kind']}); watching it"
 
@@ -374,7 +380,7 @@ def run_bot(api_base_url: str, settings: NotifySettings | None = None) -> None: 
         ("runs", "recent runs"),
         ("status", "a run's status"),
         ("cancel", "cancel a run"),
-        ("train", "start a run (JSON config or 'smoke')"),
+        ("train", "start a run: KIND {json config} (e.g. smoke {}), or a training config as JSON"),
         ("watch", "DM updates of a run"),
         ("unwatch", "stop DM updates of a run"),
     ]:

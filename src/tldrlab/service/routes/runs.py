@@ -82,6 +82,7 @@ class KindInfo(BaseModel):
     submittable: bool
     resumable: bool
     json_schema: dict[str, Any] = Field(alias="schema", description="JSON schema of the kind's config.")
+    template: dict[str, Any] = Field(description="A starting config: defaults, required fields null.")
 
 
 class KindList(BaseModel):

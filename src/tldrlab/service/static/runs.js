@@ -1,9 +1,9 @@
-// The runs page: list (polled), details, a live loss chart fed by the run's SSE event stream, artifacts,
-// cancel. Vanilla JS; fetch() streams the events so the X-Api-Key header can be sent (EventSource cannot).
+// The runs page: start a run of any kind (picker and config box from GET /kinds), list (polled), details,
+// a live loss chart fed by the run's SSE event stream, artifacts, cancel. Vanilla JS; fetch() streams the events so the X-Api-Key header can be sent (EventSource cannot).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { selected: null, stream: null, points: [] };
+const state = { selected: null, stream: null, points: [], kinds: {} };
 
 function headers(extra = {}) {
   const key = $("api-key").value.trim();
@@ -148,7 +148,54 @@ $("smoke-form").addEventListener("submit", async (event) => {
   } catch (err) { notice(err.message); }
 });
 
+async function loadKinds() {
+  let data;
+  try { data = await api("/kinds"); } catch (err) { notice(err.message); return; }
+  const select = $("run-kind");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const kind of data.kinds) {
+    state.kinds[kind.name] = kind;
+    const option = document.createElement("option");
+    option.value = kind.name;
+    option.textContent = kind.name;
+    select.append(option);
+  }
+  select.value = state.kinds[chosen] ? chosen : (state.kinds.train ? "train" : data.kinds[0]?.name);
+  showKind();
+}
+
+function showKind() {
+  const kind = state.kinds[$("run-kind").value];
+  if (!kind) return;
+  $("kind-help").textContent = kind.help;
+  // the kind's defaults, required fields null: fill those in
+  $("run-config").value = JSON.stringify(kind.template, null, 2);
+}
+
+$("run-kind").addEventListener("change", showKind);
+
+$("run-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const kind = $("run-kind").value;
+  let config;
+  try { config = JSON.parse($("run-config").value || "{}"); }
+  catch (err) { notice(`the config is not valid JSON: ${err.message}`); return; }
+  try {
+    const run = await api("/runs", { method: "POST", headers: { "Content-Type": "application/json" },
+                                      body: JSON.stringify({ kind, config }) });
+    notice(`queued ${run.id}`);
+    await refreshList();
+    select(run.id);
+  } catch (err) { notice(err.message); }  // a 422 names the field: "invalid_config: invalid smoke config: ..."
+});
+
 $("api-key").value = localStorage.getItem("tldrlab-api-key") || "";
-$("api-key").addEventListener("change", () => { localStorage.setItem("tldrlab-api-key", $("api-key").value); refreshList(); });
+$("api-key").addEventListener("change", () => {
+  localStorage.setItem("tldrlab-api-key", $("api-key").value);
+  loadKinds();
+  refreshList();
+});
+loadKinds();
 refreshList();
 setInterval(refreshList, 2000);
