@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     wandb_mode: str = "offline"
     """`offline` (default), `online` or `disabled`; wandb files always stay inside the run directory."""
 
+    sweep_storage: str | None = None
+    """Default study storage of sweeps (`postgresql://...`); unset: SQLite under the home. A URL with a
+    password is better here than in a sweep's config, which runs record."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -11,7 +11,9 @@ torch, so the API validates and documents configs cheaply), `execute` ("module:f
 `prepare` ("module:function", `(config) -> config`, torch-free: run before the run is created, by the API's
 submit and the CLI alike, e.g. to record the data splits it found), `follower` (what non-main ranks of a
 distributed launch run, `(config) -> None`), `resume_fields` (dotted config fields that may change when a run
-is resumed; None: the kind does not resume) and `aliases` (old names still found in the registry).
+is resumed; None: the kind does not resume), `aliases` (old names still found in the registry) and
+`trial_execute` (what a run of the kind executes when a sweep created it as a trial: the same recipe plus
+the study's pruning, `tldrlab.sweep.trials`).
 
 To add a kind: write its config class (docstring under every field, bounds, `extra="forbid"`,
 `use_attribute_docstrings=True`) in the area's `config.py`, its execute function beside the work it does,
@@ -42,7 +44,7 @@ from tldrlab.lvm.config import (
     LVMTrainJobConfig,
     SequencesConfig,
 )
-from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.config import SweepConfig, TrialConfig
 from tldrlab.tokenizers.config import TokenizerJobConfig
 from tldrlab.train.config import TrainJobConfig
 from tldrlab.train.smoke import SmokeConfig
@@ -63,6 +65,7 @@ class RunKind:
     follower: str | None = None
     resume_fields: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()
+    trial_execute: str | None = None
 
 
 _ENTRIES = (
@@ -74,6 +77,7 @@ _ENTRIES = (
         prepare="tldrlab.train.config:record_splits",
         follower="tldrlab.train.jobs:train_follower",
         resume_fields=("train.progress",),
+        trial_execute="tldrlab.sweep.trials:train_trial_job",
     ),
     RunKind(
         "tokenizer",
@@ -124,6 +128,7 @@ _ENTRIES = (
         "tldrlab.elm.train:elm_train_job",
         "ELM: train the summary adapter (and the LM unless frozen); resumable.",
         resume_fields=("train.progress",),
+        trial_execute="tldrlab.sweep.trials:elm_trial_job",
     ),
     RunKind(
         "elm_evaluate",
@@ -135,7 +140,7 @@ _ENTRIES = (
     RunKind(
         "elm_optimize",
         ElmOptimizeConfig,
-        "tldrlab.elm.jobs:elm_optimize_job",
+        "tldrlab.service.sweeps:elm_optimize_job",
         "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
     ),
     RunKind(
@@ -162,6 +167,7 @@ _ENTRIES = (
         "tldrlab.lvm.training:lvm_train_job",
         "LVM: train a next-concept model (lstm, gru, transformer, mamba, pretrained); resumable.",
         resume_fields=("train.progress",),
+        trial_execute="tldrlab.sweep.trials:lvm_trial_job",
     ),
     RunKind(
         "lvm_evaluate",
@@ -191,8 +197,15 @@ _ENTRIES = (
     RunKind(
         "sweep",
         SweepConfig,
-        "tldrlab.sweep.runner:sweep_job",
-        "A W&B sweep run on Optuna (resumable study); every trial is a run.",
+        "tldrlab.service.sweeps:sweep_job",
+        "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
+    ),
+    RunKind(
+        "trial",
+        TrialConfig,
+        "tldrlab.sweep.trials:trial_job",
+        "One trial of a command-line or experiment sweep (started by its sweep).",
+        submittable=False,
     ),
     RunKind(
         "smoke",

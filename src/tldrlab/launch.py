@@ -19,6 +19,7 @@ followers (ranks other than 0 of torchrun / accelerate run the kind's `follower`
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -131,7 +132,12 @@ def execute(
     record = registry.get(run_id)
     with execute_run(record, settings=settings, registry=registry, worker=worker) as run:
         config = config or validate_config(record.kind, run.config)
-        result = resolve_execute(record.kind)(run, config)
+        spec = get_kind(record.kind)
+        if spec.trial_execute is not None and is_sweep_trial(record):
+            function = load_target(spec.trial_execute)  # the same recipe, plus its sweep's pruning
+        else:
+            function = resolve_execute(record.kind)
+        result = function(run, config)
         if result is not None:  # what the API returns for generate / score / evaluate requests
             path = run.artifacts_dir / "result.json"
             atomic_write_text(path, json.dumps(result, default=str, indent=2))
@@ -177,6 +183,12 @@ def resume_config(record: RunRecord, spec: RunKind, changes: dict[str, Any] | No
     return validate_config(spec.name, merged)
 
 
+def is_sweep_trial(record: RunRecord) -> bool:
+    """A run a sweep created for one of its trials (tags `study` and `trial`, the sweep as its parent)."""
+    tagged = "study" in record.tags and isinstance(record.tags.get("trial"), int)
+    return tagged and record.parent_id is not None
+
+
 def is_follower() -> bool:
     """A non-main rank of a distributed launch (torchrun / accelerate launch)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
@@ -196,6 +208,30 @@ def preempt_on_sigterm() -> Iterator[None]:
         preempt.reset()
 
 
+class _Echo(logging.Handler):
+    def __init__(self, echo: Callable[[str], object]) -> None:
+        super().__init__(logging.INFO)
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.echo(record.getMessage())
+
+
+@contextmanager
+def echoed(echo: Callable[[str], object] | None) -> Iterator[None]:
+    """While it is open, the lines runs log (logger `tldrlab.run`) also go to `echo`."""
+    if echo is None:
+        yield
+        return
+    handler = _Echo(echo)
+    logger = logging.getLogger("tldrlab.run")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def launch_run(
     kind: str,
     raw: dict[str, Any] | BaseModel | None = None,
@@ -206,12 +242,14 @@ def launch_run(
     tags: dict[str, Any] | None = None,
     settings: Settings | None = None,
     on_start: Callable[[RunRecord], None] | None = None,
+    echo: Callable[[str], object] | None = None,
 ) -> Launched:
     """Prepare (or resume) a run of `kind` and execute it in this process (the CLI's way to run anything).
 
     With `resume`, `raw` holds only the changes asked for (checked against the kind's resume_fields). On a
     follower rank of a distributed launch the kind's `follower` runs instead and no run is created.
-    `on_start` is called with the run's record before it executes (the CLI prints the run id).
+    `on_start` is called with the run's record before it executes (the CLI prints the run id); `echo`
+    receives every line the run (and the runs inside it) logs at INFO or above while it executes.
     """
     settings = settings or get_settings()
     registry = open_registry(settings)
@@ -243,7 +281,7 @@ def launch_run(
         )
     if on_start is not None:
         on_start(record)
-    with preempt_on_sigterm():
+    with preempt_on_sigterm(), echoed(echo):
         result = execute(record.id, settings=settings, registry=registry, config=config)
     return Launched(registry.get(record.id), result)
 

@@ -107,10 +107,11 @@ def test_two_worker_processes_share_one_study(elm_data: Path, elm_tokenizer: Pat
 
 
 def test_the_elm_program_is_a_sweep_program_of_its_own() -> None:
-    from tldrlab.sweep.trials import PROGRAM_CHECKS, TRIAL_PROGRAMS
+    from tldrlab.sweep.trials import TRIAL_PROGRAMS
 
     spec = parse_sweep({**sweep_mapping("s"), "config": {"data": "data/elm"}})
     assert spec.kind == "elm" and "elm" in TRIAL_PROGRAMS
-    PROGRAM_CHECKS["elm"](spec, {"train.lr": 1e-3, "model.hidden_dim": 64})
+    assert TRIAL_PROGRAMS["elm"].kind == "elm_train"
+    TRIAL_PROGRAMS["elm"].check(spec, {"train.lr": 1e-3, "model.hidden_dim": 64})
     with pytest.raises(ConfigError):
-        PROGRAM_CHECKS["elm"](spec, {"model.dropout": 5.0})
+        TRIAL_PROGRAMS["elm"].check(spec, {"model.dropout": 5.0})

@@ -1,6 +1,7 @@
-"""What runs of the kinds `elm_prepare`, `elm_evaluate` and `elm_optimize` execute (see tldrlab.kinds).
+"""What runs of the kinds `elm_prepare` and `elm_evaluate` execute (see tldrlab.kinds).
 
-`elm_train` lives beside the training (`tldrlab.elm.train.elm_train_job`).
+`elm_train` lives beside the training (`tldrlab.elm.train.elm_train_job`); `elm_optimize` is a sweep
+(`tldrlab.service.sweeps.elm_optimize_job`).
 """
 
 from __future__ import annotations
@@ -8,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig
+from tldrlab.elm.config import ElmEvaluateConfig, ElmPrepareConfig
 from tldrlab.elm.evaluate import evaluate_files
-from tldrlab.elm.optimize import optimize_in_run
 from tldrlab.elm.prepare import prepare_dataset
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_json
@@ -50,7 +50,3 @@ def elm_evaluate_job(run: Run, config: ElmEvaluateConfig) -> dict[str, Any]:
     if config.output:
         atomic_write_json(Path(config.output), metrics)
     return metrics
-
-
-def elm_optimize_job(run: Run, config: ElmOptimizeConfig) -> dict[str, Any]:
-    return optimize_in_run(run, config, echo=lambda line: run.log(line))

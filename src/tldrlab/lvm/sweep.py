@@ -1,4 +1,5 @@
-"""`program: tldrlab.lvm` for the Sweeps engine: each trial is one `lvm_train` run.
+"""`program: tldrlab.lvm` for the Sweeps engine: each trial is one `lvm_train` run (executed as a trial by
+`tldrlab.sweep.trials.lvm_trial_job`).
 
 The sweep's `config` is an LVMTrainJobConfig (`sequences`, `model`, `model_settings`, `loss`, `train`, ...);
 every parameter overrides a dotted key (`train.lr`, `model_settings.hidden`, `temperature`). The kept
@@ -9,22 +10,18 @@ the metric's last reported value, as for `tldrlab.train`. Runs are grouped in W&
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import optuna
+from pydantic import ValidationError
 
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.lvm.training import LVMTrainJobConfig
+from tldrlab.sweep.spec import apply_overrides
 
 
 def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
     """The trial's LVMTrainJobConfig: the sweep's config with the parameters applied."""
-    from pydantic import ValidationError
-
-    from tldrlab.sweep.trials import apply_overrides
-
     raw = apply_overrides(spec.config, params)
     train = raw.setdefault("train", {})
     if not isinstance(train, dict):
@@ -55,34 +52,3 @@ def check_lvm(spec: Any, params: dict[str, Any]) -> None:
         raise ConfigError(f"config.model_settings: {exc}") from exc
     if not Path(job.sequences).exists():
         raise InvalidInputError(f"config.sequences: not found: {job.sequences} (run `tldrlab lvm sequences`)")
-
-
-def lvm_trial(spec: Any, trial: optuna.Trial, params: dict[str, Any], ctx: Any) -> float:
-    """One trial: an `lvm_train` run of the sweep's config with the trial's parameters."""
-    from tldrlab.lvm.training import train_lvm
-    from tldrlab.runs import start_run
-    from tldrlab.sweep.storage import RUN_ATTR
-    from tldrlab.sweep.trials import Reporter, pruning_hooks
-
-    job = lvm_job_config(spec, params)
-    if ctx.quiet:
-        job.train.progress = False
-    reporter = Reporter(trial, spec.metric)
-    hooks = pruning_hooks(reporter, job.train.eval_every, job.train.max_steps)
-    os.environ["WANDB_RUN_GROUP"] = ctx.study_name  # W&B groups a sweep's runs by study
-    tags = {"study": ctx.study_name, "trial": trial.number}
-    pruned: optuna.TrialPruned | None = None
-    with start_run("lvm_train", job, seed=job.train.seed, parent_id=ctx.parent_id, tags=tags) as run:
-        trial.set_user_attr(RUN_ATTR, run.id)
-        run.set_environment(study=ctx.study_name, trial=trial.number, sweep_params=params)
-        try:
-            train_lvm(job, run, resume=False, hooks=hooks)
-        except optuna.TrialPruned as exc:
-            pruned = exc
-            run.set_summary(pruned=True, pruned_at_iteration=reporter.iterations)
-            run.log(str(exc))
-    if pruned is not None:
-        raise pruned
-    if reporter.last is None:
-        raise InvalidInputError(f"metric.name {spec.metric!r} was never reported by the LVM's evaluations")
-    return reporter.last

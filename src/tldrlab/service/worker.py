@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -202,6 +203,11 @@ def requeue_lost(registry: RunRegistry, queue: JobQueue, queued_before: float) -
     return actions
 
 
+CURRENT_WORKER: ContextVar[Worker | None] = ContextVar("tldrlab_worker", default=None)
+"""The worker executing the current run in this thread (a run that executes runs of its own hands them to it
+here)."""
+
+
 @dataclass
 class Worker:
     """One worker process's state: its queue, registry, bus and the run it is executing."""
@@ -212,10 +218,17 @@ class Worker:
     registry: RunRegistry
     bus: EventBus
     worker_id: str = field(default_factory=new_worker_id)
-    current_run: str | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
-    _tail: RunTail | None = None
+    _active: list[tuple[str, RunTail]] = field(default_factory=list)
+    """The runs this worker executes, outermost first: a run may execute others inside it (a sweep, its
+    trials), each claimed, heartbeated and settled by this worker like any delivered job."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def current_run(self) -> str | None:
+        """The innermost run this worker is executing, if any."""
+        with self._lock:
+            return self._active[-1][0] if self._active else None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def register(self) -> None:
@@ -231,16 +244,15 @@ class Worker:
         """Heartbeat this worker and its current run; publish the run's new events."""
         now = time.time()
         with self._lock:
-            run_id, tail = self.current_run, self._tail
+            active = list(self._active)
+        run_id = active[-1][0] if active else None
         registry.db.execute(
             "UPDATE workers SET heartbeat_at = ?, current_run = ?, state = ? WHERE id = ?",
             (now, run_id, "busy" if run_id else "idle", self.worker_id),
         )
-        if run_id is None:
-            return
-        registry.beat_for(run_id, self.worker_id, now)
-        self.queue.extend_lease(run_id, self.worker_id)
-        if tail is not None:
+        for run_id, tail in active:
+            registry.beat_for(run_id, self.worker_id, now)
+            self.queue.extend_lease(run_id, self.worker_id)
             self.publish(tail.poll())
 
     def publish(self, events: list[RunEvent]) -> None:
@@ -297,11 +309,12 @@ class Worker:
                 )
                 update_manifest(record.run_dir, status="failed", message=message, error_code=exc.code)
                 return f"failed:{FailureClass.USER_INPUT.value}"
+        tail = RunTail(self.registry, run_id, include_logs=False)
         with self._lock:
-            self.current_run = run_id
-            self._tail = RunTail(self.registry, run_id, include_logs=False)
-            # Publish `started` now: a short run can finish before the heartbeat thread's next poll.
-            self.publish(self._tail.poll())
+            self._active.append((run_id, tail))
+        # Publish `started` now: a short run can finish before the heartbeat thread's next poll.
+        self.publish(tail.poll())
+        token = CURRENT_WORKER.set(self)
         try:
             execute(run_id, settings=self.settings, registry=self.registry, worker=self.worker_id)
             self.registry.update(run_id, progress=1.0)  # run heartbeats are rate-limited: the last may lag
@@ -322,10 +335,10 @@ class Worker:
         except BaseException as exc:
             outcome = self._after_failure(run_id, exc)
         finally:
+            CURRENT_WORKER.reset(token)
             with self._lock:
-                tail, self._tail, self.current_run = self._tail, None, None
-            if tail is not None:
-                self.publish(tail.poll())
+                self._active = [(r, t) for r, t in self._active if r != run_id]
+            self.publish(tail.poll())
         if outcome == "completed" or outcome.startswith("failed"):
             # archive it (upload_runs) and apply retention to it (retention.enabled); never fails the run
             settle_finished_run(run_id, settings=self.settings, registry=self.registry)

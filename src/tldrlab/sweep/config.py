@@ -1,8 +1,8 @@
-"""Typed config of the `sweep` run kind (no torch, no optuna here: the API validates with it)."""
+"""Typed configs of the `sweep` and `trial` run kinds (no torch, no optuna: the API validates with them)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,3 +40,19 @@ class SweepConfig(BaseModel):
         except ConfigError as exc:
             raise ValueError(exc.message) from None
         return value
+
+
+class TrialConfig(BaseModel):
+    """Kind `trial` (started by a sweep, not submitted): one trial of a command-line or experiment program
+    (tldrlab training programs run as their own kinds: train, elm_train, lvm_train)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    program: Literal["command", "experiment"]
+    """What the trial runs: the sweep's command line, or one arm of the dendrite experiment."""
+    params: dict[str, Any]
+    """The trial's parameter values (dotted names), as the sweep's sampler chose them."""
+    sweep: dict[str, Any]
+    """The sweep's mapping (program, command, config, metric, ...)."""
+    source: Annotated[str | None, ServerOnly()] = None
+    """The sweep file it came from, if any."""

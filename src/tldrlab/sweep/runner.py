@@ -1,66 +1,78 @@
-"""Running a sweep: the study, its workers and the trial loop.
+"""Running a sweep: the study, its trials as queued runs, and telling Optuna how they ended.
 
-    summary = run_sweep(load_sweep("sweep.yaml"), trials=8, workers=2)
+    summary = run_sweep(load_sweep("sweep.yaml"), trials=8)      # a `sweep` run, executed in this process
 
-`run_sweep` opens (or resumes) the study named by the sweep, starts a parent run of kind "sweep", and runs
-`worker_loop` in this process (workers=1) or in K spawned processes sharing the study (PostgreSQL or SQLite).
-Each worker repeats: fail dead workers' trials (and queue their retries), stop when the study holds `trials`
-finished (COMPLETE + PRUNED) trials, else run one trial. Running the same command again resumes: finished
-trials are kept, interrupted ones are FAIL and re-run with the same parameters, and the total counts toward
---trials. Ctrl-C: the running trial is marked FAIL and queued for a re-run, then the sweep ends as cancelled.
+A sweep is a run of kind `sweep` (`tldrlab.service.sweeps.sweep_job` executes it, in a worker or in the
+CLI's process). `sweep_in_run` opens (or resumes) the study named by the sweep and loops: Optuna's sampler
+proposes a trial (`study.ask`), the trial becomes a queued run of its program's kind (`tldrlab.sweep.trials`,
+tagged with its study and trial, a child of the sweep run) and the worker system executes it (the
+`TrialExecutor`: claims, heartbeats, retries, preemption and dead-worker recovery are the workers' own); the
+trial run reports its evaluations to the study's pruner through the storage, and when it has ended the sweep
+tells Optuna its value (COMPLETE), that it was pruned (PRUNED) or that it failed (FAIL). With `workers` > 1,
+that many worker processes execute trials side by side while this process only coordinates.
+
+Running the same sweep again resumes it: finished trials are kept, and a trial whose run was interrupted (its
+process killed, preempted, Ctrl-C) resumes that run from its last checkpoint; the total counts toward
+--trials.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
+from pydantic import BaseModel
 
-from tldrlab.errors import ConflictError, InvalidInputError, RunCancelledError, TldrlabError
+from tldrlab.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RunCancelledError,
+    RunPreemptedError,
+)
+from tldrlab.launch import launch_run, seed_of
 from tldrlab.logs import get_logger
+from tldrlab.runs import Run, RunRecord, RunStatus, create_run
 from tldrlab.sweep.config import SweepConfig
-from tldrlab.sweep.mapping import build_pruner, build_sampler, direction, grid_size, representative_params
+from tldrlab.sweep.mapping import (
+    PARAMS_ATTR,
+    build_pruner,
+    build_sampler,
+    direction,
+    grid_size,
+    representative_params,
+    suggest_params,
+)
+from tldrlab.sweep.report import best_trial_summary
 from tldrlab.sweep.spec import SweepSpec, parse_sweep
 from tldrlab.sweep.storage import (
+    RUN_ATTR,
+    SPEC_ATTR,
+    fail_dead_sweep_runs,
     open_storage,
-    reconcile_dead_workers,
     redact,
     resolve_storage_url,
-    retry_trial,
 )
-from tldrlab.sweep.trials import PROGRAM_CHECKS, TRIAL_PROGRAMS, TrialContext
-from tldrlab.threads import adopt_threads, plan_for_share
-
-SPEC_ATTR = "sweep"
-"""study.user_attrs key holding the sweep file's mapping (workers on other machines rebuild the spec)."""
+from tldrlab.sweep.trials import TRIAL_PROGRAMS, share_tokenizer
 
 DEFAULT_TRIALS = 10
 """Trials when neither --trials nor run_cap is given (grid: the grid's size)."""
 
 MAX_CONSECUTIVE_FAILURES = 3
-"""A worker stops after this many failed trials in a row (a broken config must not loop forever)."""
+"""A sweep stops after this many failed trials in a row (a broken config must not loop forever)."""
+
+POLL_S = 0.2
+"""Seconds between looks at the trials other workers execute."""
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 log = get_logger(__name__)
-
-
-@dataclass
-class WorkerResult:
-    """What one worker did."""
-
-    ran: int = 0
-    """Trials this worker ran (any end state)."""
-    states: dict[str, int] = field(default_factory=dict)
-    """Their end states."""
-    stopped_by: str = "trials"
-    """Why it stopped: trials (the total was reached), target, failures."""
 
 
 def quiet_optuna() -> None:
@@ -84,7 +96,7 @@ def target_trials(spec: SweepSpec, trials: int | None) -> int:
 
 def check_spec(spec: SweepSpec) -> None:
     """Validate the program's config with plausible parameter values before any trial or run exists."""
-    PROGRAM_CHECKS[spec.kind](spec, representative_params(spec))
+    TRIAL_PROGRAMS[spec.kind].check(spec, representative_params(spec))
 
 
 def _same_search(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -139,214 +151,30 @@ def _target_reached(spec: SweepSpec, study: optuna.Study) -> bool:
 
 
 def _describe(trial: optuna.trial.FrozenTrial) -> str:
-    from tldrlab.sweep.mapping import PARAMS_ATTR
-
     params = trial.user_attrs.get(PARAMS_ATTR, trial.params)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     value = f" value={trial.value:.5g}" if trial.value is not None else ""
     return f"trial {trial.number} {trial.state.name}{value} ({shown})"
 
 
-def worker_loop(
-    spec: SweepSpec,
-    storage_url: str | None,
-    study_name: str,
-    n_trials: int,
-    *,
-    parent_id: str | None = None,
-    worker_index: int = 0,
-    quiet: bool = False,
-    echo: Any = print,
-) -> WorkerResult:
-    """Run trials of the study until it holds `n_trials` finished ones (see the module docstring)."""
-    quiet_optuna()
-    offset = 7919 * worker_index
-    study = open_study(spec, storage_url, study_name, seed_offset=offset)
-    # a sampler seeded the same way on resume would propose the first trials' parameters again
-    if spec.seed is not None:
-        study.sampler = build_sampler(spec, seed=spec.seed + offset + len(study.get_trials(deepcopy=False)))
-    ctx = TrialContext(study_name=study_name, parent_id=parent_id, quiet=quiet)
-    result = WorkerResult()
-    current: dict[str, int] = {}
-    failures = 0
-    started = time.monotonic()
+class TrialExecutor(Protocol):
+    """How a sweep has its trial runs executed: by the worker system (`tldrlab.service.sweeps`)."""
 
-    def objective(trial: optuna.Trial) -> float:
-        from tldrlab.sweep.mapping import suggest_params
-        from tldrlab.sweep.storage import mark_worker
+    def submit(self, run_id: str) -> None:
+        """Put a created trial run on the queue."""
 
-        current["number"] = trial.number
-        mark_worker(trial)
-        params = suggest_params(trial, spec)
-        return TRIAL_PROGRAMS[spec.kind](spec, trial, params, ctx)
+    def execute(self, run_id: str) -> str:
+        """Execute the run here (or wait while another worker does); what happened, as Worker.handle says."""
 
-    while True:
-        # trials of dead workers elsewhere (heartbeat older than the grace period), then those on this host
-        optuna.storages.fail_stale_trials(study)
-        for dead in reconcile_dead_workers(study):
-            pid = dead.user_attrs.get("worker", {}).get("pid")
-            echo(f"trial {dead.number}: its worker (pid {pid}) is gone; marked FAIL, queued again")
-        counts = state_counts(study)
-        finished = sum(counts[s] for s in FINISHED)
-        if finished + counts[TrialState.RUNNING] >= n_trials:
-            result.stopped_by = "trials"
-            break
-        if _target_reached(spec, study):
-            result.stopped_by = "target"
-            break
-        trial_started = time.monotonic()
-        error: BaseException | None = None
-        try:
-            study.optimize(objective, n_trials=1)
-        except (RunCancelledError, KeyboardInterrupt):
-            number = current.get("number")
-            if number is not None:
-                frozen = study.get_trials(deepcopy=False)[number]
-                if frozen.state == TrialState.FAIL:
-                    retry_trial(study, frozen)
-                    echo(
-                        f"trial {number} interrupted: marked FAIL, queued to run again when the sweep resumes"
-                    )
-            raise
-        except Exception as exc:  # the trial is already FAIL in the study
-            error = exc
-        number = current.get("number")
-        if number is None:
-            continue
-        frozen = study.get_trials(deepcopy=False)[number]
-        result.ran += 1
-        result.states[frozen.state.name] = result.states.get(frozen.state.name, 0) + 1
-        done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED)
-        elapsed = time.monotonic() - trial_started
-        eta = (time.monotonic() - started) / result.ran * max(0, n_trials - done)
-        line = f"{_describe(frozen)} in {elapsed:.1f}s · {done}/{n_trials} finished · ETA {eta:.0f}s"
-        if error is not None:
-            msg = error.message if isinstance(error, TldrlabError) else f"{type(error).__name__}: {error}"
-            line += f"\n  error: {msg}"
-        echo(line)
-        failures = failures + 1 if frozen.state == TrialState.FAIL else 0
-        current.pop("number", None)
-        if failures >= MAX_CONSECUTIVE_FAILURES:
-            result.stopped_by = "failures"
-            msg = error.message if isinstance(error, TldrlabError) else str(error)
-            raise InvalidInputError(
-                f"{failures} trials failed in a row; stopping this worker. Last error: {msg}"
-            )
-    return result
+    def start_helpers(self, count: int) -> None:
+        """Start `count` worker processes that execute queued trial runs side by side."""
 
-
-def _worker_process(
-    raw: dict[str, Any],
-    source: str | None,
-    storage_url: str,
-    study_name: str,
-    n_trials: int,
-    parent_id: str | None,
-    worker_index: int,
-    quiet: bool,
-    threads: dict[str, Any] | None = None,
-) -> None:
-    """Entry point of a spawned worker process (rebuilds the spec from the stored mapping)."""
-    from tldrlab.logs import configure_console
-
-    if threads is not None:  # this worker's share of the CPUs, chosen by the parent
-        adopt_threads(threads)
-    configure_console("WARNING" if quiet else None)
-    spec = parse_sweep(raw, source=source)
-    spec.raw = raw
-    try:
-        worker_loop(
-            spec, storage_url, study_name, n_trials, parent_id=parent_id, worker_index=worker_index,
-            quiet=quiet, echo=lambda line: print(f"[worker {worker_index}] {line}", flush=True),
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    except TldrlabError as exc:
-        print(f"[worker {worker_index}] error [{exc.code}] {exc.message}", flush=True)
-        raise SystemExit(exc.exit_code) from None
-
-
-def run_workers(
-    spec: SweepSpec,
-    storage_url: str,
-    study_name: str,
-    n_trials: int,
-    k: int,
-    parent_id: str | None,
-    quiet: bool,
-) -> list[int]:
-    """K spawned worker processes on one study; returns their exit codes."""
-    context = multiprocessing.get_context("spawn")
-    threads = plan_for_share(k).as_dict()
-    procs = [
-        context.Process(
-            target=_worker_process,
-            args=(spec.raw, spec.source, storage_url, study_name, n_trials, parent_id, i, quiet, threads),
-            name=f"tldrlab-sweep-worker-{i}",
-        )
-        for i in range(k)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:  # they got the same Ctrl-C; give them time to queue their trials again
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.terminate()
-        raise
-    return [proc.exitcode or 0 for proc in procs]
-
-
-def resolve_program(spec: SweepSpec) -> None:
-    """A relative script `program` is taken relative to the sweep file when it exists there."""
-    from pathlib import Path
-
-    if spec.kind != "command" or not spec.program or not spec.source:
-        return
-    candidate = Path(spec.source).resolve().parent / spec.program
-    if not Path(spec.program).is_absolute() and not Path(spec.program).exists() and candidate.exists():
-        spec.program = str(candidate)
-        spec.raw = {**spec.raw, "program": spec.program}
-
-
-def run_sweep(
-    spec: SweepSpec,
-    *,
-    trials: int | None = None,
-    workers: int = 1,
-    storage: str | None = None,
-    study_name: str | None = None,
-    quiet: bool = False,
-    echo: Any = print,
-) -> dict[str, Any]:
-    """Run (or resume) a sweep to `trials` finished trials as a `sweep` run; returns a summary with the best
-    trial."""
-    from tldrlab.runs import start_run
-
-    if workers < 1:
-        raise InvalidInputError(f"--workers must be >= 1; got {workers}")
-    resolve_program(spec)
-    config = SweepConfig(
-        sweep=spec.raw, source=spec.source, trials=trials, workers=workers, storage=storage,
-        study=study_name, quiet=quiet,
-    )  # fmt: skip
-    prepared = _prepare(spec, config, echo)
-    with start_run("sweep", config, tags={"study": prepared.name}) as run:
-        return _sweep_in_run(run, prepared, echo)
-
-
-def sweep_job(run: Any, config: SweepConfig) -> dict[str, Any]:
-    """Run kind `sweep`: the study's trials as children of `run`; the summary names the best trial."""
-    spec = parse_sweep(config.sweep, source=config.source)
-    spec.raw = config.sweep
-    return _sweep_in_run(run, _prepare(spec, config, run.log), run.log)
+    def stop_helpers(self) -> None:
+        """Stop them again."""
 
 
 @dataclass
-class _PreparedSweep:
+class PreparedSweep:
     spec: SweepSpec
     config: SweepConfig
     name: str
@@ -354,10 +182,8 @@ class _PreparedSweep:
     url: str
 
 
-def _prepare(spec: SweepSpec, config: SweepConfig, echo: Any) -> _PreparedSweep:
+def prepare_sweep(spec: SweepSpec, config: SweepConfig, echo: Any) -> PreparedSweep:
     """Check the sweep, open (or resume) its study and fail the sweep runs of dead processes."""
-    from tldrlab.sweep.storage import fail_dead_sweep_runs
-
     quiet_optuna()
     resolve_program(spec)
     check_spec(spec)
@@ -371,38 +197,153 @@ def _prepare(spec: SweepSpec, config: SweepConfig, echo: Any) -> _PreparedSweep:
         f"{sum(before[s] for s in FINISHED)}/{n_trials} trials finished so far"
     )
     fail_dead_sweep_runs(name)
-    return _PreparedSweep(spec, config, name, n_trials, url)
+    return PreparedSweep(spec, config, name, n_trials, url)
 
 
-def _sweep_in_run(run: Any, prepared: _PreparedSweep, echo: Any) -> dict[str, Any]:
-    spec, name, n_trials, url = prepared.spec, prepared.name, prepared.n_trials, prepared.url
-    workers, quiet = prepared.config.workers, prepared.config.quiet
-    run.set_environment(study=name, storage=redact(url), trials=n_trials)
+def outcome_of(record: RunRecord) -> tuple[TrialState, float | None]:
+    """How a finished trial run ended, for Optuna (its summary holds `pruned` or `sweep_value`)."""
+    if record.status == RunStatus.COMPLETED:
+        if record.metrics.get("pruned"):
+            return TrialState.PRUNED, None
+        value = record.metrics.get("sweep_value")
+        if isinstance(value, int | float):
+            return TrialState.COMPLETE, float(value)
+    return TrialState.FAIL, None
+
+
+def _tell(study: optuna.Study, number: int, state: TrialState, value: float | None) -> None:
+    # Optuna's GridSampler stops the study when its grid is used up, which it may only do from inside
+    # study.optimize; the sweep's own loop stops there anyway, so tell it we are in that loop.
+    study._thread_local.in_optimize_loop = True
+    try:
+        if state == TrialState.COMPLETE:
+            study.tell(number, value)
+        else:
+            study.tell(number, state=state)
+    except ValueError:  # told already (another process settled it first)
+        pass
+    finally:
+        study._thread_local.in_optimize_loop = False
+
+
+def run_trials(
+    run: Run,
+    prepared: PreparedSweep,
+    executor: TrialExecutor,
+    *,
+    echo: Any,
+) -> str:
+    """Ask, create, execute and tell trials until the study holds `n_trials` finished ones (or the target is
+    reached); returns why it stopped (trials, target)."""
+    spec, name, n_trials = prepared.spec, prepared.name, prepared.n_trials
+    parallel, quiet = prepared.config.workers, prepared.config.quiet
+    program = TRIAL_PROGRAMS[spec.kind]
+    study = open_study(spec, prepared.url, name)
+    # a sampler seeded the same way on resume would propose the first trials' parameters again
+    if spec.seed is not None:
+        study.sampler = build_sampler(spec, seed=spec.seed + len(study.get_trials(deepcopy=False)))
+    registry = run.registry
+    failures = 0
+    started = time.monotonic()
+    settled = 0
+    if parallel > 1:
+        executor.start_helpers(parallel)
+    try:
+        while True:
+            progressed = False
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                run_id = trial.user_attrs.get(RUN_ATTR)
+                if not isinstance(run_id, str):  # asked, but its run was never created: ask again
+                    _tell(study, trial.number, TrialState.FAIL, None)
+                    continue
+                try:
+                    record = registry.get(run_id)
+                except NotFoundError:  # a run of another machine's home
+                    continue
+                if record.status == RunStatus.CANCELLED and not record.cancel_requested:
+                    # interrupted (Ctrl-C), not cancelled by anyone: it resumes from its checkpoint
+                    registry.update(run_id, status=RunStatus.QUEUED, message="resumed by its sweep")
+                    record = registry.get(run_id)
+                if not record.status.finished and parallel == 1:
+                    outcome = executor.execute(run_id)
+                    if outcome == "preempted":
+                        raise RunPreemptedError(f"the sweep's worker is stopping (trial {trial.number})")
+                    if outcome == "cancelled" and not registry.get(run_id).cancel_requested:
+                        raise RunCancelledError(f"interrupted during trial {trial.number}")
+                    record = registry.get(run_id)
+                if not record.status.finished:
+                    continue
+                state, value = outcome_of(record)
+                _tell(study, trial.number, state, value)
+                progressed = True
+                settled += 1
+                frozen = study.get_trials(deepcopy=False)[trial.number]
+                done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED)
+                eta = (time.monotonic() - started) / settled * max(0, n_trials - done)
+                line = f"{_describe(frozen)} · {done}/{n_trials} finished · ETA {eta:.0f}s"
+                if state == TrialState.FAIL:
+                    line += f"\n  error: {record.message}"
+                echo(line)
+                failures = failures + 1 if state == TrialState.FAIL else 0
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise InvalidInputError(
+                        f"{failures} trials failed in a row; stopping the sweep. Last error: {record.message}"
+                    )
+            counts = state_counts(study)
+            finished = sum(counts[s] for s in FINISHED)
+            if finished >= n_trials:
+                return "trials"
+            if _target_reached(spec, study):
+                return "target"
+            running = counts[TrialState.RUNNING]
+            if finished + running < n_trials and running < parallel:
+                asked = study.ask()
+                params = suggest_params(asked, spec)
+                config = program.config(spec, params)
+                if quiet and isinstance(getattr(config, "train", None), BaseModel):
+                    config.train.progress = False  # type: ignore[attr-defined]
+                record = create_run(
+                    program.kind,
+                    config,
+                    seed=seed_of(config),
+                    parent_id=run.id,
+                    tags={"study": name, "trial": asked.number},
+                    registry=registry,
+                )
+                asked.set_user_attr(RUN_ATTR, record.id)
+                executor.submit(record.id)
+                continue
+            if not progressed:
+                run.heartbeat(progress=finished / n_trials)
+                time.sleep(POLL_S)
+    finally:
+        if parallel > 1:
+            executor.stop_helpers()
+
+
+def sweep_in_run(
+    run: Run, config: SweepConfig, executor: TrialExecutor, *, echo: Any = None
+) -> dict[str, Any]:
+    """Kind `sweep`: the study's trials as children of `run`; the summary names the best trial."""
+    echo = echo or (lambda line: run.log(line))
+    spec = parse_sweep(config.sweep, source=config.source)
+    spec.raw = config.sweep
+    prepared = prepare_sweep(spec, config, echo)
+    run.set_environment(study=prepared.name, storage=redact(prepared.url), trials=prepared.n_trials)
     if spec.kind == "train":
-        from tldrlab.sweep.trials import share_tokenizer
-
-        shared = share_tokenizer(spec, name)
+        shared = share_tokenizer(spec, prepared.name)
         if shared:
             run.log("the trials share one tokenizer", path=shared)
-    if workers == 1:
-        worker = worker_loop(spec, url, name, n_trials, parent_id=run.id, quiet=quiet, echo=echo)
-        stopped_by = worker.stopped_by
-    else:
-        codes = run_workers(spec, url, name, n_trials, workers, run.id, quiet)
-        stopped_by = "trials"
-        if any(codes):
-            raise InvalidInputError(f"sweep workers exited with codes {codes}; see their output above")
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    stopped_by = run_trials(run, prepared, executor, echo=echo)
+    study = optuna.load_study(study_name=prepared.name, storage=open_storage(prepared.url))
     counts = state_counts(study)
     summary: dict[str, Any] = {
-        "study": name,
-        "storage": redact(url),
+        "study": prepared.name,
+        "storage": redact(prepared.url),
         "run_id": run.id,
         "trials": {state.name: counts[state] for state in TrialState if counts[state]},
         "stopped_by": stopped_by,
     }
-    from tldrlab.sweep.report import best_trial_summary
-
     best = best_trial_summary(study)
     if best is not None:
         summary["best"] = best
@@ -411,5 +352,39 @@ def _sweep_in_run(run: Any, prepared: _PreparedSweep, echo: Any) -> dict[str, An
     return summary
 
 
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    trials: int | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    quiet: bool = False,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Run (or resume) a sweep to `trials` finished trials as a `sweep` run in this process (the launch path:
+    its trials are executed by the worker system); returns a summary with the best trial."""
+    if workers < 1:
+        raise InvalidInputError(f"--workers must be >= 1; got {workers}")
+    resolve_program(spec)
+    config = SweepConfig(
+        sweep=spec.raw, source=spec.source, trials=trials, workers=workers, storage=storage,
+        study=study_name, quiet=quiet,
+    )  # fmt: skip
+    launched = launch_run("sweep", config, tags={"study": study_name or spec.name}, echo=echo)
+    summary: dict[str, Any] = launched.result or {}
+    return summary
+
+
 def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
+
+
+def resolve_program(spec: SweepSpec) -> None:
+    """A relative script `program` is taken relative to the sweep file when it exists there."""
+    if spec.kind != "command" or not spec.program or not spec.source:
+        return
+    candidate = Path(spec.source).resolve().parent / spec.program
+    if not Path(spec.program).is_absolute() and not Path(spec.program).exists() and candidate.exists():
+        spec.program = str(candidate)
+        spec.raw = {**spec.raw, "program": spec.program}

@@ -12,6 +12,7 @@ Every problem raises ConfigError naming the key (`parameters.lr.distribution`) a
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -417,3 +418,20 @@ def load_sweep(path: Path | str) -> SweepSpec:
     # a config file given by path is stored inline, so workers elsewhere need only the study
     spec.raw = {**raw, "config": spec.config} if spec.config else raw
     return spec
+
+
+def apply_overrides(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with every dotted parameter name set to its value (a trial's config)."""
+    out = copy.deepcopy(base)
+    for name, value in params.items():
+        node = out
+        *parents, leaf = name.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"parameters.{name}: {part!r} is a {type(child).__name__} in config, not a section"
+                )
+            node = child
+        node[leaf] = value
+    return out

@@ -1,0 +1,107 @@
+"""Sweeps on the queue: the `sweep` and `elm_optimize` run kinds, whose trials the worker system executes.
+
+`sweep_job(run, config)` runs the sweep engine (`tldrlab.sweep.runner.sweep_in_run`) with a `WorkerExecutor`:
+each trial run is put on the queue and executed by a worker, with the same claim (compare-and-set),
+heartbeats, failure classes and retries, preemption and dead-worker recovery as any run. In a worker the
+sweep hands its trials to that worker (they run inside the sweep's execution, each its own run); in the CLI's
+process a worker of its own takes that part. With `workers` > 1 the sweep starts that many worker processes
+on the queue and only coordinates.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from tldrlab.config import Settings, get_settings
+from tldrlab.elm.config import ElmOptimizeConfig
+from tldrlab.elm.optimize import BASE_ATTR, elm_sweep_config
+from tldrlab.elm.prepare import load_split
+from tldrlab.runs import Run
+from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_worker, run_worker
+from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.runner import open_study, sweep_in_run
+from tldrlab.sweep.spec import parse_sweep
+from tldrlab.sweep.storage import resolve_storage_url
+from tldrlab.threads import adopt_threads, plan_for_share
+
+HELPER = WorkerConfig(heartbeat_s=1.0, stale_after_s=10.0, reconcile_every_s=2.0, poll_s=0.1)
+"""How the worker processes of a parallel sweep behave."""
+
+WAIT_S = 0.2
+"""Seconds between looks at a trial run another worker executes."""
+
+
+def _helper_process(settings: Settings, threads: dict[str, Any]) -> None:
+    """Entry point of a parallel sweep's worker process."""
+    adopt_threads(threads)
+    run_worker(settings, HELPER)
+
+
+class WorkerExecutor:
+    """A sweep's trials through the worker system: queued, then executed by this process's worker (or
+    another one), waiting while a run is retried later or held by another worker."""
+
+    def __init__(self, worker: Worker, settings: Settings) -> None:
+        self.worker = worker
+        self.settings = settings
+        self.helpers: list[BaseProcess] = []
+
+    def submit(self, run_id: str) -> None:
+        self.worker.queue.enqueue(run_id)
+
+    def execute(self, run_id: str) -> str:
+        while True:
+            outcome = self.worker.handle(run_id)
+            record = self.worker.registry.get(run_id)
+            if record.status.finished or outcome in ("preempted", "cancelled"):
+                return outcome
+            time.sleep(WAIT_S)  # retried after a backoff, or executing in another worker
+
+    def start_helpers(self, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        threads = plan_for_share(count).as_dict()
+        for index in range(count):
+            process = context.Process(
+                target=_helper_process, args=(self.settings, threads), name=f"tldrlab-sweep-worker-{index}"
+            )
+            process.start()
+            self.helpers.append(process)
+
+    def stop_helpers(self) -> None:
+        for process in self.helpers:
+            process.terminate()  # SIGTERM: an idle worker exits; a busy one checkpoints its run first
+        for process in self.helpers:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+        self.helpers = []
+
+
+def executor_for(run: Run) -> WorkerExecutor:
+    """The executor of a sweep executing as `run`: the worker running it, else one for this process."""
+    settings = get_settings()
+    worker = CURRENT_WORKER.get()
+    if worker is None:
+        # The CLI's process: its own worker handles the trials. A trial whose process died is taken over
+        # at once when nobody owns it (run ownership), so no heartbeat has to go stale first.
+        worker = build_worker(settings, WorkerConfig(stale_after_s=0.5))
+    return WorkerExecutor(worker, settings)
+
+
+def sweep_job(run: Run, config: SweepConfig) -> dict[str, Any]:
+    """Run kind `sweep`: the study's trials as queued runs, children of `run`; the summary names the best."""
+    return sweep_in_run(run, config, executor_for(run))
+
+
+def elm_optimize_job(run: Run, config: ElmOptimizeConfig) -> dict[str, Any]:
+    """Run kind `elm_optimize`: the ELM search space as a sweep (trials are `elm_train` runs)."""
+    load_split(config.base.data, "train")  # a missing or broken data directory fails before any trial
+    sweep = elm_sweep_config(config)
+    url = resolve_storage_url(config.storage)
+    study = open_study(parse_sweep(sweep.sweep), url, config.study)
+    if BASE_ATTR not in study.user_attrs:  # a resumed study keeps the base config it started with
+        study.set_user_attr(BASE_ATTR, sweep.sweep["config"])
+    return sweep_in_run(run, sweep, executor_for(run))
