@@ -26,7 +26,7 @@ from tldrlab.elm.task import ElmTask
 from tldrlab.errors import ConfigError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
-from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.loop import TrainHooks, TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
@@ -51,18 +51,21 @@ def steps_for(config: ElmTrainConfig, n_train: int) -> int:
     return max(1, math.ceil(config.epochs * n_train / per_step))
 
 
-def prepare_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path) -> Any:
+def elm_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path) -> Any:
     """lm=scratch: the given tokenizer, or a BPE trained once on the training targets; else None."""
     if config.model.lm != "scratch":
         return None
     if config.tokenizer:
         return load_tokenizer(config.tokenizer)
-    out = run_dir / TOKENIZER_SUBDIR
-    if not (out / "tokenizer.json").is_file():
-        corpus = run_dir / "tokenizer_corpus.txt"
-        atomic_write_text(corpus, "\n".join(t.replace("\n", " ") for t in targets) + "\n")
-        train_tokenizer("bpe", [corpus], config.vocab_size, out, seed=config.train.seed)
-    return load_tokenizer(out)
+
+    def corpus() -> list[Path]:
+        path = run_dir / "tokenizer_corpus.txt"
+        atomic_write_text(path, "\n".join(t.replace("\n", " ") for t in targets) + "\n")
+        return [path]
+
+    return tokenizer_once(
+        run_dir / TOKENIZER_SUBDIR, "bpe", corpus, config.vocab_size, seed=config.train.seed
+    )
 
 
 def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
@@ -73,7 +76,7 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     val_split = load_split(config.data, "val")
     if config.limit is not None:
         train_split.records = train_split.records[: config.limit]
-    tokenizer = prepare_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run.dir)
+    tokenizer = elm_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run.dir)
     model_config = config.model.model_copy(update={"embedding_dim": int(train_split.embeddings.shape[1])})
     model, tokenizer = build_elm(model_config, tokenizer)
     if config.init_adapter:

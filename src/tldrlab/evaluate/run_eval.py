@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from tldrlab.data import splits
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.artifacts import highlight_metrics, highlight_rows, write_evaluation
 from tldrlab.evaluate.config import EvalConfig
@@ -44,7 +45,7 @@ SAMPLES_FILE = "samples.jsonl"
 PLOT_FILE = "eval.png"
 
 
-class Reporter:
+class EvalProgress:
     """Progress for a long evaluation: a tqdm bar (items/s, ETA), run heartbeats and cancellation checks."""
 
     def __init__(self, total: int, desc: str, run: Run | None, show: bool) -> None:
@@ -74,25 +75,21 @@ def _records(config: EvalConfig) -> list[Any]:
 
 def _seq2seq_records(config: EvalConfig) -> list[Any]:
     """Records with a reference summary; on unsplit data with `val_fraction`, the run's seeded holdout."""
-    import random
-
     records = _records(config)
     if config.val_fraction and config.split is None:
-        if config.holdout_seed is not None:
-            random.Random(config.holdout_seed).shuffle(records)
-        records = records[: max(1, int(len(records) * config.val_fraction))]
+        records, _ = splits.seeded_holdout(records, config.val_fraction, config.holdout_seed)
     return [r for r in records if r.summaries][: config.max_samples]
 
 
 @torch.no_grad()
 def lm_loss(
-    model: Any, tokenizer: Any, text: str, config: EvalConfig, reporter: Reporter | None = None
+    model: Any, tokenizer: Any, text: str, config: EvalConfig, reporter: EvalProgress | None = None
 ) -> tuple[float, int, int, list[float]]:
     """(token-weighted mean loss in nats, predicted tokens, blocks, loss of each block) over contiguous
     blocks of the text."""
     ids = tokenizer.encode(text, add_special_tokens=False)
     if config.val_fraction:
-        ids = ids[int(len(ids) * (1 - config.val_fraction)) :]
+        _, ids = splits.lm_tail(ids, config.val_fraction)  # what the training run held out
     block = config.block_size
     limit = getattr(getattr(model, "config", None), "n_positions", None)
     if limit is not None:
@@ -138,7 +135,7 @@ def evaluate_lm(
 ) -> Evaluated:
     records = _records(config)
     text = "\n".join(r.document for r in records)
-    reporter = Reporter(config.max_samples, "eval blocks", run, progress)
+    reporter = EvalProgress(config.max_samples, "eval blocks", run, progress)
     try:
         loss, tokens, blocks, block_losses = lm_loss(model, tokenizer, text, config, reporter)
     finally:
@@ -245,7 +242,7 @@ def evaluate_seq2seq(
     refs = [r.summary for r in records]
     options = config.generation.model_copy(update={"max_input_tokens": config.max_source_len})
     preds: list[str] = []
-    reporter = Reporter(len(sources), "eval generate", run, progress)
+    reporter = EvalProgress(len(sources), "eval generate", run, progress)
     started = time.perf_counter()
     try:
         for start in range(0, len(sources), config.batch_size):
@@ -350,15 +347,9 @@ def evaluate_model(
 
 def _detected_val_split(data: dict[str, Any]) -> str | None:
     """The validation split the training loop picked by itself for a data-set directory (train / dev)."""
-    try:
-        from tldrlab.train.config import DataConfig
-        from tldrlab.train.tasks import detect_splits
-    except ImportError:  # the training package is optional to evaluation
+    if not data.get("path"):
         return None
-    try:
-        return detect_splits(DataConfig.model_validate(data))[1]
-    except ValueError:
-        return None
+    return splits.detect_splits(data["path"], data.get("train_split"), data.get("val_split"))[1]
 
 
 def training_prefix(target: str | Path) -> str:

@@ -40,6 +40,7 @@ from tldrlab.experiments.results import evaluate_summaries
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
 from tldrlab.threads import adopt_threads, plan_for_share
+from tldrlab.tokenizers import tokenizer_once
 from tldrlab.train.config import TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
@@ -304,7 +305,7 @@ def experiment_arm_job(run: Run, config: ExperimentArmConfig) -> dict[str, Any]:
     tokenizer rebuilt as the experiment builds them; an arm cut from a trained baseline trains that first."""
     _check(config.model_copy(update={"arms": [config.arm], "seeds": [config.seed]}))
     data = load_data(config)
-    tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
+    tokenizer = experiment_tokenizer(config, data, run.dir / "tokenizer")
     ctx = ArmContext(config=config, tokenizer=tokenizer, seed=config.seed)
     if config.arm not in ("baseline", "compressed_random") and config.compression.init == "baseline":
         base = ExperimentArmConfig.model_validate({**config.model_dump(), "arm": "baseline"})
@@ -367,16 +368,18 @@ def save_final(
 
 
 # -- the whole experiment -----------------------------------------------------------------------------------
-def prepare_tokenizer(config: ExperimentConfig, data: ExperimentData, out_dir: Path) -> Any:
-    """One tokenizer for all arms, trained on the training records' documents and summaries."""
-    from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+def experiment_tokenizer(config: ExperimentConfig, data: ExperimentData, out_dir: Path) -> Any:
+    """One tokenizer for all arms, trained (once) on the training records' documents and summaries."""
+    corpus = out_dir.parent / "tokenizer_corpus.txt"
 
-    corpus = out_dir / "corpus.txt"
-    lines = [line for r in data.train for line in (r.document, r.summaries[0]) if line.strip()]
-    atomic_write_text(corpus, "\n".join(line.replace("\n", " ") for line in lines) + "\n")
-    train_tokenizer(config.tokenizer_method, [corpus], config.vocab_size, out_dir, seed=0)
-    corpus.unlink()
-    return load_tokenizer(out_dir)
+    def corpus_files() -> list[Path]:
+        lines = [line for r in data.train for line in (r.document, r.summaries[0]) if line.strip()]
+        atomic_write_text(corpus, "\n".join(line.replace("\n", " ") for line in lines) + "\n")
+        return [corpus]
+
+    tokenizer = tokenizer_once(out_dir, config.tokenizer_method, corpus_files, config.vocab_size, seed=0)
+    corpus.unlink(missing_ok=True)
+    return tokenizer
 
 
 def _check(config: ExperimentConfig) -> None:
@@ -516,7 +519,7 @@ def experiment_job(run: Run, config: ExperimentConfig) -> dict[str, Any]:
     _check(config)
     data = load_data(config)
     run.log("dendrite experiment", arms=config.arms, seeds=config.seeds, train_records=len(data.train))
-    tokenizer = prepare_tokenizer(config, data, run.dir / "tokenizer")
+    tokenizer = experiment_tokenizer(config, data, run.dir / "tokenizer")
     if config.jobs > 1 and len(config.seeds) > 1:
         _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
     else:

@@ -18,9 +18,12 @@ from tldrlab.tokenizers.config import SPECIAL_TOKENS, TokenizerConfig
 from tldrlab.tokenizers.load import load_tokenizer, read_tokenizer_manifest, resolve_tokenizer_dir
 
 if TYPE_CHECKING:
-    from tldrlab.tokenizers.train import TOKENIZERS, holdout_stats, train_tokenizer
+    from tldrlab.tokenizers.train import TOKENIZERS, holdout_stats, tokenizer_once, train_tokenizer
 
-_LAZY = {name: "tldrlab.tokenizers.train" for name in ("TOKENIZERS", "holdout_stats", "train_tokenizer")}
+_LAZY = {
+    name: "tldrlab.tokenizers.train"
+    for name in ("TOKENIZERS", "holdout_stats", "tokenizer_once", "train_tokenizer")
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -39,5 +42,6 @@ __all__ = [
     "load_tokenizer",
     "read_tokenizer_manifest",
     "resolve_tokenizer_dir",
+    "tokenizer_once",
     "train_tokenizer",
 ]

@@ -24,6 +24,7 @@ from tldrlab.tokenizers.config import (
     TokenizerConfig,
 )
 from tldrlab.tokenizers.corpus import load_corpus
+from tldrlab.tokenizers.load import load_tokenizer
 from tokenizers import Tokenizer
 
 
@@ -166,3 +167,27 @@ def train_tokenizer(
     }
     atomic_write_json(out / MANIFEST_FILE, manifest)
     return manifest
+
+
+def tokenizer_once(
+    out_dir: Path | str,
+    method: str,
+    corpus: Sequence[Path | str] | Callable[[], Sequence[Path | str]],
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    on_train: Callable[[], object] | None = None,
+) -> Any:
+    """The tokenizer in `out_dir`, trained there first when it is not yet (a resumed run reuses its own).
+
+    `corpus` may be a function giving the files, so nothing is written or read when the tokenizer exists;
+    `on_train` is called just before training (to report the phase). This is how every recipe gets the
+    tokenizer it trains for itself.
+    """
+    out = Path(out_dir)
+    if not (out / TOKENIZER_FILE).is_file():
+        if on_train is not None:
+            on_train()
+        files = corpus() if callable(corpus) else corpus
+        train_tokenizer(method, files, vocab_size, out, seed=seed)
+    return load_tokenizer(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tldrlab.train.config import DataConfig, TokenizerConfig, TrainConfig, TrainJobConfig
+from tldrlab.train.config import DataConfig, TokenizerChoice, TrainConfig, TrainJobConfig
 
 if TYPE_CHECKING:
     from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState, TrainTask, train
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DataConfig",
     "EvalDecision",
-    "TokenizerConfig",
+    "TokenizerChoice",
     "TrainConfig",
     "TrainHooks",
     "TrainJobConfig",

@@ -140,8 +140,9 @@ class DataConfig(BaseModel):
     """Seq2seq: add BERTScore (offline MiniLM) to the generated-sample metrics."""
 
 
-class TokenizerConfig(BaseModel):
-    """Use an existing tokenizer directory, or train one on the training text first."""
+class TokenizerChoice(BaseModel):
+    """Use an existing tokenizer directory, or train one on the training text first (what to train is a
+    `tldrlab.tokenizers.config.TokenizerConfig`: `method` and `vocab_size` here, its defaults otherwise)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -171,7 +172,7 @@ class TrainJobConfig(BaseModel):
     data: DataConfig
     """Training and validation data."""
 
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    tokenizer: TokenizerChoice = Field(default_factory=TokenizerChoice)
     """Tokenizer to use or to train."""
 
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -23,7 +23,7 @@ from tldrlab.errors import ConfigError
 from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.registry import get_spec, parse_model_config
 from tldrlab.runs.run import Run
-from tldrlab.tokenizers import load_tokenizer, train_tokenizer
+from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.config import TrainJobConfig
 from tldrlab.train.loop import TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe, run_recipe_follower
@@ -56,15 +56,19 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
         raise ConfigError(
             "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
         )
-    out = run.dir / TOKENIZER_SUBDIR
-    if not (out / "tokenizer.json").is_file():
+
+    def starting() -> None:
         run.log(f"training a {job.tokenizer.method} tokenizer (vocab {job.tokenizer.vocab_size})")
         run.set_phase("training the tokenizer", progress=0.0)
-        manifest = train_tokenizer(
-            job.tokenizer.method, training_files(job.data), job.tokenizer.vocab_size, out, seed=job.train.seed
-        )
-        run.log("tokenizer trained", **manifest.get("stats", {}))
-    return load_tokenizer(out)
+
+    return tokenizer_once(
+        run.dir / TOKENIZER_SUBDIR,
+        job.tokenizer.method,
+        lambda: training_files(job.data),
+        job.tokenizer.vocab_size,
+        seed=job.train.seed,
+        on_train=starting,
+    )
 
 
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:

@@ -16,14 +16,13 @@ part `tldrlab eval` uses) and returns the task for the model's kind.
 from __future__ import annotations
 
 import math
-import random
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tldrlab.data import splits
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
 from tldrlab.train.chat_sft import build_chat_task
@@ -205,16 +204,9 @@ class CausalLMTask:
 
 # -- building a task from a job config ----------------------------------------------------------------------
 def detect_splits(data: DataConfig) -> tuple[str | None, str | None]:
-    """(train split, validation split): the configured ones, else train / dev when a directory has both."""
-    if data.train_split or data.val_split:
-        return data.train_split, data.val_split
-    path = Path(data.path)
-    if not path.is_dir():
-        return None, None
-    names = [set(re.split(r"[._\-\s]+", p.name.lower())) for p in path.rglob("*") if p.is_file()]
-    has_train = any(tokens & {"train", "training"} for tokens in names)
-    has_dev = any(tokens & {"dev", "validation", "val", "valid"} for tokens in names)
-    return ("train", "dev") if has_train and has_dev else (None, None)
+    """(train split, validation split): the configured ones, else train / dev when a directory has both
+    (`tldrlab.data.splits`, shared with evaluation)."""
+    return splits.detect_splits(data.path, data.train_split, data.val_split)
 
 
 def read_split_records(data: DataConfig, split: str | None, *, limit: int | None) -> list[SummaryRecord]:
@@ -243,10 +235,9 @@ def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind:
         if val_split:
             val_records = read_split_records(data, val_split, limit=data.max_val_examples)
         else:
-            shuffled = list(train_records)
-            random.Random(job.train.seed).shuffle(shuffled)
-            n_val = max(1, int(len(shuffled) * data.val_fraction))
-            val_records, train_records = shuffled[:n_val], shuffled[n_val:]
+            val_records, train_records = splits.seeded_holdout(
+                train_records, data.val_fraction, job.train.seed
+            )
         if task_kind == "chat":
             return build_chat_task(train_records, val_records, tokenizer, data, model)
         return Seq2SeqTask(train_records, val_records, tokenizer, data)
@@ -261,6 +252,5 @@ def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind:
         val_ids = tokenizer("\n".join(r.document for r in val_records), add_special_tokens=False)["input_ids"]
     else:
         # The last fraction of the tokens: what `tldrlab eval` evaluates for a run on unsplit text.
-        cut = int(len(ids) * (1 - data.val_fraction))
-        ids, val_ids = ids[:cut], ids[cut:]
+        ids, val_ids = splits.lm_tail(ids, data.val_fraction)
     return CausalLMTask(list(ids), list(val_ids), tokenizer, data, block_size)
