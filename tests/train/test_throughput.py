@@ -1,0 +1,84 @@
+"""The loop reports its throughput: tokens/s in every metrics line and a closing log line; MFU where the
+device's peak is known (CUDA at fp16/bf16), never on a CPU."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from toy import ToyLM, ToyTask
+
+from tldrlab.runs.run import start_run
+from tldrlab.train import TrainConfig, train
+from tldrlab.train.loop import PEAK_TFLOPS, model_flops_per_token, peak_flops
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, run_recipe
+
+
+def test_throughput_lines_and_no_mfu_on_a_cpu() -> None:
+    torch.manual_seed(0)
+    config = TrainConfig(
+        max_steps=6, batch_size=8, eval_every=3, checkpoint_every=0, log_every=2, device="cpu",
+        progress=False, plot=False,
+    )  # fmt: skip
+    with start_run("toy", {}) as run:
+        train(ToyLM(), ToyTask(), config, run)
+    lines = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [line for line in lines if "train_loss" in line]
+    assert [line["step"] for line in train_lines] == [2, 4, 6]
+    assert all(line["tokens_per_s"] > 0 and "mfu" not in line for line in train_lines)
+    logs = [json.loads(line) for line in (run.dir / "log.jsonl").read_text().splitlines()]
+    closing = [line for line in logs if line["message"].startswith("trained to step 6")]
+    assert closing and "tokens/s" in closing[0]["message"] and "MFU" not in closing[0]["message"]
+    assert peak_flops(torch.device("cpu"), "bf16") is None
+    model = ToyLM()
+    assert model_flops_per_token(model) == 6 * sum(p.numel() for p in model.parameters())
+    assert PEAK_TFLOPS["H100"] > PEAK_TFLOPS["A100"] > 0
+
+
+def test_the_driver_seeds_tracks_restores_the_best_weights_and_records_the_export(tmp_path: object) -> None:
+    """A recipe written in a few lines: the driver seeds before setup, runs the loop, puts the best
+    evaluation's weights back (not the last step's) and records what export saved, with sha256."""
+    seen: dict[str, object] = {}
+
+    class WorseEachTime(ToyTask):
+        """An evaluation that only gets worse: the best weights are the first evaluation's (step 2)."""
+
+        evaluations = 0
+
+        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+            self.evaluations += 1
+            return {"eval_loss": float(self.evaluations)}
+
+    def setup(run: object, config: TrainConfig) -> RecipeSetup:
+        seen["first_draw"] = torch.rand(1).item()  # the driver seeded: the same draw every time
+        return RecipeSetup(model=ToyLM(), task=WorseEachTime(), loop=config)
+
+    def export(run: object, config: TrainConfig, setup: RecipeSetup, result: object) -> RecipeExport:
+        path = run.dir / "weights.pt"  # type: ignore[attr-defined]
+        torch.save(result.model.state_dict(), path)  # type: ignore[attr-defined]
+        seen["exported"] = {k: v.clone() for k, v in result.model.state_dict().items()}  # type: ignore[attr-defined]
+        return RecipeExport(model_dir=None, summary={"exported": 1}, artifacts=[(path, "model")])
+
+    recipe: Recipe[TrainConfig] = Recipe("toy", lambda config: config.seed, setup, export)
+    config = TrainConfig(
+        max_steps=8, batch_size=8, eval_every=2, checkpoint_every=2, device="cpu", progress=False,
+        plot=False, seed=3, lr=0.05,
+    )  # fmt: skip
+    with start_run("toy", {}) as run:
+        outcome = run_recipe(run, recipe, config)
+    torch.manual_seed(3)
+    assert seen["first_draw"] == torch.rand(1).item()
+    from safetensors.torch import load_file
+
+    best = load_file(str(run.dir / "checkpoints" / "best" / "model.safetensors"))
+    final = load_file(str(run.dir / "checkpoints" / "step-00000008" / "model.safetensors"))
+    exported = seen["exported"]
+    assert isinstance(exported, dict) and all(torch.equal(best[k], exported[k]) for k in best)
+    assert not all(torch.equal(final[k], exported[k]) for k in final)  # not the last step's weights
+    assert outcome.train.best_step == 2 and outcome.model_step == 2
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    assert (
+        manifest["metrics"]["exported"] == 1 and manifest["metrics"]["model_step"] == outcome.train.best_step
+    )
+    (weights,) = [a for a in manifest["artifacts"] if a["path"] == "weights.pt"]
+    assert weights["kind"] == "model" and len(weights["sha256"]) == 64
