@@ -142,7 +142,8 @@ class ElmTrainConfig(BaseModel):
     """Start from these adapter weights (an adapter.safetensors from a saved ELM) instead of random ones."""
 
     wandb: str | None = None
-    """Weights & Biases mode: offline, online, disabled; None: the wandb_mode setting."""
+    """Weights & Biases mode: offline, online, disabled;
+    None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
 
 
 class ElmPrepareConfig(BaseModel):

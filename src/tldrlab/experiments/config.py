@@ -121,7 +121,8 @@ class ExperimentConfig(BaseModel):
     highlights: bool = True
     """Compute highlight precision@3 where records carry highlight labels (SciTLDR)."""
     wandb_mode: Literal["offline", "online", "disabled"] | None = None
-    """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
+    """W&B mode; None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by
+    default). Files stay inside each run directory."""
     jobs: int = Field(default=1, ge=1)
     """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
     // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results

@@ -179,7 +179,8 @@ class TrainJobConfig(BaseModel):
     """The loop settings."""
 
     wandb: Literal["offline", "online", "disabled"] | None = None
-    """Weights & Biases mode; None uses the `wandb_mode` setting (offline by default)."""
+    """Weights & Biases mode;
+    None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:
