@@ -133,7 +133,7 @@ def test_lora_fine_tune_through_train_command_then_eval_generate_score(
         ["generate", run_id, "-p", "a library for XML", "--temperature", "0", "--json"], capsys
     )
     assert code == 0, err
-    assert json.loads(out)[0]["outputs"][0] != ""
+    assert json.loads(out)["outputs"][0][0] != ""
     code, out, err = run_captured(
         ["score", run_id, "--text", "XML library", "--source", "an XML parser", "--json"], capsys
     )
