@@ -116,3 +116,11 @@ def test_evaluation_writes_tables_and_logs_an_evaluation_artifact(
     assert [(a.type, a.name) for a in logged] == [("evaluation", f"evaluation-{launched.record.id}")]
     files = {entry.path for entry in logged[0].manifest.contents}
     assert {"eval_summary.json", "eval_table.csv", "highlight_eval_table.csv", "eval.png"} <= files
+
+
+def test_final_evaluations_stay_small_for_short_runs() -> None:
+    from tldrlab.evaluate.config import FinalEvalConfig
+
+    final = FinalEvalConfig()
+    assert [final.samples_for(steps) for steps in (2, 40, 100, 5_000)] == [4, 4, 10, 64]
+    assert FinalEvalConfig(max_samples=2).samples_for(100) == 2

@@ -94,12 +94,14 @@ def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_i
         (best.dir / "checkpoints" / f"step-{step}.pt").write_bytes(os.urandom(5000))
     (best.dir / "checkpoints" / "best").mkdir()
     (best.dir / "checkpoints" / "best" / "model.safetensors").write_bytes(b"w" * 100)
-    parent = _run(metric=3.0)
-    child = _run("evaluate", parent=parent)
+    parent = _run("sweep", metric=3.0)
+    child = _run("train", parent=parent, age_days=0)  # a sweep's trial keeps its sweep
+    evaluated = _run(metric=7.0)
+    evaluation = _run("evaluate", parent=evaluated, config={"model_run": evaluated})  # keeps nothing
     aliased = _run(metric=4.0, model=True)
     promote(aliased, "production")
     named = _run(metric=5.0)
-    user = _run("generate", config={"model_run": named}, age_days=0)
+    user = _run("train", config={"model_settings": {"from_pretrained": named}}, age_days=0)
     failed = _run(fail=True)
     young = _run(metric=6.0, age_days=0.1)
     tokenizer_used = _run("tokenizer")
@@ -114,7 +116,7 @@ def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_i
         path.write_bytes(os.urandom(12_000))
         os.utime(path, (time.time() - age, time.time() - age))
 
-    deletable = {worse, child, failed, tokenizer_unused}
+    deletable = {worse, evaluated, evaluation, failed, tokenizer_unused}
     # a dry run with no grace period: what would go now, as events; nothing changes, nothing is marked
     footprint = _footprint()
     dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
@@ -125,8 +127,8 @@ def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_i
     assert _footprint() == footprint and all(_exists(r) for r in deletable)
     assert all(open_registry().get(r).cleanup_marked_at is None for r in deletable)
     kept = dry.kept
-    assert kept[best].startswith("best 1 of train") and kept[parent].startswith("referenced: parent")
-    assert "alias production" in kept[aliased] and "config of generate run" in kept[named]
+    assert kept[best].startswith("best 1 of train") and kept[parent].startswith("referenced: parent of train")
+    assert "alias production" in kept[aliased] and "config of train run" in kept[named]
     assert "config of train run" in kept[tokenizer_used] and kept[young].startswith("ended less than")
     assert running not in kept and user in kept
 
@@ -148,7 +150,7 @@ def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_i
     assert later.files_deleted == sum(d.files for d in later.actions)
     assert not any(_exists(r) for r in deletable)
     assert not any((get_settings().runs_dir / r).exists() for r in deletable)
-    survivors = {best, parent, aliased, named, user, young, tokenizer_used, running}
+    survivors = {best, parent, child, aliased, named, user, young, tokenizer_used, running}
     assert all(_exists(r) for r in survivors)
     completed = [e for e in recent_events() if e.type == "cleanup_completed" and e.action == "delete"]
     assert {e.run_id for e in completed} == deletable
@@ -193,12 +195,12 @@ def test_delete_endpoint_cleanup_events_and_the_periodic_pass(
 ) -> None:
     from tldrlab.service.app import create_app
 
-    parent = _run(metric=1.0)
-    child = _run("evaluate", parent=parent)
+    parent = _run("experiment", metric=1.0)
+    child = _run("train", parent=parent)  # one of the experiment's arms
     running = create_run("smoke", {}).id
     with serve_app(create_app()) as url:
         refused = httpx.delete(f"{url}/runs/{parent}")
-        assert refused.status_code == 409 and "parent of evaluate run" in refused.json()["message"]
+        assert refused.status_code == 409 and "parent of train run" in refused.json()["message"]
         assert httpx.delete(f"{url}/runs/{running}").status_code == 409
         assert httpx.delete(f"{url}/runs/nope").status_code == 404
         dry = httpx.delete(f"{url}/runs/{child}", params={"dry_run": "true"}).json()

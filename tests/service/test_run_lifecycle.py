@@ -82,10 +82,20 @@ def test_a_worker_uploads_and_cleans_and_an_evaluation_restores_from_the_store(
             manifest = json.loads((Path(restored.run_dir) / "manifest.json").read_text())
             assert manifest["archive"]["sha256"] == cleaned.archive_sha256
             assert (Path(restored.run_dir) / "eval.json").is_file()  # results next to the evaluated model
+            final = json.loads((Path(restored.run_dir) / "manifest.json").read_text())["final_eval_run"]
+            assert record(final).parent_id == run_id and record(final).status.value == "completed"
             result = httpx.get(f"{url}/runs/{run_id}/eval").json()
             assert result["status"] == "completed" and result["result"]["metrics"]["loss"] > 0
-            # the evaluated run is referenced now (the evaluation's parent): later passes keep it
+            # evaluations keep nothing alive; the restored run holds new files (the evaluation's, next to
+            # its model), so the next pass uploads it again before it cleans it
             prune = httpx.post(f"{url}/cleanup/prune", json={"dry_run": False}).json()
-            assert run_id in prune["kept"] and "parent of evaluate run" in prune["kept"][run_id]
+            assert [(a["target"], a["action"], a["status"]) for a in prune["actions"]] == [
+                (run_id, "clean", "done")
+            ]
+            again = record(run_id)
+            assert again.cleaned_at is not None and again.archive_sha256 != cleaned.archive_sha256
+            from tldrlab.runs.archive import restore_run
+
+            assert (Path(restore_run(run_id).run_dir) / "eval.json").is_file()
     finally:
         stop(worker)

@@ -111,6 +111,27 @@ class EvalConfig(BaseModel):
     """Decoding options (greedy by default)."""
 
 
+class FinalEvalConfig(BaseModel):
+    """The evaluation that runs when a training run ends: an `evaluate` run (its parent the training run) on
+    the run's held-out data, writing eval.json, eval_summary.json and the tables next to the model."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Evaluate the saved model when training ends."""
+    max_samples: int = Field(default=64, ge=1, le=100_000)
+    """At most this many records (seq2seq, chat) or blocks (LM); also at most one per 10 training steps (at
+    least 4), so that short runs stay short. `tldrlab eval RUN` evaluates on more."""
+    bertscore: bool = False
+    """Also compute BERTScore (loads the MiniLM encoder: seconds)."""
+    max_new_tokens: Annotated[int, GenerationLength()] = Field(default=48, ge=1, le=4096)
+    """Longest generated summary (greedy decoding)."""
+
+    def samples_for(self, steps: int) -> int:
+        """How many examples to evaluate after a run of `steps` optimisation steps."""
+        return max(1, min(self.max_samples, max(4, steps // 10)))
+
+
 class EvaluateConfig(BaseModel):
     """Run kind `evaluate`: a trained model on a data split. Unset settings come from the model's training run
     (its data, validation split or held-out fraction, prefix and lengths), else from `EvalConfig`."""

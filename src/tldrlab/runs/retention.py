@@ -46,12 +46,14 @@ from tldrlab.runs.aliases import aliased_run_ids
 from tldrlab.runs.archive import upload_run
 from tldrlab.runs.cleanup_events import Action, CleanupEvent, EventType, record_event
 from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, open_file_store
-from tldrlab.runs.ownership import RunLock, new_owner, owner_alive
+from tldrlab.runs.ownership import LOCK_FILE, RunLock, new_owner, owner_alive
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
 
 log = logging.getLogger("tldrlab.cleanup")
 
 CACHE_SUBDIR = "cache"
+DERIVED_KINDS = frozenset({"evaluate", "generate", "score"})
+"""Kinds whose runs describe another run (its evaluation, outputs, scores) and so do not keep it alive."""
 _STEP = re.compile(r"^step-0*(\d+)(\.\w+)?$")
 
 
@@ -145,7 +147,8 @@ def _strings(value: Any) -> Iterator[str]:
 
 def references(records: list[RunRecord], settings: Settings) -> dict[str, list[str]]:
     """Run id -> why something still needs it: aliases pointing at it, runs that name it as their parent or
-    in their config (a run id, `run:<id>/...`, a path inside its directory)."""
+    in their config (a run id, `run:<id>/...`, a path inside its directory). Runs of the `DERIVED_KINDS`
+    (evaluations, generations, scores) are results about a run, not runs that need it: they keep nothing."""
     found: dict[str, list[str]] = {}
     for run_id, aliases in aliased_run_ids(settings).items():
         found.setdefault(run_id, []).extend(f"alias {a}" for a in aliases)
@@ -153,6 +156,8 @@ def references(records: list[RunRecord], settings: Settings) -> dict[str, list[s
     by_dir = {str(Path(r.run_dir)): r.id for r in records}
     runs_dir = str(settings.runs_dir)
     for record in records:
+        if record.kind in DERIVED_KINDS:
+            continue
         if record.parent_id and record.parent_id in ids and record.parent_id != record.id:
             found.setdefault(record.parent_id, []).append(f"parent of {record.kind} run {record.id}")
         named: set[str] = set()
@@ -268,7 +273,10 @@ class _Pass:
         self.event(decision, "cleanup_completed")
 
     def archived(self, record: RunRecord) -> bool:
-        return bool(record.archive_sha256 and record.archived_at and self.store.verify(record.archive_sha256))
+        """Its archive is in the store intact and the directory did not change since it was made."""
+        if not (record.archive_sha256 and record.archived_at) or changed_since_archive(record):
+            return False
+        return self.store.verify(record.archive_sha256)
 
     def checkpoints(self, record: RunRecord) -> None:
         keep = self.policy.checkpoints_keep_last
@@ -351,6 +359,26 @@ class _Pass:
             self.event(decision, "cleanup_failed")
             return
         self.event(decision, "cleanup_completed")
+
+
+def changed_since_archive(record: RunRecord) -> bool:
+    """Whether a file of the run's directory was written after its archive was made (an evaluation wrote its
+    results next to the model, say): the archive would no longer restore it as it is."""
+    if record.archived_at is None:
+        return True
+    run_dir = Path(record.run_dir)
+    if not run_dir.is_dir():
+        return False
+    for root, _, files in os.walk(run_dir):
+        for name in files:
+            if name == LOCK_FILE:
+                continue
+            try:
+                if (Path(root) / name).lstat().st_mtime > record.archived_at + 1e-3:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def remove_run(record: RunRecord, registry: RunRegistry, *, keep_row: bool, now: float | None = None) -> None:
@@ -521,7 +549,7 @@ def settle_finished_run(
         record = registry.get(run_id)
         if not record.status.finished:
             return None
-        if settings.upload_runs and not record.archived_at:
+        if settings.upload_runs and changed_since_archive(record):
             upload_run(record, settings=settings, registry=registry)
         if settings.retention.enabled:
             return prune(settings=settings, registry=registry, runs=[run_id])

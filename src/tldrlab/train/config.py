@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tldrlab.data.splits import detect_splits
+from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.runs.paths import InputPath, SettingsOf
 
 
@@ -181,6 +182,9 @@ class TrainJobConfig(BaseModel):
     wandb: Literal["offline", "online", "disabled"] | None = None
     """Weights & Biases mode;
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
+
+    final_eval: FinalEvalConfig = Field(default_factory=FinalEvalConfig)
+    """The evaluation run when training ends (small by default; `enabled: false` skips it)."""
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:

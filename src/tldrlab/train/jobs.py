@@ -118,9 +118,14 @@ def train_follower(job: TrainJobConfig) -> None:
 
 
 def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
-    """Run kind "train": resumes when checkpoints exist."""
+    """Run kind "train": resumes when checkpoints exist; ends with an evaluation of the saved model (an
+    `evaluate` run, `job.final_eval`)."""
+    from tldrlab.evaluate.jobs import evaluate_after_training
+
     result = run_training(run, job)
+    final_eval = evaluate_after_training(run, job.final_eval, result.steps)
     return {
+        "final_eval_run": final_eval,
         "steps": result.steps,
         "metrics": result.metrics,
         "best_step": result.best_step,

@@ -116,6 +116,13 @@ class RunInfo(BaseModel):
     cancel_requested: bool
     parent_id: str | None
     tags: dict[str, Any]
+    archive_sha256: str | None = Field(
+        default=None, description="The run's archive in the file store, if any."
+    )
+    archived_at: float | None = None
+    cleaned_at: float | None = Field(
+        default=None, description="When retention removed its directory (naming the run restores it)."
+    )
 
 
 class RunDetail(RunInfo):
