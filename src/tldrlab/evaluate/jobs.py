@@ -30,7 +30,7 @@ from tldrlab.models.registry import model_task
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_bytes
 from tldrlab.runs.datasets import dataset_refs
-from tldrlab.track.wandb_tracker import WandbTracker, wandb_mode_for_run
+from tldrlab.track.wandb_tracker import WandbTracker, wandb_mode
 
 EVALUATION_FILES = (EVAL_FILE, SAMPLES_FILE, PLOT_FILE, SUMMARY_FILE, TABLE_FILE, HIGHLIGHT_TABLE_FILE)
 """What an evaluation writes (the highlight table only where the data labels highlights)."""
@@ -154,9 +154,7 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     run.set_summary(**numeric)
     for file in files:
         run.add_artifact(run.dir / file, kind=ARTIFACT_KINDS.get(file, "eval"))
-    tracker = WandbTracker.start(
-        run, mode=wandb_mode_for_run(), config={"evaluation": extra, **result["config"]}
-    )
+    tracker = WandbTracker.start(run, mode=wandb_mode(), config={"evaluation": extra, **result["config"]})
     try:
         tracker.log(0, numeric)
         tracker.summary(numeric)

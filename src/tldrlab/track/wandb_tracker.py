@@ -52,14 +52,6 @@ def wandb_env(run_dir: Path) -> dict[str, str]:
     }
 
 
-def wandb_mode_for_run(explicit: str | None = None) -> str:
-    """The mode a run uses: its config's choice, else WANDB_MODE when it names a mode, else the settings."""
-    from tldrlab.config import get_settings
-
-    env_mode = os.environ.get("WANDB_MODE")
-    return explicit or (env_mode if env_mode in WANDB_MODES else None) or get_settings().wandb_mode
-
-
 class WandbTracker:
     """A started wandb run (or a no-op when disabled)."""
 
