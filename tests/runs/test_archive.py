@@ -131,6 +131,35 @@ def test_damaged_or_hostile_archives_leave_nothing_behind(tmp_path: Path) -> Non
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(InvalidInputError, match="refused"):
         import_run(evil)
+    # links that each stay inside, chained to lead out: x/y -> .. (the run), z -> x/y/.. (above the run)
+    chained = tmp_path / "chained.tar.gz"
+    payload = b"x"
+    sha = hashlib.sha256(payload).hexdigest()
+    with tarfile.open(chained, "w:gz") as tar:
+        body = json.dumps(
+            {
+                **index,
+                "dirs": [{"path": "x", "mode": 0o755}],
+                "links": [{"path": "x/y", "target": ".."}, {"path": "z", "target": "x/y/.."}],
+                "files": [{"path": "z/escaped.txt", "size": 1, "sha256": sha, "mode": 0o644, "mtime": 1.0}],
+            }
+        ).encode()
+        info = tarfile.TarInfo(INDEX)
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+        info = tarfile.TarInfo("run/x")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        for name, target in (("run/x/y", ".."), ("run/z", "x/y/..")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        info = tarfile.TarInfo("run/z/escaped.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(InvalidInputError, match="outside the run|leads out"):
+        import_run(chained)
+    assert not (runs_dir / "escaped.txt").exists() and not (runs_dir.parent / "escaped.txt").exists()
     not_archive = tmp_path / "plain.tar.gz"
     with tarfile.open(not_archive, "w:gz") as tar:
         tar.add(__file__, arcname="x.py")

@@ -281,6 +281,7 @@ def _extract_verified(archive: Path, index: dict[str, Any], into: Path) -> None:
     links = {str(x["path"]): str(x["target"]) for x in index.get("links", [])}
     dirs = {str(d["path"]): d for d in index.get("dirs", [])}
     seen: set[str] = set()
+    root = into.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
@@ -288,6 +289,7 @@ def _extract_verified(archive: Path, index: dict[str, Any], into: Path) -> None:
                     continue
                 rel = _relative(member.name)
                 target = into / rel
+                _inside_staging(target, root, rel)
                 if member.isdir():
                     if rel not in dirs:
                         raise InvalidInputError(f"archive holds a directory {rel} its index does not list")
@@ -326,6 +328,9 @@ def _extract_verified(archive: Path, index: dict[str, Any], into: Path) -> None:
                     )
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InvalidInputError(f"{archive} is damaged or truncated: {exc}") from exc
+    for rel in links:  # links to links: what they finally point at must be inside the run too
+        if (into / rel).is_symlink() and not (into / rel).resolve().is_relative_to(root):
+            raise InvalidInputError(f"symbolic link {rel} leads out of the run: refused")
     missing = sorted(set(expected) - seen)
     if missing:
         raise InvalidInputError(
@@ -333,6 +338,16 @@ def _extract_verified(archive: Path, index: dict[str, Any], into: Path) -> None:
         )
     for rel in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
         os.chmod(into / rel, int(dirs[rel].get("mode", 0o755)) & 0o7777)
+
+
+def _inside_staging(target: Path, root: Path, rel: str) -> None:
+    """Refuse a member whose directory, links followed, is not inside the extraction directory (a chain of
+    links that each look harmless can still lead out)."""
+    parent = target.parent
+    while not parent.exists() and parent != root:
+        parent = parent.parent
+    if not parent.resolve().is_relative_to(root):
+        raise InvalidInputError(f"archive member {rel} would be written outside the run: refused")
 
 
 @contextlib.contextmanager
