@@ -157,7 +157,7 @@ def test_damaged_or_hostile_archives_leave_nothing_behind(tmp_path: Path) -> Non
         info = tarfile.TarInfo("run/z/escaped.txt")
         info.size = 1
         tar.addfile(info, io.BytesIO(payload))
-    with pytest.raises(InvalidInputError, match="outside the run|leads out"):
+    with pytest.raises(InvalidInputError, match=r"outside the run|leads out"):
         import_run(chained)
     assert not (runs_dir / "escaped.txt").exists() and not (runs_dir.parent / "escaped.txt").exists()
     not_archive = tmp_path / "plain.tar.gz"
