@@ -188,6 +188,7 @@ def test_directory_store_is_content_addressed_and_checks_what_it_returns(tmp_pat
     with pytest.raises(InvalidInputError, match="corrupt"):
         store.fetch(stored.sha256, tmp_path / "copy2")
     assert not (tmp_path / "copy2").exists()
+    assert store.put(source) == stored and store.verify(stored.sha256)  # storing the bytes again heals it
     with pytest.raises(NotFoundError):
         store.fetch("a" * 64, tmp_path / "x")
     with pytest.raises(InvalidInputError):
