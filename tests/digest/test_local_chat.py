@@ -198,3 +198,22 @@ def test_bf16_fast_path_writes_cited_bullets(
     params = {"model_path": str(tiny_chat_dir), "precision": "bf16", "unsupported": "mark", "max_words": 6}
     text, _, bullets = split(list(build_summarizer("local", params).stream(context)))
     assert bullets and all(LINE.match(line) for line in text.split("\n") if line.strip())
+
+
+def test_servers_preload_the_default_model(tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tldrlab.digest.local_model import _load, warm_default_model
+
+    assert warm_default_model() is None  # no model configured here
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(tiny_chat_dir / "missing"))
+    get_settings.cache_clear()
+    thread = warm_default_model()
+    assert thread is not None
+    thread.join(30)  # a bad reference is logged, not raised
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(tiny_chat_dir))
+    get_settings.cache_clear()
+    thread = warm_default_model()
+    assert thread is not None
+    thread.join(30)
+    misses = _load.cache_info().misses
+    assert load_local_model(str(tiny_chat_dir)).kind == "causal"
+    assert _load.cache_info().misses == misses  # already loaded by the server's start

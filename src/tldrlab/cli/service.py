@@ -54,6 +54,9 @@ def serve(
     ]
     cleanup = PeriodicCleanup(settings).start() if settings.retention.enabled else None
     typer.echo(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", err=True)
+    from tldrlab.digest.local_model import warm_default_model
+
+    warm_default_model()  # in the background: the first digest need not wait for the model to load
 
     def graceful_exit(signum: int, frame: object) -> None:
         raise SystemExit(0)

@@ -14,7 +14,9 @@ output projection stays fp32); docs/digest.md has their speed and quality.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -23,6 +25,8 @@ from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
+
+log = logging.getLogger("tldrlab.digest")
 
 NO_MODEL = frozenset({"none", "off", "false", "0", ""})
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -50,6 +54,24 @@ def default_model_ref() -> str | None:
     if ref == BUNDLED_NAME and bundled_gguf() is None and not (store_dir() / BUNDLED_NAME).is_dir():
         return None
     return ref
+
+
+def warm_default_model() -> threading.Thread | None:
+    """Load the default digest model in a background thread (servers call this at start); failures are
+    logged, not raised: the digest falls back to extractive and says why."""
+    ref = default_model_ref()
+    if ref is None:
+        return None
+
+    def load() -> None:
+        try:
+            load_local_model(ref)
+        except Exception:  # the request that needs it will report the error to its reader
+            log.warning("could not preload the digest model %r", ref, exc_info=True)
+
+    thread = threading.Thread(target=load, name="tldrlab-digest-model", daemon=True)
+    thread.start()
+    return thread
 
 
 def model_identity(ref: str) -> str:
