@@ -217,3 +217,23 @@ def test_servers_preload_the_default_model(tiny_chat_dir: Path, monkeypatch: pyt
     misses = _load.cache_info().misses
     assert load_local_model(str(tiny_chat_dir)).kind == "causal"
     assert _load.cache_info().misses == misses  # already loaded by the server's start
+
+
+def test_cli_prints_the_draft_then_the_models_bullets(
+    tmp_path: Path, tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from cliutil import run_captured
+
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(tiny_chat_dir))
+    get_settings.cache_clear()
+    args = ["digest", str(path), "--max-bullets", "2", "-p", "unsupported=mark", "-p", "max_words=5"]
+    code, out, _ = run_captured(args, capsys)
+    assert code == 0, out
+    draft, _, rest = out.partition("by the local language model")
+    assert "key sentences" in draft and draft.count(" • ") == 2  # the draft, printed as it came
+    bullets = rest.split("highlights")[0]
+    assert 1 <= bullets.count(" • ") <= 2 and "[" in bullets  # then the model's cited bullets, once
