@@ -174,3 +174,13 @@ def test_token_classes_are_cached_on_the_tokenizer(grammar_tokenizer: Any) -> No
     first = token_classes(grammar_tokenizer, [grammar_tokenizer.eos_token_id])
     assert token_classes(grammar_tokenizer, [grammar_tokenizer.eos_token_id]) is first
     assert first.digits and first.open_spaced is not None and first.eos == [grammar_tokenizer.eos_token_id]
+
+
+def test_the_prompt_numbers_key_sentences_in_thread_order() -> None:
+    from tldrlab.digest.summarizers.local import prompt_order
+
+    ranked = highlights_of(SENTENCES)
+    ranked[0] = ranked[0].model_copy(update={"post_number": 3, "sentence_index": 1})
+    ranked[2] = ranked[2].model_copy(update={"post_number": 1})
+    assert [h.text for h in prompt_order(ranked, "thread")] == [SENTENCES[2], SENTENCES[1], SENTENCES[0]]
+    assert prompt_order(ranked, "rank") == ranked

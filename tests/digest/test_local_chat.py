@@ -19,6 +19,7 @@ from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Notice, SummaryEvent
 from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.digest.summarizers.local import prompt_order
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError
 from tldrlab.store.base import SentenceStore
@@ -29,7 +30,8 @@ LINE = re.compile(r"^- \S.* (\[\d+\])+$")
 def context_for(store: SentenceStore, embedder: Embedder, max_bullets: int = 3) -> SummaryContext:
     thread = sample_thread()
     ingest_threads([thread], store, embedder)
-    highlights = thread_highlights(store, thread.id, HighlightOptions(k=6), embedder=embedder)
+    found = thread_highlights(store, thread.id, HighlightOptions(k=6), embedder=embedder)
+    highlights = prompt_order(found, "thread")  # numbered as the summarizer's prompt numbers them
     return SummaryContext(thread=thread, highlights=highlights, embedder=embedder, max_bullets=max_bullets)
 
 

@@ -19,6 +19,7 @@ from tldrlab.data.threads import Thread
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.summarizers import SummaryContext
 from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.digest.summarizers.local import prompt_order
 from tldrlab.service.app import create_app
 
 THREAD = {
@@ -59,7 +60,8 @@ def test_page_shows_the_models_cited_bullets(
         with httpx.Client(base_url=url, timeout=60) as client:
             assert client.post("/threads", json=THREAD).status_code == 201
             found = client.get(f"/threads/{THREAD['id']}/highlights", params={"k": 8}).json()["highlights"]
-        highlights = [Highlight.model_validate(h) for h in found]
+        # numbered as the summarizer's prompt numbers them: in thread order
+        highlights = prompt_order([Highlight.model_validate(h) for h in found], "thread")
         number = next(i for i, h in enumerate(highlights, start=1) if h.text.startswith("Cans keep"))
         context = SummaryContext(thread=Thread.model_validate(THREAD), highlights=highlights, max_bullets=5)
         tokenizer = AutoTokenizer.from_pretrained(tiny_chat_lm(tmp_path / "tok"))
@@ -87,9 +89,10 @@ def test_page_shows_the_models_cited_bullets(
             assert bullets.count() == 1 and bullets.first.inner_text().startswith(BULLET)
             assert page.locator("#notices li").count() == 0
             citation = bullets.first.locator("a.cite")
-            assert citation.inner_text() == f"[{number}]"
             target = citation.get_attribute("data-hid")
             assert target == highlights[number - 1].id
+            shown = [h["id"] for h in found].index(target) + 1  # the page numbers highlights by rank
+            assert citation.inner_text() == f"[{shown}]"
             page.evaluate("window.scrollTo(0, 0)")
             citation.click()
             selector = f"mark.hl[data-hid='{target}']"

@@ -19,11 +19,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tldrlab.digest.cited_list import GeneratedText, cited_list_processor, list_done_criterion
 from tldrlab.digest.fold import fold_thread
+from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.local_model import (
     PRECISIONS,
     LocalModel,
@@ -70,6 +71,10 @@ class LocalSummarizer:
     """Causal LMs: `last` (`- text [k]`) or `first` (`- [k] text`: picks a sentence, then writes)."""
     reuse_penalty: float = 2.0
     """Causal LMs, constrained: logit penalty for citing a number an earlier bullet already cited."""
+    sentence_order: str = "thread"
+    """Causal LMs: the key sentences in the prompt in `thread` order (post, then sentence) or by `rank`.
+    Small models summarize a thread front to back and number their bullets 1, 2, 3...: in thread order
+    those numbers more often name the sentence the bullet came from."""
     max_words: int = 30
     """Causal LMs, constrained: a bullet's text ends after this many words."""
     support_measure: str = DEFAULT_MEASURE
@@ -98,6 +103,7 @@ class LocalSummarizer:
                     "constrained",
                     "cite_order",
                     "reuse_penalty",
+                    "sentence_order",
                     "max_words",
                     "support_measure",
                     "support_threshold",
@@ -139,6 +145,8 @@ class LocalSummarizer:
         tokenizer = loaded.tokenizer
         if not context.highlights:
             return
+        # The prompt's numbering is the key sentences' order there; citations map back to highlight ids.
+        context = replace(context, highlights=prompt_order(context.highlights, self.sentence_order))
         messages = chat_messages(context, thread_chars=self.thread_chars, order=self.cite_order)
         inputs = tokenizer(render_chat(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
         while inputs["input_ids"].shape[1] > self.max_input_tokens and len(messages) > 2:
@@ -225,6 +233,13 @@ DANGLING_CITATION = re.compile(r"\s*\[[\d\s,;–-]*$")
 """A citation cut off by the end of generation: `... text [5`."""
 
 
+def prompt_order(highlights: list[Highlight], order: str) -> list[Highlight]:
+    """The key sentences as the prompt numbers them."""
+    if order == "rank":
+        return list(highlights)
+    return sorted(highlights, key=lambda h: (h.post_number, h.sentence_index))
+
+
 def candidate_bullets(text: str, n_highlights: int, max_bullets: int) -> list[ParsedCitations]:
     """The generated bullets as written (citations parsed, invalid numbers kept aside), repeats removed
     (small models repeat themselves), at most `max_bullets`."""
@@ -305,6 +320,9 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     measure = str(params.get("support_measure", DEFAULT_MEASURE))
     if measure not in ("cosine", "overlap"):
         raise ConfigError(f"support_measure must be cosine or overlap, got {measure!r}")
+    sentence_order = str(params.get("sentence_order", "thread"))
+    if sentence_order not in ("thread", "rank"):
+        raise ConfigError(f"sentence_order must be thread or rank, got {sentence_order!r}")
     cite_order = str(params.get("cite_order", "last"))
     if cite_order not in ("last", "first"):
         raise ConfigError(f"cite_order must be last or first, got {cite_order!r}")
@@ -330,6 +348,7 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
             constrained=bool(params.get("constrained", True)),
             cite_order=cite_order,
             reuse_penalty=float(params.get("reuse_penalty", 2.0)),
+            sentence_order=sentence_order,
             max_words=int(params.get("max_words", 30)),
             support_measure=measure,
             support_threshold=float(params.get("support_threshold", DEFAULT_THRESHOLD)),
