@@ -89,46 +89,39 @@ def memorized_model(tmp_path: Path, context: SummaryContext, answer: str) -> Pat
     return tiny_chat_lm(tmp_path / "memorized", memorize=[prompt + answer + "<|im_end|>"], steps=80)
 
 
-def test_unsupported_bullets_are_dropped_or_marked(
+def test_citations_that_do_not_exist_or_support_their_bullet(
     store: SentenceStore, embedder: Embedder, tmp_path: Path
 ) -> None:
     context = context_for(store, embedder)
     texts = [h.text for h in context.highlights]
     ales = texts.index(next(t for t in texts if t.startswith("Serve ales"))) + 1
-    other = 1 if ales != 1 else 2
-    answer = f"- Serve ales warmer than lagers [{ales}]\n- My cat sleeps on the keyboard [{other}]\n"
-    model = memorized_model(tmp_path, context, answer)
-    text, notices, bullets = split(
-        list(build_summarizer("local", {"model_path": str(model)}).stream(context))
-    )
-    assert text == answer  # the tiny model learned its answer; the grammar let it through unchanged
+    answer = f"- Serve ales warmer than lagers [{ales}]\n- My cat sleeps on the keyboard [42]\n"
+    model = memorized_model(tmp_path, context, answer)  # says exactly this, unless the grammar stops it
+
+    # free decoding: [42] is written, found not to exist, re-cited by similarity, and still unsupported
+    free = build_summarizer("local", {"model_path": str(model), "constrained": False})
+    text, notices, bullets = split(list(free.stream(context)))
+    assert text == answer
+    assert [n.text for n in notices] == [
+        "1 bullet(s) cited sentence numbers that do not exist; those citations were removed",
+        "1 of 2 generated bullet(s) dropped: the sentences they cite do not support them",
+    ]
     assert [(b.text, b.citations, b.supported) for b in bullets] == [
         ("Serve ales warmer than lagers", [context.highlights[ales - 1].id], True)
     ]
+
+    # constrained decoding: "[4" cannot go on to 42 (6 key sentences), so the model closes it as [4]
+    text, notices, bullets = split(
+        list(build_summarizer("local", {"model_path": str(model)}).stream(context))
+    )
+    assert text.startswith(f"- Serve ales warmer than lagers [{ales}]\n- My cat sleeps on the keyboard [4]")
+    assert [b.text for b in bullets] == ["Serve ales warmer than lagers"]  # the cat bullet: unsupported
     assert [n.text for n in notices] == [
         "1 of 2 generated bullet(s) dropped: the sentences they cite do not support them"
     ]
     marking = build_summarizer("local", {"model_path": str(model), "unsupported": "mark"})
     _, notices, bullets = split(list(marking.stream(context)))
     assert [b.supported for b in bullets] == [True, False] and "marked unsupported" in notices[0].text
-
-
-def test_free_decoding_reports_numbers_that_do_not_exist(
-    store: SentenceStore, embedder: Embedder, tmp_path: Path
-) -> None:
-    context = context_for(store, embedder)
-    answer = "- Serve ales warmer than lagers [42]\n"
-    model = memorized_model(tmp_path, context, answer)
-    free = build_summarizer("local", {"model_path": str(model), "constrained": False})
-    text, notices, bullets = split(list(free.stream(context)))
-    assert text == answer
-    assert "cited sentence numbers that do not exist" in notices[0].text
-    assert len(bullets) == 1 and bullets[0].citations[0].startswith(
-        "p2:"
-    )  # re-cited by similarity, supported
-    constrained = build_summarizer("local", {"model_path": str(model)})
-    text, _, _ = split(list(constrained.stream(context)))
-    assert re.fullmatch(rf"- Serve ales warmer than lagers \[[1-{len(context.highlights)}]\]\n?", text), text
 
 
 def test_two_stage_default_shows_the_draft_then_the_models_bullets(
