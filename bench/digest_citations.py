@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> None:
     summarizer = build_summarizer("local", params)
     tokenizer = summarizer_tokenizer(summarizer)  # loads the model before anything is timed
     from tldrlab.digest.cited_list import token_classes
-    from tldrlab.digest.local_model import load_local_model
-    from tldrlab.digest.summarizers.local import eos_ids
+    from tldrlab.digest.local_model import eos_ids, load_local_model
 
     token_classes(tokenizer, eos_ids(load_local_model(summarizer.model_path, summarizer.precision)))
     out = Path(args.out)

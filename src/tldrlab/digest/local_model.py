@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from tldrlab.config import get_settings
+from tldrlab.digest.cited_list import token_classes
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
@@ -65,13 +66,23 @@ def warm_default_model() -> threading.Thread | None:
 
     def load() -> None:
         try:
-            load_local_model(ref)
+            loaded = load_local_model(ref)
+            if loaded.kind == "causal":  # the decoding grammar's vocabulary classes, computed once
+                token_classes(loaded.tokenizer, eos_ids(loaded))
         except Exception:  # the request that needs it will report the error to its reader
             log.warning("could not preload the digest model %r", ref, exc_info=True)
 
     thread = threading.Thread(target=load, name="tldrlab-digest-model", daemon=True)
     thread.start()
     return thread
+
+
+def eos_ids(loaded: LocalModel) -> list[int]:
+    """Token ids that end the model's answer (the chat template's end-of-turn and the tokenizer's EOS)."""
+    configured = getattr(loaded.model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    tokenizer_eos = getattr(loaded.tokenizer, "eos_token_id", None)
+    return [i for i in dict.fromkeys([*ids, tokenizer_eos]) if i is not None]
 
 
 def model_identity(ref: str) -> str:

@@ -29,6 +29,7 @@ from tldrlab.digest.local_model import (
     PRECISIONS,
     LocalModel,
     default_model_ref,
+    eos_ids,
     load_local_model,
     model_identity,
 )
@@ -252,14 +253,6 @@ def candidate_bullets(text: str, n_highlights: int, max_bullets: int) -> list[Pa
             seen.add(key)
             out.append(parsed)
     return out[:max_bullets]
-
-
-def eos_ids(loaded: LocalModel) -> list[int]:
-    """Token ids that end the model's answer (the chat template's end-of-turn and the tokenizer's EOS)."""
-    configured = getattr(loaded.model.generation_config, "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured]
-    tokenizer_eos = getattr(loaded.tokenizer, "eos_token_id", None)
-    return [i for i in dict.fromkeys([*ids, tokenizer_eos]) if i is not None]
 
 
 def stream_generate(
