@@ -184,3 +184,20 @@ def test_the_prompt_numbers_key_sentences_in_thread_order() -> None:
     ranked[2] = ranked[2].model_copy(update={"post_number": 1})
     assert [h.text for h in prompt_order(ranked, "thread")] == [SENTENCES[2], SENTENCES[1], SENTENCES[0]]
     assert prompt_order(ranked, "rank") == ranked
+
+
+def test_grammar_min_bullets_keeps_the_answer_going(grammar_tokenizer: Any) -> None:
+    tok = grammar_tokenizer
+    classes = token_classes(tok, [tok.eos_token_id])
+    end = tok.decode([tok.eos_token_id])
+    last = CitedListGrammar(classes, n_sentences=3, min_bullets=2)
+    assert allowed(last, tok, "- Ales warm [1]\n") == {"-"}  # one bullet: not yet the end
+    assert allowed(last, tok, "- Ales warm [1]") == {"\n", " [", "["}
+    assert allowed(last, tok, "- Ales warm [1]\n- Lagers cold [2]") == {"\n", " [", "[", end}
+    first = CitedListGrammar(classes, n_sentences=3, order="first", min_bullets=2)
+    row = torch.full((len(tok),), -10.0)
+    row[tok.eos_token_id] = 5.0  # the model wants to end the answer after its first bullet
+    out = first.constrain("- [1] Serve ales warm", row)
+    assert torch.isinf(out[tok.eos_token_id]) and int(torch.argmax(out)) == classes.newline[0]
+    out = first.constrain("- [1] Serve ales warm\n- [2] Lagers are cold", row)
+    assert int(torch.argmax(out)) == tok.eos_token_id  # the second bullet may end it

@@ -150,7 +150,8 @@ class CitedListGrammar:
     `constrain(text, row)` takes the text generated so far and the next-token scores (1-D) and returns the
     scores with everything off-grammar at -inf. A number already cited by an earlier bullet loses
     `reuse_penalty` (small models otherwise repeat their first pick); bullet text ends after `max_words`
-    words (small models otherwise copy whole sentences, and long bullets cost generation time).
+    words (small models otherwise copy whole sentences, and long bullets cost generation time); the answer
+    may end only after `min_bullets` bullets (small models often stop after one).
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class CitedListGrammar:
         max_citations: int = 3,
         reuse_penalty: float = 2.0,
         max_words: int = 30,
+        min_bullets: int = 1,
     ) -> None:
         import torch
 
@@ -171,6 +173,7 @@ class CitedListGrammar:
         self.max_citations = max_citations
         self.reuse_penalty = reuse_penalty
         self.max_words = max_words
+        self.min_bullets = max(1, min_bullets)
         self.digit_ids = list(classes.digits)
         self.digit_values = [classes.digits[i] for i in self.digit_ids]
         self.forbidden = torch.tensor(classes.forbidden_in_text + classes.eos, dtype=torch.long)
@@ -208,30 +211,39 @@ class CitedListGrammar:
             out[penalised] -= self.reuse_penalty
         return out
 
-    def text(self, words: int, chars: int, row: Any, *, may_cite: bool) -> Any:
+    def text(self, words: int, chars: int, row: Any, *, may_cite: bool, may_end: bool) -> Any:
         """Bullet text: no newline, no brackets; ending the line is allowed after MIN_WORDS words (and forced
-        after `max_words`), and in order `last` ending it means opening the citation instead."""
+        after `max_words`). In order `last` ending it means opening the citation instead; ending the answer
+        (end of turn) means a newline while fewer than `min_bullets` bullets are complete."""
         import torch
 
+        classes = self.classes
+        enders = classes.newline + (classes.eos if may_end else [])
         if words >= self.max_words or chars >= self.max_words * MAX_WORD_CHARS:
-            return self.only(row, [self.opener] if may_cite else self.line_enders.tolist())
-        ending = torch.logsumexp(row[self.line_enders], dim=0)
+            return self.only(row, [self.opener] if may_cite else enders)
         out = row.clone()
         out[self.forbidden] = float("-inf")
         if words >= MIN_WORDS:
             if may_cite:
-                out[self.opener] = torch.logaddexp(out[self.opener], ending)
+                out[self.opener] = torch.logaddexp(
+                    out[self.opener], torch.logsumexp(row[self.line_enders], 0)
+                )
             else:
-                out[self.line_enders] = row[self.line_enders]
+                out[enders] = row[enders]
+                if not may_end and classes.eos:
+                    first = classes.newline[0]
+                    out[first] = torch.logaddexp(out[first], torch.logsumexp(row[classes.eos], 0))
         if torch.isinf(out).all():
-            out[self.opener if may_cite else self.line_enders] = 0.0
+            out[[self.opener] if may_cite else enders] = 0.0
         return out
 
     def constrain(self, text: str, row: Any) -> Any:
         classes = self.classes
         line = text.rsplit("\n", 1)[-1]
+        complete = len(complete_bullets(text))
         if not line.strip():
-            return self.only(row, classes.dash + (classes.eos if complete_bullets(text) else []))
+            return self.only(row, classes.dash + (classes.eos if complete >= self.min_bullets else []))
+        may_end = complete + 1 >= self.min_bullets  # once this bullet is complete
         opened, closed = line.rfind("["), line.rfind("]")
         if opened > closed:  # inside a citation: digits within range, then ]
             return self.citation_digits(text, line, line[opened + 1 :].strip(), row)
@@ -244,15 +256,15 @@ class CitedListGrammar:
                 if line.count("[") < self.max_citations:
                     out[classes.open] = row[classes.open]
                 return out
-            return self.text(len(WORD.findall(after)), len(after), row, may_cite=False)
+            return self.text(len(WORD.findall(after)), len(after), row, may_cite=False, may_end=may_end)
         if line.rstrip().endswith("]"):  # order last, after a citation: another one, or the end
-            allowed = classes.newline + classes.eos
+            allowed = classes.newline + (classes.eos if may_end else [])
             if line.count("[") < self.max_citations:
                 allowed += classes.open
             return self.only(row, allowed)
         if line == "-":  # the text starts with a space, not with more dashes
             return self.only(row, classes.spaced_text)
-        return self.text(len(WORD.findall(line)), len(line), row, may_cite=True)
+        return self.text(len(WORD.findall(line)), len(line), row, may_cite=True, may_end=may_end)
 
 
 def cited_list_processor(
@@ -265,6 +277,7 @@ def cited_list_processor(
     max_citations: int = 3,
     reuse_penalty: float = 2.0,
     max_words: int = 30,
+    min_bullets: int = 1,
 ) -> Any:
     """The LogitsProcessor enforcing the cited list (see the module docstring and CitedListGrammar)."""
     import torch
@@ -277,6 +290,7 @@ def cited_list_processor(
         max_citations=max_citations,
         reuse_penalty=reuse_penalty,
         max_words=max_words,
+        min_bullets=min_bullets,
     )
 
     class CitedListFormat(LogitsProcessor):

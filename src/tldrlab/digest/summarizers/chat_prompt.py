@@ -27,22 +27,53 @@ SYSTEM_PROMPTS = {
         "words of your own. Use only facts from the key sentences. Do not repeat a point."
     ),
 }
-EXAMPLE_USER = """Title: Can I age an IPA?
+EXAMPLES: dict[str, tuple[str, dict[str, str]]] = {
+    # v1: three key sentences, cited in order (the first answer cites two)
+    "v1": (
+        """Title: Can I age an IPA?
 Key sentences:
 [1] Hops fade quickly, so an IPA tastes best within a few weeks of bottling.
 [2] I left a case in my cellar for a year and it tasted flat and sweet.
 [3] Strong stouts and barleywines are the beers that improve with age.
-Write at most 3 bullets."""
-EXAMPLE_ASSISTANT = {
-    "last": (
-        "- IPAs are best fresh: the hop flavour fades within weeks [1][2]\n"
-        "- Age strong stouts or barleywines instead [3]"
+Write at most 3 bullets.""",
+        {
+            "last": (
+                "- IPAs are best fresh: the hop flavour fades within weeks [1][2]\n"
+                "- Age strong stouts or barleywines instead [3]"
+            ),
+            "first": (
+                "- [1][2] IPAs are best fresh: the hop flavour fades within weeks\n"
+                "- [3] Age strong stouts or barleywines instead"
+            ),
+        },
     ),
-    "first": (
-        "- [1][2] IPAs are best fresh: the hop flavour fades within weeks\n"
-        "- [3] Age strong stouts or barleywines instead"
+    # v2: four key sentences, one skipped, cited out of order, one citation each (small models otherwise
+    # learn from the example to count [1], [2], [3]... whatever the bullets say)
+    "v2": (
+        """Title: Can I age an IPA?
+Key sentences:
+[1] I left a case in my cellar for a year and it tasted flat and sweet.
+[2] Thanks for all the answers!
+[3] Hops fade quickly, so an IPA tastes best within a few weeks of bottling.
+[4] Strong stouts and barleywines are the beers that improve with age.
+Write at most 3 bullets.""",
+        {
+            "last": (
+                "- IPAs are best fresh: the hop flavour fades within weeks [3]\n"
+                "- A year-old IPA tastes flat and sweet [1]\n"
+                "- Age strong stouts or barleywines instead [4]"
+            ),
+            "first": (
+                "- [3] IPAs are best fresh: the hop flavour fades within weeks\n"
+                "- [1] A year-old IPA tastes flat and sweet\n"
+                "- [4] Age strong stouts or barleywines instead"
+            ),
+        },
     ),
 }
+"""Worked examples (a made-up thread and its answer in each citation order), shown as a previous exchange."""
+EXAMPLE_USER = EXAMPLES["v1"][0]
+EXAMPLE_ASSISTANT = EXAMPLES["v1"][1]
 SENTENCE_CHARS = 300
 """Key sentences longer than this are shortened in the prompt (prompt length is most of the CPU cost)."""
 
@@ -54,10 +85,11 @@ def numbered_sentences(context: SummaryContext) -> str:
 
 
 def chat_messages(
-    context: SummaryContext, *, thread_chars: int = 0, example: bool = True, order: str = "last"
+    context: SummaryContext, *, thread_chars: int = 0, example: str = "v1", order: str = "last"
 ) -> list[dict[str, str]]:
     """System, (example user, example assistant,) user: the messages for `apply_chat_template`; `order` says
-    whether citations end (`last`) or open (`first`) each bullet."""
+    whether citations end (`last`) or open (`first`) each bullet; `example` names the worked example
+    (`none`: no example)."""
     parts = [f"Title: {context.thread.title}"] if context.thread.title else []
     if thread_chars > 0:
         folded, _ = fold_thread(context.thread, context.highlights, thread_chars)
@@ -65,11 +97,9 @@ def chat_messages(
     parts.append("Key sentences:\n" + numbered_sentences(context))
     parts.append(f"Write at most {context.max_bullets} bullets.")
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[order]}]
-    if example:
-        messages += [
-            {"role": "user", "content": EXAMPLE_USER},
-            {"role": "assistant", "content": EXAMPLE_ASSISTANT[order]},
-        ]
+    if example in EXAMPLES:
+        user, answers = EXAMPLES[example]
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answers[order]}]
     messages.append({"role": "user", "content": "\n".join(parts)})
     return messages
 

@@ -43,7 +43,7 @@ from tldrlab.digest.summarizers.base import (
     parse_bullet_citations,
     split_bullets,
 )
-from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, chat_messages, render_chat
 from tldrlab.digest.summarizers.support import DEFAULT_MEASURE, DEFAULT_THRESHOLD, CitedBullet, check_support
 from tldrlab.errors import ConfigError, InvalidInputError
 
@@ -78,6 +78,13 @@ class LocalSummarizer:
     those numbers more often name the sentence the bullet came from."""
     max_words: int = 30
     """Causal LMs, constrained: a bullet's text ends after this many words."""
+    max_citations: int = 3
+    """Causal LMs, constrained: citations per bullet at most."""
+    min_bullets: int = 1
+    """Causal LMs, constrained: the answer may not end before this many bullets (capped by max_bullets
+    and the number of key sentences)."""
+    example: str = "v1"
+    """Causal LMs: the worked example in the prompt (summarizers/chat_prompt.py EXAMPLES)."""
     support_measure: str = DEFAULT_MEASURE
     support_threshold: float = DEFAULT_THRESHOLD
     unsupported: str = "drop"
@@ -106,6 +113,9 @@ class LocalSummarizer:
                     "reuse_penalty",
                     "sentence_order",
                     "max_words",
+                    "max_citations",
+                    "min_bullets",
+                    "example",
                     "support_measure",
                     "support_threshold",
                     "unsupported",
@@ -148,7 +158,9 @@ class LocalSummarizer:
             return
         # The prompt's numbering is the key sentences' order there; citations map back to highlight ids.
         context = replace(context, highlights=prompt_order(context.highlights, self.sentence_order))
-        messages = chat_messages(context, thread_chars=self.thread_chars, order=self.cite_order)
+        messages = chat_messages(
+            context, thread_chars=self.thread_chars, order=self.cite_order, example=self.example
+        )
         inputs = tokenizer(render_chat(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
         while inputs["input_ids"].shape[1] > self.max_input_tokens and len(messages) > 2:
             messages = [messages[0], messages[-1]]  # drop the worked example before failing
@@ -184,6 +196,8 @@ class LocalSummarizer:
                 order=self.cite_order,
                 reuse_penalty=self.reuse_penalty,
                 max_words=self.max_words,
+                max_citations=self.max_citations,
+                min_bullets=min(self.min_bullets, context.max_bullets, len(context.highlights)),
             )
             options["logits_processor"] = [processor]
         pieces: list[str] = []
@@ -313,6 +327,9 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     measure = str(params.get("support_measure", DEFAULT_MEASURE))
     if measure not in ("cosine", "overlap"):
         raise ConfigError(f"support_measure must be cosine or overlap, got {measure!r}")
+    example = str(params.get("example", "v1"))
+    if example not in EXAMPLES and example != "none":
+        raise ConfigError(f"example must be one of {', '.join([*EXAMPLES, 'none'])}, got {example!r}")
     sentence_order = str(params.get("sentence_order", "thread"))
     if sentence_order not in ("thread", "rank"):
         raise ConfigError(f"sentence_order must be thread or rank, got {sentence_order!r}")
@@ -322,7 +339,13 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     precision = str(params.get("precision", "fp32"))
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    bounds = {"max_input_tokens": (16, 8192), "thread_chars": (0, 32000), "max_words": (1, 200)}
+    bounds = {
+        "max_input_tokens": (16, 8192),
+        "thread_chars": (0, 32000),
+        "max_words": (1, 200),
+        "max_citations": (1, 5),
+        "min_bullets": (1, 20),
+    }
     for key, (low, high) in bounds.items():
         value = params.get(key)
         if value is not None and not (isinstance(value, int) and low <= value <= high):
@@ -343,6 +366,9 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
             reuse_penalty=float(params.get("reuse_penalty", 2.0)),
             sentence_order=sentence_order,
             max_words=int(params.get("max_words", 30)),
+            max_citations=int(params.get("max_citations", 3)),
+            min_bullets=int(params.get("min_bullets", 1)),
+            example=example,
             support_measure=measure,
             support_threshold=float(params.get("support_threshold", DEFAULT_THRESHOLD)),
             unsupported=unsupported,
