@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     from tldrlab.digest.highlights import HighlightOptions, thread_highlights
     from tldrlab.digest.ingest import ingest_threads
     from tldrlab.digest.summarizers import SummaryContext, build_summarizer
-    from tldrlab.digest.summarizers.local import candidate_bullets
+    from tldrlab.digest.summarizers.local import candidate_bullets, prompt_order
     from tldrlab.digest.summarizers.support import CitedBullet, support_scores
     from tldrlab.embed import get_embedder
     from tldrlab.store import open_store
@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> None:
                     pieces.append(event)
             total = time.perf_counter() - started
             text = "".join(pieces)
+            # numbers name the key sentences in the order the prompt listed them
+            highlights = prompt_order(highlights, summarizer.sentence_order)
             candidates = candidate_bullets(text, len(highlights), context.max_bullets)
             cited = [CitedBullet(c.text, c.cited) for c in candidates]
             cosine = support_scores(cited, highlights, measure="cosine", embedder=embedder)

@@ -126,18 +126,19 @@ CHATML = (
 )
 
 
-def tiny_chat_lm(out_dir: Path, *, memorize: list[str] | None = None, steps: int = 150) -> Path:
+def tiny_chat_lm(out_dir: Path, *, memorize: list[tuple[str, str]] | None = None, steps: int = 60) -> Path:
     """A tiny Llama chat LM (2 layers, d=64) with a byte-level BPE tokenizer and a ChatML template, saved like
-    any HF model directory. Random weights; or, with `memorize`, trained for `steps` steps on those texts
-    (full chat transcripts) so it reproduces their answers."""
+    any HF model directory. Random weights; or, with `memorize` (prompt, answer) pairs, trained for `steps`
+    steps (loss on the answers only) so it gives those answers to those prompts."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from tldrlab.digest.summarizers.chat_prompt import EXAMPLE_ASSISTANT, EXAMPLE_USER, SYSTEM_PROMPTS
+    from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, SYSTEM_PROMPTS
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    corpus = [p.text for p in sample_thread().posts] + [EXAMPLE_USER, *EXAMPLE_ASSISTANT.values()]
-    corpus += [*SYSTEM_PROMPTS.values(), *(memorize or [])]
+    corpus = [p.text for p in sample_thread().posts]
+    corpus += [text for user, answers in EXAMPLES.values() for text in (user, *answers.values())]
+    corpus += [*SYSTEM_PROMPTS.values(), *(text for pair in memorize or [] for text in pair)]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -170,11 +171,17 @@ def tiny_chat_lm(out_dir: Path, *, memorize: list[str] | None = None, steps: int
     model = LlamaForCausalLM(config)
     if memorize:
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-        batches = [tokenizer(text, return_tensors="pt")["input_ids"] for text in memorize]
+        batches = []
+        for prompt, answer in memorize:
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt_ids + answer_ids])
+            labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids])
+            batches.append((ids, labels))
         model.train()
         for step in range(steps):
-            ids = batches[step % len(batches)]
-            loss = model(input_ids=ids, labels=ids).loss
+            ids, labels = batches[step % len(batches)]
+            loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()

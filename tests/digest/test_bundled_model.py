@@ -4,6 +4,7 @@ sentences first, then the model's bullets, each citing key sentences that exist 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -29,6 +30,6 @@ def test_demo_with_the_bundled_model(
         assert bullet["supported"] is True and bullet["support"] >= 0.0
         assert bullet["citations"] and all(c in numbers for c in bullet["citations"])
     lines = [line for line in digest["text"].splitlines() if line.strip()]
-    assert lines and all(line.startswith("- ") and line.rstrip().endswith("]") for line in lines)
+    assert lines and all(re.match(r"- \[\d+\] \S", line) for line in lines)  # "- [k] text" each
     code, out, _ = run_captured(["demo"], capsys)  # the same digest, from the cache, for people
     assert code == 0 and "key sentences" in out and "by the local language model" in out

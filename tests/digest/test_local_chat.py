@@ -18,13 +18,13 @@ from tldrlab.digest.local_model import load_local_model
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Notice, SummaryEvent
-from tldrlab.digest.summarizers.chat_prompt import chat_messages, render_chat
+from tldrlab.digest.summarizers.chat_prompt import render_chat
 from tldrlab.digest.summarizers.local import prompt_order
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError
 from tldrlab.store.base import SentenceStore
 
-LINE = re.compile(r"^- \S.* (\[\d+\])+$")
+LINE = re.compile(r"^- \[\d+\] \S.*$")  # cite-first: "- [k] text"
 
 
 def context_for(store: SentenceStore, embedder: Embedder, max_bullets: int = 3) -> SummaryContext:
@@ -85,8 +85,9 @@ def memorized_model(tmp_path: Path, context: SummaryContext, answer: str) -> Pat
 
     scratch = tiny_chat_lm(tmp_path / "tok")
     tokenizer = AutoTokenizer.from_pretrained(scratch)
-    prompt = render_chat(tokenizer, chat_messages(context))
-    return tiny_chat_lm(tmp_path / "memorized", memorize=[prompt + answer + "<|im_end|>"], steps=80)
+    summarizer = build_summarizer("local", {"model_path": str(scratch)})
+    prompt = render_chat(tokenizer, summarizer.chat_messages(summarizer.prompt_context(context)))
+    return tiny_chat_lm(tmp_path / "memorized", memorize=[(prompt, answer)])
 
 
 def test_citations_that_do_not_exist_or_support_their_bullet(
@@ -95,7 +96,7 @@ def test_citations_that_do_not_exist_or_support_their_bullet(
     context = context_for(store, embedder)
     texts = [h.text for h in context.highlights]
     ales = texts.index(next(t for t in texts if t.startswith("Serve ales"))) + 1
-    answer = f"- Serve ales warmer than lagers [{ales}]\n- My cat sleeps on the keyboard [42]\n"
+    answer = f"- [{ales}] Serve ales warmer than lagers\n- [42] My cat sleeps on the keyboard\n"
     model = memorized_model(tmp_path, context, answer)  # says exactly this, unless the grammar stops it
 
     # free decoding: [42] is written, found not to exist, re-cited by similarity, and still unsupported
@@ -111,17 +112,19 @@ def test_citations_that_do_not_exist_or_support_their_bullet(
     ]
 
     # constrained decoding: "[4" cannot go on to 42 (6 key sentences), so the model closes it as [4]
-    text, notices, bullets = split(
-        list(build_summarizer("local", {"model_path": str(model)}).stream(context))
-    )
-    assert text.startswith(f"- Serve ales warmer than lagers [{ales}]\n- My cat sleeps on the keyboard [4]")
+    # (min_bullets=2: the tiny model learned to stop after two bullets; off its path it may write more)
+    constrained = {"model_path": str(model), "min_bullets": 2}
+    text, notices, bullets = split(list(build_summarizer("local", constrained).stream(context)))
+    assert text.startswith(f"- [{ales}] Serve ales warmer than lagers\n- [4] ") and "cat sleeps" in text
     assert [b.text for b in bullets] == ["Serve ales warmer than lagers"]  # the cat bullet: unsupported
-    assert [n.text for n in notices] == [
-        "1 of 2 generated bullet(s) dropped: the sentences they cite do not support them"
-    ]
-    marking = build_summarizer("local", {"model_path": str(model), "unsupported": "mark"})
+    assert len(notices) == 1 and re.fullmatch(
+        r"\d of \d generated bullet\(s\) dropped: the sentences they cite do not support them",
+        notices[0].text,
+    )
+    marking = build_summarizer("local", {**constrained, "unsupported": "mark"})
     _, notices, bullets = split(list(marking.stream(context)))
-    assert [b.supported for b in bullets] == [True, False] and "marked unsupported" in notices[0].text
+    assert bullets[0].supported and not any(b.supported for b in bullets[1:]) and len(bullets) >= 2
+    assert "marked unsupported" in notices[0].text
 
 
 def test_two_stage_default_shows_the_draft_then_the_models_bullets(

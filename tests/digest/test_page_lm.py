@@ -47,7 +47,12 @@ THREAD = {
         },
     ],
 }
-BULLET = "Cans keep light out, so the hops stay fresh"
+BULLETS = {  # what the tiny model is trained to answer: key sentence -> its bullet
+    "Cans keep light out completely": "Cans keep light out, so the hops stay fresh",
+    "Bottles let some light in": "Bottles let some light in",
+    "Pour it into a glass": "In a glass you will not taste the difference",
+}
+BULLET = BULLETS["Cans keep light out completely"]
 
 
 @pytest.mark.slow
@@ -62,12 +67,17 @@ def test_page_shows_the_models_cited_bullets(
             found = client.get(f"/threads/{THREAD['id']}/highlights", params={"k": 8}).json()["highlights"]
         # numbered as the summarizer's prompt numbers them: in thread order
         highlights = prompt_order([Highlight.model_validate(h) for h in found], "thread")
-        number = next(i for i, h in enumerate(highlights, start=1) if h.text.startswith("Cans keep"))
+        numbers = {
+            start: next(i for i, h in enumerate(highlights, start=1) if h.text.startswith(start))
+            for start in BULLETS
+        }
+        number = numbers["Cans keep light out completely"]
         context = SummaryContext(thread=Thread.model_validate(THREAD), highlights=highlights, max_bullets=5)
         tokenizer = AutoTokenizer.from_pretrained(tiny_chat_lm(tmp_path / "tok"))
-        answer = f"- {BULLET} [{number}]\n"
-        transcript = render_chat(tokenizer, chat_messages(context)) + answer + "<|im_end|>"
-        model = tiny_chat_lm(tmp_path / "lm", memorize=[transcript], steps=80)
+        answer = "".join(f"- [{numbers[start]}] {bullet}\n" for start, bullet in BULLETS.items())
+        model = tiny_chat_lm(
+            tmp_path / "lm", memorize=[(render_chat(tokenizer, chat_messages(context)), answer)]
+        )
         monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(model))  # the default digest's model, read per request
         get_settings.cache_clear()
 
@@ -84,9 +94,9 @@ def test_page_shows_the_models_cited_bullets(
             # the draft (key sentences) came first and stays one click away
             assert page.locator("#draft-bullets li").count() == 3  # the answers' sentences
             assert page.locator("#draft").get_attribute("hidden") is None
-            # the model's bullet, cited, with a link to the sentence it cites
+            # the model's bullets, cited, with links to the sentences they cite
             bullets = page.locator("#bullets li")
-            assert bullets.count() == 1 and bullets.first.inner_text().startswith(BULLET)
+            assert bullets.count() == 3 and bullets.first.inner_text().startswith(BULLET)
             assert page.locator("#notices li").count() == 0
             citation = bullets.first.locator("a.cite")
             target = citation.get_attribute("data-hid")

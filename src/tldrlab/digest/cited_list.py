@@ -124,6 +124,11 @@ class GeneratedText:
         self._length = -1
         self._text = ""
 
+    @property
+    def count(self) -> int:
+        """Tokens generated so far (as of the last call)."""
+        return max(0, self._length - self.prompt_length)
+
     def __call__(self, input_ids: Any) -> str:
         length = int(input_ids.shape[-1])
         if length != self._length:
@@ -248,8 +253,8 @@ class CitedListGrammar:
         if opened > closed:  # inside a citation: digits within range, then ]
             return self.citation_digits(text, line, line[opened + 1 :].strip(), row)
         if self.order == "first":
-            if opened < 0:  # "-": the citations come first
-                return self.only(row, classes.open)
+            if opened < 0:  # "-": the citations come first, as "- [k]"
+                return self.only(row, [self.opener])
             after = line[closed + 1 :]
             if not after.strip():  # right after "]": another citation, or the text
                 out = self.only(row, classes.spaced_text)

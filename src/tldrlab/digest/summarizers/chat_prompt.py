@@ -72,8 +72,6 @@ Write at most 3 bullets.""",
     ),
 }
 """Worked examples (a made-up thread and its answer in each citation order), shown as a previous exchange."""
-EXAMPLE_USER = EXAMPLES["v1"][0]
-EXAMPLE_ASSISTANT = EXAMPLES["v1"][1]
 SENTENCE_CHARS = 300
 """Key sentences longer than this are shortened in the prompt (prompt length is most of the CPU cost)."""
 
@@ -85,7 +83,7 @@ def numbered_sentences(context: SummaryContext) -> str:
 
 
 def chat_messages(
-    context: SummaryContext, *, thread_chars: int = 0, example: str = "v1", order: str = "last"
+    context: SummaryContext, *, thread_chars: int = 0, example: str = "v2", order: str = "first"
 ) -> list[dict[str, str]]:
     """System, (example user, example assistant,) user: the messages for `apply_chat_template`; `order` says
     whether citations end (`last`) or open (`first`) each bullet; `example` names the worked example
