@@ -217,7 +217,7 @@ def test_servers_preload_the_default_model(tiny_chat_dir: Path, monkeypatch: pyt
     assert _load.cache_info().misses == misses  # already loaded by the server's start
 
 
-def test_cli_prints_the_draft_then_the_models_bullets(
+def test_cli_prints_the_models_cited_bullets_once(
     tmp_path: Path, tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
@@ -231,7 +231,7 @@ def test_cli_prints_the_draft_then_the_models_bullets(
     args = ["digest", str(path), "--max-bullets", "2", "-p", "unsupported=mark", "-p", "max_words=5"]
     code, out, _ = run_captured(args, capsys)
     assert code == 0, out
-    draft, _, rest = out.partition("by the local language model")
-    assert "key sentences" in draft and draft.count(" • ") == 2  # the draft, printed as it came
-    bullets = rest.split("highlights")[0]
-    assert 1 <= bullets.count(" • ") <= 2 and "[" in bullets  # then the model's cited bullets, once
+    before, _, rest = out.partition("written by the local language model")
+    assert " • " not in before  # not a terminal: the draft was not shown live, the TL;DR is printed once
+    bullets = rest.split("\nhighlights")[0]
+    assert 1 <= bullets.count(" • ") <= 2 and "[" in bullets  # the model's cited bullets
