@@ -46,8 +46,7 @@ from tldrlab.lvm.config import (
 )
 from tldrlab.sweep.config import SweepConfig, TrialConfig
 from tldrlab.tokenizers.config import TokenizerJobConfig
-from tldrlab.train.config import TrainJobConfig
-from tldrlab.train.smoke import SmokeConfig
+from tldrlab.train.config import SmokeConfig, TrainJobConfig
 
 ExecuteFunction = Callable[[Any, Any], dict[str, Any] | None]
 

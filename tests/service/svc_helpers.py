@@ -54,7 +54,8 @@ def record(run_id: str) -> RunRecord:
 
 
 def metrics(run_id: str) -> list[dict[str, Any]]:
-    return read_jsonl(Path(record(run_id).run_dir) / "metrics.jsonl")
+    """A run's training-step metric lines (evaluation lines left out)."""
+    return [row for row in read_jsonl(Path(record(run_id).run_dir) / "metrics.jsonl") if "train_loss" in row]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

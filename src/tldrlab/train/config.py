@@ -11,6 +11,30 @@ from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.runs.paths import InputPath, SettingsOf
 
 
+class SmokeConfig(BaseModel):
+    """Kind `smoke`: a tiny linear model fitted on synthetic data by the real training loop."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    steps: int = Field(default=30, ge=1, le=100_000)
+    """Optimisation steps."""
+    checkpoint_every: int = Field(default=5, ge=1)
+    """Write a checkpoint every this many steps (and at the end)."""
+    step_sleep_s: float = Field(default=0.0, ge=0.0, le=10.0)
+    """Extra time per step, so that a test or a demo can interrupt a run mid-way."""
+    features: int = Field(default=16, ge=1, le=4096)
+    """Input width of the linear model."""
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    """Examples per step."""
+    lr: float = Field(default=0.05, gt=0.0)
+    """Learning rate (AdamW, constant)."""
+    seed: int = 0
+    """Seeds the true weights, the data, the initial weights and the batch order."""
+    wandb: Literal["offline", "online", "disabled"] | None = "disabled"
+    """Weights & Biases mode of the check (disabled by default: a deployment check should not need W&B);
+    None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting."""
+
+
 class TrainConfig(BaseModel):
     """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
 

@@ -114,6 +114,10 @@ class TrainHooks:
     def on_step_end(self, state: TrainState, loss: float) -> None:
         """After every optimizer step."""
 
+    def log_fields(self, state: TrainState) -> dict[str, Any]:
+        """Extra fields for the metrics line being written at this step (e.g. the process id)."""
+        return {}
+
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
         """After each evaluation: may replace the model, rebuild the optimizer or stop; may raise."""
         return None
@@ -142,6 +146,9 @@ class _HookChain(TrainHooks):
     def on_step_end(self, state: TrainState, loss: float) -> None:
         for hook in self.hooks:
             hook.on_step_end(state, loss)
+
+    def log_fields(self, state: TrainState) -> dict[str, Any]:
+        return {k: v for hook in self.hooks for k, v in hook.log_fields(state).items()}
 
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
         merged: EvalDecision | None = None
@@ -473,7 +480,7 @@ class _Loop:
         if state.step % config.log_every == 0 or state.step == config.max_steps:
             now = time.perf_counter()
             elapsed = max(now - self.window_started, 1e-9)
-            line = {
+            line: dict[str, Any] = {
                 "train_loss": state.window_loss_sum / state.window_steps,
                 "lr": lr_at(state.step - 1, config),
                 "tokens_per_s": self.window_tokens * self.world_size / elapsed,
@@ -482,6 +489,7 @@ class _Loop:
             mfu = self.mfu(line["tokens_per_s"])
             if mfu is not None:
                 line["mfu"] = mfu
+            line.update(self.hooks.log_fields(state))
             if run is not None and self.is_main:
                 run.log_metrics(state.step, **line)
             if self.tracker is not None and self.is_main:
@@ -586,7 +594,7 @@ class _Loop:
                 raise
         if preempt.stop_requested():
             self.checkpoint()
-            raise RunPreemptedError(f"stop requested: checkpointed at step {state.step}")
+            raise RunPreemptedError(f"preempted (stop requested): checkpointed at step {state.step}")
         if interrupted.set:
             self.checkpoint()
             raise RunCancelledError(f"interrupted (Ctrl-C): checkpointed at step {state.step}")

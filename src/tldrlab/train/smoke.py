@@ -1,10 +1,11 @@
-"""The `smoke` run kind: a real, tiny, exactly-resumable training that checks a worker deployment.
+"""The `smoke` run kind: a real, tiny training through the recipe driver that checks a worker deployment.
 
-It fits a linear model to synthetic data with SGD: a few hundred parameters, milliseconds a step. It behaves
-like the real trainer where the service cares: checkpoints every `checkpoint_every` steps, resumes exactly
-from the newest checkpoint (metrics past it are dropped, so no step is logged twice), checks cancellation and
-the preemption flag between steps, heartbeats with progress. Batches are drawn from a generator seeded by
-(seed, step), so an interrupted-and-resumed run logs the same losses as an uninterrupted one.
+A linear model is fitted to synthetic data (a few hundred parameters, milliseconds a step) by the same driver
+and loop as every other recipe, so it behaves like a real training where the service cares: checkpoints every
+`checkpoint_every` steps, resumes exactly from the newest one (metric lines past it are dropped, so no step
+is logged twice), checks cancellation and the preemption flag between steps, heartbeats with progress, and
+exports its weights (`artifacts/weights.json`). Every metrics line carries the process id that trained the
+step, so fault tests can see which worker did what.
 """
 
 from __future__ import annotations
@@ -12,101 +13,104 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import torch
+from torch import nn
 
-from tldrlab.errors import RunPreemptedError
-from tldrlab.runs import Run, preempt
-from tldrlab.runs.atomic import atomic_write_text, read_jsonl
+from tldrlab.runs import Run
+from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.train.config import SmokeConfig, TrainConfig
+from tldrlab.train.loop import TrainHooks, TrainResult, TrainState
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
+__all__ = ["SMOKE", "SmokeConfig", "smoke_job"]
 
-class SmokeConfig(BaseModel):
-    """Kind `smoke`: a tiny linear model fitted with SGD on synthetic data."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    steps: int = Field(default=30, ge=1, le=100_000)
-    """Optimisation steps."""
-    checkpoint_every: int = Field(default=5, ge=1)
-    """Write a checkpoint every this many steps (and at the end)."""
-    step_sleep_s: float = Field(default=0.0, ge=0.0, le=10.0)
-    """Extra time per step, so that a test or a demo can interrupt a run mid-way."""
-    features: int = Field(default=16, ge=1, le=4096)
-    """Input width of the linear model."""
-    batch_size: int = Field(default=32, ge=1, le=4096)
-    """Examples per step."""
-    lr: float = Field(default=0.05, gt=0.0)
-    """SGD learning rate."""
-    seed: int = 0
-    """Seeds the true weights and every batch."""
+EXAMPLES_PER_BATCH = 8  # the training set holds this many batches (then the next epoch reshuffles)
+EVAL_EXAMPLES = 256
 
 
-def _checkpoints(run: Run) -> list[Path]:
-    if not run.checkpoints_dir.is_dir():
-        return []
-    return sorted(run.checkpoints_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+class SmokeTask:
+    """y = x·w + noise with a true `w` drawn from the seed; the loss is the mean squared error."""
+
+    def __init__(self, config: SmokeConfig) -> None:
+        gen = torch.Generator().manual_seed(config.seed)
+        self.true_w = torch.randn(config.features, 1, generator=gen)
+        self.train_x, self.train_y = self._draw(config.batch_size * EXAMPLES_PER_BATCH, config.features, gen)
+        self.eval_x, self.eval_y = self._draw(EVAL_EXAMPLES, config.features, gen)
+
+    def _draw(self, n: int, features: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, features, generator=gen)
+        return x, x @ self.true_w + 0.01 * torch.randn(n, 1, generator=gen)
+
+    def train_dataset(self) -> torch.utils.data.Dataset[Any]:
+        return torch.utils.data.TensorDataset(self.train_x, self.train_y)
+
+    def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        return {"x": torch.stack([x for x, _ in items]), "y": torch.stack([y for _, y in items])}
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        return nn.functional.mse_loss(model(batch["x"]), batch["y"]), int(batch["x"].shape[0])
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        return {"eval_loss": float(nn.functional.mse_loss(model(self.eval_x), self.eval_y))}
 
 
-def _truncate_metrics(run: Run, last_step: int) -> None:
-    """Drop metric lines past the checkpoint we resume from: those steps run again."""
-    path = run.dir / "metrics.jsonl"
-    rows = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= last_step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+class SmokeHooks(TrainHooks):
+    """The process id on every metrics line; `step_sleep_s` after every step."""
+
+    def __init__(self, step_sleep_s: float) -> None:
+        self.step_sleep_s = step_sleep_s
+
+    def on_step_end(self, state: TrainState, loss: float) -> None:
+        if self.step_sleep_s:
+            time.sleep(self.step_sleep_s)
+
+    def log_fields(self, state: TrainState) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+
+def setup(run: Run | None, config: SmokeConfig) -> RecipeSetup:
+    loop = TrainConfig(
+        max_steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=0.0,
+        lr_schedule="constant",
+        max_grad_norm=None,
+        device="cpu",
+        precision="fp32",
+        eval_every=0,  # one evaluation, at the end
+        checkpoint_every=config.checkpoint_every,
+        log_every=1,
+        seed=config.seed,
+        plot=False,
+        progress=False,
+    )
+    return RecipeSetup(
+        model=nn.Linear(config.features, 1),
+        task=SmokeTask(config),
+        loop=loop,
+        hooks=[SmokeHooks(config.step_sleep_s)],
+        tracking=Tracking(mode=config.wandb, tags=["smoke"], config=config.model_dump()),
+    )
+
+
+def export(run: Run, config: SmokeConfig, setup: RecipeSetup, result: TrainResult) -> RecipeExport:
+    weights = run.artifacts_dir / "weights.json"
+    model: Any = result.model
+    atomic_write_text(weights, json.dumps({"weight": model.weight.detach().tolist()[0]}))
+    final_loss = result.metrics["eval_loss"]
+    return RecipeExport(
+        summary={"final_loss": final_loss, "steps": result.steps},
+        artifacts=[(weights, "model")],
+        result={"final_loss": final_loss},
+    )
+
+
+SMOKE: Recipe[SmokeConfig] = Recipe("smoke", lambda config: config.seed, setup, export)
 
 
 def smoke_job(run: Run, config: SmokeConfig) -> dict[str, Any]:
-    import torch
-
-    torch.manual_seed(config.seed)
-    true_w = torch.randn(config.features, 1, generator=torch.Generator().manual_seed(config.seed))
-    model = torch.nn.Linear(config.features, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-    start = 0
-    existing = _checkpoints(run)
-    if existing:
-        state = torch.load(existing[-1], weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        _truncate_metrics(run, start)
-        run.log(f"resumed from checkpoint at step {start}", step=start)
-    run.set_environment(device="cpu", precision="fp32")
-    run.log("smoke training started", steps=config.steps, pid=os.getpid())
-
-    def save(step: int) -> None:
-        run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        path = run.checkpoints_dir / f"step-{step}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-        os.replace(tmp, path)
-        for old in _checkpoints(run)[:-2]:
-            old.unlink(missing_ok=True)
-        run.log("checkpoint saved", step=step, event="checkpoint")
-
-    loss_value = float("nan")
-    for step in range(start + 1, config.steps + 1):
-        run.check_cancelled()
-        if preempt.stop_requested():
-            save(step - 1)
-            raise RunPreemptedError(f"preempted at step {step - 1}: checkpointed, to be resumed")
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        x = torch.randn(config.batch_size, config.features, generator=gen)
-        y = x @ true_w + 0.01 * torch.randn(config.batch_size, 1, generator=gen)
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        loss_value = float(loss.item())
-        run.log_metrics(step, loss=loss_value, pid=os.getpid())
-        run.heartbeat(progress=step / config.steps, every_s=0.5)
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            save(step)
-        if config.step_sleep_s:
-            time.sleep(config.step_sleep_s)
-    weights = run.artifacts_dir / "weights.json"
-    atomic_write_text(weights, json.dumps({"weight": model.weight.detach().tolist()[0]}))
-    run.add_artifact(weights, kind="model")
-    run.set_summary(final_loss=loss_value, steps=config.steps)
-    return {"final_loss": loss_value}
+    """Execute a `smoke` run: the recipe through the driver; returns the final held-out loss."""
+    return run_recipe(run, SMOKE, config).export.result
