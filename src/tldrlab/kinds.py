@@ -23,7 +23,6 @@ and one `RunKind(...)` line below. `tldrlab.launch` runs it (CLI in-process, API
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -33,7 +32,7 @@ from pydantic_core import to_jsonable_python
 
 from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
 from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
-from tldrlab.errors import DependencyMissingError, InvalidConfigError, UnknownKindError
+from tldrlab.errors import InvalidConfigError, UnknownKindError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.experiments.config import ExperimentArmConfig, ExperimentConfig
 from tldrlab.lvm.config import (
@@ -45,6 +44,7 @@ from tldrlab.lvm.config import (
     SequencesConfig,
 )
 from tldrlab.sweep.config import SweepConfig, TrialConfig
+from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerJobConfig
 from tldrlab.train.config import SmokeConfig, TrainJobConfig
 
@@ -127,7 +127,7 @@ _ENTRIES = (
         "tldrlab.elm.train:elm_train_job",
         "ELM: train the summary adapter (and the LM unless frozen); resumable.",
         resume_fields=("train.progress",),
-        trial_execute="tldrlab.sweep.trials:elm_trial_job",
+        trial_execute="tldrlab.elm.optimize:elm_trial_job",
     ),
     RunKind(
         "elm_evaluate",
@@ -166,7 +166,7 @@ _ENTRIES = (
         "tldrlab.lvm.training:lvm_train_job",
         "LVM: train a next-concept model (lstm, gru, transformer, mamba, pretrained); resumable.",
         resume_fields=("train.progress",),
-        trial_execute="tldrlab.sweep.trials:lvm_trial_job",
+        trial_execute="tldrlab.lvm.sweep:lvm_trial_job",
     ),
     RunKind(
         "lvm_evaluate",
@@ -257,16 +257,6 @@ def validate_config(kind: str, raw: dict[str, Any] | BaseModel) -> BaseModel:
         raise InvalidConfigError(
             f"invalid {spec.name} config: {problems}", errors=errors, kind=spec.name
         ) from None
-
-
-def load_target(target: str) -> Any:
-    """The object a "module:function" string names (importing the module now)."""
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise DependencyMissingError(f"{target} is not available here ({exc.name} is missing)") from exc
-    return getattr(module, attribute)
 
 
 def resolve_execute(kind: str) -> ExecuteFunction:

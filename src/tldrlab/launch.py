@@ -32,11 +32,12 @@ from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, ServiceUnavailableError
-from tldrlab.kinds import RunKind, get_kind, load_target, resolve_execute, validate_config
+from tldrlab.kinds import RunKind, get_kind, resolve_execute, validate_config
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.paths import InputPath, path_sites
+from tldrlab.targets import load_target
 
 
 @dataclass

@@ -6,7 +6,7 @@ The search space is written as a W&B sweep (SEARCH_SPACE, program `tldrlab.elm`,
 `config`: `elm_sweep_config`) and runs as the `elm_optimize` run kind on the Sweeps engine itself: its parser,
 study storage (SQLite under the home by default, PostgreSQL by URL), TPE sampler, median pruner (warm-up: no
 pruning before `warmup` evaluations), and trials as queued `elm_train` runs of the worker system
-(`tldrlab.sweep.trials.elm_trial_job`: evaluations feed the pruner; the objective is the best
+(`elm_trial_job`: evaluations feed the pruner; the objective is the best
 `bertscore_composite` of the trial). Running the same command again resumes the study: finished trials are
 kept, interrupted trial runs resume from their checkpoints. `jobs` > 1 runs that many worker processes.
 """
@@ -19,13 +19,15 @@ import optuna
 
 from tldrlab.elm.config import ElmOptimizeConfig, ElmTrainConfig
 from tldrlab.elm.prepare import load_split
-from tldrlab.elm.train import parse_elm_config
+from tldrlab.elm.train import parse_elm_config, run_elm_training
 from tldrlab.errors import InvalidInputError
 from tldrlab.launch import launch_run
+from tldrlab.runs import Run
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.pruning import Reporter
 from tldrlab.sweep.spec import apply_overrides
 from tldrlab.sweep.storage import open_storage
+from tldrlab.sweep.trials import settle_trial, trial_link
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
 
 OBJECTIVE = "bertscore_composite"
@@ -90,6 +92,25 @@ def elm_pruning_hooks(reporter: Reporter) -> TrainHooks:
 def check_elm(spec: Any, params: dict[str, Any]) -> None:
     """Before any trial: the base config with these parameters is a valid ElmTrainConfig."""
     trial_config(spec.config, params)
+
+
+def elm_trial_config(spec: Any, params: dict[str, Any]) -> ElmTrainConfig:
+    """A trial's config (TRIAL_PROGRAMS["elm"]): the sweep's base config with the parameters applied."""
+    return trial_config(spec.config, params)
+
+
+def elm_trial_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:
+    """An `elm_train` run that is a sweep trial: the ELM recipe, each evaluation's objective fed to the
+    pruner; the value is the best objective the run measured."""
+    link = trial_link(run)
+    pruned: optuna.TrialPruned | None = None
+    best: float | None = None
+    try:
+        result = run_elm_training(run, config, hooks=elm_pruning_hooks(link.reporter))
+        best = None if result.best_value is None else float(result.best_value)
+    except optuna.TrialPruned as exc:
+        pruned = exc
+    return settle_trial(run, link, best, pruned)
 
 
 def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:

@@ -1,5 +1,5 @@
 """`program: tldrlab.lvm` for the Sweeps engine: each trial is one `lvm_train` run (executed as a trial by
-`tldrlab.sweep.trials.lvm_trial_job`).
+`lvm_trial_job`).
 
 The sweep's `config` is an LVMTrainJobConfig (`sequences`, `model`, `model_settings`, `loss`, `train`, ...);
 every parameter overrides a dotted key (`train.lr`, `model_settings.hidden`, `temperature`). The kept
@@ -13,11 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
 from pydantic import ValidationError
 
 from tldrlab.errors import ConfigError, InvalidInputError
-from tldrlab.lvm.training import LVMTrainJobConfig
+from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
+from tldrlab.runs import Run
+from tldrlab.sweep.pruning import pruning_hooks
 from tldrlab.sweep.spec import apply_overrides
+from tldrlab.sweep.trials import settle_trial, trial_link
 
 
 def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
@@ -52,3 +56,16 @@ def check_lvm(spec: Any, params: dict[str, Any]) -> None:
         raise ConfigError(f"config.model_settings: {exc}") from exc
     if not Path(job.sequences).exists():
         raise InvalidInputError(f"config.sequences: not found: {job.sequences} (run `tldrlab lvm sequences`)")
+
+
+def lvm_trial_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:
+    """An `lvm_train` run that is a sweep trial: the LVM recipe plus pruning; the value is the metric's last
+    reported value."""
+    link = trial_link(run)
+    hooks = pruning_hooks(link.reporter, config.train.eval_every, config.train.max_steps)
+    pruned: optuna.TrialPruned | None = None
+    try:
+        train_lvm(config, run, hooks=hooks)
+    except optuna.TrialPruned as exc:
+        pruned = exc
+    return settle_trial(run, link, link.reporter.last, pruned)

@@ -31,6 +31,7 @@ from typing import IO
 
 from tldrlab.errors import RunOwnedError
 from tldrlab.runs.db import connect
+from tldrlab.runs.registry import RunRegistry
 
 log = logging.getLogger("tldrlab.runs")
 
@@ -138,18 +139,15 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            db = connect(self.database_url)
+            registry = RunRegistry(connect(self.database_url))
         except Exception as exc:
             log.warning(f"run {self.run_id}: no heartbeat thread ({type(exc).__name__}: {exc})")
             return
         try:
             while not self._stop.wait(self.interval_s):
                 try:
-                    db.execute(
-                        "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ? AND status = 'running'",
-                        (time.time(), self.run_id, self.owner),
-                    )
+                    registry.beat_owned(self.run_id, self.owner, time.time())
                 except Exception as exc:  # a database hiccup: keep beating
                     log.warning(f"run {self.run_id}: heartbeat failed ({type(exc).__name__}: {exc})")
         finally:
-            db.close()
+            registry.db.close()

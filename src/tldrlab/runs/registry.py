@@ -279,6 +279,13 @@ class RunRegistry:
             (now, run_id, worker),
         )
 
+    def beat_owned(self, run_id: str, owner: str, now: float) -> None:
+        """Heartbeat a running run on behalf of the process that owns it (no-op once another owns it)."""
+        self.db.execute(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ? AND status = 'running'",
+            (now, run_id, owner),
+        )
+
     def stale_running(self, stale_before: float) -> Sequence[RunRecord]:
         """Running runs whose heartbeat is older than `stale_before` (their executor may have died)."""
         rows = self.db.query(

@@ -28,14 +28,9 @@ import optuna
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import get_settings
-from tldrlab.elm.optimize import check_elm, elm_pruning_hooks
-from tldrlab.elm.optimize import trial_config as elm_trial_config
-from tldrlab.elm.train import run_elm_training
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.config import ExperimentConfig
 from tldrlab.experiments.dendrite_experiment import ARMS, train_arm
-from tldrlab.lvm.sweep import check_lvm, lvm_job_config
-from tldrlab.lvm.training import train_lvm
 from tldrlab.models.registry import model_task, parse_model_config
 from tldrlab.runs.run import Run
 from tldrlab.sweep.command import build_command, run_command
@@ -44,6 +39,7 @@ from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner
 from tldrlab.sweep.pruning import Reporter, pruning_hooks
 from tldrlab.sweep.spec import SweepSpec, apply_overrides, parse_sweep
 from tldrlab.sweep.storage import RUN_ATTR, SPEC_ATTR, mark_worker, open_storage, resolve_storage_url
+from tldrlab.targets import load_target
 from tldrlab.tokenizers import train_tokenizer
 from tldrlab.train.config import TrainJobConfig
 from tldrlab.train.jobs import TRAIN
@@ -155,10 +151,11 @@ def trial_link(run: Run) -> TrialLink:
     return TrialLink(spec, trial, Reporter(trial, spec.metric))
 
 
-def _settled(
+def settle_trial(
     run: Run, link: TrialLink, value: float | None, pruned: optuna.TrialPruned | None
 ) -> dict[str, Any]:
-    """Record a trial run's outcome where its sweep reads it: the summary's `pruned` or `sweep_value`."""
+    """Record a trial run's outcome where its sweep reads it: the summary's `pruned` or `sweep_value`
+    (`value` None and no `pruned`: the metric was never reported, an error)."""
     if pruned is not None:
         run.set_summary(pruned=True, pruned_at_iteration=link.reporter.iterations)
         run.log(str(pruned))
@@ -188,34 +185,7 @@ def train_trial_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
         )
     except optuna.TrialPruned as exc:
         pruned = exc
-    return _settled(run, link, link.reporter.last, pruned)
-
-
-def elm_trial_job(run: Run, config: Any) -> dict[str, Any]:
-    """An `elm_train` run that is a sweep trial: the ELM recipe, each evaluation's objective fed to the
-    pruner; the value is the best objective the run measured."""
-    link = trial_link(run)
-    pruned: optuna.TrialPruned | None = None
-    best: float | None = None
-    try:
-        result = run_elm_training(run, config, hooks=elm_pruning_hooks(link.reporter))
-        best = None if result.best_value is None else float(result.best_value)
-    except optuna.TrialPruned as exc:
-        pruned = exc
-    return _settled(run, link, best, pruned)
-
-
-def lvm_trial_job(run: Run, config: Any) -> dict[str, Any]:
-    """An `lvm_train` run that is a sweep trial: the LVM recipe plus pruning; the value is the metric's last
-    reported value."""
-    link = trial_link(run)
-    hooks = pruning_hooks(link.reporter, config.train.eval_every, config.train.max_steps)
-    pruned: optuna.TrialPruned | None = None
-    try:
-        train_lvm(config, run, hooks=hooks)
-    except optuna.TrialPruned as exc:
-        pruned = exc
-    return _settled(run, link, link.reporter.last, pruned)
+    return settle_trial(run, link, link.reporter.last, pruned)
 
 
 # -- trial runs of other programs: kind `trial` ------------------------------------------------------------
@@ -256,7 +226,7 @@ def trial_job(run: Run, config: TrialConfig) -> dict[str, Any]:
             )
         value = float(numbers[spec.metric])
         link.reporter.report(value, 1, final=True)
-    return _settled(run, link, value, pruned)
+    return settle_trial(run, link, value, pruned)
 
 
 # -- the programs ------------------------------------------------------------------------------------------
@@ -268,20 +238,36 @@ def _experiment_config(spec: SweepSpec, params: dict[str, Any]) -> TrialConfig:
     return TrialConfig(program="experiment", params=params, sweep=spec.raw, source=spec.source)
 
 
+ConfigFn = Callable[[SweepSpec, dict[str, Any]], BaseModel]
+CheckFn = Callable[[SweepSpec, dict[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class TrialProgram:
     """How a sweep program's trials run: the run kind of a trial, its config from the sweep's `config` and
-    the trial's parameters, and the check made before any trial starts."""
+    the trial's parameters, and the check made before any trial starts. `config` and `check` may be
+    "module:function" strings, imported when first used (the areas above the sweep library, such as elm and
+    lvm, keep their own trial code; this module does not import them)."""
 
     kind: str
-    config: Callable[[SweepSpec, dict[str, Any]], BaseModel]
-    check: Callable[[SweepSpec, dict[str, Any]], None]
+    config_fn: ConfigFn | str
+    check_fn: CheckFn | str
+
+    def config(self, spec: SweepSpec, params: dict[str, Any]) -> BaseModel:
+        fn = load_target(self.config_fn) if isinstance(self.config_fn, str) else self.config_fn
+        return fn(spec, params)  # type: ignore[no-any-return]
+
+    def check(self, spec: SweepSpec, params: dict[str, Any]) -> None:
+        fn = load_target(self.check_fn) if isinstance(self.check_fn, str) else self.check_fn
+        fn(spec, params)
 
 
 TRIAL_PROGRAMS: dict[str, TrialProgram] = {
     "train": TrialProgram("train", train_job_config, check_train),
-    "elm": TrialProgram("elm_train", lambda spec, params: elm_trial_config(spec.config, params), check_elm),
-    "lvm": TrialProgram("lvm_train", lvm_job_config, check_lvm),
+    "elm": TrialProgram(
+        "elm_train", "tldrlab.elm.optimize:elm_trial_config", "tldrlab.elm.optimize:check_elm"
+    ),
+    "lvm": TrialProgram("lvm_train", "tldrlab.lvm.sweep:lvm_job_config", "tldrlab.lvm.sweep:check_lvm"),
     "experiment": TrialProgram("trial", _experiment_config, check_experiment),
     "command": TrialProgram("trial", _command_config, lambda spec, params: None),
 }

@@ -57,10 +57,15 @@ class SmokeTask:
 
 
 class SmokeHooks(TrainHooks):
-    """The process id on every metrics line; `step_sleep_s` after every step."""
+    """A start line naming the process; the process id on every metrics line; `step_sleep_s` after every
+    step."""
 
-    def __init__(self, step_sleep_s: float) -> None:
-        self.step_sleep_s = step_sleep_s
+    def __init__(self, run: Run | None, config: SmokeConfig) -> None:
+        self.run, self.steps, self.step_sleep_s = run, config.steps, config.step_sleep_s
+
+    def on_train_start(self, state: TrainState, model: nn.Module) -> None:
+        if self.run is not None:
+            self.run.log("smoke training started", steps=self.steps, step=state.step, pid=os.getpid())
 
     def on_step_end(self, state: TrainState, loss: float) -> None:
         if self.step_sleep_s:
@@ -91,7 +96,7 @@ def setup(run: Run | None, config: SmokeConfig) -> RecipeSetup:
         model=nn.Linear(config.features, 1),
         task=SmokeTask(config),
         loop=loop,
-        hooks=[SmokeHooks(config.step_sleep_s)],
+        hooks=[SmokeHooks(run, config)],
         tracking=Tracking(mode=config.wandb, tags=["smoke"], config=config.model_dump()),
     )
 
