@@ -36,9 +36,8 @@ def test_worker_runs_a_real_training_and_publishes_events() -> None:
     worker.run()
     final = record(run_id)
     assert final.status == RunStatus.COMPLETED
-    assert (
-        final.message is not None and final.message.startswith("completed") and "final_loss" in final.message
-    )
+    assert final.message is not None and final.message.startswith("completed")
+    assert "final_eval_loss" in final.message
     assert [m["step"] for m in metrics(run_id)] == list(range(1, 13))
     result = json.loads((Path(final.run_dir) / "artifacts" / "result.json").read_text())
     assert result["final_loss"] == pytest.approx(final.metrics["final_loss"])
