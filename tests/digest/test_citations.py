@@ -14,7 +14,7 @@ from tldrlab.digest.cited_list import CitedListGrammar, complete_bullets, token_
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.summarizers.base import parse_bullet_citations, parse_citations
 from tldrlab.digest.summarizers.local import candidate_bullets
-from tldrlab.digest.summarizers.support import CitedBullet, check_support, overlap
+from tldrlab.digest.summarizers.support import CitedBullet, check_support, overlap, recite_unsupported
 from tldrlab.embed.base import Embedder
 
 
@@ -97,6 +97,28 @@ def test_support_keeps_supporting_citations_and_drops_or_marks_the_rest(embedder
     assert marked[1].citations == ["p3:0"] and marked[1].support is not None and marked[1].support < 0.5
     by_overlap = check_support(bullets, highlights, measure="overlap", threshold=0.5)
     assert [b.citations for b in by_overlap] == [["p1:0"], ["p2:0"]]
+
+
+def test_a_bullet_under_a_wrong_number_is_re_cited_to_the_sentence_it_restates(embedder: Embedder) -> None:
+    """The bundled model wrote sentence 8's words under [7]; the bullet was dropped although the sentence it
+    rests on was among the key sentences. Re-citing keeps it, citing the sentence that supports it."""
+    highlights = highlights_of(SENTENCES)
+    bullets = [
+        CitedBullet("Use a tulip glass to keep the aroma", [2]),  # restates [2], cites [3]
+        CitedBullet("Ales are served warmer than lagers", [0]),  # cited right: untouched
+        CitedBullet("Quantum chromodynamics binds quarks", [1]),  # no key sentence supports it
+    ]
+    for measure in ("cosine", "overlap"):
+        recited, count = recite_unsupported(
+            bullets, highlights, measure=measure, threshold=0.5, embedder=embedder
+        )
+        assert count == 1 and [b.cited for b in recited] == [[1], [0], [1]]
+        kept = check_support(recited, highlights, measure=measure, threshold=0.5, embedder=embedder)
+        assert [(b.text, b.citations) for b in kept] == [
+            ("Use a tulip glass to keep the aroma", ["p2:0"]),
+            ("Ales are served warmer than lagers", ["p1:0"]),
+        ]
+    assert recite_unsupported(bullets[1:2], highlights, threshold=0.5, embedder=embedder) == (bullets[1:2], 0)
 
 
 def test_overlap_counts_content_words() -> None:

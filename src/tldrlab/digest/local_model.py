@@ -7,7 +7,8 @@ two-stage digest uses: the `digest_model` setting (default `smollm2`), or None w
 the bundled model while it is not installed.
 
 Loading is the slow part (seconds: a GGUF is de-quantized on load; `tldrlab models import` converts it once),
-so loaded models are cached per (reference, precision). Faster CPU paths: `precision="bf16"` (weights in
+so loaded models are cached per (what the reference resolves to, its modification time, precision): an alias
+promoted to another run, or a model directory written again, loads the new weights. Faster CPU paths: `precision="bf16"` (weights in
 bfloat16) and `precision="int8"` (dynamic int8 quantization of the decoder blocks' Linear layers; the
 output projection stays fp32); docs/digest.md has their speed and quality.
 """
@@ -92,14 +93,16 @@ def model_identity(ref: str) -> str:
 
 def load_local_model(ref: str, precision: str = "fp32") -> LocalModel:
     """Load (once per process) the model a reference names, in `precision` (fp32, bf16 or int8)."""
-    return _load(ref, precision)  # one cache key however the arguments are passed
+    # The cache is keyed by the resolved file, not the reference: an alias (or a model name) may point at
+    # other weights tomorrow, and a stale hit would serve the old model under the new name.
+    resolved = resolve_model_ref(ref)
+    return _load(resolved, resolved.path.stat().st_mtime_ns, precision)
 
 
 @lru_cache(maxsize=2)
-def _load(ref: str, precision: str) -> LocalModel:
+def _load(resolved: ResolvedModel, mtime_ns: int, precision: str) -> LocalModel:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    resolved = resolve_model_ref(ref)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     kind: ModelKind = "causal"
     if resolved.kind == "directory" and is_encoder_decoder(resolved):

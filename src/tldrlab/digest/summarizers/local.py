@@ -44,7 +44,13 @@ from tldrlab.digest.summarizers.base import (
     split_bullets,
 )
 from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, chat_messages, render_chat
-from tldrlab.digest.summarizers.support import DEFAULT_MEASURE, DEFAULT_THRESHOLD, CitedBullet, check_support
+from tldrlab.digest.summarizers.support import (
+    DEFAULT_MEASURE,
+    DEFAULT_THRESHOLD,
+    CitedBullet,
+    check_support,
+    recite_unsupported,
+)
 from tldrlab.errors import ConfigError, InvalidInputError
 
 
@@ -231,6 +237,13 @@ class LocalSummarizer:
             nearest = most_similar([cited[i].text for i in uncited], context.highlights, context.embedder)
             for i, index in zip(uncited, nearest, strict=True):
                 cited[i] = CitedBullet(cited[i].text, [index])
+        cited, recited = recite_unsupported(
+            cited,
+            context.highlights,
+            measure=self.support_measure,  # type: ignore[arg-type]
+            threshold=self.support_threshold,
+            embedder=context.embedder,
+        )
         bullets = check_support(
             cited,
             context.highlights,
@@ -242,6 +255,11 @@ class LocalSummarizer:
         if invalid:
             yield Notice(
                 f"{invalid} bullet(s) cited sentence numbers that do not exist; those citations were removed"
+            )
+        if recited:
+            yield Notice(
+                f"{recited} bullet(s) cited a key sentence that does not support them and were re-cited "
+                "to the one that does"
             )
         unsupported = len(cited) - sum(1 for b in bullets if b.supported)
         if unsupported:

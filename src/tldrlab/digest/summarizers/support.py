@@ -73,6 +73,36 @@ def support_scores(
     ]
 
 
+def recite_unsupported(
+    bullets: list[CitedBullet],
+    highlights: list[Highlight],
+    *,
+    measure: SupportMeasure = DEFAULT_MEASURE,
+    threshold: float = DEFAULT_THRESHOLD,
+    embedder: Embedder | None = None,
+) -> tuple[list[CitedBullet], int]:
+    """Bullets none of whose citations support them, re-cited to the one key sentence that does (the best
+    one, when it reaches `threshold`); returns the bullets and how many were re-cited.
+
+    Small models often restate a key sentence under its neighbour's number; the sentence the bullet rests on
+    is then known, and citing it is more useful than dropping the bullet. The same threshold decides, so a
+    re-cited bullet is exactly as supported as one cited right."""
+    scores = support_scores(bullets, highlights, measure=measure, embedder=embedder)
+    wrong = [b for b, per in enumerate(scores) if not any(s >= threshold for s in per)]
+    if not wrong:
+        return bullets, 0
+    everything = list(range(len(highlights)))
+    candidates = [CitedBullet(bullets[b].text, everything) for b in wrong]
+    out, recited = list(bullets), 0
+    for b, per in zip(
+        wrong, support_scores(candidates, highlights, measure=measure, embedder=embedder), strict=True
+    ):
+        best = int(np.argmax(per)) if per else -1
+        if best >= 0 and per[best] >= threshold:
+            out[b], recited = CitedBullet(bullets[b].text, [best]), recited + 1
+    return out, recited
+
+
 def check_support(
     bullets: list[CitedBullet],
     highlights: list[Highlight],
