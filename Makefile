@@ -39,6 +39,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 types: install
 	$(BIN)/mypy

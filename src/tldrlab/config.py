@@ -183,6 +183,11 @@ class Settings(BaseSettings):
         return self.home / "runs"
 
     @property
+    def models_dir(self) -> Path:
+        """The model store: `<home>/models/<name>/` (installed and imported models, `tldrlab models list`)."""
+        return self.home / "models"
+
+    @property
     def files_dir(self) -> Path:
         """The file store's directory when it is local (the default: `<home>/files`)."""
         store = self.file_store

@@ -26,7 +26,7 @@ GENERATION: dict[str, str | tuple[str, ...]] = {
 
 def evaluate(config: Any) -> tuple[str, Any]:
     """Evaluations are children of the evaluated run (`evaluate_target` links them)."""
-    from tldrlab.evaluate.run_eval import evaluate_target
+    from tldrlab.evaluate.launchers import evaluate_target
 
     result = evaluate_target(config.model_run, **config.overrides())
     return result["run_id"], result

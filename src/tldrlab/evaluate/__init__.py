@@ -6,6 +6,7 @@
 - `generate`: `generate.generate(model, tokenizer, prompts, options)` (t5, gpt2, char_lstm).
 - `score`: `score_text` (loss, perplexity, per-token surprisal, top-k predictions).
 - `run_eval`: evaluating a saved model or run on a data split (eval.json + samples.jsonl).
+- `launchers`: `evaluate_target` and a training run's final evaluation, both `evaluate` runs.
 - `jobs`: what runs of the kinds evaluate, generate and score execute.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tldrlab.evaluate.config import EvalConfig, GenerateOptions
 
 if TYPE_CHECKING:
+    from tldrlab.evaluate.launchers import evaluate_target
     from tldrlab.evaluate.metrics import (
         EMPTY_OUTPUT_CAUSE,
         bertscore,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
         perplexity,
         rouge_scores,
     )
-    from tldrlab.evaluate.run_eval import evaluate_model, evaluate_target
+    from tldrlab.evaluate.run_eval import evaluate_model
     from tldrlab.evaluate.score import score_text
 
 _LAZY = {
@@ -38,7 +40,7 @@ _LAZY = {
     "perplexity": "tldrlab.evaluate.metrics",
     "rouge_scores": "tldrlab.evaluate.metrics",
     "evaluate_model": "tldrlab.evaluate.run_eval",
-    "evaluate_target": "tldrlab.evaluate.run_eval",
+    "evaluate_target": "tldrlab.evaluate.launchers",
     "score_text": "tldrlab.evaluate.score",
 }
 

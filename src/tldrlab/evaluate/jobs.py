@@ -7,12 +7,11 @@ launches the same `evaluate` kind.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from tldrlab.errors import InvalidInputError, TldrlabError
+from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.artifacts import HIGHLIGHT_TABLE_FILE, SUMMARY_FILE, TABLE_FILE
-from tldrlab.evaluate.config import EvaluateConfig, FinalEvalConfig, GenerateConfig, ScoreConfig
+from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.evaluate.generate import generate_detailed
 from tldrlab.evaluate.metrics import perplexity
 from tldrlab.evaluate.run_eval import (
@@ -24,7 +23,6 @@ from tldrlab.evaluate.run_eval import (
     training_prefix,
 )
 from tldrlab.evaluate.score import score_text
-from tldrlab.launch import launch_run
 from tldrlab.models.io import load_model
 from tldrlab.models.registry import model_task
 from tldrlab.runs import Run
@@ -162,32 +160,3 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     finally:
         tracker.finish()
     return {**result, "run_id": run.id, "out_dir": str(out_dir)}
-
-
-def evaluate_after_training(run: Run, final: FinalEvalConfig, steps: int) -> str | None:
-    """The evaluation a training run ends with (`FinalEvalConfig`): an `evaluate` run whose parent is `run`,
-    on the run's held-out data, its files written next to the model too. Returns its run id; a failure is
-    logged as a warning and never fails the training (`tldrlab eval RUN` can be run again)."""
-    if not final.enabled:
-        return None
-    run.set_phase("evaluating the saved model")
-    raw = {
-        "model_run": run.id,
-        "max_samples": final.samples_for(steps),
-        "bertscore": final.bertscore,
-        "num_lm_samples": 0,
-        "generation": {"temperature": 0.0, "max_new_tokens": final.max_new_tokens},
-    }
-    try:
-        launched = launch_run("evaluate", raw, parent_id=run.id)
-    except TldrlabError as exc:
-        run.log(f"the final evaluation failed: {exc.message}", level=logging.WARNING, code=exc.code)
-        return None
-    run.set_environment(final_eval_run=launched.record.id)
-    run.log("final evaluation done", run_id=launched.record.id, **_headline(launched.result))
-    return launched.record.id
-
-
-def _headline(result: dict[str, Any] | None) -> dict[str, Any]:
-    metrics = (result or {}).get("metrics", {})
-    return {k: metrics[k] for k in ("loss", "perplexity", "rougeL", "highlight_auc") if k in metrics}

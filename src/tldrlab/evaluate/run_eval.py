@@ -1,6 +1,6 @@
 """Evaluating a saved model on a data split: LM loss / perplexity, or seq2seq ROUGE / BERTScore / lengths.
 
-    metrics = evaluate_target("train-2026...", split="validation")   # writes eval.json + samples.jsonl
+    metrics = launchers.evaluate_target("train-2026...", split="validation")  # eval.json + samples.jsonl
 
 The target is a run id (its `<run_dir>/model`, data named in its config) or a model directory (then `data`
 is required). Seq2seq evaluation generates (greedy by default, seeded when sampling) for up to `max_samples`
@@ -33,7 +33,6 @@ from tldrlab.evaluate.metrics import (
     perplexity,
     rouge_per_sample,
 )
-from tldrlab.launch import launch_run
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
 from tldrlab.models.registry import model_task
 from tldrlab.models.resolve import MODEL_SUBDIR, resolve_model_ref
@@ -419,17 +418,6 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
         return EvalConfig.model_validate(overrides), out_dir, run_id
     except ValueError as exc:
         raise InvalidInputError(f"invalid evaluation settings: {exc}") from exc
-
-
-def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
-    """Evaluate any model reference as a run of kind `evaluate` (parent: the evaluated run); eval.json,
-    samples.jsonl and eval.png go into that run and next to the evaluated run's model."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    _, _, parent = eval_config_for(target, **overrides)  # a bad target or setting fails before a run exists
-    model_run = str(Path(target).resolve()) if Path(target).exists() else str(target)
-    launched = launch_run("evaluate", {"model_run": model_run, **overrides}, parent_id=parent)
-    assert launched.result is not None
-    return launched.result
 
 
 def empty_output_warnings(metrics: dict[str, Any]) -> list[str]:

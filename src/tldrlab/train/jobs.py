@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tldrlab.errors import ConfigError
+from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.registry import get_spec, parse_model_config
 from tldrlab.runs.run import Run
@@ -120,8 +121,6 @@ def train_follower(job: TrainJobConfig) -> None:
 def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
     """Run kind "train": resumes when checkpoints exist; ends with an evaluation of the saved model (an
     `evaluate` run, `job.final_eval`)."""
-    from tldrlab.evaluate.jobs import evaluate_after_training
-
     result = run_training(run, job)
     final_eval = evaluate_after_training(run, job.final_eval, result.steps)
     return {
