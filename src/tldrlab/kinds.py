@@ -34,7 +34,12 @@ from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
 from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.errors import InvalidConfigError, UnknownKindError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
-from tldrlab.experiments.config import ExperimentArmConfig, ExperimentConfig
+from tldrlab.experiments.config import (
+    ExperimentArmConfig,
+    ExperimentConfig,
+    LMCompressConfig,
+    LMExperimentConfig,
+)
 from tldrlab.lvm.config import (
     IngestConfig,
     LVMEvaluateConfig,
@@ -192,6 +197,18 @@ _ENTRIES = (
         "tldrlab.experiments.dendrite_experiment:experiment_arm_job",
         "One arm of an experiment trained for one seed (started by its experiment).",
         submittable=False,
+    ),
+    RunKind(
+        "lm_experiment",
+        LMExperimentConfig,
+        "tldrlab.experiments.lm_experiment:lm_experiment_job",
+        "A pretrained causal LM: baseline vs compressed vs + dendrites vs random vs distilled, same budget.",
+    ),
+    RunKind(
+        "lm_compress",
+        LMCompressConfig,
+        "tldrlab.experiments.lm_experiment:lm_compress_job",
+        "Cut a pretrained causal LM (layers, MLP neurons, heads by importance) and export it.",
     ),
     RunKind(
         "sweep",

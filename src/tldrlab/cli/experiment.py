@@ -1,4 +1,4 @@
-"""`tldrlab experiment dendrites`: baseline vs compressed vs compressed + PerforatedAI dendrites."""
+"""`tldrlab experiment dendrites|lm|compress`: the T5 and pretrained-LM compression experiments."""
 
 from __future__ import annotations
 
@@ -33,6 +33,16 @@ def report(run_id: str, result: Any) -> None:
         typer.echo(f"{name}: {path}")
 
 
+def report_lm(run_id: str, result: Any) -> None:
+    typer.echo(result["table_markdown"])
+    if result.get("differences_markdown"):
+        typer.echo("Differences (95 % paired bootstrap intervals):")
+        typer.echo(result["differences_markdown"])
+    typer.echo(result["note"])
+    for name, path in result["files"].items():
+        typer.echo(f"{name}: {path}")
+
+
 BUDGET = Flag(
     "", ("--budget",), str, "Per arm: optimizer steps (300) or minutes (30m).", convert=parse_budget
 )
@@ -52,6 +62,34 @@ def register(app: typer.Typer) -> None:
             extra=(BUDGET,),
             paths=("data", "eval_data"),
             report=report,
+        ),
+    )
+    add(
+        experiment_app,
+        RunCommand(
+            "experiment lm",
+            "lm_experiment",
+            "tldrlab experiment lm --data ../shared/data/debian_descriptions --budget 120 --seeds 1,2",
+            aliases={
+                "budget_steps": "--budget",
+                "compression.ratio": "--ratio",
+                "compression.importance": "--importance",
+                "dendrites.max_dendrites": "--max-dendrites",
+            },
+            paths=("data", "eval_data"),
+            report=report_lm,
+        ),
+    )
+    add(
+        experiment_app,
+        RunCommand(
+            "experiment compress",
+            "lm_compress",
+            "tldrlab experiment compress smollm2 --ratio 0.5 --calibration-data pairs.jsonl --out half",
+            arguments=("model",),
+            aliases={"compression.ratio": "--ratio", "compression.importance": "--importance"},
+            paths=("calibration_data",),
+            outputs=("out",),
         ),
     )
     app.add_typer(experiment_app, name="experiment")

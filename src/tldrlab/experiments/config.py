@@ -1,7 +1,11 @@
 """Typed configs of the experiments (no torch here: the API validates with them).
 
 `CompressionSpec` (how the compressed T5 shrinks the baseline), `DendriteConfig` (PerforatedAI settings) and
-`ExperimentConfig` (kind `experiment`: baseline vs compressed vs compressed + dendrites).
+`ExperimentConfig` (kind `experiment`: baseline vs compressed vs compressed + dendrites, T5).
+
+On a pretrained causal LM: `LMCompressionSpec` (depth and width cuts of a Llama-style model),
+`LMCompressConfig` (kind `lm_compress`: compress and export one model), `DistillationConfig` (the distilled
+arm) and `LMExperimentConfig` (kind `lm_experiment`: baseline, compressed, + dendrites, random, distilled).
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.runs.paths import InputPath
+from tldrlab.models.chat import DEFAULT_INSTRUCTION
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath
 
 InitMode = Literal["baseline", "random"]
 
@@ -136,3 +141,142 @@ class ExperimentArmConfig(ExperimentConfig):
     """The arm trained (a name in tldrlab.experiments.dendrite_experiment.ARMS)."""
     seed: int
     """The seed of this arm's run (weights, data order, compression)."""
+
+
+# -- pretrained causal LMs ----------------------------------------------------------------------------------
+LM_MLP_CLASSES = ["LlamaMLP", "Qwen2MLP", "Qwen3MLP", "MistralMLP"]
+"""The gated MLP blocks of Llama-style models (what PerforatedAI wraps in the causal-LM experiment)."""
+
+LM_ARMS = ["baseline", "compressed", "compressed_pai", "compressed_random", "compressed_kd"]
+"""Every arm of the causal-LM experiment, in training order (the baseline first: the others need it)."""
+
+
+class LMCompressionSpec(BaseModel):
+    """How a pretrained causal LM is cut. Explicit sizes are fixed; `ratio` chooses the others."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    ratio: float | None = Field(default=0.5, gt=0.0, le=1.0)
+    """Target fraction of the original parameters kept (embeddings included); None: explicit sizes only."""
+    num_layers: int | None = Field(default=None, ge=1)
+    """Transformer layers kept (evenly spaced, first and last kept)."""
+    intermediate_size: int | None = Field(default=None, ge=1)
+    """MLP neurons kept per layer (the most important ones)."""
+    num_key_value_heads: int | None = Field(default=None, ge=1)
+    """Key/value head groups kept per layer (grouped-query attention: each with its query heads)."""
+    heads_per_group: int | None = Field(default=None, ge=1)
+    """Query heads kept inside each kept key/value group."""
+    importance: Literal["activation", "taylor", "weight"] = "activation"
+    """How neurons and heads are ranked: activation magnitude x weight norm on calibration data, a
+    first-order Taylor estimate of the loss change, or weight norms alone."""
+    init: Literal["pretrained", "random"] = "pretrained"
+    """'pretrained': copy the kept weights; 'random': the same shape with fresh weights."""
+
+
+class LMCompressConfig(BaseModel):
+    """Kind `lm_compress`: cut a pretrained causal LM and write it as a plain Hugging Face directory."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    model: Annotated[str, ModelRef()] = "smollm2"
+    """The model to compress: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
+    out: Annotated[str | None, OutputPath()] = None
+    """Output directory; None: `model/` inside the run."""
+    compression: LMCompressionSpec = Field(default_factory=LMCompressionSpec)
+    """Target size and how units are ranked."""
+    calibration_data: Annotated[str | None, InputPath()] = None
+    """Records (any tldrlab reader) whose chat-formatted pairs rank the units; required unless importance is
+    'weight' or init is 'random'."""
+    calibration_size: int = Field(default=32, ge=1)
+    """Records used for calibration."""
+    max_source_tokens: int = Field(default=128, ge=8)
+    """Calibration documents are cut to this many tokens."""
+    instruction: str = DEFAULT_INSTRUCTION
+    """The request put before each calibration document."""
+    seed: int = 0
+    """Seeds the random init (init='random')."""
+
+
+class DistillationConfig(BaseModel):
+    """Knowledge distillation of the compressed_kd arm from the fine-tuned baseline (arm A) of its seed."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Weight of the distillation term; 1 - alpha weighs the cross-entropy on the reference answer."""
+    temperature: float = Field(default=2.0, gt=0.0)
+    """Softmax temperature of teacher and student in the distillation term (scaled back by T^2)."""
+    top_k: int = Field(default=32, ge=1)
+    """Teacher logits cached per answer token: the top-k, renormalised over those k."""
+
+
+class LMExperimentConfig(BaseModel):
+    """Kind `lm_experiment`: arms of a pretrained causal LM trained the same way on the same records."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+
+    data: Annotated[str, InputPath()]
+    """Summarization records: a file or data-set directory any tldrlab reader understands."""
+    format: str | None = None
+    """Reader format (detected when None)."""
+    eval_data: Annotated[str | None, InputPath()] = None
+    """Separate held-out records (validation loss and test); None: held out from `data`."""
+    model: Annotated[str, ModelRef()] = "smollm2"
+    """The pretrained model: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
+    arms: list[str] = Field(default_factory=lambda: list(LM_ARMS))
+    """Arms to train: baseline, compressed, compressed_pai, compressed_random, compressed_kd."""
+    seeds: list[int] = Field(default_factory=lambda: [1, 2])
+    """One run per arm and seed; several seeds give mean and spread."""
+    train_limit: int | None = Field(default=4000, ge=1)
+    """Most training records read (None: all)."""
+    eval_size: int = Field(default=32, ge=1)
+    """Held-out records for the validation loss (best checkpoint, the PAI tracker)."""
+    test_size: int = Field(default=100, ge=1)
+    """Other held-out records summarised for ROUGE / BERTScore / latency."""
+    budget_steps: int = Field(default=120, ge=1)
+    """Optimizer steps per arm (the same for every arm)."""
+    batch_size: int = Field(default=8, ge=1)
+    """Training examples per step."""
+    lr: float = Field(default=5e-5, gt=0)
+    """Peak learning rate of the arms that start from pretrained weights (cosine, 5% warm-up)."""
+    random_lr: float = Field(default=1e-3, gt=0)
+    """Peak learning rate of compressed_random (fresh weights need a larger rate than fine-tuning)."""
+    eval_every: int = Field(default=20, ge=1)
+    """Steps between validation evaluations (each one is a PAI tracker epoch)."""
+    max_source_tokens: int = Field(default=96, ge=8)
+    """Documents are cut to this many tokens before they go into the chat prompt."""
+    max_target_tokens: int = Field(default=32, ge=2)
+    """Reference summaries are cut to this many tokens (with the end-of-turn token)."""
+    max_new_tokens: int = Field(default=32, ge=1)
+    """Longest generated summary (greedy, batch 1)."""
+    instruction: str = DEFAULT_INSTRUCTION
+    """The request put before each document."""
+    compression: LMCompressionSpec = Field(default_factory=LMCompressionSpec)
+    """How the compressed arms are cut from the pretrained model."""
+    calibration_size: int = Field(default=32, ge=1)
+    """Training records that rank neurons and heads (activation / Taylor importance)."""
+    dendrites: DendriteConfig = Field(
+        default_factory=lambda: DendriteConfig(module_names=list(LM_MLP_CLASSES), max_dendrites=1)
+    )
+    """PerforatedAI settings of the compressed_pai arm (default: dendrites on every MLP block)."""
+    auto_switch: bool = True
+    """Space the fixed dendrite switches so the last dendrite set still trains for a share of the budget."""
+    distillation: DistillationConfig = Field(default_factory=DistillationConfig)
+    """How compressed_kd learns from the fine-tuned baseline."""
+    bertscore: bool = True
+    """Compute BERTScore F1 (offline MiniLM)."""
+    lead_baseline: bool = True
+    """Also score Lead-1 (the document's first sentence) on the test records."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when available, else CPU (fp32 on a CPU, the loop's automatic precision on CUDA)."""
+    checkpoint_every_eval: bool = True
+    """The PAI arm writes a resumable checkpoint after every evaluation (so a run stopped after a
+    restructure resumes with its dendrites); the other arms checkpoint only at the end."""
+    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
+    wandb_project: str = "tldrlab-lm-compression"
+    """W&B project of every arm's run."""
+    wandb_name: str | None = None
+    """W&B run-name prefix (each arm's run is `<prefix>-<arm>-seed<n>`); None: the experiment run id."""
+    wandb_tags: list[str] = Field(default_factory=list)
+    """W&B tags of every arm's run (the arm's name is added)."""

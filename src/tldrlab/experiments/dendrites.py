@@ -6,9 +6,19 @@
 
 After each evaluation the hook feeds the validation metric to PAI's tracker (`add_validation_score`); when the
 tracker restructures the network (adds a set of dendrites, reloading its best weights first) the hook hands
-the new model back to the loop with `rebuild_optimizer=True`, and when the tracker says training is complete
-it stops the loop. The open-source perforatedai package trains dendrites by plain gradient descent together
-with the rest of the network; perforated backpropagation (separate dendrite training) is a paid add-on and is
+the new model back to the loop with `rebuild_optimizer=True` (a fresh AdamW for the new parameter set; the
+learning-rate schedule is a function of the step, so it continues from the step reached), and when the tracker
+says training is complete it stops the loop. Every evaluation also reports `pai/restructured`,
+`pai/active_dendrites`, `pai/total_params` and `pai/param_efficiency` (active dendrites / total parameters)
+to `metrics_sink` (the run's metrics and W&B).
+
+Resuming: each loop checkpoint gets PAI's tracker state next to it (`pai_tracker.txt`, `pai_events.json`);
+`before_resume` rebuilds the dendrites the checkpoint's weights hold (PAI's own `load_net_from_dict` replays
+the restructures recorded in the weights) and restores the tracker, so a run stopped after a restructure
+continues with its dendrites, its tracker and the optimizer state it had.
+
+The open-source perforatedai package trains dendrites by plain gradient descent together with the rest of
+the network; perforated backpropagation (separate dendrite training) is a paid add-on and is
 not used here.
 
 PerforatedAI is a global-state library with traps, guarded by `pai_guard`:
@@ -27,7 +37,8 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +47,7 @@ from torch import nn
 
 from tldrlab.errors import ConfigError, DependencyMissingError
 from tldrlab.experiments.config import DendriteConfig
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
 
 GRADIENT_DESCENT_NOTE = (
@@ -45,6 +56,12 @@ GRADIENT_DESCENT_NOTE = (
 )
 SAVE_NAME = "pai"
 """PAI's save_name: its files land in `<save_dir>/pai/` (graphs, csvs, best/latest/switch models)."""
+TRACKER_FILE = "pai_tracker.txt"
+"""PAI's tracker state (its own `to_string` form), written next to every loop checkpoint."""
+EVENTS_FILE = "pai_events.json"
+"""The hooks' per-evaluation events, written next to every loop checkpoint and into the save directory."""
+TRACKER_BUFFER = "tracker_string"
+"""The buffer PAI's `load_net_from_dict` expects to find the tracker state in."""
 
 
 class PerforatedAIError(ConfigError):
@@ -139,7 +156,7 @@ class _LearningRateProbe:
 
 
 # -- configuring and perforating ----------------------------------------------------------------------------
-def configure(config: DendriteConfig, *, maximizing: bool) -> None:
+def configure(config: DendriteConfig, *, maximizing: bool, device: str = "cpu") -> None:
     """A fresh PAI global config set from `config` (nothing carried over from an earlier run)."""
     GPA, _ = require_perforatedai()
     GPA.pc = GPA.PAIConfig()
@@ -166,7 +183,7 @@ def configure(config: DendriteConfig, *, maximizing: bool) -> None:
     pc.set_maximizing_score(maximizing)
     pc.set_silent(config.silent)
     pc.set_verbose(False)
-    pc.set_device(torch.device("cpu"))
+    pc.set_device(torch.device(device))
 
 
 def pai_parameter_count(model: nn.Module) -> int:
@@ -199,6 +216,8 @@ class DendriteHooks(TrainHooks):
         mode: Literal["min", "max"] = "min",
         lr: float = 1e-3,
         log: Any = None,
+        metrics_sink: Callable[[int, dict[str, float]], None] | None = None,
+        device: str = "cpu",
     ) -> None:
         self.config = config
         self.save_dir = Path(save_dir).resolve()
@@ -206,6 +225,8 @@ class DendriteHooks(TrainHooks):
         self.maximizing = mode == "max"
         self.lr = lr
         self.log = log
+        self.metrics_sink = metrics_sink
+        self.device = device
         self.events: list[dict[str, Any]] = []
         """One entry per evaluation fed to the tracker (step, metric, dendrites, parameters, restructured)."""
         self.completed = False
@@ -214,7 +235,7 @@ class DendriteHooks(TrainHooks):
     def perforate(self, model: nn.Module) -> nn.Module:
         """Configure PAI afresh and wrap the configured modules; raises PerforatedAIError if none match."""
         _, UPA = require_perforatedai()
-        configure(self.config, maximizing=self.maximizing)
+        configure(self.config, maximizing=self.maximizing, device=self.device)
         with pai_guard(self.save_dir, "perforate_model", silent=self.config.silent):
             model = UPA.perforate_model(model, save_name=SAVE_NAME, maximizing_score=self.maximizing)
         wrapped = perforated_modules(model)
@@ -241,6 +262,8 @@ class DendriteHooks(TrainHooks):
         self.events.append(event)
         if self.log is not None:
             self.log("dendrites restructured" if restructured else "dendrite tracker", **event)
+        if self.metrics_sink is not None and metric is not None:
+            self.metrics_sink(step, pai_metrics(event))
         return event
 
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
@@ -262,6 +285,45 @@ class DendriteHooks(TrainHooks):
             return EvalDecision(model=new_model, rebuild_optimizer=True, stop=self.completed)
         return EvalDecision(stop=True) if self.completed else None
 
+    def on_checkpoint(self, state: TrainState, path: Path) -> None:
+        """PAI's tracker state and the events next to the loop checkpoint (what `before_resume` reads)."""
+        GPA, _ = require_perforatedai()
+        if GPA.pai_tracker is None or self.model is None:
+            return
+        atomic_write_text(path / TRACKER_FILE, GPA.pai_tracker.to_string())
+        atomic_write_json(path / EVENTS_FILE, {"events": self.events, "completed": self.completed})
+
+    def before_resume(self, checkpoint_path: Path, model: nn.Module) -> nn.Module | None:
+        """The perforated `model` with the dendrites the checkpoint holds and PAI's tracker as it was."""
+        from safetensors.torch import load_file
+
+        GPA, UPA = require_perforatedai()
+        tracker_file = checkpoint_path / TRACKER_FILE
+        if not tracker_file.is_file():
+            raise PerforatedAIError(
+                f"checkpoint {checkpoint_path} has no {TRACKER_FILE}: it was not written by a dendrite run"
+            )
+        text = tracker_file.read_text(encoding="utf-8")
+        state = load_file(str(checkpoint_path / "model.safetensors"))
+        state[TRACKER_BUFFER] = UPA.string_to_tensor(text)
+        with pai_guard(self.save_dir, "resume", silent=self.config.silent):
+            # replays the restructures recorded in the weights (dendrite modules per cycle), loads the weights
+            model = UPA.load_net_from_dict(model, state)
+            GPA.pai_tracker.reset_module_vector(model, True)
+            GPA.pai_tracker.from_string(text)
+            GPA.pai_tracker.saved_time = time.time()
+            GPA.pai_tracker.loaded = True
+        if TRACKER_BUFFER in model._buffers:
+            # the loop's checkpoints hold the network's own tensors only; the tracker lives in its file
+            del model._buffers[TRACKER_BUFFER]
+        saved = json.loads((checkpoint_path / EVENTS_FILE).read_text(encoding="utf-8"))
+        self.events = list(saved["events"])
+        self.completed = bool(saved["completed"])
+        self.model = model
+        if self.log is not None:
+            self.log("dendrites restored", dendrites=dendrite_count(), parameters=pai_parameter_count(model))
+        return model
+
     def save_state(self) -> None:
         """Tracker state, a settings snapshot and the event log, next to PAI's own graphs."""
         GPA, UPA = require_perforatedai()
@@ -277,6 +339,18 @@ class DendriteHooks(TrainHooks):
         atomic_write_json(
             self.save_dir / "pai_events.json", {"note": GRADIENT_DESCENT_NOTE, "events": self.events}
         )
+
+
+def pai_metrics(event: dict[str, Any]) -> dict[str, float]:
+    """The per-evaluation PAI metrics of one event: restructured (0/1), active dendrite sets, total
+    parameters (PAI's count) and param_efficiency = active dendrites / total parameters."""
+    total = int(event["parameters"])
+    return {
+        "pai/restructured": float(bool(event["restructured"])),
+        "pai/active_dendrites": float(event["dendrites"]),
+        "pai/total_params": float(total),
+        "pai/param_efficiency": float(event["dendrites"]) / max(total, 1),
+    }
 
 
 def settings_snapshot() -> dict[str, Any]:

@@ -1,0 +1,708 @@
+"""Compression, dendrites and distillation on a pretrained causal LM: five arms, trained the same way.
+
+    results = run_lm_experiment(LMExperimentConfig(data="debian_descriptions/", budget_steps=120))
+
+One experiment run (kind `lm_experiment`) holds the shared pieces and the results; each (arm, seed) is a child
+run (kind `lm_experiment_arm`) with its metrics, curves, checkpoints, exported model and W&B files. Every arm
+fine-tunes on the same records in the same order (the seed's), with the same step budget, batch, schedule,
+prompt format (the model's chat template, answer-only loss) and evaluation:
+
+- `baseline` (A): the pretrained model, every layer; cross-entropy;
+- `compressed` (C): cut from the pretrained weights (`lm_compression`: depth + width by importance);
+- `compressed_pai` (B): the same cut, PerforatedAI dendrites on every MLP block;
+- `compressed_random`: the same shape, fresh weights (trained at `random_lr`);
+- `compressed_kd`: the same cut, trained on distillation from A's logits + cross-entropy.
+
+The unit importance behind the cut is measured once on `calibration_size` training pairs with the pretrained
+model, so every compressed arm of every seed starts from the same weights. compressed_kd's teacher is the
+baseline arm of its own seed after its training; its top-k logits on the examples the student will draw are
+computed ahead of training (`distill.TeacherCache`, seconds reported as `teacher_seconds`).
+
+Each arm is written as a recipe: `arm_setup` (model, task, loop settings, hooks) and `arm_export` (score the
+final weights on the test records, save the model, the PAI files). After every arm the table is rewritten
+(`lm_results.write_lm_results`): a stopped experiment keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tldrlab.data.records import SummaryRecord
+from tldrlab.device import resolve_device, seed_everything
+from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.experiments.config import LM_ARMS, LMCompressConfig, LMExperimentConfig
+from tldrlab.experiments.dendrites import (
+    GRADIENT_DESCENT_NOTE,
+    DendriteHooks,
+    dendrite_count,
+    pai_parameter_count,
+    pai_traps,
+    perforated_modules,
+)
+from tldrlab.experiments.distill import TeacherCache, answer_logits, distillation_loss, examples_seen
+from tldrlab.experiments.lm_compression import (
+    CompressionPlan,
+    Importance,
+    calibration_batches,
+    compress_causal_lm,
+    count_parameters,
+    export_compressed,
+    importance_scores,
+)
+from tldrlab.models.chat import chat_prompt, collate_chat_pairs, truncate_text
+from tldrlab.runs import Run, start_run
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.train.chat_sft import ChatSFTTask
+from tldrlab.train.config import DataConfig, TrainConfig
+from tldrlab.train.loop import TrainHooks, TrainResult, train
+
+ARM_KIND = "lm_experiment_arm"
+ROWS_DIR = "rows"
+COMPRESSED_ARMS = ("compressed", "compressed_pai", "compressed_random", "compressed_kd")
+
+
+# -- data -------------------------------------------------------------------------------------------------
+@dataclass
+class LMData:
+    train: list[SummaryRecord]
+    eval: list[SummaryRecord]
+    test: list[SummaryRecord]
+
+
+def load_lm_data(config: LMExperimentConfig) -> LMData:
+    """Records with a document and a summary; eval + test held out (from `eval_data` when given), seeded."""
+    from tldrlab.data.readers import read_records
+
+    def usable(path: str, limit: int | None = None, split: str | None = None) -> list[SummaryRecord]:
+        if not Path(path).exists():
+            raise InvalidInputError(f"data not found: {path}")
+        found = [
+            r
+            for r in read_records(path, config.format, split=split, limit=limit)
+            if r.document.strip() and r.summaries
+        ]
+        if not found:
+            raise InvalidInputError(f"{path} has no records with both a document and a summary")
+        return found
+
+    need = config.eval_size + config.test_size
+    splits = _splits(config.data) if not config.eval_data else (None, None)
+    if config.eval_data or splits[1]:
+        train_records = usable(config.data, config.train_limit, splits[0])
+        held = usable(config.eval_data or config.data, None, None if config.eval_data else splits[1])
+        random.Random(0).shuffle(held)
+        if len(held) < need:
+            raise InvalidInputError(
+                f"{len(held)} held-out records; eval_size + test_size = {need} are needed"
+            )
+        return LMData(train_records, held[: config.eval_size], held[config.eval_size : need])
+    records = usable(config.data)
+    random.Random(0).shuffle(records)
+    if len(records) < need + config.batch_size:
+        raise InvalidInputError(
+            f"{config.data} has {len(records)} usable records: too few for eval_size + test_size + one batch"
+        )
+    train_records = records[need:][: config.train_limit or None]
+    return LMData(train_records, records[: config.eval_size], records[config.eval_size : need])
+
+
+def _splits(path: str) -> tuple[str | None, str | None]:
+    from tldrlab.data.splits import detect_splits
+
+    return detect_splits(path, None, None)
+
+
+# -- the task ---------------------------------------------------------------------------------------------
+class _IndexedPairs(torch.utils.data.Dataset[Any]):
+    """The task's lazily tokenized pairs, each with its dataset index (for the teacher cache)."""
+
+    def __init__(self, pairs: Any) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[int, list[int], list[int]]:
+        prompt, answer = self.pairs[index]
+        return index, prompt, answer
+
+
+class ArmTask(ChatSFTTask):
+    """Chat fine-tuning whose loss runs the output head on the answer tokens only (the same loss as the
+    model's own, cheaper: see `distill.answer_logits`), optionally distilled from cached teacher logits.
+    Evaluation: the answers' token-weighted loss on the validation records."""
+
+    def __init__(
+        self,
+        *args: Any,
+        teacher: TeacherCache | None = None,
+        alpha: float = 0.5,
+        temperature: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.indexed = _IndexedPairs(self.train_pairs)
+        self.teacher = teacher
+        self.alpha = alpha
+        self.temperature = temperature
+        self.last_parts: dict[str, float] = {}
+
+    def train_dataset(self) -> torch.utils.data.Dataset[Any]:
+        return self.indexed
+
+    def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        if items and len(items[0]) == 3:
+            batch = collate_chat_pairs([(p, a) for _, p, a in items], self.pad_id)
+            batch["example_index"] = torch.tensor([i for i, _, _ in items])
+            return batch
+        return collate_chat_pairs(items, self.pad_id)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        inputs = {k: v for k, v in batch.items() if k != "example_index"}
+        logits, targets = answer_logits(model, inputs)
+        if self.teacher is None:
+            return F.cross_entropy(logits.float(), targets), int(targets.numel())
+        values, indices = self.teacher.lookup(batch["example_index"].tolist())
+        loss, self.last_parts = distillation_loss(
+            logits,
+            values.to(logits.device),
+            indices.to(logits.device),
+            targets,
+            alpha=self.alpha,
+            temperature=self.temperature,
+        )
+        return loss, int(targets.numel())
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        total, tokens = 0.0, 0
+        for start in range(0, len(self.val_pairs), 8):
+            batch = {k: v.to(device) for k, v in self.collate(self.val_pairs[start : start + 8]).items()}
+            logits, targets = answer_logits(model, batch)
+            total += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
+            tokens += int(targets.numel())
+        loss = total / max(tokens, 1)
+        return {"eval_loss": loss, "eval_perplexity": float(torch.tensor(min(loss, 50.0)).exp())}
+
+
+# -- shared pieces ----------------------------------------------------------------------------------------
+@dataclass
+class Shared:
+    """What every arm of the experiment uses: the data, the tokenizer, the pretrained model, the importance
+    scores (measured once) and each seed's trained baseline (the distillation teacher)."""
+
+    config: LMExperimentConfig
+    data: LMData
+    tokenizer: Any
+    pretrained: Any
+    device: str
+    importance: Importance | None = None
+    baselines: dict[int, nn.Module] = field(default_factory=dict)
+
+    def importance_scores(self, log: Callable[..., None] | None = None) -> Importance:
+        if self.importance is None:
+            records = self.data.train[: self.config.calibration_size]
+            batches = calibration_batches(
+                self.tokenizer,
+                records,
+                instruction=self.config.instruction,
+                max_source_tokens=self.config.max_source_tokens,
+                max_target_tokens=self.config.max_target_tokens,
+            )
+            self.importance = importance_scores(self.pretrained, batches, self.config.compression.importance)
+            if log is not None:
+                log("unit importance measured", method=self.importance.method, records=len(records))
+        return self.importance
+
+
+def load_pretrained(reference: str) -> tuple[Any, Any]:
+    """(model in float32, its tokenizer with a pad token) for a model reference."""
+    from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
+    from tldrlab.models.resolve import resolve_model_ref
+
+    resolved = resolve_model_ref(reference)
+    return load_causal_lm(resolved), load_tokenizer(resolved)
+
+
+def open_shared(config: LMExperimentConfig) -> Shared:
+    check_arms(config)
+    data = load_lm_data(config)
+    model, tokenizer = load_pretrained(config.model)
+    model.config.tldrlab_instruction = config.instruction
+    return Shared(config, data, tokenizer, model, resolve_device(config.device))
+
+
+def check_arms(config: LMExperimentConfig) -> None:
+    unknown = [a for a in config.arms if a not in LM_ARMS]
+    if unknown:
+        raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(LM_ARMS)}")
+    if not config.arms or not config.seeds:
+        raise ConfigError("give at least one arm and one seed")
+    if "compressed_kd" in config.arms and "baseline" not in config.arms:
+        raise ConfigError("compressed_kd distils the fine-tuned baseline: add 'baseline' to the arms")
+
+
+def ordered_arms(arms: list[str]) -> list[str]:
+    return [a for a in LM_ARMS if a in arms]
+
+
+# -- one arm: setup and export ----------------------------------------------------------------------------
+@dataclass
+class ArmSetup:
+    """What an arm trains: the recipe contract's setup (model, task, loop settings, hooks, facts)."""
+
+    model: nn.Module
+    task: ArmTask
+    loop: TrainConfig
+    hooks: TrainHooks | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    plan: CompressionPlan | None = None
+
+
+def loop_config(config: LMExperimentConfig, arm: str, seed: int, device: str) -> TrainConfig:
+    steps = config.budget_steps
+    checkpoint = config.eval_every if arm == "compressed_pai" and config.checkpoint_every_eval else 0
+    return TrainConfig(
+        max_steps=steps,
+        batch_size=config.batch_size,
+        lr=config.random_lr if arm == "compressed_random" else config.lr,
+        warmup_steps=max(1, steps // 20),
+        lr_schedule="cosine",
+        weight_decay=0.0,
+        eval_every=config.eval_every,
+        checkpoint_every=checkpoint,
+        keep_checkpoints=1,
+        save_best=False,  # every arm is scored with its final weights
+        device=device,  # type: ignore[arg-type]
+        precision="auto",
+        seed=seed,
+        log_every=max(1, config.eval_every // 4),
+    )
+
+
+def make_task(shared: Shared, teacher: TeacherCache | None = None) -> ArmTask:
+    config = shared.config
+    data = DataConfig(
+        path=config.data,
+        max_source_len=config.max_source_tokens,
+        max_target_len=config.max_target_tokens,
+        max_val_examples=config.eval_size,
+    )
+    return ArmTask(
+        shared.data.train,
+        shared.data.eval,
+        shared.tokenizer,
+        data,
+        config.instruction,
+        teacher=teacher,
+        alpha=config.distillation.alpha,
+        temperature=config.distillation.temperature,
+    )
+
+
+def _dendrite_settings(config: LMExperimentConfig) -> Any:
+    dendrites = config.dendrites
+    if config.auto_switch and dendrites.switch_mode == "fixed":
+        evaluations = max(1, config.budget_steps // config.eval_every)
+        dendrites = dendrites.model_copy(
+            update={"switch_every": max(1, evaluations // (dendrites.max_dendrites + 1))}
+        )
+    return dendrites
+
+
+def arm_setup(shared: Shared, arm: str, seed: int, run: Run, sink: Any = None) -> ArmSetup:
+    """Build the arm's model, task and loop settings (the seed is set by the caller)."""
+    config = shared.config
+    loop = loop_config(config, arm, seed, shared.device)
+    if arm == "baseline":
+        import copy
+
+        model = copy.deepcopy(shared.pretrained)
+        return ArmSetup(model, make_task(shared), loop, info={"parameters": count_parameters(model)})
+    init = "random" if arm == "compressed_random" else "pretrained"
+    spec = config.compression.model_copy(update={"init": init})
+    importance = shared.importance_scores(run.log) if init == "pretrained" else None
+    model, plan = compress_causal_lm(shared.pretrained, spec, importance, seed=seed)
+    model.config.tldrlab_instruction = config.instruction
+    info: dict[str, Any] = {"parameters": count_parameters(model), "compression": plan.to_json()}
+    teacher = None
+    if arm == "compressed_kd":
+        teacher_model = shared.baselines.get(seed)
+        if teacher_model is None:
+            raise ConfigError(f"compressed_kd needs the baseline arm of seed {seed} trained first")
+        task = make_task(shared)
+        seen = examples_seen(len(task.indexed), loop.batch_size, loop.max_steps, seed)
+        run.log("teacher logits", examples=len(seen), top_k=config.distillation.top_k)
+        teacher = TeacherCache.build(
+            teacher_model,
+            task.indexed,
+            seen,
+            task.collate,
+            top_k=config.distillation.top_k,
+            batch_size=loop.batch_size,
+            progress=_progress(len(seen), "teacher logits"),
+        )
+        teacher.save(run.dir / "teacher_topk.safetensors")
+        info["teacher_seconds"] = teacher.seconds
+        info["teacher_examples"] = len(seen)
+    task = make_task(shared, teacher)
+    hooks: TrainHooks | None = None
+    if arm == "compressed_pai":
+        dendrites = _dendrite_settings(config)
+        pai = DendriteHooks(
+            dendrites,
+            save_dir=run.dir / "pai",
+            lr=config.lr,
+            log=run.log,
+            metrics_sink=sink,
+            device=shared.device,
+        )
+        model = pai.perforate(model)
+        hooks = pai
+        info.update(perforated_modules=perforated_modules(model), dendrite_config=dendrites.model_dump())
+    return ArmSetup(model, task, loop, hooks=hooks, info=info, plan=plan)
+
+
+def _progress(total: int, desc: str) -> Callable[[int], None]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="ex", leave=False)
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+
+    return advance
+
+
+@torch.no_grad()
+def summarize_records(
+    model: Any, tokenizer: Any, records: list[SummaryRecord], config: LMExperimentConfig
+) -> tuple[list[str], float]:
+    """Greedy answers one document at a time (batch 1) in the chat template; mean seconds per summary."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    outputs, seconds = [], 0.0
+    try:
+        for record in tqdm(records, desc="summaries", unit="doc", leave=False):
+            document = truncate_text(tokenizer, record.document, config.max_source_tokens)
+            ids = tokenizer.encode(
+                chat_prompt(tokenizer, document, config.instruction), add_special_tokens=False
+            )
+            input_ids = torch.tensor([ids], device=device)
+            started = time.perf_counter()
+            generated = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=config.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
+                use_cache=True,
+                temperature=None,
+                top_k=None,
+                top_p=None,
+            )
+            seconds += time.perf_counter() - started
+            answer = generated[0, len(ids) :].tolist()
+            if eos in answer:
+                answer = answer[: answer.index(eos)]
+            outputs.append(str(tokenizer.decode(answer, skip_special_tokens=True)).strip())
+    finally:
+        model.train(was_training)
+    return outputs, seconds / max(len(records), 1)
+
+
+def score_predictions(predictions: list[str], references: list[str], *, bertscore: bool) -> dict[str, Any]:
+    """Mean ROUGE-1/2/L and BERTScore F1, and the per-record scores (for paired bootstrap intervals)."""
+    from tldrlab.evaluate.metrics import bertscore_f1_per_sample, rouge_per_sample
+
+    per = {"rouge1": [], "rouge2": [], "rougeL": []}  # type: dict[str, list[float]]
+    for scores in rouge_per_sample(predictions, references):
+        for key in per:
+            per[key].append(scores[key])
+    if bertscore:
+        per["bertscore_f1"] = bertscore_f1_per_sample(predictions, references)
+    means = {k: sum(v) / max(len(v), 1) for k, v in per.items()}
+    return {**means, "per_record": per}
+
+
+def lead1(records: list[SummaryRecord]) -> list[str]:
+    """The first sentence of each document."""
+    from tldrlab.data.sentences import split_sentences
+
+    out = []
+    for record in records:
+        sentences = record.sentences or [s.text for s in split_sentences(record.document)]
+        out.append(sentences[0] if sentences else record.document)
+    return out
+
+
+def arm_export(
+    shared: Shared, arm: str, seed: int, run: Run, setup: ArmSetup, result: TrainResult, tracker: Any
+) -> dict[str, Any]:
+    """Score the final weights on the test records, save the model (and the PAI files); the results row."""
+    config = shared.config
+    model = result.model
+    is_pai = isinstance(setup.hooks, DendriteHooks)
+    run.set_phase("scoring the test summaries")
+    predictions, latency = summarize_records(model, shared.tokenizer, shared.data.test, config)
+    references = [r.summary for r in shared.data.test]
+    scores = score_predictions(predictions, references, bertscore=config.bertscore)
+    row: dict[str, Any] = {
+        "arm": arm,
+        "seed": seed,
+        "run_id": run.id,
+        "parameters": pai_parameter_count(model) if is_pai else count_parameters(model),
+        "steps": result.steps,
+        "train_seconds": result.seconds,
+        "eval_loss": result.metrics.get("eval_loss"),
+        "latency_ms": latency * 1000,
+        **{k: v for k, v in scores.items() if k != "per_record"},
+    }
+    if "teacher_seconds" in setup.info:
+        row["teacher_seconds"] = setup.info["teacher_seconds"]
+    if is_pai:
+        assert isinstance(setup.hooks, DendriteHooks)
+        events = setup.hooks.events
+        row["dendrites"] = dendrite_count()
+        row["restructures"] = sum(1 for e in events if e["restructured"])
+        row["pai_complete"] = setup.hooks.completed
+    run.set_phase("exporting the model")
+    model_dir = run.dir / "model"
+    if is_pai:
+        _save_pai_model(model, shared.tokenizer, model_dir, setup, row)
+        assert isinstance(setup.hooks, DendriteHooks)
+        setup.hooks.save_state()
+        run.add_artifact(run.dir / "pai", kind="pai")
+        _log_dir_artifact(tracker, run.dir / "pai", f"pai-{arm}-seed{seed}", "pai")
+    elif setup.plan is not None:
+        export_compressed(model, shared.tokenizer, setup.plan, model_dir)
+    else:
+        export_compressed_baseline(model, shared.tokenizer, model_dir)
+    run.add_artifact(model_dir, kind="model")
+    _log_dir_artifact(tracker, model_dir, f"model-{arm}-seed{seed}", "model")
+    samples = [
+        {"id": r.id, "reference": ref, "prediction": pred}
+        for r, ref, pred in zip(shared.data.test, references, predictions, strict=True)
+    ]
+    atomic_write_text(run.dir / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    row["per_record"] = scores["per_record"]
+    row["examples"] = samples[:3]
+    return row
+
+
+def export_compressed_baseline(model: Any, tokenizer: Any, out: Path) -> None:
+    from tldrlab.models.causal_lm import export_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    export_model(model, out)
+    tokenizer.save_pretrained(str(out))
+
+
+def _save_pai_model(model: Any, tokenizer: Any, out: Path, setup: ArmSetup, row: dict[str, Any]) -> None:
+    """The perforated model's weights (safetensors, dendrites included: PerforatedAI loads them into a
+    perforated copy of config.json's model), config, tokenizer and what was compressed."""
+    from safetensors.torch import save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"))
+    atomic_write_text(out / "config.json", model.config.to_json_string())
+    tokenizer.save_pretrained(str(out))
+    atomic_write_json(
+        out / "pai_model.json",
+        {
+            "note": GRADIENT_DESCENT_NOTE,
+            "compression": setup.info.get("compression"),
+            "perforated_modules": setup.info.get("perforated_modules"),
+            "dendrites": row.get("dendrites"),
+            "dendrite_config": setup.info.get("dendrite_config"),
+        },
+    )
+
+
+def _log_dir_artifact(tracker: Any, path: Path, name: str, kind: str) -> None:
+    if tracker is None or tracker.wandb_run is None:
+        return
+    import wandb
+
+    artifact = wandb.Artifact(name, type=kind)
+    artifact.add_dir(str(path))
+    tracker.wandb_run.log_artifact(artifact)
+
+
+def _tracker(shared: Shared, run: Run, arm: str, seed: int, parent: str) -> Any:
+    import os
+
+    from tldrlab.config import get_settings
+    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
+
+    config = shared.config
+    env = os.environ.get("WANDB_MODE")
+    mode = config.wandb_mode or (env if env in WANDB_MODES else None) or get_settings().wandb_mode
+    tracker = WandbTracker.start(
+        run,
+        mode=mode,
+        config={**config.model_dump(mode="json"), "arm": arm, "seed": seed},
+        project=config.wandb_project,
+    )
+    if tracker.wandb_run is not None:
+        tracker.wandb_run.name = f"{config.wandb_name or parent}-{arm}-seed{seed}"
+        tracker.wandb_run.tags = tuple(dict.fromkeys([*config.wandb_tags, arm]))
+    return tracker
+
+
+def train_arm(shared: Shared, arm: str, seed: int, parent_id: str | None) -> tuple[dict[str, Any], nn.Module]:
+    """One arm for one seed in its own child run; its results row and the trained model."""
+    import contextlib
+
+    config = shared.config
+    run_config = {**config.model_dump(mode="json"), "arm": arm, "seed": seed}
+    with start_run(ARM_KIND, run_config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
+        tracker = _tracker(shared, run, arm, seed, parent_id or run.id)
+        ok = False
+        try:
+
+            def sink(step: int, metrics: dict[str, float]) -> None:
+                run.log_metrics(step, **metrics)
+                tracker.log(step, metrics)
+
+            seed_everything(seed)
+            setup = arm_setup(shared, arm, seed, run, sink)
+            run.set_environment(**{k: v for k, v in setup.info.items() if isinstance(v, int | float | str)})
+            is_pai = isinstance(setup.hooks, DendriteHooks)
+            guard = (
+                pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
+            )
+            with guard:
+                result = train(setup.model, setup.task, setup.loop, run, hooks=setup.hooks, tracker=tracker)
+            row = arm_export(shared, arm, seed, run, setup, result, tracker)
+            numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            run.log_metrics(result.steps, **numbers)
+            tracker.log(result.steps, numbers)
+            run.set_summary(**numbers)
+            atomic_write_json(run.dir / "result.json", {k: v for k, v in row.items() if k != "per_record"})
+            ok = True
+        finally:
+            tracker.finish(exit_code=0 if ok else 1)
+    return row, result.model
+
+
+# -- the whole experiment ---------------------------------------------------------------------------------
+def _row_path(out_dir: Path, seed: int, arm: str) -> Path:
+    (out_dir / ROWS_DIR).mkdir(exist_ok=True)
+    return out_dir / ROWS_DIR / f"seed{seed}-{arm}.json"
+
+
+def rows_so_far(out_dir: Path, config: LMExperimentConfig) -> list[dict[str, Any]]:
+    rows = []
+    for seed in config.seeds:
+        for arm in ordered_arms(config.arms):
+            path = _row_path(out_dir, seed, arm)
+            if path.exists():
+                rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def run_lm_experiment(config: LMExperimentConfig) -> dict[str, Any]:
+    """Every arm for every seed as an `lm_experiment` run; see `lm_experiment_job`."""
+    check_arms(config)
+    with start_run("lm_experiment", config) as run:
+        return lm_experiment_job(run, config)
+
+
+def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
+    """Run kind `lm_experiment`: train every arm for every seed (the baseline first), score them, and write
+    results.{md,csv,json}, comparison.png and differences.png in the run."""
+    from tldrlab.experiments.lm_results import write_lm_results
+
+    shared = open_shared(config)
+    run.log(
+        "lm experiment",
+        arms=config.arms,
+        seeds=config.seeds,
+        train_records=len(shared.data.train),
+        test_records=len(shared.data.test),
+        model=config.model,
+    )
+    lead = None
+    if config.lead_baseline:
+        references = [r.summary for r in shared.data.test]
+        lead = {
+            "arm": "lead1",
+            **score_predictions(lead1(shared.data.test), references, bertscore=config.bertscore),
+        }
+        (run.dir / ROWS_DIR).mkdir(exist_ok=True)
+        atomic_write_json(run.dir / ROWS_DIR / "lead1.json", lead)
+    total = len(config.seeds) * len(config.arms)
+    for seed in config.seeds:
+        for arm in ordered_arms(config.arms):
+            row, model = train_arm(shared, arm, seed, run.id)
+            atomic_write_text(_row_path(run.dir, seed, arm), json.dumps(row, default=str))
+            if arm == "baseline" and "compressed_kd" in config.arms:
+                shared.baselines[seed] = model
+            else:
+                del model
+            done = len(rows_so_far(run.dir, config))
+            write_lm_results(run.dir, rows_so_far(run.dir, config), lead, config)
+            run.heartbeat(progress=done / total, message=f"{done} of {total} arms done")
+        shared.baselines.pop(seed, None)
+    results = write_lm_results(run.dir, rows_so_far(run.dir, config), lead, config)
+    results.update(run_id=run.id, run_dir=str(run.dir))
+    atomic_write_json(run.dir / "results.json", results)
+    run.add_artifact(run.dir / "results.json", kind="results")
+    run.set_summary(
+        **{f"{a['arm']}_{k}": v for a in results["summary"] for k, v in a.items() if k.endswith("_mean")}
+    )
+    return results
+
+
+# -- kind lm_compress -------------------------------------------------------------------------------------
+def lm_compress_job(run: Run, config: LMCompressConfig) -> dict[str, Any]:
+    """Run kind `lm_compress`: rank units on calibration records, cut, export to `out` (or the run's
+    model/)."""
+    from tldrlab.data.readers import read_records
+
+    model, tokenizer = load_pretrained(config.model)
+    spec = config.compression
+    importance = None
+    if spec.init == "pretrained" and spec.importance != "weight":
+        if not config.calibration_data:
+            raise ConfigError(
+                f"importance {spec.importance!r} ranks units on calibration records: give calibration_data "
+                "(or importance 'weight')"
+            )
+        records = [
+            r
+            for r in read_records(config.calibration_data, limit=config.calibration_size * 4)
+            if r.document.strip() and r.summaries
+        ][: config.calibration_size]
+        batches = calibration_batches(
+            tokenizer, records, instruction=config.instruction, max_source_tokens=config.max_source_tokens
+        )
+        importance = importance_scores(model, batches, spec.importance)
+    small, plan = compress_causal_lm(model, spec, importance, seed=config.seed)
+    small.config.tldrlab_instruction = config.instruction
+    out = Path(config.out) if config.out else run.dir / "model"
+    export_compressed(small, tokenizer, plan, out)
+    run.add_artifact(out, kind="model")
+    summary = plan.to_json()
+    run.set_summary(parameters=plan.parameters, kept_fraction=summary["kept_fraction"])
+    return {"model_dir": str(out), **{k: v for k, v in summary.items() if k not in ("heads", "kv_groups")}}

@@ -1,0 +1,299 @@
+"""The causal-LM experiment's tables and plots: per arm mean +- std over seeds, and each arm's difference from
+the baseline (A), the compressed control (C) and Lead-1 with 95 % paired bootstrap intervals.
+
+A difference is computed per test record: the record's score averaged over the arm's seeds minus the same for
+the reference arm, then averaged over records; the interval resamples the test records (2,000 bootstrap
+samples, `tldrlab.evaluate.bootstrap`). It measures how sure the difference is given these test records and
+seeds; with two seeds the spread between seeds is reported next to it (std), not folded into the interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
+from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
+from tldrlab.runs.atomic import atomic_write_text
+
+METRICS = (
+    "parameters",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "bertscore_f1",
+    "latency_ms",
+    "train_seconds",
+    "teacher_seconds",
+    "eval_loss",
+    "steps",
+    "dendrites",
+)
+"""Columns of the results table, in order (those no row has are left out)."""
+
+QUALITY = ("rouge1", "rouge2", "rougeL", "bertscore_f1")
+"""The per-record metrics differences are computed for."""
+
+LABELS = {
+    "parameters": "params",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "bertscore_f1": "BERTScore F1",
+    "latency_ms": "latency ms/summary",
+    "train_seconds": "train s",
+    "teacher_seconds": "teacher s",
+    "eval_loss": "eval loss",
+    "steps": "steps",
+    "dendrites": "dendrites",
+}
+REFERENCES = (("baseline", "vs A (baseline)"), ("compressed", "vs C (compressed)"), ("lead1", "vs Lead-1"))
+
+
+def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per arm (first-seen order): its seeds and mean / sample std of every numeric metric."""
+    summary = []
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        entry: dict[str, Any] = {"arm": arm, "seeds": [r["seed"] for r in mine]}
+        for metric in METRICS:
+            values = [float(r[metric]) for r in mine if isinstance(r.get(metric), int | float)]
+            if values:
+                entry[f"{metric}_mean"] = statistics.fmean(values)
+                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def per_record_means(rows: list[dict[str, Any]], arm: str, metric: str) -> np.ndarray | None:
+    """The arm's per-record scores averaged over its seeds (None when no row of the arm has them)."""
+    found = [r["per_record"][metric] for r in rows if r["arm"] == arm and metric in r.get("per_record", {})]
+    return np.mean(np.asarray(found, dtype=np.float64), axis=0) if found else None
+
+
+def differences(rows: list[dict[str, Any]], lead: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each arm minus each reference (A, C, Lead-1), per quality metric: mean and 95 % interval."""
+    pool = list(rows)
+    if lead is not None:
+        pool.append({"arm": "lead1", "seed": 0, "per_record": lead["per_record"]})
+    arms = [a for a in dict.fromkeys(r["arm"] for r in rows)]
+    out = []
+    for arm in arms:
+        for reference, _ in REFERENCES:
+            if reference == arm:
+                continue
+            for metric in QUALITY:
+                mine, theirs = per_record_means(pool, arm, metric), per_record_means(pool, reference, metric)
+                if mine is None or theirs is None or mine.shape != theirs.shape:
+                    continue
+                diff = mine - theirs
+                low, high = paired_bootstrap_interval(diff)
+                out.append(
+                    {
+                        "arm": arm,
+                        "reference": reference,
+                        "metric": metric,
+                        "difference": float(diff.mean()),
+                        "low": low,
+                        "high": high,
+                    }
+                )
+    return out
+
+
+def _fmt(metric: str, mean: float, std: float, n: int) -> str:
+    if metric in ("parameters", "steps", "dendrites"):
+        text = f"{mean:,.0f}"
+        return text if std == 0 else f"{text} ± {std:,.0f}"
+    digits = 1 if metric in ("latency_ms", "train_seconds", "teacher_seconds") else 4
+    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(summary: list[dict[str, Any]], lead: dict[str, Any] | None) -> str:
+    columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)]
+    lines = [
+        "| arm | seeds | " + " | ".join(LABELS[m] for m in columns) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    for entry in summary:
+        n = len(entry["seeds"])
+        cells = [
+            _fmt(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–"
+            for m in columns
+        ]
+        lines.append(f"| {entry['arm']} | {n} | " + " | ".join(cells) + " |")
+    if lead is not None:
+        cells = [f"{lead[m]:.4f}" if m in QUALITY and m in lead else "–" for m in columns]
+        lines.append("| Lead-1 (first sentence) | – | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def differences_table(found: list[dict[str, Any]]) -> str:
+    references = [(r, label) for r, label in REFERENCES if any(d["reference"] == r for d in found)]
+    lines = [
+        "| arm | metric | " + " | ".join(label for _, label in references) + " |",
+        "|" + "---|" * (len(references) + 2),
+    ]
+    for arm in dict.fromkeys(d["arm"] for d in found):
+        for metric in QUALITY:
+            cells = []
+            for reference, _ in references:
+                hit = next(
+                    (d for d in found if (d["arm"], d["reference"], d["metric"]) == (arm, reference, metric)),
+                    None,
+                )
+                cells.append(
+                    "–"
+                    if hit is None
+                    else f"{hit['difference']:+.4f} [{hit['low']:+.4f}, {hit['high']:+.4f}]"
+                )
+            if any(c != "–" for c in cells):
+                lines.append(f"| {arm} | {LABELS[metric]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_seed_table(rows: list[dict[str, Any]]) -> str:
+    columns = [m for m in METRICS if any(m in r for r in rows)]
+    lines = [
+        "| arm | seed | " + " | ".join(LABELS[m] for m in columns) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    for row in rows:
+        cells = [
+            _fmt(m, float(row[m]), 0.0, 1) if isinstance(row.get(m), int | float) else "–" for m in columns
+        ]
+        lines.append(f"| {row['arm']} | {row['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    columns = ["arm", "seed", "run_id", *[m for m in METRICS if any(m in r for r in rows)]]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in columns})
+    return buffer.getvalue()
+
+
+def plot_comparison(summary: list[dict[str, Any]], lead: dict[str, Any] | None, path: Path) -> Path:
+    """Bars per arm (mean ± std over seeds); Lead-1 as a dashed line on the quality panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        m
+        for m in ("parameters", "rougeL", "bertscore_f1", "eval_loss", "latency_ms", "train_seconds")
+        if any(f"{m}_mean" in s for s in summary)
+    ]
+    cols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, 3.3 * nrows), squeeze=False)
+    arms = [s["arm"] for s in summary]
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+    for ax, metric in zip(axes.flat, panels, strict=False):
+        means = [s.get(f"{metric}_mean", 0.0) for s in summary]
+        stds = [s.get(f"{metric}_std", 0.0) for s in summary]
+        ax.bar(arms, means, yerr=stds, capsize=4, color=colors[: len(arms)])
+        if lead is not None and metric in lead:
+            ax.axhline(lead[metric], color="black", linestyle="--", linewidth=1, label="Lead-1")
+            ax.legend(fontsize=8)
+        ax.set_title(LABELS[metric])
+        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("compressed pretrained LM: arms (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_differences(found: list[dict[str, Any]], path: Path) -> Path:
+    """Each arm's difference from A and from C (ROUGE-L, BERTScore F1) with its 95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("rougeL", "bertscore_f1")
+    references = [r for r, _ in REFERENCES if any(d["reference"] == r for d in found)]
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5.5 * len(metrics), 0.5 + 0.45 * max(len(found) // 8, 4)), squeeze=False
+    )
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        labels, centers, lows, highs, colors = [], [], [], [], []
+        for i, reference in enumerate(references):
+            for d in (d for d in found if d["metric"] == metric and d["reference"] == reference):
+                labels.append(f"{d['arm']} − {reference}")
+                centers.append(d["difference"])
+                lows.append(d["difference"] - d["low"])
+                highs.append(d["high"] - d["difference"])
+                colors.append(["#4c72b0", "#dd8452", "#55a868"][i % 3])
+        y = list(range(len(labels)))[::-1]
+        for yi, c, lo, hi, col in zip(y, centers, lows, highs, colors, strict=True):
+            ax.errorbar(c, yi, xerr=[[lo], [hi]], fmt="o", color=col, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_title(f"{LABELS[metric]}: difference, 95 % bootstrap interval")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_lm_results(
+    out_dir: Path, rows: list[dict[str, Any]], lead: dict[str, Any] | None, config: Any
+) -> dict[str, Any]:
+    """results.md / results.csv / comparison.png / differences.png in `out_dir`; the JSON-ready results."""
+    summary = summarize_rows(rows)
+    found = differences(rows, lead)
+    table = markdown_table(summary, lead)
+    diff_table = differences_table(found) if found else ""
+    compression = config.compression
+    note = (
+        f"Model {config.model}; {config.budget_steps} steps per arm (batch {config.batch_size}, "
+        f"lr {config.lr}, compressed_random lr {config.random_lr}), "
+        f"seeds {', '.join(map(str, config.seeds))}, data {config.data}; "
+        f"compression ratio {compression.ratio}, importance {compression.importance}.\n\n"
+        f"{GRADIENT_DESCENT_NOTE}\n"
+    )
+    text = "\n\n".join(
+        part
+        for part in (
+            table,
+            "Differences (95 % paired bootstrap intervals over test records):\n\n" + diff_table
+            if diff_table
+            else "",
+            "Per seed:\n\n" + per_seed_table(rows),
+            note,
+        )
+        if part
+    )
+    atomic_write_text(out_dir / "results.md", text)
+    atomic_write_text(out_dir / "results.csv", csv_text(rows))
+    files = {"results.md": out_dir / "results.md", "results.csv": out_dir / "results.csv"}
+    if summary:
+        files["comparison.png"] = plot_comparison(summary, lead, out_dir / "comparison.png")
+    if found:
+        files["differences.png"] = plot_differences(found, out_dir / "differences.png")
+    return {
+        "rows": [{k: v for k, v in r.items() if k != "per_record"} for r in rows],
+        "summary": summary,
+        "differences": found,
+        "lead1": {k: v for k, v in lead.items() if k != "per_record"} if lead else None,
+        "table_markdown": table,
+        "differences_markdown": diff_table,
+        "note": GRADIENT_DESCENT_NOTE,
+        "files": {name: str(path) for name, path in files.items()},
+    }
