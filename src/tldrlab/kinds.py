@@ -31,7 +31,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
-from tldrlab.elm.config import ElmEvaluateConfig, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
+from tldrlab.elm.config import (
+    ElmEvaluateConfig,
+    ElmLMCompareConfig,
+    ElmOptimizeConfig,
+    ElmPrepareConfig,
+    ElmTrainConfig,
+)
 from tldrlab.errors import InvalidConfigError, UnknownKindError
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.experiments.config import (
@@ -146,6 +152,12 @@ _ENTRIES = (
         ElmOptimizeConfig,
         "tldrlab.service.sweeps:elm_optimize_job",
         "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
+    ),
+    RunKind(
+        "elm_compare_lm",
+        ElmLMCompareConfig,
+        "tldrlab.elm.compare_lm:compare_lm_job",
+        "ELM on a frozen pretrained LM vs the LM fine-tuned on the full text vs zero-shot, same CPU budget.",
     ),
     RunKind(
         "lvm_ingest",

@@ -166,6 +166,12 @@ ELM_TRAIN_ALIASES: dict[str, str | tuple[str, ...]] = {
 BF16 = Flag("train.precision", ("--use-bf16", "--bf16"), bool, "bf16 autocast.", convert=lambda on: "bf16")
 
 
+def report_compare_lm(run_id: str, result: Any) -> None:
+    typer.echo(result["table_markdown"])
+    for name, path in result["files"].items():
+        typer.echo(f"{name}: {path}")
+
+
 def register(app: typer.Typer) -> None:
     for spec in (
         RunCommand(
@@ -208,6 +214,14 @@ def register(app: typer.Typer) -> None:
             },
             paths=("base.data", "base.tokenizer"),
             report=report_optimize,
+        ),
+        RunCommand(
+            "elm compare-lm",
+            "elm_compare_lm",
+            "tldrlab elm compare-lm --data ../shared/data/debian_descriptions --cpu-minutes 15",
+            paths=("data",),
+            outputs=("out",),
+            report=report_compare_lm,
         ),
     ):
         add(elm_app, spec)

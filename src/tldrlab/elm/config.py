@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,14 @@ class ElmModelConfig(BaseModel):
 
     freeze_lm: bool = False
     """Train only the adapter and heads (the LM's weights stay as loaded)."""
+
+    lora_rank: int | None = Field(default=None, ge=1, le=1024)
+    """With freeze_lm: also train LoRA adapters of this rank on the LM's attention and MLP projections (peft;
+    the LM's own weights stay frozen and are not copied into a saved ELM; the LoRA weights are saved with the
+    adapter). None: no LoRA."""
+
+    lora_alpha: int = Field(default=16, ge=1)
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
 
     embedding_dim: int = Field(default=384, gt=0)
     """Dimension of the document embeddings (384 for MiniLM); set from the data."""
@@ -219,3 +227,62 @@ class ElmOptimizeConfig(BaseModel):
     """Seed of the sampler (None: unseeded)."""
     quiet: bool = False
     """No progress bars or run logs inside trials."""
+
+
+COMPARE_SYSTEMS = ["zero_shot", "finetune", "elm", "elm_lora"]
+"""The systems of `elm compare-lm`, in the order they run."""
+
+
+class ElmLMCompareConfig(BaseModel):
+    """Kind `elm_compare_lm`: the ELM on a frozen pretrained LM vs the same LM fine-tuned on the full text vs
+    the LM prompted zero-shot; both trained systems get the same CPU budget; all summarise the same test
+    documents."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    data: Annotated[str, InputPath()]
+    """Pair data (any records format); embedded into the ELM layout once (under `out`)."""
+    out: Annotated[str | None, OutputPath()] = None
+    """Directory of the prepared ELM data (reused when it exists); None: inside the run."""
+    lm: Annotated[str, ModelRef()] = "smollm2"
+    """The pretrained chat LM: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
+    systems: list[str] = Field(default_factory=lambda: ["zero_shot", "finetune", "elm"])
+    """Systems compared: zero_shot, finetune (the LM on the full text), elm (adapter on the frozen LM),
+    elm_lora (adapter + LoRA adapters of rank `lora_rank` on the frozen LM)."""
+    cpu_minutes: float = Field(default=15.0, gt=0)
+    """CPU time of each trained system's training (process CPU time, evaluations included); training stops
+    at the first evaluation past it."""
+    limit: int | None = Field(default=2000, ge=1)
+    """Training records read (the documents embedded for the ELM)."""
+    eval_limit: int = Field(default=100, ge=2)
+    """Validation and test documents each (the validation split halved, seeded)."""
+    embedder: Annotated[str, ServerOnly()] = "minilm"
+    """Document embedder of the ELM (minilm: the offline all-MiniLM-L6-v2, 384-d)."""
+    instruction: str | None = None
+    """The request in the chat prompt of every system; None: the chat models' default."""
+    num_prefix_tokens: int = Field(default=8, ge=1, le=256)
+    """N: soft prefix vectors the ELM adapter produces per document."""
+    hidden_dim: int = Field(default=256, ge=1)
+    """Hidden width of the adapter MLP."""
+    lora_rank: int = Field(default=8, ge=1, le=1024)
+    """Rank of the LoRA adapters elm_lora trains on the frozen LM (attention and MLP projections)."""
+    elm_lr: float = Field(default=1e-3, gt=0)
+    """Learning rate of the ELM adapter (constant after warm-up)."""
+    finetune_lr: float = Field(default=1e-4, gt=0)
+    """Learning rate of full-text fine-tuning (constant after warm-up)."""
+    batch_size: int = Field(default=8, ge=1)
+    """Training examples per step (both trained systems)."""
+    max_source_tokens: int = Field(default=64, ge=8)
+    """Documents are cut to this many tokens in the full-text prompt (fine-tuning and zero-shot)."""
+    max_target_tokens: int = Field(default=32, ge=2)
+    """Reference summaries are cut to this many tokens; the longest generated summary."""
+    eval_every: int = Field(default=25, ge=1)
+    """Steps between validation losses (the best one's weights are kept; the budget is checked there)."""
+    eval_size: int = Field(default=32, ge=1)
+    """Validation records of the loss."""
+    seed: int = 0
+    """Seeds the split, the weights' initialisation and the data order."""
+    bertscore: bool = True
+    """Score BERTScore F1 (offline MiniLM) besides ROUGE."""
+    wandb: Literal["offline", "online", "disabled"] | None = None
+    """Weights & Biases mode of the trained systems' runs; None: $WANDB_MODE, else the setting."""

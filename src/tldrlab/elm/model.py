@@ -69,6 +69,12 @@ class ElmModel(nn.Module):
         self.drift_head = nn.Linear(width, config.embedding_dim)
         if config.freeze_lm:
             self.lm.requires_grad_(False)
+        if config.lora_rank is not None:
+            if not config.freeze_lm or config.lm == "scratch":
+                raise ConfigError("LoRA trains adapters on a frozen pretrained LM: set freeze_lm and an --lm")
+            from tldrlab.models.causal_lm import LoraSettings, apply_lora
+
+            self.lm = apply_lora(lm, LoraSettings(r=config.lora_rank, alpha=config.lora_alpha))
         if config.gradient_checkpointing:
             if not getattr(lm, "supports_gradient_checkpointing", False):
                 raise ConfigError(f"{type(lm).__name__} does not support gradient checkpointing")
@@ -291,7 +297,12 @@ def generate_summaries(
 
 # -- saving and loading -------------------------------------------------------------------------------------
 def _adapter_state(model: ElmModel) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("lm.")}
+    """Adapter, drift head and any LoRA weights on the LM (what a frozen LM's ELM saves)."""
+    return {
+        k: v.detach().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("lm.") or ".lora_" in k
+    }
 
 
 def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any) -> Path:

@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath
 
 InitMode = Literal["baseline", "random"]
@@ -191,8 +190,8 @@ class LMCompressConfig(BaseModel):
     """Records used for calibration."""
     max_source_tokens: int = Field(default=128, ge=8)
     """Calibration documents are cut to this many tokens."""
-    instruction: str = DEFAULT_INSTRUCTION
-    """The request put before each calibration document."""
+    instruction: str | None = None
+    """The request put before each calibration document; None: the chat models' default request."""
     seed: int = 0
     """Seeds the random init (init='random')."""
 
@@ -249,8 +248,9 @@ class LMExperimentConfig(BaseModel):
     """Reference summaries are cut to this many tokens (with the end-of-turn token)."""
     max_new_tokens: int = Field(default=32, ge=1)
     """Longest generated summary (greedy, batch 1)."""
-    instruction: str = DEFAULT_INSTRUCTION
-    """The request put before each document."""
+    instruction: str | None = None
+    """The request put before each document; None: the chat models' default ("Summarize the following text in
+    one short sentence.")."""
     compression: LMCompressionSpec = Field(default_factory=LMCompressionSpec)
     """How the compressed arms are cut from the pretrained model."""
     calibration_size: int = Field(default=32, ge=1)

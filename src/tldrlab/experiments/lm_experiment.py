@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ from tldrlab.experiments.lm_compression import (
     export_compressed,
     importance_scores,
 )
-from tldrlab.models.chat import chat_prompt, collate_chat_pairs, truncate_text
+from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.train.chat_sft import ChatSFTTask
@@ -68,6 +69,11 @@ from tldrlab.train.loop import TrainHooks, TrainResult, train
 ARM_KIND = "lm_experiment_arm"
 ROWS_DIR = "rows"
 COMPRESSED_ARMS = ("compressed", "compressed_pai", "compressed_random", "compressed_kd")
+
+
+def instruction_of_config(config: Any) -> str:
+    """The request a config asks with: its `instruction`, else the chat models' default."""
+    return str(getattr(config, "instruction", None) or DEFAULT_INSTRUCTION)
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -214,7 +220,7 @@ class Shared:
             batches = calibration_batches(
                 self.tokenizer,
                 records,
-                instruction=self.config.instruction,
+                instruction=instruction_of_config(self.config),
                 max_source_tokens=self.config.max_source_tokens,
                 max_target_tokens=self.config.max_target_tokens,
             )
@@ -237,7 +243,7 @@ def open_shared(config: LMExperimentConfig) -> Shared:
     check_arms(config)
     data = load_lm_data(config)
     model, tokenizer = load_pretrained(config.model)
-    model.config.tldrlab_instruction = config.instruction
+    model.config.tldrlab_instruction = instruction_of_config(config)
     return Shared(config, data, tokenizer, model, resolve_device(config.device))
 
 
@@ -302,7 +308,7 @@ def make_task(shared: Shared, teacher: TeacherCache | None = None) -> ArmTask:
         shared.data.eval,
         shared.tokenizer,
         data,
-        config.instruction,
+        instruction_of_config(config),
         teacher=teacher,
         alpha=config.distillation.alpha,
         temperature=config.distillation.temperature,
@@ -332,7 +338,7 @@ def arm_setup(shared: Shared, arm: str, seed: int, run: Run, sink: Any = None) -
     spec = config.compression.model_copy(update={"init": init})
     importance = shared.importance_scores(run.log) if init == "pretrained" else None
     model, plan = compress_causal_lm(shared.pretrained, spec, importance, seed=seed)
-    model.config.tldrlab_instruction = config.instruction
+    model.config.tldrlab_instruction = instruction_of_config(config)
     info: dict[str, Any] = {"parameters": count_parameters(model), "compression": plan.to_json()}
     teacher = None
     if arm == "compressed_kd":
@@ -387,26 +393,25 @@ def _progress(total: int, desc: str) -> Callable[[int], None]:
 
 @torch.no_grad()
 def summarize_records(
-    model: Any, tokenizer: Any, records: list[SummaryRecord], config: LMExperimentConfig
-) -> tuple[list[str], float]:
-    """Greedy answers one document at a time (batch 1) in the chat template; mean seconds per summary."""
-    import time
-
+    model: Any, tokenizer: Any, records: list[SummaryRecord], config: Any
+) -> tuple[list[str], float, float]:
+    """Greedy answers one document at a time (batch 1) in the chat template (`config`: max_source_tokens,
+    instruction, max_new_tokens); mean wall and CPU seconds per summary."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
-    outputs, seconds = [], 0.0
+    outputs, seconds, cpu = [], 0.0, 0.0
     try:
         for record in tqdm(records, desc="summaries", unit="doc", leave=False):
             document = truncate_text(tokenizer, record.document, config.max_source_tokens)
             ids = tokenizer.encode(
-                chat_prompt(tokenizer, document, config.instruction), add_special_tokens=False
+                chat_prompt(tokenizer, document, instruction_of_config(config)), add_special_tokens=False
             )
             input_ids = torch.tensor([ids], device=device)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             generated = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
@@ -421,13 +426,14 @@ def summarize_records(
                 top_p=None,
             )
             seconds += time.perf_counter() - started
+            cpu += time.process_time() - cpu_started
             answer = generated[0, len(ids) :].tolist()
             if eos in answer:
                 answer = answer[: answer.index(eos)]
             outputs.append(str(tokenizer.decode(answer, skip_special_tokens=True)).strip())
     finally:
         model.train(was_training)
-    return outputs, seconds / max(len(records), 1)
+    return outputs, seconds / max(len(records), 1), cpu / max(len(records), 1)
 
 
 def score_predictions(predictions: list[str], references: list[str], *, bertscore: bool) -> dict[str, Any]:
@@ -463,7 +469,7 @@ def arm_export(
     model = result.model
     is_pai = isinstance(setup.hooks, DendriteHooks)
     run.set_phase("scoring the test summaries")
-    predictions, latency = summarize_records(model, shared.tokenizer, shared.data.test, config)
+    predictions, latency, latency_cpu = summarize_records(model, shared.tokenizer, shared.data.test, config)
     references = [r.summary for r in shared.data.test]
     scores = score_predictions(predictions, references, bertscore=config.bertscore)
     row: dict[str, Any] = {
@@ -475,6 +481,8 @@ def arm_export(
         "train_seconds": result.seconds,
         "eval_loss": result.metrics.get("eval_loss"),
         "latency_ms": latency * 1000,
+        "latency_cpu_ms": latency_cpu * 1000,
+        "train_cpu_seconds": setup.info.get("train_cpu_seconds"),
         **{k: v for k, v in scores.items() if k != "per_record"},
     }
     if "teacher_seconds" in setup.info:
@@ -591,8 +599,10 @@ def train_arm(shared: Shared, arm: str, seed: int, parent_id: str | None) -> tup
             guard = (
                 pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
             )
+            cpu_started = time.process_time()
             with guard:
                 result = train(setup.model, setup.task, setup.loop, run, hooks=setup.hooks, tracker=tracker)
+            setup.info["train_cpu_seconds"] = time.process_time() - cpu_started
             row = arm_export(shared, arm, seed, run, setup, result, tracker)
             numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
             run.log_metrics(result.steps, **numbers)
@@ -695,11 +705,14 @@ def lm_compress_job(run: Run, config: LMCompressConfig) -> dict[str, Any]:
             if r.document.strip() and r.summaries
         ][: config.calibration_size]
         batches = calibration_batches(
-            tokenizer, records, instruction=config.instruction, max_source_tokens=config.max_source_tokens
+            tokenizer,
+            records,
+            instruction=instruction_of_config(config),
+            max_source_tokens=config.max_source_tokens,
         )
         importance = importance_scores(model, batches, spec.importance)
     small, plan = compress_causal_lm(model, spec, importance, seed=config.seed)
-    small.config.tldrlab_instruction = config.instruction
+    small.config.tldrlab_instruction = instruction_of_config(config)
     out = Path(config.out) if config.out else run.dir / "model"
     export_compressed(small, tokenizer, plan, out)
     run.add_artifact(out, kind="model")

@@ -47,7 +47,9 @@ LABELS = {
     "rougeL": "ROUGE-L",
     "bertscore_f1": "BERTScore F1",
     "latency_ms": "latency ms/summary",
+    "latency_cpu_ms": "CPU ms/summary",
     "train_seconds": "train s",
+    "train_cpu_seconds": "train CPU s",
     "teacher_seconds": "teacher s",
     "eval_loss": "eval loss",
     "steps": "steps",
@@ -111,7 +113,7 @@ def _fmt(metric: str, mean: float, std: float, n: int) -> str:
     if metric in ("parameters", "steps", "dendrites"):
         text = f"{mean:,.0f}"
         return text if std == 0 else f"{text} ± {std:,.0f}"
-    digits = 1 if metric in ("latency_ms", "train_seconds", "teacher_seconds") else 4
+    digits = 1 if metric.endswith(("_ms", "_seconds")) else 4
     return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
