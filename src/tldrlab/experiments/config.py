@@ -67,6 +67,9 @@ class DendriteConfig(BaseModel):
     """Smallest absolute change of the metric that counts as an improvement."""
     silent: bool = True
     """Silence PerforatedAI's own console chatter (its files are written regardless)."""
+    graphs_every_eval: bool = True
+    """Let PerforatedAI redraw its PNG graphs at every evaluation (seconds each on a CPU); off: they are drawn
+    once, when the run saves its PAI state at the end."""
 
 
 class ExperimentConfig(BaseModel):

@@ -82,7 +82,29 @@ def require_perforatedai() -> tuple[Any, Any]:
             f"perforatedai is not installed ({exc}); "
             "install the extra: pip install --no-deps 'tldrlab[dendrites]'"
         ) from exc
+    if getattr(UPA.load_model_with_weight_tying, "__name__", "") != _load_tied_network.__name__:
+        UPA.load_model_with_weight_tying = _load_tied_network
     return GPA, UPA
+
+
+def _load_tied_network(model: nn.Module, filepath: str) -> nn.Module:
+    """PerforatedAI's loader of networks saved with tied weights, made to rebuild the saved structure first.
+
+    PAI reloads a saved network (its best one) into the live one when new dendrites did not help, or when
+    training completes; with tied weights (T5, Llama-style LMs with tied embeddings) its own loader loads the
+    state dict strictly into the live network, which fails when the live one has more dendrites than the
+    saved one. This reads the same file, restores the tied names from its metadata, and loads through PAI's
+    `load_net_from_dict`, which sets the dendrite structure from the file before loading the weights."""
+    from safetensors import safe_open
+
+    _, UPA = require_perforatedai()
+    with safe_open(filepath, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open has no iter)
+    for secondary, primary in json.loads(metadata.get("weight_tying", "{}")).items():
+        if primary in state:
+            state[secondary] = state[primary]
+    return UPA.load_net_from_dict(model, state)  # type: ignore[no-any-return]
 
 
 def _refuse_debugger(*args: Any, **kwargs: Any) -> None:
@@ -238,6 +260,8 @@ class DendriteHooks(TrainHooks):
         configure(self.config, maximizing=self.maximizing, device=self.device)
         with pai_guard(self.save_dir, "perforate_model", silent=self.config.silent):
             model = UPA.perforate_model(model, save_name=SAVE_NAME, maximizing_score=self.maximizing)
+        GPA, _ = require_perforatedai()
+        GPA.pai_tracker.making_graphs = self.config.graphs_every_eval
         wrapped = perforated_modules(model)
         if not wrapped:
             raise PerforatedAIError(
@@ -305,6 +329,8 @@ class DendriteHooks(TrainHooks):
             )
         text = tracker_file.read_text(encoding="utf-8")
         state = load_file(str(checkpoint_path / "model.safetensors"))
+        _restore_tied(state, model)
+        had_buffer = TRACKER_BUFFER in state  # PAI adds it to the network when it saves its best model
         state[TRACKER_BUFFER] = UPA.string_to_tensor(text)
         with pai_guard(self.save_dir, "resume", silent=self.config.silent):
             # replays the restructures recorded in the weights (dendrite modules per cycle), loads the weights
@@ -313,8 +339,8 @@ class DendriteHooks(TrainHooks):
             GPA.pai_tracker.from_string(text)
             GPA.pai_tracker.saved_time = time.time()
             GPA.pai_tracker.loaded = True
-        if TRACKER_BUFFER in model._buffers:
-            # the loop's checkpoints hold the network's own tensors only; the tracker lives in its file
+        if not had_buffer and TRACKER_BUFFER in model._buffers:
+            # the checkpoint was written before PAI gave the network the buffer: the loop loads it as it was
             del model._buffers[TRACKER_BUFFER]
         saved = json.loads((checkpoint_path / EVENTS_FILE).read_text(encoding="utf-8"))
         self.events = list(saved["events"])
@@ -323,6 +349,22 @@ class DendriteHooks(TrainHooks):
         if self.log is not None:
             self.log("dendrites restored", dendrites=dendrite_count(), parameters=pai_parameter_count(model))
         return model
+
+    def draw_graphs(self) -> None:
+        """PerforatedAI's PNG graphs and CSVs of the tracker so far, into `<save_dir>/pai/`."""
+        GPA, _ = require_perforatedai()
+        tracker = GPA.pai_tracker
+        if tracker is None or self.model is None:
+            return
+        try:
+            with pai_guard(self.save_dir, "save_graphs", silent=self.config.silent):
+                tracker.making_graphs = True
+                tracker.save_graphs()
+        except Exception as exc:  # PAI's plotting indexes its history loosely; a graph must never end a run
+            if self.log is not None:
+                self.log(f"PerforatedAI could not draw its graphs: {type(exc).__name__}: {exc}")
+        finally:
+            tracker.making_graphs = self.config.graphs_every_eval
 
     def save_state(self) -> None:
         """Tracker state, a settings snapshot and the event log, next to PAI's own graphs."""
@@ -339,6 +381,20 @@ class DendriteHooks(TrainHooks):
         atomic_write_json(
             self.save_dir / "pai_events.json", {"note": GRADIENT_DESCENT_NOTE, "events": self.events}
         )
+
+
+def _restore_tied(state: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Add the names safetensors left out for tied tensors (one copy is stored per shared tensor), so a strict
+    load into `model` finds every name."""
+    own = model.state_dict()
+    by_storage: dict[int, list[str]] = {}
+    for name, tensor in own.items():
+        by_storage.setdefault(tensor.data_ptr(), []).append(name)
+    for names in by_storage.values():
+        present = next((n for n in names if n in state), None)
+        for name in names:
+            if present is not None and name not in state:
+                state[name] = state[present]
 
 
 def pai_metrics(event: dict[str, Any]) -> dict[str, float]:

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 from tldrlab.errors import InvalidInputError
 
+HALF = (torch.float16, torch.bfloat16)
+
 
 def distillation_loss(
     student_logits: torch.Tensor,
@@ -51,11 +53,13 @@ def distillation_loss(
             f"{student_logits.shape[0]} student positions but teacher logits of shape "
             f"{tuple(teacher_values.shape)}"
         )
-    logits = student_logits.float()
+    # half precision (autocast) is computed in float32; float32 and float64 stay as they are
+    logits = student_logits.float() if student_logits.dtype in HALF else student_logits
+    teacher = teacher_values.to(logits.dtype)
     ce = F.cross_entropy(logits, targets)
     t = float(temperature)
     log_q = F.log_softmax(logits / t, dim=-1).gather(-1, teacher_indices.long())
-    log_p = F.log_softmax(teacher_values.float() / t, dim=-1)
+    log_p = F.log_softmax(teacher / t, dim=-1)
     kd = (log_p.exp() * (log_p - log_q)).sum(-1).mean() * t * t
     loss = alpha * kd + (1.0 - alpha) * ce
     return loss, {"kd": float(kd.detach()), "ce": float(ce.detach())}

@@ -499,6 +499,7 @@ def arm_export(
         _save_pai_model(model, shared.tokenizer, model_dir, setup, row)
         assert isinstance(setup.hooks, DendriteHooks)
         setup.hooks.save_state()
+        setup.hooks.draw_graphs()
         run.add_artifact(run.dir / "pai", kind="pai")
         _log_dir_artifact(tracker, run.dir / "pai", f"pai-{arm}-seed{seed}", "pai")
     elif setup.plan is not None:
@@ -715,7 +716,10 @@ def lm_compress_job(run: Run, config: LMCompressConfig) -> dict[str, Any]:
     small.config.tldrlab_instruction = instruction_of_config(config)
     out = Path(config.out) if config.out else run.dir / "model"
     export_compressed(small, tokenizer, plan, out)
-    run.add_artifact(out, kind="model")
+    if out.resolve().is_relative_to(run.dir.resolve()):
+        run.add_artifact(out, kind="model")
+    atomic_write_json(run.dir / "compression.json", plan.to_json())
+    run.add_artifact(run.dir / "compression.json", kind="plan")
     summary = plan.to_json()
     run.set_summary(parameters=plan.parameters, kept_fraction=summary["kept_fraction"])
     return {"model_dir": str(out), **{k: v for k, v in summary.items() if k not in ("heads", "kv_groups")}}

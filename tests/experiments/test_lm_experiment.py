@@ -1,0 +1,128 @@
+"""The pretrained-LM experiment end to end on a tiny Llama (every arm, one seed, a few steps), and the
+`experiment compress` command; the real CLI, real runs, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tinylm import CORPUS, save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.cli.main import main
+from tldrlab.experiments.config import LM_ARMS, LMExperimentConfig
+from tldrlab.experiments.lm_results import differences, summarize_rows
+from tldrlab.runs import RunStatus, open_registry
+from tldrlab.runs.atomic import read_jsonl
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> Path:
+    tokenizer = tiny_chat_tokenizer()
+    return save_tiny_model(tiny_llama(tokenizer, layers=4), tokenizer, tmp_path / "tiny")
+
+
+@pytest.fixture
+def pairs(tmp_path: Path) -> Path:
+    path = tmp_path / "pairs.jsonl"
+    lines = [
+        {"document": f"{CORPUS[i % 10]} {CORPUS[(i * 3 + 1) % 10]}", "summary": CORPUS[(i + 4) % 10]}
+        for i in range(48)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.slow
+def test_every_arm_on_a_tiny_llama(tiny_model: Path, pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), "--budget", "4",
+          "--eval-every", "2", "--batch-size", "4", "--train-limit", "32", "--eval-size", "4", "--test-size", "3",
+          "--max-source-tokens", "24", "--max-new-tokens", "4", "--seeds", "1", "--calibration-size", "4",
+          "--wandb-mode", "offline", "--wandb-name", "tinyexp", "--wandb-tags", "unit,tiny"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Lead-1" in out and "vs C (compressed)" in out
+    (record,) = open_registry().list(kind="lm_experiment", limit=5)
+    assert record.status == RunStatus.COMPLETED
+    run_dir = Path(record.run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = {r["arm"]: r for r in results["rows"]}
+    assert list(rows) == LM_ARMS
+    base = rows["baseline"]["parameters"]
+    # the compressed arms share one shape of about half the parameters; dendrites add some back
+    for arm in ("compressed", "compressed_random", "compressed_kd"):
+        assert abs(rows[arm]["parameters"] / base - 0.5) < 0.02
+    assert rows["compressed_pai"]["dendrites"] == 1
+    assert rows["compressed_pai"]["parameters"] > rows["compressed"]["parameters"]
+    assert rows["compressed_kd"]["teacher_seconds"] > 0
+    for row in rows.values():
+        assert row["steps"] <= 4 and row["latency_ms"] > 0 and row["train_cpu_seconds"] > 0
+        assert all(isinstance(row[m], float) for m in ("rouge1", "rouge2", "rougeL", "bertscore_f1"))
+    assert {(d["reference"], d["metric"]) for d in results["differences"]} >= {
+        ("baseline", "rougeL"), ("compressed", "bertscore_f1"), ("lead1", "rouge1")}  # fmt: skip
+    assert (run_dir / "comparison.png").stat().st_size > 5000
+    assert (run_dir / "differences.png").stat().st_size > 5000
+    assert "gradient descent" in (run_dir / "results.md").read_text()
+    # each arm is a child run: its exported model, W&B files with the name and tags asked for
+    children = {c.tags["arm"]: c for c in open_registry().list(kind="lm_experiment_arm", limit=10)}
+    assert set(children) == set(LM_ARMS) and all(c.parent_id == record.id for c in children.values())
+    from transformers import AutoModelForCausalLM
+
+    compressed = Path(children["compressed"].run_dir)
+    loaded = AutoModelForCausalLM.from_pretrained(compressed / "model")
+    assert sum(p.numel() for p in loaded.parameters()) == rows["compressed"]["parameters"]
+    assert json.loads((compressed / "model" / "compression.json").read_text())["init"] == "pretrained"
+    # W&B (offline) writes inside the run directory, with the run name and tags asked for
+    (wandb_file,) = list((compressed / "wandb").rglob("*.wandb"))
+    recorded = wandb_file.read_bytes()
+    assert b"tinyexp-compressed-seed1" in recorded and b"unit" in recorded and b"tiny" in recorded
+    pai = Path(children["compressed_pai"].run_dir)
+    logged = [r for r in read_jsonl(pai / "metrics.jsonl") if "pai/active_dendrites" in r]
+    assert len(logged) == 2 and max(r["pai/restructured"] for r in logged) == 1.0
+    assert (pai / "pai" / "pai_tracker_state.json").is_file() and list((pai / "pai" / "pai").glob("*.png"))
+    kinds = {a["kind"] for a in json.loads((pai / "manifest.json").read_text())["artifacts"]}
+    assert {"pai", "model"} <= kinds
+    assert (Path(children["compressed_kd"].run_dir) / "teacher_topk.safetensors").is_file()
+
+
+def test_bootstrap_differences_are_paired_over_records() -> None:
+    rows = [
+        {"arm": "baseline", "seed": 1, "rougeL": 0.3, "per_record": {"rougeL": [0.2, 0.4, 0.3]}},
+        {"arm": "baseline", "seed": 2, "rougeL": 0.3, "per_record": {"rougeL": [0.4, 0.2, 0.3]}},
+        {"arm": "compressed", "seed": 1, "rougeL": 0.2, "per_record": {"rougeL": [0.2, 0.2, 0.2]}},
+    ]
+    summary = {s["arm"]: s for s in summarize_rows(rows)}
+    assert summary["baseline"]["rougeL_std"] == 0.0 and summary["baseline"]["seeds"] == [1, 2]
+    (found,) = [d for d in differences(rows, None) if d["arm"] == "compressed"]
+    assert found["difference"] == pytest.approx(-0.1)  # per record: seed means (0.3, 0.3, 0.3) vs 0.2
+    assert found["low"] == pytest.approx(-0.1) and found["high"] == pytest.approx(-0.1)
+
+
+def test_compress_command_exports_a_transformers_directory(
+    tiny_model: Path, pairs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "half"
+    main(["experiment", "compress", str(tiny_model), "--ratio", "0.5", "--compression.num-layers", "2",
+          "--calibration-data", str(pairs), "--calibration-size", "4", "--out", str(out), "--json"])  # fmt: skip
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = torch.tensor([tokenizer.encode(CORPUS[0])])
+    assert model(input_ids=ids).logits.shape[-1] == len(tokenizer)
+    plan = json.loads((out / "compression.json").read_text())
+    assert plan["layers"] == [0, 3] and plan["method"] == "activation"
+
+
+def test_bad_arm_configs_are_clear_errors(tiny_model: Path, pairs: Path) -> None:
+    from tldrlab.errors import ConfigError
+    from tldrlab.experiments.lm_experiment import check_arms
+
+    with pytest.raises(ConfigError, match="unknown arm"):
+        check_arms(LMExperimentConfig(data=str(pairs), arms=["baseline", "pruned"]))
+    with pytest.raises(ConfigError, match="distils the fine-tuned baseline"):
+        check_arms(LMExperimentConfig(data=str(pairs), arms=["compressed_kd"]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "compress", str(tiny_model), "--importance", "taylor", "--out", "x"])
+    assert exit_info.value.code != 0
