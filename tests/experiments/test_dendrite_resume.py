@@ -28,9 +28,15 @@ SETTINGS = DendriteConfig(module_names=["LlamaMLP"], switch_every=2, max_dendrit
 def tiny_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=32, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -57,9 +63,17 @@ class EchoTask:
 
 def loop(max_steps: int) -> TrainConfig:
     return TrainConfig(
-        max_steps=max_steps, batch_size=8, eval_every=1, checkpoint_every=1, keep_checkpoints=1, lr=3e-3,
-        lr_schedule="constant", save_best=False, progress=False, plot=False,
-    )  # fmt: skip
+        max_steps=max_steps,
+        batch_size=8,
+        eval_every=1,
+        checkpoint_every=1,
+        keep_checkpoints=1,
+        lr=3e-3,
+        lr_schedule="constant",
+        save_best=False,
+        progress=False,
+        plot=False,
+    )
 
 
 def fresh(run, metrics: list | None = None) -> tuple[DendriteHooks, torch.nn.Module]:

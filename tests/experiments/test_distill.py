@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-
 from tests.tinylm import CORPUS, tiny_chat_tokenizer, tiny_llama
+
 from tldrlab.errors import InvalidInputError
 from tldrlab.experiments.distill import (
     TeacherCache,
@@ -61,8 +61,14 @@ def test_kd_temperature_and_mixing() -> None:
         lambda x: distillation_loss(x, tv, ti, tt, alpha=0.3, temperature=1.7)[0], (z,)
     )
     with pytest.raises(InvalidInputError):
-        distillation_loss(torch.zeros(2, 3), torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.long),
-                          torch.zeros(2, dtype=torch.long), alpha=0.5, temperature=1.0)  # fmt: skip
+        distillation_loss(
+            torch.zeros(2, 3),
+            torch.zeros(1, 2),
+            torch.zeros(1, 2, dtype=torch.long),
+            torch.zeros(2, dtype=torch.long),
+            alpha=0.5,
+            temperature=1.0,
+        )
 
 
 @pytest.fixture(scope="module")

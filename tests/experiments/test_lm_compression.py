@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from tests.tinylm import CORPUS, tiny_chat_tokenizer, tiny_llama
+
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import ConfigError
 from tldrlab.experiments.config import LMCompressionSpec
@@ -56,10 +56,13 @@ def _model(tokenizer, **kwargs):
 
 def _records(n: int = 6) -> list[SummaryRecord]:
     return [
-        SummaryRecord(id=str(i), document=CORPUS[i % len(CORPUS)] + " " + CORPUS[(i + 3) % len(CORPUS)],
-                      summaries=[CORPUS[(i + 5) % len(CORPUS)]])
+        SummaryRecord(
+            id=str(i),
+            document=CORPUS[i % len(CORPUS)] + " " + CORPUS[(i + 3) % len(CORPUS)],
+            summaries=[CORPUS[(i + 5) % len(CORPUS)]],
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def test_parameter_formula_matches_real_counts(tokenizer):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tests.tinylm import CORPUS, save_tiny_model, tiny_chat_tokenizer, tiny_llama
+
 from tldrlab.cli.main import main
 from tldrlab.experiments.config import LM_ARMS, LMExperimentConfig
 from tldrlab.experiments.lm_results import differences, summarize_rows
@@ -36,10 +36,19 @@ def pairs(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_every_arm_on_a_tiny_llama(tiny_model: Path, pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), "--budget", "4",
-          "--eval-every", "2", "--batch-size", "4", "--train-limit", "32", "--eval-size", "4", "--test-size", "3",
-          "--max-source-tokens", "24", "--max-new-tokens", "4", "--seeds", "1", "--calibration-size", "4",
-          "--wandb-mode", "offline", "--wandb-name", "tinyexp", "--wandb-tags", "unit,tiny"])  # fmt: skip
+    tiny = "--budget 4 --eval-every 2 --batch-size 4 --train-limit 32 --eval-size 4 --test-size 3"
+    tiny += " --max-source-tokens 24 --max-new-tokens 4 --seeds 1 --calibration-size 4 --wandb-mode offline"
+    args = [
+        "--data",
+        str(pairs),
+        "--model",
+        str(tiny_model),
+        "--wandb-name",
+        "tinyexp",
+        "--wandb-tags",
+        "unit,tiny",
+    ]
+    main(["experiment", "lm", *args, *tiny.split()])
     out = capsys.readouterr().out
     assert "Lead-1" in out and "vs C (compressed)" in out
     (record,) = open_registry().list(kind="lm_experiment", limit=5)
@@ -59,7 +68,10 @@ def test_every_arm_on_a_tiny_llama(tiny_model: Path, pairs: Path, capsys: pytest
         assert row["steps"] <= 4 and row["latency_ms"] > 0 and row["train_cpu_seconds"] > 0
         assert all(isinstance(row[m], float) for m in ("rouge1", "rouge2", "rougeL", "bertscore_f1"))
     assert {(d["reference"], d["metric"]) for d in results["differences"]} >= {
-        ("baseline", "rougeL"), ("compressed", "bertscore_f1"), ("lead1", "rouge1")}  # fmt: skip
+        ("baseline", "rougeL"),
+        ("compressed", "bertscore_f1"),
+        ("lead1", "rouge1"),
+    }
     assert (run_dir / "comparison.png").stat().st_size > 5000
     assert (run_dir / "differences.png").stat().st_size > 5000
     assert "gradient descent" in (run_dir / "results.md").read_text()
@@ -102,8 +114,24 @@ def test_compress_command_exports_a_transformers_directory(
     tiny_model: Path, pairs: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "half"
-    main(["experiment", "compress", str(tiny_model), "--ratio", "0.5", "--compression.num-layers", "2",
-          "--calibration-data", str(pairs), "--calibration-size", "4", "--out", str(out), "--json"])  # fmt: skip
+    main(
+        [
+            "experiment",
+            "compress",
+            str(tiny_model),
+            "--ratio",
+            "0.5",
+            "--compression.num-layers",
+            "2",
+            "--calibration-data",
+            str(pairs),
+            "--calibration-size",
+            "4",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -146,7 +146,7 @@ def choose_shape(config: Any, spec: LMCompressionSpec) -> LMShape:
         return LMShape(**{**base.__dict__, **given})
     total = parameter_count(config, base)
     target = spec.ratio * total
-    best: tuple[tuple[float, float, int], LMShape] | None = None
+    best: tuple[tuple[float, float, float], LMShape] | None = None
     for cand in _candidates(base):
         if any(getattr(cand, k) != v for k, v in given.items()):
             continue

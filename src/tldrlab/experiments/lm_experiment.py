@@ -595,7 +595,8 @@ def train_arm(shared: Shared, arm: str, seed: int, parent_id: str | None) -> tup
 
             seed_everything(seed)
             setup = arm_setup(shared, arm, seed, run, sink)
-            run.set_environment(**{k: v for k, v in setup.info.items() if isinstance(v, int | float | str)})
+            facts: dict[str, Any] = {k: v for k, v in setup.info.items() if isinstance(v, int | float)}
+            run.set_environment(arm=arm, **facts)
             is_pai = isinstance(setup.hooks, DendriteHooks)
             guard = (
                 pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
