@@ -43,6 +43,7 @@ from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.experiments.config import (
     ExperimentArmConfig,
     ExperimentConfig,
+    LMArmConfig,
     LMCompressConfig,
     LMExperimentConfig,
 )
@@ -215,6 +216,13 @@ _ENTRIES = (
         LMExperimentConfig,
         "tldrlab.experiments.lm_experiment:lm_experiment_job",
         "A pretrained causal LM: baseline vs compressed vs + dendrites vs random vs distilled, same budget.",
+    ),
+    RunKind(
+        "lm_experiment_arm",
+        LMArmConfig,
+        "tldrlab.experiments.lm_experiment:lm_experiment_arm_job",
+        "One arm of an lm_experiment trained for one seed (started by its experiment).",
+        submittable=False,
     ),
     RunKind(
         "lm_compress",

@@ -14,7 +14,7 @@ from tldrlab.kinds import KINDS, get_kind, kind_schema, load_target, resolve_exe
 EXPECTED = {
     "train", "tokenizer", "evaluate", "generate", "score", "ingest", "elm_prepare", "elm_train",
     "elm_evaluate", "elm_optimize", "lvm_ingest", "lvm_index", "lvm_sequences", "lvm_train", "lvm_evaluate",
-    "experiment", "sweep", "smoke",
+    "experiment", "sweep", "smoke", "lm_experiment", "lm_experiment_arm", "lm_compress", "elm_compare_lm",
 }  # fmt: skip
 
 

@@ -283,3 +283,12 @@ class LMExperimentConfig(BaseModel):
     """W&B run-name prefix (each arm's run is `<prefix>-<arm>-seed<n>`); None: the experiment run id."""
     wandb_tags: list[str] = Field(default_factory=list)
     """W&B tags of every arm's run (the arm's name is added)."""
+
+
+class LMArmConfig(LMExperimentConfig):
+    """Kind `lm_experiment_arm` (started by an `lm_experiment`, not submitted): one arm for one seed."""
+
+    arm: str
+    """The arm trained (one of the experiment's arms)."""
+    seed: int
+    """The seed of this arm's run (weights of compressed_random, data order)."""

@@ -25,8 +25,10 @@ final weights on the test records, save the model, the PAI files). After every a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tldrlab.data.records import SummaryRecord
-from tldrlab.device import resolve_device, seed_everything
+from tldrlab.device import resolve_device
 from tldrlab.errors import ConfigError, InvalidInputError
-from tldrlab.experiments.config import LM_ARMS, LMCompressConfig, LMExperimentConfig
+from tldrlab.experiments.config import LM_ARMS, LMArmConfig, LMCompressConfig, LMExperimentConfig
 from tldrlab.experiments.dendrites import (
     GRADIENT_DESCENT_NOTE,
     DendriteHooks,
@@ -64,7 +66,8 @@ from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.train.chat_sft import ChatSFTTask
 from tldrlab.train.config import DataConfig, TrainConfig
-from tldrlab.train.loop import TrainHooks, TrainResult, train
+from tldrlab.train.loop import TrainHooks, TrainResult
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
 ARM_KIND = "lm_experiment_arm"
 ROWS_DIR = "rows"
@@ -462,9 +465,10 @@ def lead1(records: list[SummaryRecord]) -> list[str]:
 
 
 def arm_export(
-    shared: Shared, arm: str, seed: int, run: Run, setup: ArmSetup, result: TrainResult, tracker: Any
+    shared: Shared, arm: str, seed: int, run: Run, setup: ArmSetup, result: TrainResult
 ) -> dict[str, Any]:
-    """Score the final weights on the test records, save the model (and the PAI files); the results row."""
+    """Score the final weights on the test records, save the model in `<run>/model` (and PAI's state in
+    `<run>/pai`); the results row (per-record scores included, for the bootstrap)."""
     config = shared.config
     model = result.model
     is_pai = isinstance(setup.hooks, DendriteHooks)
@@ -487,27 +491,22 @@ def arm_export(
     }
     if "teacher_seconds" in setup.info:
         row["teacher_seconds"] = setup.info["teacher_seconds"]
-    if is_pai:
-        assert isinstance(setup.hooks, DendriteHooks)
+    if isinstance(setup.hooks, DendriteHooks):
         events = setup.hooks.events
         row["dendrites"] = dendrite_count()
         row["restructures"] = sum(1 for e in events if e["restructured"])
         row["pai_complete"] = setup.hooks.completed
     run.set_phase("exporting the model")
     model_dir = run.dir / "model"
-    if is_pai:
+    if isinstance(setup.hooks, DendriteHooks):
         _save_pai_model(model, shared.tokenizer, model_dir, setup, row)
-        assert isinstance(setup.hooks, DendriteHooks)
         setup.hooks.save_state()
         setup.hooks.draw_graphs()
-        run.add_artifact(run.dir / "pai", kind="pai")
-        _log_dir_artifact(tracker, run.dir / "pai", f"pai-{arm}-seed{seed}", "pai")
+        _log_to_wandb_run(run.dir / "pai", f"pai-{arm}-seed{seed}", "pai")
     elif setup.plan is not None:
         export_compressed(model, shared.tokenizer, setup.plan, model_dir)
     else:
         export_compressed_baseline(model, shared.tokenizer, model_dir)
-    run.add_artifact(model_dir, kind="model")
-    _log_dir_artifact(tracker, model_dir, f"model-{arm}-seed{seed}", "model")
     samples = [
         {"id": r.id, "reference": ref, "prediction": pred}
         for r, ref, pred in zip(shared.data.test, references, predictions, strict=True)
@@ -547,74 +546,122 @@ def _save_pai_model(model: Any, tokenizer: Any, out: Path, setup: ArmSetup, row:
     )
 
 
-def _log_dir_artifact(tracker: Any, path: Path, name: str, kind: str) -> None:
-    if tracker is None or tracker.wandb_run is None:
+def _active_wandb_run() -> Any:
+    """The W&B run the recipe driver started for this arm (None when W&B is off or not imported)."""
+    module = sys.modules.get("wandb")
+    return getattr(module, "run", None) if module is not None else None
+
+
+def _log_to_wandb_run(path: Path, name: str, kind: str) -> None:
+    wandb_run = _active_wandb_run()
+    if wandb_run is None:
         return
     import wandb
 
     artifact = wandb.Artifact(name, type=kind)
     artifact.add_dir(str(path))
-    tracker.wandb_run.log_artifact(artifact)
+    wandb_run.log_artifact(artifact)
 
 
-def _tracker(shared: Shared, run: Run, arm: str, seed: int, parent: str) -> Any:
-    import os
+def _pai_sink(run: Run) -> Callable[[int, dict[str, float]], None]:
+    """Where the PAI metrics of each evaluation go: the run's metrics and the arm's W&B run."""
 
-    from tldrlab.config import get_settings
-    from tldrlab.track.wandb_tracker import WANDB_MODES, WandbTracker
+    def sink(step: int, metrics: dict[str, float]) -> None:
+        run.log_metrics(step, **metrics)
+        wandb_run = _active_wandb_run()
+        if wandb_run is not None:
+            wandb_run.log(dict(metrics), step=step)
 
-    config = shared.config
-    env = os.environ.get("WANDB_MODE")
-    mode = config.wandb_mode or (env if env in WANDB_MODES else None) or get_settings().wandb_mode
-    tracker = WandbTracker.start(
-        run,
-        mode=mode,
-        config={**config.model_dump(mode="json"), "arm": arm, "seed": seed},
-        project=config.wandb_project,
-    )
-    if tracker.wandb_run is not None:
-        tracker.wandb_run.name = f"{config.wandb_name or parent}-{arm}-seed{seed}"
-        tracker.wandb_run.tags = tuple(dict.fromkeys([*config.wandb_tags, arm]))
-    return tracker
+    return sink
+
+
+class CpuClock(TrainHooks):
+    """CPU time of this process between the start and the end of training (the machine's other load does not
+    count, unlike wall time)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.seconds = 0.0
+
+    def on_train_start(self, state: Any, model: nn.Module) -> None:
+        self.started = time.process_time()
+
+    def on_train_end(self, state: Any, result: TrainResult) -> None:
+        self.seconds = time.process_time() - self.started
+
+
+def arm_recipe(shared: Shared) -> Recipe[LMArmConfig]:
+    """One arm as a recipe: `arm_setup` builds it (the shared pieces, this seed's baseline as the teacher),
+    `arm_export` scores the final weights (not the best) and saves them."""
+
+    def setup(run: Run | None, config: LMArmConfig) -> RecipeSetup:
+        if run is None:
+            raise ConfigError("the experiment's arms do not run distributed")
+        built = arm_setup(shared, config.arm, config.seed, run, _pai_sink(run))
+        clock = CpuClock()
+        is_pai = isinstance(built.hooks, DendriteHooks)
+        silent = config.dendrites.silent
+
+        def guard() -> contextlib.AbstractContextManager[Any]:
+            # PAI's modules may call sys.exit / pdb from inside forward and backward passes, not only its API
+            return pai_traps("training", silent=silent) if is_pai else contextlib.nullcontext()
+
+        experiment = run.record.parent_id or run.id
+        facts = {k: v for k, v in built.info.items() if isinstance(v, int | float)}
+        return RecipeSetup(
+            model=built.model,
+            task=built.task,
+            loop=built.loop,
+            tokenizer=shared.tokenizer,
+            hooks=[h for h in (built.hooks, clock) if h is not None],
+            tracking=Tracking(
+                mode=config.wandb_mode,
+                project=config.wandb_project,
+                name=f"{config.wandb_name or experiment}-{config.arm}-seed{config.seed}",
+                group=experiment,
+                tags=list(dict.fromkeys([*config.wandb_tags, config.arm])),
+                config=config.model_dump(mode="json"),
+            ),
+            environment={"arm": config.arm, **facts},
+            restore_best=False,
+            resume=True,
+            guard=guard,
+            extra={"arm": built, "clock": clock},
+        )
+
+    def export(run: Run, config: LMArmConfig, setup: RecipeSetup, result: TrainResult) -> RecipeExport:
+        built: ArmSetup = setup.extra["arm"]
+        built.info["train_cpu_seconds"] = setup.extra["clock"].seconds
+        row = arm_export(shared, config.arm, config.seed, run, built, result)
+        numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        run.log_metrics(result.steps, **numbers)
+        atomic_write_json(run.dir / "result.json", {k: v for k, v in row.items() if k != "per_record"})
+        artifacts = [(run.dir / "pai", "pai")] if isinstance(built.hooks, DendriteHooks) else []
+        return RecipeExport(
+            model_dir=run.dir / "model", summary=numbers, artifacts=artifacts, result={"row": row}
+        )
+
+    return Recipe(ARM_KIND, lambda config: config.seed, setup, export)
 
 
 def train_arm(shared: Shared, arm: str, seed: int, parent_id: str | None) -> tuple[dict[str, Any], nn.Module]:
-    """One arm for one seed in its own child run; its results row and the trained model."""
-    import contextlib
+    """One arm for one seed in its own child run (kind `lm_experiment_arm`); its results row and the model."""
+    config = LMArmConfig.model_validate({**shared.config.model_dump(), "arm": arm, "seed": seed})
+    with start_run(ARM_KIND, config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
+        outcome = run_recipe(run, arm_recipe(shared), config)
+    return outcome.export.result["row"], outcome.train.model
 
-    config = shared.config
-    run_config = {**config.model_dump(mode="json"), "arm": arm, "seed": seed}
-    with start_run(ARM_KIND, run_config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
-        tracker = _tracker(shared, run, arm, seed, parent_id or run.id)
-        ok = False
-        try:
 
-            def sink(step: int, metrics: dict[str, float]) -> None:
-                run.log_metrics(step, **metrics)
-                tracker.log(step, metrics)
-
-            seed_everything(seed)
-            setup = arm_setup(shared, arm, seed, run, sink)
-            facts: dict[str, Any] = {k: v for k, v in setup.info.items() if isinstance(v, int | float)}
-            run.set_environment(arm=arm, **facts)
-            is_pai = isinstance(setup.hooks, DendriteHooks)
-            guard = (
-                pai_traps("training", silent=config.dendrites.silent) if is_pai else contextlib.nullcontext()
-            )
-            cpu_started = time.process_time()
-            with guard:
-                result = train(setup.model, setup.task, setup.loop, run, hooks=setup.hooks, tracker=tracker)
-            setup.info["train_cpu_seconds"] = time.process_time() - cpu_started
-            row = arm_export(shared, arm, seed, run, setup, result, tracker)
-            numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-            run.log_metrics(result.steps, **numbers)
-            tracker.log(result.steps, numbers)
-            run.set_summary(**numbers)
-            atomic_write_json(run.dir / "result.json", {k: v for k, v in row.items() if k != "per_record"})
-            ok = True
-        finally:
-            tracker.finish(exit_code=0 if ok else 1)
-    return row, result.model
+def lm_experiment_arm_job(run: Run, config: LMArmConfig) -> dict[str, Any]:
+    """Run kind `lm_experiment_arm` on its own (a worker; an experiment trains its arms in-process): the
+    shared pieces rebuilt as the experiment builds them; compressed_kd trains its teacher (the baseline) in
+    this run first."""
+    shared = open_shared(config)
+    if config.arm == "compressed_kd":
+        base = config.model_copy(update={"arm": "baseline"})
+        shared.baselines[config.seed] = run_recipe(run, arm_recipe(shared), base).train.model
+    row: dict[str, Any] = run_recipe(run, arm_recipe(shared), config).export.result["row"]
+    return {k: v for k, v in row.items() if k != "per_record"}
 
 
 # -- the whole experiment ---------------------------------------------------------------------------------
