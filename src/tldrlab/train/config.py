@@ -105,7 +105,8 @@ class TrainConfig(BaseModel):
     """Keep a copy of the model weights of the best evaluation under checkpoints/best."""
 
     plot: bool = True
-    """Draw PNG curves (loss, eval metrics, lr) into the run directory at each evaluation and at the end."""
+    """Draw PNG curves (loss, eval metrics, lr) into the run directory at the end, and at evaluations at most
+    once a minute while training."""
 
     progress: bool = True
     """Show a progress bar (steps/s, tokens/s, loss, ETA) on the console."""

@@ -318,6 +318,11 @@ def _truncate_metrics(run: Run, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
+PLOT_INTERVAL_S = 60.0
+"""Curves are redrawn at an evaluation at most this often (and always at the end): matplotlib takes about a
+second per figure on a small CPU, which at frequent evaluations cost more than the training steps."""
+
+
 def _plot(run: Run | None, config: TrainConfig) -> None:
     if run is None or not config.plot:
         return
@@ -368,6 +373,7 @@ class _Loop:
         self.resumed_from: int | None = None
         self.stopped_early = False
         self.progress_bar: Any = None
+        self.plotted_at: float | None = None
 
     # -- setup / resume -------------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -537,7 +543,10 @@ class _Loop:
             self.tracker.log(state.step, metrics)
         if improved and config.save_best:
             self.checkpoint("best")
-        _plot(run if self.is_main else None, config)
+        now = time.perf_counter()
+        if now - (self.plotted_at if self.plotted_at is not None else self.started) >= PLOT_INTERVAL_S:
+            _plot(run if self.is_main else None, config)
+            self.plotted_at = now
         return metrics
 
     def evaluate_and_decide(self) -> None:
