@@ -38,6 +38,9 @@ def pairs(tmp_path: Path) -> Path:
 def test_every_arm_on_a_tiny_llama(tiny_model: Path, pairs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tiny = "--budget 4 --eval-every 2 --batch-size 4 --train-limit 32 --eval-size 4 --test-size 3"
     tiny += " --max-source-tokens 24 --max-new-tokens 4 --seeds 1 --calibration-size 4 --wandb-mode offline"
+    # charts cost most of a tiny run's time: the end-to-end run draws only PAI's graphs (once, at the end);
+    # test_results_tables_and_charts draws the experiment's charts
+    tiny += " --no-plots --dendrites.no-graphs-every-eval"
     args = [
         "--data",
         str(pairs),
@@ -72,8 +75,7 @@ def test_every_arm_on_a_tiny_llama(tiny_model: Path, pairs: Path, capsys: pytest
         ("compressed", "bertscore_f1"),
         ("lead1", "rouge1"),
     }
-    assert (run_dir / "comparison.png").stat().st_size > 5000
-    assert (run_dir / "differences.png").stat().st_size > 5000
+    assert not list(run_dir.rglob("comparison.png")) and "comparison.png" not in results["files"]
     assert "gradient descent" in (run_dir / "results.md").read_text()
     # each arm is a child run: its exported model, W&B files with the name and tags asked for
     children = {c.tags["arm"]: c for c in open_registry().list(kind="lm_experiment_arm", limit=10)}
@@ -108,6 +110,36 @@ def test_bootstrap_differences_are_paired_over_records() -> None:
     (found,) = [d for d in differences(rows, None) if d["arm"] == "compressed"]
     assert found["difference"] == pytest.approx(-0.1)  # per record: seed means (0.3, 0.3, 0.3) vs 0.2
     assert found["low"] == pytest.approx(-0.1) and found["high"] == pytest.approx(-0.1)
+
+
+def test_results_tables_and_charts(tmp_path: Path, pairs: Path) -> None:
+    from tldrlab.experiments.lm_results import write_lm_results
+
+    scores = {"baseline": [0.4, 0.5, 0.3], "compressed": [0.3, 0.2, 0.3], "compressed_pai": [0.3, 0.3, 0.2]}
+    rows = [
+        {
+            "arm": arm,
+            "seed": seed,
+            "parameters": 100 if arm == "baseline" else 50,
+            "rougeL": sum(values) / 3,
+            "bertscore_f1": sum(values) / 3 + 0.1,
+            "per_record": {"rougeL": values, "bertscore_f1": [v + 0.1 for v in values]},
+        }
+        for arm, values in scores.items()
+        for seed in (1, 2)
+    ]
+    lead = {"arm": "lead1", "rougeL": 0.25, "per_record": {"rougeL": [0.2, 0.3, 0.25]}}
+    config = LMExperimentConfig(data=str(pairs), arms=list(scores))
+    tables_only = write_lm_results(tmp_path, rows, lead, config, plots=False)
+    assert set(tables_only["files"]) == {"results.md", "results.csv"}
+    results = write_lm_results(tmp_path, rows, lead, config)
+    assert (tmp_path / "comparison.png").stat().st_size > 5000
+    assert (tmp_path / "differences.png").stat().st_size > 5000
+    (found,) = [d for d in results["differences"] if (d["arm"], d["reference"], d["metric"]) == (
+        "compressed", "baseline", "rougeL")]  # fmt: skip
+    assert found["difference"] == pytest.approx(-0.4 / 3)
+    assert "Lead-1" in (tmp_path / "results.md").read_text()
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 7
 
 
 def test_compress_command_exports_a_transformers_directory(

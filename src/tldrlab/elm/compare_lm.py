@@ -43,7 +43,8 @@ from tldrlab.models.chat import chat_prompt
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.train.config import DataConfig, TrainConfig
-from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState, train
+from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
+from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 
 COLUMNS = ("rouge1", "rouge2", "rougeL", "bertscore_f1", "distinct_prediction_rate")
 LABELS = {
@@ -96,30 +97,16 @@ def _records(split: Any) -> list[SummaryRecord]:
     ]
 
 
-def _wandb_mode(config: ElmLMCompareConfig) -> str:
-    import os
-
-    from tldrlab.config import get_settings
-    from tldrlab.track.wandb_tracker import WANDB_MODES
-
-    env = os.environ.get("WANDB_MODE")
-    return config.wandb or (env if env in WANDB_MODES else None) or get_settings().wandb_mode
+FINETUNE_KIND = "elm_compare_finetune"
 
 
-def _finetune(config: ElmLMCompareConfig, data_dir: Path, parent: str) -> tuple[Any, Any, dict[str, Any]]:
-    """The LM fine-tuned on the full text within the CPU budget (best validation loss): model, tokenizer,
-    facts."""
-    from safetensors.torch import load_model
+def finetune_recipe(
+    train_records: list[SummaryRecord], val_records: list[SummaryRecord], budget: CpuBudget, parent: str
+) -> Recipe[ElmLMCompareConfig]:
+    """The `finetune` system as a recipe: the whole LM fine-tuned on the full text (chat format, answer-only
+    loss) until `budget` is spent; the driver keeps the best validation loss's weights."""
 
-    from tldrlab.device import seed_everything
-    from tldrlab.elm.prepare import load_split
-    from tldrlab.track.wandb_tracker import WandbTracker
-
-    train_records = _records(load_split(data_dir, "train"))
-    val_records = _records(load_split(data_dir, "val"))[: config.eval_size]
-    run_config = {**config.model_dump(mode="json"), "system": "finetune"}
-    with start_run("elm_compare_finetune", run_config, seed=config.seed, parent_id=parent) as run:
-        seed_everything(config.seed)
+    def setup(run: Run | None, config: ElmLMCompareConfig) -> RecipeSetup:
         model, tokenizer = load_pretrained(config.lm)
         instruction = instruction_of_config(config)
         model.config.tldrlab_instruction = instruction
@@ -129,9 +116,8 @@ def _finetune(config: ElmLMCompareConfig, data_dir: Path, parent: str) -> tuple[
             max_target_len=config.max_target_tokens,
             max_val_examples=config.eval_size,
         )
-        task = ArmTask(train_records, val_records, tokenizer, data, instruction)
         loop = TrainConfig(
-            max_steps=10**8,
+            max_steps=10**8,  # the CPU budget stops it
             batch_size=config.batch_size,
             lr=config.finetune_lr,
             warmup_steps=10,
@@ -143,25 +129,51 @@ def _finetune(config: ElmLMCompareConfig, data_dir: Path, parent: str) -> tuple[
             seed=config.seed,
             log_every=max(1, config.eval_every // 5),
         )
-        budget = CpuBudget(config.cpu_minutes)
-        tracker = WandbTracker.start(run, mode=_wandb_mode(config), config=run_config, project="tldrlab-elm")
-        try:
-            result = train(model, task, loop, run, hooks=budget, tracker=tracker)
-        finally:
-            tracker.finish()
-        model = result.model
-        if result.best_checkpoint is not None:
-            load_model(model, str(result.best_checkpoint / "model.safetensors"))
+        return RecipeSetup(
+            model=model,
+            task=ArmTask(train_records, val_records, tokenizer, data, instruction),
+            loop=loop,
+            tokenizer=tokenizer,
+            hooks=[budget],
+            tracking=Tracking(
+                mode=config.wandb,
+                project="tldrlab-elm",
+                group=parent,
+                tags=["compare-lm", "finetune"],
+                config={**config.model_dump(mode="json"), "system": "finetune"},
+            ),
+            resume=False,
+        )
+
+    def export(run: Run, config: ElmLMCompareConfig, setup: RecipeSetup, result: TrainResult) -> RecipeExport:
+        # the comparison scores the model in memory; nothing is saved beyond the run's checkpoint
         facts = {
             "run_id": run.id,
             "steps": result.steps,
             "best_step": result.best_step,
             "train_cpu_seconds": budget.used,
             "train_seconds": result.seconds,
-            "trainable_parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in result.model.parameters()),
         }
-        run.set_summary(**{k: v for k, v in facts.items() if isinstance(v, int | float)})
-    return model, tokenizer, facts
+        numbers = {k: v for k, v in facts.items() if isinstance(v, int | float)}
+        return RecipeExport(summary=numbers, result=facts)
+
+    return Recipe(FINETUNE_KIND, lambda config: config.seed, setup, export)
+
+
+def _finetune(config: ElmLMCompareConfig, data_dir: Path, parent: str) -> tuple[Any, Any, dict[str, Any]]:
+    """The LM fine-tuned on the full text within the CPU budget (best validation loss), in a child run:
+    model, tokenizer, facts."""
+    from tldrlab.elm.prepare import load_split
+
+    train_records = _records(load_split(data_dir, "train"))
+    val_records = _records(load_split(data_dir, "val"))[: config.eval_size]
+    budget = CpuBudget(config.cpu_minutes)
+    recipe = finetune_recipe(train_records, val_records, budget, parent)
+    run_config = {**config.model_dump(mode="json"), "system": "finetune"}
+    with start_run(FINETUNE_KIND, run_config, seed=config.seed, parent_id=parent) as run:
+        outcome = run_recipe(run, recipe, config)
+    return outcome.train.model, outcome.setup.tokenizer, outcome.export.result
 
 
 def _train_elm(

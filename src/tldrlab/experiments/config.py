@@ -270,6 +270,10 @@ class LMExperimentConfig(BaseModel):
     """Compute BERTScore F1 (offline MiniLM)."""
     lead_baseline: bool = True
     """Also score Lead-1 (the document's first sentence) on the test records."""
+    plots: bool = True
+    """Draw the PNG charts: each arm's training curves (at every evaluation) and the experiment's
+    comparison.png / differences.png (once, at the end); off: tables and metrics only (PerforatedAI's own
+    graphs follow `dendrites.graphs_every_eval`)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when available, else CPU (fp32 on a CPU, the loop's automatic precision on CUDA)."""
     checkpoint_every_eval: bool = True

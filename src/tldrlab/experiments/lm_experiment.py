@@ -19,8 +19,8 @@ baseline arm of its own seed after its training; its top-k logits on the example
 computed ahead of training (`distill.TeacherCache`, seconds reported as `teacher_seconds`).
 
 Each arm is written as a recipe: `arm_setup` (model, task, loop settings, hooks) and `arm_export` (score the
-final weights on the test records, save the model, the PAI files). After every arm the table is rewritten
-(`lm_results.write_lm_results`): a stopped experiment keeps what it measured.
+final weights on the test records, save the model, the PAI files). After every arm the tables are rewritten
+(`lm_results.write_lm_results`): a stopped experiment keeps what it measured; the charts are drawn at the end.
 """
 
 from __future__ import annotations
@@ -295,6 +295,7 @@ def loop_config(config: LMExperimentConfig, arm: str, seed: int, device: str) ->
         precision="auto",
         seed=seed,
         log_every=max(1, config.eval_every // 4),
+        plot=config.plots,
     )
 
 
@@ -720,10 +721,10 @@ def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
             else:
                 del model
             done = len(rows_so_far(run.dir, config))
-            write_lm_results(run.dir, rows_so_far(run.dir, config), lead, config)
+            write_lm_results(run.dir, rows_so_far(run.dir, config), lead, config, plots=False)
             run.heartbeat(progress=done / total, message=f"{done} of {total} arms done")
         shared.baselines.pop(seed, None)
-    results = write_lm_results(run.dir, rows_so_far(run.dir, config), lead, config)
+    results = write_lm_results(run.dir, rows_so_far(run.dir, config), lead, config, plots=config.plots)
     results.update(run_id=run.id, run_dir=str(run.dir))
     atomic_write_json(run.dir / "results.json", results)
     run.add_artifact(run.dir / "results.json", kind="results")

@@ -255,9 +255,10 @@ def plot_differences(found: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_lm_results(
-    out_dir: Path, rows: list[dict[str, Any]], lead: dict[str, Any] | None, config: Any
+    out_dir: Path, rows: list[dict[str, Any]], lead: dict[str, Any] | None, config: Any, *, plots: bool = True
 ) -> dict[str, Any]:
-    """results.md / results.csv / comparison.png / differences.png in `out_dir`; the JSON-ready results."""
+    """results.md / results.csv (and with `plots`: comparison.png / differences.png) in `out_dir`; the
+    JSON-ready results."""
     summary = summarize_rows(rows)
     found = differences(rows, lead)
     table = markdown_table(summary, lead)
@@ -285,9 +286,9 @@ def write_lm_results(
     atomic_write_text(out_dir / "results.md", text)
     atomic_write_text(out_dir / "results.csv", csv_text(rows))
     files = {"results.md": out_dir / "results.md", "results.csv": out_dir / "results.csv"}
-    if summary:
+    if plots and summary:
         files["comparison.png"] = plot_comparison(summary, lead, out_dir / "comparison.png")
-    if found:
+    if plots and found:
         files["differences.png"] = plot_differences(found, out_dir / "differences.png")
     return {
         "rows": [{k: v for k, v in r.items() if k != "per_record"} for r in rows],
