@@ -23,6 +23,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from tldrlab.config import get_settings
+
 
 class JsonLinesFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message and any `fields` passed via `extra`."""
@@ -82,8 +84,6 @@ def configure_console(level: str | None = None, *, verbose: bool = False, comman
     caller prints run errors itself (the CLI), so the console leaves out their log lines.
     """
     if level is None:
-        from tldrlab.config import get_settings
-
         level = "DEBUG" if verbose else get_settings().log_level
     root = logging.getLogger("tldrlab")
     root.setLevel(logging.DEBUG)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.runs.datasets import open_datasets, register_dataset
 
 data_app = typer.Typer(
     help="Inspect data files and list the supported formats.\n\n"
@@ -58,6 +59,7 @@ def inspect(
       tldrlab data inspect ../shared/data/debian_descriptions --split validation --json
       tldrlab data inspect my.csv --format pairs --map document=text --map summary=headline --skip-invalid
     """
+    # lazy: loads bs4, lxml, numpy (kept off `tldrlab --help`)
     from tldrlab.data.inspect import inspect_path
 
     stats = inspect_path(
@@ -80,6 +82,7 @@ def formats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
     Example: tldrlab data formats
     """
+    # lazy: loads bs4, lxml (kept off `tldrlab --help`)
     from tldrlab.data.readers import READERS
 
     if as_json:
@@ -116,7 +119,6 @@ def register_command(
 
     Example: tldrlab data register ../shared/data/scitldr --license "Apache-2.0"
     """
-    from tldrlab.runs.datasets import register_dataset
 
     record, new = register_dataset(
         path, name=name, format=format, source_url=source_url, license=license, note=note
@@ -137,7 +139,6 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 
     Example: tldrlab data list --json
     """
-    from tldrlab.runs.datasets import open_datasets
 
     records = open_datasets().list(limit=1000)
     if as_json:

@@ -13,7 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from tldrlab.cli.runkinds import RunCommand, add
+from tldrlab.config import get_settings
+from tldrlab.digest.cache import open_cache
 from tldrlab.errors import InvalidInputError
+from tldrlab.samples import sample_path
 
 console = Console()
 err_console = Console(stderr=True)
@@ -67,14 +70,14 @@ def run_digest(
     thread_id: str | None = None,
     format: str | None = None,
 ) -> None:
-    from tldrlab.config import get_settings
-    from tldrlab.digest.cache import open_cache
+    # lazy: loads numpy, torch (kept off `tldrlab --help`)
     from tldrlab.digest.pipeline import DigestOptions, digest_events
     from tldrlab.embed import get_embedder
     from tldrlab.store import open_store
 
     settings = get_settings()
     if Path(target).exists():
+        # lazy: loads numpy (kept off `tldrlab --help`)
         from tldrlab.digest.ingest import ingest_path
 
         stats, _ = ingest_path(target, format=format, show_progress=not as_json)
@@ -211,7 +214,7 @@ def highlights_command(
 
     Example: tldrlab highlights 33 --q "roasted barley"
     """
-    from tldrlab.config import get_settings
+    # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.digest.highlights import HighlightOptions, thread_highlights
     from tldrlab.digest.scorers import ScorerName
     from tldrlab.embed import get_embedder
@@ -243,7 +246,6 @@ def demo_command(
 
     Example: tldrlab demo
     """
-    from tldrlab.samples import sample_path
 
     path = sample_path("beer_thread")
     if not as_json:

@@ -21,6 +21,10 @@ from rich.table import Table
 
 from tldrlab.cli.options import Flag
 from tldrlab.cli.runkinds import RunCommand, add, report_training
+from tldrlab.elm.compare import compare_elm_t5, markdown_table
+from tldrlab.elm.evaluate import predict_split
+from tldrlab.errors import ConfigError
+from tldrlab.runs.atomic import atomic_write_text
 
 console = Console()
 elm_app = typer.Typer(
@@ -47,16 +51,15 @@ def generate_command(
     """
     import torch
 
-    from tldrlab.elm.evaluate import predict_split
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.elm.model import generate_summaries, load_elm, resolve_elm_dir
     from tldrlab.elm.prepare import DEFAULT_TEMPLATE, load_split
-    from tldrlab.errors import ConfigError
-    from tldrlab.runs.atomic import atomic_write_text
 
     if sum(x is not None and x != [] for x in (data, input, text)) != 1:
         raise ConfigError("give exactly one of --data DIR, --input FILE or --text TEXT")
     elm, tokenizer = load_elm(model)
     if text:
+        # lazy: loads numpy (kept off `tldrlab --help`)
         from tldrlab.embed import get_embedder
 
         saved = json.loads((resolve_elm_dir(model) / "elm_config.json").read_text(encoding="utf-8"))
@@ -105,7 +108,6 @@ def compare_command(
 
     Example: tldrlab elm compare --data ../shared/data/debian_descriptions --minutes 10
     """
-    from tldrlab.elm.compare import compare_elm_t5, markdown_table
 
     rows = compare_elm_t5(
         data, out, minutes=minutes, limit=limit, eval_limit=eval_limit, lm_size=lm_size,

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tldrlab.cli.runkinds import RunCommand, add
+from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,6 +27,7 @@ GENERATION: dict[str, str | tuple[str, ...]] = {
 
 def evaluate(config: Any) -> tuple[str, Any]:
     """Evaluations are children of the evaluated run (`evaluate_target` links them)."""
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.evaluate.launchers import evaluate_target
 
     result = evaluate_target(config.model_run, **config.overrides())
@@ -47,7 +49,6 @@ def report_generate(run_id: str, result: Any) -> None:
         console.rule(f"[bold]{result['model']}[/] prompt {i + 1}  [dim]run {run_id}[/]")
         for j, out in enumerate(outputs):
             console.print(f"[{j}] {out}" if out.strip() else f"[{j}] (empty)", highlight=False, markup=False)
-    from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count
 
     if empty := empty_count([o for outs in result["outputs"] for o in outs]):
         total = sum(len(outs) for outs in result["outputs"])

@@ -19,6 +19,7 @@ from tldrlab.launch import is_follower, launch_run
 
 
 def _check_train(config: Any) -> None:
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.models import model_task
     from tldrlab.models.registry import parse_model_config
 
@@ -40,6 +41,7 @@ def _check_elm_train(config: Any) -> None:
 
 
 def _check_tokenizer(config: Any) -> None:
+    # lazy: loads tokenizers (kept off `tldrlab --help`)
     from tldrlab.tokenizers.train import get_method
 
     smallest = get_method(config.method).min_vocab_size(config)
@@ -61,12 +63,14 @@ def _check_exists(*fields: str) -> Any:
 
 
 def _check_model(config: Any) -> None:
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.models.resolve import resolve_model_ref
 
     resolve_model_ref(config.model_run)  # a model that is not there fails before a run is created
 
 
 def _check_lvm_train(config: Any) -> None:
+    # lazy: loads numpy, torch (kept off `tldrlab --help`)
     from tldrlab.lvm.losses import parse_loss
     from tldrlab.lvm.models import LVM_MODELS
 

@@ -25,6 +25,8 @@ from rich.table import Table
 from tldrlab.cli.options import Flag
 from tldrlab.cli.runkinds import RunCommand, add, report_training
 from tldrlab.cli.tables import Column, print_listing
+from tldrlab.errors import InvalidInputError
+from tldrlab.launch import launch_run
 from tldrlab.lvm.config import default_index
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
@@ -45,6 +47,7 @@ def tmd(
     Ingest labels new concepts already; this (re)labels a store made before, or after the labels change.
     Example: tldrlab lvm tmd --source wikitext
     """
+    # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.lvm.ingest import label_concepts
     from tldrlab.lvm.store import open_concept_store
 
@@ -70,6 +73,7 @@ def stats(
     import json
     from dataclasses import asdict
 
+    # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.lvm.store import open_concept_store
 
     store = open_concept_store(db)
@@ -109,6 +113,7 @@ def report_evaluate(run_id: str, result: Any) -> None:
 
 
 def _print_results(split: str, count: int, results: list[Any], outcome: dict[str, Any]) -> None:
+    # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.lvm.evaluation import markdown_verdict
 
     what = {"test": "in-corpus test", "cross": "cross-corpus test", "val": "validation"}.get(split, split)
@@ -142,6 +147,7 @@ def decode(
 
     Example: tldrlab lvm decode <run> --article enwiki_2016_sample/enwiki:12 --position 7
     """
+    # lazy: loads numpy, torch (kept off `tldrlab --help`)
     from tldrlab.lvm.decode import vec2text_decode
     from tldrlab.lvm.generate import generate_next
     from tldrlab.lvm.index import load_index
@@ -175,7 +181,7 @@ def _context_window(
     position: int | None,
 ) -> tuple[Any, Any]:
     """The context of decode / generate: --text sentences, or --article SOURCE/ID --position P (printed)."""
-    from tldrlab.errors import InvalidInputError
+    # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.lvm.generate import window_from_article, window_from_texts
     from tldrlab.lvm.ingest import load_embedder
 
@@ -218,6 +224,7 @@ def generate(
 
     Example: tldrlab lvm generate <run> --article wikitext/Tikal --position 4 --steps 3 --smooth
     """
+    # lazy: loads numpy, torch (kept off `tldrlab --help`)
     from tldrlab.lvm.generate import Smoother
     from tldrlab.lvm.generate import generate as continue_text
     from tldrlab.lvm.index import load_index
@@ -258,7 +265,6 @@ def _measure_generation(
     seed: int,
     k: int,
 ) -> None:
-    from tldrlab.launch import launch_run
 
     config = {
         "run": run_ref,

@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tldrlab.errors import InvalidInputError
+from tldrlab.runs.aliases import alias_history, current_aliases, promote
+
 models_app = typer.Typer(
     help="Pretrained models: import GGUF files once, list what is installed.", no_args_is_help=True
 )
@@ -28,7 +31,7 @@ def import_command(
 
     Example: tldrlab models import ~/Downloads/SmolLM2-135M-Instruct.Q4_1.gguf --name smol
     """
-    from tldrlab.errors import InvalidInputError
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.models.store import import_model
 
     if dtype not in ("float32", "bfloat16"):
@@ -53,6 +56,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 
     Example: tldrlab models list --json
     """
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.models.store import list_models
 
     rows = list_models()
@@ -89,7 +93,6 @@ def promote_command(
 
     Example: tldrlab models promote train-20260101 --alias production --note "best ROUGE-L"
     """
-    from tldrlab.runs.aliases import promote
 
     entry = promote(run, alias, note=note)
     if as_json:
@@ -109,8 +112,6 @@ def aliases_command(
     Example: tldrlab models aliases --history
     """
     import time
-
-    from tldrlab.runs.aliases import alias_history, current_aliases
 
     entries = alias_history() if history else list(current_aliases().values())
     if as_json:

@@ -10,6 +10,14 @@ import typer
 from rich.console import Console
 
 from tldrlab.cli.tables import Column, print_listing
+from tldrlab.config import RetentionPolicy, get_settings
+from tldrlab.runs import open_registry
+from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
+from tldrlab.runs.atomic import read_jsonl
+from tldrlab.runs.compare import compare_runs
+from tldrlab.runs.retention import delete_run, prune
+from tldrlab.runs.run import read_manifest
+from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 console = Console()
@@ -36,7 +44,6 @@ def list_runs(
 
     Example: tldrlab runs list --kind train --status completed
     """
-    from tldrlab.runs import open_registry
 
     records = open_registry().list(kind=kind, status=status, limit=limit)
     if as_json:
@@ -71,8 +78,6 @@ def show_run(run_id: str = typer.Argument(..., help="Run id or a unique prefix o
 
     Example: tldrlab runs show train-20260101
     """
-    from tldrlab.runs import open_registry
-    from tldrlab.runs.run import read_manifest
 
     record = open_registry().find(run_id)
     typer.echo(
@@ -92,8 +97,6 @@ def show_logs(
 
     Example: tldrlab runs logs train-20260101 --tail 20
     """
-    from tldrlab.runs import open_registry
-    from tldrlab.runs.atomic import read_jsonl
 
     record = open_registry().find(run_id)
     rows = read_jsonl(Path(record.run_dir) / "log.jsonl")
@@ -141,8 +144,6 @@ def compare_command(
 
     Example: tldrlab runs compare train-20260101 train-20260102 --baseline train-20260101 --tolerance 0.02
     """
-    from tldrlab.runs.compare import compare_runs
-    from tldrlab.track.plots import plot_comparison
 
     comparison = compare_runs(run_ids, baseline=baseline, metrics=metric, tolerance=tolerance)
     plot_comparison(comparison, plot)
@@ -188,7 +189,6 @@ def export_command(
 
     Example: tldrlab runs export train-20260101 --out /backups/
     """
-    from tldrlab.runs.archive import export_run
 
     exported = export_run(run_id, out)
     if as_json:
@@ -209,7 +209,6 @@ def import_command(
 
     Example: tldrlab runs import /backups/train-20260101-120000-ab12cd.tar.gz
     """
-    from tldrlab.runs.archive import import_run
 
     record = import_run(archive)
     if as_json:
@@ -226,7 +225,6 @@ def upload_command(
 
     Example: tldrlab runs upload train-20260101
     """
-    from tldrlab.runs.archive import upload_run
 
     stored = upload_run(run_id)
     typer.echo(f"uploaded run {run_id}: file {stored.sha256} ({stored.size:,} bytes)")
@@ -240,7 +238,6 @@ def restore_command(
 
     Example: tldrlab runs restore train-20260101
     """
-    from tldrlab.runs.archive import restore_run
 
     record = restore_run(run_id)
     typer.echo(f"run {record.id} is in {record.run_dir}")
@@ -286,8 +283,6 @@ def prune_command(
 
     Example: tldrlab runs prune --dry-run --older-than-days 14 --keep-best 3
     """
-    from tldrlab.config import RetentionPolicy, get_settings
-    from tldrlab.runs.retention import prune
 
     changes = {
         "older_than_days": older_than_days,
@@ -331,7 +326,6 @@ def delete_command(
 
     Example: tldrlab runs delete train-20260101
     """
-    from tldrlab.runs.retention import delete_run
 
     decision = delete_run(run_id, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"

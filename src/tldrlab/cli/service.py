@@ -9,6 +9,11 @@ import sys
 import typer
 
 from tldrlab.cli.runkinds import RunCommand, add
+from tldrlab.config import get_settings
+from tldrlab.service.periodic import PeriodicCleanup
+from tldrlab.service.queue import queue_kind
+from tldrlab.service.worker import WorkerConfig, run_worker
+from tldrlab.threads import child_env
 
 
 def _die_with_parent() -> None:
@@ -33,11 +38,8 @@ def serve(
     """
     import uvicorn
 
-    from tldrlab.config import get_settings
+    # lazy: loads fastapi, starlette (kept off `tldrlab --help`)
     from tldrlab.service.app import check_api_key_setting, create_app
-    from tldrlab.service.periodic import PeriodicCleanup
-    from tldrlab.service.queue import queue_kind
-    from tldrlab.threads import child_env
 
     settings = get_settings()
     check_api_key_setting(settings)  # refuse a placeholder key before starting anything
@@ -54,6 +56,7 @@ def serve(
     ]
     cleanup = PeriodicCleanup(settings).start() if settings.retention.enabled else None
     typer.echo(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", err=True)
+    # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.digest.local_model import warm_default_model
 
     warm_default_model()  # in the background: the first digest need not wait for the model to load
@@ -91,7 +94,6 @@ def worker(
 
     Example: TLDRLAB_QUEUE_URL=redis://host:6379/0 tldrlab worker
     """
-    from tldrlab.service.worker import WorkerConfig, run_worker
 
     # the console was configured by the root callback (quiet; `tldrlab --verbose worker` for every line)
     config = WorkerConfig(
@@ -113,6 +115,7 @@ def discord_bot(
 
     Needs TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID. Example: tldrlab discord-bot --api-url URL
     """
+    # lazy: loads httpx (kept off `tldrlab --help`)
     from tldrlab.service.notify.discord import run_bot
 
     run_bot(api_url)

@@ -16,6 +16,9 @@ import typer
 from rich.console import Console
 
 from tldrlab.cli.tables import Column, print_listing
+from tldrlab.errors import NotFoundError
+from tldrlab.sweep import examples_dir
+from tldrlab.sweep.spec import load_sweep
 
 sweep_app = typer.Typer(help="Hyperparameter sweeps: W&B sweep YAML run on Optuna.", no_args_is_help=True)
 console = Console()
@@ -44,8 +47,8 @@ def run_command(
 
     Example: tldrlab sweep run sweep.yaml --trials 6
     """
+    # lazy: loads numpy, optuna, torch (kept off `tldrlab --help`)
     from tldrlab.sweep.runner import run_sweep
-    from tldrlab.sweep.spec import load_sweep
 
     spec = load_sweep(sweep_file)
     if quiet:
@@ -86,6 +89,7 @@ def status_command(
 
     Example: tldrlab sweep status tiny-t5
     """
+    # lazy: loads optuna (kept off `tldrlab --help`)
     from tldrlab.sweep.report import status_listing, trial_rows
     from tldrlab.sweep.storage import load_study
 
@@ -116,7 +120,7 @@ def best_command(
 
     Example: tldrlab sweep best tiny-t5 --json
     """
-    from tldrlab.errors import NotFoundError
+    # lazy: loads optuna (kept off `tldrlab --help`)
     from tldrlab.sweep.report import best_trial_summary
     from tldrlab.sweep.storage import load_study
 
@@ -143,6 +147,7 @@ def export_command(
 
     Example: tldrlab sweep export tiny-t5 --out sweep-report/
     """
+    # lazy: loads optuna (kept off `tldrlab --help`)
     from tldrlab.sweep.report import export_study
     from tldrlab.sweep.storage import load_study
 
@@ -161,7 +166,6 @@ def examples_command(
 
     Example: cp $(tldrlab sweep examples | grep tiny) my-sweep.yaml
     """
-    from tldrlab.sweep import examples_dir
 
     for path in sorted(examples_dir().glob("*.yaml")):
         typer.echo(json.dumps({"name": path.stem, "path": str(path)}) if as_json else str(path))

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tldrlab.cli.runkinds import RunCommand, add
+from tldrlab.tokenizers.load import load_tokenizer, read_tokenizer_manifest, resolve_tokenizer_dir
 
 tokenizer_app = typer.Typer(
     help="Train and inspect tokenizers (bpe, sentencepiece, char).", no_args_is_help=True
@@ -43,7 +44,6 @@ def show_command(
 
     Example: tldrlab tokenizer show tokenizer-20260101 --text "To be, or not to be"
     """
-    from tldrlab.tokenizers.load import load_tokenizer, read_tokenizer_manifest, resolve_tokenizer_dir
 
     directory = resolve_tokenizer_dir(target)
     manifest = read_tokenizer_manifest(directory)

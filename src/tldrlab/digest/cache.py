@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from tldrlab.config import get_settings
 from tldrlab.runs.db import Database, connect, migrate
 
 SCHEMA = [
@@ -68,7 +69,6 @@ class SummaryCache:
 
 
 def open_cache(settings: Any = None) -> SummaryCache:
-    from tldrlab.config import get_settings
 
     settings = settings or get_settings()
     settings.ensure_home()

@@ -29,7 +29,11 @@ import numpy as np
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.config import ThreadIngestConfig
+from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
+from tldrlab.errors import NotFoundError
+from tldrlab.runs import start_run
+from tldrlab.store import open_store
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
 
@@ -298,11 +302,11 @@ def ingest_thread(
 
 def load_threads(path: Path | str, format: str | None = None, *, skip_invalid: bool = False) -> list[Thread]:
     """Threads from a file or directory in any supported thread format (detected unless given)."""
-    from tldrlab.errors import NotFoundError
 
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"no such file or directory: {path}")
+    # lazy: loads bs4, lxml (this module stays light without them)
     from tldrlab.data.readers import read_threads
 
     return list(read_threads(path, format, skip_invalid=skip_invalid))
@@ -310,8 +314,6 @@ def load_threads(path: Path | str, format: str | None = None, *, skip_invalid: b
 
 def ingest_job(run: Any, config: ThreadIngestConfig) -> dict[str, Any]:
     """Run kind `ingest`: read, split, embed and store the threads; the stats are the run's summary."""
-    from tldrlab.embed import get_embedder
-    from tldrlab.store import open_store
 
     run.set_phase("reading threads", progress=0.0)
     begun = time.perf_counter()
@@ -341,8 +343,6 @@ def ingest_path(
     show_progress: bool = True,
 ) -> tuple[IngestStats, str]:
     """Ingest a file or directory of threads as an `ingest` run; returns the stats and the run id."""
-    from tldrlab.errors import NotFoundError
-    from tldrlab.runs import start_run
 
     if not Path(path).exists():  # before a run is created for nothing
         raise NotFoundError(f"no such file or directory: {path}")

@@ -34,6 +34,7 @@ from tldrlab.digest.highlight_cases import (
     sha256_file,
 )
 from tldrlab.digest.scorers import LinearModel, LinearScorer
+from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_json
@@ -164,7 +165,6 @@ def cross_validate(
 
 def train_highlight_scorer(config: HighlightScorerTrainConfig, run: Run | None = None) -> LinearScorer:
     """Train one linear model per mode with data, report through `run`, return the scorer."""
-    from tldrlab.embed import get_embedder
 
     def say(message: str, progress: float) -> None:
         if run is not None:

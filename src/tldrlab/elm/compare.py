@@ -21,8 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tldrlab.elm.evaluate import predict_split, summary_quality
 from tldrlab.errors import NotFoundError
+from tldrlab.evaluate.config import GenerateOptions
+from tldrlab.runs import start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.train.config import TrainJobConfig
 
 COLUMNS = (
     "rouge1", "rouge2", "rougeL", "bertscore_f1", "bertscore_composite", "length_ratio",
@@ -33,9 +37,9 @@ COLUMNS = (
 def _train_elm(
     data_dir: Path, minutes: float, lm_size: str, hidden_dim: int, seed: int, eval_every: int
 ) -> tuple[str, Any]:
+    # lazy: loads numpy, torch (this module stays light without them)
     from tldrlab.elm.model import load_elm
     from tldrlab.elm.train import ElmTrainConfig, run_elm_training
-    from tldrlab.runs import start_run
 
     config = ElmTrainConfig.model_validate(
         {
@@ -60,9 +64,8 @@ def _train_elm(
 def _train_t5(
     source: Path, limit: int | None, minutes: float, size: str, seed: int, eval_every: int
 ) -> tuple[str, Any]:
+    # lazy: loads numpy, torch (this module stays light without them)
     from tldrlab.models import load_model
-    from tldrlab.runs import start_run
-    from tldrlab.train.config import TrainJobConfig
     from tldrlab.train.jobs import run_training
 
     job = TrainJobConfig.model_validate(
@@ -108,9 +111,8 @@ def compare_elm_t5(
     if threads is not None:
         torch.set_num_threads(threads)
 
-    from tldrlab.elm.evaluate import predict_split, summary_quality
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
-    from tldrlab.evaluate import GenerateOptions
     from tldrlab.evaluate.generate import generate
     from tldrlab.models.registry import count_parameters
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from tldrlab.elm.config import ElmEvaluateConfig
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.evaluate.metrics import bertscore, rouge_scores
 
 UNIQUE_RATIO_FLOOR = 0.5
 """Below this average share of distinct words per prediction the composite is scaled down proportionally."""
@@ -65,7 +66,6 @@ def summary_quality(
     use_bertscore: bool = True,
 ) -> dict[str, float]:
     """Every ELM metric of predictions against references (see the module docstring)."""
-    from tldrlab.evaluate import bertscore, rouge_scores
 
     if len(predictions) != len(references):
         raise InvalidInputError(f"{len(predictions)} predictions but {len(references)} references")
@@ -141,6 +141,7 @@ def predict_split(
     """One prediction row per synthesis record: source_id, prediction, reference."""
     import torch
 
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.elm.model import generate_summaries
 
     if not records:

@@ -29,7 +29,10 @@ from torch import nn
 
 from tldrlab.elm.config import ElmModelConfig
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
+from tldrlab.evaluate.generate import filter_logits
+from tldrlab.models import build_model, load_model, model_task
 from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.runs import open_registry
 from tldrlab.runs.atomic import atomic_write_json
 
 CONFIG_FILE = "elm_config.json"
@@ -116,7 +119,6 @@ class ElmModel(nn.Module):
 
 # -- the language model -------------------------------------------------------------------------------------
 def _scratch_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]:
-    from tldrlab.models import build_model
 
     if tokenizer is None:
         raise ConfigError("lm=scratch needs a tokenizer (a trained tokenizer directory or one trained first)")
@@ -124,7 +126,6 @@ def _scratch_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]
 
 
 def _tldrlab_lm(config: ElmModelConfig, tokenizer: Any) -> tuple[nn.Module, Any]:
-    from tldrlab.models import load_model, model_task
 
     model, loaded_tokenizer, name = load_model(config.lm)
     if model_task(name) not in ("causal_lm", "chat") or name == "char_lstm":
@@ -236,7 +237,6 @@ def generate_summaries(
     Prompts of a batch share their template, so no padding is needed and every row decodes exactly as it
     would alone.
     """
-    from tldrlab.evaluate.generate import filter_logits
 
     if len(templates) != len(embeddings):
         raise InvalidInputError(f"{len(embeddings)} embeddings but {len(templates)} templates")
@@ -329,8 +329,6 @@ def resolve_elm_dir(path_or_run: Path | str) -> Path:
     """An ELM directory: the path, its model/ subdirectory, or <run_dir>/model of a run id."""
     path = Path(path_or_run)
     if not path.exists():
-        from tldrlab.runs import open_registry
-
         try:
             path = Path(open_registry().find(str(path_or_run)).run_dir)
         except NotFoundError:

@@ -25,9 +25,13 @@ from typing import Any
 
 import torch
 
+from tldrlab.data.readers import read_records
 from tldrlab.elm.config import DEFAULT_TEMPLATE
+from tldrlab.embed import get_embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.train.config import DataConfig
+from tldrlab.train.tasks import detect_splits
 
 SPLITS = ("train", "val", "test")
 SYNTHESIS_DIR = "synthesis"
@@ -190,9 +194,6 @@ def _split_records(
 ) -> dict[str, list[Any]]:
     """train / val / test SummaryRecords: the data's own train and dev splits (dev halved into val and test),
     else seeded fractions of all records."""
-    from tldrlab.data.readers import read_records
-    from tldrlab.train.config import DataConfig
-    from tldrlab.train.tasks import detect_splits
 
     train_split, dev_split = detect_splits(DataConfig(path=str(path), format=fmt))
     rng = random.Random(seed)
@@ -233,7 +234,6 @@ def prepare_dataset(
     An input directory already in the ELM layout (a multi-task synthesis set) is filtered to `task` instead.
     `limit` caps the training records read, `eval_limit` the val and test records each.
     """
-    from tldrlab.embed import get_embedder
 
     data, out_dir = Path(data), Path(out_dir)
     if not data.exists():

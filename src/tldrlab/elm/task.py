@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tldrlab.elm.evaluate import summary_quality
 from tldrlab.elm.losses import LossConfig, lm_loss, total_loss
 from tldrlab.elm.model import ElmModel, encode_template, generate_summaries, lm_max_positions, prompt_ids
 from tldrlab.elm.prepare import ElmSplit
 from tldrlab.errors import InvalidInputError
+from tldrlab.train.tasks import ListDataset
 
 EVAL_BATCH = 32
 
@@ -103,7 +105,6 @@ class ElmTask:
 
     # -- TrainTask -------------------------------------------------------------------------------------------
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
-        from tldrlab.train.tasks import ListDataset
 
         return ListDataset(self.train_examples)
 
@@ -177,7 +178,6 @@ class ElmTask:
         return metrics
 
     def generation_metrics(self, model: ElmModel) -> dict[str, float]:
-        from tldrlab.elm.evaluate import summary_quality
 
         records = self.val_split_records[: self.eval_samples]
         embeddings = torch.stack([e.embedding for e in self.val_examples[: self.eval_samples]])

@@ -13,24 +13,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from tldrlab.config import get_settings
 from tldrlab.embed.base import Embedder
+from tldrlab.errors import ConfigError
 
 EmbedderBuilder = Callable[[], Embedder]
 
 
 def _minilm() -> Embedder:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.embed.sentence_transformer import build_minilm
 
     return build_minilm()
 
 
 def _minilm_onnx() -> Embedder:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.embed.onnx import build_minilm_onnx
 
     return build_minilm_onnx()
 
 
 def _minilm_onnx_int8() -> Embedder:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.embed.onnx import build_minilm_onnx_int8
 
     return build_minilm_onnx_int8()
@@ -62,13 +67,9 @@ def vector_space(name: str) -> str:
 def get_embedder(name: str | None = None) -> Embedder:
     """The embedder called `name` (default: settings.embedder, normally `minilm`), built once per process."""
     if name is None:
-        from tldrlab.config import get_settings
-
         name = get_settings().embedder
     name = name.strip()
     if not name:
-        from tldrlab.errors import ConfigError
-
         raise ConfigError("the embedder name is empty: use 'minilm', 'minilm-onnx' or a model path")
     with _lock:
         if name not in _cache:
@@ -76,6 +77,7 @@ def get_embedder(name: str | None = None) -> Embedder:
             if builder is not None:
                 _cache[name] = builder()
             else:
+                # lazy: that submodule needs this package initialised (a cycle at the top)
                 from tldrlab.embed.sentence_transformer import SentenceTransformerEmbedder
 
                 _cache[name] = SentenceTransformerEmbedder(name, name)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tldrlab.config import get_settings
 from tldrlab.embed.sentence_transformer import minilm_path, unit_rows
 from tldrlab.errors import DependencyMissingError
 from tldrlab.threads import current_threads
@@ -56,7 +57,6 @@ class OnnxExportConfig:
 
 
 def default_cache_dir() -> Path:
-    from tldrlab.config import get_settings
 
     settings = get_settings()
     return settings.embed_cache_dir or settings.home / "cache" / "embed"

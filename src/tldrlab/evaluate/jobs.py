@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tldrlab.data.readers import read_records
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.artifacts import HIGHLIGHT_TABLE_FILE, SUMMARY_FILE, TABLE_FILE
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
@@ -53,7 +54,6 @@ def _load(run: Run, model_run: str) -> tuple[Any, Any, str]:
 
 def _records(config: GenerateConfig | ScoreConfig) -> list[Any]:
     """The records a `dataset` names (the first `limit` of `split`)."""
-    from tldrlab.data.readers import read_records
 
     assert config.dataset is not None
     records = read_records(config.dataset, split=config.split, limit=config.limit, skip_invalid=True)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from tldrlab.data.sentences import split_sentences
 from tldrlab.errors import DependencyMissingError, InvalidInputError
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -34,7 +35,6 @@ def _check_pairs(preds: Sequence[str], refs: Sequence[str]) -> None:
 
 def _sentences_per_line(text: str) -> str:
     """rougeLsum treats newlines as sentence boundaries: put each sentence on its own line."""
-    from tldrlab.data.sentences import split_sentences
 
     return "\n".join(s.text for s in split_sentences(text)) or text
 

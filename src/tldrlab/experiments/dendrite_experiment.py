@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from tldrlab.data.readers import read_records
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.compression import compress_t5, count_parameters, describe
 from tldrlab.experiments.config import ExperimentArmConfig, ExperimentConfig
@@ -36,14 +37,17 @@ from tldrlab.experiments.dendrites import (
     perforated_modules,
     settings_snapshot,
 )
-from tldrlab.experiments.results import evaluate_summaries
+from tldrlab.experiments.results import evaluate_summaries, write_results
+from tldrlab.models.t5 import T5ModelConfig, build
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
+from tldrlab.runs.run import git_commit
 from tldrlab.threads import adopt_threads, plan_for_share
-from tldrlab.tokenizers import tokenizer_once
-from tldrlab.train.config import TrainConfig
+from tldrlab.tokenizers import load_tokenizer, tokenizer_once
+from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
+from tldrlab.train.tasks import Seq2SeqTask
 
 
 @dataclass
@@ -66,7 +70,6 @@ class ArmModel:
 
 # -- arms ---------------------------------------------------------------------------------------------------
 def build_baseline(ctx: ArmContext, run: Run) -> ArmModel:
-    from tldrlab.models.t5 import T5ModelConfig, build
 
     model = build(T5ModelConfig(size=ctx.config.model_size, dropout=ctx.config.dropout), ctx.tokenizer)
     return ArmModel(model, info={"parameters": count_parameters(model)})
@@ -80,7 +83,6 @@ def _compressed(ctx: ArmContext, init: Literal["baseline", "random"]) -> tuple[n
             raise ConfigError(
                 "compressed arms initialised from the baseline need the 'baseline' arm to run first"
             )
-        from tldrlab.models.t5 import T5ModelConfig, build
 
         source = build(T5ModelConfig(size=ctx.config.model_size, dropout=ctx.config.dropout), ctx.tokenizer)
     model = compress_t5(source, spec, seed=ctx.seed)
@@ -134,7 +136,6 @@ class ExperimentData:
 
 def load_data(config: ExperimentConfig) -> ExperimentData:
     """Records with a document and a summary; a seeded hold-out when no separate eval data is given."""
-    from tldrlab.data.readers import read_records
 
     def usable(path: str, limit: int | None = None) -> list[Any]:
         if not Path(path).exists():
@@ -169,8 +170,6 @@ def load_data(config: ExperimentConfig) -> ExperimentData:
 
 def summary_task(tokenizer: Any, data: ExperimentData, config: ExperimentConfig) -> Any:
     """The trainer's seq2seq task (document -> first summary, no prefix); evaluation = validation loss."""
-    from tldrlab.train.config import DataConfig
-    from tldrlab.train.tasks import Seq2SeqTask
 
     cut = DataConfig(
         path=config.data,
@@ -330,8 +329,6 @@ def save_final(
     4, is logged by the recipe driver)."""
     from safetensors.torch import save_model
 
-    from tldrlab.runs.run import git_commit
-
     final = run.dir / "final"
     final.mkdir(exist_ok=True)
     # 1. the model (safetensors handles T5's tied embeddings) + its config and the tokenizer
@@ -452,7 +449,6 @@ def _rows_so_far(out_dir: Path, config: ExperimentConfig) -> list[dict[str, Any]
 def _publish_rows(run: Run, config: ExperimentConfig, seen: int = -1) -> int:
     """Rewrite the results table from the finished rows when there are more than `seen` (a long experiment
     that is stopped keeps what it measured); returns how many there are."""
-    from tldrlab.experiments.results import write_results
 
     rows = _rows_so_far(run.dir, config)
     if len(rows) > seen:
@@ -466,7 +462,6 @@ def _seed_worker(
     config_json: str, seed: int, tokenizer_dir: str, parent_id: str, out_dir: str, threads: dict[str, Any]
 ) -> int:
     """One seed in a worker process (spawned: a fresh interpreter, its own torch threads and PAI globals)."""
-    from tldrlab.tokenizers import load_tokenizer
 
     adopt_threads(threads)
     config = ExperimentConfig.model_validate_json(config_json)
@@ -514,7 +509,6 @@ def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
 def experiment_job(run: Run, config: ExperimentConfig) -> dict[str, Any]:
     """Run kind `experiment`: train every arm for every seed; write results.{json,csv,md} and comparison.png
     in the run."""
-    from tldrlab.experiments.results import write_results
 
     _check(config)
     data = load_data(config)

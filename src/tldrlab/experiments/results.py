@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
 from tldrlab.runs.atomic import atomic_write_text
 
@@ -110,7 +111,6 @@ def highlight_precision_at_k(records: list[Any], summaries: list[str], k: int = 
 
 def evaluate_summaries(model: Any, tokenizer: Any, records: list[Any], config: Any) -> dict[str, Any]:
     """ROUGE, BERTScore, highlight P@3 and latency of the model's summaries of `records`."""
-    from tldrlab.evaluate.metrics import bertscore, rouge_scores
 
     predictions, latency = summarize_timed(model, tokenizer, [r.document for r in records], config)
     references = [r.summaries[0] for r in records]

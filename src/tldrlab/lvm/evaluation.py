@@ -90,6 +90,7 @@ def evaluate_methods(
     """Score every baseline (fitted on train, tuned on val) and every model on `split`."""
     import torch
 
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.lvm.training import predict
 
     train, val, scored = (sequences.split_arrays(s) for s in ("train", "val", split))

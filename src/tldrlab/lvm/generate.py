@@ -28,11 +28,16 @@ import numpy as np
 
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
-from tldrlab.lvm.config import LVMGenerateConfig
+from tldrlab.evaluate.metrics import bertscore_f1_per_sample
+from tldrlab.lvm.config import LVMGenerateConfig, default_sequences
 from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
+from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval
 from tldrlab.lvm.index import ConceptIndex
-from tldrlab.lvm.store import ConceptStore, StoredConcept
-from tldrlab.lvm.tmd import TMD, tmd_features
+from tldrlab.lvm.ingest import load_embedder
+from tldrlab.lvm.sequences import load_sequences
+from tldrlab.lvm.store import ConceptStore, StoredConcept, open_concept_store
+from tldrlab.lvm.tmd import TMD, TMDClassifier, tmd_features
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.runs.run import Run
 
 SMOOTH_INSTRUCTION = (
@@ -115,8 +120,6 @@ def window_from_texts(texts: list[str], embedder: Embedder, *, labels: bool = Fa
     vectors = np.asarray(embedder.encode(texts), dtype=np.float32)
     tmd: list[TMD | None] | None = None
     if labels:
-        from tldrlab.lvm.tmd import TMDClassifier
-
         tmd = list(TMDClassifier(embedder).classify(vectors, texts))
     return ContextWindow(vectors=vectors, texts=texts, tmd=tmd)
 
@@ -145,6 +148,7 @@ def predict_next(model: Any, window: ContextWindow) -> np.ndarray:
     """The model's next-concept vector (d,) for a context window."""
     import torch
 
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.lvm.training import predict
 
     config = model.config
@@ -163,6 +167,7 @@ class Smoother:
     """A local chat LM that turns decoded concepts into one fluent next sentence."""
 
     def __init__(self, reference: str = "smollm2", max_new_tokens: int = 48) -> None:
+        # lazy: loads torch (this module stays light without it)
         from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
         from tldrlab.models.resolve import resolve_model_ref
 
@@ -173,6 +178,7 @@ class Smoother:
         self.max_new_tokens = max_new_tokens
 
     def prompt(self, context_texts: list[str], candidates: list[str]) -> str:
+        # lazy: loads torch (this module stays light without it)
         from tldrlab.models.chat import chat_prompt
 
         article = " ".join(context_texts[-3:])
@@ -275,8 +281,6 @@ def measure_generation(
     sentence, with 95 % intervals of each method's margin over copy-last (bootstrap over articles), and the
     mean latency of each stage. `candidates` is what decoding may return (e.g. the training corpus's
     concepts: an unseen article's future sentences are not known when it is being continued)."""
-    from tldrlab.evaluate.metrics import bertscore_f1_per_sample
-    from tldrlab.lvm.evaluation import MethodScore, margin_interval
 
     ids = {int(i) for i in windows.target_ids} | {int(i) for i in windows.context_ids.ravel() if i >= 0}
     stored = store.get(sorted(ids))
@@ -346,13 +350,8 @@ def measure_generation(
 
 def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
     """Run kind `lvm_generate`: `measure_generation` on the configured windows; generation.{json,md}."""
-    from tldrlab.lvm.config import default_sequences
-    from tldrlab.lvm.evaluation import candidate_index
-    from tldrlab.lvm.ingest import load_embedder
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.lvm.jobs import load_run_model
-    from tldrlab.lvm.sequences import load_sequences
-    from tldrlab.lvm.store import open_concept_store
-    from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 
     run_id, model, run_config = load_run_model(config.run)
     path = Path(config.sequences or run_config.get("sequences") or default_sequences())

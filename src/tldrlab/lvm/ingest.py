@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
@@ -49,6 +50,7 @@ def read_articles(
 
     Also returns the data set source the reader names (e.g. `wikipedia`), else the file name.
     """
+    # lazy: loads bs4, lxml (this module stays light without them)
     from tldrlab.data.readers import read_records
 
     path = Path(path)
@@ -77,7 +79,6 @@ def read_articles(
 
 
 def load_embedder(name: str | None = None) -> Embedder:
-    from tldrlab.embed import get_embedder
 
     return get_embedder(name)
 
@@ -186,14 +187,12 @@ def label_concepts(
     """
     table = store.load(source)
     classifier = TMDClassifier(load_embedder(embedder or table.embedder))
-    if classifier.embedder_name != table.embedder:
-        from tldrlab.embed import vector_space
-
-        if vector_space(classifier.embedder_name) != vector_space(table.embedder):
-            raise InvalidInputError(
-                f"the concepts are {table.embedder!r} vectors; TMD labels need that embedder's space, "
-                f"not {classifier.embedder_name!r}"
-            )
+    other_space = vector_space(classifier.embedder_name) != vector_space(table.embedder)
+    if classifier.embedder_name != table.embedder and other_space:
+        raise InvalidInputError(
+            f"the concepts are {table.embedder!r} vectors; TMD labels need that embedder's space, "
+            f"not {classifier.embedder_name!r}"
+        )
     rows = np.arange(len(table))
     if only_missing and table.tmd is not None:
         rows = np.array([i for i, label in enumerate(table.tmd) if label is None], dtype=np.int64)

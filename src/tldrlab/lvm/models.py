@@ -26,7 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
+from tldrlab.lvm.pretrained import PretrainedBackbone
 from tldrlab.lvm.tmd import TMD_DIM
+from tldrlab.runs import open_registry
+from tldrlab.runs.atomic import atomic_write_json
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "lvm_model.json"
@@ -214,7 +217,6 @@ class MambaBackbone(nn.Module):
 
 
 def pretrained_backbone(config: LVMConfig) -> nn.Module:
-    from tldrlab.lvm.pretrained import PretrainedBackbone
 
     return PretrainedBackbone(config)
 
@@ -293,8 +295,6 @@ def save_lvm(model: LVM, directory: Path | str) -> Path:
     """safetensors weights + `lvm_model.json` (name and config): enough to rebuild it anywhere."""
     from safetensors.torch import save_file
 
-    from tldrlab.runs.atomic import atomic_write_json
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -317,8 +317,6 @@ def find_lvm(reference: str, home: Path | None = None) -> Path:
             if (directory / CONFIG_FILE).is_file():
                 return directory
     if "/" not in reference:
-        from tldrlab.runs import open_registry
-
         try:
             record = open_registry().find(reference)
         except NotFoundError:

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from tldrlab.errors import ConfigError
+from tldrlab.models.causal_lm import load_causal_lm as load
+from tldrlab.models.resolve import resolve_model_ref
 
 if TYPE_CHECKING:
     from tldrlab.lvm.models import LVMConfig
@@ -34,8 +36,6 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 def load_causal_lm(reference: str) -> Any:
     """The causal LM a model reference names (the bundled `smollm2`, a GGUF file, a model directory, an
     installed model or a run; see tldrlab.models.resolve), in float32."""
-    from tldrlab.models.causal_lm import load_causal_lm as load
-    from tldrlab.models.resolve import resolve_model_ref
 
     return load(resolve_model_ref(reference))
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.config import Settings, get_settings
+from tldrlab.embed import vector_space
 from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
 from tldrlab.lvm.tmd import TMD
 from tldrlab.runs.db import Database, connect, is_postgres_url, migrate
@@ -141,7 +142,6 @@ class ConceptTable:
 
 def _same_space(a: str, b: str) -> bool:
     """Two embedder names give interchangeable vectors (e.g. minilm and minilm-onnx)."""
-    from tldrlab.embed import vector_space
 
     return vector_space(a) == vector_space(b)
 
@@ -350,7 +350,6 @@ class ConceptStore:
         if not rows:
             where = f" for source {source!r}" if source else ""
             raise NotFoundError(f"no concepts stored{where} in {self.url}: run `tldrlab lvm ingest` first")
-        from tldrlab.embed import vector_space
 
         spaces = {(vector_space(r["embedder"]), int(r["dim"])) for r in rows}
         if len(spaces) > 1:

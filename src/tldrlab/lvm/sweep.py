@@ -17,6 +17,8 @@ import optuna
 from pydantic import ValidationError
 
 from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.lvm.losses import parse_loss
+from tldrlab.lvm.models import LVM_MODELS, LVMConfig
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
 from tldrlab.runs import Run
 from tldrlab.sweep.pruning import pruning_hooks
@@ -43,8 +45,6 @@ def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
 
 def check_lvm(spec: Any, params: dict[str, Any]) -> None:
     """Before any trial: a valid config, a known model and loss, an existing sequences file."""
-    from tldrlab.lvm.losses import parse_loss
-    from tldrlab.lvm.models import LVM_MODELS, LVMConfig
 
     job = lvm_job_config(spec, params)
     if job.model not in LVM_MODELS:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.errors import ConfigError
 from tldrlab.models.pretrained import load_pretrained, resolve_dims
 from tldrlab.runs.paths import ModelRef
 
@@ -55,8 +56,6 @@ class GPT2ModelConfig(BaseModel):
 
 def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from tldrlab.errors import ConfigError
 
     if config.from_pretrained:
         return load_pretrained(GPT2LMHeadModel, config.from_pretrained, tokenizer)

@@ -25,6 +25,7 @@ from tldrlab.models.char_lstm import CharLSTM, CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.tokenizers.load import load_tokenizer
 
 MODEL_MANIFEST = "tldrlab_model.json"
 
@@ -99,7 +100,6 @@ def model_name_in(directory: Path) -> str:
 def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[Any, Any, str]:
     """(model in eval mode, tokenizer or None, registry name) from any model reference (`models.resolve`):
     a model directory, a run id, an installed model, the bundled `smollm2`, a .gguf file."""
-    from tldrlab.tokenizers.load import load_tokenizer
 
     resolved = resolve_model_ref(str(path_or_name))
     if resolved.kind == "gguf":
@@ -141,6 +141,7 @@ def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[
 
 
 def _load_causal_lm(resolved: ResolvedModel, device: str | None) -> tuple[Any, Any, str]:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 
     model = load_causal_lm(resolved)

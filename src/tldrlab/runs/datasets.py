@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
 
@@ -179,6 +179,7 @@ def register_dataset(
 ) -> tuple[DatasetRecord, bool]:
     """Record a data file or data-set directory where it is (see the module docstring); returns (the record,
     whether it is new). The same bytes registered again return the existing record."""
+    # lazy: loads bs4, lxml (kept off `tldrlab --help`)
     from tldrlab.data.readers import (
         READERS,
         detect_format,
@@ -193,8 +194,6 @@ def register_dataset(
         raise NotFoundError(f"{path}: no such file or directory")
     found = format or detect_format(path)
     if found not in READERS:
-        from tldrlab.errors import InvalidInputError
-
         raise InvalidInputError(f"unknown format {found!r}; known: {', '.join(sorted(READERS))}")
     spec = READERS[found]
     files = input_files(path, found)

@@ -154,6 +154,7 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
 def _representative(spec: Any) -> dict[str, Any]:
     """Plausible values of the sweep's parameters, nested as a config (only to validate the base config)."""
     # imported here: they import optuna, which the API process needs only when a sweep is submitted
+    # lazy: loads numpy, optuna, torch (this module stays light without them)
     from tldrlab.sweep.mapping import representative_params
     from tldrlab.sweep.trials import apply_overrides
 
@@ -316,6 +317,7 @@ def resolve_output(value: str, where: str, run_dir: Path) -> Path:
 def resolve_model(value: str, where: str, settings: Settings) -> str:
     """A model reference an API run may load: a name (installed, bundled, a run) kept as given, or a path
     under the read roots rewritten to where it is."""
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.models.resolve import resolve_model_ref
 
     simple = bool(value) and "/" not in value and "\\" not in value and not value.startswith((".", "~"))

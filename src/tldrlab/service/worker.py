@@ -464,6 +464,7 @@ def build_worker(settings: Settings | None = None, config: WorkerConfig | None =
         registry=open_registry(settings),
         bus=open_bus(settings),
     )
+    # lazy: loads httpx (this module stays light without it)
     from tldrlab.service.notify import attach_configured_notifiers
 
     attach_configured_notifiers(worker.bus)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError
+from tldrlab.runs.db import is_postgres_url, sqlite_path
 from tldrlab.store.base import SearchHit, SentenceRecord, SentenceStore, ThreadInfo
 
 StoreBuilder = Callable[[str, int, str | None], SentenceStore]
@@ -20,12 +21,14 @@ StoreBuilder = Callable[[str, int, str | None], SentenceStore]
 
 
 def _sqlite_faiss(location: str, dim: int, embedder: str | None) -> SentenceStore:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.store.sqlite_faiss import SqliteFaissStore
 
     return SqliteFaissStore(Path(location), dim, embedder=embedder)
 
 
 def _postgres_pgvector(location: str, dim: int, embedder: str | None) -> SentenceStore:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.store.postgres_pgvector import PostgresPgvectorStore
 
     return PostgresPgvectorStore(location, dim, embedder=embedder)
@@ -44,7 +47,6 @@ def store_location(settings: Settings | None = None, *, url: str | None = None) 
     A postgres URL selects postgres_pgvector in that database. Otherwise the sentence store is its own SQLite
     file: the file of an explicit `sqlite:///` URL, else `<home>/store/sentences.db`.
     """
-    from tldrlab.runs.db import is_postgres_url, sqlite_path
 
     settings = settings or get_settings()
     target = url or settings.resolved_database_url

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tldrlab.embed import vector_space
 from tldrlab.errors import ConflictError, DimensionMismatchError, InvalidInputError
 from tldrlab.store.base import SentenceRecord
 
@@ -62,7 +63,6 @@ def check_identity(where: str, stored: dict[str, str], dim: int, embedder: str |
     A store holds vectors of one dimension from one vector space: opening it with another dimension, or with
     an embedder from another space, would silently mix incomparable vectors, so it is refused.
     """
-    from tldrlab.embed import vector_space
 
     to_record: dict[str, str] = {}
     if "dim" in stored and int(stored["dim"]) != dim:

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import optuna
 
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.errors import ConfigError, NotFoundError, ServiceUnavailableError
+from tldrlab.runs import open_registry
+from tldrlab.runs.registry import RunStatus
 
 WORKER_ATTR = "worker"
 """trial.user_attrs key: {host, pid} of the process running the trial."""
@@ -73,8 +75,6 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(resolved, engine_kwargs=engine_kwargs)
     except Exception as exc:  # sqlalchemy / driver errors: unreachable server, bad path, ...
-        from tldrlab.errors import ServiceUnavailableError
-
         raise ServiceUnavailableError(f"cannot open the sweep storage {redact(resolved)}: {exc}") from exc
 
 
@@ -111,9 +111,6 @@ def mark_worker(trial: optuna.Trial) -> None:
 def fail_dead_sweep_runs(study_name: str) -> list[str]:
     """Sweep runs of this study left "running" by a killed `tldrlab sweep run` on this host -> failed."""
     import time
-
-    from tldrlab.runs import open_registry
-    from tldrlab.runs.registry import RunStatus
 
     registry = open_registry()
     failed = []

@@ -34,6 +34,7 @@ class CorpusSplit:
 def _record_lines(path: Path) -> tuple[str, list[str]]:
     """Lines of a structured data file through tldrlab.data.readers (documents and summaries)."""
     try:
+        # lazy: loads bs4, lxml (this module stays light without them)
         from tldrlab.data.readers import detect_format, read_records
     except ImportError:  # the readers module is optional at this layer: fall back to plain text
         return "text", _text_lines(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.runs import open_registry
 from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE
 
 
@@ -15,8 +16,6 @@ def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
     directory of a run id (or unique prefix) from the registry."""
     path = Path(path_or_run)
     if not path.exists():
-        from tldrlab.runs import open_registry
-
         try:
             path = Path(open_registry().find(str(path_or_run)).run_dir)
         except NotFoundError:

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tldrlab.errors import ConfigError
-from tldrlab.tokenizers.config import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, TokenizerConfig
+from tldrlab.runs.atomic import atomic_write_bytes
+from tldrlab.tokenizers.config import BOS, EOS, PAD, SPECIAL_TOKENS, SPM_FILE, UNK, TokenizerConfig
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
 _BYTE_PIECES = 256
@@ -103,8 +104,6 @@ def to_fast_tokenizer(model_bytes: bytes) -> Tokenizer:
 
 
 def train(lines: Sequence[str], config: TokenizerConfig, out_dir: Path) -> Tokenizer:
-    from tldrlab.runs.atomic import atomic_write_bytes
-    from tldrlab.tokenizers.config import SPM_FILE
 
     model_bytes = train_model(lines, config)
     atomic_write_bytes(out_dir / SPM_FILE, model_bytes)

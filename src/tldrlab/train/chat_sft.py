@@ -21,6 +21,9 @@ from torch import nn
 
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.config import GenerateOptions
+from tldrlab.evaluate.generate import generate
+from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
 from tldrlab.train.config import DataConfig
 
@@ -117,8 +120,6 @@ class ChatSFTTask:
 
     def generation_metrics(self, model: nn.Module) -> dict[str, float]:
         """ROUGE (and BERTScore when enabled) of greedy summaries of the first validation documents."""
-        from tldrlab.evaluate import GenerateOptions, rouge_scores
-        from tldrlab.evaluate.generate import generate
 
         records = self.val_records[: self.data.generate_examples]
         options = GenerateOptions(
@@ -134,8 +135,6 @@ class ChatSFTTask:
         ]
         metrics = {f"eval_{k}": v for k, v in rouge_scores(preds, refs).items()}
         if self.data.bertscore:
-            from tldrlab.evaluate import bertscore
-
             metrics.update({f"eval_bertscore_{k}": v for k, v in bertscore(preds, refs).items()})
         return metrics
 

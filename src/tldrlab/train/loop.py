@@ -32,6 +32,7 @@ from tldrlab.errors import InvalidInputError, RunCancelledError, RunPreemptedErr
 from tldrlab.runs import preempt
 from tldrlab.runs.atomic import atomic_write_text, read_jsonl
 from tldrlab.runs.run import METRICS, Run
+from tldrlab.track.plots import plot_run_metrics
 from tldrlab.train import checkpoint as ckpt
 from tldrlab.train.config import TrainConfig
 from tldrlab.train.schedule import build_optimizer, lr_at, set_lr
@@ -326,7 +327,6 @@ second per figure on a small CPU, which at frequent evaluations cost more than t
 def _plot(run: Run | None, config: TrainConfig) -> None:
     if run is None or not config.plot:
         return
-    from tldrlab.track.plots import plot_run_metrics
 
     try:
         plot_run_metrics(run.dir)

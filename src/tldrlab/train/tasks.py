@@ -23,8 +23,12 @@ import torch
 from torch import nn
 
 from tldrlab.data import splits
+from tldrlab.data.readers import detect_format, input_files, read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
+from tldrlab.evaluate.config import GenerateOptions
+from tldrlab.evaluate.generate import generate
+from tldrlab.evaluate.metrics import bertscore, empty_count, rouge_scores
 from tldrlab.train.chat_sft import build_chat_task
 from tldrlab.train.config import DataConfig, TrainJobConfig
 
@@ -124,8 +128,6 @@ class Seq2SeqTask:
 
     def generation_metrics(self, model: nn.Module) -> dict[str, float]:
         """ROUGE (and BERTScore when enabled) of greedy summaries of the first validation documents."""
-        from tldrlab.evaluate import GenerateOptions, empty_count, rouge_scores
-        from tldrlab.evaluate.generate import generate
 
         records = self.val_records[: self.data.generate_examples]
         sources = [self.data.prefix + r.document for r in records]
@@ -144,8 +146,6 @@ class Seq2SeqTask:
         # an untrained model often generates nothing at all: counted, so zeros are not taken for a score
         metrics["eval_empty_predictions"] = float(empty_count(preds))
         if self.data.bertscore:
-            from tldrlab.evaluate import bertscore
-
             metrics.update({f"eval_bertscore_{k}": v for k, v in bertscore(preds, refs).items()})
         return metrics
 
@@ -210,14 +210,11 @@ def detect_splits(data: DataConfig) -> tuple[str | None, str | None]:
 
 
 def read_split_records(data: DataConfig, split: str | None, *, limit: int | None) -> list[SummaryRecord]:
-    from tldrlab.data.readers import read_records
-
     return read_records(data.path, data.format, split=split, limit=limit)
 
 
 def training_files(data: DataConfig) -> list[Path]:
     """The files of the training split (what a tokenizer is trained on, so validation text stays unseen)."""
-    from tldrlab.data.readers import detect_format, input_files
 
     train_split, _ = detect_splits(data)
     fmt = data.format or detect_format(data.path)

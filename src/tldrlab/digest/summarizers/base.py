@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel
 
+from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Thread
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.signals import tokenize
@@ -95,8 +96,6 @@ def split_bullets(text: str, max_bullets: int) -> list[str]:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     bulleted = [BULLET_PREFIX.sub("", line) for line in lines if BULLET_PREFIX.match(line)]
     if not bulleted:
-        from tldrlab.data.sentences import split_sentences
-
         bulleted = [s.text for s in split_sentences(" ".join(lines))]
     return [b for b in bulleted if b][:max_bullets]
 

@@ -13,6 +13,7 @@ from tldrlab.service.queue.base import JobHandler, JobQueue
 
 
 def _sqlite(settings: Settings) -> JobQueue:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.service.queue.sqlite import SqliteQueue
 
     settings.ensure_home()
@@ -20,6 +21,7 @@ def _sqlite(settings: Settings) -> JobQueue:
 
 
 def _rq(settings: Settings) -> JobQueue:
+    # lazy: that submodule needs this package initialised (a cycle at the top)
     from tldrlab.service.queue.rq import RqQueue
 
     assert settings.queue_url is not None

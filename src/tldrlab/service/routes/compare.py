@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from tldrlab.runs.compare import MAX_RUNS, Comparison, compare_runs
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.state import registry, settings_of
+from tldrlab.track.plots import plot_comparison
 
 router = APIRouter(tags=["runs"], route_class=StrictJSONRoute)
 
@@ -73,7 +74,6 @@ async def compare(
 
 
 def _png(comparison: Comparison) -> bytes:
-    from tldrlab.track.plots import plot_comparison
 
     with tempfile.TemporaryDirectory() as folder:
         path = plot_comparison(comparison, Path(folder) / "compare.png")

@@ -63,6 +63,7 @@ def safe_file_name(name: str) -> str:
 
 def _describe(path: Path, name: str, format: str | None, settings: Settings) -> tuple[str, int | None]:
     """(format, records or None) of an uploaded file; InvalidInputError when tldrlab cannot read it."""
+    # lazy: loads bs4, lxml (this module stays light without them)
     from tldrlab.data.readers import READERS, detect_format, read_records_report, read_threads_report
 
     try:

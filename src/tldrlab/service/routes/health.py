@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tldrlab.runs import open_registry
 from tldrlab.service.limits import StrictJSONRoute
 
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
@@ -23,7 +24,6 @@ def register_check(name: str, check: ReadinessCheck) -> None:
 
 
 def _database(request: Request) -> str | None:
-    from tldrlab.runs import open_registry
 
     try:
         open_registry(request.app.state.settings).db.query("SELECT 1 AS ok")

@@ -25,7 +25,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tldrlab.errors import InvalidInputError
-from tldrlab.lvm.store import ConceptStore, default_store_url
+from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
+from tldrlab.lvm.generate import Smoother, generate_next, window_from_texts
+from tldrlab.lvm.index import load_index
+from tldrlab.lvm.ingest import IngestConfig, load_embedder
+from tldrlab.lvm.store import ConceptStore, default_store_url, open_concept_store
+from tldrlab.lvm.tmd import TMDClassifier
+from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.service.confine import resolve_input, resolve_model
 from tldrlab.service.routes.health import register_check
 from tldrlab.service.routes.runs import RunInfo, run_info
 from tldrlab.service.state import settings_of, submit_run
@@ -53,15 +60,12 @@ def resources(request: Request) -> LVMResources:
     with _open_lock:
         found: LVMResources | None = getattr(state, "lvm", None)
         if found is None:
-            from tldrlab.lvm.store import open_concept_store
-
             found = LVMResources(store=open_concept_store(settings=settings_of(request)))
             state.lvm = found
         return found
 
 
 def _embedder(res: LVMResources, name: str | None) -> Any:
-    from tldrlab.lvm.ingest import load_embedder
 
     key = name or ""
     with res.lock:
@@ -71,7 +75,6 @@ def _embedder(res: LVMResources, name: str | None) -> Any:
 
 
 def _index(res: LVMResources, request: Request) -> Any:
-    from tldrlab.lvm.index import load_index
 
     with res.lock:
         if res.index is None:
@@ -81,8 +84,8 @@ def _index(res: LVMResources, request: Request) -> Any:
 
 
 def _model(res: LVMResources, request: Request, reference: str) -> Any:
+    # lazy: loads torch (this module stays light without it)
     from tldrlab.lvm.models import find_lvm, load_lvm
-    from tldrlab.service.confine import resolve_input
 
     settings = settings_of(request)
     with res.lock:
@@ -95,8 +98,6 @@ def _model(res: LVMResources, request: Request, reference: str) -> Any:
 
 
 def _smoother(res: LVMResources, request: Request, reference: str) -> Any:
-    from tldrlab.lvm.generate import Smoother
-    from tldrlab.service.confine import resolve_model
 
     with res.lock:
         if reference not in res.smoothers:
@@ -156,7 +157,6 @@ class ChunkResponse(BaseModel):
 
 @router.post("/lvm/chunk", response_model=ChunkResponse)
 def chunk(request: Request, body: ChunkRequest) -> dict[str, Any]:
-    from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
 
     res = resources(request)
     needs_embedder = body.chunking == "semantic" or body.tmd
@@ -165,8 +165,6 @@ def chunk(request: Request, body: ChunkRequest) -> dict[str, Any]:
     chunks = chunk_article(body.text, config, embedder.encode if embedder is not None else None)
     codes: list[str | None] = [None] * len(chunks)
     if body.tmd and chunks and embedder is not None:
-        from tldrlab.lvm.tmd import TMDClassifier
-
         texts = [c.text for c in chunks]
         codes = [label.code for label in TMDClassifier(embedder).classify(embedder.encode(texts), texts)]
     concepts = [
@@ -216,8 +214,6 @@ class IngestRequest(BaseModel):
 @router.post("/lvm/ingest", status_code=202, response_model=RunInfo)
 def ingest(request: Request, body: IngestRequest) -> dict[str, Any]:
     """Queue an `lvm_ingest` run of the articles (a worker embeds and stores them; poll GET /runs/{id})."""
-    from tldrlab.lvm.ingest import IngestConfig
-    from tldrlab.runs.atomic import atomic_write_text
 
     settings = settings_of(request)
     uploads = settings.resolved_data_roots[0] / "lvm-uploads"  # where API-submitted runs may read
@@ -287,7 +283,6 @@ class PredictResponse(BaseModel):
 
 @router.post("/lvm/predict", response_model=PredictResponse)
 def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
-    from tldrlab.lvm.generate import generate_next, window_from_texts
 
     res = resources(request)
     model = _model(res, request, body.model)

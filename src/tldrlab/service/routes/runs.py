@@ -29,6 +29,7 @@ from tldrlab.service.events import RunTail, sse_format
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.health import register_check
 from tldrlab.service.state import queue_readiness, registry, settings_of, submit_run
+from tldrlab.service.worker import update_manifest
 
 router = APIRouter(tags=["runs"], route_class=StrictJSONRoute)
 MAX_OFFSET = 10**9
@@ -327,8 +328,6 @@ def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     if runs.transition(
         run_id, (RunStatus.QUEUED,), RunStatus.CANCELLED, message=message, ended_at=time.time()
     ):
-        from tldrlab.service.worker import update_manifest
-
         update_manifest(record.run_dir, status="cancelled", message=message)
     else:
         runs.update(run_id, message="cancel requested; stopping after the current step")

@@ -32,14 +32,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field, ValidationError
 
 from tldrlab.data.threads import Thread
-from tldrlab.digest.cache import SummaryCache
+from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.ingest import ingest_threads, load_threads
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
+from tldrlab.digest.summarizers import build_summarizer
+from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
 from tldrlab.service.confine import confine_summarizer_params
 from tldrlab.service.limits import StrictJSONRoute, parse_json
+from tldrlab.store import open_store
 from tldrlab.store.base import SentenceStore
 
 log = logging.getLogger("tldrlab.service")
@@ -97,10 +101,6 @@ def resources(request: Request) -> DigestResources:
     with _open_lock:
         found: DigestResources | None = getattr(app_state, "digest", None)
         if found is None:
-            from tldrlab.digest.cache import open_cache
-            from tldrlab.embed import get_embedder
-            from tldrlab.store import open_store
-
             settings = app_state.settings
             embedder = get_embedder(settings.embedder)
             found = DigestResources(
@@ -126,7 +126,6 @@ def parse_threads(body: Any) -> list[Thread]:
             raise InvalidInputError("content must be a non-empty string")
         if fmt not in TEXT_FORMATS:
             raise InvalidInputError(f"format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
-        from tldrlab.digest.ingest import load_threads
 
         with tempfile.TemporaryDirectory(prefix="tldrlab-upload-") as tmp:
             path = Path(tmp) / f"Posts{TEXT_FORMATS[fmt]}"
@@ -173,7 +172,6 @@ async def post_threads(request: Request) -> JSONResponse:
     res = await run_in_threadpool(resources, request)
 
     def ingest() -> Any:
-        from tldrlab.digest.ingest import ingest_threads
 
         with res.thread_locks.hold([t.id for t in threads]):
             stats = ingest_threads(threads, res.store, res.embedder)
@@ -273,7 +271,6 @@ async def stream_summary(request: Request) -> StreamingResponse:
         raise InvalidInputError(f"{where or 'body'}: {first['msg']}") from exc
     res = await run_in_threadpool(resources, request)
     await run_in_threadpool(res.store.get_thread, options.thread_id)  # 404 before the stream starts
-    from tldrlab.digest.summarizers import build_summarizer
 
     settings = request.app.state.settings
     options.params = await run_in_threadpool(
