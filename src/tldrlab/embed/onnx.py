@@ -103,7 +103,9 @@ def export_onnx(model_dir: Path, out_path: Path, config: OnnxExportConfig) -> Pa
             ).last_hidden_state
 
     axes = {0: "batch", 1: "tokens"}
-    float_path = out_path.with_name(out_path.stem + ".float.onnx.tmp")
+    # Per-process names: two processes exporting at once (workers starting on a fresh home) must not write
+    # into each other's intermediate file; the last atomic replace wins with an identical model.
+    float_path = out_path.with_name(out_path.stem + f".float.{os.getpid()}.onnx.tmp")
     # The TorchScript tracer warns about Python-side shape checks in the attention code; the export is
     # checked against the PyTorch vectors instead (tests/embed, bench/embed.py).
     with torch.inference_mode(), warnings.catch_warnings():
