@@ -30,6 +30,9 @@ import torch
 
 from tldrlab.data.records import SummaryRecord
 from tldrlab.elm.config import COMPARE_SYSTEMS, ElmLMCompareConfig, ElmTrainConfig
+from tldrlab.elm.evaluate import summary_quality
+from tldrlab.elm.model import generate_summaries, load_elm
+from tldrlab.elm.prepare import load_split
 from tldrlab.errors import ConfigError
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 from tldrlab.experiments.lm_experiment import (
@@ -164,7 +167,6 @@ def finetune_recipe(
 def _finetune(config: ElmLMCompareConfig, data_dir: Path, parent: str) -> tuple[Any, Any, dict[str, Any]]:
     """The LM fine-tuned on the full text within the CPU budget (best validation loss), in a child run:
     model, tokenizer, facts."""
-    from tldrlab.elm.prepare import load_split
 
     train_records = _records(load_split(data_dir, "train"))
     val_records = _records(load_split(data_dir, "val"))[: config.eval_size]
@@ -181,7 +183,6 @@ def _train_elm(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """The adapter (with `lora`: and LoRA adapters) on the frozen LM within the CPU budget (best validation
     loss): model, tokenizer, facts."""
-    from tldrlab.elm.model import load_elm
     from tldrlab.elm.train import run_elm_training
 
     elm_config = ElmTrainConfig.model_validate(
@@ -238,7 +239,6 @@ def elm_summaries(
     model: Any, tokenizer: Any, documents: list[str], template: str, embedder: Any, max_new_tokens: int
 ) -> tuple[list[str], float, float]:
     """One document at a time: embed it, then generate from its prefix; mean wall and CPU seconds each."""
-    from tldrlab.elm.model import generate_summaries
 
     outputs, wall, cpu = [], 0.0, 0.0
     for document in documents:
@@ -254,7 +254,6 @@ def elm_summaries(
 
 def compare_lm_job(run: Run, config: ElmLMCompareConfig) -> dict[str, Any]:
     """Run kind `elm_compare_lm` (see the module docstring)."""
-    from tldrlab.elm.evaluate import summary_quality
     from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
     from tldrlab.embed import get_embedder
 

@@ -31,6 +31,7 @@ from tldrlab.elm.config import ElmModelConfig
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
 from tldrlab.evaluate.generate import filter_logits
 from tldrlab.models import build_model, load_model, model_task
+from tldrlab.models.causal_lm import LoraSettings, apply_lora
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import open_registry
 from tldrlab.runs.atomic import atomic_write_json
@@ -75,7 +76,6 @@ class ElmModel(nn.Module):
         if config.lora_rank is not None:
             if not config.freeze_lm or config.lm == "scratch":
                 raise ConfigError("LoRA trains adapters on a frozen pretrained LM: set freeze_lm and an --lm")
-            from tldrlab.models.causal_lm import LoraSettings, apply_lora
 
             self.lm = apply_lora(lm, LoraSettings(r=config.lora_rank, alpha=config.lora_alpha))
         if config.gradient_checkpointing:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.train.loop import epoch_batches
 
 HALF = (torch.float16, torch.bfloat16)
 
@@ -166,7 +167,6 @@ class TeacherCache:
 
 def examples_seen(n_items: int, batch_size: int, steps: int, seed: int) -> list[int]:
     """Dataset indices the training loop draws in its first `steps` steps (its seeded epoch order)."""
-    from tldrlab.train.loop import epoch_batches
 
     seen: list[int] = []
     epoch = 0

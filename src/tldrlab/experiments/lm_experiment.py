@@ -39,9 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tldrlab.data.readers import read_records
 from tldrlab.data.records import SummaryRecord
+from tldrlab.data.sentences import split_sentences
+from tldrlab.data.splits import detect_splits
 from tldrlab.device import resolve_device
 from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.evaluate.metrics import bertscore_f1_per_sample, rouge_per_sample
 from tldrlab.experiments.config import LM_ARMS, LMArmConfig, LMCompressConfig, LMExperimentConfig
 from tldrlab.experiments.dendrites import (
     GRADIENT_DESCENT_NOTE,
@@ -61,6 +65,8 @@ from tldrlab.experiments.lm_compression import (
     export_compressed,
     importance_scores,
 )
+from tldrlab.experiments.lm_results import write_lm_results
+from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
@@ -89,7 +95,6 @@ class LMData:
 
 def load_lm_data(config: LMExperimentConfig) -> LMData:
     """Records with a document and a summary; eval + test held out (from `eval_data` when given), seeded."""
-    from tldrlab.data.readers import read_records
 
     def usable(path: str, limit: int | None = None, split: str | None = None) -> list[SummaryRecord]:
         if not Path(path).exists():
@@ -125,8 +130,6 @@ def load_lm_data(config: LMExperimentConfig) -> LMData:
 
 
 def _splits(path: str) -> tuple[str | None, str | None]:
-    from tldrlab.data.splits import detect_splits
-
     return detect_splits(path, None, None)
 
 
@@ -235,7 +238,6 @@ class Shared:
 
 def load_pretrained(reference: str) -> tuple[Any, Any]:
     """(model in float32, its tokenizer with a pad token) for a model reference."""
-    from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
     from tldrlab.models.resolve import resolve_model_ref
 
     resolved = resolve_model_ref(reference)
@@ -442,7 +444,6 @@ def summarize_records(
 
 def score_predictions(predictions: list[str], references: list[str], *, bertscore: bool) -> dict[str, Any]:
     """Mean ROUGE-1/2/L and BERTScore F1, and the per-record scores (for paired bootstrap intervals)."""
-    from tldrlab.evaluate.metrics import bertscore_f1_per_sample, rouge_per_sample
 
     per = {"rouge1": [], "rouge2": [], "rougeL": []}  # type: dict[str, list[float]]
     for scores in rouge_per_sample(predictions, references):
@@ -456,7 +457,6 @@ def score_predictions(predictions: list[str], references: list[str], *, bertscor
 
 def lead1(records: list[SummaryRecord]) -> list[str]:
     """The first sentence of each document."""
-    from tldrlab.data.sentences import split_sentences
 
     out = []
     for record in records:
@@ -519,8 +519,6 @@ def arm_export(
 
 
 def export_compressed_baseline(model: Any, tokenizer: Any, out: Path) -> None:
-    from tldrlab.models.causal_lm import export_model
-
     out.mkdir(parents=True, exist_ok=True)
     export_model(model, out)
     tokenizer.save_pretrained(str(out))
@@ -691,7 +689,6 @@ def run_lm_experiment(config: LMExperimentConfig) -> dict[str, Any]:
 def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
     """Run kind `lm_experiment`: train every arm for every seed (the baseline first), score them, and write
     results.{md,csv,json}, comparison.png and differences.png in the run."""
-    from tldrlab.experiments.lm_results import write_lm_results
 
     shared = open_shared(config)
     run.log(
@@ -738,7 +735,6 @@ def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
 def lm_compress_job(run: Run, config: LMCompressConfig) -> dict[str, Any]:
     """Run kind `lm_compress`: rank units on calibration records, cut, export to `out` (or the run's
     model/)."""
-    from tldrlab.data.readers import read_records
 
     model, tokenizer = load_pretrained(config.model)
     spec = config.compression
