@@ -216,6 +216,7 @@ _ENTRIES = (
         LMExperimentConfig,
         "tldrlab.experiments.lm_experiment:lm_experiment_job",
         "A pretrained causal LM: baseline vs compressed vs + dendrites vs random vs distilled, same budget.",
+        resume_fields=(),
     ),
     RunKind(
         "lm_experiment_arm",

@@ -112,6 +112,60 @@ def test_bootstrap_differences_are_paired_over_records() -> None:
     assert found["low"] == pytest.approx(-0.1) and found["high"] == pytest.approx(-0.1)
 
 
+def test_a_stopped_experiment_resumes_where_it_stopped(tiny_model: Path, pairs: Path) -> None:
+    """Preempted right after the PAI arm's restructure (what SIGTERM does), `--resume` keeps the finished
+    baseline, continues the PAI arm's own run with its dendrites, and trains compressed_kd from the baseline
+    reloaded from its run."""
+    import threading
+
+    from tldrlab.runs import preempt
+
+    tiny = "--budget 8 --eval-every 2 --batch-size 4 --train-limit 32 --eval-size 4 --test-size 3 --seeds 1"
+    tiny += " --max-source-tokens 24 --max-new-tokens 4 --calibration-size 4 --wandb-mode disabled --no-plots"
+    tiny += " --no-bertscore --no-lead-baseline --dendrites.no-graphs-every-eval"
+    tiny += " --arms baseline,compressed_pai,compressed_kd"
+    registry = open_registry()
+    done = threading.Event()
+
+    def stop_after_the_restructure() -> None:
+        while not done.is_set():
+            for child in registry.list(kind="lm_experiment_arm", limit=5):
+                metrics = Path(child.run_dir) / "metrics.jsonl"
+                if (
+                    child.tags.get("arm") == "compressed_pai"
+                    and metrics.exists()
+                    and any(r.get("pai/restructured") == 1.0 for r in read_jsonl(metrics))
+                ):
+                    preempt.request_stop()
+                    return
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=stop_after_the_restructure, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(SystemExit):
+            main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
+    finally:
+        done.set()
+        watcher.join()
+    (record,) = registry.list(kind="lm_experiment", limit=5)
+    assert record.status == RunStatus.QUEUED  # preempted: waiting to be resumed
+    before = {c.tags["arm"]: c for c in registry.list(kind="lm_experiment_arm", limit=10)}
+    assert set(before) == {"baseline", "compressed_pai"}
+    assert before["compressed_pai"].status == RunStatus.QUEUED
+
+    main(["experiment", "lm", "--resume", record.id])
+    assert registry.get(record.id).status == RunStatus.COMPLETED
+    after = registry.list(kind="lm_experiment_arm", limit=10)
+    assert sorted(c.tags["arm"] for c in after) == ["baseline", "compressed_kd", "compressed_pai"]
+    pai = registry.get(before["compressed_pai"].id)
+    assert pai.status == RunStatus.COMPLETED and pai.attempts == 2
+    logged = (Path(pai.run_dir) / "log.jsonl").read_text()
+    assert "resuming the arm" in logged and "dendrites restored" in logged
+    rows = {r["arm"]: r for r in json.loads((Path(record.run_dir) / "results.json").read_text())["rows"]}
+    assert rows["compressed_pai"]["dendrites"] == 1 and rows["compressed_kd"]["teacher_seconds"] > 0
+
+
 def test_results_tables_and_charts(tmp_path: Path, pairs: Path) -> None:
     from tldrlab.experiments.lm_results import write_lm_results
 

@@ -68,7 +68,7 @@ from tldrlab.experiments.lm_compression import (
 from tldrlab.experiments.lm_results import write_lm_results
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
-from tldrlab.runs import Run, start_run
+from tldrlab.runs import Run, RunRecord, RunStatus, execute_run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.train.chat_sft import ChatSFTTask
 from tldrlab.train.config import DataConfig, TrainConfig
@@ -643,12 +643,36 @@ def arm_recipe(shared: Shared) -> Recipe[LMArmConfig]:
     return Recipe(ARM_KIND, lambda config: config.seed, setup, export)
 
 
-def train_arm(shared: Shared, arm: str, seed: int, parent_id: str | None) -> tuple[dict[str, Any], nn.Module]:
-    """One arm for one seed in its own child run (kind `lm_experiment_arm`); its results row and the model."""
+def train_arm(
+    shared: Shared, arm: str, seed: int, parent_id: str | None, unfinished: RunRecord | None = None
+) -> tuple[dict[str, Any], nn.Module]:
+    """One arm for one seed in its own child run (kind `lm_experiment_arm`); its results row and the model.
+    With `unfinished` (this arm's run from a stopped attempt) that run continues from its last checkpoint
+    (the PAI arm's: after its last evaluation, dendrites and tracker included)."""
     config = LMArmConfig.model_validate({**shared.config.model_dump(), "arm": arm, "seed": seed})
-    with start_run(ARM_KIND, config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
-        outcome = run_recipe(run, arm_recipe(shared), config)
+    if unfinished is not None:
+        with execute_run(unfinished) as run:
+            run.log("resuming the arm from its last checkpoint", arm=arm, seed=seed)
+            outcome = run_recipe(run, arm_recipe(shared), config)
+    else:
+        with start_run(ARM_KIND, config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
+            outcome = run_recipe(run, arm_recipe(shared), config)
     return outcome.export.result["row"], outcome.train.model
+
+
+def earlier_arm_runs(experiment: Run) -> dict[tuple[str, int], RunRecord]:
+    """The arm runs of this experiment's earlier attempts, the newest per (arm, seed)."""
+    found: dict[tuple[str, int], RunRecord] = {}
+    for record in experiment.registry.list(kind=ARM_KIND, limit=100_000):  # newest first
+        if record.parent_id == experiment.id and "arm" in record.tags:
+            found.setdefault((str(record.tags["arm"]), int(record.config["seed"])), record)
+    return found
+
+
+def _trained_baseline(shared: Shared, record: RunRecord) -> nn.Module:
+    """A finished baseline arm's exported model (the teacher of its seed's compressed_kd on a resume)."""
+    model, _ = load_pretrained(str(Path(record.run_dir) / "model"))
+    return model.to(shared.device).eval()
 
 
 def lm_experiment_arm_job(run: Run, config: LMArmConfig) -> dict[str, Any]:
@@ -709,9 +733,22 @@ def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
         (run.dir / ROWS_DIR).mkdir(exist_ok=True)
         atomic_write_json(run.dir / ROWS_DIR / "lead1.json", lead)
     total = len(config.seeds) * len(config.arms)
+    earlier = earlier_arm_runs(run)  # a resumed experiment keeps the arms it finished
     for seed in config.seeds:
         for arm in ordered_arms(config.arms):
-            row, model = train_arm(shared, arm, seed, run.id)
+            previous = earlier.get((arm, seed))
+            if _row_path(run.dir, seed, arm).exists() and previous is not None:
+                needs_teacher = (
+                    "compressed_kd" in config.arms and not _row_path(run.dir, seed, "compressed_kd").exists()
+                )
+                if arm == "baseline" and needs_teacher:
+                    shared.baselines[seed] = _trained_baseline(shared, previous)
+                run.log("arm already finished", arm=arm, seed=seed, run_id=previous.id)
+                continue
+            unfinished = (
+                previous if previous is not None and previous.status is not RunStatus.COMPLETED else None
+            )
+            row, model = train_arm(shared, arm, seed, run.id, unfinished)
             atomic_write_text(_row_path(run.dir, seed, arm), json.dumps(row, default=str))
             if arm == "baseline" and "compressed_kd" in config.arms:
                 shared.baselines[seed] = model
