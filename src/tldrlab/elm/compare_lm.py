@@ -32,7 +32,9 @@ from tldrlab.data.records import SummaryRecord
 from tldrlab.elm.config import COMPARE_SYSTEMS, ElmLMCompareConfig, ElmTrainConfig
 from tldrlab.elm.evaluate import summary_quality
 from tldrlab.elm.model import generate_summaries, load_elm
-from tldrlab.elm.prepare import load_split
+from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
+from tldrlab.elm.train import run_elm_training
+from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 from tldrlab.experiments.lm_experiment import (
@@ -183,7 +185,6 @@ def _train_elm(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """The adapter (with `lora`: and LoRA adapters) on the frozen LM within the CPU budget (best validation
     loss): model, tokenizer, facts."""
-    from tldrlab.elm.train import run_elm_training
 
     elm_config = ElmTrainConfig.model_validate(
         {
@@ -254,8 +255,6 @@ def elm_summaries(
 
 def compare_lm_job(run: Run, config: ElmLMCompareConfig) -> dict[str, Any]:
     """Run kind `elm_compare_lm` (see the module docstring)."""
-    from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
-    from tldrlab.embed import get_embedder
 
     unknown = [s for s in config.systems if s not in COMPARE_SYSTEMS]
     if unknown or not config.systems:

@@ -68,6 +68,7 @@ from tldrlab.experiments.lm_compression import (
 from tldrlab.experiments.lm_results import write_lm_results
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
+from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, RunRecord, RunStatus, execute_run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.train.chat_sft import ChatSFTTask
@@ -238,7 +239,6 @@ class Shared:
 
 def load_pretrained(reference: str) -> tuple[Any, Any]:
     """(model in float32, its tokenizer with a pad token) for a model reference."""
-    from tldrlab.models.resolve import resolve_model_ref
 
     resolved = resolve_model_ref(reference)
     return load_causal_lm(resolved), load_tokenizer(resolved)
