@@ -8,9 +8,9 @@ the bundled model while it is not installed.
 
 Loading is the slow part (seconds: a GGUF is de-quantized on load; `tldrlab models import` converts it once),
 so loaded models are cached per (what the reference resolves to, its modification time, precision): an alias
-promoted to another run, or a model directory written again, loads the new weights. Faster CPU paths: `precision="bf16"` (weights in
-bfloat16) and `precision="int8"` (dynamic int8 quantization of the decoder blocks' Linear layers; the
-output projection stays fp32); docs/digest.md has their speed and quality.
+promoted to another run, or a model directory written again, loads the new weights. Faster CPU paths:
+`precision="bf16"` (weights in bfloat16) and `precision="int8"` (dynamic int8 quantization of the decoder
+blocks' Linear layers; the output projection stays fp32); docs/digest.md has their speed and quality.
 """
 
 from __future__ import annotations
