@@ -60,17 +60,16 @@ def test_loop_learns_and_records_metrics() -> None:
 def test_curves_are_drawn_at_the_end_and_not_at_every_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
     """Drawing the PNGs took ~3 s per evaluation on this CPU, more than the steps between them: while
     training, they are redrawn at most once per PLOT_INTERVAL_S, and always at the end."""
-    import tldrlab.track.plots as plots
     from tldrlab.train import loop
 
     drawn: list[int] = []
-    real = plots.plot_run_metrics
+    real = loop.plot_run_metrics
 
     def counting(run_dir: object) -> object:
         drawn.append(len(drawn))
         return real(run_dir)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plots, "plot_run_metrics", counting)
+    monkeypatch.setattr(loop, "plot_run_metrics", counting)
     with start_run("train", {"test": "plots"}) as run:
         train(ToyLM(), ToyTask(), _config(max_steps=20, eval_every=2, plot=True), run)
     assert len(drawn) == 1 and (run.dir / "plots" / "eval.png").exists()  # 10 evaluations, one drawing
