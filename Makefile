@@ -45,7 +45,7 @@ types: install
 	$(BIN)/mypy
 
 pytest: install install-system
-	$(BIN)/pytest -n auto --maxprocesses 2 --dist loadfile --cov --cov-report=term:skip-covered --cov-report=xml --cov-fail-under=$$(cat .coverage-floor)
+	$(BIN)/pytest -n auto --maxprocesses 2 --dist worksteal --cov --cov-report=term:skip-covered --cov-report=xml --cov-fail-under=$$(cat .coverage-floor)
 
 test: lint types pytest
 
