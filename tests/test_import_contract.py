@@ -43,3 +43,16 @@ def test_named_modules_exist() -> None:
     modules = set(_package_modules())
     missing = [n for n in _layer_modules() if n not in modules]
     assert missing == [], f"the layers contract names modules that do not exist: {missing}"
+
+
+def test_test_modules_import_their_helpers_as_pytest_puts_them_on_the_path() -> None:
+    """`from tests.tinylm import ...` works with `python -m pytest` from the repository root (the working
+    directory is on sys.path) but not with `.venv/bin/pytest`, which `make test` runs: 4 test files failed to
+    import from a clean clone. Helpers next to conftest.py are imported by their own name."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if re.match(r"(from|import) tests[.\s]", line)  # module level (a subprocess script may set its path)
+    ]
+    assert not offenders, offenders

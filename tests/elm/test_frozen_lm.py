@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 
+from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.cli.main import main
 from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.errors import ConfigError

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-from tests.tinylm import CORPUS, tiny_chat_tokenizer, tiny_llama
 
+from tinylm import CORPUS, tiny_chat_tokenizer, tiny_llama
 from tldrlab.errors import InvalidInputError
 from tldrlab.experiments.distill import (
     TeacherCache,

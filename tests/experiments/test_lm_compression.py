@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from tests.tinylm import CORPUS, tiny_chat_tokenizer, tiny_llama
 
+from tinylm import CORPUS, tiny_chat_tokenizer, tiny_llama
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import ConfigError
 from tldrlab.experiments.config import LMCompressionSpec

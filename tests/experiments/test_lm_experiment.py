@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.tinylm import CORPUS, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 
+from tinylm import CORPUS, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.cli.main import main
 from tldrlab.experiments.config import LM_ARMS, LMExperimentConfig
 from tldrlab.experiments.lm_results import differences, summarize_rows
