@@ -101,6 +101,12 @@ NOT_RUN: list[tuple[str, str, str]] = [
         "fine-tunes the 135M-parameter SmolLM2: tests/train/test_chat_sft.py runs the same task at tiny size",
     ),
     (
+        r"docs/models.md",
+        r"^eval smollm2\b",
+        "evaluates the real 135M-parameter SmolLM2 (minutes): tests/models/test_bundled_smollm2.py "
+        "loads and runs it, tests/train/test_chat_sft.py evaluates a tiny chat LM the same way",
+    ),
+    (
         r"docs/training.md",
         r"^train --resume",
         "needs a run stopped by Ctrl-C: tests/train/test_jobs.py::"
