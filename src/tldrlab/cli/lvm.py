@@ -1,4 +1,4 @@
-"""`tldrlab lvm ingest | index | sequences | train | evaluate | decode`: concept-vector models (seed 003).
+"""`tldrlab lvm ingest | index | sequences | train | evaluate | decode`: concept-vector models.
 
 A typical session, each step a run (see `tldrlab runs list`):
 

@@ -6,7 +6,7 @@
     save_elm(model, tokenizer, "out/elm");  model, tokenizer = load_elm("out/elm")
 
 The prompt template's `{text}` is replaced by the prefix: input = embed(before) + prefix + embed(after) +
-embed(target). The adapter (seed 002's "hidden size, dropout and residual scale"):
+embed(target). The adapter (its knobs: hidden size, dropout and residual scale):
 
     prefix(e) = reshape(W_direct e + residual_scale * MLP(e), (N, width))
     MLP(e)    = W_2 dropout(GELU(W_1 e + b_1)) + b_2      W_1: dim -> hidden_dim, W_2: hidden_dim -> N*width
@@ -340,7 +340,7 @@ def resolve_elm_dir(path_or_run: Path | str) -> Path:
 
 
 def load_adapter_weights(model: ElmModel, path: Path | str) -> None:
-    """Load adapter + drift head weights from an adapter.safetensors (the seed's --resume-from)."""
+    """Load adapter + drift head weights from an adapter.safetensors (resuming from saved weights)."""
     from safetensors.torch import load_file
 
     try:

@@ -52,7 +52,7 @@ from tldrlab.train.tasks import Seq2SeqTask
 
 @dataclass
 class ArmContext:
-    """What an arm builder gets: the experiment's shared pieces and this seed's trained baseline."""
+    """What an arm builder gets: the experiment's shared pieces and this random seed's trained baseline."""
 
     config: ExperimentConfig
     tokenizer: Any

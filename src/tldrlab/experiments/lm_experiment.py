@@ -211,7 +211,7 @@ class ArmTask(ChatSFTTask):
 @dataclass
 class Shared:
     """What every arm of the experiment uses: the data, the tokenizer, the pretrained model, the importance
-    scores (measured once) and each seed's trained baseline (the distillation teacher)."""
+    scores (measured once) and the trained baseline of each random seed (the distillation teacher)."""
 
     config: LMExperimentConfig
     data: LMData
@@ -590,8 +590,8 @@ class CpuClock(TrainHooks):
 
 
 def arm_recipe(shared: Shared) -> Recipe[LMArmConfig]:
-    """One arm as a recipe: `arm_setup` builds it (the shared pieces, this seed's baseline as the teacher),
-    `arm_export` scores the final weights (not the best) and saves them."""
+    """One arm as a recipe: `arm_setup` builds it (the shared pieces, the baseline of its random seed as
+    the teacher), `arm_export` scores the final weights (not the best) and saves them."""
 
     def setup(run: Run | None, config: LMArmConfig) -> RecipeSetup:
         if run is None:
@@ -670,7 +670,8 @@ def earlier_arm_runs(experiment: Run) -> dict[tuple[str, int], RunRecord]:
 
 
 def _trained_baseline(shared: Shared, record: RunRecord) -> nn.Module:
-    """A finished baseline arm's exported model (the teacher of its seed's compressed_kd on a resume)."""
+    """A finished baseline arm's exported model (on a resume: the teacher of compressed_kd, same random
+    seed)."""
     model, _ = load_pretrained(str(Path(record.run_dir) / "model"))
     return model.to(shared.device).eval()
 

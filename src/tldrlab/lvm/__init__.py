@@ -1,4 +1,4 @@
-"""LVM concept models (seed 003): articles -> concept vectors -> models that predict the next concept.
+"""LVM concept models: articles -> concept vectors -> models that predict the next concept.
 
 - `chunking`: articles into concepts (sentences, or semantic chunks of adjacent similar sentences).
 - `store`: concepts with provenance and vectors in SQLite (default) or PostgreSQL + pgvector.
