@@ -1,4 +1,4 @@
-"""Device and precision rules of seed 004 section 12, and seeding."""
+"""Device and precision rules, and seeding."""
 
 from __future__ import annotations
 

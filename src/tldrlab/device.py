@@ -1,4 +1,4 @@
-"""Device, precision, seeding and data-loader defaults (seed 004, section 12).
+"""Device, precision, seeding and data-loader defaults.
 
 - device `auto` is CUDA when available, else CPU; `cuda` without CUDA is an error; `cpu` forces the CPU.
 - precision `auto` is fp16 on CUDA and fp32 on CPU; fp16 and bf16 are CUDA-only mixed precision (fp16 with

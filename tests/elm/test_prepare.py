@@ -1,4 +1,4 @@
-"""`tldrlab elm prepare`: the seed's layout from real pairs, and the task filter with its index remapping."""
+"""`tldrlab elm prepare`: the ELM data layout from real pairs, and the task filter with its index remap."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_three_arms_on_scitldr(shared_data: Path, capsys: pytest.CaptureFixture[
     with open(run_dir / "results.csv") as handle:
         assert [r["arm"] for r in csv.DictReader(handle)] == ["baseline", "compressed", "compressed_pai"]
     assert (run_dir / "comparison.png").stat().st_size > 5000
-    # each arm is a child run with seed 000's save order: model, PAI state, run_metadata.json
+    # each arm is a child run saved in this order: model, PAI state, run_metadata.json
     children = [r for r in open_registry().list(kind="experiment_arm", limit=10) if r.parent_id == runs[0].id]
     assert len(children) == 3
     pai_child = next(c for c in children if c.tags.get("arm") == "compressed_pai")

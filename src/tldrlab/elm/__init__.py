@@ -1,4 +1,4 @@
-"""ELM summary adapter (seed 002): document embeddings in, summaries out through a decoder LM.
+"""ELM summary adapter: document embeddings in, summaries out through a decoder LM.
 
 - `prepare`: pair data -> embeddings + synthesis JSONL per split; task filtering with index remapping.
 - `model`: the adapter (embedding -> soft prefix), the LM sources, generation, save / load.
@@ -6,6 +6,7 @@
 - `task`: the TrainTask for tldrlab's training loop.
 - `train`: one training run (ElmTrainConfig, run_elm_training).
 - `evaluate`: BERTScore P/R/F1 + composite, ROUGE, length / empty / unique-token statistics.
-- `optimize`: the seed's Bayesian search on the Sweeps engine's storage, sampler and pruner.
+- `optimize`: a Bayesian search over the adapter's hyperparameters on the Sweeps engine's storage, sampler
+  and pruner.
 - `compare`: the ELM vs a from-scratch T5 on one data set with one CPU budget.
 """

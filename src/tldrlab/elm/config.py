@@ -114,7 +114,7 @@ class ElmTrainConfig(BaseModel):
     """Loop settings; max_steps is replaced by `epochs` unless `max_steps` below is set."""
 
     epochs: float = Field(default=2.0, gt=0)
-    """Passes over the training records (seed 002 fixes 2)."""
+    """Passes over the training records (2 by default, short enough for quick search trials)."""
 
     max_steps: int | None = Field(default=None, ge=1)
     """Optimizer steps instead of `epochs` (quick runs)."""

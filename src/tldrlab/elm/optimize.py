@@ -42,8 +42,8 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "loss.text_drift_target_similarity": {"distribution": "uniform", "min": 0.7, "max": 0.9},
     "train.batch_size": {"values": [4, 8, 16]},
 }
-"""Seed 002's search space in W&B syntax. hidden_dim is scaled down from the seed's [2048, 4096, 6144]
-(a 2560-d embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices."""
+"""The search space in W&B syntax. hidden_dim is scaled down from [2048, 4096, 6144] (sizes for a 2560-d
+embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices."""
 
 BASE_ATTR = "elm_base_config"
 """study.user_attrs key: the base ElmTrainConfig every trial overrides (workers rebuild trials from it)."""

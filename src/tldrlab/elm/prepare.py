@@ -1,10 +1,10 @@
-"""ELM data: document embeddings + synthesis JSONL per split, in the seed's layout.
+"""ELM data: document embeddings + synthesis JSONL per split, in the layout below.
 
     stats = prepare_dataset("../shared/data/debian_descriptions", "data/elm")      # embed + write
     stats = filter_task("data/multitask", "data/summary_only", task="summary")   # keep one task, remap
     split = load_split("data/elm", "train")   # split.records (dicts), split.embeddings (N, dim) float32
 
-Layout (seed 002):
+Layout:
     DIR/synthesis/{train,val,test}_synthesis.jsonl   one JSON object a line: task_type, input_prompt_template,
                                                      embedding_index, target_text, variation, source_id, ...
     DIR/embeddings/{train,val,test}_embeddings.safetensors   one tensor "embeddings" (rows, dim) float32

@@ -52,7 +52,7 @@ from tldrlab.train.tasks import Seq2SeqTask
 
 @dataclass
 class ArmContext:
-    """What an arm builder gets: the experiment's shared pieces and this random seed's trained baseline."""
+    """What an arm builder gets: the experiment's shared pieces and the baseline trained with this seed."""
 
     config: ExperimentConfig
     tokenizer: Any
@@ -218,8 +218,8 @@ def train_config(config: ExperimentConfig, seed: int) -> TrainConfig:
 
 
 def arm_recipe(ctx: ArmContext, data: ExperimentData) -> Recipe[ExperimentArmConfig]:
-    """The recipe of one arm: its model built from the experiment's shared pieces (tokenizer, this seed's
-    trained baseline), the summary task, the final weights (not the best) scored and saved."""
+    """The recipe of one arm: its model built from the experiment's shared pieces (tokenizer, the baseline
+    trained with this random seed), the summary task, the final weights (not the best) scored and saved."""
 
     def setup(run: Run | None, config: ExperimentArmConfig) -> RecipeSetup:
         assert run is not None

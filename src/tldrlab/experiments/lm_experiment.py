@@ -4,8 +4,8 @@
 
 One experiment run (kind `lm_experiment`) holds the shared pieces and the results; each (arm, seed) is a child
 run (kind `lm_experiment_arm`) with its metrics, curves, checkpoints, exported model and W&B files. Every arm
-fine-tunes on the same records in the same order (the seed's), with the same step budget, batch, schedule,
-prompt format (the model's chat template, answer-only loss) and evaluation:
+fine-tunes on the same records in the same order (set by the random seed), with the same step budget, batch,
+schedule, prompt format (the model's chat template, answer-only loss) and evaluation:
 
 - `baseline` (A): the pretrained model, every layer; cross-entropy;
 - `compressed` (C): cut from the pretrained weights (`lm_compression`: depth + width by importance);
