@@ -87,3 +87,27 @@ def test_ingest_progress_counts_threads_and_sentences_with_their_own_rates(
     shown = out + err
     assert "threads" in shown and "threads/s" in shown
     assert "sentences" in shown and "sentences/s" in shown
+
+
+def test_sentences_are_pooled_across_posts_into_large_embedder_calls(
+    beer_threads: list[Thread], store: SentenceStore, embedder: Embedder
+) -> None:
+    """The embedder sorts each call's sentences by length, so small calls pad much more: pools of 4 batches
+    ran ingest at 0.60 of the raw embedder; the pipeline now pools POOL_BATCHES batches after the first."""
+    from tldrlab.digest.ingest import POOL_BATCHES
+
+    calls: list[int] = []
+
+    class Recording:  # the real embedder, with its call sizes written down
+        name, dim = embedder.name, embedder.dim
+
+        def encode(self, texts: list[str], batch_size: int = 64) -> object:
+            calls.append(len(texts))
+            return embedder.encode(texts, batch_size=batch_size)
+
+    threads = beer_threads * 2  # 8 threads twice over, as new ids: enough sentences for several pools
+    threads = [Thread(id=f"{t.id}-{i}", title=t.title, posts=t.posts) for i, t in enumerate(threads)]
+    stats = ingest_threads(threads, store, Recording(), batch_size=1)  # type: ignore[arg-type]
+    assert sum(calls) == stats.sentences and len(calls) >= 3
+    assert calls[0] >= 1 and all(size >= POOL_BATCHES for size in calls[1:-1])  # the last takes what is left
+    assert POOL_BATCHES * 64 >= 2000  # at the default batch size, pools of ~2,000 sentences (0.91 of raw)

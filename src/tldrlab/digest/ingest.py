@@ -76,6 +76,14 @@ class IngestStats:
         return out
 
 
+POOL_BATCHES = 32
+"""Sentences pooled per embedder call, in embedder batches (after the first call, which starts the pipeline
+with one batch). The embedder sorts a call's sentences by length, so a bigger pool pads less: on 4,000 beer
+sentences, one thread, minilm-onnx, ingest ran at 0.60 of the raw embedder (one call for all) in pools of 256,
+0.85 in pools of 1,024 and 0.91 in pools of 2,048 (bench/digest_speed.py). Progress and writes then come
+every 2,048 sentences (seconds apart); a pool costs a few MB."""
+
+
 def post_sentence_records(thread: Thread, post: Post) -> list[SentenceRecord]:
     """A post's sentences with their provenance; `text == post.text[start:end]`."""
     return [
@@ -270,7 +278,7 @@ def ingest_threads(
             # full batches for the embedder (the first one as soon as there is one batch, so it starts early);
             # a thread with nothing to embed is reported at once
             nothing_to_embed = pending_sentences == 0 and isinstance(item, _ThreadDone)
-            if pending_sentences >= batch_size * (4 if embedded_once else 1) or nothing_to_embed:
+            if pending_sentences >= batch_size * (POOL_BATCHES if embedded_once else 1) or nothing_to_embed:
                 embedded_once = embedded_once or pending_sentences > 0
                 embed(pending)
                 pending, pending_sentences = [], 0
