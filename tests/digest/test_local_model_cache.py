@@ -19,6 +19,7 @@ def test_an_alias_promoted_to_another_run_loads_that_runs_weights() -> None:
     promote(first.id, "production")
     before = load_local_model("production")
     assert load_local_model("production") is before  # loaded once while the alias stands
+    assert load_local_model(first.id) is before  # the run id names the same files: the same load
     promote(second.id, "production")
     after = load_local_model("production")
     assert after is not before

@@ -96,7 +96,9 @@ def load_local_model(ref: str, precision: str = "fp32") -> LocalModel:
     # The cache is keyed by the resolved file, not the reference: an alias (or a model name) may point at
     # other weights tomorrow, and a stale hit would serve the old model under the new name.
     resolved = resolve_model_ref(ref)
-    return _load(resolved, resolved.path.stat().st_mtime_ns, precision)
+    # two references to one file (an alias and its run id, the bundled name and its path) share one load
+    same_file = ResolvedModel(resolved.path, resolved.kind, source="", ref="")
+    return _load(same_file, resolved.path.stat().st_mtime_ns, precision)
 
 
 @lru_cache(maxsize=2)
