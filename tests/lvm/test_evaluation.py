@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,16 @@ import torch
 from lvm_synthetic import rotating_table
 
 from tldrlab.lvm.baselines import BASELINES, context_mean, copy_last, decayed_mean, fit_decay
-from tldrlab.lvm.evaluation import MethodScore, evaluate_methods, margin_interval, markdown_verdict, verdict
+from tldrlab.lvm.evaluation import (
+    MethodScore,
+    evaluate_methods,
+    margin_interval,
+    markdown_table,
+    markdown_verdict,
+    metric_interval,
+    verdict,
+    write_report,
+)
 from tldrlab.lvm.models import LVMConfig, build_lvm
 from tldrlab.lvm.sequences import build_sequences
 
@@ -89,6 +99,36 @@ def test_verdict_bootstraps_over_articles_and_separates_clear_from_noisy_wins() 
     text = markdown_verdict(outcome)
     assert "| clear | +0.0500 [+0.0500, +0.0500] |" in text
     assert "on both: clear; with both intervals above zero: clear." in text
+
+
+def test_every_method_gets_a_95_interval_of_each_goal_metric_over_articles(tmp_path: Path) -> None:
+    article = np.repeat(np.arange(10), 20)
+    # windows of one article agree: the interval is as wide as the spread between articles
+    per_article = np.linspace(0.2, 0.6, 10)
+    steady = _score(
+        "steady", "baseline", {"cosine": np.full(200, 0.4), "top1_excl": np.full(200, 0.1)}, article
+    )
+    spread = _score(
+        "spread", "model", {"cosine": per_article[article], "top1_excl": np.full(200, 0.1)}, article
+    )
+    assert metric_interval(steady, "cosine") == pytest.approx((0.4, 0.4))
+    interval = metric_interval(spread, "cosine")
+    assert interval is not None and 0.2 < interval[0] < 0.4 < interval[1] < 0.6
+    assert metric_interval(MethodScore("bare", "model", {"cosine": 0.5}, {}), "cosine") is None
+
+    table = rotating_table(n_articles=12, length=30, dim=16, step=0.6)
+    results = evaluate_methods(
+        build_sequences(table, context=4, seed=0, val_fraction=0.17, test_fraction=0.17), {}
+    )
+    text = markdown_table(results)
+    paths = write_report(results, tmp_path, {"split": "test"})
+    body = json.loads(paths["json"].read_text())
+    for r, row in zip(results, body["results"], strict=True):
+        for metric in ("cosine", "top1_excl"):
+            low, high = row["intervals95"][metric]
+            assert low - 1e-6 <= r.metrics[metric] <= high + 1e-6  # float32 scores
+        assert f"| {r.metrics['cosine']:.4f} [{row['intervals95']['cosine'][0]:.4f}, " in text
+    assert "cosine [95 % interval]" in text and "top-1 (ctx excl.) [95 % interval]" in text
 
 
 def test_learned_skip_can_start_as_a_decaying_mean() -> None:

@@ -130,17 +130,39 @@ def evaluate_methods(
     return results
 
 
+def metric_interval(score: MethodScore, metric: str) -> tuple[float, float] | None:
+    """95 % interval of one method's mean `metric`, resampling evaluation articles with replacement (None
+    without per-window scores)."""
+    if score.per_window is None or score.article is None:
+        return None
+    return paired_bootstrap_interval(score.per_window[metric], score.article)
+
+
+def metric_intervals(score: MethodScore) -> dict[str, list[float]]:
+    """The goal metrics' 95 % intervals of one method (empty without per-window scores)."""
+    intervals = {metric: metric_interval(score, metric) for metric in GOAL_METRICS}
+    return {metric: list(interval) for metric, interval in intervals.items() if interval is not None}
+
+
 def markdown_table(results: list[MethodScore]) -> str:
+    """Every method's metrics; the goal metrics (cosine, top-1 excl.) with their 95 % intervals over the
+    evaluation articles where per-window scores are known."""
     lines = [
-        "| method | kind | MSE | cosine | top-1 | top-5 | top-1 (ctx excl.) | top-5 (ctx excl.) |",
+        "| method | kind | MSE | cosine [95 % interval] | top-1 | top-5 | top-1 (ctx excl.) [95 % interval] "
+        "| top-5 (ctx excl.) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m = r.metrics
+        intervals = metric_intervals(r)
+        cosine, top1_excl = (
+            f"{m[metric]:.4f}"
+            + (" [{:.4f}, {:.4f}]".format(*intervals[metric]) if metric in intervals else "")
+            for metric in ("cosine", "top1_excl")
+        )
         lines.append(
-            f"| {r.name} | {r.kind} | {m['mse']:.5f} | {m['cosine']:.4f} | {m['top1']:.4f} | "
-            f"{m['top5']:.4f} | "
-            f"{m['top1_excl']:.4f} | {m['top5_excl']:.4f} |"
+            f"| {r.name} | {r.kind} | {m['mse']:.5f} | {cosine} | {m['top1']:.4f} | "
+            f"{m['top5']:.4f} | {top1_excl} | {m['top5_excl']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -275,7 +297,16 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     body = {
         **meta,
-        "results": [{"name": r.name, "kind": r.kind, "metrics": r.metrics, "info": r.info} for r in results],
+        "results": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "metrics": r.metrics,
+                "intervals95": metric_intervals(r),
+                "info": r.info,
+            }
+            for r in results
+        ],
         "verdict": outcome if outcome is not None else verdict(results),
     }
     paths = {
