@@ -9,17 +9,16 @@ seeds; with two seeds the spread between seeds is reported next to it (std), not
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
+from tldrlab.experiments import results
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
+from tldrlab.experiments.results import format_metric
 from tldrlab.runs.atomic import atomic_write_text
 
 METRICS = (
@@ -60,17 +59,7 @@ REFERENCES = (("baseline", "vs A (baseline)"), ("compressed", "vs C (compressed)
 
 def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per arm (first-seen order): its seeds and mean / sample std of every numeric metric."""
-    summary = []
-    for arm in dict.fromkeys(r["arm"] for r in rows):
-        mine = [r for r in rows if r["arm"] == arm]
-        entry: dict[str, Any] = {"arm": arm, "seeds": [r["seed"] for r in mine]}
-        for metric in METRICS:
-            values = [float(r[metric]) for r in mine if isinstance(r.get(metric), int | float)]
-            if values:
-                entry[f"{metric}_mean"] = statistics.fmean(values)
-                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary.append(entry)
-    return summary
+    return results.summarize_rows(rows, METRICS)
 
 
 def per_record_means(rows: list[dict[str, Any]], arm: str, metric: str) -> np.ndarray | None:
@@ -109,14 +98,6 @@ def differences(rows: list[dict[str, Any]], lead: dict[str, Any] | None) -> list
     return out
 
 
-def _fmt(metric: str, mean: float, std: float, n: int) -> str:
-    if metric in ("parameters", "steps", "dendrites"):
-        text = f"{mean:,.0f}"
-        return text if std == 0 else f"{text} ± {std:,.0f}"
-    digits = 1 if metric.endswith(("_ms", "_seconds")) else 4
-    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def markdown_table(summary: list[dict[str, Any]], lead: dict[str, Any] | None) -> str:
     columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)]
     lines = [
@@ -126,7 +107,7 @@ def markdown_table(summary: list[dict[str, Any]], lead: dict[str, Any] | None) -
     for entry in summary:
         n = len(entry["seeds"])
         cells = [
-            _fmt(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–"
+            format_metric(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–"
             for m in columns
         ]
         lines.append(f"| {entry['arm']} | {n} | " + " | ".join(cells) + " |")
@@ -168,20 +149,15 @@ def per_seed_table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         cells = [
-            _fmt(m, float(row[m]), 0.0, 1) if isinstance(row.get(m), int | float) else "–" for m in columns
+            format_metric(m, float(row[m]), 0.0, 1) if isinstance(row.get(m), int | float) else "–"
+            for m in columns
         ]
         lines.append(f"| {row['arm']} | {row['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
-    columns = ["arm", "seed", "run_id", *[m for m in METRICS if any(m in r for r in rows)]]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k, "") for k in columns})
-    return buffer.getvalue()
+    return results.csv_text(rows, METRICS)
 
 
 def plot_comparison(summary: list[dict[str, Any]], lead: dict[str, Any] | None, path: Path) -> Path:

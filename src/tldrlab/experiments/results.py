@@ -135,14 +135,14 @@ def evaluate_summaries(model: Any, tokenizer: Any, records: list[Any], config: A
 
 
 # -- aggregation and files ----------------------------------------------------------------------------------
-def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per arm (in first-seen order): n seeds, and mean / std of every numeric metric."""
+def summarize_rows(rows: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> list[dict[str, Any]]:
+    """Per arm (in first-seen order): its seeds, and mean / sample std of every numeric metric."""
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     summary = []
     for arm in arms:
         mine = [r for r in rows if r["arm"] == arm]
         entry: dict[str, Any] = {"arm": arm, "seeds": [r["seed"] for r in mine]}
-        for metric in METRICS:
+        for metric in metrics:
             values = [float(r[metric]) for r in mine if isinstance(r.get(metric), int | float)]
             if values:
                 entry[f"{metric}_mean"] = statistics.fmean(values)
@@ -151,11 +151,12 @@ def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def _fmt(metric: str, mean: float, std: float, n: int) -> str:
+def format_metric(metric: str, mean: float, std: float, n: int) -> str:
+    """A table cell: counts as integers, times with one decimal, scores with four; ± std over n >= 2 seeds."""
     if metric in ("parameters", "steps", "dendrites"):
         text = f"{mean:,.0f}"
         return text if std == 0 else f"{text} ± {std:,.0f}"
-    digits = 1 if metric in ("latency_ms", "train_seconds") else 4
+    digits = 1 if metric.endswith(("_ms", "_seconds")) else 4
     return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -166,15 +167,16 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     for entry in summary:
         n = len(entry["seeds"])
         cells = [
-            _fmt(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–"
+            format_metric(m, entry[f"{m}_mean"], entry[f"{m}_std"], n) if f"{m}_mean" in entry else "–"
             for m in columns
         ]
         lines.append(f"| {entry['arm']} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    columns = ["arm", "seed", "run_id", *[m for m in METRICS if any(m in r for r in rows)]]
+def csv_text(rows: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> str:
+    """One line per arm and seed: its run and every metric some row has."""
+    columns = ["arm", "seed", "run_id", *[m for m in metrics if any(m in r for r in rows)]]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
