@@ -36,7 +36,7 @@ from tldrlab.evaluate.summarize import SummarizerModel, stream_summaries, summar
 from tldrlab.runs.aliases import alias_target
 from tldrlab.service.confine import public_paths, resolve_model
 from tldrlab.service.limits import StrictJSONRoute
-from tldrlab.service.routes.threads import sse
+from tldrlab.service.routes.threads import _END, KEEP_ALIVE, queued_items, sse
 from tldrlab.service.state import settings_of
 
 log = logging.getLogger("tldrlab.service")
@@ -143,9 +143,6 @@ async def summarize_documents(request: Request, body: SummarizeRequest) -> Any:
     return _stream(request, model, body, shown, started)
 
 
-_END = object()
-
-
 def _stream(
     request: Request, model: SummarizerModel, body: SummarizeRequest, shown: str, started: float
 ) -> StreamingResponse:
@@ -180,21 +177,11 @@ def _stream(
         )
         yield sse("start", {"model": shown, "kind": model.kind, "documents": len(body.texts)})
         producer.start()
-        last_sent = time.monotonic()
         try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=min(0.25, keepalive_s))
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    if time.monotonic() - last_sent >= keepalive_s:
-                        yield ": keep-alive\n\n"
-                        last_sent = time.monotonic()
+            async for item in queued_items(request, queue, keepalive_s):
+                if item is KEEP_ALIVE:
+                    yield item
                     continue
-                last_sent = time.monotonic()
-                if item is _END:
-                    break
                 if isinstance(item, BaseException):
                     code, message = "internal_error", f"internal error: {type(item).__name__}"
                     if isinstance(item, TldrlabError):
@@ -208,6 +195,8 @@ def _stream(
                     yield sse("token", {"index": index, "text": value})
                 else:
                     yield sse("summary", _summary(index, value))
+            if await request.is_disconnected():  # the client left before the end: nothing more to send
+                return
             yield sse("done", {"request_id": request_id, "seconds": time.perf_counter() - started})
         finally:  # normal end, client gone or error: decoding stops after its current token
             stop.set()

@@ -222,6 +222,30 @@ def sse(event: str, data: Any) -> str:
 
 
 _END = object()
+"""What a producer thread puts last on its queue."""
+
+KEEP_ALIVE = ": keep-alive\n\n"
+"""An SSE comment line: proxies and clients see the stream is alive while a model loads."""
+
+
+async def queued_items(request: Request, queue: asyncio.Queue[Any], keepalive_s: float) -> AsyncIterator[Any]:
+    """A producer thread's items up to `_END`, with KEEP_ALIVE whenever `keepalive_s` pass without one; stops
+    early (before `_END`) when the client disconnects."""
+    last_sent = time.monotonic()
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), timeout=min(0.25, keepalive_s))
+        except TimeoutError:
+            if await request.is_disconnected():
+                return
+            if time.monotonic() - last_sent >= keepalive_s:
+                yield KEEP_ALIVE
+                last_sent = time.monotonic()
+            continue
+        last_sent = time.monotonic()
+        if item is _END:
+            return
+        yield item
 
 
 def produce_events(
@@ -291,22 +315,11 @@ async def stream_summary(request: Request) -> StreamingResponse:
             daemon=True,
         )
         producer.start()
-        last_sent = time.monotonic()
         try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=min(0.25, keepalive_s))
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    if time.monotonic() - last_sent >= keepalive_s:
-                        # A comment line: proxies and clients see the stream is alive while a model loads.
-                        yield ": keep-alive\n\n"
-                        last_sent = time.monotonic()
+            async for item in queued_items(request, queue, keepalive_s):
+                if item is KEEP_ALIVE:
+                    yield item
                     continue
-                last_sent = time.monotonic()
-                if item is _END:
-                    break
                 if isinstance(item, TldrlabError):
                     yield sse("error", {"code": item.code, "message": item.message, "request_id": request_id})
                     return
@@ -331,6 +344,8 @@ async def stream_summary(request: Request) -> StreamingResponse:
                     yield sse("token", item.text)
                 if await request.is_disconnected():
                     return
+            if await request.is_disconnected():  # the client left before the end: nothing more to send
+                return
             yield sse("done", {"request_id": request_id})
         finally:  # normal end, client gone (cancelled) or error: the producer stops at its next event
             stop.set()
