@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import tinylm
 from tldrlab.data.threads import Post, Thread
 
 
@@ -83,40 +84,12 @@ def fake_openai_server(chat: FakeChat) -> Iterator[str]:
 
 
 def tiny_t5(out_dir: Path) -> Path:
-    """A randomly initialised T5 with tiny dimensions and a word-level tokenizer, saved like any HF model."""
-    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    corpus = [p.text for p in sample_thread().posts] * 3
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"]))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
-    config = T5Config(
-        vocab_size=tok.get_vocab_size(),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=1,
-        num_decoder_layers=1,
-        num_heads=2,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    model = T5ForConditionalGeneration(config)
-    model.generation_config.decoder_start_token_id = 0
+    """A randomly initialised T5 with tiny dimensions and a word-level tokenizer of the sample thread's words,
+    saved like any HF model."""
+    model, tokenizer = tinylm.tiny_t5([p.text for p in sample_thread().posts], seed=0)
     model.generation_config.eos_token_id = None  # random weights: never stop early, so the length is known
     model.generation_config.suppress_tokens = [0, 1, 2]  # and never emit pad/eos/unk (they decode to nothing)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return tinylm.save_tiny_model(model, tokenizer, out_dir)
 
 
 CHATML = (
