@@ -182,8 +182,9 @@ class ArmTask(ChatSFTTask):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         inputs = {k: v for k, v in batch.items() if k != "example_index"}
         logits, targets = answer_logits(model, inputs)
+        ran_on = int(inputs["attention_mask"].sum())  # throughput counts the prompt too (see TrainTask.loss)
         if self.teacher is None:
-            return F.cross_entropy(logits.float(), targets), int(targets.numel())
+            return F.cross_entropy(logits.float(), targets), ran_on
         values, indices = self.teacher.lookup(batch["example_index"].tolist())
         loss, self.last_parts = distillation_loss(
             logits,
@@ -193,7 +194,7 @@ class ArmTask(ChatSFTTask):
             alpha=self.alpha,
             temperature=self.temperature,
         )
-        return loss, int(targets.numel())
+        return loss, ran_on
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device

@@ -95,7 +95,8 @@ class ChatSFTTask:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         out = model(**batch)
-        return out.loss, int((batch["labels"] != -100).sum())
+        # Throughput counts the prompt too: the model runs (and back-propagates) through every token.
+        return out.loss, int(batch["attention_mask"].sum())
 
     def eval_loss(self, model: nn.Module) -> float:
         device = next(model.parameters()).device

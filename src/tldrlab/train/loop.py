@@ -50,7 +50,9 @@ class TrainTask(Protocol):
     def collate(self, items: list[Any]) -> dict[str, torch.Tensor]: ...
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Mean loss of the batch and the number of target tokens it covers."""
+        """Mean loss of the batch and the number of tokens it trained on: throughput (tokens/s) and MFU
+        count these. A decoder-only model counts every non-padding token it ran on, prompt included (each
+        costs ~6 FLOPs per parameter whether or not it is a target); a seq2seq model counts its targets."""
         ...
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -89,7 +91,7 @@ class TrainState:
     evals_without_improvement: int = 0
     """Early-stopping counter."""
     tokens_seen: int = 0
-    """Target tokens trained on by this process."""
+    """Tokens trained on by this process (as counted by the task's `loss`)."""
     window_loss_sum: float = 0.0
     """Sum of step losses since the last metrics line (so resumed logs average the same steps)."""
     window_steps: int = 0
@@ -208,7 +210,7 @@ class TrainResult:
     seconds: float
     """Wall time of this call's training."""
     tokens_per_s: float
-    """Target tokens per second over this call (all processes)."""
+    """Tokens trained on per second over this call (all processes)."""
 
 
 # -- data order ---------------------------------------------------------------------------------------------
