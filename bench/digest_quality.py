@@ -17,8 +17,11 @@ bootstrap 95 % intervals over papers / threads / queries.
   Lead, LexRank, TextRank, chance.
 
 Every method ranks the same candidate sentences (`candidates.highlight_candidates`: no boilerplate, no
-quoted text). Intervals: each method minus the reference named in the output, resampling cases.
-Vectors come from `--embedder` (default minilm), kept per sentence under `--cache` between runs.
+quoted text). Intervals: each method minus the reference named in the output, resampling cases; each
+learned scorer is also compared with the heuristic and with every learned scorer listed before it (e.g.
+learned_v2 - learned_v1). Learned scorers: the packaged ones (`scorers.SCORER_FILES`), or `--scorer-file`
+(repeatable) for unshipped files. Vectors come from `--embedder` (default minilm), kept per sentence under
+`--cache` between runs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,20 +167,28 @@ def comparisons(
     return rows
 
 
-def scorer_methods(base: HighlightOptions, scorer: LinearScorer | None, label: str) -> dict[str, Method]:
-    """The heuristic and, when available, the learned scorer under the same options."""
+def scorer_methods(base: HighlightOptions, scorers: Sequence[LinearScorer], label: str) -> dict[str, Method]:
+    """The heuristic and the learned scorers under the same options."""
     methods = {f"heuristic{label}": ours(base.model_copy(update={"scorer": "heuristic"}))}
-    if scorer is not None:
+    for scorer in scorers:
         methods[f"{scorer.name}{label}"] = ours(base, scorer)
     return methods
 
 
-def run_scitldr(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[str, Any]:
+def learned_pairs(scorers: Sequence[LinearScorer], label: str, heuristic: str) -> list[tuple[str, str]]:
+    """Each learned scorer minus the heuristic, and minus each learned scorer listed before it."""
+    names = [f"{s.name}{label}" for s in scorers]
+    return [(name, heuristic) for name in names] + [
+        (later, earlier) for i, earlier in enumerate(names) for later in names[i + 1 :]
+    ]
+
+
+def run_scitldr(cases: list[HighlightCase], scorers: Sequence[LinearScorer]) -> dict[str, Any]:
     from rouge_score import rouge_scorer
 
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     methods: dict[str, Method] = {
-        **scorer_methods(HighlightOptions(), scorer, ""),
+        **scorer_methods(HighlightOptions(), scorers, ""),
         "heuristic without title": ours(HighlightOptions(scorer="heuristic", title_weight=0.0)),
         "title cosine": title_cosine,
         **{name: classic(name) for name in BASELINES},
@@ -219,31 +230,31 @@ def run_scitldr(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict
             },
         )
     groups = [c.group for c in cases]
-    default = default_name(scorer, "document")
+    default = default_name("document")
     return {
         "methods": summarise(per_case, groups, "title cosine"),
         "comparisons": comparisons(
-            per_case, groups, [(default, "title cosine"), (f"{scorer.name}" if scorer else "", "heuristic")]
+            per_case, groups, [(default, "title cosine"), *learned_pairs(scorers, "", "heuristic")]
         ),
         "default": default,
     }
 
 
-def default_name(scorer: LinearScorer | None, mode: ScorerMode) -> str:
+def default_name(mode: ScorerMode) -> str:
     shipped = resolve_scorer("auto", mode)
     return shipped.name if shipped is not None else "heuristic"
 
 
-def run_beer(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[str, Any]:
+def run_beer(cases: list[HighlightCase], scorers: Sequence[LinearScorer]) -> dict[str, Any]:
     hidden = HighlightOptions(use_accepted=False, use_score=False)
     shown = HighlightOptions(use_accepted=False)
     hidden_methods: dict[str, Method] = {
-        **scorer_methods(hidden, scorer, " (votes hidden)"),
+        **scorer_methods(hidden, scorers, " (votes hidden)"),
         "title cosine": title_cosine,
         **{name: classic(name) for name in BASELINES},
     }
     shown_methods: dict[str, Method] = {
-        **scorer_methods(shown, scorer, " (votes shown)"),
+        **scorer_methods(shown, scorers, " (votes shown)"),
         "heuristic, outside quotes allowed (votes shown)": outside_quotes(
             ours(shown.model_copy(update={"scorer": "heuristic", "outside_quotes": True}))
         ),
@@ -282,28 +293,23 @@ def run_beer(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[st
             {"top-3 has accepted": 1 - math.comb(n - a, 3) / math.comb(n, 3), "top-1 in accepted": a / n},
         )
     groups = [c.group for c in cases]
-    learned = scorer.name if scorer else ""
+    hidden_pairs = learned_pairs(scorers, " (votes hidden)", "heuristic (votes hidden)")
+    shown_pairs = learned_pairs(scorers, " (votes shown)", "heuristic (votes shown)")
+    shown_pairs += [(f"{s.name} (votes shown)", "top-voted answer, first sentences") for s in scorers]
     return {
         "votes hidden": {
             "methods": summarise(hidden_case, groups, "capped random"),
-            "comparisons": comparisons(
-                hidden_case, groups, [(f"{learned} (votes hidden)", "heuristic (votes hidden)")]
-            ),
+            "comparisons": comparisons(hidden_case, groups, hidden_pairs),
         },
         "votes shown": {
             "methods": summarise(shown_case, groups, "top-voted answer, first sentences"),
-            "comparisons": comparisons(
-                shown_case, groups, [(f"{learned} (votes shown)", "heuristic (votes shown)")]
-            ),
+            "comparisons": comparisons(shown_case, groups, shown_pairs),
         },
-        "default": {
-            "votes hidden": default_name(scorer, "forum"),
-            "votes shown": default_name(scorer, "forum_votes"),
-        },
+        "default": {"votes hidden": default_name("forum"), "votes shown": default_name("forum_votes")},
     }
 
 
-def run_qmsum(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[str, Any]:
+def run_qmsum(cases: list[HighlightCase], scorers: Sequence[LinearScorer]) -> dict[str, Any]:
     def options(**update: Any) -> HighlightOptions:  # each case brings its own query
         settings: dict[str, Any] = {"q": "placeholder", "diversity": 0.0, "max_per_post": None}
         return HighlightOptions(**{**settings, "scorer": "heuristic", **update})
@@ -315,7 +321,7 @@ def run_qmsum(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[s
         "BM25 only": ours(options(query_context_weight=0.0, query_vector_weight=0.0)),
         **{name: classic(name) for name in BASELINES},
     }
-    if scorer is not None:
+    for scorer in scorers:
         methods[scorer.name] = ours(options(scorer="auto"), scorer)
     per_case: dict[str, dict[str, list[float]]] = {name: {} for name in [*methods, "chance"]}
     for case in cases:
@@ -329,11 +335,12 @@ def run_qmsum(cases: list[HighlightCase], scorer: LinearScorer | None) -> dict[s
         per_case["chance"].setdefault("P@5", []).append(share)
         per_case["chance"].setdefault("R@10", []).append(min(10, len(relevant)) / len(relevant))
     groups = [c.group for c in cases]
-    learned = scorer.name if scorer else ""
     return {
         "methods": summarise(per_case, groups, "BM25 + MiniLM fusion"),
-        "comparisons": comparisons(per_case, groups, [(learned, "heuristic (fusion + neighbours)")]),
-        "default": default_name(scorer, "query"),
+        "comparisons": comparisons(
+            per_case, groups, learned_pairs(scorers, "", "heuristic (fusion + neighbours)")
+        ),
+        "default": default_name("query"),
     }
 
 
@@ -425,8 +432,9 @@ def main() -> None:
     parser.add_argument(
         "--scorer-file",
         type=Path,
+        action="append",
         default=None,
-        help="a learned scorer file (default: packaged learned_v1 when present)",
+        help="a learned scorer file, repeatable, in the order to compare (default: the packaged ones)",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/img/digest_quality.png"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -440,7 +448,7 @@ def main() -> None:
         return
     from tldrlab.embed import get_embedder
 
-    scorer = load_scorer_file(args.scorer_file) if args.scorer_file else packaged_scorer()
+    scorers = [load_scorer_file(f) for f in args.scorer_file] if args.scorer_file else packaged_scorers()
     embedder = get_embedder(args.embedder)
     loaders = {
         "scitldr": lambda: scitldr_cases(DATA / "scitldr" / "scitldr_a.dev.jsonl", args.scitldr_limit),
@@ -458,7 +466,7 @@ def main() -> None:
         cases = loaders[name]()
         embed_cases(cases, embedder, args.cache)
         embedded = time.perf_counter() - started
-        learned = None if name == "beer" and args.beer_split == "all" else scorer  # never on its train side
+        learned = [] if name == "beer" and args.beer_split == "all" else scorers  # never on its train side
         all_results[name] = runners[name](cases, learned)
         all_results[name]["seconds"] = {
             "embed": round(embedded),
@@ -499,13 +507,10 @@ def print_headlines(all_results: dict[str, Any]) -> None:
             headline(f"highlights {label} {metric} default / {reference}", value, "> 1")
 
 
-def packaged_scorer() -> LinearScorer | None:
+def packaged_scorers() -> list[LinearScorer]:
     from tldrlab.digest.scorers import SCORER_FILES, load_scorer
 
-    try:
-        return load_scorer(next(iter(SCORER_FILES)))
-    except (FileNotFoundError, OSError):
-        return None
+    return [load_scorer(name) for name in SCORER_FILES]
 
 
 if __name__ == "__main__":

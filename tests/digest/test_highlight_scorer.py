@@ -12,8 +12,9 @@ import pytest
 from digest_helpers import sample_thread
 
 from cliutil import run_captured
+from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.config import HighlightScorerTrainConfig
-from tldrlab.digest.features import FEATURES, scorer_mode, sentence_features
+from tldrlab.digest.features import FEATURE_GROUPS, FEATURES, scorer_mode, sentence_features
 from tldrlab.digest.highlight_cases import (
     embed_cases,
     forum_cases,
@@ -27,11 +28,21 @@ from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.scorer_training import (
     case_features,
     cross_validate,
+    feature_sets,
     fit_linear,
+    select_columns,
+    widen,
 )
-from tldrlab.digest.scorers import DEFAULT_SCORERS, load_scorer, load_scorer_file, resolve_scorer
+from tldrlab.digest.scorers import (
+    DEFAULT_SCORERS,
+    LinearModel,
+    LinearScorer,
+    load_scorer,
+    load_scorer_file,
+    resolve_scorer,
+)
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.launch import launch_run
 from tldrlab.samples import sample_path
 from tldrlab.store.base import SentenceStore
@@ -89,6 +100,87 @@ def test_features_and_modes_on_a_forum_thread() -> None:
     assert scorer_mode(thread.model_copy(update={"posts": thread.posts[:1]}), None) == "document"
 
 
+def cue_columns(texts: list[list[str]], query: str | None = None) -> dict[str, np.ndarray]:
+    """The features of a thread whose posts hold `texts` (one list of sentences per post)."""
+    posts = [Post(id=f"p{i}", number=i + 1, text=" ".join(t)) for i, t in enumerate(texts)]
+    thread = Thread(id="t", title="", posts=posts)
+    records = [r for r in thread_records(thread)]
+    assert [r.text for r in records] == [x for t in texts for x in t]  # the splitter keeps these sentences
+    vectors = np.eye(len(records), 8, dtype=np.float32)
+    features = sentence_features(
+        records, vectors, thread, query=query, query_vector=vectors[0] if query else None
+    )
+    return {name: features[:, i] for i, name in enumerate(FEATURES)}
+
+
+def test_sentence_cue_features_fire_on_what_they_name() -> None:
+    abstract = [
+        "Deep networks have been successful in many applications.",
+        "However, their training is poorly understood.",
+        "In this paper, we propose a new analysis of critical points.",
+        "We show that the method also explains generalisation.",
+        "Experiments confirm the theory.",
+    ]
+    column = cue_columns([abstract])
+    assert column["contribution_cue"].tolist() == [0, 0, 1, 1, 0]
+    assert column["first_contribution_in_post"].tolist() == [0, 0, 1, 0, 0]
+    assert column["first_we_in_post"].tolist() == [0, 0, 1, 0, 0]
+    assert column["last_in_post"].tolist() == [0, 0, 0, 0, 1]
+    assert column["position_in_post_squared"].tolist() == [0.0, 1 / 16, 1 / 4, 9 / 16, 1.0]
+    question = ["What temperature should I serve a stout at?", "Thanks in advance."]
+    answer = ["Serve it at about 12 degrees Celsius.", "It depends on the beer really."]
+    chatter = ["Great question, I agree with the other answers.", "Hope this helps!"]
+    column = cue_columns([question, answer, chatter])
+    assert column["thanks_cue"].tolist() == [0, 1, 0, 0, 0, 1]
+    assert column["recommend_cue"].tolist() == [0, 0, 1, 0, 0, 0]
+    assert column["meta_cue"].tolist() == [0, 0, 0, 0, 1, 0]
+    assert column["has_number"].tolist() == [0, 0, 1, 0, 0, 0]
+    assert column["post_recommend_share"].tolist() == [0, 0, 0.5, 0.5, 0, 0]
+    assert column["post_chatter_share"].tolist() == [0.5, 0.5, 0, 0, 1, 1]
+    turns = ["We need a new remote control design.", "Yes.", "The budget is twelve euros.", "Okay."]
+    column = cue_columns([turns], query="remote control budget")
+    assert column["query_overlap"].tolist() == [2 / 3, 0, 1 / 3, 0]
+    assert column["query_overlap_neighbours_8"].tolist() == [0.25] * 4  # the whole (short) meeting
+    assert not column["contribution_cue"].any()  # "we need" states no contribution
+
+
+def test_scorer_files_name_a_subset_of_the_features() -> None:
+    v1 = load_scorer("learned_v1")
+    assert v1.features == FEATURE_GROUPS["v1"] == FEATURES[:28]  # an older file keeps working
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(7, len(FEATURES)))
+    model = v1.models["document"]
+    assert np.allclose(v1.relevance(full, "document"), model.relevance(full[:, :28]))
+    one = LinearModel(np.zeros(1), np.ones(1), np.ones(1), 0.0)
+    picked = LinearScorer("x", 1, ("recommend_cue",), {"forum": one})
+    relevance = picked.relevance(full, "forum")
+    assert relevance is not None and np.allclose(relevance, full[:, FEATURES.index("recommend_cue")])
+    with pytest.raises(InvalidInputError, match="does not compute"):
+        LinearScorer("x", 1, ("telepathy",), {"forum": one})
+
+
+def test_feature_groups_are_chosen_by_cross_validation() -> None:
+    rng = np.random.default_rng(1)
+    cue = FEATURES.index("contribution_cue")
+    rows = []
+    for case in range(24):
+        features = np.zeros((10, len(FEATURES)))
+        features[:, :28] = rng.normal(size=(10, 28))  # v1 columns: noise
+        labels = np.zeros(10)
+        labels[case % 10] = 1.0
+        features[case % 10, cue] = 1.0  # only a sentence-cue column marks the right sentence
+        rows.append((features, rng.normal(size=(10, 4)), labels, f"paper{case}"))
+    assert feature_sets(rows, ["sentence_cues", "query_context"]) == [("v1",), ("v1", "sentence_cues")]
+    scores = {}
+    for groups in feature_sets(rows, ["sentence_cues"]):
+        subset, columns = select_columns(rows, groups)
+        scores[groups] = cross_validate(subset, "document", 0.001, False, 3)
+    assert scores[("v1", "sentence_cues")] > 0.9 and scores[("v1",)] < 0.4  # chance: 0.1
+    model = widen(fit_linear(subset, 0.001, False), columns)
+    assert model.weights.shape == (len(FEATURES),) and not model.weights[28 + 12 :].any()
+    assert int(np.argmax(model.weights)) == cue
+
+
 def test_forum_split_is_deterministic_and_balanced() -> None:
     ids = [str(i) for i in range(2000)]
     dev = [i for i in ids if forum_split(i) == "dev"]
@@ -106,10 +198,15 @@ def test_training_as_a_run_on_tiny_samples(tldrlab_home: Path, tmp_path: Path, e
         "qmsum_train": str(tiny_qmsum(tmp_path)),
         "qmsum_every": 1,
         "folds": 2,
+        "feature_groups": ["sentence_cues"],
         "vector_cache_dir": str(tmp_path / "vectors"),
+        "out": str(tmp_path / "elsewhere" / "scorer.json"),  # outside the run: written there too
     }
     launched = launch_run("highlight_scorer_train", config)  # the registered kind, as the CLI runs kinds
     assert launched.record.status.value == "completed" and launched.result is not None
+    assert launched.result["scorer"] == config["out"]
+    artifact = Path(launched.record.run_dir) / "artifacts" / "highlight_scorer.json"
+    assert artifact.read_bytes() == Path(config["out"]).read_bytes()
     assert launched.record.metrics["document_cv"] >= 0
     scorer = load_scorer_file(launched.result["scorer"])
     assert scorer.name == "learned_test" and set(scorer.models) == {
@@ -122,6 +219,9 @@ def test_training_as_a_run_on_tiny_samples(tldrlab_home: Path, tmp_path: Path, e
     assert scorer.info["modes"]["forum"]["cases"] == 2  # ids 33 and 605: the train side of the split
     assert scorer.info["modes"]["query"]["cases"] == 5  # 3 + 2 queries of two meetings
     assert len(scorer.info["data"]["qmsum_train"]["sha256"]) == 64
+    for entry in scorer.info["modes"].values():  # query_context was not offered, so never chosen
+        assert entry["feature_groups"] in (["v1"], ["v1", "sentence_cues"])
+        assert not any("query_context" in key for key in entry["cross_validation"])
     assert any(f.name.endswith(".npz") for f in (tmp_path / "vectors").rglob("*"))
     # the file works as a scorer: every mode ranks every sentence of a case
     case = scitldr_cases(tiny_scitldr(tmp_path, 1))[0]
@@ -140,7 +240,7 @@ def test_listwise_fit_learns_a_clear_signal_and_cross_validates_by_thread() -> N
     rng = np.random.default_rng(0)
     rows = []
     for case in range(30):
-        features = rng.normal(size=(12, len(FEATURES)))
+        features = rng.normal(size=(12, len(FEATURE_GROUPS["v1"])))  # 28 columns: 20 cases fit them
         labels = np.zeros(12)
         labels[case % 12] = 1.0
         features[:, 5] += 3.0 * labels  # one feature marks the right sentence, noisily
@@ -166,7 +266,7 @@ def test_training_refuses_missing_data(tldrlab_home: Path, tmp_path: Path) -> No
 
 def test_packaged_learned_scorer_through_highlight_options(store: SentenceStore, embedder: Embedder) -> None:
     scorer = load_scorer("learned_v1")
-    assert scorer.version == 1 and scorer.features == FEATURES
+    assert scorer.version == 1 and scorer.features == FEATURE_GROUPS["v1"]
     assert set(scorer.models) == {"document", "forum", "forum_votes", "query"}
     assert {"scitldr_train", "forum_dump", "qmsum_train"} <= set(scorer.info["data"])
     thread = sample_thread()
@@ -195,18 +295,18 @@ def test_bench_baselines_on_small_real_samples(embedder: Embedder, tmp_path: Pat
     qmsum = qmsum_cases(tiny_qmsum(tmp_path, {2: 45}))
     for cases in (scitldr, beer, qmsum):
         embed_cases(cases, embedder, tmp_path / "vectors")
-    results = bench.run_scitldr(scitldr, None)["methods"]
+    results = bench.run_scitldr(scitldr, [])["methods"]
     assert results["title cosine"]["cases"] == 6 and "_vs" not in results["title cosine"]
     diff, low, high = results["heuristic"]["_vs"]["P@1"]
     assert low <= diff <= high
     assert 0 <= results["chance"]["P@1"] <= 1
-    forum = bench.run_beer(beer, None)
+    forum = bench.run_beer(beer, [])
     hidden = forum["votes hidden"]["methods"]
     assert set(hidden) >= {"heuristic (votes hidden)", "capped random", "title cosine", "chance"}
     assert 0 < hidden["capped random"]["top-3 has accepted"] <= 1
     shown = forum["votes shown"]["methods"]
     assert "top-voted answer, first sentences" in shown
-    queries = bench.run_qmsum(qmsum, None)["methods"]
+    queries = bench.run_qmsum(qmsum, [])["methods"]
     assert queries["BM25 + MiniLM fusion"]["cases"] == len(qmsum) > 0
     # the capped random baseline respects the cap: 2 per post while other posts have sentences left
     case = beer[0]

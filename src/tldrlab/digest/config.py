@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -58,10 +58,14 @@ class HighlightScorerTrainConfig(BaseModel):
     """Keep sentence vectors here between runs (embedding is the slow part on a CPU)."""
     use_vectors: bool = True
     """Also try (by cross-validation) a learned direction in the sentence-embedding space."""
+    feature_groups: list[Literal["sentence_cues", "query_context"]] = ["sentence_cues", "query_context"]
+    """Feature groups beyond `v1` that cross-validation may add per mode (`features.FEATURE_GROUPS`:
+    `sentence_cues` = contribution / advice / thanks cues and position inside a post, `query_context` =
+    query-term overlap and wider neighbour windows); [] trains on the `v1` features only."""
     folds: int = Field(default=3, ge=2, le=10)
     """Cross-validation folds over train cases for choosing the L2 penalty."""
     out: Annotated[str | None, OutputPath()] = None
-    """Where to write the scorer file (default: `<run>/artifacts/highlight_scorer.json`)."""
+    """Also write the scorer file here (it is always written to `<run>/artifacts/highlight_scorer.json`)."""
 
     @model_validator(mode="after")
     def _needs_data(self) -> HighlightScorerTrainConfig:

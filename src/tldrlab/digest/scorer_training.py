@@ -7,12 +7,14 @@ Labels come from train splits only:
   `forum` sees the threads with their votes hidden, `forum_votes` with them;
 - `query` mode: QMSum train meetings, each specific query one case, positive = turns in its relevant spans.
 
-The L2 penalty, and whether to add a learned direction in the sentence-embedding space, are
-chosen per mode by 3-fold cross-validation over train cases (grouped by thread, paper or meeting, so no
-text is on both sides of a fold) on the mode's own ranking measure (P@1; top-3 has the accepted answer;
-top-1 in it; P@5). The result is a scorer file (`scorers/`), written atomically to
-`<run>/artifacts/highlight_scorer.json` (or `out`); ship it by copying it into `src/tldrlab/digest/scorers/`
-under a new version name.
+The feature groups (`features.FEATURE_GROUPS`: `v1` always, plus `sentence_cues` and/or `query_context`),
+the L2 penalty, and whether to add a learned direction in the sentence-embedding space, are chosen per mode
+by 3-fold cross-validation over train cases (grouped by thread, paper or meeting, so no text is on both
+sides of a fold) on the mode's own ranking measure (P@1; top-3 has the accepted answer; top-1 in it; P@5):
+first every candidate feature set over the penalty grid without vectors, then the best set with vectors.
+Features a mode leaves out get weight 0 in the file, so every mode's model spans all of `FEATURES`.
+The result is a scorer file (`scorers/`), written atomically to `<run>/artifacts/highlight_scorer.json`
+(and to `out` when set); ship it by copying it into `src/tldrlab/digest/scorers/` under a new version name.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.digest.config import HighlightScorerTrainConfig
-from tldrlab.digest.features import FEATURES, ScorerMode, sentence_features
+from tldrlab.digest.features import FEATURE_GROUPS, FEATURES, ScorerMode, sentence_features
 from tldrlab.digest.highlight_cases import (
     HighlightCase,
     embed_cases,
@@ -209,37 +211,82 @@ def train_highlight_scorer(config: HighlightScorerTrainConfig, run: Run | None =
     return LinearScorer(config.name, config.version, FEATURES, models, info)
 
 
+def feature_sets(rows: Sequence[Row], optional: Sequence[str]) -> list[tuple[str, ...]]:
+    """Candidate feature groups for a mode: `v1`, `v1` plus each optional group that varies in its rows, and
+    `v1` plus all of those (a group constant on this data, e.g. query features without queries, is left
+    out: it could not change a ranking)."""
+    x = np.concatenate([r[0] for r in rows])
+    varying = [
+        g for g in optional if (x[:, [FEATURES.index(f) for f in FEATURE_GROUPS[g]]].std(axis=0) > 1e-9).any()
+    ]
+    sets = [("v1",), *(("v1", g) for g in varying)]
+    return [*sets, ("v1", *varying)] if len(varying) > 1 else sets
+
+
+def select_columns(rows: Sequence[Row], groups: Sequence[str]) -> tuple[list[Row], np.ndarray]:
+    columns = np.array([FEATURES.index(f) for g in groups for f in FEATURE_GROUPS[g]], dtype=int)
+    return [(x[:, columns], v, y, g) for x, v, y, g in rows], columns
+
+
+def widen(model: LinearModel, columns: np.ndarray) -> LinearModel:
+    """A model fitted on `columns` of `FEATURES` as one over all of them (weight 0 elsewhere)."""
+    mean, scale, weights = np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.zeros(len(FEATURES))
+    mean[columns], scale[columns], weights[columns] = model.mean, model.scale, model.weights
+    return LinearModel(mean, scale, weights, model.bias, model.vector_weights)
+
+
 def fit_mode(
     cases: Sequence[HighlightCase], mode: ScorerMode, label: str, config: HighlightScorerTrainConfig
 ) -> tuple[LinearModel, dict[str, Any]]:
-    """Choose the L2 penalty (and the vector direction) by cross-validation, then fit on all `cases`."""
+    """Choose the feature groups, the L2 penalty and the vector direction by cross-validation (feature sets
+    without vectors first, then the best set with them), then fit on all `cases`."""
     rows = training_rows(cases, mode)
-    grid = [(c, v) for v in ((False, True) if config.use_vectors else (False,)) for c in REGULARISATION_GRID]
-    scores = {(c, v): cross_validate(rows, mode, c, v, config.folds) for c, v in grid}
-    best, best_vectors = max(grid, key=lambda cv: (scores[cv], cv[0], not cv[1]))  # ties: simpler
+    scores: dict[tuple[tuple[str, ...], float, bool], float] = {}
+    for groups in feature_sets(rows, config.feature_groups):
+        subset, _ = select_columns(rows, groups)
+        for c in REGULARISATION_GRID:
+            scores[(groups, c, False)] = cross_validate(subset, mode, c, False, config.folds)
+    # ties: fewer groups, a stronger penalty, no vectors
+    simpler = lambda key: (scores[key], -len(key[0]), key[1], not key[2])  # noqa: E731
+    best_groups = max(scores, key=simpler)[0]
+    if config.use_vectors:
+        subset, _ = select_columns(rows, best_groups)
+        for c in REGULARISATION_GRID:
+            scores[(best_groups, c, True)] = cross_validate(subset, mode, c, True, config.folds)
+    groups, best, best_vectors = max(scores, key=simpler)
+    subset, columns = select_columns(rows, groups)
     measure_name, _ = MODE_MEASURE[mode]
-    return fit_linear(rows, best, best_vectors), {
+    return widen(fit_linear(subset, best, best_vectors), columns), {
         "trained_on": label,
         "cases": len(cases),
         "sentences": int(sum(len(r[1]) for r in rows)),
+        "feature_groups": list(groups),
         "regularisation": best,
         "sentence_vectors": best_vectors,
         "cross_validation": {
             "measure": measure_name,
             "folds": config.folds,
-            "best": round(scores[(best, best_vectors)], 4),
-            **{f"l2={c}{' +vectors' if v else ''}": round(x, 4) for (c, v), x in scores.items()},
+            "best": round(scores[(groups, best, best_vectors)], 4),
+            **{
+                f"{'+'.join(g)} l2={c}{' +vectors' if v else ''}": round(x, 4)
+                for (g, c, v), x in scores.items()
+            },
         },
     }
 
 
 def highlight_scorer_train_job(run: Run, config: HighlightScorerTrainConfig) -> dict[str, Any]:
-    """Run kind `highlight_scorer_train`: train, write the scorer file atomically, record it as artifact."""
+    """Run kind `highlight_scorer_train`: train, write the scorer file atomically into the run's artifacts
+    (recorded there) and, when `out` is set, to `out` as well (a path outside the run is no artifact)."""
     scorer = train_highlight_scorer(config, run)
-    out = Path(config.out) if config.out else run.artifacts_dir / "highlight_scorer.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, scorer.to_dict())
-    run.add_artifact(out, kind="highlight_scorer")
+    artifact = run.artifacts_dir / "highlight_scorer.json"
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(artifact, scorer.to_dict())
+    run.add_artifact(artifact, kind="highlight_scorer")
+    out = Path(config.out) if config.out else artifact
+    if out != artifact:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, scorer.to_dict())
     run.set_summary(
         **{f"{mode}_cv": e["cross_validation"]["best"] for mode, e in scorer.info["modes"].items()}
     )

@@ -2,7 +2,8 @@
 as small versioned JSON files beside this module, so using one needs no training.
 
 A scorer file holds, per mode (`document`, `forum`, `forum_votes`, `query`; see `features.scorer_mode`), a
-linear model over `features.FEATURES` (a listwise logistic regression, `scorer_training.fit_linear`): the
+linear model over the features it names, any subset of `features.FEATURES` (so an older file keeps working
+when features are added; a listwise logistic regression, `scorer_training.fit_linear`): the
 standardisation (mean, scale), the weights and the bias, plus its version, the feature list it was trained
 on, the sha256 of its training data and how it was trained. A mode missing from a file is ranked by the
 heuristic.
@@ -79,7 +80,7 @@ class LinearModel:
 
 @dataclass(frozen=True)
 class LinearScorer:
-    """A learned scorer: one linear model per mode over the named features."""
+    """A learned scorer: one linear model per mode over the named features (a subset of `FEATURES`)."""
 
     name: str
     version: int
@@ -87,13 +88,24 @@ class LinearScorer:
     models: dict[str, LinearModel]
     info: dict[str, Any] = field(default_factory=dict)
     """How it was trained: data hashes, case counts, regularisation, train-split figures."""
+    columns: np.ndarray = field(init=False, repr=False, compare=False)
+    """Where each of `features` sits among the columns of `sentence_features` (`FEATURES` order)."""
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise InvalidInputError(
+                f"highlight scorer {self.name!r} uses features this version does not compute: {unknown}"
+            )
+        object.__setattr__(self, "columns", np.array([FEATURES.index(f) for f in self.features], dtype=int))
 
     def relevance(
         self, features: np.ndarray, mode: ScorerMode, vectors: np.ndarray | None = None
     ) -> np.ndarray | None:
-        """Relevance per sentence, or None when this scorer has no model for `mode`."""
+        """Relevance per sentence from `features` in `FEATURES` column order (`sentence_features`), or None
+        when this scorer has no model for `mode`."""
         model = self.models.get(mode)
-        return None if model is None else model.relevance(features, vectors)
+        return None if model is None else model.relevance(features[:, self.columns], vectors)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,10 +122,6 @@ def scorer_from_dict(data: dict[str, Any]) -> LinearScorer:
     if data.get("format") != SCORER_FORMAT:
         raise InvalidInputError(f"not a highlight scorer file (format {data.get('format')!r})")
     features = tuple(data["features"])
-    if features != FEATURES:
-        raise InvalidInputError(
-            f"highlight scorer {data.get('name')!r} was trained on other features than this version computes"
-        )
     models = {
         mode: LinearModel(
             np.asarray(m["mean"], dtype=np.float64),
