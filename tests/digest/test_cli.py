@@ -49,7 +49,9 @@ def test_ingest_digest_highlights_json(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = run_captured(["highlights", "t-serve", "--scorer", "heuristic", "--json"], capsys)
     assert code == 0 and len(json.loads(out)) == 5
     code, _, err = run_captured(["highlights", "t-serve", "--scorer", "magic"], capsys)
-    assert code == 2 and "choose from auto, heuristic, learned_v1" in err and "Traceback" not in err
+    assert (
+        code == 2 and "choose from auto, heuristic, learned_v1, learned_v2" in err and "Traceback" not in err
+    )
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ from tldrlab.digest.highlight_cases import (
     scitldr_cases,
     thread_records,
 )
-from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.highlights import HighlightOptions, rank_highlights, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.scorer_training import (
     case_features,
@@ -285,6 +285,32 @@ def test_packaged_learned_scorer_through_highlight_options(store: SentenceStore,
         assert (chosen.name if chosen else "heuristic") == name
     with pytest.raises(ValueError):
         HighlightOptions(scorer="learned_v9")  # type: ignore[arg-type]
+
+
+def test_packaged_learned_v2_finds_the_contribution_sentence_of_real_abstracts(embedder: Embedder) -> None:
+    """Two SciTLDR dev abstracts where the author's labelled sentence is the first to state the contribution
+    ("... we propose a new feed-forward deep network", "We propose a joint learning framework"): learned_v2,
+    which has the sentence-cue features, puts it first; learned_v1 picked another sentence."""
+    v2 = load_scorer("learned_v2")
+    assert v2.version == 2 and v2.features == FEATURES
+    assert v2.info["modes"]["document"]["feature_groups"] == ["v1", "sentence_cues"]
+    assert set(v2.models) == {"document", "forum", "forum_votes", "query"}
+    wanted = {"SylJ1D1C-", "SkMPNoCcKQ"}
+    cases = [c for c in scitldr_cases(DATA / "scitldr" / "scitldr_a.dev.jsonl") if c.id in wanted]
+    embed_cases(cases, embedder)
+    assert len(cases) == 2
+    for case in cases:
+        assert case.vectors is not None
+        top = {}
+        for name in ("learned_v1", "learned_v2"):
+            options = HighlightOptions(k=1, scorer=name)  # type: ignore[arg-type]
+            best = rank_highlights(
+                case.records, case.vectors, options, thread=case.thread, title_vector=case.title_vector
+            )[0]
+            top[name] = best.sentence_index
+        assert case.labels[top["learned_v2"]] and not case.labels[top["learned_v1"]], case.id
+        first_claim = case_features(case)[:, FEATURES.index("first_contribution_in_post")]
+        assert first_claim[top["learned_v2"]] == 1.0
 
 
 def test_bench_baselines_on_small_real_samples(embedder: Embedder, tmp_path: Path) -> None:

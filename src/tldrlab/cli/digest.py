@@ -206,7 +206,9 @@ def highlights_command(
     k: int = typer.Option(5, "--k", min=1, max=100),
     q: str | None = typer.Option(None, "--q", help="Focus query (hybrid vector + BM25)."),
     scorer: str = typer.Option(
-        "auto", "--scorer", help="auto (learned_v1 per mode), heuristic or learned_v1 (docs/digest.md)."
+        "auto",
+        "--scorer",
+        help="auto (per mode, the default scorer), heuristic, learned_v1 or learned_v2 (docs/digest.md).",
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

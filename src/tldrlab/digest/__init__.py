@@ -1,8 +1,9 @@
 """Digest: ingest threads, pick provenance-linked highlights, stream cited TL;DRs.
 
 - `ingest`: threads -> sentences with offsets -> vectors -> store (only changed posts re-embedded).
-- `highlights`: relevance by a named scorer (`scorers/`: the heuristic, or the packaged learned_v1 over
-  `features`), candidates from `candidates` (no boilerplate, no quoted text), MMR across posts.
+- `highlights`: relevance by a named scorer (`scorers/`: the heuristic, or the packaged learned_v1 /
+  learned_v2 over `features`), candidates from `candidates` (no boilerplate, no quoted text), MMR across
+  posts.
 - `candidates`: which sentences may be highlights, and which highlights may be TL;DR bullets.
 - `highlight_cases`, `scorer_training`: labelled cases (SciTLDR, QMSum, Stack Exchange) and the
   `highlight_scorer_train` run function.

@@ -26,9 +26,9 @@ import numpy as np
 from tldrlab.digest.features import FEATURES, ScorerMode
 from tldrlab.errors import ConfigError, InvalidInputError
 
-ScorerName = Literal["auto", "heuristic", "learned_v1"]
+ScorerName = Literal["auto", "heuristic", "learned_v1", "learned_v2"]
 
-SCORER_FILES: dict[str, str] = {"learned_v1": "highlight_v1.json"}
+SCORER_FILES: dict[str, str] = {"learned_v1": "highlight_v1.json", "learned_v2": "highlight_v2.json"}
 """Learned scorer name -> its file inside this package."""
 
 DEFAULT_SCORERS: dict[ScorerMode, str] = {

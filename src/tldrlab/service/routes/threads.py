@@ -207,7 +207,9 @@ def get_highlights(
     thread_id: str,
     k: int = Query(5, ge=1, le=100),
     q: str | None = Query(None, max_length=2000),
-    scorer: ScorerName = Query("auto", description="auto (learned_v1 per mode), heuristic or learned_v1"),
+    scorer: ScorerName = Query(
+        "auto", description="auto (per mode, the default scorer), heuristic, learned_v1 or learned_v2"
+    ),
 ) -> dict[str, Any]:
     res = resources(request)
     options = HighlightOptions(k=k, q=q or None, scorer=scorer)
