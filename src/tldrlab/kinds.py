@@ -13,7 +13,7 @@ submit and the CLI alike, e.g. to record the data splits it found), `follower` (
 distributed launch run, `(config) -> None`), `resume_fields` (dotted config fields that may change when a run
 is resumed; None: the kind does not resume), `aliases` (old names still found in the registry) and
 `trial_execute` (what a run of the kind executes when a sweep created it as a trial: the same recipe plus
-the study's pruning, `tldrlab.sweep.trials`).
+the study's pruning, `tldrlab.sweep.trials`), and for front ends `inputs`, `check` and `report`.
 
 To add a kind: write its config class (docstring under every field, bounds, `extra="forbid"`,
 `use_attribute_docstrings=True`) in the area's `config.py`, its execute function beside the work it does,
@@ -77,6 +77,19 @@ class RunKind:
     resume_fields: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()
     trial_execute: str | None = None
+    inputs: tuple[str, ...] = ()
+    """Config fields that may name input files or directories: a command line makes them absolute when they
+    exist, so the run finds them wherever it executes."""
+    must_exist: tuple[str, ...] = ()
+    """Input fields a command line checks (when set) before it creates a run, so a typo leaves no failed run
+    behind."""
+    outputs: tuple[str, ...] = ()
+    """Config fields naming output paths: a command line makes them absolute (relative to where it runs)."""
+    check: str | None = None
+    """"module:function", `(config) -> None`: more such command-line checks (the model name is known, the
+    tokenizer vocabulary fits); may import torch, so the API's submit does not run it."""
+    report: str | None = None
+    """"module:function", `(run_id, result) -> tldrlab.report.Report`: how the result reads (else JSON)."""
 
 
 _ENTRIES = (
@@ -89,12 +102,19 @@ _ENTRIES = (
         follower="tldrlab.train.jobs:train_follower",
         resume_fields=("train.progress",),
         trial_execute="tldrlab.sweep.trials:train_trial_job",
+        inputs=("data.path", "tokenizer.path"),
+        check="tldrlab.train.jobs:check_train",
+        report="tldrlab.train.recipe:training_report",
     ),
     RunKind(
         "tokenizer",
         TokenizerJobConfig,
         "tldrlab.tokenizers.job:tokenizer_job",
         "Train a tokenizer (bpe, sentencepiece, char) on corpus files.",
+        inputs=("corpus",),
+        outputs=("out_dir",),
+        check="tldrlab.tokenizers.job:check_tokenizer",
+        report="tldrlab.tokenizers.job:tokenizer_report",
     ),
     RunKind(
         "evaluate",
@@ -102,36 +122,54 @@ _ENTRIES = (
         "tldrlab.evaluate.jobs:evaluate_job",
         "Evaluate a trained model on a data split (loss, perplexity, ROUGE, BERTScore, lengths).",
         aliases=("eval",),
+        inputs=("model_run", "data"),
+        must_exist=("data",),
+        report="tldrlab.evaluate.jobs:evaluate_report",
     ),
     RunKind(
         "generate",
         GenerateConfig,
         "tldrlab.evaluate.jobs:generate_job",
         "Generate summaries or continuations with a trained model.",
+        inputs=("model_run",),
+        check="tldrlab.evaluate.jobs:check_model",
+        report="tldrlab.evaluate.jobs:generate_report",
     ),
     RunKind(
         "score",
         ScoreConfig,
         "tldrlab.evaluate.jobs:score_job",
         "Score a text under a trained model: loss, perplexity, per-token surprisal.",
+        inputs=("model_run",),
+        check="tldrlab.evaluate.jobs:check_model",
+        report="tldrlab.evaluate.jobs:score_report",
     ),
     RunKind(
         "ingest",
         ThreadIngestConfig,
         "tldrlab.digest.ingest:ingest_job",
         "Ingest forum threads into the sentence store (only changed posts are re-embedded).",
+        inputs=("path",),
+        must_exist=("path",),
+        report="tldrlab.digest.ingest:ingest_report",
     ),
     RunKind(
         "highlight_scorer_train",
         HighlightScorerTrainConfig,
         "tldrlab.digest.scorer_training:highlight_scorer_train_job",
         "Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits.",
+        inputs=("scitldr_train", "forum_dump", "qmsum_train"),
+        outputs=("out", "vector_cache_dir"),
     ),
     RunKind(
         "elm_prepare",
         ElmPrepareConfig,
         "tldrlab.elm.jobs:elm_prepare_job",
         "ELM: embed a pair data set's documents and write the synthesis + embeddings layout.",
+        inputs=("data",),
+        must_exist=("data",),
+        outputs=("out",),
+        report="tldrlab.elm.jobs:prepare_report",
     ),
     RunKind(
         "elm_train",
@@ -140,6 +178,9 @@ _ENTRIES = (
         "ELM: train the summary adapter (and the LM unless frozen); resumable.",
         resume_fields=("train.progress",),
         trial_execute="tldrlab.elm.optimize:elm_trial_job",
+        inputs=("data", "tokenizer", "init_adapter"),
+        check="tldrlab.elm.train:check_data_dir",
+        report="tldrlab.train.recipe:training_report",
     ),
     RunKind(
         "elm_evaluate",
@@ -147,36 +188,52 @@ _ENTRIES = (
         "tldrlab.elm.jobs:elm_evaluate_job",
         "ELM: BERTScore, ROUGE and length statistics of a predictions file.",
         prepare="tldrlab.elm.evaluate:check_files",
+        inputs=("predictions", "references", "bertscore_model"),
+        must_exist=("predictions", "references"),
+        outputs=("output",),
+        report="tldrlab.elm.jobs:evaluate_report",
     ),
     RunKind(
         "elm_optimize",
         ElmOptimizeConfig,
         "tldrlab.service.sweeps:elm_optimize_job",
         "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
+        inputs=("base.data", "base.tokenizer"),
+        report="tldrlab.sweep.report:sweep_report",
     ),
     RunKind(
         "elm_compare_lm",
         ElmLMCompareConfig,
         "tldrlab.elm.compare_lm:compare_lm_job",
         "ELM on a frozen pretrained LM vs the LM fine-tuned on the full text vs zero-shot, same CPU budget.",
+        inputs=("data",),
+        report="tldrlab.experiments.results:results_report",
+        outputs=("out",),
     ),
     RunKind(
         "lvm_ingest",
         IngestConfig,
         "tldrlab.lvm.ingest:lvm_ingest_job",
         "LVM: split articles into concepts, embed and store them with provenance.",
+        inputs=("path",),
+        must_exist=("path",),
+        report="tldrlab.lvm.ingest:ingest_report",
     ),
     RunKind(
         "lvm_index",
         LVMIndexConfig,
         "tldrlab.lvm.jobs:lvm_index_job",
         "LVM: build the FAISS concept index from the concept store.",
+        outputs=("out",),
+        report="tldrlab.lvm.jobs:index_report",
     ),
     RunKind(
         "lvm_sequences",
         SequencesConfig,
         "tldrlab.lvm.sequences:lvm_sequences_job",
         "LVM: build (context -> next concept) sequences split by article.",
+        outputs=("out",),
+        report="tldrlab.lvm.sequences:sequences_report",
     ),
     RunKind(
         "lvm_train",
@@ -185,24 +242,33 @@ _ENTRIES = (
         "LVM: train a next-concept model (lstm, gru, transformer, mamba, pretrained); resumable.",
         resume_fields=("train.progress",),
         trial_execute="tldrlab.lvm.sweep:lvm_trial_job",
+        inputs=("sequences",),
+        check="tldrlab.lvm.training:check_lvm_train",
+        report="tldrlab.train.recipe:training_report",
     ),
     RunKind(
         "lvm_evaluate",
         LVMEvaluateConfig,
         "tldrlab.lvm.jobs:lvm_evaluate_job",
         "LVM: score trained models beside the baselines (MSE, cosine, top-k retrieval).",
+        inputs=("runs", "sequences"),
+        outputs=("out",),
+        report="tldrlab.lvm.evaluation:evaluate_report",
     ),
     RunKind(
         "lvm_generate",
         LVMGenerateConfig,
         "tldrlab.lvm.generate:lvm_generate_job",
         "LVM: measure text out (raw / smoothed decoding, copy-last) against the true next sentences.",
+        report="tldrlab.lvm.generate:generation_report",
     ),
     RunKind(
         "experiment",
         ExperimentConfig,
         "tldrlab.experiments.dendrite_experiment:experiment_job",
         "Baseline vs compressed vs compressed + dendrites T5, same data, tokenizer, seeds and budget.",
+        inputs=("data", "eval_data"),
+        report="tldrlab.experiments.results:results_report",
     ),
     RunKind(
         "experiment_arm",
@@ -217,6 +283,8 @@ _ENTRIES = (
         "tldrlab.experiments.lm_experiment:lm_experiment_job",
         "A pretrained causal LM: baseline vs compressed vs + dendrites vs random vs distilled, same budget.",
         resume_fields=(),
+        inputs=("data", "eval_data"),
+        report="tldrlab.experiments.results:results_report",
     ),
     RunKind(
         "lm_experiment_arm",
@@ -230,12 +298,15 @@ _ENTRIES = (
         LMCompressConfig,
         "tldrlab.experiments.lm_experiment:lm_compress_job",
         "Cut a pretrained causal LM (layers, MLP neurons, heads by importance) and export it.",
+        inputs=("calibration_data",),
+        outputs=("out",),
     ),
     RunKind(
         "sweep",
         SweepConfig,
         "tldrlab.service.sweeps:sweep_job",
         "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
+        report="tldrlab.sweep.report:sweep_report",
     ),
     RunKind(
         "trial",

@@ -36,14 +36,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def report_ingest(run_id: str, stats: Any) -> None:
-    console.print(
-        f"ingested {stats['threads']} thread(s), {stats['posts']} posts: {stats['embedded']} embedded "
-        f"({stats['sentences']} sentences, {stats['sentences_per_s']:.0f}/s), "
-        f"{stats['skipped_unchanged']} unchanged, {stats['removed_posts']} removed  [dim]run {run_id}[/]"
-    )
-
-
 def print_highlights(highlights: list[Any]) -> None:
     """One block per highlight: rank, score, provenance (thread, post, sentence, span), text, link."""
     console.print("[bold]highlights[/]")
@@ -273,8 +265,6 @@ def register(app: typer.Typer) -> None:
         "tldrlab ingest ../shared/data/stackexchange_beer/Posts.xml",
         aliases={"format": "-f"},
         arguments=("path",),
-        paths=("path",),
-        report=report_ingest,
     )
     add(app, ingest)
     scorer = RunCommand(
@@ -284,8 +274,6 @@ def register(app: typer.Typer) -> None:
         "--name learned_v2",
         help="Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits "
         "as a run; the scorer file goes to <run>/artifacts/highlight_scorer.json (docs/digest.md).",
-        paths=("scitldr_train", "forum_dump", "qmsum_train"),
-        outputs=("out", "vector_cache_dir"),
     )
     add(app, scorer)
     app.command("digest")(digest_command)

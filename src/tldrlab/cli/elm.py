@@ -17,10 +17,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tldrlab.cli.options import Flag
-from tldrlab.cli.runkinds import RunCommand, add, report_training
+from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
 from tldrlab.elm.evaluate import predict_split
 from tldrlab.errors import ConfigError
@@ -118,32 +117,6 @@ def compare_command(
     console.print(f"written: {out / 'comparison.md'}, {out / 'comparison.png'}")
 
 
-def report_prepare(run_id: str, result: Any) -> None:
-    table = Table("split", "records", "embeddings", "dim", "task types", "target words (mean / max)")
-    for split, s in result["splits"].items():
-        tasks = ", ".join(f"{k}: {v}" for k, v in s["task_types"].items())
-        words = f"{s['target_words_mean']} / {s['target_words_max']}"
-        table.add_row(split, str(s["records"]), str(s["embeddings"]), str(s["dim"]), tasks, words)
-    console.print(table)
-    console.print(f"written to {result['out']}  [dim]run {run_id}[/]")
-
-
-def report_metrics(run_id: str, metrics: Any) -> None:
-    table = Table("metric", "value", title=f"run {run_id}")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
-    console.print(table)
-
-
-def report_optimize(run_id: str, summary: Any) -> None:
-    console.print(f"trials: {summary['trials']}  [dim]run {run_id}[/]")
-    if best := summary.get("best"):
-        console.print(
-            f"best: trial {best['number']} bertscore_composite={best['value']:.4f} (run {best['run_id']})"
-        )
-        console.print(json.dumps(best["params"], indent=2))
-
-
 ELM_TRAIN_ALIASES: dict[str, str | tuple[str, ...]] = {
     "model.lm": "--lm",
     "model.lm_size": "--lm-size",
@@ -168,21 +141,12 @@ ELM_TRAIN_ALIASES: dict[str, str | tuple[str, ...]] = {
 BF16 = Flag("train.precision", ("--use-bf16", "--bf16"), bool, "bf16 autocast.", convert=lambda on: "bf16")
 
 
-def report_compare_lm(run_id: str, result: Any) -> None:
-    typer.echo(result["table_markdown"])
-    for name, path in result["files"].items():
-        typer.echo(f"{name}: {path}")
-
-
 def register(app: typer.Typer) -> None:
     for spec in (
         RunCommand(
             "elm prepare",
             "elm_prepare",
             "tldrlab elm prepare --data ../shared/data/debian_descriptions --limit 4000 --out data/elm",
-            paths=("data",),
-            outputs=("out",),
-            report=report_prepare,
         ),
         RunCommand(
             "elm train",
@@ -190,16 +154,11 @@ def register(app: typer.Typer) -> None:
             "tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03",
             aliases=ELM_TRAIN_ALIASES,
             extra=(BF16,),
-            paths=("data", "tokenizer", "init_adapter"),
-            report=report_training,
         ),
         RunCommand(
             "elm evaluate",
             "elm_evaluate",
             "tldrlab elm evaluate --predictions preds.jsonl",
-            paths=("predictions", "references", "bertscore_model"),
-            outputs=("output",),
-            report=report_metrics,
         ),
         RunCommand(
             "elm optimize",
@@ -214,16 +173,11 @@ def register(app: typer.Typer) -> None:
                 },
                 "study": ("--study-name",),
             },
-            paths=("base.data", "base.tokenizer"),
-            report=report_optimize,
         ),
         RunCommand(
             "elm compare-lm",
             "elm_compare_lm",
             "tldrlab elm compare-lm --data ../shared/data/debian_descriptions --cpu-minutes 15",
-            paths=("data",),
-            outputs=("out",),
-            report=report_compare_lm,
         ),
     ):
         add(elm_app, spec)

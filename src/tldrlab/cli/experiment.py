@@ -26,23 +26,6 @@ def parse_budget(budget: str) -> dict[str, Any]:
         raise ConfigError(f"--budget {budget!r}: give steps (300) or minutes (30m)") from None
 
 
-def report(run_id: str, result: Any) -> None:
-    typer.echo(result["table_markdown"])
-    typer.echo(result["note"])
-    for name, path in result["files"].items():
-        typer.echo(f"{name}: {path}")
-
-
-def report_lm(run_id: str, result: Any) -> None:
-    typer.echo(result["table_markdown"])
-    if result.get("differences_markdown"):
-        typer.echo("Differences (95 % paired bootstrap intervals):")
-        typer.echo(result["differences_markdown"])
-    typer.echo(result["note"])
-    for name, path in result["files"].items():
-        typer.echo(f"{name}: {path}")
-
-
 BUDGET = Flag(
     "", ("--budget",), str, "Per arm: optimizer steps (300) or minutes (30m).", convert=parse_budget
 )
@@ -60,8 +43,6 @@ def register(app: typer.Typer) -> None:
                 "dendrites.max_dendrites": "--max-dendrites",
             },
             extra=(BUDGET,),
-            paths=("data", "eval_data"),
-            report=report,
         ),
     )
     add(
@@ -76,8 +57,6 @@ def register(app: typer.Typer) -> None:
                 "compression.importance": "--importance",
                 "dendrites.max_dendrites": "--max-dendrites",
             },
-            paths=("data", "eval_data"),
-            report=report_lm,
         ),
     )
     add(
@@ -88,8 +67,6 @@ def register(app: typer.Typer) -> None:
             "tldrlab experiment compress smollm2 --ratio 0.5 --calibration-data pairs.jsonl --out half",
             arguments=("model",),
             aliases={"compression.ratio": "--ratio", "compression.importance": "--importance"},
-            paths=("calibration_data",),
-            outputs=("out",),
         ),
     )
     app.add_typer(experiment_app, name="experiment")

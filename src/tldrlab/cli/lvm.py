@@ -23,8 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tldrlab.cli.options import Flag
-from tldrlab.cli.runkinds import RunCommand, add, report_training
-from tldrlab.cli.tables import Column, print_listing
+from tldrlab.cli.runkinds import RunCommand, add, show_result
 from tldrlab.errors import InvalidInputError
 from tldrlab.launch import launch_run
 from tldrlab.lvm.config import default_index
@@ -104,29 +103,6 @@ def stats(
         console.print(
             f"[dim]{concept.source}/{concept.article_id}#{concept.position} [{code}][/] {concept.text[:160]}"
         )
-
-
-def report_evaluate(run_id: str, result: Any) -> None:
-    for report in result["reports"]:
-        _print_results(report["split"], report["sequences"], report["results"], report["verdict"])
-    console.print(f"run {run_id}: report in its run directory (tldrlab runs show {run_id})")
-
-
-def _print_results(split: str, count: int, results: list[Any], outcome: dict[str, Any]) -> None:
-    # lazy: loads numpy (kept off `tldrlab --help`)
-    from tldrlab.lvm.evaluation import markdown_verdict
-
-    what = {"test": "in-corpus test", "cross": "cross-corpus test", "val": "validation"}.get(split, split)
-    metrics = [("MSE", "mse", 5), ("cosine", "cosine", 4), ("top-1", "top1", 4), ("top-5", "top5", 4)]
-    metrics += [("top-1 excl", "top1_excl", 4), ("top-5 excl", "top5_excl", 4)]
-    columns = [Column("method", key=True), Column("kind", optional=True)]
-    columns += [Column(header, justify="right") for header, _, _ in metrics]
-    rows = [
-        [r["name"], r["kind"], *(f"{r['metrics'][key]:.{digits}f}" for _, key, digits in metrics)]
-        for r in results
-    ]
-    print_listing(console, columns, rows, title=f"{what} split, {count} sequences")
-    console.print(markdown_verdict(outcome), markup=False)
 
 
 @lvm_app.command("decode")
@@ -265,62 +241,10 @@ def _measure_generation(
     seed: int,
     k: int,
 ) -> None:
-
-    config = {
-        "run": run_ref,
-        "sequences": str(sequences_path) if sequences_path else None,
-        "split": split,
-        "windows": count,
-        "seed": seed,
-        "k": k,
-        "smooth": smooth,
-        "lm": lm,
-    }
-    launched = launch_run("lvm_generate", config)
-    report = launched.result or {}
-    table = Table(
-        "method",
-        "BERTScore F1",
-        "cosine",
-        "margin over copy-last (F1; cosine) [95 %]",
-        title=f"next sentence on {report['windows']} {split} windows ({report['articles']} articles)",
-    )
-    for name, r in report["methods"].items():
-        margin = r.get("margin_over_copy_last")
-        cell = "-"
-        if margin:
-            cell = "; ".join(
-                "{:+.4f} [{:+.4f}, {:+.4f}]".format(margin[m]["margin"], *margin[m]["interval95"])
-                for m in ("bertscore_f1", "cosine")
-            )
-        table.add_row(name, f"{r['bertscore_f1']:.4f}", f"{r['cosine']:.4f}", cell)
-    console.print(table)
-    console.print(
-        "latency per step: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in report["latency_ms"].items())
-    )
-    console.print(f"run {launched.record.id}: {Path(launched.record.run_dir) / 'generation.json'}")
-
-
-def report_ingest(run_id: str, m: Any) -> None:
-    console.print(
-        f"run {run_id}: {m['articles']} articles -> {m['concepts']} concepts (source {m['source']}, "
-        f"{m['embedder']}, {m['dim']}-d) in {m['wall_seconds']:.1f}s; stage seconds {m['stage_seconds']}"
-    )
-
-
-def report_index(run_id: str, built: Any) -> None:
-    count, dim = built["count"], built["dim"]
-    console.print(f"run {run_id}: {built['kind']} index of {count} concepts ({dim}-d) -> {built['out']}")
-
-
-def report_sequences(run_id: str, built: Any) -> None:
-    line = f"run {run_id}: sequences {built['sequences']} from articles {built['articles']}"
-    if duplicates := built.get("cross_near_duplicates"):
-        line += (
-            f"; {duplicates['concepts']} of {duplicates['of']} test-source concepts nearly repeat a "
-            f"training-corpus concept (cosine >= {duplicates['cosine']})"
-        )
-    console.print(line)
+    sequences = str(sequences_path) if sequences_path else None
+    config = {"run": run_ref, "sequences": sequences, "split": split, "windows": count, "seed": seed, "k": k}
+    launched = launch_run("lvm_generate", {**config, "smooth": smooth, "lm": lm})
+    show_result("lvm_generate", launched.record.id, launched.result or {})
 
 
 def _select(metric: str) -> dict[str, Any]:
@@ -357,18 +281,16 @@ LOOP = {f"train.{n}": "--" + n.replace("_", "-") for n in ("lr", "batch_size", "
 def register(app: typer.Typer) -> None:
     for spec in (
         RunCommand("lvm ingest", "lvm_ingest", "tldrlab lvm ingest enwiki.jsonl --chunking semantic",
-                   aliases=STORE, arguments=("path",), paths=("path",), report=report_ingest),
-        RunCommand("lvm index", "lvm_index", "tldrlab lvm index --ivf-threshold 10000", aliases=STORE,
-                   outputs=("out",), report=report_index),
+                   aliases=STORE, arguments=("path",)),
+        RunCommand("lvm index", "lvm_index", "tldrlab lvm index --ivf-threshold 10000", aliases=STORE),
         RunCommand("lvm sequences", "lvm_sequences", "tldrlab lvm sequences --context 5 --test-source wt",
-                   aliases={**STORE, "val_fraction": "--val", "test_fraction": "--test"}, outputs=("out",),
-                   defaults={"out": SEQUENCES}, report=report_sequences),
+                   aliases={**STORE, "val_fraction": "--val", "test_fraction": "--test"},
+                   defaults={"out": SEQUENCES}),
         RunCommand("lvm train", "lvm_train", "tldrlab lvm train --model mamba --loss cosine --steps 2000",
-                   aliases=LOOP, extra=LVM_TRAIN_EXTRA, paths=("sequences",),
-                   defaults={"sequences": SEQUENCES}, report=report_training),
+                   aliases=LOOP, extra=LVM_TRAIN_EXTRA,
+                   defaults={"sequences": SEQUENCES}),
         RunCommand("lvm evaluate", "lvm_evaluate", "tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd",
-                   arguments=("runs",), paths=("runs", "sequences"), outputs=("out",),
-                   report=report_evaluate),
+                   arguments=("runs",)),
     ):  # fmt: skip
         add(lvm_app, spec)
     app.add_typer(lvm_app, name="lvm")

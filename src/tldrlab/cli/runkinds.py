@@ -4,9 +4,9 @@ A run kind's command is one `RunCommand`, declared in its verb group's module an
 `add(app, RunCommand(...))`: the command path, the kind (its config class and help come from
 `tldrlab.kinds`), an example; `aliases` keep short names users know (`--data` for `--data.path`),
 `arguments` make fields positional, `verbatim` marks list fields whose items may hold commas, `extra` adds
-options that are not fields, `paths` are made absolute, `report` prints the result. Every such command
-takes `--config FILE`, the config's fields as options and the shared options of `options.RUN_KIND_OPTIONS`,
-builds the config as defaults < file < flags and calls `launch`.
+options that are not fields. Every such command takes `--config FILE`, the config's fields as options and
+the shared options of `options.RUN_KIND_OPTIONS`, builds the config as defaults < file < flags (the kind's
+`inputs` and `outputs` made absolute), calls `launch` and prints the kind's `report` of the result.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 import typer
 import yaml
 from pydantic import BaseModel
-from rich.console import Console
 
 from tldrlab.cli.launch import check, launch
 from tldrlab.cli.options import (
@@ -42,11 +41,11 @@ from tldrlab.cli.options import (
     signature_callback,
     validate,
 )
+from tldrlab.cli.tables import print_report
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError
 from tldrlab.kinds import get_kind
-
-console = Console()
+from tldrlab.targets import load_target
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,6 @@ class RunCommand:
     arguments: tuple[str, ...] = ()
     verbatim: tuple[str, ...] = ()
     extra: tuple[Flag, ...] = ()
-    paths: tuple[str, ...] = ()
-    """Config paths holding input paths: made absolute when they exist, so the run finds them anywhere."""
-    outputs: tuple[str, ...] = ()
-    """Config paths holding output paths: made absolute (relative to the working directory)."""
-    report: Callable[[str, Any], None] | None = None
-    """Prints the result (else the run id and the result as JSON)."""
     help: str | None = None
     """The command's help (default: the kind's)."""
     launcher: Callable[[Any], tuple[str, Any]] | None = None
@@ -111,19 +104,6 @@ RUN_COMMANDS: list[RunCommand] = []
 """Every run-kind command, in the order the groups added them."""
 
 
-def metrics_line(metrics: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-
-
-def report_training(run_id: str, result: Any) -> None:
-    """A training run's steps, final metrics and where its model and curves are."""
-    console.print(
-        f"run [bold]{run_id}[/]: {result.get('steps')} steps, {metrics_line(result.get('metrics', {}))}"
-    )
-    if model_dir := result.get("model_dir"):
-        console.print(f"model: {model_dir}   curves: {Path(model_dir).parent / 'plots'}", highlight=False)
-
-
 def _resolve_paths(tree: dict[str, Any], paths: tuple[str, ...], *, always: bool = False) -> None:
     def absolute(value: Any) -> Any:
         if isinstance(value, list):
@@ -149,10 +129,20 @@ def quiet_settings(model: type[BaseModel]) -> dict[str, Any]:
     return settings
 
 
+def show_result(kind: str, run_id: str, result: Any, *, as_json: bool = False) -> None:
+    """The kind's report of a run's result, or the run id and the result as JSON."""
+    report = get_kind(kind).report
+    if as_json or report is None:
+        shown = result if isinstance(result, dict) else {"result": result}
+        typer.echo(json.dumps({"run_id": run_id, **shown}, indent=2, default=str))
+    else:
+        print_report(load_target(report)(run_id, result))
+
+
 def build_callback(spec: RunCommand) -> Any:
     """The command's function (options from the config class) for typer."""
-    model, flags = spec.config_class(), spec.flags()
-    resumable = get_kind(spec.kind).resume_fields is not None
+    model, flags, kind = spec.config_class(), spec.flags(), get_kind(spec.kind)
+    resumable = kind.resume_fields is not None
     shared = tuple(
         option
         for option in (*RUN_KIND_OPTIONS, *EVERY_COMMAND)
@@ -176,8 +166,8 @@ def build_callback(spec: RunCommand) -> Any:
             for dotted, value in spec.defaults.items():
                 set_path(raw, dotted, value.replace("<home>", str(get_settings().home)))
             raw = deep_merge(deep_merge(raw, read_config_file(config_file) if config_file else {}), overrides)
-            _resolve_paths(raw, spec.paths)
-            _resolve_paths(raw, spec.outputs, always=True)
+            _resolve_paths(raw, kind.inputs)
+            _resolve_paths(raw, kind.outputs, always=True)
             config = validate(model, raw, what=spec.kind)
             if values["print_config"]:
                 typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
@@ -187,15 +177,7 @@ def build_callback(spec: RunCommand) -> Any:
                 run_id, result = spec.launcher(config)
             else:
                 run_id, result = launch(spec.kind, config)
-        if values["as_json"] or spec.report is None:
-            shown = (
-                {"run_id": run_id, **result}
-                if isinstance(result, dict)
-                else {"run_id": run_id, "result": result}
-            )
-            typer.echo(json.dumps(shown, indent=2, default=str))
-        else:
-            spec.report(run_id, result)
+        show_result(spec.kind, run_id, result, as_json=values["as_json"])
 
     return signature_callback([*flag_params(flags), *shared_params(shared)], body)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tldrlab.cli.tables import Column, print_listing
+from tldrlab.cli.tables import print_report
 from tldrlab.errors import NotFoundError
+from tldrlab.report import Report
 from tldrlab.sweep import examples_dir
 from tldrlab.sweep.spec import load_sweep
 
@@ -48,6 +49,7 @@ def run_command(
     Example: tldrlab sweep run sweep.yaml --trials 6
     """
     # lazy: loads numpy, optuna, torch (kept off `tldrlab --help`)
+    from tldrlab.sweep.report import sweep_report
     from tldrlab.sweep.runner import run_sweep
 
     spec = load_sweep(sweep_file)
@@ -60,13 +62,7 @@ def run_command(
     if as_json:
         typer.echo(json.dumps(summary, default=str))
         return
-    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["trials"].items())
-    console.print(f"study [bold]{summary['study']}[/]: {counts} (sweep run {summary['run_id']})")
-    best = summary.get("best")
-    if best:
-        console.print(
-            f"best: trial {best['number']} value={best['value']:.5g} {best['params']}", highlight=False
-        )
+    print_report(sweep_report(summary["run_id"], summary))
 
 
 def _console_logs(level: str) -> None:
@@ -90,7 +86,7 @@ def status_command(
     Example: tldrlab sweep status tiny-t5
     """
     # lazy: loads optuna (kept off `tldrlab --help`)
-    from tldrlab.sweep.report import status_listing, trial_rows
+    from tldrlab.sweep.report import status_table, trial_rows
     from tldrlab.sweep.storage import load_study
 
     loaded = load_study(study, storage)
@@ -98,16 +94,7 @@ def status_command(
         for row in trial_rows(loaded):
             typer.echo(json.dumps(row, default=str))
         return
-    title, headers, rows, best = status_listing(loaded)
-    numeric = {"value", "evals", "seconds"}
-    columns = [
-        Column(h, key=h in ("#", "run"), justify="right" if h in numeric else "left", optional=h == "seconds")
-        for h in headers
-    ]
-    if best is not None:
-        rows[best][0] += "*"
-        title += "; * best"
-    print_listing(console, columns, rows, title=title)
+    print_report(Report([status_table(loaded)]))
 
 
 @sweep_app.command("best")
@@ -121,7 +108,7 @@ def best_command(
     Example: tldrlab sweep best tiny-t5 --json
     """
     # lazy: loads optuna (kept off `tldrlab --help`)
-    from tldrlab.sweep.report import best_trial_summary
+    from tldrlab.sweep.report import best_report, best_trial_summary
     from tldrlab.sweep.storage import load_study
 
     best = best_trial_summary(load_study(study, storage))
@@ -130,11 +117,7 @@ def best_command(
     if as_json:
         typer.echo(json.dumps(best, default=str))
         return
-    console.print(f"best trial {best['number']}: value={best['value']:.6g} ({best['direction']})")
-    for name, value in best["params"].items():
-        console.print(f"  {name} = {value}", highlight=False)
-    if best["run_id"]:
-        console.print(f"run: {best['run_id']}")
+    print_report(best_report(best))
 
 
 @sweep_app.command("export")

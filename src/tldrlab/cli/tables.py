@@ -1,7 +1,7 @@
 """Listings that stay readable in any terminal width, down to 80 columns.
 
 Rich shrinks a table that is too wide by cutting cells (`train-2026112…`) or wrapping every column, which cut
-the run ids every other command needs. A listing here says what each column is:
+the run ids every other command needs. A listing says what each column is (`tldrlab.report.Column`):
 
 - `key` columns (ids, names) are never cut or wrapped;
 - `wrap` columns (free text such as a message) wrap onto more lines;
@@ -15,27 +15,18 @@ columns, so no cell is ever cut. Scripts use `--json` instead of parsing tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from tldrlab.report import Column, Report
+from tldrlab.report import Table as Listing
 
-@dataclass(frozen=True)
-class Column:
-    """One column of a listing."""
-
-    header: str
-    key: bool = False
-    """Identifies the row (an id): never cut, repeated in every part of a split table."""
-    wrap: bool = False
-    """Free text that may wrap onto more lines."""
-    optional: bool = False
-    """Dropped when the table does not fit (the rightmost optional column first)."""
-    justify: str = "left"
-    """`left` or `right` (numbers)."""
+console = Console()
+err_console = Console(stderr=True)
 
 
 def _build(
@@ -116,3 +107,14 @@ def print_listing(
     """Print `rows` as a listing that fits the console (see the module docstring)."""
     for table in listing_tables(console, columns, rows, title):
         console.print(table)
+
+
+def print_report(report: Report) -> None:
+    """Print a result's report: its lines as plain text, its tables as listings, its warnings on stderr."""
+    for block in report.blocks:
+        if isinstance(block, Listing):
+            print_listing(console, block.columns, block.rows, block.title)
+        else:
+            console.print(block, highlight=False, markup=False, soft_wrap=True)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)

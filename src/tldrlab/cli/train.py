@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tldrlab.cli.options import Flag
-from tldrlab.cli.runkinds import RunCommand, add, report_training
+from tldrlab.cli.runkinds import RunCommand, add
 
 TRAIN_ALIASES = {
     "data.path": "--data",
@@ -38,7 +38,5 @@ def register(app: typer.Typer) -> None:
             extra=(
                 Flag("model_settings.size", ("--model-size",), str, "Named model size: tiny, mini, small."),
             ),
-            paths=("data.path", "tokenizer.path"),
-            report=report_training,
         ),
     )

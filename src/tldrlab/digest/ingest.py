@@ -32,6 +32,7 @@ from tldrlab.digest.config import ThreadIngestConfig
 from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import NotFoundError
+from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
 from tldrlab.store.base import SentenceRecord, SentenceStore
@@ -424,3 +425,13 @@ def _ingest_with_progress(
         )
         on_written(stats)
         return stats
+
+
+def ingest_report(run_id: str, stats: dict[str, Any]) -> Report:
+    return Report(
+        [
+            f"ingested {stats['threads']} thread(s), {stats['posts']} posts: {stats['embedded']} embedded "
+            f"({stats['sentences']} sentences, {stats['sentences_per_s']:.0f}/s), "
+            f"{stats['skipped_unchanged']} unchanged, {stats['removed_posts']} removed  run {run_id}"
+        ]
+    )

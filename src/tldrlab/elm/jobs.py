@@ -12,6 +12,7 @@ from typing import Any
 from tldrlab.elm.config import ElmEvaluateConfig, ElmPrepareConfig
 from tldrlab.elm.evaluate import evaluate_files
 from tldrlab.elm.prepare import prepare_dataset
+from tldrlab.report import Column, Report, Table, key_value_table
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_json
 
@@ -50,3 +51,18 @@ def elm_evaluate_job(run: Run, config: ElmEvaluateConfig) -> dict[str, Any]:
     if config.output:
         atomic_write_json(Path(config.output), metrics)
     return metrics
+
+
+def prepare_report(run_id: str, result: dict[str, Any]) -> Report:
+    headers = ("split", "records", "embeddings", "dim", "task types", "target words (mean / max)")
+    rows = []
+    for split, s in result["splits"].items():
+        tasks = ", ".join(f"{k}: {v}" for k, v in s["task_types"].items())
+        words = f"{s['target_words_mean']} / {s['target_words_max']}"
+        rows.append([split, str(s["records"]), str(s["embeddings"]), str(s["dim"]), tasks, words])
+    table = Table([Column(h, key=h == "split") for h in headers], rows)
+    return Report([table, f"written to {result['out']}  run {run_id}"])
+
+
+def evaluate_report(run_id: str, metrics: dict[str, Any]) -> Report:
+    return Report([key_value_table(metrics, title=f"run {run_id}")])

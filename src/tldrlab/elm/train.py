@@ -23,7 +23,7 @@ from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
 from tldrlab.elm.prepare import load_split, read_manifest
 from tldrlab.elm.task import ElmTask
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -135,3 +135,11 @@ def elm_train_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:
     """Run kind "elm_train": resumes when checkpoints exist."""
     result = run_elm_training(run, config)
     return {"steps": result.steps, "metrics": result.metrics, "model_dir": str(run.dir / MODEL_SUBDIR)}
+
+
+def check_data_dir(config: ElmTrainConfig) -> None:
+    """Kind `elm_train`'s command-line check: the prepared data directory is here."""
+    if not Path(config.data).is_dir():
+        raise InvalidInputError(
+            f"data directory not found: {config.data} (write one with `tldrlab elm prepare`)"
+        )

@@ -7,6 +7,7 @@ launches the same `evaluate` kind.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tldrlab.data.readers import read_records
@@ -14,7 +15,7 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.artifacts import HIGHLIGHT_TABLE_FILE, SUMMARY_FILE, TABLE_FILE
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.evaluate.generate import generate_detailed
-from tldrlab.evaluate.metrics import perplexity
+from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count, perplexity
 from tldrlab.evaluate.run_eval import (
     EVAL_FILE,
     PLOT_FILE,
@@ -26,6 +27,8 @@ from tldrlab.evaluate.run_eval import (
 from tldrlab.evaluate.score import score_text
 from tldrlab.models.io import load_model
 from tldrlab.models.registry import model_task
+from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.report import Column, Report, Table, key_value_table
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_bytes
 from tldrlab.runs.datasets import dataset_refs
@@ -160,3 +163,51 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     finally:
         tracker.finish()
     return {**result, "run_id": run.id, "out_dir": str(out_dir)}
+
+
+def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
+    title = f"{result['model']} ({result['task']}) -> {result['out_dir']}"
+    samples = Path(result["out_dir"]) / "samples.jsonl"
+    table = key_value_table(result["metrics"], title)
+    return Report([table, f"eval run {run_id}; samples in {samples}"], list(result.get("warnings", [])))
+
+
+def generate_report(run_id: str, result: dict[str, Any]) -> Report:
+    report = Report()
+    for i, outputs in enumerate(result["outputs"]):
+        report.blocks.append(f"--- {result['model']} prompt {i + 1}  run {run_id}")
+        report.blocks += [
+            f"[{j}] {out}" if out.strip() else f"[{j}] (empty)" for j, out in enumerate(outputs)
+        ]
+    if empty := empty_count([o for outs in result["outputs"] for o in outs]):
+        total = sum(len(outs) for outs in result["outputs"])
+        report.warnings.append(f"{empty} of {total} outputs are empty: {EMPTY_OUTPUT_CAUSE}")
+    return report
+
+
+def score_report(run_id: str, result: dict[str, Any]) -> Report:
+    totals = f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}"
+    if "per_record" in result:  # a data set: the totals, then one row per record
+        columns = [Column("record", key=True), *(Column(h, justify="right") for h in ("loss", "perplexity"))]
+        rows = [
+            [row["id"], f"{row['loss']:.4f}", f"{row['perplexity']:.2f}", str(row["num_tokens"])]
+            for row in result["per_record"]
+        ]
+        line = f"{totals}, {result['num_tokens']} tokens in {result['records']} records  run {run_id}"
+        return Report([line, Table([*columns, Column("tokens", justify="right")], rows)])
+    truncated = " (truncated)" if result["truncated"] else ""
+    report = Report([f"{totals}, {result['num_tokens']} tokens{truncated}  run {run_id}"])
+    if "tokens" in result:  # else detail_level summary
+        rows = []
+        for i, token in enumerate(result["tokens"]):
+            top = result["topk"][i] if result["topk"] else []
+            alternatives = "  ".join(f"{t['token']!r} {t['prob']:.2f}" for t in top)
+            rows.append([repr(token), f"{result['surprisal_bits'][i]:.2f}", alternatives])
+        columns = [Column("token"), Column("surprisal (bits)", justify="right"), Column("top predictions")]
+        report.blocks.append(Table(columns, rows))
+    return report
+
+
+def check_model(config: GenerateConfig | ScoreConfig) -> None:
+    """Kinds `generate` and `score`: a model that is not there fails before a run is created."""
+    resolve_model_ref(config.model_run)

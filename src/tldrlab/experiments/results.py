@@ -20,6 +20,7 @@ import torch
 
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
+from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_text
 
 METRICS = (
@@ -245,3 +246,14 @@ def write_results(out_dir: Path, rows: list[dict[str, Any]], config: Any) -> dic
             for name in ("results.md", "results.csv", "results.json", "comparison.png")
         },
     }
+
+
+def results_report(run_id: str, result: dict[str, Any]) -> Report:
+    """How a comparison's result reads (experiment, lm_experiment, elm_compare_lm): the table, the paired
+    differences, the note on how the arms were trained, the files written."""
+    blocks = [result["table_markdown"]]
+    if result.get("differences_markdown"):
+        blocks += ["Differences (95 % paired bootstrap intervals):", result["differences_markdown"]]
+    if result.get("note"):
+        blocks.append(result["note"])
+    return Report(blocks + [f"{name}: {path}" for name, path in result["files"].items()])

@@ -27,6 +27,7 @@ from tldrlab.evaluate.bootstrap import BOOTSTRAP_SAMPLES, paired_bootstrap_inter
 from tldrlab.lvm.baselines import BASELINES, Predictor
 from tldrlab.lvm.index import ConceptIndex, build_index
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 
 METRICS = ("mse", "cosine", "top1", "top5", "top1_excl", "top5_excl")
@@ -318,3 +319,24 @@ def write_report(
     atomic_write_text(paths["markdown"], markdown_table(results) + "\n" + markdown_verdict(body["verdict"]))
     plot_results(results, paths["plot"])
     return paths
+
+
+SPLIT_NAMES = {"test": "in-corpus test", "cross": "cross-corpus test", "val": "validation"}
+REPORT_METRICS = [("MSE", "mse", 5), ("cosine", "cosine", 4), ("top-1", "top1", 4), ("top-5", "top5", 4)]
+REPORT_METRICS += [("top-1 excl", "top1_excl", 4), ("top-5 excl", "top5_excl", 4)]
+
+
+def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
+    """Per split: every method's metrics and the verdict; then where the full report is."""
+    report = Report()
+    columns = [Column("method", key=True), Column("kind", optional=True)]
+    columns += [Column(header, justify="right") for header, _, _ in REPORT_METRICS]
+    for split in result["reports"]:
+        rows = [
+            [r["name"], r["kind"], *(f"{r['metrics'][key]:.{digits}f}" for _, key, digits in REPORT_METRICS)]
+            for r in split["results"]
+        ]
+        title = f"{SPLIT_NAMES.get(split['split'], split['split'])} split, {split['sequences']} sequences"
+        report.blocks += [Table(columns, rows, title), markdown_verdict(split["verdict"])]
+    report.blocks.append(f"run {run_id}: report in its run directory (tldrlab runs show {run_id})")
+    return report

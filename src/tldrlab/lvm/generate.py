@@ -37,6 +37,7 @@ from tldrlab.lvm.ingest import load_embedder
 from tldrlab.lvm.sequences import load_sequences
 from tldrlab.lvm.store import ConceptStore, StoredConcept, open_concept_store
 from tldrlab.lvm.tmd import TMD, TMDClassifier, tmd_features
+from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.runs.run import Run
 
@@ -410,3 +411,10 @@ def generation_markdown(report: dict[str, Any]) -> str:
     latency = report["latency_ms"]
     lines += ["", "Latency per step (ms): " + ", ".join(f"{stage} {ms:.0f}" for stage, ms in latency.items())]
     return "\n".join(lines) + "\n"
+
+
+def generation_report(run_id: str, report: dict[str, Any]) -> Report:
+    where = (
+        f"run {run_id}: generation.json and generation.md in its run directory (tldrlab runs show {run_id})"
+    )
+    return Report([generation_markdown(report), where])

@@ -21,6 +21,7 @@ from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.config import IngestConfig
 from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
 from tldrlab.lvm.tmd import TMDClassifier
+from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.run import Run
 
@@ -222,3 +223,12 @@ def _redact(url: str) -> str:
 def lvm_ingest_job(run: Run, config: IngestConfig) -> dict[str, Any]:
     """Run kind `lvm_ingest` (re-running replaces articles, no duplicates)."""
     return ingest_articles(config, run)
+
+
+def ingest_report(run_id: str, m: dict[str, Any]) -> Report:
+    return Report(
+        [
+            f"run {run_id}: {m['articles']} articles -> {m['concepts']} concepts (source {m['source']}, "
+            f"{m['embedder']}, {m['dim']}-d) in {m['wall_seconds']:.1f}s; stage seconds {m['stage_seconds']}"
+        ]
+    )

@@ -24,6 +24,7 @@ from tldrlab.lvm.models import LVMConfig, build_lvm, load_lvm
 from tldrlab.lvm.sequences import load_sequences
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR
+from tldrlab.report import Report
 from tldrlab.runs import Run, open_registry
 from tldrlab.runs.run import MANIFEST, read_manifest
 
@@ -146,3 +147,8 @@ def lvm_evaluate_job(run: Run, config: LVMEvaluateConfig) -> dict[str, Any]:
             }
         )
     return {"sequences": str(path), "reports": reports}
+
+
+def index_report(run_id: str, built: dict[str, Any]) -> Report:
+    count, dim = built["count"], built["dim"]
+    return Report([f"run {run_id}: {built['kind']} index of {count} concepts ({dim}-d) -> {built['out']}"])

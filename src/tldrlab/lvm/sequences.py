@@ -31,6 +31,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.config import SequencesConfig
 from tldrlab.lvm.store import ConceptTable, open_concept_store
 from tldrlab.lvm.tmd import tmd_features
+from tldrlab.report import Report
 from tldrlab.runs.run import Run
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "cross": 3}
@@ -386,3 +387,13 @@ def lvm_sequences_job(run: Run, config: SequencesConfig) -> dict[str, Any]:
         "cross_near_duplicates": built.meta.get("cross_near_duplicates"),
         "out": config.out,
     }
+
+
+def sequences_report(run_id: str, built: dict[str, Any]) -> Report:
+    line = f"run {run_id}: sequences {built['sequences']} from articles {built['articles']}"
+    if duplicates := built.get("cross_near_duplicates"):
+        line += (
+            f"; {duplicates['concepts']} of {duplicates['of']} test-source concepts nearly repeat a "
+            f"training-corpus concept (cosine >= {duplicates['cosine']})"
+        )
+    return Report([line])

@@ -276,3 +276,10 @@ def train_lvm(
 def lvm_train_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:
     """Run kind `lvm_train`: resumes if checkpoints exist."""
     return train_lvm(config, run, resume=True)
+
+
+def check_lvm_train(config: LVMTrainJobConfig) -> None:
+    """Kind `lvm_train`'s command-line check: the model and the loss are known."""
+    if config.model not in LVM_MODELS:
+        raise ConfigError(f"unknown LVM {config.model!r}; choose one of {', '.join(LVM_MODELS)}")
+    parse_loss(config.loss)

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.sweep.mapping import PARAMS_ATTR
 from tldrlab.sweep.storage import RUN_ATTR
@@ -76,22 +77,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def status_listing(study: optuna.Study) -> tuple[str, list[str], list[list[str]], int | None]:
-    """(title, headers, rows as text, index of the best row or None) of the study's trials, for a listing."""
+def status_table(study: optuna.Study) -> Table:
+    """The study's trials as a table: number (* marks the best), state, value, parameters, evaluations,
+    duration, run."""
     rows = trial_rows(study)
     names: list[str] = []
     for row in rows:
         names += [k for k in row["params"] if k not in names]
-    headers = ["#", "state", "value", *names, "evals", "seconds", "run"]
     best = best_trial_summary(study)
-    best_index = None
     table: list[list[str]] = []
-    for i, row in enumerate(rows):
-        if best is not None and row["number"] == best["number"]:
-            best_index = i
+    for row in rows:
+        marker = "*" if best is not None and row["number"] == best["number"] else ""
         table.append(
             [
-                str(row["number"]),
+                f"{row['number']}{marker}",
                 row["state"],
                 _fmt(row["value"]),
                 *[_fmt(row["params"].get(n)) for n in names],
@@ -100,7 +99,31 @@ def status_listing(study: optuna.Study) -> tuple[str, list[str], list[list[str]]
                 row["run_id"] or "-",
             ]
         )
-    return f"study {study.study_name} ({study.direction.name.lower()})", headers, table, best_index
+    numeric = {"value", "evals", "seconds"}
+    columns = [
+        Column(h, key=h in ("#", "run"), justify="right" if h in numeric else "left", optional=h == "seconds")
+        for h in ["#", "state", "value", *names, "evals", "seconds", "run"]
+    ]
+    title = f"study {study.study_name} ({study.direction.name.lower()})" + ("; * best" if best else "")
+    return Table(columns, table, title)
+
+
+def sweep_report(run_id: str, summary: dict[str, Any]) -> Report:
+    """How a sweep's summary reads (kinds sweep and elm_optimize): trials per state and the best trial."""
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["trials"].items())
+    report = Report([f"study {summary['study']}: {counts} (sweep run {summary['run_id']})"])
+    if best := summary.get("best"):
+        metric = summary.get("metric", "value")
+        report.blocks.append(f"best: trial {best['number']} {metric}={best['value']:.5g} {best['params']}")
+    return report
+
+
+def best_report(best: dict[str, Any]) -> Report:
+    lines: list[str | Table] = [
+        f"best trial {best['number']}: value={best['value']:.6g} ({best['direction']})"
+    ]
+    lines += [f"  {name} = {value}" for name, value in best["params"].items()]
+    return Report(lines + ([f"run: {best['run_id']}"] if best["run_id"] else []))
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:

@@ -341,6 +341,7 @@ def sweep_in_run(
         "study": prepared.name,
         "storage": redact(prepared.url),
         "run_id": run.id,
+        "metric": spec.metric,
         "trials": {state.name: counts[state] for state in TrialState if counts[state]},
         "stopped_by": stopped_by,
     }

@@ -9,9 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.report import Report
 from tldrlab.runs import Run
 from tldrlab.tokenizers.config import TokenizerConfig, TokenizerJobConfig
-from tldrlab.tokenizers.train import train_tokenizer
+from tldrlab.tokenizers.load import manifest_report
+from tldrlab.tokenizers.train import get_method, train_tokenizer
 
 TOKENIZER_SUBDIR = "tokenizer"
 
@@ -38,3 +41,18 @@ def tokenizer_job(run: Run, config: TokenizerJobConfig) -> dict[str, Any]:
     run.heartbeat(progress=1.0, message="tokenizer trained")
     run.log("tokenizer trained", **stats)
     return manifest
+
+
+def tokenizer_report(run_id: str, manifest: dict[str, Any]) -> Report:
+    return manifest_report(manifest, title=f"run {run_id}")
+
+
+def check_tokenizer(config: TokenizerJobConfig) -> None:
+    """Kind `tokenizer`'s command-line check: the vocabulary fits the method, the corpus files are here."""
+    smallest = get_method(config.method).min_vocab_size(config)
+    if config.vocab_size < smallest:
+        raise ConfigError(
+            f"vocab size {config.vocab_size} is too small for {config.method}: it needs {smallest}+"
+        )
+    if missing := [path for path in config.corpus if not Path(path).exists()]:
+        raise NotFoundError(f"corpus file not found: {missing[0]}")

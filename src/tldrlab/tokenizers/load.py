@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.report import Report, key_value_table
 from tldrlab.runs import open_registry
 from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE
 
@@ -62,3 +63,17 @@ def load_tokenizer(path_or_run: Path | str) -> Any:
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-2 style tokenizers have no pad token
     return tokenizer
+
+
+def manifest_report(manifest: dict[str, Any], title: str) -> Report:
+    """A tokenizer manifest as it reads: method, vocabulary size, stats and the corpus files."""
+    rows: dict[str, object] = {
+        "method": str(manifest.get("method")),
+        "vocab size": f"{manifest.get('actual_vocab_size')} (asked {manifest.get('vocab_size')})",
+        **(manifest.get("stats") or {}),
+    }
+    table = key_value_table(rows, title, key="field")
+    for entry in manifest.get("corpus") or []:
+        where = f"{entry['path']} ({entry['lines']} lines, sha256 {str(entry['sha256'])[:12]})"
+        table.rows.append(["corpus", where])
+    return Report([table])

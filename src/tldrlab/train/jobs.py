@@ -14,12 +14,13 @@ A sweep trial is this recipe plus pruning hooks (`run_recipe(run, TRAIN, job, ex
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.registry import get_spec, parse_model_config
@@ -130,3 +131,15 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
         "best_step": result.best_step,
         "model_dir": str(Path(run.dir) / MODEL_SUBDIR),
     }
+
+
+def check_train(config: TrainJobConfig) -> None:
+    """Kind `train`'s command-line check: the data is here, the model and its settings are known."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not config.tokenizer.path:
+        raise ConfigError(
+            "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
+        )
+    if not Path(config.data.path).exists():
+        raise InvalidInputError(f"data not found: {config.data.path}")
+    model_task(config.model)  # unknown model names fail before a run is created
+    parse_model_config(config.model, config.model_settings)  # and so do bad model settings

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from tldrlab.device import seed_everything
+from tldrlab.report import Report, metrics_line
 from tldrlab.runs.run import Run
 from tldrlab.track.wandb_tracker import WandbTracker, wandb_mode
 from tldrlab.train.checkpoint import MODEL, verify_checkpoint
@@ -220,3 +221,12 @@ def run_recipe_follower(recipe: Recipe[ConfigT], config: ConfigT) -> TrainResult
     return train(
         setup.model, setup.task, setup.loop, None, hooks=chain_hooks(setup.hooks), resume=setup.resume
     )
+
+
+def training_report(run_id: str, result: dict[str, Any]) -> Report:
+    """How a training run's result reads (train, elm_train, lvm_train): steps, final metrics and where its
+    model and curves are."""
+    report = Report([f"run {run_id}: {result.get('steps')} steps, {metrics_line(result.get('metrics', {}))}"])
+    if model_dir := result.get("model_dir"):
+        report.blocks.append(f"model: {model_dir}   curves: {Path(model_dir).parent / 'plots'}")
+    return report
