@@ -23,7 +23,7 @@ and one `RunKind(...)` line below. `tldrlab.launch` runs it (CLI in-process, API
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -351,15 +351,45 @@ def config_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
 
 
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` on top, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = deep_merge(out[key], value) if both else value
+    return out
+
+
+def with_section_defaults(model: type[BaseModel], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` with every nested section it gives in part completed from that section's default value.
+
+    ELM's `train` section defaults to batch_size 8 and lr 1e-3: `{"train": {"max_steps": 5}}` keeps them,
+    where plain validation would fall back to TrainConfig's own defaults.
+    """
+    out = dict(raw)
+    for name, info in model.model_fields.items():
+        value, section = out.get(name), section_class(info.annotation)
+        if section is not None and value is None and info.is_required():
+            value = {}  # so that a missing required section is reported by its missing fields
+        if section is None or not isinstance(value, Mapping):
+            continue
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            value = deep_merge(default.model_dump(exclude_unset=True), value)
+        out[name] = with_section_defaults(section, value)
+    return out
+
+
 def validate_config(kind: str, raw: dict[str, Any] | BaseModel) -> BaseModel:
-    """The kind's typed config from `raw`; InvalidConfigError naming every bad field otherwise."""
+    """The kind's typed config from `raw` (a section given in part keeps the rest of its default, see
+    `with_section_defaults`); InvalidConfigError naming every bad field otherwise."""
     spec = get_kind(kind)
     if isinstance(raw, spec.config):
         return raw
     if isinstance(raw, BaseModel):
         raw = raw.model_dump(mode="json")
     try:
-        return spec.config.model_validate(raw)
+        return spec.config.model_validate(with_section_defaults(spec.config, raw))
     except ValidationError as exc:
         errors = config_errors(exc)
         problems = "; ".join(f"{'.'.join(e['loc']) or '(config)'}: {e['msg']}" for e in errors)
@@ -374,7 +404,7 @@ def resolve_execute(kind: str) -> ExecuteFunction:
     return function
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def section_class(annotation: Any) -> type[BaseModel] | None:
     """The config class a field holds (also inside `X | None`), if any."""
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
@@ -388,7 +418,7 @@ def config_template(model: type[BaseModel]) -> dict[str, Any]:
     template: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         if field.is_required():
-            nested = _model_in(field.annotation)
+            nested = section_class(field.annotation)
             template[name] = config_template(nested) if nested is not None else None
         else:
             template[name] = to_jsonable_python(field.get_default(call_default_factory=True))

@@ -11,9 +11,8 @@ import typer
 from pydantic import BaseModel, TypeAdapter
 
 from tldrlab.cli.main import app
-from tldrlab.cli.options import model_class
 from tldrlab.cli.runkinds import RUN_COMMANDS, RunCommand
-from tldrlab.kinds import submittable_kinds
+from tldrlab.kinds import section_class, submittable_kinds
 
 NOT_GENERATED = {
     "sweep": "tldrlab sweep run SWEEP.yaml reads the sweep file and prints each trial as it ends",
@@ -25,7 +24,7 @@ NOT_GENERATED = {
 def fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type[BaseModel], Any]]:
     for name, info in model.model_fields.items():
         yield f"{prefix}{name}", model, info
-        if section := model_class(info.annotation):
+        if section := section_class(info.annotation):
             yield from fields(section, f"{prefix}{name}.")
 
 
@@ -50,7 +49,7 @@ def test_generated_command_has_an_option_per_field(spec: RunCommand) -> None:
         command = command.commands[part]
     names = [n for p in command.params for n in (*p.opts, *p.secondary_opts)]
     assert len(names) == len(set(names)), f"{spec.path}: duplicate option names"
-    leaves = [path for path, _, info in fields(spec.config_class()) if not model_class(info.annotation)]
+    leaves = [path for path, _, info in fields(spec.config_class()) if not section_class(info.annotation)]
     for path in leaves:
         if path not in spec.arguments:
             assert "--" + path.replace("_", "-") in names, f"{spec.path}: no option for {path}"

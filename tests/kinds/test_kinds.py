@@ -40,6 +40,11 @@ def test_every_kind_is_registered_with_its_whole_contract() -> None:
             assert callable(load_target(kind.prepare))
         if kind.follower:
             assert callable(load_target(kind.follower))
+        for target in (kind.check, kind.report):
+            assert target is None or callable(load_target(target)), (name, target)
+        fields = set(kind.config.model_fields)
+        for path in (*kind.inputs, *kind.must_exist, *kind.outputs):
+            assert path.split(".")[0] in fields, (name, path)
 
 
 def test_configs_and_the_launch_path_import_no_torch() -> None:
@@ -67,6 +72,14 @@ def test_validate_config_names_every_bad_field() -> None:
         validate_config("sweep", {"sweep": {"method": "nope"}})
     config = validate_config("smoke", {"steps": 3})
     assert validate_config("smoke", config) is config
+
+
+def test_a_section_given_in_part_keeps_the_rest_of_its_default() -> None:
+    # ELM's train section defaults to batch_size 8, lr 1e-3; the API used to validate {"max_steps": 5} into
+    # TrainConfig's own defaults (16, 3e-4) while the CLI kept ELM's: one rule for both now
+    config = validate_config("elm_train", {"data": "d", "train": {"max_steps": 5}})
+    assert (config.train.max_steps, config.train.batch_size, config.train.lr) == (5, 8, 1e-3)
+    assert config.train.best_metric == "bertscore_f1"
 
 
 def test_unknown_kinds_list_the_known_ones_and_old_names_still_resolve() -> None:

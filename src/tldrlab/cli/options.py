@@ -25,11 +25,12 @@ from typing import Any, Literal, Union, get_args, get_origin
 import annotated_types
 import typer
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.kinds import deep_merge, section_class
 from tldrlab.logs import configure_console
 from tldrlab.threads import configure_threads
 
@@ -75,12 +76,6 @@ def _unwrap_optional(annotation: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return annotation
-
-
-def model_class(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model an annotation holds (`Section`, `Section | None`), else None."""
-    inner = _unwrap_optional(annotation)
-    return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
 
 BOUNDS = (
@@ -160,7 +155,7 @@ def config_flags(
             default = getattr(defaults, name)
         else:
             default = None if required else info.get_default(call_default_factory=True)
-        if section := model_class(info.annotation):
+        if section := section_class(info.annotation):
             nested = default if isinstance(default, BaseModel) else None
             flags += config_flags(
                 section,
@@ -188,7 +183,7 @@ def find_field(model: type[BaseModel], names: tuple[str, ...]) -> str | None:
     if found := next((n for n in model.model_fields if n in names), None):
         return found
     for name, info in model.model_fields.items():
-        section = model_class(info.annotation)
+        section = section_class(info.annotation)
         if section and (inner := next((n for n in section.model_fields if n in names), None)):
             return f"{name}.{inner}"
     return None
@@ -208,14 +203,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data or {}
 
 
-def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        out[key] = deep_merge(out[key], value) if both else value
-    return out
-
-
 def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
     if not path:
         tree.update(deep_merge(tree, value))
@@ -226,26 +213,6 @@ def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
             tree[part] = {}
         tree = tree[part]
     tree[leaf] = value
-
-
-def with_section_defaults(model: type[BaseModel], raw: Mapping[str, Any]) -> dict[str, Any]:
-    """`raw` with every nested section it gives in part completed from that section's default value.
-
-    ELM's `train` section defaults to batch_size 8 and lr 1e-3: `{"train": {"max_steps": 5}}` keeps them,
-    where plain validation would fall back to TrainConfig's own defaults.
-    """
-    out = dict(raw)
-    for name, info in model.model_fields.items():
-        value, section = out.get(name), model_class(info.annotation)
-        if section is not None and value is None and info.is_required():
-            value = {}  # so that a missing required section is reported by its missing fields
-        if section is None or not isinstance(value, Mapping):
-            continue
-        default = None if info.is_required() else info.get_default(call_default_factory=True)
-        if isinstance(default, BaseModel):
-            value = deep_merge(default.model_dump(exclude_unset=True), value)
-        out[name] = with_section_defaults(section, value)
-    return out
 
 
 def _json(flag: Flag, text: str) -> Any:
@@ -280,20 +247,6 @@ def flag_overrides(flags: list[Flag], values: Mapping[str, Any]) -> dict[str, An
             continue
         set_path(tree, flag.path, parse_value(flag, value))
     return tree
-
-
-def validate(model: type[BaseModel], raw: Mapping[str, Any], *, what: str) -> BaseModel:
-    """`raw` validated against `model`; every problem named by its dotted path in one ConfigError."""
-    try:
-        return model.model_validate(with_section_defaults(model, raw))
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "config"
-            missing = error["type"] == "missing"
-            hint = f" (give {option_name(where)} or set it in --config FILE)" if missing else ""
-            problems.append(f"{where}: {error['msg']}{hint}")
-        raise ConfigError(f"invalid {what} config: " + "; ".join(problems)) from None
 
 
 # -- shared options -----------------------------------------------------------------------------------------

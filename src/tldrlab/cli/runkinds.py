@@ -30,7 +30,6 @@ from tldrlab.cli.options import (
     Flag,
     apply_common,
     config_flags,
-    deep_merge,
     find_field,
     flag_overrides,
     flag_params,
@@ -39,12 +38,11 @@ from tldrlab.cli.options import (
     set_path,
     shared_params,
     signature_callback,
-    validate,
 )
 from tldrlab.cli.tables import print_report
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError
-from tldrlab.kinds import get_kind
+from tldrlab.errors import ConfigError, InvalidConfigError
+from tldrlab.kinds import deep_merge, get_kind, validate_config
 from tldrlab.targets import load_target
 
 
@@ -168,7 +166,12 @@ def build_callback(spec: RunCommand) -> Any:
             raw = deep_merge(deep_merge(raw, read_config_file(config_file) if config_file else {}), overrides)
             _resolve_paths(raw, kind.inputs)
             _resolve_paths(raw, kind.outputs, always=True)
-            config = validate(model, raw, what=spec.kind)
+            try:
+                config = validate_config(spec.kind, raw)
+            except InvalidConfigError as exc:
+                if any(e["msg"] == "Field required" for e in exc.details.get("errors", [])):
+                    exc.message += " (give the missing fields as options or set them in --config FILE)"
+                raise
             if values["print_config"]:
                 typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
                 return
