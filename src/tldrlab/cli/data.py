@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from tldrlab.cli.tables import emit
 from tldrlab.errors import InvalidInputError
-from tldrlab.runs.datasets import open_datasets, register_dataset
+from tldrlab.runs.datasets import datasets_table, open_datasets, register_dataset
 
 data_app = typer.Typer(
     help="Inspect data files and list the supported formats.\n\n"
@@ -60,7 +59,7 @@ def inspect(
       tldrlab data inspect my.csv --format pairs --map document=text --map summary=headline --skip-invalid
     """
     # lazy: loads bs4, lxml, numpy (kept off `tldrlab --help`)
-    from tldrlab.data.inspect import inspect_path
+    from tldrlab.data.inspect import inspect_path, stats_report
 
     stats = inspect_path(
         path,
@@ -70,10 +69,7 @@ def inspect(
         mapping=parse_pairs(mapping, "--map"),
         options=parse_pairs(option, "--option"),
     )
-    if as_json:
-        typer.echo(json.dumps(stats, indent=2))
-        return
-    _print_stats(stats)
+    emit(stats, lambda: stats_report(stats), as_json=as_json)
 
 
 @data_app.command("formats")
@@ -83,21 +79,13 @@ def formats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     Example: tldrlab data formats
     """
     # lazy: loads bs4, lxml (kept off `tldrlab --help`)
-    from tldrlab.data.readers import READERS
+    from tldrlab.data.readers import READERS, formats_table
 
-    if as_json:
-        rows = {
-            name: {"kind": s.kind, "description": s.description, "options": dict(s.options)}
-            for name, s in READERS.items()
-        }
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table("format", "kind", "description", "options")
-    for name, spec in READERS.items():
-        table.add_row(
-            name, spec.kind, spec.description, "\n".join(f"{k}: {v}" for k, v in spec.options.items())
-        )
-    console.print(table)
+    rows = {
+        name: {"kind": s.kind, "description": s.description, "options": dict(s.options)}
+        for name, s in READERS.items()
+    }
+    emit(rows, formats_table, as_json=as_json)
 
 
 @data_app.command("register")
@@ -141,43 +129,11 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     """
 
     records = open_datasets().list(limit=1000)
-    if as_json:
-        for record in records:
-            typer.echo(json.dumps({**record.public(), "path": record.path}, default=str))
-        return
-    table = Table("id", "name", "format", "records", "source", "sha256")
-    for record in records:
-        table.add_row(
-            record.id,
-            record.name,
-            record.format or "-",
-            f"{record.records or 0:,}",
-            record.source,
-            record.sha256[:12],
-        )
-    console.print(table)
-    if not records:
-        console.print("no data sets: tldrlab data register PATH")
+    rows = [{**record.public(), "path": record.path} for record in records]
+    emit(rows, lambda: datasets_table(records), as_json=as_json, lines=True, empty=NO_DATASETS)
 
 
-def _print_stats(stats: dict[str, Any]) -> None:
-    console.print(f"[bold]{stats['path']}[/]  format: {stats['format']} ({stats['kind']})", highlight=False)
-    sections = dict(stats.get("splits", {}))
-    sections["total" if sections else stats["format"]] = stats["total"]
-    for label, section in sections.items():
-        counts = Table(title=label, show_header=False, title_justify="left")
-        lengths = Table("lengths", "count", "mean", "median", "p95", "max")
-        for key, value in section.items():
-            if isinstance(value, dict) and "median" in value:
-                lengths.add_row(key, *(f"{value[k]:g}" for k in ("count", "mean", "median", "p95", "max")))
-            elif isinstance(value, int):
-                counts.add_row(key.replace("_", " "), f"{value:,}")
-        for key, value in section.get("reader_counts", {}).items():
-            counts.add_row(key, f"{value:,}")
-        console.print(counts)
-        console.print(lengths)
-        for message in section.get("skipped_examples", []):
-            console.print(f"  skipped: {message}", highlight=False, markup=False)
+NO_DATASETS = "no data sets: tldrlab data register PATH"
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from tldrlab.cli.tables import emit
 from tldrlab.errors import InvalidInputError
-from tldrlab.runs.aliases import alias_history, current_aliases, promote
+from tldrlab.runs.aliases import alias_history, aliases_table, current_aliases, promote
 
 models_app = typer.Typer(
     help="Pretrained models: import GGUF files once, list what is installed.", no_args_is_help=True
@@ -57,29 +57,11 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     Example: tldrlab models list --json
     """
     # lazy: loads torch (kept off `tldrlab --help`)
-    from tldrlab.models.store import list_models
+    from tldrlab.models.store import list_models, models_table
 
     rows = list_models()
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps(row, default=str))
-        return
-    table = Table("name", "kind", "parameters", "dtype", "chat template", "size", "path")
-    for row in rows:
-        kind = row["kind"] + (" (shadowed)" if row.get("shadowed") else "")
-        params = f"{row['parameters']:,}" if row.get("parameters") else "-"
-        table.add_row(
-            row["name"],
-            kind,
-            params,
-            str(row.get("dtype") or "-"),
-            {True: "yes", False: "no"}.get(row.get("chat_template"), "-"),  # type: ignore[arg-type]
-            f"{row['bytes'] / 1e6:.0f} MB",
-            row["path"],
-        )
-    console.print(table)
-    if not rows:
-        console.print("no models: install one with `tldrlab models import FILE.gguf`")
+    empty = "no models: install one with `tldrlab models import FILE.gguf`"
+    emit(rows, lambda: models_table(rows), as_json=as_json, lines=True, empty=empty)
 
 
 @models_app.command("promote")
@@ -111,20 +93,10 @@ def aliases_command(
 
     Example: tldrlab models aliases --history
     """
-    import time
-
     entries = alias_history() if history else list(current_aliases().values())
-    if as_json:
-        for entry in entries:
-            typer.echo(json.dumps(entry.public()))
-        return
-    table = Table("alias", "run", "promoted", "previous", "note")
-    for entry in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.promoted_at))
-        table.add_row(entry.alias, entry.run_id, when, entry.previous_run_id or "-", entry.note or "")
-    console.print(table)
-    if not entries:
-        console.print("no aliases: promote a run with `tldrlab models promote RUN --alias production`")
+    empty = "no aliases: promote a run with `tldrlab models promote RUN --alias production`"
+    rows = [entry.public() for entry in entries]
+    emit(rows, lambda: aliases_table(entries), as_json=as_json, lines=True, empty=empty)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,26 +9,19 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tldrlab.cli.tables import Column, print_listing
+from tldrlab.cli.tables import emit, print_report
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import compare_runs
-from tldrlab.runs.retention import delete_run, prune
+from tldrlab.runs.registry import runs_table
+from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import read_manifest
 from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 console = Console()
-
-
-def _ago(ts: float | None) -> str:
-    import time
-
-    if not ts:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
 @runs_app.command("list")
@@ -46,30 +39,8 @@ def list_runs(
     """
 
     records = open_registry().list(kind=kind, status=status, limit=limit)
-    if as_json:
-        for record in records:
-            typer.echo(json.dumps(record.to_dict(), default=str))
-        return
-    columns = [
-        Column("id", key=True),
-        Column("kind", optional=True),  # the id starts with it: the first to go in a narrow terminal
-        Column("status"),
-        Column("created"),
-        Column("progress", justify="right", optional=True),
-        Column("message", wrap=True),
-    ]
-    rows = [
-        [
-            r.id,
-            r.kind,
-            r.status.value,
-            _ago(r.created_at),
-            f"{r.progress:.0%}" if r.progress is not None else "-",
-            (r.message or "")[:200],
-        ]
-        for r in records
-    ]
-    print_listing(console, columns, rows)
+    rows = [record.to_dict() for record in records]
+    emit(rows, lambda: runs_table(records), as_json=as_json, lines=True)
 
 
 @runs_app.command("show")
@@ -107,15 +78,6 @@ def show_logs(
             typer.echo(f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}")
 
 
-def _cell(value: float | None, change: float | None, regressed: bool) -> str:
-    if value is None:
-        return "-"
-    text = f"{value:.4g}"
-    if change is not None:
-        text += f" {change:+.1%}"
-    return text + (" REGRESSION" if regressed else "")
-
-
 @runs_app.command("compare")
 def compare_command(
     run_ids: list[str] = typer.Argument(..., help="Two or more run ids (or unique prefixes)."),
@@ -150,28 +112,7 @@ def compare_command(
     if as_json:
         typer.echo(json.dumps({**comparison.as_dict(), "plot": str(plot)}, default=str))
     else:
-        regressed = {(r.run_id, r.metric) for r in comparison.regressions}
-        columns = [Column("run", key=True), Column("kind", optional=True)]
-        columns += [Column(name, justify="right") for name in comparison.metrics]
-        rows = []
-        for run in comparison.runs:
-            cells = [run["id"] + (" (baseline)" if run["id"] == comparison.baseline else ""), run["kind"]]
-            for name in comparison.metrics:
-                value = comparison.value(run["id"], name)
-                base = comparison.value(comparison.baseline or "", name)
-                change = (value - base) / abs(base) if value is not None and base else None
-                shown = None if run["id"] == comparison.baseline else change
-                cells.append(_cell(value, shown, (run["id"], name) in regressed))
-            rows.append(cells)
-        print_listing(console, columns, rows)
-        for r in comparison.regressions:
-            way = "lower" if comparison.directions.get(r.metric) == "lower" else "higher"
-            typer.echo(
-                f"regression: {r.run_id} {r.metric} {r.value:.4g} vs {r.baseline:.4g} ({r.change:+.1%}; "
-                f"{way} is better)"
-            )
-        if not comparison.regressions:
-            typer.echo(f"no regressions against {comparison.baseline} (tolerance {tolerance:.1%})")
+        print_report(comparison.report())
         typer.echo(f"chart: {plot}")
     if fail_on_regression and comparison.regressions:
         raise typer.Exit(1)
@@ -243,14 +184,6 @@ def restore_command(
     typer.echo(f"run {record.id} is in {record.run_dir}")
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
-
-
 @runs_app.command("prune")
 def prune_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted now."),
@@ -299,22 +232,7 @@ def prune_command(
     if as_json:
         typer.echo(json.dumps(report.as_dict(), default=str))
         return
-    verb = "would free" if report.dry_run else "freed"
-    for decision in report.actions:
-        state = {"dry_run": "would", "done": "done", "failed": "FAILED"}.get(decision.status, decision.status)
-        extra = f": {decision.error}" if decision.error else ""
-        typer.echo(
-            f"{state:6} {decision.action:11} {decision.target}  {_size(decision.bytes)}, "
-            f"{decision.files} files"
-            f"  ({decision.reason}){extra}"
-        )
-    for decision in report.pending:
-        due = _ago(decision.due_at)
-        typer.echo(f"marked {decision.action:11} {decision.target}  due {due}  ({decision.reason})")
-    typer.echo(
-        f"{verb} {_size(report.bytes_freed)} in {report.files_deleted} files; {len(report.pending)} run(s) "
-        f"waiting for their grace period; {len(report.kept)} kept"
-    )
+    print_report(report.report())
 
 
 @runs_app.command("delete")
@@ -329,7 +247,7 @@ def delete_command(
 
     decision = delete_run(run_id, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    typer.echo(f"{verb} run {decision.target}: {_size(decision.bytes)} in {decision.files} files")
+    typer.echo(f"{verb} run {decision.target}: {size_text(decision.bytes)} in {decision.files} files")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,8 +14,11 @@ columns, so no cell is ever cut. Scripts use `--json` instead of parsing tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -118,3 +121,23 @@ def print_report(report: Report) -> None:
             console.print(block, highlight=False, markup=False, soft_wrap=True)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
+
+
+def emit(
+    data: Any,
+    report: Callable[[], Report | Listing],
+    *,
+    as_json: bool,
+    lines: bool = False,
+    empty: str | None = None,
+) -> None:
+    """What a command prints: `data` as JSON (one line per item with `lines`), else its report; `empty`
+    says what to do when there is nothing to show."""
+    if as_json:
+        for item in data if lines else [data]:
+            typer.echo(json.dumps(item, default=str, indent=None if lines else 2))
+        return
+    shown = report()
+    print_report(shown if isinstance(shown, Report) else Report([shown]))
+    if empty and not data:
+        console.print(empty, highlight=False, markup=False)

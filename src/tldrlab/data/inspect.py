@@ -25,6 +25,7 @@ from tldrlab.data.readers import (
 )
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.threads import Thread
+from tldrlab.report import Column, Report, Table
 
 
 def length_stats(values: Sequence[int]) -> dict[str, float]:
@@ -122,3 +123,27 @@ def inspect_path(
     else:
         result["total"] = _report_stats(read(path, split), kind)
     return result
+
+
+def stats_report(stats: dict[str, Any]) -> Report:
+    """`inspect_path`'s statistics as they read: per split (or in total) the counts and the length tables."""
+    report = Report([f"{stats['path']}  format: {stats['format']} ({stats['kind']})"])
+    sections = dict(stats.get("splits", {}))
+    sections["total" if sections else stats["format"]] = stats["total"]
+    for label, section in sections.items():
+        counts = Table([Column(label, key=True), Column("", justify="right")], [])
+        lengths = Table(
+            [Column("lengths", key=True), *(Column(h, justify="right") for h in LENGTH_COLUMNS)], []
+        )
+        for key, value in section.items():
+            if isinstance(value, dict) and "median" in value:
+                lengths.rows.append([key, *(f"{value[k]:g}" for k in LENGTH_COLUMNS)])
+            elif isinstance(value, int):
+                counts.rows.append([key.replace("_", " "), f"{value:,}"])
+        counts.rows += [[key, f"{value:,}"] for key, value in section.get("reader_counts", {}).items()]
+        report.blocks += [counts, lengths]
+        report.blocks += [f"  skipped: {message}" for message in section.get("skipped_examples", [])]
+    return report
+
+
+LENGTH_COLUMNS = ("count", "mean", "median", "p95", "max")

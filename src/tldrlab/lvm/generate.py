@@ -414,7 +414,6 @@ def generation_markdown(report: dict[str, Any]) -> str:
 
 
 def generation_report(run_id: str, report: dict[str, Any]) -> Report:
-    where = (
-        f"run {run_id}: generation.json and generation.md in its run directory (tldrlab runs show {run_id})"
-    )
-    return Report([generation_markdown(report), where])
+    windows = f"{report['windows']} {report.get('split')} windows ({report['articles']} articles)"
+    where = f"run {run_id}: generation.json and generation.md in its run directory"
+    return Report([f"next sentence on {windows}", generation_markdown(report), where])

@@ -25,6 +25,7 @@ from tldrlab.models.chat import has_chat_template
 from tldrlab.models.io import MODEL_MANIFEST, save_model
 from tldrlab.models.registry import count_parameters
 from tldrlab.models.resolve import BUNDLED_NAME, bundled_gguf, resolve_model_ref, store_dir
+from tldrlab.report import Column, Table
 from tldrlab.runs.atomic import sha256_file
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -138,3 +139,27 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def models_table(rows: list[dict[str, Any]]) -> Table:
+    """`list_models()` as a listing."""
+    headers = ("name", "kind", "parameters", "dtype", "chat template", "size", "path")
+    cells = [
+        [
+            row["name"],
+            row["kind"] + (" (shadowed)" if row.get("shadowed") else ""),
+            f"{row['parameters']:,}" if row.get("parameters") else "-",
+            str(row.get("dtype") or "-"),
+            {True: "yes", False: "no"}.get(row.get("chat_template"), "-"),  # type: ignore[arg-type]
+            f"{row['bytes'] / 1e6:.0f} MB",
+            row["path"],
+        ]
+        for row in rows
+    ]
+    return Table(
+        [
+            Column(h, key=h == "name", justify="right" if h in ("parameters", "size") else "left")
+            for h in headers
+        ],
+        cells,
+    )

@@ -22,6 +22,7 @@ from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.runs.registry import open_registry
 
@@ -159,3 +160,18 @@ def aliased_run_ids(settings: Settings | None = None) -> dict[str, list[str]]:
     for alias, entry in current_aliases(settings).items():
         runs.setdefault(entry.run_id, []).append(alias)
     return runs
+
+
+def aliases_table(entries: list[AliasEntry]) -> Table:
+    rows = [
+        [
+            e.alias,
+            e.run_id,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.promoted_at)),
+            e.previous_run_id or "-",
+            e.note or "",
+        ]
+        for e in entries
+    ]
+    headers = ("alias", "run", "promoted", "previous", "note")
+    return Table([Column(h, key=h == "alias", wrap=h == "note") for h in headers], rows)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.registry import RunRecord, RunRegistry, open_registry
 
 EVAL_SUMMARY = "eval_summary.json"
@@ -85,6 +86,34 @@ class Comparison:
         run = next(r for r in self.runs if r["id"] == run_id)
         value = run["metrics"].get(metric)
         return float(value) if isinstance(value, int | float) else None
+
+    def report(self) -> Report:
+        """The runs' metrics side by side (change against the baseline, regressions marked), then each
+        regression spelled out, or that there is none."""
+        regressed = {(r.run_id, r.metric) for r in self.regressions}
+        columns = [Column("run", key=True), Column("kind", optional=True)]
+        columns += [Column(name, justify="right") for name in self.metrics]
+        rows = []
+        for run in self.runs:
+            is_baseline = run["id"] == self.baseline
+            cells = [run["id"] + (" (baseline)" if is_baseline else ""), run["kind"]]
+            for name in self.metrics:
+                value, base = self.value(run["id"], name), self.value(self.baseline or "", name)
+                cell = "-" if value is None else f"{value:.4g}"
+                if value is not None and base and not is_baseline:
+                    cell += f" {(value - base) / abs(base):+.1%}"
+                cells.append(cell + (" REGRESSION" if (run["id"], name) in regressed else ""))
+            rows.append(cells)
+        report = Report([Table(columns, rows)])
+        for r in self.regressions:
+            way = "lower" if self.directions.get(r.metric) == "lower" else "higher"
+            report.blocks.append(
+                f"regression: {r.run_id} {r.metric} {r.value:.4g} vs {r.baseline:.4g} ({r.change:+.1%}; "
+                f"{way} is better)"
+            )
+        if not self.regressions:
+            report.blocks.append(f"no regressions against {self.baseline} (tolerance {self.tolerance:.1%})")
+        return report
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -29,6 +29,7 @@ from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.report import Column, Table
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
 
@@ -300,3 +301,11 @@ def resolve_dataset_ref(value: str, settings: Settings | None = None) -> str:
         return value
     record = open_datasets(settings).get(value[len(REF_PREFIX) :])
     return str(record.location(settings))
+
+
+def datasets_table(records: list[DatasetRecord]) -> Table:
+    headers = ("id", "name", "format", "records", "source", "sha256")
+    rows = [[r.id, r.name, r.format or "-", f"{r.records or 0:,}", r.source, r.sha256[:12]] for r in records]
+    return Table(
+        [Column(h, key=h == "id", justify="right" if h == "records" else "left") for h in headers], rows
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import NotFoundError
+from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
 
 
@@ -345,3 +346,27 @@ def open_registry(settings: Settings | None = None, url: str | None = None) -> R
         settings.ensure_home()
         url = settings.resolved_database_url
     return RunRegistry(connect(url))
+
+
+def runs_table(records: Sequence[RunRecord]) -> Table:
+    """Runs as a listing: id, kind, status, created, progress, message."""
+    columns = [
+        Column("id", key=True),
+        Column("kind", optional=True),  # the id starts with it: the first to go in a narrow terminal
+        Column("status"),
+        Column("created"),
+        Column("progress", justify="right", optional=True),
+        Column("message", wrap=True),
+    ]
+    rows = [
+        [
+            r.id,
+            r.kind,
+            r.status.value,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)) if r.created_at else "-",
+            f"{r.progress:.0%}" if r.progress is not None else "-",
+            (r.message or "")[:200],
+        ]
+        for r in records
+    ]
+    return Table(columns, rows)

@@ -42,6 +42,7 @@ from typing import Any
 
 from tldrlab.config import RetentionPolicy, Settings, get_settings
 from tldrlab.errors import ConflictError, RunOwnedError, TldrlabError
+from tldrlab.report import Report
 from tldrlab.runs.aliases import aliased_run_ids
 from tldrlab.runs.archive import upload_run
 from tldrlab.runs.cleanup_events import Action, CleanupEvent, EventType, record_event
@@ -86,6 +87,15 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def size_text(n: float) -> str:
+    """Bytes for people: `512 B`, `1.5 MB` (powers of 1000)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 @dataclass
 class Decision:
     """What a pass decided for one target."""
@@ -121,6 +131,24 @@ class PruneReport:
     @property
     def files_deleted(self) -> int:
         return sum(d.files for d in self.actions if d.status in ("done", "dry_run"))
+
+    def report(self) -> Report:
+        """One line per deletion (done, would be done or failed) and per marked run, then the totals."""
+        report = Report()
+        for d in self.actions:
+            state = {"dry_run": "would", "done": "done", "failed": "FAILED"}.get(d.status, d.status)
+            extra = f": {d.error}" if d.error else ""
+            line = f"{state:6} {d.action:11} {d.target}  {size_text(d.bytes)}, {d.files} files  ({d.reason})"
+            report.blocks.append(line + extra)
+        for d in self.pending:
+            due = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.due_at)) if d.due_at else "-"
+            report.blocks.append(f"marked {d.action:11} {d.target}  due {due}  ({d.reason})")
+        report.blocks.append(
+            f"{'would free' if self.dry_run else 'freed'} {size_text(self.bytes_freed)} in "
+            f"{self.files_deleted} files; {len(self.pending)} run(s) waiting for their grace period; "
+            f"{len(self.kept)} kept"
+        )
+        return report
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -40,6 +40,7 @@ from tldrlab.data.readers.wikitext import read_wikitext
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.threads import Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.report import Column, Table
 
 JSON_SUFFIXES = (".json", ".jsonl")
 """Files named as JSON are read as JSON or refused; never taken for plain text."""
@@ -335,3 +336,13 @@ __all__ = [
     "read_threads_report",
     "reader_spec",
 ]
+
+
+def formats_table() -> Table:
+    """The formats as a listing: name, what they hold, description and reader options."""
+    columns = [Column("format", key=True), Column("kind"), Column("description", wrap=True)]
+    rows = [
+        [name, spec.kind, spec.description, "\n".join(f"{k}: {v}" for k, v in spec.options.items())]
+        for name, spec in READERS.items()
+    ]
+    return Table([*columns, Column("options", wrap=True)], rows)
