@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
@@ -60,6 +60,7 @@ from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerJobConfig
 from tldrlab.train.config import SmokeConfig, TrainJobConfig
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 ExecuteFunction = Callable[[Any, Any], dict[str, Any] | None]
 
 
@@ -380,22 +381,25 @@ def with_section_defaults(model: type[BaseModel], raw: Mapping[str, Any]) -> dic
     return out
 
 
-def validate_config(kind: str, raw: dict[str, Any] | BaseModel) -> BaseModel:
-    """The kind's typed config from `raw` (a section given in part keeps the rest of its default, see
+def validate_model(model: type[ModelT], raw: Mapping[str, Any], *, what: str, **details: Any) -> ModelT:
+    """`raw` as a `model` (a section given in part keeps the rest of its default, see
     `with_section_defaults`); InvalidConfigError naming every bad field otherwise."""
+    try:
+        return model.model_validate(with_section_defaults(model, raw))
+    except ValidationError as exc:
+        errors = config_errors(exc)
+        problems = "; ".join(f"{'.'.join(e['loc']) or '(config)'}: {e['msg']}" for e in errors)
+        raise InvalidConfigError(f"invalid {what}: {problems}", errors=errors, **details) from None
+
+
+def validate_config(kind: str, raw: dict[str, Any] | BaseModel) -> BaseModel:
+    """The kind's typed config from `raw` (see `validate_model`)."""
     spec = get_kind(kind)
     if isinstance(raw, spec.config):
         return raw
     if isinstance(raw, BaseModel):
         raw = raw.model_dump(mode="json")
-    try:
-        return spec.config.model_validate(with_section_defaults(spec.config, raw))
-    except ValidationError as exc:
-        errors = config_errors(exc)
-        problems = "; ".join(f"{'.'.join(e['loc']) or '(config)'}: {e['msg']}" for e in errors)
-        raise InvalidConfigError(
-            f"invalid {spec.name} config: {problems}", errors=errors, kind=spec.name
-        ) from None
+    return validate_model(spec.config, raw, what=f"{spec.name} config", kind=spec.name)
 
 
 def resolve_execute(kind: str) -> ExecuteFunction:

@@ -50,7 +50,9 @@ def test_ingest_digest_highlights_json(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0 and len(json.loads(out)) == 5
     code, _, err = run_captured(["highlights", "t-serve", "--scorer", "magic"], capsys)
     assert (
-        code == 2 and "choose from auto, heuristic, learned_v1, learned_v2" in err and "Traceback" not in err
+        code == 2
+        and "'magic' is not one of 'auto', 'heuristic', 'learned_v1', 'learned_v2'" in err
+        and "Traceback" not in err
     )
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tldrlab.cli.options import parse_pairs
 from tldrlab.cli.tables import emit
-from tldrlab.errors import InvalidInputError
 from tldrlab.runs.datasets import datasets_table, open_datasets, register_dataset
 
 data_app = typer.Typer(
@@ -19,17 +19,6 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-
-
-def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    """`key=value` strings -> dict; a malformed one is a clear error."""
-    result = {}
-    for value in values or []:
-        key, sep, rest = value.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"{option} expects KEY=VALUE, got {value!r}")
-        result[key.strip()] = rest.strip()
-    return result
 
 
 @data_app.command("inspect")

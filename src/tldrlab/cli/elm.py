@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -21,8 +20,7 @@ from rich.console import Console
 from tldrlab.cli.options import Flag
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
-from tldrlab.elm.evaluate import predict_split
-from tldrlab.errors import ConfigError
+from tldrlab.elm.evaluate import predict
 from tldrlab.runs.atomic import atomic_write_text
 
 console = Console()
@@ -48,38 +46,10 @@ def generate_command(
 
     Example: tldrlab elm generate --model RUN_ID --data data/elm --split test --output preds.jsonl
     """
-    import torch
-
-    # lazy: loads torch (kept off `tldrlab --help`)
-    from tldrlab.elm.model import generate_summaries, load_elm, resolve_elm_dir
-    from tldrlab.elm.prepare import DEFAULT_TEMPLATE, load_split
-
-    if sum(x is not None and x != [] for x in (data, input, text)) != 1:
-        raise ConfigError("give exactly one of --data DIR, --input FILE or --text TEXT")
-    elm, tokenizer = load_elm(model)
-    if text:
-        # lazy: loads numpy (kept off `tldrlab --help`)
-        from tldrlab.embed import get_embedder
-
-        saved = json.loads((resolve_elm_dir(model) / "elm_config.json").read_text(encoding="utf-8"))
-        vectors = torch.from_numpy(get_embedder(saved.get("embedder") or "minilm").encode(list(text)))
-        preds = generate_summaries(
-            elm, tokenizer, vectors, [DEFAULT_TEMPLATE] * len(text),
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-        )  # fmt: skip
-        rows: list[dict[str, Any]] = [{"prediction": p} for p in preds]
-    else:
-        if input is not None:
-            name = input.name.removesuffix("_synthesis.jsonl")
-            directory, split = input.resolve().parent.parent, name
-        else:
-            assert data is not None
-            directory = data
-        loaded = load_split(directory, split)
-        rows = predict_split(
-            elm, tokenizer, loaded.records[:limit], loaded.embeddings,
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-        )  # fmt: skip
+    rows = predict(
+        model, data=data, split=split, input=input, texts=text or (), limit=limit,
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+    )  # fmt: skip
     for row in rows[:10]:
         console.print(
             f"- {row['prediction']}" + (f"   [dim](ref: {row['reference']})[/]" if "reference" in row else "")

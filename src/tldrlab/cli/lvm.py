@@ -20,13 +20,11 @@ from typing import Any, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from tldrlab.cli.options import Flag
 from tldrlab.cli.runkinds import RunCommand, add, show_result
-from tldrlab.errors import InvalidInputError
+from tldrlab.cli.tables import emit, print_report
 from tldrlab.launch import launch_run
-from tldrlab.lvm.config import default_index
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
 console = Console()
@@ -69,40 +67,18 @@ def stats(
 
     Example: tldrlab lvm stats --samples 3
     """
-    import json
     from dataclasses import asdict
 
     # lazy: loads numpy (kept off `tldrlab --help`)
-    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.lvm.store import open_concept_store, stats_report
 
     store = open_concept_store(db)
     try:
         found = store.stats(source, samples=samples)
     finally:
         store.close()
-    if as_json:
-        print(json.dumps({**found, "samples": [asdict(c) for c in found["samples"]]}, indent=2))
-        return
-    table = Table("source", "articles", "concepts", "TMD labelled", "embedder", "dim", title="concept store")
-    for row in found["sources"]:
-        table.add_row(
-            row["source"],
-            str(row["articles"]),
-            str(row["concepts"]),
-            str(row["tmd_labelled"]),
-            row["embedder"],
-            str(row["dim"]),
-        )
-    console.print(table)
-    for facet, counts in found["tmd"].items():
-        total = sum(counts.values()) or 1
-        shown = ", ".join(f"{label} {n} ({100 * n / total:.0f} %)" for label, n in counts.items())
-        console.print(f"[bold]TMD {facet}:[/] {shown or 'no labels yet (tldrlab lvm tmd)'}")
-    for concept in found["samples"]:
-        code = concept.tmd.code if concept.tmd else "-"
-        console.print(
-            f"[dim]{concept.source}/{concept.article_id}#{concept.position} [{code}][/] {concept.text[:160]}"
-        )
+    data = {**found, "samples": [asdict(c) for c in found["samples"]]}
+    emit(data, lambda: stats_report(found), as_json=as_json)
 
 
 @lvm_app.command("decode")
@@ -123,57 +99,16 @@ def decode(
 
     Example: tldrlab lvm decode <run> --article enwiki_2016_sample/enwiki:12 --position 7
     """
-    # lazy: loads numpy, torch (kept off `tldrlab --help`)
-    from tldrlab.lvm.decode import vec2text_decode
-    from tldrlab.lvm.generate import generate_next
-    from tldrlab.lvm.index import load_index
-    from tldrlab.lvm.jobs import load_run_model
-    from tldrlab.lvm.store import open_concept_store
-
-    _, model, _ = load_run_model(run_ref)
-    concept_index = load_index(index_dir or default_index())
-    store = open_concept_store(db)
-    try:
-        window, truth = _context_window(model, store, concept_index, text, article, position)
-        step = generate_next(model, window, concept_index, store, k=k)
-    finally:
-        store.close()
-    if truth is not None:
-        console.print(f"[bold]true next ({truth.position}):[/] {truth.text}")
-    for rank, hit in enumerate(step.nearest, start=1):
-        console.print(
-            f"{rank}. [{hit.score:.3f}] {hit.text}  [dim]({hit.source}/{hit.article_id}#{hit.position})[/]"
-        )
-    if vec2text:
-        console.print(f"vec2text: {vec2text_decode(step.vector[None], corrector)[0]}")
-
-
-def _context_window(
-    model: Any,
-    store: Any,
-    concept_index: Any,
-    text: list[str] | None,
-    article: str | None,
-    position: int | None,
-) -> tuple[Any, Any]:
-    """The context of decode / generate: --text sentences, or --article SOURCE/ID --position P (printed)."""
     # lazy: loads numpy (kept off `tldrlab --help`)
-    from tldrlab.lvm.generate import window_from_article, window_from_texts
-    from tldrlab.lvm.ingest import load_embedder
+    from tldrlab.lvm.decode import vec2text_decode
+    from tldrlab.lvm.generate import continue_context
 
-    if text and article:
-        raise InvalidInputError("give the context either as --text or as --article/--position, not both")
-    if text:
-        embedder = load_embedder(concept_index.meta.get("embedder"))
-        return window_from_texts(list(text), embedder, labels=model.config.tmd_inputs), None
-    if article:
-        if position is None:
-            raise InvalidInputError("--article needs --position")
-        window, truth = window_from_article(store, article, position, model.config.context)
-        for offset, concept_text in enumerate(window.texts):
-            console.print(f"[dim]context {position - len(window.texts) + offset}:[/] {concept_text}")
-        return window, truth
-    raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
+    context: dict[str, Any] = {"texts": text, "article": article, "position": position}
+    context.update(index_dir=index_dir, db=db)
+    continued = continue_context(run_ref, k=k, **context)
+    print_report(continued.report(all_nearest=True))
+    if vec2text:
+        console.print(f"vec2text: {vec2text_decode(continued.steps[0].vector[None], corrector)[0]}")
 
 
 @lvm_app.command("generate")
@@ -200,35 +135,16 @@ def generate(
 
     Example: tldrlab lvm generate <run> --article wikitext/Tikal --position 4 --steps 3 --smooth
     """
-    # lazy: loads numpy, torch (kept off `tldrlab --help`)
-    from tldrlab.lvm.generate import Smoother
-    from tldrlab.lvm.generate import generate as continue_text
-    from tldrlab.lvm.index import load_index
-    from tldrlab.lvm.jobs import load_run_model
-    from tldrlab.lvm.store import open_concept_store
+    # lazy: loads numpy (kept off `tldrlab --help`)
+    from tldrlab.lvm.generate import Smoother, continue_context
 
     if measure is not None:  # a run of kind lvm_generate
         _measure_generation(run_ref, smooth, lm, measure, split, sequences_path, seed, k)
         return
-    _, model, _ = load_run_model(run_ref)
+    context: dict[str, Any] = {"texts": text, "article": article, "position": position}
+    context.update(index_dir=index_dir, db=db)
     smoother = Smoother(lm) if smooth else None
-    concept_index = load_index(index_dir or default_index())
-    store = open_concept_store(db)
-    try:
-        window, truth = _context_window(model, store, concept_index, text, article, position)
-        produced = continue_text(model, window, concept_index, store, steps=steps, k=k, smoother=smoother)
-    finally:
-        store.close()
-    for number, step in enumerate(produced, start=1):
-        best = step.nearest[0] if step.nearest else None
-        where = f"{best.source}/{best.article_id}#{best.position}, {best.score:.3f}" if best else "-"
-        console.print(f"[bold]{number}. decoded:[/] {best.text if best else '-'}  [dim]({where})[/]")
-        if step.smoothed is not None:
-            console.print(f"   [bold]smoothed:[/] {step.smoothed}")
-        timing = ", ".join(f"{stage} {1000 * s:.0f} ms" for stage, s in step.seconds.items())
-        console.print(f"   [dim]{timing}[/]")
-    if truth is not None:
-        console.print(f"[bold]true next ({truth.position}):[/] {truth.text}")
+    print_report(continue_context(run_ref, steps=steps, k=k, smoother=smoother, **context).report())
 
 
 def _measure_generation(

@@ -17,7 +17,7 @@ import inspect
 import json
 import os
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -29,9 +29,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, NotFoundError
-from tldrlab.kinds import deep_merge, section_class
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
+from tldrlab.kinds import deep_merge, section_class, validate_model
 from tldrlab.logs import configure_console
+from tldrlab.targets import load_target
 from tldrlab.threads import configure_threads
 
 CONTEXT_SETTINGS = {"max_content_width": 110}
@@ -384,3 +385,62 @@ class LazyCommand(typer.core.TyperCommand):
 
 def lazy_command(build: Callable[[], Any]) -> type[LazyCommand]:
     return type("GeneratedCommand", (LazyCommand,), {"build": staticmethod(build)})
+
+
+def _placeholder() -> None:
+    """Replaced by the generated callback when the command's options are built."""
+
+
+JSON_OPTION = ("as_json", bool, typer.Option(False, "--json", help="Print JSON (for scripts)."))
+
+
+def parse_pairs(values: list[str] | None, option: str, *, json_values: bool = False) -> dict[str, Any]:
+    """`key=value` strings -> dict (with `json_values`, values parse as JSON when they can: numbers,
+    booleans); a malformed one is a clear error."""
+    result: dict[str, Any] = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"{option} expects KEY=VALUE (key=value), got {value!r}")
+        result[key.strip()] = rest.strip()
+        if json_values:
+            try:
+                result[key.strip()] = json.loads(rest)
+            except ValueError:
+                result[key.strip()] = rest
+    return result
+
+
+def config_command(
+    app: typer.Typer,
+    name: str,
+    model: type[BaseModel] | str,
+    run: Callable[..., None],
+    *,
+    aliases: Mapping[str, str | tuple[str, ...]] | None = None,
+    params: Sequence[tuple[str, Any, Any]] = (),
+    extra: tuple[Flag, ...] = (),
+    exclude: tuple[str, ...] = (),
+    base: Callable[[], Mapping[str, Any]] = dict,
+) -> None:
+    """Add command `name`: its options are `model`'s fields (a class or "module:Class", imported when the
+    options are built) (less `exclude`, plus `extra` flags) and plain
+    typer `params`; it validates base() < flags as a `model` and calls `run(config, **params)`. Its help is
+    `run`'s docstring."""
+
+    def build() -> Any:
+        cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
+        names = {p: (n,) if isinstance(n, str) else tuple(n) for p, n in (aliases or {}).items()}
+        flags = [f for f in config_flags(cls, aliases=names) if f.path not in exclude] + list(extra)
+
+        def body(values: dict[str, Any]) -> None:
+            raw = deep_merge(base(), flag_overrides(flags, values))
+            config = validate_model(cls, raw, what=f"{name} options")
+            run(config, **{param: values[param] for param, _, _ in params})
+
+        return signature_callback([*params, *flag_params(flags)], body)
+
+    command = app.command(
+        name, cls=lazy_command(build), help=inspect.getdoc(run), context_settings=CONTEXT_SETTINGS
+    )
+    command(_placeholder)

@@ -28,12 +28,14 @@ from tldrlab.cli.options import (
     EVERY_COMMAND,
     RUN_KIND_OPTIONS,
     Flag,
+    _placeholder,
     apply_common,
     config_flags,
     find_field,
     flag_overrides,
     flag_params,
     lazy_command,
+    option_name,
     read_config_file,
     set_path,
     shared_params,
@@ -169,8 +171,11 @@ def build_callback(spec: RunCommand) -> Any:
             try:
                 config = validate_config(spec.kind, raw)
             except InvalidConfigError as exc:
-                if any(e["msg"] == "Field required" for e in exc.details.get("errors", [])):
-                    exc.message += " (give the missing fields as options or set them in --config FILE)"
+                errors = exc.details.get("errors", [])
+                if missing := [
+                    option_name(".".join(e["loc"])) for e in errors if e["msg"] == "Field required"
+                ]:
+                    exc.message += f" (give {', '.join(missing)} or set it in --config FILE)"
                 raise
             if values["print_config"]:
                 typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
@@ -183,10 +188,6 @@ def build_callback(spec: RunCommand) -> Any:
         show_result(spec.kind, run_id, result, as_json=values["as_json"])
 
     return signature_callback([*flag_params(flags), *shared_params(shared)], body)
-
-
-def _placeholder() -> None:
-    """Replaced by the generated callback when the command's options are built."""
 
 
 def add(app: typer.Typer, spec: RunCommand) -> None:

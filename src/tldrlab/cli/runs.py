@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tldrlab.cli.options import JSON_OPTION, config_command
 from tldrlab.cli.tables import emit, print_report
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.runs import open_registry
@@ -184,30 +185,7 @@ def restore_command(
     typer.echo(f"run {record.id} is in {record.run_dir}")
 
 
-@runs_app.command("prune")
-def prune_command(
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted now."),
-    older_than_days: float | None = typer.Option(
-        None,
-        "--older-than-days",
-        min=0,
-        help="Runs that ended longer ago are candidates (policy default 30).",
-    ),
-    keep_best: int | None = typer.Option(
-        None, "--keep-best", min=0, help="Keep the best N completed runs per kind by --metric."
-    ),
-    metric: str | None = typer.Option(None, "--metric", help="Summary metric ranking --keep-best."),
-    grace_period_s: float | None = typer.Option(
-        None, "--grace-period-s", min=0, help="Seconds a run stays marked before it goes (0: at once)."
-    ),
-    status: list[str] | None = typer.Option(
-        None,
-        "--status",
-        help="Statuses that may be pruned (repeatable; default completed, failed, cancelled).",
-    ),
-    kind: list[str] | None = typer.Option(None, "--kind", help="Kinds that may be pruned (repeatable)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-) -> None:
+def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
     """Delete runs, old checkpoints and cache files by the retention policy (settings, then these flags).
 
     Referenced runs (aliases, parents, runs named in other runs' configs) and the best runs are kept; a
@@ -216,23 +194,8 @@ def prune_command(
 
     Example: tldrlab runs prune --dry-run --older-than-days 14 --keep-best 3
     """
-
-    changes = {
-        "older_than_days": older_than_days,
-        "keep_best": keep_best,
-        "metric": metric,
-        "grace_period_s": grace_period_s,
-        "statuses": status or None,
-        "kinds": kind or None,
-    }
-    policy = RetentionPolicy.model_validate(
-        {**get_settings().retention.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
-    )
-    report = prune(policy, dry_run=dry_run or policy.dry_run)
-    if as_json:
-        typer.echo(json.dumps(report.as_dict(), default=str))
-        return
-    print_report(report.report())
+    report = prune(policy, dry_run=policy.dry_run)
+    emit(report.as_dict(), report.report, as_json=as_json)
 
 
 @runs_app.command("delete")
@@ -251,4 +214,14 @@ def delete_command(
 
 
 def register(app: typer.Typer) -> None:
+    config_command(
+        runs_app,
+        "prune",
+        RetentionPolicy,
+        prune_command,
+        aliases={"statuses": "--status", "kinds": "--kind"},
+        params=[JSON_OPTION],
+        exclude=("enabled", "every_s"),
+        base=lambda: get_settings().retention.model_dump(),
+    )
     app.add_typer(runs_app, name="runs")

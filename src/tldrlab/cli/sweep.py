@@ -15,9 +15,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tldrlab.cli.tables import print_report
+from tldrlab.cli.tables import emit
 from tldrlab.errors import NotFoundError
-from tldrlab.report import Report
 from tldrlab.sweep import examples_dir
 from tldrlab.sweep.spec import load_sweep
 
@@ -59,10 +58,7 @@ def run_command(
         spec, trials=trials, workers=workers, storage=storage, study_name=study, quiet=quiet,
         echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
     )  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(summary, default=str))
-        return
-    print_report(sweep_report(summary["run_id"], summary))
+    emit(summary, lambda: sweep_report(summary["run_id"], summary), as_json=as_json)
 
 
 def _console_logs(level: str) -> None:
@@ -90,11 +86,7 @@ def status_command(
     from tldrlab.sweep.storage import load_study
 
     loaded = load_study(study, storage)
-    if as_json:
-        for row in trial_rows(loaded):
-            typer.echo(json.dumps(row, default=str))
-        return
-    print_report(Report([status_table(loaded)]))
+    emit(trial_rows(loaded), lambda: status_table(loaded), as_json=as_json, lines=True)
 
 
 @sweep_app.command("best")
@@ -114,10 +106,7 @@ def best_command(
     best = best_trial_summary(load_study(study, storage))
     if best is None:
         raise NotFoundError(f"study {study!r} has no complete trial yet")
-    if as_json:
-        typer.echo(json.dumps(best, default=str))
-        return
-    print_report(best_report(best))
+    emit(best, lambda: best_report(best), as_json=as_json)
 
 
 @sweep_app.command("export")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.console import Console
 
 from tldrlab.cli.runkinds import RunCommand, add
-from tldrlab.cli.tables import print_report
+from tldrlab.cli.tables import emit
 from tldrlab.tokenizers.load import (
     load_tokenizer,
     manifest_report,
@@ -36,13 +34,11 @@ def show_command(
     directory = resolve_tokenizer_dir(target)
     manifest = read_tokenizer_manifest(directory)
     tokenizer = load_tokenizer(directory)
-    if as_json:
-        typer.echo(json.dumps({"dir": str(directory), **manifest}, indent=2, default=str))
+    if manifest or as_json:
+        data = {"dir": str(directory), **manifest}
+        emit(data, lambda: manifest_report(manifest, title=str(directory)), as_json=as_json)
     else:
-        if manifest:
-            print_report(manifest_report(manifest, title=str(directory)))
-        else:
-            console.print(f"{directory}: {len(tokenizer)} tokens (no tldrlab manifest)")
+        console.print(f"{directory}: {len(tokenizer)} tokens (no tldrlab manifest)")
     if text is not None:
         ids = tokenizer.encode(text, add_special_tokens=False)
         tokens = [tokenizer.decode([i]) for i in ids]

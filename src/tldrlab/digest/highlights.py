@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
@@ -24,6 +24,7 @@ from tldrlab.digest.signals import STOPWORDS as STOPWORDS  # re-exported: older 
 from tldrlab.digest.signals import bm25_scores, centrality, minmax, neighbour_mean
 from tldrlab.digest.signals import tokenize as tokenize
 from tldrlab.embed.base import Embedder
+from tldrlab.report import Report
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
 HIGHLIGHTER_VERSION = "3:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
@@ -42,6 +43,8 @@ class HighlightOptions(BaseModel):
     fitted on train splits only (SciTLDR train, QMSum train, the train side of the beer thread split) and
     chosen per mode by cross-validation on them; `scorer="auto"` uses it only in the modes where it beat the
     heuristic on the dev/val splits with the paired-bootstrap interval above zero (docs/digest.md)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     k: int = Field(default=5, ge=1, le=100)
     """Number of highlights to return."""
@@ -331,3 +334,13 @@ def thread_highlights(
     return rank_highlights(
         sentences, vectors, options, thread=thread, title_vector=title_vector, query_vector=query_vector
     )
+
+
+def highlights_report(highlights: Sequence[Highlight]) -> Report:
+    """One block per highlight: rank, score, provenance (thread, post, sentence, span), text, link."""
+    report = Report(["highlights"])
+    for h in highlights:
+        where = f"thread {h.thread_id} · post #{h.post_number} ({h.post_id}) · sentence {h.sentence_index}"
+        report.blocks += [f"[{h.rank}] {h.score:.3f}  {where} · chars {h.start}-{h.end}", f"    {h.text}"]
+        report.blocks += [f"    {h.url}"] if h.url else []
+    return report

@@ -31,7 +31,7 @@ from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.config import ThreadIngestConfig
 from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
@@ -435,3 +435,18 @@ def ingest_report(run_id: str, stats: dict[str, Any]) -> Report:
             f"{stats['skipped_unchanged']} unchanged, {stats['removed_posts']} removed  run {run_id}"
         ]
     )
+
+
+def thread_to_digest(
+    target: str, thread_id: str | None = None, *, format: str | None = None, show_progress: bool = True
+) -> str:
+    """The stored thread a digest of `target` is about: a thread file or directory is ingested first (its
+    first thread unless `thread_id` names one of it), anything else is a stored thread id."""
+    if not Path(target).exists():
+        return thread_id or target
+    stats, _ = ingest_path(target, format=format, show_progress=show_progress)
+    if not stats.thread_ids:
+        raise InvalidInputError(f"no threads in {target}")
+    if thread_id is not None and thread_id not in stats.thread_ids:
+        raise InvalidInputError(f"thread {thread_id!r} is not in {target}")
+    return thread_id or stats.thread_ids[0]

@@ -15,7 +15,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.digest.cache import SummaryCache, cache_key
 from tldrlab.digest.highlights import HIGHLIGHTER_VERSION, Highlight, HighlightOptions, thread_highlights
@@ -31,6 +31,8 @@ log = get_logger(__name__)
 class DigestOptions(BaseModel):
     """What to digest and how."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     summarizer: str = "two_stage"
     """Registry name: two_stage (the extractive draft, then the local LM's cited bullets; extractive alone
     when no model is installed), extractive, local, openai."""
@@ -41,6 +43,7 @@ class DigestOptions(BaseModel):
     q: str | None = None
     """Optional query: query-aware highlights."""
     max_bullets: int = Field(default=5, ge=1, le=20)
+    """Most bullets in the TL;DR."""
     use_cache: bool = True
     """Serve and store cached digests."""
 

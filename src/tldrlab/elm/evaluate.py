@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.elm.config import ElmEvaluateConfig
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
 
 UNIQUE_RATIO_FLOOR = 0.5
@@ -155,3 +155,41 @@ def predict_split(
         {"source_id": r.get("source_id"), "prediction": p, "reference": r.get("target_text", "")}
         for r, p in zip(records, preds, strict=True)
     ]
+
+
+def predict(
+    model_ref: str,
+    *,
+    data: Path | None = None,
+    split: str = "test",
+    input: Path | None = None,
+    texts: Sequence[str] = (),
+    limit: int | None = None,
+    max_new_tokens: int = 48,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Prediction rows of a saved ELM (a directory or an elm_train run id) for exactly one source: a
+    prepared data directory's `split`, a `<split>_synthesis.jsonl` of that layout (`input`), or raw `texts`
+    (embedded here with the ELM's embedder)."""
+    import torch
+
+    # lazy: loads torch (this module stays light without it)
+    from tldrlab.elm.model import generate_summaries, load_elm, resolve_elm_dir
+    from tldrlab.elm.prepare import DEFAULT_TEMPLATE, load_split
+    from tldrlab.embed import get_embedder
+
+    if sum(x is not None and x not in ([], ()) for x in (data, input, texts or None)) != 1:
+        raise ConfigError("give exactly one of --data DIR, --input FILE or --text TEXT")
+    elm, tokenizer = load_elm(model_ref)
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    if texts:
+        saved = json.loads((resolve_elm_dir(model_ref) / "elm_config.json").read_text(encoding="utf-8"))
+        vectors = torch.from_numpy(get_embedder(saved.get("embedder") or "minilm").encode(list(texts)))
+        templates = [DEFAULT_TEMPLATE] * len(texts)
+        return [{"prediction": p} for p in generate_summaries(elm, tokenizer, vectors, templates, **options)]
+    if input is not None:  # <dir>/synthesis/<split>_synthesis.jsonl
+        data, split = input.resolve().parent.parent, input.name.removesuffix("_synthesis.jsonl")
+    assert data is not None
+    loaded = load_split(data, split)
+    return predict_split(elm, tokenizer, loaded.records[:limit], loaded.embeddings, **options)

@@ -29,7 +29,7 @@ import numpy as np
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample
-from tldrlab.lvm.config import LVMGenerateConfig, default_sequences
+from tldrlab.lvm.config import LVMGenerateConfig, default_index, default_sequences
 from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
 from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval
 from tldrlab.lvm.index import ConceptIndex
@@ -417,3 +417,80 @@ def generation_report(run_id: str, report: dict[str, Any]) -> Report:
     windows = f"{report['windows']} {report.get('split')} windows ({report['articles']} articles)"
     where = f"run {run_id}: generation.json and generation.md in its run directory"
     return Report([f"next sentence on {windows}", generation_markdown(report), where])
+
+
+@dataclass
+class Continuation:
+    """A context and what a model generated after it (`tldrlab lvm decode` / `generate`)."""
+
+    window: ContextWindow
+    steps: list[GeneratedConcept]
+    truth: StoredConcept | None
+    """The article's true next concept, when the context came from a stored article."""
+    position: int | None = None
+
+    def report(self, *, all_nearest: bool = False) -> Report:
+        """The stored context, then per step the decoded concept (every nearest one with `all_nearest`),
+        the smoothed sentence and the timings, and the true next concept."""
+        report = Report()
+        if self.position is not None:
+            first = self.position - len(self.window.texts)
+            report.blocks += [f"context {first + i}: {text}" for i, text in enumerate(self.window.texts)]
+        truth = [f"true next ({self.truth.position}): {self.truth.text}"] if self.truth else []
+        if all_nearest:
+            report.blocks += truth
+            for rank, h in enumerate(self.steps[0].nearest if self.steps else [], start=1):
+                report.blocks.append(
+                    f"{rank}. [{h.score:.3f}] {h.text}  ({h.source}/{h.article_id}#{h.position})"
+                )
+            return report
+        for number, step in enumerate(self.steps, start=1):
+            best = step.nearest[0] if step.nearest else None
+            where = f"{best.source}/{best.article_id}#{best.position}, {best.score:.3f}" if best else "-"
+            report.blocks.append(f"{number}. decoded: {best.text if best else '-'}  ({where})")
+            if step.smoothed is not None:
+                report.blocks.append(f"   smoothed: {step.smoothed}")
+            report.blocks.append("   " + ", ".join(f"{s} {1000 * t:.0f} ms" for s, t in step.seconds.items()))
+        report.blocks += truth
+        return report
+
+
+def continue_context(
+    run_ref: str,
+    *,
+    texts: list[str] | None = None,
+    article: str | None = None,
+    position: int | None = None,
+    steps: int = 1,
+    k: int = 3,
+    smoother: Smoother | None = None,
+    index_dir: Path | None = None,
+    db: str | None = None,
+) -> Continuation:
+    """Continue a context with an lvm_train run's model (or model directory): the context is `texts`
+    (sentences, embedded here) or a stored `article` (SOURCE/ARTICLE_ID) up to `position`."""
+    # lazy: loads torch (this module stays light without it)
+    from tldrlab.lvm.index import load_index
+    from tldrlab.lvm.jobs import load_run_model
+
+    if texts and article:
+        raise InvalidInputError("give the context either as --text or as --article/--position, not both")
+    if not texts and not article:
+        raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
+    if article and position is None:
+        raise InvalidInputError("--article needs --position")
+    _, model, _ = load_run_model(run_ref)
+    index = load_index(index_dir or default_index())
+    store = open_concept_store(db)
+    try:
+        truth = None
+        if texts:
+            embedder = load_embedder(index.meta.get("embedder"))
+            window = window_from_texts(list(texts), embedder, labels=model.config.tmd_inputs)
+        else:
+            assert article is not None and position is not None
+            window, truth = window_from_article(store, article, position, model.config.context)
+        produced = generate(model, window, index, store, steps=steps, k=k, smoother=smoother)
+    finally:
+        store.close()
+    return Continuation(window, produced, truth, position if article else None)

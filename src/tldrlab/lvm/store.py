@@ -21,6 +21,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.embed import vector_space
 from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
 from tldrlab.lvm.tmd import TMD
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.db import Database, connect, is_postgres_url, migrate
 
 COMPONENT = "lvm"
@@ -444,3 +445,19 @@ def open_concept_store(url: str | None = None, settings: Settings | None = None)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return ConceptStore(url)
+
+
+def stats_report(found: dict[str, Any]) -> Report:
+    """`ConceptStore.stats` as it reads: a row per source, each TMD facet's distribution, the samples."""
+    headers = ("source", "articles", "concepts", "TMD labelled", "embedder", "dim")
+    keys = ("source", "articles", "concepts", "tmd_labelled", "embedder", "dim")
+    rows = [[str(row[k]) for k in keys] for row in found["sources"]]
+    report = Report([Table([Column(h, key=h == "source") for h in headers], rows, title="concept store")])
+    for facet, counts in found["tmd"].items():
+        total = sum(counts.values()) or 1
+        shown = ", ".join(f"{label} {n} ({100 * n / total:.0f} %)" for label, n in counts.items())
+        report.blocks.append(f"TMD {facet}: {shown or 'no labels yet (tldrlab lvm tmd)'}")
+    for c in found["samples"]:
+        code = c.tmd.code if c.tmd else "-"
+        report.blocks.append(f"{c.source}/{c.article_id}#{c.position} [{code}] {c.text[:160]}")
+    return report

@@ -32,7 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import (
@@ -96,6 +96,8 @@ def classify_failure(exc: BaseException) -> FailureClass:
 
 class WorkerConfig(BaseModel):
     """How a worker behaves."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     heartbeat_s: float = Field(default=2.0, gt=0)
     """Seconds between heartbeats of the worker and its current run."""
