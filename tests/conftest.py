@@ -37,6 +37,33 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, every worker starts with its share of the `slow` tests and ends with fast ones.
+
+    `--dist worksteal` (the Makefile's) first hands worker k the k-th contiguous chunk of the collection and
+    later moves tests from the back of a busy worker's queue to an idle one. In collection order the slow
+    tests bunch up in a few directories, so one worker could start a 60 s test when the other had nothing
+    left; here each chunk holds every n-th slow test at its front and fast tests behind (what gets stolen).
+    The tests run unchanged: only their order moves (each test owns its state: home, database, ports).
+    """
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    ordered: list[pytest.Item] = []
+    left = len(items)
+    for worker in range(workers):
+        size = left // (workers - worker)  # the chunk xdist's scheduler sends this worker first
+        left -= size
+        chunk = slow[worker::workers]
+        take = max(0, size - len(chunk))
+        chunk, fast = chunk + fast[:take], fast[take:]
+        ordered += chunk
+    ordered += fast  # only when the chunks were full of slow tests
+    items[:] = ordered
+
+
 @pytest.fixture(autouse=True)
 def tldrlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own home directory and SQLite registry; settings are re-read."""

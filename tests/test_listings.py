@@ -69,6 +69,7 @@ def test_too_wide_tables_are_split_and_keys_repeated_never_cut() -> None:
     assert len(listing_tables(Console(width=200), columns, rows)) == 1
 
 
+@pytest.mark.slow
 def test_sweep_status_fits_80_columns(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="wide", storage=url, direction="minimize")

@@ -189,6 +189,7 @@ def test_forum_split_is_deterministic_and_balanced() -> None:
     assert forum_split("33") == "train" and forum_split("8") == "dev"
 
 
+@pytest.mark.slow
 def test_training_as_a_run_on_tiny_samples(tldrlab_home: Path, tmp_path: Path, embedder: Embedder) -> None:
     config = {
         "name": "learned_test",
@@ -313,6 +314,7 @@ def test_packaged_learned_v2_finds_the_contribution_sentence_of_real_abstracts(e
         assert first_claim[top["learned_v2"]] == 1.0
 
 
+@pytest.mark.slow
 def test_bench_baselines_on_small_real_samples(embedder: Embedder, tmp_path: Path) -> None:
     import digest_quality as bench
 

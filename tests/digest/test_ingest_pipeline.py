@@ -89,6 +89,7 @@ def test_ingest_progress_counts_threads_and_sentences_with_their_own_rates(
     assert "sentences" in shown and "sentences/s" in shown
 
 
+@pytest.mark.slow
 def test_sentences_are_pooled_across_posts_into_large_embedder_calls(
     beer_threads: list[Thread], store: SentenceStore, embedder: Embedder
 ) -> None:

@@ -67,6 +67,7 @@ def _wandb_records(path: Path) -> list[Any]:
     return records
 
 
+@pytest.mark.slow
 def test_evaluation_writes_tables_and_logs_an_evaluation_artifact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -153,6 +153,7 @@ def test_cli_errors_are_clear(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_real_command_prints_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tldrlab", "score", str(tmp_path), "--text", "hi"],

@@ -54,6 +54,7 @@ class CopyTask:
         return {"eval_loss": float(model(input_ids=self.x[:8], labels=self.y[:8]).loss)}
 
 
+@pytest.mark.slow
 def test_hooks_add_dendrites_and_save_pai_state() -> None:
     config = DendriteConfig(switch_every=1, max_dendrites=1)
     with start_run("test", {}) as run:
@@ -97,6 +98,7 @@ def test_no_module_matched_is_a_clear_error(tmp_path: Path) -> None:
         DendriteHooks(DendriteConfig(module_names=["NoSuchBlock"]), save_dir=tmp_path).perforate(tiny_t5())
 
 
+@pytest.mark.slow
 def test_debugger_trap_never_hangs(tmp_path: Path) -> None:
     # A wrong output_dimensions makes PAI call pdb.set_trace() when it adds dendrites; with stdin closed and a
     # time limit the process must end promptly with our error, not wait at a debugger prompt.

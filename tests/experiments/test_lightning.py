@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from torch import nn
 
@@ -42,6 +43,7 @@ class Regressor(pl.LightningModule):
         return self._loader()
 
 
+@pytest.mark.slow
 def test_callback_adds_dendrites_and_rebuilds_the_optimizer(tmp_path: Path) -> None:
     module = Regressor()
     config = DendriteConfig(

@@ -112,6 +112,7 @@ def test_bootstrap_differences_are_paired_over_records() -> None:
     assert found["low"] == pytest.approx(-0.1) and found["high"] == pytest.approx(-0.1)
 
 
+@pytest.mark.slow
 def test_a_stopped_experiment_resumes_where_it_stopped(tiny_model: Path, pairs: Path) -> None:
     """Preempted right after the PAI arm's restructure (what SIGTERM does), `--resume` keeps the finished
     baseline, continues the PAI arm's own run with its dendrites, and trains compressed_kd from the baseline

@@ -36,6 +36,7 @@ def corpus(tldrlab_home: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_worker_uploads_and_cleans_and_an_evaluation_restores_from_the_store(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,6 +97,7 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     page.close()
 
 
+@pytest.mark.slow
 def test_runs_page_starts_any_kind_from_its_config_box(browser: object, served: str) -> None:
     page = browser.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []

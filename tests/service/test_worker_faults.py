@@ -194,6 +194,7 @@ def test_kill_9_during_a_real_training_resumes_exactly(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("queue_kind", ["sqlite", "rq"])
 def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
     queue_kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path

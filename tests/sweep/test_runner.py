@@ -46,6 +46,7 @@ def evals_done(run_id: str) -> int:
     return int((Path(open_registry().get(run_id).run_dir) / "evals.txt").read_text())
 
 
+@pytest.mark.slow
 def test_median_pruning_stops_bad_trials_early(tmp_path: Path) -> None:
     sweep = write_sweep(
         tmp_path / "s.yaml",
@@ -81,6 +82,7 @@ def test_median_pruning_stops_bad_trials_early(tmp_path: Path) -> None:
     assert any("PRUNED" in line for line in lines) and any("ETA" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_hyperband_prunes_and_failed_programs_fail_the_trial(tmp_path: Path) -> None:
     sweep = write_sweep(
         tmp_path / "s.yaml",
@@ -100,6 +102,7 @@ def test_hyperband_prunes_and_failed_programs_fail_the_trial(tmp_path: Path) -> 
     assert [t.state for t in load_study("failing", None).get_trials()] == [TrialState.FAIL] * 3
 
 
+@pytest.mark.slow
 def test_status_best_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sweep = write_sweep(
         tmp_path / "s.yaml", parameters={"x": {"values": [0.2, 0.7, 0.9]}, "steps": {"value": 2}}

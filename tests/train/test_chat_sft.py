@@ -93,6 +93,7 @@ def test_loss_covers_the_answer_only(chat_tokenizer: Any, model_dir: Path) -> No
     assert task.loss(model, other)[1] == n_tokens
 
 
+@pytest.mark.slow
 def test_lora_fine_tune_through_train_command_then_eval_generate_score(
     model_dir: Path, pairs_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

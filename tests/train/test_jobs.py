@@ -62,6 +62,7 @@ def test_char_lstm_job_learns_and_saves_a_loadable_model(shakespeare: Path) -> N
     assert (run.dir / "plots" / "eval.png").exists()
 
 
+@pytest.mark.slow
 def test_t5_job_on_debian_descriptions_reports_rouge_and_saves_hf_model(shared_data: Path) -> None:
     from transformers import T5ForConditionalGeneration
 
