@@ -23,11 +23,15 @@ and one `RunKind(...)` line below. `tldrlab.launch` runs it (CLI in-process, API
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, get_args
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+import annotated_types
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
 from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
@@ -440,3 +444,87 @@ def kind_schema(kind: RunKind) -> dict[str, Any]:
         "schema": kind.config.model_json_schema(),
         "template": config_template(kind.config),
     }
+
+
+# -- the config reference (docs/config.md; --help shows the same defaults and bounds) -----------------------
+BOUNDS = (
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Le, "le", "<="),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.MinLen, "min_length", "length >="),
+    (annotated_types.MaxLen, "max_length", "length <="),
+)
+
+
+def bounds_text(info: FieldInfo) -> str:
+    """The field's bounds as text, e.g. `>= 1, < 1`."""
+    return ", ".join(
+        f"{sign} {getattr(item, attr)}"
+        for item in info.metadata
+        for kind, attr, sign in BOUNDS
+        if isinstance(item, kind)
+    )
+
+
+def show_value(value: Any) -> str:
+    """A default as people read it: lists and mappings as JSON, a section as the values it sets."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_unset=True)
+    return json.dumps(value, default=str) if isinstance(value, list | dict | tuple) else str(value)
+
+
+def type_text(annotation: Any) -> str:
+    """A readable type: `int`, `int | None`, `tiny | mini`, `list[str]`."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " \\| ".join(str(a) for a in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return " \\| ".join(type_text(a) for a in get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    if origin is not None:
+        inner = ", ".join(type_text(a) for a in get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def markdown_cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def field_rows(model: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None) -> Iterator[str]:
+    """One markdown table row per leaf field (nested sections as dotted names): type, default, bounds,
+    docstring."""
+    for name, info in model.model_fields.items():
+        required = info.is_required() and defaults is None
+        default = getattr(defaults, name) if defaults is not None else None
+        if defaults is None and not required:
+            default = info.get_default(call_default_factory=True)
+        section = section_class(info.annotation)
+        if section is not None:
+            nested = default if isinstance(default, BaseModel) else None
+            yield from field_rows(section, f"{prefix}{name}.", nested)
+            continue
+        shown = "required" if required else f"`{show_value(default)}`"
+        cells = (shown, bounds_text(info), info.description or "")
+        row = " | ".join(markdown_cell(cell) for cell in cells)
+        yield f"| `{prefix}{name}` | {type_text(info.annotation)} | {row} |"
+
+
+def config_reference(header: str, commands: Mapping[str, list[str]]) -> str:
+    """Every kind's config fields as markdown (`commands`: kind -> the commands that start it)."""
+    parts = [
+        f"# Run-kind configs\n\n{header}Each run kind takes one config: these fields, as a YAML/JSON file "
+        "(`--config FILE`), as dotted options (`--train.lr 3e-4`) or as the `config` of `POST /runs`.\n"
+    ]
+    for kind in KINDS.values():
+        model = kind.config
+        started_by = "".join(f" (`{command}`)" for command in commands.get(kind.name, []))
+        parts.append(
+            f"\n## `{kind.name}`{started_by}\n\n{kind.help}\n\n"
+            f"`{model.__name__}`: {' '.join((model.__doc__ or '').split())}\n\n"
+            "| field | type | default | bounds | meaning |\n|---|---|---|---|---|\n"
+        )
+        parts.append("\n".join(field_rows(model)) + "\n")
+    return "".join(parts)

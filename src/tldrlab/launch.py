@@ -26,12 +26,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, ServiceUnavailableError
+from tldrlab.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from tldrlab.kinds import RunKind, get_kind, resolve_execute, validate_config
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
@@ -193,6 +200,19 @@ def is_sweep_trial(record: RunRecord) -> bool:
 def is_follower() -> bool:
     """A non-main rank of a distributed launch (torchrun / accelerate launch)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
+def preflight(kind: str, config: Any) -> None:
+    """What a command line checks before it creates a run, so a typo leaves no failed run behind: the
+    kind's `must_exist` inputs are there and its `check` passes (not on distributed followers)."""
+    if is_follower():
+        return
+    spec = get_kind(kind)
+    for name in spec.must_exist:
+        if (path := getattr(config, name)) and not Path(path).exists():
+            raise NotFoundError(f"{name} not found (no such file or directory): {path}")
+    if spec.check:
+        load_target(spec.check)(config)
 
 
 @contextmanager

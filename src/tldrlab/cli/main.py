@@ -64,18 +64,8 @@ def _root(
 app.callback()(_root)
 
 
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that command group is not built yet
-                continue
-            raise
-        module.register(app)
-
-
-_register_all()
+for name in COMMAND_MODULES:
+    importlib.import_module(name).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-import annotated_types
 import typer
 import yaml
 from pydantic import BaseModel
@@ -30,7 +29,7 @@ from pydantic.fields import FieldInfo
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
-from tldrlab.kinds import deep_merge, section_class, validate_model
+from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
 from tldrlab.logs import configure_console
 from tldrlab.targets import load_target
 from tldrlab.threads import configure_threads
@@ -77,32 +76,6 @@ def _unwrap_optional(annotation: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return annotation
-
-
-BOUNDS = (
-    (annotated_types.Ge, "ge", ">="),
-    (annotated_types.Gt, "gt", ">"),
-    (annotated_types.Le, "le", "<="),
-    (annotated_types.Lt, "lt", "<"),
-    (annotated_types.MinLen, "min_length", "length >="),
-    (annotated_types.MaxLen, "max_length", "length <="),
-)
-
-
-def bounds_text(info: FieldInfo) -> str:
-    """The field's bounds as text, e.g. `>= 1, < 1`."""
-    return ", ".join(
-        f"{sign} {getattr(item, attr)}"
-        for item in info.metadata
-        for kind, attr, sign in BOUNDS
-        if isinstance(item, kind)
-    )
-
-
-def show_value(value: Any) -> str:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(exclude_unset=True)
-    return json.dumps(value, default=str) if isinstance(value, list | dict | tuple) else str(value)
 
 
 def field_help(info: FieldInfo, default: Any, *, required: bool) -> str:

@@ -22,7 +22,6 @@ import typer
 import yaml
 from pydantic import BaseModel
 
-from tldrlab.cli.launch import check, launch
 from tldrlab.cli.options import (
     CONTEXT_SETTINGS,
     EVERY_COMMAND,
@@ -45,6 +44,7 @@ from tldrlab.cli.tables import print_report
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.kinds import deep_merge, get_kind, validate_config
+from tldrlab.launch import launch_run, preflight
 from tldrlab.targets import load_target
 
 
@@ -159,7 +159,8 @@ def build_callback(spec: RunCommand) -> Any:
                     "--resume continues a run with its recorded config: leave out other settings"
                 )
             changes = quiet_settings(model) if values["quiet"] else {}
-            run_id, result = launch(spec.kind, changes, resume=values["resume"])
+            launched = launch_run(spec.kind, changes, resume=values["resume"])
+            run_id, result = launched.record.id, launched.result
         else:
             overrides = deep_merge(overrides, quiet_settings(model) if values["quiet"] else {})
             raw: dict[str, Any] = {}
@@ -180,11 +181,12 @@ def build_callback(spec: RunCommand) -> Any:
             if values["print_config"]:
                 typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
                 return
+            preflight(spec.kind, config)
             if spec.launcher is not None:
-                check(spec.kind, config)
                 run_id, result = spec.launcher(config)
             else:
-                run_id, result = launch(spec.kind, config)
+                launched = launch_run(spec.kind, config)
+                run_id, result = launched.record.id, launched.result
         show_result(spec.kind, run_id, result, as_json=values["as_json"])
 
     return signature_callback([*flag_params(flags), *shared_params(shared)], body)

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from tldrlab.cli.tables import emit
 from tldrlab.errors import NotFoundError
+from tldrlab.logs import configure_console
 from tldrlab.sweep import examples_dir
 from tldrlab.sweep.spec import load_sweep
 
@@ -53,22 +54,12 @@ def run_command(
 
     spec = load_sweep(sweep_file)
     if quiet:
-        _console_logs("WARNING")
+        configure_console("WARNING")
     summary = run_sweep(
         spec, trials=trials, workers=workers, storage=storage, study_name=study, quiet=quiet,
         echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
     )  # fmt: skip
     emit(summary, lambda: sweep_report(summary["run_id"], summary), as_json=as_json)
-
-
-def _console_logs(level: str) -> None:
-    import logging
-
-    from rich.logging import RichHandler
-
-    for handler in logging.getLogger("tldrlab").handlers:
-        if isinstance(handler, RichHandler):
-            handler.setLevel(level)
 
 
 @sweep_app.command("status")
