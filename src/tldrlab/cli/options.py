@@ -7,8 +7,8 @@ choices; list fields repeat (`--seeds 1 --seeds 2`) and also take a comma list (
 command marks the field verbatim) or JSON; mappings and unions take JSON. Underscores work in option names
 too (`--train.max_steps`).
 
-`build_config` turns what a command was given into a config: the model's defaults, then `--config FILE`
-(YAML or JSON), then the flags; a nested section given in part keeps the rest of its default.
+A run-kind command (`runkinds`) builds its config from the model's defaults, then `--config FILE` (YAML or
+JSON), then the flags; `config_command` makes a command of any other class the same way (without the file).
 """
 
 from __future__ import annotations
