@@ -107,3 +107,27 @@ def test_bad_model_inputs_are_clear(tmp_path: Path) -> None:
     (tmp_path / "elm" / "elm_config.json").write_text("{not json")
     with pytest.raises(CheckpointError):
         load_elm(tmp_path / "elm")
+
+
+def test_predictions_of_a_split_a_synthesis_file_or_texts(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tldrlab.cli.main import main
+    from tldrlab.elm.evaluate import predict
+
+    torch.manual_seed(0)
+    model, tok = build_elm(ElmModelConfig(embedding_dim=384, hidden_dim=16), load_tokenizer(elm_tokenizer))
+    saved = save_elm(model, tok, tmp_path / "elm")
+    rows = predict(str(saved), data=elm_data, split="test", limit=2, max_new_tokens=3)
+    assert len(rows) == 2 and all(r["reference"] and "prediction" in r for r in rows)
+    synthesis = elm_data / "synthesis" / "test_synthesis.jsonl"
+    assert predict(str(saved), input=synthesis, limit=2, max_new_tokens=3) == rows
+    assert [set(r) for r in predict(str(saved), texts=["apt is a package manager"], max_new_tokens=3)] == [
+        {"prediction"}
+    ]
+    with pytest.raises(ConfigError, match="exactly one of --data"):
+        predict(str(saved), data=elm_data, texts=["x"])
+    out = tmp_path / "preds.jsonl"
+    main(["elm", "generate", "--model", str(saved), "--data", str(elm_data), "--limit", "2",
+          "--max-new-tokens", "3", "--output", str(out)])  # fmt: skip
+    assert "2 predictions written" in capsys.readouterr().out and len(out.read_text().splitlines()) == 2
