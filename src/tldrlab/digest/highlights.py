@@ -39,18 +39,20 @@ class HighlightOptions(BaseModel):
     What the defaults rest on: the heuristic's weights below are round values set by hand, never searched
     over any data set; they were however written while looking at the evaluation splits (SciTLDR dev, QMSum
     val, beer threads; the query neighbour context was added after an early QMSum val run), so the
-    heuristic's figures on those splits are not strictly held-out. The learned scorer (`learned_v1`) was
-    fitted on train splits only (SciTLDR train, QMSum train, the train side of the beer thread split) and
-    chosen per mode by cross-validation on them; `scorer="auto"` uses it only in the modes where it beat the
-    heuristic on the dev/val splits with the paired-bootstrap interval above zero (docs/digest.md)."""
+    heuristic's figures on those splits are not strictly held-out. The learned scorers (`learned_v1`,
+    `learned_v2`) were fitted on train splits only (SciTLDR train, QMSum train, the train side of the beer
+    thread split), their features and penalties chosen per mode by cross-validation on them; `scorer="auto"`
+    uses learned_v1 in the modes where it beat the heuristic on the dev/val splits with the paired-bootstrap
+    interval above zero; learned_v2 never beat v1 that way, so it is used by name only (docs/digest.md)."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
     k: int = Field(default=5, ge=1, le=100)
     """Number of highlights to return."""
     scorer: ScorerName = "auto"
-    """Relevance scorer: `heuristic` (the weights below), `learned_v1` (the packaged learned scorer), or
-    `auto`: per mode (document, forum thread, query) the one `scorers.DEFAULT_SCORERS` names. The weights
+    """Relevance scorer: `heuristic` (the weights below), `learned_v1` or `learned_v2` (the packaged learned
+    scorers; v2 adds sentence cues), or `auto`: per mode (document, forum thread, query) the one
+    `scorers.DEFAULT_SCORERS` names. The weights
     below apply to the heuristic only, except `accepted_weight`; `use_score`, `use_accepted` and the candidate
     rules apply to both."""
     q: str | None = None
