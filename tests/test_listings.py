@@ -44,6 +44,15 @@ def test_runs_list_shows_whole_ids_at_80_columns(capsys: pytest.CaptureFixture[s
 
     code, out, _ = run_captured(["runs", "list", "--json"], capsys)
     assert code == 0 and {json.loads(line)["id"] for line in out.splitlines()} == set(ids)
+    # the filters are RunQuery's fields, as GET /runs takes them
+    code, out, _ = run_captured(["runs", "list", "--json", "--status", "queued"], capsys)
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [ids[3]]
+    code, out, _ = run_captured(["runs", "list", "--json", "--kind", "train", "--limit", "1"], capsys)
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [ids[2]]
+    code, out, _ = run_captured(["runs", "list", "--json", "--limit", "1", "--offset", "1"], capsys)
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [ids[2]]
+    code, _, err = run_captured(["runs", "list", "--status", "bogus"], capsys)
+    assert code == 2 and "bogus" in err
     code, out, _ = run_captured(["runs", "logs", ids[0], "--json"], capsys)
     assert code == 0 and all(json.loads(line)["message"] for line in out.splitlines())
 

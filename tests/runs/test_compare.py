@@ -84,6 +84,8 @@ def test_cli_api_and_runs_page_show_the_same_comparison(
         assert httpx.get(f"{url}/compare", params=[("ids", "nope")]).status_code == 404
         many = [("ids", f"run-{i}") for i in range(21)]
         assert httpx.get(f"{url}/compare", params=many).status_code == 422
+        typo = httpx.get(f"{url}/compare", params=[*params, ("metrics", "x")])  # CompareQuery forbids extras
+        assert typo.status_code == 422 and "metrics" in typo.json()["message"]
 
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(f"{url}/runs-page")

@@ -83,7 +83,12 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
     not_json = client.post("/runs", content=b"{nope", headers={"content-type": "application/json"})
     assert not_json.status_code == 400 and not_json.json()["request_id"]
     assert len(client.get("/healthz").headers["x-request-id"]) == 32  # generated when not sent
-    assert client.get("/runs", params={"status": "bogus"}).status_code == 400
+    # the listing's query parameters are RunQuery's fields: a bad value or an unknown name is a 422 naming it
+    bogus = client.get("/runs", params={"status": "bogus"})
+    assert bogus.status_code == 422 and bogus.json()["code"] == "invalid_input"
+    assert "status" in bogus.json()["message"]
+    typo = client.get("/runs", params={"stauts": "completed"})
+    assert typo.status_code == 422 and "stauts" in typo.json()["message"]
 
 
 def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:

@@ -19,6 +19,7 @@ import os
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -92,6 +93,8 @@ def _parsing(annotation: Any) -> tuple[Any, Parse]:
         return inner, "plain"
     if isinstance(inner, type) and issubclass(inner, Path):
         return str, "plain"
+    if isinstance(inner, type) and issubclass(inner, Enum):  # choices, as a Literal of the values
+        return Literal.__getitem__(tuple(member.value for member in inner)), "plain"
     if get_origin(inner) in (list, tuple, set):
         return str, "list"
     return str, "json"
@@ -391,23 +394,29 @@ def config_command(
     run: Callable[..., None],
     *,
     aliases: Mapping[str, str | tuple[str, ...]] | None = None,
+    arguments: tuple[str, ...] = (),
     params: Sequence[tuple[str, Any, Any]] = (),
     extra: tuple[Flag, ...] = (),
     exclude: tuple[str, ...] = (),
+    defaults: Mapping[str, Any] | None = None,
     base: Callable[[], Mapping[str, Any]] = dict,
 ) -> None:
     """Add command `name`: its options are `model`'s fields (a class or "module:Class", imported when the
-    options are built) (less `exclude`, plus `extra` flags) and plain
-    typer `params`; it validates base() < flags as a `model` and calls `run(config, **params)`. Its help is
-    `run`'s docstring."""
+    options are built) (less `exclude`, `arguments` positional, plus `extra` flags) and plain typer `params`;
+    it validates base() < `defaults` (dotted path -> value, shown as the defaults) < flags as a `model` and
+    calls `run(config, **params)`. Its help is `run`'s docstring."""
 
     def build() -> Any:
         cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
         names = {p: (n,) if isinstance(n, str) else tuple(n) for p, n in (aliases or {}).items()}
-        flags = [f for f in config_flags(cls, aliases=names) if f.path not in exclude] + list(extra)
+        flags = config_flags(cls, aliases=names, arguments=arguments, command_defaults=defaults)
+        flags = [f for f in flags if f.path not in exclude] + list(extra)
 
         def body(values: dict[str, Any]) -> None:
-            raw = deep_merge(base(), flag_overrides(flags, values))
+            raw = dict(base())
+            for path, value in (defaults or {}).items():
+                set_path(raw, path, value)
+            raw = deep_merge(raw, flag_overrides(flags, values))
             config = validate_model(cls, raw, what=f"{name} options")
             run(config, **{param: values[param] for param, _, _ in params})
 

@@ -10,13 +10,13 @@ import typer
 from rich.console import Console
 
 from tldrlab.cli.options import JSON_OPTION, config_command
-from tldrlab.cli.tables import emit, print_report
+from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
-from tldrlab.runs.compare import compare_runs
-from tldrlab.runs.registry import runs_table
+from tldrlab.runs.compare import CompareQuery, compare_runs
+from tldrlab.runs.registry import RunQuery, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import read_manifest
 from tldrlab.track.plots import plot_comparison
@@ -25,23 +25,13 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 console = Console()
 
 
-@runs_app.command("list")
-def list_runs(
-    kind: str | None = typer.Option(None, help="Only runs of this kind (train, tokenizer, ingest, ...)."),
-    status: str | None = typer.Option(
-        None, help="Only runs in this status (queued, running, completed, ...)."
-    ),
-    limit: int = typer.Option(20, help="How many runs, newest first."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
-) -> None:
+def list_command(query: RunQuery, as_json: bool) -> None:
     """List runs, newest first.
 
     Example: tldrlab runs list --kind train --status completed
     """
-
-    records = open_registry().list(kind=kind, status=status, limit=limit)
-    rows = [record.to_dict() for record in records]
-    emit(rows, lambda: runs_table(records), as_json=as_json, lines=True)
+    records = open_registry().list(**query.model_dump(mode="json"))
+    emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
 
 
 @runs_app.command("show")
@@ -79,27 +69,7 @@ def show_logs(
             typer.echo(f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}")
 
 
-@runs_app.command("compare")
-def compare_command(
-    run_ids: list[str] = typer.Argument(..., help="Two or more run ids (or unique prefixes)."),
-    baseline: str | None = typer.Option(
-        None, "--baseline", help="The run others are measured against (default: the first)."
-    ),
-    metric: list[str] | None = typer.Option(
-        None, "--metric", help="Only these metrics (repeatable; default: every metric two runs share)."
-    ),
-    tolerance: float = typer.Option(
-        0.01,
-        "--tolerance",
-        min=0.0,
-        help="A change worse than this fraction of the baseline is a regression.",
-    ),
-    plot: Path = typer.Option(Path("runs-compare.png"), "--plot", help="Where the PNG chart goes."),
-    fail_on_regression: bool = typer.Option(
-        False, "--fail-on-regression", help="Exit with code 1 when a run regresses (for CI)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-) -> None:
+def compare_command(query: CompareQuery, plot: Path, fail_on_regression: bool, as_json: bool) -> None:
     """Print and plot runs' metrics side by side, flagging regressions against a baseline run.
 
     A run's metrics are its summary plus its evaluation (`eval.*`, from eval_summary.json); lower is better
@@ -107,16 +77,26 @@ def compare_command(
 
     Example: tldrlab runs compare train-20260101 train-20260102 --baseline train-20260101 --tolerance 0.02
     """
-
-    comparison = compare_runs(run_ids, baseline=baseline, metrics=metric, tolerance=tolerance)
+    comparison = compare_runs(
+        query.ids, baseline=query.baseline, metrics=query.metric or None, tolerance=query.tolerance
+    )
     plot_comparison(comparison, plot)
-    if as_json:
-        typer.echo(json.dumps({**comparison.as_dict(), "plot": str(plot)}, default=str))
-    else:
-        print_report(comparison.report())
+    emit({**comparison.as_dict(), "plot": str(plot)}, comparison.report, as_json=as_json)
+    if not as_json:
         typer.echo(f"chart: {plot}")
     if fail_on_regression and comparison.regressions:
         raise typer.Exit(1)
+
+
+COMPARE_PARAMS = [
+    ("plot", Path, typer.Option(Path("runs-compare.png"), "--plot", help="Where the PNG chart goes.")),
+    (
+        "fail_on_regression",
+        bool,
+        typer.Option(False, "--fail-on-regression", help="Exit with code 1 when a run regresses (for CI)."),
+    ),
+    JSON_OPTION,
+]
 
 
 @runs_app.command("export")
@@ -214,6 +194,10 @@ def delete_command(
 
 
 def register(app: typer.Typer) -> None:
+    config_command(runs_app, "list", RunQuery, list_command, params=[JSON_OPTION], defaults={"limit": 20})
+    config_command(
+        runs_app, "compare", CompareQuery, compare_command, arguments=("ids",), params=COMPARE_PARAMS
+    )
     config_command(
         runs_app,
         "prune",

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError
 from tldrlab.report import Column, Report, Table
@@ -55,6 +57,22 @@ def direction(metric: str) -> Direction | None:
     if any(key in name for key in HIGHER_BETTER):
         return "higher"
     return None
+
+
+class CompareQuery(BaseModel):
+    """Which runs to compare and how: `GET /compare` and `/compare/plot` (query parameters) and
+    `tldrlab runs compare`."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    ids: list[str] = Field(min_length=1, max_length=MAX_RUNS)
+    """The runs (ids or unique prefixes)."""
+    baseline: str | None = Field(None, max_length=200)
+    """The run the others are measured against (default: the first)."""
+    metric: list[str] = Field(default_factory=list, max_length=50)
+    """Only these metrics (default: every metric at least two runs share)."""
+    tolerance: float = Field(0.01, ge=0.0, le=1000.0)
+    """A change worse than this fraction of the baseline is a regression."""
 
 
 @dataclass(frozen=True)

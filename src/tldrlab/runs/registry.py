@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import NotFoundError
 from tldrlab.report import Column, Table
@@ -140,6 +142,21 @@ class RunRecord:
         data = dict(self.__dict__)
         data["status"] = self.status.value
         return data
+
+
+class RunQuery(BaseModel):
+    """Which runs a listing shows, newest first: `GET /runs` (query parameters) and `tldrlab runs list`."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: str | None = Field(None, max_length=100)
+    """Only runs of this kind (train, tokenizer, ingest, ...)."""
+    status: RunStatus | None = None
+    """Only runs in this status."""
+    limit: int = Field(50, ge=1, le=1000)
+    """How many runs, newest first."""
+    offset: int = Field(0, ge=0, le=10**9)
+    """Skip this many of the newest runs first (paging)."""
 
 
 class RunRegistry:

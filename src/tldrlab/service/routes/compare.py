@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from tldrlab.runs.compare import MAX_RUNS, Comparison, compare_runs
+from tldrlab.runs.compare import CompareQuery, Comparison, compare_runs
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.state import registry, settings_of
 from tldrlab.track.plots import plot_comparison
@@ -42,34 +42,21 @@ class ComparisonInfo(BaseModel):
     regressions: list[RegressionInfo]
 
 
-def _compare(
-    request: Request, ids: list[str], baseline: str | None, metric: list[str], tolerance: float
-) -> Comparison:
+def _compare(request: Request, query: CompareQuery) -> Comparison:
     return compare_runs(
-        ids,
-        baseline=baseline,
-        metrics=metric or None,
-        tolerance=tolerance,
+        query.ids,
+        baseline=query.baseline,
+        metrics=query.metric or None,
+        tolerance=query.tolerance,
         settings=settings_of(request),
         registry=registry(request),
     )
 
 
-IDS = Query(..., min_length=1, max_length=MAX_RUNS, description="The runs (ids or unique prefixes).")
-METRICS = Query(default_factory=list, max_length=50, description="Only these metrics.")
-TOLERANCE = Query(0.01, ge=0.0, le=1000.0, description="A change worse than this fraction is a regression.")
-
-
 @router.get("/compare", response_model=ComparisonInfo)
-async def compare(
-    request: Request,
-    ids: list[str] = IDS,
-    baseline: str | None = Query(None, max_length=200),
-    metric: list[str] = METRICS,
-    tolerance: float = TOLERANCE,
-) -> dict[str, Any]:
+async def compare(request: Request, query: Annotated[CompareQuery, Query()]) -> dict[str, Any]:
     """The runs' metrics side by side and each regression against the baseline (default: the first run)."""
-    comparison = await run_in_threadpool(_compare, request, ids, baseline, metric, tolerance)
+    comparison = await run_in_threadpool(_compare, request, query)
     return comparison.as_dict()
 
 
@@ -81,13 +68,7 @@ def _png(comparison: Comparison) -> bytes:
 
 
 @router.get("/compare/plot", response_class=Response)
-async def compare_plot(
-    request: Request,
-    ids: list[str] = IDS,
-    baseline: str | None = Query(None, max_length=200),
-    metric: list[str] = METRICS,
-    tolerance: float = TOLERANCE,
-) -> Response:
+async def compare_plot(request: Request, query: Annotated[CompareQuery, Query()]) -> Response:
     """The comparison as a PNG chart: one panel per metric, the baseline dark, regressions red."""
-    comparison = await run_in_threadpool(_compare, request, ids, baseline, metric, tolerance)
+    comparison = await run_in_threadpool(_compare, request, query)
     return Response(await run_in_threadpool(_png, comparison), media_type="image/png")

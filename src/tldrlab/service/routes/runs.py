@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.kinds import KINDS, get_kind, kind_schema, submittable_kinds
 from tldrlab.runs import RunRecord, RunStatus
+from tldrlab.runs.registry import RunQuery
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import public_paths
 from tldrlab.service.events import RunTail, sse_format
@@ -32,7 +33,6 @@ from tldrlab.service.state import queue_readiness, registry, settings_of, submit
 from tldrlab.service.worker import update_manifest
 
 router = APIRouter(tags=["runs"], route_class=StrictJSONRoute)
-MAX_OFFSET = 10**9
 MAX_MESSAGE_CHARS = 2000
 register_check("queue", queue_readiness)
 
@@ -233,16 +233,8 @@ def start_training(request: Request, body: TrainRequest) -> dict[str, Any]:
 
 
 @router.get("/runs", response_model=RunList)
-def list_runs(
-    request: Request,
-    kind: str | None = None,
-    status: str | None = None,
-    limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=MAX_OFFSET),
-) -> dict[str, Any]:
-    if status is not None and status not in {s.value for s in RunStatus}:
-        raise InvalidInputError(f"unknown status {status!r}")
-    records = registry(request).list(kind=kind, status=status, limit=limit, offset=offset, with_config=False)
+def list_runs(request: Request, query: Annotated[RunQuery, Query()]) -> dict[str, Any]:
+    records = registry(request).list(**query.model_dump(mode="json"), with_config=False)
     return public(request, {"runs": [run_info(r) for r in records], "count": len(records)})
 
 
