@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from tldrlab.cli.options import parse_pairs
 from tldrlab.cli.tables import emit
@@ -18,7 +17,6 @@ data_app = typer.Typer(
     "Example: tldrlab data inspect ../shared/data/scitldr",
     no_args_is_help=True,
 )
-console = Console()
 
 
 @data_app.command("inspect")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import typer
 from rich.console import Console
 
-from tldrlab.cli.options import Flag
+from tldrlab.cli.options import JSON_OPTION, Flag, config_command
 from tldrlab.cli.runkinds import RunCommand, add, show_result
 from tldrlab.cli.tables import emit, print_report
 from tldrlab.launch import launch_run
@@ -56,13 +56,7 @@ def tmd(
     console.print(f"TMD labels written: {done or 'nothing to label'}")
 
 
-@lvm_app.command("stats")
-def stats(
-    source: str | None = typer.Option(None, help="Only this source (default: all)."),
-    samples: int = typer.Option(5, help="Random concepts to show."),
-    db: str | None = typer.Option(None, help="Concept store URL."),
-    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
-) -> None:
+def stats_command(query: Any, db: str | None, as_json: bool) -> None:
     """What the concept store holds: counts, dimensions, samples and the TMD distribution.
 
     Example: tldrlab lvm stats --samples 3
@@ -74,11 +68,14 @@ def stats(
 
     store = open_concept_store(db)
     try:
-        found = store.stats(source, samples=samples)
+        found = store.stats(query.source, samples=query.samples)
     finally:
         store.close()
     data = {**found, "samples": [asdict(c) for c in found["samples"]]}
     emit(data, lambda: stats_report(found), as_json=as_json)
+
+
+DB = ("db", str | None, typer.Option(None, help="Concept store URL."))
 
 
 @lvm_app.command("decode")
@@ -209,4 +206,5 @@ def register(app: typer.Typer) -> None:
                    arguments=("runs",)),
     ):  # fmt: skip
         add(lvm_app, spec)
+    config_command(lvm_app, "stats", "tldrlab.lvm.store:StatsQuery", stats_command, params=[DB, JSON_OPTION])
     app.add_typer(lvm_app, name="lvm")

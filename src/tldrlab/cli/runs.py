@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from tldrlab.cli.options import JSON_OPTION, config_command
 from tldrlab.cli.tables import emit
@@ -22,7 +21,6 @@ from tldrlab.runs.run import read_manifest
 from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
-console = Console()
 
 
 def list_command(query: RunQuery, as_json: bool) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.embed import vector_space
@@ -82,6 +83,17 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
     ],
     SQLITE_MIGRATIONS[1],
 ]
+
+
+class StatsQuery(BaseModel):
+    """What `ConceptStore.stats` describes: `GET /lvm/stats` (query parameters) and `tldrlab lvm stats`."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source: str | None = Field(None, max_length=100)
+    """Only concepts of this source (default: all)."""
+    samples: int = Field(5, ge=0, le=100)
+    """Random concepts to show."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,7 +29,7 @@ from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
 from tldrlab.lvm.generate import Smoother, generate_next, window_from_texts
 from tldrlab.lvm.index import load_index
 from tldrlab.lvm.ingest import IngestConfig, load_embedder
-from tldrlab.lvm.store import ConceptStore, default_store_url, open_concept_store
+from tldrlab.lvm.store import ConceptStore, StatsQuery, default_store_url, open_concept_store
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.service.confine import resolve_input, resolve_model
@@ -309,12 +309,8 @@ def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
 
 # -- stats ---------------------------------------------------------------------------------------------------
 @router.get("/lvm/stats")
-def stats(
-    request: Request,
-    source: str | None = Query(None, max_length=100),
-    samples: int = Query(5, ge=0, le=100),
-) -> dict[str, Any]:
+def stats(request: Request, query: Annotated[StatsQuery, Query()]) -> dict[str, Any]:
     """Concepts and articles per source, embedder and dimension, the TMD distribution, random samples."""
-    found = resources(request).store.stats(source, samples=samples)
+    found = resources(request).store.stats(query.source, samples=query.samples)
     found["samples"] = [{**asdict(c), "tmd": c.tmd.code if c.tmd else None} for c in found["samples"]]
     return found
