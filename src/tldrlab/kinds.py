@@ -59,6 +59,7 @@ from tldrlab.lvm.config import (
     LVMTrainJobConfig,
     SequencesConfig,
 )
+from tldrlab.report import Report, key_value_table
 from tldrlab.sweep.config import SweepConfig, TrialConfig
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerJobConfig
@@ -345,6 +346,21 @@ def get_kind(name: str) -> RunKind:
         known = ", ".join(sorted(KINDS))
         raise UnknownKindError(f"unknown run kind {name!r}; known kinds: {known}", kinds=sorted(KINDS))
     return kind
+
+
+def result_report(kind_name: str, run_id: str, result: Any) -> Report:
+    """How a run's result reads, the same in every front end (CLI, API, runs page, Discord): its kind's
+    `report`, else a table of the result's fields (nested values as JSON)."""
+    kind = get_kind(kind_name)
+    if kind.report is not None:
+        report: Report = load_target(kind.report)(run_id, result)
+        return report
+    fields = result if isinstance(result, dict) else {"result": result}
+    shown: dict[str, object] = {
+        str(k): v if v is None or isinstance(v, str | int | float | bool) else json.dumps(v, default=str)
+        for k, v in fields.items()
+    }
+    return Report([f"run {run_id}", key_value_table(shown, key="field")])
 
 
 def submittable_kinds() -> list[RunKind]:

@@ -191,6 +191,9 @@ def test_bot_commands_over_the_api(tldrlab_home: Path) -> None:
     sized = commands.handle(42, "train", 'smoke {"steps": 3}')
     assert sized is not None and sized.startswith("queued `smoke-")
     commands.handle(42, "unwatch", sized.split("`")[1])
+    build_worker(config=BURST).run()  # runs the 3-step smoke run (the first one was cancelled)
+    done = commands.handle(42, "status", sized.split("`")[1]) or ""
+    assert "**completed**" in done and "| final_loss |" in done  # the run's report, as the CLI prints it
     assert "steps" in (commands.handle(42, "train", 'smoke {"steps": 0}') or "")  # the 422 names the field
     unknown = commands.handle(42, "train", "dance {}") or ""
     assert "unknown_kind" in unknown and "known kinds: elm_compare_lm, " in unknown  # listed, in order

@@ -55,6 +55,10 @@ def test_train_smoke_run_end_to_end(client: TestClient) -> None:
     weights = client.get(f"/artifacts/smoke/{run_id}/artifacts/weights.json")
     assert weights.status_code == 200 and len(weights.json()["weight"]) == 16
     assert client.get(f"/artifacts/train/{run_id}").status_code == 404  # wrong kind
+    # the result as every front end shows it (a kind without a report of its own: its result's fields)
+    report = client.get(f"/runs/{run_id}/report").json()
+    assert report["run_id"] == run_id and report["kind"] == "smoke" and report["warnings"] == []
+    assert f"run {run_id}" in report["markdown"] and "| final_loss |" in report["markdown"]
 
 
 def test_cancel_queued_and_finished(client: TestClient) -> None:
@@ -116,6 +120,13 @@ def test_tokenizer_routes(client: TestClient, tldrlab_home: Path) -> None:
     assert created.status_code == 202 and created.json()["kind"] == "tokenizer"
     info = client.get(f"/tokenizers/{created.json()['id']}").json()
     assert info["status"] == "queued" and info["stats"] == {}
+    early = client.get(f"/runs/{info['id']}/report")
+    assert early.status_code == 409 and "queued" in early.json()["message"]
+    _work()
+    # the kind's own report, as `tldrlab tokenizer` prints it, with the server's paths rewritten
+    report = client.get(f"/runs/{info['id']}/report").json()["markdown"]
+    assert "| method | bpe |" in report and "corpus.txt" in report and str(tldrlab_home) not in report
+    assert client.get("/runs/nope/report").status_code == 404
     smoke = client.post("/runs", json={"kind": "smoke", "config": {}}).json()["id"]
     assert client.get(f"/tokenizers/{smoke}").status_code == 404
 

@@ -74,6 +74,8 @@ def test_runs_page_live_chart_artifacts_and_cancel(browser: object, served: str)
     assert len(points.split(" ")) == 40
     assert "step 40" in (page.text_content("#chart-label") or "")
     page.wait_for_selector("#artifacts a:has-text('weights.json')")
+    page.wait_for_selector("#report-panel:not([hidden])")  # the completed run's report, as the CLI prints it
+    assert f"run {run_id}" in page.inner_text("#report") and "final_loss" in page.inner_text("#report")
     row = page.locator(f"#runs tbody tr[data-run-id='{run_id}']")
     expect(row).to_contain_text("completed", timeout=10_000)  # the list refreshes every 2 s
     with page.expect_download() as download:

@@ -43,9 +43,8 @@ from tldrlab.cli.options import (
 from tldrlab.cli.tables import print_report
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
-from tldrlab.kinds import deep_merge, get_kind, validate_config
+from tldrlab.kinds import deep_merge, get_kind, result_report, validate_config
 from tldrlab.launch import launch_run, preflight
-from tldrlab.targets import load_target
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def show_result(kind: str, run_id: str, result: Any, *, as_json: bool = False) -
         shown = result if isinstance(result, dict) else {"result": result}
         typer.echo(json.dumps({"run_id": run_id, **shown}, indent=2, default=str))
     else:
-        print_report(load_target(report)(run_id, result))
+        print_report(result_report(kind, run_id, result))
 
 
 def build_callback(spec: RunCommand) -> Any:

@@ -31,6 +31,7 @@ from tldrlab.service.notify.base import NotifySettings, redact
 
 log = logging.getLogger("tldrlab.notify.discord")
 MAX_MESSAGE = 1900  # Discord's limit is 2000 characters
+REPORT_CHARS = 1500  # a status line plus a run's report stays one DM
 METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
 
 
@@ -313,7 +314,14 @@ class BotCommands:
             parts.append(f"heartbeat {run['heartbeat_age_s']:.0f}s ago")
         if run["message"]:
             parts.append(redact(run["message"], limit=200))
-        return ", ".join(parts)
+        line = ", ".join(parts)
+        if run["status"] != "completed":
+            return line
+        try:  # a completed run's result, as the CLI prints it (kinds without a result have none)
+            report = self._get(f"/runs/{run['id']}/report")["markdown"]
+        except InvalidInputError:
+            return line
+        return f"{line}\n{redact(report, limit=REPORT_CHARS)}"
 
     def cancel(self, argument: str) -> str:
         run = self._json(self.api.post(f"/runs/{self._need_id(argument)}/cancel"))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
-from tldrlab.kinds import KINDS, get_kind, kind_schema, submittable_kinds
+from tldrlab.kinds import KINDS, get_kind, kind_schema, result_report, submittable_kinds
 from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.registry import RunQuery
 from tldrlab.runs.run import read_manifest
@@ -153,6 +153,15 @@ class ChildResult(BaseModel):
     result: Any | None = Field(default=None, description="The job's result.json once it completed.")
 
 
+class RunReport(BaseModel):
+    """A completed run's result as people read it: the report `tldrlab` prints for the run's kind."""
+
+    run_id: str
+    kind: str
+    markdown: str = Field(description="Lines and tables in Markdown (server paths rewritten as elsewhere).")
+    warnings: list[str] = Field(description="What the reader should not miss (also ending `markdown`).")
+
+
 # -- helpers -------------------------------------------------------------------------------------------------
 def run_info(record: RunRecord) -> dict[str, Any]:
     data = record.to_dict()
@@ -249,6 +258,22 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
         data["artifacts"] = []
     data["last_metrics"] = _last_line(Path(record.run_dir) / "metrics.jsonl")
     return public(request, data)
+
+
+@router.get("/runs/{run_id}/report", response_model=RunReport)
+def get_report(request: Request, run_id: str) -> dict[str, Any]:
+    """The run's result as it reads in the CLI, the runs page and Discord; 409 until the run completed."""
+    record = _get(request, run_id)
+    if record.status != RunStatus.COMPLETED:
+        raise ConflictError(f"run {record.id} is {record.status.value}: it has a report once it completed")
+    result = _result(record)
+    if result is None:
+        raise NotFoundError(f"run {record.id} recorded no result to report")
+    report = result_report(record.kind, record.id, result)
+    markdown, warnings = report.markdown(), report.warnings
+    return public(
+        request, {"run_id": record.id, "kind": record.kind, "markdown": markdown, "warnings": warnings}
+    )
 
 
 @router.get("/runs/{run_id}/logs", response_model=LogTail)

@@ -54,6 +54,7 @@ async function refreshDetail() {
   $("detail-message").textContent = run.message || "";
   $("detail-heartbeat").textContent = run.heartbeat_age_s == null ? "" : `last heartbeat ${run.heartbeat_age_s.toFixed(1)} s ago`;
   $("cancel").disabled = ["completed", "failed", "cancelled"].includes(run.status);
+  showReport(run);
   const list = $("artifacts");
   list.replaceChildren();
   for (const artifact of run.artifacts) {
@@ -65,6 +66,16 @@ async function refreshDetail() {
     item.append(link);
     list.append(item);
   }
+}
+
+async function showReport(run) {
+  // the completed run's result as the CLI prints it (GET /runs/{id}/report); kinds without a result have none
+  let report = null;
+  if (run.status === "completed") {
+    try { report = await api(`/runs/${encodeURIComponent(run.id)}/report`); } catch (err) { report = null; }
+  }
+  $("report").textContent = report ? report.markdown : "";
+  $("report-panel").hidden = !report;
 }
 
 async function download(url, name) {
