@@ -115,14 +115,13 @@ NOT_RUN: list[tuple[str, str, str]] = [
     (r"docs/cli.md", r".*", "the --help examples: parsed here; the commands run in the docs above"),
 ]
 
-# option -> value (or function of the value) for a tiny run: two steps, evaluated and checkpointed once (at
-# the end, which the loop always does; one evaluation more per run cost seconds and showed nothing new)
+# option -> value (or function of the value) for a tiny run
 CLAMPS: dict[str, Any] = {
     "--max-steps": "2",
     "--warmup-steps": "0",
     "--train.max-steps": "2",
-    "--eval-every": "2",
-    "--checkpoint-every": "2",
+    "--eval-every": "1",
+    "--checkpoint-every": "1",
     "--max-samples": "3",
     "--max-minutes": "1",
     "--batch-size": lambda v: str(min(int(v), 4)),
@@ -278,7 +277,7 @@ def _example_files(cwd: Path, shared: Path) -> None:
     job = re.search(r"```yaml\n(model: .*?)```", training, re.S)
     assert job, "docs/training.md lost its job.yaml example"
     tiny = {"vocab_size": 300, "n_positions": 64, "block_size": 64, "max_steps": 2, "batch_size": 4}
-    tiny |= {"warmup_steps": 0, "eval_every": 2, "checkpoint_every": 2, "grad_accum_steps": 1}
+    tiny |= {"warmup_steps": 0, "eval_every": 1, "checkpoint_every": 1, "grad_accum_steps": 1}
     yaml_text = job[1].replace("path: corpus.txt", f"path: {cwd / 'corpus.txt'}")
     for key, value in tiny.items():
         yaml_text = re.sub(rf"\b{key}: \d+", f"{key}: {value}", yaml_text)
