@@ -103,6 +103,9 @@ def time_llama_cpp(gguf: Path, prompt: str, new_tokens: int, threads: int) -> di
 
     llm = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, n_batch=512, verbose=False)
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    # an untimed warm-up (buffers, thread pool), as the transformers rows get from their one-token call
+    llm.eval(tokens[:32])
+    llm.reset()
     pieces: list[int] = []
     started = time.perf_counter()
     first = 0.0
