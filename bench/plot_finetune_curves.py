@@ -48,6 +48,9 @@ def main() -> None:
                 ax.plot(*zip(*points, strict=True), marker="o" if key != "train_loss" else None, label=label)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("optimizer step")
+    for ax in axes:
+        if not ax.lines:  # e.g. the runs stopped before their first generating evaluation
+            ax.text(0.5, 0.5, "no points in these runs", ha="center", va="center", transform=ax.transAxes)
     axes[0].legend()
     if args.title:
         fig.suptitle(args.title, fontsize=11)
