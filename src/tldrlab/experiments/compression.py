@@ -24,6 +24,7 @@ import torch
 
 from tldrlab.errors import ConfigError
 from tldrlab.experiments.config import CompressionSpec
+from tldrlab.models.layers import evenly_spaced
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -42,15 +43,6 @@ def t5_parameter_count(config: Any) -> int:
     decoder = config.num_decoder_layers * (2 * attention + feed_forward + 3 * d) + bias + d
     embeddings = vocab * d * (1 if config.tie_word_embeddings else 2)
     return int(embeddings + encoder + decoder)
-
-
-def evenly_spaced(total: int, keep: int) -> list[int]:
-    """`keep` indices out of range(total), spread evenly, first and last always included."""
-    if keep > total:
-        raise ConfigError(f"cannot keep {keep} layers of a model that has {total}")
-    if keep == 1:
-        return [0]
-    return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
 
 
 def _ratio_candidates(base: Any) -> list[dict[str, int]]:

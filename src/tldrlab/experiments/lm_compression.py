@@ -46,6 +46,7 @@ from torch import nn
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.config import LMCompressionSpec
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_pair_ids
+from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.runs.atomic import atomic_write_json
 
 PLAN_FILE = "compression.json"
@@ -167,15 +168,6 @@ def choose_shape(config: Any, spec: LMCompressionSpec) -> LMShape:
     return best[1]
 
 
-def evenly_spaced(total: int, keep: int) -> list[int]:
-    """`keep` indices out of range(total), spread evenly, first and last always included."""
-    if keep > total:
-        raise ConfigError(f"cannot keep {keep} layers of a model that has {total}")
-    if keep == 1:
-        return [0]
-    return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
-
-
 # -- calibration and importance -----------------------------------------------------------------------------
 def calibration_batches(
     tokenizer: Any,
@@ -213,14 +205,6 @@ class Importance:
     heads: list[torch.Tensor] = field(default_factory=list)
 
 
-def decoder_layers(model: Any) -> Any:
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if layers is None:
-        raise ConfigError(f"{type(model).__name__} has no model.layers: compression works on Llama-style LMs")
-    return layers
-
-
 def _parts(layer: Any) -> tuple[Any, Any]:
     attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
     names = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -233,7 +217,7 @@ def _parts(layer: Any) -> tuple[Any, Any]:
 
 def _weight_importance(model: Any, n_heads: int, head_dim: int) -> Importance:
     found = Importance("weight")
-    for layer in decoder_layers(model):
+    for layer in decoder_layers(model, "compression"):
         attention, mlp = _parts(layer)
         found.mlp.append(
             mlp.down_proj.weight.norm(dim=0)
@@ -255,7 +239,7 @@ def importance_scores(
         return _weight_importance(model, n_heads, head_dim)
     if method not in ("activation", "taylor"):
         raise ConfigError(f"unknown importance method {method!r}: activation, taylor or weight")
-    layers = decoder_layers(model)
+    layers = decoder_layers(model, "compression")
     mlp_sums = [torch.zeros(layer.mlp.down_proj.in_features, dtype=torch.float64) for layer in layers]
     head_sums = [torch.zeros(n_heads, dtype=torch.float64) for _ in layers]
     tokens = 0

@@ -9,7 +9,6 @@ seeds; with two seeds the spread between seeds is reported next to it (std), not
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -162,38 +161,9 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def plot_comparison(summary: list[dict[str, Any]], lead: dict[str, Any] | None, path: Path) -> Path:
     """Bars per arm (mean ± std over seeds); Lead-1 as a dashed line on the quality panels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [
-        m
-        for m in ("parameters", "rougeL", "bertscore_f1", "eval_loss", "latency_ms", "train_seconds")
-        if any(f"{m}_mean" in s for s in summary)
-    ]
-    cols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, 3.3 * nrows), squeeze=False)
-    arms = [s["arm"] for s in summary]
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
-    for ax, metric in zip(axes.flat, panels, strict=False):
-        means = [s.get(f"{metric}_mean", 0.0) for s in summary]
-        stds = [s.get(f"{metric}_std", 0.0) for s in summary]
-        ax.bar(arms, means, yerr=stds, capsize=4, color=colors[: len(arms)])
-        if lead is not None and metric in lead:
-            ax.axhline(lead[metric], color="black", linestyle="--", linewidth=1, label="Lead-1")
-            ax.legend(fontsize=8)
-        ax.set_title(LABELS[metric])
-        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    fig.suptitle("compressed pretrained LM: arms (mean ± std over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    metrics = ("parameters", "rougeL", "bertscore_f1", "eval_loss", "latency_ms", "train_seconds")
+    title = "compressed pretrained LM: arms (mean ± std over seeds)"
+    return results.plot_arm_bars(summary, metrics, LABELS, path, title, reference=lead)
 
 
 def plot_differences(found: list[dict[str, Any]], path: Path) -> Path:

@@ -188,36 +188,45 @@ def csv_text(rows: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS) -> 
 
 def plot_comparison(summary: list[dict[str, Any]], path: Path) -> Path:
     """Bars per arm (mean ± std over seeds) for parameters, quality, latency and training time."""
+    metrics = ("parameters", "eval_loss", "rougeL", "bertscore_f1", "highlight_p_at_3", "latency_ms")
+    title = "dendrite experiment (mean ± std over seeds)"
+    return plot_arm_bars(summary, (*metrics, "train_seconds"), LABELS, path, title)
+
+
+def plot_arm_bars(
+    summary: list[dict[str, Any]],
+    candidates: tuple[str, ...],
+    labels: dict[str, str],
+    path: Path,
+    title: str,
+    reference: dict[str, Any] | None = None,
+) -> Path:
+    """One panel per metric of `candidates` that the summary has: a bar per arm (mean ± std over seeds);
+    `reference` values (Lead-1) as a dashed line on the panels they exist for."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    candidates = (
-        "parameters",
-        "eval_loss",
-        "rougeL",
-        "bertscore_f1",
-        "highlight_p_at_3",
-        "latency_ms",
-        "train_seconds",
-    )
     panels = [m for m in candidates if any(f"{m}_mean" in s for s in summary)]
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), squeeze=False)
     arms = [s["arm"] for s in summary]
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
     for ax, metric in zip(axes.flat, panels, strict=False):
         means = [s.get(f"{metric}_mean", 0.0) for s in summary]
         stds = [s.get(f"{metric}_std", 0.0) for s in summary]
         ax.bar(arms, means, yerr=stds, capsize=4, color=colors[: len(arms)])
-        ax.set_title(LABELS[metric])
-        ax.tick_params(axis="x", labelrotation=20)
+        if reference is not None and metric in reference:
+            ax.axhline(reference[metric], color="black", linestyle="--", linewidth=1, label="Lead-1")
+            ax.legend(fontsize=8)
+        ax.set_title(labels[metric])
+        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.suptitle("dendrite experiment (mean ± std over seeds)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

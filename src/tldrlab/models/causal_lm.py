@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
+from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
 from tldrlab.runs.paths import ModelRef
 
@@ -138,16 +139,13 @@ def keep_layers(model: Any, num_layers: int) -> list[int]:
     """Drop decoder layers in place, keeping `num_layers` evenly spaced ones; returns the kept indices."""
     from torch import nn
 
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model, "num_layers")
     total = len(layers)
     if num_layers > total:
         raise ConfigError(f"num_layers {num_layers} exceeds the model's {total} layers")
     if num_layers == total:
         return list(range(total))
-    if num_layers == 1:
-        kept = [0]
-    else:
-        kept = sorted({round(i * (total - 1) / (num_layers - 1)) for i in range(num_layers)})
+    kept = evenly_spaced(total, num_layers)
     new_layers = nn.ModuleList([layers[i] for i in kept])
     for position, layer in enumerate(new_layers):
         # The KV cache is indexed by each attention's layer_idx: renumber so they are 0..n-1 again.
@@ -163,14 +161,6 @@ def keep_layers(model: Any, num_layers: int) -> list[int]:
     if isinstance(layer_types, list) and len(layer_types) == total:
         config.layer_types = [layer_types[i] for i in kept]
     return kept
-
-
-def _decoder_layers(model: Any) -> Any:
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if layers is None:
-        raise ConfigError(f"{type(model).__name__} has no model.layers: num_layers works on Llama-style LMs")
-    return layers
 
 
 def apply_lora(model: Any, lora: LoraSettings) -> Any:
