@@ -32,6 +32,11 @@ def test_throughput_lines_and_no_mfu_on_a_cpu() -> None:
     assert peak_flops(torch.device("cpu"), "bf16") is None
     model = ToyLM()
     assert model_flops_per_token(model) == 6 * sum(p.numel() for p in model.parameters())
+    # frozen weights (a LoRA base) get no weight gradients: 4 FLOPs per parameter, not 6
+    frozen = next(model.parameters())
+    frozen.requires_grad_(False)
+    total = sum(p.numel() for p in model.parameters())
+    assert model_flops_per_token(model) == 6 * total - 2 * frozen.numel()
     assert PEAK_TFLOPS["H100"] > PEAK_TFLOPS["A100"] > 0
 
 

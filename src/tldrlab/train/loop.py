@@ -351,8 +351,12 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
 
 
 def model_flops_per_token(model: nn.Module) -> float:
-    """Training FLOPs per token: about 6 per parameter (2 forward, 4 backward), as in the scaling papers."""
-    return 6.0 * sum(p.numel() for p in model.parameters())
+    """Training FLOPs per token, as in the scaling papers: 2 per parameter forward, 2 backward for the
+    activations' gradients, and 2 more for the weight gradients of trainable parameters only (6 per parameter
+    in full training; a LoRA model's frozen base costs 4)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return 4.0 * total + 2.0 * trainable
 
 
 # -- the loop -----------------------------------------------------------------------------------------------
