@@ -246,8 +246,11 @@ def fit_mode(
         subset, _ = select_columns(rows, groups)
         for c in REGULARISATION_GRID:
             scores[(groups, c, False)] = cross_validate(subset, mode, c, False, config.folds)
-    # ties: fewer groups, a stronger penalty, no vectors
-    simpler = lambda key: (scores[key], -len(key[0]), key[1], not key[2])  # noqa: E731
+
+    def simpler(key: tuple[tuple[str, ...], float, bool]) -> tuple[float, int, float, bool]:
+        """Ties go to fewer groups, a stronger penalty, no vectors."""
+        return scores[key], -len(key[0]), key[1], not key[2]
+
     best_groups = max(scores, key=simpler)[0]
     if config.use_vectors:
         subset, _ = select_columns(rows, best_groups)

@@ -34,6 +34,8 @@ from tldrlab.report import Column, Table
 from tldrlab.runs.atomic import sha256_file
 
 log = logging.getLogger("tldrlab.models.store")
+YES_NO: dict[object, str] = {True: "yes", False: "no"}
+"""A manifest's chat_template flag as listed (unknown: "-")."""
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 StoreDtype = Literal["float32", "bfloat16"]
@@ -157,7 +159,7 @@ def models_table(rows: list[dict[str, Any]]) -> Table:
             row["kind"] + (" (shadowed)" if row.get("shadowed") else ""),
             f"{row['parameters']:,}" if row.get("parameters") else "-",
             str(row.get("dtype") or "-"),
-            {True: "yes", False: "no"}.get(row.get("chat_template"), "-"),  # type: ignore[arg-type]
+            YES_NO.get(row.get("chat_template"), "-"),
             f"{row['bytes'] / 1e6:.0f} MB",
             row["path"],
         ]
