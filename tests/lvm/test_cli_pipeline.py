@@ -124,11 +124,14 @@ def test_ingest_index_sequences_evaluate_decode(
 
     model_dir = save_lvm(build_lvm("gru", LVMConfig(dim=384, hidden=16, context=3)), tmp_path / "model")
     out = _cli(
-        capsys, "lvm", "decode", str(model_dir), "--article", "wikipedia/t:1", "--position", "3", "--k", "3"
-    )
+        capsys, "lvm", "generate", str(model_dir), "--article", "wikipedia/t:1", "--position", "3",
+        "--nearest",
+    )  # fmt: skip
     assert "true next (3): Explosive eruptions" in out and "wikipedia/t:1#" in out
+    assert out.count("wikipedia/t:") == 5  # --nearest lists 5 nearest concepts unless --k says otherwise
+    # `lvm decode`, the old name, is `generate --nearest`
     out = _cli(capsys, "lvm", "decode", str(model_dir), "--text", "Yeast makes the dough rise.", "--k", "2")
-    assert out.count("wikipedia/t:") == 2
+    assert out.count("wikipedia/t:") == 2 and "decoded:" not in out
     # text out: two steps continued from the store, each smoothed by a (tiny) local LM
     out = _cli(
         capsys, "lvm", "generate", str(model_dir), "--article", "wikipedia/t:1", "--position", "3",

@@ -1,4 +1,4 @@
-"""`tldrlab lvm ingest | index | sequences | train | evaluate | decode`: concept-vector models.
+"""`tldrlab lvm ingest | index | sequences | train | evaluate | generate`: concept-vector models.
 
 A typical session, each step a run (see `tldrlab runs list`):
 
@@ -7,7 +7,7 @@ A typical session, each step a run (see `tldrlab runs list`):
     tldrlab lvm sequences --context 5 --seed 0
     tldrlab lvm train --model gru
     tldrlab lvm evaluate <train-run-id> [<train-run-id> ...]
-    tldrlab lvm decode <train-run-id> --text "First sentence." --text "Second sentence."
+    tldrlab lvm generate <train-run-id> --text "First sentence." --text "Second sentence." --nearest
 
 Files live under `<home>/lvm/` unless told otherwise: `concepts.db` (SQLite store; a postgres database URL
 puts the concepts in PostgreSQL + pgvector instead), `index/` and `sequences.npz`.
@@ -26,7 +26,7 @@ from tldrlab.cli.runkinds import RunCommand, add, show_result
 from tldrlab.cli.tables import emit, print_report
 from tldrlab.launch import launch_run
 
-lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, decode.")
+lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, generate.")
 console = Console()
 
 
@@ -78,46 +78,23 @@ def stats_command(query: Any, db: str | None, as_json: bool) -> None:
 DB = ("db", str | None, typer.Option(None, help="Concept store URL."))
 
 
-@lvm_app.command("decode")
-def decode(
-    run_ref: str = typer.Argument(..., help="lvm_train run id (or model directory)."),
-    text: list[str] = typer.Option(None, "--text", help="Context concepts as text, in order (repeatable)."),
-    article: str | None = typer.Option(
-        None, help="Stored article as SOURCE/ARTICLE_ID (context from the store)."
-    ),
-    position: int | None = typer.Option(None, help="With --article: predict the concept at this position."),
-    k: int = typer.Option(5, help="How many nearest concepts to print."),
-    index_dir: Path | None = typer.Option(None, "--index", help="Index directory."),
-    db: str | None = typer.Option(None, help="Concept store URL."),
-    vec2text: bool = typer.Option(False, help="Also invert the prediction with vec2text (optional package)."),
-    corrector: str | None = typer.Option(None, help="vec2text corrector model path."),
-) -> None:
-    """Predict the next concept of a context and print the nearest stored concepts (their texts).
-
-    Example: tldrlab lvm decode <run> --article enwiki_2016_sample/enwiki:12 --position 7
-    """
-    # lazy: loads numpy (kept off `tldrlab --help`)
-    from tldrlab.lvm.decode import vec2text_decode
-    from tldrlab.lvm.generate import continue_context
-
-    context: dict[str, Any] = {"texts": text, "article": article, "position": position}
-    context.update(index_dir=index_dir, db=db)
-    continued = continue_context(run_ref, k=k, **context)
-    print_report(continued.report(all_nearest=True))
-    if vec2text:
-        console.print(f"vec2text: {vec2text_decode(continued.steps[0].vector[None], corrector)[0]}")
-
-
 @lvm_app.command("generate")
+@lvm_app.command("decode", hidden=True)  # the old name: `generate --nearest`
 def generate(
+    ctx: typer.Context,
     run_ref: str = typer.Argument(..., help="lvm_train run id (or model directory)."),
     text: list[str] = typer.Option(None, "--text", help="Context sentences, in order (repeatable)."),
     article: str | None = typer.Option(None, help="Stored article as SOURCE/ARTICLE_ID."),
     position: int | None = typer.Option(None, help="With --article: continue from this position."),
     steps: int = typer.Option(1, help="How many next concepts to generate."),
-    k: int = typer.Option(3, help="Nearest stored concepts per step (the smoother reads them all)."),
+    k: int | None = typer.Option(
+        None, help="Nearest stored concepts per step (the smoother reads them all) [default: 3, --nearest 5]."
+    ),
+    nearest: bool = typer.Option(False, "--nearest", help="List every nearest concept of the first step."),
     smooth: bool = typer.Option(False, "--smooth", help="Fuse each step's concepts into one sentence."),
     lm: str = typer.Option("smollm2", help="The local LM that smooths (a model reference)."),
+    vec2text: bool = typer.Option(False, help="Also invert the prediction with vec2text (optional package)."),
+    corrector: str | None = typer.Option(None, help="--vec2text: corrector model path."),
     measure: int | None = typer.Option(
         None, help="Instead: score raw / smoothed / copy-last on this many windows of --split."
     ),
@@ -127,37 +104,31 @@ def generate(
     index_dir: Path | None = typer.Option(None, "--index", help="Index directory."),
     db: str | None = typer.Option(None, help="Concept store URL."),
 ) -> None:
-    """Continue an article: predict the next concept, decode it to stored concepts, optionally smooth them
-    into one sentence with the local LM. With --measure N, score that against the true next sentences.
+    """Continue an article: predict the next concept, decode it to stored concepts (`--nearest`: list them
+    all), optionally smooth them into one sentence with the local LM. With --measure N, score that against
+    the true next sentences (a run of kind lvm_generate). `tldrlab lvm decode` is the old name of --nearest.
 
     Example: tldrlab lvm generate <run> --article wikitext/Tikal --position 4 --steps 3 --smooth
     """
     # lazy: loads numpy (kept off `tldrlab --help`)
+    from tldrlab.lvm.decode import vec2text_decode
     from tldrlab.lvm.generate import Smoother, continue_context
 
-    if measure is not None:  # a run of kind lvm_generate
-        _measure_generation(run_ref, smooth, lm, measure, split, sequences_path, seed, k)
+    nearest = nearest or ctx.info_name == "decode"
+    k = k or (5 if nearest else 3)
+    if measure is not None:
+        config = dict(run=run_ref, split=split, windows=measure, seed=seed, k=k, smooth=smooth, lm=lm)
+        launched = launch_run("lvm_generate", {**config, "sequences": sequences_path and str(sequences_path)})
+        show_result("lvm_generate", launched.record.id, launched.result or {})
         return
-    context: dict[str, Any] = {"texts": text, "article": article, "position": position}
-    context.update(index_dir=index_dir, db=db)
     smoother = Smoother(lm) if smooth else None
-    print_report(continue_context(run_ref, steps=steps, k=k, smoother=smoother, **context).report())
-
-
-def _measure_generation(
-    run_ref: str,
-    smooth: bool,
-    lm: str,
-    count: int,
-    split: str,
-    sequences_path: Path | None,
-    seed: int,
-    k: int,
-) -> None:
-    sequences = str(sequences_path) if sequences_path else None
-    config = {"run": run_ref, "sequences": sequences, "split": split, "windows": count, "seed": seed, "k": k}
-    launched = launch_run("lvm_generate", {**config, "smooth": smooth, "lm": lm})
-    show_result("lvm_generate", launched.record.id, launched.result or {})
+    continued = continue_context(
+        run_ref, texts=text, article=article, position=position, steps=steps, k=k, smoother=smoother,
+        index_dir=index_dir, db=db,
+    )  # fmt: skip
+    print_report(continued.report(all_nearest=nearest))
+    if vec2text:
+        console.print(f"vec2text: {vec2text_decode(continued.steps[0].vector[None], corrector)[0]}")
 
 
 def _select(metric: str) -> dict[str, Any]:

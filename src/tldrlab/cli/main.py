@@ -33,7 +33,7 @@ COMMAND_MODULES = [
     "tldrlab.cli.experiment",  # tldrlab experiment dendrites
     "tldrlab.cli.sweep",  # tldrlab sweep run|status|best|export
     "tldrlab.cli.elm",  # tldrlab elm prepare|train|generate|evaluate|optimize
-    "tldrlab.cli.lvm",  # tldrlab lvm ingest|index|sequences|train|evaluate|decode
+    "tldrlab.cli.lvm",  # tldrlab lvm ingest|index|sequences|train|evaluate|generate|stats|tmd
 ]
 
 app = typer.Typer(

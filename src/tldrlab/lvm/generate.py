@@ -421,7 +421,7 @@ def generation_report(run_id: str, report: dict[str, Any]) -> Report:
 
 @dataclass
 class Continuation:
-    """A context and what a model generated after it (`tldrlab lvm decode` / `generate`)."""
+    """A context and what a model generated after it (`tldrlab lvm generate`)."""
 
     window: ContextWindow
     steps: list[GeneratedConcept]
