@@ -91,6 +91,8 @@ def test_models_import_then_plain_transformers_loads_offline(
     assert code == InvalidInputError.exit_code and "invalid model name" in err
     code, _, err = run_captured(["models", "import", "no-such-model"], capsys)
     assert code == NotFoundError.exit_code and "Traceback" not in err
+    code, _, err = run_captured(["models", "import", str(tiny["gguf"]), "--dtype", "float16"], capsys)
+    assert code == InvalidInputError.exit_code and "float32 or bfloat16" in err
 
 
 def test_resolver_finds_every_kind_of_reference(

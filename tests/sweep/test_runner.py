@@ -19,8 +19,10 @@ import yaml
 from optuna.trial import TrialState
 
 from tldrlab.cli.main import main
+from tldrlab.errors import NotFoundError
 from tldrlab.runs import open_registry
 from tldrlab.runs.run import read_manifest
+from tldrlab.sweep.report import study_best
 from tldrlab.sweep.runner import run_sweep
 from tldrlab.sweep.spec import load_sweep
 from tldrlab.sweep.storage import load_study, resolve_storage_url
@@ -100,6 +102,8 @@ def test_hyperband_prunes_and_failed_programs_fail_the_trial(tmp_path: Path) -> 
     with pytest.raises(Exception, match="exited with code 3: failing on purpose"):
         run_sweep(load_sweep(failing), trials=5, echo=lambda line: None)
     assert [t.state for t in load_study("failing", None).get_trials()] == [TrialState.FAIL] * 3
+    with pytest.raises(NotFoundError, match="study 'failing' has no complete trial yet"):  # `sweep best`
+        study_best(load_study("failing", None))
 
 
 @pytest.mark.slow
@@ -126,7 +130,8 @@ def test_status_best_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "COMPLETE" in status and "x" in status
     best = json.loads(cli("sweep", "best", "toy", "--json"))
     assert best["params"] == {"x": 0.7, "steps": 2} and best["value"] == pytest.approx(0.5)
-    cli("sweep", "export", "toy", "--out", str(out_dir))
+    exported = json.loads(cli("sweep", "export", "toy", "--out", str(out_dir), "--json"))
+    assert exported["trials"] == 3 and str(out_dir / "trials.csv") in exported["files"]
     rows = list(csv.DictReader((out_dir / "trials.csv").open()))
     assert len(rows) == 3 and {r["state"] for r in rows} == {"COMPLETE"}
     assert sorted(float(r["param:x"]) for r in rows) == [0.2, 0.7, 0.9]

@@ -37,6 +37,9 @@ def test_train_is_a_run_and_show_reads_it(corpus: Path, capsys: pytest.CaptureFi
 
     assert run_cli(["tokenizer", "show", str(run_dir / "tokenizer"), "--text", "To be"]) == 0
     assert "tokens:" in capsys.readouterr().out
+    assert run_cli(["tokenizer", "show", record.id, "--text", "To be", "--json"]) == 0
+    tokens = json.loads(capsys.readouterr().out)["tokenized"]
+    assert "".join(tokens["tokens"]) == "To be" and len(tokens["ids"]) == len(tokens["tokens"])
 
 
 def test_train_to_an_explicit_out_dir(corpus: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ and register data sets so runs name them by id."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -94,18 +93,10 @@ def register_command(
 
     Example: tldrlab data register ../shared/data/scitldr --license "Apache-2.0"
     """
-
     record, new = register_dataset(
         path, name=name, format=format, source_url=source_url, license=license, note=note
     )
-    if as_json:
-        typer.echo(json.dumps({**record.public(), "new": new}, default=str))
-        return
-    state = "registered" if new else "already registered as"
-    typer.echo(
-        f"{state} {record.id}: {record.name} ({record.format}, {record.records or 0:,} records, "
-        f"{record.size_bytes:,} bytes, sha256 {record.sha256[:16]}...); name it dataset:{record.id}"
-    )
+    emit({**record.public(), "new": new}, lambda: record.report(new=new), as_json=as_json)
 
 
 @data_app.command("list")
@@ -114,7 +105,6 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 
     Example: tldrlab data list --json
     """
-
     records = open_datasets().list(limit=1000)
     rows = [{**record.public(), "path": record.path} for record in records]
     emit(rows, lambda: datasets_table(records), as_json=as_json, lines=True, empty=NO_DATASETS)

@@ -3,20 +3,14 @@ once) and the aliases that name trained runs' models (`production`)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import typer
-from rich.console import Console
 
 from tldrlab.cli.tables import emit
-from tldrlab.errors import InvalidInputError
 from tldrlab.runs.aliases import alias_history, aliases_table, current_aliases, promote
 
 models_app = typer.Typer(
     help="Pretrained models: import GGUF files once, list what is installed.", no_args_is_help=True
 )
-console = Console()
 
 
 @models_app.command("import")
@@ -32,22 +26,10 @@ def import_command(
     Example: tldrlab models import ~/Downloads/SmolLM2-135M-Instruct.Q4_1.gguf --name smol
     """
     # lazy: loads torch (kept off `tldrlab --help`)
-    from tldrlab.models.store import import_model
+    from tldrlab.models.store import import_model, import_report
 
-    if dtype not in ("float32", "bfloat16"):
-        raise InvalidInputError(f"--dtype must be float32 or bfloat16, not {dtype!r}")
-    path = Path(source).expanduser()
-    ref = str(path.resolve()) if path.exists() else source
-    manifest = import_model(ref, name=name, dtype=dtype, force=force)  # type: ignore[arg-type]
-    if as_json:
-        typer.echo(json.dumps(manifest, default=str))
-        return
-    console.print(
-        f"installed [bold]{manifest['name']}[/]: {manifest['parameters']:,} parameters, {manifest['dtype']}, "
-        f"chat template {'yes' if manifest['chat_template'] else 'no'}, in {manifest['seconds']:.1f} s -> "
-        f"{manifest['path']}",
-        highlight=False,
-    )
+    manifest = import_model(source, name=name, dtype=dtype, force=force)  # type: ignore[arg-type]
+    emit(manifest, lambda: import_report(manifest), as_json=as_json)
 
 
 @models_app.command("list")
@@ -75,13 +57,8 @@ def promote_command(
 
     Example: tldrlab models promote train-20260101 --alias production --note "best ROUGE-L"
     """
-
     entry = promote(run, alias, note=note)
-    if as_json:
-        typer.echo(json.dumps(entry.public()))
-        return
-    moved = f" (was {entry.previous_run_id})" if entry.previous_run_id else ""
-    typer.echo(f"{entry.alias} -> {entry.run_id}{moved}")
+    emit(entry.public(), entry.report, as_json=as_json)
 
 
 @models_app.command("aliases")

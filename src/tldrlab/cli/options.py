@@ -57,6 +57,8 @@ class Flag:
     """A list whose items may hold commas (prompts): one item per occurrence, never split."""
     convert: Callable[[Any], Any] | None = None
     """Turns the parsed value into what goes into the config (e.g. `--budget 30m` -> a mapping)."""
+    metavar: str | None = None
+    """A positional argument's name in the help (default: its path in capitals); one named so is required."""
 
     @property
     def switch(self) -> bool:
@@ -309,7 +311,10 @@ def flag_params(flags: list[Flag]) -> list[tuple[str, Any, Any]]:
         many = flag.parse == "list"
         if not flag.names:
             annotation = list[str] | None if many else str | None
-            argument = typer.Argument(None, help=flag.help, show_default=False, metavar=flag.path.upper())
+            required = ... if flag.metavar else None
+            argument = typer.Argument(
+                required, help=flag.help, show_default=False, metavar=flag.metavar or flag.path.upper()
+            )
             params.append((flag.param, annotation, argument))
         elif flag.switch:
             params.append((flag.param, bool, _option(False, flag.names, flag.help)))

@@ -59,6 +59,8 @@ class RunCommand:
     arguments: tuple[str, ...] = ()
     verbatim: tuple[str, ...] = ()
     extra: tuple[Flag, ...] = ()
+    exclude: tuple[str, ...] = ()
+    """Config fields without an option of their own (an extra flag sets them)."""
     help: str | None = None
     """The command's help (default: the kind's)."""
     launcher: Callable[[Any], tuple[str, Any]] | None = None
@@ -96,7 +98,8 @@ class RunCommand:
         shared = {
             n for option in (*RUN_KIND_OPTIONS, *EVERY_COMMAND) if not option.fields for n in option.names
         }
-        return [f for f in [*flags, *self.extra] if not f.names or f.names[0].split("/")[0] not in shared]
+        flags = [f for f in flags if f.path not in self.exclude] + list(self.extra)
+        return [f for f in flags if not f.names or f.names[0].split("/")[0] not in shared]
 
 
 RUN_COMMANDS: list[RunCommand] = []

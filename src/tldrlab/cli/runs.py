@@ -11,16 +11,19 @@ import typer
 from tldrlab.cli.options import JSON_OPTION, config_command
 from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
+from tldrlab.report import Report
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareQuery, compare_runs
 from tldrlab.runs.registry import RunQuery, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
-from tldrlab.runs.run import read_manifest
+from tldrlab.runs.run import LOG, read_manifest
 from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.")
+AS_JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
 def list_command(query: RunQuery, as_json: bool) -> None:
@@ -33,12 +36,11 @@ def list_command(query: RunQuery, as_json: bool) -> None:
 
 
 @runs_app.command("show")
-def show_run(run_id: str = typer.Argument(..., help="Run id or a unique prefix of it.")) -> None:
+def show_run(run_id: str = RUN_ID) -> None:
     """Show a run's registry row and manifest as JSON.
 
     Example: tldrlab runs show train-20260101
     """
-
     record = open_registry().find(run_id)
     typer.echo(
         json.dumps(
@@ -49,7 +51,7 @@ def show_run(run_id: str = typer.Argument(..., help="Run id or a unique prefix o
 
 @runs_app.command("logs")
 def show_logs(
-    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+    run_id: str = RUN_ID,
     tail: int = typer.Option(50, help="Show the last N lines (0 for all)."),
     raw: bool = typer.Option(False, "--raw", "--json", help="Print the JSON lines as stored."),
 ) -> None:
@@ -57,14 +59,9 @@ def show_logs(
 
     Example: tldrlab runs logs train-20260101 --tail 20
     """
-
-    record = open_registry().find(run_id)
-    rows = read_jsonl(Path(record.run_dir) / "log.jsonl")
-    for row in rows[-tail:] if tail else rows:
-        if raw:
-            typer.echo(json.dumps(row))
-        else:
-            typer.echo(f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}")
+    rows = read_jsonl(Path(open_registry().find(run_id).run_dir) / LOG)[-tail:]  # -0: every line
+    text = [f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}" for row in rows]
+    emit(rows, lambda: Report([*text]), as_json=raw, lines=True)
 
 
 def compare_command(query: CompareQuery, plot: Path, fail_on_regression: bool, as_json: bool) -> None:
@@ -99,68 +96,53 @@ COMPARE_PARAMS = [
 
 @runs_app.command("export")
 def export_command(
-    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+    run_id: str = RUN_ID,
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Archive file or directory (default: ./RUN_ID.tar.gz)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Write a finished run's directory into one archive with the sha256 of every file.
 
     Example: tldrlab runs export train-20260101 --out /backups/
     """
-
     exported = export_run(run_id, out)
-    if as_json:
-        typer.echo(json.dumps({**exported.__dict__, "path": str(exported.path)}))
-        return
-    typer.echo(
-        f"{exported.path}: run {exported.run_id}, {exported.files} files, {exported.bytes:,} bytes "
-        f"({exported.size:,} packed), sha256 {exported.sha256}"
-    )
+    emit(exported.as_dict(), exported.report, as_json=as_json)
 
 
 @runs_app.command("import")
 def import_command(
     archive: Path = typer.Argument(..., help="An archive written by `tldrlab runs export`."),
-    as_json: bool = typer.Option(False, "--json", help="Print the imported run's row as JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Restore the run an archive holds (every file checked against its sha256 first).
 
     Example: tldrlab runs import /backups/train-20260101-120000-ab12cd.tar.gz
     """
-
     record = import_run(archive)
-    if as_json:
-        typer.echo(json.dumps(record.to_dict(), default=str))
-        return
-    typer.echo(f"imported run {record.id} ({record.kind}, {record.status.value}) into {record.run_dir}")
+    line = f"imported run {record.id} ({record.kind}, {record.status.value}) into {record.run_dir}"
+    emit(record.to_dict(), lambda: Report([line]), as_json=as_json)
 
 
 @runs_app.command("upload")
-def upload_command(
-    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
-) -> None:
+def upload_command(run_id: str = RUN_ID, as_json: bool = AS_JSON) -> None:
     """Pack a finished run and put it into the file store (the `file_store` setting), recording its file id.
 
     Example: tldrlab runs upload train-20260101
     """
-
     stored = upload_run(run_id)
-    typer.echo(f"uploaded run {run_id}: file {stored.sha256} ({stored.size:,} bytes)")
+    line = f"uploaded run {run_id}: file {stored.sha256} ({stored.size:,} bytes)"
+    emit(stored.__dict__, lambda: Report([line]), as_json=as_json)
 
 
 @runs_app.command("restore")
-def restore_command(
-    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
-) -> None:
+def restore_command(run_id: str = RUN_ID, as_json: bool = AS_JSON) -> None:
     """Bring a cleaned run's directory back from its archive in the file store (verified).
 
     Example: tldrlab runs restore train-20260101
     """
-
     record = restore_run(run_id)
-    typer.echo(f"run {record.id} is in {record.run_dir}")
+    emit(record.to_dict(), lambda: Report([f"run {record.id} is in {record.run_dir}"]), as_json=as_json)
 
 
 def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
@@ -178,17 +160,18 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
 
 @runs_app.command("delete")
 def delete_command(
-    run_id: str = typer.Argument(..., help="Run id or a unique prefix of it."),
+    run_id: str = RUN_ID,
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Delete a finished run now (directory and registry row); refused while something references it.
 
     Example: tldrlab runs delete train-20260101
     """
-
-    decision = delete_run(run_id, dry_run=dry_run)
+    done = delete_run(run_id, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    typer.echo(f"{verb} run {decision.target}: {size_text(decision.bytes)} in {decision.files} files")
+    line = f"{verb} run {done.target}: {size_text(done.bytes)} in {done.files} files"
+    emit(done.as_dict(), lambda: Report([line]), as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
+from tldrlab.cli.options import Flag
+from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit
-from tldrlab.errors import NotFoundError
-from tldrlab.logs import configure_console
 from tldrlab.sweep import examples_dir
-from tldrlab.sweep.spec import load_sweep
+from tldrlab.sweep.spec import sweep_file_settings
 
 sweep_app = typer.Typer(help="Hyperparameter sweeps: W&B sweep YAML run on Optuna.", no_args_is_help=True)
 console = Console()
@@ -27,45 +28,37 @@ console = Console()
 STORAGE_HELP = "Study storage: sqlite:///PATH or postgresql://... (default: SQLite file <home>/sweeps.db)."
 
 
-@sweep_app.command("run")
-def run_command(
-    sweep_file: Path = typer.Argument(..., help="A W&B sweep YAML file (see `tldrlab sweep examples`)."),
-    trials: int | None = typer.Option(
-        None,
-        "--trials",
-        "-n",
-        help="Total finished trials wanted in the study (default: run_cap, grid size or 10).",
-    ),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes sharing the study."),
-    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
-    study: str | None = typer.Option(
-        None, "--study", help="Study name (default: the file's name: key or stem)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars or run logs inside trials."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
-) -> None:
-    """Run a sweep, or resume it: finished trials are kept, interrupted ones re-run.
-
-    Example: tldrlab sweep run sweep.yaml --trials 6
-    """
+def launch_printing(config: Any) -> tuple[str, Any]:
+    """Each line the sweep logs (a trial ended) is printed as it comes."""
     # lazy: loads numpy, optuna, torch (kept off `tldrlab --help`)
-    from tldrlab.sweep.report import sweep_report
-    from tldrlab.sweep.runner import run_sweep
+    from tldrlab.sweep.runner import launch_sweep
 
-    spec = load_sweep(sweep_file)
-    if quiet:
-        configure_console("WARNING")
-    summary = run_sweep(
-        spec, trials=trials, workers=workers, storage=storage, study_name=study, quiet=quiet,
-        echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
-    )  # fmt: skip
-    emit(summary, lambda: sweep_report(summary["run_id"], summary), as_json=as_json)
+    launched = launch_sweep(
+        config, echo=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True)
+    )
+    return launched.record.id, launched.result or {}
+
+
+SWEEP_FILE = Flag(
+    "", (), str, "A W&B sweep YAML file (see `tldrlab sweep examples`).", metavar="SWEEP_FILE",
+    convert=sweep_file_settings,
+)  # fmt: skip
+SWEEP_RUN = RunCommand(
+    "sweep run", "sweep", "tldrlab sweep run sweep.yaml --trials 6",
+    help="Run a sweep, or resume it: finished trials are kept, interrupted ones re-run.",
+    aliases={"trials": "-n", "workers": "-w"}, exclude=("sweep", "source"), extra=(SWEEP_FILE,),
+    launcher=launch_printing,
+)  # fmt: skip
+
+
+STUDY = typer.Argument(..., help="Study name.")
+STORAGE = typer.Option(None, "--storage", help=STORAGE_HELP)
 
 
 @sweep_app.command("status")
 def status_command(
-    study: str = typer.Argument(..., help="Study name."),
-    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
+    study: str = STUDY,
+    storage: str | None = STORAGE,
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
 ) -> None:
     """Table of a study's trials: number, state, value, parameters, evaluations, duration, run.
@@ -82,8 +75,8 @@ def status_command(
 
 @sweep_app.command("best")
 def best_command(
-    study: str = typer.Argument(..., help="Study name."),
-    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
+    study: str = STUDY,
+    storage: str | None = STORAGE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The best trial's parameters and value.
@@ -91,34 +84,30 @@ def best_command(
     Example: tldrlab sweep best tiny-t5 --json
     """
     # lazy: loads optuna (kept off `tldrlab --help`)
-    from tldrlab.sweep.report import best_report, best_trial_summary
+    from tldrlab.sweep.report import best_report, study_best
     from tldrlab.sweep.storage import load_study
 
-    best = best_trial_summary(load_study(study, storage))
-    if best is None:
-        raise NotFoundError(f"study {study!r} has no complete trial yet")
+    best = study_best(load_study(study, storage))
     emit(best, lambda: best_report(best), as_json=as_json)
 
 
 @sweep_app.command("export")
 def export_command(
-    study: str = typer.Argument(..., help="Study name."),
+    study: str = STUDY,
     out: Path = typer.Option(..., "--out", "-o", help="Directory for trials.csv/json, best.json and plots/."),
-    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
+    storage: str | None = STORAGE,
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export trials as CSV/JSON and PNG plots (history, importances, parallel coordinates).
 
     Example: tldrlab sweep export tiny-t5 --out sweep-report/
     """
     # lazy: loads optuna (kept off `tldrlab --help`)
-    from tldrlab.sweep.report import export_study
+    from tldrlab.sweep.report import export_report, export_study
     from tldrlab.sweep.storage import load_study
 
-    result = export_study(load_study(study, storage), out)
-    for path in result["files"]:
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    for note in result["notes"]:
-        console.print(f"[yellow]skipped[/] {note}", highlight=False, soft_wrap=True)
+    exported = export_study(load_study(study, storage), out)
+    emit(exported, lambda: export_report(exported), as_json=as_json)
 
 
 @sweep_app.command("examples")
@@ -129,10 +118,10 @@ def examples_command(
 
     Example: cp $(tldrlab sweep examples | grep tiny) my-sweep.yaml
     """
-
     for path in sorted(examples_dir().glob("*.yaml")):
         typer.echo(json.dumps({"name": path.stem, "path": str(path)}) if as_json else str(path))
 
 
 def register(app: typer.Typer) -> None:
+    add(sweep_app, SWEEP_RUN)
     app.add_typer(sweep_app, name="sweep")

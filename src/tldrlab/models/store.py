@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError
@@ -30,7 +30,7 @@ from tldrlab.models.chat import has_chat_template
 from tldrlab.models.io import MODEL_MANIFEST, save_model
 from tldrlab.models.registry import count_parameters
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
-from tldrlab.report import Column, Table
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import sha256_file
 
 log = logging.getLogger("tldrlab.models.store")
@@ -68,7 +68,10 @@ def import_model(
     """Convert a model (a .gguf file, a directory, `smollm2`, ...) into `<home>/models/<name>/`; returns its
     manifest (with `path`)."""
     settings = settings or get_settings()
-    resolved = resolve_model_ref(str(ref), settings)
+    if dtype not in get_args(StoreDtype):
+        raise InvalidInputError(f"--dtype must be float32 or bfloat16, not {dtype!r}")
+    path = Path(ref).expanduser()
+    resolved = resolve_model_ref(str(path.resolve()) if path.exists() else str(ref), settings)
     if name is None:
         name = BUNDLED_NAME if resolved.source == "bundled" else default_name(resolved.path)
     check_name(name)
@@ -148,6 +151,17 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def import_report(manifest: dict[str, Any]) -> Report:
+    """How `import_model`'s manifest reads: what was installed, how big, how long it took, where."""
+    chat = "yes" if manifest["chat_template"] else "no"
+    return Report(
+        [
+            f"installed {manifest['name']}: {manifest['parameters']:,} parameters, {manifest['dtype']}, chat "
+            f"template {chat}, in {manifest['seconds']:.1f} s -> {manifest['path']}"
+        ]
+    )
 
 
 def models_table(rows: list[dict[str, Any]]) -> Table:

@@ -22,7 +22,7 @@ from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
-from tldrlab.report import Column, Table
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.runs.registry import open_registry
 
@@ -61,6 +61,10 @@ class AliasEntry:
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
+
+    def report(self) -> Report:
+        moved = f" (was {self.previous_run_id})" if self.previous_run_id else ""
+        return Report([f"{self.alias} -> {self.run_id}{moved}"])
 
 
 def _db(settings: Settings | None = None) -> Database:

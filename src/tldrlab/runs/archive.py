@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.filestore import CHUNK, DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
 from tldrlab.runs.ownership import LOCK_FILE
@@ -75,6 +76,17 @@ class ExportedArchive:
     """Regular files inside."""
     bytes: int
     """Their total size."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "path": str(self.path)}
+
+    def report(self) -> Report:
+        return Report(
+            [
+                f"{self.path}: run {self.run_id}, {self.files} files, {self.bytes:,} bytes ({self.size:,} "
+                f"packed), sha256 {self.sha256}"
+            ]
+        )
 
 
 def _walk(run_dir: Path) -> Iterator[Path]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.report import Column, Table
+from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
 
@@ -89,6 +89,16 @@ class DatasetRecord:
         data = asdict(self)
         data.pop("path")
         return data
+
+    def report(self, *, new: bool = True) -> Report:
+        """One line: its id, what it holds and how runs name it (`new`: registered just now)."""
+        state = "registered" if new else "already registered as"
+        return Report(
+            [
+                f"{state} {self.id}: {self.name} ({self.format}, {self.records or 0:,} records, "
+                f"{self.size_bytes:,} bytes, sha256 {self.sha256[:16]}...); name it dataset:{self.id}"
+            ]
+        )
 
 
 class DatasetRegistry:

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tldrlab.errors import NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.sweep.mapping import PARAMS_ATTR
@@ -126,6 +127,13 @@ def best_report(best: dict[str, Any]) -> Report:
     return Report(lines + ([f"run: {best['run_id']}"] if best["run_id"] else []))
 
 
+def study_best(study: optuna.Study) -> dict[str, Any]:
+    """`best_trial_summary`, or NotFoundError while the study has no complete trial."""
+    if (best := best_trial_summary(study)) is None:
+        raise NotFoundError(f"study {study.study_name!r} has no complete trial yet")
+    return best
+
+
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     names: list[str] = []
     for row in rows:
@@ -225,3 +233,8 @@ def export_study(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
         files.append(out_dir / "best.json")
     plots, notes = plot_study(study, out_dir / "plots")
     return {"files": [str(p) for p in files + plots], "notes": notes, "trials": len(rows)}
+
+
+def export_report(exported: dict[str, Any]) -> Report:
+    """What `export_study` wrote, and the plots it skipped (why)."""
+    return Report([*(f"wrote {p}" for p in exported["files"]), *(f"skipped {n}" for n in exported["notes"])])

@@ -36,7 +36,7 @@ from tldrlab.errors import (
     RunCancelledError,
     RunPreemptedError,
 )
-from tldrlab.launch import launch_run, seed_of
+from tldrlab.launch import Launched, launch_run, seed_of
 from tldrlab.logs import get_logger
 from tldrlab.runs import Run, RunRecord, RunStatus, create_run
 from tldrlab.sweep.config import SweepConfig
@@ -372,9 +372,14 @@ def run_sweep(
         sweep=spec.raw, source=spec.source, trials=trials, workers=workers, storage=storage,
         study=study_name, quiet=quiet,
     )  # fmt: skip
-    launched = launch_run("sweep", config, tags={"study": study_name or spec.name}, echo=echo)
-    summary: dict[str, Any] = launched.result or {}
-    return summary
+    return launch_sweep(config, echo=echo).result or {}
+
+
+def launch_sweep(config: SweepConfig, *, echo: Any = print) -> Launched:
+    """Run (or resume) a `sweep` run of `config` in this process, tagged with its study's name; `echo` gets
+    every line it logs (each trial as it ends)."""
+    study = config.study or parse_sweep(config.sweep, source=config.source).name
+    return launch_run("sweep", config, tags={"study": study}, echo=echo)
 
 
 def default_workers() -> int:

@@ -420,6 +420,12 @@ def load_sweep(path: Path | str) -> SweepSpec:
     return spec
 
 
+def sweep_file_settings(path: Path | str) -> dict[str, Any]:
+    """A sweep file as settings of a `sweep` run (SweepConfig): its mapping and where it came from."""
+    spec = load_sweep(path)
+    return {"sweep": spec.raw, "source": spec.source}
+
+
 def apply_overrides(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of `base` with every dotted parameter name set to its value (a trial's config)."""
     out = copy.deepcopy(base)

@@ -77,3 +77,22 @@ def manifest_report(manifest: dict[str, Any], title: str) -> Report:
         where = f"{entry['path']} ({entry['lines']} lines, sha256 {str(entry['sha256'])[:12]})"
         table.rows.append(["corpus", where])
     return Report([table])
+
+
+def tokenizer_report(directory: Path, manifest: dict[str, Any], tokenizer: Any, tokens: Any = None) -> Report:
+    """A tokenizer as it reads: its manifest (its size when it has none), then how a text tokenized
+    (`tokens`: `tokenize_text`'s answer)."""
+    if manifest:
+        report = manifest_report(manifest, title=str(directory))
+    else:
+        report = Report([f"{directory}: {len(tokenizer)} tokens (no tldrlab manifest)"])
+    if tokens is not None:
+        shown = " | ".join(repr(t) for t in tokens["tokens"])
+        report.blocks += [f"{len(tokens['ids'])} tokens: {shown}", f"ids: {tokens['ids']}"]
+    return report
+
+
+def tokenize_text(tokenizer: Any, text: str) -> dict[str, list[Any]]:
+    """How `text` tokenizes: the token ids and each token's text."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return {"ids": ids, "tokens": [tokenizer.decode([i]) for i in ids]}

@@ -1,0 +1,73 @@
+"""`tldrlab runs logs | export | delete | import | upload | restore` on a real (tiny) run and `tldrlab models
+promote | aliases` on runs that saved a (tiny) model: each prints one line of text, or with --json what the
+library returned."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cliutil import run_captured
+from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.launch import launch_run
+from tldrlab.runs import open_registry
+
+
+def test_runs_archive_commands_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = launch_run("smoke", {"steps": 2, "checkpoint_every": 2}).record
+    run_dir = Path(record.run_dir)
+
+    code, out, _ = run_captured(["runs", "logs", record.id[:-1], "--tail", "2"], capsys)
+    assert code == 0 and len(out.splitlines()) == 2 and " INFO " in out
+    code, out, _ = run_captured(["runs", "logs", record.id, "--raw", "--tail", "0"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) > 2 and all("message" in row for row in rows)
+
+    code, out, _ = run_captured(["runs", "export", record.id, "--out", str(tmp_path), "--json"], capsys)
+    exported = json.loads(out)
+    archive = tmp_path / f"{record.id}.tar.gz"
+    assert code == 0 and exported["path"] == str(archive) and exported["files"] > 0 and archive.is_file()
+    code, out, _ = run_captured(["runs", "export", record.id, "--out", str(tmp_path / "b.tar.gz")], capsys)
+    assert code == 0 and out.startswith(f"{tmp_path / 'b.tar.gz'}: run {record.id}, ") and "sha256" in out
+
+    code, out, _ = run_captured(["runs", "delete", record.id, "--dry-run"], capsys)
+    assert code == 0 and out.startswith(f"would delete run {record.id}: ") and run_dir.is_dir()
+    code, out, _ = run_captured(["runs", "delete", record.id, "--json"], capsys)
+    assert code == 0 and json.loads(out)["status"] == "done" and not run_dir.exists()
+    code, _, err = run_captured(["runs", "delete", record.id], capsys)
+    assert code != 0 and "not_found" in err
+
+    code, out, _ = run_captured(["runs", "import", str(archive)], capsys)
+    assert code == 0 and out.strip() == f"imported run {record.id} (smoke, completed) into {run_dir}"
+    code, out, _ = run_captured(["runs", "upload", record.id, "--json"], capsys)
+    stored = json.loads(out)
+    assert code == 0 and len(stored["sha256"]) == 64 and stored["size"] > 0
+    assert open_registry().get(record.id).archive_sha256 == stored["sha256"]
+
+    shutil.rmtree(run_dir)  # cleaned: the directory comes back from the file store
+    code, out, _ = run_captured(["runs", "restore", record.id], capsys)
+    assert code == 0 and out.strip() == f"run {record.id} is in {run_dir}" and run_dir.is_dir()
+    code, out, _ = run_captured(["runs", "restore", record.id, "--json"], capsys)
+    assert code == 0 and json.loads(out)["id"] == record.id
+
+
+def test_models_promote_and_aliases_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tokenizer = tiny_chat_tokenizer()
+    first, second = (
+        model_run(lambda d, seed=seed: save_tiny_model(tiny_llama(tokenizer, seed=seed), tokenizer, d))
+        for seed in (0, 1)
+    )
+    code, out, _ = run_captured(["models", "promote", first.id, "--alias", "production"], capsys)
+    assert code == 0 and out.strip() == f"production -> {first.id}"
+    code, out, _ = run_captured(["models", "promote", second.id, "--alias", "production", "--json"], capsys)
+    entry = json.loads(out)
+    assert code == 0 and (entry["run_id"], entry["previous_run_id"]) == (second.id, first.id)
+    code, out, _ = run_captured(["models", "promote", second.id, "--alias", "production"], capsys)
+    assert code == 0 and out.strip() == f"production -> {second.id} (was {second.id})"
+    code, out, _ = run_captured(["models", "aliases", "--history", "--json"], capsys)
+    assert code == 0 and [json.loads(line)["run_id"] for line in out.splitlines()] == [second.id] * 2 + [
+        first.id
+    ]
