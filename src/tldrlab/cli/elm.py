@@ -11,80 +11,42 @@ tldrlab elm compare --data ../shared/data/debian_descriptions --minutes 10
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
 
-from tldrlab.cli.options import Flag
+from tldrlab.cli.options import Flag, config_command
 from tldrlab.cli.runkinds import RunCommand, add
+from tldrlab.cli.tables import print_report
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
-from tldrlab.elm.evaluate import predict
-from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.elm.config import ElmGenerateOptions, ElmT5CompareConfig
+from tldrlab.elm.evaluate import generate_predictions, predictions_report
+from tldrlab.report import Report
 
-console = Console()
 elm_app = typer.Typer(
     help="ELM summary adapter: document embeddings in, summaries out.", no_args_is_help=True
 )
 
 
-@elm_app.command("generate")
-def generate_command(
-    model: str = typer.Option(..., help="A saved ELM directory or an elm_train run id."),
-    data: Path | None = typer.Option(None, help="An ELM data directory (with --split)."),
-    split: str = typer.Option("test", help="train, val or test."),
-    input: Path | None = typer.Option(None, "--input", help="A <split>_synthesis.jsonl in an ELM layout."),
-    text: list[str] | None = typer.Option(None, "--text", help="Raw documents to summarise (embedded here)."),
-    output: Path | None = typer.Option(None, help="Write prediction rows (JSON lines) here."),
-    limit: int | None = typer.Option(None, help="At most this many records."),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens"),
-    temperature: float = typer.Option(0.0, help="0 = greedy."),
-    seed: int = typer.Option(0),
-) -> None:
+def generate_command(options: Any) -> None:
     """Summaries from embeddings: of a prepared split, a synthesis file, or raw --text documents.
 
     Example: tldrlab elm generate --model RUN_ID --data data/elm --split test --output preds.jsonl
     """
-    rows = predict(
-        model, data=data, split=split, input=input, texts=text or (), limit=limit,
-        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-    )  # fmt: skip
-    for row in rows[:10]:
-        console.print(
-            f"- {row['prediction']}" + (f"   [dim](ref: {row['reference']})[/]" if "reference" in row else "")
-        )
-    if output:
-        atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        console.print(f"{len(rows)} predictions written to {output}")
+    rows = generate_predictions(options)
+    print_report(predictions_report(rows, options.output))
 
 
-@elm_app.command("compare")
-def compare_command(
-    data: Path = typer.Option(..., help="Pair data, e.g. ../shared/data/debian_descriptions."),
-    out: Path = typer.Option(Path("elm_compare"), help="Output directory (data, table, plot, samples)."),
-    minutes: float = typer.Option(10.0, help="Training wall-time budget of each model."),
-    limit: int | None = typer.Option(4000, help="Training records."),
-    eval_limit: int = typer.Option(200, "--eval-limit", help="Validation and test documents each."),
-    lm_size: str = typer.Option("tiny", "--lm-size", help="The ELM's GPT-2 size."),
-    hidden_dim: int = typer.Option(256, "--hidden-dim", help="The ELM adapter's MLP width."),
-    t5_size: str = typer.Option("tiny", "--t5-size", help="The T5's size."),
-    eval_every: int = typer.Option(200, "--eval-every", help="Validation loss every N steps."),
-    threads: int = typer.Option(1, help="torch CPU threads for both models (0: torch's default)."),
-    seed: int = typer.Option(0),
-) -> None:
+def compare_command(config: Any) -> None:
     """The ELM adapter vs a from-scratch T5 under the same CPU budget: ROUGE, BERTScore, composite, length.
 
     Example: tldrlab elm compare --data ../shared/data/debian_descriptions --minutes 10
     """
-
-    rows = compare_elm_t5(
-        data, out, minutes=minutes, limit=limit, eval_limit=eval_limit, lm_size=lm_size,
-        hidden_dim=hidden_dim, t5_size=t5_size, seed=seed, eval_every=eval_every, threads=threads or None,
-        echo=console.print,
-    )  # fmt: skip
-    console.print(markdown_table(rows))
-    console.print(f"written: {out / 'comparison.md'}, {out / 'comparison.png'}")
+    settings = config.model_dump(exclude={"data", "out", "threads"})
+    rows = compare_elm_t5(config.data, config.out, **settings, threads=config.threads or None, echo=print)
+    written = f"written: {Path(config.out) / 'comparison.md'}, {Path(config.out) / 'comparison.png'}"
+    print_report(Report([markdown_table(rows), written]))
 
 
 ELM_TRAIN_ALIASES: dict[str, str | tuple[str, ...]] = {
@@ -151,4 +113,6 @@ def register(app: typer.Typer) -> None:
         ),
     ):
         add(elm_app, spec)
+    config_command(elm_app, "generate", ElmGenerateOptions, generate_command, verbatim=("text",))
+    config_command(elm_app, "compare", ElmT5CompareConfig, compare_command)
     app.add_typer(elm_app, name="elm")

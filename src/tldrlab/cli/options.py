@@ -400,6 +400,7 @@ def config_command(
     *,
     aliases: Mapping[str, str | tuple[str, ...]] | None = None,
     arguments: tuple[str, ...] = (),
+    verbatim: tuple[str, ...] = (),
     params: Sequence[tuple[str, Any, Any]] = (),
     extra: tuple[Flag, ...] = (),
     exclude: tuple[str, ...] = (),
@@ -407,14 +408,16 @@ def config_command(
     base: Callable[[], Mapping[str, Any]] = dict,
 ) -> None:
     """Add command `name`: its options are `model`'s fields (a class or "module:Class", imported when the
-    options are built) (less `exclude`, `arguments` positional, plus `extra` flags) and plain typer `params`;
-    it validates base() < `defaults` (dotted path -> value, shown as the defaults) < flags as a `model` and
-    calls `run(config, **params)`. Its help is `run`'s docstring."""
+    options are built) (less `exclude`, `arguments` positional, `verbatim` lists never split at commas, plus
+    `extra` flags) and plain typer `params`; it validates base() < `defaults` (dotted path -> value, shown as
+    the defaults) < flags as a `model` and calls `run(config, **params)`. Its help is `run`'s docstring."""
 
     def build() -> Any:
         cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
         names = {p: (n,) if isinstance(n, str) else tuple(n) for p, n in (aliases or {}).items()}
-        flags = config_flags(cls, aliases=names, arguments=arguments, command_defaults=defaults)
+        flags = config_flags(
+            cls, aliases=names, arguments=arguments, verbatim=verbatim, command_defaults=defaults
+        )
         flags = [f for f in flags if f.path not in exclude] + list(extra)
 
         def body(values: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from tldrlab.cli.options import config_command
@@ -9,12 +11,7 @@ from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.service.worker import WorkerConfig, run_worker
 
 
-def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
-    port: int = typer.Option(8000, help="TCP port."),
-    workers: int = typer.Option(1, min=0, max=64, help="Local worker processes to start (0: API only)."),
-    log_level: str = typer.Option("warning", help="uvicorn log level."),
-) -> None:
+def serve(config: Any) -> None:
     """Serve the API and web pages, with local workers taking jobs from the queue (and, when
     `retention.enabled` is set, a periodic cleanup by the retention policy).
 
@@ -23,7 +20,7 @@ def serve(
     # lazy: loads fastapi, starlette, uvicorn (kept off `tldrlab --help`)
     from tldrlab.service.server import serve as run_server
 
-    run_server(host, port, workers, log_level)
+    run_server(**config.model_dump())
 
 
 def worker(config: WorkerConfig) -> None:
@@ -49,7 +46,7 @@ def discord_bot(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+    config_command(app, "serve", "tldrlab.service.server:ServeConfig", serve)
     config_command(app, "worker", WorkerConfig, worker)
     app.command("discord-bot")(discord_bot)
     add(app, RunCommand("smoke", "smoke", "tldrlab smoke --steps 30 --json"))

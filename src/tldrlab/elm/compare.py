@@ -25,7 +25,7 @@ from tldrlab.elm.evaluate import predict_split, summary_quality
 from tldrlab.errors import NotFoundError
 from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.runs import start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from tldrlab.train.config import TrainJobConfig
 
 COLUMNS = (
@@ -108,6 +108,9 @@ def compare_elm_t5(
     """
     import torch
 
+    data, out = Path(data), Path(out_dir)
+    if not data.exists():  # before anything changes in this process
+        raise NotFoundError(f"data not found: {data}")
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -116,9 +119,6 @@ def compare_elm_t5(
     from tldrlab.evaluate.generate import generate
     from tldrlab.models.registry import count_parameters
 
-    data, out = Path(data), Path(out_dir)
-    if not data.exists():
-        raise NotFoundError(f"data not found: {data}")
     elm_data = out / "elm_data"
     if not has_layout(elm_data):
         echo(f"embedding documents of {data} into {elm_data}")
@@ -189,7 +189,6 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def write_report(
     out: Path, rows: list[dict[str, Any]], samples: list[dict[str, Any]], setup: dict[str, Any]
 ) -> None:
-    import json
 
     import matplotlib
 
@@ -199,9 +198,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "comparison.json", {"setup": setup, "rows": rows})
     atomic_write_text(out / "comparison.md", markdown_table(rows))
-    atomic_write_text(
-        out / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-    )
+    atomic_write_jsonl(out / "samples.jsonl", samples)
     metrics = [c for c in COLUMNS if c not in ("length_ratio", "distinct_prediction_rate")]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(rows)

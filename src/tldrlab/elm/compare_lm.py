@@ -20,7 +20,6 @@ change how much training each system gets; wall times are reported too.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from tldrlab.experiments.lm_experiment import (
 )
 from tldrlab.models.chat import chat_prompt
 from tldrlab.runs import Run, start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
@@ -413,9 +412,7 @@ def _write(
         {"document": d[:300], "reference": r, **{s: p[i] for s, p in predictions.items()}}
         for i, (d, r) in enumerate(zip(documents, references, strict=True))
     ]
-    atomic_write_text(
-        out / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-    )
+    atomic_write_jsonl(out / "samples.jsonl", samples)
     metrics = [c for c in ("rouge1", "rouge2", "rougeL", "bertscore_f1") if all(c in r for r in rows)]
     fig, (ax, cost) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1.3]})
     width = 0.8 / max(len(rows), 1)

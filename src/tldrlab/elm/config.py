@@ -3,6 +3,7 @@
 - `ElmModelConfig` (adapter shape, LM), `LossConfig` (loss weights), `ElmTrainConfig`: kind `elm_train`.
 - `ElmPrepareConfig`, `ElmEvaluateConfig`, `ElmOptimizeConfig`: kinds `elm_prepare`, `elm_evaluate`,
   `elm_optimize`.
+- `ElmGenerateOptions`, `ElmT5CompareConfig`: what `tldrlab elm generate` and `tldrlab elm compare` do.
 """
 
 from __future__ import annotations
@@ -201,6 +202,64 @@ class ElmEvaluateConfig(BaseModel):
     """Encoder layer whose embeddings BERTScore compares (None: the model's default)."""
     output: Annotated[str | None, OutputPath()] = None
     """Also write the metrics as JSON to this file (they are always in the run)."""
+
+
+class ElmGenerateOptions(BaseModel):
+    """What `tldrlab elm generate` summarises with a saved ELM, and how: exactly one source of documents (a
+    prepared split, a synthesis file of that layout, or raw texts)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    model: str
+    """A saved ELM directory or an elm_train run id."""
+    data: str | None = None
+    """An ELM data directory (with `split`)."""
+    split: str = "test"
+    """The split of `data` to summarise: train, val or test."""
+    input: str | None = None
+    """A <split>_synthesis.jsonl in an ELM layout."""
+    text: list[str] = Field(default_factory=list)
+    """Raw documents to summarise (embedded here)."""
+    output: str | None = None
+    """Write the prediction rows (JSON lines) here."""
+    limit: int | None = Field(default=None, ge=1)
+    """At most this many records."""
+    max_new_tokens: int = Field(default=48, ge=1)
+    """Longest summary, in tokens."""
+    temperature: float = Field(default=0.0, ge=0)
+    """Sampling temperature; 0: greedy."""
+    seed: int = 0
+    """Seed of the sampling."""
+
+
+class ElmT5CompareConfig(BaseModel):
+    """What `tldrlab elm compare` trains and scores: the ELM adapter vs a from-scratch T5 under the same CPU
+    budget, on the same test documents."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    data: str
+    """Pair data, e.g. ../shared/data/debian_descriptions."""
+    out: str = "elm_compare"
+    """Output directory (data, table, plot, samples)."""
+    minutes: float = Field(default=10.0, gt=0)
+    """Training wall-time budget of each model."""
+    limit: int | None = Field(default=4000, ge=1)
+    """Training records."""
+    eval_limit: int = Field(default=200, ge=1)
+    """Validation and test documents each."""
+    lm_size: str = "tiny"
+    """The ELM's GPT-2 size."""
+    hidden_dim: int = Field(default=256, ge=1)
+    """The ELM adapter's MLP width."""
+    t5_size: str = "tiny"
+    """The T5's size."""
+    eval_every: int = Field(default=200, ge=1)
+    """Validation loss every N steps."""
+    threads: int = Field(default=1, ge=0)
+    """torch CPU threads for both models (0: torch's default)."""
+    seed: int = 0
+    """Seed of the data split and both models' initialisation."""
 
 
 class ElmOptimizeConfig(BaseModel):

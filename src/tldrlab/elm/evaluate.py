@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tldrlab.elm.config import ElmEvaluateConfig
+from tldrlab.elm.config import ElmEvaluateConfig, ElmGenerateOptions
 from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
+from tldrlab.report import Report
+from tldrlab.runs.atomic import atomic_write_jsonl
 
 UNIQUE_RATIO_FLOOR = 0.5
 """Below this average share of distinct words per prediction the composite is scaled down proportionally."""
@@ -193,3 +195,23 @@ def predict(
     assert data is not None
     loaded = load_split(data, split)
     return predict_split(elm, tokenizer, loaded.records[:limit], loaded.embeddings, **options)
+
+
+def generate_predictions(options: ElmGenerateOptions) -> list[dict[str, Any]]:
+    """`predict` of what `options` name, the rows also written to `options.output` (JSON lines) if set."""
+    data, synthesis = (Path(p) if p else None for p in (options.data, options.input))
+    rows = predict(
+        options.model, data=data, split=options.split, input=synthesis, texts=options.text,
+        limit=options.limit, max_new_tokens=options.max_new_tokens, temperature=options.temperature,
+        seed=options.seed,
+    )  # fmt: skip
+    if options.output:
+        atomic_write_jsonl(Path(options.output), rows)
+    return rows
+
+
+def predictions_report(rows: list[dict[str, Any]], output: str | None = None) -> Report:
+    """The first ten predictions (with their references), then where all of them were written."""
+    refs = [f"   (ref: {r['reference']})" if "reference" in r else "" for r in rows[:10]]
+    shown = [f"- {r['prediction']}{ref}" for r, ref in zip(rows, refs, strict=False)]
+    return Report([*shown, *([f"{len(rows)} predictions written to {output}"] if output else [])])

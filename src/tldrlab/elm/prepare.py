@@ -29,7 +29,7 @@ from tldrlab.data.readers import read_records
 from tldrlab.elm.config import DEFAULT_TEMPLATE
 from tldrlab.embed import get_embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.train.config import DataConfig
 from tldrlab.train.tasks import detect_splits
 
@@ -129,8 +129,7 @@ def write_split(data_dir: Path, split: str, records: list[dict[str, Any]], embed
     tmp = embeddings_path(data_dir, split).with_suffix(".tmp")
     save_file({EMBEDDING_KEY: embeddings.float().contiguous()}, str(tmp))
     tmp.replace(embeddings_path(data_dir, split))
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_text(synthesis_path(data_dir, split), text)
+    atomic_write_jsonl(synthesis_path(data_dir, split), records)
 
 
 def split_stats(records: list[dict[str, Any]], embeddings: torch.Tensor) -> dict[str, Any]:

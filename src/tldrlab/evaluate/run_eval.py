@@ -10,7 +10,6 @@ the token-weighted loss and its perplexity, plus a few seeded continuations as s
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_o
 from tldrlab.models.registry import model_name_of, model_task
 from tldrlab.models.resolve import MODEL_SUBDIR, resolve_model_ref
 from tldrlab.runs import Run, open_registry
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -332,9 +331,7 @@ def evaluate_model(
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_json(out / EVAL_FILE, result)
-        atomic_write_text(
-            out / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-        )
+        atomic_write_jsonl(out / SAMPLES_FILE, samples)
         title = f"{name} on {Path(config.data).name}" + (f" [{config.split}]" if config.split else "")
         plot_eval(series, out / PLOT_FILE, title)
         write_evaluation(out, result, samples, highlights, **(summary_extra or {}))

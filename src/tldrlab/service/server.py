@@ -7,6 +7,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import get_settings
 from tldrlab.service.app import check_api_key_setting, create_app
@@ -22,6 +25,21 @@ def _die_with_parent() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ServeConfig(BaseModel):
+    """Where `tldrlab serve` listens, and how many local workers it starts."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    host: str = "127.0.0.1"
+    """Interface to listen on (0.0.0.0 for every interface)."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """TCP port."""
+    workers: int = Field(default=1, ge=0, le=64)
+    """Local worker processes to start (0: API only)."""
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "warning"
+    """uvicorn log level."""
 
 
 def serve(host: str, port: int, workers: int, log_level: str = "warning") -> None:
