@@ -99,6 +99,7 @@ def test_ingest_index_sequences_evaluate_decode(
         384,
     )
     assert sum(stats["tmd"]["task"].values()) == 24 and len(stats["samples"]) == 5
+    assert stats["samples"][0]["tmd"].count("/") == 2  # the label's code, as GET /lvm/stats gives it
     assert "'wikipedia': 24" in _cli(capsys, "lvm", "tmd", "--source", "wikipedia")
     assert "flat_ip index of 24 concepts" in _cli(capsys, "lvm", "index")
     out = _cli(capsys, "lvm", "sequences", "--context", "3", "--val", "0.25", "--test", "0.25")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import typer
@@ -33,17 +34,12 @@ def run_digest(
     (DigestOptions): one JSON document, or the TL;DR streamed, then its bullets and highlights."""
     # lazy: loads numpy, torch (kept off `tldrlab --help`)
     from tldrlab.digest.highlights import highlights_report
-    from tldrlab.digest.ingest import thread_to_digest
+    from tldrlab.digest.ingest import open_sentence_store, thread_to_digest
     from tldrlab.digest.pipeline import digest_events
-    from tldrlab.embed import get_embedder
-    from tldrlab.store import open_store
 
-    settings = get_settings()
     thread_id = thread_to_digest(target, thread_id, format=format, show_progress=not as_json)
-    embedder = get_embedder(settings.embedder)
-    store = open_store(settings, dim=embedder.dim, embedder=embedder.name)
-    cache = open_cache(settings)
-    try:
+    store, embedder = open_sentence_store()
+    with closing(store), closing(open_cache(get_settings())) as cache:
         events = digest_events(store, thread_id, options, embedder=embedder, cache=cache)
         if as_json:
             for event in events:
@@ -62,18 +58,11 @@ def run_digest(
             )
         elif digest.draft:  # the model's bullets were not kept (a notice said why): the draft is the TL;DR
             console.print("[bold]key sentences[/] [dim](numbers cite the highlights)[/]")
-        print_bullets(digest.bullets, numbers)
+        for line in _bullet_lines(digest.bullets, numbers):
+            console.print(line, highlight=False)
         if digest.cached:
             console.print("[dim](cached)[/]")
         print_report(highlights_report(digest.highlights))
-    finally:
-        store.close()
-        cache.close()
-
-
-def print_bullets(bullets: list[Any], numbers: dict[str, int]) -> None:
-    for line in _bullet_lines(bullets, numbers):
-        console.print(line, highlight=False)
 
 
 def _bullet_lines(bullets: list[Any], numbers: dict[str, int]) -> list[str]:
@@ -130,16 +119,11 @@ def highlights_command(options: Any, thread_id: str, as_json: bool) -> None:
     """
     # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.digest.highlights import highlights_report, thread_highlights
-    from tldrlab.embed import get_embedder
-    from tldrlab.store import open_store
+    from tldrlab.digest.ingest import open_sentence_store
 
-    settings = get_settings()
-    embedder = get_embedder(settings.embedder)
-    store = open_store(settings, dim=embedder.dim, embedder=embedder.name)
-    try:
+    store, embedder = open_sentence_store()
+    with closing(store):
         found = thread_highlights(store, thread_id, options, embedder=embedder)
-    finally:
-        store.close()
     emit([h.model_dump() for h in found], lambda: highlights_report(found), as_json=as_json)
 
 

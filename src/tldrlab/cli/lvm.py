@@ -15,6 +15,7 @@ puts the concepts in PostgreSQL + pgvector instead), `index/` and `sequences.npz
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,11 +49,8 @@ def tmd(
     from tldrlab.lvm.ingest import label_concepts
     from tldrlab.lvm.store import open_concept_store
 
-    store = open_concept_store(db)
-    try:
+    with closing(open_concept_store(db)) as store:
         done = label_concepts(store, source, embedder, only_missing=missing)
-    finally:
-        store.close()
     console.print(f"TMD labels written: {done or 'nothing to label'}")
 
 
@@ -61,18 +59,12 @@ def stats_command(query: Any, db: str | None, as_json: bool) -> None:
 
     Example: tldrlab lvm stats --samples 3
     """
-    from dataclasses import asdict
-
     # lazy: loads numpy (kept off `tldrlab --help`)
-    from tldrlab.lvm.store import open_concept_store, stats_report
+    from tldrlab.lvm.store import open_concept_store, public_stats, stats_report
 
-    store = open_concept_store(db)
-    try:
+    with closing(open_concept_store(db)) as store:
         found = store.stats(query.source, samples=query.samples)
-    finally:
-        store.close()
-    data = {**found, "samples": [asdict(c) for c in found["samples"]]}
-    emit(data, lambda: stats_report(found), as_json=as_json)
+    emit(public_stats(found), lambda: stats_report(found), as_json=as_json)
 
 
 DB = ("db", str | None, typer.Option(None, help="Concept store URL."))

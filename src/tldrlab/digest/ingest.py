@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tldrlab.config import Settings, get_settings
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.config import ThreadIngestConfig
@@ -330,8 +331,7 @@ def ingest_job(run: Any, config: ThreadIngestConfig) -> dict[str, Any]:
     read_seconds = round(time.perf_counter() - begun, 3)
     run.log("read threads", threads=len(threads), seconds=read_seconds)
     run.set_phase("loading the embedder")
-    embedder = get_embedder(config.embedder)
-    store = open_store(dim=embedder.dim, embedder=embedder.name)
+    store, embedder = open_sentence_store(embedder=config.embedder)
     run.set_environment(embedder=embedder.name, store=type(store).__name__)
     run.set_phase("embedding")
     try:
@@ -340,6 +340,16 @@ def ingest_job(run: Any, config: ThreadIngestConfig) -> dict[str, Any]:
         store.close()
     run.set_summary(read_seconds=read_seconds, **stats.metrics())
     return {**stats.metrics(), "read_seconds": read_seconds, "thread_ids": stats.thread_ids}
+
+
+def open_sentence_store(
+    settings: Settings | None = None, *, embedder: str | None = None
+) -> tuple[SentenceStore, Embedder]:
+    """The sentence store of the settings, opened for the vectors of `embedder` (default: the settings'
+    embedder), and that embedder (loaded)."""
+    settings = settings or get_settings()
+    loaded = get_embedder(embedder or settings.embedder)
+    return open_store(settings, dim=loaded.dim, embedder=loaded.name), loaded
 
 
 def ingest_path(

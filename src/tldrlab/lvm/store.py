@@ -11,7 +11,7 @@ half-written and never loses what was stored before it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -457,6 +457,13 @@ def open_concept_store(url: str | None = None, settings: Settings | None = None)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return ConceptStore(url)
+
+
+def public_stats(found: dict[str, Any]) -> dict[str, Any]:
+    """`ConceptStore.stats` as JSON (GET /lvm/stats, `tldrlab lvm stats --json`): each sample a plain row
+    whose TMD label is its code."""
+    samples = [{**asdict(c), "tmd": c.tmd.code if c.tmd else None} for c in found["samples"]]
+    return {**found, "samples": samples}
 
 
 def stats_report(found: dict[str, Any]) -> Report:

@@ -29,7 +29,7 @@ from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
 from tldrlab.lvm.generate import Smoother, generate_next, window_from_texts
 from tldrlab.lvm.index import load_index
 from tldrlab.lvm.ingest import IngestConfig, load_embedder
-from tldrlab.lvm.store import ConceptStore, StatsQuery, default_store_url, open_concept_store
+from tldrlab.lvm.store import ConceptStore, StatsQuery, default_store_url, open_concept_store, public_stats
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.service.confine import resolve_input, resolve_model
@@ -311,6 +311,4 @@ def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
 @router.get("/lvm/stats")
 def stats(request: Request, query: Annotated[StatsQuery, Query()]) -> dict[str, Any]:
     """Concepts and articles per source, embedder and dimension, the TMD distribution, random samples."""
-    found = resources(request).store.stats(query.source, samples=query.samples)
-    found["samples"] = [{**asdict(c), "tmd": c.tmd.code if c.tmd else None} for c in found["samples"]]
-    return found
+    return public_stats(resources(request).store.stats(query.source, samples=query.samples))

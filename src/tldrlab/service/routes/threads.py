@@ -34,16 +34,14 @@ from pydantic import Field, ValidationError
 from tldrlab.data.threads import Thread
 from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
-from tldrlab.digest.ingest import ingest_threads, load_threads
+from tldrlab.digest.ingest import ingest_threads, load_threads, open_sentence_store
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
 from tldrlab.digest.summarizers import build_summarizer
-from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
 from tldrlab.service.confine import confine_summarizer_params
 from tldrlab.service.limits import StrictJSONRoute, parse_json
-from tldrlab.store import open_store
 from tldrlab.store.base import SentenceStore
 
 log = logging.getLogger("tldrlab.service")
@@ -102,13 +100,8 @@ def resources(request: Request) -> DigestResources:
         found: DigestResources | None = getattr(app_state, "digest", None)
         if found is None:
             settings = app_state.settings
-            embedder = get_embedder(settings.embedder)
-            found = DigestResources(
-                store=open_store(settings, dim=embedder.dim, embedder=embedder.name),
-                embedder=embedder,
-                cache=open_cache(settings),
-                thread_locks=ThreadLocks(),
-            )
+            store, embedder = open_sentence_store(settings)
+            found = DigestResources(store, embedder, open_cache(settings), ThreadLocks())
             app_state.digest = found
         return found
 
