@@ -23,7 +23,7 @@ from tldrlab.service.app import create_app
 from tldrlab.service.queue import open_queue
 from tldrlab.service.worker import WorkerConfig, build_worker
 
-STALE_S = 2.0  # svc_helpers.FAST_WORKER's --stale-after-s
+STALE_S = 0.5  # the resumer's threshold: it only ever takes a dead owner's run (a free run-directory lock)
 LIVE_STALE_S = 1.0  # the stale threshold of the worker watching a live run
 RESUMER = WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05, stale_after_s=STALE_S)
 
