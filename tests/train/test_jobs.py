@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import run_captured
 from tldrlab.cli.main import app
 from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.run import create_run, start_run
@@ -153,7 +154,9 @@ def test_cli_errors_are_clear_and_create_no_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(shakespeare: Path, tmp_path: Path) -> None:
+def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(
+    shakespeare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "job.json"
     cfg.write_text(
         json.dumps(
@@ -191,14 +194,9 @@ def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(shakespeare: Path, t
     (record,) = open_registry().list()
     assert record.status == RunStatus.CANCELLED
 
-    done = subprocess.run(
-        [sys.executable, "-m", "tldrlab", "train", "--resume", record.id, "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ,
-    )
-    assert done.returncode == 0, done.stderr
+    # the resume: the same command line, here (only the interrupted run needs a process of its own)
+    code, _, err = run_captured(["train", "--resume", record.id, "--quiet"], capsys)
+    assert code == 0, err
     record = open_registry().get(record.id)
     assert record.status == RunStatus.COMPLETED
     steps = [
