@@ -18,6 +18,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from cliutil import run_captured
 from tldrlab.cli.main import main
 from tldrlab.errors import NotFoundError
 from tldrlab.runs import open_registry
@@ -150,7 +151,9 @@ def _counts(study_name: str, storage: str | None = None) -> dict[TrialState, int
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_one(tmp_path: Path) -> None:
+def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sweep = write_sweep(
         tmp_path / "s.yaml",
         parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 8}, "sleep": {"value": 0.25}},
@@ -180,8 +183,9 @@ def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_o
     finished_before = {n: t.datetime_complete for n, t in before.items() if t.state == TrialState.COMPLETE}
     assert open_registry().get(interrupted.user_attrs["run_id"]).status.value == "running"  # left behind
 
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=dict(os.environ))
-    assert again.returncode == 0, again.stderr[-2000:]
+    # the same command again, in this process (only the killed sweep needs a process of its own)
+    code, out, err = run_captured(cmd[3:], capsys)
+    assert code == 0, err[-2000:]
     after = optuna.load_study(study_name="toy", storage=storage).get_trials()
     by_number = {t.number: t for t in after}
     for number, completed_at in finished_before.items():  # kept as they were, not re-run
@@ -193,7 +197,7 @@ def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_o
     assert [t.state for t in after].count(TrialState.COMPLETE) == 3 and len(after) == 3  # no re-run copies
     run = open_registry().get(interrupted.user_attrs["run_id"])
     assert run.status.value == "completed" and run.attempts == 2
-    assert f"trial {interrupted.number} COMPLETE" in again.stdout
+    assert f"trial {interrupted.number} COMPLETE" in out
     sweeps = open_registry().list(kind="sweep")
     assert sorted(r.status.value for r in sweeps) == [
         "completed",
