@@ -94,10 +94,10 @@ def test_optimize_cli_runs_a_trial_and_prints_the_best(
 @pytest.mark.slow
 def test_two_worker_processes_share_one_study(elm_data: Path, elm_tokenizer: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
+    base = base_config(elm_data, elm_tokenizer).model_copy(update={"max_steps": 2})  # one evaluation a trial
     summary = optimize_elm(
-        base_config(elm_data, elm_tokenizer), trials=2, jobs=2, storage=storage, study_name="pair",
-        hidden_dims=[16], quiet=True,
-    )  # fmt: skip
+        base, trials=2, jobs=2, storage=storage, study_name="pair", hidden_dims=[16], quiet=True
+    )
     study = optuna.load_study(study_name="pair", storage=storage)
     assert len(study.trials) >= 2 and sum(summary["trials"].values()) == len(study.trials)
     # the spawned workers rebuilt the trials from the sweep mapping, base config included
