@@ -109,7 +109,7 @@ def test_smoothing_with_a_local_lm(concepts: Any, tiny_causal_lm: Path, embedder
 
 
 def test_measure_generation_scores_raw_smoothed_and_copy_last(
-    concepts: Any, tiny_causal_lm: Path, embedder: Any
+    concepts: Any, tiny_causal_lm: Path, embedder: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tldrlab.lvm.sequences import build_sequences
 
@@ -135,6 +135,7 @@ def test_measure_generation_scores_raw_smoothed_and_copy_last(
     assert margin["interval95"][0] <= margin["margin"] <= margin["interval95"][1]
     assert {"predict", "decode", "smooth", "total"} <= set(report["latency_ms"])
     assert report["examples"][0]["truth"] in ARTICLES["volcanoes"]
+    assert "continuations" in capsys.readouterr().err  # a long measurement shows its progress
 
 
 def test_context_errors_are_clear(concepts: Any, embedder: Any) -> None:

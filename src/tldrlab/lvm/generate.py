@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
@@ -291,7 +292,8 @@ def measure_generation(
     produced: dict[str, list[str]] = {name: [] for name in GENERATION_METHODS}
     truths: list[str] = []
     seconds: dict[str, list[float]] = {"predict": [], "decode": [], "smooth": []}
-    for row in range(len(windows)):
+    # a smoothed window takes seconds, so the bar shows how far the measurement is
+    for row in tqdm(range(len(windows)), desc="continuations", unit="window", leave=False):
         real = windows.mask[row]
         context_ids = [int(i) for i in windows.context_ids[row][real]]
         window = ContextWindow(
