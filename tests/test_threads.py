@@ -34,7 +34,22 @@ from tldrlab.threads import (
     plan_threads,
 )
 
-BUSY_LOOP = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+BUSY_LOOP = (
+    "import time\nend = time.time() + {seconds}\nprint('busy', flush=True)\nwhile time.time() < end: pass\n"
+)
+
+
+def start_busy_loops(count: int) -> list[subprocess.Popen[str]]:
+    """`count` processes that each keep a CPU busy for up to 3 s; returns once every one is looping."""
+    busy = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUSY_LOOP.format(seconds=3)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+    for proc in busy:
+        assert proc.stdout is not None and proc.stdout.readline() == "busy\n"
+    return busy
 
 
 @pytest.fixture(autouse=True)
@@ -150,9 +165,8 @@ def test_a_parallel_share_divides_automatic_threads(monkeypatch: pytest.MonkeyPa
 
 def test_busy_cpus_are_not_counted_as_idle() -> None:
     n = len(affinity_cpus())
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP.format(seconds=3)]) for _ in range(n + 1)]
+    busy = start_busy_loops(n + 1)
     try:
-        time.sleep(0.5)  # the busy loops are running
         idle = idle_cpus(0.3)
         plan = fit_threads_to_idle_cpus(ThreadPlan(n, "auto", n))
     finally:
