@@ -23,6 +23,7 @@ os.environ.setdefault(
 )
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,6 +63,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         ordered += chunk
     ordered += fast  # only when the chunks were full of slow tests
     items[:] = ordered
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A `no_cover` test runs untraced under xdist too (tracing slows Python-heavy code by ~45%).
+
+    pytest-cov pauses its coverage around such a test, but an xdist worker runs a second one that pytest-cov
+    starts (and never uses) when the worker process loads the plugin; stopping the first resumes that one.
+    Inside pytest-cov's pause (this wrapper runs innermost), whatever still traces is stopped: its data are
+    never reported, and pytest-cov resumes its own coverage after the test as usual.
+    """
+    if item.get_closest_marker("no_cover") is not None and "coverage" in sys.modules:
+        import coverage
+
+        stray = coverage.Coverage.current()
+        if stray is not None:
+            stray.stop()
+    yield
 
 
 @pytest.fixture(autouse=True)
