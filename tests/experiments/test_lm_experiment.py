@@ -94,6 +94,8 @@ def test_every_arm_on_a_tiny_llama(tiny_model: Path, pairs: Path, capsys: pytest
     logged = [r for r in read_jsonl(pai / "metrics.jsonl") if "pai/active_dendrites" in r]
     assert len(logged) == 2 and max(r["pai/restructured"] for r in logged) == 1.0
     assert (pai / "pai" / "pai_tracker_state.json").is_file() and list((pai / "pai" / "pai").glob("*.png"))
+    # PAI's whole-model pickles duplicate model/ and the checkpoint: gone once the arm is exported
+    assert not list((pai / "pai").rglob("*.pt")) and (pai / "model" / "model.safetensors").is_file()
     kinds = {a["kind"] for a in json.loads((pai / "manifest.json").read_text())["artifacts"]}
     assert {"pai", "model"} <= kinds
     assert (Path(children["compressed_kd"].run_dir) / "teacher_topk.safetensors").is_file()

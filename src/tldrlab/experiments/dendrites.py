@@ -382,6 +382,17 @@ class DendriteHooks(TrainHooks):
             self.save_dir / "pai_events.json", {"note": GRADIENT_DESCENT_NOTE, "events": self.events}
         )
 
+    def drop_model_snapshots(self) -> int:
+        """Delete PerforatedAI's whole-model pickles (`best_model.pt`, `latest.pt`, one pair per dendrite
+        switch) once training is over; the bytes freed. PAI writes them for its own reloads during
+        training; afterwards they only duplicate the exported model and the resumable checkpoint, and for
+        a 135M-parameter LM they are ~3.5 GB per arm (then copied again by a W&B artifact)."""
+        freed = 0
+        for path in (self.save_dir / SAVE_NAME).glob("*.pt"):
+            freed += path.stat().st_size
+            path.unlink()
+        return freed
+
 
 def _restore_tied(state: dict[str, torch.Tensor], model: nn.Module) -> None:
     """Add the names safetensors left out for tied tensors (one copy is stored per shared tensor), so a strict

@@ -504,6 +504,7 @@ def arm_export(
         _save_pai_model(model, shared.tokenizer, model_dir, setup, row)
         setup.hooks.save_state()
         setup.hooks.draw_graphs()
+        setup.hooks.drop_model_snapshots()
         _log_to_wandb_run(run.dir / "pai", f"pai-{arm}-seed{seed}", "pai")
     elif setup.plan is not None:
         export_compressed(model, shared.tokenizer, setup.plan, model_dir)
