@@ -70,7 +70,7 @@ from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenize
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, RunRecord, RunStatus, execute_run, start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from tldrlab.train.chat_sft import ChatSFTTask
 from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import TrainHooks, TrainResult
@@ -514,7 +514,7 @@ def arm_export(
         {"id": r.id, "reference": ref, "prediction": pred}
         for r, ref, pred in zip(shared.data.test, references, predictions, strict=True)
     ]
-    atomic_write_text(run.dir / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    atomic_write_jsonl(run.dir / "samples.jsonl", samples)
     row["per_record"] = scores["per_record"]
     row["examples"] = samples[:3]
     return row

@@ -30,7 +30,7 @@ from torch import nn
 from tldrlab.device import loader_settings, resolve_device, resolve_precision
 from tldrlab.errors import InvalidInputError, RunCancelledError, RunPreemptedError
 from tldrlab.runs import preempt
-from tldrlab.runs.atomic import atomic_write_text, read_jsonl
+from tldrlab.runs.atomic import atomic_write_jsonl, read_jsonl
 from tldrlab.runs.run import METRICS, Run
 from tldrlab.track.plots import plot_run_metrics
 from tldrlab.train import checkpoint as ckpt
@@ -312,13 +312,11 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
 
 def _truncate_metrics(run: Run, step: int) -> None:
     """On resume, drop metric lines written after the checkpoint (the resumed run writes them again)."""
-    import json
-
     path = run.dir / METRICS
     if not path.exists():
         return
     kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    atomic_write_jsonl(path, kept)
 
 
 PLOT_INTERVAL_S = 60.0
