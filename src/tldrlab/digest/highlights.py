@@ -42,8 +42,8 @@ class HighlightOptions(BaseModel):
     heuristic's figures on those splits are not strictly held-out. The learned scorers (`learned_v1`,
     `learned_v2`) were fitted on train splits only (SciTLDR train, QMSum train, the train side of the beer
     thread split), their features and penalties chosen per mode by cross-validation on them; `scorer="auto"`
-    uses learned_v1 in the modes where it beat the heuristic on the dev/val splits with the paired-bootstrap
-    interval above zero; learned_v2 never beat v1 that way, so it is used by name only (docs/digest.md)."""
+    uses the train-chosen one (learned_v2) in each mode where it beat the heuristic on the dev/val split with
+    the paired-bootstrap interval above zero: every mode (docs/digest.md)."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
