@@ -3,12 +3,15 @@ are checked before anything runs, with a clear message and exit code 2, never a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cliutil import run_captured
 from tldrlab.errors import NotFoundError
+from tldrlab.runs import open_registry
 
 
 @pytest.mark.parametrize(
@@ -34,3 +37,118 @@ def test_elm_compare_passes_its_settings_through(tmp_path: Path, capsys: pytest.
     missing = tmp_path / "no-such-pairs"
     code, _, err = run_captured(["elm", "compare", "--data", str(missing), "--out", str(tmp_path)], capsys)
     assert code == NotFoundError.exit_code and f"data not found: {missing}" in err
+
+
+HELP = {
+    ("lvm", "generate"): ["The trained LVM: an lvm_train run id", "--steps", "[default: 1; >= 1, <= 100]"],
+    ("lvm", "tmd"): ["--missing / --no-missing", "Only concepts without TMD labels yet."],
+    ("lvm", "stats"): ["--samples", "Random concepts to show. [default: 5; >= 0, <= 100]", "--db", "--json"],
+    ("lvm", "train"): ["--model-settings.hidden, --hidden", "Width of the backbone. [default: 256; >= 4]"],
+    ("data", "inspect"): [
+        "--mapping, --map",
+        "pairs field mapping",
+        "-o, --options, --option",
+        "-f, --format",
+    ],
+    ("data", "register"): ["--source-url", "Where it came from (provenance).", "--license"],
+    ("models", "import"): ["SOURCE", "--dtype <float32|bfloat16>", "Replace an installed model"],
+    ("models", "promote"): ["--alias", "The alias to point at the run's model", "--note"],
+    ("sweep", "status"): ["STUDY", "Study storage: sqlite:///PATH or postgresql://"],
+    ("sweep", "export"): ["-o, --out", "Directory for trials.csv/json"],
+    ("runs", "compare"): ["--plot", "Where the PNG chart goes.", "--fail-on-regression"],
+    ("digest",): ["TARGET", "Which thread of the file to digest", "-p, --params, --param"],
+    ("highlights",): ["THREAD_ID", "A stored thread id.", "--scorer"],
+}
+"""Commands generated from typed classes: their options' help is the field's docstring, with bounds."""
+
+
+@pytest.mark.parametrize("command", HELP, ids=" ".join)
+def test_help_comes_from_the_field_docstrings(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_captured([*command, "--help"], capsys)
+    flat = " ".join(out.split())
+    assert code == 0
+    for fragment in HELP[command]:
+        assert " ".join(fragment.split()) in flat, (command, fragment)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["lvm", "generate", "r", "--text", "a", "--steps", "0"],
+            "steps: Input should be greater than or equal to 1",
+        ),
+        (["lvm", "generate", "r", "--split", "train"], "'train' is not one of 'test', 'val', 'cross'"),
+        (["lvm", "generate", "--text", "a"], "run: Field required"),
+        (["lvm", "stats", "--samples", "101"], "samples: Input should be less than or equal to 100"),
+        (["lvm", "train", "--hidden", "2"], "hidden: Input should be greater than or equal to 4"),
+        (["lvm", "train", "--model-settings", "hiden=8"], "hiden: Extra inputs are not permitted"),
+        (
+            ["models", "import", "x.gguf", "--dtype", "float16"],
+            "'float16' is not one of 'float32', 'bfloat16'",
+        ),
+        (["models", "promote", "train-1"], "alias: Field required"),
+        (
+            ["runs", "compare", "a", "--tolerance", "-1"],
+            "tolerance: Input should be greater than or equal to 0",
+        ),
+        (["data", "register", "x", "--name", ""], "name: String should have at least 1 character"),
+        (["digest", "t", "--param", "[1]"], "--param expects KEY=VALUE"),
+        (["digest", "t", "--param", "{oops"], "--param: not valid JSON"),
+        (["highlights", "7", "--k", "0"], "k: Input should be greater than or equal to 1"),
+        (["--threads", "0", "runs", "list"], "must be at least 1"),
+    ],
+)
+def test_bad_values_of_generated_commands_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_captured(argv, capsys)
+    assert code == 2 and message in " ".join(err.split()) and "Traceback" not in out + err
+    assert open_registry().list() == []  # nothing started
+
+
+def test_lvm_model_settings_flags_reach_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["lvm", "train", "--sequences", str(tmp_path / "s.npz"), "--model-settings", "lora_rank=4",
+            "--hidden", "64", "--skip", "last", "--tmd-inputs", "--model-settings.pretrained-layers", "2",
+            "--print-config"]  # fmt: skip
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    settings = yaml.safe_load(out)["model_settings"]
+    assert settings == {
+        "lora_rank": 4,
+        "hidden": 64,
+        "skip": "last",
+        "tmd_inputs": True,
+        "pretrained_layers": 2,
+    }
+
+
+def test_data_register_records_the_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"document": "a b c", "summary": "a"}\n{"document": "d e f", "summary": "d"}\n')
+    argv = ["data", "register", str(data), "--name", "tiny", "-f", "pairs", "--license", "CC0",
+            "--source-url", "https://example.org/tiny", "--json"]  # fmt: skip
+    code, out, err = run_captured(argv, capsys)
+    record = json.loads(out)
+    assert code == 0, err
+    assert (record["name"], record["format"], record["records"], record["new"]) == ("tiny", "pairs", 2, True)
+    provenance = record["extra"]["provenance"]
+    assert (provenance["license"], provenance["source_url"]) == ("CC0", "https://example.org/tiny")
+
+
+def test_data_inspect_passes_mapping_and_reader_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "my.csv"
+    data.write_text("text;headline\nthe long text here;short\nanother text;another\n")
+    argv = ["data", "inspect", str(data), "-f", "pairs", "--json", "--map", "document=text",
+            "--map", "summary=headline"]  # fmt: skip
+    code, out, err = run_captured([*argv, "-o", "delimiter=;"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["total"]["records"] == 2
+    code, _, err = run_captured(argv, capsys)  # without the reader's delimiter option: no field 'text'
+    assert code == 2 and "field 'text': missing" in err

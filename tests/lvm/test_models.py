@@ -8,7 +8,8 @@ import pytest
 import torch
 from lvm_synthetic import rotating_table
 
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, InvalidConfigError
+from tldrlab.kinds import validate_config
 from tldrlab.lvm.evaluation import evaluate_methods
 from tldrlab.lvm.losses import LVM_LOSSES, LossBatch, combined_loss, corpus_loss, parse_loss
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, load_lvm
@@ -131,9 +132,11 @@ def test_learned_skip_starts_as_the_mean_and_trains_its_position_weights() -> No
 def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Path) -> None:
     with pytest.raises(ConfigError, match="lstm, gru, transformer, mamba"):
         build_lvm("rnn", LVMConfig())
-    config = LVMTrainJobConfig(sequences=str(rotating_sequences), model_settings={"hidden": -1})
-    with start_run("lvm_train", config) as run, pytest.raises(ConfigError, match="invalid LVM settings"):
-        train_lvm(config, run)
+    # model_settings are LVMConfig's fields, checked when the config is given (before any run exists)
+    with pytest.raises(InvalidConfigError, match=r"model_settings: .*hidden: Input should be greater than"):
+        validate_config("lvm_train", {"sequences": str(rotating_sequences), "model_settings": {"hidden": -1}})
+    with pytest.raises(InvalidConfigError, match=r"model_settings: .*hiden: Extra inputs"):
+        validate_config("lvm_train", {"sequences": str(rotating_sequences), "model_settings": {"hiden": 8}})
 
 
 def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_sequences: Path) -> None:

@@ -92,7 +92,7 @@ def test_models_import_then_plain_transformers_loads_offline(
     code, _, err = run_captured(["models", "import", "no-such-model"], capsys)
     assert code == NotFoundError.exit_code and "Traceback" not in err
     code, _, err = run_captured(["models", "import", str(tiny["gguf"]), "--dtype", "float16"], capsys)
-    assert code == InvalidInputError.exit_code and "float32 or bfloat16" in err
+    assert code == 2 and "'float16' is not one of 'float32', 'bfloat16'" in err  # a usage error
 
 
 def test_resolver_finds_every_kind_of_reference(

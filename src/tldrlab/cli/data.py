@@ -3,13 +3,13 @@ and register data sets so runs name them by id."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import typer
 
-from tldrlab.cli.options import parse_pairs
+from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
-from tldrlab.runs.datasets import datasets_table, open_datasets, register_dataset
+from tldrlab.runs.datasets import Registration, datasets_table, open_datasets, register_dataset
 
 data_app = typer.Typer(
     help="Inspect data files and list the supported formats.\n\n"
@@ -18,22 +18,7 @@ data_app = typer.Typer(
 )
 
 
-@data_app.command("inspect")
-def inspect(
-    path: Path = typer.Argument(..., help="A data file or a data-set directory."),
-    format: str | None = typer.Option(None, "--format", "-f", help="Format name (detected when omitted)."),
-    split: str | None = typer.Option(None, help="For a directory: train, dev (= validation = val) or test."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Leave malformed records out (and report how many) instead of stopping."
-    ),
-    mapping: list[str] | None = typer.Option(
-        None, "--map", help="pairs field mapping, repeatable: --map document=text --map summary=headline."
-    ),
-    option: list[str] | None = typer.Option(
-        None, "--option", "-o", help="Reader option KEY=VALUE, repeatable (see `tldrlab data formats`)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
-) -> None:
+def inspect(options: Any, as_json: bool) -> None:
     """Detect the format of PATH and print counts and length statistics.
 
     Records: documents, summaries, words per document / summary (mean, median, p95, max).
@@ -47,19 +32,13 @@ def inspect(
     # lazy: loads bs4, lxml, numpy (kept off `tldrlab --help`)
     from tldrlab.data.inspect import inspect_path, stats_report
 
-    stats = inspect_path(
-        path,
-        format,
-        split=split,
-        skip_invalid=skip_invalid,
-        mapping=parse_pairs(mapping, "--map"),
-        options=parse_pairs(option, "--option"),
-    )
+    settings = options.model_dump(exclude={"path", "format"})
+    stats = inspect_path(options.path, options.format, **settings)
     emit(stats, lambda: stats_report(stats), as_json=as_json)
 
 
 @data_app.command("formats")
-def formats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def formats(as_json: bool = AS_JSON) -> None:
     """List the supported formats, what they hold and their options.
 
     Example: tldrlab data formats
@@ -74,18 +53,7 @@ def formats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
     emit(rows, formats_table, as_json=as_json)
 
 
-@data_app.command("register")
-def register_command(
-    path: Path = typer.Argument(..., help="A data file or a data-set directory (registered where it is)."),
-    name: str | None = typer.Option(
-        None, "--name", help="A name for it (default: the file or directory name)."
-    ),
-    format: str | None = typer.Option(None, "--format", "-f", help="Format name (detected when omitted)."),
-    source_url: str | None = typer.Option(None, "--source-url", help="Where it came from (provenance)."),
-    license: str | None = typer.Option(None, "--license", help="Its licence (provenance)."),
-    note: str | None = typer.Option(None, "--note", help="Anything else worth keeping with it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
-) -> None:
+def register_command(registration: Registration, as_json: bool) -> None:
     """Register a data set once: format, sha256 of every file and of the whole, records, provenance.
 
     Runs then name it as `dataset:<id>` (CLI and API) and record its id in their manifest and in W&B; the
@@ -93,14 +61,12 @@ def register_command(
 
     Example: tldrlab data register ../shared/data/scitldr --license "Apache-2.0"
     """
-    record, new = register_dataset(
-        path, name=name, format=format, source_url=source_url, license=license, note=note
-    )
+    record, new = register_dataset(**registration.model_dump())
     emit({**record.public(), "new": new}, lambda: record.report(new=new), as_json=as_json)
 
 
 @data_app.command("list")
-def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+def list_command(as_json: bool = AS_JSON) -> None:
     """List registered and uploaded data sets.
 
     Example: tldrlab data list --json
@@ -114,4 +80,22 @@ NO_DATASETS = "no data sets: tldrlab data register PATH"
 
 
 def register(app: typer.Typer) -> None:
+    config_command(
+        data_app,
+        "inspect",
+        "tldrlab.data.inspect:InspectOptions",
+        inspect,
+        as_json=True,
+        arguments=("path",),
+        aliases={"format": "-f", "mapping": "--map", "options": ("--option", "-o")},
+    )
+    config_command(
+        data_app,
+        "register",
+        Registration,
+        register_command,
+        as_json=True,
+        arguments=("path",),
+        aliases={"format": "-f"},
+    )
     app.add_typer(data_app, name="data")

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tldrlab.cli.options import JSON_OPTION, Flag, config_command, parse_pairs
+from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit, print_report
 from tldrlab.config import get_settings
@@ -104,15 +104,16 @@ def _stream_until_digest(events: Iterator[Any]) -> Any:
     raise InvalidInputError("the digest stream ended without a digest")
 
 
-def digest_command(options: Any, target: str, thread: str | None, format: str | None, as_json: bool) -> None:
+def digest_command(options: Any, as_json: bool) -> None:
     """Stream a cited TL;DR of a thread, then its cited bullets and the highlights with provenance.
 
     Example: tldrlab digest thread.json --k 5 --json
     """
-    run_digest(target, options, as_json=as_json, thread_id=thread, format=format)
+    digest = options.digest_options()
+    run_digest(options.target, digest, as_json=as_json, thread_id=options.thread, format=options.format)
 
 
-def highlights_command(options: Any, thread_id: str, as_json: bool) -> None:
+def highlights_command(options: Any, as_json: bool) -> None:
     """The sentences worth reading in a stored thread, with provenance.
 
     Example: tldrlab highlights 33 --q "roasted barley"
@@ -123,11 +124,11 @@ def highlights_command(options: Any, thread_id: str, as_json: bool) -> None:
 
     store, embedder = open_sentence_store()
     with closing(store):
-        found = thread_highlights(store, thread_id, options, embedder=embedder)
+        found = thread_highlights(store, options.thread_id, options, embedder=embedder)
     emit([h.model_dump() for h in found], lambda: highlights_report(found), as_json=as_json)
 
 
-def demo_command(as_json: bool = typer.Option(False, "--json")) -> None:
+def demo_command(as_json: bool = AS_JSON) -> None:
     """Ingest the bundled, attributed sample thread and print its digest (what `make demo` runs): the key
     sentences at once, then the bundled language model's TL;DR citing them (extractive alone when no model
     is installed).
@@ -143,27 +144,6 @@ def demo_command(as_json: bool = typer.Option(False, "--json")) -> None:
             f"[dim]sample: {path.name} (beer.stackexchange.com, CC BY-SA 3.0; authors linked per post)[/]"
         )
     run_digest(str(path), DigestOptions(), as_json=as_json)
-
-
-PARAM = Flag(
-    "params",
-    ("--param", "-p"),
-    str,
-    "Summarizer parameter key=value (repeatable; values parse as JSON when they can).",
-    parse="list",
-    verbatim=True,
-    convert=lambda items: parse_pairs(items, "--param", json_values=True),
-)
-DIGEST_PARAMS = [
-    (
-        "target",
-        str,
-        typer.Argument(..., help="A thread file/directory (ingested first) or a stored thread id."),
-    ),
-    ("thread", str | None, typer.Option(None, "--thread", help="Which thread of the file to digest.")),
-    ("format", str | None, typer.Option(None, "--format", "-f", help="Input format when TARGET is a file.")),
-    JSON_OPTION,
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -187,19 +167,23 @@ def register(app: typer.Typer) -> None:
     config_command(
         app,
         "digest",
-        "tldrlab.digest.pipeline:DigestOptions",
+        "tldrlab.digest.pipeline:ThreadDigestOptions",
         digest_command,
-        aliases={"summarizer": "-s", "use_cache": "--cache/--no-cache"},
-        params=DIGEST_PARAMS,
-        extra=(PARAM,),
-        exclude=("params",),
+        aliases={
+            "summarizer": "-s",
+            "use_cache": "--cache/--no-cache",
+            "params": ("--param", "-p"),
+            "format": "-f",
+        },
+        arguments=("target",),
+        as_json=True,
     )
-    thread_id = ("thread_id", str, typer.Argument(..., help="A stored thread id."))
     config_command(
         app,
         "highlights",
-        "tldrlab.digest.highlights:HighlightOptions",
+        "tldrlab.digest.pipeline:ThreadHighlightOptions",
         highlights_command,
-        params=[thread_id, JSON_OPTION],
+        arguments=("thread_id",),
+        as_json=True,
     )
     app.command("demo")(demo_command)

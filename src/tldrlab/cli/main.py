@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -47,12 +47,10 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
-def _root(
-    home: Path | None = typer.Option(None, *options.HOME.names, help=options.HOME.help),
-    quiet: bool = typer.Option(False, *options.QUIET.names, help=options.QUIET.help),
-    verbose: bool = typer.Option(False, *options.VERBOSE.names, help=options.VERBOSE.help),
-    threads: int | None = typer.Option(None, *options.THREADS.names, help=options.THREADS.help, min=1),
-) -> None:
+def _root(values: dict[str, Any]) -> None:
+    home, quiet, verbose, threads = (values[o.param] for o in options.EVERY_COMMAND)
+    if threads is not None and threads < 1:
+        raise typer.BadParameter(f"must be at least 1, got {threads}", param_hint="--threads")
     # before any command imports torch: OpenMP and MKL read their thread counts once, when they load
     configure_threads(threads)
     options.configure_console(
@@ -61,7 +59,7 @@ def _root(
     options.apply_common(home, quiet, verbose)
 
 
-app.callback()(_root)
+app.callback()(options.signature_callback(options.shared_params(options.EVERY_COMMAND), _root))
 
 
 for name in COMMAND_MODULES:

@@ -3,24 +3,20 @@ once) and the aliases that name trained runs' models (`production`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
-from tldrlab.runs.aliases import alias_history, aliases_table, current_aliases, promote
+from tldrlab.runs.aliases import Promotion, alias_history, aliases_table, current_aliases, promote
 
 models_app = typer.Typer(
     help="Pretrained models: import GGUF files once, list what is installed.", no_args_is_help=True
 )
 
 
-@models_app.command("import")
-def import_command(
-    source: str = typer.Argument(..., help="A .gguf file, a transformers model directory, or `smollm2`."),
-    name: str | None = typer.Option(None, "--name", help="Store name (default: from the file name)."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 weights."),
-    force: bool = typer.Option(False, "--force", help="Replace an installed model of the same name."),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
-) -> None:
+def import_command(options: Any, as_json: bool) -> None:
     """Convert a model once into <home>/models/NAME (safetensors + config + tokenizer with chat template).
 
     Example: tldrlab models import ~/Downloads/SmolLM2-135M-Instruct.Q4_1.gguf --name smol
@@ -28,12 +24,12 @@ def import_command(
     # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.models.store import import_model, import_report
 
-    manifest = import_model(source, name=name, dtype=dtype, force=force)  # type: ignore[arg-type]
+    manifest = import_model(options.source, **options.model_dump(exclude={"source"}))
     emit(manifest, lambda: import_report(manifest), as_json=as_json)
 
 
 @models_app.command("list")
-def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON lines.")) -> None:
+def list_command(as_json: bool = AS_JSON) -> None:
     """List installed models and the bundled one.
 
     Example: tldrlab models list --json
@@ -46,25 +42,19 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     emit(rows, lambda: models_table(rows), as_json=as_json, lines=True, empty=empty)
 
 
-@models_app.command("promote")
-def promote_command(
-    run: str = typer.Argument(..., help="Run id (or unique prefix) of a run that saved a model."),
-    alias: str = typer.Option(..., "--alias", help="The alias to point at the run's model (production)."),
-    note: str | None = typer.Option(None, "--note", help="Why (kept in the alias history)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the promotion as JSON."),
-) -> None:
+def promote_command(promotion: Promotion, as_json: bool) -> None:
     """Point an alias at a run's model; the alias then works wherever a model is named.
 
     Example: tldrlab models promote train-20260101 --alias production --note "best ROUGE-L"
     """
-    entry = promote(run, alias, note=note)
+    entry = promote(promotion.run, promotion.alias, note=promotion.note)
     emit(entry.public(), entry.report, as_json=as_json)
 
 
 @models_app.command("aliases")
 def aliases_command(
     history: bool = typer.Option(False, "--history", help="Every promotion, not only where aliases stand."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """List model aliases (and with --history every promotion, newest first).
 
@@ -77,4 +67,13 @@ def aliases_command(
 
 
 def register(app: typer.Typer) -> None:
+    config_command(
+        models_app,
+        "import",
+        "tldrlab.models.store:ImportOptions",
+        import_command,
+        as_json=True,
+        arguments=("source",),
+    )
+    config_command(models_app, "promote", Promotion, promote_command, as_json=True, arguments=("run",))
     app.add_typer(models_app, name="models")

@@ -4,8 +4,8 @@
 `--data.path`, `--train.lr`, `--train.plot/--train.no-plot`. The help text is the field's docstring (config
 classes set `use_attribute_docstrings=True`), followed by the default and the bounds; Literal fields become
 choices; list fields repeat (`--seeds 1 --seeds 2`) and also take a comma list (`--seeds 1,2`, unless the
-command marks the field verbatim) or JSON; mappings and unions take JSON. Underscores work in option names
-too (`--train.max_steps`).
+command marks the field verbatim) or JSON; mappings repeat as KEY=VALUE (`--map document=text`) or take a
+JSON object; unions take JSON. Underscores work in option names too (`--train.max_steps`).
 
 A run-kind command (`runkinds`) builds its config from the model's defaults, then `--config FILE` (YAML or
 JSON), then the flags; `config_command` makes a command of any other class the same way (without the file).
@@ -17,7 +17,7 @@ import inspect
 import json
 import os
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -37,7 +37,7 @@ from tldrlab.threads import configure_threads
 
 CONTEXT_SETTINGS = {"max_content_width": 110}
 
-Parse = Literal["plain", "list", "json"]
+Parse = Literal["plain", "list", "json", "pairs", "text_pairs"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class Flag:
     """What the command line parses for one occurrence: str, int, float, bool or a Literal."""
     help: str = ""
     parse: Parse = "plain"
-    """plain: the value as typed; list: repeatable, comma lists or JSON lists; json: JSON (else the text)."""
+    """plain: the value as typed; list: repeatable, comma lists or JSON lists; json: JSON (else the text);
+    pairs: repeatable KEY=VALUE (values as JSON when they parse) or JSON objects; text_pairs: values as is."""
     verbatim: bool = False
     """A list whose items may hold commas (prompts): one item per occurrence, never split."""
     convert: Callable[[Any], Any] | None = None
@@ -64,6 +65,11 @@ class Flag:
     def switch(self) -> bool:
         """A boolean without a `--no-` form: giving it means True, leaving it out sets nothing."""
         return self.annotation is bool and not any("/" in name for name in self.names)
+
+    @property
+    def shown(self) -> str:
+        """The option as messages name it: the last long alias, as users know it (`--map` of `--mapping`)."""
+        return next((n.split("/")[0] for n in reversed(self.names) if n[:2] == "--"), self.path)
 
     @property
     def param(self) -> str:
@@ -99,6 +105,8 @@ def _parsing(annotation: Any) -> tuple[Any, Parse]:
         return Literal.__getitem__(tuple(member.value for member in inner)), "plain"
     if get_origin(inner) in (list, tuple, set):
         return str, "list"
+    if get_origin(inner) is dict:
+        return str, "text_pairs" if get_args(inner)[1:] == (str,) else "pairs"
     return str, "json"
 
 
@@ -118,12 +126,15 @@ def config_flags(
     arguments: tuple[str, ...] = (),
     verbatim: tuple[str, ...] = (),
     command_defaults: Mapping[str, Any] | None = None,
+    settings: Mapping[str, type[BaseModel]] | None = None,
     prefix: str = "",
     defaults: BaseModel | None = None,
 ) -> list[Flag]:
     """One Flag per leaf field of `model` (nested models recursively), with `aliases` as extra names;
-    `command_defaults` (dotted path -> value) are what the command fills in when nothing else does."""
-    aliases, command_defaults = aliases or {}, command_defaults or {}
+    `command_defaults` (dotted path -> value) are what the command fills in when nothing else does;
+    `settings` names dict fields holding another class's fields (`model_settings`: LVMConfig), whose fields
+    get options as a nested model's do (besides the dict's own JSON option)."""
+    aliases, command_defaults, settings = aliases or {}, command_defaults or {}, settings or {}
     flags: list[Flag] = []
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
@@ -134,7 +145,11 @@ def config_flags(
             default = getattr(defaults, name)
         else:
             default = None if required else info.get_default(call_default_factory=True)
-        if section := section_class(info.annotation):
+        if section := section_class(info.annotation) or settings.get(path):
+            if path in settings:  # the whole dict as JSON too (`--model-settings '{"hidden": 64}'`)
+                text = field_help(info, default, required=required)
+                one, parse = _parsing(info.annotation)
+                flags.append(Flag(path, (option_name(path), *aliases.get(path, ())), one, text, parse))
             nested = default if isinstance(default, BaseModel) else None
             flags += config_flags(
                 section,
@@ -142,6 +157,7 @@ def config_flags(
                 arguments=arguments,
                 verbatim=verbatim,
                 command_defaults=command_defaults,
+                settings=settings,
                 prefix=f"{path}.",
                 defaults=nested,
             )
@@ -198,12 +214,22 @@ def _json(flag: Flag, text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{flag.names[0] if flag.names else flag.path}: not valid JSON: {exc}") from exc
+        raise ConfigError(f"{flag.shown}: not valid JSON: {exc}") from exc
 
 
 def parse_value(flag: Flag, value: Any) -> Any:
     """One flag's parsed value as it goes into the config."""
-    if flag.parse == "list":
+    if flag.parse in ("pairs", "text_pairs"):
+        pairs: dict[str, Any] = {}
+        for text in value if isinstance(value, list | tuple) else [value]:
+            if text.lstrip().startswith("{"):
+                if not isinstance(found := _json(flag, text), dict):
+                    raise ConfigError(f"{flag.shown}: expected KEY=VALUE or a JSON object, got {text!r}")
+                pairs.update(found)
+            else:
+                pairs.update(parse_pairs([text], flag.shown, json_values=flag.parse == "pairs"))
+        value = pairs
+    elif flag.parse == "list":
         items: list[Any] = []
         for text in value if isinstance(value, list | tuple) else [value]:
             if text.lstrip().startswith("["):
@@ -260,11 +286,13 @@ THREADS = Shared(
 EVERY_COMMAND = (HOME, QUIET, VERBOSE, THREADS)
 """Options of every command: the root takes them (`tldrlab --home DIR runs list`), run kinds too."""
 
+JSON = Shared("as_json", ("--json",), bool, "Print the result as JSON (for scripts).")
+"""`--json` of every command that prints a result (a listing: one JSON line per item)."""
 RUN_KIND_OPTIONS = (
     Shared("config_file", ("--config",), Path | None, "A YAML or JSON file of settings; flags override it."),
     Shared("resume", ("--resume",), str | None, "Continue this run (id or prefix) from its last checkpoint."),
     Shared("print_config", ("--print-config",), bool, "Print the config this would run (YAML), then exit."),
-    Shared("as_json", ("--json",), bool, "Print the result as JSON."),
+    JSON,
     Shared("seed", ("--seed",), int | None, "Seed of everything random in the run.", ("seed",)),
     Shared("device", ("--device",), str | None, "auto, cpu or cuda.", ("device",)),
     Shared(
@@ -308,7 +336,7 @@ def signature_callback(params: list[tuple[str, Any, Any]], body: Callable[[dict[
 def flag_params(flags: list[Flag]) -> list[tuple[str, Any, Any]]:
     params: list[tuple[str, Any, Any]] = []
     for flag in flags:
-        many = flag.parse == "list"
+        many = flag.parse in ("list", "pairs", "text_pairs")
         if not flag.names:
             annotation = list[str] | None if many else str | None
             required = ... if flag.metavar else None
@@ -372,7 +400,8 @@ def _placeholder() -> None:
     """Replaced by the generated callback when the command's options are built."""
 
 
-JSON_OPTION = ("as_json", bool, typer.Option(False, "--json", help="Print JSON (for scripts)."))
+AS_JSON: Any = _option(False, JSON.names, JSON.help)
+"""`--json` as a parameter default of a command written with typer."""
 
 
 def parse_pairs(values: list[str] | None, option: str, *, json_values: bool = False) -> dict[str, Any]:
@@ -401,16 +430,18 @@ def config_command(
     aliases: Mapping[str, str | tuple[str, ...]] | None = None,
     arguments: tuple[str, ...] = (),
     verbatim: tuple[str, ...] = (),
-    params: Sequence[tuple[str, Any, Any]] = (),
     extra: tuple[Flag, ...] = (),
     exclude: tuple[str, ...] = (),
     defaults: Mapping[str, Any] | None = None,
     base: Callable[[], Mapping[str, Any]] = dict,
+    as_json: bool = False,
+    hidden: bool = False,
 ) -> None:
     """Add command `name`: its options are `model`'s fields (a class or "module:Class", imported when the
     options are built) (less `exclude`, `arguments` positional, `verbatim` lists never split at commas, plus
-    `extra` flags) and plain typer `params`; it validates base() < `defaults` (dotted path -> value, shown as
-    the defaults) < flags as a `model` and calls `run(config, **params)`. Its help is `run`'s docstring."""
+    `extra` flags, and `--json` with `as_json`); it validates base() < `defaults` (dotted path -> value,
+    shown as the defaults) < flags as a `model` and calls `run(config)` (`run(config, as_json=...)`). Its
+    help is `run`'s docstring."""
 
     def build() -> Any:
         cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
@@ -426,11 +457,15 @@ def config_command(
                 set_path(raw, path, value)
             raw = deep_merge(raw, flag_overrides(flags, values))
             config = validate_model(cls, raw, what=f"{name} options")
-            run(config, **{param: values[param] for param, _, _ in params})
+            run(config, **({"as_json": values["as_json"]} if as_json else {}))
 
-        return signature_callback([*params, *flag_params(flags)], body)
+        return signature_callback([*flag_params(flags), *shared_params((JSON,) if as_json else ())], body)
 
     command = app.command(
-        name, cls=lazy_command(build), help=inspect.getdoc(run), context_settings=CONTEXT_SETTINGS
+        name,
+        cls=lazy_command(build),
+        help=inspect.getdoc(run),
+        context_settings=CONTEXT_SETTINGS,
+        hidden=hidden,
     )
     command(_placeholder)

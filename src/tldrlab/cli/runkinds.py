@@ -68,6 +68,9 @@ class RunCommand:
     defaults: Mapping[str, str] = field(default_factory=dict)
     """Settings the command fills in below the file and the flags: dotted path -> value, `<home>` standing for
     the home directory (`{"sequences": "<home>/lvm/sequences.npz"}`)."""
+    settings: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    """Dict fields holding another class's fields, which get an option each (`{"model_settings": LVMConfig}`:
+    `--model-settings.hidden`)."""
 
     @property
     def group(self) -> str:
@@ -93,6 +96,7 @@ class RunCommand:
             arguments=self.arguments,
             verbatim=self.verbatim,
             command_defaults=self.defaults,
+            settings=self.settings,
         )
         # a field called like a shared option (`quiet`) is set by that option (see `quiet_settings`)
         shared = {

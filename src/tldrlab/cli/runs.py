@@ -8,14 +8,14 @@ from pathlib import Path
 
 import typer
 
-from tldrlab.cli.options import JSON_OPTION, config_command
+from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.report import Report
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
-from tldrlab.runs.compare import CompareQuery, compare_runs
+from tldrlab.runs.compare import CompareChart, compare_runs
 from tldrlab.runs.registry import RunQuery, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import LOG, read_manifest
@@ -23,7 +23,6 @@ from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.")
-AS_JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
 def list_command(query: RunQuery, as_json: bool) -> None:
@@ -64,7 +63,7 @@ def show_logs(
     emit(rows, lambda: Report([*text]), as_json=raw, lines=True)
 
 
-def compare_command(query: CompareQuery, plot: Path, fail_on_regression: bool, as_json: bool) -> None:
+def compare_command(query: CompareChart, as_json: bool) -> None:
     """Print and plot runs' metrics side by side, flagging regressions against a baseline run.
 
     A run's metrics are its summary plus its evaluation (`eval.*`, from eval_summary.json); lower is better
@@ -75,23 +74,12 @@ def compare_command(query: CompareQuery, plot: Path, fail_on_regression: bool, a
     comparison = compare_runs(
         query.ids, baseline=query.baseline, metrics=query.metric or None, tolerance=query.tolerance
     )
-    plot_comparison(comparison, plot)
-    emit({**comparison.as_dict(), "plot": str(plot)}, comparison.report, as_json=as_json)
+    plot_comparison(comparison, Path(query.plot))
+    emit({**comparison.as_dict(), "plot": query.plot}, comparison.report, as_json=as_json)
     if not as_json:
-        typer.echo(f"chart: {plot}")
-    if fail_on_regression and comparison.regressions:
+        typer.echo(f"chart: {query.plot}")
+    if query.fail_on_regression and comparison.regressions:
         raise typer.Exit(1)
-
-
-COMPARE_PARAMS = [
-    ("plot", Path, typer.Option(Path("runs-compare.png"), "--plot", help="Where the PNG chart goes.")),
-    (
-        "fail_on_regression",
-        bool,
-        typer.Option(False, "--fail-on-regression", help="Exit with code 1 when a run regresses (for CI)."),
-    ),
-    JSON_OPTION,
-]
 
 
 @runs_app.command("export")
@@ -175,17 +163,15 @@ def delete_command(
 
 
 def register(app: typer.Typer) -> None:
-    config_command(runs_app, "list", RunQuery, list_command, params=[JSON_OPTION], defaults={"limit": 20})
-    config_command(
-        runs_app, "compare", CompareQuery, compare_command, arguments=("ids",), params=COMPARE_PARAMS
-    )
+    config_command(runs_app, "list", RunQuery, list_command, as_json=True, defaults={"limit": 20})
+    config_command(runs_app, "compare", CompareChart, compare_command, arguments=("ids",), as_json=True)
     config_command(
         runs_app,
         "prune",
         RetentionPolicy,
         prune_command,
         aliases={"statuses": "--status", "kinds": "--kind"},
-        params=[JSON_OPTION],
+        as_json=True,
         exclude=("enabled", "every_s"),
         base=lambda: get_settings().retention.model_dump(),
     )

@@ -10,13 +10,12 @@ tldrlab sweep export tiny-t5 --out sweep-report/
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from tldrlab.cli.options import Flag
+from tldrlab.cli.options import AS_JSON, Flag, config_command
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit
 from tldrlab.sweep import examples_dir
@@ -24,8 +23,6 @@ from tldrlab.sweep.spec import sweep_file_settings
 
 sweep_app = typer.Typer(help="Hyperparameter sweeps: W&B sweep YAML run on Optuna.", no_args_is_help=True)
 console = Console()
-
-STORAGE_HELP = "Study storage: sqlite:///PATH or postgresql://... (default: SQLite file <home>/sweeps.db)."
 
 
 def launch_printing(config: Any) -> tuple[str, Any]:
@@ -51,16 +48,7 @@ SWEEP_RUN = RunCommand(
 )  # fmt: skip
 
 
-STUDY = typer.Argument(..., help="Study name.")
-STORAGE = typer.Option(None, "--storage", help=STORAGE_HELP)
-
-
-@sweep_app.command("status")
-def status_command(
-    study: str = STUDY,
-    storage: str | None = STORAGE,
-    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
-) -> None:
+def status_command(ref: Any, as_json: bool) -> None:
     """Table of a study's trials: number, state, value, parameters, evaluations, duration, run.
 
     Example: tldrlab sweep status tiny-t5
@@ -69,16 +57,11 @@ def status_command(
     from tldrlab.sweep.report import status_table, trial_rows
     from tldrlab.sweep.storage import load_study
 
-    loaded = load_study(study, storage)
+    loaded = load_study(ref.study, ref.storage)
     emit(trial_rows(loaded), lambda: status_table(loaded), as_json=as_json, lines=True)
 
 
-@sweep_app.command("best")
-def best_command(
-    study: str = STUDY,
-    storage: str | None = STORAGE,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
+def best_command(ref: Any, as_json: bool) -> None:
     """The best trial's parameters and value.
 
     Example: tldrlab sweep best tiny-t5 --json
@@ -87,17 +70,11 @@ def best_command(
     from tldrlab.sweep.report import best_report, study_best
     from tldrlab.sweep.storage import load_study
 
-    best = study_best(load_study(study, storage))
+    best = study_best(load_study(ref.study, ref.storage))
     emit(best, lambda: best_report(best), as_json=as_json)
 
 
-@sweep_app.command("export")
-def export_command(
-    study: str = STUDY,
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for trials.csv/json, best.json and plots/."),
-    storage: str | None = STORAGE,
-    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
-) -> None:
+def export_command(ref: Any, as_json: bool) -> None:
     """Export trials as CSV/JSON and PNG plots (history, importances, parallel coordinates).
 
     Example: tldrlab sweep export tiny-t5 --out sweep-report/
@@ -106,14 +83,12 @@ def export_command(
     from tldrlab.sweep.report import export_report, export_study
     from tldrlab.sweep.storage import load_study
 
-    exported = export_study(load_study(study, storage), out)
+    exported = export_study(load_study(ref.study, ref.storage), ref.out)
     emit(exported, lambda: export_report(exported), as_json=as_json)
 
 
 @sweep_app.command("examples")
-def examples_command(
-    as_json: bool = typer.Option(False, "--json", help="JSON lines (name, path) instead of paths."),
-) -> None:
+def examples_command(as_json: bool = AS_JSON) -> None:
     """List the example sweep files shipped with tldrlab (copy one and edit its paths).
 
     Example: cp $(tldrlab sweep examples | grep tiny) my-sweep.yaml
@@ -124,4 +99,16 @@ def examples_command(
 
 def register(app: typer.Typer) -> None:
     add(sweep_app, SWEEP_RUN)
+    study = "tldrlab.sweep.storage:StudyRef"
+    config_command(sweep_app, "status", study, status_command, arguments=("study",), as_json=True)
+    config_command(sweep_app, "best", study, best_command, arguments=("study",), as_json=True)
+    config_command(
+        sweep_app,
+        "export",
+        "tldrlab.sweep.report:StudyExport",
+        export_command,
+        arguments=("study",),
+        aliases={"out": "-o"},
+        as_json=True,
+    )
     app.add_typer(sweep_app, name="sweep")

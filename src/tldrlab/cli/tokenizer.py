@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from tldrlab.cli.options import AS_JSON
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit
 from tldrlab.tokenizers.load import (
@@ -23,7 +24,7 @@ tokenizer_app = typer.Typer(
 def show_command(
     target: str = typer.Argument(..., help="A tokenizer directory, model directory or run id."),
     text: str | None = typer.Option(None, help="Also show how this text is tokenized."),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest (and --text's tokens) as JSON."),
+    as_json: bool = AS_JSON,
 ) -> None:
     """Show a trained tokenizer's manifest and stats (and optionally tokenize a text).
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.data.readers import (
     ReadReport,
@@ -81,6 +82,25 @@ def _report_stats(report: ReadReport[Any], kind: str) -> dict[str, Any]:
         "skipped_examples": report.skipped[:5],
         **({"reader_counts": report.counts} if report.counts else {}),
     }
+
+
+class InspectOptions(BaseModel):
+    """What `inspect_path` reads and how (`tldrlab data inspect`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: str = Field(min_length=1)
+    """A data file or a data-set directory."""
+    format: str | None = None
+    """Format name (detected when omitted; see `tldrlab data formats`)."""
+    split: str | None = None
+    """For a directory: train, dev (= validation = val) or test."""
+    skip_invalid: bool = False
+    """Leave malformed records out (and report how many) instead of stopping."""
+    mapping: dict[str, str] = Field(default_factory=dict)
+    """pairs field mapping, KEY=VALUE, repeatable: --map document=text --map summary=headline."""
+    options: dict[str, str] = Field(default_factory=dict)
+    """Reader options, KEY=VALUE, repeatable (see `tldrlab data formats`)."""
 
 
 def inspect_path(

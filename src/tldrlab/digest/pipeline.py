@@ -48,6 +48,32 @@ class DigestOptions(BaseModel):
     """Serve and store cached digests."""
 
 
+class ThreadDigestOptions(DigestOptions):
+    """`tldrlab digest`: which thread (a file, ingested first by `digest.ingest.thread_to_digest`, or a stored
+    thread id), and the digest options."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    target: str = Field(min_length=1)
+    """A thread file or directory (ingested first) or a stored thread id."""
+    thread: str | None = None
+    """Which thread of the file to digest (default: its first)."""
+    format: str | None = None
+    """Input format when TARGET is a file (detected when omitted)."""
+
+    def digest_options(self) -> DigestOptions:
+        return DigestOptions.model_validate(self.model_dump(exclude={"target", "thread", "format"}))
+
+
+class ThreadHighlightOptions(HighlightOptions):
+    """`tldrlab highlights`: the stored thread, and how its highlights are picked."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    thread_id: str = Field(min_length=1)
+    """A stored thread id."""
+
+
 class Digest(BaseModel):
     thread_id: str
     title: str

@@ -1,5 +1,6 @@
-"""Typed configs of the LVM run kinds (no torch here: the API validates with them).
+"""Typed configs of the LVM run kinds and of the model itself (no torch here: the API validates with them).
 
+`LVMConfig` (the shape of a model: a training's `model_settings`),
 `IngestConfig` (kind `lvm_ingest`), `LVMIndexConfig` (`lvm_index`), `LVMTrainJobConfig` (`lvm_train`),
 `LVMEvaluateConfig` (`lvm_evaluate`), `SequencesConfig` (`lvm_sequences`), `LVMGenerateConfig`
 (`lvm_generate`).
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tldrlab.config import get_settings
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, ServerOnly
@@ -34,6 +35,51 @@ def default_sequences() -> Path:
 
 SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
 """Validation metrics an LVM training can pick its kept checkpoint by (`train.best_metric`)."""
+
+
+class LVMConfig(BaseModel):
+    """Shape of an LVM; one config for every backbone (fields a backbone does not use are ignored)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    dim: int = Field(384, ge=1)
+    """Concept vector dimension (input and output), e.g. 384 for MiniLM."""
+    hidden: int = Field(256, ge=4)
+    """Width of the backbone."""
+    layers: int = Field(2, ge=1)
+    """Stacked recurrent layers / transformer blocks / mamba blocks."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Dropout inside the backbone and before the head."""
+    context: int = Field(5, ge=1)
+    """Longest context the model reads (sizes the transformer's position table)."""
+    heads: int = Field(4, ge=1)
+    """Transformer attention heads (must divide `hidden`)."""
+    d_state: int = Field(16, ge=1)
+    """Mamba: state size per channel."""
+    d_conv: int = Field(4, ge=1)
+    """Mamba: width of the causal depthwise convolution."""
+    expand: int = Field(2, ge=1)
+    """Mamba: inner width = expand * hidden."""
+    skip: Literal["mean", "last", "learned", "none"] = "mean"
+    """What the head's output is added to: the context mean, the last context vector, a learned weighting of
+    the context positions (starts as a decaying mean, see `skip_decay`), or nothing."""
+    skip_decay: float = Field(1.0, gt=0.0, le=1.0)
+    """`skip="learned"`: starting weight of each position relative to the next newer one (1 = the plain mean,
+    0.5 = a weight that halves per step back, like the `decay` baseline)."""
+    tmd_inputs: bool = False
+    """Also read each context concept's one-hot TMD labels (tldrlab.lvm.tmd; 30 more input features)."""
+    pretrained: str = "smollm2"
+    """Model `pretrained`: the causal LM whose decoder layers are the backbone, as a model reference: the
+    bundled `smollm2` (SmolLM2-135M-Instruct), a GGUF file, a model directory, an installed model or a run
+    (see tldrlab.models.resolve). Its hidden size replaces `hidden`."""
+    pretrained_layers: int | None = Field(None, ge=1)
+    """Model `pretrained`: keep only the LM's first K decoder layers (None: all); fewer train faster."""
+    adaptation: Literal["frozen", "lora", "full"] = "lora"
+    """Model `pretrained`: what of the LM trains: nothing, LoRA adapters, or every kept weight."""
+    lora_rank: int = Field(8, ge=1)
+    """Model `pretrained`, adaptation `lora`: rank of the adapters."""
+    lora_alpha: int = Field(16, ge=1)
+    """Model `pretrained`, adaptation `lora`: adapter scaling numerator (scale = alpha / rank)."""
 
 
 class IngestConfig(BaseModel):
@@ -150,6 +196,17 @@ class LVMTrainJobConfig(BaseModel):
     """Cap on validation examples scored at each evaluation."""
     train: TrainConfig = Field(default_factory=default_train_config)
     """The loop settings."""
+
+    @field_validator("model_settings")
+    @classmethod
+    def known_model_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """Checked against LVMConfig here, so a typo fails when the config is given, not mid-run."""
+        try:
+            LVMConfig.model_validate(settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        return settings
 
 
 class LVMEvaluateConfig(BaseModel):

@@ -22,9 +22,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from tldrlab.embed.base import Embedder
@@ -457,33 +458,77 @@ class Continuation:
         return report
 
 
-def continue_context(
-    run_ref: str,
-    *,
-    texts: list[str] | None = None,
-    article: str | None = None,
-    position: int | None = None,
-    steps: int = 1,
-    k: int = 3,
-    smoother: Smoother | None = None,
-    index_dir: Path | None = None,
-    db: str | None = None,
-) -> Continuation:
-    """Continue a context with an lvm_train run's model (or model directory): the context is `texts`
-    (sentences, embedded here) or a stored `article` (SOURCE/ARTICLE_ID) up to `position`."""
+class ContinueOptions(BaseModel):
+    """What `continue_context` continues, and how (`tldrlab lvm generate`): a context given as sentences or
+    as a stored article, or, with `measure`, a scored run of kind lvm_generate instead."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    run: str = Field(min_length=1)
+    """The trained LVM: an lvm_train run id (or prefix) or its model directory."""
+    text: list[str] = Field(default_factory=list)
+    """Context sentences, in order (repeatable)."""
+    article: str | None = None
+    """A stored article as SOURCE/ARTICLE_ID, the context instead of `text`."""
+    position: int | None = Field(None, ge=1)
+    """With `article`: continue from this position (the concepts before it are the context)."""
+    steps: int = Field(1, ge=1, le=100)
+    """How many next concepts to generate."""
+    k: int | None = Field(None, ge=1, le=50)
+    """Nearest stored concepts per step (the smoother reads them all); None: 3, or 5 with `nearest`."""
+    nearest: bool = False
+    """List every nearest concept of the first step."""
+    smooth: bool = False
+    """Fuse each step's concepts into one sentence with the local LM."""
+    lm: str = Field("smollm2", min_length=1)
+    """The local LM that smooths (a model reference)."""
+    vec2text: bool = False
+    """Also invert the first prediction with vec2text (an optional package)."""
+    corrector: str | None = None
+    """With `vec2text`: the corrector model's path."""
+    measure: int | None = Field(None, ge=1, le=100_000)
+    """Instead: score raw / smoothed / copy-last on this many windows of `split` (a run of kind
+    lvm_generate)."""
+    split: Literal["test", "val", "cross"] = "cross"
+    """With `measure`: the split whose windows are scored."""
+    sequences: str | None = None
+    """With `measure`: the sequences NPZ (default: the training run's)."""
+    seed: int = 0
+    """With `measure`: seed of the window sample."""
+    index: str | None = None
+    """The concept index directory (default: <home>/lvm/index)."""
+    db: str | None = None
+    """Concept store URL (default: <home>/lvm/concepts.db; PostgreSQL when the database URL is one)."""
+
+    @property
+    def neighbours(self) -> int:
+        return self.k or (5 if self.nearest else 3)
+
+    def measure_config(self) -> dict[str, Any]:
+        """The lvm_generate config `measure` runs."""
+        return dict(
+            run=self.run, sequences=self.sequences, split=self.split, windows=self.measure, seed=self.seed,
+            k=self.neighbours, smooth=self.smooth, lm=self.lm,
+        )  # fmt: skip
+
+
+def continue_context(options: ContinueOptions, smoother: Smoother | None = None) -> Continuation:
+    """Continue a context with an lvm_train run's model (or model directory): the context is `options.text`
+    (sentences, embedded here) or a stored `options.article` (SOURCE/ARTICLE_ID) up to `options.position`."""
     # lazy: loads torch (this module stays light without it)
     from tldrlab.lvm.index import load_index
     from tldrlab.lvm.jobs import load_run_model
 
+    texts, article, position = options.text, options.article, options.position
     if texts and article:
         raise InvalidInputError("give the context either as --text or as --article/--position, not both")
     if not texts and not article:
         raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
     if article and position is None:
         raise InvalidInputError("--article needs --position")
-    _, model, _ = load_run_model(run_ref)
-    index = load_index(index_dir or default_index())
-    store = open_concept_store(db)
+    _, model, _ = load_run_model(options.run)
+    index = load_index(Path(options.index) if options.index else default_index())
+    store = open_concept_store(options.db)
     try:
         truth = None
         if texts:
@@ -492,7 +537,9 @@ def continue_context(
         else:
             assert article is not None and position is not None
             window, truth = window_from_article(store, article, position, model.config.context)
-        produced = generate(model, window, index, store, steps=steps, k=k, smoother=smoother)
+        produced = generate(
+            model, window, index, store, steps=options.steps, k=options.neighbours, smoother=smoother
+        )
     finally:
         store.close()
     return Continuation(window, produced, truth, position if article else None)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
@@ -176,6 +177,21 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
         run.add_artifact(path, kind="metrics")
         run.set_summary(articles=len(articles), concepts=total_concepts, wall_seconds=metrics["wall_seconds"])
     return metrics
+
+
+class LabelOptions(BaseModel):
+    """Which stored concepts `label_concepts` (re)labels, and with what (`tldrlab lvm tmd`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source: str | None = None
+    """Only concepts of this source (default: all)."""
+    missing: bool = False
+    """Only concepts without TMD labels yet."""
+    embedder: str | None = None
+    """Embedder of the label descriptions (default: the one the concepts were made with)."""
+    db: str | None = None
+    """Concept store URL (default: <home>/lvm/concepts.db; PostgreSQL when the database URL is one)."""
 
 
 def label_concepts(

@@ -13,6 +13,7 @@ from typing import Any
 
 from tldrlab.errors import ConfigError
 from tldrlab.lvm.config import (
+    LVMConfig,
     LVMEvaluateConfig,
     LVMIndexConfig,
     default_index,
@@ -20,7 +21,7 @@ from tldrlab.lvm.config import (
 )
 from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
 from tldrlab.lvm.index import build_index
-from tldrlab.lvm.models import LVMConfig, build_lvm, load_lvm
+from tldrlab.lvm.models import build_lvm, load_lvm
 from tldrlab.lvm.sequences import load_sequences
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR

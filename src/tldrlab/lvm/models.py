@@ -18,14 +18,14 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
+from tldrlab.lvm.config import LVMConfig
 from tldrlab.lvm.pretrained import PretrainedBackbone
 from tldrlab.lvm.tmd import TMD_DIM
 from tldrlab.runs import open_registry
@@ -33,51 +33,6 @@ from tldrlab.runs.atomic import atomic_write_json
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "lvm_model.json"
-
-
-class LVMConfig(BaseModel):
-    """Shape of an LVM; one config for every backbone (fields a backbone does not use are ignored)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    dim: int = Field(384, ge=1)
-    """Concept vector dimension (input and output), e.g. 384 for MiniLM."""
-    hidden: int = Field(256, ge=4)
-    """Width of the backbone."""
-    layers: int = Field(2, ge=1)
-    """Stacked recurrent layers / transformer blocks / mamba blocks."""
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    """Dropout inside the backbone and before the head."""
-    context: int = Field(5, ge=1)
-    """Longest context the model reads (sizes the transformer's position table)."""
-    heads: int = Field(4, ge=1)
-    """Transformer attention heads (must divide `hidden`)."""
-    d_state: int = Field(16, ge=1)
-    """Mamba: state size per channel."""
-    d_conv: int = Field(4, ge=1)
-    """Mamba: width of the causal depthwise convolution."""
-    expand: int = Field(2, ge=1)
-    """Mamba: inner width = expand * hidden."""
-    skip: Literal["mean", "last", "learned", "none"] = "mean"
-    """What the head's output is added to: the context mean, the last context vector, a learned weighting of
-    the context positions (starts as a decaying mean, see `skip_decay`), or nothing."""
-    skip_decay: float = Field(1.0, gt=0.0, le=1.0)
-    """`skip="learned"`: starting weight of each position relative to the next newer one (1 = the plain mean,
-    0.5 = a weight that halves per step back, like the `decay` baseline)."""
-    tmd_inputs: bool = False
-    """Also read each context concept's one-hot TMD labels (tldrlab.lvm.tmd; 30 more input features)."""
-    pretrained: str = "smollm2"
-    """Model `pretrained`: the causal LM whose decoder layers are the backbone, as a model reference: the
-    bundled `smollm2` (SmolLM2-135M-Instruct), a GGUF file, a model directory, an installed model or a run
-    (see tldrlab.models.resolve). Its hidden size replaces `hidden`."""
-    pretrained_layers: int | None = Field(None, ge=1)
-    """Model `pretrained`: keep only the LM's first K decoder layers (None: all); fewer train faster."""
-    adaptation: Literal["frozen", "lora", "full"] = "lora"
-    """Model `pretrained`: what of the LM trains: nothing, LoRA adapters, or every kept weight."""
-    lora_rank: int = Field(8, ge=1)
-    """Model `pretrained`, adaptation `lora`: rank of the adapters."""
-    lora_alpha: int = Field(16, ge=1)
-    """Model `pretrained`, adaptation `lora`: adapter scaling numerator (scale = alpha / rank)."""
 
 
 # -- backbones: (batch, length, hidden) + mask (batch, length) -> (batch, length, hidden) -------------------

@@ -27,7 +27,7 @@ from tldrlab.models.causal_lm import load_causal_lm as load
 from tldrlab.models.resolve import resolve_model_ref
 
 if TYPE_CHECKING:
-    from tldrlab.lvm.models import LVMConfig
+    from tldrlab.lvm.config import LVMConfig
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The Llama-style projections LoRA adapts."""

@@ -96,6 +96,13 @@ class StatsQuery(BaseModel):
     """Random concepts to show."""
 
 
+class StoreStatsOptions(StatsQuery):
+    """`tldrlab lvm stats`: the query, on the store it names."""
+
+    db: str | None = None
+    """Concept store URL (default: <home>/lvm/concepts.db; PostgreSQL when the database URL is one)."""
+
+
 @dataclass(frozen=True)
 class ConceptIn:
     """A concept about to be stored (its vector travels separately, as a row of a matrix)."""

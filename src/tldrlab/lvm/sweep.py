@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.lvm.losses import parse_loss
-from tldrlab.lvm.models import LVM_MODELS, LVMConfig
+from tldrlab.lvm.models import LVM_MODELS
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
 from tldrlab.runs import Run
 from tldrlab.sweep.pruning import pruning_hooks
@@ -49,11 +49,7 @@ def check_lvm(spec: Any, params: dict[str, Any]) -> None:
     job = lvm_job_config(spec, params)
     if job.model not in LVM_MODELS:
         raise ConfigError(f"config.model: unknown LVM {job.model!r}; choose one of {', '.join(LVM_MODELS)}")
-    parse_loss(job.loss)
-    try:
-        LVMConfig.model_validate(job.model_settings)
-    except ValueError as exc:
-        raise ConfigError(f"config.model_settings: {exc}") from exc
+    parse_loss(job.loss)  # model_settings: checked by LVMTrainJobConfig
     if not Path(job.sequences).exists():
         raise InvalidInputError(f"config.sequences: not found: {job.sequences} (run `tldrlab lvm sequences`)")
 

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from tldrlab.errors import ConfigError
-from tldrlab.lvm.config import LVMTrainJobConfig
+from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, parse_loss, uses_bank
-from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, count_parameters, save_lvm
+from tldrlab.lvm.models import LVM_MODELS, build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
 from tldrlab.runs.run import Run
 from tldrlab.train.loop import TrainHooks, TrainResult

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
@@ -55,6 +57,21 @@ def check_name(name: str) -> str:
             "(starting with a letter or digit)"
         )
     return name
+
+
+class ImportOptions(BaseModel):
+    """What `import_model` converts, and how (`tldrlab models import`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    source: str = Field(min_length=1)
+    """A .gguf file, a transformers model directory, or `smollm2`."""
+    name: str | None = Field(None, min_length=1)
+    """Store name (default: from the file name)."""
+    dtype: StoreDtype = "float32"
+    """Weights' dtype in the store."""
+    force: bool = False
+    """Replace an installed model of the same name."""
 
 
 def import_model(

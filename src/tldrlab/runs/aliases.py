@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
@@ -117,6 +119,19 @@ def alias_target(alias: str, settings: Settings | None = None) -> AliasEntry | N
         return None
     history = alias_history(alias, settings)
     return history[0] if history else None
+
+
+class Promotion(BaseModel):
+    """What `promote` records (`tldrlab models promote`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    run: str = Field(min_length=1)
+    """Run id (or unique prefix) of a run that saved a model."""
+    alias: str = Field(min_length=1, max_length=64)
+    """The alias to point at the run's model (production): a letter, then letters, digits, '.', '_', '-'."""
+    note: str | None = None
+    """Why (kept in the alias history)."""
 
 
 def promote(run: str, alias: str, *, note: str | None = None, settings: Settings | None = None) -> AliasEntry:

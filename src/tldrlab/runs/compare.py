@@ -75,6 +75,15 @@ class CompareQuery(BaseModel):
     """A change worse than this fraction of the baseline is a regression."""
 
 
+class CompareChart(CompareQuery):
+    """`tldrlab runs compare`: the query, where its chart goes, and whether a regression fails the command."""
+
+    plot: str = "runs-compare.png"
+    """Where the PNG chart goes."""
+    fail_on_regression: bool = False
+    """Exit with code 1 when a run regresses (for CI)."""
+
+
 @dataclass(frozen=True)
 class Regression:
     """A run worse than the baseline on one metric."""

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
@@ -176,6 +178,25 @@ def _stored_path(path: Path, settings: Settings) -> str:
     resolved = path.resolve()
     home = settings.home.resolve()
     return str(resolved.relative_to(home)) if resolved.is_relative_to(home) else str(resolved)
+
+
+class Registration(BaseModel):
+    """What `register_dataset` records (`tldrlab data register`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    path: str = Field(min_length=1)
+    """A data file or a data-set directory (registered where it is)."""
+    name: str | None = Field(None, min_length=1, max_length=200)
+    """A name for it (default: the file or directory name)."""
+    format: str | None = None
+    """Format name (detected when omitted)."""
+    source_url: str | None = None
+    """Where it came from (provenance)."""
+    license: str | None = None
+    """Its licence (provenance)."""
+    note: str | None = None
+    """Anything else worth keeping with it."""
 
 
 def register_dataset(

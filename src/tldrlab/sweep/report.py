@@ -19,7 +19,7 @@ from tldrlab.errors import NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.sweep.mapping import PARAMS_ATTR
-from tldrlab.sweep.storage import RUN_ATTR
+from tldrlab.sweep.storage import RUN_ATTR, StudyRef
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
 """Parameter importances need at least this many complete trials (and a parameter that varies)."""
@@ -218,6 +218,13 @@ def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
             notes.append(f"{name}: {type(exc).__name__}: {exc}")
             plt.close("all")
     return written, notes
+
+
+class StudyExport(StudyRef):
+    """`tldrlab sweep export`: the study, and where `export_study` writes."""
+
+    out: Path
+    """Directory for trials.csv/json, best.json and plots/."""
 
 
 def export_study(study: optuna.Study, out_dir: Path) -> dict[str, Any]:

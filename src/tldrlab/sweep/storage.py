@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import optuna
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, NotFoundError, ServiceUnavailableError
@@ -80,6 +81,17 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return list(optuna.study.get_all_study_names(storage))
+
+
+class StudyRef(BaseModel):
+    """Which study `load_study` opens (`tldrlab sweep status | best`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    study: str = Field(min_length=1)
+    """Study name."""
+    storage: str | None = None
+    """Study storage: sqlite:///PATH or postgresql://... (default: SQLite file <home>/sweeps.db)."""
 
 
 def load_study(name: str, storage_url: str | None) -> optuna.Study:
