@@ -99,6 +99,7 @@ def test_help_comes_from_the_field_docstrings(
         (["digest", "t", "--param", "{oops"], "--param: not valid JSON"),
         (["highlights", "7", "--k", "0"], "k: Input should be greater than or equal to 1"),
         (["--threads", "0", "runs", "list"], "must be at least 1"),
+        (["runs", "logs", "train-1", "--tail", "-1"], "Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_values_of_generated_commands_are_usage_errors(

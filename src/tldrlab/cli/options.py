@@ -13,6 +13,7 @@ JSON), then the flags; `config_command` makes a command of any other class the s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
 from tldrlab.logs import configure_console
 from tldrlab.targets import load_target
@@ -122,7 +123,7 @@ def _negative(path: str) -> str:
 def config_flags(
     model: type[BaseModel],
     *,
-    aliases: Mapping[str, tuple[str, ...]] | None = None,
+    aliases: Mapping[str, str | tuple[str, ...]] | None = None,
     arguments: tuple[str, ...] = (),
     verbatim: tuple[str, ...] = (),
     command_defaults: Mapping[str, Any] | None = None,
@@ -134,7 +135,8 @@ def config_flags(
     `command_defaults` (dotted path -> value) are what the command fills in when nothing else does;
     `settings` names dict fields holding another class's fields (`model_settings`: LVMConfig), whose fields
     get options as a nested model's do (besides the dict's own JSON option)."""
-    aliases, command_defaults, settings = aliases or {}, command_defaults or {}, settings or {}
+    aliases = {p: (n,) if isinstance(n, str) else tuple(n) for p, n in (aliases or {}).items()}
+    command_defaults, settings = command_defaults or {}, settings or {}
     flags: list[Flag] = []
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
@@ -222,12 +224,16 @@ def parse_value(flag: Flag, value: Any) -> Any:
     if flag.parse in ("pairs", "text_pairs"):
         pairs: dict[str, Any] = {}
         for text in value if isinstance(value, list | tuple) else [value]:
-            if text.lstrip().startswith("{"):
-                if not isinstance(found := _json(flag, text), dict):
-                    raise ConfigError(f"{flag.shown}: expected KEY=VALUE or a JSON object, got {text!r}")
-                pairs.update(found)
-            else:
-                pairs.update(parse_pairs([text], flag.shown, json_values=flag.parse == "pairs"))
+            if text.lstrip().startswith("{"):  # a JSON object
+                pairs.update(_json(flag, text))
+                continue
+            key, sep, rest = (part.strip() for part in text.partition("="))
+            if not sep or not key:
+                raise ConfigError(f"{flag.shown} expects KEY=VALUE (key=value), got {text!r}")
+            pairs[key] = rest
+            if flag.parse == "pairs":
+                with contextlib.suppress(ValueError):  # numbers, booleans, JSON
+                    pairs[key] = json.loads(rest)
         value = pairs
     elif flag.parse == "list":
         items: list[Any] = []
@@ -363,7 +369,7 @@ class LazyCommand(typer.core.TyperCommand):
     """A command whose options are built the first time they are needed (parsing, `--help`, docs), so that
     listing commands never imports a config class."""
 
-    build: Callable[[], Any] = staticmethod(lambda: None)  # set by `lazy_command`: returns the callback
+    build: Callable[[], Any] = staticmethod(lambda: None)  # set by `add_command`: returns the callback
 
     def __init__(self, **kwargs: Any) -> None:
         self._built_params: list[Any] | None = None
@@ -392,33 +398,14 @@ class LazyCommand(typer.core.TyperCommand):
         return super().parse_args(ctx, args)
 
 
-def lazy_command(build: Callable[[], Any]) -> type[LazyCommand]:
-    return type("GeneratedCommand", (LazyCommand,), {"build": staticmethod(build)})
-
-
-def _placeholder() -> None:
-    """Replaced by the generated callback when the command's options are built."""
+def add_command(app: typer.Typer, name: str, build: Callable[[], Any], help: str | None, **kw: Any) -> None:
+    """Add command `name` whose callback (options included) `build` makes when first needed."""
+    command = type("GeneratedCommand", (LazyCommand,), {"build": staticmethod(build)})
+    app.command(name, cls=command, help=help, context_settings=CONTEXT_SETTINGS, **kw)(lambda: None)
 
 
 AS_JSON: Any = _option(False, JSON.names, JSON.help)
 """`--json` as a parameter default of a command written with typer."""
-
-
-def parse_pairs(values: list[str] | None, option: str, *, json_values: bool = False) -> dict[str, Any]:
-    """`key=value` strings -> dict (with `json_values`, values parse as JSON when they can: numbers,
-    booleans); a malformed one is a clear error."""
-    result: dict[str, Any] = {}
-    for value in values or []:
-        key, sep, rest = value.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"{option} expects KEY=VALUE (key=value), got {value!r}")
-        result[key.strip()] = rest.strip()
-        if json_values:
-            try:
-                result[key.strip()] = json.loads(rest)
-            except ValueError:
-                result[key.strip()] = rest
-    return result
 
 
 def config_command(
@@ -445,9 +432,8 @@ def config_command(
 
     def build() -> Any:
         cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
-        names = {p: (n,) if isinstance(n, str) else tuple(n) for p, n in (aliases or {}).items()}
         flags = config_flags(
-            cls, aliases=names, arguments=arguments, verbatim=verbatim, command_defaults=defaults
+            cls, aliases=aliases, arguments=arguments, verbatim=verbatim, command_defaults=defaults
         )
         flags = [f for f in flags if f.path not in exclude] + list(extra)
 
@@ -461,11 +447,4 @@ def config_command(
 
         return signature_callback([*flag_params(flags), *shared_params((JSON,) if as_json else ())], body)
 
-    command = app.command(
-        name,
-        cls=lazy_command(build),
-        help=inspect.getdoc(run),
-        context_settings=CONTEXT_SETTINGS,
-        hidden=hidden,
-    )
-    command(_placeholder)
+    add_command(app, name, build, inspect.getdoc(run), hidden=hidden)

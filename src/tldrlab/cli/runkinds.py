@@ -23,17 +23,15 @@ import yaml
 from pydantic import BaseModel
 
 from tldrlab.cli.options import (
-    CONTEXT_SETTINGS,
     EVERY_COMMAND,
     RUN_KIND_OPTIONS,
     Flag,
-    _placeholder,
+    add_command,
     apply_common,
     config_flags,
     find_field,
     flag_overrides,
     flag_params,
-    lazy_command,
     option_name,
     read_config_file,
     set_path,
@@ -201,9 +199,5 @@ def build_callback(spec: RunCommand) -> Any:
 def add(app: typer.Typer, spec: RunCommand) -> None:
     """Add a run kind's generated command to `app` (the group of `spec.path`)."""
     RUN_COMMANDS.append(spec)
-    app.command(
-        spec.name,
-        cls=lazy_command(functools.partial(build_callback, spec)),
-        help=f"{spec.help or get_kind(spec.kind).help}\n\nExample: {spec.example}",
-        context_settings=CONTEXT_SETTINGS,
-    )(_placeholder)
+    help = f"{spec.help or get_kind(spec.kind).help}\n\nExample: {spec.example}"
+    add_command(app, spec.name, functools.partial(build_callback, spec), help)

@@ -51,7 +51,7 @@ def show_run(run_id: str = RUN_ID) -> None:
 @runs_app.command("logs")
 def show_logs(
     run_id: str = RUN_ID,
-    tail: int = typer.Option(50, help="Show the last N lines (0 for all)."),
+    tail: int = typer.Option(50, min=0, help="Show the last N lines (0 for all)."),
     raw: bool = typer.Option(False, "--raw", "--json", help="Print the JSON lines as stored."),
 ) -> None:
     """Print a run's structured log.
