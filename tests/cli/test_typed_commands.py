@@ -81,7 +81,7 @@ def test_help_comes_from_the_field_docstrings(
             "steps: Input should be greater than or equal to 1",
         ),
         (["lvm", "generate", "r", "--split", "train"], "'train' is not one of 'test', 'val', 'cross'"),
-        (["lvm", "generate", "--text", "a"], "run: Field required"),
+        (["lvm", "generate", "--text", "a"], "Missing argument 'RUN'"),
         (["lvm", "stats", "--samples", "101"], "samples: Input should be less than or equal to 100"),
         (["lvm", "train", "--hidden", "2"], "hidden: Input should be greater than or equal to 4"),
         (["lvm", "train", "--model-settings", "hiden=8"], "hiden: Extra inputs are not permitted"),
@@ -90,6 +90,7 @@ def test_help_comes_from_the_field_docstrings(
             "'float16' is not one of 'float32', 'bfloat16'",
         ),
         (["models", "promote", "train-1"], "alias: Field required"),
+        (["runs", "compare", "--tolerance", "0"], "Missing argument 'IDS'"),
         (
             ["runs", "compare", "a", "--tolerance", "-1"],
             "tolerance: Input should be greater than or equal to 0",

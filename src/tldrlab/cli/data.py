@@ -9,7 +9,7 @@ import typer
 
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
-from tldrlab.runs.datasets import Registration, datasets_table, open_datasets, register_dataset
+from tldrlab.runs.datasets import RegisterOptions, datasets_table, open_datasets, register_dataset
 
 data_app = typer.Typer(
     help="Inspect data files and list the supported formats.\n\n"
@@ -53,7 +53,7 @@ def formats(as_json: bool = AS_JSON) -> None:
     emit(rows, formats_table, as_json=as_json)
 
 
-def register_command(registration: Registration, as_json: bool) -> None:
+def register_command(options: RegisterOptions, as_json: bool) -> None:
     """Register a data set once: format, sha256 of every file and of the whole, records, provenance.
 
     Runs then name it as `dataset:<id>` (CLI and API) and record its id in their manifest and in W&B; the
@@ -61,7 +61,7 @@ def register_command(registration: Registration, as_json: bool) -> None:
 
     Example: tldrlab data register ../shared/data/scitldr --license "Apache-2.0"
     """
-    record, new = register_dataset(**registration.model_dump())
+    record, new = register_dataset(**options.model_dump())
     emit({**record.public(), "new": new}, lambda: record.report(new=new), as_json=as_json)
 
 
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
     config_command(
         data_app,
         "register",
-        Registration,
+        RegisterOptions,
         register_command,
         as_json=True,
         arguments=("path",),

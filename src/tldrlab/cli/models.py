@@ -9,7 +9,7 @@ import typer
 
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
-from tldrlab.runs.aliases import Promotion, alias_history, aliases_table, current_aliases, promote
+from tldrlab.runs.aliases import PromoteOptions, alias_history, aliases_table, current_aliases, promote
 
 models_app = typer.Typer(
     help="Pretrained models: import GGUF files once, list what is installed.", no_args_is_help=True
@@ -42,12 +42,12 @@ def list_command(as_json: bool = AS_JSON) -> None:
     emit(rows, lambda: models_table(rows), as_json=as_json, lines=True, empty=empty)
 
 
-def promote_command(promotion: Promotion, as_json: bool) -> None:
+def promote_command(options: PromoteOptions, as_json: bool) -> None:
     """Point an alias at a run's model; the alias then works wherever a model is named.
 
     Example: tldrlab models promote train-20260101 --alias production --note "best ROUGE-L"
     """
-    entry = promote(promotion.run, promotion.alias, note=promotion.note)
+    entry = promote(options.run, options.alias, note=options.note)
     emit(entry.public(), entry.report, as_json=as_json)
 
 
@@ -75,5 +75,5 @@ def register(app: typer.Typer) -> None:
         as_json=True,
         arguments=("source",),
     )
-    config_command(models_app, "promote", Promotion, promote_command, as_json=True, arguments=("run",))
+    config_command(models_app, "promote", PromoteOptions, promote_command, as_json=True, arguments=("run",))
     app.add_typer(models_app, name="models")

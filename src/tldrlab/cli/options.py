@@ -19,7 +19,7 @@ import json
 import os
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -436,6 +436,9 @@ def config_command(
             cls, aliases=aliases, arguments=arguments, verbatim=verbatim, command_defaults=defaults
         )
         flags = [f for f in flags if f.path not in exclude] + list(extra)
+        # a required field taken positionally is a required argument (`Missing argument 'RUN'`)
+        flags = [replace(f, metavar=f.path.upper()) if not f.names and f.path in cls.model_fields
+                 and cls.model_fields[f.path].is_required() else f for f in flags]  # fmt: skip
 
         def body(values: dict[str, Any]) -> None:
             raw = dict(base())

@@ -121,7 +121,7 @@ def alias_target(alias: str, settings: Settings | None = None) -> AliasEntry | N
     return history[0] if history else None
 
 
-class Promotion(BaseModel):
+class PromoteOptions(BaseModel):
     """What `promote` records (`tldrlab models promote`)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

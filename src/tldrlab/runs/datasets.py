@@ -180,7 +180,7 @@ def _stored_path(path: Path, settings: Settings) -> str:
     return str(resolved.relative_to(home)) if resolved.is_relative_to(home) else str(resolved)
 
 
-class Registration(BaseModel):
+class RegisterOptions(BaseModel):
     """What `register_dataset` records (`tldrlab data register`)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
