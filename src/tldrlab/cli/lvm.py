@@ -85,7 +85,7 @@ def _select(metric: str) -> dict[str, Any]:
     return {"train": {"best_metric": metric, "best_mode": "min" if metric == "eval_loss" else "max"}}
 
 
-MODEL_SETTINGS = {f"model_settings.{name}": "--" + name.replace("_", "-") for name in (
+MODEL_ALIASES = {f"model_settings.{name}": "--" + name.replace("_", "-") for name in (
     "hidden", "layers", "dropout", "skip", "skip_decay", "pretrained", "pretrained_layers", "adaptation",
     "lora_rank",
 )} | {"model_settings.tmd_inputs": "--tmd-inputs/--no-tmd-inputs"}  # fmt: skip
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
                    aliases={**STORE, "val_fraction": "--val", "test_fraction": "--test"},
                    defaults={"out": SEQUENCES}),
         RunCommand("lvm train", "lvm_train", "tldrlab lvm train --model mamba --loss cosine --steps 2000",
-                   aliases={**LOOP, **MODEL_SETTINGS}, extra=LVM_TRAIN_EXTRA,
+                   aliases={**LOOP, **MODEL_ALIASES}, extra=LVM_TRAIN_EXTRA,
                    settings={"model_settings": LVMConfig},
                    exclude=("model_settings.dim", "model_settings.context"),
                    defaults={"sequences": SEQUENCES}),
