@@ -147,12 +147,17 @@ def config_flags(
             default = getattr(defaults, name)
         else:
             default = None if required else info.get_default(call_default_factory=True)
-        if section := section_class(info.annotation) or settings.get(path):
-            if path in settings:  # the whole dict as JSON too (`--model-settings '{"hidden": 64}'`)
-                text = field_help(info, default, required=required)
-                one, parse = _parsing(info.annotation)
-                flags.append(Flag(path, (option_name(path), *aliases.get(path, ())), one, text, parse))
-            nested = default if isinstance(default, BaseModel) else None
+        section = section_class(info.annotation) or settings.get(path)
+        if section is None or path in settings:  # a leaf; a settings dict is one too (as JSON / KEY=VALUE)
+            annotation, parse = _parsing(info.annotation)
+            text = field_help(info, default, required=required)
+            if path in arguments:
+                flags.append(Flag(path, (), annotation, text, parse, verbatim=True))
+            else:
+                main = f"{option_name(path)}/{_negative(path)}" if annotation is bool else option_name(path)
+                names = (main, *(n for n in aliases.get(path, ()) if n != main))
+                flags.append(Flag(path, names, annotation, text, parse, verbatim=path in verbatim))
+        if section is not None:
             flags += config_flags(
                 section,
                 aliases=aliases,
@@ -161,17 +166,8 @@ def config_flags(
                 command_defaults=command_defaults,
                 settings=settings,
                 prefix=f"{path}.",
-                defaults=nested,
+                defaults=default if isinstance(default, BaseModel) else None,
             )
-            continue
-        annotation, parse = _parsing(info.annotation)
-        text = field_help(info, default, required=required)
-        if path in arguments:
-            flags.append(Flag(path, (), annotation, text, parse, verbatim=True))
-            continue
-        main = f"{option_name(path)}/{_negative(path)}" if annotation is bool else option_name(path)
-        names = (main, *(n for n in aliases.get(path, ()) if n != main))
-        flags.append(Flag(path, names, annotation, text, parse, verbatim=path in verbatim))
     return flags
 
 
