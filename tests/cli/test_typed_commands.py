@@ -154,3 +154,9 @@ def test_data_inspect_passes_mapping_and_reader_options(
     assert json.loads(out)["total"]["records"] == 2
     code, _, err = run_captured(argv, capsys)  # without the reader's delimiter option: no field 'text'
     assert code == 2 and "field 'text': missing" in err
+
+
+def test_a_required_argument_says_required_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_captured(["lvm", "generate", "--help"], capsys)
+    arguments = out.split("Arguments:")[1].split("Options:")[0]
+    assert code == 0 and "RUN" in arguments and arguments.count("required") == 1, arguments

@@ -335,6 +335,10 @@ def signature_callback(params: list[tuple[str, Any, Any]], body: Callable[[dict[
     return callback
 
 
+def _unrequired(help: str) -> str:
+    return help.replace(" [required]", "").replace("[required; ", "[")
+
+
 def flag_params(flags: list[Flag]) -> list[tuple[str, Any, Any]]:
     params: list[tuple[str, Any, Any]] = []
     for flag in flags:
@@ -432,9 +436,11 @@ def config_command(
             cls, aliases=aliases, arguments=arguments, verbatim=verbatim, command_defaults=defaults
         )
         flags = [f for f in flags if f.path not in exclude] + list(extra)
-        # a required field taken positionally is a required argument (`Missing argument 'RUN'`)
-        flags = [replace(f, metavar=f.path.upper()) if not f.names and f.path in cls.model_fields
-                 and cls.model_fields[f.path].is_required() else f for f in flags]  # fmt: skip
+        # a required field taken positionally is a required argument (`Missing argument 'RUN'`); typer's help
+        # says "[required]" of it, so the field's own note does not say it again
+        flags = [replace(f, metavar=f.path.upper(), help=_unrequired(f.help)) if not f.names
+                 and f.path in cls.model_fields and cls.model_fields[f.path].is_required() else f
+                 for f in flags]  # fmt: skip
 
         def body(values: dict[str, Any]) -> None:
             raw = dict(base())
