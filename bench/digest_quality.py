@@ -19,7 +19,9 @@ bootstrap 95 % intervals over papers / threads / queries.
 Every method ranks the same candidate sentences (`candidates.highlight_candidates`: no boilerplate, no
 quoted text). Intervals: each method minus the reference named in the output, resampling cases; each
 learned scorer is also compared with the heuristic and with every learned scorer listed before it (e.g.
-learned_v2 - learned_v1). Learned scorers: the packaged ones (`scorers.SCORER_FILES`), or `--scorer-file`
+learned_v2 - learned_v1; learned_v3 - learned_v2: what the cross-encoder re-ranker adds on QMSum). QMSum also
+reports each method's ranking time per query (vectors given, so the re-ranker's cross-encoder passes are
+what it adds). Learned scorers: the packaged ones (`scorers.SCORER_FILES`), or `--scorer-file`
 (repeatable) for unshipped files. Vectors come from `--embedder` (default minilm), kept per sentence under
 `--cache` between runs.
 """
@@ -324,11 +326,14 @@ def run_qmsum(cases: list[HighlightCase], scorers: Sequence[LinearScorer]) -> di
     for scorer in scorers:
         methods[scorer.name] = ours(options(scorer="auto"), scorer)
     per_case: dict[str, dict[str, list[float]]] = {name: {} for name in [*methods, "chance"]}
+    seconds: dict[str, float] = dict.fromkeys(methods, 0.0)
     for case in cases:
         relevant = case.labels
         eligible = highlight_candidates(case.records, case.thread)
         for name, method in methods.items():
+            started = time.perf_counter()
             order = method(case, eligible)
+            seconds[name] += time.perf_counter() - started
             per_case[name].setdefault("P@5", []).append(float(relevant[order[:5]].sum() / 5))
             per_case[name].setdefault("R@10", []).append(float(relevant[order[:10]].sum() / relevant.sum()))
         share = float(relevant.sum() / len(relevant))
@@ -341,6 +346,7 @@ def run_qmsum(cases: list[HighlightCase], scorers: Sequence[LinearScorer]) -> di
             per_case, groups, learned_pairs(scorers, "", "heuristic (fusion + neighbours)")
         ),
         "default": default_name("query"),
+        "ms_per_query": {name: round(1000 * t / max(len(cases), 1), 1) for name, t in seconds.items()},
     }
 
 
@@ -359,6 +365,8 @@ def print_results(name: str, results: dict[str, Any]) -> None:
                 d, lo, hi = vs[first]
                 extra = f"   {first} vs {vs['reference']}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
             print(f"{method:38s} {shown}  (n={row['cases']}){extra}")
+        for method, ms in (results.get("ms_per_query") or {}).items() if block_name == name else ():
+            print(f"  {method}: {ms:.1f} ms per query (ranking only, vectors given)")
         for c in block.get("comparisons", []):
             print(
                 f"  {c['a']} - {c['b']} {c['metric']}: {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"

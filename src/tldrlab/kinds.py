@@ -34,7 +34,11 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
-from tldrlab.digest.config import HighlightScorerTrainConfig, ThreadIngestConfig
+from tldrlab.digest.config import (
+    HighlightRerankerTrainConfig,
+    HighlightScorerTrainConfig,
+    ThreadIngestConfig,
+)
 from tldrlab.elm.config import (
     ElmEvaluateConfig,
     ElmLMCompareConfig,
@@ -165,6 +169,14 @@ _ENTRIES = (
         "tldrlab.digest.scorer_training:highlight_scorer_train_job",
         "Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits.",
         inputs=("scitldr_train", "forum_dump", "qmsum_train"),
+        outputs=("out", "vector_cache_dir"),
+    ),
+    RunKind(
+        "highlight_reranker_train",
+        HighlightRerankerTrainConfig,
+        "tldrlab.digest.reranker_training:highlight_reranker_train_job",
+        "Fine-tune a MiniLM cross-encoder (LoRA) that re-ranks query-aware highlights, on QMSum train.",
+        inputs=("qmsum_train",),
         outputs=("out", "vector_cache_dir"),
     ),
     RunKind(

@@ -215,3 +215,29 @@ def sample_thread(thread_id: str = "t-serve") -> Thread:
             ),
         ],
     )
+
+
+QMSUM_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "qmsum" / "qmsum.train.jsonl"
+
+
+def tiny_qmsum(tmp_path: Path, keep: dict[int, int] | None = None) -> Path:
+    """Train meetings cut short (by default the 1st to 90 turns, the 3rd to 45), with the queries whose
+    spans fall inside."""
+    keep = keep or {0: 90, 2: 45}
+    rows = []
+    with QMSUM_TRAIN.open(encoding="utf-8") as handle:
+        for i, line in enumerate(handle):
+            if i in keep:
+                row = json.loads(line)
+                row["meeting_transcripts"] = row["meeting_transcripts"][: keep[i]]
+                row["specific_query_list"] = [
+                    q
+                    for q in row["specific_query_list"]
+                    if all(int(e) < keep[i] for _, e in q["relevant_text_span"])
+                ]
+                rows.append(json.dumps(row))
+            if i >= max(keep):
+                break
+    out = tmp_path / "qmsum.jsonl"
+    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return out

@@ -3,13 +3,12 @@ through HighlightOptions, and the benchmark's baselines on small real samples (.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from digest_helpers import sample_thread
+from digest_helpers import sample_thread, tiny_qmsum
 
 from cliutil import run_captured
 from tldrlab.data.threads import Post, Thread
@@ -55,29 +54,6 @@ def tiny_scitldr(tmp_path: Path, n: int = 8) -> Path:
     lines = (DATA / "scitldr" / "scitldr_a.train.jsonl").read_text(encoding="utf-8").splitlines()[:n]
     out = tmp_path / "scitldr.jsonl"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
-
-
-def tiny_qmsum(tmp_path: Path, keep: dict[int, int] | None = None) -> Path:
-    """Train meetings cut short (by default the 1st to 90 turns, the 3rd to 45), with the queries whose
-    spans fall inside."""
-    keep = keep or {0: 90, 2: 45}
-    rows = []
-    with (DATA / "qmsum" / "qmsum.train.jsonl").open(encoding="utf-8") as handle:
-        for i, line in enumerate(handle):
-            if i in keep:
-                row = json.loads(line)
-                row["meeting_transcripts"] = row["meeting_transcripts"][: keep[i]]
-                row["specific_query_list"] = [
-                    q
-                    for q in row["specific_query_list"]
-                    if all(int(e) < keep[i] for _, e in q["relevant_text_span"])
-                ]
-                rows.append(json.dumps(row))
-            if i >= max(keep):
-                break
-    out = tmp_path / "qmsum.jsonl"
-    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return out
 
 

@@ -164,6 +164,14 @@ def register(app: typer.Typer) -> None:
         "as a run; the scorer file goes to <run>/artifacts/highlight_scorer.json (docs/digest.md).",
     )
     add(app, scorer)
+    reranker = RunCommand(
+        "train-highlight-reranker",
+        "highlight_reranker_train",
+        "tldrlab train-highlight-reranker --qmsum-train ../shared/data/qmsum/qmsum.train.jsonl --steps 300",
+        help="Fine-tune a MiniLM cross-encoder (LoRA) that re-ranks query-aware highlights, on QMSum train, "
+        "as a run; the scorer file and adapter go to <run>/artifacts/ (docs/digest.md).",
+    )
+    add(app, reranker)
     config_command(
         app,
         "digest",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.digest.features import post_means, scorer_mode, sentence_features
+from tldrlab.digest.reranker import cached_encoder, rerank
 from tldrlab.digest.scorers import DEFAULT_SCORERS, LinearScorer, ScorerName, resolve_scorer
 from tldrlab.digest.signals import STOPWORDS as STOPWORDS  # re-exported: older imports name it here
 from tldrlab.digest.signals import bm25_scores, centrality, minmax, neighbour_mean
@@ -243,6 +244,19 @@ def sentence_relevance(
             use_score=options.use_score,
         )
         learned = scorer.relevance(features, mode, vectors)
+        reranker = scorer.reranker_for(mode)
+        if learned is not None and reranker is not None and query:
+            spec, adapter = reranker
+            eligible = highlight_candidates(sentences, thread, outside_quotes=options.outside_quotes)
+            learned = rerank(
+                learned,
+                query,
+                [s.text for s in sentences],
+                [s.post_id for s in sentences],
+                spec,
+                cached_encoder(str(adapter)),
+                eligible,
+            )
         if learned is not None:
             if mode in ("forum", "forum_votes"):
                 heuristic = query_free_relevance(sentences, vectors, thread, options, title_vector)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tldrlab.digest.features import FEATURES, ScorerMode
+from tldrlab.digest.reranker import RerankerSpec
 from tldrlab.errors import ConfigError, InvalidInputError
 
 ScorerName = Literal["auto", "heuristic", "learned_v1", "learned_v2"]
@@ -91,6 +92,10 @@ class LinearScorer:
     models: dict[str, LinearModel]
     info: dict[str, Any] = field(default_factory=dict)
     """How it was trained: data hashes, case counts, regularisation, train-split figures."""
+    reranker: RerankerSpec | None = None
+    """A cross-encoder that re-ranks the top of this scorer's ranking in its modes (`reranker.py`)."""
+    folder: Path | None = None
+    """Where the file was read from: a relative re-ranker adapter path is relative to it."""
     columns: np.ndarray = field(init=False, repr=False, compare=False)
     """Where each of `features` sits among the columns of `sentence_features` (`FEATURES` order)."""
 
@@ -110,8 +115,17 @@ class LinearScorer:
         model = self.models.get(mode)
         return None if model is None else model.relevance(features[:, self.columns], vectors)
 
+    def reranker_for(self, mode: ScorerMode) -> tuple[RerankerSpec, Path] | None:
+        """(spec, adapter directory) of the re-ranker for `mode`, or None."""
+        if self.reranker is None or mode not in self.reranker.modes:
+            return None
+        adapter = Path(self.reranker.adapter)
+        if not adapter.is_absolute():
+            adapter = (self.folder or Path.cwd()) / adapter
+        return self.reranker, adapter
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": SCORER_FORMAT,
             "name": self.name,
             "version": self.version,
@@ -119,9 +133,12 @@ class LinearScorer:
             "modes": {mode: model.to_dict() for mode, model in self.models.items()},
             "info": self.info,
         }
+        if self.reranker is not None:
+            out["reranker"] = self.reranker.to_dict()
+        return out
 
 
-def scorer_from_dict(data: dict[str, Any]) -> LinearScorer:
+def scorer_from_dict(data: dict[str, Any], folder: Path | None = None) -> LinearScorer:
     if data.get("format") != SCORER_FORMAT:
         raise InvalidInputError(f"not a highlight scorer file (format {data.get('format')!r})")
     features = tuple(data["features"])
@@ -135,12 +152,21 @@ def scorer_from_dict(data: dict[str, Any]) -> LinearScorer:
         )
         for mode, m in data["modes"].items()
     }
-    return LinearScorer(str(data["name"]), int(data["version"]), features, models, dict(data.get("info", {})))
+    reranker = RerankerSpec.from_dict(data["reranker"]) if data.get("reranker") else None
+    return LinearScorer(
+        str(data["name"]),
+        int(data["version"]),
+        features,
+        models,
+        dict(data.get("info", {})),
+        reranker,
+        folder,
+    )
 
 
 def load_scorer_file(path: Path | str) -> LinearScorer:
     try:
-        return scorer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return scorer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")), Path(path).parent)
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidInputError(f"cannot read highlight scorer {path}: {exc}") from exc
 
@@ -152,8 +178,9 @@ def load_scorer(name: str) -> LinearScorer:
     if file_name is None:
         known = ", ".join(["auto", "heuristic", *SCORER_FILES])
         raise ConfigError(f"unknown highlight scorer {name!r}; known: {known}")
-    text = resources.files(__package__).joinpath(file_name).read_text(encoding="utf-8")
-    return scorer_from_dict(json.loads(text))
+    package = resources.files(__package__)
+    text = package.joinpath(file_name).read_text(encoding="utf-8")
+    return scorer_from_dict(json.loads(text), Path(str(package)))
 
 
 def resolve_scorer(name: str, mode: ScorerMode) -> LinearScorer | None:
