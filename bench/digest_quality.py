@@ -19,9 +19,9 @@ bootstrap 95 % intervals over papers / threads / queries.
 Every method ranks the same candidate sentences (`candidates.highlight_candidates`: no boilerplate, no
 quoted text). Intervals: each method minus the reference named in the output, resampling cases; each
 learned scorer is also compared with the heuristic and with every learned scorer listed before it (e.g.
-learned_v2 - learned_v1; learned_v3 - learned_v2: what the cross-encoder re-ranker adds on QMSum). QMSum also
-reports each method's ranking time per query (vectors given, so the re-ranker's cross-encoder passes are
-what it adds). Learned scorers: the packaged ones (`scorers.SCORER_FILES`), or `--scorer-file`
+learned_v2 - learned_v1; a file with a re-ranker minus its base: what the re-ranker adds on QMSum). QMSum
+also reports each method's ranking time per query (vectors given, so a re-ranker's MiniLM passes are what
+it adds). Learned scorers: the packaged ones (`scorers.SCORER_FILES`), or `--scorer-file`
 (repeatable) for unshipped files. Vectors come from `--embedder` (default minilm), kept per sentence under
 `--cache` between runs.
 """

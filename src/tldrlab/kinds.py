@@ -175,7 +175,7 @@ _ENTRIES = (
         "highlight_reranker_train",
         HighlightRerankerTrainConfig,
         "tldrlab.digest.reranker_training:highlight_reranker_train_job",
-        "Fine-tune a MiniLM cross-encoder (LoRA) that re-ranks query-aware highlights, on QMSum train.",
+        "Fine-tune a MiniLM re-ranker (LoRA) of query-aware highlights on QMSum train.",
         inputs=("qmsum_train",),
         outputs=("out", "vector_cache_dir"),
     ),

@@ -1,4 +1,4 @@
-"""The cross-encoder re-ranker of query-aware highlights: its pieces, its training as a run on a tiny real
+"""The MiniLM re-ranker of query-aware highlights: its pieces, its training as a run on a tiny real
 QMSum sample (the bundled MiniLM, a real LoRA adapter, a few steps), and the written scorer file used through
 HighlightOptions."""
 
@@ -105,7 +105,7 @@ def test_reranker_training_as_a_run_on_a_tiny_sample(
     assert set(np.argsort(-reranked)[:6].tolist()) == top
     rest = [i for i in range(len(base)) if i not in top]
     np.testing.assert_allclose(reranked[rest], base[rest])
-    assert not np.allclose(reranked, base)  # the cross-encoder really re-ordered them
+    assert not np.allclose(reranked, base)  # the re-ranker really re-ordered them
     picked = rank_highlights(
         case.records,
         case.vectors,
@@ -114,7 +114,7 @@ def test_reranker_training_as_a_run_on_a_tiny_sample(
         query_vector=case.query_vector,
     )
     assert len(picked) == 3
-    # query-free ranking never loads the cross-encoder's effect
+    # without a query the re-ranker does not apply
     no_query = sentence_relevance(
         case.records, case.vectors, HighlightOptions(), thread=case.thread, scorer=strong
     )

@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         "train-highlight-reranker",
         "highlight_reranker_train",
         "tldrlab train-highlight-reranker --qmsum-train ../shared/data/qmsum/qmsum.train.jsonl --steps 300",
-        help="Fine-tune a MiniLM cross-encoder (LoRA) that re-ranks query-aware highlights, on QMSum train, "
+        help="Fine-tune a MiniLM re-ranker (LoRA) of query-aware highlights on QMSum train, "
         "as a run; the scorer file and adapter go to <run>/artifacts/ (docs/digest.md).",
     )
     add(app, reranker)

@@ -75,7 +75,7 @@ class HighlightScorerTrainConfig(BaseModel):
 
 
 class HighlightRerankerTrainConfig(BaseModel):
-    """Kind `highlight_reranker_train`: a cross-encoder re-ranker for query-aware highlights, fine-tuned from
+    """Kind `highlight_reranker_train`: a re-ranker for query-aware highlights, fine-tuned from
     the bundled MiniLM with a LoRA adapter on QMSum train meetings (`digest/reranker_training.py`), and the
     fusion weight with the base scorer chosen on held-out train meetings. Writes a scorer file (the base
     scorer's linear models plus the re-ranker) and the adapter directory beside it."""
@@ -115,7 +115,7 @@ class HighlightRerankerTrainConfig(BaseModel):
     lora_alpha: int = Field(default=16, ge=1)
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     max_length: int = Field(default=128, ge=16, le=512)
-    """Tokens per (query, turn with context) pair."""
+    """Tokens per encoded turn with its context (and per query)."""
     context_words: int = Field(default=24, ge=0, le=200)
     """Words of the previous and next turn shown with each turn."""
     weights: list[float] = Field(default=[0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0], min_length=1)

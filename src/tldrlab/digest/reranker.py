@@ -1,13 +1,14 @@
-"""A cross-encoder re-ranker for query-aware highlights: the bundled all-MiniLM-L6-v2 with a LoRA adapter and
-a one-logit classification head (`BertForSequenceClassification` + peft), reading (query, sentence with a
-little of its neighbours) together instead of comparing two separately made vectors.
+"""A re-ranker for query-aware highlights: the bundled all-MiniLM-L6-v2 with a LoRA adapter (peft), fine-tuned
+to score a sentence *with a little of its neighbours* against the query (cosine of the two mean-pooled
+vectors, as the MiniLM makes them, so it starts from the signal the plain model has).
 
-It re-ranks only the top `top_k` sentences of a learned linear scorer's ranking (a cross-encoder costs one
-transformer pass per sentence): their new score is the linear score plus `weight` times the cross-encoder
-logit, both standardised over those `top_k`, spread back over the same range the linear scores of those
-sentences had, so they stay above the rest and MMR sees the scale it always saw. A scorer file names its
-re-ranker (`scorers/`); the adapter is a peft adapter directory shipped with the package (a few hundred KB),
-loaded on top of the bundled MiniLM, so using it needs no training (`reranker_training.py` trains one).
+It re-ranks only the top `top_k` sentences of a learned linear scorer's ranking (one transformer pass per
+sentence): their new score is the linear score plus `weight` times the re-ranker's score, both standardised
+over those `top_k`, spread back over the same range the linear scores of those sentences had, so they stay
+above the rest and MMR sees the scale it always saw. A scorer file names its re-ranker (`scorers/`): a peft
+adapter directory beside the file (1.3 MB at rank 8), loaded on top of the bundled MiniLM, so using it
+needs no training (`reranker_training.py` trains one). A true cross-encoder (a classification head over the
+(query, sentence) pair) was tried first and did not start learning in a CPU budget (docs/digest.md).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class RerankerSpec:
     top_k: int = 24
     """Re-rank this many of the linear scorer's best sentences."""
     weight: float = 1.0
-    """Fusion: standardised linear score + weight x standardised cross-encoder logit."""
+    """Fusion: standardised linear score + weight x standardised re-ranker score."""
     max_length: int = 128
-    """Tokens per (query, sentence) pair; longer pairs lose the end of their sentence's context first."""
+    """Tokens per encoded sentence with its context (and per query); the context after it is cut first."""
     context_words: int = 24
     """Words of the previous and the next sentence (same post) shown with each sentence."""
     modes: tuple[str, ...] = ("query",)

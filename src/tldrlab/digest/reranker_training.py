@@ -1,13 +1,14 @@
-"""Training the cross-encoder re-ranker (`highlight_reranker_train` runs) on QMSum train meetings.
+"""Training the MiniLM re-ranker (`highlight_reranker_train` runs) on QMSum train meetings.
 
 1. Every `qmsum_every`-th train meeting; every `heldout_every`-th of those is held out (the fusion weight is
    chosen on its queries, never on val). The base scorer (a packaged learned scorer) ranks each query's turns
    exactly as highlights do, so its top `top_k` are the turns the re-ranker will see.
-2. Fine-tune a LoRA adapter + one-logit head on the bundled MiniLM (`reranker.base_model`, peft) with a
-   listwise loss: per step `groups_per_step` training queries, each a group of one positive turn (inside a
-   relevant span; half the time one the base scorer already ranks in its top `top_k`, when there is one) and
-   `group_size - 1` negatives (a `hard_share` of them from the base top `top_k`, the rest random turns),
-   softmax cross-entropy with the positive as the target.
+2. Fine-tune a LoRA adapter on the bundled MiniLM (`reranker.base_model`, peft) with a listwise contrastive
+   loss (scaled cosine of the query's and the turn-with-context's vectors): per step `groups_per_step`
+   training queries, each a group of one positive turn (inside a relevant span; half the time one the base
+   scorer already ranks in its top `top_k`, when there is one) and `group_size - 1` negatives (a
+   `hard_share` of them from the base top `top_k`, the rest random turns), softmax cross-entropy with the
+   positive as the target.
 3. On the held-out queries: P@5 of the fused ranking for each weight in `weights` (0 = the base order); the
    best (ties: the smaller weight) goes into the scorer file.
 
