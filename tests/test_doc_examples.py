@@ -90,6 +90,12 @@ NOT_RUN: list[tuple[str, str, str]] = [
         "tests/digest/test_highlight_scorer.py launches the same run kind at tiny size",
     ),
     (
+        r"docs/digest.md",
+        r"^train-highlight-reranker\b",
+        "LoRA-tunes MiniLM on QMSum train (13 CPU-min): "
+        "tests/digest/test_highlight_reranker.py launches the same run kind at tiny size",
+    ),
+    (
         r"docs/models.md",
         r"^models import",
         "writes a 540 MB model (or needs a user's GGUF file): "

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from tldrlab.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    RunCancelledError,
     ServiceUnavailableError,
 )
 from tldrlab.kinds import RunKind, get_kind, resolve_execute, validate_config
@@ -217,11 +219,24 @@ def preflight(kind: str, config: Any) -> None:
 
 @contextmanager
 def preempt_on_sigterm() -> Iterator[None]:
-    """SIGTERM (kill, timeout, a scheduler): the loop checkpoints after its step, the run is preempted."""
+    """SIGTERM (kill, timeout, a scheduler): a loop that polls `preempt` checkpoints after its step and the
+    run is preempted. A second SIGTERM (`preempt.HARD_STOP_AFTER_S` or more later) stops the run at once as
+    cancelled, as a worker does: without it, a kind whose work has no steps to stop between (an ingest, an
+    evaluation, a scorer's training) ignored every SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: preempt.request_stop())
+    first: list[float] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if first and time.monotonic() - first[0] >= preempt.HARD_STOP_AFTER_S:
+            raise RunCancelledError("stopped by a second SIGTERM")
+        if not first:
+            first.append(time.monotonic())
+            logging.getLogger(__name__).warning("SIGTERM: stopping after the current step (again: stop now)")
+            preempt.request_stop()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:

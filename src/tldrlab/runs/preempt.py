@@ -10,6 +10,10 @@ import threading
 
 _stop = threading.Event()
 
+HARD_STOP_AFTER_S = 1.0
+"""A second stop signal this long after the first is a hard stop (sooner, it is the same stop sent twice, as
+when both a process manager and a terminal signal the process; rq ignores those too)."""
+
 
 def request_stop() -> None:
     _stop.set()

@@ -420,11 +420,6 @@ class Worker:
         return self.stop_event.is_set() or preempt.stop_requested()
 
 
-HARD_STOP_AFTER_S = 1.0
-"""A second signal this long after the first is a hard stop (sooner, it is the same stop sent twice, as when
-both a process manager and a terminal signal the worker; rq ignores those too)."""
-
-
 def hard_stop(worker: Worker, signum: int) -> None:
     """Exit now: the worker's row says stopped; its run keeps `running` with a heartbeat that goes stale, so
     another worker resumes it from its last checkpoint (what a killed worker leaves behind)."""
@@ -444,7 +439,7 @@ def install_signal_handlers(worker: Worker) -> None:
     first: list[float] = []
 
     def on_signal(signum: int, frame: Any) -> None:
-        if first and time.monotonic() - first[0] >= HARD_STOP_AFTER_S:
+        if first and time.monotonic() - first[0] >= preempt.HARD_STOP_AFTER_S:
             hard_stop(worker, signum)
         if first:
             return
