@@ -51,14 +51,6 @@ class HighlightCase:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def scitldr_cases(path: Path, limit: int | None = None) -> list[HighlightCase]:
     cases = []
     with path.open(encoding="utf-8") as handle:

@@ -13,6 +13,7 @@ needs no training (`reranker_training.py` trains one). A true cross-encoder (a c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from tldrlab.embed.sentence_transformer import minilm_path
 from tldrlab.errors import InvalidInputError
@@ -43,27 +45,14 @@ class RerankerSpec:
     """Scorer modes it applies to (it reads a query, so `query`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "adapter": self.adapter,
-            "top_k": self.top_k,
-            "weight": self.weight,
-            "max_length": self.max_length,
-            "context_words": self.context_words,
-            "modes": list(self.modes),
-        }
+        return {**dataclasses.asdict(self), "modes": list(self.modes)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RerankerSpec:
+        """The spec a scorer file's `reranker` entry holds (types checked, the defaults above filled in)."""
         try:
-            return cls(
-                adapter=str(data["adapter"]),
-                top_k=int(data.get("top_k", 24)),
-                weight=float(data.get("weight", 1.0)),
-                max_length=int(data.get("max_length", 128)),
-                context_words=int(data.get("context_words", 24)),
-                modes=tuple(data.get("modes", ("query",))),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            return TypeAdapter(cls).validate_python(data)
+        except ValidationError as exc:
             raise InvalidInputError(f"bad re-ranker entry in a scorer file: {exc}") from exc
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from tldrlab.device import seed_everything
 from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.digest.config import HighlightRerankerTrainConfig
-from tldrlab.digest.highlight_cases import HighlightCase, embed_cases, qmsum_cases, sha256_file
+from tldrlab.digest.highlight_cases import HighlightCase, embed_cases, qmsum_cases
 from tldrlab.digest.highlights import HighlightOptions, sentence_relevance
 from tldrlab.digest.reranker import (
     SCALE,
@@ -46,11 +46,12 @@ from tldrlab.digest.reranker import (
     respread,
     top_candidates,
 )
+from tldrlab.digest.scorer_training import precision_at_5
 from tldrlab.digest.scorers import LinearScorer, load_scorer
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
 from tldrlab.runs import Run
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, sha256_file
 
 
 @dataclass
@@ -104,9 +105,9 @@ def sample_group(q: QueryCase, size: int, hard_share: float, rng: np.random.Gene
     return [positive, *negatives]
 
 
-def precision_at_5(relevance: np.ndarray, q: QueryCase) -> float:
-    order = top_candidates(relevance, 5, q.eligible)
-    return float(q.relevant[order].sum() / 5)
+def heldout_p_at_5(relevance: np.ndarray, q: QueryCase) -> float:
+    """P@5 among the turns highlights may show (the others never reach the top)."""
+    return precision_at_5(np.where(q.eligible, relevance, -np.inf), q.relevant)
 
 
 def choose_weight(
@@ -120,7 +121,7 @@ def choose_weight(
         passages = [pair_text(q.texts, q.groups, int(i), spec.context_words) for i in q.top]
         scores = encoder.scores(q.case.query or "", passages, spec.max_length)
         for w in weights:
-            table[w].append(precision_at_5(respread(q.base, q.top, fuse(q.base[q.top], scores, w)), q))
+            table[w].append(heldout_p_at_5(respread(q.base, q.top, fuse(q.base[q.top], scores, w)), q))
     means = {w: float(np.mean(v)) if v else 0.0 for w, v in table.items()}
     best = max(sorted(means), key=lambda w: (round(means[w], 9), -w))
     return best, {f"weight={w}": round(m, 4) for w, m in means.items()}

@@ -33,13 +33,12 @@ from tldrlab.digest.highlight_cases import (
     forum_cases,
     qmsum_cases,
     scitldr_cases,
-    sha256_file,
 )
 from tldrlab.digest.scorers import LinearModel, LinearScorer
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
 from tldrlab.runs import Run
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, sha256_file
 
 REGULARISATION_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 

@@ -93,7 +93,7 @@ class LinearScorer:
     info: dict[str, Any] = field(default_factory=dict)
     """How it was trained: data hashes, case counts, regularisation, train-split figures."""
     reranker: RerankerSpec | None = None
-    """A cross-encoder that re-ranks the top of this scorer's ranking in its modes (`reranker.py`)."""
+    """A fine-tuned MiniLM that re-ranks the top of this scorer's ranking in its modes (`reranker.py`)."""
     folder: Path | None = None
     """Where the file was read from: a relative re-ranker adapter path is relative to it."""
     columns: np.ndarray = field(init=False, repr=False, compare=False)
