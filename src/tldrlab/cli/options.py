@@ -19,7 +19,7 @@ import json
 import os
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -88,11 +88,13 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def field_help(info: FieldInfo, default: Any, *, required: bool) -> str:
-    notes = ["required"] if required else [f"default: {show_value(default)}"]
+def field_help(info: FieldInfo, default: Any, *, required: bool, enforced: bool = False) -> str:
+    """The field's docstring, then its default (or "required") and bounds; an `enforced` argument's help
+    leaves "required" to typer, which says it of every required argument."""
+    notes = ([] if enforced else ["required"]) if required else [f"default: {show_value(default)}"]
     if bounds := bounds_text(info):
         notes.append(bounds)
-    return f"{' '.join((info.description or '').split())} [{'; '.join(notes)}]".strip()
+    return f"{' '.join((info.description or '').split())} [{'; '.join(notes)}]".strip().removesuffix(" []")
 
 
 def _parsing(annotation: Any) -> tuple[Any, Parse]:
@@ -130,11 +132,14 @@ def config_flags(
     settings: Mapping[str, type[BaseModel]] | None = None,
     prefix: str = "",
     defaults: BaseModel | None = None,
+    enforce_required: bool = False,
 ) -> list[Flag]:
     """One Flag per leaf field of `model` (nested models recursively), with `aliases` as extra names;
     `command_defaults` (dotted path -> value) are what the command fills in when nothing else does;
     `settings` names dict fields holding another class's fields (`model_settings`: LVMConfig), whose fields
-    get options as a nested model's do (besides the dict's own JSON option)."""
+    get options as a nested model's do (besides the dict's own JSON option); with `enforce_required` (a
+    command without a config file that could give it) a required field taken positionally is a required
+    argument (`Missing argument 'RUN'`, exit 2)."""
     aliases = {p: (n,) if isinstance(n, str) else tuple(n) for p, n in (aliases or {}).items()}
     command_defaults, settings = command_defaults or {}, settings or {}
     flags: list[Flag] = []
@@ -150,9 +155,11 @@ def config_flags(
         section = section_class(info.annotation) or settings.get(path)
         if section is None or path in settings:  # a leaf; a settings dict is one too (as JSON / KEY=VALUE)
             annotation, parse = _parsing(info.annotation)
-            text = field_help(info, default, required=required)
+            enforced = required and enforce_required and path in arguments
+            text = field_help(info, default, required=required, enforced=enforced)
             if path in arguments:
-                flags.append(Flag(path, (), annotation, text, parse, verbatim=True))
+                metavar = path.upper() if enforced else None
+                flags.append(Flag(path, (), annotation, text, parse, verbatim=True, metavar=metavar))
             else:
                 main = f"{option_name(path)}/{_negative(path)}" if annotation is bool else option_name(path)
                 names = (main, *(n for n in aliases.get(path, ()) if n != main))
@@ -166,6 +173,7 @@ def config_flags(
                 command_defaults=command_defaults,
                 settings=settings,
                 prefix=f"{path}.",
+                enforce_required=enforce_required,
                 defaults=default if isinstance(default, BaseModel) else None,
             )
     return flags
@@ -335,10 +343,6 @@ def signature_callback(params: list[tuple[str, Any, Any]], body: Callable[[dict[
     return callback
 
 
-def _unrequired(help: str) -> str:
-    return help.replace(" [required]", "").replace("[required; ", "[")
-
-
 def flag_params(flags: list[Flag]) -> list[tuple[str, Any, Any]]:
     params: list[tuple[str, Any, Any]] = []
     for flag in flags:
@@ -433,14 +437,14 @@ def config_command(
     def build() -> Any:
         cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
         flags = config_flags(
-            cls, aliases=aliases, arguments=arguments, verbatim=verbatim, command_defaults=defaults
+            cls,
+            aliases=aliases,
+            arguments=arguments,
+            verbatim=verbatim,
+            command_defaults=defaults,
+            enforce_required=True,
         )
         flags = [f for f in flags if f.path not in exclude] + list(extra)
-        # a required field taken positionally is a required argument (`Missing argument 'RUN'`); typer's help
-        # says "[required]" of it, so the field's own note does not say it again
-        flags = [replace(f, metavar=f.path.upper(), help=_unrequired(f.help)) if not f.names
-                 and f.path in cls.model_fields and cls.model_fields[f.path].is_required() else f
-                 for f in flags]  # fmt: skip
 
         def body(values: dict[str, Any]) -> None:
             raw = dict(base())
