@@ -1,4 +1,9 @@
-"""Every sentence of every post of the beer dump maps back to its exact text, in order, losing nothing."""
+"""Every sentence of every post of the beer dump maps back to its exact text, in order, losing nothing.
+
+The whole-dump test runs without coverage tracing (`no_cover`): it spends its time in pysbd's regular
+expressions, which tracing made twice as slow (14 CPU-s instead of 7), and the tests of tests/data cover the
+same lines of the readers and of `split_sentences` without it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ def _non_space(text: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover
 def test_offsets_over_all_beer_posts(shared_data: Path) -> None:
     threads = read_threads(shared_data / "stackexchange_beer")
     posts = [post for thread in threads for post in thread.posts]
