@@ -95,6 +95,40 @@ def test_models_import_then_plain_transformers_loads_offline(
     assert code == 2 and "'float16' is not one of 'float32', 'bfloat16'" in err  # a usage error
 
 
+def test_importing_a_gguf_file_parses_its_metadata_once(
+    tiny: dict[str, Any], chat_tokenizer: Any, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers parses a GGUF file for the config, the weights and the tokenizer, and rebuilds gguf's
+    tensor-name map per tensor: over half of converting the bundled SmolLM2 (21.8 CPU-s, 10.0 once each)."""
+    import gguf
+
+    from tldrlab.models.store import import_model
+
+    real_reader, real_name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    parsed: list[str] = []
+    name_maps: list[object] = []
+
+    def counting_reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(str(path))
+        return real_reader(path, *args, **kwargs)
+
+    def counting_name_map(*args: Any) -> Any:
+        name_maps.append(args)
+        return real_name_map(*args)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting_reader)
+    monkeypatch.setattr(gguf, "get_tensor_name_map", counting_name_map)
+    manifest = import_model(tiny["gguf"], name="tiny")
+    assert parsed == [str(tiny["gguf"])] and len(name_maps) == 1  # were 3 parses and one map per tensor
+    assert gguf.GGUFReader is counting_reader and gguf.get_tensor_name_map is counting_name_map  # restored
+    model, tokenizer, _ = load_model(manifest["path"])  # the same weights and tokenizer as before
+    assert tokenizer.encode(TEXT) == chat_tokenizer.encode(TEXT)
+    torch.testing.assert_close(logits(model, tokenizer), logits(tiny["model"], chat_tokenizer))
+    parsed.clear()
+    load_model(tiny["gguf"])  # loading a GGUF file directly: once for the model, once for the tokenizer
+    assert parsed == [str(tiny["gguf"])] * 2
+
+
 def test_resolver_finds_every_kind_of_reference(
     tiny: dict[str, Any],
     chat_tokenizer: Any,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
+from tldrlab.models.gguf_reading import gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
 from tldrlab.runs.paths import ModelRef
@@ -94,7 +95,8 @@ def load_tokenizer(resolved: ResolvedModel) -> Any:
 
     path, kwargs = resolved.from_pretrained_args()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        with gguf_parsed_once(resolved.kind == "gguf"):
+            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"cannot load the tokenizer of {resolved.path}: {exc}") from exc
     if tokenizer.pad_token_id is None:
@@ -111,7 +113,8 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
 
     path, kwargs = resolved.from_pretrained_args()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), **kwargs)
+        with gguf_parsed_once(resolved.kind == "gguf"):  # the config and the weights read the same metadata
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), **kwargs)
     except Exception as exc:  # safetensors, GGUF readers and transformers raise many kinds
         raise CheckpointError(f"cannot load a causal LM from {resolved.path}: {exc}") from exc
     if resolved.kind == "gguf":

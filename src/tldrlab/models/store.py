@@ -29,6 +29,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
+from tldrlab.models.gguf_reading import gguf_parsed_once
 from tldrlab.models.io import MODEL_MANIFEST, save_model
 from tldrlab.models.registry import count_parameters
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
@@ -100,8 +101,9 @@ def import_model(
     if resolved.source == "installed" and resolved.path == out:
         raise InvalidInputError(f"{ref} is the installed model {name!r} itself; choose another --name")
     started = time.perf_counter()
-    model = load_causal_lm(resolved, dtype=dtype)
-    tokenizer = load_tokenizer(resolved)
+    with gguf_parsed_once(resolved.kind == "gguf"):  # its metadata: parsed once for model and tokenizer
+        model = load_causal_lm(resolved, dtype=dtype)
+        tokenizer = load_tokenizer(resolved)
     source_file = resolved.path if resolved.kind == "gguf" else resolved.path / "config.json"
     info: dict[str, Any] = {
         "source": str(resolved.path),
