@@ -4,48 +4,57 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
 
 from tldrlab.experiments.dendrites import DendriteConfig, pai_parameter_count
-from tldrlab.experiments.lightning import DendriteCallback
 
 
-class Regressor(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
-        generator = torch.Generator().manual_seed(0)
-        self.x = torch.randn(64, 4, generator=generator)
-        self.y = (self.x[:, :1] * self.x[:, 1:2]).detach()
+def regressor_class() -> type:
+    """A tiny LightningModule class. Lightning is imported here, not when the module is collected: the import
+    costs ~2 CPU-s, which every pytest-xdist worker paid at collection although one runs this test."""
+    import lightning.pytorch as pl
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.mse_loss(self.model(x), y)
+    class Regressor(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+            generator = torch.Generator().manual_seed(0)
+            self.x = torch.randn(64, 4, generator=generator)
+            self.y = (self.x[:, :1] * self.x[:, 1:2]).detach()
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self.log("val_loss", nn.functional.mse_loss(self.model(x), y))
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.mse_loss(self.model(x), y)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
+        def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+            x, y = batch
+            self.log("val_loss", nn.functional.mse_loss(self.model(x), y))
 
-    def _loader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=16)
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=1e-2)
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader()
+        def _loader(self) -> torch.utils.data.DataLoader:
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=16)
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader()
+        def train_dataloader(self) -> torch.utils.data.DataLoader:
+            return self._loader()
+
+        def val_dataloader(self) -> torch.utils.data.DataLoader:
+            return self._loader()
+
+    return Regressor
 
 
 @pytest.mark.slow
 def test_callback_adds_dendrites_and_rebuilds_the_optimizer(tmp_path: Path) -> None:
-    module = Regressor()
+    import lightning.pytorch as pl
+
+    from tldrlab.experiments.lightning import DendriteCallback  # imports Lightning too
+
+    module = regressor_class()()
     # PAI's graphs are drawn once, after training (test_dendrites.py checks the redraw at every evaluation):
     # at every validation they were most of this test's time and no assertion reads them
     config = DendriteConfig(
