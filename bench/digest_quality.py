@@ -49,12 +49,13 @@ from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.digest.features import ScorerMode
 from tldrlab.digest.highlight_cases import (
     HighlightCase,
+    case_relevance,
     embed_cases,
     forum_cases,
     qmsum_cases,
     scitldr_cases,
 )
-from tldrlab.digest.highlights import HighlightOptions, select_mmr, sentence_relevance
+from tldrlab.digest.highlights import HighlightOptions, select_mmr
 from tldrlab.digest.scorers import LinearScorer, load_scorer_file, resolve_scorer
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 
@@ -75,15 +76,7 @@ def ours(options: HighlightOptions, scorer: LinearScorer | None = None, k: int =
     def order(case: HighlightCase, eligible: np.ndarray) -> Order:
         assert case.vectors is not None
         case_options = options.model_copy(update={"q": case.query}) if case.query else options
-        relevance = sentence_relevance(
-            case.records,
-            case.vectors,
-            case_options,
-            thread=case.thread,
-            title_vector=case.title_vector,
-            query_vector=case.query_vector,
-            scorer=scorer,
-        )
+        relevance = case_relevance(case, case_options, scorer)
         groups = [r.post_id for r in case.records]
         return select_mmr(
             relevance, case.vectors, groups, k, options.diversity, options.max_per_post, eligible

@@ -13,7 +13,7 @@ import pytest
 from digest_helpers import tiny_qmsum
 
 from tldrlab.digest.config import HighlightRerankerTrainConfig
-from tldrlab.digest.highlight_cases import embed_cases, qmsum_cases
+from tldrlab.digest.highlight_cases import case_relevance, embed_cases, qmsum_cases
 from tldrlab.digest.highlights import HighlightOptions, rank_highlights, sentence_relevance
 from tldrlab.digest.reranker import (
     RerankerSpec,
@@ -90,17 +90,8 @@ def test_reranker_training_as_a_run_on_a_tiny_sample(
     assert case.vectors is not None
     options = HighlightOptions(q=case.query, diversity=0.0, max_per_post=None)
     strong = dataclasses.replace(scorer, reranker=dataclasses.replace(scorer.reranker, weight=100.0))
-    base = sentence_relevance(
-        case.records,
-        case.vectors,
-        options,
-        thread=case.thread,
-        query_vector=case.query_vector,
-        scorer=dataclasses.replace(scorer, reranker=None),
-    )
-    reranked = sentence_relevance(
-        case.records, case.vectors, options, thread=case.thread, query_vector=case.query_vector, scorer=strong
-    )
+    base = case_relevance(case, options, dataclasses.replace(scorer, reranker=None))
+    reranked = case_relevance(case, options, strong)
     top = set(np.argsort(-base)[:6].tolist())
     assert set(np.argsort(-reranked)[:6].tolist()) == top
     rest = [i for i in range(len(base)) if i not in top]

@@ -8,8 +8,9 @@
   the accepted answer's sentences; the accepted flag is hidden from the thread the ranker sees. Threads are
   split deterministically by a hash of their id (`forum_split`): the split never depends on order or limits.
 
-`embed_cases` fills the vectors, reusing a per-sentence vector cache on disk when given one (embedding is by
-far the slowest step on a CPU, and the benchmark and the scorer training embed the same sentences).
+`case_relevance` scores a case's sentences the way a digest would. `embed_cases` fills the vectors, reusing a
+per-sentence vector cache on disk when given one (embedding is by far the slowest step on a CPU, and the
+benchmark and the scorer training embed the same sentences).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import numpy as np
 from tldrlab.data.readers import read_threads
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
+from tldrlab.digest.highlights import HighlightOptions, sentence_relevance
+from tldrlab.digest.scorers import LinearScorer
 from tldrlab.embed.base import Embedder
 from tldrlab.runs.atomic import atomic_write_bytes
 from tldrlab.store.base import SentenceRecord
@@ -213,3 +216,21 @@ def embed_cases(cases: Sequence[HighlightCase], embedder: Embedder, cache_dir: P
         if case.query:
             case.query_vector = vectors[at]
             at += 1
+
+
+def case_relevance(
+    case: HighlightCase, options: HighlightOptions, scorer: LinearScorer | None = None
+) -> np.ndarray:
+    """`sentence_relevance` of a case's sentences with its own vectors, title and query (`embed_cases` first);
+    `scorer` overrides the one `options` names (an unshipped scorer file, or one without its re-ranker)."""
+    if case.vectors is None:
+        raise ValueError(f"case {case.id} has no vectors: run embed_cases first")
+    return sentence_relevance(
+        case.records,
+        case.vectors,
+        options,
+        thread=case.thread,
+        title_vector=case.title_vector,
+        query_vector=case.query_vector,
+        scorer=scorer,
+    )

@@ -32,8 +32,8 @@ import numpy as np
 from tldrlab.device import seed_everything
 from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.digest.config import HighlightRerankerTrainConfig
-from tldrlab.digest.highlight_cases import HighlightCase, embed_cases, qmsum_cases
-from tldrlab.digest.highlights import HighlightOptions, sentence_relevance
+from tldrlab.digest.highlight_cases import HighlightCase, case_relevance, embed_cases, qmsum_cases
+from tldrlab.digest.highlights import HighlightOptions
 from tldrlab.digest.reranker import (
     SCALE,
     RerankEncoder,
@@ -72,16 +72,9 @@ class QueryCase:
 def query_cases(cases: Sequence[HighlightCase], scorer: LinearScorer, top_k: int) -> list[QueryCase]:
     out = []
     for case in cases:
-        assert case.vectors is not None and case.query is not None
+        assert case.query is not None
         options = HighlightOptions(q=case.query, diversity=0.0, max_per_post=None)
-        base = sentence_relevance(
-            case.records,
-            case.vectors,
-            options,
-            thread=case.thread,
-            query_vector=case.query_vector,
-            scorer=dataclasses.replace(scorer, reranker=None),
-        )
+        base = case_relevance(case, options, dataclasses.replace(scorer, reranker=None))
         eligible = highlight_candidates(case.records, case.thread)
         texts = [r.text for r in case.records]
         groups = [r.post_id for r in case.records]
