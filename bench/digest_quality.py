@@ -414,7 +414,7 @@ def plot(all_results: dict[str, Any], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -437,11 +437,21 @@ def main() -> None:
         default=None,
         help="a learned scorer file, repeatable, in the order to compare (default: the packaged ones)",
     )
-    parser.add_argument("--out", type=Path, default=Path("docs/img/digest_quality.png"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=scratch_png("digest_quality"),
+        help="the plot (default: a scratch file, so a run of one set never replaces the docs' image, which "
+        "--merge of all three sets' --json makes)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="only plot: merge --json files")
     add_quick(parser, scitldr_limit=60, qmsum_limit=1, beer_limit=40, out=scratch_png("digest_quality"))
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.merge:
         merged = {k: v for path in args.merge for k, v in json.loads(path.read_text()).items()}
         plot(merged, args.out)

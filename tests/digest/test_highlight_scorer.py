@@ -46,8 +46,9 @@ from tldrlab.launch import launch_run
 from tldrlab.samples import sample_path
 from tldrlab.store.base import SentenceStore
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO / "bench"))
 
 
 def tiny_scitldr(tmp_path: Path, n: int = 8) -> Path:
@@ -299,6 +300,15 @@ def test_packaged_learned_v2_finds_the_contribution_sentence_of_real_abstracts(e
         assert case.labels[top["learned_v2"]] and not case.labels[top["learned_v1"]], case.id
         first_claim = case_features(case)[:, FEATURES.index("first_contribution_in_post")]
         assert first_claim[top["learned_v2"]] == 1.0
+
+
+def test_a_bench_run_of_one_set_leaves_the_docs_plot_alone() -> None:
+    import digest_quality as bench
+
+    # the docs' image merges all three sets; a run of one set used to overwrite it with its own plot
+    docs_image = (REPO / "docs" / "img" / "digest_quality.png").resolve()
+    assert bench.parse_args(["--only", "qmsum"]).out.resolve() != docs_image
+    assert bench.parse_args(["--merge", "a.json", "--out", str(docs_image)]).out == docs_image
 
 
 @pytest.mark.slow
