@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from cliutil import run_captured
 from tldrlab.errors import InvalidConfigError, UnknownKindError
 from tldrlab.kinds import KINDS, get_kind, kind_schema, load_target, resolve_execute, validate_config
+from tldrlab.runs.paths import SEED_MAX
 
 EXPECTED = {
     "train", "tokenizer", "evaluate", "generate", "score", "ingest", "elm_prepare", "elm_train",
@@ -92,3 +96,51 @@ def test_kind_schemas_carry_the_field_docstrings() -> None:
     schema = kind_schema(KINDS["train"])["schema"]
     lr = schema["$defs"]["TrainConfig"]["properties"]["lr"]
     assert lr["description"].startswith("Peak learning rate") and lr["exclusiveMinimum"] == 0
+
+
+def _seed_fields(cls: type[BaseModel]) -> list[tuple[type[BaseModel], str]]:
+    """(class, field name) of every seed a kind's config carries, nested config classes included."""
+    names = ("seed", "seeds", "holdout_seed")
+    return [(model, name) for model in _models(cls) for name in model.model_fields if name in names]
+
+
+def test_every_seed_is_bounded_so_a_run_cannot_fail_after_it_started(tmp_path: Path) -> None:
+    # a seed past 2**63 passed validation, and the run then failed with "Overflow when unpacking long long"
+    # from torch's generator: a traceback on the CLI, an internal_error run through the API
+    huge = 2**64
+    refused = {
+        "smoke": ({"seed": huge}, ("seed",)),
+        "train": ({"data": {"path": str(tmp_path)}, "train": {"seed": huge}}, ("train", "seed")),
+        "generate": ({"model_run": "m", "prompts": ["x"], "options": {"seed": huge}}, ("options", "seed")),
+        "experiment": ({"data": "d", "seeds": [1, -1]}, ("seeds", "1")),
+    }
+    for kind, (raw, loc) in refused.items():
+        with pytest.raises(InvalidConfigError) as caught:
+            validate_config(kind, raw)
+        assert [tuple(e["loc"]) for e in caught.value.details["errors"]] == [loc], kind
+    assert validate_config("smoke", {"seed": SEED_MAX}).seed == SEED_MAX
+    unbounded = set()
+    for kind in KINDS.values():
+        for model, name in _seed_fields(kind.config):
+            field = model.model_fields[name]
+            annotation = field.annotation
+            if field.metadata:  # the bounds of an Annotated[int, Field(...)] are kept apart from the type
+                annotation = Annotated[(annotation, *field.metadata)]
+            adapter: TypeAdapter[object] = TypeAdapter(annotation)
+            for value in ([huge], [-1]) if name == "seeds" else (huge, -1):
+                try:
+                    adapter.validate_python(value)
+                except ValidationError:
+                    continue
+                unbounded.add(f"{model.__name__}.{name}")
+    assert not unbounded, sorted(unbounded)
+
+
+def test_the_largest_seed_trains_and_a_larger_one_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = ["--home", str(tmp_path), "smoke", "--steps", "2", "--seed"]
+    code, _, err = run_captured([*home, str(SEED_MAX)], capsys)
+    assert code == 0, err
+    code, _, err = run_captured([*home, str(2**64)], capsys)
+    assert code == 2 and "seed" in err and "Traceback" not in err, err

@@ -219,6 +219,7 @@ MALFORMED = [
     ({"early_terminate": {"type": "hyperband", "min_iter": 0}}, "early_terminate.min_iter", ">= 1"),
     ({"paramters": {}}, "paramters", "parameters"),
     ({"run_cap": -1}, "run_cap", ">= 1"),
+    ({"seed": 2**64}, "seed", "from 0 to 4294967295"),  # Optuna's samplers failed on it once the sweep ran
     ({"program": None}, "program", "tldrlab.train"),
     ({"program": "tldrlab.train", "command": ["x"]}, "command", "not used"),
     ({"config": {"a": 1}}, "config", "tldrlab.train"),

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tldrlab.runs.paths import InputPath, OutputPath, ServerOnly
+from tldrlab.runs.paths import InputPath, OutputPath, Seed, ServerOnly
 
 
 class ThreadIngestConfig(BaseModel):
@@ -124,7 +124,7 @@ class HighlightRerankerTrainConfig(BaseModel):
     """Embedder for the base scorer's features (the one highlights are ranked with in use)."""
     vector_cache_dir: Annotated[str | None, OutputPath()] = None
     """Keep sentence vectors here between runs (embedding is the slow part on a CPU)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the sampling and of the adapter's initialisation."""
     log_every: int = Field(default=20, ge=1)
     """Log the training loss every N steps."""

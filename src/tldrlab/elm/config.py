@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, ServerOnly
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
 
 DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
@@ -181,7 +181,7 @@ class ElmPrepareConfig(BaseModel):
     """Fraction of the records held out for validation when the data has no validation split."""
     test_fraction: float = Field(default=0.05, gt=0, lt=1)
     """Fraction of the records held out for test when the data has no test split."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the validation / test split."""
     progress: bool = True
     """Show progress bars on the console."""
@@ -228,7 +228,7 @@ class ElmGenerateOptions(BaseModel):
     """Longest summary, in tokens."""
     temperature: float = Field(default=0.0, ge=0)
     """Sampling temperature; 0: greedy."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the sampling."""
 
 
@@ -258,7 +258,7 @@ class ElmT5CompareConfig(BaseModel):
     """Validation loss every N steps."""
     threads: int = Field(default=1, ge=0)
     """torch CPU threads for both models (0: torch's default)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the data split and both models' initialisation."""
 
 
@@ -282,7 +282,7 @@ class ElmOptimizeConfig(BaseModel):
     """Median pruning: evaluations before a trial may be pruned."""
     hidden_dims: list[int] | None = None
     """Adapter widths searched (None: 128, 256, 512)."""
-    seed: int | None = 0
+    seed: Seed | None = 0
     """Seed of the sampler (None: unseeded)."""
     quiet: bool = False
     """No progress bars or run logs inside trials."""
@@ -339,7 +339,7 @@ class ElmLMCompareConfig(BaseModel):
     """Steps between validation losses (the best one's weights are kept; the budget is checked there)."""
     eval_size: int = Field(default=32, ge=1)
     """Validation records of the loss."""
-    seed: int = 0
+    seed: Seed = 0
     """Seeds the split, the weights' initialisation and the data order."""
     bertscore: bool = True
     """Score BERTScore F1 (offline MiniLM) besides ROUGE."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef
+from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed
 
 _DATASET_ID = re.compile(r"^ds-\d{8}-[0-9a-f]{10}$")
 
@@ -45,7 +45,7 @@ class GenerateOptions(BaseModel):
     """End an output at the model's end-of-sequence token (False: generate `max_new_tokens` tokens whatever
     the model says, the end-of-sequence tokens left out of the text)."""
 
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the sampling RNG: the same seed gives the same outputs."""
 
     num_return_sequences: int = Field(default=1, ge=1, le=64)
@@ -80,7 +80,7 @@ class EvalConfig(BaseModel):
     """Unsplit data, as a training run held it out: LM evaluates the last fraction of the tokens; seq2seq
     the first fraction of the records after a shuffle seeded with `holdout_seed`."""
 
-    holdout_seed: int | None = None
+    holdout_seed: Seed | None = None
     """Seq2seq with `val_fraction`: the training run's seed (None: no shuffle, the first records)."""
 
     limit: int | None = Field(default=None, ge=1)
@@ -148,7 +148,7 @@ class EvaluateConfig(BaseModel):
     """Data split (e.g. validation); None: the training run's validation split."""
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     """Unsplit data: the fraction the training run held out (None: the run's)."""
-    holdout_seed: int | None = None
+    holdout_seed: Seed | None = None
     """Seq2seq with `val_fraction`: the seed of the held-out shuffle (None: the run's training seed)."""
     limit: int | None = Field(default=None, ge=1)
     """Read at most this many records before any holdout (None: the run's)."""

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.runs.paths import InputPath, ModelRef, OutputPath
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed
 
 InitMode = Literal["baseline", "random"]
 
@@ -91,7 +91,7 @@ class ExperimentConfig(BaseModel):
     """Records summarised for ROUGE / BERTScore / highlight precision / latency."""
     arms: list[str] = Field(default_factory=lambda: ["baseline", "compressed", "compressed_pai"])
     """Arms to train, by name in ARMS."""
-    seeds: list[int] = Field(default_factory=lambda: [1])
+    seeds: list[Seed] = Field(default_factory=lambda: [1])
     """One run per arm and seed; several seeds give mean and spread."""
     budget_steps: int = Field(default=300, ge=1)
     """Optimizer steps per arm (the schedule's length)."""
@@ -141,7 +141,7 @@ class ExperimentArmConfig(ExperimentConfig):
 
     arm: str
     """The arm trained (a name in tldrlab.experiments.dendrite_experiment.ARMS)."""
-    seed: int
+    seed: Seed
     """The seed of this arm's run (weights, data order, compression)."""
 
 
@@ -195,7 +195,7 @@ class LMCompressConfig(BaseModel):
     """Calibration documents are cut to this many tokens."""
     instruction: str | None = None
     """The request put before each calibration document; None: the chat models' default request."""
-    seed: int = 0
+    seed: Seed = 0
     """Seeds the random init (init='random')."""
 
 
@@ -227,7 +227,7 @@ class LMExperimentConfig(BaseModel):
     """The pretrained model: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
     arms: list[str] = Field(default_factory=lambda: list(LM_ARMS))
     """Arms to train: baseline, compressed, compressed_pai, compressed_random, compressed_kd."""
-    seeds: list[int] = Field(default_factory=lambda: [1, 2])
+    seeds: list[Seed] = Field(default_factory=lambda: [1, 2])
     """One run per arm and seed; several seeds give mean and spread."""
     train_limit: int | None = Field(default=4000, ge=1)
     """Most training records read (None: all)."""
@@ -294,5 +294,5 @@ class LMArmConfig(LMExperimentConfig):
 
     arm: str
     """The arm trained (one of the experiment's arms)."""
-    seed: int
+    seed: Seed
     """The seed of this arm's run (weights of compressed_random, data order)."""

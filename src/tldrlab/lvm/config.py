@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tldrlab.config import get_settings
-from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, ServerOnly
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
 
 
@@ -128,7 +128,7 @@ class LVMIndexConfig(BaseModel):
     """IVF lists (None: about 4*sqrt(n))."""
     nprobe: int = Field(default=16, ge=1)
     """IVF lists searched per query."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the IVF k-means."""
 
 
@@ -139,7 +139,7 @@ class SequencesConfig(BaseModel):
 
     context: int = Field(5, ge=1, le=512)
     """Context concepts per example."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the article-level train/val/test shuffle."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Fraction of the training corpus's articles for validation."""
@@ -239,7 +239,7 @@ class LVMGenerateConfig(BaseModel):
     """The split whose windows are scored (`cross`: the unseen corpus)."""
     windows: int = Field(100, ge=1, le=100_000)
     """How many windows (drawn without replacement, seeded)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the window sample."""
     k: int = Field(3, ge=1, le=50)
     """Nearest stored concepts per prediction (the smoother reads them all)."""

@@ -25,7 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+"""A config's random seed: 0 to 2**32 - 1, what NumPy's and Optuna's seeding take; larger values overflowed
+torch's 64-bit generators (the loop seeds each epoch's order with `seed * 100_003 + epoch`), so a run failed
+after it had started."""
 
 
 @dataclass(frozen=True)

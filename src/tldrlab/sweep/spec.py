@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.runs.paths import SEED_MAX
 
 METHODS = ("bayes", "grid", "random")
 """W&B search methods (mapped to TPE, GridSampler and RandomSampler)."""
@@ -342,8 +343,10 @@ def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Pat
     if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
         raise ConfigError(f"run_cap: must be an integer >= 1; got {run_cap!r}")
     seed = raw.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ConfigError(f"seed: must be an integer; got {seed!r}")
+    if seed is not None and (
+        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX
+    ):
+        raise ConfigError(f"seed: must be an integer from 0 to {SEED_MAX}; got {seed!r}")
     name = raw.get("name") or (Path(source).stem if source else "sweep")
     if not isinstance(name, str):
         raise ConfigError(f"name: must be a string; got {name!r}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tldrlab.runs.paths import InputPath, OutputPath
+from tldrlab.runs.paths import InputPath, OutputPath, Seed
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS: dict[str, str] = {"pad_token": PAD, "unk_token": UNK, "bos_token": BOS, "eos_token": EOS}
@@ -42,7 +42,7 @@ class TokenizerConfig(BaseModel):
     character_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
     """sentencepiece only: share of characters covered by the vocabulary; the rest fall back to bytes."""
 
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the holdout split (and of SentencePiece's sampling)."""
 
     holdout: float = Field(default=0.05, ge=0.0, lt=1.0)

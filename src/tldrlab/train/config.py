@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig
-from tldrlab.runs.paths import InputPath, SettingsOf
+from tldrlab.runs.paths import InputPath, Seed, SettingsOf
 
 
 class SmokeConfig(BaseModel):
@@ -28,7 +28,7 @@ class SmokeConfig(BaseModel):
     """Examples per step."""
     lr: float = Field(default=0.05, gt=0.0)
     """Learning rate (AdamW, constant)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seeds the true weights, the data, the initial weights and the batch order."""
     wandb: Literal["offline", "online", "disabled"] | None = "disabled"
     """Weights & Biases mode of the check (disabled by default: a deployment check should not need W&B);
@@ -95,7 +95,7 @@ class TrainConfig(BaseModel):
     """Wall-time budget: after this many minutes of this call's training, end as if max_steps were reached
     (final evaluation, checkpoint, model). The step it stops at depends on the machine's speed."""
 
-    seed: int = 0
+    seed: Seed = 0
     """Seeds weights' initialisation by the caller, the data order and every random number of the loop."""
 
     log_every: int = Field(default=10, ge=1)
