@@ -115,6 +115,24 @@ def test_stack_exchange_xml_content(client: TestClient, shared_data: Path) -> No
     assert [p["id"] for p in thread["posts"]] == ["1", "4"] and thread["posts"][1]["accepted"] is True
 
 
+def test_native_threads_take_the_formats_defaults(client: TestClient) -> None:
+    # docs/formats.md: a post's `number` is optional (its position) and `html` stands in for `text`; the file
+    # reader applied both, but POST /threads answered 400 "posts.0.number: Field required"
+    thread = {
+        "id": "defaults",
+        "title": "Cold brew",
+        "posts": [
+            {"id": "q", "text": "How long should cold brew steep before it tastes right?"},
+            {"id": "a", "html": "<p>Steep it for <b>sixteen hours</b> in the fridge. Filter it twice.</p>"},
+        ],
+    }
+    created = client.post("/threads", json=thread)
+    assert created.status_code == 201, created.text
+    got = client.get("/threads/defaults").json()
+    assert [p["number"] for p in got["posts"]] == [1, 2] and got["source"] == "native"
+    assert got["posts"][1]["text"].startswith("Steep it for sixteen hours in the fridge.")
+
+
 def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     assert_error(
         client.post("/threads", content=b"{not json", headers={"content-type": "application/json"}),

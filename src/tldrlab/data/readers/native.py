@@ -31,22 +31,34 @@ def read_native(path: Path, ctx: ReadContext) -> Iterator[Thread]:
         yield thread
 
 
+def with_native_defaults(obj: dict[str, Any]) -> dict[str, Any]:
+    """A thread object with what the format leaves optional filled in: each post's `number` (its position,
+    1-based), `text` from `html`, and `source`. `POST /threads` takes native threads through it too."""
+    data = dict(obj)
+    data.setdefault("source", "native")
+    if not isinstance(data.get("posts"), list):
+        return data  # validation names the field
+    prepared = []
+    for i, post in enumerate(data["posts"]):
+        if isinstance(post, dict):
+            post = dict(post)
+            post.setdefault("number", i + 1)
+            if "text" not in post and isinstance(post.get("html"), str):
+                post["text"] = html_to_text(post["html"])
+        prepared.append(post)
+    data["posts"] = prepared
+    return data
+
+
 def native_thread(obj: dict[str, Any], path: Path, where: str) -> Thread:
     """Validate one thread object; errors name the field as a path like `posts[3].text`."""
     posts = obj.get("posts")
     if not isinstance(posts, list):
         raise record_error(path, where, "posts", f"expected a list of posts, got {type_name(posts)}")
-    prepared = []
     for i, post in enumerate(posts):
         if not isinstance(post, dict):
             raise record_error(path, where, f"posts[{i}]", f"expected an object, got {type_name(post)}")
-        post = dict(post)
-        post.setdefault("number", i + 1)
-        if "text" not in post and isinstance(post.get("html"), str):
-            post["text"] = html_to_text(post["html"])
-        prepared.append(post)
-    data = {**obj, "posts": prepared}
-    data.setdefault("source", "native")
+    data = with_native_defaults(obj)
     try:
         thread = Thread.model_validate(data)
     except ValidationError as exc:

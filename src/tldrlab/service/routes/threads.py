@@ -31,6 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field, ValidationError
 
+from tldrlab.data.readers.native import with_native_defaults
 from tldrlab.data.threads import Thread
 from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
@@ -135,6 +136,8 @@ def parse_threads(body: Any) -> list[Thread]:
         raise InvalidInputError("no threads in the request body")
     threads = []
     for i, item in enumerate(items):
+        if isinstance(item, dict):  # a post's number and text-from-html, as the file reader does
+            item = with_native_defaults(item)
         try:
             threads.append(Thread.model_validate(item))
         except ValidationError as exc:
