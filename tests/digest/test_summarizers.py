@@ -3,6 +3,7 @@ citations, fallback citations, stopping, and the summary cache through the pipel
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -112,6 +113,24 @@ def test_openai_errors_are_service_errors(
         run("openai", context, base_url=base_url)
     with pytest.raises(ServiceUnavailableError, match="cannot reach"):
         run("openai", context, base_url="http://127.0.0.1:9/v1")
+
+
+def test_bad_numeric_parameters_are_config_errors() -> None:
+    # `-p max_chars=abc` (or "max_chars": "abc" to POST /stream_summary) reached int() unchecked: a traceback
+    # on the CLI and a 500 from the API
+    endpoint = "http://127.0.0.1:9/v1"
+    bad = [
+        ("extractive", {"max_chars": "abc"}, "max_chars='abc'"),
+        ("extractive", {"max_chars": None}, "max_chars=None"),
+        ("extractive", {"max_chars": 0}, "max_chars must be a whole number >= 1"),
+        ("openai", {"base_url": endpoint, "max_tokens": "many"}, "max_tokens='many'"),
+        ("openai", {"base_url": endpoint, "temperature": "warm"}, "temperature='warm'"),
+        ("openai", {"base_url": endpoint, "max_tokens": 0}, "max_tokens must be a number >= 1"),
+    ]
+    for name, params, message in bad:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_summarizer(name, params)
+    assert build_summarizer("extractive", {"max_chars": "120"}).cache_params() == {"max_chars": 120}
 
 
 def test_two_stage_shows_the_draft_then_streams_the_consolidation(

@@ -169,6 +169,8 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
     )
     assert_error(client.post("/stream_summary", json={"thread_id": tid, "k": 500}), 400, "invalid_input", "k")
     assert_error(client.post("/stream_summary", json=[1]), 400, "invalid_input", "")
+    bad_param = {"thread_id": tid, "summarizer": "extractive", "params": {"max_chars": "abc"}}  # was a 500
+    assert_error(client.post("/stream_summary", json=bad_param), 400, "invalid_config", "max_chars")
     # nothing stored was lost by the bad requests
     assert [t["id"] for t in client.get("/threads").json()["threads"]] == [tid]
 

@@ -14,6 +14,7 @@ from typing import Any
 from tldrlab.digest.candidates import is_bullet_worthy
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.summarizers.base import Bullet, SummaryContext, SummaryEvent
+from tldrlab.errors import ConfigError
 
 
 @dataclass
@@ -55,4 +56,11 @@ def shorten(text: str, max_chars: int) -> str:
 
 
 def build(params: dict[str, Any]) -> ExtractiveSummarizer:
-    return ExtractiveSummarizer(max_chars=int(params.get("max_chars", 300)))
+    value = params.get("max_chars", 300)
+    try:
+        max_chars = int(value)
+    except (TypeError, ValueError) as exc:  # a clear 400 / exit 2, not an internal error
+        raise ConfigError(f"bad extractive summarizer parameter max_chars={value!r}: {exc}") from exc
+    if max_chars < 1:
+        raise ConfigError(f"max_chars must be a whole number >= 1, got {value!r}")
+    return ExtractiveSummarizer(max_chars=max_chars)

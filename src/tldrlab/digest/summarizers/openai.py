@@ -122,10 +122,18 @@ def build(params: dict[str, Any]) -> OpenAISummarizer:
     base_url = params.get("base_url") or env_first("TLDRLAB_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     if not base_url:
         raise ConfigError("the openai summarizer needs TLDRLAB_OPENAI_BASE_URL (or OPENAI_BASE_URL)")
+    numbers: dict[str, Any] = {}
+    for key, kind, default, low in (("max_tokens", int, 300, 1), ("temperature", float, 0.2, 0.0)):
+        value = params.get(key, default)
+        try:
+            numbers[key] = kind(value)
+        except (TypeError, ValueError) as exc:  # a clear 400 / exit 2, not an internal error
+            raise ConfigError(f"bad openai summarizer parameter {key}={value!r}: {exc}") from exc
+        if not numbers[key] >= low:
+            raise ConfigError(f"{key} must be a number >= {low}, got {value!r}")
     return OpenAISummarizer(
         base_url=str(base_url),
         model=str(params.get("model") or env_first("TLDRLAB_OPENAI_MODEL") or "gpt-4o-mini"),
         api_key=env_first("TLDRLAB_OPENAI_API_KEY", "OPENAI_API_KEY"),
-        max_tokens=int(params.get("max_tokens", 300)),
-        temperature=float(params.get("temperature", 0.2)),
+        **numbers,
     )
