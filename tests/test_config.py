@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import run_captured
 from tldrlab.config import Settings, default_home, get_settings
 
 
@@ -58,3 +59,37 @@ def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TLDRLAB_MAX_BODY_BYTES", "lots")
     with pytest.raises(ValidationError, match="max_body_bytes"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "toml", "message"),
+    [
+        (
+            "TLDRLAB_THREADS",
+            None,
+            "threads (TLDRLAB_THREADS or tldrlab.toml): Input should be a valid integer",
+        ),
+        ("TLDRLAB_RETENTION__KEEP_BEST", None, "retention.keep_best (TLDRLAB_RETENTION__KEEP_BEST or"),
+        (None, "threads = 'abc'\n", "threads (TLDRLAB_THREADS or tldrlab.toml)"),
+        (None, "home = \n", "tldrlab.toml: not valid TOML"),
+    ],
+)
+def test_a_bad_setting_is_a_message_and_exit_2_from_every_command(
+    variable: str | None,
+    toml: str | None,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # every command reads the settings first: a bad TLDRLAB_* value or a tldrlab.toml that is not TOML was a
+    # pydantic / tomllib traceback from `tldrlab runs list` and everything else
+    monkeypatch.chdir(tmp_path)
+    if variable:
+        monkeypatch.setenv(variable, "abc")
+    if toml:
+        (tmp_path / "tldrlab.toml").write_text(toml, encoding="utf-8")
+    get_settings.cache_clear()
+    code, _, err = run_captured(["runs", "list"], capsys)
+    get_settings.cache_clear()
+    assert code == 2 and "Traceback" not in err and message in " ".join(err.split()), err

@@ -8,17 +8,20 @@ changing the environment.
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from tldrlab.errors import ConfigError
 
 
 def default_home() -> Path:
@@ -212,5 +215,21 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings(**overrides: Any) -> Settings:
-    """The process's settings (cached; call `get_settings.cache_clear()` after changing the environment)."""
-    return Settings(**overrides)
+    """The process's settings (cached; call `get_settings.cache_clear()` after changing the environment).
+
+    A bad value (`TLDRLAB_THREADS=abc`) or a `tldrlab.toml` that is not TOML is a ConfigError naming the
+    setting, its variable and the file: every command reads the settings first, so anything else would be a
+    traceback from every command, `tldrlab --help` aside."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"]]
+            variable = "TLDRLAB_" + "__".join(loc).upper()
+            problems.append(
+                f"{'.'.join(loc)} ({variable} or {_toml_path()}): {error['msg']}, got {error['input']!r}"
+            )
+        raise ConfigError("bad setting: " + "; ".join(problems)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{_toml_path()}: not valid TOML ({exc})") from None
