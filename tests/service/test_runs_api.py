@@ -93,6 +93,11 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
     assert "status" in bogus.json()["message"]
     typo = client.get("/runs", params={"stauts": "completed"})
     assert typo.status_code == 422 and "stauts" in typo.json()["message"]
+    # a POST without a body answered a bare "Field required", naming nothing
+    for path in ("/runs", "/runs/train", "/cleanup/prune", "/summarize"):
+        bare = client.post(path)
+        assert bare.status_code == 422 and bare.json()["code"] == "invalid_input", path
+        assert bare.json()["message"].startswith("the request body is missing"), (path, bare.text)
 
 
 def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:

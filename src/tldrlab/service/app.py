@@ -198,6 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if first.get("type") == "json_invalid":
             message = "request body is not valid JSON"
+        elif first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+            message = "the request body is missing: send a JSON object (the route's fields, {} for defaults)"
         body = error_body("invalid_input", message, _request_id(request))
         return JSONResponse(body, status_code=422 if first.get("type") != "json_invalid" else 400)
 
