@@ -66,13 +66,18 @@ def seed_of(config: BaseModel) -> int | None:
     return None
 
 
+def resolve_dataset_refs(config: BaseModel) -> None:
+    """`dataset:<id>` names a registered data set: its input paths become the data set's path (in place)."""
+    for site in path_sites(config):
+        if isinstance(site.marker, InputPath) and isinstance(site.value, str):
+            site.set(resolve_dataset_ref(site.value))
+
+
 def prepare_run(kind: str, raw: dict[str, Any] | BaseModel) -> tuple[RunKind, BaseModel]:
     """The kind and its validated, prepared config (see the module docstring)."""
     spec = get_kind(kind)
     config = validate_config(spec.name, raw)
-    for site in path_sites(config):  # `dataset:<id>` names a registered data set: read it where it is
-        if isinstance(site.marker, InputPath) and isinstance(site.value, str):
-            site.set(resolve_dataset_ref(site.value))
+    resolve_dataset_refs(config)
     if spec.prepare is not None:
         config = load_target(spec.prepare)(config)
     return spec, config
@@ -210,6 +215,7 @@ def preflight(kind: str, config: Any) -> None:
     if is_follower():
         return
     spec = get_kind(kind)
+    resolve_dataset_refs(config)  # checked where it is: `tldrlab train --data dataset:<id>` said "not found"
     for name in spec.must_exist:
         if (path := getattr(config, name)) and not Path(path).exists():
             raise NotFoundError(f"{name} not found (no such file or directory): {path}")

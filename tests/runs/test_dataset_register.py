@@ -117,3 +117,19 @@ def test_runs_name_registered_data_sets_by_id_in_manifest_and_wandb(
             assert [d["id"] for d in tracker.wandb_run.config["datasets"]] == [record.id]
         finally:
             tracker.finish()
+
+
+def test_the_command_line_trains_on_a_data_set_named_by_id(
+    pairs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tldrlab data register` says "name it dataset:<id>", but `tldrlab train --data dataset:<id>` stopped
+    # with "data not found: dataset:<id>": the command line's checks looked for a file of that name
+    record, _ = register_dataset(pairs_dir)
+    argv = ["train", "--model", "char_lstm", "--data", f"dataset:{record.id}", "--block-size", "16"]
+    argv += ["--tokenizer-method", "char", "--vocab-size", "60", "--max-steps", "2", "--batch-size", "2"]
+    argv += ["--final-eval.no-enabled", "--train.no-plot", "--wandb", "disabled", "--json"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    run = open_registry().get(json.loads(out)["run_id"])
+    assert run.config["data"]["path"] == str(pairs_dir.resolve())
+    assert [d["id"] for d in read_manifest(run.run_dir)["datasets"]] == [record.id]
