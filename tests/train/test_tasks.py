@@ -89,3 +89,27 @@ def test_splits_come_from_the_data_or_a_seeded_holdout(shared_data: Path, char_t
     n_train = sum(len(b) for b in lm.train_blocks)
     n_val = sum(len(b) for b in lm.val_blocks)
     assert 0.05 < n_val / (n_train + n_val) < 0.15
+
+
+def test_training_holds_out_exactly_what_evaluation_reads_back(
+    tmp_path: Path, shared_data: Path, char_tokenizer: Any
+) -> None:
+    """Unsplit records: the training run's seeded holdout and evaluation's read-back are the same records,
+    and none of them is trained on (train + held out = every record, no record in both)."""
+    from tldrlab.evaluate.config import EvalConfig
+    from tldrlab.evaluate.run_eval import _seq2seq_records
+
+    source = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    pairs = tmp_path / "pairs.jsonl"  # no split in its name: the run holds out val_fraction itself
+    pairs.write_text("".join(source.read_text(encoding="utf-8").splitlines(keepends=True)[:30]))
+    job = TrainJobConfig.model_validate(
+        {"model": "t5", "data": {"path": str(pairs), "val_fraction": 0.2}, "train": {"seed": 11}}
+    )
+    task = build_task(job, char_tokenizer, object(), "seq2seq")  # type: ignore[arg-type]
+    held_out = [r.id for r in task.val_records]
+    assert len(held_out) == 6 and len(task.train_pairs) == 24
+    trained_sources = {tuple(source_ids) for source_ids, _ in task.train_pairs}
+    assert not trained_sources & {tuple(source_ids) for source_ids, _ in task.val_pairs}
+
+    evaluated = _seq2seq_records(EvalConfig(data=str(pairs), val_fraction=0.2, holdout_seed=job.train.seed))
+    assert [r.id for r in evaluated] == held_out
