@@ -22,3 +22,20 @@ def test_interval_brackets_the_mean_and_respects_units() -> None:
     assert paired_bootstrap_interval(np.full(5, 0.25)) == pytest.approx((0.25, 0.25))
     with pytest.raises(ValueError):
         paired_bootstrap_interval(np.array([]))
+
+
+def test_interval_has_the_asked_confidence_and_weights_items_not_units() -> None:
+    # independent normal items: a 95% interval is about 2 * 1.96 standard errors wide (90% would be 1.645)
+    rng = np.random.default_rng(7)
+    items = rng.normal(0.0, 1.0, size=400)
+    low, high = paired_bootstrap_interval(items)
+    standard_error = items.std() / np.sqrt(items.size)
+    assert 0.93 < (high - low) / (2 * 1.96 * standard_error) < 1.07
+    narrower = paired_bootstrap_interval(items, confidence=0.8)
+    assert 0.93 < (narrower[1] - narrower[0]) / (2 * 1.2816 * standard_error) < 1.07
+    # units of unequal size: 20 of ten items near 1, 20 of one item near 0; the item-weighted mean is about 0.9,
+    # the mean of the unit means 0.5: the interval must bracket the former, like `differences.mean()`
+    values = np.concatenate([rng.normal(1.0, 0.05, size=200), rng.normal(0.0, 0.05, size=20)])
+    groups = np.concatenate([np.repeat(np.arange(20), 10), np.arange(20, 40)])
+    low, high = paired_bootstrap_interval(values, groups)
+    assert 0.8 < low < values.mean() < high < 1.0
