@@ -33,8 +33,8 @@ def test_interval_has_the_asked_confidence_and_weights_items_not_units() -> None
     assert 0.93 < (high - low) / (2 * 1.96 * standard_error) < 1.07
     narrower = paired_bootstrap_interval(items, confidence=0.8)
     assert 0.93 < (narrower[1] - narrower[0]) / (2 * 1.2816 * standard_error) < 1.07
-    # units of unequal size: 20 of ten items near 1, 20 of one item near 0; the item-weighted mean is about 0.9,
-    # the mean of the unit means 0.5: the interval must bracket the former, like `differences.mean()`
+    # units of unequal size: 20 of ten items near 1, 20 of one item near 0; the item-weighted mean is about
+    # 0.9, the mean of the unit means 0.5: the interval must bracket the former, like `differences.mean()`
     values = np.concatenate([rng.normal(1.0, 0.05, size=200), rng.normal(0.0, 0.05, size=20)])
     groups = np.concatenate([np.repeat(np.arange(20), 10), np.arange(20, 40)])
     low, high = paired_bootstrap_interval(values, groups)

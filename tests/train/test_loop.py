@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from toy import ToyLM, ToyTask
 from tldrlab.errors import InvalidInputError, RunCancelledError, RunPreemptedError
 from tldrlab.runs import preempt
 from tldrlab.runs.registry import RunStatus, open_registry
-from tldrlab.runs.run import start_run
+from tldrlab.runs.run import execute_run, start_run
 from tldrlab.train import EvalDecision, TrainConfig, TrainHooks, TrainState, train
 from tldrlab.train.loop import epoch_batches
 from tldrlab.train.schedule import lr_at
@@ -204,3 +205,46 @@ def test_time_budget_ends_like_max_steps() -> None:
     assert "eval_loss" in result.metrics
     assert (run.checkpoints_dir / "step-00000001" / "index.json").exists()
     assert "time budget reached" in (run.dir / "log.jsonl").read_text()
+
+
+def test_a_resumed_run_keeps_its_best_and_its_early_stopping_count() -> None:
+    """Preempted after the best evaluation and one worse one, the resumed run stops where the uninterrupted
+    one does, and its `best` checkpoint still holds the best step, not the first evaluation after resume."""
+    scores = {5: 1.0, 10: 3.0, 15: 2.0, 20: 2.5, 25: 1.5, 30: 1.0, 35: 0.5}
+
+    class Scripted(ToyTask):
+        step = 0
+
+        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+            return {**super().evaluate(model), "score": scores.get(self.step, 0.0)}
+
+    class Follow(TrainHooks):
+        def __init__(self, task: Scripted, preempt_at: int | None = None) -> None:
+            self.task, self.preempt_at = task, preempt_at
+
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            self.task.step = state.step
+            if state.step == self.preempt_at:
+                preempt.request_stop()
+
+    config = _config(
+        max_steps=60, eval_every=5, checkpoint_every=5, early_stopping_patience=3, best_metric="score",
+        best_mode="max",
+    )  # fmt: skip
+    with start_run("train", {}) as run:
+        task = Scripted()
+        straight = train(ToyLM(), task, config, run, hooks=Follow(task))
+    assert (straight.steps, straight.best_step, straight.best_value) == (25, 10, 3.0)
+
+    task = Scripted()
+    try:
+        with pytest.raises(RunPreemptedError), start_run("train", {}) as run:
+            train(ToyLM(), task, config, run, hooks=Follow(task, preempt_at=17))
+    finally:
+        preempt.reset()
+    with execute_run(run.id) as resumed_run:
+        resumed = train(ToyLM(), task, config, resumed_run, hooks=Follow(task))
+    assert resumed.resumed_from == 17 and resumed.stopped_early
+    assert (resumed.steps, resumed.best_step, resumed.best_value) == (25, 10, 3.0)
+    assert resumed.best_checkpoint is not None
+    assert json.loads((resumed.best_checkpoint / "index.json").read_text())["step"] == 10
