@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
 
 from cliutil import run_captured
 from tldrlab.errors import NotFoundError
+from tldrlab.models.gpt2 import GPT2ModelConfig
+from tldrlab.models.t5 import T5ModelConfig
 from tldrlab.runs import open_registry
 
 
@@ -160,3 +163,16 @@ def test_a_required_argument_says_required_once(capsys: pytest.CaptureFixture[st
     code, out, _ = run_captured(["lvm", "generate", "--help"], capsys)
     arguments = out.split("Arguments:")[1].split("Options:")[0]
     assert code == 0 and "RUN" in arguments and arguments.count("required") == 1, arguments
+
+
+def test_model_size_help_names_the_sizes_the_models_take(capsys: pytest.CaptureFixture[str]) -> None:
+    # the help said "tiny, mini, small" (not base) and not that only t5 and gpt2 have named sizes, so
+    # `--model char_lstm --model-size tiny` ended in "invalid char_lstm model config: size: Extra inputs"
+    code, out, _ = run_captured(["train", "--help"], capsys)
+    flat = " ".join(out.split())
+    start = flat.index("--model-size")
+    help_text = flat[start : flat.index("--", start + len("--model-size"))]
+    assert code == 0 and "t5" in help_text and "gpt2" in help_text and "char_lstm" in help_text
+    for config in (T5ModelConfig, GPT2ModelConfig):
+        for size in get_args(config.model_fields["size"].annotation):
+            assert size in help_text, (config.__name__, size, help_text)

@@ -36,7 +36,13 @@ def register(app: typer.Typer) -> None:
             "tldrlab train --model char_lstm --data input.txt --tokenizer-method char --max-steps 500",
             aliases=TRAIN_ALIASES,
             extra=(
-                Flag("model_settings.size", ("--model-size",), str, "Named model size: tiny, mini, small."),
+                Flag(
+                    "model_settings.size",
+                    ("--model-size",),
+                    str,
+                    "Named size of a t5 or gpt2 model: tiny, mini, small, base (char_lstm has none: give its "
+                    "dimensions with --model-settings, e.g. hidden_dim=128).",
+                ),
             ),
         ),
     )
