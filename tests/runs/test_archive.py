@@ -84,8 +84,10 @@ def test_export_delete_import_restores_the_run_bit_for_bit(tmp_path: Path) -> No
         import_run(exported.path)
 
 
-def _rewrite(archive: Path, out: Path, change: dict[str, bytes | None]) -> Path:
-    """A copy of `archive` with members replaced (bytes) or dropped (None)."""
+def _rewrite(
+    archive: Path, out: Path, change: dict[str, bytes | None], add: dict[str, bytes] | None = None
+) -> Path:
+    """A copy of `archive` with members replaced (bytes) or dropped (None), and `add`'s files appended."""
     with tarfile.open(archive, "r:gz") as src, tarfile.open(out, "w:gz") as dst:
         for member in src:
             data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
@@ -95,6 +97,10 @@ def _rewrite(archive: Path, out: Path, change: dict[str, bytes | None]) -> Path:
                     continue
                 member.size = len(data)
             dst.addfile(member, io.BytesIO(data) if data is not None else None)
+        for name, data in (add or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
     return out
 
 
@@ -109,6 +115,17 @@ def test_damaged_or_hostile_archives_leave_nothing_behind(tmp_path: Path) -> Non
     flipped = _rewrite(exported.path, tmp_path / "flipped.tar.gz", {metrics_member: b'{"step": 1}\n'})
     with pytest.raises(InvalidInputError, match="sha256"):
         import_run(flipped)
+    # one byte changed, the size kept: only the sha256 can tell
+    with tarfile.open(exported.path, "r:gz") as tar:
+        metrics = bytearray(tar.extractfile(metrics_member).read())  # type: ignore[union-attr]
+    metrics[len(metrics) // 2] ^= 0x01
+    same_size = _rewrite(exported.path, tmp_path / "same_size.tar.gz", {metrics_member: bytes(metrics)})
+    with pytest.raises(InvalidInputError, match="sha256"):
+        import_run(same_size)
+    # a file the index does not list (planted after export) is refused, not restored into the run
+    extra = _rewrite(exported.path, tmp_path / "extra.tar.gz", {}, add={"run/planted.txt": b"x"})
+    with pytest.raises(InvalidInputError, match="does not list"):
+        import_run(extra)
     dropped = _rewrite(exported.path, tmp_path / "dropped.tar.gz", {metrics_member: None})
     with pytest.raises(InvalidInputError, match="lacks"):
         import_run(dropped)
