@@ -247,3 +247,14 @@ def test_delete_endpoint_cleanup_events_and_the_periodic_pass(
         from tldrlab.runs.retention import delete_run
 
         delete_run(running)
+
+
+def test_a_run_named_as_run_colon_id_in_another_config_is_kept() -> None:
+    """`run:<id>/model` (how configs name another run's model) keeps that run, like its bare id does."""
+    _run(metric=1.0)  # the best train run, kept for that reason
+    named = _run(metric=5.0)
+    _run("train", config={"model_settings": {"from_pretrained": f"run:{named}/model"}}, age_days=0)
+    unnamed = _run(metric=6.0)
+    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
+    assert {d.target for d in dry.actions if d.action == "delete"} == {unnamed}
+    assert "config of train run" in dry.kept[named]
