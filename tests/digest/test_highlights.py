@@ -86,6 +86,16 @@ def test_mmr_avoids_near_duplicates() -> None:
     assert smoothed.tolist() == [1.5, 1.0, 0.0, 3.0, 3.0]
 
 
+def test_mmr_redundancy_is_against_every_earlier_pick() -> None:
+    """A near-duplicate of the first pick stays penalised after an unrelated second pick: redundancy is the
+    highest similarity to anything picked so far, not to the latest pick."""
+    vectors = np.array([[1.0, 0.0, 0.0], [0.999, 0.0447, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    relevance = np.array([1.0, 0.95, 0.9, 0.8])  # first, its near-duplicate, two unrelated ones
+    assert select_mmr(relevance, vectors, ["a", "b", "c", "d"], 3, diversity=1.0) == [0, 2, 3]
+    assert select_mmr(relevance, vectors, ["a", "b", "c", "d"], 3, diversity=0.0) == [0, 1, 2]
+
+
 def test_baselines_rank_the_central_sentence_first() -> None:
     texts = [
         "The weather was nice.",
