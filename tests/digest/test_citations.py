@@ -119,6 +119,9 @@ def test_a_bullet_under_a_wrong_number_is_re_cited_to_the_sentence_it_restates(e
             ("Ales are served warmer than lagers", ["p1:0"]),
         ]
     assert recite_unsupported(bullets[1:2], highlights, threshold=0.5, embedder=embedder) == (bullets[1:2], 0)
+    # one supporting citation is enough: a bullet citing [1][3] is not re-cited (check_support drops [3])
+    both = [CitedBullet("Ales are served warmer than lagers", [0, 2])]
+    assert recite_unsupported(both, highlights, threshold=0.5, embedder=embedder) == (both, 0)
 
 
 def test_overlap_counts_content_words() -> None:
