@@ -36,6 +36,15 @@ def test_rouge_lsum_uses_sentence_lines() -> None:
     assert scores["rougeL"] < scores["rougeLsum"]
 
 
+def test_rouge_is_f1_and_lsum_splits_the_prediction_too() -> None:
+    # precision 1, recall 1/3: F1 is 0.5 (recall alone would be 1/3, precision alone 1)
+    assert rouge_scores(["the cat"], ["the cat sat on the mat"])["rouge1"] == pytest.approx(0.5)
+    # a one-sentence reference, a prediction saying it in two sentences in the other order: with the
+    # prediction's sentences on lines, the union LCS finds 7 of the 8 reference words (F1 14/15)
+    scores = rouge_scores(["It trains fast. The model is small."], ["The model is small and it trains fast."])
+    assert scores["rougeLsum"] == pytest.approx(14 / 15)
+
+
 def test_bertscore_orders_identical_paraphrase_unrelated() -> None:
     ref = "The cat sat on the mat."
     identical = bertscore([ref], [ref])
