@@ -24,3 +24,13 @@ def test_generated_docs_cover_every_command_and_field() -> None:
     assert "| `compression.compression_ratio` | float \\| None | `0.5` | > 0.0, <= 1.0 |" in config
     # ELM's own loop default, not TrainConfig's
     assert "| `train.batch_size` | int | `8` | >= 1, <= 65536 |" in config
+
+
+def test_arguments_carry_the_names_their_help_shows() -> None:
+    # arguments of commands generated from typed classes showed their internal parameter names in
+    # docs/cli.md (`CFG__PATH`, `CFG__TARGET`, ...), where `--help` shows PATH and TARGET
+    cli = cli_markdown()
+    assert "CFG__" not in cli
+    ingest = cli[cli.index("## `tldrlab ingest`") :]
+    assert "| `PATH` | str | A thread file or directory" in ingest.split("## ", 2)[1]
+    assert "| `RUN_ID` | str | Run id or a unique prefix of it. |" in cli  # plain typer arguments as before

@@ -32,7 +32,7 @@ def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
 def _option_row(param: Any, ctx: Any) -> str:
     names = [*param.opts, *param.secondary_opts]
     option = param.param_type_name == "option"
-    shown = ", ".join(f"`{n}`" for n in names) if option else f"`{param.name.upper()}`"
+    shown = ", ".join(f"`{n}`" for n in names) if option else f"`{param.metavar or param.name.upper()}`"
     kind = "" if getattr(param, "is_flag", False) else param.display_type(ctx).strip("<>")
     help_text = param.help or ""
     if option and param.default not in (None, False, (), []) and "default:" not in help_text:
