@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -150,6 +152,21 @@ def test_redis_down_at_start_then_back(monkeypatch: pytest.MonkeyPatch, tmp_path
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
+
+
+def test_a_worker_started_while_redis_is_down_says_so(tmp_path: Path) -> None:
+    # `tldrlab worker` with Redis down printed RQ's ConnectionError traceback (exit 1)
+    env = {
+        **os.environ,
+        "TLDRLAB_QUEUE_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "TLDRLAB_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "worker"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 7, done.stderr
+    assert "[service_unavailable] the job queue (Redis) is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

@@ -388,6 +388,7 @@ class Worker:
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> None:
         """Register, reconcile, then take jobs until stopped (SIGTERM / SIGINT) or, in burst mode, idle."""
+        self.queue.ping()  # an unreachable Redis is a service_unavailable error, not RQ's traceback
         self.register()
         for run_id, status in reconcile(self.registry, self.queue, self.config):
             log.info(f"reconciled run {run_id}: {status}")
