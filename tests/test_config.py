@@ -93,3 +93,12 @@ def test_a_bad_setting_is_a_message_and_exit_2_from_every_command(
     code, _, err = run_captured(["runs", "list"], capsys)
     get_settings.cache_clear()
     assert code == 2 and "Traceback" not in err and message in " ".join(err.split()), err
+
+
+def test_a_home_that_cannot_be_made_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a home below a file (or anywhere unwritable) was a FileNotFoundError / PermissionError traceback
+    (tmp_path / "a-file").write_text("not a directory", encoding="utf-8")
+    home = tmp_path / "a-file" / "home"
+    code, _, err = run_captured(["--home", str(home), "runs", "list"], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert f"cannot use {home} as the home directory" in " ".join(err.split())

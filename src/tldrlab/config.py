@@ -209,7 +209,13 @@ class Settings(BaseSettings):
         return [Path(p).expanduser().resolve() for p in raw] or [(self.home / "data").resolve()]
 
     def ensure_home(self) -> Path:
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a message and exit 2, not a traceback from every command
+            raise ConfigError(
+                f"cannot use {self.home} as the home directory (TLDRLAB_HOME, home in tldrlab.toml or "
+                f"--home): {exc.strerror or exc}"
+            ) from None
         return self.home
 
 
