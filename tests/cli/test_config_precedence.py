@@ -105,6 +105,9 @@ def test_bad_settings_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFix
     bad.write_text("- just\n- a list\n")
     code, _, err = run_captured(["train", "--config", str(bad)], capsys)
     assert code == 2 and "mapping" in err
+    bad.write_bytes("train: {lr: 0.1}  # Latin-1: caf\u00e9\n".encode("latin-1"))  # was a UnicodeDecodeError
+    code, _, err = run_captured(["train", "--config", str(bad)], capsys)
+    assert code == 2 and "not UTF-8" in err and "Traceback" not in err, err
     code, _, err = run_captured(["train", "--config", str(tmp_path / "missing.yaml")], capsys)
     assert code == 3 and "not found" in err
     code, _, err = run_captured(["train", "--resume", "train-x", "--max-steps", "5"], capsys)

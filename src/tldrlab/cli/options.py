@@ -199,6 +199,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot parse the config: {exc}") from exc
+    except UnicodeDecodeError as exc:  # a binary file or another encoding: not a traceback
+        raise ConfigError(f"{path}: the config is not UTF-8 text (byte {exc.start})") from None
     if not isinstance(data, dict | None):
         raise ConfigError(f"{path}: the config must be a mapping of settings, got {type(data).__name__}")
     return data or {}
