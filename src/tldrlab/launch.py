@@ -66,6 +66,19 @@ def seed_of(config: BaseModel) -> int | None:
     return None
 
 
+def recorded_seed(config: BaseModel, seed: int | None) -> int | None:
+    """The seed the manifest records: the config's own, which seeds the run. A request's separate `seed`
+    may only repeat it: a different one was recorded while the run used the config's, so the manifest
+    named a seed the run never had."""
+    carried = seed_of(config)
+    if seed is not None and carried is not None and seed != carried:
+        raise InvalidInputError(
+            f"seed {seed} is not the seed the run uses: its config's seed is {carried}; set the seed in the "
+            "config (`seed`, or `train.seed` for training) instead"
+        )
+    return seed if seed is not None else carried
+
+
 def resolve_dataset_refs(config: BaseModel) -> None:
     """`dataset:<id>` names a registered data set: its input paths become the data set's path (in place)."""
     for site in path_sites(config):
@@ -113,7 +126,7 @@ def submit_run(
     record = create_run(
         spec.name,
         config,
-        seed=seed if seed is not None else seed_of(config),
+        seed=recorded_seed(config, seed),
         run_id=run_id,
         parent_id=parent_id,
         tags=tags,
@@ -315,7 +328,7 @@ def launch_run(
         record = create_run(
             spec.name,
             config,
-            seed=seed if seed is not None else seed_of(config),
+            seed=recorded_seed(config, seed),
             parent_id=parent_id,
             tags=tags,
             settings=settings,

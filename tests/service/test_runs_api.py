@@ -100,6 +100,17 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
         assert bare.json()["message"].startswith("the request body is missing"), (path, bare.text)
 
 
+def test_a_request_seed_cannot_differ_from_the_seed_the_run_uses(client: TestClient) -> None:
+    # {"seed": 5} beside a config seeded with 0 was recorded as the manifest's seed while the run used 0
+    other = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}, "seed": 5})
+    assert other.status_code == 400 and other.json()["code"] == "invalid_input", other.text
+    assert "its config's seed is 0" in other.json()["message"]
+    assert client.get("/runs").json()["runs"] == []  # nothing was created
+    same = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2, "seed": 5}, "seed": 5})
+    assert same.status_code == 202, same.text
+    assert json.loads((Path(record(same.json()["id"]).run_dir) / "manifest.json").read_text())["seed"] == 5
+
+
 def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:
     smoke = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
     wrong_kind = client.post(f"/runs/{smoke}/generate", json={"config": {"prompts": ["hi"]}})

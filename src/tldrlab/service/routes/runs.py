@@ -49,7 +49,11 @@ class RunRequest(BaseModel):
     config: dict[str, Any] = Field(
         default_factory=dict, description="The run's config, validated against the kind's config class."
     )
-    seed: int | None = Field(default=None, description="Seed recorded in the manifest.")
+    seed: int | None = Field(
+        default=None,
+        description="Seed recorded in the manifest; the config's seed (`seed`, `train.seed`) seeds the run, "
+        "so where the config has one this may only repeat it.",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
 
 
