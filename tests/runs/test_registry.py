@@ -41,6 +41,35 @@ def _exercise(registry: RunRegistry) -> None:
         registry.get("nope")
     with pytest.raises(NotFoundError):
         registry.update("nope", message="x")
+    _exercise_claims(registry)
+
+
+def _queued(registry: RunRegistry, run_id: str) -> None:
+    registry.insert(
+        RunRecord(id=run_id, kind="train", status=RunStatus.QUEUED, config={}, run_dir="/c", created_at=3.0)
+    )
+
+
+def _exercise_claims(registry: RunRegistry) -> None:
+    """Claims and heartbeats are compare-and-set in SQL: a cancelled run is never claimed, a running one
+    only once its heartbeat is stale, and only the run's owner (or its worker) refreshes that heartbeat."""
+    _queued(registry, "c1")
+    registry.request_cancel("c1")
+    assert not registry.claim("c1", "w1", stale_before=0.0)
+    assert registry.get("c1").status is RunStatus.QUEUED
+    _queued(registry, "c2")
+    assert registry.claim("c2", "w1", stale_before=0.0)
+    assert not registry.claim("c2", "w2", stale_before=0.0)  # w1's claim set a fresh heartbeat
+    registry.update("c2", owner="owner-a", heartbeat_at=10.0)
+    registry.beat_owned("c2", "owner-b", 20.0)
+    registry.beat_for("c2", "w2", 30.0)
+    assert registry.get("c2").heartbeat_at == 10.0  # neither the other owner nor the other worker beat it
+    registry.beat_owned("c2", "owner-a", 40.0)
+    assert registry.get("c2").heartbeat_at == 40.0
+    registry.beat_for("c2", "w1", 50.0)
+    assert registry.get("c2").heartbeat_at == 50.0
+    assert not registry.claim("c2", "w2", stale_before=50.0)
+    assert registry.claim("c2", "w2", stale_before=50.5) and registry.get("c2").worker == "w2"
 
 
 def test_registry_on_sqlite(tmp_path) -> None:
