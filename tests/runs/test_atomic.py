@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from syncutil import record_fsyncs
 from tldrlab.runs.atomic import (
     append_jsonl,
     atomic_write_bytes,
@@ -84,3 +85,14 @@ def test_sha256_matches_hashlib(tmp_path: Path) -> None:
     data = os.urandom(3 << 20)
     path.write_bytes(data)
     assert sha256_file(path, chunk_size=1 << 16) == hashlib.sha256(data).hexdigest()
+
+
+def test_the_data_is_synced_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path.resolve() / "result.json"
+    calls = record_fsyncs(monkeypatch)
+    atomic_write_json(target, {"a": 1})
+    renamed = calls.index(("replace", target))
+    assert [kind for kind, _ in calls[:renamed]] == ["fsync"]  # the temp file's bytes, before the rename
+    assert calls[renamed + 1 :] == [("fsync", tmp_path.resolve())]  # then the rename itself

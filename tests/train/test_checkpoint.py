@@ -14,11 +14,12 @@ import torch
 from toy import ToyLM, ToyTask
 from toy import main as run_toy
 
+from syncutil import record_fsyncs
 from tldrlab.errors import CheckpointError
 from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.run import create_run, execute_run, start_run
 from tldrlab.train import TrainConfig, train
-from tldrlab.train.checkpoint import list_checkpoints, load_latest, verify_checkpoint
+from tldrlab.train.checkpoint import list_checkpoints, load_latest, save_checkpoint, verify_checkpoint
 
 TOY = Path(__file__).with_name("toy.py")
 
@@ -136,3 +137,18 @@ def test_checkpoint_of_another_model_is_a_clear_error() -> None:
     run_dir = Path(open_registry().get(run_id).run_dir)
     with pytest.raises(CheckpointError, match="does not fit this model"):
         load_latest(run_dir / "checkpoints", ToyLM(dim=8))
+
+
+def test_every_checkpoint_file_is_synced_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ToyLM()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    folder = tmp_path.resolve() / "checkpoints"
+    calls = record_fsyncs(monkeypatch)
+    path = save_checkpoint(folder, step=3, model=model, optimizer=optimizer, state={"epoch": 0})
+    renamed = calls.index(("replace", path))
+    synced = {p.name for kind, p in calls[:renamed] if kind == "fsync"}
+    assert {"model.safetensors", "optimizer.pt", "state.json", "index.json"} <= synced
+    assert ("fsync", folder) in calls[renamed + 1 :]
+    verify_checkpoint(path)
