@@ -293,6 +293,22 @@ def test_pairs_jsonl_and_csv_with_mapping(tmp_path: Path) -> None:
         read_records(table, mapping={"title": "x"})
 
 
+def test_a_format_of_the_other_kind_says_which_commands_read_it(tmp_path: Path) -> None:
+    # `tldrlab digest notes.txt` said "...; use read_records / a records command": a function, not a command
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Plain notes, not a forum thread.\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError) as caught:
+        read_threads(notes)
+    message = caught.value.message
+    assert "(stackexchange, discourse, native)" in message and "tldrlab train" in message
+    assert "read_records" not in message
+    thread = tmp_path / "thread.json"
+    thread.write_text(json.dumps({"id": "t", "posts": [{"id": "p", "text": "Hi there."}]}), encoding="utf-8")
+    with pytest.raises(InvalidInputError) as caught:
+        read_records(thread)
+    assert "tldrlab ingest" in caught.value.message and "read_threads" not in caught.value.message
+
+
 def test_format_kind_mismatch_and_unknown_format(shared_data: Path) -> None:
     with pytest.raises(InvalidInputError, match="holds threads"):
         read_records(shared_data / "stackexchange_beer")

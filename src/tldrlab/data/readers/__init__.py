@@ -198,12 +198,13 @@ def _read(
     name = format or detect_format(path)
     spec = reader_spec(name)
     if spec.kind != kind:
-        other = (
-            "read_threads / a thread command"
+        wanted = ", ".join(n for n, s in READERS.items() if s.kind == kind)
+        use = (
+            "forum threads are ingested and digested (tldrlab ingest, digest)"
             if spec.kind == "threads"
-            else "read_records / a records command"
+            else "records are for training and evaluation (tldrlab train, eval, tokenizer train)"
         )
-        raise InvalidInputError(f"{path}: format {name!r} holds {spec.kind}, not {kind}; use {other}")
+        raise InvalidInputError(f"{path}: format {name!r} holds {spec.kind}, not {kind} ({wanted}); {use}")
     unknown = set(options or {}) - set(spec.options)
     if unknown:
         allowed = ", ".join(spec.options) or "none"
