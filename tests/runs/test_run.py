@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from tldrlab.errors import ConfigError, ConflictError, RunCancelledError
+from tldrlab.errors import ConfigError, ConflictError, RunCancelledError, RunPreemptedError
 from tldrlab.runs import RunStatus, create_run, execute_run, open_registry, start_run
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.run import read_manifest
@@ -101,3 +101,29 @@ def test_run_ids_are_unique_and_directories_never_reused() -> None:
     assert first.id != second.id and first.run_dir != second.run_dir
     with pytest.raises(ConflictError, match="already exists"):
         create_run("toy", {}, run_id=first.id)
+
+
+def test_ctrl_c_ends_the_run_cancelled_not_failed() -> None:
+    with pytest.raises(KeyboardInterrupt), start_run("toy", {}) as run:
+        run_id = run.id
+        raise KeyboardInterrupt
+    record = open_registry().get(run_id)
+    assert record.status is RunStatus.CANCELLED and record.error_code == "cancelled"
+    assert read_manifest(record.run_dir)["status"] == "cancelled"
+
+
+def test_a_resumed_run_keeps_its_first_start_and_counts_its_attempts() -> None:
+    record = create_run("toy", {})
+    registry = open_registry()
+    with pytest.raises(RunPreemptedError), execute_run(record.id):
+        raise RunPreemptedError("the machine is going away")
+    preempted = registry.get(record.id)
+    assert preempted.status is RunStatus.QUEUED and preempted.started_at is not None
+    first_manifest_start = read_manifest(record.run_dir)["started_at"]
+    time.sleep(0.02)
+    with execute_run(record.id):
+        pass
+    done = registry.get(record.id)
+    assert done.status is RunStatus.COMPLETED and done.attempts == 2
+    assert done.started_at == preempted.started_at
+    assert read_manifest(record.run_dir)["started_at"] == first_manifest_start
