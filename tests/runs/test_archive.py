@@ -28,7 +28,7 @@ from tldrlab.runs.archive import (
     restore_run,
     upload_run,
 )
-from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, open_file_store
+from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
 
 
 def _smoke(steps: int = 6) -> RunRecord:
@@ -210,6 +210,25 @@ def test_directory_store_is_content_addressed_and_checks_what_it_returns(tmp_pat
         store.fetch("a" * 64, tmp_path / "x")
     with pytest.raises(InvalidInputError):
         store.size("../../etc/passwd")
+
+
+class LosingStore(DirectoryFileStore):
+    """A real directory store whose disk loses what it was given right after acknowledging it (a failing
+    disk, a remote store that answers before it has the bytes)."""
+
+    def put(self, path: Path) -> StoredFile:
+        stored = super().put(path)
+        self.path_for(stored.sha256).write_bytes(b"lost")
+        return stored
+
+
+def test_an_upload_the_store_did_not_keep_intact_is_not_recorded(tmp_path: Path) -> None:
+    record = _smoke(2)
+    with pytest.raises(ConflictError, match="intact"):
+        upload_run(record.id, store=LosingStore(tmp_path / "store"))
+    after = open_registry().get(record.id)
+    assert after.archive_sha256 is None and after.archived_at is None  # so retention never cleans it
+    assert Path(after.run_dir).is_dir()
 
 
 def test_files_api_streams_ranges_limits_and_serves_other_machines(
