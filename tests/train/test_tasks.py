@@ -113,3 +113,19 @@ def test_training_holds_out_exactly_what_evaluation_reads_back(
 
     evaluated = _seq2seq_records(EvalConfig(data=str(pairs), val_fraction=0.2, holdout_seed=job.train.seed))
     assert [r.id for r in evaluated] == held_out
+
+
+def test_a_directory_is_split_only_when_it_has_both_train_and_dev_files(tmp_path: Path) -> None:
+    from tldrlab.data.splits import detect_splits as detect
+
+    only_train = tmp_path / "only_train"
+    only_train.mkdir()
+    (only_train / "pairs.train.jsonl").write_text("{}\n")
+    assert detect(only_train) == (None, None)  # no validation file: the run holds out val_fraction
+    (only_train / "pairs_validation.jsonl").write_text("{}\n")
+    assert detect(only_train) == ("train", "dev")
+    only_dev = tmp_path / "only_dev"
+    only_dev.mkdir()
+    (only_dev / "dev.jsonl").write_text("{}\n")
+    assert detect(only_dev) == (None, None)
+    assert detect(only_dev, val_split="test") == (None, "test")  # what the config names wins
