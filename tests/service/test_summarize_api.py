@@ -3,17 +3,21 @@ answers and Server-Sent Events, the same summaries as the generate run kind, and
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from netutil import serve_app
 from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama, tiny_t5
+from tldrlab.config import get_settings
 from tldrlab.launch import launch_run
 from tldrlab.runs.aliases import promote
+from tldrlab.service.app import create_app
 
 DOCS = [
     "The daemon watches a directory and runs a command when a file changes.",
@@ -116,3 +120,18 @@ def test_summaries_whole_and_streamed_match_the_generate_kind(tiny_models: dict[
             assert {"code", "message", "request_id"} <= set(answer.json()), what
         outside = httpx.post(f"{url}/summarize", json={"document": "x", "model": str(Path("/etc"))})
         assert outside.status_code == 403
+
+
+def test_a_model_that_cannot_summarize_is_a_4xx_without_server_paths(tiny_models: dict[str, Any]) -> None:
+    # a causal LM without a chat template answered "<the server's home>/runs/<id>/model is a causal LM without
+    # a chat template: the digest prompts it as a chat": a server path (this route promises none) and the
+    # digest, which the client never asked for
+    chat, tokenizer = tiny_models["chat"]
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = None
+    run = model_run(lambda d: save_tiny_model(chat, plain, d))
+    answer = TestClient(create_app()).post("/summarize", json={"document": DOCS[0], "model": run.id})
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_input", answer.text
+    message = answer.json()["message"]
+    assert "without a chat template" in message and f"run:{run.id}/model" in message, message
+    assert str(get_settings().home) not in message and "digest" not in message, message

@@ -115,7 +115,8 @@ def _load(resolved: ResolvedModel, mtime_ns: int, precision: str) -> LocalModel:
         model, tokenizer = load_causal_lm(resolved), load_tokenizer(resolved)
         if not getattr(tokenizer, "chat_template", None):
             raise InvalidInputError(
-                f"{resolved.path} is a causal LM without a chat template: the digest prompts it as a chat"
+                f"{resolved.path} is a causal LM without a chat template: summaries prompt a causal LM as a "
+                "chat (use a chat model such as smollm2, a chat fine-tune, or a seq2seq model)"
             )
     model.eval()
     if precision == "int8":

@@ -109,10 +109,11 @@ def _model_ref(body: SummarizeRequest, settings: Settings) -> str:
     return ref
 
 
-def _load(ref: str) -> SummarizerModel:
+def _load(ref: str, settings: Settings) -> SummarizerModel:
     try:
         return summarizer_model(ref)
-    except TldrlabError:
+    except TldrlabError as exc:  # the loader names the model's directory: as a client names it here
+        exc.message = public_paths(exc.message, settings)
         raise
     except (OSError, ValueError) as exc:  # a directory transformers cannot read
         raise InvalidInputError(f"the model cannot be loaded: {type(exc).__name__}") from None
@@ -130,7 +131,8 @@ async def summarize_documents(request: Request, body: SummarizeRequest) -> Any:
     if body.max_new_tokens > limit:
         raise InvalidConfigError(f"max_new_tokens: at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
     ref = await run_in_threadpool(_model_ref, body, settings)
-    model = await run_in_threadpool(_load, ref)  # load errors are HTTP errors, before any stream starts
+    # load errors are HTTP errors, before any stream starts
+    model = await run_in_threadpool(_load, ref, settings)
     shown = public_paths(body.alias or body.model or ref, settings)
     started = time.perf_counter()
     if not body.stream:
