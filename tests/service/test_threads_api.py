@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.config import get_settings
 from tldrlab.samples import sample_path
 from tldrlab.service.app import create_app
@@ -181,3 +182,19 @@ def test_oversized_bodies_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with TestClient(create_app()) as small:
         big = beer_thread()
         assert_error(small.post("/threads", json=big), 413, "payload_too_large", "2000")
+
+
+def test_a_stream_error_names_no_server_path(client: TestClient) -> None:
+    # a local model that cannot summarize was an `error` event naming "<the server's home>/runs/<id>/model"
+    tokenizer = tiny_chat_tokenizer()
+    model = tiny_llama(tokenizer, seed=3)
+    tokenizer.chat_template = None
+    run = model_run(lambda d: save_tiny_model(model, tokenizer, d))
+    client.post("/threads", json=beer_thread())
+    request = {"thread_id": beer_thread()["id"], "summarizer": "local", "params": {"model_path": run.id}}
+    with client.stream("POST", "/stream_summary", json=request) as response:
+        events = sse_events(response.read().decode())
+    name, data = events[-1]
+    message = json.loads(data)["message"]
+    assert name == "error" and f"run:{run.id}/model" in message, events
+    assert str(get_settings().home) not in message, message

@@ -41,7 +41,7 @@ from tldrlab.digest.scorers import ScorerName
 from tldrlab.digest.summarizers import build_summarizer
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, TldrlabError
-from tldrlab.service.confine import confine_summarizer_params
+from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, parse_json
 from tldrlab.store.base import SentenceStore
 
@@ -318,8 +318,9 @@ async def stream_summary(request: Request) -> StreamingResponse:
                 if item is KEEP_ALIVE:
                     yield item
                     continue
-                if isinstance(item, TldrlabError):
-                    yield sse("error", {"code": item.code, "message": item.message, "request_id": request_id})
+                if isinstance(item, TldrlabError):  # a load error names a model directory: as clients name it
+                    message = public_paths(item.message, settings)
+                    yield sse("error", {"code": item.code, "message": message, "request_id": request_id})
                     return
                 if isinstance(item, BaseException):
                     log.error("stream_summary failed", exc_info=item)
