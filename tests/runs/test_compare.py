@@ -56,6 +56,11 @@ def test_regressions_follow_each_metrics_direction(runs: dict[str, str]) -> None
         compare_runs([runs["base"], runs["base"]])
     with pytest.raises(InvalidInputError, match="baseline"):
         compare_runs([runs["base"], runs["better"]], baseline=runs["worse"])
+    # a misspelt metric compared nothing and reported "no regressions" (so --fail-on-regression passed)
+    with pytest.raises(
+        InvalidInputError, match=r"no compared run has the metric\(s\) eval.rougel; they have: "
+    ):
+        compare_runs(list(runs.values()), metrics=["eval.rougeL", "eval.rougel"])
 
 
 def test_cli_api_and_runs_page_show_the_same_comparison(

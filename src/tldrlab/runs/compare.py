@@ -205,6 +205,11 @@ def compare_runs(
     ]
     if metrics:
         columns = list(dict.fromkeys(metrics))
+        known = sorted({name for row in rows for name in row["metrics"]})
+        if missing := [name for name in columns if name not in known]:
+            # a misspelt metric compared nothing and said "no regressions": a CI gate that always passes
+            asked, have = ", ".join(missing), ", ".join(known) or "none"
+            raise InvalidInputError(f"no compared run has the metric(s) {asked}; they have: {have}")
     else:
         counts: dict[str, int] = {}
         for row in rows:
