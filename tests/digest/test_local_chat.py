@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,15 @@ def test_citations_that_do_not_exist_or_support_their_bullet(
     assert [(b.text, b.citations, b.supported) for b in bullets] == [
         ("Serve ales warmer than lagers", [context.highlights[ales - 1].id], True)
     ]
+    # the pipeline hands the highlights over by rank: the prompt numbers them in thread order (the same
+    # prompt, the same answer), and [k] must map back through that order, not through the ranking
+    by_rank = replace(context, highlights=sorted(context.highlights, key=lambda h: h.rank))
+    assert by_rank.highlights != context.highlights
+    _, ranked_notices, ranked_bullets = split(list(free.stream(by_rank)))
+    assert [(b.text, b.citations) for b in ranked_bullets] == [
+        ("Serve ales warmer than lagers", [context.highlights[ales - 1].id])
+    ]
+    assert ranked_notices == notices  # cited right as written, not rescued by re-citing
 
     # constrained decoding: "[4" cannot go on to 42 (6 key sentences), so the model closes it as [4]
     # (min_bullets=2: the tiny model learned to stop after two bullets; off its path it may write more)
