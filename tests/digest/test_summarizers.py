@@ -214,3 +214,28 @@ def test_pipeline_caches_until_the_thread_changes(store: SentenceStore, embedder
     assert [e.kind for e in events] == ["notice", "token", "digest"]  # no model here: extractive, said so
     assert events[2].digest and events[2].digest.cached
     cache.close()
+
+
+def test_the_cache_key_holds_everything_that_changes_the_digest(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """A digest is served from the cache only for the same query, bullet count, summarizer settings and
+    thread content (its title included)."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    cache = open_cache()
+    base = DigestOptions(summarizer="extractive", k=5, max_bullets=3)
+    assert not make_digest(store, thread.id, base, embedder=embedder, cache=cache).cached
+    assert make_digest(store, thread.id, base, embedder=embedder, cache=cache).cached
+    for changed in (
+        {"q": "which glass keeps the aroma"},
+        {"max_bullets": 2},
+        {"params": {"max_chars": 40}},
+    ):
+        other = base.model_copy(update=changed)
+        assert not make_digest(store, thread.id, other, embedder=embedder, cache=cache).cached, changed
+    retitled = thread.model_copy(deep=True)
+    retitled.title = "Cellar temperatures for every style"
+    ingest_threads([retitled], store, embedder)
+    assert not make_digest(store, thread.id, base, embedder=embedder, cache=cache).cached
+    cache.close()
