@@ -319,3 +319,13 @@ def test_format_kind_mismatch_and_unknown_format(shared_data: Path) -> None:
     with pytest.raises(NotFoundError):
         read_records(shared_data / "nope")
     assert {spec.kind for spec in READERS.values()} == {"records", "threads"}
+
+
+def test_a_csv_delimiter_of_more_than_one_character_is_an_input_error(tmp_path: Path) -> None:
+    # `tldrlab data inspect my.csv -o delimiter=';;'` was the csv module's TypeError traceback
+    table = tmp_path / "news.csv"
+    table.write_text("document;summary\nA long text about parsers.;Parsers\n", encoding="utf-8")
+    assert read_records(table, options={"delimiter": ";"})[0].summary == "Parsers"
+    for bad in (";;", ""):
+        with pytest.raises(InvalidInputError, match="delimiter must be one character"):
+            read_records(table, options={"delimiter": bad})

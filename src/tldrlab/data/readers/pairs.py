@@ -79,6 +79,8 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
     if not text.strip():
         raise InvalidInputError(f"{path}: file is empty", file=str(path))
     delimiter = "\t" if path.suffix.lower() == ".tsv" else str(ctx.options.get("delimiter", ","))
+    if len(delimiter) != 1:  # the csv module's TypeError otherwise: a traceback
+        raise InvalidInputError(f"{path}: option delimiter must be one character, got {delimiter!r}")
     reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
     try:
         for row in reader:
