@@ -238,6 +238,10 @@ def test_discourse_topic_list_and_directory(tmp_path: Path) -> None:
     assert second.text == "Use Cascade.\n\n> Which hop?"
     assert second.url == "https://forum.example.org/t/pale-ale-hops/5/2" and second.created is not None
     assert [t.id for t in read_threads(single.parent)] == ["5", "6", "7"]
+    # a base_url that is not a web address failed every post's URL check: a pydantic ValidationError traceback
+    for bad in ("forum.example.org", "https://"):
+        with pytest.raises(InvalidInputError, match="option base_url must be the forum's http"):
+            read_threads(single, options={"base_url": bad})
     assert read_threads(single.parent)[0].posts[0].url is None
 
 

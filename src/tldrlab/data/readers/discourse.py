@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tldrlab.data.html import html_to_text
 from tldrlab.data.readers.common import (
@@ -34,6 +35,10 @@ LIKE_ACTION_ID = 2  # Discourse's post action type for "like"
 
 def read_discourse(path: Path, ctx: ReadContext) -> Iterator[Thread]:
     base_url = str(ctx.options["base_url"]).rstrip("/") if ctx.options.get("base_url") else None
+    parts = urlsplit(base_url or "")
+    if base_url is not None and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
+        # every post's link would fail the thread's URL check: a ValidationError traceback otherwise
+        raise InvalidInputError(f"option base_url must be the forum's http(s):// address, got {base_url!r}")
     for where, topic in iter_json_items(path, ctx):
         try:
             thread = topic_thread(topic, path, where, base_url)
