@@ -15,7 +15,7 @@ from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.run import execute_run, start_run
 from tldrlab.train import EvalDecision, TrainConfig, TrainHooks, TrainState, train
 from tldrlab.train.loop import epoch_batches
-from tldrlab.train.schedule import lr_at
+from tldrlab.train.schedule import build_optimizer, lr_at
 
 
 def _config(**overrides: object) -> TrainConfig:
@@ -122,6 +122,15 @@ def test_lr_schedule_warmup_and_decay() -> None:
     assert lr_at(7, TrainConfig(max_steps=10, lr=2.0, lr_schedule="constant")) == 2.0
     with pytest.raises(ValueError, match="warmup_steps"):
         TrainConfig(max_steps=5, warmup_steps=6)
+
+
+def test_weight_decay_applies_to_matrices_only() -> None:
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    optimizer = build_optimizer(model, TrainConfig(weight_decay=0.1))
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    expected = {id(p): (0.1 if p.dim() >= 2 else 0.0) for p in model.parameters()}
+    assert decay == expected  # embedding and linear weights decay; the bias and the norm's scale/shift do not
+    assert sorted(expected.values()) == [0.0, 0.0, 0.0, 0.1, 0.1]
 
 
 def test_early_stopping_with_max_mode() -> None:
