@@ -258,3 +258,14 @@ def test_a_run_named_as_run_colon_id_in_another_config_is_kept() -> None:
     dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
     assert {d.target for d in dry.actions if d.action == "delete"} == {unnamed}
     assert "config of train run" in dry.kept[named]
+
+
+def test_only_completed_runs_compete_for_the_best_places() -> None:
+    """A failed run that logged a better metric before it failed neither keeps itself nor takes the place
+    of the best completed run."""
+    best = _run(metric=1.0)
+    failed = _run(metric=0.5, fail=True)
+    assert failed.record.status.value == "failed" and failed.record.metrics["best_val_loss"] == 0.5
+    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
+    assert dry.kept[best].startswith("best 1 of train")
+    assert {d.target for d in dry.actions if d.action == "delete"} == {failed}
