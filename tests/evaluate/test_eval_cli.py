@@ -178,3 +178,27 @@ def test_run_on_unsplit_data_is_evaluated_on_its_seeded_holdout(data: dict[str, 
     samples = [json.loads(line) for line in (Path(record.run_dir) / "samples.jsonl").read_text().splitlines()]
     assert [s["id"] for s in samples] == ids[:3]
     assert result["config"]["holdout_seed"] == 3
+
+
+def test_lm_loss_is_token_weighted_and_ignores_padding(data: dict[str, Path], tmp_path: Path) -> None:
+    """Blocks of unequal length evaluated in one padded batch give the loss of each block scored alone:
+    the mean over predicted tokens (not over blocks), padding never scored."""
+    from tldrlab.evaluate.run_eval import lm_loss
+
+    model, tokenizer, _ = load_model(save_tiny("gpt2", data, tmp_path / "model"))
+    text = data["text"].read_text(encoding="utf-8")[:600]
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    block = 64
+    assert len(ids) % block >= 8  # the last block is much shorter than the others: it is padded
+    loss, tokens, blocks, _ = lm_loss(
+        model, tokenizer, text, EvalConfig(data="-", block_size=block, batch_size=8)
+    )
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids), block):
+            piece = torch.tensor([ids[start : start + block]])
+            logits = model(input_ids=piece).logits[0, :-1].float()
+            total += float(torch.nn.functional.cross_entropy(logits, piece[0, 1:], reduction="sum"))
+            count += piece.shape[1] - 1
+    assert (tokens, blocks) == (count, -(-len(ids) // block))
+    assert loss == pytest.approx(total / count, rel=1e-4)
