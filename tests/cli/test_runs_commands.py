@@ -9,11 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cliutil import run_captured
 from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.launch import launch_run
-from tldrlab.runs import open_registry
+from tldrlab.runs import open_registry, start_run
+from tldrlab.service.app import create_app
 
 
 def test_runs_archive_commands_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,3 +73,18 @@ def test_models_promote_and_aliases_commands(tmp_path: Path, capsys: pytest.Capt
     assert code == 0 and [json.loads(line)["run_id"] for line in out.splitlines()] == [second.id] * 2 + [
         first.id
     ]
+
+
+def test_runs_list_by_kind_takes_old_names_and_refuses_typos(capsys: pytest.CaptureFixture[str]) -> None:
+    # `tldrlab eval` makes `evaluate` runs, but `runs list --kind eval` (and GET /runs?kind=eval) showed none,
+    # and a typo (--kind trian) showed an empty table as if there were no such runs
+    with start_run("evaluate", {}) as run:
+        pass
+    code, out, err = run_captured(["runs", "list", "--kind", "eval", "--json"], capsys)
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [run.id], err
+    code, out, err = run_captured(["runs", "list", "--kind", "trian"], capsys)
+    assert code == 2 and "unknown run kind 'trian'" in err and "train" in err
+    client = TestClient(create_app())
+    assert [r["id"] for r in client.get("/runs", params={"kind": "eval"}).json()["runs"]] == [run.id]
+    typo = client.get("/runs", params={"kind": "trian"})
+    assert typo.status_code == 422 and typo.json()["code"] == "unknown_kind"

@@ -11,6 +11,7 @@ import typer
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
+from tldrlab.kinds import get_kind
 from tldrlab.report import Report
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
@@ -30,6 +31,10 @@ def list_command(query: RunQuery, as_json: bool) -> None:
 
     Example: tldrlab runs list --kind train --status completed
     """
+    if (
+        query.kind
+    ):  # an old name (eval) lists its runs; a typo is an error listing the kinds, not an empty table
+        query = query.model_copy(update={"kind": get_kind(query.kind).name})
     records = open_registry().list(**query.model_dump(mode="json"))
     emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
 

@@ -247,6 +247,8 @@ def start_training(request: Request, body: TrainRequest) -> dict[str, Any]:
 
 @router.get("/runs", response_model=RunList)
 def list_runs(request: Request, query: Annotated[RunQuery, Query()]) -> dict[str, Any]:
+    if query.kind:  # an old name (eval) lists its runs; a typo is a 422 listing the kinds, not an empty list
+        query = query.model_copy(update={"kind": get_kind(query.kind).name})
     records = registry(request).list(**query.model_dump(mode="json"), with_config=False)
     return public(request, {"runs": [run_info(r) for r in records], "count": len(records)})
 
