@@ -152,3 +152,25 @@ def test_every_checkpoint_file_is_synced_before_the_rename_and_the_directory_aft
     assert {"model.safetensors", "optimizer.pt", "state.json", "index.json"} <= synced
     assert ("fsync", folder) in calls[renamed + 1 :]
     verify_checkpoint(path)
+
+
+def test_interrupted_writes_leave_no_checkpoint_and_their_leftovers_are_removed(tmp_path: Path) -> None:
+    from tldrlab.train.checkpoint import prune_checkpoints
+
+    model = ToyLM()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(folder, step=1, model=model, optimizer=optimizer, state={})
+    # a write that fails midway (state.json cannot be written) cleans up after itself
+    with pytest.raises(TypeError):
+        save_checkpoint(folder, step=2, model=model, optimizer=optimizer, state={"bad": object()})
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000001"]
+    # a writer killed midway leaves a .tmp-* directory: never loaded, removed at the next prune
+    leftover = folder / ".tmp-step-00000003-999-1"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"partial")
+    assert list_checkpoints(folder) == [folder / "step-00000001"]
+    loaded = load_latest(folder, ToyLM())
+    assert loaded is not None and loaded.step == 1
+    prune_checkpoints(folder, keep=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000001"]
