@@ -93,6 +93,25 @@ def test_loss_covers_the_answer_only(chat_tokenizer: Any, model_dir: Path) -> No
     assert task.loss(model, other)[1] == n_tokens
 
 
+def test_scoring_an_answer_gives_the_answer_only_training_loss(chat_tokenizer: Any, model_dir: Path) -> None:
+    """`score --source`: each answer token is predicted from the position before it (the prompt's last
+    token predicts the first), exactly as the model's own loss with the prompt masked."""
+    from tldrlab.evaluate.score import score_text
+    from tldrlab.models.chat import chat_pair_ids, instruction_of
+
+    model = build_model("causal_lm", {"path": str(model_dir)}, chat_tokenizer).eval()
+    source, answer = "library number 3 for parsing XML files", "XML library 3"
+    scored = score_text(model, chat_tokenizer, answer, source=source, top_k=0)
+    prompt, completion = chat_pair_ids(chat_tokenizer, source, answer, instruction_of(model))
+    with torch.no_grad():
+        own = model(
+            input_ids=torch.tensor([[*prompt, *completion]]),
+            labels=torch.tensor([[-100] * len(prompt) + completion]),
+        ).loss
+    assert scored["token_ids"] == completion and scored["num_tokens"] == len(completion)
+    assert scored["loss"] == pytest.approx(float(own), rel=1e-4)
+
+
 @pytest.mark.slow
 def test_lora_fine_tune_through_train_command_then_eval_generate_score(
     model_dir: Path, pairs_file: Path, capsys: pytest.CaptureFixture[str]
