@@ -188,3 +188,16 @@ def test_tokenizer_job_trains_into_the_run_dir(corpus: Path) -> None:
     assert record.metrics["vocab_size"] == manifest["actual_vocab_size"]
     assert (run.dir / "tokenizer" / "tokenizer.json").is_file()
     assert load_tokenizer(run.id).decode(load_tokenizer(run.id).encode("to be")) == "to be"
+
+
+def test_the_tokenizer_never_sees_its_holdout_lines(tmp_path: Path) -> None:
+    """Each line carries a letter of its own: the held-out lines' letters are not in the trained vocabulary,
+    so the holdout stats measure text the tokenizer was not fitted on."""
+    corpus = tmp_path / "letters.txt"
+    corpus.write_text("".join(f"line {chr(0x430 + i)} here\n" for i in range(30)), encoding="utf-8")
+    split = load_corpus([corpus], holdout=0.2, seed=5)
+    manifest = train_tokenizer("char", [corpus], 200, tmp_path / "tok", seed=5, holdout=0.2, min_frequency=1)
+    vocab = set(load_tokenizer(tmp_path / "tok").get_vocab())
+    held = {line.split()[1] for line in split.holdout}
+    assert len(held) == manifest["holdout_lines"] == 6
+    assert not held & vocab and {line.split()[1] for line in split.train} <= vocab
