@@ -43,3 +43,19 @@ def test_long_threads_keep_first_ranked_and_latest_posts() -> None:
     assert {"p12", "p25", "p40"} <= set(kept)
     assert kept == sorted(kept, key=lambda p: int(p[1:]))  # shown in thread order
     assert "post(s) omitted" in text and text.startswith("Title: A long thread")
+
+
+def omitted_counts(text: str) -> list[int]:
+    return [int(line.split()[1]) for line in text.splitlines() if "omitted" in line]
+
+
+def test_the_best_ranked_post_wins_a_tight_budget_and_every_gap_is_counted() -> None:
+    thread = long_thread(40)
+    # room for the first two posts and one more: the rank-1 highlight's post, not the rank-2 one
+    text, kept = fold_thread(thread, [highlight_in("p25", 25, 2), highlight_in("p12", 12, 1)], max_chars=1200)
+    assert kept == ["p1", "p2", "p12"]
+    assert omitted_counts(text) == [9, 28]  # p3..p11, then p13..p40 (a gap at the end is marked too)
+    # a gap of a single post is marked as one
+    text, kept = fold_thread(thread, [highlight_in("p4", 4, 1), highlight_in("p25", 25, 2)], max_chars=1400)
+    assert kept == ["p1", "p2", "p4", "p25"]
+    assert omitted_counts(text) == [1, 20, 15] and len(kept) + sum(omitted_counts(text)) == 40
