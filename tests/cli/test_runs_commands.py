@@ -88,3 +88,9 @@ def test_runs_list_by_kind_takes_old_names_and_refuses_typos(capsys: pytest.Capt
     assert [r["id"] for r in client.get("/runs", params={"kind": "eval"}).json()["runs"]] == [run.id]
     typo = client.get("/runs", params={"kind": "trian"})
     assert typo.status_code == 422 and typo.json()["code"] == "unknown_kind"
+    # `runs prune --kind` likewise pruned nothing for eval and said "would free 0 B" for a typo
+    prune = ["runs", "prune", "--dry-run", "--older-than-days", "0", "--keep-best", "0", "--json"]
+    code, out, err = run_captured([*prune, "--kind", "eval"], capsys)
+    assert code == 0 and [a["target"] for a in json.loads(out)["pending"]] == [run.id], err
+    code, out, err = run_captured([*prune, "--kind", "trian"], capsys)
+    assert code == 2 and "unknown run kind 'trian'" in err

@@ -147,6 +147,8 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
 
     Example: tldrlab runs prune --dry-run --older-than-days 14 --keep-best 3
     """
+    if policy.kinds:  # as in `runs list`: old names (eval) prune their runs, a typo is an error, not "0 B"
+        policy = policy.model_copy(update={"kinds": [get_kind(kind).name for kind in policy.kinds]})
     report = prune(policy, dry_run=policy.dry_run)
     emit(report.as_dict(), report.report, as_json=as_json)
 
