@@ -98,7 +98,7 @@ class IngestConfig(BaseModel):
     threshold: float = Field(0.55, ge=-1.0, le=1.0)
     """Semantic chunking similarity threshold."""
     embedder: Annotated[str | None, ServerOnly()] = None
-    """Embedder name or sentence-transformers path; None uses the `embedder` setting (minilm)."""
+    """Embedder name or sentence-transformers path; None uses the `embedder` setting (minilm-onnx)."""
     source: str | None = None
     """Data set source label stored with every concept; None: the reader's source (e.g. wikipedia)."""
     domain: str | None = None
