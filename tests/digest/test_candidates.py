@@ -127,3 +127,22 @@ def test_quoted_text_is_never_a_highlight_and_its_original_is_credited(
         thread=thread,
     )
     assert not any(h.text.startswith(">") for h in lenient)
+
+
+def test_every_sentence_of_a_quoted_line_is_quoted_text() -> None:
+    """The second sentence of a "> " line does not start with ">" itself: it is quoted all the same."""
+    from tldrlab.digest.candidates import highlight_candidates, quoted_mask
+    from tldrlab.digest.ingest import post_sentence_records
+
+    reply = Post(
+        id="a1",
+        number=2,
+        text="> Lagers want cold storage. Ales like it warmer.\nI disagree with both claims.",
+    )
+    thread = Thread(
+        id="t", title="Storage", posts=[Post(id="q1", number=1, text="How do I store beer?"), reply]
+    )
+    records = [r for post in thread.posts for r in post_sentence_records(thread, post)]
+    assert [r.text for r in records][2] == "Ales like it warmer."
+    assert quoted_mask(records, thread).tolist() == [False, True, True, False]
+    assert highlight_candidates(records, thread).tolist() == [True, False, False, True]
