@@ -159,6 +159,7 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
     assert_error(client.get("/threads/nope"), 404, "not_found", "nope")
     assert_error(client.get("/threads/nope/highlights"), 404, "not_found", "nope")
     assert_error(client.get("/threads/x/highlights", params={"k": 0}), 422, "invalid_input", "k")
+    assert_error(client.get("/threads/x/highlights", params={"k": 101}), 422, "invalid_input", "k")
     assert_error(client.post("/stream_summary", json={"thread_id": "nope"}), 404, "not_found", "nope")
     client.post("/threads", json=beer_thread())
     tid = beer_thread()["id"]
@@ -169,6 +170,8 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
         "unknown summarizer",
     )
     assert_error(client.post("/stream_summary", json={"thread_id": tid, "k": 500}), 400, "invalid_input", "k")
+    too_many = {"thread_id": tid, "max_bullets": 21}
+    assert_error(client.post("/stream_summary", json=too_many), 400, "invalid_input", "max_bullets")
     assert_error(client.post("/stream_summary", json=[1]), 400, "invalid_input", "")
     bad_param = {"thread_id": tid, "summarizer": "extractive", "params": {"max_chars": "abc"}}  # was a 500
     assert_error(client.post("/stream_summary", json=bad_param), 400, "invalid_config", "max_chars")
