@@ -333,3 +333,12 @@ def test_a_csv_delimiter_of_more_than_one_character_is_an_input_error(tmp_path: 
     for bad in (";;", ""):
         with pytest.raises(InvalidInputError, match="delimiter must be one character"):
             read_records(table, options={"delimiter": bad})
+
+
+def test_an_empty_directory_says_it_holds_no_data(tmp_path: Path) -> None:
+    # an empty directory was "no data files to detect a format from; pass a format", though no format helps
+    with pytest.raises(InvalidInputError, match="the directory holds no data files"):
+        detect_format(tmp_path)
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01binary")
+    with pytest.raises(InvalidInputError, match="pass a format"):  # here a format would help
+        detect_format(tmp_path)

@@ -268,6 +268,8 @@ def detect_format(path: Path | str) -> str:
         files = data_files(path)
         if not files and any(is_utf8_text(p) for p in data_files(path, None)):
             return "text"
+        if not data_files(path, None):  # "pass a format" would not help: there is nothing to read
+            raise InvalidInputError(f"{path}: the directory holds no data files")
         if not files:
             raise InvalidInputError(f"{path}: no data files to detect a format from; pass a format")
         return detect_format(files[0])
