@@ -71,6 +71,22 @@ def test_register_records_a_data_set_once_with_provenance(
     assert code != 0 and "no such file" in err
 
 
+def test_the_same_bytes_under_another_split_name_are_another_data_set(
+    pairs_dir: Path, tmp_path: Path
+) -> None:
+    """A directory's identity covers its file names, which say the split: the same bytes as a training
+    file and as a validation file are two data sets, not one deduplicated into the other."""
+    content = (pairs_dir / "pairs.train.jsonl").read_bytes()
+    as_train, as_validation = tmp_path / "as_train", tmp_path / "as_validation"
+    as_train.mkdir()
+    as_validation.mkdir()
+    (as_train / "pairs.train.jsonl").write_bytes(content)
+    (as_validation / "pairs.validation.jsonl").write_bytes(content)
+    first, _ = register_dataset(as_train)
+    second, new = register_dataset(as_validation)
+    assert new is True and second.id != first.id and second.path == str(as_validation.resolve())
+
+
 def test_runs_name_registered_data_sets_by_id_in_manifest_and_wandb(
     pairs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
