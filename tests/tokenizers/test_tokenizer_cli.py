@@ -77,3 +77,11 @@ def test_missing_corpus_is_a_clean_error_from_the_real_command(tmp_path: Path) -
     assert proc.returncode == 3
     assert "corpus file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_file_that_is_not_a_tokenizer_is_named(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `tldrlab tokenizer show corpus.txt` (or train --tokenizer corpus.txt) said "no tokenizer.json in
+    # <the file's directory>", naming a directory the user never gave
+    assert run_cli(["tokenizer", "show", str(corpus)]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{corpus} is not a tokenizer" in err, err

@@ -21,11 +21,17 @@ def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
             path = Path(open_registry().find(str(path_or_run)).run_dir)
         except NotFoundError:
             raise NotFoundError(f"no tokenizer directory or run named {str(path_or_run)!r}") from None
+    given = path
     if path.is_file():
         path = path.parent
     for candidate in (path, path / "tokenizer", path / "model"):
         if (candidate / TOKENIZER_FILE).is_file():
             return candidate
+    if given.is_file():  # named the file the user gave, not only its directory
+        raise NotFoundError(
+            f"{given} is not a tokenizer: give a tokenizer directory (tldrlab tokenizer train), its "
+            f"{TOKENIZER_FILE}, a model directory or a run id"
+        )
     raise NotFoundError(f"no {TOKENIZER_FILE} in {path} (nor in its tokenizer/ or model/ subdirectory)")
 
 
