@@ -201,3 +201,15 @@ def test_a_stream_error_names_no_server_path(client: TestClient) -> None:
     message = json.loads(data)["message"]
     assert name == "error" and f"run:{run.id}/model" in message, events
     assert str(get_settings().home) not in message, message
+
+
+def test_a_thread_whose_id_holds_a_slash_is_reachable(client: TestClient) -> None:
+    # POST /threads took {"id": "forum/7"}, but GET /threads/forum%2F7 (what the page asks) answered 404
+    post = {"id": "p", "number": 1, "text": "Serve lagers cold. Serve ales a little warmer."}
+    thread = {"id": "forum/7", "title": "Slashes", "posts": [post]}
+    assert client.post("/threads", json=thread).status_code == 201
+    got = client.get("/threads/forum%2F7")
+    assert got.status_code == 200 and got.json()["id"] == "forum/7", got.text
+    found = client.get("/threads/forum%2F7/highlights", params={"k": 1})
+    assert found.status_code == 200 and found.json()["thread_id"] == "forum/7", found.text
+    assert client.get("/threads/forum%2F8").status_code == 404

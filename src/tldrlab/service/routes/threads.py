@@ -192,12 +192,9 @@ def list_threads(
     return {"threads": [asdict(t) for t in res.store.list_threads(limit=limit, offset=offset)]}
 
 
-@router.get("/threads/{thread_id}")
-def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
-    return resources(request).store.get_thread(thread_id).model_dump(mode="json")
-
-
-@router.get("/threads/{thread_id}/highlights")
+# `:path`, and highlights before the thread itself: a native thread's id may hold "/" (ingested fine, then
+# unreachable: 404 for GET /threads/a%2Fb, which Starlette decodes before routing)
+@router.get("/threads/{thread_id:path}/highlights")
 def get_highlights(
     request: Request,
     thread_id: str,
@@ -211,6 +208,11 @@ def get_highlights(
     options = HighlightOptions(k=k, q=q or None, scorer=scorer)
     found = thread_highlights(res.store, thread_id, options, embedder=res.embedder)
     return {"thread_id": thread_id, "q": options.q, "highlights": [h.model_dump() for h in found]}
+
+
+@router.get("/threads/{thread_id:path}")
+def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
+    return resources(request).store.get_thread(thread_id).model_dump(mode="json")
 
 
 def sse(event: str, data: Any) -> str:
