@@ -63,6 +63,17 @@ def test_regressions_follow_each_metrics_direction(runs: dict[str, str]) -> None
         compare_runs(list(runs.values()), metrics=["eval.rougeL", "eval.rougel"])
 
 
+def test_negative_baselines_and_the_tolerance_edge() -> None:
+    """A change is relative to the baseline's magnitude, so a negative baseline keeps the metric's direction;
+    a change of exactly the tolerance is not a regression."""
+    base, worse, better = _run(-2.0, 0.5, 1.0), _run(-1.0, 0.5, 1.0), _run(-3.0, 0.5, 1.0)
+    comparison = compare_runs([base, worse, better], metrics=["best_val_loss"])
+    assert [(r.run_id, r.change) for r in comparison.regressions] == [(worse, pytest.approx(0.5))]
+    edge = _run(-2.0 * 0.75, 0.5, 1.0)  # 25% higher loss than the baseline
+    assert compare_runs([base, edge], metrics=["best_val_loss"], tolerance=0.25).regressions == []
+    assert len(compare_runs([base, edge], metrics=["best_val_loss"], tolerance=0.2).regressions) == 1
+
+
 def test_cli_api_and_runs_page_show_the_same_comparison(
     runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: object
 ) -> None:
