@@ -9,7 +9,7 @@ import torch
 from lvm_synthetic import rotating_table
 
 from tldrlab.errors import ConfigError, InvalidConfigError
-from tldrlab.kinds import validate_config
+from tldrlab.kinds import result_report, validate_config
 from tldrlab.lvm.evaluation import evaluate_methods
 from tldrlab.lvm.losses import LVM_LOSSES, LossBatch, combined_loss, corpus_loss, parse_loss
 from tldrlab.lvm.models import LVM_MODELS, LVMConfig, build_lvm, load_lvm
@@ -164,6 +164,10 @@ def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_se
     record = create_run("lvm_train", config)
     execute(record.id)
     assert open_registry().get(record.id).status.value == "completed"
+    # the report `tldrlab lvm train` prints read "run <id>: 20 steps, " with no metrics and no model line
+    result = json.loads((Path(record.run_dir) / "artifacts" / "result.json").read_text())
+    report = result_report("lvm_train", record.id, result).markdown()
+    assert "20 steps, eval_loss=" in report and "model: " in report, report
     # executing again (as a worker does after a crash) resumes from the newest checkpoint, not from scratch
     execute(record.id)
     log = (Path(record.run_dir) / "log.jsonl").read_text()

@@ -274,8 +274,15 @@ def train_lvm(
 
 
 def lvm_train_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:
-    """Run kind `lvm_train`: resumes if checkpoints exist."""
-    return train_lvm(config, run, resume=True)
+    """Run kind `lvm_train`: resumes if checkpoints exist. The summary plus the final metrics and the model
+    directory, the fields the training report reads (without them it printed "run ...: 3 steps, ")."""
+    done = run_recipe(run, LVM_TRAIN, config, resume=True)
+    model_dir = done.export.model_dir
+    return {
+        **done.export.summary,
+        "metrics": done.train.metrics,
+        "model_dir": str(model_dir) if model_dir else None,
+    }
 
 
 def check_lvm_train(config: LVMTrainJobConfig) -> None:
