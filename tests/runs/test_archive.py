@@ -291,3 +291,11 @@ def test_files_api_streams_ranges_limits_and_serves_other_machines(
         open_registry().update(record.id, cleaned_at=1.0)
         restored = restore_run(record.id, store=remote)
         assert restored.cleaned_at is None and _tree(Path(record.run_dir)) == before
+        # the server's copy rots (same size): the client hashes what it downloads and keeps none of it
+        stored_path = server_settings.files_dir / stored.sha256[:2] / stored.sha256
+        rotten = bytearray(stored_path.read_bytes())
+        rotten[len(rotten) // 2] ^= 0x01
+        stored_path.write_bytes(bytes(rotten))
+        with pytest.raises(InvalidInputError, match="corrupt"):
+            remote.fetch(stored.sha256, tmp_path / "fetched.tar.gz")
+        assert not list(tmp_path.glob("*fetched*"))
