@@ -206,6 +206,12 @@ def test_directory_store_is_content_addressed_and_checks_what_it_returns(tmp_pat
         store.fetch(stored.sha256, tmp_path / "copy2")
     assert not (tmp_path / "copy2").exists()
     assert store.put(source) == stored and store.verify(stored.sha256)  # storing the bytes again heals it
+    # also when the stored copy rotted without changing size (one flipped byte)
+    rotten = bytearray(source.read_bytes())
+    rotten[2500] ^= 0x01
+    store.path_for(stored.sha256).write_bytes(bytes(rotten))
+    assert not store.verify(stored.sha256)
+    assert store.put(source) == stored and store.verify(stored.sha256)
     with pytest.raises(NotFoundError):
         store.fetch("a" * 64, tmp_path / "x")
     with pytest.raises(InvalidInputError):

@@ -120,10 +120,12 @@ class IncomingFile:
                 f"the body's sha256 is {sha256}, not the {expected_sha256} announced: nothing stored"
             )
         target = self.store.path_for(sha256)
-        if target.is_file() and target.stat().st_size == self.size:
+        # a stored copy counts only if it is intact: a same-size copy may have rotten bytes (read back and
+        # hashed, so storing the file again heals it instead of keeping the damaged copy)
+        if target.is_file() and target.stat().st_size == self.size and self.store.verify(sha256):
             self.path.unlink(missing_ok=True)
             return StoredFile(sha256, self.size), False
-        # new, or a stored copy of the wrong size (truncated): these bytes replace it
+        # new, or a stored copy that is truncated or damaged: these bytes replace it
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, target)
         return StoredFile(sha256, self.size), True
