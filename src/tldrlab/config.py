@@ -219,6 +219,16 @@ class Settings(BaseSettings):
         return self.home
 
 
+def settings_error(exc: ValidationError, *, toml: bool = True) -> ConfigError:
+    """A settings class's validation error as one message naming each setting and its variable."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        where = f"{'.'.join(loc)} (TLDRLAB_{'__'.join(loc).upper()}{f' or {_toml_path()}' if toml else ''})"
+        problems.append(f"{where}: {error['msg']}, got {error['input']!r}")
+    return ConfigError("bad setting: " + "; ".join(problems))
+
+
 @lru_cache(maxsize=1)
 def get_settings(**overrides: Any) -> Settings:
     """The process's settings (cached; call `get_settings.cache_clear()` after changing the environment).
@@ -229,13 +239,6 @@ def get_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = [str(part) for part in error["loc"]]
-            variable = "TLDRLAB_" + "__".join(loc).upper()
-            problems.append(
-                f"{'.'.join(loc)} ({variable} or {_toml_path()}): {error['msg']}, got {error['input']!r}"
-            )
-        raise ConfigError("bad setting: " + "; ".join(problems)) from None
+        raise settings_error(exc) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{_toml_path()}: not valid TOML ({exc})") from None

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from svc_helpers import ServerThread, record
 
 from tldrlab.config import get_settings
+from tldrlab.errors import ConfigError
 from tldrlab.runs import RunStatus, create_run
 from tldrlab.service.app import create_app
 from tldrlab.service.events import RunEvent
@@ -204,3 +205,11 @@ def test_bot_commands_over_the_api(tldrlab_home: Path) -> None:
     notifier = DiscordNotifier(lambda text: None, watch_list)
     notifier(RunEvent(type="completed", run_id=run_id))
     assert notifier.batcher.sent_messages == 1
+
+
+def test_a_bad_notifier_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TLDRLAB_WEBHOOK_RETRIES=x (or TLDRLAB_DISCORD_OWNER_ID=abc) made every worker, `tldrlab serve`'s
+    # included, and the Discord bot die with a pydantic traceback
+    monkeypatch.setenv("TLDRLAB_WEBHOOK_RETRIES", "x")
+    with pytest.raises(ConfigError, match=r"webhook_retries \(TLDRLAB_WEBHOOK_RETRIES\): Input should be"):
+        build_worker(config=WorkerConfig(burst=True))

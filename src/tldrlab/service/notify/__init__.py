@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tldrlab.service.events import EventBus
-from tldrlab.service.notify.base import Notifier, NotifySettings, redact
+from tldrlab.service.notify.base import Notifier, NotifySettings, notify_settings, redact
 from tldrlab.service.notify.discord import discord_notifier
 from tldrlab.service.notify.webhook import WebhookNotifier
 
@@ -39,7 +39,7 @@ NOTIFIERS: dict[str, Callable[[NotifySettings], Notifier]] = {"webhook": _webhoo
 
 
 def configured_notifiers(settings: NotifySettings | None = None) -> list[Notifier]:
-    settings = settings or NotifySettings()
+    settings = settings or notify_settings()
     names = []
     if settings.webhook_url:
         names.append("webhook")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tldrlab.config import settings_error
 from tldrlab.service.events import RunEvent
 
 Notifier = Callable[[RunEvent], None]
@@ -30,6 +31,15 @@ class NotifySettings(BaseSettings):
     """The only Discord user the bot talks to (DMs only)."""
     discord_api_base: str | None = None
     """Discord REST base URL (tests point it at a local fake)."""
+
+
+def notify_settings() -> NotifySettings:
+    """The notifier settings; a bad value (TLDRLAB_WEBHOOK_RETRIES=x, TLDRLAB_DISCORD_OWNER_ID=abc) is a
+    ConfigError naming it, not a pydantic traceback from every worker and the bot."""
+    try:
+        return NotifySettings()
+    except ValidationError as exc:
+        raise settings_error(exc, toml=False) from None
 
 
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+~-]+){2,}[\\/]?")

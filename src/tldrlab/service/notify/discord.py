@@ -27,7 +27,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.service.events import RunEvent
-from tldrlab.service.notify.base import NotifySettings, redact
+from tldrlab.service.notify.base import NotifySettings, notify_settings, redact
 
 log = logging.getLogger("tldrlab.notify.discord")
 MAX_MESSAGE = 1900  # Discord's limit is 2000 characters
@@ -363,7 +363,7 @@ def run_bot(api_base_url: str, settings: NotifySettings | None = None) -> None: 
     import discord
     from discord import app_commands
 
-    settings = settings or NotifySettings()
+    settings = settings or notify_settings()
     if settings.discord_token is None or settings.discord_owner_id is None:
         raise ConfigError("set TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID")
     api_key = get_settings().api_key
