@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from toy import ToyLM, ToyTask
@@ -19,7 +21,13 @@ from tldrlab.errors import CheckpointError
 from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.run import create_run, execute_run, start_run
 from tldrlab.train import TrainConfig, train
-from tldrlab.train.checkpoint import list_checkpoints, load_latest, save_checkpoint, verify_checkpoint
+from tldrlab.train.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    load_latest,
+    save_checkpoint,
+    verify_checkpoint,
+)
 
 TOY = Path(__file__).with_name("toy.py")
 
@@ -174,3 +182,20 @@ def test_interrupted_writes_leave_no_checkpoint_and_their_leftovers_are_removed(
     assert loaded is not None and loaded.step == 1
     prune_checkpoints(folder, keep=2)
     assert sorted(p.name for p in folder.iterdir()) == ["step-00000001"]
+
+
+def test_loading_a_checkpoint_restores_python_numpy_and_torch_random_states(tmp_path: Path) -> None:
+    """Whatever a task draws from Python's, NumPy's or torch's global generator after a resume is what it
+    drew after the checkpoint in the run that wrote it."""
+    model = ToyLM()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    path = save_checkpoint(tmp_path / "checkpoints", step=1, model=model, optimizer=optimizer, state={})
+    drawn = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    load_checkpoint(path, ToyLM())
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == drawn
