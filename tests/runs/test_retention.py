@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from netutil import serve_app
 from tldrlab.config import RetentionPolicy, get_settings
@@ -19,6 +20,7 @@ from tldrlab.runs.aliases import promote
 from tldrlab.runs.cleanup_events import recent_events
 from tldrlab.runs.filestore import open_file_store
 from tldrlab.runs.retention import disk_usage, prune
+from tldrlab.service.app import create_app
 from tldrlab.service.periodic import PeriodicCleanup
 
 DAY = 86400.0
@@ -269,3 +271,14 @@ def test_only_completed_runs_compete_for_the_best_places() -> None:
     dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
     assert dry.kept[best].startswith("best 1 of train")
     assert {d.target for d in dry.actions if d.action == "delete"} == {failed}
+
+
+def test_the_delete_endpoint_takes_only_an_exact_run_id() -> None:
+    # DELETE /runs/{id} resolved unique prefixes like the CLI, so a cut-off or mistyped id deleted whichever
+    # single run it prefixed, where every other /runs/{id} route answers 404 for anything but the exact id
+    kept = _run("train")
+    client = TestClient(create_app())
+    refused = client.delete(f"/runs/{kept[:-3]}")
+    assert refused.status_code == 404 and refused.json()["code"] == "not_found", refused.text
+    assert _exists(kept) and kept.dir.is_dir()
+    assert client.delete(f"/runs/{kept}").json()["status"] == "done" and not _exists(kept)

@@ -73,7 +73,11 @@ def delete(request: Request, run_id: str, dry_run: bool = False) -> dict[str, An
     """Delete a finished run (directory and registry row) now; 409 while it is queued or running or while an
     alias or another run references it."""
     settings = settings_of(request)
-    decision = delete_run(run_id, dry_run=dry_run, settings=settings, registry=registry(request))
+    runs = registry(request)
+    # the exact id, as every other /runs/{id} route: the CLI's unique-prefix lookup let DELETE /runs/<a typo
+    # or a cut-off id> delete whichever single run it happened to prefix
+    record = runs.get(run_id)
+    decision = delete_run(record.id, dry_run=dry_run, settings=settings, registry=runs)
     result: dict[str, Any] = public_paths(decision.as_dict(), settings)
     return result
 
