@@ -164,3 +164,14 @@ def test_body_limit_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/runs", headers={"X-Api-Key": key}).status_code == 200
     big = client.post("/runs", headers={"X-Api-Key": key}, json={"kind": "smoke", "config": {"x": "y" * 500}})
     assert big.status_code == 413 and big.json()["code"] == "payload_too_large"
+
+
+def test_a_failed_runs_logs_keep_the_traceback_on_the_server(client: TestClient) -> None:
+    from tldrlab.runs import start_run
+
+    with pytest.raises(ZeroDivisionError), start_run("toy", {}) as run:
+        _ = 1 / 0
+    assert "Traceback" in (run.dir / "log.jsonl").read_text()  # the run's own log file has it
+    logs = client.get(f"/runs/{run.id}/logs")
+    assert logs.status_code == 200 and logs.json()["lines"]
+    assert "Traceback" not in logs.text and all("exception" not in line for line in logs.json()["lines"])
