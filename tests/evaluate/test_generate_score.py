@@ -80,6 +80,9 @@ def test_filter_logits_and_apply_stop() -> None:
     assert kept_p.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, 0.5 + 0.3 reaches it
     kept_k = torch.isfinite(filter_logits(logits, 3, 1.0))
     assert kept_k.tolist() == [[True, True, True, False]]
+    # the vocabulary is not ordered by probability: top-p keeps the likeliest tokens wherever they are
+    shuffled = torch.log(torch.tensor([[0.05, 0.3, 0.15, 0.5]]))
+    assert torch.isfinite(filter_logits(shuffled, 0, 0.7)).tolist() == [[False, True, False, True]]
     assert apply_stop("abc\n\nxyz END", ["END", "\n\n"]) == ("abc", True)
     assert apply_stop("abc", ["zzz"]) == ("abc", False)
 
