@@ -123,3 +123,16 @@ def test_batched_greedy_seq2seq_matches_one_at_a_time(models: dict[str, Any], to
     batched = generate(models["t5"], tokenizer, prompts, options)
     single = [generate(models["t5"], tokenizer, [p], options)[0] for p in prompts]
     assert batched == single
+
+
+@pytest.mark.parametrize("name", ["gpt2", "char_lstm"])
+def test_a_too_long_lm_prompt_keeps_its_end(name: str, models: dict[str, Any], tokenizer: Any) -> None:
+    """A language model continues the text it was given: over max_input_tokens, the prompt's start goes."""
+    start, end = "Now is the winter of our discontent ", "made glorious summer by this sun"
+    greedy = {"temperature": 0, "max_new_tokens": 12}
+    n_end = len(tokenizer.encode(end, add_special_tokens=False))
+    cut = generate(models[name], tokenizer, [start + end], GenerateOptions(**greedy, max_input_tokens=n_end))
+    from_end = generate(models[name], tokenizer, [end], GenerateOptions(**greedy))
+    from_start = generate(models[name], tokenizer, [start[:n_end]], GenerateOptions(**greedy))
+    assert from_end != from_start  # the two ends of the prompt lead to different continuations here
+    assert cut == from_end
