@@ -19,7 +19,7 @@ def test_demo_prints_a_cited_digest(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count(" • ") == 5 and "[1]" in out
     # once, under the thread's title (not its id)
     assert "TL;DR of What's the difference between a porter and a stout? (two_stage)" in out
-    assert "note: no local language model is installed" in out  # the tests configure none: extractive
+    assert "note: the digest model is turned off" in out  # the tests configure none: extractive
     assert "TL;DR of 33" not in out
     tldr = out.split("highlights")[0]
     first_bullet = tldr.split(" • ")[1].split(".")[0]

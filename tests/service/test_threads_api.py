@@ -91,7 +91,7 @@ def test_stream_summary_sends_tokens_then_digest_then_done(client: TestClient) -
     events = sse_events(text)
     names = [name for name, _ in events]
     assert names == ["notice", "token", "token", "token", "digest", "done"]  # no model here: extractive
-    assert "no local language model" in json.loads(events[0][1])["message"]
+    assert "the digest model is turned off" in json.loads(events[0][1])["message"]
     digest = json.loads(events[-2][1])
     assert digest["notices"] == [json.loads(events[0][1])["message"]] and digest["draft"] == []
     assert len(digest["bullets"]) == 3 and len(digest["highlights"]) == 6

