@@ -9,6 +9,7 @@ from digest_helpers import sample_thread
 from tldrlab.digest.baselines import BASELINES, lexrank, textrank
 from tldrlab.digest.highlights import HighlightOptions, select_mmr, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
+from tldrlab.digest.pipeline import DigestOptions
 from tldrlab.digest.signals import minmax, neighbour_mean
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import NotFoundError
@@ -65,6 +66,17 @@ def test_query_aware_hybrid_finds_the_matching_sentence(store: SentenceStore, em
         store, thread.id, HighlightOptions(k=1, q="barleywines"), embedder=None
     )  # BM25 only
     assert stouts[0].post_id == "p3" and "barleywines" in stouts[0].text
+
+
+def test_a_blank_query_is_no_query(store: SentenceStore, embedder: Embedder) -> None:
+    """`--q "   "` / `?q=%20` ranked query-aware with no words to rank by (and cached apart from no query)."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    assert HighlightOptions(q=" \t ").q is None and DigestOptions(q="  ").q is None
+    assert HighlightOptions(q=" glass ").q == " glass "
+    plain = thread_highlights(store, thread.id, HighlightOptions(k=3), embedder=embedder)
+    blank = thread_highlights(store, thread.id, HighlightOptions(k=3, q="   "), embedder=embedder)
+    assert [(h.id, h.score) for h in blank] == [(h.id, h.score) for h in plain]
 
 
 def test_unknown_thread_is_not_found(store: SentenceStore) -> None:

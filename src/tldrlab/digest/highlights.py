@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
@@ -32,6 +33,15 @@ HIGHLIGHTER_VERSION = "3:" + ",".join(f"{mode}={name}" for mode, name in sorted(
 """Part of the digest cache key: digests made by an older default ranking are not served again (2: the
 candidate rules of `candidates.py`; 3: learned forum models choose posts, the heuristic orders their
 sentences; then the default scorer of each mode)."""
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Query = Annotated[str | None, BeforeValidator(_blank_is_none)]
+"""A query; one of only whitespace is no query (else it switched to query-aware ranking with no words to rank
+by, and `?q=%20` cached apart from no query)."""
 
 
 class HighlightOptions(BaseModel):
@@ -56,7 +66,7 @@ class HighlightOptions(BaseModel):
     `scorers.DEFAULT_SCORERS` names. The weights
     below apply to the heuristic only, except `accepted_weight`; `use_score`, `use_accepted` and the candidate
     rules apply to both."""
-    q: str | None = None
+    q: Query = None
     """Optional query: switches to query-aware ranking (hybrid vector + BM25)."""
     diversity: float = Field(default=0.3, ge=0.0, le=1.0)
     """MMR trade-off: 0 ranks by relevance only, higher values penalise sentences similar to earlier picks."""

@@ -18,7 +18,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.digest.cache import SummaryCache, cache_key
-from tldrlab.digest.highlights import HIGHLIGHTER_VERSION, Highlight, HighlightOptions, thread_highlights
+from tldrlab.digest.highlights import (
+    HIGHLIGHTER_VERSION,
+    Highlight,
+    HighlightOptions,
+    Query,
+    thread_highlights,
+)
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.embed.base import Embedder
@@ -40,7 +46,7 @@ class DigestOptions(BaseModel):
     """Summarizer parameters (model_path for local, model for openai, draft/final for two_stage)."""
     k: int = Field(default=8, ge=1, le=50)
     """Highlights to pick (the summarizer's candidates; the page marks all of them)."""
-    q: str | None = None
+    q: Query = None
     """Optional query: query-aware highlights."""
     max_bullets: int = Field(default=5, ge=1, le=20)
     """Most bullets in the TL;DR."""
