@@ -321,7 +321,7 @@ def launch_run(
     if resume:
         record = registry.find(resume)
         if get_kind(record.kind).name != spec.name:
-            raise InvalidInputError(f"run {record.id} is a {record.kind} run, not a {spec.name} run")
+            raise InvalidInputError(f"run {record.id} is of kind {record.kind}, not {spec.name}")
         config = resume_config(record, spec, changes)
     else:
         spec, config = prepare_run(kind, changes)

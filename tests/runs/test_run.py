@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from tldrlab.errors import ConfigError, ConflictError, RunCancelledError, RunPreemptedError
+from tldrlab.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidInputError,
+    RunCancelledError,
+    RunPreemptedError,
+)
+from tldrlab.launch import launch_run
 from tldrlab.runs import RunStatus, create_run, execute_run, open_registry, start_run
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.run import read_manifest
@@ -127,3 +134,11 @@ def test_a_resumed_run_keeps_its_first_start_and_counts_its_attempts() -> None:
     assert done.status is RunStatus.COMPLETED and done.attempts == 2
     assert done.started_at == preempted.started_at
     assert read_manifest(record.run_dir)["started_at"] == first_manifest_start
+
+
+def test_resuming_a_run_as_another_kind_names_both_kinds() -> None:
+    """The message read "is a evaluate run" / "not a ingest run" for kinds starting with a vowel."""
+    record = create_run("evaluate", {"model_run": "train-x"})
+    with pytest.raises(InvalidInputError) as refused:
+        launch_run("ingest", {}, resume=record.id)
+    assert refused.value.message == f"run {record.id} is of kind evaluate, not ingest"

@@ -115,6 +115,7 @@ def test_child_requests_need_a_completed_training_run(client: TestClient, tldrla
     smoke = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
     wrong_kind = client.post(f"/runs/{smoke}/generate", json={"config": {"prompts": ["hi"]}})
     assert wrong_kind.status_code == 400
+    assert wrong_kind.json()["message"] == f"run {smoke} is of kind smoke; generate needs a train run"
     data = tldrlab_home / "data"
     data.mkdir(parents=True)
     (data / "text.txt").write_text("To be, or not to be.\n")

@@ -360,7 +360,7 @@ def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
 def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:
     parent = _get(request, run_id)
     if parent.kind != "train":
-        raise InvalidInputError(f"run {run_id} is a {parent.kind} run; {kind} needs a train run")
+        raise InvalidInputError(f"run {run_id} is of kind {parent.kind}; {kind} needs a train run")
     if parent.status != RunStatus.COMPLETED:
         raise ConflictError(f"run {run_id} is {parent.status.value}; {kind} needs a completed training run")
     config = {**body.config, "model_run": parent.id}
