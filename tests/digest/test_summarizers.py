@@ -133,6 +133,32 @@ def test_bad_numeric_parameters_are_config_errors() -> None:
     assert build_summarizer("extractive", {"max_chars": "120"}).cache_params() == {"max_chars": 120}
 
 
+def test_unknown_parameters_are_config_errors_naming_them() -> None:
+    # `-p max_new_token=10` (a typo of max_new_tokens) changed nothing and said nothing; the docs promise a
+    # clear error (exit 2, 400 invalid_config) for bad options
+    endpoint = "http://127.0.0.1:9/v1"
+    bad = [
+        (
+            "extractive",
+            {"max_char": 100},
+            "the extractive summarizer has no parameter max_char; it takes max_chars",
+        ),
+        ("openai", {"base_url": endpoint, "temprature": 0.5}, "has no parameter temprature"),
+        ("local", {"model_path": "nowhere", "max_new_token": 10}, "has no parameter max_new_token"),
+        (
+            "two_stage",
+            {"final_params": {}, "drafts": "extractive"},
+            "two_stage summarizer has no parameter drafts",
+        ),
+        # without final_params, two_stage hands its other parameters to the final stage, which checks them
+        ("two_stage", {"final": "openai", "base_url": endpoint, "temprature": 1}, "openai summarizer has no"),
+    ]
+    for name, params, message in bad:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_summarizer(name, params)
+    assert build_summarizer("two_stage", {"final": "openai", "base_url": endpoint, "temperature": 1}).final
+
+
 def test_two_stage_shows_the_draft_then_streams_the_consolidation(
     store: SentenceStore, embedder: Embedder
 ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from tldrlab.data.threads import Thread
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.signals import tokenize
 from tldrlab.embed.base import Embedder
+from tldrlab.errors import ConfigError
 
 CITATION = re.compile(r"\[\s*(\d+(?:\s*(?:[,;]|[-–]|and)\s*\d+)*)\s*\]")
 """A bracketed citation: one number, a list (`,` `;` `and`) or ranges (`2-4`, `2–4`)."""
@@ -170,3 +171,14 @@ def bullets_from_text(text: str, context: SummaryContext) -> list[Bullet]:
         for i, h in zip(uncited, nearest, strict=True):
             parsed[i] = (parsed[i][0], [h])
     return [Bullet(text=t, citations=[context.highlights[i].id for i in c]) for t, c in parsed]
+
+
+def refuse_unknown_params(summarizer: str, params: Mapping[str, Any], known: Iterable[str]) -> None:
+    """A parameter the summarizer does not take is an error naming it, not ignored: `-p max_new_token=10`
+    (a typo) changed nothing and said nothing."""
+    known = set(known)
+    if unknown := sorted(set(params) - known):
+        raise ConfigError(
+            f"the {summarizer} summarizer has no parameter {', '.join(unknown)}; it takes "
+            f"{', '.join(sorted(known))}"
+        )

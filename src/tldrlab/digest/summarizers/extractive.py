@@ -13,7 +13,7 @@ from typing import Any
 
 from tldrlab.digest.candidates import is_bullet_worthy
 from tldrlab.digest.highlights import Highlight
-from tldrlab.digest.summarizers.base import Bullet, SummaryContext, SummaryEvent
+from tldrlab.digest.summarizers.base import Bullet, SummaryContext, SummaryEvent, refuse_unknown_params
 from tldrlab.errors import ConfigError
 
 
@@ -56,6 +56,7 @@ def shorten(text: str, max_chars: int) -> str:
 
 
 def build(params: dict[str, Any]) -> ExtractiveSummarizer:
+    refuse_unknown_params("extractive", params, ("max_chars",))
     value = params.get("max_chars", 300)
     try:
         max_chars = int(value)

@@ -41,6 +41,7 @@ from tldrlab.digest.summarizers.base import (
     bullets_from_text,
     most_similar,
     parse_bullet_citations,
+    refuse_unknown_params,
     split_bullets,
 )
 from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, chat_messages, render_chat
@@ -360,8 +361,8 @@ TUNABLE = {f.name for f in fields(LocalSummarizer)} - {"model_path", "name", "pr
 
 
 def build(params: dict[str, Any]) -> LocalSummarizer:
-    """The summarizer with the dataclass defaults, overridden by the parameters given (others are ignored:
-    two_stage passes its own along)."""
+    """The summarizer with the dataclass defaults, overridden by the parameters given."""
+    refuse_unknown_params("local", params, TUNABLE | {"model_path", "model"})
     path = params.get("model_path") or params.get("model") or default_model_ref()
     if not path:
         raise ConfigError(

@@ -20,6 +20,7 @@ from tldrlab.digest.summarizers.base import (
     SummaryEvent,
     bullets_from_text,
     numbered_highlights,
+    refuse_unknown_params,
 )
 from tldrlab.errors import ConfigError, ServiceUnavailableError
 
@@ -119,6 +120,7 @@ class OpenAISummarizer:
 
 
 def build(params: dict[str, Any]) -> OpenAISummarizer:
+    refuse_unknown_params("openai", params, ("base_url", "model", "max_tokens", "temperature"))
     base_url = params.get("base_url") or env_first("TLDRLAB_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     if not base_url:
         raise ConfigError("the openai summarizer needs TLDRLAB_OPENAI_BASE_URL (or OPENAI_BASE_URL)")

@@ -26,6 +26,7 @@ from tldrlab.digest.summarizers.base import (
     SummaryContext,
     SummaryEvent,
     bullets_from_text,
+    refuse_unknown_params,
 )
 from tldrlab.errors import ConfigError, TldrlabError
 from tldrlab.models.resolve import resolve_model_ref
@@ -104,6 +105,8 @@ def build(params: dict[str, Any], build_summarizer: SummarizerBuilder) -> TwoSta
     if "two_stage" in (draft_name, final_name):
         raise ConfigError("two_stage cannot nest itself")
     final_params = params.get("final_params")
+    if final_params is not None:  # else the final stage's builder checks what reaches it
+        refuse_unknown_params("two_stage", params, ("draft", "final", "draft_params", "final_params"))
     if final_params is None:  # `-p model_path=...` reaches the final stage directly
         final_params = {k: v for k, v in params.items() if k not in ("draft", "final", "draft_params")}
     final_params = dict(final_params)
