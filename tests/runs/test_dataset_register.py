@@ -149,3 +149,18 @@ def test_the_command_line_trains_on_a_data_set_named_by_id(
     run = open_registry().get(json.loads(out)["run_id"])
     assert run.config["data"]["path"] == str(pairs_dir.resolve())
     assert [d["id"] for d in read_manifest(run.run_dir)["datasets"]] == [record.id]
+
+
+def test_evaluate_takes_a_data_set_by_its_bare_id_as_generate_and_score_do(pairs_dir: Path) -> None:
+    """`tldrlab eval RUN --data ds-...` looked for a file called ds-... (generate and score took the id)."""
+    from tldrlab.kinds import validate_config
+    from tldrlab.launch import resolve_dataset_refs
+
+    record, _ = register_dataset(pairs_dir)
+    config = validate_config("evaluate", {"model_run": "train-x", "data": record.id})
+    assert config.data == f"dataset:{record.id}"
+    resolve_dataset_refs(config)
+    assert config.data == str(record.location())
+    assert (
+        validate_config("evaluate", {"model_run": "train-x", "data": "ds-notes.txt"}).data == "ds-notes.txt"
+    )

@@ -141,7 +141,8 @@ class EvaluateConfig(BaseModel):
     model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model is evaluated, or any model reference."""
     data: Annotated[str | None, InputPath()] = None
-    """Evaluate on this file or data-set directory instead of the training run's data."""
+    """Evaluate on this file or data-set directory instead of the training run's data, or on a registered
+    data set by id (`ds-...` or `dataset:<id>`), as generate and score take it."""
     format: str | None = None
     """Reader format of `data`; None detects it."""
     split: str | None = None
@@ -168,6 +169,8 @@ class EvaluateConfig(BaseModel):
     """LM: seeded continuations written to samples.jsonl (None: 4)."""
     generation: GenerateOptions = Field(default_factory=lambda: GenerateOptions(temperature=0.0))
     """Decoding options (greedy by default; options given in part keep the rest of this default)."""
+
+    _dataset_id = field_validator("data", mode="before")(dataset_reference)
 
     def overrides(self) -> dict[str, Any]:
         """The EvalConfig settings this config sets (everything but `model_run` and the unset ones)."""
