@@ -31,9 +31,8 @@ def list_command(query: RunQuery, as_json: bool) -> None:
 
     Example: tldrlab runs list --kind train --status completed
     """
-    if (
-        query.kind
-    ):  # an old name (eval) lists its runs; a typo is an error listing the kinds, not an empty table
+    # an old name (eval) lists its runs; a typo is an error listing the kinds, not an empty table
+    if query.kind:
         query = query.model_copy(update={"kind": get_kind(query.kind).name})
     records = open_registry().list(**query.model_dump(mode="json"))
     emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
