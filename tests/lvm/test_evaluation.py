@@ -101,6 +101,21 @@ def test_verdict_bootstraps_over_articles_and_separates_clear_from_noisy_wins() 
     assert "on both: clear; with both intervals above zero: clear." in text
 
 
+def test_one_article_gives_no_interval_and_no_significant_win() -> None:
+    """Resampling one article always draws the same windows: a zero-width interval, so a model ahead by any
+    hair on a one-article test split was reported as a winner 'with both intervals above zero'."""
+    rng = np.random.default_rng(0)
+    article = np.zeros(40, dtype=int)
+    base_cos, base_hit = rng.uniform(0.3, 0.6, size=40), np.zeros(40)
+    baseline = _score("copy_last", "baseline", {"cosine": base_cos, "top1_excl": base_hit}, article)
+    ahead = _score("ahead", "model", {"cosine": base_cos + 0.001, "top1_excl": base_hit + 0.025}, article)
+    assert metric_interval(ahead, "cosine") is None
+    outcome = verdict([baseline, ahead])
+    assert outcome["winners"] == ["ahead"] and outcome["significant_winners"] == []
+    assert "interval95" not in outcome["margins"]["ahead"]["cosine"]
+    assert "| ahead | +0.0010 | +0.0250 |" in markdown_verdict(outcome)
+
+
 def test_every_method_gets_a_95_interval_of_each_goal_metric_over_articles(tmp_path: Path) -> None:
     article = np.repeat(np.arange(10), 20)
     # windows of one article agree: the interval is as wide as the spread between articles

@@ -131,10 +131,18 @@ def evaluate_methods(
     return results
 
 
+def resampled_articles(score: MethodScore) -> int:
+    """How many evaluation articles the bootstrap can resample (0 without per-window scores). Intervals need
+    two: resampling one article always draws the same windows, a zero-width interval that looks certain."""
+    if score.per_window is None or score.article is None:
+        return 0
+    return len(np.unique(score.article))
+
+
 def metric_interval(score: MethodScore, metric: str) -> tuple[float, float] | None:
     """95 % interval of one method's mean `metric`, resampling evaluation articles with replacement (None
-    without per-window scores)."""
-    if score.per_window is None or score.article is None:
+    without per-window scores or with one article)."""
+    if score.per_window is None or score.article is None or resampled_articles(score) < 2:
         return None
     return paired_bootstrap_interval(score.per_window[metric], score.article)
 
@@ -227,7 +235,8 @@ def verdict(results: list[MethodScore]) -> dict[str, Any]:
                 "versus": baseline.name,
                 "margin": model.metrics[metric] - baseline.metrics[metric],
             }
-            if model.per_window is not None and baseline.per_window is not None:
+            # none from one article: its zero-width interval made any point win "significant"
+            if baseline.per_window is not None and resampled_articles(model) >= 2:
                 entry["interval95"] = list(margin_interval(model, baseline, metric))
             margins[model.name][metric] = entry
     winners = [name for name, m in margins.items() if all(m[x]["margin"] > 0 for x in GOAL_METRICS)]
