@@ -276,6 +276,16 @@ def test_files_api_streams_ranges_limits_and_serves_other_machines(
         part = httpx.get(f"{url}/files/{sha}", headers={**auth, "Range": "bytes=1000-1999"})
         assert part.status_code == 206 and part.content == blob[1000:2000]
         assert part.headers["content-range"] == "bytes 1000-1999/100000"
+        # a range past the end or a malformed one: the API's JSON errors, not FileResponse's plain text
+        past = httpx.get(f"{url}/files/{sha}", headers={**auth, "Range": "bytes=200000-200999"})
+        assert past.status_code == 416 and past.headers["content-range"] == "bytes */100000"
+        assert past.json()["code"] == "range_not_satisfiable" and "100000 bytes" in past.json()["message"]
+        assert past.json()["request_id"] == past.headers["x-request-id"]
+        for malformed in ("bytes=abc", "items=0-9", "bytes=50-10"):
+            refused = httpx.get(f"{url}/files/{sha}", headers={**auth, "Range": malformed})
+            assert refused.status_code == 400, malformed
+            assert refused.json()["code"] == "invalid_input" and malformed in refused.json()["message"]
+            assert refused.json()["request_id"]
         head = httpx.head(f"{url}/files/{sha}", headers=auth)
         assert head.status_code == 200 and head.headers["content-length"] == "100000"
         assert httpx.get(f"{url}/files/{'b' * 64}", headers=auth).status_code == 404

@@ -211,10 +211,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             404: "not_found",
             405: "method_not_allowed",
             413: "payload_too_large",
+            416: "range_not_satisfiable",
             422: "invalid_input",
         }.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body(code, str(exc.detail), _request_id(request)), status_code=exc.status_code
+        return JSONResponse(  # the exception's headers too (a 416's Content-Range, a 405's Allow)
+            error_body(code, str(exc.detail), _request_id(request)),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(Exception)
