@@ -311,7 +311,10 @@ def test_files_api_streams_ranges_limits_and_serves_other_machines(
         stored_path = server_settings.files_dir / stored.sha256[:2] / stored.sha256
         rotten = bytearray(stored_path.read_bytes())
         rotten[len(rotten) // 2] ^= 0x01
+        assert remote.verify(stored.sha256)
         stored_path.write_bytes(bytes(rotten))
         with pytest.raises(InvalidInputError, match="corrupt"):
             remote.fetch(stored.sha256, tmp_path / "fetched.tar.gz")
         assert not list(tmp_path.glob("*fetched*"))
+        # ...and verify, which retention trusts before cleaning a run directory, reads it back and says so
+        assert not remote.verify(stored.sha256) and not remote.verify("c" * 64)

@@ -310,8 +310,27 @@ class HttpFileStore:
         return dest
 
     def verify(self, sha256: str) -> bool:
-        # The server hashed the bytes when it stored them, under their sha256: a file there is that file.
-        return self.size(sha256) is not None
+        # The server hashed the bytes when it stored them, but they can rot on its disk without changing
+        # size: download them and hash them as they stream (never held whole), like the directory store.
+        import httpx
+
+        check_sha256(sha256)
+        digest = hashlib.sha256()
+        try:
+            with (
+                httpx.Client(base_url=self.base_url, headers=self.headers, timeout=self.timeout_s) as client,
+                client.stream("GET", f"/files/{sha256}") as response,
+            ):
+                if response.status_code == 404:
+                    return False
+                if response.status_code >= 400:
+                    response.read()
+                _raise_for(response, self.base_url)
+                for chunk in response.iter_bytes(CHUNK):
+                    digest.update(chunk)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailableError(f"the file store at {self.base_url} is unreachable: {exc}") from exc
+        return digest.hexdigest() == sha256
 
 
 def _raise_for(response: object, base_url: str) -> None:
