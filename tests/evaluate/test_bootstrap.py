@@ -22,6 +22,11 @@ def test_interval_brackets_the_mean_and_respects_units() -> None:
     assert paired_bootstrap_interval(np.full(5, 0.25)) == pytest.approx((0.25, 0.25))
     with pytest.raises(ValueError):
         paired_bootstrap_interval(np.array([]))
+    # one unit, however many items: every resample is that unit, a zero-width interval that looks certain
+    with pytest.raises(ValueError, match="two units"):
+        paired_bootstrap_interval(np.array([0.3]))
+    with pytest.raises(ValueError, match="two units"):
+        paired_bootstrap_interval(rng.normal(0, 1, size=50), np.zeros(50))
 
 
 def test_interval_has_the_asked_confidence_and_weights_items_not_units() -> None:

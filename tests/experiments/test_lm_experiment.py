@@ -11,8 +11,10 @@ import torch
 
 from tinylm import CORPUS, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.cli.main import main
+from tldrlab.elm.compare_lm import markdown as compare_markdown
+from tldrlab.elm.compare_lm import pairwise
 from tldrlab.experiments.config import LM_ARMS, LMExperimentConfig
-from tldrlab.experiments.lm_results import differences, summarize_rows
+from tldrlab.experiments.lm_results import differences, differences_table, summarize_rows
 from tldrlab.runs import RunStatus, open_registry
 from tldrlab.runs.atomic import read_jsonl
 
@@ -112,6 +114,20 @@ def test_bootstrap_differences_are_paired_over_records() -> None:
     (found,) = [d for d in differences(rows, None) if d["arm"] == "compressed"]
     assert found["difference"] == pytest.approx(-0.1)  # per record: seed means (0.3, 0.3, 0.3) vs 0.2
     assert found["low"] == pytest.approx(-0.1) and found["high"] == pytest.approx(-0.1)
+
+
+def test_one_record_gives_a_difference_without_an_interval() -> None:
+    # resampling one record draws the same difference every time: no interval rather than a zero-width one
+    rows = [
+        {"arm": "baseline", "seed": 1, "rougeL": 0.3, "per_record": {"rougeL": [0.3]}},
+        {"arm": "compressed", "seed": 1, "rougeL": 0.2, "per_record": {"rougeL": [0.2]}},
+    ]
+    (found,) = [d for d in differences(rows, None) if d["arm"] == "compressed"]
+    assert found["difference"] == pytest.approx(-0.1) and found["low"] is None and found["high"] is None
+    assert "-0.1000 |" in differences_table([found]) and "[" not in differences_table([found])
+    (pair,) = pairwise([{"system": s, "per_record": {"rougeL": [v]}} for s, v in (("a", 0.2), ("b", 0.5))])
+    assert pair["difference"] == pytest.approx(0.3) and pair["low"] is None and pair["high"] is None
+    assert "+0.3000 |" in compare_markdown([], [pair])
 
 
 @pytest.mark.slow

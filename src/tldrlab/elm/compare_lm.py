@@ -341,7 +341,12 @@ def pairwise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     b - a
                     for a, b in zip(first["per_record"][metric], second["per_record"][metric], strict=True)
                 ]
-                low, high = paired_bootstrap_interval(diff)  # type: ignore[arg-type]
+                # one test record gives no interval (resampling it draws the same difference every time)
+                low, high = (
+                    paired_bootstrap_interval(diff)  # type: ignore[arg-type]
+                    if len(diff) > 1
+                    else (None, None)
+                )
                 out.append(
                     {
                         "system": second["system"],
@@ -384,7 +389,9 @@ def markdown(rows: list[dict[str, Any]], differences: list[dict[str, Any]]) -> s
         for d in differences:
             lines.append(
                 f"| {d['system']} − {d['reference']} | {LABELS[d['metric']]} | "
-                f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] |"
+                f"{d['difference']:+.4f}"
+                + (f" [{d['low']:+.4f}, {d['high']:+.4f}]" if d["low"] is not None else "")
+                + " |"
             )
     return "\n".join(lines) + "\n"
 

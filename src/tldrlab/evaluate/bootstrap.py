@@ -25,13 +25,19 @@ def paired_bootstrap_interval(
 
     `groups[i]` names the unit item i belongs to (None: every item is its own unit); units are resampled
     with replacement and the mean is item-weighted, like the point estimate `differences.mean()`.
+    ValueError with fewer than two units: callers show the difference without an interval then.
     """
     diff = np.asarray(differences, dtype=np.float64)
     if diff.size == 0:
         raise ValueError("paired_bootstrap_interval needs at least one difference")
     if groups is None:
         groups = np.arange(diff.size)
-    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    units, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    if len(units) < 2:
+        # resampling one unit draws the same items every time: a zero-width interval that reads as certainty
+        raise ValueError(
+            "paired_bootstrap_interval needs at least two units to resample (one gives a zero-width interval)"
+        )
     sums = np.bincount(inverse, weights=diff)
     counts = np.bincount(inverse).astype(np.float64)
     rng = np.random.default_rng(seed)

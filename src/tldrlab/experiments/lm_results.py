@@ -83,7 +83,8 @@ def differences(rows: list[dict[str, Any]], lead: dict[str, Any] | None) -> list
                 if mine is None or theirs is None or mine.shape != theirs.shape:
                     continue
                 diff = mine - theirs
-                low, high = paired_bootstrap_interval(diff)
+                # one record gives no interval (resampling it draws the same difference every time)
+                low, high = paired_bootstrap_interval(diff) if diff.size > 1 else (None, None)
                 out.append(
                     {
                         "arm": arm,
@@ -133,7 +134,8 @@ def differences_table(found: list[dict[str, Any]]) -> str:
                 cells.append(
                     "–"
                     if hit is None
-                    else f"{hit['difference']:+.4f} [{hit['low']:+.4f}, {hit['high']:+.4f}]"
+                    else f"{hit['difference']:+.4f}"
+                    + (f" [{hit['low']:+.4f}, {hit['high']:+.4f}]" if hit["low"] is not None else "")
                 )
             if any(c != "–" for c in cells):
                 lines.append(f"| {arm} | {LABELS[metric]} | " + " | ".join(cells) + " |")
@@ -184,8 +186,9 @@ def plot_differences(found: list[dict[str, Any]], path: Path) -> Path:
             for d in (d for d in found if d["metric"] == metric and d["reference"] == reference):
                 labels.append(f"{d['arm']} − {reference}")
                 centers.append(d["difference"])
-                lows.append(d["difference"] - d["low"])
-                highs.append(d["high"] - d["difference"])
+                # no interval (one record): a point without error bars
+                lows.append(d["difference"] - d["low"] if d["low"] is not None else 0.0)
+                highs.append(d["high"] - d["difference"] if d["high"] is not None else 0.0)
                 colors.append(["#4c72b0", "#dd8452", "#55a868"][i % 3])
         y = list(range(len(labels)))[::-1]
         for yi, c, lo, hi, col in zip(y, centers, lows, highs, colors, strict=True):
