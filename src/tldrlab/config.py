@@ -56,7 +56,8 @@ class RetentionPolicy(BaseModel):
     statuses: list[FinishedStatus] = Field(default_factory=lambda: list(FINISHED_STATUSES))
     """Statuses of the runs that may be pruned (queued and running runs never are)."""
     kinds: list[str] = Field(default_factory=list)
-    """Run kinds that may be pruned; empty: every kind."""
+    """Run kinds that may be pruned; empty: every kind. An old name (`eval`) means its kind; an unknown name
+    is refused (by `tldrlab serve`, its workers and `runs prune`)."""
     keep_best: int = Field(default=3, ge=0)
     """Keep the best N completed runs of each kind (and `group_by_tag` value) by `metric`."""
     metric: str = "best_val_loss"

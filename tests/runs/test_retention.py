@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from netutil import serve_app
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.errors import ConflictError
+from tldrlab.errors import ConflictError, UnknownKindError
 from tldrlab.runs import RunRecord, create_run, open_registry, start_run
 from tldrlab.runs.aliases import promote
 from tldrlab.runs.cleanup_events import recent_events
@@ -22,6 +22,7 @@ from tldrlab.runs.filestore import open_file_store
 from tldrlab.runs.retention import disk_usage, prune
 from tldrlab.service.app import create_app
 from tldrlab.service.periodic import PeriodicCleanup
+from tldrlab.service.worker import build_worker
 
 DAY = 86400.0
 
@@ -282,3 +283,30 @@ def test_the_delete_endpoint_takes_only_an_exact_run_id() -> None:
     assert refused.status_code == 404 and refused.json()["code"] == "not_found", refused.text
     assert _exists(kept) and kept.dir.is_dir()
     assert client.delete(f"/runs/{kept}").json()["status"] == "done" and not _exists(kept)
+
+
+def test_the_servers_retention_kinds_take_old_kind_names_and_refuse_unknown_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `eval` is the old name of `evaluate`: a policy naming it matched no run of the kind, silently (and a
+    # misspelt kind pruned nothing without a word); old runs may still be recorded under the old name
+    evaluation, old_evaluation, training = _run("evaluate"), _run("eval"), _run("train")
+    monkeypatch.setenv("TLDRLAB_RETENTION__KINDS", '["eval"]')
+    monkeypatch.setenv("TLDRLAB_RETENTION__GRACE_PERIOD_S", "0")
+    monkeypatch.setenv("TLDRLAB_RETENTION__OLDER_THAN_DAYS", "1")
+    get_settings.cache_clear()
+    preview = TestClient(create_app()).post("/cleanup/prune", json={"dry_run": True}).json()
+    deleted = {a["target"] for a in preview["actions"] if a["action"] == "delete"}
+    assert deleted == {evaluation, old_evaluation}
+    assert "kind train is not pruned" in preview["kept"][training]
+    periodic = PeriodicCleanup(get_settings())  # what `tldrlab serve` runs with `retention.enabled`
+    assert set(periodic.settings.retention.kinds) == {"evaluate", "eval"}
+    monkeypatch.setenv("TLDRLAB_RETENTION__KINDS", '["evaluate", "evel"]')
+    get_settings.cache_clear()
+    with pytest.raises(UnknownKindError, match=r"retention\.kinds.*'evel'.*known kinds: .*evaluate"):
+        create_app()
+    with pytest.raises(UnknownKindError, match="evel"):
+        PeriodicCleanup(get_settings())
+    with pytest.raises(UnknownKindError, match="evel"):  # workers apply the policy to each finished run
+        build_worker()
+    assert _exists(evaluation) and _exists(old_evaluation) and _exists(training)

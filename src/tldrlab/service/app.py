@@ -28,6 +28,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError, TldrlabError
 from tldrlab.service.limits import BodyLimitMiddleware
 from tldrlab.service.openapi import openapi_with_kind_configs
+from tldrlab.service.periodic import check_retention_setting
 
 log = logging.getLogger("tldrlab.service")
 
@@ -160,6 +161,7 @@ class GuardMiddleware:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     api_key = check_api_key_setting(settings)
+    settings = check_retention_setting(settings)  # the prune endpoint's policy; refused at start-up
     app = FastAPI(
         title="tldrlab",
         version="0.1.0",

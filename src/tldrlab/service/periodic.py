@@ -1,7 +1,11 @@
 """The periodic cleanup inside `tldrlab serve`: a retention pass (`tldrlab.runs.retention.prune`) when the
 server starts and every `retention.every_s` seconds after, while `retention.enabled` is set. A failing pass is
 logged and the next one runs on time; each action is a cleanup event (`GET /cleanup/events`, the runs
-page)."""
+page).
+
+The policy's `kinds` are resolved here, where the server reads them (the app, this loop and the workers):
+`tldrlab.runs.retention` sits below the kind registry and compares the names as they are.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,37 @@ import logging
 import threading
 
 from tldrlab.config import Settings
+from tldrlab.errors import UnknownKindError
+from tldrlab.kinds import get_kind
 from tldrlab.runs.retention import prune
 
 log = logging.getLogger("tldrlab.cleanup")
+
+
+def check_retention_setting(settings: Settings) -> Settings:
+    """`settings` with `retention.kinds` naming every kind it means under all its names: an old name (eval)
+    means its kind, whose runs are recorded under the current name and, if older, the old one; an unknown
+    name is refused (UnknownKindError) instead of pruning nothing without a word."""
+    policy = settings.retention
+    if not policy.kinds:  # every kind
+        return settings
+    try:
+        kinds = [get_kind(name) for name in policy.kinds]
+    except UnknownKindError as exc:
+        raise UnknownKindError(
+            f"retention.kinds (TLDRLAB_RETENTION__KINDS): {exc.message}", **exc.details
+        ) from exc
+    names = list(dict.fromkeys(name for kind in kinds for name in (kind.name, *kind.aliases)))
+    if names == policy.kinds:
+        return settings
+    return settings.model_copy(update={"retention": policy.model_copy(update={"kinds": names})})
 
 
 class PeriodicCleanup:
     """A daemon thread running retention passes until `stop()`."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = check_retention_setting(settings)
         self.passes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="periodic-cleanup", daemon=True)

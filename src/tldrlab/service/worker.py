@@ -52,6 +52,7 @@ from tldrlab.runs.retention import settle_finished_run
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import SUBMITTED_VIA, confine_again
 from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
+from tldrlab.service.periodic import check_retention_setting
 from tldrlab.service.queue import JobQueue, open_queue
 from tldrlab.service.queue.rq import rq_entry  # noqa: F401  RQ jobs queued by older versions call it here
 
@@ -454,7 +455,8 @@ def install_signal_handlers(worker: Worker) -> None:
 
 
 def build_worker(settings: Settings | None = None, config: WorkerConfig | None = None) -> Worker:
-    settings = settings or get_settings()
+    # the retention policy a worker applies to each run it finishes (settle_finished_run)
+    settings = check_retention_setting(settings or get_settings())
     worker = Worker(
         settings=settings,
         config=config or WorkerConfig(),
