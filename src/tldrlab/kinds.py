@@ -96,8 +96,12 @@ class RunKind:
     outputs: tuple[str, ...] = ()
     """Config fields naming output paths: a command line makes them absolute (relative to where it runs)."""
     check: str | None = None
-    """"module:function", `(config) -> None`: more such command-line checks (the model name is known, the
-    tokenizer vocabulary fits); may import torch, so the API's submit does not run it."""
+    """"module:function", `(config) -> None`: more such command-line checks of the environment (the data
+    directory is here, a model run exists in this home); may import torch, so the API's submit does not run
+    it. Facts about the config alone (a model family or a loss is known, the tokenizer vocabulary fits its
+    method, the model fits the parameter budget) are the config class's own validators instead, so that
+    `POST /runs` refuses them too (422 naming the field). Over the API an input may still be written by an
+    earlier queued run, so a missing file is not refused at submit."""
     report: str | None = None
     """"module:function", `(run_id, result) -> tldrlab.report.Report`: how the result reads (else JSON)."""
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
+from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
 from tldrlab.train.config import TrainConfig
 
 DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
@@ -126,8 +127,8 @@ class ElmTrainConfig(BaseModel):
     tokenizer: Annotated[str | None, InputPath()] = None
     """lm=scratch: a trained tokenizer directory; None trains a BPE on the training targets."""
 
-    vocab_size: int = Field(default=4000, ge=64)
-    """lm=scratch: vocabulary of the tokenizer trained when none is given."""
+    vocab_size: int = Field(default=4000, ge=MIN_VOCAB_SIZES["bpe"])
+    """lm=scratch: vocabulary of the byte-level BPE tokenizer trained when none is given."""
 
     max_target_len: int = Field(default=48, ge=2)
     """Target tokens kept (with eos) and the most tokens generated."""

@@ -2,7 +2,8 @@
 
 `forward(input_ids, labels=None)` returns an object with `.loss` and `.logits` like a transformers causal LM
 (labels are shifted inside, -100 is ignored), so the training loop, `score_text` and `generate` treat every
-LM alike. Saved as safetensors + config.json (never pickle).
+LM alike. Saved as safetensors + config.json (never pickle). Its config (`CharLSTMConfig`) and parameter
+count live in `char_lstm_config`, which imports no torch.
 """
 
 from __future__ import annotations
@@ -11,36 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-
-class CharLSTMConfig(BaseModel):
-    """An LSTM LM over any tokenizer's ids (usually the char tokenizer)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    vocab_size: int | None = Field(default=None, gt=0)
-    """Vocabulary size; None takes it from the tokenizer."""
-
-    embedding_dim: int = Field(default=128, gt=0)
-    """Width of the token embedding."""
-
-    hidden_dim: int = Field(default=256, gt=0)
-    """Width of each LSTM layer's state."""
-
-    num_layers: int = Field(default=2, gt=0)
-    """Stacked LSTM layers."""
-
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    """Dropout on embeddings, between LSTM layers and before the head."""
-
-    tie_weights: bool = False
-    """Share the embedding matrix with the output head (a projection maps hidden_dim to embedding_dim
-    when they differ)."""
-
-    pad_token_id: int | None = None
-    """Padding id (its embedding stays zero); None takes it from the tokenizer."""
+from tldrlab.models.char_lstm_config import CharLSTMConfig
 
 
 @dataclass

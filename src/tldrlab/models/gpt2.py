@@ -54,6 +54,18 @@ class GPT2ModelConfig(BaseModel):
         return resolve_dims(GPT2_SIZES, self)
 
 
+def parameter_count(config: GPT2ModelConfig, vocab_size: int) -> int | None:
+    """Parameters of the model `config` builds over a `vocab_size` tokenizer, from its dimensions alone (None
+    for a pretrained one: its size is the checkpoint's)."""
+    if config.from_pretrained:
+        return None
+    dims = config.dims()
+    width = dims["n_embd"]
+    block = 12 * width * width + 13 * width  # attention (qkv + out) and MLP (4x) weights and biases, 2 norms
+    head = 0 if config.tie_word_embeddings else vocab_size * width
+    return (vocab_size + dims["n_positions"]) * width + dims["n_layer"] * block + 2 * width + head
+
+
 def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel
 

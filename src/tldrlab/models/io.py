@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import CheckpointError, InvalidInputError
-from tldrlab.models.char_lstm import CharLSTM, CharLSTMConfig
+from tldrlab.models.char_lstm import CharLSTM
+from tldrlab.models.char_lstm_config import CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json

@@ -3,6 +3,10 @@
 model = build_model("t5", {"size": "tiny"}, tokenizer)
 model_task("gpt2")  # "causal_lm"
 model_task("causal_lm")  # "chat": a pretrained chat LM fine-tuned on document -> summary turns
+parameter_count("t5", {"size": "base"}, vocab_size=8000)  # 44.7M, from the dimensions alone
+
+Importing it imports no torch (the families' builders load it when a model is built), so run configs are
+validated against it cheaply: `model_settings` by the family's config, its size by `parameter_count`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.errors import ConfigError
-from tldrlab.models import causal_lm, char_lstm, gpt2, t5
+from tldrlab.models import causal_lm, char_lstm_config, gpt2, t5
+from tldrlab.targets import load_target
 
 Task = Literal["seq2seq", "causal_lm", "chat"]
 
@@ -45,11 +50,38 @@ class ModelSpec:
     load: Callable[[Path], Any] | None = None
     """directory -> the model `export` wrote; None: the family's transformers class (or its own loader)."""
 
+    parameter_count: Callable[[Any, int], int | None] | None = None
+    """(config, tokenizer vocabulary size) -> the parameters the built model has, from the config alone (no
+    memory allocated); None (or a None count): not decided by the settings (a pretrained checkpoint)."""
+
+
+def _char_lstm_build(config: Any, tokenizer: Any) -> Any:
+    build: Callable[[Any, Any], Any] = load_target("tldrlab.models.char_lstm:build")  # torch, on first use
+    return build(config, tokenizer)
+
 
 MODELS: dict[str, ModelSpec] = {
-    "t5": ModelSpec(t5.T5ModelConfig, t5.build, "seq2seq", "transformers T5 encoder-decoder summarizer"),
-    "gpt2": ModelSpec(gpt2.GPT2ModelConfig, gpt2.build, "causal_lm", "transformers GPT-2 causal LM"),
-    "char_lstm": ModelSpec(char_lstm.CharLSTMConfig, char_lstm.build, "causal_lm", "PyTorch LSTM causal LM"),
+    "t5": ModelSpec(
+        t5.T5ModelConfig,
+        t5.build,
+        "seq2seq",
+        "transformers T5 encoder-decoder summarizer",
+        parameter_count=t5.parameter_count,
+    ),
+    "gpt2": ModelSpec(
+        gpt2.GPT2ModelConfig,
+        gpt2.build,
+        "causal_lm",
+        "transformers GPT-2 causal LM",
+        parameter_count=gpt2.parameter_count,
+    ),
+    "char_lstm": ModelSpec(
+        char_lstm_config.CharLSTMConfig,
+        _char_lstm_build,
+        "causal_lm",
+        "PyTorch LSTM causal LM",
+        parameter_count=char_lstm_config.parameter_count,
+    ),
     "causal_lm": ModelSpec(
         causal_lm.CausalLMConfig,
         causal_lm.build,
@@ -82,6 +114,15 @@ def parse_model_config(name: str, config: dict[str, Any] | BaseModel | None) -> 
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid {name} model config: {problems}") from exc
+
+
+def parameter_count(name: str, config: dict[str, Any] | BaseModel | None, *, vocab_size: int) -> int | None:
+    """Parameters of the model `build_model(name, config, tokenizer)` makes when the tokenizer has
+    `vocab_size` tokens, without building it; None when the settings do not decide it (pretrained)."""
+    spec = get_spec(name)
+    if spec.parameter_count is None:
+        return None
+    return spec.parameter_count(parse_model_config(name, config), vocab_size)
 
 
 def build_model(name: str, config: dict[str, Any] | BaseModel | None, tokenizer: Any) -> Any:

@@ -90,6 +90,32 @@ class T5ModelConfig(BaseModel):
         return resolve_dims(T5_SIZES, self)
 
 
+RELATIVE_ATTENTION_BUCKETS = 32
+"""transformers' T5 default: the first layer of the encoder and of the decoder each hold a buckets x heads
+position bias."""
+
+
+def parameter_count(config: T5ModelConfig, vocab_size: int) -> int | None:
+    """Parameters of the model `config` builds over a `vocab_size` tokenizer, from its dimensions alone (None
+    for a pretrained one: its size is the checkpoint's). Embedding and output head are one tied matrix."""
+    if config.from_pretrained:
+        return None
+    dims = config.dims()
+    d_model, heads = dims["d_model"], dims["num_heads"]
+    attention = 4 * d_model * heads * dims["d_kv"]  # q, k, v, o; T5 uses no biases
+    feed_forward = (3 if config.feed_forward_proj == "gated-gelu" else 2) * d_model * dims["d_ff"]
+    encoder_layer = attention + feed_forward + 2 * d_model  # + 2 layer norms (weights only)
+    decoder_layer = 2 * attention + feed_forward + 3 * d_model  # self- and cross-attention
+    position_biases = 2 * RELATIVE_ATTENTION_BUCKETS * heads
+    return (
+        vocab_size * d_model
+        + dims["num_layers"] * encoder_layer
+        + dims["num_decoder_layers"] * decoder_layer
+        + 2 * d_model  # final layer norms
+        + position_biases
+    )
+
+
 def build(config: T5ModelConfig, tokenizer: Any) -> Any:
     from transformers import T5Config, T5ForConditionalGeneration
 

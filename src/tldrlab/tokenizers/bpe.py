@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tldrlab.errors import ConfigError
-from tldrlab.tokenizers.config import SPECIAL_TOKENS, UNK, TokenizerConfig
+from tldrlab.tokenizers.config import MIN_VOCAB_SIZES, SPECIAL_TOKENS, UNK, TokenizerConfig
 from tldrlab.tokenizers.corpus import batched
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 
 def min_vocab_size(config: TokenizerConfig) -> int:
-    return len(pre_tokenizers.ByteLevel.alphabet()) + len(SPECIAL_TOKENS)
+    return MIN_VOCAB_SIZES["bpe"]
 
 
 def new_tokenizer() -> Tokenizer:

@@ -11,12 +11,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 from tldrlab.errors import ConfigError
-from tldrlab.tokenizers.config import SPECIAL_TOKENS, UNK, TokenizerConfig
+from tldrlab.tokenizers.config import MIN_VOCAB_SIZES, SPECIAL_TOKENS, UNK, TokenizerConfig
 from tokenizers import AddedToken, Tokenizer, decoders, models
 
 
 def min_vocab_size(config: TokenizerConfig) -> int:
-    return len(SPECIAL_TOKENS) + 1
+    return MIN_VOCAB_SIZES["char"]
 
 
 def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:

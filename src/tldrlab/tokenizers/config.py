@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tldrlab.runs.paths import InputPath, OutputPath, Seed
 
@@ -16,6 +16,35 @@ SPECIAL_TOKENS: dict[str, str] = {"pad_token": PAD, "unk_token": UNK, "bos_token
 TOKENIZER_FILE = "tokenizer.json"
 SPM_FILE = "tokenizer.model"
 MANIFEST_FILE = "tokenizer_manifest.json"
+
+BYTE_ALPHABET = 256
+"""Byte values: byte-level BPE starts from all of them; SentencePiece's byte fallback adds a piece for
+each."""
+
+MIN_VOCAB_SIZES: dict[str, int] = {
+    "bpe": BYTE_ALPHABET + len(SPECIAL_TOKENS),
+    "sentencepiece": len(SPECIAL_TOKENS) + BYTE_ALPHABET + 1,
+    "char": len(SPECIAL_TOKENS) + 1,
+}
+"""Every method of `tldrlab.tokenizers.train.TOKENIZERS` and the smallest vocabulary it can train. Known here,
+without the `tokenizers` library, so that a config asking for too few tokens is refused when it is given
+(422 at `POST /runs`) instead of failing once its run has started."""
+
+
+def known_method(method: str) -> str:
+    """`method`, if it is a tokenizer method (ValueError listing them otherwise)."""
+    if method not in MIN_VOCAB_SIZES:
+        raise ValueError(f"unknown tokenizer method {method!r}; choose one of {', '.join(MIN_VOCAB_SIZES)}")
+    return method
+
+
+def fitting_vocabulary(vocab_size: int, info: ValidationInfo) -> int:
+    """A `vocab_size` validator: at least the smallest vocabulary of the config's `method` (a field declared
+    before it; absent from `info.data` when the method itself was refused)."""
+    method = info.data.get("method")
+    if method in MIN_VOCAB_SIZES and vocab_size < (smallest := MIN_VOCAB_SIZES[method]):
+        raise ValueError(f"vocab size {vocab_size} is too small for {method}: it needs {smallest}+")
+    return vocab_size
 
 
 class TokenizerConfig(BaseModel):
@@ -50,6 +79,9 @@ class TokenizerConfig(BaseModel):
 
     max_train_lines: int | None = Field(default=None, gt=0)
     """Use at most this many training lines (None: all)."""
+
+    _known_method = field_validator("method")(known_method)
+    _fitting_vocabulary = field_validator("vocab_size")(fitting_vocabulary)
 
 
 class TokenizerJobConfig(TokenizerConfig):

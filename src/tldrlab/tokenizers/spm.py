@@ -18,14 +18,21 @@ from pathlib import Path
 
 from tldrlab.errors import ConfigError
 from tldrlab.runs.atomic import atomic_write_bytes
-from tldrlab.tokenizers.config import BOS, EOS, PAD, SPECIAL_TOKENS, SPM_FILE, UNK, TokenizerConfig
+from tldrlab.tokenizers.config import (
+    BOS,
+    EOS,
+    MIN_VOCAB_SIZES,
+    PAD,
+    SPECIAL_TOKENS,
+    SPM_FILE,
+    UNK,
+    TokenizerConfig,
+)
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
-
-_BYTE_PIECES = 256
 
 
 def min_vocab_size(config: TokenizerConfig) -> int:
-    return len(SPECIAL_TOKENS) + _BYTE_PIECES + 1
+    return MIN_VOCAB_SIZES["sentencepiece"]
 
 
 def train_model(lines: Sequence[str], config: TokenizerConfig) -> bytes:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf
+from tldrlab.targets import load_target
+from tldrlab.tokenizers.config import fitting_vocabulary, known_method
 
 
 class SmokeConfig(BaseModel):
@@ -179,7 +182,16 @@ class TokenizerChoice(BaseModel):
     """Tokenizer method when training one: bpe, sentencepiece, char."""
 
     vocab_size: int = Field(default=8000, ge=16)
-    """Vocabulary size when training one."""
+    """Vocabulary size when training one (at least what the method needs: bpe 260, sentencepiece 261,
+    char 5)."""
+
+    _known_method = field_validator("method")(known_method)
+    _fitting_vocabulary = field_validator("vocab_size")(fitting_vocabulary)
+
+
+MODEL_FAMILIES = "tldrlab.models.registry:MODELS"
+"""The model families a training builds. Named, not imported: the registry sits in a layer above the configs
+(it holds the builders); importing it loads no torch, so validating against it stays cheap."""
 
 
 class TrainJobConfig(BaseModel):
@@ -190,10 +202,12 @@ class TrainJobConfig(BaseModel):
     model: str = "t5"
     """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""
 
-    model_settings: Annotated[dict[str, Any], SettingsOf("model", "tldrlab.models.registry:MODELS")] = Field(
+    model_settings: Annotated[dict[str, Any], SettingsOf("model", MODEL_FAMILIES)] = Field(
         default_factory=dict
     )
-    """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`."""
+    """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`. A model built from these
+    settings may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS, 1e9; counted
+    with `tokenizer.vocab_size` tokens); a pretrained one is not bounded."""
 
     data: DataConfig
     """Training and validation data."""
@@ -210,6 +224,27 @@ class TrainJobConfig(BaseModel):
 
     final_eval: FinalEvalConfig = Field(default_factory=FinalEvalConfig)
     """The evaluation run when training ends (small by default; `enabled: false` skips it)."""
+
+    @model_validator(mode="after")
+    def _model_fits(self) -> TrainJobConfig:
+        """The model family is known, its settings are valid for it and the model fits the parameter budget:
+        facts about the config alone, so `POST /runs` refuses them (422 naming the field) like the CLI."""
+        families = load_target(MODEL_FAMILIES)
+        family = families.get(self.model)
+        if family is None:
+            known = ", ".join(families)
+            raise field_error(
+                type(self).__name__, ("model",), f"unknown model {self.model!r}; choose one of {known}"
+            )
+        try:
+            settings = family.config_cls.model_validate(self.model_settings)
+        except ValidationError as exc:
+            raise nested_errors(type(self).__name__, ("model_settings",), exc) from None
+        if family.parameter_count is not None:
+            # a tokenizer directory's own size is known only when the run starts: count the configured one
+            count = family.parameter_count(settings, self.tokenizer.vocab_size)
+            within_budget(count, loc=("model_settings",), title=type(self).__name__)
+        return self
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:

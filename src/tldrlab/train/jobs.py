@@ -134,12 +134,12 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
 
 
 def check_train(config: TrainJobConfig) -> None:
-    """Kind `train`'s command-line check: the data is here, the model and its settings are known."""
+    """Kind `train`'s command-line check of its environment: the data is here, and a distributed launch has a
+    tokenizer every process can read. (The model family, its settings and its size are the config's own
+    validation, which `POST /runs` runs too.)"""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not config.tokenizer.path:
         raise ConfigError(
             "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
         )
     if not Path(config.data.path).exists():
         raise InvalidInputError(f"data not found: {config.data.path}")
-    model_task(config.model)  # unknown model names fail before a run is created
-    parse_model_config(config.model, config.model_settings)  # and so do bad model settings

@@ -1,0 +1,56 @@
+"""The model parameter budget: a run config whose settings would build a model bigger than the
+`max_model_parameters` setting (`TLDRLAB_MAX_MODEL_PARAMETERS`) is refused while it is validated, naming the
+field, so `POST /runs` answers 422 and the command line exits with the message, before a run exists and
+before a worker tries to allocate the model.
+
+    within_budget(count, loc=("model_settings",), title="TrainJobConfig")   # ValidationError when over
+    field_error("TrainJobConfig", ("model",), "unknown model 'x'")           # an error at that field
+
+Config classes call these from their validators. The counts come from the model families themselves
+(`tldrlab.models.registry.parameter_count`, `tldrlab.lvm.config.lvm_parameter_count`, ...), computed from
+the dimensions alone: nothing is allocated and no torch is imported.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from tldrlab.config import get_settings
+
+Loc = tuple[str | int, ...]
+
+
+def field_error(title: str, loc: Loc, message: str) -> ValidationError:
+    """A validation error at `loc` (relative to the model being validated; pydantic prefixes the path of
+    the model inside its parents), for a model validator that checks several fields together."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data(title, [InitErrorDetails(type=error, loc=loc, input=None)])
+
+
+def nested_errors(title: str, loc: Loc, exc: ValidationError) -> ValidationError:
+    """`exc`'s errors (from validating a sub-config by hand) moved under `loc`."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("value_error", "{message}", {"message": error["msg"]}),
+            loc=(*loc, *error["loc"]),
+            input=error.get("input"),
+        )
+        for error in exc.errors()
+    ]
+    return ValidationError.from_exception_data(title, details)
+
+
+def over_budget(count: int) -> str | None:
+    """Why a model of `count` parameters is refused, or None when it is within the budget."""
+    limit = get_settings().max_model_parameters
+    if count <= limit:
+        return None
+    return f"{count:,} parameters ({count:.3g}), above the limit of {limit:,} (TLDRLAB_MAX_MODEL_PARAMETERS)"
+
+
+def within_budget(count: int | None, *, loc: Loc, title: str) -> None:
+    """ValidationError at `loc` when a model of `count` parameters is over the budget (None: not bounded,
+    e.g. a pretrained checkpoint)."""
+    if count is not None and (reason := over_budget(count)) is not None:
+        raise field_error(title, loc, reason)

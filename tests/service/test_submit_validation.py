@@ -1,0 +1,137 @@
+"""What a config says about itself is checked when it is given: `POST /runs` answers 422 naming the field
+(code, message, request_id), the command line exits with the same message, and no run is created. A tokenizer
+vocabulary too small for its method and a model over the parameter budget used to be accepted over HTTP and
+fail once a worker ran them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tldrlab.config import get_settings
+from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
+
+HUGE_T5 = {"d_model": 100_000, "num_layers": 500}
+"""39.5e9 parameters: a worker would try to allocate 158 GB for its weights alone."""
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(create_app())
+
+
+@pytest.fixture
+def text(tldrlab_home: Path) -> Path:
+    """A small text file inside the API's data root."""
+    path = tldrlab_home / "data" / "text.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("To be, or not to be, that is the question.\n" * 20)
+    return path
+
+
+def _refused(client: TestClient, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/runs", json={"kind": kind, "config": config}, headers={"X-Request-ID": "req-7"})
+    assert response.status_code == 422, response.text
+    body: dict[str, Any] = response.json()
+    assert body["code"] == "invalid_config" and body["request_id"] == "req-7"
+    return body
+
+
+def test_a_vocabulary_too_small_for_its_method_is_a_422_naming_the_field(
+    client: TestClient, text: Path
+) -> None:
+    body = _refused(client, "tokenizer", {"method": "bpe", "vocab_size": 3, "corpus": ["text.txt"]})
+    assert "vocab_size" in body["message"] and "too small for bpe: it needs 260+" in body["message"]
+    body = _refused(
+        client, "tokenizer", {"method": "sentencepiece", "vocab_size": 260, "corpus": ["text.txt"]}
+    )
+    assert "vocab_size" in body["message"] and "needs 261+" in body["message"]
+    body = _refused(client, "tokenizer", {"method": "wordpiece", "corpus": ["text.txt"]})
+    assert "method" in body["message"] and "choose one of bpe, sentencepiece, char" in body["message"]
+    # the tokenizer a training trains first, and the vocabulary an experiment trains, are checked the same way
+    body = _refused(client, "train", {"data": {"path": "text.txt"}, "tokenizer": {"vocab_size": 100}})
+    assert "tokenizer.vocab_size" in body["message"]
+    assert open_registry().list() == []
+    accepted = client.post(
+        "/runs", json={"kind": "tokenizer", "config": {"vocab_size": 300, "corpus": "text.txt"}}
+    )
+    assert accepted.status_code == 202, accepted.text
+
+
+def test_a_model_over_the_parameter_budget_is_a_422_naming_the_field_and_the_count(
+    client: TestClient, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = {"model": "t5", "model_settings": HUGE_T5, "data": {"path": "text.txt"}}
+    body = _refused(client, "train", config)
+    assert body["message"].startswith("invalid train config: model_settings: 39,505,600,256 parameters")
+    assert "above the limit of 1,000,000,000 (TLDRLAB_MAX_MODEL_PARAMETERS)" in body["message"]
+    assert body["errors"][0]["loc"] == ["model_settings"]
+    # unknown families and bad settings of a known one are refused by the config too
+    body = _refused(client, "train", {"model": "t6", "data": {"path": "text.txt"}})
+    assert body["errors"][0]["loc"] == ["model"] and "choose one of t5, gpt2" in body["message"]
+    body = _refused(
+        client, "train", {"model": "gpt2", "model_settings": {"n_layr": 2}, "data": {"path": "text.txt"}}
+    )
+    assert body["errors"][0]["loc"] == ["model_settings", "n_layr"]
+    # the limit is a setting; the bundled SmolLM2 (a pretrained checkpoint) is not bounded by it
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "100000")
+    get_settings.cache_clear()
+    tiny = {"model": "gpt2", "data": {"path": "text.txt"}, "tokenizer": {"method": "char", "vocab_size": 100}}
+    body = _refused(client, "train", tiny)
+    assert "model_settings: 122,880 parameters" in body["message"] and "limit of 100,000" in body["message"]
+    assert open_registry().list() == []
+    tiny["model"] = "char_lstm"
+    tiny["model_settings"] = {"embedding_dim": 16, "hidden_dim": 32, "num_layers": 1}
+    accepted = client.post("/runs", json={"kind": "train", "config": tiny})
+    assert accepted.status_code == 202, accepted.text
+    pretrained = client.post(
+        "/runs", json={"kind": "train", "config": {"model": "causal_lm", "data": {"path": "text.txt"}}}
+    )
+    assert pretrained.status_code == 202, pretrained.text
+
+
+def test_the_command_line_refuses_them_with_the_same_message_and_no_run(
+    client: TestClient,
+    text: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    over_http = _refused(client, "tokenizer", {"vocab_size": 3, "corpus": ["text.txt"]})["message"]
+    code, _, err = run_captured(["tokenizer", "train", "--vocab-size", "3", str(text)], capsys)
+    assert (
+        code == 2 and over_http in err and "vocab_size: Value error, vocab size 3 is too small for bpe" in err
+    )
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "100000")
+    get_settings.cache_clear()
+    tiny_t5 = {"model": "t5", "tokenizer": {"method": "char", "vocab_size": 100}, "train": {"max_steps": 1}}
+    over_http = _refused(client, "train", {**tiny_t5, "data": {"path": "text.txt"}})["message"]
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({**tiny_t5, "data": {"path": str(text)}, "final_eval": {"enabled": False}}))
+    code, _, err = run_captured(["train", "--config", str(config), "--wandb", "disabled", "-q"], capsys)
+    assert code == 2 and over_http in err and "Traceback" not in err, err
+    assert "model_settings: 236,800 parameters" in err and "limit of 100,000" in err
+    assert open_registry().list() == []
+
+
+def test_validating_a_train_config_imports_no_torch() -> None:
+    """The API validates (and counts the parameters of) every submitted config in its own process."""
+    script = (
+        "import sys\n"
+        "from tldrlab.kinds import validate_config\n"
+        "config = {'model': 'gpt2', 'model_settings': {'size': 'base'}, 'data': {'path': 'x'}}\n"
+        "validate_config('train', config)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
