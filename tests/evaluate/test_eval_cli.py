@@ -202,3 +202,26 @@ def test_lm_loss_is_token_weighted_and_ignores_padding(data: dict[str, Path], tm
             count += piece.shape[1] - 1
     assert (tokens, blocks) == (count, -(-len(ids) // block))
     assert loss == pytest.approx(total / count, rel=1e-4)
+
+
+def test_a_split_the_data_does_not_have_is_refused(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --split on one file with no splits read the whole file: for a run trained on it, its training records
+    unsplit = tmp_path / "pairs.jsonl"
+    unsplit.write_text(data["pairs"].read_text(encoding="utf-8"), encoding="utf-8")
+    record = create_run("train", {"model": "t5", "data": {"path": str(unsplit), "val_fraction": 0.25}})
+    save_tiny("t5", data, Path(record.run_dir) / "model")
+    capsys.readouterr()
+    assert run_cli(["eval", record.id, "--split", "validation", "--no-bertscore"]) == 2
+    err = capsys.readouterr().err
+    assert "pairs.jsonl: no 'validation' split in this single file (it has no splits)" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (Path(record.run_dir) / "eval.json").exists()
+    assert run_cli(["data", "inspect", str(unsplit), "--split", "test"]) == 2
+    assert "no 'test' split in this single file" in capsys.readouterr().err
+    # a file whose name says which split it is, is that split (as in a directory), and only that one
+    assert run_cli(["data", "inspect", str(data["pairs"]), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["records"] == 12
+    assert run_cli(["data", "inspect", str(data["pairs"]), "--split", "train"]) == 2
+    assert "its name makes it the 'validation' split" in capsys.readouterr().err

@@ -6,8 +6,9 @@
     report.items, report.skipped                                               # what was read / skipped
 
 `path` is a file or a data-set directory; for a directory, `split` picks the file(s) whose name holds the
-split (train; dev = validation = val; test), and no split reads them all. Adding a format = one module with a
-reader function `(path, ReadContext) -> Iterator[item]` + one entry in READERS (+ a rule in `detect_format`).
+split (train; dev = validation = val; test), and no split reads them all; a file has only the split its name
+holds (another one is refused). Adding a format = one module with a reader function
+`(path, ReadContext) -> Iterator[item]` + one entry in READERS (+ a rule in `detect_format`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from tldrlab.data.readers.common import (
     ReadContext,
+    check_file_split,
     data_files,
     first_json_object,
     is_utf8_text,
@@ -233,8 +235,11 @@ def reader_spec(name: str) -> ReaderSpec:
 
 
 def input_files(path: Path, format: str, split: str | None = None) -> list[Path]:
-    """The files a read of `path` covers: the file itself, or a directory's data files for `split`."""
+    """The files a read of `path` covers: the file itself (when it is `split`), or a directory's data files
+    for `split`."""
     if path.is_file():
+        if split is not None:
+            check_file_split(path, split)
         return [path]
     if format == "stackexchange":
         posts = path / "Posts.xml"

@@ -259,12 +259,32 @@ def pick_split(files: list[Path], split: str | None, directory: Path) -> list[Pa
     """The files of `directory` belonging to `split` (all of them when split is None)."""
     if split is None:
         return files
-    key = split.lower()
-    if key not in SPLIT_ALIASES:
-        raise InvalidInputError(f"unknown split {split!r}; use one of {', '.join(SPLIT_ALIASES)}")
+    key = _split_key(split)
     exact = [p for p in files if key in split_tokens(p.name)]
     chosen = exact or [p for p in files if split_tokens(p.name) & SPLIT_ALIASES[key]]
     if not chosen:
         names = ", ".join(p.name for p in files) or "none"
         raise NotFoundError(f"{directory}: no file for split {split!r} (files: {names})")
     return chosen
+
+
+def check_file_split(path: Path, split: str) -> None:
+    """A single file holds `split` only when its name says so, as in a directory (dev.jsonl,
+    pairs.train.csv); InvalidInputError otherwise, naming what the file is. Reading the whole file instead
+    would mix every other record in (for a training run's data, the records it trained on)."""
+    tokens = split_tokens(path.name)
+    if tokens & SPLIT_ALIASES[_split_key(split)]:
+        return
+    named = next((name for name in ("train", "validation", "test") if tokens & SPLIT_ALIASES[name]), None)
+    has = f"its name makes it the {named!r} split" if named else "it has no splits"
+    raise InvalidInputError(
+        f"{path}: no {split!r} split in this single file ({has}); read it without a split, or use a "
+        "data-set directory with a file per split"
+    )
+
+
+def _split_key(split: str) -> str:
+    key = split.lower()
+    if key not in SPLIT_ALIASES:
+        raise InvalidInputError(f"unknown split {split!r}; use one of {', '.join(SPLIT_ALIASES)}")
+    return key
