@@ -54,6 +54,11 @@ def test_train_smoke_run_end_to_end(client: TestClient) -> None:
     assert "artifacts/weights.json" in {f["path"] for f in files}
     weights = client.get(f"/artifacts/smoke/{run_id}/artifacts/weights.json")
     assert weights.status_code == 200 and len(weights.json()["weight"]) == 16
+    past = client.get(f"/artifacts/smoke/{run_id}/artifacts/weights.json", headers={"Range": "bytes=99999-"})
+    assert past.status_code == 416 and past.json()["code"] == "range_not_satisfiable"  # JSON, not plain text
+    assert past.headers["content-range"] == f"bytes */{len(weights.content)}" and past.json()["request_id"]
+    part = client.get(f"/artifacts/smoke/{run_id}/artifacts/weights.json", headers={"Range": "bytes=0-0"})
+    assert part.status_code == 206 and part.content == weights.content[:1]
     assert client.get(f"/artifacts/train/{run_id}").status_code == 404  # wrong kind
     # the result as every front end shows it (a kind without a report of its own: its result's fields)
     report = client.get(f"/runs/{run_id}/report").json()

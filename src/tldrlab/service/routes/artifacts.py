@@ -19,6 +19,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs import RunRecord
 from tldrlab.runs.ownership import LOCK_FILE
 from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.routes.files import check_range
 from tldrlab.service.state import registry
 
 router = APIRouter(tags=["artifacts"], route_class=StrictJSONRoute)
@@ -103,4 +104,7 @@ def download_artifact(request: Request, kind: str, run_id: str, relative: str) -
     path = confined_path(Path(record.run_dir), relative)
     if path.name in HIDDEN:
         raise NotFoundError("no such artifact file")
-    return FileResponse(path, filename=path.name)
+    stat = path.stat()
+    response = FileResponse(path, filename=path.name, stat_result=stat)
+    check_range(request, response, stat.st_size)  # a bad Range gets the JSON error, as on /files
+    return response

@@ -71,11 +71,11 @@ def download_file(request: Request, sha256: str) -> FileResponse:
     path = local_store(request).open(check_sha256(sha256))
     stat = path.stat()
     response = FileResponse(path, media_type="application/octet-stream", filename=sha256, stat_result=stat)
-    _check_range(request, response, stat.st_size)
+    check_range(request, response, stat.st_size)
     return response
 
 
-def _check_range(request: Request, response: FileResponse, size: int) -> None:
+def check_range(request: Request, response: FileResponse, size: int) -> None:
     """Refuse a `Range` header the response cannot honour, as the API's JSON errors: FileResponse would answer
     it itself in plain text. Checked with FileResponse's own parser, so what passes here it serves."""
     http_range = request.headers.get("range")
