@@ -364,6 +364,15 @@ def get_kind(name: str) -> RunKind:
     return kind
 
 
+def recorded_kind_names(*names: str) -> tuple[str, ...]:
+    """Every name runs of the kinds called `names` (current or old names) may be recorded under: each kind's
+    current name and its old ones, as runs made before a rename keep the name they were made under; in order,
+    each once. UnknownKindError listing the known kinds for a name that is neither. The one rule for every
+    filter of runs by kind (`runs list/prune --kind`, `GET /runs?kind=`, retention.kinds)."""
+    kinds = [get_kind(name) for name in names]
+    return tuple(dict.fromkeys(name for kind in kinds for name in (kind.name, *kind.aliases)))
+
+
 def result_report(kind_name: str, run_id: str, result: Any) -> Report:
     """How a run's result reads, the same in every front end (CLI, API, runs page, Discord): its kind's
     `report`, else a table of the result's fields (nested values as JSON)."""

@@ -75,22 +75,33 @@ def test_models_promote_and_aliases_commands(tmp_path: Path, capsys: pytest.Capt
     ]
 
 
-def test_runs_list_by_kind_takes_old_names_and_refuses_typos(capsys: pytest.CaptureFixture[str]) -> None:
-    # `tldrlab eval` makes `evaluate` runs, but `runs list --kind eval` (and GET /runs?kind=eval) showed none,
-    # and a typo (--kind trian) showed an empty table as if there were no such runs
-    with start_run("evaluate", {}) as run:
+def test_runs_by_kind_match_runs_under_the_old_and_the_new_name(capsys: pytest.CaptureFixture[str]) -> None:
+    # runs made before `eval` was renamed `evaluate` are recorded as `eval`: `runs list/prune --kind`,
+    # GET /runs and GET /runs/{id}/eval showed only those under the current name, whichever name was given,
+    # and so disagreed with the server's retention, which matched both; a typo (--kind trian) stays an error
+    with start_run("train", {}) as parent:
         pass
-    code, out, err = run_captured(["runs", "list", "--kind", "eval", "--json"], capsys)
-    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [run.id], err
+    with start_run("eval", {}, parent_id=parent.id) as old:  # as the registry recorded it before the rename
+        pass
+    with start_run("evaluate", {}) as new:
+        pass
+    both = [new.id, old.id]  # newest first
+    client = TestClient(create_app())
+    for name in ("eval", "evaluate"):
+        code, out, err = run_captured(["runs", "list", "--kind", name, "--json"], capsys)
+        assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == both, (name, err)
+        listed = client.get("/runs", params={"kind": name})
+        assert listed.status_code == 200 and [r["id"] for r in listed.json()["runs"]] == both, name
+    evaluation = client.get(f"/runs/{parent.id}/eval")
+    assert evaluation.status_code == 200 and evaluation.json()["request_id"] == old.id
     code, out, err = run_captured(["runs", "list", "--kind", "trian"], capsys)
     assert code == 2 and "unknown run kind 'trian'" in err and "train" in err
-    client = TestClient(create_app())
-    assert [r["id"] for r in client.get("/runs", params={"kind": "eval"}).json()["runs"]] == [run.id]
     typo = client.get("/runs", params={"kind": "trian"})
     assert typo.status_code == 422 and typo.json()["code"] == "unknown_kind"
-    # `runs prune --kind` likewise pruned nothing for eval and said "would free 0 B" for a typo
+    assert "unknown run kind 'trian'" in typo.json()["message"] and typo.json()["request_id"]
     prune = ["runs", "prune", "--dry-run", "--older-than-days", "0", "--keep-best", "0", "--json"]
-    code, out, err = run_captured([*prune, "--kind", "eval"], capsys)
-    assert code == 0 and [a["target"] for a in json.loads(out)["pending"]] == [run.id], err
+    for name in ("eval", "evaluate"):
+        code, out, err = run_captured([*prune, "--kind", name], capsys)
+        assert code == 0 and sorted(a["target"] for a in json.loads(out)["pending"]) == sorted(both), err
     code, out, err = run_captured([*prune, "--kind", "trian"], capsys)
     assert code == 2 and "unknown run kind 'trian'" in err

@@ -11,7 +11,7 @@ import typer
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.kinds import get_kind
+from tldrlab.kinds import recorded_kind_names
 from tldrlab.report import Report
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
@@ -31,10 +31,10 @@ def list_command(query: RunQuery, as_json: bool) -> None:
 
     Example: tldrlab runs list --kind train --status completed
     """
-    # an old name (eval) lists its runs; a typo is an error listing the kinds, not an empty table
-    if query.kind:
-        query = query.model_copy(update={"kind": get_kind(query.kind).name})
-    records = open_registry().list(**query.model_dump(mode="json"))
+    # a kind's runs under every name they may be recorded under (evaluate and eval, whichever is given);
+    # a typo is an error listing the kinds, not an empty table
+    kinds = recorded_kind_names(query.kind) if query.kind else None
+    records = open_registry().list(**{**query.model_dump(mode="json"), "kind": kinds})
     emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
 
 
@@ -146,8 +146,9 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
 
     Example: tldrlab runs prune --dry-run --older-than-days 14 --keep-best 3
     """
-    if policy.kinds:  # as in `runs list`: old names (eval) prune their runs, a typo is an error, not "0 B"
-        policy = policy.model_copy(update={"kinds": [get_kind(kind).name for kind in policy.kinds]})
+    if policy.kinds:  # as in `runs list` and the server: eval or evaluate prunes the runs recorded under
+        # either name; a typo is an error, not "would free 0 B"
+        policy = policy.model_copy(update={"kinds": list(recorded_kind_names(*policy.kinds))})
     report = prune(policy, dry_run=policy.dry_run)
     emit(report.as_dict(), report.report, as_json=as_json)
 

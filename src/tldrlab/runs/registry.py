@@ -219,18 +219,22 @@ class RunRegistry:
 
     def list(
         self,
-        kind: str | None = None,
+        kind: str | tuple[str, ...] | None = None,
         status: str | None = None,
         limit: int = 100,
         offset: int = 0,
         *,
         with_config: bool = True,
     ) -> list[RunRecord]:
-        """Newest first. `with_config=False` leaves configs unread (empty): list views stay cheap."""
-        clauses, params = [], []
+        """Newest first. `kind`: a name as recorded, or several (a kind under its current and old names,
+        `tldrlab.kinds.recorded_kind_names`: this module sits below the kind registry and maps nothing).
+        `with_config=False` leaves configs unread (empty): list views stay cheap."""
+        clauses: list[str] = []
+        params: list[Any] = []
         if kind:
-            clauses.append("kind = ?")
-            params.append(kind)
+            names = (kind,) if isinstance(kind, str) else kind
+            clauses.append(f"kind IN ({', '.join('?' for _ in names)})")
+            params.extend(names)
         if status:
             clauses.append("status = ?")
             params.append(status)

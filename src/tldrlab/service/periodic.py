@@ -14,7 +14,7 @@ import threading
 
 from tldrlab.config import Settings
 from tldrlab.errors import UnknownKindError
-from tldrlab.kinds import get_kind
+from tldrlab.kinds import recorded_kind_names
 from tldrlab.runs.retention import prune
 
 log = logging.getLogger("tldrlab.cleanup")
@@ -28,12 +28,11 @@ def check_retention_setting(settings: Settings) -> Settings:
     if not policy.kinds:  # every kind
         return settings
     try:
-        kinds = [get_kind(name) for name in policy.kinds]
+        names = list(recorded_kind_names(*policy.kinds))
     except UnknownKindError as exc:
         raise UnknownKindError(
             f"retention.kinds (TLDRLAB_RETENTION__KINDS): {exc.message}", **exc.details
         ) from exc
-    names = list(dict.fromkeys(name for kind in kinds for name in (kind.name, *kind.aliases)))
     if names == policy.kinds:
         return settings
     return settings.model_copy(update={"retention": policy.model_copy(update={"kinds": names})})

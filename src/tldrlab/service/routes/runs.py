@@ -21,7 +21,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
-from tldrlab.kinds import KINDS, get_kind, kind_schema, result_report, submittable_kinds
+from tldrlab.kinds import (
+    KINDS,
+    get_kind,
+    kind_schema,
+    recorded_kind_names,
+    result_report,
+    submittable_kinds,
+)
 from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.registry import RunQuery
 from tldrlab.runs.run import read_manifest
@@ -247,9 +254,10 @@ def start_training(request: Request, body: TrainRequest) -> dict[str, Any]:
 
 @router.get("/runs", response_model=RunList)
 def list_runs(request: Request, query: Annotated[RunQuery, Query()]) -> dict[str, Any]:
-    if query.kind:  # an old name (eval) lists its runs; a typo is a 422 listing the kinds, not an empty list
-        query = query.model_copy(update={"kind": get_kind(query.kind).name})
-    records = registry(request).list(**query.model_dump(mode="json"), with_config=False)
+    # a kind's runs under every name they may be recorded under (evaluate and eval, whichever is given);
+    # a typo is a 422 listing the kinds, not an empty list
+    kinds = recorded_kind_names(query.kind) if query.kind else None
+    records = registry(request).list(**{**query.model_dump(mode="json"), "kind": kinds}, with_config=False)
     return public(request, {"runs": [run_info(r) for r in records], "count": len(records)})
 
 
@@ -369,7 +377,7 @@ def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -
 
 def _child(request: Request, run_id: str, kind: str, request_id: str) -> dict[str, Any]:
     record = _get(request, request_id)
-    if record.parent_id != run_id or record.kind != kind:
+    if record.parent_id != run_id or record.kind not in recorded_kind_names(kind):
         raise NotFoundError(f"no {kind} request {request_id!r} for run {run_id!r}")
     child = {
         "request_id": record.id,
@@ -391,7 +399,8 @@ def evaluate(request: Request, run_id: str, body: ChildRequest) -> dict[str, Any
 @router.get("/runs/{run_id}/eval", response_model=ChildResult)
 def get_eval(request: Request, run_id: str) -> dict[str, Any]:
     _get(request, run_id)
-    children = [r for r in registry(request).list(kind="evaluate", limit=1000) if r.parent_id == run_id]
+    evaluations = registry(request).list(kind=recorded_kind_names("evaluate"), limit=1000)  # old ones: eval
+    children = [r for r in evaluations if r.parent_id == run_id]
     if not children:
         raise NotFoundError(f"run {run_id} has no evaluation yet: POST /runs/{run_id}/evaluate")
     done = [r for r in children if r.status == RunStatus.COMPLETED]
