@@ -265,7 +265,6 @@ _ENTRIES = (
         resume_fields=("train.progress",),
         trial_execute="tldrlab.lvm.sweep:lvm_trial_job",
         inputs=("sequences",),
-        check="tldrlab.lvm.training:check_lvm_train",
         report="tldrlab.train.recipe:training_report",
     ),
     RunKind(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.cli.main import main
 from tldrlab.elm.config import ElmTrainConfig
-from tldrlab.errors import ConfigError
 from tldrlab.runs import open_registry, start_run
 
 
@@ -103,10 +103,10 @@ def load_elm_tokenizer(lm: Path) -> object:
 
 def test_lora_needs_a_frozen_pretrained_lm(chat_lm: Path) -> None:
     from tldrlab.elm.config import ElmModelConfig
-    from tldrlab.elm.model import build_elm
 
-    with pytest.raises(ConfigError, match="frozen pretrained LM"):
-        build_elm(ElmModelConfig(lm=str(chat_lm), lora_rank=2))
+    # the config's own validation (so `POST /runs` refuses it too), before any model is loaded
+    with pytest.raises(ValidationError, match=r"lora_rank\n.*frozen pretrained LM"):
+        ElmModelConfig(lm=str(chat_lm), lora_rank=2)
 
 
 @pytest.mark.slow

@@ -42,3 +42,50 @@ def test_the_count_is_the_built_models(family: str, settings: dict[str, Any]) ->
 def test_pretrained_models_are_not_counted_from_settings() -> None:
     assert parameter_count("causal_lm", {}, vocab_size=300) is None
     assert parameter_count("gpt2", {"from_pretrained": "some/dir"}, vocab_size=300) is None
+
+
+@pytest.mark.parametrize("backbone", ["lstm", "gru", "transformer", "mamba"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"dim": 24, "hidden": 32, "layers": 2, "context": 4},
+        {
+            "dim": 24,
+            "hidden": 40,
+            "layers": 1,
+            "context": 3,
+            "skip": "learned",
+            "tmd_inputs": True,
+            "expand": 3,
+        },
+    ],
+)
+def test_an_lvms_count_is_the_built_models(backbone: str, settings: dict[str, Any]) -> None:
+    from tldrlab.lvm.config import LVMConfig, lvm_parameter_count
+    from tldrlab.lvm.models import build_lvm
+
+    config = LVMConfig.model_validate(settings)
+    assert lvm_parameter_count(backbone, config) == count_parameters(build_lvm(backbone, config))
+
+
+def test_the_config_layers_names_are_the_registries() -> None:
+    """The names configs check without torch are those of the registries that build with it."""
+    from tldrlab.lvm.config import LOSS_NAMES, LVM_BACKBONES, TMD_FEATURES
+    from tldrlab.lvm.losses import LVM_LOSSES
+    from tldrlab.lvm.models import LVM_MODELS
+    from tldrlab.lvm.tmd import TMD_DIM
+    from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
+    from tldrlab.tokenizers.train import TOKENIZERS
+
+    assert set(LVM_BACKBONES) == set(LVM_MODELS) and set(LOSS_NAMES) == set(LVM_LOSSES)
+    assert TMD_FEATURES == TMD_DIM and set(MIN_VOCAB_SIZES) == set(TOKENIZERS)
+
+
+def test_an_elm_on_a_scratch_lm_is_counted_whole() -> None:
+    from tldrlab.elm.config import ElmModelConfig, adapter_parameter_count
+    from tldrlab.elm.model import build_elm
+
+    config = ElmModelConfig(embedding_dim=16, hidden_dim=24, num_prefix_tokens=3, lm_settings={"n_layer": 1})
+    elm, _ = build_elm(config, tokenizer=Vocabulary(300))
+    lm = parameter_count("gpt2", {"size": "tiny", "n_layer": 1}, vocab_size=300)
+    assert lm is not None and lm + adapter_parameter_count(config, width=64) == count_parameters(elm)

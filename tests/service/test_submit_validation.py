@@ -98,6 +98,35 @@ def test_a_model_over_the_parameter_budget_is_a_422_naming_the_field_and_the_cou
     assert pretrained.status_code == 202, pretrained.text
 
 
+@pytest.mark.parametrize(
+    ("kind", "config", "field", "says"),
+    [
+        ("lvm_train", {"model": "rnn"}, ["model"], "choose one of lstm, gru, transformer, mamba"),
+        ("lvm_train", {"loss": "cosine+bogus"}, ["loss"], "bad loss 'cosine+bogus'"),
+        (
+            "lvm_train",
+            {"model": "transformer", "model_settings": {"hidden": 30, "heads": 4}},
+            ["model_settings", "heads"],
+            "hidden (30) must be divisible by heads (4)",
+        ),
+        ("lvm_train", {"model_settings": {"hidden": 100_000, "layers": 100}}, ["model_settings"], "limit"),
+        ("elm_train", {"model": {"lm_settings": {"n_embd": 8192, "n_layer": 48}}}, ["model"], "limit"),
+        ("elm_train", {"model": {"lm_size": "huge"}}, ["model", "lm_size"], "'tiny', 'mini', 'small' or"),
+        ("elm_train", {"model": {"lora_rank": 4}}, ["model", "lora_rank"], "frozen pretrained LM"),
+        ("elm_train", {"vocab_size": 100}, ["vocab_size"], "greater than or equal to 260"),
+        ("experiment", {"vocab_size": 100}, ["vocab_size"], "too small for bpe"),
+        ("experiment", {"vocab_size": 10**8}, ["vocab_size"], "6,400,230,400 parameters"),
+    ],
+)
+def test_every_kind_that_builds_a_model_refuses_what_its_config_says_wrong(
+    client: TestClient, text: Path, kind: str, config: dict[str, Any], field: list[str], says: str
+) -> None:
+    inputs = {"lvm_train": {"sequences": "text.txt"}, "elm_train": {"data": "text.txt"}}
+    body = _refused(client, kind, {**inputs.get(kind, {"data": "text.txt"}), **config})
+    assert body["errors"][0]["loc"] == field and says in body["message"], body
+    assert open_registry().list() == []
+
+
 def test_the_command_line_refuses_them_with_the_same_message_and_no_run(
     client: TestClient,
     text: Path,

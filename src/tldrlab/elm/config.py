@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
+from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
-from tldrlab.train.config import TrainConfig
+from tldrlab.train.config import MODEL_FAMILIES, TrainConfig
 
 DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
 """The default summary prompt; `{text}` is where the adapter's soft prefix goes."""
@@ -64,6 +66,25 @@ class ElmModelConfig(BaseModel):
     gradient_checkpointing: bool = False
     """Recompute the LM's activations in the backward pass (less memory, ~30% slower)."""
 
+    @model_validator(mode="after")
+    def _lora_on_a_frozen_pretrained_lm(self) -> ElmModelConfig:
+        if self.lora_rank is not None and (not self.freeze_lm or self.lm == "scratch"):
+            message = (
+                "LoRA trains adapters on a frozen pretrained LM: set freeze_lm and an lm other than scratch"
+            )
+            raise field_error(type(self).__name__, ("lora_rank",), message)
+        return self
+
+
+def adapter_parameter_count(config: ElmModelConfig, width: int) -> int:
+    """Parameters of the ELM's adapter (direct projection + MLP) and drift head on an LM `width` wide, from
+    the config alone (`tldrlab.elm.model.ElmModel`; tested equal to the built model's)."""
+    prefix = config.num_prefix_tokens * width
+    direct = config.embedding_dim * prefix + prefix
+    mlp = config.embedding_dim * config.hidden_dim + config.hidden_dim + config.hidden_dim * prefix + prefix
+    drift_head = width * config.embedding_dim + config.embedding_dim
+    return direct + mlp + drift_head
+
 
 class LossConfig(BaseModel):
     """Which losses are on and how much each counts."""
@@ -107,7 +128,9 @@ class ElmTrainConfig(BaseModel):
     """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
 
     model: ElmModelConfig = Field(default_factory=ElmModelConfig)
-    """Adapter shape and LM; embedding_dim is taken from the data."""
+    """Adapter shape and LM; embedding_dim is taken from the data. With lm=scratch the LM and the adapter
+    together may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with
+    `vocab_size` tokens and the configured embedding_dim); a pretrained LM is not bounded."""
 
     loss: LossConfig = Field(default_factory=LossConfig)
     """Loss weights."""
@@ -154,6 +177,26 @@ class ElmTrainConfig(BaseModel):
     wandb: str | None = None
     """Weights & Biases mode: offline, online, disabled;
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
+
+    @model_validator(mode="after")
+    def _scratch_lm_fits(self) -> ElmTrainConfig:
+        """lm=scratch: the GPT-2 settings are valid and the LM and adapter fit the parameter budget."""
+        if self.model.lm != "scratch":
+            return self
+        title, gpt2 = type(self).__name__, load_target(MODEL_FAMILIES)["gpt2"]
+        try:
+            gpt2.config_cls.model_validate({"size": self.model.lm_size})
+        except ValidationError as exc:
+            raise field_error(title, ("model", "lm_size"), exc.errors()[0]["msg"]) from None
+        try:
+            lm = gpt2.config_cls.model_validate({"size": self.model.lm_size, **self.model.lm_settings})
+        except ValidationError as exc:
+            raise nested_errors(title, ("model", "lm_settings"), exc) from None
+        count = gpt2.parameter_count(lm, self.vocab_size)
+        if count is not None:  # None: lm_settings.from_pretrained, a checkpoint's size
+            count += adapter_parameter_count(self.model, lm.dims()["n_embd"])
+        within_budget(count, loc=("model",), title=title)
+        return self
 
 
 class ElmPrepareConfig(BaseModel):

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from tldrlab.budget import within_budget
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed
+from tldrlab.targets import load_target
+from tldrlab.tokenizers.config import check_vocabulary, known_method
+from tldrlab.train.config import MODEL_FAMILIES
 
 InitMode = Literal["baseline", "random"]
 
@@ -102,9 +106,10 @@ class ExperimentConfig(BaseModel):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """T5 dropout in every arm."""
     tokenizer_method: str = "bpe"
-    """Tokenizer trained on the training records, shared by all arms."""
+    """Tokenizer trained on the training records, shared by all arms: bpe, sentencepiece, char."""
     vocab_size: int = Field(default=2000, ge=64)
-    """Tokenizer vocabulary size."""
+    """Tokenizer vocabulary size (at least what the method needs: bpe 260, sentencepiece 261). The baseline
+    T5 over it may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS)."""
     max_source_tokens: int = Field(default=256, ge=8)
     """Documents are truncated to this many tokens."""
     max_target_tokens: int = Field(default=48, ge=4)
@@ -134,6 +139,23 @@ class ExperimentConfig(BaseModel):
     """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
     // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results
     do not depend on it except through the thread count."""
+
+    _known_method = field_validator("tokenizer_method")(known_method)
+
+    @field_validator("vocab_size")
+    @classmethod
+    def _fitting_vocabulary(cls, vocab_size: int, info: ValidationInfo) -> int:
+        check_vocabulary(info.data.get("tokenizer_method"), vocab_size)
+        return vocab_size
+
+    @model_validator(mode="after")
+    def _baseline_fits(self) -> ExperimentConfig:
+        """The baseline T5 (the largest arm: the others are cut from it) fits the parameter budget."""
+        t5 = load_target(MODEL_FAMILIES)["t5"]
+        baseline = t5.config_cls.model_validate({"size": self.model_size})
+        count = t5.parameter_count(baseline, self.vocab_size)
+        within_budget(count, loc=("vocab_size",), title=type(self).__name__)
+        return self
 
 
 class ExperimentArmConfig(ExperimentConfig):

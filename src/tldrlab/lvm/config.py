@@ -10,11 +10,14 @@ Paths left None resolve under `<home>/lvm/` when the run executes (`concepts.db`
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tldrlab.budget import field_error, within_budget
 from tldrlab.config import get_settings
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
@@ -35,6 +38,33 @@ def default_sequences() -> Path:
 
 SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
 """Validation metrics an LVM training can pick its kept checkpoint by (`train.best_metric`)."""
+
+LVM_BACKBONES = ("lstm", "gru", "transformer", "mamba", "pretrained")
+"""The names of `tldrlab.lvm.models.LVM_MODELS`, known here (without torch) so a config naming another one is
+refused when it is given."""
+
+LOSS_NAMES = ("mse", "cosine", "infonce", "corpus")
+"""The names of `tldrlab.lvm.losses.LVM_LOSSES` (the losses a `loss` spec combines)."""
+
+TMD_FEATURES = 30
+"""Input features `tmd_inputs` adds (`tldrlab.lvm.tmd.TMD_DIM`: one-hot task, method and domain labels)."""
+
+_LOSS_TERM = re.compile(r"^(?:(?P<weight>\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?P<name>[a-z_]+)$")
+
+
+def loss_terms(spec: str) -> list[tuple[float, str]]:
+    """`cosine+0.3*corpus` -> [(1.0, "cosine"), (0.3, "corpus")]; ValueError for an unknown name or a bad
+    weight."""
+    terms = []
+    for part in (p.strip() for p in spec.split("+")):
+        match = _LOSS_TERM.match(part)
+        if match is None or match["name"] not in LOSS_NAMES:
+            raise ValueError(
+                f"bad loss {spec!r}: use {', '.join(LOSS_NAMES)} joined by '+', each optionally weighted "
+                "as 0.3*name"
+            )
+        terms.append((float(match["weight"] or 1.0), match["name"]))
+    return terms
 
 
 class LVMConfig(BaseModel):
@@ -80,6 +110,36 @@ class LVMConfig(BaseModel):
     """Model `pretrained`, adaptation `lora`: rank of the adapters."""
     lora_alpha: int = Field(16, ge=1)
     """Model `pretrained`, adaptation `lora`: adapter scaling numerator (scale = alpha / rank)."""
+
+
+def lvm_parameter_count(backbone: str, config: LVMConfig) -> int | None:
+    """Parameters of `tldrlab.lvm.models.LVM(backbone, config)`, from the config alone (tested equal to the
+    built model's); None for `pretrained`, whose size is its LM's."""
+    hidden, dim = config.hidden, config.dim
+    inputs = dim + (TMD_FEATURES if config.tmd_inputs else 0)
+    around = inputs * hidden + hidden + hidden * dim + dim  # input projection and head
+    around += config.context if config.skip == "learned" else 0
+    if backbone in ("lstm", "gru"):
+        gates = 4 if backbone == "lstm" else 3
+        return around + config.layers * gates * hidden * (2 * hidden + 2)
+    if backbone == "transformer":  # pre-norm encoder layers (attention, 4x MLP, 2 norms), positions, norm
+        block = 12 * hidden * hidden + 13 * hidden
+        return around + config.context * hidden + config.layers * block + 2 * hidden
+    if backbone == "mamba":
+        inner, rank, state = config.expand * hidden, max(1, math.ceil(hidden / 16)), config.d_state
+        block = sum(
+            (
+                2 * hidden,  # norm
+                hidden * 2 * inner + 2 * inner,  # in_proj
+                inner * config.d_conv + inner,  # depthwise conv
+                inner * (rank + 2 * state),  # x_proj
+                rank * inner + inner,  # dt_proj
+                inner * state + inner,  # A (as its log) and D
+                inner * hidden + hidden,  # out_proj
+            )
+        )
+        return around + config.layers * block + 2 * hidden
+    return None
 
 
 class IngestConfig(BaseModel):
@@ -180,9 +240,11 @@ class LVMTrainJobConfig(BaseModel):
     sequences: Annotated[str, InputPath()]
     """The sequences NPZ written by `tldrlab lvm sequences`."""
     model: str = "gru"
-    """Backbone from LVM_MODELS: lstm, gru, transformer, mamba."""
+    """Backbone from LVM_MODELS: lstm, gru, transformer, mamba, pretrained."""
     model_settings: dict[str, Any] = Field(default_factory=dict)
-    """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences."""
+    """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences. The
+    model may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with the
+    settings' dim and context, 384 and 5 unless set); a pretrained backbone is not bounded."""
     loss: str = "cosine+infonce"
     """mse, cosine, infonce, corpus or a weighted `+` combination such as `cosine+0.3*corpus`
     (see tldrlab.lvm.losses)."""
@@ -207,6 +269,30 @@ class LVMTrainJobConfig(BaseModel):
             first = exc.errors()[0]
             raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         return settings
+
+    @field_validator("model")
+    @classmethod
+    def _known_backbone(cls, model: str) -> str:
+        if model not in LVM_BACKBONES:
+            raise ValueError(f"unknown LVM {model!r}; choose one of {', '.join(LVM_BACKBONES)}")
+        return model
+
+    @field_validator("loss")
+    @classmethod
+    def _known_losses(cls, loss: str) -> str:
+        loss_terms(loss)
+        return loss
+
+    @model_validator(mode="after")
+    def _model_fits(self) -> LVMTrainJobConfig:
+        """A transformer's heads divide its width, and the model fits the parameter budget."""
+        settings = LVMConfig.model_validate(self.model_settings)
+        title = type(self).__name__
+        if self.model == "transformer" and settings.hidden % settings.heads:
+            message = f"hidden ({settings.hidden}) must be divisible by heads ({settings.heads})"
+            raise field_error(title, ("model_settings", "heads"), message)
+        within_budget(lvm_parameter_count(self.model, settings), loc=("model_settings",), title=title)
+        return self
 
 
 class LVMEvaluateConfig(BaseModel):

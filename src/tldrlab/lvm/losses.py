@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from tldrlab.errors import ConfigError
+from tldrlab.lvm.config import loss_terms
 
 
 @dataclass
@@ -78,21 +78,14 @@ LVM_LOSSES: dict[str, LossFn] = {
     "corpus": corpus_loss,
 }
 
-_TERM = re.compile(r"^(?:(?P<weight>\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(?P<name>[a-z_]+)$")
-
 
 def parse_loss(spec: str) -> list[tuple[float, str]]:
-    """`cosine+0.3*corpus` -> [(1.0, "cosine"), (0.3, "corpus")], refusing unknown names and bad weights."""
-    terms = []
-    for part in (p.strip() for p in spec.split("+")):
-        match = _TERM.match(part)
-        if match is None or match["name"] not in LVM_LOSSES:
-            raise ConfigError(
-                f"bad loss {spec!r}: use {', '.join(LVM_LOSSES)} joined by '+', each optionally weighted "
-                "as 0.3*name"
-            )
-        terms.append((float(match["weight"] or 1.0), match["name"]))
-    return terms
+    """`cosine+0.3*corpus` -> [(1.0, "cosine"), (0.3, "corpus")], refusing unknown names and bad weights
+    (the grammar is `tldrlab.lvm.config.loss_terms`, which validates `LVMTrainJobConfig.loss`)."""
+    try:
+        return loss_terms(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def uses_bank(spec: str) -> bool:

@@ -283,10 +283,3 @@ def lvm_train_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:
         "metrics": done.train.metrics,
         "model_dir": str(model_dir) if model_dir else None,
     }
-
-
-def check_lvm_train(config: LVMTrainJobConfig) -> None:
-    """Kind `lvm_train`'s command-line check: the model and the loss are known."""
-    if config.model not in LVM_MODELS:
-        raise ConfigError(f"unknown LVM {config.model!r}; choose one of {', '.join(LVM_MODELS)}")
-    parse_loss(config.loss)

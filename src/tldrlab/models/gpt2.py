@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tldrlab.errors import ConfigError
 from tldrlab.models.pretrained import load_pretrained, resolve_dims
 from tldrlab.runs.paths import ModelRef
 
@@ -53,6 +52,13 @@ class GPT2ModelConfig(BaseModel):
     def dims(self) -> dict[str, int]:
         return resolve_dims(GPT2_SIZES, self)
 
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> GPT2ModelConfig:
+        dims = self.dims()
+        if not self.from_pretrained and dims["n_embd"] % dims["n_head"]:
+            raise ValueError(f"n_embd ({dims['n_embd']}) must be divisible by n_head ({dims['n_head']})")
+        return self
+
 
 def parameter_count(config: GPT2ModelConfig, vocab_size: int) -> int | None:
     """Parameters of the model `config` builds over a `vocab_size` tokenizer, from its dimensions alone (None
@@ -71,9 +77,7 @@ def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:
 
     if config.from_pretrained:
         return load_pretrained(GPT2LMHeadModel, config.from_pretrained, tokenizer)
-    dims = config.dims()
-    if dims["n_embd"] % dims["n_head"]:
-        raise ConfigError(f"gpt2 n_embd ({dims['n_embd']}) must be divisible by n_head ({dims['n_head']})")
+    dims = config.dims()  # heads dividing the width: the config's own validation
     settings: dict[str, Any] = dict(
         vocab_size=len(tokenizer),
         resid_pdrop=config.dropout,

@@ -38,12 +38,17 @@ def known_method(method: str) -> str:
     return method
 
 
+def check_vocabulary(method: object, vocab_size: int) -> None:
+    """ValueError when a known `method` cannot train a `vocab_size` vocabulary (an unknown one is its own
+    field's error)."""
+    if isinstance(method, str) and vocab_size < (smallest := MIN_VOCAB_SIZES.get(method, 0)):
+        raise ValueError(f"vocab size {vocab_size} is too small for {method}: it needs {smallest}+")
+
+
 def fitting_vocabulary(vocab_size: int, info: ValidationInfo) -> int:
     """A `vocab_size` validator: at least the smallest vocabulary of the config's `method` (a field declared
     before it; absent from `info.data` when the method itself was refused)."""
-    method = info.data.get("method")
-    if method in MIN_VOCAB_SIZES and vocab_size < (smallest := MIN_VOCAB_SIZES[method]):
-        raise ValueError(f"vocab size {vocab_size} is too small for {method}: it needs {smallest}+")
+    check_vocabulary(info.data.get("method"), vocab_size)
     return vocab_size
 
 

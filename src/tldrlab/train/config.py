@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.splits import detect_splits
@@ -186,7 +194,12 @@ class TokenizerChoice(BaseModel):
     char 5)."""
 
     _known_method = field_validator("method")(known_method)
-    _fitting_vocabulary = field_validator("vocab_size")(fitting_vocabulary)
+
+    @field_validator("vocab_size")
+    @classmethod
+    def _fitting_vocabulary(cls, vocab_size: int, info: ValidationInfo) -> int:
+        # only a tokenizer trained here must fit the method; a given directory brings its own vocabulary
+        return vocab_size if info.data.get("path") else fitting_vocabulary(vocab_size, info)
 
 
 MODEL_FAMILIES = "tldrlab.models.registry:MODELS"
