@@ -138,6 +138,7 @@ _ENTRIES = (
         aliases=("eval",),
         inputs=("model_run", "data"),
         must_exist=("data",),
+        check="tldrlab.evaluate.jobs:check_evaluate",
         report="tldrlab.evaluate.jobs:evaluate_report",
     ),
     RunKind(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from cliutil import run_cli
+from cliutil import run_captured, run_cli
 from tldrlab.errors import RunCancelledError
 from tldrlab.evaluate import EvalConfig, evaluate_model, evaluate_target
 from tldrlab.models import build_model, load_model, save_model
@@ -225,3 +225,31 @@ def test_a_split_the_data_does_not_have_is_refused(
     assert json.loads(capsys.readouterr().out)["total"]["records"] == 12
     assert run_cli(["data", "inspect", str(data["pairs"]), "--split", "train"]) == 2
     assert "its name makes it the 'validation' split" in capsys.readouterr().err
+
+
+def test_a_refused_split_leaves_no_run_behind(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a split the data does not have was refused only when the run read its data, after the command line had
+    # created it: every refusal left a failed run in the registry
+    unsplit = tmp_path / "pairs.jsonl"
+    unsplit.write_text(data["pairs"].read_text(encoding="utf-8"), encoding="utf-8")
+    record = create_run("train", {"model": "t5", "data": {"path": str(unsplit), "val_fraction": 0.25}})
+    save_tiny("t5", data, Path(record.run_dir) / "model")
+    on_unsplit = ["--dataset", str(unsplit), "--split", "validation"]
+    commands = {
+        "evaluate": ["eval", record.id, "--split", "validation", "--no-bertscore"],
+        "generate": ["generate", record.id, *on_unsplit],
+        "score": ["score", record.id, *on_unsplit],
+        "train": ["train", "--model", "t5", "--data", str(unsplit), "--tokenizer", str(data["tok"]),
+                  "--val-split", "validation"],
+    }  # fmt: skip
+    capsys.readouterr()
+    for kind, argv in commands.items():
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2, (kind, err)
+        assert "pairs.jsonl: no 'validation' split in this single file (it has no splits)" in err, kind
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        code, out, _ = run_captured(["runs", "list", "--kind", kind, "--json"], capsys)
+        listed = [json.loads(line)["id"] for line in out.splitlines()]
+        assert code == 0 and listed == ([record.id] if kind == "train" else []), (kind, listed)

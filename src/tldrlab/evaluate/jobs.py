@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tldrlab.data.readers import read_records
+from tldrlab.data.readers import read_records, split_files
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.artifacts import HIGHLIGHT_TABLE_FILE, SUMMARY_FILE, TABLE_FILE
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
@@ -211,5 +211,15 @@ def score_report(run_id: str, result: dict[str, Any]) -> Report:
 
 
 def check_model(config: GenerateConfig | ScoreConfig) -> None:
-    """Kinds `generate` and `score`: a model that is not there fails before a run is created."""
+    """Kinds `generate` and `score`: a model that is not there, or a `dataset` without the `split` it names,
+    fails before a run is created (the job reads the data only once the run exists)."""
     resolve_model_ref(config.model_run)
+    if config.dataset is not None:
+        split_files(config.dataset, split=config.split)
+
+
+def check_evaluate(config: EvaluateConfig) -> None:
+    """Kind `evaluate`: the data the evaluation would read (given, or the training run's, with the split it
+    resolves to) has that split, so that a refused split leaves no failed run behind."""
+    eval_config, _, _ = eval_config_for(config.model_run, **config.overrides())
+    split_files(eval_config.data, eval_config.format, eval_config.split)

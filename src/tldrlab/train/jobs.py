@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tldrlab.data.readers import split_files
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
@@ -143,3 +144,6 @@ def check_train(config: TrainJobConfig) -> None:
         )
     if not Path(config.data.path).exists():
         raise InvalidInputError(f"data not found: {config.data.path}")
+    for split in (config.data.train_split, config.data.val_split):
+        if split:  # a split the data does not have fails here, not in a run it would leave failed
+            split_files(config.data.path, config.data.format, split)

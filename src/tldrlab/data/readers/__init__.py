@@ -254,6 +254,17 @@ def input_files(path: Path, format: str, split: str | None = None) -> list[Path]
     return pick_split(files, split, path)
 
 
+def split_files(path: Path | str, format: str | None = None, split: str | None = None) -> list[Path]:
+    """`input_files` for a path as a read gets it (format detected when None): what a command line checks
+    before it creates a run, so that data without the split it names is refused with no failed run left."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or directory")
+    name = format or detect_format(path)
+    reader_spec(name)  # an unknown format is its clear error, not a KeyError
+    return input_files(path, name, split)
+
+
 def detect_format(path: Path | str) -> str:
     """Guess the format of a file or data-set directory from its name and first record.
 
@@ -343,6 +354,7 @@ __all__ = [
     "read_threads",
     "read_threads_report",
     "reader_spec",
+    "split_files",
 ]
 
 
