@@ -127,6 +127,23 @@ def test_every_kind_that_builds_a_model_refuses_what_its_config_says_wrong(
     assert open_registry().list() == []
 
 
+def test_a_sweep_whose_search_space_reaches_past_the_budget_is_a_422(client: TestClient, text: Path) -> None:
+    """A trial drawing 30,000 encoder layers would build a 1.5e9-parameter T5: refused at submit, not as
+    failed trials (the sweep's validation with plausible values, 16,465 layers here, passes)."""
+    sweep = {
+        "method": "random",
+        "program": "tldrlab.train",
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "parameters": {"model_settings.num_layers": {"min": 1, "max": 30_000}},
+        "config": {"model": "t5", "data": {"path": "text.txt"}},
+    }
+    body = _refused(client, "sweep", {"sweep": sweep})
+    assert "with every numeric parameter at its largest: sweep.config.model_settings: 1,4" in body["message"]
+    assert "(TLDRLAB_MAX_MODEL_PARAMETERS)" in body["message"] and open_registry().list() == []
+    sweep["parameters"] = {"model_settings.num_layers": {"min": 1, "max": 3}}
+    assert client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}}).status_code == 202
+
+
 def test_the_command_line_refuses_them_with_the_same_message_and_no_run(
     client: TestClient,
     text: Path,

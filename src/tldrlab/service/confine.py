@@ -142,6 +142,13 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
         program = program_cls.model_validate({**base, **_representative(spec)})
     except ValidationError as exc:
         raise InvalidConfigError(f"invalid sweep config: {validation_message(exc, 'sweep.config')}") from exc
+    try:  # the largest model a trial can build (the parameter budget), before any trial runs
+        program_cls.model_validate({**base, **_representative(spec, largest=True)})
+    except ValidationError as exc:
+        where = validation_message(exc, "sweep.config")
+        raise InvalidConfigError(
+            f"invalid sweep config with every numeric parameter at its largest: {where}"
+        ) from exc
     sites = [".".join(str(p) for p in site.loc) for site in path_sites(program)]
     chosen = [p for p in spec.parameters if any(p == s or s.startswith(p + ".") for s in sites)]
     if chosen:
@@ -151,14 +158,16 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     config.sweep = {**config.sweep, "config": {k: confined[k] for k in spec.config if k in confined}}
 
 
-def _representative(spec: Any) -> dict[str, Any]:
-    """Plausible values of the sweep's parameters, nested as a config (only to validate the base config)."""
+def _representative(spec: Any, *, largest: bool = False) -> dict[str, Any]:
+    """Plausible values of the sweep's parameters (with `largest`, numeric ones at their largest), nested as
+    a config (only to validate the base config)."""
     # imported here: they import optuna, which the API process needs only when a sweep is submitted
     # lazy: loads numpy, optuna, torch (this module stays light without them)
-    from tldrlab.sweep.mapping import representative_params
+    from tldrlab.sweep.mapping import largest_params, representative_params
     from tldrlab.sweep.trials import apply_overrides
 
-    params = {k: v for k, v in representative_params(spec).items() if k not in ("arm", "seed")}
+    drawn = largest_params(spec) if largest else representative_params(spec)
+    params = {k: v for k, v in drawn.items() if k not in ("arm", "seed")}
     return apply_overrides({}, params)
 
 

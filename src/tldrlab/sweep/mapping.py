@@ -162,6 +162,41 @@ def representative_params(spec: SweepSpec) -> dict[str, Any]:
     return suggest_params(study.ask(), spec)
 
 
+_TOPS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "int_uniform": lambda o: o["max"],
+    "uniform": lambda o: o["max"],
+    "q_uniform": lambda o: quantize(o["max"], o["q"]),
+    "log_uniform": lambda o: math.exp(o["max"]),
+    "log_uniform_values": lambda o: o["max"],
+    "q_log_uniform": lambda o: quantize(math.exp(o["max"]), o["q"]),
+    "q_log_uniform_values": lambda o: quantize(o["max"], o["q"]),
+    "inv_log_uniform": lambda o: math.exp(-o["min"]),
+    "inv_log_uniform_values": lambda o: o["max"],
+}
+"""The largest value a bounded distribution draws (the normal and beta families have no useful top)."""
+
+
+def largest_params(spec: SweepSpec) -> dict[str, Any]:
+    """Every numeric parameter at the largest value a trial can draw (the others as `representative_params`
+    draws them): a config validated with these is the largest model of the sweep, so a search space that
+    reaches past the model parameter budget is refused before any trial runs, not trial by trial."""
+    values = representative_params(spec)
+    for p in spec.parameters.values():
+        choices = p.options.get("values") if p.distribution != "constant" else None
+        if isinstance(choices, list) and all(_is_number(v) for v in choices):
+            values[p.name] = max(choices)
+        elif p.distribution in _TOPS and spec.method != "grid":
+            values[p.name] = _TOPS[p.distribution](p.options)
+        elif spec.method == "grid" and p.distribution != "constant":
+            grid = grid_values(p)
+            values[p.name] = max(grid) if all(_is_number(v) for v in grid) else values[p.name]
+    return values
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 # -- samplers and pruners ------------------------------------------------------------------------------------
 def build_sampler(spec: SweepSpec, seed: int | None = None) -> optuna.samplers.BaseSampler:
     seed = spec.seed if seed is None else seed

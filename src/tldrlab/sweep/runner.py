@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from pydantic import BaseModel
 
 from tldrlab.errors import (
+    ConfigError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -46,6 +47,7 @@ from tldrlab.sweep.mapping import (
     build_sampler,
     direction,
     grid_size,
+    largest_params,
     representative_params,
     suggest_params,
 )
@@ -95,8 +97,14 @@ def target_trials(spec: SweepSpec, trials: int | None) -> int:
 
 
 def check_spec(spec: SweepSpec) -> None:
-    """Validate the program's config with plausible parameter values before any trial or run exists."""
-    TRIAL_PROGRAMS[spec.kind].check(spec, representative_params(spec))
+    """Validate the program's config with plausible parameter values before any trial or run exists, and
+    with every numeric parameter at its largest (the largest model a trial builds: the parameter budget)."""
+    program = TRIAL_PROGRAMS[spec.kind]
+    program.check(spec, representative_params(spec))
+    try:
+        program.check(spec, largest_params(spec))
+    except ConfigError as exc:
+        raise ConfigError(f"with every numeric parameter at its largest: {exc}") from None
 
 
 def _same_search(a: dict[str, Any], b: dict[str, Any]) -> bool:
