@@ -373,6 +373,13 @@ def recorded_kind_names(*names: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for kind in kinds for name in (kind.name, *kind.aliases)))
 
 
+def kind_names_by_recorded_name() -> dict[str, str]:
+    """Every name runs may be recorded under -> their kind's current name (`eval` -> `evaluate`), by
+    `recorded_kind_names`: what retention (which sits below this registry) needs to take an old run for what
+    it is. Made per call, so kinds registered at run time count."""
+    return {recorded: kind.name for kind in KINDS.values() for recorded in recorded_kind_names(kind.name)}
+
+
 def result_report(kind_name: str, run_id: str, result: Any) -> Report:
     """How a run's result reads, the same in every front end (CLI, API, runs page, Discord): its kind's
     `report`, else a table of the result's fields (nested values as JSON)."""

@@ -3,6 +3,7 @@ delays deletion, uploads make deletion a verified clean, and what a pass reports
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -12,9 +13,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cliutil import run_captured
 from netutil import serve_app
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.errors import ConflictError, UnknownKindError
+from tldrlab.kinds import kind_names_by_recorded_name
 from tldrlab.runs import RunRecord, create_run, open_registry, start_run
 from tldrlab.runs.aliases import promote
 from tldrlab.runs.cleanup_events import recent_events
@@ -25,6 +28,7 @@ from tldrlab.service.periodic import PeriodicCleanup
 from tldrlab.service.worker import build_worker
 
 DAY = 86400.0
+KIND_NAMES = kind_names_by_recorded_name()
 
 
 def _run(
@@ -122,7 +126,7 @@ def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_i
     deletable = {worse, evaluated, evaluation, failed, tokenizer_unused}
     # a dry run with no grace period: what would go now, as events; nothing changes, nothing is marked
     footprint = _footprint()
-    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
+    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), kind_names=KIND_NAMES, dry_run=True)
     assert {d.target for d in dry.actions if d.action == "delete"} == deletable
     assert {d.target for d in dry.actions} == deletable | {best, "cache"}
     assert all(d.status == "dry_run" for d in dry.actions)
@@ -136,17 +140,18 @@ def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_i
     assert running not in kept and user in kept
 
     # the first real pass marks the candidates (grace period), deletes no run
-    first = prune(POLICY)
+    first = prune(POLICY, kind_names=KIND_NAMES)
     assert {d.target for d in first.pending} == deletable
     assert all(_exists(r) and r.dir.is_dir() for r in deletable)
     assert {d.target for d in first.actions} == {best, "cache"}  # checkpoints and caches need no grace
     assert sorted(p.name for p in (best.dir / "checkpoints").iterdir()) == ["best", "step-3.pt"]
     assert sorted(p.name for p in cache.iterdir()) == ["vectors-2.npy"]
-    assert prune(POLICY).pending and all(_exists(r) for r in deletable)  # still within the grace period
+    again = prune(POLICY, kind_names=KIND_NAMES)
+    assert again.pending and all(_exists(r) for r in deletable)  # still within the grace period
 
     # past the grace period: deleted, and the bytes reported are the bytes gone
     footprint = _footprint()
-    later = prune(POLICY, now=time.time() + 61)
+    later = prune(POLICY, kind_names=KIND_NAMES, now=time.time() + 61)
     assert {d.target for d in later.actions} == deletable
     assert all(d.status == "done" for d in later.actions)
     assert later.bytes_freed == footprint - _footprint() and later.bytes_freed > 4 * 20_000
@@ -169,7 +174,7 @@ def test_with_uploads_runs_are_cleaned_only_after_a_verified_upload(monkeypatch:
     get_settings.cache_clear()
     policy = POLICY.model_copy(update={"grace_period_s": 0})
     fresh, rotten = _run(fail=True), _run(fail=True)
-    report = prune(policy)
+    report = prune(policy, kind_names=KIND_NAMES)
     assert {d.target: d.status for d in report.actions} == {fresh: "failed", rotten: "failed"}
     assert all("unreachable" in (d.error or "") for d in report.actions)
     assert fresh.dir.is_dir() and rotten.dir.is_dir() and fresh.record.cleaned_at is None  # nothing lost
@@ -180,7 +185,7 @@ def test_with_uploads_runs_are_cleaned_only_after_a_verified_upload(monkeypatch:
     store = open_file_store()
     first = upload_run(rotten)
     store.path_for(first.sha256).write_bytes(b"rotten")  # the store lost the archive's bytes
-    report = prune(policy)
+    report = prune(policy, kind_names=KIND_NAMES)
     assert {d.target: (d.action, d.status) for d in report.actions} == {
         fresh: ("clean", "done"),
         rotten: ("clean", "done"),
@@ -249,7 +254,7 @@ def test_delete_endpoint_cleanup_events_and_the_periodic_pass(
     with pytest.raises(ConflictError):
         from tldrlab.runs.retention import delete_run
 
-        delete_run(running)
+        delete_run(running, kind_names=KIND_NAMES)
 
 
 def test_a_run_named_as_run_colon_id_in_another_config_is_kept() -> None:
@@ -258,7 +263,7 @@ def test_a_run_named_as_run_colon_id_in_another_config_is_kept() -> None:
     named = _run(metric=5.0)
     _run("train", config={"model_settings": {"from_pretrained": f"run:{named}/model"}}, age_days=0)
     unnamed = _run(metric=6.0)
-    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
+    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), kind_names=KIND_NAMES, dry_run=True)
     assert {d.target for d in dry.actions if d.action == "delete"} == {unnamed}
     assert "config of train run" in dry.kept[named]
 
@@ -269,7 +274,7 @@ def test_only_completed_runs_compete_for_the_best_places() -> None:
     best = _run(metric=1.0)
     failed = _run(metric=0.5, fail=True)
     assert failed.record.status.value == "failed" and failed.record.metrics["best_val_loss"] == 0.5
-    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), dry_run=True)
+    dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), kind_names=KIND_NAMES, dry_run=True)
     assert dry.kept[best].startswith("best 1 of train")
     assert {d.target for d in dry.actions if d.action == "delete"} == {failed}
 
@@ -310,3 +315,33 @@ def test_the_servers_retention_kinds_take_old_kind_names_and_refuse_unknown_ones
     with pytest.raises(UnknownKindError, match="evel"):  # workers apply the policy to each finished run
         build_worker()
     assert _exists(evaluation) and _exists(old_evaluation) and _exists(training)
+
+
+def test_evaluations_recorded_under_the_old_kind_name_are_evaluations_to_retention(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # runs made before `eval` was renamed `evaluate` are recorded as `eval`: retention took such a run for a
+    # primary run, so it kept its training run as "parent of eval run X" (where an `evaluate` run keeps
+    # nothing), and keep_best ranked `eval` and `evaluate` runs apart, keeping the best of each name
+    old_trained, new_trained = _run(), _run()
+    old = _run("eval", parent=old_trained, config={"model_run": old_trained}, metric=1.0)
+    new = _run("evaluate", parent=new_trained, config={"model_run": new_trained}, metric=2.0)
+    deletable = {old_trained, new_trained, new}
+    monkeypatch.setenv("TLDRLAB_RETENTION__KEEP_BEST", "1")
+    monkeypatch.setenv("TLDRLAB_RETENTION__GRACE_PERIOD_S", "0")
+    monkeypatch.setenv("TLDRLAB_RETENTION__OLDER_THAN_DAYS", "1")
+    get_settings.cache_clear()
+
+    client = TestClient(create_app())
+    preview = client.post("/cleanup/prune", json={"dry_run": True}).json()  # the server's pass
+    assert {a["target"] for a in preview["actions"] if a["action"] == "delete"} == deletable, preview["kept"]
+    assert preview["kept"][old].startswith("best 1 of evaluate by best_val_loss")
+    code, out, err = run_captured(["runs", "prune", "--dry-run", "--json"], capsys)  # the command line's
+    assert code == 0 and json.loads(out)["kept"] == preview["kept"], err
+    assert {a["target"] for a in json.loads(out)["actions"] if a["action"] == "delete"} == deletable
+
+    # a run is deleted on request once only evaluations name it, whichever name they were recorded under
+    for trained in (old_trained, new_trained):
+        deleted = client.delete(f"/runs/{trained}")
+        assert deleted.status_code == 200 and deleted.json()["status"] == "done", deleted.text
+    assert not _exists(old_trained) and _exists(old) and _exists(new)

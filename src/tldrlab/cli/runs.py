@@ -11,7 +11,7 @@ import typer
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.kinds import recorded_kind_names
+from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
 from tldrlab.report import Report
 from tldrlab.runs import open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
@@ -149,7 +149,7 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
     if policy.kinds:  # as in `runs list` and the server: eval or evaluate prunes the runs recorded under
         # either name; a typo is an error, not "would free 0 B"
         policy = policy.model_copy(update={"kinds": list(recorded_kind_names(*policy.kinds))})
-    report = prune(policy, dry_run=policy.dry_run)
+    report = prune(policy, kind_names=kind_names_by_recorded_name(), dry_run=policy.dry_run)
     emit(report.as_dict(), report.report, as_json=as_json)
 
 
@@ -163,7 +163,7 @@ def delete_command(
 
     Example: tldrlab runs delete train-20260101
     """
-    done = delete_run(run_id, dry_run=dry_run)
+    done = delete_run(run_id, kind_names=kind_names_by_recorded_name(), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     line = f"{verb} run {done.target}: {size_text(done.bytes)} in {done.files} files"
     emit(done.as_dict(), lambda: Report([line]), as_json=as_json)

@@ -1,9 +1,10 @@
 """Retention: what `tldrlab runs prune`, `DELETE /runs/{id}` and the periodic cleanup of `tldrlab serve`
 delete, by the policy in the settings (`tldrlab.config.RetentionPolicy`, `[retention]` in tldrlab.toml).
 
-    report = prune()                       # one pass by the configured policy
-    report = prune(dry_run=True)           # what it would delete now (cleanup_dry_run events), no change
-    delete_run("train-2026...")            # one run now (refused while referenced or unfinished)
+    names = kind_names_by_recorded_name()  # tldrlab.kinds: old kind names (eval) -> current ones (evaluate)
+    report = prune(kind_names=names)                   # one pass by the configured policy
+    report = prune(kind_names=names, dry_run=True)     # what it would delete now (cleanup_dry_run events)
+    delete_run("train-2026...", kind_names=names)      # one run now (refused while referenced or unfinished)
 
 A pass, in order:
 
@@ -13,6 +14,8 @@ A pass, in order:
    `from_pretrained`, a tokenizer directory, `run:<id>/...`), it is among the best `keep_best` completed runs
    of its kind (and `group_by_tag` value) by `metric`, or a live process holds its lock. Tokenizer runs are
    candidates once no run references them, whatever their age, and wait `tokenizers_unreferenced_days`.
+   A run recorded under an old kind name (`eval`) counts as a run of its kind (`evaluate`) throughout: the
+   callers pass that mapping (`kind_names`) from the kind registry, which sits above this module.
 2. **Grace period.** A candidate is first *marked* (`cleanup_marked_at`); a later pass deletes it once it
    stayed a candidate for `grace_period_s` (a run that became referenced meanwhile is unmarked). With a grace
    period of 0 it goes at once.
@@ -35,7 +38,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,11 @@ log = logging.getLogger("tldrlab.cleanup")
 
 CACHE_SUBDIR = "cache"
 DERIVED_KINDS = frozenset({"evaluate", "generate", "score"})
-"""Kinds whose runs describe another run (its evaluation, outputs, scores) and so do not keep it alive."""
+"""Kinds (current names) whose runs describe another run (its evaluation, outputs, scores) and so do not keep
+it alive."""
+KindNames = Mapping[str, str]
+"""Recorded kind name -> its kind's current name (`tldrlab.kinds.kind_names_by_recorded_name()`); a name it
+lacks (a kind no longer registered) stands for itself."""
 _STEP = re.compile(r"^step-0*(\d+)(\.\w+)?$")
 
 
@@ -173,10 +180,15 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def references(records: list[RunRecord], settings: Settings) -> dict[str, list[str]]:
+def _kind(record: RunRecord, kind_names: KindNames) -> str:
+    return kind_names.get(record.kind, record.kind)
+
+
+def references(records: list[RunRecord], settings: Settings, kind_names: KindNames) -> dict[str, list[str]]:
     """Run id -> why something still needs it: aliases pointing at it, runs that name it as their parent or
     in their config (a run id, `run:<id>/...`, a path inside its directory). Runs of the `DERIVED_KINDS`
-    (evaluations, generations, scores) are results about a run, not runs that need it: they keep nothing."""
+    (evaluations, generations, scores, under any name they were recorded) are results about a run, not runs
+    that need it: they keep nothing."""
     found: dict[str, list[str]] = {}
     for run_id, aliases in aliased_run_ids(settings).items():
         found.setdefault(run_id, []).extend(f"alias {a}" for a in aliases)
@@ -184,7 +196,7 @@ def references(records: list[RunRecord], settings: Settings) -> dict[str, list[s
     by_dir = {str(Path(r.run_dir)): r.id for r in records}
     runs_dir = str(settings.runs_dir)
     for record in records:
-        if record.kind in DERIVED_KINDS:
+        if _kind(record, kind_names) in DERIVED_KINDS:
             continue
         if record.parent_id and record.parent_id in ids and record.parent_id != record.id:
             found.setdefault(record.parent_id, []).append(f"parent of {record.kind} run {record.id}")
@@ -203,8 +215,9 @@ def references(records: list[RunRecord], settings: Settings) -> dict[str, list[s
     return found
 
 
-def best_runs(records: list[RunRecord], policy: RetentionPolicy) -> dict[str, str]:
-    """Run id -> why it is among the best `keep_best` of its group (kind, and `group_by_tag` value)."""
+def best_runs(records: list[RunRecord], policy: RetentionPolicy, kind_names: KindNames) -> dict[str, str]:
+    """Run id -> why it is among the best `keep_best` of its group (kind, whatever name its runs were
+    recorded under, and `group_by_tag` value)."""
     if policy.keep_best <= 0:
         return {}
     groups: dict[tuple[str, str], list[tuple[float, RunRecord]]] = {}
@@ -213,7 +226,7 @@ def best_runs(records: list[RunRecord], policy: RetentionPolicy) -> dict[str, st
         if record.status is not RunStatus.COMPLETED or not isinstance(value, int | float):
             continue
         tag = str(record.tags.get(policy.group_by_tag, "")) if policy.group_by_tag else ""
-        groups.setdefault((record.kind, tag), []).append((float(value), record))
+        groups.setdefault((_kind(record, kind_names), tag), []).append((float(value), record))
     kept: dict[str, str] = {}
     for (kind, tag), rows in groups.items():
         rows.sort(key=lambda row: row[0], reverse=policy.metric_mode == "max")
@@ -428,6 +441,7 @@ def remove_run(record: RunRecord, registry: RunRegistry, *, keep_row: bool, now:
 def prune(
     policy: RetentionPolicy | None = None,
     *,
+    kind_names: KindNames,
     dry_run: bool | None = None,
     settings: Settings | None = None,
     registry: RunRegistry | None = None,
@@ -436,7 +450,7 @@ def prune(
     now: float | None = None,
 ) -> PruneReport:
     """One retention pass (see the module docstring). `runs` limits it to those runs (no checkpoint or cache
-    trimming then): what a worker does right after uploading a run."""
+    trimming then): what a worker does right after uploading a run. `kind_names`: see `KindNames`."""
     settings = settings or get_settings()
     policy = policy or settings.retention
     dry_run = policy.dry_run if dry_run is None else dry_run
@@ -451,8 +465,8 @@ def prune(
         report=PruneReport(dry_run=dry_run),
     )
     records = _all_runs(registry)
-    referenced = references(records, settings)
-    best = best_runs(records, policy)
+    referenced = references(records, settings, kind_names)
+    best = best_runs(records, policy, kind_names)
     only = set(runs) if runs is not None else None
     max_age_s = policy.older_than_days * 86400.0
     kept_here: list[RunRecord] = []
@@ -522,6 +536,7 @@ def _all_runs(registry: RunRegistry) -> list[RunRecord]:
 def delete_run(
     run_id: str,
     *,
+    kind_names: KindNames,
     dry_run: bool = False,
     settings: Settings | None = None,
     registry: RunRegistry | None = None,
@@ -533,7 +548,7 @@ def delete_run(
     record = registry.find(run_id)
     if not record.status.finished:
         raise ConflictError(f"run {record.id} is {record.status.value}: cancel it first")
-    referrers = references(_all_runs(registry), settings).get(record.id)
+    referrers = references(_all_runs(registry), settings, kind_names).get(record.id)
     if referrers:
         raise ConflictError(f"run {record.id} is still referenced: {'; '.join(referrers[:5])}")
     usage = disk_usage(Path(record.run_dir)) if Path(record.run_dir).exists() else Usage()
@@ -565,7 +580,11 @@ def delete_run(
 
 
 def settle_finished_run(
-    run_id: str, *, settings: Settings | None = None, registry: RunRegistry | None = None
+    run_id: str,
+    *,
+    kind_names: KindNames,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
 ) -> PruneReport | None:
     """What a worker does after a run finished: upload its archive (with `upload_runs`), then apply the
     retention policy to it alone (with `retention.enabled`: a run the policy does not keep is cleaned or
@@ -580,7 +599,7 @@ def settle_finished_run(
         if settings.upload_runs and changed_since_archive(record):
             upload_run(record, settings=settings, registry=registry)
         if settings.retention.enabled:
-            return prune(settings=settings, registry=registry, runs=[run_id])
+            return prune(kind_names=kind_names, settings=settings, registry=registry, runs=[run_id])
     except Exception as exc:
         log.warning(
             f"run {run_id}: archiving or retention after it finished failed: {type(exc).__name__}: {exc}"

@@ -14,7 +14,7 @@ import threading
 
 from tldrlab.config import Settings
 from tldrlab.errors import UnknownKindError
-from tldrlab.kinds import recorded_kind_names
+from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
 from tldrlab.runs.retention import prune
 
 log = logging.getLogger("tldrlab.cleanup")
@@ -58,7 +58,7 @@ class PeriodicCleanup:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                report = prune(settings=self.settings)
+                report = prune(kind_names=kind_names_by_recorded_name(), settings=self.settings)
                 log.info(
                     f"retention pass: {len(report.actions)} action(s), {report.bytes_freed} bytes freed, "
                     f"{len(report.pending)} pending"

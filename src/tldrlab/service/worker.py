@@ -43,6 +43,7 @@ from tldrlab.errors import (
     RunPreemptedError,
     TldrlabError,
 )
+from tldrlab.kinds import kind_names_by_recorded_name
 from tldrlab.launch import execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_json
@@ -344,7 +345,12 @@ class Worker:
             self.publish(tail.poll())
         if outcome == "completed" or outcome.startswith("failed"):
             # archive it (upload_runs) and apply retention to it (retention.enabled); never fails the run
-            settle_finished_run(run_id, settings=self.settings, registry=self.registry)
+            settle_finished_run(
+                run_id,
+                kind_names=kind_names_by_recorded_name(),
+                settings=self.settings,
+                registry=self.registry,
+            )
         return outcome
 
     def _still_confined(self, record: RunRecord) -> bool:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from tldrlab.kinds import kind_names_by_recorded_name
 from tldrlab.runs.cleanup_events import recent_events
 from tldrlab.runs.retention import delete_run, prune
 from tldrlab.service.confine import public_paths
@@ -77,7 +78,13 @@ def delete(request: Request, run_id: str, dry_run: bool = False) -> dict[str, An
     # the exact id, as every other /runs/{id} route: the CLI's unique-prefix lookup let DELETE /runs/<a typo
     # or a cut-off id> delete whichever single run it happened to prefix
     record = runs.get(run_id)
-    decision = delete_run(record.id, dry_run=dry_run, settings=settings, registry=runs)
+    decision = delete_run(
+        record.id,
+        kind_names=kind_names_by_recorded_name(),
+        dry_run=dry_run,
+        settings=settings,
+        registry=runs,
+    )
     result: dict[str, Any] = public_paths(decision.as_dict(), settings)
     return result
 
@@ -87,7 +94,11 @@ async def prune_now(request: Request, body: PruneRequest) -> dict[str, Any]:
     """One retention pass by the server's policy (the `retention` settings)."""
     settings = settings_of(request)
     report = await run_in_threadpool(
-        prune, dry_run=body.dry_run, settings=settings, registry=registry(request)
+        prune,
+        kind_names=kind_names_by_recorded_name(),
+        dry_run=body.dry_run,
+        settings=settings,
+        registry=registry(request),
     )
     result: dict[str, Any] = public_paths(report.as_dict(), settings)
     return result
