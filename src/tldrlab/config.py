@@ -147,9 +147,10 @@ class Settings(BaseSettings):
 
     max_model_parameters: int = Field(default=1_000_000_000, ge=1)
     """Most parameters a model built from a run config's settings may have (train, elm_train, lvm_train,
-    experiment; the API's submit and the CLI alike): 1e9 is 7x the largest documented size (gpt2 `base`,
-    124M; the bundled SmolLM2 has 135M) and still trains with AdamW in fp32 in 16 GB (weights, gradients and
-    two moments: 16 bytes a parameter). Pretrained models keep their checkpoint's size and are not bounded."""
+    experiment; the API's submit and the CLI alike): 1e9 is 8x the largest documented size (gpt2 `base`: 124M
+    with GPT-2's 50k vocabulary) and 7x the bundled SmolLM2 (135M), and its weights, gradients and AdamW
+    moments in fp32 take 16 GB (16 bytes a parameter, before activations). Pretrained models keep their
+    checkpoint's size and are not bounded."""
 
     data_roots: str | None = None
     """Directories whose files API-submitted runs may read, separated by `:` (os.pathsep); unset means the
