@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tldrlab.config import get_settings
+from tldrlab.errors import error_message
 
 Loc = tuple[str | int, ...]
 
@@ -32,7 +33,7 @@ def nested_errors(title: str, loc: Loc, exc: ValidationError) -> ValidationError
     """`exc`'s errors (from validating a sub-config by hand) moved under `loc`."""
     details = [
         InitErrorDetails(
-            type=PydanticCustomError("value_error", "{message}", {"message": error["msg"]}),
+            type=PydanticCustomError("value_error", "{message}", {"message": error_message(error)}),
             loc=(*loc, *error["loc"]),
             input=error.get("input"),
         )

@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, error_message
 
 
 def default_home() -> Path:
@@ -233,7 +233,7 @@ def settings_error(exc: ValidationError, *, toml: bool = True) -> ConfigError:
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         where = f"{'.'.join(loc)} (TLDRLAB_{'__'.join(loc).upper()}{f' or {_toml_path()}' if toml else ''})"
-        problems.append(f"{where}: {error['msg']}, got {error['input']!r}")
+        problems.append(f"{where}: {error_message(error)}, got {error['input']!r}")
     return ConfigError("bad setting: " + "; ".join(problems))
 
 

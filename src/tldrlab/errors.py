@@ -7,7 +7,10 @@ answers `{code, message, request_id}` with `http_status`. Nothing else should re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+from pydantic import ValidationError
 
 
 class TldrlabError(Exception):
@@ -147,3 +150,23 @@ class RunPreemptedError(TldrlabError):
     exit_code = 75
     http_status = 503
     retryable = True
+
+
+# pydantic puts these before the text of a validator's own ValueError / assert; the text is the message
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error's message as its validator wrote it (without pydantic's "Value error, ")."""
+    message = str(error["msg"])
+    for prefix in _PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
+
+
+def validation_problems(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> str:
+    """Every error of `exc` as `field.path: message`, joined by "; " (`(config)` for the object itself)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or '(config)'}: {error_message(e)}"
+        for e in exc.errors()
+    )

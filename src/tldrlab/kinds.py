@@ -46,7 +46,7 @@ from tldrlab.elm.config import (
     ElmPrepareConfig,
     ElmTrainConfig,
 )
-from tldrlab.errors import InvalidConfigError, UnknownKindError
+from tldrlab.errors import InvalidConfigError, UnknownKindError, error_message, validation_problems
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.experiments.config import (
     ExperimentArmConfig,
@@ -401,7 +401,7 @@ def submittable_kinds() -> list[RunKind]:
 
 def config_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """pydantic's errors as `{"loc": [...], "msg": ...}`, the shape the API returns."""
-    return [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+    return [{"loc": [str(p) for p in e["loc"]], "msg": error_message(e)} for e in exc.errors()]
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -439,9 +439,8 @@ def validate_model(model: type[ModelT], raw: Mapping[str, Any], *, what: str, **
     try:
         return model.model_validate(with_section_defaults(model, raw))
     except ValidationError as exc:
-        errors = config_errors(exc)
-        problems = "; ".join(f"{'.'.join(e['loc']) or '(config)'}: {e['msg']}" for e in errors)
-        raise InvalidConfigError(f"invalid {what}: {problems}", errors=errors, **details) from None
+        message = f"invalid {what}: {validation_problems(exc)}"
+        raise InvalidConfigError(message, errors=config_errors(exc), **details) from None
 
 
 def validate_config(kind: str, raw: dict[str, Any] | BaseModel) -> BaseModel:

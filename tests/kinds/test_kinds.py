@@ -74,7 +74,7 @@ def test_validate_config_names_every_bad_field() -> None:
     locs = {tuple(e["loc"]) for e in error.details["errors"]}
     assert locs == {("data", "val_fraction"), ("train", "lr"), ("nope",)}
     assert "train.lr: Input should be greater than 0" in error.message
-    with pytest.raises(InvalidConfigError, match=r"sweep: Value error, method: 'nope'"):
+    with pytest.raises(InvalidConfigError, match=r"sweep: method: 'nope'"):
         validate_config("sweep", {"sweep": {"method": "nope"}})
     config = validate_config("smoke", {"steps": 3})
     assert validate_config("smoke", config) is config

@@ -50,6 +50,14 @@ def test_a_vocabulary_too_small_for_its_method_is_a_422_naming_the_field(
 ) -> None:
     body = _refused(client, "tokenizer", {"method": "bpe", "vocab_size": 3, "corpus": ["text.txt"]})
     assert "vocab_size" in body["message"] and "too small for bpe: it needs 260+" in body["message"]
+    # the validator's words, without pydantic's "Value error, " before them
+    assert (
+        body["message"]
+        == "invalid tokenizer config: vocab_size: vocab size 3 is too small for bpe: it needs 260+"
+    )
+    assert body["errors"] == [
+        {"loc": ["vocab_size"], "msg": "vocab size 3 is too small for bpe: it needs 260+"}
+    ]
     body = _refused(
         client, "tokenizer", {"method": "sentencepiece", "vocab_size": 260, "corpus": ["text.txt"]}
     )
@@ -153,9 +161,7 @@ def test_the_command_line_refuses_them_with_the_same_message_and_no_run(
 ) -> None:
     over_http = _refused(client, "tokenizer", {"vocab_size": 3, "corpus": ["text.txt"]})["message"]
     code, _, err = run_captured(["tokenizer", "train", "--vocab-size", "3", str(text)], capsys)
-    assert (
-        code == 2 and over_http in err and "vocab_size: Value error, vocab size 3 is too small for bpe" in err
-    )
+    assert code == 2 and over_http in err and "vocab_size: vocab size 3 is too small for bpe" in err
     monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "100000")
     get_settings.cache_clear()
     tiny_t5 = {"model": "t5", "tokenizer": {"method": "char", "vocab_size": 100}, "train": {"max_steps": 1}}

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tldrlab.budget import field_error, nested_errors, within_budget
+from tldrlab.errors import error_message
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
@@ -187,7 +188,7 @@ class ElmTrainConfig(BaseModel):
         try:
             gpt2.config_cls.model_validate({"size": self.model.lm_size})
         except ValidationError as exc:
-            raise field_error(title, ("model", "lm_size"), exc.errors()[0]["msg"]) from None
+            raise field_error(title, ("model", "lm_size"), error_message(exc.errors()[0])) from None
         try:
             lm = gpt2.config_cls.model_validate({"size": self.model.lm_size, **self.model.lm_settings})
         except ValidationError as exc:

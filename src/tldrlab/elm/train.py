@@ -23,7 +23,7 @@ from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
 from tldrlab.elm.prepare import load_split, read_manifest
 from tldrlab.elm.task import ElmTask
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -40,7 +40,7 @@ def parse_elm_config(raw: dict[str, Any] | ElmTrainConfig) -> ElmTrainConfig:
     try:
         return ElmTrainConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise ConfigError(f"invalid ELM training config: {problems}") from exc
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tldrlab.budget import field_error, within_budget
 from tldrlab.config import get_settings
+from tldrlab.errors import validation_problems
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
 
@@ -266,8 +267,7 @@ class LVMTrainJobConfig(BaseModel):
         try:
             LVMConfig.model_validate(settings)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise ValueError(validation_problems(exc)) from None
         return settings
 
     @field_validator("model")

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from pydantic import ValidationError
 
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.lvm.losses import parse_loss
 from tldrlab.lvm.models import LVM_MODELS
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
@@ -37,7 +37,7 @@ def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
     try:
         return LVMTrainJobConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise ConfigError(
             f"the sweep's config + parameters are not a valid LVM training config: {problems}"
         ) from exc

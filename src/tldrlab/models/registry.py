@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, validation_problems
 from tldrlab.models import causal_lm, char_lstm_config, gpt2, t5
 from tldrlab.targets import load_target
 
@@ -112,7 +112,7 @@ def parse_model_config(name: str, config: dict[str, Any] | BaseModel | None) -> 
     try:
         return spec.config_cls.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise ConfigError(f"invalid {name} model config: {problems}") from exc
 
 

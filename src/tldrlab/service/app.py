@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConfigError, TldrlabError
+from tldrlab.errors import ConfigError, TldrlabError, error_message
 from tldrlab.service.limits import BodyLimitMiddleware
 from tldrlab.service.openapi import openapi_with_kind_configs
 from tldrlab.service.periodic import check_retention_setting
@@ -193,11 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {}
+        first = errors[0] if errors else {"msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = (
-            f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid request"))
-        )
+        message = f"{where}: {error_message(first)}" if where else error_message(first)
         if first.get("type") == "json_invalid":
             message = "request body is not valid JSON"
         elif first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import Settings
-from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError
+from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError, error_message
 from tldrlab.kinds import get_kind
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets
@@ -70,7 +70,7 @@ def validation_message(exc: ValidationError, prefix: str = "") -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where or 'config'}: {first['msg']}{more}"
+    return f"{where or 'config'}: {error_message(first)}{more}"
 
 
 def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_dir: Path) -> dict[str, Any]:

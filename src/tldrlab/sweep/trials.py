@@ -28,7 +28,7 @@ import optuna
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.experiments.config import ExperimentConfig
 from tldrlab.experiments.dendrite_experiment import ARMS, train_arm
 from tldrlab.models.registry import model_task, parse_model_config
@@ -51,7 +51,7 @@ def _validate(model: type[BaseModel], raw: dict[str, Any], what: str) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise ConfigError(f"the sweep's config + parameters are not a valid {what}: {problems}") from exc
 
 

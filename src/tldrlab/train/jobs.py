@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tldrlab.data.readers import split_files
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.registry import get_spec, parse_model_config
@@ -43,7 +43,7 @@ def parse_job_config(raw: dict[str, Any] | TrainJobConfig) -> TrainJobConfig:
     try:
         return TrainJobConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise ConfigError(f"invalid train config: {problems}") from exc
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tldrlab.data.html import html_to_text
 from tldrlab.data.readers.common import ReadContext, iter_json_items, record_error, type_name
 from tldrlab.data.threads import Thread
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, error_message
 
 
 def read_native(path: Path, ctx: ReadContext) -> Iterator[Thread]:
@@ -64,7 +64,7 @@ def native_thread(obj: dict[str, Any], path: Path, where: str) -> Thread:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-        raise record_error(path, where, field or None, first["msg"].lower()) from None
+        raise record_error(path, where, field or None, error_message(first).lower()) from None
     seen: set[str] = set()
     for i, post in enumerate(thread.posts):
         if post.id in seen:

@@ -40,7 +40,7 @@ from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
 from tldrlab.digest.summarizers import build_summarizer
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import InvalidInputError, TldrlabError
+from tldrlab.errors import InvalidInputError, TldrlabError, error_message
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, parse_json
 from tldrlab.store.base import SentenceStore
@@ -144,7 +144,7 @@ def parse_threads(body: Any) -> list[Thread]:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             prefix = f"thread {i}: " if isinstance(body, list) else ""
-            raise InvalidInputError(f"{prefix}{where or 'body'}: {first['msg']}") from exc
+            raise InvalidInputError(f"{prefix}{where or 'body'}: {error_message(first)}") from exc
     for thread in threads:
         if not thread.id.strip():
             raise InvalidInputError("thread id must not be empty")
