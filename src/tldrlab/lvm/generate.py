@@ -33,7 +33,7 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample
 from tldrlab.lvm.config import LVMGenerateConfig, default_index, default_sequences
 from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
-from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval
+from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval, resampled_articles
 from tldrlab.lvm.index import ConceptIndex
 from tldrlab.lvm.ingest import load_embedder
 from tldrlab.lvm.sequences import load_sequences
@@ -328,13 +328,13 @@ def measure_generation(
     for name, score in scores.items():
         entry: dict[str, Any] = dict(score.metrics)
         if name != "copy_last":
-            entry["margin_over_copy_last"] = {
-                metric: {
-                    "margin": score.metrics[metric] - scores["copy_last"].metrics[metric],
-                    "interval95": list(margin_interval(score, scores["copy_last"], metric)),
-                }
-                for metric in ("bertscore_f1", "cosine")
-            }
+            margins: dict[str, dict[str, Any]] = {}
+            for metric in ("bertscore_f1", "cosine"):
+                margins[metric] = {"margin": score.metrics[metric] - scores["copy_last"].metrics[metric]}
+                # none from one article: resampling it draws the same windows, a zero-width interval
+                if resampled_articles(score) >= 2:
+                    margins[metric]["interval95"] = list(margin_interval(score, scores["copy_last"], metric))
+            entry["margin_over_copy_last"] = margins
         results[name] = entry
     latency = {stage: 1000 * float(np.mean(v)) for stage, v in seconds.items() if v}
     latency["total"] = sum(latency.values())
@@ -405,7 +405,12 @@ def generation_markdown(report: dict[str, Any]) -> str:
         cells = ["-", "-"]
         if margin:
             cells = [
-                "{:+.4f} [{:+.4f}, {:+.4f}]".format(margin[m]["margin"], *margin[m]["interval95"])
+                f"{margin[m]['margin']:+.4f}"
+                + (
+                    " [{:+.4f}, {:+.4f}]".format(*margin[m]["interval95"])
+                    if margin[m].get("interval95")
+                    else ""
+                )
                 for m in ("bertscore_f1", "cosine")
             ]
         lines.append(
