@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from tldrlab.errors import NotFoundError
@@ -78,6 +81,27 @@ def test_registry_on_sqlite(tmp_path) -> None:
 
 def test_registry_on_postgres(postgres_url: str) -> None:
     _exercise(RunRegistry(connect(postgres_url)))
+    # opened again: the schema is current, found by reading (to_regclass on PostgreSQL)
+    assert RunRegistry(connect(postgres_url)).get("r1").kind == "train"
+
+
+def test_an_up_to_date_database_opens_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """A worker stopped mid-heartbeat holds SQLite's write lock; opening the registry to read must not wait
+    for it (it took the lock to learn the schema was current, and failed after the 30 s busy timeout)."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    RunRegistry(connect(url)).insert(
+        RunRecord(id="r1", kind="train", status=RunStatus.RUNNING, config={}, run_dir="/x", created_at=1.0)
+    )
+    holder = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        db = connect(url)
+        db.execute("PRAGMA busy_timeout=200")  # fail fast rather than after 30 s if a write lock is needed
+        assert migrate(db, "runs", MIGRATIONS) == len(MIGRATIONS)
+        assert RunRegistry(db).get("r1").status is RunStatus.RUNNING
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_migrations_apply_once_and_upgrade_old_schema(tmp_path) -> None:

@@ -115,7 +115,12 @@ def migrate(db: Database, name: str, steps: Sequence[Sequence[str]]) -> int:
     """Apply schema steps `steps[i]` (a list of statements) for version i+1 of component `name`, once each.
 
     Returns the schema version after migrating. Steps are append-only: never edit a released step.
+    An up-to-date schema is seen by reading alone: every process opens its stores through here, and taking
+    SQLite's write lock to learn that nothing is to do would wait on (and, past the busy timeout, fail behind)
+    any process holding it, such as a worker paused mid-heartbeat.
     """
+    if _schema_version(db, name) >= len(steps):
+        return len(steps)
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, "
         "applied_at TEXT NOT NULL, PRIMARY KEY (component, version))"
@@ -138,3 +143,16 @@ def migrate(db: Database, name: str, steps: Sequence[Sequence[str]]) -> int:
             )
             current = version
     return current
+
+
+def _schema_version(db: Database, name: str) -> int:
+    """The version of `name`'s schema recorded in the database, read without a write lock (0: none yet)."""
+    exists = (
+        "SELECT 1 AS present WHERE to_regclass('schema_migrations') IS NOT NULL"
+        if db.is_postgres
+        else "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    )
+    if db.query_one(exists) is None:
+        return 0
+    row = db.query_one("SELECT MAX(version) AS v FROM schema_migrations WHERE component = ?", (name,))
+    return int(row["v"]) if row and row["v"] is not None else 0
