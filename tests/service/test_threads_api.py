@@ -213,3 +213,23 @@ def test_a_thread_whose_id_holds_a_slash_is_reachable(client: TestClient) -> Non
     found = client.get("/threads/forum%2F7/highlights", params={"k": 1})
     assert found.status_code == 200 and found.json()["thread_id"] == "forum/7", found.text
     assert client.get("/threads/forum%2F8").status_code == 404
+
+
+def test_a_post_number_no_store_can_hold_is_refused_and_the_thread_kept(client: TestClient) -> None:
+    # a post number past the stores' INTEGER columns was a 500 after the thread's row had been rewritten: the
+    # thread then showed the new text while its sentences (and highlight offsets) were the old post's
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    before = {"id": "n", "title": "Numbers", "posts": [post]}
+    assert client.post("/threads", json=before).status_code == 201
+    huge = {"id": "n", "title": "Numbers", "posts": [{"id": "a", "number": 2**63, "text": "Changed. Text."}]}
+    assert_error(client.post("/threads", json=huge), 400, "invalid_input", "posts.0.number")
+    assert_error(
+        client.post("/threads", json={**huge, "posts": [{**huge["posts"][0], "number": 2**31}]}),
+        400,
+        "invalid_input",
+        "posts.0.number",
+    )
+    kept = client.get("/threads/n").json()
+    assert kept["posts"][0]["text"] == "Serve lagers cold. Ales warmer.", kept
+    found = client.get("/threads/n/highlights", params={"k": 2}).json()["highlights"]
+    assert {h["text"] for h in found} == {"Serve lagers cold.", "Ales warmer."}

@@ -11,6 +11,10 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
 PostKind = Literal["question", "answer", "comment", "post"]
 LINK_SCHEMES = ("http", "https")
+POST_NUMBER_LIMIT = 2**31
+"""Post numbers are stored in 32-bit INTEGER columns (PostgreSQL's; SQLite's hold 64 bits): a larger one is
+refused with the thread, not met by the store half-way through writing it (the thread's row written, its
+sentences not)."""
 STORED = {"stored": True}
 """Validation context for threads read back from a store: links stored before they were checked are dropped
 instead of failing the read."""
@@ -38,7 +42,7 @@ class Post(BaseModel):
     id: str
     """Stable id within the forum (Stack Exchange post id, Discourse post id, ...)."""
 
-    number: int
+    number: int = Field(ge=-POST_NUMBER_LIMIT, lt=POST_NUMBER_LIMIT)
     """Position in the thread, 1-based (Discourse post_number; order of appearance otherwise)."""
 
     text: str
