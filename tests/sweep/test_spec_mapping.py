@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tldrlab.cli.main import main
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.sweep.mapping import build_pruner, build_sampler, grid_size, suggest_params
 from tldrlab.sweep.spec import DISTRIBUTIONS, load_sweep, parse_sweep
 
@@ -313,3 +313,10 @@ def test_program_configs_take_dotted_overrides(shared_data: Path) -> None:
         check_spec(parse_sweep({**train.raw, "parameters": {"model_settings.d_modle": {"value": 8}}}))
     with pytest.raises(ConfigError, match=r"train\.lr"):
         check_spec(parse_sweep({**train.raw, "parameters": {"train.lr": {"value": -1.0}}}))
+    # the config's class refuses an unknown model; the train kind's own check, data that is not there
+    with pytest.raises(ConfigError, match=r"model: unknown model 't6'"):
+        check_spec(parse_sweep({**train.raw, "config": {**train.config, "model": "t6"}}))
+    with pytest.raises(InvalidInputError, match="data not found"):
+        check_spec(
+            parse_sweep({**train.raw, "config": {**train.config, "data": {"path": str(shared_data / "no")}}})
+        )

@@ -17,8 +17,6 @@ import optuna
 from pydantic import ValidationError
 
 from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
-from tldrlab.lvm.losses import parse_loss
-from tldrlab.lvm.models import LVM_MODELS
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
 from tldrlab.runs import Run
 from tldrlab.sweep.pruning import pruning_hooks
@@ -44,12 +42,10 @@ def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
 
 
 def check_lvm(spec: Any, params: dict[str, Any]) -> None:
-    """Before any trial: a valid config, a known model and loss, an existing sequences file."""
-
+    """Before any trial: a valid config (LVMTrainJobConfig refuses an unknown model or loss, bad settings and
+    a model over the parameter budget) and an existing sequences file, which the `lvm_train` kind itself
+    does not check."""
     job = lvm_job_config(spec, params)
-    if job.model not in LVM_MODELS:
-        raise ConfigError(f"config.model: unknown LVM {job.model!r}; choose one of {', '.join(LVM_MODELS)}")
-    parse_loss(job.loss)  # model_settings: checked by LVMTrainJobConfig
     if not Path(job.sequences).exists():
         raise InvalidInputError(f"config.sequences: not found: {job.sequences} (run `tldrlab lvm sequences`)")
 

@@ -17,8 +17,8 @@ from torch import nn
 
 from tldrlab.errors import ConfigError
 from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig
-from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, parse_loss, uses_bank
-from tldrlab.lvm.models import LVM_MODELS, build_lvm, count_parameters, save_lvm
+from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, uses_bank
+from tldrlab.lvm.models import build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
 from tldrlab.runs.run import Run
 from tldrlab.train.loop import TrainHooks, TrainResult
@@ -200,10 +200,8 @@ def predict(
 
 
 def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
-    """The LVM recipe's setup: sequences, model (the driver has seeded), task and loop settings."""
-    if config.model not in LVM_MODELS:
-        raise ConfigError(f"unknown LVM {config.model!r}; choose one of {', '.join(LVM_MODELS)}")
-    parse_loss(config.loss)
+    """The LVM recipe's setup: sequences, model (the driver has seeded), task and loop settings. (The model
+    and loss names are LVMTrainJobConfig's validation.)"""
     sequences = load_sequences(config.sequences)
     train_split = sequences.split_arrays("train")
     val_split = sequences.split_arrays("val").sample(config.max_val_examples, config.train.seed)

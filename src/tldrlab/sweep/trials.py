@@ -31,7 +31,7 @@ from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.experiments.config import ExperimentConfig
 from tldrlab.experiments.dendrite_experiment import ARMS, train_arm
-from tldrlab.models.registry import model_task, parse_model_config
+from tldrlab.launch import preflight
 from tldrlab.runs.run import Run
 from tldrlab.sweep.command import build_command, run_command
 from tldrlab.sweep.config import TrialConfig
@@ -64,17 +64,6 @@ def train_job_config(spec: SweepSpec, params: dict[str, Any]) -> Any:
     train.setdefault("best_metric", spec.metric)
     train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
     return _validate(TrainJobConfig, raw, "training config (tldrlab train)")
-
-
-def check_train(spec: SweepSpec, params: dict[str, Any]) -> None:
-    if "data" not in spec.config:
-        raise ConfigError("config.data: required by program tldrlab.train (data: {path: ...})")
-    job = train_job_config(spec, params)
-    model_task(job.model)
-    if "from_pretrained" not in job.model_settings:
-        parse_model_config(job.model, job.model_settings)
-    if not Path(job.data.path).exists():
-        raise InvalidInputError(f"config.data.path: not found: {job.data.path}")
 
 
 def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
@@ -251,19 +240,24 @@ class TrialProgram:
 
     kind: str
     config_fn: ConfigFn | str
-    check_fn: CheckFn | str
+    check_fn: CheckFn | str | None = None
+    """None: the trial's config (validated by its class) passes the command line's check of its run kind
+    (`tldrlab.launch.preflight`: the kind's inputs are here, its `check` hook)."""
 
     def config(self, spec: SweepSpec, params: dict[str, Any]) -> BaseModel:
         fn = load_target(self.config_fn) if isinstance(self.config_fn, str) else self.config_fn
         return fn(spec, params)  # type: ignore[no-any-return]
 
     def check(self, spec: SweepSpec, params: dict[str, Any]) -> None:
+        if self.check_fn is None:
+            preflight(self.kind, self.config(spec, params))
+            return
         fn = load_target(self.check_fn) if isinstance(self.check_fn, str) else self.check_fn
         fn(spec, params)
 
 
 TRIAL_PROGRAMS: dict[str, TrialProgram] = {
-    "train": TrialProgram("train", train_job_config, check_train),
+    "train": TrialProgram("train", train_job_config),
     "elm": TrialProgram(
         "elm_train", "tldrlab.elm.optimize:elm_trial_config", "tldrlab.elm.optimize:check_elm"
     ),

@@ -75,7 +75,7 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
 
 
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
-    task_kind = model_task(job.model)  # validates the model name first
+    task_kind = model_task(job.model)
     tokenizer = prepare_tokenizer(job, run)
     model = build_model(job.model, job.model_settings, tokenizer)
     task = build_task(job, tokenizer, model, task_kind)
