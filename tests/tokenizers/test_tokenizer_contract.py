@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tldrlab.tokenizers import TOKENIZERS, load_tokenizer, train_tokenizer
-from tldrlab.tokenizers.config import TokenizerConfig
+from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
 
 
 @pytest.mark.parametrize("method", list(TOKENIZERS))
@@ -18,7 +18,7 @@ def test_tokenizer_trains_and_round_trips(method: str, shared_data: Path, tmp_pa
     spec = TOKENIZERS[method]
     assert spec.description
     # sentencepiece needs its 256 byte pieces plus every character of the corpus (about 60 here)
-    vocab_size = max(400, spec.min_vocab_size(TokenizerConfig(method=method)))
+    vocab_size = max(400, MIN_VOCAB_SIZES[method])
     manifest = train_tokenizer(method, [corpus], vocab_size, tmp_path / "tok")
     assert manifest["method"] == method and 4 < manifest["actual_vocab_size"] <= vocab_size
     tokenizer = load_tokenizer(tmp_path / "tok")

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tldrlab.errors import ConfigError
-from tldrlab.tokenizers.config import MIN_VOCAB_SIZES, SPECIAL_TOKENS, UNK, TokenizerConfig
+from tldrlab.tokenizers.config import SPECIAL_TOKENS, UNK, TokenizerConfig
 from tldrlab.tokenizers.corpus import batched
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-
-def min_vocab_size(config: TokenizerConfig) -> int:
-    return MIN_VOCAB_SIZES["bpe"]
 
 
 def new_tokenizer() -> Tokenizer:
@@ -34,11 +29,6 @@ def new_trainer(config: TokenizerConfig) -> trainers.BpeTrainer:
 
 
 def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:
-    if config.vocab_size < min_vocab_size(config):
-        raise ConfigError(
-            f"vocab size {config.vocab_size} is too small for byte-level BPE: it needs at least "
-            f"{min_vocab_size(config)} (256 bytes + {len(SPECIAL_TOKENS)} special tokens)"
-        )
     tokenizer = new_tokenizer()
     tokenizer.train_from_iterator(batched(lines), trainer=new_trainer(config), length=len(lines))
     return tokenizer

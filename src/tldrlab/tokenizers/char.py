@@ -10,21 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from tldrlab.errors import ConfigError
-from tldrlab.tokenizers.config import MIN_VOCAB_SIZES, SPECIAL_TOKENS, UNK, TokenizerConfig
+from tldrlab.tokenizers.config import SPECIAL_TOKENS, UNK, TokenizerConfig
 from tokenizers import AddedToken, Tokenizer, decoders, models
 
 
-def min_vocab_size(config: TokenizerConfig) -> int:
-    return MIN_VOCAB_SIZES["char"]
-
-
 def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:
-    if config.vocab_size < min_vocab_size(config):
-        raise ConfigError(
-            f"vocab size {config.vocab_size} is too small for a char tokenizer: it needs at least "
-            f"{min_vocab_size(config)} ({len(SPECIAL_TOKENS)} special tokens + 1 character)"
-        )
     counts: Counter[str] = Counter()
     for line in lines:
         counts.update(line)

@@ -21,7 +21,6 @@ from tldrlab.runs.atomic import atomic_write_bytes
 from tldrlab.tokenizers.config import (
     BOS,
     EOS,
-    MIN_VOCAB_SIZES,
     PAD,
     SPECIAL_TOKENS,
     SPM_FILE,
@@ -31,19 +30,10 @@ from tldrlab.tokenizers.config import (
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
 
-def min_vocab_size(config: TokenizerConfig) -> int:
-    return MIN_VOCAB_SIZES["sentencepiece"]
-
-
 def train_model(lines: Sequence[str], config: TokenizerConfig) -> bytes:
     """Train a SentencePiece model and return the serialized `.model` bytes."""
     import sentencepiece as spm
 
-    if config.vocab_size < min_vocab_size(config):
-        raise ConfigError(
-            f"vocab size {config.vocab_size} is too small for sentencepiece with byte fallback: it needs at "
-            f"least {min_vocab_size(config)} ({len(SPECIAL_TOKENS)} special tokens + 256 byte pieces + 1)"
-        )
     model = io.BytesIO()
     spm.set_random_generator_seed(config.seed)
     try:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import ConfigError
+from pydantic import ValidationError
+
+from tldrlab.errors import ConfigError, validation_problems
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.tokenizers import bpe, char, spm
 from tldrlab.tokenizers.config import (
@@ -35,35 +37,23 @@ class TokenizerMethod:
     train: Callable[[Sequence[str], TokenizerConfig, Path], Tokenizer]
     """Train on lines; may write extra files (the SentencePiece .model) into the output directory."""
 
-    min_vocab_size: Callable[[TokenizerConfig], int]
-    """Smallest vocabulary that makes sense (checked before reading the corpus)."""
-
     description: str
 
 
 TOKENIZERS: dict[str, TokenizerMethod] = {
     "bpe": TokenizerMethod(
         train=lambda lines, cfg, out: bpe.train(lines, cfg),
-        min_vocab_size=bpe.min_vocab_size,
         description="byte-level BPE (Hugging Face tokenizers): any text, no unknown tokens",
     ),
     "sentencepiece": TokenizerMethod(
         train=spm.train,
-        min_vocab_size=spm.min_vocab_size,
         description="SentencePiece unigram or BPE (model_type) with byte fallback",
     ),
     "char": TokenizerMethod(
         train=lambda lines, cfg, out: char.train(lines, cfg),
-        min_vocab_size=char.min_vocab_size,
         description="one id per character seen in the corpus, <unk> for the rest",
     ),
 }
-
-
-def get_method(name: str) -> TokenizerMethod:
-    if name not in TOKENIZERS:
-        raise ConfigError(f"unknown tokenizer method {name!r}; choose one of {', '.join(TOKENIZERS)}")
-    return TOKENIZERS[name]
 
 
 def holdout_stats(tokenizer: Tokenizer, lines: Sequence[str]) -> dict[str, float | int]:
@@ -127,14 +117,9 @@ def train_tokenizer(
     """
     try:
         config = TokenizerConfig(method=method, vocab_size=vocab_size, seed=seed, holdout=holdout, **options)
-    except ValueError as exc:
-        raise ConfigError(f"invalid tokenizer options: {exc}") from exc
-    spec = get_method(config.method)
-    if config.vocab_size < spec.min_vocab_size(config):
-        raise ConfigError(
-            f"vocab size {config.vocab_size} is too small for {config.method}: "
-            f"it needs at least {spec.min_vocab_size(config)}"
-        )
+    except ValidationError as exc:  # also an unknown method or a vocabulary too small for it
+        raise ConfigError(f"invalid tokenizer options: {validation_problems(exc)}") from exc
+    spec = TOKENIZERS[config.method]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
