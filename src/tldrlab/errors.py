@@ -164,9 +164,11 @@ def error_message(error: Mapping[str, Any]) -> str:
     return message
 
 
-def validation_problems(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> str:
-    """Every error of `exc` as `field.path: message`, joined by "; " (`(config)` for the object itself)."""
+def validation_problems(
+    exc: ValidationError, *, prefix: tuple[str | int, ...] = (), whole: str = "(config)"
+) -> str:
+    """Every error of `exc` as `field.path: message`, joined by "; " (`whole` names the object itself, e.g.
+    `body` for a request body)."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or '(config)'}: {error_message(e)}"
-        for e in exc.errors()
+        f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or whole}: {error_message(e)}" for e in exc.errors()
     )

@@ -172,6 +172,8 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
     assert_error(client.post("/stream_summary", json={"thread_id": tid, "k": 500}), 400, "invalid_input", "k")
     too_many = {"thread_id": tid, "max_bullets": 21}
     assert_error(client.post("/stream_summary", json=too_many), 400, "invalid_input", "max_bullets")
+    both = client.post("/stream_summary", json={**too_many, "k": 500}).json()["message"]
+    assert both.startswith("k: ") and "; max_bullets: " in both  # every bad field, as the CLI names them
     assert_error(client.post("/stream_summary", json=[1]), 400, "invalid_input", "")
     bad_param = {"thread_id": tid, "summarizer": "extractive", "params": {"max_chars": "abc"}}  # was a 500
     assert_error(client.post("/stream_summary", json=bad_param), 400, "invalid_config", "max_chars")

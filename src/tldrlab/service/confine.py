@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import Settings
-from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError, error_message
+from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError, validation_problems
 from tldrlab.kinds import get_kind
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets
@@ -66,20 +66,13 @@ def config_class_for(kind: str) -> type[BaseModel]:
     return get_kind(kind).config
 
 
-def validation_message(exc: ValidationError, prefix: str = "") -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where or 'config'}: {error_message(first)}{more}"
-
-
 def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_dir: Path) -> dict[str, Any]:
     """The config an API run of `kind` will execute: validated, paths checked and rewritten (see module)."""
     config_cls = config_class_for(kind)
     try:
         config = config_cls.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidConfigError(f"invalid {kind} config: {validation_message(exc)}") from exc
+        raise InvalidConfigError(f"invalid {kind} config: {validation_problems(exc)}") from exc
     _confine(config, settings, run_dir)
     if isinstance(config, SweepConfig):
         _confine_sweep(config, settings, run_dir)
@@ -141,11 +134,12 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     try:
         program = program_cls.model_validate({**base, **_representative(spec)})
     except ValidationError as exc:
-        raise InvalidConfigError(f"invalid sweep config: {validation_message(exc, 'sweep.config')}") from exc
+        where = validation_problems(exc, prefix=("sweep.config",))
+        raise InvalidConfigError(f"invalid sweep config: {where}") from exc
     try:  # the largest model a trial can build (the parameter budget), before any trial runs
         program_cls.model_validate({**base, **_representative(spec, largest=True)})
     except ValidationError as exc:
-        where = validation_message(exc, "sweep.config")
+        where = validation_problems(exc, prefix=("sweep.config",))
         raise InvalidConfigError(
             f"invalid sweep config with every numeric parameter at its largest: {where}"
         ) from exc
@@ -222,7 +216,7 @@ def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, ru
     try:
         validated = settings_cls.model_validate(site.value)
     except ValidationError as exc:
-        raise InvalidConfigError(validation_message(exc, site.where)) from exc
+        raise InvalidConfigError(validation_problems(exc, prefix=(site.where,))) from exc
     for inner in list(path_sites(validated, site.loc)):
         _confine_site(inner, settings, run_dir)
     site.set(validated.model_dump(mode="json", exclude_unset=True))

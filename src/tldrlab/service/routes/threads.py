@@ -40,7 +40,7 @@ from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
 from tldrlab.digest.summarizers import build_summarizer
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import InvalidInputError, TldrlabError, error_message
+from tldrlab.errors import InvalidInputError, TldrlabError, validation_problems
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, parse_json
 from tldrlab.store.base import SentenceStore
@@ -141,10 +141,8 @@ def parse_threads(body: Any) -> list[Thread]:
         try:
             threads.append(Thread.model_validate(item))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
             prefix = f"thread {i}: " if isinstance(body, list) else ""
-            raise InvalidInputError(f"{prefix}{where or 'body'}: {error_message(first)}") from exc
+            raise InvalidInputError(f"{prefix}{validation_problems(exc, whole='body')}") from exc
     for thread in threads:
         if not thread.id.strip():
             raise InvalidInputError("thread id must not be empty")
@@ -290,9 +288,7 @@ async def stream_summary(request: Request) -> StreamingResponse:
     try:
         options = StreamSummaryRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInputError(f"{where or 'body'}: {first['msg']}") from exc
+        raise InvalidInputError(validation_problems(exc, whole="body")) from exc
     res = await run_in_threadpool(resources, request)
     await run_in_threadpool(res.store.get_thread, options.thread_id)  # 404 before the stream starts
 
