@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from svc_helpers import record
 
 from cliutil import run_cli
+from tldrlab.kinds import validate_config
 from tldrlab.runs import RunStatus, open_registry
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.app import create_app
@@ -63,3 +64,24 @@ def test_cli_and_api_runs_of_one_config_store_the_same_config_and_losses(
     cli_losses, api_losses = _losses(cli_run.run_dir), _losses(api_run.run_dir)
     assert [s for s, _ in cli_losses] == list(range(1, 7))
     assert cli_losses == api_losses
+
+
+def test_a_section_given_in_part_keeps_its_kinds_defaults_over_http_as_on_the_command_line(
+    tldrlab_home: Path,
+) -> None:
+    # the API validated a config as the CLI does, then confined a second, plain validation of it, which
+    # filled `train: {max_steps: 100}` from TrainConfig's own defaults: an ELM run submitted over HTTP trained
+    # with batch 16 and lr 3e-4 where the same config on the command line keeps ELM's 8 and 1e-3
+    (tldrlab_home / "data" / "elm").mkdir(parents=True)
+    (tldrlab_home / "data" / "s.npz").write_bytes(b"")
+    client = TestClient(create_app())
+    for kind, config in (
+        ("elm_train", {"data": "elm", "train": {"max_steps": 100}}),
+        ("lvm_train", {"sequences": "s.npz", "train": {"max_steps": 100}}),
+    ):
+        created = client.post("/runs", json={"kind": kind, "config": config})
+        assert created.status_code == 202, created.text
+        stored = record(created.json()["id"]).config["train"]
+        on_the_command_line = validate_config(kind, config).model_dump(mode="json")["train"]
+        assert stored == on_the_command_line, kind
+        assert stored["max_steps"] == 100

@@ -1,7 +1,8 @@
 """Confinement of API-submitted run configs: what a run may read and write, decided at submit.
 
 `confine_config(kind, raw, settings=..., run_dir=...)` validates the config against its kind's config class
-(422 with the field and the problem) and walks the fields the class marks (`tldrlab.runs.paths`):
+as the command line does (`tldrlab.kinds.validate_config`: 422 naming each field and its problem) and walks
+the fields the class marks (`tldrlab.runs.paths`):
 
 - `InputPath` values must resolve, symlinks resolved, inside a *read root*: the data roots
   (`TLDRLAB_DATA_ROOTS`, default `<home>/data`), uploaded data sets, or run directories. A client writes a
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import Settings
 from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError, validation_problems
-from tldrlab.kinds import get_kind
+from tldrlab.kinds import validate_config
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets
 from tldrlab.runs.paths import (
@@ -61,18 +62,11 @@ READ_RULE = (
 WRITE_RULE = "API runs write only inside their run directory: give a relative path without '..'"
 
 
-def config_class_for(kind: str) -> type[BaseModel]:
-    """The config class of a run kind (`tldrlab.kinds`; 422 listing the kinds for an unknown one)."""
-    return get_kind(kind).config
-
-
 def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_dir: Path) -> dict[str, Any]:
-    """The config an API run of `kind` will execute: validated, paths checked and rewritten (see module)."""
-    config_cls = config_class_for(kind)
-    try:
-        config = config_cls.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidConfigError(f"invalid {kind} config: {validation_problems(exc)}") from exc
+    """The config an API run of `kind` will execute: validated as the command line validates it
+    (`kinds.validate_config`: a section given in part keeps the rest of its kind's default, e.g. ELM's `train`
+    batch size and learning rate), paths checked and rewritten (see module)."""
+    config = validate_config(kind, raw)
     _confine(config, settings, run_dir)
     if isinstance(config, SweepConfig):
         _confine_sweep(config, settings, run_dir)

@@ -14,7 +14,6 @@ from fastapi import Request
 from tldrlab import launch
 from tldrlab.config import Settings
 from tldrlab.errors import TldrlabError
-from tldrlab.kinds import validate_config
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import SUBMITTED_VIA, confine_config
@@ -68,15 +67,14 @@ def submit_run(
     tags: dict[str, Any] | None = None,
 ) -> RunRecord:
     """What the API does to start any run: check what the client sent (the config's size and content: 413 /
-    422; the tags), validate it against the kind's class (422 naming each field), confine every path it names
-    (`tldrlab.service.confine`: 422 / 403), then `tldrlab.launch.submit_run`: the kind's prepare step as the
+    422; the tags), validate it against the kind's class as the CLI does and confine every path it names
+    (`tldrlab.service.confine`: 422 naming each field / 403), then `tldrlab.launch.submit_run`: the kind's prepare step as the
     CLI runs it, a queued run tagged `submitted_via: api` (its worker confines it again before executing it),
     enqueued; 503 (and no run left queued) when the queue is down."""
     settings = settings_of(request)
     check_config(config, settings.max_config_bytes)
     check_tags(tags or {})
     launch.check_submittable(kind)
-    validate_config(kind, config)
     run_id = new_run_id(kind)
     config = confine_config(kind, config, settings=settings, run_dir=settings.runs_dir / run_id)
     return launch.submit_run(
