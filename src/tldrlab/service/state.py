@@ -68,9 +68,9 @@ def submit_run(
 ) -> RunRecord:
     """What the API does to start any run: check what the client sent (the config's size and content: 413 /
     422; the tags), validate it against the kind's class as the CLI does and confine every path it names
-    (`tldrlab.service.confine`: 422 naming each field / 403), then `tldrlab.launch.submit_run`: the kind's prepare step as the
-    CLI runs it, a queued run tagged `submitted_via: api` (its worker confines it again before executing it),
-    enqueued; 503 (and no run left queued) when the queue is down."""
+    (`tldrlab.service.confine`: 422 naming each field / 403), then `tldrlab.launch.submit_run`: the kind's
+    prepare step as the CLI runs it, a queued run tagged `submitted_via: api` (its worker confines it again
+    before executing it), enqueued; 503 (and no run left queued) when the queue is down."""
     settings = settings_of(request)
     check_config(config, settings.max_config_bytes)
     check_tags(tags or {})
