@@ -294,3 +294,27 @@ def test_native_and_discourse_structure_errors(tmp_path: Path) -> None:
         path.write_text(json.dumps(content), encoding="utf-8")
         with pytest.raises(InvalidInputError, match=message):
             read_threads(path, fmt)
+
+
+def test_lone_surrogate_escapes_are_refused_as_the_record_they_are_in(tmp_path: Path) -> None:
+    # JSON allows "\ud800" but no UTF-8 text holds it: `tldrlab ingest` of such a thread file failed with a
+    # UnicodeEncodeError traceback when the store hashed the post (a pairs file, when the tokenizer read it)
+    beer = r'{"id": "p3", "document": "Beer \ud83c\udf7a here.", "summary": "a pair"}'  # a valid pair: kept
+    lone = r'{"id": "x", "document": "Half \ud800 a character.", "summary": "s"}'
+    path = _write_lines(tmp_path / "debian.jsonl", [json.dumps(GOOD), lone, beer])
+    with pytest.raises(InvalidInputError, match=r"line 2: not valid Unicode \(a lone surrogate") as info:
+        read_records(path, "debian")
+    assert str(path) in info.value.message
+    report = read_records_report(path, "debian", skip_invalid=True)
+    assert [r.id for r in report.items] == ["pkg", "p3"] and "\U0001f37a" in report.items[1].document
+    threads = tmp_path / "threads.json"
+    good = {"id": "t1", "posts": [{"id": "1", "text": "Fine."}]}
+    bad = r'{"id": "t2", "posts": [{"id": "1", "text": "\udfff"}]}'
+    threads.write_text(f"[{json.dumps(good)}, {bad}]", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"item 1: not valid Unicode"):
+        read_threads(threads, "native")
+    assert [t.id for t in read_threads_report(threads, "native", skip_invalid=True).items] == ["t1"]
+    one = tmp_path / "thread.json"
+    one.write_text(r'{"id": "t", "title": "\ud800", "posts": []}', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"the top-level object: not valid Unicode"):
+        read_threads(one, "native")

@@ -121,6 +121,24 @@ def get_int(value: Any, path: Path, where: str, name: str) -> int:
     raise record_error(path, where, name, f"expected an integer, got {value!r}")
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A JSON escape of a UTF-16 surrogate: the only way a lone one (which no UTF-8 text, store or tokenizer can
+hold) gets into a parsed string, so text without it needs no closer look."""
+
+LONE_SURROGATE = "not valid Unicode (a lone surrogate escape such as \\ud800)"
+
+
+def holds_lone_surrogate(raw: str, value: Any) -> bool:
+    """Whether `value`, parsed from the JSON text `raw`, holds a lone surrogate (a pair is one character)."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def iter_json_lines(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ("line N", object) for each non-blank line; bad lines go through `ctx.invalid`.
 
@@ -150,6 +168,9 @@ def iter_json_lines(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[st
             if not isinstance(obj, dict):
                 ctx.invalid(record_error(path, where, None, f"expected a JSON object, got {type_name(obj)}"))
                 continue
+            if holds_lone_surrogate(line, obj):
+                ctx.invalid(record_error(path, where, None, LONE_SURROGATE))
+                continue
             yield where, obj
     if not seen_any:
         raise InvalidInputError(f"{path}: file is empty", file=str(path))
@@ -176,10 +197,15 @@ def iter_json_items(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[st
             path, f"line {exc.lineno}", None, f"not valid JSON ({exc.msg} at column {exc.colno})"
         ) from None
     if isinstance(data, dict):
+        if holds_lone_surrogate(text, data):
+            ctx.invalid(record_error(path, "the top-level object", None, LONE_SURROGATE))
+            return
         yield "the top-level object", data
     elif isinstance(data, list):
         for i, item in enumerate(data):
-            if isinstance(item, dict):
+            if isinstance(item, dict) and holds_lone_surrogate(text, item):
+                ctx.invalid(record_error(path, f"item {i}", None, LONE_SURROGATE))
+            elif isinstance(item, dict):
                 yield f"item {i}", item
             else:
                 ctx.invalid(
