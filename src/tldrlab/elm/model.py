@@ -73,10 +73,7 @@ class ElmModel(nn.Module):
         self.drift_head = nn.Linear(width, config.embedding_dim)
         if config.freeze_lm:
             self.lm.requires_grad_(False)
-        if config.lora_rank is not None:
-            if not config.freeze_lm or config.lm == "scratch":
-                raise ConfigError("LoRA trains adapters on a frozen pretrained LM: set freeze_lm and an --lm")
-
+        if config.lora_rank is not None:  # on a frozen pretrained LM: ElmModelConfig refuses any other
             self.lm = apply_lora(lm, LoraSettings(r=config.lora_rank, alpha=config.lora_alpha))
         if config.gradient_checkpointing:
             if not getattr(lm, "supports_gradient_checkpointing", False):

@@ -58,7 +58,7 @@ class RecurrentBackbone(nn.Module):
 class TransformerBackbone(nn.Module):
     def __init__(self, config: LVMConfig) -> None:
         super().__init__()
-        if config.hidden % config.heads:
+        if config.hidden % config.heads:  # kept: LVMConfig alone (built directly or loaded) does not check it
             raise ConfigError(f"hidden ({config.hidden}) must be divisible by heads ({config.heads})")
         self.positions = nn.Parameter(torch.zeros(config.context, config.hidden))
         nn.init.normal_(self.positions, std=0.02)

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, validation_problems
 from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, uses_bank
 from tldrlab.lvm.models import build_lvm, count_parameters, save_lvm
@@ -210,10 +211,10 @@ def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
         val_split = train_split.sample(min(config.max_val_examples, 512), config.train.seed)
         val_bank_split = "train"
     settings = {**config.model_settings, "dim": sequences.dim, "context": sequences.context}
-    try:
+    try:  # validated again: dim and context are the sequences' now, not the settings' own
         model = build_lvm(config.model, LVMConfig(**settings))
-    except ValueError as exc:  # pydantic validation of model_settings
-        raise ConfigError(f"invalid LVM settings: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid LVM settings: {validation_problems(exc)}") from exc
     if run is not None:
         run.log(
             "training LVM",
