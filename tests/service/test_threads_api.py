@@ -235,3 +235,20 @@ def test_a_post_number_no_store_can_hold_is_refused_and_the_thread_kept(client: 
     assert kept["posts"][0]["text"] == "Serve lagers cold. Ales warmer.", kept
     found = client.get("/threads/n/highlights", params={"k": 2}).json()["highlights"]
     assert {h["text"] for h in found} == {"Serve lagers cold.", "Ales warmer."}
+
+
+def test_a_thread_without_sentences_says_so_instead_of_blaming_a_model(client: TestClient) -> None:
+    # the extractive digest of a thread whose posts are empty told the reader its "untrained or too small
+    # model" generated no text, and to use another model_path or the extractive summarizer it was using
+    empty = {
+        "id": "blank",
+        "title": "Only a photo",
+        "posts": [{"id": "a", "text": "  "}, {"id": "b", "text": ""}],
+    }
+    assert client.post("/threads", json=empty).status_code == 201
+    response = client.post("/stream_summary", json={"thread_id": "blank", "summarizer": "extractive"})
+    events = sse_events(response.text)
+    assert [name for name, _ in events] == ["notice", "digest", "done"], events
+    notice = json.loads(events[0][1])["message"]
+    assert "no sentences" in notice and "model" not in notice, notice
+    assert json.loads(events[1][1])["notices"] == [notice]

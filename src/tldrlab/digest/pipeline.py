@@ -98,8 +98,18 @@ class Digest(BaseModel):
     seconds: float = 0.0
 
 
-def empty_digest_notice(summarizer: str, text: str) -> str:
-    """Why a digest has no bullets: the summarizer generated nothing, or nothing that made a bullet."""
+NO_SENTENCES_NOTICE = (
+    "the thread has no sentences to summarize, so there are no bullets: its posts are empty or hold only "
+    "links, sign-offs and quoted text"
+)
+"""Why a digest has no bullets when there were no highlights to summarize: nothing a model could fix."""
+
+
+def empty_digest_notice(summarizer: str, text: str, has_highlights: bool = True) -> str:
+    """Why a digest has no bullets: nothing to summarize, the summarizer generated nothing, or nothing that
+    made a bullet."""
+    if not has_highlights:
+        return NO_SENTENCES_NOTICE
     if not text.strip():
         return (
             f"the {summarizer} summarizer generated no text, so there are no bullets: an untrained or too "
@@ -190,7 +200,7 @@ def digest_events(
         return
     text = "".join(pieces)
     if not bullets:  # a model that generated nothing: say so, with the likely cause
-        notice = empty_digest_notice(options.summarizer, text)
+        notice = empty_digest_notice(options.summarizer, text, has_highlights=bool(highlights))
         log.warning(notice, extra={"fields": {"thread_id": thread_id}})
         notices.append(notice)
         yield DigestEvent("notice", text=notice)
