@@ -318,3 +318,29 @@ def test_lone_surrogate_escapes_are_refused_as_the_record_they_are_in(tmp_path: 
     one.write_text(r'{"id": "t", "title": "\ud800", "posts": []}', encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"the top-level object: not valid Unicode"):
         read_threads(one, "native")
+
+
+def test_a_thread_file_with_a_nul_character_is_refused_naming_the_field(tmp_path: Path) -> None:
+    # PostgreSQL's text cannot hold U+0000: `tldrlab ingest` stored such a post (SQLite) or failed half-way
+    path = tmp_path / "thread.json"
+    path.write_text(
+        json.dumps({"id": "t", "posts": [{"id": "1", "text": "Bad\u0000 text."}]}), encoding="utf-8"
+    )
+    with pytest.raises(InvalidInputError, match=r"field 'posts\[0\]\.text': must not contain NUL .*U\+0000"):
+        read_threads(path, "native")
+
+
+def test_a_post_number_no_store_can_hold_is_refused_as_its_record(tmp_path: Path) -> None:
+    # a discourse post_number past the stores' 32-bit INTEGER: a pydantic traceback from the reader (before
+    # the thread model bounded it: an OverflowError in the store, half-way through writing the thread)
+    big = {"id": 2, "post_stream": {"posts": [{"id": 9, "post_number": 2**40, "cooked": "<p>Hi.</p>"}]}}
+    fine = {"id": 1, "post_stream": {"posts": [{"id": 8, "post_number": 1, "cooked": "<p>Hi.</p>"}]}}
+    path = tmp_path / "topics.json"
+    path.write_text(json.dumps([fine, big]), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"posts\[0\]: field 'post_number': .*less than"):
+        read_threads(path, "discourse")
+    assert [t.id for t in read_threads_report(path, "discourse", skip_invalid=True).items] == ["1"]
+    native = tmp_path / "native.json"
+    native.write_text(json.dumps({"id": "t", "posts": [{"id": "1", "number": 2**31, "text": "Hi."}]}))
+    with pytest.raises(InvalidInputError, match=r"field 'posts\[0\]\.number': input should be less"):
+        read_threads(native, "native")

@@ -252,3 +252,31 @@ def test_a_thread_without_sentences_says_so_instead_of_blaming_a_model(client: T
     notice = json.loads(events[0][1])["message"]
     assert "no sentences" in notice and "model" not in notice, notice
     assert json.loads(events[1][1])["notices"] == [notice]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_nul_characters_are_refused_before_anything_is_stored(
+    store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL's text cannot hold U+0000: a post holding one was a 500 after the thread's row had been
+    # rewritten (the new text shown over the old sentences), and looking up such an id was a 500 too
+    if store == "postgres":
+        monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+        assert client.post("/threads", json={"id": "t", "title": "T", "posts": [post]}).status_code == 201
+        for field, thread in [
+            ("posts.0.text", {"id": "t", "posts": [{"id": "a", "text": "Changed\u0000. Text."}]}),
+            ("posts.0.author", {"id": "t", "posts": [{**post, "author": "x\u0000"}]}),
+            ("title", {"id": "t", "title": "T\u0000", "posts": [post]}),
+            ("id", {"id": "t\u0000", "posts": [post]}),
+        ]:
+            assert_error(client.post("/threads", json=thread), 400, "invalid_input", f"{field}: ")
+        kept = client.get("/threads/t").json()
+        assert kept["title"] == "T" and kept["posts"][0]["text"] == post["text"], kept
+        found = client.get("/threads/t/highlights").json()["highlights"]
+        assert {h["text"] for h in found} == {"Serve lagers cold.", "Ales warmer."}
+        assert_error(client.get("/threads/t%00"), 400, "invalid_input", "NUL")
+        asked = client.post("/stream_summary", json={"thread_id": "t\u0000", "summarizer": "extractive"})
+        assert_error(asked, 400, "invalid_input", "NUL")

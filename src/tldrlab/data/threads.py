@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 PostKind = Literal["question", "answer", "comment", "post"]
 LINK_SCHEMES = ("http", "https")
@@ -34,6 +34,19 @@ def _web_link(value: str | None, info: ValidationInfo) -> str | None:
 
 WebLink = Annotated[str | None, AfterValidator(_web_link)]
 """An optional absolute http(s) URL (posts and threads link to their source with it)."""
+
+NUL = "\x00"
+
+
+def _no_nul(value: Any, info: ValidationInfo) -> Any:
+    """A text field (or list of them) without U+0000: PostgreSQL's text cannot hold it, so a thread with one
+    is refused when it is given, not by the store half-way through writing it. A thread read back from a
+    store (SQLite holds them) is taken as it is."""
+    if info.context and info.context.get("stored"):
+        return value
+    if any(isinstance(item, str) and NUL in item for item in (value if isinstance(value, list) else [value])):
+        raise ValueError("must not contain NUL characters (U+0000): no store can hold them")
+    return value
 
 
 class Post(BaseModel):
@@ -63,6 +76,8 @@ class Post(BaseModel):
     url: WebLink = None
     """Link to the post on its forum (used for attribution and highlight links); http(s) only."""
 
+    _no_nul = field_validator("id", "text", "author", "reply_to", "url")(_no_nul)
+
     def content_hash(self) -> str:
         """Hash of the text sentences come from; re-ingestion re-embeds a post only when it changes."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:32]
@@ -80,6 +95,8 @@ class Thread(BaseModel):
     url: WebLink = None
     """Link to the thread on its forum; http(s) only."""
     tags: list[str] = Field(default_factory=list)
+
+    _no_nul = field_validator("id", "title", "source", "url", "tags")(_no_nul)
 
     def content_hash(self) -> str:
         """Changes whenever the title or any post is added, removed or edited (summary cache key)."""

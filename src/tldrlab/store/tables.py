@@ -42,6 +42,8 @@ def write_meta(db: Database, values: dict[str, str]) -> None:
 def check_thread_id(thread_id: str) -> str:
     if not isinstance(thread_id, str) or not thread_id.strip():
         raise InvalidInputError(f"a thread id must be a non-empty string, got {thread_id!r}")
+    if "\x00" in thread_id:  # PostgreSQL's text cannot hold it (a 500 there); threads with one are refused
+        raise InvalidInputError(f"a thread id must not contain NUL characters (U+0000), got {thread_id!r}")
     return thread_id
 
 

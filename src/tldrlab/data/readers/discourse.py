@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
 
 from tldrlab.data.html import html_to_text
 from tldrlab.data.readers.common import (
@@ -28,8 +30,9 @@ from tldrlab.data.readers.common import (
     type_name,
 )
 from tldrlab.data.threads import Post, Thread
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, error_message
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 LIKE_ACTION_ID = 2  # Discourse's post action type for "like"
 
 
@@ -76,7 +79,10 @@ def topic_thread(topic: dict[str, Any], path: Path, where: str, base_url: str | 
         if not isinstance(cooked, str):
             raise record_error(path, post_where, "cooked", f"expected HTML text, got {type_name(cooked)}")
         posts.append(
-            Post(
+            _checked(
+                Post,
+                path,
+                post_where,
                 id=numbers[number],
                 number=number,
                 text=html_to_text(cooked),
@@ -90,7 +96,10 @@ def topic_thread(topic: dict[str, Any], path: Path, where: str, base_url: str | 
             )
         )
     tags = [t if isinstance(t, str) else str(t.get("name", "")) for t in topic.get("tags") or []]
-    return Thread(
+    return _checked(
+        Thread,
+        path,
+        where,
         id=topic_id,
         title=get_str(topic, "title", path, where, required=False) or "",
         posts=posts,
@@ -98,6 +107,21 @@ def topic_thread(topic: dict[str, Any], path: Path, where: str, base_url: str | 
         url=f"{base_url}/t/{slug}/{topic_id}" if base_url else None,
         tags=[t for t in tags if t],
     )
+
+
+FIELD_NAMES = {"number": "post_number", "text": "cooked", "author": "username"}
+"""Thread / Post fields -> the topic JSON's names for them, so an error names what the file holds."""
+
+
+def _checked(model: type[ModelT], path: Path, where: str, **fields: Any) -> ModelT:
+    """`model(**fields)`, or the record's error naming the file's field (a post number the stores cannot
+    hold, a NUL character): not a validation traceback."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else None
+        raise record_error(path, where, FIELD_NAMES.get(name or "", name), error_message(first)) from None
 
 
 def _date(value: object, path: Path, where: str) -> datetime | None:

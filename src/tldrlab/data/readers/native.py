@@ -64,7 +64,8 @@ def native_thread(obj: dict[str, Any], path: Path, where: str) -> Thread:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-        raise record_error(path, where, field or None, error_message(first).lower()) from None
+        message = error_message(first)  # only its first letter lowered: "U+0000", "NUL" keep their case
+        raise record_error(path, where, field or None, message[:1].lower() + message[1:]) from None
     seen: set[str] = set()
     for i, post in enumerate(thread.posts):
         if post.id in seen:
