@@ -134,3 +134,31 @@ def test_page_streams_cited_tldr_and_jumps_to_sentences(browser: Any, server_url
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_highlights_after_astral_characters_are_marked_at_their_spans(browser: Any, server_url: str) -> None:
+    # the server's spans count code points (Python's str); the page sliced post.text by UTF-16 units, so
+    # every highlight after an emoji was marked one unit off per emoji before it
+    thread = {
+        "id": "emoji-1",
+        "title": "Cheers",
+        "posts": [
+            {"id": "a", "text": "🍺🍺 Which glass suits a stout? I like a tulip glass for the head."},
+            {"id": "b", "text": "𝔗𝔥𝔦𝔰 one is fancy. A nonic pint glass is the classic choice for stouts."},
+        ],
+    }
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=thread).status_code == 201
+        found = client.get("/threads/emoji-1/highlights", params={"k": 8}).json()["highlights"]
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        page.select_option("#thread-select", "emoji-1")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        marked = page.eval_on_selector_all("mark.hl", "ms => ms.map(m => [m.dataset.hid, m.textContent])")
+        assert marked and len(marked) == len(found), marked
+        texts = {h["id"]: h["text"] for h in found}
+        assert all(text == texts[hid] for hid, text in marked), (marked, texts)
+    finally:
+        page.close()

@@ -84,21 +84,24 @@ function renderThread(thread, highlights) {
     }
     const body = document.createElement("div");
     body.className = "body";
-    // Marks go at the exact character spans the server returned (offsets into post.text).
+    // Marks go at the exact character spans the server returned (offsets into post.text). They count code
+    // points, as Python does; a JS string indexes UTF-16 units (an emoji is two), so slice code points.
+    const chars = Array.from(post.text);
+    const text = (from, to) => chars.slice(from, to).join("");
     const marks = (byPost.get(post.id) || []).slice().sort((a, b) => a.start - b.start);
     let at = 0;
     for (const h of marks) {
       if (h.start < at) continue;
-      body.append(post.text.slice(at, h.start));
+      body.append(text(at, h.start));
       const mark = document.createElement("mark");
       mark.className = "hl";
       mark.dataset.hid = sentenceId(h.post_id, h.sentence_index);
       mark.title = `highlight #${h.rank} · score ${h.score.toFixed(3)}`;
-      mark.textContent = post.text.slice(h.start, h.end);
+      mark.textContent = text(h.start, h.end);
       body.append(mark);
       at = h.end;
     }
-    body.append(post.text.slice(at));
+    body.append(text(at));
     div.append(meta, body);
     posts.append(div);
   }
