@@ -8,6 +8,7 @@ changing the environment.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -250,3 +252,24 @@ def get_settings(**overrides: Any) -> Settings:
         raise settings_error(exc) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{_toml_path()}: not valid TOML ({exc})") from None
+    except SettingsError as exc:  # a list or table setting's variable that is not JSON
+        raise env_json_error(exc) from None
+
+
+def env_json_error(exc: SettingsError) -> ConfigError:
+    """pydantic-settings' refusal of an environment variable it decodes as JSON (a list or table setting,
+    `TLDRLAB_RETENTION__KINDS=eval`) as one message naming the variables set for that setting."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = match.group(1) if match else "?"
+    prefix = f"TLDRLAB_{field.upper()}"
+    given = sorted(name for name in os.environ if name.upper().split("__")[0] == prefix)
+    refused = getattr(exc.__cause__, "doc", None)  # the text json.loads refused (a JSONDecodeError's)
+    culprit = next((name for name in given if os.environ[name] == refused), None)
+    if culprit is not None:
+        shown = f"{culprit}={refused!r} is not valid JSON"
+    else:
+        shown = f"{', '.join(given) or prefix} could not be read"
+    return ConfigError(
+        f"bad setting: {field}: {shown}; a list or table setting in an environment variable is written as "
+        """JSON, e.g. TLDRLAB_RETENTION__KINDS='["evaluate"]'"""
+    )
