@@ -172,3 +172,12 @@ def validation_problems(
     return "; ".join(
         f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or whole}: {error_message(e)}" for e in exc.errors()
     )
+
+
+def listed_problems(exc: InvalidConfigError, *, prefix: tuple[str | int, ...] = ()) -> str:
+    """The problems an InvalidConfigError lists (`details["errors"]`) worded as `validation_problems` words
+    them, each field under `prefix`: for a caller that validated a config by its kind's rule and words the
+    refusal its own way (a sweep's trials, `sweep.config`). Its message when it lists none."""
+    errors = exc.details.get("errors") or []
+    listed = (f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or '(config)'}: {e['msg']}" for e in errors)
+    return "; ".join(listed) or exc.message

@@ -115,3 +115,40 @@ def test_the_elm_program_is_a_sweep_program_of_its_own() -> None:
     TRIAL_PROGRAMS["elm"].check(spec, {"train.lr": 1e-3, "model.hidden_dim": 64})
     with pytest.raises(ConfigError):
         TRIAL_PROGRAMS["elm"].check(spec, {"model.dropout": 5.0})
+
+
+def test_a_sweep_trial_keeps_the_elm_train_sections_defaults(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path
+) -> None:
+    """A sweep's `config` means what it means to `tldrlab elm train`: a `train:` section given in part keeps
+    ELM's loop defaults (batch 8, lr 1e-3, early stopping), not TrainConfig's own (batch 16, lr 3e-4)."""
+    from tldrlab.kinds import validate_config
+    from tldrlab.runs.run import read_manifest
+    from tldrlab.sweep.runner import run_sweep
+
+    base = {
+        "data": str(elm_data),
+        "tokenizer": str(elm_tokenizer),
+        "model": {"num_prefix_tokens": 2, "lm_settings": {"dropout": 0.0}},
+        "max_steps": 2,
+        "eval_samples": 2,
+        "max_target_len": 12,
+        "train": {"max_steps": 2, "progress": False, "plot": False, "checkpoint_every": 0},
+    }
+    sweep = {
+        "name": "elm-defaults",
+        "program": "tldrlab.elm",
+        "method": "grid",
+        "metric": {"name": "bertscore_composite", "goal": "maximize"},
+        "parameters": {"model.hidden_dim": {"values": [16]}},
+        "config": base,
+    }
+    summary = run_sweep(parse_sweep(sweep), trials=1, storage=f"sqlite:///{tmp_path / 's.db'}", quiet=True)
+    (record,) = [r for r in open_registry().list(kind="elm_train") if r.parent_id == summary["run_id"]]
+    recorded = read_manifest(record.run_dir)["config"]
+    assert (recorded["train"]["batch_size"], recorded["train"]["lr"]) == (8, 1e-3)
+    assert recorded["train"]["early_stopping_patience"] == 2
+    # exactly what the elm_train kind builds from the same base + parameters (+ the sweep's objective)
+    raw = {**base, "model": {**base["model"], "hidden_dim": 16}, "use_bertscore": True}  # type: ignore[dict-item]
+    raw["train"] = {**base["train"], "best_metric": "bertscore_composite", "best_mode": "max"}  # type: ignore[dict-item]
+    assert recorded == validate_config("elm_train", raw).model_dump(mode="json")

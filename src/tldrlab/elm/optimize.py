@@ -19,7 +19,7 @@ import optuna
 
 from tldrlab.elm.config import ElmOptimizeConfig, ElmTrainConfig
 from tldrlab.elm.prepare import load_split
-from tldrlab.elm.train import parse_elm_config, run_elm_training
+from tldrlab.elm.train import run_elm_training
 from tldrlab.errors import InvalidInputError
 from tldrlab.launch import launch_run
 from tldrlab.runs import Run
@@ -27,7 +27,7 @@ from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.pruning import Reporter
 from tldrlab.sweep.spec import apply_overrides
 from tldrlab.sweep.storage import open_storage
-from tldrlab.sweep.trials import settle_trial, trial_link
+from tldrlab.sweep.trials import settle_trial, trial_config_of, trial_link
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
 
 OBJECTIVE = "bertscore_composite"
@@ -68,11 +68,13 @@ def sweep_mapping(
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any]) -> ElmTrainConfig:
-    """The trial's training config: base + parameters; the best checkpoint follows the objective."""
+    """The trial's training config: base + parameters, validated as `tldrlab elm train` validates it (a
+    `train` section given in part keeps ELM's loop defaults); the best checkpoint follows the objective."""
     raw = apply_overrides(base, params)
     raw.setdefault("train", {}).update(best_metric=OBJECTIVE, best_mode="max")
     raw["use_bertscore"] = True
-    return parse_elm_config(raw)
+    config: ElmTrainConfig = trial_config_of("elm_train", raw, "ELM training config")
+    return config
 
 
 def elm_pruning_hooks(reporter: Reporter) -> TrainHooks:

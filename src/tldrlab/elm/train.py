@@ -17,13 +17,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
 from tldrlab.elm.prepare import load_split, read_manifest
 from tldrlab.elm.task import ElmTask
-from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
+from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -32,16 +30,6 @@ from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, ru
 
 MODEL_SUBDIR = "model"
 TOKENIZER_SUBDIR = "tokenizer"
-
-
-def parse_elm_config(raw: dict[str, Any] | ElmTrainConfig) -> ElmTrainConfig:
-    if isinstance(raw, ElmTrainConfig):
-        return raw
-    try:
-        return ElmTrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise ConfigError(f"invalid ELM training config: {problems}") from exc
 
 
 def steps_for(config: ElmTrainConfig, n_train: int) -> int:

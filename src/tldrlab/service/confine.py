@@ -24,7 +24,6 @@ The CLI calls none of this: the machine's own user may name any path.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import Settings
-from tldrlab.errors import InvalidConfigError, NotFoundError, PathNotAllowedError, validation_problems
+from tldrlab.errors import (
+    InvalidConfigError,
+    NotFoundError,
+    PathNotAllowedError,
+    listed_problems,
+    validation_problems,
+)
 from tldrlab.kinds import validate_config
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets
@@ -49,7 +54,7 @@ from tldrlab.runs.paths import (
 )
 from tldrlab.runs.registry import open_registry
 from tldrlab.sweep.config import SweepConfig
-from tldrlab.sweep.spec import parse_sweep
+from tldrlab.sweep.spec import SweepSpec, apply_overrides, parse_sweep
 
 RUN_PREFIX = "run:"
 SUBMITTED_VIA = "submitted_via"
@@ -103,12 +108,9 @@ def _strings(value: Any, loc: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...]
             yield from _strings(item, (*loc, str(i)))
 
 
-SWEEP_PROGRAM_CONFIGS = {
-    "train": "tldrlab.train.config:TrainJobConfig",
-    "elm": "tldrlab.elm.config:ElmTrainConfig",
-    "experiment": "tldrlab.experiments.config:ExperimentConfig",
-}
-"""The config class of each tldrlab sweep program (a trial's config is the sweep's `config` + parameters)."""
+SWEEP_PROGRAM_KINDS = {"train": "train", "elm": "elm_train", "experiment": "experiment"}
+"""The run kind whose config each tldrlab sweep program's trials take (a trial's config is the sweep's
+`config` + parameters, validated by that kind's rule)."""
 
 
 def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> None:
@@ -116,47 +118,47 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     the server), the base config's paths confined like any config of that program, and no parameter that
     would choose a path (a confined field) per trial."""
     spec = parse_sweep(config.sweep)
-    target = SWEEP_PROGRAM_CONFIGS.get(spec.kind)
-    if target is None:
+    kind = SWEEP_PROGRAM_KINDS.get(spec.kind)
+    if kind is None:
         raise PathNotAllowedError(
             "sweep.program: API sweeps run tldrlab programs (tldrlab.train, tldrlab.elm, "
             "tldrlab.experiment); a command line would run code on the server"
         )
-    module_name, _, name = target.partition(":")
-    program_cls: type[BaseModel] = getattr(importlib.import_module(module_name), name)
     base = {k: v for k, v in spec.config.items() if not (spec.kind == "experiment" and k in ("arm", "seed"))}
-    try:
-        program = program_cls.model_validate({**base, **_representative(spec)})
-    except ValidationError as exc:
-        where = validation_problems(exc, prefix=("sweep.config",))
-        raise InvalidConfigError(f"invalid sweep config: {where}") from exc
-    try:  # the largest model a trial can build (the parameter budget), before any trial runs
-        program_cls.model_validate({**base, **_representative(spec, largest=True)})
-    except ValidationError as exc:
-        where = validation_problems(exc, prefix=("sweep.config",))
-        raise InvalidConfigError(
-            f"invalid sweep config with every numeric parameter at its largest: {where}"
-        ) from exc
+    program = _program_config(kind, base, spec)
+    _program_config(kind, base, spec, largest=True)  # the largest model a trial builds: the parameter budget
     sites = [".".join(str(p) for p in site.loc) for site in path_sites(program)]
     chosen = [p for p in spec.parameters if any(p == s or s.startswith(p + ".") for s in sites)]
     if chosen:
         raise PathNotAllowedError(f"sweep.parameters.{chosen[0]}: API sweeps may not choose paths per trial")
     _confine(program, settings, run_dir)
-    confined = program.model_dump(mode="json")
+    # what the client set (paths now confined), not every default: a trial builds its config from this base
+    # as the command line does (the kind's section defaults, `best_metric` following the sweep's metric)
+    confined = program.model_dump(mode="json", exclude_unset=True)
     config.sweep = {**config.sweep, "config": {k: confined[k] for k in spec.config if k in confined}}
 
 
-def _representative(spec: Any, *, largest: bool = False) -> dict[str, Any]:
-    """Plausible values of the sweep's parameters (with `largest`, numeric ones at their largest), nested as
-    a config (only to validate the base config)."""
-    # imported here: they import optuna, which the API process needs only when a sweep is submitted
-    # lazy: loads numpy, optuna, torch (this module stays light without them)
+def _program_config(kind: str, base: dict[str, Any], spec: SweepSpec, *, largest: bool = False) -> BaseModel:
+    """The base config with plausible values of the sweep's parameters (with `largest`, numeric ones at their
+    largest) applied as a trial applies them, validated by the trial kind's rule (`kinds.validate_config`, as
+    the command line and the trials validate it); InvalidConfigError naming each field under `sweep.config`
+    otherwise."""
+    # imported here: it imports optuna, which the API process needs only when a sweep is submitted
     from tldrlab.sweep.mapping import largest_params, representative_params
-    from tldrlab.sweep.trials import apply_overrides
 
     drawn = largest_params(spec) if largest else representative_params(spec)
     params = {k: v for k, v in drawn.items() if k not in ("arm", "seed")}
-    return apply_overrides({}, params)
+    try:
+        return validate_config(kind, apply_overrides(base, params))
+    except InvalidConfigError as exc:
+        errors = [{**e, "loc": ["sweep", "config", *e["loc"]]} for e in exc.details.get("errors") or []]
+        where = listed_problems(exc, prefix=("sweep.config",))
+        what = (
+            "invalid sweep config with every numeric parameter at its largest"
+            if largest
+            else "invalid sweep config"
+        )
+        raise InvalidConfigError(f"{what}: {where}", errors=errors) from None
 
 
 def confine_again(kind: str, config: dict[str, Any], *, settings: Settings, run_dir: Path) -> None:

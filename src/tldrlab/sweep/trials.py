@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
-from tldrlab.experiments.config import ExperimentConfig
+from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, listed_problems
 from tldrlab.experiments.dendrite_experiment import ARMS, train_arm
+from tldrlab.kinds import validate_config
 from tldrlab.launch import preflight
 from tldrlab.runs.run import Run
 from tldrlab.sweep.command import build_command, run_command
@@ -47,12 +47,16 @@ from tldrlab.train.recipe import run_recipe
 from tldrlab.train.tasks import training_files
 
 
-def _validate(model: type[BaseModel], raw: dict[str, Any], what: str) -> Any:
+def trial_config_of(kind: str, raw: dict[str, Any], what: str) -> Any:
+    """`raw` (a sweep's config + a trial's parameters) as a config of the run kind `kind`, by the kind's own
+    rule (`kinds.validate_config`: a section given in part keeps the rest of the kind's default, e.g. ELM's
+    `train` batch size and learning rate), so a trial's config is what the kind's command builds from it.
+    ConfigError naming every bad field otherwise."""
     try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise ConfigError(f"the sweep's config + parameters are not a valid {what}: {problems}") from exc
+        return validate_config(kind, raw)
+    except InvalidConfigError as exc:
+        message = f"the sweep's config + parameters are not a valid {what}: {listed_problems(exc)}"
+        raise ConfigError(message, errors=exc.details.get("errors")) from None
 
 
 def train_job_config(spec: SweepSpec, params: dict[str, Any]) -> Any:
@@ -63,7 +67,7 @@ def train_job_config(spec: SweepSpec, params: dict[str, Any]) -> Any:
         raise ConfigError("config.train: must be a mapping of loop settings")
     train.setdefault("best_metric", spec.metric)
     train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
-    return _validate(TrainJobConfig, raw, "training config (tldrlab train)")
+    return trial_config_of("train", raw, "training config (tldrlab train)")
 
 
 def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
@@ -96,7 +100,7 @@ def experiment_config(spec: SweepSpec, params: dict[str, Any]) -> tuple[Any, str
     seed = raw.pop("seed", 1)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"parameters.seed: must be an integer; got {seed!r}")
-    return _validate(ExperimentConfig, raw, "dendrite experiment config"), arm, seed
+    return trial_config_of("experiment", raw, "dendrite experiment config"), arm, seed
 
 
 def check_experiment(spec: SweepSpec, params: dict[str, Any]) -> None:

@@ -125,7 +125,13 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds max_steps ({self.max_steps})")
+            # named as the field to change: a kind's own default warm-up (LVM's 50 steps) applies to a `train`
+            # section that gives only max_steps, as on every launch path (command line, API, sweep trials)
+            message = (
+                f"{self.warmup_steps} warm-up steps exceed max_steps ({self.max_steps}): set warmup_steps to "
+                "at most max_steps (when not given it is the run kind's default)"
+            )
+            raise field_error("TrainConfig", ("warmup_steps",), message)
         return self
 
 

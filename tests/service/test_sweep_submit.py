@@ -1,0 +1,75 @@
+"""An API sweep's trials take the configs their run kind builds from the same base + parameters, as the
+command line's sweeps and `tldrlab elm train` / `tldrlab train` do: a section given in part keeps the kind's
+defaults, and the kept checkpoint follows the sweep's metric. `POST /runs` used to store the base config
+validated with the parameters merged over whole sections (an ELM `train: {max_steps: 2}` became TrainConfig's
+1000 steps, batch 16, lr 3e-4) and with every default written out (`best_metric: eval_loss` fixed for every
+trial of a sweep on rougeL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tldrlab.kinds import validate_config
+from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
+from tldrlab.sweep.spec import parse_sweep
+from tldrlab.sweep.trials import TRIAL_PROGRAMS
+
+
+@pytest.fixture
+def client() -> TestClient:
+    return TestClient(create_app())
+
+
+def _submitted(client: TestClient, sweep: dict[str, Any]) -> dict[str, Any]:
+    """The sweep config the API stored for the sweep run (what its trials are built from)."""
+    response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+    assert response.status_code == 202, response.text
+    stored: dict[str, Any] = open_registry().get(response.json()["id"]).config["sweep"]
+    return stored
+
+
+def test_an_api_elm_sweep_trial_keeps_the_elm_train_sections_defaults(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    data = tldrlab_home / "data" / "elm"
+    data.mkdir(parents=True)
+    sweep = {
+        "program": "tldrlab.elm",
+        "method": "grid",
+        "metric": {"name": "bertscore_composite", "goal": "maximize"},
+        "parameters": {"train.lr": {"values": [1e-3, 2e-3]}},
+        "config": {"data": "elm", "train": {"max_steps": 2}},
+    }
+    spec = parse_sweep(_submitted(client, sweep))
+    trial = TRIAL_PROGRAMS["elm"].config(spec, {"train.lr": 2e-3})
+    assert (trial.train.max_steps, trial.train.batch_size, trial.train.lr) == (2, 8, 2e-3)  # type: ignore[attr-defined]
+    raw = {
+        "data": str(data),
+        "train": {"max_steps": 2, "lr": 2e-3, "best_metric": "bertscore_composite", "best_mode": "max"},
+        "use_bertscore": True,
+    }
+    assert trial == validate_config("elm_train", raw)
+
+
+def test_an_api_train_sweep_keeps_the_best_checkpoint_on_its_metric(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    text = tldrlab_home / "data" / "text.txt"
+    text.parent.mkdir(parents=True)
+    text.write_text("To be, or not to be, that is the question.\n" * 20)
+    sweep = {
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "rougeL", "goal": "maximize"},
+        "parameters": {"train.lr": {"values": [1e-3]}},
+        "config": {"model": "char_lstm", "data": {"path": "text.txt"}, "train": {"max_steps": 4}},
+    }
+    spec = parse_sweep(_submitted(client, sweep))
+    trial = TRIAL_PROGRAMS["train"].config(spec, {"train.lr": 1e-3})
+    assert (trial.train.best_metric, trial.train.best_mode, trial.train.max_steps) == ("rougeL", "max", 4)  # type: ignore[attr-defined]
+    assert trial.data.path == str(text)  # type: ignore[attr-defined]
