@@ -105,3 +105,24 @@ def test_runs_by_kind_match_runs_under_the_old_and_the_new_name(capsys: pytest.C
         assert code == 0 and sorted(a["target"] for a in json.loads(out)["pending"]) == sorted(both), err
     code, out, err = run_captured([*prune, "--kind", "trian"], capsys)
     assert code == 2 and "unknown run kind 'trian'" in err
+
+
+def test_artifacts_are_found_under_a_kinds_old_and_new_name() -> None:
+    # GET /runs?kind=evaluate lists a run recorded as `eval`, but /artifacts/evaluate/<that run> was a 404
+    # ("no evaluate run"), and /artifacts/eval/<an evaluate run> too: the routes matched names exactly
+    with start_run("eval", {}) as old:
+        old.log("made before the rename")
+    with start_run("evaluate", {}) as new:
+        new.log("made after it")
+    client = TestClient(create_app())
+    for run in (old, new):
+        for name in ("eval", "evaluate"):
+            listing = client.get(f"/artifacts/{name}/{run.id}")
+            assert listing.status_code == 200, (name, listing.text)
+            assert "log.jsonl" in [f["path"] for f in listing.json()["files"]]
+            log = client.get(f"/artifacts/{name}/{run.id}/log.jsonl")
+            assert log.status_code == 200 and b"made" in log.content, log.text
+    wrong = client.get(f"/artifacts/train/{old.id}")
+    assert wrong.status_code == 404 and wrong.json()["code"] == "not_found"
+    typo = client.get(f"/artifacts/evaluat/{old.id}")
+    assert typo.status_code == 404 and typo.json()["code"] == "not_found"

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError, UnknownKindError
+from tldrlab.kinds import recorded_kind_names
 from tldrlab.runs import RunRecord
 from tldrlab.runs.ownership import LOCK_FILE
 from tldrlab.service.limits import StrictJSONRoute
@@ -39,7 +40,11 @@ class ArtifactListing(BaseModel):
 
 def _run(request: Request, kind: str, run_id: str) -> RunRecord:
     record = registry(request).get(run_id)
-    if record.kind != kind:
+    try:  # a kind under its current or old name, as GET /runs?kind= lists it (evaluate and eval)
+        names = recorded_kind_names(kind)
+    except UnknownKindError:
+        names = (kind,)  # no run has it: the 404 below
+    if record.kind not in names:
         raise NotFoundError(f"no {kind} run with id {run_id!r}")
     return record
 
