@@ -328,6 +328,7 @@ _ENTRIES = (
         SweepConfig,
         "tldrlab.service.sweeps:sweep_job",
         "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
+        check="tldrlab.sweep.runner:check_sweep",
         report="tldrlab.sweep.report:sweep_report",
     ),
     RunKind(

@@ -320,3 +320,23 @@ def test_program_configs_take_dotted_overrides(shared_data: Path) -> None:
         check_spec(
             parse_sweep({**train.raw, "config": {**train.config, "data": {"path": str(shared_data / "no")}}})
         )
+
+
+def test_a_sweep_file_with_a_bad_config_leaves_no_failed_sweep_run(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line checks the program's config before it creates the sweep run, as for any kind."""
+    from tldrlab.runs import open_registry
+
+    sweep = {
+        "method": "grid",
+        "program": "tldrlab.train",
+        "metric": {"name": "eval_loss"},
+        "parameters": {"train.lr": {"values": [0.01]}},
+        "config": {"model": "t6", "data": {"path": str(shared_data / "debian_descriptions")}},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    code, output = _main(["sweep", "run", str(path)], capsys)
+    assert code == 2 and "model: unknown model 't6'" in output, output
+    assert open_registry().list(kind="sweep") == []

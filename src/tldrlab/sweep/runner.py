@@ -107,6 +107,14 @@ def check_spec(spec: SweepSpec) -> None:
         raise ConfigError(f"with every numeric parameter at its largest: {exc}") from None
 
 
+def check_sweep(config: SweepConfig) -> None:
+    """Kind `sweep`'s command-line check: the program and its config, as the sweep itself checks them first,
+    so a sweep file with a bad config leaves no failed sweep run behind."""
+    spec = parse_sweep(config.sweep, source=config.source)
+    resolve_program(spec)
+    check_spec(spec)
+
+
 def _same_search(a: dict[str, Any], b: dict[str, Any]) -> bool:
     keys = ("method", "metric", "parameters", "program", "command")
     return all(a.get(k) == b.get(k) for k in keys)
