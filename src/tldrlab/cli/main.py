@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("aborted")
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors of typer's bundled click: no such option, bad value
+        # typer shows pydantic's message for a value it converts: a choice's reads "Value error, 'x' is not
+        # one of ...", the prefix that tldrlab's own validation messages go without (errors.error_message)
+        exc.message = exc.message.removeprefix("Value error, ")
         show = getattr(exc, "show", None)
         if callable(show):
             show()
