@@ -11,7 +11,7 @@ from cliutil import run_captured
 from tldrlab.data.threads import Thread
 from tldrlab.digest.ingest import IngestStats, ingest_threads, load_threads
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import DimensionMismatchError, RunCancelledError
+from tldrlab.errors import DimensionMismatchError, InvalidInputError, RunCancelledError
 from tldrlab.store import open_store
 from tldrlab.store.base import SentenceStore
 
@@ -111,3 +111,15 @@ def test_sentences_are_pooled_across_posts_into_large_embedder_calls(
     assert sum(calls) == stats.sentences and len(calls) >= 5
     assert calls[0] >= 1 and all(size >= POOL_BATCHES for size in calls[1:-1])  # the last takes what is left
     assert POOL_BATCHES * 64 >= 2000  # at the default batch size, pools of ~2,000 sentences (0.91 of raw)
+
+
+def test_a_thread_given_twice_in_one_ingest_is_refused(store: SentenceStore, embedder: Embedder) -> None:
+    # the second copy was compared with the store before the first was written: the thread ended as the
+    # second copy with the first copy's sentences still stored, highlights citing a post it does not have
+    first = Thread.model_validate({"id": "d", "posts": [{"id": "1", "number": 1, "text": "First one. Two."}]})
+    second = Thread.model_validate({"id": "d", "posts": [{"id": "2", "number": 1, "text": "Second. Three."}]})
+    with pytest.raises(InvalidInputError, match="thread 'd' appears twice"):
+        ingest_threads([first, second], store, embedder)
+    ingest_threads([second], store, embedder)  # one version of it: the store holds exactly that
+    records, _ = store.thread_sentences("d")
+    assert [(r.post_id, r.text) for r in records] == [("2", "Second."), ("2", "Three.")]

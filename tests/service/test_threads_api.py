@@ -280,3 +280,12 @@ def test_nul_characters_are_refused_before_anything_is_stored(
         assert_error(client.get("/threads/t%00"), 400, "invalid_input", "NUL")
         asked = client.post("/stream_summary", json={"thread_id": "t\u0000", "summarizer": "extractive"})
         assert_error(asked, 400, "invalid_input", "NUL")
+
+
+def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client: TestClient) -> None:
+    # both copies were ingested: the thread ended as the second with the first copy's sentences still stored,
+    # so its highlights cited a post the thread does not have
+    first = {"id": "d", "title": "A", "posts": [{"id": "1", "text": "First version here. Two sentences."}]}
+    second = {"id": "d", "title": "B", "posts": [{"id": "2", "text": "Second version. Different post."}]}
+    assert_error(client.post("/threads", json=[first, second]), 400, "invalid_input", "'d' appears twice")
+    assert_error(client.get("/threads/d"), 404, "not_found", "'d'")

@@ -194,9 +194,17 @@ def ingest_threads(
     pipe = _Pipeline(stats)
 
     def split() -> None:
+        seen: set[str] = set()
         for thread in threads:
             if pipe.stop.is_set():
                 raise _Stopped
+            if thread.id in seen:
+                # its posts would be compared with the store before the first copy is written: the thread
+                # would end as this copy with the other copy's sentences still stored
+                raise InvalidInputError(
+                    f"thread {thread.id!r} appears twice in the input: give one version of each thread"
+                )
+            seen.add(thread.id)
             store.put_thread(thread)
             stored = store.post_hashes(thread.id)
             for post in thread.posts:

@@ -143,9 +143,13 @@ def parse_threads(body: Any) -> list[Thread]:
         except ValidationError as exc:
             prefix = f"thread {i}: " if isinstance(body, list) else ""
             raise InvalidInputError(f"{prefix}{validation_problems(exc, whole='body')}") from exc
+    seen: set[str] = set()
     for thread in threads:
         if not thread.id.strip():
             raise InvalidInputError("thread id must not be empty")
+        if thread.id in seen:  # refused here too, so that nothing of the request is stored
+            raise InvalidInputError(f"thread {thread.id!r} appears twice in the request: send one version")
+        seen.add(thread.id)
         ids = [p.id for p in thread.posts]
         if len(set(ids)) != len(ids):
             raise InvalidInputError(f"thread {thread.id}: post ids must be unique")
