@@ -126,6 +126,14 @@ def test_bad_numeric_parameters_are_config_errors() -> None:
         ("openai", {"base_url": endpoint, "max_tokens": "many"}, "max_tokens='many'"),
         ("openai", {"base_url": endpoint, "temperature": "warm"}, "temperature='warm'"),
         ("openai", {"base_url": endpoint, "max_tokens": 0}, "max_tokens must be a number >= 1"),
+        # JSON's Infinity / NaN (and 1e400) reached int() as floats: an OverflowError, a 500 from the API
+        ("extractive", {"max_chars": float("inf")}, "max_chars=inf"),
+        ("two_stage", {"final": "extractive", "max_chars": float("-inf")}, "max_chars=-inf"),
+        ("openai", {"base_url": endpoint, "max_tokens": float("inf")}, "max_tokens=inf"),
+        ("openai", {"base_url": endpoint, "temperature": float("inf")}, "temperature must be a finite"),
+        ("local", {"model_path": "nowhere", "thread_chars": float("inf")}, "thread_chars=inf"),
+        ("local", {"model_path": "nowhere", "temperature": float("nan")}, "temperature must be a finite"),
+        ("local", {"model_path": "nowhere", "support_threshold": float("inf")}, "support_threshold must be"),
     ]
     for name, params, message in bad:
         with pytest.raises(ConfigError, match=re.escape(message)):

@@ -60,7 +60,8 @@ def build(params: dict[str, Any]) -> ExtractiveSummarizer:
     value = params.get("max_chars", 300)
     try:
         max_chars = int(value)
-    except (TypeError, ValueError) as exc:  # a clear 400 / exit 2, not an internal error
+    # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"bad extractive summarizer parameter max_chars={value!r}: {exc}") from exc
     if max_chars < 1:
         raise ConfigError(f"max_chars must be a whole number >= 1, got {value!r}")

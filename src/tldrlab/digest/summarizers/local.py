@@ -16,6 +16,7 @@ attends to cached keys/values instead of re-running the prompt).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -389,8 +390,10 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
                 values[key] = value
             else:
                 values[key] = type(default)(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: JSON's Infinity, or 1e400
             raise ConfigError(f"bad local summarizer parameter {key}={value!r}: {exc}") from exc
+        if isinstance(values[key], float) and not math.isfinite(values[key]):  # NaN fails every comparison
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         if key in CHOICES and values[key] not in CHOICES[key]:
             raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
         if key in BOUNDS and not BOUNDS[key][0] <= values[key] <= BOUNDS[key][1]:

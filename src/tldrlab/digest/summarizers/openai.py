@@ -9,6 +9,7 @@ or the `model` parameter. The response is read as Server-Sent Events: `data: {ch
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,8 +130,11 @@ def build(params: dict[str, Any]) -> OpenAISummarizer:
         value = params.get(key, default)
         try:
             numbers[key] = kind(value)
-        except (TypeError, ValueError) as exc:  # a clear 400 / exit 2, not an internal error
+        # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"bad openai summarizer parameter {key}={value!r}: {exc}") from exc
+        if not math.isfinite(numbers[key]):  # the endpoint would refuse it, after the stream started
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         if not numbers[key] >= low:
             raise ConfigError(f"{key} must be a number >= {low}, got {value!r}")
     return OpenAISummarizer(
