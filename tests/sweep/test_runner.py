@@ -56,7 +56,9 @@ def test_median_pruning_stops_bad_trials_early(tmp_path: Path) -> None:
         parameters={
             "x": {"values": [0.7, 0.65, 0.0, 0.05, 0.1]},
             "steps": {"value": 6},
-            "sleep": {"value": 0.1},
+            # a pruned program must still be running when the runner reads its second evaluation: at 0.1 s a
+            # step a loaded machine's runner lagged the 0.4 s left and read all six after the program ended
+            "sleep": {"value": 0.25},
         },
         method="grid",
         early_terminate={"type": "median", "min_iter": 2, "n_startup_trials": 2},
