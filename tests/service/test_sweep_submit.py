@@ -73,3 +73,31 @@ def test_an_api_train_sweep_keeps_the_best_checkpoint_on_its_metric(
     trial = TRIAL_PROGRAMS["train"].config(spec, {"train.lr": 1e-3})
     assert (trial.train.best_metric, trial.train.best_mode, trial.train.max_steps) == ("rougeL", "max", 4)  # type: ignore[attr-defined]
     assert trial.data.path == str(text)  # type: ignore[attr-defined]
+
+
+def test_an_api_lvm_sweep_is_accepted_and_its_trials_read_the_confined_sequences(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    """`program: tldrlab.lvm` was refused over HTTP ('a command line would run code on the server') though
+    it runs tldrlab in-process like the other programs; its sequences path is confined like any input."""
+    sequences = tldrlab_home / "data" / "lvm" / "sequences.npz"
+    sequences.parent.mkdir(parents=True)
+    sequences.write_bytes(b"only submitted here, never read")
+    sweep = {
+        "program": "tldrlab.lvm",
+        "method": "grid",
+        "metric": {"name": "val_cosine", "goal": "maximize"},
+        "parameters": {"train.lr": {"values": [1e-3, 3e-3]}},
+        "config": {"sequences": "lvm/sequences.npz", "train": {"max_steps": 60}},
+    }
+    spec = parse_sweep(_submitted(client, sweep))
+    trial = TRIAL_PROGRAMS["lvm"].config(spec, {"train.lr": 3e-3})
+    assert trial.sequences == str(sequences)  # type: ignore[attr-defined]
+    assert (trial.train.max_steps, trial.train.lr) == (60, 3e-3)  # type: ignore[attr-defined]
+    # a path outside the data roots, or a parameter choosing a path per trial: refused as for other programs
+    outside = {**sweep, "config": {**sweep["config"], "sequences": "/etc/passwd"}}
+    response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": outside}})
+    assert response.status_code == 403 and response.json()["code"] == "path_not_allowed", response.text
+    chooser = {**sweep, "parameters": {"sequences": {"values": ["lvm/sequences.npz"]}}}
+    response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": chooser}})
+    assert response.status_code == 403 and "may not choose paths" in response.json()["message"], response.text

@@ -108,7 +108,7 @@ def _strings(value: Any, loc: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...]
             yield from _strings(item, (*loc, str(i)))
 
 
-SWEEP_PROGRAM_KINDS = {"train": "train", "elm": "elm_train", "experiment": "experiment"}
+SWEEP_PROGRAM_KINDS = {"train": "train", "elm": "elm_train", "experiment": "experiment", "lvm": "lvm_train"}
 """The run kind whose config each tldrlab sweep program's trials take (a trial's config is the sweep's
 `config` + parameters, validated by that kind's rule)."""
 
@@ -122,7 +122,7 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     if kind is None:
         raise PathNotAllowedError(
             "sweep.program: API sweeps run tldrlab programs (tldrlab.train, tldrlab.elm, "
-            "tldrlab.experiment); a command line would run code on the server"
+            "tldrlab.experiment, tldrlab.lvm); a command line would run code on the server"
         )
     base = {k: v for k, v in spec.config.items() if not (spec.kind == "experiment" and k in ("arm", "seed"))}
     program = _program_config(kind, base, spec)
