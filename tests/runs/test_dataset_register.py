@@ -164,3 +164,15 @@ def test_evaluate_takes_a_data_set_by_its_bare_id_as_generate_and_score_do(pairs
     assert (
         validate_config("evaluate", {"model_run": "train-x", "data": "ds-notes.txt"}).data == "ds-notes.txt"
     )
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_an_id_holding_nul_is_not_found(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # PostgreSQL's text cannot hold NUL: GET /datasets/a%00b was a DataError (a 500) there
+    from tldrlab.errors import NotFoundError
+    from tldrlab.runs.datasets import DatasetRegistry
+    from tldrlab.runs.db import connect
+
+    url = request.getfixturevalue("postgres_url") if store == "postgres" else f"sqlite:///{tmp_path / 'd.db'}"
+    with pytest.raises(NotFoundError, match="no dataset with id"):
+        DatasetRegistry(connect(url)).get("a\x00b")

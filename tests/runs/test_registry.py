@@ -42,6 +42,10 @@ def _exercise(registry: RunRegistry) -> None:
         registry.find("r")
     with pytest.raises(NotFoundError):
         registry.get("nope")
+    # PostgreSQL's text cannot hold NUL: looking such an id up was a DataError (GET /runs/a%00b: a 500)
+    for lookup in (registry.get, registry.find):
+        with pytest.raises(NotFoundError, match="no run with id"):
+            lookup("r1\x00")
     with pytest.raises(NotFoundError):
         registry.update("nope", message="x")
     _exercise_claims(registry)

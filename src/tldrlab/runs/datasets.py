@@ -129,6 +129,8 @@ class DatasetRegistry:
         )
 
     def get(self, dataset_id: str) -> DatasetRecord:
+        if "\x00" in dataset_id:  # no id holds NUL; PostgreSQL cannot even compare one (a DataError)
+            raise NotFoundError(f"no dataset with id {dataset_id!r}")
         row = self.db.query_one("SELECT * FROM datasets WHERE id = ?", (dataset_id,))
         if row is None:
             raise NotFoundError(f"no dataset with id {dataset_id!r}")

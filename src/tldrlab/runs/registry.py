@@ -200,6 +200,8 @@ class RunRegistry:
         self.db.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({marks})", values)
 
     def get(self, run_id: str) -> RunRecord:
+        if "\x00" in run_id:  # no run id holds NUL; PostgreSQL cannot even compare one (a DataError)
+            raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
         row = self.db.query_one("SELECT * FROM runs WHERE id = ?", (run_id,))
         if row is None:
             raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
@@ -207,6 +209,8 @@ class RunRegistry:
 
     def find(self, prefix: str) -> RunRecord:
         """A run by full id or unique id prefix (what people type)."""
+        if "\x00" in prefix:  # as in `get`
+            raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
         rows = self.db.query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at", (prefix + "%",))
         exact = [r for r in rows if r["id"] == prefix]
         if exact:
