@@ -72,6 +72,21 @@ def test_debian_splits_are_aliases_and_limit_stops_early(shared_data: Path) -> N
         read_records(folder, split="holdout")
 
 
+def test_every_file_name_alias_is_a_split_name(shared_data: Path, tmp_path: Path) -> None:
+    # 'training' and 'valid' pick files by name, so --split training / valid must be accepted too
+    folder = shared_data / "debian_descriptions"
+    train_ids = [r.id for r in read_records(folder, split="train", limit=20)]
+    assert [r.id for r in read_records(folder, split="training", limit=20)] == train_ids
+    assert [r.id for r in read_records(folder, split="TRAINING", limit=20)] == train_ids
+    validation_ids = [r.id for r in read_records(folder, split="validation", limit=20)]
+    assert [r.id for r in read_records(folder, split="valid", limit=20)] == validation_ids
+    single = tmp_path / "pairs.train.jsonl"
+    single.write_text('{"id": "a", "document": "A text.", "summary": "A."}\n')
+    assert [r.id for r in read_records(single, split="training")] == ["a"]
+    with pytest.raises(InvalidInputError, match=r"unknown split 'holdout'; use one of .*training"):
+        read_records(folder, split="holdout")
+
+
 def test_qmsum_one_record_per_query_with_turn_labels(shared_data: Path) -> None:
     raw = _jsonl(shared_data / "qmsum" / "qmsum.val.jsonl")
     report = read_records_report(shared_data / "qmsum", split="val")

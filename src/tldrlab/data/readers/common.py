@@ -17,14 +17,14 @@ from typing import Any
 
 from tldrlab.errors import InvalidInputError, NotFoundError
 
-SPLIT_ALIASES: dict[str, frozenset[str]] = {
-    "train": frozenset({"train", "training"}),
-    "dev": frozenset({"dev", "validation", "val", "valid"}),
-    "validation": frozenset({"dev", "validation", "val", "valid"}),
-    "val": frozenset({"dev", "validation", "val", "valid"}),
-    "test": frozenset({"test"}),
-}
-"""A split name -> the file-name tokens that select it (dev, validation and val are one split)."""
+_SPLIT_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"train", "training"}),
+    frozenset({"dev", "validation", "val", "valid"}),
+    frozenset({"test"}),
+)
+SPLIT_ALIASES: dict[str, frozenset[str]] = {name: group for group in _SPLIT_GROUPS for name in sorted(group)}
+"""Every split name -> the file-name tokens that select it: one table for both, so every token the file-name
+rule knows (training, valid) is also a name `--split` accepts (dev, validation, val, valid: one split)."""
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".xml", ".md", ".tokens")
 
