@@ -67,6 +67,15 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path, capsys: pytest.C
     assert code == 2 and "key=value" in err
 
 
+def test_digest_of_a_missing_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # an argument written as a path is a file nobody has, not a thread id: say so (a not-found exit, 3)
+    for target in ("./nope.json", str(tmp_path / "nope"), "nope.jsonl"):
+        code, _, err = run_captured(["digest", target], capsys)
+        assert code == 3 and f"no such file: {target}" in err and "not in the store" not in err, err
+    code, _, err = run_captured(["digest", "nope"], capsys)  # a plain name is still a thread id
+    assert code == 3 and "thread 'nope' is not in the store" in err
+
+
 def test_a_two_stage_tldr_is_printed_once(
     tmp_path: Path, tiny_t5_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

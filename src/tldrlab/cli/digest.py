@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Iterator
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,8 +22,9 @@ from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit, print_report
 from tldrlab.config import get_settings
+from tldrlab.data.readers.common import DATA_SUFFIXES
 from tldrlab.digest.cache import open_cache
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.samples import sample_path
 
 console = Console()
@@ -40,6 +43,11 @@ def run_digest(
     thread_id = thread_to_digest(target, thread_id, format=format, show_progress=not as_json)
     store, embedder = open_sentence_store()
     with closing(store), closing(open_cache(get_settings())) as cache:
+        if not Path(target).exists() and _looks_like_path(target):
+            try:  # a stored thread id may still hold a '/' or a dot: only a missing one is a missing file
+                store.get_thread(target)
+            except NotFoundError:
+                raise NotFoundError(f"no such file: {target}") from None
         events = digest_events(store, thread_id, options, embedder=embedder, cache=cache)
         if as_json:
             for event in events:
@@ -63,6 +71,12 @@ def run_digest(
         if digest.cached:
             console.print("[dim](cached)[/]")
         print_report(highlights_report(digest.highlights))
+
+
+def _looks_like_path(target: str) -> bool:
+    """A digest target written as a path (a separator, or a data file's extension such as .json): when no
+    such file exists, the error is about the file, not about a thread id nobody meant."""
+    return "/" in target or os.sep in target or Path(target).suffix.lower() in DATA_SUFFIXES
 
 
 def _bullet_lines(bullets: list[Any], numbers: dict[str, int]) -> list[str]:
