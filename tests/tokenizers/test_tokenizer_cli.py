@@ -67,6 +67,18 @@ def test_bad_options_exit_with_a_message(
     assert open_registry().list(kind="tokenizer") == []  # nothing half-done is left behind
 
 
+def test_a_sentencepiece_vocabulary_too_small_for_the_corpus_is_one_line(
+    corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        run_cli(["tokenizer", "train", "--method", "sentencepiece", "--vocab-size", "261", str(corpus)]) == 2
+    )
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "invalid_config" in line]
+    assert "Traceback" not in err
+    assert len(lines) == 1 and "use vocab_size" in lines[0] and "trainer_interface" not in lines[0]
+
+
 def test_missing_corpus_is_a_clean_error_from_the_real_command(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tldrlab", "tokenizer", "train", str(tmp_path / "missing.txt")],

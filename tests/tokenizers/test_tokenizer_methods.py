@@ -179,6 +179,22 @@ def test_bad_inputs_raise_clear_errors(corpus: Path, tmp_path: Path) -> None:
     assert set(TOKENIZERS) == {"bpe", "sentencepiece", "char"}
 
 
+def test_sentencepiece_says_the_vocab_size_this_corpus_needs(corpus: Path, tmp_path: Path) -> None:
+    # 261 is only the floor (a one-character corpus): each distinct character takes a piece too, so the
+    # refusal names the number to use, and that number trains
+    with pytest.raises(
+        ConfigError, match=r"too small, it needs (\d+) .* use vocab_size \1 or more"
+    ) as refused:
+        train_tokenizer("sentencepiece", [corpus], 261, tmp_path / "floor")
+    assert "\n" not in refused.value.message and "trainer_interface" not in refused.value.message
+    needed = int(refused.value.message.split("it needs ")[1].split()[0])
+    assert needed > 261
+    manifest = train_tokenizer("sentencepiece", [corpus], needed, tmp_path / "needed")
+    assert manifest["actual_vocab_size"] == needed
+    with pytest.raises(ConfigError, match=r"too large, it makes at most \d+ pieces"):
+        train_tokenizer("sentencepiece", [corpus], 200_000, tmp_path / "large")
+
+
 def test_tokenizer_job_trains_into_the_run_dir(corpus: Path) -> None:
     config = {"method": "char", "vocab_size": 80, "corpus": [str(corpus)], "holdout": 0.1}
     with start_run("tokenizer", config) as run:

@@ -108,7 +108,8 @@ class ExperimentConfig(BaseModel):
     tokenizer_method: str = "bpe"
     """Tokenizer trained on the training records, shared by all arms: bpe, sentencepiece, char."""
     vocab_size: int = Field(default=2000, ge=64)
-    """Tokenizer vocabulary size (at least what the method needs: bpe 260, sentencepiece 261). The baseline
+    """Tokenizer vocabulary size (at least what the method needs: bpe 260, sentencepiece 260 plus one per
+    distinct character of the corpus, so 261 is only its floor). The baseline
     T5 over it may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS)."""
     max_source_tokens: int = Field(default=256, ge=8)
     """Documents are truncated to this many tokens."""

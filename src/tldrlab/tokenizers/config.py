@@ -28,7 +28,9 @@ MIN_VOCAB_SIZES: dict[str, int] = {
 }
 """Every method of `tldrlab.tokenizers.train.TOKENIZERS` and the smallest vocabulary it can train. Known here,
 without the `tokenizers` library, so that a config asking for too few tokens is refused when it is given
-(422 at `POST /runs`) instead of failing once its run has started."""
+(422 at `POST /runs`) instead of failing once its run has started. For sentencepiece this is only a floor:
+it needs a piece per distinct character of the corpus besides the specials and the 256 byte pieces, which
+only the corpus can tell (its run refuses a smaller vocabulary saying how many)."""
 
 
 def known_method(method: str) -> str:
@@ -42,7 +44,13 @@ def check_vocabulary(method: object, vocab_size: int) -> None:
     """ValueError when a known `method` cannot train a `vocab_size` vocabulary (an unknown one is its own
     field's error)."""
     if isinstance(method, str) and vocab_size < (smallest := MIN_VOCAB_SIZES.get(method, 0)):
-        raise ValueError(f"vocab size {vocab_size} is too small for {method}: it needs {smallest}+")
+        # sentencepiece's smallest is only a floor: the corpus's characters decide (its run says how many)
+        more = (
+            " (one more per distinct character of the corpus after the first)"
+            if method == "sentencepiece"
+            else ""
+        )
+        raise ValueError(f"vocab size {vocab_size} is too small for {method}: it needs {smallest}+{more}")
 
 
 def fitting_vocabulary(vocab_size: int, info: ValidationInfo) -> int:

@@ -196,8 +196,8 @@ class TokenizerChoice(BaseModel):
     """Tokenizer method when training one: bpe, sentencepiece, char."""
 
     vocab_size: int = Field(default=8000, ge=16)
-    """Vocabulary size when training one (at least what the method needs: bpe 260, sentencepiece 261,
-    char 5)."""
+    """Vocabulary size when training one (at least what the method needs: bpe 260, char 5, sentencepiece
+    260 plus one per distinct character of the corpus, so 261 is only its floor)."""
 
     _known_method = field_validator("method")(known_method)
 
