@@ -110,6 +110,16 @@ def test_char_vocab_size_caps_the_alphabet(corpus: Path, tmp_path: Path) -> None
     assert manifest["stats"]["unk_rate"] > 0  # rare characters now fall back to <unk>
 
 
+def test_char_refuses_a_vocabulary_of_only_special_tokens(tmp_path: Path) -> None:
+    # every character rarer than min_frequency: the vocabulary would be the 4 specials (+ newline) alone
+    rare = tmp_path / "rare.txt"
+    rare.write_text("abc\ndef\nghi\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"min_frequency=2 .* use min_frequency 1 or less"):
+        train_tokenizer("char", [rare], 50, tmp_path / "tok", holdout=0.0)
+    manifest = train_tokenizer("char", [rare], 50, tmp_path / "tok", holdout=0.0, min_frequency=1)
+    assert manifest["actual_vocab_size"] == 4 + 9 + 1 and manifest["stats"]["unk_rate"] == 0.0
+
+
 def test_sentencepiece_fast_matches_library(corpus: Path, tmp_path: Path) -> None:
     train_tokenizer("sentencepiece", [corpus], 400, tmp_path, model_type="unigram")
     processor = spm.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from tldrlab.errors import ConfigError
 from tldrlab.tokenizers.config import SPECIAL_TOKENS, UNK, TokenizerConfig
 from tokenizers import AddedToken, Tokenizer, decoders, models
 
@@ -22,6 +23,15 @@ def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:
     room = config.vocab_size - len(SPECIAL_TOKENS)
     # Most frequent first, ties by code point, so the vocabulary is deterministic.
     kept = [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= config.min_frequency]
+    if not set(kept) - {"\n"}:  # only the specials (and the newline we add per line): every text is <unk>
+        char, times = max(
+            ((c, n) for c, n in counts.items() if c != "\n"), key=lambda kv: kv[1], default=("", 0)
+        )
+        raise ConfigError(
+            f"no character of the corpus occurs min_frequency={config.min_frequency} times (the most "
+            f"frequent, {char!r}, occurs {times}), so the char vocabulary would be only the special tokens "
+            f"and every text <unk>; use min_frequency {max(times, 1)} or less, or a larger corpus"
+        )
     chars = sorted(kept[:room])
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
     for char in chars:
