@@ -45,7 +45,7 @@ class RetentionPolicy(BaseModel):
     Set as `TLDRLAB_RETENTION__<FIELD>` (`TLDRLAB_RETENTION__OLDER_THAN_DAYS=14`) or in a `[retention]` table
     of `tldrlab.toml`; `tldrlab runs prune` flags override it for one pass."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     enabled: bool = False
     """Run the cleanup periodically inside `tldrlab serve` (`tldrlab runs prune` works either way)."""
@@ -92,7 +92,11 @@ class Settings(BaseSettings):
     """Process-wide settings. Every field can be set as `TLDRLAB_<FIELD>` or as a key in `tldrlab.toml`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TLDRLAB_", env_nested_delimiter="__", extra="ignore", use_attribute_docstrings=True
+        env_prefix="TLDRLAB_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,  # TLDRLAB_RUN_HEARTBEAT_S=inf is a mistake, not a setting
     )
 
     home: Path = Field(default_factory=default_home)

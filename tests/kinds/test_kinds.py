@@ -40,6 +40,7 @@ def test_every_kind_is_registered_with_its_whole_contract() -> None:
         assert kind.name == name and kind.help and callable(resolve_execute(name)), name
         for model in _models(kind.config):
             assert model.model_config.get("extra") == "forbid", model
+            assert model.model_config.get("allow_inf_nan") is False, model  # no float field takes inf/nan
             undocumented = [f for f, info in model.model_fields.items() if not info.description]
             assert not undocumented, f"{model.__name__}: fields without a docstring: {undocumented}"
         if kind.prepare:

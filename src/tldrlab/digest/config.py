@@ -12,7 +12,7 @@ from tldrlab.runs.paths import InputPath, OutputPath, Seed, ServerOnly
 class ThreadIngestConfig(BaseModel):
     """Kind `ingest`: forum threads into the sentence store (only changed posts are re-embedded)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     path: Annotated[str, InputPath()]
     """A thread file or directory (Stack Exchange dump, Discourse JSON, native JSON)."""
@@ -32,7 +32,7 @@ class HighlightScorerTrainConfig(BaseModel):
     """Kind `highlight_scorer_train`: a learned highlight scorer from labelled train splits (one listwise
     linear model per mode; `digest/scorer_training.py`). Give at least one data set."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     name: str = Field(default="learned_v2", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     """Name written into the scorer file (the name it will be selected by once shipped)."""
@@ -80,7 +80,7 @@ class HighlightRerankerTrainConfig(BaseModel):
     fusion weight with the base scorer chosen on held-out train meetings. Writes a scorer file (the base
     scorer's linear models plus the re-ranker) and the adapter directory beside it."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     name: str = Field(default="learned_v3", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     """Name written into the scorer file (the name it will be selected by once shipped)."""

@@ -26,7 +26,7 @@ DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
 class ElmModelConfig(BaseModel):
     """The adapter's shape and which LM it feeds."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     lm: Annotated[str, ModelRef(keep=("scratch",))] = "scratch"
     """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging
@@ -90,7 +90,7 @@ def adapter_parameter_count(config: ElmModelConfig, width: int) -> int:
 class LossConfig(BaseModel):
     """Which losses are on and how much each counts."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     lm_weight: float = Field(default=1.0, ge=0)
     """Weight of the LM cross-entropy on the target tokens."""
@@ -123,7 +123,9 @@ def _default_train() -> TrainConfig:
 class ElmTrainConfig(BaseModel):
     """Everything one ELM training run needs."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     data: Annotated[str, InputPath()]
     """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
@@ -204,7 +206,7 @@ class ElmPrepareConfig(BaseModel):
     """Kind `elm_prepare`: embed the documents of a pair data set and write the ELM layout (or filter an
     existing ELM directory to one task)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     data: Annotated[str, InputPath()]
     """Pair data (any records format), or an ELM directory to filter."""
@@ -235,7 +237,7 @@ class ElmPrepareConfig(BaseModel):
 class ElmEvaluateConfig(BaseModel):
     """Kind `elm_evaluate`: BERTScore P/R/F1 + composite, ROUGE and length statistics of predictions."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     predictions: Annotated[str, InputPath()]
     """JSON lines with `prediction` (and `reference` or `target_text`)."""
@@ -253,7 +255,7 @@ class ElmGenerateOptions(BaseModel):
     """What `tldrlab elm generate` summarises with a saved ELM, and how: exactly one source of documents (a
     prepared split, a synthesis file of that layout, or raw texts)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     model: str
     """A saved ELM directory or an elm_train run id."""
@@ -281,7 +283,7 @@ class ElmT5CompareConfig(BaseModel):
     """What `tldrlab elm compare` trains and scores: the ELM adapter vs a from-scratch T5 under the same CPU
     budget, on the same test documents."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     data: str
     """Pair data, e.g. ../shared/data/debian_descriptions."""
@@ -311,7 +313,7 @@ class ElmOptimizeConfig(BaseModel):
     """Kind `elm_optimize`: Bayesian search (TPE, median pruning) of the adapter's settings for the
     BERTScore composite; every trial is an `elm_train` run."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     base: ElmTrainConfig
     """The training config every trial starts from (the searched settings override it)."""
@@ -342,7 +344,7 @@ class ElmLMCompareConfig(BaseModel):
     the LM prompted zero-shot; both trained systems get the same CPU budget; all summarise the same test
     documents."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     data: Annotated[str, InputPath()]
     """Pair data (any records format); embedded into the ELM layout once (under `out`)."""

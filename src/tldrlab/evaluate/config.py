@@ -24,7 +24,7 @@ def dataset_reference(value: Any) -> Any:
 class GenerateOptions(BaseModel):
     """How to decode."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     max_new_tokens: Annotated[int, GenerationLength()] = Field(default=64, ge=1, le=4096)
     """Most tokens to generate per sequence."""
@@ -65,7 +65,7 @@ class GenerateOptions(BaseModel):
 class EvalConfig(BaseModel):
     """What to evaluate on and how."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     data: str
     """A file or data-set directory readable by tldrlab.data.readers."""
@@ -115,7 +115,7 @@ class FinalEvalConfig(BaseModel):
     """The evaluation that runs when a training run ends: an `evaluate` run (its parent the training run) on
     the run's held-out data, writing eval.json, eval_summary.json and the tables next to the model."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Evaluate the saved model when training ends."""
@@ -136,7 +136,9 @@ class EvaluateConfig(BaseModel):
     """Run kind `evaluate`: a trained model on a data split. Unset settings come from the model's training run
     (its data, validation split or held-out fraction, prefix and lengths), else from `EvalConfig`."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model is evaluated, or any model reference."""
@@ -180,7 +182,9 @@ class EvaluateConfig(BaseModel):
 class GenerateConfig(BaseModel):
     """Run kind `generate`: outputs of a trained model for some prompts."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model generates, or any model reference."""
@@ -208,7 +212,9 @@ class GenerateConfig(BaseModel):
 class ScoreConfig(BaseModel):
     """Run kind `score`: loss, perplexity and per-token surprisal of a text under a trained model."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     model_run: Annotated[str, ModelRef()] = Field(min_length=1)
     """The training run (id or unique prefix) whose model scores, or any model reference."""

@@ -26,7 +26,7 @@ InitMode = Literal["baseline", "random"]
 class CompressionSpec(BaseModel):
     """How small the compressed model is. Explicit sizes win over `compression_ratio`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     compression_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
     """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers, widths."""
@@ -49,7 +49,7 @@ class CompressionSpec(BaseModel):
 class DendriteConfig(BaseModel):
     """Which modules get dendrites and when PerforatedAI adds them."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     module_names: list[str] = Field(default_factory=lambda: ["T5DenseActDense", "T5DenseGatedActDense"])
     """Module class names that get dendrites (default: T5's feed-forward blocks, wi and wo together)."""
@@ -79,7 +79,7 @@ class DendriteConfig(BaseModel):
 class ExperimentConfig(BaseModel):
     """Everything that defines the experiment (plain fields, so sweeps can search them)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     data: Annotated[str, InputPath()]
     """Summarization records: a file or data-set directory any tldrlab reader understands."""
@@ -179,7 +179,7 @@ LM_ARMS = ["baseline", "compressed", "compressed_pai", "compressed_random", "com
 class LMCompressionSpec(BaseModel):
     """How a pretrained causal LM is cut. Explicit sizes are fixed; `ratio` chooses the others."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     ratio: float | None = Field(default=0.5, gt=0.0, le=1.0)
     """Target fraction of the original parameters kept (embeddings included); None: explicit sizes only."""
@@ -201,7 +201,7 @@ class LMCompressionSpec(BaseModel):
 class LMCompressConfig(BaseModel):
     """Kind `lm_compress`: cut a pretrained causal LM and write it as a plain Hugging Face directory."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     model: Annotated[str, ModelRef()] = "smollm2"
     """The model to compress: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
@@ -225,7 +225,7 @@ class LMCompressConfig(BaseModel):
 class DistillationConfig(BaseModel):
     """Knowledge distillation of the compressed_kd arm from the fine-tuned baseline (arm A) of its seed."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     alpha: float = Field(default=0.5, ge=0.0, le=1.0)
     """Weight of the distillation term; 1 - alpha weighs the cross-entropy on the reference answer."""
@@ -238,7 +238,9 @@ class DistillationConfig(BaseModel):
 class LMExperimentConfig(BaseModel):
     """Kind `lm_experiment`: arms of a pretrained causal LM trained the same way on the same records."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     data: Annotated[str, InputPath()]
     """Summarization records: a file or data-set directory any tldrlab reader understands."""

@@ -71,7 +71,7 @@ def loss_terms(spec: str) -> list[tuple[float, str]]:
 class LVMConfig(BaseModel):
     """Shape of an LVM; one config for every backbone (fields a backbone does not use are ignored)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     dim: int = Field(384, ge=1)
     """Concept vector dimension (input and output), e.g. 384 for MiniLM."""
@@ -146,7 +146,7 @@ def lvm_parameter_count(backbone: str, config: LVMConfig) -> int | None:
 class IngestConfig(BaseModel):
     """One ingest: which articles, how they become concepts, which embedder, where they are stored."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     path: Annotated[str, InputPath()]
     """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
@@ -175,7 +175,7 @@ class IngestConfig(BaseModel):
 class LVMIndexConfig(BaseModel):
     """Kind `lvm_index`: the FAISS concept index built from the concept store."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     source: str | None = None
     """Only concepts of this source (None: all)."""
@@ -196,7 +196,7 @@ class LVMIndexConfig(BaseModel):
 class SequencesConfig(BaseModel):
     """One `tldrlab lvm sequences`: which concepts, how long a context, how articles are split."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     context: int = Field(5, ge=1, le=512)
     """Context concepts per example."""
@@ -236,7 +236,9 @@ def default_train_config() -> TrainConfig:
 class LVMTrainJobConfig(BaseModel):
     """Everything one `tldrlab lvm train` run needs."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     sequences: Annotated[str, InputPath()]
     """The sequences NPZ written by `tldrlab lvm sequences`."""
@@ -298,7 +300,7 @@ class LVMTrainJobConfig(BaseModel):
 class LVMEvaluateConfig(BaseModel):
     """Kind `lvm_evaluate`: trained LVMs beside the baselines (MSE, cosine, top-1 / top-5 retrieval)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     runs: list[Annotated[str, InputPath()]] = Field(default_factory=list)
     """lvm_train run ids, run directories or model directories (empty: baselines only)."""
@@ -315,7 +317,7 @@ class LVMEvaluateConfig(BaseModel):
 class LVMGenerateConfig(BaseModel):
     """Kind `lvm_generate`: how well a trained LVM writes the next sentence (raw, smoothed, copy-last)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     run: Annotated[str, InputPath()]
     """The trained LVM: an lvm_train run id, run directory or model directory."""

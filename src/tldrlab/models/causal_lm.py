@@ -35,7 +35,7 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 class LoraSettings(BaseModel):
     """LoRA adapters (peft): low-rank updates on the named linear layers; everything else is frozen."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     r: int = Field(default=8, ge=1, le=1024)
     """Rank of each adapter."""
@@ -53,7 +53,7 @@ class LoraSettings(BaseModel):
 class CausalLMConfig(BaseModel):
     """A pretrained causal LM, optionally with fewer layers, gradient checkpointing and LoRA."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     path: Annotated[str, ModelRef()] = BUNDLED_NAME
     """Model reference: a directory, a .gguf file, an installed model name, a run id, or `smollm2`."""

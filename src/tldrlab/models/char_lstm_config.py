@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class CharLSTMConfig(BaseModel):
     """An LSTM LM over any tokenizer's ids (usually the char tokenizer)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     vocab_size: int | None = Field(default=None, gt=0)
     """Vocabulary size; None takes it from the tokenizer."""

@@ -23,7 +23,7 @@ GPT2_SIZES: dict[str, dict[str, int]] = {
 class GPT2ModelConfig(BaseModel):
     """A GPT-2 decoder-only LM. Explicit dimensions override the named size."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
     """Named size whose dimensions are used unless set explicitly below."""

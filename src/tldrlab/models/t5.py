@@ -54,7 +54,7 @@ class T5ModelConfig(BaseModel):
     transformers 5 always ties T5's input embedding and output head, so there is no untied option.
     """
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
     """Named size whose dimensions are used unless set explicitly below."""

@@ -14,7 +14,7 @@ from tldrlab.sweep.spec import parse_sweep
 class SweepConfig(BaseModel):
     """Kind `sweep`: run (or resume) a W&B sweep on Optuna until the study holds `trials` finished trials."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     sweep: dict[str, Any]
     """The sweep file's mapping: method, metric, parameters, program (tldrlab.train, tldrlab.experiment,
@@ -46,7 +46,7 @@ class TrialConfig(BaseModel):
     """Kind `trial` (started by a sweep, not submitted): one trial of a command-line or experiment program
     (tldrlab training programs run as their own kinds: train, elm_train, lvm_train)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     program: Literal["command", "experiment"]
     """What the trial runs: the sweep's command line, or one arm of the dendrite experiment."""

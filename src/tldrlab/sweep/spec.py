@@ -193,6 +193,12 @@ def parse_parameter(name: str, raw: Any) -> ParamSpec:
         values = filled["values"]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{key}.values: must be a non-empty list; got {values!r}")
+    # a trial given inf or nan would only be refused by its program's config when it starts
+    chosen = [("value", filled["value"])] if "value" in filled else []
+    chosen += [(f"values.{i}", v) for i, v in enumerate(filled.get("values") or [])]
+    for option, value in chosen:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}.{option}: must be finite; got {value!r}")
     if dist == "categorical_w_probabilities":
         probs = filled["probabilities"]
         if not isinstance(probs, list) or len(probs) != len(filled["values"]):

@@ -63,7 +63,7 @@ def fitting_vocabulary(vocab_size: int, info: ValidationInfo) -> int:
 class TokenizerConfig(BaseModel):
     """What to train: method, vocabulary size and the few options each method has."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     method: str = "bpe"
     """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""
@@ -100,7 +100,7 @@ class TokenizerConfig(BaseModel):
 class TokenizerJobConfig(TokenizerConfig):
     """Kind `tokenizer`: what to train (TokenizerConfig) on which files, and where to put it."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     corpus: list[Annotated[str, InputPath()]] = Field(min_length=1, max_length=1000)
     """Corpus files: plain text or any format `tldrlab data` reads (one path or a list)."""

@@ -25,7 +25,7 @@ from tldrlab.tokenizers.config import fitting_vocabulary, known_method
 class SmokeConfig(BaseModel):
     """Kind `smoke`: a tiny linear model fitted on synthetic data by the real training loop."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     steps: int = Field(default=30, ge=1, le=100_000)
     """Optimisation steps."""
@@ -49,7 +49,7 @@ class SmokeConfig(BaseModel):
 class TrainConfig(BaseModel):
     """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     max_steps: int = Field(default=1000, ge=1, le=100_000_000)
     """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
@@ -138,7 +138,7 @@ class TrainConfig(BaseModel):
 class DataConfig(BaseModel):
     """Where the training text comes from and how it is split and cut."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     path: Annotated[str, InputPath()]
     """A file or directory readable by tldrlab.data.readers (pairs, scitldr, debian, text, ...)."""
@@ -187,7 +187,7 @@ class TokenizerChoice(BaseModel):
     """Use an existing tokenizer directory, or train one on the training text first (what to train is a
     `tldrlab.tokenizers.config.TokenizerConfig`: `method` and `vocab_size` here, its defaults otherwise)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     path: Annotated[str | None, InputPath()] = None
     """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
@@ -216,7 +216,9 @@ MODEL_FAMILIES = "tldrlab.models.registry:MODELS"
 class TrainJobConfig(BaseModel):
     """Everything one `tldrlab train` run needs: the model, its data and tokenizer, and the loop settings."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     model: str = "t5"
     """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""

@@ -1,0 +1,182 @@
+"""No run config takes a number that is not finite: every float field of every kind's config (nested sections
+and the model settings a train config validates by its family's class included) refuses `inf` and `nan` with
+the field's path, from the registry, over HTTP (JSON's `Infinity`) and from the command line (`--lr inf`)."""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from cliutil import run_captured
+from tldrlab.config import get_settings
+from tldrlab.errors import ConfigError, InvalidConfigError
+from tldrlab.kinds import KINDS, section_class, validate_config
+from tldrlab.models.registry import MODELS
+from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
+
+NOT_FINITE = (math.inf, -math.inf, math.nan)
+
+FieldPath = tuple[str, ...]
+
+
+def _float_shape(annotation: Any) -> str | None:
+    """How a field holds floats: "float" (also `float | None`), "list" (`list[float]`), "dict"
+    (`dict[str, float]`), or None when it holds none."""
+    if annotation is float:
+        return "float"
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return next((shape for arg in args if (shape := _float_shape(arg)) is not None), None)
+    if origin in (list, tuple, set, frozenset) and args and args[0] is float:
+        return "list"
+    if origin is dict and len(args) == 2 and args[1] is float:
+        return "dict"
+    return None
+
+
+def _float_fields(model: type[BaseModel], prefix: FieldPath = ()) -> Iterator[tuple[FieldPath, str]]:
+    """(path, shape) of every float field of `model`, nested config sections walked."""
+    for name, info in model.model_fields.items():
+        section = section_class(info.annotation)
+        if section is not None:
+            yield from _float_fields(section, (*prefix, name))
+        elif (shape := _float_shape(info.annotation)) is not None:
+            yield (*prefix, name), shape
+
+
+def _nested(path: FieldPath, value: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {path[-1]: value}
+    for name in reversed(path[:-1]):
+        raw = {name: raw}
+    return raw
+
+
+def _refusal(kind: str, raw: dict[str, Any]) -> InvalidConfigError:
+    with pytest.raises(InvalidConfigError) as caught:
+        validate_config(kind, raw)
+    return caught.value
+
+
+def _refuses_at(error: InvalidConfigError, path: FieldPath, shape: str) -> bool:
+    """`error` lists a not-finite problem at `path` (within a list or dict value: at its element) and its
+    message names the field."""
+    loc = list(path)
+    for problem in error.details["errors"]:
+        inner = problem["loc"][: len(loc)] == loc and len(problem["loc"]) == len(loc) + (shape != "float")
+        if inner and "finite" in problem["msg"]:
+            return ".".join(loc) in error.message
+    return False
+
+
+CASES = [
+    pytest.param(kind.name, path, shape, id=f"{kind.name}:{'.'.join(path)}")
+    for kind in KINDS.values()
+    for path, shape in _float_fields(kind.config)
+]
+
+
+@pytest.mark.parametrize(("kind", "path", "shape"), CASES)
+def test_every_float_field_of_every_kind_refuses_inf_and_nan(kind: str, path: FieldPath, shape: str) -> None:
+    for bad in NOT_FINITE:
+        value = bad if shape == "float" else [bad] if shape == "list" else {"key": bad}
+        error = _refusal(kind, _nested(path, value))
+        assert _refuses_at(error, path, shape), (bad, error.message, error.details["errors"])
+
+
+MODEL_SETTINGS = [
+    pytest.param(family, path, shape, id=f"{family}:{'.'.join(path)}")
+    for family, spec in MODELS.items()
+    for path, shape in _float_fields(spec.config_cls)
+]
+
+
+@pytest.mark.parametrize(("family", "path", "shape"), MODEL_SETTINGS)
+def test_model_settings_validated_by_their_family_refuse_inf_and_nan(
+    family: str, path: FieldPath, shape: str
+) -> None:
+    for bad in NOT_FINITE:
+        value = bad if shape == "float" else [bad] if shape == "list" else {"key": bad}
+        raw = {"model": family, "data": {"path": "data"}, "model_settings": _nested(path, value)}
+        error = _refusal("train", raw)
+        assert _refuses_at(error, ("model_settings", *path), shape), (bad, error.message)
+
+
+def test_infinity_over_http_is_a_422_naming_the_field_and_creates_no_run() -> None:
+    client = TestClient(create_app())
+    body = '{"kind": "train", "config": {"data": {"path": "x"}, "train": {"lr": Infinity}}}'
+    for text in (body, body.replace("Infinity", "NaN"), body.replace("Infinity", "1e400")):
+        response = client.post("/runs", content=text, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (text, response.text)
+        error = response.json()
+        assert error["code"] == "invalid_config" and error["request_id"], error
+        assert "train.lr" in error["message"] and "finite" in error["message"], error
+        assert error["errors"] == [{"loc": ["train", "lr"], "msg": "Input should be a finite number"}]
+    assert open_registry().list() == []
+
+
+def test_inf_from_a_flag_or_a_yaml_file_is_a_one_line_error_and_creates_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_captured(["train", "--data", str(tmp_path), "--lr", "inf"], capsys)
+    assert code == 2 and "train.lr" in err and "finite" in err, (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data: {{path: {tmp_path}}}\ntrain: {{max_grad_norm: .nan}}\n")
+    code, _, err = run_captured(["train", "--config", str(config)], capsys)
+    assert code == 2 and "train.max_grad_norm" in err and "finite" in err, err
+    assert open_registry().list() == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting"),
+    [("TLDRLAB_RUN_HEARTBEAT_S", "run_heartbeat_s"), ("TLDRLAB_RETENTION__EVERY_S", "retention.every_s")],
+)
+def test_float_settings_from_the_environment_refuse_inf_and_nan(
+    variable: str, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for bad in ("inf", "nan", "-inf"):
+        monkeypatch.setenv(variable, bad)
+        get_settings.cache_clear()
+        with pytest.raises(ConfigError, match=rf"{re.escape(setting)} .*finite"):
+            get_settings()
+    get_settings.cache_clear()
+
+
+def test_a_sweep_choosing_inf_or_nan_for_a_parameter_is_refused_at_submit() -> None:
+    base = {
+        "method": "random",
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "program": "tldrlab.train",
+    }
+    for block, where in (
+        ({"values": [1e-3, math.inf]}, "parameters.train.lr.values.1"),
+        ({"value": math.nan}, "parameters.train.lr.value"),
+    ):
+        sweep = {**base, "parameters": {"train.lr": block}}
+        error = _refusal("sweep", {"sweep": sweep})
+        assert where in error.message and "finite" in error.message, error.message
+    sweep = {
+        **base,
+        "parameters": {"train.lr": {"values": [1e-3, 3e-3]}},
+        "config": {"data": {"path": "data"}},
+    }
+    assert validate_config("sweep", {"sweep": sweep})
+
+
+def test_the_walk_finds_the_float_fields_people_set() -> None:
+    found = {(kind, ".".join(path)) for kind, path, _ in (case.values for case in CASES)}
+    assert {
+        ("train", "train.lr"),
+        ("train", "data.val_fraction"),
+        ("elm_optimize", "base.loss.lm_weight"),
+    } <= found
+    assert {"lr", "dropout", "temperature"} <= {path[-1] for _, path, _ in (case.values for case in CASES)}
