@@ -55,7 +55,7 @@ from tldrlab.digest.highlight_cases import (
     qmsum_cases,
     scitldr_cases,
 )
-from tldrlab.digest.highlights import HighlightOptions, select_mmr
+from tldrlab.digest.highlights import HighlightOptions, same_sentence_key, select_mmr
 from tldrlab.digest.scorers import LinearScorer, load_scorer_file, resolve_scorer
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 
@@ -78,8 +78,9 @@ def ours(options: HighlightOptions, scorer: LinearScorer | None = None, k: int =
         case_options = options.model_copy(update={"q": case.query}) if case.query else options
         relevance = case_relevance(case, case_options, scorer)
         groups = [r.post_id for r in case.records]
+        keys = [same_sentence_key(r.text) for r in case.records]  # a repeated sentence is shown once
         return select_mmr(
-            relevance, case.vectors, groups, k, options.diversity, options.max_per_post, eligible
+            relevance, case.vectors, groups, k, options.diversity, options.max_per_post, eligible, keys
         )
 
     return order

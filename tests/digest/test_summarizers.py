@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from digest_helpers import FakeChat, fake_openai_server, sample_thread
 
+from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.cache import open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
@@ -63,6 +64,44 @@ def test_extractive_bullets_cite_the_top_highlights(store: SentenceStore, embedd
     # reading order: post number, then sentence
     keys = [(by_id[b.citations[0]].post_number, by_id[b.citations[0]].sentence_index) for b in bullets]
     assert keys == sorted(keys)
+
+
+def test_a_sentence_said_in_several_posts_is_shown_once(store: SentenceStore, embedder: Embedder) -> None:
+    # "Same." x4 and one advice repeated with other whitespace and case: MMR only lowers an exact repeat's
+    # score, so the repeats filled highlight places and the extractive TL;DR showed the same bullet twice
+    advice = "Serve ales at cellar temperature, around 12 degrees."
+    posts = [Post(id="p1", number=1, text="What temperature should I serve ales at? It matters a lot to me.")]
+    posts += [
+        Post(id=f"p{n}", number=n, text=text)
+        for n, text in enumerate(
+            [
+                f"{advice} Same.",
+                "Same. Lagers want it colder, near 5 degrees.",
+                f"Same.  {advice.upper()}",
+                f"Same. {advice.replace(' ', '  ')}",
+                "Stouts taste best a little warmer than ales.",
+            ],
+            start=2,
+        )
+    ]
+    thread = Thread(id="t-same", title="Serving temperature for ales", posts=posts)
+    ingest_threads([thread], store, embedder)
+    options = DigestOptions(summarizer="extractive", k=10, max_bullets=10, use_cache=False)
+    digest = make_digest(store, thread.id, options, embedder=embedder)
+
+    def same(text: str) -> str:
+        return " ".join(text.split()).casefold()
+
+    highlights = [same(h.text) for h in digest.highlights]
+    bullets = [same(b.text) for b in digest.bullets]
+    assert same("Same.") in highlights and same(advice) in highlights
+    assert len(highlights) == len(set(highlights)) and len(bullets) == len(set(bullets)), (
+        highlights,
+        bullets,
+    )
+    assert same(advice) in bullets
+    by_id = {h.id: h for h in digest.highlights}
+    assert all(c in by_id for b in digest.bullets for c in b.citations)  # each cites the kept occurrence
 
 
 def test_citation_parsing_and_fallback(store: SentenceStore, embedder: Embedder) -> None:

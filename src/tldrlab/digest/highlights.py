@@ -29,10 +29,10 @@ from tldrlab.embed.base import Embedder
 from tldrlab.report import Report
 from tldrlab.store.base import SentenceRecord, SentenceStore
 
-HIGHLIGHTER_VERSION = "3:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
+HIGHLIGHTER_VERSION = "4:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
 """Part of the digest cache key: digests made by an older default ranking are not served again (2: the
 candidate rules of `candidates.py`; 3: learned forum models choose posts, the heuristic orders their
-sentences; then the default scorer of each mode)."""
+sentences; 4: a sentence said in several posts is picked once; then the default scorer of each mode)."""
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -170,10 +170,13 @@ def select_mmr(
     diversity: float,
     max_per_group: int | None = None,
     eligible: np.ndarray | None = None,
+    keys: Sequence[str] | None = None,
 ) -> list[int]:
     """Greedy maximal marginal relevance: pick by relevance minus similarity to what is already picked.
 
-    Only `eligible` items (all when None) are picked; fewer than `k` come back when fewer are eligible."""
+    Only `eligible` items (all when None) are picked; fewer than `k` come back when fewer are eligible.
+    Items sharing a `key` with a pick are never picked after it: MMR only lowers an exact repeat's score
+    (by `diversity`), so without keys "Same." said in four posts could fill four places."""
     n = len(relevance)
     chosen: list[int] = []
     per_group: dict[str, int] = {}
@@ -189,6 +192,8 @@ def select_mmr(
             break
         chosen.append(i)
         available[i] = False
+        if keys is not None:
+            available &= np.array([key != keys[i] for key in keys], dtype=bool)
         per_group[groups[i]] = per_group.get(groups[i], 0) + 1
         if max_per_group is not None and per_group[groups[i]] >= max_per_group:
             same = np.array([g == groups[i] for g in groups])
@@ -223,8 +228,15 @@ def rank_highlights(
         options.diversity,
         options.max_per_post,
         eligible,
+        keys=[same_sentence_key(s.text) for s in sentences],
     )
     return [to_highlight(sentences[i], float(relevance[i]), rank) for rank, i in enumerate(picked, start=1)]
+
+
+def same_sentence_key(text: str) -> str:
+    """What makes two sentences the same one for a reader: their text up to whitespace and case. A digest
+    shows such a sentence once, at its best-ranked place, citing the post it was picked from."""
+    return " ".join(text.split()).casefold()
 
 
 def sentence_relevance(
