@@ -71,8 +71,13 @@ def test_cancelling_from_the_progress_callback_stops_everything(
     with pytest.raises(RunCancelledError):
         ingest_threads(beer_threads, store, embedder, batch_size=4, on_thread=cancel_after_two)
     assert no_ingest_threads_left()
-    done = [t for t in beer_threads if store.thread_sentences(t.id)[0]]
-    assert 2 <= len(done) < len(beer_threads)
+    # each thread is written whole (row, posts, sentences) or not at all
+    stored = {info.id for info in store.list_threads(limit=len(beer_threads))}
+    assert 2 <= len(stored) < len(beer_threads)
+    for thread in beer_threads:
+        if thread.id in stored:
+            assert store.get_thread(thread.id) == thread
+            assert store.post_hashes(thread.id) == {p.id: p.content_hash() for p in thread.posts}
 
 
 def test_ingest_progress_counts_threads_and_sentences_with_their_own_rates(

@@ -4,12 +4,14 @@ real PostgreSQL 18 + pgvector), with real beer.stackexchange threads embedded by
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
 from tldrlab.data.sentences import split_sentences
@@ -233,6 +235,112 @@ def test_failed_replace_changes_nothing(
     assert store.post_hashes(item.thread.id) == old_hashes
     # and the index still answers exactly as before
     assert store.search(old_vectors[0], k=1)[0].sentence == old_records[0]
+
+
+class WrongDimensionEmbedder:
+    """The real MiniLM, except that any call with a sentence holding `marker` returns vectors one dimension
+    too wide (as a misconfigured embedder would): the store must refuse them before writing anything."""
+
+    def __init__(self, marker: str) -> None:
+        from tldrlab.embed import get_embedder
+
+        self.inner = get_embedder("minilm")
+        self.name, self.dim, self.marker = self.inner.name, self.inner.dim, marker
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        vectors = self.inner.encode(texts, batch_size=batch_size)
+        if any(self.marker in text for text in texts):
+            return np.concatenate([vectors, np.zeros((len(texts), 1), np.float32)], axis=1)
+        return vectors
+
+
+def refuse_sentences_holding(store: Any, marker: str) -> Callable[[], None]:
+    """Make the store's database refuse (a real constraint error) any sentence row holding `marker`; returns
+    a function lifting the refusal."""
+    db = store.db
+    if db.is_postgres:
+        db.execute(
+            f"ALTER TABLE store_sentences ADD CONSTRAINT refuse_marker CHECK (strpos(text, '{marker}') = 0)"
+        )
+        return lambda: db.execute("ALTER TABLE store_sentences DROP CONSTRAINT refuse_marker")
+    db.execute(
+        f"CREATE TRIGGER refuse_marker BEFORE INSERT ON store_sentences WHEN instr(NEW.text, '{marker}') > 0 "
+        "BEGIN SELECT RAISE(ABORT, 'sentence refused'); END"
+    )
+    return lambda: db.execute("DROP TRIGGER refuse_marker")
+
+
+@pytest.mark.parametrize("failure", ["row refused by the database", "vectors of the wrong dimension"])
+def test_failed_thread_reingest_keeps_the_old_thread_exactly(
+    failure: str, open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """A re-ingest that fails half-way (after the thread's first changed post, before its second) leaves the
+    thread's text, posts, sentences, offsets, vectors and index exactly as before; a good re-ingest works."""
+    from tldrlab.digest.ingest import ingest_threads, post_sentence_records
+    from tldrlab.embed import get_embedder
+
+    store = open_test_store()
+    embedder = get_embedder("minilm")
+    old = next(item.thread for item in beer_threads if len(item.thread.posts) >= 3)
+    other = next(item.thread for item in beer_threads if item.thread.id != old.id)
+    ingest_threads([old, other], store, embedder)
+    before = {
+        "thread": store.get_thread(old.id),
+        "sentences": store.thread_sentences(old.id),
+        "hashes": store.post_hashes(old.id),
+        "listing": store.list_threads(),
+        "count": store.count(),
+    }
+    assert before["thread"] == old
+
+    # the new version edits the first post, edits the second (with a sentence that will fail), drops the last
+    marker = "Zyxwv"
+    posts = list(old.posts)
+    posts[0] = posts[0].model_copy(update={"text": "A new first sentence. " + posts[0].text})
+    posts[1] = posts[1].model_copy(update={"text": f"The {marker} sentence fails. " + posts[1].text})
+    new = old.model_copy(update={"title": "a new title", "posts": posts[:-1]})
+
+    if failure == "row refused by the database":
+        lift = refuse_sentences_holding(store, marker)
+        with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError), match="refuse"):
+            ingest_threads([new], store, embedder)
+        lift()
+    else:
+        with pytest.raises(DimensionMismatchError):
+            ingest_threads([new], store, WrongDimensionEmbedder(marker))
+
+    def check_unchanged(reader: SentenceStore) -> None:
+        assert reader.get_thread(old.id) == old
+        records, vectors = reader.thread_sentences(old.id)
+        assert records == before["sentences"][0]
+        np.testing.assert_array_equal(vectors, before["sentences"][1])
+        assert reader.post_hashes(old.id) == before["hashes"]
+        assert reader.list_threads() == before["listing"]
+        assert reader.count() == before["count"]
+        # the index across threads (FAISS for sqlite_faiss) still finds the old sentences, and no new one
+        for i in (0, len(records) - 1):
+            hit = reader.search(vectors[i], k=1)[0]
+            assert hit.sentence == records[i] and hit.score == pytest.approx(1.0, abs=1e-4)
+        texts = {h.sentence.text for h in reader.search(vectors[0], k=reader.count())}
+        assert "A new first sentence." not in texts
+
+    check_unchanged(store)
+    store.close()
+    check_unchanged(open_test_store())  # and so does a store opened afresh
+
+    store = open_test_store()
+    stats = ingest_threads([new], store, embedder)
+    assert (stats.threads, stats.embedded, stats.removed_posts) == (1, 2, 1)
+    assert store.get_thread(old.id) == new
+    records, vectors = store.thread_sentences(old.id)
+    assert records == [r for post in new.posts for r in post_sentence_records(new, post)]
+    for record in records:
+        post = next(p for p in new.posts if p.id == record.post_id)
+        assert post.text[record.start : record.end] == record.text
+    assert store.post_hashes(old.id) == {p.id: p.content_hash() for p in new.posts}
+    assert store.count() == before["count"] - len(before["sentences"][0]) + len(records)
+    hit = store.search(vectors[0], k=1)[0]
+    assert hit.sentence == records[0] and hit.sentence.text == "A new first sentence."
 
 
 def test_search_ranks_real_sentences(

@@ -3,15 +3,19 @@
 Re-ingesting a thread re-embeds only the posts whose content hash changed; posts that disappeared lose their
 sentences. The work is a three-stage pipeline, so that the embedder (the costly stage) never waits:
 
-    splitter thread:  store the thread, compare post hashes, split the changed posts into sentences
+    splitter thread:  compare post hashes with the store, split the changed posts into sentences
         -> queue ->
     caller's thread:  pool sentences across posts and threads into full batches, embed them
         -> queue ->
-    writer thread:    write each post's sentences and vectors, delete removed posts, report progress
+    writer thread:    once a thread's posts are all embedded, write the thread in one transaction (its row,
+                      its changed posts' sentences and vectors, the removal of its dropped posts)
 
+Everything that can fail before the write (splitting, embedding, checking the vectors) is done before the
+write transaction opens, and the transaction holds the write lock only for the writes: a thread is replaced
+whole or, on any failure, left exactly as it was (never its new text over its old sentences).
 ONNX Runtime and torch release the GIL while they compute, so splitting and writing run during embedding.
-The stages keep the input order: a thread's removed posts are deleted after its changed posts are written,
-and `on_thread` sees the threads in order. An error in any stage stops the others and is raised here.
+The stages keep the input order, so `on_thread` sees the threads in order. An error in any stage stops the
+others and is raised here; the threads written before it stay written.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
-from tldrlab.store.base import SentenceRecord, SentenceStore
+from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore
 
 
 @dataclass
@@ -44,7 +48,7 @@ class IngestStats:
     """What an ingest did; logged as run metrics."""
 
     threads: int = 0
-    """Threads completely written (their changed posts stored, their removed posts deleted)."""
+    """Threads written (each in one transaction: its row, its changed posts, its removed posts)."""
     posts: int = 0
     """Posts seen (changed or not)."""
     sentences: int = 0
@@ -116,7 +120,7 @@ class _Pending:
 
 @dataclass
 class _ThreadDone:
-    """All of a thread's changed posts were queued before this; then its removed posts go."""
+    """All of a thread's changed posts were queued before this: the writer then writes the thread whole."""
 
     thread: Thread
     removed: list[str]
@@ -205,7 +209,6 @@ def ingest_threads(
                     f"thread {thread.id!r} appears twice in the input: give one version of each thread"
                 )
             seen.add(thread.id)
-            store.put_thread(thread)
             stored = store.post_hashes(thread.id)
             for post in thread.posts:
                 content_hash = post.content_hash()
@@ -227,6 +230,8 @@ def ingest_threads(
         pipe.put(pipe.to_embed, _END)
 
     def write() -> None:
+        # the current thread's changed posts with their vectors, written with the thread when it is done
+        posts: list[PostSentences] = []
         while True:
             batch = pipe.get(pipe.to_write)
             if batch is _END:
@@ -234,28 +239,27 @@ def ingest_threads(
             items, vectors = batch
             offset = 0
             for item in items:
-                begun = time.perf_counter()
                 if isinstance(item, _Pending):
                     n = len(item.records)
-                    store.replace_post_sentences(
-                        item.thread_id,
-                        item.post_id,
-                        item.content_hash,
-                        item.records,
-                        np.ascontiguousarray(vectors[offset : offset + n], dtype=np.float32),
+                    posts.append(
+                        PostSentences(
+                            item.post_id,
+                            item.content_hash,
+                            item.records,
+                            np.ascontiguousarray(vectors[offset : offset + n], dtype=np.float32),
+                        )
                     )
                     offset += n
-                    with pipe.stats_lock:
-                        stats.written_sentences += n
-                        stats.write_seconds += time.perf_counter() - begun
                     continue
-                if item.removed:
-                    store.delete_posts(item.thread.id, item.removed)
+                begun = time.perf_counter()
+                store.replace_thread(item.thread, posts, item.removed)
                 with pipe.stats_lock:
+                    stats.written_sentences += sum(len(p.sentences) for p in posts)
                     stats.removed_posts += len(item.removed)
                     stats.threads += 1
                     stats.thread_ids.append(item.thread.id)
                     stats.write_seconds += time.perf_counter() - begun
+                posts = []
                 if on_thread is not None:
                     on_thread(item.thread, stats)
             if on_written is not None:

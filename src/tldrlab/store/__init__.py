@@ -14,7 +14,7 @@ from pathlib import Path
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConfigError
 from tldrlab.runs.db import is_postgres_url, sqlite_path
-from tldrlab.store.base import SearchHit, SentenceRecord, SentenceStore, ThreadInfo
+from tldrlab.store.base import PostSentences, SearchHit, SentenceRecord, SentenceStore, ThreadInfo
 
 StoreBuilder = Callable[[str, int, str | None], SentenceStore]
 """(location, dim, embedder name or None) -> an open store."""
@@ -75,6 +75,7 @@ def open_store(
 
 __all__ = [
     "STORES",
+    "PostSentences",
     "SearchHit",
     "SentenceRecord",
     "SentenceStore",

@@ -1,8 +1,11 @@
 """The sentence-store interface shared by every backend (`sqlite_faiss`, `postgres_pgvector`).
 
 A store keeps threads (for display) and their sentences with provenance and unit-normalised vectors (for
-highlights and search). Re-ingestion works post by post: `post_hashes` tells which posts changed, and
-`replace_post_sentences` swaps one post's sentences atomically. One shared test suite runs against both.
+highlights and search). Ingest writes a thread with `replace_thread`: its row, its changed posts' sentences
+and vectors and the removal of its dropped posts, together in one transaction, so a failure half-way (a
+refused row, a killed process) leaves the thread as it was, never new text over old sentences.
+`post_hashes` tells which posts changed, so unchanged posts keep their sentences. One shared test suite runs
+against both.
 """
 
 from __future__ import annotations
@@ -34,6 +37,18 @@ class SentenceRecord:
 
 
 @dataclass(frozen=True)
+class PostSentences:
+    """One post's new sentences and their vectors, for `replace_thread`."""
+
+    post_id: str
+    content_hash: str
+    """Content hash of the post text the sentences were split from (`Post.content_hash`)."""
+    sentences: list[SentenceRecord]
+    vectors: np.ndarray
+    """float32, shape (len(sentences), dim)."""
+
+
+@dataclass(frozen=True)
 class SearchHit:
     sentence: SentenceRecord
     score: float
@@ -57,6 +72,11 @@ class SentenceStore(Protocol):
 
     def put_thread(self, thread: Thread) -> None:
         """Store or replace the thread's metadata and posts (not its sentences)."""
+
+    def replace_thread(self, thread: Thread, posts: list[PostSentences], removed_posts: list[str]) -> None:
+        """Store or replace the thread's row, replace the sentences of `posts` and delete those of
+        `removed_posts`, all in one transaction: everything is written or nothing is. Vectors and sentences
+        are checked before the transaction opens."""
 
     def get_thread(self, thread_id: str) -> Thread:
         """The stored thread; NotFoundError when unknown."""

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tldrlab.data.threads import Thread
 from tldrlab.embed import vector_space
 from tldrlab.errors import ConflictError, DimensionMismatchError, InvalidInputError
-from tldrlab.store.base import SentenceRecord
+from tldrlab.store.base import PostSentences, SentenceRecord
+from tldrlab.store.tables import check_thread_id
 
 
 def check_vectors(vectors: np.ndarray, rows: int, dim: int) -> np.ndarray:
@@ -55,6 +57,28 @@ def check_sentences(thread_id: str, post_id: str, sentences: Sequence[SentenceRe
                 f"sentence {sentence.sentence_index} belongs to thread {sentence.thread_id!r} post "
                 f"{sentence.post_id!r}, not to thread {thread_id!r} post {post_id!r}"
             )
+
+
+def check_thread_write(
+    thread: Thread, posts: Sequence[PostSentences], removed_posts: Sequence[str], dim: int
+) -> list[PostSentences]:
+    """Everything `replace_thread` can check before its transaction opens, so that a bad write is refused
+    before it takes the write lock: the posts' vectors (returned unit-normalised), that each sentence belongs
+    to its post, that each post is written once and that no removed post is also written."""
+    check_thread_id(thread.id)
+    checked: list[PostSentences] = []
+    seen: set[str] = set()
+    for post in posts:
+        if post.post_id in seen:
+            raise InvalidInputError(f"post {post.post_id!r} of thread {thread.id!r} is written twice")
+        seen.add(post.post_id)
+        check_sentences(thread.id, post.post_id, post.sentences)
+        vectors = check_vectors(post.vectors, len(post.sentences), dim)
+        checked.append(PostSentences(post.post_id, post.content_hash, list(post.sentences), vectors))
+    both = seen.intersection(removed_posts)
+    if both:
+        raise InvalidInputError(f"posts {sorted(both)} of thread {thread.id!r} are both written and removed")
+    return checked
 
 
 def check_identity(where: str, stored: dict[str, str], dim: int, embedder: str | None) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Selected when `TLDRLAB_DATABASE_URL` is a postgres URL. Vectors travel as numpy arrays through pgvector's
 psycopg adapter. Searches across all threads use the HNSW index (approximate; `hnsw.ef_search` is raised to at
 least k per query); searches within one thread materialise that thread's rows first and rank them exactly,
-because an HNSW scan followed by a thread filter can return fewer than k rows.
+because an HNSW scan followed by a thread filter can return fewer than k rows. A thread is written in one
+transaction (`replace_thread`): its row, its changed posts' sentences and vectors, its removed posts.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from tldrlab.data.threads import Thread
 from tldrlab.errors import DependencyMissingError
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.store import tables
-from tldrlab.store.base import SearchHit, SentenceRecord, ThreadInfo
-from tldrlab.store.common import check_identity, check_k, check_query, check_sentences, check_vectors
+from tldrlab.store.base import PostSentences, SearchHit, SentenceRecord, ThreadInfo
+from tldrlab.store.common import (
+    check_identity,
+    check_k,
+    check_query,
+    check_sentences,
+    check_thread_write,
+    check_vectors,
+)
 
 
 def schema(dim: int) -> list[list[str]]:
@@ -72,7 +80,7 @@ class PostgresPgvectorStore:
             ) from exc
         # The adapter needs the extension's type oid, so it is registered after CREATE EXTENSION.
         register_vector(self._connection())
-        # Ingest commits once per post: not waiting for the WAL flush doubled the write rate in our test. A
+        # Ingest commits once per thread: not waiting for the WAL flush doubled the write rate in our test. A
         # crash can lose the last commits (re-ingesting restores them) but never corrupts the database.
         self.db.execute("SET synchronous_commit = off")
         migrate(self.db, "sentence_store", schema(self.dim))
@@ -110,27 +118,44 @@ class PostgresPgvectorStore:
         check_sentences(thread_id, post_id, sentences)
         with self.db.transaction():
             tables.require_thread(self.db, thread_id)
-            self.db.execute(
-                "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?", (thread_id, post_id)
+            self._write_posts(thread_id, [PostSentences(post_id, content_hash, sentences, vectors)], [])
+
+    def replace_thread(self, thread: Thread, posts: list[PostSentences], removed_posts: list[str]) -> None:
+        checked = check_thread_write(thread, posts, removed_posts, self.dim)
+        with self.db.transaction():
+            tables.put_thread(self.db, thread)
+            self._write_posts(thread.id, checked, list(removed_posts))
+
+    def _write_posts(self, thread_id: str, posts: list[PostSentences], removed_posts: list[str]) -> None:
+        """Inside a transaction: replace these posts' sentences, delete the removed posts' sentences."""
+        replaced = sorted({p.post_id for p in posts} | set(removed_posts))
+        if replaced:
+            self.db.executemany(
+                "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?",
+                [(thread_id, p) for p in replaced],
             )
-            if sentences:
-                self.db.executemany(
-                    f"INSERT INTO store_sentences ({tables.SENTENCE_COLUMNS}, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*tables.sentence_row(s), vectors[n]) for n, s in enumerate(sentences)],
-                )
-            tables.set_post_hash(self.db, thread_id, post_id, content_hash)
+        rows = [
+            (*tables.sentence_row(sentence), vector)
+            for post in posts
+            for sentence, vector in zip(post.sentences, post.vectors, strict=True)
+        ]
+        if rows:
+            self.db.executemany(
+                f"INSERT INTO store_sentences ({tables.SENTENCE_COLUMNS}, embedding) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        for post in posts:
+            tables.set_post_hash(self.db, thread_id, post.post_id, post.content_hash)
+        if removed_posts:
+            tables.delete_post_hashes(self.db, thread_id, removed_posts)
 
     def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
         if not post_ids:
             return
         with self.db.transaction():
             tables.require_thread(self.db, thread_id)
-            self.db.executemany(
-                "DELETE FROM store_sentences WHERE thread_id = ? AND post_id = ?",
-                [(thread_id, p) for p in post_ids],
-            )
-            tables.delete_post_hashes(self.db, thread_id, list(post_ids))
+            self._write_posts(thread_id, [], list(post_ids))
 
     def _query_binary(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         """A query whose results come back in binary: pgvector then loads vectors with np.frombuffer instead
