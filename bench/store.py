@@ -1,8 +1,8 @@
 """Sentence-store query latency at 10k and 100k stored sentences, both stores, against a numpy baseline.
 
 Vectors are random unit vectors (384-d): fine for *timing*, meaningless for ranking quality. Sentences are
-grouped like forum threads (`--posts` posts of `--per-post` sentences per thread) and written a thread at a
-time through `replace_thread`, as ingest does (postgres: see `bulk_fill_postgres`). Queries, timed one by one:
+grouped like forum threads (`--posts` posts of `--per-post` sentences per thread) and written post by post
+through `replace_post_sentences`, as ingest does. Queries, timed one by one:
 
 - `thread`: top-k within one random thread (the highlight path: `search(q, k, thread_id=...)`);
 - `global`: top-k across all threads (`search(q, k)`: FAISS exact/IVF, or pgvector HNSW);
@@ -73,7 +73,7 @@ def postgres_url() -> Iterator[str]:
 def fill(store: Any, vectors: np.ndarray, posts: int, per_post: int) -> list[str]:
     """Write the vectors as threads of `posts` posts of `per_post` sentences; returns the thread ids."""
     from tldrlab.data.threads import Post, Thread
-    from tldrlab.store.base import PostSentences, SentenceRecord
+    from tldrlab.store.base import SentenceRecord
 
     per_thread = posts * per_post
     thread_ids = []
@@ -81,17 +81,19 @@ def fill(store: Any, vectors: np.ndarray, posts: int, per_post: int) -> list[str
         tid = f"t{t}"
         chunk = vectors[begin : begin + per_thread]
         n_posts = -(-len(chunk) // per_post)
-        thread = Thread(
-            id=tid, title=tid, posts=[Post(id=f"{tid}p{i}", number=i + 1, text="") for i in range(n_posts)]
+        store.put_thread(
+            Thread(
+                id=tid,
+                title=tid,
+                posts=[Post(id=f"{tid}p{i}", number=i + 1, text="") for i in range(n_posts)],
+            )
         )
-        post_sentences = []
         for i in range(n_posts):
             rows = chunk[i * per_post : (i + 1) * per_post]
             records = [
                 SentenceRecord(tid, f"{tid}p{i}", i + 1, j, 0, 1, f"{tid}.{i}.{j}") for j in range(len(rows))
             ]
-            post_sentences.append(PostSentences(f"{tid}p{i}", "h", records, rows))
-        store.replace_thread(thread, post_sentences, [])
+            store.replace_post_sentences(tid, f"{tid}p{i}", "h", records, rows)
         thread_ids.append(tid)
     return thread_ids
 
