@@ -1,6 +1,9 @@
 """No run config takes a number that is not finite: every float field of every kind's config (nested sections
 and the model settings a train config validates by its family's class included) refuses `inf` and `nan` with
-the field's path, from the registry, over HTTP (JSON's `Infinity`) and from the command line (`--lr inf`)."""
+the field's path, from the registry, over HTTP (JSON's `Infinity`) and from the command line (`--lr inf`).
+Nor does any other class the API or the CLI fills from a request: every request body and query class of the
+app's routes and every generated command's options class (found by walking the routes and the commands, nested
+classes included) sets `allow_inf_nan=False`, and each of its float fields says "finite"."""
 
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import pytest
+import typer
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from cliutil import run_captured
+from tldrlab.cli.main import app as cli_app
+from tldrlab.cli.options import LazyCommand
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.kinds import KINDS, section_class, validate_config
@@ -180,3 +187,130 @@ def test_the_walk_finds_the_float_fields_people_set() -> None:
         ("elm_optimize", "base.loss.lm_weight"),
     } <= found
     assert {"lr", "dropout", "temperature"} <= {path[-1] for _, path, _ in (case.values for case in CASES)}
+
+
+def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI keeps included routers unflattened
+        if included is not None:
+            yield from _api_routes(included.routes)
+        elif isinstance(route, APIRoute):
+            yield route
+
+
+def _route_params(route: APIRoute) -> Iterator[Any]:
+    """The body and query parameters of `route` and of its dependencies."""
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        yield from (*dependant.body_params, *dependant.query_params)
+        stack.extend(dependant.dependencies)
+
+
+def _with_nested(classes: dict[type[BaseModel], str]) -> dict[type[BaseModel], str]:
+    """`classes` and every model class their fields hold (in lists, dicts and unions too)."""
+    found = dict(classes)
+    stack = list(classes.items())
+    while stack:
+        cls, where = stack.pop()
+        for name, info in cls.model_fields.items():
+            annotations = [info.annotation]
+            while annotations:
+                annotation = annotations.pop()
+                annotations.extend(get_args(annotation))
+                is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+                if is_model and annotation not in found:
+                    found[annotation] = f"{where} .{name}"
+                    stack.append((annotation, found[annotation]))
+    return found
+
+
+def request_classes() -> dict[type[BaseModel], str]:
+    """Every model class the API validates a request body or query as, and every class a generated command's
+    options are validated as, with where it was found."""
+    found: dict[type[BaseModel], str] = {}
+    for route in _api_routes(create_app().routes):
+        for param in _route_params(route):
+            annotation = param.field_info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found.setdefault(annotation, f"{sorted(route.methods)[0]} {route.path} {param.name}")
+    commands: list[tuple[str, Any]] = [("tldrlab", typer.main.get_command(cli_app))]
+    while commands:
+        path, command = commands.pop()
+        commands.extend((f"{path} {name}", sub) for name, sub in getattr(command, "commands", {}).items())
+        if isinstance(command, LazyCommand):
+            assert command.config is not None, path
+            found.setdefault(command.config(), path)
+    return _with_nested(found)
+
+
+REQUEST_CLASSES = request_classes()
+
+
+def test_the_walk_finds_the_request_and_option_classes() -> None:
+    names = {cls.__name__ for cls in REQUEST_CLASSES}
+    expected = {"RunRequest", "RunQuery", "CompareQuery", "ChunkRequest", "ArticleIn", "StatsQuery",
+                "ThreadHighlightOptions", "ThreadDigestOptions", "ImportOptions", "LabelOptions",
+                "ContinueOptions", "InspectOptions", "WorkerConfig", "TrainConfig"}  # fmt: skip
+    assert expected <= names, expected - names
+
+
+@pytest.mark.parametrize(
+    "cls", [pytest.param(cls, id=f"{cls.__module__}:{cls.__qualname__}") for cls in REQUEST_CLASSES]
+)
+def test_every_request_and_option_class_refuses_inf_and_nan(cls: type[BaseModel]) -> None:
+    where = REQUEST_CLASSES[cls]
+    assert cls.model_config.get("allow_inf_nan") is False, (
+        f"{cls.__qualname__} ({where}): allow_inf_nan=False"
+    )
+    for name, info in cls.model_fields.items():
+        shape = _float_shape(info.annotation)
+        if shape is None:
+            continue
+        for bad in NOT_FINITE:
+            value = bad if shape == "float" else [bad] if shape == "list" else {"key": bad}
+            with pytest.raises(ValidationError) as caught:
+                cls.model_validate({name: value})
+            problems = [e for e in caught.value.errors() if e["loc"][:1] == (name,)]
+            assert [e["type"] for e in problems] == ["finite_number"], (where, name, bad, problems)
+
+
+def test_float_query_parameters_of_routes_refuse_inf_and_nan() -> None:
+    client = TestClient(create_app())
+    checked = []
+    for route in _api_routes(create_app().routes):
+        for param in route.dependant.query_params:
+            if _float_shape(param.field_info.annotation) != "float":
+                continue
+            path = re.sub(r"\{[^}]+\}", "x", route.path)
+            for bad in ("inf", "nan", "-inf"):
+                response = client.request(sorted(route.methods)[0], path, params={param.name: bad})
+                error = response.json()
+                assert response.status_code == 422 and error["code"] == "invalid_input", (path, error)
+                assert f"{param.name}: Input should be a finite number" in error["message"], (path, error)
+            checked.append(f"{route.path}?{param.name}")
+    assert "/runs/{run_id}/events?poll_s" in checked, checked
+
+
+def test_infinity_in_a_request_option_is_a_422_naming_the_field() -> None:
+    """Bounded float options refused NaN only as out of range ('less than or equal to 1'), which misleads."""
+    client = TestClient(create_app())
+    for bad in ("Infinity", "NaN", "-Infinity"):
+        body = f'{{"text": "One idea. Another idea.", "chunking": "semantic", "threshold": {bad}}}'
+        response = client.post("/lvm/chunk", content=body, headers={"content-type": "application/json"})
+        error = response.json()
+        assert response.status_code == 422 and error["code"] == "invalid_input" and error["request_id"], error
+        assert error["message"] == "threshold: Input should be a finite number", error
+    for bad in ("inf", "nan"):
+        response = client.get("/compare", params={"ids": "a", "tolerance": bad})
+        error = response.json()
+        assert response.status_code == 422 and error["request_id"], error
+        assert error["message"] == "query.tolerance: Input should be a finite number", error
+
+
+def test_inf_in_a_highlights_option_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """The heuristic's weights have no bounds: `--centrality-weight inf` made every score inf or nan."""
+    for bad in ("inf", "nan"):
+        code, out, err = run_captured(["highlights", "some-thread", "--centrality-weight", bad], capsys)
+        assert code == 2 and "centrality_weight" in err and "finite" in err, (code, out, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

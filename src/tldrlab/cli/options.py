@@ -376,6 +376,7 @@ class LazyCommand(typer.core.TyperCommand):
     listing commands never imports a config class."""
 
     build: Callable[[], Any] = staticmethod(lambda: None)  # set by `add_command`: returns the callback
+    config: Callable[[], type[BaseModel]] | None = None  # set by `add_command`: the class the options fill
 
     def __init__(self, **kwargs: Any) -> None:
         self._built_params: list[Any] | None = None
@@ -404,9 +405,19 @@ class LazyCommand(typer.core.TyperCommand):
         return super().parse_args(ctx, args)
 
 
-def add_command(app: typer.Typer, name: str, build: Callable[[], Any], help: str | None, **kw: Any) -> None:
-    """Add command `name` whose callback (options included) `build` makes when first needed."""
-    command = type("GeneratedCommand", (LazyCommand,), {"build": staticmethod(build)})
+def add_command(
+    app: typer.Typer,
+    name: str,
+    build: Callable[[], Any],
+    help: str | None,
+    *,
+    config: Callable[[], type[BaseModel]],
+    **kw: Any,
+) -> None:
+    """Add command `name` whose callback (options included) `build` makes when first needed; `config` gives
+    the class its options are validated as (imported when called; tests walk every command's)."""
+    attributes = {"build": staticmethod(build), "config": staticmethod(config)}
+    command = type("GeneratedCommand", (LazyCommand,), attributes)
     app.command(name, cls=command, help=help, context_settings=CONTEXT_SETTINGS, **kw)(lambda: None)
 
 
@@ -436,8 +447,11 @@ def config_command(
     shown as the defaults) < flags as a `model` and calls `run(config)` (`run(config, as_json=...)`). Its
     help is `run`'s docstring."""
 
+    def config_class() -> type[BaseModel]:
+        return load_target(model) if isinstance(model, str) else model  # type: ignore[no-any-return]
+
     def build() -> Any:
-        cls: type[BaseModel] = load_target(model) if isinstance(model, str) else model
+        cls = config_class()
         flags = config_flags(
             cls,
             aliases=aliases,
@@ -458,4 +472,4 @@ def config_command(
 
         return signature_callback([*flag_params(flags), *shared_params((JSON,) if as_json else ())], body)
 
-    add_command(app, name, build, inspect.getdoc(run), hidden=hidden)
+    add_command(app, name, build, inspect.getdoc(run), config=config_class, hidden=hidden)

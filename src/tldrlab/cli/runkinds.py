@@ -200,4 +200,4 @@ def add(app: typer.Typer, spec: RunCommand) -> None:
     """Add a run kind's generated command to `app` (the group of `spec.path`)."""
     RUN_COMMANDS.append(spec)
     help = f"{spec.help or get_kind(spec.kind).help}\n\nExample: {spec.example}"
-    add_command(app, spec.name, functools.partial(build_callback, spec), help)
+    add_command(app, spec.name, functools.partial(build_callback, spec), help, config=spec.config_class)

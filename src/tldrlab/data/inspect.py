@@ -87,7 +87,7 @@ def _report_stats(report: ReadReport[Any], kind: str) -> dict[str, Any]:
 class InspectOptions(BaseModel):
     """What `inspect_path` reads and how (`tldrlab data inspect`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     path: str = Field(min_length=1)
     """A data file or a data-set directory."""

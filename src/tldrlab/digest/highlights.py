@@ -56,7 +56,7 @@ class HighlightOptions(BaseModel):
     uses the train-chosen one (learned_v2) in each mode where it beat the heuristic on the dev/val split with
     the paired-bootstrap interval above zero: every mode (docs/digest.md)."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, use_attribute_docstrings=True)
 
     k: int = Field(default=5, ge=1, le=100)
     """Number of highlights to return."""

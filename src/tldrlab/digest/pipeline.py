@@ -37,7 +37,7 @@ log = get_logger(__name__)
 class DigestOptions(BaseModel):
     """What to digest and how."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, use_attribute_docstrings=True)
 
     summarizer: str = "two_stage"
     """Registry name: two_stage (the extractive draft, then the local LM's cited bullets; extractive alone
@@ -58,7 +58,7 @@ class ThreadDigestOptions(DigestOptions):
     """`tldrlab digest`: which thread (a file, ingested first by `digest.ingest.thread_to_digest`, or a stored
     thread id), and the digest options."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     target: str = Field(min_length=1)
     """A thread file or directory (ingested first) or a stored thread id."""
@@ -74,7 +74,7 @@ class ThreadDigestOptions(DigestOptions):
 class ThreadHighlightOptions(HighlightOptions):
     """`tldrlab highlights`: the stored thread, and how its highlights are picked."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     thread_id: str = Field(min_length=1)
     """A stored thread id."""

@@ -467,7 +467,7 @@ class ContinueOptions(BaseModel):
     """What `continue_context` continues, and how (`tldrlab lvm generate`): a context given as sentences or
     as a stored article, or, with `measure`, a scored run of kind lvm_generate instead."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     run: str = Field(min_length=1)
     """The trained LVM: an lvm_train run id (or prefix) or its model directory."""

@@ -182,7 +182,7 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
 class LabelOptions(BaseModel):
     """Which stored concepts `label_concepts` (re)labels, and with what (`tldrlab lvm tmd`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     source: str | None = None
     """Only concepts of this source (default: all)."""

@@ -88,7 +88,7 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
 class StatsQuery(BaseModel):
     """What `ConceptStore.stats` describes: `GET /lvm/stats` (query parameters) and `tldrlab lvm stats`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     source: str | None = Field(None, max_length=100)
     """Only concepts of this source (default: all)."""

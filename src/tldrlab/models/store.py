@@ -63,7 +63,7 @@ def check_name(name: str) -> str:
 class ImportOptions(BaseModel):
     """What `import_model` converts, and how (`tldrlab models import`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     source: str = Field(min_length=1)
     """A .gguf file, a transformers model directory, or `smollm2`."""

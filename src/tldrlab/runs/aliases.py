@@ -124,7 +124,7 @@ def alias_target(alias: str, settings: Settings | None = None) -> AliasEntry | N
 class PromoteOptions(BaseModel):
     """What `promote` records (`tldrlab models promote`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     run: str = Field(min_length=1)
     """Run id (or unique prefix) of a run that saved a model."""

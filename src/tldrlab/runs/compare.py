@@ -63,7 +63,7 @@ class CompareQuery(BaseModel):
     """Which runs to compare and how: `GET /compare` and `/compare/plot` (query parameters) and
     `tldrlab runs compare`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     ids: list[str] = Field(min_length=1, max_length=MAX_RUNS)
     """The runs (ids or unique prefixes)."""

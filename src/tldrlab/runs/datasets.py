@@ -185,7 +185,7 @@ def _stored_path(path: Path, settings: Settings) -> str:
 class RegisterOptions(BaseModel):
     """What `register_dataset` records (`tldrlab data register`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     path: str = Field(min_length=1)
     """A data file or a data-set directory (registered where it is)."""

@@ -147,7 +147,7 @@ class RunRecord:
 class RunQuery(BaseModel):
     """Which runs a listing shows, newest first: `GET /runs` (query parameters) and `tldrlab runs list`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     kind: str | None = Field(None, max_length=100)
     """Only runs of this kind (train, tokenizer, ingest, ...)."""

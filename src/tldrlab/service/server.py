@@ -30,7 +30,7 @@ def _die_with_parent() -> None:
 class ServeConfig(BaseModel):
     """Where `tldrlab serve` listens, and how many local workers it starts."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for every interface)."""

@@ -99,7 +99,7 @@ def classify_failure(exc: BaseException) -> FailureClass:
 class WorkerConfig(BaseModel):
     """How a worker behaves."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     heartbeat_s: float = Field(default=2.0, gt=0)
     """Seconds between heartbeats of the worker and its current run."""

@@ -86,7 +86,7 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 class StudyRef(BaseModel):
     """Which study `load_study` opens (`tldrlab sweep status | best`)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     study: str = Field(min_length=1)
     """Study name."""

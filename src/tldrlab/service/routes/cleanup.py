@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.kinds import kind_names_by_recorded_name
@@ -55,7 +55,7 @@ class DecisionInfo(BaseModel):
 
 
 class PruneRequest(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dry_run: bool = Field(default=True, description="Only report (the default); false deletes.")
 

@@ -125,7 +125,7 @@ register_check("lvm", store_readiness)
 class ChunkRequest(BaseModel):
     """Split a text into concepts the way `lvm ingest` does."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     text: str = Field(min_length=1, max_length=200_000)
     """The text (an article, a paragraph)."""
@@ -176,7 +176,7 @@ def chunk(request: Request, body: ChunkRequest) -> dict[str, Any]:
 
 # -- ingest --------------------------------------------------------------------------------------------------
 class ArticleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     id: str = Field(min_length=1, max_length=512)
     """The article's id within its source (re-sending an id replaces that article's concepts)."""
@@ -191,7 +191,7 @@ class ArticleIn(BaseModel):
 class IngestRequest(BaseModel):
     """Articles to split, embed and store: a queued `lvm_ingest` run."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
     articles: list[ArticleIn] = Field(min_length=1, max_length=10_000)
     """The articles, inline."""
@@ -238,7 +238,9 @@ def ingest(request: Request, body: IngestRequest) -> dict[str, Any]:
 class PredictRequest(BaseModel):
     """The next concept after a list of sentences."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, protected_namespaces=())
+    model_config = ConfigDict(
+        allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True, protected_namespaces=()
+    )
 
     sentences: list[str] = Field(min_length=1, max_length=64)
     """The context, oldest first (the model reads its last `context` sentences)."""

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
@@ -48,7 +48,7 @@ register_check("queue", queue_readiness)
 class RunRequest(BaseModel):
     """Start a run of any submittable kind (`GET /kinds` lists them with their config schemas)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str = Field(
         default="train", description="Run kind: " + ", ".join(k.name for k in submittable_kinds()) + "."
@@ -67,7 +67,7 @@ class RunRequest(BaseModel):
 class TrainRequest(BaseModel):
     """Start a training run (config as in `tldrlab train --config`)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     config: dict[str, Any] = Field(
         ..., description="Training config: model, tokenizer, data, train settings."
@@ -79,7 +79,7 @@ class TrainRequest(BaseModel):
 class ChildRequest(BaseModel):
     """Evaluate / generate / score with the model a training run produced."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     config: dict[str, Any] = Field(
         default_factory=dict, description="Options of the evaluation / generation."
@@ -330,7 +330,10 @@ async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_
 
 @router.get("/runs/{run_id}/events")
 async def stream_events(
-    request: Request, run_id: str, logs: bool = False, poll_s: float = Query(0.5, ge=0.05, le=10)
+    request: Request,
+    run_id: str,
+    logs: bool = False,
+    poll_s: float = Query(0.5, ge=0.05, le=10, allow_inf_nan=False),
 ) -> StreamingResponse:
     """Server-sent events of a run (history first, then live) until it finishes."""
     await run_in_threadpool(_get, request, run_id)  # 404 before the stream starts
@@ -342,7 +345,7 @@ async def stream_events(
 
 @router.get("/runs/{run_id}/logs/stream")
 async def stream_logs(
-    request: Request, run_id: str, poll_s: float = Query(0.5, ge=0.05, le=10)
+    request: Request, run_id: str, poll_s: float = Query(0.5, ge=0.05, le=10, allow_inf_nan=False)
 ) -> StreamingResponse:
     """Server-sent events: log lines plus lifecycle and metrics events."""
     return await stream_events(request, run_id, logs=True, poll_s=poll_s)

@@ -48,7 +48,9 @@ MAX_DOCUMENT_CHARS = 200_000
 class SummarizeRequest(BaseModel):
     """Documents to summarise and how."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        allow_inf_nan=False, extra="forbid", protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     document: str | None = Field(default=None, min_length=1, max_length=MAX_DOCUMENT_CHARS)
     """One document (or give `documents`)."""

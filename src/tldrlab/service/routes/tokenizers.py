@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import NotFoundError
 from tldrlab.runs.run import read_manifest
@@ -19,7 +19,7 @@ router = APIRouter(tags=["tokenizers"], route_class=StrictJSONRoute)
 class TokenizerTrainRequest(BaseModel):
     """Train a tokenizer (same config as `tldrlab tokenizer train`)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     config: dict[str, Any] = Field(..., description="method, corpus paths, vocab_size, holdout, seed ...")
     seed: int | None = None
