@@ -7,12 +7,13 @@ classes included) sets `allow_inf_nan=False`, and each of its float fields says 
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
 import typer
@@ -214,26 +215,42 @@ def _with_nested(classes: dict[type[BaseModel], str]) -> dict[type[BaseModel], s
     while stack:
         cls, where = stack.pop()
         for name, info in cls.model_fields.items():
-            annotations = [info.annotation]
-            while annotations:
-                annotation = annotations.pop()
-                annotations.extend(get_args(annotation))
-                is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-                if is_model and annotation not in found:
-                    found[annotation] = f"{where} .{name}"
-                    stack.append((annotation, found[annotation]))
+            for model in _models_in([info.annotation]):
+                if model not in found:
+                    found[model] = f"{where} .{name}"
+                    stack.append((model, found[model]))
     return found
+
+
+def _models_in(annotations: list[Any]) -> Iterator[type[BaseModel]]:
+    while annotations:
+        annotation = annotations.pop()
+        annotations.extend(get_args(annotation))
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield annotation
 
 
 def request_classes() -> dict[type[BaseModel], str]:
     """Every model class the API validates a request body or query as, and every class a generated command's
-    options are validated as, with where it was found."""
+    options are validated as, with where it was found. A route that parses its body itself (POST /threads,
+    /stream_summary) declares no body parameter: every model class a route module holds that no route
+    returns counts as one of its requests."""
     found: dict[type[BaseModel], str] = {}
-    for route in _api_routes(create_app().routes):
+    returned: dict[type[BaseModel], str] = {}
+    routes = list(_api_routes(create_app().routes))
+    for route in routes:
         for param in _route_params(route):
             annotation = param.field_info.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 found.setdefault(annotation, f"{sorted(route.methods)[0]} {route.path} {param.name}")
+        returns = [route.response_model, get_type_hints(route.endpoint).get("return")]
+        returned.update((cls, route.path) for cls in _models_in(returns))
+    returned = _with_nested(returned)
+    for module in {route.endpoint.__module__ for route in routes}:
+        for value in vars(importlib.import_module(module)).values():
+            is_model = isinstance(value, type) and issubclass(value, BaseModel)
+            if is_model and value.__module__.startswith("tldrlab.") and value not in returned:
+                found.setdefault(value, f"{module}.{value.__qualname__}")
     commands: list[tuple[str, Any]] = [("tldrlab", typer.main.get_command(cli_app))]
     while commands:
         path, command = commands.pop()
@@ -251,7 +268,8 @@ def test_the_walk_finds_the_request_and_option_classes() -> None:
     names = {cls.__name__ for cls in REQUEST_CLASSES}
     expected = {"RunRequest", "RunQuery", "CompareQuery", "ChunkRequest", "ArticleIn", "StatsQuery",
                 "ThreadHighlightOptions", "ThreadDigestOptions", "ImportOptions", "LabelOptions",
-                "ContinueOptions", "InspectOptions", "WorkerConfig", "TrainConfig"}  # fmt: skip
+                "ContinueOptions", "InspectOptions", "WorkerConfig", "TrainConfig",
+                "StreamSummaryRequest", "Thread", "Post"}  # fmt: skip
     assert expected <= names, expected - names
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 PostKind = Literal["question", "answer", "comment", "post"]
 LINK_SCHEMES = ("http", "https")
@@ -52,6 +52,8 @@ def _no_nul(value: Any, info: ValidationInfo) -> Any:
 class Post(BaseModel):
     """One post of a thread; `text` is plain text (HTML already converted)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # POST /threads validates bodies as threads
+
     id: str
     """Stable id within the forum (Stack Exchange post id, Discourse post id, ...)."""
 
@@ -85,6 +87,8 @@ class Post(BaseModel):
 
 class Thread(BaseModel):
     """A thread: title, posts in order, and where it came from."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # POST /threads validates bodies as threads
 
     id: str
     title: str = ""
