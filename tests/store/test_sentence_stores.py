@@ -18,7 +18,7 @@ from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.errors import ConflictError, DimensionMismatchError, InvalidInputError, NotFoundError
 from tldrlab.store import STORES
-from tldrlab.store.base import SentenceRecord, SentenceStore
+from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore, ThreadChangedError
 
 StoreFactory = Callable[..., SentenceStore]
 
@@ -341,6 +341,143 @@ def test_failed_thread_reingest_keeps_the_old_thread_exactly(
     assert store.count() == before["count"] - len(before["sentences"][0]) + len(records)
     hit = store.search(vectors[0], k=1)[0]
     assert hit.sentence == records[0] and hit.sentence.text == "A new first sentence."
+
+
+def edited_thread(thread: Thread, post_index: int, prefix: str) -> Thread:
+    """`thread` with one post's text edited (a new first sentence)."""
+    posts = list(thread.posts)
+    posts[post_index] = posts[post_index].model_copy(update={"text": prefix + " " + posts[post_index].text})
+    return thread.model_copy(update={"posts": posts})
+
+
+def assert_stored_exactly(store: SentenceStore, thread: Thread) -> None:
+    """The store holds `thread`: its row, a hash per post, and every sentence is its post's text at its
+    offsets, split as ingest splits it."""
+    from tldrlab.digest.ingest import post_sentence_records
+
+    assert store.get_thread(thread.id) == thread
+    assert store.post_hashes(thread.id) == {p.id: p.content_hash() for p in thread.posts}
+    records, vectors = store.thread_sentences(thread.id)
+    assert records == [r for post in thread.posts for r in post_sentence_records(thread, post)]
+    texts = {p.id: p.text for p in thread.posts}
+    for record in records:
+        assert texts[record.post_id][record.start : record.end] == record.text
+    assert vectors.shape == (len(records), store.dim)
+
+
+def test_a_write_computed_against_stale_hashes_is_refused(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """Two writers (two store connections, as two processes) compute a write of one thread against the same
+    stored hashes; the second to commit is refused and the first one's thread stays exactly as written."""
+    from tldrlab.digest.ingest import ingest_threads, post_sentence_records
+    from tldrlab.embed import get_embedder
+
+    embedder = get_embedder("minilm")
+    first, second = open_test_store(), open_test_store()
+    old = next(item.thread for item in beer_threads if len(item.thread.posts) >= 3)
+    ingest_threads([old], first, embedder)
+    base = first.post_hashes(old.id)
+    assert second.post_hashes(old.id) == base
+
+    def write_of(thread: Thread, post_index: int) -> list[PostSentences]:
+        post = thread.posts[post_index]
+        records = post_sentence_records(thread, post)
+        return [
+            PostSentences(post.id, post.content_hash(), records, embedder.encode([r.text for r in records]))
+        ]
+
+    a = edited_thread(old, 0, "Writer A edits the first post.")
+    b = edited_thread(old, 1, "Writer B edits the second post.")
+    a_write, b_write = write_of(a, 0), write_of(b, 1)  # both computed against `base`
+    second.replace_thread(b, b_write, [], expected_hashes=base)
+    count = first.count()
+    with pytest.raises(ThreadChangedError, match="changed by another writer") as refused:
+        first.replace_thread(a, a_write, [], expected_hashes=base)
+    assert refused.value.code == "thread_changed" and refused.value.http_status == 409
+    for reader in (first, second):
+        assert_stored_exactly(reader, b)
+        assert reader.count() == count
+    texts = {h.sentence.text for h in first.search(a_write[0].vectors[0], k=first.count())}
+    assert "Writer A edits the first post." not in texts
+    # against the hashes stored now the same write goes through
+    first.replace_thread(a, [*a_write, *write_of(a, 1)], [], expected_hashes=first.post_hashes(old.id))
+    assert_stored_exactly(second, a)
+
+
+class InterleavedStore:
+    """A store whose first `replace_thread` lets another ingest of the same thread land just before it (two
+    processes ingesting one thread at once, interleaved by hand); everything else goes to the real store."""
+
+    def __init__(self, store: SentenceStore, before_first_write: Callable[[], None]) -> None:
+        self.store = store
+        self.before_first_write: Callable[[], None] | None = before_first_write
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def replace_thread(self, *args: Any, **kwargs: Any) -> None:
+        self.writes += 1
+        if self.before_first_write is not None:
+            interleave, self.before_first_write = self.before_first_write, None
+            interleave()
+        self.store.replace_thread(*args, **kwargs)
+
+
+def test_concurrent_ingests_of_one_thread_never_leave_it_mixed(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """Ingest A (editing post 1) computes its write against the stored hashes; ingest B (editing post 2, in
+    another connection) lands before A writes. A's write is refused and recomputed: the thread ends as A's
+    version, every sentence its post's text, with post 2 re-embedded and post 1's vectors reused (before,
+    A's write went through over B's post 2 sentences: A's text with B's sentences)."""
+    from tldrlab.digest.ingest import ingest_threads
+    from tldrlab.embed import get_embedder
+
+    embedder = get_embedder("minilm")
+    old = next(item.thread for item in beer_threads if len(item.thread.posts) >= 3)
+    ingest_threads([old], open_test_store(), embedder)
+    a = edited_thread(old, 0, "Ingest A edits the first post.")
+    b = edited_thread(old, 1, "Ingest B edits the second post.")
+    other = open_test_store()
+    store = InterleavedStore(open_test_store(), lambda: ingest_threads([b], other, embedder))
+
+    stats = ingest_threads([a], store, embedder)  # type: ignore[arg-type]  # a SentenceStore by delegation
+    assert_stored_exactly(open_test_store(), a)
+    assert_stored_exactly(other, a)
+    assert store.writes == 2 and stats.rewrites == 1
+    assert (stats.threads, stats.embedded) == (1, 2)  # post 1 once, then post 2 (B's text is not A's)
+    # the retry's write holds nothing of B: B's sentence is gone from the index too
+    hits = other.search(embedder.encode(["Ingest B edits the second post."])[0], k=other.count())
+    assert "Ingest B edits the second post." not in {h.sentence.text for h in hits}
+
+
+def test_an_ingest_that_keeps_losing_the_race_gives_up_with_a_clear_error(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    from tldrlab.digest.ingest import WRITE_TRIES, ingest_threads
+    from tldrlab.embed import get_embedder
+
+    embedder = get_embedder("minilm")
+    old = next(item.thread for item in beer_threads if len(item.thread.posts) >= 3)
+    other = open_test_store()
+    ingest_threads([old], other, embedder)
+    rivals = iter(edited_thread(old, 1, f"Rival edit number {i}.") for i in range(WRITE_TRIES + 1))
+
+    class AlwaysInterleaved(InterleavedStore):
+        def replace_thread(self, *args: Any, **kwargs: Any) -> None:
+            ingest_threads([next(rivals)], other, embedder)
+            super().replace_thread(*args, **kwargs)
+
+    store = AlwaysInterleaved(open_test_store(), lambda: None)
+    a = edited_thread(old, 0, "Ingest A edits the first post.")
+    with pytest.raises(ThreadChangedError, match=f"each of {WRITE_TRIES} tries") as refused:
+        ingest_threads([a], store, embedder)  # type: ignore[arg-type]
+    assert store.writes == WRITE_TRIES
+    last_rival = edited_thread(old, 1, f"Rival edit number {WRITE_TRIES - 1}.")
+    assert_stored_exactly(other, last_rival)  # the other writer's thread, whole
+    assert "ingest it again" in refused.value.message
 
 
 def test_search_ranks_real_sentences(

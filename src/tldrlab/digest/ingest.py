@@ -13,6 +13,10 @@ sentences. The work is a three-stage pipeline, so that the embedder (the costly 
 Everything that can fail before the write (splitting, embedding, checking the vectors) is done before the
 write transaction opens, and the transaction holds the write lock only for the writes: a thread is replaced
 whole or, on any failure, left exactly as it was (never its new text over its old sentences).
+The write carries the post hashes it was computed against; if another process wrote the thread in between
+(two ingests of one thread at once), the store refuses it and the thread is recomputed against the new hashes
+(re-splitting and re-embedding only the posts that differ from what is stored now, reusing the vectors already
+made) and written again, up to `WRITE_TRIES` times.
 ONNX Runtime and torch release the GIL while they compute, so splitting and writing run during embedding.
 The stages keep the input order, so `on_thread` sees the threads in order. An error in any stage stops the
 others and is raised here; the threads written before it stay written.
@@ -40,7 +44,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
-from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore
+from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore, ThreadChangedError
 
 
 @dataclass
@@ -60,6 +64,8 @@ class IngestStats:
     skipped_unchanged: int = 0
     """Posts whose content hash matched the store: not re-embedded."""
     removed_posts: int = 0
+    rewrites: int = 0
+    """Thread writes refused because another writer changed the thread in between, and recomputed."""
     seconds: float = 0.0
     """Wall time of the whole pipeline."""
     split_seconds: float = 0.0
@@ -88,6 +94,9 @@ with one batch). The embedder sorts a call's sentences by length, so a bigger po
 sentences, one thread, minilm-onnx, ingest ran at 0.60 of the raw embedder (one call for all) in pools of 256,
 0.85 in pools of 1,024 and 0.91 in pools of 2,048 (bench/digest_speed.py). Progress and writes then come
 every 2,048 sentences (seconds apart); a pool costs a few MB."""
+
+WRITE_TRIES = 3
+"""Writes of one thread before giving up when another writer keeps changing it in between."""
 
 
 def post_sentence_records(thread: Thread, post: Post) -> list[SentenceRecord]:
@@ -124,6 +133,8 @@ class _ThreadDone:
 
     thread: Thread
     removed: list[str]
+    stored: dict[str, str]
+    """The post hashes the thread's changed posts were found against (the write's expected hashes)."""
 
 
 _END = object()
@@ -145,6 +156,9 @@ class _Pipeline:
         self.to_write: queue.Queue[Any] = queue.Queue(maxsize=4)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
+        # the embedder is called from the caller's thread and, to recompute a thread, from the writer thread;
+        # tokenizers are not safe to call from two threads at once
+        self.embed_lock = threading.Lock()
 
     def put(self, target: queue.Queue[Any], item: Any) -> None:
         while not self.stop.is_set():
@@ -226,7 +240,7 @@ def ingest_threads(
                     stats.split_seconds += time.perf_counter() - begun
                 pipe.put(pipe.to_embed, _Pending(thread.id, post.id, content_hash, records))
             current = {p.id for p in thread.posts}
-            pipe.put(pipe.to_embed, _ThreadDone(thread, sorted(set(stored) - current)))
+            pipe.put(pipe.to_embed, _ThreadDone(thread, sorted(set(stored) - current), stored))
         pipe.put(pipe.to_embed, _END)
 
     def write() -> None:
@@ -252,10 +266,10 @@ def ingest_threads(
                     offset += n
                     continue
                 begun = time.perf_counter()
-                store.replace_thread(item.thread, posts, item.removed)
+                posts, removed = write_thread(item, posts)
                 with pipe.stats_lock:
                     stats.written_sentences += sum(len(p.sentences) for p in posts)
-                    stats.removed_posts += len(item.removed)
+                    stats.removed_posts += len(removed)
                     stats.threads += 1
                     stats.thread_ids.append(item.thread.id)
                     stats.write_seconds += time.perf_counter() - begun
@@ -265,17 +279,66 @@ def ingest_threads(
             if on_written is not None:
                 on_written(stats)
 
-    def embed(items: list[Any]) -> None:
-        texts = [r.text for item in items if isinstance(item, _Pending) for r in item.records]
+    def encode(texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, embedder.dim), np.float32)
         begun = time.perf_counter()
-        vectors = (
-            embedder.encode(texts, batch_size=batch_size)
-            if texts
-            else np.zeros((0, embedder.dim), np.float32)
-        )
+        with pipe.embed_lock:
+            vectors = embedder.encode(texts, batch_size=batch_size)
         with pipe.stats_lock:
             stats.embed_seconds += time.perf_counter() - begun
-        pipe.put(pipe.to_write, (items, vectors))
+        return vectors
+
+    def write_thread(done: _ThreadDone, posts: list[PostSentences]) -> tuple[list[PostSentences], list[str]]:
+        """Write the thread against the hashes it was computed with; when another writer changed it in
+        between, recompute it against the hashes stored now and try again. Returns what was written."""
+        stored, removed = done.stored, done.removed
+        for attempt in range(1, WRITE_TRIES + 1):
+            try:
+                store.replace_thread(done.thread, posts, removed, expected_hashes=stored)
+                return posts, removed
+            except ThreadChangedError as exc:
+                if attempt == WRITE_TRIES:
+                    raise ThreadChangedError(
+                        f"thread {done.thread.id!r} was changed by another writer during each of "
+                        f"{WRITE_TRIES} tries to write it (is it ingested elsewhere at the same time?); "
+                        "it is stored as the other writer left it: ingest it again"
+                    ) from exc
+            stored = store.post_hashes(done.thread.id)
+            posts, removed = recompute(done.thread, posts, stored)
+            with pipe.stats_lock:
+                stats.rewrites += 1
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def recompute(
+        thread: Thread, ready: list[PostSentences], stored: dict[str, str]
+    ) -> tuple[list[PostSentences], list[str]]:
+        """The thread's write against `stored`: posts whose text is stored already are left alone, posts
+        split and embedded before are reused, the rest are split and embedded now."""
+        made = {p.post_id: p for p in ready}
+        todo: list[tuple[Post, str, list[SentenceRecord]]] = []
+        for post in thread.posts:
+            content_hash = post.content_hash()
+            if stored.get(post.id) != content_hash and post.id not in made:
+                todo.append((post, content_hash, post_sentence_records(thread, post)))
+        vectors = encode([r.text for _, _, records in todo for r in records])
+        offset = 0
+        for post, content_hash, records in todo:
+            n = len(records)
+            made[post.id] = PostSentences(
+                post.id, content_hash, records, np.ascontiguousarray(vectors[offset : offset + n], np.float32)
+            )
+            offset += n
+        with pipe.stats_lock:
+            stats.embedded += len(todo)
+            stats.sentences += sum(len(records) for _, _, records in todo)
+        posts = [made[p.id] for p in thread.posts if stored.get(p.id) != p.content_hash()]
+        current = {p.id for p in thread.posts}
+        return posts, sorted(set(stored) - current)
+
+    def embed(items: list[Any]) -> None:
+        texts = [r.text for item in items if isinstance(item, _Pending) for r in item.records]
+        pipe.put(pipe.to_write, (items, encode(texts)))
 
     stages = [pipe.stage("split", split), pipe.stage("write", write)]
     try:

@@ -4,7 +4,9 @@ A store keeps threads (for display) and their sentences with provenance and unit
 highlights and search). Ingest writes a thread with `replace_thread`: its row, its changed posts' sentences
 and vectors and the removal of its dropped posts, together in one transaction, so a failure half-way (a
 refused row, a killed process) leaves the thread as it was, never new text over old sentences.
-`post_hashes` tells which posts changed, so unchanged posts keep their sentences. One shared test suite runs
+`post_hashes` tells which posts changed, so unchanged posts keep their sentences; the write carries the
+hashes it was computed against and is refused (`ThreadChangedError`) when another writer changed the thread
+in between, so two processes ingesting one thread at once never leave it mixed. One shared test suite runs
 against both.
 """
 
@@ -16,6 +18,14 @@ from typing import Protocol
 import numpy as np
 
 from tldrlab.data.threads import Thread
+from tldrlab.errors import ConflictError
+
+
+class ThreadChangedError(ConflictError):
+    """`replace_thread` was computed against post hashes that another writer has changed since: nothing was
+    written; re-read the hashes, recompute the changed posts and write again."""
+
+    code = "thread_changed"
 
 
 @dataclass(frozen=True)
@@ -73,10 +83,20 @@ class SentenceStore(Protocol):
     def put_thread(self, thread: Thread) -> None:
         """Store or replace the thread's metadata and posts (not its sentences)."""
 
-    def replace_thread(self, thread: Thread, posts: list[PostSentences], removed_posts: list[str]) -> None:
+    def replace_thread(
+        self,
+        thread: Thread,
+        posts: list[PostSentences],
+        removed_posts: list[str],
+        *,
+        expected_hashes: dict[str, str] | None = None,
+    ) -> None:
         """Store or replace the thread's row, replace the sentences of `posts` and delete those of
         `removed_posts`, all in one transaction: everything is written or nothing is. Vectors and sentences
-        are checked before the transaction opens."""
+        are checked before the transaction opens. `expected_hashes` (what `post_hashes` returned when the
+        write was computed) is compared inside the transaction, with the thread locked against other
+        writers; if the stored hashes differ, ThreadChangedError and nothing is written (None: write
+        unconditionally)."""
 
     def get_thread(self, thread_id: str) -> Thread:
         """The stored thread; NotFoundError when unknown."""

@@ -120,9 +120,17 @@ class PostgresPgvectorStore:
             tables.require_thread(self.db, thread_id)
             self._write_posts(thread_id, [PostSentences(post_id, content_hash, sentences, vectors)], [])
 
-    def replace_thread(self, thread: Thread, posts: list[PostSentences], removed_posts: list[str]) -> None:
+    def replace_thread(
+        self,
+        thread: Thread,
+        posts: list[PostSentences],
+        removed_posts: list[str],
+        *,
+        expected_hashes: dict[str, str] | None = None,
+    ) -> None:
         checked = check_thread_write(thread, posts, removed_posts, self.dim)
         with self.db.transaction():
+            tables.lock_thread_hashes(self.db, thread.id, expected_hashes)
             tables.put_thread(self.db, thread)
             self._write_posts(thread.id, checked, list(removed_posts))
 

@@ -176,11 +176,19 @@ class SqliteFaissStore:
                 )
             self._after_write(before, removed, ids, vectors)
 
-    def replace_thread(self, thread: Thread, posts: list[PostSentences], removed_posts: list[str]) -> None:
+    def replace_thread(
+        self,
+        thread: Thread,
+        posts: list[PostSentences],
+        removed_posts: list[str],
+        *,
+        expected_hashes: dict[str, str] | None = None,
+    ) -> None:
         checked = check_thread_write(thread, posts, removed_posts, self.dim)
         vectors = np.concatenate([np.zeros((0, self.dim), np.float32), *(p.vectors for p in checked)])
         with self._lock:
             with self.db.transaction():
+                tables.lock_thread_hashes(self.db, thread.id, expected_hashes)
                 tables.put_thread(self.db, thread)
                 before, removed, ids = self._write_posts(thread.id, checked, list(removed_posts))
             # FAISS follows only a committed write: a rolled-back one never reaches it, and a process killed

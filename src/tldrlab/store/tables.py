@@ -13,7 +13,7 @@ from typing import Any
 from tldrlab.data.threads import STORED, Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.db import Database
-from tldrlab.store.base import SentenceRecord, ThreadInfo
+from tldrlab.store.base import SentenceRecord, ThreadChangedError, ThreadInfo
 
 COMMON_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -107,6 +107,24 @@ def post_hashes(db: Database, thread_id: str) -> dict[str, str]:
         (check_thread_id(thread_id),),
     )
     return {row["post_id"]: row["content_hash"] for row in rows}
+
+
+def lock_thread_hashes(db: Database, thread_id: str, expected: dict[str, str] | None) -> None:
+    """Inside a write transaction: hold the thread against other writers until the commit and, when
+    `expected` is given, refuse the write if the stored post hashes are no longer those. SQLite's BEGIN
+    IMMEDIATE already serialises writers; PostgreSQL takes a transaction-scoped advisory lock on the thread
+    id (its row may not exist yet, so `SELECT ... FOR UPDATE` could lock nothing)."""
+    if db.is_postgres:
+        db.query_one("SELECT pg_advisory_xact_lock(hashtextextended(?, 0)) AS locked", (thread_id,))
+    if expected is None:
+        return
+    stored = post_hashes(db, thread_id)
+    if stored != expected:
+        changed = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
+        raise ThreadChangedError(
+            f"thread {thread_id!r} was changed by another writer since this write was computed "
+            f"(posts {changed[:5]}{' ...' if len(changed) > 5 else ''}): nothing was written"
+        )
 
 
 def set_post_hash(db: Database, thread_id: str, post_id: str, content_hash: str) -> None:
