@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed
+from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf
 
 _DATASET_ID = re.compile(r"^ds-\d{8}-[0-9a-f]{10}$")
 
@@ -147,7 +147,7 @@ class EvaluateConfig(BaseModel):
     data set by id (`ds-...` or `dataset:<id>`), as generate and score take it."""
     format: str | None = None
     """Reader format of `data`; None detects it."""
-    split: str | None = None
+    split: Annotated[str | None, SplitOf("data", run="model_run")] = None
     """Data split (e.g. validation); None: the training run's validation split."""
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     """Unsplit data: the fraction the training run held out (None: the run's)."""
@@ -193,7 +193,7 @@ class GenerateConfig(BaseModel):
     dataset: Annotated[str | None, InputPath()] = None
     """Take the prompts from a data set instead: a registered or uploaded one by id (`ds-...` or
     `dataset:<id>`), or a data file; its records' documents are the prompts."""
-    split: str | None = None
+    split: Annotated[str | None, SplitOf("dataset")] = None
     """With `dataset`: the split to take records from (train, dev, test; None: all)."""
     limit: int = Field(default=8, ge=1, le=64)
     """With `dataset`: how many records (the first ones)."""
@@ -226,7 +226,7 @@ class ScoreConfig(BaseModel):
     """Score a data set's records instead: a registered or uploaded one by id (`ds-...` or `dataset:<id>`), or
     a data file. Seq2seq and chat models score each record's reference summary given its document; LMs its
     document."""
-    split: str | None = None
+    split: Annotated[str | None, SplitOf("dataset")] = None
     """With `dataset`: the split to take records from (train, dev, test; None: all)."""
     limit: int = Field(default=32, ge=1, le=1000)
     """With `dataset`: how many records (the first ones)."""

@@ -10,6 +10,7 @@ A config class marks each such field with one of these markers:
     store_url: Annotated[str | None, ServerOnly()]      # only the machine's own user may set it
     max_new_tokens: Annotated[int, GenerationLength()]  # bounded by the max_generate_tokens setting
     model_settings: Annotated[dict[str, Any], SettingsOf("model", "tldrlab.models.registry:MODELS")]
+    split: Annotated[str | None, SplitOf("dataset")] = None  # a split of the data a sibling field names
 
 `path_sites(config)` yields every marked value of a validated config (nested models, lists, dicts and unions
 included) with a setter, so a caller can check and rewrite them in place. The service confines
@@ -85,8 +86,19 @@ class SettingsOf:
         return found if isinstance(found, type) and issubclass(found, BaseModel) else None
 
 
-Marker = InputPath | OutputPath | ModelRef | ServerOnly | GenerationLength | SettingsOf
-MARKERS = (InputPath, OutputPath, ModelRef, ServerOnly, GenerationLength, SettingsOf)
+@dataclass(frozen=True)
+class SplitOf:
+    """A split of the data the sibling field `data` names (read with the sibling field `format`; None
+    detects it): API-submitted configs name a split that data has, checked once its path is confined. With
+    `run`, when `data` is unset the data is that of the training run the sibling field `run` names."""
+
+    data: str
+    format: str = "format"
+    run: str = ""
+
+
+Marker = InputPath | OutputPath | ModelRef | ServerOnly | GenerationLength | SettingsOf | SplitOf
+MARKERS = (InputPath, OutputPath, ModelRef, ServerOnly, GenerationLength, SettingsOf, SplitOf)
 
 
 @dataclass
@@ -147,7 +159,7 @@ def _sites(
     marker = _marker([*metadata, *more])
     if marker is not None:
         if (
-            isinstance(marker, SettingsOf | ServerOnly | GenerationLength)
+            isinstance(marker, SettingsOf | ServerOnly | GenerationLength | SplitOf)
             or value is None
             or isinstance(value, str)
         ):

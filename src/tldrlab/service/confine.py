@@ -16,6 +16,10 @@ the fields the class marks (`tldrlab.runs.paths`):
 - `GenerationLength` values stay within `TLDRLAB_MAX_GENERATE_TOKENS`.
 - `SettingsOf` dicts are validated by the class their sibling field names (`model_settings` by the model
   family's config) and walked the same way; an unknown name there is a 422.
+- `SplitOf` values must be splits their data has, checked once the data's path is confined, with the rule
+  reads use (`tldrlab.data.readers.split_files`: file names only, no records read): a 422 naming the field,
+  as the command line refuses such a split before it creates a run. Evaluate's split with no `data` is
+  checked against the data of its training run when `model_run` names a run in the registry.
 
 The worker confines an API run again right before executing it (`confine_again`), so a file swapped for a
 symlink after submission is still caught. `public_paths` rewrites server paths in what the API returns.
@@ -32,8 +36,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tldrlab.config import Settings
+from tldrlab.data.readers import split_files
 from tldrlab.errors import (
     InvalidConfigError,
+    InvalidInputError,
     NotFoundError,
     PathNotAllowedError,
     listed_problems,
@@ -50,6 +56,7 @@ from tldrlab.runs.paths import (
     PathSite,
     ServerOnly,
     SettingsOf,
+    SplitOf,
     path_sites,
 )
 from tldrlab.runs.registry import open_registry
@@ -127,7 +134,11 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     base = {k: v for k, v in spec.config.items() if not (spec.kind == "experiment" and k in ("arm", "seed"))}
     program = _program_config(kind, base, spec)
     _program_config(kind, base, spec, largest=True)  # the largest model a trial builds: the parameter budget
-    sites = [".".join(str(p) for p in site.loc) for site in path_sites(program)]
+    sites = [
+        ".".join(str(p) for p in site.loc)
+        for site in path_sites(program)
+        if not isinstance(site.marker, SplitOf)  # a split per trial is checked in the base config's data
+    ]
     chosen = [p for p in spec.parameters if any(p == s or s.startswith(p + ".") for s in sites)]
     if chosen:
         raise PathNotAllowedError(f"sweep.parameters.{chosen[0]}: API sweeps may not choose paths per trial")
@@ -167,11 +178,14 @@ def confine_again(kind: str, config: dict[str, Any], *, settings: Settings, run_
 
 
 def _confine(config: BaseModel, settings: Settings, run_dir: Path) -> None:
-    # value checks (server-only settings, generation lengths) before paths are looked up on disk
-    sites = sorted(
-        path_sites(config), key=lambda site: isinstance(site.marker, InputPath | OutputPath | ModelRef)
-    )
-    for site in sites:
+    # value checks (server-only settings, generation lengths) before paths are looked up on disk, splits
+    # once the paths of their data are confined
+    def order(site: PathSite) -> int:
+        if isinstance(site.marker, SplitOf):
+            return 2
+        return 1 if isinstance(site.marker, InputPath | OutputPath | ModelRef) else 0
+
+    for site in sorted(path_sites(config), key=order):
         _confine_site(site, settings, run_dir)
 
 
@@ -189,6 +203,9 @@ def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
             raise InvalidConfigError(f"{site.where}: at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
     elif site.value is None:
         return
+    elif isinstance(marker, SplitOf):
+        if isinstance(site.value, str):
+            _check_split(site, marker, settings)
     elif not isinstance(site.value, str):
         raise InvalidConfigError(f"{site.where}: expected a path string")
     elif isinstance(marker, InputPath):
@@ -197,6 +214,41 @@ def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
         site.set(str(resolve_output(site.value, site.where, run_dir)))
     elif isinstance(marker, ModelRef) and site.value not in marker.keep:
         site.set(resolve_model(site.value, site.where, settings))
+
+
+def _check_split(site: PathSite, marker: SplitOf, settings: Settings) -> None:
+    """The split `site` names exists in its (confined) data, by the rule reads use; 422 naming the field."""
+    assert site.parent is not None
+    data = getattr(site.parent, marker.data, None)
+    data_format = getattr(site.parent, marker.format, None)
+    if data is None and marker.run:
+        data, data_format = _training_run_data(getattr(site.parent, marker.run, None), settings)
+    if not isinstance(data, str):
+        return
+    try:
+        split_files(data, data_format if isinstance(data_format, str) else None, site.value)
+    except (InvalidInputError, NotFoundError) as exc:
+        raise InvalidConfigError(f"{site.where}: {public_paths(exc.message, settings)}") from None
+
+
+def _training_run_data(reference: Any, settings: Settings) -> tuple[str | None, str | None]:
+    """(data path, format) of the training run `reference` names in the registry, as an evaluation of its
+    model with no data of its own reads (`evaluate.run_eval.eval_config_for`); (None, None) for any other
+    model reference, whose data is not known before the run starts."""
+    if not isinstance(reference, str):
+        return None, None
+    try:
+        record = open_registry(settings).find(reference)
+    except (NotFoundError, InvalidInputError):
+        return None, None
+    data = record.config.get("data") if isinstance(record.config, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+        return None, None
+    # a command-line run may have stored a path relative to where it was started: not known here
+    if not Path(data["path"]).is_absolute() or not _exists(Path(data["path"])):
+        return None, None
+    data_format = data.get("format")
+    return data["path"], data_format if isinstance(data_format, str) else None
 
 
 def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, run_dir: Path) -> None:

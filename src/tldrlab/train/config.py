@@ -17,7 +17,7 @@ from pydantic import (
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig
-from tldrlab.runs.paths import InputPath, Seed, SettingsOf
+from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import fitting_vocabulary, known_method
 
@@ -146,10 +146,10 @@ class DataConfig(BaseModel):
     format: str | None = None
     """Reader format; None detects it from the path."""
 
-    train_split: str | None = None
+    train_split: Annotated[str | None, SplitOf("path")] = None
     """Split name for training when the data has its own splits (e.g. train); None uses all of it."""
 
-    val_split: str | None = None
+    val_split: Annotated[str | None, SplitOf("path")] = None
     """Split name for validation (e.g. validation, dev); None carves a seeded `val_fraction` off."""
 
     val_fraction: float = Field(default=0.05, gt=0, lt=1)
