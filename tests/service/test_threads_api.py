@@ -217,6 +217,35 @@ def test_a_thread_whose_id_holds_a_slash_is_reachable(client: TestClient) -> Non
     assert client.get("/threads/forum%2F8").status_code == 404
 
 
+def test_a_thread_id_ending_in_slash_highlights_is_read_back_over_http() -> None:
+    """Thread "x/highlights" and thread "x" both stored: over a real server, GET /threads/x%2Fhighlights is
+    the thread "x/highlights" (it was the highlights of "x"), /threads/x%2Fhighlights/highlights its
+    highlights, and the documented /threads/x and /threads/x/highlights stay the thread "x" and its
+    highlights."""
+    import httpx
+
+    from netutil import serve_app
+
+    def thread(thread_id: str, text: str) -> dict[str, Any]:
+        return {"id": thread_id, "title": thread_id, "posts": [{"id": "p", "number": 1, "text": text}]}
+
+    plain, slashed = thread("x", "Serve lagers cold. Ales warmer."), thread("x/highlights", "Hops fade fast.")
+    with serve_app(create_app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for body in (plain, slashed):
+            assert client.post("/threads", json=body).status_code == 201
+        got = client.get("/threads/x%2Fhighlights")
+        assert got.status_code == 200 and got.json()["id"] == "x/highlights", got.text
+        assert client.get("/threads/x%2fhighlights").json()["id"] == "x/highlights"  # lower-case escape
+        found = client.get("/threads/x%2Fhighlights/highlights", params={"k": 1})
+        assert found.status_code == 200 and found.json()["thread_id"] == "x/highlights", found.text
+        assert [h["text"] for h in found.json()["highlights"]] == ["Hops fade fast."]
+        assert client.get("/threads/x").json()["id"] == "x"
+        mine = client.get("/threads/x/highlights", params={"k": 1})
+        assert mine.status_code == 200 and mine.json()["thread_id"] == "x", mine.text
+        assert client.get("/threads/y%2Fhighlights").status_code == 404
+        assert client.get("/threads/x%2Fhighlights/highlights", params={"k": 0}).status_code == 422
+
+
 def test_a_post_number_no_store_can_hold_is_refused_and_the_thread_kept(client: TestClient) -> None:
     # a post number past the stores' INTEGER columns was a 500 after the thread's row had been rewritten: the
     # thread then showed the new text while its sentences (and highlight offsets) were the old post's

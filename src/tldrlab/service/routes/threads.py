@@ -5,6 +5,11 @@
     GET  /threads                      stored threads
     GET  /threads/{id}                 one thread with its posts
     GET  /threads/{id}/highlights      ?k=&q=&scorer= provenance-linked highlights
+
+A thread id may hold "/": send it as %2F (what the page's encodeURIComponent does). Both routes take the rest
+of the path (`:path`), and since Starlette routes on the decoded path, `/threads/x%2Fhighlights` (thread
+"x/highlights") would match the highlights route for thread "x": that route looks at the path as sent
+(`raw_path`) and answers the thread when its "/highlights" was an encoded part of the id.
     POST /stream_summary               Server-Sent Events: `notice` messages and a two-stage `draft` as
                                        they come, `token` chunks, one `digest`, then `done`; failures after
                                        the stream started arrive as an `error` event
@@ -21,6 +26,7 @@ import logging
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -194,6 +200,19 @@ def list_threads(
     return {"threads": [asdict(t) for t in res.store.list_threads(limit=limit, offset=offset)]}
 
 
+def thread_id_as_sent(request: Request) -> str | None:
+    """The part of the request's path after `/threads/` as the client sent it (percent-encoded), or None
+    when the server does not pass the raw path on."""
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return None
+    path = raw.decode("latin-1")
+    root = str(request.scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.removeprefix("/threads/") if path.startswith("/threads/") else None
+
+
 # `:path`, and highlights before the thread itself: a native thread's id may hold "/" (ingested fine, then
 # unreachable: 404 for GET /threads/a%2Fb, which Starlette decodes before routing)
 @router.get("/threads/{thread_id:path}/highlights")
@@ -206,6 +225,11 @@ def get_highlights(
         "auto", description="auto (per mode, the default scorer), heuristic, learned_v1 or learned_v2"
     ),
 ) -> dict[str, Any]:
+    sent = thread_id_as_sent(request)
+    if sent is not None and not sent.endswith("/highlights"):
+        # the "/highlights" this route matched was "%2Fhighlights": part of the id, e.g. GET
+        # /threads/x%2Fhighlights is thread "x/highlights", not the highlights of thread "x"
+        return get_thread(request, urllib.parse.unquote(sent))
     res = resources(request)
     options = HighlightOptions(k=k, q=q or None, scorer=scorer)
     found = thread_highlights(res.store, thread_id, options, embedder=res.embedder)
