@@ -273,8 +273,14 @@ def test_the_walk_finds_the_request_and_option_classes() -> None:
     assert expected <= names, expected - names
 
 
+def _class_id(cls: type[BaseModel]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+# sorted: the walk's order follows a set of modules, which differs between processes (string hashing is
+# randomised), and xdist refuses workers that collected the tests in different orders
 @pytest.mark.parametrize(
-    "cls", [pytest.param(cls, id=f"{cls.__module__}:{cls.__qualname__}") for cls in REQUEST_CLASSES]
+    "cls", [pytest.param(cls, id=_class_id(cls)) for cls in sorted(REQUEST_CLASSES, key=_class_id)]
 )
 def test_every_request_and_option_class_refuses_inf_and_nan(cls: type[BaseModel]) -> None:
     where = REQUEST_CLASSES[cls]
