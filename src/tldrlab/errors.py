@@ -7,7 +7,7 @@ answers `{code, message, request_id}` with `http_status`. Nothing else should re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -169,15 +169,17 @@ def validation_problems(
 ) -> str:
     """Every error of `exc` as `field.path: message`, joined by "; " (`whole` names the object itself, e.g.
     `body` for a request body)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or whole}: {error_message(e)}" for e in exc.errors()
-    )
+    return _joined(exc.errors(), prefix, whole)
 
 
 def listed_problems(exc: InvalidConfigError, *, prefix: tuple[str | int, ...] = ()) -> str:
     """The problems an InvalidConfigError lists (`details["errors"]`) worded as `validation_problems` words
     them, each field under `prefix`: for a caller that validated a config by its kind's rule and words the
     refusal its own way (a sweep's trials, `sweep.config`). Its message when it lists none."""
-    errors = exc.details.get("errors") or []
-    listed = (f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or '(config)'}: {e['msg']}" for e in errors)
-    return "; ".join(listed) or exc.message
+    return _joined(exc.details.get("errors") or [], prefix, "(config)") or exc.message
+
+
+def _joined(errors: Iterable[Mapping[str, Any]], prefix: tuple[str | int, ...], whole: str) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or whole}: {error_message(e)}" for e in errors
+    )

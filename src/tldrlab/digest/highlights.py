@@ -180,6 +180,9 @@ def select_mmr(
     n = len(relevance)
     chosen: list[int] = []
     per_group: dict[str, int] = {}
+    # as arrays once: each pick then marks its group's and its key's items in one comparison
+    group_of = np.asarray(groups, dtype=object)
+    key_of = None if keys is None else np.asarray(keys, dtype=object)
     best_sim = np.full(n, -np.inf)
     available = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool).copy()
     scale = float(relevance.max() - relevance.min()) if n else 0.0
@@ -192,11 +195,11 @@ def select_mmr(
             break
         chosen.append(i)
         available[i] = False
-        if keys is not None:
-            available &= np.array([key != keys[i] for key in keys], dtype=bool)
+        if key_of is not None:
+            available &= key_of != key_of[i]
         per_group[groups[i]] = per_group.get(groups[i], 0) + 1
         if max_per_group is not None and per_group[groups[i]] >= max_per_group:
-            same = np.array([g == groups[i] for g in groups])
+            same = group_of == group_of[i]
             if (available & ~same).any():  # only cap while other posts remain
                 available &= ~same
         best_sim = np.maximum(best_sim, vectors @ vectors[i])
