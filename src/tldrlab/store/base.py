@@ -80,9 +80,6 @@ class SentenceStore(Protocol):
     dim: int
     """Vector dimension; vectors of any other dimension are refused with DimensionMismatchError."""
 
-    def put_thread(self, thread: Thread) -> None:
-        """Store or replace the thread's metadata and posts (not its sentences)."""
-
     def replace_thread(
         self,
         thread: Thread,
@@ -105,19 +102,6 @@ class SentenceStore(Protocol):
 
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         """post id -> content hash of the sentences stored for it."""
-
-    def replace_post_sentences(
-        self,
-        thread_id: str,
-        post_id: str,
-        content_hash: str,
-        sentences: list[SentenceRecord],
-        vectors: np.ndarray,
-    ) -> None:
-        """Atomically replace one post's sentences and vectors (float32, shape (len(sentences), dim))."""
-
-    def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
-        """Remove the sentences of posts that no longer exist."""
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
         """All sentences of a thread in (post number, sentence index) order, with their vectors."""

@@ -23,9 +23,7 @@ from tldrlab.store.common import (
     check_identity,
     check_k,
     check_query,
-    check_sentences,
     check_thread_write,
-    check_vectors,
 )
 
 
@@ -93,10 +91,6 @@ class PostgresPgvectorStore:
         # pgvector's adapter must be registered on the same psycopg connection the Database uses.
         return self.db.connection
 
-    def put_thread(self, thread: Thread) -> None:
-        with self.db.transaction():
-            tables.put_thread(self.db, thread)
-
     def get_thread(self, thread_id: str) -> Thread:
         return tables.get_thread(self.db, thread_id)
 
@@ -105,20 +99,6 @@ class PostgresPgvectorStore:
 
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         return tables.post_hashes(self.db, thread_id)
-
-    def replace_post_sentences(
-        self,
-        thread_id: str,
-        post_id: str,
-        content_hash: str,
-        sentences: list[SentenceRecord],
-        vectors: np.ndarray,
-    ) -> None:
-        vectors = check_vectors(vectors, len(sentences), self.dim)
-        check_sentences(thread_id, post_id, sentences)
-        with self.db.transaction():
-            tables.require_thread(self.db, thread_id)
-            self._write_posts(thread_id, [PostSentences(post_id, content_hash, sentences, vectors)], [])
 
     def replace_thread(
         self,
@@ -131,7 +111,7 @@ class PostgresPgvectorStore:
         checked = check_thread_write(thread, posts, removed_posts, self.dim)
         with self.db.transaction():
             tables.lock_thread_hashes(self.db, thread.id, expected_hashes)
-            tables.put_thread(self.db, thread)
+            tables.write_thread_row(self.db, thread)
             self._write_posts(thread.id, checked, list(removed_posts))
 
     def _write_posts(self, thread_id: str, posts: list[PostSentences], removed_posts: list[str]) -> None:
@@ -157,13 +137,6 @@ class PostgresPgvectorStore:
             tables.set_post_hash(self.db, thread_id, post.post_id, post.content_hash)
         if removed_posts:
             tables.delete_post_hashes(self.db, thread_id, removed_posts)
-
-    def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
-        if not post_ids:
-            return
-        with self.db.transaction():
-            tables.require_thread(self.db, thread_id)
-            self._write_posts(thread_id, [], list(post_ids))
 
     def _query_binary(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         """A query whose results come back in binary: pgvector then loads vectors with np.frombuffer instead

@@ -28,9 +28,7 @@ from tldrlab.store.common import (
     check_identity,
     check_k,
     check_query,
-    check_sentences,
     check_thread_write,
-    check_vectors,
 )
 from tldrlab.store.faiss_index import FaissIndexConfig, SentenceIndex
 
@@ -145,10 +143,6 @@ class SqliteFaissStore:
 
     # --- SentenceStore -----------------------------------------------------------------------------------
 
-    def put_thread(self, thread: Thread) -> None:
-        with self._lock, self.db.transaction():
-            tables.put_thread(self.db, thread)
-
     def get_thread(self, thread_id: str) -> Thread:
         return tables.get_thread(self.db, thread_id)
 
@@ -157,24 +151,6 @@ class SqliteFaissStore:
 
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         return tables.post_hashes(self.db, thread_id)
-
-    def replace_post_sentences(
-        self,
-        thread_id: str,
-        post_id: str,
-        content_hash: str,
-        sentences: list[SentenceRecord],
-        vectors: np.ndarray,
-    ) -> None:
-        vectors = check_vectors(vectors, len(sentences), self.dim)
-        check_sentences(thread_id, post_id, sentences)
-        with self._lock:
-            with self.db.transaction():
-                tables.require_thread(self.db, thread_id)
-                before, removed, ids = self._write_posts(
-                    thread_id, [PostSentences(post_id, content_hash, sentences, vectors)], []
-                )
-            self._after_write(before, removed, ids, vectors)
 
     def replace_thread(
         self,
@@ -189,7 +165,7 @@ class SqliteFaissStore:
         with self._lock:
             with self.db.transaction():
                 tables.lock_thread_hashes(self.db, thread.id, expected_hashes)
-                tables.put_thread(self.db, thread)
+                tables.write_thread_row(self.db, thread)
                 before, removed, ids = self._write_posts(thread.id, checked, list(removed_posts))
             # FAISS follows only a committed write: a rolled-back one never reaches it, and a process killed
             # between the commit and here leaves a saved index of an older generation, rebuilt on open.
@@ -223,15 +199,6 @@ class SqliteFaissStore:
         tables.delete_post_hashes(self.db, thread_id, removed_posts)
         before = self._bump_generation()
         return before, removed, np.arange(next_id, next_id + len(rows), dtype=np.int64)
-
-    def delete_posts(self, thread_id: str, post_ids: list[str]) -> None:
-        if not post_ids:
-            return
-        with self._lock:
-            with self.db.transaction():
-                tables.require_thread(self.db, thread_id)
-                before, removed, ids = self._write_posts(thread_id, [], list(post_ids))
-            self._after_write(before, removed, ids, np.zeros((0, self.dim), np.float32))
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
         rows = self.db.query(

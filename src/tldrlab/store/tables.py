@@ -47,7 +47,7 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
-def put_thread(db: Database, thread: Thread) -> None:
+def write_thread_row(db: Database, thread: Thread) -> None:
     check_thread_id(thread.id)
     db.execute(
         "INSERT INTO store_threads (id, title, content_hash, posts, data, updated_at) "
