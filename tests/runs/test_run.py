@@ -17,9 +17,10 @@ from tldrlab.errors import (
     RunPreemptedError,
 )
 from tldrlab.launch import launch_run
-from tldrlab.runs import RunStatus, create_run, execute_run, open_registry, start_run
+from tldrlab.runs import RunRecord, RunStatus, create_run, execute_run, open_registry, start_run
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.run import read_manifest
+from tldrlab.train import loop as loop_module
 
 
 class ToyConfig(BaseModel):
@@ -142,3 +143,33 @@ def test_resuming_a_run_as_another_kind_names_both_kinds() -> None:
     with pytest.raises(InvalidInputError) as refused:
         launch_run("ingest", {}, resume=record.id)
     assert refused.value.message == f"run {record.id} is of kind evaluate, not ingest"
+
+
+def test_a_run_cancelled_on_request_resumes_to_completion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cancelled through the API (`POST /runs/{id}/cancel`, the runs page, Discord's /cancel) kept its
+    cancel request: `tldrlab smoke --resume RUN` loaded its checkpoint and was cancelled again at the first
+    check, so such a run could never be resumed (Ctrl-C, which sets no request, resumed fine)."""
+    monkeypatch.setattr(loop_module, "CANCEL_CHECK_EVERY_S", 0.0)  # check the request between every step
+    registry = open_registry()
+    with pytest.raises(RunCancelledError):
+        launch_run(
+            "smoke",
+            {"steps": 6, "checkpoint_every": 2},
+            on_start=lambda record: registry.request_cancel(record.id),  # as the cancel route does
+        )
+    cancelled = registry.list(kind="smoke")[0]
+    assert cancelled.status is RunStatus.CANCELLED and cancelled.cancel_requested
+    while_running: list[RunRecord] = []
+
+    def echo(line: str) -> None:  # called while the resumed run executes: its row as others see it
+        while_running.append(registry.get(cancelled.id))
+
+    resumed = launch_run("smoke", {}, resume=cancelled.id, echo=echo).record
+    assert while_running and all(
+        r.status is RunStatus.RUNNING and r.ended_at is None and r.error_code is None for r in while_running
+    )
+    assert resumed.status is RunStatus.COMPLETED and resumed.metrics["steps"] == 6
+    assert not resumed.cancel_requested and resumed.attempts == 2 and resumed.error_code is None
+    # a cancel asked for during the resumed execution is still honoured
+    with pytest.raises(RunCancelledError):
+        launch_run("smoke", {"steps": 6}, on_start=lambda record: registry.request_cancel(record.id))

@@ -300,8 +300,16 @@ def execute_run(
         started = time.time()
         # A worker that claimed the run (status running, its name) already counted this attempt.
         claimed = record.status is RunStatus.RUNNING and worker is not None and record.worker == worker
+        # Executing a run that ended (`--resume` of a cancelled or failed run) is a new attempt someone asked
+        # for: the cancel request that ended the last one must not end this one at its first check, and a
+        # running run has no end time or error yet. Only an ended run's request is dropped; one made while
+        # it is queued or running stays honoured.
+        fresh_attempt: dict[str, Any] = {}
+        if record.status.finished:
+            fresh_attempt = {"cancel_requested": False, "ended_at": None, "error_code": None}
         registry.update(
             record.id,
+            **fresh_attempt,
             status=RunStatus.RUNNING,
             started_at=record.started_at or started,
             heartbeat_at=started,
