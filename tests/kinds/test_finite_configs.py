@@ -3,7 +3,10 @@ and the model settings a train config validates by its family's class included) 
 the field's path, from the registry, over HTTP (JSON's `Infinity`) and from the command line (`--lr inf`).
 Nor does any other class the API or the CLI fills from a request: every request body and query class of the
 app's routes and every generated command's options class (found by walking the routes and the commands, nested
-classes included) sets `allow_inf_nan=False`, and each of its float fields says "finite"."""
+classes included) sets `allow_inf_nan=False`, and each of its float fields says "finite". Their free-form
+fields (`dict[str, Any]`, `Any`: found by the same walks) refuse a number that is not finite anywhere inside,
+at its path (`tldrlab.freeform.FreeForm`), unless another class validates the whole value
+(`ValidatedWhole`)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from tldrlab.cli.main import app as cli_app
 from tldrlab.cli.options import LazyCommand
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
+from tldrlab.freeform import ValidatedWhole
 from tldrlab.kinds import KINDS, section_class, validate_config
 from tldrlab.models.registry import MODELS
 from tldrlab.runs import open_registry
@@ -337,4 +341,132 @@ def test_inf_in_a_highlights_option_is_a_one_line_error(capsys: pytest.CaptureFi
     for bad in ("inf", "nan"):
         code, out, err = run_captured(["highlights", "some-thread", "--centrality-weight", bad], capsys)
         assert code == 2 and "centrality_weight" in err and "finite" in err, (code, out, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+# -- free-form fields: values no class describes (dict[str, Any], Any) -------------------------------------
+def _is_free_form(annotation: Any) -> bool:
+    """Whether a field's values are not described by a class: it holds `Any` (or `object`) somewhere."""
+    if annotation is Any or annotation is object:
+        return True
+    return any(_is_free_form(arg) for arg in get_args(annotation))
+
+
+def _free_form_fields(model: type[BaseModel], prefix: FieldPath = ()) -> Iterator[tuple[FieldPath, Any]]:
+    """(path, FieldInfo) of every free-form field of `model`, nested config sections walked."""
+    for name, info in model.model_fields.items():
+        section = section_class(info.annotation)
+        if section is not None:
+            yield from _free_form_fields(section, (*prefix, name))
+        elif _is_free_form(info.annotation):
+            yield (*prefix, name), info
+
+
+def _deep_value(info: Any, bad: float) -> Any:
+    """A value of the field's shape with `bad` deep inside, at `deep.0.number` below the field."""
+    inner = {"deep": [{"number": bad}]}
+    return inner if get_origin(info.annotation) is dict else [inner]
+
+
+def _deep_loc(info: Any) -> tuple[str | int, ...]:
+    """Where `_deep_value` puts the number, below the field."""
+    return ("deep", 0, "number") if get_origin(info.annotation) is dict else (0, "deep", 0, "number")
+
+
+def _validated_whole(info: Any) -> bool:
+    return any(isinstance(m, ValidatedWhole) for m in info.metadata)
+
+
+FREE_FORM_CASES = [
+    pytest.param(kind.name, path, id=f"{kind.name}:{'.'.join(path)}")
+    for kind in KINDS.values()
+    for path, _ in _free_form_fields(kind.config)
+]
+FREE_FORM_REQUEST_CASES = sorted(
+    (
+        pytest.param(cls, name, id=f"{_class_id(cls)}.{name}")
+        for cls in REQUEST_CLASSES  # nested classes are in it too: each class's own fields
+        for name, info in cls.model_fields.items()
+        if _is_free_form(info.annotation)
+    ),
+    key=lambda case: str(case.id),
+)
+
+
+@pytest.mark.parametrize(("kind", "path"), FREE_FORM_CASES)
+def test_every_free_form_field_of_every_kind_refuses_inf_and_nan_deep_inside(
+    kind: str, path: FieldPath
+) -> None:
+    """A dict[str, Any] field (model_settings, lm_settings, a sweep's mapping, a trial's params) took
+    Infinity anywhere inside it: nothing validated the numbers no class describes."""
+    info = dict(_free_form_fields(KINDS[kind].config))[path]
+    for bad in NOT_FINITE:
+        error = _refusal(kind, _nested(path, _deep_value(info, bad)))
+        where = [*path, *(str(p) for p in _deep_loc(info))]
+        problems = [e for e in error.details["errors"] if e["loc"][: len(where)] == where]
+        assert problems and problems[0]["msg"] == "Input should be a finite number", (bad, error.message)
+        assert ".".join(where) in error.message, error.message
+
+
+@pytest.mark.parametrize(("cls", "name"), FREE_FORM_REQUEST_CASES)
+def test_every_free_form_field_of_every_request_and_option_class_refuses_inf_and_nan(
+    cls: type[BaseModel], name: str
+) -> None:
+    """Free-form request and option fields (a summarizer's params on POST /stream_summary or `tldrlab digest
+    -p`) refuse a number that is not finite anywhere inside, naming its path; a field whose whole value
+    another class validates says so (`ValidatedWhole`: a run request's config, refused by its kind's
+    class)."""
+    info = cls.model_fields[name]
+    if _validated_whole(info):
+        return
+    for bad in NOT_FINITE:
+        with pytest.raises(ValidationError) as caught:
+            cls.model_validate({name: _deep_value(info, bad)})
+        deep = (name, *_deep_loc(info))
+        problems = [e for e in caught.value.errors() if e["loc"][:1] == (name,)]
+        assert [(e["type"], e["loc"][: len(deep)]) for e in problems] == [("finite_number", deep)], (
+            REQUEST_CLASSES[cls],
+            bad,
+            problems,
+        )
+
+
+def test_the_walk_finds_the_free_form_fields() -> None:
+    kinds = {(kind, ".".join(path)) for kind, path in (case.values for case in FREE_FORM_CASES)}
+    assert {
+        ("train", "model_settings"),
+        ("lvm_train", "model_settings"),
+        ("elm_train", "model.lm_settings"),
+        ("sweep", "sweep"),
+        ("trial", "params"),
+    } <= kinds, kinds
+    requests = {(cls.__name__, name) for cls, name in (case.values for case in FREE_FORM_REQUEST_CASES)}
+    assert {
+        ("StreamSummaryRequest", "params"),
+        ("ThreadDigestOptions", "params"),
+        ("RunRequest", "config"),
+    } <= (requests), requests
+
+
+def test_infinity_in_a_summarizers_params_over_http_is_refused_naming_it() -> None:
+    """POST /stream_summary with `"params": {"temperature": Infinity}` was accepted by the request class. The
+    route validates its body itself and answers every bad body 400 (as `"k": 500`), so this is a 400 too."""
+    client = TestClient(create_app())
+    for bad in ("Infinity", "NaN", "-Infinity", "1e400"):
+        body = (
+            f'{{"thread_id": "t1", "summarizer": "local", "params": {{"final_params": {{"top_p": {bad}}}}}}}'
+        )
+        response = client.post("/stream_summary", content=body, headers={"content-type": "application/json"})
+        error = response.json()
+        assert response.status_code == 400 and error["code"] == "invalid_input" and error["request_id"], error
+        assert error["message"] == "params.final_params.top_p: Input should be a finite number", error
+
+
+def test_infinity_in_a_digest_param_is_a_one_line_error_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tldrlab digest THREAD -p temperature=Infinity` went on to look the thread up (and a file's ingest)."""
+    for bad in ("Infinity", "NaN", "1e400"):
+        code, out, err = run_captured(["digest", "no-such-thread", "-p", f"temperature={bad}"], capsys)
+        assert code == 2 and "params.temperature: Input should be a finite number" in err, (code, out, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +28,7 @@ from tldrlab.digest.highlights import (
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.embed.base import Embedder
+from tldrlab.freeform import FreeForm
 from tldrlab.logs import get_logger
 from tldrlab.store.base import SentenceStore
 
@@ -42,7 +43,7 @@ class DigestOptions(BaseModel):
     summarizer: str = "two_stage"
     """Registry name: two_stage (the extractive draft, then the local LM's cited bullets; extractive alone
     when no model is installed), extractive, local, openai."""
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: FreeForm = Field(default_factory=dict)
     """Summarizer parameters (model_path for local, model for openai, draft/final for two_stage)."""
     k: int = Field(default=8, ge=1, le=50)
     """Highlights to pick (the summarizer's candidates; the page marks all of them)."""

@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.errors import error_message
+from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
@@ -35,7 +36,7 @@ class ElmModelConfig(BaseModel):
     lm_size: str = "tiny"
     """Named GPT-2 size when lm=scratch: tiny, mini, small, base."""
 
-    lm_settings: dict[str, Any] = Field(default_factory=dict)
+    lm_settings: FreeForm = Field(default_factory=dict)
     """Extra tldrlab GPT-2 settings when lm=scratch (n_layer, dropout, n_positions, ...)."""
 
     freeze_lm: bool = False

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tldrlab.budget import field_error, within_budget
 from tldrlab.config import get_settings
 from tldrlab.errors import validation_problems
+from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
 
@@ -244,7 +245,7 @@ class LVMTrainJobConfig(BaseModel):
     """The sequences NPZ written by `tldrlab lvm sequences`."""
     model: str = "gru"
     """Backbone from LVM_MODELS: lstm, gru, transformer, mamba, pretrained."""
-    model_settings: dict[str, Any] = Field(default_factory=dict)
+    model_settings: FreeForm = Field(default_factory=dict)
     """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences. The
     model may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with the
     settings' dim and context, 384 and 5 unless set); a pretrained backbone is not bounded."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tldrlab.errors import ConfigError
+from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import ServerOnly
 from tldrlab.sweep.spec import parse_sweep
 
@@ -16,7 +17,7 @@ class SweepConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
-    sweep: dict[str, Any]
+    sweep: FreeForm
     """The sweep file's mapping: method, metric, parameters, program (tldrlab.train, tldrlab.experiment,
     tldrlab.elm or a script with `command`), config (the program's base config), early_terminate, ..."""
     source: Annotated[str | None, ServerOnly()] = None
@@ -50,9 +51,9 @@ class TrialConfig(BaseModel):
 
     program: Literal["command", "experiment"]
     """What the trial runs: the sweep's command line, or one arm of the dendrite experiment."""
-    params: dict[str, Any]
+    params: FreeForm
     """The trial's parameter values (dotted names), as the sweep's sampler chose them."""
-    sweep: dict[str, Any]
+    sweep: FreeForm
     """The sweep's mapping (program, command, config, metric, ...)."""
     source: Annotated[str | None, ServerOnly()] = None
     """The sweep file it came from, if any."""

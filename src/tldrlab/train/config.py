@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,6 +17,7 @@ from pydantic import (
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig
+from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import fitting_vocabulary, known_method
@@ -223,9 +224,7 @@ class TrainJobConfig(BaseModel):
     model: str = "t5"
     """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""
 
-    model_settings: Annotated[dict[str, Any], SettingsOf("model", MODEL_FAMILIES)] = Field(
-        default_factory=dict
-    )
+    model_settings: Annotated[FreeForm, SettingsOf("model", MODEL_FAMILIES)] = Field(default_factory=dict)
     """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`. A model built from these
     settings may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS, 1e9; counted
     with `tokenizer.vocab_size` tokens); a pretrained one is not bounded."""

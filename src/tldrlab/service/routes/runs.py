@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.freeform import RunConfigMap
 from tldrlab.kinds import (
     KINDS,
     get_kind,
@@ -53,7 +54,7 @@ class RunRequest(BaseModel):
     kind: str = Field(
         default="train", description="Run kind: " + ", ".join(k.name for k in submittable_kinds()) + "."
     )
-    config: dict[str, Any] = Field(
+    config: RunConfigMap = Field(
         default_factory=dict, description="The run's config, validated against the kind's config class."
     )
     seed: int | None = Field(
@@ -69,9 +70,7 @@ class TrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    config: dict[str, Any] = Field(
-        ..., description="Training config: model, tokenizer, data, train settings."
-    )
+    config: RunConfigMap = Field(..., description="Training config: model, tokenizer, data, train settings.")
     seed: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -81,9 +80,7 @@ class ChildRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="Options of the evaluation / generation."
-    )
+    config: RunConfigMap = Field(default_factory=dict, description="Options of the evaluation / generation.")
 
 
 class KindInfo(BaseModel):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import NotFoundError
+from tldrlab.freeform import RunConfigMap
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.runs import Artifact, RunInfo, public, run_info
@@ -21,7 +22,7 @@ class TokenizerTrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    config: dict[str, Any] = Field(..., description="method, corpus paths, vocab_size, holdout, seed ...")
+    config: RunConfigMap = Field(..., description="method, corpus paths, vocab_size, holdout, seed ...")
     seed: int | None = None
 
 
