@@ -2,7 +2,7 @@
 
 Vectors are random unit vectors (384-d): fine for *timing*, meaningless for ranking quality. Sentences are
 grouped like forum threads (`--posts` posts of `--per-post` sentences per thread) and written one thread per
-transaction through `replace_thread` (with the compare-and-set on the stored hashes), as ingest writes.
+transaction through `replace_thread` (with the compare-and-set on the stored state), as ingest writes.
 Queries, timed one by one:
 
 - `thread`: top-k within one random thread (the highlight path: `search(q, k, thread_id=...)`);
@@ -94,13 +94,13 @@ def thread_write(tid: str, chunk: np.ndarray, per_post: int) -> tuple[Any, list[
 
 def fill(store: Any, vectors: np.ndarray, posts: int, per_post: int) -> list[str]:
     """Write the vectors as threads of `posts` posts of `per_post` sentences, one `replace_thread` (one
-    transaction, as ingest writes) per thread, each checked against the stored hashes as ingest does;
+    transaction, as ingest writes) per thread, each checked against the stored state as ingest does;
     returns the thread ids."""
     per_thread = posts * per_post
     thread_ids = []
     for t, begin in enumerate(range(0, len(vectors), per_thread)):
         thread, post_sentences = thread_write(f"t{t}", vectors[begin : begin + per_thread], per_post)
-        store.replace_thread(thread, post_sentences, [], expected_hashes=store.post_hashes(thread.id))
+        store.replace_thread(thread, post_sentences, [], expected=store.thread_state(thread.id))
         thread_ids.append(thread.id)
     return thread_ids
 
@@ -120,7 +120,7 @@ def bulk_fill_postgres(
         thread, post_sentences = thread_write(f"t{t}", vectors[begin : begin + per_thread], per_post)
         if api_rows < api_sentences:
             started = time.perf_counter()
-            store.replace_thread(thread, post_sentences, [], expected_hashes=store.post_hashes(thread.id))
+            store.replace_thread(thread, post_sentences, [], expected=store.thread_state(thread.id))
             api_seconds += time.perf_counter() - started
             api_rows += sum(len(p.sentences) for p in post_sentences)
         else:

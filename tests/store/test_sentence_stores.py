@@ -386,8 +386,8 @@ def test_a_write_computed_against_stale_hashes_is_refused(
     first, second = open_test_store(), open_test_store()
     old = next(item.thread for item in beer_threads if len(item.thread.posts) >= 3)
     ingest_threads([old], first, embedder)
-    base = first.post_hashes(old.id)
-    assert second.post_hashes(old.id) == base
+    base = first.thread_state(old.id)
+    assert second.thread_state(old.id) == base and base.post_hashes == first.post_hashes(old.id)
 
     def write_of(thread: Thread, post_index: int) -> list[PostSentences]:
         post = thread.posts[post_index]
@@ -399,10 +399,10 @@ def test_a_write_computed_against_stale_hashes_is_refused(
     a = edited_thread(old, 0, "Writer A edits the first post.")
     b = edited_thread(old, 1, "Writer B edits the second post.")
     a_write, b_write = write_of(a, 0), write_of(b, 1)  # both computed against `base`
-    second.replace_thread(b, b_write, [], expected_hashes=base)
+    second.replace_thread(b, b_write, [], expected=base)
     count = first.count()
     with pytest.raises(ThreadChangedError, match="changed by another writer") as refused:
-        first.replace_thread(a, a_write, [], expected_hashes=base)
+        first.replace_thread(a, a_write, [], expected=base)
     assert refused.value.code == "thread_changed" and refused.value.http_status == 409
     for reader in (first, second):
         assert_stored_exactly(reader, b)
@@ -410,8 +410,45 @@ def test_a_write_computed_against_stale_hashes_is_refused(
     texts = {h.sentence.text for h in first.search(a_write[0].vectors[0], k=first.count())}
     assert "Writer A edits the first post." not in texts
     # against the hashes stored now the same write goes through
-    first.replace_thread(a, [*a_write, *write_of(a, 1)], [], expected_hashes=first.post_hashes(old.id))
+    first.replace_thread(a, [*a_write, *write_of(a, 1)], [], expected=first.thread_state(old.id))
     assert_stored_exactly(second, a)
+
+
+def test_a_write_computed_against_a_stale_title_or_thread_field_is_refused(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """The compare-and-set covers the thread row, not only the post hashes: two writers changing only the
+    title (or the tags, or a post's votes: anything the row holds) computed against one state; the second
+    to commit is refused and the first one's row stays (before, the last one won silently)."""
+    from tldrlab.digest.ingest import ingest_threads
+    from tldrlab.embed import get_embedder
+
+    first, second = open_test_store(), open_test_store()
+    old = beer_threads[0].thread
+    ingest_threads([old], first, get_embedder("minilm"))
+    voted = [old.posts[0].model_copy(update={"score": (old.posts[0].score or 0) + 7}), *old.posts[1:]]
+    changes = [{"title": "Writer B's title"}, {"tags": ["writer-b"]}, {"posts": voted}]
+    for change in changes:
+        base = first.thread_state(old.id)
+        assert base.row is not None and base.post_hashes == first.post_hashes(old.id)
+        b = first.get_thread(old.id).model_copy(update=change)
+        a = b.model_copy(update={"title": "Writer A's title"})
+        second.replace_thread(b, [], [], expected=base)
+        assert first.thread_state(old.id).post_hashes == base.post_hashes  # no post text changed
+        with pytest.raises(ThreadChangedError, match="title or metadata") as refused:
+            first.replace_thread(a, [], [], expected=base)
+        assert refused.value.code == "thread_changed" and refused.value.http_status == 409
+        assert first.get_thread(old.id) == b and second.get_thread(old.id) == b
+        first.replace_thread(a, [], [], expected=first.thread_state(old.id))  # against what is stored now
+        assert second.get_thread(old.id) == a
+    # a thread another writer created since the (empty) state was read is refused too
+    absent = first.thread_state("new-thread")
+    assert absent.row is None and absent.post_hashes == {}
+    fresh = Thread(id="new-thread", title="one", posts=[])
+    second.replace_thread(fresh, [], [], expected=absent)
+    with pytest.raises(ThreadChangedError, match="thread row"):
+        first.replace_thread(fresh.model_copy(update={"title": "two"}), [], [], expected=absent)
+    assert first.get_thread("new-thread").title == "one"
 
 
 class InterleavedStore:
@@ -460,6 +497,30 @@ def test_concurrent_ingests_of_one_thread_never_leave_it_mixed(
     # the retry's write holds nothing of B: B's sentence is gone from the index too
     hits = other.search(embedder.encode(["Ingest B edits the second post."])[0], k=other.count())
     assert "Ingest B edits the second post." not in {h.sentence.text for h in hits}
+
+
+def test_concurrent_ingests_changing_only_the_title_are_noticed(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """Ingest A retitles a thread; ingest B (another connection) retitles it too and lands before A writes.
+    A's write is refused (B's title was not what A computed against), A re-reads the state and writes again:
+    nothing re-embedded, A's version whole. Before, the compare-and-set looked at post hashes only, so A's
+    write went through without noticing B's."""
+    from tldrlab.digest.ingest import ingest_threads
+    from tldrlab.embed import get_embedder
+
+    embedder = get_embedder("minilm")
+    old = beer_threads[0].thread
+    ingest_threads([old], open_test_store(), embedder)
+    a = old.model_copy(update={"title": "Ingest A's title"})
+    b = old.model_copy(update={"title": "Ingest B's title"})
+    other = open_test_store()
+    store = InterleavedStore(open_test_store(), lambda: ingest_threads([b], other, embedder))
+
+    stats = ingest_threads([a], store, embedder)  # type: ignore[arg-type]  # a SentenceStore by delegation
+    assert store.writes == 2 and stats.rewrites == 1
+    assert (stats.threads, stats.embedded) == (1, 0)  # the posts were never changed: nothing re-embedded
+    assert_stored_exactly(other, a)
 
 
 def test_an_ingest_that_keeps_losing_the_race_gives_up_with_a_clear_error(

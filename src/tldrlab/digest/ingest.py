@@ -13,8 +13,9 @@ sentences. The work is a three-stage pipeline, so that the embedder (the costly 
 Everything that can fail before the write (splitting, embedding, checking the vectors) is done before the
 write transaction opens, and the transaction holds the write lock only for the writes: a thread is replaced
 whole or, on any failure, left exactly as it was (never its new text over its old sentences).
-The write carries the post hashes it was computed against; if another process wrote the thread in between
-(two ingests of one thread at once), the store refuses it and the thread is recomputed against the new hashes
+The write carries the thread state it was computed against (post hashes and thread row); if another process
+wrote the thread in between (two ingests of one thread at once, even one changing only the title), the store
+refuses it and the thread is recomputed against the new state
 (re-splitting and re-embedding only the posts that differ from what is stored now, reusing the vectors already
 made) and written again, up to `WRITE_TRIES` times.
 ONNX Runtime and torch release the GIL while they compute, so splitting and writing run during embedding.
@@ -44,7 +45,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
-from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore, ThreadChangedError
+from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore, ThreadChangedError, ThreadState
 
 
 @dataclass
@@ -133,8 +134,8 @@ class _ThreadDone:
 
     thread: Thread
     removed: list[str]
-    stored: dict[str, str]
-    """The post hashes the thread's changed posts were found against (the write's expected hashes)."""
+    stored: ThreadState
+    """The stored state the thread's changed posts were found against (the write's expected state)."""
 
 
 _END = object()
@@ -223,7 +224,8 @@ def ingest_threads(
                     f"thread {thread.id!r} appears twice in the input: give one version of each thread"
                 )
             seen.add(thread.id)
-            stored = store.post_hashes(thread.id)
+            state = store.thread_state(thread.id)
+            stored = state.post_hashes
             for post in thread.posts:
                 content_hash = post.content_hash()
                 if stored.get(post.id) == content_hash:
@@ -240,7 +242,7 @@ def ingest_threads(
                     stats.split_seconds += time.perf_counter() - begun
                 pipe.put(pipe.to_embed, _Pending(thread.id, post.id, content_hash, records))
             current = {p.id for p in thread.posts}
-            pipe.put(pipe.to_embed, _ThreadDone(thread, sorted(set(stored) - current), stored))
+            pipe.put(pipe.to_embed, _ThreadDone(thread, sorted(set(stored) - current), state))
         pipe.put(pipe.to_embed, _END)
 
     def write() -> None:
@@ -290,12 +292,12 @@ def ingest_threads(
         return vectors
 
     def write_thread(done: _ThreadDone, posts: list[PostSentences]) -> tuple[list[PostSentences], list[str]]:
-        """Write the thread against the hashes it was computed with; when another writer changed it in
-        between, recompute it against the hashes stored now and try again. Returns what was written."""
+        """Write the thread against the state it was computed with; when another writer changed it in
+        between, recompute it against the state stored now and try again. Returns what was written."""
         stored, removed = done.stored, done.removed
         for attempt in range(1, WRITE_TRIES + 1):
             try:
-                store.replace_thread(done.thread, posts, removed, expected_hashes=stored)
+                store.replace_thread(done.thread, posts, removed, expected=stored)
                 return posts, removed
             except ThreadChangedError as exc:
                 if attempt == WRITE_TRIES:
@@ -304,8 +306,8 @@ def ingest_threads(
                         f"{WRITE_TRIES} tries to write it (is it ingested elsewhere at the same time?); "
                         "it is stored as the other writer left it: ingest it again"
                     ) from exc
-            stored = store.post_hashes(done.thread.id)
-            posts, removed = recompute(done.thread, posts, stored)
+            stored = store.thread_state(done.thread.id)
+            posts, removed = recompute(done.thread, posts, stored.post_hashes)
             with pipe.stats_lock:
                 stats.rewrites += 1
         raise AssertionError("unreachable")  # the loop returns or raises

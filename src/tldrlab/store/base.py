@@ -4,10 +4,11 @@ A store keeps threads (for display) and their sentences with provenance and unit
 highlights and search). Ingest writes a thread with `replace_thread`: its row, its changed posts' sentences
 and vectors and the removal of its dropped posts, together in one transaction, so a failure half-way (a
 refused row, a killed process) leaves the thread as it was, never new text over old sentences.
-`post_hashes` tells which posts changed, so unchanged posts keep their sentences; the write carries the
-hashes it was computed against and is refused (`ThreadChangedError`) when another writer changed the thread
-in between, so two processes ingesting one thread at once never leave it mixed. One shared test suite runs
-against both.
+`thread_state` tells which posts changed, so unchanged posts keep their sentences; the write carries the
+state it was computed against (the post hashes and the stored thread row: title, source, url, tags, the
+posts' metadata) and is refused (`ThreadChangedError`) when another writer changed any of it in between, so
+two processes ingesting one thread at once never leave it mixed, nor overwrite each other unnoticed. One
+shared test suite runs against both.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from tldrlab.errors import ConflictError
 
 
 class ThreadChangedError(ConflictError):
-    """`replace_thread` was computed against post hashes that another writer has changed since: nothing was
-    written; re-read the hashes, recompute the changed posts and write again."""
+    """`replace_thread` was computed against a thread state (post hashes, thread row) that another writer
+    has changed since: nothing was written; re-read the state, recompute the changed posts and write again."""
 
     code = "thread_changed"
 
@@ -59,6 +60,18 @@ class PostSentences:
 
 
 @dataclass(frozen=True)
+class ThreadState:
+    """What a write of a thread is computed against (`thread_state`), handed back to `replace_thread` as
+    `expected`: the write goes through only while the store still holds exactly this."""
+
+    post_hashes: dict[str, str]
+    """post id -> content hash of the sentences stored for it."""
+    row: str | None
+    """Fingerprint of the stored thread row (everything `replace_thread` writes besides sentences: title,
+    source, url, tags, the posts and their metadata); None when the thread is not stored."""
+
+
+@dataclass(frozen=True)
 class SearchHit:
     sentence: SentenceRecord
     score: float
@@ -86,13 +99,13 @@ class SentenceStore(Protocol):
         posts: list[PostSentences],
         removed_posts: list[str],
         *,
-        expected_hashes: dict[str, str] | None = None,
+        expected: ThreadState | None = None,
     ) -> None:
         """Store or replace the thread's row, replace the sentences of `posts` and delete those of
         `removed_posts`, all in one transaction: everything is written or nothing is. Vectors and sentences
-        are checked before the transaction opens. `expected_hashes` (what `post_hashes` returned when the
-        write was computed) is compared inside the transaction, with the thread locked against other
-        writers; if the stored hashes differ, ThreadChangedError and nothing is written (None: write
+        are checked before the transaction opens. `expected` (what `thread_state` returned when the write
+        was computed) is compared inside the transaction, with the thread locked against other writers; if
+        the stored post hashes or thread row differ, ThreadChangedError and nothing is written (None: write
         unconditionally)."""
 
     def get_thread(self, thread_id: str) -> Thread:
@@ -102,6 +115,9 @@ class SentenceStore(Protocol):
 
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         """post id -> content hash of the sentences stored for it."""
+
+    def thread_state(self, thread_id: str) -> ThreadState:
+        """The thread as stored now, to compute a write against (`replace_thread(..., expected=...)`)."""
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
         """All sentences of a thread in (post number, sentence index) order, with their vectors."""

@@ -23,7 +23,7 @@ import numpy as np
 from tldrlab.data.threads import Thread
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.store import tables
-from tldrlab.store.base import PostSentences, SearchHit, SentenceRecord, ThreadInfo
+from tldrlab.store.base import PostSentences, SearchHit, SentenceRecord, ThreadInfo, ThreadState
 from tldrlab.store.common import (
     check_identity,
     check_k,
@@ -152,19 +152,22 @@ class SqliteFaissStore:
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         return tables.post_hashes(self.db, thread_id)
 
+    def thread_state(self, thread_id: str) -> ThreadState:
+        return tables.thread_state(self.db, thread_id)
+
     def replace_thread(
         self,
         thread: Thread,
         posts: list[PostSentences],
         removed_posts: list[str],
         *,
-        expected_hashes: dict[str, str] | None = None,
+        expected: ThreadState | None = None,
     ) -> None:
         checked = check_thread_write(thread, posts, removed_posts, self.dim)
         vectors = np.concatenate([np.zeros((0, self.dim), np.float32), *(p.vectors for p in checked)])
         with self._lock:
             with self.db.transaction():
-                tables.lock_thread_hashes(self.db, thread.id, expected_hashes)
+                tables.lock_thread(self.db, thread.id, expected)
                 tables.write_thread_row(self.db, thread)
                 before, removed, ids = self._write_posts(thread.id, checked, list(removed_posts))
             # FAISS follows only a committed write: a rolled-back one never reaches it, and a process killed

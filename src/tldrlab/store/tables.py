@@ -7,13 +7,14 @@ PostgreSQL store shares its database with the run registry and the job queue.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
 from tldrlab.data.threads import STORED, Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.db import Database
-from tldrlab.store.base import SentenceRecord, ThreadChangedError, ThreadInfo
+from tldrlab.store.base import SentenceRecord, ThreadChangedError, ThreadInfo, ThreadState
 
 COMMON_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -109,22 +110,44 @@ def post_hashes(db: Database, thread_id: str) -> dict[str, str]:
     return {row["post_id"]: row["content_hash"] for row in rows}
 
 
-def lock_thread_hashes(db: Database, thread_id: str, expected: dict[str, str] | None) -> None:
+def row_fingerprint(data: str) -> str:
+    """The fingerprint of a stored thread row's JSON: equal exactly when the stored row is."""
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def thread_state(db: Database, thread_id: str) -> ThreadState:
+    # The row is read before the hashes: a writer committing in between makes the pair one that no longer
+    # matches the store, so the write computed against it is refused (and recomputed), never let through.
+    row = db.query_one("SELECT data FROM store_threads WHERE id = ?", (check_thread_id(thread_id),))
+    return ThreadState(post_hashes(db, thread_id), None if row is None else row_fingerprint(row["data"]))
+
+
+def lock_thread(db: Database, thread_id: str, expected: ThreadState | None) -> None:
     """Inside a write transaction: hold the thread against other writers until the commit and, when
-    `expected` is given, refuse the write if the stored post hashes are no longer those. SQLite's BEGIN
-    IMMEDIATE already serialises writers; PostgreSQL takes a transaction-scoped advisory lock on the thread
-    id (its row may not exist yet, so `SELECT ... FOR UPDATE` could lock nothing)."""
+    `expected` is given, refuse the write if the stored post hashes or thread row are no longer those (the
+    row too: two writers changing only the title, or a post's votes, would otherwise overwrite each other
+    unnoticed). SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL takes a transaction-scoped
+    advisory lock on the thread id (its row may not exist yet, so `SELECT ... FOR UPDATE` could lock
+    nothing)."""
     if db.is_postgres:
         db.query_one("SELECT pg_advisory_xact_lock(hashtextextended(?, 0)) AS locked", (thread_id,))
     if expected is None:
         return
-    stored = post_hashes(db, thread_id)
-    if stored != expected:
-        changed = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
-        raise ThreadChangedError(
-            f"thread {thread_id!r} was changed by another writer since this write was computed "
-            f"(posts {changed[:5]}{' ...' if len(changed) > 5 else ''}): nothing was written"
-        )
+    stored = thread_state(db, thread_id)
+    if stored == expected:
+        return
+    changed = sorted(
+        k
+        for k in set(stored.post_hashes) | set(expected.post_hashes)
+        if stored.post_hashes.get(k) != expected.post_hashes.get(k)
+    )
+    what = [f"posts {changed[:5]}{' ...' if len(changed) > 5 else ''}"] if changed else []
+    if stored.row != expected.row:
+        what.insert(0, "the thread's title or metadata" if stored.row and expected.row else "the thread row")
+    raise ThreadChangedError(
+        f"thread {thread_id!r} was changed by another writer since this write was computed "
+        f"({', '.join(what)}): nothing was written"
+    )
 
 
 def set_post_hash(db: Database, thread_id: str, post_id: str, content_hash: str) -> None:
