@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tldrlab.errors import InvalidInputError, NotFoundError, UnknownKindError
@@ -20,7 +20,7 @@ from tldrlab.kinds import recorded_kind_names
 from tldrlab.runs import RunRecord
 from tldrlab.runs.ownership import LOCK_FILE
 from tldrlab.service.limits import StrictJSONRoute
-from tldrlab.service.routes.files import check_range
+from tldrlab.service.ranges import file_response
 from tldrlab.service.state import registry
 
 router = APIRouter(tags=["artifacts"], route_class=StrictJSONRoute)
@@ -104,12 +104,9 @@ def list_artifacts(request: Request, kind: str, run_id: str) -> dict[str, Any]:
 
 
 @router.get("/artifacts/{kind}/{run_id}/{relative:path}")
-def download_artifact(request: Request, kind: str, run_id: str, relative: str) -> FileResponse:
+def download_artifact(request: Request, kind: str, run_id: str, relative: str) -> Response:
     record = _run(request, kind, run_id)
     path = confined_path(Path(record.run_dir), relative)
     if path.name in HIDDEN:
         raise NotFoundError("no such artifact file")
-    stat = path.stat()
-    response = FileResponse(path, filename=path.name, stat_result=stat)
-    check_range(request, response, stat.st_size)  # a bad Range gets the JSON error, as on /files
-    return response
+    return file_response(request, path, filename=path.name)  # ranges as on /files

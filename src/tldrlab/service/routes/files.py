@@ -18,12 +18,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
-from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.runs.filestore import DirectoryFileStore, check_sha256
 from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.ranges import file_response
 from tldrlab.service.state import settings_of
 
 router = APIRouter(tags=["files"], route_class=StrictJSONRoute)
@@ -66,35 +65,10 @@ async def upload_file(
 
 
 @router.get("/files/{sha256}", response_class=FileResponse)
-def download_file(request: Request, sha256: str) -> FileResponse:
+def download_file(request: Request, sha256: str) -> Response:
     """The file whose sha256 this is (`Range: bytes=a-b` for a part of it)."""
     path = local_store(request).open(check_sha256(sha256))
-    stat = path.stat()
-    response = FileResponse(path, media_type="application/octet-stream", filename=sha256, stat_result=stat)
-    check_range(request, response, stat.st_size)
-    return response
-
-
-def check_range(request: Request, response: FileResponse, size: int) -> None:
-    """Refuse a `Range` header the response cannot honour, as the API's JSON errors: FileResponse would answer
-    it itself in plain text. Checked with FileResponse's own parser, so what passes here it serves."""
-    http_range = request.headers.get("range")
-    if http_range is None:
-        return
-    if_range = request.headers.get("if-range")
-    if if_range is not None and not response._should_use_range(if_range):
-        return  # the file changed since the client's copy: the whole file is sent, the range ignored
-    try:
-        FileResponse._parse_range_header(http_range, size)
-    except MalformedRangeHeader as exc:
-        raise InvalidInputError(f"bad Range header {http_range!r}: {exc.content}") from exc
-    except RangeNotSatisfiable as exc:
-        # a 416 names the file's size so the client can ask again within it
-        raise HTTPException(
-            416,
-            f"Range {http_range!r} starts past the end of the file ({size} bytes)",
-            headers={"Content-Range": f"bytes */{size}"},
-        ) from exc
+    return file_response(request, path, media_type="application/octet-stream", filename=sha256)
 
 
 @router.head("/files/{sha256}")
