@@ -186,6 +186,8 @@ MEETING = {"meeting_id": "M", "meeting_transcripts": [{"speaker": "A", "content"
         ("scitldr", {"source": ["One."]}, r"field 'target': missing"),
         ("wikipedia", {"title": "T"}, r"field 'text': missing"),
         ("wikipedia", {"title": "T", "text": "x", "id": 1.5}, r"field 'id': expected a string, got float"),
+        ("wikipedia", {"text": "x"}, r"field 'title': missing"),  # no id either: the title must stand in
+        ("wikipedia", {"id": "a", "text": "x", "title": 3}, r"field 'title': expected a string, got int"),
         ("qmsum", {"meeting_id": "M", "meeting_transcripts": "x"}, r"'meeting_transcripts': expected a list"),
         (
             "qmsum",

@@ -1,5 +1,6 @@
 """`wikipedia`: article JSON lines with `title` and `text` (markup already stripped) -> one record per
-article with no reference summary; `id` (or the title) is the id; url and revision kept in provenance."""
+article with no reference summary; `id` (or the title) is the id; url and revision kept in provenance. A line
+with an `id` may leave the title out (as `POST /lvm/ingest` articles do); one with neither is refused."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from tldrlab.errors import InvalidInputError
 def read_wikipedia(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
     for where, row in iter_json_lines(path, ctx):
         try:
-            title = require_str(row, "title", path, where)
+            record_id = get_str(row, "id", path, where, required=False, is_id=True)
+            # the title is required only where it has to stand for the missing id
+            title = get_str(row, "title", path, where, required=record_id is None)
             record = SummaryRecord(
-                id=get_str(row, "id", path, where, required=False, is_id=True) or title,
+                id=record_id or require_str(row, "title", path, where),
                 document=require_str(row, "text", path, where),
                 summaries=[],
                 source="wikipedia",
