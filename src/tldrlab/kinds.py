@@ -330,6 +330,7 @@ _ENTRIES = (
         SweepConfig,
         "tldrlab.service.sweeps:sweep_job",
         "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
+        prepare="tldrlab.sweep.storage:check_study",
         check="tldrlab.sweep.runner:check_sweep",
         report="tldrlab.sweep.report:sweep_report",
     ),

@@ -22,7 +22,6 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -31,7 +30,6 @@ from pydantic import BaseModel
 
 from tldrlab.errors import (
     ConfigError,
-    ConflictError,
     InvalidInputError,
     NotFoundError,
     RunCancelledError,
@@ -52,13 +50,14 @@ from tldrlab.sweep.mapping import (
     suggest_params,
 )
 from tldrlab.sweep.report import best_trial_summary
-from tldrlab.sweep.spec import SweepSpec, parse_sweep
+from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
 from tldrlab.sweep.storage import (
     RUN_ATTR,
     SPEC_ATTR,
     fail_dead_sweep_runs,
     open_storage,
     redact,
+    refuse_another_sweeps_study,
     resolve_storage_url,
 )
 from tldrlab.sweep.trials import TRIAL_PROGRAMS, share_tokenizer
@@ -115,11 +114,6 @@ def check_sweep(config: SweepConfig) -> None:
     check_spec(spec)
 
 
-def _same_search(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("method", "metric", "parameters", "program", "command")
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def open_study(
     spec: SweepSpec, storage_url: str | None, study_name: str, *, seed_offset: int = 0
 ) -> optuna.Study:
@@ -134,18 +128,9 @@ def open_study(
         direction=direction(spec),  # type: ignore[arg-type]
         load_if_exists=True,
     )
-    if study.direction.name.lower() != direction(spec):
-        raise ConflictError(
-            f"study {study_name!r} exists with goal {study.direction.name.lower()}; use --study NEW_NAME"
-        )
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is None:
+    refuse_another_sweeps_study(study, spec)
+    if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, spec.raw)
-    elif not _same_search(stored, spec.raw):
-        raise ConflictError(
-            f"study {study_name!r} was created from a different sweep (method, metric, parameters or program "
-            "differ); resume it with the same file or pick another --study NAME"
-        )
     return study
 
 
@@ -400,13 +385,3 @@ def launch_sweep(config: SweepConfig, *, echo: Any = print) -> Launched:
 
 def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
-
-
-def resolve_program(spec: SweepSpec) -> None:
-    """A relative script `program` is taken relative to the sweep file when it exists there."""
-    if spec.kind != "command" or not spec.program or not spec.source:
-        return
-    candidate = Path(spec.source).resolve().parent / spec.program
-    if not Path(spec.program).is_absolute() and not Path(spec.program).exists() and candidate.exists():
-        spec.program = str(candidate)
-        spec.raw = {**spec.raw, "program": spec.program}

@@ -298,6 +298,16 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def resolve_program(spec: SweepSpec) -> None:
+    """A relative script `program` is taken relative to the sweep file when it exists there."""
+    if spec.kind != "command" or not spec.program or not spec.source:
+        return
+    candidate = Path(spec.source).resolve().parent / spec.program
+    if not Path(spec.program).is_absolute() and not Path(spec.program).exists() and candidate.exists():
+        spec.program = str(candidate)
+        spec.raw = {**spec.raw, "program": spec.program}
+
+
 def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Path | None = None) -> SweepSpec:
     """Validate a sweep mapping (as read from YAML) into a SweepSpec."""
     for key in raw:

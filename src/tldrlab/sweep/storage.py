@@ -19,9 +19,12 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, NotFoundError, ServiceUnavailableError
+from tldrlab.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
 from tldrlab.runs import open_registry
 from tldrlab.runs.registry import RunStatus
+from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.mapping import direction
+from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
 
 WORKER_ATTR = "worker"
 """trial.user_attrs key: {host, pid} of the process running the trial."""
@@ -103,6 +106,40 @@ def load_study(name: str, storage_url: str | None) -> optuna.Study:
             f"no study {name!r} in {redact(resolve_storage_url(storage_url))} (studies: {known})"
         )
     return optuna.load_study(study_name=name, storage=storage)
+
+
+# -- one study, one sweep ---------------------------------------------------------------------------------
+def same_search(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two sweep mappings search the same way (a study's trials stay comparable between them)."""
+    keys = ("method", "metric", "parameters", "program", "command")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def refuse_another_sweeps_study(study: optuna.Study, spec: SweepSpec) -> None:
+    """ConflictError when `study` was made by another sweep (the other goal, or another search), which the
+    sweep `spec` may not add its trials to."""
+    name, goal = study.study_name, study.direction.name.lower()
+    if goal != direction(spec):
+        raise ConflictError(f"study {name!r} exists with goal {goal}; use --study NEW_NAME")
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is not None and not same_search(stored, spec.raw):
+        raise ConflictError(
+            f"study {name!r} was created from a different sweep (method, metric, parameters or program "
+            "differ); resume it with the same file or pick another --study NAME"
+        )
+
+
+def check_study(config: SweepConfig) -> SweepConfig:
+    """Kind `sweep`'s prepare step, before its run exists (command line and API alike): the study it would
+    open, when the storage has it, was made by this sweep. A study never stops being another sweep's, so this
+    is known at submit: refused there (409), it leaves no run that fails once it starts."""
+    spec = parse_sweep(config.sweep, source=config.source)
+    resolve_program(spec)  # what the sweep's run stores as the study's sweep
+    name = config.study or spec.name
+    storage = open_storage(config.storage)
+    if name in study_names(storage):
+        refuse_another_sweeps_study(optuna.load_study(study_name=name, storage=storage), spec)
+    return config
 
 
 # -- dead workers --------------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""A sweep whose study was made by another sweep (another search, or the other goal) is refused before a run
+exists, on the command line (one line, exit 4) and at `POST /runs` (409 JSON), as the other kinds' checks
+are: `tldrlab sweep run` used to create a sweep run that then failed on the conflict, leaving a failed run
+in the registry (and over the API a queued run a worker would fail)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
+from tldrlab.sweep.spec import parse_sweep
+from tldrlab.sweep.storage import SPEC_ATTR, open_storage
+
+TOY = Path(__file__).with_name("toy_program.py")
+
+
+def _toy(goal: str = "minimize", values: list[float] | None = None) -> dict[str, Any]:
+    return {
+        "name": "toy",
+        "program": str(TOY),
+        "method": "grid",
+        "metric": {"name": "loss", "goal": goal},
+        "parameters": {"x": {"values": values or [0.2, 0.7]}, "steps": {"value": 2}},
+    }
+
+
+def _made_by(sweep: dict[str, Any], name: str) -> None:
+    """The study `name` as a run of `sweep` leaves it (its goal, the sweep's mapping), no trial run."""
+    spec = parse_sweep(sweep)
+    study = optuna.create_study(storage=open_storage(None), study_name=name, direction=spec.goal)
+    study.set_user_attr(SPEC_ATTR, sweep)
+
+
+def test_sweep_run_on_another_sweeps_study_is_a_one_line_error_and_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _made_by(_toy(values=[0.1, 0.9]), "toy")
+    for other in (_toy(), _toy(goal="maximize", values=[0.1, 0.9])):
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump(other))
+        code, out, err = run_captured(["sweep", "run", str(path), "--trials", "1"], capsys)
+        assert code == 4 and err.startswith("error [conflict] study 'toy'"), (code, out, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert open_registry().list() == []
+    # the sweep that made it resumes it as before (the check refuses only another sweep's study)
+    path = tmp_path / "same.yaml"
+    path.write_text(yaml.safe_dump(_toy(values=[0.1, 0.9])))
+    code, out, err = run_captured(["sweep", "run", str(path), "--trials", "1"], capsys)
+    assert code == 0, (out, err)
+    assert [r.kind for r in open_registry().list() if r.kind == "sweep"] == ["sweep"]
+
+
+def test_an_api_sweep_on_another_sweeps_study_is_a_409_and_no_run(tldrlab_home: Path) -> None:
+    data = tldrlab_home / "data"
+    data.mkdir(parents=True)
+    (data / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    sweep = {
+        "name": "api-study",
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "parameters": {"train.lr": {"values": [1e-3, 2e-3]}},
+        "config": {"model": "char_lstm", "data": {"path": "text.txt"}, "train": {"max_steps": 2}},
+    }
+    _made_by({**sweep, "parameters": {"train.lr": {"values": [5e-3]}}}, "api-study")
+    client = TestClient(create_app())
+    response = client.post(
+        "/runs", json={"kind": "sweep", "config": {"sweep": sweep}}, headers={"X-Request-ID": "req-study"}
+    )
+    error = response.json()
+    assert response.status_code == 409 and error["code"] == "conflict", response.text
+    assert error["request_id"] == "req-study" and "study 'api-study'" in error["message"], error
+    assert open_registry().list() == []
+    renamed = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep, "study": "api-study-2"}})
+    assert renamed.status_code == 202, renamed.text
