@@ -43,11 +43,15 @@ def test_citation_parsing_edge_cases(text: str, cited: list[int], invalid: list[
     assert parse_citations(text, 6) == (clean, cited)
 
 
-def test_candidate_bullets_drop_repeats_and_cap() -> None:
-    text = "- Ales warm [1]\n- ales  WARM [2]\n- Lagers cold [9]\n- Glass [3]\n- Extra [4]\n- Cut [1"
+def test_candidate_bullets_merge_repeats_and_cap() -> None:
+    # repeats (case, whitespace, punctuation) merge into the first, citing what each cited, before the cap
+    text = (
+        "- Ales warm [1]\n- ales  WARM [2]\n- Lagers cold [9]\n- Ales, warm! [1]\n- Glass [3]\n- Extra [4]\n"
+        "- Cut [1"
+    )
     found = candidate_bullets(text, 5, max_bullets=3)
     assert [(c.text, c.cited, c.invalid) for c in found] == [
-        ("Ales warm", [0], []),
+        ("Ales warm", [0, 1], []),
         ("Lagers cold", [], [9]),
         ("Glass", [2], []),
     ]

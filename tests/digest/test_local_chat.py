@@ -245,3 +245,36 @@ def test_cli_prints_the_models_cited_bullets_once(
     assert " • " not in before  # not a terminal: the draft was not shown live, the TL;DR is printed once
     bullets = rest.split("\nhighlights")[0]
     assert 1 <= bullets.count(" • ") <= 2 and "[" in bullets  # the model's cited bullets
+
+
+def test_a_bullet_the_model_writes_twice_is_one_bullet_of_the_digest(
+    store: SentenceStore, embedder: Embedder, tmp_path: Path
+) -> None:
+    """The chat LM writes one bullet twice, the second time in other case with a full stop: the digest
+    (through the pipeline, as the API and the CLI make it) shows it once, at its first place. Before, the
+    local summarizer removed only repeats equal up to case and whitespace, so both reached the TL;DR."""
+    context = context_for(store, embedder)
+    texts = [h.text for h in context.highlights]
+    ales = texts.index(next(t for t in texts if t.startswith("Serve ales"))) + 1
+    cold = texts.index(next(t for t in texts if t.startswith("Very cold beer"))) + 1
+    answer = (
+        f"- [{ales}] Serve ales warmer than lagers\n"
+        f"- [{cold}] Very cold beer hides flavour and aroma\n"
+        f"- [{ales}] serve ales warmer than Lagers.\n"
+    )
+    model = memorized_model(tmp_path, context, answer)
+    options = DigestOptions(
+        summarizer="local",
+        params={"model_path": str(model), "constrained": False},
+        k=6,
+        max_bullets=context.max_bullets,
+        use_cache=False,
+    )
+    events = list(digest_events(store, context.thread.id, options, embedder=embedder))
+    digest = events[-1].digest
+    assert digest is not None and digest.text == answer  # the model did write the bullet twice
+    assert [b.text for b in digest.bullets] == [
+        "Serve ales warmer than lagers",
+        "Very cold beer hides flavour and aroma",
+    ]
+    assert digest.bullets[0].citations == [context.highlights[ales - 1].id]

@@ -137,6 +137,38 @@ def test_openai_streams_and_cites(
     assert f"[1] {h[0].text}" in prompt and "Title: What temperature" in prompt
 
 
+def test_bullets_a_model_writes_twice_are_shown_once_citing_what_each_cited(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """A model's bullets repeated with other case, whitespace or punctuation are one bullet of the digest,
+    at the first one's place, citing what every occurrence cited; the repeats do not take the places of
+    later bullets under max_bullets. Before, the digest showed the repeats (only extractive bullets and the
+    highlights were de-duplicated). A real streaming chat endpoint, through the pipeline, on its own and as
+    the final stage of two_stage (whose draft is merged the same way)."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    reply = (
+        "- Serve ales warmer than lagers [1]\n"
+        "- serve ales  WARMER than lagers. [2]\n"
+        "- Serve ales warmer than lagers! [1][4]\n"
+        "- Cold hides flavour [3]\n"
+    )
+    chat = FakeChat(reply=reply)
+    with fake_openai_server(chat) as base_url:
+        for name, params in (
+            ("openai", {"base_url": base_url}),
+            ("two_stage", {"draft": "extractive", "final": "openai", "base_url": base_url}),
+        ):
+            options = DigestOptions(summarizer=name, params=params, k=6, max_bullets=2, use_cache=False)
+            digest = make_digest(store, thread.id, options, embedder=embedder)
+            assert digest.text == reply, name  # the endpoint did repeat the bullet
+            h = digest.highlights  # numbered [1].. in the prompt, in rank order
+            assert [(b.text, b.citations) for b in digest.bullets] == [
+                ("Serve ales warmer than lagers", [h[0].id, h[1].id, h[3].id]),
+                ("Cold hides flavour", [h[2].id]),
+            ], name
+
+
 def test_openai_errors_are_service_errors(
     store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

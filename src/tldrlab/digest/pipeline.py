@@ -5,6 +5,8 @@
 
 The same generator feeds the SSE endpoint, the CLI and the benchmarks. A cached digest (same thread content,
 summarizer and parameters) is replayed at once; setting `stop` ends generation early (client went away).
+Whatever the summarizer, repeated bullets (equal up to case, whitespace and punctuation) are merged into one
+citing what each cited (`summarizers/repeats.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tldrlab.digest.highlights import (
 )
 from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice
+from tldrlab.digest.summarizers.repeats import MERGE_VERSION, merge_repeated_bullets
 from tldrlab.embed.base import Embedder
 from tldrlab.freeform import FreeForm
 from tldrlab.logs import get_logger
@@ -160,6 +163,7 @@ def digest_events(
             "max_bullets": options.max_bullets,
             "embedder": getattr(embedder, "name", None),
             "highlighter": HIGHLIGHTER_VERSION,
+            "bullet_merge": MERGE_VERSION,
         },
     )
     if cache is not None and options.use_cache:
@@ -193,10 +197,11 @@ def digest_events(
             notices.append(event.text)
             yield DigestEvent("notice", text=event.text)
         elif isinstance(event, Draft):
-            draft = event.bullets
+            draft = merge_repeated_bullets(event.bullets)
             yield DigestEvent("draft", bullets=draft, highlights=highlights)
         else:
-            bullets = event
+            # every summarizer's bullets pass here: a model that wrote one bullet twice shows it once
+            bullets = merge_repeated_bullets(event)
     if stop.is_set():
         return
     text = "".join(pieces)

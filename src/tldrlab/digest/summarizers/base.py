@@ -30,6 +30,7 @@ CITATION = re.compile(r"\[\s*(\d+(?:\s*(?:[,;]|[-–]|and)\s*\d+)*)\s*\]")
 """A bracketed citation: one number, a list (`,` `;` `and`) or ranges (`2-4`, `2–4`)."""
 CITATION_PART = re.compile(r"(\d+)(?:\s*[-–]\s*(\d+))?")
 BULLET_PREFIX = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+")
+WORD = re.compile(r"\w+")
 
 
 class Bullet(BaseModel):
@@ -138,6 +139,36 @@ def parse_bullet_citations(text: str, n_highlights: int) -> ParsedCitations:
     return ParsedCitations(clean, cited, invalid)
 
 
+def bullet_key(text: str) -> str:
+    """What makes two bullets the same one for a reader: their words, up to case, whitespace and
+    punctuation ("Serve ales warm." and "serve  ales warm!" are one bullet). A text without words is its own
+    key (stripped), so two different runs of symbols stay apart."""
+    words = WORD.findall(text.casefold())
+    return " ".join(words) if words else text.strip()
+
+
+def merge_parsed_repeats(parsed: Iterable[ParsedCitations]) -> list[ParsedCitations]:
+    """Generated bullets with repeats (same `bullet_key`; models repeat themselves) merged into their first
+    occurrence, which cites what each cited. Done before a summarizer keeps its first `max_bullets`, so a
+    repeat never takes another bullet's place; empty bullets are left out."""
+    merged: dict[str, ParsedCitations] = {}
+    for bullet in parsed:
+        if not bullet.text:
+            continue
+        key = bullet_key(bullet.text)
+        first = merged.get(key)
+        merged[key] = (
+            bullet
+            if first is None
+            else ParsedCitations(
+                first.text,
+                list(dict.fromkeys([*first.cited, *bullet.cited])),
+                list(dict.fromkeys([*first.invalid, *bullet.invalid])),
+            )
+        )
+    return list(merged.values())
+
+
 def parse_citations(text: str, n_highlights: int) -> tuple[str, list[int]]:
     """The text without its [i] markers, and the 0-based highlight indices it cites (valid ones, in order)."""
     parsed = parse_bullet_citations(text, n_highlights)
@@ -162,9 +193,9 @@ def most_similar(texts: list[str], highlights: list[Highlight], embedder: Embedd
 
 
 def bullets_from_text(text: str, context: SummaryContext) -> list[Bullet]:
-    """Parse a generated summary into cited bullets (fallback citation by similarity)."""
-    parsed = [parse_citations(b, len(context.highlights)) for b in split_bullets(text, context.max_bullets)]
-    parsed = [(t, c) for t, c in parsed if t]
+    """Parse a generated summary into cited bullets (repeats merged, fallback citation by similarity)."""
+    bullets = (parse_bullet_citations(b, len(context.highlights)) for b in split_bullets(text, 1000))
+    parsed = [(b.text, b.cited) for b in merge_parsed_repeats(bullets)][: context.max_bullets]
     uncited = [i for i, (_, c) in enumerate(parsed) if not c]
     if uncited and context.highlights:
         nearest = most_similar([parsed[i][0] for i in uncited], context.highlights, context.embedder)

@@ -42,6 +42,7 @@ from tldrlab.digest.summarizers.base import (
     SummaryContext,
     SummaryEvent,
     bullets_from_text,
+    merge_parsed_repeats,
     most_similar,
     parse_bullet_citations,
     refuse_unknown_params,
@@ -287,17 +288,12 @@ def prompt_order(highlights: list[Highlight], order: str) -> list[Highlight]:
 
 
 def candidate_bullets(text: str, n_highlights: int, max_bullets: int) -> list[ParsedCitations]:
-    """The generated bullets as written (citations parsed, invalid numbers kept aside), repeats removed
-    (small models repeat themselves), at most `max_bullets`."""
-    seen: set[str] = set()
-    out: list[ParsedCitations] = []
-    for line in split_bullets(text, 1000):
-        parsed = parse_bullet_citations(DANGLING_CITATION.sub("", line), n_highlights)
-        key = " ".join(parsed.text.lower().split())
-        if parsed.text and key not in seen:
-            seen.add(key)
-            out.append(parsed)
-    return out[:max_bullets]
+    """The generated bullets as written (citations parsed, invalid numbers kept aside), at most
+    `max_bullets`. Repeats (small models repeat themselves; same `bullet_key`) are merged into their first
+    occurrence, citing what each cited, before the limit, so a repeat never takes another bullet's place."""
+    lines = split_bullets(text, 1000)
+    parsed = (parse_bullet_citations(DANGLING_CITATION.sub("", line), n_highlights) for line in lines)
+    return merge_parsed_repeats(parsed)[:max_bullets]
 
 
 def stream_generate(
