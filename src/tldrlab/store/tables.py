@@ -141,12 +141,17 @@ def lock_thread(db: Database, thread_id: str, expected: ThreadState | None) -> N
         for k in set(stored.post_hashes) | set(expected.post_hashes)
         if stored.post_hashes.get(k) != expected.post_hashes.get(k)
     )
-    what = [f"posts {changed[:5]}{' ...' if len(changed) > 5 else ''}"] if changed else []
-    if stored.row != expected.row:
-        what.insert(0, "the thread's title or metadata" if stored.row and expected.row else "the thread row")
+    # The row holds the posts' text too, so it differs whenever a post does: name the posts then, and the
+    # thread-level fields only when they are all that changed.
+    if changed:
+        what = f"posts {changed[:5]}{' ...' if len(changed) > 5 else ''}"
+    elif expected.row is None:
+        what = "it was not stored yet when this write was computed"
+    else:
+        what = "its title or other thread fields, or a post's metadata"
     raise ThreadChangedError(
-        f"thread {thread_id!r} was changed by another writer since this write was computed "
-        f"({', '.join(what)}): nothing was written"
+        f"thread {thread_id!r} was changed by another writer since this write was computed ({what}): "
+        "nothing was written"
     )
 
 
