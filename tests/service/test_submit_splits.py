@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tldrlab.runs import open_registry
+from tldrlab.kinds import validate_config
+from tldrlab.runs import create_run, open_registry
+from tldrlab.runs.aliases import promote
 from tldrlab.service.app import create_app
 
 
@@ -95,3 +97,63 @@ def test_a_split_the_data_has_is_still_accepted(client: TestClient, data_root: P
         response = _submit(client, kind, config)
         assert response.status_code == 202, (kind, config, response.text)
     assert len(open_registry().list()) == 1 + len(accepted)
+
+
+def _trained(client: TestClient, data: str) -> str:
+    """A training run of `data` (queued, as the API leaves it) whose model is saved: its `model/` holds the
+    config.json by which a model directory is known (no weights are read at submit)."""
+    response = _submit(client, "train", {"data": {"path": data}})
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["id"]
+    model = Path(open_registry().get(run_id).run_dir) / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    return run_id
+
+
+def test_evaluate_with_no_data_checks_its_runs_split_however_the_model_is_named(
+    client: TestClient, data_root: Path
+) -> None:
+    """Evaluate with no `data` reads the model's training run's data: its split was checked only when
+    `model_run` was a run id; an alias or `run:<id>/model` (which the evaluation resolves to the same run)
+    was accepted and failed once a worker read the data."""
+    run_id = _trained(client, "text.txt")
+    promote(run_id, "production")
+    registry = open_registry()
+    before = [r.id for r in registry.list()]
+    for reference in (run_id, run_id[:-3], "production", f"run:{run_id}/model"):
+        _refused(client, "evaluate", {"model_run": reference, "split": "validation"}, "split", "validation")
+    assert [r.id for r in registry.list()] == before
+    dev = _trained(client, "notes.dev.txt")
+    promote(dev, "staging")
+    for reference in (dev, "staging", f"run:{dev}/model"):
+        response = _submit(client, "evaluate", {"model_run": reference, "split": "dev"})
+        assert response.status_code == 202, (reference, response.text)
+
+
+def test_evaluate_with_no_data_of_a_model_that_is_no_runs_is_a_422_at_data(
+    client: TestClient, data_root: Path
+) -> None:
+    """The bundled model (or any model no run made) has no run data: such an evaluation was queued and failed
+    at once ('no data to evaluate on'); the command line refuses it before it creates a run."""
+    registry = open_registry()
+    for config in ({"model_run": "smollm2"}, {"model_run": "smollm2", "split": "validation"}):
+        response = _submit(client, "evaluate", config)
+        body = response.json()
+        assert response.status_code == 422 and body["code"] == "invalid_config", response.text
+        assert body["message"].startswith("data: 'smollm2' is not a training run's model"), body
+        assert body["request_id"] == "req-split"
+    assert registry.list() == []
+    accepted = _submit(client, "evaluate", {"model_run": "smollm2", "data": "text.txt"})
+    assert accepted.status_code == 202, accepted.text
+
+
+def test_a_relative_data_path_a_command_line_run_stored_is_left_to_the_worker(
+    client: TestClient, data_root: Path
+) -> None:
+    """A command-line run may store a path relative to where it ran: the worker resolves it against its own
+    working directory, which the API cannot know, so the split is not refused at submit."""
+    config = validate_config("train", {"data": {"path": "text.txt"}})
+    record = create_run("train", config)
+    response = _submit(client, "evaluate", {"model_run": record.id, "split": "validation"})
+    assert response.status_code == 202, response.text

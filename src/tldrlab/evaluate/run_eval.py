@@ -33,9 +33,10 @@ from tldrlab.evaluate.metrics import (
     perplexity,
     rouge_per_sample,
 )
+from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
 from tldrlab.models.registry import model_name_of, model_task
-from tldrlab.models.resolve import MODEL_SUBDIR, resolve_model_ref
+from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, open_registry
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 
@@ -371,23 +372,13 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
     """
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    resolved = resolve_model_ref(target)
-    model_dir = resolved.path
-    out_dir: Path | None = model_dir.parent if model_dir.name == MODEL_SUBDIR else model_dir
-    if resolved.kind == "gguf" or resolved.source in ("bundled", "installed"):
-        out_dir = None
-    run_id: str | None = None
-    run_config: dict[str, Any] = {}
-    if out_dir is not None and (out_dir / "manifest.json").is_file():  # a run's model: the run's own data
-        try:
-            record = open_registry().get(out_dir.name)
-        except NotFoundError:
-            record = None
-        if record is not None and Path(record.run_dir).resolve() == out_dir.resolve():
-            run_id, run_config = record.id, dict(record.config)
-    data = dict(run_config.get("data") or {})
+    found = model_run(target)  # a run's model: the run's own data (the rule the API's submit checks too)
+    out_dir, record = found.out_dir, found.record
+    run_id = record.id if record is not None else None
+    run_config: dict[str, Any] = dict(record.config) if record is not None else {}
+    data = training_data(record) or {}
     if "data" not in overrides:
-        if not data.get("path"):
+        if not data:
             raise InvalidInputError(f"{target}: no data to evaluate on; pass --data PATH")
         settings: dict[str, Any] = {
             "data": data["path"],

@@ -18,8 +18,11 @@ the fields the class marks (`tldrlab.runs.paths`):
   family's config) and walked the same way; an unknown name there is a 422.
 - `SplitOf` values must be splits their data has, checked once the data's path is confined, with the rule
   reads use (`tldrlab.data.readers.split_files`: file names only, no records read): a 422 naming the field,
-  as the command line refuses such a split before it creates a run. Evaluate's split with no `data` is
-  checked against the data of its training run when `model_run` names a run in the registry.
+  as the command line refuses such a split before it creates a run. Evaluate with no `data` reads its
+  model's training run's data, found as the evaluation finds it (`tldrlab.evaluate.model_run`: a run id or
+  prefix, an alias, `run:<id>/model`): its split is checked there, and a model that is no run's (or a run
+  that names no data) is a 422 at `data`. Only a relative path a command-line run stored is not checked:
+  the worker reads it relative to its own working directory, which the API does not know.
 
 The worker confines an API run again right before executing it (`confine_again`), so a file swapped for a
 symlink after submission is still caught. `public_paths` rewrites server paths in what the API returns.
@@ -45,6 +48,7 @@ from tldrlab.errors import (
     listed_problems,
     validation_problems,
 )
+from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.kinds import validate_config
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets
@@ -59,7 +63,7 @@ from tldrlab.runs.paths import (
     SplitOf,
     path_sites,
 )
-from tldrlab.runs.registry import open_registry
+from tldrlab.runs.registry import RunRecord, open_registry
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.spec import SweepSpec, apply_overrides, parse_sweep
 
@@ -201,11 +205,10 @@ def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
         limit = settings.max_generate_tokens
         if isinstance(site.value, int) and site.value > limit:
             raise InvalidConfigError(f"{site.where}: at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
+    elif isinstance(marker, SplitOf):
+        _check_split(site, marker, settings)  # with no split too: a run's data must be there to evaluate on
     elif site.value is None:
         return
-    elif isinstance(marker, SplitOf):
-        if isinstance(site.value, str):
-            _check_split(site, marker, settings)
     elif not isinstance(site.value, str):
         raise InvalidConfigError(f"{site.where}: expected a path string")
     elif isinstance(marker, InputPath):
@@ -217,13 +220,14 @@ def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
 
 
 def _check_split(site: PathSite, marker: SplitOf, settings: Settings) -> None:
-    """The split `site` names exists in its (confined) data, by the rule reads use; 422 naming the field."""
+    """The split `site` names exists in its (confined) data, by the rule reads use; 422 naming the field. With
+    no data given and a `run` field, the data is the model's training run's (see `_run_data`)."""
     assert site.parent is not None
     data = getattr(site.parent, marker.data, None)
     data_format = getattr(site.parent, marker.format, None)
     if data is None and marker.run:
-        data, data_format = _training_run_data(getattr(site.parent, marker.run, None), settings)
-    if not isinstance(data, str):
+        data, data_format = _run_data(getattr(site.parent, marker.run, None), marker.data, settings)
+    if not isinstance(data, str) or not isinstance(site.value, str):
         return
     try:
         split_files(data, data_format if isinstance(data_format, str) else None, site.value)
@@ -231,24 +235,35 @@ def _check_split(site: PathSite, marker: SplitOf, settings: Settings) -> None:
         raise InvalidConfigError(f"{site.where}: {public_paths(exc.message, settings)}") from None
 
 
-def _training_run_data(reference: Any, settings: Settings) -> tuple[str | None, str | None]:
-    """(data path, format) of the training run `reference` names in the registry, as an evaluation of its
-    model with no data of its own reads (`evaluate.run_eval.eval_config_for`); (None, None) for any other
-    model reference, whose data is not known before the run starts."""
+def _run_data(reference: Any, field: str, settings: Settings) -> tuple[str | None, str | None]:
+    """(data path, format) an evaluation of the model `reference` reads when given no data: its training
+    run's, found by the rule the evaluation itself follows (`evaluate.model_run`: a run by id or prefix, even
+    one still training, an alias, a path to a run's model). InvalidConfigError naming `field` when the model
+    is no run's, or its run names no data: the evaluation would stop at once for want of data. (None, None)
+    when the data is not known here: a relative path a command-line run stored (the worker resolves it
+    against its own working directory), or one that is not there."""
     if not isinstance(reference, str):
         return None, None
     try:
-        record = open_registry(settings).find(reference)
-    except (NotFoundError, InvalidInputError):
+        record: RunRecord | None = open_registry(settings).find(reference)
+    except NotFoundError:
+        try:
+            record = model_run(reference, settings).record
+        except (NotFoundError, InvalidInputError):
+            return None, None  # no model at all: the model reference's own check refuses it
+    if record is None:
+        shown = public_paths(reference, settings)
+        raise InvalidConfigError(
+            f"{field}: {shown!r} is not a training run's model, so there is no run data to evaluate on: "
+            f"give {field}"
+        )
+    data = training_data(record)
+    if data is None:
+        raise InvalidConfigError(f"{field}: run {record.id} names no data to evaluate on: give {field}")
+    path, data_format = Path(data["path"]), data.get("format")
+    if not path.is_absolute() or not _exists(path):
         return None, None
-    data = record.config.get("data") if isinstance(record.config, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("path"), str):
-        return None, None
-    # a command-line run may have stored a path relative to where it was started: not known here
-    if not Path(data["path"]).is_absolute() or not _exists(Path(data["path"])):
-        return None, None
-    data_format = data.get("format")
-    return data["path"], data_format if isinstance(data_format, str) else None
+    return str(path), data_format if isinstance(data_format, str) else None
 
 
 def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, run_dir: Path) -> None:
