@@ -223,6 +223,8 @@ _ENTRIES = (
         ElmOptimizeConfig,
         "tldrlab.service.sweeps:elm_optimize_job",
         "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
+        prepare="tldrlab.elm.search:check_optimize_study",
+        check="tldrlab.elm.optimize:check_optimize_data",
         inputs=("base.data", "base.tokenizer"),
         report="tldrlab.sweep.report:sweep_report",
     ),

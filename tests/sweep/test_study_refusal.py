@@ -14,6 +14,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
+from tldrlab.elm.optimize import sweep_mapping
 from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
 from tldrlab.sweep.spec import parse_sweep
@@ -81,3 +82,34 @@ def test_an_api_sweep_on_another_sweeps_study_is_a_409_and_no_run(tldrlab_home: 
     assert open_registry().list() == []
     renamed = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep, "study": "api-study-2"}})
     assert renamed.status_code == 202, renamed.text
+
+
+def test_an_elm_optimization_on_another_searchs_study_or_no_data_is_refused_before_a_run(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm_optimize` checked its data and opened its study inside its run: a data directory with no prepared
+    layout, or a study another search made (other hidden sizes), left a failed run from the command line
+    and a queued run over the API."""
+    import torch
+
+    from tldrlab.elm.prepare import write_split
+
+    _made_by(sweep_mapping("elm-study", hidden_dims=[16, 32]), "elm-study")
+    data = tldrlab_home / "data" / "elm"
+    data.mkdir(parents=True)
+    argv = ["elm", "optimize", "--data", str(data), "--study", "elm-study"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 3 and "prepare the data first" in err and len(err.strip().splitlines()) == 1, (code, err)
+    assert open_registry().list() == []
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    write_split(data, "train", [record], torch.zeros(1, 4))
+    code, out, err = run_captured(argv, capsys)
+    assert code == 4 and err.startswith("error [conflict] study 'elm-study'"), (code, out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    client = TestClient(create_app())
+    config: dict[str, Any] = {"base": {"data": "elm"}, "study": "elm-study"}
+    response = client.post("/runs", json={"kind": "elm_optimize", "config": config})
+    assert response.status_code == 409 and response.json()["code"] == "conflict", response.text
+    assert open_registry().list() == []
+    config["hidden_dims"] = [16, 32]  # the search that made it resumes it
+    assert client.post("/runs", json={"kind": "elm_optimize", "config": config}).status_code == 202

@@ -19,52 +19,25 @@ import optuna
 
 from tldrlab.elm.config import ElmOptimizeConfig, ElmTrainConfig
 from tldrlab.elm.prepare import load_split
+from tldrlab.elm.search import BASE_ATTR as BASE_ATTR
+from tldrlab.elm.search import OBJECTIVE as OBJECTIVE
+from tldrlab.elm.search import SEARCH_SPACE as SEARCH_SPACE
+from tldrlab.elm.search import elm_sweep_config as elm_sweep_config
+from tldrlab.elm.search import sweep_mapping as sweep_mapping
 from tldrlab.elm.train import run_elm_training
 from tldrlab.errors import InvalidInputError
 from tldrlab.launch import launch_run
 from tldrlab.runs import Run
-from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.pruning import Reporter
 from tldrlab.sweep.spec import apply_overrides
-from tldrlab.sweep.storage import open_storage
 from tldrlab.sweep.trials import settle_trial, trial_config_of, trial_link
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
 
-OBJECTIVE = "bertscore_composite"
 
-SEARCH_SPACE: dict[str, dict[str, Any]] = {
-    "train.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 5e-3},
-    "model.hidden_dim": {"values": [128, 256, 512]},
-    "model.dropout": {"distribution": "uniform", "min": 0.0, "max": 0.3},
-    "model.residual_scale": {"distribution": "uniform", "min": 0.05, "max": 0.5},
-    "loss.contrastive_weight": {"distribution": "uniform", "min": 0.0, "max": 0.1},
-    "loss.text_drift_weight": {"distribution": "uniform", "min": 0.01, "max": 0.1},
-    "loss.text_drift_target_similarity": {"distribution": "uniform", "min": 0.7, "max": 0.9},
-    "train.batch_size": {"values": [4, 8, 16]},
-}
-"""The search space in W&B syntax. hidden_dim is scaled down from [2048, 4096, 6144] (sizes for a 2560-d
-embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices."""
-
-BASE_ATTR = "elm_base_config"
-"""study.user_attrs key: the base ElmTrainConfig every trial overrides (workers rebuild trials from it)."""
-
-
-def sweep_mapping(
-    study_name: str, *, warmup: int = 2, seed: int | None = 0, hidden_dims: list[int] | None = None
-) -> dict[str, Any]:
-    """The W&B sweep equivalent of the search (what the Sweeps engine parses and stores with the study)."""
-    parameters = {k: dict(v) for k, v in SEARCH_SPACE.items()}
-    if hidden_dims:
-        parameters["model.hidden_dim"] = {"values": list(hidden_dims)}
-    return {
-        "name": study_name,
-        "program": "tldrlab.elm",
-        "method": "bayes",
-        "metric": {"name": OBJECTIVE, "goal": "maximize"},
-        "parameters": parameters,
-        "early_terminate": {"type": "median", "min_iter": warmup, "n_startup_trials": 2},
-        "seed": seed,
-    }
+def check_optimize_data(config: ElmOptimizeConfig) -> None:
+    """Kind `elm_optimize`'s command-line check: the prepared data the trials train on is here and sound (the
+    run checks it again first), so a missing layout leaves no failed run behind."""
+    load_split(config.base.data, "train")
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any]) -> ElmTrainConfig:
@@ -113,26 +86,6 @@ def elm_trial_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:
     except optuna.TrialPruned as exc:
         pruned = exc
     return settle_trial(run, link, best, pruned)
-
-
-def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:
-    """The sweep an optimisation is: the search space over the base config. A resumed study keeps the base
-    config it started with (stored with the study)."""
-    raw = sweep_mapping(config.study, warmup=config.warmup, seed=config.seed, hidden_dims=config.hidden_dims)
-    base = config.base.model_dump(mode="json")
-    try:
-        stored = optuna.load_study(study_name=config.study, storage=open_storage(config.storage))
-        base = stored.user_attrs.get(BASE_ATTR, base)
-    except KeyError:  # a new study
-        pass
-    return SweepConfig(
-        sweep={**raw, "config": base},
-        trials=config.trials,
-        workers=config.jobs,
-        storage=config.storage,
-        study=config.study,
-        quiet=config.quiet,
-    )
 
 
 def optimize_elm(

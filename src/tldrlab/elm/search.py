@@ -1,0 +1,81 @@
+"""The ELM adapter's search as a sweep: the search space in W&B syntax, the sweep mapping an optimisation
+stores with its study, and the check an `elm_optimize` run passes before it exists. No torch here: the API's
+submit runs that check (`tldrlab.kinds`: kind `elm_optimize`'s `prepare`).
+
+    sweep_mapping("elm-summary-optimization", warmup=2)   # {"program": "tldrlab.elm", "method": "bayes", ...}
+    elm_sweep_config(config)                               # the SweepConfig an ElmOptimizeConfig runs as
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from tldrlab.elm.config import ElmOptimizeConfig
+from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.storage import check_study, open_storage
+
+OBJECTIVE = "bertscore_composite"
+
+SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "train.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 5e-3},
+    "model.hidden_dim": {"values": [128, 256, 512]},
+    "model.dropout": {"distribution": "uniform", "min": 0.0, "max": 0.3},
+    "model.residual_scale": {"distribution": "uniform", "min": 0.05, "max": 0.5},
+    "loss.contrastive_weight": {"distribution": "uniform", "min": 0.0, "max": 0.1},
+    "loss.text_drift_weight": {"distribution": "uniform", "min": 0.01, "max": 0.1},
+    "loss.text_drift_target_similarity": {"distribution": "uniform", "min": 0.7, "max": 0.9},
+    "train.batch_size": {"values": [4, 8, 16]},
+}
+"""The search space in W&B syntax. hidden_dim is scaled down from [2048, 4096, 6144] (sizes for a 2560-d
+embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices."""
+
+BASE_ATTR = "elm_base_config"
+"""study.user_attrs key: the base ElmTrainConfig every trial overrides (workers rebuild trials from it)."""
+
+
+def sweep_mapping(
+    study_name: str, *, warmup: int = 2, seed: int | None = 0, hidden_dims: list[int] | None = None
+) -> dict[str, Any]:
+    """The W&B sweep equivalent of the search (what the Sweeps engine parses and stores with the study)."""
+    parameters = {k: dict(v) for k, v in SEARCH_SPACE.items()}
+    if hidden_dims:
+        parameters["model.hidden_dim"] = {"values": list(hidden_dims)}
+    return {
+        "name": study_name,
+        "program": "tldrlab.elm",
+        "method": "bayes",
+        "metric": {"name": OBJECTIVE, "goal": "maximize"},
+        "parameters": parameters,
+        "early_terminate": {"type": "median", "min_iter": warmup, "n_startup_trials": 2},
+        "seed": seed,
+    }
+
+
+def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:
+    """The sweep an optimisation is: the search space over the base config. A resumed study keeps the base
+    config it started with (stored with the study)."""
+    raw = sweep_mapping(config.study, warmup=config.warmup, seed=config.seed, hidden_dims=config.hidden_dims)
+    base = config.base.model_dump(mode="json")
+    try:
+        stored = optuna.load_study(study_name=config.study, storage=open_storage(config.storage))
+        base = stored.user_attrs.get(BASE_ATTR, base)
+    except KeyError:  # a new study
+        pass
+    return SweepConfig(
+        sweep={**raw, "config": base},
+        trials=config.trials,
+        workers=config.jobs,
+        storage=config.storage,
+        study=config.study,
+        quiet=config.quiet,
+    )
+
+
+def check_optimize_study(config: ElmOptimizeConfig) -> ElmOptimizeConfig:
+    """Kind `elm_optimize`'s prepare step, before its run exists (command line and API alike): a study of
+    this name that another search made (other hidden sizes) is refused (409), as a sweep's is
+    (`sweep.storage.check_study`), instead of a run that fails once it starts."""
+    check_study(elm_sweep_config(config))
+    return config
