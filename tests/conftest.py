@@ -21,6 +21,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault(
     "TLDRLAB_EMBED_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"tldrlab-test-embed-cache-{os.getuid()}")
 )
+import multiprocessing
+import multiprocessing.forkserver
 import shutil
 import subprocess
 import sys
@@ -99,6 +101,30 @@ def tldrlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def warm_worker_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Factory: `warm_worker_processes("torch", ...)` before a test starts tldrlab's worker processes (a
+    parallel sweep's workers, an experiment's parallel seeds): they are forked from a server process that
+    imports the named modules once (`TLDRLAB_START_METHOD=forkserver`, see
+    `tldrlab.threads.worker_process_context`) instead of each spawned interpreter importing torch and
+    transformers again (6-7 CPU-s a worker here).
+
+    The workers still receive their target and arguments pickled, in processes that share nothing with the
+    test's process. The server is started by the test's first worker, so it has the test's environment (its
+    TLDRLAB_HOME), and stopped after the test: the next test's workers get a server of their own.
+    """
+    from tldrlab.threads import START_METHOD_ENV
+
+    def warm(*modules: str) -> None:
+        monkeypatch.setenv(START_METHOD_ENV, "forkserver")
+        multiprocessing.set_forkserver_preload(list(modules))
+
+    yield warm
+    server = multiprocessing.forkserver._forkserver
+    server._stop()  # type: ignore[attr-defined]
+    server.set_forkserver_preload(["__main__"])  # the standard library's default
 
 
 @pytest.fixture(scope="session")

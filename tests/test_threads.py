@@ -20,6 +20,7 @@ from tldrlab.errors import ConfigError
 from tldrlab.runs import open_registry, start_run
 from tldrlab.threads import (
     SHARE_ENV,
+    START_METHOD_ENV,
     THREAD_ENV_VARS,
     IdleCpuWatch,
     ThreadPlan,
@@ -32,6 +33,7 @@ from tldrlab.threads import (
     idle_cpus,
     plan_for_share,
     plan_threads,
+    worker_process_context,
 )
 
 BUSY_LOOP = (
@@ -161,6 +163,18 @@ def test_a_parallel_share_divides_automatic_threads(monkeypatch: pytest.MonkeyPa
     assert plan.threads == 1 and plan.share == available_cpus() and plan.idle_cpus is not None
     configure_threads(3)
     assert plan_for_share(2).threads == 3  # explicit counts hold per process
+
+
+def test_worker_processes_are_spawned_unless_the_suite_asks_for_a_forkserver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(START_METHOD_ENV, raising=False)
+    assert worker_process_context().get_start_method() == "spawn"
+    monkeypatch.setenv(START_METHOD_ENV, "forkserver")
+    assert worker_process_context().get_start_method() == "forkserver"
+    monkeypatch.setenv(START_METHOD_ENV, "fork")  # would share the parent's state: never
+    with pytest.raises(ConfigError, match="'spawn' or 'forkserver'"):
+        worker_process_context()
 
 
 def test_busy_cpus_are_not_counted_as_idle() -> None:

@@ -21,10 +21,12 @@ choice (`threads` in manifest.json).
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from multiprocessing.context import ForkServerContext, SpawnContext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +41,9 @@ SHARE_ENV = "TLDRLAB_THREAD_SHARE"
 
 _EXPORTED_ENV = "TLDRLAB_THREADS_EXPORTED"
 """The count tldrlab itself exported, so that its own OMP_NUM_THREADS is not mistaken for the user's."""
+
+START_METHOD_ENV = "TLDRLAB_START_METHOD"
+"""How worker processes start (`worker_process_context`); unset: spawn. Only the test suite sets it."""
 
 ThreadSource = Literal["--threads", "TLDRLAB_THREADS", "OMP_NUM_THREADS", "auto"]
 
@@ -303,6 +308,23 @@ def plan_for_share(share: int) -> ThreadPlan:
     return fit_threads_to_idle_cpus(plan_threads(share=share))
 
 
+def worker_process_context() -> SpawnContext | ForkServerContext:
+    """How tldrlab starts the worker processes of one command (a parallel sweep's workers, an experiment's
+    parallel seeds): spawned, each a fresh interpreter with its own torch threads and library globals that
+    imports what it runs and receives its target and arguments pickled.
+
+    With `TLDRLAB_START_METHOD=forkserver` (set only by the test suite, around the tests that start such
+    workers) each worker is forked from a server process that has imported the heavy libraries once and run
+    nothing else: the target and arguments still travel pickled and nothing is shared with the parent, but
+    the workers do not each import torch and transformers again (6-7 CPU-s a worker on a small machine)."""
+    method = os.environ.get(START_METHOD_ENV) or "spawn"
+    if method == "spawn":
+        return multiprocessing.get_context("spawn")
+    if method == "forkserver":
+        return multiprocessing.get_context("forkserver")
+    raise ConfigError(f"{START_METHOD_ENV} must be 'spawn' or 'forkserver'; got {method!r}")
+
+
 def child_env(share: int, env: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for `share` child processes started together: each chooses its threads for its share."""
     out = dict(os.environ if env is None else env)
@@ -318,6 +340,7 @@ def child_env(share: int, env: dict[str, str] | None = None) -> dict[str, str]:
 
 __all__ = [
     "SHARE_ENV",
+    "START_METHOD_ENV",
     "THREAD_ENV_VARS",
     "IdleCpuWatch",
     "ThreadPlan",
@@ -333,4 +356,5 @@ __all__ = [
     "plan_for_share",
     "plan_threads",
     "threads_for_run",
+    "worker_process_context",
 ]

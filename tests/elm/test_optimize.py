@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -92,7 +93,15 @@ def test_optimize_cli_runs_a_trial_and_prints_the_best(
 
 
 @pytest.mark.slow
-def test_two_worker_processes_share_one_study(elm_data: Path, elm_tokenizer: Path, tmp_path: Path) -> None:
+def test_two_worker_processes_share_one_study(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path, warm_worker_processes: Callable[..., None]
+) -> None:
+    warm_worker_processes(
+        "tldrlab.service.sweeps",
+        "transformers.models.gpt2.modeling_gpt2",
+        "bert_score",
+        "rouge_score.rouge_scorer",
+    )
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     base = base_config(elm_data, elm_tokenizer).model_copy(update={"max_steps": 2})  # one evaluation a trial
     summary = optimize_elm(

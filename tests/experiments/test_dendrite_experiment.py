@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,17 @@ def test_arm_registry_matches_the_documented_arms() -> None:
 
 
 @pytest.mark.slow
-def test_seeds_in_parallel_processes_give_the_sequential_numbers(shared_data: Path) -> None:
+def test_seeds_in_parallel_processes_give_the_sequential_numbers(
+    shared_data: Path, warm_worker_processes: Callable[..., None]
+) -> None:
     from tldrlab.experiments.dendrite_experiment import run_dendrite_experiment
+
+    warm_worker_processes(
+        "tldrlab.experiments.dendrite_experiment",
+        "transformers.models.t5.modeling_t5",
+        "rouge_score.rouge_scorer",
+        "matplotlib.pyplot",
+    )
 
     config = ExperimentConfig(
         data=str(shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"),

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,10 @@ def _sqlalchemy_url(postgres_url: str) -> str:
 
 
 @pytest.mark.slow
-def test_two_worker_processes_share_one_postgres_study(tmp_path: Path, postgres_url: str) -> None:
+def test_two_worker_processes_share_one_postgres_study(
+    tmp_path: Path, postgres_url: str, warm_worker_processes: Callable[..., None]
+) -> None:
+    warm_worker_processes("tldrlab.service.sweeps")
     url = _sqlalchemy_url(postgres_url)
     assert resolve_storage_url(url).startswith("postgresql+psycopg://")
     sweep = write_sweep(

@@ -42,7 +42,7 @@ from tldrlab.models.t5 import T5ModelConfig, build
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
 from tldrlab.runs.run import git_commit
-from tldrlab.threads import adopt_threads, plan_for_share
+from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
@@ -471,13 +471,12 @@ def _seed_worker(
 
 def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: Path) -> None:
     """config.jobs seeds at once; the parent rewrites the results table whenever an arm finishes."""
-    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     plan = plan_for_share(config.jobs)
     threads = plan.as_dict()
     run.log("training seeds in parallel", jobs=config.jobs, threads_per_job=plan.threads)
-    context = multiprocessing.get_context("spawn")
+    context = worker_process_context()
     with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context) as pool:
         pending = {
             pool.submit(

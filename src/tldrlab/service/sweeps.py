@@ -10,7 +10,6 @@ on the queue and only coordinates.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -25,7 +24,7 @@ from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import open_study, sweep_in_run
 from tldrlab.sweep.spec import parse_sweep
 from tldrlab.sweep.storage import resolve_storage_url
-from tldrlab.threads import adopt_threads, plan_for_share
+from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
 
 HELPER = WorkerConfig(heartbeat_s=1.0, stale_after_s=10.0, reconcile_every_s=2.0, poll_s=0.1)
 """How the worker processes of a parallel sweep behave."""
@@ -61,7 +60,7 @@ class WorkerExecutor:
             time.sleep(WAIT_S)  # retried after a backoff, or executing in another worker
 
     def start_helpers(self, count: int) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = worker_process_context()
         threads = plan_for_share(count).as_dict()
         for index in range(count):
             process = context.Process(
