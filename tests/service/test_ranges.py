@@ -119,3 +119,22 @@ def test_parse_ranges_on_an_empty_file_refuses_every_range() -> None:
     with pytest.raises(InvalidInputError):
         parse_ranges("bytes=x-", 0)
     assert parse_ranges("bytes=2-,0-0", 10) == [(0, 1), (2, 10)]
+
+
+def test_pages_static_files_and_docs_assets_answer_ranges_as_the_api_does() -> None:
+    """The pages, their static files and the offline docs' assets went out as plain FileResponses: a bad or
+    unsatisfiable Range got Starlette's plain-text 400 / 416, not the API's JSON error."""
+    client = TestClient(create_app())
+    paths = ["/", "/runs-page", "/static/digest.js", "/docs/assets/swagger-ui.css"]
+    for path in paths:
+        whole = client.get(path)
+        assert whole.status_code == 200 and whole.headers["cache-control"], path
+        part = client.get(path, headers={"Range": "bytes=0-9"})
+        assert part.status_code == 206 and part.content == whole.content[:10], path
+        assert part.headers["cache-control"] == whole.headers["cache-control"], path
+        assert part.headers["content-type"] == whole.headers["content-type"], path
+        bad = client.get(path, headers={"Range": "bytes=abc"})
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_input", (path, bad.text[:80])
+        past = client.get(path, headers={"Range": "bytes=99999999-"})
+        assert past.status_code == 416 and past.json()["request_id"], (path, past.text[:80])
+        assert past.headers["content-range"] == f"bytes */{len(whole.content)}", path

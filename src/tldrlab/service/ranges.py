@@ -1,6 +1,6 @@
 """Files sent over HTTP with range requests (`Range: bytes=a-b`), by the rules of RFC 9110 section 14.
 
-    return file_response(request, path, filename=path.name)   # GET /files/{sha256}, GET /artifacts/...
+    return file_response(request, path, filename=path.name)   # /files, /artifacts, pages, static files
 
 Without a `Range` header the file goes out as a `FileResponse`. With one, this module decides and sends the
 answer itself (Starlette's own range handling is private API and answers errors in plain text):
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from email.utils import formatdate
 from pathlib import Path
 
@@ -84,12 +84,22 @@ def validators(stat: os.stat_result) -> dict[str, str]:
 
 
 def file_response(
-    request: Request, path: Path, *, filename: str | None = None, media_type: str | None = None
+    request: Request,
+    path: Path,
+    *,
+    filename: str | None = None,
+    media_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """`path` as the answer to `request`: whole, or the part its `Range` header asks for (see module)."""
+    """`path` as the answer to `request`: whole, or the part its `Range` header asks for (see module);
+    `headers` (Cache-Control, ...) go with either."""
     stat = path.stat()
     whole = FileResponse(
-        path, media_type=media_type, filename=filename, stat_result=stat, headers=validators(stat)
+        path,
+        media_type=media_type,
+        filename=filename,
+        stat_result=stat,
+        headers={**validators(stat), **(headers or {})},
     )
     header = request.headers.get("range")
     if header is None:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from tldrlab.errors import NotFoundError
 from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.ranges import file_response
 
 ASSETS = {
     "swagger-ui-bundle.js": "text/javascript",
@@ -78,10 +79,11 @@ def redoc(request: Request) -> HTMLResponse:
 
 
 @router.get("/docs/assets/{name}", include_in_schema=False)
-def asset(name: str) -> FileResponse:
+def asset(request: Request, name: str) -> Response:
     if name not in ASSETS:
         raise NotFoundError("no such documentation asset")
     path = assets_dir() / name
     if not path.is_file():
         raise NotFoundError(f"documentation asset {name} is not installed (pip install fastapi-offline)")
-    return FileResponse(path, media_type=ASSETS[name], headers={"Cache-Control": "max-age=86400"})
+    cache = {"Cache-Control": "max-age=86400"}
+    return file_response(request, path, media_type=ASSETS[name], headers=cache)  # ranges as the API answers

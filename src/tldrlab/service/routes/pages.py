@@ -6,13 +6,15 @@ Assets (JS, CSS) are served under /static/.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from tldrlab.errors import NotFoundError
 from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.ranges import file_response
 from tldrlab.service.routes.artifacts import name_too_long
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -22,25 +24,27 @@ PAGES: dict[str, str] = {
 }
 
 router = APIRouter(tags=["pages"], route_class=StrictJSONRoute)
+NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-def _page_route(filename: str) -> FileResponse:
-    path = STATIC_DIR / filename
-    if not path.is_file():
-        raise NotFoundError(f"page {filename} is not installed")
-    return FileResponse(path, media_type="text/html", headers={"Cache-Control": "no-cache"})
+def _page_route(filename: str) -> Callable[[Request], Response]:
+    def page(request: Request) -> Response:
+        path = STATIC_DIR / filename
+        if not path.is_file():
+            raise NotFoundError(f"page {filename} is not installed")
+        return file_response(request, path, media_type="text/html", headers=NO_CACHE)
+
+    return page
 
 
 for _path, _file in PAGES.items():
-    router.add_api_route(
-        _path, lambda _file=_file: _page_route(_file), methods=["GET"], include_in_schema=False
-    )
+    router.add_api_route(_path, _page_route(_file), methods=["GET"], include_in_schema=False)
 
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".png": "image/png"}
 
 
 @router.get("/static/{name:path}", include_in_schema=False)
-def static_file(name: str) -> FileResponse:
+def static_file(request: Request, name: str) -> Response:
     """Page assets (the app only includes routers, so static files are served by this route)."""
     try:
         path = (STATIC_DIR / name).resolve()
@@ -50,4 +54,4 @@ def static_file(name: str) -> FileResponse:
     if not found:
         raise NotFoundError("no such static file")
     media_type = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+    return file_response(request, path, media_type=media_type, headers=NO_CACHE)
