@@ -173,3 +173,16 @@ def test_a_run_cancelled_on_request_resumes_to_completion(monkeypatch: pytest.Mo
     # a cancel asked for during the resumed execution is still honoured
     with pytest.raises(RunCancelledError):
         launch_run("smoke", {"steps": 6}, on_start=lambda record: registry.request_cancel(record.id))
+
+
+def test_a_run_preempted_after_a_cancel_request_ends_cancelled() -> None:
+    """A run asked to cancel whose worker was then stopped went back to `queued`, where no worker claims a
+    cancelled run: it read `queued` for good (a cancelled sweep's trial in the helper worker it stops)."""
+    record = create_run("toy", {})
+    registry = open_registry()
+    with pytest.raises(RunCancelledError, match="on request"), execute_run(record.id):
+        registry.request_cancel(record.id)
+        raise RunPreemptedError("the worker is shutting down")
+    done = registry.get(record.id)
+    assert done.status is RunStatus.CANCELLED and done.error_code == "cancelled" and done.ended_at is not None
+    assert read_manifest(record.run_dir)["status"] == "cancelled"

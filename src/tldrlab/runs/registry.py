@@ -360,6 +360,14 @@ class RunRegistry:
         self.update(run_id, cancel_requested=True)
         return self.get(run_id)
 
+    def unfinished_children(self, run_id: str) -> Sequence[RunRecord]:
+        """Queued or running runs whose parent is `run_id` (a sweep's trials, an experiment's arms)."""
+        rows = self.db.query(
+            "SELECT * FROM runs WHERE parent_id = ? AND status IN ('queued', 'running') ORDER BY created_at",
+            (run_id,),
+        )
+        return [RunRecord.from_row(r) for r in rows]
+
     def delete(self, run_id: str) -> None:
         self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 

@@ -346,7 +346,15 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
     warnings_logger = logging.getLogger(WARNINGS_LOGGER)  # Python warnings raised during the run, if captured
     warnings_logger.addHandler(file_handler)
     try:
-        yield handle
+        try:
+            yield handle
+        except RunPreemptedError as exc:
+            # Preempted (its worker is stopping) after someone asked to cancel it (a cancelled sweep's trial
+            # in a worker the sweep stops): it ends cancelled, since back in the queue no worker would ever
+            # claim it (cancelled runs are not claimable) and it would read `queued` for good.
+            if handle.cancel_requested():
+                raise RunCancelledError(f"run cancelled on request ({exc.message})") from exc
+            raise
     except RunPreemptedError as exc:
         # Not a failure: the run checkpointed and goes back to the queue (the worker re-enqueues it).
         handle.log("run preempted; checkpointed, waiting to be resumed", level=logging.WARNING)

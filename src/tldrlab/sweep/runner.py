@@ -290,6 +290,9 @@ def run_trials(
                     raise InvalidInputError(
                         f"{failures} trials failed in a row; stopping the sweep. Last error: {record.message}"
                     )
+            # a cancelled sweep (POST /runs/{id}/cancel) stops here, its trials settled, before it asks for
+            # another one; the route cancelled its running trial too, which has stopped (and been told) above
+            run.check_cancelled()
             counts = state_counts(study)
             finished = sum(counts[s] for s in FINISHED)
             if finished >= n_trials:

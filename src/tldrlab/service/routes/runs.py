@@ -31,7 +31,7 @@ from tldrlab.kinds import (
     submittable_kinds,
 )
 from tldrlab.runs import RunRecord, RunStatus
-from tldrlab.runs.registry import RunQuery
+from tldrlab.runs.registry import RunQuery, RunRegistry
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import public_paths
 from tldrlab.service.events import RunTail, sse_format
@@ -354,15 +354,25 @@ def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     record = runs.get(run_id)
     if record.status.finished:
         raise ConflictError(f"run {run_id} already {record.status.value}")
-    runs.request_cancel(run_id)
+    _cancel(runs, record)
+    return public(request, run_info(runs.get(run_id)))
+
+
+def _cancel(runs: RunRegistry, record: RunRecord) -> None:
+    """Cancel a run and the unfinished runs it started: a queued one at once, a running one by its request
+    (read between steps). A sweep's trial or an experiment's arm executes inside its parent's execution, so
+    the parent stops only once its running child has: the request goes down to every descendant."""
+    runs.request_cancel(record.id)
     message = "cancelled before it started"
     if runs.transition(
-        run_id, (RunStatus.QUEUED,), RunStatus.CANCELLED, message=message, ended_at=time.time()
+        record.id, (RunStatus.QUEUED,), RunStatus.CANCELLED, message=message, ended_at=time.time()
     ):
         update_manifest(record.run_dir, status="cancelled", message=message)
-    else:
-        runs.update(run_id, message="cancel requested; stopping after the current step")
-    return public(request, run_info(runs.get(run_id)))
+    else:  # only while it runs: a run that ended meanwhile keeps the message it ended with
+        waiting = "cancel requested; stopping after the current step"
+        runs.transition(record.id, (RunStatus.RUNNING,), RunStatus.RUNNING, message=waiting)
+    for child in runs.unfinished_children(record.id):
+        _cancel(runs, child)
 
 
 def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:

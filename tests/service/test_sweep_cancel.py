@@ -1,0 +1,86 @@
+"""Cancelling a sweep (`POST /runs/{id}/cancel`, the runs page, Discord's /cancel) stops it and the trial
+it is running. The sweep's loop never read its cancel request and the request never reached its trials: a
+sweep cancelled during its first of three trials ran all three and ended `completed`, still flagged
+`cancel_requested`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tldrlab.errors import RunCancelledError
+from tldrlab.runs import RunStatus, create_run, open_registry
+from tldrlab.service.app import create_app
+from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.runner import launch_sweep
+from tldrlab.train import loop as loop_module
+
+
+def test_cancelling_a_running_sweep_stops_it_and_its_running_trial(
+    tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop_module, "CANCEL_CHECK_EVERY_S", 0.0)  # a trial reads its request every step
+    text = tldrlab_home / "data" / "text.txt"
+    text.parent.mkdir(parents=True)
+    text.write_text("To be, or not to be, that is the question.\n" * 20)
+    sweep = {
+        "name": "cancel-me",
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "parameters": {"train.lr": {"values": [1e-3, 2e-3, 3e-3]}},
+        "config": {
+            "model": "char_lstm",
+            "model_settings": {"hidden_dim": 8, "embedding_dim": 8, "num_layers": 1},
+            "data": {"path": str(text)},
+            "tokenizer": {"method": "char"},
+            "train": {"max_steps": 200, "batch_size": 2, "eval_every": 200, "checkpoint_every": 2},
+            "wandb": "disabled",
+        },
+    }
+    client = TestClient(create_app())
+    registry = open_registry()
+    cancels: list[int] = []
+
+    def cancel_once_a_trial_trains(line: str) -> None:
+        """The sweep's echo (every line it and its trials log): cancel it through the API mid-trial."""
+        sweeps = registry.list(kind="sweep")
+        trials = [r for r in registry.list(kind="train") if sweeps and r.parent_id == sweeps[0].id]
+        if not cancels and any(t.status is RunStatus.RUNNING for t in trials):
+            cancels.append(client.post(f"/runs/{sweeps[0].id}/cancel").status_code)
+
+    with pytest.raises(RunCancelledError):
+        launch_sweep(SweepConfig(sweep=sweep, trials=3, quiet=True), echo=cancel_once_a_trial_trains)
+    assert cancels == [200]
+    (sweep_run,) = registry.list(kind="sweep")
+    assert sweep_run.status is RunStatus.CANCELLED
+    (trial,) = [r for r in registry.list(kind="train") if r.parent_id == sweep_run.id]  # no second trial
+    assert trial.status is RunStatus.CANCELLED and trial.cancel_requested
+    assert trial.metrics.get("steps", 0) < 200  # stopped mid-way, not trained to the end
+
+
+def test_cancelling_a_run_cancels_its_queued_children_at_once_and_flags_running_ones(
+    tldrlab_home: Path,
+) -> None:
+    client = TestClient(create_app())
+    registry = open_registry()
+    parent = create_run("sweep", {})
+    registry.update(parent.id, status=RunStatus.RUNNING)
+    queued = create_run("train", {}, parent_id=parent.id)
+    running = create_run("train", {}, parent_id=parent.id)
+    registry.update(running.id, status=RunStatus.RUNNING)
+    grandchild = create_run("evaluate", {}, parent_id=running.id)
+    done = create_run("train", {}, parent_id=parent.id)
+    registry.update(done.id, status=RunStatus.COMPLETED, message="completed: steps=4")
+    response = client.post(f"/runs/{parent.id}/cancel")
+    assert response.status_code == 200 and response.json()["cancel_requested"]
+    assert registry.get(queued.id).status is RunStatus.CANCELLED
+    assert registry.get(grandchild.id).status is RunStatus.CANCELLED
+    flagged = registry.get(running.id)
+    assert flagged.status is RunStatus.RUNNING and flagged.cancel_requested
+    assert flagged.message == "cancel requested; stopping after the current step"
+    untouched = registry.get(done.id)  # a finished child keeps how it ended
+    assert untouched.status is RunStatus.COMPLETED and not untouched.cancel_requested
+    assert untouched.message == "completed: steps=4"
