@@ -5,6 +5,8 @@ sweep cancelled during its first of three trials ran all three and ended `comple
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from tldrlab.service.app import create_app
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import launch_sweep
 from tldrlab.train import loop as loop_module
+
+TOY = Path(__file__).parents[1] / "sweep" / "toy_program.py"
 
 
 def test_cancelling_a_running_sweep_stops_it_and_its_running_trial(
@@ -84,3 +88,38 @@ def test_cancelling_a_run_cancels_its_queued_children_at_once_and_flags_running_
     untouched = registry.get(done.id)  # a finished child keeps how it ended
     assert untouched.status is RunStatus.COMPLETED and not untouched.cancel_requested
     assert untouched.message == "completed: steps=4"
+
+
+def test_cancelling_a_sweep_stops_its_command_line_trial_program(tldrlab_home: Path) -> None:
+    """A command-line trial's program ran to its end: nothing in the trial read the cancel request."""
+    sweep = {
+        "name": "cancel-command",
+        "program": str(TOY),
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [0.1, 0.2]}, "steps": {"value": 200}, "sleep": {"value": 0.05}},
+    }
+    client = TestClient(create_app())
+    registry = open_registry()
+    cancelled: list[int] = []
+
+    def cancel_once_the_program_reports() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not cancelled:
+            trials = registry.list(kind="trial")
+            if trials and (Path(trials[0].run_dir) / "evals.txt").exists():
+                cancelled.append(client.post(f"/runs/{trials[0].parent_id}/cancel").status_code)
+            time.sleep(0.05)
+
+    canceller = threading.Thread(target=cancel_once_the_program_reports)
+    canceller.start()
+    try:
+        with pytest.raises(RunCancelledError):
+            launch_sweep(SweepConfig(sweep=sweep, trials=2, quiet=True), echo=lambda line: None)
+    finally:
+        canceller.join()
+    assert cancelled == [200]
+    (trial,) = registry.list(kind="trial")  # no second trial
+    assert trial.status is RunStatus.CANCELLED
+    reported = (Path(trial.run_dir) / "metrics.jsonl").read_text().splitlines()
+    assert 1 <= len(reported) < 200  # the program was stopped mid-way (its evals.txt may be cut by the kill)

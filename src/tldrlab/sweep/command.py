@@ -44,6 +44,8 @@ DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 METRICS_FILE = "sweep_metrics.jsonl"
 KILL_AFTER_S = 5.0
 STDERR_TAIL = 2000
+CANCEL_CHECK_EVERY_S = 1.0
+"""Seconds between looks at the trial run's cancel request while its program runs."""
 
 
 def _arg(value: Any) -> str:
@@ -181,8 +183,14 @@ def run_command(argv: list[str], run: Run, reporter: Any, *, study_name: str, tr
         else:
             run.log_metrics(_step(record, reporter.iterations), **values)
 
+    cancel_checked = started
     try:
         while True:
+            # a cancelled trial (its sweep cancelled through the API) stops its program: the handler below
+            # kills it; one registry read a second at most
+            if time.monotonic() - cancel_checked >= CANCEL_CHECK_EVERY_S:
+                cancel_checked = time.monotonic()
+                run.check_cancelled()
             for line in file_lines.read():
                 handle(line)
             if stdout_done:
