@@ -56,6 +56,10 @@ def test_train_to_an_explicit_out_dir(corpus: Path, tmp_path: Path) -> None:
         (["--method", "bpe", "--vocab-size", "50"], 2, "too small for bpe"),
         (["--method", "sentencepiece", "--model-type", "word"], 2, "model-type"),
         (["--method", "bpe", "--holdout", "1.5"], 2, "holdout"),
+        # no upper bound let SentencePiece fail inside the run (a traceback, a failed run) and the Rust
+        # BPE trainer abort the whole process on a multi-terabyte allocation (not run here: it would)
+        (["--method", "sentencepiece", "--vocab-size", "99999999999"], 2, "less than or equal to 1048576"),
+        (["--method", "char", "--vocab-size", "1048577"], 2, "less than or equal to 1048576"),
     ],
 )
 def test_bad_options_exit_with_a_message(

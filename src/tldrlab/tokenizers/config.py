@@ -32,6 +32,12 @@ without the `tokenizers` library, so that a config asking for too few tokens is 
 it needs a piece per distinct character of the corpus besides the specials and the 256 byte pieces, which
 only the corpus can tell (its run refuses a smaller vocabulary saying how many)."""
 
+MAX_VOCAB_SIZE = 1 << 20
+"""The largest vocabulary any method is asked for (1,048,576; the largest real vocabularies are about a
+quarter of it). Without a bound, the Rust BPE trainer sizes its tables by `vocab_size` up front: 10^11
+aborted the process on a failed multi-terabyte allocation (no error, the run left `running`), and
+SentencePiece cannot parse a size past 32 bits."""
+
 
 def known_method(method: str) -> str:
     """`method`, if it is a tokenizer method (ValueError listing them otherwise)."""
@@ -68,7 +74,7 @@ class TokenizerConfig(BaseModel):
     method: str = "bpe"
     """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""
 
-    vocab_size: int = Field(default=8000, gt=0)
+    vocab_size: int = Field(default=8000, gt=0, le=MAX_VOCAB_SIZE)
     """Target vocabulary size including the 4 special tokens (for `char`: an upper bound)."""
 
     min_frequency: int = Field(default=2, ge=1)

@@ -20,7 +20,7 @@ from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
 from tldrlab.targets import load_target
-from tldrlab.tokenizers.config import fitting_vocabulary, known_method
+from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, fitting_vocabulary, known_method
 
 
 class SmokeConfig(BaseModel):
@@ -196,7 +196,7 @@ class TokenizerChoice(BaseModel):
     method: str = "bpe"
     """Tokenizer method when training one: bpe, sentencepiece, char."""
 
-    vocab_size: int = Field(default=8000, ge=16)
+    vocab_size: int = Field(default=8000, ge=16, le=MAX_VOCAB_SIZE)
     """Vocabulary size when training one (at least what the method needs: bpe 260, char 5, sentencepiece
     260 plus one per distinct character of the corpus, so 261 is only its floor)."""
 
