@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
+from cliutil import run_captured
+from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
 from tldrlab.models import MODELS, build_model, count_parameters, load_model, model_task, save_model
 from tldrlab.models.char_lstm import CharLSTM
 from tldrlab.runs import create_run
@@ -197,3 +198,16 @@ def test_truncated_weights_are_a_checkpoint_error(name: str, tokenizer: Any, tmp
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(CheckpointError, match=f"cannot load the {name} model"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["t5", "char_lstm"])
+def test_importing_a_model_that_is_no_causal_lm_says_so(
+    name: str, tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `models import` of a t5 or char_lstm run's model was a `checkpoint_corrupt` error (exit 5) listing
+    # transformers' two hundred causal-LM config classes: the files are fine, the model is of another kind
+    save_model(build_model(name, TINY[name], tokenizer), tokenizer, tmp_path / "model", name=name)
+    code, _, err = run_captured(["models", "import", str(tmp_path / "model"), "--name", "x"], capsys)
+    assert code == InvalidInputError.exit_code, err
+    assert f"holds a {name} model, not a causal LM" in err and "Model type should be one of" not in err
+    assert not (tldrlab_home / "models" / "x").exists()

@@ -14,6 +14,7 @@ trainable. `export_model` writes safetensors + config.json + tokenizer (with its
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -111,6 +112,7 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM
 
+    check_causal_lm_directory(resolved)
     path, kwargs = resolved.from_pretrained_args()
     try:
         with gguf_parsed_once(resolved.kind == "gguf"):  # the config and the weights read the same metadata
@@ -121,6 +123,29 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
         # The weights are plain de-quantized tensors now; a saved copy must not claim to be GGUF.
         _forget_gguf_origin(model)
     return model
+
+
+def check_causal_lm_directory(resolved: ResolvedModel) -> None:
+    """InvalidInputError when a model directory's config.json names a model type that is no causal LM
+    (a t5 or char_lstm run's model, an encoder). Without this check transformers' refusal surfaced as a
+    `checkpoint_corrupt` error (the files are fine) listing its two hundred causal-LM config classes."""
+    if resolved.kind != "directory":
+        return
+    try:
+        config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable: loading reports it with the file named
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str):
+        return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise InvalidInputError(
+            f"{resolved.path} holds a {model_type} model, not a causal LM (a decoder-only transformers "
+            "model such as llama, qwen2 or gpt2); a tldrlab t5 or char_lstm run's model is used through its "
+            "run (tldrlab generate / eval / score RUN)"
+        )
 
 
 def _forget_gguf_origin(model: Any) -> None:
