@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -257,3 +258,58 @@ def test_a_resumed_run_keeps_its_best_and_its_early_stopping_count() -> None:
     assert (resumed.steps, resumed.best_step, resumed.best_value) == (25, 10, 3.0)
     assert resumed.best_checkpoint is not None
     assert json.loads((resumed.best_checkpoint / "index.json").read_text())["step"] == 10
+
+
+class EveryThirdScore(ToyTask):
+    """Like the seq2seq task with `generate_every=3`: `score` (ROUGE there) only at every third evaluation,
+    counted by the task itself."""
+
+    occasional_metrics = frozenset({"score"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluations = 0
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        self.evaluations += 1
+        metrics = super().evaluate(model)
+        if self.evaluations % 3 == 0:
+            metrics["score"] = float(self.evaluations)  # better at every generating evaluation
+        return metrics
+
+
+def _scores(run_dir: Path) -> list[tuple[int, float]]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(line["step"], line["score"]) for line in lines if "score" in line]
+
+
+def test_a_best_metric_computed_at_every_nth_evaluation_and_resumed_at_the_same_steps() -> None:
+    # `--best-metric eval_rouge1 --generate-every 3` failed at the first evaluation (no ROUGE there:
+    # "best_metric is not among the evaluation metrics"), and a resumed run's task counted evaluations
+    # from 0 again, so it generated at other steps than the uninterrupted run
+    config = _config(
+        max_steps=40, eval_every=5, checkpoint_every=5, early_stopping_patience=1, best_metric="score",
+        best_mode="max",
+    )  # fmt: skip
+    with start_run("train", {}) as run:
+        straight = train(ToyLM(), EveryThirdScore(), config, run)
+    # evaluations without the score neither improve nor count towards early stopping (patience 1)
+    assert (straight.steps, straight.best_step, straight.best_value) == (40, 30, 6.0)
+    assert not straight.stopped_early
+    assert _scores(run.dir) == [(15, 3.0), (30, 6.0)]
+
+    class PreemptAt12(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 12:
+                preempt.request_stop()
+
+    try:
+        with pytest.raises(RunPreemptedError), start_run("train", {}) as run:
+            train(ToyLM(), EveryThirdScore(), config, run, hooks=PreemptAt12())
+    finally:
+        preempt.reset()
+    with execute_run(run.id) as resumed_run:  # a new process: a new task, its count back at 0
+        resumed = train(ToyLM(), EveryThirdScore(), config, resumed_run)
+    assert resumed.resumed_from == 12  # the preemption checkpoint, after two evaluations
+    assert _scores(run.dir) == [(15, 3.0), (30, 6.0)]
+    assert (resumed.steps, resumed.best_step, resumed.best_value) == (40, 30, 6.0)

@@ -129,3 +129,18 @@ def test_a_directory_is_split_only_when_it_has_both_train_and_dev_files(tmp_path
     (only_dev / "dev.jsonl").write_text("{}\n")
     assert detect(only_dev) == (None, None)
     assert detect(only_dev, val_split="test") == (None, "test")  # what the config names wins
+
+
+def test_generating_evaluations_report_the_metrics_named_occasional(char_tokenizer: Any) -> None:
+    # the loop lets a best_metric among `occasional_metrics` be absent from non-generating evaluations:
+    # the names must be the ones generation reports (BERTScore was logged as eval_bertscore_bertscore_f1)
+    from tldrlab.models import build_model
+
+    data = DataConfig(path="x", generate_every=2, generate_examples=2, max_target_len=4, bertscore=True)
+    records = [SummaryRecord(id=str(i), document=f"doc {i} about apt", summaries=["apt"]) for i in range(3)]
+    task = Seq2SeqTask(records, records, char_tokenizer, data)
+    model = build_model("t5", {"size": "tiny"}, char_tokenizer)
+    first, second = task.evaluate(model), task.evaluate(model)
+    assert set(first) == {"eval_loss", "eval_perplexity"}
+    assert set(second) - set(first) == task.occasional_metrics
+    assert "eval_bertscore_f1" in second and "eval_rouge1" in second

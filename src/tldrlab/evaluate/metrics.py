@@ -54,6 +54,15 @@ def rouge_per_sample(
     return rows
 
 
+def generated_metric_names(*, bertscore: bool) -> frozenset[str]:
+    """The `eval_*` metrics a training task's generating evaluation adds (`generation_metrics` of the
+    seq2seq and chat tasks): ROUGE, the empty-prediction count and, when enabled, BERTScore."""
+    names = {f"eval_{name}" for name in ROUGE_TYPES} | {"eval_empty_predictions"}
+    if bertscore:
+        names |= {"eval_bertscore_precision", "eval_bertscore_recall", "eval_bertscore_f1"}
+    return frozenset(names)
+
+
 def rouge_scores(preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True) -> dict[str, float]:
     """Mean F1 of ROUGE-1/2/L/Lsum (0..1) over pairs."""
     rows = rouge_per_sample(preds, refs, use_stemmer=use_stemmer)

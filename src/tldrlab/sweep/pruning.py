@@ -42,6 +42,8 @@ class PruningHooks(TrainHooks):
         self.max_steps = max_steps
 
     def on_eval(self, state: TrainState, metrics: dict[str, float]) -> EvalDecision | None:
+        if self.reporter.metric not in metrics:
+            return None  # an occasional metric (seq2seq ROUGE every `generate_every` evaluations)
         iteration = math.ceil(state.step / self.eval_every) if self.eval_every else 1
         self.reporter.report(metrics[self.reporter.metric], iteration, final=state.step >= self.max_steps)
         return None

@@ -23,7 +23,7 @@ from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.evaluate.generate import generate
-from tldrlab.evaluate.metrics import bertscore, rouge_scores
+from tldrlab.evaluate.metrics import bertscore, generated_metric_names, rouge_scores
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
 from tldrlab.train.config import DataConfig
 
@@ -74,6 +74,12 @@ class ChatSFTTask:
             raise InvalidInputError(f"{data.path}: no validation records with a summary")
         self.val_pairs = [self.encode(r) for r in self.val_records]
         self.evaluations = 0
+        """Evaluations so far (the loop restores it on resume): every `generate_every`-th one generates."""
+        self.occasional_metrics = (
+            generated_metric_names(bertscore=data.bertscore) if data.generate_every > 1 else frozenset()
+        )
+        """Metrics only the generating evaluations have: a best_metric among them is not missing from the
+        others."""
         self.last_samples: list[dict[str, str]] = []
         """Generated validation summaries of the latest generating evaluation (for tables / inspection)."""
 
@@ -136,7 +142,8 @@ class ChatSFTTask:
         ]
         metrics = {f"eval_{k}": v for k, v in rouge_scores(preds, refs).items()}
         if self.data.bertscore:
-            metrics.update({f"eval_bertscore_{k}": v for k, v in bertscore(preds, refs).items()})
+            # its keys already say bertscore_: eval_bertscore_f1, not eval_bertscore_bertscore_f1
+            metrics.update({f"eval_{k}": v for k, v in bertscore(preds, refs).items()})
         return metrics
 
 

@@ -98,7 +98,8 @@ class TrainConfig(BaseModel):
     """Stop after this many evaluations without improvement of `best_metric` (None: never)."""
 
     best_metric: str = "eval_loss"
-    """The evaluation metric that picks the best checkpoint and drives early stopping."""
+    """The evaluation metric that picks the best checkpoint and drives early stopping (a seq2seq generation
+    metric such as eval_rouge1 is judged at the `generate_every`-th evaluations only)."""
 
     best_mode: Literal["min", "max"] = "min"
     """Whether a lower (`min`) or higher (`max`) `best_metric` is better."""

@@ -56,7 +56,10 @@ class TrainTask(Protocol):
         ...
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics; must include the config's `best_metric`."""
+        """Validation metrics; must include the config's `best_metric`, unless the task computes it only at
+        some evaluations and names it in an `occasional_metrics` attribute (a set of metric names): an
+        evaluation without it then neither improves the best nor counts towards early stopping. A task
+        with an `evaluations` counter (which evaluation this is) has it restored on resume."""
         ...
 
 
@@ -98,6 +101,9 @@ class TrainState:
     """Steps in that sum."""
     last_eval: dict[str, float] = field(default_factory=dict)
     """Metrics of the latest evaluation."""
+    evaluations: int = 0
+    """Evaluations run so far. A task computing some metrics only at every Nth evaluation counts on it: a
+    resumed run must compute them at the same steps as the uninterrupted one."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -405,6 +411,10 @@ class _Loop:
             loaded = ckpt.load_latest(self.ckpt_dir, self.model)
             if loaded is not None:
                 self.state = TrainState.from_json(loaded.state)
+                if hasattr(self.task, "evaluations"):
+                    # the task's own count restarted at 0 in this process: which evaluations generate
+                    # (seq2seq ROUGE every `generate_every`) would shift against the uninterrupted run
+                    self.task.evaluations = self.state.evaluations
                 optimizer_state, scaler_state = loaded.optimizer_state, loaded.scaler_state
                 self.resumed_from = loaded.step
                 if run is not None and self.is_main:
@@ -521,6 +531,7 @@ class _Loop:
         if run is not None and self.is_main:
             run.set_phase("evaluating")
         self.model.eval()
+        state.evaluations += 1
         with torch.no_grad(), accelerator.autocast():
             metrics = {
                 k: float(v) for k, v in self.task.evaluate(accelerator.unwrap_model(self.model)).items()
@@ -528,17 +539,19 @@ class _Loop:
         self.model.train()
         if run is not None and self.is_main:
             run.set_phase("training")
-        if config.best_metric not in metrics:
+        value = metrics.get(config.best_metric)
+        if value is None and config.best_metric not in getattr(self.task, "occasional_metrics", ()):
             raise InvalidInputError(
                 f"best_metric {config.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
             )
         state.last_eval = metrics
-        value = metrics[config.best_metric]
-        improved = _improved(value, state.best_value, config.best_mode)
-        if improved:
+        # an evaluation that did not compute an occasional best_metric (seq2seq ROUGE between generating
+        # evaluations) says nothing about it: no new best, no step towards early stopping
+        improved = value is not None and _improved(value, state.best_value, config.best_mode)
+        if value is not None and improved:
             state.best_value, state.best_step = value, state.step
             state.evals_without_improvement = 0
-        else:
+        elif value is not None:
             state.evals_without_improvement += 1
         if run is not None and self.is_main:
             run.log_metrics(state.step, **metrics, best=improved)

@@ -28,7 +28,7 @@ from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.evaluate.generate import generate
-from tldrlab.evaluate.metrics import bertscore, empty_count, rouge_scores
+from tldrlab.evaluate.metrics import bertscore, empty_count, generated_metric_names, rouge_scores
 from tldrlab.train.chat_sft import build_chat_task
 from tldrlab.train.config import DataConfig, TrainJobConfig
 
@@ -73,6 +73,12 @@ class Seq2SeqTask:
         if not self.val_pairs:
             raise InvalidInputError(f"{data.path}: no validation records with a summary")
         self.evaluations = 0
+        """Evaluations so far (the loop restores it on resume): every `generate_every`-th one generates."""
+        self.occasional_metrics = (
+            generated_metric_names(bertscore=data.bertscore) if data.generate_every > 1 else frozenset()
+        )
+        """Metrics only the generating evaluations have: a best_metric among them is not missing from the
+        others."""
         self.last_samples: list[dict[str, str]] = []
         """Generated validation summaries of the latest generating evaluation (for tables / inspection)."""
 
@@ -146,7 +152,8 @@ class Seq2SeqTask:
         # an untrained model often generates nothing at all: counted, so zeros are not taken for a score
         metrics["eval_empty_predictions"] = float(empty_count(preds))
         if self.data.bertscore:
-            metrics.update({f"eval_bertscore_{k}": v for k, v in bertscore(preds, refs).items()})
+            # its keys already say bertscore_: eval_bertscore_f1, not eval_bertscore_bertscore_f1
+            metrics.update({f"eval_{k}": v for k, v in bertscore(preds, refs).items()})
         return metrics
 
 
