@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import TldrlabError
+from tldrlab.errors import RunCancelledError, RunPreemptedError, TldrlabError
 from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.evaluate.run_eval import eval_config_for
 from tldrlab.launch import launch_run
@@ -30,7 +30,8 @@ def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
 def evaluate_after_training(run: Run, final: FinalEvalConfig, steps: int) -> str | None:
     """The evaluation a training run ends with (`FinalEvalConfig`): an `evaluate` run whose parent is `run`,
     on the run's held-out data, its files written next to the model too. Returns its run id; a failure is
-    logged as a warning and never fails the training (`tldrlab eval RUN` can be run again)."""
+    logged as a warning and never fails the training (`tldrlab eval RUN` can be run again); a cancel or a
+    preemption ends the training as it ends the evaluation."""
     if not final.enabled:
         return None
     run.set_phase("evaluating the saved model")
@@ -43,6 +44,10 @@ def evaluate_after_training(run: Run, final: FinalEvalConfig, steps: int) -> str
     }
     try:
         launched = launch_run("evaluate", raw, parent_id=run.id)
+    except (RunCancelledError, RunPreemptedError):
+        # not a failure of the evaluation: the training was cancelled (the request reached this child) or
+        # its worker is stopping; the training ends so too, and its resume only has this evaluation left
+        raise
     except TldrlabError as exc:
         run.log(f"the final evaluation failed: {exc.message}", level=logging.WARNING, code=exc.code)
         return None

@@ -1,7 +1,7 @@
-"""Cancelling a sweep (`POST /runs/{id}/cancel`, the runs page, Discord's /cancel) stops it and the trial
-it is running. The sweep's loop never read its cancel request and the request never reached its trials: a
-sweep cancelled during its first of three trials ran all three and ended `completed`, still flagged
-`cancel_requested`."""
+"""Cancelling a run (`POST /runs/{id}/cancel`, the runs page, Discord's /cancel) stops it and the runs it is
+executing inside it: a sweep's trial, a training's final evaluation. The sweep's loop never read its cancel
+request and the request never reached its trials: a sweep cancelled during its first of three trials ran all
+three and ended `completed`, still flagged `cancel_requested`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tldrlab.errors import RunCancelledError
+from tldrlab.launch import launch_run
 from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
 from tldrlab.sweep.config import SweepConfig
@@ -123,3 +124,41 @@ def test_cancelling_a_sweep_stops_its_command_line_trial_program(tldrlab_home: P
     assert trial.status is RunStatus.CANCELLED
     reported = (Path(trial.run_dir) / "metrics.jsonl").read_text().splitlines()
     assert 1 <= len(reported) < 200  # the program was stopped mid-way (its evals.txt may be cut by the kill)
+
+
+def test_cancelling_a_training_during_its_final_evaluation_ends_it_cancelled_and_resumable(
+    tldrlab_home: Path,
+) -> None:
+    """The final evaluation (an `evaluate` run inside the training's execution) swallowed every tldrlab
+    error as "the final evaluation failed", a cancel included: the training cancelled there ended
+    `completed` without its evaluation, its cancel request ignored."""
+    text = tldrlab_home / "data" / "text.txt"
+    text.parent.mkdir(parents=True)
+    text.write_text("To be, or not to be, that is the question.\n" * 20)
+    config = {
+        "model": "char_lstm",
+        "model_settings": {"hidden_dim": 8, "embedding_dim": 8, "num_layers": 1},
+        "data": {"path": str(text)},
+        "tokenizer": {"method": "char"},
+        "train": {"max_steps": 3, "batch_size": 2, "progress": False},
+        "wandb": "disabled",
+    }
+    client = TestClient(create_app())
+    registry = open_registry()
+    cancels: list[int] = []
+
+    def cancel_when_the_evaluation_starts(line: str) -> None:
+        if line.startswith("loading the model of") and not cancels:
+            (training,) = registry.list(kind="train")
+            cancels.append(client.post(f"/runs/{training.id}/cancel").status_code)
+
+    with pytest.raises(RunCancelledError):
+        launch_run("train", config, echo=cancel_when_the_evaluation_starts)
+    assert cancels == [200]
+    (training,) = registry.list(kind="train")
+    (evaluation,) = registry.list(kind="evaluate")
+    assert training.status is RunStatus.CANCELLED and evaluation.status is RunStatus.CANCELLED
+    assert evaluation.parent_id == training.id and (Path(training.run_dir) / "model").is_dir()
+    resumed = launch_run("train", {}, resume=training.id)  # the model is there: only the evaluation is left
+    assert resumed.record.status is RunStatus.COMPLETED and resumed.result is not None
+    assert resumed.result["steps"] == 3 and resumed.result["final_eval_run"] != evaluation.id
