@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tldrlab.cli.main import main
+from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.experiments.dendrite_experiment import ARMS, ExperimentConfig, train_arm
 from tldrlab.experiments.results import markdown_table, summarize_rows
 from tldrlab.runs import RunStatus, open_registry
@@ -80,6 +81,32 @@ def test_same_config_same_numbers(shared_data: Path) -> None:
     for metric in ("parameters", "eval_loss", "rouge1", "rougeL"):
         assert first[metric] == second[metric], metric
     assert first["run_id"] != second["run_id"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arms", "baseline,nope"], "unknown arm(s) nope"),
+        (["--arms", ""], "give at least one arm and one seed"),
+        (["--arms", "compressed"], "add 'baseline'"),
+        (["--compression.d-model", "64", "--compression.dec-d-model", "32"], "dec_d_model=32 differs"),
+    ],
+)
+def test_a_config_that_cannot_run_leaves_no_run(
+    args: list[str], message: str, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # these were checked once the experiment ran: exit 2, but a failed experiment run was left behind
+    # (and POST /runs accepted the config)
+    data = shared_data / "scitldr" / "scitldr_a.dev.jsonl"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "dendrites", "--data", str(data), *args, *TINY])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert open_registry().list(kind="experiment") == []
+
+
+def test_the_arm_names_the_config_knows_are_the_arms_there_are() -> None:
+    assert list(ARMS) == EXPERIMENT_ARMS
 
 
 def test_bad_input_is_a_clear_cli_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

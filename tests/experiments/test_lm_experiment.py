@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from tinylm import CORPUS, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.cli.main import main
@@ -252,10 +253,15 @@ def test_bad_arm_configs_are_clear_errors(tiny_model: Path, pairs: Path) -> None
     from tldrlab.errors import ConfigError
     from tldrlab.experiments.lm_experiment import check_arms
 
+    # refused by the config itself (before a run exists, 422 over the API), and by the run's own check
+    with pytest.raises(ValidationError, match="unknown arm"):
+        LMExperimentConfig(data=str(pairs), arms=["baseline", "pruned"])
+    with pytest.raises(ValidationError, match="distils the fine-tuned baseline"):
+        LMExperimentConfig(data=str(pairs), arms=["compressed_kd"])
+    with pytest.raises(ValidationError, match="at least one arm"):
+        LMExperimentConfig(data=str(pairs), seeds=[])
     with pytest.raises(ConfigError, match="unknown arm"):
-        check_arms(LMExperimentConfig(data=str(pairs), arms=["baseline", "pruned"]))
-    with pytest.raises(ConfigError, match="distils the fine-tuned baseline"):
-        check_arms(LMExperimentConfig(data=str(pairs), arms=["compressed_kd"]))
+        check_arms(LMExperimentConfig(data=str(pairs)).model_copy(update={"arms": ["pruned"]}))
     with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "compress", str(tiny_model), "--importance", "taylor", "--out", "x"])
     assert exit_info.value.code != 0

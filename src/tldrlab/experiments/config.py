@@ -45,6 +45,15 @@ class CompressionSpec(BaseModel):
     init: InitMode = "baseline"
     """'baseline': copy selected layers / sliced weights from the baseline; 'random': fresh weights."""
 
+    @model_validator(mode="after")
+    def _one_width(self) -> CompressionSpec:
+        if self.dec_d_model is not None and self.d_model is not None and self.dec_d_model != self.d_model:
+            raise ValueError(
+                f"dec_d_model={self.dec_d_model} differs from d_model={self.d_model}: T5's cross-attention "
+                "reads encoder states of width d_model, so both stacks must have the same width"
+            )
+        return self
+
 
 class DendriteConfig(BaseModel):
     """Which modules get dendrites and when PerforatedAI adds them."""
@@ -74,6 +83,20 @@ class DendriteConfig(BaseModel):
     graphs_every_eval: bool = True
     """Let PerforatedAI redraw its PNG graphs at every evaluation (seconds each on a CPU); off: they are drawn
     once, when the run saves its PAI state at the end."""
+
+
+EXPERIMENT_ARMS = ["baseline", "compressed", "compressed_pai", "compressed_random"]
+"""Every arm of the T5 experiment (its builders: `tldrlab.experiments.dendrite_experiment.ARMS`), known
+here without torch so that a config naming another is refused before its run exists."""
+
+
+def check_arms(arms: list[str], known: list[str], seeds: list[int]) -> None:
+    """ValueError for an arm not in `known`, or no arm or no seed at all."""
+    unknown = [a for a in arms if a not in known]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    if not arms or not seeds:
+        raise ValueError("give at least one arm and one seed")
 
 
 class ExperimentConfig(BaseModel):
@@ -148,6 +171,19 @@ class ExperimentConfig(BaseModel):
     def _fitting_vocabulary(cls, vocab_size: int, info: ValidationInfo) -> int:
         check_vocabulary(info.data.get("tokenizer_method"), vocab_size)
         return vocab_size
+
+    @model_validator(mode="after")
+    def _arms_that_can_run(self) -> ExperimentConfig:
+        # checked when the experiment ran: an unknown arm, no arm or seed, a compressed arm without the
+        # baseline it is cut from each left a failed experiment run behind (and a 201 at POST /runs)
+        check_arms(self.arms, EXPERIMENT_ARMS, self.seeds)
+        needs_baseline = {"compressed", "compressed_pai"} & set(self.arms)
+        if needs_baseline and self.compression.init == "baseline" and "baseline" not in self.arms:
+            raise ValueError(
+                "the compressed arms start from the trained baseline: add 'baseline' to --arms "
+                "(or use compression init 'random')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _baseline_fits(self) -> ExperimentConfig:
@@ -312,6 +348,14 @@ class LMExperimentConfig(BaseModel):
     """W&B run-name prefix (each arm's run is `<prefix>-<arm>-seed<n>`); None: the experiment run id."""
     wandb_tags: list[str] = Field(default_factory=list)
     """W&B tags of every arm's run (the arm's name is added)."""
+
+    @model_validator(mode="after")
+    def _arms_that_can_run(self) -> LMExperimentConfig:
+        # checked once the experiment ran, which left a failed run behind
+        check_arms(self.arms, LM_ARMS, self.seeds)
+        if "compressed_kd" in self.arms and "baseline" not in self.arms:
+            raise ValueError("compressed_kd distils the fine-tuned baseline: add 'baseline' to the arms")
+        return self
 
 
 class LMArmConfig(LMExperimentConfig):
