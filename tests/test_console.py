@@ -116,3 +116,20 @@ def test_libraries_progress_bars_are_off_unless_verbose(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "tldrlab-bar" in proc.stderr
         assert ("library-bar" in proc.stderr) is library_shown, proc.stderr
+
+
+def test_quiet_shows_no_progress_bar_of_any_run_it_starts(tmp_path: Path) -> None:
+    """`--quiet` ("warnings and errors only; no progress bars") turned off the training loop's bar only:
+    a training's final evaluation drew its `eval blocks` bar, and kinds whose config has no `progress`
+    field for `--quiet` to set (an evaluation, an LVM ingest) drew theirs."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 20)
+    argv = (
+        *("train", "--model", "char_lstm", "--data", str(corpus), "--tokenizer.method", "char"),
+        *("--model-settings", "hidden_dim=8", "--model-settings", "embedding_dim=8"),
+        *("--train.max-steps", "2", "--train.batch-size", "2", "--wandb", "disabled", "--quiet"),
+    )
+    proc = tldrlab(*argv, home=tmp_path / "home", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr
+    assert "eval_loss=" in proc.stdout  # the result, with the final evaluation's figures

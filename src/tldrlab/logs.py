@@ -63,6 +63,20 @@ QUIET_ENV: dict[str, str] = {
 """Read by transformers, huggingface_hub and wandb when they load; set (unless the user set them) when the
 console is quiet, which is before any command imports those libraries."""
 
+_progress_bars = {"shown": True}
+
+
+def show_progress_bars(shown: bool) -> None:
+    """Turn tldrlab's own progress bars on or off for this process (`--quiet`: off); each bar reads
+    `progress_bars_shown()`, since not every run kind's config has a `progress` field for `--quiet` to set
+    (an evaluation, an LVM ingest) and a run may start runs of its own (a training's final evaluation)."""
+    _progress_bars["shown"] = shown
+
+
+def progress_bars_shown() -> bool:
+    return _progress_bars["shown"]
+
+
 REPORTED_BY_CALLER = "reported_by_caller"
 """A log record with this attribute set says what the calling command reports itself (a run's error): the
 CLI's console leaves it out so the message is not printed twice; files and workers' consoles keep it."""

@@ -56,6 +56,7 @@ def _root(values: dict[str, Any]) -> None:
     options.configure_console(
         "DEBUG" if verbose else "WARNING" if quiet else None, verbose=verbose, command=True
     )
+    options.show_progress_bars(True)  # each command line starts with bars; its `--quiet` turns them off
     options.apply_common(home, quiet, verbose)
 
 

@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
-from tldrlab.logs import configure_console
+from tldrlab.logs import configure_console, show_progress_bars
 from tldrlab.targets import load_target
 from tldrlab.threads import configure_threads
 
@@ -321,6 +321,8 @@ def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | N
         get_settings.cache_clear()
     if verbose or quiet:
         configure_console("DEBUG" if verbose else "WARNING", verbose=verbose)
+    if quiet:  # "Warnings and errors only; no progress bars": every bar of the runs this command starts
+        show_progress_bars(False)
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {threads}")

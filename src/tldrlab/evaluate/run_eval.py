@@ -34,6 +34,7 @@ from tldrlab.evaluate.metrics import (
     rouge_per_sample,
 )
 from tldrlab.evaluate.model_run import model_run, training_data
+from tldrlab.logs import progress_bars_shown
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
 from tldrlab.models.registry import model_name_of, model_task
 from tldrlab.models.resolve import resolve_model_ref
@@ -54,7 +55,8 @@ class EvalProgress:
         self.total = total
         self.done = 0
         self.run = run
-        self.bar = tqdm(total=total, desc=desc, unit="ex", disable=not show, leave=False)
+        shown = show and progress_bars_shown()
+        self.bar = tqdm(total=total, desc=desc, unit="ex", disable=not shown, leave=False)
 
     def advance(self, n: int) -> None:
         self.done += n

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.logs import progress_bars_shown
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.config import IngestConfig
 from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
@@ -119,7 +120,9 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
     total_concepts = 0
     total_chars = 0
     try:
-        for i, article in enumerate(tqdm(articles, desc="ingest", unit="article", disable=False)):
+        for i, article in enumerate(
+            tqdm(articles, desc="ingest", unit="article", disable=not progress_bars_shown())
+        ):
             if run is not None:
                 run.check_cancelled()
                 run.heartbeat(progress=i / len(articles))

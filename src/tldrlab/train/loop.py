@@ -29,6 +29,7 @@ from torch import nn
 
 from tldrlab.device import loader_settings, resolve_device, resolve_precision
 from tldrlab.errors import InvalidInputError, RunCancelledError, RunPreemptedError
+from tldrlab.logs import progress_bars_shown
 from tldrlab.runs import preempt
 from tldrlab.runs.atomic import atomic_write_jsonl, read_jsonl
 from tldrlab.runs.run import METRICS, Run
@@ -444,7 +445,7 @@ class _Loop:
         self.tokens_at_start = self.state.tokens_seen
         self.started = time.perf_counter()
         self.window_started, self.window_tokens = self.started, 0
-        if config.progress and self.is_main:
+        if config.progress and self.is_main and progress_bars_shown():
             from tqdm.auto import tqdm
 
             self.progress_bar = (
