@@ -179,3 +179,23 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
     assert run_cli(["elm", "generate", "--model", str(tmp_path)]) != 0
     assert "exactly one of --data" in capsys.readouterr().err
     assert len(open_registry().list()) == 0  # nothing was created for bad requests
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-use-bertscore"], "train.best_metric: bertscore_f1 needs use_bertscore"),
+        (["--eval-samples", "0"], "eval_samples is 0"),
+        (["--eval-samples", "0", "--train.best-metric", "rougeL"], "rougeL is computed from generated"),
+    ],
+)
+def test_a_best_metric_no_evaluation_computes_is_refused_before_training(
+    args: list[str], message: str, elm_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `elm train --no-use-bertscore` kept the default best_metric bertscore_f1: it trained up to its first
+    # evaluation, then failed there ("not among the evaluation metrics"), leaving a failed run
+    assert run_cli(["elm", "train", "--data", str(elm_data), "--max-steps", "2", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert open_registry().list(kind="elm_train") == []
+    losses = ["--train.best-metric", "eval_loss", "--train.best-mode", "min", "--print-config"]
+    assert run_cli(["elm", "train", "--data", str(elm_data), *args[:2], *losses]) == 0

@@ -115,6 +115,10 @@ class LossConfig(BaseModel):
     """Softmax temperature of the contrastive logits."""
 
 
+ELM_LOSS_METRICS = ("eval_loss", "eval_perplexity", "eval_drift_similarity")
+"""What every ELM evaluation computes, generated summaries or not (`tldrlab.elm.task.ElmTask.evaluate`)."""
+
+
 def _default_train() -> TrainConfig:
     return TrainConfig(
         batch_size=8, lr=1e-3, best_metric="bertscore_f1", best_mode="max", early_stopping_patience=2
@@ -181,6 +185,30 @@ class ElmTrainConfig(BaseModel):
     wandb: str | None = None
     """Weights & Biases mode: offline, online, disabled;
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
+
+    @model_validator(mode="after")
+    def _best_metric_is_computed(self) -> ElmTrainConfig:
+        """`train.best_metric` is one the evaluations compute: the loss metrics always, the others (ROUGE,
+        length statistics, BERTScore) only from the `eval_samples` generated summaries, BERTScore only with
+        `use_bertscore`. Otherwise the run trained up to its first evaluation and failed there
+        (`--no-use-bertscore` alone did, the default best_metric being bertscore_f1)."""
+        metric, hint = self.train.best_metric, "(e.g. --train.best-metric eval_loss --train.best-mode min)"
+        if metric in ELM_LOSS_METRICS:
+            return self
+        if self.eval_samples == 0:
+            raise field_error(
+                type(self).__name__,
+                ("train", "best_metric"),
+                f"{metric} is computed from generated summaries, and eval_samples is 0: generate some or "
+                f"choose a loss metric, {', '.join(ELM_LOSS_METRICS)} {hint}",
+            )
+        if metric.startswith("bertscore") and not self.use_bertscore:
+            raise field_error(
+                type(self).__name__,
+                ("train", "best_metric"),
+                f"{metric} needs use_bertscore: keep BERTScore on or choose another best metric {hint}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _scratch_lm_fits(self) -> ElmTrainConfig:
