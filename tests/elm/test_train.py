@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from cliutil import run_cli
+from tldrlab.elm.prepare import read_synthesis
 from tldrlab.elm.train import ElmTrainConfig, run_elm_training
-from tldrlab.errors import RunPreemptedError
+from tldrlab.errors import InvalidInputError, RunPreemptedError
 from tldrlab.runs import create_run, execute_run, open_registry, preempt, start_run
 from tldrlab.train.loop import TrainHooks, TrainState
 
@@ -178,6 +179,12 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
     assert "preds.jsonl:2: no text field (prediction)" in capsys.readouterr().err
     assert run_cli(["elm", "generate", "--model", str(tmp_path)]) != 0
     assert "exactly one of --data" in capsys.readouterr().err
+    binary = tmp_path / "preds.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 4)  # was a UnicodeDecodeError traceback (exit 1)
+    assert run_cli(["elm", "evaluate", "--predictions", str(binary)]) == 2
+    assert "preds.bin: not UTF-8 JSON lines" in capsys.readouterr().err
+    with pytest.raises(InvalidInputError, match="not UTF-8 JSON lines"):
+        read_synthesis(binary)
     assert len(open_registry().list()) == 0  # nothing was created for bad requests
 
 

@@ -90,7 +90,11 @@ def read_jsonl_texts(path: Path, field_names: Sequence[str]) -> list[str]:
     if not path.is_file():
         raise NotFoundError(f"file not found: {path}")
     texts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # a binary or mis-encoded file: a traceback otherwise
+        raise InvalidInputError(f"{path}: not UTF-8 JSON lines (byte {exc.start})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -64,7 +64,11 @@ def embeddings_path(data_dir: Path, split: str) -> Path:
 def read_synthesis(path: Path) -> list[dict[str, Any]]:
     """Records of one synthesis JSONL, each checked for the required fields."""
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # a binary or mis-encoded file: a traceback otherwise
+        raise InvalidInputError(f"{path}: not UTF-8 JSON lines (byte {exc.start})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
