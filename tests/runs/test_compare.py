@@ -115,3 +115,17 @@ def test_cli_api_and_runs_page_show_the_same_comparison(
         assert page.get_attribute("#compare-plot", "src").startswith("data:image/png")  # type: ignore[union-attr]
         assert page.locator("#compare-regressions li").count() == 2
         page.close()
+
+
+def test_a_plot_path_that_cannot_be_a_file_is_a_clear_error(
+    runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --plot DIRECTORY was an IsADirectoryError traceback (exit 1) from the atomic rename; a path under a
+    # file a NotADirectoryError one. Every atomic write (elm evaluate/generate --output too) says so now
+    ids = [runs["base"], runs["worse"]]
+    code, _, err = run_captured(["runs", "compare", *ids, "--plot", str(tmp_path)], capsys)
+    assert code == InvalidInputError.exit_code and "is a directory: give a file path" in err
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_captured(["runs", "compare", *ids, "--plot", str(tmp_path / "file" / "c.png")], capsys)
+    assert code == InvalidInputError.exit_code and "a file stands where a directory" in err
+    assert "Traceback" not in err and (tmp_path / "file").read_text() == "x"

@@ -14,10 +14,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tldrlab.errors import InvalidInputError
+
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Output paths come from users too (--plot, --output): a directory there, or a file where a parent
+    # directory should be, was an IsADirectoryError / NotADirectoryError traceback from the rename.
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a directory: give a file path to write to")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        message = f"cannot write {path}: a file stands where a directory of it should be"
+        raise InvalidInputError(message) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
