@@ -273,13 +273,14 @@ class _Echo(logging.Handler):
 
 
 @contextmanager
-def echoed(echo: Callable[[str], object] | None) -> Iterator[None]:
-    """While it is open, the lines runs log (logger `tldrlab.run`) also go to `echo`."""
+def echoed(echo: Callable[[str], object] | None, logger_name: str = "tldrlab.run") -> Iterator[None]:
+    """While it is open, the lines runs log (logger `tldrlab.run`; one run's: `tldrlab.run.<id>`) also go to
+    `echo`."""
     if echo is None:
         yield
         return
     handler = _Echo(echo)
-    logger = logging.getLogger("tldrlab.run")
+    logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     try:
         yield
@@ -298,13 +299,15 @@ def launch_run(
     settings: Settings | None = None,
     on_start: Callable[[RunRecord], None] | None = None,
     echo: Callable[[str], object] | None = None,
+    echo_runs_inside: bool = True,
 ) -> Launched:
     """Prepare (or resume) a run of `kind` and execute it in this process (the CLI's way to run anything).
 
     With `resume`, `raw` holds only the changes asked for (checked against the kind's resume_fields). On a
     follower rank of a distributed launch the kind's `follower` runs instead and no run is created.
     `on_start` is called with the run's record before it executes (the CLI prints the run id); `echo`
-    receives every line the run (and the runs inside it) logs at INFO or above while it executes.
+    receives every line the run (and, with `echo_runs_inside`, the runs inside it) logs at INFO or above while
+    it executes.
     """
     settings = settings or get_settings()
     registry = open_registry(settings)
@@ -336,7 +339,9 @@ def launch_run(
         )
     if on_start is not None:
         on_start(record)
-    with preempt_on_sigterm(), echoed(echo):
+    # a run's own logger is `tldrlab.run.<id>`; the runs it starts log to siblings of it, not children
+    echo_from = "tldrlab.run" if echo_runs_inside else f"tldrlab.run.{record.id}"
+    with preempt_on_sigterm(), echoed(echo, echo_from):
         result = execute(record.id, settings=settings, registry=registry, config=config)
     return Launched(registry.get(record.id), result)
 

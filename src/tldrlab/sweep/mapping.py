@@ -156,8 +156,18 @@ def suggest_params(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
     return values
 
 
+def quiet_optuna() -> None:
+    """Optuna logs every study and trial (and failed ones with a traceback); tldrlab prints its own lines."""
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # heartbeats and the retry callback are "experimental" in Optuna (since v2.8); they are what resume needs
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def representative_params(spec: SweepSpec) -> dict[str, Any]:
     """One plausible value per parameter (used to validate overrides before any trial runs)."""
+    quiet_optuna()  # validating a sweep (the CLI, POST /runs) printed "A new study created in memory"
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     return suggest_params(study.ask(), spec)
 

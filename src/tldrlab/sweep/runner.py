@@ -46,6 +46,7 @@ from tldrlab.sweep.mapping import (
     direction,
     grid_size,
     largest_params,
+    quiet_optuna,
     representative_params,
     suggest_params,
 )
@@ -74,15 +75,6 @@ POLL_S = 0.2
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 log = get_logger(__name__)
-
-
-def quiet_optuna() -> None:
-    """Optuna logs every trial (and failed ones with a traceback); tldrlab prints its own lines."""
-    import warnings
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    # heartbeats and the retry callback are "experimental" in Optuna (since v2.8); they are what resume needs
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def target_trials(spec: SweepSpec, trials: int | None) -> int:
@@ -383,7 +375,8 @@ def launch_sweep(config: SweepConfig, *, echo: Any = print) -> Launched:
     """Run (or resume) a `sweep` run of `config` in this process, tagged with its study's name; `echo` gets
     every line it logs (each trial as it ends)."""
     study = config.study or parse_sweep(config.sweep, source=config.source).name
-    return launch_run("sweep", config, tags={"study": study}, echo=echo)
+    # --quiet: the sweep's own lines (each trial as it ends), not every line its trials' runs log
+    return launch_run("sweep", config, tags={"study": study}, echo=echo, echo_runs_inside=not config.quiet)
 
 
 def default_workers() -> int:
