@@ -41,7 +41,13 @@ def test_cancelling_a_running_sweep_stops_it_and_its_running_trial(
             "model_settings": {"hidden_dim": 8, "embedding_dim": 8, "num_layers": 1},
             "data": {"path": str(text)},
             "tokenizer": {"method": "char"},
-            "train": {"max_steps": 200, "batch_size": 2, "eval_every": 200, "checkpoint_every": 2},
+            "train": {
+                "max_steps": 200,
+                "batch_size": 2,
+                "eval_every": 200,
+                "checkpoint_every": 2,
+                "progress": False,
+            },
             "wandb": "disabled",
         },
     }
@@ -57,7 +63,8 @@ def test_cancelling_a_running_sweep_stops_it_and_its_running_trial(
             cancels.append(client.post(f"/runs/{sweeps[0].id}/cancel").status_code)
 
     with pytest.raises(RunCancelledError):
-        launch_sweep(SweepConfig(sweep=sweep, trials=3, quiet=True), echo=cancel_once_a_trial_trains)
+        # not quiet: the echo gets the trial's own lines too, and cancels while the trial trains
+        launch_sweep(SweepConfig(sweep=sweep, trials=3), echo=cancel_once_a_trial_trains)
     assert cancels == [200]
     (sweep_run,) = registry.list(kind="sweep")
     assert sweep_run.status is RunStatus.CANCELLED
