@@ -42,6 +42,7 @@ from tldrlab.errors import (
     ServiceUnavailableError,
 )
 from tldrlab.kinds import RunKind, get_kind, resolve_execute, validate_config
+from tldrlab.logs import REPORTED_BY_CALLER
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
@@ -269,6 +270,8 @@ class _Echo(logging.Handler):
         self.echo = echo
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, REPORTED_BY_CALLER, False):
+            return  # a run's "run failed: ..." line: the command prints that error itself, once
         self.echo(record.getMessage())
 
 

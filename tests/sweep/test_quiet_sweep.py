@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tldrlab.errors import InvalidInputError
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import launch_sweep
 
@@ -43,3 +44,22 @@ def test_a_quiet_sweep_echoes_its_own_lines_only(tmp_path: Path, capfd: pytest.C
     loud: list[str] = []
     launch_sweep(SweepConfig(sweep=_sweep(text), study="loud"), echo=loud.append)
     assert any(line.startswith("training char_lstm") for line in loud), loud
+
+
+def test_a_failing_sweep_leaves_its_error_to_the_caller(tmp_path: Path) -> None:
+    """The command printed the error of a sweep that stopped twice: the echo got the run's own
+    "run failed: ..." line, which the console leaves out for the command to print once."""
+    toy = Path(__file__).with_name("toy_program.py")
+    sweep = {
+        "name": "failing",
+        "program": str(toy),
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [0.1, 0.2]}, "fail": {"value": True}},
+    }
+    lines: list[str] = []
+    with pytest.raises(InvalidInputError, match="3 trials failed in a row"):
+        launch_sweep(SweepConfig(sweep=sweep, quiet=True), echo=lines.append)
+    assert [line for line in lines if line.startswith("trial ")] and not [
+        line for line in lines if "run failed" in line
+    ], lines
