@@ -13,6 +13,7 @@ from svc_helpers import metrics, record, wait_for
 from tldrlab.config import get_settings
 from tldrlab.kinds import KINDS, RunKind
 from tldrlab.runs import RunStatus, create_run, open_registry
+from tldrlab.runs.run import read_manifest
 from tldrlab.service.events import MemoryBus, RunEvent
 from tldrlab.service.worker import Worker, WorkerConfig, build_worker, claim_run, reconcile
 from tldrlab.train.smoke import SmokeConfig
@@ -139,3 +140,22 @@ def test_reconcile_requeues_or_fails_runs_of_dead_workers() -> None:
     assert record(exhausted).error_code == "worker_lost"
     assert worker.queue.claim("w") == dead  # type: ignore[attr-defined]
     assert get_settings().home.exists()
+
+
+def test_reconcile_ends_a_dead_workers_run_cancelled_when_a_cancel_was_asked_for() -> None:
+    """A run asked to cancel whose worker died before it stopped was requeued: back in the queue, where no
+    worker claims a run with a cancel request, and it read `queued` for good."""
+    registry = open_registry()
+    config = WorkerConfig(stale_after_s=0.5, max_attempts=2)
+    worker: Worker = build_worker(config=config)
+    asked = create_run("smoke", {}).id
+    registry.update(
+        asked, status=RunStatus.RUNNING, heartbeat_at=time.time() - 10, worker="w-dead", attempts=1
+    )
+    registry.request_cancel(asked)
+    assert dict(reconcile(registry, worker.queue, config)) == {asked: "cancelled"}
+    ended = record(asked)
+    assert ended.status == RunStatus.CANCELLED and ended.error_code == "cancelled" and ended.ended_at
+    assert "stopped responding" in (ended.message or "")
+    assert read_manifest(ended.run_dir)["status"] == "cancelled"
+    assert worker.queue.depth() == 0  # nothing enqueued

@@ -168,17 +168,21 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             continue  # stale heartbeat, live owner (stopped, swapped out, stuck in C): never run it twice
         dead = record.worker or "unknown"
         give_up = record.attempts >= config.max_attempts
-        status = RunStatus.FAILED if give_up else RunStatus.QUEUED
+        status, error_code = (RunStatus.FAILED, "worker_lost") if give_up else (RunStatus.QUEUED, None)
         message = (
             f"failed: its worker {dead} stopped responding and the run already had {record.attempts} attempts"
             if give_up
             else f"requeued: worker {dead} stopped responding; resuming from the last checkpoint"
         )
-        error_code = "worker_lost" if give_up else None
+        if record.cancel_requested:
+            # asked to cancel before its worker died: it ends as asked (requeued, no worker would ever claim
+            # it, since a run with a cancel request is not claimable, and it would read `queued` for good)
+            status, error_code = RunStatus.CANCELLED, "cancelled"
+            message = f"cancelled: its worker {dead} stopped responding after the run was asked to cancel"
         if not registry.settle_stale(record.id, stale_before, status, message, error_code):
             continue  # another worker reconciled it first
         update_manifest(record.run_dir, status=status.value, message=message)
-        if not give_up:
+        if status is RunStatus.QUEUED:
             queue.enqueue(record.id)
         log.warning(message, extra={"fields": {"run_id": record.id}})
         actions.append((record.id, status.value))
