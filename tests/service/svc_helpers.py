@@ -74,6 +74,14 @@ def flaky_job(run: Any, config: Any) -> Any:
     return smoke_job(run, config)
 
 
+def cancelled_then_flaky_job(run: Any, config: Any) -> Any:
+    """Asked to cancel (through the API, say) while it runs, then fails like a Redis hiccup."""
+    from tldrlab.errors import ServiceUnavailableError
+
+    run.registry.request_cancel(run.id)
+    raise ServiceUnavailableError("the feature store did not answer")
+
+
 def broken_job(run: Any, config: Any) -> Any:
     """A bug: fatal, never retried."""
     raise ZeroDivisionError("division by zero in a job")

@@ -87,6 +87,18 @@ def test_transient_failure_retries_with_backoff(monkeypatch: pytest.MonkeyPatch)
     assert record(run_id).attempts == 2
 
 
+def test_a_transient_failure_after_a_cancel_request_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retried, the run went back to the queue, where no worker claims a run with a cancel request: it read
+    `queued` for good."""
+    job = "svc_helpers:cancelled_then_flaky_job"
+    monkeypatch.setitem(KINDS, "flaky", RunKind("flaky", SmokeConfig, job, "test"))
+    run_id = _submit("flaky", steps=5)
+    worker = build_worker(config=FAST)
+    assert worker.handle(run_id) == "failed:transient"
+    ended = record(run_id)
+    assert ended.status == RunStatus.FAILED and ended.cancel_requested and ended.attempts == 1
+
+
 def test_user_input_and_fatal_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(KINDS, "broken", RunKind("broken", SmokeConfig, "svc_helpers:broken_job", "test"))
     bad_config = _submit(steps="many")

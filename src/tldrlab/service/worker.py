@@ -377,7 +377,10 @@ class Worker:
         record = self.registry.get(run_id)
         if failure is FailureClass.CANCELLED:
             return "cancelled"
-        if failure is FailureClass.TRANSIENT and record.attempts < self.config.max_attempts:
+        # a run asked to cancel is not retried: requeued, no worker would claim it (cancel requests are
+        # not claimable) and it would read `queued` for good; it stays failed, as it ended
+        retry = failure is FailureClass.TRANSIENT and not record.cancel_requested
+        if retry and record.attempts < self.config.max_attempts:
             delay = min(
                 self.config.backoff_max_s, self.config.backoff_base_s * 2 ** max(0, record.attempts - 1)
             )
