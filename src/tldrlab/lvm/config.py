@@ -48,6 +48,10 @@ refused when it is given."""
 LOSS_NAMES = ("mse", "cosine", "infonce", "corpus")
 """The names of `tldrlab.lvm.losses.LVM_LOSSES` (the losses a `loss` spec combines)."""
 
+BASELINE_NAMES = ("copy_last", "mean", "ridge", "mean_ridge", "decay", "decay_top1")
+"""The names of `tldrlab.lvm.baselines.BASELINES`, known here (without numpy's fitting code) so an evaluation
+naming another one is refused when it is given, before a run exists."""
+
 TMD_FEATURES = 30
 """Input features `tmd_inputs` adds (`tldrlab.lvm.tmd.TMD_DIM`: one-hot task, method and domain labels)."""
 
@@ -313,6 +317,15 @@ class LVMEvaluateConfig(BaseModel):
     """Baselines to score (None: every one of tldrlab.lvm.baselines.BASELINES)."""
     out: Annotated[str | None, OutputPath()] = None
     """Also copy the evaluation files (md, json, png) into this directory (they are always in the run)."""
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, baselines: list[str] | None) -> list[str] | None:
+        # checked at the evaluation only, an unknown name left a failed run (and a 202 over the API)
+        for name in baselines or []:
+            if name not in BASELINE_NAMES:
+                raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINE_NAMES)}")
+        return baselines
 
 
 class LVMGenerateConfig(BaseModel):

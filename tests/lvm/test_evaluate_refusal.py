@@ -1,0 +1,25 @@
+"""An LVM evaluation naming an unknown baseline is refused before a run exists, as every other config-level
+mistake is (docs/architecture.md): the name was checked only when the evaluation ran, so `tldrlab lvm
+evaluate RUN --baselines nope` left a failed run behind and `POST /runs` answered 202 for a run bound to
+fail."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
+
+
+def test_an_unknown_baseline_is_refused_before_a_run_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_captured(["lvm", "evaluate", "some-run", "--baselines", "mean,nope"], capsys)
+    assert code == 2 and "invalid_config" in err and "unknown baseline 'nope'" in err, err
+    assert "copy_last, mean, ridge" in err  # the names to choose from
+    response = TestClient(create_app()).post(
+        "/runs", json={"kind": "lvm_evaluate", "config": {"baselines": ["mean", "nope"]}}
+    )
+    assert response.status_code == 422 and response.json()["code"] == "invalid_config", response.text
+    assert response.json()["errors"][0]["loc"] == ["baselines"]
+    assert open_registry().list() == []  # neither left a run
