@@ -194,15 +194,33 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
         (["--no-use-bertscore"], "train.best_metric: bertscore_f1 needs use_bertscore"),
         (["--eval-samples", "0"], "eval_samples is 0"),
         (["--eval-samples", "0", "--train.best-metric", "rougeL"], "rougeL is computed from generated"),
+        # the loop's own length and interval, which the run replaced with max_steps / epochs, eval_interval
+        (["--max-steps", "2", "--train.max-steps", "3"], "takes the loop's max_steps from max_steps"),
+        (["--train.eval-every", "0"], "takes the loop's eval_every from eval_interval"),
     ],
 )
-def test_a_best_metric_no_evaluation_computes_is_refused_before_training(
+def test_settings_the_run_would_not_honour_are_refused_before_training(
     args: list[str], message: str, elm_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # `elm train --no-use-bertscore` kept the default best_metric bertscore_f1: it trained up to its first
-    # evaluation, then failed there ("not among the evaluation metrics"), leaving a failed run
-    assert run_cli(["elm", "train", "--data", str(elm_data), "--max-steps", "2", *args]) == 2
+    # evaluation, then failed there ("not among the evaluation metrics"), leaving a failed run; the loop's
+    # own length and evaluation interval were silently replaced
+    assert run_cli(["elm", "train", "--data", str(elm_data), *args]) == 2
     assert message in capsys.readouterr().err
     assert open_registry().list(kind="elm_train") == []
-    losses = ["--train.best-metric", "eval_loss", "--train.best-mode", "min", "--print-config"]
-    assert run_cli(["elm", "train", "--data", str(elm_data), *args[:2], *losses]) == 0
+    if "best_metric" in message or "eval_samples" in message:
+        losses = ["--train.best-metric", "eval_loss", "--train.best-mode", "min", "--print-config"]
+        assert run_cli(["elm", "train", "--data", str(elm_data), *args[:2], *losses]) == 0
+
+
+def test_the_loops_own_length_and_interval_are_honoured(
+    elm_data: Path, elm_tokenizer: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --train.max-steps 3 (or a config file's `train: {max_steps: 3}`) was silently replaced by two epochs
+    args = ["elm", "train", "--data", str(elm_data), "--tokenizer", str(elm_tokenizer), "--json"]
+    tiny = ["--prefix-tokens", "2", "--eval-samples", "0", "--train.best-metric", "eval_loss"]
+    loop = ["--train.max-steps", "3", "--train.eval-every", "3", "--train.best-mode", "min"]
+    assert run_cli([*args, *tiny, *loop, "--train.no-progress", "--wandb", "disabled"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    (record,) = open_registry().list(kind="elm_train")
+    assert (record.config["max_steps"], record.config["eval_interval"]) == (3, 3)

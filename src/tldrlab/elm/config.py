@@ -187,6 +187,31 @@ class ElmTrainConfig(BaseModel):
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
 
     @model_validator(mode="after")
+    def _loop_length_from_its_own_fields(self) -> ElmTrainConfig:
+        """The run sets the loop's length from `max_steps` (else `epochs`) and its evaluation interval from
+        `eval_interval`, so a `train.max_steps` / `train.eval_every` given there (--train.max-steps, a config
+        file's or a sweep's train section) was silently replaced: the run trained two epochs. Given alone, it
+        now sets its top-level counterpart; given with a different one, it is refused."""
+        for name, own, flag in (
+            ("max_steps", "max_steps", "--max-steps"),
+            ("eval_every", "eval_interval", "--eval-interval"),
+        ):
+            value, top = getattr(self.train, name), getattr(self, own)
+            if value == TrainConfig.model_fields[name].default or value == top:
+                continue
+            if top is None and value > 0:
+                setattr(self, own, value)
+                continue
+            takes = f"elm train takes the loop's {name} from {own} ({flag})"
+            problem = (
+                f"{takes}, which is {top} here: give {own} only"
+                if top is not None
+                else f"{takes}, at least 1 (None: 4 evaluations a run); 0 is not one"
+            )
+            raise field_error(type(self).__name__, ("train", name), problem)
+        return self
+
+    @model_validator(mode="after")
     def _best_metric_is_computed(self) -> ElmTrainConfig:
         """`train.best_metric` is one the evaluations compute: the loss metrics always, the others (ROUGE,
         length statistics, BERTScore) only from the `eval_samples` generated summaries, BERTScore only with
