@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tldrlab.budget import field_error, nested_errors, within_budget
+from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import error_message
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
@@ -266,7 +267,7 @@ class ElmPrepareConfig(BaseModel):
     """Pair data (any records format), or an ELM directory to filter."""
     out: Annotated[str, OutputPath()]
     """Output directory (synthesis/ + embeddings/ + elm_data.json)."""
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format of `data`; None detects it."""
     embedder: Annotated[str, ServerOnly()] = "minilm"
     """Embedder: minilm (offline all-MiniLM-L6-v2) or a sentence-transformers path."""

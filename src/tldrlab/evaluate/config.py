@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tldrlab.data.formats import ReaderFormat
 from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf
 
 _DATASET_ID = re.compile(r"^ds-\d{8}-[0-9a-f]{10}$")
@@ -70,7 +71,7 @@ class EvalConfig(BaseModel):
     data: str
     """A file or data-set directory readable by tldrlab.data.readers."""
 
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format; None detects it."""
 
     split: str | None = None
@@ -145,7 +146,7 @@ class EvaluateConfig(BaseModel):
     data: Annotated[str | None, InputPath()] = None
     """Evaluate on this file or data-set directory instead of the training run's data, or on a registered
     data set by id (`ds-...` or `dataset:<id>`), as generate and score take it."""
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format of `data`; None detects it."""
     split: Annotated[str | None, SplitOf("data", run="model_run")] = None
     """Data split (e.g. validation); None: the training run's validation split."""

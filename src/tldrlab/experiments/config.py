@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.budget import within_budget
+from tldrlab.data.formats import ReaderFormat
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import check_vocabulary, known_method
@@ -106,7 +107,7 @@ class ExperimentConfig(BaseModel):
 
     data: Annotated[str, InputPath()]
     """Summarization records: a file or data-set directory any tldrlab reader understands."""
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format (detected when None)."""
     eval_data: Annotated[str | None, InputPath()] = None
     """Separate validation records; when None, `eval_size + test_size` records are held out from `data`."""
@@ -280,7 +281,7 @@ class LMExperimentConfig(BaseModel):
 
     data: Annotated[str, InputPath()]
     """Summarization records: a file or data-set directory any tldrlab reader understands."""
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format (detected when None)."""
     eval_data: Annotated[str | None, InputPath()] = None
     """Separate held-out records (validation loss and test); None: held out from `data`."""

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from tldrlab.budget import field_error, nested_errors, within_budget
+from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.freeform import FreeForm
@@ -145,7 +146,7 @@ class DataConfig(BaseModel):
     path: Annotated[str, InputPath()]
     """A file or directory readable by tldrlab.data.readers (pairs, scitldr, debian, text, ...)."""
 
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format; None detects it from the path."""
 
     train_split: Annotated[str | None, SplitOf("path")] = None

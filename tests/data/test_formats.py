@@ -1,0 +1,60 @@
+"""A config's reader `format` is checked when the config is, against the formats the readers have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from cliutil import run_captured
+from tldrlab.data.formats import READER_FORMATS
+from tldrlab.data.readers import READERS
+from tldrlab.elm.config import ElmPrepareConfig
+from tldrlab.evaluate.config import EvaluateConfig
+from tldrlab.experiments.config import ExperimentConfig
+from tldrlab.kinds import config_errors
+from tldrlab.runs import open_registry
+from tldrlab.train.config import TrainJobConfig
+
+
+def test_the_format_names_are_the_readers() -> None:
+    assert tuple(READERS) == READER_FORMATS
+
+
+@pytest.mark.parametrize(
+    ("config_class", "raw", "loc"),
+    [
+        (TrainJobConfig, {"data": {"path": "x", "format": "csvv"}}, ["data", "format"]),
+        (EvaluateConfig, {"model_run": "r", "format": "csvv"}, ["format"]),
+        (ExperimentConfig, {"data": "x", "format": "csvv"}, ["format"]),
+        (ElmPrepareConfig, {"data": "x", "out": "y", "format": "csvv"}, ["format"]),
+    ],
+)
+def test_an_unknown_format_is_refused_by_the_config(
+    config_class: type[BaseModel], raw: dict[str, Any], loc: list[str]
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        config_class.model_validate(raw)
+    assert [e["loc"] for e in config_errors(refused.value)] == [loc]
+    assert "unknown format 'csvv'; supported: pairs" in str(refused.value)
+    known = (
+        {**raw, "format": "text"} if loc == ["format"] else {**raw, "data": {"path": "x", "format": "text"}}
+    )
+    config_class.model_validate(known)  # a known format is accepted
+
+
+def test_train_with_an_unknown_format_leaves_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # it was refused once the run had started (reading the data): a failed train run was left behind
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 50)
+    code, _, err = run_captured(
+        ["train", "--model", "char_lstm", "--data", str(corpus), "--format", "bogus", "--tokenizer-method",
+         "char", "--vocab-size", "50", "--max-steps", "1"],
+        capsys,
+    )  # fmt: skip
+    assert code == 2 and "unknown format 'bogus'" in err
+    assert open_registry().list(kind="train") == []
