@@ -1,9 +1,11 @@
-"""An LVM evaluation naming an unknown baseline is refused before a run exists, as every other config-level
-mistake is (docs/architecture.md): the name was checked only when the evaluation ran, so `tldrlab lvm
-evaluate RUN --baselines nope` left a failed run behind and `POST /runs` answered 202 for a run bound to
-fail."""
+"""An LVM evaluation naming an unknown baseline, or an ingest an unknown chunking, is refused before a run
+exists, as every other config-level mistake is (docs/architecture.md): the names were checked only when the
+run ran, so `tldrlab lvm evaluate RUN --baselines nope` left a failed run behind and `POST /runs` answered
+202 for a run bound to fail."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,3 +25,17 @@ def test_an_unknown_baseline_is_refused_before_a_run_exists(capsys: pytest.Captu
     assert response.status_code == 422 and response.json()["code"] == "invalid_config", response.text
     assert response.json()["errors"][0]["loc"] == ["baselines"]
     assert open_registry().list() == []  # neither left a run
+
+
+def test_an_unknown_chunking_is_refused_before_a_run_exists(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    articles = tmp_path / "articles.txt"
+    articles.write_text("One sentence. Another one.\n")
+    code, _, err = run_captured(["lvm", "ingest", str(articles), "--chunking", "paragraph"], capsys)
+    assert code == 2 and "invalid_config" in err and "unknown chunking 'paragraph'" in err, err
+    response = TestClient(create_app()).post(
+        "/runs", json={"kind": "lvm_ingest", "config": {"path": "articles.txt", "chunking": "paragraph"}}
+    )
+    assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["chunking"], response.text
+    assert open_registry().list() == []

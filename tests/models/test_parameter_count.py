@@ -71,7 +71,8 @@ def test_an_lvms_count_is_the_built_models(backbone: str, settings: dict[str, An
 def test_the_config_layers_names_are_the_registries() -> None:
     """The names configs check without torch are those of the registries that build with it."""
     from tldrlab.lvm.baselines import BASELINES
-    from tldrlab.lvm.config import BASELINE_NAMES, LOSS_NAMES, LVM_BACKBONES, TMD_FEATURES
+    from tldrlab.lvm.chunking import CHUNKERS
+    from tldrlab.lvm.config import BASELINE_NAMES, CHUNKING_METHODS, LOSS_NAMES, LVM_BACKBONES, TMD_FEATURES
     from tldrlab.lvm.losses import LVM_LOSSES
     from tldrlab.lvm.models import LVM_MODELS
     from tldrlab.lvm.tmd import TMD_DIM
@@ -79,7 +80,7 @@ def test_the_config_layers_names_are_the_registries() -> None:
     from tldrlab.tokenizers.train import TOKENIZERS
 
     assert set(LVM_BACKBONES) == set(LVM_MODELS) and set(LOSS_NAMES) == set(LVM_LOSSES)
-    assert tuple(BASELINES) == BASELINE_NAMES
+    assert tuple(BASELINES) == BASELINE_NAMES and tuple(CHUNKERS) == CHUNKING_METHODS
     assert TMD_FEATURES == TMD_DIM and set(MIN_VOCAB_SIZES) == set(TOKENIZERS)
 
 

@@ -48,6 +48,10 @@ refused when it is given."""
 LOSS_NAMES = ("mse", "cosine", "infonce", "corpus")
 """The names of `tldrlab.lvm.losses.LVM_LOSSES` (the losses a `loss` spec combines)."""
 
+CHUNKING_METHODS = ("sentence", "semantic")
+"""The names of `tldrlab.lvm.chunking.CHUNKERS`, known here (without numpy) so an ingest naming another one is
+refused when it is given, before a run exists."""
+
 BASELINE_NAMES = ("copy_last", "mean", "ridge", "mean_ridge", "decay", "decay_top1")
 """The names of `tldrlab.lvm.baselines.BASELINES`, known here (without numpy's fitting code) so an evaluation
 naming another one is refused when it is given, before a run exists."""
@@ -175,6 +179,14 @@ class IngestConfig(BaseModel):
     """Ingest at most this many articles."""
     batch_size: int = Field(64, ge=1)
     """Texts per embedding batch."""
+
+    @field_validator("chunking")
+    @classmethod
+    def _known_chunking(cls, chunking: str) -> str:
+        # checked at the ingest only, an unknown name left a failed run (and a 202 over the API)
+        if chunking not in CHUNKING_METHODS:
+            raise ValueError(f"unknown chunking {chunking!r}; choose one of {', '.join(CHUNKING_METHODS)}")
+        return chunking
 
 
 class LVMIndexConfig(BaseModel):
