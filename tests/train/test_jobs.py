@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cliutil import run_captured
+from cliutil import run_captured, run_cli
 from tldrlab.cli.main import app
 from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.run import create_run, start_run
@@ -154,6 +154,10 @@ def test_cli_errors_are_clear_and_create_no_run(tmp_path: Path) -> None:
     assert missing.exit_code != 0
     bad_model = runner.invoke(app, ["train", "--model", "bert", "--data", str(tmp_path)])
     assert bad_model.exit_code != 0
+    # a precision this machine cannot run failed once the run had started, leaving it failed
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be.\n" * 20)
+    assert run_cli(["train", "--data", str(text), "--device", "cpu", "--precision", "fp16"]) == 2
     assert open_registry().list() == []
     cfg = tmp_path / "job.yaml"
     cfg.write_text("train: [1, 2]\n")

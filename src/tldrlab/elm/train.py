@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
 from tldrlab.elm.prepare import load_split, read_manifest
@@ -126,8 +127,10 @@ def elm_train_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:
 
 
 def check_data_dir(config: ElmTrainConfig) -> None:
-    """Kind `elm_train`'s command-line check: the prepared data directory is here."""
+    """Kind `elm_train`'s command-line check: the prepared data directory is here, the device and precision
+    are this machine's (they failed in the run, leaving it failed)."""
     if not Path(config.data).is_dir():
         raise InvalidInputError(
             f"data directory not found: {config.data} (write one with `tldrlab elm prepare`)"
         )
+    resolve_precision(config.train.precision, resolve_device(config.train.device))

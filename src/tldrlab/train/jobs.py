@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tldrlab.data.readers import split_files
+from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
@@ -135,15 +136,18 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
 
 
 def check_train(config: TrainJobConfig) -> None:
-    """Kind `train`'s command-line check of its environment: the data is here, and a distributed launch has a
-    tokenizer every process can read. (The model family, its settings and its size are the config's own
-    validation, which `POST /runs` runs too.)"""
+    """Kind `train`'s command-line check of its environment: the data is here, the device and precision are
+    this machine's, and a distributed launch has a tokenizer every process can read. (The model family, its
+    settings and its size are the config's own validation, which `POST /runs` runs too.)"""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not config.tokenizer.path:
         raise ConfigError(
             "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
         )
     if not Path(config.data.path).exists():
         raise InvalidInputError(f"data not found: {config.data.path}")
+    # this machine's devices: --device cuda without CUDA, or --precision fp16 on the CPU, failed once the
+    # run had started and stayed a failed run
+    resolve_precision(config.train.precision, resolve_device(config.train.device))
     for split in (config.data.train_split, config.data.val_split):
         if split:  # a split the data does not have fails here, not in a run it would leave failed
             split_files(config.data.path, config.data.format, split)
