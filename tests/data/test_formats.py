@@ -15,6 +15,7 @@ from tldrlab.elm.config import ElmPrepareConfig
 from tldrlab.evaluate.config import EvaluateConfig
 from tldrlab.experiments.config import ExperimentConfig
 from tldrlab.kinds import config_errors
+from tldrlab.lvm.config import IngestConfig
 from tldrlab.runs import open_registry
 from tldrlab.train.config import TrainJobConfig
 
@@ -30,6 +31,7 @@ def test_the_format_names_are_the_readers() -> None:
         (EvaluateConfig, {"model_run": "r", "format": "csvv"}, ["format"]),
         (ExperimentConfig, {"data": "x", "format": "csvv"}, ["format"]),
         (ElmPrepareConfig, {"data": "x", "out": "y", "format": "csvv"}, ["format"]),
+        (IngestConfig, {"path": "x", "format": "csvv"}, ["format"]),  # lvm ingest: a failed run before
     ],
 )
 def test_an_unknown_format_is_refused_by_the_config(

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tldrlab.budget import field_error, within_budget
 from tldrlab.config import get_settings
+from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import validation_problems
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
@@ -159,7 +160,7 @@ class IngestConfig(BaseModel):
 
     path: Annotated[str, InputPath()]
     """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
-    format: str | None = None
+    format: ReaderFormat = None
     """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
     chunking: str = "sentence"
     """`sentence` or `semantic` (see tldrlab.lvm.chunking)."""
