@@ -101,3 +101,12 @@ def test_a_file_that_is_not_a_tokenizer_is_named(corpus: Path, capsys: pytest.Ca
     assert run_cli(["tokenizer", "show", str(corpus)]) == 3
     err = " ".join(capsys.readouterr().err.split())
     assert f"{corpus} is not a tokenizer" in err, err
+
+
+def test_a_directory_corpus_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # refused inside the run before: exit 2, and a failed tokenizer run stayed behind
+    assert run_cli(["tokenizer", "train", "--method", "char", "--vocab-size", "50", str(tmp_path)]) == 2
+    assert "is a directory; pass the files inside it" in capsys.readouterr().err
+    assert open_registry().list(kind="tokenizer") == []

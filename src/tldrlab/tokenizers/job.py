@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import Run
 from tldrlab.tokenizers.config import TokenizerConfig, TokenizerJobConfig
@@ -48,8 +48,11 @@ def tokenizer_report(run_id: str, manifest: dict[str, Any]) -> Report:
 
 
 def check_tokenizer(config: TokenizerJobConfig) -> None:
-    """Kind `tokenizer`'s command-line check: the corpus files are here. (That the vocabulary fits the method
-    is the config's own validation, so `POST /runs` refuses it too; a corpus is not checked there: an earlier
-    queued run may still be writing it.)"""
+    """Kind `tokenizer`'s command-line check: the corpus files are here, and files, not directories. (That the
+    vocabulary fits the method is the config's own validation, so `POST /runs` refuses it too; a corpus is
+    not checked there: an earlier queued run may still be writing it.)"""
     if missing := [path for path in config.corpus if not Path(path).exists()]:
         raise NotFoundError(f"corpus file not found: {missing[0]}")
+    if folders := [path for path in config.corpus if Path(path).is_dir()]:
+        # refused inside the run before, which stayed a failed run
+        raise InvalidInputError(f"corpus path {folders[0]} is a directory; pass the files inside it")
