@@ -115,3 +115,21 @@ def test_bad_inputs_get_clear_errors(
     with pytest.raises(InvalidInputError):
         filter_task(broken, broken)
     assert json.loads((broken / "synthesis" / "train_synthesis.jsonl").read_text())["embedding_index"] == 999
+
+
+def test_a_template_without_its_text_and_an_output_file_are_clear_errors(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tldrlab.runs import open_registry
+
+    data = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    # the template was refused once the run had read the data: a failed run stayed behind
+    args = ["elm", "prepare", "--data", str(data), "--limit", "4"]
+    assert run_cli([*args, "--out", str(tmp_path / "o"), "--template", "no placeholder"]) == 2
+    assert "template: the prompt template must contain {text}" in capsys.readouterr().err
+    assert open_registry().list(kind="elm_prepare") == []
+    # an output path that is a file: a NotADirectoryError traceback once the first split was embedded
+    (tmp_path / "file").write_text("x")
+    assert run_cli([*args, "--out", str(tmp_path / "file")]) == 2
+    assert "is a file: give a directory" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "x"

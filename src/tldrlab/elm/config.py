@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.formats import ReaderFormat
@@ -275,6 +275,15 @@ class ElmPrepareConfig(BaseModel):
     """Task type written, or kept when filtering an ELM directory."""
     template: str = DEFAULT_TEMPLATE
     """Prompt template with `{text}`."""
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_the_text(cls, template: str) -> str:
+        # refused once the run had read the data, which stayed a failed run (and a 202 at POST /runs)
+        if "{text}" not in template:
+            raise ValueError("the prompt template must contain {text} (where the embedding goes)")
+        return template
+
     limit: int | None = Field(default=None, ge=1)
     """Read at most this many training records."""
     eval_limit: int | None = Field(default=None, ge=1)

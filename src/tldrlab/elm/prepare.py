@@ -241,6 +241,9 @@ def prepare_dataset(
     data, out_dir = Path(data), Path(out_dir)
     if not data.exists():
         raise NotFoundError(f"data not found: {data}")
+    if out_dir.exists() and not out_dir.is_dir():
+        # found only when the first split was written, after embedding it: a NotADirectoryError traceback
+        raise InvalidInputError(f"the output {out_dir} is a file: give a directory to write the layout in")
     if data.is_dir() and has_layout(data):
         return filter_task(data, out_dir, task=task)
     if "{text}" not in template:
