@@ -252,6 +252,7 @@ _ENTRIES = (
         "tldrlab.lvm.jobs:lvm_index_job",
         "LVM: build the FAISS concept index from the concept store.",
         outputs=("out",),
+        check="tldrlab.lvm.sequences:check_store",
         report="tldrlab.lvm.jobs:index_report",
     ),
     RunKind(
@@ -260,6 +261,7 @@ _ENTRIES = (
         "tldrlab.lvm.sequences:lvm_sequences_job",
         "LVM: build (context -> next concept) sequences split by article.",
         outputs=("out",),
+        check="tldrlab.lvm.sequences:check_store",
         report="tldrlab.lvm.sequences:sequences_report",
     ),
     RunKind(
@@ -270,6 +272,7 @@ _ENTRIES = (
         resume_fields=("train.progress",),
         trial_execute="tldrlab.lvm.sweep:lvm_trial_job",
         inputs=("sequences",),
+        check="tldrlab.lvm.sequences:check_sequences_file",
         report="tldrlab.train.recipe:training_report",
     ),
     RunKind(

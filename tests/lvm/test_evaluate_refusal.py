@@ -39,3 +39,19 @@ def test_an_unknown_chunking_is_refused_before_a_run_exists(
     )
     assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["chunking"], response.text
     assert open_registry().list() == []
+
+
+def test_the_pipeline_run_out_of_order_leaves_no_failed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lvm index` or `lvm sequences` before any ingest and `lvm train` before `lvm sequences` each failed
+    inside a run and left it behind as a failed run."""
+    for argv, said in (
+        (["lvm", "index"], "no concepts stored"),
+        (["lvm", "sequences"], "no concepts stored"),
+        (
+            ["lvm", "train", "--train.max-steps", "2", "--train.warmup-steps", "1"],
+            "run `tldrlab lvm sequences`",
+        ),
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 3 and "not_found" in err and said in err, (argv, err)
+    assert open_registry().list() == []

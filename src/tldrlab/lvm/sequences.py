@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.lvm.config import SequencesConfig
-from tldrlab.lvm.store import ConceptTable, open_concept_store
+from tldrlab.lvm.config import LVMIndexConfig, LVMTrainJobConfig, SequencesConfig
+from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
 from tldrlab.runs.run import Run
@@ -317,6 +318,37 @@ NEAR_DUPLICATE_COSINE = 0.95
 """A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
 
 
+def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[str, int]:
+    """The store's sources (concepts per source); NotFoundError if it holds none or lacks one of `names`."""
+    known = store.sources()
+    if not known:
+        raise NotFoundError(f"no concepts stored in {store.url}: run `tldrlab lvm ingest` first")
+    for name in names:
+        if name is not None and name not in known:
+            raise NotFoundError(
+                f"no concepts of source {name!r} in the store (sources: {', '.join(known)}); "
+                "ingest it first with `tldrlab lvm ingest`"
+            )
+    return known
+
+
+def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
+    """The command-line check of `lvm_sequences` and `lvm_index`: the store holds the concepts they read. Run
+    out of order (before any ingest, or naming a source not ingested) each left a failed run behind."""
+    store = open_concept_store(config.store_url)
+    try:
+        require_sources(store, (config.source, getattr(config, "test_source", None)))
+    finally:
+        store.close()
+
+
+def check_sequences_file(config: LVMTrainJobConfig) -> None:
+    """The command-line check of `lvm_train`: its sequences file is there (a training started before `tldrlab
+    lvm sequences` failed once it loaded them, and stayed behind as a failed run)."""
+    if config.sequences and not Path(config.sequences).exists():
+        raise NotFoundError(f"no sequences file {config.sequences}: run `tldrlab lvm sequences` first")
+
+
 def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> SequenceSet:
     """Load the concepts, check a cross corpus really is unseen, build, save and return the sequences.
 
@@ -330,13 +362,7 @@ def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> Seq
         raise InvalidInputError(f"the test source {cross!r} is also the training source: choose another one")
     store = open_concept_store(config.store_url)
     try:
-        known = store.sources()
-        for name in (config.source, cross):
-            if name is not None and name not in known:
-                raise NotFoundError(
-                    f"no concepts of source {name!r} in the store (sources: {', '.join(known) or 'none'}); "
-                    "ingest it first with `tldrlab lvm ingest`"
-                )
+        known = require_sources(store, (config.source, cross))
         if cross is None:
             table = store.load(config.source)
             overlap: list[tuple[str, str]] = []
