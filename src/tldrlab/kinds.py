@@ -280,6 +280,7 @@ _ENTRIES = (
         LVMEvaluateConfig,
         "tldrlab.lvm.jobs:lvm_evaluate_job",
         "LVM: score trained models beside the baselines (MSE, cosine, top-k retrieval).",
+        check="tldrlab.lvm.jobs:check_models",
         inputs=("runs", "sequences"),
         outputs=("out",),
         report="tldrlab.lvm.evaluation:evaluate_report",
@@ -289,6 +290,7 @@ _ENTRIES = (
         LVMGenerateConfig,
         "tldrlab.lvm.generate:lvm_generate_job",
         "LVM: measure text out (raw / smoothed decoding, copy-last) against the true next sentences.",
+        check="tldrlab.lvm.jobs:check_models",
         report="tldrlab.lvm.generate:generation_report",
     ),
     RunKind(

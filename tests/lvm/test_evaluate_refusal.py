@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
-from tldrlab.runs import open_registry
+from tldrlab.runs import create_run, open_registry
 from tldrlab.service.app import create_app
 
 
@@ -55,3 +55,19 @@ def test_the_pipeline_run_out_of_order_leaves_no_failed_run(capsys: pytest.Captu
         code, _, err = run_captured(argv, capsys)
         assert code == 3 and "not_found" in err and said in err, (argv, err)
     assert open_registry().list() == []
+
+
+def test_evaluate_and_generate_of_a_run_that_is_no_lvm_leave_no_failed_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A mistyped run id, or a run of another kind, was found out inside the lvm_evaluate / lvm_generate run,
+    which stayed behind as a failed run."""
+    other = create_run("lvm_index", {}).id  # a run that made no model
+    for argv, said in (
+        (["lvm", "evaluate", "nope"], "no run with id 'nope'"),
+        (["lvm", "evaluate", other], "LVM"),
+        (["lvm", "generate", other, "--text", "One sentence."], "LVM"),
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 3 and "not_found" in err and said in err, (argv, err)
+    assert [r.id for r in open_registry().list()] == [other]  # no failed lvm_evaluate / lvm_generate run

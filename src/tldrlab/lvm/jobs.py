@@ -11,17 +11,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.lvm.config import (
     LVMConfig,
     LVMEvaluateConfig,
+    LVMGenerateConfig,
     LVMIndexConfig,
     default_index,
     default_sequences,
 )
 from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
 from tldrlab.lvm.index import build_index
-from tldrlab.lvm.models import build_lvm, load_lvm
+from tldrlab.lvm.models import CONFIG_FILE, build_lvm, load_lvm
 from tldrlab.lvm.sequences import load_sequences
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR
@@ -62,22 +63,41 @@ def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:
     return model.eval()
 
 
-def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
-    """(run id, trained LVM, run config) from a run id, a run directory or a model directory."""
+def locate_run_model(run_ref: str) -> tuple[str, Path, dict[str, Any], bool]:
+    """(run id, the model directory, run config, whether it is the run's best checkpoint) of a run id, a run
+    directory or a model directory; NotFoundError when it names no trained LVM."""
     path = Path(run_ref)
-    if (path / "lvm_model.json").exists():  # a model directory
+    if (path / CONFIG_FILE).exists():  # a model directory
         if (path.parent / MANIFEST).exists():
-            return path.parent.name, load_lvm(path), read_manifest(path.parent)["config"]
-        return str(path), load_lvm(path), {}
+            return path.parent.name, path, read_manifest(path.parent)["config"], False
+        return str(path), path, {}, False
     if (path / MANIFEST).exists():  # a run directory
         run_id, run_dir, config = path.name, path, read_manifest(path)["config"]
     else:
         record = open_registry().find(run_ref)
         run_id, run_dir, config = record.id, Path(record.run_dir), record.config
-    if not (run_dir / MODEL_DIR).exists() and (run_dir / "checkpoints" / "best").is_dir():
-        # a run cancelled or preempted before it saved model/: use its best evaluated checkpoint
-        return run_id, best_checkpoint_model(config, run_dir), config
-    return run_id, load_lvm(run_dir / MODEL_DIR), config
+    best = run_dir / "checkpoints" / "best"
+    if not (run_dir / MODEL_DIR).exists() and best.is_dir():
+        # a run cancelled or preempted before it saved model/: its best evaluated checkpoint
+        return run_id, best, config, True
+    if not (run_dir / MODEL_DIR / CONFIG_FILE).exists():
+        raise NotFoundError(f"{run_ref!r} is not a trained LVM: no {CONFIG_FILE} in {run_dir / MODEL_DIR}")
+    return run_id, run_dir / MODEL_DIR, config, False
+
+
+def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
+    """(run id, trained LVM, run config) from a run id, a run directory or a model directory."""
+    run_id, directory, config, checkpoint = locate_run_model(run_ref)
+    if checkpoint:
+        return run_id, best_checkpoint_model(config, directory.parent.parent), config
+    return run_id, load_lvm(directory), config
+
+
+def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
+    """The command-line check of `lvm_evaluate` and `lvm_generate`: every run named is a trained LVM (a
+    mistyped id, or a run of another kind, failed inside the run and left it behind as a failed run)."""
+    for ref in config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]:
+        locate_run_model(ref)
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:
