@@ -353,3 +353,43 @@ def test_an_unwritable_store_loads_the_bundled_gguf_directly(
     bundled = resolve_model_ref(BUNDLED_NAME)
     assert store.install_bundled(bundled) == bundled
     assert "loading the bundled GGUF directly" in caplog.text
+
+
+def test_a_causal_lm_with_few_learned_positions_gets_prompts_that_fit(
+    chat_tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a GPT-2-style model (learned positions, n_positions 64) as a causal_lm: generate / score / the chat
+    # task sent the whole prompt (up to max_input_tokens 512, max_source_len 256) and its forward died in an
+    # IndexError traceback; a byte-level cut's U+FFFD also re-encoded longer than the cut
+    import transformers
+
+    from tldrlab.models.chat import chat_pair_ids, context_limit, truncate_text
+
+    config = transformers.GPT2Config(
+        vocab_size=len(chat_tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+        bos_token_id=chat_tokenizer.bos_token_id, eos_token_id=chat_tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config)
+    directory = save_tiny_model(model, chat_tokenizer, tmp_path / "gpt2-64")
+    code, _, err = run_captured(["models", "import", str(directory), "--name", "g64"], capsys)
+    assert code == 0, err  # installed as a causal_lm (a plain directory would load as tldrlab's gpt2)
+    long_text = " ".join([TEXT] * 40)
+    code, _, err = run_captured(
+        ["generate", "g64", "-p", long_text, "--max-new-tokens", "8", "--temperature", "0"], capsys
+    )
+    assert code == 0 and "Traceback" not in err, err
+    code, _, err = run_captured(
+        ["score", "g64", "--text", "a module", "--source", long_text, "--detail-level", "summary"],
+        capsys,
+    )
+    assert code == 0 and "Traceback" not in err, err
+    assert context_limit(model) == 64
+    prompt, completion = chat_pair_ids(
+        chat_tokenizer, long_text, "Python module", max_source_tokens=256, max_target_tokens=16,
+        max_total_tokens=64,
+    )  # fmt: skip
+    assert len(prompt) + len(completion) <= 64 and completion[-1] == chat_tokenizer.eos_token_id
+    accented = "é" * 50
+    cut = truncate_text(chat_tokenizer, accented, 7)
+    assert len(chat_tokenizer.encode(cut, add_special_tokens=False)) <= 7 and "\ufffd" not in cut

@@ -23,7 +23,7 @@ import torch
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions
-from tldrlab.models.chat import chat_prompt, instruction_of, truncate_text
+from tldrlab.models.chat import chat_prompt, context_limit, fitting_document, instruction_of, truncate_text
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 
 
@@ -140,9 +140,20 @@ def _generate_chat_batch(
     """Chat prompts (documents in the chat template) decoded together, left-padded so every row's answer
     starts at the same position; per prompt, its num_return_sequences rows (answers only)."""
     instruction = instruction_of(model)
+    limit = context_limit(model)
+    max_new = options.max_new_tokens if limit is None else min(options.max_new_tokens, limit - 1)
+    # a model with learned positions (GPT-2's n_positions) takes prompt + answer within them: an IndexError
+    # in its forward otherwise; the document gives way first, then the answer's length
+    budget = None if limit is None else limit - max_new
     rows = [
         tokenizer.encode(
-            chat_prompt(tokenizer, truncate_text(tokenizer, doc, options.max_input_tokens), instruction),
+            chat_prompt(
+                tokenizer,
+                truncate_text(tokenizer, doc, options.max_input_tokens)
+                if budget is None
+                else fitting_document(tokenizer, doc, instruction, budget, options.max_input_tokens),
+                instruction,
+            ),
             add_special_tokens=False,
         )
         for doc in documents
@@ -158,7 +169,7 @@ def _generate_chat_batch(
         input_ids=input_ids.to(model.device),
         attention_mask=mask.to(model.device),
         use_cache=True,  # a model trained with gradient checkpointing has it off in its config
-        **_hf_kwargs(options, tokenizer),
+        **_hf_kwargs(options, tokenizer, max_new),
         **extra,
     )
     n = options.num_return_sequences

@@ -35,7 +35,7 @@ from tldrlab.evaluate.metrics import (
 )
 from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.logs import progress_bars_shown
-from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
+from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, context_limit, instruction_of
 from tldrlab.models.registry import model_name_of, model_task
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, open_registry
@@ -199,10 +199,17 @@ def chat_reference_loss(
     """A chat model's teacher-forced loss of the references as its answers (nats per answer token)."""
     instruction = instruction_of(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    total, count = 0.0, 0
+    total, count, context = 0.0, 0, context_limit(model)
     for start in range(0, len(sources), config.batch_size):
         pairs = [
-            chat_pair_ids(tokenizer, src, ref, instruction, max_source_tokens=config.max_source_len)
+            chat_pair_ids(
+                tokenizer,
+                src,
+                ref,
+                instruction,
+                max_source_tokens=config.max_source_len,
+                max_total_tokens=context,
+            )
             for src, ref in zip(
                 sources[start : start + config.batch_size],
                 refs[start : start + config.batch_size],

@@ -15,7 +15,7 @@ import torch
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import perplexity
-from tldrlab.models.chat import chat_pair_ids, instruction_of
+from tldrlab.models.chat import chat_pair_ids, context_limit, instruction_of
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
 
 
@@ -35,7 +35,9 @@ def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source:
     try:
         task = model_task(model_name_of(model))
         if task == "chat" and source:
-            prompt, completion = chat_pair_ids(tokenizer, source, text, instruction_of(model))
+            prompt, completion = chat_pair_ids(
+                tokenizer, source, text, instruction_of(model), max_total_tokens=context_limit(model)
+            )
             out = model(input_ids=torch.tensor([[*prompt, *completion]], device=device))
             logits, predicted = out.logits[0, len(prompt) - 1 : -1], completion
         elif task == "seq2seq":

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tldrlab.errors import InvalidInputError
+
 DEFAULT_INSTRUCTION = "Summarize the following text in one short sentence."
 """The request put before the document (the fine-tuned model keeps the one it was trained with)."""
 
@@ -56,6 +58,36 @@ def _completion_text(tokenizer: Any, prompt: str, content: str, summary: str) ->
     return full[len(prompt) :].rstrip()
 
 
+def context_limit(model: Any) -> int | None:
+    """How many positions a model with learned absolute position embeddings takes (GPT-2's `n_positions`):
+    a longer input is an IndexError inside its forward. None for rotary models (Llama, Qwen2), which only
+    degrade past their training length."""
+    limit = getattr(getattr(model, "config", None), "n_positions", None)
+    return limit if isinstance(limit, int) else None
+
+
+def fitting_document(
+    tokenizer: Any, document: str, instruction: str, budget: int, max_source_tokens: int | None = None
+) -> str:
+    """`document`, cut to `max_source_tokens` tokens, then further until its chat prompt (template and
+    instruction kept whole) is at most `budget` tokens; InvalidInputError when even an empty one is not."""
+    if max_source_tokens is not None:
+        document = truncate_text(tokenizer, document, max_source_tokens)
+    for attempt in range(4):  # the text around a cut can re-tokenize differently: cut a little more
+        prompt = chat_prompt(tokenizer, document, instruction)
+        over = len(tokenizer.encode(prompt, add_special_tokens=False)) - budget
+        if over <= 0:
+            return document
+        kept = len(tokenizer.encode(document, add_special_tokens=False)) - over - attempt
+        if kept <= 0 and not document:
+            break
+        document = truncate_text(tokenizer, document, max(0, kept)) if kept > 0 else ""
+    raise InvalidInputError(
+        f"the model's context leaves {budget} tokens for the prompt, fewer than its chat template and "
+        "instruction take: lower max_new_tokens / max_target_len, or use a model with a longer context"
+    )
+
+
 def chat_pair_ids(
     tokenizer: Any,
     document: str,
@@ -64,12 +96,27 @@ def chat_pair_ids(
     *,
     max_source_tokens: int | None = None,
     max_target_tokens: int | None = None,
+    max_total_tokens: int | None = None,
 ) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids) of one example; the completion ends with eos.
 
     The document is cut to `max_source_tokens` tokens before it is put in the prompt (the template's own
-    tokens are kept whole), and the summary to `max_target_tokens` tokens including the final eos.
+    tokens are kept whole), and the summary to `max_target_tokens` tokens including the final eos. With
+    `max_total_tokens` (the model's `context_limit`), the document is cut further so that prompt and
+    completion fit.
     """
+    if max_total_tokens is not None:
+        for _ in range(3):
+            pair = chat_pair_ids(
+                tokenizer, document, summary, instruction,
+                max_source_tokens=max_source_tokens, max_target_tokens=max_target_tokens,
+            )  # fmt: skip
+            over = len(pair[0]) + len(pair[1]) - max_total_tokens
+            if over <= 0:
+                return pair
+            budget = len(pair[0]) - over
+            document = fitting_document(tokenizer, document, instruction, budget, max_source_tokens)
+        raise InvalidInputError(f"a chat example does not fit in the model's {max_total_tokens} positions")
     if max_source_tokens is not None:
         document = truncate_text(tokenizer, document, max_source_tokens)
     prompt = chat_prompt(tokenizer, document, instruction)
@@ -110,7 +157,9 @@ def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
     ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) <= max_tokens:
         return text
-    return str(tokenizer.decode(ids[:max_tokens], skip_special_tokens=False))
+    # a cut inside a character's bytes (byte-level BPE) decodes to U+FFFD, which encodes to more tokens than
+    # the cut kept: drop it, so the cut text is never longer than `max_tokens`
+    return str(tokenizer.decode(ids[:max_tokens], skip_special_tokens=False)).rstrip("\ufffd")
 
 
 def instruction_of(model: Any) -> str:

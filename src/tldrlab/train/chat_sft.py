@@ -24,7 +24,7 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.evaluate.generate import generate
 from tldrlab.evaluate.metrics import bertscore, generated_metric_names, rouge_scores
-from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, instruction_of
+from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, context_limit, instruction_of
 from tldrlab.train.config import DataConfig
 
 EVAL_BATCH = 8
@@ -58,8 +58,11 @@ class ChatSFTTask:
         tokenizer: Any,
         data: DataConfig,
         instruction: str,
+        context: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.context = context
+        """The model's positions (`context_limit`): an example is cut to fit them (None: no limit)."""
         self.data = data
         self.instruction = instruction
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -91,6 +94,8 @@ class ChatSFTTask:
             self.instruction,
             max_source_tokens=self.data.max_source_len,
             max_target_tokens=self.data.max_target_len,
+            # a GPT-2-style model of 256 positions failed with an IndexError in its forward otherwise
+            max_total_tokens=self.context,
         )
 
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
@@ -156,4 +161,6 @@ def build_chat_task(
 ) -> ChatSFTTask:
     """The task for a `chat` model family, asking with the instruction the model was built with (kept in its
     config, where `generate` reads it too)."""
-    return ChatSFTTask(train_records, val_records, tokenizer, data, instruction_of(model))
+    return ChatSFTTask(
+        train_records, val_records, tokenizer, data, instruction_of(model), context_limit(model)
+    )
