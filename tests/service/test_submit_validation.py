@@ -174,6 +174,51 @@ def test_the_command_line_refuses_them_with_the_same_message_and_no_run(
     assert open_registry().list() == []
 
 
+def test_a_train_best_metric_the_evaluations_do_not_compute_is_refused_at_submit(
+    client: TestClient, text: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `"train": {"best_metric": "nope"}` was a 202; the run then failed at its first evaluation
+    # ("best_metric 'nope' is not among the evaluation metrics")
+    tiny = {"model": "t5", "tokenizer": {"method": "char", "vocab_size": 100}, "data": {"path": "text.txt"}}
+    response = client.post("/runs/train", json={"config": {**tiny, "train": {"best_metric": "nope"}}})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_config"
+    assert response.json()["errors"] == [
+        {
+            "loc": ["train", "best_metric"],
+            "msg": "nope is not computed by the evaluations of a t5 (seq2seq) training; "
+            "choose one of eval_loss, eval_perplexity",
+        }
+    ]
+    # a generated-summary metric names the settings that generate it
+    rouge = {**tiny, "train": {"best_metric": "eval_rouge1", "best_mode": "max"}}
+    message = _refused(client, "train", rouge)["message"]
+    assert "eval_rouge1 is computed from generated summaries: set data.generate_every above 0" in message
+    bertscore = {**tiny, "data": {"path": "text.txt", "generate_every": 2}}
+    bertscore["train"] = {"best_metric": "eval_bertscore_f1", "best_mode": "max"}
+    assert "set data.bertscore true" in _refused(client, "train", bertscore)["message"]
+    # a causal LM on plain text generates nothing, whatever generate_every says
+    gpt2 = {**tiny, "model": "gpt2", "model_settings": {"size": "tiny"}}
+    gpt2["data"] = {"path": "text.txt", "generate_every": 1}
+    gpt2["train"] = {"best_metric": "eval_rouge1", "best_mode": "max"}
+    assert (
+        "not computed by the evaluations of a gpt2 (causal_lm) training"
+        in _refused(client, "train", gpt2)["message"]
+    )
+    assert open_registry().list() == []
+    # the command line refuses it with the same words, before any run exists
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({**rouge, "data": {"path": str(text)}}))
+    code, _, err = run_captured(["train", "--config", str(config), "--wandb", "disabled", "-q"], capsys)
+    assert code == 2 and "eval_rouge1 is computed from generated summaries" in err and "Traceback" not in err
+    assert open_registry().list() == []
+    # what the settings do compute is accepted: ROUGE with generating evaluations, BERTScore with bertscore
+    rouge["data"] = {"path": "text.txt", "generate_every": 3}
+    assert client.post("/runs", json={"kind": "train", "config": rouge}).status_code == 202
+    bertscore["data"] = {"path": "text.txt", "generate_every": 1, "bertscore": True}
+    assert client.post("/runs/train", json={"config": bertscore}).status_code == 202
+
+
 def test_validating_a_train_config_imports_no_torch() -> None:
     """The API validates (and counts the parameters of) every submitted config in its own process."""
     script = (

@@ -3,7 +3,7 @@ command line's sweeps and `tldrlab elm train` / `tldrlab train` do: a section gi
 defaults, and the kept checkpoint follows the sweep's metric. `POST /runs` used to store the base config
 validated with the parameters merged over whole sections (an ELM `train: {max_steps: 2}` became TrainConfig's
 1000 steps, batch 16, lr 3e-4) and with every default written out (`best_metric: eval_loss` fixed for every
-trial of a sweep on rougeL)."""
+trial of a sweep on eval_rougeL)."""
 
 from __future__ import annotations
 
@@ -65,13 +65,23 @@ def test_an_api_train_sweep_keeps_the_best_checkpoint_on_its_metric(
     sweep = {
         "program": "tldrlab.train",
         "method": "grid",
-        "metric": {"name": "rougeL", "goal": "maximize"},
+        "metric": {"name": "eval_rougeL", "goal": "maximize"},
         "parameters": {"train.lr": {"values": [1e-3]}},
-        "config": {"model": "char_lstm", "data": {"path": "text.txt"}, "train": {"max_steps": 4}},
+        # ROUGE needs generating evaluations of a seq2seq model (a train config refuses a best_metric its
+        # evaluations do not compute)
+        "config": {
+            "model": "t5",
+            "data": {"path": "text.txt", "generate_every": 1},
+            "train": {"max_steps": 4},
+        },
     }
     spec = parse_sweep(_submitted(client, sweep))
     trial = TRIAL_PROGRAMS["train"].config(spec, {"train.lr": 1e-3})
-    assert (trial.train.best_metric, trial.train.best_mode, trial.train.max_steps) == ("rougeL", "max", 4)  # type: ignore[attr-defined]
+    assert (trial.train.best_metric, trial.train.best_mode, trial.train.max_steps) == (
+        "eval_rougeL",
+        "max",
+        4,
+    )  # type: ignore[attr-defined]
     assert trial.data.path == str(text)  # type: ignore[attr-defined]
 
 

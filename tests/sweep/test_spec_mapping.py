@@ -302,7 +302,10 @@ def test_program_configs_take_dotted_overrides(shared_data: Path) -> None:
             "program": "tldrlab.train",
             "metric": {"name": "eval_rouge1", "goal": "maximize"},
             "parameters": {"train.lr": {"values": [0.01]}, "model_settings.d_model": {"values": [32]}},
-            "config": {"model": "t5", "data": {"path": str(shared_data / "debian_descriptions")}},
+            "config": {
+                "model": "t5",
+                "data": {"path": str(shared_data / "debian_descriptions"), "generate_every": 1},
+            },
         }
     )
     check_spec(train)
@@ -318,7 +321,15 @@ def test_program_configs_take_dotted_overrides(shared_data: Path) -> None:
         check_spec(parse_sweep({**train.raw, "config": {**train.config, "model": "t6"}}))
     with pytest.raises(InvalidInputError, match="data not found"):
         check_spec(
-            parse_sweep({**train.raw, "config": {**train.config, "data": {"path": str(shared_data / "no")}}})
+            parse_sweep(
+                {
+                    **train.raw,
+                    "config": {
+                        **train.config,
+                        "data": {**train.config["data"], "path": str(shared_data / "no")},
+                    },
+                }
+            )
         )
 
 

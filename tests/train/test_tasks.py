@@ -9,7 +9,7 @@ import pytest
 
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
-from tldrlab.train.config import DataConfig, TrainJobConfig
+from tldrlab.train.config import DataConfig, TrainJobConfig, computed_metrics
 from tldrlab.train.tasks import CausalLMTask, Seq2SeqTask, build_task, detect_splits
 
 
@@ -144,3 +144,6 @@ def test_generating_evaluations_report_the_metrics_named_occasional(char_tokeniz
     assert set(first) == {"eval_loss", "eval_perplexity"}
     assert set(second) - set(first) == task.occasional_metrics
     assert "eval_bertscore_f1" in second and "eval_rouge1" in second
+    # what a train config accepts as best_metric (checked at submit) is exactly what the evaluations report
+    assert set(computed_metrics("seq2seq", data)) == set(second)
+    assert set(computed_metrics("seq2seq", data.model_copy(update={"generate_every": 0}))) == set(first)

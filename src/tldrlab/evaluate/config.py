@@ -14,6 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf
 
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+"""The ROUGE variants every ROUGE score reports (F1 of each)."""
+
+
+def generated_metric_names(*, bertscore: bool, empty_predictions: bool = True) -> frozenset[str]:
+    """The `eval_*` metrics a training task's generating evaluation adds (`generation_metrics` of the
+    seq2seq and chat tasks): ROUGE, the empty-prediction count (seq2seq only) and, when enabled, BERTScore.
+    Here, beside the configs, so that a config can check its best metric against them without torch."""
+    names = {f"eval_{name}" for name in ROUGE_TYPES}
+    if empty_predictions:
+        names.add("eval_empty_predictions")
+    if bertscore:
+        names |= {"eval_bertscore_precision", "eval_bertscore_recall", "eval_bertscore_f1"}
+    return frozenset(names)
+
+
 _DATASET_ID = re.compile(r"^ds-\d{8}-[0-9a-f]{10}$")
 
 

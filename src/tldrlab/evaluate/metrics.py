@@ -11,8 +11,8 @@ from typing import Any
 
 from tldrlab.data.sentences import split_sentences
 from tldrlab.errors import DependencyMissingError, InvalidInputError
+from tldrlab.evaluate.config import ROUGE_TYPES
 
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 BERTSCORE_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; bert_score only knows layer counts of hub models
 
 
@@ -52,15 +52,6 @@ def rouge_per_sample(
         scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))
         rows.append({name: scores[name].fmeasure for name in ROUGE_TYPES})
     return rows
-
-
-def generated_metric_names(*, bertscore: bool) -> frozenset[str]:
-    """The `eval_*` metrics a training task's generating evaluation adds (`generation_metrics` of the
-    seq2seq and chat tasks): ROUGE, the empty-prediction count and, when enabled, BERTScore."""
-    names = {f"eval_{name}" for name in ROUGE_TYPES} | {"eval_empty_predictions"}
-    if bertscore:
-        names |= {"eval_bertscore_precision", "eval_bertscore_recall", "eval_bertscore_f1"}
-    return frozenset(names)
 
 
 def rouge_scores(preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True) -> dict[str, float]:

@@ -21,9 +21,9 @@ from torch import nn
 
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
-from tldrlab.evaluate.config import GenerateOptions
+from tldrlab.evaluate.config import GenerateOptions, generated_metric_names
 from tldrlab.evaluate.generate import generate
-from tldrlab.evaluate.metrics import bertscore, generated_metric_names, rouge_scores
+from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, context_limit, instruction_of
 from tldrlab.train.config import DataConfig
 
@@ -79,7 +79,9 @@ class ChatSFTTask:
         self.evaluations = 0
         """Evaluations so far (the loop restores it on resume): every `generate_every`-th one generates."""
         self.occasional_metrics = (
-            generated_metric_names(bertscore=data.bertscore) if data.generate_every > 1 else frozenset()
+            generated_metric_names(bertscore=data.bertscore, empty_predictions=False)
+            if data.generate_every > 1
+            else frozenset()
         )
         """Metrics only the generating evaluations have: a best_metric among them is not missing from the
         others."""

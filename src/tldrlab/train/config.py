@@ -17,7 +17,7 @@ from pydantic import (
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.splits import detect_splits
-from tldrlab.evaluate.config import FinalEvalConfig
+from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
 from tldrlab.targets import load_target
@@ -211,6 +211,21 @@ class TokenizerChoice(BaseModel):
         return vocab_size if info.data.get("path") else fitting_vocabulary(vocab_size, info)
 
 
+LOSS_METRICS = ("eval_loss", "eval_perplexity")
+"""What every evaluation of a training task computes (`evaluate` of the seq2seq, causal-LM and chat tasks)."""
+
+
+def computed_metrics(task: str, data: DataConfig) -> tuple[str, ...]:
+    """The metrics the evaluations of a training of task `task` (a model family's: seq2seq, causal_lm, chat)
+    compute with these data settings: the loss metrics always; seq2seq and chat add the generated-summary
+    metrics (ROUGE, seq2seq's empty-prediction count, BERTScore with `bertscore`) at every
+    `generate_every`-th evaluation; a causal LM on plain text generates nothing."""
+    if task == "causal_lm" or data.generate_every == 0:
+        return LOSS_METRICS
+    generated = generated_metric_names(bertscore=data.bertscore, empty_predictions=task == "seq2seq")
+    return (*LOSS_METRICS, *sorted(generated))
+
+
 MODEL_FAMILIES = "tldrlab.models.registry:MODELS"
 """The model families a training builds. Named, not imported: the registry sits in a layer above the configs
 (it holds the builders); importing it loads no torch, so validating against it stays cheap."""
@@ -267,6 +282,32 @@ class TrainJobConfig(BaseModel):
             count = family.parameter_count(settings, self.tokenizer.vocab_size)
             within_budget(count, loc=("model_settings",), title=type(self).__name__)
         return self
+
+    @model_validator(mode="after")
+    def _best_metric_is_computed(self) -> TrainJobConfig:
+        """`train.best_metric` is a metric the evaluations compute (`computed_metrics`). Otherwise the run
+        was accepted (202 over the API), trained up to its first evaluation and failed there ('not among the
+        evaluation metrics')."""
+        family = load_target(MODEL_FAMILIES).get(self.model)
+        if family is None:  # refused by _model_fits, naming the model
+            return self
+        metric, computed = self.train.best_metric, computed_metrics(family.task, self.data)
+        if metric in computed:
+            return self
+        choices = f"choose one of {', '.join(computed)}"
+        if family.task == "seq2seq" or (family.task == "chat" and metric != "eval_empty_predictions"):
+            # a metric of generated summaries the settings do not generate: name the settings that would
+            needs = [] if self.data.generate_every else ["data.generate_every above 0"]
+            if metric.startswith("eval_bertscore_") and not self.data.bertscore:
+                needs.append("data.bertscore true")
+            if metric in generated_metric_names(bertscore=True) and needs:
+                message = (
+                    f"{metric} is computed from generated summaries: set {' and '.join(needs)}, or {choices}"
+                )
+                raise field_error(type(self).__name__, ("train", "best_metric"), message)
+        message = f"{metric} is not computed by the evaluations of a {self.model} ({family.task}) training"
+        message = f"{message}; {choices}"
+        raise field_error(type(self).__name__, ("train", "best_metric"), message)
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:

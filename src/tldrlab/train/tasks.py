@@ -26,9 +26,9 @@ from tldrlab.data import splits
 from tldrlab.data.readers import detect_format, input_files, read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
-from tldrlab.evaluate.config import GenerateOptions
+from tldrlab.evaluate.config import GenerateOptions, generated_metric_names
 from tldrlab.evaluate.generate import generate
-from tldrlab.evaluate.metrics import bertscore, empty_count, generated_metric_names, rouge_scores
+from tldrlab.evaluate.metrics import bertscore, empty_count, rouge_scores
 from tldrlab.train.chat_sft import build_chat_task
 from tldrlab.train.config import DataConfig, TrainJobConfig
 
