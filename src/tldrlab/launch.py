@@ -329,6 +329,9 @@ def launch_run(
         if get_kind(record.kind).name != spec.name:
             raise InvalidInputError(f"run {record.id} is of kind {record.kind}, not {spec.name}")
         config = resume_config(record, spec, changes)
+        # the inputs may have gone since the run stopped: refused here the run stays resumable, where the
+        # job found them missing and the waiting run became a failed one
+        preflight(spec.name, config)
     else:
         spec, config = prepare_run(kind, changes)
         record = create_run(

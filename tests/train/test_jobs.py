@@ -226,3 +226,49 @@ def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(
     ]
     assert steps == sorted(set(steps)) and steps[-1] == 150
     assert "resumed from checkpoint" in (Path(record.run_dir) / "log.jsonl").read_text()
+
+
+def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
+    shakespeare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--resume` after the data file was edited trained on the new text from the checkpointed position
+    # (not the run it continued); after it was removed, the waiting run became a failed one
+    from tldrlab.errors import RunPreemptedError
+    from tldrlab.runs import preempt
+    from tldrlab.runs.run import execute_run
+    from tldrlab.train.jobs import TRAIN
+    from tldrlab.train.loop import TrainHooks, TrainState
+    from tldrlab.train.recipe import run_recipe
+
+    class PreemptAt2(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 2:
+                preempt.request_stop()
+
+    job = parse_job_config(
+        {
+            "model": "char_lstm",
+            "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
+            "data": {"path": str(shakespeare), "block_size": 16},
+            "tokenizer": {"method": "char", "vocab_size": 80},
+            "train": {"max_steps": 4, "batch_size": 4, "eval_every": 0, "progress": False, "plot": False},
+            "wandb": "disabled",
+            "final_eval": {"enabled": False},
+        }
+    )
+    try:
+        with pytest.raises(RunPreemptedError), start_run("train", job) as run:
+            run_recipe(run, TRAIN, job, extra_hooks=(PreemptAt2(),))
+    finally:
+        preempt.reset()
+    original = shakespeare.read_text()
+    shakespeare.unlink()
+    code, _, err = run_captured(["train", "--resume", run.id], capsys)
+    assert code == 2 and "data not found" in err
+    assert open_registry().get(run.id).status == RunStatus.QUEUED  # still the preempted run, waiting
+    shakespeare.write_text(original[: len(original) // 2])
+    code, _, err = run_captured(["train", "--resume", run.id], capsys)
+    assert code == 4 and "the data changed since run" in err and str(shakespeare) in err
+    shakespeare.write_text(original)
+    with execute_run(run.id) as resumed:
+        assert run_training(resumed, job).steps == 4
