@@ -13,7 +13,7 @@ submit and the CLI alike, e.g. to record the data splits it found), `follower` (
 distributed launch run, `(config) -> None`), `resume_fields` (dotted config fields that may change when a run
 is resumed; None: the kind does not resume), `aliases` (old names still found in the registry) and
 `trial_execute` (what a run of the kind executes when a sweep created it as a trial: the same recipe plus
-the study's pruning, `tldrlab.sweep.trials`), and for front ends `inputs`, `check` and `report`.
+the study's pruning, `tldrlab.sweep.trial_jobs`), and for front ends `inputs`, `check` and `report`.
 
 To add a kind: write its config class (docstring under every field, bounds, `extra="forbid"`,
 `allow_inf_nan=False` so no float field takes inf or nan, a value no class describes typed
@@ -117,7 +117,7 @@ _ENTRIES = (
         prepare="tldrlab.train.config:record_splits",
         follower="tldrlab.train.jobs:train_follower",
         resume_fields=("train.progress",),
-        trial_execute="tldrlab.sweep.trials:train_trial_job",
+        trial_execute="tldrlab.sweep.trial_jobs:train_trial_job",
         inputs=("data.path", "tokenizer.path"),
         check="tldrlab.train.jobs:check_train",
         report="tldrlab.train.recipe:training_report",
@@ -344,7 +344,7 @@ _ENTRIES = (
     RunKind(
         "trial",
         TrialConfig,
-        "tldrlab.sweep.trials:trial_job",
+        "tldrlab.sweep.trial_jobs:trial_job",
         "One trial of a command-line or experiment sweep (started by its sweep).",
         submittable=False,
     ),

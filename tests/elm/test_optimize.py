@@ -8,7 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tldrlab.elm.optimize import SEARCH_SPACE, optimize_elm, sweep_mapping
+from tldrlab.elm.optimize import optimize_elm
+from tldrlab.elm.search import SEARCH_SPACE, sweep_mapping
 from tldrlab.elm.train import ElmTrainConfig
 from tldrlab.errors import ConfigError, ConflictError, NotFoundError
 from tldrlab.runs import open_registry

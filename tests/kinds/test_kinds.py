@@ -54,13 +54,26 @@ def test_every_kind_is_registered_with_its_whole_contract() -> None:
             assert path.split(".")[0] in fields, (name, path)
 
 
-def test_configs_and_the_launch_path_import_no_torch() -> None:
-    code = (
-        "import sys, tldrlab.kinds, tldrlab.launch, tldrlab.service.routes.runs as r\n"
-        "[k.config.model_json_schema() for k in tldrlab.kinds.KINDS.values()]\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'optuna', 'faiss') if m in sys.modules)\n"
-        "print(heavy)\n"
-    )
+NO_TORCH_PROCESSES = {
+    "configs and the launch path": (
+        "import tldrlab.kinds, tldrlab.launch, tldrlab.service.routes.runs as r\n"
+        "[k.config.model_json_schema() for k in tldrlab.kinds.KINDS.values()]\n",
+        ("torch", "transformers", "optuna", "faiss"),
+    ),
+    # every `tldrlab sweep` process and sweep worker imports the sweep service; it only coordinates (optuna),
+    # and torch took 2+ CPU-s to load there (through elm.optimize, elm.prepare and the trial runs' recipes)
+    "the sweep service and the trial registry": (
+        "import tldrlab.service.sweeps, tldrlab.sweep.trials, tldrlab.elm.search, tldrlab.elm.prepare\n",
+        ("torch", "transformers", "faiss", "sentence_transformers"),
+    ),
+}
+"""What a process that does no training imports, and the heavy libraries it must not load."""
+
+
+@pytest.mark.parametrize("what", sorted(NO_TORCH_PROCESSES))
+def test_processes_that_do_not_train_import_no_torch(what: str) -> None:
+    code, heavy = NO_TORCH_PROCESSES[what]
+    code = f"import sys\n{code}print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )

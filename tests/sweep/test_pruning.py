@@ -6,7 +6,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tldrlab.sweep.pruning import Reporter, pruning_hooks
+from tldrlab.sweep.pruning import pruning_hooks
+from tldrlab.sweep.reporter import Reporter
 from tldrlab.train.loop import TrainState
 
 

@@ -14,7 +14,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
-from tldrlab.elm.optimize import sweep_mapping
+from tldrlab.elm.search import sweep_mapping
 from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
 from tldrlab.sweep.spec import parse_sweep

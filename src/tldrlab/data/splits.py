@@ -1,6 +1,7 @@
 """How training and evaluation split data, in one place so that a run is evaluated on what it held out.
 
 - `detect_splits`: the configured splits, else (train, dev) when a data-set directory has files of both;
+- `training_files`: the files of the training split (what a tokenizer is trained on);
 - `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
 - `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out.
 """
@@ -12,6 +13,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
+
+from tldrlab.data.readers import detect_format, input_files
 
 T = TypeVar("T")
 
@@ -32,6 +35,14 @@ def detect_splits(
     has_train = any(tokens & TRAIN_NAMES for tokens in names)
     has_dev = any(tokens & DEV_NAMES for tokens in names)
     return ("train", "dev") if has_train and has_dev else (None, None)
+
+
+def training_files(
+    path: str | Path, format: str | None = None, train_split: str | None = None, val_split: str | None = None
+) -> list[Path]:
+    """The files of the training split (what a tokenizer is trained on, so validation text stays unseen)."""
+    train, _ = detect_splits(path, train_split, val_split)
+    return list(input_files(Path(path), format or detect_format(path), train))
 
 
 def holdout_size(total: int, fraction: float) -> int:

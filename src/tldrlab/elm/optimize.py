@@ -2,13 +2,14 @@
 
     summary = optimize_elm(ElmTrainConfig(data="data/elm"), trials=20, jobs=2)
 
-The search space is written as a W&B sweep (SEARCH_SPACE, program `tldrlab.elm`, the base config as its
-`config`: `elm_sweep_config`) and runs as the `elm_optimize` run kind on the Sweeps engine itself: its parser,
-study storage (SQLite under the home by default, PostgreSQL by URL), TPE sampler, median pruner (warm-up: no
-pruning before `warmup` evaluations), and trials as queued `elm_train` runs of the worker system
-(`elm_trial_job`: evaluations feed the pruner; the objective is the best
-`bertscore_composite` of the trial). Running the same command again resumes the study: finished trials are
-kept, interrupted trial runs resume from their checkpoints. `jobs` > 1 runs that many worker processes.
+The search space is written as a W&B sweep (`tldrlab.elm.search`: SEARCH_SPACE, program `tldrlab.elm`, the
+base config as its `config`: `elm_sweep_config`; torch-free, as the sweep service imports it) and runs as
+the `elm_optimize` run kind on the Sweeps engine itself: its parser, study storage (SQLite under the home by
+default, PostgreSQL by URL), TPE sampler, median pruner (warm-up: no pruning before `warmup` evaluations), and
+trials as queued `elm_train` runs of the worker system (`elm_trial_job`: evaluations feed the pruner; the
+objective is the best `bertscore_composite` of the trial). Running the same command again resumes the study:
+finished trials are kept, interrupted trial runs resume from their checkpoints. `jobs` > 1 runs that many
+worker processes.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import optuna
 
 from tldrlab.elm.config import ElmOptimizeConfig, ElmTrainConfig
 from tldrlab.elm.prepare import load_split
-from tldrlab.elm.search import BASE_ATTR as BASE_ATTR
-from tldrlab.elm.search import OBJECTIVE as OBJECTIVE
-from tldrlab.elm.search import SEARCH_SPACE as SEARCH_SPACE
-from tldrlab.elm.search import elm_sweep_config as elm_sweep_config
-from tldrlab.elm.search import sweep_mapping as sweep_mapping
+from tldrlab.elm.search import OBJECTIVE
 from tldrlab.elm.train import run_elm_training
 from tldrlab.errors import InvalidInputError
 from tldrlab.launch import launch_run
 from tldrlab.runs import Run
-from tldrlab.sweep.pruning import Reporter
+from tldrlab.sweep.reporter import Reporter
 from tldrlab.sweep.spec import apply_overrides
 from tldrlab.sweep.trials import settle_trial, trial_config_of, trial_link
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState

@@ -21,17 +21,17 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tldrlab.data.readers import read_records
+from tldrlab.data.splits import detect_splits
 from tldrlab.elm.config import DEFAULT_TEMPLATE
 from tldrlab.embed import get_embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
-from tldrlab.train.config import DataConfig
-from tldrlab.train.tasks import detect_splits
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the sweep service imports load_split, and
+    import torch  # a process that only coordinates a search must not pay seconds of CPU to load it
 
 SPLITS = ("train", "val", "test")
 SYNTHESIS_DIR = "synthesis"
@@ -179,6 +179,8 @@ def filter_task(
             }
             for r in kept
         ]
+        import torch
+
         rows = torch.tensor(old_rows, dtype=torch.long)
         embeddings = source.embeddings.index_select(0, rows) if old_rows else source.embeddings[:0]
         write_split(out_dir, split, records, embeddings)
@@ -198,7 +200,7 @@ def _split_records(
     """train / val / test SummaryRecords: the data's own train and dev splits (dev halved into val and test),
     else seeded fractions of all records."""
 
-    train_split, dev_split = detect_splits(DataConfig(path=str(path), format=fmt))
+    train_split, dev_split = detect_splits(path)
     rng = random.Random(seed)
     if train_split and dev_split:
         train = read_records(path, fmt, split=train_split, limit=limit)
@@ -291,6 +293,7 @@ def prepare_dataset(
 def _encode(model: Any, texts: list[str], desc: str, progress: bool) -> torch.Tensor:
     """Embeddings in chunks, with a progress bar (MiniLM does a few hundred documents a second on a CPU)."""
     import numpy as np
+    import torch
     from tqdm.auto import tqdm
 
     chunk = 256

@@ -16,8 +16,8 @@ from typing import Any
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.elm.config import ElmOptimizeConfig
-from tldrlab.elm.optimize import BASE_ATTR, elm_sweep_config
 from tldrlab.elm.prepare import load_split
+from tldrlab.elm.search import BASE_ATTR, elm_sweep_config
 from tldrlab.runs import Run
 from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_worker, run_worker
 from tldrlab.sweep.config import SweepConfig

@@ -1,35 +1,14 @@
-"""Reporting a trial's evaluations to its study, and pruning: what a trial run adds to its program's loop.
+"""Pruning in the training loop: what a trial run adds to its program's loop.
 
-`Reporter(trial, metric)` sends each value to Optuna (through the study's storage, so it works in whatever
-process the trial run executes) and raises optuna.TrialPruned when the study's pruner says so;
-`pruning_hooks` wires it into the training loop's evaluations.
+`pruning_hooks` wires a `Reporter` (`tldrlab.sweep.reporter`) into the training loop's evaluations.
 """
 
 from __future__ import annotations
 
 import math
 
-import optuna
-
+from tldrlab.sweep.reporter import Reporter
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
-
-
-class Reporter:
-    """Reports intermediate values to Optuna and raises TrialPruned when the pruner says so."""
-
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
-        self.trial = trial
-        self.metric = metric
-        self.last: float | None = None
-        self.iterations = 0
-
-    def report(self, value: float, iteration: int, *, final: bool = False) -> None:
-        """Report one evaluation; `final` (the last one of a training) is never pruned: nothing to save."""
-        self.last = float(value)
-        self.iterations = max(self.iterations, iteration)
-        self.trial.report(self.last, iteration)
-        if not final and self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at iteration {iteration}: {self.metric}={self.last:.4g}")
 
 
 class PruningHooks(TrainHooks):

@@ -6,7 +6,8 @@
 before any trial starts. The sweep (`tldrlab.sweep.runner`) asks Optuna for a trial, creates its run (tags
 `study` and `trial`, parent the sweep run) and hands it to the worker system.
 
-A run tagged as a trial executes as one (`RunKind.trial_execute`): `trial_link` finds its study trial
+A run tagged as a trial executes as one (`RunKind.trial_execute`, in `tldrlab.sweep.trial_jobs`, apart
+from this registry so that a sweep's coordinating process loads no torch): `trial_link` finds its study trial
 through the study's storage, the program's recipe runs with pruning hooks (`tldrlab.sweep.pruning`: each
 evaluation is reported at iteration ceil(step / eval_every); a pruned trial ends after that evaluation),
 and the outcome goes into the run's summary (`sweep_value`, or `pruned`), which the sweep tells Optuna. A
@@ -28,23 +29,19 @@ import optuna
 from pydantic import BaseModel
 
 from tldrlab.config import get_settings
+from tldrlab.data.splits import training_files
 from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, listed_problems
-from tldrlab.experiments.dendrite_experiment import ARMS, train_arm
+from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
 from tldrlab.launch import preflight
 from tldrlab.runs.run import Run
-from tldrlab.sweep.command import build_command, run_command
 from tldrlab.sweep.config import TrialConfig
 from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner
-from tldrlab.sweep.pruning import Reporter, pruning_hooks
+from tldrlab.sweep.reporter import Reporter
 from tldrlab.sweep.spec import SweepSpec, apply_overrides, parse_sweep
 from tldrlab.sweep.storage import RUN_ATTR, SPEC_ATTR, mark_worker, open_storage, resolve_storage_url
 from tldrlab.targets import load_target
 from tldrlab.tokenizers import train_tokenizer
-from tldrlab.train.config import TrainJobConfig
-from tldrlab.train.jobs import TRAIN
-from tldrlab.train.recipe import run_recipe
-from tldrlab.train.tasks import training_files
 
 
 def trial_config_of(kind: str, raw: dict[str, Any], what: str) -> Any:
@@ -83,7 +80,7 @@ def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
         return None
     out = get_settings().ensure_home() / "sweeps" / study_name / "tokenizer"
     if not (out / "tokenizer.json").is_file():
-        files = training_files(job.data)
+        files = training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split)
         train_tokenizer(job.tokenizer.method, files, job.tokenizer.vocab_size, out, seed=job.train.seed)
     spec.config = apply_overrides(spec.config, {"tokenizer.path": str(out)})
     spec.raw = {**spec.raw, "config": spec.config}
@@ -107,12 +104,8 @@ def check_experiment(spec: SweepSpec, params: dict[str, Any]) -> None:
     config, arm, _ = experiment_config(spec, params)
     if not Path(config.data).exists():
         raise InvalidInputError(f"config.data: not found: {config.data}")
-    if arm not in ARMS:
-        raise ConfigError(f"parameters.arm: unknown arm {arm!r}; allowed: {', '.join(ARMS)}")
-
-
-def _tags_of(run: Run) -> dict[str, Any]:
-    return {f"sweep_{k}": v for k, v in run.record.tags.items()}
+    if arm not in EXPERIMENT_ARMS:
+        raise ConfigError(f"parameters.arm: unknown arm {arm!r}; allowed: {', '.join(EXPERIMENT_ARMS)}")
 
 
 # -- a trial run: its study, its trial, its pruner -------------------------------------------------------
@@ -157,69 +150,6 @@ def settle_trial(
         raise InvalidInputError(f"metric.name {link.spec.metric!r} was never reported by the trial")
     run.set_summary(sweep_value=value)
     return {"state": "COMPLETE", "value": value}
-
-
-# -- trial runs of tldrlab programs: the program's recipe plus pruning hooks -------------------------------
-def train_trial_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
-    """A `train` run that is a sweep trial: the train recipe, its evaluations fed to the pruner; the value
-    is the metric's last reported value."""
-    link = trial_link(run)
-    hooks = pruning_hooks(link.reporter, job.train.eval_every, job.train.max_steps)
-    pruned: optuna.TrialPruned | None = None
-    try:
-        run_recipe(
-            run,
-            TRAIN,
-            job,
-            extra_hooks=[hooks],
-            clean_exits=(optuna.TrialPruned,),
-            wandb_group=str(run.record.tags["study"]),
-            wandb_config=_tags_of(run),
-        )
-    except optuna.TrialPruned as exc:
-        pruned = exc
-    return settle_trial(run, link, link.reporter.last, pruned)
-
-
-# -- trial runs of other programs: kind `trial` ------------------------------------------------------------
-def trial_job(run: Run, config: TrialConfig) -> dict[str, Any]:
-    """A run of kind `trial`: a command line (its JSON metric lines feed the pruner) or an experiment arm."""
-    link = trial_link(run)
-    spec = parse_sweep(config.sweep, source=config.source)
-    pruned: optuna.TrialPruned | None = None
-    value: float | None = None
-    if config.program == "command":
-        argv = build_command(spec, config.params, run.dir)
-        try:
-            run_command(
-                argv,
-                run,
-                link.reporter,
-                study_name=str(run.record.tags["study"]),
-                trial_number=link.trial.number,
-            )
-            value = link.reporter.last
-            if value is None:
-                raise InvalidInputError(
-                    f"the program reported no {spec.metric!r}: print JSON lines such as "
-                    f'{{"{spec.metric}": 0.5}} (see docs/sweeps.md)'
-                )
-            run.set_summary(**{spec.metric: value, "iterations": link.reporter.iterations})
-        except optuna.TrialPruned as exc:
-            pruned = exc
-    else:
-        experiment, arm, seed = experiment_config(spec, config.params)
-        row = train_arm(experiment, arm, seed)
-        numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        run.log_metrics(int(row.get("steps") or 0), **numbers)
-        run.set_summary(**numbers, experiment_arm_run=row.get("run_id"))
-        if spec.metric not in numbers:
-            raise InvalidInputError(
-                f"metric.name {spec.metric!r} is not in the arm's results; have: {sorted(numbers)}"
-            )
-        value = float(numbers[spec.metric])
-        link.reporter.report(value, 1, final=True)
-    return settle_trial(run, link, value, pruned)
 
 
 # -- the programs ------------------------------------------------------------------------------------------

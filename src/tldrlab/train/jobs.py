@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tldrlab.data.readers import detect_format, input_files, split_files
+from tldrlab.data.splits import training_files
 from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, validation_problems
 from tldrlab.evaluate.launchers import evaluate_after_training
@@ -33,7 +34,7 @@ from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.config import DataConfig, TrainJobConfig
 from tldrlab.train.loop import TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe, run_recipe_follower
-from tldrlab.train.tasks import build_task, training_files
+from tldrlab.train.tasks import build_task
 
 MODEL_SUBDIR = "model"
 TOKENIZER_SUBDIR = "tokenizer"
@@ -70,7 +71,7 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
     return tokenizer_once(
         run.dir / TOKENIZER_SUBDIR,
         job.tokenizer.method,
-        lambda: training_files(job.data),
+        lambda: training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split),
         job.tokenizer.vocab_size,
         seed=job.train.seed,
         on_train=starting,

@@ -16,14 +16,13 @@ part `tldrlab eval` uses) and returns the task for the model's kind.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from tldrlab.data import splits
-from tldrlab.data.readers import detect_format, input_files, read_records
+from tldrlab.data.readers import read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions, generated_metric_names
@@ -218,14 +217,6 @@ def detect_splits(data: DataConfig) -> tuple[str | None, str | None]:
 
 def read_split_records(data: DataConfig, split: str | None, *, limit: int | None) -> list[SummaryRecord]:
     return read_records(data.path, data.format, split=split, limit=limit)
-
-
-def training_files(data: DataConfig) -> list[Path]:
-    """The files of the training split (what a tokenizer is trained on, so validation text stays unseen)."""
-
-    train_split, _ = detect_splits(data)
-    fmt = data.format or detect_format(data.path)
-    return list(input_files(Path(data.path), fmt, train_split))
 
 
 def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind: str) -> Any:
