@@ -96,3 +96,66 @@ def test_the_data_is_synced_before_the_rename_and_the_directory_after(
     renamed = calls.index(("replace", target))
     assert [kind for kind, _ in calls[:renamed]] == ["fsync"]  # the temp file's bytes, before the rename
     assert calls[renamed + 1 :] == [("fsync", tmp_path.resolve())]  # then the rename itself
+
+
+def test_a_real_runs_files_take_the_umask_like_a_plain_open(tldrlab_home: Path, shared_data: Path) -> None:
+    # atomically written files (manifest, evaluation files, PNG curves) came from mkstemp and safetensors
+    # weights from safetensors' own writer: 0600 whatever the umask, while logs / metrics were 0644 and
+    # directories 0755, so in a home shared by an API and workers running as different users the API could
+    # read a run's log but not its manifest or model
+    lines = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:200]
+    text = tldrlab_home.parent / "text.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = {
+        "model": "char_lstm",
+        "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
+        "data": {"path": str(text), "block_size": 32, "val_fraction": 0.1, "max_val_examples": 4},
+        "tokenizer": {"method": "char", "vocab_size": 100},
+        "train": {"max_steps": 2, "batch_size": 2, "eval_every": 1, "checkpoint_every": 1, "progress": False},
+        "final_eval": {"max_samples": 2, "bertscore": False, "max_new_tokens": 4},
+        "wandb": "disabled",
+    }
+    (tldrlab_home.parent / "train.json").write_text(json.dumps(config))
+    command = [sys.executable, "-m", "tldrlab", "train", "--config", str(tldrlab_home.parent / "train.json")]
+    # a group-shared home: group may read, others nothing (not the usual 022, so that no default passes)
+    done = subprocess.run(
+        [*command, "-q"], capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0o027)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tldrlab_home / "runs").glob("train-*")  # beside its tokenizer and evaluation runs
+    names = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")}
+    for wanted in ("manifest.json", "model/model.safetensors", "metrics.jsonl", "checkpoints/best"):
+        assert wanted in names, sorted(names)
+    assert any(name.endswith(".png") for name in names), sorted(names)
+    # every file and directory of the home (all three runs, the registry) as open() / mkdir would make it
+    everything = [tldrlab_home, *tldrlab_home.rglob("*")]
+    wrong = {
+        p.relative_to(tldrlab_home).as_posix(): oct(p.stat().st_mode & 0o777)
+        for p in everything
+        if p.stat().st_mode & 0o777 != (0o750 if p.is_dir() else 0o640)
+    }
+    assert wrong == {}, wrong
+
+
+def test_atomic_writes_and_honour_umask_follow_the_current_umask(tmp_path: Path) -> None:
+    from tldrlab.runs.atomic import current_umask, honour_umask
+
+    previous = os.umask(0o002)
+    try:
+        assert current_umask() == 0o002 and os.umask(0o002) == 0o002  # read without changing it
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o664
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "a.txt", "y")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o600
+        os.umask(0o022)
+        folder = tmp_path / "d"
+        (folder / "sub").mkdir(parents=True)
+        os.chmod(folder / "sub", 0o700)
+        (folder / "sub" / "w.bin").write_bytes(b"")
+        os.chmod(folder / "sub" / "w.bin", 0o600)
+        honour_umask(folder)
+        assert (folder / "sub").stat().st_mode & 0o777 == 0o755
+        assert (folder / "sub" / "w.bin").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(previous)

@@ -34,7 +34,7 @@ from tldrlab.models import build_model, load_model, model_task
 from tldrlab.models.causal_lm import LoraSettings, apply_lora
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import open_registry
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, honour_umask
 
 CONFIG_FILE = "elm_config.json"
 ADAPTER_FILE = "adapter.safetensors"
@@ -315,6 +315,7 @@ def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any)
         model.lm.save_pretrained(str(out / LM_SUBDIR), safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(str(out / LM_SUBDIR))
     save_file(_adapter_state(model), str(out / ADAPTER_FILE))
+    honour_umask(out)  # safetensors (ours and transformers') writes its weights 0600
     atomic_write_json(
         out / CONFIG_FILE,
         {"model": config.model_dump(mode="json"), "lm_saved": not external, **extra},

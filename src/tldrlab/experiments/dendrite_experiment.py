@@ -40,7 +40,7 @@ from tldrlab.experiments.dendrites import (
 from tldrlab.experiments.results import evaluate_summaries, write_results
 from tldrlab.models.t5 import T5ModelConfig, build
 from tldrlab.runs import Run, start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, honour_umask, sha256_file
 from tldrlab.runs.run import git_commit
 from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -337,6 +337,7 @@ def save_final(
     if config_obj is not None:
         atomic_write_text(final / "config.json", config_obj.to_json_string())
     tokenizer.save_pretrained(str(final / "tokenizer"))
+    honour_umask(final)  # safetensors writes 0600
     # 2. PAI tracker state and settings (the PAI arm only)
     pai_globals: dict[str, Any] | None = None
     if isinstance(built.hooks, DendriteHooks):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.runs.atomic import honour_umask
 from tldrlab.train.loop import epoch_batches
 
 HALF = (torch.float16, torch.bfloat16)
@@ -163,6 +164,7 @@ class TeacherCache:
             str(path),
             metadata={"top_k": str(self.top_k), "seconds": f"{self.seconds:.3f}"},
         )
+        honour_umask(path)  # safetensors writes 0600
 
 
 def examples_seen(n_items: int, batch_size: int, steps: int, seed: int) -> list[int]:

@@ -47,7 +47,7 @@ from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.config import LMCompressionSpec
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_pair_ids
 from tldrlab.models.layers import decoder_layers, evenly_spaced
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, honour_umask
 
 PLAN_FILE = "compression.json"
 """What an exported compressed model records about how it was cut."""
@@ -478,4 +478,5 @@ def export_compressed(model: Any, tokenizer: Any, plan: CompressionPlan, out_dir
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out))
     atomic_write_json(out / PLAN_FILE, plan.to_json())
+    honour_umask(out)  # safetensors (transformers') writes its weights 0600
     return out

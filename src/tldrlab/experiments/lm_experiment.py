@@ -70,7 +70,7 @@ from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenize
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, RunRecord, RunStatus, execute_run, start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, honour_umask
 from tldrlab.train.chat_sft import ChatSFTTask
 from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import TrainHooks, TrainResult
@@ -524,6 +524,7 @@ def export_compressed_baseline(model: Any, tokenizer: Any, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     export_model(model, out)
     tokenizer.save_pretrained(str(out))
+    honour_umask(out)  # safetensors (transformers') writes its weights 0600
 
 
 def _save_pai_model(model: Any, tokenizer: Any, out: Path, setup: ArmSetup, row: dict[str, Any]) -> None:
@@ -533,6 +534,7 @@ def _save_pai_model(model: Any, tokenizer: Any, out: Path, setup: ArmSetup, row:
 
     out.mkdir(parents=True, exist_ok=True)
     save_model(model, str(out / "model.safetensors"))
+    honour_umask(out / "model.safetensors")  # safetensors writes 0600
     atomic_write_text(out / "config.json", model.config.to_json_string())
     tokenizer.save_pretrained(str(out))
     atomic_write_json(

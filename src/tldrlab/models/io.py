@@ -25,7 +25,7 @@ from tldrlab.models.char_lstm import CharLSTM
 from tldrlab.models.char_lstm_config import CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, honour_umask
 from tldrlab.tokenizers.load import load_tokenizer
 
 MODEL_MANIFEST = "tldrlab_model.json"
@@ -56,6 +56,7 @@ def save_model(
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         atomic_write_json(tmp / MODEL_MANIFEST, {"name": name, "task": spec.task, **extra})
+        honour_umask(tmp)  # safetensors (ours and transformers') writes its weights 0600
         _swap_in(tmp, out)
     finally:
         if tmp.exists():

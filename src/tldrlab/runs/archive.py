@@ -40,7 +40,7 @@ from typing import IO, Any
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Report
-from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.atomic import atomic_write_json, current_umask
 from tldrlab.runs.filestore import CHUNK, DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
 from tldrlab.runs.ownership import LOCK_FILE
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
@@ -383,7 +383,8 @@ def _place(archive: Path, index: dict[str, Any], target: Path) -> None:
         _extract_verified(archive, index, staging)
         if target.exists():
             raise ConflictError(f"{target.name} already exists in the runs directory")
-        os.chmod(staging, 0o755)
+        # mkdtemp made it 0700; what is inside keeps the modes the archive recorded
+        os.chmod(staging, 0o777 & ~current_umask())
         os.replace(staging, target)
     finally:
         if staging.exists():

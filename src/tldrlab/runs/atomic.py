@@ -10,11 +10,48 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import InvalidInputError
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it: from /proc/self/status (Linux 4.7+), else by the
+    set-and-restore `os.umask` offers, under a lock and through 0o077, so a file another thread creates in
+    that instant is made more private, never more open."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def honour_umask(path: Path | str) -> None:
+    """Give `path` (and, for a directory, everything under it) the mode a plain `open()` / `mkdir` would
+    have given it: 0666 / 0777 less the umask. Temporary files (`tempfile.mkstemp`, and safetensors'
+    writer) are created 0600 and temporary directories (`mkdtemp`) 0700, and a rename keeps that mode: a
+    home shared by an API and workers running as different users (group-readable with umask 002 / 022)
+    then had files only their writer could read."""
+    mask = current_umask()
+    path = Path(path)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o777 & ~mask)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -30,6 +67,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         raise InvalidInputError(message) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600 and the rename keeps it: give the file the mode a plain open() would have
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

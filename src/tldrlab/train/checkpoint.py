@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tldrlab.errors import CheckpointError
-from tldrlab.runs.atomic import sha256_file
+from tldrlab.runs.atomic import honour_umask, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def save_checkpoint(
         index = {"step": step, "created_at": time.time(), "files": files}
         (tmp / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
         _fsync(tmp / INDEX)
+        honour_umask(tmp)  # safetensors writes model.safetensors 0600
         if final.exists():  # re-saving the same step (e.g. a final checkpoint after a periodic one)
             shutil.rmtree(final)
         os.replace(tmp, final)
