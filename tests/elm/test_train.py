@@ -224,3 +224,23 @@ def test_the_loops_own_length_and_interval_are_honoured(
     assert json.loads(capsys.readouterr().out)["steps"] == 3
     (record,) = open_registry().list(kind="elm_train")
     assert (record.config["max_steps"], record.config["eval_interval"]) == (3, 3)
+
+
+def test_resume_refuses_a_data_directory_prepared_again_meanwhile(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `elm prepare --out` the same directory rewrites it: the resumed run trained on the new data silently
+    import shutil
+
+    data = tmp_path / "elm"
+    shutil.copytree(elm_data, data)
+    config = tiny_config(data, elm_tokenizer, max_steps=6, checkpoint_every=3)
+    record = create_run("elm_train", config)
+    with pytest.raises(RunPreemptedError), execute_run(record.id) as run:
+        run_elm_training(run, config, hooks=StopAfter(3))
+    preempt.reset()
+    train_file = data / "synthesis" / "train_synthesis.jsonl"
+    lines = train_file.read_text().splitlines()
+    train_file.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    assert run_cli(["elm", "train", "--resume", record.id]) == 4
+    assert f"the data changed since run {record.id} started ({train_file})" in capsys.readouterr().err

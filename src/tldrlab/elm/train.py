@@ -20,7 +20,7 @@ from typing import Any
 from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
-from tldrlab.elm.prepare import load_split, read_manifest
+from tldrlab.elm.prepare import MANIFEST, SPLITS, embeddings_path, load_split, read_manifest, synthesis_path
 from tldrlab.elm.task import ElmTask
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.runs.atomic import atomic_write_text
@@ -28,6 +28,7 @@ from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.loop import TrainHooks, TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
+from tldrlab.train.same_data import check_same_data
 
 MODEL_SUBDIR = "model"
 TOKENIZER_SUBDIR = "tokenizer"
@@ -61,6 +62,14 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
     if run is None:
         raise ConfigError("ELM training does not run distributed")
+    data_dir = Path(config.data)
+    check_same_data(  # `elm prepare --out` the same directory again rewrites it
+        run,
+        [
+            data_dir / MANIFEST,
+            *(p for s in SPLITS for p in (synthesis_path(data_dir, s), embeddings_path(data_dir, s))),
+        ],
+    )
     train_split = load_split(config.data, "train")
     val_split = load_split(config.data, "val")
     if config.limit is not None:

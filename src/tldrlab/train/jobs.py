@@ -14,7 +14,6 @@ A sweep trial is this recipe plus pruning hooks (`run_recipe(run, TRAIN, job, ex
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,16 @@ from pydantic import ValidationError
 from tldrlab.data.readers import detect_format, input_files, split_files
 from tldrlab.data.splits import training_files
 from tldrlab.device import resolve_device, resolve_precision
-from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, validation_problems
+from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.registry import get_spec, parse_model_config
-from tldrlab.runs.atomic import atomic_write_json, sha256_file
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
-from tldrlab.train.config import DataConfig, TrainJobConfig
+from tldrlab.train.config import TrainJobConfig
 from tldrlab.train.loop import TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe, run_recipe_follower
+from tldrlab.train.same_data import check_same_data
 from tldrlab.train.tasks import build_task
 
 MODEL_SUBDIR = "model"
@@ -78,39 +77,11 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
     )
 
 
-DATA_FILES = "data_files.json"
-"""In a run directory: the size and sha256 of every data file the run read when it first started."""
-
-
-def check_same_data(run: Run, data: DataConfig) -> None:
-    """Record the data files' sha256 when the run first starts; on resume, ConflictError naming the files
-    that changed since. A resumed run continues the data order it checkpointed, which only reproduces the
-    uninterrupted run on the same data: a file edited or replaced in between was silently trained on."""
-    path = Path(data.path)
-    if not path.exists():
-        return  # the reader says so, with the path
-    files = {
-        str(file): {"size": file.stat().st_size, "sha256": sha256_file(file)}
-        for file in input_files(path, data.format or detect_format(path))
-    }
-    recorded_path = run.dir / DATA_FILES
-    if not recorded_path.is_file():
-        atomic_write_json(recorded_path, files)
-        return
-    recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
-    if changed := sorted(
-        name for name in recorded.keys() | files.keys() if recorded.get(name) != files.get(name)
-    ):
-        raise ConflictError(
-            f"the data changed since run {run.id} started ({', '.join(changed)}): resuming would not "
-            "continue the same training; restore the data, or start a new run"
-        )
-
-
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
     task_kind = model_task(job.model)
-    if run is not None:
-        check_same_data(run, job.data)
+    if run is not None and Path(job.data.path).exists():  # (a missing path: the reader says so)
+        path = Path(job.data.path)
+        check_same_data(run, input_files(path, job.data.format or detect_format(path)))
     tokenizer = prepare_tokenizer(job, run)
     model = build_model(job.model, job.model_settings, tokenizer)
     task = build_task(job, tokenizer, model, task_kind)
