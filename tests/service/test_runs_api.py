@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -181,3 +183,69 @@ def test_a_failed_runs_logs_keep_the_traceback_on_the_server(client: TestClient)
     logs = client.get(f"/runs/{run.id}/logs")
     assert logs.status_code == 200 and logs.json()["lines"]
     assert "Traceback" not in logs.text and all("exception" not in line for line in logs.json()["lines"])
+
+
+def _sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """(id, data) of every event of an SSE body; without the time of a lifecycle event (when it was derived,
+    not when it happened: it differs between two streams)."""
+    events = []
+    for block in body.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if "data" in fields:
+            data = json.loads(fields["data"])
+            if data["status"] is not None:
+                del data["time"]
+            events.append((fields["id"], data))
+    return events
+
+
+def test_a_reconnecting_event_stream_resumes_after_its_last_event_id(client: TestClient) -> None:
+    # EventSource reconnects with Last-Event-ID; the stream ignored it and replayed the run from its first
+    # event, so a reconnecting client received every event again
+    run_id = client.post(
+        "/runs", json={"kind": "smoke", "config": {"steps": 6, "checkpoint_every": 2}}
+    ).json()["id"]
+    _work()
+    for path in (f"/runs/{run_id}/events", f"/runs/{run_id}/logs/stream"):
+        whole = _sse(client.get(path).text)
+        types = [event["type"] for _, event in whole]
+        assert len({event_id for event_id, _ in whole}) == len(whole)  # ids are distinct
+        assert "checkpoint" in types and "progress" in types and types[-1] == "completed"
+        for cut in range(len(whole) - 1):  # dropped after each event in turn: the rest, exactly once
+            resumed = client.get(path, headers={"Last-Event-ID": whole[cut][0]})
+            assert resumed.status_code == 200
+            assert _sse(resumed.text) == whole[cut + 1 :], (path, cut)
+        # after the last event of a finished run: 204, which tells an EventSource to stop reconnecting
+        done = client.get(path, headers={"Last-Event-ID": whole[-1][0]})
+        assert done.status_code == 204 and done.text == ""
+        # an id this server did not make (another server's, a garbled one) replays the whole history
+        assert _sse(client.get(path, headers={"Last-Event-ID": "17"}).text) == whole
+
+
+def test_an_event_stream_dropped_mid_run_resumes_without_repeating_or_losing_events(
+    client: TestClient,
+) -> None:
+    # live, the polls interleave log lines, metrics lines and status changes; a reconnection reads the rest in
+    # one poll: the id must say where the stream stood, not count events
+    config = {"steps": 8, "checkpoint_every": 2, "step_sleep_s": 0.15}
+    run_id = client.post("/runs", json={"kind": "smoke", "config": config}).json()["id"]
+    worker = threading.Thread(target=_work)
+    worker.start()
+    path, first = f"/runs/{run_id}/logs/stream?poll_s=0.05", ""
+    with client.stream("GET", path) as stream:
+        for line in stream.iter_lines():
+            first += line + "\n"
+            data = json.loads(line[6:]) if line.startswith("data: ") else {}
+            if data.get("type") == "progress" and data["step"] == 3:
+                break
+    seen = _sse(first + "\n")
+    rest = _sse(client.get(path, headers={"Last-Event-ID": seen[-1][0]}).text)
+    worker.join(timeout=60)
+    events = [event for _, event in seen + rest]
+    assert [e["step"] for e in events if e["type"] == "progress"] == list(range(1, 9))
+    assert [e["step"] for e in events if e["type"] == "checkpoint"] == [2, 4, 6, 8]
+    assert [e["type"] for e in events if e["status"] and e["type"] != "queued"] == ["started", "completed"]
+    replayed = [event for _, event in _sse(client.get(path).text)]
+    assert [e["message"] for e in events if e["type"] == "log"] == [
+        e["message"] for e in replayed if e["type"] == "log"
+    ]

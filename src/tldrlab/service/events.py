@@ -76,7 +76,8 @@ class _LineTail:
         self.path = path
         self.offset = 0
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> list[tuple[int, dict[str, Any]]]:
+        """The new rows, each with the file offset just past its line (where a later read resumes)."""
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
@@ -92,22 +93,33 @@ class _LineTail:
         end = chunk.rfind(b"\n")
         if end < 0:
             return []
+        start = self.offset
         self.offset += end + 1
         rows = []
-        for line in chunk[: end + 1].splitlines():
+        for line in chunk[: end + 1].splitlines(keepends=True):
+            start += len(line)
             try:
                 value = json.loads(line)
             except ValueError:
                 continue
             if isinstance(value, dict):
-                rows.append(value)
+                rows.append((start, value))
         return rows
 
 
 class RunTail:
-    """Derives the events of one run from its registry row and files, incrementally."""
+    """Derives the events of one run from its registry row and files, incrementally.
 
-    def __init__(self, registry: RunRegistry, run_id: str, *, include_logs: bool = True) -> None:
+    Each event comes with a cursor (`poll_with_cursors`): where the tail stands once that event is delivered
+    (the offsets reached in log.jsonl and metrics.jsonl, the status and attempt last reported). It is the
+    SSE event id: a client that reconnects with it as `Last-Event-ID` gets a tail started there
+    (`cursor=`), so the events after that one and none before. A plain counter could not be that: a
+    reconnecting stream reads the history in one poll (every log line, then every metrics line), not in the
+    order the live polls interleaved them."""
+
+    def __init__(
+        self, registry: RunRegistry, run_id: str, *, include_logs: bool = True, cursor: str | None = None
+    ) -> None:
         self.registry = registry
         self.record: RunRecord = registry.get(run_id)
         run_dir = Path(self.record.run_dir)
@@ -116,79 +128,103 @@ class RunTail:
         self.include_logs = include_logs
         self._status: str | None = None
         self._attempts = -1
+        resumed = parse_cursor(cursor)
+        if resumed is not None:
+            self.logs.offset, self.metrics.offset, self._status, self._attempts = resumed
+
+    def cursor(self, logs: int, metrics: int) -> str:
+        """The cursor once the log lines up to `logs`, the metrics lines up to `metrics` and the current
+        status are delivered (`parse_cursor` reads it back)."""
+        return f"{logs}.{metrics}.{self._status or '-'}.{self._attempts}"
 
     @property
     def finished(self) -> bool:
         return self._status in ("completed", "failed", "cancelled")
 
     def poll(self) -> list[RunEvent]:
+        return [event for event, _ in self.poll_with_cursors()]
+
+    def poll_with_cursors(self) -> list[tuple[RunEvent, str]]:
+        """The new events, each with the cursor just past it (its SSE id)."""
         try:
             record = self.registry.get(self.record.id)
         except NotFoundError:
             return []
         self.record = record
-        events: list[RunEvent] = []
+        events: list[tuple[RunEvent, str]] = []
         run_id, kind = record.id, record.kind
-        for row in self.logs.read():
+        metrics_before = self.metrics.offset
+        for end, row in self.logs.read():
             message = str(row.get("message", ""))
             when = float(row.get("ts", time.time()))
             if row.get("event") == "checkpoint" or message.startswith("checkpoint"):
                 step = row.get("step")
-                events.append(
-                    RunEvent(
-                        type="checkpoint",
-                        run_id=run_id,
-                        kind=kind,
-                        time=when,
-                        message=message,
-                        step=int(step) if isinstance(step, int) else None,
-                    )
-                )
-            elif self.include_logs:
-                events.append(
-                    RunEvent(
-                        type="log",
-                        run_id=run_id,
-                        kind=kind,
-                        time=when,
-                        message=message,
-                        level=str(row.get("level", "INFO")),
-                    )
-                )
-        for row in self.metrics.read():
-            numbers = _numeric(row)
-            is_eval = any(k.startswith(("eval", "val")) for k in numbers)
-            events.append(
-                RunEvent(
-                    type="eval" if is_eval else "progress",
+                event = RunEvent(
+                    type="checkpoint",
                     run_id=run_id,
                     kind=kind,
-                    time=float(row.get("time", time.time())),
-                    step=int(row.get("step", 0)),
-                    metrics=numbers,
-                    progress=record.progress,
+                    time=when,
+                    message=message,
+                    step=int(step) if isinstance(step, int) else None,
                 )
+            elif self.include_logs:
+                event = RunEvent(
+                    type="log",
+                    run_id=run_id,
+                    kind=kind,
+                    time=when,
+                    message=message,
+                    level=str(row.get("level", "INFO")),
+                )
+            else:
+                continue
+            events.append((event, self.cursor(end, metrics_before)))
+        for end, row in self.metrics.read():
+            numbers = _numeric(row)
+            is_eval = any(k.startswith(("eval", "val")) for k in numbers)
+            event = RunEvent(
+                type="eval" if is_eval else "progress",
+                run_id=run_id,
+                kind=kind,
+                time=float(row.get("time", time.time())),
+                step=int(row.get("step", 0)),
+                metrics=numbers,
+                progress=record.progress,
             )
+            events.append((event, self.cursor(self.logs.offset, end)))
         status = record.status.value
         # A new attempt (requeued, then running again) is a new "started" even if we missed the "queued".
         if status != self._status or (status == "running" and record.attempts != self._attempts):
             self._status = status
             self._attempts = record.attempts
-            events.append(
-                RunEvent(
-                    type=STATUS_EVENTS[status],
-                    run_id=run_id,
-                    kind=kind,
-                    status=status,
-                    message=record.message,
-                    progress=record.progress,
-                    metrics={k: float(v) for k, v in record.metrics.items() if isinstance(v, int | float)},
-                )
+            event = RunEvent(
+                type=STATUS_EVENTS[status],
+                run_id=run_id,
+                kind=kind,
+                status=status,
+                message=record.message,
+                progress=record.progress,
+                metrics={k: float(v) for k, v in record.metrics.items() if isinstance(v, int | float)},
             )
+            events.append((event, self.cursor(self.logs.offset, self.metrics.offset)))
         return events
 
 
-def sse_format(event: RunEvent, event_id: int) -> str:
+def parse_cursor(cursor: str | None) -> tuple[int, int, str | None, int] | None:
+    """(log offset, metrics offset, status, attempts) of a `RunTail.cursor`; None for no cursor or one this
+    server did not make (an SSE client then gets the whole history, as on a first connection)."""
+    parts = (cursor or "").strip().split(".")
+    if len(parts) != 4:
+        return None
+    logs, metrics, status, attempts = parts
+    if not (logs.isdigit() and metrics.isdigit() and attempts.lstrip("-").isdigit()):
+        return None
+    if status != "-" and status not in STATUS_EVENTS:
+        return None
+    return int(logs), int(metrics), None if status == "-" else status, int(attempts)
+
+
+def sse_format(event: RunEvent, event_id: int | str) -> str:
     return f"id: {event_id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
 
 

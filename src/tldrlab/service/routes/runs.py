@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -34,7 +34,7 @@ from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.registry import RunQuery, RunRegistry
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import public_paths
-from tldrlab.service.events import RunTail, sse_format
+from tldrlab.service.events import RunEvent, RunTail, sse_format
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.health import register_check
 from tldrlab.service.state import queue_readiness, registry, settings_of, submit_run
@@ -301,19 +301,17 @@ def get_metrics(request: Request, run_id: str, tail: int = Query(2000, ge=1, le=
     return public(request, {"run_id": record.id, "metrics": rows})
 
 
-async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_s: float) -> Any:
-    runs = registry(request)
+async def _event_stream(
+    request: Request, tail: RunTail, first: list[tuple[RunEvent, str]], poll_s: float
+) -> Any:
     settings = settings_of(request)
-    tail = await run_in_threadpool(RunTail, runs, run_id, include_logs=include_logs)
-    event_id = 0
+    events = first
     last_sent = time.monotonic()
     while True:
-        events = await run_in_threadpool(tail.poll)
-        for event in events:
-            event_id += 1
+        for event, cursor in events:
             if event.message:
                 event.message = public_paths(event.message, settings)
-            yield sse_format(event, event_id)
+            yield sse_format(event, cursor)
             last_sent = time.monotonic()
         if tail.finished:
             return
@@ -323,27 +321,38 @@ async def _event_stream(request: Request, run_id: str, include_logs: bool, poll_
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
         await asyncio.sleep(poll_s)
+        events = await run_in_threadpool(tail.poll_with_cursors)
 
 
-@router.get("/runs/{run_id}/events")
+@router.get("/runs/{run_id}/events", response_model=None)
 async def stream_events(
     request: Request,
     run_id: str,
     logs: bool = False,
     poll_s: float = Query(0.5, ge=0.05, le=10, allow_inf_nan=False),
-) -> StreamingResponse:
-    """Server-sent events of a run (history first, then live) until it finishes."""
+) -> StreamingResponse | Response:
+    """Server-sent events of a run (history first, then live) until it finishes. A client that reconnects
+    with `Last-Event-ID` (EventSource does) gets the events after that one only; when the run has finished
+    and nothing came after it, 204 No Content, which tells an EventSource to stop reconnecting."""
     await run_in_threadpool(_get, request, run_id)  # 404 before the stream starts
+    # the id of each event is where the run's tail stands after it (RunTail.cursor): resume from there
+    last_event_id = request.headers.get("last-event-id")
+    tail = await run_in_threadpool(
+        RunTail, registry(request), run_id, include_logs=logs, cursor=last_event_id
+    )
+    first = await run_in_threadpool(tail.poll_with_cursors)
+    if last_event_id and not first and tail.finished:
+        return Response(status_code=204)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(
-        _event_stream(request, run_id, logs, poll_s), media_type="text/event-stream", headers=headers
+        _event_stream(request, tail, first, poll_s), media_type="text/event-stream", headers=headers
     )
 
 
-@router.get("/runs/{run_id}/logs/stream")
+@router.get("/runs/{run_id}/logs/stream", response_model=None)
 async def stream_logs(
     request: Request, run_id: str, poll_s: float = Query(0.5, ge=0.05, le=10, allow_inf_nan=False)
-) -> StreamingResponse:
+) -> StreamingResponse | Response:
     """Server-sent events: log lines plus lifecycle and metrics events."""
     return await stream_events(request, run_id, logs=True, poll_s=poll_s)
 
