@@ -4,7 +4,10 @@ go back on the queue)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import signal
+import socket
 import subprocess
 import sys
 from typing import Literal
@@ -12,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import get_settings
+from tldrlab.errors import ConflictError, InvalidInputError
 from tldrlab.service.app import check_api_key_setting, create_app
 from tldrlab.service.periodic import PeriodicCleanup
 from tldrlab.service.queue import queue_kind
@@ -42,6 +46,26 @@ class ServeConfig(BaseModel):
     """uvicorn log level."""
 
 
+def bind_listening_socket(host: str, port: int) -> socket.socket:
+    """The socket `serve` listens on, bound before anything starts: a port in use (or an address this
+    machine does not have) is one clear error naming it, instead of the "tldrlab API on ..." line, local
+    workers started for nothing, and then uvicorn's bind error. Handed to uvicorn, so no other process can
+    take the port between this check and the server starting."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # as uvicorn does: a port still in TIME_WAIT after a restart is free to bind; one with a listener is not
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {port} on {host} is already in use: stop what listens there or choose --port"
+            raise ConflictError(message) from None
+        raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def serve(host: str, port: int, workers: int, log_level: str = "warning") -> None:
     """Serve until stopped (SIGTERM or Ctrl-C), then SIGTERM the workers and wait for them."""
     import uvicorn
@@ -50,6 +74,7 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
     check_api_key_setting(settings)  # refuse a placeholder key before starting anything
     kind = queue_kind(settings)
     app = create_app(settings)
+    listening = bind_listening_socket(host, port)
     procs = [
         subprocess.Popen(
             # each worker takes its share of the CPUs for its threads
@@ -72,9 +97,14 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
     # uvicorn shuts down on SIGTERM and then re-raises it to the previous handler: make that handler exit
     # through `finally`, so the workers get their SIGTERM instead of being orphaned.
     signal.signal(signal.SIGTERM, graceful_exit)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
+            server.run(sockets=[listening])
+        if not server.started:  # the app's startup failed; uvicorn has said why
+            raise SystemExit(3)
     finally:
+        listening.close()
         if cleanup is not None:
             cleanup.stop()
         for proc in procs:  # SIGTERM: running jobs checkpoint and go back on the queue

@@ -1,0 +1,54 @@
+"""`tldrlab serve` as a user starts it: a real process, real uvicorn, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from netutil import free_port, wait_for_port
+
+
+def test_serve_on_a_busy_port_is_one_clear_error_before_anything_starts(tldrlab_home: Path) -> None:
+    # it printed "tldrlab API on http://127.0.0.1:PORT", started its workers, and only then failed with
+    # uvicorn's bind error (exit 3): the user was told a URL that served something else
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ),
+        )
+    assert done.returncode == 4, done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "tldrlab API on" not in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_serve_listens_where_it_says_and_stops_on_sigterm(tldrlab_home: Path, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "0"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(port, timeout=60)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+                assert response.status == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    assert code == 0, log.read_text()
+    assert f"tldrlab API on http://127.0.0.1:{port}" in log.read_text()
