@@ -344,7 +344,7 @@ _ENTRIES = (
     RunKind(
         "trial",
         TrialConfig,
-        "tldrlab.sweep.trial_jobs:trial_job",
+        "tldrlab.sweep.trials:trial_job",
         "One trial of a command-line or experiment sweep (started by its sweep).",
         submittable=False,
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def test_every_kind_is_registered_with_its_whole_contract() -> None:
             assert path.split(".")[0] in fields, (name, path)
 
 
+TOY_PROGRAM = Path(__file__).parents[1] / "sweep" / "toy_program.py"
+
 NO_TORCH_PROCESSES = {
     "configs and the launch path": (
         "import tldrlab.kinds, tldrlab.launch, tldrlab.service.routes.runs as r\n"
@@ -66,18 +69,37 @@ NO_TORCH_PROCESSES = {
         "import tldrlab.service.sweeps, tldrlab.sweep.trials, tldrlab.elm.search, tldrlab.elm.prepare\n",
         ("torch", "transformers", "faiss", "sentence_transformers"),
     ),
+    # a command-line program's trials run in the sweep's process (kind `trial`); the experiment program's
+    # trainer is imported only when such a trial runs
+    "a command-line sweep and its trial": (
+        "import json, os, pathlib\n"
+        "from tldrlab.sweep.runner import run_sweep\n"
+        "from tldrlab.sweep.spec import load_sweep\n"
+        "sweep = pathlib.Path(os.environ['TLDRLAB_HOME'], 'toy.yaml')\n"
+        f"sweep.write_text(json.dumps({{'program': {str(TOY_PROGRAM)!r}, 'method': 'random', "
+        "'metric': {'name': 'loss', 'goal': 'minimize'}, 'parameters': {'x': {'value': 0.5}}}))\n"
+        "summary = run_sweep(load_sweep(sweep), trials=1, echo=lambda line: None)\n"
+        "assert summary['trials'] == {'COMPLETE': 1}, summary\n",
+        ("torch", "transformers", "faiss", "sentence_transformers"),
+    ),
 }
 """What a process that does no training imports, and the heavy libraries it must not load."""
 
 
 @pytest.mark.parametrize("what", sorted(NO_TORCH_PROCESSES))
-def test_processes_that_do_not_train_import_no_torch(what: str) -> None:
+def test_processes_that_do_not_train_import_no_torch(what: str, tmp_path: Path) -> None:
     code, heavy = NO_TORCH_PROCESSES[what]
     code = f"import sys\n{code}print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "TLDRLAB_HOME": str(tmp_path)},
     )
-    assert out.stdout.strip() == "[]"
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
 def test_validate_config_names_every_bad_field() -> None:

@@ -291,6 +291,12 @@ def test_program_configs_take_dotted_overrides(shared_data: Path) -> None:
     check_spec(exp)
     config, arm, seed = experiment_config(exp, {"arm": "compressed", "dendrites.switch_every": 5, "seed": 4})
     assert (arm, seed, config.dendrites.switch_every, config.budget_steps) == ("compressed", 4, 5, 10)
+    # what such a trial trains, named so that command-line trials load no torch
+    from tldrlab.experiments.dendrite_experiment import train_arm
+    from tldrlab.sweep.trials import EXPERIMENT_ARM
+    from tldrlab.targets import load_target
+
+    assert load_target(EXPERIMENT_ARM) is train_arm
     with pytest.raises(ConfigError, match=r"parameters\.arm: unknown arm 'pai'"):
         check_spec(parse_sweep({**exp.raw, "parameters": {"arm": {"value": "pai"}}}))
     with pytest.raises(ConfigError, match="dropout"):

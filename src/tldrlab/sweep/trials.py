@@ -6,10 +6,11 @@
 before any trial starts. The sweep (`tldrlab.sweep.runner`) asks Optuna for a trial, creates its run (tags
 `study` and `trial`, parent the sweep run) and hands it to the worker system.
 
-A run tagged as a trial executes as one (`RunKind.trial_execute`, in `tldrlab.sweep.trial_jobs`, apart
-from this registry so that a sweep's coordinating process loads no torch): `trial_link` finds its study trial
-through the study's storage, the program's recipe runs with pruning hooks (`tldrlab.sweep.pruning`: each
-evaluation is reported at iteration ceil(step / eval_every); a pruned trial ends after that evaluation),
+A run tagged as a trial executes as one (`RunKind.trial_execute`: a `train` trial in
+`tldrlab.sweep.trial_jobs`, apart from this registry so that a sweep's coordinating process loads no torch;
+kind `trial` here): `trial_link` finds its study trial through the study's storage, the program's recipe runs
+with pruning hooks (`tldrlab.sweep.pruning`: each evaluation is reported at iteration ceil(step /
+eval_every); a pruned trial ends after that evaluation),
 and the outcome goes into the run's summary (`sweep_value`, or `pruned`), which the sweep tells Optuna. A
 trial whose run was interrupted (a dead worker, a preemption, Ctrl-C) resumes that run from its last
 checkpoint.
@@ -35,6 +36,7 @@ from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
 from tldrlab.launch import preflight
 from tldrlab.runs.run import Run
+from tldrlab.sweep.command import build_command, run_command
 from tldrlab.sweep.config import TrialConfig
 from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner
 from tldrlab.sweep.reporter import Reporter
@@ -150,6 +152,52 @@ def settle_trial(
         raise InvalidInputError(f"metric.name {link.spec.metric!r} was never reported by the trial")
     run.set_summary(sweep_value=value)
     return {"state": "COMPLETE", "value": value}
+
+
+EXPERIMENT_ARM = "tldrlab.experiments.dendrite_experiment:train_arm"
+"""What a trial of the experiment program trains, named rather than imported: kind `trial` also runs
+command-line trials, in the sweep's own process, and those need no torch (the experiment loads it)."""
+
+
+# -- trial runs of other programs: kind `trial` ------------------------------------------------------------
+def trial_job(run: Run, config: TrialConfig) -> dict[str, Any]:
+    """A run of kind `trial`: a command line (its JSON metric lines feed the pruner) or an experiment arm."""
+    link = trial_link(run)
+    spec = parse_sweep(config.sweep, source=config.source)
+    pruned: optuna.TrialPruned | None = None
+    value: float | None = None
+    if config.program == "command":
+        argv = build_command(spec, config.params, run.dir)
+        try:
+            run_command(
+                argv,
+                run,
+                link.reporter,
+                study_name=str(run.record.tags["study"]),
+                trial_number=link.trial.number,
+            )
+            value = link.reporter.last
+            if value is None:
+                raise InvalidInputError(
+                    f"the program reported no {spec.metric!r}: print JSON lines such as "
+                    f'{{"{spec.metric}": 0.5}} (see docs/sweeps.md)'
+                )
+            run.set_summary(**{spec.metric: value, "iterations": link.reporter.iterations})
+        except optuna.TrialPruned as exc:
+            pruned = exc
+    else:
+        experiment, arm, seed = experiment_config(spec, config.params)
+        row = load_target(EXPERIMENT_ARM)(experiment, arm, seed)
+        numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        run.log_metrics(int(row.get("steps") or 0), **numbers)
+        run.set_summary(**numbers, experiment_arm_run=row.get("run_id"))
+        if spec.metric not in numbers:
+            raise InvalidInputError(
+                f"metric.name {spec.metric!r} is not in the arm's results; have: {sorted(numbers)}"
+            )
+        value = float(numbers[spec.metric])
+        link.reporter.report(value, 1, final=True)
+    return settle_trial(run, link, value, pruned)
 
 
 # -- the programs ------------------------------------------------------------------------------------------
