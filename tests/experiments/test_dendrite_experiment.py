@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,3 +180,27 @@ def test_seeds_in_parallel_processes_give_the_sequential_numbers(
     children = open_registry().list(kind="experiment_arm", limit=10)
     assert sum(1 for c in children if c.parent_id == parallel["run_id"]) == 2
     assert Path(parallel["files"]["comparison.png"]).exists()
+
+
+def test_highlight_precision_ranks_sentences_with_the_registry_embedder() -> None:
+    """Highlight P@3 ranks a record's sentences with the product's embedder (registry `minilm-onnx`, loaded in
+    a fraction of a second), not a second MiniLM on PyTorch that took seconds to load in every process."""
+    code = (
+        "import sys\n"
+        "from tldrlab.data.records import SummaryRecord\n"
+        "from tldrlab.experiments.results import highlight_precision_at_k\n"
+        "sentences = ['The cat slept on the warm windowsill.', 'Stock markets fell sharply on Monday.',\n"
+        "             'A kitten napped beside the old cat.', 'The recipe needs two cups of flour.',\n"
+        "             'Heavy rain is expected over the weekend.']\n"
+        "labelled = SummaryRecord(id='a', document=' '.join(sentences), sentences=sentences,\n"
+        "                         highlight_labels=[1, 0, 1, 0, 0])\n"
+        "unlabelled = SummaryRecord(id='b', document='x', sentences=['x'], highlight_labels=[0])\n"
+        "print(highlight_precision_at_k([labelled, unlabelled], ['Cats napping by a sunny window.', 'x']))\n"
+        "print(highlight_precision_at_k([unlabelled], ['x']))\n"
+        "print('sentence_transformers' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    # both cat sentences are in the top 3 (P@3 = 2/3); a record without a labelled highlight is left out
+    assert out.stdout.split() == [str(2 / 3), "None", "False"], out.stdout + out.stderr

