@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from svc_helpers import ServerThread, record
+from svc_helpers import ServerThread, record, wait_for
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError
@@ -213,3 +213,22 @@ def test_a_bad_notifier_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TLDRLAB_WEBHOOK_RETRIES", "x")
     with pytest.raises(ConfigError, match=r"webhook_retries \(TLDRLAB_WEBHOOK_RETRIES\): Input should be"):
         build_worker(config=WorkerConfig(burst=True))
+
+
+def test_a_webhook_hears_of_an_api_run_from_queued_to_completed(
+    tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the queued event never reached a webhook: workers derive events from the run once they have claimed it
+    # (from `started` on), and the API, the one process that saw the run queued, published nothing
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        client = TestClient(create_app())
+        run_id = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+        wait_for(lambda: len(received) == 1, 10, what="the queued event")
+        assert received[0]["event"] == "queued" and received[0]["run_id"] == run_id
+        assert received[0]["status"] == "queued" and received[0]["kind"] == "smoke"
+        build_worker(config=BURST).run()
+        wait_for(lambda: received[-1]["event"] == "completed", 10, what="the completed event")
+    events = [body["event"] for body in received]
+    assert events[:2] == ["queued", "started"] and events.count("queued") == 1

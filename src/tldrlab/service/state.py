@@ -6,6 +6,7 @@ starts work creates a run and puts it on the queue.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -17,10 +18,12 @@ from tldrlab.errors import TldrlabError
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import SUBMITTED_VIA, confine_config
+from tldrlab.service.events import EventBus, MemoryBus, RunEvent, open_bus
 from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue
 
 _lock = threading.Lock()
+log = logging.getLogger("tldrlab.service")
 
 
 def settings_of(request: Request) -> Settings:
@@ -44,6 +47,36 @@ def job_queue(request: Request) -> JobQueue:
             state.job_queue = open_queue(settings_of(request))
     result: JobQueue = state.job_queue
     return result
+
+
+def event_bus(request: Request) -> EventBus:
+    """The bus this API process publishes run events on: Redis pub/sub at scale-out (the workers' notifiers
+    are subscribed there), else an in-process bus with this process's own notifiers (the configured webhook
+    and Discord notifier), the workers being other processes with buses of their own."""
+    state = request.app.state
+    with _lock:
+        if getattr(state, "event_bus", None) is None:
+            bus = open_bus(settings_of(request))
+            if isinstance(bus, MemoryBus):
+                # lazy: loads httpx (this module stays light without it)
+                from tldrlab.service.notify import attach_configured_notifiers
+
+                attach_configured_notifiers(bus)
+            state.event_bus = bus
+    result: EventBus = state.event_bus
+    return result
+
+
+def publish_queued(request: Request, record: RunRecord) -> None:
+    """The `queued` event of a run just submitted. Workers derive every later event from the run as they
+    execute it (`RunTail`), starting at `started`: only the process that queued the run sees it queued."""
+    event = RunEvent(
+        type="queued", run_id=record.id, kind=record.kind, status=record.status.value, message=record.message
+    )
+    try:
+        event_bus(request).publish(event)
+    except Exception as exc:  # a notifier or Redis hiccup must not fail a submission that succeeded
+        log.warning(f"could not publish the queued event of {record.id}: {type(exc).__name__}: {exc}")
 
 
 def queue_readiness(request: Request) -> str | None:
@@ -77,7 +110,7 @@ def submit_run(
     launch.check_submittable(kind)
     run_id = new_run_id(kind)
     config = confine_config(kind, config, settings=settings, run_dir=settings.runs_dir / run_id)
-    return launch.submit_run(
+    record = launch.submit_run(
         kind,
         config,
         queue=job_queue(request),
@@ -88,3 +121,5 @@ def submit_run(
         parent_id=parent_id,
         tags={**(tags or {}), SUBMITTED_VIA: "api"},
     )
+    publish_queued(request, record)
+    return record
