@@ -4,6 +4,7 @@ boundary — discord.py's real REST client talking to a local fake of the Discor
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -232,3 +233,29 @@ def test_a_webhook_hears_of_an_api_run_from_queued_to_completed(
         wait_for(lambda: received[-1]["event"] == "completed", 10, what="the completed event")
     events = [body["event"] for body in received]
     assert events[:2] == ["queued", "started"] and events.count("queued") == 1
+
+
+def test_at_scale_out_each_event_reaches_a_webhook_once(
+    tldrlab_home: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every worker subscribes the configured notifiers to Redis, where each receives every process's
+    # events: with three workers, every webhook was sent three times
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+        get_settings.cache_clear()
+        workers = [build_worker(config=BURST) for _ in range(3)]  # every worker has the notifiers
+        client = TestClient(create_app())
+        try:
+            run_id = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+            workers[0].run()
+            wait_for(lambda: any(body["event"] == "completed" for body in received), 10, what="completed")
+            time.sleep(1.0)  # time for any duplicate to arrive
+        finally:
+            for worker in workers:
+                worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
+    events = [body["event"] for body in received if body["run_id"] == run_id]
+    assert events.count("queued") == 1 and events.count("started") == 1 and events.count("completed") == 1, (
+        events
+    )

@@ -239,6 +239,11 @@ class EventBus(Protocol):
         """Call `callback` for every event from now on; returns an unsubscribe function."""
         ...
 
+    def first_to_claim(self, key: str) -> bool:
+        """True for the first caller with `key` among every process subscribed to this bus (for an hour):
+        what only one of them should do for an event all of them receive, such as notify about it."""
+        ...
+
 
 class MemoryBus:
     """In-process fan-out (embedded mode: notifiers live in the worker process)."""
@@ -264,6 +269,13 @@ class MemoryBus:
 
         return unsubscribe
 
+    def first_to_claim(self, key: str) -> bool:
+        return True  # no other process receives this process's events
+
+
+CLAIM_TTL_S = 3600
+"""How long a RedisBus claim lasts: far longer than one event takes to reach every subscriber."""
+
 
 class RedisBus:
     """Redis pub/sub: every event goes to `runs:<id>:events` and to `tldrlab:events`."""
@@ -272,6 +284,7 @@ class RedisBus:
         import redis
 
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        self._subscriptions: list[Callable[[], None]] = []
 
     def publish(self, event: RunEvent) -> None:
         payload = event.model_dump_json()
@@ -286,14 +299,24 @@ class RedisBus:
         def handle(message: dict[str, Any]) -> None:
             callback(RunEvent.model_validate_json(message["data"]))
 
-        pubsub.subscribe(**{ALL_CHANNEL: handle})
+        pubsub.subscribe(**{ALL_CHANNEL: handle})  # every process's events, from every subscribed process
         thread = pubsub.run_in_thread(sleep_time=0.1, daemon=True)
 
         def unsubscribe() -> None:
             thread.stop()
+            thread.join(timeout=5)  # it reads within 0.1 s: closing under it was a thread's traceback
             pubsub.close()
 
+        self._subscriptions.append(unsubscribe)
         return unsubscribe
+
+    def close(self) -> None:
+        """Stop every subscription's listening thread."""
+        while self._subscriptions:
+            self._subscriptions.pop()()
+
+    def first_to_claim(self, key: str) -> bool:
+        return bool(self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=CLAIM_TTL_S))
 
 
 BUSES: dict[str, Callable[[Settings], EventBus]] = {

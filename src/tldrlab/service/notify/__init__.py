@@ -7,9 +7,10 @@ event bus. Messages never carry corpus text or file paths (`redact`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
-from tldrlab.service.events import EventBus
+from tldrlab.service.events import EventBus, RunEvent
 from tldrlab.service.notify.base import Notifier, NotifySettings, notify_settings, redact
 from tldrlab.service.notify.discord import discord_notifier
 from tldrlab.service.notify.webhook import WebhookNotifier
@@ -49,7 +50,22 @@ def configured_notifiers(settings: NotifySettings | None = None) -> list[Notifie
 
 
 def attach_configured_notifiers(bus: EventBus, settings: NotifySettings | None = None) -> int:
+    """Subscribe the configured notifiers to `bus`. Every worker (and the API) attaches them, and on Redis
+    every subscribed process receives every process's events: each event is handed to a notifier of one
+    process only (`first_to_claim`), or three workers sent every webhook three times."""
     notifiers = configured_notifiers(settings)
     for notifier in notifiers:
-        bus.subscribe(notifier)
+        bus.subscribe(_once_per_event(bus, notifier))
     return len(notifiers)
+
+
+def _once_per_event(bus: EventBus, notifier: Notifier) -> Callable[[RunEvent], None]:
+    name = type(notifier).__name__
+
+    def deliver(event: RunEvent) -> None:
+        # the same event arrives identical in every process: its JSON names it
+        digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()
+        if bus.first_to_claim(f"{name}:{digest}"):
+            notifier(event)
+
+    return deliver
