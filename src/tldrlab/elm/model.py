@@ -315,7 +315,10 @@ def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any)
         model.lm.save_pretrained(str(out / LM_SUBDIR), safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(str(out / LM_SUBDIR))
     save_file(_adapter_state(model), str(out / ADAPTER_FILE))
-    honour_umask(out)  # safetensors (ours and transformers') writes its weights 0600
+    # safetensors (ours and transformers') writes its weights 0600; only what was written here is changed
+    honour_umask(out / ADAPTER_FILE)
+    if not external:
+        honour_umask(out / LM_SUBDIR)
     atomic_write_json(
         out / CONFIG_FILE,
         {"model": config.model_dump(mode="json"), "lm_saved": not external, **extra},

@@ -478,5 +478,6 @@ def export_compressed(model: Any, tokenizer: Any, plan: CompressionPlan, out_dir
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out))
     atomic_write_json(out / PLAN_FILE, plan.to_json())
-    honour_umask(out)  # safetensors (transformers') writes its weights 0600
+    for weights in out.glob("*.safetensors"):  # only what was written here: `out` may be a user's directory
+        honour_umask(weights)  # safetensors (transformers') writes its weights 0600
     return out

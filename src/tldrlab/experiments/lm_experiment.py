@@ -524,7 +524,8 @@ def export_compressed_baseline(model: Any, tokenizer: Any, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     export_model(model, out)
     tokenizer.save_pretrained(str(out))
-    honour_umask(out)  # safetensors (transformers') writes its weights 0600
+    for weights in out.glob("*.safetensors"):  # only what was written here
+        honour_umask(weights)  # safetensors (transformers') writes its weights 0600
 
 
 def _save_pai_model(model: Any, tokenizer: Any, out: Path, setup: ArmSetup, row: dict[str, Any]) -> None:
