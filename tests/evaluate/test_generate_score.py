@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from cliutil import run_captured
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate import GenerateOptions, score_text
 from tldrlab.evaluate.generate import apply_stop, filter_logits, generate
-from tldrlab.models import build_model
+from tldrlab.models import build_model, save_model
 
 TINY: dict[str, dict[str, Any]] = {
     "t5": {"size": "tiny", "dropout": 0.0},
@@ -136,3 +138,21 @@ def test_a_too_long_lm_prompt_keeps_its_end(name: str, models: dict[str, Any], t
     from_start = generate(models[name], tokenizer, [start[:n_end]], GenerateOptions(**greedy))
     assert from_end != from_start  # the two ends of the prompt lead to different continuations here
     assert cut == from_end
+
+
+def test_scoring_a_data_set_says_which_records_were_cut_to_the_context(
+    models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a record longer than gpt2's n_positions was scored on its start only; one text said "(truncated)",
+    # a data set's rows showed their token counts as if whole
+    save_model(models["gpt2"], tokenizer, tmp_path / "model", name="gpt2")
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "long.txt").write_text("To be, or not to be, that is the question. " * 40)
+    (tmp_path / "texts" / "short.txt").write_text("To be, or not to be.")
+    code, out, err = run_captured(
+        ["score", str(tmp_path / "model"), "--dataset", str(tmp_path / "texts"), "--detail-level", "summary"],
+        capsys,
+    )
+    assert code == 0, err
+    warning = " ".join((out + err).split())
+    assert "1 of 2 records are longer than the model's context: only their start was scored (long)" in warning

@@ -196,7 +196,14 @@ def score_report(run_id: str, result: dict[str, Any]) -> Report:
             for row in result["per_record"]
         ]
         line = f"{totals}, {result['num_tokens']} tokens in {result['records']} records  run {run_id}"
-        return Report([line, Table([*columns, Column("tokens", justify="right")], rows)])
+        report = Report([line, Table([*columns, Column("tokens", justify="right")], rows)])
+        if cut := [row["id"] for row in result["per_record"] if row.get("truncated")]:
+            # a single text says "(truncated)"; a data set's rows said nothing, its token counts looking whole
+            report.warnings.append(
+                f"{len(cut)} of {result['records']} records are longer than the model's context: only their "
+                f"start was scored ({', '.join(cut[:5])}{', ...' if len(cut) > 5 else ''})"
+            )
+        return report
     truncated = " (truncated)" if result["truncated"] else ""
     report = Report([f"{totals}, {result['num_tokens']} tokens{truncated}  run {run_id}"])
     if "tokens" in result:  # else detail_level summary
