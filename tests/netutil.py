@@ -67,13 +67,26 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def uvicorn_server(app: Any, port: int) -> Any:
+    """A uvicorn server for `app` on 127.0.0.1:`port`, to run in a thread of this (the test's) process.
+
+    `log_config=None`: uvicorn's default logging config goes through `logging.config.dictConfig`, which
+    closes every handler the process ever made. absl's handler (created when rouge_score imports absl)
+    closes its stream unless it is the current sys.stderr, and that stream is whatever sys.stderr was when
+    absl was imported: pytest's capture file, so a server started after any ROUGE evaluation in the same
+    worker closed pytest's stderr and the worker died ("lost sys.stderr")."""
+    import uvicorn
+
+    return uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
+
+
 @contextmanager
 def serve_app(app: Any) -> Iterator[str]:
     """Run an ASGI app with a real uvicorn server on a free loopback port; yields its base URL."""
-    import uvicorn
-
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn_server(app, port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

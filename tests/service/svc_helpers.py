@@ -93,14 +93,10 @@ class ServerThread:
     def __init__(self, app: Any) -> None:
         import threading
 
-        import uvicorn
-
-        from netutil import free_port
+        from netutil import free_port, uvicorn_server
 
         self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
+        self.server = uvicorn_server(app, self.port)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
