@@ -34,6 +34,7 @@ from tldrlab.kinds import KINDS, section_class, validate_config
 from tldrlab.models.registry import MODELS
 from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
+from tldrlab.service.events import RunEvent
 
 NOT_FINITE = (math.inf, -math.inf, math.nan)
 
@@ -249,6 +250,9 @@ def request_classes() -> dict[type[BaseModel], str]:
                 found.setdefault(annotation, f"{sorted(route.methods)[0]} {route.path} {param.name}")
         returns = [route.response_model, get_type_hints(route.endpoint).get("return")]
         returned.update((cls, route.path) for cls in _models_in(returns))
+    # what the SSE routes send as each event's data: an answer (a diverged run's NaN loss is reported as
+    # is), though a route module holds it for its stream's annotations and no route declares it
+    returned[RunEvent] = "/runs/{run_id}/events"
     returned = _with_nested(returned)
     for module in {route.endpoint.__module__ for route in routes}:
         for value in vars(importlib.import_module(module)).values():
