@@ -111,3 +111,26 @@ def test_an_api_lvm_sweep_is_accepted_and_its_trials_read_the_confined_sequences
     chooser = {**sweep, "parameters": {"sequences": {"values": ["lvm/sequences.npz"]}}}
     response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": chooser}})
     assert response.status_code == 403 and "may not choose paths" in response.json()["message"], response.text
+
+
+def test_an_api_sweep_whose_trials_cannot_compute_its_metric_is_refused_at_submit(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    # a trial's kept checkpoint follows the sweep's metric; a char_lstm's evaluations compute losses only, so
+    # every trial of this sweep would fail at its first evaluation: the API took it (202) and queued it
+    text = tldrlab_home / "data" / "text.txt"
+    text.parent.mkdir(parents=True)
+    text.write_text("To be, or not to be, that is the question.\n" * 20)
+    sweep = {
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "eval_rougeL", "goal": "maximize"},
+        "parameters": {"train.lr": {"values": [1e-3]}},
+        "config": {"model": "char_lstm", "data": {"path": "text.txt"}, "train": {"max_steps": 4}},
+    }
+    response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert "sweep.config.train.best_metric" in body["message"], body
+    assert "eval_rougeL" in body["message"]
+    assert open_registry().list(kind=["sweep"]) == []

@@ -15,23 +15,18 @@ from typing import Any
 
 import optuna
 
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import InvalidInputError
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
 from tldrlab.runs import Run
 from tldrlab.sweep.pruning import pruning_hooks
-from tldrlab.sweep.spec import apply_overrides
+from tldrlab.sweep.spec import apply_overrides, best_follows_metric
 from tldrlab.sweep.trials import settle_trial, trial_config_of, trial_link
 
 
 def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
     """The trial's LVMTrainJobConfig: the sweep's config with the parameters applied, validated as `tldrlab
     lvm train` validates it (a `train` section given in part keeps LVM's loop defaults, warm-up included)."""
-    raw = apply_overrides(spec.config, params)
-    train = raw.setdefault("train", {})
-    if not isinstance(train, dict):
-        raise ConfigError("config.train: must be a mapping of loop settings")
-    train.setdefault("best_metric", spec.metric)
-    train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
+    raw = best_follows_metric(apply_overrides(spec.config, params), spec)
     config: LVMTrainJobConfig = trial_config_of("lvm_train", raw, "LVM training config")
     return config
 

@@ -65,7 +65,13 @@ from tldrlab.runs.paths import (
 )
 from tldrlab.runs.registry import RunRecord, open_registry
 from tldrlab.sweep.config import SweepConfig
-from tldrlab.sweep.spec import SweepSpec, apply_overrides, parse_sweep
+from tldrlab.sweep.spec import (
+    BEST_FOLLOWS_METRIC,
+    SweepSpec,
+    apply_overrides,
+    best_follows_metric,
+    parse_sweep,
+)
 
 RUN_PREFIX = "run:"
 SUBMITTED_VIA = "submitted_via"
@@ -163,8 +169,11 @@ def _program_config(kind: str, base: dict[str, Any], spec: SweepSpec, *, largest
 
     drawn = largest_params(spec) if largest else representative_params(spec)
     params = {k: v for k, v in drawn.items() if k not in ("arm", "seed")}
+    raw = apply_overrides(base, params)
+    if spec.kind in BEST_FOLLOWS_METRIC:  # as the trials train: a metric they cannot compute is refused here
+        raw = best_follows_metric(raw, spec)
     try:
-        return validate_config(kind, apply_overrides(base, params))
+        return validate_config(kind, raw)
     except InvalidConfigError as exc:
         errors = [{**e, "loc": ["sweep", "config", *e["loc"]]} for e in exc.details.get("errors") or []]
         where = listed_problems(exc, prefix=("sweep.config",))

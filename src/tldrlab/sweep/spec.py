@@ -445,6 +445,23 @@ def sweep_file_settings(path: Path | str) -> dict[str, Any]:
     return {"sweep": spec.raw, "source": spec.source}
 
 
+BEST_FOLLOWS_METRIC = ("train", "lvm")
+"""The sweep programs whose trials keep the checkpoint best on the sweep's metric (`best_follows_metric`)."""
+
+
+def best_follows_metric(raw: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
+    """A trial's training config `raw` with its kept checkpoint following the sweep's metric
+    (`train.best_metric` and `best_mode`, unless the base config sets them): what a train or LVM trial trains
+    by, and what an API sweep's config is checked with at submit, so a metric the trials' evaluations do not
+    compute is refused there and not at every trial's first evaluation."""
+    train = raw.setdefault("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError("config.train: must be a mapping of loop settings")
+    train.setdefault("best_metric", spec.metric)
+    train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
+    return raw
+
+
 def apply_overrides(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of `base` with every dotted parameter name set to its value (a trial's config)."""
     out = copy.deepcopy(base)

@@ -40,7 +40,7 @@ from tldrlab.sweep.command import build_command, run_command
 from tldrlab.sweep.config import TrialConfig
 from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner
 from tldrlab.sweep.reporter import Reporter
-from tldrlab.sweep.spec import SweepSpec, apply_overrides, parse_sweep
+from tldrlab.sweep.spec import SweepSpec, apply_overrides, best_follows_metric, parse_sweep
 from tldrlab.sweep.storage import RUN_ATTR, SPEC_ATTR, mark_worker, open_storage, resolve_storage_url
 from tldrlab.targets import load_target
 from tldrlab.tokenizers import train_tokenizer
@@ -60,12 +60,7 @@ def trial_config_of(kind: str, raw: dict[str, Any], what: str) -> Any:
 
 def train_job_config(spec: SweepSpec, params: dict[str, Any]) -> Any:
     """The TrainJobConfig of a trial: base config + parameters; best checkpoint follows the sweep metric."""
-    raw = apply_overrides(spec.config, params)
-    train = raw.setdefault("train", {})
-    if not isinstance(train, dict):
-        raise ConfigError("config.train: must be a mapping of loop settings")
-    train.setdefault("best_metric", spec.metric)
-    train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
+    raw = best_follows_metric(apply_overrides(spec.config, params), spec)
     return trial_config_of("train", raw, "training config (tldrlab train)")
 
 
