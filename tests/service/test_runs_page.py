@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -131,3 +133,39 @@ def test_runs_page_starts_any_kind_from_its_config_box(browser: object, served: 
     run_id = page.inner_text("#detail-id")
     assert record(run_id).config["steps"] == 4 and record(run_id).status == RunStatus.COMPLETED
     assert errors == []
+
+
+@pytest.mark.slow
+def test_a_late_answer_for_the_run_selected_before_does_not_replace_the_selected_run(
+    browser: object, served: str
+) -> None:
+    # The list's poll refreshes the selected run's details; a new selection while that answer is on its way
+    # used to end with the old run's id, status and cancel button in the panel of the new one (the run a
+    # click on "cancel" then did not cancel was not the one shown).
+    first, second = (
+        httpx.post(f"{served}/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+        for _ in range(2)
+    )
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(f"{served}/runs-page")
+
+    def answer_late(route: Any) -> None:
+        time.sleep(1.0)
+        route.continue_()
+
+    page.route(f"**/runs/{first}", answer_late)
+    # every id the panel shows from here on (the list's poll soon shows the selected run again)
+    page.evaluate(
+        """() => {
+        window.shown = [];
+        const id = document.getElementById("detail-id");
+        new MutationObserver(() => window.shown.push(id.textContent))
+          .observe(id, { childList: true, characterData: true, subtree: true });
+      }"""
+    )
+    page.evaluate(f"() => {{ state.selected = {first!r}; refreshDetail(); select({second!r}); }}")
+    page.wait_for_timeout(1800)
+    shown = page.evaluate("() => window.shown")
+    assert second in shown
+    assert first not in shown, shown
+    page.close()

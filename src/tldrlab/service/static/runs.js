@@ -46,8 +46,12 @@ async function refreshList() {
 }
 
 async function refreshDetail() {
+  const runId = state.selected;
   let run;
-  try { run = await api(`/runs/${encodeURIComponent(state.selected)}`); } catch (err) { notice(err.message); return; }
+  try { run = await api(`/runs/${encodeURIComponent(runId)}`); } catch (err) { notice(err.message); return; }
+  // the list's poll may have asked for the run selected before a new selection: its late answer must not
+  // put that run back in the panel (nor its cancel button under the new run's id)
+  if (runId !== state.selected) return;
   $("detail-id").textContent = run.id;
   $("detail-status").textContent = run.status;
   $("detail-status").className = `status status-${run.status}`;
@@ -74,6 +78,7 @@ async function showReport(run) {
   if (run.status === "completed") {
     try { report = await api(`/runs/${encodeURIComponent(run.id)}/report`); } catch (err) { report = null; }
   }
+  if (run.id !== state.selected) return;  // another run was selected meanwhile
   $("report").textContent = report ? report.markdown : "";
   $("report-panel").hidden = !report;
 }
