@@ -136,10 +136,8 @@ class PostgresPgvectorStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-        for post in posts:
-            tables.set_post_hash(self.db, thread_id, post.post_id, post.content_hash)
-        if removed_posts:
-            tables.delete_post_hashes(self.db, thread_id, removed_posts)
+        hashes = [(post.post_id, post.content_hash) for post in posts]
+        tables.write_post_hashes(self.db, thread_id, hashes, removed_posts)
 
     def _query_binary(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         """A query whose results come back in binary: pgvector then loads vectors with np.frombuffer instead

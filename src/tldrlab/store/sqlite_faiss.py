@@ -197,9 +197,8 @@ class SqliteFaissStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        for post in posts:
-            tables.set_post_hash(self.db, thread_id, post.post_id, post.content_hash)
-        tables.delete_post_hashes(self.db, thread_id, removed_posts)
+        hashes = [(post.post_id, post.content_hash) for post in posts]
+        tables.write_post_hashes(self.db, thread_id, hashes, removed_posts)
         before = self._bump_generation()
         return before, removed, np.arange(next_id, next_id + len(rows), dtype=np.int64)
 

@@ -155,19 +155,22 @@ def lock_thread(db: Database, thread_id: str, expected: ThreadState | None) -> N
     )
 
 
-def set_post_hash(db: Database, thread_id: str, post_id: str, content_hash: str) -> None:
-    db.execute(
-        "INSERT INTO store_post_hashes (thread_id, post_id, content_hash) VALUES (?, ?, ?) "
-        "ON CONFLICT (thread_id, post_id) DO UPDATE SET content_hash = excluded.content_hash",
-        (thread_id, post_id, content_hash),
-    )
-
-
-def delete_post_hashes(db: Database, thread_id: str, post_ids: list[str]) -> None:
-    db.executemany(
-        "DELETE FROM store_post_hashes WHERE thread_id = ? AND post_id = ?",
-        [(thread_id, p) for p in post_ids],
-    )
+def write_post_hashes(
+    db: Database, thread_id: str, written: list[tuple[str, str]], removed: list[str]
+) -> None:
+    """The content hashes of a thread's posts after a write: (post id, hash) of each post written, and the
+    posts removed (one statement each for all of them, inside the write's transaction)."""
+    if written:
+        db.executemany(
+            "INSERT INTO store_post_hashes (thread_id, post_id, content_hash) VALUES (?, ?, ?) "
+            "ON CONFLICT (thread_id, post_id) DO UPDATE SET content_hash = excluded.content_hash",
+            [(thread_id, post_id, content_hash) for post_id, content_hash in written],
+        )
+    if removed:
+        db.executemany(
+            "DELETE FROM store_post_hashes WHERE thread_id = ? AND post_id = ?",
+            [(thread_id, p) for p in removed],
+        )
 
 
 def sentence_row(record: SentenceRecord) -> tuple[Any, ...]:
