@@ -113,3 +113,51 @@ def test_an_elm_optimization_on_another_searchs_study_or_no_data_is_refused_befo
     assert open_registry().list() == []
     config["hidden_dims"] = [16, 32]  # the search that made it resumes it
     assert client.post("/runs", json={"kind": "elm_optimize", "config": config}).status_code == 202
+
+
+def _train_sweep(data: Path, goal: str = "minimize", lrs: list[float] | None = None) -> dict[str, Any]:
+    return {
+        "name": "queued-study",
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "eval_loss", "goal": goal},
+        "parameters": {"train.lr": {"values": lrs or [1e-3, 2e-3]}},
+        "config": {"model": "char_lstm", "data": {"path": str(data)}, "train": {"max_steps": 2}},
+    }
+
+
+def test_a_sweep_named_like_a_queued_sweep_of_another_search_is_refused_at_submit(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A queued sweep has not created its study yet, so the study check found nothing and a second sweep of
+    the same name with another search space was accepted: whichever started second failed on the clash.
+    The queued sweep's search is known at submit (its config), so the second one is refused there."""
+    data = tldrlab_home / "data" / "text.txt"
+    data.parent.mkdir(parents=True)
+    data.write_text("To be, or not to be, that is the question.\n" * 20)
+    client = TestClient(create_app())
+    first = {"sweep": _train_sweep(data, lrs=[5e-3])}
+    queued = client.post("/runs", json={"kind": "sweep", "config": first})
+    assert queued.status_code == 202, queued.text
+    assert open_registry().get(queued.json()["id"]).status.value == "queued"
+    response = client.post(
+        "/runs",
+        json={"kind": "sweep", "config": {"sweep": _train_sweep(data)}},
+        headers={"X-Request-ID": "req-queued"},
+    )
+    error = response.json()
+    assert response.status_code == 409 and error["code"] == "conflict", response.text
+    assert error["request_id"] == "req-queued" and "study 'queued-study'" in error["message"], error
+    assert queued.json()["id"] in error["message"], error
+    assert len(open_registry().list()) == 1
+    # the other goal clashes too, on the command line as one line with exit 4 and no run
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(_train_sweep(data, goal="maximize", lrs=[5e-3])))
+    code, out, err = run_captured(["sweep", "run", str(path), "--trials", "1"], capsys)
+    assert code == 4 and err.startswith("error [conflict] study 'queued-study'"), (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert len(open_registry().list()) == 1
+    # the same sweep again, or another name, is accepted (it shares, or does not touch, the queued study)
+    assert client.post("/runs", json={"kind": "sweep", "config": first}).status_code == 202
+    renamed = {"sweep": _train_sweep(data), "study": "queued-study-2"}
+    assert client.post("/runs", json={"kind": "sweep", "config": renamed}).status_code == 202

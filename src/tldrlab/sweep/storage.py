@@ -139,7 +139,30 @@ def check_study(config: SweepConfig) -> SweepConfig:
     storage = open_storage(config.storage)
     if name in study_names(storage):
         refuse_another_sweeps_study(optuna.load_study(study_name=name, storage=storage), spec)
+    refuse_another_queued_sweep(name, resolve_storage_url(config.storage), spec)
     return config
+
+
+def refuse_another_queued_sweep(name: str, url: str, spec: SweepSpec) -> None:
+    """ConflictError when a queued sweep run will open the study `name` in the storage `url` with another
+    goal or search than `spec`: a sweep creates its study only when it starts, so the storage knows nothing
+    of it yet, and the second of the two to start would fail on the clash instead of being refused here."""
+    for record in open_registry().list(kind="sweep", status=RunStatus.QUEUED.value, limit=1000):
+        try:
+            queued = parse_sweep(record.config["sweep"], source=record.config.get("source"))
+            resolve_program(queued)
+            same_study = (record.config.get("study") or queued.name) == name
+            same_storage = resolve_storage_url(record.config.get("storage")) == url
+        except (ConfigError, KeyError, TypeError):  # a config this version cannot read: no clash to tell
+            continue
+        if not (same_study and same_storage):
+            continue
+        if direction(queued) != direction(spec) or not same_search(queued.raw, spec.raw):
+            raise ConflictError(
+                f"study {name!r} is the study of the queued sweep run {record.id}, a different sweep (goal, "
+                "method, metric, parameters or program differ); submit the same sweep to share it or pick "
+                "another --study NAME"
+            )
 
 
 # -- dead workers --------------------------------------------------------------------------------------------
