@@ -56,6 +56,13 @@ class InvalidConfigError(ConfigError):
     http_status = 422
 
 
+class InvalidRequestError(InvalidInputError):
+    """A request body that does not validate against its route's schema: a 422, as the API answers a body its
+    route's declared model refuses (a route that reads its body itself raises this)."""
+
+    http_status = 422
+
+
 class PathNotAllowedError(InvalidInputError):
     """A config names a place the caller may not read or write (API runs are confined to the data roots,
     uploaded data sets and run directories)."""

@@ -214,7 +214,7 @@ def test_bad_numeric_parameters_are_config_errors() -> None:
 
 def test_unknown_parameters_are_config_errors_naming_them() -> None:
     # `-p max_new_token=10` (a typo of max_new_tokens) changed nothing and said nothing; the docs promise a
-    # clear error (exit 2, 400 invalid_config) for bad options
+    # clear error (exit 2, 422 invalid_config) for bad options
     endpoint = "http://127.0.0.1:9/v1"
     bad = [
         (

@@ -454,7 +454,7 @@ def test_the_walk_finds_the_free_form_fields() -> None:
 
 def test_infinity_in_a_summarizers_params_over_http_is_refused_naming_it() -> None:
     """POST /stream_summary with `"params": {"temperature": Infinity}` was accepted by the request class. The
-    route validates its body itself and answers every bad body 400 (as `"k": 500`), so this is a 400 too."""
+    route validates its body itself and answers every invalid body 422 (as `"k": 500`): a 422 too."""
     client = TestClient(create_app())
     for bad in ("Infinity", "NaN", "-Infinity", "1e400"):
         body = (
@@ -462,7 +462,7 @@ def test_infinity_in_a_summarizers_params_over_http_is_refused_naming_it() -> No
         )
         response = client.post("/stream_summary", content=body, headers={"content-type": "application/json"})
         error = response.json()
-        assert response.status_code == 400 and error["code"] == "invalid_input" and error["request_id"], error
+        assert response.status_code == 422 and error["code"] == "invalid_input" and error["request_id"], error
         assert error["message"] == "params.final_params.top_p: Input should be a finite number", error
 
 

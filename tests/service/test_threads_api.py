@@ -163,20 +163,24 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
     assert_error(client.post("/stream_summary", json={"thread_id": "nope"}), 404, "not_found", "nope")
     client.post("/threads", json=beer_thread())
     tid = beer_thread()["id"]
+    # an invalid body is a 422, as every route that declares its body answers one (these were 400s)
     assert_error(
         client.post("/stream_summary", json={"thread_id": tid, "summarizer": "magic"}),
-        400,
+        422,
         "invalid_input",
         "unknown summarizer",
     )
-    assert_error(client.post("/stream_summary", json={"thread_id": tid, "k": 500}), 400, "invalid_input", "k")
+    assert_error(client.post("/stream_summary", json={"thread_id": tid, "k": 500}), 422, "invalid_input", "k")
     too_many = {"thread_id": tid, "max_bullets": 21}
-    assert_error(client.post("/stream_summary", json=too_many), 400, "invalid_input", "max_bullets")
+    assert_error(client.post("/stream_summary", json=too_many), 422, "invalid_input", "max_bullets")
     both = client.post("/stream_summary", json={**too_many, "k": 500}).json()["message"]
     assert both.startswith("k: ") and "; max_bullets: " in both  # every bad field, as the CLI names them
-    assert_error(client.post("/stream_summary", json=[1]), 400, "invalid_input", "")
+    assert_error(client.post("/stream_summary", json=[1]), 422, "invalid_input", "")
+    assert_error(client.post("/stream_summary", json={}), 422, "invalid_input", "thread_id")
+    assert_error(client.post("/stream_summary", content=b""), 422, "invalid_input", "body is missing")
     bad_param = {"thread_id": tid, "summarizer": "extractive", "params": {"max_chars": "abc"}}  # was a 500
-    assert_error(client.post("/stream_summary", json=bad_param), 400, "invalid_config", "max_chars")
+    assert_error(client.post("/stream_summary", json=bad_param), 422, "invalid_config", "max_chars")
+    assert_error(client.post("/stream_summary", content=b"{"), 400, "invalid_input", "not valid JSON")
     # nothing stored was lost by the bad requests
     assert [t["id"] for t in client.get("/threads").json()["threads"]] == [tid]
 

@@ -46,7 +46,14 @@ from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
 from tldrlab.digest.summarizers import build_summarizer
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import InvalidInputError, TldrlabError, validation_problems
+from tldrlab.errors import (
+    ConfigError,
+    InvalidConfigError,
+    InvalidInputError,
+    InvalidRequestError,
+    TldrlabError,
+    validation_problems,
+)
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, parse_json
 from tldrlab.store.base import SentenceStore
@@ -312,11 +319,13 @@ def produce_events(
 @router.post("/stream_summary")
 async def stream_summary(request: Request) -> StreamingResponse:
     """Stream a cited TL;DR of an ingested thread as Server-Sent Events."""
-    body = await json_body(request)
+    raw = await request.body()
+    if not raw.strip():  # as FastAPI answers a missing body on the routes that declare theirs
+        raise InvalidRequestError('the request body is missing: send a JSON object ({"thread_id": ...})')
     try:
-        options = StreamSummaryRequest.model_validate(body)
+        options = StreamSummaryRequest.model_validate(parse_json(raw))
     except ValidationError as exc:
-        raise InvalidInputError(validation_problems(exc, whole="body")) from exc
+        raise InvalidRequestError(validation_problems(exc, whole="body")) from exc
     res = await run_in_threadpool(resources, request)
     await run_in_threadpool(res.store.get_thread, options.thread_id)  # 404 before the stream starts
 
@@ -324,7 +333,13 @@ async def stream_summary(request: Request) -> StreamingResponse:
     options.params = await run_in_threadpool(
         confine_summarizer_params, options.summarizer, options.params, settings
     )
-    build_summarizer(options.summarizer, options.params)  # 400 for unknown names / missing settings
+    try:
+        build_summarizer(options.summarizer, options.params)
+    except InvalidInputError as exc:  # the body's summarizer or its params: an invalid body, as above
+        if exc.http_status != 400:
+            raise
+        refused = InvalidConfigError if isinstance(exc, ConfigError) else InvalidRequestError
+        raise refused(exc.message) from exc
     request_id = str(getattr(request.state, "request_id", "-"))
     keepalive_s = float(settings.sse_keepalive_s)
     stop = threading.Event()
