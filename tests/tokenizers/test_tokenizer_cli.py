@@ -110,3 +110,28 @@ def test_a_directory_corpus_is_refused_before_a_run_exists(
     assert run_cli(["tokenizer", "train", "--method", "char", "--vocab-size", "50", str(tmp_path)]) == 2
     assert "is a directory; pass the files inside it" in capsys.readouterr().err
     assert open_registry().list(kind="tokenizer") == []
+
+
+def test_a_corrupt_tokenizer_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a torn tokenizer.json raised the tokenizers library's bare Exception, and a torn
+    # tokenizer_manifest.json a JSONDecodeError: `tokenizer show` printed a traceback (exit 1) for both
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a small corpus, café 🙂" for i in range(200)), encoding="utf-8")
+    out = tmp_path / "tok"
+    args = ["tokenizer", "train", "--method", "bpe", "--vocab-size", "300", str(corpus), "--out", str(out)]
+    assert run_cli(args) == 0
+    capsys.readouterr()
+    manifest = (out / "tokenizer_manifest.json").read_text(encoding="utf-8")
+    (out / "tokenizer_manifest.json").write_text(manifest[: len(manifest) // 2], encoding="utf-8")
+    assert run_cli(["tokenizer", "show", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot read the tokenizer manifest {out / 'tokenizer_manifest.json'}" in err, err
+    (out / "tokenizer_manifest.json").write_text("[1, 2]", encoding="utf-8")
+    assert run_cli(["tokenizer", "show", str(out)]) == 2
+    assert "not a JSON object" in capsys.readouterr().err
+    (out / "tokenizer_manifest.json").write_text(manifest, encoding="utf-8")
+    tokenizer = (out / "tokenizer.json").read_text(encoding="utf-8")
+    (out / "tokenizer.json").write_text(tokenizer[:100], encoding="utf-8")
+    assert run_cli(["tokenizer", "show", str(out), "--text", "café"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot load the tokenizer in {out}" in err and "Traceback" not in err, err

@@ -40,7 +40,13 @@ def read_tokenizer_manifest(path_or_run: Path | str) -> dict[str, Any]:
     manifest = directory / MANIFEST_FILE
     if not manifest.is_file():
         return {}
-    return dict(json.loads(manifest.read_text(encoding="utf-8")))
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: torn JSON or bytes that are not UTF-8
+        raise InvalidInputError(f"cannot read the tokenizer manifest {manifest}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"the tokenizer manifest {manifest} is not a JSON object")
+    return data
 
 
 def load_tokenizer(path_or_run: Path | str) -> Any:
@@ -61,7 +67,7 @@ def load_tokenizer(path_or_run: Path | str) -> Any:
             tokenizer = PreTrainedTokenizerFast(
                 tokenizer_file=str(directory / TOKENIZER_FILE), model_max_length=1 << 30, **SPECIAL_TOKENS
             )
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # the tokenizers library raises a bare Exception for a torn tokenizer.json
         raise InvalidInputError(f"cannot load the tokenizer in {directory}: {exc}") from exc
     for attr, token in SPECIAL_TOKENS.items():
         if getattr(tokenizer, attr, None) is None and token in tokenizer.get_vocab():
