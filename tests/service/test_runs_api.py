@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,30 @@ def _sse(body: str) -> list[tuple[str, dict[str, Any]]]:
                 del data["time"]
             events.append((fields["id"], data))
     return events
+
+
+def test_an_event_history_gives_lifecycle_events_the_time_they_happened(client: TestClient) -> None:
+    # a history read later stamped its lifecycle events with the time the stream read them: a run that
+    # completed a while ago read as completing now
+    done = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+    _work()
+    waiting = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+    time.sleep(0.5)
+    asked = time.time()
+    finished = [
+        json.loads(line[6:])
+        for line in client.get(f"/runs/{done}/events").text.splitlines()
+        if line.startswith("data: ")
+    ]
+    completed = [e for e in finished if e["type"] == "completed"]
+    assert len(completed) == 1 and completed[0]["time"] == pytest.approx(record(done).ended_at, abs=1e-3)
+    assert completed[0]["time"] < asked - 0.4
+    with client.stream("GET", f"/runs/{waiting}/events") as stream:  # a queued run's stream stays open
+        line = next(line for line in stream.iter_lines() if line.startswith("data: "))
+    queued = json.loads(line[6:])
+    assert queued["type"] == "queued" and queued["time"] == pytest.approx(
+        record(waiting).created_at, abs=1e-3
+    )
 
 
 def test_a_reconnecting_event_stream_resumes_after_its_last_event_id(client: TestClient) -> None:

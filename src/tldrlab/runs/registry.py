@@ -73,6 +73,11 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN cleaned_at DOUBLE PRECISION",
         "ALTER TABLE runs ADD COLUMN cleanup_marked_at DOUBLE PRECISION",
     ],
+    [
+        # When the run entered its current status: the time of its lifecycle event (an SSE history replayed
+        # later, a notifier told late), which no other column holds for queued -> running -> queued again.
+        "ALTER TABLE runs ADD COLUMN status_at DOUBLE PRECISION",
+    ],
 ]
 
 
@@ -108,6 +113,8 @@ class RunRecord:
     """When retention removed the local directory (the archive restores it); None while it is there."""
     cleanup_marked_at: float | None = None
     """When a retention pass first found the run deletable (its grace period counts from there)."""
+    status_at: float | None = None
+    """When the run entered its current status (None in rows written before the column existed)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRecord:
@@ -136,7 +143,17 @@ class RunRecord:
             archived_at=row.get("archived_at"),
             cleaned_at=row.get("cleaned_at"),
             cleanup_marked_at=row.get("cleanup_marked_at"),
+            status_at=row.get("status_at"),
         )
+
+    def entered_status_at(self) -> float | None:
+        """When the run entered its current status; for rows older than `status_at`, the closest time the
+        row has (its end, start or creation)."""
+        if self.status_at is not None:
+            return self.status_at
+        if self.status.finished:
+            return self.ended_at
+        return self.started_at if self.status is RunStatus.RUNNING else self.created_at
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -168,8 +185,8 @@ class RunRegistry:
 
     def insert(self, record: RunRecord) -> None:
         self.db.execute(
-            "INSERT INTO runs (id, kind, status, config, run_dir, created_at, message, parent_id, tags) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, kind, status, config, run_dir, created_at, message, parent_id, tags, "
+            "status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.kind,
@@ -180,6 +197,7 @@ class RunRegistry:
                 record.message,
                 record.parent_id,
                 json.dumps(record.tags),
+                record.created_at,
             ),
         )
 
@@ -253,9 +271,12 @@ class RunRegistry:
         return [RunRecord.from_row(r) for r in rows]
 
     def update(self, run_id: str, **fields: Any) -> None:
-        """Set columns by name; dict values are stored as JSON."""
+        """Set columns by name; dict values are stored as JSON. Setting `status` also sets `status_at` (now,
+        unless given)."""
         if not fields:
             return
+        if "status" in fields:
+            fields.setdefault("status_at", time.time())
         sets, params = [], []
         for name, value in fields.items():
             if name not in RunRecord.__dataclass_fields__:
@@ -277,6 +298,7 @@ class RunRegistry:
     ) -> bool:
         """Compare-and-set status: True when the run was in one of `from_statuses` and is now `to`."""
         marks = ", ".join("?" for _ in from_statuses)
+        fields.setdefault("status_at", time.time())
         sets = ["status = ?"] + [f"{k} = ?" for k in fields]
         values = [json.dumps(v) if isinstance(v, dict) else v for v in fields.values()]
         changed = self.db.execute(
@@ -290,11 +312,12 @@ class RunRegistry:
         """Compare-and-set a run to `running` for `worker` (counting an attempt): True only for the one
         worker that wins. Claimable: `queued` runs not cancelled, and `running` runs whose heartbeat is older
         than `stale_before` (the caller checks that their owner is dead)."""
+        now = time.time()
         changed = self.db.execute(
-            "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, attempts = attempts + 1 "
-            "WHERE id = ? AND cancel_requested = 0 "
+            "UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, status_at = ?, "
+            "attempts = attempts + 1 WHERE id = ? AND cancel_requested = 0 "
             "AND (status = 'queued' OR (status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
-            (worker, time.time(), run_id, stale_before),
+            (worker, now, now, run_id, stale_before),
         )
         return changed == 1
 
@@ -325,17 +348,11 @@ class RunRegistry:
     ) -> bool:
         """Compare-and-set a still-stale running run to `to` (queued to resume it, failed to give up): True
         for the one reconciler that wins."""
+        now = time.time()
         changed = self.db.execute(
-            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ? WHERE id = ? "
-            "AND status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
-            (
-                to.value,
-                message,
-                error_code,
-                time.time() if to.finished else None,
-                run_id,
-                stale_before,
-            ),
+            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ?, status_at = ? "
+            "WHERE id = ? AND status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+            (to.value, message, error_code, now if to.finished else None, now, run_id, stale_before),
         )
         return changed == 1
 

@@ -266,6 +266,7 @@ class Run:
             message=message,
             error_code=error_code,
             heartbeat_at=now,
+            status_at=now,
             **done,
         )
 

@@ -201,6 +201,8 @@ class RunTail:
                 type=STATUS_EVENTS[status],
                 run_id=run_id,
                 kind=kind,
+                # when it happened, not when this tail noticed (an SSE history replays it much later)
+                time=record.entered_status_at() or time.time(),
                 status=status,
                 message=record.message,
                 progress=record.progress,
