@@ -11,11 +11,12 @@ from typing import Any, cast
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from svc_helpers import ServerThread, record, wait_for
 
+from netutil import free_port
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError
 from tldrlab.runs import RunStatus, create_run
@@ -259,3 +260,23 @@ def test_at_scale_out_each_event_reaches_a_webhook_once(
     assert events.count("queued") == 1 and events.count("started") == 1 and events.count("completed") == 1, (
         events
     )
+
+
+def test_bot_commands_answer_when_the_api_is_down_or_answers_no_json(tldrlab_home: Path) -> None:
+    # the API unreachable raised httpx.ConnectError, and an HTML error page (a proxy's 502) a JSONDecodeError,
+    # out of BotCommands.handle: the slash command's interaction got no reply at all ("did not respond")
+    watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+    down = BotCommands(httpx.Client(base_url=f"http://127.0.0.1:{free_port()}", timeout=5), 42, watch_list)
+    for command, argument in [("runs", ""), ("status", "smoke-1"), ("cancel", "smoke-1"), ("train", "smoke")]:
+        reply = down.handle(42, command, argument) or ""
+        assert reply.startswith("cannot reach the tldrlab API at http://127.0.0.1:"), reply
+    proxy = FastAPI()
+
+    @proxy.api_route("/{path:path}", methods=["GET", "POST"])
+    async def bad_gateway(path: str) -> HTMLResponse:
+        return HTMLResponse("<html><body>502 Bad Gateway</body></html>", status_code=502)
+
+    behind = BotCommands(cast(httpx.Client, TestClient(proxy)), 42, watch_list)
+    assert behind.handle(42, "runs") == "the tldrlab API answered HTTP 502 without a JSON object"
+    assert behind.handle(42, "train", "smoke") == "the tldrlab API answered HTTP 502 without a JSON object"
+    assert watch_list.ids() == set()

@@ -271,6 +271,8 @@ class BotCommands:
             return handler(argument.strip())
         except InvalidInputError as exc:
             return exc.message
+        except httpx.HTTPError as exc:  # the API is down or slow: say so in the DM, not "did not respond"
+            return f"cannot reach the tldrlab API at {self.api.base_url}: {type(exc).__name__}"
 
     def _get(self, path: str, **params: Any) -> dict[str, Any]:
         response = self.api.get(path, params=params)
@@ -278,7 +280,13 @@ class BotCommands:
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
-        body: dict[str, Any] = response.json()
+        try:
+            body = response.json()
+        except ValueError:  # e.g. a proxy's HTML error page in front of the API
+            body = None
+        if not isinstance(body, dict):
+            status = response.status_code
+            raise InvalidInputError(f"the tldrlab API answered HTTP {status} without a JSON object")
         if response.status_code >= 400:
             raise InvalidInputError(f"{body.get('code', 'error')}: {redact(body.get('message'))}")
         return body
