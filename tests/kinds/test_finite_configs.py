@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from cliutil import run_captured
 from tldrlab.cli.main import app as cli_app
-from tldrlab.cli.options import LazyCommand
+from tldrlab.cli.options import Flag, LazyCommand, parse_value
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.freeform import ValidatedWhole
@@ -469,8 +469,15 @@ def test_infinity_in_a_summarizers_params_over_http_is_refused_naming_it() -> No
 def test_infinity_in_a_digest_param_is_a_one_line_error_before_any_work(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`tldrlab digest THREAD -p temperature=Infinity` went on to look the thread up (and a file's ingest)."""
-    for bad in ("Infinity", "NaN", "1e400"):
+    """`tldrlab digest THREAD -p temperature=Infinity` went on to look the thread up (and a file's ingest);
+    the bare words `inf` / `nan` (what Python prints) were not JSON, so they stayed text that only the
+    summarizer refused, in its own words. Every spelling is a usage error when `-p` is parsed."""
+    for bad in ("Infinity", "NaN", "1e400", "inf", "-inf", "nan", " INF "):
         code, out, err = run_captured(["digest", "no-such-thread", "-p", f"temperature={bad}"], capsys)
-        assert code == 2 and "params.temperature: Input should be a finite number" in err, (code, out, err)
+        refused = f"--param temperature={bad.strip()}: not a finite number"
+        assert code == 2 and refused in err, (code, out, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    # finite bare numbers are still numbers, words still text, and a quoted word passes as text
+    flag = Flag(path="params", names=("--param", "-p"), annotation=str, help="", parse="pairs")
+    pairs = ["a=0.5", "b=1e-3", "c=-2", "d=info", "e=nano", 'f="inf"']
+    assert parse_value(flag, pairs) == {"a": 0.5, "b": 1e-3, "c": -2, "d": "info", "e": "nano", "f": "inf"}

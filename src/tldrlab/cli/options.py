@@ -13,9 +13,9 @@ JSON), then the flags; `config_command` makes a command of any other class the s
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
+import math
 import os
 import types
 from collections.abc import Callable, Mapping
@@ -225,6 +225,27 @@ def _json(flag: Flag, text: str) -> Any:
         raise ConfigError(f"{flag.shown}: not valid JSON: {exc}") from exc
 
 
+def pair_value(flag: Flag, key: str, text: str) -> Any:
+    """The value of a `KEY=VALUE` pair: JSON when it parses (numbers, booleans, ...), else the text. A number
+    that is not finite is a usage error here, however it is spelled: JSON's `Infinity` / `NaN` / `1e400`,
+    and Python's bare `inf` / `nan`, which are not JSON and would otherwise stay text that only the code
+    using the value refuses, after the command has done its first work."""
+    try:
+        value = number = json.loads(text)
+    except ValueError:  # not JSON: the text, unless Python reads it as a number (`inf`, `nan`)
+        value = text
+        try:
+            number = float(text)
+        except ValueError:
+            return value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(
+            f"{flag.shown} {key}={text}: not a finite number; give a finite one "
+            f"(or the word as a JSON string: {key}='\"{text}\"')"
+        )
+    return value
+
+
 def parse_value(flag: Flag, value: Any) -> Any:
     """One flag's parsed value as it goes into the config."""
     if flag.parse in ("pairs", "text_pairs"):
@@ -236,10 +257,7 @@ def parse_value(flag: Flag, value: Any) -> Any:
             key, sep, rest = (part.strip() for part in text.partition("="))
             if not sep or not key:
                 raise ConfigError(f"{flag.shown} expects KEY=VALUE (key=value), got {text!r}")
-            pairs[key] = rest
-            if flag.parse == "pairs":
-                with contextlib.suppress(ValueError):  # numbers, booleans, JSON
-                    pairs[key] = json.loads(rest)
+            pairs[key] = pair_value(flag, key, rest) if flag.parse == "pairs" else rest
         value = pairs
     elif flag.parse == "list":
         items: list[Any] = []
