@@ -11,12 +11,14 @@ import typer
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
+from tldrlab.errors import UnknownKindError
+from tldrlab.kinds import get_kind, kind_names_by_recorded_name, recorded_kind_names
 from tldrlab.report import Report
-from tldrlab.runs import open_registry
+from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareChart, compare_runs
+from tldrlab.runs.reconcile import reconcile_here
 from tldrlab.runs.registry import RunQuery, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import LOG, read_manifest
@@ -24,6 +26,21 @@ from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.")
+
+
+def _resumable(kind: str) -> bool:
+    try:
+        return get_kind(kind).resume_fields is not None
+    except UnknownKindError:  # a kind this version no longer has
+        return False
+
+
+def reconciled_registry() -> RunRegistry:
+    """The registry, once the runs a killed process of this machine left `running` are settled: a home
+    with no worker to reconcile them would otherwise show them running for good."""
+    registry = open_registry()
+    reconcile_here(registry, heartbeat_s=get_settings().run_heartbeat_s, resumable=_resumable)
+    return registry
 
 
 def list_command(query: RunQuery, as_json: bool) -> None:
@@ -34,7 +51,7 @@ def list_command(query: RunQuery, as_json: bool) -> None:
     # a kind's runs under every name they may be recorded under (evaluate and eval, whichever is given);
     # a typo is an error listing the kinds, not an empty table
     kinds = recorded_kind_names(query.kind) if query.kind else None
-    records = open_registry().list(**{**query.model_dump(mode="json"), "kind": kinds})
+    records = reconciled_registry().list(**{**query.model_dump(mode="json"), "kind": kinds})
     emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
 
 
@@ -44,7 +61,7 @@ def show_run(run_id: str = RUN_ID) -> None:
 
     Example: tldrlab runs show train-20260101
     """
-    record = open_registry().find(run_id)
+    record = reconciled_registry().find(run_id)
     typer.echo(
         json.dumps(
             {"run": record.to_dict(), "manifest": read_manifest(record.run_dir)}, indent=2, default=str

@@ -20,6 +20,10 @@ from tldrlab.errors import NotFoundError
 from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
 
+SUBMITTED_VIA = "submitted_via"
+"""Tag set ("api") on runs created through the API: the queue's runs (a worker confines them again before
+executing them, and requeues them when their worker dies)."""
+
 
 class RunStatus(StrEnum):
     QUEUED = "queued"

@@ -74,8 +74,6 @@ from tldrlab.sweep.spec import (
 )
 
 RUN_PREFIX = "run:"
-SUBMITTED_VIA = "submitted_via"
-"""Tag set on runs created through the API (the worker confines those again before executing them)."""
 
 READ_RULE = (
     "API runs read only inside the data roots (TLDRLAB_DATA_ROOTS; write paths relative to them), uploaded "

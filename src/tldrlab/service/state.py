@@ -16,8 +16,9 @@ from tldrlab import launch
 from tldrlab.config import Settings
 from tldrlab.errors import TldrlabError
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
+from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.run import new_run_id
-from tldrlab.service.confine import SUBMITTED_VIA, confine_config
+from tldrlab.service.confine import confine_config
 from tldrlab.service.events import EventBus, MemoryBus, RunEvent, open_bus
 from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue

@@ -46,12 +46,12 @@ from tldrlab.errors import (
 from tldrlab.kinds import kind_names_by_recorded_name
 from tldrlab.launch import execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
-from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.db import migrate
 from tldrlab.runs.ownership import owner_alive
+from tldrlab.runs.reconcile import orphaned_runs, settle_orphan, update_manifest
+from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.retention import settle_finished_run
-from tldrlab.runs.run import read_manifest
-from tldrlab.service.confine import SUBMITTED_VIA, confine_again
+from tldrlab.service.confine import confine_again
 from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
 from tldrlab.service.periodic import check_retention_setting
 from tldrlab.service.queue import JobQueue, open_queue
@@ -139,16 +139,6 @@ def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: 
     return registry.claim(run_id, worker_id, stale_before)
 
 
-def update_manifest(run_dir: str | Path, **fields: Any) -> None:
-    """Mirror a registry change made outside the run's own handle into its manifest."""
-    try:
-        manifest = read_manifest(run_dir)
-    except (OSError, ValueError):
-        return
-    manifest.update(fields)
-    atomic_write_json(Path(run_dir) / "manifest.json", manifest)
-
-
 def requeue(
     registry: RunRegistry, queue: JobQueue, run_id: str, message: str, *, delay_s: float = 0.0
 ) -> None:
@@ -163,9 +153,8 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
     API's queued runs the queue lost (Redis restarted empty, flushed, failed over)."""
     stale_before = time.time() - config.stale_after_s
     actions = []
-    for record in registry.stale_running(stale_before):
-        if owner_alive(record.run_dir):
-            continue  # stale heartbeat, live owner (stopped, swapped out, stuck in C): never run it twice
+    # a stale heartbeat with a live owner (stopped, swapped out, stuck in C) is no orphan: never run it twice
+    for record in orphaned_runs(registry, stale_before):
         dead = record.worker or "unknown"
         give_up = record.attempts >= config.max_attempts
         status, error_code = (RunStatus.FAILED, "worker_lost") if give_up else (RunStatus.QUEUED, None)
@@ -179,12 +168,10 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             # it, since a run with a cancel request is not claimable, and it would read `queued` for good)
             status, error_code = RunStatus.CANCELLED, "cancelled"
             message = f"cancelled: its worker {dead} stopped responding after the run was asked to cancel"
-        if not registry.settle_stale(record.id, stale_before, status, message, error_code):
+        if not settle_orphan(registry, record, stale_before, status, message, error_code):
             continue  # another worker reconciled it first
-        update_manifest(record.run_dir, status=status.value, message=message)
         if status is RunStatus.QUEUED:
             queue.enqueue(record.id)
-        log.warning(message, extra={"fields": {"run_id": record.id}})
         actions.append((record.id, status.value))
     return actions + requeue_lost(registry, queue, stale_before)
 

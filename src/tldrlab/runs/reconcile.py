@@ -1,0 +1,105 @@
+"""Orphaned runs: `running` in the registry while the process that executed them is gone (killed with
+SIGKILL, out of memory, the machine rebooted), so nothing will ever record how they ended.
+
+An orphan is a running run whose heartbeat is older than a threshold *and* whose owner is dead: nobody holds
+its run directory's lock (`tldrlab.runs.ownership`; the kernel drops it however the process died). A stale
+heartbeat alone is not enough: a stopped or busy owner keeps its run.
+
+Two reconcilers settle orphans with the functions here, each with the outcome that fits it:
+
+- a worker (`tldrlab.service.worker.reconcile`) requeues them on its queue (the job resumes from its last
+  checkpoint), or fails them past `max_attempts`;
+- a command line that shows runs (`tldrlab runs list | show`) settles the orphans a process of this machine
+  left behind (`reconcile_here`), so a home with no worker does not show a killed run `running` for good: a
+  run of a resumable kind waits for `--resume` (`queued`, as a preempted run does), any other fails with
+  `worker_lost`. Runs submitted through the API are left to the workers, whose queue they belong to.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.ownership import owner_alive
+from tldrlab.runs.registry import SUBMITTED_VIA, RunRecord, RunRegistry, RunStatus
+from tldrlab.runs.run import MANIFEST, read_manifest
+
+log = logging.getLogger("tldrlab.runs")
+
+STALE_BEATS = 3
+"""`reconcile_here` settles a run whose heartbeat missed this many of its owner's beats (and whose lock is
+free): the lock decides on one machine, the heartbeat only guards against a file system without locks."""
+
+
+def update_manifest(run_dir: str | Path, **fields: Any) -> None:
+    """Mirror a registry change made outside the run's own handle into its manifest."""
+    try:
+        manifest = read_manifest(run_dir)
+    except (OSError, ValueError):
+        return
+    manifest.update(fields)
+    atomic_write_json(Path(run_dir) / MANIFEST, manifest)
+
+
+def orphaned_runs(registry: RunRegistry, stale_before: float) -> list[RunRecord]:
+    """Running runs whose heartbeat is older than `stale_before` and whose owner is dead."""
+    return [r for r in registry.stale_running(stale_before) if not owner_alive(r.run_dir)]
+
+
+def settle_orphan(
+    registry: RunRegistry,
+    record: RunRecord,
+    stale_before: float,
+    status: RunStatus,
+    message: str,
+    error_code: str | None = None,
+) -> bool:
+    """Compare-and-set an orphan, still stale, to `status` and mirror it into its manifest: True for the one
+    reconciler that wins (another may be settling it at the same moment)."""
+    if not registry.settle_stale(record.id, stale_before, status, message, error_code):
+        return False
+    ended = {"ended_at": time.time()} if status.finished else {}
+    update_manifest(record.run_dir, status=status.value, message=message, error_code=error_code, **ended)
+    log.warning(message, extra={"fields": {"run_id": record.id}})
+    return True
+
+
+def owner_host(record: RunRecord) -> str | None:
+    """The machine of the process that last executed the run (`host:pid:token`, or `host:pid` of a worker)."""
+    executor = record.owner or record.worker
+    return executor.rsplit(":", 2)[0] if executor and executor.count(":") >= 1 else None
+
+
+def reconcile_here(
+    registry: RunRegistry, *, heartbeat_s: float, resumable: Callable[[str], bool]
+) -> list[tuple[str, str]]:
+    """Settle the orphans a process of this machine left behind (not the API's runs: its workers requeue
+    those): a run of a kind `resumable` says resumes waits for `--resume` (queued), another fails
+    (`worker_lost`); one asked to cancel ends cancelled. Returns (run id, new status) for each."""
+    stale_before = time.time() - STALE_BEATS * heartbeat_s
+    here = platform.node()
+    actions = []
+    for record in orphaned_runs(registry, stale_before):
+        if owner_host(record) != here or record.tags.get(SUBMITTED_VIA) == "api":
+            continue
+        process = record.owner or record.worker
+        if record.cancel_requested:
+            status, code = RunStatus.CANCELLED, "cancelled"
+            message = f"cancelled: its process {process} ended after the run was asked to cancel"
+        elif resumable(record.kind):
+            status, code = RunStatus.QUEUED, None
+            message = (
+                f"interrupted: its process {process} ended without finishing (killed?); "
+                f"--resume {record.id} continues it from its last checkpoint"
+            )
+        else:
+            status, code = RunStatus.FAILED, "worker_lost"
+            message = f"failed: its process {process} ended without finishing (killed?)"
+        if settle_orphan(registry, record, stale_before, status, message, code):
+            actions.append((record.id, status.value))
+    return actions
