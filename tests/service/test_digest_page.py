@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from netutil import serve_app
+from tldrlab.config import get_settings
 from tldrlab.samples import sample_path
 from tldrlab.service.app import create_app
 
@@ -160,5 +161,58 @@ def test_highlights_after_astral_characters_are_marked_at_their_spans(browser: A
         assert marked and len(marked) == len(found), marked
         texts = {h["id"]: h["text"] for h in found}
         assert all(text == texts[hid] for hid, text in marked), (marked, texts)
+    finally:
+        page.close()
+
+
+def test_an_api_key_typed_into_the_page_loads_the_thread_list(
+    browser: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with TLDRLAB_API_KEY set, the first load of the thread list is a 401; typing the key changed nothing
+    # (the list stayed "(loading…)" and no control reloaded it), so only an ingest made the page usable
+    key = "pg-" + "7f3a9c1e5b" * 3
+    monkeypatch.setenv("TLDRLAB_API_KEY", key)
+    get_settings.cache_clear()
+    with serve_app(create_app()) as url:
+        with httpx.Client(base_url=url, timeout=60, headers={"X-Api-Key": key}) as client:
+            assert client.post("/threads", json=PASTED).status_code == 201
+        page = browser.new_page()
+        try:
+            page.goto(url + "/")
+            page.wait_for_function("() => document.getElementById('status').className === 'error'")
+            assert "unauthorized" in page.inner_text("#status")
+            assert page.eval_on_selector("#thread-select", "s => s.options[0].textContent") != "(loading…)"
+            page.fill("#key-input", key)
+            page.press("#key-input", "Tab")  # a change event, as leaving the field after typing makes
+            page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+            assert page.inner_text("#status") == ""  # the 401's message is gone with its cause
+            page.click("#digest-button")
+            page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+            assert page.locator("#bullets li").count() == 3
+            page.reload()  # the key is remembered, as on the runs page
+            page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+        finally:
+            page.close()
+
+
+def test_a_stream_cut_before_its_digest_says_so(browser: Any, server_url: str) -> None:
+    # a connection lost mid-stream (a proxy's timeout, the server restarting) ended the page's read loop
+    # quietly: the status stayed "summarizing…" for ever, as if the TL;DR were still coming
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201
+        stream = client.post("/stream_summary", json={"thread_id": "pasted-1"}).text
+    assert "event: digest" in stream
+    cut = stream.split("event: digest")[0]  # what the server sent up to the digest, then nothing
+    page = browser.new_page()
+    try:
+        page.route(
+            "**/stream_summary",
+            lambda route: route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=cut),
+        )
+        page.goto(server_url + "/")
+        page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+        page.click("#digest-button")
+        page.wait_for_function("() => document.getElementById('status').className === 'error'", timeout=30000)
+        assert "the stream ended before the TL;DR was complete" in page.inner_text("#status")
     finally:
         page.close()

@@ -195,6 +195,7 @@ async function digestThread(threadId) {
       const body = await response.json().catch(() => ({}));
       throw new Error(`${body.code || response.status}: ${body.message || response.statusText}`);
     }
+    let finished = false;
     for await (const ev of sseEvents(response)) {
       if (ev.event === "token") {
         $("stream").textContent += ev.data;
@@ -212,10 +213,14 @@ async function digestThread(threadId) {
         const err = JSON.parse(ev.data);
         throw new Error(`${err.code}: ${err.message}`);
       } else if (ev.event === "done") {
+        finished = true;
         setStatus("done");
         document.body.dataset.digestDone = "1";
       }
     }
+    // The server always ends with `done` (or `error`); a stream that just stops was cut on the way (a proxy's
+    // timeout, the server restarting), and its TL;DR will not come.
+    if (!finished) throw new Error("the stream ended before the TL;DR was complete (connection lost); digest again");
   } catch (err) {
     if (err.name !== "AbortError") setStatus(String(err.message || err), true);
   }
@@ -248,9 +253,25 @@ function readFile(file) {
   file.text().then((text) => { $("thread-input").value = text; });
 }
 
+function refreshThreadList() {
+  return loadThreadList($("thread-select").value).catch((err) => {
+    $("thread-select").innerHTML = "";
+    $("thread-select").append(new Option("(could not load the threads)", ""));
+    setStatus(String(err.message || err), true);
+    return false;
+  });
+}
+
 window.addEventListener("DOMContentLoaded", () => {
   $("digest-button").addEventListener("click", () => digestThread($("thread-select").value));
   $("ingest-button").addEventListener("click", ingestPasted);
   $("file-input").addEventListener("change", (ev) => readFile(ev.target.files[0]));
-  loadThreadList().catch((err) => setStatus(String(err.message || err), true));
+  // The key is kept in the browser as the runs page keeps it (same storage key); a new key reloads the list,
+  // which a server with TLDRLAB_API_KEY refused without one.
+  $("key-input").value = localStorage.getItem("tldrlab-api-key") || "";
+  $("key-input").addEventListener("change", async () => {
+    localStorage.setItem("tldrlab-api-key", $("key-input").value.trim());
+    if ((await refreshThreadList()) !== false) setStatus("");
+  });
+  refreshThreadList();
 });
