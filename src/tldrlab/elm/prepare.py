@@ -28,7 +28,8 @@ from tldrlab.data.splits import detect_splits
 from tldrlab.elm.config import DEFAULT_TEMPLATE
 from tldrlab.embed import get_embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, honour_umask
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
+from tldrlab.runs.weights import save_safetensors
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the sweep service imports load_split, and
     import torch  # a process that only coordinates a search must not pay seconds of CPU to load it
@@ -126,14 +127,8 @@ def read_manifest(data_dir: Path | str) -> dict[str, Any]:
 
 # -- writing ------------------------------------------------------------------------------------------------
 def write_split(data_dir: Path, split: str, records: list[dict[str, Any]], embeddings: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-
     (data_dir / SYNTHESIS_DIR).mkdir(parents=True, exist_ok=True)
-    (data_dir / EMBEDDINGS_DIR).mkdir(parents=True, exist_ok=True)
-    tmp = embeddings_path(data_dir, split).with_suffix(".tmp")
-    save_file({EMBEDDING_KEY: embeddings.float().contiguous()}, str(tmp))
-    honour_umask(tmp)  # safetensors writes 0600
-    tmp.replace(embeddings_path(data_dir, split))
+    save_safetensors({EMBEDDING_KEY: embeddings.float().contiguous()}, embeddings_path(data_dir, split))
     atomic_write_jsonl(synthesis_path(data_dir, split), records)
 
 

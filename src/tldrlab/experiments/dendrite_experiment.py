@@ -40,8 +40,9 @@ from tldrlab.experiments.dendrites import (
 from tldrlab.experiments.results import evaluate_summaries, write_results
 from tldrlab.models.t5 import T5ModelConfig, build
 from tldrlab.runs import Run, start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, honour_umask, sha256_file
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
 from tldrlab.runs.run import git_commit
+from tldrlab.runs.weights import save_module_safetensors, save_pretrained
 from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.config import DataConfig, TrainConfig
@@ -327,17 +328,14 @@ def save_final(
 ) -> Path:
     """The arm's saved model in order: 1 model, 2 PAI tracker state, 3 run_metadata.json (the W&B artifact,
     4, is logged by the recipe driver)."""
-    from safetensors.torch import save_model
-
     final = run.dir / "final"
     final.mkdir(exist_ok=True)
     # 1. the model (safetensors handles T5's tied embeddings) + its config and the tokenizer
-    save_model(model, str(final / "model.safetensors"))
+    save_module_safetensors(model, final / "model.safetensors")
     config_obj = getattr(model, "config", None)
     if config_obj is not None:
         atomic_write_text(final / "config.json", config_obj.to_json_string())
-    tokenizer.save_pretrained(str(final / "tokenizer"))
-    honour_umask(final)  # safetensors writes 0600
+    save_pretrained(tokenizer, final / "tokenizer")
     # 2. PAI tracker state and settings (the PAI arm only)
     pai_globals: dict[str, Any] | None = None
     if isinstance(built.hooks, DendriteHooks):

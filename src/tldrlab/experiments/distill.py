@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from tldrlab.errors import InvalidInputError
-from tldrlab.runs.atomic import honour_umask
+from tldrlab.runs.weights import save_safetensors
 from tldrlab.train.loop import epoch_batches
 
 HALF = (torch.float16, torch.bfloat16)
@@ -150,21 +150,18 @@ class TeacherCache:
 
     def save(self, path: Path) -> None:
         """All cached logits as one safetensors file (values, indices, example ids and offsets)."""
-        from safetensors.torch import save_file
-
         order = sorted(self.values)
         lengths = torch.tensor([len(self.values[i]) for i in order], dtype=torch.int64)
-        save_file(
+        save_safetensors(
             {
                 "examples": torch.tensor(order, dtype=torch.int64),
                 "lengths": lengths,
                 "values": torch.cat([self.values[i] for i in order]) if order else torch.zeros(0),
                 "indices": torch.cat([self.indices[i] for i in order]) if order else torch.zeros(0),
             },
-            str(path),
+            path,
             metadata={"top_k": str(self.top_k), "seconds": f"{self.seconds:.3f}"},
         )
-        honour_umask(path)  # safetensors writes 0600
 
 
 def examples_seen(n_items: int, batch_size: int, steps: int, seed: int) -> list[int]:

@@ -47,7 +47,8 @@ from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.config import LMCompressionSpec
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_pair_ids
 from tldrlab.models.layers import decoder_layers, evenly_spaced
-from tldrlab.runs.atomic import atomic_write_json, honour_umask
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.weights import save_pretrained
 
 PLAN_FILE = "compression.json"
 """What an exported compressed model records about how it was cut."""
@@ -472,12 +473,10 @@ def export_compressed(model: Any, tokenizer: Any, plan: CompressionPlan, out_dir
     restore = model.config.use_cache
     model.config.use_cache = True
     try:
-        model.save_pretrained(str(out), safe_serialization=True)
+        save_pretrained(model, out, safe_serialization=True)
     finally:
         model.config.use_cache = restore
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(out))
+        save_pretrained(tokenizer, out)
     atomic_write_json(out / PLAN_FILE, plan.to_json())
-    for weights in out.glob("*.safetensors"):  # only what was written here: `out` may be a user's directory
-        honour_umask(weights)  # safetensors (transformers') writes its weights 0600
     return out

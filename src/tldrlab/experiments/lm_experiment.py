@@ -70,7 +70,8 @@ from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenize
 from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, RunRecord, RunStatus, execute_run, start_run
-from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text, honour_umask
+from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from tldrlab.runs.weights import save_module_safetensors, save_pretrained
 from tldrlab.train.chat_sft import ChatSFTTask
 from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import TrainHooks, TrainResult
@@ -523,21 +524,16 @@ def arm_export(
 def export_compressed_baseline(model: Any, tokenizer: Any, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     export_model(model, out)
-    tokenizer.save_pretrained(str(out))
-    for weights in out.glob("*.safetensors"):  # only what was written here
-        honour_umask(weights)  # safetensors (transformers') writes its weights 0600
+    save_pretrained(tokenizer, out)
 
 
 def _save_pai_model(model: Any, tokenizer: Any, out: Path, setup: ArmSetup, row: dict[str, Any]) -> None:
     """The perforated model's weights (safetensors, dendrites included: PerforatedAI loads them into a
     perforated copy of config.json's model), config, tokenizer and what was compressed."""
-    from safetensors.torch import save_model
-
     out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / "model.safetensors"))
-    honour_umask(out / "model.safetensors")  # safetensors writes 0600
+    save_module_safetensors(model, out / "model.safetensors")
     atomic_write_text(out / "config.json", model.config.to_json_string())
-    tokenizer.save_pretrained(str(out))
+    save_pretrained(tokenizer, out)
     atomic_write_json(
         out / "pai_model.json",
         {

@@ -29,7 +29,8 @@ from tldrlab.lvm.config import LVMConfig
 from tldrlab.lvm.pretrained import PretrainedBackbone
 from tldrlab.lvm.tmd import TMD_DIM
 from tldrlab.runs import open_registry
-from tldrlab.runs.atomic import atomic_write_json, honour_umask
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.weights import save_safetensors
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "lvm_model.json"
@@ -248,13 +249,10 @@ def count_parameters(model: nn.Module) -> int:
 
 def save_lvm(model: LVM, directory: Path | str) -> Path:
     """safetensors weights + `lvm_model.json` (name and config): enough to rebuild it anywhere."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / MODEL_FILE))
-    honour_umask(directory / MODEL_FILE)  # safetensors writes 0600
+    save_safetensors(state, directory / MODEL_FILE)
     atomic_write_json(
         directory / CONFIG_FILE,
         {"name": model.name, "config": model.config.model_dump(), "parameters": count_parameters(model)},

@@ -26,6 +26,7 @@ from tldrlab.models.gguf_reading import gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
 from tldrlab.runs.paths import ModelRef
+from tldrlab.runs.weights import save_pretrained
 
 ADAPTER_SUBDIR = "adapter"
 """Where an exported LoRA model also keeps its (unmerged) adapters, loadable with peft."""
@@ -240,14 +241,14 @@ def export_model(model: Any, out_dir: Path) -> None:
     """Write the model into `out_dir` (which exists) so plain transformers loads it: LoRA merged into the base
     (its adapters also saved under `adapter/`), safetensors, config.json with caching back on."""
     if is_peft_model(model):
-        model.save_pretrained(str(out_dir / ADAPTER_SUBDIR), safe_serialization=True)
+        save_pretrained(model, out_dir / ADAPTER_SUBDIR, safe_serialization=True)
         # Merge a copy: the caller's model keeps its adapters (training may go on).
         model = copy.deepcopy(model).merge_and_unload()
     config = model.config
     restore_cache = config.use_cache
     config.use_cache = True
     try:
-        model.save_pretrained(str(out_dir), safe_serialization=True)
+        save_pretrained(model, out_dir, safe_serialization=True)
     finally:
         config.use_cache = restore_cache
 

@@ -25,7 +25,8 @@ from tldrlab.models.char_lstm import CharLSTM
 from tldrlab.models.char_lstm_config import CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
-from tldrlab.runs.atomic import atomic_write_json, honour_umask
+from tldrlab.runs.atomic import atomic_write_json
+from tldrlab.runs.weights import save_module_safetensors, save_pretrained
 from tldrlab.tokenizers.load import load_tokenizer
 
 MODEL_MANIFEST = "tldrlab_model.json"
@@ -35,8 +36,6 @@ def save_model(
     model: Any, tokenizer: Any, out_dir: Path | str, *, name: str | None = None, **extra: Any
 ) -> None:
     """Write the model and its tokenizer to `out_dir` (replacing what was there only once complete)."""
-    from safetensors.torch import save_model as save_safetensors
-
     model = unwrap_model(model)
     name = name or model_name_of(model)
     spec = get_spec(name)
@@ -46,17 +45,16 @@ def save_model(
     try:
         if name == "char_lstm":
             tmp.mkdir()
-            save_safetensors(model, str(tmp / "model.safetensors"))
+            save_module_safetensors(model, tmp / "model.safetensors")
             atomic_write_json(tmp / "config.json", {"model_type": "char_lstm", **model.config.model_dump()})
         elif spec.export is not None:
             tmp.mkdir()
             spec.export(model, tmp)
         else:
-            model.save_pretrained(str(tmp), safe_serialization=True)
+            save_pretrained(model, tmp, safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+            save_pretrained(tokenizer, tmp)
         atomic_write_json(tmp / MODEL_MANIFEST, {"name": name, "task": spec.task, **extra})
-        honour_umask(tmp)  # safetensors (ours and transformers') writes its weights 0600
         _swap_in(tmp, out)
     finally:
         if tmp.exists():

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ def honour_umask(path: Path | str) -> None:
                 os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+def _writable(path: Path | str) -> Path:
+    """`path`, its parent directories made; InvalidInputError when it cannot be a file."""
     path = Path(path)
     # Output paths come from users too (--plot, --output): a directory there, or a file where a parent
     # directory should be, was an IsADirectoryError / NotADirectoryError traceback from the rename.
@@ -65,6 +66,11 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     except (FileExistsError, NotADirectoryError):
         message = f"cannot write {path}: a file stands where a directory of it should be"
         raise InvalidInputError(message) from None
+    return path
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    path = _writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600 and the rename keeps it: give the file the mode a plain open() would have
@@ -73,6 +79,28 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_with(path: Path | str, write: Callable[[Path], None]) -> None:
+    """Atomically write `path` with a library that writes files by name (safetensors): `write(temporary)`
+    writes the whole file at a temporary path beside `path`, which then gets the mode a plain open() would
+    have given it (the library's own may be 0600), is synced and renamed over `path`."""
+    path = _writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

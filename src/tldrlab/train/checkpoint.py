@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from tldrlab.errors import CheckpointError
-from tldrlab.runs.atomic import honour_umask, sha256_file
+from tldrlab.runs.atomic import sha256_file
+from tldrlab.runs.weights import save_module_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -119,15 +120,13 @@ def save_checkpoint(
 
     `state` is small JSON-able training state (data position, best metric, ...); RNG states are added here.
     """
-    from safetensors.torch import save_model
-
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / (name or checkpoint_name(step))
     tmp = directory / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     try:
         rng_json, rng_tensors = capture_rng()
-        save_model(model, str(tmp / MODEL))
+        save_module_safetensors(model, tmp / MODEL)
         torch.save(
             {
                 "optimizer": optimizer.state_dict(),
@@ -144,7 +143,6 @@ def save_checkpoint(
         index = {"step": step, "created_at": time.time(), "files": files}
         (tmp / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
         _fsync(tmp / INDEX)
-        honour_umask(tmp)  # safetensors writes model.safetensors 0600
         if final.exists():  # re-saving the same step (e.g. a final checkpoint after a periodic one)
             shutil.rmtree(final)
         os.replace(tmp, final)
