@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
+from tldrlab.choices import unknown_choice
 from tldrlab.errors import ConfigError
 
 DeviceName = Literal["auto", "cpu", "cuda"]
 PrecisionName = Literal["auto", "fp32", "fp16", "bf16"]
+DEVICES: tuple[str, ...] = get_args(DeviceName)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 
 
 def cuda_available() -> bool:
@@ -29,8 +32,8 @@ def cuda_available() -> bool:
 
 def resolve_device(device: str = "auto") -> str:
     """`auto` -> `cuda` when available else `cpu`; `cuda` without CUDA raises ConfigError."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be one of auto, cpu, cuda; got {device!r}")
+    if device not in DEVICES:
+        raise ConfigError(unknown_choice("device", device, DEVICES))
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
@@ -40,8 +43,8 @@ def resolve_device(device: str = "auto") -> str:
 
 def resolve_precision(precision: str, device: str) -> str:
     """`auto` -> fp16 on CUDA, fp32 on CPU. fp16 on CPU is refused (no loss-scaled CPU autocast)."""
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise ConfigError(f"precision must be one of auto, fp32, fp16, bf16; got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(unknown_choice("precision", precision, PRECISIONS))
     if precision == "auto":
         return "fp16" if device == "cuda" else "fp32"
     if precision == "fp16" and device != "cuda":

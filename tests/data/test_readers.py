@@ -83,7 +83,7 @@ def test_every_file_name_alias_is_a_split_name(shared_data: Path, tmp_path: Path
     single = tmp_path / "pairs.train.jsonl"
     single.write_text('{"id": "a", "document": "A text.", "summary": "A."}\n')
     assert [r.id for r in read_records(single, split="training")] == ["a"]
-    with pytest.raises(InvalidInputError, match=r"unknown split 'holdout'; use one of .*training"):
+    with pytest.raises(InvalidInputError, match=r"unknown split 'holdout'; choose one of .*training"):
         read_records(folder, split="holdout")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.digest.cited_list import token_classes
 from tldrlab.errors import ConfigError, InvalidInputError
@@ -105,7 +106,7 @@ def load_local_model(ref: str, precision: str = "fp32") -> LocalModel:
 @lru_cache(maxsize=2)
 def _load(resolved: ResolvedModel, mtime_ns: int, precision: str) -> LocalModel:
     if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ConfigError(unknown_choice("precision", precision, PRECISIONS))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     kind: ModelKind = "causal"
     if resolved.kind == "directory" and is_encoder_decoder(resolved):

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.budget import within_budget
+from tldrlab.choices import one_of
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed
 from tldrlab.targets import load_target
@@ -91,11 +92,8 @@ EXPERIMENT_ARMS = ["baseline", "compressed", "compressed_pai", "compressed_rando
 here without torch so that a config naming another is refused before its run exists."""
 
 
-def check_arms(arms: list[str], known: list[str], seeds: list[int]) -> None:
-    """ValueError for an arm not in `known`, or no arm or no seed at all."""
-    unknown = [a for a in arms if a not in known]
-    if unknown:
-        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+def check_arms(arms: list[str], seeds: list[int]) -> None:
+    """ValueError for no arm or no seed at all (an unknown arm is the `arms` field's own error)."""
     if not arms or not seeds:
         raise ValueError("give at least one arm and one seed")
 
@@ -166,6 +164,7 @@ class ExperimentConfig(BaseModel):
     do not depend on it except through the thread count."""
 
     _known_method = field_validator("tokenizer_method")(known_method)
+    _known_arms = field_validator("arms")(one_of("arm", EXPERIMENT_ARMS))
 
     @field_validator("vocab_size")
     @classmethod
@@ -177,7 +176,7 @@ class ExperimentConfig(BaseModel):
     def _arms_that_can_run(self) -> ExperimentConfig:
         # checked when the experiment ran: an unknown arm, no arm or seed, a compressed arm without the
         # baseline it is cut from each left a failed experiment run behind (and a 201 at POST /runs)
-        check_arms(self.arms, EXPERIMENT_ARMS, self.seeds)
+        check_arms(self.arms, self.seeds)
         needs_baseline = {"compressed", "compressed_pai"} & set(self.arms)
         if needs_baseline and self.compression.init == "baseline" and "baseline" not in self.arms:
             raise ValueError(
@@ -350,10 +349,12 @@ class LMExperimentConfig(BaseModel):
     wandb_tags: list[str] = Field(default_factory=list)
     """W&B tags of every arm's run (the arm's name is added)."""
 
+    _known_arms = field_validator("arms")(one_of("arm", LM_ARMS))
+
     @model_validator(mode="after")
     def _arms_that_can_run(self) -> LMExperimentConfig:
         # checked once the experiment ran, which left a failed run behind
-        check_arms(self.arms, LM_ARMS, self.seeds)
+        check_arms(self.arms, self.seeds)
         if "compressed_kd" in self.arms and "baseline" not in self.arms:
             raise ValueError("compressed_kd distils the fine-tuned baseline: add 'baseline' to the arms")
         return self

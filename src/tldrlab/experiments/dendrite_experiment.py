@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from tldrlab.choices import unknown_choice
 from tldrlab.data.readers import read_records
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.experiments.compression import compress_t5, count_parameters, describe
@@ -293,7 +294,7 @@ def train_one_arm(
 ) -> tuple[dict[str, Any], nn.Module]:
     """Train one arm for one seed in its own run (kind `experiment_arm`); its metrics row and the model."""
     if arm not in ARMS:
-        raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+        raise ConfigError(unknown_choice("arm", arm, ARMS))
     arm_config = ExperimentArmConfig.model_validate({**config.model_dump(), "arm": arm, "seed": seed})
     with start_run("experiment_arm", arm_config, seed=seed, parent_id=parent_id, tags={"arm": arm}) as run:
         outcome = run_recipe(run, arm_recipe(ctx, data), arm_config)
@@ -379,9 +380,9 @@ def experiment_tokenizer(config: ExperimentConfig, data: ExperimentData, out_dir
 
 
 def _check(config: ExperimentConfig) -> None:
-    unknown = [a for a in config.arms if a not in ARMS]
-    if unknown:
-        raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    for arm in config.arms:
+        if arm not in ARMS:
+            raise ConfigError(unknown_choice("arm", arm, ARMS))
     if not config.arms or not config.seeds:
         raise ConfigError("give at least one arm and one seed")
     needs_baseline = {"compressed", "compressed_pai"} & set(config.arms)

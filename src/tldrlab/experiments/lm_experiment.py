@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tldrlab.choices import unknown_choice
 from tldrlab.data.readers import read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.sentences import split_sentences
@@ -255,9 +256,9 @@ def open_shared(config: LMExperimentConfig) -> Shared:
 
 
 def check_arms(config: LMExperimentConfig) -> None:
-    unknown = [a for a in config.arms if a not in LM_ARMS]
-    if unknown:
-        raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(LM_ARMS)}")
+    for arm in config.arms:
+        if arm not in LM_ARMS:
+            raise ConfigError(unknown_choice("arm", arm, LM_ARMS))
     if not config.arms or not config.seeds:
         raise ConfigError("give at least one arm and one seed")
     if "compressed_kd" in config.arms and "baseline" not in config.arms:

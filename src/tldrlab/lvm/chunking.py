@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tldrlab.choices import unknown_choice
 from tldrlab.data.sentences import split_sentences
 from tldrlab.errors import ConfigError
 
@@ -82,4 +83,4 @@ def chunk_article(text: str, config: ChunkingConfig, encode: EncodeFn | None = N
         if encode is None:
             raise ConfigError("semantic chunking needs an embedder")
         return semantic_chunks(text, config, encode)
-    raise ConfigError(f"unknown chunking {config.method!r}; choose one of {', '.join(CHUNKERS)}")
+    raise ConfigError(unknown_choice("chunking", config.method, CHUNKERS))

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tldrlab.budget import field_error, within_budget
+from tldrlab.choices import one_of
 from tldrlab.config import get_settings
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import validation_problems
@@ -181,13 +182,8 @@ class IngestConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     """Texts per embedding batch."""
 
-    @field_validator("chunking")
-    @classmethod
-    def _known_chunking(cls, chunking: str) -> str:
-        # checked at the ingest only, an unknown name left a failed run (and a 202 over the API)
-        if chunking not in CHUNKING_METHODS:
-            raise ValueError(f"unknown chunking {chunking!r}; choose one of {', '.join(CHUNKING_METHODS)}")
-        return chunking
+    # checked at the ingest only, an unknown name left a failed run (and a 202 over the API)
+    _known_chunking = field_validator("chunking")(one_of("chunking", CHUNKING_METHODS))
 
 
 class LVMIndexConfig(BaseModel):
@@ -290,12 +286,7 @@ class LVMTrainJobConfig(BaseModel):
             raise ValueError(validation_problems(exc)) from None
         return settings
 
-    @field_validator("model")
-    @classmethod
-    def _known_backbone(cls, model: str) -> str:
-        if model not in LVM_BACKBONES:
-            raise ValueError(f"unknown LVM {model!r}; choose one of {', '.join(LVM_BACKBONES)}")
-        return model
+    _known_backbone = field_validator("model")(one_of("LVM", LVM_BACKBONES))
 
     @field_validator("loss")
     @classmethod
@@ -331,14 +322,8 @@ class LVMEvaluateConfig(BaseModel):
     out: Annotated[str | None, OutputPath()] = None
     """Also copy the evaluation files (md, json, png) into this directory (they are always in the run)."""
 
-    @field_validator("baselines")
-    @classmethod
-    def _known_baselines(cls, baselines: list[str] | None) -> list[str] | None:
-        # checked at the evaluation only, an unknown name left a failed run (and a 202 over the API)
-        for name in baselines or []:
-            if name not in BASELINE_NAMES:
-                raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINE_NAMES)}")
-        return baselines
+    # checked at the evaluation only, an unknown name left a failed run (and a 202 over the API)
+    _known_baselines = field_validator("baselines")(one_of("baseline", BASELINE_NAMES))
 
 
 class LVMGenerateConfig(BaseModel):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from tldrlab.choices import unknown_choice
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.bootstrap import BOOTSTRAP_SAMPLES, paired_bootstrap_interval
 from tldrlab.lvm.baselines import BASELINES, Predictor
@@ -116,7 +117,7 @@ def evaluate_methods(
     results: list[MethodScore] = []
     for name in baselines if baselines is not None else list(BASELINES):
         if name not in BASELINES:
-            raise InvalidInputError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+            raise InvalidInputError(unknown_choice("baseline", name, BASELINES))
         predictor: Predictor
         predictor, info = BASELINES[name](train, val, tune)
         results.append(method(name, "baseline", info, predictor(scored.contexts, scored.mask)))

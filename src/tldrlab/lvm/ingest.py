@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from tldrlab.choices import unknown_choice
 from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
@@ -89,7 +90,7 @@ def load_embedder(name: str | None = None) -> Embedder:
 def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, Any]:
     """Chunk, embed and store the articles; returns (and writes to the run) the pipeline metrics."""
     if config.chunking not in CHUNKERS:
-        raise InvalidInputError(f"unknown chunking {config.chunking!r}; choose one of {', '.join(CHUNKERS)}")
+        raise InvalidInputError(unknown_choice("chunking", config.chunking, CHUNKERS))
     timer = StageTimer()
     started_all = time.perf_counter()
 

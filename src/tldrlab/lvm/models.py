@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tldrlab.choices import unknown_choice
 from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
 from tldrlab.lvm.config import LVMConfig
 from tldrlab.lvm.pretrained import PretrainedBackbone
@@ -194,7 +195,7 @@ class LVM(nn.Module):
     def __init__(self, name: str, config: LVMConfig) -> None:
         super().__init__()
         if name not in LVM_MODELS:
-            raise ConfigError(f"unknown LVM {name!r}; choose one of {', '.join(LVM_MODELS)}")
+            raise ConfigError(unknown_choice("LVM", name, LVM_MODELS))
         self.name = name
         self.backbone = LVM_MODELS[name](config)
         width = getattr(self.backbone, "hidden_size", config.hidden)

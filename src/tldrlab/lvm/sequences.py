@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tldrlab.choices import unknown_choice
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.config import LVMIndexConfig, LVMTrainJobConfig, SequencesConfig
 from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store
@@ -104,7 +105,7 @@ class SequenceSet:
 
     def split_arrays(self, name: str) -> SplitArrays:
         if name not in SPLITS:
-            raise InvalidInputError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+            raise InvalidInputError(unknown_choice("split", name, SPLITS))
         rows = np.flatnonzero(self.split == SPLITS[name])
         index = self.context_index[rows]
         padded = np.concatenate([self.vectors, np.zeros((1, self.dim), dtype=np.float32)])

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from tldrlab.choices import unknown_choice
 from tldrlab.errors import ConfigError, validation_problems
 from tldrlab.models import causal_lm, char_lstm_config, gpt2, t5
 from tldrlab.targets import load_target
@@ -97,7 +98,7 @@ MODELS: dict[str, ModelSpec] = {
 
 def get_spec(name: str) -> ModelSpec:
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(unknown_choice("model", name, MODELS))
     return MODELS[name]
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from tldrlab.choices import one_of
 from tldrlab.runs.paths import InputPath, OutputPath, Seed
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -39,11 +40,8 @@ aborted the process on a failed multi-terabyte allocation (no error, the run lef
 SentencePiece cannot parse a size past 32 bits."""
 
 
-def known_method(method: str) -> str:
-    """`method`, if it is a tokenizer method (ValueError listing them otherwise)."""
-    if method not in MIN_VOCAB_SIZES:
-        raise ValueError(f"unknown tokenizer method {method!r}; choose one of {', '.join(MIN_VOCAB_SIZES)}")
-    return method
+known_method = one_of("tokenizer method", MIN_VOCAB_SIZES)
+"""The validator of a field naming a tokenizer method."""
 
 
 def check_vocabulary(method: object, vocab_size: int) -> None:

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, DependencyMissingError
 from tldrlab.runs.run import Run
@@ -72,7 +73,7 @@ class WandbTracker:
         tags: list[str] | None = None,
     ) -> WandbTracker:
         if mode not in WANDB_MODES:
-            raise ConfigError(f"wandb mode must be one of {', '.join(WANDB_MODES)}; got {mode!r}")
+            raise ConfigError(unknown_choice("wandb mode", mode, WANDB_MODES))
         if mode == "disabled":
             return cls(None, mode)
         try:

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from tldrlab.budget import field_error, nested_errors, within_budget
+from tldrlab.choices import choose_one_of, unknown_choice
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
@@ -269,10 +270,8 @@ class TrainJobConfig(BaseModel):
         families = load_target(MODEL_FAMILIES)
         family = families.get(self.model)
         if family is None:
-            known = ", ".join(families)
-            raise field_error(
-                type(self).__name__, ("model",), f"unknown model {self.model!r}; choose one of {known}"
-            )
+            message = unknown_choice("model", self.model, families)
+            raise field_error(type(self).__name__, ("model",), message)
         try:
             settings = family.config_cls.model_validate(self.model_settings)
         except ValidationError as exc:
@@ -294,7 +293,7 @@ class TrainJobConfig(BaseModel):
         metric, computed = self.train.best_metric, computed_metrics(family.task, self.data)
         if metric in computed:
             return self
-        choices = f"choose one of {', '.join(computed)}"
+        choices = choose_one_of(computed)
         if family.task == "seq2seq" or (family.task == "chat" and metric != "eval_empty_predictions"):
             # a metric of generated summaries the settings do not generate: name the settings that would
             needs = [] if self.data.generate_every else ["data.generate_every above 0"]

@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.common import (
     ReadContext,
     check_file_split,
@@ -230,7 +231,7 @@ def _chain(spec: ReaderSpec, files: list[Path], ctx: ReadContext) -> Iterator[An
 
 def reader_spec(name: str) -> ReaderSpec:
     if name not in READERS:
-        raise InvalidInputError(f"unknown format {name!r}; supported: {', '.join(READERS)}")
+        raise InvalidInputError(unknown_choice("format", name, READERS))
     return READERS[name]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tldrlab.choices import unknown_choice
 from tldrlab.errors import InvalidInputError, NotFoundError
 
 _SPLIT_GROUPS: tuple[frozenset[str], ...] = (
@@ -312,5 +313,5 @@ def check_file_split(path: Path, split: str) -> None:
 def _split_key(split: str) -> str:
     key = split.lower()
     if key not in SPLIT_ALIASES:
-        raise InvalidInputError(f"unknown split {split!r}; use one of {', '.join(SPLIT_ALIASES)}")
+        raise InvalidInputError(unknown_choice("split", split, SPLIT_ALIASES))
     return key

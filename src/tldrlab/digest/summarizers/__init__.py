@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tldrlab.choices import unknown_choice
 from tldrlab.digest.summarizers import extractive, local, openai, two_stage
 from tldrlab.digest.summarizers.base import Bullet, Summarizer, SummaryContext, SummaryEvent
 from tldrlab.errors import InvalidInputError
@@ -26,7 +27,7 @@ SUMMARIZERS: dict[str, Callable[[dict[str, Any]], Summarizer]] = {
 
 def build_summarizer(name: str, params: dict[str, Any] | None = None) -> Summarizer:
     if name not in SUMMARIZERS:
-        raise InvalidInputError(f"unknown summarizer {name!r}; choose one of {', '.join(SUMMARIZERS)}")
+        raise InvalidInputError(unknown_choice("summarizer", name, SUMMARIZERS))
     return SUMMARIZERS[name](dict(params or {}))
 
 

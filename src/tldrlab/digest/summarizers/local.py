@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.digest.cited_list import GeneratedText, cited_list_processor, list_done_criterion
 from tldrlab.digest.fold import fold_thread
@@ -391,7 +392,7 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
         if isinstance(values[key], float) and not math.isfinite(values[key]):  # NaN fails every comparison
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
         if key in CHOICES and values[key] not in CHOICES[key]:
-            raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+            raise ConfigError(unknown_choice(key, value, CHOICES[key]))
         if key in BOUNDS and not BOUNDS[key][0] <= values[key] <= BOUNDS[key][1]:
             low, high = BOUNDS[key]
             raise ConfigError(f"{key} must be a whole number from {low} to {high}, got {value!r}")

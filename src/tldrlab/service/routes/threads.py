@@ -37,6 +37,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field, ValidationError
 
+from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
 from tldrlab.data.threads import Thread
 from tldrlab.digest.cache import SummaryCache, open_cache
@@ -132,7 +133,7 @@ def parse_threads(body: Any) -> list[Thread]:
         if not isinstance(content, str) or not content.strip():
             raise InvalidInputError("content must be a non-empty string")
         if fmt not in TEXT_FORMATS:
-            raise InvalidInputError(f"format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
+            raise InvalidInputError(unknown_choice("format", fmt, TEXT_FORMATS))
 
         with tempfile.TemporaryDirectory(prefix="tldrlab-upload-") as tmp:
             path = Path(tmp) / f"Posts{TEXT_FORMATS[fmt]}"

@@ -1,0 +1,98 @@
+"""A name chosen from a known set is refused with one message, by one helper (`tldrlab.choices`).
+
+Six config validators (formats, chunking, LVM backbones, baselines, tokenizer methods, experiment arms) and
+the library's own checks each worded it themselves ("choose from", "supported:", "must be one of ..., got").
+The contract test fails on a module that words such a message itself instead of calling the helper.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+import tldrlab
+from tldrlab.choices import choose_one_of, one_of, unknown_choice
+
+SRC = Path(tldrlab.__file__).parent
+HAND_WORDED = re.compile(r"choose one of|choose from|; supported:|use one of|must be one of", re.I)
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string nodes that are docstrings (prose, which may say "choose one of")."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def hand_worded(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, text) of every string (f-strings' literal parts included) wording a choice message."""
+    prose = docstrings(tree)
+    for joined in ast.walk(tree):  # an f-string's literal parts are reported with the f-string
+        if isinstance(joined, ast.JoinedStr):
+            prose |= {id(part) for part in joined.values}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
+            if HAND_WORDED.search(node.value):
+                yield node.lineno, node.value
+        elif isinstance(node, ast.JoinedStr) and HAND_WORDED.search(ast.unparse(node)):
+            yield node.lineno, ast.unparse(node)
+
+
+def test_no_module_words_a_choice_message_itself() -> None:
+    found = [
+        f"{path.relative_to(SRC).as_posix()}:{line}: {text}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path.name != "choices.py" or path.parent != SRC
+        for line, text in hand_worded(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert found == [], f"refuse an unknown name with tldrlab.choices (one_of, unknown_choice): {found}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'raise ValueError(f"unknown arm(s) {x}; choose from {known}")',
+        "raise ValueError(f\"unknown format {name!r}; supported: {', '.join(READERS)}\")",
+        'raise ConfigError(f"device must be one of auto, cpu; got {device!r}")',
+        "raise InvalidInputError(f'unknown split {split!r}; use one of {names}')",
+        "message = 'precision must be one of ' + ', '.join(PRECISIONS)",
+    ],
+)
+def test_the_contract_test_sees_a_hand_worded_message(source: str) -> None:
+    assert list(hand_worded(ast.parse(source)))
+
+
+def test_one_message_for_every_unknown_name() -> None:
+    assert unknown_choice("LVM", "rnn", ("lstm", "gru")) == "unknown LVM 'rnn'; choose one of lstm, gru"
+    assert choose_one_of(["a", "b"]) == "choose one of a, b"
+
+
+def test_one_of_checks_a_name_an_unset_field_and_a_list_against_the_registry_at_each_check() -> None:
+    registry = {"sentence": object()}
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        chunking: str | None = None
+        many: list[str] = []
+        _known = field_validator("chunking", "many")(one_of("chunking", registry))
+
+    assert Config(chunking="sentence", many=["sentence"]).chunking == "sentence"
+    assert Config().chunking is None  # unset: nothing to check
+    with pytest.raises(ValidationError, match="unknown chunking 'semantic'; choose one of sentence"):
+        Config(chunking="semantic")
+    with pytest.raises(ValidationError) as refused:
+        Config(many=["sentence", "paragraph"])
+    assert refused.value.errors()[0]["loc"] == ("many",)
+    assert "unknown chunking 'paragraph'" in str(refused.value)
+    registry["semantic"] = object()  # registered later: read at the check, not copied when the class was made
+    assert Config(chunking="semantic").chunking == "semantic"
