@@ -217,7 +217,7 @@ def model_run(save: Any, *, kind: str = "train", config: dict[str, Any] | None =
 
     with start_run(kind, config or {}) as run:
         save(run.dir / "model")
-        run.set_summary(best_val_loss=1.0)
+        run.set_summary(best_eval_loss=1.0)
     from tldrlab.runs import open_registry
 
     return open_registry().get(run.id)

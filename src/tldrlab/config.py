@@ -62,8 +62,9 @@ class RetentionPolicy(BaseModel):
     is refused (by `tldrlab serve`, its workers and `runs prune`)."""
     keep_best: int = Field(default=3, ge=0)
     """Keep the best N completed runs of each kind (and `group_by_tag` value) by `metric`."""
-    metric: str = "best_val_loss"
-    """Summary metric ranking runs for `keep_best` (runs without it are not protected by it)."""
+    metric: str = "best_eval_loss"
+    """Summary metric ranking runs for `keep_best` (runs without it are not protected by it); the default is
+    what a training run records for the default `train.best_metric` (`eval_loss`)."""
     metric_mode: Literal["min", "max"] = "min"
     """Whether a lower (`min`) or higher (`max`) `metric` is better."""
     group_by_tag: str | None = None

@@ -18,6 +18,7 @@ from netutil import serve_app
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.errors import ConflictError, UnknownKindError
 from tldrlab.kinds import kind_names_by_recorded_name
+from tldrlab.launch import launch_run
 from tldrlab.runs import RunRecord, create_run, open_registry, start_run
 from tldrlab.runs.aliases import promote
 from tldrlab.runs.cleanup_events import recent_events
@@ -49,7 +50,7 @@ def _run(
                 (run.dir / "model").mkdir()
                 (run.dir / "model" / "config.json").write_text("{}")
             if metric is not None:
-                run.set_summary(best_val_loss=metric)
+                run.set_summary(best_eval_loss=metric)
             if fail:
                 raise ValueError("boom")
     except ValueError:
@@ -273,7 +274,7 @@ def test_only_completed_runs_compete_for_the_best_places() -> None:
     of the best completed run."""
     best = _run(metric=1.0)
     failed = _run(metric=0.5, fail=True)
-    assert failed.record.status.value == "failed" and failed.record.metrics["best_val_loss"] == 0.5
+    assert failed.record.status.value == "failed" and failed.record.metrics["best_eval_loss"] == 0.5
     dry = prune(POLICY.model_copy(update={"grace_period_s": 0}), kind_names=KIND_NAMES, dry_run=True)
     assert dry.kept[best].startswith("best 1 of train")
     assert {d.target for d in dry.actions if d.action == "delete"} == {failed}
@@ -335,7 +336,7 @@ def test_evaluations_recorded_under_the_old_kind_name_are_evaluations_to_retenti
     client = TestClient(create_app())
     preview = client.post("/cleanup/prune", json={"dry_run": True}).json()  # the server's pass
     assert {a["target"] for a in preview["actions"] if a["action"] == "delete"} == deletable, preview["kept"]
-    assert preview["kept"][old].startswith("best 1 of evaluate by best_val_loss")
+    assert preview["kept"][old].startswith("best 1 of evaluate by best_eval_loss")
     code, out, err = run_captured(["runs", "prune", "--dry-run", "--json"], capsys)  # the command line's
     assert code == 0 and json.loads(out)["kept"] == preview["kept"], err
     assert {a["target"] for a in json.loads(out)["actions"] if a["action"] == "delete"} == deletable
@@ -345,3 +346,18 @@ def test_evaluations_recorded_under_the_old_kind_name_are_evaluations_to_retenti
         deleted = client.delete(f"/runs/{trained}")
         assert deleted.status_code == 200 and deleted.json()["status"] == "done", deleted.text
     assert not _exists(old_trained) and _exists(old) and _exists(new)
+
+
+def test_the_default_policy_keeps_the_best_real_training_runs() -> None:
+    """keep_best ranks by a summary metric real training runs record: the default named `best_val_loss`,
+    which no recipe writes (they write `best_eval_loss`), so by default no training run was kept as one of
+    the best and the best model went with the rest."""
+    launched = [launch_run("smoke", {"steps": steps, "checkpoint_every": steps}).record for steps in (2, 8)]
+    for record in launched:
+        open_registry().update(record.id, ended_at=time.time() - 40 * DAY)
+    losses = {r.id: open_registry().get(r.id).metrics["best_eval_loss"] for r in launched}
+    best = min(losses, key=lambda run_id: losses[run_id])
+    policy = RetentionPolicy(keep_best=1, grace_period_s=0)  # the defaults but one best run and no grace
+    report = prune(policy, kind_names=KIND_NAMES, dry_run=True)
+    assert report.kept.get(best, "").startswith("best 1 of smoke by best_eval_loss"), report.kept
+    assert {a.target for a in report.actions if a.action == "delete"} == set(losses) - {best}
