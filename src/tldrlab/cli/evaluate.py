@@ -23,7 +23,7 @@ def evaluate(config: Any) -> tuple[str, Any]:
     # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.evaluate.launchers import evaluate_target
 
-    result = evaluate_target(config.model_run, **config.overrides())
+    result = evaluate_target(config.model_run, progress=config.progress, **config.overrides())
     return result["run_id"], result
 
 

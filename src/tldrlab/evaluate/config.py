@@ -188,12 +188,17 @@ class EvaluateConfig(BaseModel):
     """LM: seeded continuations written to samples.jsonl (None: 4)."""
     generation: GenerateOptions = Field(default_factory=lambda: GenerateOptions(temperature=0.0))
     """Decoding options (greedy by default; options given in part keep the rest of this default)."""
+    progress: bool = True
+    """Show a progress bar (examples/s, ETA) on the console; a training run's final evaluation follows the
+    training's `train.progress`."""
 
     _dataset_id = field_validator("data", mode="before")(dataset_reference)
 
     def overrides(self) -> dict[str, Any]:
-        """The EvalConfig settings this config sets (everything but `model_run` and the unset ones)."""
-        return {k: v for k, v in self.model_dump(exclude={"model_run"}).items() if v is not None}
+        """The EvalConfig settings this config sets (everything but `model_run`, how it shows progress and
+        the unset ones)."""
+        dumped = self.model_dump(exclude={"model_run", "progress"})
+        return {k: v for k, v in dumped.items() if v is not None}
 
 
 class GenerateConfig(BaseModel):

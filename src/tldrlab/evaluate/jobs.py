@@ -146,7 +146,9 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
         "evaluated_run": evaluated,
         "datasets": dataset_refs({"data": eval_config.data}),
     }
-    result = evaluate_model(model, tokenizer, name, eval_config, run.dir, run=run, summary_extra=extra)
+    result = evaluate_model(
+        model, tokenizer, name, eval_config, run.dir, run=run, progress=config.progress, summary_extra=extra
+    )
     out_dir = out_dir or run.dir  # a GGUF file, the bundled or an installed model: results stay in the run
     files = [f for f in EVALUATION_FILES if (run.dir / f).is_file()]
     for file in files:

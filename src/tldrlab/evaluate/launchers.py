@@ -16,22 +16,26 @@ from tldrlab.launch import launch_run
 from tldrlab.runs import Run
 
 
-def evaluate_target(target: str | Path, **overrides: Any) -> dict[str, Any]:
+def evaluate_target(target: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Evaluate any model reference as a run of kind `evaluate` (parent: the evaluated run); eval.json,
     samples.jsonl and eval.png go into that run and next to the evaluated run's model."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _, _, parent = eval_config_for(target, **overrides)  # a bad target or setting fails before a run exists
     model_run = str(Path(target).resolve()) if Path(target).exists() else str(target)
-    launched = launch_run("evaluate", {"model_run": model_run, **overrides}, parent_id=parent)
+    raw = {"model_run": model_run, **overrides, "progress": progress}
+    launched = launch_run("evaluate", raw, parent_id=parent)
     assert launched.result is not None
     return launched.result
 
 
-def evaluate_after_training(run: Run, final: FinalEvalConfig, steps: int) -> str | None:
+def evaluate_after_training(
+    run: Run, final: FinalEvalConfig, steps: int, *, progress: bool = True
+) -> str | None:
     """The evaluation a training run ends with (`FinalEvalConfig`): an `evaluate` run whose parent is `run`,
-    on the run's held-out data, its files written next to the model too. Returns its run id; a failure is
-    logged as a warning and never fails the training (`tldrlab eval RUN` can be run again); a cancel or a
-    preemption ends the training as it ends the evaluation."""
+    on the run's held-out data, its files written next to the model too; its progress bar shown only when
+    the training's is (`progress`: `train.progress`). Returns its run id; a failure is logged as a warning
+    and never fails the training (`tldrlab eval RUN` can be run again); a cancel or a preemption ends the
+    training as it ends the evaluation."""
     if not final.enabled:
         return None
     run.set_phase("evaluating the saved model")
@@ -41,6 +45,7 @@ def evaluate_after_training(run: Run, final: FinalEvalConfig, steps: int) -> str
         "bertscore": final.bertscore,
         "num_lm_samples": 0,
         "generation": {"temperature": 0.0, "max_new_tokens": final.max_new_tokens},
+        "progress": progress,
     }
     try:
         launched = launch_run("evaluate", raw, parent_id=run.id)

@@ -124,7 +124,8 @@ class TrainConfig(BaseModel):
     once a minute while training."""
 
     progress: bool = True
-    """Show a progress bar (steps/s, tokens/s, loss, ETA) on the console."""
+    """Show a progress bar (steps/s, tokens/s, loss, ETA) on the console; off hides the final evaluation's
+    bar too."""
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
