@@ -106,6 +106,10 @@ class RunKind:
     earlier queued run, so a missing file is not refused at submit."""
     report: str | None = None
     """"module:function", `(run_id, result) -> tldrlab.report.Report`: how the result reads (else JSON)."""
+    data_files: str | None = None
+    """"module:function", `(config) -> list[Path]`: the data files a resumable run must find as it first
+    read them (size and sha256, recorded at its first start); a command line's `--resume` checks them
+    before it changes anything of the run (`tldrlab.launch.check_resume_data`)."""
 
 
 _ENTRIES = (
@@ -120,6 +124,7 @@ _ENTRIES = (
         trial_execute="tldrlab.sweep.trial_jobs:train_trial_job",
         inputs=("data.path", "tokenizer.path"),
         check="tldrlab.train.jobs:check_train",
+        data_files="tldrlab.train.same_data:train_data_files",
         report="tldrlab.train.recipe:training_report",
     ),
     RunKind(
@@ -205,6 +210,7 @@ _ENTRIES = (
         trial_execute="tldrlab.elm.optimize:elm_trial_job",
         inputs=("data", "tokenizer", "init_adapter"),
         check="tldrlab.elm.train:check_data_dir",
+        data_files="tldrlab.elm.train:elm_data_files",
         report="tldrlab.train.recipe:training_report",
     ),
     RunKind(

@@ -48,6 +48,7 @@ from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.paths import InputPath, path_sites
 from tldrlab.targets import load_target
+from tldrlab.train.same_data import check_unchanged
 
 
 @dataclass
@@ -237,6 +238,14 @@ def preflight(kind: str, config: Any) -> None:
         load_target(spec.check)(config)
 
 
+def check_resume_data(spec: RunKind, record: RunRecord, config: BaseModel) -> None:
+    """A resume of a run whose data changed since it first started is refused here, before the run is
+    touched (ConflictError naming the files): refused by the recipe's own check, the run had already been
+    marked running and then failed, where it stays as it was and resumes once the data is back."""
+    if spec.data_files is not None:
+        check_unchanged(Path(record.run_dir), record.id, load_target(spec.data_files)(config))
+
+
 @contextmanager
 def preempt_on_sigterm() -> Iterator[None]:
     """SIGTERM (kill, timeout, a scheduler): a loop that polls `preempt` checkpoints after its step and the
@@ -332,6 +341,7 @@ def launch_run(
         # the inputs may have gone since the run stopped: refused here the run stays resumable, where the
         # job found them missing and the waiting run became a failed one
         preflight(spec.name, config)
+        check_resume_data(spec, record, config)
     else:
         spec, config = prepare_run(kind, changes)
         record = create_run(

@@ -242,5 +242,7 @@ def test_resume_refuses_a_data_directory_prepared_again_meanwhile(
     train_file = data / "synthesis" / "train_synthesis.jsonl"
     lines = train_file.read_text().splitlines()
     train_file.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    waiting = open_registry().get(record.id)
     assert run_cli(["elm", "train", "--resume", record.id]) == 4
+    assert open_registry().get(record.id) == waiting  # refused before the run was touched (not failed)
     assert f"the data changed since run {record.id} started ({train_file})" in capsys.readouterr().err

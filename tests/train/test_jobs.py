@@ -267,8 +267,14 @@ def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
     assert code == 2 and "data not found" in err
     assert open_registry().get(run.id).status == RunStatus.QUEUED  # still the preempted run, waiting
     shakespeare.write_text(original[: len(original) // 2])
+    # refused, the run is exactly as it was: the check ran in the recipe's setup, after the resume had
+    # marked the run running, so it became a failed run (another attempt counted, its manifest rewritten)
+    waiting, run_dir = open_registry().get(run.id), Path(run.dir)
+    files_before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
     code, _, err = run_captured(["train", "--resume", run.id], capsys)
     assert code == 4 and "the data changed since run" in err and str(shakespeare) in err
+    assert open_registry().get(run.id) == waiting
+    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == files_before
     shakespeare.write_text(original)
     with execute_run(run.id) as resumed:
         assert run_training(resumed, job).steps == 4

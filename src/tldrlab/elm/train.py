@@ -58,18 +58,20 @@ def elm_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path) -> 
     )
 
 
+def elm_data_files(config: ElmTrainConfig) -> list[Path]:
+    """The files of the prepared layout an `elm_train` run reads: its manifest, syntheses and embeddings."""
+    data_dir = Path(config.data)
+    return [
+        data_dir / MANIFEST,
+        *(p for s in SPLITS for p in (synthesis_path(data_dir, s), embeddings_path(data_dir, s))),
+    ]
+
+
 def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
     if run is None:
         raise ConfigError("ELM training does not run distributed")
-    data_dir = Path(config.data)
-    check_same_data(  # `elm prepare --out` the same directory again rewrites it
-        run,
-        [
-            data_dir / MANIFEST,
-            *(p for s in SPLITS for p in (synthesis_path(data_dir, s), embeddings_path(data_dir, s))),
-        ],
-    )
+    check_same_data(run, elm_data_files(config))  # `elm prepare --out` the same directory rewrites it
     train_split = load_split(config.data, "train")
     val_split = load_split(config.data, "val")
     if config.limit is not None:

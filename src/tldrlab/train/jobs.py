@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tldrlab.data.readers import detect_format, input_files, split_files
+from tldrlab.data.readers import split_files
 from tldrlab.data.splits import training_files
 from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
@@ -32,7 +32,7 @@ from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.config import TrainJobConfig
 from tldrlab.train.loop import TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe, run_recipe_follower
-from tldrlab.train.same_data import check_same_data
+from tldrlab.train.same_data import check_same_data, train_data_files
 from tldrlab.train.tasks import build_task
 
 MODEL_SUBDIR = "model"
@@ -79,9 +79,8 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
 
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
     task_kind = model_task(job.model)
-    if run is not None and Path(job.data.path).exists():  # (a missing path: the reader says so)
-        path = Path(job.data.path)
-        check_same_data(run, input_files(path, job.data.format or detect_format(path)))
+    if run is not None:
+        check_same_data(run, train_data_files(job))
     tokenizer = prepare_tokenizer(job, run)
     model = build_model(job.model, job.model_settings, tokenizer)
     task = build_task(job, tokenizer, model, task_kind)
