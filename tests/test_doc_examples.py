@@ -9,6 +9,11 @@ generated docs/cli.md, is
    files the examples name (`thread.json`, `news.csv`, `job.yaml` from docs/training.md, ...); sizes are
    clamped (`--max-steps 2`, ...); placeholders (`RUN`, `<run>`, `CORPUS...`) become the runs made before.
 
+Beyond the examples, every command line a page *mentions* (inline code in the prose and tables, the
+`[optional]` parts of fenced lines) names commands and options the command line has; every relative link
+between the docs resolves (file and heading); every API route a page names (`GET /runs/{id}/eval`) is a route
+of the app.
+
 Examples that cannot run here (hours of training, services, an external endpoint, a multi-process launch) are
 listed in NOT_RUN with the reason and the test that runs their tiny equivalent; they are still parsed. A new
 example that is neither runnable nor listed fails the test.
@@ -16,8 +21,10 @@ example that is neither runnable nor listed fails the test.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,9 +161,13 @@ def _expand(line: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$(\w+)|\$\{(\w+)\}", lambda m: variables.get(m[1] or m[2], m[0]), line)
 
 
-def _argv(command: str) -> tuple[list[str], bool] | None:
-    """The tldrlab arguments of a shell command line (None: not a tldrlab / make command)."""
-    command = re.sub(r"\[[^\[\]]*\]", " ", re.sub(r"\[[^\[\]]*\]", " ", command))  # optional parts: left out
+def _argv(command: str, *, optional: bool = False) -> tuple[list[str], bool] | None:
+    """The tldrlab arguments of a shell command line (None: not a tldrlab / make command); `[optional]`
+    parts are left out, or with `optional` kept (their brackets dropped)."""
+    if optional:
+        command = command.replace("[", " ").replace("]", " ")
+    else:  # optional parts: left out
+        command = re.sub(r"\[[^\[\]]*\]", " ", re.sub(r"\[[^\[\]]*\]", " ", command))
     try:
         words = shlex.split(command, comments=True)
     except ValueError:
@@ -213,6 +224,71 @@ def doc_examples() -> list[Example]:
 EXAMPLES = doc_examples()
 
 
+def doc_command_mentions() -> list[Example]:
+    """Every tldrlab command line the docs name, not only the examples run: fenced lines with their
+    `[optional]` parts, and inline code in the prose (`tldrlab runs show RUN`, `tldrlab elm prepare|train`,
+    table cells), partial as such mentions are (placeholders, `...`, options shown without values)."""
+    found: list[Example] = []
+    for path in DOC_FILES:
+        name = str(path.relative_to(REPO))
+        if name == "docs/cli.md":  # generated from the commands themselves
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        in_block, number = False, 0
+        while number < len(lines):
+            line, start = lines[number], number + 1
+            number += 1
+            if line.strip().startswith("```"):
+                in_block = not in_block
+                continue
+            if in_block:
+                while line.rstrip().endswith("\\") and number < len(lines):
+                    line = line.rstrip()[:-1] + " " + lines[number].strip()
+                    number += 1
+                spans = [line.strip().removeprefix("$ ")]
+            else:
+                spans = re.findall(r"`(tldrlab [^`]+)`", line)
+            for span in spans:
+                parsed = _argv(span, optional=True)
+                if parsed and not parsed[1]:
+                    found.append(Example(name, start, span, tuple(parsed[0])))
+    return found
+
+
+@functools.cache
+def _cli() -> Any:
+    return typer.main.get_command(app)
+
+
+def unknown_names(argv: list[str]) -> list[str]:
+    """The commands and options of `argv` the real command line does not have. Only names are checked, so a
+    partial mention passes: the command path is followed while words name subcommands (`a|b` alternatives
+    each checked, then the walk stops), and every `--option` / `-o` must be one of the command reached."""
+    command: Any = _cli()
+    path, unknown = ["tldrlab"], []
+    for word in argv:
+        if re.match(r"^--?[A-Za-z]", word):
+            option = word.split("=", 1)[0]
+            known = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+            if option not in known | {"--help"}:
+                unknown.append(f"option {option} of {' '.join(path)}")
+        elif hasattr(command, "get_command"):
+            names = word.split("|")
+            found = [command.get_command(None, name) for name in names]
+            unknown += [
+                f"command {name} of {' '.join(path)}"
+                for name, sub in zip(names, found, strict=True)
+                if sub is None and re.fullmatch(r"[a-z][a-z0-9-]*", name)
+            ]
+            if len(names) > 1 or found[0] is None:  # alternatives, or a placeholder (`<command>`, `...`)
+                break
+            command, path = found[0], [*path, word]
+    return unknown
+
+
+MENTIONS = doc_command_mentions()
+
+
 def not_run_reason(example: Example) -> str | None:
     command = " ".join(example.argv) if not example.make else "make " + " ".join(example.argv)
     for file, pattern, reason in NOT_RUN:
@@ -251,6 +327,90 @@ def test_every_test_a_not_run_reason_names_exists() -> None:
 def test_every_example_parses(example: Example) -> None:
     argv = [a for a in example.argv if a not in ("...", "RUN ...")]
     parse(argv)
+
+
+def test_every_command_the_docs_mention_exists_with_its_options() -> None:
+    """A renamed command or option fails here wherever a page names it, prose and `[optional]` parts too."""
+    assert len(MENTIONS) > len([e for e in EXAMPLES if e.file != "docs/cli.md"])
+    assert any(e.text.startswith("tldrlab ") and e.file == "README.md" for e in MENTIONS)
+    stale = [f"{mention}: no {name}" for mention in MENTIONS for name in unknown_names(list(mention.argv))]
+    assert stale == []
+
+
+def test_unknown_names_finds_a_renamed_option_or_command() -> None:
+    assert unknown_names(["runs", "list", "--kind", "train", "--json"]) == []
+    assert unknown_names(["elm", "prepare|train|evaluate|optimize"]) == []
+    assert unknown_names(["--threads", "N", "<command>"]) == []
+    assert unknown_names(["runs", "shwo", "RUN"]) == ["command shwo of tldrlab runs"]
+    assert unknown_names(["lvm", "ingest|indx"]) == ["command indx of tldrlab lvm"]
+    assert unknown_names(["eval", "RUN", "--max-sample", "3"]) == ["option --max-sample of tldrlab eval"]
+
+
+def _heading_anchors(path: Path) -> set[str]:
+    """The anchors of a page's headings, as GitHub makes them (lower case, punctuation dropped, spaces
+    to -)."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    headings = re.findall(r"^#+ +(.*?) *$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_links_between_the_docs_resolve() -> None:
+    """Every relative link of README.md and docs/*.md names a file of the repository, and its #anchor a
+    heading of that page."""
+    broken = []
+    for path in DOC_FILES:
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists():
+                broken.append(f"{path.relative_to(REPO)}: {target}: no such file")
+            elif anchor and linked.suffix == ".md" and anchor not in _heading_anchors(linked):
+                broken.append(f"{path.relative_to(REPO)}: {target}: no such heading")
+    assert broken == []
+
+
+def test_every_api_route_the_docs_name_exists() -> None:
+    """`GET /runs/{id}/eval`, `POST /datasets`, ...: each method and path a page names is a route of the
+    app."""
+    from tldrlab.service.app import create_app
+
+    def routes(entries: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+        for route in entries:
+            if hasattr(route, "original_router"):  # an included router
+                yield from routes(route.original_router.routes, prefix + route.include_context.prefix)
+            else:
+                yield from ((method, prefix + route.path) for method in getattr(route, "methods", None) or ())
+
+    patterns = [
+        (
+            method,
+            re.compile(
+                "^"
+                + re.sub(r"\\\{[^}]*?(:path)?\\\}", lambda m: ".+" if m[1] else "[^/]+", re.escape(path))
+                + "$"
+            ),
+        )
+        for method, path in routes(create_app().routes)
+    ]
+    named = {
+        (f"{path.relative_to(REPO)}", method, route)
+        for path in DOC_FILES
+        for method, route in re.findall(
+            r"\b(GET|POST|PUT|DELETE|PATCH|HEAD) (/[^\s`),;?]*)", path.read_text(encoding="utf-8")
+        )
+    }
+    assert len(named) > 30
+    missing = [
+        f"{file}: {method} {route}"
+        for file, method, route in sorted(named)
+        if not any(
+            m == method and p.match(re.sub(r"\{[^}]*\}", "x", route.rstrip(".:"))) for m, p in patterns
+        )
+    ]
+    assert missing == []
 
 
 # -- running them ----------------------------------------------------------------------------------------
