@@ -393,3 +393,20 @@ def test_a_causal_lm_with_few_learned_positions_gets_prompts_that_fit(
     accented = "é" * 50
     cut = truncate_text(chat_tokenizer, accented, 7)
     assert len(chat_tokenizer.encode(cut, add_special_tokens=False)) <= 7 and "\ufffd" not in cut
+
+
+def test_importing_an_installed_model_by_its_name_says_to_choose_another_name(
+    tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tldrlab models import tiny` (an installed name) answered "already installed; pass --force to replace
+    # it", and with --force then "is the installed model itself; choose another --name": the first advice led
+    # nowhere. Both now say to choose another name, and the installed model is kept.
+    assert run_captured(["models", "import", str(tiny["gguf"]), "--name", "tiny"], capsys)[0] == 0
+    weights = (tldrlab_home / "models" / "tiny" / "model.safetensors").read_bytes()
+    for force in ([], ["--force"]):
+        code, _, err = run_captured(["models", "import", "tiny", *force], capsys)
+        assert code == InvalidInputError.exit_code, err
+        assert "is the installed model 'tiny' itself; choose another --name" in " ".join(err.split())
+        assert "--force" not in err
+    assert (tldrlab_home / "models" / "tiny" / "model.safetensors").read_bytes() == weights
+    assert run_captured(["models", "import", "tiny", "--name", "tiny-copy"], capsys)[0] == 0

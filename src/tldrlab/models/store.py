@@ -94,12 +94,13 @@ def import_model(
         name = BUNDLED_NAME if resolved.source == "bundled" else default_name(resolved.path)
     check_name(name)
     out = store_dir(settings) / name
+    # before the clash check: --force, which that check suggests, cannot replace a model with itself
+    if resolved.source == "installed" and resolved.path == out:
+        raise InvalidInputError(f"{ref} is the installed model {name!r} itself; choose another --name")
     if out.exists() and not force:
         raise ConflictError(
             f"a model named {name!r} is already installed at {out}; pass --force to replace it"
         )
-    if resolved.source == "installed" and resolved.path == out:
-        raise InvalidInputError(f"{ref} is the installed model {name!r} itself; choose another --name")
     started = time.perf_counter()
     with gguf_parsed_once(resolved.kind == "gguf"):  # its metadata: parsed once for model and tokenizer
         model = load_causal_lm(resolved, dtype=dtype)
