@@ -19,7 +19,7 @@ from svc_helpers import ServerThread, record, wait_for
 from netutil import free_port
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError
-from tldrlab.runs import RunStatus, create_run
+from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
 from tldrlab.service.events import RunEvent
 from tldrlab.service.notify import NotifySettings, configured_notifiers, redact
@@ -280,3 +280,60 @@ def test_bot_commands_answer_when_the_api_is_down_or_answers_no_json(tldrlab_hom
     assert behind.handle(42, "runs") == "the tldrlab API answered HTTP 502 without a JSON object"
     assert behind.handle(42, "train", "smoke") == "the tldrlab API answered HTTP 502 without a JSON object"
     assert watch_list.ids() == set()
+
+
+def test_on_redis_a_run_queued_while_no_worker_listened_reaches_the_webhook_once(
+    tldrlab_home: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the API published `queued` on Redis pub/sub, which reaches only the processes listening right then:
+    # with no worker up yet (starting, restarting) no webhook ever heard the run was queued
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+        get_settings.cache_clear()
+        client = TestClient(create_app())
+        run_id = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+        time.sleep(0.3)
+        assert received == []  # nobody listened
+        workers = [build_worker(config=BURST) for _ in range(2)]
+        try:
+            workers[1].announce_queued()  # a second worker announcing as well: still one event
+            workers[0].run()
+            wait_for(lambda: any(body["event"] == "completed" for body in received), 10, what="completed")
+            time.sleep(1.0)  # time for any duplicate to arrive
+        finally:
+            for worker in workers:
+                worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
+    queued = [body for body in received if body["run_id"] == run_id and body["event"] == "queued"]
+    assert len(queued) == 1 and queued[0]["time"] == pytest.approx(record(run_id).created_at, abs=1e-3)
+    assert [body["event"] for body in received].count("started") == 1
+
+
+def test_a_sweeps_trials_are_queued_events_too(
+    tldrlab_home: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a sweep's trials are queued runs, but the sweep published nothing when it queued them: a webhook heard
+    # of each trial from `started` on
+    from tldrlab.sweep.config import SweepConfig
+    from tldrlab.sweep.runner import launch_sweep
+
+    sweep = {
+        "name": "queued-trials",
+        "program": str(Path(__file__).parents[1] / "sweep" / "toy_program.py"),
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [0.1, 0.2]}, "steps": {"value": 2}},
+    }
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+        get_settings.cache_clear()
+        launch_sweep(SweepConfig(sweep=sweep, trials=2, quiet=True), echo=lambda line: None)
+        trials = [r.id for r in open_registry().list(kind="trial")]
+        assert len(trials) == 2
+        wait_for(lambda: {b["run_id"] for b in received if b["event"] == "started"} >= set(trials), 10)
+    for trial in trials:
+        events = [body["event"] for body in received if body["run_id"] == trial]
+        assert events.count("queued") == 1 and events.index("queued") < events.index("started"), events

@@ -369,6 +369,17 @@ class RunRegistry:
         )
         return [RunRecord.from_row(r) for r in rows]
 
+    def never_attempted(self, created_since: float) -> Sequence[RunRecord]:
+        """Queued runs, not cancelled, that no worker has claimed yet, created since `created_since`, oldest
+        first (configs left unread)."""
+        columns = ", ".join(f for f in RunRecord.__dataclass_fields__ if f != "config")
+        rows = self.db.query(
+            f"SELECT {columns} FROM runs WHERE status = 'queued' AND attempts = 0 AND cancel_requested = 0 "
+            "AND created_at >= ? ORDER BY created_at",
+            (created_since,),
+        )
+        return [RunRecord.from_row(r) for r in rows]
+
     def heartbeat(self, run_id: str, progress: float | None = None, message: str | None = None) -> None:
         fields: dict[str, Any] = {"heartbeat_at": time.time()}
         if progress is not None:

@@ -212,6 +212,15 @@ class RunTail:
         return events
 
 
+def queued_event(record: RunRecord) -> RunEvent:
+    """The `queued` event of a run as it was created. Built from the row alone, so every process that builds
+    it (the API that queued the run, a sweep queueing its trial, a worker announcing runs nobody heard of)
+    builds the same JSON, and the notifiers' once-per-event claim sends it once."""
+    return RunEvent(
+        type="queued", run_id=record.id, kind=record.kind, status="queued", time=record.created_at
+    )
+
+
 def parse_cursor(cursor: str | None) -> tuple[int, int, str | None, int] | None:
     """(log offset, metrics offset, status, attempts) of a `RunTail.cursor`; None for no cursor or one this
     server did not make (an SSE client then gets the whole history, as on a first connection)."""
@@ -233,22 +242,32 @@ def sse_format(event: RunEvent, event_id: int | str) -> str:
 # -- buses ---------------------------------------------------------------------------------------------------
 Subscriber = Callable[[RunEvent], None]
 
+CLAIM_TTL_S = 3600
+"""How long a RedisBus claim lasts: far longer than one event takes to reach every subscriber."""
+
 
 class EventBus(Protocol):
+    shared: bool
+    """Whether other processes receive this bus's events (Redis): an event published while none of them
+    listens is lost to them, which `tldrlab.service.worker` makes up for with `queued` events."""
+
     def publish(self, event: RunEvent) -> None: ...
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback` for every event from now on; returns an unsubscribe function."""
         ...
 
-    def first_to_claim(self, key: str) -> bool:
-        """True for the first caller with `key` among every process subscribed to this bus (for an hour):
-        what only one of them should do for an event all of them receive, such as notify about it."""
+    def first_to_claim(self, key: str, ttl_s: int = CLAIM_TTL_S) -> bool:
+        """True for the first caller with `key` among every process subscribed to this bus (for `ttl_s`, an
+        hour by default): what only one of them should do for an event all of them receive, such as notify
+        about it."""
         ...
 
 
 class MemoryBus:
     """In-process fan-out (embedded mode: notifiers live in the worker process)."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
@@ -271,16 +290,14 @@ class MemoryBus:
 
         return unsubscribe
 
-    def first_to_claim(self, key: str) -> bool:
+    def first_to_claim(self, key: str, ttl_s: int = 0) -> bool:
         return True  # no other process receives this process's events
-
-
-CLAIM_TTL_S = 3600
-"""How long a RedisBus claim lasts: far longer than one event takes to reach every subscriber."""
 
 
 class RedisBus:
     """Redis pub/sub: every event goes to `runs:<id>:events` and to `tldrlab:events`."""
+
+    shared = True
 
     def __init__(self, url: str) -> None:
         import redis
@@ -317,8 +334,8 @@ class RedisBus:
         while self._subscriptions:
             self._subscriptions.pop()()
 
-    def first_to_claim(self, key: str) -> bool:
-        return bool(self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=CLAIM_TTL_S))
+    def first_to_claim(self, key: str, ttl_s: int = CLAIM_TTL_S) -> bool:
+        return bool(self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s))
 
 
 BUSES: dict[str, Callable[[Settings], EventBus]] = {

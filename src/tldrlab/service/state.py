@@ -19,7 +19,7 @@ from tldrlab.runs import RunRecord, RunRegistry, open_registry
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import confine_config
-from tldrlab.service.events import EventBus, MemoryBus, RunEvent, open_bus
+from tldrlab.service.events import EventBus, MemoryBus, open_bus, queued_event
 from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue
 
@@ -70,12 +70,10 @@ def event_bus(request: Request) -> EventBus:
 
 def publish_queued(request: Request, record: RunRecord) -> None:
     """The `queued` event of a run just submitted. Workers derive every later event from the run as they
-    execute it (`RunTail`), starting at `started`: only the process that queued the run sees it queued."""
-    event = RunEvent(
-        type="queued", run_id=record.id, kind=record.kind, status=record.status.value, message=record.message
-    )
+    execute it (`RunTail`), starting at `started`: only the process that queued the run sees it queued. On
+    Redis, workers announce it again from the registry (`Worker.announce_queued`) for when none listened."""
     try:
-        event_bus(request).publish(event)
+        event_bus(request).publish(queued_event(record))
     except Exception as exc:  # a notifier or Redis hiccup must not fail a submission that succeeded
         log.warning(f"could not publish the queued event of {record.id}: {type(exc).__name__}: {exc}")
 

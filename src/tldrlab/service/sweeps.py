@@ -11,6 +11,8 @@ on the queue and only coordinates.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -19,6 +21,7 @@ from tldrlab.elm.config import ElmOptimizeConfig
 from tldrlab.elm.prepare import load_split
 from tldrlab.elm.search import BASE_ATTR, elm_sweep_config
 from tldrlab.runs import Run
+from tldrlab.service.events import queued_event
 from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_worker, run_worker
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import open_study, sweep_in_run
@@ -50,6 +53,8 @@ class WorkerExecutor:
 
     def submit(self, run_id: str) -> None:
         self.worker.queue.enqueue(run_id)
+        # a trial is a queued run like any other: notifiers hear of it queued (they heard from `started` on)
+        self.worker.publish([queued_event(self.worker.registry.get(run_id))])
 
     def execute(self, run_id: str) -> str:
         while True:
@@ -79,20 +84,30 @@ class WorkerExecutor:
         self.helpers = []
 
 
-def executor_for(run: Run) -> WorkerExecutor:
-    """The executor of a sweep executing as `run`: the worker running it, else one for this process."""
+@contextmanager
+def executor_for(run: Run) -> Iterator[WorkerExecutor]:
+    """The executor of a sweep executing as `run`: the worker running it, else one for this process (whose
+    bus subscriptions, Redis listening threads at scale-out, end with the sweep)."""
     settings = get_settings()
     worker = CURRENT_WORKER.get()
-    if worker is None:
-        # The CLI's process: its own worker handles the trials. A trial whose process died is taken over
-        # at once when nobody owns it (run ownership), so no heartbeat has to go stale first.
-        worker = build_worker(settings, WorkerConfig(stale_after_s=0.5))
-    return WorkerExecutor(worker, settings)
+    if worker is not None:
+        yield WorkerExecutor(worker, settings)
+        return
+    # The CLI's process: its own worker handles the trials. A trial whose process died is taken over at
+    # once when nobody owns it (run ownership), so no heartbeat has to go stale first.
+    worker = build_worker(settings, WorkerConfig(stale_after_s=0.5))
+    try:
+        yield WorkerExecutor(worker, settings)
+    finally:
+        close = getattr(worker.bus, "close", None)
+        if close is not None:
+            close()
 
 
 def sweep_job(run: Run, config: SweepConfig) -> dict[str, Any]:
     """Run kind `sweep`: the study's trials as queued runs, children of `run`; the summary names the best."""
-    return sweep_in_run(run, config, executor_for(run))
+    with executor_for(run) as executor:
+        return sweep_in_run(run, config, executor)
 
 
 def elm_optimize_job(run: Run, config: ElmOptimizeConfig) -> dict[str, Any]:
@@ -103,4 +118,5 @@ def elm_optimize_job(run: Run, config: ElmOptimizeConfig) -> dict[str, Any]:
     study = open_study(parse_sweep(sweep.sweep), url, config.study)
     if BASE_ATTR not in study.user_attrs:  # a resumed study keeps the base config it started with
         study.set_user_attr(BASE_ATTR, sweep.sweep["config"])
-    return sweep_in_run(run, sweep, executor_for(run))
+    with executor_for(run) as executor:
+        return sweep_in_run(run, sweep, executor)

@@ -52,7 +52,7 @@ from tldrlab.runs.reconcile import orphaned_runs, settle_orphan, update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.retention import settle_finished_run
 from tldrlab.service.confine import confine_again
-from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus
+from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus, queued_event
 from tldrlab.service.periodic import check_retention_setting
 from tldrlab.service.queue import JobQueue, open_queue
 from tldrlab.service.queue.rq import rq_entry  # noqa: F401  RQ jobs queued by older versions call it here
@@ -198,6 +198,10 @@ def requeue_lost(registry: RunRegistry, queue: JobQueue, queued_before: float) -
     return actions
 
 
+ANNOUNCE_WINDOW_S = 7 * 24 * 3600
+"""How far back a worker looks for runs whose `queued` event may have reached no notifier, and how long the
+announcement of one is remembered (so it is announced once)."""
+
 CURRENT_WORKER: ContextVar[Worker | None] = ContextVar("tldrlab_worker", default=None)
 """The worker executing the current run in this thread (a run that executes runs of its own hands them to it
 here)."""
@@ -218,6 +222,8 @@ class Worker:
     """The runs this worker executes, outermost first: a run may execute others inside it (a sweep, its
     trials), each claimed, heartbeated and settled by this worker like any delivered job."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    notifies: bool = False
+    """Whether notifiers are subscribed to this worker's bus (`build_worker` attaches the configured ones)."""
 
     @property
     def current_run(self) -> str | None:
@@ -257,6 +263,24 @@ class Worker:
             except Exception as exc:  # a notifier or Redis hiccup must not stop the run
                 log.warning(f"could not publish {event.type} event: {type(exc).__name__}: {exc}")
 
+    def announce_queued(self, registry: RunRegistry | None = None) -> None:
+        """On a shared bus (Redis), publish the `queued` event of every run no worker has claimed yet, once
+        across processes. The API publishes it when it queues a run, but pub/sub reaches only the processes
+        listening at that moment: with every worker down (starting, restarting, not deployed yet) it reached
+        no notifier. Only a worker with notifiers announces (it hears what it publishes); the notifiers'
+        once-per-event claim drops the copy of an event the API's publication already delivered."""
+        if not (self.bus.shared and self.notifies):
+            return
+        for record in (registry or self.registry).never_attempted(time.time() - ANNOUNCE_WINDOW_S):
+            self._announce(record)
+
+    def _announce(self, record: RunRecord) -> None:
+        try:
+            if self.bus.first_to_claim(f"queued:{record.id}", ANNOUNCE_WINDOW_S):
+                self.publish([queued_event(record)])
+        except Exception as exc:  # Redis hiccup: the next pass announces it
+            log.warning(f"could not announce run {record.id} queued: {type(exc).__name__}: {exc}")
+
     def _maintenance(self) -> None:
         registry = open_registry(self.settings)  # its own connection: the main thread runs the job
         last_reconcile = 0.0
@@ -266,6 +290,7 @@ class Worker:
                 if time.monotonic() - last_reconcile >= self.config.reconcile_every_s:
                     last_reconcile = time.monotonic()
                     reconcile(registry, self.queue, self.config)
+                    self.announce_queued(registry)
             except Exception as exc:  # keep heartbeating through transient database/Redis errors
                 log.warning(f"worker maintenance failed: {type(exc).__name__}: {exc}")
 
@@ -286,6 +311,10 @@ class Worker:
             ):
                 update_manifest(record.run_dir, status="cancelled", message="cancelled before it started")
             return "cancelled"
+        if self.bus.shared and record.status is RunStatus.QUEUED and record.attempts == 0:
+            # claimed before any notifying worker announced it (or by a worker without notifiers, while one
+            # with them listens): announced now, before its `started`
+            self._announce(record)
         if not claim_run(self.registry, run_id, self.worker_id, time.time() - self.config.stale_after_s):
             return "duplicate"  # finished, cancelled, or alive on another worker
         if record.tags.get(SUBMITTED_VIA) == "api":
@@ -393,6 +422,7 @@ class Worker:
         self.register()
         for run_id, status in reconcile(self.registry, self.queue, self.config):
             log.info(f"reconciled run {run_id}: {status}")
+        self.announce_queued()  # runs queued while no worker listened
         maintenance = threading.Thread(target=self._maintenance, name="worker-heartbeat", daemon=True)
         maintenance.start()
         log.info(f"worker {self.worker_id} waiting for jobs on the {self.queue.name} queue")
@@ -467,7 +497,7 @@ def build_worker(settings: Settings | None = None, config: WorkerConfig | None =
     # lazy: loads httpx (this module stays light without it)
     from tldrlab.service.notify import attach_configured_notifiers
 
-    attach_configured_notifiers(worker.bus)
+    worker.notifies = attach_configured_notifiers(worker.bus) > 0
     return worker
 
 
