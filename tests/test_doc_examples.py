@@ -10,7 +10,8 @@ generated docs/cli.md, is
    clamped (`--max-steps 2`, ...); placeholders (`RUN`, `<run>`, `CORPUS...`) become the runs made before.
 
 Beyond the examples, every command line a page *mentions* (inline code in the prose and tables, the
-`[optional]` parts of fenced lines) names commands and options the command line has; every relative link
+`[optional]` parts of fenced lines) names commands and options the command line has, and so does every
+`--option` the prose names on its own; every relative link
 between the docs resolves (file and heading); every API route a page names (`GET /runs/{id}/eval`) is a route
 of the app.
 
@@ -344,6 +345,46 @@ def test_unknown_names_finds_a_renamed_option_or_command() -> None:
     assert unknown_names(["runs", "shwo", "RUN"]) == ["command shwo of tldrlab runs"]
     assert unknown_names(["lvm", "ingest|indx"]) == ["command indx of tldrlab lvm"]
     assert unknown_names(["eval", "RUN", "--max-sample", "3"]) == ["option --max-sample of tldrlab eval"]
+
+
+OTHER_TOOLS_OPTIONS = {
+    "--no-deps": "pip's (README.md: how perforatedai is installed)",
+    "--check": "ruff format's",
+    "--master_port": "torchrun's",
+    "--nproc_per_node": "torchrun's",
+    "--x": "docs/extending.md: how a boolean field's option is spelled (`--x/--no-x`)",
+    "--no-x": "docs/extending.md: the same",
+    "--yes": "docs/extending.md: a boolean alias's pair (`--yes/--no`)",
+    "--no": "docs/extending.md: the same",
+    "--flag": "docs/sweeps.md: W&B's `${args_no_boolean_flags}` macro",
+}
+"""Options the prose names that belong to other tools, or stand for any option."""
+
+
+def test_every_option_the_prose_names_exists() -> None:
+    """An `--option` in the prose (`--stop-on-eos false`, `--freeze-lm`) is one of some tldrlab command, of
+    a bench script (its `add_argument`s), or of another tool listed above: a renamed option leaves none
+    behind."""
+    names = {"--help"}
+
+    def collect(command: Any) -> None:
+        names.update(name for param in command.params for name in (*param.opts, *param.secondary_opts))
+        for sub in getattr(command, "commands", {}).values():
+            collect(sub)
+
+    collect(_cli())
+    for script in (REPO / "bench").glob("*.py"):
+        names.update(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", script.read_text(encoding="utf-8")))
+    unknown = []
+    for path in DOC_FILES:
+        if path.name == "cli.md":
+            continue
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+        for span in re.findall(r"`[^`\n]+`", text):
+            for option in re.findall(r"(?<![\w-])--[a-z][\w.-]*[\w]", span):
+                if option.replace("_", "-") not in names and option not in OTHER_TOOLS_OPTIONS:
+                    unknown.append(f"{path.relative_to(REPO)}: {option} (in {span})")
+    assert unknown == []
 
 
 def _heading_anchors(path: Path) -> set[str]:
