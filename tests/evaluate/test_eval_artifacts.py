@@ -96,7 +96,8 @@ def test_evaluation_writes_tables_and_logs_an_evaluation_artifact(
     )
     assert launched.record.status.value == "completed", launched.record.message
     run_dir = Path(launched.record.run_dir)
-    for directory in (run_dir, Path(trained.run_dir)):  # the evaluation run and the evaluated run
+    # the evaluation run, and the evaluated run's directory (a later evaluation than its final one)
+    for directory in (run_dir, Path(trained.run_dir) / "evaluations" / launched.record.id):
         summary = json.loads((directory / "eval_summary.json").read_text())
         assert summary["evaluated_run"] == trained.id and summary["run_id"] == launched.record.id
         assert summary["datasets"][0]["id"] == dataset.id and summary["task"] == "seq2seq"

@@ -54,10 +54,13 @@ def test_seq2seq_eval_of_a_run_writes_eval_and_samples(data: dict[str, Path]) ->
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["loss"] > 0 and metrics["perplexity"] > 1
     assert metrics["pred_words_mean"] >= 0 and metrics["ref_words_mean"] > 0
-    on_disk = json.loads((run_dir / "eval.json").read_text())
+    # not the training run's final evaluation: its files go under evaluations/<its run id>/ there
+    out_dir = Path(result["out_dir"])
+    assert out_dir == run_dir / "evaluations" / result["run_id"] and not (run_dir / "eval.json").exists()
+    on_disk = json.loads((out_dir / "eval.json").read_text())
     assert on_disk["metrics"] == pytest.approx(metrics)
     assert on_disk["config"]["prefix"] == "summarize: "
-    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
     first = json.loads(data["pairs"].read_text().splitlines()[0])
     assert (
         len(samples) == 5 and samples[0]["reference"] == first["summary"] and samples[0]["id"] == first["id"]
@@ -175,7 +178,9 @@ def test_run_on_unsplit_data_is_evaluated_on_its_seeded_holdout(data: dict[str, 
     result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 4})
     ids = [json.loads(line)["id"] for line in data["pairs"].read_text().splitlines()]
     random.Random(3).shuffle(ids)  # the training loop's split: seeded shuffle, first val_fraction held out
-    samples = [json.loads(line) for line in (Path(record.run_dir) / "samples.jsonl").read_text().splitlines()]
+    samples = [
+        json.loads(line) for line in (Path(result["out_dir"]) / "samples.jsonl").read_text().splitlines()
+    ]
     assert [s["id"] for s in samples] == ids[:3]
     assert result["config"]["holdout_seed"] == 3
 

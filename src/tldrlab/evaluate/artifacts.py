@@ -11,6 +11,10 @@ per-example table, and, where the data labels sentences worth highlighting, a pe
   chance, 1 means the summary draws on exactly the sentences the data marks as worth highlighting).
 
 `evaluate_job` records them as run artifacts and logs them to W&B as one artifact of type `evaluation`.
+
+Where they go besides the evaluation run itself (`evaluation_dir`): a training run's final evaluation writes
+them next to the model, in the training run's directory, where `tldrlab runs compare` reads them; a later
+evaluation of that model writes them under `evaluations/<its run id>/` there, so it never replaces them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from typing import Any
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 
 SUMMARY_FILE = "eval_summary.json"
+FINAL_EVAL_TAG = "final_eval"
+"""Run tag of the evaluation a training run ends with (set by the training run when it launches it)."""
+LATER_EVALUATIONS = "evaluations"
+"""The evaluated run's subdirectory holding its later evaluations' files, one directory per evaluation run."""
 TABLE_FILE = "eval_table.csv"
 HIGHLIGHT_TABLE_FILE = "highlight_eval_table.csv"
 TEXT_CELL_CHARS = 500
@@ -152,3 +160,16 @@ def write_evaluation(
     }
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return [out_dir / SUMMARY_FILE, *written]
+
+
+def evaluation_dir(
+    beside_model: Path | None, evaluated_run: str | None, run_id: str, final: bool
+) -> Path | None:
+    """Where an evaluation's files go besides its own run directory (None: nowhere else). `beside_model`
+    is the evaluated model's place (a run's directory or a model directory; None for a GGUF file, the bundled
+    or an installed model). A run's final evaluation (`final`) and an evaluation of a model that is no run's
+    go there; a later evaluation of a run's model goes to its own `evaluations/<run id>/`: the final
+    evaluation's files (what `tldrlab runs compare` reads as the run's `eval.*`) stay as they were."""
+    if beside_model is None or evaluated_run is None or final:
+        return beside_model
+    return beside_model / LATER_EVALUATIONS / run_id

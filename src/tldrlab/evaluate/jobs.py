@@ -12,7 +12,13 @@ from typing import Any
 
 from tldrlab.data.readers import read_records, split_files
 from tldrlab.errors import InvalidInputError
-from tldrlab.evaluate.artifacts import HIGHLIGHT_TABLE_FILE, SUMMARY_FILE, TABLE_FILE
+from tldrlab.evaluate.artifacts import (
+    FINAL_EVAL_TAG,
+    HIGHLIGHT_TABLE_FILE,
+    SUMMARY_FILE,
+    TABLE_FILE,
+    evaluation_dir,
+)
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.evaluate.generate import generate_detailed
 from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count, perplexity
@@ -136,8 +142,9 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
 
 def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate into the run (eval.json, samples.jsonl, eval.png, eval_summary.json, eval_table.csv and, where
-    the data labels highlights, highlight_eval_table.csv) and next to the evaluated run's model; log them to
-    W&B as an `evaluation` artifact."""
+    the data labels highlights, highlight_eval_table.csv) and next to the evaluated model (a training run's
+    later evaluations: under its `evaluations/<run id>/`, `artifacts.evaluation_dir`); log them to W&B as an
+    `evaluation` artifact."""
     eval_config, out_dir, evaluated = eval_config_for(config.model_run, **config.overrides())
     model, tokenizer, name = _load(run, config.model_run)
     run.log(f"evaluating {name} on {eval_config.data} split={eval_config.split}")
@@ -149,7 +156,9 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     result = evaluate_model(
         model, tokenizer, name, eval_config, run.dir, run=run, progress=config.progress, summary_extra=extra
     )
-    out_dir = out_dir or run.dir  # a GGUF file, the bundled or an installed model: results stay in the run
+    final = bool(run.record.tags.get(FINAL_EVAL_TAG)) and run.record.parent_id == evaluated
+    # a GGUF file, the bundled or an installed model: results stay in the run
+    out_dir = evaluation_dir(out_dir, evaluated, run.id, final) or run.dir
     files = [f for f in EVALUATION_FILES if (run.dir / f).is_file()]
     for file in files:
         if out_dir.resolve() != run.dir.resolve():

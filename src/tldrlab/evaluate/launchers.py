@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import RunCancelledError, RunPreemptedError, TldrlabError
+from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.evaluate.run_eval import eval_config_for
 from tldrlab.launch import launch_run
@@ -18,7 +19,8 @@ from tldrlab.runs import Run
 
 def evaluate_target(target: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Evaluate any model reference as a run of kind `evaluate` (parent: the evaluated run); eval.json,
-    samples.jsonl and eval.png go into that run and next to the evaluated run's model."""
+    samples.jsonl, eval.png, ... go into that run, and for a run's model also under `evaluations/<eval run
+    id>/` in the evaluated run's directory (never over its final evaluation's files next to the model)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _, _, parent = eval_config_for(target, **overrides)  # a bad target or setting fails before a run exists
     model_run = str(Path(target).resolve()) if Path(target).exists() else str(target)
@@ -48,7 +50,7 @@ def evaluate_after_training(
         "progress": progress,
     }
     try:
-        launched = launch_run("evaluate", raw, parent_id=run.id)
+        launched = launch_run("evaluate", raw, parent_id=run.id, tags={FINAL_EVAL_TAG: True})
     except (RunCancelledError, RunPreemptedError):
         # not a failure of the evaluation: the training was cancelled (the request reached this child) or
         # its worker is stopping; the training ends so too, and its resume only has this evaluation left

@@ -5,12 +5,13 @@
     plot_comparison(comparison, Path("compare.png"))       # tldrlab.track.plots: one panel per metric
 
 A run's metrics are its summary (the registry's `metrics`: best validation loss, ROUGE of an evaluation run,
-...) and, when its directory holds an evaluation (`eval_summary.json`, written next to an evaluated model),
-that evaluation's metrics as `eval.<name>`. Which way is better is known by name: losses, perplexities,
-times and empty outputs are better lower; ROUGE, BERTScore, accuracy, F1, AUC, coverage, distinct-n and
-throughput higher; any other metric (lengths, counts) is shown but never called a regression. A run
-regresses on a metric when it is worse than the baseline by more than `tolerance` (relative to the
-baseline's value). `tldrlab runs compare`, `GET /compare` and the runs page show the same comparison.
+...) and, when its directory holds an evaluation (`eval_summary.json`: a training run's final evaluation,
+written next to its model), that evaluation's metrics as `eval.<name>`; the output names that evaluation run.
+Which way is better is known by name: losses, perplexities, times and empty outputs are better lower; ROUGE,
+BERTScore, accuracy, F1, AUC, coverage, distinct-n and throughput higher; any other metric (lengths, counts)
+is shown but never called a regression. A run regresses on a metric when it is worse than the baseline by more
+than `tolerance` (relative to the baseline's value). `tldrlab runs compare`, `GET /compare` and the runs page
+show the same comparison.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Comparison:
     """Runs, their metrics and how each differs from the baseline."""
 
     runs: list[dict[str, Any]]
-    """Per run (in the order asked): id, kind, status, tags, metrics."""
+    """Per run (in the order asked): id, kind, status, tags, metrics, and `evaluation`: the evaluation run
+    whose metrics are its `eval.*` (its final evaluation), or None."""
     metrics: list[str]
     baseline: str | None
     tolerance: float
@@ -132,6 +134,9 @@ class Comparison:
                 cells.append(cell + (" REGRESSION" if (run["id"], name) in regressed else ""))
             rows.append(cells)
         report = Report([Table(columns, rows)])
+        read = [f"{run['id']}: {run['evaluation']}" for run in self.runs if run.get("evaluation")]
+        if read and any(name.startswith("eval.") for name in self.metrics):
+            report.blocks.append(f"eval.* from each run's final evaluation ({'; '.join(read)})")
         for r in self.regressions:
             way = "lower" if self.directions.get(r.metric) == "lower" else "higher"
             report.blocks.append(
@@ -153,16 +158,23 @@ class Comparison:
         }
 
 
-def run_metrics(record: RunRecord) -> dict[str, float]:
-    """A run's numeric summary metrics, plus its directory's evaluation as `eval.<name>`."""
-    metrics = {k: float(v) for k, v in record.metrics.items() if _number(v)}
+def run_evaluation(record: RunRecord) -> dict[str, Any]:
+    """The evaluation in a run's directory (`eval_summary.json`): a training run's final evaluation, whose
+    files are written next to its model (later evaluations keep theirs under `evaluations/`); {} when none."""
     path = Path(record.run_dir) / EVAL_SUMMARY
     try:
         evaluation = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
-        evaluation = {}
-    for name, value in (evaluation.get("metrics") or {}).items():
-        if _number(value) and evaluation.get("run_id") != record.id:
+        return {}
+    # an evaluation run's own summary is its result, already among its summary metrics
+    return evaluation if isinstance(evaluation, dict) and evaluation.get("run_id") != record.id else {}
+
+
+def run_metrics(record: RunRecord) -> dict[str, float]:
+    """A run's numeric summary metrics, plus its directory's evaluation as `eval.<name>`."""
+    metrics = {k: float(v) for k, v in record.metrics.items() if _number(v)}
+    for name, value in (run_evaluation(record).get("metrics") or {}).items():
+        if _number(value):
             metrics[f"eval.{name}"] = float(value)
     return metrics
 
@@ -200,6 +212,7 @@ def compare_runs(
             "status": r.status.value,
             "tags": r.tags,
             "metrics": run_metrics(r),
+            "evaluation": run_evaluation(r).get("run_id"),
         }
         for r in records
     ]

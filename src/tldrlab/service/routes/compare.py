@@ -32,7 +32,9 @@ class RegressionInfo(BaseModel):
 
 
 class ComparisonInfo(BaseModel):
-    runs: list[dict[str, Any]] = Field(description="Per run: id, kind, status, tags, metrics.")
+    runs: list[dict[str, Any]] = Field(
+        description="Per run: id, kind, status, tags, metrics, evaluation (the run whose eval.* it shows)."
+    )
     metrics: list[str]
     baseline: str | None
     tolerance: float
