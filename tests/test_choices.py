@@ -8,15 +8,23 @@ The contract test fails on a module that words such a message itself instead of 
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 import tldrlab
-from tldrlab.choices import choose_one_of, one_of, unknown_choice
+from cliutil import run_captured
+from tldrlab.choices import OneOf, choices_text, choose_one_of, one_of, unknown_choice
+from tldrlab.data.readers import READERS
+from tldrlab.lvm.config import BASELINE_NAMES
+from tldrlab.service.app import create_app
+from tldrlab.train.config import model_families
 
 SRC = Path(tldrlab.__file__).parent
 HAND_WORDED = re.compile(r"choose one of|choose from|; supported:|use one of|must be one of", re.I)
@@ -96,3 +104,58 @@ def test_one_of_checks_a_name_an_unset_field_and_a_list_against_the_registry_at_
     assert "unknown chunking 'paragraph'" in str(refused.value)
     registry["semantic"] = object()  # registered later: read at the check, not copied when the class was made
     assert Config(chunking="semantic").chunking == "semantic"
+
+
+# -- the names shown where users look: --help, docs/config.md, the JSON schema of /openapi.json --------------
+def test_a_one_of_field_is_checked_and_lists_the_registry_as_it_is_when_the_schema_is_made() -> None:
+    registry = {"sentence": object()}
+
+    def chunkers() -> dict[str, object]:  # a registry the config module does not import
+        return registry
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        chunking: Annotated[str, OneOf("chunking", registry)] = "sentence"
+        many: Annotated[list[str] | None, OneOf("chunking", chunkers)] = None
+
+    with pytest.raises(ValidationError, match="unknown chunking 'semantic'; choose one of sentence"):
+        Config(chunking="semantic")
+    registry["semantic"] = object()  # registered after the class was made: accepted and listed
+    assert Config(chunking="semantic", many=["semantic"]).many == ["semantic"]
+    properties = Config.model_json_schema()["properties"]
+    assert properties["chunking"]["enum"] == ["sentence", "semantic"]
+    assert properties["many"]["anyOf"] == [
+        {"type": "array", "items": {"type": "string", "enum": ["sentence", "semantic"]}},
+        {"type": "null"},
+    ]
+    assert choices_text(Config.model_fields["many"]) == "choices: sentence, semantic"
+    assert copy.deepcopy(Config.model_fields["chunking"]).metadata[0].names is registry  # never a snapshot
+
+
+@pytest.fixture
+def plugin_format(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A reader format registered at run time, as a plug-in would (removed after the test)."""
+    monkeypatch.setitem(READERS, "plugin_lines", READERS["text"])
+    return "plugin_lines"
+
+
+def test_train_help_names_the_choices_of_one_of_fields(
+    plugin_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_captured(["train", "--help"], capsys)
+    flat = " ".join(out.split())
+    assert code == 0
+    assert "[default: bpe; choices: bpe, sentencepiece, char]" in flat  # --tokenizer.method
+    assert "choices: t5, gpt2, char_lstm, causal_lm]" in flat  # --model: the model registry, read lazily
+    assert f"choices: {', '.join(READERS)}]" in flat and plugin_format in flat  # --data.format
+
+
+def test_openapi_lists_the_choices_of_one_of_fields(plugin_format: str) -> None:
+    components = TestClient(create_app()).get("/openapi.json").json()["components"]["schemas"]
+    data_format = components["DataConfig"]["properties"]["format"]
+    assert data_format["anyOf"] == [{"type": "string", "enum": list(READERS)}, {"type": "null"}]
+    assert plugin_format in data_format["anyOf"][0]["enum"]
+    baselines = components["LVMEvaluateConfig"]["properties"]["baselines"]["anyOf"][0]
+    assert baselines["items"]["enum"] == list(BASELINE_NAMES)
+    assert components["TrainJobConfig"]["properties"]["model"]["enum"] == list(model_families())

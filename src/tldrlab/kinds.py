@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
+from tldrlab.choices import field_choices
 from tldrlab.digest.config import (
     HighlightRerankerTrainConfig,
     HighlightScorerTrainConfig,
@@ -538,17 +539,20 @@ def show_value(value: Any) -> str:
     return json.dumps(value, default=str) if isinstance(value, list | dict | tuple) else str(value)
 
 
-def type_text(annotation: Any) -> str:
-    """A readable type: `int`, `int | None`, `tiny | mini`, `list[str]`."""
+def type_text(annotation: Any, names: list[str] | None = None) -> str:
+    """A readable type: `int`, `int | None`, `tiny | mini`, `list[str]`; with `names` (a `OneOf` field's),
+    its strings as those names, as a Literal's are: `bpe | char`, `list[mean | ridge] | None`."""
     origin = get_origin(annotation)
     if origin is Literal:
         return " \\| ".join(str(a) for a in get_args(annotation))
     if origin in (Union, types.UnionType):
-        return " \\| ".join(type_text(a) for a in get_args(annotation))
+        return " \\| ".join(type_text(a, names) for a in get_args(annotation))
     if annotation is type(None):
         return "None"
+    if annotation is str and names is not None:
+        return " \\| ".join(names)
     if origin is not None:
-        inner = ", ".join(type_text(a) for a in get_args(annotation))
+        inner = ", ".join(type_text(a, names) for a in get_args(annotation))
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(annotation, "__name__", str(annotation))
 
@@ -573,7 +577,7 @@ def field_rows(model: type[BaseModel], prefix: str = "", defaults: BaseModel | N
         shown = "required" if required else f"`{show_value(default)}`"
         cells = (shown, bounds_text(info), info.description or "")
         row = " | ".join(markdown_cell(cell) for cell in cells)
-        yield f"| `{prefix}{name}` | {type_text(info.annotation)} | {row} |"
+        yield f"| `{prefix}{name}` | {type_text(info.annotation, field_choices(info))} | {row} |"
 
 
 def config_reference(header: str, commands: Mapping[str, list[str]]) -> str:

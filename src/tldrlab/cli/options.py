@@ -2,7 +2,9 @@
 
 `config_flags(TrainJobConfig)` gives one option per field, nested models as dotted names: `--model`,
 `--data.path`, `--train.lr`, `--train.plot/--train.no-plot`. The help text is the field's docstring (config
-classes set `use_attribute_docstrings=True`), followed by the default and the bounds; Literal fields become
+classes set `use_attribute_docstrings=True`), followed by the default, the bounds and, for a field marked
+`tldrlab.choices.OneOf`, the names it accepts (read from its registry each time, so a name registered later
+is listed and accepted: help text, not a click.Choice fixed when the options are built); Literal fields become
 choices; list fields repeat (`--seeds 1 --seeds 2`) and also take a comma list (`--seeds 1,2`, unless the
 command marks the field verbatim) or JSON; mappings repeat as KEY=VALUE (`--map document=text`) or take a
 JSON object; unions take JSON. Underscores work in option names too (`--train.max_steps`).
@@ -29,6 +31,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from tldrlab.choices import choices_text
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
@@ -89,11 +92,10 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 def field_help(info: FieldInfo, default: Any, *, required: bool, enforced: bool = False) -> str:
-    """The field's docstring, then its default (or "required") and bounds; an `enforced` argument's help
-    leaves "required" to typer, which says it of every required argument."""
+    """The field's docstring, then its default (or "required"), bounds and choices (`OneOf` names); an
+    `enforced` argument's help leaves "required" to typer, which says it of every required argument."""
     notes = ([] if enforced else ["required"]) if required else [f"default: {show_value(default)}"]
-    if bounds := bounds_text(info):
-        notes.append(bounds)
+    notes += [note for note in (bounds_text(info), choices_text(info)) if note]
     return f"{' '.join((info.description or '').split())} [{'; '.join(notes)}]".strip().removesuffix(" []")
 
 

@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.budget import within_budget
-from tldrlab.choices import one_of
+from tldrlab.choices import OneOf
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed
 from tldrlab.targets import load_target
-from tldrlab.tokenizers.config import check_vocabulary, known_method
+from tldrlab.tokenizers.config import TokenizerMethod, check_vocabulary
 from tldrlab.train.config import MODEL_FAMILIES
 
 InitMode = Literal["baseline", "random"]
@@ -115,8 +115,10 @@ class ExperimentConfig(BaseModel):
     """Records for the validation loss the tracker and best checkpoint follow."""
     test_size: int = Field(default=32, ge=1)
     """Records summarised for ROUGE / BERTScore / highlight precision / latency."""
-    arms: list[str] = Field(default_factory=lambda: ["baseline", "compressed", "compressed_pai"])
-    """Arms to train, by name in ARMS."""
+    arms: Annotated[list[str], OneOf("arm", EXPERIMENT_ARMS)] = Field(
+        default_factory=lambda: ["baseline", "compressed", "compressed_pai"]
+    )
+    """Arms to train."""
     seeds: list[Seed] = Field(default_factory=lambda: [1])
     """One run per arm and seed; several seeds give mean and spread."""
     budget_steps: int = Field(default=300, ge=1)
@@ -127,8 +129,8 @@ class ExperimentConfig(BaseModel):
     """Baseline T5 size (tldrlab.models.t5 sizes)."""
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """T5 dropout in every arm."""
-    tokenizer_method: str = "bpe"
-    """Tokenizer trained on the training records, shared by all arms: bpe, sentencepiece, char."""
+    tokenizer_method: TokenizerMethod = "bpe"
+    """Tokenizer trained on the training records, shared by all arms."""
     vocab_size: int = Field(default=2000, ge=64)
     """Tokenizer vocabulary size (at least what the method needs: bpe 260, sentencepiece 260 plus one per
     distinct character of the corpus, so 261 is only its floor). The baseline
@@ -162,9 +164,6 @@ class ExperimentConfig(BaseModel):
     """Seeds trained at once, each in its own process with its share of the CPUs as threads (available CPUs
     // jobs, capped by those idle; `--threads` sets it) (1: one seed after another in this process). Results
     do not depend on it except through the thread count."""
-
-    _known_method = field_validator("tokenizer_method")(known_method)
-    _known_arms = field_validator("arms")(one_of("arm", EXPERIMENT_ARMS))
 
     @field_validator("vocab_size")
     @classmethod
@@ -286,8 +285,8 @@ class LMExperimentConfig(BaseModel):
     """Separate held-out records (validation loss and test); None: held out from `data`."""
     model: Annotated[str, ModelRef()] = "smollm2"
     """The pretrained model: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
-    arms: list[str] = Field(default_factory=lambda: list(LM_ARMS))
-    """Arms to train: baseline, compressed, compressed_pai, compressed_random, compressed_kd."""
+    arms: Annotated[list[str], OneOf("arm", LM_ARMS)] = Field(default_factory=lambda: list(LM_ARMS))
+    """Arms to train."""
     seeds: list[Seed] = Field(default_factory=lambda: [1, 2])
     """One run per arm and seed; several seeds give mean and spread."""
     train_limit: int | None = Field(default=4000, ge=1)
@@ -348,8 +347,6 @@ class LMExperimentConfig(BaseModel):
     """W&B run-name prefix (each arm's run is `<prefix>-<arm>-seed<n>`); None: the experiment run id."""
     wandb_tags: list[str] = Field(default_factory=list)
     """W&B tags of every arm's run (the arm's name is added)."""
-
-    _known_arms = field_validator("arms")(one_of("arm", LM_ARMS))
 
     @model_validator(mode="after")
     def _arms_that_can_run(self) -> LMExperimentConfig:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tldrlab.budget import field_error, within_budget
-from tldrlab.choices import one_of
+from tldrlab.choices import OneOf
 from tldrlab.config import get_settings
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import validation_problems
@@ -163,7 +163,7 @@ class IngestConfig(BaseModel):
     """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
     format: ReaderFormat = None
     """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
-    chunking: str = "sentence"
+    chunking: Annotated[str, OneOf("chunking", CHUNKING_METHODS)] = "sentence"
     """`sentence` or `semantic` (see tldrlab.lvm.chunking)."""
     max_chars: int = Field(600, ge=20)
     """Semantic chunks stay at most this long."""
@@ -181,9 +181,6 @@ class IngestConfig(BaseModel):
     """Ingest at most this many articles."""
     batch_size: int = Field(64, ge=1)
     """Texts per embedding batch."""
-
-    # checked at the ingest only, an unknown name left a failed run (and a 202 over the API)
-    _known_chunking = field_validator("chunking")(one_of("chunking", CHUNKING_METHODS))
 
 
 class LVMIndexConfig(BaseModel):
@@ -256,8 +253,8 @@ class LVMTrainJobConfig(BaseModel):
 
     sequences: Annotated[str, InputPath()]
     """The sequences NPZ written by `tldrlab lvm sequences`."""
-    model: str = "gru"
-    """Backbone from LVM_MODELS: lstm, gru, transformer, mamba, pretrained."""
+    model: Annotated[str, OneOf("LVM", LVM_BACKBONES)] = "gru"
+    """Backbone (a model of tldrlab.lvm.models.LVM_MODELS)."""
     model_settings: FreeForm = Field(default_factory=dict)
     """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences. The
     model may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with the
@@ -285,8 +282,6 @@ class LVMTrainJobConfig(BaseModel):
         except ValidationError as exc:
             raise ValueError(validation_problems(exc)) from None
         return settings
-
-    _known_backbone = field_validator("model")(one_of("LVM", LVM_BACKBONES))
 
     @field_validator("loss")
     @classmethod
@@ -317,13 +312,10 @@ class LVMEvaluateConfig(BaseModel):
     """Sequences NPZ; None: the first run's, else <home>/lvm/sequences.npz."""
     split: Literal["test", "val", "cross"] | None = None
     """Split to score; None: test, and cross when the sequences have one."""
-    baselines: list[str] | None = None
+    baselines: Annotated[list[str] | None, OneOf("baseline", BASELINE_NAMES)] = None
     """Baselines to score (None: every one of tldrlab.lvm.baselines.BASELINES)."""
     out: Annotated[str | None, OutputPath()] = None
     """Also copy the evaluation files (md, json, png) into this directory (they are always in the run)."""
-
-    # checked at the evaluation only, an unknown name left a failed run (and a 202 over the API)
-    _known_baselines = field_validator("baselines")(one_of("baseline", BASELINE_NAMES))
 
 
 class LVMGenerateConfig(BaseModel):

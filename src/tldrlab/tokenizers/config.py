@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from tldrlab.choices import one_of
+from tldrlab.choices import OneOf
 from tldrlab.runs.paths import InputPath, OutputPath, Seed
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -40,8 +40,8 @@ aborted the process on a failed multi-terabyte allocation (no error, the run lef
 SentencePiece cannot parse a size past 32 bits."""
 
 
-known_method = one_of("tokenizer method", MIN_VOCAB_SIZES)
-"""The validator of a field naming a tokenizer method."""
+TokenizerMethod = Annotated[str, OneOf("tokenizer method", MIN_VOCAB_SIZES)]
+"""A config field naming a tokenizer method (checked, and listed in --help and the JSON schema)."""
 
 
 def check_vocabulary(method: object, vocab_size: int) -> None:
@@ -69,7 +69,7 @@ class TokenizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
-    method: str = "bpe"
+    method: TokenizerMethod = "bpe"
     """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""
 
     vocab_size: int = Field(default=8000, gt=0, le=MAX_VOCAB_SIZE)
@@ -97,7 +97,6 @@ class TokenizerConfig(BaseModel):
     max_train_lines: int | None = Field(default=None, gt=0)
     """Use at most this many training lines (None: all)."""
 
-    _known_method = field_validator("method")(known_method)
     _fitting_vocabulary = field_validator("vocab_size")(fitting_vocabulary)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,14 +15,14 @@ from pydantic import (
 )
 
 from tldrlab.budget import field_error, nested_errors, within_budget
-from tldrlab.choices import choose_one_of, unknown_choice
+from tldrlab.choices import OneOf, choose_one_of
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.splits import detect_splits
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
 from tldrlab.targets import load_target
-from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, fitting_vocabulary, known_method
+from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, TokenizerMethod, fitting_vocabulary
 
 
 class SmokeConfig(BaseModel):
@@ -197,14 +197,12 @@ class TokenizerChoice(BaseModel):
     path: Annotated[str | None, InputPath()] = None
     """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
 
-    method: str = "bpe"
-    """Tokenizer method when training one: bpe, sentencepiece, char."""
+    method: TokenizerMethod = "bpe"
+    """Tokenizer method when training one."""
 
     vocab_size: int = Field(default=8000, ge=16, le=MAX_VOCAB_SIZE)
     """Vocabulary size when training one (at least what the method needs: bpe 260, char 5, sentencepiece
     260 plus one per distinct character of the corpus, so 261 is only its floor)."""
-
-    _known_method = field_validator("method")(known_method)
 
     @field_validator("vocab_size")
     @classmethod
@@ -233,6 +231,12 @@ MODEL_FAMILIES = "tldrlab.models.registry:MODELS"
 (it holds the builders); importing it loads no torch, so validating against it stays cheap."""
 
 
+def model_families() -> dict[str, Any]:
+    """The registry `MODEL_FAMILIES` names: family name -> ModelFamily."""
+    families: dict[str, Any] = load_target(MODEL_FAMILIES)
+    return families
+
+
 class TrainJobConfig(BaseModel):
     """Everything one `tldrlab train` run needs: the model, its data and tokenizer, and the loop settings."""
 
@@ -240,8 +244,8 @@ class TrainJobConfig(BaseModel):
         extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
     )
 
-    model: str = "t5"
-    """Model family from tldrlab.models.MODELS: t5, gpt2, char_lstm."""
+    model: Annotated[str, OneOf("model", model_families)] = "t5"
+    """Model family (tldrlab.models.MODELS)."""
 
     model_settings: Annotated[FreeForm, SettingsOf("model", MODEL_FAMILIES)] = Field(default_factory=dict)
     """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`. A model built from these
@@ -266,13 +270,10 @@ class TrainJobConfig(BaseModel):
 
     @model_validator(mode="after")
     def _model_fits(self) -> TrainJobConfig:
-        """The model family is known, its settings are valid for it and the model fits the parameter budget:
-        facts about the config alone, so `POST /runs` refuses them (422 naming the field) like the CLI."""
-        families = load_target(MODEL_FAMILIES)
-        family = families.get(self.model)
-        if family is None:
-            message = unknown_choice("model", self.model, families)
-            raise field_error(type(self).__name__, ("model",), message)
+        """The model family's settings are valid for it and the model fits the parameter budget (the family
+        is known: `model`'s own check): facts about the config alone, so `POST /runs` refuses them (422 naming
+        the field) like the CLI."""
+        family = model_families()[self.model]
         try:
             settings = family.config_cls.model_validate(self.model_settings)
         except ValidationError as exc:
@@ -288,9 +289,7 @@ class TrainJobConfig(BaseModel):
         """`train.best_metric` is a metric the evaluations compute (`computed_metrics`). Otherwise the run
         was accepted (202 over the API), trained up to its first evaluation and failed there ('not among the
         evaluation metrics')."""
-        family = load_target(MODEL_FAMILIES).get(self.model)
-        if family is None:  # refused by _model_fits, naming the model
-            return self
+        family = model_families()[self.model]
         metric, computed = self.train.best_metric, computed_metrics(family.task, self.data)
         if metric in computed:
             return self
