@@ -31,6 +31,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from headline import need_data
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stackexchange_beer" / "Posts.xml"
@@ -237,6 +239,7 @@ def main() -> None:
     elif args.analyze:
         analyze(args.analyze, args.measure, args.threshold)
     else:
+        need_data(DATA)
         run(args)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from headline import add_quick, headline, scratch_png
+from headline import add_quick, headline, need_data, scratch_png
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -458,18 +458,22 @@ def main() -> None:
         plot(merged, args.out)
         print(f"plot: {args.out}")
         return
+    files = {
+        "scitldr": DATA / "scitldr" / "scitldr_a.dev.jsonl",
+        "beer": DATA / "stackexchange_beer" / "Posts.xml",
+        "qmsum": DATA / "qmsum" / "qmsum.val.jsonl",
+    }
+    need_data(*(files[name] for name in args.only or files))
     from tldrlab.embed import get_embedder
 
     scorers = [load_scorer_file(f) for f in args.scorer_file] if args.scorer_file else packaged_scorers()
     embedder = get_embedder(args.embedder)
     loaders = {
-        "scitldr": lambda: scitldr_cases(DATA / "scitldr" / "scitldr_a.dev.jsonl", args.scitldr_limit),
+        "scitldr": lambda: scitldr_cases(files["scitldr"], args.scitldr_limit),
         "beer": lambda: forum_cases(
-            DATA / "stackexchange_beer" / "Posts.xml",
-            None if args.beer_split == "all" else "dev",
-            args.beer_limit,
+            files["beer"], None if args.beer_split == "all" else "dev", args.beer_limit
         ),
-        "qmsum": lambda: qmsum_cases(DATA / "qmsum" / "qmsum.val.jsonl", args.qmsum_limit, args.qmsum_every),
+        "qmsum": lambda: qmsum_cases(files["qmsum"], args.qmsum_limit, args.qmsum_every),
     }
     runners = {"scitldr": run_scitldr, "beer": run_beer, "qmsum": run_qmsum}
     all_results: dict[str, Any] = {}

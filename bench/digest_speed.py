@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from headline import add_quick, headline
+from headline import add_quick, headline, need_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback helpers of the tests
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--skip-stream", action="store_true", help="only the ingest figures")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    need_data(DATA)
     from tldrlab.threads import configure_threads
 
     plan = configure_threads(args.threads)  # as the CLI does, before the embedder loads

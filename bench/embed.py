@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headline import add_quick, headline
+from headline import add_quick, headline, need_data
 
 REPO = Path(__file__).resolve().parents[1]
 POSTS = REPO.parent / "shared" / "data" / "stackexchange_beer" / "Posts.xml"
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_quick(parser, sentences=256, repeats=1)
     args = parser.parse_args()
+    need_data(POSTS)
 
     import torch
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from headline import need_data
+
 REPO = Path(__file__).resolve().parents[1]
 SCITLDR = REPO.parent / "shared" / "data" / "scitldr"
 
@@ -31,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=300)
     args = parser.parse_args()
+    need_data(SCITLDR)
 
     import torch  # noqa: F401  (an experiment process has torch loaded already: not part of either cost)
 

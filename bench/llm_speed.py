@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from headline import need_data
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SCITLDR = Path(__file__).resolve().parents[2] / "shared" / "data" / "scitldr"
@@ -228,6 +230,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.rouge:
+        need_data(SCITLDR)
         rouge(args)
     else:
         speed(args)

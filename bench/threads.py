@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from headline import add_quick, headline
+from headline import add_quick, headline, need_data
 
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_quick(parser, steps=4, repeats=1, timeout_s=60)
     args = parser.parse_args()
+    need_data(SHAKESPEARE)
 
     sys.path.insert(0, str(REPO / "src"))
     from tldrlab.threads import available_cpus

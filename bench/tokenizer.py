@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from headline import add_quick, headline
+from headline import add_quick, headline, need_data
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--method", choices=["bpe", "sentencepiece"], default="bpe")
     add_quick(parser, repeats=1, vocab_size=2000)
     args = parser.parse_args()
+    need_data(*args.corpus)
 
     from tldrlab.tokenizers import train_tokenizer
 

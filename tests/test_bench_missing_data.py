@@ -1,0 +1,39 @@
+"""The benches in a checkout without ../shared/data beside it: one line naming what is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benches_name_missing_shared_data_in_one_line(tmp_path: Path) -> None:
+    # a checkout without ../shared/data got a FileNotFoundError / NotFoundError traceback from deep inside a
+    # reader (and `make bench` showed only its last line, e.g. "exit 1: FileNotFoundError: [Errno 2] ...")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO / "bench", checkout / "bench")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    wanted = {
+        "tokenizer": "tinyshakespeare/input.txt",
+        "threads": "tinyshakespeare/input.txt",
+        "embed": "stackexchange_beer/Posts.xml",
+        "digest_quality": "scitldr/scitldr_a.dev.jsonl",
+    }
+    for bench, missing in wanted.items():
+        done = subprocess.run(
+            [sys.executable, str(checkout / "bench" / f"{bench}.py"), "--quick"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=checkout,
+            timeout=120,
+        )
+        assert done.returncode == 1, (bench, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, (bench, done.stderr)
+        assert lines[0].startswith(f"{bench}.py: missing {tmp_path / 'shared' / 'data' / missing}"), lines
+        assert "../shared/data" in lines[0]
