@@ -135,3 +135,20 @@ def test_a_corrupt_tokenizer_is_a_clean_error(tmp_path: Path, capsys: pytest.Cap
     assert run_cli(["tokenizer", "show", str(out), "--text", "café"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"cannot load the tokenizer in {out}" in err and "Traceback" not in err, err
+
+
+def test_an_out_path_that_is_a_file_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--out notes.txt` (an existing file) died inside the run with a FileExistsError traceback from mkdir,
+    # leaving a failed tokenizer run behind
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a corpus" for i in range(50)), encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious", encoding="utf-8")
+    args = ["tokenizer", "train", "--method", "char", "--vocab-size", "50", str(corpus), "--out", str(notes)]
+    assert run_cli(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--out {notes} is a file; give a directory" in err and "Traceback" not in err, err
+    assert open_registry().list(kind="tokenizer") == []
+    assert notes.read_text(encoding="utf-8") == "precious"

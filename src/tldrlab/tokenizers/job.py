@@ -48,11 +48,13 @@ def tokenizer_report(run_id: str, manifest: dict[str, Any]) -> Report:
 
 
 def check_tokenizer(config: TokenizerJobConfig) -> None:
-    """Kind `tokenizer`'s command-line check: the corpus files are here, and files, not directories. (That the
-    vocabulary fits the method is the config's own validation, so `POST /runs` refuses it too; a corpus is
-    not checked there: an earlier queued run may still be writing it.)"""
+    """Kind `tokenizer`'s command-line check: the corpus files are here, and files, not directories; `--out`
+    is not a file. (That the vocabulary fits the method is the config's own validation, so `POST /runs`
+    refuses it too; a corpus is not checked there: an earlier queued run may still be writing it.)"""
     if missing := [path for path in config.corpus if not Path(path).exists()]:
         raise NotFoundError(f"corpus file not found: {missing[0]}")
     if folders := [path for path in config.corpus if Path(path).is_dir()]:
         # refused inside the run before, which stayed a failed run
         raise InvalidInputError(f"corpus path {folders[0]} is a directory; pass the files inside it")
+    if config.out_dir and Path(config.out_dir).is_file():  # mkdir failed on it inside the run before
+        raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory")

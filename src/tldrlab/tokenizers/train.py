@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tldrlab.errors import ConfigError, validation_problems
+from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
 from tldrlab.tokenizers import bpe, char, spm
 from tldrlab.tokenizers.config import (
@@ -121,7 +121,12 @@ def train_tokenizer(
         raise ConfigError(f"invalid tokenizer options: {validation_problems(exc)}") from exc
     spec = TOKENIZERS[config.method]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where the directory (or a parent) goes
+        raise InvalidInputError(
+            f"cannot write the tokenizer to {out}: {exc.strerror}: {exc.filename}"
+        ) from exc
     started = time.perf_counter()
     corpus = load_corpus(corpus_paths, holdout=config.holdout, seed=config.seed)
     train_lines = corpus.train[: config.max_train_lines] if config.max_train_lines else corpus.train
