@@ -11,7 +11,7 @@ generated docs/cli.md, is
 
 Beyond the examples, every command line a page *mentions* (inline code in the prose and tables, the
 `[optional]` parts of fenced lines) names commands and options the command line has, and so does every
-`--option` the prose names on its own; every relative link
+`--option` the prose names on its own; every `TLDRLAB_*` setting a page names exists; every relative link
 between the docs resolves (file and heading); every API route a page names (`GET /runs/{id}/eval`) is a route
 of the app.
 
@@ -385,6 +385,28 @@ def test_every_option_the_prose_names_exists() -> None:
                 if option.replace("_", "-") not in names and option not in OTHER_TOOLS_OPTIONS:
                     unknown.append(f"{path.relative_to(REPO)}: {option} (in {span})")
     assert unknown == []
+
+
+def test_every_setting_the_docs_name_exists() -> None:
+    """`TLDRLAB_X` in a page is a field of the settings (`TLDRLAB_RETENTION__KEEP_BEST`: a nested one; the
+    notifiers' own settings too) or an environment variable the code reads by that name
+    (`TLDRLAB_OPENAI_BASE_URL`)."""
+    from tldrlab.config import Settings
+    from tldrlab.service.notify.base import NotifySettings
+
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (REPO / "src" / "tldrlab").rglob("*.py"))
+    unknown = set()
+    for path in DOC_FILES:
+        for variable in set(re.findall(r"\bTLDRLAB_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8"))):
+            field, _, nested = variable.removeprefix("TLDRLAB_").lower().partition("__")
+            section = Settings.model_fields.get(field) or NotifySettings.model_fields.get(field)
+            if section is not None and (
+                not nested or nested in getattr(section.annotation, "model_fields", {})
+            ):
+                continue
+            if f'"{variable}"' not in source and f"'{variable}'" not in source:
+                unknown.add(f"{path.relative_to(REPO)}: {variable}")
+    assert sorted(unknown) == []
 
 
 def _heading_anchors(path: Path) -> set[str]:
