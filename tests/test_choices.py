@@ -1,8 +1,10 @@
 """A name chosen from a known set is refused with one message, by one helper (`tldrlab.choices`).
 
 Six config validators (formats, chunking, LVM backbones, baselines, tokenizer methods, experiment arms) and
-the library's own checks each worded it themselves ("choose from", "supported:", "must be one of ..., got").
-The contract test fails on a module that words such a message itself instead of calling the helper.
+the library's own checks each worded it themselves ("choose from", "supported:", "must be one of ..., got",
+the sweep file's "; allowed: ...", the run-kind registry's "known kinds: ..."). The contract test fails on a
+module that words such a message itself instead of calling the helper. The names a config field accepts are
+shown before anyone errs: in --help, docs/config.md and /openapi.json (`OneOf`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from tldrlab.service.app import create_app
 from tldrlab.train.config import model_families
 
 SRC = Path(tldrlab.__file__).parent
-HAND_WORDED = re.compile(r"choose one of|choose from|; supported:|use one of|must be one of", re.I)
+HAND_WORDED = re.compile(
+    r"choose one of|choose from|; supported:|use one of|must be one of|[;(] ?allowed: |\bknown [a-z ]+s: ",
+    re.I,
+)
 
 
 def docstrings(tree: ast.AST) -> set[int]:
@@ -73,6 +78,9 @@ def test_no_module_words_a_choice_message_itself() -> None:
         'raise ConfigError(f"device must be one of auto, cpu; got {device!r}")',
         "raise InvalidInputError(f'unknown split {split!r}; use one of {names}')",
         "message = 'precision must be one of ' + ', '.join(PRECISIONS)",
+        'raise ConfigError(f"metric.goal: {goal!r}; allowed: {_allowed(GOALS)}")',
+        "raise InvalidInputError(f'unknown option(s) {names} for format {name!r} (allowed: {allowed})')",
+        'raise UnknownKindError(f"unknown run kind {name!r}; known kinds: {known}")',
     ],
 )
 def test_the_contract_test_sees_a_hand_worded_message(source: str) -> None:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
-from tldrlab.choices import field_choices
+from tldrlab.choices import field_choices, unknown_choice
 from tldrlab.digest.config import (
     HighlightRerankerTrainConfig,
     HighlightScorerTrainConfig,
@@ -377,8 +377,7 @@ def get_kind(name: str) -> RunKind:
     """The kind called `name` (or formerly called so); UnknownKindError listing the known kinds."""
     kind = KINDS.get(name) or next((k for k in KINDS.values() if name in k.aliases), None)
     if kind is None:
-        known = ", ".join(sorted(KINDS))
-        raise UnknownKindError(f"unknown run kind {name!r}; known kinds: {known}", kinds=sorted(KINDS))
+        raise UnknownKindError(unknown_choice("run kind", name, sorted(KINDS)), kinds=sorted(KINDS))
     return kind
 
 

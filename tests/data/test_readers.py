@@ -127,8 +127,12 @@ def test_text_whole_file_and_per_paragraph(shared_data: Path) -> None:
         start = record.provenance["start"]
         assert text[start : start + len(record.document)] == record.document
         assert text.count("\n", 0, start) + 1 == int(record.provenance["record"].split()[1])
-    with pytest.raises(InvalidInputError, match="unknown option"):
+    with pytest.raises(
+        InvalidInputError, match=r"unknown text option 'per_para'; choose one of per_paragraph"
+    ):
         read_records(path, options={"per_para": True})
+    with pytest.raises(InvalidInputError, match="format 'scitldr' takes no options, got per_paragraph"):
+        read_records(path, format="scitldr", options={"per_paragraph": True})
 
 
 def test_stackexchange_beer_counts_order_and_links(shared_data: Path) -> None:

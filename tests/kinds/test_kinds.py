@@ -125,7 +125,7 @@ def test_a_section_given_in_part_keeps_the_rest_of_its_default() -> None:
 
 
 def test_unknown_kinds_list_the_known_ones_and_old_names_still_resolve() -> None:
-    with pytest.raises(UnknownKindError, match=r"known kinds: .*smoke"):
+    with pytest.raises(UnknownKindError, match=r"unknown run kind .*; choose one of .*smoke"):
         get_kind("rm -rf")
     assert get_kind("eval").name == "evaluate"  # runs recorded under the old name stay readable
 

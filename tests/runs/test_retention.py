@@ -309,7 +309,8 @@ def test_the_servers_retention_kinds_take_old_kind_names_and_refuse_unknown_ones
     assert set(periodic.settings.retention.kinds) == {"evaluate", "eval"}
     monkeypatch.setenv("TLDRLAB_RETENTION__KINDS", '["evaluate", "evel"]')
     get_settings.cache_clear()
-    with pytest.raises(UnknownKindError, match=r"retention\.kinds.*'evel'.*known kinds: .*evaluate"):
+    refused = r"retention\.kinds.*unknown run kind 'evel'; choose one of .*evaluate"
+    with pytest.raises(UnknownKindError, match=refused):
         create_app()
     with pytest.raises(UnknownKindError, match="evel"):
         PeriodicCleanup(get_settings())

@@ -199,7 +199,7 @@ def test_bot_commands_over_the_api(tldrlab_home: Path) -> None:
     assert "**completed**" in done and "| final_loss |" in done  # the run's report, as the CLI prints it
     assert "steps" in (commands.handle(42, "train", 'smoke {"steps": 0}') or "")  # the 422 names the field
     unknown = commands.handle(42, "train", "dance {}") or ""
-    assert "unknown_kind" in unknown and "known kinds: elm_compare_lm, " in unknown  # listed, in order
+    assert "unknown_kind" in unknown and "choose one of elm_compare_lm, " in unknown  # listed, in order
     assert "invalid_config" in (commands.handle(42, "train", '{"model": "t5"}') or "")  # no data: a 422
     assert commands.handle(42, "unwatch", run_id) == f"stopped watching `{run_id}`" and not watch_list.ids()
     assert commands.handle(42, "watch", run_id) == f"watching `{run_id}`"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tldrlab.choices import choose_one_of, unknown_choice
 from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.runs.paths import SEED_MAX
 
@@ -174,14 +175,12 @@ def parse_parameter(name: str, raw: Any) -> ParamSpec:
     if dist is None:
         dist = infer_distribution(key, options)
     if dist not in DISTRIBUTIONS:
-        raise ConfigError(f"{key}.distribution: unknown {dist!r}; allowed: {_allowed(list(DISTRIBUTIONS))}")
+        raise ConfigError(f"{key}.distribution: {unknown_choice('distribution', dist, DISTRIBUTIONS)}")
     required, defaults = DISTRIBUTIONS[dist]
     allowed = (*required, *defaults)
     for option in options:
         if option not in allowed:
-            raise ConfigError(
-                f"{key}.{option}: not a key of distribution {dist}; allowed: {_allowed(allowed)}"
-            )
+            raise ConfigError(f"{key}.{option}: {unknown_choice(f'key of {dist}', option, allowed)}")
     for option in required:
         if option not in options:
             raise ConfigError(f"{key}.{option}: required by distribution {dist}")
@@ -251,11 +250,11 @@ def parse_pruner(raw: Any) -> PrunerSpec | None:
     options = dict(raw)
     kind = options.pop("type")
     if kind not in PRUNERS:
-        raise ConfigError(f"early_terminate.type: unknown {kind!r}; allowed: {_allowed(list(PRUNERS))}")
+        raise ConfigError(f"early_terminate.type: {unknown_choice('type', kind, PRUNERS)}")
     for option, value in options.items():
         if option not in PRUNERS[kind]:
             raise ConfigError(
-                f"early_terminate.{option}: not a key of {kind}; allowed: {_allowed(PRUNERS[kind])}"
+                f"early_terminate.{option}: {unknown_choice(f'key of {kind}', option, PRUNERS[kind])}"
             )
         if option == "strict":
             continue
@@ -312,12 +311,15 @@ def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Pat
     """Validate a sweep mapping (as read from YAML) into a SweepSpec."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{key}: unknown top-level key; allowed: {_allowed(TOP_LEVEL_KEYS)}")
+            raise ConfigError(f"{key}: {unknown_choice('top-level key', key, TOP_LEVEL_KEYS)}")
     method = raw.get("method")
     if method not in METHODS:
-        raise ConfigError(
-            f"method: {'missing' if method is None else repr(method)}; allowed: {_allowed(METHODS)}"
+        refusal = (
+            f"required; {choose_one_of(METHODS)}"
+            if method is None
+            else unknown_choice("method", method, METHODS)
         )
+        raise ConfigError(f"method: {refusal}")
     metric = raw.get("metric")
     if metric is None:
         if method == "bayes" or raw.get("early_terminate"):
@@ -329,10 +331,10 @@ def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Pat
         raise ConfigError("metric.name: required (the metric your trials report, e.g. eval_loss)")
     for key in metric:
         if key not in ("name", "goal", "target"):
-            raise ConfigError(f"metric.{key}: unknown key; allowed: name, goal, target")
+            raise ConfigError(f"metric.{key}: {unknown_choice('key', key, ('name', 'goal', 'target'))}")
     goal = metric.get("goal", "minimize")
     if goal not in GOALS:
-        raise ConfigError(f"metric.goal: {goal!r}; allowed: {_allowed(GOALS)}")
+        raise ConfigError(f"metric.goal: {unknown_choice('goal', goal, GOALS)}")
     target = metric.get("target")
     if target is not None:
         target = _number("metric.target", target)
@@ -425,7 +427,7 @@ def grid_values(p: ParamSpec) -> list[Any]:
 
 
 def load_sweep(path: Path | str) -> SweepSpec:
-    """Read and validate a sweep YAML file (errors say `file: key: problem; allowed: ...`)."""
+    """Read and validate a sweep YAML file (errors say `file: key: problem`, and what to choose from)."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"sweep file not found: {path}")

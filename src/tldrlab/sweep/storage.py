@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
 from tldrlab.runs import open_registry
@@ -58,7 +59,7 @@ def resolve_storage_url(url: str | None) -> str:
     if scheme == "postgresql+psycopg":
         return url
     raise ConfigError(
-        f"--storage: unsupported URL scheme {scheme or url!r}; allowed: sqlite:///PATH, postgresql://..."
+        f"--storage: {unknown_choice('URL scheme', scheme or url, ('sqlite:///PATH', 'postgresql://...'))}"
     )
 
 

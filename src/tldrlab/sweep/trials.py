@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 from pydantic import BaseModel
 
+from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.data.splits import training_files
 from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, listed_problems
@@ -102,7 +103,7 @@ def check_experiment(spec: SweepSpec, params: dict[str, Any]) -> None:
     if not Path(config.data).exists():
         raise InvalidInputError(f"config.data: not found: {config.data}")
     if arm not in EXPERIMENT_ARMS:
-        raise ConfigError(f"parameters.arm: unknown arm {arm!r}; allowed: {', '.join(EXPERIMENT_ARMS)}")
+        raise ConfigError(f"parameters.arm: {unknown_choice('arm', arm, EXPERIMENT_ARMS)}")
 
 
 # -- a trial run: its study, its trial, its pruner -------------------------------------------------------

@@ -208,12 +208,10 @@ def _read(
             else "records are for training and evaluation (tldrlab train, eval, tokenizer train)"
         )
         raise InvalidInputError(f"{path}: format {name!r} holds {spec.kind}, not {kind} ({wanted}); {use}")
-    unknown = set(options or {}) - set(spec.options)
-    if unknown:
-        allowed = ", ".join(spec.options) or "none"
-        raise InvalidInputError(
-            f"unknown option(s) {sorted(unknown)} for format {name!r} (allowed: {allowed})"
-        )
+    if unknown := sorted(set(options or {}) - set(spec.options)):
+        if not spec.options:
+            raise InvalidInputError(f"format {name!r} takes no options, got {', '.join(unknown)}")
+        raise InvalidInputError(unknown_choice(f"{name} option", unknown[0], spec.options))
     if limit is not None and limit < 0:
         raise InvalidInputError(f"limit must be >= 0, got {limit}")
     ctx = ReadContext(skip_invalid=skip_invalid, mapping=dict(mapping or {}), options=dict(options or {}))
