@@ -197,6 +197,7 @@ _ENTRIES = (
         ElmPrepareConfig,
         "tldrlab.elm.jobs:elm_prepare_job",
         "ELM: embed a pair data set's documents and write the synthesis + embeddings layout.",
+        prepare="tldrlab.elm.prepare:check_prepare_out",
         inputs=("data",),
         must_exist=("data",),
         outputs=("out",),

@@ -133,3 +133,33 @@ def test_a_template_without_its_text_and_an_output_file_are_clear_errors(
     assert run_cli([*args, "--out", str(tmp_path / "file")]) == 2
     assert "is a file: give a directory" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_prepare_refuses_an_out_holding_a_prepared_layout_unless_told_to_overwrite(
+    elm_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm prepare --out DIR` silently replaced the layout a DIR already held (a training run resumed on it
+    found its data changed, but the layout was gone). It is refused before a run exists, with exit 4 and one
+    line, unless `--overwrite` says to replace it."""
+    from tldrlab.runs import open_registry
+
+    multi = tmp_path / "multi"
+    build_multitask(elm_data, multi)
+    out = tmp_path / "prepared"
+    argv = ["elm", "prepare", "--data", str(multi), "--out", str(out)]
+    assert run_cli([*argv, "--task", "summary"]) == 0
+    capsys.readouterr()
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    code = run_cli([*argv, "--task", "package_name"])
+    err = capsys.readouterr().err
+    assert code == 4 and err.startswith("error [conflict] ") and "--overwrite" in err, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert {p: p.read_bytes() for p in sorted(p for p in out.rglob("*") if p.is_file())} == before
+    assert len(open_registry().list(kind="elm_prepare")) == 1
+    # asked for explicitly, the layout is replaced; a new, empty directory needs no flag
+    assert run_cli([*argv, "--task", "package_name", "--overwrite"]) == 0
+    assert {r["task_type"] for r in load_split(out, "train").records} == {"package_name"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli(["elm", "prepare", "--data", str(multi), "--out", str(empty)]) == 0

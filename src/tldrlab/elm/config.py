@@ -296,6 +296,9 @@ class ElmPrepareConfig(BaseModel):
     """Seed of the validation / test split."""
     progress: bool = True
     """Show progress bars on the console."""
+    overwrite: bool = False
+    """Replace the prepared layout `out` already holds (synthesis/, embeddings/, elm_data.json); without it
+    such an `out` is refused before the run starts."""
 
 
 class ElmEvaluateConfig(BaseModel):

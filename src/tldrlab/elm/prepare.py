@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from tldrlab.data.readers import read_records
 from tldrlab.data.splits import detect_splits
-from tldrlab.elm.config import DEFAULT_TEMPLATE
+from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmPrepareConfig
 from tldrlab.embed import get_embedder
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
 
@@ -120,6 +120,27 @@ def has_layout(path: Path) -> bool:
     return (path / SYNTHESIS_DIR).is_dir() and (path / EMBEDDINGS_DIR).is_dir()
 
 
+def holds_layout(path: Path) -> bool:
+    """Whether `path` holds any part of a prepared layout (its manifest, or files under synthesis/ or
+    embeddings/), which a new `prepare` into it would replace."""
+    parts = (path / SYNTHESIS_DIR, path / EMBEDDINGS_DIR)
+    return (path / MANIFEST).is_file() or any(p.is_dir() and any(p.iterdir()) for p in parts)
+
+
+def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:
+    """Kind `elm_prepare`'s prepare step, before its run exists (command line and API alike): an `out` that
+    already holds a prepared layout is refused (409) unless `overwrite` asks to replace it. Writing over it
+    lost the layout silently: training runs resumed on it notice their data changed, but cannot get it back.
+    A worker executing the same run again (a retry, a preempted run) does not come through here."""
+    out = Path(config.out)
+    if not config.overwrite and holds_layout(out):
+        raise ConflictError(
+            f"{out} already holds a prepared ELM layout ({MANIFEST}, {SYNTHESIS_DIR}/, {EMBEDDINGS_DIR}/): "
+            "give another --out, or --overwrite to replace it"
+        )
+    return config
+
+
 def read_manifest(data_dir: Path | str) -> dict[str, Any]:
     path = Path(data_dir) / MANIFEST
     return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
@@ -185,6 +206,9 @@ def filter_task(
         raise NotFoundError(f"{in_dir}: no {SYNTHESIS_DIR}/<split>_synthesis.jsonl files")
     if not any(s["records"] for s in stats.values()):
         raise InvalidInputError(f"{in_dir}: no records with task_type {task!r}")
+    for split in set(SPLITS) - set(stats):  # an overwritten layout's split this one does not have
+        synthesis_path(out_dir, split).unlink(missing_ok=True)
+        embeddings_path(out_dir, split).unlink(missing_ok=True)
     manifest = {**read_manifest(in_dir), "filtered_from": str(in_dir), "task": task, "splits": stats}
     atomic_write_json(out_dir / MANIFEST, manifest)
     return stats
