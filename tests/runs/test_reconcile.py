@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from cliutil import run_captured, run_cli
 from tldrlab.config import get_settings
-from tldrlab.runs import RunRecord, RunStatus, open_registry
+from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
 
 
@@ -69,3 +70,27 @@ def test_a_killed_command_line_run_is_settled_by_runs_list_and_resumes(
     final = open_registry().get(killed.id)
     assert final.status is RunStatus.COMPLETED and final.attempts == 2, final.message
     assert _steps(final) == list(range(1, 31))  # every step once: resumed, not restarted
+
+
+def test_a_killed_run_of_a_kind_that_does_not_resume_fails_and_can_be_deleted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # a tokenizer run whose process died (its owner on this machine, no lock held, heartbeat long stale):
+    # `runs delete` refused it as running, for good
+    registry = open_registry()
+    run = create_run("tokenizer", {"corpus": ["corpus.txt"], "method": "char", "vocab_size": 40})
+    long_ago = time.time() - 3600
+    registry.update(
+        run.id,
+        status=RunStatus.RUNNING,
+        owner=f"{platform.node()}:999999999:dead",
+        heartbeat_at=long_ago,
+        started_at=long_ago,
+    )
+    code, out, _ = run_captured(["runs", "delete", run.id, "--dry-run", "--json"], capsys)
+    assert code == 0, out
+    settled = registry.get(run.id)
+    assert settled.status is RunStatus.FAILED and settled.error_code == "worker_lost", settled.message
+    assert "999999999" in (settled.message or "") and "--resume" not in (settled.message or "")
+    assert json.loads((Path(run.run_dir) / "manifest.json").read_text())["status"] == "failed"
+    assert run_cli(["runs", "delete", run.id]) == 0

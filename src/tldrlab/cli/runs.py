@@ -117,6 +117,7 @@ def export_command(
 
     Example: tldrlab runs export train-20260101 --out /backups/
     """
+    reconciled_registry()  # a killed run is not `running` (refused) for good
     exported = export_run(run_id, out)
     emit(exported.as_dict(), exported.report, as_json=as_json)
 
@@ -141,6 +142,7 @@ def upload_command(run_id: str = RUN_ID, as_json: bool = AS_JSON) -> None:
 
     Example: tldrlab runs upload train-20260101
     """
+    reconciled_registry()  # a killed run is not `running` (refused) for good
     stored = upload_run(run_id)
     line = f"uploaded run {run_id}: file {stored.sha256} ({stored.size:,} bytes)"
     emit(stored.__dict__, lambda: Report([line]), as_json=as_json)
@@ -168,6 +170,7 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
     if policy.kinds:  # as in `runs list` and the server: eval or evaluate prunes the runs recorded under
         # either name; a typo is an error, not "would free 0 B"
         policy = policy.model_copy(update={"kinds": list(recorded_kind_names(*policy.kinds))})
+    reconciled_registry()  # a killed run is not `running` (never pruned) for good
     report = prune(policy, kind_names=kind_names_by_recorded_name(), dry_run=policy.dry_run)
     emit(report.as_dict(), report.report, as_json=as_json)
 
@@ -182,6 +185,7 @@ def delete_command(
 
     Example: tldrlab runs delete train-20260101
     """
+    reconciled_registry()  # a killed run is not `running` (refused) for good
     done = delete_run(run_id, kind_names=kind_names_by_recorded_name(), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     line = f"{verb} run {done.target}: {size_text(done.bytes)} in {done.files} files"
