@@ -152,3 +152,20 @@ def test_an_out_path_that_is_a_file_is_refused_before_a_run_exists(
     assert f"--out {notes} is a file; give a directory" in err and "Traceback" not in err, err
     assert open_registry().list(kind="tokenizer") == []
     assert notes.read_text(encoding="utf-8") == "precious"
+
+
+def test_a_corpus_file_of_no_known_format_gets_advice_the_command_can_follow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the readers' "cannot detect the format ...; pass a format" reached `tokenizer train`, which has no
+    # format option: the advice led nowhere
+    notes, fields = tmp_path / "notes.json", tmp_path / "rows.jsonl"
+    notes.write_text("plain words, not JSON at all\nmore words\n", encoding="utf-8")
+    fields.write_text('{"colour": "red"}\n{"colour": "blue"}\n', encoding="utf-8")
+    for corpus, reason in [(notes, "no JSON object found"), (fields, "cannot detect the format from fields")]:
+        args = ["tokenizer", "train", "--method", "char", "--vocab-size", "50", str(corpus)]
+        assert run_cli(args) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert reason in err and "pass a format" not in err, err
+        assert "a plain-text corpus file is read line by line when named .txt" in err, err
+    assert open_registry().list(kind="tokenizer") == []

@@ -31,21 +31,36 @@ class CorpusSplit:
     """One entry per corpus file: path, format, sha256, lines."""
 
 
-def _record_lines(path: Path) -> tuple[str, list[str]]:
-    """Lines of a structured data file through tldrlab.data.readers (documents and summaries)."""
+def corpus_format(path: Path) -> str:
+    """The format a corpus file is read as: `text` for plain-text names, else what the readers detect (from
+    the file's head, so a command line checks it cheaply before a run exists)."""
+    if path.suffix.lower() in _PLAIN_SUFFIXES:
+        return "text"
     try:
         # lazy: loads bs4, lxml (this module stays light without them)
-        from tldrlab.data.readers import detect_format, read_records
+        from tldrlab.data.readers import detect_format
     except ImportError:  # the readers module is optional at this layer: fall back to plain text
-        return "text", _text_lines(path)
-    fmt = detect_format(path)
-    if fmt == "text":
-        return fmt, _text_lines(path)
+        return "text"
+    try:
+        return detect_format(path)
+    except InvalidInputError as exc:
+        # The readers end with "pass a format", which a corpus has no option for: say what works here.
+        reason = exc.message.split("; pass a format")[0]
+        raise InvalidInputError(
+            f"{reason}; a corpus file is a data set `tldrlab data inspect` reads, and a plain-text corpus "
+            "file is read line by line when named .txt"
+        ) from exc
+
+
+def _record_lines(path: Path, fmt: str) -> list[str]:
+    """Lines of a structured data file through tldrlab.data.readers (documents and summaries)."""
+    from tldrlab.data.readers import read_records  # lazy, as above
+
     lines: list[str] = []
     for record in read_records(path, fmt):
         for text in (record.document, *record.summaries):
             lines.extend(line for line in text.splitlines() if line.strip())
-    return fmt, lines
+    return lines
 
 
 def _text_lines(path: Path) -> list[str]:
@@ -63,9 +78,8 @@ def read_corpus_lines(path: Path | str) -> tuple[str, list[str]]:
         raise NotFoundError(f"corpus file not found: {path}")
     if path.is_dir():
         raise InvalidInputError(f"corpus path {path} is a directory; pass the files inside it")
-    if path.suffix.lower() in _PLAIN_SUFFIXES:
-        return "text", _text_lines(path)
-    return _record_lines(path)
+    fmt = corpus_format(path)
+    return fmt, _text_lines(path) if fmt == "text" else _record_lines(path, fmt)
 
 
 def load_corpus(paths: Sequence[Path | str], *, holdout: float = 0.05, seed: int = 0) -> CorpusSplit:

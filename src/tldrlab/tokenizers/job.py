@@ -13,6 +13,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import Run
 from tldrlab.tokenizers.config import TokenizerConfig, TokenizerJobConfig
+from tldrlab.tokenizers.corpus import corpus_format
 from tldrlab.tokenizers.load import manifest_report
 from tldrlab.tokenizers.train import train_tokenizer
 
@@ -56,5 +57,9 @@ def check_tokenizer(config: TokenizerJobConfig) -> None:
     if folders := [path for path in config.corpus if Path(path).is_dir()]:
         # refused inside the run before, which stayed a failed run
         raise InvalidInputError(f"corpus path {folders[0]} is a directory; pass the files inside it")
+    for (
+        path
+    ) in config.corpus:  # its format, from the file's head: a file of none failed inside the run before
+        corpus_format(Path(path))
     if config.out_dir and Path(config.out_dir).is_file():  # mkdir failed on it inside the run before
         raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory")
