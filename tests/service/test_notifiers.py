@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from svc_helpers import ServerThread, record, wait_for
 
+from cliutil import run_captured
 from netutil import free_port
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError
+from tldrlab.errors import ConfigError, ServiceUnavailableError
 from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
 from tldrlab.service.events import RunEvent
@@ -337,3 +338,23 @@ def test_a_sweeps_trials_are_queued_events_too(
     for trial in trials:
         events = [body["event"] for body in received if body["run_id"] == trial]
         assert events.count("queued") == 1 and events.index("queued") < events.index("started"), events
+
+
+def test_the_discord_bot_command_names_a_refused_token_or_an_unreachable_discord(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tldrlab discord-bot` went straight to the gateway client, which ignored TLDRLAB_DISCORD_API_BASE and
+    # died with discord.py's LoginFailure or aiohttp's connection error as a traceback
+    app, seen = _fake_discord("the-right-token-0123456789")
+    monkeypatch.setenv("TLDRLAB_DISCORD_TOKEN", "wrong-token-0123456789")
+    monkeypatch.setenv("TLDRLAB_DISCORD_OWNER_ID", "42")
+    with ServerThread(app) as server:
+        monkeypatch.setenv("TLDRLAB_DISCORD_API_BASE", f"{server.url}/api/v10")
+        code, _, err = run_captured(["discord-bot", "--api-url", "http://127.0.0.1:8000"], capsys)
+    assert code == ConfigError.exit_code, err
+    assert "refused the bot token in TLDRLAB_DISCORD_TOKEN" in err and "Traceback" not in err, err
+    assert seen["auth"] == ["Bot wrong-token-0123456789"]
+    monkeypatch.setenv("TLDRLAB_DISCORD_API_BASE", f"http://127.0.0.1:{free_port()}/api/v10")
+    code, _, err = run_captured(["discord-bot"], capsys)
+    assert code == ServiceUnavailableError.exit_code, err
+    assert "cannot reach Discord at http://127.0.0.1:" in err and "Traceback" not in err, err

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import httpx
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.service.events import RunEvent
 from tldrlab.service.notify.base import NotifySettings, notify_settings, redact
@@ -170,7 +170,11 @@ class DiscordRest:
         self._thread.start()
         self._http = HTTPClient(self._loop)
         self._dm_channels: dict[int, str] = {}
-        self.me = self._call(self._http.static_login(token))
+        try:
+            self.me = self._call(self._http.static_login(token))
+        except BaseException:  # a refused token or no Discord: no session or loop thread left behind
+            self.close()
+            raise
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout_s)
@@ -366,14 +370,31 @@ class BotCommands:
         return f"stopped watching `{argument}`"
 
 
+def check_bot_login(settings: NotifySettings) -> None:
+    """Log in over REST once before the gateway starts: a wrong token or an unreachable Discord is then one
+    line naming the cause, where the gateway client died with discord.py's or aiohttp's traceback."""
+    import aiohttp
+    import discord
+
+    if settings.discord_token is None or settings.discord_owner_id is None:
+        raise ConfigError("set TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID")
+    where = settings.discord_api_base or "discord.com"
+    try:
+        DiscordRest(settings.discord_token.get_secret_value(), api_base=settings.discord_api_base).close()
+    except discord.LoginFailure as exc:
+        raise ConfigError(f"Discord ({where}) refused the bot token in TLDRLAB_DISCORD_TOKEN: {exc}") from exc
+    except (aiohttp.ClientError, discord.HTTPException, OSError, TimeoutError) as exc:
+        raise ServiceUnavailableError(f"cannot reach Discord at {where}: {type(exc).__name__}") from exc
+
+
 def run_bot(api_base_url: str, settings: NotifySettings | None = None) -> None:  # pragma: no cover - gateway
     """The gateway bot: slash commands in the owner's DMs. Needs a reachable Discord (not in tests)."""
     import discord
     from discord import app_commands
 
     settings = settings or notify_settings()
-    if settings.discord_token is None or settings.discord_owner_id is None:
-        raise ConfigError("set TLDRLAB_DISCORD_TOKEN and TLDRLAB_DISCORD_OWNER_ID")
+    check_bot_login(settings)
+    assert settings.discord_token is not None and settings.discord_owner_id is not None  # checked just now
     api_key = get_settings().api_key
     headers = {"X-Api-Key": api_key.get_secret_value()} if api_key else {}
     commands = BotCommands(
