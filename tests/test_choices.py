@@ -159,6 +159,16 @@ def test_train_help_names_the_choices_of_one_of_fields(
     assert f"choices: {', '.join(READERS)}]" in flat and plugin_format in flat  # --data.format
 
 
+@pytest.mark.parametrize("command", [["data", "inspect"], ["data", "register"]])
+def test_data_commands_help_names_the_formats(
+    command: list[str], plugin_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_captured([*command, "--help"], capsys)
+    assert code == 0 and f"choices: {', '.join(READERS)}]" in " ".join(out.split())  # plugin_lines last
+    code, _, err = run_captured([*command, ".", "--format", "rss"], capsys)
+    assert code == 2 and f"unknown format 'rss'; choose one of {', '.join(READERS)}" in " ".join(err.split())
+
+
 def test_openapi_lists_the_choices_of_one_of_fields(plugin_format: str) -> None:
     components = TestClient(create_app()).get("/openapi.json").json()["components"]["schemas"]
     data_format = components["DataConfig"]["properties"]["format"]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import (
     ReadReport,
     detect_format,
@@ -91,7 +92,7 @@ class InspectOptions(BaseModel):
 
     path: str = Field(min_length=1)
     """A data file or a data-set directory."""
-    format: str | None = None
+    format: ReaderFormat = None
     """Format name (detected when omitted; see `tldrlab data formats`)."""
     split: str | None = None
     """For a directory: train, dev (= validation = val) or test."""

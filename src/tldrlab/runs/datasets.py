@@ -25,15 +25,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.choices import OneOf
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
+from tldrlab.targets import load_target
 
 DATASETS_SUBDIR = "datasets"
 REF_PREFIX = "dataset:"
@@ -182,6 +184,13 @@ def _stored_path(path: Path, settings: Settings) -> str:
     return str(resolved.relative_to(home)) if resolved.is_relative_to(home) else str(resolved)
 
 
+def reader_formats() -> dict[str, Any]:
+    """The reader registry (format name -> spec), imported when first read: it loads bs4 and lxml, which
+    `import tldrlab.runs` must not."""
+    formats: dict[str, Any] = load_target("tldrlab.data.readers:READERS")
+    return formats
+
+
 class RegisterOptions(BaseModel):
     """What `register_dataset` records (`tldrlab data register`)."""
 
@@ -191,7 +200,7 @@ class RegisterOptions(BaseModel):
     """A data file or a data-set directory (registered where it is)."""
     name: str | None = Field(None, min_length=1, max_length=200)
     """A name for it (default: the file or directory name)."""
-    format: str | None = None
+    format: Annotated[str | None, OneOf("format", reader_formats)] = None
     """Format name (detected when omitted)."""
     source_url: str | None = None
     """Where it came from (provenance)."""
