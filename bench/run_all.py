@@ -59,9 +59,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per bench")
     parser.add_argument("--full", action="store_true", help="full runs, as the docs quote them (slow)")
     args = parser.parse_args()
+    found = benches()
+    if unknown := sorted(set(args.only or ()) - set(found)):  # a typo ran nothing and exited 0
+        parser.error(f"no bench named {', '.join(unknown)}; the benches: {', '.join(found)}")
     rows: list[tuple[str, str, str, str]] = []
     problems = 0
-    for name, quick in benches().items():
+    for name, quick in found.items():
         if args.only and name not in args.only:
             continue
         if not quick and not args.full:

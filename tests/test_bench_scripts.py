@@ -1,4 +1,4 @@
-"""The benches in a checkout without ../shared/data beside it: one line naming what is missing."""
+"""The bench scripts as `make bench` and a checkout without ../shared/data meet them: one-line errors."""
 
 from __future__ import annotations
 
@@ -37,3 +37,15 @@ def test_benches_name_missing_shared_data_in_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and "Traceback" not in done.stderr, (bench, done.stderr)
         assert lines[0].startswith(f"{bench}.py: missing {tmp_path / 'shared' / 'data' / missing}"), lines
         assert "../shared/data" in lines[0]
+
+
+def test_make_bench_refuses_an_unknown_bench_name() -> None:
+    # `bench/run_all.py --only tokenzier` (a typo) ran nothing, printed an empty table and exited 0
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run_all.py"), "--only", "tokenzier", "train"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout
+    assert "no bench named tokenzier; the benches: digest_citations, " in done.stderr, done.stderr
