@@ -337,6 +337,7 @@ _ENTRIES = (
         LMCompressConfig,
         "tldrlab.experiments.lm_experiment:lm_compress_job",
         "Cut a pretrained causal LM (layers, MLP neurons, heads by importance) and export it.",
+        prepare="tldrlab.experiments.compressible:check_compressible",
         inputs=("calibration_data",),
         outputs=("out",),
     ),

@@ -1,0 +1,42 @@
+"""Which pretrained causal LMs compression can cut, known from the model's files before it is loaded.
+
+Compression (`experiments.lm_compression`) keeps the Llama layout: grouped-query attention with separate
+q/k/v/o projections and a gated MLP, as Llama, Mistral and Qwen2 models (SmolLM2 among them) have. Another
+architecture was refused only once the whole model was loaded (a GGUF file de-quantized first) inside a run
+that then failed; its architecture is in its `config.json` or GGUF header, read in microseconds at submit.
+No torch here: the API runs this check too.
+"""
+
+from __future__ import annotations
+
+from tldrlab.errors import InvalidConfigError, NotFoundError
+from tldrlab.experiments.config import LMCompressConfig
+from tldrlab.models.architecture import model_architecture
+from tldrlab.models.resolve import resolve_model_ref
+
+COMPRESSIBLE_ARCHITECTURES = ("llama", "mistral", "qwen2")
+"""Architectures (`config.json` model_type, GGUF general.architecture) compression cuts."""
+
+
+def refuse_uncompressible(ref: str, field: str = "model") -> None:
+    """InvalidConfigError naming `field` when the model `ref` names is of an architecture compression cannot
+    cut. A model that is not there yet, or whose files do not say, is left to the run (over the API an
+    earlier queued run may write it; loading it checks its layout again)."""
+    try:
+        resolved = resolve_model_ref(ref)
+    except NotFoundError:
+        return
+    architecture = model_architecture(resolved)
+    if architecture is None or architecture in COMPRESSIBLE_ARCHITECTURES:
+        return
+    message = (
+        f"{ref} is a {architecture} model; compression cuts Llama-style causal LMs "
+        f"({', '.join(COMPRESSIBLE_ARCHITECTURES)})"
+    )
+    raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}])
+
+
+def check_compressible(config: LMCompressConfig) -> LMCompressConfig:
+    """Kind `lm_compress`'s prepare step (command line and API alike, before its run exists)."""
+    refuse_uncompressible(config.model)
+    return config

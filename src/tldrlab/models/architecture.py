@@ -1,0 +1,93 @@
+"""A model's architecture, read from its files without loading it: `config.json`'s `model_type` for a
+Hugging Face directory, the `general.architecture` metadata key for a GGUF file.
+
+    model_architecture(resolve_model_ref("smollm2"))      # "llama" (read from the GGUF header)
+    model_architecture(resolve_model_ref("train-2026..."))  # "gpt2", "t5", "llama", ...
+
+Loading a model to learn what it is costs seconds to minutes (a GGUF file is de-quantized first); a check
+that refuses a model for its architecture reads these few bytes instead. No torch here: submit-time checks
+(the API's too) call it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+from tldrlab.models.resolve import ResolvedModel
+
+GGUF_MAGIC = b"GGUF"
+ARCHITECTURE_KEY = "general.architecture"
+_MAX_KEYS_READ = 64
+"""`general.architecture` is among a GGUF file's first keys (writers put the general.* keys first): past
+this many, the file is read no further and its architecture is unknown."""
+
+# GGUF metadata value types -> their size in bytes (fixed-size ones); 8 is a string, 9 an array
+_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def model_architecture(model: ResolvedModel) -> str | None:
+    """The model's architecture name as its files give it (lower case), or None when they do not say."""
+    if model.kind == "gguf":
+        return gguf_architecture(model.path)
+    try:
+        config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return model_type.lower() if isinstance(model_type, str) and model_type else None
+
+
+def gguf_architecture(path: Path) -> str | None:
+    """`general.architecture` of a GGUF file, read from its header (None: not a readable GGUF file, or the
+    key is not among its first keys)."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(4) != GGUF_MAGIC:
+                return None
+            version, _tensors, keys = struct.unpack("<IQQ", _exactly(handle, 20))
+            if version < 2:  # version 1 used 32-bit counts and lengths; nothing writes it any more
+                return None
+            for _ in range(min(keys, _MAX_KEYS_READ)):
+                key = _string(handle)
+                (value_type,) = struct.unpack("<I", _exactly(handle, 4))
+                if key == ARCHITECTURE_KEY and value_type == _STRING:
+                    return _string(handle).lower()
+                _skip(handle, value_type)
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _exactly(handle: BinaryIO, size: int) -> bytes:
+    data = handle.read(size)
+    if len(data) != size:
+        raise ValueError("truncated GGUF header")
+    return data
+
+
+def _string(handle: BinaryIO) -> str:
+    (length,) = struct.unpack("<Q", _exactly(handle, 8))
+    if length > 1 << 20:  # no key or architecture name is this long: not a GGUF header after all
+        raise ValueError("implausible GGUF string length")
+    return _exactly(handle, length).decode("utf-8")
+
+
+def _skip(handle: BinaryIO, value_type: int) -> None:
+    if value_type in _FIXED_SIZES:
+        handle.seek(_FIXED_SIZES[value_type], 1)
+    elif value_type == _STRING:
+        (length,) = struct.unpack("<Q", _exactly(handle, 8))
+        handle.seek(length, 1)
+    elif value_type == _ARRAY:
+        item_type, count = struct.unpack("<IQ", _exactly(handle, 12))
+        if item_type in _FIXED_SIZES:
+            handle.seek(_FIXED_SIZES[item_type] * count, 1)
+        else:
+            for _ in range(count):
+                _skip(handle, item_type)
+    else:
+        raise ValueError(f"unknown GGUF value type {value_type}")

@@ -1,0 +1,83 @@
+"""`tldrlab experiment compress` (kind `lm_compress`) refuses a model of another architecture than the
+Llama layout it cuts before a run exists, from the model's `config.json` or GGUF header: it used to load the
+whole model (a GGUF file de-quantized first) inside a run that then failed."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.models.architecture import gguf_architecture
+from tldrlab.models.resolve import bundled_gguf
+from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
+
+REFUSED = "compression cuts Llama-style causal LMs (llama, mistral, qwen2)"
+
+
+def _gguf_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def _gguf_header(architecture: str) -> bytes:
+    """A GGUF v3 header with no tensors whose first key is a string array (skipped while looking for the
+    architecture), then a uint32, then `general.architecture`."""
+    tokens = struct.pack("<IQ", 8, 2) + _gguf_string("a") + _gguf_string("bc")
+    keys = [
+        _gguf_string("tokenizer.ggml.tokens") + struct.pack("<I", 9) + tokens,
+        _gguf_string("general.alignment") + struct.pack("<II", 4, 32),
+        _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string(architecture),
+    ]
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(keys)) + b"".join(keys)
+
+
+def test_a_non_llama_model_is_refused_before_a_run_on_the_command_line_and_the_api(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import transformers
+
+    tokenizer = tiny_chat_tokenizer()
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer), n_positions=32, n_embd=16, n_layer=1, n_head=2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    data = tldrlab_home / "data"
+    gpt2 = save_tiny_model(transformers.GPT2LMHeadModel(config), tokenizer, data / "models" / "gpt2")
+    argv = ["experiment", "compress", "--importance", "weight", "--out", str(tmp_path / "half")]
+    capsys.readouterr()  # what saving the model printed
+    code, _, err = run_captured([*argv, str(gpt2)], capsys)
+    assert code == 2 and f"is a gpt2 model; {REFUSED}" in err, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert open_registry().list() == []
+    # a GGUF file says its architecture in its header, read without loading the file
+    (data / "falcon.gguf").write_bytes(_gguf_header("falcon"))
+    assert gguf_architecture(data / "falcon.gguf") == "falcon"
+    code, _, err = run_captured([*argv, str(data / "falcon.gguf")], capsys)
+    assert code == 2 and f"is a falcon model; {REFUSED}" in err, (code, err)
+    assert open_registry().list() == []
+    client = TestClient(create_app())
+    body = {
+        "kind": "lm_compress",
+        "config": {"model": "models/gpt2", "compression": {"importance": "weight"}},
+    }
+    response = client.post("/runs", json=body, headers={"X-Request-ID": "req-arch"})
+    error = response.json()
+    assert response.status_code == 422 and error["code"] == "invalid_config", response.text
+    assert error["request_id"] == "req-arch" and error["errors"][0]["loc"] == ["model"], error
+    assert REFUSED in error["message"] and open_registry().list() == []
+    # the Llama-style ones pass the check: the bundled SmolLM2 GGUF, and a tiny Llama that compresses
+    bundled = bundled_gguf()
+    assert bundled is not None and gguf_architecture(bundled) == "llama"
+    llama = save_tiny_model(tiny_llama(tokenizer), tokenizer, data / "llama")
+    capsys.readouterr()
+    code, _, err = run_captured([*argv, "--ratio", "0.5", str(llama)], capsys)
+    assert code == 0, err
+    assert [r.status.value for r in open_registry().list()] == ["completed"]
