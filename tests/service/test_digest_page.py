@@ -216,3 +216,50 @@ def test_a_stream_cut_before_its_digest_says_so(browser: Any, server_url: str) -
         assert "the stream ended before the TL;DR was complete" in page.inner_text("#status")
     finally:
         page.close()
+
+
+def test_an_uploaded_file_sets_the_format_it_is_in(browser: Any, server_url: str, tmp_path: Path) -> None:
+    # only a .xml file changed the format selector: a Discourse topic .json went in as a native thread
+    # ("invalid_input: id: Input should be a valid string"), and a native .json uploaded after a Posts.xml
+    # went in as XML ("not valid XML")
+    topic = {
+        "id": 5,
+        "title": "Pale ale hops",
+        "post_stream": {
+            "posts": [
+                {
+                    "id": 51,
+                    "post_number": 1,
+                    "username": "ann",
+                    "cooked": "<p>Which hops suit a pale ale?</p>",
+                },
+                {
+                    "id": 52,
+                    "post_number": 2,
+                    "username": "bob",
+                    "cooked": "<p>Cascade gives grapefruit notes.</p>",
+                },
+            ]
+        },
+    }
+    discourse, native = tmp_path / "topic.json", tmp_path / "thread.json"
+    discourse.write_text(json.dumps(topic), encoding="utf-8")
+    native.write_text(json.dumps(PASTED), encoding="utf-8")
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        for path, fmt, title in [
+            (discourse, "discourse", "Pale ale hops"),
+            (native, "native", "Bottle or can?"),
+        ]:
+            page.select_option("#format-select", "stackexchange")
+            page.evaluate("document.body.dataset.digestDone = ''")
+            page.set_input_files("#file-input", str(path))
+            page.wait_for_function("(f) => document.getElementById('format-select').value === f", arg=fmt)
+            page.wait_for_function("() => document.getElementById('thread-input').value.length > 0")
+            page.click("#ingest-button")
+            page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+            assert page.inner_text("#thread-title") == title
+            page.fill("#thread-input", "")
+    finally:
+        page.close()

@@ -247,10 +247,26 @@ async function ingestPasted() {
   }
 }
 
+// The format a file is in, from its content: the selector said "native" for a Discourse topic (refused as
+// "id: Input should be a valid string") and kept "stackexchange" for a JSON file uploaded after a Posts.xml.
+function formatOf(text) {
+  if (text.trimStart().startsWith("<")) return "stackexchange";
+  try {
+    const parsed = JSON.parse(text);
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    return first && typeof first === "object" && "post_stream" in first ? "discourse" : "native";
+  } catch (err) {
+    return null;  // not JSON or XML: leave the choice to the user (the server says what is wrong)
+  }
+}
+
 function readFile(file) {
   if (!file) return;
-  if (file.name.endsWith(".xml")) $("format-select").value = "stackexchange";
-  file.text().then((text) => { $("thread-input").value = text; });
+  file.text().then((text) => {
+    const format = formatOf(text);
+    if (format) $("format-select").value = format;
+    $("thread-input").value = text;
+  });
 }
 
 function refreshThreadList() {
