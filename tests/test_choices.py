@@ -25,6 +25,7 @@ from cliutil import run_captured
 from tldrlab.choices import OneOf, choices_text, choose_one_of, one_of, unknown_choice
 from tldrlab.data.readers import READERS
 from tldrlab.lvm.config import BASELINE_NAMES
+from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
 from tldrlab.train.config import model_families
 
@@ -167,6 +168,18 @@ def test_data_commands_help_names_the_formats(
     assert code == 0 and f"choices: {', '.join(READERS)}]" in " ".join(out.split())  # plugin_lines last
     code, _, err = run_captured([*command, ".", "--format", "rss"], capsys)
     assert code == 2 and f"unknown format 'rss'; choose one of {', '.join(READERS)}" in " ".join(err.split())
+
+
+def test_ingest_lists_the_thread_formats_and_refuses_a_records_format_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_captured(["ingest", "--help"], capsys)
+    assert code == 0 and "choices: stackexchange, discourse, native]" in " ".join(out.split())
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"document": "A long text.", "summary": "Short."}\n', encoding="utf-8")
+    code, _, err = run_captured(["ingest", str(pairs), "--format", "pairs"], capsys)
+    assert code == 2 and "unknown format 'pairs'; choose one of stackexchange, discourse, native" in err, err
+    assert open_registry().list(kind="ingest") == []  # it was refused once the run read the file
 
 
 def test_openapi_lists_the_choices_of_one_of_fields(plugin_format: str) -> None:

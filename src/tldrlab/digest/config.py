@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tldrlab.data.formats import ThreadFormat
 from tldrlab.runs.paths import InputPath, OutputPath, Seed, ServerOnly
 
 
@@ -16,7 +17,7 @@ class ThreadIngestConfig(BaseModel):
 
     path: Annotated[str, InputPath()]
     """A thread file or directory (Stack Exchange dump, Discourse JSON, native JSON)."""
-    format: str | None = None
+    format: ThreadFormat = None
     """Input format; None detects it."""
     embedder: Annotated[str | None, ServerOnly()] = None
     """Embedder name or model path; None: the `embedder` setting (minilm-onnx)."""

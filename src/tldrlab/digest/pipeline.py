@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.data.formats import ThreadFormat
 from tldrlab.digest.cache import SummaryCache, cache_key
 from tldrlab.digest.highlights import (
     HIGHLIGHTER_VERSION,
@@ -68,7 +69,7 @@ class ThreadDigestOptions(DigestOptions):
     """A thread file or directory (ingested first) or a stored thread id."""
     thread: str | None = None
     """Which thread of the file to digest (default: its first)."""
-    format: str | None = None
+    format: ThreadFormat = None
     """Input format when TARGET is a file (detected when omitted)."""
 
     def digest_options(self) -> DigestOptions:
