@@ -64,7 +64,7 @@ def one_of(kind: str, names: Names) -> Callable[[Any], Any]:
 class OneOf:
     """`Annotated` metadata of a field naming one of `names` (a `str`, `str | None`, or a list of them):
     validated by `one_of`, and its names listed in the field's JSON schema (`enum` of its strings) and, by
-    `choices_text`, in `--help` and docs/config.md."""
+    `field_choices`, in `--help`, docs/cli.md and docs/config.md."""
 
     def __init__(self, kind: str, names: Names) -> None:
         self.kind, self.names = kind, names
