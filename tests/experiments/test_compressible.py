@@ -57,6 +57,27 @@ def test_a_non_llama_model_is_refused_before_a_run_on_the_command_line_and_the_a
     assert code == 2 and f"is a gpt2 model; {REFUSED}" in err, (code, err)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert open_registry().list() == []
+    # the LM experiment's compressed arms too (its baseline arm trained first, then the compressed one
+    # failed); the baseline arm alone fine-tunes any causal LM, so it is not refused here
+    pairs = data / "pairs.jsonl"
+    record = '{"document": "a small library for reading files", "summary": "file reader"}\n'
+    pairs.write_text(record * 4)
+    experiment = [
+        "experiment",
+        "lm",
+        "--data",
+        str(pairs),
+        "--model",
+        str(gpt2),
+        "--seeds",
+        "1",
+        "--budget",
+        "2",
+    ]
+    experiment += ["--eval-size", "1", "--test-size", "1", "--batch-size", "1"]
+    code, _, err = run_captured([*experiment, "--arms", "baseline,compressed"], capsys)
+    assert code == 2 and f"is a gpt2 model; {REFUSED}" in err, (code, err)
+    assert open_registry().list() == []
     # a GGUF file says its architecture in its header, read without loading the file
     (data / "falcon.gguf").write_bytes(_gguf_header("falcon"))
     assert gguf_architecture(data / "falcon.gguf") == "falcon"

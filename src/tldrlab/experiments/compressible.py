@@ -10,7 +10,7 @@ No torch here: the API runs this check too.
 from __future__ import annotations
 
 from tldrlab.errors import InvalidConfigError, NotFoundError
-from tldrlab.experiments.config import LMCompressConfig
+from tldrlab.experiments.config import LMCompressConfig, LMExperimentConfig
 from tldrlab.models.architecture import model_architecture
 from tldrlab.models.resolve import resolve_model_ref
 
@@ -39,4 +39,12 @@ def refuse_uncompressible(ref: str, field: str = "model") -> None:
 def check_compressible(config: LMCompressConfig) -> LMCompressConfig:
     """Kind `lm_compress`'s prepare step (command line and API alike, before its run exists)."""
     refuse_uncompressible(config.model)
+    return config
+
+
+def check_experiment_compressible(config: LMExperimentConfig) -> LMExperimentConfig:
+    """Kind `lm_experiment`'s prepare step: with a compressed arm, the model must be one compression cuts
+    (its baseline arm fine-tuned first, for as long as the budget says, before that arm failed)."""
+    if any(arm.startswith("compressed") for arm in config.arms):
+        refuse_uncompressible(config.model)
     return config
