@@ -322,3 +322,15 @@ def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client
     second = {"id": "d", "title": "B", "posts": [{"id": "2", "text": "Second version. Different post."}]}
     assert_error(client.post("/threads", json=[first, second]), 400, "invalid_input", "'d' appears twice")
     assert_error(client.get("/threads/d"), 404, "not_found", "'d'")
+
+
+def test_a_thread_id_no_url_can_name_is_refused_before_anything_is_stored(client: TestClient) -> None:
+    # "." and ".." were stored (201), but no URL reaches them: a client resolves /threads/.. to / before
+    # sending it (the page then read the index page as the thread: "thread.posts is not iterable")
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    for thread_id in (".", ".."):
+        response = client.post("/threads", json={"id": thread_id, "title": "T", "posts": [post]})
+        assert_error(response, 400, "invalid_input", f"thread id {thread_id!r}: no URL can name it")
+    assert client.get("/threads").json()["threads"] == []
+    for fine in ("...", ".hidden", "a/.."):
+        assert client.post("/threads", json={"id": fine, "posts": [post]}).status_code == 201, fine

@@ -161,6 +161,8 @@ def parse_threads(body: Any) -> list[Thread]:
     for thread in threads:
         if not thread.id.strip():
             raise InvalidInputError("thread id must not be empty")
+        if thread.id in (".", ".."):  # clients resolve /threads/.. to / before sending it, %2E%2E as well
+            raise InvalidInputError(f"thread id {thread.id!r}: no URL can name it; choose another id")
         if thread.id in seen:  # refused here too, so that nothing of the request is stored
             raise InvalidInputError(f"thread {thread.id!r} appears twice in the request: send one version")
         seen.add(thread.id)
