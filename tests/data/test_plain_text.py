@@ -98,3 +98,18 @@ def test_tokenizer_and_lm_training_read_a_raw_text_file(
     assert code == 0, err
     (train_run,) = open_registry().list(kind="train")
     assert train_run.status.value == "completed"
+
+
+def test_per_paragraph_takes_true_or_false_and_refuses_anything_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--option per_paragraph=maybe` (or a typo such as `=ture`) read the file as one record without a word
+    path = tmp_path / "notes.txt"
+    path.write_text("First paragraph here.\n\nSecond one.\n", encoding="utf-8")
+    for value, count in [("true", 2), ("Yes", 2), ("1", 2), ("false", 1), ("OFF", 1), ("0", 1)]:
+        assert len(list(read_records(path, "text", options={"per_paragraph": value}))) == count, value
+    assert len(list(read_records(path, "text", options={"per_paragraph": True}))) == 2
+    with pytest.raises(InvalidInputError, match="option per_paragraph is true or false, not 'ture'"):
+        list(read_records(path, "text", options={"per_paragraph": "ture"}))
+    code, _, err = run_captured(["data", "inspect", str(path), "--option", "per_paragraph=maybe"], capsys)
+    assert code == 2 and "option per_paragraph is true or false, not 'maybe'" in err, err

@@ -17,7 +17,7 @@ def read_text_file(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
     text = read_text(path)
     if not text.strip():
         raise InvalidInputError(f"{path}: file is empty", file=str(path))
-    if not _truthy(ctx.options.get("per_paragraph", False)):
+    if not _flag(ctx.options.get("per_paragraph", False), "per_paragraph"):
         yield SummaryRecord(id=path.stem, document=text, source="text", provenance={"file": str(path)})
         return
     line = 1
@@ -34,5 +34,12 @@ def read_text_file(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
         )
 
 
-def _truthy(value: object) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
+def _flag(value: object, name: str) -> bool:
+    """A yes/no option as a command line gives it (a string) or a config does (a bool); anything else is
+    refused, where a typo (`per_paragraph=ture`) read the file as one record without a word."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInputError(f"option {name} is true or false, not {value!r}")
