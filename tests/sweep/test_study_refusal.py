@@ -161,3 +161,27 @@ def test_a_sweep_named_like_a_queued_sweep_of_another_search_is_refused_at_submi
     assert client.post("/runs", json={"kind": "sweep", "config": first}).status_code == 202
     renamed = {"sweep": _train_sweep(data), "study": "queued-study-2"}
     assert client.post("/runs", json={"kind": "sweep", "config": renamed}).status_code == 202
+
+
+def test_an_elm_search_named_like_a_queued_search_of_other_sizes_is_refused_at_submit(
+    tldrlab_home: Path,
+) -> None:
+    """The same for the ELM search (kind `elm_optimize`, a sweep of the adapter's settings): a queued search
+    holds its study name for its search space, here its hidden sizes."""
+    import torch
+
+    from tldrlab.elm.prepare import write_split
+
+    data = tldrlab_home / "data" / "elm"
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    write_split(data, "train", [record], torch.zeros(1, 4))
+    client = TestClient(create_app())
+    config: dict[str, Any] = {"base": {"data": "elm"}, "study": "elm-queued", "hidden_dims": [16]}
+    queued = client.post("/runs", json={"kind": "elm_optimize", "config": config})
+    assert queued.status_code == 202, queued.text
+    other = client.post("/runs", json={"kind": "elm_optimize", "config": {**config, "hidden_dims": [32]}})
+    error = other.json()
+    assert other.status_code == 409 and error["code"] == "conflict", other.text
+    assert f"queued elm_optimize run {queued.json()['id']}" in error["message"], error
+    assert len(open_registry().list()) == 1
+    assert client.post("/runs", json={"kind": "elm_optimize", "config": config}).status_code == 202

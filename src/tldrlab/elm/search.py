@@ -73,6 +73,11 @@ def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:
     )
 
 
+def sweep_config_of(raw: dict[str, Any]) -> SweepConfig:
+    """An `elm_optimize` run's stored config as the sweep it runs (`sweep.storage.QUEUED_STUDY_KINDS`)."""
+    return elm_sweep_config(ElmOptimizeConfig.model_validate(raw))
+
+
 def check_optimize_study(config: ElmOptimizeConfig) -> ElmOptimizeConfig:
     """Kind `elm_optimize`'s prepare step, before its run exists (command line and API alike): a study of
     this name that another search made (other hidden sizes) is refused (409), as a sweep's is

@@ -26,6 +26,7 @@ from tldrlab.runs.registry import RunStatus
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import direction
 from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
+from tldrlab.targets import load_target
 
 WORKER_ATTR = "worker"
 """trial.user_attrs key: {host, pid} of the process running the trial."""
@@ -144,25 +145,43 @@ def check_study(config: SweepConfig) -> SweepConfig:
     return config
 
 
+QUEUED_STUDY_KINDS: dict[str, str] = {
+    "sweep": "tldrlab.sweep.storage:sweep_config_of",
+    "elm_optimize": "tldrlab.elm.search:sweep_config_of",
+}
+"""Kinds whose runs open a study when they start, each with the function giving the SweepConfig a run's stored
+config opens it as (named by string: the ELM search sits above this module)."""
+
+
+def sweep_config_of(raw: dict[str, Any]) -> SweepConfig:
+    """A `sweep` run's stored config as its SweepConfig."""
+    return SweepConfig.model_validate(raw)
+
+
 def refuse_another_queued_sweep(name: str, url: str, spec: SweepSpec) -> None:
-    """ConflictError when a queued sweep run will open the study `name` in the storage `url` with another
-    goal or search than `spec`: a sweep creates its study only when it starts, so the storage knows nothing
-    of it yet, and the second of the two to start would fail on the clash instead of being refused here."""
-    for record in open_registry().list(kind="sweep", status=RunStatus.QUEUED.value, limit=1000):
+    """ConflictError when a queued sweep (or ELM search) run will open the study `name` in the storage `url`
+    with another goal or search than `spec`: a sweep creates its study only when it starts, so the storage
+    knows nothing of it yet, and the second of the two to start would fail on the clash instead of being
+    refused here."""
+    queued_runs = open_registry().list(
+        kind=tuple(QUEUED_STUDY_KINDS), status=RunStatus.QUEUED.value, limit=1000
+    )
+    for record in queued_runs:
         try:
-            queued = parse_sweep(record.config["sweep"], source=record.config.get("source"))
+            config = load_target(QUEUED_STUDY_KINDS[record.kind])(record.config)
+            queued = parse_sweep(config.sweep, source=config.source)
             resolve_program(queued)
-            same_study = (record.config.get("study") or queued.name) == name
-            same_storage = resolve_storage_url(record.config.get("storage")) == url
-        except (ConfigError, KeyError, TypeError):  # a config this version cannot read: no clash to tell
+            same_study = (config.study or queued.name) == name
+            same_storage = resolve_storage_url(config.storage) == url
+        except (ConfigError, KeyError, TypeError, ValueError):  # a config this version cannot read
             continue
         if not (same_study and same_storage):
             continue
         if direction(queued) != direction(spec) or not same_search(queued.raw, spec.raw):
             raise ConflictError(
-                f"study {name!r} is the study of the queued sweep run {record.id}, a different sweep (goal, "
-                "method, metric, parameters or program differ); submit the same sweep to share it or pick "
-                "another --study NAME"
+                f"study {name!r} is the study of the queued {record.kind} run {record.id}, a different "
+                "sweep (goal, method, metric, parameters or program differ); submit the same sweep to share "
+                "it or pick another --study NAME"
             )
 
 
