@@ -384,6 +384,15 @@ def get_kind(name: str) -> RunKind:
     return kind
 
 
+def resumes(name: str) -> bool:
+    """Whether runs recorded under the kind name `name` resume (`--resume`); False for a kind this version
+    no longer has (nothing here could resume its runs)."""
+    try:
+        return get_kind(name).resume_fields is not None
+    except UnknownKindError:
+        return False
+
+
 def recorded_kind_names(*names: str) -> tuple[str, ...]:
     """Every name runs of the kinds called `names` (current or old names) may be recorded under: each kind's
     current name and its old ones, as runs made before a rename keep the name they were made under; in order,

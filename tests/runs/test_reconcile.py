@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,40 @@ def _steps(record: RunRecord) -> list[int]:
 
 def _smoke_runs() -> list[RunRecord]:
     return open_registry().list(kind="smoke")
+
+
+def _orphan(kind: str = "tokenizer") -> RunRecord:
+    """A run whose process died on this machine: running, no lock held, heartbeat long stale."""
+    run = create_run(kind, {"corpus": ["corpus.txt"], "method": "char", "vocab_size": 40})
+    long_ago = time.time() - 3600
+    registry = open_registry()
+    registry.update(
+        run.id,
+        status=RunStatus.RUNNING,
+        owner=f"{platform.node()}:999999999:dead",
+        heartbeat_at=long_ago,
+        started_at=long_ago,
+    )
+    return registry.get(run.id)
+
+
+@contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """`path` refuses writes for the rest of the block, even to root (whose writes file modes do not stop):
+    immutable (`chattr +i`) as root, read-only modes for another user."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        return
+    mode = path.stat().st_mode
+    path.chmod(mode & ~0o222)
+    try:
+        yield
+    finally:
+        path.chmod(mode)
 
 
 def test_a_killed_command_line_run_is_settled_by_runs_list_and_resumes(
@@ -94,3 +130,66 @@ def test_a_killed_run_of_a_kind_that_does_not_resume_fails_and_can_be_deleted(
     assert "999999999" in (settled.message or "") and "--resume" not in (settled.message or "")
     assert json.loads((Path(run.run_dir) / "manifest.json").read_text())["status"] == "failed"
     assert run_cli(["runs", "delete", run.id]) == 0
+
+
+def _listed(out: str) -> dict[str, str]:
+    return {row["id"]: row["status"] for row in map(json.loads, out.splitlines()) if row}
+
+
+def test_runs_list_shows_the_runs_it_cannot_settle_in_a_read_only_database(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # settling an orphan is a write: in a home whose database refuses writes, `runs list` was a traceback
+    # (sqlite3.OperationalError: attempt to write a readonly database) instead of the runs
+    orphans = [_orphan(), _orphan()]
+    with unwritable(tldrlab_home / "tldrlab.db"):
+        # a process of its own, as a user's: SQLite would hand this one a writable descriptor of the
+        # database that the test's own connections opened before
+        listing = subprocess.run(
+            [sys.executable, "-m", "tldrlab", "runs", "list", "--json"],
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    code, out, err = listing.returncode, listing.stdout, listing.stderr
+    assert code == 0, err
+    assert _listed(out) == {orphan.id: "running" for orphan in orphans}  # as they are
+    (warning,) = err.strip().splitlines()
+    assert warning.startswith("warning could not settle 2 run(s) whose process died"), warning
+    assert all(orphan.id in warning for orphan in orphans) and "readonly database" in warning, warning
+    code, out, err = run_captured(["runs", "list", "--json"], capsys)  # writable again: settled
+    assert code == 0 and "could not settle" not in err and set(_listed(out).values()) == {"failed"}
+
+
+def test_runs_list_settles_the_others_when_one_manifest_cannot_be_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stuck, other = _orphan(), _orphan()
+    with unwritable(Path(stuck.run_dir)):  # its manifest's atomic write (a temp file beside it) fails
+        code, out, err = run_captured(["runs", "list", "--json"], capsys)
+    assert code == 0, err
+    assert _listed(out)[other.id] == "failed"
+    (warning,) = [line for line in err.splitlines() if "could not settle" in line]
+    assert "could not settle 1 run(s)" in warning and stuck.id in warning and other.id not in warning
+    assert "manifest.json" in warning, warning  # the path whose write failed
+    assert json.loads((Path(other.run_dir) / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_runs_list_shows_the_runs_it_cannot_settle_on_a_read_only_postgres(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a PostgreSQL server that refuses writes (a hot standby, a read-only role or transaction) answers
+    # the settling UPDATE with an error: `runs list` was its traceback
+    monkeypatch.setenv("TLDRLAB_DATABASE_URL", postgres_url)
+    get_settings.cache_clear()
+    orphan = _orphan()
+    joint = "&" if "?" in postgres_url else "?"
+    read_only = f"{postgres_url}{joint}options=-c%20default_transaction_read_only%3Don"
+    monkeypatch.setenv("TLDRLAB_DATABASE_URL", read_only)
+    get_settings.cache_clear()
+    code, out, err = run_captured(["runs", "show", orphan.id], capsys)
+    assert code == 0, err
+    assert json.loads(out)["run"]["status"] == "running"
+    (warning,) = [line for line in err.splitlines() if "could not settle" in line]
+    assert orphan.id in warning and "read-only transaction" in warning, warning

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tldrlab.cli.options import AS_JSON, config_command
-from tldrlab.cli.tables import emit
+from tldrlab.cli.tables import emit, err_console
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.errors import UnknownKindError
-from tldrlab.kinds import get_kind, kind_names_by_recorded_name, recorded_kind_names
+from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names, resumes
 from tldrlab.report import Report
 from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
@@ -28,18 +28,14 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.")
 
 
-def _resumable(kind: str) -> bool:
-    try:
-        return get_kind(kind).resume_fields is not None
-    except UnknownKindError:  # a kind this version no longer has
-        return False
-
-
 def reconciled_registry() -> RunRegistry:
     """The registry, once the runs a killed process of this machine left `running` are settled: a home
-    with no worker to reconcile them would otherwise show them running for good."""
+    with no worker to reconcile them would otherwise show them running for good. Settling is the view's side
+    job: when it fails (a read-only home or database) the runs are shown as they are, with one warning."""
     registry = open_registry()
-    reconcile_here(registry, heartbeat_s=get_settings().run_heartbeat_s, resumable=_resumable)
+    done = reconcile_here(registry, heartbeat_s=get_settings().run_heartbeat_s, resumable=resumes)
+    if done.warning:
+        err_console.print(f"[yellow]warning[/] {escape(done.warning)}", highlight=False, soft_wrap=True)
     return registry
 
 

@@ -21,6 +21,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,52 @@ def owner_host(record: RunRecord) -> str | None:
     return executor.rsplit(":", 2)[0] if executor and executor.count(":") >= 1 else None
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What `reconcile_here` did, for the view that asked: it lists the runs whatever happened here."""
+
+    settled: list[tuple[str, str]] = field(default_factory=list)
+    """(run id, new status) of each orphan settled."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(run id, why) of each orphan that could not be settled ("" for the id when looking for them failed)."""
+
+    @property
+    def warning(self) -> str | None:
+        """One line saying which runs could not be settled and why; None when nothing failed."""
+        if not self.failed:
+            return None
+        ids = [run_id for run_id, _ in self.failed if run_id]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        # a read-only database refuses every orphan alike: its reason once
+        reasons = "; ".join(dict.fromkeys(why for _, why in self.failed))
+        what = f"{len(ids)} run(s) whose process died ({shown})" if ids else "runs whose process died"
+        return f"could not settle {what}, so they may still read running: {reasons}"
+
+
+def _reason(exc: Exception) -> str:
+    # one line: a PostgreSQL error's message spans several
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 def reconcile_here(
     registry: RunRegistry, *, heartbeat_s: float, resumable: Callable[[str], bool]
-) -> list[tuple[str, str]]:
+) -> Reconciled:
     """Settle the orphans a process of this machine left behind (not the API's runs: its workers requeue
     those): a run of a kind `resumable` says resumes waits for `--resume` (queued), another fails
-    (`worker_lost`); one asked to cancel ends cancelled. Returns (run id, new status) for each."""
+    (`worker_lost`); one asked to cancel ends cancelled.
+
+    Views call this before they read the registry, so it never raises: an orphan that cannot be settled (a
+    read-only home or database, a manifest that cannot be written) is reported in `failed` and the others
+    are still settled; the view shows the runs as they are, with `Reconciled.warning`."""
     stale_before = time.time() - STALE_BEATS * heartbeat_s
     here = platform.node()
-    actions = []
-    for record in orphaned_runs(registry, stale_before):
+    done = Reconciled()
+    try:
+        orphans = orphaned_runs(registry, stale_before)
+    except Exception as exc:  # an unreadable database: the view reports it in its own words
+        done.failed.append(("", _reason(exc)))
+        return done
+    for record in orphans:
         if owner_host(record) != here or record.tags.get(SUBMITTED_VIA) == "api":
             continue
         process = record.owner or record.worker
@@ -100,6 +137,11 @@ def reconcile_here(
         else:
             status, code = RunStatus.FAILED, "worker_lost"
             message = f"failed: its process {process} ended without finishing (killed?)"
-        if settle_orphan(registry, record, stale_before, status, message, code):
-            actions.append((record.id, status.value))
-    return actions
+        try:
+            if settle_orphan(registry, record, stale_before, status, message, code):
+                done.settled.append((record.id, status.value))
+        # whatever refuses the write (a read-only file system or database file, a database in read-only
+        # transactions, an immutable run directory) must not stop the view that asked
+        except Exception as exc:
+            done.failed.append((record.id, _reason(exc)))
+    return done
