@@ -5,7 +5,8 @@
 Each bench script with a `--quick` mode (bench/headline.py) runs in its own process, one after the other, and
 prints `headline: NAME = VALUE (target TARGET)` lines; this collects them into one table, with the wall time
 of each bench and what failed. Quick figures are noisier than the full runs quoted in the docs (`--full`
-runs the benches as the docs do, for much longer). A bench without a quick mode is listed, not run.
+runs the benches as the docs do, for much longer). A bench without a quick mode prints no headline and mostly
+needs arguments of its own (its docstring gives the commands): it is listed, not run, with or without --full.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def main() -> None:
     for name, quick in found.items():
         if args.only and name not in args.only:
             continue
-        if not quick and not args.full:
-            rows.append((name, "(no quick mode: not run)", "", ""))
+        if not quick:  # no headline to collect, and most need arguments of their own (see its docstring)
+            rows.append((name, "(no quick mode: not run; see its docstring)", "", ""))
             continue
         print(f"\n=== {name}", flush=True)
         found, problem, seconds = run(name, args.full, args.timeout)
