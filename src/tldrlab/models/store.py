@@ -131,6 +131,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return dict(data) if isinstance(data, dict) else {}
 
 
+def _of_type(value: Any, kind: type) -> Any:
+    """A manifest field as listed: None unless it has its type (a hand-edited or foreign manifest must not
+    break the listing; a bool is no parameter count)."""
+    return value if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)) else None
+
+
 def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
     """Installed models (name, path, manifest fields, size on disk) and the bundled one, bundled last."""
     settings = settings or get_settings()
@@ -146,11 +152,11 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                     "name": directory.name,
                     "kind": "installed",
                     "path": str(directory),
-                    "parameters": manifest.get("parameters"),
-                    "dtype": manifest.get("dtype"),
-                    "chat_template": manifest.get("chat_template"),
-                    "source": manifest.get("source"),
-                    "sha256": manifest.get("sha256"),
+                    "parameters": _of_type(manifest.get("parameters"), int),
+                    "dtype": _of_type(manifest.get("dtype"), str),
+                    "chat_template": _of_type(manifest.get("chat_template"), bool),
+                    "source": _of_type(manifest.get("source"), str),
+                    "sha256": _of_type(manifest.get("sha256"), str),
                     "bytes": sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()),
                 }
             )
