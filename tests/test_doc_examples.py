@@ -11,7 +11,8 @@ generated docs/cli.md, is
 
 Beyond the examples, every command line a page *mentions* (inline code in the prose and tables, the
 `[optional]` parts of fenced lines) names commands and options the command line has, and so does every
-`--option` the prose names on its own; every `TLDRLAB_*` setting a page names exists; every relative link
+`--option` the prose names on its own; every `TLDRLAB_*` setting and every `tldrlab.module.name` a page
+names exists; every relative link
 between the docs resolves (file and heading); every API route a page names (`GET /runs/{id}/eval`) is a route
 of the app.
 
@@ -407,6 +408,56 @@ def test_every_setting_the_docs_name_exists() -> None:
             if f'"{variable}"' not in source and f"'{variable}'" not in source:
                 unknown.add(f"{path.relative_to(REPO)}: {variable}")
     assert sorted(unknown) == []
+
+
+NOT_CODE = {
+    "tldrlab.toml": "the settings file",
+    "tldrlab.cleanup": "the retention logger's name",
+    "tldrlab.experiment": "a sweep program's name (docs/sweeps.md)",
+}
+
+
+def _defines(module: Path, name: str) -> bool:
+    """Whether a module's source defines or imports `name` at its top level (read, not imported: cheap)."""
+    source = module.read_text(encoding="utf-8")
+    return bool(
+        re.search(rf"^(?:async def|def|class) {name}\b|^{name}\b *[:=]", source, re.M)
+        or re.search(rf"^(?:from [\w.]+ )?import \(?[^)]*?\b{name}\b", source, re.M | re.S)
+    )
+
+
+def test_every_code_name_the_docs_give_exists() -> None:
+    """`tldrlab.train.jobs.train_job`, `tldrlab.kinds.KINDS`, `from tldrlab.models import build_model`: each
+    module a page names is a module of the package, and the name after it is defined (or imported) there."""
+    src = REPO / "src"
+    named = set()
+    for path in DOC_FILES:
+        if path.name in ("cli.md", "config.md"):  # generated from the code
+            continue
+        text = path.read_text(encoding="utf-8")
+        named |= {(path, ref) for ref in re.findall(r"`(tldrlab(?:\.\w+)+)(?:\([^`]*\))?`", text)}
+        named |= {(path, f"{m}.{a}") for m, a in re.findall(r"`(tldrlab(?:\.\w+)+):(\w+)`", text)}
+        for module, names in re.findall(r"^ *from (tldrlab[\w.]*) import ([\w, ]+)$", text, re.M):
+            named |= {(path, f"{module}.{name.strip()}") for name in names.split(",")}
+    assert len(named) > 50
+    missing = []
+    for path, ref in sorted(named):
+        if ref in NOT_CODE:
+            continue
+        parts = ref.split(".")
+        for cut in range(len(parts), 0, -1):
+            base = src.joinpath(*parts[:cut])
+            module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+            if module.is_file():
+                break
+        else:
+            missing.append(f"{path.relative_to(REPO)}: {ref}: no such module")
+            continue
+        if cut < len(parts) and not _defines(module, parts[cut]):
+            missing.append(
+                f"{path.relative_to(REPO)}: {ref}: {parts[cut]} is not in {module.relative_to(src)}"
+            )
+    assert missing == []
 
 
 def _heading_anchors(path: Path) -> set[str]:
