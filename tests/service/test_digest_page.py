@@ -263,3 +263,33 @@ def test_an_uploaded_file_sets_the_format_it_is_in(browser: Any, server_url: str
             page.fill("#thread-input", "")
     finally:
         page.close()
+
+
+def test_long_unbroken_text_wraps_inside_the_page(browser: Any, server_url: str) -> None:
+    # a post holding a long URL (or any long run without spaces) and a long title stretched the thread column
+    # to the text's width: the page scrolled sideways 22 screens wide, the TL;DR still beside its first one
+    url = "https://example.org/recipes/" + "a" * 3000
+    thread = {
+        "id": "wide-1",
+        "title": "T" * 400,
+        "posts": [
+            {"id": "a", "text": f"See {url} for the recipe. Lagers want cold water."},
+            {"id": "b", "text": "Use the key " + "b" * 2000 + " to log in. Ales like warmth."},
+        ],
+    }
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=thread).status_code == 201
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(server_url + "/")
+        page.select_option("#thread-select", "wide-1")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        widths = page.evaluate(
+            """() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,
+                      document.getElementById('thread').getBoundingClientRect().right]"""
+        )
+        assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
+        assert page.locator("mark.hl").count() >= 2  # the marks are still there, wrapped
+    finally:
+        page.close()
