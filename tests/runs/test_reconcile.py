@@ -11,16 +11,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cliutil import run_captured, run_cli
+from netutil import free_port, wait_for_port
 from tldrlab.config import get_settings
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
+from tldrlab.runs.registry import SUBMITTED_VIA
 
 
 def _steps(record: RunRecord) -> list[int]:
@@ -32,15 +36,23 @@ def _smoke_runs() -> list[RunRecord]:
     return open_registry().list(kind="smoke")
 
 
-def _orphan(kind: str = "tokenizer") -> RunRecord:
-    """A run whose process died on this machine: running, no lock held, heartbeat long stale."""
-    run = create_run(kind, {"corpus": ["corpus.txt"], "method": "char", "vocab_size": 40})
+TOKENIZER = {"corpus": ["corpus.txt"], "method": "char", "vocab_size": 40}
+
+
+def _orphan(
+    kind: str = "tokenizer",
+    config: dict[str, Any] = TOKENIZER,
+    host: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> RunRecord:
+    """A run whose process died on this machine (or `host`): running, no lock held, heartbeat long stale."""
+    run = create_run(kind, config, tags=tags)
     long_ago = time.time() - 3600
     registry = open_registry()
     registry.update(
         run.id,
         status=RunStatus.RUNNING,
-        owner=f"{platform.node()}:999999999:dead",
+        owner=f"{host or platform.node()}:999999999:dead",
         heartbeat_at=long_ago,
         started_at=long_ago,
     )
@@ -193,3 +205,49 @@ def test_runs_list_shows_the_runs_it_cannot_settle_on_a_read_only_postgres(
     assert json.loads(out)["run"]["status"] == "running"
     (warning,) = [line for line in err.splitlines() if "could not settle" in line]
     assert orphan.id in warning and "read-only transaction" in warning, warning
+
+
+def _get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_the_api_settles_killed_command_line_runs_of_its_machine_at_most_once_per_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a server with no worker (`serve --workers 0`) showed a killed command-line run `running` for good:
+    # only a worker's reconcile or the command line's views settled it
+    monkeypatch.setenv("TLDRLAB_RUN_HEARTBEAT_S", "4")
+    get_settings.cache_clear()
+    tokenizer, smoke = _orphan(), _orphan("smoke", {"steps": 5})
+    api_run = _orphan(tags={SUBMITTED_VIA: "api"})  # the workers' to requeue
+    elsewhere = _orphan(host="another-machine")  # its lock cannot be probed from here
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "0"],
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, timeout=60)
+        listed = {run["id"]: run for run in _get(port, "/runs")["runs"]}
+        assert listed[tokenizer.id]["status"] == "failed", listed[tokenizer.id]
+        assert (
+            listed[smoke.id]["status"] == "queued" and f"--resume {smoke.id}" in listed[smoke.id]["message"]
+        )
+        assert listed[api_run.id]["status"] == "running" and listed[elsewhere.id]["status"] == "running"
+        # killed after that settle: the next ones come a heartbeat later, not with every request
+        late = _orphan()
+        assert _get(port, f"/runs/{late.id}")["status"] == "running"
+        assert _get(port, "/runs")["count"] == 5 and open_registry().get(late.id).status is RunStatus.RUNNING
+        deadline = time.monotonic() + 30
+        while _get(port, f"/runs/{late.id}")["status"] == "running":
+            assert time.monotonic() < deadline, "never settled"
+            time.sleep(0.5)
+        assert _get(port, f"/runs/{late.id}")["status"] == "failed"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert open_registry().get(api_run.id).status is RunStatus.RUNNING

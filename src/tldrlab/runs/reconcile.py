@@ -9,10 +9,12 @@ Two reconcilers settle orphans with the functions here, each with the outcome th
 
 - a worker (`tldrlab.service.worker.reconcile`) requeues them on its queue (the job resumes from its last
   checkpoint), or fails them past `max_attempts`;
-- a command line that shows runs (`tldrlab runs list | show`) settles the orphans a process of this machine
-  left behind (`reconcile_here`), so a home with no worker does not show a killed run `running` for good: a
-  run of a resumable kind waits for `--resume` (`queued`, as a preempted run does), any other fails with
-  `worker_lost`. Runs submitted through the API are left to the workers, whose queue they belong to.
+- a command line that shows runs (`tldrlab runs list | show`), and the API's run views
+  (`tldrlab.service.state.settle_orphans_here`, at most once per heartbeat interval), settle the orphans a
+  process of this machine left behind (`reconcile_here`), so a home with no worker does not show a killed
+  run `running` for good: a run of a resumable kind waits for `--resume` (`queued`, as a preempted run
+  does), any other fails with `worker_lost`. Runs submitted through the API are left to the workers, whose
+  queue they belong to.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ starts work creates a run and puts it on the queue.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from typing import Any
 
 from fastapi import Request
@@ -15,7 +17,9 @@ from fastapi import Request
 from tldrlab import launch
 from tldrlab.config import Settings
 from tldrlab.errors import TldrlabError
+from tldrlab.kinds import resumes
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
+from tldrlab.runs.reconcile import reconcile_here
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import confine_config
@@ -39,6 +43,35 @@ def registry(request: Request) -> RunRegistry:
             state.registry = open_registry(settings_of(request))
     result: RunRegistry = state.registry
     return result
+
+
+def settle_orphans_here(request: Request) -> None:
+    """Before a view of runs: settle the runs a killed command-line process of this machine left `running`
+    (`tldrlab.runs.reconcile.reconcile_here`, as `tldrlab runs list` does), at most once per run heartbeat
+    interval per app. With no worker anywhere (`tldrlab serve --workers 0`, none deployed yet) nothing
+    else would, and the API would show such a run running for good; runs submitted through the API stay
+    the workers' (they requeue them). A settle is one query when nothing is stale, and concurrent requests
+    skip it rather than wait: a view is never slowed by more than one of them, nor failed by it."""
+    state = request.app.state
+    with _lock:
+        if getattr(state, "settle_lock", None) is None:
+            state.settle_lock = threading.Lock()
+            state.settled_at = -math.inf
+    lock: threading.Lock = state.settle_lock
+    heartbeat_s = settings_of(request).run_heartbeat_s
+    if not lock.acquire(blocking=False):
+        return  # another request is settling right now
+    try:
+        if time.monotonic() - state.settled_at < heartbeat_s:
+            return
+        state.settled_at = time.monotonic()
+        done = reconcile_here(registry(request), heartbeat_s=heartbeat_s, resumable=resumes)
+    finally:
+        lock.release()
+    for run_id, status in done.settled:
+        log.info(f"settled run {run_id} whose process died: {status}")
+    if done.warning:
+        log.warning(done.warning)
 
 
 def job_queue(request: Request) -> JobQueue:

@@ -37,7 +37,13 @@ from tldrlab.service.confine import public_paths
 from tldrlab.service.events import RunEvent, RunTail, sse_format
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.health import register_check
-from tldrlab.service.state import queue_readiness, registry, settings_of, submit_run
+from tldrlab.service.state import (
+    queue_readiness,
+    registry,
+    settings_of,
+    settle_orphans_here,
+    submit_run,
+)
 from tldrlab.service.worker import update_manifest
 
 router = APIRouter(tags=["runs"], route_class=StrictJSONRoute)
@@ -254,12 +260,14 @@ def list_runs(request: Request, query: Annotated[RunQuery, Query()]) -> dict[str
     # a kind's runs under every name they may be recorded under (evaluate and eval, whichever is given);
     # a typo is a 422 listing the kinds, not an empty list
     kinds = recorded_kind_names(query.kind) if query.kind else None
+    settle_orphans_here(request)  # a killed command-line run of this machine is not running for good
     records = registry(request).list(**{**query.model_dump(mode="json"), "kind": kinds}, with_config=False)
     return public(request, {"runs": [run_info(r) for r in records], "count": len(records)})
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    settle_orphans_here(request)
     record = _get(request, run_id)
     data = run_info(record)
     data["config"] = record.config
@@ -321,6 +329,8 @@ async def _event_stream(
             yield ": keep-alive\n\n"
             last_sent = time.monotonic()
         await asyncio.sleep(poll_s)
+        # the stream of a run whose command-line process was killed ends once it is settled
+        await run_in_threadpool(settle_orphans_here, request)
         events = await run_in_threadpool(tail.poll_with_cursors)
 
 
