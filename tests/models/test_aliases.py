@@ -103,3 +103,22 @@ def test_an_alias_works_wherever_a_model_is_named(pairs: Path, monkeypatch: pyte
     open_registry().update(run.id, cleaned_at=1.0)
     assert resolve_model_ref("production").path.is_dir()
     assert open_registry().get(run.id).cleaned_at is None
+
+
+def test_a_model_is_not_installed_under_an_alias_or_a_run_id(pairs: Path, tmp_path: Path) -> None:
+    # promote refused an alias named like an installed model, but `models import --name production` installed
+    # one under an alias's name (or a run's id): the installed model then won the lookup, so every command
+    # naming `production` silently loaded the imported model instead of the promoted run's
+    from tldrlab.models.store import import_model
+
+    run = _chat_run(0, pairs)
+    promote(run.id, "production")
+    tokenizer = tiny_chat_tokenizer()
+    source = save_tiny_model(tiny_llama(tokenizer, seed=3), tokenizer, tmp_path / "other")
+    with pytest.raises(ConflictError, match="'production' is a model alias"):
+        import_model(source, name="production")
+    with pytest.raises(ConflictError, match=f"{run.id!r} is a run id"):
+        import_model(source, name=run.id)
+    assert resolve_model_ref("production").source == "alias"
+    assert resolve_model_ref(run.id).source == "run"
+    assert import_model(source, name=run.id[:5])["name"] == run.id[:5]  # a prefix shadows no exact id

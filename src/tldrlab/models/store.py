@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConflictError, InvalidInputError
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
 from tldrlab.models.gguf_reading import gguf_parsed_once
@@ -34,7 +34,9 @@ from tldrlab.models.io import MODEL_MANIFEST, save_model
 from tldrlab.models.registry import count_parameters
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
 from tldrlab.report import Column, Report, Table
+from tldrlab.runs.aliases import alias_target
 from tldrlab.runs.atomic import sha256_file
+from tldrlab.runs.registry import open_registry
 
 log = logging.getLogger("tldrlab.models.store")
 YES_NO: dict[object, str] = {True: "yes", False: "no"}
@@ -58,6 +60,24 @@ def check_name(name: str) -> str:
             "(starting with a letter or digit)"
         )
     return name
+
+
+def check_name_free(name: str, settings: Settings) -> None:
+    """An installed model wins the lookup of its name over an alias and a run id (`models.resolve`), so one
+    named like either would silently replace what every command naming it loads (`promote` refuses the
+    reverse: an alias named like an installed model)."""
+    if alias_target(name, settings) is not None:
+        raise ConflictError(
+            f"{name!r} is a model alias (tldrlab models aliases): a model installed under that name would "
+            "hide it; choose another --name"
+        )
+    try:
+        open_registry(settings).get(name)
+    except NotFoundError:
+        return
+    raise ConflictError(
+        f"{name!r} is a run id: a model installed under that name would hide the run's; choose another --name"
+    )
 
 
 class ImportOptions(BaseModel):
@@ -93,6 +113,7 @@ def import_model(
     if name is None:
         name = BUNDLED_NAME if resolved.source == "bundled" else default_name(resolved.path)
     check_name(name)
+    check_name_free(name, settings)
     out = store_dir(settings) / name
     # before the clash check: --force, which that check suggests, cannot replace a model with itself
     if resolved.source == "installed" and resolved.path == out:
