@@ -358,3 +358,19 @@ def test_the_discord_bot_command_names_a_refused_token_or_an_unreachable_discord
     code, _, err = run_captured(["discord-bot"], capsys)
     assert code == ServiceUnavailableError.exit_code, err
     assert "cannot reach Discord at http://127.0.0.1:" in err and "Traceback" not in err, err
+
+
+def test_unwatching_a_run_that_is_not_watched_says_so(tldrlab_home: Path) -> None:
+    # /unwatch of an id never watched (a typo of a watched one) answered "stopped watching", so the typo
+    # went unnoticed and the run kept sending DMs
+    watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+    commands = BotCommands(cast(httpx.Client, TestClient(create_app())), owner_id=42, watch_list=watch_list)
+    watch_list.add("smoke-20260101-000000-abc123")
+    assert commands.handle(42, "unwatch", "smoke-20260101-000000-abc124") == (
+        "not watching `smoke-20260101-000000-abc124` (watching: `smoke-20260101-000000-abc123`)"
+    )
+    assert watch_list.ids() == {"smoke-20260101-000000-abc123"}
+    assert commands.handle(42, "unwatch", "smoke-20260101-000000-abc123") == (
+        "stopped watching `smoke-20260101-000000-abc123`"
+    )
+    assert commands.handle(42, "unwatch", "smoke-1") == "not watching `smoke-1` (watching: none)"

@@ -366,7 +366,12 @@ class BotCommands:
         return f"watching `{run_id}`"
 
     def unwatch(self, argument: str) -> str:
-        self.watch_list.remove(self._need_id(argument))
+        watched = self.watch_list.ids()
+        if self._need_id(argument) not in watched:  # a typo of a watched id must not look like success
+            shown = ", ".join(f"`{run_id}`" for run_id in sorted(watched)[:10]) or "none"
+            more = f" and {len(watched) - 10} more" if len(watched) > 10 else ""
+            return f"not watching `{argument}` (watching: {shown}{more})"
+        self.watch_list.remove(argument)
         return f"stopped watching `{argument}`"
 
 
