@@ -169,3 +169,16 @@ def test_a_corpus_file_of_no_known_format_gets_advice_the_command_can_follow(
         assert reason in err and "pass a format" not in err, err
         assert "a plain-text corpus file is read line by line when named .txt" in err, err
     assert open_registry().list(kind="tokenizer") == []
+
+
+def test_an_empty_corpus_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # refused inside the run before: the same message, but a failed tokenizer run stayed behind
+    empty, blank = tmp_path / "empty.txt", tmp_path / "blank.txt"
+    empty.write_text("", encoding="utf-8")
+    blank.write_text("", encoding="utf-8")
+    args = ["tokenizer", "train", "--method", "char", "--vocab-size", "50", str(empty), str(blank)]
+    assert run_cli(args) == 2
+    assert f"the corpus has no text: {empty}, {blank}" in " ".join(capsys.readouterr().err.split())
+    assert open_registry().list(kind="tokenizer") == []

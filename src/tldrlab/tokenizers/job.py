@@ -57,9 +57,9 @@ def check_tokenizer(config: TokenizerJobConfig) -> None:
     if folders := [path for path in config.corpus if Path(path).is_dir()]:
         # refused inside the run before, which stayed a failed run
         raise InvalidInputError(f"corpus path {folders[0]} is a directory; pass the files inside it")
-    for (
-        path
-    ) in config.corpus:  # its format, from the file's head: a file of none failed inside the run before
+    for path in config.corpus:  # its format (from its head): a file of none failed inside the run before
         corpus_format(Path(path))
+    if all(Path(path).stat().st_size == 0 for path in config.corpus):  # as load_corpus says it, in the run
+        raise InvalidInputError(f"the corpus has no text: {', '.join(config.corpus)}")
     if config.out_dir and Path(config.out_dir).is_file():  # mkdir failed on it inside the run before
         raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory")
