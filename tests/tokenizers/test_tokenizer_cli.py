@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from cliutil import run_cli
+from tldrlab.errors import InvalidInputError
 from tldrlab.runs import open_registry
+from tldrlab.tokenizers import train_tokenizer
 
 
 @pytest.fixture
@@ -152,6 +155,11 @@ def test_an_out_path_that_is_a_file_is_refused_before_a_run_exists(
     assert f"--out {notes} is a file; give a directory" in err and "Traceback" not in err, err
     assert open_registry().list(kind="tokenizer") == []
     assert notes.read_text(encoding="utf-8") == "precious"
+    # a run the API queued meets it inside the run: the same one line there
+    for out in (notes, notes / "below"):
+        message = re.escape(f"cannot write the tokenizer to {out}: a file is in the way")
+        with pytest.raises(InvalidInputError, match=message):
+            train_tokenizer("char", [corpus], 50, out)
 
 
 def test_a_corpus_file_of_no_known_format_gets_advice_the_command_can_follow(

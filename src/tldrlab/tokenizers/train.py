@@ -124,9 +124,7 @@ def train_tokenizer(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:  # a file where the directory (or a parent) goes
-        raise InvalidInputError(
-            f"cannot write the tokenizer to {out}: {exc.strerror}: {exc.filename}"
-        ) from exc
+        raise InvalidInputError(f"cannot write the tokenizer to {out}: a file is in the way") from exc
     started = time.perf_counter()
     corpus = load_corpus(corpus_paths, holdout=config.holdout, seed=config.seed)
     train_lines = corpus.train[: config.max_train_lines] if config.max_train_lines else corpus.train
