@@ -374,3 +374,71 @@ def test_unwatching_a_run_that_is_not_watched_says_so(tldrlab_home: Path) -> Non
         "stopped watching `smoke-20260101-000000-abc123`"
     )
     assert commands.handle(42, "unwatch", "smoke-1") == "not watching `smoke-1` (watching: none)"
+
+
+ANNOUNCE_CLAIM = "tldrlab:claimed:queued:"
+
+
+def _claim_round_trips(bus: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The round-trips to Redis that carry announcement claims, as the number of claims each carried,
+    counted on the bus's real client (the commands still go to Redis): a command sent alone is one
+    round-trip, a pipeline's `execute` one however many commands it holds."""
+    trips: list[int] = []
+    client = bus.redis
+    execute_command, pipeline = client.execute_command, client.pipeline
+
+    def claims(commands: list[tuple[Any, ...]]) -> int:
+        return sum(1 for args in commands if args[0] == "SET" and str(args[1]).startswith(ANNOUNCE_CLAIM))
+
+    def counted_command(*args: Any, **options: Any) -> Any:
+        if claims([args]):
+            trips.append(1)
+        return execute_command(*args, **options)
+
+    def counted_pipeline(*args: Any, **options: Any) -> Any:
+        pipe = pipeline(*args, **options)
+        execute = pipe.execute
+
+        def counted_execute(*args: Any, **options: Any) -> Any:
+            if carried := claims([command for command, _ in pipe.command_stack]):
+                trips.append(carried)
+            return execute(*args, **options)
+
+        pipe.execute = counted_execute
+        return pipe
+
+    monkeypatch.setattr(client, "execute_command", counted_command)
+    monkeypatch.setattr(client, "pipeline", counted_pipeline)
+    return trips
+
+
+def test_announcing_queued_runs_costs_one_round_trip_per_pass_and_none_once_announced(
+    tldrlab_home: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every reconcile pass sent one SET NX to Redis per run still waiting to be claimed, one round-trip
+    # each: a backlog of N queued runs cost N round-trips per worker every few seconds, for days
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+        get_settings.cache_clear()
+        waiting = [create_run("smoke", {"steps": 2}).id for _ in range(4)]
+        workers = [build_worker(config=BURST) for _ in range(2)]
+        first, second = (_claim_round_trips(worker.bus, monkeypatch) for worker in workers)
+        try:
+            workers[0].announce_queued()
+            assert first == [4]  # every waiting run claimed in one round-trip
+            workers[0].announce_queued()
+            assert first == [4]  # known to be announced: nothing asked again
+            waiting.append(create_run("smoke", {"steps": 2}).id)
+            workers[0].announce_queued()
+            assert first == [4, 1]  # only the new one
+            workers[1].announce_queued()  # a worker that starts now asks once about all, and wins none
+            assert second == [5]
+            wait_for(lambda: len(received) >= 5, 10, what="5 queued events")
+            time.sleep(1.0)  # time for any duplicate to arrive
+        finally:
+            for worker in workers:
+                worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
+    announced = [body["run_id"] for body in received if body["event"] == "queued"]
+    assert sorted(announced) == sorted(waiting)  # each once, across both workers

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -263,6 +263,10 @@ class EventBus(Protocol):
         about it."""
         ...
 
+    def first_to_claim_each(self, keys: Sequence[str], ttl_s: int = CLAIM_TTL_S) -> list[bool]:
+        """`first_to_claim` of each key, in one go (one round-trip to Redis however many keys)."""
+        ...
+
 
 class MemoryBus:
     """In-process fan-out (embedded mode: notifiers live in the worker process)."""
@@ -292,6 +296,9 @@ class MemoryBus:
 
     def first_to_claim(self, key: str, ttl_s: int = 0) -> bool:
         return True  # no other process receives this process's events
+
+    def first_to_claim_each(self, keys: Sequence[str], ttl_s: int = 0) -> list[bool]:
+        return [True] * len(keys)
 
 
 class RedisBus:
@@ -336,6 +343,13 @@ class RedisBus:
 
     def first_to_claim(self, key: str, ttl_s: int = CLAIM_TTL_S) -> bool:
         return bool(self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s))
+
+    def first_to_claim_each(self, keys: Sequence[str], ttl_s: int = CLAIM_TTL_S) -> list[bool]:
+        # pipelined, not a transaction: each SET NX stays atomic on its own, which is all a claim needs
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s)
+        return [bool(result) for result in pipe.execute()]
 
 
 BUSES: dict[str, Callable[[Settings], EventBus]] = {

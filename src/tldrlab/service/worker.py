@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -224,6 +225,9 @@ class Worker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     notifies: bool = False
     """Whether notifiers are subscribed to this worker's bus (`build_worker` attaches the configured ones)."""
+    _announced: set[str] = field(default_factory=set)
+    """Runs whose `queued` event this worker knows was announced (by itself or another process): not asked
+    about again, so once each waiting run is announced a pass costs Redis nothing."""
 
     @property
     def current_run(self) -> str | None:
@@ -271,15 +275,28 @@ class Worker:
         once-per-event claim drops the copy of an event the API's publication already delivered."""
         if not (self.bus.shared and self.notifies):
             return
-        for record in (registry or self.registry).never_attempted(time.time() - ANNOUNCE_WINDOW_S):
-            self._announce(record)
+        waiting = (registry or self.registry).never_attempted(time.time() - ANNOUNCE_WINDOW_S)
+        self._announce(waiting)
+        with self._lock:  # forget the runs since claimed, cancelled or past the window
+            self._announced &= {record.id for record in waiting}
 
-    def _announce(self, record: RunRecord) -> None:
+    def _announce(self, records: Sequence[RunRecord]) -> None:
+        """Claim the announcement of each of `records` not known to be announced, all in one round-trip (a
+        pipelined SET NX each: one per run and pass was a round-trip per waiting run on every pass), and
+        publish the `queued` events of those this process won."""
+        with self._lock:
+            fresh = [record for record in records if record.id not in self._announced]
+        if not fresh:
+            return
         try:
-            if self.bus.first_to_claim(f"queued:{record.id}", ANNOUNCE_WINDOW_S):
-                self.publish([queued_event(record)])
-        except Exception as exc:  # Redis hiccup: the next pass announces it
-            log.warning(f"could not announce run {record.id} queued: {type(exc).__name__}: {exc}")
+            won = self.bus.first_to_claim_each([f"queued:{r.id}" for r in fresh], ANNOUNCE_WINDOW_S)
+        except Exception as exc:  # Redis hiccup: the next pass announces them
+            ids = ", ".join(record.id for record in fresh)
+            log.warning(f"could not announce queued run(s) {ids}: {type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self._announced.update(record.id for record in fresh)
+        self.publish([queued_event(record) for record, first in zip(fresh, won, strict=True) if first])
 
     def _maintenance(self) -> None:
         registry = open_registry(self.settings)  # its own connection: the main thread runs the job
@@ -314,7 +331,7 @@ class Worker:
         if self.bus.shared and record.status is RunStatus.QUEUED and record.attempts == 0:
             # claimed before any notifying worker announced it (or by a worker without notifiers, while one
             # with them listens): announced now, before its `started`
-            self._announce(record)
+            self._announce([record])
         if not claim_run(self.registry, run_id, self.worker_id, time.time() - self.config.stale_after_s):
             return "duplicate"  # finished, cancelled, or alive on another worker
         if record.tags.get(SUBMITTED_VIA) == "api":
