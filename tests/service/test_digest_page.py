@@ -293,3 +293,26 @@ def test_long_unbroken_text_wraps_inside_the_page(browser: Any, server_url: str)
         assert page.locator("mark.hl").count() >= 2  # the marks are still there, wrapped
     finally:
         page.close()
+
+
+def test_a_phone_sized_window_shows_the_page_without_sideways_scrolling(
+    browser: Any, server_url: str
+) -> None:
+    # the page declares width=device-width but its grid had a fixed 420 px controls column beside the
+    # thread: on a 390 px phone the thread started off-screen and the page scrolled sideways
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    try:
+        page.goto(server_url + "/")
+        page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        widths = page.evaluate(
+            """() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,
+                      document.getElementById('thread').getBoundingClientRect().left,
+                      document.getElementById('thread').getBoundingClientRect().right]"""
+        )
+        assert widths[0] <= widths[1] and widths[2] >= 0 and widths[3] <= widths[1], widths
+    finally:
+        page.close()
