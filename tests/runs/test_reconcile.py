@@ -25,6 +25,8 @@ from tldrlab.config import get_settings
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.registry import SUBMITTED_VIA
+from tldrlab.service.queue import open_queue
+from tldrlab.service.worker import WorkerConfig, reconcile
 
 
 def _steps(record: RunRecord) -> list[int]:
@@ -251,3 +253,19 @@ def test_the_api_settles_killed_command_line_runs_of_its_machine_at_most_once_pe
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     assert open_registry().get(api_run.id).status is RunStatus.RUNNING
+
+
+def test_a_workers_reconcile_goes_on_past_a_run_it_cannot_settle() -> None:
+    # the worker's reconcile raised the PermissionError of one orphan's manifest write: every other orphan
+    # stayed unsettled, and a worker starting (it reconciles first) died with that traceback, at every restart
+    dead_worker = f"{platform.node()}:999999999"
+    stuck, other = (_orphan("smoke", {"steps": 2}) for _ in range(2))
+    registry, queue = open_registry(), open_queue(get_settings())
+    for orphan in (stuck, other):
+        registry.update(orphan.id, worker=dead_worker, attempts=1)
+    with unwritable(Path(stuck.run_dir)):
+        actions = reconcile(registry, queue, WorkerConfig())
+    assert sorted(actions) == sorted([(stuck.id, "queued"), (other.id, "queued")])
+    assert {registry.get(orphan.id).status for orphan in (stuck, other)} == {RunStatus.QUEUED}
+    assert queue.pending_run_ids() >= {stuck.id, other.id}  # both back on the queue: a worker resumes them
+    assert json.loads((Path(other.run_dir) / "manifest.json").read_text())["status"] == "queued"

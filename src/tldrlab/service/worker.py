@@ -169,8 +169,19 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             # it, since a run with a cancel request is not claimable, and it would read `queued` for good)
             status, error_code = RunStatus.CANCELLED, "cancelled"
             message = f"cancelled: its worker {dead} stopped responding after the run was asked to cancel"
-        if not settle_orphan(registry, record, stale_before, status, message, error_code):
-            continue  # another worker reconciled it first
+        try:
+            if not settle_orphan(registry, record, stale_before, status, message, error_code):
+                continue  # another worker reconciled it first
+        # one run's write refused (an unwritable run directory, the database): raised, it stopped the pass,
+        # leaving every other orphan unsettled, and the worker itself at its start, at every restart
+        except Exception as exc:
+            log.warning(
+                f"could not settle run {record.id} whose worker {dead} died: {type(exc).__name__}: {exc}",
+                extra={"fields": {"run_id": record.id}},
+            )
+            if registry.get(record.id).status is not status:
+                continue  # the registry refused it: the next pass tries again
+            # settled in the registry, its manifest left behind: the run still goes back on the queue
         if status is RunStatus.QUEUED:
             queue.enqueue(record.id)
         actions.append((record.id, status.value))
