@@ -11,10 +11,9 @@ generated docs/cli.md, is
 
 Beyond the examples, every command line a page *mentions* (inline code in the prose and tables, the
 `[optional]` parts of fenced lines) names commands and options the command line has, and so does every
-`--option` the prose names on its own; every `TLDRLAB_*` setting and every `tldrlab.module.name` a page
-names exists; every relative link
-between the docs resolves (file and heading); every API route a page names (`GET /runs/{id}/eval`) is a route
-of the app.
+`--option` the prose names on its own; every `TLDRLAB_*` setting and every `tldrlab.module.name` a page names
+exists; every relative link between the docs resolves (file and heading); every API route a page names
+(`GET /runs/{id}/eval`) is a route of the app.
 
 Examples that cannot run here (hours of training, services, an external endpoint, a multi-process launch) are
 listed in NOT_RUN with the reason and the test that runs their tiny equivalent; they are still parsed. A new
