@@ -17,6 +17,7 @@ from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.pipeline import DigestOptions, digest_events, make_digest
 from tldrlab.digest.summarizers import SUMMARIZERS, Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice, bullets_from_text, parse_citations
+from tldrlab.digest.summarizers.extractive import shorten
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableError
 from tldrlab.store.base import SentenceStore
@@ -354,3 +355,16 @@ def test_the_cache_key_holds_everything_that_changes_the_digest(
     ingest_threads([retitled], store, embedder)
     assert not make_digest(store, thread.id, base, embedder=embedder, cache=cache).cached
     cache.close()
+
+
+def test_a_sentence_holding_a_long_word_is_shortened_inside_the_word() -> None:
+    # shorten() cut back to the last space before max_chars, so "See <a 3,000-character URL> for the recipe."
+    # became the bullet "See…" (and the prompt's key sentence likewise): nothing of what it said was left
+    url = "https://example.org/recipes/" + "a" * 3000
+    short = shorten(f"See {url} for the recipe.", 300)
+    assert short.startswith("See https://example.org/recipes/aaa") and short.endswith("…")
+    assert len(short) <= 301
+    # a cut at a space is still preferred when it keeps most of the text
+    words = " ".join(["lager"] * 100)
+    assert shorten(words, 50) == "lager lager lager lager lager lager lager lager…"
+    assert shorten("Short enough.", 50) == "Short enough."

@@ -52,7 +52,10 @@ def shorten(text: str, max_chars: int) -> str:
     text = " ".join(text.split())
     if len(text) <= max_chars:
         return text
-    return text[:max_chars].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    cut = text[:max_chars]
+    at_space = cut.rsplit(" ", 1)[0]
+    # a word cut in half beats a cut at the last space that keeps almost nothing ("See" of "See <a URL> ...")
+    return (at_space if len(at_space) >= max_chars // 2 else cut).rstrip(",;:") + "…"
 
 
 def build(params: dict[str, Any]) -> ExtractiveSummarizer:
