@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from headline import need_data
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tldrlab.data.readers import read_records
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--no-bertscore", action="store_true")
     parser.add_argument("--against", type=Path, help="a model's eval_table.csv: paired differences")
     args = parser.parse_args()
+    need_data(Path(args.data))
     records = [r for r in read_records(args.data, None, split=args.split) if r.summaries][: args.max_samples]
     refs = [r.summary for r in records]
     for name in args.methods.split(","):

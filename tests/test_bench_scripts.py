@@ -37,6 +37,18 @@ def test_benches_name_missing_shared_data_in_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and "Traceback" not in done.stderr, (bench, done.stderr)
         assert lines[0].startswith(f"{bench}.py: missing {tmp_path / 'shared' / 'data' / missing}"), lines
         assert "../shared/data" in lines[0]
+    # the documented command of a bench that takes its data set as an argument
+    documented = ["--data", "../shared/data/debian_descriptions", "--split", "validation"]
+    done = subprocess.run(
+        [sys.executable, str(checkout / "bench" / "summary_baselines.py"), *documented],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=checkout,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("summary_baselines.py: missing ../shared/data/debian_descriptions: ")
 
 
 def test_make_bench_refuses_an_unknown_bench_name() -> None:
