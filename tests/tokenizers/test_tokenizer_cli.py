@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cliutil import run_cli
+from tinylm import tiny_chat_tokenizer
 from tldrlab.errors import InvalidInputError
 from tldrlab.runs import open_registry
 from tldrlab.tokenizers import train_tokenizer
@@ -190,3 +191,17 @@ def test_an_empty_corpus_is_refused_before_a_run_exists(
     assert run_cli(args) == 2
     assert f"the corpus has no text: {empty}, {blank}" in " ".join(capsys.readouterr().err.split())
     assert open_registry().list(kind="tokenizer") == []
+
+
+def test_show_of_a_tokenizer_without_a_manifest_gives_its_size_as_json_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a model directory's tokenizer (no tldrlab manifest) printed "N tokens" as text, but its --json held
+    # only "dir": a script could not read the size the text showed
+    tokenizer = tiny_chat_tokenizer()
+    tokenizer.save_pretrained(str(tmp_path / "model"))
+    assert run_cli(["tokenizer", "show", str(tmp_path / "model")]) == 0
+    assert f"{len(tokenizer)} tokens (no tldrlab manifest)" in capsys.readouterr().out
+    assert run_cli(["tokenizer", "show", str(tmp_path / "model"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"dir": str(tmp_path / "model"), "actual_vocab_size": len(tokenizer)}

@@ -33,7 +33,8 @@ def show_command(
     directory = resolve_tokenizer_dir(target)
     manifest, tokenizer = read_tokenizer_manifest(directory), load_tokenizer(directory)
     tokens = tokenize_text(tokenizer, text) if text is not None else None
-    data = {"dir": str(directory), **manifest, **({"tokenized": tokens} if tokens else {})}
+    size = {} if manifest else {"actual_vocab_size": len(tokenizer)}  # what the text says without a manifest
+    data = {"dir": str(directory), **manifest, **size, **({"tokenized": tokens} if tokens else {})}
     emit(data, lambda: tokenizer_report(directory, manifest, tokenizer, tokens), as_json=as_json)
 
 
