@@ -37,6 +37,7 @@ from tldrlab.errors import (
     ConfigError,
     ConflictError,
     InvalidInputError,
+    InvalidRequestError,
     NotFoundError,
     RunCancelledError,
     ServiceUnavailableError,
@@ -71,10 +72,11 @@ def seed_of(config: BaseModel) -> int | None:
 def recorded_seed(config: BaseModel, seed: int | None) -> int | None:
     """The seed the manifest records: the config's own, which seeds the run. A request's separate `seed`
     may only repeat it: a different one was recorded while the run used the config's, so the manifest
-    named a seed the run never had."""
+    named a seed the run never had. Only a request body (`POST /runs`) carries such a seed: refused as its
+    invalid body (422)."""
     carried = seed_of(config)
     if seed is not None and carried is not None and seed != carried:
-        raise InvalidInputError(
+        raise InvalidRequestError(
             f"seed {seed} is not the seed the run uses: its config's seed is {carried}; set the seed in the "
             "config (`seed`, or `train.seed` for training) instead"
         )

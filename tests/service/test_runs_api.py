@@ -109,9 +109,10 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
 
 
 def test_a_request_seed_cannot_differ_from_the_seed_the_run_uses(client: TestClient) -> None:
-    # {"seed": 5} beside a config seeded with 0 was recorded as the manifest's seed while the run used 0
+    # {"seed": 5} beside a config seeded with 0 was recorded as the manifest's seed while the run used 0; an
+    # invalid body, so a 422 as every route answers one
     other = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}, "seed": 5})
-    assert other.status_code == 400 and other.json()["code"] == "invalid_input", other.text
+    assert other.status_code == 422 and other.json()["code"] == "invalid_input", other.text
     assert "its config's seed is 0" in other.json()["message"]
     assert client.get("/runs").json()["runs"] == []  # nothing was created
     same = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2, "seed": 5}, "seed": 5})

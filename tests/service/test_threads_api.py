@@ -141,21 +141,22 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
         "invalid_input",
         "not valid JSON",
     )
-    assert_error(client.post("/threads", content=b""), 400, "invalid_input", "empty")
+    # a well-formed body that is no valid thread is a 422, as on every route that declares its body
+    assert_error(client.post("/threads", content=b""), 422, "invalid_input", "body is missing")
     assert_error(
-        client.post("/threads", json={"id": "x", "posts": [{"id": "1"}]}), 400, "invalid_input", "posts.0"
+        client.post("/threads", json={"id": "x", "posts": [{"id": "1"}]}), 422, "invalid_input", "posts.0"
     )
     assert_error(
-        client.post("/threads", json={"format": "yaml", "content": "a"}), 400, "invalid_input", "format"
+        client.post("/threads", json={"format": "yaml", "content": "a"}), 422, "invalid_input", "format"
     )
     assert_error(
         client.post("/threads", json={"format": "stackexchange", "content": "<posts><row"}),
-        400,
+        422,
         "invalid_input",
         "",
     )
     dup = {"id": "d", "posts": [{"id": "1", "number": 1, "text": "a"}, {"id": "1", "number": 2, "text": "b"}]}
-    assert_error(client.post("/threads", json=dup), 400, "invalid_input", "unique")
+    assert_error(client.post("/threads", json=dup), 422, "invalid_input", "unique")
     assert_error(client.get("/threads/nope"), 404, "not_found", "nope")
     assert_error(client.get("/threads/nope/highlights"), 404, "not_found", "nope")
     assert_error(client.get("/threads/x/highlights", params={"k": 0}), 422, "invalid_input", "k")
@@ -257,10 +258,10 @@ def test_a_post_number_no_store_can_hold_is_refused_and_the_thread_kept(client: 
     before = {"id": "n", "title": "Numbers", "posts": [post]}
     assert client.post("/threads", json=before).status_code == 201
     huge = {"id": "n", "title": "Numbers", "posts": [{"id": "a", "number": 2**63, "text": "Changed. Text."}]}
-    assert_error(client.post("/threads", json=huge), 400, "invalid_input", "posts.0.number")
+    assert_error(client.post("/threads", json=huge), 422, "invalid_input", "posts.0.number")
     assert_error(
         client.post("/threads", json={**huge, "posts": [{**huge["posts"][0], "number": 2**31}]}),
-        400,
+        422,
         "invalid_input",
         "posts.0.number",
     )
@@ -305,14 +306,14 @@ def test_nul_characters_are_refused_before_anything_is_stored(
             ("title", {"id": "t", "title": "T\u0000", "posts": [post]}),
             ("id", {"id": "t\u0000", "posts": [post]}),
         ]:
-            assert_error(client.post("/threads", json=thread), 400, "invalid_input", f"{field}: ")
+            assert_error(client.post("/threads", json=thread), 422, "invalid_input", f"{field}: ")
         kept = client.get("/threads/t").json()
         assert kept["title"] == "T" and kept["posts"][0]["text"] == post["text"], kept
         found = client.get("/threads/t/highlights").json()["highlights"]
         assert {h["text"] for h in found} == {"Serve lagers cold.", "Ales warmer."}
         assert_error(client.get("/threads/t%00"), 400, "invalid_input", "NUL")
         asked = client.post("/stream_summary", json={"thread_id": "t\u0000", "summarizer": "extractive"})
-        assert_error(asked, 400, "invalid_input", "NUL")
+        assert_error(asked, 422, "invalid_input", "thread_id: must not contain NUL")
 
 
 def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client: TestClient) -> None:
@@ -320,7 +321,7 @@ def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client
     # so its highlights cited a post the thread does not have
     first = {"id": "d", "title": "A", "posts": [{"id": "1", "text": "First version here. Two sentences."}]}
     second = {"id": "d", "title": "B", "posts": [{"id": "2", "text": "Second version. Different post."}]}
-    assert_error(client.post("/threads", json=[first, second]), 400, "invalid_input", "'d' appears twice")
+    assert_error(client.post("/threads", json=[first, second]), 422, "invalid_input", "'d' appears twice")
     assert_error(client.get("/threads/d"), 404, "not_found", "'d'")
 
 
@@ -330,7 +331,39 @@ def test_a_thread_id_no_url_can_name_is_refused_before_anything_is_stored(client
     post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
     for thread_id in (".", ".."):
         response = client.post("/threads", json={"id": thread_id, "title": "T", "posts": [post]})
-        assert_error(response, 400, "invalid_input", f"thread id {thread_id!r}: no URL can name it")
+        assert_error(response, 422, "invalid_input", f"thread id {thread_id!r}: no URL can name it")
     assert client.get("/threads").json()["threads"] == []
     for fine in ("...", ".hidden", "a/.."):
         assert client.post("/threads", json={"id": fine, "posts": [post]}).status_code == 201, fine
+
+
+def test_an_invalid_thread_body_is_a_422_as_on_routes_that_declare_their_body(client: TestClient) -> None:
+    # POST /threads reads and validates its body itself and answered every invalid body 400, while a route
+    # whose body FastAPI validates (POST /summarize here) answers 422: a client could not tell an invalid
+    # body from malformed JSON the same way on both. Malformed JSON stays 400 on both.
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    headers = {"content-type": "application/json"}
+    declared = {
+        "missing body": client.post("/summarize", content=b"", headers=headers),
+        "deep JSON": client.post("/summarize", content=b"[" * 100 + b"]" * 100, headers=headers),
+        "lone surrogate": client.post("/summarize", content=b'{"document": "\\ud800"}', headers=headers),
+        "out-of-range field": client.post("/summarize", json={"document": "x", "num_beams": 99}),
+    }
+    own = {
+        "missing body": client.post("/threads", content=b"", headers=headers),
+        "deep JSON": client.post("/threads", content=b"[" * 100 + b"]" * 100, headers=headers),
+        "lone surrogate": client.post(
+            "/threads", content=b'{"id": "t", "posts": [{"id": "a", "text": "\\ud800"}]}', headers=headers
+        ),
+        "out-of-range field": client.post("/threads", json={"id": "t", "posts": [{**post, "number": 2**40}]}),
+        "duplicate post ids": client.post("/threads", json={"id": "t", "posts": [post, post]}),
+        "a link that is no web URL": client.post("/threads", json={"id": "t", "posts": [post], "url": "x:y"}),
+        "unknown text format": client.post("/threads", json={"format": "yaml", "content": "a: b"}),
+    }
+    for what, response in [*declared.items(), *own.items()]:
+        assert_error(response, 422, "invalid_input", "")
+        assert set(response.json()) == {"code", "message", "request_id"}, (what, response.text)
+    for path in ("/summarize", "/threads", "/stream_summary"):
+        malformed = client.post(path, content=b'{"id": ', headers=headers)
+        assert_error(malformed, 400, "invalid_input", "not valid JSON")
+    assert client.get("/threads").json()["threads"] == []  # nothing of the refused bodies was stored

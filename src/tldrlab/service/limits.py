@@ -8,7 +8,8 @@
   limits from the app's settings, larger for uploads.)
 - `StrictJSONRoute` is the route class of every router: request bodies are parsed by `parse_json`, which
   refuses (422) JSON nested deeper than `MAX_JSON_DEPTH` and strings holding lone UTF-16 surrogates (which
-  JSON allows as `\\ud800` escapes but no database, file or UTF-8 response can store).
+  JSON allows as `\\ud800` escapes but no database, file or UTF-8 response can store); malformed JSON is a
+  400, as FastAPI answers it. A route reading its body itself (`read_json_body`) answers the same.
 - `check_config` / `check_tags` bound what a run stores in the registry: every list endpoint returns small
   rows, and one request cannot make every later `GET /runs` slow.
 """
@@ -25,7 +26,7 @@ from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tldrlab.errors import InvalidInputError, PayloadTooLargeError
+from tldrlab.errors import InvalidInputError, InvalidRequestError, PayloadTooLargeError
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays/objects accepted in a JSON body (deeper is refused before it is used)."""
@@ -110,28 +111,42 @@ def _request_id_header(scope: Scope) -> str:
 
 # -- JSON --------------------------------------------------------------------------------------------------
 def parse_json(raw: bytes) -> Any:
-    """Parse a request body; InvalidInputError for bad JSON, too deep nesting or lone surrogates."""
+    """Parse a request body: InvalidInputError (400) for malformed JSON; InvalidRequestError (422) for JSON
+    nested too deep or holding lone surrogates, well-formed JSON that no route accepts, as a declared body's
+    validation answers."""
     try:
         value = json.loads(raw)
     except RecursionError as exc:
-        raise InvalidInputError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
+        raise InvalidRequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}", status=400) from exc
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
     check_json_value(value, "body")
     return value
 
 
+async def read_json_body(request: Request, missing: str) -> Any:
+    """The JSON body of a route that reads and validates its body itself, answered as FastAPI answers a
+    declared one: no body is a 422 (`missing` says what to send), malformed JSON a 400, anything else
+    `parse_json` refuses a 422. The route raises InvalidRequestError (422) for a body it finds invalid."""
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidRequestError(f"the request body is missing: {missing}")
+    return parse_json(raw)
+
+
 def check_json_value(value: Any, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Walk a parsed JSON value (iteratively): depth and lone surrogates in keys and strings."""
+    """Walk a parsed JSON value (iteratively): depth and lone surrogates in keys and strings (422)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
             if _SURROGATE.search(item):
-                raise InvalidInputError(f"{where}: strings must be valid Unicode (a lone surrogate was sent)")
+                raise InvalidRequestError(
+                    f"{where}: strings must be valid Unicode (a lone surrogate was sent)"
+                )
         elif isinstance(item, dict | list):
             if depth >= max_depth:
-                raise InvalidInputError(f"{where}: JSON nested deeper than {max_depth} levels")
+                raise InvalidRequestError(f"{where}: JSON nested deeper than {max_depth} levels")
             if isinstance(item, dict):
                 stack.extend((k, depth + 1) for k in item)
                 stack.extend((v, depth + 1) for v in item.values())
@@ -146,7 +161,7 @@ class StrictJSONRequest(Request):
                 self._json = parse_json(await self.body())
             except InvalidInputError as exc:
                 # fastapi.HTTPException, not TldrlabError: FastAPI's body parsing passes only those through.
-                raise HTTPException(exc.details.get("status", 422), exc.message) from exc
+                raise HTTPException(exc.http_status, exc.message) from exc
         return self._json
 
 
@@ -172,13 +187,14 @@ def check_config(config: dict[str, Any], max_bytes: int) -> None:
 
 
 def check_tags(tags: dict[str, Any]) -> None:
+    """The tags of a submit request's body: a body field out of bounds, so a 422 as its schema's would be."""
     if len(tags) > MAX_TAGS:
-        raise InvalidInputError(f"tags: at most {MAX_TAGS} tags per run")
+        raise InvalidRequestError(f"tags: at most {MAX_TAGS} tags per run")
     for key, value in tags.items():
         if not isinstance(value, str):
-            raise InvalidInputError(f"tags.{key}: tag values are strings")
+            raise InvalidRequestError(f"tags.{key}: tag values are strings")
         if not 0 < len(key) <= MAX_TAG_KEY_CHARS:
-            raise InvalidInputError(f"tags: tag names are 1 to {MAX_TAG_KEY_CHARS} characters")
+            raise InvalidRequestError(f"tags: tag names are 1 to {MAX_TAG_KEY_CHARS} characters")
         if len(value) > MAX_TAG_VALUE_CHARS:
-            raise InvalidInputError(f"tags.{key}: tag values are at most {MAX_TAG_VALUE_CHARS} characters")
+            raise InvalidRequestError(f"tags.{key}: tag values are at most {MAX_TAG_VALUE_CHARS} characters")
     check_json_value(tags, "tags")

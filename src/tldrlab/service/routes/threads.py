@@ -35,11 +35,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
-from tldrlab.data.threads import Thread
+from tldrlab.data.threads import NUL, Thread
 from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads, load_threads, open_sentence_store
@@ -56,7 +56,7 @@ from tldrlab.errors import (
     validation_problems,
 )
 from tldrlab.service.confine import confine_summarizer_params, public_paths
-from tldrlab.service.limits import StrictJSONRoute, parse_json
+from tldrlab.service.limits import StrictJSONRoute, read_json_body
 from tldrlab.store.base import SentenceStore
 
 log = logging.getLogger("tldrlab.service")
@@ -125,15 +125,25 @@ class StreamSummaryRequest(DigestOptions):
     thread_id: str = Field(min_length=1, max_length=512)
     """An ingested thread (POST /threads first)."""
 
+    @field_validator("thread_id")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # refused with the body (422), not by the store's lookup (400), which refuses it in a URL's id
+        if NUL in value:
+            raise ValueError("must not contain NUL characters (U+0000): no thread id holds one")
+        return value
+
 
 def parse_threads(body: Any) -> list[Thread]:
-    """A native thread, a list of them, or {format, content} text in a supported thread format."""
+    """A native thread, a list of them, or {format, content} text in a supported thread format. Every refusal
+    is an InvalidRequestError (422): a well-formed body that is not a valid thread, as a route declaring its
+    body answers one."""
     if isinstance(body, dict) and "content" in body and "posts" not in body:
         fmt, content = body.get("format"), body.get("content")
         if not isinstance(content, str) or not content.strip():
-            raise InvalidInputError("content must be a non-empty string")
+            raise InvalidRequestError("content must be a non-empty string")
         if fmt not in TEXT_FORMATS:
-            raise InvalidInputError(unknown_choice("format", fmt, TEXT_FORMATS))
+            raise InvalidRequestError(unknown_choice("format", fmt, TEXT_FORMATS))
 
         with tempfile.TemporaryDirectory(prefix="tldrlab-upload-") as tmp:
             path = Path(tmp) / f"Posts{TEXT_FORMATS[fmt]}"
@@ -141,13 +151,13 @@ def parse_threads(body: Any) -> list[Thread]:
             try:
                 threads = load_threads(path, fmt)
             except TldrlabError as exc:
-                raise InvalidInputError(exc.message.replace(str(path), "content")) from exc
+                raise InvalidRequestError(exc.message.replace(str(path), "content")) from exc
         if not threads:
-            raise InvalidInputError(f"no threads found in the {fmt} content")
+            raise InvalidRequestError(f"no threads found in the {fmt} content")
         return threads
     items = body if isinstance(body, list) else [body]
     if not items:
-        raise InvalidInputError("no threads in the request body")
+        raise InvalidRequestError("no threads in the request body")
     threads = []
     for i, item in enumerate(items):
         if isinstance(item, dict):  # a post's number and text-from-html, as the file reader does
@@ -156,33 +166,26 @@ def parse_threads(body: Any) -> list[Thread]:
             threads.append(Thread.model_validate(item))
         except ValidationError as exc:
             prefix = f"thread {i}: " if isinstance(body, list) else ""
-            raise InvalidInputError(f"{prefix}{validation_problems(exc, whole='body')}") from exc
+            raise InvalidRequestError(f"{prefix}{validation_problems(exc, whole='body')}") from exc
     seen: set[str] = set()
     for thread in threads:
         if not thread.id.strip():
-            raise InvalidInputError("thread id must not be empty")
+            raise InvalidRequestError("thread id must not be empty")
         if thread.id in (".", ".."):  # clients resolve /threads/.. to / before sending it, %2E%2E as well
-            raise InvalidInputError(f"thread id {thread.id!r}: no URL can name it; choose another id")
+            raise InvalidRequestError(f"thread id {thread.id!r}: no URL can name it; choose another id")
         if thread.id in seen:  # refused here too, so that nothing of the request is stored
-            raise InvalidInputError(f"thread {thread.id!r} appears twice in the request: send one version")
+            raise InvalidRequestError(f"thread {thread.id!r} appears twice in the request: send one version")
         seen.add(thread.id)
         ids = [p.id for p in thread.posts]
         if len(set(ids)) != len(ids):
-            raise InvalidInputError(f"thread {thread.id}: post ids must be unique")
+            raise InvalidRequestError(f"thread {thread.id}: post ids must be unique")
     return threads
-
-
-async def json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidInputError("request body is empty: send a thread as JSON")
-    return parse_json(raw)
 
 
 @router.post("/threads", status_code=201)
 async def post_threads(request: Request) -> JSONResponse:
     """Ingest one or more threads; re-posting an edited thread re-embeds only its changed posts."""
-    threads = parse_threads(await json_body(request))
+    threads = parse_threads(await read_json_body(request, "send a thread as JSON"))
     res = await run_in_threadpool(resources, request)
 
     def ingest() -> Any:
@@ -322,11 +325,9 @@ def produce_events(
 @router.post("/stream_summary")
 async def stream_summary(request: Request) -> StreamingResponse:
     """Stream a cited TL;DR of an ingested thread as Server-Sent Events."""
-    raw = await request.body()
-    if not raw.strip():  # as FastAPI answers a missing body on the routes that declare theirs
-        raise InvalidRequestError('the request body is missing: send a JSON object ({"thread_id": ...})')
+    body = await read_json_body(request, 'send a JSON object ({"thread_id": ...})')
     try:
-        options = StreamSummaryRequest.model_validate(parse_json(raw))
+        options = StreamSummaryRequest.model_validate(body)
     except ValidationError as exc:
         raise InvalidRequestError(validation_problems(exc, whole="body")) from exc
     res = await run_in_threadpool(resources, request)
