@@ -205,3 +205,28 @@ def test_show_of_a_tokenizer_without_a_manifest_gives_its_size_as_json_too(
     assert run_cli(["tokenizer", "show", str(tmp_path / "model"), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown == {"dir": str(tmp_path / "model"), "actual_vocab_size": len(tokenizer)}
+
+
+def test_show_gives_the_bytes_of_tokens_that_hold_part_of_a_character(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a byte-level BPE splits characters it has no token for into bytes, and each such token was shown
+    # decoded on its own: '\ufffd' (�) for every piece of Arabic, Hebrew or an emoji, so the tokenization of
+    # non-Latin text could not be read
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a small corpus" for i in range(100)), encoding="utf-8")
+    out = tmp_path / "tok"
+    args = ["tokenizer", "train", "--method", "bpe", "--vocab-size", "300", str(corpus), "--out", str(out)]
+    assert run_cli(args) == 0
+    capsys.readouterr()
+    assert run_cli(["tokenizer", "show", str(out), "--text", "🍺 ok"]) == 0
+    assert "tokens: '\\xf0' | '\\x9f'" in capsys.readouterr().out  # escaped once, as Python writes bytes
+    assert run_cli(["tokenizer", "show", str(out), "--text", "שלום 🍺 ok", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["tokenized"]["tokens"]
+    assert all("\ufffd" not in token for token in shown), shown
+    assert "\\xf0\\x9f" in "".join(shown) and "ok" in "".join(shown), shown  # the emoji's leading bytes
+    pieces = [re.split(r"\\x([0-9a-f]{2})", token) for token in shown]
+    raw = b"".join(
+        bytes([int(p, 16)]) if k % 2 else p.encode() for parts in pieces for k, p in enumerate(parts)
+    )
+    assert raw.decode("utf-8") == "שלום 🍺 ok"  # the pieces are the text's bytes, in order

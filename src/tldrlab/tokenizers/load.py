@@ -99,12 +99,30 @@ def tokenizer_report(directory: Path, manifest: dict[str, Any], tokenizer: Any, 
     else:
         report = Report([f"{directory}: {len(tokenizer)} tokens (no tldrlab manifest)"])
     if tokens is not None:
-        shown = " | ".join(repr(t) for t in tokens["tokens"])
+        # repr shows spaces and quotes; token_text's byte escapes are shown once, not doubled
+        shown = " | ".join(repr(t).replace("\\\\x", "\\x") for t in tokens["tokens"])
         report.blocks += [f"{len(tokens['ids'])} tokens: {shown}", f"ids: {tokens['ids']}"]
     return report
 
 
 def tokenize_text(tokenizer: Any, text: str) -> dict[str, list[Any]]:
-    """How `text` tokenizes: the token ids and each token's text."""
+    """How `text` tokenizes: the token ids and each token's text (`token_text`)."""
     ids = tokenizer.encode(text, add_special_tokens=False)
-    return {"ids": ids, "tokens": [tokenizer.decode([i]) for i in ids]}
+    return {"ids": ids, "tokens": [token_text(tokenizer, i) for i in ids]}
+
+
+def token_text(tokenizer: Any, token_id: int) -> str:
+    """A token as text. A byte-level BPE token holding part of a character decodes on its own to U+FFFD, which
+    hides what it is (every piece of an emoji or of Arabic read '\ufffd'): such a token is shown as its bytes,
+    `\xf0\x9f`, the complete characters in it as themselves."""
+    text: str = tokenizer.decode([token_id])
+    if "\ufffd" not in text:
+        return text
+    # lazy: transformers is loaded with the tokenizer already; this is GPT-2's byte <-> character table
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    if not all(char in byte_of for char in piece):  # not a byte-level token (a sentencepiece <0xF0> is clear)
+        return str(piece) if isinstance(piece, str) else text
+    return bytes(byte_of[char] for char in piece).decode("utf-8", errors="backslashreplace")
