@@ -92,8 +92,11 @@ def test_runs_by_kind_match_runs_under_the_old_and_the_new_name(capsys: pytest.C
         assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == both, (name, err)
         listed = client.get("/runs", params={"kind": name})
         assert listed.status_code == 200 and [r["id"] for r in listed.json()["runs"]] == both, name
-    evaluation = client.get(f"/runs/{parent.id}/eval")
+    # (the route answers a run's final evaluation by default; these runs have none, `latest` finds the newest)
+    evaluation = client.get(f"/runs/{parent.id}/eval", params={"evaluation": "latest"})
     assert evaluation.status_code == 200 and evaluation.json()["request_id"] == old.id
+    by_id = client.get(f"/runs/{parent.id}/eval", params={"evaluation": old.id})
+    assert by_id.status_code == 200 and by_id.json()["request_id"] == old.id
     code, out, err = run_captured(["runs", "list", "--kind", "trian"], capsys)
     assert code == 2 and "unknown run kind 'trian'" in err and "train" in err
     typo = client.get("/runs", params={"kind": "trian"})

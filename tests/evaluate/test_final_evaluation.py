@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cliutil import run_captured
 from tldrlab.runs import open_registry
+from tldrlab.service.app import create_app
 
 
 def _train(tmp_path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[str, str]:
@@ -20,7 +23,7 @@ def _train(tmp_path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> t
     argv += ["--train.batch-size", "2", "--final-eval.max-samples", "2", "--wandb", "disabled", *flags]
     code, _, err = run_captured(argv, capsys)
     assert code == 0, err
-    (record,) = open_registry().list(kind="train")
+    record = open_registry().list(kind="train")[0]  # the newest
     return record.id, err
 
 
@@ -67,3 +70,54 @@ def test_a_later_eval_leaves_the_final_evaluation_that_runs_compare_reads(
     assert row["evaluation"] == final_run and row["metrics"]["eval.loss"] == final_metrics["loss"], row
     code, out, err = run_captured(["runs", "compare", run_id, "--plot", plot], capsys)
     assert code == 0 and f"eval.* from each run's final evaluation ({run_id}: {final_run})" in out, out
+
+
+def test_get_eval_answers_the_final_evaluation_unless_asked_for_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GET /runs/{id}/eval answered the newest completed evaluation of a run, so after a later `tldrlab eval
+    RUN` on one sample it showed that one's figures, not the final evaluation docs/training.md says it finds
+    (and `runs compare` reads). The final one is now the default; `latest` or an id asks for another."""
+    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_dir = Path(open_registry().get(run_id).run_dir)
+    final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
+    code, out, err = run_captured(["eval", run_id, "--max-samples", "1", "--no-progress", "--json"], capsys)
+    assert code == 0, err
+    later = json.loads(out)["run_id"]
+    client = TestClient(create_app())
+
+    def asked(**params: str) -> dict[str, Any]:
+        response = client.get(f"/runs/{run_id}/eval", params=params)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    final = asked()
+    assert final["request_id"] == final_run and final["status"] == "completed", final
+    assert (
+        final["result"]["metrics"]["loss"]
+        == json.loads((run_dir / "eval.json").read_text())["metrics"]["loss"]
+    )
+    assert asked(evaluation="final")["request_id"] == final_run
+    assert asked(evaluation="latest")["request_id"] == later
+    assert asked(evaluation=later)["request_id"] == later
+    assert asked(evaluation=final_run)["request_id"] == final_run
+    other = client.get(f"/runs/{run_id}/eval", params={"evaluation": run_id})  # not an evaluation of it
+    assert other.status_code == 404 and other.json()["code"] == "not_found", other.text
+    # a run directory retention cleaned keeps its registry row: the final evaluation is found by its tag
+    (run_dir / "manifest.json").rename(run_dir / "manifest.moved")
+    assert asked()["request_id"] == final_run
+
+    # a training that ended without a final evaluation: no other evaluation stands in for it
+    second, _ = _train(tmp_path, capsys, "--train.no-progress", "--final-eval.no-enabled")
+    none_yet = client.get(f"/runs/{second}/eval")
+    assert none_yet.status_code == 404 and "no evaluation yet" in none_yet.json()["message"], none_yet.text
+    code, out, err = run_captured(["eval", second, "--max-samples", "1", "--no-progress", "--json"], capsys)
+    assert code == 0, err
+    only = json.loads(out)["run_id"]
+    missing = client.get(f"/runs/{second}/eval")
+    error = missing.json()
+    assert missing.status_code == 404 and error["code"] == "not_found" and error["request_id"], error
+    assert "no final evaluation" in error["message"] and only in error["message"], error
+    assert "?evaluation=latest" in error["message"], error
+    response = client.get(f"/runs/{second}/eval", params={"evaluation": "latest"})
+    assert response.status_code == 200 and response.json()["request_id"] == only, response.text

@@ -78,7 +78,8 @@ def test_train_then_generate_score_evaluate_over_the_api(shakespeare: Path) -> N
     assert len(outputs) == 1 and len(outputs[0]) == 1 and isinstance(outputs[0][0], str)
     scored = client.get(f"/runs/{run_id}/score/{score.json()['request_id']}").json()
     assert scored["status"] == "completed" and scored["result"]["perplexity"] > 1
-    evaluated = client.get(f"/runs/{run_id}/eval").json()
+    asked = {"evaluation": evaluation.json()["request_id"]}  # by default the route answers the final one
+    evaluated = client.get(f"/runs/{run_id}/eval", params=asked).json()
     assert evaluated["status"] == "completed", evaluated["message"]
     assert evaluated["metrics"]["perplexity"] > 1 or evaluated["metrics"]["loss"] > 0
     # A request id of one kind is not served under another.

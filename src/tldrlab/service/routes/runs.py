@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.freeform import RunConfigMap
 from tldrlab.kinds import (
     KINDS,
@@ -425,15 +426,70 @@ def evaluate(request: Request, run_id: str, body: ChildRequest) -> dict[str, Any
     return _child(request, run_id, "evaluate", record.id)
 
 
+FINAL_EVALUATION = "final"
+LATEST_EVALUATION = "latest"
+
+
+def _evaluations_of(request: Request, run_id: str) -> list[RunRecord]:
+    """The evaluate runs whose parent is `run_id`, newest first (old ones were recorded as kind `eval`)."""
+    found = registry(request).list(kind=recorded_kind_names("evaluate"), limit=1000, with_config=False)
+    return [r for r in found if r.parent_id == run_id]
+
+
+def final_evaluation(request: Request, parent: RunRecord, children: list[RunRecord]) -> RunRecord | None:
+    """The evaluation `parent`'s training ended with (the one `tldrlab runs compare` reads as its `eval.*`):
+    the run its manifest names (`final_eval_run`, set once that evaluation ended), else the newest child the
+    training tagged `final_eval` (still running, or the run directory was cleaned), a completed one first.
+    None when the training ended without one (`final_eval.enabled` false, or it failed before it started)."""
+    try:
+        named = read_manifest(parent.run_dir).get("final_eval_run")
+    except (OSError, ValueError):  # a run directory retention cleaned: its registry row is all there is
+        named = None
+    if isinstance(named, str) and named:
+        try:
+            record = _get(request, named)
+        except NotFoundError:  # deleted since; the tag may still find a re-run
+            record = None
+        if record is not None and record.parent_id == parent.id:
+            return record
+    tagged = [c for c in children if c.tags.get(FINAL_EVAL_TAG)]
+    done = [c for c in tagged if c.status == RunStatus.COMPLETED]
+    return next(iter(done or tagged), None)
+
+
 @router.get("/runs/{run_id}/eval", response_model=ChildResult)
-def get_eval(request: Request, run_id: str) -> dict[str, Any]:
-    _get(request, run_id)
-    evaluations = registry(request).list(kind=recorded_kind_names("evaluate"), limit=1000)  # old ones: eval
-    children = [r for r in evaluations if r.parent_id == run_id]
+def get_eval(
+    request: Request,
+    run_id: str,
+    evaluation: str = Query(
+        FINAL_EVALUATION,
+        min_length=1,
+        max_length=200,
+        description="Which evaluation of the run: `final` (the one its training ended with, what `tldrlab "
+        "runs compare` reads), `latest` (the newest completed one, else the newest), or an evaluation's "
+        "request id (`POST /runs/{id}/evaluate` answers it).",
+    ),
+) -> dict[str, Any]:
+    """One evaluation of a training run: by default its final evaluation, whichever evaluations ran later
+    (the newest one was answered, so a later `tldrlab eval RUN` on a few samples replaced the run's final
+    figures here while `runs compare` still showed the final ones)."""
+    parent = _get(request, run_id)
+    if evaluation not in (FINAL_EVALUATION, LATEST_EVALUATION):
+        return _child(request, run_id, "evaluate", evaluation)
+    children = _evaluations_of(request, run_id)
     if not children:
         raise NotFoundError(f"run {run_id} has no evaluation yet: POST /runs/{run_id}/evaluate")
-    done = [r for r in children if r.status == RunStatus.COMPLETED]
-    return _child(request, run_id, "evaluate", (done or children)[0].id)
+    if evaluation == LATEST_EVALUATION:
+        done = [r for r in children if r.status == RunStatus.COMPLETED]
+        return _child(request, run_id, "evaluate", (done or children)[0].id)
+    final = final_evaluation(request, parent, children)
+    if final is None:
+        others = ", ".join(r.id for r in children[:5]) + (", ..." if len(children) > 5 else "")
+        raise NotFoundError(
+            f"run {run_id} has no final evaluation (its training ended without one); its evaluations: "
+            f"{others}: ?evaluation=latest for the newest, or ?evaluation=<id>"
+        )
+    return _child(request, run_id, "evaluate", final.id)
 
 
 @router.post("/runs/{run_id}/generate", status_code=202, response_model=ChildResult)
