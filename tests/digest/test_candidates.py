@@ -146,3 +146,53 @@ def test_every_sentence_of_a_quoted_line_is_quoted_text() -> None:
     assert [r.text for r in records][2] == "Ales like it warmer."
     assert quoted_mask(records, thread).tolist() == [False, True, True, False]
     assert highlight_candidates(records, thread).tolist() == [True, False, False, True]
+
+
+NON_LATIN = [
+    "Пиво лучше подавать слегка охлаждённым.",  # Russian
+    "כוס טוליפ שומרת על הקצף.",  # Hebrew
+    "يجب تقديم البيرة باردة قليلا.",  # Arabic
+    "啤酒应该冷着喝。",  # Chinese
+    "Η μπύρα σερβίρεται κρύα.",  # Greek
+    "ビールは冷やして飲むのがいい。",  # Japanese
+]
+
+
+def test_sentences_in_any_script_are_words_not_boilerplate() -> None:
+    # a "word" was [A-Za-z]+ or digits, so every sentence in Cyrillic, Hebrew, Arabic, Greek, Chinese or
+    # Japanese had "no word at all" and was boilerplate: a forum thread in those scripts had no highlights and
+    # no TL;DR ("the thread has no sentences to summarize")
+    for line in NON_LATIN:
+        assert not is_boilerplate(line), line
+        assert is_bullet_worthy(line, "answer", True), line
+    assert is_boilerplate("* * *") and is_boilerplate("→ …")
+    assert is_title_like("Эксперименты С Пивом: Температура Брожения Часть 2")  # as its English twin
+    assert not is_title_like("Большинство портеров почти не жжёные")
+
+
+def test_a_thread_in_another_script_gets_highlights_and_bullets(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    thread = Thread(
+        id="ru-1",
+        title="Какое пиво пить холодным?",
+        posts=[
+            Post(id="q", number=1, kind="question", text="Какое пиво лучше пить холодным? Лагер или эль?"),
+            Post(
+                id="a",
+                number=2,
+                kind="answer",
+                text="Лагер подают холодным. Эль лучше пить чуть теплее. Стаут можно пить почти комнатным.",
+            ),
+        ],
+    )
+    ingest_threads([thread], store, embedder)
+    digest = make_digest(
+        store, "ru-1", DigestOptions(summarizer="extractive", use_cache=False), embedder=embedder
+    )
+    assert digest.highlights and digest.bullets, digest
+    assert {b.text for b in digest.bullets} <= {
+        "Лагер подают холодным.",
+        "Эль лучше пить чуть теплее.",
+        "Стаут можно пить почти комнатным.",
+    }

@@ -41,7 +41,9 @@ SIGN_OFF = re.compile(
     r"hope (?:this|that|it) helps?|hth|good luck|enjoy|edit|update|edited|updated)\W*$",
     re.IGNORECASE,
 )
-WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*|\d+")
+WORD = re.compile(r"[^\W\d_][\w'’-]*|\d+")
+"""A word: a letter of any script (Cyrillic, Hebrew, Arabic, CJK, ...) and what follows it, or a number. It
+was [A-Za-z] only, so every sentence in another script had "no word at all" and was boilerplate."""
 
 
 def is_link_only(text: str) -> bool:
