@@ -316,3 +316,49 @@ def test_a_phone_sized_window_shows_the_page_without_sideways_scrolling(
         assert widths[0] <= widths[1] and widths[2] >= 0 and widths[3] <= widths[1], widths
     finally:
         page.close()
+
+
+def test_right_to_left_posts_and_bullets_are_laid_out_right_to_left(browser: Any, server_url: str) -> None:
+    # every post, bullet and title was laid out in the page's left-to-right direction: an Arabic or Hebrew
+    # sentence's final period stood at its left end and a mixed sentence's words came out of order
+    thread = {
+        "id": "rtl-1",
+        "title": "בירה קרה או חמה?",
+        "posts": [
+            {"id": "a", "text": "האם להגיש בירה קרה? אני לא בטוח."},
+            {"id": "b", "text": "يجب تقديم البيرة باردة قليلا. الجعة الداكنة أدفأ قليلا."},
+            {"id": "c", "text": "Serve lagers cold. Ales are better a little warmer."},
+        ],
+    }
+    hebrew = {
+        "id": "rtl-2",
+        "title": "כוסות",
+        "posts": [
+            {"id": "a", "text": "באיזו כוס להגיש סטאוט?"},
+            {"id": "b", "text": "כוס טוליפ שומרת על הקצף. כוס פיינט רגילה מתאימה גם היא."},
+        ],
+    }
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        for body in (thread, hebrew):
+            assert client.post("/threads", json=body).status_code == 201
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        page.select_option("#thread-select", "rtl-1")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        direction = "(els) => els.map((el) => getComputedStyle(el).direction)"
+        assert page.eval_on_selector_all(".post .body", direction) == ["rtl", "rtl", "ltr"]
+        assert page.eval_on_selector_all("#thread-title", direction) == ["rtl"]
+        # a thread in Hebrew only: its bullets are Hebrew sentences
+        page.evaluate("document.body.dataset.digestDone = ''")
+        page.select_option("#thread-select", "rtl-2")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert (
+            page.eval_on_selector_all("#bullets li", direction)
+            == ["rtl"] * page.locator("#bullets li").count()
+        )
+        assert page.locator("#bullets li").count() >= 1
+    finally:
+        page.close()

@@ -53,6 +53,9 @@ function isWebLink(url) {
 function renderThread(thread, highlights) {
   $("thread").hidden = false;
   $("thread-title").textContent = thread.title || thread.id;
+  // Forum text may be Arabic or Hebrew: each piece of it takes its direction from its own first letters
+  // (dir=auto), where the page's left-to-right put a final period at an RTL sentence's left end.
+  $("thread-title").dir = "auto";
   const byPost = new Map();
   for (const h of highlights || []) {
     if (!byPost.has(h.post_id)) byPost.set(h.post_id, []);
@@ -84,6 +87,7 @@ function renderThread(thread, highlights) {
     }
     const body = document.createElement("div");
     body.className = "body";
+    body.dir = "auto";
     // Marks go at the exact character spans the server returned (offsets into post.text). They count code
     // points, as Python does; a JS string indexes UTF-16 units (an emoji is two), so slice code points.
     const chars = Array.from(post.text);
@@ -120,6 +124,7 @@ function fillBullets(list, bullets, highlights) {
   list.innerHTML = "";
   for (const bullet of bullets) {
     const li = document.createElement("li");
+    li.dir = "auto";
     li.append(bullet.text);
     if (bullet.supported === false) {
       li.className = "unsupported";
@@ -140,6 +145,7 @@ function fillBullets(list, bullets, highlights) {
 
 function addNotice(message) {
   const li = document.createElement("li");
+  li.dir = "auto";
   li.textContent = message;
   $("notices").append(li);
 }
