@@ -86,6 +86,14 @@ class NotFoundError(TldrlabError):
     http_status = 404
 
 
+class AmbiguousRunIdError(NotFoundError):
+    """A run id prefix matches several runs: none is chosen. A NotFoundError (exit 3, 404) so callers that
+    only ask "is there such a run" still see no run; a caller that turns a miss into its own "no X named ..."
+    message must let this through, or the user never learns that a longer prefix would do."""
+
+    code = "ambiguous_run_id"
+
+
 class ConflictError(TldrlabError):
     """The request conflicts with the current state (for example cancelling a finished run)."""
 

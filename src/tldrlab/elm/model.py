@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from tldrlab.elm.config import ElmModelConfig
-from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, CheckpointError, ConfigError, InvalidInputError, NotFoundError
 from tldrlab.evaluate.generate import filter_logits
 from tldrlab.models import build_model, load_model, model_task
 from tldrlab.models.causal_lm import LoraSettings, apply_lora
@@ -173,6 +173,8 @@ def lm_source(lm: str) -> str:
         return "scratch"
     try:
         resolved = resolve_model_ref(lm)
+    except AmbiguousRunIdError:
+        raise  # the start of several run ids: meant as a run, not a Hugging Face name to look up
     except NotFoundError:
         return "hf"
     if resolved.kind == "directory" and not (resolved.path / "tldrlab_model.json").is_file():
@@ -327,6 +329,8 @@ def resolve_elm_dir(path_or_run: Path | str) -> Path:
     if not path.exists():
         try:
             path = Path(open_registry().find(str(path_or_run)).run_dir)
+        except AmbiguousRunIdError:
+            raise  # several runs match: "no such run" would hide that a longer prefix picks one
         except NotFoundError:
             raise NotFoundError(f"no ELM directory or run named {str(path_or_run)!r}") from None
     for candidate in (path, path / "model"):

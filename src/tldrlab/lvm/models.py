@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tldrlab.choices import unknown_choice
-from tldrlab.errors import CheckpointError, ConfigError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, CheckpointError, ConfigError, NotFoundError
 from tldrlab.lvm.config import LVMConfig
 from tldrlab.lvm.pretrained import PretrainedBackbone
 from tldrlab.lvm.tmd import TMD_DIM
@@ -274,6 +274,8 @@ def find_lvm(reference: str, home: Path | None = None) -> Path:
     if "/" not in reference:
         try:
             record = open_registry().find(reference)
+        except AmbiguousRunIdError:
+            raise  # several runs match: "not a trained LVM" would hide that a longer prefix picks one
         except NotFoundError:
             record = None
         if record is not None and (Path(record.run_dir) / "model" / CONFIG_FILE).is_file():

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.runs.aliases import BUNDLED_NAME, alias_target
 from tldrlab.runs.archive import ensure_local
 from tldrlab.runs.registry import RunRecord, open_registry
@@ -187,9 +187,9 @@ def _run_id(ref: str, settings: Settings) -> Path | None:
         return None
     try:
         record = open_registry(settings).find(ref)
-    except NotFoundError as exc:
-        if "ambiguous" in exc.message:
-            raise
+    except AmbiguousRunIdError:
+        raise  # several runs match: the user meant a run, so trying the next resolver would mislead
+    except NotFoundError:
         return None
     return _run_model(record, settings)
 

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.runs.registry import open_registry
@@ -145,8 +145,10 @@ def promote(run: str, alias: str, *, note: str | None = None, settings: Settings
     try:
         registry.find(alias)
         clash = True
-    except NotFoundError as exc:
-        clash = "ambiguous" in exc.message
+    except AmbiguousRunIdError:
+        clash = True  # the start of several run ids: `find(alias)` would never reach the alias either
+    except NotFoundError:
+        clash = False
     if clash:
         raise ConflictError(f"{alias!r} is (the start of) a run id: choose an alias that is not")
     record = registry.find(run)

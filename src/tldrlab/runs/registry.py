@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, NotFoundError
 from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
 
@@ -241,7 +241,9 @@ class RunRegistry:
             return RunRecord.from_row(rows[0])
         if not rows:
             raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
-        raise NotFoundError(f"run id prefix {prefix!r} is ambiguous ({len(rows)} runs match)", run_id=prefix)
+        raise AmbiguousRunIdError(
+            f"run id prefix {prefix!r} is ambiguous ({len(rows)} runs match)", run_id=prefix
+        )
 
     def list(
         self,

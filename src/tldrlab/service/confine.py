@@ -41,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 from tldrlab.config import Settings
 from tldrlab.data.readers import split_files
 from tldrlab.errors import (
+    AmbiguousRunIdError,
     InvalidConfigError,
     InvalidInputError,
     NotFoundError,
@@ -399,9 +400,11 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
             open_registry(settings).find(value)
             return value
         except NotFoundError:
-            pass
+            pass  # an ambiguous prefix may still be an installed model's or an alias's name: ask the resolver
         try:
             resolved = resolve_model_ref(value, settings)
+        except AmbiguousRunIdError as exc:  # names only the prefix and a count: no server path to hide
+            raise InvalidConfigError(f"{where}: {exc.message}") from None
         except Exception:  # the resolver's messages may name server paths
             raise InvalidConfigError(
                 f"{where}: no model {value!r} (installed, bundled or a run's) and no such path in the data "

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.report import Report, key_value_table
 from tldrlab.runs import open_registry
 from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE
@@ -19,6 +19,8 @@ def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
     if not path.exists():
         try:
             path = Path(open_registry().find(str(path_or_run)).run_dir)
+        except AmbiguousRunIdError:
+            raise  # several runs match: "no such run" would hide that a longer prefix picks one
         except NotFoundError:
             raise NotFoundError(f"no tokenizer directory or run named {str(path_or_run)!r}") from None
     given = path
