@@ -176,3 +176,68 @@ def test_an_id_holding_nul_is_not_found(store: str, request: pytest.FixtureReque
     url = request.getfixturevalue("postgres_url") if store == "postgres" else f"sqlite:///{tmp_path / 'd.db'}"
     with pytest.raises(NotFoundError, match="no dataset with id"):
         DatasetRegistry(connect(url)).get("a\x00b")
+
+
+def test_registering_known_bytes_again_keeps_the_provenance_given(
+    pairs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same bytes registered again with provenance: it was dropped (the existing id came back and the
+    licence, source and note given were lost). Now what the record lacks is recorded on it, and what it
+    holds differently is refused as a conflict naming it, leaving it as it was."""
+    first, _ = register_dataset(pairs_dir)  # no provenance given
+    provenance = ["--license", "CC-BY-4.0", "--source-url", "https://x.org/p", "--note", "from x"]
+    code, out, err = run_captured(["data", "register", str(pairs_dir), *provenance, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["id"] == first.id and json.loads(out)["new"] is False
+    stored = open_datasets().get(first.id).extra["provenance"]
+    assert (stored["license"], stored["source_url"], stored["note"]) == (
+        "CC-BY-4.0",
+        "https://x.org/p",
+        "from x",
+    )
+    assert stored["registered_from"] == str(pairs_dir.resolve())  # what the first registration recorded stays
+
+    for differing in (
+        ["--license", "MIT"],
+        ["--name", "other-name"],
+        ["--license", "CC-BY-4.0", "--note", "y"],
+    ):
+        code, _, err = run_captured(["data", "register", str(pairs_dir), *differing], capsys)
+        (line,) = err.strip().splitlines()
+        assert code == 4 and f"already registered as {first.id}" in line, line
+    assert (
+        "license 'CC-BY-4.0' (given 'MIT')"
+        in run_captured(["data", "register", str(pairs_dir), "--license", "MIT"], capsys)[2]
+    )
+    assert open_datasets().get(first.id).extra["provenance"] == stored  # nothing stored changed
+    again, new = register_dataset(pairs_dir, license="CC-BY-4.0", name="pairs")  # the same: no conflict
+    assert again.id == first.id and new is False
+
+
+def test_registering_uploaded_bytes_records_provenance_on_the_upload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tldrlab.service.app import create_app
+
+    body = "".join(json.dumps({"document": f"d {i}", "summary": f"s {i}"}) + "\n" for i in range(3))
+    client = TestClient(create_app())
+    uploads = [
+        client.post(
+            "/datasets",
+            params={"name": "up.jsonl"},
+            content=body,
+            headers={"content-type": "application/octet-stream"},
+        )
+        for _ in range(2)
+    ]
+    assert [u.status_code for u in uploads] == [201, 201], uploads[0].text
+    uploaded = uploads[0]
+    assert uploads[1].json()["id"] != uploaded.json()["id"]  # uploads are not matched to earlier rows
+    copy = tmp_path / "up.jsonl"
+    copy.write_text(body)
+    record, new = register_dataset(copy, license="CC0-1.0")
+    assert record.id == uploaded.json()["id"] and new is False
+    assert open_datasets().get(record.id).extra["provenance"] == {"license": "CC0-1.0"}
+    # the row lacked provenance only: a licence it now holds is not rewritten by the next registration
+    code, _, err = run_captured(["data", "register", str(copy), "--license", "MIT"], capsys)
+    assert code == 4 and f"already registered as {record.id} with license 'CC0-1.0' (given 'MIT')" in err

@@ -5,7 +5,9 @@ known) record count. API clients bring data with `POST /datasets` (`source` "upl
 configs as `dataset:<id>`. The machine's own user registers a file or data-set directory where it is with
 `tldrlab data register PATH` (`register_dataset`, `source` "register"): its reader format, the sha256 of
 every data file and of the whole, records per file, and its provenance (where it came from, licence, who
-registered it on which host, when) are recorded once; registering the same bytes again finds the same id.
+registered it on which host, when) are recorded once; registering the same bytes again finds the same id,
+records the provenance given then where the row has none, and refuses (ConflictError) a name, format or
+provenance value that differs from the row's: one data set, never a silently dropped or rewritten licence.
 Paths inside the home are stored relative to it, so a home moved or mounted elsewhere keeps working; they
 never leave the server.
 
@@ -23,7 +25,7 @@ import platform
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.choices import OneOf
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
@@ -149,6 +151,15 @@ class DatasetRegistry:
         row = self.db.query_one("SELECT * FROM datasets WHERE sha256 = ? ORDER BY created_at", (sha256,))
         return None if row is None else _record(row)
 
+    def replace_extra(self, record: DatasetRecord, extra: dict[str, Any]) -> bool:
+        """Set a data set's `extra` if it still holds what `record` read (compare-and-set: two registrations
+        of the same bytes at once must not overwrite each other's provenance); whether it did."""
+        changed = self.db.execute(
+            "UPDATE datasets SET extra = ? WHERE id = ? AND extra = ?",
+            (json.dumps(extra), record.id, json.dumps(record.extra)),
+        )
+        return changed == 1
+
     def delete(self, dataset_id: str) -> None:
         self.db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
 
@@ -221,7 +232,9 @@ def register_dataset(
     settings: Settings | None = None,
 ) -> tuple[DatasetRecord, bool]:
     """Record a data file or data-set directory where it is (see the module docstring); returns (the record,
-    whether it is new). The same bytes registered again return the existing record."""
+    whether it is new). The same bytes registered again return the existing record, with the provenance given
+    now recorded where it had none; ConflictError when a name, format or provenance given differs from what
+    it holds (`_existing_with`)."""
     # lazy: loads bs4, lxml (kept off `tldrlab --help`)
     from tldrlab.data.readers import (
         READERS,
@@ -262,7 +275,8 @@ def register_dataset(
     registry = open_datasets(settings)
     existing = registry.find_sha256(digest)
     if existing is not None:
-        return existing, False
+        given = {"source_url": source_url, "license": license, "note": note}
+        return _existing_with(registry, existing, name=name, format=format, provenance=given), False
     record = DatasetRecord(
         id=new_dataset_id(),
         name=name or path.name,
@@ -288,6 +302,49 @@ def register_dataset(
     )
     registry.insert(record)
     return record, True
+
+
+def _existing_with(
+    registry: DatasetRegistry,
+    existing: DatasetRecord,
+    *,
+    name: str | None,
+    format: str | None,
+    provenance: dict[str, str | None],
+) -> DatasetRecord:
+    """`existing` (the data set these bytes already are) with the provenance given now filled in where it has
+    none. The same bytes are one data set, so a given value that differs from a stored one is refused
+    (ConflictError) rather than dropped or overwritten: which of two licences (or names) is right is for the
+    user to settle, and a later register must not silently lose or rewrite what an earlier one recorded."""
+    for _ in range(5):  # another registration may change the record between reading and writing it
+        stored: dict[str, Any] = existing.extra.get("provenance") or {}
+        clashes = [
+            f"{what} {held!r} (given {value!r})"
+            for what, held, value in (
+                ("name", existing.name, name),
+                ("format", existing.format, format),
+                *((what, stored.get(what), value) for what, value in provenance.items()),
+            )
+            if value is not None and held is not None and held != value
+        ]
+        if clashes:
+            raise ConflictError(
+                f"these bytes are already registered as {existing.id} with {'; '.join(clashes)}: name it "
+                f"dataset:{existing.id}, or register it again without the options that differ",
+                dataset_id=existing.id,
+            )
+        missing = {
+            what: value
+            for what, value in provenance.items()
+            if value is not None and stored.get(what) is None
+        }
+        if not missing:
+            return existing
+        extra = {**existing.extra, "provenance": {**stored, **missing}}
+        if registry.replace_extra(existing, extra):
+            return replace(existing, extra=extra)
+        existing = registry.get(existing.id)
+    raise ConflictError(f"data set {existing.id} keeps changing under this registration: try again")
 
 
 def _user() -> str | None:
