@@ -6,9 +6,13 @@
     execute(run_id, worker=...)                                 # a worker: execute a queued run
 
 `prepare_run` is the one preparation both sides share: the kind's config class validates the raw config
-(InvalidConfigError naming the field), `confine` hooks may reject paths (the API installs them), and the
-kind's `prepare` step runs (train records the data splits it found), so a run started by the CLI and one
-started by the API with the same config store the same config and train to the same losses.
+(InvalidConfigError naming the field), `dataset:<id>` input paths become the registered data set's path, and
+the kind's `prepare` step runs (train records the data splits it found), so a run started by the CLI and one
+started by the API with the same config store the same config and train to the same losses. Path confinement
+is not done here: the API confines every path a config names before it calls `submit_run`
+(`service.state.submit_run` through `service.confine`: 422 naming the field, 403 outside the data roots), and
+its worker confines the stored config again right before executing it (`service.confine.confine_again`); the
+CLI, run by the machine's own user, reads and writes where it is told.
 
 `launch_run` also owns what only an in-process launch needs: the resume policy (the kind must be resumable,
 the run not completed, and only the kind's `resume_fields` may change), SIGTERM -> checkpoint and preempt
