@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tldrlab.config import get_settings
+from tldrlab.errors import NotFoundError
 from tldrlab.lvm.baselines import context_mean, decayed_mean, fit_ridge
 from tldrlab.lvm.evaluation import candidate_index, score_predictions
 from tldrlab.lvm.sequences import load_sequences
@@ -39,7 +41,10 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=("test", "val"))
     args = parser.parse_args()
     path = Path(args.sequences or get_settings().home / "lvm" / "sequences.npz")
-    sequences = load_sequences(path)
+    try:
+        sequences = load_sequences(path)
+    except NotFoundError as exc:  # one line, as the command line gives it, not the reader's traceback
+        sys.exit(f"lvm_baseline_mix.py: {exc.message}")
     train, val = sequences.split_arrays("train"), sequences.split_arrays("val")
     scored = sequences.split_arrays(args.split)
     candidates = candidate_index(sequences, args.split)

@@ -75,3 +75,20 @@ def test_a_full_bench_run_lists_the_benches_without_a_headline_instead_of_failin
     assert done.returncode == 0, done.stdout + done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("plot_finetune_curves")]
     assert row.split(None, 1)[1].strip() == "(no quick mode: not run; see its docstring)", done.stdout
+
+
+def test_the_lvm_bench_names_a_missing_sequences_file_in_one_line(tmp_path: Path) -> None:
+    # `bench/lvm_baseline_mix.py` before `tldrlab lvm sequences` (or with a mistyped path) printed
+    # load_sequences' NotFoundError as a traceback
+    missing = tmp_path / "sequences.npz"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "lvm_baseline_mix.py"), str(missing)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (
+        f"lvm_baseline_mix.py: no sequences file {missing}: run `tldrlab lvm sequences` first"
+    )
