@@ -321,7 +321,7 @@ _ENTRIES = (
         LMExperimentConfig,
         "tldrlab.experiments.lm_experiment:lm_experiment_job",
         "A pretrained causal LM: baseline vs compressed vs + dendrites vs random vs distilled, same budget.",
-        prepare="tldrlab.experiments.compressible:check_experiment_compressible",
+        prepare="tldrlab.experiments.lm_prepare:prepare_lm_experiment",
         resume_fields=(),
         inputs=("data", "eval_data"),
         report="tldrlab.experiments.results:results_report",

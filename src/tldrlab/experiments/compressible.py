@@ -43,8 +43,9 @@ def check_compressible(config: LMCompressConfig) -> LMCompressConfig:
 
 
 def check_experiment_compressible(config: LMExperimentConfig) -> LMExperimentConfig:
-    """Kind `lm_experiment`'s prepare step: with a compressed arm, the model must be one compression cuts
-    (its baseline arm fine-tuned first, for as long as the budget says, before that arm failed)."""
+    """Part of kind `lm_experiment`'s prepare step (`lm_prepare`): with a compressed arm, the model must be
+    one compression cuts (its baseline arm fine-tuned first, for as long as the budget says, before that arm
+    failed)."""
     if any(arm.startswith("compressed") for arm in config.arms):
         refuse_uncompressible(config.model)
     return config

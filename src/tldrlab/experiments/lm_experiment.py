@@ -68,7 +68,14 @@ from tldrlab.experiments.lm_compression import (
 )
 from tldrlab.experiments.lm_results import write_lm_results
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
-from tldrlab.models.chat import DEFAULT_INSTRUCTION, chat_prompt, collate_chat_pairs, truncate_text
+from tldrlab.models.chat import (
+    DEFAULT_INSTRUCTION,
+    chat_prompt,
+    collate_chat_pairs,
+    context_limit,
+    fitting_document,
+    truncate_text,
+)
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, RunRecord, RunStatus, execute_run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
@@ -251,8 +258,30 @@ def open_shared(config: LMExperimentConfig) -> Shared:
     check_arms(config)
     data = load_lm_data(config)
     model, tokenizer = load_pretrained(config.model)
+    check_context_fits(model, tokenizer, config)
     model.config.tldrlab_instruction = instruction_of_config(config)
     return Shared(config, data, tokenizer, model, resolve_device(config.device))
+
+
+def check_context_fits(model: Any, tokenizer: Any, config: Any) -> None:
+    """ConfigError, before any arm trains, when a model with learned positions (`context_limit`: GPT-2's
+    `n_positions`) cannot hold the chat prompt (template and instruction, the document cut away entirely)
+    beside an answer of `max_target_tokens` or beside `max_new_tokens` generated tokens. Documents are cut
+    to fit the rest; answers and generation lengths are what the config asks for, so they are not cut
+    silently (an example past the positions was an IndexError inside the model's forward)."""
+    limit = context_limit(model)
+    if limit is None:
+        return
+    prompt = chat_prompt(tokenizer, "", instruction_of_config(config))
+    least = len(tokenizer.encode(prompt, add_special_tokens=False))
+    for name in ("max_target_tokens", "max_new_tokens"):
+        tokens = int(getattr(config, name))
+        if least + tokens > limit:
+            raise ConfigError(
+                f"{name}: the model's {limit} positions (n_positions) hold its chat prompt ({least} tokens "
+                f"with the document cut away) and at most {max(0, limit - least)} more, not {tokens}: lower "
+                f"{name}, shorten the instruction, or use a model with a longer context"
+            )
 
 
 def check_arms(config: LMExperimentConfig) -> None:
@@ -318,6 +347,9 @@ def make_task(shared: Shared, teacher: TeacherCache | None = None) -> ArmTask:
         shared.tokenizer,
         data,
         instruction_of_config(config),
+        # examples cut to the model's positions, as the train recipe's chat task does (a GPT-2 of 32
+        # positions failed with an IndexError in its forward); the arms' models keep the pretrained one's
+        context=context_limit(shared.pretrained),
         teacher=teacher,
         alpha=config.distillation.alpha,
         temperature=config.distillation.temperature,
@@ -405,20 +437,28 @@ def summarize_records(
     model: Any, tokenizer: Any, records: list[SummaryRecord], config: Any
 ) -> tuple[list[str], float, float]:
     """Greedy answers one document at a time (batch 1) in the chat template (`config`: max_source_tokens,
-    instruction, max_new_tokens); mean wall and CPU seconds per summary."""
+    instruction, max_new_tokens); mean wall and CPU seconds per summary. A model with learned positions
+    (`context_limit`) gets each document cut further so that prompt and answer fit them (an IndexError in
+    its forward otherwise); InvalidInputError when not even the template does (`check_context_fits`)."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
+    instruction = instruction_of_config(config)
+    limit = context_limit(model)
     outputs, seconds, cpu = [], 0.0, 0.0
     try:
         for record in tqdm(records, desc="summaries", unit="doc", leave=False):
-            document = truncate_text(tokenizer, record.document, config.max_source_tokens)
-            ids = tokenizer.encode(
-                chat_prompt(tokenizer, document, instruction_of_config(config)), add_special_tokens=False
-            )
+            if limit is None:
+                document = truncate_text(tokenizer, record.document, config.max_source_tokens)
+            else:
+                budget = limit - config.max_new_tokens
+                document = fitting_document(
+                    tokenizer, record.document, instruction, budget, config.max_source_tokens
+                )
+            ids = tokenizer.encode(chat_prompt(tokenizer, document, instruction), add_special_tokens=False)
             input_ids = torch.tensor([ids], device=device)
             started, cpu_started = time.perf_counter(), time.process_time()
             generated = model.generate(

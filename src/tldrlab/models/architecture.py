@@ -41,6 +41,21 @@ def model_architecture(model: ResolvedModel) -> str | None:
     return model_type.lower() if isinstance(model_type, str) and model_type else None
 
 
+def model_positions(model: ResolvedModel) -> int | None:
+    """How many positions a Hugging Face directory's model takes when its positions are learned absolute
+    embeddings (GPT-2's `n_positions`, what `models.chat.context_limit` reads from a loaded model): a
+    longer input is an IndexError inside its forward. None for other models (rotary ones only degrade past
+    their training length) and for GGUF files (left to the loaded model)."""
+    if model.kind == "gguf":
+        return None
+    try:
+        config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    positions = config.get("n_positions") if isinstance(config, dict) else None
+    return positions if isinstance(positions, int) and not isinstance(positions, bool) else None
+
+
 def gguf_architecture(path: Path) -> str | None:
     """`general.architecture` of a GGUF file, read from its header (None: not a readable GGUF file, or the
     key is not among its first keys)."""

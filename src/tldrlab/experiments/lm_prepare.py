@@ -1,0 +1,48 @@
+"""Kind `lm_experiment`'s prepare step: what the pretrained model's files say about the experiment, checked
+before a run exists (the command line exits 2, `POST /runs` answers 422 naming the field).
+
+- With a compressed arm, the model must be one compression cuts (`compressible`).
+- A model with learned positions (GPT-2's `n_positions`) must leave room for the chat prompt beside an answer
+  of `max_target_tokens` and beside `max_new_tokens` generated tokens: documents are cut to fit the rest
+  (`lm_experiment.ArmTask`, `summarize_records`), answers and generation lengths are what the config asks
+  for. Here only what no prompt can fit is refused (the answer alone takes every position: the prompt's own
+  length needs the tokenizer, which the run checks before its first arm trains, `check_context_fits`).
+
+No torch here: the API runs this too.
+"""
+
+from __future__ import annotations
+
+from tldrlab.errors import InvalidConfigError, NotFoundError
+from tldrlab.experiments.compressible import check_experiment_compressible
+from tldrlab.experiments.config import LMExperimentConfig
+from tldrlab.models.architecture import model_positions
+from tldrlab.models.resolve import resolve_model_ref
+
+
+def refuse_short_context(config: LMExperimentConfig) -> None:
+    """InvalidConfigError naming the token budget that fills the model's every position (no prompt fits
+    beside it). A model that is not there yet, or whose files do not say, is left to the run."""
+    try:
+        positions = model_positions(resolve_model_ref(config.model))
+    except NotFoundError:  # over the API an earlier queued run may write it
+        return
+    if positions is None:
+        return
+    for field, tokens in (
+        ("max_target_tokens", config.max_target_tokens),
+        ("max_new_tokens", config.max_new_tokens),
+    ):
+        if tokens >= positions:
+            message = (
+                f"{tokens} tokens leave no room for the chat prompt in the model's {positions} positions "
+                f"(n_positions): lower {field} well below {positions}, or use a model with a longer context"
+            )
+            raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}])
+
+
+def prepare_lm_experiment(config: LMExperimentConfig) -> LMExperimentConfig:
+    """Kind `lm_experiment`'s prepare step (command line and API alike, before its run exists)."""
+    check_experiment_compressible(config)
+    refuse_short_context(config)
+    return config
