@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -85,3 +86,14 @@ def test_commands_and_summarizers_take_home_relative_paths_and_run_ids(
     for ref in (f"runs/{run_id}/model", run_id):  # the local summarizer loads through the same resolver
         local = build_summarizer("local", {"model_path": ref})
         assert Path(str(resolve_model_ref(local.model_path))).resolve() == model_dir
+
+
+def test_a_directory_of_several_gguf_files_asks_for_one(tmp_path: Path) -> None:
+    # the message said "expected ... a directory holding exactly one .gguf file" without saying it held two
+    folder = tmp_path / "ggufs"
+    folder.mkdir()
+    for name in ("b.Q8_0.gguf", "a.Q4_1.gguf"):
+        (folder / name).write_bytes(b"GGUF")
+    message = f"{folder} holds 2 .gguf files (a.Q4_1.gguf, b.Q8_0.gguf): name the one to use, e.g. {folder}/a"
+    with pytest.raises(NotFoundError, match=re.escape(message)):
+        resolve_model_ref(str(folder))

@@ -234,6 +234,12 @@ def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Reso
         if found is None:
             continue
         model = model_at(found)
+        ggufs = sorted(found.glob("*.gguf")) if model is None and found.is_dir() else []
+        if len(ggufs) > 1:  # "exactly one .gguf file" left the user to count them and guess what to do
+            names = ", ".join(g.name for g in ggufs[:5]) + (", ..." if len(ggufs) > 5 else "")
+            raise NotFoundError(
+                f"{found} holds {len(ggufs)} .gguf files ({names}): name the one to use, e.g. {ggufs[0]}"
+            )
         if model is None:
             raise NotFoundError(
                 f"no saved model in {found} (expected config.json there or in {MODEL_SUBDIR}/, "
