@@ -52,3 +52,22 @@ def test_offsets_with_irregular_whitespace() -> None:
     ]
     assert all(text[s.start : s.end] == s.text for s in sentences)
     assert split_sentences("") == [] and split_sentences(" \n\n ") == []
+
+
+def test_sentences_end_at_the_full_stops_and_question_marks_of_other_scripts() -> None:
+    # the English segmenter ended no sentence at Arabic's question mark (؟), Urdu's full stop (۔) or the
+    # Devanagari danda (।): a question and its answer were one "sentence", so the question could be a bullet
+    # and a citation pointed at both
+    cases = {
+        "هل البيرة باردة؟ نعم، باردة جدا. شكرا!": ["هل البيرة باردة؟", "نعم، باردة جدا.", "شكرا!"],
+        "بیئر ٹھنڈی پیش کریں۔ سٹاؤٹ تھوڑا گرم۔": ["بیئر ٹھنڈی پیش کریں۔", "سٹاؤٹ تھوڑا گرم۔"],
+        "बीयर ठंडी परोसें। स्टाउट थोड़ा गर्म॥ ठीक है?": ["बीयर ठंडी परोसें।", "स्टाउट थोड़ा गर्म॥", "ठीक है?"],
+        "Պիվոն սառը մատուցեք։ Լավ է։": ["Պիվոն սառը մատուցեք։", "Լավ է։"],
+    }
+    for text, expected in cases.items():
+        sentences = split_sentences(text)
+        assert [s.text for s in sentences] == expected, [s.text for s in sentences]
+        assert all(text[s.start : s.end] == s.text for s in sentences)
+        assert [s.index for s in sentences] == list(range(len(expected)))
+    # a mark inside a word or a run without a space after it is no sentence end
+    assert [s.text for s in split_sentences("Version ۔x is out. Good.")] == ["Version ۔x is out.", "Good."]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,6 @@ def _segmenter(language: str) -> Any:
     sharing one (two API requests ingesting at once) get each other's sentences, or none."""
     segmenters: dict[str, Any] = _per_thread.__dict__.setdefault("segmenters", {})
     if language not in segmenters:
-        import re
-
         import pysbd
 
         if isinstance(getattr(re, "_MAXCACHE", None), int):  # CPython's cache size (a private knob)
@@ -62,17 +61,30 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
                 if not piece:
                     continue
                 found = text.find(piece, found)
-            end = found + len(piece)
-            sentences.append(Sentence(index=len(sentences), start=found, end=end, text=text[found:end]))
-            offset = end
+            for start, end in _script_ends(found, found + len(piece), text):
+                sentences.append(Sentence(index=len(sentences), start=start, end=end, text=text[start:end]))
+            offset = found + len(piece)
     return sentences
+
+
+OTHER_SCRIPT_ENDS = re.compile(r"(?<=[\u061f\u06d4\u0964\u0965\u0589\u1362])\s+")
+"""Sentence ends the English segmenter does not know, followed by a space: Arabic's question mark (؟), Urdu's
+full stop (۔), the Devanagari danda and double danda (। ॥), Armenian's full stop (։) and Ethiopic's (።)."""
+
+
+def _script_ends(start: int, end: int, text: str) -> list[tuple[int, int]]:
+    """The spans of text[start:end] split after another script's sentence end (whitespace left out)."""
+    spans, at = [], start
+    for match in OTHER_SCRIPT_ENDS.finditer(text, start, end):
+        spans.append((at, match.start()))
+        at = match.end()
+    spans.append((at, end))
+    return spans
 
 
 def _paragraphs(text: str) -> list[tuple[int, str]]:
     """Split on blank lines, keeping each block's start offset."""
     blocks, start = [], 0
-    import re
-
     for match in re.finditer(r"\n\s*\n", text):
         blocks.append((start, text[start : match.start()]))
         start = match.end()
