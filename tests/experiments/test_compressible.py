@@ -94,6 +94,10 @@ def test_a_non_llama_model_is_refused_before_a_run_on_the_command_line_and_the_a
     assert response.status_code == 422 and error["code"] == "invalid_config", response.text
     assert error["request_id"] == "req-arch" and error["errors"][0]["loc"] == ["model"], error
     assert REFUSED in error["message"] and open_registry().list() == []
+    # named as the client named it: the server's path of the model (its data root) was in the answer
+    assert str(tldrlab_home) not in response.text, response.text
+    assert error["message"].startswith("model: models/gpt2 is a gpt2 model"), error
+    assert error["errors"][0]["msg"].startswith("models/gpt2 is a gpt2 model"), error
     # the Llama-style ones pass the check: the bundled SmolLM2 GGUF, and a tiny Llama that compresses
     bundled = bundled_gguf()
     assert bundled is not None and gguf_architecture(bundled) == "llama"

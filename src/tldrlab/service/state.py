@@ -22,7 +22,7 @@ from tldrlab.runs import RunRecord, RunRegistry, open_registry
 from tldrlab.runs.reconcile import reconcile_here
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.run import new_run_id
-from tldrlab.service.confine import confine_config
+from tldrlab.service.confine import confine_config, public_paths
 from tldrlab.service.events import EventBus, MemoryBus, open_bus, queued_event
 from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue
@@ -142,16 +142,24 @@ def submit_run(
     launch.check_submittable(kind)
     run_id = new_run_id(kind)
     config = confine_config(kind, config, settings=settings, run_dir=settings.runs_dir / run_id)
-    record = launch.submit_run(
-        kind,
-        config,
-        queue=job_queue(request),
-        registry=registry(request),
-        settings=settings,
-        seed=seed,
-        run_id=run_id,
-        parent_id=parent_id,
-        tags={**(tags or {}), SUBMITTED_VIA: "api"},
-    )
+    try:
+        record = launch.submit_run(
+            kind,
+            config,
+            queue=job_queue(request),
+            registry=registry(request),
+            settings=settings,
+            seed=seed,
+            run_id=run_id,
+            parent_id=parent_id,
+            tags={**(tags or {}), SUBMITTED_VIA: "api"},
+        )
+    except TldrlabError as exc:
+        # the kind's prepare step names the config's paths, which confine_config made the server's: a
+        # refusal names them as the client did (a model under a data root was answered with its full path)
+        exc.message = public_paths(exc.message, settings)
+        if isinstance(exc.details.get("errors"), list):
+            exc.details["errors"] = public_paths(exc.details["errors"], settings)
+        raise
     publish_queued(request, record)
     return record
