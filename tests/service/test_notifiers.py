@@ -4,6 +4,7 @@ boundary — discord.py's real REST client talking to a local fake of the Discor
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -20,15 +21,18 @@ from cliutil import run_captured
 from netutil import free_port
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, ServiceUnavailableError
-from tldrlab.runs import RunStatus, create_run, open_registry
+from tldrlab.runs import RunStatus, create_run, open_registry, start_run
 from tldrlab.service.app import create_app
 from tldrlab.service.events import RunEvent
 from tldrlab.service.notify import NotifySettings, configured_notifiers, redact
 from tldrlab.service.notify.discord import (
+    DISCORD_MESSAGE_LIMIT,
+    METRIC_ORDER,
     BotCommands,
     DiscordNotifier,
     DmBatcher,
     FileWatchList,
+    fit_message,
     format_event,
 )
 from tldrlab.service.notify.webhook import WebhookNotifier
@@ -442,3 +446,30 @@ def test_announcing_queued_runs_costs_one_round_trip_per_pass_and_none_once_anno
                 worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
     announced = [body["run_id"] for body in received if body["event"] == "queued"]
     assert sorted(announced) == sorted(waiting)  # each once, across both workers
+
+
+def test_a_status_reply_fits_discords_2000_characters(tldrlab_home: Path) -> None:
+    # /status of a completed run cut its report at a fixed 1,500 characters without saying where the rest
+    # was, and stayed under Discord's 2,000 (which Discord refuses outright) only because the status line's
+    # own caps happened to leave room (1,925 characters here: long metric names, every metric, a long
+    # generate result); now one place cuts every reply to one message, marked, with the full report's URL
+    commands = BotCommands(
+        cast(httpx.Client, TestClient(create_app())),
+        owner_id=42,
+        watch_list=FileWatchList(tldrlab_home / "discord" / "watching.json"),
+    )
+    with start_run("generate", {"prompts": ["ROMEO:"]}) as run:
+        run.log_metrics(step=123456, **{key: -1.234567e-5 for key in METRIC_ORDER})
+        long_names = {f"compressed_pai_seed_{i}_eval_rougeLsum_max_reference": 0.123456 for i in range(4)}
+        run.set_summary(**long_names)  # the completion message lists them
+        text = " ".join(f"word{i}" for i in range(600))  # ~5,000 characters of generated text
+        result = {"model": run.id, "outputs": [[text]]}
+        (run.artifacts_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    reply = commands.handle(42, "status", run.id) or ""
+    assert "**completed**" in reply and "word1 word2" in reply  # the status line and the report's start
+    assert len(reply) <= DISCORD_MESSAGE_LIMIT == 2000, len(reply)
+    assert reply.endswith(f"…\nfull report: http://testserver/runs/{run.id}/report")  # marked, and where
+    assert len(fit_message("x" * 5000)) == 2000 and fit_message("x" * 5000).endswith("x…")  # any reply
+    # a reply that fits is left as it was
+    short = commands.handle(42, "runs") or ""
+    assert "…" not in short and run.id in short

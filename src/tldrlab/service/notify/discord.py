@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
@@ -30,12 +30,22 @@ from tldrlab.service.events import RunEvent
 from tldrlab.service.notify.base import NotifySettings, notify_settings, redact
 
 log = logging.getLogger("tldrlab.notify.discord")
-MAX_MESSAGE = 1900  # Discord's limit is 2000 characters
-REPORT_CHARS = 1500  # a status line plus a run's report stays one DM
+# Discord refuses a message whose content is over 2000 characters (code points, as Python's len counts)
+DISCORD_MESSAGE_LIMIT = 2000
+MAX_MESSAGE = 1900  # a batch of event lines stays well under the limit
 METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
 
 
 # -- formatting ----------------------------------------------------------------------------------------------
+def fit_message(text: str, *, more: str = "", limit: int = DISCORD_MESSAGE_LIMIT) -> str:
+    """`text` as it is when it fits one Discord message, else cut with a visible "…" followed by `more`
+    (where the full text is): Discord refuses a longer message outright, so the owner would get nothing."""
+    if len(text) <= limit:
+        return text
+    tail = f"…\n{more}" if more else "…"
+    return text[: max(limit - len(tail), 0)] + tail[:limit]
+
+
 def format_event(event: RunEvent) -> str | None:
     """One line for a DM, or None for events not worth a message. Numbers and statuses only."""
     if event.type == "log":
@@ -84,7 +94,7 @@ class DmBatcher:
             self.last_sent = self.clock()
         messages, current = [], ""
         for line in lines:
-            line = line[:MAX_MESSAGE]
+            line = fit_message(line, limit=MAX_MESSAGE)
             if current and len(current) + 1 + len(line) > MAX_MESSAGE:
                 messages.append(current)
                 current = ""
@@ -249,6 +259,13 @@ def discord_notifier(settings: NotifySettings) -> DiscordNotifier:
 
 
 # -- commands ------------------------------------------------------------------------------------------------
+class Reply(NamedTuple):
+    """A command's answer, and where its full text is when it may be too long for one message."""
+
+    text: str
+    full_text_at: str = ""
+
+
 class BotCommands:
     """What the slash commands do, over the tldrlab HTTP API; only the owner gets answers."""
 
@@ -258,10 +275,18 @@ class BotCommands:
         self.watch_list = watch_list
 
     def handle(self, user_id: int, command: str, argument: str = "", *, in_dm: bool = True) -> str | None:
-        """The reply text, or None when the request is ignored (not the owner, not a DM)."""
+        """The reply text, at most one Discord message long, or None when the request is ignored (not the
+        owner, not a DM)."""
         if user_id != self.owner_id or not in_dm:
             return None
-        handler = {
+        reply = self._answer(command, argument)
+        if isinstance(reply, str):
+            reply = Reply(reply)
+        # the one place every reply passes: whatever a handler built, Discord gets a message it accepts
+        return fit_message(reply.text, more=reply.full_text_at)
+
+    def _answer(self, command: str, argument: str) -> str | Reply:
+        handler: Callable[[str], str | Reply] | None = {
             "runs": self.runs,
             "status": self.status,
             "cancel": self.cancel,
@@ -311,7 +336,7 @@ class BotCommands:
             for r in runs
         )
 
-    def status(self, argument: str) -> str:
+    def status(self, argument: str) -> str | Reply:
         run = self._get(f"/runs/{self._need_id(argument)}")
         parts = [f"`{run['id']}` {run['kind']} **{run['status']}**"]
         if run["progress"] is not None:
@@ -329,11 +354,14 @@ class BotCommands:
         line = ", ".join(parts)
         if run["status"] != "completed":
             return line
+        report_path = f"/runs/{run['id']}/report"
         try:  # a completed run's result, as the CLI prints it (kinds without a result have none)
-            report = self._get(f"/runs/{run['id']}/report")["markdown"]
+            report = self._get(report_path)["markdown"]
         except InvalidInputError:
             return line
-        return f"{line}\n{redact(report, limit=REPORT_CHARS)}"
+        # redact's cap only bounds the work: `handle` cuts the reply to one message and says where the rest is
+        full_report = f"full report: {str(self.api.base_url).rstrip('/')}{report_path}"
+        return Reply(f"{line}\n{redact(report, limit=DISCORD_MESSAGE_LIMIT)}", full_report)
 
     def cancel(self, argument: str) -> str:
         run = self._json(self.api.post(f"/runs/{self._need_id(argument)}/cancel"))
