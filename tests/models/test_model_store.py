@@ -4,13 +4,36 @@ that no import wrote."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
+from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.models.store import import_model
 from tldrlab.service.app import create_app
+
+PAUSED_IMPORT = """
+import sys, time
+from tldrlab.models import io
+from tldrlab.models.store import import_model
+
+write_json = io.atomic_write_json
+
+def pause_before_the_manifest(path, obj):  # the weights and tokenizer are written: hold the import there
+    if path.name == io.MODEL_MANIFEST:
+        print("writing", flush=True)
+        time.sleep(600)
+    write_json(path, obj)
+
+io.atomic_write_json = pause_before_the_manifest
+import_model(sys.argv[1], name=sys.argv[2])
+"""
 
 
 def test_a_store_manifest_with_wrong_types_is_listed_without_them(
@@ -47,3 +70,50 @@ def test_a_store_manifest_with_wrong_types_is_listed_without_them(
     assert response.status_code == 200, response.text
     listed = {m["name"]: m for m in response.json()["models"]}
     assert listed["edited"]["parameters"] is None and listed["edited"]["dtype"] is None
+
+
+def _paused_import(source: Path, name: str) -> subprocess.Popen[str]:
+    """A real `import_model` in another process, stopped while its temporary directory is half written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_IMPORT, str(source), name], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n", "the import did not start"
+    return proc
+
+
+def _temporary_dirs(store: Path) -> set[str]:
+    return {p.name for p in store.iterdir() if ".tmp-" in p.name and p.is_dir()}
+
+
+def test_a_killed_import_leaves_nothing_behind_after_the_next_import(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tldrlab models import` killed mid-write left `.NAME.tmp-*` (~0.5 GB for SmolLM2) in the store for good:
+    # nothing listed or removed it. The next import (or listing) now removes what a dead writer left, and
+    # never the directory an import still running is writing.
+    tokenizer = tiny_chat_tokenizer()
+    source = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    store = tldrlab_home / "models"
+    writer = _paused_import(source, "tiny")
+    try:
+        (being_written,) = _temporary_dirs(store)
+        assert (store / being_written / "model.safetensors").is_file()  # the weights it has written so far
+        assert import_model(source, name="other")["name"] == "other"  # another import meanwhile
+        assert _temporary_dirs(store) == {being_written}  # still being written: kept
+    finally:
+        writer.kill()  # SIGKILL: no finally clause runs, as with an out-of-memory kill or a closed terminal
+        writer.wait(timeout=30)
+    assert _temporary_dirs(store) == {being_written}  # what the killed import left
+    assert import_model(source, name="tiny")["name"] == "tiny"
+    assert sorted(p.name for p in store.iterdir()) == ["other", "tiny"]  # its directory and lock file gone
+    # written before writers took a lock: abandoned once untouched for an hour, kept while recent
+    for name, age_s in [(".legacy.tmp-0123abcd", 7200), (".recent.tmp-89abcdef", 0)]:
+        (store / name).mkdir()
+        (store / name / "model.safetensors").write_bytes(b"\0" * 1024)
+        then = time.time() - age_s
+        os.utime(store / name / "model.safetensors", (then, then))
+        os.utime(store / name, (then, then))
+    code, out, err = run_captured(["models", "list", "--json"], capsys)  # a listing cleans up too
+    assert code == 0, err
+    assert [json.loads(line)["name"] for line in out.splitlines()][:2] == ["other", "tiny"]
+    assert sorted(p.name for p in store.iterdir()) == [".recent.tmp-89abcdef", "other", "tiny"]

@@ -9,14 +9,23 @@ and `AutoTokenizer` load the directory. char_lstm writes safetensors + its own c
 causal_lm exports through its family (LoRA merged, adapters kept in `adapter/`) with its tokenizer and chat
 template.
 The directory is written next to its destination and swapped in, so a crash never leaves half a model where
-a good one was.
+a good one was. A killed writer leaves its temporary directory behind (`.NAME.tmp-TOKEN`, ~0.5 GB for an
+imported SmolLM2); the writer holds a lock on `.NAME.tmp-TOKEN.lock` while it writes, so
+`remove_abandoned_writes` can tell those whose writer is gone from one still being written.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import re
 import shutil
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,86 @@ from tldrlab.runs.weights import save_module_safetensors, save_pretrained
 from tldrlab.tokenizers.load import load_tokenizer
 
 MODEL_MANIFEST = "tldrlab_model.json"
+log = logging.getLogger("tldrlab.models.io")
+
+ABANDONED_WRITE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<token>[0-9a-f]{8})$")
+"""`save_model`'s temporary directory (`.NAME.tmp-TOKEN`) and the replaced model it is removing
+(`.NAME.old-TOKEN`), both named by the writer's token."""
+UNLOCKED_WRITE_AGE_S = 3600.0
+"""A temporary directory without a lock file (written before writers took one) counts as abandoned once
+nothing in it changed for this long: an import of the bundled model takes well under a minute."""
+
+
+def _writer_lock(directory: Path, name: str, token: str) -> Path:
+    return directory / f".{name}.tmp-{token}.lock"
+
+
+@contextmanager
+def _writing(lock_path: Path) -> Iterator[None]:
+    """Hold `lock_path` locked while a model is written: the kernel drops the lock when the writer dies
+    (even by SIGKILL), which is how `remove_abandoned_writes` knows its directory is abandoned."""
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
+def _newest_change(path: Path) -> float:
+    newest = path.lstat().st_mtime
+    for root, dirs, files in os.walk(path):
+        for entry in (*dirs, *files):
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, entry)).st_mtime)
+            except OSError:  # removed meanwhile
+                continue
+    return newest
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def remove_abandoned_writes(directory: Path, *, unlocked_age_s: float = UNLOCKED_WRITE_AGE_S) -> list[Path]:
+    """Remove the temporary directories `save_model` left in `directory` when its writer was killed; returns
+    those removed. A directory whose writer still holds its lock is never touched; one without a lock file
+    only once nothing in it changed for `unlocked_age_s` seconds."""
+    removed: list[Path] = []
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:  # no store yet
+        return removed
+    for entry in entries:
+        match = ABANDONED_WRITE.match(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        lock_path = _writer_lock(directory, match["name"], match["token"])
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None
+        except OSError:  # not ours to judge (another user's lock file): leave it
+            continue
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its writer is alive and still writing
+                    continue
+            elif time.time() - _newest_change(entry) < unlocked_age_s:
+                continue
+            size = _tree_bytes(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+            if entry.exists():  # not ours to remove (permissions): keep its lock file too
+                continue
+            lock_path.unlink(missing_ok=True)
+            log.info("removed %s, left by a model write that never finished (%.0f MB)", entry, size / 1e6)
+            removed.append(entry)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
 
 
 def save_model(
@@ -41,31 +130,35 @@ def save_model(
     spec = get_spec(name)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        if name == "char_lstm":
-            tmp.mkdir()
-            save_module_safetensors(model, tmp / "model.safetensors")
-            atomic_write_json(tmp / "config.json", {"model_type": "char_lstm", **model.config.model_dump()})
-        elif spec.export is not None:
-            tmp.mkdir()
-            spec.export(model, tmp)
-        else:
-            save_pretrained(model, tmp, safe_serialization=True)
-        if tokenizer is not None:
-            save_pretrained(tokenizer, tmp)
-        atomic_write_json(tmp / MODEL_MANIFEST, {"name": name, "task": spec.task, **extra})
-        _swap_in(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    token = uuid.uuid4().hex[:8]
+    tmp = out.parent / f".{out.name}.tmp-{token}"
+    # the lock first, the directory second: a directory that exists always has its writer's lock taken
+    with _writing(_writer_lock(out.parent, out.name, token)):
+        try:
+            if name == "char_lstm":
+                tmp.mkdir()
+                save_module_safetensors(model, tmp / "model.safetensors")
+                config = {"model_type": "char_lstm", **model.config.model_dump()}
+                atomic_write_json(tmp / "config.json", config)
+            elif spec.export is not None:
+                tmp.mkdir()
+                spec.export(model, tmp)
+            else:
+                save_pretrained(model, tmp, safe_serialization=True)
+            if tokenizer is not None:
+                save_pretrained(tokenizer, tmp)
+            atomic_write_json(tmp / MODEL_MANIFEST, {"name": name, "task": spec.task, **extra})
+            _swap_in(tmp, out, token)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _swap_in(new: Path, out: Path) -> None:
+def _swap_in(new: Path, out: Path, token: str) -> None:
     if not out.exists():
         new.rename(out)
         return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    old = out.parent / f".{out.name}.old-{token}"  # the writer's token: its lock covers this one too
     out.rename(old)
     new.rename(out)
     shutil.rmtree(old, ignore_errors=True)

@@ -9,6 +9,9 @@ directory (safetensors + config.json + tokenizer with its chat template) that lo
 `transformers` reads offline. Each directory carries `tldrlab_model.json`: the source path and its sha256, the
 parameter count, the dtype, whether a chat template is present, and when and how long the import took.
 
+An import that was killed leaves its temporary directory behind; the next import or listing removes it once
+its writer is gone (`models.io.remove_abandoned_writes`), never while it is still being written.
+
 The digest and `eval` / `generate` / `score` import the bundled SmolLM2 on its first use (`install_bundled`):
 de-quantizing its GGUF costs ~20 s of CPU on every load; the installed copy loads in well under a second.
 """
@@ -30,7 +33,7 @@ from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
 from tldrlab.models.gguf_reading import gguf_parsed_once
-from tldrlab.models.io import MODEL_MANIFEST, save_model
+from tldrlab.models.io import MODEL_MANIFEST, remove_abandoned_writes, save_model
 from tldrlab.models.registry import count_parameters
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
 from tldrlab.report import Column, Report, Table
@@ -122,6 +125,8 @@ def import_model(
         raise ConflictError(
             f"a model named {name!r} is already installed at {out}; pass --force to replace it"
         )
+    # an import killed earlier left its temporary directory (~0.5 GB) behind: gone before this one writes
+    remove_abandoned_writes(out.parent)
     started = time.perf_counter()
     with gguf_parsed_once(resolved.kind == "gguf"):  # its metadata: parsed once for model and tokenizer
         model = load_causal_lm(resolved, dtype=dtype)
@@ -163,6 +168,7 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
     settings = settings or get_settings()
     rows: list[dict[str, Any]] = []
     root = store_dir(settings)
+    remove_abandoned_writes(root)  # what killed imports left behind takes space and is listed nowhere
     if root.is_dir():
         for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if not (directory / "config.json").is_file():
