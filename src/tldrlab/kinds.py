@@ -133,6 +133,7 @@ _ENTRIES = (
         TokenizerJobConfig,
         "tldrlab.tokenizers.job:tokenizer_job",
         "Train a tokenizer (bpe, sentencepiece, char) on corpus files.",
+        prepare="tldrlab.tokenizers.job:check_tokenizer_out",
         inputs=("corpus",),
         outputs=("out_dir",),
         check="tldrlab.tokenizers.job:check_tokenizer",

@@ -230,3 +230,31 @@ def test_show_gives_the_bytes_of_tokens_that_hold_part_of_a_character(
         bytes([int(p, 16)]) if k % 2 else p.encode() for parts in pieces for k, p in enumerate(parts)
     )
     assert raw.decode("utf-8") == "שלום 🍺 ok"  # the pieces are the text's bytes, in order
+
+
+def test_train_refuses_an_out_holding_a_tokenizer_unless_told_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tokenizer train --out DIR` silently replaced the tokenizer DIR held (models trained with it then no
+    # longer matched it). It is refused before a run exists, exit 4 and one line, unless --overwrite.
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a small corpus" for i in range(200)), encoding="utf-8")
+    out = tmp_path / "tok"
+    first = ["tokenizer", "train", "--method", "sentencepiece", "--vocab-size", "300", "--out", str(out)]
+    assert run_cli([*first, str(corpus)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"tokenizer.json", "tokenizer.model", "tokenizer_manifest.json"} <= set(before)
+    again = ["tokenizer", "train", "--method", "char", "--vocab-size", "50", "--out", str(out), str(corpus)]
+    code = run_cli(again)
+    err = capsys.readouterr().err
+    assert code == 4 and err.startswith("error [conflict] ") and "--overwrite" in err, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    assert len(open_registry().list(kind="tokenizer")) == 1  # and no run created
+    # asked for explicitly, it is replaced, leaving no file of the old one; a new or empty --out needs nothing
+    assert run_cli([*again, "--overwrite"]) == 0
+    assert json.loads((out / "tokenizer_manifest.json").read_text())["method"] == "char"
+    assert not (out / "tokenizer.model").exists()
+    (tmp_path / "empty").mkdir()
+    assert run_cli([*again[:-2], str(tmp_path / "empty"), str(corpus)]) == 0

@@ -111,6 +111,10 @@ class TokenizerJobConfig(TokenizerConfig):
     out_dir: Annotated[str | None, OutputPath()] = None
     """Where the tokenizer is written; None: `<run_dir>/tokenizer`."""
 
+    overwrite: bool = False
+    """Replace the tokenizer `out_dir` already holds (tokenizer.json, tokenizer.model,
+    tokenizer_manifest.json); without it such an `out_dir` is refused before the run starts."""
+
     @field_validator("corpus", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:

@@ -9,10 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Report
 from tldrlab.runs import Run
-from tldrlab.tokenizers.config import TokenizerConfig, TokenizerJobConfig
+from tldrlab.tokenizers.config import (
+    MANIFEST_FILE,
+    SPM_FILE,
+    TOKENIZER_FILE,
+    TokenizerConfig,
+    TokenizerJobConfig,
+)
 from tldrlab.tokenizers.corpus import corpus_format
 from tldrlab.tokenizers.load import manifest_report
 from tldrlab.tokenizers.train import train_tokenizer
@@ -63,3 +69,20 @@ def check_tokenizer(config: TokenizerJobConfig) -> None:
         raise InvalidInputError(f"the corpus has no text: {', '.join(config.corpus)}")
     if config.out_dir and Path(config.out_dir).is_file():  # mkdir failed on it inside the run before
         raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory")
+
+
+def check_tokenizer_out(config: TokenizerJobConfig) -> TokenizerJobConfig:
+    """Kind `tokenizer`'s prepare step, before its run exists (command line and API alike): an `out_dir` that
+    already holds a tokenizer is refused (409) unless `overwrite` asks to replace it. Training into it
+    replaced the tokenizer silently, and the models trained with it no longer match their tokenizer. A worker
+    executing the same run again (a retry) does not come through here. (Over the API `out_dir` lies inside
+    the new run's own directory, so only the command line meets an existing one.)"""
+    if config.out_dir is None or config.overwrite:
+        return config
+    out = Path(config.out_dir)
+    if held := [name for name in (TOKENIZER_FILE, SPM_FILE, MANIFEST_FILE) if (out / name).is_file()]:
+        raise ConflictError(
+            f"{out} already holds a tokenizer ({', '.join(held)}): give another --out, or --overwrite to "
+            "replace it"
+        )
+    return config

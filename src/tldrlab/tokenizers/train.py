@@ -125,6 +125,8 @@ def train_tokenizer(
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:  # a file where the directory (or a parent) goes
         raise InvalidInputError(f"cannot write the tokenizer to {out}: a file is in the way") from exc
+    if config.method != "sentencepiece":  # an overwritten sentencepiece tokenizer's model is not this one's
+        (out / SPM_FILE).unlink(missing_ok=True)
     started = time.perf_counter()
     corpus = load_corpus(corpus_paths, holdout=config.holdout, seed=config.seed)
     train_lines = corpus.train[: config.max_train_lines] if config.max_train_lines else corpus.train
