@@ -122,9 +122,16 @@ def test_a_request_seed_cannot_differ_from_the_seed_the_run_uses(client: TestCli
 
 def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:
     smoke = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
-    wrong_kind = client.post(f"/runs/{smoke}/generate", json={"config": {"prompts": ["hi"]}})
-    assert wrong_kind.status_code == 400
-    assert wrong_kind.json()["message"] == f"run {smoke} is of kind smoke; generate needs a train run"
+    # a run of another kind is a run in the wrong state for the action, a 409 conflict on each of the three
+    # routes (it was a 400, as if the request body were malformed), naming the run's kind
+    bodies = {"generate": {"prompts": ["hi"]}, "score": {}, "evaluate": {}}
+    for action, config in bodies.items():
+        wrong_kind = client.post(f"/runs/{smoke}/{action}", json={"config": config})
+        assert wrong_kind.status_code == 409, (action, wrong_kind.text)
+        assert wrong_kind.json()["code"] == "conflict"
+        assert wrong_kind.json()["message"] == (
+            f"run {smoke} is of kind smoke, not a training run; {action} needs a completed training run"
+        )
     data = tldrlab_home / "data"
     data.mkdir(parents=True)
     (data / "text.txt").write_text("To be, or not to be.\n")

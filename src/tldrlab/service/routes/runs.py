@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, NotFoundError
 from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.freeform import RunConfigMap
 from tldrlab.kinds import (
@@ -398,7 +398,12 @@ def _cancel(runs: RunRegistry, record: RunRecord) -> None:
 def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:
     parent = _get(request, run_id)
     if parent.kind != "train":
-        raise InvalidInputError(f"run {run_id} is of kind {parent.kind}; {kind} needs a train run")
+        # the run exists and the request is well formed: it is the run that does not fit the action, the same
+        # 409 as a training run that has not completed (a 400 told the client to fix a request that was fine)
+        raise ConflictError(
+            f"run {run_id} is of kind {parent.kind}, not a training run; "
+            f"{kind} needs a completed training run"
+        )
     if parent.status != RunStatus.COMPLETED:
         raise ConflictError(f"run {run_id} is {parent.status.value}; {kind} needs a completed training run")
     config = {**body.config, "model_run": parent.id}
