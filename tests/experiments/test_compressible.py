@@ -15,7 +15,7 @@ from cliutil import run_captured
 from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.models.architecture import gguf_architecture
 from tldrlab.models.resolve import bundled_gguf
-from tldrlab.runs import open_registry
+from tldrlab.runs import create_run, open_registry
 from tldrlab.service.app import create_app
 
 REFUSED = "compression cuts Llama-style causal LMs (llama, mistral, qwen2)"
@@ -106,3 +106,33 @@ def test_a_non_llama_model_is_refused_before_a_run_on_the_command_line_and_the_a
     code, _, err = run_captured([*argv, "--ratio", "0.5", str(llama)], capsys)
     assert code == 0, err
     assert [r.status.value for r in open_registry().list()] == ["completed"]
+
+
+def test_an_ambiguous_run_id_prefix_is_refused_at_submit(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the check took an ambiguous run id prefix (AmbiguousRunIdError, a NotFoundError) for a model not there
+    # yet and let the config through: the run was created and failed once started, on the same ambiguity
+    for run_id in ("train-shared-a", "train-shared-b"):
+        create_run("train", {"model": "causal_lm"}, run_id=run_id)
+    argv = [
+        "experiment",
+        "compress",
+        "--importance",
+        "weight",
+        "--out",
+        str(tmp_path / "half"),
+        "train-shared",
+    ]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 2 and err.startswith("error [invalid_config] model: "), (code, err)
+    assert "run id prefix 'train-shared' is ambiguous (2 runs match)" in err and "more of the run id" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert open_registry().list(kind="lm_compress") == []
+    # the LM experiment's context check (baseline arm only, so no compressibility check) the same way
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"document": "a small library for reading files", "summary": "file reader"}\n' * 4)
+    experiment = ["experiment", "lm", "--data", str(pairs), "--model", "train-shared", "--arms", "baseline"]
+    code, _, err = run_captured(experiment, capsys)
+    assert code == 2 and "model: run id prefix 'train-shared' is ambiguous" in err, (code, err)
+    assert open_registry().list(kind="lm_experiment") == []

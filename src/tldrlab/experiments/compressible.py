@@ -9,22 +9,34 @@ No torch here: the API runs this check too.
 
 from __future__ import annotations
 
-from tldrlab.errors import InvalidConfigError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, InvalidConfigError, NotFoundError
 from tldrlab.experiments.config import LMCompressConfig, LMExperimentConfig
 from tldrlab.models.architecture import model_architecture
-from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 
 COMPRESSIBLE_ARCHITECTURES = ("llama", "mistral", "qwen2")
 """Architectures (`config.json` model_type, GGUF general.architecture) compression cuts."""
+
+
+def model_if_there(ref: str, field: str = "model") -> ResolvedModel | None:
+    """The model `ref` names, or None when it is not there yet (over the API an earlier queued run may write
+    it). A run id prefix several runs share is no model that may appear later: it is refused now, naming
+    `field` (the run would fail on it once started, after the submit said the config was fine)."""
+    try:
+        return resolve_model_ref(ref)
+    except AmbiguousRunIdError as exc:  # a NotFoundError: caught below, it reached the user only in the run
+        message = f"{exc.message}: give more of the run id"
+        raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}]) from None
+    except NotFoundError:
+        return None
 
 
 def refuse_uncompressible(ref: str, field: str = "model") -> None:
     """InvalidConfigError naming `field` when the model `ref` names is of an architecture compression cannot
     cut. A model that is not there yet, or whose files do not say, is left to the run (over the API an
     earlier queued run may write it; loading it checks its layout again)."""
-    try:
-        resolved = resolve_model_ref(ref)
-    except NotFoundError:
+    resolved = model_if_there(ref, field)
+    if resolved is None:
         return
     architecture = model_architecture(resolved)
     if architecture is None or architecture in COMPRESSIBLE_ARCHITECTURES:

@@ -13,20 +13,19 @@ No torch here: the API runs this too.
 
 from __future__ import annotations
 
-from tldrlab.errors import InvalidConfigError, NotFoundError
-from tldrlab.experiments.compressible import check_experiment_compressible
+from tldrlab.errors import InvalidConfigError
+from tldrlab.experiments.compressible import check_experiment_compressible, model_if_there
 from tldrlab.experiments.config import LMExperimentConfig
 from tldrlab.models.architecture import model_positions
-from tldrlab.models.resolve import resolve_model_ref
 
 
 def refuse_short_context(config: LMExperimentConfig) -> None:
     """InvalidConfigError naming the token budget that fills the model's every position (no prompt fits
     beside it). A model that is not there yet, or whose files do not say, is left to the run."""
-    try:
-        positions = model_positions(resolve_model_ref(config.model))
-    except NotFoundError:  # over the API an earlier queued run may write it
+    resolved = model_if_there(config.model)
+    if resolved is None:
         return
+    positions = model_positions(resolved)
     if positions is None:
         return
     for field, tokens in (
