@@ -11,7 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
+from tldrlab.config import get_settings
+from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.runs import open_registry
+from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.service.app import create_app
 
 
@@ -121,3 +124,54 @@ def test_get_eval_answers_the_final_evaluation_unless_asked_for_another(
     assert "?evaluation=latest" in error["message"], error
     response = client.get(f"/runs/{second}/eval", params={"evaluation": "latest"})
     assert response.status_code == 200 and response.json()["request_id"] == only, response.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_old_runs_evaluations_are_found_behind_a_thousand_newer_ones(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /runs/{id}/eval looked for a run's evaluations among the 1000 newest evaluate runs of the whole
+    registry: once 1000 newer evaluations (of other runs) existed, an old run's read as "no evaluation
+    yet". The registry now filters by parent in its query, on SQLite and PostgreSQL alike."""
+    if backend == "postgres":
+        monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+    runs = open_registry()
+
+    def row(run_id: str, kind: str, created_at: float, parent: str | None, **tags: str) -> RunRecord:
+        # registry rows only: the route reads the registry (a run directory may be gone, retention cleans
+        # them), so the filler needs no real evaluation behind it
+        return RunRecord(
+            id=run_id,
+            kind=kind,
+            status=RunStatus.COMPLETED,
+            config={},
+            run_dir=str(tmp_path / "gone" / run_id),
+            created_at=created_at,
+            parent_id=parent,
+            tags=dict(tags),
+        )
+
+    with runs.db.transaction():  # one commit for the 1000 filler rows: seconds, not minutes
+        runs.insert(row("train-old", "train", 1.0, None))
+        runs.insert(row("evaluate-old-final", "evaluate", 2.0, "train-old", **{FINAL_EVAL_TAG: "1"}))
+        runs.insert(row("evaluate-old-later", "evaluate", 3.0, "train-old"))
+        runs.insert(row("train-new", "train", 4.0, None))
+        for i in range(1000):
+            runs.insert(row(f"evaluate-new-{i:04d}", "evaluate", 10.0 + i, "train-new"))
+    found = runs.list(kind="evaluate", parent_id="train-old", limit=None, with_config=False)
+    assert [r.id for r in found] == ["evaluate-old-later", "evaluate-old-final"]
+    assert len(runs.list(kind="evaluate", parent_id="train-new", limit=None)) == 1000
+    assert [r.id for r in runs.list(parent_id="train-new", limit=2, offset=1)] == [
+        "evaluate-new-0998",
+        "evaluate-new-0997",
+    ]
+
+    client = TestClient(create_app())
+    final = client.get("/runs/train-old/eval")
+    assert final.status_code == 200, final.text
+    assert final.json()["request_id"] == "evaluate-old-final"
+    latest = client.get("/runs/train-old/eval", params={"evaluation": "latest"})
+    assert latest.status_code == 200 and latest.json()["request_id"] == "evaluate-old-later", latest.text
+    newest = client.get("/runs/train-new/eval", params={"evaluation": "latest"})
+    assert newest.status_code == 200 and newest.json()["request_id"] == "evaluate-new-0999", newest.text

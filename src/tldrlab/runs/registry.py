@@ -249,14 +249,18 @@ class RunRegistry:
         self,
         kind: str | tuple[str, ...] | None = None,
         status: str | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
         *,
+        parent_id: str | None = None,
         with_config: bool = True,
     ) -> list[RunRecord]:
         """Newest first. `kind`: a name as recorded, or several (a kind under its current and old names,
         `tldrlab.kinds.recorded_kind_names`: this module sits below the kind registry and maps nothing).
-        `with_config=False` leaves configs unread (empty): list views stay cheap."""
+        `parent_id`: only the runs that run started (a training run's evaluations, a sweep's trials),
+        filtered in SQL, so they are found however many newer runs of their kind the registry holds.
+        `limit=None`: every matching run. `with_config=False` leaves configs unread (empty): list views stay
+        cheap."""
         clauses: list[str] = []
         params: list[Any] = []
         if kind:
@@ -266,14 +270,17 @@ class RunRegistry:
         if status:
             clauses.append("status = ?")
             params.append(status)
+        if parent_id is not None:
+            clauses.append("parent_id = ?")
+            params.append(parent_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         columns = (
             "*" if with_config else ", ".join(f for f in RunRecord.__dataclass_fields__ if f != "config")
         )
-        rows = self.db.query(
-            f"SELECT {columns} FROM runs {where} ORDER BY created_at DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
+        sql = f"SELECT {columns} FROM runs {where} ORDER BY created_at DESC"
+        if limit is None:  # SQLite takes no OFFSET without a LIMIT: the rows are skipped here
+            return [RunRecord.from_row(r) for r in self.db.query(sql, params)[offset:]]
+        rows = self.db.query(f"{sql} LIMIT ? OFFSET ?", (*params, limit, offset))
         return [RunRecord.from_row(r) for r in rows]
 
     def update(self, run_id: str, **fields: Any) -> None:

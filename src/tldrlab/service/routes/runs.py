@@ -436,9 +436,11 @@ LATEST_EVALUATION = "latest"
 
 
 def _evaluations_of(request: Request, run_id: str) -> list[RunRecord]:
-    """The evaluate runs whose parent is `run_id`, newest first (old ones were recorded as kind `eval`)."""
-    found = registry(request).list(kind=recorded_kind_names("evaluate"), limit=1000, with_config=False)
-    return [r for r in found if r.parent_id == run_id]
+    """The evaluate runs whose parent is `run_id`, newest first (old ones were recorded as kind `eval`).
+    Filtered by parent in the query: the 1000 newest evaluations of the whole registry, filtered here, lost
+    an old run's evaluations once 1000 newer ones existed (it read as "no evaluation yet")."""
+    kinds = recorded_kind_names("evaluate")
+    return registry(request).list(kind=kinds, parent_id=run_id, limit=None, with_config=False)
 
 
 def final_evaluation(request: Request, parent: RunRecord, children: list[RunRecord]) -> RunRecord | None:
