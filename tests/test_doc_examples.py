@@ -128,6 +128,11 @@ NOT_RUN: list[tuple[str, str, str]] = [
         "test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes interrupts one and resumes it",
     ),
     (r"docs/cli.md", r".*", "the --help examples: parsed here; the commands run in the docs above"),
+    (
+        r"docs/benchmarks.md",
+        r"^make bench",
+        "every benchmark's quick mode (minutes of CPU): tests/test_bench_scripts.py runs bench/run_all.py",
+    ),
 ]
 
 # option -> value (or function of the value) for a tiny run
