@@ -55,6 +55,11 @@ class ModelSpec:
     """(config, tokenizer vocabulary size) -> the parameters the built model has, from the config alone (no
     memory allocated); None (or a None count): not decided by the settings (a pretrained checkpoint)."""
 
+    tokenizer_defaults: dict[str, Any] | None = None
+    """The tokenizer a training of this family trains when its config names none of `tokenizer.path`,
+    `tokenizer.method` and `tokenizer.vocab_size` (e.g. char_lstm: a character vocabulary; a character
+    model over an 8000-token BPE vocabulary is not what it is for); None: TokenizerChoice's own defaults."""
+
 
 def _char_lstm_build(config: Any, tokenizer: Any) -> Any:
     build: Callable[[Any, Any], Any] = load_target("tldrlab.models.char_lstm:build")  # torch, on first use
@@ -82,6 +87,7 @@ MODELS: dict[str, ModelSpec] = {
         "causal_lm",
         "PyTorch LSTM causal LM",
         parameter_count=char_lstm_config.parameter_count,
+        tokenizer_defaults={"method": "char", "vocab_size": 100},
     ),
     "causal_lm": ModelSpec(
         causal_lm.CausalLMConfig,

@@ -198,11 +198,13 @@ class TokenizerChoice(BaseModel):
     """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
 
     method: TokenizerMethod = "bpe"
-    """Tokenizer method when training one."""
+    """Tokenizer method when training one. A training that sets none of path, method and vocab_size trains
+    its model family's tokenizer instead of these defaults: char_lstm char (vocab 100), the others bpe."""
 
     vocab_size: int = Field(default=8000, ge=16, le=MAX_VOCAB_SIZE)
     """Vocabulary size when training one (at least what the method needs: bpe 260, char 5, sentencepiece
-    260 plus one per distinct character of the corpus, so 261 is only its floor)."""
+    260 plus one per distinct character of the corpus, so 261 is only its floor); char_lstm's default 100
+    when neither it nor the method is set."""
 
     @field_validator("vocab_size")
     @classmethod
@@ -267,6 +269,29 @@ class TrainJobConfig(BaseModel):
 
     final_eval: FinalEvalConfig = Field(default_factory=FinalEvalConfig)
     """The evaluation run when training ends (small by default; `enabled: false` skips it)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_tokenizer(cls, data: Any) -> Any:
+        """A config that names no tokenizer (no path, method or vocab_size) gets its model family's
+        (`tokenizer_defaults`: char_lstm trained a generic 8000-token BPE vocabulary). Filled in before
+        validation, so the config recorded in the manifest (what `--resume` and API runs read) names what was
+        trained; whatever the user set, on the command line or in a config file, is kept as given."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("model", cls.model_fields["model"].default)
+        family = model_families().get(name) if isinstance(name, str) else None  # unknown: `model` says so
+        defaults = getattr(family, "tokenizer_defaults", None)
+        given = data.get("tokenizer")
+        if not defaults:
+            return data
+        if isinstance(given, TokenizerChoice):
+            given = given.model_dump(include=given.model_fields_set)
+        if given is None:
+            given = {}
+        if not isinstance(given, dict) or {"path", "method", "vocab_size"} & given.keys():
+            return data  # chosen by the user (or not a mapping at all: its own validation refuses it)
+        return {**data, "tokenizer": {**given, **defaults}}
 
     @model_validator(mode="after")
     def _model_fits(self) -> TrainJobConfig:

@@ -1,0 +1,66 @@
+"""A training that names no tokenizer trains its model family's: char_lstm a character vocabulary (it trained
+the generic 8000-token BPE one), the others BPE as before; whatever the user sets wins, and the recorded
+config names what was trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tldrlab.runs import open_registry
+from tldrlab.runs.run import read_manifest
+from tldrlab.service.app import create_app
+
+
+def _printed_tokenizer(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    code, out, err = run_captured([*argv, "--print-config"], capsys)
+    assert code == 0, err
+    return dict(yaml.safe_load(out)["tokenizer"])
+
+
+def test_char_lstm_trains_a_character_tokenizer_unless_told_otherwise(
+    tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question. Whether tis nobler in the mind.\n" * 40)
+    base = ["train", "--data", str(text)]
+    char = {"path": None, "method": "char", "vocab_size": 100}
+    assert _printed_tokenizer([*base, "--model", "char_lstm"], capsys) == char
+    assert _printed_tokenizer([*base, "--model", "t5"], capsys)["method"] == "bpe"
+    assert _printed_tokenizer(base, capsys) == {"path": None, "method": "bpe", "vocab_size": 8000}
+    # the user's choice wins, from a flag or a config file, even when it is the generic default
+    chosen = _printed_tokenizer([*base, "--model", "char_lstm", "--tokenizer-method", "bpe"], capsys)
+    assert chosen == {"path": None, "method": "bpe", "vocab_size": 8000}
+    assert (
+        _printed_tokenizer([*base, "--model", "char_lstm", "--vocab-size", "300"], capsys)["method"] == "bpe"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"model": "char_lstm", "tokenizer": {"method": "bpe"}}))
+    assert _printed_tokenizer([*base, "--config", str(config)], capsys)["method"] == "bpe"
+
+    # a real two-step training: it trains a character tokenizer and its manifest says so (what --resume reads)
+    argv = [*base, "--model", "char_lstm", "--train.max-steps", "2", "--train.batch-size", "2"]
+    code, _, err = run_captured([*argv, "--final-eval.no-enabled", "--wandb", "disabled", "--quiet"], capsys)
+    assert code == 0, err
+    record = open_registry().list(kind="train")[0]
+    assert record.config["tokenizer"] == char
+    assert read_manifest(record.run_dir)["config"]["tokenizer"] == char
+    logged = (Path(record.run_dir) / "log.jsonl").read_text(encoding="utf-8")
+    assert "training a char tokenizer (vocab 100)" in logged, logged[-2000:]
+
+    # the API records the same resolved config as the command line
+    data = tldrlab_home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "text.txt").write_text(text.read_text())
+    client = TestClient(create_app())
+    submitted = client.post(
+        "/runs/train", json={"config": {"model": "char_lstm", "data": {"path": "text.txt"}}}
+    )
+    assert submitted.status_code == 202, submitted.text
+    shown = client.get(f"/runs/{submitted.json()['id']}").json()["config"]
+    assert shown["tokenizer"] == char, json.dumps(shown)
