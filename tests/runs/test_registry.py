@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tldrlab.errors import NotFoundError
-from tldrlab.runs.db import connect, migrate
+from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.runs.registry import MIGRATIONS, RunRecord, RunRegistry, RunStatus
 
 
@@ -120,3 +120,43 @@ def test_migrations_apply_once_and_upgrade_old_schema(tmp_path) -> None:
     assert migrate(db, "runs", MIGRATIONS) == len(MIGRATIONS)
     rows = db.query("SELECT version FROM schema_migrations WHERE component = 'runs' ORDER BY version")
     assert [r["version"] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def _indexes(db: Database) -> set[str]:
+    sql = (
+        "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'runs'"
+        if db.is_postgres
+        else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+    )
+    return {row["name"] for row in db.query(sql)}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_database_of_the_previous_schema_gains_the_parent_index_and_keeps_its_rows(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Children are asked for by parent (a run's evaluations, a sweep's trials); a registry created before
+    the parent index existed gets it when opened, with every row as it was."""
+    url = (
+        request.getfixturevalue("postgres_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'p.db'}"
+    )
+    db = connect(url)
+    previous = len(MIGRATIONS) - 1
+    assert migrate(db, "runs", MIGRATIONS[:previous]) == previous  # the schema as the last release left it
+    for run_id, parent in (("train-a", None), ("evaluate-b", "train-a")):
+        db.execute(
+            "INSERT INTO runs (id, kind, status, config, run_dir, created_at, parent_id) VALUES "
+            "(?, ?, 'completed', '{\"lr\": 1}', '/d', 1.0, ?)",
+            (run_id, run_id.split("-")[0], parent),
+        )
+    assert "runs_parent_created" not in _indexes(db)
+    registry = RunRegistry(connect(url))  # opening it upgrades it in place
+    assert "runs_parent_created" in _indexes(registry.db)
+    assert migrate(registry.db, "runs", MIGRATIONS) == len(MIGRATIONS)
+    kept = {r.id: (r.kind, r.status, r.parent_id) for r in registry.list(limit=None)}
+    assert kept == {
+        "train-a": ("train", RunStatus.COMPLETED, None),
+        "evaluate-b": ("evaluate", RunStatus.COMPLETED, "train-a"),
+    }
+    child = registry.list(parent_id="train-a", limit=None)
+    assert [(r.id, r.config) for r in child] == [("evaluate-b", {"lr": 1})]

@@ -82,6 +82,11 @@ MIGRATIONS: list[list[str]] = [
         # later, a notifier told late), which no other column holds for queued -> running -> queued again.
         "ALTER TABLE runs ADD COLUMN status_at DOUBLE PRECISION",
     ],
+    [
+        # A run's children (its evaluations, a sweep's trials) are asked for by parent, newest first: without
+        # an index every such question scanned the whole table, which grows with every run ever recorded.
+        "CREATE INDEX IF NOT EXISTS runs_parent_created ON runs (parent_id, created_at)",
+    ],
 ]
 
 
