@@ -95,6 +95,23 @@ def test_models_import_then_plain_transformers_loads_offline(
     assert code == 2 and "'float16' is not one of 'float32', 'bfloat16'" in err  # a usage error
 
 
+def test_models_import_shows_its_phases_unless_quiet(
+    tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tldrlab models import` showed nothing while it de-quantized the bundled GGUF (13-20 s here): a bar on
+    # stderr now names each phase, `--quiet` hides it, and stdout keeps only the result
+    code, out, err = run_captured(["models", "import", str(tiny["gguf"]), "--name", "tiny", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["name"] == "tiny"
+    phases = ["de-quantizing tiny.gguf", "reading its tokenizer", "hashing the source", "writing "]
+    shown = [err.find(f"import: {phase}") for phase in phases]
+    assert -1 not in shown and shown == sorted(shown), err  # each phase, in order
+    code, out, err = run_captured(
+        ["--quiet", "models", "import", str(tiny["dir"]), "--name", "quiet"], capsys
+    )
+    assert code == 0 and "installed quiet" in out and "import:" not in err, err
+
+
 def test_importing_a_gguf_file_parses_its_metadata_once(
     tiny: dict[str, Any], chat_tokenizer: Any, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from tldrlab.cli.options import AS_JSON, config_command
 from tldrlab.cli.tables import emit
+from tldrlab.logs import progress_bars_shown
 from tldrlab.runs.aliases import PromoteOptions, alias_history, aliases_table, current_aliases, promote
 
 models_app = typer.Typer(
@@ -24,7 +25,8 @@ def import_command(options: Any, as_json: bool) -> None:
     # lazy: loads torch (kept off `tldrlab --help`)
     from tldrlab.models.store import import_model, import_report
 
-    manifest = import_model(options.source, **options.model_dump(exclude={"source"}))
+    settings = options.model_dump(exclude={"source"})
+    manifest = import_model(options.source, **settings, progress=progress_bars_shown())
     emit(manifest, lambda: import_report(manifest), as_json=as_json)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
@@ -105,9 +106,11 @@ def import_model(
     dtype: StoreDtype = "float32",
     force: bool = False,
     settings: Settings | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Convert a model (a .gguf file, a directory, `smollm2`, ...) into `<home>/models/<name>/`; returns its
-    manifest (with `path`)."""
+    manifest (with `path`). `progress`: a bar on stderr naming each phase (de-quantizing a GGUF file alone
+    takes 10-20 s of CPU for the bundled model, which showed nothing)."""
     settings = settings or get_settings()
     if dtype not in get_args(StoreDtype):
         raise InvalidInputError(f"--dtype must be float32 or bfloat16, not {dtype!r}")
@@ -128,24 +131,50 @@ def import_model(
     # an import killed earlier left its temporary directory (~0.5 GB) behind: gone before this one writes
     remove_abandoned_writes(out.parent)
     started = time.perf_counter()
-    with gguf_parsed_once(resolved.kind == "gguf"):  # its metadata: parsed once for model and tokenizer
-        model = load_causal_lm(resolved, dtype=dtype)
-        tokenizer = load_tokenizer(resolved)
-    source_file = resolved.path if resolved.kind == "gguf" else resolved.path / "config.json"
-    info: dict[str, Any] = {
-        "source": str(resolved.path),
-        "source_kind": resolved.kind,
-        "sha256": sha256_file(source_file),
-        "architecture": type(model).__name__,
-        "parameters": count_parameters(model),
-        "layers": getattr(model.config, "num_hidden_layers", None),
-        "dtype": dtype,
-        "chat_template": has_chat_template(tokenizer),
-        "imported_at": time.time(),
-    }
-    model.tldrlab_name = "causal_lm"
-    save_model(model, tokenizer, out, name="causal_lm", **info, seconds=time.perf_counter() - started)
+    reading = "de-quantizing" if resolved.kind == "gguf" else "loading"
+    phases = [f"{reading} {resolved.path.name}", "reading its tokenizer", "hashing the source"]
+    phases.append(f"writing {out}")
+    # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
+    bar = tqdm(
+        total=len(phases),
+        desc=f"import: {phases[0]}",
+        bar_format="{desc} (phase {n_fmt} of {total_fmt} done, {elapsed})",
+        disable=not progress,
+        leave=False,
+    )
+    try:
+        with gguf_parsed_once(resolved.kind == "gguf"):  # its metadata: parsed once for model and tokenizer
+            _phase(bar, phases, 0)
+            model = load_causal_lm(resolved, dtype=dtype)
+            _phase(bar, phases, 1)
+            tokenizer = load_tokenizer(resolved)
+        _phase(bar, phases, 2)
+        source_file = resolved.path if resolved.kind == "gguf" else resolved.path / "config.json"
+        info: dict[str, Any] = {
+            "source": str(resolved.path),
+            "source_kind": resolved.kind,
+            "sha256": sha256_file(source_file),
+            "architecture": type(model).__name__,
+            "parameters": count_parameters(model),
+            "layers": getattr(model.config, "num_hidden_layers", None),
+            "dtype": dtype,
+            "chat_template": has_chat_template(tokenizer),
+            "imported_at": time.time(),
+        }
+        model.tldrlab_name = "causal_lm"
+        _phase(bar, phases, 3)
+        save_model(model, tokenizer, out, name="causal_lm", **info, seconds=time.perf_counter() - started)
+    finally:  # an error's one line is printed on a clean line, not after the bar
+        bar.close()
     return read_manifest(out) | {"name": name, "path": str(out)}
+
+
+def _phase(bar: Any, phases: list[str], index: int) -> None:
+    """Show the phase `index` starts: its name and how many came before (each runs seconds with no finer
+    progress to show, as the other long commands' bars show theirs)."""
+    bar.set_description_str(f"import: {phases[index]}", refresh=False)
+    bar.n = index
+    bar.refresh()
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
