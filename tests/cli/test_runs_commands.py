@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from cliutil import run_captured
 from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.config import get_settings
 from tldrlab.launch import launch_run
 from tldrlab.runs import open_registry, start_run
 from tldrlab.service.app import create_app
@@ -129,3 +131,61 @@ def test_artifacts_are_found_under_a_kinds_old_and_new_name() -> None:
     assert wrong.status_code == 404 and wrong.json()["code"] == "not_found"
     typo = client.get(f"/artifacts/evaluat/{old.id}")
     assert typo.status_code == 404 and typo.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_runs_list_by_parent_lists_a_runs_children(
+    backend: str,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`tldrlab runs list --parent RUN` and GET /runs?parent_id=RUN list the runs RUN started (its
+    evaluations, a sweep's trials), the parent given by id or unique prefix; an unknown or ambiguous parent
+    is an error, not an empty list."""
+    if backend == "postgres":
+        monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+    with start_run("train", {}, run_id="train-parent-aaa") as parent:
+        pass
+    with start_run("train", {}, run_id="train-parent-bbb") as other:
+        pass
+    children = []
+    for i in range(3):
+        with start_run("evaluate", {}, run_id=f"evaluate-child-{i}", parent_id=parent.id) as child:
+            children.append(child.id)
+        time.sleep(0.01)  # created one after the other: newest first is a defined order
+    with start_run("evaluate", {}, run_id="evaluate-other", parent_id=other.id):
+        pass
+    newest_first = children[::-1]
+    client = TestClient(create_app())
+    for given in (parent.id, "train-parent-a"):
+        code, out, err = run_captured(["runs", "list", "--parent", given, "--json"], capsys)
+        assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == newest_first, err
+        listed = client.get("/runs", params={"parent_id": given})
+        assert listed.status_code == 200, listed.text
+        assert [r["id"] for r in listed.json()["runs"]] == newest_first
+    code, out, err = run_captured(
+        ["runs", "list", "--parent", parent.id, "--limit", "1", "--offset", "1"], capsys
+    )
+    assert code == 0 and children[1] in out and children[0] not in out and children[2] not in out, err
+    paged = client.get("/runs", params={"parent_id": parent.id, "limit": 1, "offset": 1})
+    assert [r["id"] for r in paged.json()["runs"]] == [children[1]]
+    code, out, err = run_captured(
+        ["runs", "list", "--parent", other.id, "--kind", "evaluate", "--json"], capsys
+    )
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == ["evaluate-other"], err
+    assert client.get("/runs", params={"parent_id": other.id, "kind": "train"}).json()["runs"] == []
+
+    code, _, err = run_captured(["runs", "list", "--parent", "train-nope"], capsys)
+    assert code == 3 and "no run with id 'train-nope'" in err
+    missing = client.get("/runs", params={"parent_id": "train-nope"})
+    assert (
+        missing.status_code == 404 and missing.json()["code"] == "not_found" and missing.json()["request_id"]
+    )
+    code, _, err = run_captured(["runs", "list", "--parent", "train-parent"], capsys)
+    assert code == 3 and "ambiguous" in err
+    ambiguous = client.get("/runs", params={"parent_id": "train-parent"})
+    assert ambiguous.status_code == 404 and ambiguous.json()["code"] == "ambiguous_run_id"
+    empty = client.get("/runs", params={"parent_id": ""})
+    assert empty.status_code == 422 and empty.json()["request_id"]

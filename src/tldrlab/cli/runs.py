@@ -47,7 +47,10 @@ def list_command(query: RunQuery, as_json: bool) -> None:
     # a kind's runs under every name they may be recorded under (evaluate and eval, whichever is given);
     # a typo is an error listing the kinds, not an empty table
     kinds = recorded_kind_names(query.kind) if query.kind else None
-    records = reconciled_registry().list(**{**query.model_dump(mode="json"), "kind": kinds})
+    registry = reconciled_registry()
+    # the parent as people type it (a unique prefix); an unknown one is an error, not an empty table
+    parent = registry.find(query.parent_id).id if query.parent_id else None
+    records = registry.list(**{**query.model_dump(mode="json"), "kind": kinds, "parent_id": parent})
     emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
 
 
@@ -189,7 +192,15 @@ def delete_command(
 
 
 def register(app: typer.Typer) -> None:
-    config_command(runs_app, "list", RunQuery, list_command, as_json=True, defaults={"limit": 20})
+    config_command(
+        runs_app,
+        "list",
+        RunQuery,
+        list_command,
+        aliases={"parent_id": "--parent"},
+        as_json=True,
+        defaults={"limit": 20},
+    )
     config_command(runs_app, "compare", CompareChart, compare_command, arguments=("ids",), as_json=True)
     config_command(
         runs_app,

@@ -179,6 +179,9 @@ class RunQuery(BaseModel):
     """Only runs of this kind (train, tokenizer, ingest, ...)."""
     status: RunStatus | None = None
     """Only runs in this status."""
+    parent_id: str | None = Field(None, min_length=1, max_length=200)
+    """Only the runs this run started (a training run's evaluations, a sweep's trials): its id or a unique
+    prefix of it."""
     limit: int = Field(50, ge=1, le=1000)
     """How many runs, newest first."""
     offset: int = Field(0, ge=0, le=10**9)

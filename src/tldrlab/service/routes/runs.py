@@ -262,7 +262,11 @@ def list_runs(request: Request, query: Annotated[RunQuery, Query()]) -> dict[str
     # a typo is a 422 listing the kinds, not an empty list
     kinds = recorded_kind_names(query.kind) if query.kind else None
     settle_orphans_here(request)  # a killed command-line run of this machine is not running for good
-    records = registry(request).list(**{**query.model_dump(mode="json"), "kind": kinds}, with_config=False)
+    runs = registry(request)
+    # the parent by id or unique prefix, as run references resolve elsewhere; an unknown one is a 404
+    parent = runs.find(query.parent_id).id if query.parent_id else None
+    filters = {**query.model_dump(mode="json"), "kind": kinds, "parent_id": parent}
+    records = runs.list(**filters, with_config=False)
     return public(request, {"runs": [run_info(r) for r in records], "count": len(records)})
 
 
