@@ -703,10 +703,13 @@ def train_arm(
 
 
 def earlier_arm_runs(experiment: Run) -> dict[tuple[str, int], RunRecord]:
-    """The arm runs of this experiment's earlier attempts, the newest per (arm, seed)."""
+    """The arm runs of this experiment's earlier attempts, the newest per (arm, seed). Asked for by parent in
+    the query, every one of them: reading the newest 100,000 arm runs of every experiment (configs too) and
+    keeping this one's cost a scan of the whole table, and missed this one's behind that many newer ones."""
     found: dict[tuple[str, int], RunRecord] = {}
-    for record in experiment.registry.list(kind=ARM_KIND, limit=100_000):  # newest first
-        if record.parent_id == experiment.id and "arm" in record.tags:
+    children = experiment.registry.list(kind=ARM_KIND, parent_id=experiment.id, limit=None)  # newest first
+    for record in children:
+        if "arm" in record.tags:
             found.setdefault((str(record.tags["arm"]), int(record.config["seed"])), record)
     return found
 

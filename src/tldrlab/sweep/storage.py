@@ -162,9 +162,10 @@ def refuse_another_queued_sweep(name: str, url: str, spec: SweepSpec) -> None:
     """ConflictError when a queued sweep (or ELM search) run will open the study `name` in the storage `url`
     with another goal or search than `spec`: a sweep creates its study only when it starts, so the storage
     knows nothing of it yet, and the second of the two to start would fail on the clash instead of being
-    refused here."""
+    refused here. Every queued one is read (`limit=None`): the study name lives in the config, and a cap
+    missed a clash with a sweep queued behind that many newer ones."""
     queued_runs = open_registry().list(
-        kind=tuple(QUEUED_STUDY_KINDS), status=RunStatus.QUEUED.value, limit=1000
+        kind=tuple(QUEUED_STUDY_KINDS), status=RunStatus.QUEUED.value, limit=None
     )
     for record in queued_runs:
         try:
@@ -201,12 +202,14 @@ def mark_worker(trial: optuna.Trial) -> None:
 
 
 def fail_dead_sweep_runs(study_name: str) -> list[str]:
-    """Sweep runs of this study left "running" by a killed `tldrlab sweep run` on this host -> failed."""
+    """Sweep runs of this study left "running" by a killed `tldrlab sweep run` on this host -> failed.
+    Every running sweep is read (`limit=None`; the study is a tag, matched here): a cap left a dead one
+    behind that many newer running sweeps running for good."""
     import time
 
     registry = open_registry()
     failed = []
-    for record in registry.list(kind="sweep", status=RunStatus.RUNNING.value, limit=1000):
+    for record in registry.list(kind="sweep", status=RunStatus.RUNNING.value, limit=None):
         host, _, pid = (record.worker or "").rpartition(":")
         if record.tags.get("study") != study_name or host != platform.node() or not pid.isdigit():
             continue
