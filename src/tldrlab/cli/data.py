@@ -71,7 +71,7 @@ def list_command(as_json: bool = AS_JSON) -> None:
 
     Example: tldrlab data list --json
     """
-    records = open_datasets().list(limit=1000)
+    records = open_datasets().list(limit=None)  # every one: the command has no paging to reach the rest
     rows = [{**record.public(), "path": record.path} for record in records]
     emit(rows, lambda: datasets_table(records), as_json=as_json, lines=True, empty=NO_DATASETS)
 

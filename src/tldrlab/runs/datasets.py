@@ -140,11 +140,16 @@ class DatasetRegistry:
             raise NotFoundError(f"no dataset with id {dataset_id!r}")
         return _record(row)
 
-    def list(self, limit: int = 100, offset: int = 0) -> list[DatasetRecord]:
-        rows = self.db.query(
-            "SELECT * FROM datasets ORDER BY created_at DESC LIMIT ? OFFSET ?", (limit, offset)
-        )
-        return [_record(r) for r in rows]
+    def list(
+        self, limit: int | None = 100, offset: int = 0, *, source: str | None = None
+    ) -> list[DatasetRecord]:
+        """Newest first. `limit=None`: every one (what a lookup over all data sets needs: a cap missed the
+        ones registered before that many newer ones). `source`: only those that got here that way."""
+        where, params = ("WHERE source = ?", [source]) if source is not None else ("", [])
+        sql = f"SELECT * FROM datasets {where} ORDER BY created_at DESC"
+        if limit is None:  # SQLite takes no OFFSET without a LIMIT: the rows are skipped here
+            return [_record(r) for r in self.db.query(sql, params)[offset:]]
+        return [_record(r) for r in self.db.query(f"{sql} LIMIT ? OFFSET ?", (*params, limit, offset))]
 
     def find_sha256(self, sha256: str) -> DatasetRecord | None:
         """The first data set registered with these bytes, if any."""
@@ -375,7 +380,7 @@ def dataset_refs(config: dict[str, Any], settings: Settings | None = None) -> li
     if not strings:
         return []
     registry = open_datasets(settings)
-    records = registry.list(limit=10_000)
+    records = registry.list(limit=None)  # a path may lie in any of them, however old
     by_id = {r.id: r for r in records}
     locations = [(r.location(settings).resolve(), r) for r in records]
     found: list[dict[str, Any]] = []

@@ -296,10 +296,10 @@ def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, ru
 def read_roots(settings: Settings) -> list[Path]:
     """Where API runs may read: the data roots, uploaded data sets, run directories, and the data sets the
     machine's user registered where they are (`tldrlab data register`), all resolved."""
+    # every registered one (the 10,000 newest data sets of any source left older registrations unreadable)
     registered = [
         record.location(settings).resolve()
-        for record in open_datasets(settings).list(limit=10_000)
-        if record.source == "register"
+        for record in open_datasets(settings).list(limit=None, source="register")
     ]
     return [
         *settings.resolved_data_roots,
