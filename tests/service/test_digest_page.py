@@ -362,3 +362,47 @@ def test_right_to_left_posts_and_bullets_are_laid_out_right_to_left(browser: Any
         assert page.locator("#bullets li").count() >= 1
     finally:
         page.close()
+
+
+def test_page_filter_reaches_a_thread_past_the_newest_thousand(browser: Any, server_url: str) -> None:
+    """A store with more threads than the list shows: the API's `q` finds an old one by its title, and typing
+    in the page's filter box lists it, so it can be picked and digested."""
+    from tldrlab.data.threads import Post, Thread
+    from tldrlab.store import open_store, tables
+
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201  # the oldest thread, really ingested
+        store: Any = open_store(get_settings())  # 1001 newer rows written cheaply (no sentences)
+        try:
+            with store.db.transaction() as db:
+                for i in range(1001):
+                    post = Post(id="p", number=1, text="Hi.")
+                    tables.write_thread_row(db, Thread(id=f"filler-{i}", title=f"Filler {i}", posts=[post]))
+        finally:
+            store.close()
+        newest = client.get("/threads", params={"limit": 1000}).json()
+        assert PASTED["id"] not in {t["id"] for t in newest["threads"]}
+        assert newest["next_offset"] == 1000
+        found = client.get("/threads", params={"q": "bottle OR"}).json()
+        assert [t["id"] for t in found["threads"]] == [PASTED["id"]]
+        assert found["next_offset"] is None
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(server_url + "/")
+        page.wait_for_selector("#thread-select option[value='filler-1000']", state="attached")
+        assert page.locator(f"#thread-select option[value='{PASTED['id']}']").count() == 0
+        page.select_option("#summarizer-select", "extractive")
+        page.locator("#thread-filter").press_sequentially("bottle or")
+        page.wait_for_selector("#thread-select[data-filter='bottle or']", state="attached")
+        listed = page.eval_on_selector("#thread-select", "s => [...s.options].map(o => o.value)")
+        assert listed == [PASTED["id"]]
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert page.locator("#thread-title").inner_text() == PASTED["title"]
+        assert page.locator("#bullets li").count() >= 1
+        assert errors == []
+    finally:
+        page.close()

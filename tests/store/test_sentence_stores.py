@@ -17,7 +17,7 @@ import pytest
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.errors import ConflictError, DimensionMismatchError, InvalidInputError, NotFoundError
-from tldrlab.store import STORES
+from tldrlab.store import STORES, tables
 from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore, ThreadChangedError
 
 StoreFactory = Callable[..., SentenceStore]
@@ -177,6 +177,32 @@ def test_thread_sentences_keep_order_provenance_and_vectors(
     for record in records:  # the span points into the post's text
         post = item.thread.post(record.post_id)
         assert post is not None and post.text[record.start : record.end] == record.text
+
+
+def filler_thread(i: int) -> Thread:
+    post = Post(id="p", number=1, text="Hi.")
+    return Thread(id=f"filler-{i:04d}", title=f"Filler thread {i}", posts=[post])
+
+
+def test_thread_filter_finds_an_old_thread_in_sql(open_test_store: StoreFactory) -> None:
+    """The listing's `q` finds a thread past the newest 1,000 by id or title substring (any case, % and _
+    taken literally), with paging, on both backends."""
+    store: Any = open_test_store()  # both stores share `tables` over their `db`: rows written cheaply
+    old = Thread(
+        id="se-beer-42", title="Which hops for a NEIPA? 100%_dry", posts=[Post(id="q", number=1, text="Hm.")]
+    )
+    with store.db.transaction() as db:
+        tables.write_thread_row(db, old)
+        for i in range(1001):
+            tables.write_thread_row(db, filler_thread(i))
+    assert old.id not in {t.id for t in store.list_threads(limit=1000)}
+    assert [t.id for t in store.list_threads(q="neipa")] == [old.id]  # the title, another case
+    assert [t.id for t in store.list_threads(q="BEER-4")] == [old.id]  # the id
+    assert [t.id for t in store.list_threads(q="%_")] == [old.id]  # literal: not "anything"
+    assert store.list_threads(q="no such thread") == []
+    page = store.list_threads(limit=10, offset=995, q="filler")
+    assert [t.id for t in page] == [f"filler-{i:04d}" for i in range(5, -1, -1)]  # newest first
+    assert {t.title for t in page} == {f"Filler thread {i}" for i in range(6)}
 
 
 def test_replace_and_delete_posts(open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]) -> None:

@@ -111,7 +111,9 @@ class SentenceStore(Protocol):
     def get_thread(self, thread_id: str) -> Thread:
         """The stored thread; NotFoundError when unknown."""
 
-    def list_threads(self, limit: int = 100, offset: int = 0) -> list[ThreadInfo]: ...
+    def list_threads(self, limit: int = 100, offset: int = 0, q: str | None = None) -> list[ThreadInfo]:
+        """The newest threads first, a page of them; `q` keeps those whose id or title holds it (ignoring
+        case)."""
 
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         """post id -> content hash of the sentences stored for it."""

@@ -146,8 +146,8 @@ class SqliteFaissStore:
     def get_thread(self, thread_id: str) -> Thread:
         return tables.get_thread(self.db, thread_id)
 
-    def list_threads(self, limit: int = 100, offset: int = 0) -> list[ThreadInfo]:
-        return tables.list_threads(self.db, limit, offset)
+    def list_threads(self, limit: int = 100, offset: int = 0, q: str | None = None) -> list[ThreadInfo]:
+        return tables.list_threads(self.db, limit, offset, q)
 
     def post_hashes(self, thread_id: str) -> dict[str, str]:
         return tables.post_hashes(self.db, thread_id)

@@ -81,14 +81,32 @@ def get_thread(db: Database, thread_id: str) -> Thread:
     return Thread.model_validate_json(row["data"], context=STORED)
 
 
-def list_threads(db: Database, limit: int, offset: int) -> list[ThreadInfo]:
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching `text` anywhere: its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_threads(db: Database, limit: int, offset: int, q: str | None = None) -> list[ThreadInfo]:
+    """The newest threads first; `q` keeps those whose id or title holds it (ignoring case). The filter runs
+    in SQL, so a thread far down a big store is found without reading every row into Python."""
     if limit < 0 or offset < 0:
         raise InvalidInputError(f"limit and offset must not be negative (got limit={limit}, offset={offset})")
+    where = ""
+    params: tuple[str, ...] = ()
+    if q:
+        if "\x00" in q:  # PostgreSQL's text cannot hold it; no thread id or title does either
+            raise InvalidInputError(f"a thread filter must not contain NUL characters (U+0000), got {q!r}")
+        pattern = like_pattern(q)
+        # LOWER on both sides, by the database itself: PostgreSQL's LIKE heeds case, and Python's lower() and
+        # SQLite's (ASCII only) differ on other letters
+        where = "WHERE LOWER(t.id) LIKE LOWER(?) ESCAPE '\\' OR LOWER(t.title) LIKE LOWER(?) ESCAPE '\\' "
+        params = (pattern, pattern)
     rows = db.query(
         "SELECT t.id, t.title, t.posts, t.content_hash, "
         "(SELECT COUNT(*) FROM store_sentences s WHERE s.thread_id = t.id) AS sentences "
-        "FROM store_threads t ORDER BY t.updated_at DESC, t.id LIMIT ? OFFSET ?",
-        (limit, offset),
+        f"FROM store_threads t {where}ORDER BY t.updated_at DESC, t.id LIMIT ? OFFSET ?",
+        (*params, limit, offset),
     )
     return [
         ThreadInfo(

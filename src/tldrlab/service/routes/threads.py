@@ -2,7 +2,8 @@
 
     POST /threads                      a native thread (or a list), or {format, content} for Stack Exchange
                                        XML / Discourse JSON text: ingested (only changed posts re-embedded)
-    GET  /threads                      stored threads
+    GET  /threads                      stored threads, newest first: ?limit=&offset= pages (`next_offset`
+                                       in the answer), ?q= filters by id/title substring in the store's SQL
     GET  /threads/{id}                 one thread with its posts
     GET  /threads/{id}/highlights      ?k=&q=&scorer= provenance-linked highlights
 
@@ -207,10 +208,19 @@ async def post_threads(request: Request) -> JSONResponse:
 
 @router.get("/threads")
 def list_threads(
-    request: Request, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10**9)
+    request: Request,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10**9),
+    q: str | None = Query(
+        None, max_length=512, description="only threads whose id or title holds this text (ignoring case)"
+    ),
 ) -> dict[str, Any]:
+    """A page of the stored threads, newest first. `next_offset` is where the next page starts (null on the
+    last page): one row more than asked is read to know it."""
     res = resources(request)
-    return {"threads": [asdict(t) for t in res.store.list_threads(limit=limit, offset=offset)]}
+    found = res.store.list_threads(limit=limit + 1, offset=offset, q=q or None)
+    next_offset = offset + limit if len(found) > limit else None
+    return {"threads": [asdict(t) for t in found[:limit]], "next_offset": next_offset}
 
 
 def thread_id_as_sent(request: Request) -> str | None:

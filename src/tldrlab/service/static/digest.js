@@ -26,15 +26,31 @@ async function api(path, options) {
   return body;
 }
 
+// The list holds one page of the newest threads; the filter box asks the server (its SQL) for the threads whose
+// id or title holds the text, so a thread far down a big store can be reached without listing them all.
+const THREAD_PAGE = 1000;
+
 async function loadThreadList(selectId) {
-  const body = await api("/threads?limit=1000");
+  const filter = $("thread-filter").value.trim();
+  const query = new URLSearchParams({ limit: String(THREAD_PAGE) });
+  if (filter) query.set("q", filter);
+  const body = await api(`/threads?${query}`);
+  if ($("thread-filter").value.trim() !== filter) return;  // a newer filter's answer is on its way
   const select = $("thread-select");
   select.innerHTML = "";
-  if (!body.threads.length) select.append(new Option("(none yet: paste or upload one)", ""));
+  if (!body.threads.length) {
+    select.append(new Option(filter ? "(no thread matches the filter)" : "(none yet: paste or upload one)", ""));
+  }
   for (const t of body.threads) {
     select.append(new Option(`${t.title || t.id} (${t.posts} posts)`, t.id));
   }
-  if (selectId) select.value = selectId;
+  if (body.next_offset !== null && body.next_offset !== undefined) {
+    const more = new Option(`(more than ${THREAD_PAGE}: type in the filter to find others)`, "");
+    more.disabled = true;
+    select.append(more);
+  }
+  if (selectId && body.threads.some((t) => t.id === selectId)) select.value = selectId;
+  $("thread-select").dataset.filter = filter;  // which filter the list shows (tests and screen readers)
 }
 
 function sentenceId(postId, index) { return `${postId}:${index}`; }
@@ -287,6 +303,11 @@ function refreshThreadList() {
 window.addEventListener("DOMContentLoaded", () => {
   $("digest-button").addEventListener("click", () => digestThread($("thread-select").value));
   $("ingest-button").addEventListener("click", ingestPasted);
+  let filterTimer = null;  // one request per pause in typing, not one per key
+  $("thread-filter").addEventListener("input", () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(refreshThreadList, 200);
+  });
   $("file-input").addEventListener("change", (ev) => readFile(ev.target.files[0]));
   // The key is kept in the browser as the runs page keeps it (same storage key); a new key reloads the list,
   // which a server with TLDRLAB_API_KEY refused without one.
