@@ -24,6 +24,7 @@ from netutil import free_port, wait_for_port
 from tldrlab.config import get_settings
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
+from tldrlab.runs.reconcile import update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.service.queue import open_queue
 from tldrlab.service.worker import WorkerConfig, reconcile
@@ -58,6 +59,7 @@ def _orphan(
         heartbeat_at=long_ago,
         started_at=long_ago,
     )
+    update_manifest(run.run_dir, status="running")  # as its process wrote it when it started
     return registry.get(run.id)
 
 
@@ -188,6 +190,46 @@ def test_runs_list_settles_the_others_when_one_manifest_cannot_be_written(
     assert "could not settle 1 run(s)" in warning and stuck.id in warning and other.id not in warning
     assert "manifest.json" in warning, warning  # the path whose write failed
     assert json.loads((Path(other.run_dir) / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_a_manifest_left_running_by_a_settle_is_repaired_by_the_next_runs_list(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the registry settled the orphan while its run directory refused the manifest write: once the directory
+    # was writable again nothing wrote the manifest, which said `running` for good
+    stuck, resumable = _orphan(), _orphan("smoke", {"steps": 5})
+    with unwritable(Path(stuck.run_dir)), unwritable(Path(resumable.run_dir)):
+        code, _, err = run_captured(["runs", "list", "--json"], capsys)
+        assert code == 0 and stuck.id in err and resumable.id in err, err
+        code, _, err = run_captured(["runs", "list", "--json"], capsys)  # still unwritable: still said
+        assert code == 0 and stuck.id in err and resumable.id in err, err
+    assert _manifest(stuck)["status"] == "running" and _manifest(resumable)["status"] == "running"
+    registry = open_registry()
+    assert registry.get(stuck.id).status is RunStatus.FAILED
+    assert registry.get(resumable.id).status is RunStatus.QUEUED
+    code, _, err = run_captured(["runs", "list", "--json"], capsys)  # writable again
+    assert code == 0 and "could not settle" not in err, err
+    assert _manifest(stuck)["status"] == "failed" and _manifest(stuck)["error_code"] == "worker_lost"
+    assert _manifest(stuck)["ended_at"] is not None
+    assert _manifest(resumable)["status"] == "queued"
+    assert f"--resume {resumable.id}" in _manifest(resumable)["message"]
+    assert registry.manifests_behind() == []  # repaired once, not on every listing
+
+
+def test_a_workers_reconcile_repairs_a_manifest_it_could_not_write() -> None:
+    orphan = _orphan("smoke", {"steps": 2})
+    registry, queue = open_registry(), open_queue(get_settings())
+    registry.update(orphan.id, worker=f"{platform.node()}:999999999", attempts=1)
+    with unwritable(Path(orphan.run_dir)):
+        assert reconcile(registry, queue, WorkerConfig()) == [(orphan.id, "queued")]
+    assert _manifest(orphan)["status"] == "running"
+    reconcile(registry, queue, WorkerConfig())  # its next pass
+    assert _manifest(orphan)["status"] == "queued" and "requeued" in _manifest(orphan)["message"]
+
+
+def _manifest(record: RunRecord) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((Path(record.run_dir) / "manifest.json").read_text())
+    return manifest
 
 
 def test_runs_list_shows_the_runs_it_cannot_settle_on_a_read_only_postgres(

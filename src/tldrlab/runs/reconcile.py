@@ -15,6 +15,10 @@ Two reconcilers settle orphans with the functions here, each with the outcome th
   run `running` for good: a run of a resumable kind waits for `--resume` (`queued`, as a preempted run
   does), any other fails with `worker_lost`. Runs submitted through the API are left to the workers, whose
   queue they belong to.
+
+Both mark a settled run in the registry until its manifest says so too (`manifest_behind`): a run directory
+that refuses the write at that moment (a full disk, an immutable directory) would otherwise leave the
+manifest `running` for good, so every later pass (`repair_manifests`) writes it once it can.
 """
 
 from __future__ import annotations
@@ -66,10 +70,47 @@ def settle_orphan(
     reconciler that wins (another may be settling it at the same moment)."""
     if not registry.settle_stale(record.id, stale_before, status, message, error_code):
         return False
-    ended = {"ended_at": time.time()} if status.finished else {}
-    update_manifest(record.run_dir, status=status.value, message=message, error_code=error_code, **ended)
     log.warning(message, extra={"fields": {"run_id": record.id}})
+    ended = {"ended_at": time.time()} if status.finished else {}
+    # raises when the run directory refuses the write: the registry keeps the run marked manifest_behind,
+    # and the next pass's `repair_manifests` writes it
+    update_manifest(record.run_dir, status=status.value, message=message, error_code=error_code, **ended)
+    registry.manifest_caught_up(record.id)
     return True
+
+
+def repair_manifests(registry: RunRegistry) -> list[tuple[str, str]]:
+    """Mirror into their manifests the status of runs a reconciler settled while their run directory refused
+    the write (the registry marks them): without this such a manifest said `running` for good. Returns
+    (run id, why) of each manifest still not writable; it stays marked for the next pass."""
+    failed: list[tuple[str, str]] = []
+    try:
+        behind = registry.manifests_behind()
+    except Exception as exc:  # an unreadable database: the caller reports it
+        return [("", _reason(exc))]
+    for record in behind:
+        try:
+            manifest_path = Path(record.run_dir) / MANIFEST
+            if record.status is not RunStatus.RUNNING and record.cleaned_at is None:
+                if not manifest_path.is_file():
+                    # another machine's run directory, or one not mounted here right now: its manifest
+                    # is out of reach, not caught up; leave the mark for a pass that can reach it
+                    continue
+                settled = {
+                    "status": record.status.value,
+                    "message": record.message,
+                    "error_code": record.error_code,
+                }
+                manifest = read_manifest(record.run_dir)
+                if any(manifest.get(key) != value for key, value in settled.items()):
+                    ended = {"ended_at": record.ended_at} if record.status.finished else {}
+                    update_manifest(record.run_dir, **settled, **ended)
+                    log.info(f"run {record.id}: manifest brought up to date ({record.status.value})")
+            # running again (resumed: its own handle wrote the manifest), or cleaned away: nothing lags
+            registry.manifest_caught_up(record.id)
+        except Exception as exc:  # still unwritable: the next pass tries again
+            failed.append((record.id, _reason(exc)))
+    return failed
 
 
 def owner_host(record: RunRecord) -> str | None:
@@ -123,6 +164,8 @@ def reconcile_here(
     except Exception as exc:  # an unreadable database: the view reports it in its own words
         done.failed.append(("", _reason(exc)))
         return done
+    # first the manifests earlier passes could not write (one failing now is reported once, below)
+    behind = repair_manifests(registry)
     for record in orphans:
         if owner_host(record) != here or record.tags.get(SUBMITTED_VIA) == "api":
             continue
@@ -146,4 +189,6 @@ def reconcile_here(
         # transactions, an immutable run directory) must not stop the view that asked
         except Exception as exc:
             done.failed.append((record.id, _reason(exc)))
+    failing = {run_id for run_id, _ in done.failed}
+    done.failed.extend(item for item in behind if item[0] not in failing)
     return done

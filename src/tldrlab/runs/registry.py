@@ -87,6 +87,13 @@ MIGRATIONS: list[list[str]] = [
         # an index every such question scanned the whole table, which grows with every run ever recorded.
         "CREATE INDEX IF NOT EXISTS runs_parent_created ON runs (parent_id, created_at)",
     ],
+    [
+        # 1 while a reconciler settled the run in the registry but not yet in its manifest (the run directory
+        # refused the write): the next reconcile pass mirrors the status there, and nothing else remembers
+        # which manifests lag. Indexed: every pass asks for the few marked among every run ever recorded.
+        "ALTER TABLE runs ADD COLUMN manifest_behind INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS runs_manifest_behind ON runs (manifest_behind)",
+    ],
 ]
 
 
@@ -370,12 +377,24 @@ class RunRegistry:
         """Compare-and-set a still-stale running run to `to` (queued to resume it, failed to give up): True
         for the one reconciler that wins."""
         now = time.time()
+        # marked manifest_behind in the same statement: if the reconciler dies or its manifest write fails
+        # before `manifest_caught_up`, the next pass still knows the manifest says running
         changed = self.db.execute(
-            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ?, status_at = ? "
+            "UPDATE runs SET status = ?, message = ?, error_code = ?, ended_at = ?, status_at = ?, "
+            "manifest_behind = 1 "
             "WHERE id = ? AND status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
             (to.value, message, error_code, now if to.finished else None, now, run_id, stale_before),
         )
         return changed == 1
+
+    def manifests_behind(self) -> Sequence[RunRecord]:
+        """Runs a reconciler settled whose manifest may not say so yet (`settle_stale` marks them)."""
+        rows = self.db.query("SELECT * FROM runs WHERE manifest_behind = 1")
+        return [RunRecord.from_row(r) for r in rows]
+
+    def manifest_caught_up(self, run_id: str) -> None:
+        """The run's manifest now says what the registry does: unmark it."""
+        self.db.execute("UPDATE runs SET manifest_behind = 0 WHERE id = ?", (run_id,))
 
     def waiting_since(self, before: float) -> Sequence[RunRecord]:
         """Queued runs, not cancelled, waiting since before `before` (their last heartbeat, or creation)."""

@@ -49,7 +49,7 @@ from tldrlab.launch import execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.db import migrate
 from tldrlab.runs.ownership import owner_alive
-from tldrlab.runs.reconcile import orphaned_runs, settle_orphan, update_manifest
+from tldrlab.runs.reconcile import orphaned_runs, repair_manifests, settle_orphan, update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.retention import settle_finished_run
 from tldrlab.service.confine import confine_again
@@ -185,6 +185,9 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
         if status is RunStatus.QUEUED:
             queue.enqueue(record.id)
         actions.append((record.id, status.value))
+    # the manifests of runs settled while their run directory refused the write (this pass or an earlier one)
+    for run_id, why in repair_manifests(registry):
+        log.warning(f"manifest of run {run_id} still lags: {why}", extra={"fields": {"run_id": run_id}})
     return actions + requeue_lost(registry, queue, stale_before)
 
 
