@@ -60,6 +60,14 @@ def key_value_table(values: dict[str, object], title: str | None = None, key: st
     return Table([Column(key, key=True), Column("value")], rows, title)
 
 
+def number_text(value: float) -> str:
+    """A count or length as people read it, as the other listings print counts: thousands separated, every
+    digit kept (`2,000,001`, `617,285.5`), where `:g` printed `2e+06` and dropped digits past the sixth."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
 def metrics_line(metrics: dict[str, object]) -> str:
     """`name=value, ...` with floats to 4 significant digits."""
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -102,6 +102,24 @@ def test_inspect_table_output_and_formats(shared_data: Path, capsys: pytest.Capt
     assert code == 0 and set(json.loads(out)) == set(READERS)
 
 
+def test_inspect_prints_large_lengths_with_every_digit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A document of two million words: its lengths read `2,000,001` (as the counts do), not `2e+06`."""
+    path = tmp_path / "big.jsonl"
+    rows = [
+        {"id": "a", "document": "w " * 2_000_001, "summary": "s"},
+        {"id": "b", "document": "w", "summary": "s"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    code, out, _ = run_captured(["data", "inspect", str(path), "--format", "pairs"], capsys)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("document_words"))
+    # count, mean, median, p95 (numpy's linear interpolation: 1 + 0.95 * 2,000,000) and max
+    assert line.split() == ["document_words", "2", "1,000,001", "1,000,001", "1,900,001", "2,000,001"]
+    assert "e+0" not in out
+
+
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, list[str], list[str]]]:
     """name -> (file, extra CLI args, fragments the error message must contain)."""
     good = json.dumps({"id": "a", "document": "Doc.", "summary": "S"})

@@ -27,7 +27,7 @@ from tldrlab.data.readers import (
 )
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.threads import Thread
-from tldrlab.report import Column, Report, Table
+from tldrlab.report import Column, Report, Table, number_text
 
 
 def length_stats(values: Sequence[int]) -> dict[str, float]:
@@ -158,7 +158,7 @@ def stats_report(stats: dict[str, Any]) -> Report:
         )
         for key, value in section.items():
             if isinstance(value, dict) and "median" in value:
-                lengths.rows.append([key, *(f"{value[k]:g}" for k in LENGTH_COLUMNS)])
+                lengths.rows.append([key, *(number_text(value[k]) for k in LENGTH_COLUMNS)])
             elif isinstance(value, int):
                 counts.rows.append([key.replace("_", " "), f"{value:,}"])
         counts.rows += [[key, f"{value:,}"] for key, value in section.get("reader_counts", {}).items()]
