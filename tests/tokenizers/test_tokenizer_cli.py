@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cliutil import run_cli
-from tinylm import tiny_chat_tokenizer
+from cliutil import run_captured, run_cli
+from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.errors import InvalidInputError
-from tldrlab.runs import open_registry
+from tldrlab.models.store import import_model
+from tldrlab.runs import create_run, open_registry
 from tldrlab.tokenizers import train_tokenizer
 
 
@@ -258,3 +259,30 @@ def test_train_refuses_an_out_holding_a_tokenizer_unless_told_to_overwrite(
     assert not (out / "tokenizer.model").exists()
     (tmp_path / "empty").mkdir()
     assert run_cli([*again[:-2], str(tmp_path / "empty"), str(corpus)]) == 0
+
+
+def test_show_takes_an_installed_model_name(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tokenizer show NAME` of a model in the home's model store (as `models list` names it) shows that
+    model's tokenizer, where it said "no tokenizer directory or run named"; directories, run ids and the
+    ambiguity of a run id prefix are as before."""
+    tokenizer = tiny_chat_tokenizer()
+    source = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    installed = Path(import_model(source, name="tiny-chat")["path"])
+    code, out, err = run_captured(["tokenizer", "show", "tiny-chat", "--text", "To be", "--json"], capsys)
+    assert code == 0, err
+    shown = json.loads(out)
+    assert Path(shown["dir"]).resolve() == installed.resolve()
+    assert shown["actual_vocab_size"] == len(tokenizer)
+    assert shown["tokenized"]["ids"] == tokenizer("To be", add_special_tokens=False)["input_ids"]
+    # its directory, as before
+    code, out, err = run_captured(["tokenizer", "show", str(installed), "--json"], capsys)
+    assert code == 0 and Path(json.loads(out)["dir"]).resolve() == installed.resolve(), err
+    # a run id prefix two runs share is still refused as ambiguous, not taken for a model name
+    for run_id in ("tokenizer-shared-a", "tokenizer-shared-b"):
+        create_run("tokenizer", {"method": "bpe"}, run_id=run_id)
+    code, _, err = run_captured(["tokenizer", "show", "tokenizer-shared"], capsys)
+    assert code != 0 and "ambiguous (2 runs match)" in err and "Traceback" not in err, err
+    code, _, err = run_captured(["tokenizer", "show", "no-such-model"], capsys)
+    assert code != 0 and "no-such-model" in err and "Traceback" not in err, err

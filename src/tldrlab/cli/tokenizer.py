@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from tldrlab.cli.options import AS_JSON
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit
+from tldrlab.models.resolve import installed_model_dir
 from tldrlab.tokenizers.load import (
     load_tokenizer,
     read_tokenizer_manifest,
@@ -20,17 +23,32 @@ tokenizer_app = typer.Typer(
 )
 
 
+def tokenizer_dir(target: str) -> Path:
+    """The tokenizer `target` names: a path, else a model installed in the home's model store (by name, as
+    `tldrlab models list` shows it: the tokenizer saved with it), else a run id or unique prefix. In the order
+    model references are resolved: a path wins, and an installed model's name before a run id prefix."""
+    if not Path(target).expanduser().exists():
+        installed = installed_model_dir(target)
+        if installed is not None:
+            return resolve_tokenizer_dir(installed)
+    return resolve_tokenizer_dir(target)
+
+
 @tokenizer_app.command("show")
 def show_command(
-    target: str = typer.Argument(..., help="A tokenizer directory, model directory or run id."),
+    target: str = typer.Argument(
+        ...,
+        help="A tokenizer directory, model directory, installed model name (tldrlab models list) or run id.",
+    ),
     text: str | None = typer.Option(None, help="Also show how this text is tokenized."),
     as_json: bool = AS_JSON,
 ) -> None:
     """Show a trained tokenizer's manifest and stats (and optionally tokenize a text).
 
-    Example: tldrlab tokenizer show tokenizer-20260101 --text "To be, or not to be"
+    Examples: tldrlab tokenizer show tokenizer-20260101 --text "To be, or not to be"
+              tldrlab tokenizer show my-smol   (the tokenizer of an installed model)
     """
-    directory = resolve_tokenizer_dir(target)
+    directory = tokenizer_dir(target)
     manifest, tokenizer = read_tokenizer_manifest(directory), load_tokenizer(directory)
     tokens = tokenize_text(tokenizer, text) if text is not None else None
     size = {} if manifest else {"actual_vocab_size": len(tokenizer)}  # what the text says without a manifest

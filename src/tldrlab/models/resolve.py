@@ -142,11 +142,17 @@ def _as_path(ref: str, settings: Settings) -> Path | None:
     return path if path.exists() else None
 
 
-def _installed(ref: str, settings: Settings) -> Path | None:
-    if not _simple_name(ref):
+def installed_model_dir(name: str, settings: Settings | None = None) -> Path | None:
+    """The directory of the model installed under `name` in the home's model store, or None (not a plain
+    name, or nothing installed under it)."""
+    if not _simple_name(name):
         return None
-    candidate = store_dir(settings) / ref
+    candidate = store_dir(settings or get_settings()) / name
     return candidate if candidate.is_dir() else None
+
+
+def _installed(ref: str, settings: Settings) -> Path | None:
+    return installed_model_dir(ref, settings)
 
 
 def _bundled(ref: str, settings: Settings) -> Path | None:
@@ -260,6 +266,7 @@ __all__ = [
     "RefResolver",
     "ResolvedModel",
     "bundled_gguf",
+    "installed_model_dir",
     "model_at",
     "resolve_model_ref",
     "store_dir",
