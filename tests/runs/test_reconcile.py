@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from cliutil import run_captured, run_cli
 from netutil import free_port, wait_for_port
@@ -26,8 +27,10 @@ from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.reconcile import update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
+from tldrlab.service.app import create_app
+from tldrlab.service.events import open_bus
 from tldrlab.service.queue import open_queue
-from tldrlab.service.worker import WorkerConfig, reconcile
+from tldrlab.service.worker import Worker, WorkerConfig, reconcile
 
 
 def _steps(record: RunRecord) -> list[int]:
@@ -295,6 +298,38 @@ def test_the_api_settles_killed_command_line_runs_of_its_machine_at_most_once_pe
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     assert open_registry().get(api_run.id).status is RunStatus.RUNNING
+
+
+def _status_in_api(local_workers: int, run_id: str) -> str:
+    """The run's status in GET /runs of a fresh real app (its first view settles what it settles)."""
+    with TestClient(create_app(local_workers=local_workers)) as client:
+        listed = {run["id"]: run["status"] for run in client.get("/runs").json()["runs"]}
+    return listed[run_id]
+
+
+def test_killed_command_line_runs_are_left_to_the_workers_where_there_are_any(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # a server with workers (and `runs list` beside one) settled a killed command-line run to "waiting for
+    # --resume" after three missed heartbeats, before a worker's reconcile would requeue and resume it
+    orphan = _orphan("smoke", {"steps": 5})
+    assert _status_in_api(1, orphan.id) == "running"  # `serve --workers 1`: its worker's to requeue
+    settings = get_settings()
+    registry = open_registry()
+    worker = Worker(settings, WorkerConfig(), open_queue(settings), registry, open_bus(settings))
+    worker.register()  # a worker elsewhere (`tldrlab worker`), alive
+    assert _status_in_api(0, orphan.id) == "running"
+    code, out, _ = run_captured(["runs", "list", "--json"], capsys)
+    assert code == 0 and _listed(out)[orphan.id] == "running"
+    assert [run_id for run_id, _ in reconcile(registry, worker.queue, WorkerConfig())] == [orphan.id]
+    assert registry.get(orphan.id).status is RunStatus.QUEUED and orphan.id in worker.queue.pending_run_ids()
+
+    # no worker anywhere (`serve --workers 0`; the one above killed, its heartbeat stale): the API settles
+    late = _orphan("smoke", {"steps": 5})
+    long_ago = time.time() - 3600
+    registry.db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (long_ago, worker.worker_id))
+    assert _status_in_api(0, late.id) == "queued"
+    assert f"--resume {late.id}" in (registry.get(late.id).message or "")
 
 
 def test_a_workers_reconcile_goes_on_past_a_run_it_cannot_settle() -> None:

@@ -18,10 +18,11 @@ from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareChart, compare_runs
-from tldrlab.runs.reconcile import reconcile_here
+from tldrlab.runs.reconcile import Reconciled, reconcile_here, repair_manifests
 from tldrlab.runs.registry import RunQuery, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import LOG, read_manifest
+from tldrlab.service.worker import live_workers
 from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
@@ -30,10 +31,15 @@ RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.")
 
 def reconciled_registry() -> RunRegistry:
     """The registry, once the runs a killed process of this machine left `running` are settled: a home
-    with no worker to reconcile them would otherwise show them running for good. Settling is the view's side
+    with no worker to reconcile them would otherwise show them running for good (with live workers, their
+    reconcile requeues them, as the API's views leave them too). Settling is the view's side
     job: when it fails (a read-only home or database) the runs are shown as they are, with one warning."""
     registry = open_registry()
-    done = reconcile_here(registry, heartbeat_s=get_settings().run_heartbeat_s, resumable=resumes)
+    if live_workers(registry):
+        # their reconcile requeues and resumes such a run: settled here first, it would wait for a --resume
+        done = Reconciled(failed=repair_manifests(registry))
+    else:
+        done = reconcile_here(registry, heartbeat_s=get_settings().run_heartbeat_s, resumable=resumes)
     if done.warning:
         err_console.print(f"[yellow]warning[/] {escape(done.warning)}", highlight=False, soft_wrap=True)
     return registry

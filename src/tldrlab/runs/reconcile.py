@@ -14,7 +14,8 @@ Two reconcilers settle orphans with the functions here, each with the outcome th
   process of this machine left behind (`reconcile_here`), so a home with no worker does not show a killed
   run `running` for good: a run of a resumable kind waits for `--resume` (`queued`, as a preempted run
   does), any other fails with `worker_lost`. Runs submitted through the API are left to the workers, whose
-  queue they belong to.
+  queue they belong to; so is every orphan while any worker is alive (their callers check): a worker
+  requeues and resumes it, where settled here first it would wait for a `--resume`.
 
 Both mark a settled run in the registry until its manifest says so too (`manifest_behind`): a run directory
 that refuses the write at that moment (a full disk, an immutable directory) would otherwise leave the

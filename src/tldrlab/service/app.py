@@ -158,7 +158,9 @@ class GuardMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, local_workers: int = 0) -> FastAPI:
+    """The API. `local_workers`: how many workers the process serving it started (`tldrlab serve --workers`);
+    with any, killed command-line runs are left to their reconcile (`state.settle_orphans_here`)."""
     settings = settings or get_settings()
     api_key = check_api_key_setting(settings)
     settings = check_retention_setting(settings)  # the prune endpoint's policy; refused at start-up
@@ -170,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.local_workers = local_workers
 
     def body_limit(scope: Any) -> int:
         if scope.get("method") == "POST" and scope.get("path") in UPLOAD_PATHS:

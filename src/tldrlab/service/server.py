@@ -73,7 +73,7 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
     settings = get_settings()
     check_api_key_setting(settings)  # refuse a placeholder key before starting anything
     kind = queue_kind(settings)
-    app = create_app(settings)
+    app = create_app(settings, local_workers=workers)
     listening = bind_listening_socket(host, port)
     procs = [
         subprocess.Popen(

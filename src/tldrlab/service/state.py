@@ -19,13 +19,14 @@ from tldrlab.config import Settings
 from tldrlab.errors import TldrlabError
 from tldrlab.kinds import resumes
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
-from tldrlab.runs.reconcile import reconcile_here
+from tldrlab.runs.reconcile import Reconciled, reconcile_here, repair_manifests
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import confine_config, public_paths
 from tldrlab.service.events import EventBus, MemoryBus, open_bus, queued_event
 from tldrlab.service.limits import check_config, check_tags
 from tldrlab.service.queue import JobQueue, open_queue
+from tldrlab.service.worker import live_workers
 
 _lock = threading.Lock()
 log = logging.getLogger("tldrlab.service")
@@ -48,9 +49,12 @@ def registry(request: Request) -> RunRegistry:
 def settle_orphans_here(request: Request) -> None:
     """Before a view of runs: settle the runs a killed command-line process of this machine left `running`
     (`tldrlab.runs.reconcile.reconcile_here`, as `tldrlab runs list` does), at most once per run heartbeat
-    interval per app. With no worker anywhere (`tldrlab serve --workers 0`, none deployed yet) nothing
-    else would, and the API would show such a run running for good; runs submitted through the API stay
-    the workers' (they requeue them). A settle is one query when nothing is stale, and concurrent requests
+    interval per app, but only where no worker will: with none anywhere (`tldrlab serve --workers 0`, none
+    deployed yet) nothing else would, and the API would show such a run running for good. Where workers
+    exist (this server started some, or any heartbeats in the registry) their reconcile requeues and resumes
+    the run (`tldrlab.service.worker.reconcile`); settling it first would leave it waiting for a `--resume`
+    nobody types. Runs submitted through the API are always the workers'. Manifests an earlier settle could
+    not write are repaired either way. A settle is one query when nothing is stale, and concurrent requests
     skip it rather than wait: a view is never slowed by more than one of them, nor failed by it."""
     state = request.app.state
     with _lock:
@@ -65,7 +69,12 @@ def settle_orphans_here(request: Request) -> None:
         if time.monotonic() - state.settled_at < heartbeat_s:
             return
         state.settled_at = time.monotonic()
-        done = reconcile_here(registry(request), heartbeat_s=heartbeat_s, resumable=resumes)
+        runs = registry(request)
+        if getattr(state, "local_workers", 0) or live_workers(runs):
+            failed = repair_manifests(runs)
+            done = Reconciled(failed=failed)
+        else:
+            done = reconcile_here(runs, heartbeat_s=heartbeat_s, resumable=resumes)
     finally:
         lock.release()
     for run_id, status in done.settled:

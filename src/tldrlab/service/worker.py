@@ -120,6 +120,19 @@ class WorkerConfig(BaseModel):
     """Exit when the queue is empty instead of waiting for more jobs."""
 
 
+def live_workers(registry: RunRegistry, stale_after_s: float = WorkerConfig().stale_after_s) -> list[str]:
+    """Ids of the workers, anywhere, that have not stopped and heartbeat within `stale_after_s` (a killed one
+    counts until then): the ones whose reconcile will requeue a killed run."""
+    try:
+        rows = registry.db.query(
+            "SELECT id FROM workers WHERE state != 'stopped' AND heartbeat_at >= ?",
+            (time.time() - stale_after_s,),
+        )
+    except Exception:  # no worker ever registered in this database: no workers table
+        return []
+    return [str(row["id"]) for row in rows]
+
+
 def new_worker_id() -> str:
     return f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
 
