@@ -278,3 +278,97 @@ def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
     shakespeare.write_text(original)
     with execute_run(run.id) as resumed:
         assert run_training(resumed, job).steps == 4
+
+
+# A real `save_model` of a tiny char_lstm into DIR/model that stops (its writer holding its lock, its
+# temporary directory half written) until it is killed: atomic_write_json, its last step, blocks.
+STUCK_WRITER = """
+import sys, time
+import tldrlab.models.io as io
+from tldrlab.models.char_lstm import CharLSTM
+from tldrlab.models.char_lstm_config import CharLSTMConfig
+
+def stuck(*args, **kwargs):
+    print("writing", flush=True)
+    time.sleep(600)
+
+io.atomic_write_json = stuck
+model = CharLSTM(CharLSTMConfig(vocab_size=10, embedding_dim=4, hidden_dim=4, num_layers=1))
+io.save_model(model, None, sys.argv[1], name="char_lstm")
+"""
+
+
+def _stuck_writer(model_dir: Path) -> subprocess.Popen[str]:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", STUCK_WRITER, str(model_dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+    return writer
+
+
+def _writes(run_dir: Path) -> set[str]:
+    return {p.name for p in run_dir.iterdir() if ".tmp-" in p.name}
+
+
+def test_a_resumed_run_removes_the_model_export_its_killed_process_left(shakespeare: Path) -> None:
+    # a run killed while exporting its model left `.model.tmp-*` (and its lock file) in its run directory for
+    # good: only the models store was ever cleaned
+    from tldrlab.errors import RunPreemptedError
+    from tldrlab.runs import preempt
+    from tldrlab.runs.run import execute_run
+    from tldrlab.train.jobs import TRAIN
+    from tldrlab.train.loop import TrainHooks, TrainState
+    from tldrlab.train.recipe import run_recipe
+
+    class PreemptAt2(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 2:
+                preempt.request_stop()
+
+    job = parse_job_config(
+        {
+            "model": "char_lstm",
+            "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
+            "data": {"path": str(shakespeare), "block_size": 16},
+            "tokenizer": {"method": "char", "vocab_size": 80},
+            "train": {"max_steps": 4, "batch_size": 4, "eval_every": 0, "progress": False, "plot": False},
+            "wandb": "disabled",
+            "final_eval": {"enabled": False},
+        }
+    )
+    try:
+        with pytest.raises(RunPreemptedError), start_run("train", job) as run:
+            run_recipe(run, TRAIN, job, extra_hooks=(PreemptAt2(),))
+    finally:
+        preempt.reset()
+    run_dir = Path(run.dir)
+    killed = _stuck_writer(run_dir / "model")
+    abandoned = _writes(run_dir)
+    killed.kill()
+    killed.wait(timeout=10)
+    assert len(abandoned) == 2  # `.model.tmp-TOKEN` and its lock file
+    live = _stuck_writer(run_dir / "model")  # another writer, still writing: never touched
+    try:
+        in_progress = _writes(run_dir) - abandoned
+        with execute_run(run.id) as resumed:
+            assert run_training(resumed, job).steps == 4
+        assert _writes(run_dir) == in_progress and len(in_progress) == 2
+        assert (run_dir / "model" / "tldrlab_model.json").is_file()  # its export
+    finally:
+        live.kill()
+        live.wait(timeout=10)
+
+
+def test_exporting_a_model_again_removes_an_earlier_killed_export(tmp_path: Path) -> None:
+    from tldrlab.models import load_model
+    from tldrlab.models.char_lstm import CharLSTM
+    from tldrlab.models.char_lstm_config import CharLSTMConfig
+    from tldrlab.models.io import save_model
+
+    killed = _stuck_writer(tmp_path / "model")
+    killed.kill()
+    killed.wait(timeout=10)
+    assert len(_writes(tmp_path)) == 2
+    model = CharLSTM(CharLSTMConfig(vocab_size=10, embedding_dim=4, hidden_dim=4, num_layers=1))
+    save_model(model, None, tmp_path / "model", name="char_lstm")
+    assert _writes(tmp_path) == set() and load_model(tmp_path / "model")[2] == "char_lstm"

@@ -11,7 +11,8 @@ template.
 The directory is written next to its destination and swapped in, so a crash never leaves half a model where
 a good one was. A killed writer leaves its temporary directory behind (`.NAME.tmp-TOKEN`, ~0.5 GB for an
 imported SmolLM2); the writer holds a lock on `.NAME.tmp-TOKEN.lock` while it writes, so
-`remove_abandoned_writes` can tell those whose writer is gone from one still being written.
+`remove_abandoned_writes` can tell those whose writer is gone from one still being written; every
+`save_model` runs it on the directory it writes into (a run directory, the models store) first.
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ def save_model(
     spec = get_spec(name)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # what an earlier writer of this directory left when it was killed (a run's export, ~0.5 GB for a causal
+    # LM): nothing else cleans a run directory, and a write still in progress keeps its lock, so is kept
+    remove_abandoned_writes(out.parent)
     token = uuid.uuid4().hex[:8]
     tmp = out.parent / f".{out.name}.tmp-{token}"
     # the lock first, the directory second: a directory that exists always has its writer's lock taken

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from tldrlab.device import seed_everything
+from tldrlab.models.io import remove_abandoned_writes
 from tldrlab.report import Report, metrics_line
 from tldrlab.runs.run import Run
 from tldrlab.track.wandb_tracker import WandbTracker, wandb_mode
@@ -173,6 +174,10 @@ def run_recipe(
     """
     seed_everything(recipe.seed(config))
     setup = recipe.setup(run, config)
+    # a run resumed after its process was killed while exporting: its half-written model (its lock now
+    # free) goes now, not only at the next export; after setup, so a resume refused there (its data
+    # changed) leaves the run directory as it was
+    remove_abandoned_writes(run.dir)
     if setup.environment:
         run.set_environment(**setup.environment)
     if wandb_group is not None:
