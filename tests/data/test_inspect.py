@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import run_captured
 from tldrlab.data.inspect import inspect_path, length_stats
 
 
@@ -67,3 +68,24 @@ def test_inspect_qmsum_and_text(shared_data: Path) -> None:
     text = inspect_path(shared_data / "tinyshakespeare")
     words = len((shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").split())
     assert text["total"]["records"] == 1 and text["total"]["document_words"]["max"] == words
+
+
+def test_inspect_detects_json_lines_whose_first_record_is_longer_than_the_detection_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One long document first (~4 MB on one line, longer than the prefix detection used to read), then a
+    # short one: detection must read the first record whole, not give up on "no JSON object found".
+    path = tmp_path / "long_first.jsonl"
+    long_document = "word " * 800_000
+    rows = [
+        {"document": long_document, "summary": "a long one"},
+        {"document": "short text here", "summary": "short"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert path.stat().st_size > 4_000_000
+    code, out, err = run_captured(["data", "inspect", str(path), "--json"], capsys)
+    assert code == 0, err
+    stats = json.loads(out)
+    assert stats["format"] == "pairs"
+    assert stats["total"]["records"] == 2
+    assert stats["total"]["document_words"]["max"] == 800_000

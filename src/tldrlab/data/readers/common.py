@@ -225,6 +225,26 @@ def read_text(path: Path) -> str:
         raise InvalidInputError(f"{path}: not valid UTF-8 at byte {exc.start}", file=str(path)) from None
 
 
+# The longest first record format detection reads whole; a longer first line is not detected as JSON lines
+# (pass a format), so detection never reads a huge file whole.
+FIRST_RECORD_MAX_BYTES = 64 << 20
+
+
+def _first_nonblank_line(path: Path, max_bytes: int) -> str:
+    """The file's first line that is not blank, stripped (at most `max_bytes` of it)."""
+    with path.open("rb") as handle:
+        read = 0
+        while read < max_bytes:
+            raw = handle.readline(max_bytes - read)
+            if not raw:
+                break
+            read += len(raw)
+            line = raw.decode("utf-8-sig", errors="replace").strip()
+            if line:
+                return line
+    return ""
+
+
 def first_json_object(path: Path) -> dict[str, Any] | None:
     """The first object of a JSON / JSON-lines file, for format detection (None when there is none)."""
     with path.open("rb") as handle:
@@ -233,7 +253,9 @@ def first_json_object(path: Path) -> dict[str, Any] | None:
     if not stripped:
         return None
     if stripped[0] == "{":
-        first_line = stripped.split("\n", 1)[0]
+        # A JSON-lines file's first record may be far longer than the prefix (one whole book as a document):
+        # read that first line whole, up to a bound, rather than give up on a record cut in the middle.
+        first_line = _first_nonblank_line(path, FIRST_RECORD_MAX_BYTES)
         for candidate in (first_line, stripped):
             try:
                 obj = json.loads(candidate)
