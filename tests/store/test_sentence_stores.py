@@ -205,6 +205,38 @@ def test_thread_filter_finds_an_old_thread_in_sql(open_test_store: StoreFactory)
     assert {t.title for t in page} == {f"Filler thread {i}" for i in range(6)}
 
 
+def test_thread_filter_folds_case_beyond_ascii_alike_on_both_backends(open_test_store: StoreFactory) -> None:
+    """`q` ignores case as Python's str.casefold does, on both backends: SQLite's LOWER folded ASCII only, so
+    "É" found "é" on PostgreSQL and not on SQLite."""
+    store: Any = open_test_store()
+    threads = [
+        Thread(id="Étude-1", title="Café CRÈME au lait", posts=[Post(id="p", number=1, text="Hm.")]),
+        Thread(id="de-2", title="Die Straße nach Köln", posts=[Post(id="p", number=1, text="Hm.")]),
+        Thread(id="gr-3", title="ΣΟΦΙΑ and beer", posts=[Post(id="p", number=1, text="Hm.")]),
+    ]
+    with store.db.transaction() as db:
+        for thread in threads:
+            tables.write_thread_row(db, thread)
+
+    def found(q: str) -> list[str]:
+        return sorted(t.id for t in store.list_threads(q=q))
+
+    assert found("café crème") == ["Étude-1"]  # É/È in the title, é/è asked
+    assert found("CAFÉ") == ["Étude-1"]
+    assert found("étude") == ["Étude-1"]  # the id
+    assert found("STRASSE") == ["de-2"]  # casefold: ß is ss
+    assert found("straße") == ["de-2"]
+    assert found("KÖLN") == ["de-2"]
+    assert found("σοφια") == ["gr-3"]
+    assert found("ètude") == []  # folding is of case, not of accents
+
+    # a store written before the folded names were stored is folded when opened
+    store.db.execute("UPDATE store_threads SET id_folded = NULL, title_folded = NULL")
+    store.close()
+    store = open_test_store()
+    assert [t.id for t in store.list_threads(q="straSSe")] == ["de-2"]
+
+
 def test_replace_and_delete_posts(open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]) -> None:
     from tldrlab.embed import get_embedder
 

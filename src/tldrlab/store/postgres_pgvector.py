@@ -42,7 +42,8 @@ def schema(dim: int) -> list[list[str]]:
             "CREATE INDEX IF NOT EXISTS store_sentences_post ON store_sentences (thread_id, post_id)",
             "CREATE INDEX IF NOT EXISTS store_sentences_embedding ON store_sentences "
             "USING hnsw (embedding vector_cosine_ops)",
-        ]
+        ],
+        tables.FOLDED_NAMES_STEP,
     ]
 
 
@@ -82,6 +83,7 @@ class PostgresPgvectorStore:
         # crash can lose the last commits (re-ingesting restores them) but never corrupts the database.
         self.db.execute("SET synchronous_commit = off")
         migrate(self.db, "sentence_store", schema(self.dim))
+        tables.fold_thread_names(self.db)
         with self.db.transaction():
             where = _redacted(self.url)
             new = check_identity(where, tables.read_meta(self.db), self.dim, embedder)

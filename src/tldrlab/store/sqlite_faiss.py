@@ -43,7 +43,8 @@ SCHEMA: list[list[str]] = [
         "(thread_id, post_number, sentence_index)",
         "CREATE INDEX IF NOT EXISTS store_sentences_post ON store_sentences (thread_id, post_id)",
         "INSERT INTO store_meta (key, value) VALUES ('generation', '0') ON CONFLICT (key) DO NOTHING",
-    ]
+    ],
+    tables.FOLDED_NAMES_STEP,
 ]
 
 SELECT_SENTENCE = f"SELECT id, {tables.SENTENCE_COLUMNS} FROM store_sentences"
@@ -72,6 +73,7 @@ class SqliteFaissStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         try:
             migrate(self.db, "sentence_store", SCHEMA)
+            tables.fold_thread_names(self.db)
             with self.db.transaction():
                 new = check_identity(str(self.path), tables.read_meta(self.db), self.dim, embedder)
                 tables.write_meta(self.db, new)

@@ -24,6 +24,14 @@ COMMON_SCHEMA = [
     "ON DELETE CASCADE, post_id TEXT NOT NULL, content_hash TEXT NOT NULL, PRIMARY KEY (thread_id, post_id))",
 ]
 
+# The thread filter's case folding is Python's str.casefold, stored beside each row: the databases' own LOWER
+# differ (SQLite's folds ASCII only, PostgreSQL's follows the server's locale), so "É" found "é" on one
+# backend and not on the other. Rows written before this step are folded on open (`fold_thread_names`).
+FOLDED_NAMES_STEP = [
+    "ALTER TABLE store_threads ADD COLUMN id_folded TEXT",
+    "ALTER TABLE store_threads ADD COLUMN title_folded TEXT",
+]
+
 SENTENCE_COLUMNS = "thread_id, post_id, post_number, sentence_index, start_char, end_char, text, author, url"
 
 
@@ -48,13 +56,26 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
+def fold_thread_names(db: Database) -> None:
+    """Fill the folded id/title of rows written before they were stored (one query when none is missing)."""
+    rows = db.query("SELECT id, title FROM store_threads WHERE id_folded IS NULL OR title_folded IS NULL")
+    if rows:
+        with db.transaction():
+            db.executemany(
+                "UPDATE store_threads SET id_folded = ?, title_folded = ? WHERE id = ?",
+                [(row["id"].casefold(), row["title"].casefold(), row["id"]) for row in rows],
+            )
+
+
 def write_thread_row(db: Database, thread: Thread) -> None:
     check_thread_id(thread.id)
     db.execute(
-        "INSERT INTO store_threads (id, title, content_hash, posts, data, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) "
+        "INSERT INTO store_threads "
+        "(id, title, content_hash, posts, data, updated_at, id_folded, title_folded) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET title = excluded.title, content_hash = excluded.content_hash, "
-        "posts = excluded.posts, data = excluded.data, updated_at = excluded.updated_at",
+        "posts = excluded.posts, data = excluded.data, updated_at = excluded.updated_at, "
+        "id_folded = excluded.id_folded, title_folded = excluded.title_folded",
         (
             thread.id,
             thread.title,
@@ -62,6 +83,8 @@ def write_thread_row(db: Database, thread: Thread) -> None:
             len(thread.posts),
             thread.model_dump_json(),
             datetime.now(UTC).isoformat(timespec="microseconds"),
+            thread.id.casefold(),
+            thread.title.casefold(),
         ),
     )
 
@@ -88,8 +111,9 @@ def like_pattern(text: str) -> str:
 
 
 def list_threads(db: Database, limit: int, offset: int, q: str | None = None) -> list[ThreadInfo]:
-    """The newest threads first; `q` keeps those whose id or title holds it (ignoring case). The filter runs
-    in SQL, so a thread far down a big store is found without reading every row into Python."""
+    """The newest threads first; `q` keeps those whose id or title holds it, ignoring case as Python's
+    str.casefold does ("É" finds "é", "STRASSE" finds "Straße") on both backends. The filter runs in SQL, so
+    a thread far down a big store is found without reading every row into Python."""
     if limit < 0 or offset < 0:
         raise InvalidInputError(f"limit and offset must not be negative (got limit={limit}, offset={offset})")
     where = ""
@@ -97,10 +121,9 @@ def list_threads(db: Database, limit: int, offset: int, q: str | None = None) ->
     if q:
         if "\x00" in q:  # PostgreSQL's text cannot hold it; no thread id or title does either
             raise InvalidInputError(f"a thread filter must not contain NUL characters (U+0000), got {q!r}")
-        pattern = like_pattern(q)
-        # LOWER on both sides, by the database itself: PostgreSQL's LIKE heeds case, and Python's lower() and
-        # SQLite's (ASCII only) differ on other letters
-        where = "WHERE LOWER(t.id) LIKE LOWER(?) ESCAPE '\\' OR LOWER(t.title) LIKE LOWER(?) ESCAPE '\\' "
+        pattern = like_pattern(q.casefold())
+        # against the stored casefolded names, not the databases' LOWER (see FOLDED_NAMES_STEP)
+        where = "WHERE t.id_folded LIKE ? ESCAPE '\\' OR t.title_folded LIKE ? ESCAPE '\\' "
         params = (pattern, pattern)
     rows = db.query(
         "SELECT t.id, t.title, t.posts, t.content_hash, "
