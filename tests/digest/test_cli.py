@@ -102,3 +102,20 @@ def test_a_two_stage_tldr_is_printed_once(
     )  # before: the draft, then the same bullets again
     code, out, _ = run_captured([*argv, "--no-cache", "--json"], capsys)
     assert len(json.loads(out)["bullets"]) == len(bullets)
+
+
+def test_ingesting_an_unchanged_thread_again_says_so_instead_of_an_empty_sentences_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The second ingest has nothing to embed: its progress showed "sentences 0/? 0.0 sentences/s", which
+    # reads like a stalled or broken step rather than "everything was already stored".
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    # (the bars' console is rich's default one, stdout when it is not a terminal: look at both streams)
+    code, out, err = run_captured(["ingest", str(path)], capsys)
+    assert code == 0 and "sentences/s" in out + err, out + err  # the first ingest embeds: sentences counted
+    code, out, err = run_captured(["ingest", str(path)], capsys)
+    shown = out + err
+    assert code == 0 and "4 unchanged" in out, shown
+    assert "0/?" not in shown and "sentences/s" not in shown, shown
+    assert "nothing to embed (4 posts unchanged)" in shown, shown

@@ -510,7 +510,18 @@ def _ingest_with_progress(
         stats = ingest_threads(
             threads, store, embedder, batch_size=batch_size, on_thread=on_thread, on_written=on_written
         )
-        on_written(stats)
+        if stats.embedded == 0:
+            # Every post was already stored unchanged: "0/? 0.0 sentences/s" read like a stalled step, so
+            # the line says what the summary says (the unchanged posts were not embedded again).
+            progress.update(
+                sentence_task,
+                total=0,
+                completed=0,
+                rate=f"nothing to embed ({stats.skipped_unchanged} posts unchanged)",
+            )
+        else:
+            on_written(stats)
+            progress.update(sentence_task, total=stats.written_sentences)  # the count is known now: N/N
         return stats
 
 
