@@ -312,6 +312,8 @@ def test_nul_characters_are_refused_before_anything_is_stored(
         found = client.get("/threads/t/highlights").json()["highlights"]
         assert {h["text"] for h in found} == {"Serve lagers cold.", "Ales warmer."}
         assert_error(client.get("/threads/t%00"), 400, "invalid_input", "NUL")
+        # a NUL in the listing's filter is a bad query value: 422 naming it, as every query refusal is
+        assert_error(client.get("/threads", params={"q": "t\u0000"}), 422, "invalid_input", "query.q: ")
         asked = client.post("/stream_summary", json={"thread_id": "t\u0000", "summarizer": "extractive"})
         assert_error(asked, 422, "invalid_input", "thread_id: must not contain NUL")
 

@@ -31,12 +31,12 @@ import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
@@ -206,14 +206,24 @@ async def post_threads(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=201)
 
 
+def no_nul_in_filter(value: str | None) -> str | None:
+    # a bad query value, refused with the other query refusals (422 naming `query.q`), not by the store's
+    # own check (400): PostgreSQL's text cannot hold U+0000 and no thread id or title does
+    if value is not None and NUL in value:
+        raise ValueError("must not contain NUL characters (U+0000): no thread id or title holds one")
+    return value
+
+
 @router.get("/threads")
 def list_threads(
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10**9),
-    q: str | None = Query(
-        None, max_length=512, description="only threads whose id or title holds this text (ignoring case)"
-    ),
+    q: Annotated[
+        str | None,
+        Query(max_length=512, description="only threads whose id or title holds this text (ignoring case)"),
+        AfterValidator(no_nul_in_filter),
+    ] = None,
 ) -> dict[str, Any]:
     """A page of the stored threads, newest first. `next_offset` is where the next page starts (null on the
     last page): one row more than asked is read to know it."""
