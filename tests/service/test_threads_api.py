@@ -369,3 +369,49 @@ def test_an_invalid_thread_body_is_a_422_as_on_routes_that_declare_their_body(cl
         malformed = client.post(path, content=b'{"id": ', headers=headers)
         assert_error(malformed, 400, "invalid_input", "not valid JSON")
     assert client.get("/threads").json()["threads"] == []  # nothing of the refused bodies was stored
+
+
+def discourse_topic() -> dict[str, Any]:
+    """A Discourse topic as its /t/{id}.json answers it (numeric ids, posts under post_stream)."""
+    return {
+        "id": 51,
+        "title": "Pale ale hops",
+        "slug": "pale-ale-hops",
+        "post_stream": {
+            "posts": [
+                {
+                    "id": 511,
+                    "post_number": 1,
+                    "username": "ann",
+                    "cooked": "<p>Which hops suit a pale ale?</p>",
+                },
+                {
+                    "id": 512,
+                    "post_number": 2,
+                    "username": "bob",
+                    "cooked": "<p>Cascade gives grapefruit.</p>",
+                },
+            ]
+        },
+    }
+
+
+def test_a_discourse_topic_sent_as_native_is_refused_with_a_hint_to_send_it_as_discourse(
+    client: TestClient,
+) -> None:
+    # The refusal named only the first field a native thread could not hold ("id: Input should be a valid
+    # string"), not that the body is a valid thread in another format the route takes.
+    topic = discourse_topic()
+    hint = "this looks like a Discourse topic; send format: discourse"
+    as_native = client.post("/threads", json={"format": "native", "content": json.dumps(topic)})
+    assert_error(as_native, 422, "invalid_input", hint)
+    bare = client.post("/threads", json=topic)  # a bare body is read as native
+    assert_error(bare, 422, "invalid_input", "id: Input should be a valid string")
+    assert "this looks like a Discourse topic" in bare.json()["message"]
+    assert '"format": "discourse"' in bare.json()["message"]
+    # the hint is honest: sent as it says, the same topic is ingested
+    created = client.post("/threads", json={"format": "discourse", "content": json.dumps(topic)})
+    assert created.status_code == 201, created.text
+    # a body that is no known format gets no hint
+    bad = client.post("/threads", json={"id": "x", "posts": [{"id": "1"}]})
+    assert bad.status_code == 422 and "looks like" not in bad.json()["message"]

@@ -135,6 +135,47 @@ class StreamSummaryRequest(DigestOptions):
         return value
 
 
+FORMAT_LOOKS = {
+    "stackexchange": "Stack Exchange Posts.xml",
+    "discourse": "a Discourse topic",
+    "native": "a native thread",
+}
+"""What a client sent, in words, when it reads as that thread format (for the hint of a refused body)."""
+
+
+def _read_text_threads(content: str, fmt: str) -> list[Thread]:
+    """The threads of `content` read as `fmt` by the format's file reader; its errors name "content"."""
+    with tempfile.TemporaryDirectory(prefix="tldrlab-upload-") as tmp:
+        path = Path(tmp) / f"Posts{TEXT_FORMATS[fmt]}"
+        path.write_text(content, encoding="utf-8")
+        try:
+            return load_threads(path, fmt)
+        except TldrlabError as exc:
+            raise InvalidRequestError(exc.message.replace(str(path), "content")) from exc
+
+
+def _other_format_hint(content: str, declared: str, *, as_content: bool = False) -> str:
+    """The hint " (this looks like X; send format: Y)" when `content`, refused as `declared`, reads as
+    another known thread format, else "". A Discourse topic posted as a native thread was refused for its
+    numeric id alone, which did not tell the client that only the declared format was wrong. `as_content`:
+    the body was posted bare, so the hint says to wrap it as {format, content}."""
+    for fmt in TEXT_FORMATS:
+        if fmt == declared:
+            continue
+        try:
+            threads = _read_text_threads(content, fmt)
+        except Exception:  # a probe for a hint must never turn the body's 422 into a 500
+            continue
+        if threads:
+            how = (
+                f'{{"format": "{fmt}", "content": <its JSON as a string>}}'
+                if as_content
+                else f"format: {fmt}"
+            )
+            return f" (this looks like {FORMAT_LOOKS[fmt]}; send {how})"
+    return ""
+
+
 def parse_threads(body: Any) -> list[Thread]:
     """A native thread, a list of them, or {format, content} text in a supported thread format. Every refusal
     is an InvalidRequestError (422): a well-formed body that is not a valid thread, as a route declaring its
@@ -145,14 +186,10 @@ def parse_threads(body: Any) -> list[Thread]:
             raise InvalidRequestError("content must be a non-empty string")
         if fmt not in TEXT_FORMATS:
             raise InvalidRequestError(unknown_choice("format", fmt, TEXT_FORMATS))
-
-        with tempfile.TemporaryDirectory(prefix="tldrlab-upload-") as tmp:
-            path = Path(tmp) / f"Posts{TEXT_FORMATS[fmt]}"
-            path.write_text(content, encoding="utf-8")
-            try:
-                threads = load_threads(path, fmt)
-            except TldrlabError as exc:
-                raise InvalidRequestError(exc.message.replace(str(path), "content")) from exc
+        try:
+            threads = _read_text_threads(content, fmt)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(exc.message + _other_format_hint(content, fmt)) from exc
         if not threads:
             raise InvalidRequestError(f"no threads found in the {fmt} content")
         return threads
@@ -167,7 +204,8 @@ def parse_threads(body: Any) -> list[Thread]:
             threads.append(Thread.model_validate(item))
         except ValidationError as exc:
             prefix = f"thread {i}: " if isinstance(body, list) else ""
-            raise InvalidRequestError(f"{prefix}{validation_problems(exc, whole='body')}") from exc
+            hint = _other_format_hint(json.dumps(item), "native", as_content=True)
+            raise InvalidRequestError(f"{prefix}{validation_problems(exc, whole='body')}{hint}") from exc
     seen: set[str] = set()
     for thread in threads:
         if not thread.id.strip():
