@@ -25,12 +25,13 @@ from netutil import free_port, wait_for_port
 from tldrlab.config import get_settings
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
+from tldrlab.runs.db import table_exists
 from tldrlab.runs.reconcile import update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.service.app import create_app
 from tldrlab.service.events import open_bus
 from tldrlab.service.queue import open_queue
-from tldrlab.service.worker import Worker, WorkerConfig, reconcile
+from tldrlab.service.worker import Worker, WorkerConfig, live_workers, reconcile
 
 
 def _steps(record: RunRecord) -> list[int]:
@@ -346,3 +347,51 @@ def test_a_workers_reconcile_goes_on_past_a_run_it_cannot_settle() -> None:
     assert {registry.get(orphan.id).status for orphan in (stuck, other)} == {RunStatus.QUEUED}
     assert queue.pending_run_ids() >= {stuck.id, other.id}  # both back on the queue: a worker resumes them
     assert json.loads((Path(other.run_dir) / "manifest.json").read_text())["status"] == "queued"
+
+
+def _use_backend(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The home's own SQLite file, or a fresh PostgreSQL database, as the registry's database."""
+    if backend == "postgres":
+        monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_live_workers_is_empty_without_a_workers_table_and_raises_when_the_database_fails(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every exception read as "no workers": a lost connection let a view settle runs the workers requeue
+    _use_backend(backend, request, monkeypatch)
+    registry = open_registry()
+    assert not table_exists(registry.db, "workers")
+    assert live_workers(registry) == []  # no worker ever registered here
+    settings = get_settings()
+    worker = Worker(settings, WorkerConfig(), open_queue(settings), registry, open_bus(settings))
+    worker.register()
+    assert live_workers(registry) == [worker.worker_id]
+    registry.db.close()
+    with pytest.raises(Exception, match="closed"):
+        live_workers(registry)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_views_do_not_settle_orphans_when_they_cannot_tell_whether_workers_run(
+    backend: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a workers table the registry cannot read (here one lacking its columns: the query fails, as a
+    # permission or a lost connection makes it fail) was "no workers", so `runs list` and the API settled a
+    # killed run the workers would requeue and resume
+    _use_backend(backend, request, monkeypatch)
+    orphan = _orphan("smoke", {"steps": 5})
+    open_registry().db.execute("CREATE TABLE workers (id TEXT PRIMARY KEY)")
+    code, out, err = run_captured(["runs", "list", "--json"], capsys)
+    assert code == 0 and _listed(out)[orphan.id] == "running", err
+    assert "not settled: cannot tell whether workers run" in err
+    with caplog.at_level("WARNING", logger="tldrlab.service"):
+        assert _status_in_api(0, orphan.id) == "running"
+    assert any("cannot tell whether workers run" in r.getMessage() for r in caplog.records)
+    assert open_registry().get(orphan.id).status is RunStatus.RUNNING

@@ -35,7 +35,13 @@ def reconciled_registry() -> RunRegistry:
     reconcile requeues them, as the API's views leave them too). Settling is the view's side
     job: when it fails (a read-only home or database) the runs are shown as they are, with one warning."""
     registry = open_registry()
-    if live_workers(registry):
+    try:
+        workers = live_workers(registry)
+    except Exception as exc:  # not knowing whether workers exist, settling could take their runs
+        warning = f"runs whose process died were not settled: cannot tell whether workers run ({exc})"
+        err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        return registry
+    if workers:
         # their reconcile requeues and resumes such a run: settled here first, it would wait for a --resume
         done = Reconciled(failed=repair_manifests(registry))
     else:

@@ -145,14 +145,20 @@ def migrate(db: Database, name: str, steps: Sequence[Sequence[str]]) -> int:
     return current
 
 
+def table_exists(db: Database, name: str) -> bool:
+    """Whether table `name` exists (PostgreSQL: on the search path), asked of the catalogue: a query of the
+    table itself cannot tell a missing table from a failing database."""
+    exists = (
+        "SELECT 1 AS present WHERE to_regclass(?) IS NOT NULL"
+        if db.is_postgres
+        else "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = ?"
+    )
+    return db.query_one(exists, (name,)) is not None
+
+
 def _schema_version(db: Database, name: str) -> int:
     """The version of `name`'s schema recorded in the database, read without a write lock (0: none yet)."""
-    exists = (
-        "SELECT 1 AS present WHERE to_regclass('schema_migrations') IS NOT NULL"
-        if db.is_postgres
-        else "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    )
-    if db.query_one(exists) is None:
+    if not table_exists(db, "schema_migrations"):
         return 0
     row = db.query_one("SELECT MAX(version) AS v FROM schema_migrations WHERE component = ?", (name,))
     return int(row["v"]) if row and row["v"] is not None else 0

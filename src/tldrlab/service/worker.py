@@ -47,7 +47,7 @@ from tldrlab.errors import (
 from tldrlab.kinds import kind_names_by_recorded_name
 from tldrlab.launch import execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
-from tldrlab.runs.db import migrate
+from tldrlab.runs.db import migrate, table_exists
 from tldrlab.runs.ownership import owner_alive
 from tldrlab.runs.reconcile import orphaned_runs, repair_manifests, settle_orphan, update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
@@ -122,14 +122,17 @@ class WorkerConfig(BaseModel):
 
 def live_workers(registry: RunRegistry, stale_after_s: float = WorkerConfig().stale_after_s) -> list[str]:
     """Ids of the workers, anywhere, that have not stopped and heartbeat within `stale_after_s` (a killed one
-    counts until then): the ones whose reconcile will requeue a killed run."""
-    try:
-        rows = registry.db.query(
-            "SELECT id FROM workers WHERE state != 'stopped' AND heartbeat_at >= ?",
-            (time.time() - stale_after_s,),
-        )
-    except Exception:  # no worker ever registered in this database: no workers table
+    counts until then): the ones whose reconcile will requeue a killed run.
+
+    No workers table (no worker ever registered in this database) is no workers. Any other failure (a lost
+    connection, a permission) is raised: read as "no workers", it would let a caller settle runs that live
+    workers are about to requeue and resume."""
+    if not table_exists(registry.db, "workers"):
         return []
+    rows = registry.db.query(
+        "SELECT id FROM workers WHERE state != 'stopped' AND heartbeat_at >= ?",
+        (time.time() - stale_after_s,),
+    )
     return [str(row["id"]) for row in rows]
 
 
