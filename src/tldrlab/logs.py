@@ -77,6 +77,13 @@ def progress_bars_shown() -> bool:
     return _progress_bars["shown"]
 
 
+def show_progress_bars_in_service() -> None:
+    """In a service process (`serve`, `worker`): bars only when its stderr is a terminal. Its output is
+    usually a log file or a journal, where a bar (an ingest run's, the bundled model's first-use conversion)
+    is redraw noise; the phases still reach the log as lines and the runs' records. `--quiet` stays off."""
+    show_progress_bars(progress_bars_shown() and sys.stderr.isatty())
+
+
 REPORTED_BY_CALLER = "reported_by_caller"
 """A log record with this attribute set says what the calling command reports itself (a run's error): the
 CLI's console leaves it out so the message is not printed twice; files and workers' consoles keep it."""

@@ -11,6 +11,9 @@ import urllib.request
 from pathlib import Path
 
 from netutil import free_port, wait_for_port
+from tldrlab.runs import create_run, open_registry
+from tldrlab.samples import sample_path
+from tldrlab.service.queue import open_queue
 
 
 def test_serve_on_a_busy_port_is_one_clear_error_before_anything_starts(tldrlab_home: Path) -> None:
@@ -52,3 +55,26 @@ def test_serve_listens_where_it_says_and_stops_on_sigterm(tldrlab_home: Path, tm
             code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
     assert f"tldrlab API on http://127.0.0.1:{port}" in log.read_text()
+
+
+def test_a_worker_whose_output_is_a_log_file_writes_no_progress_bars_into_it(
+    tldrlab_home: Path, tmp_path: Path
+) -> None:
+    # Bars were on by default in `serve` and `worker` as on a command line, so an ingest run (or the bundled
+    # model's first-use conversion) drew its bars into the service's log. The same ingest on a command line
+    # shows them (tests/digest/test_cli.py); a worker writing to a file logs no bar.
+    run_id = create_run("ingest", {"path": str(sample_path("beer_thread"))}).id
+    open_queue().enqueue(run_id)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "tldrlab", "worker", "--burst", "--poll-s", "0.1"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+    text = log.read_text(encoding="utf-8")
+    assert done.returncode == 0, text
+    assert open_registry().get(run_id).status.value == "completed", text  # it did the work that draws bars
+    assert "━" not in text and "threads/s" not in text and "sentences/s" not in text, text

@@ -8,6 +8,7 @@ import typer
 
 from tldrlab.cli.options import config_command
 from tldrlab.cli.runkinds import RunCommand, add
+from tldrlab.logs import show_progress_bars_in_service
 from tldrlab.service.worker import WorkerConfig, run_worker
 
 
@@ -20,6 +21,7 @@ def serve(config: Any) -> None:
     # lazy: loads fastapi, starlette, uvicorn (kept off `tldrlab --help`)
     from tldrlab.service.server import serve as run_server
 
+    show_progress_bars_in_service()  # the API's own work (a digest's first-use model conversion) too
     run_server(**config.model_dump())
 
 
@@ -29,6 +31,7 @@ def worker(config: WorkerConfig) -> None:
     Example: TLDRLAB_QUEUE_URL=redis://host:6379/0 tldrlab worker
     """
     # the console was configured by the root callback (quiet; `tldrlab --verbose worker` for every line)
+    show_progress_bars_in_service()
     run_worker(config=config)
 
 

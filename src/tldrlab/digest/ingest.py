@@ -42,6 +42,7 @@ from tldrlab.digest.config import ThreadIngestConfig
 from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.logs import progress_bars_shown
 from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
@@ -475,7 +476,8 @@ def _ingest_with_progress(
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("{task.fields[eta]}"),
-        disable=not show_progress,
+        # the process's switch too (`--quiet`, a service's log): not every caller's config says it
+        disable=not (show_progress and progress_bars_shown()),
         transient=False,
     )
     started = time.perf_counter()
