@@ -467,6 +467,7 @@ def _ingest_with_progress(
 ) -> IngestStats:
     """`ingest_threads` with two progress lines: threads (of the total, threads/s, ETA) and sentences
     (written so far, sentences/s), both rates from the start of the pipeline."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
@@ -479,6 +480,8 @@ def _ingest_with_progress(
         # the process's switch too (`--quiet`, a service's log): not every caller's config says it
         disable=not (show_progress and progress_bars_shown()),
         transient=False,
+        # on stderr, as every other progress and message: stdout carries results (`ingest ... > out.txt`)
+        console=Console(stderr=True),
     )
     started = time.perf_counter()
     total = len(threads)
