@@ -175,3 +175,30 @@ def test_an_old_runs_evaluations_are_found_behind_a_thousand_newer_ones(
     assert latest.status_code == 200 and latest.json()["request_id"] == "evaluate-old-later", latest.text
     newest = client.get("/runs/train-new/eval", params={"evaluation": "latest"})
     assert newest.status_code == 200 and newest.json()["request_id"] == "evaluate-new-0999", newest.text
+
+
+def test_deleting_a_later_evaluation_removes_its_files_from_the_evaluated_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab runs delete EVAL` of a later evaluation removed its run directory and registry row but left
+    its files under the evaluated run's `evaluations/<its id>/`: a deleted run's results stayed for good
+    (carried by that run's export, never counted or freed). They now go with it; the final evaluation's
+    stay."""
+    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_dir = Path(open_registry().get(run_id).run_dir)
+    final = {name: (run_dir / name).read_bytes() for name in FINAL_FILES}
+    later = []
+    for _ in range(2):
+        argv = ["eval", run_id, "--max-samples", "1", "--no-progress", "--json"]
+        code, out, err = run_captured(argv, capsys)
+        assert code == 0, err
+        later.append(json.loads(out)["run_id"])
+    assert sorted(p.name for p in (run_dir / "evaluations").iterdir()) == sorted(later)
+    code, out, err = run_captured(["runs", "delete", later[0], "--dry-run"], capsys)
+    assert code == 0 and (run_dir / "evaluations" / later[0]).is_dir(), err
+    code, out, err = run_captured(["runs", "delete", later[0]], capsys)
+    assert code == 0, err
+    assert [p.name for p in (run_dir / "evaluations").iterdir()] == [later[1]]
+    assert {name: (run_dir / name).read_bytes() for name in FINAL_FILES} == final
+    code, out, err = run_captured(["runs", "list", "--parent", run_id, "--json"], capsys)
+    assert code == 0 and later[0] not in out and later[1] in out, out

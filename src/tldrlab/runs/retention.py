@@ -435,7 +435,28 @@ def remove_run(record: RunRecord, registry: RunRegistry, *, keep_row: bool, now:
     if keep_row:
         registry.update(record.id, cleaned_at=now or time.time(), cleanup_marked_at=None)
     else:
+        # once its row goes nothing can restore or list it: its files beside the run it evaluated go too
+        beside = _files_in_parent(record, registry)
+        if beside is not None and beside.is_dir():
+            shutil.rmtree(beside)
         registry.delete(record.id)
+
+
+PARENT_EVALUATIONS = "evaluations"
+"""The evaluated run's subdirectory a later evaluation also writes its files into, one directory per
+evaluation run (`tldrlab.evaluate.artifacts.LATER_EVALUATIONS`, which this layer cannot import)."""
+
+
+def _files_in_parent(record: RunRecord, registry: RunRegistry) -> Path | None:
+    """Where a later evaluation's files are under the run it evaluated (`evaluations/<its id>/`); None for a
+    run without a parent, or whose parent is gone."""
+    if not record.parent_id or record.parent_id == record.id:
+        return None
+    try:
+        parent = registry.get(record.parent_id)
+    except TldrlabError:
+        return None
+    return Path(parent.run_dir) / PARENT_EVALUATIONS / record.id
 
 
 def prune(
