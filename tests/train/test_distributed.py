@@ -56,3 +56,56 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
     assert steps == [1, 2, 3, 4, 5, 6]  # written once, by rank 0 only
     assert json.loads((run_dir / "manifest.json").read_text())["world_size"] == 2
     assert open_registry().get(record.id).status == RunStatus.COMPLETED
+
+
+@pytest.mark.slow
+def test_documented_torchrun_cli_command_exits_zero_on_every_rank(tmp_path: Path) -> None:
+    """docs/scale-out.md's CPU command, `torchrun --nproc_per_node 2 -m tldrlab train ...`: rank 1 (a follower
+    without a run) crashed after training, printing the report of a result it does not have."""
+    corpus = tmp_path / "input.txt"
+    corpus.write_text("\n".join(f"the cat sat on mat number {i} and the dog ran" for i in range(200)) + "\n")
+    tokenizer = tmp_path / "tok"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "tldrlab"]
+    made = subprocess.run(
+        [*cli, "tokenizer", "train", "--method", "char", "--out", str(tokenizer), str(corpus)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "tldrlab",
+            "train",
+            "--model",
+            "char_lstm",
+            "--data",
+            str(corpus),
+            "--tokenizer",
+            str(tokenizer),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout.count("run train-") == 1, proc.stdout  # one report, from rank 0
+    (record,) = [r for r in open_registry().list() if r.kind == "train"]
+    assert record.status == RunStatus.COMPLETED

@@ -42,7 +42,7 @@ from tldrlab.cli.tables import print_report
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.kinds import deep_merge, get_kind, result_report, validate_config
-from tldrlab.launch import launch_run, preflight
+from tldrlab.launch import is_follower, launch_run, preflight
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,8 @@ def build_callback(spec: RunCommand) -> Any:
             else:
                 launched = launch_run(spec.kind, config)
                 run_id, result = launched.record.id, launched.result
+        if is_follower():
+            return  # a follower rank has no run of its own: rank 0 reports the run (once)
         show_result(spec.kind, run_id, result, as_json=values["as_json"])
 
     return signature_callback([*flag_params(flags), *shared_params(shared)], body)
