@@ -202,3 +202,26 @@ def test_deleting_a_later_evaluation_removes_its_files_from_the_evaluated_run(
     assert {name: (run_dir / name).read_bytes() for name in FINAL_FILES} == final
     code, out, err = run_captured(["runs", "list", "--parent", run_id, "--json"], capsys)
     assert code == 0 and later[0] not in out and later[1] in out, out
+
+
+def test_runs_compare_says_when_the_final_evaluation_it_read_was_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once a training run's final evaluation run was deleted, `runs compare` still read its files beside the
+    model (they are the training run's) and named it as if it were there: a run id no command could show.
+    It now says that run was deleted (text and --json); the figures it read are unchanged."""
+    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_dir = Path(open_registry().get(run_id).run_dir)
+    final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
+    plot = str(tmp_path / "compare.png")
+    code, out, err = run_captured(["runs", "compare", run_id, "--plot", plot], capsys)
+    assert code == 0 and f"({run_id}: {final_run})" in out, out
+    code, _, err = run_captured(["runs", "delete", final_run], capsys)
+    assert code == 0, err
+    code, out, err = run_captured(["runs", "compare", run_id, "--plot", plot], capsys)
+    assert code == 0 and f"({run_id}: {final_run}, since deleted)" in out, out
+    code, out, err = run_captured(["runs", "compare", run_id, "--plot", plot, "--json"], capsys)
+    (row,) = json.loads(out)["runs"]
+    assert row["evaluation"] == final_run and row["evaluation_deleted"] is True, row
+    final_metrics = json.loads((run_dir / "eval_summary.json").read_text())["metrics"]
+    assert row["metrics"]["eval.loss"] == final_metrics["loss"], row

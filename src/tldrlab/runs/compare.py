@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.registry import RunRecord, RunRegistry, open_registry
 
@@ -134,7 +134,11 @@ class Comparison:
                 cells.append(cell + (" REGRESSION" if (run["id"], name) in regressed else ""))
             rows.append(cells)
         report = Report([Table(columns, rows)])
-        read = [f"{run['id']}: {run['evaluation']}" for run in self.runs if run.get("evaluation")]
+        read = [
+            f"{run['id']}: {run['evaluation']}" + (", since deleted" if run.get("evaluation_deleted") else "")
+            for run in self.runs
+            if run.get("evaluation")
+        ]
         if read and any(name.startswith("eval.") for name in self.metrics):
             report.blocks.append(f"eval.* from each run's final evaluation ({'; '.join(read)})")
         for r in self.regressions:
@@ -179,6 +183,14 @@ def run_metrics(record: RunRecord) -> dict[str, float]:
     return metrics
 
 
+def _recorded(registry: RunRegistry, run_id: str) -> bool:
+    try:
+        registry.get(run_id)
+    except NotFoundError:
+        return False
+    return True
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -216,6 +228,10 @@ def compare_runs(
         }
         for r in records
     ]
+    for row in rows:
+        # the final evaluation's files are the training run's and stay when its run is deleted: say so, so
+        # the id named is not taken for one that can still be shown
+        row["evaluation_deleted"] = bool(row["evaluation"]) and not _recorded(registry, row["evaluation"])
     if metrics:
         columns = list(dict.fromkeys(metrics))
         known = sorted({name for row in rows for name in row["metrics"]})
