@@ -468,6 +468,22 @@ def final_evaluation(request: Request, parent: RunRecord, children: list[RunReco
     return next(iter(done or tagged), None)
 
 
+def _deleted_final_evaluation(request: Request, parent: RunRecord) -> str | None:
+    """The final evaluation `parent`'s manifest names when that run is no longer recorded (deleted), else
+    None."""
+    try:
+        named = read_manifest(parent.run_dir).get("final_eval_run")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(named, str) or not named:
+        return None
+    try:
+        _get(request, named)
+    except NotFoundError:
+        return named
+    return None
+
+
 @router.get("/runs/{run_id}/eval", response_model=ChildResult)
 def get_eval(
     request: Request,
@@ -488,6 +504,18 @@ def get_eval(
     if evaluation not in (FINAL_EVALUATION, LATEST_EVALUATION):
         return _child(request, run_id, "evaluate", evaluation)
     children = _evaluations_of(request, run_id)
+    deleted = (
+        _deleted_final_evaluation(request, parent)
+        if evaluation == FINAL_EVALUATION and final_evaluation(request, parent, children) is None
+        else None
+    )
+    if deleted:  # not "no evaluation yet": the run was evaluated; its figures stay beside its model
+        raise NotFoundError(
+            f"run {run_id}'s final evaluation {deleted} was deleted (its figures stay in the run "
+            f"directory's eval_summary.json, what tldrlab runs compare reads); "
+            + ("?evaluation=latest for its newest one, or " if children else "")
+            + f"POST /runs/{run_id}/evaluate for a new one"
+        )
     if not children:
         raise NotFoundError(f"run {run_id} has no evaluation yet: POST /runs/{run_id}/evaluate")
     if evaluation == LATEST_EVALUATION:
