@@ -209,7 +209,7 @@ def test_runs_compare_says_when_the_final_evaluation_it_read_was_deleted(
 ) -> None:
     """Once a training run's final evaluation run was deleted, `runs compare` still read its files beside the
     model (they are the training run's) and named it as if it were there: a run id no command could show.
-    It now says that run was deleted (text and --json); the figures it read are unchanged."""
+    It now says that run is not recorded (text and --json); the figures it read are unchanged."""
     run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
     run_dir = Path(open_registry().get(run_id).run_dir)
     final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
@@ -219,10 +219,10 @@ def test_runs_compare_says_when_the_final_evaluation_it_read_was_deleted(
     code, _, err = run_captured(["runs", "delete", final_run], capsys)
     assert code == 0, err
     code, out, err = run_captured(["runs", "compare", run_id, "--plot", plot], capsys)
-    assert code == 0 and f"({run_id}: {final_run}, since deleted)" in out, out
+    assert code == 0 and f"({run_id}: {final_run}, not recorded here)" in out, out
     code, out, err = run_captured(["runs", "compare", run_id, "--plot", plot, "--json"], capsys)
     (row,) = json.loads(out)["runs"]
-    assert row["evaluation"] == final_run and row["evaluation_deleted"] is True, row
+    assert row["evaluation"] == final_run and row["evaluation_recorded"] is False, row
     final_metrics = json.loads((run_dir / "eval_summary.json").read_text())["metrics"]
     assert row["metrics"]["eval.loss"] == final_metrics["loss"], row
 
@@ -232,7 +232,7 @@ def test_get_eval_says_the_final_evaluation_was_deleted_not_that_there_is_none_y
 ) -> None:
     """After a training run's final evaluation run was deleted, GET /runs/{id}/eval answered 'has no
     evaluation yet', as if the run had never been evaluated (its figures are still beside its model, what
-    `runs compare` reads). It now names the deleted evaluation; with a later one, it also points at it."""
+    `runs compare` reads). It now names the evaluation no longer recorded; with a later one, points at it."""
     run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
     run_dir = Path(open_registry().get(run_id).run_dir)
     final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
@@ -242,12 +242,12 @@ def test_get_eval_says_the_final_evaluation_was_deleted_not_that_there_is_none_y
     response = client.get(f"/runs/{run_id}/eval")
     error = response.json()
     assert response.status_code == 404 and error["code"] == "not_found" and error["request_id"], error
-    assert f"final evaluation {final_run} was deleted" in error["message"], error
+    assert f"final evaluation {final_run} is not recorded here (deleted" in error["message"], error
     assert "no evaluation yet" not in error["message"], error
     code, out, err = run_captured(["eval", run_id, "--max-samples", "1", "--no-progress", "--json"], capsys)
     assert code == 0, err
     later = json.loads(out)["run_id"]
     response = client.get(f"/runs/{run_id}/eval")
-    assert response.status_code == 404 and "was deleted" in response.json()["message"], response.text
+    assert response.status_code == 404 and "is not recorded here" in response.json()["message"], response.text
     assert "?evaluation=latest" in response.json()["message"], response.text
     assert client.get(f"/runs/{run_id}/eval", params={"evaluation": "latest"}).json()["request_id"] == later

@@ -135,7 +135,8 @@ class Comparison:
             rows.append(cells)
         report = Report([Table(columns, rows)])
         read = [
-            f"{run['id']}: {run['evaluation']}" + (", since deleted" if run.get("evaluation_deleted") else "")
+            f"{run['id']}: {run['evaluation']}"
+            + (", not recorded here" if run.get("evaluation_recorded") is False else "")
             for run in self.runs
             if run.get("evaluation")
         ]
@@ -229,9 +230,9 @@ def compare_runs(
         for r in records
     ]
     for row in rows:
-        # the final evaluation's files are the training run's and stay when its run is deleted: say so, so
-        # the id named is not taken for one that can still be shown
-        row["evaluation_deleted"] = bool(row["evaluation"]) and not _recorded(registry, row["evaluation"])
+        # the final evaluation's files are the training run's and stay when its run is deleted (or the run
+        # was imported without it): say so, so the id named is not taken for one that can still be shown
+        row["evaluation_recorded"] = _recorded(registry, row["evaluation"]) if row["evaluation"] else None
     if metrics:
         columns = list(dict.fromkeys(metrics))
         known = sorted({name for row in rows for name in row["metrics"]})

@@ -469,8 +469,8 @@ def final_evaluation(request: Request, parent: RunRecord, children: list[RunReco
 
 
 def _deleted_final_evaluation(request: Request, parent: RunRecord) -> str | None:
-    """The final evaluation `parent`'s manifest names when that run is no longer recorded (deleted), else
-    None."""
+    """The final evaluation `parent`'s manifest names when that run is not recorded (deleted, or `parent` was
+    imported from an archive, which holds no other run), else None."""
     try:
         named = read_manifest(parent.run_dir).get("final_eval_run")
     except (OSError, ValueError):
@@ -511,8 +511,9 @@ def get_eval(
     )
     if deleted:  # not "no evaluation yet": the run was evaluated; its figures stay beside its model
         raise NotFoundError(
-            f"run {run_id}'s final evaluation {deleted} was deleted (its figures stay in the run "
-            f"directory's eval_summary.json, what tldrlab runs compare reads); "
+            f"run {run_id}'s final evaluation {deleted} is not recorded here (deleted, or the run was "
+            f"imported without it; its figures stay in the run directory's eval_summary.json, what tldrlab "
+            f"runs compare reads); "
             + ("?evaluation=latest for its newest one, or " if children else "")
             + f"POST /runs/{run_id}/evaluate for a new one"
         )
