@@ -246,3 +246,9 @@ def test_resume_refuses_a_data_directory_prepared_again_meanwhile(
     assert run_cli(["elm", "train", "--resume", record.id]) == 4
     assert open_registry().get(record.id) == waiting  # refused before the run was touched (not failed)
     assert f"the data changed since run {record.id} started ({train_file})" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_unprepared_data_directory_without_leaving_a_run(tmp_path: Path) -> None:
+    """A directory `elm prepare` did not write: refused before a run exists (it was created, then failed)."""
+    assert run_cli(["elm", "train", "--data", str(tmp_path), "--max-steps", "1"]) != 0
+    assert open_registry().list() == []

@@ -144,4 +144,9 @@ def check_data_dir(config: ElmTrainConfig) -> None:
         raise InvalidInputError(
             f"data directory not found: {config.data} (write one with `tldrlab elm prepare`)"
         )
+    # the splits the run loads: without them it was created and then failed (a failed run left behind)
+    for split in ("train", "val"):
+        for path in (synthesis_path(Path(config.data), split), embeddings_path(Path(config.data), split)):
+            if not path.is_file():
+                raise InvalidInputError(f"{path} not found: prepare the data first (tldrlab elm prepare)")
     resolve_precision(config.train.precision, resolve_device(config.train.device))
