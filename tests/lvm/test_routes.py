@@ -115,3 +115,16 @@ def test_ingest_predict_and_stats(server: httpx.Client, tiny_causal_lm: Path, tl
     not_lvm = {**request, "model": "lms/tiny"}  # a causal LM, not an LVM
     _error(server.post("/lvm/predict", json=not_lvm), 404, "not_found", "not a trained LVM")
     _error(server.post("/lvm/predict", json={**request, "model": "../x"}), 403, "path_not_allowed", "..")
+
+
+def test_predict_by_name_loads_no_model_from_the_servers_working_directory(
+    server: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name without a slash is a run id. It was also tried as a path relative to the server process's
+    # working directory, so `"model": "foo"` loaded ./foo, outside the data roots API requests may read.
+    from tldrlab.lvm.models import LVMConfig, build_lvm, save_lvm
+
+    save_lvm(build_lvm("gru", LVMConfig(dim=384, hidden=8, context=3, skip="last")), tmp_path / "foo")
+    monkeypatch.chdir(tmp_path)
+    response = server.post("/lvm/predict", json={"sentences": ["Bees."], "model": "foo"})
+    _error(response, 404, "not_found", "'foo' is not a trained LVM: no lvm_train run's model")

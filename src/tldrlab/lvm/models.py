@@ -271,18 +271,30 @@ def find_lvm(reference: str, home: Path | None = None) -> Path:
         for directory in (path, path / "model"):
             if (directory / CONFIG_FILE).is_file():
                 return directory
-    if "/" not in reference:
-        try:
-            record = open_registry().find(reference)
-        except AmbiguousRunIdError:
-            raise  # several runs match: "not a trained LVM" would hide that a longer prefix picks one
-        except NotFoundError:
-            record = None
-        if record is not None and (Path(record.run_dir) / "model" / CONFIG_FILE).is_file():
-            return Path(record.run_dir) / "model"
+    if "/" not in reference and (run_model := _run_model(reference)) is not None:
+        return run_model
     raise NotFoundError(
         f"{reference!r} is not a trained LVM: no {CONFIG_FILE} there, nor an lvm_train run's model"
     )
+
+
+def _run_model(reference: str) -> Path | None:
+    try:
+        record = open_registry().find(reference)
+    except AmbiguousRunIdError:
+        raise  # several runs match: "not a trained LVM" would hide that a longer prefix picks one
+    except NotFoundError:
+        return None
+    model = Path(record.run_dir) / "model"
+    return model if (model / CONFIG_FILE).is_file() else None
+
+
+def find_lvm_run(reference: str) -> Path:
+    """The model directory of the `lvm_train` run `reference` names (its id or a unique prefix), and nothing
+    else: no path, so a name from an API request cannot reach a directory relative to the server's cwd."""
+    if (run_model := _run_model(reference)) is None:
+        raise NotFoundError(f"{reference!r} is not a trained LVM: no lvm_train run's model of that id")
+    return run_model
 
 
 def load_lvm(directory: Path | str) -> LVM:

@@ -85,15 +85,19 @@ def _index(res: LVMResources, request: Request) -> Any:
 
 def _model(res: LVMResources, request: Request, reference: str) -> Any:
     # lazy: loads torch (this module stays light without it)
-    from tldrlab.lvm.models import find_lvm, load_lvm
+    from tldrlab.lvm.models import find_lvm, find_lvm_run, load_lvm
 
     settings = settings_of(request)
     with res.lock:
         if reference not in res.models:
             simple = "/" not in reference and "\\" not in reference and not reference.startswith((".", "~"))
-            # a run id, or a path inside what API requests may read (the data roots, datasets, run files)
-            where = reference if simple else str(resolve_input(reference, "model", settings))
-            res.models[reference] = load_lvm(find_lvm(where))
+            # a run id (only: find_lvm would also try it as a path relative to the server's working
+            # directory, outside the data roots), or a path inside what API requests may read
+            if simple:
+                directory = find_lvm_run(reference)
+            else:
+                directory = find_lvm(str(resolve_input(reference, "model", settings)))
+            res.models[reference] = load_lvm(directory)
         return res.models[reference]
 
 
