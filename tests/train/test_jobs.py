@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,14 +229,10 @@ def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(
     assert "resumed from checkpoint" in (Path(record.run_dir) / "log.jsonl").read_text()
 
 
-def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
-    shakespeare: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # `--resume` after the data file was edited trained on the new text from the checkpointed position
-    # (not the run it continued); after it was removed, the waiting run became a failed one
+def _preempted_at_step_2(shakespeare: Path) -> tuple[Any, Any]:
+    """A tiny char_lstm training run of 4 steps preempted after step 2 (waiting for --resume), and its job."""
     from tldrlab.errors import RunPreemptedError
     from tldrlab.runs import preempt
-    from tldrlab.runs.run import execute_run
     from tldrlab.train.jobs import TRAIN
     from tldrlab.train.loop import TrainHooks, TrainState
     from tldrlab.train.recipe import run_recipe
@@ -261,6 +258,17 @@ def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
             run_recipe(run, TRAIN, job, extra_hooks=(PreemptAt2(),))
     finally:
         preempt.reset()
+    return run, job
+
+
+def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
+    shakespeare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--resume` after the data file was edited trained on the new text from the checkpointed position
+    # (not the run it continued); after it was removed, the waiting run became a failed one
+    from tldrlab.runs.run import execute_run
+
+    run, job = _preempted_at_step_2(shakespeare)
     original = shakespeare.read_text()
     shakespeare.unlink()
     code, _, err = run_captured(["train", "--resume", run.id], capsys)
@@ -313,34 +321,9 @@ def _writes(run_dir: Path) -> set[str]:
 def test_a_resumed_run_removes_the_model_export_its_killed_process_left(shakespeare: Path) -> None:
     # a run killed while exporting its model left `.model.tmp-*` (and its lock file) in its run directory for
     # good: only the models store was ever cleaned
-    from tldrlab.errors import RunPreemptedError
-    from tldrlab.runs import preempt
     from tldrlab.runs.run import execute_run
-    from tldrlab.train.jobs import TRAIN
-    from tldrlab.train.loop import TrainHooks, TrainState
-    from tldrlab.train.recipe import run_recipe
 
-    class PreemptAt2(TrainHooks):
-        def on_step_end(self, state: TrainState, loss: float) -> None:
-            if state.step == 2:
-                preempt.request_stop()
-
-    job = parse_job_config(
-        {
-            "model": "char_lstm",
-            "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
-            "data": {"path": str(shakespeare), "block_size": 16},
-            "tokenizer": {"method": "char", "vocab_size": 80},
-            "train": {"max_steps": 4, "batch_size": 4, "eval_every": 0, "progress": False, "plot": False},
-            "wandb": "disabled",
-            "final_eval": {"enabled": False},
-        }
-    )
-    try:
-        with pytest.raises(RunPreemptedError), start_run("train", job) as run:
-            run_recipe(run, TRAIN, job, extra_hooks=(PreemptAt2(),))
-    finally:
-        preempt.reset()
+    run, job = _preempted_at_step_2(shakespeare)
     run_dir = Path(run.dir)
     killed = _stuck_writer(run_dir / "model")
     abandoned = _writes(run_dir)
