@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.run import EVALUATIONS
 
 SUMMARY_FILE = "eval_summary.json"
 FINAL_EVAL_TAG = "final_eval"
 """Run tag of the evaluation a training run ends with (set by the training run when it launches it)."""
-LATER_EVALUATIONS = "evaluations"
-"""The evaluated run's subdirectory holding its later evaluations' files, one directory per evaluation run."""
 TABLE_FILE = "eval_table.csv"
 HIGHLIGHT_TABLE_FILE = "highlight_eval_table.csv"
 TEXT_CELL_CHARS = 500
@@ -172,4 +171,4 @@ def evaluation_dir(
     evaluation's files (what `tldrlab runs compare` reads as the run's `eval.*`) stay as they were."""
     if beside_model is None or evaluated_run is None or final:
         return beside_model
-    return beside_model / LATER_EVALUATIONS / run_id
+    return beside_model / EVALUATIONS / run_id

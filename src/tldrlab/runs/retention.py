@@ -52,6 +52,7 @@ from tldrlab.runs.cleanup_events import Action, CleanupEvent, EventType, record_
 from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, open_file_store
 from tldrlab.runs.ownership import LOCK_FILE, RunLock, new_owner, owner_alive
 from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+from tldrlab.runs.run import EVALUATIONS
 
 log = logging.getLogger("tldrlab.cleanup")
 
@@ -442,11 +443,6 @@ def remove_run(record: RunRecord, registry: RunRegistry, *, keep_row: bool, now:
         registry.delete(record.id)
 
 
-PARENT_EVALUATIONS = "evaluations"
-"""The evaluated run's subdirectory a later evaluation also writes its files into, one directory per
-evaluation run (`tldrlab.evaluate.artifacts.LATER_EVALUATIONS`, which this layer cannot import)."""
-
-
 def _files_in_parent(record: RunRecord, registry: RunRegistry) -> Path | None:
     """Where a later evaluation's files are under the run it evaluated (`evaluations/<its id>/`); None for a
     run without a parent, or whose parent is gone."""
@@ -456,7 +452,7 @@ def _files_in_parent(record: RunRecord, registry: RunRegistry) -> Path | None:
         parent = registry.get(record.parent_id)
     except TldrlabError:
         return None
-    return Path(parent.run_dir) / PARENT_EVALUATIONS / record.id
+    return Path(parent.run_dir) / EVALUATIONS / record.id
 
 
 def prune(

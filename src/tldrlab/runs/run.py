@@ -44,6 +44,9 @@ from tldrlab.threads import IdleCpuWatch, threads_for_run
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
 LOG = "log.jsonl"
+EVALUATIONS = "evaluations"
+"""A run's subdirectory holding the files of its later evaluations (`tldrlab eval RUN`), one directory per
+evaluation run; its final evaluation's files stay next to its model."""
 _VERSIONED = (
     "tldrlab",
     "torch",
