@@ -282,3 +282,33 @@ def test_an_event_stream_dropped_mid_run_resumes_without_repeating_or_losing_eve
     assert [e["message"] for e in events if e["type"] == "log"] == [
         e["message"] for e in replayed if e["type"] == "log"
     ]
+
+
+def test_an_evaluation_is_found_by_a_prefix_unique_among_the_runs_evaluations(client: TestClient) -> None:
+    # GET /runs/{id}/eval?evaluation= took only a full evaluation id, where every other run reference (the
+    # CLI's run arguments, ?parent_id=) takes a unique prefix
+    from tldrlab.runs import start_run
+
+    with start_run("train", {}, run_id="train-evalprefix") as parent:
+        pass
+    with start_run("train", {}, run_id="train-evalprefix-other") as other:
+        pass
+    for run_id, of in (("evaluate-px-a1", parent), ("evaluate-px-b2", parent), ("evaluate-px-a9", other)):
+        with start_run("evaluate", {}, run_id=run_id, parent_id=of.id):
+            pass
+
+    def asked(evaluation: str) -> Any:
+        return client.get(f"/runs/{parent.id}/eval", params={"evaluation": evaluation})
+
+    # unique among this run's evaluations, though another run's evaluation starts so too
+    for prefix, expected in (("evaluate-px-a", "evaluate-px-a1"), ("evaluate-px-b", "evaluate-px-b2")):
+        found = asked(prefix)
+        assert found.status_code == 200 and found.json()["request_id"] == expected, found.text
+    assert asked("evaluate-px-a1").json()["request_id"] == "evaluate-px-a1"
+    ambiguous = asked("evaluate-px-")
+    body = ambiguous.json()
+    assert ambiguous.status_code == 404 and body["code"] == "ambiguous_run_id", body
+    assert "2 runs match" in body["message"] and body["request_id"], body
+    another = asked("evaluate-px-a9")  # another run's evaluation is not this run's
+    assert another.status_code == 404 and another.json()["code"] == "not_found", another.text
+    assert "no evaluate request" in another.json()["message"]

@@ -244,11 +244,22 @@ class RunRegistry:
             raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
         return RunRecord.from_row(row)
 
-    def find(self, prefix: str) -> RunRecord:
-        """A run by full id or unique id prefix (what people type)."""
+    def find(
+        self, prefix: str, *, parent_id: str | None = None, kind: tuple[str, ...] | None = None
+    ) -> RunRecord:
+        """A run by full id or unique id prefix (what people type). `parent_id` / `kind`: among that run's
+        children / those kinds only (a training run's evaluations), so a prefix unique among them is found
+        however many other runs share it."""
         if "\x00" in prefix:  # as in `get`
             raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
-        rows = self.db.query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at", (prefix + "%",))
+        clauses, params = ["id LIKE ?"], [prefix + "%"]
+        if parent_id is not None:
+            clauses.append("parent_id = ?")
+            params.append(parent_id)
+        if kind:
+            clauses.append(f"kind IN ({', '.join('?' for _ in kind)})")
+            params.extend(kind)
+        rows = self.db.query(f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY created_at", params)
         exact = [r for r in rows if r["id"] == prefix]
         if exact:
             return RunRecord.from_row(exact[0])

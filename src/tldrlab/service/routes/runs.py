@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tldrlab.errors import ConflictError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, ConflictError, NotFoundError
 from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.freeform import RunConfigMap
 from tldrlab.kinds import (
@@ -415,9 +415,15 @@ def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -
 
 
 def _child(request: Request, run_id: str, kind: str, request_id: str) -> dict[str, Any]:
-    record = _get(request, request_id)
-    if record.parent_id != run_id or record.kind not in recorded_kind_names(kind):
-        raise NotFoundError(f"no {kind} request {request_id!r} for run {run_id!r}")
+    """A request of `kind` of the run by its id or a unique prefix among the run's requests of that kind
+    (as run ids are taken elsewhere; several matching is an `ambiguous_run_id` 404, never a guess)."""
+    try:
+        record = registry(request).find(request_id, parent_id=run_id, kind=recorded_kind_names(kind))
+    except AmbiguousRunIdError as exc:
+        message = f"{exc.message} among the {kind} requests of run {run_id}"
+        raise AmbiguousRunIdError(message, run_id=request_id) from exc
+    except NotFoundError as exc:
+        raise NotFoundError(f"no {kind} request {request_id!r} for run {run_id!r}") from exc
     child = {
         "request_id": record.id,
         "run_id": run_id,
@@ -494,7 +500,8 @@ def get_eval(
         max_length=200,
         description="Which evaluation of the run: `final` (the one its training ended with, what `tldrlab "
         "runs compare` reads), `latest` (the newest completed one, else the newest), or an evaluation's "
-        "request id (`POST /runs/{id}/evaluate` answers it).",
+        "request id (`POST /runs/{id}/evaluate` answers it) or a prefix of it unique among the run's "
+        "evaluations.",
     ),
 ) -> dict[str, Any]:
     """One evaluation of a training run: by default its final evaluation, whichever evaluations ran later
