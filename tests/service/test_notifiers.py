@@ -473,3 +473,41 @@ def test_a_status_reply_fits_discords_2000_characters(tldrlab_home: Path) -> Non
     # a reply that fits is left as it was
     short = commands.handle(42, "runs") or ""
     assert "…" not in short and run.id in short
+
+
+def test_a_requeued_run_reaches_the_webhook_as_queued_again_once(
+    tldrlab_home: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a run put back on the queue (its worker preempted or dead) was never announced again: the announcements
+    # covered runs no worker had claimed yet (attempts = 0) and were claimed once per run (`queued:<id>`), so
+    # a webhook heard `queued` once, then `started` of the second attempt out of nowhere
+    from tldrlab.service.worker import requeue
+
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+        get_settings.cache_clear()
+        run_id = create_run("smoke", {"steps": 2}).id
+        workers = [build_worker(config=BURST) for _ in range(2)]
+        try:
+            workers[0].announce_queued()
+            wait_for(lambda: len(received) == 1, 10, what="the first queued event")
+            registry = open_registry()
+            assert registry.claim(run_id, "gone:1:dead", stale_before=time.time())  # a worker took it
+            requeue(registry, open_queue(get_settings()), run_id, "requeued: worker gone:1:dead stopped")
+            for worker in workers:  # both announce it: still once
+                worker.announce_queued()
+                worker.announce_queued()
+            wait_for(lambda: len(received) == 2, 10, what="the second queued event")
+            workers[1].run()
+            wait_for(lambda: any(body["event"] == "completed" for body in received), 10, what="completed")
+            time.sleep(1.0)  # time for any duplicate to arrive
+        finally:
+            for worker in workers:
+                worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
+    events = [body["event"] for body in received if body["run_id"] == run_id]
+    assert events[:3] == ["queued", "queued", "started"] and events.count("queued") == 2, events
+    again = [body for body in received if body["event"] == "queued"][1]
+    assert again["message"] == "requeued: worker gone:1:dead stopped"
+    assert again["time"] > received[0]["time"]  # when it was queued again, not its creation

@@ -416,14 +416,14 @@ class RunRegistry:
         )
         return [RunRecord.from_row(r) for r in rows]
 
-    def never_attempted(self, created_since: float) -> Sequence[RunRecord]:
-        """Queued runs, not cancelled, that no worker has claimed yet, created since `created_since`, oldest
-        first (configs left unread)."""
+    def queued_since(self, since: float) -> Sequence[RunRecord]:
+        """Queued runs, not cancelled, that entered `queued` since `since` (created, or put back after an
+        attempt), oldest first (configs left unread)."""
         columns = ", ".join(f for f in RunRecord.__dataclass_fields__ if f != "config")
         rows = self.db.query(
-            f"SELECT {columns} FROM runs WHERE status = 'queued' AND attempts = 0 AND cancel_requested = 0 "
-            "AND created_at >= ? ORDER BY created_at",
-            (created_since,),
+            f"SELECT {columns} FROM runs WHERE status = 'queued' AND cancel_requested = 0 "
+            "AND COALESCE(status_at, created_at) >= ? ORDER BY COALESCE(status_at, created_at)",
+            (since,),
         )
         return [RunRecord.from_row(r) for r in rows]
 

@@ -197,25 +197,33 @@ class RunTail:
         if status != self._status or (status == "running" and record.attempts != self._attempts):
             self._status = status
             self._attempts = record.attempts
-            event = RunEvent(
-                type=STATUS_EVENTS[status],
-                run_id=run_id,
-                kind=kind,
-                # when it happened, not when this tail noticed (an SSE history replays it much later)
-                time=record.entered_status_at() or time.time(),
-                status=status,
-                message=record.message,
-                progress=record.progress,
-                metrics={k: float(v) for k, v in record.metrics.items() if isinstance(v, int | float)},
-            )
-            events.append((event, self.cursor(self.logs.offset, self.metrics.offset)))
+            events.append((status_event(record), self.cursor(self.logs.offset, self.metrics.offset)))
         return events
 
 
+def status_event(record: RunRecord) -> RunEvent:
+    """The lifecycle event of a run's current status, from its row alone."""
+    return RunEvent(
+        type=STATUS_EVENTS[record.status.value],
+        run_id=record.id,
+        kind=record.kind,
+        # when it happened, not when it was noticed (an SSE history replays it much later)
+        time=record.entered_status_at() or time.time(),
+        status=record.status.value,
+        message=record.message,
+        progress=record.progress,
+        metrics={k: float(v) for k, v in record.metrics.items() if isinstance(v, int | float)},
+    )
+
+
 def queued_event(record: RunRecord) -> RunEvent:
-    """The `queued` event of a run as it was created. Built from the row alone, so every process that builds
-    it (the API that queued the run, a sweep queueing its trial, a worker announcing runs nobody heard of)
-    builds the same JSON, and the notifiers' once-per-event claim sends it once."""
+    """The `queued` event of a queued run. Built from the row alone, so every process that builds it (the API
+    that queued the run, a sweep queueing its trial, a worker announcing runs nobody heard of) builds the
+    same JSON, and the notifiers' once-per-event claim sends it once. A run put back on the queue after an
+    attempt (preempted, its worker dead) is queued again: its event is the one its worker's `RunTail` derived
+    when it requeued it (`status_event`: the time it was requeued, the message saying why)."""
+    if record.attempts > 0:
+        return status_event(record)
     return RunEvent(
         type="queued", run_id=record.id, kind=record.kind, status="queued", time=record.created_at
     )

@@ -233,6 +233,14 @@ ANNOUNCE_WINDOW_S = 7 * 24 * 3600
 """How far back a worker looks for runs whose `queued` event may have reached no notifier, and how long the
 announcement of one is remembered (so it is announced once)."""
 
+
+def announcement(record: RunRecord) -> str:
+    """The claim of one queueing of a run: its first, or each time it is put back on the queue after an
+    attempt (keyed by the attempts made so far; one key per run announced its first queueing only, so a
+    requeued run was never announced again)."""
+    return f"queued:{record.id}" if record.attempts == 0 else f"queued:{record.id}:{record.attempts}"
+
+
 CURRENT_WORKER: ContextVar[Worker | None] = ContextVar("tldrlab_worker", default=None)
 """The worker executing the current run in this thread (a run that executes runs of its own hands them to it
 here)."""
@@ -256,8 +264,8 @@ class Worker:
     notifies: bool = False
     """Whether notifiers are subscribed to this worker's bus (`build_worker` attaches the configured ones)."""
     _announced: set[str] = field(default_factory=set)
-    """Runs whose `queued` event this worker knows was announced (by itself or another process): not asked
-    about again, so once each waiting run is announced a pass costs Redis nothing."""
+    """The queueings (`announcement`) this worker knows were announced (by itself or another process): not
+    asked about again, so once each waiting run is announced a pass costs Redis nothing."""
 
     @property
     def current_run(self) -> str | None:
@@ -298,34 +306,36 @@ class Worker:
                 log.warning(f"could not publish {event.type} event: {type(exc).__name__}: {exc}")
 
     def announce_queued(self, registry: RunRegistry | None = None) -> None:
-        """On a shared bus (Redis), publish the `queued` event of every run no worker has claimed yet, once
-        across processes. The API publishes it when it queues a run, but pub/sub reaches only the processes
-        listening at that moment: with every worker down (starting, restarting, not deployed yet) it reached
-        no notifier. Only a worker with notifiers announces (it hears what it publishes); the notifiers'
-        once-per-event claim drops the copy of an event the API's publication already delivered."""
+        """On a shared bus (Redis), publish the `queued` event of every run waiting on the queue, once per
+        queueing (its first, and again each time it is put back after an attempt) across processes. The API
+        publishes it when it queues a run (the requeueing worker's `RunTail` when it requeues one), but
+        pub/sub reaches only the processes listening at that moment: with every worker down (starting,
+        restarting, not deployed yet) it reached no notifier. Only a worker with notifiers announces (it
+        hears what it publishes); the notifiers' once-per-event claim drops the copy of an event the first
+        publication already delivered."""
         if not (self.bus.shared and self.notifies):
             return
-        waiting = (registry or self.registry).never_attempted(time.time() - ANNOUNCE_WINDOW_S)
+        waiting = (registry or self.registry).queued_since(time.time() - ANNOUNCE_WINDOW_S)
         self._announce(waiting)
         with self._lock:  # forget the runs since claimed, cancelled or past the window
-            self._announced &= {record.id for record in waiting}
+            self._announced &= {announcement(record) for record in waiting}
 
     def _announce(self, records: Sequence[RunRecord]) -> None:
         """Claim the announcement of each of `records` not known to be announced, all in one round-trip (a
         pipelined SET NX each: one per run and pass was a round-trip per waiting run on every pass), and
         publish the `queued` events of those this process won."""
         with self._lock:
-            fresh = [record for record in records if record.id not in self._announced]
+            fresh = [record for record in records if announcement(record) not in self._announced]
         if not fresh:
             return
         try:
-            won = self.bus.first_to_claim_each([f"queued:{r.id}" for r in fresh], ANNOUNCE_WINDOW_S)
+            won = self.bus.first_to_claim_each([announcement(r) for r in fresh], ANNOUNCE_WINDOW_S)
         except Exception as exc:  # Redis hiccup: the next pass announces them
             ids = ", ".join(record.id for record in fresh)
             log.warning(f"could not announce queued run(s) {ids}: {type(exc).__name__}: {exc}")
             return
         with self._lock:
-            self._announced.update(record.id for record in fresh)
+            self._announced.update(announcement(record) for record in fresh)
         self.publish([queued_event(record) for record, first in zip(fresh, won, strict=True) if first])
 
     def _maintenance(self) -> None:
@@ -358,9 +368,9 @@ class Worker:
             ):
                 update_manifest(record.run_dir, status="cancelled", message="cancelled before it started")
             return "cancelled"
-        if self.bus.shared and record.status is RunStatus.QUEUED and record.attempts == 0:
-            # claimed before any notifying worker announced it (or by a worker without notifiers, while one
-            # with them listens): announced now, before its `started`
+        if self.bus.shared and record.status is RunStatus.QUEUED:
+            # claimed before any notifying worker announced this queueing (or by a worker without notifiers,
+            # while one with them listens): announced now, before its `started`
             self._announce([record])
         if not claim_run(self.registry, run_id, self.worker_id, time.time() - self.config.stale_after_s):
             return "duplicate"  # finished, cancelled, or alive on another worker
