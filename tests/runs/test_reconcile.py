@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from netutil import free_port, wait_for_port
 from tldrlab.config import get_settings
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
-from tldrlab.runs.db import table_exists
+from tldrlab.runs.db import sqlite_path, table_exists
 from tldrlab.runs.reconcile import update_manifest
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.service.app import create_app
@@ -395,3 +396,34 @@ def test_views_do_not_settle_orphans_when_they_cannot_tell_whether_workers_run(
         assert _status_in_api(0, orphan.id) == "running"
     assert any("cannot tell whether workers run" in r.getMessage() for r in caplog.records)
     assert open_registry().get(orphan.id).status is RunStatus.RUNNING
+
+
+def test_a_settling_view_does_not_wait_out_a_write_lock_another_process_holds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # on SQLite the views settled orphans through the registry's own connection (busy timeout 30 s): while
+    # another process held a write transaction, GET /runs (and `runs list`) waited the 30 s out (and every
+    # request behind it on that connection with it), then answered what it could have answered at once
+    monkeypatch.setenv("TLDRLAB_RUN_HEARTBEAT_S", "0.2")
+    get_settings.cache_clear()
+    orphan = _orphan("smoke", {"steps": 5})
+    other = sqlite3.connect(sqlite_path(get_settings().resolved_database_url), isolation_level=None)
+    with TestClient(create_app(local_workers=0)) as client:
+        other.execute("BEGIN IMMEDIATE")  # another process mid-write (a run's heartbeat, a long migration)
+        try:
+            started = time.monotonic()
+            with caplog.at_level("WARNING", logger="tldrlab.service"):
+                listed = {run["id"]: run["status"] for run in client.get("/runs").json()["runs"]}
+            waited = time.monotonic() - started
+            started = time.monotonic()
+            code, out, err = run_captured(["runs", "list", "--json"], capsys)
+            waited_cli = time.monotonic() - started
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert waited < 5 and listed[orphan.id] == "running", waited  # as known, left for the next pass
+        assert code == 0 and waited_cli < 5 and _listed(out)[orphan.id] == "running", (waited_cli, err)
+        assert "could not settle 1 run(s)" in err and "database is locked" in err, err
+        assert any(orphan.id in r.getMessage() and "locked" in r.getMessage() for r in caplog.records)
+        time.sleep(0.3)  # the next pass, the lock released: settled
+        assert client.get(f"/runs/{orphan.id}").json()["status"] == "queued"

@@ -18,7 +18,7 @@ from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareChart, compare_runs
-from tldrlab.runs.reconcile import Reconciled, reconcile_here, repair_manifests
+from tldrlab.runs.reconcile import SETTLE_LOCK_WAIT_S, Reconciled, reconcile_here, repair_manifests
 from tldrlab.runs.registry import RunQuery, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import LOG, read_manifest
@@ -35,17 +35,23 @@ def reconciled_registry() -> RunRegistry:
     reconcile requeues them, as the API's views leave them too). Settling is the view's side
     job: when it fails (a read-only home or database) the runs are shown as they are, with one warning."""
     registry = open_registry()
+    # settled through a connection that waits briefly for another process's write lock (left for the next
+    # view), not the registry's 30 s
+    settling = open_registry(lock_wait_s=SETTLE_LOCK_WAIT_S)
     try:
-        workers = live_workers(registry)
-    except Exception as exc:  # not knowing whether workers exist, settling could take their runs
-        warning = f"runs whose process died were not settled: cannot tell whether workers run ({exc})"
-        err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
-        return registry
-    if workers:
-        # their reconcile requeues and resumes such a run: settled here first, it would wait for a --resume
-        done = Reconciled(failed=repair_manifests(registry))
-    else:
-        done = reconcile_here(registry, heartbeat_s=get_settings().run_heartbeat_s, resumable=resumes)
+        try:
+            workers = live_workers(settling)
+        except Exception as exc:  # not knowing whether workers exist, settling could take their runs
+            warning = f"runs whose process died were not settled: cannot tell whether workers run ({exc})"
+            err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False, soft_wrap=True)
+            return registry
+        if workers:
+            # their reconcile requeues and resumes such a run: settled here first, it would wait for --resume
+            done = Reconciled(failed=repair_manifests(settling))
+        else:
+            done = reconcile_here(settling, heartbeat_s=get_settings().run_heartbeat_s, resumable=resumes)
+    finally:
+        settling.db.close()
     if done.warning:
         err_console.print(f"[yellow]warning[/] {escape(done.warning)}", highlight=False, soft_wrap=True)
     return registry

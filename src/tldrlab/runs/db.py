@@ -30,7 +30,10 @@ def sqlite_path(url: str) -> Path:
 class Database:
     """A connection to SQLite or PostgreSQL with `?` placeholders; safe to share between threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lock_wait_s: float | None = None) -> None:
+        """`lock_wait_s`: how long a statement waits for a lock another connection holds before it fails
+        (SQLite's busy timeout, PostgreSQL's lock_timeout); by default 30 s on SQLite, unbounded on
+        PostgreSQL."""
         self.url = url
         self.is_postgres = is_postgres_url(url)
         self._lock = threading.RLock()
@@ -42,12 +45,15 @@ class Database:
                 self._conn: Any = psycopg.connect(dsn, autocommit=True)
             except psycopg.OperationalError as exc:
                 raise ServiceUnavailableError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+            if lock_wait_s is not None:
+                self._conn.execute(f"SET lock_timeout = {max(1, round(lock_wait_s * 1000))}")
         else:
             path = sqlite_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            wait_s = 30.0 if lock_wait_s is None else lock_wait_s
+            self._conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
             self._conn.execute("PRAGMA foreign_keys=ON")
 
     @property
@@ -105,10 +111,10 @@ class Database:
             self._conn.close()
 
 
-def connect(url: str) -> Database:
+def connect(url: str, lock_wait_s: float | None = None) -> Database:
     if not (is_postgres_url(url) or url.startswith("sqlite:///")):
         raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://...")
-    return Database(url)
+    return Database(url, lock_wait_s)
 
 
 def migrate(db: Database, name: str, steps: Sequence[Sequence[str]]) -> int:

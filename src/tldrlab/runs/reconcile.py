@@ -43,6 +43,11 @@ STALE_BEATS = 3
 """`reconcile_here` settles a run whose heartbeat missed this many of its owner's beats (and whose lock is
 free): the lock decides on one machine, the heartbeat only guards against a file system without locks."""
 
+SETTLE_LOCK_WAIT_S = 0.5
+"""How long a view's settle waits for a write lock another process holds (its registry is opened with this,
+`open_registry(lock_wait_s=...)`): settling is the view's side job, left to the next pass when the database
+is busy, where the registry's usual 30 s busy timeout held the view that long."""
+
 
 def update_manifest(run_dir: str | Path, **fields: Any) -> None:
     """Mirror a registry change made outside the run's own handle into its manifest."""

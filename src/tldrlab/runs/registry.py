@@ -451,13 +451,16 @@ class RunRegistry:
         self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
 
-def open_registry(settings: Settings | None = None, url: str | None = None) -> RunRegistry:
-    """The registry named by `url`, else by the settings' database URL (SQLite under the home by default)."""
+def open_registry(
+    settings: Settings | None = None, url: str | None = None, *, lock_wait_s: float | None = None
+) -> RunRegistry:
+    """The registry named by `url`, else by the settings' database URL (SQLite under the home by default);
+    `lock_wait_s` bounds how long a statement waits for another connection's lock (`db.Database`)."""
     settings = settings or get_settings()
     if url is None:
         settings.ensure_home()
         url = settings.resolved_database_url
-    return RunRegistry(connect(url))
+    return RunRegistry(connect(url, lock_wait_s))
 
 
 def runs_table(records: Sequence[RunRecord]) -> Table:

@@ -19,7 +19,7 @@ from tldrlab.config import Settings
 from tldrlab.errors import TldrlabError
 from tldrlab.kinds import resumes
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
-from tldrlab.runs.reconcile import Reconciled, reconcile_here, repair_manifests
+from tldrlab.runs.reconcile import SETTLE_LOCK_WAIT_S, Reconciled, reconcile_here, repair_manifests
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.run import new_run_id
 from tldrlab.service.confine import confine_config, public_paths
@@ -69,7 +69,11 @@ def settle_orphans_here(request: Request) -> None:
         if time.monotonic() - state.settled_at < heartbeat_s:
             return
         state.settled_at = time.monotonic()
-        runs = registry(request)
+        if getattr(state, "settle_registry", None) is None:
+            # its own connection, waiting briefly for another process's write lock: through the views'
+            # connection a settle waited out its 30 s busy timeout, and every request queued behind it
+            state.settle_registry = open_registry(settings_of(request), lock_wait_s=SETTLE_LOCK_WAIT_S)
+        runs: RunRegistry = state.settle_registry
         try:
             workers = bool(getattr(state, "local_workers", 0)) or bool(live_workers(runs))
         except Exception as exc:  # not knowing whether workers exist, settling could take their runs
