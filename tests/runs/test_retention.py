@@ -325,10 +325,10 @@ def test_evaluations_recorded_under_the_old_kind_name_are_evaluations_to_retenti
     # runs made before `eval` was renamed `evaluate` are recorded as `eval`: retention took such a run for a
     # primary run, so it kept its training run as "parent of eval run X" (where an `evaluate` run keeps
     # nothing), and keep_best ranked `eval` and `evaluate` runs apart, keeping the best of each name
-    old_trained, new_trained = _run(), _run()
+    old_trained, new_trained = _run(age_days=0), _run()  # the first too young to go (with its evaluation)
     old = _run("eval", parent=old_trained, config={"model_run": old_trained}, metric=1.0)
     new = _run("evaluate", parent=new_trained, config={"model_run": new_trained}, metric=2.0)
-    deletable = {old_trained, new_trained, new}
+    deletable = {new_trained, new}
     monkeypatch.setenv("TLDRLAB_RETENTION__KEEP_BEST", "1")
     monkeypatch.setenv("TLDRLAB_RETENTION__GRACE_PERIOD_S", "0")
     monkeypatch.setenv("TLDRLAB_RETENTION__OLDER_THAN_DAYS", "1")
@@ -342,11 +342,13 @@ def test_evaluations_recorded_under_the_old_kind_name_are_evaluations_to_retenti
     assert code == 0 and json.loads(out)["kept"] == preview["kept"], err
     assert {a["target"] for a in json.loads(out)["actions"] if a["action"] == "delete"} == deletable
 
-    # a run is deleted on request once only evaluations name it, whichever name they were recorded under
-    for trained in (old_trained, new_trained):
+    # a run is deleted on request once only evaluations name it, whichever name they were recorded under,
+    # and its evaluations go with it
+    for trained, evaluation in ((old_trained, old), (new_trained, new)):
         deleted = client.delete(f"/runs/{trained}")
         assert deleted.status_code == 200 and deleted.json()["status"] == "done", deleted.text
-    assert not _exists(old_trained) and _exists(old) and _exists(new)
+        assert deleted.json()["children"] == [evaluation]
+    assert not any(_exists(r) for r in (old_trained, new_trained, old, new))
 
 
 def test_the_default_policy_keeps_the_best_real_training_runs() -> None:
@@ -362,3 +364,75 @@ def test_the_default_policy_keeps_the_best_real_training_runs() -> None:
     report = prune(policy, kind_names=KIND_NAMES, dry_run=True)
     assert report.kept.get(best, "").startswith("best 1 of smoke by best_eval_loss"), report.kept
     assert {a.target for a in report.actions if a.action == "delete"} == set(losses) - {best}
+
+
+def _evaluation_of(trained: str, kind: str = "evaluate", *, age_days: float = 10.0) -> RecordHandle:
+    """An evaluation run of `trained` with its files under `trained`'s evaluations/ (as `tldrlab eval`)."""
+    evaluation = _run(kind, parent=trained, config={"model_run": trained}, age_days=age_days, size=1000)
+    beside = Path(open_registry().get(trained).run_dir) / "evaluations" / evaluation
+    beside.mkdir(parents=True)
+    (beside / "eval_summary.json").write_text("{}")
+    return evaluation
+
+
+def test_deleting_a_run_deletes_its_evaluations_with_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # `runs delete` and DELETE /runs/{id} deleted the run and left its evaluations in the registry, rows
+    # pointing at a parent and at files that no longer existed (`runs list --parent` then said "no run")
+    trained = _run(model=True)
+    evaluations = [_evaluation_of(trained), _evaluation_of(trained, "eval")]  # the kind's old name too
+    unrelated = _evaluation_of(_run())
+    queued = create_run("evaluate", {"model_run": trained}, parent_id=trained).id
+
+    code, _, err = run_captured(["runs", "delete", trained], capsys)  # an unfinished evaluation blocks it
+    assert code == 4 and f"its evaluate run {queued} is queued: cancel it or wait for it to end" in err, err
+    client = TestClient(create_app())
+    refused = client.delete(f"/runs/{trained}")
+    assert refused.status_code == 409 and refused.json()["code"] == "conflict", refused.text
+    assert f"its evaluate run {queued} is queued" in refused.json()["message"]
+    assert client.post(f"/runs/{queued}/cancel").json()["status"] == "cancelled"
+    evaluations.append(RecordHandle(queued))
+
+    code, out, err = run_captured(["runs", "delete", trained, "--dry-run"], capsys)
+    assert code == 0 and f"would delete run {trained} and its 3 evaluations (" in out, (out, err)
+    assert all(e in out for e in evaluations) and all(_exists(r) for r in (trained, *evaluations))
+    dirs = [trained.dir, *(e.dir for e in evaluations)]
+    code, out, err = run_captured(["runs", "delete", trained, "--json"], capsys)
+    done = json.loads(out)
+    assert code == 0 and done["status"] == "done" and sorted(done["children"]) == sorted(evaluations), err
+    assert done["bytes"] == sum(e.bytes_freed for e in recent_events(4)) and done["bytes"] > 20_000
+    assert not any(_exists(r) for r in (trained, *evaluations)) and not any(d.exists() for d in dirs)
+    assert open_registry().list(parent_id=trained) == [] and _exists(unrelated)
+
+    # the API alike, and the text line says what went
+    again = _run()
+    evaluation = _evaluation_of(again)
+    deleted = client.delete(f"/runs/{again}", params={"dry_run": "true"}).json()
+    assert deleted["status"] == "dry_run" and deleted["children"] == [evaluation] and _exists(evaluation)
+    assert client.delete(f"/runs/{again}").json()["children"] == [evaluation]
+    assert not _exists(again) and not _exists(evaluation)
+    last = _run()
+    code, out, err = run_captured(["runs", "delete", last], capsys)  # no evaluations: as before
+    assert code == 0 and out.startswith(f"deleted run {last}: ") and "evaluation" not in out, out
+
+
+def test_prune_treats_a_run_and_its_evaluations_as_one(capsys: pytest.CaptureFixture[str]) -> None:
+    # a pass deleted a training run and left its evaluations behind (their own age and rank decide for them),
+    # and deleted a run while an evaluation of it was still running
+    trained = _run()
+    young = _evaluation_of(trained, age_days=0)  # too young to go alone: it goes with its run
+    evaluated = _run()
+    running = create_run("evaluate", {"model_run": evaluated}, parent_id=evaluated).id
+    open_registry().update(running, status="running")
+    policy = POLICY.model_copy(update={"grace_period_s": 0, "keep_best": 0})
+    dry = prune(policy, kind_names=KIND_NAMES, dry_run=True)
+    (action,) = [d for d in dry.actions if d.target == trained]
+    assert action.children == [young] and young not in dry.kept, dry.as_dict()
+    assert [d.target for d in dry.actions].count(young) == 1
+    assert dry.kept[evaluated] == f"its evaluate run {running} is running"
+    assert f"{trained} with its 1 evaluation" in str(dry.report().blocks)
+    done = prune(policy, kind_names=KIND_NAMES)
+    assert {d.target for d in done.actions if d.status == "done"} == {trained, young}
+    assert not _exists(trained) and not _exists(young) and _exists(evaluated) and _exists(running)
+    open_registry().update(running, status="completed")  # its evaluation ended: the run may go now
+    prune(policy, kind_names=KIND_NAMES)
+    assert not _exists(evaluated) and not _exists(running)

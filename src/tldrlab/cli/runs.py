@@ -198,14 +198,15 @@ def delete_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Delete a finished run now (directory and registry row); refused while something references it.
+    """Delete a finished run now (directory and registry row) with its evaluations (generations, scores);
+    refused while something references it or it or one of its evaluations is queued or running.
 
     Example: tldrlab runs delete train-20260101
     """
     reconciled_registry()  # a killed run is not `running` (refused) for good
     done = delete_run(run_id, kind_names=kind_names_by_recorded_name(), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    line = f"{verb} run {done.target}: {size_text(done.bytes)} in {done.files} files"
+    line = f"{verb} {done.what()}: {size_text(done.bytes)} in {done.files} files"
     emit(done.as_dict(), lambda: Report([line]), as_json=as_json)
 
 

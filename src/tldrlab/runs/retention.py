@@ -4,7 +4,8 @@ delete, by the policy in the settings (`tldrlab.config.RetentionPolicy`, `[reten
     names = kind_names_by_recorded_name()  # tldrlab.kinds: old kind names (eval) -> current ones (evaluate)
     report = prune(kind_names=names)                   # one pass by the configured policy
     report = prune(kind_names=names, dry_run=True)     # what it would delete now (cleanup_dry_run events)
-    delete_run("train-2026...", kind_names=names)      # one run now (refused while referenced or unfinished)
+    delete_run("train-2026...", kind_names=names)      # one run and its evaluations now (refused while
+                                                       # referenced, or it or an evaluation is unfinished)
 
 A pass, in order:
 
@@ -16,6 +17,9 @@ A pass, in order:
    candidates once no run references them, whatever their age, and wait `tokenizers_unreferenced_days`.
    A run recorded under an old kind name (`eval`) counts as a run of its kind (`evaluate`) throughout: the
    callers pass that mapping (`kind_names`) from the kind registry, which sits above this module.
+   A run and its evaluations (its children of the `DERIVED_KINDS`: evaluations, generations, scores) are one
+   unit: a run one of them still needs (queued or running, or referenced itself) is kept, and a deleted run
+   takes them with it (rows and directories), so no evaluation is left pointing at a run that is gone.
 2. **Grace period.** A candidate is first *marked* (`cleanup_marked_at`); a later pass deletes it once it
    stayed a candidate for `grace_period_s` (a run that became referenced meanwhile is unmarked). With a grace
    period of 0 it goes at once.
@@ -39,7 +43,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +122,22 @@ class Decision:
     files: int = 0
     due_at: float | None = None
     error: str | None = None
+    children: list[str] = field(default_factory=list)
+    """The run's evaluations (generations, scores) deleted with it: `derived_children`."""
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "children": list(self.children)}
+
+    def what(self) -> str:
+        """`run X`, or `run X and its 2 evaluations (evaluate-a, evaluate-b)`."""
+        if not self.children:
+            return f"run {self.target}"
+        shown = ", ".join(self.children[:5]) + (", ..." if len(self.children) > 5 else "")
+        return f"run {self.target} and its {_count(len(self.children), 'evaluation')} ({shown})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -146,7 +163,11 @@ class PruneReport:
         for d in self.actions:
             state = {"dry_run": "would", "done": "done", "failed": "FAILED"}.get(d.status, d.status)
             extra = f": {d.error}" if d.error else ""
-            line = f"{state:6} {d.action:11} {d.target}  {size_text(d.bytes)}, {d.files} files  ({d.reason})"
+            with_them = f" with its {_count(len(d.children), 'evaluation')}" if d.children else ""
+            line = (
+                f"{state:6} {d.action:11} {d.target}{with_them}  {size_text(d.bytes)}, {d.files} files  "
+                f"({d.reason})"
+            )
             report.blocks.append(line + extra)
         for d in self.pending:
             due = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.due_at)) if d.due_at else "-"
@@ -237,6 +258,28 @@ def best_runs(records: list[RunRecord], policy: RetentionPolicy, kind_names: Kin
     return kept
 
 
+def derived_children(record: RunRecord, records: list[RunRecord], kind_names: KindNames) -> list[RunRecord]:
+    """The runs of the `DERIVED_KINDS` whose parent is `record` (its evaluations, generations and scores,
+    under any name they were recorded), oldest first: results about the run, deleted with it."""
+    children = [
+        r
+        for r in records
+        if r.parent_id == record.id and r.id != record.id and _kind(r, kind_names) in DERIVED_KINDS
+    ]
+    return sorted(children, key=lambda r: r.created_at)
+
+
+def _unit_blocker(children: list[RunRecord], referenced: dict[str, list[str]]) -> str | None:
+    """Why a run cannot go with its evaluations now (one of them is unfinished or referenced), else None."""
+    for child in children:
+        if not child.status.finished:
+            return f"its {child.kind} run {child.id} is {child.status.value}"
+    for child in children:
+        if child.id in referenced:
+            return f"its {child.kind} run {child.id} is referenced: {'; '.join(referenced[child.id][:3])}"
+    return None
+
+
 # -- the pass ------------------------------------------------------------------------------------------------
 StoreLike = DirectoryFileStore | HttpFileStore
 
@@ -250,6 +293,9 @@ class _Pass:
     store: StoreLike
     now: float
     report: PruneReport
+    gone: set[str] = field(default_factory=set)
+    """Runs this pass deleted (or, dry, would delete): an evaluation deleted with its run is not a candidate
+    of its own afterwards."""
 
     def event(self, decision: Decision, type_: EventType) -> None:
         decision.status = {"cleanup_dry_run": "dry_run", "cleanup_completed": "done"}.get(type_, "failed")
@@ -280,8 +326,10 @@ class _Pass:
             grace = max(grace, self.policy.tokenizers_unreferenced_days * 86400.0)
         return grace
 
-    def run(self, record: RunRecord, reason: str) -> None:
-        """A candidate run: mark it, wait for its grace period, or delete / clean it."""
+    def run(self, record: RunRecord, reason: str, children: list[RunRecord] | None = None) -> None:
+        """A candidate run: mark it, wait for its grace period, or delete / clean it. Deleted, it takes its
+        `children` (its evaluations: `derived_children`) with it; cleaned (uploads on), its row stays and so
+        do they."""
         uploads = self.settings.upload_runs
         decision = Decision(record.id, "clean" if uploads else "delete", reason, record.kind)
         grace = self.grace_s(record)
@@ -296,9 +344,17 @@ class _Pass:
         run_dir = Path(record.run_dir)
         usage = disk_usage(run_dir) if run_dir.exists() else Usage()
         decision.bytes, decision.files = usage.bytes, usage.files
+        if not uploads:
+            taken = [c for c in children or [] if c.id not in self.gone]
+            if not self.with_children(record, taken):
+                decision.error = "one of its evaluations could not be deleted"
+                self.event(decision, "cleanup_failed")
+                return
+            decision.children = [c.id for c in taken]
         if self.dry_run:
             if uploads and not self.archived(record):
                 decision.reason += "; its archive would be uploaded first"
+            self.gone.add(record.id)
             self.event(decision, "cleanup_dry_run")
             return
         try:
@@ -312,7 +368,33 @@ class _Pass:
             decision.error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             self.event(decision, "cleanup_failed")
             return
+        self.gone.add(record.id)
         self.event(decision, "cleanup_completed")
+
+    def with_children(self, parent: RunRecord, children: list[RunRecord]) -> bool:
+        """Delete (dry: would delete) `parent`'s evaluations before it, one event each; False once one
+        failed (the run then stays, with the evaluations not yet deleted)."""
+        for child in children:
+            decision = Decision(
+                child.id, "delete", f"{child.kind} of run {parent.id}, deleted with it", child.kind
+            )
+            usage = disk_usage(Path(child.run_dir)) if Path(child.run_dir).exists() else Usage()
+            decision.bytes, decision.files = usage.bytes, usage.files
+            self.report.kept.pop(child.id, None)
+            self.report.pending[:] = [d for d in self.report.pending if d.target != child.id]
+            if self.dry_run:
+                self.gone.add(child.id)
+                self.event(decision, "cleanup_dry_run")
+                continue
+            try:
+                remove_run(child, self.registry, keep_row=False, now=self.now)
+            except (TldrlabError, OSError) as exc:
+                decision.error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                self.event(decision, "cleanup_failed")
+                return False
+            self.gone.add(child.id)
+            self.event(decision, "cleanup_completed")
+        return True
 
     def archived(self, record: RunRecord) -> bool:
         """Its archive is in the store intact and the directory did not change since it was made."""
@@ -490,9 +572,12 @@ def prune(
     for record in records:
         if only is not None and record.id not in only:
             continue
-        if not record.status.finished or record.cleaned_at is not None:
+        if not record.status.finished or record.cleaned_at is not None or record.id in cleanup.gone:
             continue
+        children = derived_children(record, records, kind_names)
         reason = _keep_reason(record, policy, referenced, best, cleanup.now, max_age_s)
+        if reason is None:
+            reason = _unit_blocker(children, referenced)
         if reason is not None:
             cleanup.keep(record, reason)
             kept_here.append(record)
@@ -503,10 +588,10 @@ def prune(
             if record.kind == "tokenizer"
             else f"{record.status.value} {age_days:.1f} days ago, unreferenced, not among the best"
         )
-        cleanup.run(record, why)
+        cleanup.run(record, why, children)
     if only is None:
         for record in kept_here:
-            if Path(record.run_dir).is_dir():
+            if record.id not in cleanup.gone and Path(record.run_dir).is_dir():
                 cleanup.checkpoints(record)
         cleanup.caches()
     return cleanup.report
@@ -553,16 +638,27 @@ def delete_run(
     settings: Settings | None = None,
     registry: RunRegistry | None = None,
 ) -> Decision:
-    """Delete one run now (its directory and registry row; an archive in the file store stays): refused
-    (ConflictError) while it is queued or running, or while an alias or another run references it."""
+    """Delete one run now with its evaluations (`derived_children`: their directories, their files under
+    its `evaluations/`, their registry rows; an archive in the file store stays): refused (ConflictError)
+    while it or one of its evaluations is queued or running, or while an alias or another run references it
+    or one of its evaluations. The decision names the evaluations (`children`) and counts their bytes and
+    files with the run's; each deletion is its own cleanup event."""
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
     record = registry.find(run_id)
     if not record.status.finished:
         raise ConflictError(f"run {record.id} is {record.status.value}: cancel it first")
-    referrers = references(_all_runs(registry), settings, kind_names).get(record.id)
+    records = _all_runs(registry)
+    referenced = references(records, settings, kind_names)
+    referrers = referenced.get(record.id)
     if referrers:
         raise ConflictError(f"run {record.id} is still referenced: {'; '.join(referrers[:5])}")
+    children = derived_children(record, records, kind_names)
+    blocker = _unit_blocker(children, referenced)
+    if blocker:
+        unfinished = [c for c in children if not c.status.finished]
+        hint = ": cancel it or wait for it to end first" if unfinished else ""
+        raise ConflictError(f"run {record.id} is not deleted: {blocker}{hint}")
     usage = disk_usage(Path(record.run_dir)) if Path(record.run_dir).exists() else Usage()
     decision = Decision(
         record.id, "delete", "deleted on request", record.kind, bytes=usage.bytes, files=usage.files
@@ -576,9 +672,22 @@ def delete_run(
         now=time.time(),
         report=PruneReport(dry_run=dry_run),
     )
+    if not cleanup.with_children(record, children):
+        failed = cleanup.report.actions[-1]
+        raise ConflictError(
+            f"run {record.id} was not deleted: its {failed.kind} run {failed.target} could not be "
+            f"({failed.error})"
+        )
+    decision.children = [c.id for c in children]
+    together = replace(
+        decision,
+        bytes=cleanup.report.bytes_freed + usage.bytes,
+        files=cleanup.report.files_deleted + usage.files,
+    )
     if dry_run:
         cleanup.event(decision, "cleanup_dry_run")
-        return decision
+        together.status = decision.status
+        return together
     try:
         remove_run(record, registry, keep_row=False)
     except RunOwnedError:
@@ -588,7 +697,8 @@ def delete_run(
         cleanup.event(decision, "cleanup_failed")
         raise ConflictError(f"run {record.id} could not be deleted: {decision.error}") from exc
     cleanup.event(decision, "cleanup_completed")
-    return decision
+    together.status = decision.status
+    return together
 
 
 def settle_finished_run(

@@ -52,6 +52,11 @@ class DecisionInfo(BaseModel):
     files: int
     due_at: float | None
     error: str | None
+    children: list[str] = Field(
+        default_factory=list,
+        description="The run's evaluations (generations, scores) deleted with it; `bytes` and `files` of "
+        "`DELETE /runs/{id}` count theirs too.",
+    )
 
 
 class PruneRequest(BaseModel):
@@ -71,8 +76,9 @@ class PruneResult(BaseModel):
 
 @router.delete("/runs/{run_id}", response_model=DecisionInfo)
 def delete(request: Request, run_id: str, dry_run: bool = False) -> dict[str, Any]:
-    """Delete a finished run (directory and registry row) now; 409 while it is queued or running or while an
-    alias or another run references it."""
+    """Delete a finished run (directory and registry row) now with its evaluations (generations, scores:
+    `children`); 409 while it or one of its evaluations is queued or running, or while an alias or another
+    run references it or one of its evaluations."""
     settings = settings_of(request)
     runs = registry(request)
     # the exact id, as every other /runs/{id} route: the CLI's unique-prefix lookup let DELETE /runs/<a typo
