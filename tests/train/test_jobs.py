@@ -306,9 +306,17 @@ io.save_model(model, None, sys.argv[1], name="char_lstm")
 """
 
 
-def _stuck_writer(model_dir: Path) -> subprocess.Popen[str]:
+# The same write stopped earlier: its lock file taken, its temporary directory not made yet.
+EARLY_STUCK_WRITER = STUCK_WRITER.replace(
+    "io.atomic_write_json = stuck",
+    "make_dir = io.Path.mkdir\n"
+    "io.Path.mkdir = lambda self, *a, **k: stuck() if '.tmp-' in self.name else make_dir(self, *a, **k)",
+)
+
+
+def _stuck_writer(model_dir: Path, program: str = STUCK_WRITER) -> subprocess.Popen[str]:
     writer = subprocess.Popen(
-        [sys.executable, "-c", STUCK_WRITER, str(model_dir)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", program, str(model_dir)], stdout=subprocess.PIPE, text=True
     )
     assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
     return writer
@@ -355,3 +363,29 @@ def test_exporting_a_model_again_removes_an_earlier_killed_export(tmp_path: Path
     model = CharLSTM(CharLSTMConfig(vocab_size=10, embedding_dim=4, hidden_dim=4, num_layers=1))
     save_model(model, None, tmp_path / "model", name="char_lstm")
     assert _writes(tmp_path) == set() and load_model(tmp_path / "model")[2] == "char_lstm"
+
+
+def test_a_model_write_killed_before_its_directory_leaves_no_lock_file_after_the_next_write(
+    tmp_path: Path,
+) -> None:
+    # a writer killed after taking its lock file but before making its temporary directory left
+    # `.model.tmp-TOKEN.lock` alone: the cleanup looked only for directories, so every later write (a resume's
+    # export) and every export archive of the run kept that file for good
+    from tldrlab.models.char_lstm import CharLSTM
+    from tldrlab.models.char_lstm_config import CharLSTMConfig
+    from tldrlab.models.io import save_model
+
+    killed = _stuck_writer(tmp_path / "model", EARLY_STUCK_WRITER)
+    killed.kill()
+    killed.wait(timeout=10)
+    (lock,) = _writes(tmp_path)
+    assert lock.endswith(".lock") and (tmp_path / lock).is_file()
+    live = _stuck_writer(tmp_path / "model", EARLY_STUCK_WRITER)  # alive, its lock held: never touched
+    try:
+        (live_lock,) = _writes(tmp_path) - {lock}
+        model = CharLSTM(CharLSTMConfig(vocab_size=10, embedding_dim=4, hidden_dim=4, num_layers=1))
+        save_model(model, None, tmp_path / "model", name="char_lstm")
+        assert _writes(tmp_path) == {live_lock}
+    finally:
+        live.kill()
+        live.wait(timeout=10)

@@ -11,7 +11,8 @@ template.
 The directory is written next to its destination and swapped in, so a crash never leaves half a model where
 a good one was. A killed writer leaves its temporary directory behind (`.NAME.tmp-TOKEN`, ~0.5 GB for an
 imported SmolLM2); the writer holds a lock on `.NAME.tmp-TOKEN.lock` while it writes, so
-`remove_abandoned_writes` can tell those whose writer is gone from one still being written; every
+`remove_abandoned_writes` can tell those whose writer is gone from one still being written (and removes a
+lock file a writer killed before making its directory left alone); every
 `save_model` runs it on the directory it writes into (a run directory, the models store) first.
 """
 
@@ -45,6 +46,8 @@ log = logging.getLogger("tldrlab.models.io")
 ABANDONED_WRITE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<token>[0-9a-f]{8})$")
 """`save_model`'s temporary directory (`.NAME.tmp-TOKEN`) and the replaced model it is removing
 (`.NAME.old-TOKEN`), both named by the writer's token."""
+WRITER_LOCK = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<token>[0-9a-f]{8})\.lock$")
+"""A writer's lock file (`_writer_lock`)."""
 UNLOCKED_WRITE_AGE_S = 3600.0
 """A temporary directory without a lock file (written before writers took one) counts as abandoned once
 nothing in it changed for this long: an import of the bundled model takes well under a minute."""
@@ -91,6 +94,9 @@ def remove_abandoned_writes(directory: Path, *, unlocked_age_s: float = UNLOCKED
     except OSError:  # no store yet
         return removed
     for entry in entries:
+        if (lone := WRITER_LOCK.match(entry.name)) is not None:
+            _remove_lone_lock(directory, entry, lone["name"], lone["token"])
+            continue
         match = ABANDONED_WRITE.match(entry.name)
         if match is None or entry.is_symlink() or not entry.is_dir():
             continue
@@ -120,6 +126,29 @@ def remove_abandoned_writes(directory: Path, *, unlocked_age_s: float = UNLOCKED
             if fd is not None:
                 os.close(fd)
     return removed
+
+
+def _remove_lone_lock(directory: Path, lock_path: Path, name: str, token: str) -> None:
+    """Remove a writer's lock file left without its directories: its writer was killed after taking the
+    lock and before making its temporary directory (or after removing the model it replaced, before
+    removing the lock). Kept while its writer holds it, or while a directory of its write exists (the
+    directory's own cleanup removes both)."""
+    writes = [directory / f".{name}.{state}-{token}" for state in ("tmp", "old")]
+    if lock_path.is_symlink() or any(os.path.lexists(path) for path in writes):
+        return
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:  # gone meanwhile, or not ours to judge
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its writer is alive
+            return
+        if not any(os.path.lexists(path) for path in writes):  # made just before it locked
+            lock_path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def save_model(
