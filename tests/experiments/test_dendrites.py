@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -57,18 +58,22 @@ class CopyTask:
 @pytest.mark.slow
 def test_hooks_add_dendrites_and_save_pai_state() -> None:
     config = DendriteConfig(switch_every=1, max_dendrites=1)
-    with start_run("test", {}) as run:
-        hooks = DendriteHooks(config, save_dir=run.dir / "pai", log=run.log)
-        model = hooks.perforate(tiny_t5())
-        assert perforated_modules(model) == [
-            "encoder.block.0.layer.1.DenseReluDense",
-            "decoder.block.0.layer.2.DenseReluDense",
-        ]
-        before = pai_parameter_count(model)
-        train_config = TrainConfig(
-            max_steps=12, batch_size=8, eval_every=2, lr=3e-3, progress=False, plot=False
-        )
-        result = train(model, CopyTask(), train_config, run, hooks=hooks)
+    umask = os.umask(0o002)  # a home shared by a group
+    try:
+        with start_run("test", {}) as run:
+            hooks = DendriteHooks(config, save_dir=run.dir / "pai", log=run.log)
+            model = hooks.perforate(tiny_t5())
+            assert perforated_modules(model) == [
+                "encoder.block.0.layer.1.DenseReluDense",
+                "decoder.block.0.layer.2.DenseReluDense",
+            ]
+            before = pai_parameter_count(model)
+            train_config = TrainConfig(
+                max_steps=12, batch_size=8, eval_every=2, lr=3e-3, progress=False, plot=False
+            )
+            result = train(model, CopyTask(), train_config, run, hooks=hooks)
+    finally:
+        os.umask(umask)
     assert hooks.events[-1]["dendrites"] == 1
     assert any(e["restructured"] for e in hooks.events)
     assert pai_parameter_count(result.model) > before
@@ -80,6 +85,10 @@ def test_hooks_add_dendrites_and_save_pai_state() -> None:
     assert list((run.dir / "pai" / "pai").glob("*.png"))
     assert GRADIENT_DESCENT_NOTE in (run.dir / "pai" / "pai_events.json").read_text()
     assert Path.cwd() != run.dir / "pai"
+    # PAI's mid-run models (best / latest, through safetensors' writer) were 0600 whatever the umask, where
+    # every other file of the run takes it: another user of the group could not read them
+    snapshots = list((run.dir / "pai" / "pai").glob("*.pt"))
+    assert snapshots and {oct(path.stat().st_mode & 0o777) for path in snapshots} == {oct(0o664)}, snapshots
 
 
 def test_sys_exit_on_misconfiguration_becomes_a_failed_run() -> None:

@@ -48,6 +48,7 @@ from torch import nn
 from tldrlab.errors import ConfigError, DependencyMissingError
 from tldrlab.experiments.config import DendriteConfig
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
+from tldrlab.runs.weights import library_writes
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainState
 
 GRADIENT_DESCENT_NOTE = (
@@ -156,12 +157,13 @@ def pai_traps(what: str, *, silent: bool = True) -> Iterator[None]:
 
 @contextlib.contextmanager
 def pai_guard(save_dir: Path, what: str, *, silent: bool = True) -> Iterator[None]:
-    """`pai_traps` inside `save_dir` (PAI writes to `<cwd>/<save_name>`)."""
+    """`pai_traps` inside `save_dir` (PAI writes to `<cwd>/<save_name>`); what PAI writes there (its best and
+    latest models through safetensors' writer, 0600) gets the umask's mode, as every other file of a run."""
     save_dir.mkdir(parents=True, exist_ok=True)
     previous_cwd = Path.cwd()
     os.chdir(save_dir)
     try:
-        with pai_traps(what, silent=silent):
+        with library_writes(save_dir), pai_traps(what, silent=silent):
             yield
     finally:
         os.chdir(previous_cwd)

@@ -9,6 +9,7 @@ safetensors, calls a library's `save_pretrained` or fixes modes by hand anywhere
     save_safetensors({"embeddings": tensor}, path, metadata={"rows": "12"})   # a dict of tensors
     save_module_safetensors(model, path)          # a module's state dict, shared / tied tensors stored once
     save_pretrained(model_or_tokenizer, directory, safe_serialization=True)   # transformers' / peft's writer
+    with library_writes(directory): ...           # whatever a library writes there by its own means
 
 The first two are atomic (`runs.atomic.atomic_write_with`: temporary file in the same directory, the mode,
 fsync, rename, fsync the directory), so a reader (a checkpoint read mid-run, a model loaded while a run
@@ -18,7 +19,8 @@ re-exports it) never sees half a file.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,13 +57,25 @@ def save_pretrained(saveable: Any, directory: Path | str, **options: Any) -> Non
     Only the files it created or rewrote and the directories it created are changed: `directory` may be a
     user's `--out` holding files of their own. Not atomic (the library writes several files): write into a
     temporary directory and rename it where a reader may look meanwhile."""
+    with library_writes(directory):
+        saveable.save_pretrained(str(directory), **options)
+
+
+@contextmanager
+def library_writes(directory: Path | str) -> Iterator[None]:
+    """What a library writes into `directory` during the block, by its own means (PerforatedAI's mid-run
+    models, through safetensors' writer: 0600), gets the mode a plain `open()` / `mkdir` gives: only the
+    files created or rewrote and the directories created, so a directory holding a user's own files may be
+    watched. Also when the block raises (what was written stays written)."""
     directory = Path(directory)
     before = _signatures(directory)
-    saveable.save_pretrained(str(directory), **options)
-    for path, signature in _signatures(directory).items():
-        # a directory that existed changes its mtime when a file is added: only new ones are the library's
-        if path not in before or (before[path] != signature and not path.is_dir()):
-            honour_umask(path)
+    try:
+        yield
+    finally:
+        for path, signature in _signatures(directory).items():
+            # a directory that existed changes its mtime when a file is added: only new ones are the writer's
+            if path not in before or (before[path] != signature and not path.is_dir()):
+                honour_umask(path)
 
 
 def _signatures(directory: Path) -> dict[Path, tuple[int, int]]:
