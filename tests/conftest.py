@@ -17,6 +17,11 @@ import tempfile
 # oversubscribe the two cores (subprocesses inherit this). Set before anything imports torch.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# Libraries' own progress bars (and any bar that does not say `disable=`) off in the tests and the processes
+# they start: tqdm reads TQDM_DISABLE once, when it is imported, so the quiet console's setting comes too late
+# in a test process that imported it already and a bar's frames filled the captured output. tldrlab's own
+# bars say `disable=` themselves and still draw (tests check them); tests of the console pop it.
+os.environ.setdefault("TQDM_DISABLE", "1")
 # The default embedder's ONNX export is made once per session, not once per test home.
 os.environ.setdefault(
     "TLDRLAB_EMBED_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"tldrlab-test-embed-cache-{os.getuid()}")

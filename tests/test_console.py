@@ -20,7 +20,7 @@ def tldrlab(*argv: str, home: Path, cwd: Path) -> subprocess.CompletedProcess[st
         "WANDB_MODE": "offline",  # the banners come from offline runs, the default for users
         "COLUMNS": "120",
     }
-    for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "WANDB_SILENT"):
+    for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "WANDB_SILENT", "TQDM_DISABLE"):
         env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "tldrlab", *argv],
@@ -116,6 +116,21 @@ def test_libraries_progress_bars_are_off_unless_verbose(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "tldrlab-bar" in proc.stderr
         assert ("library-bar" in proc.stderr) is library_shown, proc.stderr
+
+
+def test_the_test_process_draws_no_library_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    """tqdm reads TQDM_DISABLE when it is imported: set later (the quiet console of a command run in this
+    process, after another test imported tqdm) it changed nothing, and libraries' bars filled the captured
+    output. tests/conftest.py sets it before anything imports tqdm; tldrlab's own bars, which say `disable=`,
+    still draw."""
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(3), desc="library-bar"):
+        pass
+    for _ in tqdm(range(3), desc="tldrlab-bar", disable=False):
+        pass
+    err = capsys.readouterr().err
+    assert "library-bar" not in err and "tldrlab-bar" in err, err
 
 
 def test_quiet_shows_no_progress_bar_of_any_run_it_starts(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ from tldrlab.experiments.lm_compression import (
     importance_scores,
 )
 from tldrlab.experiments.lm_results import write_lm_results
+from tldrlab.logs import progress_bars_shown
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import (
     DEFAULT_INSTRUCTION,
@@ -422,7 +423,8 @@ def arm_setup(shared: Shared, arm: str, seed: int, run: Run, sink: Any = None) -
 def _progress(total: int, desc: str) -> Callable[[int], None]:
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="ex", leave=False)
+    # disable= given, as every tldrlab bar: the quiet console's TQDM_DISABLE is for libraries' bars
+    bar = tqdm(total=total, desc=desc, unit="ex", leave=False, disable=not progress_bars_shown())
 
     def advance(n: int) -> None:
         bar.update(n)
@@ -450,7 +452,8 @@ def summarize_records(
     limit = context_limit(model)
     outputs, seconds, cpu = [], 0.0, 0.0
     try:
-        for record in tqdm(records, desc="summaries", unit="doc", leave=False):
+        shown = progress_bars_shown()
+        for record in tqdm(records, desc="summaries", unit="doc", leave=False, disable=not shown):
             if limit is None:
                 document = truncate_text(tokenizer, record.document, config.max_source_tokens)
             else:
