@@ -189,3 +189,47 @@ def test_runs_list_by_parent_lists_a_runs_children(
     assert ambiguous.status_code == 404 and ambiguous.json()["code"] == "ambiguous_run_id"
     empty = client.get("/runs", params={"parent_id": ""})
     assert empty.status_code == 422 and empty.json()["request_id"]
+
+
+def test_runs_export_and_import_carry_a_runs_evaluations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an export carried the files of a run's evaluations (under its evaluations/) but not their registry
+    # rows: after an import `runs list --parent RUN` listed nothing and GET /runs/{id}/eval found none
+    with start_run("train", {}, run_id="train-exported") as trained:
+        (trained.dir / "model").mkdir()
+        (trained.dir / "model" / "config.json").write_text("{}")
+    evaluations = []
+    for i, tags in enumerate(({"final_eval": True}, {})):
+        with start_run(
+            "evaluate",
+            {"model_run": trained.id},
+            run_id=f"evaluate-exported-{i}",
+            parent_id=trained.id,
+            tags=tags,
+        ) as evaluation:
+            (evaluation.artifacts_dir / "result.json").write_text(json.dumps({"metrics": {"loss": 1.0 + i}}))
+            beside = trained.dir / "evaluations" / evaluation.id
+            beside.mkdir(parents=True)
+            (beside / "eval_summary.json").write_text("{}")
+        evaluations.append(evaluation.id)
+        time.sleep(0.01)  # newest first is a defined order
+    archive = tmp_path / "train-exported.tar.gz"
+    code, out, err = run_captured(["runs", "export", trained.id, "--out", str(archive)], capsys)
+    assert code == 0 and f"run {trained.id} with its 2 evaluations, " in out, (out, err)
+    code, out, err = run_captured(["runs", "delete", trained.id], capsys)
+    assert code == 0 and open_registry().list(parent_id=trained.id) == [], err
+
+    code, out, err = run_captured(["runs", "import", str(archive), "--json"], capsys)
+    imported = json.loads(out)
+    assert code == 0 and imported["id"] == trained.id and imported["evaluations"] == evaluations, err
+    code, out, err = run_captured(["runs", "list", "--parent", trained.id, "--json"], capsys)
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == evaluations[::-1], err
+    client = TestClient(create_app())
+    final = client.get(f"/runs/{trained.id}/eval")
+    assert final.status_code == 200 and final.json()["request_id"] == evaluations[0], final.text
+    later = client.get(f"/runs/{trained.id}/eval", params={"evaluation": "evaluate-exported-1"}).json()
+    assert later["status"] == "completed" and later["result"] == {"metrics": {"loss": 2.0}}, later
+    assert (trained.dir / "evaluations" / evaluations[1] / "eval_summary.json").is_file()
+    code, out, err = run_captured(["runs", "show", evaluations[1]], capsys)
+    assert code == 0 and json.loads(out)["manifest"]["id"] == evaluations[1], err

@@ -318,3 +318,51 @@ def test_files_api_streams_ranges_limits_and_serves_other_machines(
         assert not list(tmp_path.glob("*fetched*"))
         # ...and verify, which retention trusts before cleaning a run directory, reads it back and says so
         assert not remote.verify(stored.sha256) and not remote.verify("c" * 64)
+
+
+def test_a_runs_evaluations_travel_with_it_checked_and_under_their_ids(tmp_path: Path) -> None:
+    """`export_run(..., with_evaluations=...)` packs the run's evaluations, each an archive of its own, and
+    import restores their rows with it; an id held here by another run, a damaged evaluation archive or an
+    unfinished evaluation stops it before anything is written."""
+    from tldrlab.kinds import kind_names_by_recorded_name
+    from tldrlab.runs import create_run, start_run
+    from tldrlab.runs.retention import delete_run
+
+    names = kind_names_by_recorded_name()
+    with start_run("train", {}) as trained:
+        pass
+    with start_run("eval", {}, parent_id=trained.id) as evaluation:  # recorded under the kind's old name
+        pass
+    queued = create_run("evaluate", {}, parent_id=trained.id)
+    with pytest.raises(ConflictError, match=f"evaluate run {queued.id} is queued"):
+        export_run(trained.id, tmp_path, with_evaluations=names)
+    open_registry().update(queued.id, status="cancelled")
+    children = sorted([evaluation.id, queued.id])
+    alone = read_index(export_run(trained.id, tmp_path / "alone.tar.gz").path)  # what an upload packs
+    assert alone["version"] == 1 and "evaluations" not in alone
+    exported = export_run(trained.id, tmp_path / "whole.tar.gz", with_evaluations=names)
+    assert sorted(exported.evaluations) == children and read_index(exported.path)["version"] == 2
+    rows = {r.id: _row(r) for r in open_registry().list(limit=None)}
+    delete_run(trained.id, kind_names=names)
+    assert open_registry().list(limit=None) == []
+
+    def nothing_here() -> bool:
+        return not open_registry().list(limit=None) and not any(get_settings().runs_dir.glob("*-*"))
+
+    with start_run("train", {}, run_id=evaluation.id):  # another run holds an evaluation's id
+        pass
+    with pytest.raises(ConflictError, match=f"run {evaluation.id}, an evaluation of {trained.id} in the"):
+        import_run(exported.path)
+    assert [r.id for r in open_registry().list(limit=None)] == [evaluation.id]
+    delete_run(evaluation.id, kind_names=names)
+    member = f"evaluations/{queued.id}.tar.gz"
+    damaged = _rewrite(exported.path, tmp_path / "damaged.tar.gz", {member: b"not the archive"})
+    with pytest.raises(
+        InvalidInputError, match=f"{member} in the archive does not match its recorded sha256"
+    ):
+        import_run(damaged)
+    assert nothing_here()
+
+    assert import_run(exported.path).id == trained.id
+    assert {r.id: _row(r) for r in open_registry().list(limit=None)} == rows
+    assert sorted(r.id for r in open_registry().list(parent_id=trained.id)) == children

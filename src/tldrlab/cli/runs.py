@@ -15,7 +15,7 @@ from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names, resumes
 from tldrlab.report import Report
 from tldrlab.runs import RunRegistry, open_registry
-from tldrlab.runs.archive import export_run, import_run, restore_run, upload_run
+from tldrlab.runs.archive import export_run, import_archive, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareChart, compare_runs
 from tldrlab.runs.reconcile import SETTLE_LOCK_WAIT_S, Reconciled, reconcile_here, repair_manifests
@@ -130,12 +130,13 @@ def export_command(
     ),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Write a finished run's directory into one archive with the sha256 of every file.
+    """Write a finished run's directory into one archive with the sha256 of every file, and its finished
+    evaluations (generations, scores) with it.
 
     Example: tldrlab runs export train-20260101 --out /backups/
     """
     reconciled_registry()  # a killed run is not `running` (refused) for good
-    exported = export_run(run_id, out)
+    exported = export_run(run_id, out, with_evaluations=kind_names_by_recorded_name())
     emit(exported.as_dict(), exported.report, as_json=as_json)
 
 
@@ -144,13 +145,13 @@ def import_command(
     archive: Path = typer.Argument(..., help="An archive written by `tldrlab runs export`."),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Restore the run an archive holds (every file checked against its sha256 first).
+    """Restore the run an archive holds with the evaluations it packs, under their ids (every file checked
+    against its sha256 first).
 
     Example: tldrlab runs import /backups/train-20260101-120000-ab12cd.tar.gz
     """
-    record = import_run(archive)
-    line = f"imported run {record.id} ({record.kind}, {record.status.value}) into {record.run_dir}"
-    emit(record.to_dict(), lambda: Report([line]), as_json=as_json)
+    imported = import_archive(archive)
+    emit(imported.as_dict(), imported.report, as_json=as_json)
 
 
 @runs_app.command("upload")

@@ -12,6 +12,14 @@ temporary directory next to the runs (refusing absolute paths, `..`, links leadi
 checks that every file has its recorded size and sha256 and that nothing is missing or added, and only then
 renames the directory into place and registers the run: a damaged archive leaves nothing behind.
 
+`tldrlab runs export` also packs the run's evaluations (its finished children of the derived kinds,
+`registry.derived_children`; their files under the run's `evaluations/` are the run's own): each is an
+archive of its own, a member `evaluations/<id>.tar.gz` listed in the index (`evaluations`: id, member,
+sha256, size; archive version 2). Import checks them all first (sha256, each one's row naming the run as
+its parent, no other run here holding one of their ids) and restores them with the run under their ids, so
+`runs list --parent RUN` and `GET /runs/{id}/eval` find them; one already here with the run is left as it
+is. An upload to the file store packs the run alone (retention cleans a run, not its evaluations).
+
 A run is archived when it is finished (a running run's files are still changing); the run directory's lock
 file is not archived. `upload_run` records the archive's file id (its sha256) in the registry
 (`archive_sha256`, `archive_size`, `archived_at`: set only once the store has the file intact) and in the
@@ -43,13 +51,24 @@ from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json, current_umask
 from tldrlab.runs.filestore import CHUNK, DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
 from tldrlab.runs.ownership import LOCK_FILE
-from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+from tldrlab.runs.registry import (
+    KindNames,
+    RunRecord,
+    RunRegistry,
+    RunStatus,
+    derived_children,
+    open_registry,
+)
 from tldrlab.runs.run import MANIFEST, read_manifest
 
 INDEX = "tldrlab-archive.json"
 FORMAT = "tldrlab-run-archive"
-VERSION = 1
+VERSION = 2
+"""The newest archive version this code reads; version 2 archives pack the run's evaluations, and an archive
+without them is still written as version 1 (older tldrlab reads it)."""
 ROOT = "run"
+NESTED = "evaluations"
+"""Top-level folder of the archive holding the run's evaluations, one archive each."""
 SKIPPED = frozenset({LOCK_FILE})
 """Files of a run directory that are not archived (the executor's lock)."""
 LIFECYCLE_FIELDS = (
@@ -76,17 +95,45 @@ class ExportedArchive:
     """Regular files inside."""
     bytes: int
     """Their total size."""
+    evaluations: tuple[str, ...] = ()
+    """The run's evaluations packed with it."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "path": str(self.path)}
+        return {**self.__dict__, "path": str(self.path), "evaluations": list(self.evaluations)}
 
     def report(self) -> Report:
+        with_them = f" with its {_count(len(self.evaluations), 'evaluation')}" if self.evaluations else ""
         return Report(
             [
-                f"{self.path}: run {self.run_id}, {self.files} files, {self.bytes:,} bytes ({self.size:,} "
-                f"packed), sha256 {self.sha256}"
+                f"{self.path}: run {self.run_id}{with_them}, {self.files} files, {self.bytes:,} bytes "
+                f"({self.size:,} packed), sha256 {self.sha256}"
             ]
         )
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    """What `import_archive` restored: the run, and the evaluations restored with it."""
+
+    record: RunRecord
+    evaluations: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.record.to_dict(), "evaluations": list(self.evaluations)}
+
+    def report(self) -> Report:
+        record = self.record
+        with_them = f" with its {_count(len(self.evaluations), 'evaluation')}" if self.evaluations else ""
+        return Report(
+            [
+                f"imported run {record.id} ({record.kind}, {record.status.value}){with_them} into "
+                f"{record.run_dir}"
+            ]
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _walk(run_dir: Path) -> Iterator[Path]:
@@ -157,11 +204,15 @@ def export_run(
     run: str | RunRecord,
     dest: Path | None = None,
     *,
+    with_evaluations: KindNames | None = None,
     settings: Settings | None = None,
     registry: RunRegistry | None = None,
 ) -> ExportedArchive:
     """Write a finished run's directory into one archive: `dest` (a file, or a directory, existing or named
-    without an extension, that gets `<run id>.tar.gz`), default `./<run id>.tar.gz`."""
+    without an extension, that gets `<run id>.tar.gz`), default `./<run id>.tar.gz`. `with_evaluations`: the
+    kind mapping (`tldrlab.kinds.kind_names_by_recorded_name()`) telling the run's evaluations, packed with it
+    (ConflictError while one is unfinished; one whose directory retention cleaned is left out); None packs
+    the run alone."""
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
     record = registry.find(run) if isinstance(run, str) else run
@@ -176,15 +227,42 @@ def export_run(
     dest = Path(dest) if dest is not None else Path.cwd() / f"{record.id}.tar.gz"
     if dest.is_dir() or not dest.suffix:
         dest = dest / f"{record.id}.tar.gz"
+    children: list[RunRecord] = []
+    if with_evaluations is not None:
+        children = derived_children(record, registry.list(parent_id=record.id, limit=None), with_evaluations)
+        for child in children:
+            if not child.status.finished:
+                raise ConflictError(
+                    f"run {record.id}'s {child.kind} run {child.id} is {child.status.value}: export the run "
+                    "once it ended (or cancel it)"
+                )
+        children = [c for c in children if Path(c.run_dir).is_dir()]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as folder:
+        nested = [
+            export_run(child, Path(folder) / f"{child.id}.tar.gz", settings=settings, registry=registry)
+            for child in children
+        ]
+        return _write_archive(record, run_dir, dest, nested)
+
+
+def _write_archive(
+    record: RunRecord, run_dir: Path, dest: Path, nested: list[ExportedArchive]
+) -> ExportedArchive:
+    """The archive of `record` at `dest`, holding the archives `nested` (its evaluations) as members."""
     index: dict[str, Any] = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": 2 if nested else 1,
         "created_at": time.time(),
         "tldrlab": _version(),
         "run": _record_fields(record),
         **directory_index(run_dir),
     }
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if nested:
+        index[NESTED] = [
+            {"id": n.run_id, "member": f"{NESTED}/{n.run_id}.tar.gz", "sha256": n.sha256, "size": n.size}
+            for n in nested
+        ]
     partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         with tarfile.open(partial, "w:gz", compresslevel=3, format=tarfile.PAX_FORMAT) as tar:
@@ -204,6 +282,8 @@ def export_run(
                     tar.addfile(member, reader)  # type: ignore[arg-type]
                 if member.size != entry["size"] or reader.digest.hexdigest() != entry["sha256"]:
                     raise ConflictError(f"{entry['path']} of run {record.id} changed while it was archived")
+            for inner in nested:
+                tar.add(inner.path, arcname=f"{NESTED}/{inner.run_id}.tar.gz", recursive=False)
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
@@ -214,6 +294,7 @@ def export_run(
         size=dest.stat().st_size,
         files=len(index["files"]),
         bytes=sum(int(f["size"]) for f in index["files"]),
+        evaluations=tuple(n.run_id for n in nested),
     )
 
 
@@ -292,12 +373,13 @@ def _extract_verified(archive: Path, index: dict[str, Any], into: Path) -> None:
     expected = {str(f["path"]): f for f in index.get("files", [])}
     links = {str(x["path"]): str(x["target"]) for x in index.get("links", [])}
     dirs = {str(d["path"]): d for d in index.get("dirs", [])}
+    nested = {str(e["member"]) for e in index.get(NESTED, [])}  # checked by `_nested_entries`
     seen: set[str] = set()
     root = into.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
-                if member.name == INDEX:
+                if member.name == INDEX or (member.name in nested and member.isfile()):
                     continue
                 rel = _relative(member.name)
                 target = into / rel
@@ -397,10 +479,22 @@ def import_run(
     settings: Settings | None = None,
     registry: RunRegistry | None = None,
 ) -> RunRecord:
-    """Restore the run an archive holds into the runs directory and the registry (see the module docstring).
+    """Restore the run an archive holds, with the evaluations it packs (`import_archive`)."""
+    return import_archive(archive, settings=settings, registry=registry).record
 
-    ConflictError when that run is already here; a cleaned run (registry row kept, directory gone) gets its
-    directory back."""
+
+def import_archive(
+    archive: Path,
+    *,
+    settings: Settings | None = None,
+    registry: RunRegistry | None = None,
+) -> ImportedRun:
+    """Restore the run an archive holds into the runs directory and the registry, with the evaluations it
+    packs (see the module docstring).
+
+    ConflictError when that run is already here, or when a run here holds the id of one of its evaluations
+    without being its evaluation; a cleaned run (registry row kept, directory gone) gets its directory back.
+    Nothing is left behind when the archive or one of its evaluations' is damaged."""
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
     archive = Path(archive)
@@ -409,8 +503,131 @@ def import_run(
     index = read_index(archive)
     row = dict(index["run"])
     run_id = str(row.get("id") or "")
-    if not run_id or "/" in run_id or run_id.startswith("."):
+    if not _usable_id(run_id):
         raise InvalidInputError(f"{archive}: the archived run has no usable id")
+    entries = _nested_entries(archive, index, run_id)
+    missing: list[dict[str, Any]] = []
+    for entry in entries:  # the ids of its evaluations are theirs here too, or nothing is imported
+        try:
+            here = registry.get(entry["id"])
+        except NotFoundError:
+            missing.append(entry)
+            continue
+        if here.parent_id != run_id:
+            raise ConflictError(
+                f"{archive}: run {entry['id']}, an evaluation of {run_id} in the archive, is another run "
+                f"here ({here.kind}"
+                + (f", of run {here.parent_id})" if here.parent_id else ")")
+                + ": nothing imported"
+            )
+        if not Path(here.run_dir).exists():
+            missing.append(entry)  # a cleaned evaluation: its directory comes back
+    staging = settings.home / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging) as folder:
+        inner = _extract_nested(archive, missing, run_id, Path(folder))
+        _, created = _import_one(archive, index, row, run_id, settings, registry)
+        restored: list[str] = []
+        new: list[str] = []
+        try:
+            for child_id, path in inner:
+                child_index = read_index(path)
+                _, child_new = _import_one(
+                    path, child_index, dict(child_index["run"]), child_id, settings, registry
+                )
+                restored.append(child_id)
+                if child_new:
+                    new.append(child_id)
+        except BaseException:
+            for child_id in new:
+                _forget(registry, child_id)
+            if created:
+                _forget(registry, run_id)
+            raise
+    return ImportedRun(record=registry.get(run_id), evaluations=tuple(restored))
+
+
+def _usable_id(run_id: str) -> bool:
+    return bool(run_id) and "/" not in run_id and not run_id.startswith(".") and "\x00" not in run_id
+
+
+def _nested_entries(archive: Path, index: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """The index's evaluations, each an id, its member name, sha256 and size (InvalidInputError otherwise)."""
+    entries = index.get(NESTED, [])
+    if not isinstance(entries, list):
+        raise InvalidInputError(f"{archive}: the archive's {NESTED} are not a list")
+    checked = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise InvalidInputError(f"{archive}: an entry of the archive's {NESTED} is not an object")
+        child_id, sha256, size = entry.get("id"), entry.get("sha256"), entry.get("size")
+        if (
+            not isinstance(child_id, str)
+            or not _usable_id(child_id)
+            or child_id == run_id
+            or entry.get("member") != f"{NESTED}/{child_id}.tar.gz"
+            or not isinstance(sha256, str)
+            or not isinstance(size, int)
+        ):
+            raise InvalidInputError(f"{archive}: the archive's evaluation entry {entry!r} is not usable")
+        checked.append({"id": child_id, "member": entry["member"], "sha256": sha256, "size": size})
+    if len({e["id"] for e in checked}) != len(checked):
+        raise InvalidInputError(f"{archive}: the archive lists an evaluation twice")
+    return checked
+
+
+def _extract_nested(
+    archive: Path, entries: list[dict[str, Any]], run_id: str, into: Path
+) -> list[tuple[str, Path]]:
+    """The archives of `entries` extracted into `into`, each checked against its size and sha256 and its
+    index against the entry (its run's id, its parent `run_id`); InvalidInputError naming the first
+    problem."""
+    wanted = {e["member"]: e for e in entries}
+    found: dict[str, Path] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                entry = wanted.get(member.name)
+                if entry is None or not member.isfile():
+                    continue
+                source = tar.extractfile(member)
+                assert source is not None
+                target = into / f"{entry['id']}.tar.gz"
+                digest, size = hashlib.sha256(), 0
+                with target.open("wb") as writer:
+                    while chunk := source.read(CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        writer.write(chunk)
+                if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+                    raise InvalidInputError(
+                        f"{member.name} in the archive does not match its recorded sha256: the archive is "
+                        "damaged"
+                    )
+                found[entry["id"]] = target
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"{archive} is damaged or truncated: {exc}") from exc
+    lacking = [e["member"] for e in entries if e["id"] not in found]
+    if lacking:
+        raise InvalidInputError(f"the archive lacks {lacking[0]}, which its index lists")
+    for entry in entries:
+        inner = read_index(found[entry["id"]])
+        if inner["run"].get("id") != entry["id"] or inner["run"].get("parent_id") != run_id:
+            raise InvalidInputError(f"{entry['member']} in the archive is not an evaluation of run {run_id}")
+        if inner.get(NESTED):
+            raise InvalidInputError(f"{entry['member']} in the archive packs runs of its own: refused")
+    return [(e["id"], found[e["id"]]) for e in entries]
+
+
+def _import_one(
+    archive: Path,
+    index: dict[str, Any],
+    row: dict[str, Any],
+    run_id: str,
+    settings: Settings,
+    registry: RunRegistry,
+) -> tuple[RunRecord, bool]:
+    """Place and register the archive's run (the run alone); True when its row is new."""
     try:
         existing: RunRecord | None = registry.get(run_id)
     except NotFoundError:
@@ -422,7 +639,7 @@ def import_run(
             _place(archive, index, Path(existing.run_dir))
             registry.update(run_id, cleaned_at=None, cleanup_marked_at=None)
             _rewrite_archive_note(registry.get(run_id))
-            return registry.get(run_id)
+            return registry.get(run_id), False
         target = settings.runs_dir / run_id
         _place(archive, index, target)
         record = _record_from(row, target)
@@ -431,7 +648,17 @@ def import_run(
         except Exception:
             shutil.rmtree(target, ignore_errors=True)
             raise
-    return registry.get(run_id)
+    return registry.get(run_id), True
+
+
+def _forget(registry: RunRegistry, run_id: str) -> None:
+    """Undo an import: the run's directory and row go (an import that failed further on leaves nothing)."""
+    try:
+        record = registry.get(run_id)
+    except NotFoundError:
+        return
+    shutil.rmtree(record.run_dir, ignore_errors=True)
+    registry.delete(run_id)
 
 
 def _record_from(row: dict[str, Any], run_dir: Path) -> RunRecord:

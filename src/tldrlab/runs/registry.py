@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,6 +23,14 @@ from tldrlab.runs.db import Database, connect, migrate
 SUBMITTED_VIA = "submitted_via"
 """Tag set ("api") on runs created through the API: the queue's runs (a worker confines them again before
 executing them, and requeues them when their worker dies)."""
+
+
+DERIVED_KINDS = frozenset({"evaluate", "generate", "score"})
+"""Kinds (current names) whose runs describe another run, their parent (its evaluations, outputs, scores):
+they keep it alive in no retention pass, go with it when it is deleted, and travel with its export."""
+KindNames = Mapping[str, str]
+"""Recorded kind name -> its kind's current name (`tldrlab.kinds.kind_names_by_recorded_name()`, which sits
+above this module); a name it lacks (a kind no longer registered) stands for itself."""
 
 
 class RunStatus(StrEnum):
@@ -485,3 +493,21 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
         for r in records
     ]
     return Table(columns, rows)
+
+
+def current_kind(record: RunRecord, kind_names: KindNames) -> str:
+    """The current name of the kind `record` was recorded under (`eval` -> `evaluate`)."""
+    return kind_names.get(record.kind, record.kind)
+
+
+def derived_children(
+    record: RunRecord, records: Sequence[RunRecord], kind_names: KindNames
+) -> list[RunRecord]:
+    """The runs of the `DERIVED_KINDS` among `records` whose parent is `record` (its evaluations, generations
+    and scores, under any name they were recorded), oldest first."""
+    children = [
+        r
+        for r in records
+        if r.parent_id == record.id and r.id != record.id and current_kind(r, kind_names) in DERIVED_KINDS
+    ]
+    return sorted(children, key=lambda r: r.created_at)

@@ -42,7 +42,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,18 +55,21 @@ from tldrlab.runs.archive import upload_run
 from tldrlab.runs.cleanup_events import Action, CleanupEvent, EventType, record_event
 from tldrlab.runs.filestore import DirectoryFileStore, HttpFileStore, open_file_store
 from tldrlab.runs.ownership import LOCK_FILE, RunLock, new_owner, owner_alive
-from tldrlab.runs.registry import RunRecord, RunRegistry, RunStatus, open_registry
+from tldrlab.runs.registry import (
+    DERIVED_KINDS,
+    KindNames,
+    RunRecord,
+    RunRegistry,
+    RunStatus,
+    current_kind,
+    derived_children,
+    open_registry,
+)
 from tldrlab.runs.run import EVALUATIONS
 
 log = logging.getLogger("tldrlab.cleanup")
 
 CACHE_SUBDIR = "cache"
-DERIVED_KINDS = frozenset({"evaluate", "generate", "score"})
-"""Kinds (current names) whose runs describe another run (its evaluation, outputs, scores) and so do not keep
-it alive."""
-KindNames = Mapping[str, str]
-"""Recorded kind name -> its kind's current name (`tldrlab.kinds.kind_names_by_recorded_name()`); a name it
-lacks (a kind no longer registered) stands for itself."""
 _STEP = re.compile(r"^step-0*(\d+)(\.\w+)?$")
 
 
@@ -203,7 +206,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _kind(record: RunRecord, kind_names: KindNames) -> str:
-    return kind_names.get(record.kind, record.kind)
+    return current_kind(record, kind_names)
 
 
 def references(records: list[RunRecord], settings: Settings, kind_names: KindNames) -> dict[str, list[str]]:
@@ -256,17 +259,6 @@ def best_runs(records: list[RunRecord], policy: RetentionPolicy, kind_names: Kin
         for rank, (value, record) in enumerate(rows[: policy.keep_best], start=1):
             kept[record.id] = f"best {rank} of {where} by {policy.metric} ({value:.4g})"
     return kept
-
-
-def derived_children(record: RunRecord, records: list[RunRecord], kind_names: KindNames) -> list[RunRecord]:
-    """The runs of the `DERIVED_KINDS` whose parent is `record` (its evaluations, generations and scores,
-    under any name they were recorded), oldest first: results about the run, deleted with it."""
-    children = [
-        r
-        for r in records
-        if r.parent_id == record.id and r.id != record.id and _kind(r, kind_names) in DERIVED_KINDS
-    ]
-    return sorted(children, key=lambda r: r.created_at)
 
 
 def _unit_blocker(children: list[RunRecord], referenced: dict[str, list[str]]) -> str | None:
