@@ -561,12 +561,16 @@ def prune(
     only = set(runs) if runs is not None else None
     max_age_s = policy.older_than_days * 86400.0
     kept_here: list[RunRecord] = []
+    by_parent: dict[str, list[RunRecord]] = {}  # one scan, not one per run
+    for record in records:
+        if record.parent_id:
+            by_parent.setdefault(record.parent_id, []).append(record)
     for record in records:
         if only is not None and record.id not in only:
             continue
         if not record.status.finished or record.cleaned_at is not None or record.id in cleanup.gone:
             continue
-        children = derived_children(record, records, kind_names)
+        children = derived_children(record, by_parent.get(record.id, []), kind_names)
         reason = _keep_reason(record, policy, referenced, best, cleanup.now, max_age_s)
         if reason is None:
             reason = _unit_blocker(children, referenced)
