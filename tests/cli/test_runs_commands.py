@@ -233,3 +233,19 @@ def test_runs_export_and_import_carry_a_runs_evaluations(
     assert (trained.dir / "evaluations" / evaluations[1] / "eval_summary.json").is_file()
     code, out, err = run_captured(["runs", "show", evaluations[1]], capsys)
     assert code == 0 and json.loads(out)["manifest"]["id"] == evaluations[1], err
+
+
+def test_an_empty_runs_list_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    # `runs list` with no runs printed a bare table header, where `models list` and `data list` say there is
+    # nothing; --json stays JSON lines (one object per run, so none for no run: `jq .id` and line-by-line
+    # parsers keep working, which a `[]` line would break)
+    code, out, err = run_captured(["runs", "list"], capsys)
+    assert code == 0 and "no runs yet" in out, (out, err)
+    code, out, err = run_captured(["runs", "list", "--json"], capsys)
+    assert code == 0 and out == "", (out, err)
+    with start_run("train", {}) as trained:
+        pass
+    code, out, err = run_captured(["runs", "list", "--kind", "evaluate"], capsys)
+    assert code == 0 and "no runs match" in out and trained.id not in out, (out, err)
+    code, out, err = run_captured(["runs", "list"], capsys)
+    assert code == 0 and trained.id in out and "no runs" not in out, (out, err)

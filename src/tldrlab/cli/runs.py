@@ -69,7 +69,12 @@ def list_command(query: RunQuery, as_json: bool) -> None:
     # the parent as people type it (a unique prefix); an unknown one is an error, not an empty table
     parent = registry.find(query.parent_id).id if query.parent_id else None
     records = registry.list(**{**query.model_dump(mode="json"), "kind": kinds, "parent_id": parent})
-    emit([record.to_dict() for record in records], lambda: runs_table(records), as_json=as_json, lines=True)
+    # as `models list` and `data list` say so: a bare header read like a listing that failed. (--json stays
+    # JSON lines, one object per run: none when there are none)
+    filtered = query.kind or query.status or query.parent_id or query.offset
+    empty = "no runs match" if filtered else "no runs yet: `tldrlab --help` lists the kinds of run to start"
+    rows = [record.to_dict() for record in records]
+    emit(rows, lambda: runs_table(records), as_json=as_json, lines=True, empty=empty)
 
 
 @runs_app.command("show")
