@@ -511,3 +511,25 @@ def test_a_requeued_run_reaches_the_webhook_as_queued_again_once(
     again = [body for body in received if body["event"] == "queued"][1]
     assert again["message"] == "requeued: worker gone:1:dead stopped"
     assert again["time"] > received[0]["time"]  # when it was queued again, not its creation
+
+
+def test_without_redis_a_run_requeued_from_a_dead_worker_reaches_the_webhook_as_queued(
+    tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on an in-process bus nothing announced a run a worker's reconcile put back on the queue (its dead
+    # worker's tail never saw it requeued, and announcements are for Redis): a webhook heard `started` again
+    # out of nowhere
+    receiver, received = _receiver(fail_first=0)
+    with ServerThread(receiver) as server:
+        monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", f"{server.url}/hook")
+        run_id = create_run("smoke", {"steps": 2}).id
+        registry = open_registry()
+        assert registry.claim(run_id, "gone:1:dead", stale_before=time.time())  # its worker, then killed
+        registry.update(run_id, heartbeat_at=time.time() - 3600)
+        build_worker(config=BURST).run()  # reconciles it back onto the queue, then runs it
+        wait_for(lambda: any(body["event"] == "completed" for body in received), 10, what="completed")
+    events = [body for body in received if body["run_id"] == run_id and body["status"]]  # lifecycle events
+    assert [body["event"] for body in events] == ["queued", "started", "completed"], events
+    assert events[0]["message"] == (
+        "requeued: worker gone:1:dead stopped responding; resuming from the last checkpoint"
+    )

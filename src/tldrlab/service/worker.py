@@ -18,6 +18,7 @@ A worker
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -320,6 +321,23 @@ class Worker:
         with self._lock:  # forget the runs since claimed, cancelled or past the window
             self._announced &= {announcement(record) for record in waiting}
 
+    def reconcile_pass(self, registry: RunRegistry) -> None:
+        """`reconcile`, then the `queued` events of the runs waiting: on a shared bus every waiting run's
+        (`announce_queued`), on an in-process bus those of the runs this pass put back on the queue (no
+        other process publishes them: the dead worker's tail never saw its run requeued, and only the one
+        worker that settles an orphan gets it back from `reconcile`, so each is published once)."""
+        actions = reconcile(registry, self.queue, self.config)
+        for run_id, status in actions:
+            log.info(f"reconciled run {run_id}: {status}", extra={"fields": {"run_id": run_id}})
+        if not self.bus.shared:
+            requeued = []
+            for run_id, status in actions:
+                if status == RunStatus.QUEUED.value:
+                    with contextlib.suppress(NotFoundError):  # deleted meanwhile
+                        requeued.append(queued_event(registry.get(run_id)))
+            self.publish(requeued)
+        self.announce_queued(registry)
+
     def _announce(self, records: Sequence[RunRecord]) -> None:
         """Claim the announcement of each of `records` not known to be announced, all in one round-trip (a
         pipelined SET NX each: one per run and pass was a round-trip per waiting run on every pass), and
@@ -346,8 +364,7 @@ class Worker:
                 self.beat(registry)
                 if time.monotonic() - last_reconcile >= self.config.reconcile_every_s:
                     last_reconcile = time.monotonic()
-                    reconcile(registry, self.queue, self.config)
-                    self.announce_queued(registry)
+                    self.reconcile_pass(registry)
             except Exception as exc:  # keep heartbeating through transient database/Redis errors
                 log.warning(f"worker maintenance failed: {type(exc).__name__}: {exc}")
 
@@ -477,9 +494,7 @@ class Worker:
         """Register, reconcile, then take jobs until stopped (SIGTERM / SIGINT) or, in burst mode, idle."""
         self.queue.ping()  # an unreachable Redis is a service_unavailable error, not RQ's traceback
         self.register()
-        for run_id, status in reconcile(self.registry, self.queue, self.config):
-            log.info(f"reconciled run {run_id}: {status}")
-        self.announce_queued()  # runs queued while no worker listened
+        self.reconcile_pass(self.registry)  # and the runs queued while no worker listened announced
         maintenance = threading.Thread(target=self._maintenance, name="worker-heartbeat", daemon=True)
         maintenance.start()
         log.info(f"worker {self.worker_id} waiting for jobs on the {self.queue.name} queue")
