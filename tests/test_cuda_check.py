@@ -13,7 +13,10 @@ HELPER = Path(__file__).resolve().parents[1] / "bench" / "cuda" / "cuda_check.py
 def _run_dir(root: Path, name: str, losses: list[float]) -> Path:
     run = root / "home" / "tiny" / "runs" / name
     run.mkdir(parents=True)
-    rows = [{"step": i + 1, "train_loss": loss} for i, loss in enumerate(losses)]
+    rows = [
+        {"step": i + 1, "train_loss": loss, "tokens_per_s": 100.0 * (i + 1), "mfu": 0.1 * (i + 1)}
+        for i, loss in enumerate(losses)
+    ]
     rows.append({"step": len(losses), "eval_loss": 1.0})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "manifest.json").write_text(json.dumps({"kind": "train", "status": "completed"}))
@@ -48,4 +51,6 @@ def test_summary_lists_stages_and_run_figures(tmp_path: Path) -> None:
     assert summary["stages"][0]["stage"] == "train_gpt2_auto"
     figures = summary["runs"]["tiny/train-1"]
     assert figures["tokens_per_s"] == 123.0 and figures["mfu"] == 0.25 and figures["last_train_loss"] == 2.0
+    # the second half's median: the first steps' start-up is left out
+    assert figures["steady"] == {"tokens_per_s": 200.0, "mfu": 0.2}
     assert "| train_gpt2_auto | 0 | 7 |" in (out / "summary.md").read_text()

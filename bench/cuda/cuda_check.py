@@ -115,6 +115,23 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
     }
 
 
+def _steady_state(run_dir: Path) -> dict[str, float]:
+    """Median tokens/s and MFU of the metrics lines of the run's second half: the whole-run figure counts the
+    first steps' start-up (CUDA context, kernel selection) too."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows = [row for row in rows if "tokens_per_s" in row]
+    rows = rows[len(rows) // 2 :]
+    steady = {}
+    for key in ("tokens_per_s", "mfu"):
+        values = sorted(float(row[key]) for row in rows if row.get(key) is not None)
+        if values:
+            steady[key] = values[len(values) // 2]
+    return steady
+
+
 def run_figures(run_dir: Path) -> dict[str, Any]:
     """The figures one run logged: kind, status, throughput and MFU, last train loss, final metrics."""
     figures: dict[str, Any] = {"run": run_dir.name}
@@ -134,6 +151,9 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
                     figures[key] = row[key]
             if row.get("level") in ("WARNING", "ERROR"):
                 figures.setdefault("warnings", []).append(str(row.get("message"))[:300])
+    steady = _steady_state(run_dir)
+    if steady:
+        figures["steady"] = steady
     losses = train_losses(run_dir)
     if losses:
         figures["train_steps"] = len(losses)
@@ -144,6 +164,11 @@ def run_figures(run_dir: Path) -> dict[str, Any]:
             with contextlib.suppress(json.JSONDecodeError):
                 figures[name] = json.loads(path.read_text(encoding="utf-8"))
     return figures
+
+
+def _num(value: Any) -> str:
+    """A figure for the table: 4 significant digits, blank when missing."""
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def summarize(out: Path, home: Path) -> dict[str, Any]:
@@ -160,11 +185,17 @@ def summarize(out: Path, home: Path) -> dict[str, Any]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     lines = ["| stage | rc | seconds | note |", "| --- | --- | --- | --- |"]
     lines += [f"| {s['stage']} | {s['rc']} | {s['seconds']} | {s.get('note', '')} |" for s in stages]
-    lines += ["", "| run | status | tokens/s | MFU | last train loss |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| run | status | tokens/s | MFU | steady tokens/s | steady MFU | last train loss |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, fig in runs.items():
+        steady = fig.get("steady", {})
         lines.append(
-            f"| {name} | {fig.get('status', '')} | {fig.get('tokens_per_s', '')} | {fig.get('mfu', '')} "
-            f"| {fig.get('last_train_loss', '')} |"
+            f"| {name} | {fig.get('status', '')} | {_num(fig.get('tokens_per_s'))} | {_num(fig.get('mfu'))} "
+            f"| {_num(steady.get('tokens_per_s'))} | {_num(steady.get('mfu'))} "
+            f"| {_num(fig.get('last_train_loss'))} |"
         )
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return summary
