@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from cliutil import run_captured
+from cliutil import run_captured, run_cli
 from tldrlab.config import get_settings
 from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.runs import open_registry
@@ -28,6 +30,49 @@ def _train(tmp_path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> t
     assert code == 0, err
     record = open_registry().list(kind="train")[0]  # the newest
     return record.id, err
+
+
+@pytest.fixture(scope="module")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
+    """One `_train(..., "--train.no-progress")` for the module: (the home it was trained in, a pristine copy
+    of that home, the run id). The home holds absolute paths (registry rows, manifests), so each test gets
+    the copy back at the very path it was trained at (`trained_run`); tests of one process run one at a
+    time, so no two share it."""
+    root = tmp_path_factory.mktemp("final-eval")
+    home, pristine = root / "home", root / "pristine"
+    with pytest.MonkeyPatch.context() as patch:
+        # what conftest's tldrlab_home gives a test, for this module-wide home
+        patch.setenv("TLDRLAB_HOME", str(home))
+        for name in ("TLDRLAB_DATABASE_URL", "TLDRLAB_QUEUE_URL", "TLDRLAB_API_KEY", "TLDRLAB_CONFIG"):
+            patch.delenv(name, raising=False)
+        for name, value in (
+            ("WANDB_MODE", "disabled"),
+            ("HF_HUB_OFFLINE", "1"),
+            ("TLDRLAB_DIGEST_MODEL", "none"),
+        ):
+            patch.setenv(name, value)
+        get_settings.cache_clear()
+        text = root / "text.txt"
+        text.write_text("To be, or not to be, that is the question. Whether tis nobler in the mind.\n" * 60)
+        argv = ["train", "--model", "char_lstm", "--data", str(text), "--train.max-steps", "2"]
+        argv += ["--train.batch-size", "2", "--final-eval.max-samples", "2", "--wandb", "disabled"]
+        code = run_cli([*argv, "--train.no-progress"])
+        assert code == 0
+        run_id = open_registry().list(kind="train")[0].id
+    get_settings.cache_clear()
+    shutil.copytree(home, pristine, symlinks=True)
+    yield home, pristine, run_id
+
+
+@pytest.fixture
+def trained_run(_trained_once: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's own copy of the module's trained run (its home made the test's): the run id."""
+    home, pristine, run_id = _trained_once
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(pristine, home, symlinks=True)
+    monkeypatch.setenv("TLDRLAB_HOME", str(home))
+    get_settings.cache_clear()
+    return run_id
 
 
 def test_train_no_progress_hides_the_final_evaluations_bar_too(
@@ -48,12 +93,12 @@ FINAL_FILES = ("eval.json", "eval_summary.json", "samples.jsonl", "eval_table.cs
 
 
 def test_a_later_eval_leaves_the_final_evaluation_that_runs_compare_reads(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`tldrlab eval RUN` wrote its files next to the model over the final evaluation's, so `runs compare`
     showed as the run's `eval.*` whichever evaluation ran last. A later evaluation now writes under
     `evaluations/<its run id>/`; compare reads the final one and names it."""
-    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_id = trained_run
     run_dir = Path(open_registry().get(run_id).run_dir)
     final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
     final = {name: (run_dir / name).read_bytes() for name in FINAL_FILES}
@@ -76,12 +121,12 @@ def test_a_later_eval_leaves_the_final_evaluation_that_runs_compare_reads(
 
 
 def test_get_eval_answers_the_final_evaluation_unless_asked_for_another(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """GET /runs/{id}/eval answered the newest completed evaluation of a run, so after a later `tldrlab eval
     RUN` on one sample it showed that one's figures, not the final evaluation docs/training.md says it finds
     (and `runs compare` reads). The final one is now the default; `latest` or an id asks for another."""
-    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_id = trained_run
     run_dir = Path(open_registry().get(run_id).run_dir)
     final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
     code, out, err = run_captured(["eval", run_id, "--max-samples", "1", "--no-progress", "--json"], capsys)
@@ -178,13 +223,13 @@ def test_an_old_runs_evaluations_are_found_behind_a_thousand_newer_ones(
 
 
 def test_deleting_a_later_evaluation_removes_its_files_from_the_evaluated_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`tldrlab runs delete EVAL` of a later evaluation removed its run directory and registry row but left
     its files under the evaluated run's `evaluations/<its id>/`: a deleted run's results stayed for good
     (carried by that run's export, never counted or freed). They now go with it; the final evaluation's
     stay."""
-    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_id = trained_run
     run_dir = Path(open_registry().get(run_id).run_dir)
     final = {name: (run_dir / name).read_bytes() for name in FINAL_FILES}
     later = []
@@ -205,12 +250,12 @@ def test_deleting_a_later_evaluation_removes_its_files_from_the_evaluated_run(
 
 
 def test_runs_compare_says_when_the_final_evaluation_it_read_was_deleted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Once a training run's final evaluation run was deleted, `runs compare` still read its files beside the
     model (they are the training run's) and named it as if it were there: a run id no command could show.
     It now says that run is not recorded (text and --json); the figures it read are unchanged."""
-    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_id = trained_run
     run_dir = Path(open_registry().get(run_id).run_dir)
     final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
     plot = str(tmp_path / "compare.png")
@@ -228,12 +273,12 @@ def test_runs_compare_says_when_the_final_evaluation_it_read_was_deleted(
 
 
 def test_get_eval_says_the_final_evaluation_was_deleted_not_that_there_is_none_yet(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """After a training run's final evaluation run was deleted, GET /runs/{id}/eval answered 'has no
     evaluation yet', as if the run had never been evaluated (its figures are still beside its model, what
     `runs compare` reads). It now names the evaluation no longer recorded; with a later one, points at it."""
-    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")
+    run_id = trained_run
     run_dir = Path(open_registry().get(run_id).run_dir)
     final_run = json.loads((run_dir / "manifest.json").read_text())["final_eval_run"]
     code, _, err = run_captured(["runs", "delete", final_run], capsys)
