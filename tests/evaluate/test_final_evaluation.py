@@ -89,6 +89,21 @@ def test_train_no_progress_hides_the_final_evaluations_bar_too(
     assert code == 0 and "eval blocks" not in err, err
 
 
+def test_the_final_evaluation_follows_the_trainings_wandb_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --wandb disabled` ended with a final evaluation that started W&B anyway, in the mode of the
+    environment (offline by default): a `wandb/` directory in its run and wandb imported and started in
+    the training's process. The final evaluation now takes the training's mode."""
+    monkeypatch.setenv("WANDB_MODE", "offline")  # what the final evaluation fell back to
+    run_id, _ = _train(tmp_path, capsys, "--train.no-progress")  # with --wandb disabled
+    training = open_registry().get(run_id).config
+    assert training["wandb"] == "disabled", training
+    (final,) = open_registry().list(kind="evaluate", parent_id=run_id)
+    assert not (Path(final.run_dir) / "wandb").exists(), sorted(p.name for p in Path(final.run_dir).iterdir())
+    assert final.config.get("wandb") == "disabled", final.config
+
+
 FINAL_FILES = ("eval.json", "eval_summary.json", "samples.jsonl", "eval_table.csv", "eval.png")
 
 

@@ -191,13 +191,16 @@ class EvaluateConfig(BaseModel):
     progress: bool = True
     """Show a progress bar (examples/s, ETA) on the console; a training run's final evaluation follows the
     training's `train.progress`."""
+    wandb: Literal["offline", "online", "disabled"] | None = None
+    """Weights & Biases mode; None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting
+    (offline by default). A training run's final evaluation follows the training's `wandb`."""
 
     _dataset_id = field_validator("data", mode="before")(dataset_reference)
 
     def overrides(self) -> dict[str, Any]:
-        """The EvalConfig settings this config sets (everything but `model_run`, how it shows progress and
-        the unset ones)."""
-        dumped = self.model_dump(exclude={"model_run", "progress"})
+        """The EvalConfig settings this config sets (everything but `model_run`, how it shows progress, its
+        W&B mode and the unset ones)."""
+        dumped = self.model_dump(exclude={"model_run", "progress", "wandb"})
         return {k: v for k, v in dumped.items() if v is not None}
 
 

@@ -168,7 +168,9 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     run.set_summary(**numeric)
     for file in files:
         run.add_artifact(run.dir / file, kind=ARTIFACT_KINDS.get(file, "eval"))
-    tracker = WandbTracker.start(run, mode=wandb_mode(), config={"evaluation": extra, **result["config"]})
+    tracker = WandbTracker.start(
+        run, mode=wandb_mode(config.wandb), config={"evaluation": extra, **result["config"]}
+    )
     try:
         tracker.log(0, numeric)
         tracker.summary(numeric)

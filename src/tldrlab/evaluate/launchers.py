@@ -31,11 +31,12 @@ def evaluate_target(target: str | Path, *, progress: bool = True, **overrides: A
 
 
 def evaluate_after_training(
-    run: Run, final: FinalEvalConfig, steps: int, *, progress: bool = True
+    run: Run, final: FinalEvalConfig, steps: int, *, progress: bool = True, wandb: str | None = None
 ) -> str | None:
     """The evaluation a training run ends with (`FinalEvalConfig`): an `evaluate` run whose parent is `run`,
     on the run's held-out data, its files written next to the model too; its progress bar shown only when
-    the training's is (`progress`: `train.progress`). Returns its run id; a failure is logged as a warning
+    the training's is (`progress`: `train.progress`), its W&B mode the training's (`wandb`; None: the
+    default, as for the training). Returns its run id; a failure is logged as a warning
     and never fails the training (`tldrlab eval RUN` can be run again); a cancel or a preemption ends the
     training as it ends the evaluation."""
     if not final.enabled:
@@ -48,6 +49,7 @@ def evaluate_after_training(
         "num_lm_samples": 0,
         "generation": {"temperature": 0.0, "max_new_tokens": final.max_new_tokens},
         "progress": progress,
+        "wandb": wandb,
     }
     try:
         launched = launch_run("evaluate", raw, parent_id=run.id, tags={FINAL_EVAL_TAG: True})

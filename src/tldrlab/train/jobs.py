@@ -129,7 +129,9 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
     """Run kind "train": resumes when checkpoints exist; ends with an evaluation of the saved model (an
     `evaluate` run, `job.final_eval`)."""
     result = run_training(run, job)
-    final_eval = evaluate_after_training(run, job.final_eval, result.steps, progress=job.train.progress)
+    final_eval = evaluate_after_training(
+        run, job.final_eval, result.steps, progress=job.train.progress, wandb=job.wandb
+    )
     return {
         "final_eval_run": final_eval,
         "steps": result.steps,
