@@ -16,6 +16,13 @@
 # On the GPU machine (from the repo root; the carried .whl holds what its image lacks, .gpucheck the SmolLM2
 # tokenizer files and the test data), with carry [".whl", ".gpucheck"] and timeout_s 420:
 #   bash bench/cuda_check.sh
+# Carried: .whl (24 MB: pydantic & co., fastapi/starlette/opentelemetry for the tests' imports, optuna &
+# sqlalchemy/alembic for the sweep, perforatedai for dendrites, rouge_score built here from its sdist, typer/
+# click/rich at the versions tested here) and .gpucheck (7.6 MB: smollm2-tokenizer/, saved from the bundled
+# GGUF by `cuda_check.py tokenizer`, and shared-data.tar.gz, the tinyshakespeare and debian_descriptions sets
+# the tests read from ../shared/data). The tests that need what does not travel fail there whatever the
+# device: gguf and the bundled SmolLM2 GGUF (tests/models/test_causal_lm.py, test_bundled_smollm2.py), the
+# MiniLM package (BERTScore, the default embedder), embedded PostgreSQL ([postgres] cases), uvicorn, wandb.
 # Here, on the CPU, a quick run of the same stages:
 #   DEVICE=cpu QUICK=1 PYTHON=/path/to/python OUT=/tmp/cuda-check bash bench/cuda_check.sh
 # Settings: DEVICE (cuda), QUICK (0), PYTHON (python3), OUT ($OUT, else /tmp/cuda-check-out), WORK
@@ -43,9 +50,9 @@ export TOKENIZERS_PARALLELISM=false
 START=$(date +%s)
 
 if [ "$QUICK" = 1 ]; then
-  STEPS=4; RESUME_N=6; SMOL_STEPS=2; SMOL_LAYERS='"num_layers": 2, '; SPEED=""
+  STEPS=4; RESUME_N=6; SMOL_STEPS=2; SMOL_LAYERS='"num_layers": 2, '
 else
-  STEPS=60; RESUME_N=150; SMOL_STEPS=40; SMOL_LAYERS=''; SPEED=1
+  STEPS=60; RESUME_N=150; SMOL_STEPS=40; SMOL_LAYERS=''
 fi
 
 # stage NAME SECONDS CMD...: run CMD under `timeout`, log to $LOGS/NAME.log, record rc and seconds
