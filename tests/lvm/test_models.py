@@ -39,12 +39,14 @@ def test_architecture_learns_rotation_through_the_trainer(
             "model_settings": settings,
             "loss": "mse",
             "train": {
-                "max_steps": 150,
+                # 80 steps take every architecture's MSE under 0.05 of copy_last's (the transformer's 0.046,
+                # the others' under 0.012): the 0.25 below holds with a wide margin at half of 150 steps
+                "max_steps": 80,
                 "batch_size": 32,
                 "lr": 1e-2,
                 "warmup_steps": 10,
-                "eval_every": 75,
-                "checkpoint_every": 75,
+                "eval_every": 40,
+                "checkpoint_every": 40,
                 "device": "cpu",
                 "progress": False,
                 "plot": False,
