@@ -331,6 +331,8 @@ def launch_run(
     registry = open_registry(settings)
     spec = get_kind(kind)
     changes = raw.model_dump(mode="json") if isinstance(raw, BaseModel) else dict(raw or {})
+    if resume is not None and not resume.strip():  # `--resume ""` started a new run instead
+        raise InvalidInputError("the run id to resume is empty: give a run id or a unique prefix of one")
     if is_follower():
         if spec.follower is None:
             raise ConfigError(f"runs of kind {spec.name!r} do not run distributed")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.runs.registry import MIGRATIONS, RunRecord, RunRegistry, RunStatus
 
@@ -161,3 +161,30 @@ def test_a_database_of_the_previous_schema_gains_the_parent_index_and_keeps_its_
     }
     child = registry.list(parent_id="train-a", limit=None)
     assert [(r.id, r.config) for r in child] == [("evaluate-b", {"lr": 1})]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_blank_or_wildcard_run_id_prefix_finds_no_run(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An empty prefix starts every id, and LIKE read % and _ as wildcards: with one run recorded,
+    `runs show ""`, `runs delete %` or `runs delete _` took that run. A blank id is refused; % and _ are
+    literal characters."""
+    url = (
+        request.getfixturevalue("postgres_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'w.db'}"
+    )
+    registry = RunRegistry(connect(url))
+    for run_id in ("train-1", "a_b%c"):
+        registry.insert(
+            RunRecord(
+                id=run_id, kind="train", status=RunStatus.COMPLETED, config={}, run_dir="/w", created_at=1.0
+            )
+        )
+    for blank in ("", "  "):
+        with pytest.raises(InvalidInputError, match="the run id is empty"):
+            registry.find(blank)
+    for wildcard in ("%", "_", "train_", "%1", "t%"):
+        with pytest.raises(NotFoundError, match="no run with id"):
+            registry.find(wildcard)
+    assert registry.find("a_").id == "a_b%c" and registry.find("a_b%").id == "a_b%c"
+    assert registry.find("tr").id == "train-1"

@@ -232,3 +232,30 @@ def test_validating_a_train_config_imports_no_torch() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "field"),
+    [
+        ("evaluate", {"model_run": " "}, "model_run"),
+        ("evaluate", {"model_run": "some-run", "data": ""}, "data"),
+        ("generate", {"model_run": "some-run", "dataset": " "}, "dataset"),
+        ("score", {"model_run": "\t", "text": "hi"}, "model_run"),
+        ("train", {"data": {"path": ""}}, "data.path"),
+        (
+            "train",
+            {"data": {"path": "text.txt"}, "model": "causal_lm", "model_settings": {"path": " "}},
+            "path",
+        ),
+        ("tokenizer", {"corpus": ["text.txt", ""]}, "corpus.1"),
+        ("tokenizer", {"corpus": ["text.txt"], "out_dir": ""}, "out_dir"),
+    ],
+)
+def test_a_blank_path_or_model_reference_is_a_422_naming_the_field(
+    client: TestClient, text: Path, kind: str, config: dict[str, Any], field: str
+) -> None:
+    """Path("") is Path("."): a blank path was confined as the data root itself (or, for a model, the
+    server's working directory) and the run failed later, far from its cause."""
+    body = _refused(client, kind, config)
+    assert f"{field}: is empty: give" in body["message"], body
+    assert open_registry().list() == []

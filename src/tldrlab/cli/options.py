@@ -350,8 +350,24 @@ def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | N
 
 
 # -- commands -----------------------------------------------------------------------------------------------
-def _option(default: Any, names: tuple[str, ...], help: str) -> Any:
-    return typer.Option(default, *names, help=help, show_default=False)
+def path_parser(name: str) -> Callable[[str], Path]:
+    """A typer `parser` for a path option or argument `name`: a blank value is a usage error naming it.
+    Click would turn "" into Path(".") before any check could see it, so that `--home ""` quietly meant
+    the working directory and `--config ""` read "config file not found: ."."""
+
+    def path(value: str | Path) -> Path:
+        if isinstance(value, Path):  # a default, already a path
+            return value
+        if not value.strip():
+            raise ConfigError(f"{name} is empty: give a path")
+        return Path(value)
+
+    return path
+
+
+def _option(default: Any, names: tuple[str, ...], help: str, annotation: Any = None) -> Any:
+    parser = path_parser(names[0]) if annotation in (Path, Path | None) else None
+    return typer.Option(default, *names, help=help, show_default=False, parser=parser)
 
 
 def signature_callback(params: list[tuple[str, Any, Any]], body: Callable[[dict[str, Any]], None]) -> Any:
@@ -388,7 +404,11 @@ def flag_params(flags: list[Flag]) -> list[tuple[str, Any, Any]]:
 
 def shared_params(shared: tuple[Shared, ...]) -> list[tuple[str, Any, Any]]:
     return [
-        (o.param, o.annotation, _option(False if o.annotation is bool else None, o.names, o.help))
+        (
+            o.param,
+            o.annotation,
+            _option(False if o.annotation is bool else None, o.names, o.help, o.annotation),
+        )
         for o in shared
     ]
 

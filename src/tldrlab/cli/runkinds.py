@@ -112,7 +112,8 @@ def _resolve_paths(tree: dict[str, Any], paths: tuple[str, ...], *, always: bool
     def absolute(value: Any) -> Any:
         if isinstance(value, list):
             return [absolute(v) for v in value]
-        path = Path(value).expanduser() if isinstance(value, str) else None
+        # a blank value stays as given, for validation to refuse by name: Path("") is the working directory
+        path = Path(value).expanduser() if isinstance(value, str) and value.strip() else None
         return str(path.resolve()) if path is not None and (always or path.exists()) else value
 
     for dotted in paths:
@@ -157,7 +158,7 @@ def build_callback(spec: RunCommand) -> Any:
         apply_common(values["home"], values["quiet"], values["verbose"], values["threads"])
         overrides = flag_overrides(flags, values)
         config_file: Path | None = values["config_file"]
-        if values.get("resume"):
+        if values.get("resume") is not None:  # `--resume ""` is refused (launch_run), never a new run
             if config_file or overrides:
                 raise ConfigError(
                     "--resume continues a run with its recorded config: leave out other settings"

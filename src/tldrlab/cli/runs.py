@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from tldrlab.cli.options import AS_JSON, config_command
+from tldrlab.cli.options import AS_JSON, config_command, path_parser
 from tldrlab.cli.tables import emit, err_console
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names, resumes
@@ -131,7 +131,11 @@ def compare_command(query: CompareChart, as_json: bool) -> None:
 def export_command(
     run_id: str = RUN_ID,
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Archive file or directory (default: ./RUN_ID.tar.gz)."
+        None,
+        "--out",
+        "-o",
+        help="Archive file or directory (default: ./RUN_ID.tar.gz).",
+        parser=path_parser("--out"),
     ),
     as_json: bool = AS_JSON,
 ) -> None:
@@ -147,7 +151,11 @@ def export_command(
 
 @runs_app.command("import")
 def import_command(
-    archive: Path = typer.Argument(..., help="An archive written by `tldrlab runs export`."),
+    archive: Path = typer.Argument(
+        ...,
+        help="An archive written by `tldrlab runs export`.",
+        parser=path_parser("ARCHIVE"),
+    ),
     as_json: bool = AS_JSON,
 ) -> None:
     """Restore the run an archive holds with the evaluations it packs, under their ids (every file checked

@@ -325,6 +325,8 @@ def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any)
 
 def resolve_elm_dir(path_or_run: Path | str) -> Path:
     """An ELM directory: the path, its model/ subdirectory, or <run_dir>/model of a run id."""
+    if not str(path_or_run).strip():  # Path("") is the working directory: a blank name is not a path
+        raise InvalidInputError("the ELM is empty: give an ELM directory or a run id")
     path = Path(path_or_run)
     if not path.exists():
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import AmbiguousRunIdError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
 
@@ -258,9 +258,13 @@ class RunRegistry:
         """A run by full id or unique id prefix (what people type). `parent_id` / `kind`: among that run's
         children / those kinds only (a training run's evaluations), so a prefix unique among them is found
         however many other runs share it."""
+        if not prefix.strip():  # "" is a prefix of every id: the only run would be shown, deleted, exported
+            raise InvalidInputError("the run id is empty: give a run id or a unique prefix of one")
         if "\x00" in prefix:  # as in `get`
             raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
-        clauses, params = ["id LIKE ?"], [prefix + "%"]
+        # the prefix's own % and _ taken literally: `runs delete %` matched every run, as "" did
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses, params = ["id LIKE ? ESCAPE '\\'"], [escaped + "%"]
         if parent_id is not None:
             clauses.append("parent_id = ?")
             params.append(parent_id)

@@ -15,6 +15,8 @@ from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_F
 def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
     """A directory holding tokenizer.json: the path itself, its `tokenizer/` or `model/` subdirectory, or the
     directory of a run id (or unique prefix) from the registry."""
+    if not str(path_or_run).strip():  # Path("") is the working directory: a blank name is not a path
+        raise InvalidInputError("the tokenizer is empty: give a tokenizer directory, a model or a run id")
     path = Path(path_or_run)
     if not path.exists():
         try:
