@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import run_captured
 from syncutil import record_fsyncs
 from tldrlab.runs.atomic import (
     append_jsonl,
@@ -98,7 +99,9 @@ def test_the_data_is_synced_before_the_rename_and_the_directory_after(
     assert calls[renamed + 1 :] == [("fsync", tmp_path.resolve())]  # then the rename itself
 
 
-def test_a_real_runs_files_take_the_umask_like_a_plain_open(tldrlab_home: Path, shared_data: Path) -> None:
+def test_a_real_runs_files_take_the_umask_like_a_plain_open(
+    tldrlab_home: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # atomically written files (manifest, evaluation files, PNG curves) came from mkstemp and safetensors
     # weights from safetensors' own writer: 0600 whatever the umask, while logs / metrics were 0644 and
     # directories 0755, so in a home shared by an API and workers running as different users the API could
@@ -116,12 +119,16 @@ def test_a_real_runs_files_take_the_umask_like_a_plain_open(tldrlab_home: Path, 
         "wandb": "disabled",
     }
     (tldrlab_home.parent / "train.json").write_text(json.dumps(config))
-    command = [sys.executable, "-m", "tldrlab", "train", "--config", str(tldrlab_home.parent / "train.json")]
-    # a group-shared home: group may read, others nothing (not the usual 022, so that no default passes)
-    done = subprocess.run(
-        [*command, "-q"], capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0o027)
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # a group-shared home: group may read, others nothing (not the usual 022, so that no default passes); the
+    # real command in this process, the umask being the process's (nothing of the home exists before it)
+    previous = os.umask(0o027)
+    try:
+        code, _, err = run_captured(
+            ["train", "--config", str(tldrlab_home.parent / "train.json"), "-q"], capsys
+        )
+    finally:
+        os.umask(previous)
+    assert code == 0, err[-3000:]
     (run_dir,) = (tldrlab_home / "runs").glob("train-*")  # beside its tokenizer and evaluation runs
     names = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")}
     for wanted in ("manifest.json", "model/model.safetensors", "metrics.jsonl", "checkpoints/best"):
