@@ -43,6 +43,9 @@ def forgotten_modes(tree: ast.AST) -> Iterator[tuple[int, str]]:
             yield getattr(node, "lineno", 0), "import honour_umask"
 
 
+# untraced (`no_cover`): it reads tldrlab's source with `ast` and runs none of it, so coverage measures
+# nothing here, while tracing made its walk over every module's syntax tree two to three times slower
+@pytest.mark.no_cover
 def test_no_module_writes_weights_or_fixes_modes_past_the_mechanism() -> None:
     found = [
         f"{path.relative_to(SRC).as_posix()}:{line}: {what}"
