@@ -237,3 +237,20 @@ def test_the_run_manifest_records_the_choice(capsys: pytest.CaptureFixture[str],
 def test_bad_threads_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_captured(["--threads", "0", "runs", "list"], capsys)
     assert code == 2 and "--threads" in err
+
+
+def test_a_thread_count_beyond_the_maximum_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--threads 99999999999999999999` was taken: torch.set_num_threads overflowed on it (a ValueError
+    traceback once a run started), and a smaller huge count had OpenMP start that many threads."""
+    for count in (str(2**64), "1025"):
+        code, _, err = run_captured(["--threads", count, "runs", "list"], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--threads must be at most 1024, got {count}" in err
+    monkeypatch.setenv("TLDRLAB_THREADS", "5000")
+    get_settings.cache_clear()
+    code, _, err = run_captured(["runs", "list"], capsys)
+    assert code == 2 and "TLDRLAB_THREADS must be at most 1024, got 5000" in err
+    code, _, err = run_captured(["--threads", "1024", "runs", "list"], capsys)
+    assert code == 0, err

@@ -167,6 +167,17 @@ class RunPreemptedError(TldrlabError):
     retryable = True
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parse error in one line: what is wrong and where. PyYAML's own text spans several lines (the
+    source line quoted, a caret under it), which broke the one-line message of a CLI error."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    return f"{context}: {problem} ({where})" if context else f"{problem} ({where})"
+
+
 # pydantic puts these before the text of a validator's own ValueError / assert; the text is the message
 _PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
 

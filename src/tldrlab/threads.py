@@ -36,6 +36,10 @@ from tldrlab.errors import ConfigError
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
 """Read once by OpenMP, MKL, OpenBLAS and the tokenizers' Rayon pool when each library loads."""
 
+MAX_THREADS = 1024
+"""The most threads one process may ask for: torch's set_num_threads overflowed on a larger count (a
+ValueError traceback when a run started) and OpenMP would start that many threads."""
+
 SHARE_ENV = "TLDRLAB_THREAD_SHARE"
 """Set by a parent (serve, experiment --jobs) for its children: how many processes share the CPUs."""
 
@@ -225,6 +229,12 @@ def _positive_int(value: str | None, name: str) -> int | None:
     return number
 
 
+def _at_most_max(number: int, name: str) -> int:
+    if number > MAX_THREADS:
+        raise ConfigError(f"{name} must be at most {MAX_THREADS}, got {number}")
+    return number
+
+
 def plan_threads(requested: int | None = None, *, share: int | None = None) -> ThreadPlan:
     """Choose the thread count (see the module docstring); cheap: reads no load figures."""
     if requested is not None and requested < 1:
@@ -233,10 +243,10 @@ def plan_threads(requested: int | None = None, *, share: int | None = None) -> T
         share = _positive_int(os.environ.get(SHARE_ENV), SHARE_ENV) or 1
     available = available_cpus()
     if requested is not None:
-        return ThreadPlan(requested, "--threads", available, share)
+        return ThreadPlan(_at_most_max(requested, "--threads"), "--threads", available, share)
     setting = get_settings().threads
     if setting is not None:
-        return ThreadPlan(setting, "TLDRLAB_THREADS", available, share)
+        return ThreadPlan(_at_most_max(setting, "TLDRLAB_THREADS"), "TLDRLAB_THREADS", available, share)
     omp_env = os.environ.get("OMP_NUM_THREADS")
     ours = omp_env is not None and omp_env == os.environ.get(_EXPORTED_ENV)
     omp = None if ours else _positive_int(omp_env, "OMP_NUM_THREADS")

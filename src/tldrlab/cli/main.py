@@ -9,6 +9,7 @@ a one-line message on stderr and its exit code, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from typing import Any
@@ -77,6 +78,20 @@ def main(argv: list[str] | None = None) -> None:
             f"[bold red]error[/] {escape(f'[{exc.code}] {exc.message}')}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # a path the system refuses (a name over 255 bytes, no permission, a read-only disk): what and where,
+        # in one line, never a traceback; an OSError not about a file is a bug and keeps its traceback
+        if exc.filename is None:
+            raise
+        name = str(exc.filename)
+        shown = name if len(name) <= 120 else f"{name[:80]}... ({len(name)} characters)"
+        code, exit_code = ("invalid_input", 2) if exc.errno == errno.ENAMETOOLONG else ("os_error", 1)
+        err_console.print(
+            f"[bold red]error[/] {escape(f'[{code}] {exc.strerror}: {shown}')}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

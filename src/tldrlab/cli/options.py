@@ -33,7 +33,7 @@ from pydantic.fields import FieldInfo
 
 from tldrlab.choices import choices_text
 from tldrlab.config import get_settings
-from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
 from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
 from tldrlab.logs import configure_console, show_progress_bars
 from tldrlab.targets import load_target
@@ -195,12 +195,14 @@ def find_field(model: type[BaseModel], names: tuple[str, ...]) -> str | None:
 # -- raw configs --------------------------------------------------------------------------------------------
 def read_config_file(path: Path) -> dict[str, Any]:
     """A YAML or JSON file holding a mapping of settings."""
+    if path.is_dir():  # "not found" misled: it is there, as a directory
+        raise ConfigError(f"{path} is a directory: give a config file (YAML or JSON)")
     if not path.is_file():
         raise NotFoundError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: cannot parse the config: {exc}") from exc
+        raise ConfigError(f"{path}: cannot parse the config: {yaml_problem(exc)}") from exc
     except UnicodeDecodeError as exc:  # a binary file or another encoding: not a traceback
         raise ConfigError(f"{path}: the config is not UTF-8 text (byte {exc.start})") from None
     if not isinstance(data, dict | None):

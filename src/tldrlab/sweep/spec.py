@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.choices import choose_one_of, unknown_choice
-from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
 from tldrlab.runs.paths import SEED_MAX
 
 METHODS = ("bayes", "grid", "random")
@@ -291,7 +291,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must hold a mapping of keys (method, metric, parameters, ...)")
     return data
@@ -428,7 +428,11 @@ def grid_values(p: ParamSpec) -> list[Any]:
 
 def load_sweep(path: Path | str) -> SweepSpec:
     """Read and validate a sweep YAML file (errors say `file: key: problem`, and what to choose from)."""
+    if not str(path).strip():  # Path("") is the working directory
+        raise ConfigError("the sweep file is empty: give a YAML or JSON file")
     path = Path(path)
+    if path.is_dir():  # "not found" misled: it is there, as a directory
+        raise ConfigError(f"{path} is a directory: give a sweep file (YAML or JSON)")
     if not path.is_file():
         raise NotFoundError(f"sweep file not found: {path}")
     raw = read_mapping(path)

@@ -1,0 +1,79 @@
+"""Arguments at the edges (a path longer than the system takes, a directory or broken YAML given as a config
+file) are a one-line error and a non-zero exit, never a traceback or a message that spans lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cliutil import run_captured
+
+LONG = "a" * 5000
+"""A file name over the 255 bytes Linux allows: Path.exists() raises ENAMETOOLONG instead of saying False."""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", LONG],
+        ["train", "--data", LONG],
+        ["data", "inspect", LONG],
+        ["tokenizer", "show", LONG],
+        ["runs", "import", LONG],
+        ["eval", "some-run", "--config", f"/tmp/{LONG}"],
+    ],
+    ids=["eval", "train", "data inspect", "tokenizer show", "runs import", "--config"],
+)
+def test_a_path_too_long_for_the_system_is_a_one_line_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_captured(argv, capsys)  # before: OSError [Errno 36] and its traceback
+    assert code == 2, err
+    assert err.startswith("error [invalid_input] File name too long: ") and err.count("\n") == 1, err
+    assert "(5000 characters)" in err or "(5005 characters)" in err  # not the whole name, 5000 times "a"
+
+
+@pytest.mark.parametrize("command", [["eval", "some-run"], ["sweep", "run"]], ids=["--config", "sweep run"])
+def test_a_directory_given_as_a_config_file_says_so(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*command, "--config", str(tmp_path)] if command[0] == "eval" else [*command, str(tmp_path)]
+    code, _, err = run_captured(argv, capsys)  # before: "config file not found" (exit 3): it is there
+    assert code == 2 and f"{tmp_path} is a directory: give a" in err and err.count("\n") == 1, err
+
+
+def test_a_blank_sweep_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_captured(["sweep", "run", ""], capsys)  # before: "sweep file not found: ." (exit 3)
+    assert code == 2 and "the sweep file is empty" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("model_run: [1\n", "expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
+        ("model_run: a\n  data: b\n", "mapping values are not allowed here (line 2, column 7)"),
+    ],
+)
+def test_a_config_file_that_is_not_yaml_is_a_one_line_error_saying_where(
+    text: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    code, _, err = run_captured(["eval", "--config", str(config)], capsys)
+    assert code == 2 and err.count("\n") == 1, err  # before: PyYAML's text, the line quoted, a caret
+    assert f"{config}: cannot parse the config: " in err and where in err, err
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(text)
+    code, _, err = run_captured(["sweep", "run", str(sweep)], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{sweep}: not valid YAML: " in err and where in err, err
+
+
+@pytest.mark.parametrize(("text", "got"), [("- a\n- b\n", "list"), ("42\n", "int"), ("just text\n", "str")])
+def test_a_config_file_that_is_not_a_mapping_is_refused(
+    text: str, got: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    code, _, err = run_captured(["eval", "some-run", "--config", str(config)], capsys)
+    assert code == 2 and f"the config must be a mapping of settings, got {got}" in err, err
