@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from digest_helpers import sample_thread
 
+from tldrlab.data.readers import read_threads
 from tldrlab.data.threads import Post
 from tldrlab.digest.ingest import ingest_path, ingest_threads, load_threads
 from tldrlab.embed.base import Embedder
@@ -96,7 +97,8 @@ def test_stackexchange_dump_ingests_with_links(
 ) -> None:
     # a slice of the real dump: the first 3 questions and their answers
     source = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig")
-    threads = load_threads(shared_data / "stackexchange_beer" / "Posts.xml")
+    # read as load_threads reads it, stopping after those 3 (the whole dump is 663 threads)
+    threads = read_threads(shared_data / "stackexchange_beer" / "Posts.xml", limit=3)
     picked = [t for t in threads if t.id in {"1", "2", "3"}]
     assert len(picked) == 3 and source
     stats = ingest_threads(picked, store, embedder)
