@@ -13,7 +13,8 @@ submit and the CLI alike, e.g. to record the data splits it found), `follower` (
 distributed launch run, `(config) -> None`), `resume_fields` (dotted config fields that may change when a run
 is resumed; None: the kind does not resume), `aliases` (old names still found in the registry) and
 `trial_execute` (what a run of the kind executes when a sweep created it as a trial: the same recipe plus
-the study's pruning, `tldrlab.sweep.trial_jobs`), and for front ends `inputs`, `check` and `report`.
+the study's pruning, `tldrlab.sweep.trial_jobs`), `check` (what a run reads is there: checked at submit by
+the CLI and the API alike), and for front ends `inputs`, `local_check` and `report`.
 
 To add a kind: write its config class (docstring under every field, bounds, `extra="forbid"`,
 `allow_inf_nan=False` so no float field takes inf or nan, a value no class describes typed
@@ -94,17 +95,23 @@ class RunKind:
     """Config fields that may name input files or directories: a command line makes them absolute when they
     exist, so the run finds them wherever it executes."""
     must_exist: tuple[str, ...] = ()
-    """Input fields a command line checks (when set) before it creates a run, so a typo leaves no failed run
-    behind."""
+    """Input fields that must exist (when set) before a run is created (`tldrlab.launch.check_inputs`), so a
+    typo leaves no failed run behind."""
     outputs: tuple[str, ...] = ()
     """Config fields naming output paths: a command line makes them absolute (relative to where it runs)."""
     check: str | None = None
-    """"module:function", `(config) -> None`: more such command-line checks of the environment (the data
-    directory is here, a model run exists in this home); may import torch, so the API's submit does not run
-    it. Facts about the config alone (a model family or a loss is known, the tokenizer vocabulary fits its
-    method, the model fits the parameter budget) are the config class's own validators instead, so that
-    `POST /runs` refuses them too (422 naming the field). Over the API an input may still be written by an
-    earlier queued run, so a missing file is not refused at submit."""
+    """"module:function", `(config) -> None`: more checks of what the run will read (the data directory is a
+    prepared one, a model run exists in this home, the store holds the concepts), made before a run is
+    created by every front end: a command line's pre-flight and the API's submit (`tldrlab.launch.
+    check_inputs`; its refusals are 422s there, a conflict 409), so a run that cannot start is refused
+    instead of queued to fail. Facts about the config alone (a model family or a loss is known, the tokenizer
+    vocabulary fits its method, the model fits the parameter budget) are the config class's own validators
+    instead."""
+    local_check: str | None = None
+    """"module:function", `(config) -> None`: checks only a command line makes, as it executes the run now in
+    its own process: of this machine (the device and precision, a distributed launch), and of a model the
+    run loads, which over the API a training still queued may yet save (the API's confinement checks that
+    the run or model named exists). The API's workers meet these in the run."""
     report: str | None = None
     """"module:function", `(run_id, result) -> tldrlab.report.Report`: how the result reads (else JSON)."""
     data_files: str | None = None
@@ -124,7 +131,8 @@ _ENTRIES = (
         resume_fields=("train.progress",),
         trial_execute="tldrlab.sweep.trial_jobs:train_trial_job",
         inputs=("data.path", "tokenizer.path"),
-        check="tldrlab.train.jobs:check_train",
+        check="tldrlab.train.config:check_train_data",
+        local_check="tldrlab.train.jobs:check_train",
         data_files="tldrlab.train.same_data:train_data_files",
         report="tldrlab.train.recipe:training_report",
     ),
@@ -147,7 +155,7 @@ _ENTRIES = (
         aliases=("eval",),
         inputs=("model_run", "data"),
         must_exist=("data",),
-        check="tldrlab.evaluate.jobs:check_evaluate",
+        local_check="tldrlab.evaluate.jobs:check_evaluate",
         report="tldrlab.evaluate.jobs:evaluate_report",
     ),
     RunKind(
@@ -156,7 +164,7 @@ _ENTRIES = (
         "tldrlab.evaluate.jobs:generate_job",
         "Generate summaries or continuations with a trained model.",
         inputs=("model_run",),
-        check="tldrlab.evaluate.jobs:check_model",
+        local_check="tldrlab.evaluate.jobs:check_model",
         report="tldrlab.evaluate.jobs:generate_report",
     ),
     RunKind(
@@ -165,7 +173,7 @@ _ENTRIES = (
         "tldrlab.evaluate.jobs:score_job",
         "Score a text under a trained model: loss, perplexity, per-token surprisal.",
         inputs=("model_run",),
-        check="tldrlab.evaluate.jobs:check_model",
+        local_check="tldrlab.evaluate.jobs:check_model",
         report="tldrlab.evaluate.jobs:score_report",
     ),
     RunKind(
@@ -212,7 +220,8 @@ _ENTRIES = (
         resume_fields=("train.progress",),
         trial_execute="tldrlab.elm.optimize:elm_trial_job",
         inputs=("data", "tokenizer", "init_adapter"),
-        check="tldrlab.elm.train:check_data_dir",
+        check="tldrlab.elm.prepare:check_prepared",
+        local_check="tldrlab.elm.train:check_device",
         data_files="tldrlab.elm.train:elm_data_files",
         report="tldrlab.train.recipe:training_report",
     ),
@@ -233,7 +242,8 @@ _ENTRIES = (
         "tldrlab.service.sweeps:elm_optimize_job",
         "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
         prepare="tldrlab.elm.search:check_optimize_study",
-        check="tldrlab.elm.optimize:check_optimize_data",
+        check="tldrlab.elm.prepare:check_optimize_prepared",
+        local_check="tldrlab.elm.optimize:check_optimize_data",
         inputs=("base.data", "base.tokenizer"),
         report="tldrlab.sweep.report:sweep_report",
     ),
@@ -289,7 +299,8 @@ _ENTRIES = (
         LVMEvaluateConfig,
         "tldrlab.lvm.jobs:lvm_evaluate_job",
         "LVM: score trained models beside the baselines (MSE, cosine, top-k retrieval).",
-        check="tldrlab.lvm.jobs:check_models",
+        check="tldrlab.lvm.sequences:check_default_sequences",
+        local_check="tldrlab.lvm.jobs:check_models",
         inputs=("runs", "sequences"),
         outputs=("out",),
         report="tldrlab.lvm.evaluation:evaluate_report",
@@ -299,7 +310,8 @@ _ENTRIES = (
         LVMGenerateConfig,
         "tldrlab.lvm.generate:lvm_generate_job",
         "LVM: measure text out (raw / smoothed decoding, copy-last) against the true next sentences.",
-        check="tldrlab.lvm.jobs:check_models",
+        check="tldrlab.lvm.sequences:check_default_sequences",
+        local_check="tldrlab.lvm.jobs:check_models",
         report="tldrlab.lvm.generate:generation_report",
     ),
     RunKind(
@@ -349,7 +361,7 @@ _ENTRIES = (
         "tldrlab.service.sweeps:sweep_job",
         "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
         prepare="tldrlab.sweep.storage:check_study",
-        check="tldrlab.sweep.runner:check_sweep",
+        local_check="tldrlab.sweep.runner:check_sweep",
         report="tldrlab.sweep.report:sweep_report",
     ),
     RunKind(

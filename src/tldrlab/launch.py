@@ -8,8 +8,11 @@
 `prepare_run` is the one preparation both sides share: the kind's config class validates the raw config
 (InvalidConfigError naming the field), `dataset:<id>` input paths become the registered data set's path, and
 the kind's `prepare` step runs (train records the data splits it found), so a run started by the CLI and one
-started by the API with the same config store the same config and train to the same losses. Path confinement
-is not done here: the API confines every path a config names before it calls `submit_run`
+started by the API with the same config store the same config and train to the same losses. `check_inputs` is
+the one check of what a run reads both sides make before a run exists (the kind's `must_exist` and `check`:
+a prepared data directory, a trained model run, a store holding concepts); only the kind's `local_check` of
+the machine (device, precision) is the command line's alone, as the API's runs execute elsewhere. Path
+confinement is not done here: the API confines every path a config names before it calls `submit_run`
 (`service.state.submit_run` through `service.confine`: 422 naming the field, 403 outside the data roots), and
 its worker confines the stored config again right before executing it (`service.confine.confine_again`); the
 CLI, run by the machine's own user, reads and writes where it is told.
@@ -40,9 +43,11 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.errors import (
     ConfigError,
     ConflictError,
+    InvalidConfigError,
     InvalidInputError,
     InvalidRequestError,
     NotFoundError,
+    PathNotAllowedError,
     RunCancelledError,
     ServiceUnavailableError,
 )
@@ -124,12 +129,22 @@ def submit_run(
     parent_id: str | None = None,
     tags: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """Validate and prepare a config of a submittable kind, create a queued run and enqueue it.
+    """Validate and prepare a config of a submittable kind, check what it reads as a command line does
+    (`check_inputs`: InvalidConfigError naming what is missing; a conflict stays one), create a queued run and
+    enqueue it. The kind's `local_check` (this machine's device) is left to the worker that executes it.
 
     ServiceUnavailableError (and no run left queued) when the queue is down.
     """
     check_submittable(kind)
     spec, config = prepare_run(kind, raw)
+    try:
+        check_inputs(spec.name, config)
+    except (InvalidInputError, NotFoundError) as exc:
+        if isinstance(exc, InvalidConfigError | PathNotAllowedError):
+            raise
+        # what the config names is not there (or not usable): the request's config is what is wrong (422
+        # naming the problem), not a resource of the API that was not found
+        raise InvalidConfigError(exc.message) from None
     queue.ping()  # refuse before creating anything
     record = create_run(
         spec.name,
@@ -230,11 +245,11 @@ def is_follower() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
 
 
-def preflight(kind: str, config: Any) -> None:
-    """What a command line checks before it creates a run, so a typo leaves no failed run behind: the
-    kind's `must_exist` inputs are there and its `check` passes (not on distributed followers)."""
-    if is_follower():
-        return
+def check_inputs(kind: str, config: Any) -> None:
+    """What every front end checks before it creates a run of `kind`, so a run that cannot start is refused
+    instead of left behind failed: the kind's `must_exist` inputs are there and its `check` passes (a prepared
+    data directory, a model run that exists, a store that holds the concepts). The command line's pre-flight
+    and the API's submit (`submit_run`) both come through here."""
     spec = get_kind(kind)
     resolve_dataset_refs(config)  # checked where it is: `tldrlab train --data dataset:<id>` said "not found"
     for name in spec.must_exist:
@@ -242,6 +257,16 @@ def preflight(kind: str, config: Any) -> None:
             raise NotFoundError(f"{name} not found (no such file or directory): {path}")
     if spec.check:
         load_target(spec.check)(config)
+
+
+def preflight(kind: str, config: Any) -> None:
+    """What a command line checks before it creates a run, so a typo leaves no failed run behind:
+    `check_inputs`, then the kind's `local_check` of this machine (not on distributed followers)."""
+    if is_follower():
+        return
+    check_inputs(kind, config)
+    if (local_check := get_kind(kind).local_check) is not None:
+        load_target(local_check)(config)
 
 
 def check_resume_data(spec: RunKind, record: RunRecord, config: BaseModel) -> None:

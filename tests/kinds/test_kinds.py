@@ -48,7 +48,7 @@ def test_every_kind_is_registered_with_its_whole_contract() -> None:
             assert callable(load_target(kind.prepare))
         if kind.follower:
             assert callable(load_target(kind.follower))
-        for target in (kind.check, kind.report):
+        for target in (kind.check, kind.local_check, kind.report):
             assert target is None or callable(load_target(target)), (name, target)
         fields = set(kind.config.model_fields)
         for path in (*kind.inputs, *kind.must_exist, *kind.outputs):
@@ -62,6 +62,12 @@ NO_TORCH_PROCESSES = {
         "import tldrlab.kinds, tldrlab.launch, tldrlab.service.routes.runs as r\n"
         "[k.config.model_json_schema() for k in tldrlab.kinds.KINDS.values()]\n",
         ("torch", "transformers", "optuna", "faiss"),
+    ),
+    # the API's submit runs every kind's `check` in its own process (`launch.check_inputs`)
+    "every kind's check before a run exists": (
+        "import tldrlab.kinds, tldrlab.targets\n"
+        "[tldrlab.targets.load_target(k.check) for k in tldrlab.kinds.KINDS.values() if k.check]\n",
+        ("torch", "transformers", "faiss", "sentence_transformers"),
     ),
     # every `tldrlab sweep` process and sweep worker imports the sweep service; it only coordinates (optuna),
     # and torch took 2+ CPU-s to load there (through elm.optimize, elm.prepare and the trial runs' recipes)

@@ -72,7 +72,10 @@ def test_a_section_given_in_part_keeps_its_kinds_defaults_over_http_as_on_the_co
     # the API validated a config as the CLI does, then confined a second, plain validation of it, which
     # filled `train: {max_steps: 100}` from TrainConfig's own defaults: an ELM run submitted over HTTP trained
     # with batch 16 and lr 3e-4 where the same config on the command line keeps ELM's 8 and 1e-3
-    (tldrlab_home / "data" / "elm").mkdir(parents=True)
+    for split in ("train", "val"):  # a prepared layout's files (what elm_train checks before a run exists)
+        for part in (f"synthesis/{split}_synthesis.jsonl", f"embeddings/{split}_embeddings.safetensors"):
+            (tldrlab_home / "data" / "elm" / part).parent.mkdir(parents=True, exist_ok=True)
+            (tldrlab_home / "data" / "elm" / part).write_bytes(b"")
     (tldrlab_home / "data" / "s.npz").write_bytes(b"")
     client = TestClient(create_app())
     for kind, config in (

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tldrlab.data.readers import read_records
 from tldrlab.data.splits import detect_splits
-from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmPrepareConfig
+from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
@@ -125,6 +125,38 @@ def holds_layout(path: Path) -> bool:
     embeddings/), which a new `prepare` into it would replace."""
     parts = (path / SYNTHESIS_DIR, path / EMBEDDINGS_DIR)
     return (path / MANIFEST).is_file() or any(p.is_dir() and any(p.iterdir()) for p in parts)
+
+
+def require_prepared(data_dir: Path | str) -> None:
+    """`data_dir` holds the splits an ELM training loads (train and val, synthesis and embeddings), as `elm
+    prepare` writes them; NotFoundError naming the first missing one otherwise. Reads no file (no torch): the
+    API's submit runs it too."""
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise NotFoundError(
+            f"data directory not found: {data_dir} (write one with `tldrlab elm prepare`, or an "
+            "elm_prepare run)"
+        )
+    for split in ("train", "val"):
+        for needed in (synthesis_path(path, split), embeddings_path(path, split)):
+            if not needed.is_file():
+                raise NotFoundError(
+                    f"{needed} not found: {path} is not a prepared ELM data directory; prepare the data "
+                    "first (`tldrlab elm prepare`, or an elm_prepare run)"
+                )
+
+
+def check_prepared(config: ElmTrainConfig) -> None:
+    """Kind `elm_train`'s check before a run is created (command line and API alike): its data is a prepared
+    directory. A directory `elm prepare` did not write was accepted over the API, and the run failed once a
+    worker loaded it."""
+    require_prepared(config.data)
+
+
+def check_optimize_prepared(config: ElmOptimizeConfig) -> None:
+    """Kind `elm_optimize`'s check before a run is created (command line and API alike): the data its trials
+    train on is a prepared directory."""
+    require_prepared(config.base.data)
 
 
 def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:

@@ -22,7 +22,7 @@ from tldrlab.elm.config import ElmTrainConfig
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
 from tldrlab.elm.prepare import MANIFEST, SPLITS, embeddings_path, load_split, read_manifest, synthesis_path
 from tldrlab.elm.task import ElmTask
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -137,16 +137,8 @@ def elm_train_job(run: Run, config: ElmTrainConfig) -> dict[str, Any]:
     return {"steps": result.steps, "metrics": result.metrics, "model_dir": str(run.dir / MODEL_SUBDIR)}
 
 
-def check_data_dir(config: ElmTrainConfig) -> None:
-    """Kind `elm_train`'s command-line check: the prepared data directory is here, the device and precision
-    are this machine's (they failed in the run, leaving it failed)."""
-    if not Path(config.data).is_dir():
-        raise InvalidInputError(
-            f"data directory not found: {config.data} (write one with `tldrlab elm prepare`)"
-        )
-    # the splits the run loads: without them it was created and then failed (a failed run left behind)
-    for split in ("train", "val"):
-        for path in (synthesis_path(Path(config.data), split), embeddings_path(Path(config.data), split)):
-            if not path.is_file():
-                raise InvalidInputError(f"{path} not found: prepare the data first (tldrlab elm prepare)")
+def check_device(config: ElmTrainConfig) -> None:
+    """Kind `elm_train`'s command-line check of this machine: the device and precision are its own (they
+    failed in the run, leaving it failed). (That the data is prepared is `elm.prepare.check_prepared`, which
+    the API's submit runs too.)"""
     resolve_precision(config.train.precision, resolve_device(config.train.device))

@@ -22,7 +22,7 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bars_shown
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.config import IngestConfig
-from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
+from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store, redacted_url
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json
@@ -161,7 +161,7 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
     wall = time.perf_counter() - started_all
     metrics: dict[str, Any] = {
         "source": source,
-        "store_url": _redact(store.url),
+        "store_url": redacted_url(store.url),
         "embedder": embedder.name,
         "dim": embedder.dim,
         "chunking": chunking.method,
@@ -228,16 +228,6 @@ def label_concepts(
             key = table.article_keys[i].split("/", 1)[0]
             done[key] = done.get(key, 0) + 1
     return done
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a database URL before it is written to disk."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
 
 
 def lvm_ingest_job(run: Run, config: IngestConfig) -> dict[str, Any]:

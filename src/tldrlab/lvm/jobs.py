@@ -94,10 +94,16 @@ def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
 
 
 def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
-    """The command-line check of `lvm_evaluate` and `lvm_generate`: every run named is a trained LVM (a
-    mistyped id, or a run of another kind, failed inside the run and left it behind as a failed run)."""
-    for ref in config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]:
-        locate_run_model(ref)
+    """The command-line check of `lvm_evaluate` and `lvm_generate` (it runs them now): every run named is a
+    trained LVM (a mistyped id, or a run of another kind, failed inside the run and left it behind as a
+    failed run), and the sequences they are scored on are there: given, else the first run's, else
+    <home>/lvm/sequences.npz."""
+    refs = config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]
+    located = [locate_run_model(ref) for ref in refs]
+    recorded = (Path(c["sequences"]) for _, _, c, _ in located if c.get("sequences"))
+    path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
+    if not path.is_file():
+        raise NotFoundError(f"no sequences file {path}: run `tldrlab lvm sequences` first, or give sequences")
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:

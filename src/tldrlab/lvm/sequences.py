@@ -30,8 +30,15 @@ import numpy as np
 
 from tldrlab.choices import unknown_choice
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.lvm.config import LVMIndexConfig, LVMTrainJobConfig, SequencesConfig
-from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store
+from tldrlab.lvm.config import (
+    LVMEvaluateConfig,
+    LVMGenerateConfig,
+    LVMIndexConfig,
+    LVMTrainJobConfig,
+    SequencesConfig,
+    default_sequences,
+)
+from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store, redacted_url
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
 from tldrlab.runs.run import Run
@@ -323,7 +330,9 @@ def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[st
     """The store's sources (concepts per source); NotFoundError if it holds none or lacks one of `names`."""
     known = store.sources()
     if not known:
-        raise NotFoundError(f"no concepts stored in {store.url}: run `tldrlab lvm ingest` first")
+        raise NotFoundError(
+            f"no concepts stored in {redacted_url(store.url)}: run `tldrlab lvm ingest` first"
+        )
     for name in names:
         if name is not None and name not in known:
             raise NotFoundError(
@@ -334,8 +343,9 @@ def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[st
 
 
 def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
-    """The command-line check of `lvm_sequences` and `lvm_index`: the store holds the concepts they read. Run
-    out of order (before any ingest, or naming a source not ingested) each left a failed run behind."""
+    """The check of `lvm_sequences` and `lvm_index` before a run is created (command line and API alike): the
+    store holds the concepts they read. Run out of order (before any ingest, or naming a source not ingested)
+    each left a failed run behind."""
     store = open_concept_store(config.store_url)
     try:
         require_sources(store, (config.source, getattr(config, "test_source", None)))
@@ -343,8 +353,23 @@ def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
         store.close()
 
 
+def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
+    """The check of `lvm_evaluate` and `lvm_generate` before a run is created (command line and API alike):
+    with no `sequences` and no run to take them from, the home's <home>/lvm/sequences.npz is read, which must
+    be there (`lvm_evaluate {}` before any `tldrlab lvm sequences` was accepted, then failed). A run's own
+    sequences, and that it is a trained LVM, are the command line's `check_models` (over the API the run may
+    still be training)."""
+    runs = config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]
+    if config.sequences is None and not runs and not (path := default_sequences()).is_file():
+        raise NotFoundError(
+            f"no sequences file {path}: run `tldrlab lvm sequences` first, give sequences, or name trained "
+            "runs"
+        )
+
+
 def check_sequences_file(config: LVMTrainJobConfig) -> None:
-    """The command-line check of `lvm_train`: its sequences file is there (a training started before `tldrlab
+    """The check of `lvm_train` before a run is created (command line and API alike): its sequences file is
+    there (a training started before `tldrlab
     lvm sequences` failed once it loaded them, and stayed behind as a failed run)."""
     if config.sequences and not Path(config.sequences).exists():
         raise NotFoundError(f"no sequences file {config.sequences}: run `tldrlab lvm sequences` first")

@@ -174,6 +174,16 @@ def default_store_url(settings: Settings | None = None) -> str:
     return f"sqlite:///{settings.home / 'lvm' / 'concepts.db'}"
 
 
+def redacted_url(url: str) -> str:
+    """A database URL with its password hidden, for what is written to disk or shown (an API answer)."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
 class ConceptStore:
     """Concepts with provenance and vectors behind one small API, whatever the backend."""
 
@@ -369,7 +379,9 @@ class ConceptStore:
         rows = self.db.query(sql + " ORDER BY source, article_id, position", params)
         if not rows:
             where = f" for source {source!r}" if source else ""
-            raise NotFoundError(f"no concepts stored{where} in {self.url}: run `tldrlab lvm ingest` first")
+            raise NotFoundError(
+                f"no concepts stored{where} in {redacted_url(self.url)}: run `tldrlab lvm ingest` first"
+            )
 
         spaces = {(vector_space(r["embedder"]), int(r["dim"])) for r in rows}
         if len(spaces) > 1:

@@ -55,9 +55,9 @@ def tokenizer_report(run_id: str, manifest: dict[str, Any]) -> Report:
 
 
 def check_tokenizer(config: TokenizerJobConfig) -> None:
-    """Kind `tokenizer`'s command-line check: the corpus files are here, and files, not directories; `--out`
-    is not a file. (That the vocabulary fits the method is the config's own validation, so `POST /runs`
-    refuses it too; a corpus is not checked there: an earlier queued run may still be writing it.)"""
+    """Kind `tokenizer`'s check before a run is created (command line and API alike): the corpus files are
+    here, and files with text, not directories; `--out` is not a file. (That the vocabulary fits the method
+    is the config's own validation.)"""
     if missing := [path for path in config.corpus if not Path(path).exists()]:
         raise NotFoundError(f"corpus file not found: {missing[0]}")
     if folders := [path for path in config.corpus if Path(path).is_dir()]:

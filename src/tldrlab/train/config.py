@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,7 +18,9 @@ from pydantic import (
 from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.choices import OneOf, choose_one_of
 from tldrlab.data.formats import ReaderFormat
+from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
+from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
@@ -332,6 +335,16 @@ class TrainJobConfig(BaseModel):
         message = f"{metric} is not computed by the evaluations of a {self.model} ({family.task}) training"
         message = f"{message}; {choices}"
         raise field_error(type(self).__name__, ("train", "best_metric"), message)
+
+
+def check_train_data(job: TrainJobConfig) -> None:
+    """Kind `train`'s check before a run is created (command line and API alike): the data is here and has
+    the splits the config names (a split it does not have fails here, not in a run it would leave failed)."""
+    if not Path(job.data.path).exists():
+        raise InvalidInputError(f"data not found: {job.data.path}")
+    for split in (job.data.train_split, job.data.val_split):
+        if split:
+            split_files(job.data.path, job.data.format, split)
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:

@@ -20,10 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tldrlab.data.readers import split_files
 from tldrlab.data.splits import training_files
 from tldrlab.device import resolve_device, resolve_precision
-from tldrlab.errors import ConfigError, InvalidInputError, validation_problems
+from tldrlab.errors import ConfigError, validation_problems
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.registry import get_spec, parse_model_config
@@ -142,18 +141,14 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
 
 
 def check_train(config: TrainJobConfig) -> None:
-    """Kind `train`'s command-line check of its environment: the data is here, the device and precision are
-    this machine's, and a distributed launch has a tokenizer every process can read. (The model family, its
-    settings and its size are the config's own validation, which `POST /runs` runs too.)"""
+    """Kind `train`'s command-line check of this machine: the device and precision are its own, and a
+    distributed launch has a tokenizer every process can read. (The data and its splits are
+    `train.config.check_train_data`, which the API's submit runs too; the model family, its settings and its
+    size are the config's own validation.)"""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not config.tokenizer.path:
         raise ConfigError(
             "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
         )
-    if not Path(config.data.path).exists():
-        raise InvalidInputError(f"data not found: {config.data.path}")
     # this machine's devices: --device cuda without CUDA, or --precision fp16 on the CPU, failed once the
     # run had started and stayed a failed run
     resolve_precision(config.train.precision, resolve_device(config.train.device))
-    for split in (config.data.train_split, config.data.val_split):
-        if split:  # a split the data does not have fails here, not in a run it would leave failed
-            split_files(config.data.path, config.data.format, split)
