@@ -311,7 +311,8 @@ def test_nul_characters_are_refused_before_anything_is_stored(
         assert kept["title"] == "T" and kept["posts"][0]["text"] == post["text"], kept
         found = client.get("/threads/t/highlights").json()["highlights"]
         assert {h["text"] for h in found} == {"Serve lagers cold.", "Ales warmer."}
-        assert_error(client.get("/threads/t%00"), 400, "invalid_input", "NUL")
+        # an id no thread may have, named in the URL: refused as the same id in a body is (422)
+        assert_error(client.get("/threads/t%00"), 422, "invalid_input", "must not contain control characters")
         # a NUL in the listing's filter is a bad query value: 422 naming it, as every query refusal is
         assert_error(client.get("/threads", params={"q": "t\u0000"}), 422, "invalid_input", "query.q: ")
         asked = client.post("/stream_summary", json={"thread_id": "t\u0000", "summarizer": "extractive"})
@@ -337,6 +338,23 @@ def test_a_thread_id_no_url_can_name_is_refused_before_anything_is_stored(client
     assert client.get("/threads").json()["threads"] == []
     for fine in ("...", ".hidden", "a/.."):
         assert client.post("/threads", json={"id": fine, "posts": [post]}).status_code == 201, fine
+
+
+def test_a_thread_id_with_a_control_character_is_refused_in_a_body_and_in_a_url(client: TestClient) -> None:
+    # an id holding a line break was stored (201), and GET /threads/t%0A answered thread "t" (the route's
+    # match stops at the line break); GET /threads/t%00 was a 400 where the same id in a body is a 422
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    assert client.post("/threads", json={"id": "t", "title": "T", "posts": [post]}).status_code == 201
+    for thread_id, code in (("t\n", "U+000A"), ("t\x01", "U+0001"), ("t\x7f\r", "U+000D, U+007F")):
+        response = client.post("/threads", json={"id": thread_id, "posts": [post]})
+        assert_error(response, 422, "invalid_input", f"thread id {thread_id!r}: must not contain control")
+        assert code in response.json()["message"]
+    for path in ("t%0A", "t%00", "t%01", "t%0A/highlights", "t%00/highlights", "%2E%2E", "%2E/highlights"):
+        assert_error(client.get(f"/threads/{path}"), 422, "invalid_input", "in the URL: ")
+    assert [t["id"] for t in client.get("/threads").json()["threads"]] == ["t"]
+    assert client.get("/threads/t").status_code == 200
+    assert client.get("/threads/t/highlights").status_code == 200
+    assert_error(client.get("/threads/t%09x"), 422, "invalid_input", "U+0009")
 
 
 def test_an_invalid_thread_body_is_a_422_as_on_routes_that_declare_their_body(client: TestClient) -> None:

@@ -27,6 +27,7 @@ import logging
 import tempfile
 import threading
 import time
+import unicodedata
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator, Field, ValidationError, field_validator
+from starlette.convertors import Convertor, register_url_convertor
 
 from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
@@ -208,10 +210,8 @@ def parse_threads(body: Any) -> list[Thread]:
             raise InvalidRequestError(f"{prefix}{validation_problems(exc, whole='body')}{hint}") from exc
     seen: set[str] = set()
     for thread in threads:
-        if not thread.id.strip():
-            raise InvalidRequestError("thread id must not be empty")
-        if thread.id in (".", ".."):  # clients resolve /threads/.. to / before sending it, %2E%2E as well
-            raise InvalidRequestError(f"thread id {thread.id!r}: no URL can name it; choose another id")
+        if (problem := thread_id_problem(thread.id)) is not None:
+            raise InvalidRequestError(f"thread id {thread.id!r}: {problem}")
         if thread.id in seen:  # refused here too, so that nothing of the request is stored
             raise InvalidRequestError(f"thread {thread.id!r} appears twice in the request: send one version")
         seen.add(thread.id)
@@ -219,6 +219,32 @@ def parse_threads(body: Any) -> list[Thread]:
         if len(set(ids)) != len(ids):
             raise InvalidRequestError(f"thread {thread.id}: post ids must be unique")
     return threads
+
+
+def thread_id_problem(thread_id: str) -> str | None:
+    """Why no thread may have the id `thread_id` (None: it may): the one rule of the ids POST /threads stores
+    and of the ids a URL names (`url_thread_id`), so a URL naming one is refused as its body would be."""
+    if not thread_id.strip():
+        return "must not be empty"
+    if thread_id in (".", ".."):  # clients resolve /threads/.. to / before sending it, %2E%2E as well
+        return "no URL can name it; choose another id"
+    # NUL: PostgreSQL's text cannot hold it; a line break ends the route's path match (GET /threads/t%0A
+    # answered thread "t"); and none prints in a page or a log line
+    if controls := sorted({c for c in thread_id if unicodedata.category(c) == "Cc"}):
+        shown = ", ".join(f"U+{ord(c):04X}" for c in controls)
+        return f"must not contain control characters ({shown}); choose another id"
+    return None
+
+
+def url_thread_id(request: Request, thread_id: str, suffix: str = "") -> str:
+    """The thread id a URL names, as the client sent it (the route's match stops at a line break), refused
+    (422 invalid_input) when no thread may have it (`thread_id_problem`)."""
+    sent = thread_id_as_sent(request)
+    if sent is not None:
+        thread_id = urllib.parse.unquote(sent.removesuffix(suffix))
+    if (problem := thread_id_problem(thread_id)) is not None:
+        raise InvalidRequestError(f"thread id {thread_id!r} in the URL: {problem}")
+    return thread_id
 
 
 @router.post("/threads", status_code=201)
@@ -284,9 +310,25 @@ def thread_id_as_sent(request: Request) -> str | None:
     return path.removeprefix("/threads/") if path.startswith("/threads/") else None
 
 
-# `:path`, and highlights before the thread itself: a native thread's id may hold "/" (ingested fine, then
+class AnyPath(Convertor[str]):
+    """`:path` with line breaks too: Starlette's `.*` stops at one, so GET /threads/t%0A matched thread "t"
+    and /threads/t%0A/highlights no route (404 Not Found), where the id is one no thread may have (422)."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPath())
+
+
+# `:anypath`, and highlights before the thread itself: a native thread's id may hold "/" (ingested fine, then
 # unreachable: 404 for GET /threads/a%2Fb, which Starlette decodes before routing)
-@router.get("/threads/{thread_id:path}/highlights")
+@router.get("/threads/{thread_id:anypath}/highlights")
 def get_highlights(
     request: Request,
     thread_id: str,
@@ -300,15 +342,17 @@ def get_highlights(
     if sent is not None and not sent.endswith("/highlights"):
         # the "/highlights" this route matched was "%2Fhighlights": part of the id, e.g. GET
         # /threads/x%2Fhighlights is thread "x/highlights", not the highlights of thread "x"
-        return get_thread(request, urllib.parse.unquote(sent))
+        return get_thread(request, thread_id)
+    thread_id = url_thread_id(request, thread_id, "/highlights")
     res = resources(request)
     options = HighlightOptions(k=k, q=q or None, scorer=scorer)
     found = thread_highlights(res.store, thread_id, options, embedder=res.embedder)
     return {"thread_id": thread_id, "q": options.q, "highlights": [h.model_dump() for h in found]}
 
 
-@router.get("/threads/{thread_id:path}")
+@router.get("/threads/{thread_id:anypath}")
 def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
+    thread_id = url_thread_id(request, thread_id)
     return resources(request).store.get_thread(thread_id).model_dump(mode="json")
 
 
