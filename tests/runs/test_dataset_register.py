@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -241,3 +242,40 @@ def test_registering_uploaded_bytes_records_provenance_on_the_upload(
     # the row lacked provenance only: a licence it now holds is not rewritten by the next registration
     code, _, err = run_captured(["data", "register", str(copy), "--license", "MIT"], capsys)
     assert code == 4 and f"already registered as {record.id} with license 'CC0-1.0' (given 'MIT')" in err
+
+
+def test_an_upload_records_the_provenance_register_takes_validated_the_same_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`POST /datasets` took no provenance, where `tldrlab data register` takes a source URL, a licence and
+    a note: an uploaded data set could not say where it came from."""
+    from tldrlab.service.app import create_app
+
+    body = "".join(json.dumps({"document": f"d {i}", "summary": f"s {i}"}) + "\n" for i in range(3))
+    client = TestClient(create_app())
+    given = {"source_url": "https://x.org/p", "license": "CC-BY-4.0", "note": "from x\nsecond line"}
+
+    def upload(**params: str) -> Any:
+        headers = {"content-type": "application/octet-stream", "X-Request-ID": "req-ds"}
+        return client.post("/datasets", params={"name": "up.jsonl", **params}, content=body, headers=headers)
+
+    created = upload(**given)
+    assert created.status_code == 201, created.text
+    assert created.json()["extra"]["provenance"] == given
+    assert open_datasets().get(created.json()["id"]).extra["provenance"] == given
+    assert "provenance" not in upload().json()["extra"]  # none given: none recorded
+    # refused as the command's options are (the same class), before anything is stored
+    for params, problem in (
+        ({"license": "x" * 201}, "query.license: String should have at most 200 characters"),
+        ({"note": "a\x00b"}, "query.note: must not contain control characters (U+0000)"),
+        ({"source_url": ""}, "query.source_url: String should have at least 1 character"),
+    ):
+        refused = upload(**params)
+        assert refused.status_code == 422, refused.text
+        assert refused.json() == {"code": "invalid_input", "message": problem, "request_id": "req-ds"}
+        code, _, err = run_captured(
+            ["data", "register", str(tmp_path), *[f"--{k.replace('_', '-')}={v}" for k, v in params.items()]],
+            capsys,
+        )
+        assert code == 2 and problem.removeprefix("query.").split(":")[0] in err, err
+    assert len(open_datasets().list()) == 2

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tldrlab.choices import OneOf
 from tldrlab.config import Settings, get_settings
@@ -207,8 +207,35 @@ def reader_formats() -> dict[str, Any]:
     return formats
 
 
-class RegisterOptions(BaseModel):
-    """What `register_dataset` records (`tldrlab data register`)."""
+def _no_control_characters(value: str | None) -> str | None:
+    # a database's text (PostgreSQL's JSON) cannot hold U+0000, and none of these prints in a listing (tabs
+    # and line breaks do: a note may have lines)
+    controls = [c for c in value or "" if (c < " " and c not in "\t\n\r") or "\x7f" <= c <= "\x9f"]
+    if found := sorted(set(controls)):
+        shown = ", ".join(f"U+{ord(c):04X}" for c in found)
+        raise ValueError(f"must not contain control characters ({shown})")
+    return value
+
+
+ProvenanceText = Annotated[str | None, AfterValidator(_no_control_characters)]
+
+
+class DatasetProvenance(BaseModel):
+    """Where a data set came from, recorded with it (`extra.provenance`): given to `tldrlab data register`
+    as options and to `POST /datasets` as query parameters, validated by this one class for both."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+
+    source_url: ProvenanceText = Field(None, min_length=1, max_length=2000)
+    """Where it came from (provenance)."""
+    license: ProvenanceText = Field(None, min_length=1, max_length=200)
+    """Its licence (provenance)."""
+    note: ProvenanceText = Field(None, min_length=1, max_length=2000)
+    """Anything else worth keeping with it."""
+
+
+class RegisterTarget(BaseModel):
+    """What `tldrlab data register` registers (its provenance is `DatasetProvenance`)."""
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
@@ -218,12 +245,10 @@ class RegisterOptions(BaseModel):
     """A name for it (default: the file or directory name)."""
     format: Annotated[str | None, OneOf("format", reader_formats)] = None
     """Format name (detected when omitted)."""
-    source_url: str | None = None
-    """Where it came from (provenance)."""
-    license: str | None = None
-    """Its licence (provenance)."""
-    note: str | None = None
-    """Anything else worth keeping with it."""
+
+
+class RegisterOptions(DatasetProvenance, RegisterTarget):
+    """What `register_dataset` records (`tldrlab data register`): the target, then its provenance."""
 
 
 def register_dataset(

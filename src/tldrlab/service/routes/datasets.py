@@ -2,7 +2,7 @@
 one as `dataset:<id>` (API runs read nothing else outside the data roots and run directories).
 
     curl --data-binary @train.jsonl -H 'content-type: application/octet-stream' \
-         'localhost:8000/datasets?name=train.jsonl'
+         'localhost:8000/datasets?name=train.jsonl&license=CC-BY-4.0&source_url=https://example.org/data'
 
 The body is streamed to disk (never held in memory) while its sha256 is computed, and refused with 413 past
 `TLDRLAB_MAX_UPLOAD_BYTES`; the format is detected (or checked, when given) and records are counted for files
@@ -20,12 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.config import Settings
-from tldrlab.errors import InvalidInputError, PayloadTooLargeError, TldrlabError
-from tldrlab.runs.datasets import DatasetRecord, datasets_dir, new_dataset_id, open_datasets
+from tldrlab.errors import (
+    InvalidInputError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    TldrlabError,
+    validation_problems,
+)
+from tldrlab.runs.datasets import (
+    DatasetProvenance,
+    DatasetRecord,
+    datasets_dir,
+    new_dataset_id,
+    open_datasets,
+)
 from tldrlab.service.confine import public_paths
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.state import settings_of
@@ -80,6 +92,19 @@ def _describe(path: Path, name: str, format: str | None, settings: Settings) -> 
         raise InvalidInputError(f"{name}: not a data file tldrlab can read ({type(exc).__name__})") from None
 
 
+def _described(field: str) -> str | None:
+    return DatasetProvenance.model_fields[field].description
+
+
+def _provenance(source_url: str | None, license: str | None, note: str | None) -> DatasetProvenance:
+    """The upload's provenance, validated as `tldrlab data register` validates its options; 422 naming each
+    query parameter otherwise."""
+    try:
+        return DatasetProvenance(source_url=source_url, license=license, note=note)
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_problems(exc, prefix=("query",))) from None
+
+
 @router.post("/datasets", status_code=201, response_model=DatasetInfo)
 async def upload_dataset(
     request: Request,
@@ -87,8 +112,14 @@ async def upload_dataset(
         ..., min_length=1, max_length=200, description="File name (its extension tells the format)."
     ),
     format: str | None = Query(None, max_length=50, description="Reader format; detected when omitted."),
+    source_url: str | None = Query(None, description=_described("source_url")),
+    license: str | None = Query(None, description=_described("license")),
+    note: str | None = Query(None, description=_described("note")),
 ) -> dict[str, Any]:
-    """Upload a data file (the request body, sent as is) for API runs to read as `dataset:<id>`."""
+    """Upload a data file (the request body, sent as is) for API runs to read as `dataset:<id>`, with its
+    provenance (`source_url`, `license`, `note`: the options of `tldrlab data register`, validated by the same
+    class, `DatasetProvenance`; recorded as `extra.provenance`)."""
+    provenance = _provenance(source_url, license, note)  # refused before any byte is stored
     settings = settings_of(request)
     limit = settings.max_upload_bytes
     incoming = datasets_dir(settings) / ".incoming"
@@ -130,6 +161,8 @@ async def upload_dataset(
         created_at=time.time(),
         format=found,
         records=records,
+        # what was given only, as `tldrlab data register` of the same bytes later fills in what is missing
+        extra={"provenance": given} if (given := provenance.model_dump(exclude_none=True)) else {},
     )
     open_datasets(settings).insert(record)
     return record.public()
