@@ -114,6 +114,10 @@ class RunKind:
     the run or model named exists). The API's workers meet these in the run."""
     report: str | None = None
     """"module:function", `(run_id, result) -> tldrlab.report.Report`: how the result reads (else JSON)."""
+    study: str | None = None
+    """"module:function", `(config) -> str`: the name of the study a run of the kind opens when it starts (a
+    sweep's, a search's), recorded in the registry's `study` column when the run is created, so a submit
+    finds the queued runs of one study by a query (`sweep.storage.refuse_another_queued_sweep`)."""
     data_files: str | None = None
     """"module:function", `(config) -> list[Path]`: the data files a resumable run must find as it first
     read them (size and sha256, recorded at its first start); a command line's `--resume` checks them
@@ -242,6 +246,7 @@ _ENTRIES = (
         "tldrlab.service.sweeps:elm_optimize_job",
         "ELM: Bayesian search of the adapter's settings for the BERTScore composite (resumable study).",
         prepare="tldrlab.elm.search:check_optimize_study",
+        study="tldrlab.elm.search:optimize_study_name",
         check="tldrlab.elm.prepare:check_optimize_prepared",
         local_check="tldrlab.elm.optimize:check_optimize_data",
         inputs=("base.data", "base.tokenizer"),
@@ -361,6 +366,7 @@ _ENTRIES = (
         "tldrlab.service.sweeps:sweep_job",
         "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
         prepare="tldrlab.sweep.storage:check_study",
+        study="tldrlab.sweep.storage:study_name",
         local_check="tldrlab.sweep.runner:check_sweep",
         report="tldrlab.sweep.report:sweep_report",
     ),

@@ -109,6 +109,14 @@ def prepare_run(kind: str, raw: dict[str, Any] | BaseModel) -> tuple[RunKind, Ba
     return spec, config
 
 
+def study_of(spec: RunKind, config: BaseModel) -> str | None:
+    """The study a run of `spec` with `config` opens when it starts (its kind's `study`), else None."""
+    if spec.study is None:
+        return None
+    name: str = load_target(spec.study)(config)
+    return name
+
+
 def check_submittable(kind: str) -> RunKind:
     """The kind, if users may submit it (internal child kinds are started by their parent run)."""
     spec = get_kind(kind)
@@ -155,6 +163,7 @@ def submit_run(
         tags=tags,
         settings=settings,
         registry=registry,
+        study=study_of(spec, config),
     )
     try:
         queue.enqueue(record.id)
@@ -385,6 +394,7 @@ def launch_run(
             tags=tags,
             settings=settings,
             registry=registry,
+            study=study_of(spec, config),
         )
     if on_start is not None:
         on_start(record)

@@ -48,7 +48,7 @@ def test_every_kind_is_registered_with_its_whole_contract() -> None:
             assert callable(load_target(kind.prepare))
         if kind.follower:
             assert callable(load_target(kind.follower))
-        for target in (kind.check, kind.local_check, kind.report):
+        for target in (kind.check, kind.local_check, kind.study, kind.report):
             assert target is None or callable(load_target(target)), (name, target)
         fields = set(kind.config.model_fields)
         for path in (*kind.inputs, *kind.must_exist, *kind.outputs):

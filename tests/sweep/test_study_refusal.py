@@ -187,3 +187,31 @@ def test_an_elm_search_named_like_a_queued_search_of_other_sizes_is_refused_at_s
     assert f"queued elm_optimize run {queued.json()['id']}" in error["message"], error
     assert len(open_registry().list()) == 1
     assert client.post("/runs", json={"kind": "elm_optimize", "config": config}).status_code == 202
+    assert {r.study for r in open_registry().list()} == {"elm-queued"}  # recorded when each was created
+
+
+def test_the_queued_clash_check_reads_only_the_queued_runs_of_the_same_study(tldrlab_home: Path) -> None:
+    """At each submit the check parsed the config of every queued sweep and search (a study name lives in
+    the config). The registry now records the study a run opens (`study`), so the check asks it for the
+    queued runs of that study; a row recorded before the column has its study read once and recorded."""
+    data = tldrlab_home / "data" / "text.txt"
+    data.parent.mkdir(parents=True)
+    data.write_text("To be, or not to be, that is the question.\n" * 20)
+    client = TestClient(create_app())
+    ids = []
+    for study in ("queued-study", "other-a", "other-b"):
+        sweep = {**_train_sweep(data, lrs=[5e-3]), "name": study}
+        created = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+        assert created.status_code == 202, created.text
+        ids.append(created.json()["id"])
+    registry = open_registry()
+    assert [registry.get(i).study for i in ids] == ["queued-study", "other-a", "other-b"]
+    named = registry.list(kind="sweep", status="queued", limit=None, study="queued-study")
+    assert [r.id for r in named] == [ids[0]]
+    # a row from before the column: its study is not recorded; the check still finds the clash, and records it
+    registry.update(ids[0], study=None)
+    assert [r.id for r in registry.list(kind="sweep", limit=None, study_recorded=False)] == [ids[0]]
+    clash = client.post("/runs", json={"kind": "sweep", "config": {"sweep": _train_sweep(data)}})
+    assert clash.status_code == 409 and ids[0] in clash.json()["message"], clash.text
+    assert registry.get(ids[0]).study == "queued-study"
+    assert registry.list(kind="sweep", limit=None, study_recorded=False) == []

@@ -14,7 +14,7 @@ import optuna
 
 from tldrlab.elm.config import ElmOptimizeConfig
 from tldrlab.sweep.config import SweepConfig
-from tldrlab.sweep.storage import check_study, open_storage
+from tldrlab.sweep.storage import check_study, open_storage, study_name
 
 OBJECTIVE = "bertscore_composite"
 
@@ -76,6 +76,11 @@ def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:
 def sweep_config_of(raw: dict[str, Any]) -> SweepConfig:
     """An `elm_optimize` run's stored config as the sweep it runs (`sweep.storage.QUEUED_STUDY_KINDS`)."""
     return elm_sweep_config(ElmOptimizeConfig.model_validate(raw))
+
+
+def optimize_study_name(config: ElmOptimizeConfig) -> str:
+    """The study an `elm_optimize` run opens (kind `elm_optimize`'s `study`)."""
+    return study_name(elm_sweep_config(config))
 
 
 def check_optimize_study(config: ElmOptimizeConfig) -> ElmOptimizeConfig:

@@ -102,6 +102,13 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN manifest_behind INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS runs_manifest_behind ON runs (manifest_behind)",
     ],
+    [
+        # The study a sweep or search run opens when it starts (its kind's `study`), set when the run is
+        # created: a submit finds the queued runs of one study by it, instead of parsing every queued sweep's
+        # config. NULL: not such a run, or a row from before the column (`study_recorded=False` finds those).
+        "ALTER TABLE runs ADD COLUMN study TEXT",
+        "CREATE INDEX IF NOT EXISTS runs_status_study ON runs (status, study)",
+    ],
 ]
 
 
@@ -138,6 +145,9 @@ class RunRecord:
     cleanup_marked_at: float | None = None
     """When a retention pass first found the run deletable (its grace period counts from there)."""
     status_at: float | None = None
+    study: str | None = None
+    """The study a sweep or search run opens when it starts ("" when its config could not say); None for
+    other runs and for rows recorded before the registry kept it."""
     """When the run entered its current status (None in rows written before the column existed)."""
 
     @classmethod
@@ -168,6 +178,7 @@ class RunRecord:
             cleaned_at=row.get("cleaned_at"),
             cleanup_marked_at=row.get("cleanup_marked_at"),
             status_at=row.get("status_at"),
+            study=row.get("study"),
         )
 
     def entered_status_at(self) -> float | None:
@@ -213,7 +224,7 @@ class RunRegistry:
     def insert(self, record: RunRecord) -> None:
         self.db.execute(
             "INSERT INTO runs (id, kind, status, config, run_dir, created_at, message, parent_id, tags, "
-            "status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status_at, study) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.kind,
@@ -225,6 +236,7 @@ class RunRegistry:
                 record.parent_id,
                 json.dumps(record.tags),
                 record.created_at,
+                record.study,
             ),
         )
 
@@ -291,12 +303,15 @@ class RunRegistry:
         offset: int = 0,
         *,
         parent_id: str | None = None,
+        study: str | None = None,
+        study_recorded: bool | None = None,
         with_config: bool = True,
     ) -> list[RunRecord]:
         """Newest first. `kind`: a name as recorded, or several (a kind under its current and old names,
         `tldrlab.kinds.recorded_kind_names`: this module sits below the kind registry and maps nothing).
         `parent_id`: only the runs that run started (a training run's evaluations, a sweep's trials),
-        filtered in SQL, so they are found however many newer runs of their kind the registry holds.
+        filtered in SQL, so they are found however many newer runs of their kind the registry holds. `study`:
+        only the runs that open that study; `study_recorded=False`: only rows whose study is not recorded.
         `limit=None`: every matching run. `with_config=False` leaves configs unread (empty): list views stay
         cheap."""
         clauses: list[str] = []
@@ -311,6 +326,11 @@ class RunRegistry:
         if parent_id is not None:
             clauses.append("parent_id = ?")
             params.append(parent_id)
+        if study is not None:
+            clauses.append("study = ?")
+            params.append(study)
+        if study_recorded is not None:
+            clauses.append("study IS NOT NULL" if study_recorded else "study IS NULL")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         columns = (
             "*" if with_config else ", ".join(f for f in RunRecord.__dataclass_fields__ if f != "config")

@@ -98,8 +98,10 @@ def create_run(
     tags: dict[str, Any] | None = None,
     settings: Settings | None = None,
     registry: RunRegistry | None = None,
+    study: str | None = None,
 ) -> RunRecord:
-    """Register a queued run and write its directory with an initial manifest."""
+    """Register a queued run and write its directory with an initial manifest. `study`: the study the run
+    opens when it starts (a sweep's, a search's), recorded in the registry's `study` column."""
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
     run_id = run_id or new_run_id(kind)
@@ -117,6 +119,7 @@ def create_run(
         created_at=time.time(),
         parent_id=parent_id,
         tags=tags or {},
+        study=study,
     )
     manifest: dict[str, Any] = {
         "id": run_id,

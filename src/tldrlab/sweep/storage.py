@@ -22,7 +22,7 @@ from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
 from tldrlab.runs import open_registry
-from tldrlab.runs.registry import RunStatus
+from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import direction
 from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
@@ -158,27 +158,46 @@ def sweep_config_of(raw: dict[str, Any]) -> SweepConfig:
     return SweepConfig.model_validate(raw)
 
 
+def study_name(config: SweepConfig) -> str:
+    """The study a `sweep` run opens when it starts: `study`, else the sweep's name (kind `sweep`'s `study`,
+    recorded in the registry's `study` column)."""
+    return config.study or parse_sweep(config.sweep, source=config.source).name
+
+
+def _recorded_study(record: RunRecord) -> str:
+    """The study a queued run's stored config opens ("" when this version cannot read the config)."""
+    try:
+        return study_name(load_target(QUEUED_STUDY_KINDS[record.kind])(record.config))
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return ""
+
+
 def refuse_another_queued_sweep(name: str, url: str, spec: SweepSpec) -> None:
     """ConflictError when a queued sweep (or ELM search) run will open the study `name` in the storage `url`
     with another goal or search than `spec`: a sweep creates its study only when it starts, so the storage
     knows nothing of it yet, and the second of the two to start would fail on the clash instead of being
-    refused here. Every queued one is read (`limit=None`): the study name lives in the config, and a cap
-    missed a clash with a sweep queued behind that many newer ones."""
-    queued_runs = open_registry().list(
-        kind=tuple(QUEUED_STUDY_KINDS), status=RunStatus.QUEUED.value, limit=None
-    )
-    for record in queued_runs:
+    refused here. The queued runs of that study are found by the registry's `study` column (set when a run
+    is created), so only their configs are read, not every queued sweep's; a run queued before the column
+    existed has its study read from its config once and recorded."""
+    registry = open_registry()
+    kinds = tuple(QUEUED_STUDY_KINDS)
+    queued = RunStatus.QUEUED.value
+    for record in registry.list(kind=kinds, status=queued, limit=None, study_recorded=False):
+        try:
+            registry.update(record.id, study=_recorded_study(record))
+        except NotFoundError:  # deleted meanwhile
+            continue
+    for record in registry.list(kind=kinds, status=queued, limit=None, study=name):
         try:
             config = load_target(QUEUED_STUDY_KINDS[record.kind])(record.config)
-            queued = parse_sweep(config.sweep, source=config.source)
-            resolve_program(queued)
-            same_study = (config.study or queued.name) == name
+            queued_spec = parse_sweep(config.sweep, source=config.source)
+            resolve_program(queued_spec)
             same_storage = resolve_storage_url(config.storage) == url
         except (ConfigError, KeyError, TypeError, ValueError):  # a config this version cannot read
             continue
-        if not (same_study and same_storage):
+        if not same_storage:
             continue
-        if direction(queued) != direction(spec) or not same_search(queued.raw, spec.raw):
+        if direction(queued_spec) != direction(spec) or not same_search(queued_spec.raw, spec.raw):
             raise ConflictError(
                 f"study {name!r} is the study of the queued {record.kind} run {record.id}, a different "
                 "sweep (goal, method, metric, parameters or program differ); submit the same sweep to share "
