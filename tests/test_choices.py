@@ -24,6 +24,8 @@ import tldrlab
 from cliutil import run_captured
 from tldrlab.choices import OneOf, choices_text, choose_one_of, one_of, unknown_choice
 from tldrlab.data.readers import READERS
+from tldrlab.errors import InvalidConfigError
+from tldrlab.kinds import validate_config
 from tldrlab.lvm.config import BASELINE_NAMES
 from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
@@ -193,3 +195,38 @@ def test_openapi_lists_the_choices_of_one_of_fields(plugin_format: str) -> None:
     baselines = components["LVMEvaluateConfig"]["properties"]["baselines"]["anyOf"][0]
     assert baselines["items"]["enum"] == list(BASELINE_NAMES)
     assert components["TrainJobConfig"]["properties"]["model"]["enum"] == list(model_families())
+
+
+def test_every_wandb_mode_field_is_one_of_the_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    """The W&B mode fields were Literals (pydantic's "Input should be ..." instead of the one message) or, for
+    `elm_train`, a plain string: `"wandb": "bogus"` was accepted over HTTP and the run failed once it
+    started. Every one is `WandbMode` now: refused with the modes named, listed in --help and the schema."""
+    refused = "unknown wandb mode 'bogus'; choose one of offline, online, disabled"
+    configs = {
+        "train": {"data": {"path": "x"}, "wandb": "bogus"},
+        "smoke": {"wandb": "bogus"},
+        "elm_train": {"data": "x", "wandb": "bogus"},
+        "elm_optimize": {"base": {"data": "x", "wandb": "bogus"}},
+        "experiment": {"data": "x", "wandb_mode": "bogus"},
+        "lm_experiment": {"data": "x", "model": "m", "wandb_mode": "bogus"},
+    }
+    for kind, config in configs.items():
+        with pytest.raises(InvalidConfigError) as caught:
+            validate_config(kind, config)
+        assert refused in caught.value.message, (kind, caught.value.message)
+    client = TestClient(create_app())
+    response = client.post("/runs", json={"kind": "elm_train", "config": configs["elm_train"]})
+    assert response.status_code == 422 and refused in response.json()["message"], response.text
+    assert open_registry().list() == []
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    for schema, field in (
+        ("ElmTrainConfig", "wandb"),
+        ("TrainJobConfig", "wandb"),
+        ("LMExperimentConfig", "wandb_mode"),
+    ):
+        modes = components[schema]["properties"][field]["anyOf"][0]
+        assert modes == {"type": "string", "enum": ["offline", "online", "disabled"]}, (schema, modes)
+    code, out, _ = run_captured(["elm", "train", "--help"], capsys)
+    assert code == 0 and "choices: offline, online, disabled]" in " ".join(out.split())
+    code, _, err = run_captured(["elm", "train", "--data", "x", "--wandb", "bogus"], capsys)
+    assert code == 2 and refused in err and len(err.strip().splitlines()) == 1, err

@@ -89,6 +89,11 @@ def _toml_path() -> Path:
     return Path(os.environ.get("TLDRLAB_CONFIG", "tldrlab.toml"))
 
 
+WANDB_MODES = ("offline", "online", "disabled")
+"""The Weights & Biases modes: the `wandb_mode` setting's and every config's `wandb` / `wandb_mode` field
+(`tldrlab.runs.paths.WandbMode`)."""
+
+
 class Settings(BaseSettings):
     """Process-wide settings. Every field can be set as `TLDRLAB_<FIELD>` or as a key in `tldrlab.toml`."""
 
@@ -178,7 +183,8 @@ class Settings(BaseSettings):
     CPUs this process may use and how busy they are (`tldrlab.threads`)."""
 
     wandb_mode: str = "offline"
-    """`offline` (default), `online` or `disabled`; wandb files always stay inside the run directory."""
+    """`offline` (default), `online` or `disabled` (`WANDB_MODES`); wandb files always stay inside the run
+    directory."""
 
     sweep_storage: str | None = None
     """Default study storage of sweeps (`postgresql://...`); unset: SQLite under the home. A URL with a

@@ -211,8 +211,8 @@ MALFORMED = [
     ),
     (
         {"method": "grid", "parameters": {"x": {"min": 0.0, "max": 1.0}}},
-        "parameters.x.distribution",
-        "q_uniform",
+        "parameters.x",
+        "list the values to try",
     ),
     ({"early_terminate": {"type": "asha"}}, "early_terminate.type", "hyperband, median"),
     ({"early_terminate": {"type": "hyperband", "eta": 3}}, "early_terminate", "min_iter or max_iter"),
@@ -357,3 +357,16 @@ def test_a_sweep_file_with_a_bad_config_leaves_no_failed_sweep_run(
     code, output = _main(["sweep", "run", str(path)], capsys)
     assert code == 2 and "model: unknown model 't6'" in output, output
     assert open_registry().list(kind="sweep") == []
+
+
+def test_a_continuous_range_under_grid_says_what_is_wrong_and_what_to_do() -> None:
+    """It said `parameters.lr.distribution: method grid cannot enumerate uniform; allowed with grid:
+    constant, categorical, ...`: a distribution the user never wrote (min/max of floats infer it), and a list
+    of internal names instead of what to change."""
+    with pytest.raises(ConfigError) as caught:
+        _spec({"lr": {"min": 1e-4, "max": 1e-2}}, method="grid")
+    message = caught.value.message
+    assert message.startswith("parameters.lr: method grid tries every value of every parameter"), message
+    assert "continuous range (uniform from 0.0001 to 0.01)" in message
+    assert "list the values to try (`values: [...]`" in message and "use method random or bayes" in message
+    assert "allowed with grid" not in message

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,7 +16,7 @@ from tldrlab.budget import field_error, nested_errors, within_budget
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import error_message
 from tldrlab.freeform import FreeForm
-from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
 from tldrlab.train.config import MODEL_FAMILIES, TrainConfig
@@ -183,8 +183,8 @@ class ElmTrainConfig(BaseModel):
     init_adapter: Annotated[str | None, InputPath()] = None
     """Start from these adapter weights (an adapter.safetensors from a saved ELM) instead of random ones."""
 
-    wandb: str | None = None
-    """Weights & Biases mode: offline, online, disabled;
+    wandb: WandbMode = None
+    """Weights & Biases mode;
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
 
     @model_validator(mode="after")
@@ -457,5 +457,5 @@ class ElmLMCompareConfig(BaseModel):
     """Seeds the split, the weights' initialisation and the data order."""
     bertscore: bool = True
     """Score BERTScore F1 (offline MiniLM) besides ROUGE."""
-    wandb: Literal["offline", "online", "disabled"] | None = None
+    wandb: WandbMode = None
     """Weights & Biases mode of the trained systems' runs; None: $WANDB_MODE, else the setting."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tldrlab.budget import within_budget
 from tldrlab.choices import OneOf
 from tldrlab.data.formats import ReaderFormat
-from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed
+from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerMethod, check_vocabulary
 from tldrlab.train.config import MODEL_FAMILIES
@@ -157,7 +157,7 @@ class ExperimentConfig(BaseModel):
     """Compute BERTScore F1 (offline MiniLM)."""
     highlights: bool = True
     """Compute highlight precision@3 where records carry highlight labels (SciTLDR)."""
-    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    wandb_mode: WandbMode = None
     """W&B mode; None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by
     default). Files stay inside each run directory."""
     jobs: int = Field(default=1, ge=1)
@@ -339,7 +339,7 @@ class LMExperimentConfig(BaseModel):
     checkpoint_every_eval: bool = True
     """The PAI arm writes a resumable checkpoint after every evaluation (so a run stopped after a
     restructure resumes with its dendrites); the other arms checkpoint only at the end."""
-    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    wandb_mode: WandbMode = None
     """W&B mode; None: $WANDB_MODE, else offline. Files stay inside each run directory."""
     wandb_project: str = "tldrlab-lm-compression"
     """W&B project of every arm's run."""

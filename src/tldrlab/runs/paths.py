@@ -29,6 +29,13 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
+from tldrlab.choices import OneOf
+from tldrlab.config import WANDB_MODES
+
+WandbMode = Annotated[str | None, OneOf("wandb mode", WANDB_MODES)]
+"""A config's Weights & Biases mode (None: the environment's, else the `wandb_mode` setting): an unknown one
+is refused with the modes named, which `--help`, docs/config.md and the JSON schema list."""
+
 SEED_MAX = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 """A config's random seed: 0 to 2**32 - 1, what NumPy's and Optuna's seeding take; larger values overflowed

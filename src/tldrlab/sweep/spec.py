@@ -420,9 +420,12 @@ def grid_values(p: ParamSpec) -> list[Any]:
                 f"parameters.{p.name}: no multiple of q={o['q']} lies in [{o['min']}, {o['max']}]"
             )
         return values
+    span = f" from {o['min']} to {o['max']}" if "min" in o and "max" in o else ""
     raise ConfigError(
-        f"parameters.{p.name}.distribution: method grid cannot enumerate {p.distribution}; "
-        f"allowed with grid: {', '.join(GRID_DISTRIBUTIONS)}"
+        f"parameters.{p.name}: method grid tries every value of every parameter, but this one is a "
+        f"continuous range ({p.distribution}{span}) with no list of values to try; list the values to try "
+        "(`values: [...]`; a uniform range of integers, or with a step `q`, is listed for you), or use "
+        "method random or bayes, which sample a range"
     )
 
 

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.choices import unknown_choice
-from tldrlab.config import get_settings
+from tldrlab.config import WANDB_MODES, get_settings
 from tldrlab.errors import ConfigError, DependencyMissingError
 from tldrlab.runs.run import Run
 
-WANDB_MODES = ("offline", "online", "disabled")
 WANDB_SUBDIR = "wandb"
 
 

@@ -23,7 +23,7 @@ from tldrlab.data.splits import detect_splits
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
-from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf
+from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, TokenizerMethod, fitting_vocabulary
 
@@ -47,7 +47,7 @@ class SmokeConfig(BaseModel):
     """Learning rate (AdamW, constant)."""
     seed: Seed = 0
     """Seeds the true weights, the data, the initial weights and the batch order."""
-    wandb: Literal["offline", "online", "disabled"] | None = "disabled"
+    wandb: WandbMode = "disabled"
     """Weights & Biases mode of the check (disabled by default: a deployment check should not need W&B);
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting."""
 
@@ -266,7 +266,7 @@ class TrainJobConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     """The loop settings."""
 
-    wandb: Literal["offline", "online", "disabled"] | None = None
+    wandb: WandbMode = None
     """Weights & Biases mode;
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting (offline by default)."""
 
