@@ -55,8 +55,13 @@ def test_an_elm_training_on_an_unprepared_directory_is_refused_at_submit(
     assert accepted.status_code == 202, accepted.text
 
 
-def test_lvm_index_and_evaluate_with_nothing_to_read_are_refused_at_submit(client: TestClient) -> None:
-    assert "no concepts stored" in _refused(client, "lvm_index", {})
+def test_lvm_index_and_evaluate_with_nothing_to_read_are_refused_at_submit(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    message = _refused(client, "lvm_index", {})
+    # the store's SQLite URL, as the client may see it (its path after "sqlite:///" was shown in full)
+    assert "no concepts stored in sqlite:///<home>/lvm/concepts.db" in message, message
+    assert str(tldrlab_home) not in message
     assert "no concepts stored" in _refused(client, "lvm_sequences", {"out": "seqs.npz"})
     message = _refused(client, "lvm_evaluate", {})
     assert "no sequences file" in message and "run `tldrlab lvm sequences` first" in message

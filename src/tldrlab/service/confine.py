@@ -428,7 +428,9 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
 
 
 # -- what the API returns ----------------------------------------------------------------------------------
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.~+@%=-]+/?)+")
+# an absolute path not inside a URL, or the path of a SQLite URL, which follows its "///" (a store's message
+# named sqlite:////home/.../concepts.db in full)
+_ABSOLUTE_PATH = re.compile(r"(?:(?<![\w:/.~-])|(?<=sqlite:///))/(?:[\w.~+@%=-]+/?)+")
 
 
 def public_paths(value: Any, settings: Settings) -> Any:
