@@ -205,6 +205,7 @@ def test_every_wandb_mode_field_is_one_of_the_modes(capsys: pytest.CaptureFixtur
     configs = {
         "train": {"data": {"path": "x"}, "wandb": "bogus"},
         "smoke": {"wandb": "bogus"},
+        "evaluate": {"model_run": "m", "wandb": "bogus"},
         "elm_train": {"data": "x", "wandb": "bogus"},
         "elm_optimize": {"base": {"data": "x", "wandb": "bogus"}},
         "experiment": {"data": "x", "wandb_mode": "bogus"},

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tldrlab.data.formats import ReaderFormat
-from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf
+from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf, WandbMode
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 """The ROUGE variants every ROUGE score reports (F1 of each)."""
@@ -191,7 +191,7 @@ class EvaluateConfig(BaseModel):
     progress: bool = True
     """Show a progress bar (examples/s, ETA) on the console; a training run's final evaluation follows the
     training's `train.progress`."""
-    wandb: Literal["offline", "online", "disabled"] | None = None
+    wandb: WandbMode = None
     """Weights & Biases mode; None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting
     (offline by default). A training run's final evaluation follows the training's `wandb`."""
 
