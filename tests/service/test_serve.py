@@ -10,10 +10,16 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+from cliutil import run_captured
 from netutil import free_port, wait_for_port
+from tldrlab.errors import InvalidConfigError
+from tldrlab.kinds import validate_model
 from tldrlab.runs import create_run, open_registry
 from tldrlab.samples import sample_path
 from tldrlab.service.queue import open_queue
+from tldrlab.service.server import ServeConfig
 
 
 def test_serve_on_a_busy_port_is_one_clear_error_before_anything_starts(tldrlab_home: Path) -> None:
@@ -78,3 +84,12 @@ def test_a_worker_whose_output_is_a_log_file_writes_no_progress_bars_into_it(
     assert done.returncode == 0, text
     assert open_registry().get(run_id).status.value == "completed", text  # it did the work that draws bars
     assert "━" not in text and "threads/s" not in text and "sentences/s" not in text, text
+
+
+def test_an_empty_host_is_refused_not_every_interface(capsys: pytest.CaptureFixture[str]) -> None:
+    """bind(("", port)) listens on every interface: `serve --host ""` served the API on all of them."""
+    for host in ("", "  "):
+        with pytest.raises(InvalidConfigError, match="host: is empty: give an address to listen on"):
+            validate_model(ServeConfig, {"host": host}, what="serve options")
+    code, _, err = run_captured(["serve", "--host", "", "--workers", "0"], capsys)  # refused before serving
+    assert code == 2 and err.count("\n") == 1 and "host: is empty" in err, err

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConflictError, InvalidInputError
@@ -38,6 +38,15 @@ class ServeConfig(BaseModel):
 
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for every interface)."""
+
+    @field_validator("host")
+    @classmethod
+    def _named_host(cls, value: str) -> str:
+        # bind(("", port)) listens on every interface: `--host ""` must not quietly mean 0.0.0.0
+        if not value.strip():
+            raise ValueError("is empty: give an address to listen on (127.0.0.1, or 0.0.0.0 for every one)")
+        return value
+
     port: int = Field(default=8000, ge=1, le=65535)
     """TCP port."""
     workers: int = Field(default=1, ge=0, le=64)
