@@ -93,7 +93,10 @@ def test_score_a_data_set_at_either_detail_level_over_the_api(pairs: Path) -> No
         f"/runs/{run.id}/score",
         json={"config": {"dataset": dataset.id, "detail_level": "summary", "limit": 4}},
     )
-    generated = client.post(f"/runs/{run.id}/generate", json={"config": {"dataset": f"dataset:{dataset.id}"}})
+    generated = client.post(  # a few tokens each: what is checked is one output per record
+        f"/runs/{run.id}/generate",
+        json={"config": {"dataset": f"dataset:{dataset.id}", "options": {"max_new_tokens": 4}}},
+    )
     neither = client.post(f"/runs/{run.id}/generate", json={"config": {}})
     assert neither.status_code == 422 and "prompts or dataset" in neither.json()["message"]
     unknown = client.post(f"/runs/{run.id}/score", json={"config": {"dataset": "ds-20260101-0000000000"}})
