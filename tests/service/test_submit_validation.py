@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 
 from cliutil import run_captured
 from tldrlab.config import get_settings
+from tldrlab.errors import InvalidConfigError
 from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
+from tldrlab.service.confine import resolve_model
 
 HUGE_T5 = {"d_model": 100_000, "num_layers": 500}
 """39.5e9 parameters: a worker would try to allocate 158 GB for its weights alone."""
@@ -259,3 +261,26 @@ def test_a_blank_path_or_model_reference_is_a_422_naming_the_field(
     body = _refused(client, kind, config)
     assert f"{field}: is empty: give" in body["message"], body
     assert open_registry().list() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/summarize", {"document": "Some text to summarise.", "model": " "}, "model"),
+        ("/lvm/predict", {"sentences": ["a sentence"], "model": "\t"}, "model"),
+        ("/lvm/predict", {"sentences": ["a sentence"], "model": "some-run", "smooth": True, "lm": " "}, "lm"),
+    ],
+)
+def test_a_blank_model_in_a_request_body_is_a_422_naming_the_field(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    """A blank model was looked up as a run id prefix (400 "the run id is empty", no field named; before
+    that, as a prefix every run id starts with)."""
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(f"{field}: is empty: give "), response.text
+
+
+def test_a_blank_model_in_summarizer_params_is_refused_naming_where(tldrlab_home: Path) -> None:
+    with pytest.raises(InvalidConfigError, match=r"^summarizer_params\.model: is empty: give a model name"):
+        resolve_model(" ", "summarizer_params.model", get_settings())

@@ -394,6 +394,10 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
     # lazy: loads torch (this module stays light without it)
     from tldrlab.models.resolve import resolve_model_ref
 
+    if not value.strip():  # not the working directory, nor "the run id is empty" without the field's name
+        raise InvalidConfigError(
+            f"{where}: is empty: give a model name, a run id or a path in the data roots"
+        )
     simple = bool(value) and "/" not in value and "\\" not in value and not value.startswith((".", "~"))
     if simple and not value.startswith((DATASET_PREFIX, RUN_PREFIX)):
         try:  # a run (its model may not be saved yet: the routes that start child runs check that)

@@ -32,6 +32,7 @@ from tldrlab.lvm.ingest import IngestConfig, load_embedder
 from tldrlab.lvm.store import ConceptStore, StatsQuery, default_store_url, open_concept_store, public_stats
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.runs.paths import ModelRef
 from tldrlab.service.confine import resolve_input, resolve_model
 from tldrlab.service.routes.health import register_check
 from tldrlab.service.routes.runs import RunInfo, run_info
@@ -248,13 +249,13 @@ class PredictRequest(BaseModel):
 
     sentences: list[str] = Field(min_length=1, max_length=64)
     """The context, oldest first (the model reads its last `context` sentences)."""
-    model: str = Field(min_length=1, max_length=500)
+    model: Annotated[str, ModelRef()] = Field(min_length=1, max_length=500)
     """The trained LVM: an `lvm_train` run id, or its model directory relative to a data root."""
     k: int = Field(5, ge=1, le=50)
     """How many nearest stored concepts to return."""
     smooth: bool = False
     """Also fuse the nearest concepts into one sentence with the local LM (seconds on a CPU)."""
-    lm: str = Field("smollm2", min_length=1, max_length=500)
+    lm: Annotated[str, ModelRef()] = Field("smollm2", min_length=1, max_length=500)
     """The smoothing LM: a model name (bundled `smollm2`, installed, a run) or a path in a data root."""
 
     @field_validator("sentences")

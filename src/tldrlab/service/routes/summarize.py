@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -34,6 +34,7 @@ from tldrlab.errors import InvalidConfigError, InvalidInputError, TldrlabError
 from tldrlab.evaluate.generate import GeneratedText
 from tldrlab.evaluate.summarize import SummarizerModel, stream_summaries, summarize, summarizer_model
 from tldrlab.runs.aliases import alias_target
+from tldrlab.runs.paths import ModelRef
 from tldrlab.service.confine import public_paths, resolve_model
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.threads import _END, KEEP_ALIVE, queued_items, sse
@@ -56,7 +57,7 @@ class SummarizeRequest(BaseModel):
     """One document (or give `documents`)."""
     documents: list[str] | None = Field(default=None, min_length=1, max_length=MAX_DOCUMENTS)
     """Several documents, summarised one by one."""
-    model: str | None = Field(default=None, min_length=1, max_length=1000)
+    model: Annotated[str | None, ModelRef()] = Field(default=None, min_length=1, max_length=1000)
     """A model reference: an installed or bundled model, a run id, a path inside the read roots, an alias."""
     alias: str | None = Field(default=None, min_length=1, max_length=64)
     """A promoted alias (`tldrlab models promote RUN --alias production`); instead of `model`."""
