@@ -26,6 +26,17 @@ from pydantic_settings import (
 from tldrlab.errors import ConfigError, error_message
 
 
+def expand_user(path: str | Path) -> Path:
+    """`path` with a leading `~` or `~user` expanded. One naming a user this machine does not know is a
+    ConfigError saying so: Path.expanduser raises RuntimeError there, a traceback on the command line and a
+    500 over the API (`"data": {"path": "~nobody/x"}`)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        prefix = str(path).split("/", 1)[0]
+        raise ConfigError(f"{path}: cannot expand {prefix}: no such user's home directory here") from None
+
+
 def default_home() -> Path:
     """A per-user data directory: $XDG_DATA_HOME/tldrlab, else ~/.local/share/tldrlab."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -216,7 +227,7 @@ class Settings(BaseSettings):
         """The file store's directory when it is local (the default: `<home>/files`)."""
         store = self.file_store
         if store and not store.startswith(("http://", "https://")):
-            return Path(store).expanduser()
+            return expand_user(store)
         return self.home / "files"
 
     @property
@@ -227,7 +238,7 @@ class Settings(BaseSettings):
     def resolved_data_roots(self) -> list[Path]:
         """The data roots, symlinks resolved (they need not exist yet)."""
         raw = [p for p in (self.data_roots or "").split(os.pathsep) if p.strip()]
-        return [Path(p).expanduser().resolve() for p in raw] or [(self.home / "data").resolve()]
+        return [expand_user(p).resolve() for p in raw] or [(self.home / "data").resolve()]
 
     def ensure_home(self) -> Path:
         try:

@@ -77,3 +77,27 @@ def test_a_config_file_that_is_not_a_mapping_is_refused(
     config.write_text(text)
     code, _, err = run_captured(["eval", "some-run", "--config", str(config)], capsys)
     assert code == 2 and f"the config must be a mapping of settings, got {got}" in err, err
+
+
+NO_USER = "~no-such-user-tldrlab"
+"""`~name` of a user this machine does not have: Path.expanduser raises RuntimeError on it."""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--home", f"{NO_USER}/home", "runs", "list"],
+        ["eval", f"{NO_USER}/model"],
+        ["train", "--data", f"{NO_USER}/data.txt"],
+        ["tokenizer", "show", f"{NO_USER}/tok"],
+        ["data", "register", f"{NO_USER}/data.txt"],
+        ["models", "import", f"{NO_USER}/m.gguf"],
+    ],
+    ids=["--home", "eval", "train", "tokenizer show", "data register", "models import"],
+)
+def test_a_tilde_path_of_an_unknown_user_is_a_one_line_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_captured(argv, capsys)  # before: RuntimeError "Could not determine home directory."
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"cannot expand {NO_USER}: no such user's home directory here" in err, err

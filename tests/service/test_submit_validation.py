@@ -284,3 +284,28 @@ def test_a_blank_model_in_a_request_body_is_a_422_naming_the_field(
 def test_a_blank_model_in_summarizer_params_is_refused_naming_where(tldrlab_home: Path) -> None:
     with pytest.raises(InvalidConfigError, match=r"^summarizer_params\.model: is empty: give a model name"):
         resolve_model(" ", "summarizer_params.model", get_settings())
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/runs",
+            {"kind": "train", "config": {"data": {"path": "~no-such-user-tldrlab/x.txt"}}},
+            "data.path",
+        ),
+        ("/runs", {"kind": "evaluate", "config": {"model_run": "~no-such-user-tldrlab/m"}}, "model_run"),
+        ("/runs", {"kind": "tokenizer", "config": {"corpus": ["~no-such-user-tldrlab/c"]}}, "corpus.0"),
+        ("/summarize", {"document": "Some text to summarise.", "model": "~no-such-user-tldrlab/m"}, "model"),
+    ],
+)
+def test_a_tilde_path_of_an_unknown_user_is_refused_as_any_path_outside_the_roots(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Path.expanduser raised RuntimeError on `~nobody/...`: a 500. It is refused as `~root/...` is, with
+    the same words, so that a client cannot tell which users the server has."""
+    response = client.post(path, json=body)
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "path_not_allowed"
+    assert response.json()["message"].startswith(f"{field}: API runs read only inside the data roots")
+    assert open_registry().list() == []

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from tldrlab.choices import choices_text
-from tldrlab.config import get_settings
+from tldrlab.config import expand_user, get_settings
 from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
 from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
 from tldrlab.logs import configure_console, show_progress_bars
@@ -339,7 +339,7 @@ RUN_KIND_OPTIONS = (
 def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | None = None) -> None:
     """What the options of every command do: the home for this process, the console, the thread count."""
     if home is not None:
-        os.environ["TLDRLAB_HOME"] = str(home.expanduser().resolve())
+        os.environ["TLDRLAB_HOME"] = str(expand_user(home).resolve())
         get_settings.cache_clear()
     if verbose or quiet:
         configure_console("DEBUG" if verbose else "WARNING", verbose=verbose)

@@ -39,7 +39,7 @@ from tldrlab.cli.options import (
     signature_callback,
 )
 from tldrlab.cli.tables import print_report
-from tldrlab.config import get_settings
+from tldrlab.config import expand_user, get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.kinds import deep_merge, get_kind, result_report, validate_config
 from tldrlab.launch import is_follower, launch_run, preflight
@@ -113,7 +113,7 @@ def _resolve_paths(tree: dict[str, Any], paths: tuple[str, ...], *, always: bool
         if isinstance(value, list):
             return [absolute(v) for v in value]
         # a blank value stays as given, for validation to refuse by name: Path("") is the working directory
-        path = Path(value).expanduser() if isinstance(value, str) and value.strip() else None
+        path = expand_user(value) if isinstance(value, str) and value.strip() else None
         return str(path.resolve()) if path is not None and (always or path.exists()) else value
 
     for dotted in paths:

@@ -9,6 +9,7 @@ import typer
 from tldrlab.cli.options import AS_JSON
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit
+from tldrlab.config import expand_user
 from tldrlab.models.resolve import installed_model_dir
 from tldrlab.tokenizers.load import (
     load_tokenizer,
@@ -27,7 +28,7 @@ def tokenizer_dir(target: str) -> Path:
     """The tokenizer `target` names: a path, else a model installed in the home's model store (by name, as
     `tldrlab models list` shows it: the tokenizer saved with it), else a run id or unique prefix. In the order
     model references are resolved: a path wins, and an installed model's name before a run id prefix."""
-    if not Path(target).expanduser().exists():
+    if not expand_user(target).exists():
         installed = installed_model_dir(target)
         if installed is not None:
             return resolve_tokenizer_dir(installed)

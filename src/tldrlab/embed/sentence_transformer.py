@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tldrlab.config import expand_user
 from tldrlab.errors import ConfigError, DependencyMissingError
 
 MINILM_DIM = 384
@@ -78,7 +79,7 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
         raise DependencyMissingError(
             "embedders need sentence-transformers (pip install sentence-transformers)"
         ) from exc
-    is_local = Path(name_or_path).expanduser().exists()
+    is_local = expand_user(name_or_path).exists()
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
     if not is_local:
         cached = _hub_cache_path(name_or_path)
@@ -88,7 +89,7 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
             raise DependencyMissingError(_not_found_message(name_or_path, " (HF_HUB_OFFLINE=1 is set)"))
     try:
         return SentenceTransformer(
-            str(Path(name_or_path).expanduser()) if is_local else name_or_path, device=device
+            str(expand_user(name_or_path)) if is_local else name_or_path, device=device
         )
     except Exception as exc:  # the hub client raises many types (OSError, HFValidationError, HTTP errors)
         if is_local:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tldrlab.choices import unknown_choice
+from tldrlab.config import expand_user
 from tldrlab.errors import AmbiguousRunIdError, CheckpointError, ConfigError, NotFoundError
 from tldrlab.lvm.config import LVMConfig
 from tldrlab.lvm.pretrained import PretrainedBackbone
@@ -264,7 +265,7 @@ def save_lvm(model: LVM, directory: Path | str) -> Path:
 def find_lvm(reference: str, home: Path | None = None) -> Path:
     """The model directory of a trained LVM: a model directory, a run directory (its `model/`), either of
     them relative to `home`, or an `lvm_train` run id (or unique prefix) from the run registry."""
-    candidates = [Path(reference).expanduser()]
+    candidates = [expand_user(reference)]
     if home is not None and not candidates[0].is_absolute():
         candidates.append(home / reference)
     for path in candidates:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tldrlab.config import Settings, get_settings
+from tldrlab.config import Settings, expand_user, get_settings
 from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.runs.aliases import BUNDLED_NAME, alias_target
 from tldrlab.runs.archive import ensure_local
@@ -138,7 +138,7 @@ def _simple_name(ref: str) -> bool:
 
 
 def _as_path(ref: str, settings: Settings) -> Path | None:
-    path = Path(ref).expanduser()
+    path = expand_user(ref)
     return path if path.exists() else None
 
 
@@ -168,7 +168,7 @@ def _bundled(ref: str, settings: Settings) -> Path | None:
 
 
 def _under_home(ref: str, settings: Settings) -> Path | None:
-    path = Path(ref).expanduser()
+    path = expand_user(ref)
     if path.is_absolute():
         return None
     candidate = settings.home / path

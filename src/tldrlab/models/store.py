@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from tldrlab.config import Settings, get_settings
+from tldrlab.config import Settings, expand_user, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bars_shown
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
@@ -116,7 +116,7 @@ def import_model(
     settings = settings or get_settings()
     if dtype not in get_args(StoreDtype):
         raise InvalidInputError(f"--dtype must be float32 or bfloat16, not {dtype!r}")
-    path = Path(ref).expanduser()
+    path = expand_user(ref)
     resolved = resolve_model_ref(str(path.resolve()) if path.exists() else str(ref), settings)
     if name is None:
         name = BUNDLED_NAME if resolved.source == "bundled" else default_name(resolved.path)

@@ -32,7 +32,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tldrlab.choices import OneOf
-from tldrlab.config import Settings, get_settings
+from tldrlab.config import Settings, expand_user, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import sha256_file
@@ -275,7 +275,7 @@ def register_dataset(
     )
 
     settings = settings or get_settings()
-    path = Path(path).expanduser()
+    path = expand_user(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
     found = format or detect_format(path)

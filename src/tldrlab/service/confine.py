@@ -38,10 +38,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tldrlab.config import Settings
+from tldrlab.config import Settings, expand_user
 from tldrlab.data.readers import split_files
 from tldrlab.errors import (
     AmbiguousRunIdError,
+    ConfigError,
     InvalidConfigError,
     InvalidInputError,
     NotFoundError,
@@ -351,7 +352,10 @@ def resolve_input(value: str, where: str, settings: Settings) -> Path:
         if not _exists(path):
             raise InvalidConfigError(f"{where}: run {run_id} has no file {relative!r}")
         return path
-    raw = Path(value).expanduser() if value.startswith("~") else Path(value)
+    try:
+        raw = expand_user(value) if value.startswith("~") else Path(value)
+    except ConfigError:  # ~nobody: refused as ~root/x is (outside the roots), so users cannot be probed
+        raise PathNotAllowedError(f"{where}: {READ_RULE}") from None
     if ".." in raw.parts:
         raise PathNotAllowedError(f"{where}: {READ_RULE}")
     roots = read_roots(settings)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +18,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.choices import unknown_choice
-from tldrlab.config import get_settings
+from tldrlab.config import expand_user, get_settings
 from tldrlab.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
 from tldrlab.runs import open_registry
 from tldrlab.runs.registry import RunRecord, RunStatus
@@ -53,7 +52,7 @@ def resolve_storage_url(url: str | None) -> str:
     if scheme == "sqlite":
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            expand_user(path).parent.mkdir(parents=True, exist_ok=True)
         return url
     if scheme in ("postgresql", "postgres"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
