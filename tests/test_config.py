@@ -104,3 +104,29 @@ def test_a_home_that_cannot_be_made_is_a_message(tmp_path: Path, capsys: pytest.
     code, _, err = run_captured(["--home", str(home), "runs", "list"], capsys)
     assert code == 2 and "Traceback" not in err, err
     assert f"cannot use {home} as the home directory" in " ".join(err.split())
+
+
+def test_a_home_under_tilde_is_the_users_and_a_blank_home_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`home = "~/tldrlab"` in tldrlab.toml (or a quoted TLDRLAB_HOME) made a directory named "~" in the
+    working directory; an empty TLDRLAB_HOME put the home in the working directory itself."""
+    workdir, user_home = tmp_path / "work", tmp_path / "me"
+    workdir.mkdir()
+    user_home.mkdir()
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("HOME", str(user_home))
+    monkeypatch.delenv("TLDRLAB_HOME")
+    (workdir / "tldrlab.toml").write_text('home = "~/tldrlab"\n', encoding="utf-8")
+    get_settings.cache_clear()
+    assert get_settings().home == user_home / "tldrlab"
+    code, _, err = run_captured(["runs", "list"], capsys)
+    assert code == 0, err
+    assert (user_home / "tldrlab" / "tldrlab.db").is_file() and not (workdir / "~").exists()
+    for blank in ("", "  "):
+        monkeypatch.setenv("TLDRLAB_HOME", blank)
+        get_settings.cache_clear()
+        code, _, err = run_captured(["runs", "list"], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "home (TLDRLAB_HOME or" in err and "is empty: give a directory" in err, err
+    assert sorted(p.name for p in workdir.iterdir()) == ["tldrlab.toml"]  # no home made here

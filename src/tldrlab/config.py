@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -118,6 +118,17 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home)
     """Directory for runs, the registry, stores and caches."""
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_directory(cls, value: Any) -> Any:
+        # `home = "~/tldrlab"` in tldrlab.toml (or a quoted TLDRLAB_HOME) made a directory named "~" in the
+        # working directory, and an empty TLDRLAB_HOME put the home in the working directory itself
+        if not isinstance(value, str | Path):
+            return value
+        if not str(value).strip():
+            raise ValueError("is empty: give a directory (or leave it unset for the default)")
+        return expand_user(value)
 
     database_url: str | None = None
     """`sqlite:///path.db` or `postgresql://...`; unset means a SQLite file `tldrlab.db` under `home`."""
