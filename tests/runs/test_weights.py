@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 import tldrlab
 from tldrlab.runs.weights import save_module_safetensors, save_pretrained, save_safetensors
@@ -126,3 +127,53 @@ def test_save_pretrained_fixes_what_it_wrote_and_leaves_a_users_files_alone(tmp_
     assert out.stat().st_mode & 0o777 == 0o700
     assert (out / "copy").stat().st_mode & 0o777 == 0o750
     assert (out / "copy" / "model.safetensors").stat().st_mode & 0o777 == 0o640
+
+
+def _flattened_like_cudnn(lstm: torch.nn.LSTM) -> None:
+    """Point every weight of `lstm` into one flat buffer, as cuDNN does when an LSTM is moved to CUDA
+    (`flatten_parameters`): on this CPU machine the buffer is made by hand, the layout is the same."""
+    weights = list(lstm.parameters())
+    flat = torch.cat([w.detach().reshape(-1) for w in weights])
+    start = 0
+    for weight in weights:
+        weight.data = flat[start : start + weight.numel()].view_as(weight)
+        start += weight.numel()
+
+
+def test_weights_that_are_views_of_one_buffer_are_saved_and_load_back(tmp_path: Path) -> None:
+    """A char_lstm trained on CUDA could not be saved: its weights are views of cuDNN's flat buffer and
+    safetensors' save_model refused them ("None is covering the entire storage"), seen on an H200."""
+    from safetensors.torch import load_model
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.LSTM(4, 3, num_layers=2))
+    _flattened_like_cudnn(model[1])
+    expected = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+    save_module_safetensors(model, tmp_path / "model.safetensors")
+
+    fresh = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.LSTM(4, 3, num_layers=2))
+    load_model(fresh, str(tmp_path / "model.safetensors"))
+    assert fresh.state_dict().keys() == expected.keys()
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    # the model being trained is left as it was (still one flat buffer)
+    storages = {w.untyped_storage().data_ptr() for w in model[1].parameters()}
+    assert len(storages) == 1
+
+
+def test_tied_weights_stay_stored_once_beside_views_of_one_buffer(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    model = torch.nn.Sequential(
+        torch.nn.Embedding(6, 4), torch.nn.LSTM(4, 4), torch.nn.Linear(4, 6, bias=False)
+    )
+    model[2].weight = model[0].weight  # tied, as a language model's input and output embeddings
+    _flattened_like_cudnn(model[1])
+
+    save_module_safetensors(model, tmp_path / "model.safetensors")
+
+    with safe_open(str(tmp_path / "model.safetensors"), framework="pt") as stored:
+        keys = set(stored.keys())
+    assert len(keys & {"0.weight", "2.weight"}) == 1
+    assert {"1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0", "1.bias_hh_l0"} <= keys

@@ -44,11 +44,39 @@ def save_module_safetensors(
     model: torch.nn.Module, path: Path | str, *, metadata: Mapping[str, str] | None = None
 ) -> None:
     """Write `model`'s state dict to `path` as safetensors, atomically; tensors the model shares (T5's tied
-    embeddings) are stored once, as `safetensors.torch.save_model` does (`load_model` restores them)."""
+    embeddings) are stored once, as `safetensors.torch.save_model` does (`load_model` restores them).
+    Weights that are different views of one buffer (an LSTM's or GRU's on CUDA: cuDNN moves them into one
+    flat buffer) are written from a copy in which each has memory of its own: `save_model` can only store
+    one tensor per buffer and refuses them ("None is covering the entire storage")."""
     from safetensors.torch import save_model
 
     plain = None if metadata is None else dict(metadata)
-    atomic_write_with(path, lambda tmp: save_model(model, str(tmp), metadata=plain))
+    saved = _with_own_memory(model)
+    atomic_write_with(path, lambda tmp: save_model(saved, str(tmp), metadata=plain))
+
+
+def _with_own_memory(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` itself, or, when some of its weights are distinct views of one buffer, a copy in which each of
+    those has its own memory (the same tensor under two names, tied weights, stays one tensor)."""
+    import copy
+
+    state = model.state_dict(keep_vars=True)
+    views: dict[tuple[str, int], set[tuple[int, tuple[int, ...], tuple[int, ...]]]] = {}
+    names: dict[tuple[str, int], list[str]] = {}
+    for name, tensor in state.items():
+        if tensor.device.type == "meta" or tensor.numel() == 0:
+            continue
+        buffer = (str(tensor.device), tensor.untyped_storage().data_ptr())
+        views.setdefault(buffer, set()).add((tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride())))
+        names.setdefault(buffer, []).append(name)
+    shared = [name for buffer, found in views.items() if len(found) > 1 for name in names[buffer]]
+    if not shared:
+        return model
+    separate = copy.deepcopy(model)
+    copied = separate.state_dict(keep_vars=True)
+    for name in shared:
+        copied[name].data = copied[name].data.clone()
+    return separate
 
 
 def save_pretrained(saveable: Any, directory: Path | str, **options: Any) -> None:
