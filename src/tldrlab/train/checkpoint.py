@@ -90,6 +90,11 @@ def restore_rng(as_json: dict[str, Any], tensors: dict[str, torch.Tensor]) -> No
     if torch.cuda.is_available():
         cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
         if len(cuda) == torch.cuda.device_count():
+            # A resumed process has seeded (seed_everything) but not yet used CUDA, so torch queues both
+            # the seed and this state for CUDA's lazy start, and runs queued seeds last: the seed would win
+            # and the resumed run would replay the first steps' dropout masks. Starting CUDA here runs the
+            # seed now, and the state below is set at once.
+            torch.cuda.init()
             torch.cuda.set_rng_state_all(cuda)
 
 
