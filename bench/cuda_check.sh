@@ -188,7 +188,7 @@ stage sweep 150 "${TL[@]}" sweep run "$WORK/sweep.yaml" --trials 2 --home "$WORK
 
 # -- 7. the training/evaluation/model tests with CUDA visible (device=auto picks it) ---------------------------
 if [ ! -d ../shared/data ] && [ -f .gpucheck/shared-data.tar.gz ]; then
-  mkdir -p ../shared && tar -xzf .gpucheck/shared-data.tar.gz -C ../shared
+  mkdir -p ../shared/data && tar -xzf .gpucheck/shared-data.tar.gz -C ../shared/data
 fi
 # what is left of DEADLINE (from the start), at most PYTEST_SECONDS; SIGINT first so pytest still writes its
 # report and junit.xml

@@ -8,6 +8,14 @@
 # Settings: GGUF (the bundled model file), DATA (a SciTLDR directory), OUT (results), DEVICE (cuda),
 # PRECISION (bf16), STEPS (750), MINUTES (2), SAMPLES (200), BATCH (8), EVAL_EVERY (50), PY (python3).
 # A CPU dry run: DEVICE=cpu PRECISION=fp32 STEPS=6 MINUTES=3 SAMPLES=4 BATCH=2 EVAL_EVERY=3 ...
+#
+# The GGUF (94 MiB) is larger than one device call may carry (64 MiB), so it travels in two calls while the
+# machine stays warm (30 s between calls): here `head -c 47000000 GGUF > .gguf1/part1; tail -c +47000001 GGUF
+# > .gguf2/part2` (both folders in .git/info/exclude); there `cp .gguf1/part1 /tmp/smol/` (carry .gguf1), then
+# `cat /tmp/smol/part1 .gguf2/part2 > /tmp/smol/SmolLM2-135M-Instruct.Q4_1.gguf` (carry .gguf2), then this
+# script with the wheels (carry .whl and .gpudata, SciTLDR copied from ../shared/data). On an H200 (2026-12-01)
+# training took 166 s (417 steps in the 2-minute budget, model loading and the final evaluation) and the
+# 200-paper dev evaluation more than the 84 s left of a 250 s time box: give the whole script 400 s.
 set -u
 : "${GGUF:?the SmolLM2 .gguf file}" "${DATA:?a SciTLDR directory}" "${OUT:?a folder for the results}"
 DEVICE=${DEVICE:-cuda} PRECISION=${PRECISION:-bf16} STEPS=${STEPS:-750} MINUTES=${MINUTES:-2} SAMPLES=${SAMPLES:-200}
@@ -30,6 +38,9 @@ run=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$
 [ -n "$run" ] || exit 1
 dir=$TLDRLAB_HOME/runs/$run
 cp "$dir/metrics.jsonl" "$dir/log.jsonl" "$dir/manifest.json" "$dir"/plots/*.png "$work/" 2>> "$log"
+# the LoRA adapter (a few MB) comes back too: the dev evaluation can then be redone on the CPU machine if
+# the device's time runs out before it ends (it did, the first time)
+cp -r "$dir/model/adapter" "$work/adapter" 2>> "$log"
 stamp "eval $run on dev, $SAMPLES papers"
 $PY -m tldrlab eval "$run" --split dev --max-samples "$SAMPLES" --max-source-len 320 --max-new-tokens 48 \
     --no-bertscore --json > "$work/eval.json" 2>> "$log"
