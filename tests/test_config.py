@@ -117,9 +117,13 @@ def test_a_home_under_tilde_is_the_users_and_a_blank_home_is_refused(
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("HOME", str(user_home))
     monkeypatch.delenv("TLDRLAB_HOME")
-    (workdir / "tldrlab.toml").write_text('home = "~/tldrlab"\n', encoding="utf-8")
+    monkeypatch.delenv("TLDRLAB_EMBED_CACHE_DIR", raising=False)
+    (workdir / "tldrlab.toml").write_text(
+        'home = "~/tldrlab"\nembed_cache_dir = "~/cache"\n', encoding="utf-8"
+    )
     get_settings.cache_clear()
     assert get_settings().home == user_home / "tldrlab"
+    assert get_settings().embed_cache_dir == user_home / "cache"
     code, _, err = run_captured(["runs", "list"], capsys)
     assert code == 0, err
     assert (user_home / "tldrlab" / "tldrlab.db").is_file() and not (workdir / "~").exists()

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home)
     """Directory for runs, the registry, stores and caches."""
 
-    @field_validator("home", mode="before")
+    @field_validator("home", "embed_cache_dir", mode="before")
     @classmethod
     def _home_directory(cls, value: Any) -> Any:
         # `home = "~/tldrlab"` in tldrlab.toml (or a quoted TLDRLAB_HOME) made a directory named "~" in the
