@@ -74,6 +74,28 @@ def test_a_tokenizer_corpus_that_is_a_directory_is_refused_at_submit(
     assert "is a directory; pass the files inside it" in _refused(client, "tokenizer", {"corpus": ["texts"]})
 
 
+def test_a_training_on_a_directory_without_data_files_is_refused_at_submit(
+    client: TestClient, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train`'s check read the data only for a split the config named: a directory holding no data file
+    (no split named, none detected) was accepted, 202 over the API and a run on the command line, each run
+    failing once it read the data ("the directory holds no data files"), left behind failed."""
+    data = tldrlab_home / "data" / "empty"
+    data.mkdir(parents=True)
+    config = {"model": "char_lstm", "data": {"path": "empty"}, "train": {"max_steps": 1}}
+    assert "holds no data files" in _refused(client, "train", config)
+    (data / "notes.bin").write_bytes(b"\xff\xfe\x00")  # a file, but no data file of any format
+    assert "no data files to detect a format from" in _refused(client, "train", config)
+    (data / "notes.bin").unlink()
+    argv = ["train", "--model", "char_lstm", "--data", str(data), "--train.max-steps", "1"]
+    code, _, err = run_captured([*argv, "--wandb", "disabled"], capsys)
+    assert code != 0 and "holds no data files" in err and "Traceback" not in err, (code, err)
+    assert open_registry().list() == []
+    (data / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    accepted = client.post("/runs", json={"kind": "train", "config": config})
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_the_machine_checks_are_left_to_the_worker(client: TestClient, tldrlab_home: Path) -> None:
     """The command line's check of its own device (`local_check`) is not the API's: a worker elsewhere may
     have the CUDA device the API's machine lacks."""

@@ -338,13 +338,15 @@ class TrainJobConfig(BaseModel):
 
 
 def check_train_data(job: TrainJobConfig) -> None:
-    """Kind `train`'s check before a run is created (command line and API alike): the data is here and has
-    the splits the config names (a split it does not have fails here, not in a run it would leave failed)."""
+    """Kind `train`'s check before a run is created (command line and API alike): the data is here, holds
+    data files and has the splits the config names (a split it does not have fails here, not in a run it
+    would leave failed)."""
     if not Path(job.data.path).exists():
         raise InvalidInputError(f"data not found: {job.data.path}")
-    for split in (job.data.train_split, job.data.val_split):
-        if split:
-            split_files(job.data.path, job.data.format, split)
+    named: list[str | None] = [split for split in (job.data.train_split, job.data.val_split) if split]
+    # no split named: the run reads the whole path, which must hold data (an empty directory was accepted)
+    for split in named or [None]:
+        split_files(job.data.path, job.data.format, split)
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:
