@@ -214,6 +214,8 @@ def _no_control_characters(value: str | None) -> str | None:
     if found := sorted(set(controls)):
         shown = ", ".join(f"U+{ord(c):04X}" for c in found)
         raise ValueError(f"must not contain control characters ({shown})")
+    if value and not value.strip():  # "" is min_length's; " " was recorded as a licence
+        raise ValueError("is blank: give a value or leave it out")
     return value
 
 
