@@ -436,3 +436,22 @@ def test_prune_treats_a_run_and_its_evaluations_as_one(capsys: pytest.CaptureFix
     open_registry().update(running, status="completed")  # its evaluation ended: the run may go now
     prune(policy, kind_names=KIND_NAMES)
     assert not _exists(evaluated) and not _exists(running)
+
+
+def test_prune_keeps_a_run_whose_evaluation_is_among_the_best() -> None:
+    # keep_best ranks every kind's completed runs, evaluations too (by an evaluation's metric, say `loss`):
+    # an evaluation kept as the best of its kind was deleted with its training run all the same (popped from
+    # the pass's kept runs), so keep_best protected no evaluation whose run had aged out
+    trained, other = _run(), _run()
+    best = _evaluation_of(trained)
+    worse = _evaluation_of(other)
+    registry = open_registry()
+    registry.update(best, metrics={"loss": 1.0})
+    registry.update(worse, metrics={"loss": 2.0})
+    policy = POLICY.model_copy(update={"grace_period_s": 0, "keep_best": 1, "metric": "loss"})
+    dry = prune(policy, kind_names=KIND_NAMES, dry_run=True)
+    assert dry.kept[best].startswith("best 1 of evaluate by loss"), dry.as_dict()
+    assert dry.kept[trained] == f"its evaluate run {best} is best 1 of evaluate by loss (1)", dry.as_dict()
+    assert {d.target for d in dry.actions} == {other, worse}, dry.as_dict()
+    prune(policy, kind_names=KIND_NAMES)
+    assert _exists(trained) and _exists(best) and not _exists(other) and not _exists(worse)

@@ -27,7 +27,8 @@ executing them, and requeues them when their worker dies)."""
 
 DERIVED_KINDS = frozenset({"evaluate", "generate", "score"})
 """Kinds (current names) whose runs describe another run, their parent (its evaluations, outputs, scores):
-they keep it alive in no retention pass, go with it when it is deleted, and travel with its export."""
+naming it in their configs keeps it alive in no retention pass (one kept itself, referenced or among the best,
+does), they go with it when it is deleted, and travel with its export."""
 KindNames = Mapping[str, str]
 """Recorded kind name -> its kind's current name (`tldrlab.kinds.kind_names_by_recorded_name()`, which sits
 above this module); a name it lacks (a kind no longer registered) stands for itself."""

@@ -18,8 +18,9 @@ A pass, in order:
    A run recorded under an old kind name (`eval`) counts as a run of its kind (`evaluate`) throughout: the
    callers pass that mapping (`kind_names`) from the kind registry, which sits above this module.
    A run and its evaluations (its children of the `DERIVED_KINDS`: evaluations, generations, scores) are one
-   unit: a run one of them still needs (queued or running, or referenced itself) is kept, and a deleted run
-   takes them with it (rows and directories), so no evaluation is left pointing at a run that is gone.
+   unit: a run one of them still needs (queued or running, referenced itself, or among the `keep_best` of its
+   kind) is kept, and a deleted run takes them with it (rows and directories), so no evaluation is left
+   pointing at a run that is gone.
 2. **Grace period.** A candidate is first *marked* (`cleanup_marked_at`); a later pass deletes it once it
    stayed a candidate for `grace_period_s` (a run that became referenced meanwhile is unmarked). With a grace
    period of 0 it goes at once.
@@ -261,14 +262,20 @@ def best_runs(records: list[RunRecord], policy: RetentionPolicy, kind_names: Kin
     return kept
 
 
-def _unit_blocker(children: list[RunRecord], referenced: dict[str, list[str]]) -> str | None:
-    """Why a run cannot go with its evaluations now (one of them is unfinished or referenced), else None."""
+def _unit_blocker(
+    children: list[RunRecord], referenced: dict[str, list[str]], best: dict[str, str] | None = None
+) -> str | None:
+    """Why a run cannot go with its evaluations now (one of them is unfinished or referenced, or, in a prune
+    pass, among the `best` runs the policy keeps), else None."""
     for child in children:
         if not child.status.finished:
             return f"its {child.kind} run {child.id} is {child.status.value}"
     for child in children:
         if child.id in referenced:
             return f"its {child.kind} run {child.id} is referenced: {'; '.join(referenced[child.id][:3])}"
+    for child in children if best else []:  # deleted with its run, the best evaluation was kept by nothing
+        if best and child.id in best:
+            return f"its {child.kind} run {child.id} is {best[child.id]}"
     return None
 
 
@@ -573,7 +580,7 @@ def prune(
         children = derived_children(record, by_parent.get(record.id, []), kind_names)
         reason = _keep_reason(record, policy, referenced, best, cleanup.now, max_age_s)
         if reason is None:
-            reason = _unit_blocker(children, referenced)
+            reason = _unit_blocker(children, referenced, best)
         if reason is not None:
             cleanup.keep(record, reason)
             kept_here.append(record)
