@@ -385,6 +385,10 @@ class _Loop:
         self.stopped_early = False
         self.progress_bar: Any = None
         self.plotted_at: float | None = None
+        self.clip_params: list[nn.Parameter] = []
+        """The model's parameters in `model.parameters()` order, listed whenever the model is prepared:
+        walking a LoRA model's ~2,500 modules for them cost ~6 ms a step (of ~190 ms on this CPU), host
+        time that a launch-bound GPU step pays in full; the clipped gradients and their order are the same."""
 
     # -- setup / resume -------------------------------------------------------------------------------------
     def setup(self, resume: bool) -> None:
@@ -426,6 +430,7 @@ class _Loop:
         self.peak_flops = peak_flops(accelerator.device, self.precision)
         optimizer = build_optimizer(self.model, config)
         self.model, self.optimizer = accelerator.prepare(self.model, optimizer)
+        self.clip_params = list(self.model.parameters())
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
         if scaler_state is not None and accelerator.scaler is not None:
@@ -470,7 +475,7 @@ class _Loop:
                 loss, n_tokens = self.task.loss(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    accelerator.clip_grad_norm_(self.clip_params, config.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             step_loss += float(loss.detach()) / config.grad_accum_steps
@@ -576,6 +581,7 @@ class _Loop:
                 new_model = decision.model or self.accelerator.unwrap_model(self.model)
                 optimizer = build_optimizer(new_model, self.config)
                 self.model, self.optimizer = self.accelerator.prepare(new_model, optimizer)
+                self.clip_params = list(self.model.parameters())
                 self.model.train()
             self.stopped_early = self.stopped_early or decision.stop
         patience = self.config.early_stopping_patience
