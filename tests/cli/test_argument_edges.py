@@ -101,3 +101,23 @@ def test_a_tilde_path_of_an_unknown_user_is_a_one_line_error(
     code, _, err = run_captured(argv, capsys)  # before: RuntimeError "Could not determine home directory."
     assert code == 2 and err.count("\n") == 1, err
     assert f"cannot expand {NO_USER}: no such user's home directory here" in err, err
+
+
+def test_a_tilde_in_a_path_option_is_the_users_home_not_a_directory_named_tilde(
+    tldrlab_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--out=~/backups/` reaches the program unexpanded (a shell expands ~ at a word's start only): path
+    # options and arguments took it literally: `runs export` wrote into ./~/backups/ where it ran
+    from tldrlab.runs import start_run
+
+    user_home, elsewhere = tmp_path / "me", tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(user_home))
+    monkeypatch.chdir(elsewhere)
+    with start_run("train", {}) as run:
+        (run.artifacts_dir / "weights.bin").write_bytes(b"w")
+    code, out, err = run_captured(["runs", "export", run.id, "--out=~/backups/"], capsys)
+    assert code == 0, err
+    assert (user_home / "backups" / f"{run.id}.tar.gz").is_file() and not (elsewhere / "~").exists(), out
+    code, _, err = run_captured(["runs", "import", "~/backups/missing.tar.gz"], capsys)
+    assert code == 3 and f"no archive at {user_home}/backups/missing.tar.gz" in err, err

@@ -355,14 +355,15 @@ def apply_common(home: Path | None, quiet: bool, verbose: bool, threads: int | N
 def path_parser(name: str) -> Callable[[str], Path]:
     """A typer `parser` for a path option or argument `name`: a blank value is a usage error naming it.
     Click would turn "" into Path(".") before any check could see it, so that `--home ""` quietly meant
-    the working directory and `--config ""` read "config file not found: ."."""
+    the working directory and `--config ""` read "config file not found: .". A leading `~` is the user's home
+    (`expand_user`): a shell leaves `--out=~/backups/` as it is, which named a directory `~` here."""
 
     def path(value: str | Path) -> Path:
         if isinstance(value, Path):  # a default, already a path
             return value
         if not value.strip():
             raise ConfigError(f"{name} is empty: give a path")
-        return Path(value)
+        return expand_user(value)
 
     return path
 
