@@ -312,3 +312,21 @@ def test_an_evaluation_is_found_by_a_prefix_unique_among_the_runs_evaluations(cl
     another = asked("evaluate-px-a9")  # another run's evaluation is not this run's
     assert another.status_code == 404 and another.json()["code"] == "not_found", another.text
     assert "no evaluate request" in another.json()["message"]
+
+
+def test_a_blank_request_id_is_refused_naming_what_it_is(client: TestClient) -> None:
+    # ?evaluation=%20 (and GET /runs/{id}/generate/%20, .../score/%20) answered 400 "the run id is empty:
+    # give a run id", the registry's wording, where the blank is an evaluation's or request's id
+    from tldrlab.runs import start_run
+
+    with start_run("train", {}, run_id="train-blankreq") as parent:
+        pass
+    for url, what in (
+        (f"/runs/{parent.id}/eval?evaluation=%20", "evaluate"),
+        (f"/runs/{parent.id}/generate/%20", "generate"),
+        (f"/runs/{parent.id}/score/%20", "score"),
+    ):
+        refused = client.get(url)
+        body = refused.json()
+        assert refused.status_code == 422 and body["code"] == "invalid_input", (url, refused.text)
+        assert body["message"] == f"the {what} request id is empty: give one or a unique prefix of one", body

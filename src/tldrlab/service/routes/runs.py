@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tldrlab.errors import AmbiguousRunIdError, ConflictError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, ConflictError, InvalidRequestError, NotFoundError
 from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.freeform import RunConfigMap
 from tldrlab.kinds import (
@@ -417,6 +417,8 @@ def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -
 def _child(request: Request, run_id: str, kind: str, request_id: str) -> dict[str, Any]:
     """A request of `kind` of the run by its id or a unique prefix among the run's requests of that kind
     (as run ids are taken elsewhere; several matching is an `ambiguous_run_id` 404, never a guess)."""
+    if not request_id.strip():  # the registry's refusal would call it a run id
+        raise InvalidRequestError(f"the {kind} request id is empty: give one or a unique prefix of one")
     try:
         record = registry(request).find(request_id, parent_id=run_id, kind=recorded_kind_names(kind))
     except AmbiguousRunIdError as exc:
