@@ -367,6 +367,7 @@ _ENTRIES = (
         "A W&B sweep run on Optuna (resumable study); every trial is a queued run.",
         prepare="tldrlab.sweep.storage:check_study",
         study="tldrlab.sweep.storage:study_name",
+        check="tldrlab.sweep.trials:check_sweep_inputs",
         local_check="tldrlab.sweep.runner:check_sweep",
         report="tldrlab.sweep.report:sweep_report",
     ),

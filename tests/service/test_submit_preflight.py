@@ -104,3 +104,26 @@ def test_the_machine_checks_are_left_to_the_worker(client: TestClient, tldrlab_h
     config = {"model": "char_lstm", "data": {"path": "text.txt"}, "train": {"device": "cuda"}}
     accepted = client.post("/runs", json={"kind": "train", "config": config})
     assert accepted.status_code == 202, accepted.text
+
+
+def test_a_sweep_whose_trials_would_find_no_data_is_refused_at_submit(
+    client: TestClient, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep's own check (its trials' inputs) was the command line's alone (`local_check`, which also checks
+    the device): over the API a sweep on a directory without data files was accepted (202) and each of its
+    trials then failed; the command line refused the same sweep."""
+    data = tldrlab_home / "data" / "empty"
+    data.mkdir(parents=True)
+    sweep = {
+        "name": "empty-data",
+        "program": "tldrlab.train",
+        "method": "random",
+        "run_cap": 2,
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "parameters": {"train.lr": {"values": [0.001, 0.003]}},
+        "config": {"model": "char_lstm", "data": {"path": "empty"}, "train": {"max_steps": 1}},
+    }
+    assert "holds no data files" in _refused(client, "sweep", {"sweep": sweep})
+    (data / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    accepted = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+    assert accepted.status_code == 202, accepted.text

@@ -35,13 +35,13 @@ from tldrlab.data.splits import training_files
 from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, listed_problems
 from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
-from tldrlab.launch import preflight
+from tldrlab.launch import check_inputs, preflight
 from tldrlab.runs.run import Run
 from tldrlab.sweep.command import build_command, run_command
-from tldrlab.sweep.config import TrialConfig
-from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner
+from tldrlab.sweep.config import SweepConfig, TrialConfig
+from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner, representative_params
 from tldrlab.sweep.reporter import Reporter
-from tldrlab.sweep.spec import SweepSpec, apply_overrides, best_follows_metric, parse_sweep
+from tldrlab.sweep.spec import SweepSpec, apply_overrides, best_follows_metric, parse_sweep, resolve_program
 from tldrlab.sweep.storage import RUN_ATTR, SPEC_ATTR, mark_worker, open_storage, resolve_storage_url
 from tldrlab.targets import load_target
 from tldrlab.tokenizers import train_tokenizer
@@ -227,11 +227,18 @@ class TrialProgram:
         return fn(spec, params)  # type: ignore[no-any-return]
 
     def check(self, spec: SweepSpec, params: dict[str, Any]) -> None:
+        """The command line's check before any trial: the program's own, else its kind's `preflight` (what a
+        trial reads, and this machine's device and precision)."""
         if self.check_fn is None:
             preflight(self.kind, self.config(spec, params))
             return
         fn = load_target(self.check_fn) if isinstance(self.check_fn, str) else self.check_fn
         fn(spec, params)
+
+    def check_inputs(self, spec: SweepSpec, params: dict[str, Any]) -> None:
+        """What a trial would read is there (its kind's `launch.check_inputs`): the part of `check` every
+        front end makes, the API's submit too, where the machine's checks are left to the worker."""
+        check_inputs(self.kind, self.config(spec, params))
 
 
 TRIAL_PROGRAMS: dict[str, TrialProgram] = {
@@ -244,3 +251,12 @@ TRIAL_PROGRAMS: dict[str, TrialProgram] = {
     "command": TrialProgram("trial", _command_config, lambda spec, params: None),
 }
 """spec.kind -> how its trials run (each trial is a queued run of `kind`, tagged with its study and trial)."""
+
+
+def check_sweep_inputs(config: SweepConfig) -> None:
+    """Kind `sweep`'s check on every front end: its program's trials would find what they read (a training's
+    data, a prepared ELM directory). Over the API a sweep on an empty data directory was accepted and each of
+    its trials then failed; the command line refused it (`runner.check_sweep`, its `local_check`)."""
+    spec = parse_sweep(config.sweep, source=config.source)
+    resolve_program(spec)
+    TRIAL_PROGRAMS[spec.kind].check_inputs(spec, representative_params(spec))
