@@ -31,6 +31,10 @@ BLANK_COMMANDS = [
     (["runs", "export", "some-run", "--out", ""], "--out is empty: give a path"),
     (["runs", "import", ""], "ARCHIVE is empty: give a path"),
     (["models", "import", ""], "source"),
+    # the data commands' options mark their path as the run configs' do (it was a not_found, exit 3)
+    (["data", "inspect", " "], "path: is empty: give a file or directory"),
+    (["data", "inspect", ""], "path: is empty: give a file or directory"),
+    (["data", "register", " "], "path: is empty: give a file or directory"),
 ]
 
 

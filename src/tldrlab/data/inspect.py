@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,7 @@ from tldrlab.data.readers import (
 )
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.threads import Thread
+from tldrlab.pathmarks import InputPath
 from tldrlab.report import Column, Report, Table, number_text
 
 
@@ -90,7 +91,7 @@ class InspectOptions(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
-    path: str = Field(min_length=1)
+    path: Annotated[str, InputPath()]
     """A data file or a data-set directory."""
     format: ReaderFormat = None
     """Format name (detected when omitted; see `tldrlab data formats`)."""

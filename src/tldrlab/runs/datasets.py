@@ -34,6 +34,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from tldrlab.choices import OneOf
 from tldrlab.config import Settings, expand_user, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.pathmarks import InputPath
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.db import Database, connect, migrate
@@ -241,7 +242,7 @@ class RegisterTarget(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
-    path: str = Field(min_length=1)
+    path: Annotated[str, InputPath()]
     """A data file or a data-set directory (registered where it is)."""
     name: str | None = Field(None, min_length=1, max_length=200)
     """A name for it (default: the file or directory name)."""

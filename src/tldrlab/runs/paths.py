@@ -26,11 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, GetCoreSchemaHandler
-from pydantic_core import CoreSchema, core_schema
+from pydantic import BaseModel, Field
 
 from tldrlab.choices import OneOf
 from tldrlab.config import WANDB_MODES
+from tldrlab.pathmarks import InputPath as InputPath
+from tldrlab.pathmarks import ModelRef as ModelRef
+from tldrlab.pathmarks import OutputPath as OutputPath
 
 WandbMode = Annotated[str | None, OneOf("wandb mode", WANDB_MODES)]
 """A config's Weights & Biases mode (None: the environment's, else the `wandb_mode` setting): an unknown one
@@ -41,46 +43,6 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 """A config's random seed: 0 to 2**32 - 1, what NumPy's and Optuna's seeding take; larger values overflowed
 torch's 64-bit generators (the loop seeds each epoch's order with `seed * 100_003 + epoch`), so a run failed
 after it had started."""
-
-
-class _NotBlank:
-    """A path-like marker also validates its field: a blank value (empty or only whitespace) is refused,
-    naming the field, wherever the config comes from (flags, a config file, an API body). Path("") is
-    Path("."), so an empty path would otherwise quietly mean the working directory (the server's, over
-    the API) and fail far from its cause ("no saved model in /home/me")."""
-
-    wanted = "a path"
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self._check, handler(source))
-
-    def _check(self, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError(f"is empty: give {self.wanted}")
-        return value
-
-
-@dataclass(frozen=True)
-class InputPath(_NotBlank):
-    """A file or directory the run reads."""
-
-    wanted = "a file or directory"
-
-
-@dataclass(frozen=True)
-class OutputPath(_NotBlank):
-    """A file or directory the run writes."""
-
-    wanted = "a file or directory to write (or leave it unset)"
-
-
-@dataclass(frozen=True)
-class ModelRef(_NotBlank):
-    """A model reference (`tldrlab.models.resolve.resolve_model_ref`): a name, a run id or a path; `keep`
-    lists special values the field also takes (`scratch`), passed through as they are."""
-
-    keep: tuple[str, ...] = ()
-    wanted = "a model directory, a model name or a run id"
 
 
 @dataclass(frozen=True)
