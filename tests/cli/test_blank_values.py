@@ -35,6 +35,11 @@ BLANK_COMMANDS = [
     (["data", "inspect", " "], "path: is empty: give a file or directory"),
     (["data", "inspect", ""], "path: is empty: give a file or directory"),
     (["data", "register", " "], "path: is empty: give a file or directory"),
+    # a blank listing filter was read as no filter (every run listed)
+    (["runs", "list", "--kind", ""], "kind: is empty: give a value or leave the filter out"),
+    (["runs", "list", "--kind", " "], "kind: is empty"),
+    (["runs", "list", "--parent", ""], "parent_id: is empty: give a value or leave the filter out"),
+    (["runs", "list", "--parent", " "], "parent_id: is empty"),
 ]
 
 

@@ -330,3 +330,17 @@ def test_a_blank_request_id_is_refused_naming_what_it_is(client: TestClient) -> 
         body = refused.json()
         assert refused.status_code == 422 and body["code"] == "invalid_input", (url, refused.text)
         assert body["message"] == f"the {what} request id is empty: give one or a unique prefix of one", body
+
+
+@pytest.mark.parametrize("params", [{"kind": ""}, {"kind": " "}, {"parent_id": ""}, {"parent_id": " "}])
+def test_a_blank_listing_filter_is_a_422_not_no_filter(client: TestClient, params: dict[str, str]) -> None:
+    # GET /runs?kind= listed every run: a blank kind was read as no kind given
+    from tldrlab.runs import start_run
+
+    with start_run("smoke", {}, run_id="smoke-blankfilter"):
+        pass
+    refused = client.get("/runs", params=params)
+    body = refused.json()
+    assert refused.status_code == 422 and body["code"] == "invalid_input", refused.text
+    (name,) = params
+    assert f"{name}: is empty: give a value or leave the filter out" in body["message"], body

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
@@ -206,13 +206,22 @@ class RunQuery(BaseModel):
     """Only runs of this kind (train, tokenizer, ingest, ...)."""
     status: RunStatus | None = None
     """Only runs in this status."""
-    parent_id: str | None = Field(None, min_length=1, max_length=200)
+    parent_id: str | None = Field(None, max_length=200)
     """Only the runs this run started (a training run's evaluations, a sweep's trials): its id or a unique
     prefix of it."""
     limit: int = Field(50, ge=1, le=1000)
     """How many runs, newest first."""
     offset: int = Field(0, ge=0, le=10**9)
     """Skip this many of the newest runs first (paging)."""
+
+    @field_validator("kind", "parent_id")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        # a blank filter was read as no filter (`--kind ''`, `GET /runs?kind=` listed every run): a value
+        # given is a filter, and a blank one filters nothing a user could mean
+        if value is not None and not value.strip():
+            raise ValueError("is empty: give a value or leave the filter out")
+        return value
 
 
 class RunRegistry:
