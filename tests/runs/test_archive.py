@@ -366,3 +366,45 @@ def test_a_runs_evaluations_travel_with_it_checked_and_under_their_ids(tmp_path:
     assert import_run(exported.path).id == trained.id
     assert {r.id: _row(r) for r in open_registry().list(limit=None)} == rows
     assert sorted(r.id for r in open_registry().list(parent_id=trained.id)) == children
+
+
+def test_a_failed_evaluation_import_takes_back_the_cleaned_runs_restored_directory(tmp_path: Path) -> None:
+    """A version-2 import into a run whose directory retention cleaned (uploaded, row kept) restores that
+    directory first; when one of its evaluations then cannot be placed, the restored directory stayed and
+    the row read as not cleaned. Here the evaluation's id names a directory already in the runs directory
+    with no registry row (put there by hand or copied from another machine): the import's check reads the
+    registry only, so it passes, and the evaluation's placement is what fails."""
+    from tldrlab.kinds import kind_names_by_recorded_name
+    from tldrlab.runs import start_run
+    from tldrlab.runs.retention import remove_run
+
+    names = kind_names_by_recorded_name()
+    registry = open_registry()
+    with start_run("train", {}) as trained:
+        (trained.dir / "model").mkdir()
+        (trained.dir / "model" / "config.json").write_text("{}")
+    with start_run("evaluate", {"model_run": trained.id}, parent_id=trained.id) as evaluation:
+        (evaluation.artifacts_dir / "result.json").write_text(json.dumps({"metrics": {"loss": 1.0}}))
+    exported = export_run(trained.id, tmp_path / "whole.tar.gz", with_evaluations=names)
+    assert exported.evaluations == (evaluation.id,)
+    upload_run(trained.id)  # as a worker with upload_runs does, then retention cleans the run's directory
+    remove_run(registry.get(trained.id), registry, keep_row=True)
+    cleaned = registry.get(trained.id)
+    assert cleaned.cleaned_at is not None and not Path(cleaned.run_dir).exists()
+    remove_run(registry.get(evaluation.id), registry, keep_row=False)
+    stray = Path(evaluation.dir)
+    stray.mkdir()
+    (stray / "notes.txt").write_text("not the evaluation")
+
+    with pytest.raises(ConflictError, match=f"{evaluation.id} already exists in the runs directory"):
+        import_run(exported.path)
+    after = registry.get(trained.id)
+    assert not Path(after.run_dir).exists(), "the run's restored directory was left behind"
+    assert (after.cleaned_at, after.cleanup_marked_at) == (cleaned.cleaned_at, cleaned.cleanup_marked_at)
+    assert [r.id for r in registry.list(limit=None)] == [trained.id]
+    assert (stray / "notes.txt").read_text() == "not the evaluation"  # not the import's to remove
+
+    shutil.rmtree(stray)  # once the directory is out of the way, the same archive imports whole
+    assert import_run(exported.path).id == trained.id
+    assert registry.get(trained.id).cleaned_at is None and Path(after.run_dir).is_dir()
+    assert [r.id for r in registry.list(parent_id=trained.id)] == [evaluation.id]

@@ -526,25 +526,20 @@ def import_archive(
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging) as folder:
         inner = _extract_nested(archive, missing, run_id, Path(folder))
-        _, created = _import_one(archive, index, row, run_id, settings, registry)
-        restored: list[str] = []
-        new: list[str] = []
+        # what each import changed, to undo on a later failure: a new row goes with its directory; a cleaned
+        # row's restored directory goes and the row is marked cleaned again, as it was
+        done = [_import_one(archive, index, row, run_id, settings, registry)]
         try:
             for child_id, path in inner:
                 child_index = read_index(path)
-                _, child_new = _import_one(
-                    path, child_index, dict(child_index["run"]), child_id, settings, registry
+                done.append(
+                    _import_one(path, child_index, dict(child_index["run"]), child_id, settings, registry)
                 )
-                restored.append(child_id)
-                if child_new:
-                    new.append(child_id)
         except BaseException:
-            for child_id in new:
-                _forget(registry, child_id)
-            if created:
-                _forget(registry, run_id)
+            for record, before in reversed(done):
+                _undo(registry, record, before)
             raise
-    return ImportedRun(record=registry.get(run_id), evaluations=tuple(restored))
+    return ImportedRun(record=registry.get(run_id), evaluations=tuple(record.id for record, _ in done[1:]))
 
 
 def _usable_id(run_id: str) -> bool:
@@ -626,8 +621,8 @@ def _import_one(
     run_id: str,
     settings: Settings,
     registry: RunRegistry,
-) -> tuple[RunRecord, bool]:
-    """Place and register the archive's run (the run alone); True when its row is new."""
+) -> tuple[RunRecord, RunRecord | None]:
+    """Place and register the archive's run (the run alone); the registry's row before (None: it is new)."""
     try:
         existing: RunRecord | None = registry.get(run_id)
     except NotFoundError:
@@ -639,7 +634,7 @@ def _import_one(
             _place(archive, index, Path(existing.run_dir))
             registry.update(run_id, cleaned_at=None, cleanup_marked_at=None)
             _rewrite_archive_note(registry.get(run_id))
-            return registry.get(run_id), False
+            return registry.get(run_id), existing
         target = settings.runs_dir / run_id
         _place(archive, index, target)
         record = _record_from(row, target)
@@ -648,7 +643,17 @@ def _import_one(
         except Exception:
             shutil.rmtree(target, ignore_errors=True)
             raise
-    return registry.get(run_id), True
+    return registry.get(run_id), None
+
+
+def _undo(registry: RunRegistry, record: RunRecord, before: RunRecord | None) -> None:
+    """Undo one run's import: a new run is forgotten; a cleaned run's restored directory goes and its row
+    is marked cleaned again (its archive in the file store still restores it)."""
+    if before is None:
+        _forget(registry, record.id)
+        return
+    shutil.rmtree(record.run_dir, ignore_errors=True)
+    registry.update(record.id, cleaned_at=before.cleaned_at, cleanup_marked_at=before.cleanup_marked_at)
 
 
 def _forget(registry: RunRegistry, run_id: str) -> None:
