@@ -4,10 +4,11 @@ Each `tldrlab ...` (and `make ...`) line of a fenced code block, and each `Examp
 generated docs/cli.md, is
 
 1. parsed by the real command line (the command exists, every option exists, every value converts), and
-2. run, in order, at tiny size, in one home: the commands really do what the docs say they do. The working
-   directory holds tiny copies of the data sets at the paths the docs use (`../shared/data/...`), and the
-   files the examples name (`thread.json`, `news.csv`, `job.yaml` from docs/training.md, ...); sizes are
-   clamped (`--max-steps 2`, ...); placeholders (`RUN`, `<run>`, `CORPUS...`) become the runs made before.
+2. run at tiny size, each its own test case, in one home per test process: the commands really do what the
+   docs say they do. The working directory holds tiny copies of the data sets at the paths the docs use
+   (`../shared/data/...`), and the files the examples name (`thread.json`, `news.csv`, `job.yaml` from
+   docs/training.md, ...); sizes are clamped (`--max-steps 2`, ...); placeholders (`RUN`, `<run>`,
+   `CORPUS...`) become the runs the docs' earlier examples made (run first in that home when not run yet).
 
 Beyond the examples, every command line a page *mentions* (inline code in the prose and tables, the
 `[optional]` parts of fenced lines) names commands and options the command line has, and so does every
@@ -605,41 +606,115 @@ def _tiny(argv: list[str], runs: dict[str, str]) -> list[str]:
     return out
 
 
-def _remember(runs: dict[str, str]) -> None:
+RUN_ORDER = [
+    "docs/training.md",
+    "docs/models.md",
+    "docs/scale-out.md",
+    "docs/formats.md",
+    "docs/digest.md",
+    "docs/sweeps.md",
+    "docs/service.md",
+    "README.md",
+]
+RUNNABLE = [e for file in RUN_ORDER for e in EXAMPLES if e.file == file and not_run_reason(e) is None]
+
+
+def _example_id(example: Example) -> str:
+    return f"{example.file}:{example.line}"
+
+
+def _producer(file: str, test: Any, *, last: bool = False) -> Example:
+    found = [e for e in RUNNABLE if e.file == file and test(e.argv)]
+    assert found, f"{file} lost the example whose run the later examples use"
+    return found[-1] if last else found[0]
+
+
+# What a placeholder stands for, and the example that makes it: the run the examples met when they all ran in
+# document order in one home (the newest completed T5 training of docs/training.md, the first tokenizer run of
+# docs/models.md), and the beer dump ingested before any `digest` / `highlights` of thread 5 (or of a file).
+SEQ2SEQ = _producer(
+    "docs/training.md",
+    lambda argv: argv[:1] == ("train",) and "t5" in argv and "--config" not in argv,
+    last=True,
+)
+TOKENIZER = _producer("docs/models.md", lambda argv: argv[:2] == ("tokenizer", "train"))
+INGEST = _producer("docs/digest.md", lambda argv: argv[:1] == ("ingest",))
+
+
+def _needs(example: Example) -> list[tuple[str, Example]]:
+    words = set(example.argv)
+    needs = []
+    if words & {"RUN", "train-20260101"} or any("<run>" in word for word in example.argv):
+        needs.append(("seq2seq", SEQ2SEQ))
+    if "tokenizer-2026" in words:
+        needs.append(("tokenizer", TOKENIZER))
+    if example.argv[:1] in (("digest",), ("highlights",)):
+        needs.append(("ingest", INGEST))
+    return needs
+
+
+@dataclass
+class ExampleHome:
+    """One home and working directory for the examples a worker process runs, and what they made there."""
+
+    root: Path
+    runs: dict[str, str]
+    """placeholder -> the run id standing for it"""
+    made: dict[Example, list[tuple[str, str]]]
+    """example -> the (kind, id) of each completed run it made (each example runs once here)"""
+
+
+@pytest.fixture(scope="session")
+def example_home(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> ExampleHome:
+    root = tmp_path_factory.mktemp("doc-examples")
+    _tiny_shared_data(root, shared_data)
+    (root / "work").mkdir()
+    _example_files(root / "work", shared_data)
+    return ExampleHome(root, {}, {})
+
+
+def _run_example(example: Example, home: ExampleHome, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run one example in the shared home (its placeholders made first), and check it worked."""
+    for placeholder, producer in _needs(example):
+        if producer not in home.made:
+            _run_example(producer, home, capsys)
+        if placeholder != "ingest":
+            kind = "train" if placeholder == "seq2seq" else placeholder
+            made = [run for made_kind, run in home.made[producer] if made_kind == kind]
+            assert len(made) == 1, f"{producer}: made the completed {kind} runs {made}, expected one"
+            home.runs[placeholder] = made[0]
     registry = open_registry()
-    trains = registry.list(kind="train", limit=1000)
-    if trains:
-        runs.setdefault("first_train", trains[-1].id)
-    t5 = [r for r in trains if r.config.get("model") == "t5" and r.status.value == "completed"]
-    if t5:
-        runs["seq2seq"] = t5[0].id
-    tokenizers = registry.list(kind="tokenizer", limit=1000)
-    if tokenizers:
-        runs.setdefault("tokenizer", tokenizers[-1].id)
+    before = {run.id for run in registry.list(limit=None, with_config=False)}
+    argv = ["demo"] if example.make and example.argv == ("demo",) else _tiny(list(example.argv), home.runs)
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, f"{example}\n  ran: tldrlab {shlex.join(argv)}\n{err[-3000:]}"
+    assert out.strip() or err.strip(), f"{example}: printed nothing"
+    after = registry.list(limit=None, with_config=False)
+    home.made[example] = [
+        (run.kind, run.id) for run in after if run.id not in before and run.status.value == "completed"
+    ]
+
+
+def test_every_runnable_example_has_its_place() -> None:
+    unplaced = sorted({e.file for e in EXAMPLES if not_run_reason(e) is None} - set(RUN_ORDER))
+    assert not unplaced, f"examples in {unplaced}: make them runnable here or list them in NOT_RUN"
+    assert len(RUNNABLE) >= 30, [str(e) for e in RUNNABLE]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", RUNNABLE, ids=_example_id)
 def test_every_runnable_example_runs_at_tiny_size(
-    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    example: Example,
+    example_home: ExampleHome,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _tiny_shared_data(tmp_path, shared_data)
-    cwd = tmp_path / "work"
-    cwd.mkdir()
-    _example_files(cwd, shared_data)
-    monkeypatch.chdir(cwd)
+    """Each example its own case (xdist spreads them over the workers); the runs an example names are made
+    first in the worker's home by the examples that make them in the docs."""
+    from tldrlab.config import get_settings
+
+    monkeypatch.setenv("TLDRLAB_HOME", str(example_home.root / "home"))
+    get_settings.cache_clear()
+    monkeypatch.chdir(example_home.root / "work")
     monkeypatch.setenv("COLUMNS", "100")
-    order = ["docs/training.md", "docs/models.md", "docs/scale-out.md", "docs/formats.md", "docs/digest.md"]
-    runnable = [e for e in EXAMPLES if not_run_reason(e) is None]
-    unplaced = sorted({e.file for e in runnable} - {*order, "README.md", "docs/sweeps.md", "docs/service.md"})
-    assert not unplaced, f"examples in {unplaced}: make them runnable here or list them in NOT_RUN"
-    runs: dict[str, str] = {}
-    ran = []
-    for file in [*order, "docs/sweeps.md", "docs/service.md", "README.md"]:
-        for example in [e for e in runnable if e.file == file]:
-            argv = ["demo"] if example.make and example.argv == ("demo",) else _tiny(list(example.argv), runs)
-            code, out, err = run_captured(argv, capsys)
-            assert code == 0, f"{example}\n  ran: tldrlab {shlex.join(argv)}\n{err[-3000:]}"
-            assert out.strip() or err.strip(), f"{example}: printed nothing"
-            ran.append(example)
-            _remember(runs)
-    assert len(ran) >= 30, [str(e) for e in ran]
+    _run_example(example, example_home, capsys)
