@@ -40,6 +40,9 @@ BLANK_COMMANDS = [
     (["runs", "list", "--kind", " "], "kind: is empty"),
     (["runs", "list", "--parent", ""], "parent_id: is empty: give a value or leave the filter out"),
     (["runs", "list", "--parent", " "], "parent_id: is empty"),
+    # a list option's blank value was dropped: `runs prune --kind ''` read as no kinds (every kind pruned)
+    (["runs", "prune", "--kind", "", "--dry-run"], "--kind is empty: give a value (or [] for none)"),
+    (["runs", "prune", "--kind", " , ", "--dry-run"], "--kind is empty"),
 ]
 
 

@@ -89,7 +89,7 @@ def test_same_config_same_numbers(shared_data: Path) -> None:
     ("args", "message"),
     [
         (["--arms", "baseline,nope"], "unknown arm 'nope'; choose one of baseline, compressed"),
-        (["--arms", ""], "give at least one arm and one seed"),
+        (["--arms", "[]"], "give at least one arm and one seed"),  # (a blank --arms is refused as blank)
         (["--arms", "compressed"], "add 'baseline'"),
         (["--compression.d-model", "64", "--compression.dec-d-model", "32"], "dec_d_model=32 differs"),
     ],

@@ -268,8 +268,13 @@ def parse_value(flag: Flag, value: Any) -> Any:
         for text in value if isinstance(value, list | tuple) else [value]:
             if text.lstrip().startswith("["):
                 items += _json(flag, text)
+            elif flag.verbatim:
+                items.append(text)
             else:
-                items += [text] if flag.verbatim else [t.strip() for t in text.split(",") if t.strip()]
+                parts = [t.strip() for t in text.split(",") if t.strip()]
+                if not parts:  # dropped, `runs prune --kind ''` read as no kinds: every kind pruned
+                    raise ConfigError(f"{flag.shown} is empty: give a value (or [] for none)")
+                items += parts
         value = items
     elif flag.parse == "json" and isinstance(value, str):
         looks_json = value.strip()[:1] in '[{"' or value.strip() in ("null", "true", "false")
