@@ -36,6 +36,10 @@ def _submitted(client: TestClient, sweep: dict[str, Any]) -> dict[str, Any]:
 def test_an_api_elm_sweep_trial_keeps_the_elm_train_sections_defaults(
     client: TestClient, tldrlab_home: Path
 ) -> None:
+    import torch
+
+    from tldrlab.elm.prepare import write_split
+
     data = tldrlab_home / "data" / "elm"
     data.mkdir(parents=True)
     sweep = {
@@ -45,6 +49,12 @@ def test_an_api_elm_sweep_trial_keeps_the_elm_train_sections_defaults(
         "parameters": {"train.lr": {"values": [1e-3, 2e-3]}},
         "config": {"data": "elm", "train": {"max_steps": 2}},
     }
+    # its trials would find no prepared data: refused at submit, as `tldrlab sweep run` refuses it
+    refused = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+    assert refused.status_code == 422 and "not a prepared ELM data directory" in refused.json()["message"]
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    for split in ("train", "val"):
+        write_split(data, split, [record], torch.zeros(1, 4))
     spec = parse_sweep(_submitted(client, sweep))
     trial = TRIAL_PROGRAMS["elm"].config(spec, {"train.lr": 2e-3})
     assert (trial.train.max_steps, trial.train.batch_size, trial.train.lr) == (2, 8, 2e-3)  # type: ignore[attr-defined]
