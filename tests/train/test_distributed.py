@@ -18,32 +18,26 @@ from tldrlab.runs.run import create_run
 TOY = Path(__file__).with_name("toy.py")
 
 
-@pytest.mark.slow
-def test_two_process_data_parallel_training(tmp_path: Path) -> None:
-    record = create_run("train", {"toy": "ddp"})
-    out = tmp_path / "out"
-    out.mkdir()
+def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --nproc_per_node 2 ARGS` on a free port (torchrun's --master_port 0 does not pick one), one
+    torch thread per rank."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    port = free_port()  # torchrun's --master_port 0 does not pick a free port: find one
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(port),
-            str(TOY),
-            "ddp",
-            record.id,
-            str(out),
-        ],
+    return subprocess.run(
+        [*command, "--master_port", str(free_port()), *args],
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
     )
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_training(tmp_path: Path) -> None:
+    record = create_run("train", {"toy": "ddp"})
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _torchrun(str(TOY), "ddp", record.id, str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = json.loads((out / "rank0.json").read_text())
     r1 = json.loads((out / "rank1.json").read_text())
@@ -75,15 +69,8 @@ def test_documented_torchrun_cli_command_exits_zero_on_every_rank(tmp_path: Path
         env=env,
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(free_port()),
+    proc = _torchrun(
+        *(
             "-m",
             "tldrlab",
             "train",
@@ -93,16 +80,8 @@ def test_documented_torchrun_cli_command_exits_zero_on_every_rank(tmp_path: Path
             str(corpus),
             "--tokenizer",
             str(tokenizer),
-            "--device",
-            "cpu",
-            "--max-steps",
-            "2",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+        ),
+        *("--device", "cpu", "--max-steps", "2", "--quiet"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
