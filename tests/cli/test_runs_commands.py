@@ -17,6 +17,7 @@ from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.config import get_settings
 from tldrlab.launch import launch_run
 from tldrlab.runs import open_registry, start_run
+from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.service.app import create_app
 
 
@@ -249,3 +250,43 @@ def test_an_empty_runs_list_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "no runs match" in out and trained.id not in out, (out, err)
     code, out, err = run_captured(["runs", "list"], capsys)
     assert code == 0 and trained.id in out and "no runs" not in out, (out, err)
+
+
+def test_runs_delete_takes_the_whole_run_id_not_a_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reads take a unique prefix, and so did `runs delete`: `runs delete s` deleted the one run whose id
+    starts with s. Deleting takes the whole id; a prefix is refused in one line naming the runs it starts
+    (so the user can retype one), and nothing is deleted."""
+    registry = open_registry()
+    ids = ["smoke-20260101-000000-aaaaaa", "train-20260101-000000-bbbbbb", "train-20260102-000000-cccccc"]
+    for i, run_id in enumerate(ids):
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "manifest.json").write_text("{}")
+        registry.insert(
+            RunRecord(
+                id=run_id,
+                kind=run_id.split("-")[0],
+                status=RunStatus.COMPLETED,
+                config={},
+                run_dir=str(tmp_path / run_id),
+                created_at=float(i),
+            )
+        )
+    for argv in (["runs", "delete", "s"], ["runs", "delete", ids[0][:-1], "--dry-run"]):
+        code, out, err = run_captured(argv, capsys)
+        (line,) = err.strip().splitlines()
+        assert code == 2 and out == ""
+        refused = f"deleting a run takes a run's whole id, not a prefix: {argv[2]!r} starts {ids[0]}"
+        assert line.endswith(refused)
+    code, _, err = run_captured(["runs", "delete", "train-2026"], capsys)
+    assert code == 2 and err.strip().endswith(f"'train-2026' starts {ids[1]}, {ids[2]}")
+    code, _, err = run_captured(["runs", "delete", "x"], capsys)
+    assert code == 3 and "no run with id 'x'" in err
+    assert [r.id for r in registry.list(limit=None)] == ids[::-1]
+    assert all((tmp_path / run_id).is_dir() for run_id in ids)
+    # reads keep taking a unique prefix
+    code, out, _ = run_captured(["runs", "show", "s"], capsys)
+    assert code == 0 and json.loads(out)["run"]["id"] == ids[0]
+    code, out, _ = run_captured(["runs", "delete", ids[0]], capsys)
+    assert code == 0 and out.startswith(f"deleted run {ids[0]}: ") and not (tmp_path / ids[0]).exists()

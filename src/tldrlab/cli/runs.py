@@ -208,7 +208,9 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
 
 @runs_app.command("delete")
 def delete_command(
-    run_id: str = RUN_ID,
+    run_id: str = typer.Argument(
+        ..., help="The run's whole id (deleting takes no prefix: a prefix is refused, naming its runs)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
     as_json: bool = AS_JSON,
 ) -> None:

@@ -282,18 +282,7 @@ class RunRegistry:
         however many other runs share it."""
         if not prefix.strip():  # "" is a prefix of every id: the only run would be shown, deleted, exported
             raise InvalidInputError("the run id is empty: give a run id or a unique prefix of one")
-        if "\x00" in prefix:  # as in `get`
-            raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
-        # the prefix's own % and _ taken literally: `runs delete %` matched every run, as "" did
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses, params = ["id LIKE ? ESCAPE '\\'"], [escaped + "%"]
-        if parent_id is not None:
-            clauses.append("parent_id = ?")
-            params.append(parent_id)
-        if kind:
-            clauses.append(f"kind IN ({', '.join('?' for _ in kind)})")
-            params.extend(kind)
-        rows = self.db.query(f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY created_at", params)
+        rows = self._starting(prefix, parent_id=parent_id, kind=kind)
         exact = [r for r in rows if r["id"] == prefix]
         if exact:
             return RunRecord.from_row(exact[0])
@@ -304,6 +293,44 @@ class RunRegistry:
         raise AmbiguousRunIdError(
             f"run id prefix {prefix!r} is ambiguous ({len(rows)} runs match)", run_id=prefix
         )
+
+    def find_whole(self, run_id: str, *, doing: str) -> RunRecord:
+        """A run by its whole id, for what cannot be undone (`doing`: "deleting a run"). Reads take a unique
+        prefix (`find`), but a prefix as short as the kind's first letter picks whichever run is alone in
+        starting with it: a prefix is refused here, naming the runs it starts so the user retypes the one
+        meant, as `DELETE /runs/{id}` takes only the whole id."""
+        if not run_id.strip():
+            raise InvalidInputError(f"the run id is empty: {doing} takes a run's whole id")
+        try:
+            return self.get(run_id)
+        except NotFoundError:
+            pass
+        ids = [row["id"] for row in self._starting(run_id)]
+        if not ids:
+            raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        raise InvalidInputError(
+            f"{doing} takes a run's whole id, not a prefix: {run_id!r} starts {shown}",
+            run_id=run_id,
+            matches=ids[:20],
+        )
+
+    def _starting(
+        self, prefix: str, *, parent_id: str | None = None, kind: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows whose id starts with `prefix` (oldest first), among `parent_id`'s children / `kind`."""
+        if "\x00" in prefix:  # no run id holds NUL, and PostgreSQL cannot compare one (as in `get`)
+            return []
+        # the prefix's own % and _ taken literally: `runs delete %` matched every run, as "" did
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses, params = ["id LIKE ? ESCAPE '\\'"], [escaped + "%"]
+        if parent_id is not None:
+            clauses.append("parent_id = ?")
+            params.append(parent_id)
+        if kind:
+            clauses.append(f"kind IN ({', '.join('?' for _ in kind)})")
+            params.extend(kind)
+        return self.db.query(f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY created_at", params)
 
     def list(
         self,

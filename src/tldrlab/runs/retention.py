@@ -644,11 +644,12 @@ def delete_run(
     """Delete one run now with its evaluations (`derived_children`: their directories, their files under
     its `evaluations/`, their registry rows; an archive in the file store stays): refused (ConflictError)
     while it or one of its evaluations is queued or running, or while an alias or another run references it
-    or one of its evaluations. The decision names the evaluations (`children`) and counts their bytes and
-    files with the run's; each deletion is its own cleanup event."""
+    or one of its evaluations. `run_id` is the whole id: a prefix is refused (`RunRegistry.find_whole`).
+    The decision names the evaluations (`children`) and counts their bytes and files with the run's; each
+    deletion is its own cleanup event."""
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
-    record = registry.find(run_id)
+    record = registry.find_whole(run_id, doing="deleting a run")
     if not record.status.finished:
         raise ConflictError(f"run {record.id} is {record.status.value}: cancel it first")
     records = _all_runs(registry)
