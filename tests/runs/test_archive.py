@@ -368,43 +368,99 @@ def test_a_runs_evaluations_travel_with_it_checked_and_under_their_ids(tmp_path:
     assert sorted(r.id for r in open_registry().list(parent_id=trained.id)) == children
 
 
-def test_a_failed_evaluation_import_takes_back_the_cleaned_runs_restored_directory(tmp_path: Path) -> None:
-    """A version-2 import into a run whose directory retention cleaned (uploaded, row kept) restores that
-    directory first; when one of its evaluations then cannot be placed, the restored directory stayed and
-    the row read as not cleaned. Here the evaluation's id names a directory already in the runs directory
-    with no registry row (put there by hand or copied from another machine): the import's check reads the
-    registry only, so it passes, and the evaluation's placement is what fails."""
+def _cleaned_run_with_an_evaluation(tmp_path: Path) -> tuple[RunRecord, RunRecord, Path]:
+    """A train run with one evaluation, exported with it (archive version 2), then uploaded and cleaned by
+    retention (row kept, directory gone), its evaluation deleted: (the cleaned run, the evaluation, the
+    archive)."""
     from tldrlab.kinds import kind_names_by_recorded_name
     from tldrlab.runs import start_run
     from tldrlab.runs.retention import remove_run
 
-    names = kind_names_by_recorded_name()
     registry = open_registry()
     with start_run("train", {}) as trained:
         (trained.dir / "model").mkdir()
         (trained.dir / "model" / "config.json").write_text("{}")
     with start_run("evaluate", {"model_run": trained.id}, parent_id=trained.id) as evaluation:
         (evaluation.artifacts_dir / "result.json").write_text(json.dumps({"metrics": {"loss": 1.0}}))
-    exported = export_run(trained.id, tmp_path / "whole.tar.gz", with_evaluations=names)
+    exported = export_run(
+        trained.id, tmp_path / "whole.tar.gz", with_evaluations=kind_names_by_recorded_name()
+    )
     assert exported.evaluations == (evaluation.id,)
     upload_run(trained.id)  # as a worker with upload_runs does, then retention cleans the run's directory
     remove_run(registry.get(trained.id), registry, keep_row=True)
     cleaned = registry.get(trained.id)
     assert cleaned.cleaned_at is not None and not Path(cleaned.run_dir).exists()
-    remove_run(registry.get(evaluation.id), registry, keep_row=False)
-    stray = Path(evaluation.dir)
+    gone = registry.get(evaluation.id)
+    remove_run(gone, registry, keep_row=False)
+    return cleaned, gone, exported.path
+
+
+def test_a_directory_no_run_records_stops_an_import_before_anything_is_written(tmp_path: Path) -> None:
+    """An evaluation's id naming a directory already in the runs directory with no registry row (put there
+    by hand or copied from another machine) passed the import's checks, which read the registry only: the
+    run was restored and extracted, the evaluation's placement failed, both were taken back, and the error
+    said only "<id> already exists in the runs directory". It is refused before anything is written, saying
+    nothing was imported and what to move; so is such a directory where the run itself goes."""
+    cleaned, evaluation, archive = _cleaned_run_with_an_evaluation(tmp_path)
+    registry = open_registry()
+    stray = Path(evaluation.run_dir)
     stray.mkdir()
     (stray / "notes.txt").write_text("not the evaluation")
 
-    with pytest.raises(ConflictError, match=f"{evaluation.id} already exists in the runs directory"):
-        import_run(exported.path)
-    after = registry.get(trained.id)
+    with pytest.raises(ConflictError) as refused:
+        import_run(archive)
+    assert refused.value.message == (
+        f"{archive}: nothing imported: {stray} is already in the runs directory but no run here records it "
+        f"(the archive's evaluation {evaluation.id} of run {cleaned.id} goes there): move it away, then "
+        "import again"
+    )
+    assert registry.get(cleaned.id) == cleaned and not Path(cleaned.run_dir).exists()
+    assert [r.id for r in registry.list(limit=None)] == [cleaned.id]
+    assert (stray / "notes.txt").read_text() == "not the evaluation"  # not the import's to remove
+    assert not any((get_settings().home / "tmp").iterdir())
+
+    registry.delete(cleaned.id)  # the run itself new here, its place taken by a directory no run records
+    Path(cleaned.run_dir).mkdir()
+    with pytest.raises(ConflictError) as refused:
+        import_run(archive)
+    assert f"nothing imported: {cleaned.run_dir} is " in refused.value.message
+    assert f"(the archive's run {cleaned.id} goes there)" in refused.value.message
+    assert registry.list(limit=None) == [] and not any(Path(cleaned.run_dir).iterdir())
+
+    Path(cleaned.run_dir).rmdir()
+    shutil.rmtree(stray)  # once the directories are out of the way, the same archive imports whole
+    assert import_run(archive).id == cleaned.id
+    assert [r.id for r in registry.list(parent_id=cleaned.id)] == [evaluation.id]
+
+
+def test_a_failed_evaluation_import_takes_back_the_cleaned_runs_restored_directory(tmp_path: Path) -> None:
+    """A version-2 import into a run whose directory retention cleaned (uploaded, row kept) restores that
+    directory first; when one of its evaluations then cannot be placed, the restored directory stayed and
+    the row read as not cleaned. Here the evaluation's own archive matches the sha256 the outer index
+    records, but a file inside it does not match its own index: only its placement finds that."""
+    cleaned, evaluation, archive = _cleaned_run_with_an_evaluation(tmp_path)
+    registry = open_registry()
+    member = f"evaluations/{evaluation.id}.tar.gz"
+    with tarfile.open(archive, "r:gz") as tar:
+        inner = tmp_path / "inner.tar.gz"
+        inner.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+        index = json.loads(tar.extractfile(INDEX).read())  # type: ignore[union-attr]
+    damaged = _rewrite(inner, tmp_path / "damaged-inner.tar.gz", {"run/artifacts/result.json": b"{}"})
+    data = damaged.read_bytes()
+    (entry,) = index["evaluations"]
+    entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    crafted = _rewrite(
+        archive, tmp_path / "crafted.tar.gz", {INDEX: json.dumps(index).encode(), member: data}
+    )
+
+    with pytest.raises(InvalidInputError, match=r"artifacts/result\.json in the archive does not match"):
+        import_run(crafted)
+    after = registry.get(cleaned.id)
     assert not Path(after.run_dir).exists(), "the run's restored directory was left behind"
     assert (after.cleaned_at, after.cleanup_marked_at) == (cleaned.cleaned_at, cleaned.cleanup_marked_at)
-    assert [r.id for r in registry.list(limit=None)] == [trained.id]
-    assert (stray / "notes.txt").read_text() == "not the evaluation"  # not the import's to remove
+    assert [r.id for r in registry.list(limit=None)] == [cleaned.id]
+    assert not Path(evaluation.run_dir).exists()
 
-    shutil.rmtree(stray)  # once the directory is out of the way, the same archive imports whole
-    assert import_run(exported.path).id == trained.id
-    assert registry.get(trained.id).cleaned_at is None and Path(after.run_dir).is_dir()
-    assert [r.id for r in registry.list(parent_id=trained.id)] == [evaluation.id]
+    assert import_run(archive).id == cleaned.id  # the undamaged archive imports whole
+    assert registry.get(cleaned.id).cleaned_at is None and Path(after.run_dir).is_dir()
+    assert [r.id for r in registry.list(parent_id=cleaned.id)] == [evaluation.id]

@@ -16,7 +16,8 @@ renames the directory into place and registers the run: a damaged archive leaves
 `registry.derived_children`; their files under the run's `evaluations/` are the run's own): each is an
 archive of its own, a member `evaluations/<id>.tar.gz` listed in the index (`evaluations`: id, member,
 sha256, size; archive version 2). Import checks them all first (sha256, each one's row naming the run as
-its parent, no other run here holding one of their ids) and restores them with the run under their ids, so
+its parent, no other run here holding one of their ids, no directory that no run records where one of them
+or the run goes) and restores them with the run under their ids, so
 `runs list --parent RUN` and `GET /runs/{id}/eval` find them; one already here with the run is left as it
 is. An upload to the file store packs the run alone (retention cleans a run, not its evaluations).
 
@@ -522,6 +523,7 @@ def import_archive(
             )
         if not Path(here.run_dir).exists():
             missing.append(entry)  # a cleaned evaluation: its directory comes back
+    _refuse_unrecorded_directories(archive, run_id, [e["id"] for e in missing], settings, registry)
     staging = settings.home / "tmp"
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging) as folder:
@@ -540,6 +542,29 @@ def import_archive(
                 _undo(registry, record, before)
             raise
     return ImportedRun(record=registry.get(run_id), evaluations=tuple(record.id for record, _ in done[1:]))
+
+
+def _refuse_unrecorded_directories(
+    archive: Path, run_id: str, evaluation_ids: list[str], settings: Settings, registry: RunRegistry
+) -> None:
+    """ConflictError, before anything is written, when the runs directory already holds a directory where
+    the import would put a run no registry row records (one put there by hand or copied from another
+    machine): found only when that run's placement failed, the import had restored the run, extracted
+    the archive and taken both back, and said only that the directory "already exists". Such a directory
+    is never the import's to replace or remove."""
+    for placed in (run_id, *evaluation_ids):
+        try:
+            registry.get(placed)
+            continue  # recorded: a cleaned run's directory comes back where its row says
+        except NotFoundError:
+            pass
+        path = settings.runs_dir / placed
+        if os.path.lexists(path):
+            what = f"run {run_id}" if placed == run_id else f"evaluation {placed} of run {run_id}"
+            raise ConflictError(
+                f"{archive}: nothing imported: {path} is already in the runs directory but no run here "
+                f"records it (the archive's {what} goes there): move it away, then import again"
+            )
 
 
 def _usable_id(run_id: str) -> bool:
