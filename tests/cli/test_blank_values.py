@@ -30,7 +30,9 @@ BLANK_COMMANDS = [
     (["runs", "delete", ""], "the run id is empty"),
     (["runs", "export", "some-run", "--out", ""], "--out is empty: give a path"),
     (["runs", "import", ""], "ARCHIVE is empty: give a path"),
-    (["models", "import", ""], "source"),
+    # a blank source was refused as "the model reference is empty", naming no argument
+    (["models", "import", ""], "source: is empty: give a model directory, a model name or a run id"),
+    (["models", "import", " "], "source: is empty: give a model directory, a model name or a run id"),
     # the data commands' options mark their path as the run configs' do (it was a not_found, exit 3)
     (["data", "inspect", " "], "path: is empty: give a file or directory"),
     (["data", "inspect", ""], "path: is empty: give a file or directory"),

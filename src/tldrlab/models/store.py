@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
@@ -38,6 +38,7 @@ from tldrlab.models.gguf_reading import gguf_parsed_once
 from tldrlab.models.io import MODEL_MANIFEST, remove_abandoned_writes, save_model
 from tldrlab.models.registry import count_parameters
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
+from tldrlab.pathmarks import ModelRef
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.aliases import alias_target
 from tldrlab.runs.atomic import sha256_file
@@ -90,7 +91,9 @@ class ImportOptions(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
 
-    source: str = Field(min_length=1)
+    # the marker refuses a blank source naming it, "" as " " (a min_length answered "" with pydantic's own
+    # words, and " " reached the resolver, whose "model reference is empty" named no argument)
+    source: Annotated[str, ModelRef()]
     """A .gguf file, a transformers model directory, or `smollm2`."""
     name: str | None = Field(None, min_length=1)
     """Store name (default: from the file name)."""
