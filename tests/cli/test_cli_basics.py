@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -213,3 +214,65 @@ def test_console_script_error_in_a_real_process(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "not valid XML" in result.stderr and str(path) in " ".join(result.stderr.split())
+
+
+def _usage_error(err: str, command: str) -> str:
+    """The message of a usage error printed as one `error [usage] ...` line and one help hint naming
+    `command` (nothing else: no usage line, no blank line), or an AssertionError."""
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    named = re.escape(f" {command}" if command else "")
+    assert re.fullmatch(rf"Try '[^' ]+(?: -m [^' ]+)?{named} --help' for help\.", lines[1]), err
+    assert lines[0].startswith("error [usage] "), err
+    return lines[0].removeprefix("error [usage] ")
+
+
+def test_every_command_answers_an_unknown_option_in_one_line_and_a_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Typer's usage errors printed the usage line, the hint, a blank line and "Error: ...": four lines where
+    every other error is one. Each command, group or not, answers with one line and the hint, exit 2."""
+    for path, _ in _commands():
+        code, out, err = run_captured([*path, "--no-such-flag"], capsys)
+        assert code == 2 and out == "", (path, code, out, err)
+        message = _usage_error(err, " ".join(path))
+        assert message.startswith("No such option: --no-such-flag"), (path, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "message"),
+    [
+        (["runs", "show"], "runs show", "Missing argument 'run_id'."),
+        (["runs", "compare", "--tolerance", "0"], "runs compare", "Missing argument 'IDS'."),
+        (["runs", "nope"], "runs", "No such command 'nope'."),
+        (["models", "import", "x.gguf", "--dtype", "float16"], "models import",
+         "Invalid value for '--dtype': 'float16' is not one of 'float32', 'bfloat16'."),
+        (["--threads", "0", "runs", "list"], "", "Invalid value for --threads: must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_and_a_hint(
+    argv: list[str], command: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_captured(argv, capsys)
+    assert code == 2 and out == ""
+    assert _usage_error(err, command) == message
+
+
+def test_a_usage_error_in_a_real_process_names_the_command_as_typed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tldrlab", "runs", "show"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error [usage] Missing argument 'run_id'.",
+        "Try 'python -m tldrlab runs show --help' for help.",
+    ]
+
+
+def test_a_group_without_a_command_still_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_captured(["runs"], capsys)
+    assert code == 2 and out == "" and "Commands:" in err and "delete" in err

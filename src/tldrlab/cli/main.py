@@ -68,6 +68,20 @@ for name in COMMAND_MODULES:
     importlib.import_module(name).register(app)
 
 
+def _usage_error(exc: typer.TyperException) -> None:
+    """A usage error as every other error reads, one line (`error [usage] Missing argument 'run_id'.`), and
+    one line of where help is: click printed the usage line, the hint, a blank line, then `Error: ...`."""
+    format_message = getattr(exc, "format_message", None)  # "Invalid value for '--dtype': ..."
+    message = " ".join(str(format_message() if callable(format_message) else exc.message).split())
+    # click's UsageError and its kinds carry `ctx`; its other errors (a file it cannot open) are not usage
+    code = "usage" if hasattr(exc, "ctx") else "invalid_input"
+    err_console.print(f"[bold red]error[/] {escape(f'[{code}] {message}')}", highlight=False, soft_wrap=True)
+    ctx = getattr(exc, "ctx", None)  # the command it arose in (none for some, as a missing option value)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        hint = f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help."
+        err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning tldrlab errors and usage errors into a message and their exit code."""
     try:
@@ -103,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         # one of ...", the prefix that tldrlab's own validation messages go without (errors.error_message)
         exc.message = exc.message.removeprefix("Value error, ")
         show = getattr(exc, "show", None)
-        if callable(show):
+        if type(exc).__name__ == "NoArgsIsHelpError" and callable(show):  # `tldrlab runs`: the group's help
             show()
         else:
-            err_console.print(f"error: {escape(exc.message)}", highlight=False)
-        sys.exit(exc.exit_code)
+            _usage_error(exc)
+        sys.exit(getattr(exc, "exit_code", 2))
     if isinstance(code, int) and code:  # typer answers Ctrl-C (130) and ctx.exit(n) with an exit code
         sys.exit(code)
