@@ -11,10 +11,11 @@ import pytest
 from cliutil import run_captured
 
 BLANK_COMMANDS = [
-    (["eval", ""], "model_run"),
+    # "" answered pydantic's "String should have at least 1 character", not what " " says
+    (["eval", ""], "model_run: is empty: give a model directory, a model name or a run id"),
     (["eval", "  "], "model_run: is empty: give a model directory, a model name or a run id"),
-    (["generate", "", "-p", "hi"], "model_run"),
-    (["score", "", "--text", "hi"], "model_run"),
+    (["generate", "", "-p", "hi"], "model_run: is empty: give a model directory, a model name or a run id"),
+    (["score", "", "--text", "hi"], "model_run: is empty: give a model directory, a model name or a run id"),
     (["eval", "some-run", "--data", ""], "data: is empty: give a file or directory"),
     (["generate", "some-run", "--dataset", " "], "dataset: is empty"),
     (["train", "--data", ""], "data.path: is empty: give a file or directory"),

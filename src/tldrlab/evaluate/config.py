@@ -157,7 +157,7 @@ class EvaluateConfig(BaseModel):
         extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
     )
 
-    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
+    model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model is evaluated, or any model reference."""
     data: Annotated[str | None, InputPath()] = None
     """Evaluate on this file or data-set directory instead of the training run's data, or on a registered
@@ -211,7 +211,7 @@ class GenerateConfig(BaseModel):
         extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
     )
 
-    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
+    model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model generates, or any model reference."""
     prompts: list[str] | None = Field(default=None, min_length=1, max_length=64)
     """Inputs: documents to summarise (seq2seq, chat) or text to continue (LM); or give `dataset`."""
@@ -241,7 +241,7 @@ class ScoreConfig(BaseModel):
         extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
     )
 
-    model_run: Annotated[str, ModelRef()] = Field(min_length=1)
+    model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model scores, or any model reference."""
     text: str | None = Field(default=None, min_length=1, max_length=100_000)
     """Text to score (the summary, for seq2seq and chat models); or give `dataset`."""
