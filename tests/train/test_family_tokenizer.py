@@ -15,6 +15,8 @@ from cliutil import run_captured
 from tldrlab.runs import open_registry
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.app import create_app
+from tldrlab.sweep.spec import parse_sweep
+from tldrlab.sweep.trials import share_tokenizer
 
 
 def _printed_tokenizer(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
@@ -64,3 +66,52 @@ def test_char_lstm_trains_a_character_tokenizer_unless_told_otherwise(
     assert submitted.status_code == 202, submitted.text
     shown = client.get(f"/runs/{submitted.json()['id']}").json()["config"]
     assert shown["tokenizer"] == char, json.dumps(shown)
+
+
+def test_a_pretrained_t5_or_gpt2_trains_on_with_its_own_tokenizer(
+    tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`from_pretrained` continues a checkpoint with the tokenizer its embeddings were trained on (a new
+    8000-token BPE vocabulary was trained, so every id named another token), and refuses a checkpoint of
+    another family (a t5 loaded a char_lstm run's directory and failed in its first step with a traceback)."""
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question. Whether tis nobler in the mind.\n" * 40)
+    quick = ["--data", str(text), "--max-steps", "1", "--batch-size", "2", "--block-size", "16"]
+    quick += ["--final-eval.no-enabled", "--wandb", "disabled", "--quiet"]
+    gpt2 = '{"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32}'
+    code, _, err = run_captured(
+        ["train", "--model", "gpt2", "--model-config", gpt2, "--vocab-size", "300", *quick], capsys
+    )
+    assert code == 0, err
+    first = open_registry().list(kind="train")[0]
+    pretrained = json.dumps({"from_pretrained": first.id})
+    code, _, err = run_captured(["train", "--model", "gpt2", "--model-config", pretrained, *quick], capsys)
+    assert code == 0, err
+    second = open_registry().list(kind="train")[0]
+    assert second.id != first.id
+    logged = (Path(second.run_dir) / "log.jsonl").read_text(encoding="utf-8")
+    assert "tokenizer (vocab" not in logged and not (Path(second.run_dir) / "tokenizer").exists(), logged
+    vocab = json.loads((Path(first.run_dir) / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+    saved = json.loads((Path(second.run_dir) / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert saved == vocab
+
+    # a sweep over such a training shares no tokenizer trained anew either (its trials read that one's path)
+    sweep = parse_sweep(
+        {
+            "program": "tldrlab.train",
+            "method": "grid",
+            "metric": {"name": "eval_loss", "goal": "minimize"},
+            "parameters": {"train.lr": {"values": [0.001, 0.01]}},
+            "config": {
+                "model": "gpt2",
+                "model_settings": {"from_pretrained": first.id},
+                "data": {"path": str(text)},
+            },
+        }
+    )
+    assert share_tokenizer(sweep, "pretrained") is None and "path" not in sweep.config.get("tokenizer", {})
+
+    # a checkpoint of another family is refused in one line, naming both
+    code, out, err = run_captured(["train", "--model", "t5", "--model-config", pretrained, *quick], capsys)
+    assert code == 2 and "Traceback" not in out + err, err
+    assert "holds a gpt2 model, not a t5 model" in err and len(err.strip().splitlines()) == 1, err

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from tldrlab.errors import NotFoundError
-from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 
 
 def resolve_dims(sizes: Mapping[str, Mapping[str, int]], config: Any) -> dict[str, int]:
@@ -20,15 +21,57 @@ def resolve_dims(sizes: Mapping[str, Mapping[str, int]], config: Any) -> dict[st
     return dims
 
 
+def is_pretrained(config: Any) -> bool:
+    """Whether a t5 / gpt2 config loads a checkpoint (`from_pretrained`) rather than building a new model."""
+    return bool(config.from_pretrained)
+
+
+def pretrained_tokenizer(config: Any) -> Any:
+    """The tokenizer saved with the checkpoint a t5 / gpt2 config loads (`from_pretrained`): its token ids are
+    the ones the checkpoint's embeddings were trained on, which a tokenizer trained anew would not share."""
+    from tldrlab.tokenizers.load import load_tokenizer
+
+    directory = resolve_model_ref(str(config.from_pretrained)).directory
+    try:
+        return load_tokenizer(directory)
+    except NotFoundError:
+        raise InvalidInputError(
+            f"{directory} (model_settings.from_pretrained) holds no tokenizer to go with its weights: give "
+            "the one it was trained with (--tokenizer DIR)"
+        ) from None
+
+
+def _check_family(resolved: ResolvedModel, model_class: Any) -> None:
+    """InvalidInputError when a directory's config.json names another model type than `model_class`'s (a
+    char_lstm run given to t5's `from_pretrained`): transformers builds such a model with fresh weights, or
+    fails inside its first step."""
+    if resolved.kind != "directory":
+        return
+    try:
+        config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable: loading reports it with the file named
+    found = config.get("model_type") if isinstance(config, dict) else None
+    expected = model_class.config_class.model_type
+    if isinstance(found, str) and found != expected:
+        raise InvalidInputError(
+            f"{resolved.path} holds a {found} model, not a {expected} model: from_pretrained loads a "
+            f"{expected} checkpoint (a {expected} run's model or a transformers {expected} directory)"
+        )
+
+
 def load_pretrained(model_class: Any, path: str, tokenizer: Any) -> Any:
     """`model_class.from_pretrained(path)`, growing the embeddings when the tokenizer has more tokens.
 
     `path` is any model reference (`resolve_model_ref`: a directory, `runs/<run>/model`, a run id, an
-    installed name); anything else goes to transformers as given (a model already in the Hugging Face cache).
+    installed name) holding a model of `model_class`'s type; anything else goes to transformers as given (a
+    model already in the Hugging Face cache).
     """
     args: tuple[str, dict[str, str]] = (path, {})
     with contextlib.suppress(NotFoundError):
-        args = resolve_model_ref(path).from_pretrained_args()
+        resolved = resolve_model_ref(path)
+        _check_family(resolved, model_class)
+        args = resolved.from_pretrained_args()
     model = model_class.from_pretrained(args[0], **args[1])
     if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from tldrlab.choices import unknown_choice
 from tldrlab.errors import ConfigError, validation_problems
-from tldrlab.models import causal_lm, char_lstm_config, gpt2, t5
+from tldrlab.models import causal_lm, char_lstm_config, gpt2, pretrained, t5
 from tldrlab.targets import load_target
 
 Task = Literal["seq2seq", "causal_lm", "chat"]
@@ -43,7 +43,11 @@ class ModelSpec:
     description: str
 
     tokenizer: Callable[[Any], Any] | None = None
-    """config -> the family's own tokenizer (pretrained families); None: a tokenizer is given or trained."""
+    """config -> the model's own tokenizer (pretrained models); None: a tokenizer is given or trained."""
+
+    brings_tokenizer: Callable[[Any], bool] | None = None
+    """config -> whether its model brings its own tokenizer (`tokenizer`), as a t5 or gpt2 `from_pretrained`
+    does; None: whenever `tokenizer` is set (causal_lm always does)."""
 
     export: Callable[[Any, Path], None] | None = None
     """(model, existing directory) -> writes the weights and config.json; None: `save_pretrained`."""
@@ -73,6 +77,8 @@ MODELS: dict[str, ModelSpec] = {
         "seq2seq",
         "transformers T5 encoder-decoder summarizer",
         parameter_count=t5.parameter_count,
+        tokenizer=pretrained.pretrained_tokenizer,
+        brings_tokenizer=pretrained.is_pretrained,
     ),
     "gpt2": ModelSpec(
         gpt2.GPT2ModelConfig,
@@ -80,6 +86,8 @@ MODELS: dict[str, ModelSpec] = {
         "causal_lm",
         "transformers GPT-2 causal LM",
         parameter_count=gpt2.parameter_count,
+        tokenizer=pretrained.pretrained_tokenizer,
+        brings_tokenizer=pretrained.is_pretrained,
     ),
     "char_lstm": ModelSpec(
         char_lstm_config.CharLSTMConfig,

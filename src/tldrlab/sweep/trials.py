@@ -68,13 +68,14 @@ def train_job_config(spec: SweepSpec, params: dict[str, Any]) -> Any:
 def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
     """Train the sweep's tokenizer once (not once per trial) and point the base config at it.
 
-    Skipped when the config names a tokenizer or a parameter changes the tokenizer or the data. Returns the
-    tokenizer directory (<home>/sweeps/<study>/tokenizer) or None.
+    Skipped when the trials train no tokenizer (the config names one, or its model brings its own: a
+    pretrained model's) or a parameter changes the tokenizer or the data. Returns the tokenizer directory
+    (<home>/sweeps/<study>/tokenizer) or None.
     """
     if any(name.startswith(("tokenizer.", "data.")) for name in spec.parameters):
         return None
     job = train_job_config(spec, {})
-    if job.tokenizer.path:
+    if not job.trains_tokenizer():
         return None
     out = get_settings().ensure_home() / "sweeps" / study_name / "tokenizer"
     if not (out / "tokenizer.json").is_file():

@@ -261,7 +261,9 @@ class TrainJobConfig(BaseModel):
     """Training and validation data."""
 
     tokenizer: TokenizerChoice = Field(default_factory=TokenizerChoice)
-    """Tokenizer to use or to train."""
+    """Tokenizer to use or to train. A pretrained model (causal_lm; t5 or gpt2 `from_pretrained`) brings the
+    tokenizer its weights were trained with, used unless `tokenizer.path` names one (`method` and
+    `vocab_size` then train nothing)."""
 
     train: TrainConfig = Field(default_factory=TrainConfig)
     """The loop settings."""
@@ -311,6 +313,17 @@ class TrainJobConfig(BaseModel):
             count = family.parameter_count(settings, self.tokenizer.vocab_size)
             within_budget(count, loc=("model_settings",), title=type(self).__name__)
         return self
+
+    def trains_tokenizer(self) -> bool:
+        """Whether the job trains its tokenizer: not when it names one (`tokenizer.path`), nor when its model
+        brings its own (a pretrained model's)."""
+        if self.tokenizer.path:
+            return False
+        family = model_families()[self.model]
+        if family.tokenizer is None:
+            return True
+        settings = family.config_cls.model_validate(self.model_settings)
+        return family.brings_tokenizer is not None and not family.brings_tokenizer(settings)
 
     @model_validator(mode="after")
     def _best_metric_is_computed(self) -> TrainJobConfig:

@@ -1,8 +1,8 @@
 """The `train` recipe and run kind: train a model (t5, gpt2, char_lstm, ...) from a `TrainJobConfig`.
 
 1. tokenizer: the configured directory, or one trained on the training split into <run_dir>/tokenizer
-   (reused when the run resumes);
-   (a pretrained family such as causal_lm brings its own);
+   (reused when the run resumes); a pretrained model (causal_lm, a t5 / gpt2 `from_pretrained`) brings
+   its own;
 2. model: `tldrlab.models.build_model(name, model_settings, tokenizer)` (the driver has seeded);
 3. task: `build_task` (Seq2SeqTask / CausalLMTask) from the data;
 4. the loop via `run_recipe`, resuming from the run's newest good checkpoint when there is one;
@@ -50,12 +50,12 @@ def parse_job_config(raw: dict[str, Any] | TrainJobConfig) -> TrainJobConfig:
 
 
 def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
-    """The job's tokenizer: loaded from `tokenizer.path`, the pretrained family's own, or trained (once) into
+    """The job's tokenizer: loaded from `tokenizer.path`, the pretrained model's own, or trained (once) into
     <run_dir>/tokenizer."""
     if job.tokenizer.path:
         return load_tokenizer(job.tokenizer.path)
     spec = get_spec(job.model)
-    if spec.tokenizer is not None:
+    if spec.tokenizer is not None and not job.trains_tokenizer():
         return spec.tokenizer(parse_model_config(job.model, job.model_settings))
     if run is None:
         raise ConfigError(
@@ -145,7 +145,7 @@ def check_train(config: TrainJobConfig) -> None:
     distributed launch has a tokenizer every process can read. (The data and its splits are
     `train.config.check_train_data`, which the API's submit runs too; the model family, its settings and its
     size are the config's own validation.)"""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not config.tokenizer.path:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and config.trains_tokenizer():
         raise ConfigError(
             "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
         )
