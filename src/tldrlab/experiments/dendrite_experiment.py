@@ -469,8 +469,9 @@ def _seed_worker(
     return seed
 
 
-def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: Path) -> None:
-    """config.jobs seeds at once; the parent rewrites the results table whenever an arm finishes."""
+def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: Path) -> int:
+    """config.jobs seeds at once; the parent rewrites the results table whenever an arm finishes. Returns how
+    many rows the table it wrote last holds."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     plan = plan_for_share(config.jobs)
@@ -496,6 +497,7 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
             for future in done:
                 future.result()  # a failed seed fails the experiment (its runs say why)
             seen = _publish_rows(run, config, seen)
+    return seen
 
 
 def run_dendrite_experiment(config: ExperimentConfig) -> dict[str, Any]:
@@ -513,14 +515,19 @@ def experiment_job(run: Run, config: ExperimentConfig) -> dict[str, Any]:
     data = load_data(config)
     run.log("dendrite experiment", arms=config.arms, seeds=config.seeds, train_records=len(data.train))
     tokenizer = experiment_tokenizer(config, data, run.dir / "tokenizer")
+    published = [-1]  # rows in the files written last (this process): none yet
+
+    def publish() -> None:
+        published[0] = _publish_rows(run, config, published[0])
+
     if config.jobs > 1 and len(config.seeds) > 1:
-        _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
+        published[0] = _train_seeds_in_parallel(config, run, run.dir / "tokenizer")
     else:
         for seed in config.seeds:
-            train_seed(
-                config, seed, tokenizer, data, run.id, run.dir, on_row=lambda: _publish_rows(run, config)
-            )
-    results = write_results(run.dir, _rows_so_far(run.dir, config), config)
+            train_seed(config, seed, tokenizer, data, run.id, run.dir, on_row=publish)
+    rows = _rows_so_far(run.dir, config)
+    # the files are rewritten only when they lag (a resumed experiment whose rows were all done before)
+    results = write_results(run.dir, rows, config, written=published[0] == len(rows))
     results["run_id"] = run.id
     results["run_dir"] = str(run.dir)
     atomic_write_text(run.dir / "results.json", json.dumps(results, indent=2, default=str))
