@@ -135,3 +135,20 @@ def test_a_model_that_cannot_summarize_is_a_4xx_without_server_paths(tiny_models
     message = answer.json()["message"]
     assert "without a chat template" in message and f"run:{run.id}/model" in message, message
     assert str(get_settings().home) not in message and "digest" not in message, message
+
+
+def test_a_character_lm_is_refused_in_one_line_naming_what_it_is(tiny_models: dict[str, Any]) -> None:
+    # a char_lstm run's model answered transformers' own refusal: several lines saying the model type
+    # "char_lstm" is not recognised and advising `pip install --upgrade transformers`, which cannot help
+    from tldrlab.models import build_model, save_model
+
+    _, tokenizer = tiny_models["chat"]
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = None
+    char_lm = build_model("char_lstm", {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1}, plain)
+    run = model_run(lambda d: save_model(char_lm, plain, d))
+    answer = TestClient(create_app()).post("/summarize", json={"document": DOCS[0], "model": run.id})
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_input", answer.text
+    message = answer.json()["message"]
+    assert "char_lstm" in message and "without a chat template" in message, message
+    assert "pip install" not in message and "\n" not in message, message

@@ -25,8 +25,10 @@ from typing import Any, Literal
 from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.digest.cited_list import token_classes
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
+from tldrlab.models.io import MODEL_MANIFEST, model_name_in
+from tldrlab.models.registry import MODELS, model_task
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
 from tldrlab.models.store import install_bundled
 
@@ -109,6 +111,8 @@ def _load(resolved: ResolvedModel, mtime_ns: int, precision: str) -> LocalModel:
         raise ConfigError(unknown_choice("precision", precision, PRECISIONS))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     kind: ModelKind = "causal"
+    if resolved.kind == "directory":
+        refuse_plain_lm(resolved)
     if resolved.kind == "directory" and is_encoder_decoder(resolved):
         model, tokenizer = load_seq2seq(resolved)
         kind = "seq2seq"
@@ -127,13 +131,33 @@ def _load(resolved: ResolvedModel, mtime_ns: int, precision: str) -> LocalModel:
     return LocalModel(model=model, tokenizer=tokenizer, kind=kind, source=str(resolved.path))
 
 
+def refuse_plain_lm(resolved: ResolvedModel) -> None:
+    """InvalidInputError, before loading anything, for a model directory tldrlab trained as a plain language
+    model (gpt2, char_lstm: no chat template, no encoder). A char_lstm is no transformers model at all, so
+    loading it answered transformers' advice to upgrade itself. (A directory transformers wrote, without
+    tldrlab's manifest, is left to the checks below: its tokenizer may have a chat template.)"""
+    if not (resolved.path / MODEL_MANIFEST).is_file():
+        return
+    try:
+        family = model_name_in(resolved.path)
+    except (InvalidInputError, CheckpointError, KeyError, TypeError, ValueError, OSError):
+        return  # a manifest that does not read: loading reports it
+    if family in MODELS and model_task(family) == "causal_lm":
+        raise InvalidInputError(
+            f"{resolved.path} is a {family} language model without a chat template: summaries prompt a "
+            "causal LM as a chat (use a chat model such as smollm2, a chat fine-tune, or a seq2seq model)"
+        )
+
+
 def is_encoder_decoder(resolved: ResolvedModel) -> bool:
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(str(resolved.path))
     except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"{resolved.path} is not a model transformers can load: {exc}") from exc
+        # transformers' messages run to paragraphs of advice; the first line says what is wrong
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"{resolved.path} is not a model transformers can load: {reason}") from exc
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
