@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tldrlab.choices import choose_one_of, unknown_choice
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import (
     ConfigError,
@@ -50,8 +51,9 @@ from tldrlab.errors import (
     PathNotAllowedError,
     RunCancelledError,
     ServiceUnavailableError,
+    UnknownKindError,
 )
-from tldrlab.kinds import RunKind, get_kind, resolve_execute, validate_config
+from tldrlab.kinds import RunKind, get_kind, resolve_execute, submittable_kinds, validate_config
 from tldrlab.logs import REPORTED_BY_CALLER
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
@@ -118,10 +120,16 @@ def study_of(spec: RunKind, config: BaseModel) -> str | None:
 
 
 def check_submittable(kind: str) -> RunKind:
-    """The kind, if users may submit it (internal child kinds are started by their parent run)."""
-    spec = get_kind(kind)
+    """The kind, if users may submit it; UnknownKindError (422) offering the kinds they may, also for an
+    internal child kind (a sweep's `trial`, an experiment's arm: started by their parent run)."""
+    names = sorted(k.name for k in submittable_kinds())
+    try:
+        spec = get_kind(kind)
+    except UnknownKindError:
+        raise UnknownKindError(unknown_choice("run kind", kind, names), kinds=names) from None
     if not spec.submittable:
-        raise InvalidInputError(f"runs of kind {spec.name!r} are started by their parent run, not submitted")
+        started = f"runs of kind {spec.name!r} are started by their parent run, not submitted"
+        raise UnknownKindError(f"{started}; {choose_one_of(names)}", kinds=names)
     return spec
 
 

@@ -90,6 +90,14 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
     unknown = client.post("/runs", json={"kind": "rm -rf", "config": {}})
     assert unknown.status_code == 422 and "unknown run kind" in unknown.json()["message"]
     assert unknown.json()["code"] == "unknown_kind" and "smoke" in unknown.json()["message"]
+    # the kinds it offers are the ones a client may submit (GET /kinds); it offered `trial` and the other
+    # children of runs, and submitting one was a 400 where every other well-formed but invalid body is a 422
+    submittable = sorted(kind["name"] for kind in client.get("/kinds").json()["kinds"])
+    assert unknown.json()["message"].endswith("choose one of " + ", ".join(submittable)), unknown.text
+    for child in ("trial", "experiment_arm"):
+        refused = client.post("/runs", json={"kind": child, "config": {}})
+        assert refused.status_code == 422 and refused.json()["code"] == "unknown_kind", refused.text
+        assert "started by their parent run" in refused.json()["message"], refused.text
     invalid = client.post("/runs/train", json={"cfg": {}})
     assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_input"
     not_json = client.post("/runs", content=b"{nope", headers={"content-type": "application/json"})
