@@ -26,3 +26,21 @@ def test_plots_from_metrics_jsonl(tmp_path: Path) -> None:
 
 def test_no_metrics_no_plots(tmp_path: Path) -> None:
     assert plot_run_metrics(tmp_path) == []
+
+
+def _pixels_of(path: Path, rgb: tuple[int, int, int]) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return sum(1 for pixel in image.convert("RGB").getdata() if pixel == rgb)
+
+
+def test_a_single_logged_point_is_drawn(tmp_path: Path) -> None:
+    # a run shorter than `log_every` logs its train loss and learning rate once, at its last step: a line
+    # through one point draws nothing, so lr.png was an empty frame and train_loss.png showed only the
+    # evaluations (its legend naming a train loss that was nowhere)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    append_jsonl(run_dir / "metrics.jsonl", {"step": 8, "train_loss": 4.1, "lr": 0.01})
+    written = {p.name: p for p in plot_run_metrics(run_dir)}
+    assert _pixels_of(written["lr.png"], (0x1F, 0x77, 0xB4)) > 10  # matplotlib's first colour, the point

@@ -31,6 +31,12 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[flo
     return xs, ys
 
 
+def _marker(xs: list[float]) -> str | None:
+    """A marker for a series of one point: a line through one point draws nothing (a run shorter than
+    `log_every` logs its train loss and learning rate once, at its end)."""
+    return "o" if len(xs) == 1 else None
+
+
 def _save(fig: Any, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -50,7 +56,7 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: Path, title: str = "") -> 
     xs, ys = _series(rows, "train_loss")
     if xs:
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(xs, ys, label="train loss")
+        ax.plot(xs, ys, marker=_marker(xs), label="train loss")
         ex, ey = _series(rows, "eval_loss")
         if ex:
             ax.plot(ex, ey, "o-", label="eval loss")
@@ -93,7 +99,7 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: Path, title: str = "") -> 
     xs, ys = _series(rows, "lr")
     if xs:
         fig, ax = plt.subplots(figsize=(6, 2.5))
-        ax.plot(xs, ys)
+        ax.plot(xs, ys, marker=_marker(xs))
         ax.set_xlabel("step")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
