@@ -71,3 +71,28 @@ def test_sentences_end_at_the_full_stops_and_question_marks_of_other_scripts() -
         assert [s.index for s in sentences] == list(range(len(expected)))
     # a mark inside a word or a run without a space after it is no sentence end
     assert [s.text for s in split_sentences("Version ۔x is out. Good.")] == ["Version ۔x is out.", "Good."]
+
+
+def test_the_segmenters_spans_are_pysbds_own() -> None:
+    """The segmenter finds pysbd's character spans without compiling a pattern per sentence: on repeated
+    sentences, sentences inside others, other whitespace and text pysbd rewrites, the spans are the ones
+    pysbd's own Segmenter returns."""
+    import pysbd
+
+    from tldrlab.data.sentences import _segmenter_class
+
+    texts = [
+        "Hi. Hi. Hi.",
+        "Hi.  Hi.\n\nHi.\u3000Hi.\u2003 ok!\x1cok!",
+        "It is. It is good. It is.   It is good.",
+        "Dr. Smith went home. e.g. this one. I.V. drip? Yes...  No!",
+        "a.b.c. d\u00a0e. f\tg.\n",
+        "   ",
+        "One.",
+        "Cheers mate!! See you. :) Cheers mate!!",
+    ]
+    theirs = pysbd.Segmenter(language="en", clean=False, char_span=True)
+    ours = _segmenter_class()(language="en", clean=False, char_span=True)
+    for text in texts:
+        expected = [(s.sent, s.start, s.end) for s in theirs.segment(text)]
+        assert [(s.sent, s.start, s.end) for s in ours.segment(text)] == expected, text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -31,12 +32,56 @@ def _segmenter(language: str) -> Any:
     sharing one (two API requests ingesting at once) get each other's sentences, or none."""
     segmenters: dict[str, Any] = _per_thread.__dict__.setdefault("segmenters", {})
     if language not in segmenters:
-        import pysbd
-
         if isinstance(getattr(re, "_MAXCACHE", None), int):  # CPython's cache size (a private knob)
             re._MAXCACHE = max(re._MAXCACHE, REGEX_CACHE_SIZE)  # type: ignore[attr-defined]
-        segmenters[language] = pysbd.Segmenter(language=language, clean=False, char_span=True)
+        segmenters[language] = _segmenter_class()(language=language, clean=False, char_span=True)
     return segmenters[language]
+
+
+@functools.cache
+def _segmenter_class() -> Any:
+    """pysbd's Segmenter with its character spans found by `_char_spans` (the same spans, faster)."""
+    import pysbd
+    from pysbd.utils import TextSpan
+
+    class Segmenter(pysbd.Segmenter):  # type: ignore[misc]
+        def sentences_with_char_spans(self, sentences: list[str]) -> list[Any]:
+            return _char_spans(sentences, self.original_text, TextSpan)
+
+    return Segmenter
+
+
+def _char_spans(sentences: list[str], text: str, span: Any) -> list[Any]:
+    r"""What pysbd's `Segmenter.sentences_with_char_spans` returns, without its regular expressions.
+
+    pysbd compiles `re.escape(sentence) + r"\s*"` for every sentence and takes the first of its
+    non-overlapping matches in the text that ends after the previous sentence's span. Each pattern is new
+    (it holds the sentence): compiling them took a third of segmenting the beer dump (5.4 CPU-s, 3.7 without).
+    A literal followed by `\s*` matches where `str.find` finds the literal, plus the whitespace after it
+    (`\s` is `str.isspace` for str patterns), and the next match is searched from the end of this one: the
+    loop below walks the same matches in the same order.
+    """
+    spans: list[Any] = []
+    prior_end = 0
+    for sentence in sentences:
+        if not sentence:  # the pattern is `\s*` alone, which also matches empty strings: pysbd's own way
+            for match in re.finditer(r"\s*", text):
+                if match.end() > prior_end:
+                    spans.append(span(match.group(), match.start(), match.end()))
+                    prior_end = match.end()
+                    break
+            continue
+        at = text.find(sentence)
+        while at >= 0:
+            end = at + len(sentence)
+            while end < len(text) and text[end].isspace():
+                end += 1
+            if end > prior_end:
+                spans.append(span(text[at:end], at, end))
+                prior_end = end
+                break
+            at = text.find(sentence, end)
+    return spans
 
 
 def split_sentences(text: str, language: str = "en") -> list[Sentence]:
