@@ -70,6 +70,12 @@ def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
             "threads (TLDRLAB_THREADS or tldrlab.toml): Input should be a valid integer",
         ),
         ("TLDRLAB_RETENTION__KEEP_BEST", None, "retention.keep_best (TLDRLAB_RETENTION__KEEP_BEST or"),
+        # a level logging does not know was a ValueError traceback from logging's setLevel
+        (
+            "TLDRLAB_LOG_LEVEL",
+            None,
+            "log_level (TLDRLAB_LOG_LEVEL or tldrlab.toml): Input should be 'DEBUG', 'INFO', 'WARNING'",
+        ),
         # a list in an environment variable is JSON: pydantic-settings' SettingsError was a traceback
         ("TLDRLAB_RETENTION__KINDS", None, "retention: TLDRLAB_RETENTION__KINDS='abc' is not valid JSON"),
         (None, "threads = 'abc'\n", "threads (TLDRLAB_THREADS or tldrlab.toml)"),

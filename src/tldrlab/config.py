@@ -45,6 +45,7 @@ def default_home() -> Path:
 
 GIB = 1024**3
 FinishedStatus = Literal["completed", "failed", "cancelled"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 FINISHED_STATUSES: tuple[FinishedStatus, ...] = ("completed", "failed", "cancelled")
 DAY_S = 86400.0
 
@@ -196,9 +197,16 @@ class Settings(BaseSettings):
     sse_keepalive_s: float = 15.0
     """Seconds of silence after which server-sent event streams send a `: keep-alive` comment."""
 
-    log_level: str = "WARNING"
-    """Console level of tldrlab's own log lines (`--verbose`: DEBUG); files always get DEBUG and above as
-    JSON lines."""
+    log_level: LogLevel = "WARNING"
+    """Console level of tldrlab's own log lines, any case (`--verbose`: DEBUG); files always get DEBUG and
+    above as JSON lines."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: Any) -> Any:
+        # logging takes only its own names, upper case: anything else was a ValueError traceback from
+        # every command, raised where the console was set up
+        return value.strip().upper() if isinstance(value, str) else value
 
     threads: int | None = Field(default=None, ge=1)
     """CPU threads for torch, OpenMP, BLAS, ONNX Runtime and tokenizers (`--threads`); unset: chosen from the
