@@ -75,6 +75,16 @@ NO_TORCH_PROCESSES = {
         "import tldrlab.service.sweeps, tldrlab.sweep.trials, tldrlab.elm.search, tldrlab.elm.prepare\n",
         ("torch", "transformers", "faiss", "sentence_transformers"),
     ),
+    # `tldrlab serve` builds the app (its models and summarize routes loaded torch through the model store
+    # and the generation code) and warms the digest model: without one (the tests' setting) it needs none
+    "a server's start without a digest model": (
+        "import tldrlab.service.server\n"
+        "from tldrlab.digest.local_model import warm_default_model\n"
+        "from tldrlab.service.app import create_app\n"
+        "create_app(local_workers=1)\n"
+        "assert warm_default_model() is None\n",
+        ("torch", "transformers", "faiss", "sentence_transformers"),
+    ),
     # a command-line program's trials run in the sweep's process (kind `trial`); the experiment program's
     # trainer is imported only when such a trial runs
     "a command-line sweep and its trial": (

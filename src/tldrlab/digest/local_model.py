@@ -30,7 +30,6 @@ from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.io import MODEL_MANIFEST, model_name_in
 from tldrlab.models.registry import MODELS, model_task
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
-from tldrlab.models.store import install_bundled
 
 log = logging.getLogger("tldrlab.digest")
 
@@ -99,6 +98,10 @@ def load_local_model(ref: str, precision: str = "fp32") -> LocalModel:
     """Load (once per process) the model a reference names, in `precision` (fp32, bf16 or int8)."""
     # The cache is keyed by the resolved file, not the reference: an alias (or a model name) may point at
     # other weights tomorrow, and a stale hit would serve the old model under the new name.
+    # lazy: the model store's export code imports torch, which a server without a digest model (it warms
+    # the default one at start) never needs: ~2 CPU-s at every `tldrlab serve`
+    from tldrlab.models.store import install_bundled
+
     resolved = install_bundled(resolve_model_ref(ref))  # the bundled GGUF: converted once, then fast loads
     # two references to one file (an alias and its run id, the bundled name and its path) share one load
     same_file = ResolvedModel(resolved.path, resolved.kind, source="", ref="")

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.errors import CheckpointError, InvalidInputError
-from tldrlab.models.char_lstm import CharLSTM
 from tldrlab.models.char_lstm_config import CharLSTMConfig
 from tldrlab.models.registry import MODELS, get_spec, model_name_of, unwrap_model
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
@@ -237,6 +236,10 @@ def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[
     try:
         if name == "char_lstm":
             from safetensors.torch import load_model as load_safetensors
+
+            # lazy (as the other families): the model store imports this module, and the API server (its
+            # models routes) loaded torch through it at every start, ~2 CPU-s it never used
+            from tldrlab.models.char_lstm import CharLSTM
 
             raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
             raw.pop("model_type", None)

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -31,14 +31,17 @@ from starlette.concurrency import run_in_threadpool
 from tldrlab.config import Settings
 from tldrlab.digest.local_model import NO_MODEL
 from tldrlab.errors import InvalidConfigError, InvalidInputError, TldrlabError
-from tldrlab.evaluate.generate import GeneratedText
-from tldrlab.evaluate.summarize import SummarizerModel, stream_summaries, summarize, summarizer_model
 from tldrlab.runs.aliases import alias_target
 from tldrlab.runs.paths import ModelRef
 from tldrlab.service.confine import public_paths, resolve_model
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.routes.threads import _END, KEEP_ALIVE, queued_items, sse
 from tldrlab.service.state import settings_of
+
+if TYPE_CHECKING:
+    # the generation code imports torch: loaded by the first summary, not by every server's start (~2 CPU-s)
+    from tldrlab.evaluate.generate import GeneratedText
+    from tldrlab.evaluate.summarize import SummarizerModel
 
 log = logging.getLogger("tldrlab.service")
 router = APIRouter(tags=["summarize"], route_class=StrictJSONRoute)
@@ -113,6 +116,8 @@ def _model_ref(body: SummarizeRequest, settings: Settings) -> str:
 
 
 def _load(ref: str, settings: Settings) -> SummarizerModel:
+    from tldrlab.evaluate.summarize import summarizer_model
+
     try:
         return summarizer_model(ref)
     except TldrlabError as exc:  # the loader names the model's directory: as a client names it here
@@ -139,6 +144,8 @@ async def summarize_documents(request: Request, body: SummarizeRequest) -> Any:
     shown = public_paths(body.alias or body.model or ref, settings)
     started = time.perf_counter()
     if not body.stream:
+        from tldrlab.evaluate.summarize import summarize
+
         outputs = await run_in_threadpool(
             summarize, model, body.texts, max_new_tokens=body.max_new_tokens, num_beams=body.num_beams
         )
@@ -151,6 +158,8 @@ async def summarize_documents(request: Request, body: SummarizeRequest) -> Any:
 def _stream(
     request: Request, model: SummarizerModel, body: SummarizeRequest, shown: str, started: float
 ) -> StreamingResponse:
+    from tldrlab.evaluate.summarize import stream_summaries
+
     request_id = str(getattr(request.state, "request_id", "-"))
     keepalive_s = float(settings_of(request).sse_keepalive_s)
     stop = threading.Event()
