@@ -80,6 +80,13 @@ def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         ("TLDRLAB_RETENTION__KINDS", None, "retention: TLDRLAB_RETENTION__KINDS='abc' is not valid JSON"),
         (None, "threads = 'abc'\n", "threads (TLDRLAB_THREADS or tldrlab.toml)"),
         (None, "home = \n", "tldrlab.toml: not valid TOML"),
+        # a URL of another scheme was taken for a relative directory: `runs upload` wrote ./ftp:/host and said
+        # "uploaded"
+        (
+            None,
+            "file_store = 'ftp://backup/runs'\n",
+            "file_store (TLDRLAB_FILE_STORE or tldrlab.toml): ftp://",
+        ),
     ],
 )
 def test_a_bad_setting_is_a_message_and_exit_2_from_every_command(

@@ -167,6 +167,21 @@ class Settings(BaseSettings):
     of a tldrlab server (`http://host:8000`, its `/files` API, with `api_key`) so several machines share one;
     unset: `<home>/files`."""
 
+    @field_validator("file_store", mode="before")
+    @classmethod
+    def _store_location(cls, value: Any) -> Any:
+        # anything that is not http(s) was taken for a directory, relative to the working directory: an
+        # `ftp://host/runs` store became the folder ./ftp:/host and uploads "succeeded" into it
+        if not isinstance(value, str) or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value.strip()):
+            return value
+        scheme, rest = value.strip().split("://", 1)
+        if scheme.lower() not in ("http", "https"):
+            raise ValueError(
+                f"{scheme}:// is not a store tldrlab can use: give a directory, or the http(s):// URL of a "
+                "tldrlab server"
+            )
+        return f"{scheme.lower()}://{rest}"  # HTTP://host is the server too, not a directory named HTTP:
+
     upload_runs: bool = False
     """Workers pack every finished run into an archive and upload it to the file store (verified, recorded in
     the manifest and registry); retention then only cleans run directories whose upload was verified."""
