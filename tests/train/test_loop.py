@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,32 @@ def test_time_budget_ends_like_max_steps() -> None:
     assert "eval_loss" in result.metrics
     assert (run.checkpoints_dir / "step-00000001" / "index.json").exists()
     assert "time budget reached" in (run.dir / "log.jsonl").read_text()
+
+
+def test_progress_follows_the_time_budget_when_it_ends_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--max-steps 20000 --max-minutes 20` (docs/training.md): the bar counted to 20,000 with an ETA of
+    # hours and the run's progress read 29 % when the budget ended it at step 5,890
+    seen: list[float] = []
+
+    class Watch(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            progress = open_registry().get(run.id).progress
+            if progress is not None:
+                seen.append(progress)
+
+    with start_run("train", {}) as run:
+        result = train(
+            ToyLM(),
+            ToyTask(),
+            _config(max_steps=10_000_000, max_minutes=0.08, progress=True, eval_every=0, checkpoint_every=0),
+            run,
+            hooks=Watch(),
+        )
+    assert 0 < result.steps < 10_000_000
+    assert max(seen) > 0.3, max(seen)  # about 0.8 at the last heartbeat before the end
+    bars = re.findall(r"(\d+)/(\d+) \[", capsys.readouterr().err)
+    done, total = (int(n) for n in bars[-1])
+    assert done == result.steps and total <= 1.1 * done, bars[-3:]
 
 
 def test_a_resumed_run_keeps_its_best_and_its_early_stopping_count() -> None:

@@ -448,6 +448,7 @@ class _Loop:
         )
         self.cancel_checked = time.monotonic()
         self.tokens_at_start = self.state.tokens_seen
+        self.step_at_start = self.state.step
         self.started = time.perf_counter()
         self.window_started, self.window_tokens = self.started, 0
         if config.progress and self.is_main and progress_bars_shown():
@@ -522,13 +523,27 @@ class _Loop:
                 self.tracker.log(state.step, line)
             state.window_loss_sum, state.window_steps = 0.0, 0
             self.window_started, self.window_tokens = now, 0
+        expected = self.expected_steps()
         if self.progress_bar is not None:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             tok_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / elapsed
             self.progress_bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+            self.progress_bar.total = expected
             self.progress_bar.update(1)
         if run is not None and self.is_main:
-            run.heartbeat(progress=state.step / config.max_steps)
+            run.heartbeat(progress=state.step / expected)
+
+    def expected_steps(self) -> int:
+        """The step the run is expected to end at: `max_steps`, or sooner when the `max_minutes` budget will
+        end it first (at this process's pace so far), so that the bar's total and ETA and the run's progress
+        follow the budget (`--max-steps 20000 --max-minutes 20` counted to 20,000, read 29 % at the end)."""
+        config, step = self.config, self.state.step
+        minutes, done = config.max_minutes, step - self.step_at_start
+        elapsed = time.perf_counter() - self.started
+        if minutes is None or done <= 0 or elapsed <= 0:
+            return config.max_steps
+        left = max(0.0, minutes * 60 - elapsed)
+        return max(step, min(config.max_steps, step + int(done / elapsed * left)))
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
