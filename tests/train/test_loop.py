@@ -244,6 +244,24 @@ def test_progress_follows_the_time_budget_when_it_ends_the_run(capsys: pytest.Ca
     assert done == result.steps and total <= 1.1 * done, bars[-3:]
 
 
+def test_progress_moves_when_evaluations_come_more_often_than_heartbeats() -> None:
+    # each evaluation's phase messages ("evaluating", then "training") are heartbeats too, and restarted the
+    # 2 s wait before the next step's: a run evaluating every second or so read 0 % until it completed
+    seen: list[float] = []
+
+    class Watch(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            progress = open_registry().get(run.id).progress
+            if progress is not None:
+                seen.append(progress)
+
+    with start_run("train", {}) as run:
+        train(
+            ToyLM(), ToyTask(), _config(max_steps=200, eval_every=5, checkpoint_every=0), run, hooks=Watch()
+        )
+    assert max(seen) > 0.5, max(seen)
+
+
 def test_a_resumed_run_keeps_its_best_and_its_early_stopping_count() -> None:
     """Preempted after the best evaluation and one worse one, the resumed run stops where the uninterrupted
     one does, and its `best` checkpoint still holds the best step, not the first evaluation after resume."""

@@ -549,8 +549,11 @@ class _Loop:
     def evaluate(self) -> dict[str, float]:
         """Validation metrics; the best one so far is checkpointed as `best`."""
         config, state, run, accelerator = self.config, self.state, self.run, self.accelerator
+        # the phase messages are heartbeats that restart the wait before the next step's: they carry the
+        # progress, or a run evaluating more often than every 2 s never showed any
+        progress = state.step / self.expected_steps()
         if run is not None and self.is_main:
-            run.set_phase("evaluating")
+            run.set_phase("evaluating", progress=progress)
         self.model.eval()
         state.evaluations += 1
         with torch.no_grad(), accelerator.autocast():
@@ -559,7 +562,7 @@ class _Loop:
             }
         self.model.train()
         if run is not None and self.is_main:
-            run.set_phase("training")
+            run.set_phase("training", progress=progress)
         value = metrics.get(config.best_metric)
         if value is None and config.best_metric not in getattr(self.task, "occasional_metrics", ()):
             raise InvalidInputError(
