@@ -46,8 +46,13 @@ def test_messages_follow_the_phase_and_a_completed_run_is_at_100_percent() -> No
     with start_run("train", {"test": "phases"}) as run:
         # evaluation sets "evaluating"; on_eval runs after it, once training resumes the message is back
         hooks = RecordMessages(run.id)
-        train(ToyLM(), ToyTask(), config.model_copy(update={"early_stopping_patience": 1}), run, hooks=hooks)
+        # a falling loss judged with best_mode max never improves: early stopping ends the run at step 20
+        # (with "min" it ran all 40 steps, and the progress read below was under 1.0 only because no
+        # heartbeat had written the last evaluation's)
+        stopping = {"early_stopping_patience": 1, "best_mode": "max"}
+        result = train(ToyLM(), ToyTask(), config.model_copy(update=stopping), run, hooks=hooks)
         in_run = open_registry().get(run.id)
+    assert result.stopped_early and result.steps == 20
     assert hooks.during_steps == {"training"}
     assert hooks.during_evals == {"training"}
     assert in_run.progress is not None and in_run.progress < 1.0  # early stopping ended it before max_steps
