@@ -41,6 +41,26 @@ def test_minilm_vectors_are_unit_float32_and_deterministic(minilm: Embedder) -> 
     assert minilm.encode([]).shape == (0, 384)
 
 
+def test_batches_hold_few_long_texts_and_many_short_ones(minilm: Embedder) -> None:
+    """A batch pads every text to its longest: batches are cut by padded tokens as well as by count, so a
+    long text no longer makes 63 short ones pad to its length; the vectors do not change."""
+    from tldrlab.embed.base import MAX_BATCH_TOKENS, length_batches
+
+    lengths = [3, 200, 5, 120, 4, 4, 9, 200, 1, 2]
+    batches = length_batches(lengths, batch_size=4, max_tokens=400)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))  # each text once
+    assert [i for batch in batches for i in batch] == sorted(range(10), key=lambda i: -lengths[i])
+    # two 200s (a third row: 3 x 200 > 400), 120 with two short ones (4 x 120 > 400), then 4 at most
+    assert batches == [[1, 7], [3, 6, 2], [4, 5, 0, 9], [8]]
+    assert all(len(b) <= 4 and len(b) * lengths[b[0]] <= 400 for b in batches)
+    assert length_batches([500, 1], batch_size=64, max_tokens=400) == [[0], [1]]  # too long: alone
+    assert length_batches([], batch_size=64) == [] and MAX_BATCH_TOKENS >= 256  # a whole text fits
+    texts = [SENTENCES[7] * 6, *SENTENCES[:6]]  # one text truncated at 256 tokens, six short ones
+    mixed = minilm.encode(texts, batch_size=64)
+    alone = np.concatenate([minilm.encode([text]) for text in texts])
+    np.testing.assert_allclose(mixed, alone, atol=1e-5)
+
+
 def test_minilm_vectors_carry_meaning(minilm: Embedder) -> None:
     query, related, unrelated = minilm.encode(
         ["What temperature should I serve beer at?", SENTENCES[0], SENTENCES[3]]

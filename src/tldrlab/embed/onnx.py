@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tldrlab.config import get_settings
+from tldrlab.embed.base import length_batches
 from tldrlab.embed.sentence_transformer import minilm_path, unit_rows
 from tldrlab.errors import DependencyMissingError
 from tldrlab.threads import current_threads
@@ -201,10 +202,8 @@ class OnnxEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self.tokenizer.encode_batch(list(texts))
         # Longest first, so each batch pads to similar lengths; results go back to input order.
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin : begin + batch_size]
+        for chunk in length_batches([len(e.ids) for e in encodings], batch_size):
             width = max(len(encodings[i].ids) for i in chunk)
             ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.int64)

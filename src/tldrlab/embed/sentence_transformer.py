@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.config import expand_user
+from tldrlab.embed.base import length_batches
 from tldrlab.errors import ConfigError, DependencyMissingError
 
 MINILM_DIM = 384
@@ -59,17 +60,30 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         # inference_mode: no autograd bookkeeping; eval mode is set by sentence-transformers (no dropout),
         # so the same text always gives the same vector.
         with torch.inference_mode():
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return unit_rows(vectors)
+            for batch in length_batches(self._token_counts(texts), batch_size):
+                out[batch] = self.model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=len(batch),
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+        return unit_rows(out)
+
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text as the model will see them (truncated to its maximum length); batches are cut by
+        them. A model without a tokenizer to ask gets batches of `batch_size` texts, whatever their length."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return [1] * len(texts)
+        limit = getattr(self.model, "max_seq_length", None)
+        encoded = tokenizer(texts, truncation=limit is not None, max_length=limit)["input_ids"]
+        return [len(ids) for ids in encoded]
 
 
 def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
