@@ -61,6 +61,9 @@ def test_train_to_an_explicit_out_dir(corpus: Path, tmp_path: Path) -> None:
         (["--method", "bpe", "--vocab-size", "50"], 2, "too small for bpe"),
         (["--method", "sentencepiece", "--model-type", "word"], 2, "model-type"),
         (["--method", "bpe", "--holdout", "1.5"], 2, "holdout"),
+        # another method's option was ignored, and the manifest recorded it as if applied
+        (["--method", "bpe", "--normalization", "nfkc"], 2, "normalization is an option of sentencepiece"),
+        (["--method", "char", "--model-type", "bpe"], 2, "model_type is an option of sentencepiece"),
         # no upper bound let SentencePiece fail inside the run (a traceback, a failed run) and the Rust
         # BPE trainer abort the whole process on a multi-terabyte allocation (not run here: it would)
         (["--method", "sentencepiece", "--vocab-size", "99999999999"], 2, "less than or equal to 1048576"),

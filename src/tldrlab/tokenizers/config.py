@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.choices import OneOf
 from tldrlab.runs.paths import InputPath, OutputPath, Seed
@@ -64,6 +64,15 @@ def fitting_vocabulary(vocab_size: int, info: ValidationInfo) -> int:
     return vocab_size
 
 
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "min_frequency": ("bpe", "char"),
+    "model_type": ("sentencepiece",),
+    "normalization": ("sentencepiece",),
+    "character_coverage": ("sentencepiece",),
+}
+"""TokenizerConfig's options that only some methods use."""
+
+
 class TokenizerConfig(BaseModel):
     """What to train: method, vocabulary size and the few options each method has."""
 
@@ -98,6 +107,17 @@ class TokenizerConfig(BaseModel):
     """Use at most this many training lines (None: all)."""
 
     _fitting_vocabulary = field_validator("vocab_size")(fitting_vocabulary)
+
+    @model_validator(mode="after")
+    def _options_of_its_method(self) -> TokenizerConfig:
+        """An option the method does not have is refused, not ignored: `--method bpe --normalization nfkc`
+        trained a bpe tokenizer without normalising and recorded `normalization: nfkc` in its manifest."""
+        for name, methods in METHOD_OPTIONS.items():
+            if self.method not in methods and getattr(self, name) != type(self).model_fields[name].default:
+                raise ValueError(
+                    f"{name} is an option of {' and '.join(methods)}, not of {self.method}: leave it out"
+                )
+        return self
 
 
 class TokenizerJobConfig(TokenizerConfig):
