@@ -125,25 +125,50 @@ def test_importing_a_gguf_file_parses_its_metadata_once(
     parsed: list[str] = []
     name_maps: list[object] = []
 
-    def counting_reader(path: Any, *args: Any, **kwargs: Any) -> Any:
-        parsed.append(str(path))
-        return real_reader(path, *args, **kwargs)
+    class CountingReader(real_reader):  # type: ignore[valid-type,misc]
+        def __init__(self, path: Any, *args: Any, **kwargs: Any) -> None:
+            parsed.append(str(path))
+            super().__init__(path, *args, **kwargs)
 
     def counting_name_map(*args: Any) -> Any:
         name_maps.append(args)
         return real_name_map(*args)
 
-    monkeypatch.setattr(gguf, "GGUFReader", counting_reader)
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
     monkeypatch.setattr(gguf, "get_tensor_name_map", counting_name_map)
     manifest = import_model(tiny["gguf"], name="tiny")
     assert parsed == [str(tiny["gguf"])] and len(name_maps) == 1  # were 3 parses and one map per tensor
-    assert gguf.GGUFReader is counting_reader and gguf.get_tensor_name_map is counting_name_map  # restored
+    assert gguf.GGUFReader is CountingReader and gguf.get_tensor_name_map is counting_name_map  # restored
     model, tokenizer, _ = load_model(manifest["path"])  # the same weights and tokenizer as before
     assert tokenizer.encode(TEXT) == chat_tokenizer.encode(TEXT)
     torch.testing.assert_close(logits(model, tokenizer), logits(tiny["model"], chat_tokenizer))
     parsed.clear()
     load_model(tiny["gguf"])  # loading a GGUF file directly: once for the model, once for the tokenizer
     assert parsed == [str(tiny["gguf"])] * 2
+
+
+def test_a_gguf_file_parsed_once_reads_the_same_as_ggufs_own_reader(tiny: dict[str, Any]) -> None:
+    """Inside gguf_parsed_once the reader reads its memory map through a plain array (a memmap's slices run
+    Python code, ~250,000 of them for SmolLM2's vocabulary): the same fields and tensors as gguf's reader."""
+    import gguf
+    import numpy as np
+
+    from tldrlab.models.gguf_reading import gguf_parsed_once
+
+    theirs = gguf.GGUFReader(tiny["gguf"])
+    with gguf_parsed_once():
+        ours = gguf.GGUFReader(tiny["gguf"])
+    assert gguf.GGUFReader is type(theirs)  # restored
+    assert type(theirs.data) is np.memmap and type(ours.data) is np.ndarray
+    assert np.shares_memory(ours.data, ours.data.base) and ours.data.nbytes == theirs.data.nbytes
+    assert list(ours.fields) == list(theirs.fields) and len(theirs.fields) > 10
+    for name, field in theirs.fields.items():
+        mine = ours.fields[name]
+        assert (mine.offset, mine.data, mine.types) == (field.offset, field.data, field.types), name
+        assert [p.tolist() for p in mine.parts] == [p.tolist() for p in field.parts], name
+    assert [t.name for t in ours.tensors] == [t.name for t in theirs.tensors] and theirs.tensors
+    for mine_t, their_t in zip(ours.tensors, theirs.tensors, strict=True):
+        np.testing.assert_array_equal(mine_t.data, their_t.data)
 
 
 def test_resolver_finds_every_kind_of_reference(

@@ -9,6 +9,12 @@ first digest or `models import` of a fresh home waits for that conversion).
 Inside `gguf_parsed_once()` both are built once: readers are kept per (path, mode) and the name map per
 (architecture, blocks). transformers imports both from `gguf` when it loads, so it finds them there; what
 it reads is the same (a reader only maps the file; the name map is a pure function of its arguments).
+
+The reader made there also reads its mapping as a plain ndarray, not a `np.memmap`: every slice of a memmap
+runs Python code (its `__getitem__` and `__array_finalize__`), and parsing SmolLM2's metadata takes ~250,000
+small slices, each string of the vocabulary and merges its own. The same bytes of the same mapping, read
+through a plain view: the reader 2.3-2.8 -> 0.7-0.9 CPU-s, transformers' pass over its fields 0.46 -> 0.23
+(it makes three).
 """
 
 from __future__ import annotations
@@ -40,12 +46,14 @@ def gguf_parsed_once(gguf_file: bool = True) -> Iterator[None]:
             readers: dict[tuple[str, str], Any] = {}
             real_reader = gguf.GGUFReader
             _originals.update(GGUFReader=real_reader, get_tensor_name_map=gguf.get_tensor_name_map)
+            # a stand-in for the class (a wrapper around it) is called as it is
+            plain_reader = _plain_view_reader(real_reader) if isinstance(real_reader, type) else real_reader
 
             def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
                 key = (os.fspath(path), mode)
                 with _lock:
                     if key not in readers:
-                        readers[key] = real_reader(path, mode)  # type: ignore[arg-type]
+                        readers[key] = plain_reader(path, mode)
                     return readers[key]
 
             gguf.GGUFReader = reader  # type: ignore[misc,assignment]
@@ -59,3 +67,21 @@ def gguf_parsed_once(gguf_file: bool = True) -> Iterator[None]:
             if _depth == 0:
                 gguf.GGUFReader = _originals.pop("GGUFReader")  # type: ignore[misc]
                 gguf.get_tensor_name_map = _originals.pop("get_tensor_name_map")
+
+
+@functools.cache
+def _plain_view_reader(reader: type) -> Any:
+    """`reader` (gguf's GGUFReader) keeping its memory map as a plain ndarray view of it (the module
+    docstring says why): what it maps and every value it reads are the same."""
+    import numpy as np
+
+    class PlainViewReader(reader):  # type: ignore[valid-type,misc]
+        @property
+        def data(self) -> Any:
+            return self._plain_data
+
+        @data.setter
+        def data(self, mapped: Any) -> None:  # GGUFReader.__init__ opens the np.memmap; the view keeps it
+            self._plain_data = mapped.view(np.ndarray)
+
+    return PlainViewReader
