@@ -51,6 +51,9 @@ def test_train_smoke_run_end_to_end(client: TestClient) -> None:
         body = stream.read().decode()
     events = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
     assert [e["step"] for e in events if e["type"] == "progress"] == list(range(1, 7))
+    # a replayed metrics line said the run's progress now: step 1 of 6 read 100 %
+    lines = [e for e in events if e["type"] in ("progress", "eval")]
+    assert [e["progress"] for e in lines] == [None] * (len(lines) - 1) + [pytest.approx(1.0)], lines
     assert events[-1]["type"] == "completed" and any(e["type"] == "checkpoint" for e in events)
     assert any(e["type"] == "log" for e in events)
     files = client.get(f"/artifacts/smoke/{run_id}").json()["files"]

@@ -54,7 +54,8 @@ class RunEvent(BaseModel):
     step: int | None = None
     """Training step (metrics, checkpoint and eval events)."""
     progress: float | None = None
-    """Fraction done, 0..1, when known."""
+    """Fraction done, 0..1, when known: on lifecycle events and on the newest metrics line a poll read (the
+    registry's progress is the run's now, not that of an older line)."""
     metrics: dict[str, float] = Field(default_factory=dict)
     """Numeric metrics of this step."""
     level: str | None = None
@@ -179,7 +180,8 @@ class RunTail:
             else:
                 continue
             events.append((event, self.cursor(end, metrics_before)))
-        for end, row in self.metrics.read():
+        rows = self.metrics.read()
+        for index, (end, row) in enumerate(rows):
             numbers = _numeric(row)
             is_eval = any(k.startswith(("eval", "val")) for k in numbers)
             event = RunEvent(
@@ -189,7 +191,9 @@ class RunTail:
                 time=float(row.get("time", time.time())),
                 step=int(row.get("step", 0)),
                 metrics=numbers,
-                progress=record.progress,
+                # the registry's progress is the run's now: true of the newest line only (a replayed
+                # history said 100 % at step 1 of a finished run)
+                progress=record.progress if index == len(rows) - 1 else None,
             )
             events.append((event, self.cursor(self.logs.offset, end)))
         status = record.status.value
