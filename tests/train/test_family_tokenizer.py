@@ -110,6 +110,9 @@ def test_a_pretrained_t5_or_gpt2_trains_on_with_its_own_tokenizer(
         }
     )
     assert share_tokenizer(sweep, "pretrained") is None and "path" not in sweep.config.get("tokenizer", {})
+    # nor over a causal_lm (its trials loaded the shared BPE tokenizer's path before SmolLM2's own)
+    sweep.config = {"model": "causal_lm", "data": {"path": str(text)}}
+    assert share_tokenizer(sweep, "chat") is None and "tokenizer" not in sweep.config
 
     # a checkpoint of another family is refused in one line, naming both
     code, out, err = run_captured(["train", "--model", "t5", "--model-config", pretrained, *quick], capsys)
