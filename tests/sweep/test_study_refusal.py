@@ -215,3 +215,23 @@ def test_the_queued_clash_check_reads_only_the_queued_runs_of_the_same_study(tld
     assert clash.status_code == 409 and ids[0] in clash.json()["message"], clash.text
     assert registry.get(ids[0]).study == "queued-study"
     assert registry.list(kind="sweep", limit=None, study_recorded=False) == []
+
+
+def test_a_storage_url_of_no_known_scheme_names_where_it_was_given(
+    tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TLDRLAB_SWEEP_STORAGE=garbage was refused as "--storage: unknown URL scheme ...", an option the user
+    # never gave
+    from tldrlab.config import get_settings
+
+    code, _, err = run_captured(["sweep", "status", "tiny", "--storage", "garbage://x"], capsys)
+    assert code == 2 and "--storage: unknown URL scheme 'garbage'" in err, err
+    monkeypatch.setenv("TLDRLAB_SWEEP_STORAGE", "garbage://x")
+    get_settings.cache_clear()
+    try:
+        code, _, err = run_captured(["sweep", "status", "tiny"], capsys)
+    finally:
+        monkeypatch.delenv("TLDRLAB_SWEEP_STORAGE")
+        get_settings.cache_clear()
+    assert code == 2 and "--storage" not in err, err
+    assert "sweep_storage (TLDRLAB_SWEEP_STORAGE or tldrlab.toml): unknown URL scheme 'garbage'" in err, err

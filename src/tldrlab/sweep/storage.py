@@ -47,6 +47,8 @@ def default_storage_url() -> str:
 
 def resolve_storage_url(url: str | None) -> str:
     """SQLAlchemy's URL form of a storage: default SQLite, postgres:// -> postgresql+psycopg://."""
+    # a refusal names where the URL came from: the setting's was refused as an option never given
+    given = "--storage" if url else "sweep_storage (TLDRLAB_SWEEP_STORAGE or tldrlab.toml)"
     url = url or default_storage_url()
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme == "sqlite":
@@ -59,7 +61,7 @@ def resolve_storage_url(url: str | None) -> str:
     if scheme == "postgresql+psycopg":
         return url
     raise ConfigError(
-        f"--storage: {unknown_choice('URL scheme', scheme or url, ('sqlite:///PATH', 'postgresql://...'))}"
+        f"{given}: {unknown_choice('URL scheme', scheme or url, ('sqlite:///PATH', 'postgresql://...'))}"
     )
 
 
