@@ -258,3 +258,35 @@ def test_a_refused_split_leaves_no_run_behind(
         code, out, _ = run_captured(["runs", "list", "--kind", kind, "--json"], capsys)
         listed = [json.loads(line)["id"] for line in out.splitlines()]
         assert code == 0 and listed == ([record.id] if kind == "train" else []), (kind, listed)
+
+
+def test_a_stop_string_typed_with_backslash_escapes_stops_at_what_they_name(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--stop "\n\n"` (docs/models.md) reached generation as the four characters \ n \ n, which a model
+    # never writes: the output was not cut at the blank line the doc promised
+    model = save_tiny("char_lstm", data, tmp_path / "model")
+    argv = [
+        "generate",
+        str(model),
+        "-p",
+        "ROMEO:",
+        "--max-new-tokens",
+        "120",
+        "--temperature",
+        "1.5",
+        "--json",
+    ]
+    for seed in range(20):  # a seed whose output holds a line break to stop at
+        code, out, err = run_captured([*argv, "--seed", str(seed)], capsys)
+        assert code == 0, err
+        whole = json.loads(out)["outputs"][0][0]
+        if "\n" in whole:
+            break
+    assert "\n" in whole, whole
+    argv += ["--seed", str(seed)]
+    code, out, err = run_captured([*argv, "--stop", "\\n"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["outputs"][0][0] == whole.split("\n")[0]
+    code, out, err = run_captured([*argv, "--stop", "\\\\n"], capsys)  # an escaped backslash stays one
+    assert code == 0 and json.loads(out)["outputs"][0][0] == whole.split("\\n")[0], err

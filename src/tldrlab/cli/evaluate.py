@@ -6,11 +6,22 @@ GGUF file, an installed model or `smollm2`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
 
 from tldrlab.cli.runkinds import RunCommand, add
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape_stops(stops: list[str]) -> list[str]:
+    r"""Stop strings as typed in a shell, where `--stop "\n\n"` is a backslash and an n twice: `\n`, `\t`
+    and `\r` name a line break, a tab and a carriage return, `\\` one backslash (the doc's
+    `--stop "\n\n"` never stopped at a blank line)."""
+    return [re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], stop) for stop in stops]
+
 
 GENERATION: dict[str, str | tuple[str, ...]] = {
     **{n: "--" + n.replace("_", "-") for n in ("temperature", "max_new_tokens", "top_k", "top_p", "stop")},
@@ -37,6 +48,7 @@ def register(app: typer.Typer) -> None:
             aliases={f"generation.{k}": v for k, v in GENERATION.items()},
             arguments=model,
             launcher=evaluate,
+            converts={"generation.stop": unescape_stops},
         ),
         RunCommand(
             "generate",
@@ -45,6 +57,7 @@ def register(app: typer.Typer) -> None:
             aliases={"prompts": ("--prompt", "-p"), **{f"options.{k}": v for k, v in GENERATION.items()}},
             arguments=model,
             verbatim=("prompts", "options.stop"),
+            converts={"options.stop": unescape_stops},
         ),
         RunCommand(
             "score",

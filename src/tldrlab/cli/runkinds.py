@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ class RunCommand:
     settings: Mapping[str, type[BaseModel]] = field(default_factory=dict)
     """Dict fields holding another class's fields, which get an option each (`{"model_settings": LVMConfig}`:
     `--model-settings.hidden`)."""
+    converts: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+    """Dotted path -> what turns its option's parsed value into the config's (`Flag.convert`)."""
 
     @property
     def group(self) -> str:
@@ -101,6 +103,7 @@ class RunCommand:
             n for option in (*RUN_KIND_OPTIONS, *EVERY_COMMAND) if not option.fields for n in option.names
         }
         flags = [f for f in flags if f.path not in self.exclude] + list(self.extra)
+        flags = [replace(f, convert=self.converts[f.path]) if f.path in self.converts else f for f in flags]
         return [f for f in flags if not f.names or f.names[0].split("/")[0] not in shared]
 
 
