@@ -226,6 +226,29 @@ def test_the_loops_own_length_and_interval_are_honoured(
     assert (record.config["max_steps"], record.config["eval_interval"]) == (3, 3)
 
 
+def test_a_loop_length_equal_to_its_default_is_honoured_and_a_recorded_config_keeps_what_governed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --train.max-steps 1000 (TrainConfig's default) was taken for "not given": the run trained two epochs
+    import yaml
+
+    from tldrlab.kinds import validate_config
+
+    args = ["elm", "train", "--data", str(tmp_path), "--print-config"]
+    assert run_cli([*args, "--train.max-steps", "1000", "--train.eval-every", "100"]) == 0
+    given = yaml.safe_load(capsys.readouterr().out)
+    assert (given["max_steps"], given["eval_interval"]) == (1000, 100)
+    assert run_cli(args) == 0
+    default = yaml.safe_load(capsys.readouterr().out)
+    assert (default["max_steps"], default["eval_interval"]) == (None, None)
+    # a recorded config sets every field (the loop's too): read again (--resume, the worker, a sweep's base)
+    # it keeps what governed the run, epochs where no max_steps was given
+    for recorded in (given, default):
+        config = validate_config("elm_train", recorded)
+        assert isinstance(config, ElmTrainConfig)
+        assert (config.max_steps, config.eval_interval) == (recorded["max_steps"], recorded["eval_interval"])
+
+
 def test_resume_refuses_a_data_directory_prepared_again_meanwhile(
     elm_data: Path, elm_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -192,13 +192,20 @@ class ElmTrainConfig(BaseModel):
         """The run sets the loop's length from `max_steps` (else `epochs`) and its evaluation interval from
         `eval_interval`, so a `train.max_steps` / `train.eval_every` given there (--train.max-steps, a config
         file's or a sweep's train section) was silently replaced: the run trained two epochs. Given alone, it
-        now sets its top-level counterpart; given with a different one, it is refused."""
+        now sets its top-level counterpart; given with a different one, it is refused.
+
+        Given means set, whatever the value: `--train.max-steps 1000` (the loop's default) was ignored. A
+        recorded config (a run's, a sweep's base; what `--resume` and the worker read) sets every field, the
+        loop's default included, beside the top-level one that governed (null: `epochs` / 4 evaluations): with
+        the top-level field given, the loop's default is not a choice."""
         for name, own, flag in (
             ("max_steps", "max_steps", "--max-steps"),
             ("eval_every", "eval_interval", "--eval-interval"),
         ):
             value, top = getattr(self.train, name), getattr(self, own)
-            if value == TrainConfig.model_fields[name].default or value == top:
+            is_default = value == TrainConfig.model_fields[name].default
+            given = name in self.train.model_fields_set and not (is_default and own in self.model_fields_set)
+            if not given or value == top:
                 continue
             if top is None and value > 0:
                 setattr(self, own, value)
