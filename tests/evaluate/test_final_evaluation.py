@@ -104,7 +104,21 @@ def test_the_final_evaluation_follows_the_trainings_wandb_mode(
     assert final.config.get("wandb") == "disabled", final.config
 
 
-FINAL_FILES = ("eval.json", "eval_summary.json", "samples.jsonl", "eval_table.csv", "eval.png")
+FINAL_FILES = ("eval.json", "eval_summary.json", "samples.jsonl", "eval.png")
+
+
+def test_an_lm_final_evaluation_lists_no_empty_table(trained_run: str) -> None:
+    """An LM's final evaluation generates no continuations (`num_lm_samples` 0): it wrote an eval_table.csv
+    with no rows and listed it in eval_summary.json. Its loss and perplexity are what it reports."""
+    run_dir = Path(open_registry().get(trained_run).run_dir)
+    (final,) = open_registry().list(kind="evaluate", parent_id=trained_run)
+    for directory in (run_dir, Path(final.run_dir)):
+        summary = json.loads((directory / "eval_summary.json").read_text())
+        assert summary["files"] == [] and "perplexity" in summary["metrics"], summary
+        assert not (directory / "eval_table.csv").exists()
+    assert "eval_table.csv" not in [
+        a["path"] for a in json.loads((Path(final.run_dir) / "manifest.json").read_text())["artifacts"]
+    ]
 
 
 def test_a_later_eval_leaves_the_final_evaluation_that_runs_compare_reads(

@@ -3,7 +3,8 @@ per-example table, and, where the data labels sentences worth highlighting, a pe
 
 - `eval_summary.json`: model, task, data and split, the numeric metrics, the registered data sets read, the
   files written; what `tldrlab runs compare` and dashboards read.
-- `eval_table.csv`: one row per example (seq2seq: id, reference, prediction, ROUGE; LM: prompt and outputs).
+- `eval_table.csv`: one row per example (seq2seq: id, reference, prediction, ROUGE; LM: prompt and outputs;
+  none, and no table, for an LM evaluation without continuations such as a training run's final one).
 - `highlight_eval_table.csv` (records with `sentences` and `highlight_labels`: SciTLDR, QMSum): one row per
   sentence with its label and how much of it the model's summary covers (the share of its content words
   found in the prediction). Its metrics: `highlight_coverage_labelled` / `_other` (mean coverage of labelled
@@ -141,8 +142,10 @@ def write_evaluation(
     **extra: Any,
 ) -> list[Path]:
     """eval_summary.json, eval_table.csv and (with labelled sentences) highlight_eval_table.csv in `out_dir`;
-    `extra` goes into the summary (the run ids, the data sets read)."""
-    written = [write_csv(out_dir / TABLE_FILE, samples)]
+    `extra` goes into the summary (the run ids, the data sets read). No samples, no table: an LM evaluation
+    without continuations (`num_lm_samples` 0, as a training run's final one) reports its loss and
+    perplexity only, and wrote an eval_table.csv with no rows (and no columns) that the summary listed."""
+    written = [write_csv(out_dir / TABLE_FILE, samples)] if samples else []
     if highlights:
         written.append(write_csv(out_dir / HIGHLIGHT_TABLE_FILE, highlights))
     config = result.get("config", {})
