@@ -74,6 +74,28 @@ def test_negative_baselines_and_the_tolerance_edge() -> None:
     assert len(compare_runs([base, edge], metrics=["best_val_loss"], tolerance=0.2).regressions) == 1
 
 
+def test_a_query_naming_what_no_run_has_is_a_422_like_the_schemas_refusals(runs: dict[str, str]) -> None:
+    """`GET /compare?metric=unknown` (or a run named twice, a baseline not compared) answered 400 where the
+    query's other mistakes (a negative tolerance, an unknown parameter) answer 422."""
+    from fastapi.testclient import TestClient
+
+    from tldrlab.service.app import create_app
+
+    client = TestClient(create_app())
+    base, better, worse = runs["base"], runs["better"], runs["worse"]
+    for params, message in (
+        ([("ids", base), ("ids", better), ("metric", "eval.rougel")], "no compared run has the metric(s)"),
+        ([("ids", base), ("ids", base)], "a run is named twice"),
+        ([("ids", base), ("ids", better), ("baseline", worse)], "is not among the compared runs"),
+        ([("ids", base), ("tolerance", "-1")], "query.tolerance"),
+    ):
+        for route in ("/compare", "/compare/plot"):
+            response = client.get(route, params=params)
+            error = response.json()
+            assert response.status_code == 422 and error["code"] == "invalid_input", (route, error)
+            assert message in error["message"] and error["request_id"], error
+
+
 def test_cli_api_and_runs_page_show_the_same_comparison(
     runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: object
 ) -> None:

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from tldrlab.errors import InvalidInputError, InvalidRequestError
 from tldrlab.runs.compare import CompareQuery, Comparison, compare_runs
 from tldrlab.service.limits import StrictJSONRoute
 from tldrlab.service.state import registry, settings_of
@@ -45,14 +46,21 @@ class ComparisonInfo(BaseModel):
 
 
 def _compare(request: Request, query: CompareQuery) -> Comparison:
-    return compare_runs(
-        query.ids,
-        baseline=query.baseline,
-        metrics=query.metric or None,
-        tolerance=query.tolerance,
-        settings=settings_of(request),
-        registry=registry(request),
-    )
+    """The comparison; a query whose values the runs refuse (a metric none has, a run named twice, a baseline
+    not compared) is a 422 like the query's schema refusals, not a 400."""
+    try:
+        return compare_runs(
+            query.ids,
+            baseline=query.baseline,
+            metrics=query.metric or None,
+            tolerance=query.tolerance,
+            settings=settings_of(request),
+            registry=registry(request),
+        )
+    except InvalidInputError as exc:
+        if exc.http_status != InvalidInputError.http_status:
+            raise  # a more particular answer of its own (e.g. a 422 already)
+        raise InvalidRequestError(exc.message) from None
 
 
 @router.get("/compare", response_model=ComparisonInfo)
