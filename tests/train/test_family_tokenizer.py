@@ -118,3 +118,14 @@ def test_a_pretrained_t5_or_gpt2_trains_on_with_its_own_tokenizer(
     code, out, err = run_captured(["train", "--model", "t5", "--model-config", pretrained, *quick], capsys)
     assert code == 2 and "Traceback" not in out + err, err
     assert "holds a gpt2 model, not a t5 model" in err and len(err.strip().splitlines()) == 1, err
+    # refused before a run was created (it was refused only once the run started, and stayed a failed run),
+    # on the command line and at the API's submit alike
+    assert [r.id for r in open_registry().list(kind="train")] == [second.id, first.id]
+    (tldrlab_home / "data").mkdir(parents=True, exist_ok=True)
+    (tldrlab_home / "data" / "text.txt").write_text(text.read_text())
+    config = {"model": "t5", "model_settings": {"from_pretrained": first.id}, "data": {"path": "text.txt"}}
+    refused = TestClient(create_app()).post("/runs/train", json={"config": config})
+    error = refused.json()
+    assert refused.status_code == 422 and error["code"] == "invalid_config" and error["request_id"], error
+    assert "holds a gpt2 model, not a t5 model" in error["message"], error
+    assert len(open_registry().list(kind="train")) == 2

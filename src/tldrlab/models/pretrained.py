@@ -41,8 +41,19 @@ def pretrained_tokenizer(config: Any) -> Any:
         ) from None
 
 
-def _check_family(resolved: ResolvedModel, model_class: Any) -> None:
-    """InvalidInputError when a directory's config.json names another model type than `model_class`'s (a
+def check_pretrained_family(config: Any, model_type: str) -> None:
+    """A t5 / gpt2 config's `from_pretrained` holds a `model_type` model where it names one here (a directory,
+    a run, an installed name); InvalidInputError otherwise. Run before a run is created (`ModelSpec.check`:
+    the command line and the API's submit), so a char_lstm run given to t5 is refused there, not left behind
+    as a failed run; a name found nowhere here goes to transformers when the run loads it, as it did."""
+    if not config.from_pretrained:
+        return
+    with contextlib.suppress(NotFoundError):
+        _check_family(resolve_model_ref(str(config.from_pretrained)), model_type)
+
+
+def _check_family(resolved: ResolvedModel, expected: str) -> None:
+    """InvalidInputError when a directory's config.json names another model type than `expected` (a
     char_lstm run given to t5's `from_pretrained`): transformers builds such a model with fresh weights, or
     fails inside its first step."""
     if resolved.kind != "directory":
@@ -52,7 +63,6 @@ def _check_family(resolved: ResolvedModel, model_class: Any) -> None:
     except (OSError, ValueError):
         return  # unreadable: loading reports it with the file named
     found = config.get("model_type") if isinstance(config, dict) else None
-    expected = model_class.config_class.model_type
     if isinstance(found, str) and found != expected:
         raise InvalidInputError(
             f"{resolved.path} holds a {found} model, not a {expected} model: from_pretrained loads a "
@@ -70,7 +80,7 @@ def load_pretrained(model_class: Any, path: str, tokenizer: Any) -> Any:
     args: tuple[str, dict[str, str]] = (path, {})
     with contextlib.suppress(NotFoundError):
         resolved = resolve_model_ref(path)
-        _check_family(resolved, model_class)
+        _check_family(resolved, model_class.config_class.model_type)
         args = resolved.from_pretrained_args()
     model = model_class.from_pretrained(args[0], **args[1])
     if tokenizer is not None and len(tokenizer) > model.config.vocab_size:

@@ -59,6 +59,10 @@ class ModelSpec:
     """(config, tokenizer vocabulary size) -> the parameters the built model has, from the config alone (no
     memory allocated); None (or a None count): not decided by the settings (a pretrained checkpoint)."""
 
+    check: Callable[[Any], None] | None = None
+    """config -> raises when what the settings name cannot be used (a t5 `from_pretrained` holding another
+    family's model), before a run is created (the kind's check: command line and API submit alike)."""
+
     tokenizer_defaults: dict[str, Any] | None = None
     """The tokenizer a training of this family trains when its config names none of `tokenizer.path`,
     `tokenizer.method` and `tokenizer.vocab_size` (e.g. char_lstm: a character vocabulary; a character
@@ -79,6 +83,7 @@ MODELS: dict[str, ModelSpec] = {
         parameter_count=t5.parameter_count,
         tokenizer=pretrained.pretrained_tokenizer,
         brings_tokenizer=pretrained.is_pretrained,
+        check=t5.check_pretrained,
     ),
     "gpt2": ModelSpec(
         gpt2.GPT2ModelConfig,
@@ -88,6 +93,7 @@ MODELS: dict[str, ModelSpec] = {
         parameter_count=gpt2.parameter_count,
         tokenizer=pretrained.pretrained_tokenizer,
         brings_tokenizer=pretrained.is_pretrained,
+        check=gpt2.check_pretrained,
     ),
     "char_lstm": ModelSpec(
         char_lstm_config.CharLSTMConfig,

@@ -353,13 +353,16 @@ class TrainJobConfig(BaseModel):
 def check_train_data(job: TrainJobConfig) -> None:
     """Kind `train`'s check before a run is created (command line and API alike): the data is here, holds
     data files and has the splits the config names (a split it does not have fails here, not in a run it
-    would leave failed)."""
+    would leave failed), and the model family's own check of what its settings name passes."""
     if not Path(job.data.path).exists():
         raise InvalidInputError(f"data not found: {job.data.path}")
     named: list[str | None] = [split for split in (job.data.train_split, job.data.val_split) if split]
     # no split named: the run reads the whole path, which must hold data (an empty directory was accepted)
     for split in named or [None]:
         split_files(job.data.path, job.data.format, split)
+    family = model_families()[job.model]
+    if family.check is not None:  # what the settings name (a t5 `from_pretrained` of a char_lstm run)
+        family.check(family.config_cls.model_validate(job.model_settings))
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:
