@@ -9,6 +9,7 @@ from typing import Any
 
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
+from tldrlab.tokenizers.load import load_tokenizer
 
 
 def resolve_dims(sizes: Mapping[str, Mapping[str, int]], config: Any) -> dict[str, int]:
@@ -29,8 +30,6 @@ def is_pretrained(config: Any) -> bool:
 def pretrained_tokenizer(config: Any) -> Any:
     """The tokenizer saved with the checkpoint a t5 / gpt2 config loads (`from_pretrained`): its token ids are
     the ones the checkpoint's embeddings were trained on, which a tokenizer trained anew would not share."""
-    from tldrlab.tokenizers.load import load_tokenizer
-
     directory = resolve_model_ref(str(config.from_pretrained)).directory
     try:
         return load_tokenizer(directory)

@@ -204,14 +204,16 @@ def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
             notes.append(f"{name}: no trial reported intermediate values")
             continue
         try:
-            with warnings.catch_warnings():
+            # optuna's history and importance plots call plt.style.use("ggplot"), which would restyle every
+            # later plot of this process (a worker's run curves, an experiment's chart): kept to this plot
+            with warnings.catch_warnings(), matplotlib.rc_context():
                 warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
                 axes = draw(study)
-            fig = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            fig.set_size_inches(10, 6)
-            fig.tight_layout()
-            path = out_dir / f"{name}.png"
-            fig.savefig(path, dpi=100)
+                fig = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+                fig.set_size_inches(10, 6)
+                fig.tight_layout()
+                path = out_dir / f"{name}.png"
+                fig.savefig(path, dpi=100)
             plt.close(fig)
             written.append(path)
         except Exception as exc:  # a plot must never lose the CSV/JSON export

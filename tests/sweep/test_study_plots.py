@@ -1,0 +1,40 @@
+"""A sweep's study plots leave the process's matplotlib style as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import optuna
+
+from tldrlab.runs.atomic import append_jsonl
+from tldrlab.sweep.report import plot_study
+from tldrlab.track.plots import plot_run_metrics
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_study_plots_do_not_restyle_the_run_curves_drawn_after_them(tmp_path: Path) -> None:
+    # optuna's history and importance plots call plt.style.use("ggplot"): a worker that exported a sweep's
+    # plots drew every later run's curves in ggplot's grey frame and colours
+    before = dict(matplotlib.rcParams)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.2) ** 2 + t.suggest_int("n", 1, 4), n_trials=8)
+    written, _ = plot_study(study, tmp_path / "plots")
+    assert {p.name for p in written} >= {"optimization_history.png", "param_importances.png"}
+    changed = {
+        k for k, v in matplotlib.rcParams.items() if str(v) != str(before.get(k)) and "backend" not in k
+    }  # the backend is Agg by plot_study's own choice (files only, no display)
+    assert not changed, f"the study plots changed matplotlib settings: {sorted(changed)[:5]}"
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for step in (1, 2, 3):
+        append_jsonl(run_dir / "metrics.jsonl", {"step": step, "train_loss": 4.0 / step, "lr": 0.01})
+    (lr_png,) = (p for p in plot_run_metrics(run_dir) if p.name == "lr.png")
+    from PIL import Image
+
+    with Image.open(lr_png) as image:
+        pixels = list(image.convert("RGB").getdata())
+    assert pixels.count((0x1F, 0x77, 0xB4)) > 10  # matplotlib's own first colour, not ggplot's red
+    assert pixels.count((0xE5, 0xE5, 0xE5)) < len(pixels) // 10  # no ggplot grey panel
