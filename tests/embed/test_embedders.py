@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cliutil import run_captured
+from tldrlab.config import get_settings
 from tldrlab.embed import EMBEDDERS, get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError, DependencyMissingError
@@ -100,27 +102,20 @@ def test_unknown_names_and_paths_get_clear_errors(tmp_path: Path) -> None:
         get_embedder("  ")
 
 
-def test_an_unknown_embedder_name_is_refused_before_the_hub_is_tried(tmp_path: Path) -> None:
+def test_an_unknown_embedder_name_is_refused_before_the_hub_is_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`TLDRLAB_EMBEDDER=bogus` (no organisation/name, no such directory) went to the Hugging Face hub: a
-    minute of retries, each a warning line, before the error. A hub id still goes there (and says so)."""
-    import os
-    import subprocess
-    import sys
-
-    import tldrlab
-
+    minute of retries, each a warning line, before the error. The tests run with HF_HUB_OFFLINE=1, whose
+    refusal ("not found ... HF_HUB_OFFLINE=1 is set") came first before: the name is refused ahead of any
+    hub or offline rule."""
     text = tmp_path / "a.txt"
     text.write_text("A first sentence about parsers. A second one about daemons.\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    # a hub that refuses at once, should anything try it
-    env |= {"TLDRLAB_EMBEDDER": "minilm-onx", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    env["PYTHONPATH"] = str(Path(tldrlab.__file__).parents[1])
-    done = subprocess.run(
-        [sys.executable, "-m", "tldrlab", "lvm", "ingest", str(text)],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    (line,) = done.stderr.strip().splitlines()
+    monkeypatch.setenv("TLDRLAB_EMBEDDER", "minilm-onx")
+    get_settings.cache_clear()
+    code, _, err = run_captured(["lvm", "ingest", str(text)], capsys)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
     assert line.startswith("error [invalid_config] embedder 'minilm-onx' is not a registered embedder"), line
     assert "minilm-onnx" in line and "sentence-transformers/minilm-onx" in line, line
     with pytest.raises(ConfigError, match="not a registered embedder"):
