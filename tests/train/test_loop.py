@@ -218,27 +218,37 @@ def test_time_budget_ends_like_max_steps() -> None:
     assert "time budget reached" in (run.dir / "log.jsonl").read_text()
 
 
+class ProgressWatch(TrainHooks):
+    """The run's progress as the registry shows it after each step (what the runs page and API read)."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+        self.run_id = ""
+
+    def bind(self, run_id: str) -> ProgressWatch:
+        self.run_id = run_id
+        return self
+
+    def on_step_end(self, state: TrainState, loss: float) -> None:
+        progress = open_registry().get(self.run_id).progress
+        if progress is not None:
+            self.seen.append(progress)
+
+
 def test_progress_follows_the_time_budget_when_it_ends_the_run(capsys: pytest.CaptureFixture[str]) -> None:
     # `--max-steps 20000 --max-minutes 20` (docs/training.md): the bar counted to 20,000 with an ETA of
     # hours and the run's progress read 29 % when the budget ended it at step 5,890
-    seen: list[float] = []
-
-    class Watch(TrainHooks):
-        def on_step_end(self, state: TrainState, loss: float) -> None:
-            progress = open_registry().get(run.id).progress
-            if progress is not None:
-                seen.append(progress)
-
+    watch = ProgressWatch()
     with start_run("train", {}) as run:
         result = train(
             ToyLM(),
             ToyTask(),
             _config(max_steps=10_000_000, max_minutes=0.08, progress=True, eval_every=0, checkpoint_every=0),
             run,
-            hooks=Watch(),
+            hooks=watch.bind(run.id),
         )
     assert 0 < result.steps < 10_000_000
-    assert max(seen) > 0.3, max(seen)  # about 0.8 at the last heartbeat before the end
+    assert max(watch.seen) > 0.3, max(watch.seen)  # about 0.8 at the last heartbeat before the end
     bars = re.findall(r"(\d+)/(\d+) \[", capsys.readouterr().err)
     done, total = (int(n) for n in bars[-1])
     assert done == result.steps and total <= 1.1 * done, bars[-3:]
@@ -247,19 +257,16 @@ def test_progress_follows_the_time_budget_when_it_ends_the_run(capsys: pytest.Ca
 def test_progress_moves_when_evaluations_come_more_often_than_heartbeats() -> None:
     # each evaluation's phase messages ("evaluating", then "training") are heartbeats too, and restarted the
     # 2 s wait before the next step's: a run evaluating every second or so read 0 % until it completed
-    seen: list[float] = []
-
-    class Watch(TrainHooks):
-        def on_step_end(self, state: TrainState, loss: float) -> None:
-            progress = open_registry().get(run.id).progress
-            if progress is not None:
-                seen.append(progress)
-
+    watch = ProgressWatch()
     with start_run("train", {}) as run:
         train(
-            ToyLM(), ToyTask(), _config(max_steps=200, eval_every=5, checkpoint_every=0), run, hooks=Watch()
+            ToyLM(),
+            ToyTask(),
+            _config(max_steps=200, eval_every=5, checkpoint_every=0),
+            run,
+            hooks=watch.bind(run.id),
         )
-    assert max(seen) > 0.5, max(seen)
+    assert max(watch.seen) > 0.5, max(watch.seen)
 
 
 def test_a_resumed_run_keeps_its_best_and_its_early_stopping_count() -> None:

@@ -14,7 +14,6 @@ trainable. `export_model` writes safetensors + config.json + tokenizer (with its
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -130,14 +129,8 @@ def check_causal_lm_directory(resolved: ResolvedModel) -> None:
     """InvalidInputError when a model directory's config.json names a model type that is no causal LM
     (a t5 or char_lstm run's model, an encoder). Without this check transformers' refusal surfaced as a
     `checkpoint_corrupt` error (the files are fine) listing its two hundred causal-LM config classes."""
-    if resolved.kind != "directory":
-        return
-    try:
-        config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # unreadable: loading reports it with the file named
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if not isinstance(model_type, str):
+    model_type = resolved.model_type
+    if model_type is None:
         return
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 

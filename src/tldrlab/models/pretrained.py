@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,14 +54,8 @@ def _check_family(resolved: ResolvedModel, expected: str) -> None:
     """InvalidInputError when a directory's config.json names another model type than `expected` (a
     char_lstm run given to t5's `from_pretrained`): transformers builds such a model with fresh weights, or
     fails inside its first step."""
-    if resolved.kind != "directory":
-        return
-    try:
-        config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # unreadable: loading reports it with the file named
-    found = config.get("model_type") if isinstance(config, dict) else None
-    if isinstance(found, str) and found != expected:
+    found = resolved.model_type
+    if found is not None and found != expected:
         raise InvalidInputError(
             f"{resolved.path} holds a {found} model, not a {expected} model: from_pretrained loads a "
             f"{expected} checkpoint (a {expected} run's model or a transformers {expected} directory)"
