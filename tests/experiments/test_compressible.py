@@ -126,7 +126,8 @@ def test_an_ambiguous_run_id_prefix_is_refused_at_submit(
     ]
     code, _, err = run_captured(argv, capsys)
     assert code == 2 and err.startswith("error [invalid_config] model: "), (code, err)
-    assert "run id prefix 'train-shared' is ambiguous (2 runs match)" in err and "more of the run id" in err
+    assert "run id prefix 'train-shared' is ambiguous (2 runs match: train-shared" in err
+    assert "more of the run id" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert open_registry().list(kind="lm_compress") == []
     # the LM experiment's context check (baseline arm only, so no compressibility check) the same way

@@ -42,7 +42,11 @@ def test_tokenizer_show_says_the_prefix_is_ambiguous(
     code, _, err = run_captured(["tokenizer", "show", "tokenizer-2026"], capsys)
     assert code == 3
     (line,) = err.strip().splitlines()  # one line, no traceback
-    assert line.endswith("run id prefix 'tokenizer-2026' is ambiguous (3 runs match)")
+    # the runs are named, so the user can retype one (it said only how many matched)
+    assert line.endswith(
+        "run id prefix 'tokenizer-2026' is ambiguous "
+        "(3 runs match: tokenizer-2026-0, tokenizer-2026-1, tokenizer-2026-2)"
+    ), line
     # a real miss is still "not found"
     code, _, err = run_captured(["tokenizer", "show", "tokenizer-1999"], capsys)
     assert code == 3 and "no tokenizer directory or run named 'tokenizer-1999'" in err
@@ -50,7 +54,7 @@ def test_tokenizer_show_says_the_prefix_is_ambiguous(
 
 def test_other_prefix_lookups_let_the_ambiguity_through(three_tokenizer_runs: None) -> None:
     for lookup in (resolve_elm_dir, find_lvm, lm_source):
-        with pytest.raises(AmbiguousRunIdError, match=r"is ambiguous \(3 runs match\)"):
+        with pytest.raises(AmbiguousRunIdError, match=r"is ambiguous \(3 runs match: tokenizer-2026-0, "):
             lookup("tokenizer-2026")
     with pytest.raises(NotFoundError, match="no ELM directory or run named 'tokenizer-1999'"):
         resolve_elm_dir("tokenizer-1999")

@@ -286,6 +286,6 @@ def test_show_takes_an_installed_model_name(
     for run_id in ("tokenizer-shared-a", "tokenizer-shared-b"):
         create_run("tokenizer", {"method": "bpe"}, run_id=run_id)
     code, _, err = run_captured(["tokenizer", "show", "tokenizer-shared"], capsys)
-    assert code != 0 and "ambiguous (2 runs match)" in err and "Traceback" not in err, err
+    assert code != 0 and "ambiguous (2 runs match: " in err and "Traceback" not in err, err
     code, _, err = run_captured(["tokenizer", "show", "no-such-model"], capsys)
     assert code != 0 and "no-such-model" in err and "Traceback" not in err, err

@@ -224,6 +224,11 @@ class RunQuery(BaseModel):
         return value
 
 
+def _some(ids: list[str]) -> str:
+    """Up to five run ids for a message, then how many more."""
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
 class RunRegistry:
     """CRUD over the `runs` table. Create it with `open_registry()`."""
 
@@ -290,8 +295,11 @@ class RunRegistry:
             return RunRecord.from_row(rows[0])
         if not rows:
             raise NotFoundError(f"no run with id {prefix!r}", run_id=prefix)
+        ids = [row["id"] for row in rows]  # named, so the user can retype one (a count alone cannot help)
         raise AmbiguousRunIdError(
-            f"run id prefix {prefix!r} is ambiguous ({len(rows)} runs match)", run_id=prefix
+            f"run id prefix {prefix!r} is ambiguous ({len(ids)} runs match: {_some(ids)})",
+            run_id=prefix,
+            matches=ids[:20],
         )
 
     def find_whole(self, run_id: str, *, doing: str) -> RunRecord:
@@ -308,9 +316,8 @@ class RunRegistry:
         ids = [row["id"] for row in self._starting(run_id)]
         if not ids:
             raise NotFoundError(f"no run with id {run_id!r}", run_id=run_id)
-        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         raise InvalidInputError(
-            f"{doing} takes a run's whole id, not a prefix: {run_id!r} starts {shown}",
+            f"{doing} takes a run's whole id, not a prefix: {run_id!r} starts {_some(ids)}",
             run_id=run_id,
             matches=ids[:20],
         )
