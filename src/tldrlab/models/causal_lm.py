@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
+from tldrlab.models.architecture import model_architecture
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.gguf_reading import gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
@@ -129,7 +130,7 @@ def check_causal_lm_directory(resolved: ResolvedModel) -> None:
     """InvalidInputError when a model directory's config.json names a model type that is no causal LM
     (a t5 or char_lstm run's model, an encoder). Without this check transformers' refusal surfaced as a
     `checkpoint_corrupt` error (the files are fine) listing its two hundred causal-LM config classes."""
-    model_type = resolved.model_type
+    model_type = model_architecture(resolved) if resolved.kind == "directory" else None
     if model_type is None:
         return
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.models.architecture import model_architecture
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 from tldrlab.tokenizers.load import load_tokenizer
 
@@ -54,7 +55,7 @@ def _check_family(resolved: ResolvedModel, expected: str) -> None:
     """InvalidInputError when a directory's config.json names another model type than `expected` (a
     char_lstm run given to t5's `from_pretrained`): transformers builds such a model with fresh weights, or
     fails inside its first step."""
-    found = resolved.model_type
+    found = model_architecture(resolved) if resolved.kind == "directory" else None
     if found is not None and found != expected:
         raise InvalidInputError(
             f"{resolved.path} holds a {found} model, not a {expected} model: from_pretrained loads a "

@@ -33,7 +33,6 @@ experiments and the ELM.
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,19 +88,6 @@ class ResolvedModel:
         ):
             return parent
         return None
-
-    @property
-    def model_type(self) -> str | None:
-        """The `model_type` a directory's config.json names (t5, gpt2, llama, char_lstm); None for a GGUF file
-        or a config.json that is missing or unreadable (loading reports that, with the file named)."""
-        if self.kind != "directory":
-            return None
-        try:
-            config = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        found = config.get("model_type") if isinstance(config, dict) else None
-        return found if isinstance(found, str) else None
 
     def from_pretrained_args(self) -> tuple[str, dict[str, str]]:
         """(path, keyword arguments) for `AutoModelForCausalLM / AutoTokenizer.from_pretrained`."""
