@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tldrlab.models.pretrained import check_pretrained_family, load_pretrained, resolve_dims
+from tldrlab.models.pretrained import load_pretrained, resolve_dims
 from tldrlab.runs.paths import ModelRef
 
 GPT2_SIZES: dict[str, dict[str, int]] = {
@@ -70,11 +70,6 @@ def parameter_count(config: GPT2ModelConfig, vocab_size: int) -> int | None:
     block = 12 * width * width + 13 * width  # attention (qkv + out) and MLP (4x) weights and biases, 2 norms
     head = 0 if config.tie_word_embeddings else vocab_size * width
     return (vocab_size + dims["n_positions"]) * width + dims["n_layer"] * block + 2 * width + head
-
-
-def check_pretrained(config: GPT2ModelConfig) -> None:
-    """`from_pretrained` names a gpt2 model (`ModelSpec.check`: refused before a run is created)."""
-    check_pretrained_family(config, "gpt2")
 
 
 def build(config: GPT2ModelConfig, tokenizer: Any) -> Any:

@@ -11,6 +11,7 @@ validated against it cheaply: `model_settings` by the family's config, its size 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ MODELS: dict[str, ModelSpec] = {
         parameter_count=t5.parameter_count,
         tokenizer=pretrained.pretrained_tokenizer,
         brings_tokenizer=pretrained.is_pretrained,
-        check=t5.check_pretrained,
+        check=functools.partial(pretrained.check_pretrained_family, model_type="t5"),
     ),
     "gpt2": ModelSpec(
         gpt2.GPT2ModelConfig,
@@ -93,7 +94,7 @@ MODELS: dict[str, ModelSpec] = {
         parameter_count=gpt2.parameter_count,
         tokenizer=pretrained.pretrained_tokenizer,
         brings_tokenizer=pretrained.is_pretrained,
-        check=gpt2.check_pretrained,
+        check=functools.partial(pretrained.check_pretrained_family, model_type="gpt2"),
     ),
     "char_lstm": ModelSpec(
         char_lstm_config.CharLSTMConfig,

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.models.pretrained import check_pretrained_family, load_pretrained, resolve_dims
+from tldrlab.models.pretrained import load_pretrained, resolve_dims
 from tldrlab.runs.paths import ModelRef
 
 T5_SIZES: dict[str, dict[str, int]] = {
@@ -114,11 +114,6 @@ def parameter_count(config: T5ModelConfig, vocab_size: int) -> int | None:
         + 2 * d_model  # final layer norms
         + position_biases
     )
-
-
-def check_pretrained(config: T5ModelConfig) -> None:
-    """`from_pretrained` names a t5 model (`ModelSpec.check`: refused before a run is created)."""
-    check_pretrained_family(config, "t5")
 
 
 def build(config: T5ModelConfig, tokenizer: Any) -> Any:
