@@ -242,7 +242,7 @@ def test_every_command_answers_an_unknown_option_in_one_line_and_a_hint(
 @pytest.mark.parametrize(
     ("argv", "command", "message"),
     [
-        (["runs", "show"], "runs show", "Missing argument 'run_id'."),
+        (["runs", "show"], "runs show", "Missing argument 'RUN_ID'."),
         (["runs", "compare", "--tolerance", "0"], "runs compare", "Missing argument 'IDS'."),
         (["runs", "nope"], "runs", "No such command 'nope'."),
         (["models", "import", "x.gguf", "--dtype", "float16"], "models import",
@@ -258,6 +258,29 @@ def test_usage_errors_are_one_line_and_a_hint(
     assert _usage_error(err, command) == message
 
 
+def test_a_missing_argument_is_named_as_help_and_the_docs_show_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command missing its required argument names it as `--help` does (usage line and Arguments) and
+    docs/cli.md do (`NAME.upper()`): the hand-written ones said `Missing argument 'run_id'.` where the docs
+    showed RUN_ID and the generated commands named theirs in capitals (MODEL_RUN, IDS)."""
+    checked = []
+    for path, command in _commands():
+        required = [p for p in command.params if p.param_type_name == "argument" and p.required]
+        if _is_group(command) or not required:
+            continue
+        code, out, err = run_captured(path, capsys)
+        message = _usage_error(err, " ".join(path))
+        shown = re.fullmatch(r"Missing argument '([^']+)'\.", message)
+        assert code == 2 and out == "" and shown, (path, err)
+        name = shown[1]
+        assert name == name.upper() == (required[0].metavar or required[0].name.upper()), (path, name)
+        code, help_text, _ = run_captured([*path, "--help"], capsys)
+        usage = " ".join(help_text.split("\n\n")[0].split())
+        assert code == 0 and f"{{{name}}}" in usage, (path, usage)
+        assert re.search(rf"^  {re.escape(name)}(\.\.\.)? ", help_text, re.MULTILINE), (path, help_text)
+        checked.append(" ".join(path))
+    assert {"runs show", "runs logs", "runs import", "tokenizer show", "eval"} - set(checked) == {"eval"}
+
+
 def test_a_usage_error_in_a_real_process_names_the_command_as_typed() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tldrlab", "runs", "show"],
@@ -268,7 +291,7 @@ def test_a_usage_error_in_a_real_process_names_the_command_as_typed() -> None:
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        "error [usage] Missing argument 'run_id'.",
+        "error [usage] Missing argument 'RUN_ID'.",
         "Try 'python -m tldrlab runs show --help' for help.",
     ]
 

@@ -69,7 +69,7 @@ for name in COMMAND_MODULES:
 
 
 def _usage_error(exc: typer.TyperException) -> None:
-    """A usage error as every other error reads, one line (`error [usage] Missing argument 'run_id'.`), and
+    """A usage error as every other error reads, one line (`error [usage] Missing argument 'RUN_ID'.`), and
     one line of where help is: click printed the usage line, the hint, a blank line, then `Error: ...`."""
     format_message = getattr(exc, "format_message", None)  # "Invalid value for '--dtype': ..."
     message = " ".join(str(format_message() if callable(format_message) else exc.message).split())

@@ -26,7 +26,9 @@ from tldrlab.service.worker import live_workers
 from tldrlab.track.plots import plot_comparison
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
-RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.")
+# the argument named in capitals, as the generated commands name theirs (MODEL_RUN, IDS) and docs/cli.md shows
+# it: without a metavar, help and `Missing argument 'run_id'.` used the Python parameter's name
+RUN_ID = typer.Argument(..., help="Run id or a unique prefix of it.", metavar="RUN_ID")
 
 
 def reconciled_registry() -> RunRegistry:
@@ -155,6 +157,7 @@ def import_command(
         ...,
         help="An archive written by `tldrlab runs export`.",
         parser=path_parser("ARCHIVE"),
+        metavar="ARCHIVE",
     ),
     as_json: bool = AS_JSON,
 ) -> None:
@@ -209,7 +212,9 @@ def prune_command(policy: RetentionPolicy, as_json: bool) -> None:
 @runs_app.command("delete")
 def delete_command(
     run_id: str = typer.Argument(
-        ..., help="The run's whole id (deleting takes no prefix: a prefix is refused, naming its runs)."
+        ...,
+        help="The run's whole id (deleting takes no prefix: a prefix is refused, naming its runs).",
+        metavar="RUN_ID",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
     as_json: bool = AS_JSON,

@@ -40,6 +40,7 @@ def show_command(
     target: str = typer.Argument(
         ...,
         help="A tokenizer directory, model directory, installed model name (tldrlab models list) or run id.",
+        metavar="TARGET",
     ),
     text: str | None = typer.Option(None, help="Also show how this text is tokenized."),
     as_json: bool = AS_JSON,
