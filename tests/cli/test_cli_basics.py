@@ -239,6 +239,24 @@ def test_every_command_answers_an_unknown_option_in_one_line_and_a_hint(
         assert message.startswith("No such option: --no-such-flag"), (path, err)
 
 
+def test_every_option_given_without_its_value_is_one_line_and_a_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tldrlab runs logs x --tail` printed the error alone: click raises "requires an argument" without the
+    command's context, which the hint is made from. Every command and group (`--threads`) answers alike."""
+    checked = []
+    for path, command in _commands():
+        options = [p for p in command.params if p.param_type_name == "option" and not p.is_flag]
+        if not options:
+            continue
+        name = options[0].opts[0]
+        code, out, err = run_captured([*path, name], capsys)
+        assert code == 2 and out == "", (path, name, code, out, err)
+        assert _usage_error(err, " ".join(path)) == f"Option '{name}' requires an argument.", (path, err)
+        checked.append(" ".join(path))
+    assert {"", "runs logs", "eval", "elm train", "sweep status"} <= set(checked), checked
+
+
 @pytest.mark.parametrize(
     ("argv", "command", "message"),
     [

@@ -66,6 +66,7 @@ app.callback()(options.signature_callback(options.shared_params(options.EVERY_CO
 
 for name in COMMAND_MODULES:
     importlib.import_module(name).register(app)
+options.name_every_usage_error(app)
 
 
 def _usage_error(exc: typer.TyperException) -> None:
@@ -76,7 +77,7 @@ def _usage_error(exc: typer.TyperException) -> None:
     # click's UsageError and its kinds carry `ctx`; its other errors (a file it cannot open) are not usage
     code = "usage" if hasattr(exc, "ctx") else "invalid_input"
     err_console.print(f"[bold red]error[/] {escape(f'[{code}] {message}')}", highlight=False, soft_wrap=True)
-    ctx = getattr(exc, "ctx", None)  # the command it arose in (none for some, as a missing option value)
+    ctx = getattr(exc, "ctx", None)  # the command it arose in (options.name_every_usage_error)
     if ctx is not None and ctx.command.get_help_option(ctx) is not None:
         hint = f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help."
         err_console.print(hint, markup=False, highlight=False, soft_wrap=True)

@@ -20,7 +20,8 @@ import json
 import math
 import os
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -421,7 +422,49 @@ def shared_params(shared: tuple[Shared, ...]) -> list[tuple[str, Any, Any]]:
     ]
 
 
-class LazyCommand(typer.core.TyperCommand):
+@contextmanager
+def _usage_errors_in(ctx: Any) -> Iterator[None]:
+    """Usage errors raised within give `ctx` as where they arose, when they name none: click's parser raises
+    "Option '--tail' requires an argument." without it, and the help hint is made from it."""
+    try:
+        yield
+    except typer.TyperException as exc:
+        if getattr(exc, "ctx", False) is None:  # a usage error (it has `ctx`) that names no command
+            exc.ctx, exc.cmd = ctx, ctx.command  # type: ignore[attr-defined]
+        raise
+
+
+class ContextCommand(typer.core.TyperCommand):
+    """A command whose usage errors all name it (see `_usage_errors_in`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        with _usage_errors_in(ctx):
+            return super().parse_args(ctx, args)
+
+
+class ContextGroup(typer.core.TyperGroup):
+    """A group whose usage errors all name it (`tldrlab --threads`, see `_usage_errors_in`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        with _usage_errors_in(ctx):
+            return super().parse_args(ctx, args)
+
+
+def name_every_usage_error(app: typer.Typer) -> None:
+    """Make `app`'s groups and commands, its sub-apps' too, ContextGroup and ContextCommand where they are
+    typer's own classes (once every module registered its commands), so no usage error goes without the
+    command it arose in, whichever way a command was added."""
+    if isinstance(app.info.cls, typer.models.DefaultPlaceholder) or app.info.cls is None:
+        app.info.cls = ContextGroup
+    for command in app.registered_commands:
+        if command.cls in (None, typer.core.TyperCommand):
+            command.cls = ContextCommand
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            name_every_usage_error(group.typer_instance)
+
+
+class LazyCommand(ContextCommand):
     """A command whose options are built the first time they are needed (parsing, `--help`, docs), so that
     listing commands never imports a config class."""
 
