@@ -3,6 +3,9 @@ and the ONNX Runtime int8 backend agreeing with the PyTorch vectors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +123,29 @@ def test_an_unknown_embedder_name_is_refused_before_the_hub_is_tried(
     assert "minilm-onnx" in line and "sentence-transformers/minilm-onx" in line, line
     with pytest.raises(ConfigError, match="not a registered embedder"):
         get_embedder("bogus")
+
+
+def test_an_unknown_embedder_name_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    """`tldrlab lvm ingest FILE --embedder minilm-onx` imported sentence-transformers, and with it torch
+    (seconds), before it looked at the name. Measured in a fresh process: this one has torch already."""
+    text = tmp_path / "a.txt"
+    text.write_text("A first sentence about parsers. A second one about daemons.\n")
+    code = (
+        "import sys\n"
+        "from tldrlab.cli.main import main\n"
+        "try:\n"
+        f"    main(['lvm', 'ingest', {str(text)!r}, '--embedder', 'minilm-onx'])\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "TLDRLAB_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, env=env
+    )
+    assert result.stdout.strip() == "exit 2 False", (result.stdout, result.stderr)
+    assert result.stderr.startswith("error [invalid_config] embedder 'minilm-onx' is not a registered"), (
+        result.stderr
+    )
 
 
 @pytest.mark.slow

@@ -88,12 +88,8 @@ class SentenceTransformerEmbedder:
 
 
 def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ModuleNotFoundError as exc:
-        raise DependencyMissingError(
-            "embedders need sentence-transformers (pip install sentence-transformers)"
-        ) from exc
+    # the name is looked at before sentence-transformers is imported: that imports torch (seconds) and a
+    # misspelt name is refused without it
     is_local = expand_user(name_or_path).exists()
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
     if not is_local:
@@ -106,6 +102,12 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
             raise ConfigError(_unknown_name_message(name_or_path))
         elif offline:  # fail at once instead of letting the hub client try (and retry) the network
             raise DependencyMissingError(_not_found_message(name_or_path, " (HF_HUB_OFFLINE=1 is set)"))
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ModuleNotFoundError as exc:
+        raise DependencyMissingError(
+            "embedders need sentence-transformers (pip install sentence-transformers)"
+        ) from exc
     try:
         return SentenceTransformer(
             str(expand_user(name_or_path)) if is_local else name_or_path, device=device
