@@ -117,3 +117,48 @@ def test_bad_settings_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run_captured(["train", "--data", str(tmp_path), "--model-settings", "{oops"], capsys)
     assert code == 2 and "not valid JSON" in err
     assert open_registry().list() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["elm", "train", "--max-steps", "5", "--train.max-steps", "1000"],
+         "--max-steps 5 and --train.max-steps 1000 set the same setting: give one of them"),
+        (["elm", "train", "--train.eval-every=7", "--eval-interval", "3"],
+         "--train.eval-every 7 and --eval-interval 3 set the same setting: give one of them"),
+        (["train", "--lr", "0.1", "--train.lr", "0.2"],
+         "--lr 0.1 and --train.lr 0.2 set the same setting: give one of them"),
+        (["train", "--data.bertscore", "--no-bertscore"],
+         "--data.bertscore and --no-bertscore set the same setting: give one of them"),
+    ],
+)  # fmt: skip
+def test_two_flags_for_one_setting_with_different_values_are_a_usage_error(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm train --max-steps 5 --train.max-steps 1000` trained 5 steps, `train --lr 0.1 --train.lr 0.2` took
+    0.2: of two flags setting one thing, one was silently dropped. Both are named, exit 2."""
+    (tmp_path / "data.txt").write_text("some text\n")
+    code, out, err = run_captured([*argv, "--data", str(tmp_path / "data.txt"), "--print-config"], capsys)
+    command = " ".join(argv[: 2 if argv[0] == "elm" else 1])
+    lines = err.splitlines()
+    assert code == 2 and out == "" and len(lines) == 2 and lines[0] == f"error [usage] {message}", err
+    assert lines[1].startswith("Try '") and lines[1].endswith(f" {command} --help' for help."), err
+
+
+def test_two_flags_for_one_setting_with_the_same_value_and_a_file_with_a_flag_still_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "elm").mkdir()
+    elm = ["elm", "train", "--data", str(tmp_path / "elm")]
+    printed = _printed([*elm, "--max-steps", "5", "--train.max-steps", "5"], capsys)
+    assert (printed["max_steps"], printed["train"]["max_steps"]) == (5, 5)
+    lrs = ["--lr", "1e-3", "--train.lr=0.001", "--lr", "0.001"]
+    printed = _printed(["train", "--data", "x.txt", *lrs], capsys)
+    assert printed["train"]["lr"] == 0.001  # the same number however written; one name given twice as ever
+    printed = _printed(["train", "--data", "x.txt", "--seed", "3", "--seed", "4"], capsys)
+    assert printed["train"]["seed"] == 4
+    # a value from the file and one flag: the flag wins, as before
+    config = tmp_path / "elm.yaml"
+    config.write_text(yaml.safe_dump({"train": {"max_steps": 1000, "lr": 0.5}}))
+    printed = _printed([*elm, "--config", str(config), "--max-steps", "5", "--lr", "0.25"], capsys)
+    assert (printed["max_steps"], printed["train"]["lr"]) == (5, 0.25)

@@ -10,7 +10,7 @@ import pytest
 from cliutil import run_cli
 from tldrlab.elm.prepare import read_synthesis
 from tldrlab.elm.train import ElmTrainConfig, run_elm_training
-from tldrlab.errors import InvalidInputError, RunPreemptedError
+from tldrlab.errors import InvalidConfigError, InvalidInputError, RunPreemptedError
 from tldrlab.runs import create_run, execute_run, open_registry, preempt, start_run
 from tldrlab.train.loop import TrainHooks, TrainState
 
@@ -195,7 +195,8 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
         (["--eval-samples", "0"], "eval_samples is 0"),
         (["--eval-samples", "0", "--train.best-metric", "rougeL"], "rougeL is computed from generated"),
         # the loop's own length and interval, which the run replaced with max_steps / epochs, eval_interval
-        (["--max-steps", "2", "--train.max-steps", "3"], "takes the loop's max_steps from max_steps"),
+        # both as flags: a usage error naming them (a config file's train section: the validator below)
+        (["--max-steps", "2", "--train.max-steps", "3"], "--max-steps 2 and --train.max-steps 3 set the"),
         (["--train.eval-every", "0"], "takes the loop's eval_every from eval_interval"),
     ],
 )
@@ -247,6 +248,10 @@ def test_a_loop_length_equal_to_its_default_is_honoured_and_a_recorded_config_ke
         config = validate_config("elm_train", recorded)
         assert isinstance(config, ElmTrainConfig)
         assert (config.max_steps, config.eval_interval) == (recorded["max_steps"], recorded["eval_interval"])
+    # a file's train section that contradicts the top-level field is refused, the file not being a record
+    with pytest.raises(InvalidConfigError, match="takes the loop's max_steps from max_steps"):
+        contradicting = {**default, "max_steps": 2, "train": {**default["train"], "max_steps": 3}}
+        validate_config("elm_train", contradicting)
 
 
 def test_resume_refuses_a_data_directory_prepared_again_meanwhile(

@@ -20,7 +20,7 @@ from tldrlab.cli.options import Flag, config_command
 from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import print_report
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
-from tldrlab.elm.config import ElmGenerateOptions, ElmT5CompareConfig
+from tldrlab.elm.config import LOOP_FIELDS, ElmGenerateOptions, ElmT5CompareConfig
 from tldrlab.elm.evaluate import generate_predictions, predictions_report
 from tldrlab.report import Report
 
@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
             "tldrlab elm train --data data/elm --epochs 2 --drift-weight 0.03",
             aliases=ELM_TRAIN_ALIASES,
             extra=(BF16,),
+            same=tuple((own, f"train.{loop}") for loop, own in LOOP_FIELDS),
         ),
         RunCommand(
             "elm evaluate",
@@ -105,6 +106,7 @@ def register(app: typer.Typer) -> None:
                 },
                 "study": ("--study-name",),
             },
+            same=tuple((f"base.{own}", f"base.train.{loop}") for loop, own in LOOP_FIELDS),
         ),
         RunCommand(
             "elm compare-lm",

@@ -434,11 +434,62 @@ def _usage_errors_in(ctx: Any) -> Iterator[None]:
         raise
 
 
+def _typed(param: Any, ctx: Any, text: str) -> Any:
+    """An option's text as its type reads it (`1e-3` is `0.001`), or the text where it does not read: the
+    parse that follows says why."""
+    try:
+        return param.process_value(ctx, text)
+    except Exception:
+        return text
+
+
+def refuse_two_values_for_one_setting(
+    params: list[Any], ctx: Any, args: list[str], same_setting: tuple[tuple[str, ...], ...] = ()
+) -> None:
+    """A usage error naming both when two names of one option (`--lr` and `--train.lr`, `--bertscore` and
+    `--no-bertscore`), or two options of one `same_setting` group, are given different values: click keeps
+    the last occurrence of an option and the config one of two fields, dropping the other without a word.
+    One name given twice keeps its last value, as options always do (a command line that overrides itself)."""
+    options: dict[str, tuple[Any, Any]] = {}  # option name -> (its parameter, the setting it sets)
+    for param in params:
+        if param.param_type_name != "option":
+            continue
+        names = [*param.opts, *param.secondary_opts]
+        setting = next((group for group in same_setting if set(group) & set(names)), param.name)
+        options.update((name, (param, setting)) for name in names)
+    first: dict[Any, tuple[str, str, Any]] = {}  # setting -> (name, as shown, value) of its first occurrence
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":  # what follows is arguments
+            return
+        name, equals, text = token.partition("=")
+        param, setting = options.get(name, (None, None)) if token[:1] == "-" else (None, None)
+        if param is None:
+            continue
+        if param.is_flag:
+            if equals or not param.secondary_opts:  # a switch: giving it only ever says yes
+                continue
+            shown, value = name, name in param.opts
+        else:
+            values = [text] if equals else [next(tokens, "") for _ in range(param.nargs)]
+            if param.multiple or param.nargs != 1:  # repeatable, or several values: each occurrence counts
+                continue
+            shown, value = f"{name} {values[0]}", _typed(param, ctx, values[0])
+        seen = first.setdefault(setting, (name, shown, value))
+        if seen[0] != name and seen[2] != value:
+            ctx.fail(f"{seen[1]} and {shown} set the same setting: give one of them")
+
+
 class ContextCommand(typer.core.TyperCommand):
-    """A command whose usage errors all name it (see `_usage_errors_in`)."""
+    """A command whose usage errors all name it (see `_usage_errors_in`), and that refuses two values for one
+    setting (see `refuse_two_values_for_one_setting`)."""
+
+    same_setting: tuple[tuple[str, ...], ...] = ()
+    """Groups of option names of different fields that set one thing (`--max-steps`, `--train.max-steps`)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         with _usage_errors_in(ctx):
+            refuse_two_values_for_one_setting(self.params, ctx, args, self.same_setting)
             return super().parse_args(ctx, args)
 
 
@@ -505,11 +556,13 @@ def add_command(
     help: str | None,
     *,
     config: Callable[[], type[BaseModel]],
+    same_setting: tuple[tuple[str, ...], ...] = (),
     **kw: Any,
 ) -> None:
     """Add command `name` whose callback (options included) `build` makes when first needed; `config` gives
-    the class its options are validated as (imported when called; tests walk every command's)."""
-    attributes = {"build": staticmethod(build), "config": staticmethod(config)}
+    the class its options are validated as (imported when called; tests walk every command's);
+    `same_setting` groups option names of different fields that set one thing (ContextCommand)."""
+    attributes = {"build": staticmethod(build), "config": staticmethod(config), "same_setting": same_setting}
     command = type("GeneratedCommand", (LazyCommand,), attributes)
     app.command(name, cls=command, help=help, context_settings=CONTEXT_SETTINGS, **kw)(lambda: None)
 

@@ -71,6 +71,9 @@ class RunCommand:
     `--model-settings.hidden`)."""
     converts: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     """Dotted path -> what turns its option's parsed value into the config's (`Flag.convert`)."""
+    same: tuple[tuple[str, ...], ...] = ()
+    """Groups of dotted paths of fields that set one thing (`("max_steps", "train.max_steps")`): their options
+    given together with different values are a usage error."""
 
     @property
     def group(self) -> str:
@@ -206,4 +209,6 @@ def add(app: typer.Typer, spec: RunCommand) -> None:
     """Add a run kind's generated command to `app` (the group of `spec.path`)."""
     RUN_COMMANDS.append(spec)
     help = f"{spec.help or get_kind(spec.kind).help}\n\nExample: {spec.example}"
-    add_command(app, spec.name, functools.partial(build_callback, spec), help, config=spec.config_class)
+    same = tuple(tuple(option_name(path) for path in group) for group in spec.same)
+    build = functools.partial(build_callback, spec)
+    add_command(app, spec.name, build, help, config=spec.config_class, same_setting=same)

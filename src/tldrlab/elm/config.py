@@ -126,6 +126,10 @@ def _default_train() -> TrainConfig:
     )
 
 
+LOOP_FIELDS = (("max_steps", "max_steps"), ("eval_every", "eval_interval"))
+"""The loop's own fields (`train.max_steps`) and the ElmTrainConfig fields the run takes them from."""
+
+
 class ElmTrainConfig(BaseModel):
     """Everything one ELM training run needs."""
 
@@ -198,10 +202,8 @@ class ElmTrainConfig(BaseModel):
         recorded config (a run's, a sweep's base; what `--resume` and the worker read) sets every field, the
         loop's default included, beside the top-level one that governed (null: `epochs` / 4 evaluations): with
         the top-level field given, the loop's default is not a choice."""
-        for name, own, flag in (
-            ("max_steps", "max_steps", "--max-steps"),
-            ("eval_every", "eval_interval", "--eval-interval"),
-        ):
+        for name, own in LOOP_FIELDS:
+            flag = "--" + own.replace("_", "-")
             value, top = getattr(self.train, name), getattr(self, own)
             is_default = value == TrainConfig.model_fields[name].default
             given = name in self.train.model_fields_set and not (is_default and own in self.model_fields_set)
