@@ -138,3 +138,32 @@ def test_sweep_status_fits_80_columns(tmp_path: Path) -> None:
     for run_id in run_ids:
         assert run_id in proc.stdout
     assert "model_settings.hidden_dim" in proc.stdout and "2*" in proc.stdout  # the best trial is marked
+
+
+def test_sweep_status_shows_every_column_at_80_columns() -> None:
+    """At 80 columns the trials table dropped its seconds column (it was optional): every column is shown,
+    the table split over parts that each repeat the trial number and run id."""
+    from tldrlab.sweep.report import status_table
+
+    study = optuna.create_study(study_name="wide", direction="minimize")
+    dists = {
+        "train.learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
+        "model_settings.hidden_dim": optuna.distributions.IntDistribution(16, 512),
+    }
+    for i in range(2):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"train.learning_rate": 1e-3 * (i + 1), "model_settings.hidden_dim": 64 * (i + 1)},
+                distributions=dists,
+                value=3.0 - i / 10,
+                user_attrs={"run_id": f"sweep_trial-20261129-22{i:02d}00-abc12{i}"},
+            )
+        )
+    listing = status_table(study)
+    narrow = Console(width=80, record=True)
+    for table in listing_tables(narrow, listing.columns, listing.rows, listing.title):
+        narrow.print(table)
+    text = narrow.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    headers = {header for line in text.splitlines() for header in line.split()}
+    assert {c.header for c in listing.columns} <= headers, text  # before: no "seconds"

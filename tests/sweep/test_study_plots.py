@@ -38,3 +38,36 @@ def test_study_plots_do_not_restyle_the_run_curves_drawn_after_them(tmp_path: Pa
         pixels = list(image.convert("RGB").getdata())
     assert pixels.count((0x1F, 0x77, 0xB4)) > 10  # matplotlib's own first colour, not ggplot's red
     assert pixels.count((0xE5, 0xE5, 0xE5)) < len(pixels) // 10  # no ggplot grey panel
+
+
+def test_the_importance_plot_names_parameters_as_the_sweep_file_does() -> None:
+    """Parameters Optuna draws through an internal variable (a quantised `lr@x`, a normal's quantile
+    `dropout@u`) were labelled with those names in param_importances.png."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from tldrlab.sweep.mapping import suggest_params
+    from tldrlab.sweep.report import plot_param_importances
+    from tldrlab.sweep.spec import parse_sweep
+
+    parameters = {
+        "lr": {"distribution": "q_log_uniform_values", "min": 1e-4, "max": 1e-1, "q": 1e-4},
+        "dropout": {"distribution": "normal", "mu": 0.2, "sigma": 0.05},
+        "layers": {"min": 1, "max": 4},
+    }
+    spec = parse_sweep(
+        {"method": "random", "program": "p.py", "metric": {"name": "loss"}, "parameters": parameters}
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = study.ask()
+        values = suggest_params(trial, spec)
+        study.tell(trial, values["lr"] * 10 + values["dropout"] + values["layers"])
+    assert {"lr@x", "dropout@u"} <= set(study.trials[0].params)  # the internal names Optuna keeps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+        axes = plot_param_importances(study)
+    labels = {label.get_text() for label in axes.get_yticklabels()}
+    plt.close(axes.figure)
+    assert labels == {"lr", "dropout", "layers"}, labels

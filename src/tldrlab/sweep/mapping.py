@@ -7,8 +7,9 @@
 Distributions Optuna has natively are suggested under the parameter's own name. The others are drawn the way
 W&B's own sweep engine draws them (sweeps/params.py `ppf`): Optuna suggests an internal variable (a uniform
 quantile `NAME@u`, or the un-quantised value `NAME@x`) and the W&B value is computed from it (inverse CDF,
-rounding to a multiple of q). Optuna's plots show those internal variables; `trial.user_attrs["params"]`
-holds the W&B values, which is what `tldrlab sweep status|best|export` show.
+rounding to a multiple of q). Optuna's plots show those internal variables (the importance plot names them
+as their parameters: `parameter_name`); `trial.user_attrs["params"]` holds the W&B values, which is what
+`tldrlab sweep status|best|export` show.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ PARAMS_ATTR = "params"
 """trial.user_attrs key holding {name: W&B value} of every parameter, constants included."""
 
 _PRIMITIVE = (str, int, float, bool, type(None))
+
+
+INTERNAL_SUFFIXES = ("@u", "@x")
+"""What an internal variable's name adds to its parameter's: a uniform quantile `NAME@u`, a value `NAME@x`."""
+
+
+def parameter_name(optuna_name: str) -> str:
+    """The parameter an Optuna variable stands for, as the sweep file names it (`lr` of `lr@x`)."""
+    for suffix in INTERNAL_SUFFIXES:
+        if optuna_name.endswith(suffix):
+            return optuna_name.removesuffix(suffix)
+    return optuna_name
 
 
 # -- values that Optuna can store ----------------------------------------------------------------------------

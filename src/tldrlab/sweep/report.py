@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tldrlab.errors import NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
-from tldrlab.sweep.mapping import PARAMS_ATTR
+from tldrlab.sweep.mapping import PARAMS_ATTR, parameter_name
 from tldrlab.sweep.storage import RUN_ATTR, StudyRef
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
@@ -101,8 +101,9 @@ def status_table(study: optuna.Study) -> Table:
             ]
         )
     numeric = {"value", "evals", "seconds"}
+    # no column optional: a narrow terminal dropped the seconds; the listing splits the table instead
     columns = [
-        Column(h, key=h in ("#", "run"), justify="right" if h in numeric else "left", optional=h == "seconds")
+        Column(h, key=h in ("#", "run"), justify="right" if h in numeric else "left")
         for h in ["#", "state", "value", *names, "evals", "seconds", "run"]
     ]
     title = f"study {study.study_name} ({study.direction.name.lower()})" + ("; * best" if best else "")
@@ -161,6 +162,16 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def plot_param_importances(study: optuna.Study) -> Any:
+    """Optuna's parameter-importance plot (its axes), the parameters named as the sweep file names them."""
+    from optuna.visualization import matplotlib as ovm
+
+    axes = ovm.plot_param_importances(study)
+    labels = [parameter_name(label.get_text()) for label in axes.get_yticklabels()]
+    axes.set_yticks(axes.get_yticks(), labels)
+    return axes
+
+
 def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str]]:
     """PNG plots: optimization history, parameter importances, parallel coordinates (and intermediate values).
 
@@ -180,7 +191,7 @@ def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
     notes: list[str] = []
     plots: dict[str, Any] = {
         "optimization_history": ovm.plot_optimization_history,
-        "param_importances": ovm.plot_param_importances,
+        "param_importances": plot_param_importances,
         "parallel_coordinate": ovm.plot_parallel_coordinate,
         "intermediate_values": ovm.plot_intermediate_values,
     }
