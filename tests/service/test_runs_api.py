@@ -355,3 +355,38 @@ def test_a_blank_listing_filter_is_a_422_not_no_filter(client: TestClient, param
     assert refused.status_code == 422 and body["code"] == "invalid_input", refused.text
     (name,) = params
     assert f"{name}: is empty: give a value or leave the filter out" in body["message"], body
+
+
+def test_an_event_history_is_in_time_order_and_resumes_from_any_event() -> None:
+    """A history read in one poll gave every log line, then every metrics line: a finished run's replay
+    showed its whole log before its first step. Merged by time, each event's id still resumes right after
+    it (the events after, exactly once)."""
+    from tldrlab.runs import create_run, open_registry
+    from tldrlab.runs.atomic import append_jsonl
+    from tldrlab.service.events import RunTail
+
+    run = create_run("smoke", {})
+    run_dir = Path(run.run_dir)
+    start = 1_700_000_000.0
+    for i, message in enumerate(["run started", "step 1 done", "checkpoint at 2", "step 3 done"]):
+        append_jsonl(run_dir / "log.jsonl", {"ts": start + 2 * i, "level": "INFO", "message": message})
+    for step in (1, 2, 3):
+        append_jsonl(
+            run_dir / "metrics.jsonl", {"step": step, "time": start + 2 * step - 1, "loss": 1 / step}
+        )
+    registry = open_registry()
+    whole = RunTail(registry, run.id).poll_with_cursors()
+    shown = [(e.type, e.message if e.type != "progress" else e.step) for e, _ in whole]
+    assert shown == [
+        ("log", "run started"),
+        ("progress", 1),
+        ("log", "step 1 done"),
+        ("progress", 2),
+        ("checkpoint", "checkpoint at 2"),
+        ("progress", 3),
+        ("log", "step 3 done"),
+        ("queued", None),
+    ], shown
+    for cut, (_, cursor) in enumerate(whole):
+        rest = RunTail(registry, run.id, cursor=cursor).poll()
+        assert [e.model_dump() for e in rest] == [e.model_dump() for e, _ in whole[cut + 1 :]], cut

@@ -10,6 +10,7 @@ bus (`BUSES`: in-process `memory`, or Redis pub/sub `redis` at scale-out, channe
 
 from __future__ import annotations
 
+import heapq
 import json
 import threading
 import time
@@ -115,8 +116,9 @@ class RunTail:
     (the offsets reached in log.jsonl and metrics.jsonl, the status and attempt last reported). It is the
     SSE event id: a client that reconnects with it as `Last-Event-ID` gets a tail started there
     (`cursor=`), so the events after that one and none before. A plain counter could not be that: a
-    reconnecting stream reads the history in one poll (every log line, then every metrics line), not in the
-    order the live polls interleaved them."""
+    reconnecting stream reads the history in one poll, its log and metrics lines merged by time, and the live
+    polls may have delivered them in another order (a log line in one poll, a metrics line stamped earlier
+    in the next)."""
 
     def __init__(
         self, registry: RunRegistry, run_id: str, *, include_logs: bool = True, cursor: str | None = None
@@ -152,9 +154,10 @@ class RunTail:
         except NotFoundError:
             return []
         self.record = record
-        events: list[tuple[RunEvent, str]] = []
         run_id, kind = record.id, record.kind
-        metrics_before = self.metrics.offset
+        delivered = {"logs": self.logs.offset, "metrics": self.metrics.offset}  # before these lines
+        # (time, which file, offset past the line, event) of each new line of either file
+        logs: list[tuple[float, str, int, RunEvent]] = []
         for end, row in self.logs.read():
             message = str(row.get("message", ""))
             when = float(row.get("ts", time.time()))
@@ -179,8 +182,9 @@ class RunTail:
                 )
             else:
                 continue
-            events.append((event, self.cursor(end, metrics_before)))
+            logs.append((when, "logs", end, event))
         rows = self.metrics.read()
+        metrics: list[tuple[float, str, int, RunEvent]] = []
         for index, (end, row) in enumerate(rows):
             numbers = _numeric(row)
             is_eval = any(k.startswith(("eval", "val")) for k in numbers)
@@ -195,7 +199,14 @@ class RunTail:
                 # history said 100 % at step 1 of a finished run)
                 progress=record.progress if index == len(rows) - 1 else None,
             )
-            events.append((event, self.cursor(self.logs.offset, end)))
+            metrics.append((event.time, "metrics", end, event))
+        # the two files' lines merged by time (each file's own order kept), as the live polls interleaved
+        # them: a history read in one poll gave the whole log, then every step. Each cursor says how far
+        # each file is delivered at that point of the merge
+        events: list[tuple[RunEvent, str]] = []
+        for _, source, end, event in heapq.merge(logs, metrics, key=lambda line: line[0]):
+            delivered[source] = end
+            events.append((event, self.cursor(delivered["logs"], delivered["metrics"])))
         status = record.status.value
         # A new attempt (requeued, then running again) is a new "started" even if we missed the "queued".
         if status != self._status or (status == "running" and record.attempts != self._attempts):
