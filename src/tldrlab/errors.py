@@ -7,6 +7,8 @@ answers `{code, message, request_id}` with `http_status`. Nothing else should re
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -165,6 +167,39 @@ class RunPreemptedError(TldrlabError):
     exit_code = 75
     http_status = 503
     retryable = True
+
+
+class DiskFullError(TldrlabError):
+    """A write failed because the disk (or the user's quota) is full. A run keeps the checkpoints it wrote
+    before: free some space, then resume it."""
+
+    code = "disk_full"
+    exit_code = 9
+    http_status = 507
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXTS = tuple(os.strerror(number) for number in _FULL_ERRNOS)  # "No space left on device", ...
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an error it was raised from or while handling, says the disk or quota is full: an
+    OSError's errno, SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full (53100), or a
+    library's own error quoting the system's words (safetensors: "I/O error: No space left on device")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFullError):
+            return True
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return True
+        if getattr(current, "sqlite_errorcode", None) == 13 or getattr(current, "sqlstate", None) == "53100":
+            return True  # 13: SQLITE_FULL
+        if any(text in str(current) for text in _FULL_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def yaml_problem(exc: Exception) -> str:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from tldrlab.config import get_settings
+from tldrlab.errors import is_disk_full
 
 
 class JsonLinesFormatter(logging.Formatter):
@@ -45,9 +46,26 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _LogFileHandler(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A full disk is the run's error to report (a one-line `disk_full`); logging's own report of each
+        # line it could not write was a "--- Logging error ---" traceback on stderr per line.
+        if is_disk_full(sys.exc_info()[1] or Exception()):
+            return
+        super().handleError(record)
+
+    def close(self) -> None:
+        # closing flushes what a full disk refused again, and its error replaced the run's own
+        try:
+            super().close()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+
+
 def json_file_handler(path: Path, level: int = logging.DEBUG) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _LogFileHandler(path, encoding="utf-8")
     handler.setLevel(level)
     handler.setFormatter(JsonLinesFormatter())
     return handler

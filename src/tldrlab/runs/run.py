@@ -33,7 +33,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConflictError, RunCancelledError, RunPreemptedError, TldrlabError
+from tldrlab.errors import (
+    ConflictError,
+    DiskFullError,
+    RunCancelledError,
+    RunPreemptedError,
+    TldrlabError,
+    is_disk_full,
+)
 from tldrlab.logs import REPORTED_BY_CALLER, WARNINGS_LOGGER, json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
 from tldrlab.runs.datasets import dataset_refs
@@ -263,6 +270,27 @@ class Run:
         now = time.time()
         self._manifest.update(status=status.value, ended_at=now, message=message, error_code=error_code)
         self._write_manifest()
+        self._record_end(status, message, error_code, now)
+
+    def _finish_failed(self, status: RunStatus, message: str, error_code: str) -> None:
+        """`_finish` for a run that is failing already: what cannot be recorded (a full disk takes the
+        manifest, and the registry's SQLite file when it shares the disk) is a warning, and the run's own
+        error still reaches the caller; it used to be replaced by the recording's ("database or disk is
+        full") traceback."""
+        now = time.time()
+        self._manifest.update(status=status.value, ended_at=now, message=message, error_code=error_code)
+        for what, record in (
+            ("manifest", self._write_manifest),
+            ("registry row", lambda: self._record_end(status, message, error_code, now)),
+        ):
+            try:
+                record()
+            except Exception as exc:  # the run's own error is the one to raise
+                self.logger.warning(
+                    f"could not record the run's end in its {what}: {type(exc).__name__}: {exc}"
+                )
+
+    def _record_end(self, status: RunStatus, message: str, error_code: str | None, now: float) -> None:
         # a completed run is at 100 %, whatever its last (rate-limited) heartbeat said
         done = {"progress": 1.0} if status is RunStatus.COMPLETED else {}
         self.registry.update(
@@ -336,6 +364,13 @@ def execute_run(
         lock.release()
 
 
+def _disk_full(handle: Run) -> DiskFullError:
+    return DiskFullError(
+        f"no space left on device ({handle.dir}): free some space, then resume the run ({handle.id}) or "
+        "start it again"
+    )
+
+
 @contextmanager
 def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
     """The `Run` handle of a run marked running, and how it ended recorded in its manifest and row."""
@@ -372,24 +407,41 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
         raise
     except (RunCancelledError, KeyboardInterrupt) as exc:
         handle.log("run cancelled", level=logging.WARNING)
-        handle._finish(RunStatus.CANCELLED, f"cancelled: {exc or 'interrupted'}", "cancelled")
+        handle._finish_failed(RunStatus.CANCELLED, f"cancelled: {exc or 'interrupted'}", "cancelled")
         raise
     except TldrlabError as exc:
         handle.logger.error(  # a command prints the error itself; a worker's console shows this line
             f"run failed: {exc.message}", extra={"fields": {"code": exc.code}, REPORTED_BY_CALLER: True}
         )
-        handle._finish(RunStatus.FAILED, f"failed: {exc.message}", exc.code)
+        handle._finish_failed(RunStatus.FAILED, f"failed: {exc.message}", exc.code)
         raise
     except BaseException as exc:
+        if isinstance(exc, Exception) and is_disk_full(exc):
+            # Whichever write met the full disk (a checkpoint's safetensors or torch file, a JSON file, the
+            # registry's database), the run failed for want of space, not for a bug: a one-line error with
+            # its own code, the traceback kept in the run's log only.
+            full = _disk_full(handle)
+            handle.logger.error(
+                f"run failed: {full.message}",
+                exc_info=exc,
+                extra={"fields": {"code": full.code}, REPORTED_BY_CALLER: True},
+            )
+            handle._finish_failed(RunStatus.FAILED, f"failed: {full.message}", full.code)
+            raise full from exc
         handle.logger.exception("run failed with an unexpected error")
-        handle._finish(RunStatus.FAILED, f"failed: {type(exc).__name__}: {exc}", "internal_error")
+        handle._finish_failed(RunStatus.FAILED, f"failed: {type(exc).__name__}: {exc}", "internal_error")
         raise
     else:
         summary = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in list(handle._manifest["metrics"].items())[:4]
         )
-        handle._finish(RunStatus.COMPLETED, f"completed{': ' + summary if summary else ''}")
+        try:
+            handle._finish(RunStatus.COMPLETED, f"completed{': ' + summary if summary else ''}")
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            raise _disk_full(handle) from exc
     finally:
         handle.logger.removeHandler(file_handler)
         warnings_logger.removeHandler(file_handler)

@@ -132,14 +132,17 @@ def save_checkpoint(
     try:
         rng_json, rng_tensors = capture_rng()
         save_module_safetensors(model, tmp / MODEL)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng_tensors,
-            },
-            tmp / OPTIMIZER,
-        )
+        # through a Python file: torch's own writer turns a full disk into "unexpected pos 576 vs 534", the
+        # file's write raises the system's error (No space left on device), which the run reports as such
+        with (tmp / OPTIMIZER).open("wb") as handle:
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "rng": rng_tensors,
+                },
+                handle,
+            )
         (tmp / STATE).write_text(json.dumps({**state, "step": step, "rng": rng_json}), encoding="utf-8")
         files = {}
         for file in (MODEL, OPTIMIZER, STATE):

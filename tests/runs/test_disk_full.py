@@ -1,0 +1,69 @@
+"""A run on a full disk: one line saying so (`error [disk_full]`, exit 9), never a traceback, and the run
+recorded failed with that code wherever the registry can still be written.
+
+The disk is a real one that fills up: a small tmpfs mounted in a private mount namespace of the command
+(`unshare`, as root or through a user namespace), so nothing outside the test sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tldrlab.runs import RunStatus, open_registry
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+TRAIN = (
+    "train --model char_lstm --data {data} --model-config "
+    '\'{{"embedding_dim": 32, "hidden_dim": 64, "num_layers": 1}}\' --block-size 32 --max-steps 40 '
+    "--batch-size 4 --eval-every 10 --checkpoint-every 10 --wandb disabled"
+)
+
+
+def _train_on_a_full_disk(
+    home: Path, tmp_path: Path, mount: Path, size: str
+) -> subprocess.CompletedProcess[str]:
+    """`tldrlab -q train ...` with `mount` (the home or its runs/) a tmpfs of `size`, in its own namespace."""
+    data = tmp_path / "corpus.txt"
+    data.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
+    mount.mkdir(parents=True, exist_ok=True)
+    command = f"{sys.executable} -m tldrlab -q {TRAIN.format(data=data)}"
+    script = f"mount -t tmpfs -o size={size} tmpfs {mount} && exec {command}"
+    env = {**os.environ, "TLDRLAB_HOME": str(home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
+    unshare = (
+        ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    )
+    return subprocess.run(
+        [*unshare, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+# the first checkpoint's optimizer.pt (torch's writer) or its model.safetensors is the write that fails
+@pytest.mark.parametrize("size", ["200k", "400k"])
+def test_a_training_whose_run_directory_fills_up_fails_with_one_line(
+    tldrlab_home: Path, tmp_path: Path, size: str
+) -> None:
+    # Before: torch's "unexpected pos 150336 vs 150224" or safetensors' "I/O error: No space left on
+    # device" as an internal_error, its traceback printed twice.
+    done = _train_on_a_full_disk(tldrlab_home, tmp_path, tldrlab_home / "runs", size)
+    assert done.returncode == 9, done.stderr
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith("error [disk_full] no space left on device"), done.stderr
+    (record,) = open_registry().list()  # the registry lives outside the full disk: it says what happened
+    assert record.status is RunStatus.FAILED and record.error_code == "disk_full"
+    assert record.message is not None and "free some space" in record.message
+
+
+def test_a_full_home_keeps_the_run_s_own_error(tldrlab_home: Path, tmp_path: Path) -> None:
+    # The registry's SQLite file is on the full disk too: recording the failure fails as well. Before, that
+    # second error ("sqlite3.OperationalError: database or disk is full") replaced the first, with both
+    # tracebacks on the console.
+    done = _train_on_a_full_disk(tldrlab_home, tmp_path, tldrlab_home, "600k")
+    assert done.returncode == 9, done.stderr
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    assert "error [disk_full] no space left on device" in done.stderr
