@@ -227,3 +227,28 @@ def test_the_tokenizer_never_sees_its_holdout_lines(tmp_path: Path) -> None:
     held = {line.split()[1] for line in split.holdout}
     assert len(held) == manifest["holdout_lines"] == 6
     assert not held & vocab and {line.split()[1] for line in split.train} <= vocab
+
+
+@pytest.mark.parametrize("method", ["bpe", "char", "sentencepiece"])
+def test_a_holdout_that_takes_every_line_is_refused(method: str, tmp_path: Path) -> None:
+    """Two lines at holdout 0.9: both held out. bpe trained on nothing and completed; char and sentencepiece
+    failed on an empty training set with messages about min_frequency or sentencepiece internals."""
+    corpus = tmp_path / "two.txt"
+    corpus.write_text("line one\nline two\n", encoding="utf-8")
+    options = {} if method == "sentencepiece" else {"min_frequency": 1}
+    refused = r"holdout 0.9 keeps all 2 line\(s\) .* leaving none to train"
+    with pytest.raises(InvalidInputError, match=refused):
+        train_tokenizer(method, [corpus], 300, tmp_path / "tok", holdout=0.9, **options)
+    assert not (tmp_path / "tok" / "tokenizer.json").exists()
+    assert len(load_corpus([corpus], holdout=0.5).train) == 1  # one line of two held out: one trains
+
+
+def test_a_byte_order_mark_is_not_trained_into_the_vocabulary(tmp_path: Path) -> None:
+    """A plain-text corpus saved with a BOM: U+FEFF was read as the first line's first character and got an
+    id of its own (the data readers drop it)."""
+    corpus = tmp_path / "bom.txt"
+    corpus.write_bytes("\ufeffab\nab\n".encode())
+    train_tokenizer("char", [corpus], 50, tmp_path / "tok", holdout=0.0, min_frequency=1)
+    vocab = load_tokenizer(tmp_path / "tok").get_vocab()
+    assert "\ufeff" not in vocab and {"a", "b"} <= set(vocab)
+    assert load_corpus([corpus], holdout=0.0).train == ["ab", "ab"]

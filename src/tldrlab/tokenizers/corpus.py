@@ -65,7 +65,9 @@ def _record_lines(path: Path, fmt: str) -> list[str]:
 
 def _text_lines(path: Path) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # -sig: a byte-order mark (Windows editors write one) is not text: it was trained into the vocabulary
+        # as a character of the first line, as the data readers never take it
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"corpus file {path} is not UTF-8 text: {exc}") from exc
     return [line for line in text.splitlines() if line.strip()]
@@ -109,6 +111,13 @@ def load_corpus(paths: Sequence[Path | str], *, holdout: float = 0.05, seed: int
     n_holdout = round(len(lines) * holdout)
     if holdout > 0 and n_holdout == 0 and len(lines) > 1:
         n_holdout = 1  # stats need at least one line
+    if n_holdout >= len(lines):
+        # every line held out: bpe trained on nothing and "completed", char and sentencepiece failed on an
+        # empty corpus with messages that never named the holdout
+        raise InvalidInputError(
+            f"holdout {holdout} keeps all {len(lines)} line(s) of the corpus aside, leaving none to train "
+            "on: lower the holdout or give a larger corpus"
+        )
     held = set(order[:n_holdout])
     # Keep the original order inside each part so the split is stable and readable.
     train = [line for i, line in enumerate(lines) if i not in held]
