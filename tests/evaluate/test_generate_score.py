@@ -156,3 +156,17 @@ def test_scoring_a_data_set_says_which_records_were_cut_to_the_context(
     assert code == 0, err
     warning = " ".join((out + err).split())
     assert "1 of 2 records are longer than the model's context: only their start was scored (long)" in warning
+
+
+@pytest.mark.parametrize("layers", [{"num_layers": 1}, {"num_layers": 2, "num_decoder_layers": 3}])
+def test_a_t5_with_more_decoder_than_encoder_layers_generates(layers: dict[str, int], tokenizer: Any) -> None:
+    # transformers' own cache has as many layers as T5's *encoder*: `num_layers: 1` (size tiny keeps its two
+    # decoder layers) failed its first generation with an IndexError, mid-training when a run generated
+    torch.manual_seed(0)
+    model = build_model("t5", {"size": "tiny", "dropout": 0.0, **layers}, tokenizer)
+    prompts = ["A short one.", "A much longer document that needs padding in the batch."]
+    greedy = GenerateOptions(temperature=0, max_new_tokens=8, batch_size=2)
+    outputs = generate(model, tokenizer, prompts, greedy)
+    assert outputs == [generate(model, tokenizer, [p], greedy)[0] for p in prompts]
+    beams = generate(model, tokenizer, prompts[:1], greedy.model_copy(update={"num_return_sequences": 2}))
+    assert len(beams[0]) == 2

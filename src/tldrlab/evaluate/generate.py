@@ -127,10 +127,20 @@ def _generate_seq2seq_batch(
         input_ids=input_ids.to(model.device),
         attention_mask=mask.to(model.device),
         **_hf_kwargs(options, tokenizer),
-        **extra,
+        **{"past_key_values": lazy_seq2seq_cache(), **extra},
     )
     n = options.num_return_sequences
     return [[row.tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(prompts))]
+
+
+def lazy_seq2seq_cache() -> Any:
+    """A seq2seq model's KV cache that grows a layer at a time. The one transformers builds from the config
+    has `num_hidden_layers` layers, which T5 maps to its *encoder* depth: a T5 with more decoder than encoder
+    layers (`num_layers: 1` beside size tiny's 2 decoder layers) failed its first generation with
+    "IndexError: list index out of range", in the middle of training when the run generated summaries."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    return EncoderDecoderCache(DynamicCache(), DynamicCache())
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from tldrlab.embed import get_embedder
+from tldrlab.evaluate.generate import lazy_seq2seq_cache
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
 from tldrlab.report import Report
@@ -62,8 +63,6 @@ settings so that an experiment's figure does not change with a user's `TLDRLAB_E
 @torch.no_grad()
 def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: Any) -> tuple[list[str], float]:
     """Greedy summaries one document at a time (batch 1) and the mean seconds per summary."""
-    from transformers import DynamicCache, EncoderDecoderCache
-
     model.eval()
     outputs, seconds = [], 0.0
     for document in documents:
@@ -76,9 +75,8 @@ def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: An
             max_new_tokens=config.max_new_tokens,
             do_sample=False,
             num_beams=1,
-            # a lazily grown cache: transformers sizes a config-built one by the *encoder* depth, which breaks
-            # compressed models with more decoder than encoder layers
-            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
+            # compressed models may have more decoder than encoder layers
+            past_key_values=lazy_seq2seq_cache(),
         )
         seconds += time.perf_counter() - started
         outputs.append(tokenizer.decode(generated[0], skip_special_tokens=True).strip())
