@@ -282,3 +282,43 @@ def test_an_upload_records_the_provenance_register_takes_validated_the_same_way(
         )
         assert code == 2 and problem.removeprefix("query.").split(":")[0] in err, err
     assert len(open_datasets().list()) == 2
+
+
+def test_a_data_set_changed_on_disk_is_not_read_or_recorded_as_its_registered_bytes(
+    pairs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bytes changed after `data register`: `dataset:<id>` read the new bytes and the run's manifest named
+    the id with the sha256 registered, which the run never read. Now the id is refused saying what changed,
+    and a run given the path is not traced to the id its bytes no longer are."""
+    from tldrlab.errors import ConflictError
+    from tldrlab.runs.datasets import resolve_dataset_ref
+    from tldrlab.service.app import create_app
+
+    corpus = pairs_dir.parent / "corpus.jsonl"
+    corpus.write_text((pairs_dir / "pairs.train.jsonl").read_text())
+    single, _ = register_dataset(corpus)
+    directory, _ = register_dataset(pairs_dir)
+    with corpus.open("a") as handle:
+        handle.write(json.dumps({"document": "added later", "summary": "later"}) + "\n")
+    (pairs_dir / "pairs.train.jsonl").write_text(json.dumps({"document": "edited", "summary": "e"}) + "\n")
+    (pairs_dir / "pairs.test.jsonl").write_text(json.dumps({"document": "new", "summary": "n"}) + "\n")
+
+    argv = ["tokenizer", "train", "--method", "char", "--vocab-size", "60", f"dataset:{single.id}"]
+    code, _, err = run_captured(argv, capsys)
+    (line,) = err.strip().splitlines()
+    assert code == 4 and f"data set {single.id} (corpus.jsonl) changed since it was registered" in line, err
+    assert open_registry().list() == []  # refused before a run was created
+    with pytest.raises(ConflictError, match=r"pairs\.train\.jsonl changed, pairs\.test\.jsonl is new"):
+        resolve_dataset_ref(f"dataset:{directory.id}")
+    submitted = TestClient(create_app()).post(
+        "/runs", json={"kind": "tokenizer", "config": {"corpus": f"dataset:{single.id}", "method": "char"}}
+    )
+    assert submitted.status_code == 409 and submitted.json()["code"] == "conflict", submitted.text
+
+    by_path = launch_run("tokenizer", {"corpus": [str(corpus)], "method": "char", "vocab_size": 60}).record
+    assert by_path.status.value == "completed", by_path.message
+    assert read_manifest(by_path.run_dir)["datasets"] == []  # not the registered bytes: no id claimed
+    assert dataset_refs({"data": {"path": str(pairs_dir / "pairs.train.jsonl")}}) == []
+    again, new = register_dataset(pairs_dir)  # the bytes now: a new id, which the path is traced to
+    assert new is True and [d["id"] for d in dataset_refs({"data": {"path": str(pairs_dir)}})] == [again.id]
+    assert resolve_dataset_ref(f"dataset:{again.id}") == str(pairs_dir.resolve())

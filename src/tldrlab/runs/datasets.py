@@ -18,6 +18,7 @@ is traced to the same id.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -287,12 +288,9 @@ def register_dataset(
     spec = READERS[found]
     files = input_files(path, found)
     read = read_records_report if spec.kind == "records" else read_threads_report
-    base = path if path.is_dir() else path.parent
+    digest, hashes = _digest(path, files)
     entries: list[dict[str, Any]] = []
-    whole = hashlib.sha256()
-    for file in files:
-        sha256 = sha256_file(file)
-        rel = file.relative_to(base).as_posix()
+    for file, (rel, sha256) in zip(files, hashes.items(), strict=True):
         report = read(file, found, skip_invalid=True)
         entries.append(
             {
@@ -303,8 +301,6 @@ def register_dataset(
                 "skipped": len(report.skipped),
             }
         )
-        whole.update(f"{rel}\0{sha256}\n".encode())
-    digest = sha256_file(path) if path.is_file() else whole.hexdigest()
     registry = open_datasets(settings)
     existing = registry.find_sha256(digest)
     if existing is not None:
@@ -335,6 +331,75 @@ def register_dataset(
     )
     registry.insert(record)
     return record, True
+
+
+def _digest(path: Path, files: list[Path]) -> tuple[str, dict[str, str]]:
+    """(the sha256 of the whole, each file's sha256 by its path relative to the data set): a file's own
+    sha256, a directory's over its data files' names and hashes (the names say the splits)."""
+    base = path if path.is_dir() else path.parent
+    hashes = {file.relative_to(base).as_posix(): _file_sha256(file) for file in files}
+    if path.is_file():
+        return next(iter(hashes.values())), hashes
+    whole = hashlib.sha256()
+    for rel, sha256 in hashes.items():
+        whole.update(f"{rel}\0{sha256}\n".encode())
+    return whole.hexdigest(), hashes
+
+
+_HASHED: dict[tuple[str, int, int], str] = {}
+"""sha256 by (file, size, mtime): a run's checks and its manifest look at the same data set more than once,
+and a data set of gigabytes takes seconds to hash."""
+
+
+def _file_sha256(file: Path) -> str:
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        if len(_HASHED) >= 4096:  # a long-lived worker: forget the old ones rather than grow
+            _HASHED.clear()
+        _HASHED[key] = sha256_file(file)
+    return _HASHED[key]
+
+
+def dataset_changes(record: DatasetRecord, settings: Settings | None = None) -> str | None:
+    """What differs between the bytes at the data set's path and those it was registered with (None: they
+    are the same). A data set id stands for its bytes: a run that named it, or the path, but read other bytes
+    recorded the registered sha256 in its manifest as what it read."""
+    # lazy: loads bs4, lxml (kept off `tldrlab --help`)
+    from tldrlab.data.readers import input_files
+
+    location = record.location(settings)
+    if not location.exists():
+        return "its path is gone"
+    files: list[Path] = [location] if location.is_file() else []
+    if location.is_dir() and record.format:
+        with contextlib.suppress(NotFoundError, InvalidInputError):  # none left: every file is gone
+            files = input_files(location, record.format)
+    digest, hashes = _digest(location, files) if files else ("", {})
+    if digest == record.sha256:
+        return None
+    held = {str(f["path"]): str(f["sha256"]) for f in record.extra.get("files") or [] if "path" in f}
+    if not held or location.is_file():
+        return f"its bytes differ (sha256 {digest[:12]}..., registered {record.sha256[:12]}...)"
+    what = [f"{rel} changed" for rel in held if rel in hashes and hashes[rel] != held[rel]]
+    what += [f"{rel} is gone" for rel in held if rel not in hashes]
+    what += [f"{rel} is new" for rel in hashes if rel not in held]
+    more = f" and {len(what) - 5} more" if len(what) > 5 else ""
+    return ", ".join(what[:5]) + more
+
+
+def unchanged_location(record: DatasetRecord, settings: Settings | None = None) -> Path:
+    """The data set's path, when it still holds the bytes registered; ConflictError saying what changed
+    otherwise (register it again to name the new bytes). A path that is gone is returned as it is: reading
+    it says so, as for any missing input."""
+    location = record.location(settings)
+    if location.exists() and (changes := dataset_changes(record, settings)):
+        raise ConflictError(
+            f"data set {record.id} ({record.name}) changed since it was registered: {changes}; register it "
+            f"again (tldrlab data register) to name its bytes now",
+            dataset_id=record.id,
+        )
+    return location
 
 
 def _existing_with(
@@ -413,14 +478,25 @@ def dataset_refs(config: dict[str, Any], settings: Settings | None = None) -> li
     locations = [(r.location(settings).resolve(), r) for r in records]
     found: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
+    unchanged: dict[str, bool] = {}
+
+    def holds_its_bytes(record: DatasetRecord) -> bool:
+        # a data set changed on disk is not what the run reads: its registered sha256 would be a lie (the
+        # path's bytes now may be another, newer registration of it)
+        if record.id not in unchanged:
+            unchanged[record.id] = dataset_changes(record, settings) is None
+        return unchanged[record.id]
+
     for where, text in strings:
-        record = by_id.get(text[len(REF_PREFIX) :]) if text.startswith(REF_PREFIX) else None
-        if record is None and text.startswith("/"):
+        named = text[len(REF_PREFIX) :] if text.startswith(REF_PREFIX) else None
+        candidates = [by_id[named]] if named in by_id else []
+        if not candidates and text.startswith("/"):
             try:
                 target = Path(text).resolve()
             except (OSError, ValueError):
                 continue
-            record = next((r for loc, r in locations if target == loc or target.is_relative_to(loc)), None)
+            candidates = [r for loc, r in locations if target == loc or target.is_relative_to(loc)]
+        record = next((r for r in candidates if holds_its_bytes(r)), None)
         if record is not None and (record.id, where) not in seen:
             seen.add((record.id, where))
             found.append({"id": record.id, "name": record.name, "sha256": record.sha256, "field": where})
@@ -432,7 +508,7 @@ def resolve_dataset_ref(value: str, settings: Settings | None = None) -> str:
     if not value.startswith(REF_PREFIX):
         return value
     record = open_datasets(settings).get(value[len(REF_PREFIX) :])
-    return str(record.location(settings))
+    return str(unchanged_location(record, settings))
 
 
 def datasets_table(records: list[DatasetRecord]) -> Table:

@@ -53,7 +53,7 @@ from tldrlab.errors import (
 from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.kinds import validate_config
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
-from tldrlab.runs.datasets import datasets_dir, open_datasets
+from tldrlab.runs.datasets import datasets_dir, open_datasets, unchanged_location
 from tldrlab.runs.paths import (
     GenerationLength,
     InputPath,
@@ -337,6 +337,7 @@ def resolve_input(value: str, where: str, settings: Settings) -> Path:
         allowed = record.source == "register" or _inside(path, [datasets_dir(settings).resolve()])
         if not _exists(path) or not allowed:
             raise InvalidConfigError(f"{where}: the files of dataset {dataset_id!r} are missing")
+        unchanged_location(record, settings)  # its bytes now are not the ones its id names: 409
         return path
     if value.startswith(RUN_PREFIX):
         run_id, _, relative = value[len(RUN_PREFIX) :].partition("/")
