@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,38 @@ def test_cancel_and_preempt_checkpoint_then_resume() -> None:
     finally:
         preempt.reset()
     assert (run2.checkpoints_dir / "step-00000004").is_dir()
+
+
+def test_a_stopped_run_reads_the_step_it_checkpointed_as_its_progress() -> None:
+    # the registry's progress was the last rate-limited heartbeat's (at most one per 2 s): a run Ctrl-C'd at
+    # step 122 of 3,000 read 3 % (step 100) in `runs list` and the API, cancelled or queued, for good
+    class StopAt(TrainHooks):
+        def __init__(self, step: int, stop: Callable[[], None]) -> None:
+            self.step, self.stop = step, stop
+
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == self.step:
+                self.stop()
+
+    import tldrlab.train.loop as loop_module
+
+    loop_module.CANCEL_CHECK_EVERY_S = 0.0
+    try:
+        with pytest.raises(RunCancelledError), start_run("train", {}) as run:
+            cancel = StopAt(7, lambda: open_registry().request_cancel(run.id))
+            train(ToyLM(), ToyTask(), _config(eval_every=0), run, hooks=cancel)
+    finally:
+        loop_module.CANCEL_CHECK_EVERY_S = 2.0
+    cancelled = open_registry().get(run.id)
+    assert cancelled.status is RunStatus.CANCELLED and cancelled.progress == pytest.approx(7 / 30)
+
+    try:
+        with pytest.raises(RunPreemptedError), start_run("train", {}) as run:
+            train(ToyLM(), ToyTask(), _config(eval_every=0), run, hooks=StopAt(13, preempt.request_stop))
+    finally:
+        preempt.reset()
+    queued = open_registry().get(run.id)
+    assert queued.status is RunStatus.QUEUED and queued.progress == pytest.approx(13 / 30)
 
 
 def test_time_budget_ends_like_max_steps() -> None:

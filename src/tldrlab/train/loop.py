@@ -641,14 +641,22 @@ class _Loop:
             try:
                 run.check_cancelled()
             except RunCancelledError:
-                self.checkpoint()
+                self.checkpoint_to_stop()
                 raise
         if preempt.stop_requested():
-            self.checkpoint()
+            self.checkpoint_to_stop()
             raise RunPreemptedError(f"preempted (stop requested): checkpointed at step {state.step}")
         if interrupted.set:
-            self.checkpoint()
+            self.checkpoint_to_stop()
             raise RunCancelledError(f"interrupted (Ctrl-C): checkpointed at step {state.step}")
+
+    def checkpoint_to_stop(self) -> None:
+        """The checkpoint a stopping run resumes from, and its step as the run's progress: the last
+        (rate-limited) heartbeat's was up to 2 s of steps behind, and a run stopped at step 122 of 3,000
+        read 3 % (step 100) in `runs list` for good."""
+        self.checkpoint()
+        if self.run is not None and self.is_main:
+            self.run.heartbeat(progress=self.state.step / self.expected_steps(), every_s=0.0)
 
     def out_of_time(self) -> bool:
         minutes = self.config.max_minutes
