@@ -132,6 +132,19 @@ def test_bad_csv_rows_and_missing_mapped_field(tmp_path: Path) -> None:
         read_records(path, mapping={"document": "title"}, skip_invalid=False, limit=1)
 
 
+def test_csv_rows_are_counted_as_rows_when_cells_hold_line_breaks(tmp_path: Path) -> None:
+    """A quoted cell over three lines: the rows after it were numbered by their lines ('row 4' for the second
+    row, ids '3' and '4' for rows 1 and 2), so an error sent the user to the wrong row."""
+    path = tmp_path / "p.csv"
+    rows = ['"line a\nline b\nline c",s1', '"doc two",s2', '"doc three",s3,extra']
+    path.write_text("document,summary\n" + "".join(row + "\n" for row in rows), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"p.csv: row 3 \(line 6\): 1 more cell"):
+        read_records(path)
+    report = read_records_report(path, skip_invalid=True)
+    assert [(r.id, r.provenance["record"]) for r in report.items] == [("1", "row 1"), ("2", "row 2 (line 5)")]
+    assert report.items[0].document == "line a\nline b\nline c"
+
+
 def test_discourse_missing_post_stream_and_bad_date(tmp_path: Path) -> None:
     path = tmp_path / "topics.json"
     topic = {

@@ -83,8 +83,12 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
         raise InvalidInputError(f"{path}: option delimiter must be one character, got {delimiter!r}")
     reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
     try:
-        for row in reader:
-            where = f"row {reader.line_num - 1}"  # data rows counted from 1, the header is row 0
+        for number, row in enumerate(reader, start=1):  # data rows counted from 1, the header is row 0
+            # a quoted cell may hold line breaks, so a row's number is not its line's: say the line where
+            # it starts when they differ (the row number was the line's before, and so was the fallback id)
+            breaks = sum(v.count("\n") for v in (*row.values(), *(row.get(None) or [])) if isinstance(v, str))
+            start = reader.line_num - breaks
+            where = f"row {number}" if start == number + 1 else f"row {number} (line {start})"
             if None in row:  # more cells than header columns
                 ctx.invalid(record_error(path, where, None, f"{len(row[None])} more cell(s) than columns"))
                 continue
