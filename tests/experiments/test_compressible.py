@@ -137,3 +137,29 @@ def test_an_ambiguous_run_id_prefix_is_refused_at_submit(
     code, _, err = run_captured(experiment, capsys)
     assert code == 2 and "model: run id prefix 'train-shared' is ambiguous" in err, (code, err)
     assert open_registry().list(kind="lm_experiment") == []
+
+
+def test_ranking_units_without_calibration_records_is_refused_before_a_run(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the default importance ('activation') and 'taylor' rank units on calibration records: a config without
+    # calibration_data passed validation, POST /runs answered 202, and the run loaded the model (10-30 s)
+    # before it failed on the missing records (the command line the same, after loading it)
+    from tldrlab.experiments.config import LMCompressConfig
+
+    client = TestClient(create_app())
+    for config in ({}, {"compression": {"importance": "taylor"}}):
+        response = client.post("/runs", json={"kind": "lm_compress", "config": config})
+        error = response.json()
+        assert response.status_code == 422 and error["code"] == "invalid_config", response.text
+        assert error["errors"][0]["loc"] == ["calibration_data"], error
+        assert "give calibration_data (or importance 'weight')" in error["message"], error
+        assert error["request_id"], error
+    assert open_registry().list() == []
+    code, _, err = run_captured(["experiment", "compress", "--out", str(tmp_path / "half")], capsys)
+    assert code == 2 and "calibration_data" in err and "Traceback" not in err, (code, err)
+    assert open_registry().list() == []
+    # what needs no records still validates: weight norms, fresh weights, or records given
+    LMCompressConfig.model_validate({"compression": {"importance": "weight"}})
+    LMCompressConfig.model_validate({"compression": {"init": "random"}})
+    LMCompressConfig.model_validate({"calibration_data": "pairs.jsonl"})

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from tldrlab.budget import within_budget
+from tldrlab.budget import field_error, within_budget
 from tldrlab.choices import OneOf
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, WandbMode
@@ -255,6 +255,20 @@ class LMCompressConfig(BaseModel):
     """The request put before each calibration document; None: the chat models' default request."""
     seed: Seed = 0
     """Seeds the random init (init='random')."""
+
+    @model_validator(mode="after")
+    def _calibration_when_ranked(self) -> LMCompressConfig:
+        # checked by the run, after it loaded the model: POST /runs accepted the default config (importance
+        # 'activation', no records) and the run failed 10-30 s later
+        spec = self.compression
+        if spec.init == "pretrained" and spec.importance != "weight" and not self.calibration_data:
+            raise field_error(
+                type(self).__name__,
+                ("calibration_data",),
+                f"importance {spec.importance!r} ranks units on calibration records: give calibration_data "
+                "(or importance 'weight')",
+            )
+        return self
 
 
 class DistillationConfig(BaseModel):
