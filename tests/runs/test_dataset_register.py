@@ -322,3 +322,19 @@ def test_a_data_set_changed_on_disk_is_not_read_or_recorded_as_its_registered_by
     again, new = register_dataset(pairs_dir)  # the bytes now: a new id, which the path is traced to
     assert new is True and [d["id"] for d in dataset_refs({"data": {"path": str(pairs_dir)}})] == [again.id]
     assert resolve_dataset_ref(f"dataset:{again.id}") == str(pairs_dir.resolve())
+
+
+def test_registering_says_how_many_malformed_records_it_did_not_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line of invalid UTF-8 among good ones: register said '1 records' and nothing else, and a training
+    run on the data set then failed on the record left out."""
+    path = tmp_path / "my data.jsonl"
+    path.write_bytes(b'{"document": "caf\xe9", "summary": "x"}\n{"document": "ok", "summary": "y"}\n')
+    code, out, err = run_captured(["data", "register", str(path)], capsys)
+    assert code == 0 and "(pairs, 1 records," in out, err
+    said = " ".join(err.split())  # the console wraps a warning at its width
+    assert "1 malformed record(s) not counted" in said and f"inspect '{path}' --skip-invalid" in said, err
+    path.write_text(json.dumps({"document": "ok", "summary": "y"}) + "\n")
+    code, _, err = run_captured(["data", "register", str(path)], capsys)
+    assert code == 0 and "malformed" not in err

@@ -23,6 +23,7 @@ import getpass
 import hashlib
 import json
 import platform
+import shlex
 import time
 import uuid
 from collections.abc import Iterator
@@ -101,12 +102,20 @@ class DatasetRecord:
     def report(self, *, new: bool = True) -> Report:
         """One line: its id, what it holds and how runs name it (`new`: registered just now)."""
         state = "registered" if new else "already registered as"
-        return Report(
-            [
-                f"{state} {self.id}: {self.name} ({self.format}, {self.records or 0:,} records, "
-                f"{self.size_bytes:,} bytes, sha256 {self.sha256[:16]}...); name it dataset:{self.id}"
-            ]
+        line = (
+            f"{state} {self.id}: {self.name} ({self.format}, {self.records or 0:,} records, "
+            f"{self.size_bytes:,} bytes, sha256 {self.sha256[:16]}...); name it dataset:{self.id}"
         )
+        # registering counts what reads; the rest was left out without a word, and training, which skips
+        # nothing, then failed on a data set registered as fine
+        warnings = []
+        if skipped := sum(int(f.get("skipped") or 0) for f in self.extra.get("files") or []):
+            where = shlex.quote((self.extra.get("provenance") or {}).get("registered_from") or "PATH")
+            warnings.append(
+                f"{skipped:,} malformed record(s) not counted, which a run reading it refuses: tldrlab data "
+                f"inspect {where} --skip-invalid names them"
+            )
+        return Report([line], warnings=warnings)
 
 
 class DatasetRegistry:
