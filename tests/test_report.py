@@ -20,6 +20,12 @@ def test_markdown_has_every_line_table_row_and_warning() -> None:
 def test_reports_are_built_beside_the_results() -> None:
     trained = training_report("train-1", {"steps": 5, "metrics": {"loss": 1.23456}, "model_dir": "/r/best"})
     assert trained.blocks == ["run train-1: 5 steps, loss=1.235", "model: /r/best   curves: /r/plots"]
+    # a model restored from an earlier evaluation than the last step's, whose metrics the first line shows:
+    # the line said only `model: DIR`, and `tldrlab eval RUN` then seemed to contradict the numbers
+    earlier = {"steps": 14, "model_step": 7, "metrics": {"eval_loss": 4.08}, "model_dir": "/r/model"}
+    assert training_report("train-2", earlier).blocks[1] == (
+        "model (step 7's weights, the best evaluation): /r/model   curves: /r/plots"
+    )
     runs = [{"id": run, "kind": "train", "metrics": {"loss": loss}} for run, loss in (("a", 2.0), ("b", 3.0))]
     regressions = [Regression("b", "loss", 2.0, 3.0, 0.5)]
     comparison = Comparison(runs, ["loss"], "a", 0.01, {"loss": "lower"}, regressions)

@@ -127,7 +127,8 @@ def train_follower(job: TrainJobConfig) -> None:
 def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
     """Run kind "train": resumes when checkpoints exist; ends with an evaluation of the saved model (an
     `evaluate` run, `job.final_eval`)."""
-    result = run_training(run, job)
+    trained = run_recipe(run, TRAIN, job, resume=True)
+    result = trained.train
     final_eval = evaluate_after_training(
         run, job.final_eval, result.steps, progress=job.train.progress, wandb=job.wandb
     )
@@ -136,6 +137,7 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
         "steps": result.steps,
         "metrics": result.metrics,
         "best_step": result.best_step,
+        "model_step": trained.model_step,
         "model_dir": str(Path(run.dir) / MODEL_SUBDIR),
     }
 

@@ -233,5 +233,13 @@ def training_report(run_id: str, result: dict[str, Any]) -> Report:
     model and curves are."""
     report = Report([f"run {run_id}: {result.get('steps')} steps, {metrics_line(result.get('metrics', {}))}"])
     if model_dir := result.get("model_dir"):
-        report.blocks.append(f"model: {model_dir}   curves: {Path(model_dir).parent / 'plots'}")
+        # the metrics above are the last step's; a model restored from an earlier best evaluation says so,
+        # or `tldrlab eval RUN` seemed to contradict them
+        step = result.get("model_step")
+        which = (
+            f" (step {step}'s weights, the best evaluation)"
+            if step not in (None, result.get("steps"))
+            else ""
+        )
+        report.blocks.append(f"model{which}: {model_dir}   curves: {Path(model_dir).parent / 'plots'}")
     return report
