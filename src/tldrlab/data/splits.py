@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from tldrlab.data.readers import detect_format, input_files
+from tldrlab.data.readers.common import data_files, split_tokens
+from tldrlab.errors import TldrlabError
 
 T = TypeVar("T")
 
@@ -31,10 +32,20 @@ def detect_splits(
     path = Path(path)
     if not path.is_dir():
         return None, None
-    names = [set(re.split(r"[._\-\s]+", p.name.lower())) for p in path.rglob("*") if p.is_file()]
+    names = [split_tokens(p.name) for p in _read_files(path)]
     has_train = any(tokens & TRAIN_NAMES for tokens in names)
     has_dev = any(tokens & DEV_NAMES for tokens in names)
     return ("train", "dev") if has_train and has_dev else (None, None)
+
+
+def _read_files(directory: Path) -> list[Path]:
+    """The files a read of the directory covers, among which a split is then picked. Every file under it
+    counted before: a dev.jsonl in a subdirectory, a hidden file or a note named validation.txt made it
+    "split", and reading its dev split then failed ('no file for split dev') where none was asked for."""
+    try:
+        return input_files(directory, detect_format(directory))
+    except TldrlabError:  # no format to tell: its data files, as the read's own error will say
+        return data_files(directory)
 
 
 def training_files(

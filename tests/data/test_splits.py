@@ -1,0 +1,34 @@
+"""How a data-set directory's splits are told from its file names (`tldrlab.data.splits`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tldrlab.data.readers import read_records
+from tldrlab.data.splits import detect_splits, training_files
+
+
+def _pairs(path: Path, n: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"document": f"{path.name} document {i}", "summary": f"summary {i}"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_splits_are_told_from_the_files_a_read_covers(tmp_path: Path) -> None:
+    """A dev file in a subdirectory, a hidden editor file and a note named for validation made a directory
+    with only a training file "split" (train, dev): the run then read split dev, which the read (the
+    directory's own data files) does not have, and stopped with 'no file for split dev'."""
+    data = tmp_path / "data"
+    _pairs(data / "pairs.train.jsonl", 4)
+    _pairs(data / "old" / "pairs.dev.jsonl", 2)
+    _pairs(data / ".pairs.validation.jsonl", 2)
+    (data / "validation-notes.txt").write_text("to do: write a dev set\n", encoding="utf-8")
+    train, dev = detect_splits(data)
+    assert (train, dev) == (None, None)  # the run holds out its val_fraction of what it reads
+    assert len(read_records(data, split=train)) == 4
+    assert training_files(data) == [data / "pairs.train.jsonl"]
+
+    _pairs(data / "pairs.validation.jsonl", 2)  # a dev split the read covers: now it is split
+    assert detect_splits(data) == ("train", "dev")
+    assert len(read_records(data, split="dev")) == 2
