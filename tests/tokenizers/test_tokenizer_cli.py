@@ -289,3 +289,17 @@ def test_show_takes_an_installed_model_name(
     assert code != 0 and "ambiguous (2 runs match: " in err and "Traceback" not in err, err
     code, _, err = run_captured(["tokenizer", "show", "no-such-model"], capsys)
     assert code != 0 and "no-such-model" in err and "Traceback" not in err, err
+
+
+def test_a_corpus_of_forum_threads_is_refused_before_a_run_exists(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a Stack Exchange Posts.xml holds threads, not records: the read inside the run refused it, and a failed
+    # tokenizer run stayed behind
+    posts = shared_data / "stackexchange_beer" / "Posts.xml"
+    code, _, err = run_captured(
+        ["tokenizer", "train", "--method", "char", "--vocab-size", "50", str(posts)], capsys
+    )
+    said = " ".join(err.split())
+    assert code == 2 and "format 'stackexchange' holds threads, not records" in said, err
+    assert open_registry().list(kind="tokenizer") == []

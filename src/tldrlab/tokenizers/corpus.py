@@ -38,11 +38,11 @@ def corpus_format(path: Path) -> str:
         return "text"
     try:
         # lazy: loads bs4, lxml (this module stays light without them)
-        from tldrlab.data.readers import detect_format
+        from tldrlab.data.readers import READERS, detect_format
     except ImportError:  # the readers module is optional at this layer: fall back to plain text
         return "text"
     try:
-        return detect_format(path)
+        found = detect_format(path)
     except InvalidInputError as exc:
         # The readers end with "pass a format", which a corpus has no option for: say what works here.
         reason = exc.message.split("; pass a format")[0]
@@ -50,6 +50,12 @@ def corpus_format(path: Path) -> str:
             f"{reason}; a corpus file is a data set `tldrlab data inspect` reads, and a plain-text corpus "
             "file is read line by line when named .txt"
         ) from exc
+    if READERS[found].kind != "records":  # refused by the read inside the run before, a failed run left
+        raise InvalidInputError(
+            f"{path}: format {found!r} holds threads, not records: forum threads are ingested and digested "
+            "(tldrlab ingest, digest); a plain-text corpus file is read line by line when named .txt"
+        )
+    return found
 
 
 def _record_lines(path: Path, fmt: str) -> list[str]:
