@@ -303,3 +303,18 @@ def test_a_corpus_of_forum_threads_is_refused_before_a_run_exists(
     said = " ".join(err.split())
     assert code == 2 and "format 'stackexchange' holds threads, not records" in said, err
     assert open_registry().list(kind="tokenizer") == []
+
+
+def test_show_takes_a_model_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An alias works wherever a model is named, but `tokenizer show production` said "no tokenizer directory
+    or run named 'production'"."""
+    from tinylm import model_run
+    from tldrlab.runs.aliases import promote
+
+    tokenizer = tiny_chat_tokenizer()
+    run = model_run(lambda d: save_tiny_model(tiny_llama(tokenizer), tokenizer, d))
+    promote(run.id, "production")
+    code, out, err = run_captured(["tokenizer", "show", "production", "--json"], capsys)
+    assert code == 0, err
+    assert Path(json.loads(out)["dir"]).resolve() == (Path(run.run_dir) / "model").resolve()
+    assert json.loads(out)["actual_vocab_size"] == len(tokenizer)

@@ -11,6 +11,7 @@ from tldrlab.cli.runkinds import RunCommand, add
 from tldrlab.cli.tables import emit
 from tldrlab.config import expand_user
 from tldrlab.models.resolve import installed_model_dir
+from tldrlab.runs.aliases import alias_target
 from tldrlab.tokenizers.load import (
     load_tokenizer,
     read_tokenizer_manifest,
@@ -26,12 +27,17 @@ tokenizer_app = typer.Typer(
 
 def tokenizer_dir(target: str) -> Path:
     """The tokenizer `target` names: a path, else a model installed in the home's model store (by name, as
-    `tldrlab models list` shows it: the tokenizer saved with it), else a run id or unique prefix. In the order
-    model references are resolved: a path wins, and an installed model's name before a run id prefix."""
+    `tldrlab models list` shows it: the tokenizer saved with it), else a model alias (`tldrlab models
+    promote`: its run's tokenizer), else a run id or unique prefix. In the order model references are
+    resolved: a path wins, an installed model's name and an alias before a run id prefix."""
     if not expand_user(target).exists():
         installed = installed_model_dir(target)
         if installed is not None:
             return resolve_tokenizer_dir(installed)
+        # an alias works wherever a model is named; here it said "no tokenizer directory or run named"
+        promoted = alias_target(target)
+        if promoted is not None:
+            return resolve_tokenizer_dir(promoted.run_id)
     return resolve_tokenizer_dir(target)
 
 
@@ -39,7 +45,8 @@ def tokenizer_dir(target: str) -> Path:
 def show_command(
     target: str = typer.Argument(
         ...,
-        help="A tokenizer directory, model directory, installed model name (tldrlab models list) or run id.",
+        help="A tokenizer directory, model directory, installed model name (tldrlab models list), model "
+        "alias (tldrlab models aliases) or run id.",
         metavar="TARGET",
     ),
     text: str | None = typer.Option(None, help="Also show how this text is tokenized."),
