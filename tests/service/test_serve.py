@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from svc_helpers import record, wait_for
 
 from cliutil import run_captured
 from netutil import free_port, wait_for_port
@@ -93,3 +97,70 @@ def test_an_empty_host_is_refused_not_every_interface(capsys: pytest.CaptureFixt
             validate_model(ServeConfig, {"host": host}, what="serve options")
     code, _, err = run_captured(["serve", "--host", "", "--workers", "0"], capsys)  # refused before serving
     assert code == 2 and err.count("\n") == 1 and "host: is empty" in err, err
+
+
+def _submit(port: int, config: dict[str, object]) -> str:
+    body = json.dumps({"kind": "smoke", "config": config}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/runs", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["id"])
+
+
+@pytest.mark.slow
+def test_a_local_worker_killed_mid_run_is_started_again(tldrlab_home: Path, tmp_path: Path) -> None:
+    # `serve --workers 1` whose worker died (the OOM killer, a kill -9) kept serving with no worker: the
+    # run it held read `running` for good and every run submitted after it stayed `queued`
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(port, timeout=60)
+            first = _submit(port, {"steps": 200, "step_sleep_s": 0.2, "checkpoint_every": 5})
+            running = wait_for(
+                lambda: (r := record(first)).status.value == "running" and (r.progress or 0) > 0 and r,
+                timeout=120,
+                what="the first run to train",
+            )
+            killed = int(str(running.worker).split(":")[1])
+            os.kill(killed, signal.SIGKILL)
+            second = _submit(port, {"steps": 2})
+            wait_for(
+                lambda: record(second).status.value == "completed",
+                timeout=90,
+                what="the run submitted after the kill to complete",
+            )
+            replacement = int(str(record(second).worker).split(":")[1])
+            assert replacement != killed
+            text = log.read_text()
+            assert f"local worker (pid {killed}) was killed by SIGKILL after" in text, text
+            assert "; starting another now" in text, text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=90)
+    assert code == 0, log.read_text()
+    with pytest.raises(ProcessLookupError):  # stopped with `serve`, as the first one would have been
+        os.kill(replacement, 0)
+
+
+def test_a_worker_that_exits_at_once_is_started_again_ever_later_not_in_a_loop() -> None:
+    # a setup the worker cannot run in (a queue that refuses it) must not fork a process every poll
+    from tldrlab.service.server import LocalWorkers
+
+    said = io.StringIO()
+    workers = LocalWorkers(
+        1, argv=[sys.executable, "-c", "raise SystemExit(3)"], poll_s=0.02, stderr=said
+    ).start()
+    try:
+        wait_for(lambda: said.getvalue().count("exited with code 3") >= 3, timeout=60, what="three exits")
+    finally:
+        workers.stop(timeout_s=10)
+    delays = re.findall(r"exited with code 3 after \d+ s; starting another (now|in \d+ s)", said.getvalue())
+    assert delays[:3] == ["now", "in 1 s", "in 2 s"], said.getvalue()

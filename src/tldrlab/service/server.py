@@ -10,7 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Literal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,13 +25,139 @@ from tldrlab.service.queue import queue_kind
 from tldrlab.threads import child_env
 
 
-def _die_with_parent() -> None:
-    """In a local worker (Linux): get SIGTERM when `serve` dies, even by SIGKILL, instead of lingering."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _parent_death_signal() -> Callable[[], None] | None:
+    """What a local worker runs between fork and exec (Linux): get SIGTERM when `serve` dies, even by
+    SIGKILL, instead of lingering. prctl is looked up here, in `serve`: a worker started again later forks
+    while other threads (uvicorn's, a model loading) may hold the dynamic loader's lock, which a lookup in
+    the child would wait for forever."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def die_with_parent() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return die_with_parent
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {number}"
+
+
+WORKER_ARGV = (sys.executable, "-m", "tldrlab", "worker")
+QUICK_EXIT_S = 30.0
+"""A local worker that exits sooner than this after its start twice in a row (a setup that cannot work) is
+started again only after a delay, 1 s doubling with each more such exit, up to `MAX_RESTART_DELAY_S`."""
+MAX_RESTART_DELAY_S = 60.0
+
+
+class LocalWorkers:
+    """`serve`'s local worker processes, each started again when it exits while `serve` runs.
+
+    A worker killed by the kernel's OOM killer, or by anyone, was not: its slot stayed empty for the life of
+    `serve`, its run read `running` for good when it was the only worker (no other worker's reconcile
+    requeues it), and the queue filled up behind nothing. The worker started in its place requeues that run
+    once its heartbeat is stale and resumes it from its last checkpoint."""
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        serving: Callable[[], bool] = lambda: True,
+        argv: Sequence[str] = WORKER_ARGV,
+        poll_s: float = 0.5,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.count = count
+        # false once `serve` is stopping: Ctrl-C reaches the workers too (one process group), and a worker
+        # started in the place of one that stopped on it would be one more process to stop
+        self.serving = serving
+        self.argv = list(argv)
+        self.poll_s = poll_s
+        self.stderr = stderr
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._started_at: list[float] = []
+        self._quick_exits: list[int] = []
+        self._restart_at: list[float | None] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._preexec = _parent_death_signal()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # each worker takes its share of the CPUs for its threads
+        return subprocess.Popen(self.argv, env=child_env(self.count), preexec_fn=self._preexec)
+
+    def start(self) -> LocalWorkers:
+        with self._lock:
+            for _ in range(self.count):
+                self.procs.append(self._spawn())
+                self._started_at.append(time.monotonic())
+                self._quick_exits.append(0)
+                self._restart_at.append(None)
+        if self.count:
+            self._thread = threading.Thread(target=self._watch, name="tldrlab-local-workers", daemon=True)
+            self._thread.start()
+        return self
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.stderr or sys.stderr, flush=True)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.poll_s):
+            with self._lock:
+                if self._stopping.is_set() or not self.serving():
+                    return
+                for slot, proc in enumerate(self.procs):
+                    self._check(slot, proc)
+
+    def _check(self, slot: int, proc: subprocess.Popen[bytes]) -> None:
+        now = time.monotonic()
+        restart_at = self._restart_at[slot]
+        if restart_at is None:
+            code = proc.poll()
+            if code is None:
+                return
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            lived = now - self._started_at[slot]
+            self._quick_exits[slot] = self._quick_exits[slot] + 1 if lived < QUICK_EXIT_S else 0
+            delay = 0.0
+            if self._quick_exits[slot] > 1:  # the first one may be bad luck (killed while it loaded)
+                delay = min(MAX_RESTART_DELAY_S, 2.0 ** (self._quick_exits[slot] - 2))
+            when = "now" if not delay else f"in {delay:g} s"
+            self._say(f"local worker (pid {proc.pid}) {how} after {lived:.0f} s; starting another {when}")
+            restart_at = self._restart_at[slot] = now + delay
+        if now >= restart_at:
+            try:
+                self.procs[slot] = self._spawn()
+            except OSError as exc:  # no memory or process left to fork: the next try is a while later
+                self._say(f"could not start a local worker: {exc}; trying again in {MAX_RESTART_DELAY_S:g} s")
+                self._restart_at[slot] = now + MAX_RESTART_DELAY_S
+                return
+            self._started_at[slot] = now
+            self._restart_at[slot] = None
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM every worker (running jobs checkpoint and go back on the queue), then wait for them."""
+        with self._lock:
+            self._stopping.set()
+            procs = list(self.procs)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 class ServeConfig(BaseModel):
@@ -84,15 +213,8 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
     kind = queue_kind(settings)
     app = create_app(settings, local_workers=workers)
     listening = bind_listening_socket(host, port)
-    procs = [
-        subprocess.Popen(
-            # each worker takes its share of the CPUs for its threads
-            [sys.executable, "-m", "tldrlab", "worker"],
-            env=child_env(workers),
-            preexec_fn=_die_with_parent,
-        )
-        for _ in range(workers)
-    ]
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    local = LocalWorkers(workers, serving=lambda: not server.should_exit).start()
     cleanup = PeriodicCleanup(settings).start() if settings.retention.enabled else None
     print(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", file=sys.stderr)
     # lazy: loads torch (kept off `tldrlab --help`)
@@ -106,7 +228,6 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
     # uvicorn shuts down on SIGTERM and then re-raises it to the previous handler: make that handler exit
     # through `finally`, so the workers get their SIGTERM instead of being orphaned.
     signal.signal(signal.SIGTERM, graceful_exit)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
     try:
         with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
             server.run(sockets=[listening])
@@ -116,10 +237,4 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
         listening.close()
         if cleanup is not None:
             cleanup.stop()
-        for proc in procs:  # SIGTERM: running jobs checkpoint and go back on the queue
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        local.stop()
