@@ -242,6 +242,20 @@ def test_a_stopped_run_reads_the_step_it_checkpointed_as_its_progress() -> None:
     assert queued.status is RunStatus.QUEUED and queued.progress == pytest.approx(13 / 30)
 
 
+@pytest.mark.parametrize(
+    ("clip", "advice"),
+    [
+        (1.0, "lower the learning rate (now 1e+12) or try a lower max_grad_norm (now 1)"),
+        (None, "try gradient clipping"),
+    ],
+)
+def test_a_diverged_run_s_advice_fits_its_clipping(clip: float | None, advice: str) -> None:
+    # clipping is on by default, and the advice was "or enable gradient clipping" whatever the config said
+    with pytest.raises(InvalidInputError, match="training diverged") as caught, start_run("train", {}) as run:
+        train(ToyLM(), ToyTask(), _config(lr=1e12, max_grad_norm=clip, eval_every=0), run)
+    assert advice in caught.value.message and "enable" not in caught.value.message
+
+
 def test_time_budget_ends_like_max_steps() -> None:
     with start_run("train", {}) as run:
         result = train(ToyLM(), ToyTask(), _config(max_steps=10_000, max_minutes=1e-6), run)

@@ -482,9 +482,16 @@ class _Loop:
             step_loss += float(loss.detach()) / config.grad_accum_steps
             step_tokens += int(n_tokens)
         if not math.isfinite(step_loss) and self.precision != "fp16":
+            # clipping is on by default (max_grad_norm 1.0): "enable gradient clipping" sent users looking for
+            # a switch that was already on
+            clip = (
+                f"a lower max_grad_norm (now {config.max_grad_norm:g})"
+                if config.max_grad_norm is not None
+                else "gradient clipping (max_grad_norm, e.g. 1.0)"
+            )
             raise InvalidInputError(
                 f"training diverged: loss is {step_loss} at step {state.step + 1}; "
-                "lower the learning rate or enable gradient clipping"
+                f"lower the learning rate (now {config.lr:g}) or try {clip}"
             )
         state.step += 1
         state.tokens_seen += step_tokens
