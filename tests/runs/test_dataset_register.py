@@ -338,3 +338,23 @@ def test_registering_says_how_many_malformed_records_it_did_not_count(
     path.write_text(json.dumps({"document": "ok", "summary": "y"}) + "\n")
     code, _, err = run_captured(["data", "register", str(path)], capsys)
     assert code == 0 and "malformed" not in err
+
+
+def test_a_data_set_no_record_of_which_reads_is_not_registered(
+    pairs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`data register DIR -f scitldr` of pairs data registered '0 records' (every one malformed as scitldr),
+    and the id then held those bytes: `data register DIR` returned it, and `-f pairs` was a conflict with
+    'format scitldr'. A header-only CSV registered as 0 records too."""
+    code, _, err = run_captured(["data", "register", str(pairs_dir), "-f", "scitldr"], capsys)
+    said = " ".join(err.split())
+    assert code == 2 and "none of its 7 record(s) reads as format 'scitldr'" in said, err
+    assert "field 'source': missing" in said and "nothing registered" in said
+    assert open_datasets().list() == []
+    record, new = register_dataset(pairs_dir)
+    assert new is True and record.format == "pairs" and record.records == 7
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("document,summary\n")
+    code, _, err = run_captured(["data", "register", str(header_only)], capsys)
+    assert code == 2 and "holds no records; nothing registered" in err, err
+    assert [d.id for d in open_datasets().list()] == [record.id]

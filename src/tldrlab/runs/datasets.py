@@ -299,8 +299,10 @@ def register_dataset(
     read = read_records_report if spec.kind == "records" else read_threads_report
     digest, hashes = _digest(path, files)
     entries: list[dict[str, Any]] = []
+    first_skipped: str | None = None
     for file, (rel, sha256) in zip(files, hashes.items(), strict=True):
         report = read(file, found, skip_invalid=True)
+        first_skipped = first_skipped or next(iter(report.skipped), None)
         entries.append(
             {
                 "path": rel,
@@ -315,6 +317,17 @@ def register_dataset(
     if existing is not None:
         given = {"source_url": source_url, "license": license, "note": note}
         return _existing_with(registry, existing, name=name, format=format, provenance=given), False
+    if not sum(int(e["records"]) for e in entries):
+        # a data set of nothing no run can read; and registered, its id held these bytes for good (a wrong
+        # --format was then 'already registered ... with format' on every try with the right one)
+        skipped = sum(int(e["skipped"]) for e in entries)
+        if skipped:
+            raise InvalidInputError(
+                f"{path}: none of its {skipped:,} record(s) reads as format {found!r} (first: "
+                f"{first_skipped}); nothing registered: is the format right? (tldrlab data inspect PATH "
+                "detects it)"
+            )
+        raise InvalidInputError(f"{path}: holds no {spec.kind}; nothing registered")
     record = DatasetRecord(
         id=new_dataset_id(),
         name=name or path.name,
