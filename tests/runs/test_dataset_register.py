@@ -358,3 +358,19 @@ def test_a_data_set_no_record_of_which_reads_is_not_registered(
     code, _, err = run_captured(["data", "register", str(header_only)], capsys)
     assert code == 2 and "holds no records; nothing registered" in err, err
     assert [d.id for d in open_datasets().list()] == [record.id]
+
+
+def test_a_data_set_moved_since_its_registration_is_named_when_a_run_names_it(
+    pairs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tokenizer train dataset:<id>` (or train / eval --data) of a registered directory moved away said
+    only 'corpus file not found: <path>' (or 'data not found'), a path the user never typed."""
+    corpus = pairs_dir.parent / "corpus.jsonl"
+    corpus.write_text((pairs_dir / "pairs.train.jsonl").read_text())
+    record, _ = register_dataset(corpus)
+    corpus.rename(pairs_dir.parent / "moved.jsonl")
+    argv = ["tokenizer", "train", "--method", "char", "--vocab-size", "60", f"dataset:{record.id}"]
+    code, _, err = run_captured(argv, capsys)
+    said = " ".join(err.split())
+    assert code == 3 and f"data set {record.id} (corpus.jsonl) is no longer at {corpus}" in said, err
+    assert open_registry().list() == []

@@ -412,10 +412,16 @@ def dataset_changes(record: DatasetRecord, settings: Settings | None = None) -> 
 
 def unchanged_location(record: DatasetRecord, settings: Settings | None = None) -> Path:
     """The data set's path, when it still holds the bytes registered; ConflictError saying what changed
-    otherwise (register it again to name the new bytes). A path that is gone is returned as it is: reading
-    it says so, as for any missing input."""
+    otherwise (register it again to name the new bytes); NotFoundError naming the data set when its path is
+    gone (moved or deleted: a run said only 'data not found: <path>', a path the user never typed)."""
     location = record.location(settings)
-    if location.exists() and (changes := dataset_changes(record, settings)):
+    if not location.exists():
+        raise NotFoundError(
+            f"data set {record.id} ({record.name}) is no longer at {location}, where it was registered: "
+            "moved or deleted since; register it where it is now",
+            dataset_id=record.id,
+        )
+    if changes := dataset_changes(record, settings):
         raise ConflictError(
             f"data set {record.id} ({record.name}) changed since it was registered: {changes}; register it "
             f"again (tldrlab data register) to name its bytes now",
