@@ -145,6 +145,21 @@ def test_csv_rows_are_counted_as_rows_when_cells_hold_line_breaks(tmp_path: Path
     assert report.items[0].document == "line a\nline b\nline c"
 
 
+def test_a_csv_of_another_delimiter_is_named_for_it(tmp_path: Path) -> None:
+    """A semicolon CSV (or a tab-separated file named .csv) read with ',' is one column: every row was
+    "field 'document': missing", which said nothing of the delimiter."""
+    semicolons, tabs = tmp_path / "semi.csv", tmp_path / "tabs.csv"
+    semicolons.write_text("document;summary\nA doc;a sum\n", encoding="utf-8")
+    tabs.write_text("document\tsummary\nA doc\ta sum\n", encoding="utf-8")
+    with pytest.raises(
+        InvalidInputError, match=r"semi.csv: the header is one column .* is ';' the delimiter"
+    ):
+        read_records(semicolons)
+    with pytest.raises(InvalidInputError, match=r"is '\\t' the delimiter\? give the reader option delimiter"):
+        read_records(tabs, skip_invalid=True)
+    assert [r.summary for r in read_records(semicolons, options={"delimiter": ";"})] == ["a sum"]
+
+
 def test_discourse_missing_post_stream_and_bad_date(tmp_path: Path) -> None:
     path = tmp_path / "topics.json"
     topic = {

@@ -82,6 +82,7 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
     if len(delimiter) != 1:  # the csv module's TypeError otherwise: a traceback
         raise InvalidInputError(f"{path}: option delimiter must be one character, got {delimiter!r}")
     reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
+    _check_delimiter(path, reader, delimiter)
     try:
         for number, row in enumerate(reader, start=1):  # data rows counted from 1, the header is row 0
             # a quoted cell may hold line breaks, so a row's number is not its line's: say the line where
@@ -95,3 +96,24 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
             yield where, {k: v for k, v in row.items() if v is not None}
     except csv.Error as exc:
         raise record_error(path, f"line {reader.line_num}", None, f"not valid CSV ({exc})") from None
+
+
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _check_delimiter(path: Path, reader: csv.DictReader[str], delimiter: str) -> None:
+    """Pairs need two columns: a header read as one column that holds another usual delimiter is a file
+    written with that one (a semicolon CSV), which was 'field document: missing' on every row."""
+    try:
+        header = reader.fieldnames
+    except csv.Error:
+        return  # the rows' read says it, with the line
+    if header is None or len(header) != 1:
+        return
+    other = next((d for d in _OTHER_DELIMITERS if d != delimiter and d in header[0]), None)
+    if other is not None:
+        raise InvalidInputError(
+            f"{path}: the header is one column ({header[0][:80]!r}) holding {other!r}: is {other!r} the "
+            f"delimiter? give the reader option delimiter={other!r} (tldrlab data inspect -o delimiter=...)",
+            file=str(path),
+        )
