@@ -167,3 +167,18 @@ def test_sweep_status_shows_every_column_at_80_columns() -> None:
     assert all(len(line) <= 80 for line in text.splitlines()), text
     headers = {header for line in text.splitlines() for header in line.split()}
     assert {c.header for c in listing.columns} <= headers, text  # before: no "seconds"
+
+
+def test_a_title_wider_than_its_table_is_printed_whole() -> None:
+    # rich wrapped the title at the table's width: `tldrlab elm evaluate` showed `run
+    # elm_evaluate-20261201-053649-ef27` and `fa` on two lines, `tldrlab eval` its evaluation's directory
+    # in pieces of 23 characters
+    run = "run elm_evaluate-20261201-053649-ef27fa"
+    path = "char_lstm (causal_lm) -> /tmp/home/runs/train-20261201-050338-8228e7/evaluations/evaluate-2026120"
+    columns = [Column("metric", key=True), Column("value")]
+    for title in (run, path):
+        narrow = Console(width=80, record=True)
+        print_listing(narrow, columns, [["rouge1", "0.2500"], ["loss", "3.1591"]], title)
+        lines = narrow.export_text().splitlines()
+        assert lines[0] == title, lines
+        assert lines[1].split() == ["metric", "value"] and lines[-1].split() == ["loss", "3.1591"], lines

@@ -117,6 +117,12 @@ def print_listing(
 ) -> None:
     """Print `rows` as a listing that fits the console (see the module docstring)."""
     for table in listing_tables(console, columns, rows, title):
+        if table.title is not None:
+            # rich wraps a title at its table's width: `tldrlab eval`'s `model -> <its evaluation's
+            # directory>` and `elm evaluate`'s `run <id>` above a two-column table came out in pieces of
+            # 23 and 33 characters, an id or a path no longer copyable; a line of its own, whole, instead
+            console.print(str(table.title), highlight=False, markup=False, soft_wrap=True)
+            table.title = None
         needed = _needed(console, table, allow_wrap=any(not c.no_wrap for c in table.columns))
         if needed <= console.width:
             console.print(table)
