@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from tldrlab.data.inspect import inspect_path
 from tldrlab.data.readers import read_records
 from tldrlab.data.splits import detect_splits, training_files
+from tldrlab.errors import TldrlabError
 
 
 def _pairs(path: Path, n: int) -> None:
@@ -32,3 +36,17 @@ def test_splits_are_told_from_the_files_a_read_covers(tmp_path: Path) -> None:
     _pairs(data / "pairs.validation.jsonl", 2)  # a dev split the read covers: now it is split
     assert detect_splits(data) == ("train", "dev")
     assert len(read_records(data, split="dev")) == 2
+
+
+def test_a_directory_of_split_subdirectories_says_they_are_not_read(tmp_path: Path) -> None:
+    """data/train/x.jsonl and data/dev/x.jsonl: `data inspect data` said only 'the directory holds no data
+    files', as if the data were gone."""
+    data = tmp_path / "data"
+    _pairs(data / "train" / "pairs.jsonl", 3)
+    _pairs(data / "dev" / "pairs.jsonl", 2)
+    below = r"not those of its subdirectories dev, train: name a subdirectory"
+    with pytest.raises(TldrlabError, match=r"holds no data files \(only its own files are read, " + below):
+        inspect_path(data)
+    with pytest.raises(TldrlabError, match=r"no pairs data files .* here \(only its own files .*" + below):
+        read_records(data, "pairs")
+    assert len(read_records(data / "train")) == 3

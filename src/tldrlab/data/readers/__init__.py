@@ -249,8 +249,23 @@ def input_files(path: Path, format: str, split: str | None = None) -> list[Path]
     if not files and format == "text":  # plain text under any name (wiki.test.raw, corpus.tokens)
         files = [p for p in data_files(path, None) if is_utf8_text(p)]
     if not files:
-        raise NotFoundError(f"{path}: no {format} data files ({', '.join(READERS[format].suffixes)}) here")
+        raise NotFoundError(
+            f"{path}: no {format} data files ({', '.join(READERS[format].suffixes)}) here{_below(path)}"
+        )
     return pick_split(files, split, path)
+
+
+def _below(directory: Path) -> str:
+    """What to do when a directory's data lies in its subdirectories (train/, dev/), which are not read: the
+    bare 'holds no data files' read as if the data were gone."""
+    subdirectories = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirectories:
+        return ""
+    shown = ", ".join(subdirectories[:5]) + (", ..." if len(subdirectories) > 5 else "")
+    return (
+        f" (only its own files are read, not those of its subdirectories {shown}: name a subdirectory, or "
+        "put the split files side by side, as train.jsonl and dev.jsonl)"
+    )
 
 
 def split_files(path: Path | str, format: str | None = None, split: str | None = None) -> list[Path]:
@@ -284,7 +299,7 @@ def detect_format(path: Path | str) -> str:
         if not files and any(is_utf8_text(p) for p in data_files(path, None)):
             return "text"
         if not data_files(path, None):  # "pass a format" would not help: there is nothing to read
-            raise InvalidInputError(f"{path}: the directory holds no data files")
+            raise InvalidInputError(f"{path}: the directory holds no data files{_below(path)}")
         if not files:
             raise InvalidInputError(f"{path}: no data files to detect a format from; pass a format")
         return detect_format(files[0])
