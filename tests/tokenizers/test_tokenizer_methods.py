@@ -252,3 +252,23 @@ def test_a_byte_order_mark_is_not_trained_into_the_vocabulary(tmp_path: Path) ->
     vocab = load_tokenizer(tmp_path / "tok").get_vocab()
     assert "\ufeff" not in vocab and {"a", "b"} <= set(vocab)
     assert load_corpus([corpus], holdout=0.0).train == ["ab", "ab"]
+
+
+def test_a_training_that_fails_leaves_the_out_directory_as_it_was(corpus: Path, tmp_path: Path) -> None:
+    """Replacing a sentencepiece tokenizer with a bpe one whose corpus could not train deleted its
+    tokenizer.model first (the tokenizer left without its model); a sentencepiece vocabulary that did not
+    fit the corpus left the new, empty out directory behind."""
+    kept = tmp_path / "kept"
+    train_tokenizer("sentencepiece", [corpus], 400, kept)
+    before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    two = tmp_path / "two.txt"
+    two.write_text("line one\nline two\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="leaving none to train"):
+        train_tokenizer("bpe", [two], 300, kept, holdout=0.9)
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
+    assert load_tokenizer(kept).decode(load_tokenizer(kept).encode("to be")) == "to be"
+
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ConfigError, match="does not fit this corpus"):
+        train_tokenizer("sentencepiece", [corpus], 200_000, fresh)
+    assert not fresh.exists()

@@ -6,6 +6,7 @@ tokenizer = load_tokenizer("out/")                            # a transformers t
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,18 +122,27 @@ def train_tokenizer(
         raise ConfigError(f"invalid tokenizer options: {validation_problems(exc)}") from exc
     spec = TOKENIZERS[config.method]
     out = Path(out_dir)
+    started = time.perf_counter()
+    # the corpus is read before anything is written: a corpus that cannot train (no text, every line held
+    # out, not UTF-8) left an empty out_dir behind, or with --overwrite an old sentencepiece tokenizer
+    # without its tokenizer.model
+    corpus = load_corpus(corpus_paths, holdout=config.holdout, seed=config.seed)
+    train_lines = corpus.train[: config.max_train_lines] if config.max_train_lines else corpus.train
+    read_s = time.perf_counter() - started
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:  # a file where the directory (or a parent) goes
         raise InvalidInputError(f"cannot write the tokenizer to {out}: a file is in the way") from exc
+    try:
+        tokenizer = spec.train(train_lines, config, out)
+    except BaseException:
+        if created:  # made for this tokenizer, which failed (a vocabulary that does not fit the corpus)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    train_s = time.perf_counter() - started - read_s
     if config.method != "sentencepiece":  # an overwritten sentencepiece tokenizer's model is not this one's
         (out / SPM_FILE).unlink(missing_ok=True)
-    started = time.perf_counter()
-    corpus = load_corpus(corpus_paths, holdout=config.holdout, seed=config.seed)
-    train_lines = corpus.train[: config.max_train_lines] if config.max_train_lines else corpus.train
-    read_s = time.perf_counter() - started
-    tokenizer = spec.train(train_lines, config, out)
-    train_s = time.perf_counter() - started - read_s
     atomic_write_text(out / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
     stats = holdout_stats(tokenizer, corpus.holdout or train_lines[:1000])
     files = [TOKENIZER_FILE] + (
