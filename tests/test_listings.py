@@ -15,7 +15,8 @@ from rich.console import Console
 from cliutil import run_captured
 from tldrlab.cli.tables import Column, listing_tables, print_listing
 from tldrlab.models.resolve import bundled_gguf
-from tldrlab.runs import create_run, start_run
+from tldrlab.runs import RunStatus, create_run, open_registry, start_run
+from tldrlab.runs.registry import runs_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,3 +183,18 @@ def test_a_title_wider_than_its_table_is_printed_whole() -> None:
         lines = narrow.export_text().splitlines()
         assert lines[0] == title, lines
         assert lines[1].split() == ["metric", "value"] and lines[-1].split() == ["loss", "3.1591"], lines
+
+
+def test_a_wrapped_column_is_never_cut_beside_columns_that_do_not_wrap() -> None:
+    # rich measured `created` by its longest word ("2026-12-01") while printing it whole: the table
+    # "fitted" 80 columns, came out 86 wide and was cut at the edge, the message down to "request", "checkpo"
+    message = "preempted: preempted (stop requested): checkpointed at step 1; waiting to be resumed"
+    registry = open_registry()
+    run = create_run("train", {})
+    registry.update(run.id, status=RunStatus.QUEUED, progress=0.0, message=message)
+    listing = runs_table([registry.get(run.id)])
+    narrow = Console(width=80, record=True)
+    print_listing(narrow, listing.columns, listing.rows, listing.title)
+    text = narrow.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert " ".join(text.split()).endswith(message), text

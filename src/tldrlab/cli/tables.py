@@ -67,8 +67,17 @@ def _min_width(column: Column, cells: list[str]) -> int | None:
 def _needed(console: Console, table: Table, *, allow_wrap: bool) -> int:
     """The width `table` needs with no cell cut (its wrapping columns wrapped, with `allow_wrap`)."""
     # measured without the console's limit (rich clamps a measurement to the width it may use)
-    measured = Measurement.get(console, console.options.update(max_width=100_000), table)
-    return measured.minimum if allow_wrap else measured.maximum
+    options = console.options.update(max_width=100_000)
+    if not allow_wrap:
+        return Measurement.get(console, options, table).maximum
+    # rich's own minimum counts a column that never wraps by its longest word (`created`'s "2026-12-01" of
+    # "2026-12-01 05:39") though it renders the whole cell: a table "fitting" 80 columns was rendered 86
+    # wide and cut at the edge, `runs list`'s messages down to 7 characters ("request", "checkpo")
+    needed = table._extra_width
+    for column in table.columns:
+        width = table._measure_column(console, options, column)
+        needed += width.maximum if column.no_wrap else width.minimum
+    return needed
 
 
 def _fits(console: Console, table: Table, *, allow_wrap: bool) -> bool:
