@@ -196,7 +196,7 @@ class ConceptStore:
             from pgvector.psycopg import register_vector
 
             # pgvector adapts numpy arrays to `vector` and back on this connection.
-            register_vector(self.db.connection)
+            self.db.on_connect(register_vector)  # and on a connection opened again after a lost one
 
     # -- writing --------------------------------------------------------------------------------
     def replace_article(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,16 +37,12 @@ class Database:
         self.url = url
         self.is_postgres = is_postgres_url(url)
         self._lock = threading.RLock()
+        self._lock_wait_s = lock_wait_s
+        self._on_connect: list[Callable[[Any], None]] = []
+        self._transactions = 0  # open transaction() blocks (of the thread holding the lock)
+        self._closed = False  # by close(): never opened again
         if self.is_postgres:
-            import psycopg
-
-            dsn = url.replace("postgresql+psycopg://", "postgresql://")
-            try:
-                self._conn: Any = psycopg.connect(dsn, autocommit=True)
-            except psycopg.OperationalError as exc:
-                raise ServiceUnavailableError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
-            if lock_wait_s is not None:
-                self._conn.execute(f"SET lock_timeout = {max(1, round(lock_wait_s * 1000))}")
+            self._conn: Any = self._connect_postgres()
         else:
             path = sqlite_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,31 +52,94 @@ class Database:
             self._conn.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
             self._conn.execute("PRAGMA foreign_keys=ON")
 
+    def _connect_postgres(self) -> Any:
+        import psycopg
+
+        dsn = self.url.replace("postgresql+psycopg://", "postgresql://")
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+            if self._lock_wait_s is not None:
+                conn.execute(f"SET lock_timeout = {max(1, round(self._lock_wait_s * 1000))}")
+            for prepare in self._on_connect:
+                prepare(conn)
+        except psycopg.OperationalError as exc:
+            raise ServiceUnavailableError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+        return conn
+
+    def on_connect(self, prepare: Callable[[Any], None]) -> None:
+        """Run `prepare(driver connection)` now and on every new PostgreSQL connection (session settings,
+        type adapters such as pgvector's), which a connection opened again after a lost one needs too."""
+        with self._lock:
+            prepare(self._conn)
+            self._on_connect.append(prepare)
+
     @property
     def connection(self) -> Any:
-        """The driver connection (sqlite3 or psycopg), for adapters that must register on it (pgvector)."""
+        """The driver connection (sqlite3 or psycopg), for adapters that must register on it (pgvector):
+        register them with `on_connect`, so that a connection opened again has them too."""
+        return self._live()
+
+    def _live(self) -> Any:
+        """The connection, opened again when PostgreSQL dropped it (a server restarted or failed over, an
+        administrator's pg_terminate_backend): every later statement of the process failed ("the connection
+        is closed": a 500 for each API request, a worker's heartbeats) until the process restarted. Never
+        inside a transaction: its remaining statements would run on their own, outside it."""
+        if self.is_postgres and self._conn.closed and not self._closed:  # psycopg: a lost one reads closed
+            if self._transactions:
+                raise ServiceUnavailableError("lost the connection to PostgreSQL in a transaction; try again")
+            self._conn = self._connect_postgres()
         return self._conn
+
+    @contextmanager
+    def _lost_connection(self) -> Iterator[None]:
+        """A statement failed because the connection was lost: a retryable ServiceUnavailableError (the next
+        statement opens a new connection), not the driver's error."""
+        if not self.is_postgres:
+            yield
+            return
+        import psycopg
+
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if self._closed or not self._conn.closed:
+                raise
+            raise ServiceUnavailableError(f"lost the connection to PostgreSQL ({exc}); try again") from exc
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.is_postgres else sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; returns the number of rows it changed."""
-        with self._lock:
-            cur = self._conn.execute(self._sql(sql), tuple(params))
+        with self._lock, self._lost_connection():
+            cur = self._live().execute(self._sql(sql), tuple(params))
             return int(cur.rowcount or 0)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
+        with self._lock, self._lost_connection():
             if self.is_postgres:
-                with self._conn.cursor() as cur:
+                with self._live().cursor() as cur:
                     cur.executemany(self._sql(sql), [tuple(r) for r in rows])
             else:
                 self._conn.executemany(sql, [tuple(r) for r in rows])
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[dict[str, Any]]:
+        """The rows of a statement; `binary`: PostgreSQL sends them in its binary format (pgvector then
+        loads a vector with np.frombuffer instead of parsing its decimal text)."""
         with self._lock:
-            cur = self._conn.execute(self._sql(sql), tuple(params))
+            try:
+                return self._query(sql, params, binary)
+            except ServiceUnavailableError:
+                # a read is sent again on a new connection: the first statement after PostgreSQL dropped
+                # the connection is where the client learns it (outside a transaction, nothing is undone)
+                if self._transactions or sql.lstrip()[:6].upper() != "SELECT":
+                    raise
+                return self._query(sql, params, binary)
+
+    def _query(self, sql: str, params: Sequence[Any], binary: bool) -> list[dict[str, Any]]:
+        with self._lost_connection():
+            extra = {"binary": True} if binary and self.is_postgres else {}
+            cur = self._live().execute(self._sql(sql), tuple(params), **extra)
             if cur.description is None:
                 return []
             names = [d[0] for d in cur.description]
@@ -95,8 +154,12 @@ class Database:
         """BEGIN ... COMMIT (ROLLBACK on error). SQLite takes the write lock up front (IMMEDIATE)."""
         with self._lock:
             if self.is_postgres:
-                with self._conn.transaction():
-                    yield self
+                with self._lost_connection(), self._live().transaction():
+                    self._transactions += 1
+                    try:
+                        yield self
+                    finally:
+                        self._transactions -= 1
             else:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -108,6 +171,7 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
 

@@ -47,6 +47,10 @@ def schema(dim: int) -> list[list[str]]:
     ]
 
 
+def _asynchronous_commit(connection: Any) -> None:
+    connection.execute("SET synchronous_commit = off")
+
+
 class PostgresPgvectorStore:
     """SentenceStore in PostgreSQL + pgvector (tables prefixed `store_`, shared with the run registry)."""
 
@@ -77,21 +81,18 @@ class PostgresPgvectorStore:
                 f"cannot enable the pgvector extension on this PostgreSQL server ({exc}); install pgvector "
                 "on the server or ask an administrator to run CREATE EXTENSION vector"
             ) from exc
-        # The adapter needs the extension's type oid, so it is registered after CREATE EXTENSION.
-        register_vector(self._connection())
+        # The adapter needs the extension's type oid, so it is registered after CREATE EXTENSION (on every
+        # connection the store opens: one opened again after PostgreSQL dropped the first needs it too).
+        self.db.on_connect(register_vector)
         # Ingest commits once per thread: not waiting for the WAL flush doubled the write rate in our test. A
         # crash can lose the last commits (re-ingesting restores them) but never corrupts the database.
-        self.db.execute("SET synchronous_commit = off")
+        self.db.on_connect(_asynchronous_commit)
         migrate(self.db, "sentence_store", schema(self.dim))
         tables.fold_thread_names(self.db)
         with self.db.transaction():
             where = _redacted(self.url)
             new = check_identity(where, tables.read_meta(self.db), self.dim, embedder)
             tables.write_meta(self.db, new)
-
-    def _connection(self) -> Any:
-        # pgvector's adapter must be registered on the same psycopg connection the Database uses.
-        return self.db.connection
 
     def get_thread(self, thread_id: str) -> Thread:
         return tables.get_thread(self.db, thread_id)
@@ -144,9 +145,7 @@ class PostgresPgvectorStore:
     def _query_binary(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         """A query whose results come back in binary: pgvector then loads vectors with np.frombuffer instead
         of parsing 384 decimal numbers per row (a thread's vectors load several times faster)."""
-        cur = self._connection().execute(sql.replace("?", "%s"), params, binary=True)
-        names = [d[0] for d in cur.description or []]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self.db.query(sql, params, binary=True)
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
         rows = self._query_binary(
