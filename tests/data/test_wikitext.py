@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tldrlab.data.readers import read_records
+import pytest
+
+from tldrlab.data.readers import read_records, read_records_report
 from tldrlab.data.readers.wikitext import detokenize
+from tldrlab.errors import InvalidInputError
 
 LINES = [
     "",
@@ -59,3 +62,19 @@ def test_shared_wikitext_valid_reads_60_clean_articles(shared_data: Path) -> Non
     text = "\n".join(r.document for r in records)
     for token in ("@-@", "@,@", "@.@", " ,", " .", " 's", "= ="):
         assert token not in text, f"{token!r} left in the detokenised text"
+
+
+def test_text_outside_every_article_is_not_dropped_without_a_word(tmp_path: Path) -> None:
+    """A .tokens file without a ` = Title = ` line read as 0 records (`data inspect` exit 0, training 'no
+    records'); lines before the first title were left out uncounted."""
+    plain = tmp_path / "corpus.tokens"
+    plain.write_text("just some tokens @-@ here\nand more\n", encoding="utf-8")
+    refused = r"no ` = Title = ` line, so no WikiText article: read it as plain text"
+    with pytest.raises(InvalidInputError, match=refused):
+        read_records(plain)
+    assert read_records(plain, "text")[0].document.startswith("just some tokens")
+    preamble = tmp_path / "pre.tokens"
+    preamble.write_text("a stray line\n\n = A = \n text \n", encoding="utf-8")
+    report = read_records_report(preamble)
+    assert [r.id for r in report.items] == ["A"]
+    assert report.counts["lines before the first title (not read)"] == 1

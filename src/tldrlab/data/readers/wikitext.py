@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tldrlab.data.readers.common import ReadContext, read_text
 from tldrlab.data.records import SummaryRecord
+from tldrlab.errors import InvalidInputError
 
 _TITLE = re.compile(r"^ ?= (?!=)(?P<title>.*?) (?<!=)= ?$")
 _HEADING = re.compile(r"^ ?(?P<level>(?:= ){2,})(?P<heading>.*?) (?:= ?)+$")
@@ -90,7 +91,20 @@ def article_text(lines: list[str]) -> str:
 
 
 def read_wikitext(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
-    for raw_title, line, lines in split_articles(read_text(path)):
+    text = read_text(path)
+    articles = list(split_articles(text))
+    # text outside every article was dropped without a word: a .tokens file of no ` = Title = ` line (plain
+    # tokens, another corpus's format) read as 0 records, and `data inspect` said so with exit 0
+    outside = text.splitlines()[: articles[0][1] - 1] if articles else text.splitlines()
+    before = [line for line in outside if line.strip()]
+    if not articles and before:
+        raise InvalidInputError(
+            f"{path}: no ` = Title = ` line, so no WikiText article: read it as plain text (format text)",
+            file=str(path),
+        )
+    if before:
+        ctx.counts["lines before the first title (not read)"] += len(before)
+    for raw_title, line, lines in articles:
         text = article_text(lines)
         if not text:
             ctx.counts["empty_articles"] += 1
