@@ -374,3 +374,26 @@ def test_a_data_set_moved_since_its_registration_is_named_when_a_run_names_it(
     said = " ".join(err.split())
     assert code == 3 and f"data set {record.id} (corpus.jsonl) is no longer at {corpus}" in said, err
     assert open_registry().list() == []
+
+
+def test_a_file_name_of_bytes_that_are_not_utf8_is_registered_or_refused_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory holding caf\\xe9.jsonl (a Latin-1 name): hashing its name raised UnicodeEncodeError, a
+    traceback; registering that file itself failed in the database insert, another."""
+    import os
+
+    from tldrlab.runs.datasets import resolve_dataset_ref
+
+    directory = tmp_path / "latin1"
+    directory.mkdir()
+    latin1 = directory / os.fsdecode(b"caf\xe9.jsonl")
+    latin1.write_text(json.dumps({"document": "a document", "summary": "a summary"}) + "\n")
+    code, out, err = run_captured(["data", "register", str(directory), "--json"], capsys)
+    assert code == 0, err
+    record = open_datasets().get(json.loads(out)["id"])
+    assert record.records == 1 and resolve_dataset_ref(f"dataset:{record.id}") == str(directory.resolve())
+    code, _, err = run_captured(["data", "register", str(latin1)], capsys)
+    said = " ".join(err.split())
+    assert code == 2 and "not valid UTF-8 (a name of other bytes)" in said and "Traceback" not in err, err
+    assert [d.id for d in open_datasets().list()] == [record.id]

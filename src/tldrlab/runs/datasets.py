@@ -291,6 +291,12 @@ def register_dataset(
     path = expand_user(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
+    for text in (str(path.resolve()), name or path.name):
+        if not _utf8(text):  # the registry's text cannot hold it: the insert raised, a traceback
+            raise InvalidInputError(
+                f"{text!r}: not valid UTF-8 (a name of other bytes), which the registry cannot record: "
+                "rename it (a file inside a registered directory may keep such a name)"
+            )
     found = format or detect_format(path)
     if found not in READERS:
         raise InvalidInputError(f"unknown format {found!r}; known: {', '.join(sorted(READERS))}")
@@ -355,6 +361,14 @@ def register_dataset(
     return record, True
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _digest(path: Path, files: list[Path]) -> tuple[str, dict[str, str]]:
     """(the sha256 of the whole, each file's sha256 by its path relative to the data set): a file's own
     sha256, a directory's over its data files' names and hashes (the names say the splits)."""
@@ -364,7 +378,9 @@ def _digest(path: Path, files: list[Path]) -> tuple[str, dict[str, str]]:
         return next(iter(hashes.values())), hashes
     whole = hashlib.sha256()
     for rel, sha256 in hashes.items():
-        whole.update(f"{rel}\0{sha256}\n".encode())
+        # a file name of bytes that are not UTF-8 (surrogate-escaped by Python) is hashed as those bytes: a
+        # plain encode raised, a traceback
+        whole.update(f"{rel}\0{sha256}\n".encode("utf-8", "surrogateescape"))
     return whole.hexdigest(), hashes
 
 
