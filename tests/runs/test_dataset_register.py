@@ -397,3 +397,19 @@ def test_a_file_name_of_bytes_that_are_not_utf8_is_registered_or_refused_cleanly
     said = " ".join(err.split())
     assert code == 2 and "not valid UTF-8 (a name of other bytes)" in said and "Traceback" not in err, err
     assert [d.id for d in open_datasets().list()] == [record.id]
+
+
+def test_a_small_file_rewritten_at_the_same_size_and_mtime_is_seen_changed(tmp_path: Path) -> None:
+    """The hashes of a data set's files were remembered by (size, mtime): a file rewritten at the same size
+    within the clock's tick (the same mtime) kept its registered hash, and the change went unseen."""
+    import os
+
+    from tldrlab.runs.datasets import dataset_changes
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"document": "first text", "summary": "a"}) + "\n")
+    stat = path.stat()
+    record, _ = register_dataset(path)
+    path.write_text(json.dumps({"document": "other text", "summary": "b"}) + "\n")  # the same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and dataset_changes(record) is not None

@@ -391,6 +391,8 @@ and a data set of gigabytes takes seconds to hash."""
 
 def _file_sha256(file: Path) -> str:
     stat = file.stat()
+    if stat.st_size < 8 << 20:  # cheap to hash again; and a file rewritten at the same size within the
+        return sha256_file(file)  # clock's tick keeps its mtime, which a memo of a small file would miss
     key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASHED:
         if len(_HASHED) >= 4096:  # a long-lived worker: forget the old ones rather than grow
