@@ -413,3 +413,33 @@ def test_a_small_file_rewritten_at_the_same_size_and_mtime_is_seen_changed(tmp_p
     path.write_text(json.dumps({"document": "other text", "summary": "b"}) + "\n")  # the same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_size == stat.st_size and dataset_changes(record) is not None
+
+
+def test_the_files_a_reader_reads_beside_its_data_are_part_of_the_data_set(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A Stack Exchange dump's Comments.xml and Users.xml are read with its Posts.xml, but a registration
+    hashed Posts.xml alone: a dump with other comments was 'already registered' as the first, and comments
+    edited after registration went unseen."""
+    from tldrlab.errors import ConflictError
+    from tldrlab.runs.datasets import resolve_dataset_ref
+
+    head = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig").splitlines()
+    posts = "\n".join([*head[:40], "</posts>"])
+    comments = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<comments>\n  <row Id="900" PostId="1" Score="2" '
+        'Text="{text}" CreationDate="2014-01-21T21:00:00.000" />\n</comments>\n'
+    )
+    with_comments, without = tmp_path / "with_comments", tmp_path / "without"
+    for site in (with_comments, without):
+        site.mkdir()
+        (site / "Posts.xml").write_text(posts, encoding="utf-8")
+    (with_comments / "Comments.xml").write_text(comments.format(text="A first comment."), encoding="utf-8")
+    first, _ = register_dataset(with_comments)
+    assert {f["path"] for f in first.extra["files"]} == {"Posts.xml", "Comments.xml"}
+    second, new = register_dataset(without)
+    assert new is True and second.id != first.id
+    (with_comments / "Comments.xml").write_text(comments.format(text="An edited one."), encoding="utf-8")
+    with pytest.raises(ConflictError, match=r"Comments\.xml changed"):
+        resolve_dataset_ref(f"dataset:{first.id}")
+    assert resolve_dataset_ref(f"dataset:{second.id}") == str(without.resolve())

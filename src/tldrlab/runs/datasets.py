@@ -302,11 +302,13 @@ def register_dataset(
         raise InvalidInputError(f"unknown format {found!r}; known: {', '.join(sorted(READERS))}")
     spec = READERS[found]
     files = input_files(path, found)
+    companions = _companions(files, spec.companions)
     read = read_records_report if spec.kind == "records" else read_threads_report
-    digest, hashes = _digest(path, files)
+    digest, hashes = _digest(path, [*files, *companions])
     entries: list[dict[str, Any]] = []
     first_skipped: str | None = None
-    for file, (rel, sha256) in zip(files, hashes.items(), strict=True):
+    hashed = list(hashes.items())  # the data files', then their companions'
+    for file, (rel, sha256) in zip(files, hashed[: len(files)], strict=True):
         report = read(file, found, skip_invalid=True)
         first_skipped = first_skipped or next(iter(report.skipped), None)
         entries.append(
@@ -317,6 +319,10 @@ def register_dataset(
                 "records": len(report.items),
                 "skipped": len(report.skipped),
             }
+        )
+    for file, (rel, sha256) in zip(companions, hashed[len(files) :], strict=True):
+        entries.append(
+            {"path": rel, "size": file.stat().st_size, "sha256": sha256, "records": 0, "skipped": 0}
         )
     registry = open_datasets(settings)
     existing = registry.find_sha256(digest)
@@ -347,6 +353,9 @@ def register_dataset(
         extra={
             "kind": spec.kind,
             "files": entries,
+            # the digest covers the files read with the data files (a record without this key was
+            # registered before they were, and is checked as it was registered)
+            "companions": list(spec.companions),
             "provenance": {
                 "registered_from": str(path.resolve()),
                 "host": platform.node(),
@@ -359,6 +368,12 @@ def register_dataset(
     )
     registry.insert(record)
     return record, True
+
+
+def _companions(files: list[Path], names: tuple[str, ...]) -> list[Path]:
+    """The files beside `files` a reader reads with them (`ReaderSpec.companions`) that are there."""
+    found = [file.parent / name for file in files for name in names if (file.parent / name).is_file()]
+    return [file for file in dict.fromkeys(found) if file not in files]
 
 
 def _utf8(text: str) -> bool:
@@ -374,7 +389,7 @@ def _digest(path: Path, files: list[Path]) -> tuple[str, dict[str, str]]:
     sha256, a directory's over its data files' names and hashes (the names say the splits)."""
     base = path if path.is_dir() else path.parent
     hashes = {file.relative_to(base).as_posix(): _file_sha256(file) for file in files}
-    if path.is_file():
+    if path.is_file() and len(files) == 1:
         return next(iter(hashes.values())), hashes
     whole = hashlib.sha256()
     for rel, sha256 in hashes.items():
@@ -406,7 +421,7 @@ def dataset_changes(record: DatasetRecord, settings: Settings | None = None) -> 
     are the same). A data set id stands for its bytes: a run that named it, or the path, but read other bytes
     recorded the registered sha256 in its manifest as what it read."""
     # lazy: loads bs4, lxml (kept off `tldrlab --help`)
-    from tldrlab.data.readers import input_files
+    from tldrlab.data.readers import READERS, input_files
 
     location = record.location(settings)
     if not location.exists():
@@ -415,6 +430,8 @@ def dataset_changes(record: DatasetRecord, settings: Settings | None = None) -> 
     if location.is_dir() and record.format:
         with contextlib.suppress(NotFoundError, InvalidInputError):  # none left: every file is gone
             files = input_files(location, record.format)
+    if "companions" in record.extra and record.format in READERS:
+        files += _companions(files, READERS[record.format].companions)
     digest, hashes = _digest(location, files) if files else ("", {})
     if digest == record.sha256:
         return None

@@ -71,6 +71,10 @@ class ReaderSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     """Reader-specific options: name -> what it does."""
 
+    companions: tuple[str, ...] = ()
+    """Files beside a read file that the reader reads with it when present (Comments.xml beside Posts.xml):
+    part of what a registered data set is."""
+
 
 READERS: dict[str, ReaderSpec] = {
     "pairs": ReaderSpec(
@@ -105,6 +109,7 @@ READERS: dict[str, ReaderSpec] = {
         "Stack Exchange data dump: Posts.xml (+ Comments.xml, Users.xml beside it)",
         suffixes=(".xml",),
         options={"site": "site for post URLs: 'beer' or 'beer.stackexchange.com' (guessed from the path)"},
+        companions=("Comments.xml", "Users.xml"),
     ),
     "discourse": ReaderSpec(
         "threads",
