@@ -140,6 +140,10 @@ def test_ingest_index_sequences_evaluate_decode(
     )  # fmt: skip
     assert "1. decoded:" in out and "2. decoded:" in out and out.count("smoothed:") == 2
     assert "true next (3): Explosive eruptions" in out and "smooth" in out
+    # sequences of one corpus have no cross split: `--measure N` without --split scores the test split (it
+    # defaulted to cross and failed, leaving a failed run)
+    out = _cli(capsys, "lvm", "generate", str(model_dir), "--measure", "2")
+    assert "next sentence on 2 test windows" in " ".join(out.split())
 
     # another corpus (WikiText format) as an unseen test split: scored in its own table
     unseen = tmp_path / "wiki.valid.tokens"
@@ -176,7 +180,8 @@ def test_ingest_index_sequences_evaluate_decode(
         "--lm", str(tiny_causal_lm),
     )  # fmt: skip
     assert "next sentence on 3 cross windows" in " ".join(out.split()) and "copy_last" in out
-    measured = json.loads(next((tldrlab_home / "runs").glob("lvm_generate-*/generation.json")).read_text())
+    runs = (json.loads(p.read_text()) for p in (tldrlab_home / "runs").glob("lvm_generate-*/generation.json"))
+    measured = next(report for report in runs if report["split"] == "cross")
     assert set(measured["methods"]) == {"raw", "smoothed", "copy_last"} and measured["windows"] == 3
 
 

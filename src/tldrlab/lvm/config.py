@@ -327,8 +327,9 @@ class LVMGenerateConfig(BaseModel):
     """The trained LVM: an lvm_train run id, run directory or model directory."""
     sequences: Annotated[str | None, InputPath()] = None
     """Sequences NPZ whose windows are scored; None: the run's."""
-    split: Literal["test", "val", "cross"] = "cross"
-    """The split whose windows are scored (`cross`: the unseen corpus)."""
+    split: Literal["test", "val", "cross"] | None = None
+    """The split whose windows are scored (`cross`: the unseen corpus); None: cross when the sequences have
+    one, else test (as `lvm_evaluate`)."""
     windows: int = Field(100, ge=1, le=100_000)
     """How many windows (drawn without replacement, seeded)."""
     seed: Seed = 0

@@ -368,9 +368,13 @@ def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
     run_id, model, run_config = load_run_model(config.run)
     path = Path(config.sequences or run_config.get("sequences") or default_sequences())
     seqs = load_sequences(path)
-    windows = seqs.split_arrays(config.split).sample(config.windows, config.seed)
+    # sequences of one corpus have no cross split: the default was cross whatever they held, and a
+    # `--measure N` with no --split failed (after loading the model) until the user found `--split test`
+    split = config.split or ("cross" if "cross" in seqs.split_names() else "test")
+    windows = seqs.split_arrays(split).sample(config.windows, config.seed)
     if len(windows) == 0:
-        raise InvalidInputError(f"the {config.split} split of {path} has no windows")
+        has = ", ".join(seqs.split_names()) or "none"
+        raise InvalidInputError(f"the {split} split of {path} has no windows (splits with windows: {has})")
     smoother = Smoother(config.lm) if config.smooth else None
     store = open_concept_store(config.store_url)
     try:
@@ -382,7 +386,7 @@ def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
         )
     finally:
         store.close()
-    report.update(model_run=run_id, sequences=str(path), split=config.split, k=config.k, candidates="train")
+    report.update(model_run=run_id, sequences=str(path), split=split, k=config.k, candidates="train")
     atomic_write_json(run.dir / "generation.json", report)
     atomic_write_text(run.dir / "generation.md", generation_markdown(report))
     for name in ("generation.json", "generation.md"):
@@ -502,8 +506,9 @@ class ContinueOptions(BaseModel):
     measure: int | None = Field(None, ge=1, le=100_000)
     """Instead: score raw / smoothed / copy-last on this many windows of `split` (a run of kind
     lvm_generate)."""
-    split: Literal["test", "val", "cross"] = "cross"
-    """With `measure`: the split whose windows are scored."""
+    split: Literal["test", "val", "cross"] | None = None
+    """With `measure`: the split whose windows are scored; None: cross when the sequences have one, else
+    test (as `lvm evaluate`)."""
     sequences: str | None = None
     """With `measure`: the sequences NPZ (default: the training run's)."""
     seed: int = 0
