@@ -318,3 +318,18 @@ def test_show_takes_a_model_alias(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 0, err
     assert Path(json.loads(out)["dir"]).resolve() == (Path(run.run_dir) / "model").resolve()
     assert json.loads(out)["actual_vocab_size"] == len(tokenizer)
+
+
+def test_a_corpus_file_named_twice_is_refused_before_a_run_exists(
+    corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tokenizer train a.txt ./a.txt` read the file twice: the holdout held out copies of lines the tokenizer
+    was trained on, and its stats measured text it had seen."""
+    args = ["tokenizer", "train", "--method", "char", "--vocab-size", "60", str(corpus), str(corpus)]
+    code, _, err = run_captured(args, capsys)
+    assert code == 2 and f"corpus file {corpus} is given twice: name it once" in " ".join(err.split()), err
+    assert open_registry().list(kind="tokenizer") == []
+    other = corpus.parent / "sub" / ".." / corpus.name
+    (corpus.parent / "sub").mkdir()
+    with pytest.raises(InvalidInputError, match=r"is given twice \(also as "):
+        train_tokenizer("char", [corpus, other], 60, corpus.parent / "tok")

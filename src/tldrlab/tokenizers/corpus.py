@@ -90,10 +90,24 @@ def read_corpus_lines(path: Path | str) -> tuple[str, list[str]]:
     return fmt, _text_lines(path) if fmt == "text" else _record_lines(path, fmt)
 
 
+def check_distinct(paths: Sequence[Path | str]) -> None:
+    """A corpus file named twice (as given, or by another spelling of its path) is refused: its lines were
+    read twice, so the seeded holdout held out copies of lines the tokenizer was trained on, and its stats
+    measured seen text."""
+    seen: dict[Path, Path | str] = {}
+    for raw in paths:
+        resolved = Path(raw).resolve()
+        if resolved in seen:
+            other = f" (also as {seen[resolved]})" if str(seen[resolved]) != str(raw) else ""
+            raise InvalidInputError(f"corpus file {raw} is given twice{other}: name it once")
+        seen[resolved] = raw
+
+
 def load_corpus(paths: Sequence[Path | str], *, holdout: float = 0.05, seed: int = 0) -> CorpusSplit:
     """Read every corpus file and split its lines into train and holdout with a seeded shuffle."""
     if not paths:
         raise InvalidInputError("no corpus files given")
+    check_distinct(paths)
     if not 0.0 <= holdout < 1.0:
         raise InvalidInputError(f"holdout must be in [0, 1); got {holdout}")
     lines: list[str] = []

@@ -19,7 +19,7 @@ from tldrlab.tokenizers.config import (
     TokenizerConfig,
     TokenizerJobConfig,
 )
-from tldrlab.tokenizers.corpus import corpus_format
+from tldrlab.tokenizers.corpus import check_distinct, corpus_format
 from tldrlab.tokenizers.load import manifest_report
 from tldrlab.tokenizers.train import train_tokenizer
 
@@ -60,6 +60,7 @@ def check_tokenizer(config: TokenizerJobConfig) -> None:
     is the config's own validation.)"""
     if missing := [path for path in config.corpus if not Path(path).exists()]:
         raise NotFoundError(f"corpus file not found: {missing[0]}")
+    check_distinct(config.corpus)
     if folders := [path for path in config.corpus if Path(path).is_dir()]:
         # refused inside the run before, which stayed a failed run
         raise InvalidInputError(f"corpus path {folders[0]} is a directory; pass the files inside it")
