@@ -27,12 +27,14 @@ os.environ.setdefault(
     "TLDRLAB_EMBED_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"tldrlab-test-embed-cache-{os.getuid()}")
 )
 import contextlib
+import fnmatch
 import multiprocessing
 import multiprocessing.forkserver
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +62,54 @@ UNTRACED_IMPORTS = (
     "scipy",
 )
 """Third-party modules the test modules import when the whole suite is collected."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist (`make test`), the test modules' asserts are rewritten once, by the controller, instead of
+    once in every worker.
+
+    pytest rewrites each test module's asserts when it imports it, and keeps the result in its own cache
+    (`__pycache__/*-pytest-*.pyc`, checked against a hash of the source). Where nothing is cached (a clean
+    clone, or bytecode writes turned off: PYTHONDONTWRITEBYTECODE, under which pytest writes no cache), every
+    worker rewrote all of them while it collected, under coverage's tracer: ~10 of the ~23 CPU-s a worker
+    spent collecting. Here a thread of the controller (which collects nothing, untraced: ~4 CPU-s) writes
+    that cache while the workers start, as pytest itself would; a worker that reaches a module first
+    rewrites it itself, as before. The modules run exactly as before: the workers load pytest's own
+    rewriting of them."""
+    workers = config.getoption("numprocesses", None)
+    if hasattr(config, "workerinput") or not workers or config.getoption("assertmode") != "rewrite":
+        return
+    rewriter = threading.Thread(target=_rewrite_test_modules, args=(config,), name="rewrite-asserts")
+    rewriter.start()
+    config.stash[_REWRITER] = rewriter
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    rewriter = config.stash.get(_REWRITER, None)
+    if rewriter is not None:
+        rewriter.join()  # long done: it needs seconds, a run minutes
+
+
+_REWRITER = pytest.StashKey[threading.Thread]()
+
+
+def _rewrite_test_modules(config: pytest.Config) -> None:
+    try:  # pytest's own rewriting and cache format
+        from _pytest.assertion import rewrite
+        from _pytest.assertion.rewrite import assertstate_key
+    except ImportError:  # another pytest: each worker rewrites its modules, pytest's default
+        return
+    state = config.stash[assertstate_key]
+    patterns = [*config.getini("python_files"), "conftest.py"]
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        if not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
+            continue
+        cache = rewrite.get_cache_dir(path)
+        pyc = cache / (path.name[:-3] + rewrite.PYC_TAIL)
+        if not rewrite.try_makedirs(cache) or rewrite._read_pyc(path, pyc, state.trace) is not None:
+            continue
+        source_hash, code = rewrite._rewrite_test(path, config)
+        rewrite._write_pyc(state, code, source_hash, pyc)
 
 
 def pytest_collection(session: pytest.Session) -> None:
