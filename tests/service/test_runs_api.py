@@ -390,3 +390,33 @@ def test_an_event_history_is_in_time_order_and_resumes_from_any_event() -> None:
     for cut, (_, cursor) in enumerate(whole):
         rest = RunTail(registry, run.id, cursor=cursor).poll()
         assert [e.model_dump() for e in rest] == [e.model_dump() for e, _ in whole[cut + 1 :]], cut
+
+
+def test_an_event_stream_ends_when_its_run_is_deleted() -> None:
+    # a run cancelled and deleted between two polls of its stream was read as "no new events" for good: the
+    # stream sent keep-alives forever and the client never learnt the run was gone
+    import httpx
+    from svc_helpers import ServerThread
+
+    with ServerThread(create_app()) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        run_id = http.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+        lines: list[str] = []
+
+        def follow() -> None:
+            with http.stream("GET", f"/runs/{run_id}/events", params={"poll_s": 10}) as stream:
+                for line in stream.iter_lines():
+                    lines.append(line)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while "event: queued" not in lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "event: queued" in lines, lines
+        # both before the stream's next poll, 10 s later
+        assert http.post(f"/runs/{run_id}/cancel").json()["status"] == "cancelled"
+        assert http.delete(f"/runs/{run_id}").status_code == 200
+        reader.join(timeout=40)
+        assert not reader.is_alive(), lines  # the stream ended
+        assert "event: cancelled" not in lines, lines  # it ended because the run is gone, not on a status
+        assert http.get(f"/runs/{run_id}/events").status_code == 404  # what a reconnecting client then gets

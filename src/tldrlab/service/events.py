@@ -131,6 +131,8 @@ class RunTail:
         self.include_logs = include_logs
         self._status: str | None = None
         self._attempts = -1
+        self.gone = False
+        """The run was deleted: no event will come (a stream of it ends)."""
         resumed = parse_cursor(cursor)
         if resumed is not None:
             self.logs.offset, self.metrics.offset, self._status, self._attempts = resumed
@@ -152,6 +154,7 @@ class RunTail:
         try:
             record = self.registry.get(self.record.id)
         except NotFoundError:
+            self.gone = True
             return []
         self.record = record
         run_id, kind = record.id, record.kind

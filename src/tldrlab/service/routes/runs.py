@@ -326,7 +326,9 @@ async def _event_stream(
                 event.message = public_paths(event.message, settings)
             yield sse_format(event, cursor)
             last_sent = time.monotonic()
-        if tail.finished:
+        # a run deleted between two polls (cancelled and deleted at once) ends its stream too: it was read as
+        # "nothing new" for good, keep-alives forever; a reconnecting client then gets the run's 404
+        if tail.finished or tail.gone:
             return
         if await request.is_disconnected():
             return
