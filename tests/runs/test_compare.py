@@ -151,3 +151,34 @@ def test_a_plot_path_that_cannot_be_a_file_is_a_clear_error(
     code, _, err = run_captured(["runs", "compare", *ids, "--plot", str(tmp_path / "file" / "c.png")], capsys)
     assert code == InvalidInputError.exit_code and "a file stands where a directory" in err
     assert "Traceback" not in err and (tmp_path / "file").read_text() == "x"
+
+
+def test_a_run_with_none_of_the_baseline_s_metrics_fails_the_gate(
+    runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a failed (or cancelled, or running) run has no summary metrics: it shared none with the baseline, so
+    # nothing was compared and `--fail-on-regression` passed, printing "no regressions"
+    with pytest.raises(RuntimeError), start_run("train", {}) as failed:
+        raise RuntimeError("out of memory")
+    plot = str(tmp_path / "compare.png")
+    code, out, err = run_captured(
+        ["runs", "compare", runs["base"], failed.id, "--plot", plot, "--fail-on-regression"], capsys
+    )
+    assert code == 1, err
+    text = " ".join(out.split())
+    assert f"not checked: {failed.id} (failed) lacks the baseline's best_val_loss, eval.rougeL" in text
+    assert "no regressions among the runs checked" in text
+    comparison = compare_runs([runs["base"], failed.id])
+    assert [(u.run_id, u.metrics) for u in comparison.unchecked] == [
+        (failed.id, ["best_val_loss", "eval.rougeL"])
+    ]
+    # a metric asked for by name is checked on every run; the runs that have them all pass as before
+    assert compare_runs([runs["base"], runs["better"]]).unchecked == []
+    named = compare_runs([runs["base"], runs["better"], failed.id], metrics=["eval.rougeL"])
+    assert [u.run_id for u in named.unchecked] == [failed.id]
+    # a baseline with nothing to compare by checks nothing
+    assert [u.run_id for u in compare_runs([failed.id, runs["base"]]).unchecked] == [failed.id]
+    code, _, _ = run_captured(
+        ["runs", "compare", failed.id, runs["base"], "--plot", plot, "--fail-on-regression"], capsys
+    )
+    assert code == 1

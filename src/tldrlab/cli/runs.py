@@ -125,7 +125,7 @@ def compare_command(query: CompareChart, as_json: bool) -> None:
     emit({**comparison.as_dict(), "plot": query.plot}, comparison.report, as_json=as_json)
     if not as_json:
         typer.echo(f"chart: {query.plot}")
-    if query.fail_on_regression and comparison.regressions:
+    if query.fail_on_regression and (comparison.regressions or comparison.unchecked):
         raise typer.Exit(1)
 
 

@@ -82,7 +82,8 @@ class CompareChart(CompareQuery):
     plot: str = "runs-compare.png"
     """Where the PNG chart goes."""
     fail_on_regression: bool = False
-    """Exit with code 1 when a run regresses (for CI)."""
+    """Exit with code 1 when a run regresses, or could not be checked: it has none of the baseline's metrics
+    (failed, cancelled, still running), or lacks one named with `metric` (for CI)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ class Regression:
     whether that is worse depends on the metric."""
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """A run the baseline's metrics could not be checked on: it has none of them (it failed, was cancelled,
+    is still running, or is another kind), or lacks one asked for by name. The baseline itself when it has
+    no metric that says better or worse (`metrics` then empty)."""
+
+    run_id: str
+    status: str
+    metrics: list[str]
+
+
 @dataclass
 class Comparison:
     """Runs, their metrics and how each differs from the baseline."""
@@ -110,6 +122,7 @@ class Comparison:
     tolerance: float
     directions: dict[str, Direction | None] = field(default_factory=dict)
     regressions: list[Regression] = field(default_factory=list)
+    unchecked: list[Unchecked] = field(default_factory=list)
 
     def value(self, run_id: str, metric: str) -> float | None:
         run = next(r for r in self.runs if r["id"] == run_id)
@@ -148,8 +161,18 @@ class Comparison:
                 f"regression: {r.run_id} {r.metric} {r.value:.4g} vs {r.baseline:.4g} ({r.change:+.1%}; "
                 f"{way} is better)"
             )
+        for u in self.unchecked:
+            if u.run_id == self.baseline:
+                what = "has no metric that says better or worse"
+                report.blocks.append(f"not checked: the baseline {u.run_id} ({u.status}) {what}")
+                continue
+            shown = ", ".join(u.metrics[:4]) + (f", ... ({len(u.metrics)})" if len(u.metrics) > 4 else "")
+            report.blocks.append(f"not checked: {u.run_id} ({u.status}) lacks the baseline's {shown}")
         if not self.regressions:
-            report.blocks.append(f"no regressions against {self.baseline} (tolerance {self.tolerance:.1%})")
+            among = " among the runs checked" if self.unchecked else ""
+            report.blocks.append(
+                f"no regressions{among} against {self.baseline} (tolerance {self.tolerance:.1%})"
+            )
         return report
 
     def as_dict(self) -> dict[str, Any]:
@@ -160,6 +183,7 @@ class Comparison:
             "tolerance": self.tolerance,
             "directions": self.directions,
             "regressions": [r.__dict__ for r in self.regressions],
+            "unchecked": [u.__dict__ for u in self.unchecked],
         }
 
 
@@ -267,4 +291,25 @@ def compare_runs(
             worse = change > tolerance if way == "lower" else change < -tolerance
             if worse:
                 comparison.regressions.append(Regression(row["id"], name, reference, value, change))
+    _find_unchecked(comparison, rows, base, by_name=bool(metrics))
     return comparison
+
+
+def _find_unchecked(comparison: Comparison, rows: list[dict[str, Any]], base: str, *, by_name: bool) -> None:
+    """The runs nothing could be checked on. A failed or cancelled run has no summary metrics, so it shared
+    none with the baseline, no column, no regression: `runs compare BASE NEW --fail-on-regression` passed
+    with 'no regressions' for a NEW that had failed."""
+    base_metrics = next(row for row in rows if row["id"] == base)["metrics"]
+    wanted = comparison.metrics if by_name else list(base_metrics)
+    gated = [name for name in wanted if name in base_metrics and direction(name) is not None]
+    if not gated:
+        if len(rows) > 1:
+            status = next(row for row in rows if row["id"] == base)["status"]
+            comparison.unchecked.append(Unchecked(base, status, []))
+        return
+    for row in rows:
+        lacking = [name for name in gated if name not in row["metrics"]]
+        # by default only a run with none of them: a metric one run computed and another did not (BERTScore
+        # on or off) is shown, not gated; a metric asked for by name is gated
+        if row["id"] != base and lacking and (by_name or len(lacking) == len(gated)):
+            comparison.unchecked.append(Unchecked(row["id"], row["status"], lacking))
