@@ -65,3 +65,26 @@ def test_train_with_an_unknown_format_leaves_no_run(
     )  # fmt: skip
     assert code == 2 and "unknown format 'bogus'" in err
     assert open_registry().list(kind="train") == []
+
+
+def test_a_compressed_file_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """pairs.jsonl.gz (or a directory of such files) was 'not UTF-8 text and not a known format' ('no data
+    files to detect a format from; pass a format' for the directory): neither said it is compressed, and
+    passing a format did not help."""
+    import bz2
+    import gzip
+
+    from tldrlab.data.readers import detect_format
+    from tldrlab.errors import InvalidInputError
+
+    body = b'{"document": "A text.", "summary": "text"}\n'
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "pairs.train.jsonl.gz").write_bytes(gzip.compress(body))
+    (tmp_path / "pairs.jsonl.bz2").write_bytes(bz2.compress(body))
+    with pytest.raises(InvalidInputError, match=r"a gzip-compressed file: .* decompress it first \(gunzip\)"):
+        detect_format(packed / "pairs.train.jsonl.gz")
+    with pytest.raises(InvalidInputError, match=r"a bzip2-compressed file"):
+        detect_format(tmp_path / "pairs.jsonl.bz2")
+    with pytest.raises(InvalidInputError, match=r"its data files are compressed \(pairs.train.jsonl.gz\)"):
+        detect_format(packed)

@@ -25,6 +25,7 @@ from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.common import (
     ReadContext,
     check_file_split,
+    compressed,
     data_files,
     first_json_object,
     is_utf8_text,
@@ -306,6 +307,12 @@ def detect_format(path: Path | str) -> str:
         if not data_files(path, None):  # "pass a format" would not help: there is nothing to read
             raise InvalidInputError(f"{path}: the directory holds no data files{_below(path)}")
         if not files:
+            packed = [p for p in data_files(path, None) if compressed(p)]
+            if packed:  # "pass a format" would not help: no reader reads them
+                raise InvalidInputError(
+                    f"{path}: its data files are compressed ({', '.join(p.name for p in packed[:3])}): "
+                    "tldrlab reads uncompressed data, so decompress them first"
+                )
             raise InvalidInputError(f"{path}: no data files to detect a format from; pass a format")
         return detect_format(files[0])
     suffix = path.suffix.lower()
@@ -323,6 +330,8 @@ def detect_format(path: Path | str) -> str:
         return "pairs"
     if path.stat().st_size == 0:
         raise InvalidInputError(f"{path}: file is empty", file=str(path))
+    if advice := compressed(path):
+        raise InvalidInputError(f"{path}: {advice}", file=str(path))
     obj = first_json_object(path)
     if suffix not in JSON_SUFFIXES:  # not named as JSON: a known JSON format if it is one, else plain text
         if obj is not None:

@@ -287,6 +287,29 @@ def data_files(directory: Path, suffixes: tuple[str, ...] | None = DATA_SUFFIXES
     )
 
 
+_COMPRESSED = {
+    b"\x1f\x8b": ("gzip", "gunzip"),
+    b"BZh": ("bzip2", "bunzip2"),
+    b"\xfd7zXZ\x00": ("xz", "unxz"),
+    b"\x28\xb5\x2f\xfd": ("zstd", "unzstd"),
+    b"PK\x03\x04": ("zip", "unzip"),
+}
+
+
+def compressed(path: Path) -> str | None:
+    """What to do when the file is compressed (told by its first bytes), else None: the readers read
+    uncompressed files, and a compressed one was 'not UTF-8 text and not a known format', which did not say
+    why."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    for magic, (kind, tool) in _COMPRESSED.items():
+        if head.startswith(magic):
+            return (
+                f"a {kind}-compressed file: tldrlab reads uncompressed data, so decompress it first ({tool})"
+            )
+    return None
+
+
 def is_utf8_text(path: Path, sample_bytes: int = 1 << 20) -> bool:
     """Whether the file's first `sample_bytes` are UTF-8 text (no NUL bytes, no invalid sequences)."""
     import codecs
