@@ -50,3 +50,12 @@ def test_a_directory_of_split_subdirectories_says_they_are_not_read(tmp_path: Pa
     with pytest.raises(TldrlabError, match=r"no pairs data files .* here \(only its own files .*" + below):
         read_records(data, "pairs")
     assert len(read_records(data / "train")) == 3
+
+
+def test_a_split_of_a_stack_exchange_dump_directory_is_refused_as_of_its_file(shared_data: Path) -> None:
+    """`data inspect stackexchange_beer --split dev` read all 663 threads as the dev split, where the dump's
+    Posts.xml named itself was refused ('no dev split in this single file')."""
+    site = shared_data / "stackexchange_beer"
+    for path in (site, site / "Posts.xml"):
+        with pytest.raises(TldrlabError, match=r"no 'dev' split in this single file \(it has no splits\)"):
+            inspect_path(path, split="dev")

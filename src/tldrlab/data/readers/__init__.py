@@ -250,6 +250,8 @@ def input_files(path: Path, format: str, split: str | None = None) -> list[Path]
         posts = path / "Posts.xml"
         if not posts.is_file():
             raise NotFoundError(f"{path}: no Posts.xml in this directory")
+        if split is not None:  # a dump is one file, as when it is named: the split was ignored, all read
+            check_file_split(posts, split)
         return [posts]
     files = data_files(path, READERS[format].suffixes)
     if not files and format == "text":  # plain text under any name (wiki.test.raw, corpus.tokens)
