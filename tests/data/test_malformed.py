@@ -160,6 +160,19 @@ def test_a_csv_of_another_delimiter_is_named_for_it(tmp_path: Path) -> None:
     assert [r.summary for r in read_records(semicolons, options={"delimiter": ";"})] == ["a sum"]
 
 
+def test_a_csv_cell_longer_than_the_csv_modules_limit_is_read(tmp_path: Path) -> None:
+    """A valid CSV whose document is 200,000 characters (a long article) was refused: 'not valid CSV (field
+    larger than field limit (131072))', the csv module's default."""
+    import csv
+
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerows([["document", "summary"], ["word " * 40_000, "long"], ["short", "s"]])
+    records = read_records(path)
+    assert [len(r.document) for r in records] == [200_000, 5]
+
+
 def test_discourse_missing_post_stream_and_bad_date(tmp_path: Path) -> None:
     path = tmp_path / "topics.json"
     topic = {

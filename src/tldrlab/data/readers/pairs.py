@@ -33,6 +33,11 @@ DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
 """Record field -> source field names tried in order when the mapping does not name one."""
 
 
+CSV_FIELD_LIMIT = 1 << 30
+"""The longest CSV cell read (characters). The csv module's own limit, 131,072, refused a valid file whose
+document is a long article or a book chapter ('field larger than field limit')."""
+
+
 def read_pairs(path: Path, ctx: ReadContext, *, source: str = "pairs") -> Iterator[SummaryRecord]:
     unknown = set(ctx.mapping) - set(DEFAULT_FIELDS)
     if unknown:
@@ -81,6 +86,8 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
     delimiter = "\t" if path.suffix.lower() == ".tsv" else str(ctx.options.get("delimiter", ","))
     if len(delimiter) != 1:  # the csv module's TypeError otherwise: a traceback
         raise InvalidInputError(f"{path}: option delimiter must be one character, got {delimiter!r}")
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
     _check_delimiter(path, reader, delimiter)
     try:
