@@ -173,6 +173,21 @@ def test_a_csv_cell_longer_than_the_csv_modules_limit_is_read(tmp_path: Path) ->
     assert [len(r.document) for r in records] == [200_000, 5]
 
 
+def test_a_form_feed_or_line_separator_in_a_csv_cell_does_not_cut_its_row(tmp_path: Path) -> None:
+    """A document holding a form feed (text from a PDF) or U+2028: the CSV was split into lines at it as at a
+    line break, so its row was cut in two: 'field summary: missing' for the first half, and with
+    --skip-invalid the second half read as the document."""
+    path = tmp_path / "pages.csv"
+    rows = ["page one\x0cpage two,s1", "a\u2028b,s2", '"quoted,\u2028sep\x85",s3']
+    path.write_text("document,summary\n" + "".join(row + "\n" for row in rows), encoding="utf-8")
+    records = read_records(path)
+    assert [(r.id, r.document) for r in records] == [
+        ("1", "page one\x0cpage two"),
+        ("2", "a\u2028b"),
+        ("3", "quoted,\u2028sep\x85"),
+    ]
+
+
 def test_discourse_missing_post_stream_and_bad_date(tmp_path: Path) -> None:
     path = tmp_path / "topics.json"
     topic = {

@@ -8,6 +8,7 @@ strings (several references); a missing id becomes the line or row number.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,9 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
         raise InvalidInputError(f"{path}: option delimiter must be one character, got {delimiter!r}")
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
+    # lines as a file gives them (\n, \r\n, \r): str.splitlines also breaks at a form feed, U+2028 and
+    # U+0085, which cut a row holding one in two (its document lost, or taken from its second half)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     _check_delimiter(path, reader, delimiter)
     try:
         for number, row in enumerate(reader, start=1):  # data rows counted from 1, the header is row 0
