@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -164,3 +165,47 @@ def test_a_worker_that_exits_at_once_is_started_again_ever_later_not_in_a_loop()
         workers.stop(timeout_s=10)
     delays = re.findall(r"exited with code 3 after \d+ s; starting another (now|in \d+ s)", said.getvalue())
     assert delays[:3] == ["now", "in 1 s", "in 2 s"], said.getvalue()
+
+
+@pytest.mark.slow
+def test_serve_stops_while_a_client_follows_a_running_run(tldrlab_home: Path, tmp_path: Path) -> None:
+    # uvicorn waited for every open response before returning, a run's event stream lasts until the run
+    # ends, and the run's worker got its SIGTERM only once uvicorn returned: `serve` stopped refusing
+    # connections but never exited while anyone (the runs page) followed a running run
+    import threading
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
+            env=dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(port, timeout=60)
+            run_id = _submit(port, {"steps": 2000, "step_sleep_s": 0.2, "checkpoint_every": 5})
+            wait_for(lambda: (record(run_id).progress or 0) > 0, timeout=120, what="the run to train")
+            lines: list[bytes] = []
+
+            def follow() -> None:
+                url = f"http://127.0.0.1:{port}/runs/{run_id}/events"
+                with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=120) as stream:
+                    lines.extend(stream)
+
+            reader = threading.Thread(target=follow, daemon=True)
+            reader.start()
+            wait_for(lambda: any(line.startswith(b"event: progress") for line in lines), timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=45)
+            reader.join(timeout=10)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert not reader.is_alive()  # the stream ended; an EventSource reconnects to the next server
+    # the worker was stopped as `serve` stops: its run checkpointed and went back on the queue
+    assert record(run_id).status.value == "queued", record(run_id)

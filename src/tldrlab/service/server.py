@@ -49,6 +49,9 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+GRACEFUL_SHUTDOWN_S = 10
+"""How long a stopping `serve` waits for open responses (a digest still streaming, an upload) before it
+cancels them: it waited for every one, however long, and stopped its workers only after that."""
 WORKER_ARGV = (sys.executable, "-m", "tldrlab", "worker")
 QUICK_EXIT_S = 30.0
 """A local worker that exits sooner than this after its start twice in a row (a setup that cannot work) is
@@ -213,7 +216,11 @@ def serve(host: str, port: int, workers: int, log_level: str = "warning") -> Non
     kind = queue_kind(settings)
     app = create_app(settings, local_workers=workers)
     listening = bind_listening_socket(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S
+    )
+    server = uvicorn.Server(config)
+    app.state.stopping = lambda: server.should_exit  # a run's event stream ends (service.state)
     local = LocalWorkers(workers, serving=lambda: not server.should_exit).start()
     cleanup = PeriodicCleanup(settings).start() if settings.retention.enabled else None
     print(f"tldrlab API on http://{host}:{port} ({kind} queue, {workers} local worker(s))", file=sys.stderr)

@@ -37,6 +37,14 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
+def server_stopping(request: Request) -> bool:
+    """The server serving this request is stopping (`tldrlab serve` got SIGTERM or Ctrl-C): a stream that
+    would last as long as a run ends now, since the server waits for every open response before it stops
+    (and stops its workers only after that)."""
+    stopping = getattr(request.app.state, "stopping", None)
+    return bool(stopping()) if callable(stopping) else False
+
+
 def registry(request: Request) -> RunRegistry:
     state = request.app.state
     with _lock:

@@ -41,6 +41,7 @@ from tldrlab.service.routes.health import register_check
 from tldrlab.service.state import (
     queue_readiness,
     registry,
+    server_stopping,
     settings_of,
     settle_orphans_here,
     submit_run,
@@ -328,7 +329,7 @@ async def _event_stream(
             last_sent = time.monotonic()
         # a run deleted between two polls (cancelled and deleted at once) ends its stream too: it was read as
         # "nothing new" for good, keep-alives forever; a reconnecting client then gets the run's 404
-        if tail.finished or tail.gone:
+        if tail.finished or tail.gone or server_stopping(request):
             return
         if await request.is_disconnected():
             return
