@@ -7,6 +7,7 @@ recorded in `schema_migrations`, so older databases are upgraded in place.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -47,10 +48,26 @@ class Database:
             path = sqlite_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
             wait_s = 30.0 if lock_wait_s is None else lock_wait_s
-            self._conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
-            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = self._connect_sqlite(path, wait_s)
+
+    @staticmethod
+    def _connect_sqlite(path: Path, wait_s: float) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            # a home on a read-only mount, or one another user owns: even `runs list` was a traceback
+            # ("sqlite3.OperationalError: unable to open database file")
+            why = str(exc)
+            if not os.access(path.parent, os.W_OK):
+                why += (
+                    f"; {path.parent} is not writable, and SQLite writes its -wal and -shm files beside the "
+                    "database even to read it (give a writable home: --home DIR or TLDRLAB_HOME)"
+                )
+            raise ServiceUnavailableError(f"cannot open the run registry {path}: {why}") from exc
+        conn.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
 
     def _connect_postgres(self) -> Any:
         import psycopg
