@@ -443,3 +443,23 @@ def test_the_files_a_reader_reads_beside_its_data_are_part_of_the_data_set(
     with pytest.raises(ConflictError, match=r"Comments\.xml changed"):
         resolve_dataset_ref(f"dataset:{first.id}")
     assert resolve_dataset_ref(f"dataset:{second.id}") == str(without.resolve())
+
+
+def test_registering_a_moved_data_set_where_it_is_now_moves_its_id(
+    pairs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registered directory moved away: its id kept the old path, and registering it where it is now (as
+    the refusal says) found the same bytes and returned the id unchanged, still at the old path."""
+    from tldrlab.runs.datasets import resolve_dataset_ref
+
+    record, _ = register_dataset(pairs_dir)
+    moved = tmp_path / "moved" / "pairs"
+    moved.parent.mkdir()
+    pairs_dir.rename(moved)
+    argv = ["tokenizer", "train", "--method", "char", "--vocab-size", "60", f"dataset:{record.id}"]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 3 and "register it where it is now" in " ".join(err.split()), err
+    again, new = register_dataset(moved)
+    assert again.id == record.id and new is False and again.path == str(moved.resolve())
+    assert resolve_dataset_ref(f"dataset:{record.id}") == str(moved.resolve())
+    assert open_datasets().get(record.id).path == str(moved.resolve())

@@ -167,6 +167,11 @@ class DatasetRegistry:
         row = self.db.query_one("SELECT * FROM datasets WHERE sha256 = ? ORDER BY created_at", (sha256,))
         return None if row is None else _record(row)
 
+    def move(self, record: DatasetRecord, path: str) -> DatasetRecord:
+        """The data set now found at `path` (its bytes moved there)."""
+        self.db.execute("UPDATE datasets SET path = ? WHERE id = ?", (path, record.id))
+        return replace(record, path=path)
+
     def replace_extra(self, record: DatasetRecord, extra: dict[str, Any]) -> bool:
         """Set a data set's `extra` if it still holds what `record` read (compare-and-set: two registrations
         of the same bytes at once must not overwrite each other's provenance); whether it did."""
@@ -327,6 +332,11 @@ def register_dataset(
     registry = open_datasets(settings)
     existing = registry.find_sha256(digest)
     if existing is not None:
+        if existing.source == "register" and dataset_changes(existing, settings) is not None:
+            # its bytes are no longer where it was registered (moved away, or edited there) but here: the
+            # id follows them, where it kept naming the old path and 'register it where it is now' could
+            # never mend it
+            existing = registry.move(existing, _stored_path(path, settings))
         given = {"source_url": source_url, "license": license, "note": note}
         return _existing_with(registry, existing, name=name, format=format, provenance=given), False
     if not sum(int(e["records"]) for e in entries):
