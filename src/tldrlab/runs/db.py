@@ -17,6 +17,10 @@ from typing import Any
 
 from tldrlab.errors import ConfigError, ServiceUnavailableError
 
+SEE_SERVER_LOG = "the server log says why"
+"""What an API client is told instead of the driver's error, which names the database's host, port, socket
+path and user (`public_message`: the API answers it, the server log keeps the whole message)."""
+
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
@@ -80,7 +84,10 @@ class Database:
             for prepare in self._on_connect:
                 prepare(conn)
         except psycopg.OperationalError as exc:
-            raise ServiceUnavailableError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+            raise ServiceUnavailableError(
+                f"cannot connect to PostgreSQL: {exc}".strip(),
+                public_message=f"cannot connect to PostgreSQL; try again ({SEE_SERVER_LOG})",
+            ) from exc
         return conn
 
     def on_connect(self, prepare: Callable[[Any], None]) -> None:
@@ -121,7 +128,10 @@ class Database:
         except psycopg.OperationalError as exc:
             if self._closed or not self._conn.closed:
                 raise
-            raise ServiceUnavailableError(f"lost the connection to PostgreSQL ({exc}); try again") from exc
+            raise ServiceUnavailableError(
+                f"lost the connection to PostgreSQL ({exc}); try again",
+                public_message=f"lost the connection to PostgreSQL; try again ({SEE_SERVER_LOG})",
+            ) from exc
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.is_postgres else sql

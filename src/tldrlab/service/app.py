@@ -188,7 +188,12 @@ def create_app(settings: Settings | None = None, *, local_workers: int = 0) -> F
 
     @app.exception_handler(TldrlabError)
     async def tldrlab_error(request: Request, exc: TldrlabError) -> JSONResponse:
-        body = error_body(exc.code, exc.message, _request_id(request))
+        message = exc.message
+        public = exc.details.get("public_message")
+        if isinstance(public, str):  # the whole message is the server's (a database's address): logged here
+            log.warning(exc.message, extra={"fields": {"request_id": _request_id(request), "code": exc.code}})
+            message = public
+        body = error_body(exc.code, message, _request_id(request))
         if isinstance(exc.details.get("errors"), list):  # per-field problems of an invalid config
             body["errors"] = exc.details["errors"]
         return JSONResponse(body, status_code=exc.http_status)
