@@ -37,6 +37,36 @@ def expand_user(path: str | Path) -> Path:
         raise ConfigError(f"{path}: cannot expand {prefix}: no such user's home directory here") from None
 
 
+def load_yaml(text: str) -> Any:
+    """YAML (or JSON, which is YAML) text as Python values, as `yaml.safe_load` reads it, except that a key
+    given twice in one mapping is an error (a `yaml.YAMLError` naming the key and both lines). PyYAML keeps
+    the last value silently: a job file with two `train:` sections trained with the first one's settings
+    dropped."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`, whose keys may be overridden
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                seen = first.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the constructor below says what is wrong with it
+                continue
+            if seen != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen + 1})", key_node.start_mark
+                )
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
+
+
 def default_home() -> Path:
     """A per-user data directory: $XDG_DATA_HOME/tldrlab, else ~/.local/share/tldrlab."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

@@ -121,3 +121,29 @@ def test_a_tilde_in_a_path_option_is_the_users_home_not_a_directory_named_tilde(
     assert (user_home / "backups" / f"{run.id}.tar.gz").is_file() and not (elsewhere / "~").exists(), out
     code, _, err = run_captured(["runs", "import", "~/backups/missing.tar.gz"], capsys)
     assert code == 3 and f"no archive at {user_home}/backups/missing.tar.gz" in err, err
+
+
+def test_a_key_given_twice_in_a_config_or_sweep_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PyYAML keeps the last value silently: a job file with two `train:` sections trained with the first
+    # one's max_steps dropped (5000 steps instead of 500)
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "train: {max_steps: 500}\nmodel: char_lstm\ndata: {path: corpus.txt}\ntrain: {batch_size: 8}\n"
+    )
+    code, out, err = run_captured(["train", "--config", str(job), "--print-config"], capsys)
+    assert code == 2 and not out and err.count("\n") == 1, err
+    assert "duplicate key 'train' (first on line 1) (line 4, column 1)" in err, err
+    # merge keys still override as YAML means them to
+    job.write_text(
+        "model: char_lstm\ndata: {path: corpus.txt}\ntrain:\n  <<: {lr: 0.1, max_steps: 7}\n  lr: 0.2\n"
+    )
+    code, out, err = run_captured(["train", "--config", str(job), "--print-config"], capsys)
+    assert code == 0 and "lr: 0.2" in out and "max_steps: 7" in out, err
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "program: tldrlab.train\nmethod: grid\nmethod: random\nparameters: {train.lr: {values: [1]}}\n"
+    )
+    code, _, err = run_captured(["sweep", "run", str(sweep)], capsys)
+    assert code == 2 and "duplicate key 'method' (first on line 2)" in err, err

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from tldrlab.choices import choices_text
-from tldrlab.config import expand_user, get_settings
+from tldrlab.config import expand_user, get_settings, load_yaml
 from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
 from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
 from tldrlab.logs import configure_console, show_progress_bars
@@ -201,7 +201,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+        data = load_yaml(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: cannot parse the config: {yaml_problem(exc)}") from exc
     except UnicodeDecodeError as exc:  # a binary file or another encoding: not a traceback

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.choices import choose_one_of, unknown_choice
+from tldrlab.config import load_yaml
 from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
 from tldrlab.runs.paths import SEED_MAX
 
@@ -287,7 +288,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
