@@ -103,7 +103,8 @@ def _write_bytecode(config: pytest.Config) -> None:
 
     import tldrlab
 
-    compileall.compile_dir(Path(tldrlab.__file__).parent, quiet=1)
+    # quiet: a module that does not compile is reported by the test that imports it, as without this
+    compileall.compile_dir(Path(tldrlab.__file__).parent, quiet=2)
     _rewrite_test_modules(config)
 
 
@@ -122,7 +123,10 @@ def _rewrite_test_modules(config: pytest.Config) -> None:
         pyc = cache / (path.name[:-3] + rewrite.PYC_TAIL)
         if not rewrite.try_makedirs(cache) or rewrite._read_pyc(path, pyc, state.trace) is not None:
             continue
-        source_hash, code = rewrite._rewrite_test(path, config)
+        try:
+            source_hash, code = rewrite._rewrite_test(path, config)
+        except (SyntaxError, ValueError, OSError):  # the worker that imports it reports it, as pytest does
+            continue
         rewrite._write_pyc(state, code, source_hash, pyc)
 
 
