@@ -35,3 +35,19 @@ def test_an_unreachable_database_is_a_503_naming_no_server_address(
             assert "private-db-socket" not in response.text and "secretuser" not in response.text, body
     # the operator still learns why, from the server log
     assert "private-db-socket" in caplog.text, caplog.text
+
+
+def test_readiness_says_which_service_is_down_without_its_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GET /readyz answers without the API key (probes): its checks gave psycopg's error, the database's
+    # socket path or host and user, to anyone who asked
+    socket_dir = tmp_path / "private-db-socket"
+    monkeypatch.setenv("TLDRLAB_DATABASE_URL", f"postgresql://secretuser@/tldrlab?host={socket_dir}")
+    monkeypatch.setenv("TLDRLAB_API_KEY", "kV8q2Zr5Lm0xT3wY7bN4hJ6")
+    get_settings.cache_clear()
+    ready = TestClient(create_app()).get("/readyz")
+    checks = ready.json()["checks"]
+    assert ready.status_code == 503 and "PostgreSQL" in checks["database"], ready.text
+    assert checks["lvm"] != "ok", checks
+    assert "private-db-socket" not in ready.text and "secretuser" not in ready.text, ready.text

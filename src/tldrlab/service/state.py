@@ -137,14 +137,25 @@ def publish_queued(request: Request, record: RunRecord) -> None:
         log.warning(f"could not publish the queued event of {record.id}: {type(exc).__name__}: {exc}")
 
 
+def readiness_problem(exc: Exception) -> str:
+    """What a check says of a service that failed it. /readyz answers without the API key (probes), so an
+    error that carries a `public_message` (a database's, whose whole message names its host, socket path
+    and user) is logged and answered by that."""
+    if isinstance(exc, TldrlabError):
+        public = exc.details.get("public_message")
+        if isinstance(public, str):
+            log.warning(f"readiness check failed: {exc.message}")
+            return public
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
 def queue_readiness(request: Request) -> str | None:
     """Readiness check: None when the queue answers, else the reason."""
     try:
         job_queue(request).ping()
-    except TldrlabError as exc:
-        return exc.message
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return readiness_problem(exc)
     return None
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from tldrlab.runs import open_registry
 from tldrlab.service.limits import StrictJSONRoute
+from tldrlab.service.state import readiness_problem
 
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 ReadinessCheck = Callable[[Request], str | None]
@@ -28,7 +29,7 @@ def _database(request: Request) -> str | None:
     try:
         open_registry(request.app.state.settings).db.query("SELECT 1 AS ok")
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return readiness_problem(exc)
     return None
 
 

@@ -36,7 +36,7 @@ from tldrlab.runs.paths import ModelRef
 from tldrlab.service.confine import resolve_input, resolve_model
 from tldrlab.service.routes.health import register_check
 from tldrlab.service.routes.runs import RunInfo, run_info
-from tldrlab.service.state import settings_of, submit_run
+from tldrlab.service.state import readiness_problem, settings_of, submit_run
 
 router = APIRouter(tags=["lvm"])
 
@@ -119,7 +119,7 @@ def store_readiness(request: Request) -> str | None:
     try:
         resources(request).store.count()
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return readiness_problem(exc)
     return None
 
 
