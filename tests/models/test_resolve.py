@@ -15,7 +15,7 @@ from tldrlab.digest.summarizers import build_summarizer
 from tldrlab.errors import NotFoundError
 from tldrlab.models import build_model, save_model
 from tldrlab.models.resolve import resolve_model_ref
-from tldrlab.runs import create_run
+from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.tokenizers import load_tokenizer, train_tokenizer
 
 
@@ -97,3 +97,22 @@ def test_a_directory_of_several_gguf_files_asks_for_one(tmp_path: Path) -> None:
     message = f"{folder} holds 2 .gguf files (a.Q4_1.gguf, b.Q8_0.gguf): name the one to use, e.g. {folder}/a"
     with pytest.raises(NotFoundError, match=re.escape(message)):
         resolve_model_ref(str(folder))
+
+
+def test_a_training_run_without_its_model_yet_says_why(tokenizer_dir: Path) -> None:
+    # `tldrlab eval RUN` on a run still training, or stopped by Ctrl-C, said only "has no saved model in
+    # DIR", which read like a broken run
+    registry = open_registry()
+    for status, why in (
+        (RunStatus.RUNNING, "yet: it saves one when it completes"),
+        (RunStatus.QUEUED, "yet: it saves one when it completes"),
+        (RunStatus.CANCELLED, "it was stopped before saving one (a resumable run saves it once resumed)"),
+    ):
+        run = create_run("train", {})
+        registry.update(run.id, status=status)
+        with pytest.raises(
+            NotFoundError, match=rf"run {run.id} \(train, {status.value}\) has no saved model in"
+        ):
+            resolve_model_ref(run.id)
+        with pytest.raises(NotFoundError, match=re.escape(why)):
+            resolve_model_ref(run.id)

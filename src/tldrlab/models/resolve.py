@@ -42,7 +42,7 @@ from tldrlab.config import Settings, expand_user, get_settings
 from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.runs.aliases import BUNDLED_NAME, alias_target
 from tldrlab.runs.archive import ensure_local
-from tldrlab.runs.registry import RunRecord, open_registry
+from tldrlab.runs.registry import RunRecord, RunStatus, open_registry
 
 MODEL_SUBDIR = "model"
 """Where a run keeps its saved model: `<run_dir>/model`."""
@@ -205,8 +205,16 @@ def _run_model(record: RunRecord, settings: Settings) -> Path:
     record = ensure_local(record, settings)
     model_dir = Path(record.run_dir) / MODEL_SUBDIR
     if not model_dir.is_dir():
+        # a training run saves its model when it ends: "has no saved model" of a run still training (or
+        # stopped by Ctrl-C) read like a broken run
+        status = record.status
+        why = {
+            RunStatus.QUEUED: " yet: it saves one when it completes",
+            RunStatus.RUNNING: " yet: it saves one when it completes",
+            RunStatus.CANCELLED: ": it was stopped before saving one (a resumable run saves it once resumed)",
+        }.get(status, "")
         raise NotFoundError(
-            f"run {record.id} ({record.kind}, {record.status.value}) has no saved model in {model_dir}",
+            f"run {record.id} ({record.kind}, {status.value}) has no saved model in {model_dir}{why}",
             run_id=record.id,
         )
     return model_dir
