@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tldrlab.runs import RunStatus, open_registry
+from tldrlab.runs import RunStatus, open_registry, start_run
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TRAIN = (
@@ -67,3 +67,24 @@ def test_a_full_home_keeps_the_run_s_own_error(tldrlab_home: Path, tmp_path: Pat
     assert done.returncode == 9, done.stderr
     assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
     assert "error [disk_full] no space left on device" in done.stderr
+
+
+def test_exporting_a_run_onto_a_full_disk_is_one_line(tldrlab_home: Path, tmp_path: Path) -> None:
+    # before: the gzip stream's "OSError: [Errno 28] No space left on device", which names no file: a
+    # traceback, exit 1
+    with start_run("toy", {}) as run:
+        (run.artifacts_dir / "weights.bin").write_bytes(os.urandom(256 * 1024))  # incompressible
+    out = tmp_path / "out"
+    out.mkdir()
+    command = f"{sys.executable} -m tldrlab runs export {run.id} --out {out}/"
+    script = f"mount -t tmpfs -o size=64k tmpfs {out} && exec {command}"
+    env = {**os.environ, "TLDRLAB_HOME": str(tldrlab_home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
+    unshare = (
+        ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    )
+    done = subprocess.run(
+        [*unshare, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 9 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error [disk_full] no space left on device writing {out}/{run.id}.tar.gz"), line

@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, is_disk_full
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json, current_umask
 from tldrlab.runs.filestore import CHUNK, DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
@@ -286,6 +286,13 @@ def _write_archive(
             for inner in nested:
                 tar.add(inner.path, arcname=f"{NESTED}/{inner.run_id}.tar.gz", recursive=False)
         os.replace(partial, dest)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # the gzip stream's "OSError: [Errno 28] No space left on device" named no file: a traceback
+        raise DiskFullError(
+            f"no space left on device writing {dest}: free some space, or give --out a place on another disk"
+        ) from exc
     finally:
         partial.unlink(missing_ok=True)
     return ExportedArchive(
