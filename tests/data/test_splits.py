@@ -29,7 +29,7 @@ def test_splits_are_told_from_the_files_a_read_covers(tmp_path: Path) -> None:
     _pairs(data / ".pairs.validation.jsonl", 2)
     (data / "validation-notes.txt").write_text("to do: write a dev set\n", encoding="utf-8")
     train, dev = detect_splits(data)
-    assert (train, dev) == (None, None)  # the run holds out its val_fraction of what it reads
+    assert (train, dev) == ("train", None)  # the run holds out its val_fraction of the train split
     assert len(read_records(data, split=train)) == 4
     assert training_files(data) == [data / "pairs.train.jsonl"]
 

@@ -389,3 +389,59 @@ def test_a_model_write_killed_before_its_directory_leaves_no_lock_file_after_the
     finally:
         live.kill()
         live.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_train_and_test_files_without_a_dev_file_train_on_train_and_evaluate_its_holdout(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A directory of train.jsonl + test.jsonl and no dev file had no splits: the run read every file, so it
+    trained on the test records and held out a seeded fraction of the mixture, and its evaluation read every
+    file too. The run trains on the train file only, its tokenizer too, and is evaluated on its holdout."""
+    from itertools import islice
+
+    from tldrlab.evaluate.run_eval import _seq2seq_records, eval_config_for
+    from tldrlab.launch import launch_run
+    from tldrlab.tokenizers import load_tokenizer
+    from tldrlab.train.tasks import build_task
+
+    source = shared_data / "debian_descriptions" / "debian_descriptions.train.jsonl"
+    with source.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in islice(handle, 60)]
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for name, part in (("train", rows[:40]), ("test", rows[40:])):
+        lines = [json.dumps({**row, "id": f"{name}-{row['id']}"}) + "\n" for row in part]
+        (folder / f"{name}.jsonl").write_text("".join(lines), encoding="utf-8")
+    launched = launch_run(
+        "train",
+        {
+            "model": "t5",
+            "model_settings": {"d_model": 16, "d_ff": 32, "num_layers": 1, "num_decoder_layers": 1,
+                               "num_heads": 2, "d_kv": 8},
+            "data": {"path": str(folder), "val_fraction": 0.25, "max_source_len": 32, "max_target_len": 8},
+            "tokenizer": {"method": "char", "vocab_size": 200},
+            "train": {**FAST, "max_steps": 2, "eval_every": 0, "seed": 5, "plot": False},
+            "final_eval": {"max_new_tokens": 4},
+            "wandb": "disabled",
+        },
+    )  # fmt: skip
+    record = launched.record
+    assert record.config["data"]["train_split"] == "train" and record.config["data"]["val_split"] is None
+    tokenizer_dir = Path(record.run_dir) / "tokenizer"
+    corpus = json.dumps(json.loads((tokenizer_dir / "tokenizer_manifest.json").read_text())["corpus"])
+    assert "test.jsonl" not in corpus and "train.jsonl" in corpus
+
+    # what the run trained on and held out: the 40 train records, 10 of them held out; no test record
+    job = parse_job_config(record.config)
+    task = build_task(job, load_tokenizer(tokenizer_dir), object(), "seq2seq")  # type: ignore[arg-type]
+    held_out = [r.id for r in task.val_records]
+    assert (len(task.train_pairs), len(held_out)) == (30, 10)
+    assert all(i.startswith("train-") for i in held_out)
+    # an evaluation of the run reads exactly that holdout, as its final evaluation did
+    config, _, _ = eval_config_for(record.id)
+    assert [r.id for r in _seq2seq_records(config.model_copy(update={"max_samples": 100}))] == held_out
+    (evaluation,) = open_registry().list(kind="evaluate")
+    samples = (Path(evaluation.run_dir) / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    evaluated = [json.loads(line)["id"] for line in samples]
+    assert evaluated and evaluated == held_out[: len(evaluated)]

@@ -116,13 +116,16 @@ def test_training_holds_out_exactly_what_evaluation_reads_back(
     assert [r.id for r in evaluated] == held_out
 
 
-def test_a_directory_is_split_only_when_it_has_both_train_and_dev_files(tmp_path: Path) -> None:
+def test_a_directory_with_a_train_file_trains_on_it_and_validates_on_its_dev_file(tmp_path: Path) -> None:
     from tldrlab.data.splits import detect_splits as detect
 
     only_train = tmp_path / "only_train"
     only_train.mkdir()
     (only_train / "pairs.train.jsonl").write_text("{}\n")
-    assert detect(only_train) == (None, None)  # no validation file: the run holds out val_fraction
+    (only_train / "pairs.test.jsonl").write_text("{}\n")
+    # no validation file: the run holds out val_fraction of the train split, never reading the test file
+    assert detect(only_train) == ("train", None)
+    assert detect(only_train, val_split="test") == ("train", "test")
     (only_train / "pairs_validation.jsonl").write_text("{}\n")
     assert detect(only_train) == ("train", "dev")
     only_dev = tmp_path / "only_dev"
@@ -130,6 +133,27 @@ def test_a_directory_is_split_only_when_it_has_both_train_and_dev_files(tmp_path
     (only_dev / "dev.jsonl").write_text("{}\n")
     assert detect(only_dev) == (None, None)
     assert detect(only_dev, val_split="test") == (None, "test")  # what the config names wins
+
+
+def test_a_language_model_on_train_and_test_text_files_holds_out_the_tail_of_the_train_text(
+    tmp_path: Path, shared_data: Path, char_tokenizer: Any
+) -> None:
+    """train.txt + test.txt, no dev file: the LM read both files as one stream (the test text trained on, its
+    last fraction held out). It reads the train text only and holds out that text's last `val_fraction`."""
+    lines = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "train.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
+    (tmp_path / "test.txt").write_text("\n".join(lines[200:300]) + "\n", encoding="utf-8")
+    job = TrainJobConfig.model_validate(
+        {"model": "char_lstm", "data": {"path": str(tmp_path), "val_fraction": 0.1, "block_size": 32}}
+    )
+    lm = build_task(job, char_tokenizer, object(), "causal_lm")  # type: ignore[arg-type]
+    from tldrlab.data.readers import read_records
+
+    train_text = "\n".join(r.document for r in read_records(tmp_path / "train.txt"))
+    ids = char_tokenizer(train_text, add_special_tokens=False)["input_ids"]
+    cut = int(len(ids) * 0.9)
+    assert [i for block in lm.train_blocks for i in block] == ids[: len(lm.train_blocks) * 32]
+    assert [i for block in lm.val_blocks for i in block] == ids[cut:]
 
 
 def test_generating_evaluations_report_the_metrics_named_occasional(char_tokenizer: Any) -> None:

@@ -1,6 +1,7 @@
 """How training and evaluation split data, in one place so that a run is evaluated on what it held out.
 
-- `detect_splits`: the configured splits, else (train, dev) when a data-set directory has files of both;
+- `detect_splits`: the configured splits, else `train` when a data-set directory has a training file (with
+  `dev` when it has a validation file): a test file is never trained on;
 - `training_files`: the files of the training split (what a tokenizer is trained on);
 - `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
 - `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out.
@@ -26,16 +27,21 @@ DEV_NAMES = frozenset({"dev", "validation", "val", "valid"})
 def detect_splits(
     path: str | Path, train_split: str | None = None, val_split: str | None = None
 ) -> tuple[str | None, str | None]:
-    """(train split, validation split): the given ones, else train / dev when a directory has both."""
-    if train_split or val_split:
-        return train_split, val_split
+    """(train split, validation split): the given ones; a directory with a training file trains on `train`
+    (when no training split is given) and validates on `dev` when it has one (when neither is given).
+
+    A directory with train and test files but no dev file was (None, None) before: training read every
+    file, the test records with the train ones, and held out a seeded fraction of that mixture.
+    """
     path = Path(path)
-    if not path.is_dir():
-        return None, None
+    if train_split or not path.is_dir():
+        return train_split, val_split
     names = [split_tokens(p.name) for p in _read_files(path)]
-    has_train = any(tokens & TRAIN_NAMES for tokens in names)
-    has_dev = any(tokens & DEV_NAMES for tokens in names)
-    return ("train", "dev") if has_train and has_dev else (None, None)
+    if not any(tokens & TRAIN_NAMES for tokens in names):
+        return None, val_split
+    if val_split is None and any(tokens & DEV_NAMES for tokens in names):
+        val_split = "dev"
+    return "train", val_split
 
 
 def _read_files(directory: Path) -> list[Path]:

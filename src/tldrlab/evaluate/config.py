@@ -91,11 +91,12 @@ class EvalConfig(BaseModel):
     """Reader format; None detects it."""
 
     split: str | None = None
-    """Data split (e.g. validation); None uses the whole file (LM: its last `val_fraction` when set)."""
+    """Data split (e.g. validation); None uses the whole file."""
 
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
-    """Unsplit data, as a training run held it out: LM evaluates the last fraction of the tokens; seq2seq
-    the first fraction of the records after a shuffle seeded with `holdout_seed`."""
+    """What a training run without a validation split held out of what is read (the split, or the whole
+    data): LM evaluates the last fraction of the tokens; seq2seq the first fraction of the records after a
+    shuffle seeded with `holdout_seed`."""
 
     holdout_seed: Seed | None = None
     """Seq2seq with `val_fraction`: the training run's seed (None: no shuffle, the first records)."""
@@ -165,9 +166,10 @@ class EvaluateConfig(BaseModel):
     format: ReaderFormat = None
     """Reader format of `data`; None detects it."""
     split: Annotated[str | None, SplitOf("data", run="model_run")] = None
-    """Data split (e.g. validation); None: the training run's validation split."""
+    """Data split (e.g. validation), all of it unless `val_fraction` is given; None: the training run's
+    validation split, else its held-out fraction of its training split (or of unsplit data)."""
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
-    """Unsplit data: the fraction the training run held out (None: the run's)."""
+    """No validation split: the fraction the training run held out (None: the run's)."""
     holdout_seed: Seed | None = None
     """Seq2seq with `val_fraction`: the seed of the held-out shuffle (None: the run's training seed)."""
     limit: int | None = Field(default=None, ge=1)

@@ -74,9 +74,10 @@ def _records(config: EvalConfig) -> list[Any]:
 
 
 def _seq2seq_records(config: EvalConfig) -> list[Any]:
-    """Records with a reference summary; on unsplit data with `val_fraction`, the run's seeded holdout."""
+    """Records with a reference summary; with `val_fraction`, the run's seeded holdout of what is read (the
+    run's training split, or all of unsplit data)."""
     records = _records(config)
-    if config.val_fraction and config.split is None:
+    if config.val_fraction:
         records, _ = splits.seeded_holdout(records, config.val_fraction, config.holdout_seed)
     return [r for r in records if r.summaries][: config.max_samples]
 
@@ -348,11 +349,11 @@ def evaluate_model(
     return result
 
 
-def _detected_val_split(data: dict[str, Any]) -> str | None:
-    """The validation split the training loop picked by itself for a data-set directory (train / dev)."""
+def _training_splits(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(train split, validation split) as the training loop picked them for the run's data."""
     if not data.get("path"):
-        return None
-    return splits.detect_splits(data["path"], data.get("train_split"), data.get("val_split"))[1]
+        return None, None
+    return splits.detect_splits(data["path"], data.get("train_split"), data.get("val_split"))
 
 
 def training_prefix(target: str | Path) -> str:
@@ -394,8 +395,13 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
             "format": data.get("format"),
             "limit": data.get("limit"),
         }
-        settings["split"] = data.get("val_split") or _detected_val_split(data)
-        if not settings["split"] and data.get("val_fraction"):
+        train_split, val_split = _training_splits(data)
+        settings["split"] = val_split
+        if not val_split and data.get("val_fraction") and not overrides.get("split"):
+            # the holdout of the records the run trained on (its training split): every file was read
+            # before, so a run trained on train.jsonl was evaluated on a holdout that mixed test.jsonl in
+            # and did not match the one it held out (some of it trained on)
+            settings["split"] = train_split
             settings["val_fraction"] = data["val_fraction"]
             settings["holdout_seed"] = int((run_config.get("train") or {}).get("seed", 0))
         for key in ("prefix", "max_source_len", "block_size"):

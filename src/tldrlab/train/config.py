@@ -155,7 +155,8 @@ class DataConfig(BaseModel):
     """Reader format; None detects it from the path."""
 
     train_split: Annotated[str | None, SplitOf("path")] = None
-    """Split name for training when the data has its own splits (e.g. train); None uses all of it."""
+    """Split name for training when the data has its own splits (e.g. train); None: `train` for a directory
+    with a training file (a test file is never trained on), else all of the data."""
 
     val_split: Annotated[str | None, SplitOf("path")] = None
     """Split name for validation (e.g. validation, dev); None carves a seeded `val_fraction` off."""
