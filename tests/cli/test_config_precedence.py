@@ -119,6 +119,27 @@ def test_bad_settings_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert open_registry().list() == []
 
 
+def test_a_boolean_for_a_number_in_a_config_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML's `yes` is a boolean, which pydantic's lax mode took as 1: `max_steps: yes` trained one step."""
+    config = tmp_path / "train.yaml"
+    config.write_text("data: {path: x.txt}\ntrain: {max_steps: yes, save_best: no}\n")
+    code, out, err = run_captured(["train", "--config", str(config)], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    assert "invalid train config: train.max_steps: expected a number, got the boolean true" in err
+    assert len(err.strip().splitlines()) == 1, err
+    # a number there, and a boolean for a boolean setting, are taken as before
+    config.write_text("data: {path: x.txt}\ntrain: {max_steps: 7, lr: 0.5, save_best: no}\n")
+    printed = _printed(["train", "--config", str(config)], capsys)
+    assert (printed["train"]["max_steps"], printed["train"]["lr"], printed["train"]["save_best"]) == (
+        7,
+        0.5,
+        False,
+    )
+    assert open_registry().list() == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -137,6 +137,33 @@ def test_every_kind_that_builds_a_model_refuses_what_its_config_says_wrong(
     assert open_registry().list() == []
 
 
+def test_a_boolean_for_a_number_is_a_422_naming_the_field(client: TestClient, text: Path) -> None:
+    """pydantic's lax mode took `true` as 1 (1.0 for a float): `max_steps: true` trained one step."""
+    config = {"data": {"path": "text.txt"}, "train": {"max_steps": True, "lr": True, "max_grad_norm": False}}
+    body = _refused(client, "train", config)
+    assert body["message"] == (
+        "invalid train config: train.max_steps: expected a number, got the boolean true; "
+        "train.lr: expected a number, got the boolean true; "
+        "train.max_grad_norm: expected a number, got the boolean false"
+    )
+    assert body["errors"][0] == {
+        "loc": ["train", "max_steps"],
+        "msg": "expected a number, got the boolean true",
+    }
+    assert open_registry().list() == []
+    # a real number and a boolean setting are taken as before
+    accepted = client.post(
+        "/runs",
+        json={
+            "kind": "train",
+            "config": {"data": {"path": "text.txt"}, "train": {"max_steps": 3, "save_best": False}},
+        },
+    )
+    assert accepted.status_code == 202, accepted.text
+    (record,) = open_registry().list(kind="train")
+    assert (record.config["train"]["max_steps"], record.config["train"]["save_best"]) == (3, False)
+
+
 def test_a_sweep_whose_search_space_reaches_past_the_budget_is_a_422(client: TestClient, text: Path) -> None:
     """A trial drawing 30,000 encoder layers would build a 1.5e9-parameter T5: refused at submit, not as
     failed trials (the sweep's validation with plausible values, 16,465 layers here, passes)."""
