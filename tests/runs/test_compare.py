@@ -182,3 +182,27 @@ def test_a_run_with_none_of_the_baseline_s_metrics_fails_the_gate(
         ["runs", "compare", failed.id, runs["base"], "--plot", plot, "--fail-on-regression"], capsys
     )
     assert code == 1
+
+
+def test_the_api_and_runs_page_show_the_runs_not_checked(runs: dict[str, str], browser: object) -> None:
+    # GET /compare dropped `unchecked` (its response model lacked it), so over HTTP, and on the runs page, a
+    # failed NEW run compared against a baseline looked clean: no regressions, nothing else said
+    from tldrlab.service.app import create_app
+
+    with pytest.raises(RuntimeError), start_run("train", {}) as failed:
+        raise RuntimeError("out of memory")
+    with serve_app(create_app()) as url:
+        answer = httpx.get(f"{url}/compare", params=[("ids", runs["base"]), ("ids", failed.id)]).json()
+        assert answer["regressions"] == []
+        assert answer["unchecked"] == [
+            {"run_id": failed.id, "status": "failed", "metrics": ["best_val_loss", "eval.rougeL"]}
+        ]
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.fill("#compare-ids", f"{runs['base']}, {failed.id}")
+        page.click("#compare-run")
+        page.wait_for_selector("#compare-unchecked li")
+        assert page.locator("#compare-unchecked li").all_inner_texts() == [
+            f"not checked: {failed.id} (failed) lacks the baseline's best_val_loss, eval.rougeL"
+        ]
+        page.close()

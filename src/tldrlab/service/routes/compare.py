@@ -32,6 +32,15 @@ class RegressionInfo(BaseModel):
     )
 
 
+class UncheckedInfo(BaseModel):
+    run_id: str
+    status: str
+    metrics: list[str] = Field(
+        description="The baseline's metrics this run lacks; empty for a baseline with none that says better "
+        "or worse."
+    )
+
+
 class ComparisonInfo(BaseModel):
     runs: list[dict[str, Any]] = Field(
         description="Per run: id, kind, status, tags, metrics, evaluation (the run whose eval.* it shows)."
@@ -43,6 +52,10 @@ class ComparisonInfo(BaseModel):
         description="Per metric: `lower` or `higher` is better, or null."
     )
     regressions: list[RegressionInfo]
+    unchecked: list[UncheckedInfo] = Field(
+        description="Runs the baseline's metrics could not be checked on (a failed, cancelled or running run "
+        "has none): no regression listed does not clear them."
+    )
 
 
 def _compare(request: Request, query: CompareQuery) -> Comparison:

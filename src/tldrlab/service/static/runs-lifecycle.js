@@ -95,6 +95,16 @@ async function compareRuns(ids) {
       `(${(r.change * 100).toFixed(1)}%, ${data.directions[r.metric]} is better)`;
     list.append(item);
   }
+  // a run the baseline's metrics could not be checked on (e.g. a failed one) has no regression either
+  const unchecked = $("compare-unchecked");
+  unchecked.replaceChildren();
+  for (const u of data.unchecked) {
+    const item = document.createElement("li");
+    item.textContent = u.run_id === data.baseline
+      ? `not checked: the baseline ${u.run_id} (${u.status}) has no metric that says better or worse`
+      : `not checked: ${u.run_id} (${u.status}) lacks the baseline's ${u.metrics.join(", ")}`;
+    unchecked.append(item);
+  }
   const url = await plotDataUrl(query);
   $("compare-plot").hidden = url === null;
   if (url) $("compare-plot").src = url;
