@@ -3,6 +3,8 @@ administrator's pg_terminate_backend): the next requests are served on a new con
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,3 +72,33 @@ def test_the_api_serves_again_once_postgresql_dropped_its_connections(
     listed = client.get("/runs").json()["runs"]
     assert run_id in {r["id"] for r in listed} and again.json()["id"] in {r["id"] for r in listed}
     assert client.get("/readyz").status_code == 200
+
+
+def test_the_digest_stream_tells_a_lost_database_as_the_api_does(
+    client: TestClient, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # /stream_summary's `error` event carried the database error's whole message (psycopg's, which can name
+    # the server's host, port, socket path and user) where the API's 503s and /readyz say a safe text
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    assert client.post("/threads", json={"id": "t", "title": "T", "posts": [post]}).status_code == 201
+    assert client.get("/threads/t").status_code == 200  # the digest's store and cache are open
+    cache_db = client.app.state.digest.cache.db  # type: ignore[attr-defined]
+    name = psycopg.conninfo.conninfo_to_dict(postgres_url)["dbname"]
+    with psycopg.connect(postgres_url, dbname="postgres", autocommit=True) as admin:
+        # the database takes no new connection and the cache's is ended, so the thread is found (the
+        # store's connection lives) and the stream starts, then the cache cannot connect again
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(%s)", (cache_db.connection.info.backend_pid,))
+            with caplog.at_level(logging.WARNING, logger="tldrlab.service"):
+                answer = client.post("/stream_summary", json={"thread_id": "t"})
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert answer.status_code == 200, answer.text
+    errors = [block for block in answer.text.split("\n\n") if block.startswith("event: error")]
+    assert len(errors) == 1, answer.text
+    error = json.loads(errors[0].split("data: ", 1)[1])
+    assert error["code"] == "service_unavailable" and error["request_id"], error
+    assert error["message"] == "cannot connect to PostgreSQL; try again (the server log says why)", error
+    assert "port" not in answer.text and "socket" not in answer.text, answer.text
+    assert "cannot connect to PostgreSQL: " in caplog.text, caplog.text  # the detail, for the operator

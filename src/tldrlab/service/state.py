@@ -137,16 +137,22 @@ def publish_queued(request: Request, record: RunRecord) -> None:
         log.warning(f"could not publish the queued event of {record.id}: {type(exc).__name__}: {exc}")
 
 
+def client_message(exc: TldrlabError, context: str) -> str:
+    """What a client is told of `exc`: its `public_message` where it has one (a database's error, whose whole
+    message names its host, socket path and user), the whole message then logged (`context: message`) for
+    the operator; else its message."""
+    public = exc.details.get("public_message")
+    if isinstance(public, str):
+        log.warning(f"{context}: {exc.message}")
+        return public
+    return exc.message
+
+
 def readiness_problem(exc: Exception) -> str:
     """What a check says of a service that failed it. /readyz answers without the API key (probes), so an
-    error that carries a `public_message` (a database's, whose whole message names its host, socket path
-    and user) is logged and answered by that."""
+    error that carries a `public_message` is logged and answered by that."""
     if isinstance(exc, TldrlabError):
-        public = exc.details.get("public_message")
-        if isinstance(public, str):
-            log.warning(f"readiness check failed: {exc.message}")
-            return public
-        return exc.message
+        return client_message(exc, "readiness check failed")
     return f"{type(exc).__name__}: {exc}"
 
 

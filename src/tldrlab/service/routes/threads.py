@@ -60,6 +60,7 @@ from tldrlab.errors import (
 )
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, read_json_body
+from tldrlab.service.state import client_message
 from tldrlab.store.base import SentenceStore
 
 log = logging.getLogger("tldrlab.service")
@@ -466,7 +467,9 @@ async def stream_summary(request: Request) -> StreamingResponse:
                     yield item
                     continue
                 if isinstance(item, TldrlabError):  # a load error names a model directory: as clients name it
-                    message = public_paths(item.message, settings)
+                    # a database error's whole message (its host, socket path, user) is the server log's
+                    message = client_message(item, f"stream_summary {request_id} failed")
+                    message = public_paths(message, settings)
                     yield sse("error", {"code": item.code, "message": message, "request_id": request_id})
                     return
                 if isinstance(item, BaseException):
