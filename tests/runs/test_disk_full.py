@@ -88,3 +88,42 @@ def test_exporting_a_run_onto_a_full_disk_is_one_line(tldrlab_home: Path, tmp_pa
     assert done.returncode == 9 and "Traceback" not in done.stderr, done.stderr
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"error [disk_full] no space left on device writing {out}/{run.id}.tar.gz"), line
+
+
+PREEMPT_ON_A_FULL_DISK = """
+import logging
+
+from tldrlab.errors import RunPreemptedError
+from tldrlab.runs import start_run
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the warnings to stderr
+try:
+    with start_run("toy", {}) as run:
+        with open(run.dir / "filler", "wb", buffering=0) as filler:
+            try:
+                while True:
+                    filler.write(bytes(64 * 1024))
+            except OSError:
+                pass  # the disk is full now
+        raise RunPreemptedError("the worker is stopping")
+except RunPreemptedError as exc:
+    print("preempted:", exc.message)
+"""
+
+
+def test_a_run_preempted_on_a_full_disk_stays_preempted(tldrlab_home: Path, tmp_path: Path) -> None:
+    # Recording the preemption (the manifest, the registry's SQLite file on the same disk) met the full disk
+    # and its OSError replaced the RunPreemptedError: the worker took the run for failed, not for one to put
+    # back in the queue.
+    script = tmp_path / "preempt.py"
+    script.write_text(PREEMPT_ON_A_FULL_DISK)
+    tldrlab_home.mkdir(parents=True, exist_ok=True)
+    shell = f"mount -t tmpfs -o size=400k tmpfs {tldrlab_home} && exec {sys.executable} {script}"
+    env = {**os.environ, "TLDRLAB_HOME": str(tldrlab_home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
+    unshare = (
+        ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    )
+    done = subprocess.run([*unshare, "sh", "-c", shell], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "preempted: the worker is stopping", done.stdout
+    assert "could not record the run's preemption in its manifest" in done.stderr, done.stderr

@@ -24,7 +24,7 @@ import platform
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -279,15 +279,29 @@ class Run:
         full") traceback."""
         now = time.time()
         self._manifest.update(status=status.value, ended_at=now, message=message, error_code=error_code)
-        for what, record in (
-            ("manifest", self._write_manifest),
-            ("registry row", lambda: self._record_end(status, message, error_code, now)),
-        ):
+        self._record_anyway("end", lambda: self._record_end(status, message, error_code, now))
+
+    def _finish_preempted(self, message: str) -> None:
+        """The run back to `queued` (its worker re-enqueues it), recorded as `_finish_failed` records: what
+        cannot be (a full disk) is a warning, so the RunPreemptedError still reaches the worker; the
+        recording's OSError replaced it, and the worker took the run for failed."""
+        self._manifest.update(status=RunStatus.QUEUED.value, message=message)
+        self._record_anyway(
+            "preemption",
+            lambda: self.registry.update(
+                self.id, status=RunStatus.QUEUED, message=message, heartbeat_at=time.time()
+            ),
+        )
+
+    def _record_anyway(self, event: str, record_row: Callable[[], None]) -> None:
+        """Write the manifest, then the registry row (`record_row`), each failure a warning: the run's own
+        error (or preemption) is the one its caller must get."""
+        for what, record in (("manifest", self._write_manifest), ("registry row", record_row)):
             try:
                 record()
-            except Exception as exc:  # the run's own error is the one to raise
+            except Exception as exc:
                 self.logger.warning(
-                    f"could not record the run's end in its {what}: {type(exc).__name__}: {exc}"
+                    f"could not record the run's {event} in its {what}: {type(exc).__name__}: {exc}"
                 )
 
     def _record_end(self, status: RunStatus, message: str, error_code: str | None, now: float) -> None:
@@ -400,10 +414,7 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
     except RunPreemptedError as exc:
         # Not a failure: the run checkpointed and goes back to the queue (the worker re-enqueues it).
         handle.log("run preempted; checkpointed, waiting to be resumed", level=logging.WARNING)
-        message = f"preempted: {exc.message}; waiting to be resumed"
-        handle._manifest.update(status=RunStatus.QUEUED.value, message=message)
-        handle._write_manifest()
-        registry.update(handle.id, status=RunStatus.QUEUED, message=message, heartbeat_at=time.time())
+        handle._finish_preempted(f"preempted: {exc.message}; waiting to be resumed")
         raise
     except (RunCancelledError, KeyboardInterrupt) as exc:
         handle.log("run cancelled", level=logging.WARNING)
