@@ -2,6 +2,7 @@
 
 - `detect_splits`: the configured splits, else `train` when a data-set directory has a training file (with
   `dev` when it has a validation file): a test file is never trained on;
+- `test_split`: `test` when a data-set directory has a test file (the held-out records a command scores);
 - `training_files`: the files of the training split (what a tokenizer is trained on);
 - `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
 - `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tldrlab.data.readers import detect_format, input_files
-from tldrlab.data.readers.common import data_files, split_tokens
+from tldrlab.data.readers.common import SPLIT_ALIASES, data_files, split_tokens
 from tldrlab.errors import TldrlabError
 
 T = TypeVar("T")
@@ -42,6 +43,15 @@ def detect_splits(
     if val_split is None and any(tokens & DEV_NAMES for tokens in names):
         val_split = "dev"
     return "train", val_split
+
+
+def test_split(path: str | Path) -> str | None:
+    """`test` when `path` is a data-set directory with a test file among those a read covers, else None."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    found = any(split_tokens(p.name) & SPLIT_ALIASES["test"] for p in _read_files(path))
+    return "test" if found else None
 
 
 def _read_files(directory: Path) -> list[Path]:

@@ -296,7 +296,9 @@ class LMExperimentConfig(BaseModel):
     format: ReaderFormat = None
     """Reader format (detected when None)."""
     eval_data: Annotated[str | None, InputPath()] = None
-    """Separate held-out records (validation loss and test); None: held out from `data`."""
+    """Separate held-out records (validation loss and test); None: held out from `data` (a directory with a
+    train file trains on it only: eval from its dev file, else from the train records; test from its test
+    file, else from where eval comes from)."""
     model: Annotated[str, ModelRef()] = "smollm2"
     """The pretrained model: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
     arms: Annotated[list[str], OneOf("arm", LM_ARMS)] = Field(default_factory=lambda: list(LM_ARMS))

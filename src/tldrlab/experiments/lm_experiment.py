@@ -43,7 +43,7 @@ from tldrlab.choices import unknown_choice
 from tldrlab.data.readers import read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.sentences import split_sentences
-from tldrlab.data.splits import detect_splits
+from tldrlab.data.splits import detect_splits, test_split
 from tldrlab.device import resolve_device
 from tldrlab.errors import ConfigError, InvalidInputError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample, rouge_per_sample
@@ -105,7 +105,11 @@ class LMData:
 
 
 def load_lm_data(config: LMExperimentConfig) -> LMData:
-    """Records with a document and a summary; eval + test held out (from `eval_data` when given), seeded."""
+    """Records with a document and a summary, held out with seed 0: eval + test from `eval_data` when given;
+    else from a data-set directory's own splits (`splits.detect_splits`: train on `train`; eval from `dev`,
+    else from the train records; test from the `test` file, else from what eval is drawn from); else from
+    all of `data`. A test file is never trained on: a directory of train.jsonl + test.jsonl used to be read
+    whole and split with the test records among the training ones."""
 
     def usable(path: str, limit: int | None = None, split: str | None = None) -> list[SummaryRecord]:
         if not Path(path).exists():
@@ -119,29 +123,40 @@ def load_lm_data(config: LMExperimentConfig) -> LMData:
             raise InvalidInputError(f"{path} has no records with both a document and a summary")
         return found
 
+    def held(path: str, split: str | None, size: int, what: str) -> list[SummaryRecord]:
+        records = usable(path, None, split)
+        random.Random(0).shuffle(records)
+        if len(records) < size:
+            raise InvalidInputError(f"{len(records)} held-out records; {what} = {size} are needed")
+        return records
+
     need = config.eval_size + config.test_size
-    splits = _splits(config.data) if not config.eval_data else (None, None)
-    if config.eval_data or splits[1]:
-        train_records = usable(config.data, config.train_limit, splits[0])
-        held = usable(config.eval_data or config.data, None, None if config.eval_data else splits[1])
-        random.Random(0).shuffle(held)
-        if len(held) < need:
-            raise InvalidInputError(
-                f"{len(held)} held-out records; eval_size + test_size = {need} are needed"
-            )
-        return LMData(train_records, held[: config.eval_size], held[config.eval_size : need])
-    records = usable(config.data)
+    train_split, val_split = detect_splits(config.data)
+    if config.eval_data:
+        train_records = usable(config.data, config.train_limit, train_split)
+        rest = held(config.eval_data, None, need, "eval_size + test_size")
+        return LMData(train_records, rest[: config.eval_size], rest[config.eval_size : need])
+    test_name = test_split(config.data) if train_split else None
+    test = None
+    if test_name:
+        test = held(config.data, test_name, config.test_size, "test_size")[: config.test_size]
+    if val_split:
+        train_records = usable(config.data, config.train_limit, train_split)
+        if test is not None:
+            dev = held(config.data, val_split, config.eval_size, "eval_size")
+            return LMData(train_records, dev[: config.eval_size], test)
+        dev = held(config.data, val_split, need, "eval_size + test_size")
+        return LMData(train_records, dev[: config.eval_size], dev[config.eval_size : need])
+    records = usable(config.data, None, train_split)
     random.Random(0).shuffle(records)
-    if len(records) < need + config.batch_size:
+    cut = config.eval_size if test is not None else need
+    if len(records) < cut + config.batch_size:
+        wanted = "eval_size" if test is not None else "eval_size + test_size"
         raise InvalidInputError(
-            f"{config.data} has {len(records)} usable records: too few for eval_size + test_size + one batch"
+            f"{config.data} has {len(records)} usable training records: too few for {wanted} + one batch"
         )
-    train_records = records[need:][: config.train_limit or None]
-    return LMData(train_records, records[: config.eval_size], records[config.eval_size : need])
-
-
-def _splits(path: str) -> tuple[str | None, str | None]:
-    return detect_splits(path, None, None)
+    train_records = records[cut:][: config.train_limit or None]
+    return LMData(train_records, records[: config.eval_size], test or records[config.eval_size : need])
 
 
 # -- the task ---------------------------------------------------------------------------------------------
