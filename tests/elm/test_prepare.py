@@ -163,3 +163,25 @@ def test_prepare_refuses_an_out_holding_a_prepared_layout_unless_told_to_overwri
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_cli(["elm", "prepare", "--data", str(multi), "--out", str(empty)]) == 0
+
+
+def test_train_and_test_files_without_a_dev_file_never_put_test_records_in_train(tmp_path: Path) -> None:
+    """A directory of train.jsonl + test.jsonl and no dev file was read whole and cut into seeded fractions:
+    test records landed in the ELM's train (and val) split. Train and val come from the train file; test is
+    the test file."""
+    from tldrlab.elm.prepare import _split_records
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, count in (("train", 20), ("test", 5)):
+        lines = [
+            {"document": f"{split}-{i} a document about package {i}", "summary": f"{split}-{i} a summary"}
+            for i in range(count)
+        ]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    splits = _split_records(data, None, limit=None, seed=0, val_fraction=0.1, test_fraction=0.1)
+
+    assert not [r.document for r in splits["train"] + splits["val"] if r.document.startswith("test-")]
+    assert (len(splits["train"]), len(splits["val"])) == (18, 2)
+    assert sorted(r.document[:6] for r in splits["test"]) == [f"test-{i}" for i in range(5)]

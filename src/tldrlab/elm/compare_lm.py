@@ -2,8 +2,8 @@
 prompted zero-shot, scored on the same test documents (kind `elm_compare_lm`).
 
 1. the pair data is embedded once into the ELM layout (`prepare_dataset`; val / test = the validation split
-   halved with the seed), its prompt template being the LM's own chat prompt with the document replaced by
-   the adapter's soft prefix;
+   halved with the seed, or the test file when the data has one), its prompt template being the LM's own
+   chat prompt with the document replaced by the adapter's soft prefix;
 2. `zero_shot`: the pretrained LM answers the chat prompt with the document (cut to `max_source_tokens`);
 3. `finetune`: the whole LM fine-tuned on the same training records (chat format, answer-only loss) for
    `cpu_minutes` of CPU time, best validation loss kept (a child run);

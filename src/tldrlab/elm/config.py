@@ -298,9 +298,10 @@ class ElmPrepareConfig(BaseModel):
     eval_limit: int | None = Field(default=None, ge=1)
     """At most this many validation and test records each."""
     val_fraction: float = Field(default=0.05, gt=0, lt=1)
-    """Fraction of the records held out for validation when the data has no validation split."""
+    """Fraction of the (training) records held out for validation when the data has no validation split."""
     test_fraction: float = Field(default=0.05, gt=0, lt=1)
-    """Fraction of the records held out for test when the data has no test split."""
+    """Fraction of the (training) records held out for test when the data has neither a test split nor a
+    validation split (whose second half is then the test)."""
     seed: Seed = 0
     """Seed of the validation / test split."""
     progress: bool = True
@@ -437,7 +438,8 @@ class ElmLMCompareConfig(BaseModel):
     limit: int | None = Field(default=2000, ge=1)
     """Training records read (the documents embedded for the ELM)."""
     eval_limit: int = Field(default=100, ge=2)
-    """Validation and test documents each (the validation split halved, seeded)."""
+    """Validation and test documents each (`elm prepare`'s val and test: the validation split halved,
+    seeded, or the test file when the data has one)."""
     embedder: Annotated[str, ServerOnly()] = "minilm"
     """Document embedder of the ELM (minilm: the offline all-MiniLM-L6-v2, 384-d)."""
     instruction: str | None = None

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tldrlab.data.readers import read_records
-from tldrlab.data.splits import detect_splits
+from tldrlab.data.splits import detect_splits, test_split
 from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
@@ -249,24 +249,34 @@ def filter_task(
 def _split_records(
     path: Path, fmt: str | None, *, limit: int | None, seed: int, val_fraction: float, test_fraction: float
 ) -> dict[str, list[Any]]:
-    """train / val / test SummaryRecords: the data's own train and dev splits (dev halved into val and test),
-    else seeded fractions of all records."""
+    """train / val / test SummaryRecords, shuffled with `seed`. A data-set directory trains on its training
+    split (`splits.detect_splits`); val is its dev split, else a `val_fraction` of the train records; test is
+    its test file, else half of dev, else a `test_fraction` of the train records. Data without splits is cut
+    into seeded fractions. A directory of train.jsonl + test.jsonl was read whole before: test records were
+    trained on."""
 
     train_split, dev_split = detect_splits(path)
+    test_name = test_split(path) if train_split else None
     rng = random.Random(seed)
+    test: list[Any] | None = None
+    if test_name:
+        test = read_records(path, fmt, split=test_name)
+        rng.shuffle(test)
     if train_split and dev_split:
         train = read_records(path, fmt, split=train_split, limit=limit)
         dev = read_records(path, fmt, split=dev_split)
         rng.shuffle(dev)
+        if test is not None:
+            return {"train": train, "val": dev, "test": test}
         half = len(dev) // 2
         return {"train": train, "val": dev[:half], "test": dev[half:]}
-    records = read_records(path, fmt, limit=limit)
+    records = read_records(path, fmt, split=train_split, limit=limit)
     rng.shuffle(records)
     n_val = max(1, int(len(records) * val_fraction))
-    n_test = max(1, int(len(records) * test_fraction))
+    n_test = 0 if test is not None else max(1, int(len(records) * test_fraction))
     return {
         "val": records[:n_val],
-        "test": records[n_val : n_val + n_test],
+        "test": test if test is not None else records[n_val : n_val + n_test],
         "train": records[n_val + n_test :],
     }
 
