@@ -34,3 +34,14 @@ def test_arguments_carry_the_names_their_help_shows() -> None:
     ingest = cli[cli.index("## `tldrlab ingest`") :]
     assert "| `PATH` | str | A thread file or directory" in ingest.split("## ", 2)[1]
     assert "| `RUN_ID` | str | Run id or a unique prefix of it. |" in cli  # plain typer arguments as before
+
+
+def test_the_dendrite_modules_help_fits_each_commands_default() -> None:
+    # `--dendrites.module-names` said "default: T5's feed-forward blocks" for `experiment lm` too, whose
+    # default is the Llama-style MLP blocks
+    cli = cli_markdown()
+    rows = [line for line in cli.splitlines() if line.startswith("| `--dendrites.module-names`")]
+    lm_rows = [row for row in rows if "LlamaMLP" in row]
+    assert lm_rows and len(lm_rows) < len(rows), rows
+    for row in rows:
+        assert "Llama-style MLP blocks of `experiment lm`" in row and "default: T5" not in row, row

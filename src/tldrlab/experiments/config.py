@@ -63,7 +63,9 @@ class DendriteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     module_names: list[str] = Field(default_factory=lambda: ["T5DenseActDense", "T5DenseGatedActDense"])
-    """Module class names that get dendrites (default: T5's feed-forward blocks, wi and wo together)."""
+    """Module class names that get dendrites, each block whole (its input and output projections together);
+    the default names the experiment's model's feed-forward blocks: T5's, or the Llama-style MLP blocks of
+    `experiment lm`."""
     module_ids: list[str] = Field(default_factory=list)
     """Individual modules by path, PAI style: '.encoder.block.0.layer.1.DenseReluDense'."""
     output_dimensions: list[int] = Field(default_factory=lambda: [-1, -1, 0])
