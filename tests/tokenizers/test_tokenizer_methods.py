@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
+from cliutil import run_captured
 from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.runs import open_registry, start_run
 from tldrlab.runs.atomic import sha256_file
@@ -272,3 +273,33 @@ def test_a_training_that_fails_leaves_the_out_directory_as_it_was(corpus: Path, 
     with pytest.raises(ConfigError, match="does not fit this corpus"):
         train_tokenizer("sentencepiece", [corpus], 200_000, fresh)
     assert not fresh.exists()
+
+
+def test_the_char_vocabulary_advice_names_what_each_command_can_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `tldrlab train` trains its tokenizer with the default min_frequency, which it cannot set, yet its error
+    # said "use min_frequency 1 or less" (only `tldrlab tokenizer train` can)
+    rare = tmp_path / "rare.txt"
+    rare.write_text("abc\ndef\nghi\n", encoding="utf-8")
+    code, _, err = run_captured(
+        [
+            "train",
+            "--model",
+            "char_lstm",
+            "--data",
+            str(rare),
+            "--tokenizer-method",
+            "char",
+            "--max-steps",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == ConfigError.exit_code and "Traceback" not in err, err
+    assert "no character of the corpus occurs min_frequency=2 times" in err and "use min_frequency" not in err
+    assert "tldrlab tokenizer train --method char --min-frequency 1" in err and "--tokenizer DIR" in err, err
+    code, _, err = run_captured(
+        ["tokenizer", "train", "--method", "char", "--holdout", "0", str(rare)], capsys
+    )
+    assert code == ConfigError.exit_code and "use min_frequency 1 or less, or a larger corpus" in err, err

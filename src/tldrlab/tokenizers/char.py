@@ -27,10 +27,16 @@ def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:
         char, times = max(
             ((c, n) for c, n in counts.items() if c != "\n"), key=lambda kv: kv[1], default=("", 0)
         )
-        raise ConfigError(
+        problem = (
             f"no character of the corpus occurs min_frequency={config.min_frequency} times (the most "
             f"frequent, {char!r}, occurs {times}), so the char vocabulary would be only the special tokens "
-            f"and every text <unk>; use min_frequency {max(times, 1)} or less, or a larger corpus"
+            "and every text <unk>"
+        )
+        # `problem` and `fitting_min_frequency` let a command that cannot set min_frequency advise its own way
+        raise ConfigError(
+            f"{problem}; use min_frequency {max(times, 1)} or less, or a larger corpus",
+            problem=problem,
+            fitting_min_frequency=max(times, 1),
         )
     chars = sorted(kept[:room])
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
