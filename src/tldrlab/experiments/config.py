@@ -110,7 +110,9 @@ class ExperimentConfig(BaseModel):
     format: ReaderFormat = None
     """Reader format (detected when None)."""
     eval_data: Annotated[str | None, InputPath()] = None
-    """Separate validation records; when None, `eval_size + test_size` records are held out from `data`."""
+    """Separate validation records; when None, `eval_size + test_size` records are held out from `data` (a
+    directory with a train file trains on it only: eval from its dev file, else from the train records; test
+    from its test file, else from where eval comes from)."""
     train_limit: int | None = Field(default=4000, ge=1)
     """Most training records used (None: all)."""
     eval_size: int = Field(default=64, ge=1)
