@@ -158,8 +158,8 @@ def test_data_inspect_passes_mapping_and_reader_options(
     code, out, err = run_captured([*argv, "-o", "delimiter=;"], capsys)
     assert code == 0, err
     assert json.loads(out)["total"]["records"] == 2
-    code, _, err = run_captured(argv, capsys)  # without the reader's delimiter option: no field 'text'
-    assert code == 2 and "field 'text': missing" in err
+    code, _, err = run_captured(argv, capsys)  # without the reader's delimiter option: the cause is named
+    assert code == 2 and "is ';' the delimiter? give the reader option delimiter=';'" in err, err
 
 
 def test_a_required_argument_says_required_once(capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,10 +163,14 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_param_importances(study: optuna.Study) -> Any:
-    """Optuna's parameter-importance plot (its axes), the parameters named as the sweep file names them."""
+    """Optuna's parameter-importance plot (its axes), the parameters named as the sweep file names them.
+    Optuna's plot calls plt.style.use("ggplot"): kept to this figure, every later plot of the process (a
+    worker's run curves) keeps its own style."""
+    import matplotlib
     from optuna.visualization import matplotlib as ovm
 
-    axes = ovm.plot_param_importances(study)
+    with matplotlib.rc_context():
+        axes = ovm.plot_param_importances(study)
     labels = [parameter_name(label.get_text()) for label in axes.get_yticklabels()]
     axes.set_yticks(axes.get_yticks(), labels)
     return axes
