@@ -3,15 +3,17 @@ sys.path; the bench scripts put it there)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REDIS_SERVER = "/usr/bin/redis-server"  # Debian's package (`make install-system`)
 
@@ -32,6 +34,17 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def start_serve(
+    port: int, log: IO[bytes], workers: int, *, new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """`tldrlab serve` on 127.0.0.1:`port` with `workers` local workers, stdout and stderr into `log`; returns
+    at once (`wait_for_port` for it to listen). `new_session`: its own process group (to signal it whole)."""
+    command = [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(
+        command, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=new_session
+    )
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:

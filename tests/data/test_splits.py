@@ -13,9 +13,10 @@ from tldrlab.data.splits import detect_splits, training_files
 from tldrlab.errors import TldrlabError
 
 
-def _pairs(path: Path, n: int) -> None:
+def _pairs(path: Path, n: int, prefix: str = "") -> None:
+    """`n` pairs records; each document starts with `prefix` (to tell a split's records apart)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"document": f"{path.name} document {i}", "summary": f"summary {i}"} for i in range(n)]
+    rows = [{"document": f"{prefix}{path.name} document {i}", "summary": f"summary {i}"} for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
@@ -59,3 +60,34 @@ def test_a_split_of_a_stack_exchange_dump_directory_is_refused_as_of_its_file(sh
     for path in (site, site / "Posts.xml"):
         with pytest.raises(TldrlabError, match=r"no 'dev' split in this single file \(it has no splits\)"):
             inspect_path(path, split="dev")
+
+
+@pytest.mark.parametrize("experiment", ["dendrites", "lm"])
+def test_an_experiment_never_trains_on_a_directory_s_test_file(tmp_path: Path, experiment: str) -> None:
+    """A directory of train.jsonl + test.jsonl and no dev file was read whole (with `--eval-data` too), then
+    shuffled and cut: both experiments trained their arms on the test records. They train on the train file
+    (eval held out of it when no `--eval-data`); test = the test file (`splits.experiment_records`)."""
+    from tldrlab.experiments.config import ExperimentConfig, LMExperimentConfig
+    from tldrlab.experiments.dendrite_experiment import load_data
+    from tldrlab.experiments.lm_experiment import load_lm_data
+
+    data = tmp_path / "data"
+    for split, count in (("train", 20), ("test", 6)):
+        _pairs(data / f"{split}.jsonl", count, prefix=f"{split}-")
+    config_class, load = (
+        (ExperimentConfig, load_data) if experiment == "dendrites" else (LMExperimentConfig, load_lm_data)
+    )
+    config = config_class(data=str(data), eval_size=4, test_size=3, batch_size=4, train_limit=32)
+
+    loaded = load(config)
+
+    assert not [r.document for r in loaded.train + loaded.eval if r.document.startswith("test-")]
+    assert len(loaded.train) == 16 and len(loaded.eval) == 4
+    assert len(loaded.test) == 3 and all(r.document.startswith("test-") for r in loaded.test)
+
+    held = tmp_path / "held.jsonl"
+    _pairs(held, 8, prefix="held-")
+    with_eval = load(config.model_copy(update={"eval_data": str(held)}))
+
+    assert len(with_eval.train) == 20 and all(r.document.startswith("train-") for r in with_eval.train)
+    assert [r.document[:5] for r in with_eval.eval + with_eval.test] == ["held-"] * 7

@@ -204,32 +204,3 @@ def test_highlight_precision_ranks_sentences_with_the_registry_embedder() -> Non
     )
     # both cat sentences are in the top 3 (P@3 = 2/3); a record without a labelled highlight is left out
     assert out.stdout.split() == [str(2 / 3), "None", "False"], out.stdout + out.stderr
-
-
-def test_train_and_test_files_without_a_dev_file_never_train_on_the_test_records(tmp_path: Path) -> None:
-    """A directory of train.jsonl + test.jsonl and no dev file was read whole (with `--eval-data` too), then
-    shuffled and cut: the test records were trained on. The arms train on the train file (eval held out of it
-    when no `--eval-data`); test = the test file."""
-    from tldrlab.experiments.dendrite_experiment import load_data
-
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, count in (("train", 20), ("test", 6)):
-        lines = [
-            {"id": f"{split}-{i}", "document": f"{split}-{i} document {i}", "summary": f"{split}-{i} summary"}
-            for i in range(count)
-        ]
-        (data / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    config = ExperimentConfig(data=str(data), eval_size=4, test_size=3, batch_size=4, train_limit=32)
-
-    loaded = load_data(config)
-
-    assert not [r.document for r in loaded.train + loaded.eval if r.document.startswith("test-")]
-    assert len(loaded.train) == 16 and len(loaded.eval) == 4
-    assert len(loaded.test) == 3 and all(r.document.startswith("test-") for r in loaded.test)
-
-    held = tmp_path / "held.jsonl"
-    held.write_text("".join(json.dumps({"document": f"held-{i}", "summary": "s"}) + "\n" for i in range(8)))
-    with_eval = load_data(config.model_copy(update={"eval_data": str(held)}))
-
-    assert len(with_eval.train) == 20 and all(r.document.startswith("train-") for r in with_eval.train)

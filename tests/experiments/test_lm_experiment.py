@@ -265,25 +265,3 @@ def test_bad_arm_configs_are_clear_errors(tiny_model: Path, pairs: Path) -> None
     with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "compress", str(tiny_model), "--importance", "taylor", "--out", "x"])
     assert exit_info.value.code != 0
-
-
-def test_train_and_test_files_without_a_dev_file_never_train_on_the_test_records(tmp_path: Path) -> None:
-    """A directory of train.jsonl + test.jsonl and no dev file was read whole, then shuffled and cut: the
-    test records were trained on. The arms train on the train file (eval held out of it); test = test file."""
-    from tldrlab.experiments.lm_experiment import load_lm_data
-
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, count in (("train", 20), ("test", 6)):
-        lines = [
-            {"document": f"{split}-{i} {CORPUS[i % 10]}", "summary": f"{split}-{i} {CORPUS[(i + 4) % 10]}"}
-            for i in range(count)
-        ]
-        (data / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    config = LMExperimentConfig(data=str(data), eval_size=4, test_size=3, batch_size=4, train_limit=32)
-
-    loaded = load_lm_data(config)
-
-    assert not [r.document for r in loaded.train + loaded.eval if r.document.startswith("test-")]
-    assert len(loaded.train) == 16 and len(loaded.eval) == 4
-    assert len(loaded.test) == 3 and all(r.document.startswith("test-") for r in loaded.test)

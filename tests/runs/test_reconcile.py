@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured, run_cli
-from netutil import free_port, wait_for_port
+from netutil import free_port, start_serve, wait_for_port
 from tldrlab.config import get_settings
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
@@ -273,12 +273,7 @@ def test_the_api_settles_killed_command_line_runs_of_its_machine_at_most_once_pe
     elsewhere = _orphan(host="another-machine")  # its lock cannot be probed from here
     port = free_port()
     with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "0"],
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        server = start_serve(port, log, 0)
     try:
         wait_for_port(port, timeout=60)
         listed = {run["id"]: run for run in _get(port, "/runs")["runs"]}

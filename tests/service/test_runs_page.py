@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 from svc_helpers import record, wait_for
 
-from netutil import free_port, wait_for_port
+from netutil import free_port, start_serve, wait_for_port
 from tldrlab.runs import RunStatus
 
 
@@ -25,13 +24,7 @@ from tldrlab.runs import RunStatus
 def served(tldrlab_home: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_serve(port, log, 1, new_session=True)
     try:
         wait_for_port(port, timeout=60)
         yield f"http://127.0.0.1:{port}"

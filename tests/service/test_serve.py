@@ -18,7 +18,7 @@ import pytest
 from svc_helpers import record, wait_for
 
 from cliutil import run_captured
-from netutil import free_port, wait_for_port
+from netutil import free_port, start_serve, wait_for_port
 from tldrlab.errors import InvalidConfigError
 from tldrlab.kinds import validate_model
 from tldrlab.runs import create_run, open_registry
@@ -51,12 +51,7 @@ def test_serve_listens_where_it_says_and_stops_on_sigterm(tldrlab_home: Path, tm
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "0"],
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = start_serve(port, out, 0)
         try:
             wait_for_port(port, timeout=60)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
@@ -116,12 +111,7 @@ def test_a_local_worker_killed_mid_run_is_started_again(tldrlab_home: Path, tmp_
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = start_serve(port, out, 1)
         try:
             wait_for_port(port, timeout=60)
             first = _submit(port, {"steps": 200, "step_sleep_s": 0.2, "checkpoint_every": 5})
@@ -177,13 +167,7 @@ def test_serve_stops_while_a_client_follows_a_running_run(tldrlab_home: Path, tm
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "1"],
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = start_serve(port, out, 1, new_session=True)
         try:
             wait_for_port(port, timeout=60)
             run_id = _submit(port, {"steps": 2000, "step_sleep_s": 0.2, "checkpoint_every": 5})

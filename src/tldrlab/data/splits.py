@@ -5,7 +5,8 @@
 - `test_split`: `test` when a data-set directory has a test file (the held-out records a command scores);
 - `training_files`: the files of the training split (what a tokenizer is trained on);
 - `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
-- `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out.
+- `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out;
+- `experiment_records`: an experiment's train / eval / test records, each fixed in size, held out with seed 0.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from tldrlab.data.readers import detect_format, input_files
+from tldrlab.data.readers import detect_format, input_files, read_records
 from tldrlab.data.readers.common import SPLIT_ALIASES, data_files, split_tokens
-from tldrlab.errors import TldrlabError
+from tldrlab.data.records import SummaryRecord
+from tldrlab.errors import InvalidInputError, TldrlabError
 
 T = TypeVar("T")
 
@@ -91,3 +93,74 @@ def lm_tail(ids: Sequence[T], fraction: float) -> tuple[list[T], list[T]]:
     """(head, tail): a token stream cut so that the tail is the last `fraction` of it (the held-out part)."""
     cut = int(len(ids) * (1 - fraction))
     return list(ids[:cut]), list(ids[cut:])
+
+
+class ExperimentSizes(Protocol):
+    """What `experiment_records` reads of an experiment's config (both experiments' configs have it)."""
+
+    data: str
+    format: str | None
+    eval_data: str | None
+    eval_size: int
+    test_size: int
+    train_limit: int | None
+    batch_size: int
+
+
+def experiment_records(
+    config: ExperimentSizes,
+) -> tuple[list[SummaryRecord], list[SummaryRecord], list[SummaryRecord]]:
+    """(train, eval, test): records with a document and a summary, held out with seed 0. Eval + test come
+    from `eval_data` when given; else from a data-set directory's own splits (`detect_splits`: train on
+    `train`; eval from `dev`, else from the train records; test from the `test` file, else from what eval is
+    drawn from); else from all of `data`. A test file is never trained on: a directory of train.jsonl +
+    test.jsonl used to be read whole (with `eval_data` too) and its test records were trained on."""
+
+    def usable(path: str, limit: int | None = None, split: str | None = None) -> list[SummaryRecord]:
+        if not Path(path).exists():
+            raise InvalidInputError(f"data not found: {path}")
+        records = [
+            r
+            for r in read_records(path, config.format, split=split, limit=limit)
+            if r.document.strip() and r.summaries
+        ]
+        if not records:
+            raise InvalidInputError(f"{path} has no records with both a document and a summary")
+        return records
+
+    def held(path: str, split: str | None, size: int, what: str) -> list[SummaryRecord]:
+        records = usable(path, None, split)
+        random.Random(0).shuffle(records)
+        if len(records) < size:
+            raise InvalidInputError(
+                f"{path} has {len(records)} usable held-out records; {what} = {size} are needed"
+            )
+        return records
+
+    data, eval_data, train_limit = config.data, config.eval_data, config.train_limit
+    eval_size, test_size, batch_size = config.eval_size, config.test_size, config.batch_size
+    need = eval_size + test_size
+    train_split, val_split = detect_splits(data)
+    if eval_data:
+        train = usable(data, train_limit, train_split)
+        rest = held(eval_data, None, need, "eval_size + test_size")
+        return train, rest[:eval_size], rest[eval_size:need]
+    test_name = test_split(data) if train_split else None
+    test = held(data, test_name, test_size, "test_size")[:test_size] if test_name else None
+    if val_split:
+        train = usable(data, train_limit, train_split)
+        if test is not None:
+            return train, held(data, val_split, eval_size, "eval_size")[:eval_size], test
+        dev = held(data, val_split, need, "eval_size + test_size")
+        return train, dev[:eval_size], dev[eval_size:need]
+    records = usable(data, None, train_split)
+    random.Random(0).shuffle(records)
+    cut = eval_size if test is not None else need
+    if len(records) < cut + batch_size:
+        wanted = "eval_size" if test is not None else "eval_size + test_size"
+        raise InvalidInputError(
+            f"{data} has {len(records)} usable training records: too few for {wanted} + one batch "
+            f"({cut} + {batch_size})"
+        )
+    train = records[cut:][: train_limit or None]
+    return train, records[:eval_size], test or records[eval_size:need]

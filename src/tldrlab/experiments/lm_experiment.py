@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -43,9 +42,9 @@ from tldrlab.choices import unknown_choice
 from tldrlab.data.readers import read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.sentences import split_sentences
-from tldrlab.data.splits import detect_splits, test_split
+from tldrlab.data.splits import experiment_records
 from tldrlab.device import resolve_device
-from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.errors import ConfigError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample, rouge_per_sample
 from tldrlab.experiments.config import LM_ARMS, LMArmConfig, LMCompressConfig, LMExperimentConfig
 from tldrlab.experiments.dendrites import (
@@ -105,58 +104,9 @@ class LMData:
 
 
 def load_lm_data(config: LMExperimentConfig) -> LMData:
-    """Records with a document and a summary, held out with seed 0: eval + test from `eval_data` when given;
-    else from a data-set directory's own splits (`splits.detect_splits`: train on `train`; eval from `dev`,
-    else from the train records; test from the `test` file, else from what eval is drawn from); else from
-    all of `data`. A test file is never trained on: a directory of train.jsonl + test.jsonl used to be read
-    whole and split with the test records among the training ones."""
-
-    def usable(path: str, limit: int | None = None, split: str | None = None) -> list[SummaryRecord]:
-        if not Path(path).exists():
-            raise InvalidInputError(f"data not found: {path}")
-        found = [
-            r
-            for r in read_records(path, config.format, split=split, limit=limit)
-            if r.document.strip() and r.summaries
-        ]
-        if not found:
-            raise InvalidInputError(f"{path} has no records with both a document and a summary")
-        return found
-
-    def held(path: str, split: str | None, size: int, what: str) -> list[SummaryRecord]:
-        records = usable(path, None, split)
-        random.Random(0).shuffle(records)
-        if len(records) < size:
-            raise InvalidInputError(f"{len(records)} held-out records; {what} = {size} are needed")
-        return records
-
-    need = config.eval_size + config.test_size
-    train_split, val_split = detect_splits(config.data)
-    if config.eval_data:
-        train_records = usable(config.data, config.train_limit, train_split)
-        rest = held(config.eval_data, None, need, "eval_size + test_size")
-        return LMData(train_records, rest[: config.eval_size], rest[config.eval_size : need])
-    test_name = test_split(config.data) if train_split else None
-    test = None
-    if test_name:
-        test = held(config.data, test_name, config.test_size, "test_size")[: config.test_size]
-    if val_split:
-        train_records = usable(config.data, config.train_limit, train_split)
-        if test is not None:
-            dev = held(config.data, val_split, config.eval_size, "eval_size")
-            return LMData(train_records, dev[: config.eval_size], test)
-        dev = held(config.data, val_split, need, "eval_size + test_size")
-        return LMData(train_records, dev[: config.eval_size], dev[config.eval_size : need])
-    records = usable(config.data, None, train_split)
-    random.Random(0).shuffle(records)
-    cut = config.eval_size if test is not None else need
-    if len(records) < cut + config.batch_size:
-        wanted = "eval_size" if test is not None else "eval_size + test_size"
-        raise InvalidInputError(
-            f"{config.data} has {len(records)} usable training records: too few for {wanted} + one batch"
-        )
-    train_records = records[cut:][: config.train_limit or None]
-    return LMData(train_records, records[: config.eval_size], test or records[config.eval_size : need])
+    """The experiment's records (`splits.experiment_records`: eval + test held out with seed 0, a test file
+    never trained on)."""
+    return LMData(*experiment_records(config))
 
 
 # -- the task ---------------------------------------------------------------------------------------------
