@@ -25,8 +25,18 @@ Loc = tuple[str | int, ...]
 def field_error(title: str, loc: Loc, message: str) -> ValidationError:
     """A validation error at `loc` (relative to the model being validated; pydantic prefixes the path of
     the model inside its parents), for a model validator that checks several fields together."""
-    error = PydanticCustomError("value_error", "{message}", {"message": message})
-    return ValidationError.from_exception_data(title, [InitErrorDetails(type=error, loc=loc, input=None)])
+    return field_errors(title, [(loc, message)])
+
+
+def field_errors(title: str, problems: list[tuple[Loc, str]]) -> ValidationError:
+    """One validation error holding each `(loc, message)` of `problems` (see `field_error`)."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("value_error", "{message}", {"message": message}), loc=loc, input=None
+        )
+        for loc, message in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
 
 
 def nested_errors(title: str, loc: Loc, exc: ValidationError) -> ValidationError:

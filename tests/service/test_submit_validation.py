@@ -164,6 +164,24 @@ def test_a_boolean_for_a_number_is_a_422_naming_the_field(client: TestClient, te
     assert (record.config["train"]["max_steps"], record.config["train"]["save_best"]) == (3, False)
 
 
+def test_a_boolean_for_a_number_in_model_settings_is_a_422_naming_the_field(
+    client: TestClient, text: Path
+) -> None:
+    """`model_settings` is free-form, validated by the model family's class inside the job's own check:
+    `"num_layers": true` built a one-layer T5."""
+    config = {"data": {"path": "text.txt"}, "model": "t5", "model_settings": {"num_layers": True}}
+    body = _refused(client, "train", config)
+    assert body["message"] == (
+        "invalid train config: model_settings.num_layers: expected a number, got the boolean true"
+    )
+    assert [error["loc"] for error in body["errors"]] == [["model_settings", "num_layers"]]
+    assert open_registry().list() == []
+    accepted = client.post(
+        "/runs", json={"kind": "train", "config": {**config, "model_settings": {"num_layers": 2}}}
+    )
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_a_sweep_whose_search_space_reaches_past_the_budget_is_a_422(client: TestClient, text: Path) -> None:
     """A trial drawing 30,000 encoder layers would build a 1.5e9-parameter T5: refused at submit, not as
     failed trials (the sweep's validation with plausible values, 16,465 layers here, passes)."""

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from tldrlab.budget import field_error, nested_errors, within_budget
+from tldrlab.budget import field_error, field_errors, nested_errors, within_budget
 from tldrlab.choices import OneOf, choose_one_of
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
@@ -23,6 +23,7 @@ from tldrlab.data.splits import detect_splits
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
+from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, TokenizerMethod, fitting_vocabulary
@@ -305,6 +306,11 @@ class TrainJobConfig(BaseModel):
         is known: `model`'s own check): facts about the config alone, so `POST /runs` refuses them (422 naming
         the field) like the CLI."""
         family = model_families()[self.model]
+        # the family's class validates a free-form mapping here, past kinds.validate_model's walk, so it is
+        # walked too: pydantic's lax mode would build `"num_layers": true` as one layer
+        booleans = list(booleans_for_numbers(family.config_cls, self.model_settings, ("model_settings",)))
+        if booleans:
+            raise field_errors(type(self).__name__, [(tuple(p["loc"]), p["msg"]) for p in booleans])
         try:
             settings = family.config_cls.model_validate(self.model_settings)
         except ValidationError as exc:
