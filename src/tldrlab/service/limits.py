@@ -7,9 +7,10 @@
   per-route limits at import time; this one keeps the `{code, message, request_id}` error body and reads the
   limits from the app's settings, larger for uploads.)
 - `StrictJSONRoute` is the route class of every router: request bodies are parsed by `parse_json`, which
-  refuses (422) JSON nested deeper than `MAX_JSON_DEPTH` and strings holding lone UTF-16 surrogates (which
-  JSON allows as `\\ud800` escapes but no database, file or UTF-8 response can store); malformed JSON is a
-  400, as FastAPI answers it. A route reading its body itself (`read_json_body`) answers the same.
+  refuses (422) JSON nested deeper than `MAX_JSON_DEPTH`, a key given twice in one object, and strings holding
+  lone UTF-16 surrogates (which JSON allows as `\\ud800` escapes but no database, file or UTF-8 response can
+  store); malformed JSON is a 400, as FastAPI answers it. A route reading its body itself (`read_json_body`)
+  answers the same.
 - `check_config` / `check_tags` bound what a run stores in the registry: every list endpoint returns small
   rows, and one request cannot make every later `GET /runs` slow.
 """
@@ -110,12 +111,34 @@ def _request_id_header(scope: Scope) -> str:
 
 
 # -- JSON --------------------------------------------------------------------------------------------------
+class _DuplicateKeyError(Exception):
+    """A key given twice in one JSON object. Not a ValueError, which `parse_json` answers as malformed
+    JSON (400): the body is well-formed, only ambiguous."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's dict, refusing a key given twice: `json` keeps the last value silently, so a body with
+    two `config` members ran the second and dropped the first (YAML config files refuse them too)."""
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _DuplicateKeyError(key)
+        value[key] = item
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse a request body: InvalidInputError (400) for malformed JSON; InvalidRequestError (422) for JSON
-    nested too deep or holding lone surrogates, well-formed JSON that no route accepts, as a declared body's
-    validation answers."""
+    nested too deep, giving a key twice in one object or holding lone surrogates, well-formed JSON that no
+    route accepts, as a declared body's validation answers."""
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, object_pairs_hook=_without_duplicate_keys)
+    except _DuplicateKeyError as exc:
+        raise InvalidRequestError(f"request body: the key {exc.key!r} is given twice in one object") from None
     except RecursionError as exc:
         raise InvalidRequestError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
