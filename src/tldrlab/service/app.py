@@ -29,6 +29,7 @@ from tldrlab.errors import ConfigError, TldrlabError, error_message
 from tldrlab.service.limits import BodyLimitMiddleware
 from tldrlab.service.openapi import openapi_with_kind_configs
 from tldrlab.service.periodic import check_retention_setting
+from tldrlab.service.state import client_message
 
 log = logging.getLogger("tldrlab.service")
 
@@ -188,11 +189,7 @@ def create_app(settings: Settings | None = None, *, local_workers: int = 0) -> F
 
     @app.exception_handler(TldrlabError)
     async def tldrlab_error(request: Request, exc: TldrlabError) -> JSONResponse:
-        message = exc.message
-        public = exc.details.get("public_message")
-        if isinstance(public, str):  # the whole message is the server's (a database's address): logged here
-            log.warning(exc.message, extra={"fields": {"request_id": _request_id(request), "code": exc.code}})
-            message = public
+        message = client_message(exc, request_id=_request_id(request), code=exc.code)
         body = error_body(exc.code, message, _request_id(request))
         if isinstance(exc.details.get("errors"), list):  # per-field problems of an invalid config
             body["errors"] = exc.details["errors"]

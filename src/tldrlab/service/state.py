@@ -137,13 +137,15 @@ def publish_queued(request: Request, record: RunRecord) -> None:
         log.warning(f"could not publish the queued event of {record.id}: {type(exc).__name__}: {exc}")
 
 
-def client_message(exc: TldrlabError, context: str) -> str:
+def client_message(exc: TldrlabError, context: str | None = None, **fields: Any) -> str:
     """What a client is told of `exc`: its `public_message` where it has one (a database's error, whose whole
-    message names its host, socket path and user), the whole message then logged (`context: message`) for
-    the operator; else its message."""
+    message names its host, socket path and user), the whole message then logged (`context: message`, or the
+    message alone without a context; `fields` as the record's structured fields, e.g. its request id) for
+    the operator; else its message. The one place that decides it: the API's error handler, /readyz and
+    /stream_summary's stream all call it."""
     public = exc.details.get("public_message")
     if isinstance(public, str):
-        log.warning(f"{context}: {exc.message}")
+        log.warning(f"{context}: {exc.message}" if context else exc.message, extra={"fields": fields})
         return public
     return exc.message
 
