@@ -358,6 +358,27 @@ def test_a_csv_delimiter_of_more_than_one_character_is_an_input_error(tmp_path: 
             read_records(table, options={"delimiter": bad})
 
 
+def test_a_delimiter_option_on_no_csv_file_is_an_input_error(tmp_path: Path) -> None:
+    # `-o delimiter=;` on JSON lines or TSV was silently ignored: the read went on as if it were not given
+    lines = tmp_path / "news.jsonl"
+    lines.write_text('{"document": "A long text about parsers.", "summary": "Parsers"}\n', encoding="utf-8")
+    tabs = tmp_path / "news.tsv"
+    tabs.write_text("document\tsummary\nA long text about parsers.\tParsers\n", encoding="utf-8")
+    for file, suffix in ((lines, ".jsonl"), (tabs, ".tsv")):
+        assert read_records(file)[0].summary == "Parsers"
+        with pytest.raises(
+            InvalidInputError, match=rf"option delimiter applies to \.csv files only, not to \{suffix}"
+        ):
+            read_records(file, options={"delimiter": ";"})
+    # a directory with a CSV among its files: the option applies to that one
+    (tmp_path / "more.csv").write_text("document;summary\nAnother text.;Text\n", encoding="utf-8")
+    assert sorted(r.summary for r in read_records(tmp_path, "pairs", options={"delimiter": ";"})) == [
+        "Parsers",
+        "Parsers",
+        "Text",
+    ]
+
+
 def test_an_empty_directory_says_it_holds_no_data(tmp_path: Path) -> None:
     # an empty directory was "no data files to detect a format from; pass a format", though no format helps
     with pytest.raises(InvalidInputError, match="the directory holds no data files"):

@@ -72,6 +72,10 @@ class ReaderSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     """Reader-specific options: name -> what it does."""
 
+    option_suffixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Options that apply only to files of some suffixes: option -> those suffixes. A read with no such file
+    is refused rather than the option silently ignored."""
+
     companions: tuple[str, ...] = ()
     """Files beside a read file that the reader reads with it when present (Comments.xml beside Posts.xml):
     part of what a registered data set is."""
@@ -83,7 +87,8 @@ READERS: dict[str, ReaderSpec] = {
         read_pairs,
         "generic document -> summary pairs (JSON lines, JSON or CSV/TSV); fields named by a mapping",
         suffixes=(".jsonl", ".json", ".csv", ".tsv"),
-        options={"delimiter": "CSV delimiter (default ',')"},
+        options={"delimiter": "CSV delimiter (default ','); .csv files only"},
+        option_suffixes={"delimiter": (".csv",)},
     ),
     "scitldr": ReaderSpec(
         "records", read_scitldr, "SciTLDR: abstract sentences + highlight labels -> TL;DRs"
@@ -222,10 +227,25 @@ def _read(
         raise InvalidInputError(f"limit must be >= 0, got {limit}")
     ctx = ReadContext(skip_invalid=skip_invalid, mapping=dict(mapping or {}), options=dict(options or {}))
     files = input_files(path, name, split)
+    _check_option_suffixes(path, name, spec, files, options or {})
     items = list(islice(_chain(spec, files, ctx), limit))
     return ReadReport(
         items=items, format=name, files=files, skipped=ctx.skipped, counts=dict(Counter(ctx.counts))
     )
+
+
+def _check_option_suffixes(
+    path: Path, name: str, spec: ReaderSpec, files: list[Path], options: Mapping[str, Any]
+) -> None:
+    """An option for some files only (pairs' delimiter: CSV) on a read of none of them did nothing: a .jsonl
+    or .tsv read with `-o delimiter=;` went on as if it had not been given."""
+    for option, suffixes in spec.option_suffixes.items():
+        if option in options and not any(f.suffix.lower() in suffixes for f in files):
+            read = ", ".join(sorted({f.suffix.lower() or f.name for f in files}))
+            raise InvalidInputError(
+                f"{path}: {name} option {option} applies to {', '.join(suffixes)} files only, not to {read}: "
+                "leave it out"
+            )
 
 
 def _chain(spec: ReaderSpec, files: list[Path], ctx: ReadContext) -> Iterator[Any]:
