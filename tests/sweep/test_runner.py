@@ -235,3 +235,17 @@ def test_two_worker_processes_share_one_postgres_study(
     # the default SQLite storage does not know this study
     with pytest.raises(Exception, match="no study 'toy'"):
         load_study("toy", None)
+
+
+def test_sweep_run_json_prints_json_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sweep run --json` is for scripts: its stdout parses as JSON. The study line and each trial's line
+    went to stdout before the JSON object, so `tldrlab sweep run s.yaml --json | jq` failed."""
+    sweep = write_sweep(tmp_path / "s.yaml", parameters={"x": {"values": [0.7]}, "steps": {"value": 2}})
+    try:
+        main(["sweep", "run", str(sweep), "--trials", "1", "--json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr()
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["trials"] == {"COMPLETE": 1} and result["best"]["params"] == {"x": 0.7, "steps": 2}
+    assert "trial 0 COMPLETE" in captured.err  # the progress lines are still shown, on stderr

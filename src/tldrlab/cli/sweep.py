@@ -22,11 +22,12 @@ from tldrlab.sweep import examples_dir
 from tldrlab.sweep.spec import sweep_file_settings
 
 sweep_app = typer.Typer(help="Hyperparameter sweeps: W&B sweep YAML run on Optuna.", no_args_is_help=True)
-console = Console()
+# stderr, as every run's log: stdout holds the result alone, so `sweep run --json` output parses as JSON
+console = Console(stderr=True)
 
 
 def launch_printing(config: Any) -> tuple[str, Any]:
-    """Each line the sweep logs (a trial ended) is printed as it comes."""
+    """Each line the sweep logs (a trial ended) is printed to stderr as it comes."""
     # lazy: loads numpy, optuna, torch (kept off `tldrlab --help`)
     from tldrlab.sweep.runner import launch_sweep
 
