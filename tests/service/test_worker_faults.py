@@ -249,3 +249,38 @@ def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
     final = record(run_id)
     assert final.status == RunStatus.COMPLETED and final.attempts == 2
     assert [r["step"] for r in metrics(run_id)] == [1, 2] and done == 1
+
+
+def test_a_short_redis_outage_does_not_stall_delayed_retries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RQ's scheduler process (which moves delayed jobs, such as a transient failure's retry, onto the queue)
+    died on the first Redis error, and only RQ's 10-minute maintenance pass started it again: a retry queued
+    after a short outage waited those ten minutes. It comes back once Redis does."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("TLDRLAB_QUEUE_URL", url)
+    get_settings.cache_clear()
+    redis_proc = start_redis(port, tmp_path)
+    worker = start_worker(env={"TLDRLAB_QUEUE_URL": url}, log=tmp_path / "w.log")
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        lock = "rq:scheduler-lock:tldrlab-runs"
+        wait_for(lambda: client.exists(lock), 60, what="the worker's scheduler to take its lock")
+        redis_proc.terminate()  # a short outage: the scheduler's next heartbeat (every second) fails
+        redis_proc.wait(timeout=10)
+        time.sleep(2.5)
+        redis_proc = start_redis(port, tmp_path)  # back on the same port (empty: no persistence)
+        run_id = create_run("smoke", {"steps": 2}).id
+        open_queue().enqueue(run_id, delay_s=0.5)  # what a transient failure's retry does
+        wait_for(
+            lambda: record(run_id).status == RunStatus.COMPLETED,
+            20,
+            what=f"the delayed job to run; worker log: {(tmp_path / 'w.log').read_text()[-1500:]}",
+        )
+    finally:
+        stop(worker)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)

@@ -7,6 +7,7 @@ requeue, exit) instead of RQ's default "finish the whole job first".
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -35,6 +36,39 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     import redis
 
     return (redis.RedisError, OSError)
+
+
+def _surviving_scheduler_class() -> type[Any]:
+    """RQ's scheduler (the process that moves delayed jobs, such as a transient failure's retry, onto the
+    queue) with a loop that outlives Redis errors.
+
+    RQ's own died on the first one, and only the worker's maintenance pass, every ten minutes, started it
+    again: after a Redis outage of seconds, every delayed retry waited those minutes. This one retries every
+    `interval` seconds until Redis answers, then carries on; the lock it held is refreshed, or taken again
+    where a restarted Redis lost it (`RQScheduler.heartbeat`)."""
+    import redis
+    from rq.scheduler import RQScheduler
+
+    class SurvivingScheduler(RQScheduler):
+        def work(self) -> None:
+            warned_at = float("-inf")
+            while True:
+                try:
+                    super().work()  # returns once a stop is requested
+                    return
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    if self._stop_requested:
+                        return  # its locks expire with their TTL
+                    if time.monotonic() - warned_at >= 60:  # a line a minute, not one a retry
+                        warned_at = time.monotonic()
+                        self.log.warning(
+                            "scheduler: Redis is unreachable (%s): retrying every %ss",
+                            type(exc).__name__,
+                            self.interval,
+                        )
+                    time.sleep(self.interval)
+
+    return SurvivingScheduler
 
 
 class RqQueue:
@@ -107,6 +141,7 @@ class RqQueue:
         poll_s: float = 0.5,
         on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
+        from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
         from rq.serializers import JSONSerializer
         from rq.worker import SimpleWorker
 
@@ -124,6 +159,35 @@ class RqQueue:
                     if (now() - self._shutdown_requested_date).total_seconds() >= 1:
                         on_force_stop(signum)
                 super().request_force_stop(signum, frame)
+
+            def _start_scheduler(
+                self,
+                burst: bool = False,
+                logging_level: str | None = "INFO",
+                date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                log_format: str = DEFAULT_LOGGING_FORMAT,
+            ) -> None:
+                # RQ's own, with a scheduler that survives a Redis outage (`_surviving_scheduler_class`)
+                self.scheduler = _surviving_scheduler_class()(
+                    self.queues,
+                    connection=self.connection,
+                    logging_level=logging_level if logging_level is not None else self.log.level,
+                    date_format=date_format,
+                    log_format=log_format,
+                    serializer=self.serializer,
+                )
+                self.scheduler.acquire_locks()
+                if not self.scheduler.acquired_locks:
+                    return  # another worker's scheduler holds the queue
+                if not burst:
+                    self.scheduler.start()
+                    return
+                try:  # burst: move the jobs that are due now, in this process
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
 
         _RQ_HANDLER[:] = [handler]
         rq_worker = PreemptingWorker(
