@@ -15,12 +15,14 @@ from fastapi.testclient import TestClient
 
 from cliutil import run_captured
 from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+from tldrlab.models.resolve import bundled_gguf, installed_model_dir, resolve_model_ref
 from tldrlab.models.store import import_model
 from tldrlab.service.app import create_app
 
 PAUSED_IMPORT = """
 import sys, time
 from tldrlab.models import io
+from tldrlab.models.resolve import bundled_gguf, installed_model_dir, resolve_model_ref
 from tldrlab.models.store import import_model
 
 write_json = io.atomic_write_json
@@ -117,3 +119,33 @@ def test_a_killed_import_leaves_nothing_behind_after_the_next_import(
     assert code == 0, err
     assert [json.loads(line)["name"] for line in out.splitlines()][:2] == ["other", "tiny"]
     assert sorted(p.name for p in store.iterdir()) == [".recent.tmp-89abcdef", "other", "tiny"]
+
+
+def test_an_empty_store_directory_does_not_block_an_import(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an empty <home>/models/tiny (left by an interrupted import, or a mkdir) was "a model named 'tiny' is
+    # already installed"; a non-empty directory holding no model still needs --force, and says what it is
+    tokenizer = tiny_chat_tokenizer()
+    source = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    store = tldrlab_home / "models"
+    (store / "tiny").mkdir(parents=True)
+    code, out, err = run_captured(["models", "import", str(source), "--name", "tiny", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["name"] == "tiny" and (store / "tiny" / "config.json").is_file()
+    code, _, err = run_captured(["models", "import", str(source), "--name", "tiny"], capsys)
+    assert code != 0 and "a model named 'tiny' is already installed" in err, err
+    (store / "junk").mkdir()
+    (store / "junk" / "notes.txt").write_text("mine", encoding="utf-8")
+    code, _, err = run_captured(["models", "import", str(source), "--name", "junk"], capsys)
+    assert code != 0 and "Traceback" not in err, err
+    assert "models/junk is in the way of the model 'junk': a directory holding no model" in err, err
+    assert (store / "junk" / "notes.txt").is_file()
+
+
+def test_an_empty_store_directory_is_no_installed_model(tldrlab_home: Path) -> None:
+    # an empty <home>/models/NAME resolved as the installed model NAME ("no saved model in" it), hiding the
+    # bundled model, an alias or a run id of that name
+    (tldrlab_home / "models" / "smollm2").mkdir(parents=True)
+    assert installed_model_dir("smollm2") is None
+    assert resolve_model_ref("smollm2").path == bundled_gguf()

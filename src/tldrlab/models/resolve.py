@@ -148,7 +148,9 @@ def installed_model_dir(name: str, settings: Settings | None = None) -> Path | N
     if not _simple_name(name):
         return None
     candidate = store_dir(settings or get_settings()) / name
-    return candidate if candidate.is_dir() else None
+    # an empty directory (left by an interrupted import) is no model: it hid the bundled model of its name
+    # and a run id, and resolved to "no saved model in" it
+    return candidate if candidate.is_dir() and any(candidate.iterdir()) else None
 
 
 def _installed(ref: str, settings: Settings) -> Path | None:

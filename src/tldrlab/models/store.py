@@ -37,7 +37,14 @@ from tldrlab.models.chat import has_chat_template
 from tldrlab.models.gguf_reading import gguf_parsed_once
 from tldrlab.models.io import MODEL_MANIFEST, remove_abandoned_writes, save_model
 from tldrlab.models.registry import count_parameters
-from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, bundled_gguf, resolve_model_ref, store_dir
+from tldrlab.models.resolve import (
+    BUNDLED_NAME,
+    ResolvedModel,
+    bundled_gguf,
+    installed_model_dir,
+    resolve_model_ref,
+    store_dir,
+)
 from tldrlab.pathmarks import ModelRef
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.aliases import alias_target
@@ -129,10 +136,8 @@ def import_model(
     # before the clash check: --force, which that check suggests, cannot replace a model with itself
     if resolved.source == "installed" and resolved.path == out:
         raise InvalidInputError(f"{ref} is the installed model {name!r} itself; choose another --name")
-    if out.exists() and not force:
-        raise ConflictError(
-            f"a model named {name!r} is already installed at {out}; pass --force to replace it"
-        )
+    if not force:
+        _check_free(out, name)
     # an import killed earlier left its temporary directory (~0.5 GB) behind: gone before this one writes
     remove_abandoned_writes(out.parent)
     started = time.perf_counter()
@@ -172,6 +177,22 @@ def import_model(
     finally:  # an error's one line is printed on a clean line, not after the bar
         bar.close()
     return read_manifest(out) | {"name": name, "path": str(out)}
+
+
+def _check_free(out: Path, name: str) -> None:
+    """Refuse to replace what `out` holds without --force. An empty directory (what an interrupted import or
+    a `mkdir` left) holds nothing to lose: it blocked the import as "already installed"."""
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    if out.is_dir() and not (out / "config.json").is_file():
+        raise ConflictError(
+            f"{out} is in the way of the model {name!r}: a directory holding no model (no config.json); "
+            "remove it, or pass --force to replace it"
+        )
+    if out.exists() or out.is_symlink():
+        raise ConflictError(
+            f"a model named {name!r} is already installed at {out}; pass --force to replace it"
+        )
 
 
 def _phase(bar: Any, label: str, phases: list[str], index: int) -> None:
@@ -287,7 +308,7 @@ def install_bundled(resolved: ResolvedModel, settings: Settings | None = None) -
         out.parent.mkdir(parents=True, exist_ok=True)
         with (out.parent / f".{BUNDLED_NAME}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not out.is_dir():
+            if installed_model_dir(BUNDLED_NAME, settings) is None:  # an empty directory is none
                 log.info("converting the bundled %s once into %s (~0.5 GB)", BUNDLED_NAME, out)
                 # ~8 s of de-quantizing in the middle of a digest / eval that showed nothing (logs are quiet
                 # by default): the import's phase bar, under a label that says why it happens now
