@@ -165,15 +165,19 @@ def test_prepare_refuses_an_out_holding_a_prepared_layout_unless_told_to_overwri
     assert run_cli(["elm", "prepare", "--data", str(multi), "--out", str(empty)]) == 0
 
 
-def test_train_and_test_files_without_a_dev_file_never_put_test_records_in_train(tmp_path: Path) -> None:
+@pytest.mark.parametrize("train_name", ["train", "data"])
+def test_train_and_test_files_without_a_dev_file_never_put_test_records_in_train(
+    tmp_path: Path, train_name: str
+) -> None:
     """A directory of train.jsonl + test.jsonl and no dev file was read whole and cut into seeded fractions:
-    test records landed in the ELM's train (and val) split. Train and val come from the train file; test is
-    the test file."""
+    test records landed in the ELM's train (and val) split; so they did with data.jsonl + test.jsonl (no file
+    named train) after that. Train and val come from the train file (else the file named for no split);
+    test is the test file."""
     from tldrlab.elm.prepare import _split_records
 
     data = tmp_path / "data"
     data.mkdir()
-    for split, count in (("train", 20), ("test", 5)):
+    for split, count in ((train_name, 20), ("test", 5)):
         lines = [
             {"document": f"{split}-{i} a document about package {i}", "summary": f"{split}-{i} a summary"}
             for i in range(count)

@@ -131,8 +131,11 @@ def test_a_directory_with_a_train_file_trains_on_it_and_validates_on_its_dev_fil
     only_dev = tmp_path / "only_dev"
     only_dev.mkdir()
     (only_dev / "dev.jsonl").write_text("{}\n")
-    assert detect(only_dev) == (None, None)
-    assert detect(only_dev, val_split="test") == (None, "test")  # what the config names wins
+    # a directory of held-out files only has a training split with no file (a read of it refuses, saying
+    # why): its dev file was read whole as the training data
+    assert detect(only_dev) == ("train", "dev")
+    assert detect(only_dev, val_split="test") == ("train", "test")  # what the config names wins
+    assert detect(only_dev, train_split="dev") == ("dev", None)
 
 
 def test_a_language_model_on_train_and_test_text_files_holds_out_the_tail_of_the_train_text(

@@ -1,7 +1,8 @@
 """How training and evaluation split data, in one place so that a run is evaluated on what it held out.
 
-- `detect_splits`: the configured splits, else `train` when a data-set directory has a training file (with
-  `dev` when it has a validation file): a test file is never trained on;
+- `detect_splits`: the configured splits, else `train` when a data-set directory names its splits (with
+  `dev` when it has a validation file): a test or validation file is never trained on, the files named for
+  no split are training data when no file is named for training (data.jsonl + test.jsonl);
 - `test_split`: `test` when a data-set directory has a test file (the held-out records a command scores);
 - `training_files`: the files of the training split (what a tokenizer is trained on);
 - `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
@@ -25,22 +26,27 @@ T = TypeVar("T")
 
 TRAIN_NAMES = frozenset({"train", "training"})
 DEV_NAMES = frozenset({"dev", "validation", "val", "valid"})
+SPLIT_NAMES = TRAIN_NAMES | DEV_NAMES | SPLIT_ALIASES["test"]
 
 
 def detect_splits(
     path: str | Path, train_split: str | None = None, val_split: str | None = None
 ) -> tuple[str | None, str | None]:
-    """(train split, validation split): the given ones; a directory with a training file trains on `train`
-    (when no training split is given) and validates on `dev` when it has one (when neither is given).
+    """(train split, validation split): the given ones; a directory whose file names hold a split trains on
+    `train` (when no training split is given) and validates on `dev` when it has one (when neither is
+    given). `train` is its training file(s), else, when only held-out files are named (data.jsonl +
+    test.jsonl), the files whose names hold no split (`readers.common.pick_split`); a directory of held-out
+    files only then has no training data, which a read of `train` says.
 
     A directory with train and test files but no dev file was (None, None) before: training read every
-    file, the test records with the train ones, and held out a seeded fraction of that mixture.
+    file, the test records with the train ones, and held out a seeded fraction of that mixture; so was one
+    with a test file and no file named train (data.jsonl + test.jsonl) after that.
     """
     path = Path(path)
     if train_split or not path.is_dir():
         return train_split, val_split
     names = [split_tokens(p.name) for p in _read_files(path)]
-    if not any(tokens & TRAIN_NAMES for tokens in names):
+    if not any(tokens & SPLIT_NAMES for tokens in names):
         return None, val_split
     if val_split is None and any(tokens & DEV_NAMES for tokens in names):
         val_split = "dev"

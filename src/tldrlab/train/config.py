@@ -157,7 +157,8 @@ class DataConfig(BaseModel):
 
     train_split: Annotated[str | None, SplitOf("path")] = None
     """Split name for training when the data has its own splits (e.g. train); None: `train` for a directory
-    with a training file (a test file is never trained on), else all of the data."""
+    whose file names hold splits (its train file, else its files named for no split: a test or validation
+    file is never trained on), else all of the data."""
 
     val_split: Annotated[str | None, SplitOf("path")] = None
     """Split name for validation (e.g. validation, dev); None carves a seeded `val_fraction` off."""
@@ -363,7 +364,10 @@ def check_train_data(job: TrainJobConfig) -> None:
     would leave failed), and the model family's own check of what its settings name passes."""
     if not Path(job.data.path).exists():
         raise InvalidInputError(f"data not found: {job.data.path}")
-    named: list[str | None] = [split for split in (job.data.train_split, job.data.val_split) if split]
+    # the splits the run will read (those a directory's file names give when the config names none): a
+    # directory of test and dev files only has no training split, refused here rather than in the run
+    splits = detect_splits(job.data.path, job.data.train_split, job.data.val_split)
+    named: list[str | None] = [split for split in splits if split]
     # no split named: the run reads the whole path, which must hold data (an empty directory was accepted)
     for split in named or [None]:
         split_files(job.data.path, job.data.format, split)

@@ -27,6 +27,9 @@ SPLIT_ALIASES: dict[str, frozenset[str]] = {name: group for group in _SPLIT_GROU
 """Every split name -> the file-name tokens that select it: one table for both, so every token the file-name
 rule knows (training, valid) is also a name `--split` accepts (dev, validation, val, valid: one split)."""
 
+_SPLIT_TOKENS: frozenset[str] = frozenset().union(*_SPLIT_GROUPS)
+_HELD_OUT_TOKENS = SPLIT_ALIASES["dev"] | SPLIT_ALIASES["test"]
+
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".xml", ".md", ".tokens")
 
 
@@ -328,16 +331,42 @@ def is_utf8_text(path: Path, sample_bytes: int = 1 << 20) -> bool:
 
 
 def pick_split(files: list[Path], split: str | None, directory: Path) -> list[Path]:
-    """The files of `directory` belonging to `split` (all of them when split is None)."""
+    """The files of `directory` belonging to `split` (all of them when split is None). The training split of
+    a directory that names its held-out files but no training file (data.jsonl + test.jsonl, summaries.csv
+    + dev.csv + test.csv) is the files whose names hold no split: it had none, so training read every file,
+    the test and validation ones too."""
     if split is None:
         return files
     key = _split_key(split)
     exact = [p for p in files if key in split_tokens(p.name)]
     chosen = exact or [p for p in files if split_tokens(p.name) & SPLIT_ALIASES[key]]
+    if not chosen and SPLIT_ALIASES[key] == SPLIT_ALIASES["train"]:
+        chosen = unnamed_training_files(files)
     if not chosen:
         names = ", ".join(p.name for p in files) or "none"
-        raise NotFoundError(f"{directory}: no file for split {split!r} (files: {names})")
+        why = _held_out_only(files)
+        raise NotFoundError(f"{directory}: no file for split {split!r} (files: {names}){why}")
     return chosen
+
+
+def unnamed_training_files(files: list[Path]) -> list[Path]:
+    """The training files of a directory whose names hold a held-out split (dev, test) and none a training
+    one: the files whose names hold no split; none when no name holds a split (such a directory has no
+    splits: it is read whole, without one)."""
+    tokens = [split_tokens(p.name) for p in files]
+    if not any(t & _HELD_OUT_TOKENS for t in tokens):
+        return []
+    return [p for p, t in zip(files, tokens, strict=True) if not t & _SPLIT_TOKENS]
+
+
+def _held_out_only(files: list[Path]) -> str:
+    """Why a directory of held-out files only has no training split, and what to do."""
+    if not files or not all(split_tokens(p.name) & _HELD_OUT_TOKENS for p in files):
+        return ""
+    return (
+        ": every file here is a test or validation split, which is never trained on; add a training file "
+        "(train.jsonl, or any name that names no split), or give a file itself as the data"
+    )
 
 
 def check_file_split(path: Path, split: str) -> None:
