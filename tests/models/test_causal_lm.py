@@ -486,3 +486,28 @@ def test_importing_an_installed_model_by_its_name_says_to_choose_another_name(
         assert "--force" not in err
     assert (tldrlab_home / "models" / "tiny" / "model.safetensors").read_bytes() == weights
     assert run_captured(["models", "import", "tiny", "--name", "tiny-copy"], capsys)[0] == 0
+
+
+def test_a_truncated_gguf_file_is_a_clear_input_error(
+    tiny: dict[str, Any], tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a GGUF file cut short (a partial download or copy) was `checkpoint_corrupt` (exit 8) with gguf's or
+    # numpy's words: "unpack_from requires a buffer of at least ..." (cut in the header) or "cannot reshape
+    # array of size 440 into shape (32,32)" (cut in the tensors)
+    whole = tiny["gguf"].read_bytes()
+    for cut in (1000, len(whole) - 1000):
+        truncated = tmp_path / f"cut-{cut}.gguf"
+        truncated.write_bytes(whole[:cut])
+        for argv in (
+            ["models", "import", str(truncated)],
+            ["generate", str(truncated), "--prompt", "Summarize this."],
+        ):
+            code, _, err = run_captured(argv, capsys)
+            assert code == InvalidInputError.exit_code, err
+            assert f"{truncated}: truncated or corrupt GGUF file ({cut:,} bytes)" in err, err
+            assert "Traceback" not in err and "unpack_from" not in err and "reshape" not in err, err
+    impostor = tmp_path / "notes.gguf"
+    impostor.write_text("these are notes, not weights\n", encoding="utf-8")
+    code, _, err = run_captured(["models", "import", str(impostor)], capsys)
+    assert code == InvalidInputError.exit_code and f"{impostor}: not a GGUF file" in err, err
+    assert not any((tldrlab_home / "models").glob("cut-*"))

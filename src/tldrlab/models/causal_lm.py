@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
 from tldrlab.models.architecture import model_architecture
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
-from tldrlab.models.gguf_reading import gguf_parsed_once
+from tldrlab.models.gguf_reading import check_gguf_file, gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
 from tldrlab.runs.paths import ModelRef
@@ -96,11 +96,13 @@ def load_tokenizer(resolved: ResolvedModel) -> Any:
     from transformers import AutoTokenizer
 
     path, kwargs = resolved.from_pretrained_args()
-    try:
-        with gguf_parsed_once(resolved.kind == "gguf"):
+    with gguf_parsed_once(resolved.kind == "gguf"):
+        if resolved.kind == "gguf":
+            check_gguf_file(resolved.path)
+        try:
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"cannot load the tokenizer of {resolved.path}: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"cannot load the tokenizer of {resolved.path}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -115,11 +117,13 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
 
     check_causal_lm_directory(resolved)
     path, kwargs = resolved.from_pretrained_args()
-    try:
-        with gguf_parsed_once(resolved.kind == "gguf"):  # the config and the weights read the same metadata
+    with gguf_parsed_once(resolved.kind == "gguf"):  # the config and the weights read the same metadata
+        if resolved.kind == "gguf":  # a truncated file is the user's input, not a corrupt checkpoint of ours
+            check_gguf_file(resolved.path)
+        try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), **kwargs)
-    except Exception as exc:  # safetensors, GGUF readers and transformers raise many kinds
-        raise CheckpointError(f"cannot load a causal LM from {resolved.path}: {exc}") from exc
+        except Exception as exc:  # safetensors, GGUF readers and transformers raise many kinds
+            raise CheckpointError(f"cannot load a causal LM from {resolved.path}: {exc}") from exc
     if resolved.kind == "gguf":
         # The weights are plain de-quantized tensors now; a saved copy must not claim to be GGUF.
         _forget_gguf_origin(model)

@@ -24,7 +24,10 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from tldrlab.errors import InvalidInputError
 
 _lock = threading.Lock()
 _depth = 0
@@ -67,6 +70,29 @@ def gguf_parsed_once(gguf_file: bool = True) -> Iterator[None]:
             if _depth == 0:
                 gguf.GGUFReader = _originals.pop("GGUFReader")  # type: ignore[misc]
                 gguf.get_tensor_name_map = _originals.pop("get_tensor_name_map")
+
+
+def check_gguf_file(path: Path) -> None:
+    """InvalidInputError naming `path` unless gguf's reader reads it whole: its header and every tensor's data
+    (a tensor cut short does not take its shape). A truncated file (a download or copy cut short) failed
+    inside gguf's reader with "unpack_from requires a buffer of at least ..." or "cannot reshape array of size
+    440 into shape (32,32)", as a corrupt checkpoint. Inside `gguf_parsed_once` the header parsed here is the
+    one the load then reads."""
+    import gguf
+
+    try:
+        size = path.stat().st_size
+        gguf.GGUFReader(path)
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read the GGUF file ({exc.strerror or exc})") from exc
+    except Exception as exc:  # numpy and struct errors of a header cut short or not GGUF at all
+        if "magic" in str(exc).lower():
+            raise InvalidInputError(
+                f"{path}: not a GGUF file (it does not start with the GGUF magic)"
+            ) from exc
+        raise InvalidInputError(
+            f"{path}: truncated or corrupt GGUF file ({size:,} bytes): copy or download it again"
+        ) from exc
 
 
 @functools.cache
