@@ -467,8 +467,11 @@ def best_follows_metric(raw: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
     train = raw.setdefault("train", {})
     if not isinstance(train, dict):
         raise ConfigError("config.train: must be a mapping of loop settings")
-    train.setdefault("best_metric", spec.metric)
-    train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
+    if "best_metric" not in train:
+        # the mode goes with the metric: a base config's own best_metric keeps the mode of its name
+        # (TrainConfig), not the sweep's goal (`val_cosine` under an `eval_loss` sweep was judged by `min`)
+        train["best_metric"] = spec.metric
+        train.setdefault("best_mode", "max" if spec.goal == "maximize" else "min")
     return raw
 
 

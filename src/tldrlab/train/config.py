@@ -53,6 +53,24 @@ class SmokeConfig(BaseModel):
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting."""
 
 
+LOWER_IS_BETTER = ("loss", "perplexity", "mse", "empty")
+"""Parts of a metric's name that make a lower value better (checked first: `eval_empty_predictions`)."""
+HIGHER_IS_BETTER = (
+    "rouge", "bleu", "bertscore", "cosine", "top1", "top5", "accuracy", "f1", "precision", "recall",
+    "composite", "p_at_", "similarity", "distinct",
+)  # fmt: skip
+"""Parts of a metric's name that make a higher value better."""
+
+
+def better_mode(metric: str) -> Literal["min", "max"]:
+    """Whether a lower (`min`) or a higher (`max`) value of the evaluation metric `metric` is better, from
+    its name; `min` for a name it does not know, the loop's historical default."""
+    name = metric.lower()
+    if any(part in name for part in LOWER_IS_BETTER):
+        return "min"
+    return "max" if any(part in name for part in HIGHER_IS_BETTER) else "min"
+
+
 class TrainConfig(BaseModel):
     """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
 
@@ -108,7 +126,9 @@ class TrainConfig(BaseModel):
     metric such as eval_rouge1 is judged at the `generate_every`-th evaluations only)."""
 
     best_mode: Literal["min", "max"] = "min"
-    """Whether a lower (`min`) or higher (`max`) `best_metric` is better."""
+    """Whether a lower (`min`) or higher (`max`) `best_metric` is better. When not given it follows the
+    metric's name (`better_mode`): `max` for ROUGE, BERTScore, cosine, top-k, accuracy, F1 and the like,
+    `min` for losses, perplexity, MSE and any other name."""
 
     max_minutes: float | None = Field(default=None, gt=0)
     """Wall-time budget: after this many minutes of this call's training, end as if max_steps were reached
@@ -133,6 +153,11 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
+        if "best_mode" not in self.model_fields_set:
+            # `best_metric: val_cosine` alone kept the checkpoint of the *lowest* cosine (mode min). Set
+            # without marking the field as given: a kind's default section (LVM's) merged under a config
+            # that names another metric must not carry the mode of its own metric along
+            self.__dict__["best_mode"] = better_mode(self.best_metric)
         if self.warmup_steps > self.max_steps:
             # named as the field to change: a kind's own default warm-up (LVM's 50 steps) applies to a `train`
             # section that gives only max_steps, as on every launch path (command line, API, sweep trials)
