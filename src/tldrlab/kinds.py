@@ -269,6 +269,7 @@ _ENTRIES = (
         "LVM: split articles into concepts, embed and store them with provenance.",
         inputs=("path",),
         must_exist=("path",),
+        check="tldrlab.lvm.ingest:check_ingest",
         report="tldrlab.lvm.ingest:ingest_report",
     ),
     RunKind(

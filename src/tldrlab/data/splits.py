@@ -5,6 +5,8 @@
   no split are training data when no file is named for training (data.jsonl + test.jsonl);
 - `test_split`: `test` when a data-set directory has a test file (the held-out records a command scores);
 - `training_files`: the files of the training split (what a tokenizer is trained on);
+- `held_out_files`: a directory's validation and test files (what a recipe that splits by itself must not
+  read as its own training data);
 - `seeded_holdout`: records without a validation split: a seeded shuffle, the first fraction held out;
 - `lm_tail`: unsplit text for a language model: the last fraction of the tokens is held out;
 - `experiment_records`: an experiment's train / eval / test records, each fixed in size, held out with seed 0.
@@ -60,6 +62,16 @@ def test_split(path: str | Path) -> str | None:
         return None
     found = any(split_tokens(p.name) & SPLIT_ALIASES["test"] for p in _read_files(path))
     return "test" if found else None
+
+
+def held_out_files(path: str | Path) -> list[Path]:
+    """The files of a data-set directory (among those a read covers) whose names make them a validation or
+    test split; none for a single file (which is the data it was named as)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    held = DEV_NAMES | SPLIT_ALIASES["test"]
+    return [p for p in _read_files(path) if split_tokens(p.name) & held]
 
 
 def _read_files(directory: Path) -> list[Path]:

@@ -160,7 +160,8 @@ class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
 
     path: Annotated[str, InputPath()]
-    """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads)."""
+    """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads), or a directory of
+    such files, none of them a test or validation split (`lvm sequences` splits the articles itself)."""
     format: ReaderFormat = None
     """Reader format; None detects it (wikipedia JSON lines are recognised by their fields)."""
     chunking: Annotated[str, OneOf("chunking", CHUNKING_METHODS)] = "sentence"

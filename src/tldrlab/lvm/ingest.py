@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from tldrlab.choices import unknown_choice
+from tldrlab.data.splits import held_out_files
 from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
@@ -60,6 +61,7 @@ def read_articles(
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"no such file: {path}")
+    refuse_held_out_files(path)
     records = read_records(path, format, limit=limit)
     articles = []
     for record in records:
@@ -80,6 +82,26 @@ def read_articles(
         raise InvalidInputError(f"{path} holds no article with text")
     source = next((r.source for r in records if r.source), "") or path.name.split(".")[0]
     return articles, source
+
+
+def refuse_held_out_files(path: Path) -> None:
+    """A directory holding a test or validation file is refused: ingest stored every file's articles as one
+    source, and `lvm sequences` split them into train / val / test by a seeded shuffle of articles, so most
+    of the test file's articles were trained on. A single file is ingested as named (a held-out corpus is
+    one: `--source` it and score it as `lvm sequences --test-source`)."""
+    if held := held_out_files(path):
+        names = ", ".join(p.name for p in held)
+        raise InvalidInputError(
+            f"{path}: holds held-out split files ({names}), whose articles `lvm sequences` would split into "
+            "train / val / test with the rest, training on them: ingest the training file(s) alone, and a "
+            "held-out file under its own --source, scored as `lvm sequences --test-source SOURCE`"
+        )
+
+
+def check_ingest(config: IngestConfig) -> None:
+    """Kind `lvm_ingest`'s check before a run is created (command line and API alike): the articles' path
+    holds no held-out split files (`refuse_held_out_files`, which the run's own read applies too)."""
+    refuse_held_out_files(Path(config.path))
 
 
 def load_embedder(name: str | None = None) -> Embedder:
