@@ -183,3 +183,27 @@ def test_two_flags_for_one_setting_with_the_same_value_and_a_file_with_a_flag_st
     config.write_text(yaml.safe_dump({"train": {"max_steps": 1000, "lr": 0.5}}))
     printed = _printed([*elm, "--config", str(config), "--max-steps", "5", "--lr", "0.25"], capsys)
     assert (printed["max_steps"], printed["train"]["lr"]) == (5, 0.25)
+
+
+def test_a_shorthand_flag_yields_to_the_flags_naming_its_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lvm train --steps 10 --train.warmup-steps 5` warmed up over all 10 steps and `--eval-every 5
+    --train.checkpoint-every 10` checkpointed every 5: a shorthand's implied settings overrode the flags
+    naming them. Two flags for one setting with different values (`--steps 10 --train.max-steps 20`, and
+    `experiment dendrites --budget 300 --budget-steps 100`) kept one of them without a word."""
+    train = _printed(["lvm", "train", "--steps", "10", "--train.warmup-steps", "5"], capsys)["train"]
+    assert (train["max_steps"], train["warmup_steps"]) == (10, 5)
+    train = _printed(["lvm", "train", "--eval-every", "5", "--train.checkpoint-every", "10"], capsys)["train"]
+    assert (train["eval_every"], train["checkpoint_every"]) == (5, 10)
+    train = _printed(["lvm", "train", "--select", "val_cosine", "--train.best-mode", "min"], capsys)["train"]
+    assert (train["best_metric"], train["best_mode"]) == ("val_cosine", "min")
+    train = _printed(["lvm", "train", "--steps", "10"], capsys)["train"]  # alone it sets them all
+    assert (train["max_steps"], train["warmup_steps"]) == (10, 10)
+    for argv in (
+        ["lvm", "train", "--steps", "10", "--train.max-steps", "20"],
+        ["lvm", "train", "--eval-every", "5", "--train.eval-every", "7"],
+        ["lvm", "train", "--select", "val_cosine", "--train.best-metric", "eval_loss"],
+        ["experiment", "dendrites", "--data", "x", "--budget", "300", "--budget-steps", "100"],
+        ["experiment", "dendrites", "--data", "x", "--budget", "30m", "--budget-steps", "100"],
+    ):
+        code, _, err = run_captured([*argv, "--print-config"], capsys)
+        assert code == 2 and "set the same setting: give one of them" in err, (argv, err)

@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
                 "dendrites.max_dendrites": "--max-dendrites",
             },
             extra=(BUDGET,),
+            # one budget: minutes, when given, replace the steps (`--budget 300 --budget-steps 100` kept 100)
+            same=(("budget", "budget_steps", "budget_minutes"),),
         ),
     )
     add(

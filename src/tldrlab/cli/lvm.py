@@ -115,7 +115,9 @@ def register(app: typer.Typer) -> None:
                    aliases={**LOOP, **MODEL_ALIASES}, extra=LVM_TRAIN_EXTRA,
                    settings={"model_settings": LVMConfig},
                    exclude=("model_settings.dim", "model_settings.context"),
-                   defaults={"sequences": SEQUENCES}),
+                   defaults={"sequences": SEQUENCES},
+                   same=(("steps", "train.max_steps"), ("eval_every", "train.eval_every"),
+                         ("select", "train.best_metric"))),
         RunCommand("lvm evaluate", "lvm_evaluate", "tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd",
                    arguments=("runs",)),
     ):  # fmt: skip

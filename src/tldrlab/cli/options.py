@@ -290,6 +290,11 @@ def flag_overrides(flags: list[Flag], values: Mapping[str, Any]) -> dict[str, An
         value = values.get(flag.param)
         if value is None or value in ((), []) or (flag.switch and not value):
             continue
+        if not flag.path:
+            # a shorthand setting several fields (`lvm train --steps N` also sets the warm-up) yields to a
+            # flag naming one of them: `--steps 10 --train.warmup-steps 5` warmed up over all 10 steps
+            tree.update(deep_merge(parse_value(flag, value), tree))
+            continue
         set_path(tree, flag.path, parse_value(flag, value))
     return tree
 
