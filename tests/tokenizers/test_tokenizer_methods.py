@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
 
 import pytest
 import sentencepiece as spm
+import yaml
 
 from cliutil import run_captured
 from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
@@ -303,3 +305,52 @@ def test_the_char_vocabulary_advice_names_what_each_command_can_set(
         ["tokenizer", "train", "--method", "char", "--holdout", "0", str(rare)], capsys
     )
     assert code == ConfigError.exit_code and "use min_frequency 1 or less, or a larger corpus" in err, err
+
+
+def test_a_recipes_tokenizer_advice_names_only_what_its_command_can_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `experiment dendrites` and a sweep train their tokenizer with min_frequency's and character_coverage's
+    # defaults, which they cannot set, yet said "use min_frequency 1 or less" (char) and "or a lower
+    # character_coverage" (sentencepiece), as `tldrlab train` said the second
+    # every character once: none reaches min_frequency 2, and more distinct ones than 261 - 260 leaves room
+    unique = iter(chr(code) for code in range(0x4E00, 0x4F00))
+    records = tmp_path / "rare.jsonl"
+    rows = [
+        {"id": str(i), "document": "".join(islice(unique, 3)), "summary": next(unique)} for i in range(30)
+    ]
+    records.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    lines = tmp_path / "rare.txt"
+    lines.write_text("".join("".join(islice(unique, 3)) + "\n" for _ in range(40)), encoding="utf-8")
+    experiment = ["experiment", "dendrites", "--data", str(records), "--eval-size", "1", "--test-size", "1"]
+    experiment += ["--arms", "baseline", "--budget-steps", "1"]
+    sweep = tmp_path / "rare.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "rare",
+                "program": "tldrlab.train",
+                "method": "grid",
+                "metric": {"name": "eval_loss", "goal": "minimize"},
+                "parameters": {"train.lr": {"values": [0.01]}},
+                "config": {
+                    "model": "char_lstm",
+                    "data": {"path": str(lines), "block_size": 8},
+                    "tokenizer": {"method": "char", "vocab_size": 100},
+                    "train": {"max_steps": 1, "batch_size": 2, "device": "cpu"},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    train = ["train", "--model", "char_lstm", "--data", str(lines), "--max-steps", "1"]
+    for argv, advice in [
+        ([*experiment, "--tokenizer-method", "char", "--vocab-size", "64"], "use another tokenizer method"),
+        ([*experiment, "--tokenizer-method", "sentencepiece", "--vocab-size", "261"], "or more"),
+        (["sweep", "run", str(sweep)], "and give it as tokenizer.path in the sweep's config"),
+        ([*train, "--tokenizer-method", "sentencepiece", "--vocab-size", "261"], "or more"),
+    ]:
+        code, _, err = run_captured(argv, capsys)
+        assert code == ConfigError.exit_code and "Traceback" not in err, err
+        assert advice in err, err
+        assert "use min_frequency" not in err and "lower character_coverage" not in err, err

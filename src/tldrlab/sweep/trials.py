@@ -44,7 +44,7 @@ from tldrlab.sweep.reporter import Reporter
 from tldrlab.sweep.spec import SweepSpec, apply_overrides, best_follows_metric, parse_sweep, resolve_program
 from tldrlab.sweep.storage import RUN_ATTR, SPEC_ATTR, mark_worker, open_storage, resolve_storage_url
 from tldrlab.targets import load_target
-from tldrlab.tokenizers import train_tokenizer
+from tldrlab.tokenizers import tokenizer_once
 
 
 def trial_config_of(kind: str, raw: dict[str, Any], what: str) -> Any:
@@ -78,9 +78,14 @@ def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
     if not job.trains_tokenizer():
         return None
     out = get_settings().ensure_home() / "sweeps" / study_name / "tokenizer"
-    if not (out / "tokenizer.json").is_file():
-        files = training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split)
-        train_tokenizer(job.tokenizer.method, files, job.tokenizer.vocab_size, out, seed=job.train.seed)
+    tokenizer_once(
+        out,
+        job.tokenizer.method,
+        lambda: training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split),
+        job.tokenizer.vocab_size,
+        seed=job.train.seed,
+        given_as="tokenizer.path in the sweep's config",
+    )
     spec.config = apply_overrides(spec.config, {"tokenizer.path": str(out)})
     spec.raw = {**spec.raw, "config": spec.config}
     return str(out)

@@ -64,11 +64,11 @@ def train_model(lines: Sequence[str], config: TokenizerConfig) -> bytes:
             minloglevel=2,
         )
     except RuntimeError as exc:
-        raise ConfigError(_training_refusal(str(exc), config)) from exc
+        raise _training_refusal(str(exc), config) from exc
     return model.getvalue()
 
 
-def _training_refusal(message: str, config: TokenizerConfig) -> str:
+def _training_refusal(message: str, config: TokenizerConfig) -> ConfigError:
     """One line saying what vocab_size this corpus takes, from SentencePiece's own numbers: at least the 4
     special tokens, 256 byte pieces and one piece per distinct character of the corpus (so 261 is only the
     floor, for a corpus of a single character), at most what the corpus can be cut into."""
@@ -76,23 +76,30 @@ def _training_refusal(message: str, config: TokenizerConfig) -> str:
     if too_small:
         needed = int(too_small.group(2))
         characters = needed - len(SPECIAL_TOKENS) - BYTE_ALPHABET
-        return (
+        problem = (
             f"vocab size {config.vocab_size} does not fit this corpus for sentencepiece: too small, it needs "
             f"{needed} ({len(SPECIAL_TOKENS)} special tokens, {BYTE_ALPHABET} byte pieces and {characters} "
-            f"distinct characters at character_coverage {config.character_coverage}); use vocab_size "
-            f"{needed} or more, or a lower character_coverage"
+            f"distinct characters at character_coverage {config.character_coverage})"
+        )
+        # `problem` and `fitting_vocab_size` let a command that cannot set character_coverage advise its way
+        return ConfigError(
+            f"{problem}; use vocab_size {needed} or more, or a lower character_coverage",
+            problem=problem,
+            fitting_vocab_size=needed,
         )
     too_large = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", message)
     if too_large:
-        return (
+        return ConfigError(
             f"vocab size {config.vocab_size} does not fit this corpus for sentencepiece: too large, it makes "
             f"at most {too_large.group(2)} pieces of it; use vocab_size {too_large.group(2)} or less, or a "
             "larger corpus"
         )
     detail = " ".join(message.split())  # one line, whatever SentencePiece said
     if "Vocabulary size" in message or "vocab_size" in message:
-        return f"vocab size {config.vocab_size} does not fit this corpus for sentencepiece: {detail}"
-    return f"sentencepiece training failed: {detail}"
+        return ConfigError(
+            f"vocab size {config.vocab_size} does not fit this corpus for sentencepiece: {detail}"
+        )
+    return ConfigError(f"sentencepiece training failed: {detail}")
 
 
 def to_fast_tokenizer(model_bytes: bytes) -> Tokenizer:

@@ -177,17 +177,44 @@ def tokenizer_once(
     *,
     seed: int = 0,
     on_train: Callable[[], object] | None = None,
+    given_as: str | None = None,
 ) -> Any:
     """The tokenizer in `out_dir`, trained there first when it is not yet (a resumed run reuses its own).
 
     `corpus` may be a function giving the files, so nothing is written or read when the tokenizer exists;
     `on_train` is called just before training (to report the phase). This is how every recipe gets the
-    tokenizer it trains for itself.
+    tokenizer it trains for itself. `given_as`: how the recipe's command takes a tokenizer trained
+    beforehand (`--tokenizer DIR`; None: it takes none), for the advice when this one cannot be trained.
     """
     out = Path(out_dir)
     if not (out / TOKENIZER_FILE).is_file():
         if on_train is not None:
             on_train()
         files = corpus() if callable(corpus) else corpus
-        train_tokenizer(method, files, vocab_size, out, seed=seed)
+        try:
+            train_tokenizer(method, files, vocab_size, out, seed=seed)
+        except ConfigError as exc:
+            raise recipe_refusal(exc, method, given_as) from exc
     return load_tokenizer(out)
+
+
+def recipe_refusal(exc: ConfigError, method: str, given_as: str | None) -> ConfigError:
+    """`exc` advising what a recipe's command can set. A recipe sets only the method and vocab_size of the
+    tokenizer it trains, so "use min_frequency 1 or less" (char) and "or a lower character_coverage"
+    (sentencepiece) named options only `tldrlab tokenizer train` has; `exc` as it is when it names neither."""
+    problem = exc.details.get("problem")
+    if problem is None:
+        return exc
+    if (needed := exc.details.get("fitting_vocab_size")) is not None:
+        return ConfigError(f"{problem}; use vocab_size {needed} or more", **exc.details)
+    if (fitting := exc.details.get("fitting_min_frequency")) is not None:
+        ways = ["use another tokenizer method (bpe or sentencepiece: neither makes a text <unk>)"]
+        if given_as:
+            option = f"--method {method} --min-frequency {fitting}"
+            ways.insert(
+                0,
+                f"train the tokenizer first (tldrlab tokenizer train {option} --out DIR CORPUS) and give it "
+                f"as {given_as}",
+            )
+        return ConfigError(f"{problem}; {', or '.join(ways)}, or train on a larger corpus", **exc.details)
+    return exc

@@ -66,25 +66,15 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
         run.log(f"training a {job.tokenizer.method} tokenizer (vocab {job.tokenizer.vocab_size})")
         run.set_phase("training the tokenizer", progress=0.0)
 
-    try:
-        return tokenizer_once(
-            run.dir / TOKENIZER_SUBDIR,
-            job.tokenizer.method,
-            lambda: training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split),
-            job.tokenizer.vocab_size,
-            seed=job.train.seed,
-            on_train=starting,
-        )
-    except ConfigError as exc:
-        fitting = exc.details.get("fitting_min_frequency")
-        if fitting is None:
-            raise
-        # a training's tokenizer takes min_frequency's default, which no training option sets
-        raise ConfigError(
-            f"{exc.details['problem']}; train the tokenizer first (tldrlab tokenizer train --method "
-            f"{job.tokenizer.method} --min-frequency {fitting} --out DIR CORPUS) and give it with "
-            "--tokenizer DIR, or train on a larger corpus"
-        ) from exc
+    return tokenizer_once(
+        run.dir / TOKENIZER_SUBDIR,
+        job.tokenizer.method,
+        lambda: training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split),
+        job.tokenizer.vocab_size,
+        seed=job.train.seed,
+        on_train=starting,
+        given_as="--tokenizer DIR (tokenizer.path)",
+    )
 
 
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
