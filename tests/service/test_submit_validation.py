@@ -354,3 +354,55 @@ def test_a_tilde_path_of_an_unknown_user_is_refused_as_any_path_outside_the_root
     assert response.json()["code"] == "path_not_allowed"
     assert response.json()["message"].startswith(f"{field}: API runs read only inside the data roots")
     assert open_registry().list() == []
+
+
+def _nested(field: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """`{"model": {"lm_settings": {"n_layer": value}}}` for the field ("model", "lm_settings", "n_layer")."""
+    nested: Any = value
+    for key in reversed(field):
+        nested = {key: nested}
+    return dict(nested)
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "argv", "field"),
+    [
+        (
+            "lvm_train",
+            {"sequences": "seq.npz"},
+            ["lvm", "train", "--model-settings", "layers=true"],
+            ("model_settings", "layers"),
+        ),
+        (
+            "elm_train",
+            {"data": "elm"},
+            ["elm", "train", "--data", "elm", "--model.lm-settings", "n_layer=true"],
+            ("model", "lm_settings", "n_layer"),
+        ),
+    ],
+)
+def test_a_boolean_for_a_number_in_lvm_and_elm_settings_is_refused_on_the_cli_and_the_api(
+    client: TestClient,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    config: dict[str, Any],
+    argv: list[str],
+    field: tuple[str, ...],
+) -> None:
+    """An LVM's `model_settings` and an ELM's GPT-2 `lm_settings` are free-form, validated by LVMConfig and
+    the gpt2 family's class inside the config's own check: `layers: true` built a one-layer LVM and
+    `n_layer: true` a one-layer GPT-2 (command line and API alike), as `model_settings` did for `train`."""
+    from tldrlab.kinds import validate_config
+
+    message = f"invalid {kind} config: {'.'.join(field)}: expected a number, got the boolean true"
+    code, out, err = run_captured([*argv, "--print-config"], capsys)
+    assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {message}")
+    body = _refused(client, kind, {**config, **_nested(field, True)})
+    assert body["message"] == message
+    assert [error["loc"] for error in body["errors"]] == [list(field)]
+    assert open_registry().list() == []
+
+    value: Any = validate_config(kind, {**config, **_nested(field, 2)})  # a number is taken as given
+    for key in field:
+        value = value[key] if isinstance(value, dict) else getattr(value, key)
+    assert value == 2

@@ -12,10 +12,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tldrlab.budget import field_error, nested_errors, within_budget
+from tldrlab.budget import field_error, field_errors, nested_errors, within_budget
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import error_message
 from tldrlab.freeform import FreeForm
+from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
@@ -255,6 +256,11 @@ class ElmTrainConfig(BaseModel):
             gpt2.config_cls.model_validate({"size": self.model.lm_size})
         except ValidationError as exc:
             raise field_error(title, ("model", "lm_size"), error_message(exc.errors()[0])) from None
+        # the GPT-2 class validates the free-form mapping here, past kinds.validate_model's walk, so it is
+        # walked too: pydantic's lax mode built `n_layer: true` as one layer
+        if booleans := list(booleans_for_numbers(gpt2.config_cls, self.model.lm_settings)):
+            problems = [(("model", "lm_settings", *p["loc"]), p["msg"]) for p in booleans]
+            raise field_errors(title, problems)
         try:
             lm = gpt2.config_cls.model_validate({"size": self.model.lm_size, **self.model.lm_settings})
         except ValidationError as exc:

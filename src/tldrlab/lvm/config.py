@@ -17,12 +17,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tldrlab.budget import field_error, within_budget
+from tldrlab.budget import field_error, field_errors, within_budget
 from tldrlab.choices import OneOf
 from tldrlab.config import get_settings
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import validation_problems
 from tldrlab.freeform import FreeForm
+from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
 
@@ -277,7 +278,11 @@ class LVMTrainJobConfig(BaseModel):
     @field_validator("model_settings")
     @classmethod
     def known_model_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        """Checked against LVMConfig here, so a typo fails when the config is given, not mid-run."""
+        """Checked against LVMConfig here, so a typo fails when the config is given, not mid-run. The
+        free-form mapping is walked for booleans first: LVMConfig's lax validation built `layers: true` as
+        one layer, past the walk `kinds.validate_model` makes of the typed fields."""
+        if booleans := list(booleans_for_numbers(LVMConfig, settings)):
+            raise field_errors(cls.__name__, [(tuple(p["loc"]), p["msg"]) for p in booleans])
         try:
             LVMConfig.model_validate(settings)
         except ValidationError as exc:
