@@ -105,6 +105,9 @@ class TrainState:
     evaluations: int = 0
     """Evaluations run so far. A task computing some metrics only at every Nth evaluation counts on it: a
     resumed run must compute them at the same steps as the uninterrupted one."""
+    cpu_seconds: float = 0.0
+    """Process CPU seconds (all threads) this training has spent in the loop, the calls before a resume
+    included: a run's own cost, where the process's CPU time also counts whatever the process ran before."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -218,6 +221,8 @@ class TrainResult:
     """Wall time of this call's training."""
     tokens_per_s: float
     """Tokens trained on per second over this call (all processes)."""
+    cpu_seconds: float = 0.0
+    """Process CPU seconds of this training, resumed calls included (`TrainState.cpu_seconds`)."""
 
 
 # -- data order ---------------------------------------------------------------------------------------------
@@ -451,6 +456,7 @@ class _Loop:
         self.step_at_start = self.state.step
         self.started = time.perf_counter()
         self.window_started, self.window_tokens = self.started, 0
+        self.cpu_started, self.cpu_before = time.process_time(), self.state.cpu_seconds
         if config.progress and self.is_main and progress_bars_shown():
             from tqdm.auto import tqdm
 
@@ -622,6 +628,7 @@ class _Loop:
         if self.ckpt_dir is None or not self.is_main:
             accelerator.wait_for_everyone()
             return None
+        state.cpu_seconds = self.cpu_seconds()
         path = ckpt.save_checkpoint(
             self.ckpt_dir,
             step=state.step,
@@ -665,6 +672,10 @@ class _Loop:
         if self.run is not None and self.is_main:
             self.run.heartbeat(progress=self.state.step / self.expected_steps(), every_s=0.0)
 
+    def cpu_seconds(self) -> float:
+        """This training's process CPU seconds so far (`TrainState.cpu_seconds`)."""
+        return self.cpu_before + time.process_time() - self.cpu_started
+
     def out_of_time(self) -> bool:
         minutes = self.config.max_minutes
         return minutes is not None and time.perf_counter() - self.started >= minutes * 60
@@ -676,6 +687,7 @@ class _Loop:
         self.checkpoint()
         _plot(run if self.is_main else None, config)
         seconds = time.perf_counter() - self.started
+        state.cpu_seconds = self.cpu_seconds()
         best_path = (
             self.ckpt_dir / "best"
             if self.ckpt_dir is not None and (self.ckpt_dir / "best").is_dir()
@@ -693,6 +705,7 @@ class _Loop:
             resumed_from=self.resumed_from,
             seconds=seconds,
             tokens_per_s=tokens_per_s,
+            cpu_seconds=state.cpu_seconds,
         )
         if run is not None and self.is_main:
             summary: dict[str, Any] = {f"final_{k}": v for k, v in state.last_eval.items()}
