@@ -120,3 +120,19 @@ def test_ingesting_an_unchanged_thread_again_says_so_instead_of_an_empty_sentenc
     assert code == 0 and "4 unchanged" in out, shown
     assert "0/?" not in shown and "sentences/s" not in shown, shown
     assert "nothing to embed (4 posts unchanged)" in err, shown
+
+
+def test_a_boolean_for_a_numeric_summarizer_parameter_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab digest THREAD -s extractive -p max_chars=true` printed a TL;DR of one-character bullets
+    ("B…"): the boolean was taken as 1."""
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    argv = ["digest", str(path), "-s", "extractive", "-p", "max_chars=true", "--no-cache"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 2 and "TL;DR" not in out and "Traceback" not in err, (code, out, err)
+    assert err.strip().splitlines()[-1] == (
+        "error [invalid_config] bad extractive summarizer parameter max_chars=True: expected a number, got "
+        "the boolean true"
+    )

@@ -213,6 +213,26 @@ def test_bad_numeric_parameters_are_config_errors() -> None:
     assert build_summarizer("extractive", {"max_chars": "120"}).cache_params() == {"max_chars": 120}
 
 
+def test_a_boolean_for_a_numeric_parameter_is_a_config_error() -> None:
+    # int(True) is 1: `-p max_chars=true` (or "max_chars": true to the API) cut every bullet to one character,
+    # `max_tokens: true` asked the endpoint for one token, `temperature: true` sampled at 1.0
+    endpoint = "http://127.0.0.1:9/v1"
+    bad = [
+        ("extractive", {"max_chars": True}, "max_chars=True"),
+        ("two_stage", {"final": "extractive", "max_chars": True}, "max_chars=True"),
+        ("openai", {"base_url": endpoint, "max_tokens": True}, "max_tokens=True"),
+        ("openai", {"base_url": endpoint, "temperature": False}, "temperature=False"),
+        ("local", {"model_path": "nowhere", "max_new_tokens": True}, "max_new_tokens=True"),
+        ("local", {"model_path": "nowhere", "temperature": True}, "temperature=True"),
+    ]
+    for name, params, setting in bad:
+        value = setting.split("=")[1].lower()
+        message = f"parameter {setting}: expected a number, got the boolean {value}"
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_summarizer(name, params)
+    assert build_summarizer("extractive", {"max_chars": 120}).cache_params() == {"max_chars": 120}
+
+
 def test_unknown_parameters_are_config_errors_naming_them() -> None:
     # `-p max_new_token=10` (a typo of max_new_tokens) changed nothing and said nothing; the docs promise a
     # clear error (exit 2, 422 invalid_config) for bad options

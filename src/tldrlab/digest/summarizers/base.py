@@ -213,3 +213,13 @@ def refuse_unknown_params(summarizer: str, params: Mapping[str, Any], known: Ite
             f"the {summarizer} summarizer has no parameter {', '.join(unknown)}; it takes "
             f"{', '.join(sorted(known))}"
         )
+
+
+def refuse_boolean(summarizer: str, key: str, value: Any) -> None:
+    """A boolean given for a numeric parameter is an error naming it: `int(True)` is 1, so
+    `-p max_chars=true` (or `"max_chars": true` to the API) cut every bullet to one character."""
+    if isinstance(value, bool):
+        raise ConfigError(
+            f"bad {summarizer} summarizer parameter {key}={value!r}: expected a number, got the boolean "
+            f"{str(value).lower()}"
+        )

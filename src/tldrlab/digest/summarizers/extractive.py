@@ -13,7 +13,13 @@ from typing import Any
 
 from tldrlab.digest.candidates import is_bullet_worthy
 from tldrlab.digest.highlights import Highlight
-from tldrlab.digest.summarizers.base import Bullet, SummaryContext, SummaryEvent, refuse_unknown_params
+from tldrlab.digest.summarizers.base import (
+    Bullet,
+    SummaryContext,
+    SummaryEvent,
+    refuse_boolean,
+    refuse_unknown_params,
+)
 from tldrlab.errors import ConfigError
 
 
@@ -61,6 +67,7 @@ def shorten(text: str, max_chars: int) -> str:
 def build(params: dict[str, Any]) -> ExtractiveSummarizer:
     refuse_unknown_params("extractive", params, ("max_chars",))
     value = params.get("max_chars", 300)
+    refuse_boolean("extractive", "max_chars", value)
     try:
         max_chars = int(value)
     # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)

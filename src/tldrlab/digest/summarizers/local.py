@@ -46,6 +46,7 @@ from tldrlab.digest.summarizers.base import (
     merge_parsed_repeats,
     most_similar,
     parse_bullet_citations,
+    refuse_boolean,
     refuse_unknown_params,
     split_bullets,
 )
@@ -386,6 +387,8 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
                     raise ValueError("expected true or false")
                 values[key] = value
             else:
+                if isinstance(default, int | float):
+                    refuse_boolean("local", key, value)
                 values[key] = type(default)(value)
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: JSON's Infinity, or 1e400
             raise ConfigError(f"bad local summarizer parameter {key}={value!r}: {exc}") from exc

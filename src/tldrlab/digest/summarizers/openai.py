@@ -21,6 +21,7 @@ from tldrlab.digest.summarizers.base import (
     SummaryEvent,
     bullets_from_text,
     numbered_highlights,
+    refuse_boolean,
     refuse_unknown_params,
 )
 from tldrlab.errors import ConfigError, ServiceUnavailableError
@@ -128,6 +129,7 @@ def build(params: dict[str, Any]) -> OpenAISummarizer:
     numbers: dict[str, Any] = {}
     for key, kind, default, low in (("max_tokens", int, 300, 1), ("temperature", float, 0.2, 0.0)):
         value = params.get(key, default)
+        refuse_boolean("openai", key, value)
         try:
             numbers[key] = kind(value)
         # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)
