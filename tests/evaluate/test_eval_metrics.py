@@ -8,6 +8,8 @@ import pytest
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate import bertscore, distinct_n, length_stats, perplexity, rouge_scores
+from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, bertscore_f1_per_sample, empty_count
+from tldrlab.evaluate.run_eval import empty_output_warnings
 
 
 def test_rouge_identical_and_partial() -> None:
@@ -76,3 +78,24 @@ def test_bertscore_counts_empty_predictions_as_zero() -> None:
     ref = "The cat sat on the mat."
     both = bertscore(["", ref], [ref, ref])
     assert both["bertscore_f1"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_an_output_of_invisible_characters_is_counted_empty_in_tldrlabs_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # a prediction of a zero-width space (or a lone accent, which the encoder's lower-casing strips) is no
+    # token to BERTScore's encoder: bert_score scored it 0 but printed its own "Warning: Empty candidate
+    # sentence detected" on stderr, past -q, and tldrlab's empty-output count did not count it
+    ref = "The cat sat on the mat."
+    preds = ["\u200b", ref, "\u0301", "\u00ad\u200b "]
+    scores = bertscore(preds, [ref] * 4)
+    per_sample = bertscore_f1_per_sample(preds, [ref] * 4)
+    assert capsys.readouterr().err == ""
+    assert scores["bertscore_f1"] == pytest.approx(0.25, abs=1e-4)
+    assert per_sample[0] == per_sample[2] == per_sample[3] == 0.0 and per_sample[1] == pytest.approx(1.0)
+    assert bertscore([ref], ["\u200b"])["bertscore_f1"] == 0.0  # an invisible reference: the same
+    assert capsys.readouterr().err == ""
+    assert empty_count(preds) == 2  # nothing visible; the lone accent is a character someone can see
+    assert empty_output_warnings({"empty_predictions": 2, "examples": 4}) == [
+        f"2 of 4 predictions are empty (they score zero): {EMPTY_OUTPUT_CAUSE}"
+    ]

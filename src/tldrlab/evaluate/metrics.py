@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
+import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -23,9 +24,15 @@ EMPTY_OUTPUT_CAUSE = (
 """Why a model generates nothing, as said in warnings about empty outputs."""
 
 
+def blank(text: str) -> bool:
+    """Nothing visible: only whitespace and control or format characters (U+200B, a soft hyphen), of which
+    ROUGE and BERTScore make no token either."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def empty_count(texts: Sequence[str]) -> int:
-    """How many outputs are empty (nothing but whitespace): they score zero on every metric."""
-    return sum(1 for text in texts if not text.strip())
+    """How many outputs are empty (nothing visible: see `blank`): they score zero on every metric."""
+    return sum(1 for text in texts if blank(text))
 
 
 def _check_pairs(preds: Sequence[str], refs: Sequence[str]) -> None:
@@ -80,6 +87,19 @@ def _scorer(model_path: str, num_layers: int, device: str) -> Any:
     return BERTScorer(model_type=model_path, num_layers=num_layers, device=device, batch_size=32)
 
 
+def _scorable(scorer: Any, preds: Sequence[str], refs: Sequence[str]) -> list[int]:
+    """The pairs bert_score encodes on both sides; the others score 0. It cannot encode an empty string with
+    transformers 5 tokenizers, and a text its tokenizer makes no token of (a zero-width space, a lone accent
+    its lower-casing strips) it scores 0 itself but prints "Warning: Empty candidate sentence detected" on
+    stderr, past tldrlab's -q (tldrlab's own warning counts empty outputs: `empty_count`)."""
+    tokenizer = scorer._tokenizer  # the one bert_score encodes with (it has no public name)
+
+    def encodes(text: str) -> bool:
+        return not blank(text) and bool(tokenizer.tokenize(text.strip()))
+
+    return [i for i, (p, r) in enumerate(zip(preds, refs, strict=True)) if encodes(p) and encodes(r)]
+
+
 def bertscore(
     preds: Sequence[str],
     refs: Sequence[str],
@@ -97,9 +117,7 @@ def bertscore(
     if not preds:
         return {"bertscore_precision": 0.0, "bertscore_recall": 0.0, "bertscore_f1": 0.0}
     scorer = _scorer(model_path or default_bertscore_model(), num_layers, device)
-    # An empty prediction (or reference) scores 0: bert_score itself cannot encode empty strings with
-    # transformers 5 tokenizers, so only non-empty pairs go through it.
-    scored = [i for i, (p, r) in enumerate(zip(preds, refs, strict=True)) if p.strip() and r.strip()]
+    scored = _scorable(scorer, preds, refs)
     totals = [0.0, 0.0, 0.0]
     if scored:
         precision, recall, f1 = scorer.score([preds[i] for i in scored], [refs[i] for i in scored])
@@ -121,10 +139,13 @@ def bertscore_f1_per_sample(
 ) -> list[float]:
     """BERTScore F1 of each pair (as `bertscore` averages them; an empty side scores 0)."""
     _check_pairs(preds, refs)
-    scored = [i for i, (p, r) in enumerate(zip(preds, refs, strict=True)) if p.strip() and r.strip()]
     out = [0.0] * len(preds)
-    if scored:
+    if any(not blank(p) and not blank(r) for p, r in zip(preds, refs, strict=True)):  # else no encoder load
         scorer = _scorer(model_path or default_bertscore_model(), num_layers, "cpu")
+        scored = _scorable(scorer, preds, refs)
+    else:
+        scored = []
+    if scored:
         _, _, f1 = scorer.score([preds[i] for i in scored], [refs[i] for i in scored])
         for i, value in zip(scored, f1.tolist(), strict=True):
             out[i] = float(value)
