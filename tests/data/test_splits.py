@@ -183,3 +183,17 @@ def test_tldrlab_train_never_reads_the_test_file_of_a_directory_without_a_train_
     assert "data-" in read and "test-" not in read  # trained and validated on data.jsonl only
     config, _, _ = eval_config_for(record.id)
     assert (config.split, config.val_fraction) == ("train", job.data.val_fraction)
+
+
+def test_lm_compress_calibrates_on_the_training_split_of_a_directory(tmp_path: Path) -> None:
+    """`experiment compress --calibration-data DIR` read the directory whole, in file-name order: with
+    train.jsonl + test.jsonl its calibration records (which rank the units the cut keeps) were the test
+    records. It reads the training split (`splits.detect_splits`), as for training."""
+    from tldrlab.experiments.lm_experiment import calibration_records
+
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        _pairs(data / f"{split}.jsonl", 6, prefix=f"{split}-")
+    assert [r.document[:6] for r in calibration_records(str(data), 4)] == ["train-"] * 4
+    single = data / "test.jsonl"  # a file is the data it was named as
+    assert [r.document[:5] for r in calibration_records(str(single), 2)] == ["test-"] * 2

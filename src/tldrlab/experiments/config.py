@@ -249,8 +249,8 @@ class LMCompressConfig(BaseModel):
     compression: LMCompressionSpec = Field(default_factory=LMCompressionSpec)
     """Target size and how units are ranked."""
     calibration_data: Annotated[str | None, InputPath()] = None
-    """Records (any tldrlab reader) whose chat-formatted pairs rank the units; required unless importance is
-    'weight' or init is 'random'."""
+    """Records (any tldrlab reader; of a data-set directory, its training split) whose chat-formatted pairs
+    rank the units; required unless importance is 'weight' or init is 'random'."""
     calibration_size: int = Field(default=32, ge=1)
     """Records used for calibration."""
     max_source_tokens: int = Field(default=128, ge=8)

@@ -42,7 +42,7 @@ from tldrlab.choices import unknown_choice
 from tldrlab.data.readers import read_records
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.sentences import split_sentences
-from tldrlab.data.splits import experiment_records
+from tldrlab.data.splits import detect_splits, experiment_records
 from tldrlab.device import resolve_device
 from tldrlab.errors import ConfigError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample, rouge_per_sample
@@ -783,6 +783,15 @@ def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
 
 
 # -- kind lm_compress -------------------------------------------------------------------------------------
+def calibration_records(path: str, size: int) -> list[SummaryRecord]:
+    """The first `size` records with a document and a summary of `path`'s training split (`splits.
+    detect_splits`): calibration ranks the units that are kept, so it reads training pairs only. Read whole,
+    a directory of train.jsonl + test.jsonl gave its test records first (files are read in name order)."""
+    train_split, _ = detect_splits(path)
+    records = read_records(path, split=train_split, limit=size * 4)
+    return [r for r in records if r.document.strip() and r.summaries][:size]
+
+
 def lm_compress_job(run: Run, config: LMCompressConfig) -> dict[str, Any]:
     """Run kind `lm_compress`: rank units on calibration records, cut, export to `out` (or the run's
     model/)."""
@@ -796,11 +805,7 @@ def lm_compress_job(run: Run, config: LMCompressConfig) -> dict[str, Any]:
                 f"importance {spec.importance!r} ranks units on calibration records: give calibration_data "
                 "(or importance 'weight')"
             )
-        records = [
-            r
-            for r in read_records(config.calibration_data, limit=config.calibration_size * 4)
-            if r.document.strip() and r.summaries
-        ][: config.calibration_size]
+        records = calibration_records(config.calibration_data, config.calibration_size)
         batches = calibration_batches(
             tokenizer,
             records,
