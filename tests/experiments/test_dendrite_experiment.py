@@ -92,6 +92,9 @@ def test_same_config_same_numbers(shared_data: Path) -> None:
         (["--arms", "[]"], "give at least one arm and one seed"),  # (a blank --arms is refused as blank)
         (["--arms", "compressed"], "add 'baseline'"),
         (["--compression.d-model", "64", "--compression.dec-d-model", "32"], "dec_d_model=32 differs"),
+        # a seed (or arm) given twice trained the same run twice: "2 seeds", every spread 0
+        (["--seeds", "1,1"], "seed 1 given twice: give each seed once"),
+        (["--arms", "baseline,baseline"], "arm baseline given twice: give each arm once"),
     ],
 )
 def test_a_config_that_cannot_run_leaves_no_run(

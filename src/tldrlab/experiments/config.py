@@ -95,9 +95,14 @@ here without torch so that a config naming another is refused before its run exi
 
 
 def check_arms(arms: list[str], seeds: list[int]) -> None:
-    """ValueError for no arm or no seed at all (an unknown arm is the `arms` field's own error)."""
+    """ValueError for no arm or no seed at all, or one given twice (an unknown arm is the `arms` field's own
+    error). A seed given twice trained the same run twice and reported its numbers as two seeds' mean with
+    a spread of 0; an arm given twice did the same within each seed."""
     if not arms or not seeds:
         raise ValueError("give at least one arm and one seed")
+    for what, values in (("seed", [str(seed) for seed in seeds]), ("arm", arms)):
+        if twice := sorted({value for value in values if values.count(value) > 1}):
+            raise ValueError(f"{what} {', '.join(twice)} given twice: give each {what} once")
 
 
 class ExperimentConfig(BaseModel):
