@@ -210,8 +210,8 @@ class CausalLMTask:
 
 # -- building a task from a job config ----------------------------------------------------------------------
 def detect_splits(data: DataConfig) -> tuple[str | None, str | None]:
-    """(train split, validation split): the configured ones, else train / dev when a directory has both
-    (`tldrlab.data.splits`, shared with evaluation)."""
+    """(train split, validation split): the configured ones, else those a data-set directory's file names
+    give (`tldrlab.data.splits`, shared with evaluation)."""
     return splits.detect_splits(data.path, data.train_split, data.val_split)
 
 
