@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import optuna
+import pytest
 
 from tldrlab.runs.atomic import append_jsonl
 from tldrlab.sweep.report import plot_study
@@ -76,3 +77,46 @@ def test_the_importance_plot_names_parameters_as_the_sweep_file_does() -> None:
     # worker drew later (tests/track/test_plots.py's single point failed after this test in one process)
     changed = {k for k, v in matplotlib.rcParams.items() if str(v) != str(before.get(k))}
     assert not changed, f"the importance plot changed matplotlib settings: {sorted(changed)[:5]}"
+
+
+def test_the_parallel_coordinate_plot_shows_the_parameters_values() -> None:
+    """Its axes were Optuna's internal variables: `lr@x` (a value before rounding to q) and `dropout@u`, a
+    normal's quantile in [0, 1], which reads as a dropout of 0 to 1 where the trials drew 0.1 to 0.3."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from tldrlab.sweep.mapping import suggest_params
+    from tldrlab.sweep.report import plot_parallel_coordinate
+    from tldrlab.sweep.spec import parse_sweep
+
+    parameters = {
+        "lr": {"distribution": "q_log_uniform_values", "min": 1e-4, "max": 1e-1, "q": 1e-4},
+        "dropout": {"distribution": "normal", "mu": 0.2, "sigma": 0.05},
+        "layers": {"min": 1, "max": 4},
+        "shape": {"values": [[1, 2], [3]]},
+        "seed": {"value": 7},
+    }
+    spec = parse_sweep(
+        {"method": "random", "program": "p.py", "metric": {"name": "loss"}, "parameters": parameters}
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = study.ask()
+        values = suggest_params(trial, spec)
+        study.tell(trial, values["lr"] * 10 + values["dropout"] + values["layers"])
+    drawn = {name: [t.user_attrs["params"][name] for t in study.trials] for name in ("lr", "dropout")}
+    before = dict(matplotlib.rcParams)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+        axes = plot_parallel_coordinate(study)
+    names = [label.get_text() for label in axes.get_xticklabels()]
+    assert names == ["Objective Value", "dropout", "layers", "lr", "shape"], names  # the constant: no axis
+    figure = axes.figure
+    for name, seen in drawn.items():  # each parameter's axis (a twin of the first) spans the values drawn
+        low, high = figure.axes[1 + names.index(name)].get_ylim()
+        assert (low, high) == pytest.approx((min(seen), max(seen))), (name, low, high, seen)
+    shape = figure.axes[1 + names.index("shape")]
+    assert {label.get_text() for label in shape.get_yticklabels()} == {"[1, 2]", "[3]"}
+    plt.close(figure)
+    assert {k for k, v in matplotlib.rcParams.items() if str(v) != str(before.get(k))} == set()

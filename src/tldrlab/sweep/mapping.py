@@ -8,8 +8,8 @@ Distributions Optuna has natively are suggested under the parameter's own name. 
 W&B's own sweep engine draws them (sweeps/params.py `ppf`): Optuna suggests an internal variable (a uniform
 quantile `NAME@u`, or the un-quantised value `NAME@x`) and the W&B value is computed from it (inverse CDF,
 rounding to a multiple of q). Optuna's plots show those internal variables (the importance plot names them
-as their parameters: `parameter_name`); `trial.user_attrs["params"]` holds the W&B values, which is what
-`tldrlab sweep status|best|export` show.
+as their parameters: `parameter_name`; the parallel-coordinate plot draws the W&B values);
+`trial.user_attrs["params"]` holds the W&B values, which is what `tldrlab sweep status|best|export` show.
 """
 
 from __future__ import annotations

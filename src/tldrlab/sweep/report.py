@@ -176,6 +176,78 @@ def plot_param_importances(study: optuna.Study) -> Any:
     return axes
 
 
+def plot_parallel_coordinate(study: optuna.Study) -> Any:
+    """Optuna's parallel-coordinate plot (its axes) over the parameters' W&B values, named as the sweep file
+    names them. Optuna's own drew the variables it samples: `lr@x`, a value before rounding to q, and
+    `dropout@u`, a quantile in [0, 1] of which a normal's value is computed, so the axes read neither as the
+    parameters nor as their values."""
+    import matplotlib
+    from optuna.visualization import matplotlib as ovm
+
+    with matplotlib.rc_context():
+        return ovm.plot_parallel_coordinate(_with_parameter_values(study))
+
+
+def _with_parameter_values(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of `study`'s complete trials whose params are the W&B values of the parameters
+    Optuna varied (`trial_params`), each with a distribution spanning the values drawn (log where Optuna
+    drew it on a log scale, categorical for categorical or non-numeric values)."""
+    from optuna.distributions import (
+        BaseDistribution,
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    drawn: dict[str, BaseDistribution] = {}
+    for t in complete:
+        for internal, distribution in t.distributions.items():
+            drawn.setdefault(parameter_name(internal), distribution)
+    values: dict[str, list[Any]] = {name: [] for name in drawn}
+    rows = []
+    for t in complete:
+        params = trial_params(t)
+        row = {n: _plottable(params[n]) for n in drawn if n in params}
+        for name, value in row.items():
+            values[name].append(value)
+        rows.append((t, row))
+    distributions: dict[str, BaseDistribution] = {}
+    for name, seen in values.items():
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in seen)
+        original = drawn[name]
+        if not seen:
+            continue
+        if isinstance(original, CategoricalDistribution) or not numbers:
+            distributions[name] = CategoricalDistribution(list(dict.fromkeys(seen)))
+        elif isinstance(original, IntDistribution) and all(isinstance(v, int) for v in seen):
+            distributions[name] = IntDistribution(min(seen), max(seen), log=original.log and min(seen) > 0)
+        else:
+            log = bool(getattr(original, "log", False)) and min(seen) > 0
+            distributions[name] = FloatDistribution(float(min(seen)), float(max(seen)), log=log)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" on stderr
+    try:
+        copy = optuna.create_study(direction=study.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for t, row in rows:
+        copy.add_trial(
+            optuna.trial.create_trial(
+                params=row,
+                distributions={n: distributions[n] for n in row},
+                values=t.values,
+                state=TrialState.COMPLETE,
+            )
+        )
+    return copy
+
+
+def _plottable(value: Any) -> Any:
+    """A W&B value as an Optuna parameter value: a list or mapping as its JSON text."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
+
 def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str]]:
     """PNG plots: optimization history, parameter importances, parallel coordinates (and intermediate values).
 
@@ -196,7 +268,7 @@ def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
     plots: dict[str, Any] = {
         "optimization_history": ovm.plot_optimization_history,
         "param_importances": plot_param_importances,
-        "parallel_coordinate": ovm.plot_parallel_coordinate,
+        "parallel_coordinate": plot_parallel_coordinate,
         "intermediate_values": ovm.plot_intermediate_values,
     }
     for name, draw in plots.items():
