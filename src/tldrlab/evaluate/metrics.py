@@ -153,7 +153,10 @@ def bertscore_f1_per_sample(
 
 
 def length_stats(texts: Sequence[str], tokenizer: Any = None, *, prefix: str = "") -> dict[str, float]:
-    """Mean / median / min / max length in words (and in tokens when a tokenizer is given)."""
+    """Mean / median / min / max length in words (and in tokens when a tokenizer is given: each text as the
+    tokenizer encodes it, without special tokens, so predictions and references are counted alike; for a
+    prediction that is not the count of tokens the model generated, which holds its end token and any other
+    special token decoding drops)."""
     stats: dict[str, float] = {}
     lengths = {"words": [len(t.split()) for t in texts]}
     if tokenizer is not None:
