@@ -152,3 +152,19 @@ def test_a_character_lm_is_refused_in_one_line_naming_what_it_is(tiny_models: di
     message = answer.json()["message"]
     assert "char_lstm" in message and "without a chat template" in message, message
     assert "pip install" not in message and "\n" not in message, message
+
+
+def test_a_model_directory_named_plainly_in_a_data_root_is_found(tiny_models: dict[str, Any]) -> None:
+    # "model": "mine" for <data root>/mine answered 422 "no model 'mine' ... and no such path in the data
+    # roots": a plain name was looked up as a name only (a run, an installed model, an alias), never as the
+    # path relative to a data root that the API's paths are; "mine/" found it
+    chat, tokenizer = tiny_models["chat"]
+    save_tiny_model(chat, tokenizer, get_settings().resolved_data_roots[0] / "mine")
+    client = TestClient(create_app())
+    answers = [
+        client.post("/summarize", json={"document": DOCS[0], "model": name, "max_new_tokens": 8})
+        for name in ("mine", "mine/")
+    ]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert answers[0].json()["model"] == "mine"
+    assert answers[0].json()["summaries"] == answers[1].json()["summaries"]

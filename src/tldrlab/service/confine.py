@@ -415,16 +415,27 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
         except AmbiguousRunIdError as exc:  # names only the prefix and a count: no server path to hide
             raise InvalidConfigError(f"{where}: {exc.message}") from None
         except Exception:  # the resolver's messages may name server paths
-            raise InvalidConfigError(
-                f"{where}: no model {value!r} (installed, bundled or a run's) and no such path in the data "
-                "roots"
-            ) from None
+            # no name: a path relative to a data root, as the API's paths are (`mine` for <root>/mine was
+            # refused with "no such path in the data roots" while `mine/` was found)
+            if not any(_exists(root / value) for root in settings.resolved_data_roots):
+                raise InvalidConfigError(
+                    f"{where}: no model {value!r} (installed, bundled or a run's) and no such path in the "
+                    "data roots"
+                ) from None
+            return _model_in_read_roots(resolve_input(value, where, settings), where, settings)
         if resolved.source not in ("path", "home"):
             return value
         if not _inside(resolved.path.resolve(), read_roots(settings)):
             raise PathNotAllowedError(f"{where}: {READ_RULE}")
         return str(resolved.path)
-    path = resolve_input(value, where, settings)
+    return _model_in_read_roots(resolve_input(value, where, settings), where, settings)
+
+
+def _model_in_read_roots(path: Path, where: str, settings: Settings) -> str:
+    """The model at `path` (a confined input path), which must hold one inside the read roots."""
+    # lazy: loads torch (this module stays light without it)
+    from tldrlab.models.resolve import resolve_model_ref
+
     try:
         resolved = resolve_model_ref(str(path), settings)
     except Exception:
