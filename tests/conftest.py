@@ -26,6 +26,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault(
     "TLDRLAB_EMBED_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"tldrlab-test-embed-cache-{os.getuid()}")
 )
+# Hypothesis's own caches (the Unicode category table its text strategies draw from, the constants it
+# extracts from every local module it finds imported) are kept across runs, like the embed cache above,
+# instead of in the checkout's .hypothesis/: a clean clone has none, and a worker's first fuzz test rebuilt
+# them (~5 CPU-s under --cov with the whole suite imported). Both are keyed (Hypothesis version, each source
+# file's hash), so a stale entry is never read; the fuzzing draws exactly what it drew before.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY",
+    os.path.join(tempfile.gettempdir(), f"tldrlab-test-hypothesis-{os.getuid()}"),
+)
 import contextlib
 import fnmatch
 import multiprocessing
