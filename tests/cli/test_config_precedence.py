@@ -62,8 +62,13 @@ def test_sections_keep_their_own_defaults_and_names_take_underscores(
 def test_print_config_is_what_a_real_run_records(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = tmp_path / "input.txt"
-    text.write_text((shared_data / "tinyshakespeare" / "input.txt").read_text()[:4000])
+    # a data-set directory: its splits are detected as the run is prepared, and printed as it records them
+    # (`train_split: null` was printed for a run that then recorded `train`)
+    text = tmp_path / "data"
+    text.mkdir()
+    play = (shared_data / "tinyshakespeare" / "input.txt").read_text()
+    (text / "train.txt").write_text(play[:4000])
+    (text / "test.txt").write_text(play[4000:5000])
     config = tmp_path / "job.json"
     config.write_text(
         json.dumps(
@@ -78,14 +83,13 @@ def test_print_config_is_what_a_real_run_records(
     )
     argv = ["train", "--config", str(config), "--max-steps", "3", "--wandb", "disabled", "--seed", "7", "-q"]
     printed = _printed(argv, capsys)
+    assert (printed["data"]["train_split"], printed["data"]["val_split"]) == ("train", None)
     assert printed["train"]["max_steps"] == 3 and printed["train"]["seed"] == 7
     assert printed["train"]["batch_size"] == 2 and printed["wandb"] == "disabled"
     code, out, err = run_captured(argv, capsys)
     assert code == 0, err
     (record,) = open_registry().list(kind="train")
-    # the launch records the splits it detected; everything else is exactly what --print-config showed
-    printed["data"].update(train_split=None, val_split=None)
-    assert record.config == printed
+    assert record.config == printed  # exactly what --print-config showed
     assert record.id in out and "3 steps" in out
 
 

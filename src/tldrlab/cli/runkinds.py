@@ -42,7 +42,7 @@ from tldrlab.cli.tables import print_report
 from tldrlab.config import expand_user, get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.kinds import deep_merge, get_kind, result_report, validate_config
-from tldrlab.launch import is_follower, launch_run, preflight
+from tldrlab.launch import is_follower, launch_run, preflight, prepare_run
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,11 @@ def build_callback(spec: RunCommand) -> Any:
                     exc.message += f" (give {', '.join(missing)} or set it in --config FILE)"
                 raise
             if values["print_config"]:
-                typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
+                # what the run records: its kind's prepare step writes in what it finds (a data-set
+                # directory's splits, a registered data set's path); printed before it, `train_split: null`
+                # was shown for a run that then recorded `train`
+                _, prepared = prepare_run(spec.kind, config)
+                typer.echo(yaml.safe_dump(prepared.model_dump(mode="json"), sort_keys=False), nl=False)
                 return
             preflight(spec.kind, config)
             if spec.launcher is not None:
