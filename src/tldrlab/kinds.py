@@ -120,8 +120,9 @@ class RunKind:
     sweep's, a search's), recorded in the registry's `study` column when the run is created, so a submit
     finds the queued runs of one study by a query (`sweep.storage.refuse_another_queued_sweep`)."""
     data_files: str | None = None
-    """"module:function", `(config) -> list[Path]`: the data files a resumable run must find as it first
-    read them (size and sha256, recorded at its first start); a command line's `--resume` checks them
+    """"module:function", `(config, recorded) -> list[Path]`: the data files a resumable run must find as it
+    first read them (size and sha256, recorded at its first start; `recorded`, those it recorded, for a
+    kind that picks among them: `tldrlab.train.same_data.RunFiles`); a command line's `--resume` checks them
     before it changes anything of the run (`tldrlab.launch.check_resume_data`)."""
 
 

@@ -291,7 +291,8 @@ def check_resume_data(spec: RunKind, record: RunRecord, config: BaseModel) -> No
     touched (ConflictError naming the files): refused by the recipe's own check, the run had already been
     marked running and then failed, where it stays as it was and resumes once the data is back."""
     if spec.data_files is not None:
-        check_unchanged(Path(record.run_dir), record.id, load_target(spec.data_files)(config))
+        files = load_target(spec.data_files)
+        check_unchanged(Path(record.run_dir), record.id, lambda recorded: files(config, recorded))
 
 
 @contextmanager

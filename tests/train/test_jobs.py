@@ -288,6 +288,40 @@ def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
         assert run_training(resumed, job).steps == 4
 
 
+def test_resume_compares_the_files_the_run_reads_not_a_test_file_it_never_read(
+    shakespeare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run on train.txt + test.txt recorded both in data_files.json, and a resume was refused when only
+    test.txt changed, though the run never reads it. It records and compares its training (and validation)
+    files; a run recorded so before keeps test.txt in its record, which is not compared (nor told as gone)."""
+    from tldrlab.runs.run import execute_run
+    from tldrlab.train.same_data import DATA_FILES, _fingerprints
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train, test = data / "train.txt", data / "test.txt"
+    train.write_text(shakespeare.read_text())
+    test.write_text("ROMEO: a held-out line.\n")
+    run, job = _preempted_at_step_2(data)
+    recorded = Path(run.dir) / DATA_FILES
+    assert list(json.loads(recorded.read_text())) == [str(train)]
+    # a change to the file it trains on is still refused
+    original = train.read_text()
+    train.write_text(original[: len(original) // 2])
+    code, _, err = run_captured(["train", "--resume", run.id], capsys)
+    assert code == 4 and f"the data changed since run {run.id} started ({train})" in err
+    train.write_text(original)
+    # recorded as before (every file of the directory): the test file changes, then goes; not refused
+    recorded.write_text(json.dumps(_fingerprints([test, train])))
+    test.write_text("ROMEO: another held-out line.\n")
+    code, _, err = run_captured(["train", "--resume", run.id, "-q"], capsys)
+    assert code == 0, err
+    assert open_registry().get(run.id).status == RunStatus.COMPLETED
+    with execute_run(run.id) as again:  # the recipe's own check (a worker's resume) agrees
+        test.unlink()
+        assert run_training(again, job).steps == 4
+
+
 # A real `save_model` of a tiny char_lstm into DIR/model that stops (its writer holding its lock, its
 # temporary directory half written) until it is killed: atomic_write_json, its last step, blocks.
 STUCK_WRITER = """

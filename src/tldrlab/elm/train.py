@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +60,9 @@ def elm_tokenizer(config: ElmTrainConfig, targets: list[str], run_dir: Path) -> 
     )
 
 
-def elm_data_files(config: ElmTrainConfig) -> list[Path]:
-    """The files of the prepared layout an `elm_train` run reads: its manifest, syntheses and embeddings."""
+def elm_data_files(config: ElmTrainConfig, recorded: Sequence[Path] = ()) -> list[Path]:
+    """The files of the prepared layout an `elm_train` run reads: its manifest, syntheses and embeddings
+    (`same_data.RunFiles`; the same names whatever was `recorded`)."""
     data_dir = Path(config.data)
     return [
         data_dir / MANIFEST,
@@ -71,7 +74,8 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
     if run is None:
         raise ConfigError("ELM training does not run distributed")
-    check_same_data(run, elm_data_files(config))  # `elm prepare --out` the same directory rewrites it
+    # `elm prepare --out` the same directory rewrites it
+    check_same_data(run, functools.partial(elm_data_files, config))
     train_split = load_split(config.data, "train")
     val_split = load_split(config.data, "val")
     if config.limit is not None:

@@ -14,6 +14,7 @@ A sweep trial is this recipe plus pruning hooks (`run_recipe(run, TRAIN, job, ex
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
     task_kind = model_task(job.model)
     if run is not None:
-        check_same_data(run, train_data_files(job))
+        check_same_data(run, functools.partial(train_data_files, job))
     tokenizer = prepare_tokenizer(job, run)
     model = build_model(job.model, job.model_settings, tokenizer)
     task = build_task(job, tokenizer, model, task_kind)
