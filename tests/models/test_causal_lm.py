@@ -511,3 +511,26 @@ def test_a_truncated_gguf_file_is_a_clear_input_error(
     code, _, err = run_captured(["models", "import", str(impostor)], capsys)
     assert code == InvalidInputError.exit_code and f"{impostor}: not a GGUF file" in err, err
     assert not any((tldrlab_home / "models").glob("cut-*"))
+
+
+def test_a_text_is_scored_under_a_causal_lm_whose_tokenizer_has_no_bos(
+    tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Qwen2's tokenizers have no bos token: `score MODEL --text ...` (no --source) put None before the text
+    # and died in a traceback ("Could not infer dtype of NoneType"). The text is scored after the eos token
+    # (the separator before a document in pretraining) instead, every one of its tokens predicted
+    tokenizer = tiny_chat_tokenizer()
+    tokenizer.bos_token = None
+    assert tokenizer.bos_token_id is None
+    model = tiny_llama(tokenizer)
+    model.config.bos_token_id = model.generation_config.bos_token_id = None
+    directory = save_tiny_model(model, tokenizer, tmp_path / "no-bos")
+    code, out, err = run_captured(["score", str(directory), "--text", TEXT, "--top-k", "0", "--json"], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    scored = json.loads(out)
+    ids = tokenizer.encode(TEXT, add_special_tokens=False)
+    assert scored["num_tokens"] == len(ids)
+    with torch.no_grad():
+        inputs = torch.tensor([[tokenizer.eos_token_id, *ids]])
+        expected = float(model(input_ids=inputs, labels=inputs).loss)
+    assert scored["loss"] == pytest.approx(expected, rel=1e-4)

@@ -1,8 +1,9 @@
 """`score_text`: how surprising a text is to a model, token by token.
 
-For a causal LM the text is scored after a bos token (so its first token is predicted too); for a seq2seq
-model it is scored as the target of `source` (empty by default), ending with eos; for a chat model with a
-`source` it is scored as the model's answer (ending with end-of-turn) to the summary request for `source`.
+For a causal LM the text is scored after a bos token, or eos where the tokenizer has no bos (so its first
+token is predicted too); for a seq2seq model it is scored as the target of `source` (empty by default),
+ending with eos; for a chat model with a `source` it is scored as the model's answer (ending with
+end-of-turn) to the summary request for `source`.
 The mean of the per-token surprisal (in bits) times ln 2 equals the loss (in nats).
 """
 
@@ -17,6 +18,15 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import perplexity
 from tldrlab.models.chat import chat_pair_ids, context_limit, instruction_of
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
+
+
+def start_token_id(tokenizer: Any) -> int:
+    """The token a causal LM's text is scored after: bos, else eos (Qwen2's tokenizers have no bos; eos is
+    what separates documents in such a model's pretraining, so a text after it starts afresh)."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise InvalidInputError("the model's tokenizer has neither a bos nor an eos token to score a text after")
 
 
 @torch.no_grad()
@@ -49,7 +59,7 @@ def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source:
             logits, predicted = out.logits[0], labels
         else:
             limit = getattr(getattr(model, "config", None), "n_positions", None)
-            ids = [tokenizer.bos_token_id, *target]
+            ids = [start_token_id(tokenizer), *target]
             if limit is not None and len(ids) > limit:
                 ids, truncated = ids[:limit], True
             out = model(input_ids=torch.tensor([ids], device=device))
