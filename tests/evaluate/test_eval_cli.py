@@ -290,3 +290,34 @@ def test_a_stop_string_typed_with_backslash_escapes_stops_at_what_they_name(
     assert json.loads(out)["outputs"][0][0] == whole.split("\n")[0]
     code, out, err = run_captured([*argv, "--stop", "\\\\n"], capsys)  # an escaped backslash stays one
     assert code == 0 and json.loads(out)["outputs"][0][0] == whole.split("\\n")[0], err
+
+
+def test_a_model_evaluated_on_a_data_set_directory_reads_its_held_out_split(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab eval MODEL --data DIR` with no --split, for a model that is no run's, read every file of the
+    directory, train.jsonl too, and scored them all. It reads the test split (else the validation split)
+    and says which; `--split` still reads the split it names."""
+    model_dir = save_tiny("t5", data, tmp_path / "model")
+    pairs = [json.loads(line) for line in data["pairs"].read_text().splitlines()]
+    with_test, with_dev = tmp_path / "with_test", tmp_path / "with_dev"
+    for directory, held in ((with_test, "test"), (with_dev, "dev")):
+        directory.mkdir()
+        for split, rows in (("train", pairs[:6]), (held, pairs[6:9])):
+            lines = [json.dumps({**row, "id": f"{split}-{i}"}) for i, row in enumerate(rows)]
+            (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    quick = ["--no-bertscore", "--max-new-tokens", "2"]
+    argv = ["eval", str(model_dir), "--data", str(with_test), *quick, "--json"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["config"]["split"], result["metrics"]["examples"]) == ("test", 3)
+    samples = (Path(result["out_dir"]) / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in samples] == ["test-0", "test-1", "test-2"]
+    code, out, err = run_captured(["eval", str(model_dir), "--data", str(with_dev), *quick, "-q"], capsys)
+    assert code == 0, err
+    assert f"on {with_dev} [dev]; samples in" in out
+    argv = ["eval", str(model_dir), "--data", str(with_test), "--split", "train", *quick, "--json"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["examples"] == 6

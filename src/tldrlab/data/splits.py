@@ -4,6 +4,8 @@
   `dev` when it has a validation file): a test or validation file is never trained on, the files named for
   no split are training data when no file is named for training (data.jsonl + test.jsonl);
 - `test_split`: `test` when a data-set directory has a test file (the held-out records a command scores);
+- `held_out_split`: what a model is scored on in a data-set directory named with no split: its test split,
+  else its validation split;
 - `training_files`: the files of the training split (what a tokenizer is trained on);
 - `held_out_files`: a directory's validation and test files (what a recipe that splits by itself must not
   read as its own training data);
@@ -62,6 +64,19 @@ def test_split(path: str | Path) -> str | None:
         return None
     found = any(split_tokens(p.name) & SPLIT_ALIASES["test"] for p in _read_files(path))
     return "test" if found else None
+
+
+def held_out_split(path: str | Path) -> str | None:
+    """The split an evaluation of a data-set directory named with no split reads: `test` when it has a test
+    file, else `dev` when it has a validation file; None (all of it) for a file or a directory whose files
+    name neither. `tldrlab eval MODEL --data DIR` read every file, the training ones too, and scored them
+    all."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    if found := test_split(path):
+        return found
+    return "dev" if any(split_tokens(p.name) & DEV_NAMES for p in _read_files(path)) else None
 
 
 def held_out_files(path: str | Path) -> list[Path]:

@@ -167,7 +167,8 @@ class EvaluateConfig(BaseModel):
     """Reader format of `data`; None detects it."""
     split: Annotated[str | None, SplitOf("data", run="model_run")] = None
     """Data split (e.g. validation), all of it unless `val_fraction` is given; None: the training run's
-    validation split, else its held-out fraction of its training split (or of unsplit data)."""
+    validation split, else its held-out fraction of its training split (or of unsplit data); with `data`
+    given, its test split, else its validation split (a data-set directory's), else all of it."""
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     """No validation split: the fraction the training run held out (None: the run's)."""
     holdout_seed: Seed | None = None

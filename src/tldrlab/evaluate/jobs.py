@@ -184,7 +184,11 @@ def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
     title = f"{result['model']} ({result['task']}) -> {result['out_dir']}"
     samples = Path(result["out_dir"]) / "samples.jsonl"
     table = key_value_table(result["metrics"], title)
-    return Report([table, f"eval run {run_id}; samples in {samples}"], list(result.get("warnings", [])))
+    config = result.get("config") or {}
+    read = f"{config.get('data')}" + (f" [{config['split']}]" if config.get("split") else "")
+    return Report(
+        [table, f"eval run {run_id} on {read}; samples in {samples}"], list(result.get("warnings", []))
+    )
 
 
 def generate_report(run_id: str, result: dict[str, Any]) -> Report:

@@ -378,7 +378,9 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
 
     Settings missing from `overrides` come from the run's config (`data.path`, `data.val_split` or the split
     the loop detected, `data.prefix`, `data.max_source_len`, `data.block_size`, `data.limit`, and for unsplit
-    data `data.val_fraction` with `train.seed`), so a run is evaluated on exactly what it held out.
+    data `data.val_fraction` with `train.seed`), so a run is evaluated on exactly what it held out. `data`
+    given with no split nor `val_fraction` is read at its held-out split (`splits.held_out_split`: a
+    data-set directory's test split, else its validation split, else all of it).
     """
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -408,8 +410,13 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
             if data.get(key) is not None:
                 settings[key] = data[key]
         overrides = {**settings, **overrides}
-    elif data.get("prefix") is not None and "prefix" not in overrides:
-        overrides["prefix"] = data["prefix"]
+    else:
+        if data.get("prefix") is not None and "prefix" not in overrides:
+            overrides["prefix"] = data["prefix"]
+        if not overrides.get("split") and not overrides.get("val_fraction"):
+            # data given with no split: a data-set directory's held-out split, as a run's own data is read
+            # (a model that is no run's was scored on every file of the directory, its training files too)
+            overrides["split"] = splits.held_out_split(overrides["data"])
     try:
         return EvalConfig.model_validate(overrides), out_dir, run_id
     except ValueError as exc:
