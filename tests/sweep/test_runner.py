@@ -187,7 +187,7 @@ def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_o
     assert open_registry().get(interrupted.user_attrs["run_id"]).status.value == "running"  # left behind
 
     # the same command again, in this process (only the killed sweep needs a process of its own)
-    code, out, err = run_captured(cmd[3:], capsys)
+    code, _, err = run_captured(cmd[3:], capsys)
     assert code == 0, err[-2000:]
     after = optuna.load_study(study_name="toy", storage=storage).get_trials()
     by_number = {t.number: t for t in after}
@@ -200,7 +200,7 @@ def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_o
     assert [t.state for t in after].count(TrialState.COMPLETE) == 3 and len(after) == 3  # no re-run copies
     run = open_registry().get(interrupted.user_attrs["run_id"])
     assert run.status.value == "completed" and run.attempts == 2
-    assert f"trial {interrupted.number} COMPLETE" in out
+    assert f"trial {interrupted.number} COMPLETE" in err  # the progress lines are on stderr
     sweeps = open_registry().list(kind="sweep")
     assert sorted(r.status.value for r in sweeps) == [
         "completed",
