@@ -235,3 +235,35 @@ def test_a_storage_url_of_no_known_scheme_names_where_it_was_given(
         get_settings.cache_clear()
     assert code == 2 and "--storage" not in err, err
     assert "sweep_storage (TLDRLAB_SWEEP_STORAGE or tldrlab.toml): unknown URL scheme 'garbage'" in err, err
+
+
+def test_a_sweep_whose_base_config_changed_is_refused_naming_the_key(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep file whose `config` was edited (`train.max_steps` 2 -> 3) added trials of another training to
+    its study, ranked against the earlier ones as alike; `elm optimize --max-steps 4` on a study begun with
+    `--max-steps 2` trained 2 steps without a word (the stored base replaced the one given)."""
+    from tldrlab.elm.config import ElmOptimizeConfig
+    from tldrlab.elm.search import check_optimize_study, elm_sweep_config
+    from tldrlab.errors import ConflictError
+
+    data = tldrlab_home / "data" / "text.txt"
+    data.parent.mkdir(parents=True)
+    data.write_text("To be, or not to be, that is the question.\n" * 20)
+    _made_by(_train_sweep(data), "queued-study")
+    edited = _train_sweep(data)
+    edited["config"]["train"]["max_steps"] = 3
+    path = tldrlab_home / "sweep.yaml"
+    path.write_text(yaml.safe_dump(edited))
+    code, out, err = run_captured(["sweep", "run", str(path), "--trials", "1"], capsys)
+    assert code == 4 and "config.train.max_steps differs" in err, (code, out, err)
+    assert open_registry().list() == []
+    response = TestClient(create_app()).post("/runs", json={"kind": "sweep", "config": {"sweep": edited}})
+    assert response.status_code == 409 and "config.train.max_steps differs" in response.json()["message"]
+
+    first = ElmOptimizeConfig.model_validate({"base": {"data": "elm", "max_steps": 2}, "study": "elm-base"})
+    _made_by(elm_sweep_config(first).sweep, "elm-base")
+    check_optimize_study(first)  # the same search and base resumes it
+    again = ElmOptimizeConfig.model_validate({"base": {"data": "elm", "max_steps": 4}, "study": "elm-base"})
+    with pytest.raises(ConflictError, match=r"config\.max_steps differs"):
+        check_optimize_study(again)

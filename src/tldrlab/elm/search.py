@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
-
 from tldrlab.elm.config import ElmOptimizeConfig
 from tldrlab.sweep.config import SweepConfig
-from tldrlab.sweep.storage import check_study, open_storage, study_name
+from tldrlab.sweep.storage import check_study, study_name
 
 OBJECTIVE = "bertscore_composite"
 
@@ -54,17 +52,13 @@ def sweep_mapping(
 
 
 def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:
-    """The sweep an optimisation is: the search space over the base config. A resumed study keeps the base
-    config it started with (stored with the study)."""
+    """The sweep an optimisation is: the search space over the base config. A study resumed with another base
+    config is refused as another sweep's (`sweep.storage.refuse_another_sweeps_study`): its stored base used
+    to replace the given one without a word, so `elm optimize --max-steps 4` on a study begun with 2 trained
+    2."""
     raw = sweep_mapping(config.study, warmup=config.warmup, seed=config.seed, hidden_dims=config.hidden_dims)
-    base = config.base.model_dump(mode="json")
-    try:
-        stored = optuna.load_study(study_name=config.study, storage=open_storage(config.storage))
-        base = stored.user_attrs.get(BASE_ATTR, base)
-    except KeyError:  # a new study
-        pass
     return SweepConfig(
-        sweep={**raw, "config": base},
+        sweep={**raw, "config": config.base.model_dump(mode="json")},
         trials=config.trials,
         workers=config.jobs,
         storage=config.storage,

@@ -107,9 +107,10 @@ def check_sweep(config: SweepConfig) -> None:
 
 
 def open_study(
-    spec: SweepSpec, storage_url: str | None, study_name: str, *, seed_offset: int = 0
+    spec: SweepSpec, storage_url: str | None, study_name: str, *, seed_offset: int = 0, check: bool = True
 ) -> optuna.Study:
-    """Create the study, or load it when it exists (checking it was made from the same sweep)."""
+    """Create the study, or load it when it exists (with `check`, checking it was made from the same
+    sweep)."""
     storage = open_storage(storage_url)
     seed = None if spec.seed is None else spec.seed + seed_offset
     study = optuna.create_study(
@@ -120,7 +121,8 @@ def open_study(
         direction=direction(spec),  # type: ignore[arg-type]
         load_if_exists=True,
     )
-    refuse_another_sweeps_study(study, spec)
+    if check:
+        refuse_another_sweeps_study(study, spec)
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, spec.raw)
     return study
@@ -231,7 +233,9 @@ def run_trials(
     spec, name, n_trials = prepared.spec, prepared.name, prepared.n_trials
     parallel, quiet = prepared.config.workers, prepared.config.quiet
     program = TRIAL_PROGRAMS[spec.kind]
-    study = open_study(spec, prepared.url, name)
+    # checked by `prepare_sweep` already; since then the base config may point at the sweep's shared
+    # tokenizer (`share_tokenizer`), which the study's stored sweep does not name
+    study = open_study(spec, prepared.url, name, check=False)
     # a sampler seeded the same way on resume would propose the first trials' parameters again
     if spec.seed is not None:
         study.sampler = build_sampler(spec, seed=spec.seed + len(study.get_trials(deepcopy=False)))

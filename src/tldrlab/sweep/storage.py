@@ -9,6 +9,7 @@ resumed like any run (tldrlab.sweep.runner), so the study storage keeps no heart
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 from typing import Any
@@ -24,7 +25,13 @@ from tldrlab.runs import open_registry
 from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import direction
-from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
+from tldrlab.sweep.spec import (
+    BEST_FOLLOWS_METRIC,
+    SweepSpec,
+    best_follows_metric,
+    parse_sweep,
+    resolve_program,
+)
 from tldrlab.targets import load_target
 
 WORKER_ATTR = "worker"
@@ -112,23 +119,70 @@ def load_study(name: str, storage_url: str | None) -> optuna.Study:
 
 
 # -- one study, one sweep ---------------------------------------------------------------------------------
+SEARCH_KEYS = ("method", "metric", "parameters", "program", "command", "config")
+"""What a study's trials share: the search, and the base config every trial trains from. A sweep file whose
+`config` was edited (`train.max_steps: 30` -> `60`) added trials of another training to the study, ranked
+against the earlier ones as if they were alike."""
+
+
+def search_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What two sweep mappings search differently: `SEARCH_KEYS` that differ, the config's by dotted key (a
+    mapping recorded without a config says nothing about it)."""
+    differences = [key for key in SEARCH_KEYS if key != "config" and a.get(key) != b.get(key)]
+    if a.get("config") is None or b.get("config") is None:
+        return differences
+    return differences + [f"config.{key}" for key in _leaf_differences(_trial_base(a), _trial_base(b))]
+
+
+def _trial_base(raw: dict[str, Any]) -> Any:
+    """The part of a sweep mapping's base config its trials train by: what the trials set themselves
+    (`best_follows_metric`) filled in and what a parameter sets left out, so that the same sweep submitted
+    over the API (which stores its base with those filled in) and from a file compare alike."""
+    try:
+        spec = parse_sweep(raw)
+    except (ConfigError, TypeError, ValueError):  # a mapping this version cannot read: compared as it is
+        return raw.get("config")
+    config = copy.deepcopy(spec.config)
+    if spec.kind in BEST_FOLLOWS_METRIC and isinstance(config.get("train", {}), dict):
+        config = best_follows_metric(config, spec)
+    for name in spec.parameters:
+        *parents, leaf = name.split(".")
+        node: Any = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return config
+
+
+def _leaf_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b), key=str)
+        return [d for k in keys for d in _leaf_differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.removesuffix(".") or "(whole)"]
+
+
 def same_search(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two sweep mappings search the same way (a study's trials stay comparable between them)."""
-    keys = ("method", "metric", "parameters", "program", "command")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return not search_differences(a, b)
+
+
+def _differ(differences: list[str]) -> str:
+    shown = ", ".join(differences[:5]) + (", ..." if len(differences) > 5 else "")
+    return f"{shown} differ{'s' if len(differences) == 1 else ''}"
 
 
 def refuse_another_sweeps_study(study: optuna.Study, spec: SweepSpec) -> None:
-    """ConflictError when `study` was made by another sweep (the other goal, or another search), which the
-    sweep `spec` may not add its trials to."""
+    """ConflictError when `study` was made by another sweep (the other goal, or another search or base
+    config), which the sweep `spec` may not add its trials to."""
     name, goal = study.study_name, study.direction.name.lower()
     if goal != direction(spec):
         raise ConflictError(f"study {name!r} exists with goal {goal}; use --study NEW_NAME")
     stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is not None and not same_search(stored, spec.raw):
+    if stored is not None and (differences := search_differences(stored, spec.raw)):
         raise ConflictError(
-            f"study {name!r} was created from a different sweep (method, metric, parameters or program "
-            "differ); resume it with the same file or pick another --study NAME"
+            f"study {name!r} was created from a different sweep ({_differ(differences)}); resume it with "
+            "the same file and settings or pick another --study NAME"
         )
 
 
@@ -198,11 +252,14 @@ def refuse_another_queued_sweep(name: str, url: str, spec: SweepSpec) -> None:
             continue
         if not same_storage:
             continue
-        if direction(queued_spec) != direction(spec) or not same_search(queued_spec.raw, spec.raw):
+        differences = search_differences(queued_spec.raw, spec.raw)
+        if direction(queued_spec) != direction(spec):
+            differences.insert(0, "goal")
+        if differences:
             raise ConflictError(
                 f"study {name!r} is the study of the queued {record.kind} run {record.id}, a different "
-                "sweep (goal, method, metric, parameters or program differ); submit the same sweep to share "
-                "it or pick another --study NAME"
+                f"sweep ({_differ(differences)}); submit the same sweep to share it or pick another --study "
+                "NAME"
             )
 
 
