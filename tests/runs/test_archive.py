@@ -84,6 +84,33 @@ def test_export_delete_import_restores_the_run_bit_for_bit(tmp_path: Path) -> No
         import_run(exported.path)
 
 
+def test_wandbs_absolute_links_do_not_stop_an_import(tmp_path: Path) -> None:
+    """wandb's offline run links its logs/debug-core.log by absolute path to a file in the wandb/cache of the
+    run it started in: the run's own (kept, made relative) or, for a final evaluation, its training run's
+    (left out: it leads out of the run). Every default training run's archive was refused on import ("leaves
+    the run")."""
+    record = _smoke()
+    run_dir = Path(record.run_dir)
+    (run_dir / "wandb" / "cache").mkdir()
+    (run_dir / "wandb" / "cache" / "core-debug.log").write_text("core log\n", encoding="utf-8")
+    (run_dir / "wandb" / "offline-run-1" / "logs").mkdir()
+    link = run_dir / "wandb" / "offline-run-1" / "logs" / "debug-core.log"
+    link.symlink_to(run_dir / "wandb" / "cache" / "core-debug.log")
+    (tmp_path / "elsewhere.log").write_text("another run's log\n", encoding="utf-8")
+    outside = run_dir / "wandb" / "offline-run-1" / "logs" / "debug-other.log"
+    outside.symlink_to(tmp_path / "elsewhere.log")
+    (run_dir / "wandb" / "up").symlink_to("../../outside")
+
+    exported = export_run(record.id, tmp_path / "out")
+    shutil.rmtree(run_dir)
+    open_registry().delete(record.id)
+    import_run(exported.path)
+    assert link.is_symlink() and os.readlink(link) == "../../cache/core-debug.log"
+    assert link.read_text(encoding="utf-8") == "core log\n"
+    assert not outside.is_symlink() and not (run_dir / "wandb" / "up").is_symlink()
+    assert (run_dir / "wandb" / "latest-run").is_symlink()
+
+
 def _rewrite(
     archive: Path, out: Path, change: dict[str, bytes | None], add: dict[str, bytes] | None = None
 ) -> Path:

@@ -35,6 +35,7 @@ import fcntl
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -158,6 +159,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _portable_target(run_dir: Path, link: Path) -> str | None:
+    """The link's target as the archive keeps it: relative when it is an absolute path inside the run, None
+    (left out) when it leads out of the run. wandb links an offline run's logs/debug-core.log by absolute path
+    to the wandb/cache of the run it started in (a final evaluation's to its training run's): kept as they
+    are, every such archive was refused on import as leaving the run."""
+    target = os.readlink(link)
+    within = link.parent.relative_to(run_dir)
+    if os.path.isabs(target):
+        for base in (run_dir.absolute(), run_dir.resolve()):
+            if Path(target).is_relative_to(base):
+                return os.path.relpath(target, base / within)
+        return None
+    landing = posixpath.normpath(posixpath.join(within.as_posix(), target))
+    return None if landing == ".." or landing.startswith("../") else target
+
+
 def directory_index(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """Files (size, sha256, mode, mtime), directories (mode) and symbolic links (target) under `run_dir`."""
     files, dirs, links = [], [], []
@@ -165,7 +182,8 @@ def directory_index(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
         rel = path.relative_to(run_dir).as_posix()
         info = path.lstat()
         if path.is_symlink():
-            links.append({"path": rel, "target": os.readlink(path)})
+            if (target := _portable_target(run_dir, path)) is not None:
+                links.append({"path": rel, "target": target})
         elif path.is_dir():
             dirs.append({"path": rel, "mode": info.st_mode & 0o7777})
         elif path.is_file():
@@ -274,7 +292,9 @@ def _write_archive(
             for entry in index["dirs"]:
                 tar.add(run_dir / entry["path"], arcname=f"{ROOT}/{entry['path']}", recursive=False)
             for entry in index["links"]:
-                tar.add(run_dir / entry["path"], arcname=f"{ROOT}/{entry['path']}", recursive=False)
+                member = tar.gettarinfo(str(run_dir / entry["path"]), arcname=f"{ROOT}/{entry['path']}")
+                member.linkname = entry["target"]  # made relative where it was absolute inside the run
+                tar.addfile(member)
             for entry in index["files"]:
                 path = run_dir / entry["path"]
                 member = tar.gettarinfo(str(path), arcname=f"{ROOT}/{entry['path']}")
