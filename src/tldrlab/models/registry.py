@@ -3,7 +3,7 @@
 model = build_model("t5", {"size": "tiny"}, tokenizer)
 model_task("gpt2")  # "causal_lm"
 model_task("causal_lm")  # "chat": a pretrained chat LM fine-tuned on document -> summary turns
-parameter_count("t5", {"size": "base"}, vocab_size=8000)  # 44.7M, from the dimensions alone
+parameter_count("t5", {"size": "base"}, vocab_size=8000)  # 48.2M, from the dimensions alone
 
 Importing it imports no torch (the families' builders load it when a model is built), so run configs are
 validated against it cheaply: `model_settings` by the family's config, its size by `parameter_count`.
