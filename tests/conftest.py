@@ -168,6 +168,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     later moves tests from the back of a busy worker's queue to an idle one. In collection order the slow
     tests bunch up in a few directories, so one worker could start a 60 s test when the other had nothing
     left; here each chunk holds every n-th slow test at its front and fast tests behind (what gets stolen).
+
+    Slow tests marked `xdist_group(name)` stay together, at the front of one worker's chunk (the one with
+    the fewest slow tests): tests that build something once per worker process and then share it (the doc
+    examples' runs, made in one home per process) built it in every worker they were spread over.
     The tests run unchanged: only their order moves (each test owns its state: home, database, ports).
     """
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
@@ -175,12 +179,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
     fast = [item for item in items if not item.get_closest_marker("slow")]
+    groups: dict[str, list[pytest.Item]] = {}
+    spread: list[pytest.Item] = []
+    for item in slow:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None:
+            spread.append(item)
+        else:
+            name = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+            groups.setdefault(str(name), []).append(item)
+    shares = [spread[worker::workers] for worker in range(workers)]
+    for group in groups.values():
+        least = min(range(workers), key=lambda worker: len(shares[worker]))
+        shares[least] = group + shares[least]
     ordered: list[pytest.Item] = []
     left = len(items)
     for worker in range(workers):
         size = left // (workers - worker)  # the chunk xdist's scheduler sends this worker first
         left -= size
-        chunk = slow[worker::workers]
+        chunk = shares[worker]
         take = max(0, size - len(chunk))
         chunk, fast = chunk + fast[:take], fast[take:]
         ordered += chunk

@@ -702,6 +702,9 @@ def test_every_runnable_example_has_its_place() -> None:
 
 
 @pytest.mark.slow
+# One worker runs them all (tests/conftest.py): spread over the workers, each worker trained the T5 run and
+# ingested the beer dump the `RUN` and `digest 5` examples it got name, again in its own home.
+@pytest.mark.xdist_group("doc-examples")
 @pytest.mark.parametrize("example", RUNNABLE, ids=_example_id)
 def test_every_runnable_example_runs_at_tiny_size(
     example: Example,
