@@ -271,6 +271,7 @@ _ENTRIES = (
         inputs=("path",),
         must_exist=("path",),
         check="tldrlab.lvm.ingest:check_ingest",
+        local_check="tldrlab.lvm.ingest:check_articles",
         report="tldrlab.lvm.ingest:ingest_report",
     ),
     RunKind(

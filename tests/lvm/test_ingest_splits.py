@@ -44,3 +44,40 @@ def test_ingest_refuses_a_directory_holding_a_test_file_before_a_run_exists(
     held_out = ["lvm", "ingest", str(data / "test.jsonl"), "--source", "held", "-q"]
     assert run_captured(held_out, capsys)[0] == 0
     assert [r.status.value for r in open_registry().list(kind="lvm_ingest")] == ["completed"] * 2
+
+
+def test_ingest_refuses_an_article_id_read_twice_naming_both_places(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory whose files share article ids (two files of records without an `id` field: both are
+    numbered by line) was ingested with each later article replacing the earlier one of its id in the store:
+    4 articles read, 2 stored, nothing said. It is refused before a run exists, naming the id and both
+    places; articles with their own ids are all stored."""
+    from tldrlab.lvm.store import open_concept_store
+
+    data = tldrlab_home / "arts"
+    data.mkdir(parents=True)
+    for name in ("a", "b"):
+        rows = [{"document": f"{name}{i} is a topic. It has another.", "summary": "s"} for i in range(2)]
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, _, err = run_captured(["lvm", "ingest", str(data), "-q"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
+    assert "article id '1' is given twice (a.jsonl line 1; b.jsonl line 1)" in err, err
+    assert open_registry().list() == []
+    once = tldrlab_home / "once.jsonl"  # within one file too
+    rows = [{"id": "x", "document": text, "summary": "s"} for text in ("One.", "Two.")]
+    once.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, _, err = run_captured(["lvm", "ingest", str(once), "-q"], capsys)
+    assert code == 2 and "article id 'x' is given twice (once.jsonl line 1; once.jsonl line 2)" in err, err
+
+    for name in ("a", "b"):
+        rows = [{"id": f"{name}{i}", "document": f"{name}{i} is a topic.", "summary": "s"} for i in range(2)]
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, out, err = run_captured(["lvm", "ingest", str(data), "--source", "arts", "--json", "-q"], capsys)
+    assert code == 0, err
+    store = open_concept_store(None)
+    try:
+        assert json.loads(out)["articles"] == 4
+        assert [a.article_id for a in store.articles("arts")] == ["a0", "a1", "b0", "b1"]
+    finally:
+        store.close()

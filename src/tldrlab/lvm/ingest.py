@@ -64,10 +64,12 @@ def read_articles(
     refuse_held_out_files(path)
     records = read_records(path, format, limit=limit)
     articles = []
-    for record in records:
+    places: dict[str, str] = {}
+    for number, record in enumerate(records, 1):
         if not record.document.strip():
             continue
         prov = record.provenance or {}
+        refuse_shared_id(path, str(record.id), _place(prov, number), places)
         title = prov.get("title")
         url = prov.get("url")
         articles.append(
@@ -82,6 +84,31 @@ def read_articles(
         raise InvalidInputError(f"{path} holds no article with text")
     source = next((r.source for r in records if r.source), "") or path.name.split(".")[0]
     return articles, source
+
+
+def _place(provenance: dict[str, Any], number: int) -> str:
+    """Where a record was read: its file's name and line or row, else its number in the read."""
+    file, where = provenance.get("file"), provenance.get("record")
+    if file and where:
+        return f"{Path(str(file)).name} {where}"
+    return f"{Path(str(file)).name} record {number}" if file else f"record {number}"
+
+
+def refuse_shared_id(path: Path, article_id: str, place: str, places: dict[str, str]) -> None:
+    """InvalidInputError when `article_id` was read before (`places`: id -> where it was read), naming both
+    places: an article is stored under (source, id), so a later article of the same id replaced the earlier
+    one in the store silently (a directory of files numbered by line without an `id` field: every file's
+    first article was '1'). Ids are not made up to keep both: the store, `lvm sequences` and evaluations name
+    articles by the ids the data gives."""
+    first = places.get(article_id)
+    if first is None:
+        places[article_id] = place
+        return
+    raise InvalidInputError(
+        f"{path}: article id {article_id!r} is given twice ({first}; {place}): the second would replace the "
+        "first in the store; give every article its own id (an `id` field: records without one are numbered "
+        "by line in each file), or ingest each file under its own --source"
+    )
 
 
 def refuse_held_out_files(path: Path) -> None:
@@ -102,6 +129,14 @@ def check_ingest(config: IngestConfig) -> None:
     """Kind `lvm_ingest`'s check before a run is created (command line and API alike): the articles' path
     holds no held-out split files (`refuse_held_out_files`, which the run's own read applies too)."""
     refuse_held_out_files(Path(config.path))
+
+
+def check_articles(config: IngestConfig) -> None:
+    """Kind `lvm_ingest`'s command-line check before its run is created: the articles read (an id given
+    twice, no article with text are refused before a run exists, not as a failed one). The command reads
+    them once more in the run, a small cost beside embedding them; the API's worker meets these in the run,
+    before anything is stored."""
+    read_articles(config.path, config.format, config.limit)
 
 
 def load_embedder(name: str | None = None) -> Embedder:
