@@ -284,3 +284,34 @@ def test_cpu_seconds_are_the_runs_own(rotating_sequences: Path) -> None:
     # the checkpoint keeps it, so that a resumed call counts on from there
     state = json.loads(next((Path(record.run_dir) / "checkpoints").glob("step-*/state.json")).read_text())
     assert 0 < state["cpu_seconds"] <= spent
+
+
+def test_a_split_the_sequences_lack_is_refused_before_a_run(
+    rotating_sequences: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm evaluate RUN --split cross` and `lvm generate RUN --measure N --split cross` on sequences of one
+    corpus (no cross split) failed inside their runs and left them behind as failed runs; `generate
+    --measure` skipped the command line's checks altogether (a failed training run's model too)."""
+    from cliutil import run_captured
+    from tldrlab.launch import execute
+    from tldrlab.runs import create_run, open_registry
+
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(rotating_sequences),
+            "model": "gru",
+            "model_settings": {"hidden": 8, "layers": 1},
+            "train": {"max_steps": 2, "batch_size": 16, "eval_every": 2, "device": "cpu", "progress": False,
+                      "plot": False},
+        }
+    )  # fmt: skip
+    record = create_run("lvm_train", config)
+    execute(record.id)
+    for argv in (
+        ["lvm", "evaluate", record.id, "--split", "cross"],
+        ["lvm", "generate", record.id, "--measure", "2", "--split", "cross"],
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code != 0 and "the cross split of" in err, err
+        assert "(splits with sequences: train, val, test)" in err, err
+    assert open_registry().list(kind=("lvm_evaluate", "lvm_generate")) == []

@@ -24,7 +24,8 @@ from rich.console import Console
 from tldrlab.cli.options import Flag, config_command
 from tldrlab.cli.runkinds import RunCommand, add, show_result
 from tldrlab.cli.tables import emit, print_report
-from tldrlab.launch import launch_run
+from tldrlab.kinds import validate_config
+from tldrlab.launch import launch_run, preflight
 from tldrlab.lvm.config import LVMConfig
 
 lvm_app = typer.Typer(help="Concept-vector models: ingest, index, sequences, train, evaluate, generate.")
@@ -71,7 +72,11 @@ def generate(options: Any) -> None:
     from tldrlab.lvm.generate import Smoother, continue_context
 
     if options.measure is not None:
-        launched = launch_run("lvm_generate", options.measure_config())
+        # checked as `tldrlab lvm evaluate` is before its run exists: a failed run's model, or a split the
+        # sequences lack, left a failed lvm_generate run behind
+        config = validate_config("lvm_generate", options.measure_config())
+        preflight("lvm_generate", config)
+        launched = launch_run("lvm_generate", config)
         show_result("lvm_generate", launched.record.id, launched.result or {})
         return
     continued = continue_context(options, Smoother(options.lm) if options.smooth else None)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.lvm.config import (
     LVMConfig,
     LVMEvaluateConfig,
@@ -23,7 +23,7 @@ from tldrlab.lvm.config import (
 from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
 from tldrlab.lvm.index import build_index
 from tldrlab.lvm.models import CONFIG_FILE, build_lvm, load_lvm
-from tldrlab.lvm.sequences import load_sequences
+from tldrlab.lvm.sequences import load_sequences, splits_with_sequences
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.report import Report
@@ -104,6 +104,14 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
     if not path.is_file():
         raise NotFoundError(f"no sequences file {path}: run `tldrlab lvm sequences` first, or give sequences")
+    # a split the sequences do not hold (`--split cross` of one corpus) failed inside the run, leaving it
+    # behind as a failed run
+    has = splits_with_sequences(path)
+    if config.split is not None and config.split not in has:
+        raise InvalidInputError(
+            f"the {config.split} split of {path} has no sequences (splits with sequences: "
+            f"{', '.join(has) or 'none'})"
+        )
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:

@@ -322,6 +322,17 @@ def load_sequences(path: Path | str) -> SequenceSet:
     return SequenceSet(meta=meta, **fields)
 
 
+def splits_with_sequences(path: Path | str) -> list[str]:
+    """The splits of the sequences file `path` that hold at least one sequence, in SPLITS order, reading
+    only its split codes (not the vectors): what a command checks before its run exists."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            codes = data["split"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInputError(f"{path} is not a tldrlab sequences NPZ: {exc}") from exc
+    return [name for name, code in SPLITS.items() if (codes == code).any()]
+
+
 NEAR_DUPLICATE_COSINE = 0.95
 """A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
 
