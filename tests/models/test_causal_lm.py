@@ -3,6 +3,7 @@ reference resolver, layer dropping, LoRA and export that plain transformers load
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -534,3 +535,40 @@ def test_a_text_is_scored_under_a_causal_lm_whose_tokenizer_has_no_bos(
         inputs = torch.tensor([[tokenizer.eos_token_id, *ids]])
         expected = float(model(input_ids=inputs, labels=inputs).loss)
     assert scored["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_chat_generation_ends_at_the_end_of_turn_the_generation_config_names(chat_tokenizer: Any) -> None:
+    # Gemma's and Llama 3's tokenizers end a text with one token (eos) and a chat turn with another, which
+    # their generation config lists beside eos. generate / eval / POST /summarize stopped at the tokenizer's
+    # eos only: a zero-shot answer ran on past its end of turn to max_new_tokens, the next turns' text in the
+    # summary (SmolLM2 given such a tokenizer: "...the closed flasher.\nsystem\n\nuser\nI'm planning to ...")
+    from tldrlab.evaluate.generate import GenerateOptions, generate_detailed
+
+    tokenizer = copy.deepcopy(chat_tokenizer)
+    tokenizer.eos_token = "<|endoftext|>"  # the end of a text; the chat template ends a turn with <|im_end|>
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model = tiny_llama(tokenizer, hidden=32)
+    model.generation_config.eos_token_id = [end_of_turn, tokenizer.eos_token_id]
+    model.tldrlab_name = "causal_lm"
+    document = "library for parsing XML"
+    last = tokenizer.encode(chat_prompt(tokenizer, document), add_special_tokens=False)[-1]
+    [word], [other] = (tokenizer.encode(text, add_special_tokens=False) for text in ("XML", " files"))
+    # a model that answers `word`, ends its turn, then goes on with `other`: every layer adds nothing (its
+    # output projections are zero), so each next token is picked by the current one's embedding alone
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embeddings = model.model.embed_tokens.weight
+        head = torch.zeros_like(embeddings)
+        for k, (current, following) in enumerate(
+            [(last, word), (word, end_of_turn), (end_of_turn, other), (other, other)]
+        ):
+            embeddings[current] = torch.nn.functional.one_hot(torch.tensor(k), embeddings.shape[1]).float()
+            head[following, k] = 10.0
+        model.lm_head.weight = torch.nn.Parameter(head)
+    options = GenerateOptions(temperature=0.0, max_new_tokens=8)
+    [[out]] = generate_detailed(model, tokenizer, [document], options)
+    assert (out.text, out.steps, out.eos_terminated) == ("XML", 2, True)
+    sampled = generate_detailed(model, tokenizer, [document], options.model_copy(update={"temperature": 0.5}))
+    assert sampled[0][0].text == "XML" and sampled[0][0].eos_terminated

@@ -3,7 +3,8 @@
 t5, gpt2 and causal_lm use transformers' `generate` (with its KV cache); char_lstm has its own loop that
 carries the LSTM state forward. A `chat` model (causal_lm) gets each prompt as a document: it is cut to
 `max_input_tokens`, wrapped in the model's chat template with the instruction it was fine-tuned with
-(`models.chat`), and the answer ends at the end-of-turn token. Greedy chat prompts are decoded in left-padded
+(`models.chat`), and the answer ends at the end-of-turn token (the tokenizer's eos or one the model's
+generation config lists: `end_token_ids`). Greedy chat prompts are decoded in left-padded
 batches.
 The seed is applied to a forked RNG so generation never disturbs the caller's random state.
 
@@ -179,20 +180,39 @@ def _generate_chat_batch(
         input_ids=input_ids.to(model.device),
         attention_mask=mask.to(model.device),
         use_cache=True,  # a model trained with gradient checkpointing has it off in its config
-        **_hf_kwargs(options, tokenizer, max_new),
+        **_hf_kwargs(options, tokenizer, max_new, ends=end_token_ids(model, tokenizer)),
         **extra,
     )
     n = options.num_return_sequences
     return [[row[width:].tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(documents))]
 
 
-def _hf_kwargs(options: GenerateOptions, tokenizer: Any, max_new_tokens: int | None = None) -> dict[str, Any]:
-    """transformers `generate` arguments for these options (greedy with several sequences = beam search)."""
+def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The tokens that end a chat model's answer: the tokenizer's eos and those its generation config lists.
+
+    Gemma's and Llama 3's tokenizers end a text with eos and a chat turn with another token, which only their
+    generation config names: stopping at eos alone, an answer ran on past its turn (the next turns' text in
+    the output) to `max_new_tokens`."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    listed = configured if isinstance(configured, list) else [configured]
+    ids = [tokenizer.eos_token_id, *listed]
+    return [int(i) for i in dict.fromkeys(ids) if isinstance(i, int)]
+
+
+def _hf_kwargs(
+    options: GenerateOptions,
+    tokenizer: Any,
+    max_new_tokens: int | None = None,
+    *,
+    ends: list[int] | None = None,
+) -> dict[str, Any]:
+    """transformers `generate` arguments for these options (greedy with several sequences = beam search);
+    `ends`: the tokens that end an output (default: the tokenizer's eos)."""
     sample = options.temperature > 0
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens or options.max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id if options.stop_on_eos else None,
+        "eos_token_id": (ends or tokenizer.eos_token_id) if options.stop_on_eos else None,
         "do_sample": sample,
         "num_return_sequences": options.num_return_sequences,
     }
@@ -228,12 +248,13 @@ class GeneratedText:
     """Whether a stop string cut it."""
 
 
-def _output(tokenizer: Any, ids: list[int], options: GenerateOptions, *, strip: bool) -> GeneratedText:
+def _output(
+    tokenizer: Any, ids: list[int], options: GenerateOptions, *, strip: bool, ends: list[int]
+) -> GeneratedText:
     """The text of one generated row and how it ended. HF pads finished rows after their eos (char_lstm keeps
-    the eos it sampled): the text stops at the first eos when `stop_on_eos`."""
-    eos = tokenizer.eos_token_id
-    if options.stop_on_eos and eos is not None and eos in ids:
-        cut = ids.index(eos)
+    the eos it sampled): the text stops at the first of `ends` when `stop_on_eos`."""
+    cut = next((i for i, token in enumerate(ids) if token in ends), None) if options.stop_on_eos else None
+    if cut is not None:
         kept, steps, ended = ids[:cut], cut + 1, True
     else:
         kept, steps, ended = ids, len(ids), False
@@ -274,6 +295,8 @@ def generate_detailed(
         with torch.random.fork_rng(devices=devices):
             task = model_task(name)
             first_is_start = task == "seq2seq"  # a seq2seq row starts with the decoder start token
+            eos = tokenizer.eos_token_id
+            ends = end_token_ids(model, tokenizer) if task == "chat" else ([] if eos is None else [eos])
             if task in ("seq2seq", "chat"):
                 # Greedy decoding is batched (fast evaluation); sampling goes one prompt at a time so that a
                 # prompt's samples depend only on it and the seed, not on which prompts share its batch.
@@ -297,7 +320,13 @@ def generate_detailed(
             for rows in batches:
                 results.append(
                     [
-                        _output(tokenizer, row[1:] if first_is_start else row, options, strip=task == "chat")
+                        _output(
+                            tokenizer,
+                            row[1:] if first_is_start else row,
+                            options,
+                            strip=task == "chat",
+                            ends=ends,
+                        )
                         for row in rows
                     ]
                 )
