@@ -157,3 +157,15 @@ def test_context_errors_are_clear(concepts: Any, embedder: Any) -> None:
 
     with pytest.raises(InvalidInputError, match="reads TMD labels"):
         predict_next(model, ContextWindow(vectors=np.ones((1, 384), dtype=np.float32)))
+
+
+def test_measure_uses_the_store_given(tmp_path: Path) -> None:
+    """`lvm generate RUN --measure N --db URL` dropped the URL: the lvm_generate run decoded its windows
+    against the home's default store, another corpus (or none) than the one asked for."""
+    from tldrlab.kinds import validate_config
+    from tldrlab.lvm.generate import ContinueOptions
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    options = ContinueOptions.model_validate({"run": "some-run", "measure": 5, "db": url})
+    config = validate_config("lvm_generate", options.measure_config())
+    assert config.store_url == url  # type: ignore[attr-defined]

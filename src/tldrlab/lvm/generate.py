@@ -524,9 +524,10 @@ class ContinueOptions(BaseModel):
 
     def measure_config(self) -> dict[str, Any]:
         """The lvm_generate config `measure` runs."""
+        # the store too: `--db URL` was dropped, and the windows were decoded against the home's own store
         return dict(
             run=self.run, sequences=self.sequences, split=self.split, windows=self.measure, seed=self.seed,
-            k=self.neighbours, smooth=self.smooth, lm=self.lm,
+            k=self.neighbours, smooth=self.smooth, lm=self.lm, store_url=self.db,
         )  # fmt: skip
 
 
