@@ -112,7 +112,9 @@ class RunKind:
     """"module:function", `(config) -> None`: checks only a command line makes, as it executes the run now in
     its own process: of this machine (the device and precision, a distributed launch), and of a model the
     run loads, which over the API a training still queued may yet save (the API's confinement checks that
-    the run or model named exists). The API's workers meet these in the run."""
+    the run or model named exists), and of what the run reads first where that is a read of the whole data,
+    too slow for the API's submit (an ingest's article ids, an experiment's records and the tokenizer it
+    trains on them). The API's workers meet these in the run."""
     report: str | None = None
     """"module:function", `(run_id, result) -> tldrlab.report.Report`: how the result reads (else JSON)."""
     study: str | None = None
@@ -329,6 +331,8 @@ _ENTRIES = (
         "tldrlab.experiments.dendrite_experiment:experiment_job",
         "Baseline vs compressed vs compressed + dendrites T5, same data, tokenizer, seeds and budget.",
         inputs=("data", "eval_data"),
+        check="tldrlab.experiments.config:check_experiment_data",
+        local_check="tldrlab.experiments.dendrite_experiment:check_experiment_inputs",
         report="tldrlab.experiments.results:results_report",
     ),
     RunKind(

@@ -207,3 +207,41 @@ def test_highlight_precision_ranks_sentences_with_the_registry_embedder() -> Non
     )
     # both cat sentences are in the top 3 (P@3 = 2/3); a record without a labelled highlight is left out
     assert out.stdout.split() == [str(2 / 3), "None", "False"], out.stdout + out.stderr
+
+
+def test_input_the_run_would_refuse_leaves_no_run(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A char tokenizer on a corpus with no character frequent enough, too few records, data that is not
+    there, a directory of test files only: each was refused once the experiment ran, leaving a failed
+    experiment run (and POST /runs accepted the last two). The command line refuses all four before a run
+    exists, the API the last two (it does not read the whole data at submit)."""
+    from fastapi.testclient import TestClient
+
+    from cliutil import run_captured
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    (data / "held").mkdir(parents=True)
+    letters = "abcdefghijklmnopqrstuvwx"  # every character once: none occurs min_frequency=2 times
+    rows = [{"document": letters[i], "summary": letters[i + 1]} for i in range(0, len(letters), 2)]
+    (data / "once.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (data / "held" / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    small = ["--eval-size", "2", "--test-size", "2", "--batch-size", "2", "--seeds", "1"]
+    for args, exit_code, message in (
+        (["--data", str(data / "once.jsonl"), "--tokenizer-method", "char", "--vocab-size", "100"], 2,
+         "no character of the corpus occurs min_frequency=2 times"),
+        (["--data", str(data / "once.jsonl"), "--eval-size", "8", "--test-size", "8"], 2,
+         "12 usable training records: too few"),
+        (["--data", str(data / "missing.jsonl")], 2, "data not found"),
+        (["--data", str(data / "held")], 3, "no file for split 'train' (files: test.jsonl)"),
+    ):  # fmt: skip
+        argv = ["experiment", "dendrites", *small, "--arms", "baseline", *args, "-q"]
+        code, _, err = run_captured(argv, capsys)
+        assert code == exit_code and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert open_registry().list() == []
+    client = TestClient(create_app())
+    refused = client.post("/runs", json={"kind": "experiment", "config": {"data": "held"}})
+    assert refused.status_code == 422, refused.text
+    assert "no file for split 'train'" in refused.json()["message"], refused.text
+    assert open_registry().list() == []

@@ -10,6 +10,7 @@ arm) and `LMExperimentConfig` (kind `lm_experiment`: baseline, compressed, + den
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tldrlab.budget import field_error, within_budget
 from tldrlab.choices import OneOf
 from tldrlab.data.formats import ReaderFormat
+from tldrlab.data.readers import split_files
+from tldrlab.data.splits import detect_splits
+from tldrlab.errors import InvalidInputError
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerMethod, check_vocabulary
@@ -389,3 +393,16 @@ class LMArmConfig(LMExperimentConfig):
     """The arm trained (one of the experiment's arms)."""
     seed: Seed
     """The seed of this arm's run (weights of compressed_random, data order)."""
+
+
+def check_experiment_data(config: ExperimentConfig) -> None:
+    """Kind `experiment`'s check before a run is created (command line and API alike), as `train`'s
+    (`train.config.check_train_data`): its data (and `eval_data`) are here and hold data files, a data-set
+    directory its training split. A missing path, or a directory of test files only, was refused in the run,
+    which stayed a failed experiment."""
+    for path in (config.data, config.eval_data):
+        if path is not None and not Path(path).exists():
+            raise InvalidInputError(f"data not found: {path}")
+    split_files(config.data, config.format, detect_splits(config.data)[0])
+    if config.eval_data is not None:
+        split_files(config.eval_data, config.format)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -348,6 +349,19 @@ def experiment_tokenizer(config: ExperimentConfig, data: ExperimentData, out_dir
     tokenizer = tokenizer_once(out_dir, config.tokenizer_method, corpus_files, config.vocab_size, seed=0)
     corpus.unlink(missing_ok=True)
     return tokenizer
+
+
+def check_experiment_inputs(config: ExperimentConfig) -> None:
+    """Kind `experiment`'s command-line check before its run is created: the records it splits (enough of
+    them), and for a tokenizer method a corpus can refuse (char: no character frequent enough; sentencepiece:
+    a vocabulary that does not fit its characters), the tokenizer trained on them as the run trains it, into
+    a temporary directory (bpe fits any corpus). Each was refused in the run, which stayed a failed
+    experiment; the API's worker meets them in the run, before any arm trains."""
+    data = load_data(config)
+    if config.tokenizer_method == "bpe":
+        return
+    with tempfile.TemporaryDirectory(prefix="tldrlab-tokenizer-check-") as directory:
+        experiment_tokenizer(config, data, Path(directory) / "tokenizer")
 
 
 def _check(config: ExperimentConfig) -> None:
