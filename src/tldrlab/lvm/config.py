@@ -42,7 +42,11 @@ def default_sequences() -> Path:
 
 
 SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
-"""Validation metrics an LVM training can pick its kept checkpoint by (`train.best_metric`)."""
+"""Validation metrics `tldrlab lvm train --select` picks the kept checkpoint by."""
+
+EVAL_METRICS = ("eval_loss", "val_cosine", "val_mse", "val_top1_excl")
+"""What every LVM evaluation reports (`tldrlab.lvm.training.LVMTask.evaluate`): the `train.best_metric` an
+LVM training may keep its checkpoint by."""
 
 LVM_BACKBONES = ("lstm", "gru", "transformer", "mamba", "pretrained")
 """The names of `tldrlab.lvm.models.LVM_MODELS`, known here (without torch) so a config naming another one is
@@ -300,6 +304,10 @@ class LVMTrainJobConfig(BaseModel):
         """A transformer's heads divide its width, and the model fits the parameter budget."""
         settings = LVMConfig.model_validate(self.model_settings)
         title = type(self).__name__
+        if (metric := self.train.best_metric) not in EVAL_METRICS:
+            # a typo (`val_cosin`) was found at the first evaluation: the run failed after its first steps
+            message = f"{metric!r} is not an LVM evaluation metric; choose one of {', '.join(EVAL_METRICS)}"
+            raise field_error(title, ("train", "best_metric"), message)
         if self.model == "transformer" and settings.hidden % settings.heads:
             message = f"hidden ({settings.hidden}) must be divisible by heads ({settings.heads})"
             raise field_error(title, ("model_settings", "heads"), message)
