@@ -94,6 +94,21 @@ POLICY = RetentionPolicy(
 )
 
 
+def test_a_dry_run_says_it_would_mark_what_it_leaves_unmarked() -> None:
+    """`runs prune --dry-run` printed `marked delete RUN due ...` for candidates it did not mark (a dry run
+    marks nothing); a real pass, and a dry run after it, say `marked`."""
+    _run(metric=1.0)
+    worse = _run(metric=2.0)
+    dry = prune(POLICY, kind_names=KIND_NAMES, dry_run=True)
+    assert [d.target for d in dry.pending] == [worse] and worse.record.cleanup_marked_at is None
+    lines = [line for line in dry.report().blocks if worse in str(line)]
+    assert len(lines) == 1 and str(lines[0]).startswith("would mark delete") and "due" in str(lines[0])
+    real = prune(POLICY, kind_names=KIND_NAMES)
+    assert worse.record.cleanup_marked_at is not None
+    for report in (real, prune(POLICY, kind_names=KIND_NAMES, dry_run=True)):
+        assert next(str(b) for b in report.report().blocks if worse in str(b)).startswith("marked delete")
+
+
 def test_prune_keeps_referenced_runs_respects_dry_run_and_grace_and_frees_what_it_reports() -> None:
     worse = _run(metric=2.0)
     best = _run(metric=1.0)

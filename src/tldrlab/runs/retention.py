@@ -152,6 +152,8 @@ class PruneReport:
     actions: list[Decision] = field(default_factory=list)
     pending: list[Decision] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
+    unmarked: set[str] = field(default_factory=set)
+    """Pending targets a dry run left unmarked (it marks nothing): its report says it would mark them."""
 
     @property
     def bytes_freed(self) -> int:
@@ -175,7 +177,8 @@ class PruneReport:
             report.blocks.append(line + extra)
         for d in self.pending:
             due = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.due_at)) if d.due_at else "-"
-            report.blocks.append(f"marked {d.action:11} {d.target}  due {due}  ({d.reason})")
+            state = "would mark" if d.target in self.unmarked else "marked"
+            report.blocks.append(f"{state} {d.action:11} {d.target}  due {due}  ({d.reason})")
         report.blocks.append(
             f"{'would free' if self.dry_run else 'freed'} {size_text(self.bytes_freed)} in "
             f"{self.files_deleted} files; {len(self.pending)} run(s) waiting for their grace period; "
@@ -337,6 +340,8 @@ class _Pass:
             if marked is None or self.now - marked < grace:
                 if marked is None and not self.dry_run:
                     self.registry.update(record.id, cleanup_marked_at=self.now)
+                elif marked is None:
+                    self.report.unmarked.add(record.id)
                 decision.status, decision.due_at = "pending", (marked or self.now) + grace
                 self.report.pending.append(decision)
                 return
