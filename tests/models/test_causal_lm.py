@@ -572,3 +572,21 @@ def test_chat_generation_ends_at_the_end_of_turn_the_generation_config_names(cha
     assert (out.text, out.steps, out.eos_terminated) == ("XML", 2, True)
     sampled = generate_detailed(model, tokenizer, [document], options.model_copy(update={"temperature": 0.5}))
     assert sampled[0][0].text == "XML" and sampled[0][0].eos_terminated
+
+
+def test_an_empty_instruction_is_kept_in_training_and_generation(
+    tiny: dict[str, Any], chat_tokenizer: Any, tmp_path: Path
+) -> None:
+    # `instruction: ""` (ask with the document alone) was read back as "no instruction recorded" and replaced
+    # by the default request, in the training examples and in every prompt of the exported model
+    from tldrlab.models.chat import DEFAULT_INSTRUCTION, instruction_of
+
+    model = build_model("causal_lm", {"path": str(tiny["dir"]), "instruction": ""}, chat_tokenizer)
+    assert instruction_of(model) == ""
+    save_model(model, chat_tokenizer, tmp_path / "export")
+    reloaded, tokenizer, _ = load_model(tmp_path / "export")
+    assert instruction_of(reloaded) == ""
+    assert DEFAULT_INSTRUCTION not in chat_prompt(tokenizer, TEXT, instruction_of(reloaded))
+    plain = build_model("causal_lm", {"path": str(tiny["dir"])}, chat_tokenizer)
+    assert instruction_of(plain) == DEFAULT_INSTRUCTION
+    assert instruction_of(tiny["model"]) == DEFAULT_INSTRUCTION  # none recorded: the default

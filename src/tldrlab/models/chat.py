@@ -163,7 +163,8 @@ def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
 
 
 def instruction_of(model: Any) -> str:
-    """The instruction a model was fine-tuned with (kept in its config), else the default."""
+    """The instruction a model was fine-tuned with (kept in its config), else the default. An empty one is
+    kept: the model is asked with the document alone."""
     config = getattr(model, "config", None)
     value = getattr(config, "tldrlab_instruction", None)
-    return value if isinstance(value, str) and value else DEFAULT_INSTRUCTION
+    return value if isinstance(value, str) else DEFAULT_INSTRUCTION
