@@ -61,6 +61,9 @@ def test_inspect_record_folders_per_split(shared_data: Path, folder: str, files:
     assert stats["total"]["document_words"]["median"] == statistics.median(words)
 
 
+# untraced (`no_cover`): reading every QMSum meeting under coverage's tracing took ~2x as long, and the
+# other tests of tests/data and tests/cli cover the same lines (the same term-missing report without it)
+@pytest.mark.no_cover
 def test_inspect_qmsum_and_text(shared_data: Path) -> None:
     stats = inspect_path(shared_data / "qmsum", split="val")
     assert stats["total"]["reader_counts"]["meetings"] == 35
