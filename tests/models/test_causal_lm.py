@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cliutil import run_captured
-from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama, write_tiny_gguf
+from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama, write_tiny_gguf
 from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
 from tldrlab.models import build_model, count_parameters, load_model, save_model
 from tldrlab.models.causal_lm import ADAPTER_SUBDIR, keep_layers
@@ -590,3 +590,19 @@ def test_an_empty_instruction_is_kept_in_training_and_generation(
     plain = build_model("causal_lm", {"path": str(tiny["dir"])}, chat_tokenizer)
     assert instruction_of(plain) == DEFAULT_INSTRUCTION
     assert instruction_of(tiny["model"]) == DEFAULT_INSTRUCTION  # none recorded: the default
+
+
+def test_runs_models_imported_without_a_name_get_names_of_their_own(
+    tiny: dict[str, Any], chat_tokenizer: Any, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # every run's model was installed as "model" (its directory's name): the second run's import was a
+    # conflict whose advice, --force, replaced the first run's model in the store (the only copy once that
+    # run is deleted)
+    runs = [model_run(lambda d: save_tiny_model(tiny["model"], chat_tokenizer, d)) for _ in range(2)]
+    names = []
+    for source in (runs[0].id, f"{runs[1].run_dir}/model"):  # by run id, by path
+        code, out, err = run_captured(["models", "import", source, "--json"], capsys)
+        assert code == 0, err
+        names.append(json.loads(out)["name"])
+    assert names == [f"{run.id}-model" for run in runs]
+    assert all((tldrlab_home / "models" / name).is_dir() for name in names)

@@ -103,7 +103,7 @@ class ImportOptions(BaseModel):
     source: Annotated[str, ModelRef()]
     """A .gguf file, a transformers model directory, or `smollm2`."""
     name: str | None = Field(None, min_length=1)
-    """Store name (default: from the file name)."""
+    """Store name (default: from the file name; `<run id>-model` for a run's model)."""
     dtype: StoreDtype = "float32"
     """Weights' dtype in the store."""
     force: bool = False
@@ -130,6 +130,10 @@ def import_model(
     resolved = resolve_model_ref(str(path.resolve()) if path.exists() else str(ref), settings)
     if name is None:
         name = BUNDLED_NAME if resolved.source == "bundled" else default_name(resolved.path)
+        if resolved.run_dir is not None:
+            # every run's model directory is `model/`: the second run imported was a conflict whose advice,
+            # --force, replaced the first one's copy in the store (the only one once that run is deleted)
+            name = default_name(Path(f"{resolved.run_dir.name}-model"))
     check_name(name)
     check_name_free(name, settings)
     out = store_dir(settings) / name
