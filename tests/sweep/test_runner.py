@@ -249,3 +249,15 @@ def test_sweep_run_json_prints_json_only(tmp_path: Path, capsys: pytest.CaptureF
     result = json.loads(captured.out)
     assert result["trials"] == {"COMPLETE": 1} and result["best"]["params"] == {"x": 0.7, "steps": 2}
     assert "trial 0 COMPLETE" in captured.err  # the progress lines are still shown, on stderr
+
+
+def test_status_of_a_storage_file_that_is_not_there_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep status NAME --storage sqlite:///typo/x.db` created the directory and an empty study database
+    at the typo before saying there was no such study."""
+    missing = tmp_path / "typo" / "x.db"
+    for command in ("status", "best"):
+        code, _, err = run_captured(["sweep", command, "toy", "--storage", f"sqlite:///{missing}"], capsys)
+        assert code == 3 and f"no sweep storage file {missing}" in err, (code, err)
+    assert not missing.parent.exists()

@@ -108,6 +108,13 @@ class StudyRef(BaseModel):
 
 
 def load_study(name: str, storage_url: str | None) -> optuna.Study:
+    """An existing study (`tldrlab sweep status | best | export`): NotFoundError when it is not there. A
+    SQLite storage file that does not exist is not created (with its directories, as opening it would):
+    `sweep status NAME --storage sqlite:///typo/x.db` left an empty study database at the typo."""
+    given = storage_url or default_storage_url()
+    path = given.removeprefix("sqlite:///") if given.startswith("sqlite:///") else ""
+    if path not in ("", ":memory:") and not expand_user(path).is_file():
+        raise NotFoundError(f"no study {name!r}: no sweep storage file {path} (no sweep has used it)")
     storage = open_storage(storage_url)
     names = study_names(storage)
     if name not in names:
