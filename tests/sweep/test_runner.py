@@ -261,3 +261,13 @@ def test_status_of_a_storage_file_that_is_not_there_creates_nothing(
         code, _, err = run_captured(["sweep", command, "toy", "--storage", f"sqlite:///{missing}"], capsys)
         assert code == 3 and f"no sweep storage file {missing}" in err, (code, err)
     assert not missing.parent.exists()
+
+
+def test_an_unreachable_storage_is_a_one_line_error_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The driver's error came whole: libpq's hint and SQLAlchemy's link made the error three lines."""
+    url = "postgresql://someone:s3cret@127.0.0.1:1/sweeps"  # nothing listens on port 1
+    code, _, err = run_captured(["sweep", "status", "toy", "--storage", url], capsys)
+    assert code != 0 and err.startswith("error [service_unavailable] cannot open the sweep storage"), err
+    assert len(err.strip().splitlines()) == 1 and "s3cret" not in err, err

@@ -89,7 +89,10 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(resolved, engine_kwargs=engine_kwargs)
     except Exception as exc:  # sqlalchemy / driver errors: unreachable server, bad path, ...
-        raise ServiceUnavailableError(f"cannot open the sweep storage {redact(resolved)}: {exc}") from exc
+        # the driver's first line: the rest (libpq's hint, SQLAlchemy's "Background on this error at" link)
+        # made the command's one-line error three lines
+        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ServiceUnavailableError(f"cannot open the sweep storage {redact(resolved)}: {detail}") from exc
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
