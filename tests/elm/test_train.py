@@ -179,6 +179,13 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
     assert "preds.jsonl:2: no text field (prediction)" in capsys.readouterr().err
     assert run_cli(["elm", "generate", "--model", str(tmp_path)]) != 0
     assert "exactly one of --data" in capsys.readouterr().err
+    # a blank document was summarised like any other; a split not among the three was "not found: prepare
+    # the data first" (it was prepared)
+    assert run_cli(["elm", "generate", "--model", str(tmp_path), "--text", "a", "--text", " "]) == 2
+    assert "document 2 of --text is blank" in capsys.readouterr().err
+    split = ["elm", "generate", "--model", str(tmp_path), "--data", str(tmp_path), "--split", "dev"]
+    assert run_cli(split) == 2
+    assert "'dev' is not one of 'train', 'val', 'test'" in capsys.readouterr().err
     binary = tmp_path / "preds.bin"
     binary.write_bytes(bytes(range(128, 256)) * 4)  # was a UnicodeDecodeError traceback (exit 1)
     assert run_cli(["elm", "evaluate", "--predictions", str(binary)]) == 2

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -344,12 +344,21 @@ class ElmGenerateOptions(BaseModel):
     """A saved ELM directory or an elm_train run id."""
     data: str | None = None
     """An ELM data directory (with `split`)."""
-    split: str = "test"
+    split: Literal["train", "val", "test"] = "test"
     """The split of `data` to summarise: train, val or test."""
     input: str | None = None
     """A <split>_synthesis.jsonl in an ELM layout."""
     text: list[str] = Field(default_factory=list)
     """Raw documents to summarise (embedded here)."""
+
+    @field_validator("text")
+    @classmethod
+    def _documents_have_text(cls, texts: list[str]) -> list[str]:
+        # a blank document was embedded and "summarised" like any other: a summary of nothing
+        if blank := [str(i + 1) for i, text in enumerate(texts) if not text.strip()]:
+            raise ValueError(f"document {', '.join(blank)} of --text is blank: give each document's text")
+        return texts
+
     output: str | None = None
     """Write the prediction rows (JSON lines) here."""
     limit: int | None = Field(default=None, ge=1)
