@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import optuna
@@ -13,6 +14,29 @@ from tldrlab.sweep.report import plot_study
 from tldrlab.track.plots import plot_run_metrics
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sampled_study(extra: dict[str, Any]) -> optuna.Study:
+    """Eight random trials drawn through the sweep's own mapping: a quantised log-uniform `lr` and a normal
+    `dropout` (the two Optuna keeps under internal names), an integer `layers`, and `extra`."""
+    from tldrlab.sweep.mapping import suggest_params
+    from tldrlab.sweep.spec import parse_sweep
+
+    parameters: dict[str, Any] = {
+        "lr": {"distribution": "q_log_uniform_values", "min": 1e-4, "max": 1e-1, "q": 1e-4},
+        "dropout": {"distribution": "normal", "mu": 0.2, "sigma": 0.05},
+        "layers": {"min": 1, "max": 4},
+        **extra,
+    }
+    spec = parse_sweep(
+        {"method": "random", "program": "p.py", "metric": {"name": "loss"}, "parameters": parameters}
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = study.ask()
+        values = suggest_params(trial, spec)
+        study.tell(trial, values["lr"] * 10 + values["dropout"] + values["layers"])
+    return study
 
 
 def test_study_plots_do_not_restyle_the_run_curves_drawn_after_them(tmp_path: Path) -> None:
@@ -48,23 +72,9 @@ def test_the_importance_plot_names_parameters_as_the_sweep_file_does() -> None:
 
     import matplotlib.pyplot as plt
 
-    from tldrlab.sweep.mapping import suggest_params
     from tldrlab.sweep.report import plot_param_importances
-    from tldrlab.sweep.spec import parse_sweep
 
-    parameters = {
-        "lr": {"distribution": "q_log_uniform_values", "min": 1e-4, "max": 1e-1, "q": 1e-4},
-        "dropout": {"distribution": "normal", "mu": 0.2, "sigma": 0.05},
-        "layers": {"min": 1, "max": 4},
-    }
-    spec = parse_sweep(
-        {"method": "random", "program": "p.py", "metric": {"name": "loss"}, "parameters": parameters}
-    )
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(8):
-        trial = study.ask()
-        values = suggest_params(trial, spec)
-        study.tell(trial, values["lr"] * 10 + values["dropout"] + values["layers"])
+    study = _sampled_study({})
     assert {"lr@x", "dropout@u"} <= set(study.trials[0].params)  # the internal names Optuna keeps
     before = dict(matplotlib.rcParams)
     with warnings.catch_warnings():
@@ -86,25 +96,9 @@ def test_the_parallel_coordinate_plot_shows_the_parameters_values() -> None:
 
     import matplotlib.pyplot as plt
 
-    from tldrlab.sweep.mapping import suggest_params
     from tldrlab.sweep.report import plot_parallel_coordinate
-    from tldrlab.sweep.spec import parse_sweep
 
-    parameters = {
-        "lr": {"distribution": "q_log_uniform_values", "min": 1e-4, "max": 1e-1, "q": 1e-4},
-        "dropout": {"distribution": "normal", "mu": 0.2, "sigma": 0.05},
-        "layers": {"min": 1, "max": 4},
-        "shape": {"values": [[1, 2], [3]]},
-        "seed": {"value": 7},
-    }
-    spec = parse_sweep(
-        {"method": "random", "program": "p.py", "metric": {"name": "loss"}, "parameters": parameters}
-    )
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(8):
-        trial = study.ask()
-        values = suggest_params(trial, spec)
-        study.tell(trial, values["lr"] * 10 + values["dropout"] + values["layers"])
+    study = _sampled_study({"shape": {"values": [[1, 2], [3]]}, "seed": {"value": 7}})
     drawn = {name: [t.user_attrs["params"][name] for t in study.trials] for name in ("lr", "dropout")}
     before = dict(matplotlib.rcParams)
     with warnings.catch_warnings():
