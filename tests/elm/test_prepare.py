@@ -189,3 +189,18 @@ def test_train_and_test_files_without_a_dev_file_never_put_test_records_in_train
     assert not [r.document for r in splits["train"] + splits["val"] if r.document.startswith("test-")]
     assert (len(splits["train"]), len(splits["val"])) == (18, 2)
     assert sorted(r.document[:6] for r in splits["test"]) == [f"test-{i}" for i in range(5)]
+
+
+def test_quiet_prepare_draws_no_embedding_bar(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab -q elm prepare` ("no progress bars") still drew its "embedding train/val/test" bars: they read
+    the config's `progress` only (which the command's own `--quiet` sets), not the console's setting that
+    every other tldrlab bar reads."""
+    data = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    args = ["elm", "prepare", "--data", str(data), "--limit", "6"]
+    assert run_cli([*args, "--out", str(tmp_path / "shown")]) == 0
+    assert "embedding train" in capsys.readouterr().err  # the bar draws on a console that shows bars
+    for quiet in (["-q", *args], [*args, "--quiet"]):
+        assert run_cli([*quiet, "--out", str(tmp_path / f"quiet{len(quiet[0])}")]) == 0
+        assert "embedding" not in capsys.readouterr().err, quiet

@@ -28,6 +28,7 @@ from tldrlab.data.splits import detect_splits, test_split
 from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.logs import progress_bars_shown
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
 
@@ -360,7 +361,8 @@ def _encode(model: Any, texts: list[str], desc: str, progress: bool) -> torch.Te
 
     chunk = 256
     parts = []
-    with tqdm(total=len(texts), desc=desc, unit="doc", disable=not progress) as bar:
+    shown = progress and progress_bars_shown()  # `tldrlab -q` sets the console's, not the config's
+    with tqdm(total=len(texts), desc=desc, unit="doc", disable=not shown) as bar:
         for start in range(0, len(texts), chunk):
             parts.append(np.asarray(model.encode(texts[start : start + chunk]), dtype=np.float32))
             bar.update(len(texts[start : start + chunk]))
