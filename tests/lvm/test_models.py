@@ -141,7 +141,7 @@ def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Pa
     with pytest.raises(InvalidConfigError, match=r"model_settings: .*hiden: Extra inputs"):
         validate_config("lvm_train", {"sequences": str(rotating_sequences), "model_settings": {"hiden": 8}})
     # a best_metric the evaluations do not report failed at the first evaluation, the run left behind failed
-    with pytest.raises(InvalidConfigError, match=r"train.best_metric: 'val_cosin' is not an LVM evaluation"):
+    with pytest.raises(InvalidConfigError, match=r"best_metric: unknown LVM evaluation metric 'val_cosin'"):
         validate_config(
             "lvm_train", {"sequences": str(rotating_sequences), "train": {"best_metric": "val_cosin"}}
         )

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tldrlab.budget import field_error, field_errors, within_budget
-from tldrlab.choices import OneOf
+from tldrlab.choices import OneOf, unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import validation_problems
@@ -306,7 +306,7 @@ class LVMTrainJobConfig(BaseModel):
         title = type(self).__name__
         if (metric := self.train.best_metric) not in EVAL_METRICS:
             # a typo (`val_cosin`) was found at the first evaluation: the run failed after its first steps
-            message = f"{metric!r} is not an LVM evaluation metric; choose one of {', '.join(EVAL_METRICS)}"
+            message = unknown_choice("LVM evaluation metric", metric, EVAL_METRICS)
             raise field_error(title, ("train", "best_metric"), message)
         if self.model == "transformer" and settings.hidden % settings.heads:
             message = f"hidden ({settings.hidden}) must be divisible by heads ({settings.heads})"
