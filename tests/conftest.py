@@ -53,6 +53,7 @@ import pytest
 
 from netutil import free_port, start_redis
 from tldrlab.config import get_settings
+from tldrlab.logs import show_progress_bars
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -239,6 +240,10 @@ def tldrlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+    # A command's `--quiet` (or an in-process service's non-terminal stderr) turns tldrlab's bars off for
+    # the rest of its process, as it should for one command line; the next test in this worker starts as a
+    # fresh command line does (a loop's bar was missing from a later test's output otherwise).
+    show_progress_bars(True)
 
 
 @pytest.fixture
