@@ -59,11 +59,7 @@ def detect_splits(
 
 def test_split(path: str | Path) -> str | None:
     """`test` when `path` is a data-set directory with a test file among those a read covers, else None."""
-    path = Path(path)
-    if not path.is_dir():
-        return None
-    found = any(split_tokens(p.name) & SPLIT_ALIASES["test"] for p in _read_files(path))
-    return "test" if found else None
+    return "test" if any(tokens & SPLIT_ALIASES["test"] for _, tokens in _named_files(path)) else None
 
 
 def held_out_split(path: str | Path) -> str | None:
@@ -71,22 +67,24 @@ def held_out_split(path: str | Path) -> str | None:
     file, else `dev` when it has a validation file; None (all of it) for a file or a directory whose files
     name neither. `tldrlab eval MODEL --data DIR` read every file, the training ones too, and scored them
     all."""
-    path = Path(path)
-    if not path.is_dir():
-        return None
-    if found := test_split(path):
-        return found
-    return "dev" if any(split_tokens(p.name) & DEV_NAMES for p in _read_files(path)) else None
+    names = [tokens for _, tokens in _named_files(path)]  # one listing for both questions
+    if any(tokens & SPLIT_ALIASES["test"] for tokens in names):
+        return "test"
+    return "dev" if any(tokens & DEV_NAMES for tokens in names) else None
 
 
 def held_out_files(path: str | Path) -> list[Path]:
     """The files of a data-set directory (among those a read covers) whose names make them a validation or
     test split; none for a single file (which is the data it was named as)."""
-    path = Path(path)
-    if not path.is_dir():
-        return []
     held = DEV_NAMES | SPLIT_ALIASES["test"]
-    return [p for p in _read_files(path) if split_tokens(p.name) & held]
+    return [file for file, tokens in _named_files(path) if tokens & held]
+
+
+def _named_files(path: str | Path) -> list[tuple[Path, set[str]]]:
+    """Each file a read of the data-set directory `path` covers, with the split words of its name; none for
+    a single file (which is the data it was named as, whatever its name says)."""
+    path = Path(path)
+    return [(p, split_tokens(p.name)) for p in _read_files(path)] if path.is_dir() else []
 
 
 def _read_files(directory: Path) -> list[Path]:
