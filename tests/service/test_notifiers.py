@@ -533,3 +533,25 @@ def test_without_redis_a_run_requeued_from_a_dead_worker_reaches_the_webhook_as_
     assert events[0]["message"] == (
         "requeued: worker gone:1:dead stopped responding; resuming from the last checkpoint"
     )
+
+
+def test_train_answers_a_config_the_api_refuses_for_its_numbers_or_keys(tldrlab_home: Path) -> None:
+    # `/train smoke {"steps": NaN}` (or 1e999, a lone surrogate) raised httpx's ValueError out of
+    # BotCommands.handle, since the bot re-encoded the parsed config: the slash command got no reply at all
+    # ("did not respond"); and a key given twice was silently the last, where the API refuses it. The config
+    # text now reaches the API as written, and its refusal is the reply
+    watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+    commands = BotCommands(cast(httpx.Client, TestClient(create_app())), owner_id=42, watch_list=watch_list)
+    for config, said in [
+        ('{"steps": NaN}', "steps: Input should be a finite number"),
+        ('{"steps": 1e999}', "steps: Input should be a finite number"),
+        ('{"wandb": "\\ud800"}', "lone surrogate"),
+        ('{"wandb": "café ☕"}', "wandb: "),
+        ('{"steps": 3, "steps": 0}', "the key 'steps' is given twice"),
+    ]:
+        reply = commands.handle(42, "train", f"smoke {config}") or ""
+        assert said in reply, (config, reply)
+    assert watch_list.ids() == set() and open_registry().list() == []
+    queued = commands.handle(42, "train", 'smoke {"steps": 3}') or ""
+    assert queued.startswith("queued `smoke-"), queued
+    assert record(queued.split("`")[1]).config["steps"] == 3
