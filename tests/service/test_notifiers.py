@@ -21,6 +21,7 @@ from cliutil import run_captured
 from netutil import free_port
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError, ServiceUnavailableError
+from tldrlab.kinds import submittable_kinds
 from tldrlab.runs import RunStatus, create_run, open_registry, start_run
 from tldrlab.service.app import create_app
 from tldrlab.service.events import RunEvent
@@ -555,3 +556,16 @@ def test_train_answers_a_config_the_api_refuses_for_its_numbers_or_keys(tldrlab_
     queued = commands.handle(42, "train", 'smoke {"steps": 3}') or ""
     assert queued.startswith("queued `smoke-"), queued
     assert record(queued.split("`")[1]).config["steps"] == 3
+
+
+def test_an_unknown_kind_lists_every_kind_the_api_names(tldrlab_home: Path) -> None:
+    # the API's message names every kind, but the bot cut error messages at 300 characters: `/train dance`
+    # listed kinds up to lvm_tra… and never showed smoke, sweep, tokenizer or train
+    commands = BotCommands(
+        cast(httpx.Client, TestClient(create_app())),
+        owner_id=42,
+        watch_list=FileWatchList(tldrlab_home / "discord" / "watching.json"),
+    )
+    reply = commands.handle(42, "train", "dance {}") or ""
+    assert "unknown_kind" in reply and "…" not in reply, reply
+    assert all(kind.name in reply for kind in submittable_kinds()), reply

@@ -317,7 +317,9 @@ class BotCommands:
             status = response.status_code
             raise InvalidInputError(f"the tldrlab API answered HTTP {status} without a JSON object")
         if response.status_code >= 400:
-            raise InvalidInputError(f"{body.get('code', 'error')}: {redact(body.get('message'))}")
+            # `handle` fits the reply to one message; redact's 300 cut the kinds an unknown kind lists
+            message = redact(body.get("message"), limit=DISCORD_MESSAGE_LIMIT)
+            raise InvalidInputError(f"{body.get('code', 'error')}: {message}")
         return body
 
     @staticmethod
