@@ -606,3 +606,26 @@ def test_runs_models_imported_without_a_name_get_names_of_their_own(
         names.append(json.loads(out)["name"])
     assert names == [f"{run.id}-model" for run in runs]
     assert all((tldrlab_home / "models" / name).is_dir() for name in names)
+
+
+def test_a_config_without_architectures_says_what_is_missing_and_what_to_do(
+    tiny: dict[str, Any], tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a transformers directory whose config.json lacks `architectures` (written by hand, an old exporter)
+    # answered "holds a 'llama' model; tldrlab loads t5, gpt2, char_lstm, causal_lm": a Llama is a causal_lm
+    import shutil
+
+    directory = tmp_path / "no-architectures"
+    shutil.copytree(tiny["dir"], directory)
+    config_file = directory / "config.json"
+    config = json.loads(config_file.read_text())
+    architectures = config.pop("architectures")
+    config_file.write_text(json.dumps(config))
+    code, _, err = run_captured(["generate", str(directory), "-p", "hi", "--max-new-tokens", "2"], capsys)
+    message = " ".join(err.split())
+    assert code == InvalidInputError.exit_code, err
+    assert f"{config_file} has no `architectures` field (model_type 'llama')" in message
+    assert '"architectures": ["LlamaForCausalLM"], to config.json' in message and "Traceback" not in err
+    config_file.write_text(json.dumps({**config, "architectures": architectures}))  # doing what it says
+    code, _, err = run_captured(["generate", str(directory), "-p", "hi", "--max-new-tokens", "2"], capsys)
+    assert code == 0, err

@@ -217,9 +217,25 @@ def model_name_in(directory: Path) -> str:
     model_type = config.get("model_type")
     if model_type in MODELS:
         return str(model_type)
-    if any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or []):
+    architectures = config.get("architectures") or []
+    if any(str(a).endswith("ForCausalLM") for a in architectures):
         return "causal_lm"  # a Llama / Qwen2 / Mistral / ... directory written by transformers
-    raise InvalidInputError(f"{directory} holds a {model_type!r} model; tldrlab loads {', '.join(MODELS)}")
+    families = ", ".join(name for name in MODELS if name != "causal_lm")
+    if not architectures:
+        # "holds a 'llama' model; tldrlab loads ..., causal_lm" (or "a None model") named no fault: a causal
+        # LM is told by `architectures`, which a config written by hand or an old exporter may lack
+        kind = f"model_type {model_type!r}" if model_type else "no model_type either"
+        raise InvalidInputError(
+            f"{directory / 'config.json'} has no `architectures` field ({kind}), so tldrlab cannot tell "
+            f"which model it holds: for a causal LM add its class, e.g. "
+            f'"architectures": ["LlamaForCausalLM"], to config.json (or save the model again with '
+            f"transformers' save_pretrained); tldrlab's own {families} directories name their model_type"
+        )
+    shown = ", ".join(str(a) for a in architectures)
+    raise InvalidInputError(
+        f"{directory} holds a {shown} model ({model_type!r}), not a causal LM (*ForCausalLM) or one of "
+        f"tldrlab's {families}"
+    )
 
 
 def load_model(path_or_name: Path | str, *, device: str | None = None) -> tuple[Any, Any, str]:
