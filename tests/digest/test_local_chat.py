@@ -137,6 +137,26 @@ def test_citations_that_do_not_exist_or_support_their_bullet(
     assert "marked unsupported" in notices[0].text
 
 
+def test_a_digest_whose_every_bullet_was_dropped_says_only_that(
+    store: SentenceStore, embedder: Embedder, tmp_path: Path
+) -> None:
+    # the pipeline added "the local summarizer's text held no bullet (...): the model may not have learned to
+    # write summaries yet" beside the summarizer's "1 of 1 generated bullet(s) dropped": the text held one
+    context = context_for(store, embedder)
+    model = memorized_model(tmp_path, context, "- [42] My cat sleeps on the keyboard\n")
+    params = {"model_path": str(model), "constrained": False}
+    options = DigestOptions(summarizer="local", k=6, max_bullets=3, use_cache=False, params=params)
+    events = list(digest_events(store, context.thread.id, options, embedder=embedder))
+    digest = events[-1].digest
+    assert digest is not None and digest.text == "- [42] My cat sleeps on the keyboard\n"
+    assert digest.bullets == []
+    assert digest.notices == [
+        "1 bullet(s) cited sentence numbers that do not exist; those citations were removed",
+        "1 of 1 generated bullet(s) dropped: the sentences they cite do not support them",
+    ]
+    assert [e.text for e in events if e.kind == "notice"] == digest.notices
+
+
 def test_two_stage_default_shows_the_draft_then_the_models_bullets(
     store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -188,6 +188,7 @@ def digest_events(
     bullets: list[Bullet] = []
     draft: list[Bullet] = []
     notices: list[str] = []
+    explained = False  # the summarizer said why it kept no bullet
     for event in summarizer.stream(context):
         if stop.is_set():
             return
@@ -196,6 +197,7 @@ def digest_events(
             yield DigestEvent("token", text=event)
         elif isinstance(event, Notice):
             notices.append(event.text)
+            explained = explained or event.explains_empty
             yield DigestEvent("notice", text=event.text)
         elif isinstance(event, Draft):
             draft = merge_repeated_bullets(event.bullets)
@@ -206,7 +208,7 @@ def digest_events(
     if stop.is_set():
         return
     text = "".join(pieces)
-    if not bullets:  # a model that generated nothing: say so, with the likely cause
+    if not bullets and not explained:  # a model that generated nothing: say so, with the likely cause
         notice = empty_digest_notice(options.summarizer, text, has_highlights=bool(highlights))
         log.warning(notice, extra={"fields": {"thread_id": thread_id}})
         notices.append(notice)

@@ -60,6 +60,9 @@ class Notice:
     """A message for the reader about how the digest was made (a fallback, dropped bullets)."""
 
     text: str
+    explains_empty: bool = False
+    """It says why the summarizer kept no bullet (every one it wrote was dropped): the pipeline then adds no
+    guess of its own ("the text held no bullet"), which would contradict it."""
 
 
 @dataclass

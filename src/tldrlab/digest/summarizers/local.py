@@ -273,7 +273,8 @@ class LocalSummarizer:
             what = "marked unsupported" if self.unsupported == "mark" else "dropped"
             yield Notice(
                 f"{unsupported} of {len(cited)} generated bullet(s) {what}: "
-                "the sentences they cite do not support them"
+                "the sentences they cite do not support them",
+                explains_empty=not bullets,
             )
         yield bullets
 
