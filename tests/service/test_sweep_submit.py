@@ -144,3 +144,47 @@ def test_an_api_sweep_whose_trials_cannot_compute_its_metric_is_refused_at_submi
     assert "sweep.config.train.best_metric" in body["message"], body
     assert "eval_rougeL" in body["message"]
     assert open_registry().list(kind=["sweep"]) == []
+
+
+def test_an_api_sweep_stores_the_base_config_the_client_wrote_not_a_drawn_trial(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    """The submit check validates the base config with plausible parameter values drawn into it; the sweep
+    run stored that checked config, so its base held one draw (`train.lr: 0.0055` where the client wrote
+    0.005, a `train.warmup_steps` the client never set) and every default of the `train` section. Only the
+    paths are rewritten (confined); the search space stays in `parameters`."""
+    sequences = tldrlab_home / "data" / "lvm" / "sequences.npz"
+    sequences.parent.mkdir(parents=True)
+    sequences.write_bytes(b"only submitted here, never read")
+    sweep = {
+        "program": "tldrlab.lvm",
+        "method": "random",
+        "metric": {"name": "val_cosine", "goal": "maximize"},
+        "parameters": {"train.lr": {"min": 1e-4, "max": 1e-2}, "train.warmup_steps": {"values": [1, 2]}},
+        "config": {"sequences": "lvm/sequences.npz", "train": {"max_steps": 60, "lr": 5e-3}},
+    }
+    stored = _submitted(client, sweep)
+    assert stored["config"] == {"sequences": str(sequences), "train": {"max_steps": 60, "lr": 5e-3}}
+    assert stored["parameters"] == sweep["parameters"]
+
+
+def test_an_api_experiment_sweep_keeps_its_base_arm_and_seed(client: TestClient, tldrlab_home: Path) -> None:
+    """An experiment's `arm` and `seed` are no fields of its config: the stored base config dropped them, so
+    every trial trained the default arm (compressed_pai) and seed 1 where the client asked for another."""
+    records = tldrlab_home / "data" / "records.jsonl"
+    records.parent.mkdir(parents=True)
+    records.write_text('{"source": "a long text to summarize", "target": "a summary"}\n' * 4)
+    sweep = {
+        "program": "tldrlab.experiment",
+        "method": "grid",
+        "metric": {"name": "highlight_p_at_3", "goal": "maximize"},
+        "parameters": {"dendrites.switch_every": {"values": [5, 7]}},
+        "config": {"data": "records.jsonl", "budget_steps": 10, "arm": "baseline", "seed": 3},
+    }
+    stored = _submitted(client, sweep)
+    assert stored["config"] == {"data": str(records), "budget_steps": 10, "arm": "baseline", "seed": 3}
+    # an arm no trial could train is refused at submit, as the command line's check refuses it
+    bad = {**sweep, "config": {**sweep["config"], "arm": "pai"}}
+    response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": bad}})
+    assert response.status_code == 422, response.text
+    assert "sweep.config.arm: unknown arm 'pai'" in response.json()["message"]

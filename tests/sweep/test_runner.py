@@ -19,7 +19,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from cliutil import run_captured
+from cliutil import run_captured, run_cli
 from tldrlab.cli.main import main
 from tldrlab.errors import NotFoundError
 from tldrlab.runs import open_registry
@@ -271,3 +271,30 @@ def test_an_unreachable_storage_is_a_one_line_error_without_its_password(
     code, _, err = run_captured(["sweep", "status", "toy", "--storage", url], capsys)
     assert code != 0 and err.startswith("error [service_unavailable] cannot open the sweep storage"), err
     assert len(err.strip().splitlines()) == 1 and "s3cret" not in err, err
+
+
+def test_sweep_run_stores_the_base_config_of_the_file(tmp_path: Path) -> None:
+    """The command line's sweep run stores the sweep file's base config as written, as the API now does
+    (tests/service/test_sweep_submit.py): not the config its check validated with a draw of the parameters."""
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 20)
+    base = {
+        "model": "char_lstm",
+        "model_settings": {"hidden_dim": 8, "embedding_dim": 8, "num_layers": 1},
+        "data": {"path": str(text)},
+        "tokenizer": {"method": "char"},
+        "train": {"max_steps": 2, "batch_size": 2, "lr": 5e-3},
+        "wandb": "disabled",
+    }
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        name="as-written",
+        program="tldrlab.train",
+        metric={"name": "eval_loss", "goal": "minimize"},
+        parameters={"train.lr": {"min": 1e-4, "max": 1e-2}},
+        config=base,
+    )
+    assert run_cli(["sweep", "run", str(sweep), "--trials", "1", "--quiet"]) == 0
+    (record,) = open_registry().list(kind="sweep")
+    assert record.config["sweep"]["config"] == base
+    assert record.config["sweep"]["parameters"] == {"train.lr": {"min": 1e-4, "max": 1e-2}}

@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tldrlab.choices import unknown_choice
 from tldrlab.config import Settings, expand_user
 from tldrlab.data.readers import split_files
 from tldrlab.errors import (
@@ -51,6 +52,7 @@ from tldrlab.errors import (
     validation_problems,
 )
 from tldrlab.evaluate.model_run import model_run, training_data
+from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets, unchanged_location
@@ -141,7 +143,10 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
             "sweep.program: API sweeps run tldrlab programs (tldrlab.train, tldrlab.elm, "
             "tldrlab.experiment, tldrlab.lvm); a command line would run code on the server"
         )
-    base = {k: v for k, v in spec.config.items() if not (spec.kind == "experiment" and k in ("arm", "seed"))}
+    # an experiment's `arm` and `seed` pick what a trial trains, they are no fields of its config
+    picks = ("arm", "seed") if spec.kind == "experiment" else ()
+    base = {k: v for k, v in spec.config.items() if k not in picks}
+    _check_experiment_picks(spec.config if picks else {})
     program = _program_config(kind, base, spec)
     _program_config(kind, base, spec, largest=True)  # the largest model a trial builds: the parameter budget
     sites = [
@@ -156,7 +161,41 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     # what the client set (paths now confined), not every default: a trial builds its config from this base
     # as the command line does (the kind's section defaults, `best_metric` following the sweep's metric)
     confined = program.model_dump(mode="json", exclude_unset=True)
-    config.sweep = {**config.sweep, "config": {k: confined[k] for k in spec.config if k in confined}}
+    as_written = _as_submitted(spec.config, confined, {*spec.parameters, *picks})
+    config.sweep = {**config.sweep, "config": as_written}
+
+
+def _check_experiment_picks(config: dict[str, Any]) -> None:
+    """An experiment sweep's base `arm` and `seed`, which every trial not drawing them trains: refused at
+    submit as a trial would refuse them (`sweep.trials.experiment_config`, `check_experiment`)."""
+    if "arm" in config and config["arm"] not in EXPERIMENT_ARMS:
+        raise InvalidConfigError(f"sweep.config.arm: {unknown_choice('arm', config['arm'], EXPERIMENT_ARMS)}")
+    seed = config.get("seed", 1)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidConfigError(f"sweep.config.seed: must be an integer; got {seed!r}")
+
+
+def _as_submitted(
+    submitted: dict[str, Any], confined: dict[str, Any], as_given: set[str], prefix: str = ""
+) -> dict[str, Any]:
+    """The base config as the client wrote it, its paths as confinement rewrote them. `confined` was checked
+    with parameter values drawn into it and its sections' defaults filled in: storing it gave the sweep run
+    one trial's draw as its base (`train.lr: 0.0055` where the client wrote 0.005) and every default of a
+    section the client gave in part. The dotted names in `as_given` keep the client's value: the parameters
+    (none chooses a path: refused above) and an experiment's `arm` and `seed` (no config fields, so they
+    were never in `confined`: dropping them made every trial train the default arm and seed)."""
+    out: dict[str, Any] = {}
+    for key, value in submitted.items():
+        name = f"{prefix}{key}"
+        if name in as_given:
+            out[key] = value
+        elif key not in confined:
+            continue
+        elif isinstance(value, dict) and isinstance(confined[key], dict):
+            out[key] = _as_submitted(value, confined[key], as_given, f"{name}.")
+        else:
+            out[key] = confined[key]
+    return out
 
 
 def _program_config(kind: str, base: dict[str, Any], spec: SweepSpec, *, largest: bool = False) -> BaseModel:
