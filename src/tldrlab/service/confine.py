@@ -449,8 +449,8 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
             return value
         except NotFoundError:
             pass  # an ambiguous prefix may still be an installed model's or an alias's name: ask the resolver
-        try:
-            resolved = resolve_model_ref(value, settings)
+        try:  # never the server's working directory: a client names the store's models or data-root paths
+            resolved = resolve_model_ref(value, settings, working_dir=False)
         except AmbiguousRunIdError as exc:  # names only the prefix and a count: no server path to hide
             raise InvalidConfigError(f"{where}: {exc.message}") from None
         except Exception:  # the resolver's messages may name server paths
