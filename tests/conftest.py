@@ -45,7 +45,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +375,41 @@ def browser() -> Iterator[object]:
         instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield instance
         instance.close()
+
+
+def _recapture(config: pytest.Config) -> None:
+    """Give a test's running `capsys` / `capfd` back the streams `--setup-show` took from it.
+
+    pytest's `--setup-show` prints each fixture's SETUP / TEARDOWN line by suspending and resuming the global
+    capture only, and resuming it points `sys.stdout` / `sys.stderr` (and, for `capfd`, fds 1 and 2) at the
+    global capture's files. A fixture set up mid-test (`request.getfixturevalue("postgres_url")`, as the
+    tests choosing a backend do) therefore sent everything the test printed after it past its `capsys`:
+    `capsys.readouterr()` read "" and those tests failed under `--setup-show` alone."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    fixture = getattr(capman, "_capture_fixture", None)  # the test's capsys / capfd (pytest's own slot)
+    if capman is not None and fixture is not None and fixture._is_started():
+        # a started capture's resume is a no-op: suspended first (its streams give way to what they
+        # replaced), it puts its own files back; what it captured so far is kept
+        capman.suspend_fixture()
+        capman.resume_fixture()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Generator[None, object, object]:
+    # outermost, so this runs after `--setup-show`'s own wrapper printed its line
+    try:
+        return (yield)
+    finally:
+        if request.config.option.setupshow:
+            _recapture(request.config)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_post_finalizer(
+    fixturedef: Any, request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    finally:
+        if request.config.option.setupshow:
+            _recapture(request.config)
