@@ -2,7 +2,10 @@
 recorded failed with that code wherever the registry can still be written.
 
 The disk is a real one that fills up: a small tmpfs mounted in a private mount namespace of the command
-(`unshare`, as root or through a user namespace), so nothing outside the test sees it.
+(`mountutil.in_mount_namespace`: as root or through a user namespace), so nothing outside the test sees it.
+A machine that gives neither fails these tests saying so: a real ENOSPC needs a real full file system, and
+what an unprivileged process can make instead (RLIMIT_FSIZE) fails writes with another error (EFBIG, "File
+too large"), which is not a full disk.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mountutil import in_mount_namespace
 from tldrlab.runs import RunStatus, open_registry, start_run
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -34,12 +38,7 @@ def _train_on_a_full_disk(
     command = f"{sys.executable} -m tldrlab -q {TRAIN.format(data=data)}"
     script = f"mount -t tmpfs -o size={size} tmpfs {mount} && exec {command}"
     env = {**os.environ, "TLDRLAB_HOME": str(home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
-    unshare = (
-        ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
-    )
-    return subprocess.run(
-        [*unshare, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
+    return in_mount_namespace(script, env, timeout=300)
 
 
 # the first checkpoint's optimizer.pt (torch's writer) or its model.safetensors is the write that fails
@@ -79,12 +78,7 @@ def test_exporting_a_run_onto_a_full_disk_is_one_line(tldrlab_home: Path, tmp_pa
     command = f"{sys.executable} -m tldrlab runs export {run.id} --out {out}/"
     script = f"mount -t tmpfs -o size=64k tmpfs {out} && exec {command}"
     env = {**os.environ, "TLDRLAB_HOME": str(tldrlab_home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
-    unshare = (
-        ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
-    )
-    done = subprocess.run(
-        [*unshare, "sh", "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = in_mount_namespace(script, env, timeout=120)
     assert done.returncode == 9 and "Traceback" not in done.stderr, done.stderr
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"error [disk_full] no space left on device writing {out}/{run.id}.tar.gz"), line
@@ -120,10 +114,7 @@ def test_a_run_preempted_on_a_full_disk_stays_preempted(tldrlab_home: Path, tmp_
     tldrlab_home.mkdir(parents=True, exist_ok=True)
     shell = f"mount -t tmpfs -o size=400k tmpfs {tldrlab_home} && exec {sys.executable} {script}"
     env = {**os.environ, "TLDRLAB_HOME": str(tldrlab_home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
-    unshare = (
-        ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
-    )
-    done = subprocess.run([*unshare, "sh", "-c", shell], env=env, capture_output=True, text=True, timeout=120)
+    done = in_mount_namespace(shell, env, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip() == "preempted: the worker is stopping", done.stdout
     assert "could not record the run's preemption in its manifest" in done.stderr, done.stderr
