@@ -206,3 +206,24 @@ def test_the_api_and_runs_page_show_the_runs_not_checked(runs: dict[str, str], b
             f"not checked: {failed.id} (failed) lacks the baseline's best_val_loss, eval.rougeL"
         ]
         page.close()
+
+
+def test_the_chart_draws_every_regressed_metric_and_says_what_it_leaves_out(tmp_path: Path) -> None:
+    # the chart drew the first 12 metrics (those with a direction, by name) and dropped the rest unsaid: a
+    # training run's final evaluation has some 40, and a regression on eval.rougeLsum or final_eval_loss was
+    # neither a red bar nor mentioned, so the chart read "no regression" where the table said one
+    from tldrlab.track.plots import comparison_panels, plot_comparison
+
+    names = [f"m{i:02d}_loss" for i in range(15)]
+    with start_run("train", {}) as base:
+        base.set_summary(**dict.fromkeys(names, 1.0))
+    with start_run("train", {}) as worse:
+        worse.set_summary(**{**dict.fromkeys(names, 1.0), "m14_loss": 2.0})
+    comparison = compare_runs([base.id, worse.id])
+    assert [r.metric for r in comparison.regressions] == ["m14_loss"]
+    panels = comparison_panels(comparison)
+    assert len(panels.shown) == 12 and "m14_loss" in panels.shown and panels.total == 15
+    assert panels.shown == [name for name in comparison.metrics if name in panels.shown]  # the table's order
+    assert panels.note == "12 of 15 metrics shown, those with a regression first; the table lists all"
+    assert comparison_panels(compare_runs([base.id, worse.id], metrics=names[:3])).note == ""
+    assert plot_comparison(comparison, tmp_path / "c.png").read_bytes().startswith(PNG)

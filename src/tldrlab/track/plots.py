@@ -9,6 +9,7 @@ and other validation metrics. Files are written atomically so a reader never see
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,34 @@ def plot_run_metrics(run_dir: Path | str) -> list[Path]:
     return plot_metrics(rows, run_dir / "plots", title=run_dir.name)
 
 
+@dataclass(frozen=True)
+class ComparisonPanels:
+    """The metrics a comparison chart draws, of how many, and the line saying so when some are left out."""
+
+    shown: list[str]
+    total: int
+    note: str
+
+
+def comparison_panels(comparison: Any, max_panels: int = 12) -> ComparisonPanels:
+    """At most `max_panels` of the comparison's metrics, in its order: those a run regresses on first, so a
+    regression is never cut from the chart (a final evaluation alone has some 40 metrics)."""
+    names: list[str] = comparison.metrics
+    regressed = {r.metric for r in comparison.regressions}
+    chosen = set(
+        ([name for name in names if name in regressed] + [n for n in names if n not in regressed])[
+            :max_panels
+        ]
+    )
+    shown = [name for name in names if name in chosen]
+    note = ""
+    if len(shown) < len(names):
+        note = (
+            f"{len(shown)} of {len(names)} metrics shown, those with a regression first; the table lists all"
+        )
+    return ComparisonPanels(shown, len(names), note)
+
+
 def plot_comparison(comparison: Any, path: Path, max_panels: int = 12) -> Path:
     """Runs side by side (`tldrlab.runs.compare.Comparison`): one bar panel per metric, the baseline dark,
     runs that regress on the metric red."""
@@ -124,7 +153,8 @@ def plot_comparison(comparison: Any, path: Path, max_panels: int = 12) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = comparison.metrics[:max_panels] or ["(no shared metrics)"]
+    panels = comparison_panels(comparison, max_panels)
+    names = panels.shown or ["(no shared metrics)"]
     columns = min(3, len(names))
     rows = (len(names) + columns - 1) // columns
     width = max(4.0, 0.55 * len(comparison.runs) + 2.0)
@@ -153,10 +183,10 @@ def plot_comparison(comparison: Any, path: Path, max_panels: int = 12) -> Path:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle(
-        f"baseline {comparison.baseline} (dark); red: worse than it by more than {comparison.tolerance:.0%}",
-        fontsize=10,
+    title = (
+        f"baseline {comparison.baseline} (dark); red: worse than it by more than {comparison.tolerance:.0%}"
     )
+    fig.suptitle(title + (f"\n{panels.note}" if panels.note else ""), fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
