@@ -227,3 +227,27 @@ def test_the_chart_draws_every_regressed_metric_and_says_what_it_leaves_out(tmp_
     assert panels.note == "12 of 15 metrics shown, those with a regression first; the table lists all"
     assert comparison_panels(compare_runs([base.id, worse.id], metrics=names[:3])).note == ""
     assert plot_comparison(comparison, tmp_path / "c.png").read_bytes().startswith(PNG)
+
+
+def test_a_change_from_a_zero_baseline_is_not_called_a_percentage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: object
+) -> None:
+    # from a baseline of 0 the change is the difference, but the report and the runs page printed it as a
+    # fraction: 2 empty predictions where the baseline had none read "+200.0%"
+    from tldrlab.service.app import create_app
+
+    base, worse = _run(0.0, 0.3, 1.0), _run(2.0, 0.3, 1.0)
+    code, out, _ = run_captured(["runs", "compare", base, worse, "--plot", str(tmp_path / "c.png")], capsys)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("regression:"))
+    assert line == f"regression: {worse} best_val_loss 2 vs 0 (+2 from 0; lower is better)", line
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.fill("#compare-ids", f"{base}, {worse}")
+        page.click("#compare-run")
+        page.wait_for_selector("#compare-regressions li")
+        assert page.locator("#compare-regressions li").all_inner_texts() == [
+            f"{worse}: best_val_loss 2.000 vs 0.000 (+2.000 from 0, lower is better)"
+        ]
+        page.close()

@@ -157,10 +157,10 @@ class Comparison:
             report.blocks.append(f"eval.* from each run's final evaluation ({'; '.join(read)})")
         for r in self.regressions:
             way = "lower" if self.directions.get(r.metric) == "lower" else "higher"
-            report.blocks.append(
-                f"regression: {r.run_id} {r.metric} {r.value:.4g} vs {r.baseline:.4g} ({r.change:+.1%}; "
-                f"{way} is better)"
-            )
+            # from a baseline of 0 the change is the difference itself, no fraction of anything
+            change = f"{r.change:+.1%}" if r.baseline else f"{r.change:+.4g} from 0"
+            values = f"{r.value:.4g} vs {r.baseline:.4g}"
+            report.blocks.append(f"regression: {r.run_id} {r.metric} {values} ({change}; {way} is better)")
         for u in self.unchecked:
             if u.run_id == self.baseline:
                 what = "has no metric that says better or worse"

@@ -91,8 +91,11 @@ async function compareRuns(ids) {
   list.replaceChildren();
   for (const r of data.regressions) {
     const item = document.createElement("li");
+    // from a baseline of 0 the change is the difference itself, no fraction of anything
+    const change = r.baseline === 0
+      ? `${r.change >= 0 ? "+" : ""}${r.change.toPrecision(4)} from 0` : `${(r.change * 100).toFixed(1)}%`;
     item.textContent = `${r.run_id}: ${r.metric} ${r.value.toPrecision(4)} vs ${r.baseline.toPrecision(4)} ` +
-      `(${(r.change * 100).toFixed(1)}%, ${data.directions[r.metric]} is better)`;
+      `(${change}, ${data.directions[r.metric]} is better)`;
     list.append(item);
   }
   // a run the baseline's metrics could not be checked on (e.g. a failed one) has no regression either
