@@ -400,7 +400,7 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Gen
     try:
         return (yield)
     finally:
-        if request.config.option.setupshow:
+        if getattr(request.config.option, "setupshow", False):  # absent under -p no:setuponly
             _recapture(request.config)
 
 
@@ -411,5 +411,5 @@ def pytest_fixture_post_finalizer(
     try:
         return (yield)
     finally:
-        if request.config.option.setupshow:
+        if getattr(request.config.option, "setupshow", False):  # absent under -p no:setuponly
             _recapture(request.config)

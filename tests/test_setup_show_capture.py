@@ -40,8 +40,18 @@ def test_capfd_holds_what_is_written_after_a_fixture_set_up_mid_test(
     assert capfd.readouterr().out == "after\nfd\n"
 
 
-def test_the_capture_tests_pass_under_setup_show(tmp_path: Path) -> None:
-    # the option is the suite's caller's, not a test's: the two tests above in a pytest of their own with it
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--setup-show"],
+        # the conftest's hook reads --setup-show's option, which a run without that plugin does not have
+        ["-p", "no:setuponly"],
+    ],
+)
+def test_the_capture_tests_pass_with_setup_show_and_without_its_plugin(
+    tmp_path: Path, option: list[str]
+) -> None:
+    # the option is the caller's, not a test's: the two tests above in a pytest of their own given it
     nested = subprocess.run(
         [
             sys.executable,
@@ -50,7 +60,7 @@ def test_the_capture_tests_pass_under_setup_show(tmp_path: Path) -> None:
             "-q",
             "-p",
             "no:cacheprovider",
-            "--setup-show",
+            *option,
             f"--basetemp={tmp_path / 'nested'}",
             f"{SELF}::test_capsys_holds_what_is_printed_after_a_fixture_set_up_mid_test",
             f"{SELF}::test_capfd_holds_what_is_written_after_a_fixture_set_up_mid_test",
@@ -61,4 +71,5 @@ def test_the_capture_tests_pass_under_setup_show(tmp_path: Path) -> None:
         timeout=300,
     )
     assert nested.returncode == 0, nested.stdout + nested.stderr
-    assert "SETUP    F set_up_late" in nested.stdout and "2 passed" in nested.stdout, nested.stdout
+    assert "2 passed" in nested.stdout, nested.stdout
+    assert ("SETUP    F set_up_late" in nested.stdout) == ("--setup-show" in option), nested.stdout
