@@ -71,6 +71,33 @@ def test_reingest_only_reembeds_changed_posts(any_store: SentenceStore, embedder
     assert any_store.get_thread(thread.id).post("p4") is None
 
 
+def test_reingest_renews_the_provenance_of_posts_whose_text_did_not_change(
+    any_store: SentenceStore, embedder: Embedder
+) -> None:
+    # A post's sentences repeat its number, author and link: a re-ingest that left the text alone (a post
+    # deleted above it renumbers it, the thread moved to a new URL, a user renamed) kept the old ones, so its
+    # highlights said "post #4" of a thread showing it as #3 and linked the old address.
+    thread = sample_thread()
+    ingest_threads([thread], any_store, embedder)
+    moved = thread.model_copy(deep=True)
+    moved.url = "https://example.org/t/serve-moved"
+    moved.posts = [p for p in moved.posts if p.id != "p3"]
+    for number, post in enumerate(moved.posts, start=1):
+        post.number = number
+        post.url = None if post.id == "p4" else f"https://example.org/t/serve-moved#{post.id}"
+    moved.posts[0].author = "asker-renamed"
+    stats = ingest_threads([moved], any_store, embedder)
+    assert (stats.embedded, stats.removed_posts) == (0, 1)  # no text changed: nothing embedded again
+
+    sentences, vectors = any_store.thread_sentences(thread.id)
+    posts = {p.id: p for p in moved.posts}
+    assert {s.post_id for s in sentences} == set(posts) and len(sentences) == vectors.shape[0]
+    for s in sentences:
+        post = posts[s.post_id]
+        assert (s.post_number, s.author, s.url) == (post.number, post.author, post.url or moved.url), s
+    assert [s.post_number for s in sentences] == sorted(s.post_number for s in sentences)
+
+
 def test_ingest_path_is_a_run_with_metrics(tmp_path: Path, tldrlab_home: Path) -> None:
     from tldrlab.runs import open_registry
     from tldrlab.runs.run import read_manifest

@@ -46,7 +46,14 @@ from tldrlab.logs import progress_bars_shown
 from tldrlab.report import Report
 from tldrlab.runs import start_run
 from tldrlab.store import open_store
-from tldrlab.store.base import PostSentences, SentenceRecord, SentenceStore, ThreadChangedError, ThreadState
+from tldrlab.store.base import (
+    PostSentences,
+    SentenceRecord,
+    SentenceStore,
+    ThreadChangedError,
+    ThreadState,
+    post_provenance,
+)
 
 
 @dataclass
@@ -103,17 +110,18 @@ WRITE_TRIES = 3
 
 def post_sentence_records(thread: Thread, post: Post) -> list[SentenceRecord]:
     """A post's sentences with their provenance; `text == post.text[start:end]`."""
+    number, author, url = post_provenance(thread, post)
     return [
         SentenceRecord(
             thread_id=thread.id,
             post_id=post.id,
-            post_number=post.number,
+            post_number=number,
             sentence_index=s.index,
             start=s.start,
             end=s.end,
             text=s.text,
-            author=post.author,
-            url=post.url or thread.url,
+            author=author,
+            url=url,
         )
         for s in split_sentences(post.text)
     ]

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tldrlab.data.threads import Thread
+from tldrlab.data.threads import Post, Thread
 from tldrlab.errors import ConflictError
 
 
@@ -45,6 +45,12 @@ class SentenceRecord:
     author: str | None = None
     url: str | None = None
     """Link to the post."""
+
+
+def post_provenance(thread: Thread, post: Post) -> tuple[int, str | None, str | None]:
+    """What each `SentenceRecord` of a post repeats of it: its number, its author and its link (the thread's
+    when the post has none of its own)."""
+    return post.number, post.author, post.url or thread.url
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,8 @@ class SentenceStore(Protocol):
         expected: ThreadState | None = None,
     ) -> None:
         """Store or replace the thread's row, replace the sentences of `posts` and delete those of
-        `removed_posts`, all in one transaction: everything is written or nothing is. Vectors and sentences
+        `removed_posts`, all in one transaction: everything is written or nothing is. The sentences kept
+        (other posts') take their post's number, author and link from `thread`. Vectors and sentences
         are checked before the transaction opens. `expected` (what `thread_state` returned when the write
         was computed) is compared inside the transaction, with the thread locked against other writers; if
         the stored post hashes or thread row differ, ThreadChangedError and nothing is written (None: write

@@ -119,6 +119,7 @@ class PostgresPgvectorStore:
             tables.lock_thread(self.db, thread.id, expected)
             tables.write_thread_row(self.db, thread)
             self._write_posts(thread.id, checked, list(removed_posts))
+            tables.renew_provenance(self.db, thread, {p.post_id for p in checked})
 
     def _write_posts(self, thread_id: str, posts: list[PostSentences], removed_posts: list[str]) -> None:
         """Inside a transaction: replace these posts' sentences, delete the removed posts' sentences."""

@@ -172,6 +172,7 @@ class SqliteFaissStore:
                 tables.lock_thread(self.db, thread.id, expected)
                 tables.write_thread_row(self.db, thread)
                 before, removed, ids = self._write_posts(thread.id, checked, list(removed_posts))
+                tables.renew_provenance(self.db, thread, {p.post_id for p in checked})
             # FAISS follows only a committed write: a rolled-back one never reaches it, and a process killed
             # between the commit and here leaves a saved index of an older generation, rebuilt on open.
             self._after_write(before, removed, ids, vectors)

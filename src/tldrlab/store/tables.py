@@ -14,7 +14,7 @@ from typing import Any
 from tldrlab.data.threads import STORED, Thread
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.runs.db import Database
-from tldrlab.store.base import SentenceRecord, ThreadChangedError, ThreadInfo, ThreadState
+from tldrlab.store.base import SentenceRecord, ThreadChangedError, ThreadInfo, ThreadState, post_provenance
 
 COMMON_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -211,6 +211,34 @@ def write_post_hashes(
         db.executemany(
             "DELETE FROM store_post_hashes WHERE thread_id = ? AND post_id = ?",
             [(thread_id, p) for p in removed],
+        )
+
+
+def renew_provenance(db: Database, thread: Thread, written: set[str]) -> None:
+    """Inside a write transaction: the sentences a write keeps (posts whose text did not change, so they
+    are not in `written`) take their post's number, author and link as the thread now has them. A post
+    deleted above another renumbers it, a moved thread changes the links of posts without their own, and
+    nothing of that changes the text the sentences and vectors come from."""
+    posts = {p.id: p for p in thread.posts if p.id not in written}
+    if not posts:
+        return
+    rows = db.query(
+        "SELECT DISTINCT post_id, post_number, author, url FROM store_sentences WHERE thread_id = ?",
+        (thread.id,),
+    )
+    changes = []
+    for row in rows:
+        post = posts.get(row["post_id"])
+        if post is None:
+            continue
+        now = post_provenance(thread, post)
+        if (int(row["post_number"]), row["author"], row["url"]) != now:
+            changes.append((*now, thread.id, post.id))
+    if changes:
+        db.executemany(
+            "UPDATE store_sentences SET post_number = ?, author = ?, url = ? "
+            "WHERE thread_id = ? AND post_id = ?",
+            sorted(set(changes), key=lambda change: change[-1]),
         )
 
 
