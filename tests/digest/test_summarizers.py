@@ -374,6 +374,17 @@ def test_the_cache_key_holds_everything_that_changes_the_digest(
     retitled.title = "Cellar temperatures for every style"
     ingest_threads([retitled], store, embedder)
     assert not make_digest(store, thread.id, base, embedder=embedder, cache=cache).cached
+    assert make_digest(store, thread.id, base, embedder=embedder, cache=cache).cached
+    # what the digest reads of a post besides its text: votes and the accepted flag rank the highlights, and
+    # the highlights carry the post's number, author and link; the cached digest showed the old ones
+    for change in ({"score": 40}, {"accepted": False}, {"url": "https://example.org/t/serve-moved#p2"}):
+        changed = retitled.model_copy(deep=True)
+        changed.posts[1] = changed.posts[1].model_copy(update=change)
+        ingest_threads([changed], store, embedder)
+        digest = make_digest(store, thread.id, base, embedder=embedder, cache=cache)
+        assert not digest.cached, change
+        retitled = changed
+    assert {h.url for h in digest.highlights if h.post_id == "p2"} <= {"https://example.org/t/serve-moved#p2"}
     cache.close()
 
 

@@ -103,11 +103,11 @@ class Thread(BaseModel):
     _no_nul = field_validator("id", "title", "source", "url", "tags")(_no_nul)
 
     def content_hash(self) -> str:
-        """Changes whenever the title or any post is added, removed or edited (summary cache key)."""
-        digest = hashlib.sha256(self.title.encode("utf-8"))
-        for post in self.posts:
-            digest.update(f"\x00{post.id}\x00{post.content_hash()}".encode())
-        return digest.hexdigest()[:32]
+        """Changes whenever anything of the thread changes (the summary cache key): its title or link, a post
+        added, removed or edited, and a post's metadata too. A digest reads more than the text: votes and the
+        accepted flag rank its highlights, which carry their post's number, author and link, so a digest
+        cached before such a change must not be served after it."""
+        return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()[:32]
 
     def post(self, post_id: str) -> Post | None:
         return next((p for p in self.posts if p.id == post_id), None)
