@@ -96,3 +96,37 @@ def test_the_segmenters_spans_are_pysbds_own() -> None:
     for text in texts:
         expected = [(s.sent, s.start, s.end) for s in theirs.segment(text)]
         assert [(s.sent, s.start, s.end) for s in ours.segment(text)] == expected, text
+
+
+def test_a_long_paragraph_is_split_as_pysbd_splits_it_a_window_at_a_time(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pysbd's time grows with the square of a paragraph's length (one 100 KB paragraph took 22 s; a request
+    body may hold 20 MB): it now sees at most WINDOW_CHARS at a time, and the sentences are the ones it
+    finds in the whole paragraph."""
+    from tldrlab.data import sentences as module
+
+    threads = read_threads(shared_data / "stackexchange_beer", limit=40)
+    paragraphs = [p for t in threads for post in t.posts for p in re.split(r"\n\s*\n", post.text)]
+    text = " ".join(" ".join(p.split()) for p in paragraphs)[:30_000]
+    assert len(text) > 6 * module.WINDOW_CHARS
+    whole = module._segmenter_class()(language="en", clean=False, char_span=True).segment(text)
+    expected = [span.sent.strip() for span in whole if span.sent.strip()]
+
+    seen: list[int] = []
+    segmenter = module._segmenter("en")
+    real = segmenter.segment
+    monkeypatch.setattr(segmenter, "segment", lambda t: seen.append(len(t)) or real(t))
+    found = split_sentences(text)
+    assert max(seen) <= module.WINDOW_CHARS and len(seen) > 6
+    assert [s.text for s in found] == expected
+    assert all(text[s.start : s.end] == s.text for s in found)
+
+    # a run without an end of a sentence longer than a window is cut at a space, losing nothing
+    words = "lager " * 2000
+    pieces = split_sentences(words)
+    assert len(pieces) > 1 and all(len(s.text) <= module.WINDOW_CHARS for s in pieces)
+    assert _non_space("".join(s.text for s in pieces)) == _non_space(words)
+    assert all(words[s.start : s.end] == s.text for s in pieces)
+    spaced = "Ales are served warm." + " " * (3 * module.WINDOW_CHARS) + "Lagers are served cold."
+    assert [s.text for s in split_sentences(spaced)] == ["Ales are served warm.", "Lagers are served cold."]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,14 +96,14 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
     for block_start, block in _paragraphs(text):
         if not block.strip():
             continue
-        for span in _segmenter(language).segment(block):
-            piece = span.sent.strip()
+        for sent, span_start, span_end in _segment(block, language):
+            piece = sent.strip()
             if not piece:
                 continue
             found = text.find(piece, max(offset, block_start))
             if found < 0:  # pysbd changed the characters; fall back to its own span
-                found = block_start + span.start
-                piece = text[found : block_start + span.end].strip()
+                found = block_start + span_start
+                piece = text[found : block_start + span_end].strip()
                 if not piece:
                     continue
                 found = text.find(piece, found)
@@ -110,6 +111,38 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
                 sentences.append(Sentence(index=len(sentences), start=start, end=end, text=text[start:end]))
             offset = found + len(piece)
     return sentences
+
+
+WINDOW_CHARS = 4000
+"""The longest text pysbd segments in one call. Its time grows with the square of a paragraph's length (its
+abbreviation pass rescans the whole paragraph for each abbreviation it meets): one 100 KB paragraph took
+22 s, so a long post (a request body may hold 20 MB) held an ingest for hours. A longer paragraph is
+segmented a window at a time, each window starting where the last sentence of the one before started (that
+sentence may go on past its window). The beer dump's longest paragraph is 2,208 characters."""
+
+
+def _segment(block: str, language: str) -> Iterator[tuple[str, int, int]]:
+    """pysbd's sentences of `block` (text, start, end; with the whitespace after each), in linear time: a
+    block longer than WINDOW_CHARS is segmented a window at a time. A window holding no end of a sentence
+    (a run of over WINDOW_CHARS characters without one) is cut at its last whitespace."""
+    segmenter = _segmenter(language)
+    at = 0
+    while at < len(block):
+        window = block[at : at + WINDOW_CHARS]
+        spans = [s for s in segmenter.segment(window) if s.sent.strip()]
+        if at + len(window) >= len(block):
+            yield from ((s.sent, at + s.start, at + s.end) for s in spans)
+            return
+        if not spans:  # a window of whitespace
+            at += len(window)
+            continue
+        if len(spans) > 1 and spans[-1].start > 0:  # all but the last, which starts the next window
+            yield from ((s.sent, at + s.start, at + s.end) for s in spans[:-1])
+            at += spans[-1].start
+            continue
+        cut = max(window.rfind(c) for c in (" ", "\t", "\n")) + 1 or len(window)
+        yield window[:cut], at, at + cut
+        at += cut
 
 
 OTHER_SCRIPT_ENDS = re.compile(r"(?<=[\u061f\u06d4\u0964\u0965\u0589\u1362])\s+")
