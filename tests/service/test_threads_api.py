@@ -319,6 +319,17 @@ def test_nul_characters_are_refused_before_anything_is_stored(
         assert_error(asked, 422, "invalid_input", "thread_id: must not contain NUL")
 
 
+@pytest.mark.parametrize("thread_id", [" ", "t\n", "\t"])
+def test_a_stream_summary_thread_id_no_thread_may_have_is_a_422_as_in_a_url(
+    client: TestClient, thread_id: str
+) -> None:
+    # a blank id was the store's 400 ("a thread id must be a non-empty string"), one with a line break a 404,
+    # where the same id in a URL is a 422 (thread_id_problem) and an invalid body is a 422 on every route
+    asked = client.post("/stream_summary", json={"thread_id": thread_id, "summarizer": "extractive"})
+    assert_error(asked, 422, "invalid_input", "thread_id: ")
+    assert "Traceback" not in asked.text
+
+
 def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client: TestClient) -> None:
     # both copies were ingested: the thread ended as the second with the first copy's sentences still stored,
     # so its highlights cited a post the thread does not have

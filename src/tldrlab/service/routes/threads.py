@@ -131,10 +131,13 @@ class StreamSummaryRequest(DigestOptions):
 
     @field_validator("thread_id")
     @classmethod
-    def _no_nul(cls, value: str) -> str:
-        # refused with the body (422), not by the store's lookup (400), which refuses it in a URL's id
+    def _no_thread_may_have_it(cls, value: str) -> str:
+        # refused with the body (422), not by the store's lookup (400 for a blank id, 404 for one holding a
+        # line break): the one rule of the ids POST /threads stores and a URL names (`thread_id_problem`)
         if NUL in value:
             raise ValueError("must not contain NUL characters (U+0000): no thread id holds one")
+        if (problem := thread_id_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
 
