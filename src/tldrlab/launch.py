@@ -264,16 +264,30 @@ def is_follower() -> bool:
 
 def check_inputs(kind: str, config: Any) -> None:
     """What every front end checks before it creates a run of `kind`, so a run that cannot start is refused
-    instead of left behind failed: the kind's `must_exist` inputs are there and its `check` passes (a prepared
-    data directory, a model run that exists, a store that holds the concepts). The command line's pre-flight
-    and the API's submit (`submit_run`) both come through here."""
+    instead of left behind failed: the kind's `must_exist` inputs are there, its `outputs` can be written,
+    and its `check` passes (a prepared data directory, a model run that exists, a store that holds the
+    concepts). The command line's pre-flight and the API's submit (`submit_run`) both come through here."""
     spec = get_kind(kind)
     resolve_dataset_refs(config)  # checked where it is: `tldrlab train --data dataset:<id>` said "not found"
     for name in spec.must_exist:
         if (path := getattr(config, name)) and not Path(path).exists():
             raise NotFoundError(f"{name} not found (no such file or directory): {path}")
+    for name in spec.outputs:
+        if path := getattr(config, name):
+            check_writable(name, Path(path))
     if spec.check:
         load_target(spec.check)(config)
+
+
+def check_writable(name: str, path: Path) -> None:
+    """The output path `name` can be made by this process: its nearest existing directory is writable. One
+    that is not failed inside the run, at its first write, with a PermissionError traceback and a failed run
+    left behind. (A file standing where the path goes is the kind's `check` to word, or the write's.)"""
+    here = path.absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if here.is_dir() and not os.access(here, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{name}: cannot write {path}: {here} is not writable")
 
 
 def preflight(kind: str, config: Any) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cliutil import run_captured, run_cli
+from mountutil import unprivileged
 from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.errors import InvalidInputError
 from tldrlab.models.store import import_model
@@ -333,3 +334,30 @@ def test_a_corpus_file_named_twice_is_refused_before_a_run_exists(
     (corpus.parent / "sub").mkdir()
     with pytest.raises(InvalidInputError, match=r"is given twice \(also as "):
         train_tokenizer("char", [corpus, other], 60, corpus.parent / "tok")
+
+
+def test_an_out_dir_the_command_cannot_write_is_refused_before_a_run_exists(
+    corpus: Path, tmp_path: Path
+) -> None:
+    # `--out` under a directory the user may not write (another user's, a read-only mount) failed inside the
+    # run: "run failed with an unexpected error" and a PermissionError traceback on the console, a failed
+    # run left behind. Every kind's output paths (RunKind.outputs) are checked before the run is created
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        command = [sys.executable, "-m", "tldrlab", "tokenizer", "train", "--vocab-size", "300"]
+        done = subprocess.run(
+            unprivileged([*command, "--out", str(locked / "tok"), str(corpus)]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    said = " ".join(done.stderr.split())
+    assert (
+        said == f"error [invalid_input] out_dir: cannot write {locked / 'tok'}: {locked} is not writable"
+    ), said
+    assert open_registry().list() == [] and not (locked / "tok").exists()
