@@ -3,6 +3,7 @@ the TL;DR stream in, see highlights marked at their exact spans, click a citatio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -404,5 +405,37 @@ def test_page_filter_reaches_a_thread_past_the_newest_thousand(browser: Any, ser
         assert page.locator("#thread-title").inner_text() == PASTED["title"]
         assert page.locator("#bullets li").count() >= 1
         assert errors == []
+    finally:
+        page.close()
+
+
+def test_a_digest_asked_for_while_another_loads_its_thread_keeps_the_page(
+    browser: Any, server_url: str
+) -> None:
+    # a second digest aborted only the first one's stream: the first's GET /threads/{id} still answered, late,
+    # and its handler then showed the first thread's posts and cleared the TL;DR the second digest had made
+    other = {**PASTED, "id": "pasted-2", "title": "Glass or bottle?"}
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        for thread in (PASTED, other):
+            assert client.post("/threads", json=thread).status_code == 201
+    held: list[Any] = []
+    page = browser.new_page()
+    try:
+        page.route("**/threads/pasted-1", lambda route: held.append(route))  # answered only when let go below
+        page.goto(server_url + "/")
+        page.wait_for_function("() => document.getElementById('thread-select').options.length === 2")
+        page.select_option("#thread-select", "pasted-1")
+        page.click("#digest-button")
+        page.wait_for_function("() => document.getElementById('status').textContent === 'loading thread…'")
+        page.select_option("#thread-select", "pasted-2")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert held, "the first digest's thread was never asked for"
+        with contextlib.suppress(Exception):  # the page may have given up on it already
+            held[0].continue_()
+        page.wait_for_timeout(1000)  # time for a late answer to be handled
+        assert page.inner_text("#thread-title") == "Glass or bottle?"
+        assert page.locator("#bullets li").count() == 3
+        assert page.inner_text("#status") == "done"
     finally:
         page.close()

@@ -192,7 +192,11 @@ async function digestThread(threadId) {
   state.controller = controller;
   setStatus("loading thread…");
   try {
-    const thread = await api(`/threads/${encodeURIComponent(threadId)}`);
+    // The thread's GET is part of this digest too: a newer digest aborts it, or its late answer would show this
+    // thread's posts and clear the newer digest's TL;DR.
+    const thread = await api(`/threads/${encodeURIComponent(threadId)}`, {
+      headers: headers(false), signal: controller.signal,
+    });
     state.thread = thread;
     renderThread(thread, []);
     $("tldr").hidden = false;
