@@ -361,3 +361,16 @@ def test_an_out_dir_the_command_cannot_write_is_refused_before_a_run_exists(
         said == f"error [invalid_input] out_dir: cannot write {locked / 'tok'}: {locked} is not writable"
     ), said
     assert open_registry().list() == [] and not (locked / "tok").exists()
+
+
+def test_the_report_says_which_lines_its_stats_were_measured_on(
+    corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the stats (lines 30, tokens, coverage, ...) stood beside "corpus ... (609 lines)" with nothing saying
+    # they were measured on the 5% of lines held out, or, with --holdout 0, on the very lines it trained on
+    for holdout, said in [("0.05", "holdout: 30 lines kept out of training"), ("0", "the training lines")]:
+        argv = ["tokenizer", "train", "--method", "char", "--vocab-size", "80", "--holdout", holdout]
+        code, out, err = run_captured([*argv, str(corpus)], capsys)
+        assert code == 0, err
+        rows = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in out.splitlines()[3:]}
+        assert rows["measured on"] == said, out

@@ -86,8 +86,13 @@ def manifest_report(manifest: dict[str, Any], title: str) -> Report:
     rows: dict[str, object] = {
         "method": str(manifest.get("method")),
         "vocab size": f"{manifest.get('actual_vocab_size')} (asked {manifest.get('vocab_size')})",
-        **(manifest.get("stats") or {}),
     }
+    # the stats' `lines` stood beside the corpus's own count with nothing saying which lines they are
+    if manifest.get("stats_split") == "holdout":
+        rows["measured on"] = f"holdout: {manifest.get('holdout_lines')} lines kept out of training"
+    elif manifest.get("stats_split"):
+        rows["measured on"] = "the training lines"
+    rows.update(manifest.get("stats") or {})
     table = key_value_table(rows, title, key="field")
     for entry in manifest.get("corpus") or []:
         where = f"{entry['path']} ({entry['lines']} lines, sha256 {str(entry['sha256'])[:12]})"
