@@ -211,3 +211,37 @@ def test_a_shorthand_flag_yields_to_the_flags_naming_its_fields(capsys: pytest.C
     ):
         code, _, err = run_captured([*argv, "--print-config"], capsys)
         assert code == 2 and "set the same setting: give one of them" in err, (argv, err)
+
+
+def test_a_shorthands_implied_settings_yield_to_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm train --config c.yaml --steps 10` warmed up over 10 steps (min(50, steps)) though c.yaml set 5:
+    what a shorthand implies went in as a flag, over the file. The file's values win over what a shorthand
+    implies; what the shorthand itself sets, and every flag, win over the file."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"train": {"warmup_steps": 5, "checkpoint_every": 7, "max_steps": 99}}))
+    train = _printed(["lvm", "train", "--config", str(config), "--steps", "10", "--eval-every", "2"], capsys)[
+        "train"
+    ]
+    assert (train["max_steps"], train["warmup_steps"]) == (10, 5)
+    assert (train["eval_every"], train["checkpoint_every"]) == (2, 7)
+    # with nothing set elsewhere, the shorthand's implied settings still apply, and yield to a flag
+    train = _printed(["lvm", "train", "--steps", "10", "--eval-every", "2"], capsys)["train"]
+    assert (train["warmup_steps"], train["checkpoint_every"]) == (10, 2)
+    train = _printed(
+        ["lvm", "train", "--config", str(config), "--steps", "10", "--train.warmup-steps", "3"], capsys
+    )
+    assert train["train"]["warmup_steps"] == 3
+
+
+def test_a_shorthands_own_setting_wins_over_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `experiment dendrites --budget` is a shorthand too (steps or minutes): what it sets is a flag's value
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"data": "records.jsonl", "budget_steps": 50, "budget_minutes": 5}))
+    printed = _printed(["experiment", "dendrites", "--config", str(config), "--budget", "200"], capsys)
+    assert (printed["budget_steps"], printed["budget_minutes"]) == (200, 5)
+    printed = _printed(["experiment", "dendrites", "--config", str(config), "--budget", "30m"], capsys)
+    assert (printed["budget_steps"], printed["budget_minutes"]) == (50, 30)

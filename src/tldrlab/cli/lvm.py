@@ -96,10 +96,18 @@ MODEL_ALIASES = {f"model_settings.{name}": "--" + name.replace("_", "-") for nam
 )} | {"model_settings.tmd_inputs": "--tmd-inputs/--no-tmd-inputs"}  # fmt: skip
 """The short names of LVMConfig's options (`--hidden` for `--model-settings.hidden`)."""
 LVM_TRAIN_EXTRA = (
-    Flag("", ("--steps",), int, "Optimizer steps (warm-up: the first min(50, steps)).",
-         convert=lambda n: {"train": {"max_steps": n, "warmup_steps": min(50, n)}}),
-    Flag("", ("--eval-every",), int, "Validate and checkpoint every N steps.",
-         convert=lambda n: {"train": {"eval_every": n, "checkpoint_every": n}}),
+    # what a shorthand implies (a warm-up, the checkpoints) yields to a config file that sets it; the mode
+    # --select sets is its metric's own direction, not implied: a file's mode for another metric must not stay
+    Flag("", ("--steps",), int,
+         "Optimizer steps (warm-up, unless the config file or --train.warmup-steps sets it: the first "
+         "min(50, steps)).",
+         convert=lambda n: {"train": {"max_steps": n}},
+         implies=lambda n: {"train": {"warmup_steps": min(50, n)}}),
+    Flag("", ("--eval-every",), int,
+         "Validate every N steps, and checkpoint then unless the config file or --train.checkpoint-every "
+         "says when.",
+         convert=lambda n: {"train": {"eval_every": n}},
+         implies=lambda n: {"train": {"checkpoint_every": n}}),
     Flag("", ("--select",), Literal["eval_loss", "val_cosine", "val_top1_excl"],
          "Keep the checkpoint with the best of these validation metrics.", convert=_select),
 )  # fmt: skip

@@ -11,6 +11,8 @@ JSON object; unions take JSON. Underscores work in option names too (`--train.ma
 
 A run-kind command (`runkinds`) builds its config from the model's defaults, then `--config FILE` (YAML or
 JSON), then the flags; `config_command` makes a command of any other class the same way (without the file).
+What a shorthand only implies (`lvm train --steps N` warms up over min(50, N) steps: `Flag.implies`) is no
+flag's value: it goes in below the file, so a warm-up the file sets is kept.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class Flag:
     """Turns the parsed value into what goes into the config (e.g. `--budget 30m` -> a mapping)."""
     metavar: str | None = None
     """A positional argument's name in the help (default: its path in capitals); one named so is required."""
+    implies: Callable[[Any], dict[str, Any]] | None = None
+    """Settings a shorthand implies besides what it sets, from its parsed value (`--steps N`: a warm-up of
+    min(50, N) steps): the user gave none of them, so they rank below a config file's values as well as
+    below every flag (`implied_settings`), while what the flag sets ranks as a flag."""
 
     @property
     def switch(self) -> bool:
@@ -283,12 +289,17 @@ def parse_value(flag: Flag, value: Any) -> Any:
     return flag.convert(value) if flag.convert is not None else value
 
 
+def _left_out(flag: Flag, value: Any) -> bool:
+    return value is None or value in ((), []) or (flag.switch and not value)
+
+
 def flag_overrides(flags: list[Flag], values: Mapping[str, Any]) -> dict[str, Any]:
-    """The config tree the given flags set (flags left out set nothing)."""
+    """The config tree the given flags set (flags left out set nothing; what shorthands imply:
+    `implied_settings`)."""
     tree: dict[str, Any] = {}
     for flag in flags:
         value = values.get(flag.param)
-        if value is None or value in ((), []) or (flag.switch and not value):
+        if _left_out(flag, value):
             continue
         if not flag.path:
             # a shorthand setting several fields (`lvm train --steps N` also sets the warm-up) yields to a
@@ -296,6 +307,17 @@ def flag_overrides(flags: list[Flag], values: Mapping[str, Any]) -> dict[str, An
             tree.update(deep_merge(parse_value(flag, value), tree))
             continue
         set_path(tree, flag.path, parse_value(flag, value))
+    return tree
+
+
+def implied_settings(flags: list[Flag], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The config tree the given shorthands imply (`Flag.implies`), to go in below a config file's values:
+    `lvm train --config c.yaml --steps 10` warmed up over 10 steps though c.yaml set 5."""
+    tree: dict[str, Any] = {}
+    for flag in flags:
+        value = values.get(flag.param)
+        if flag.implies is not None and not _left_out(flag, value):
+            tree = deep_merge(tree, flag.implies(value))
     return tree
 
 
@@ -617,7 +639,7 @@ def config_command(
             raw = dict(base())
             for path, value in (defaults or {}).items():
                 set_path(raw, path, value)
-            raw = deep_merge(raw, flag_overrides(flags, values))
+            raw = deep_merge(deep_merge(raw, implied_settings(flags, values)), flag_overrides(flags, values))
             config = validate_model(cls, raw, what=f"{name} options")
             run(config, **({"as_json": values["as_json"]} if as_json else {}))
 

@@ -32,6 +32,7 @@ from tldrlab.cli.options import (
     find_field,
     flag_overrides,
     flag_params,
+    implied_settings,
     option_name,
     read_config_file,
     set_path,
@@ -177,6 +178,8 @@ def build_callback(spec: RunCommand) -> Any:
             raw: dict[str, Any] = {}
             for dotted, value in spec.defaults.items():
                 set_path(raw, dotted, value.replace("<home>", str(get_settings().home)))
+            # defaults < what a shorthand implies < the file < the flags (a shorthand's own field among them)
+            raw = deep_merge(raw, implied_settings(flags, values))
             raw = deep_merge(deep_merge(raw, read_config_file(config_file) if config_file else {}), overrides)
             _resolve_paths(raw, kind.inputs)
             _resolve_paths(raw, kind.outputs, always=True)
