@@ -71,6 +71,62 @@ def _surviving_scheduler_class() -> type[Any]:
     return SurvivingScheduler
 
 
+def _preempting_worker_class(on_force_stop: Callable[[int], None] | None) -> type[Any]:
+    """RQ's in-process `SimpleWorker` whose SIGTERM preempts the running job, whose second signal leaves the
+    run to be resumed (`on_force_stop`), and whose scheduler survives a Redis outage. `_start_scheduler` is
+    RQ's private method, called by RQ's `work` with its arguments by position: pyproject.toml pins rq to the
+    versions it is checked against, and tests/service/test_rq_private_api.py fails when RQ renames it or
+    changes its parameters."""
+    from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+    from rq.worker import SimpleWorker
+
+    class PreemptingWorker(SimpleWorker):
+        def request_stop(self, signum: Any, frame: Any) -> None:
+            preempt.request_stop()  # the running job checkpoints and hands the run back
+            super().request_stop(signum, frame)
+
+        def request_force_stop(self, signum: int, frame: Any) -> None:
+            # RQ's cold shutdown raises SystemExit inside the job, which would record the run as failed;
+            # `on_force_stop` leaves it to be resumed instead. RQ's one-second duplicate rule still holds.
+            if on_force_stop is not None and self._shutdown_requested_date is not None:
+                from rq.utils import now
+
+                if (now() - self._shutdown_requested_date).total_seconds() >= 1:
+                    on_force_stop(signum)
+            super().request_force_stop(signum, frame)
+
+        def _start_scheduler(
+            self,
+            burst: bool = False,
+            logging_level: str | None = "INFO",
+            date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+            log_format: str = DEFAULT_LOGGING_FORMAT,
+        ) -> None:
+            # RQ's own, with a scheduler that survives a Redis outage (`_surviving_scheduler_class`)
+            self.scheduler = _surviving_scheduler_class()(
+                self.queues,
+                connection=self.connection,
+                logging_level=logging_level if logging_level is not None else self.log.level,
+                date_format=date_format,
+                log_format=log_format,
+                serializer=self.serializer,
+            )
+            self.scheduler.acquire_locks()
+            if not self.scheduler.acquired_locks:
+                return  # another worker's scheduler holds the queue
+            if not burst:
+                self.scheduler.start()
+                return
+            try:  # burst: move the jobs that are due now, in this process
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+
+    return PreemptingWorker
+
+
 class RqQueue:
     name = "rq"
 
@@ -141,56 +197,10 @@ class RqQueue:
         poll_s: float = 0.5,
         on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
-        from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
         from rq.serializers import JSONSerializer
-        from rq.worker import SimpleWorker
-
-        class PreemptingWorker(SimpleWorker):
-            def request_stop(self, signum: Any, frame: Any) -> None:
-                preempt.request_stop()  # the running job checkpoints and hands the run back
-                super().request_stop(signum, frame)
-
-            def request_force_stop(self, signum: int, frame: Any) -> None:
-                # RQ's cold shutdown raises SystemExit inside the job, which would record the run as failed;
-                # `on_force_stop` leaves it to be resumed instead. RQ's one-second duplicate rule still holds.
-                if on_force_stop is not None and self._shutdown_requested_date is not None:
-                    from rq.utils import now
-
-                    if (now() - self._shutdown_requested_date).total_seconds() >= 1:
-                        on_force_stop(signum)
-                super().request_force_stop(signum, frame)
-
-            def _start_scheduler(
-                self,
-                burst: bool = False,
-                logging_level: str | None = "INFO",
-                date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-                log_format: str = DEFAULT_LOGGING_FORMAT,
-            ) -> None:
-                # RQ's own, with a scheduler that survives a Redis outage (`_surviving_scheduler_class`)
-                self.scheduler = _surviving_scheduler_class()(
-                    self.queues,
-                    connection=self.connection,
-                    logging_level=logging_level if logging_level is not None else self.log.level,
-                    date_format=date_format,
-                    log_format=log_format,
-                    serializer=self.serializer,
-                )
-                self.scheduler.acquire_locks()
-                if not self.scheduler.acquired_locks:
-                    return  # another worker's scheduler holds the queue
-                if not burst:
-                    self.scheduler.start()
-                    return
-                try:  # burst: move the jobs that are due now, in this process
-                    self.scheduler.register_birth()
-                    self.scheduler.enqueue_scheduled_jobs()
-                finally:
-                    self.scheduler.release_locks()
-                    self.scheduler.register_death()
 
         _RQ_HANDLER[:] = [handler]
-        rq_worker = PreemptingWorker(
+        rq_worker = _preempting_worker_class(on_force_stop)(
             [self.queue],
             connection=self.redis,
             serializer=JSONSerializer,
