@@ -214,6 +214,15 @@ def test_stackexchange_comments_and_users_beside_posts(shared_data: Path, tmp_pa
     other = read_threads(site, options={"site": "beer"}, limit=1)[0]
     assert other.url == "https://beer.stackexchange.com/q/1"
 
+    # a dump whose site is not known (no option, a folder named otherwise; every POST /threads of Stack
+    # Exchange content) linked each post to the generic https://stackexchange.com/q/<Id> and /a/<Id>, another
+    # site's address for another post: its posts, comments and thread have no links, as Discourse topics read
+    # without a base_url
+    unknown = tmp_path / "downloads"
+    site.rename(unknown)
+    thread = next(t for t in read_threads(unknown) if t.id == "1")
+    assert thread.url is None and [p.url for p in thread.posts] == [None] * len(thread.posts)
+
 
 def _topic(topic_id: int, slug: str) -> dict:
     return {

@@ -11,7 +11,8 @@ Post text is the Body HTML through `html_to_text` (comments are plain text alrea
 Users.xml, else OwnerDisplayName, else "user<OwnerUserId>". URLs: https://<site>/q/<Id> for questions,
 /a/<Id> for answers, /q/<question>#comment<Id>_<PostId> for comments. The site host is the `site` option
 ("beer" or "beer.stackexchange.com"), else guessed from the path ("beer.stackexchange.com/Posts.xml",
-"stackexchange_beer/"), else the generic "stackexchange.com".
+"stackexchange_beer/"); when neither names it, posts have no URLs (a guessed host would link each post to
+another site's post of the same id).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from tldrlab.data.threads import Post, Thread
 from tldrlab.errors import InvalidInputError
 
 QUESTION, ANSWER = 1, 2
-GENERIC_HOST = "stackexchange.com"
 
 
 def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
@@ -70,8 +70,8 @@ def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
         yield _thread(question_id, question, answers.get(question_id, []), comments, users, host)
 
 
-def site_host(posts_xml: Path, site: object = None) -> str:
-    """The forum host for post URLs: the `site` option, else guessed from the path, else generic."""
+def site_host(posts_xml: Path, site: object = None) -> str | None:
+    """The forum host for post URLs: the `site` option, else guessed from the path, else None (unknown)."""
     if site:
         site = str(site).strip().lower().removeprefix("https://").removeprefix("http://").strip("/")
         return site if "." in site else f"{site}.stackexchange.com"
@@ -84,7 +84,7 @@ def site_host(posts_xml: Path, site: object = None) -> str:
         match = re.fullmatch(r"stackexchange[_-]([a-z0-9]+)", part)
         if match:
             return f"{match.group(1)}.stackexchange.com"
-    return GENERIC_HOST
+    return None
 
 
 def _rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, str]]]:
@@ -127,13 +127,13 @@ def _thread(
     answer_rows: list[dict[str, Any]],
     comments: dict[str, list[dict[str, Any]]],
     users: dict[str, str],
-    host: str,
+    host: str | None,
 ) -> Thread:
-    question_url = f"https://{host}/q/{question_id}"
+    question_url = f"https://{host}/q/{question_id}" if host else None
     accepted_id = question.get("AcceptedAnswerId")
     posts: list[Post] = []
 
-    def add(row: dict[str, Any], kind: str, reply_to: str | None, url: str) -> None:
+    def add(row: dict[str, Any], kind: str, reply_to: str | None, url: str | None) -> None:
         posts.append(
             Post(
                 id=row["Id"],
@@ -159,13 +159,13 @@ def _thread(
                     score=comment["_score"],
                     reply_to=row["Id"],
                     kind="comment",
-                    url=f"{question_url}#comment{comment['Id']}_{row['Id']}",
+                    url=f"{question_url}#comment{comment['Id']}_{row['Id']}" if question_url else None,
                 )
             )
 
     add(question, "question", None, question_url)
     for answer in sorted(answer_rows, key=lambda r: (r.get("CreationDate", ""), int(r["Id"]))):
-        add(answer, "answer", question_id, f"https://{host}/a/{answer['Id']}")
+        add(answer, "answer", question_id, f"https://{host}/a/{answer['Id']}" if host else None)
     tags = [t for t in re.split(r"[<>|]+", question.get("Tags", "")) if t]
     return Thread(
         id=question_id,
