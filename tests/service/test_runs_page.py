@@ -16,8 +16,9 @@ import pytest
 from playwright.sync_api import expect
 from svc_helpers import record, wait_for
 
-from netutil import free_port, start_serve, wait_for_port
-from tldrlab.runs import RunStatus
+from netutil import free_port, serve_app, start_serve, wait_for_port
+from tldrlab.runs import RunStatus, start_run
+from tldrlab.service.app import create_app
 
 
 @pytest.fixture
@@ -162,3 +163,24 @@ def test_a_late_answer_for_the_run_selected_before_does_not_replace_the_selected
     assert second in shown
     assert first not in shown, shown
     page.close()
+
+
+def test_a_loss_that_is_not_finite_leaves_the_chart_drawing_the_rest(browser: object) -> None:
+    # an overflowed step (fp16 on a GPU) logs train_loss inf, which the event stream's JSON carries as null:
+    # the page drew it as a point, then stopped at `null.toPrecision` ("Cannot read properties of null"), and
+    # the chart and the events list stayed where they were for the rest of the run
+    with start_run("train", {}) as run:
+        run.log_metrics(1, train_loss=2.0)
+        run.log_metrics(2, train_loss=float("inf"))
+        run.log_metrics(3, train_loss=1.0)
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{url}/runs-page")
+        page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+        expect(page.locator("#events")).to_contain_text("completed", timeout=10_000)
+        assert page.text_content("#chart-label") == "step 3: loss 1.000"
+        assert len((page.get_attribute("#loss-line", "points") or "").split()) == 2
+        assert page.text_content("#notice") == "" and errors == []
+        page.close()

@@ -110,7 +110,8 @@ function drawChart() {
 
 function onEvent(event) {
   const loss = event.metrics.loss ?? event.metrics.train_loss;  // smoke runs log loss, trainings train_loss
-  if (event.type === "progress" && loss !== undefined) {
+  // an overflowed step's inf (or nan) arrives as null in JSON: no point, and the chart keeps drawing
+  if (event.type === "progress" && Number.isFinite(loss)) {
     state.points = state.points.filter((p) => p.step < event.step);  // a resumed run repeats no step
     state.points.push({ step: event.step, loss });
     drawChart();
