@@ -402,3 +402,46 @@ def test_a_post_number_no_store_can_hold_is_refused_as_its_record(tmp_path: Path
     native.write_text(json.dumps({"id": "t", "posts": [{"id": "1", "number": 2**31, "text": "Hi."}]}))
     with pytest.raises(InvalidInputError, match=r"field 'posts\[0\]\.number': input should be less"):
         read_threads(native, "native")
+
+
+def test_a_post_id_given_twice_is_a_malformed_record_in_every_thread_format(tmp_path: Path) -> None:
+    # the Discourse and Stack Exchange readers let a thread hold one post id twice (native ones refused it):
+    # the ingest run then failed half-way, threads before it written, with the store's "post '2' of thread
+    # '77' is written twice", and a repeated question row silently replaced the first
+    topic = {
+        "id": 77,
+        "title": "Hops",
+        "slug": "hops",
+        "post_stream": {
+            "posts": [
+                {"id": 1, "post_number": 1, "cooked": "<p>Which hops?</p>"},
+                {"id": 2, "post_number": 2, "cooked": "<p>Cascade.</p>"},
+                {"id": 2, "post_number": 3, "cooked": "<p>Citra.</p>"},
+            ]
+        },
+    }
+    discourse = tmp_path / "topic.json"
+    discourse.write_text(json.dumps(topic), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"post_stream.posts\[2\]: field 'id': duplicate post id '2'"):
+        read_threads(discourse, "discourse")
+    assert read_threads_report(discourse, "discourse", skip_invalid=True).items == []
+    topic["post_stream"]["posts"][2].update(id=3, post_number=2)  # type: ignore[index]
+    discourse.write_text(json.dumps(topic), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"field 'post_number': post number 2 appears twice"):
+        read_threads(discourse, "discourse")
+
+    posts = tmp_path / "Posts.xml"
+    posts.write_text(
+        '<?xml version="1.0"?>\n<posts>\n'
+        '  <row Id="1" PostTypeId="1" Title="Q" Body="&lt;p&gt;Chill a stout?&lt;/p&gt;" Score="1" />\n'
+        '  <row Id="2" PostTypeId="2" ParentId="1" Body="&lt;p&gt;No.&lt;/p&gt;" Score="2" />\n'
+        '  <row Id="2" PostTypeId="2" ParentId="1" Body="&lt;p&gt;Yes.&lt;/p&gt;" Score="0" />\n'
+        '  <row Id="1" PostTypeId="1" Title="Q again" Body="&lt;p&gt;Again?&lt;/p&gt;" Score="1" />\n'
+        "</posts>\n"
+    )
+    with pytest.raises(InvalidInputError, match=r"line 5 \(row Id=2\): field 'Id': duplicate post Id 2"):
+        read_threads(posts, "stackexchange")
+    report = read_threads_report(posts, "stackexchange", skip_invalid=True)
+    (thread,) = report.items
+    assert thread.title == "Q" and [p.text for p in thread.posts] == ["Chill a stout?", "No."]
+    assert [m.split(": ", 2)[1] for m in report.skipped] == ["line 5 (row Id=2)", "line 6 (row Id=1)"]

@@ -63,11 +63,17 @@ def topic_thread(topic: dict[str, Any], path: Path, where: str, base_url: str | 
         if not isinstance(raw, dict):
             raise record_error(path, where, field, f"expected an object, got {type_name(raw)}")
         raw_posts.append((f"{where}: {field}", raw))
-    numbers = {}
+    numbers: dict[int, str] = {}
     for post_where, raw in raw_posts:
-        numbers[get_int(raw.get("post_number"), path, post_where, "post_number")] = require_str(
-            raw, "id", path, post_where, is_id=True
-        )
+        number = get_int(raw.get("post_number"), path, post_where, "post_number")
+        post_id = require_str(raw, "id", path, post_where, is_id=True)
+        # a thread's posts are told apart by id (what highlights cite) and number (what replies name): a
+        # repeat of either is a malformed topic, not one post silently taking the other's place
+        if number in numbers:
+            raise record_error(path, post_where, "post_number", f"post number {number} appears twice")
+        if post_id in numbers.values():
+            raise record_error(path, post_where, "id", f"duplicate post id {post_id!r}")
+        numbers[number] = post_id
     posts = []
     for post_where, raw in sorted(raw_posts, key=lambda item: int(item[1]["post_number"])):
         number = int(raw["post_number"])

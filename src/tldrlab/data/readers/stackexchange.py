@@ -38,10 +38,14 @@ def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
     host = site_host(posts_xml, ctx.options.get("site"))
     questions: dict[str, dict[str, Any]] = {}
     answers: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
     for where, row in _rows(posts_xml, ctx):
         ctx.counts["rows"] += 1
         try:
             post_id = str(get_int(row.get("Id"), posts_xml, where, "Id"))
+            if post_id in seen:  # a second question row replaced the first; a second answer was a second post
+                raise record_error(posts_xml, where, "Id", f"duplicate post Id {post_id}")
+            seen.add(post_id)
             post_type = get_int(row.get("PostTypeId"), posts_xml, where, "PostTypeId")
             if post_type == QUESTION:
                 questions[post_id] = _checked(row, posts_xml, where)
