@@ -19,8 +19,9 @@ CLI, run by the machine's own user, reads and writes where it is told.
 
 `launch_run` also owns what only an in-process launch needs: the resume policy (the kind must be resumable,
 the run not completed, and only the kind's `resume_fields` may change), SIGTERM -> checkpoint and preempt
-(the loop stops after its step, the run goes back to `queued`; `--resume` continues it), and distributed
-followers (ranks other than 0 of torchrun / accelerate run the kind's `follower` without a run of their own).
+(the loop stops after its step, the run goes back to `queued`; `--resume` continues it; a kind that does
+not resume ends `cancelled`), and distributed followers (ranks other than 0 of torchrun / accelerate run the
+kind's `follower` without a run of their own).
 """
 
 from __future__ import annotations
@@ -50,15 +51,17 @@ from tldrlab.errors import (
     NotFoundError,
     PathNotAllowedError,
     RunCancelledError,
+    RunPreemptedError,
     ServiceUnavailableError,
     UnknownKindError,
 )
-from tldrlab.kinds import RunKind, get_kind, resolve_execute, submittable_kinds, validate_config
+from tldrlab.kinds import RunKind, get_kind, resolve_execute, resumes, submittable_kinds, validate_config
 from tldrlab.logs import REPORTED_BY_CALLER
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.paths import InputPath, path_sites
+from tldrlab.runs.reconcile import update_manifest
 from tldrlab.targets import load_target
 from tldrlab.train.same_data import check_unchanged
 
@@ -424,8 +427,36 @@ def launch_run(
     # a run's own logger is `tldrlab.run.<id>`; the runs it starts log to siblings of it, not children
     echo_from = "tldrlab.run" if echo_runs_inside else f"tldrlab.run.{record.id}"
     with preempt_on_sigterm(), echoed(echo, echo_from):
-        result = execute(record.id, settings=settings, registry=registry, config=config)
+        try:
+            result = execute(record.id, settings=settings, registry=registry, config=config)
+        except RunPreemptedError as exc:
+            if spec.resume_fields is not None:
+                raise  # queued: `--resume` continues it from its checkpoint
+            raise end_unresumable(registry, record.id, spec, exc) from exc
     return Launched(registry.get(record.id), result)
+
+
+def end_unresumable(
+    registry: RunRegistry, run_id: str, spec: RunKind, exc: RunPreemptedError
+) -> RunCancelledError:
+    """A run of a kind that does not resume, stopped (SIGTERM) in this process, ends cancelled, and so do the
+    runs it started that went back to `queued` with it and do not resume either: preempted, they waited to be
+    resumed, but no `--resume` takes a run of such a kind and no queue holds a command line's run, so they
+    read `queued` for good. A sweep's trials stay queued: running the sweep again resumes them. The error
+    the command prints says why the run ended."""
+    reason = f"{exc.message}; runs of kind {spec.name} do not resume"
+    message = f"cancelled: {reason}: start it again"
+    part_of = f"cancelled: {reason}, and this run was part of {run_id}: start that again"
+    pending = [(run_id, message)]
+    while pending:
+        current, why = pending.pop()
+        fields: dict[str, Any] = {"message": why, "error_code": "cancelled", "ended_at": time.time()}
+        if registry.transition(current, (RunStatus.QUEUED,), RunStatus.CANCELLED, **fields):
+            update_manifest(registry.get(current).run_dir, status=RunStatus.CANCELLED.value, **fields)
+        for child in registry.list(parent_id=current, status=RunStatus.QUEUED.value, limit=None):
+            if not is_sweep_trial(child) and not resumes(child.kind):
+                pending.append((child.id, part_of))
+    return RunCancelledError(message.removeprefix("cancelled: "))
 
 
 def _follower_record(spec: RunKind) -> RunRecord:

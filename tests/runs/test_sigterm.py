@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from tldrlab.errors import RunCancelledError
 from tldrlab.launch import preempt_on_sigterm
-from tldrlab.runs import preempt
+from tldrlab.runs import RunStatus, open_registry, preempt
+from tldrlab.runs.run import read_manifest
 
 
 def test_the_first_sigterm_asks_to_stop_and_a_second_stops_now(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,3 +35,41 @@ def test_the_same_stop_sent_twice_at_once_is_one_stop() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         assert preempt.stop_requested()
     assert not preempt.stop_requested()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_run_that_does_not_resume_instead_of_leaving_it_queued(
+    tldrlab_home: Path, shared_data: Path
+) -> None:
+    """`tldrlab experiment dendrites` stopped by SIGTERM left the experiment and its arm `queued`, "waiting
+    to be resumed", though no `--resume` takes an experiment: they read queued for good. Both end cancelled
+    now, and the command says why."""
+    data = shared_data / "scitldr" / "scitldr_a.dev.jsonl"
+    argv = [
+        sys.executable, "-m", "tldrlab", "experiment", "dendrites", "--data", str(data), "--arms", "baseline",
+        "--seeds", "1", "--budget", "100000", "--eval-every", "50000", "--batch-size", "4",
+        "--train-limit", "40", "--eval-size", "4", "--test-size", "3", "--max-source-tokens", "16",
+        "--vocab-size", "300", "-q",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        registry = open_registry()
+        deadline = time.monotonic() + 120
+        while not any(r.status is RunStatus.RUNNING for r in registry.list(kind="experiment_arm")):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "runs of kind experiment do not resume: start it again" in err
+    (experiment,) = registry.list(kind="experiment")
+    (arm,) = registry.list(kind="experiment_arm")
+    assert experiment.status is RunStatus.CANCELLED and arm.status is RunStatus.CANCELLED
+    assert experiment.message is not None and "do not resume: start it again" in experiment.message
+    assert arm.message is not None and f"part of {experiment.id}" in arm.message
+    assert read_manifest(experiment.run_dir)["status"] == "cancelled"

@@ -413,7 +413,7 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
             raise
     except RunPreemptedError as exc:
         # Not a failure: the run checkpointed and goes back to the queue (the worker re-enqueues it).
-        handle.log("run preempted; checkpointed, waiting to be resumed", level=logging.WARNING)
+        handle.log("run preempted; checkpointed", level=logging.WARNING)
         handle._finish_preempted(f"preempted: {exc.message}; waiting to be resumed")
         raise
     except (RunCancelledError, KeyboardInterrupt) as exc:
