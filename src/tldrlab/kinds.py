@@ -217,6 +217,7 @@ _ENTRIES = (
         prepare="tldrlab.elm.prepare:check_prepare_out",
         inputs=("data",),
         must_exist=("data",),
+        check="tldrlab.elm.prepare:check_prepare_data",
         outputs=("out",),
         report="tldrlab.elm.jobs:prepare_report",
     ),

@@ -204,3 +204,30 @@ def test_quiet_prepare_draws_no_embedding_bar(
     for quiet in (["-q", *args], [*args, "--quiet"]):
         assert run_cli([*quiet, "--out", str(tmp_path / f"quiet{len(quiet[0])}")]) == 0
         assert "embedding" not in capsys.readouterr().err, quiet
+
+
+def test_an_empty_data_file_is_refused_before_a_run_exists(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm prepare --data empty.jsonl` (format detected, or named) was refused once the run read the file,
+    leaving a failed run behind (and POST /runs accepted it): both front ends refuse it before a
+    run exists."""
+    from fastapi.testclient import TestClient
+
+    from cliutil import run_captured
+    from tldrlab.runs import open_registry
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    data.mkdir(parents=True)
+    (data / "empty.jsonl").write_bytes(b"")
+    for named in ([], ["--format", "pairs"]):
+        argv = ["elm", "prepare", "--data", str(data / "empty.jsonl"), "--out", str(data / "o"), *named]
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and err.strip() == f"error [invalid_input] {data / 'empty.jsonl'}: file is empty"
+    assert open_registry().list() == []
+    refused = TestClient(create_app()).post(
+        "/runs", json={"kind": "elm_prepare", "config": {"data": "empty.jsonl", "out": "o"}}
+    )
+    assert refused.status_code == 422 and "file is empty" in refused.json()["message"], refused.text
+    assert open_registry().list() == []

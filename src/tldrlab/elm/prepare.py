@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tldrlab.data.readers import read_records
+from tldrlab.data.readers import read_records, split_files
 from tldrlab.data.splits import detect_splits, test_split
 from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
 from tldrlab.embed import get_embedder
@@ -172,6 +172,17 @@ def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:
             "give another --out, or --overwrite to replace it"
         )
     return config
+
+
+def check_prepare_data(config: ElmPrepareConfig) -> None:
+    """Kind `elm_prepare`'s check before a run is created (command line and API alike), as `experiment`'s
+    (`experiments.config.check_experiment_data`): its data, unless a prepared layout to filter, holds data
+    files, none of them empty, and a data-set directory its training split. An empty file was refused once
+    the run read it, which stayed a failed run."""
+    data = Path(config.data)
+    if data.is_dir() and has_layout(data):
+        return
+    split_files(data, config.format, detect_splits(data)[0])
 
 
 def read_manifest(data_dir: Path | str) -> dict[str, Any]:

@@ -298,13 +298,18 @@ def _below(directory: Path) -> str:
 
 def split_files(path: Path | str, format: str | None = None, split: str | None = None) -> list[Path]:
     """`input_files` for a path as a read gets it (format detected when None): what a command line checks
-    before it creates a run, so that data without the split it names is refused with no failed run left."""
+    before it creates a run, so that data without the split it names, or an empty data file (no format has
+    a record in one: a read refuses it), is refused with no failed run left."""
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
     name = format or detect_format(path)
     reader_spec(name)  # an unknown format is its clear error, not a KeyError
-    return input_files(path, name, split)
+    files = input_files(path, name, split)
+    for file in files:
+        if file.stat().st_size == 0:
+            raise InvalidInputError(f"{file}: file is empty", file=str(file))
+    return files
 
 
 def detect_format(path: Path | str) -> str:
