@@ -172,6 +172,23 @@ def test_cli_errors_are_clear_and_create_no_run(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "invalid train config" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_char_tokenizer_the_corpus_cannot_give_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab train` with a char tokenizer on a corpus where no character occurs min_frequency times was
+    refused once the run trained the tokenizer, leaving a failed run: refused before a run exists now, with
+    the advice the run gave, whether the method is named or the model family's own (char_lstm)."""
+    text = tmp_path / "once.txt"
+    text.write_text("abcdefghij\nklmnopqrst\n")  # every character once
+    for method in (["--tokenizer-method", "char"], []):
+        argv = ["train", "--model", "char_lstm", "--data", str(text), "--max-steps", "2", "-q", *method]
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "no character of the corpus occurs min_frequency=2 times" in err
+        assert "give it as --tokenizer DIR" in err
+    assert open_registry().list() == []
+
+
 @pytest.mark.slow
 def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(
     shakespeare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +69,18 @@ def prepare_tokenizer(job: TrainJobConfig, run: Run | None) -> Any:
         run.log(f"training a {job.tokenizer.method} tokenizer (vocab {job.tokenizer.vocab_size})")
         run.set_phase("training the tokenizer", progress=0.0)
 
+    return own_tokenizer(job, run.dir / TOKENIZER_SUBDIR, on_train=starting)
+
+
+def own_tokenizer(job: TrainJobConfig, out_dir: Path, on_train: Callable[[], object] | None = None) -> Any:
+    """The tokenizer the job trains for itself on its training files, in `out_dir` (trained there once)."""
     return tokenizer_once(
-        run.dir / TOKENIZER_SUBDIR,
+        out_dir,
         job.tokenizer.method,
         lambda: training_files(job.data.path, job.data.format, job.data.train_split, job.data.val_split),
         job.tokenizer.vocab_size,
         seed=job.train.seed,
-        on_train=starting,
+        on_train=on_train,
         given_as="--tokenizer DIR (tokenizer.path)",
     )
 
@@ -146,7 +153,8 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
 
 def check_train(config: TrainJobConfig) -> None:
     """Kind `train`'s command-line check of this machine: the device and precision are its own, and a
-    distributed launch has a tokenizer every process can read. (The data and its splits are
+    distributed launch has a tokenizer every process can read, and a char tokenizer the job trains can be
+    trained on its corpus. (The data and its splits are
     `train.config.check_train_data`, which the API's submit runs too; the model family, its settings and its
     size are the config's own validation.)"""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and config.trains_tokenizer():
@@ -156,3 +164,10 @@ def check_train(config: TrainJobConfig) -> None:
     # this machine's devices: --device cuda without CUDA, or --precision fp16 on the CPU, failed once the
     # run had started and stayed a failed run
     resolve_precision(config.train.precision, resolve_device(config.train.device))
+    if config.trains_tokenizer() and config.tokenizer.method == "char":
+        # a corpus with no character min_frequency times gives a char vocabulary of special tokens only,
+        # refused once the run trained it, which stayed a failed run; counting characters is cheap, so the
+        # tokenizer is trained here as the run trains it, into a directory thrown away (the API's worker
+        # meets it in the run: reading the whole data is too slow for its submit)
+        with tempfile.TemporaryDirectory(prefix="tldrlab-tokenizer-check-") as directory:
+            own_tokenizer(config, Path(directory))
