@@ -629,3 +629,54 @@ def test_a_config_without_architectures_says_what_is_missing_and_what_to_do(
     config_file.write_text(json.dumps({**config, "architectures": architectures}))  # doing what it says
     code, _, err = run_captured(["generate", str(directory), "-p", "hi", "--max-new-tokens", "2"], capsys)
     assert code == 0, err
+
+
+def test_causal_lm_settings_the_model_cannot_take_are_refused_before_a_run_exists(
+    tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A causal_lm path naming no model, two different references, or more layers than the model has (read
+    from a transformers directory's config.json and a GGUF file's header) were refused once the run loaded
+    the model, leaving a failed run (and POST /runs accepted them): both front ends refuse them before a run
+    exists. A queued training's run id is left to the run: over the API it may save its model first."""
+    from fastapi.testclient import TestClient
+
+    from tldrlab.runs import open_registry
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    data.mkdir(parents=True)
+    (data / "pairs.jsonl").write_text(json.dumps({"document": TEXT, "summary": "PostgreSQL module"}) + "\n")
+    for settings, code, message in (
+        ([f"path={tldrlab_home / 'nope'}"], 3, "no model named"),
+        ([f"path={tiny['dir']}", f"from_pretrained={tiny['gguf']}"], 2, "set either path or from_pretrained"),
+        ([f"path={tiny['dir']}", "num_layers=5"], 2, "num_layers 5 exceeds the model's 4 layers"),
+        ([f"path={tiny['gguf']}", "num_layers=5"], 2, "num_layers 5 exceeds the model's 4 layers"),
+    ):  # fmt: skip
+        argv = [
+            "train",
+            "--model",
+            "causal_lm",
+            "--data",
+            str(data / "pairs.jsonl"),
+            "--max-steps",
+            "1",
+            "-q",
+        ]
+        for setting in settings:
+            argv += ["--model-settings", setting]
+        exit_code, _, err = run_captured(argv, capsys)
+        assert exit_code == code and message in err and len(err.strip().splitlines()) == 1, (settings, err)
+    assert open_registry().list() == []
+    client = TestClient(create_app())
+    config = {"model": "causal_lm", "data": {"path": "pairs.jsonl"}, "train": {"max_steps": 1}}
+    (data / "tiny.gguf").write_bytes(tiny["gguf"].read_bytes())
+    settings = {"path": "tiny.gguf", "num_layers": 5}
+    refused = client.post("/runs", json={"kind": "train", "config": {**config, "model_settings": settings}})
+    assert refused.status_code == 422 and "exceeds the model's 4 layers" in refused.json()["message"], (
+        refused.text
+    )
+    assert open_registry().list() == []
+    queued = create_run("train", {"model": "causal_lm"})  # saves its model when it completes
+    check = {"model": "causal_lm", "model_settings": {"path": queued.id}, "data": {"path": "pairs.jsonl"}}
+    accepted = client.post("/runs", json={"kind": "train", "config": check})
+    assert accepted.status_code in (201, 202), accepted.text

@@ -27,6 +27,8 @@ this many, the file is read no further and its architecture is unknown."""
 # GGUF metadata value types -> their size in bytes (fixed-size ones); 8 is a string, 9 an array
 _FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY = 8, 9
+_INTEGERS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
+"""GGUF's integer value types -> their struct format."""
 
 
 def model_architecture(model: ResolvedModel) -> str | None:
@@ -56,25 +58,58 @@ def model_positions(model: ResolvedModel) -> int | None:
     return positions if isinstance(positions, int) and not isinstance(positions, bool) else None
 
 
+def model_layers(model: ResolvedModel) -> int | None:
+    """How many transformer layers (blocks) the model has as its files give it: `config.json`'s
+    `num_hidden_layers` (`n_layer` for GPT-2), a GGUF file's `<architecture>.block_count`; None when they do
+    not say."""
+    if model.kind == "gguf":
+        header = gguf_header(model.path)
+        architecture = header.get(ARCHITECTURE_KEY)
+        count = header.get(f"{architecture}.block_count") if isinstance(architecture, str) else None
+    else:
+        try:
+            config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(config, dict):
+            return None
+        count = config.get("num_hidden_layers", config.get("n_layer"))
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+
+
 def gguf_architecture(path: Path) -> str | None:
     """`general.architecture` of a GGUF file, read from its header (None: not a readable GGUF file, or the
     key is not among its first keys)."""
+    architecture = gguf_header(path).get(ARCHITECTURE_KEY)
+    return architecture.lower() if isinstance(architecture, str) else None
+
+
+def gguf_header(path: Path) -> dict[str, str | int]:
+    """The string and integer values among a GGUF file's first `_MAX_KEYS_READ` metadata keys (the general.*
+    and architecture keys: writers put them before the tokenizer's long arrays); empty for a file that is no
+    readable GGUF file, what was read before a damaged part for one cut short."""
+    values: dict[str, str | int] = {}
     try:
         with path.open("rb") as handle:
             if handle.read(4) != GGUF_MAGIC:
-                return None
+                return values
             version, _tensors, keys = struct.unpack("<IQQ", _exactly(handle, 20))
             if version < 2:  # version 1 used 32-bit counts and lengths; nothing writes it any more
-                return None
+                return values
             for _ in range(min(keys, _MAX_KEYS_READ)):
                 key = _string(handle)
                 (value_type,) = struct.unpack("<I", _exactly(handle, 4))
-                if key == ARCHITECTURE_KEY and value_type == _STRING:
-                    return _string(handle).lower()
-                _skip(handle, value_type)
+                if value_type == _STRING:
+                    values[key] = _string(handle)
+                elif value_type in _INTEGERS:
+                    (values[key],) = struct.unpack(
+                        _INTEGERS[value_type], _exactly(handle, _FIXED_SIZES[value_type])
+                    )
+                else:
+                    _skip(handle, value_type)
     except (OSError, ValueError, struct.error, UnicodeDecodeError):
-        return None
-    return None
+        return values
+    return values
 
 
 def _exactly(handle: BinaryIO, size: int) -> bytes:

@@ -19,13 +19,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError
-from tldrlab.models.architecture import model_architecture
+from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
+from tldrlab.models.architecture import model_architecture, model_layers
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.gguf_reading import check_gguf_file, gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
 from tldrlab.runs.paths import ModelRef
+from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.weights import save_pretrained
 
 ADAPTER_SUBDIR = "adapter"
@@ -208,10 +209,37 @@ def apply_lora(model: Any, lora: LoraSettings) -> Any:
     return get_peft_model(model, config)
 
 
-def build(config: CausalLMConfig, tokenizer: Any) -> Any:
-    """Load the referenced model and apply the layer count, checkpointing and LoRA settings."""
+def _check_one_reference(config: CausalLMConfig) -> None:
     if config.from_pretrained and config.path != BUNDLED_NAME and config.path != config.from_pretrained:
         raise ConfigError("set either path or from_pretrained for causal_lm, not both")
+
+
+def check_causal_lm(config: CausalLMConfig) -> None:
+    """The family's check before a run is created (`ModelSpec.check`: the command line and the API's submit):
+    one model reference, naming a model that is there, with at least `num_layers` layers, read from its files
+    (config.json, the GGUF header), not loaded. Each was refused once the run loaded the model, which stayed
+    a failed run. A training run still queued or running whose model it names is left to the run (over the
+    API the run may save it first), and so is whether the model is a causal LM
+    (`check_causal_lm_directory`: transformers' list of them imports torch, which a submit must not)."""
+    _check_one_reference(config)
+    try:
+        resolved = resolve_model_ref(config.reference())
+    except NotFoundError as exc:
+        run_id = exc.details.get("run_id")
+        if isinstance(run_id, str) and open_registry().get(run_id).status in (
+            RunStatus.QUEUED,
+            RunStatus.RUNNING,
+        ):
+            return
+        raise
+    layers = model_layers(resolved)
+    if config.num_layers is not None and layers is not None and config.num_layers > layers:
+        raise ConfigError(f"num_layers {config.num_layers} exceeds the model's {layers} layers")
+
+
+def build(config: CausalLMConfig, tokenizer: Any) -> Any:
+    """Load the referenced model and apply the layer count, checkpointing and LoRA settings."""
+    _check_one_reference(config)
     model = load_causal_lm(resolve_model_ref(config.reference()), dtype=config.dtype)
     if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))

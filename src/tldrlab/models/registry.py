@@ -113,6 +113,7 @@ MODELS: dict[str, ModelSpec] = {
         tokenizer=causal_lm.family_tokenizer,
         export=causal_lm.export_model,
         load=causal_lm.load_exported,
+        check=causal_lm.check_causal_lm,
     ),
 }
 
