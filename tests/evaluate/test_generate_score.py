@@ -170,3 +170,34 @@ def test_a_t5_with_more_decoder_than_encoder_layers_generates(layers: dict[str, 
     assert outputs == [generate(model, tokenizer, [p], greedy)[0] for p in prompts]
     beams = generate(model, tokenizer, prompts[:1], greedy.model_copy(update={"num_return_sequences": 2}))
     assert len(beams[0]) == 2
+
+
+def test_a_data_set_directory_without_a_split_is_read_at_its_held_out_split(
+    models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`generate --dataset DIR` and `score --dataset DIR` with no `--split` read every file of DIR, its
+    training file too (records of train.jsonl after those of test.jsonl); they read its held-out split now,
+    as `eval MODEL --data DIR` does, record it in the run's config and say so."""
+    import json
+
+    from tldrlab.runs import open_registry
+
+    save_model(models["char_lstm"], tokenizer, tmp_path / "model", name="char_lstm")
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, count in (("train", 3), ("test", 2)):
+        rows = [
+            {"document": f"{split} document {i}", "summary": f"{split} summary {i}"} for i in range(count)
+        ]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    common = [str(tmp_path / "model"), "--dataset", str(data), "--limit", "5", "--json"]
+    code, out, err = run_captured(["generate", *common, "--max-new-tokens", "2"], capsys)
+    assert code == 0, err
+    generated = json.loads(out)
+    assert [r["reference"] for r in generated["records"]] == ["test summary 0", "test summary 1"]
+    assert generated["split"] == "test"
+    code, out, err = run_captured(["score", *common, "--detail-level", "summary"], capsys)
+    assert code == 0 and json.loads(out)["records"] == 2 and json.loads(out)["split"] == "test", err
+    assert {r.config["split"] for r in open_registry().list(kind=("generate", "score"))} == {"test"}
+    code, out, err = run_captured(["score", *common[:-1], "--detail-level", "summary"], capsys)
+    assert code == 0 and f"scored: 2 records of {data} (split test)" in out, out + err

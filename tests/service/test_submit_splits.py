@@ -157,3 +157,19 @@ def test_a_relative_data_path_a_command_line_run_stored_is_left_to_the_worker(
     record = create_run("train", config)
     response = _submit(client, "evaluate", {"model_run": record.id, "split": "validation"})
     assert response.status_code == 202, response.text
+
+
+def test_generate_and_score_of_a_data_set_directory_with_no_split_read_its_held_out_split(
+    client: TestClient, data_root: Path
+) -> None:
+    """Submitted with a data-set directory and no split, generate and score read every file of it, the
+    training ones too; the run's config records its held-out split, as the command line's does."""
+    trained = _submit(client, "train", {"data": {"path": "text.txt"}})
+    assert trained.status_code == 202, trained.text
+    (data_root / "pairs").mkdir()
+    for split in ("train", "test"):
+        (data_root / "pairs" / f"{split}.jsonl").write_text('{"document": "a b c", "summary": "a"}\n')
+    for kind in ("generate", "score"):
+        response = _submit(client, kind, {"model_run": trained.json()["id"], "dataset": "pairs"})
+        assert response.status_code == 202, response.text
+        assert open_registry().get(response.json()["id"]).config["split"] == "test"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tldrlab.data.formats import ReaderFormat
+from tldrlab.data.splits import held_out_split
 from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf, WandbMode
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -222,7 +223,8 @@ class GenerateConfig(BaseModel):
     """Take the prompts from a data set instead: a registered or uploaded one by id (`ds-...` or
     `dataset:<id>`), or a data file; its records' documents are the prompts."""
     split: Annotated[str | None, SplitOf("dataset")] = None
-    """With `dataset`: the split to take records from (train, dev, test; None: all)."""
+    """With `dataset`: the split to take records from (train, dev, test); None: a data-set directory's test
+    split, else its validation split, else all of it (as `tldrlab eval MODEL --data DIR` reads it)."""
     limit: int = Field(default=8, ge=1, le=64)
     """With `dataset`: how many records (the first ones)."""
     options: GenerateOptions = Field(default_factory=GenerateOptions)
@@ -255,7 +257,8 @@ class ScoreConfig(BaseModel):
     a data file. Seq2seq and chat models score each record's reference summary given its document; LMs its
     document."""
     split: Annotated[str | None, SplitOf("dataset")] = None
-    """With `dataset`: the split to take records from (train, dev, test; None: all)."""
+    """With `dataset`: the split to take records from (train, dev, test); None: a data-set directory's test
+    split, else its validation split, else all of it (as `tldrlab eval MODEL --data DIR` reads it)."""
     limit: int = Field(default=32, ge=1, le=1000)
     """With `dataset`: how many records (the first ones)."""
     detail_level: Literal["summary", "per_token"] = "per_token"
@@ -271,3 +274,14 @@ class ScoreConfig(BaseModel):
         if (self.text is None) == (self.dataset is None):
             raise ValueError("give either text or dataset (a data set id or file to score)")
         return self
+
+
+def read_held_out_split(config: GenerateConfig | ScoreConfig) -> GenerateConfig | ScoreConfig:
+    """Kinds `generate` and `score`'s prepare step (command line and API alike, before the run exists): a
+    `dataset` named with no `split` is read at its held-out split, as `tldrlab eval MODEL --data DIR` reads
+    it (`data.splits.held_out_split`): a data-set directory's training files were read too (the first of
+    them before its test file when the name sorted first). The split is written into the config, so the run
+    records, and its report says, what it read."""
+    if config.dataset is None or config.split is not None:
+        return config
+    return config.model_copy(update={"split": held_out_split(config.dataset)})

@@ -73,6 +73,18 @@ def _records(config: GenerateConfig | ScoreConfig) -> list[Any]:
     return records
 
 
+def _read_from(config: GenerateConfig | ScoreConfig) -> dict[str, Any]:
+    """What a result says of the records it read: the data set and its split (None: all of it)."""
+    return {"dataset": config.dataset, "split": config.split}
+
+
+def _read_line(result: dict[str, Any], count: int) -> str:
+    """The report's line naming the records read and their split (a data-set directory's held-out one
+    unless asked for another: the training files were read too, and nothing said so)."""
+    split = f"split {result['split']}" if result.get("split") else "all of it"
+    return f"{count} records of {result['dataset']} ({split})"
+
+
 def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     """Outputs for the prompts (or a data set's documents), with each output's steps and whether it ended on
     the end-of-sequence token."""
@@ -101,6 +113,7 @@ def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     }
     if records:
         result["records"] = [{"id": r.id, "reference": r.summary} for r in records]
+        result.update(_read_from(config))
     return result
 
 
@@ -137,7 +150,8 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
     loss = sum(r["loss"] * r["num_tokens"] for r in rows) / tokens
     totals = {"loss": loss, "perplexity": perplexity(loss), "num_tokens": tokens, "records": len(rows)}
     run.set_summary(**totals)
-    return {"model": name, **totals, "detail_level": config.detail_level, "per_record": rows}
+    read = _read_from(config)
+    return {"model": name, **totals, "detail_level": config.detail_level, "per_record": rows, **read}
 
 
 def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
@@ -193,6 +207,8 @@ def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
 
 def generate_report(run_id: str, result: dict[str, Any]) -> Report:
     report = Report()
+    if result.get("dataset"):
+        report.blocks.append(f"prompts: {_read_line(result, len(result['outputs']))}")
     for i, outputs in enumerate(result["outputs"]):
         report.blocks.append(f"--- {result['model']} prompt {i + 1}  run {run_id}")
         report.blocks += [
@@ -213,7 +229,10 @@ def score_report(run_id: str, result: dict[str, Any]) -> Report:
             for row in result["per_record"]
         ]
         line = f"{totals}, {result['num_tokens']} tokens in {result['records']} records  run {run_id}"
-        report = Report([line, Table([*columns, Column("tokens", justify="right")], rows)])
+        blocks: list[Any] = [line, Table([*columns, Column("tokens", justify="right")], rows)]
+        if result.get("dataset"):  # a result recorded before it said what it read has no dataset
+            blocks.insert(0, f"scored: {_read_line(result, result['records'])}")
+        report = Report(blocks)
         if cut := [row["id"] for row in result["per_record"] if row.get("truncated")]:
             # a single text says "(truncated)"; a data set's rows said nothing, its token counts looking whole
             report.warnings.append(
