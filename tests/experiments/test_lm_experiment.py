@@ -265,3 +265,35 @@ def test_bad_arm_configs_are_clear_errors(tiny_model: Path, pairs: Path) -> None
     with pytest.raises(SystemExit) as exit_info:
         main(["experiment", "compress", str(tiny_model), "--importance", "taylor", "--out", "x"])
     assert exit_info.value.code != 0
+
+
+@pytest.mark.slow
+def test_an_empty_instruction_is_kept_by_the_experiment(tiny_model: Path, pairs: Path) -> None:
+    """`experiment lm --instruction ""` (ask with the document alone) trained, generated and saved its arms
+    with the default instruction, though its config recorded ""; an empty one is kept, as a causal_lm
+    training keeps it (`models.chat.instruction_of`); no instruction is still the default."""
+    from tldrlab.experiments.lm_experiment import instruction_of_config
+    from tldrlab.models.chat import DEFAULT_INSTRUCTION
+
+    tiny = "--budget 2 --eval-every 2 --batch-size 4 --train-limit 16 --eval-size 4 --test-size 2 --seeds 1"
+    tiny += " --max-source-tokens 24 --max-new-tokens 2 --wandb-mode disabled --no-plots --no-bertscore"
+    tiny += " --no-lead-baseline --arms baseline -q"
+    main(
+        [
+            "experiment",
+            "lm",
+            "--data",
+            str(pairs),
+            "--model",
+            str(tiny_model),
+            "--instruction",
+            "",
+            *tiny.split(),
+        ]
+    )
+    (arm,) = open_registry().list(kind="lm_experiment_arm", limit=5)
+    assert arm.status == RunStatus.COMPLETED and arm.config["instruction"] == ""
+    saved = json.loads((Path(arm.run_dir) / "model" / "config.json").read_text())
+    assert saved["tldrlab_instruction"] == ""
+    default = LMExperimentConfig(data=str(pairs), model=str(tiny_model))
+    assert instruction_of_config(default) == DEFAULT_INSTRUCTION

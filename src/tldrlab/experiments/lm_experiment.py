@@ -91,8 +91,11 @@ COMPRESSED_ARMS = ("compressed", "compressed_pai", "compressed_random", "compres
 
 
 def instruction_of_config(config: Any) -> str:
-    """The request a config asks with: its `instruction`, else the chat models' default."""
-    return str(getattr(config, "instruction", None) or DEFAULT_INSTRUCTION)
+    """The request a config asks with: its `instruction`, else (None) the chat models' default. An empty one
+    is kept, as `models.chat.instruction_of` keeps a model's: the document is asked alone (it became the
+    default, and the arms trained, generated and saved their models with it)."""
+    value = getattr(config, "instruction", None)
+    return value if isinstance(value, str) else DEFAULT_INSTRUCTION
 
 
 # -- data -------------------------------------------------------------------------------------------------
