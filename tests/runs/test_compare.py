@@ -251,3 +251,27 @@ def test_a_change_from_a_zero_baseline_is_not_called_a_percentage(
             f"{worse}: best_val_loss 2.000 vs 0.000 (+2.000 from 0, lower is better)"
         ]
         page.close()
+
+
+def test_tokenizer_runs_are_compared_by_their_coverage_and_unknown_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # docs/service.md calls coverage higher-better, but only `coverage_labelled` was: two tokenizer runs,
+    # one covering no word and emitting <unk> for most characters, read "the baseline has no metric that
+    # says better or worse", and --fail-on-regression failed either way
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i}: the quick brown fox jumps" for i in range(200)), encoding="utf-8")
+    ids = []
+    for vocab in ("60", "5"):  # every character, then the special tokens and one character
+        argv = ["tokenizer", "train", "--method", "char", "--vocab-size", vocab, str(corpus), "--json"]
+        code, out, err = run_captured(argv, capsys)
+        assert code == 0, err
+        ids.append(json.loads(out)["run_id"])
+    assert direction("coverage") == "higher" and direction("unk_rate") == "lower"
+    assert direction("eval.highlight_coverage_other") is None  # coverage of unlabelled sentences: neither
+    comparison = compare_runs(ids)
+    assert {r.metric for r in comparison.regressions} == {"coverage", "unk_rate"}
+    assert comparison.unchecked == []
+    gate = ["runs", "compare", "--plot", str(tmp_path / "c.png"), "--fail-on-regression"]
+    assert run_captured([*gate, *ids], capsys)[0] == 1
+    assert run_captured([*gate, *reversed(ids)], capsys)[0] == 0  # the other way round, nothing got worse

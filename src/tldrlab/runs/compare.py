@@ -7,11 +7,11 @@
 A run's metrics are its summary (the registry's `metrics`: best validation loss, ROUGE of an evaluation run,
 ...) and, when its directory holds an evaluation (`eval_summary.json`: a training run's final evaluation,
 written next to its model), that evaluation's metrics as `eval.<name>`; the output names that evaluation run.
-Which way is better is known by name: losses, perplexities, times and empty outputs are better lower; ROUGE,
-BERTScore, accuracy, F1, AUC, coverage, distinct-n and throughput higher; any other metric (lengths, counts)
-is shown but never called a regression. A run regresses on a metric when it is worse than the baseline by more
-than `tolerance` (relative to the baseline's value). `tldrlab runs compare`, `GET /compare` and the runs page
-show the same comparison.
+Which way is better is known by name: losses, perplexities, unknown-token rates, times and empty outputs are
+better lower; ROUGE, BERTScore, accuracy, F1, AUC, coverage, distinct-n and throughput higher; any other
+metric (lengths, counts) is shown but never called a regression. A run regresses on a metric when it is worse
+than the baseline by more than `tolerance` (relative to the baseline's value). `tldrlab runs compare`,
+`GET /compare` and the runs page show the same comparison.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tldrlab.runs.registry import RunRecord, RunRegistry, open_registry
 
 EVAL_SUMMARY = "eval_summary.json"
 Direction = Literal["lower", "higher"]
-LOWER_BETTER = ("loss", "perplexity", "ppl", "error", "seconds", "latency", "empty")
+LOWER_BETTER = ("loss", "perplexity", "ppl", "error", "seconds", "latency", "empty", "unk_rate")
 HIGHER_BETTER = (
     "rouge",
     "bertscore",
@@ -47,12 +47,17 @@ HIGHER_BETTER = (
     "precision",
     "recall",
 )
+BY_WHOLE_NAME: dict[str, Direction] = {"coverage": "higher"}
+"""Names whose direction holds for that name only: a tokenizer's `coverage` (words with no unknown token);
+`highlight_coverage_other`, the coverage of sentences no one marked, says neither."""
 MAX_RUNS = 20
 
 
 def direction(metric: str) -> Direction | None:
     """Whether lower or higher values of `metric` are better (None: neither is known)."""
     name = metric.lower().rsplit(".", 1)[-1]
+    if name in BY_WHOLE_NAME:
+        return BY_WHOLE_NAME[name]
     if any(key in name for key in LOWER_BETTER):
         return "lower"
     if any(key in name for key in HIGHER_BETTER):
