@@ -420,3 +420,15 @@ def test_an_event_stream_ends_when_its_run_is_deleted() -> None:
         assert not reader.is_alive(), lines  # the stream ended
         assert "event: cancelled" not in lines, lines  # it ended because the run is gone, not on a status
         assert http.get(f"/runs/{run_id}/events").status_code == 404  # what a reconnecting client then gets
+
+
+def test_a_run_that_ended_without_completing_is_not_promised_a_report(client: TestClient) -> None:
+    # GET /runs/{id}/report of a failed or cancelled run said "it has a report once it completed", a report
+    # that never comes; a queued or running run still gets that promise
+    queued = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
+    early = client.get(f"/runs/{queued}/report").json()["message"]
+    assert early == f"run {queued} is queued: it has a report once it completes"
+    client.post(f"/runs/{queued}/cancel")
+    answer = client.get(f"/runs/{queued}/report")
+    assert answer.status_code == 409
+    assert answer.json()["message"] == f"run {queued} was cancelled: only a completed run has a report"

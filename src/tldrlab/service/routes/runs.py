@@ -289,8 +289,11 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 def get_report(request: Request, run_id: str) -> dict[str, Any]:
     """The run's result as it reads in the CLI, the runs page and Discord; 409 until the run completed."""
     record = _get(request, run_id)
+    if record.status in (RunStatus.FAILED, RunStatus.CANCELLED):  # never to complete: promise no report
+        way = "failed" if record.status == RunStatus.FAILED else "was cancelled"
+        raise ConflictError(f"run {record.id} {way}: only a completed run has a report")
     if record.status != RunStatus.COMPLETED:
-        raise ConflictError(f"run {record.id} is {record.status.value}: it has a report once it completed")
+        raise ConflictError(f"run {record.id} is {record.status.value}: it has a report once it completes")
     result = _result(record)
     if result is None:
         raise NotFoundError(f"run {record.id} recorded no result to report")
