@@ -330,6 +330,19 @@ def test_a_stream_summary_thread_id_no_thread_may_have_is_a_422_as_in_a_url(
     assert "Traceback" not in asked.text
 
 
+def test_a_stream_summary_query_is_as_long_as_a_highlights_query_at_most(client: TestClient) -> None:
+    # GET /threads/{id}/highlights refused a q over 2,000 characters; POST /stream_summary took any (a 2 MB
+    # query ranked for 18 s, BM25 reading every word of it)
+    assert client.post("/threads", json=beer_thread()).status_code == 201
+    long = "glass " * 400  # 2,400 characters
+    assert_error(client.get("/threads/33/highlights", params={"q": long}), 422, "invalid_input", "query.q: ")
+    asked = client.post("/stream_summary", json={"thread_id": "33", "summarizer": "extractive", "q": long})
+    assert_error(asked, 422, "invalid_input", "q: String should have at most 2000 characters")
+    body = {"thread_id": "33", "summarizer": "extractive", "q": long[:1990]}
+    fits = client.post("/stream_summary", json=body)
+    assert fits.status_code == 200 and "event: digest" in fits.text
+
+
 def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client: TestClient) -> None:
     # both copies were ingested: the thread ended as the second with the first copy's sentences still stored,
     # so its highlights cited a post the thread does not have

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
@@ -39,7 +39,13 @@ def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-Query = Annotated[str | None, BeforeValidator(_blank_is_none)]
+MAX_QUERY_CHARS = 2000
+"""The longest query (GET /threads/{id}/highlights, POST /stream_summary, the CLI's --q): ranking reads every
+word of it (BM25), so a query of a whole request body (20 MB) took minutes of CPU."""
+
+Query = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)] | None, BeforeValidator(_blank_is_none)
+]
 """A query; one of only whitespace is no query (else it switched to query-aware ranking with no words to rank
 by, and `?q=%20` cached apart from no query)."""
 

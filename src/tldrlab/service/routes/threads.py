@@ -44,7 +44,7 @@ from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
 from tldrlab.data.threads import NUL, Thread
 from tldrlab.digest.cache import SummaryCache, open_cache
-from tldrlab.digest.highlights import HighlightOptions, thread_highlights
+from tldrlab.digest.highlights import MAX_QUERY_CHARS, HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads, load_threads, open_sentence_store
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
@@ -337,7 +337,7 @@ def get_highlights(
     request: Request,
     thread_id: str,
     k: int = Query(5, ge=1, le=100),
-    q: str | None = Query(None, max_length=2000),
+    q: str | None = Query(None, max_length=MAX_QUERY_CHARS),
     scorer: ScorerName = Query(
         "auto", description="auto (per mode, the default scorer), heuristic, learned_v1 or learned_v2"
     ),
