@@ -153,6 +153,7 @@ _ENTRIES = (
         inputs=("corpus",),
         outputs=("out_dir",),
         check="tldrlab.tokenizers.job:check_tokenizer",
+        local_check="tldrlab.tokenizers.job:check_tokenizer_corpus",
         report="tldrlab.tokenizers.job:tokenizer_report",
     ),
     RunKind(

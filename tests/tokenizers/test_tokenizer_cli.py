@@ -374,3 +374,19 @@ def test_the_report_says_which_lines_its_stats_were_measured_on(
         assert code == 0, err
         rows = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in out.splitlines()[3:]}
         assert rows["measured on"] == said, out
+
+
+def test_a_char_vocabulary_the_corpus_cannot_give_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tokenizer train --method char` on a corpus where no character occurs min_frequency times was refused
+    once the run trained it, leaving a failed run: refused before a run exists now, the same one line."""
+    once = tmp_path / "once.txt"
+    once.write_text("abcdefghij\nklmnopqrst\n", encoding="utf-8")  # every character once
+    args = ["tokenizer", "train", "--method", "char", "--out", str(tmp_path / "tok"), str(once)]
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no character of the corpus occurs min_frequency=2" in err
+    assert "use min_frequency 1 or less" in err
+    assert open_registry().list() == [] and not (tmp_path / "tok").exists()
+    assert run_cli([*args[:-1], "--min-frequency", "1", str(once)]) == 0  # doing what it says

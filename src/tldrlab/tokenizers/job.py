@@ -6,6 +6,7 @@ service's workers and `tldrlab tokenizer train` both end up here.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ TOKENIZER_SUBDIR = "tokenizer"
 
 def tokenizer_job(run: Run, config: TokenizerJobConfig) -> dict[str, Any]:
     method, vocab_size, corpus = config.method, config.vocab_size, config.corpus
-    options = config.model_dump(include=set(TokenizerConfig.model_fields) - {"method", "vocab_size"})
+    options = _options(config)
     out_dir = Path(config.out_dir) if config.out_dir else run.dir / TOKENIZER_SUBDIR
     run.log(f"training {method} tokenizer (vocab {vocab_size}) on {len(corpus)} file(s)")
     run.heartbeat(progress=0.0, message=f"training {method} tokenizer")
@@ -70,6 +71,24 @@ def check_tokenizer(config: TokenizerJobConfig) -> None:
         raise InvalidInputError(f"the corpus has no text: {', '.join(config.corpus)}")
     if config.out_dir and Path(config.out_dir).is_file():  # mkdir failed on it inside the run before
         raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory")
+
+
+def _options(config: TokenizerJobConfig) -> dict[str, Any]:
+    """The job's tokenizer options beside its method and vocabulary size (min_frequency, holdout, ...)."""
+    return config.model_dump(include=set(TokenizerConfig.model_fields) - {"method", "vocab_size"})
+
+
+def check_tokenizer_corpus(config: TokenizerJobConfig) -> None:
+    """Kind `tokenizer`'s command-line check before its run is created: a char tokenizer its corpus cannot
+    give (no character `min_frequency` times: a vocabulary of the special tokens only) was refused once the
+    run trained it, which stayed a failed run. Counting characters is cheap, so it is trained here as the
+    run trains it, into a directory thrown away. (The API's worker meets it in the run: reading the whole
+    corpus is too slow for a submit. A sentencepiece vocabulary the corpus cannot fill is left to the run:
+    checking it would cost its whole training twice.)"""
+    if config.method != "char":
+        return
+    with tempfile.TemporaryDirectory(prefix="tldrlab-tokenizer-check-") as directory:
+        train_tokenizer("char", config.corpus, config.vocab_size, Path(directory), **_options(config))
 
 
 def check_tokenizer_out(config: TokenizerJobConfig) -> TokenizerJobConfig:
