@@ -184,3 +184,33 @@ def test_a_loss_that_is_not_finite_leaves_the_chart_drawing_the_rest(browser: ob
         assert len((page.get_attribute("#loss-line", "points") or "").split()) == 2
         assert page.text_content("#notice") == "" and errors == []
         page.close()
+
+
+def test_the_detail_panel_shows_the_run_s_curves(browser: object) -> None:
+    # a training run's result on the page ends "curves: run:<id>/plots", but the page showed none of them
+    # (plots/*.png are files of the run, not manifest artifacts) and named no way to them
+    from tldrlab.track.plots import plot_run_metrics
+
+    with start_run("train", {}) as run:
+        for step in range(1, 11):
+            run.log_metrics(step, train_loss=3.0 / step, lr=0.01)
+        run.log_metrics(10, eval_loss=0.5)
+        plot_run_metrics(run.dir)
+    with start_run("smoke", {}) as plain:  # a run without curves shows no curves section
+        plain.log_metrics(1, loss=1.0)
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{url}/runs-page")
+        page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+        expect(page.locator("#plots img")).to_have_count(3, timeout=10_000)
+        alts = page.eval_on_selector_all("#plots img", "imgs => imgs.map(i => i.alt)")
+        assert alts == ["plots/eval.png", "plots/lr.png", "plots/train_loss.png"]
+        sources = page.eval_on_selector_all("#plots img", "imgs => imgs.map(i => i.src)")
+        assert all(src.startswith("data:image/png;base64,") for src in sources)
+        assert page.is_visible("#plots-panel")
+        page.click(f"#runs tbody tr[data-run-id='{plain.id}']")
+        expect(page.locator("#plots-panel")).to_be_hidden(timeout=10_000)
+        assert page.locator("#plots img").count() == 0 and errors == []
+        page.close()

@@ -1,6 +1,6 @@
 // The runs page's lifecycle panels: runs compared side by side with regressions against a baseline
 // (GET /compare, /compare/plot), and a line per cleanup event (GET /cleanup/events), refreshed with the list.
-// Loaded after runs.js, whose `$`, `api`, `headers` and `state` it uses.
+// Loaded after runs.js, whose `$`, `api`, `headers`, `imageDataUrl` and `state` it uses.
 "use strict";
 
 function formatBytes(n) {
@@ -49,16 +49,8 @@ function compareQuery(ids) {
   return params.toString();
 }
 
-async function plotDataUrl(query) {
-  // a data: URL (the page's policy allows no blob: images), fetched with the API key header
-  const response = await fetch(`/compare/plot?${query}`, { headers: headers() });
-  if (!response.ok) return null;
-  const blob = await response.blob();
-  return new Promise((resolve) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.readAsDataURL(blob);
-  });
+function plotDataUrl(query) {
+  return imageDataUrl(`/compare/plot?${query}`);
 }
 
 async function compareRuns(ids) {

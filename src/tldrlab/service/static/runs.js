@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { selected: null, stream: null, points: [], kinds: {} };
+const state = { selected: null, stream: null, points: [], kinds: {}, plotsKey: null };
 
 function headers(extra = {}) {
   const key = $("api-key").value.trim();
@@ -70,6 +70,43 @@ async function refreshDetail() {
     item.append(link);
     list.append(item);
   }
+  showPlots(run);
+}
+
+async function imageDataUrl(url) {
+  // a data: URL (the page's policy allows no blob: images), fetched with the API key header
+  const response = await fetch(url, { headers: headers() });
+  if (!response.ok) return null;
+  const blob = await response.blob();
+  return new Promise((resolve) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.readAsDataURL(blob);
+  });
+}
+
+async function showPlots(run) {
+  // the curves the run drew (plots/*.png, files of the run rather than manifest artifacts, which its result
+  // names as "curves: run:<id>/plots"), fetched again only when they changed (redrawn at every evaluation)
+  const base = `/artifacts/${encodeURIComponent(run.kind)}/${encodeURIComponent(run.id)}`;
+  let listing;
+  try { listing = await api(base); } catch (err) { return; }
+  const files = listing.files.filter((file) => /^plots\/[^/]+\.png$/.test(file.path));
+  const key = files.map((file) => `${file.path}:${file.size}`).join(" ");
+  if (run.id !== state.selected || key === state.plotsKey) return;
+  const images = [];
+  for (const file of files) {
+    const src = await imageDataUrl(`${base}/${file.path}`);
+    if (src === null) continue;
+    const image = document.createElement("img");
+    image.src = src;
+    image.alt = file.path;
+    images.push(image);
+  }
+  if (run.id !== state.selected) return;  // another run was selected meanwhile
+  state.plotsKey = key;
+  $("plots").replaceChildren(...images);
+  $("plots-panel").hidden = images.length === 0;
 }
 
 async function showReport(run) {
@@ -138,6 +175,9 @@ function select(runId) {
   if (state.stream) state.stream.abort();
   state.selected = runId;
   state.points = [];
+  state.plotsKey = null;
+  $("plots").replaceChildren();
+  $("plots-panel").hidden = true;
   $("events").replaceChildren();
   $("detail").hidden = false;
   drawChart();
