@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.config import get_settings
+from tldrlab.data.readers import read_threads
+from tldrlab.errors import InvalidInputError
 from tldrlab.samples import sample_path
 from tldrlab.service.app import create_app
 
@@ -156,7 +158,7 @@ def test_bad_input_gets_clear_4xx(client: TestClient, monkeypatch: pytest.Monkey
         "",
     )
     dup = {"id": "d", "posts": [{"id": "1", "number": 1, "text": "a"}, {"id": "1", "number": 2, "text": "b"}]}
-    assert_error(client.post("/threads", json=dup), 422, "invalid_input", "unique")
+    assert_error(client.post("/threads", json=dup), 422, "invalid_input", "duplicate post id")
     assert_error(client.get("/threads/nope"), 404, "not_found", "nope")
     assert_error(client.get("/threads/nope/highlights"), 404, "not_found", "nope")
     assert_error(client.get("/threads/x/highlights", params={"k": 0}), 422, "invalid_input", "k")
@@ -341,6 +343,25 @@ def test_a_stream_summary_query_is_as_long_as_a_highlights_query_at_most(client:
     body = {"thread_id": "33", "summarizer": "extractive", "q": long[:1990]}
     fits = client.post("/stream_summary", json=body)
     assert fits.status_code == 200 and "event: digest" in fits.text
+
+
+def test_posts_of_one_number_are_refused_as_posts_of_one_id_are(client: TestClient, tmp_path: Path) -> None:
+    # two posts of one number were stored: the store reads sentences in number order, so theirs came
+    # interleaved (post a's first, post b's first, post a's second...), and query-aware highlights (which
+    # mix in a sentence's neighbours in its post) and the bullets' reading order changed with it
+    posts = [
+        {"id": "a", "number": 1, "text": "Serve lagers cold. Ales warmer."},
+        {"id": "b", "number": 1, "text": "Stouts at twelve degrees. Tulip glasses help."},
+    ]
+    refused = client.post("/threads", json={"id": "n", "posts": posts})
+    assert_error(refused, 422, "invalid_input", "thread n: posts.1.number: post number 1 appears twice")
+    twice = client.post("/threads", json={"id": "n", "posts": [posts[0], posts[0]]})
+    assert_error(twice, 422, "invalid_input", "thread n: posts.1.id: duplicate post id 'a'")
+    native = tmp_path / "thread.json"
+    native.write_text(json.dumps({"id": "n", "posts": posts}), encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"field 'posts\[1\]\.number': post number 1 appears twice"):
+        read_threads(native)
+    assert_error(client.get("/threads/n"), 404, "not_found", "'n'")
 
 
 def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client: TestClient) -> None:

@@ -111,3 +111,21 @@ class Thread(BaseModel):
 
     def post(self, post_id: str) -> Post | None:
         return next((p for p in self.posts if p.id == post_id), None)
+
+
+def repeated_post(thread: Thread) -> tuple[int, str, str] | None:
+    """The first post repeating an earlier post's id or number, as (its index, the field, the problem), or
+    None. A thread's posts are told apart by id (what highlights cite) and read in number order (the store
+    orders sentences by it, and a post's neighbouring sentences are the ones around it in that order): two
+    posts of one number had their sentences interleaved, breaking the query-aware context and the bullets'
+    reading order."""
+    ids: set[str] = set()
+    numbers: set[int] = set()
+    for i, post in enumerate(thread.posts):
+        if post.id in ids:
+            return i, "id", f"duplicate post id {post.id!r}"
+        if post.number in numbers:
+            return i, "number", f"post number {post.number} appears twice"
+        ids.add(post.id)
+        numbers.add(post.number)
+    return None

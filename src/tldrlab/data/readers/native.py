@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from tldrlab.data.html import html_to_text
 from tldrlab.data.readers.common import ReadContext, iter_json_items, record_error, type_name
-from tldrlab.data.threads import Thread
+from tldrlab.data.threads import Thread, repeated_post
 from tldrlab.errors import InvalidInputError, error_message
 
 
@@ -66,9 +66,7 @@ def native_thread(obj: dict[str, Any], path: Path, where: str) -> Thread:
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
         message = error_message(first)  # only its first letter lowered: "U+0000", "NUL" keep their case
         raise record_error(path, where, field or None, message[:1].lower() + message[1:]) from None
-    seen: set[str] = set()
-    for i, post in enumerate(thread.posts):
-        if post.id in seen:
-            raise record_error(path, where, f"posts[{i}].id", f"duplicate post id {post.id!r}")
-        seen.add(post.id)
+    if (repeat := repeated_post(thread)) is not None:
+        i, field, problem = repeat
+        raise record_error(path, where, f"posts[{i}].{field}", problem)
     return thread

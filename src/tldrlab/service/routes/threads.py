@@ -42,7 +42,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
-from tldrlab.data.threads import NUL, Thread
+from tldrlab.data.threads import NUL, Thread, repeated_post
 from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import MAX_QUERY_CHARS, HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads, load_threads, open_sentence_store
@@ -219,9 +219,9 @@ def parse_threads(body: Any) -> list[Thread]:
         if thread.id in seen:  # refused here too, so that nothing of the request is stored
             raise InvalidRequestError(f"thread {thread.id!r} appears twice in the request: send one version")
         seen.add(thread.id)
-        ids = [p.id for p in thread.posts]
-        if len(set(ids)) != len(ids):
-            raise InvalidRequestError(f"thread {thread.id}: post ids must be unique")
+        if (repeat := repeated_post(thread)) is not None:
+            i, field, problem = repeat
+            raise InvalidRequestError(f"thread {thread.id}: posts.{i}.{field}: {problem}")
     return threads
 
 
