@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -169,37 +170,96 @@ class RunPreemptedError(TldrlabError):
     retryable = True
 
 
-class DiskFullError(TldrlabError):
-    """A write failed because the disk (or the user's quota) is full. A run keeps the checkpoints it wrote
-    before: free some space, then resume it."""
+class WriteRefusedError(TldrlabError):
+    """The system refused a write for a reason the user can see and fix (a full disk, a file-size limit, a
+    read-only file system), not a bug: one line saying what and where, the traceback in a run's log only. A
+    run keeps the checkpoints it wrote before: fix the cause, then resume it. `refused_write` tells which of
+    these an exception is."""
 
-    code = "disk_full"
+    code = "write_refused"
     exit_code = 9
     http_status = 507
+    what: ClassVar[str] = "write refused"
+    """The cause, as the message opens with it."""
+    fix: ClassVar[str] = "make the place writable"
+    """What the user does about it, as the message goes on."""
+
+    @classmethod
+    def writing(cls, where: str, then: str = "") -> WriteRefusedError:
+        """This error worded `{what} {where}: {fix}{then}`."""
+        return cls(f"{cls.what} {where}: {cls.fix}{then}")
 
 
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_FULL_TEXTS = tuple(os.strerror(number) for number in _FULL_ERRNOS)  # "No space left on device", ...
+class DiskFullError(WriteRefusedError):
+    """A write failed because the disk (or the user's quota) is full."""
+
+    code = "disk_full"
+    what = "no space left on device"
+    fix = "free some space"
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether `exc`, or an error it was raised from or while handling, says the disk or quota is full: an
-    OSError's errno, SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full (53100), or a
-    library's own error quoting the system's words (safetensors: "I/O error: No space left on device")."""
+class FileTooLargeError(WriteRefusedError):
+    """A file outgrew what this process may write (EFBIG): its file-size limit (`ulimit -f`, RLIMIT_FSIZE)
+    or the file system's largest file (FAT32 holds 4 GB at most). Not a full disk: freeing space does not
+    help."""
+
+    code = "file_too_large"
+
+    @classmethod
+    def writing(cls, where: str, then: str = "") -> WriteRefusedError:
+        # Which of the two it was is the file-size limit when there is one (the system gives both the same
+        # errno): the user then knows whether to raise the limit or move the file.
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            what = f"file too large for this process's file-size limit ({limit} bytes, `ulimit -f`)"
+            fix = "raise the limit (`ulimit -f unlimited`)"
+        else:
+            what = "file too large for the file system"
+            fix = "use a file system that holds larger files (FAT32 holds 4 GB at most)"
+        return cls(f"{what} {where}: {fix}{then}")
+
+
+class ReadOnlyFileSystemError(WriteRefusedError):
+    """A write to a file system mounted read-only (EROFS): a remounted disk after I/O errors, a read-only
+    volume in a container."""
+
+    code = "read_only_file_system"
+    what = "read-only file system"
+    fix = "make it writable (remount it read-write)"
+
+
+_REFUSED: dict[int, type[WriteRefusedError]] = {
+    errno.ENOSPC: DiskFullError,
+    errno.EDQUOT: DiskFullError,
+    errno.EFBIG: FileTooLargeError,
+    errno.EROFS: ReadOnlyFileSystemError,
+}
+# a library's own error quoting the system's words: "No space left on device", "File too large", ...
+_REFUSED_TEXTS = tuple((os.strerror(number), kind) for number, kind in _REFUSED.items())
+
+
+def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
+    """Which WriteRefusedError `exc`, or an error it was raised from or while handling, is: an OSError's
+    errno (ENOSPC, EDQUOT, EFBIG, EROFS), SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
+    disk_full (53100), or a library's own error quoting the system's words (safetensors: "I/O error: File too
+    large (os error 27)"); None for anything else. Permission errors are not among them: PermissionError
+    carries the path it was refused, which the CLI shows in one line already."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, DiskFullError):
-            return True
-        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
-            return True
+        if isinstance(current, WriteRefusedError):
+            return type(current)
+        if isinstance(current, OSError) and current.errno in _REFUSED:
+            return _REFUSED[current.errno]
         if getattr(current, "sqlite_errorcode", None) == 13 or getattr(current, "sqlstate", None) == "53100":
-            return True  # 13: SQLITE_FULL
-        if any(text in str(current) for text in _FULL_TEXTS):
-            return True
+            return DiskFullError  # 13: SQLITE_FULL
+        text = str(current)
+        for words, kind in _REFUSED_TEXTS:
+            if words in text:
+                return kind
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 def yaml_problem(exc: Exception) -> str:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from tldrlab.config import get_settings
-from tldrlab.errors import is_disk_full
+from tldrlab.errors import refused_write
 
 
 class JsonLinesFormatter(logging.Formatter):
@@ -48,18 +48,19 @@ class JsonLinesFormatter(logging.Formatter):
 
 class _LogFileHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
-        # A full disk is the run's error to report (a one-line `disk_full`); logging's own report of each
-        # line it could not write was a "--- Logging error ---" traceback on stderr per line.
-        if is_disk_full(sys.exc_info()[1] or Exception()):
+        # A full disk (a file-size limit, a read-only file system) is the run's error to report (one line,
+        # `disk_full`); logging's own report of each line it could not write was a "--- Logging error ---"
+        # traceback on stderr per line.
+        if refused_write(sys.exc_info()[1] or Exception()) is not None:
             return
         super().handleError(record)
 
     def close(self) -> None:
-        # closing flushes what a full disk refused again, and its error replaced the run's own
+        # closing flushes what the system refused again, and its error replaced the run's own
         try:
             super().close()
         except OSError as exc:
-            if not is_disk_full(exc):
+            if refused_write(exc) is None:
                 raise
 
 

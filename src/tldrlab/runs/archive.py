@@ -48,7 +48,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, is_disk_full
+from tldrlab.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    WriteRefusedError,
+    refused_write,
+)
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json, current_umask
 from tldrlab.runs.filestore import CHUNK, DirectoryFileStore, HttpFileStore, StoredFile, open_file_store
@@ -256,13 +262,22 @@ def export_run(
                     "once it ended (or cancel it)"
                 )
         children = [c for c in children if Path(c.run_dir).is_dir()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as folder:
-        nested = [
-            export_run(child, Path(folder) / f"{child.id}.tar.gz", settings=settings, registry=registry)
-            for child in children
-        ]
-        return _write_archive(record, run_dir, dest, nested)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as folder:
+            nested = [
+                export_run(child, Path(folder) / f"{child.id}.tar.gz", settings=settings, registry=registry)
+                for child in children
+            ]
+            return _write_archive(record, run_dir, dest, nested)
+    except (OSError, WriteRefusedError) as exc:
+        refused = refused_write(exc)
+        if refused is None:
+            raise
+        # The gzip stream's "OSError: [Errno 28] No space left on device" (27: File too large) named no file,
+        # a read-only disk's named a hidden temporary one, and an evaluation's archive is written under a
+        # temporary name too: the error names the archive the user asked for.
+        raise refused.writing(f"writing {dest}", ", or give --out a place on another disk") from exc
 
 
 def _write_archive(
@@ -306,13 +321,6 @@ def _write_archive(
             for inner in nested:
                 tar.add(inner.path, arcname=f"{NESTED}/{inner.run_id}.tar.gz", recursive=False)
         os.replace(partial, dest)
-    except OSError as exc:
-        if not is_disk_full(exc):
-            raise
-        # the gzip stream's "OSError: [Errno 28] No space left on device" named no file: a traceback
-        raise DiskFullError(
-            f"no space left on device writing {dest}: free some space, or give --out a place on another disk"
-        ) from exc
     finally:
         partial.unlink(missing_ok=True)
     return ExportedArchive(

@@ -35,11 +35,11 @@ from pydantic import BaseModel
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import (
     ConflictError,
-    DiskFullError,
     RunCancelledError,
     RunPreemptedError,
     TldrlabError,
-    is_disk_full,
+    WriteRefusedError,
+    refused_write,
 )
 from tldrlab.logs import REPORTED_BY_CALLER, WARNINGS_LOGGER, json_file_handler
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
@@ -378,11 +378,8 @@ def execute_run(
         lock.release()
 
 
-def _disk_full(handle: Run) -> DiskFullError:
-    return DiskFullError(
-        f"no space left on device ({handle.dir}): free some space, then resume the run ({handle.id}) or "
-        "start it again"
-    )
+def _refused(handle: Run, kind: type[WriteRefusedError]) -> WriteRefusedError:
+    return kind.writing(f"({handle.dir})", f", then resume the run ({handle.id}) or start it again")
 
 
 @contextmanager
@@ -427,18 +424,20 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
         handle._finish_failed(RunStatus.FAILED, f"failed: {exc.message}", exc.code)
         raise
     except BaseException as exc:
-        if isinstance(exc, Exception) and is_disk_full(exc):
-            # Whichever write met the full disk (a checkpoint's safetensors or torch file, a JSON file, the
-            # registry's database), the run failed for want of space, not for a bug: a one-line error with
-            # its own code, the traceback kept in the run's log only.
-            full = _disk_full(handle)
+        refused = refused_write(exc) if isinstance(exc, Exception) else None
+        if refused is not None:
+            # Whichever write the system refused (a checkpoint's safetensors or torch file, a JSON file, the
+            # registry's database) for a full disk, a file-size limit or a read-only file system, the run
+            # failed for a cause the user fixes, not for a bug: a one-line error with its own code, the
+            # traceback kept in the run's log only.
+            error = _refused(handle, refused)
             handle.logger.error(
-                f"run failed: {full.message}",
+                f"run failed: {error.message}",
                 exc_info=exc,
-                extra={"fields": {"code": full.code}, REPORTED_BY_CALLER: True},
+                extra={"fields": {"code": error.code}, REPORTED_BY_CALLER: True},
             )
-            handle._finish_failed(RunStatus.FAILED, f"failed: {full.message}", full.code)
-            raise full from exc
+            handle._finish_failed(RunStatus.FAILED, f"failed: {error.message}", error.code)
+            raise error from exc
         handle.logger.exception("run failed with an unexpected error")
         handle._finish_failed(RunStatus.FAILED, f"failed: {type(exc).__name__}: {exc}", "internal_error")
         raise
@@ -450,9 +449,10 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
         try:
             handle._finish(RunStatus.COMPLETED, f"completed{': ' + summary if summary else ''}")
         except Exception as exc:
-            if not is_disk_full(exc):
+            refused = refused_write(exc)
+            if refused is None:
                 raise
-            raise _disk_full(handle) from exc
+            raise _refused(handle, refused) from exc
     finally:
         handle.logger.removeHandler(file_handler)
         warnings_logger.removeHandler(file_handler)
