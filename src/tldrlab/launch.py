@@ -430,10 +430,22 @@ def launch_run(
         try:
             result = execute(record.id, settings=settings, registry=registry, config=config)
         except RunPreemptedError as exc:
-            if spec.resume_fields is not None:
-                raise  # queued: `--resume` continues it from its checkpoint
+            if spec.resume_fields is not None or _inside_a_live_run(registry, record):
+                # queued: `--resume` continues it from its checkpoint, or the run that launched it (a
+                # training's final evaluation) settles it as its own preemption says
+                raise
             raise end_unresumable(registry, record.id, spec, exc) from exc
     return Launched(registry.get(record.id), result)
+
+
+def _inside_a_live_run(registry: RunRegistry, record: RunRecord) -> bool:
+    """Whether `record` was launched by a run executing now (its parent is running), not by a command."""
+    if record.parent_id is None:
+        return False
+    try:
+        return registry.get(record.parent_id).status is RunStatus.RUNNING
+    except NotFoundError:
+        return False
 
 
 def end_unresumable(

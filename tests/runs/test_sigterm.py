@@ -73,3 +73,33 @@ def test_sigterm_ends_a_run_that_does_not_resume_instead_of_leaving_it_queued(
     assert experiment.message is not None and "do not resume: start it again" in experiment.message
     assert arm.message is not None and f"part of {experiment.id}" in arm.message
     assert read_manifest(experiment.run_dir)["status"] == "cancelled"
+
+
+def test_a_stopped_run_that_does_not_resume_ends_cancelled_unless_a_running_run_launched_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real smoke training under a kind that does not resume, stopped after its first step: launched by
+    a command it ends cancelled (nothing would resume it); launched inside a running run (as a training
+    launches its final evaluation) its preemption goes to that run, which settles it as a worker does."""
+    from tldrlab.errors import RunPreemptedError
+    from tldrlab.kinds import KINDS, RunKind
+    from tldrlab.launch import launch_run
+    from tldrlab.runs import create_run
+    from tldrlab.train.config import SmokeConfig
+
+    once = RunKind("smoke_once", SmokeConfig, "tldrlab.train.smoke:smoke_job", "smoke, not resumable")
+    monkeypatch.setitem(KINDS, once.name, once)
+    registry = open_registry()
+    parent = create_run("smoke", {})
+    registry.update(parent.id, status=RunStatus.RUNNING)
+    preempt.request_stop()
+    with pytest.raises(RunPreemptedError):
+        launch_run(once.name, {"steps": 5}, parent_id=parent.id)
+    (child,) = registry.list(kind=once.name)
+    assert child.status is RunStatus.QUEUED and child.parent_id == parent.id
+    preempt.request_stop()
+    with pytest.raises(RunCancelledError, match="runs of kind smoke_once do not resume: start it again"):
+        launch_run(once.name, {"steps": 5})
+    alone = next(r for r in registry.list(kind=once.name) if r.parent_id is None)
+    assert alone.status is RunStatus.CANCELLED and alone.error_code == "cancelled"
+    assert not preempt.stop_requested()
