@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from digest.digest_helpers import FakeChat, fake_openai_server
 from tinylm import model_run, save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.config import get_settings
 from tldrlab.data.readers import read_threads
@@ -478,3 +480,38 @@ def test_a_discourse_topic_sent_as_native_is_refused_with_a_hint_to_send_it_as_d
     # a body that is no known format gets no hint
     bad = client.post("/threads", json={"id": "x", "posts": [{"id": "1"}]})
     assert bad.status_code == 422 and "looks like" not in bad.json()["message"]
+
+
+def spec_sse_events(text: str) -> list[tuple[str, str]]:
+    """Events as the SSE standard (WHATWG) reads a stream: a line ends at CRLF, LF or a lone CR."""
+    events, name, data = [], "message", []
+    for line in re.split(r"\r\n|\r|\n", text):
+        if not line:
+            if data:
+                events.append((name, "\n".join(data)))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    return events
+
+
+def test_a_token_holding_a_carriage_return_reaches_a_standard_sse_client_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # token events carry the model's text raw, split into data lines at "\n" only: a lone "\r" (an endpoint's
+    # or a model's line break) ends a line for a standard SSE client, which then read what followed it as a
+    # field name of its own and dropped it
+    chat = FakeChat(reply="- Lagers want cold\rglasses [1]\n- Ales want warmer ones [2]\n", chunk_chars=40)
+    with fake_openai_server(chat) as base_url:
+        monkeypatch.setenv("TLDRLAB_OPENAI_BASE_URL", base_url)
+        get_settings.cache_clear()
+        with TestClient(create_app()) as client:
+            post = {"id": "1", "text": "Serve lagers cold. Ales a little warmer."}
+            assert client.post("/threads", json={"id": "cold", "posts": [post]}).status_code == 201
+            request = {"thread_id": "cold", "summarizer": "openai", "use_cache": False}
+            events = spec_sse_events(client.post("/stream_summary", json=request).text)
+    tokens = "".join(data for name, data in events if name == "token")
+    digest = json.loads(next(data for name, data in events if name == "digest"))
+    assert tokens == digest["text"].replace("\r", "\n") and "glasses [1]" in tokens

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -360,9 +361,14 @@ def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
     return resources(request).store.get_thread(thread_id).model_dump(mode="json")
 
 
+SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""Where the SSE standard ends a line: a token's lone "\r" too, which a standard client otherwise took for the
+end of its data line, reading the rest as a field of its own and dropping it."""
+
+
 def sse(event: str, data: Any) -> str:
     payload = data if isinstance(data, str) else json.dumps(data)
-    lines = "".join(f"data: {line}\n" for line in payload.split("\n"))
+    lines = "".join(f"data: {line}\n" for line in SSE_LINE_BREAK.split(payload))
     return f"event: {event}\n{lines}\n"
 
 
