@@ -214,3 +214,18 @@ def test_the_detail_panel_shows_the_run_s_curves(browser: object) -> None:
         expect(page.locator("#plots-panel")).to_be_hidden(timeout=10_000)
         assert page.locator("#plots img").count() == 0 and errors == []
         page.close()
+
+
+def test_the_events_of_a_run_opened_mid_way_read_in_the_order_they_happened(browser: object) -> None:
+    # the event stream replays a running run's history, then its status: the page listed "checkpoint"
+    # lines first and "started" after them, as if the run had started after its own checkpoints
+    with start_run("train", {}) as run, serve_app(create_app()) as url:
+        for step in (1, 2):
+            run.log("checkpoint written", step=step)
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+        expect(page.locator("#events li")).to_have_count(3, timeout=10_000)
+        items = page.locator("#events li").all_inner_texts()
+        assert items[0].startswith("started") and items[1:] == ["checkpoint: checkpoint written"] * 2, items
+        page.close()

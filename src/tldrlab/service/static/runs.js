@@ -156,7 +156,11 @@ function onEvent(event) {
   if (event.type !== "progress") {
     const item = document.createElement("li");
     item.textContent = `${event.type}${event.message ? ": " + event.message : ""}`;
-    $("events").append(item);
+    item.dataset.time = event.time;
+    // a replayed history comes before the run's current status, which happened earlier (started before its
+    // checkpoints): each line goes where its time puts it
+    const later = [...$("events").children].find((line) => Number(line.dataset.time) > event.time);
+    $("events").insertBefore(item, later || null);
   }
   if (["started", "completed", "failed", "cancelled", "queued"].includes(event.type)) refreshDetail();
 }
