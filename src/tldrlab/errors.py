@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import resource
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -238,16 +239,23 @@ _REFUSED: dict[int, type[WriteRefusedError]] = {
 _REFUSED_TEXTS = tuple((os.strerror(number), kind) for number, kind in _REFUSED.items())
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the errors it was raised from or while handling, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
     """Which WriteRefusedError `exc`, or an error it was raised from or while handling, is: an OSError's
     errno (ENOSPC, EDQUOT, EFBIG, EROFS), SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
     disk_full (53100), or a library's own error quoting the system's words (safetensors: "I/O error: File too
     large (os error 27)"); None for anything else. Permission errors are not among them: PermissionError
     carries the path it was refused, which the CLI shows in one line already."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, WriteRefusedError):
             return type(current)
         if isinstance(current, OSError) and current.errno in _REFUSED:
@@ -258,7 +266,15 @@ def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
         for words, kind in _REFUSED_TEXTS:
             if words in text:
                 return kind
-        current = current.__cause__ or current.__context__
+    return None
+
+
+def refused_file(exc: BaseException) -> Path | None:
+    """The file that a refused write in `exc`'s chain names (`refused_write`), or None where the system's
+    error names none (a gzip stream's, a library's own)."""
+    for current in _chain(exc):
+        if isinstance(current, OSError) and current.errno in _REFUSED and current.filename is not None:
+            return Path(os.fsdecode(current.filename))
     return None
 
 

@@ -135,3 +135,38 @@ def test_exporting_a_run_onto_a_read_only_file_system_is_one_line(tldrlab_home: 
         f"error [read_only_file_system] read-only file system writing {out}/{run.id}.tar.gz: make it "
         "writable (remount it read-write), or give --out a place on another disk"
     ), line
+
+
+WRITE_ELSEWHERE = """
+import sys
+from pathlib import Path
+
+from tldrlab.errors import WriteRefusedError
+from tldrlab.runs import start_run
+
+try:
+    with start_run("toy", {}) as run:
+        (Path(sys.argv[1]) / "result.json").write_text("{}")  # a place outside the run, mounted read-only
+except WriteRefusedError as exc:
+    print(f"[{exc.code}] {exc.message}")
+"""
+
+
+def test_a_run_refused_a_write_outside_its_directory_names_that_file(
+    tldrlab_home: Path, tmp_path: Path
+) -> None:
+    # before: "read-only file system ({the run's directory}): make it writable", sending the user to a disk
+    # that was writable
+    script, elsewhere = tmp_path / "elsewhere.py", tmp_path / "elsewhere"
+    script.write_text(WRITE_ELSEWHERE)
+    elsewhere.mkdir()
+    read_only = f"mount --bind {elsewhere} {elsewhere} && mount -o remount,ro,bind {elsewhere}"
+    env = {**os.environ, "TLDRLAB_HOME": str(tldrlab_home), "PYTHONPATH": str(SRC), "COLUMNS": "400"}
+    done = in_mount_namespace(f"{read_only} && exec {sys.executable} {script} {elsewhere}", env, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    (record,) = open_registry().list()
+    assert done.stdout.strip() == (
+        f"[read_only_file_system] read-only file system writing {elsewhere}/result.json: make it writable "
+        f"(remount it read-write), then resume the run ({record.id}) or start it again"
+    ), done.stdout
+    assert record.status is RunStatus.FAILED and record.error_code == "read_only_file_system"

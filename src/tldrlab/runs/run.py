@@ -39,6 +39,7 @@ from tldrlab.errors import (
     RunPreemptedError,
     TldrlabError,
     WriteRefusedError,
+    refused_file,
     refused_write,
 )
 from tldrlab.logs import REPORTED_BY_CALLER, WARNINGS_LOGGER, json_file_handler
@@ -378,8 +379,14 @@ def execute_run(
         lock.release()
 
 
-def _refused(handle: Run, kind: type[WriteRefusedError]) -> WriteRefusedError:
-    return kind.writing(f"({handle.dir})", f", then resume the run ({handle.id}) or start it again")
+def _refused(handle: Run, kind: type[WriteRefusedError], exc: BaseException) -> WriteRefusedError:
+    # named by the run's directory, or by the file refused where that is elsewhere (a run writing into another
+    # run's directory or a place its config names): "read-only file system" of the run's directory, when
+    # another mount refused the write, sent the user to fix the wrong disk
+    file = refused_file(exc)
+    elsewhere = file is not None and not file.resolve().is_relative_to(handle.dir.resolve())
+    where = f"writing {file}" if elsewhere else f"({handle.dir})"
+    return kind.writing(where, f", then resume the run ({handle.id}) or start it again")
 
 
 @contextmanager
@@ -430,7 +437,7 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
             # registry's database) for a full disk, a file-size limit or a read-only file system, the run
             # failed for a cause the user fixes, not for a bug: a one-line error with its own code, the
             # traceback kept in the run's log only.
-            error = _refused(handle, refused)
+            error = _refused(handle, refused, exc)
             handle.logger.error(
                 f"run failed: {error.message}",
                 exc_info=exc,
@@ -452,7 +459,7 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
             refused = refused_write(exc)
             if refused is None:
                 raise
-            raise _refused(handle, refused) from exc
+            raise _refused(handle, refused, exc) from exc
     finally:
         handle.logger.removeHandler(file_handler)
         warnings_logger.removeHandler(file_handler)
