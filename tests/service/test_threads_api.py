@@ -366,6 +366,16 @@ def test_posts_of_one_number_are_refused_as_posts_of_one_id_are(client: TestClie
     assert_error(client.get("/threads/n"), 404, "not_found", "'n'")
 
 
+def test_a_stream_summary_field_it_does_not_know_is_refused(client: TestClient) -> None:
+    # every other request body refuses fields it does not know; this one ignored them, so a typo
+    # ("max_bullet": 1, "query": ...) gave the default digest without a word
+    assert client.post("/threads", json=beer_thread()).status_code == 201
+    for field, value in (("max_bullet", 1), ("query", "glassware")):
+        body = {"thread_id": "33", "summarizer": "extractive", field: value}
+        asked = client.post("/stream_summary", json=body)
+        assert_error(asked, 422, "invalid_input", f"{field}: Extra inputs are not permitted")
+
+
 def test_a_thread_sent_twice_in_one_request_is_refused_and_nothing_stored(client: TestClient) -> None:
     # both copies were ingested: the thread ended as the second with the first copy's sentences still stored,
     # so its highlights cited a post the thread does not have

@@ -38,7 +38,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.convertors import Convertor, register_url_convertor
 
 from tldrlab.choices import unknown_choice
@@ -127,6 +127,10 @@ def resources(request: Request) -> DigestResources:
 
 
 class StreamSummaryRequest(DigestOptions):
+    # a field it does not know is refused, as every request body refuses one: a typo ("max_bullet") gave the
+    # default digest without a word
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+
     thread_id: str = Field(min_length=1, max_length=512)
     """An ingested thread (POST /threads first)."""
 
