@@ -275,3 +275,24 @@ def test_tokenizer_runs_are_compared_by_their_coverage_and_unknown_rate(
     gate = ["runs", "compare", "--plot", str(tmp_path / "c.png"), "--fail-on-regression"]
     assert run_captured([*gate, *ids], capsys)[0] == 1
     assert run_captured([*gate, *reversed(ids)], capsys)[0] == 0  # the other way round, nothing got worse
+
+
+def test_a_refused_comparison_clears_the_one_shown_before(runs: dict[str, str], browser: object) -> None:
+    # the Compare panel kept the previous comparison's table, regressions and chart under the notice of a
+    # refused one (a misspelt run id), as if they answered it
+    from tldrlab.service.app import create_app
+
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.fill("#compare-ids", f"{runs['base']}, {runs['worse']}")
+        page.click("#compare-run")
+        page.wait_for_function("() => !document.getElementById('compare-plot').hidden")
+        assert page.locator("#compare-regressions li").count() == 2
+        page.fill("#compare-ids", f"{runs['base']}, nope")
+        page.click("#compare-run")
+        page.wait_for_function("() => document.getElementById('notice').textContent.startsWith('not_found')")
+        assert page.locator("#compare-table tr").count() == 0
+        assert page.locator("#compare-regressions li, #compare-unchecked li").count() == 0
+        assert page.eval_on_selector("#compare-plot", "e => e.hidden")
+        page.close()

@@ -53,10 +53,19 @@ function plotDataUrl(query) {
   return imageDataUrl(`/compare/plot?${query}`);
 }
 
+function clearComparison() {
+  // what an earlier comparison showed must not stand under the notice of a refused one, as if it answered it
+  $("compare-table").tHead.replaceChildren();
+  $("compare-table").tBodies[0].replaceChildren();
+  $("compare-regressions").replaceChildren();
+  $("compare-unchecked").replaceChildren();
+  $("compare-plot").hidden = true;
+}
+
 async function compareRuns(ids) {
   const query = compareQuery(ids);
   let data;
-  try { data = await api(`/compare?${query}`); } catch (err) { notice(err.message); return; }
+  try { data = await api(`/compare?${query}`); } catch (err) { clearComparison(); notice(err.message); return; }
   const regressed = new Set(data.regressions.map((r) => `${r.run_id} ${r.metric}`));
   const head = $("compare-table").tHead;
   head.replaceChildren();
