@@ -296,3 +296,12 @@ def test_a_refused_comparison_clears_the_one_shown_before(runs: dict[str, str], 
         assert page.locator("#compare-regressions li, #compare-unchecked li").count() == 0
         assert page.eval_on_selector("#compare-plot", "e => e.hidden")
         page.close()
+
+
+def test_the_chart_states_the_tolerance_as_the_report_does(runs: dict[str, str]) -> None:
+    # the chart's title rounded the tolerance to a whole percent: --tolerance 0.004 read "worse than it by
+    # more than 0%", where the report says 0.4%
+    from tldrlab.track.plots import comparison_panels
+
+    title = comparison_panels(compare_runs([runs["base"], runs["worse"]], tolerance=0.004)).title
+    assert title == f"baseline {runs['base']} (dark); red: worse than it by more than 0.4%"

@@ -119,11 +119,13 @@ def plot_run_metrics(run_dir: Path | str) -> list[Path]:
 
 @dataclass(frozen=True)
 class ComparisonPanels:
-    """The metrics a comparison chart draws, of how many, and the line saying so when some are left out."""
+    """The metrics a comparison chart draws, of how many, the line saying so when some are left out, and the
+    chart's title (the baseline, the tolerance as the report words it, that line)."""
 
     shown: list[str]
     total: int
     note: str
+    title: str
 
 
 def comparison_panels(comparison: Any, max_panels: int = 12) -> ComparisonPanels:
@@ -142,7 +144,10 @@ def comparison_panels(comparison: Any, max_panels: int = 12) -> ComparisonPanels
         note = (
             f"{len(shown)} of {len(names)} metrics shown, those with a regression first; the table lists all"
         )
-    return ComparisonPanels(shown, len(names), note)
+    title = (
+        f"baseline {comparison.baseline} (dark); red: worse than it by more than {comparison.tolerance:.1%}"
+    )
+    return ComparisonPanels(shown, len(names), note, title + (f"\n{note}" if note else ""))
 
 
 def plot_comparison(comparison: Any, path: Path, max_panels: int = 12) -> Path:
@@ -183,10 +188,7 @@ def plot_comparison(comparison: Any, path: Path, max_panels: int = 12) -> Path:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    title = (
-        f"baseline {comparison.baseline} (dark); red: worse than it by more than {comparison.tolerance:.0%}"
-    )
-    fig.suptitle(title + (f"\n{panels.note}" if panels.note else ""), fontsize=10)
+    fig.suptitle(panels.title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
