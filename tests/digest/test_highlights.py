@@ -79,6 +79,20 @@ def test_a_blank_query_is_no_query(store: SentenceStore, embedder: Embedder) -> 
     assert [(h.id, h.score) for h in blank] == [(h.id, h.score) for h in plain]
 
 
+def test_a_query_without_a_letter_or_digit_is_no_query(store: SentenceStore, embedder: Embedder) -> None:
+    """A zero-width space (`?q=%E2%80%8B`), punctuation or an emoji alone has no words to rank by either:
+    it ranked query-aware (BM25 all zeros, the embedder's vector of an unknown token) and was cached apart."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    plain = thread_highlights(store, thread.id, HighlightOptions(k=3), embedder=embedder)
+    for query in ("\u200b", "???", "\u00ad ...", "\U0001f37a", "\u0301"):
+        assert HighlightOptions(q=query).q is None and DigestOptions(q=query).q is None, repr(query)
+        found = thread_highlights(store, thread.id, HighlightOptions(k=3, q=query), embedder=embedder)
+        assert [(h.id, h.score) for h in found] == [(h.id, h.score) for h in plain], repr(query)
+    for query in ("12", "é", "啤酒", "C++"):
+        assert HighlightOptions(q=query).q == query
+
+
 def test_unknown_thread_is_not_found(store: SentenceStore) -> None:
     with pytest.raises(NotFoundError):
         thread_highlights(store, "nope", HighlightOptions())

@@ -36,7 +36,8 @@ sentences; 4: a sentence said in several posts is picked once; then the default 
 
 
 def _blank_is_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
+    # no letter or digit, no word to rank by: whitespace, a zero-width space, punctuation, an emoji
+    return None if isinstance(value, str) and not any(c.isalnum() for c in value) else value
 
 
 MAX_QUERY_CHARS = 2000
@@ -46,8 +47,9 @@ word of it (BM25), so a query of a whole request body (20 MB) took minutes of CP
 Query = Annotated[
     Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)] | None, BeforeValidator(_blank_is_none)
 ]
-"""A query; one of only whitespace is no query (else it switched to query-aware ranking with no words to rank
-by, and `?q=%20` cached apart from no query)."""
+"""A query; one without a letter or digit (whitespace, a zero-width space, punctuation, an emoji) is no
+query (else it switched to query-aware ranking with no words to rank by, and `?q=%20` cached apart from no
+query)."""
 
 
 class HighlightOptions(BaseModel):
