@@ -205,6 +205,7 @@ class FileTooLargeError(WriteRefusedError):
     help."""
 
     code = "file_too_large"
+    what = "file too large"
 
     @classmethod
     def writing(cls, where: str, then: str = "") -> WriteRefusedError:

@@ -7,10 +7,12 @@ import io
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -193,3 +195,35 @@ def test_serve_stops_while_a_client_follows_a_running_run(tldrlab_home: Path, tm
     assert not reader.is_alive()  # the stream ended; an EventSource reconnects to the next server
     # the worker was stopped as `serve` stops: its run checkpointed and went back on the queue
     assert record(run_id).status.value == "queued", record(run_id)
+
+
+def test_an_upload_over_the_server_s_file_size_limit_is_507_naming_the_cause(
+    tldrlab_home: Path, tmp_path: Path
+) -> None:
+    # a server under `ulimit -f` (or storing onto a file system's largest-file limit): the upload's write
+    # failed with "OSError: [Errno 27] File too large", answered 500 "internal error"
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "0"]
+    body = "".join(f'{{"text": "line {i} {os.urandom(8).hex()}"}}\n' for i in range(20000)).encode()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=limit)
+        try:
+            wait_for_port(port, timeout=60)
+            upload = urllib.request.Request(
+                f"http://127.0.0.1:{port}/datasets?name=big.jsonl", data=body, method="POST"
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(upload, timeout=60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert refused.value.code == 507, log.read_text()
+    answer = json.loads(refused.value.read())
+    assert answer["code"] == "file_too_large" and "file too large" in answer["message"], answer
+    assert str(tldrlab_home) not in answer["message"]  # the operator's log has the path, not the client
+    assert "a write was refused: file too large" in log.read_text()
+    assert list((tldrlab_home / "datasets" / ".incoming").iterdir()) == []  # nothing partly stored is kept

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tldrlab.config import Settings, get_settings
-from tldrlab.errors import ConfigError, TldrlabError, error_message
+from tldrlab.errors import ConfigError, TldrlabError, error_message, refused_write
 from tldrlab.service.limits import BodyLimitMiddleware
 from tldrlab.service.openapi import openapi_with_kind_configs
 from tldrlab.service.periodic import check_retention_setting
@@ -227,6 +227,20 @@ def create_app(settings: Settings | None = None, *, local_workers: int = 0) -> F
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        refused = refused_write(exc)
+        if refused is not None:
+            # The server's disk refused a write (full, a file-size limit, mounted read-only): not a bug and
+            # not the client's fault, and it was a 500 "internal error". The cause's code and HTTP status; the
+            # operator gets the path and the traceback in the log, the client no server path.
+            log.error(
+                f"a write was refused: {refused.what}",
+                exc_info=exc,
+                extra={"fields": {"request_id": _request_id(request), "code": refused.code}},
+            )
+            message = f"the server could not store it: {refused.what}; try again once its operator fixed that"
+            return JSONResponse(
+                error_body(refused.code, message, _request_id(request)), status_code=refused.http_status
+            )
         log.exception("unhandled error", extra={"fields": {"request_id": _request_id(request)}})
         return JSONResponse(
             error_body("internal_error", "internal error; see the server log", _request_id(request)),
