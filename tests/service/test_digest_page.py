@@ -439,3 +439,43 @@ def test_a_digest_asked_for_while_another_loads_its_thread_keeps_the_page(
         assert page.inner_text("#status") == "done"
     finally:
         page.close()
+
+
+def test_highlights_of_a_thread_changed_since_the_page_read_it_are_marked_in_its_new_text(
+    browser: Any, server_url: str
+) -> None:
+    # the page reads the thread, then streams its digest: a re-ingest in between (another tab, a script) gave
+    # highlights whose spans are offsets into the new text, marked in the old one at the wrong characters
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201
+        old = client.get("/threads/pasted-1").json()
+    old["posts"][1]["text"] = (
+        "Long ago: " + old["posts"][1]["text"]
+    )  # what the page read before the re-ingest
+    answered: list[str] = []
+
+    def stale_first(route: Any) -> None:
+        answered.append(route.request.url)
+        if len(answered) == 1:
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(old))
+        else:
+            route.continue_()
+
+    page = browser.new_page()
+    try:
+        page.route("**/threads/pasted-1", stale_first)
+        page.goto(server_url + "/")
+        page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        marked = page.eval_on_selector_all("mark.hl", "ms => ms.map(m => m.textContent)")
+        texts = {
+            h["text"]
+            for h in httpx.get(server_url + "/threads/pasted-1/highlights", params={"k": 8}).json()[
+                "highlights"
+            ]
+        }
+        assert marked and set(marked) <= texts, (marked, texts)
+        assert "Long ago" not in page.inner_text("#posts")
+    finally:
+        page.close()

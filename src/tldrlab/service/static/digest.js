@@ -127,6 +127,16 @@ function renderThread(thread, highlights) {
   }
 }
 
+// Whether every highlight's span slices its post's text to the highlight's own text (code points, as the
+// server counts them): false when the thread changed since the page read it.
+function spansFit(thread, highlights) {
+  const texts = new Map(thread.posts.map((p) => [p.id, Array.from(p.text)]));
+  return (highlights || []).every((h) => {
+    const chars = texts.get(h.post_id);
+    return chars !== undefined && chars.slice(h.start, h.end).join("") === h.text;
+  });
+}
+
 function flashSentence(hid) {
   const mark = document.querySelector(`mark.hl[data-hid="${CSS.escape(hid)}"]`);
   if (!mark) return;
@@ -194,9 +204,17 @@ async function digestThread(threadId) {
   try {
     // The thread's GET is part of this digest too: a newer digest aborts it, or its late answer would show this
     // thread's posts and clear the newer digest's TL;DR.
-    const thread = await api(`/threads/${encodeURIComponent(threadId)}`, {
+    const readThread = () => api(`/threads/${encodeURIComponent(threadId)}`, {
       headers: headers(false), signal: controller.signal,
     });
+    let thread = await readThread();
+    // The thread may be ingested again between its GET and the digest (another tab, a script): the
+    // highlights' spans are then offsets into text this page does not show, so it reads the thread again.
+    const threadOf = async (highlights) => {
+      if (!spansFit(thread, highlights)) thread = await readThread();
+      state.thread = thread;
+      return thread;
+    };
     state.thread = thread;
     renderThread(thread, []);
     $("tldr").hidden = false;
@@ -228,12 +246,13 @@ async function digestThread(threadId) {
       } else if (ev.event === "notice") {
         addNotice(JSON.parse(ev.data).message);
       } else if (ev.event === "draft") {
-        renderDraft(thread, JSON.parse(ev.data));
+        const draft = JSON.parse(ev.data);
+        renderDraft(await threadOf(draft.highlights), draft);
         setStatus("the language model is writing…");
       } else if (ev.event === "digest") {
         const digest = JSON.parse(ev.data);
         state.digest = digest;
-        renderThread(thread, digest.highlights);
+        renderThread(await threadOf(digest.highlights), digest.highlights);
         renderBullets(digest);
       } else if (ev.event === "error") {
         const err = JSON.parse(ev.data);
