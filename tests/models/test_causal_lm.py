@@ -680,3 +680,34 @@ def test_causal_lm_settings_the_model_cannot_take_are_refused_before_a_run_exist
     check = {"model": "causal_lm", "model_settings": {"path": queued.id}, "data": {"path": "pairs.jsonl"}}
     accepted = client.post("/runs", json={"kind": "train", "config": check})
     assert accepted.status_code in (201, 202), accepted.text
+
+
+def test_a_gpt2_of_64_positions_generates_with_the_default_settings(
+    chat_tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the default max_new_tokens (64) filled a 64-position model: as a chat model every prompt was refused
+    # ("the model's context leaves 1 tokens for the prompt"), as tldrlab's gpt2 a long prompt kept 63 tokens
+    # and generated one. The answer now yields (at least a quarter of the positions stays its), with a warning
+    import transformers
+
+    config = transformers.GPT2Config(
+        vocab_size=len(chat_tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+        bos_token_id=chat_tokenizer.bos_token_id, eos_token_id=chat_tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    directory = save_tiny_model(transformers.GPT2LMHeadModel(config), chat_tokenizer, tmp_path / "gpt2-64")
+    assert run_captured(["models", "import", str(directory), "--name", "g64"], capsys)[0] == 0
+    long_text = " ".join([TEXT] * 40)
+    for model, prompt in (("g64", "a module"), ("g64", long_text), (str(directory), long_text)):
+        argv = ["generate", model, "-p", prompt, "--temperature", "0", "--json"]
+        code, out, err = run_captured(argv, capsys)
+        assert code == 0, err
+        warning = " ".join(err.split())
+        assert "the model takes 64 positions for the prompt and its answer together" in warning, err
+        capped = int(warning.split("generating at most ")[1].split()[0])
+        assert 16 <= capped < 64 and f"give --max-new-tokens {capped} or less" in warning
+        steps = json.loads(out)["details"][0][0]["steps"]
+        assert 1 <= steps <= capped and (steps > 1 or model == "g64")  # gpt2 does not end early here
+    # a setting that fits is taken as given, without a word
+    code, _, err = run_captured(["generate", str(directory), "-p", "hi", "--max-new-tokens", "8"], capsys)
+    assert code == 0 and "positions" not in err, err

@@ -24,8 +24,11 @@ import torch
 
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions
+from tldrlab.logs import get_logger
 from tldrlab.models.chat import chat_prompt, context_limit, fitting_document, instruction_of, truncate_text
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
+
+log = get_logger("evaluate.generate")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -57,8 +60,26 @@ def _encode_prompt(tokenizer: Any, prompt: str, options: GenerateOptions, *, kee
     return ids
 
 
-def _lm_context_limit(model: Any) -> int | None:
-    return getattr(getattr(model, "config", None), "n_positions", None)
+def answer_room(limit: int, prompt_tokens: int, requested: int, fixed: int = 1) -> int:
+    """New tokens a model of `limit` learned positions (GPT-2's n_positions) generates after a prompt of
+    `prompt_tokens`, as it takes prompt and answer within them: all `requested` where both fit; else what the
+    whole prompt leaves, but at least a quarter of the positions (the prompt is cut for it: an LM prompt's
+    start, a chat prompt's document), and never so many that the prompt's `fixed` part (a chat template and
+    instruction) does not fit. At 64 positions the default 64 new tokens left a prompt nothing: a chat prompt
+    was refused, a GPT-2 prompt cut to one token."""
+    if prompt_tokens + requested <= limit:
+        return requested
+    floor = min(requested, max(1, limit // 4))
+    return max(1, min(max(limit - prompt_tokens, floor), limit - fixed))
+
+
+def _warn_capped(limit: int, requested: int, capped: int, *, cut: bool) -> None:
+    fit = "the prompt, cut, fits beside them" if cut else "the prompt fits beside them"
+    log.warning(
+        f"the model takes {limit} positions for the prompt and its answer together: generating at most "
+        f"{capped} new tokens, not max_new_tokens {requested}, so that {fit}; give --max-new-tokens "
+        f"{capped} or less to choose the split yourself"
+    )
 
 
 @torch.no_grad()
@@ -95,13 +116,13 @@ def _generate_causal_hf(
 ) -> list[list[int]]:
     """One prompt through a transformers causal LM; rows exclude the prompt."""
     ids = _encode_prompt(tokenizer, prompt, options, keep_end=True) or [tokenizer.bos_token_id]
-    limit = _lm_context_limit(model)
+    limit = context_limit(model)
     max_new = options.max_new_tokens
     if limit is not None:
-        ids = ids[-max(1, limit - 1) :]
-        max_new = min(max_new, limit - len(ids))
-        if max_new < 1:
-            raise InvalidInputError(f"the prompt fills the model's {limit}-token context")
+        max_new = answer_room(limit, len(ids), max_new)
+        if max_new < options.max_new_tokens:
+            _warn_capped(limit, options.max_new_tokens, max_new, cut=len(ids) > limit - max_new)
+        ids = ids[-(limit - max_new) :]
     input_ids = torch.tensor([ids], device=model.device)
     output = model.generate(
         input_ids=input_ids,
@@ -152,10 +173,19 @@ def _generate_chat_batch(
     starts at the same position; per prompt, its num_return_sequences rows (answers only)."""
     instruction = instruction_of(model)
     limit = context_limit(model)
-    max_new = options.max_new_tokens if limit is None else min(options.max_new_tokens, limit - 1)
-    # a model with learned positions (GPT-2's n_positions) takes prompt + answer within them: an IndexError
-    # in its forward otherwise; the document gives way first, then the answer's length
-    budget = None if limit is None else limit - max_new
+    max_new, budget = options.max_new_tokens, None
+    if limit is not None:
+        # a model with learned positions (GPT-2's n_positions) takes prompt + answer within them: an
+        # IndexError in its forward otherwise; the document gives way first, then the answer's length
+        def length(document: str) -> int:
+            prompt = chat_prompt(tokenizer, document, instruction)
+            return len(tokenizer.encode(prompt, add_special_tokens=False))
+
+        longest = max(length(truncate_text(tokenizer, d, options.max_input_tokens)) for d in documents)
+        max_new = answer_room(limit, longest, options.max_new_tokens, fixed=length(""))
+        budget = limit - max_new
+        if max_new < options.max_new_tokens:
+            _warn_capped(limit, options.max_new_tokens, max_new, cut=longest > budget)
     rows = [
         tokenizer.encode(
             chat_prompt(
