@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,11 @@ def test_predictions_of_a_split_a_synthesis_file_or_texts(
     main(["elm", "generate", "--model", str(saved), "--data", str(elm_data), "--limit", "2",
           "--max-new-tokens", "3", "--output", str(out)])  # fmt: skip
     assert "2 predictions written" in capsys.readouterr().out and len(out.read_text().splitlines()) == 2
+    # --json, as `tldrlab generate --json`: one object with the model and every output
+    main(["elm", "generate", "--model", str(saved), "--data", str(elm_data), "--limit", "2",
+          "--max-new-tokens", "3", "--json"])  # fmt: skip
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"model": str(saved), "predictions": rows, "output": None}
+    main(["elm", "generate", "--model", str(saved), "--text", "apt is a package manager", "--max-new-tokens",
+          "3", "--json"])  # fmt: skip
+    assert [set(r) for r in json.loads(capsys.readouterr().out)["predictions"]] == [{"prediction"}]

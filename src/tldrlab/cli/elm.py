@@ -18,7 +18,7 @@ import typer
 
 from tldrlab.cli.options import Flag, config_command
 from tldrlab.cli.runkinds import RunCommand, add
-from tldrlab.cli.tables import print_report
+from tldrlab.cli.tables import emit, print_report
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
 from tldrlab.elm.config import LOOP_FIELDS, ElmGenerateOptions, ElmT5CompareConfig
 from tldrlab.elm.evaluate import generate_predictions, predictions_report
@@ -29,13 +29,16 @@ elm_app = typer.Typer(
 )
 
 
-def generate_command(options: Any) -> None:
+def generate_command(options: Any, as_json: bool) -> None:
     """Summaries from embeddings: of a prepared split, a synthesis file, or raw --text documents.
 
     Example: tldrlab elm generate --model RUN_ID --data data/elm --split test --output preds.jsonl
     """
     rows = generate_predictions(options)
-    print_report(predictions_report(rows, options.output))
+    # as `tldrlab generate --json`: one object naming the model, every output (here each prediction row:
+    # the prediction, with the record's id and reference when it has them), and where they were written
+    result = {"model": options.model, "predictions": rows, "output": options.output}
+    emit(result, lambda: predictions_report(rows, options.output), as_json=as_json)
 
 
 def compare_command(config: Any) -> None:
@@ -115,6 +118,8 @@ def register(app: typer.Typer) -> None:
         ),
     ):
         add(elm_app, spec)
-    config_command(elm_app, "generate", ElmGenerateOptions, generate_command, verbatim=("text",))
+    config_command(
+        elm_app, "generate", ElmGenerateOptions, generate_command, verbatim=("text",), as_json=True
+    )
     config_command(elm_app, "compare", ElmT5CompareConfig, compare_command)
     app.add_typer(elm_app, name="elm")
