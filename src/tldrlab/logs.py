@@ -83,6 +83,7 @@ QUIET_ENV: dict[str, str] = {
 console is quiet, which is before any command imports those libraries."""
 
 _progress_bars = {"shown": True}
+_console = {"verbose": False}
 
 
 def show_progress_bars(shown: bool) -> None:
@@ -125,6 +126,7 @@ def configure_console(level: str | None = None, *, verbose: bool = False, comman
     """
     if level is None:
         level = "DEBUG" if verbose else get_settings().log_level
+    _console["verbose"] = verbose
     root = logging.getLogger("tldrlab")
     root.setLevel(logging.DEBUG)
     handler = next((h for h in root.handlers if isinstance(h, RichHandler)), None)
@@ -159,8 +161,22 @@ def configure_console(level: str | None = None, *, verbose: bool = False, comman
         _quiet_loaded_libraries()
 
 
+def quiet_optuna() -> None:
+    """Optuna's INFO lines (every study it creates or loads, every trial) off the console unless verbose:
+    tldrlab prints its own lines of a study. Optuna reads no environment variable for it and sets its level
+    when it loads, so the console's configuration reaches it only when loaded already (`--quiet` of a command
+    run in a process that used it before), and code opening a study calls this first (`sweep.mapping`)."""
+    if _console["verbose"]:
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
 def _quiet_loaded_libraries() -> None:
     """The same settings for libraries an embedding program loaded before the CLI ran."""
+    if "optuna" in sys.modules:
+        quiet_optuna()
     if "transformers" in sys.modules:
         from transformers.utils import logging as transformers_logging
 

@@ -79,18 +79,35 @@ def test_missing_data_fails_before_a_study_exists(tmp_path: Path) -> None:
 def test_optimize_cli_runs_a_trial_and_prints_the_best(
     elm_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import logging
+
     from tldrlab.cli.main import main
 
+    # Optuna's own lines stay off the console, `--quiet` or not: `elm optimize --quiet` printed "A new study
+    # created in RDB" and, run again, "Using an existing study" (its run opened the study before the sweep
+    # quieted Optuna, which a fresh process starts at INFO)
+    records: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("optuna").addHandler(catch)
     storage = f"sqlite:///{tmp_path / 'cli.db'}"
-    main([
+    argv = [
         "elm", "optimize", "--data", str(elm_data), "--trials", "1", "--max-steps", "2",
         "--eval-samples", "2", "--limit", "16", "--hidden-dims", "16", "--storage", storage,
         "--study-name", "cli",
-    ])  # fmt: skip
-    out = capsys.readouterr().out
+    ]  # fmt: skip
+    try:
+        optuna.logging.set_verbosity(optuna.logging.INFO)  # as each fresh process starts
+        main(argv)
+        out = capsys.readouterr().out
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        main([*argv, "--quiet"])  # the study exists: resumed, its one trial finished
+    finally:
+        logging.getLogger("optuna").removeHandler(catch)
+    assert [r.getMessage() for r in records if r.levelno < logging.WARNING] == []
     assert "best: trial 0 bertscore_composite=" in out and "model.hidden_dim" in out
     study = optuna.load_study(study_name="cli", storage=storage)
-    assert study.user_attrs["elm_base_config"]["limit"] == 16
+    assert study.user_attrs["elm_base_config"]["limit"] == 16 and len(study.trials) == 1
 
 
 @pytest.mark.slow

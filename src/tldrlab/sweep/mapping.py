@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from tldrlab import logs
 from tldrlab.errors import ConfigError
 from tldrlab.sweep.spec import ParamSpec, SweepSpec, grid_values, quantize
 
@@ -170,10 +171,11 @@ def suggest_params(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
 
 
 def quiet_optuna() -> None:
-    """Optuna logs every study and trial (and failed ones with a traceback); tldrlab prints its own lines."""
+    """Optuna logs every study and trial (and failed ones with a traceback); tldrlab prints its own lines
+    (`logs.quiet_optuna`: Optuna's lines reach a `--verbose` console). Called before a study is opened."""
     import warnings
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logs.quiet_optuna()
     # heartbeats and the retry callback are "experimental" in Optuna (since v2.8); they are what resume needs
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

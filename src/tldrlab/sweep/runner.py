@@ -111,6 +111,7 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it when it exists (with `check`, checking it was made from the same
     sweep)."""
+    quiet_optuna()  # "A new study created" / "Using an existing study": `elm optimize` opens one first
     storage = open_storage(storage_url)
     seed = None if spec.seed is None else spec.seed + seed_offset
     study = optuna.create_study(
