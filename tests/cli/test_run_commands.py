@@ -60,3 +60,22 @@ def test_every_submittable_kind_has_a_command() -> None:
     assert len(generated) == len(RUN_COMMANDS), "one command per kind"
     missing = {k.name for k in submittable_kinds()} - generated - set(NOT_GENERATED)
     assert not missing, f"run kinds without a command (add a RunCommand): {sorted(missing)}"
+
+
+@pytest.mark.parametrize("spec", [s for s in RUN_COMMANDS if s.same], ids=lambda spec: spec.kind)
+def test_a_shorthand_says_which_options_it_sets_and_shows_no_default_of_its_own(spec: RunCommand) -> None:
+    # `elm train --help` listed `--max-steps` (default None) and `--train.max-steps` (default 1000) as two
+    # settings, `lvm train --help` `--steps` beside `--train.max-steps`: nothing said they set one thing
+    command: Any = typer.main.get_command(app)
+    for part in spec.path.split():
+        command = command.commands[part]
+    options = {name: param for param in command.params for name in (*param.opts, *param.secondary_opts)}
+    for group in spec.same:
+        *others, last = ("--" + path.replace("_", "-") for path in group)
+        help = " ".join(options[last].help.split())
+        for other in others:  # named as users know it: the last long alias (`--max-steps`, not `--base.…`)
+            shown = [n for n in options[other].opts if n.startswith("--")][-1]
+            assert shown in help.partition("Sets what ")[2], f"{spec.path} {last}: {help}"
+        assert help.endswith(": give one of them.") and "default:" not in help, f"{spec.path} {last}: {help}"
+        for other in others:
+            assert "Sets what" not in (options[other].help or ""), f"{spec.path} {other}"

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             },
             extra=(BUDGET,),
             # one budget: minutes, when given, replace the steps (`--budget 300 --budget-steps 100` kept 100)
-            same=(("budget", "budget_steps", "budget_minutes"),),
+            same=(("budget_steps", "budget_minutes", "budget"),),
         ),
     )
     add(

@@ -129,8 +129,8 @@ def register(app: typer.Typer) -> None:
                    settings={"model_settings": LVMConfig},
                    exclude=("model_settings.dim", "model_settings.context"),
                    defaults={"sequences": SEQUENCES},
-                   same=(("steps", "train.max_steps"), ("eval_every", "train.eval_every"),
-                         ("select", "train.best_metric"))),
+                   same=(("train.max_steps", "steps"), ("train.eval_every", "eval_every"),
+                         ("train.best_metric", "select"))),
         RunCommand("lvm evaluate", "lvm_evaluate", "tldrlab lvm evaluate lvm_train-20261121-0101-ab12cd",
                    arguments=("runs",)),
     ):  # fmt: skip

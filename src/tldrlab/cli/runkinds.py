@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,8 +74,9 @@ class RunCommand:
     converts: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     """Dotted path -> what turns its option's parsed value into the config's (`Flag.convert`)."""
     same: tuple[tuple[str, ...], ...] = ()
-    """Groups of dotted paths of fields that set one thing (`("max_steps", "train.max_steps")`): their options
-    given together with different values are a usage error."""
+    """Groups of dotted paths of fields that set one thing, the shorthand or duplicate last
+    (`("max_steps", "train.max_steps")`, `("train.max_steps", "steps")`): their options given together with
+    different values are a usage error, and the last one's help names the others it sets (`same_note`)."""
 
     @property
     def group(self) -> str:
@@ -108,7 +110,32 @@ class RunCommand:
         }
         flags = [f for f in flags if f.path not in self.exclude] + list(self.extra)
         flags = [replace(f, convert=self.converts[f.path]) if f.path in self.converts else f for f in flags]
-        return [f for f in flags if not f.names or f.names[0].split("/")[0] not in shared]
+        flags = [f for f in flags if not f.names or f.names[0].split("/")[0] not in shared]
+        return same_note(flags, self.same)
+
+
+def same_note(flags: list[Flag], same: tuple[tuple[str, ...], ...]) -> list[Flag]:
+    """The last option of each group of `same` says in its help that it sets what the others set, and shows
+    no default of its own (the others' decides): `elm train --help` listed `--max-steps` (default None) and
+    `--train.max-steps` (default 1000) as two settings of the steps (`lvm train`: `--steps` and
+    `--train.max-steps`)."""
+
+    def of(path: str) -> Flag | None:
+        return next((f for f in flags if option_name(path) in (n.split("/")[0] for n in f.names)), None)
+
+    notes: dict[Flag, str] = {}
+    for group in same:
+        *others, last = (of(path) for path in group)
+        named = [f.shown for f in others if f is not None]
+        if last is not None and named:
+            verb = "sets" if len(named) == 1 else "set"
+            notes[last] = f"Sets what {', '.join(named)} {verb}: give one of them."
+
+    def noted(flag: Flag) -> str:
+        help = re.sub(r" \[\]$", "", re.sub(r"default: [^;\]]*(; )?", "", flag.help))
+        return f"{help} {notes[flag]}".strip()
+
+    return [replace(f, help=noted(f)) if f in notes else f for f in flags]
 
 
 RUN_COMMANDS: list[RunCommand] = []
