@@ -569,3 +569,24 @@ def test_an_unknown_kind_lists_every_kind_the_api_names(tldrlab_home: Path) -> N
     reply = commands.handle(42, "train", "dance {}") or ""
     assert "unknown_kind" in reply and "…" not in reply, reply
     assert all(kind.name in reply for kind in submittable_kinds()), reply
+
+
+def test_a_line_held_back_by_the_rate_limit_goes_out_with_the_next_event(tldrlab_home: Path) -> None:
+    # a line the rate limit held back (`started`, a second after `queued`) waited for an event that is not a
+    # throttled progress one: an evaluation or a tokenizer run has none until it ends, so the owner heard
+    # "queued" and then nothing until "completed", however long the run took
+    now = [0.0]
+    sent: list[str] = []
+    watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+    watch_list.add("evaluate-1")
+    notifier = DiscordNotifier(sent.append, watch_list, min_interval_s=5, clock=lambda: now[0])
+    notifier(RunEvent(type="queued", run_id="evaluate-1"))
+    now[0] = 1.0
+    notifier(RunEvent(type="started", run_id="evaluate-1"))
+    assert len(sent) == 1  # held back: 5 s between messages
+    for second in range(2, 60):
+        now[0] = float(second)
+        notifier(RunEvent(type="progress", run_id="evaluate-1", step=second, metrics={"loss": 1.0}))
+    assert len(sent) == 2 and sent[1].startswith("**started** `evaluate-1`"), sent
+    assert "**progress** `evaluate-1`: step 2" in sent[1]  # the first progress line passed its throttle
+    assert sum("**progress**" in message for message in sent) == 1  # the rest stayed throttled

@@ -236,14 +236,16 @@ class DiscordNotifier:
     def __call__(self, event: RunEvent) -> None:
         if event.run_id not in self.watch_list.ids():
             return
+        line = format_event(event)
         if event.type == "progress":
             if self.clock() - self._last_progress.get(event.run_id, -1e18) < self.progress_every_s:
-                return
-            self._last_progress[event.run_id] = self.clock()
-        line = format_event(event)
-        if line is None:
-            return
-        self.batcher.add(line)
+                # no line, but the lines the rate limit held back go now: waiting for an event other than
+                # progress kept `started` back until `completed` in a run with no checkpoints
+                line = None
+            else:
+                self._last_progress[event.run_id] = self.clock()
+        if line is not None:
+            self.batcher.add(line)
         try:
             self.batcher.flush(force=event.type in ("completed", "failed", "cancelled"))
         except Exception as exc:  # Discord down must never break a run
