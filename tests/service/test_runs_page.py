@@ -229,3 +229,17 @@ def test_the_events_of_a_run_opened_mid_way_read_in_the_order_they_happened(brow
         items = page.locator("#events li").all_inner_texts()
         assert items[0].startswith("started") and items[1:] == ["checkpoint: checkpoint written"] * 2, items
         page.close()
+
+
+def test_a_finished_run_shows_no_heartbeat_age(browser: object) -> None:
+    # the detail panel said "last heartbeat 2417.6 s ago" of a run completed long before, an age that only
+    # grows, as if its worker had gone quiet (Discord's /status shows it for a running run alone)
+    with start_run("train", {}) as run:
+        run.log_metrics(1, train_loss=1.0)
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+        expect(page.locator("#detail-status")).to_have_text("completed", timeout=10_000)
+        assert page.text_content("#detail-heartbeat") == ""
+        page.close()

@@ -56,7 +56,9 @@ async function refreshDetail() {
   $("detail-status").textContent = run.status;
   $("detail-status").className = `status status-${run.status}`;
   $("detail-message").textContent = run.message || "";
-  $("detail-heartbeat").textContent = run.heartbeat_age_s == null ? "" : `last heartbeat ${run.heartbeat_age_s.toFixed(1)} s ago`;
+  // a finished run's heartbeat age only grows: shown for a running run alone, as Discord's /status does
+  const beating = run.status === "running" && run.heartbeat_age_s != null;
+  $("detail-heartbeat").textContent = beating ? `last heartbeat ${run.heartbeat_age_s.toFixed(1)} s ago` : "";
   $("cancel").disabled = ["completed", "failed", "cancelled"].includes(run.status);
   showReport(run);
   const list = $("artifacts");
