@@ -251,36 +251,85 @@ def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
     assert [r["step"] for r in metrics(run_id)] == [1, 2] and done == 1
 
 
+def _worker_row(pid: int) -> dict[str, object] | None:
+    from tldrlab.runs import open_registry
+
+    rows = open_registry().db.query("SELECT state, current_run FROM workers WHERE pid = ?", (pid,))
+    return dict(rows[0]) if rows else None
+
+
 def test_a_short_redis_outage_does_not_stall_delayed_retries(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """RQ's scheduler process (which moves delayed jobs, such as a transient failure's retry, onto the queue)
-    died on the first Redis error, and only RQ's 10-minute maintenance pass started it again: a retry queued
-    after a short outage waited those ten minutes. It comes back once Redis does."""
+    """A Redis outage killed the whole RQ worker whenever it sent a command outside its wait for a job (its
+    registry cleaning, the bookkeeping after a job): RQ's `work` quit on the error and its `teardown` raised
+    it again, so once Redis came back no worker was left to run the delayed retry. Here the outage starts
+    while the worker runs a run and lasts past the run's end, so the worker's bookkeeping meets it; Redis
+    comes back only once the worker says it is waiting for Redis, or has died (as it did). The run finishes
+    once, the worker carries on, and a delayed job queued after the outage runs."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     monkeypatch.setenv("TLDRLAB_QUEUE_URL", url)
     get_settings.cache_clear()
+    log = tmp_path / "w.log"
     redis_proc = start_redis(port, tmp_path)
-    worker = start_worker(env={"TLDRLAB_QUEUE_URL": url}, log=tmp_path / "w.log")
+    worker = start_worker(env={"TLDRLAB_QUEUE_URL": url}, log=log)
+    try:
+        running = create_run("smoke", {"steps": 6, "checkpoint_every": 3, "step_sleep_s": 0.2, "seed": 3}).id
+        open_queue().enqueue(running)
+        wait_for(lambda: len(metrics(running)) >= 2, 90, what="the run to be running")
+        redis_proc.terminate()  # the outage starts mid-run ...
+        redis_proc.wait(timeout=10)
+        # ... and lasts until the worker is done with the run, and waits for Redis (or died of the outage)
+        wait_for(lambda: record(running).status == RunStatus.COMPLETED, 60, what="the run to finish")
+        wait_for(lambda: _worker_row(worker.pid) == {"state": "idle", "current_run": None}, 30)
+        wait_for(lambda: worker.poll() is not None or "the worker keeps trying" in log.read_text(), 90)
+        redis_proc = start_redis(port, tmp_path)  # back on the same port (empty: no persistence)
+        assert worker.poll() is None, f"the worker died in the outage: {log.read_text()[-3000:]}"
+        retried = create_run("smoke", {"steps": 2}).id
+        open_queue().enqueue(retried, delay_s=0.5)  # what a transient failure's retry does
+        wait_for(
+            lambda: record(retried).status == RunStatus.COMPLETED,
+            30,
+            what=f"the delayed job to run; worker log: {log.read_text()[-1500:]}",
+        )
+        assert worker.poll() is None
+        final = record(running)  # run once: not lost, not run again
+        assert final.status == RunStatus.COMPLETED and final.attempts == 1
+        assert [m["step"] for m in metrics(running)] == list(range(1, 7))
+        text = " ".join(log.read_text().split())  # rich wraps its lines
+        assert text.count("the worker keeps trying") == 1, text[-3000:]  # once per outage, not per attempt
+        assert "Redis answers again" in text
+    finally:
+        stop(worker)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+
+
+def test_a_worker_stopped_during_a_redis_outage_exits_cleanly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The worker waits out an outage (the test above), but a SIGTERM still stops it: it does not wait for
+    Redis to record its death (RQ's record of it expires), and exits 0 without a traceback."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "w.log"
+    redis_proc = start_redis(port, tmp_path)
+    worker = start_worker(env={"TLDRLAB_QUEUE_URL": url}, log=log)
     try:
         import redis
 
         client = redis.Redis.from_url(url)
-        lock = "rq:scheduler-lock:tldrlab-runs"
-        wait_for(lambda: client.exists(lock), 60, what="the worker's scheduler to take its lock")
-        redis_proc.terminate()  # a short outage: the scheduler's next heartbeat (every second) fails
+        wait_for(lambda: client.exists("rq:scheduler-lock:tldrlab-runs"), 60, what="the worker to start")
+        redis_proc.terminate()
         redis_proc.wait(timeout=10)
-        time.sleep(2.5)
-        redis_proc = start_redis(port, tmp_path)  # back on the same port (empty: no persistence)
-        run_id = create_run("smoke", {"steps": 2}).id
-        open_queue().enqueue(run_id, delay_s=0.5)  # what a transient failure's retry does
-        wait_for(
-            lambda: record(run_id).status == RunStatus.COMPLETED,
-            20,
-            what=f"the delayed job to run; worker log: {(tmp_path / 'w.log').read_text()[-1500:]}",
-        )
+        wait_for(lambda: "the worker keeps trying" in log.read_text(), 60, what="the outage to be met")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
+        text = " ".join(log.read_text().split())
+        assert "worker stopped while Redis was unreachable" in text and "Traceback" not in text, text[-3000:]
     finally:
         stop(worker)
-        redis_proc.terminate()
+        if redis_proc.poll() is None:
+            redis_proc.terminate()
         redis_proc.wait(timeout=10)

@@ -7,6 +7,8 @@ requeue, exit) instead of RQ's default "finish the whole job first".
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +18,8 @@ from typing import Any
 from tldrlab.errors import ServiceUnavailableError
 from tldrlab.runs import preempt
 from tldrlab.service.queue.base import JobHandler
+
+log = logging.getLogger("tldrlab.worker")
 
 JOB_FUNCTION = "tldrlab.service.queue.rq.rq_entry"
 _RQ_HANDLER: list[JobHandler] = []
@@ -36,6 +40,82 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     import redis
 
     return (redis.RedisError, OSError)
+
+
+OUTAGE_BACKOFF_S = (0.25, 4.0)
+"""First and longest wait (seconds) between a worker's attempts to reach Redis again: the wait doubles from
+the first up to the longest, so a worker is back at most that long after Redis is."""
+
+
+class _Outage:
+    """One worker process's view of Redis being unreachable, shared by all its connections: logged when the
+    first command fails and when one gets through again, not once an attempt."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        log.warning(
+            f"Redis is unreachable ({type(error).__name__}: {error}): the worker keeps trying, "
+            f"every {OUTAGE_BACKOFF_S[0]:g}s doubling up to {OUTAGE_BACKOFF_S[1]:g}s"
+        )
+
+    def answered(self) -> None:
+        if self._since is None:  # the usual case, read without the lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.warning(f"Redis answers again after {time.monotonic() - since:.1f}s: the worker carries on")
+
+
+def _outage_retry(give_up: Callable[[], bool]) -> Any:
+    """A redis-py `Retry` that retries a command on a connection error or timeout, with exponential backoff,
+    until Redis answers, or until `give_up()` (the worker is stopping: its last writes to Redis are not worth
+    waiting for, and RQ's record of a worker expires by itself).
+
+    RQ's worker retries only its wait for a job (`dequeue_job_and_maintain_ttl`): any other Redis command it
+    sends (its registry cleaning, its heartbeat after a job, the job's own bookkeeping) failing in an outage
+    made it quit, and its `teardown` then raised the same error, killing the `tldrlab worker` process. With
+    this on the worker's connections, an outage of any length is a pause. redis-py copies a connection's
+    retry into each connection it opens: a copy is the same object, so the outage is logged once."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    outage = _Outage()
+
+    class OutageRetry(Retry):
+        def __deepcopy__(self, memo: dict[int, Any]) -> OutageRetry:
+            return self
+
+        def call_with_retry(
+            self, do: Callable[[], Any], fail: Callable[..., Any], *args: Any, **kwargs: Any
+        ) -> Any:
+            failures: list[Exception] = []
+
+            def failed(error: Exception, *count: Any) -> None:
+                failures.append(error)
+                outage.failed(error)
+                fail(error, *count)  # redis-py's: drops the broken connection
+                if give_up():
+                    raise error
+
+            result = super().call_with_retry(do, failed, *args, **kwargs)
+            if failures:  # through, after failing: Redis answers again (a first try may not have reached it)
+                outage.answered()
+            return result
+
+    return OutageRetry(
+        ExponentialBackoff(cap=OUTAGE_BACKOFF_S[1], base=OUTAGE_BACKOFF_S[0] / 2),
+        -1,  # forever
+        (redis.ConnectionError, redis.TimeoutError, OSError),
+    )
 
 
 def _surviving_scheduler_class() -> type[Any]:
@@ -71,9 +151,12 @@ def _surviving_scheduler_class() -> type[Any]:
     return SurvivingScheduler
 
 
-def _preempting_worker_class(on_force_stop: Callable[[int], None] | None) -> type[Any]:
+def _preempting_worker_class(
+    on_force_stop: Callable[[int], None] | None, scheduler_connection: Any = None
+) -> type[Any]:
     """RQ's in-process `SimpleWorker` whose SIGTERM preempts the running job, whose second signal leaves the
-    run to be resumed (`on_force_stop`), and whose scheduler survives a Redis outage. `_start_scheduler` is
+    run to be resumed (`on_force_stop`), and whose scheduler survives a Redis outage, on
+    `scheduler_connection` (default: the worker's). `_start_scheduler` is
     RQ's private method, called by RQ's `work` with its arguments by position: pyproject.toml pins rq to the
     versions it is checked against, and tests/service/test_rq_private_api.py fails when RQ renames it or
     changes its parameters."""
@@ -105,7 +188,7 @@ def _preempting_worker_class(on_force_stop: Callable[[int], None] | None) -> typ
             # RQ's own, with a scheduler that survives a Redis outage (`_surviving_scheduler_class`)
             self.scheduler = _surviving_scheduler_class()(
                 self.queues,
-                connection=self.connection,
+                connection=scheduler_connection if scheduler_connection is not None else self.connection,
                 logging_level=logging_level if logging_level is not None else self.log.level,
                 date_format=date_format,
                 log_format=log_format,
@@ -197,13 +280,26 @@ class RqQueue:
         poll_s: float = 0.5,
         on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
+        import redis
+        from rq import Queue
         from rq.serializers import JSONSerializer
 
         _RQ_HANDLER[:] = [handler]
-        rq_worker = _preempting_worker_class(on_force_stop)(
-            [self.queue],
-            connection=self.redis,
+        # The worker's own connection, which waits out a Redis outage (`_outage_retry`); its scheduler, a
+        # process of its own that survives outages in its loop and must stop when told, keeps this queue's.
+        connection = redis.Redis.from_url(
+            self.url, socket_connect_timeout=2, socket_timeout=10, retry=_outage_retry(should_stop)
+        )
+        rq_worker = _preempting_worker_class(on_force_stop, scheduler_connection=self.redis)(
+            [Queue(self.queue.name, connection=connection, serializer=JSONSerializer)],
+            connection=connection,
             serializer=JSONSerializer,
             name=f"{worker_id}.{uuid.uuid4().hex[:4]}",
         )
-        rq_worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        try:
+            rq_worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        except _redis_errors() as exc:
+            if not should_stop():
+                raise
+            # stopped during an outage: RQ could not record the worker's death; its record expires by itself
+            log.warning(f"worker stopped while Redis was unreachable ({type(exc).__name__})")
