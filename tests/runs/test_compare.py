@@ -269,10 +269,12 @@ def test_tokenizer_runs_are_compared_by_their_coverage_and_unknown_rate(
         ids.append(json.loads(out)["run_id"])
     assert direction("coverage") == "higher" and direction("unk_rate") == "lower"
     assert direction("eval.highlight_coverage_other") is None  # coverage of unlabelled sentences: neither
-    comparison = compare_runs(ids)
+    # the training time (`train_s`, lower-better too) varies from run to run: these two only are gated
+    comparison = compare_runs(ids, metrics=["coverage", "unk_rate"])
     assert {r.metric for r in comparison.regressions} == {"coverage", "unk_rate"}
     assert comparison.unchecked == []
     gate = ["runs", "compare", "--plot", str(tmp_path / "c.png"), "--fail-on-regression"]
+    gate += ["--metric", "coverage", "--metric", "unk_rate"]
     assert run_captured([*gate, *ids], capsys)[0] == 1
     assert run_captured([*gate, *reversed(ids)], capsys)[0] == 0  # the other way round, nothing got worse
 
@@ -305,3 +307,27 @@ def test_the_chart_states_the_tolerance_as_the_report_does(runs: dict[str, str])
 
     title = comparison_panels(compare_runs([runs["base"], runs["worse"]], tolerance=0.004)).title
     assert title == f"baseline {runs['base']} (dark); red: worse than it by more than 0.4%"
+
+
+def test_lvm_metrics_and_times_are_judged_as_the_best_checkpoint_is() -> None:
+    # compare had its own table, without cosine, top-k, p@k or MSE, and took `train_s` for no time: an LVM run
+    # whose top-1 fell and whose training took twice as long passed --fail-on-regression, while the loop
+    # kept its best checkpoint by that same val_top1 as higher-better
+    from tldrlab.train.config import better_mode
+
+    def lvm(top1: float, cosine: float, mse: float, train_s: float) -> str:
+        with start_run("lvm_train", {}) as run:
+            run.set_summary(val_top1_excl=top1, val_cosine=cosine, val_mse=mse, train_s=train_s)
+        return run.id
+
+    base, worse = lvm(0.40, 0.80, 0.10, 10.0), lvm(0.30, 0.70, 0.20, 20.0)
+    comparison = compare_runs([base, worse])
+    assert {r.metric for r in comparison.regressions} == {"val_top1_excl", "val_cosine", "val_mse", "train_s"}
+    assert comparison.unchecked == []
+    higher = ("val_top1_excl", "val_cosine", "p_at_5", "eval_drift_similarity", "eval.auc", "tokens_per_s")
+    for name in higher:
+        assert (direction(name), better_mode(name)) == ("higher", "max"), name
+    for name in ("val_mse", "eval_loss", "generate_s", "train_seconds", "unk_rate", "top1_error"):
+        assert (direction(name), better_mode(name)) == ("lower", "min"), name
+    # unknown: compare shows it only, the loop keeps its historical default
+    assert (direction("pred_len_mean"), better_mode("pred_len_mean")) == (None, "min")

@@ -113,8 +113,9 @@ def compare_command(query: CompareChart, as_json: bool) -> None:
 
     A run's metrics are its summary plus its final evaluation (`eval.*`, from the eval_summary.json next to
     its model; the output names that evaluation run, which a later `tldrlab eval` never replaces); lower is
-    better for losses, perplexities, unknown-token rates and times, higher for ROUGE, BERTScore, F1, AUC and
-    coverage; other metrics are only shown.
+    better for losses, perplexities, MSE, unknown-token rates and times (train_s, *_seconds), higher for
+    ROUGE, BERTScore, F1, AUC, cosine, top-k, coverage and throughput (the table that picks a training run's
+    best checkpoint); other metrics are only shown.
 
     Example: tldrlab runs compare train-20260101 train-20260102 --baseline train-20260101 --tolerance 0.02
     """

@@ -7,10 +7,12 @@
 A run's metrics are its summary (the registry's `metrics`: best validation loss, ROUGE of an evaluation run,
 ...) and, when its directory holds an evaluation (`eval_summary.json`: a training run's final evaluation,
 written next to its model), that evaluation's metrics as `eval.<name>`; the output names that evaluation run.
-Which way is better is known by name: losses, perplexities, unknown-token rates, times and empty outputs are
-better lower; ROUGE, BERTScore, accuracy, F1, AUC, coverage, distinct-n and throughput higher; any other
-metric (lengths, counts) is shown but never called a regression. A run regresses on a metric when it is worse
-than the baseline by more than `tolerance` (relative to the baseline's value). `tldrlab runs compare`,
+Which way is better is known by name (`tldrlab.metric_direction`, the table that also picks a training run's
+best checkpoint): losses, perplexities, MSE, unknown-token rates, times (`*_seconds`, `train_s`) and empty
+outputs are better lower; ROUGE, BERTScore, accuracy, F1, AUC, cosine, top-k, precision@k, coverage,
+distinct-n and throughput higher; any other metric (lengths, counts) is shown but never called a regression.
+A run regresses on a metric when it is worse than the baseline by more than `tolerance` (relative to the
+baseline's value). `tldrlab runs compare`,
 `GET /compare` and the runs page show the same comparison.
 """
 
@@ -20,49 +22,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.metric_direction import Direction, direction
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.registry import RunRecord, RunRegistry, open_registry
 
 EVAL_SUMMARY = "eval_summary.json"
-Direction = Literal["lower", "higher"]
-LOWER_BETTER = ("loss", "perplexity", "ppl", "error", "seconds", "latency", "empty", "unk_rate")
-HIGHER_BETTER = (
-    "rouge",
-    "bertscore",
-    "bleu",
-    "accuracy",
-    "f1",
-    "auc",
-    "coverage_labelled",
-    "distinct",
-    "tokens_per_s",
-    "steps_per_s",
-    "mfu",
-    "precision",
-    "recall",
-)
-BY_WHOLE_NAME: dict[str, Direction] = {"coverage": "higher"}
-"""Names whose direction holds for that name only: a tokenizer's `coverage` (words with no unknown token);
-`highlight_coverage_other`, the coverage of sentences no one marked, says neither."""
 MAX_RUNS = 20
-
-
-def direction(metric: str) -> Direction | None:
-    """Whether lower or higher values of `metric` are better (None: neither is known)."""
-    name = metric.lower().rsplit(".", 1)[-1]
-    if name in BY_WHOLE_NAME:
-        return BY_WHOLE_NAME[name]
-    if any(key in name for key in LOWER_BETTER):
-        return "lower"
-    if any(key in name for key in HIGHER_BETTER):
-        return "higher"
-    return None
 
 
 class CompareQuery(BaseModel):

@@ -23,6 +23,7 @@ from tldrlab.data.splits import detect_splits
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
+from tldrlab.metric_direction import direction
 from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf, WandbMode
 from tldrlab.targets import load_target
@@ -53,22 +54,11 @@ class SmokeConfig(BaseModel):
     None: $TLDRLAB_WANDB_MODE, else $WANDB_MODE, else the `wandb_mode` setting."""
 
 
-LOWER_IS_BETTER = ("loss", "perplexity", "mse", "empty")
-"""Parts of a metric's name that make a lower value better (checked first: `eval_empty_predictions`)."""
-HIGHER_IS_BETTER = (
-    "rouge", "bleu", "bertscore", "cosine", "top1", "top5", "accuracy", "f1", "precision", "recall",
-    "composite", "p_at_", "similarity", "distinct",
-)  # fmt: skip
-"""Parts of a metric's name that make a higher value better."""
-
-
 def better_mode(metric: str) -> Literal["min", "max"]:
     """Whether a lower (`min`) or a higher (`max`) value of the evaluation metric `metric` is better, from
-    its name; `min` for a name it does not know, the loop's historical default."""
-    name = metric.lower()
-    if any(part in name for part in LOWER_IS_BETTER):
-        return "min"
-    return "max" if any(part in name for part in HIGHER_IS_BETTER) else "min"
+    its name (`tldrlab.metric_direction`, the table `runs compare` judges regressions by); `min` for a name
+    it does not know, the loop's historical default."""
+    return "max" if direction(metric) == "higher" else "min"
 
 
 class TrainConfig(BaseModel):
