@@ -6,6 +6,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,32 @@ def test_gguf_loads_with_the_same_weights_tokenizer_and_chat_template(
     assert tokenizer.chat_template == chat_tokenizer.chat_template
     assert not hasattr(model.config, "quantization_config")
     torch.testing.assert_close(logits(model, tokenizer), logits(tiny["model"], chat_tokenizer))
+
+
+def test_importing_a_model_over_the_file_size_limit_is_one_line(
+    tiny: dict[str, Any], tldrlab_home: Path
+) -> None:
+    # before: safetensors' "Error while serializing: I/O error: File too large (os error 27)", a traceback,
+    # exit 1. The limit is real (RLIMIT_FSIZE in the command's process; SIGXFSZ left at its default as a
+    # shell's `ulimit -f` leaves it, which the interpreter ignores): above the registry's files, below the
+    # model's 210 KB safetensors file.
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+    env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    tldrlab = [sys.executable, "-m", "tldrlab", "models"]
+    subprocess.run([*tldrlab, "list"], env=env, check=True, capture_output=True)  # the registry, unlimited
+    command = [*tldrlab, "import", str(tiny["gguf"]), "--name", "tiny"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert done.returncode == 9 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    installed = tldrlab_home / "models" / "tiny"
+    assert line.startswith(
+        "error [file_too_large] file too large for this process's file-size limit (150000 bytes, "
+        f"`ulimit -f`) writing {installed}: raise the limit"
+    ), line
+    assert not installed.exists() and [p.name for p in installed.parent.iterdir()] == []  # nothing half kept
 
 
 def test_models_import_then_plain_transformers_loads_offline(

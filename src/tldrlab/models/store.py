@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from tldrlab.config import Settings, expand_user, get_settings
-from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError, refused_write
 from tldrlab.logs import progress_bars_shown
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
@@ -177,7 +177,17 @@ def import_model(
         }
         model.tldrlab_name = "causal_lm"
         _phase(bar, progress_label, phases, 3)
-        save_model(model, tokenizer, out, name="causal_lm", **info, seconds=time.perf_counter() - started)
+        try:
+            save_model(model, tokenizer, out, name="causal_lm", **info, seconds=time.perf_counter() - started)
+        except Exception as exc:
+            refused = refused_write(exc)
+            if refused is None:
+                raise
+            # safetensors' "I/O error: File too large (os error 27)" (a model over `ulimit -f`, or over
+            # FAT32's 4 GB) named no file and was a traceback; save_model has removed what it had written
+            raise refused.writing(
+                f"writing {out}", ", or set TLDRLAB_HOME to a place on another disk"
+            ) from exc
     finally:  # an error's one line is printed on a clean line, not after the bar
         bar.close()
     return read_manifest(out) | {"name": name, "path": str(out)}
