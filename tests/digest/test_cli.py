@@ -136,3 +136,18 @@ def test_a_boolean_for_a_numeric_summarizer_parameter_is_refused(
         "error [invalid_config] bad extractive summarizer parameter max_chars=True: expected a number, got "
         "the boolean true"
     )
+
+
+def test_digest_of_a_thread_the_file_lacks_ingests_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `digest FILE --thread ID` ingested the whole file (a run, every thread stored) before saying that ID is
+    # not in it
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    code, _, err = run_captured(["digest", str(path), "--thread", "nope"], capsys)
+    assert code == 2 and "thread 'nope' is not in" in err, err
+    code, out, err = run_captured(["runs", "list"], capsys)
+    assert code == 0 and "ingest" not in out + err, out
+    code, _, err = run_captured(["digest", "t-serve"], capsys)
+    assert code == 3 and "not in the store" in err

@@ -555,6 +555,9 @@ def thread_to_digest(
     first thread unless `thread_id` names one of it), anything else is a stored thread id."""
     if not Path(target).exists():
         return thread_id or target
+    if thread_id is not None and thread_id not in {t.id for t in load_threads(target, format)}:
+        # before the ingest: a file without the thread asked for is not stored (nor a run made) for nothing
+        raise InvalidInputError(f"thread {thread_id!r} is not in {target}")
     stats, _ = ingest_path(target, format=format, show_progress=show_progress)
     if not stats.thread_ids:
         raise InvalidInputError(f"no threads in {target}")
