@@ -62,6 +62,7 @@ from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.paths import InputPath, path_sites
 from tldrlab.runs.reconcile import update_manifest
+from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.targets import load_target
 from tldrlab.train.same_data import check_unchanged
 
@@ -458,17 +459,33 @@ def end_unresumable(
     the command prints says why the run ended."""
     reason = f"{exc.message}; runs of kind {spec.name} do not resume"
     message = f"cancelled: {reason}: start it again"
-    part_of = f"cancelled: {reason}, and this run was part of {run_id}: start that again"
-    pending = [(run_id, message)]
-    while pending:
-        current, why = pending.pop()
-        fields: dict[str, Any] = {"message": why, "error_code": "cancelled", "ended_at": time.time()}
-        if registry.transition(current, (RunStatus.QUEUED,), RunStatus.CANCELLED, **fields):
-            update_manifest(registry.get(current).run_dir, status=RunStatus.CANCELLED.value, **fields)
-        for child in registry.list(parent_id=current, status=RunStatus.QUEUED.value, limit=None):
-            if not is_sweep_trial(child) and not resumes(child.kind):
-                pending.append((child.id, part_of))
+    _cancel_queued(registry, run_id, message)
+    end_unresumed_children(
+        registry, run_id, f"cancelled: {reason}, and this run was part of {run_id}: start that again"
+    )
     return RunCancelledError(message.removeprefix("cancelled: "))
+
+
+def end_unresumed_children(registry: RunRegistry, run_id: str, message: str) -> None:
+    """End `cancelled`, with `message`, the runs `run_id` started that a preemption put back to `queued` and
+    that nothing will resume: of a kind that does not resume, not a sweep's trial (running the sweep again
+    resumes it), not submitted through the API (the queue holds that one); and theirs in turn. Called when
+    `run_id` itself will not continue them (it is cancelled, or starts again from scratch with runs of its
+    own)."""
+    pending = [run_id]
+    while pending:
+        current = pending.pop()
+        for child in registry.list(parent_id=current, status=RunStatus.QUEUED.value, limit=None):
+            submitted = child.tags.get(SUBMITTED_VIA) == "api"
+            if not (is_sweep_trial(child) or resumes(child.kind) or submitted):
+                _cancel_queued(registry, child.id, message)
+                pending.append(child.id)
+
+
+def _cancel_queued(registry: RunRegistry, run_id: str, message: str) -> None:
+    fields: dict[str, Any] = {"message": message, "error_code": "cancelled", "ended_at": time.time()}
+    if registry.transition(run_id, (RunStatus.QUEUED,), RunStatus.CANCELLED, **fields):
+        update_manifest(registry.get(run_id).run_dir, status=RunStatus.CANCELLED.value, **fields)
 
 
 def _follower_record(spec: RunKind) -> RunRecord:

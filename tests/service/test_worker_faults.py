@@ -21,8 +21,9 @@ from svc_helpers import metrics, record, start_worker, stop, wait_for
 from netutil import free_port, start_redis
 from tldrlab import launch
 from tldrlab.config import get_settings
-from tldrlab.runs import RunStatus, create_run
+from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
+from tldrlab.runs.run import read_manifest
 from tldrlab.service.app import create_app
 from tldrlab.service.queue import open_queue
 from tldrlab.service.worker import WorkerConfig, build_worker
@@ -333,3 +334,50 @@ def test_a_worker_stopped_during_a_redis_outage_exits_cleanly(
         if redis_proc.poll() is None:
             redis_proc.terminate()
         redis_proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_preempted_experiment_restarts_on_the_queue_and_its_first_attempt_s_arm_ends_cancelled(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path
+) -> None:
+    """An experiment (a kind that does not resume) on a worker stopped by SIGTERM goes back on the queue and
+    the next worker runs it from the start, with an arm run of its own: its first attempt's arm run read
+    `queued`, "waiting to be resumed", for good (nothing resumes an experiment's arm, no queue holds it). It
+    ends cancelled, saying the experiment restarts, and the restart's arm is another run."""
+    env = {"TLDRLAB_QUEUE_URL": redis_url}
+    monkeypatch.setenv("TLDRLAB_QUEUE_URL", redis_url)
+    get_settings.cache_clear()
+    config = {
+        "data": str(shared_data / "scitldr" / "scitldr_a.dev.jsonl"), "arms": ["baseline"], "seeds": [1],
+        "budget_steps": 100000, "eval_every": 50000, "batch_size": 4, "train_limit": 40, "eval_size": 4,
+        "test_size": 3, "max_source_tokens": 16, "vocab_size": 300,
+    }  # fmt: skip
+    experiment = create_run("experiment", config).id
+    open_queue().enqueue(experiment)
+    registry = open_registry()
+
+    def arms(status: RunStatus) -> list[str]:
+        return [r.id for r in registry.list(kind="experiment_arm", parent_id=experiment, status=status.value)]
+
+    worker = start_worker(env=env, log=tmp_path / "w1.log")
+    try:
+        wait_for(lambda: arms(RunStatus.RUNNING), 120, what="the experiment's arm to train")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, (tmp_path / "w1.log").read_text()[-2000:]
+    finally:
+        stop(worker)
+    requeued = record(experiment)
+    assert requeued.status is RunStatus.QUEUED and "preempted" in (requeued.message or "")
+    (first_arm,) = registry.list(kind="experiment_arm", parent_id=experiment)
+    assert first_arm.status is RunStatus.CANCELLED, first_arm.message
+    assert first_arm.error_code == "cancelled" and first_arm.message is not None
+    assert f"part of {experiment}" in first_arm.message and "starts it again" in first_arm.message
+    assert read_manifest(first_arm.run_dir)["status"] == "cancelled"
+    # the next worker restarts the experiment from scratch: a new arm run, the first one left as it ended
+    again = start_worker(env=env, log=tmp_path / "w2.log")
+    try:
+        restarted = wait_for(lambda: arms(RunStatus.RUNNING), 120, what="the restarted experiment's arm")
+    finally:
+        stop(again)
+    assert restarted[0] != first_arm.id and record(experiment).attempts == 2
+    assert registry.get(first_arm.id).status is RunStatus.CANCELLED

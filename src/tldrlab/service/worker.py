@@ -8,7 +8,9 @@ A worker
   the queue lease; the same thread turns what the run writes into events for notifiers;
 - classes failures: user input (no retry), transient (bounded retries, exponential backoff) or fatal;
 - on SIGTERM asks the training loop to stop (`tldrlab.runs.preempt`): the loop finishes the step, writes a
-  checkpoint and raises RunPreemptedError; the worker puts the run back on the queue and exits. A second
+  checkpoint and raises RunPreemptedError; the worker puts the run back on the queue and exits (a run of a
+  kind that does not resume starts again from scratch: the runs its attempt started that do not resume
+  either end cancelled, not `queued` for good). A second
   SIGTERM (or SIGINT) a second or more later is a hard stop, as in rq: the process exits at once, the run
   stays `running` until its heartbeat goes stale and another worker resumes it from its last checkpoint;
 - reconciles on start and periodically: a `running` run whose heartbeat is stale (its worker died) is put
@@ -45,8 +47,8 @@ from tldrlab.errors import (
     RunPreemptedError,
     TldrlabError,
 )
-from tldrlab.kinds import kind_names_by_recorded_name
-from tldrlab.launch import execute
+from tldrlab.kinds import kind_names_by_recorded_name, resumes
+from tldrlab.launch import end_unresumed_children, execute
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.db import migrate, table_exists
 from tldrlab.runs.ownership import owner_alive
@@ -428,6 +430,15 @@ class Worker:
                 run_id,
                 f"requeued: worker {self.worker_id} is shutting down ({exc.message})",
             )
+            if not resumes(record.kind):
+                # it starts again from scratch, with runs of its own: the ones this attempt started (an
+                # experiment's arms) would read `queued`, waiting to be resumed, for good
+                end_unresumed_children(
+                    self.registry,
+                    run_id,
+                    f"cancelled: {exc.message}, and this run was part of {run_id}, of kind {record.kind}, "
+                    "which does not resume: the queue starts it again from the start, with runs of its own",
+                )
             self.stop_event.set()
             outcome = "preempted"
         except BaseException as exc:
