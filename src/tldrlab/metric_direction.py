@@ -44,3 +44,15 @@ def direction(metric: str) -> Direction | None:
     if any(part in name for part in HIGHER_BETTER):
         return "higher"
     return "lower" if name.endswith(TIME_SUFFIX) else None
+
+
+SPEED_PARTS = ("seconds", "latency", "_per_s", "mfu")
+"""Parts of a name that make it a time or a throughput (with a name ending in TIME_SUFFIX)."""
+
+
+def is_speed(metric: str) -> bool:
+    """Whether `metric` measures speed (a time, a throughput, MFU) rather than what a model does: its value
+    moves with the machine's load from one run of the same config to the next, so `runs compare` gates it
+    only when asked for by name."""
+    name = metric.lower().rsplit(".", 1)[-1]
+    return any(part in name for part in SPEED_PARTS) or name.endswith(TIME_SUFFIX)

@@ -208,6 +208,30 @@ def test_the_api_and_runs_page_show_the_runs_not_checked(runs: dict[str, str], b
         page.close()
 
 
+def test_the_api_and_runs_page_say_which_times_are_not_gated(browser: object) -> None:
+    from tldrlab.service.app import create_app
+
+    def timed(train_s: float) -> str:
+        with start_run("train", {}) as run:
+            run.set_summary(best_val_loss=1.0, train_s=train_s)
+        return run.id
+
+    base, slower = timed(10.0), timed(20.0)
+    with serve_app(create_app()) as url:
+        answer = httpx.get(f"{url}/compare", params=[("ids", base), ("ids", slower)]).json()
+        assert answer["regressions"] == [] and answer["ungated"] == ["train_s"]
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.fill("#compare-ids", f"{base}, {slower}")
+        page.click("#compare-run")
+        page.wait_for_selector("#compare-unchecked li")
+        assert page.locator("#compare-unchecked li").all_inner_texts() == [
+            "not gated: train_s (times and throughputs move with the machine's load; name one as a metric to"
+            " gate it)"
+        ]
+        page.close()
+
+
 def test_the_chart_draws_every_regressed_metric_and_says_what_it_leaves_out(tmp_path: Path) -> None:
     # the chart drew the first 12 metrics (those with a direction, by name) and dropped the rest unsaid: a
     # training run's final evaluation has some 40, and a regression on eval.rougeLsum or final_eval_loss was
@@ -322,8 +346,9 @@ def test_lvm_metrics_and_times_are_judged_as_the_best_checkpoint_is() -> None:
 
     base, worse = lvm(0.40, 0.80, 0.10, 10.0), lvm(0.30, 0.70, 0.20, 20.0)
     comparison = compare_runs([base, worse])
-    assert {r.metric for r in comparison.regressions} == {"val_top1_excl", "val_cosine", "val_mse", "train_s"}
-    assert comparison.unchecked == []
+    assert {r.metric for r in comparison.regressions} == {"val_top1_excl", "val_cosine", "val_mse"}
+    assert comparison.unchecked == [] and comparison.ungated == ["train_s"]  # a time: gated when named
+    assert [r.metric for r in compare_runs([base, worse], metrics=["train_s"]).regressions] == ["train_s"]
     higher = ("val_top1_excl", "val_cosine", "p_at_5", "eval_drift_similarity", "eval.auc", "tokens_per_s")
     for name in higher:
         assert (direction(name), better_mode(name)) == ("higher", "max"), name
@@ -331,3 +356,23 @@ def test_lvm_metrics_and_times_are_judged_as_the_best_checkpoint_is() -> None:
         assert (direction(name), better_mode(name)) == ("lower", "min"), name
     # unknown: compare shows it only, the loop keeps its historical default
     assert (direction("pred_len_mean"), better_mode("pred_len_mean")) == (None, "min")
+
+
+def test_times_and_throughputs_are_gated_only_when_named() -> None:
+    # train_s and tokens_per_s move with the machine's load between two runs of one config: gating them by
+    # default failed `--fail-on-regression` on a run that was only slower, though its loss was the same
+    def timed(loss: float, train_s: float, tokens_per_s: float) -> str:
+        with start_run("train", {}) as run:
+            run.set_summary(best_val_loss=loss, train_s=train_s, tokens_per_s=tokens_per_s)
+        return run.id
+
+    base, slower = timed(1.0, 10.0, 1000.0), timed(1.0, 15.0, 700.0)
+    comparison = compare_runs([base, slower])
+    assert comparison.regressions == [] and comparison.unchecked == []
+    assert comparison.ungated == ["tokens_per_s", "train_s"]
+    assert comparison.directions["train_s"] == "lower"  # shown with its direction
+    text = comparison.report().markdown()
+    assert "not gated: tokens_per_s, train_s" in text and "no regressions" in text
+    named = compare_runs([base, slower], metrics=["best_val_loss", "train_s"])
+    assert [(r.metric, r.change) for r in named.regressions] == [("train_s", pytest.approx(0.5))]
+    assert named.ungated == []

@@ -115,7 +115,8 @@ def compare_command(query: CompareChart, as_json: bool) -> None:
     its model; the output names that evaluation run, which a later `tldrlab eval` never replaces); lower is
     better for losses, perplexities, MSE, unknown-token rates and times (train_s, *_seconds), higher for
     ROUGE, BERTScore, F1, AUC, cosine, top-k, coverage and throughput (the table that picks a training run's
-    best checkpoint); other metrics are only shown.
+    best checkpoint); other metrics are only shown. Times and throughputs move with the machine's load, so
+    they are gated only when named with --metric.
 
     Example: tldrlab runs compare train-20260101 train-20260102 --baseline train-20260101 --tolerance 0.02
     """

@@ -12,8 +12,9 @@ best checkpoint): losses, perplexities, MSE, unknown-token rates, times (`*_seco
 outputs are better lower; ROUGE, BERTScore, accuracy, F1, AUC, cosine, top-k, precision@k, coverage,
 distinct-n and throughput higher; any other metric (lengths, counts) is shown but never called a regression.
 A run regresses on a metric when it is worse than the baseline by more than `tolerance` (relative to the
-baseline's value). `tldrlab runs compare`,
-`GET /compare` and the runs page show the same comparison.
+baseline's value). Times and throughputs are gated only when named with `metrics`: they move with the
+machine's load between two runs of one config, so by default a slower run is shown, not failed.
+`tldrlab runs compare`, `GET /compare` and the runs page show the same comparison.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.metric_direction import Direction, direction
+from tldrlab.metric_direction import Direction, direction, is_speed
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.registry import RunRecord, RunRegistry, open_registry
 
@@ -47,7 +48,8 @@ class CompareQuery(BaseModel):
     baseline: str | None = Field(None, max_length=200)
     """The run the others are measured against (default: the first)."""
     metric: list[str] = Field(default_factory=list, max_length=50)
-    """Only these metrics (default: every metric at least two runs share)."""
+    """Only these metrics (default: every metric at least two runs share). A time or throughput is gated
+    only when named here."""
     tolerance: float = Field(0.01, ge=0.0, le=1000.0)
     """A change worse than this fraction of the baseline is a regression."""
 
@@ -99,6 +101,8 @@ class Comparison:
     directions: dict[str, Direction | None] = field(default_factory=dict)
     regressions: list[Regression] = field(default_factory=list)
     unchecked: list[Unchecked] = field(default_factory=list)
+    ungated: list[str] = field(default_factory=list)
+    """Times and throughputs shown with their direction but not gated: they were not asked for by name."""
 
     def value(self, run_id: str, metric: str) -> float | None:
         run = next(r for r in self.runs if r["id"] == run_id)
@@ -144,6 +148,12 @@ class Comparison:
                 continue
             shown = ", ".join(u.metrics[:4]) + (f", ... ({len(u.metrics)})" if len(u.metrics) > 4 else "")
             report.blocks.append(f"not checked: {u.run_id} ({u.status}) lacks the baseline's {shown}")
+        if self.ungated:
+            names = ", ".join(self.ungated)
+            report.blocks.append(
+                f"not gated: {names} (times and throughputs move with the machine's load; name one with"
+                " --metric to gate it)"
+            )
         if not self.regressions:
             among = " among the runs checked" if self.unchecked else ""
             report.blocks.append(
@@ -160,6 +170,7 @@ class Comparison:
             "directions": self.directions,
             "regressions": [r.__dict__ for r in self.regressions],
             "unchecked": [u.__dict__ for u in self.unchecked],
+            "ungated": self.ungated,
         }
 
 
@@ -257,6 +268,9 @@ def compare_runs(
     for name in columns:
         way = comparison.directions[name]
         reference = comparison.value(base, name)
+        if way is not None and not metrics and is_speed(name):
+            comparison.ungated.append(name)
+            continue
         if way is None or reference is None:
             continue
         for row in rows:
@@ -277,7 +291,11 @@ def _find_unchecked(comparison: Comparison, rows: list[dict[str, Any]], base: st
     with 'no regressions' for a NEW that had failed."""
     base_metrics = next(row for row in rows if row["id"] == base)["metrics"]
     wanted = comparison.metrics if by_name else list(base_metrics)
-    gated = [name for name in wanted if name in base_metrics and direction(name) is not None]
+    gated = [
+        name
+        for name in wanted
+        if name in base_metrics and direction(name) is not None and (by_name or not is_speed(name))
+    ]
     if not gated:
         if len(rows) > 1:
             status = next(row for row in rows if row["id"] == base)["status"]

@@ -56,6 +56,10 @@ class ComparisonInfo(BaseModel):
         description="Runs the baseline's metrics could not be checked on (a failed, cancelled or running run "
         "has none): no regression listed does not clear them."
     )
+    ungated: list[str] = Field(
+        description="Times and throughputs shown but not gated: they move with the machine's load, so they "
+        "are gated only when named with `metric`."
+    )
 
 
 def _compare(request: Request, query: CompareQuery) -> Comparison:

@@ -109,6 +109,12 @@ async function compareRuns(ids) {
       : `not checked: ${u.run_id} (${u.status}) lacks the baseline's ${u.metrics.join(", ")}`;
     unchecked.append(item);
   }
+  if (data.ungated.length) {
+    const item = document.createElement("li");
+    item.textContent = `not gated: ${data.ungated.join(", ")} (times and throughputs move with the ` +
+      "machine's load; name one as a metric to gate it)";
+    unchecked.append(item);
+  }
   const url = await plotDataUrl(query);
   $("compare-plot").hidden = url === null;
   if (url) $("compare-plot").src = url;
