@@ -21,6 +21,7 @@ program's is the best objective its run measured.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,19 +66,17 @@ def train_job_config(spec: SweepSpec, params: dict[str, Any]) -> Any:
     return trial_config_of("train", raw, "training config (tldrlab train)")
 
 
-def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
-    """Train the sweep's tokenizer once (not once per trial) and point the base config at it.
-
-    Skipped when the trials train no tokenizer (the config names one, or its model brings its own: a
-    pretrained model's) or a parameter changes the tokenizer or the data. Returns the tokenizer directory
-    (<home>/sweeps/<study>/tokenizer) or None.
-    """
+def _shared_tokenizer_job(spec: SweepSpec) -> Any | None:
+    """The base training config whose tokenizer the sweep trains once for all its trials; None when the
+    trials train no tokenizer (the config names one, or its model brings its own: a pretrained model's) or a
+    parameter changes the tokenizer or the data."""
     if any(name.startswith(("tokenizer.", "data.")) for name in spec.parameters):
         return None
     job = train_job_config(spec, {})
-    if not job.trains_tokenizer():
-        return None
-    out = get_settings().ensure_home() / "sweeps" / study_name / "tokenizer"
+    return job if job.trains_tokenizer() else None
+
+
+def _train_shared_tokenizer(job: Any, out: Path) -> None:
     tokenizer_once(
         out,
         job.tokenizer.method,
@@ -86,9 +85,32 @@ def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
         seed=job.train.seed,
         given_as="tokenizer.path in the sweep's config",
     )
+
+
+def share_tokenizer(spec: SweepSpec, study_name: str) -> str | None:
+    """Train the sweep's tokenizer once (not once per trial) and point the base config at it. Returns the
+    tokenizer directory (<home>/sweeps/<study>/tokenizer), or None when the trials share none
+    (`_shared_tokenizer_job`)."""
+    job = _shared_tokenizer_job(spec)
+    if job is None:
+        return None
+    out = get_settings().ensure_home() / "sweeps" / study_name / "tokenizer"
+    _train_shared_tokenizer(job, out)
     spec.config = apply_overrides(spec.config, {"tokenizer.path": str(out)})
     spec.raw = {**spec.raw, "config": spec.config}
     return str(out)
+
+
+def check_train_trial(spec: SweepSpec, params: dict[str, Any]) -> None:
+    """The train program's command-line check: the trial's kind's `preflight`, after the char tokenizer the
+    sweep would share is trained into a directory thrown away (cheap: it counts characters), so a corpus that
+    cannot give it is refused in the sweep's words (tokenizer.path in the sweep's config) before kind train's
+    check says a single training's (--tokenizer DIR)."""
+    job = _shared_tokenizer_job(spec)
+    if job is not None and job.tokenizer.method == "char":
+        with tempfile.TemporaryDirectory(prefix="tldrlab-tokenizer-check-") as directory:
+            _train_shared_tokenizer(job, Path(directory))
+    preflight("train", train_job_config(spec, params))
 
 
 EXPERIMENT_KEYS = ("arm", "seed")
@@ -248,7 +270,7 @@ class TrialProgram:
 
 
 TRIAL_PROGRAMS: dict[str, TrialProgram] = {
-    "train": TrialProgram("train", train_job_config),
+    "train": TrialProgram("train", train_job_config, check_train_trial),
     "elm": TrialProgram(
         "elm_train", "tldrlab.elm.optimize:elm_trial_config", "tldrlab.elm.optimize:check_elm"
     ),
