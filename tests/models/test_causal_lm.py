@@ -462,22 +462,28 @@ def test_an_unwritable_store_loads_the_bundled_gguf_directly(
     assert "loading the bundled GGUF directly" in caplog.text
 
 
-def test_a_causal_lm_with_few_learned_positions_gets_prompts_that_fit(
-    chat_tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # a GPT-2-style model (learned positions, n_positions 64) as a causal_lm: generate / score / the chat
-    # task sent the whole prompt (up to max_input_tokens 512, max_source_len 256) and its forward died in an
-    # IndexError traceback; a byte-level cut's U+FFFD also re-encoded longer than the cut
+def gpt2_of_64_positions(chat_tokenizer: Any) -> Any:
+    """A tiny GPT-2-style model (learned positions, n_positions 64) for the chat tokenizer, seeded."""
     import transformers
-
-    from tldrlab.models.chat import chat_pair_ids, context_limit, truncate_text
 
     config = transformers.GPT2Config(
         vocab_size=len(chat_tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2,
         bos_token_id=chat_tokenizer.bos_token_id, eos_token_id=chat_tokenizer.eos_token_id,
     )  # fmt: skip
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def test_a_causal_lm_with_few_learned_positions_gets_prompts_that_fit(
+    chat_tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a GPT-2-style model (learned positions, n_positions 64) as a causal_lm: generate / score / the chat
+    # task sent the whole prompt (up to max_input_tokens 512, max_source_len 256) and its forward died in an
+    # IndexError traceback; a byte-level cut's U+FFFD also re-encoded longer than the cut
+
+    from tldrlab.models.chat import chat_pair_ids, context_limit, truncate_text
+
+    model = gpt2_of_64_positions(chat_tokenizer)
     directory = save_tiny_model(model, chat_tokenizer, tmp_path / "gpt2-64")
     code, _, err = run_captured(["models", "import", str(directory), "--name", "g64"], capsys)
     assert code == 0, err  # installed as a causal_lm (a plain directory would load as tldrlab's gpt2)
@@ -718,14 +724,8 @@ def test_a_gpt2_of_64_positions_generates_with_the_default_settings(
     # the default max_new_tokens (64) filled a 64-position model: as a chat model every prompt was refused
     # ("the model's context leaves 1 tokens for the prompt"), as tldrlab's gpt2 a long prompt kept 63 tokens
     # and generated one. The answer now yields (at least a quarter of the positions stays its), with a warning
-    import transformers
 
-    config = transformers.GPT2Config(
-        vocab_size=len(chat_tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2,
-        bos_token_id=chat_tokenizer.bos_token_id, eos_token_id=chat_tokenizer.eos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    directory = save_tiny_model(transformers.GPT2LMHeadModel(config), chat_tokenizer, tmp_path / "gpt2-64")
+    directory = save_tiny_model(gpt2_of_64_positions(chat_tokenizer), chat_tokenizer, tmp_path / "gpt2-64")
     assert run_captured(["models", "import", str(directory), "--name", "g64"], capsys)[0] == 0
     long_text = " ".join([TEXT] * 40)
     for model, prompt in (("g64", "a module"), ("g64", long_text), (str(directory), long_text)):
