@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from svc_helpers import metrics, record, start_worker, stop, wait_for
+from svc_helpers import FAST_WORKER, metrics, record, start_worker, stop, wait_for
 
 from netutil import free_port, start_redis
 from tldrlab import launch
@@ -329,6 +329,81 @@ def test_a_worker_stopped_during_a_redis_outage_exits_cleanly(
         assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
         text = " ".join(log.read_text().split())
         assert "worker stopped while Redis was unreachable" in text and "Traceback" not in text, text[-3000:]
+    finally:
+        stop(worker)
+        if redis_proc.poll() is None:
+            redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+
+
+SIGTERM_WHILE_LOGGING_THE_OUTAGE = r"""
+import logging, os, signal, sys, threading, time
+
+import tldrlab.service.queue.rq as rq_queue
+
+
+class SignalWhileWriting(logging.Handler):
+    # Sends this process SIGTERM while RQ's loop (the main thread) writes a line in the outage, the way a
+    # console handler meets a signal mid-write: the signal handler runs inside `emit`, which hands what it
+    # raises (RQ's stop) to `handleError`, which prints it as a logging error and drops it.
+    def emit(self, record):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the signal handler runs here
+        except Exception:
+            self.handleError(record)
+
+
+line = logging.getLogger("test.signal-while-writing")
+line.addHandler(SignalWhileWriting())
+outage_failed = rq_queue._Outage.failed
+sent = []
+
+
+def failed(self, error):
+    # The outage line itself is written once, by whichever thread fails first (RQ's pubsub thread or its
+    # loop): the loop's first failure writes a line of its own, so the signal lands in the loop's write.
+    outage_failed(self, error)
+    if threading.current_thread() is threading.main_thread() and not sent:
+        sent.append(True)
+        line.handle(line.makeRecord(line.name, logging.WARNING, "", 0, "outage met", None, None))
+
+
+rq_queue._Outage.failed = failed
+from tldrlab.cli.main import main
+
+sys.argv = ["tldrlab", "worker", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_sigterm_lost_while_the_outage_line_is_written_still_stops_the_worker(tmp_path: Path) -> None:
+    """The SIGTERM lands while the worker writes "Redis is unreachable": RQ's signal handler raises its stop
+    there, and `logging` swallows it. The worker still exits 0 within seconds: its outage retry, told to give
+    up, raised a connection error, which RQ's wait for a job retries for good (up to a minute apart); it
+    raises RQ's stop instead."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "w.log"
+    redis_proc = start_redis(port, tmp_path)
+    with open(log, "ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", SIGTERM_WHILE_LOGGING_THE_OUTAGE, *FAST_WORKER],
+            env={**os.environ, "TLDRLAB_QUEUE_URL": url},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        wait_for(lambda: client.exists("rq:scheduler-lock:tldrlab-runs"), 60, what="the worker to start")
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+        assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
+        text = " ".join(log.read_text().split())
+        assert "--- Logging error ---" in text, text[-3000:]  # the signal did land mid-write
+        assert "worker stopped while Redis was unreachable" in text, text[-3000:]
     finally:
         stop(worker)
         if redis_proc.poll() is None:

@@ -87,6 +87,7 @@ def _outage_retry(give_up: Callable[[], bool]) -> Any:
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
+    from rq.exceptions import StopRequested
 
     outage = _Outage()
 
@@ -103,8 +104,15 @@ def _outage_retry(give_up: Callable[[], bool]) -> Any:
                 failures.append(error)
                 outage.failed(error)
                 fail(error, *count)  # redis-py's: drops the broken connection
-                if give_up():
-                    raise error
+                if not give_up():
+                    return
+                if threading.current_thread() is not threading.main_thread():
+                    raise error  # RQ's pubsub thread: its handler expects connection errors, and stops
+                # RQ's loop (the main thread) gets RQ's stop, not the connection error: its wait for a job
+                # retries a connection error with its own backoff, for good. The stop RQ's signal handler
+                # raised may have been lost: a SIGTERM that lands while the line above is written raises it
+                # inside `logging`, which prints it as a logging error and carries on.
+                raise StopRequested() from error
 
             result = super().call_with_retry(do, failed, *args, **kwargs)
             if failures:  # through, after failing: Redis answers again (a first try may not have reached it)
@@ -282,6 +290,7 @@ class RqQueue:
     ) -> None:
         import redis
         from rq import Queue
+        from rq.exceptions import StopRequested
         from rq.serializers import JSONSerializer
 
         _RQ_HANDLER[:] = [handler]
@@ -296,9 +305,10 @@ class RqQueue:
             serializer=JSONSerializer,
             name=f"{worker_id}.{uuid.uuid4().hex[:4]}",
         )
+        stopped_in_outage: tuple[type[BaseException], ...] = (*_redis_errors(), StopRequested)
         try:
             rq_worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
-        except _redis_errors() as exc:
+        except stopped_in_outage as exc:  # StopRequested: its teardown's, from `_outage_retry`
             if not should_stop():
                 raise
             # stopped during an outage: RQ could not record the worker's death; its record expires by itself
