@@ -12,7 +12,7 @@ from digest_helpers import tiny_chat_lm
 
 from tldrlab.digest.cited_list import CitedListGrammar, complete_bullets, token_classes
 from tldrlab.digest.highlights import Highlight
-from tldrlab.digest.summarizers.base import parse_bullet_citations, parse_citations
+from tldrlab.digest.summarizers.base import bullet_key, parse_bullet_citations, parse_citations
 from tldrlab.digest.summarizers.local import candidate_bullets
 from tldrlab.digest.summarizers.support import CitedBullet, check_support, overlap, recite_unsupported
 from tldrlab.embed.base import Embedder
@@ -56,6 +56,19 @@ def test_candidate_bullets_merge_repeats_and_cap() -> None:
         ("Glass", [2], []),
     ]
     assert [c.text for c in candidate_bullets(text, 5, max_bullets=10)][-1] == "Cut"  # "[1" cut off
+
+
+def test_bullets_that_differ_by_a_symbol_inside_a_word_are_not_merged() -> None:
+    # the key was the letters and digits only: "C++" and "C" were one bullet, and the second was dropped
+    text = "- Use C++ for speed [1]\n- Use C for speed [2]\n- Use C# for speed [3]\n- use c++, for speed! [4]"
+    found = candidate_bullets(text, 5, max_bullets=5)
+    assert [(c.text, c.cited) for c in found] == [
+        ("Use C++ for speed", [0, 3]),
+        ("Use C for speed", [1]),
+        ("Use C# for speed", [2]),
+    ]
+    assert bullet_key("Costs rose 5%.") != bullet_key("Costs rose 5.")
+    assert bullet_key('"Serve" (ales) warm...') == bullet_key("serve ales warm")
 
 
 def highlights_of(texts: list[str]) -> list[Highlight]:

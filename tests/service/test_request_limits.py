@@ -135,6 +135,23 @@ def test_pages_and_api_carry_security_headers(server: ServerThread) -> None:
         assert response.headers.get("referrer-policy") == "no-referrer", path
 
 
+def test_the_pages_link_an_icon_that_is_served_even_behind_an_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # there was no icon: every page load logged a 404 for /favicon.ico in the browser's console
+    monkeypatch.setenv("TLDRLAB_API_KEY", "kV8q2Zr5Lm0xT3wY7bN4hJ6")
+    get_settings.cache_clear()
+    with ServerThread(create_app()) as running:
+        for page in ("/", "/runs-page"):
+            assert '<link rel="icon" href="/static/favicon.svg"' in httpx.get(running.url + page).text, page
+        for path in ("/favicon.ico", "/static/favicon.svg"):
+            icon = httpx.get(running.url + path)
+            assert icon.status_code == 200, path
+            assert icon.headers["content-type"] == "image/svg+xml", path
+            assert icon.text.startswith("<svg "), path
+        assert httpx.get(running.url + "/runs").status_code == 401  # the API itself stays closed
+
+
 @pytest.mark.parametrize(
     "key",
     [

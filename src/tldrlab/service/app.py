@@ -53,7 +53,7 @@ PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "your-api-key
 PLACEHOLDER_WORDS = ("changeme", "change-me", "password", "secret", "apikey", "api-key", "example", "default")
 MIN_KEY_BITS = 64.0
 OPEN_PATHS = ("/healthz", "/readyz")
-PAGE_PATHS = ("/", "/runs-page")
+PAGE_PATHS = ("/", "/runs-page", "/favicon.ico")  # the pages and their icon: open, as /static is
 UPLOAD_PATHS = ("/datasets",)
 FILE_PATHS = ("/files",)
 # The pages load only their own files and talk only to this server: no inline script or style, no plugins,

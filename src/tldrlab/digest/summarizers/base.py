@@ -30,7 +30,8 @@ CITATION = re.compile(r"\[\s*(\d+(?:\s*(?:[,;]|[-–]|and)\s*\d+)*)\s*\]")
 """A bracketed citation: one number, a list (`,` `;` `and`) or ranges (`2-4`, `2–4`)."""
 CITATION_PART = re.compile(r"(\d+)(?:\s*[-–]\s*(\d+))?")
 BULLET_PREFIX = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+")
-WORD = re.compile(r"\w+")
+AROUND_WORDS = ".,;:!?…\"'“”‘’()[]{}«»*_`—–-"
+"""Punctuation that ends or wraps a word in prose (quotes, brackets, emphasis marks), not part of it."""
 
 
 class Bullet(BaseModel):
@@ -143,11 +144,14 @@ def parse_bullet_citations(text: str, n_highlights: int) -> ParsedCitations:
 
 
 def bullet_key(text: str) -> str:
-    """What makes two bullets the same one for a reader: their words, up to case, whitespace and
-    punctuation ("Serve ales warm." and "serve  ales warm!" are one bullet). A text without words is its own
+    """What makes two bullets the same one for a reader: their words, up to case, whitespace and the
+    punctuation around words ("Serve ales warm." and "serve  ales, warm!" are one bullet). Symbols inside or
+    after a word's letters are part of it: "Use C++" and "Use C" (or "C#", "5%" and "5") are different
+    bullets, which a key of letters and digits only merged, dropping one. A text without words is its own
     key (stripped), so two different runs of symbols stay apart."""
-    words = WORD.findall(text.casefold())
-    return " ".join(words) if words else text.strip()
+    words = [w.strip(AROUND_WORDS) for w in text.casefold().split()]
+    kept = [w for w in words if w]
+    return " ".join(kept) if kept else text.strip()
 
 
 def merge_parsed_repeats(parsed: Iterable[ParsedCitations]) -> list[ParsedCitations]:
