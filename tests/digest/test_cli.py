@@ -1,4 +1,4 @@
-"""`tldrlab ingest`, `digest`, `highlights`, `demo`: run in-process through the real entry point."""
+"""`tldrlab ingest`, `digest`, `highlights`, `threads`, `demo`: in-process through the real entry point."""
 
 from __future__ import annotations
 
@@ -54,6 +54,29 @@ def test_ingest_digest_highlights_json(tmp_path: Path, capsys: pytest.CaptureFix
         and "'magic' is not one of 'auto', 'heuristic', 'learned_v1', 'learned_v2'" in err
         and "Traceback" not in err
     )
+
+
+def test_threads_are_listed_and_deleted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    assert run_captured(["ingest", str(path)], capsys)[0] == 0
+    code, out, _ = run_captured(["threads", "list"], capsys)
+    assert code == 0 and "t-serve" in out
+    code, out, _ = run_captured(["threads", "list", "--q", "SERVE", "--json"], capsys)
+    assert (
+        code == 0 and [t["id"] for t in json.loads(out)] == ["t-serve"] and json.loads(out)[0]["posts"] == 4
+    )
+
+    code, out, _ = run_captured(["threads", "delete", "t-serve"], capsys)
+    assert code == 0 and "deleted thread t-serve" in out
+    code, out, _ = run_captured(["threads", "list"], capsys)
+    assert code == 0 and "no threads" in out
+    code, _, err = run_captured(["threads", "delete", "t-serve"], capsys)
+    assert code == 3 and "[not_found] thread 't-serve' is not in the store" in err and "Traceback" not in err
+    code, _, err = run_captured(["highlights", "t-serve"], capsys)
+    assert code == 3 and "not_found" in err
+    code, out, _ = run_captured(["ingest", str(path)], capsys)  # ingested afresh
+    assert code == 0 and "4 embedded" in out
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -226,6 +226,43 @@ def test_a_thread_whose_id_holds_a_slash_is_reachable(client: TestClient) -> Non
     assert client.get("/threads/forum%2F8").status_code == 404
 
 
+def test_a_deleted_thread_is_gone_with_its_sentences_and_cached_digests(
+    client: TestClient, tmp_path: Path
+) -> None:
+    # there was no way to delete a thread: its text, vectors and digests stayed for good
+    from tldrlab.digest.cache import open_cache
+
+    thread = beer_thread()
+    other = {
+        "id": "forum/7",
+        "title": "Slashes",
+        "posts": [{"id": "p", "number": 1, "text": "Serve lagers cold."}],
+    }
+    assert client.post("/threads", json=[thread, other]).status_code == 201
+    summary = {"thread_id": thread["id"], "k": 3, "max_bullets": 2}
+    assert client.post("/stream_summary", json=summary).status_code == 200  # a cached digest of it
+    cache = open_cache()
+    key_rows = "SELECT COUNT(*) AS n FROM digest_cache WHERE thread_id = ?"
+    assert cache.db.query_one(key_rows, (thread["id"],))["n"] == 1  # type: ignore[index]
+
+    deleted = client.delete(f"/threads/{thread['id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["thread_id"] == thread["id"] and deleted.json()["sentences"] > 5
+    assert cache.db.query_one(key_rows, (thread["id"],))["n"] == 0  # type: ignore[index]
+    cache.close()
+    assert_error(client.get(f"/threads/{thread['id']}"), 404, "not_found", "not in the store")
+    assert_error(client.get(f"/threads/{thread['id']}/highlights"), 404, "not_found", "not in the store")
+    assert_error(client.post("/stream_summary", json=summary), 404, "not_found", "not in the store")
+    assert_error(client.delete(f"/threads/{thread['id']}"), 404, "not_found", "not in the store")
+    assert [t["id"] for t in client.get("/threads").json()["threads"]] == ["forum/7"]
+    assert client.delete("/threads/forum%2F7").json()["thread_id"] == "forum/7"  # an id holding "/"
+    assert client.get("/threads").json()["threads"] == []
+    assert_error(client.delete("/threads/a%0Ab"), 422, "invalid_input", "thread id")
+
+    again = client.post("/threads", json=thread).json()  # ingested afresh: every post embedded again
+    assert again["stats"]["embedded"] == len(thread["posts"])
+
+
 def test_a_thread_id_ending_in_slash_highlights_is_read_back_over_http() -> None:
     """Thread "x/highlights" and thread "x" both stored: over a real server, GET /threads/x%2Fhighlights is
     the thread "x/highlights" (it was the highlights of "x"), /threads/x%2Fhighlights/highlights its

@@ -271,6 +271,37 @@ def test_replace_and_delete_posts(open_test_store: StoreFactory, beer_threads: l
     assert all(h.sentence.post_id not in (answer.id, question.id) for h in store.search(vectors[0], k=50))
 
 
+def test_a_deleted_thread_is_gone_from_reads_searches_and_a_reopened_store(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    store = open_test_store()
+    kept, deleted = beer_threads[0], beer_threads[1]
+    store_thread(store, kept)
+    store_thread(store, deleted)
+    count = store.count()
+    gone = sum(len(records) for records in deleted.records.values())
+    probe = next(v for v in deleted.vectors.values() if len(v))[0]
+    assert store.search(probe, k=1)[0].sentence.thread_id == deleted.thread.id
+
+    assert store.delete_thread(deleted.thread.id) == gone
+    for read in (store.get_thread, store.thread_sentences, store.delete_thread):
+        with pytest.raises(NotFoundError):
+            read(deleted.thread.id)
+    assert store.post_hashes(deleted.thread.id) == {}
+    assert [t.id for t in store.list_threads()] == [kept.thread.id]
+    assert store.count() == count - gone
+    assert all(h.sentence.thread_id == kept.thread.id for h in store.search(probe, k=50))
+    with pytest.raises(InvalidInputError):
+        store.delete_thread("")
+    store.close()
+
+    reopened = open_test_store()  # the saved FAISS index, or PostgreSQL's rows, no longer hold it
+    assert reopened.count() == count - gone
+    assert all(h.sentence.thread_id == kept.thread.id for h in reopened.search(probe, k=50))
+    store_thread(reopened, deleted)  # and it can be ingested again
+    assert reopened.get_thread(deleted.thread.id) == deleted.thread and reopened.count() == count
+
+
 def test_failed_replace_changes_nothing(
     open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
 ) -> None:

@@ -1,4 +1,5 @@
-"""`tldrlab ingest PATH`, `tldrlab digest PATH|THREAD_ID`, `tldrlab highlights THREAD_ID`, `tldrlab demo`.
+"""`tldrlab ingest PATH`, `tldrlab digest PATH|THREAD_ID`, `tldrlab highlights THREAD_ID`, `tldrlab threads
+list|delete`, `tldrlab demo`.
 
 `digest` and `highlights` take their options from DigestOptions and HighlightOptions, the classes the API's
 routes validate too.
@@ -11,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from tldrlab.config import get_settings
 from tldrlab.data.readers.common import DATA_SUFFIXES
 from tldrlab.digest.cache import open_cache
 from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.report import Column, Report
+from tldrlab.report import Table as Listing
 from tldrlab.samples import sample_path
 
 console = Console()
@@ -160,6 +164,50 @@ def demo_command(as_json: bool = AS_JSON) -> None:
     run_digest(str(path), DigestOptions(), as_json=as_json)
 
 
+threads_app = typer.Typer(help="The stored threads: list them, delete one.", no_args_is_help=True)
+
+
+@threads_app.command("list")
+def list_threads_command(
+    q: str | None = typer.Option(None, "--q", help="Only threads whose id or title holds this text."),
+    limit: int = typer.Option(20, min=1, max=1000, help="Show at most this many, newest first."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """The stored threads, newest first, with their posts and sentences.
+
+    Example: tldrlab threads list --q lager
+    """
+    # lazy: loads numpy, the embedder (kept off `tldrlab --help`)
+    from tldrlab.digest.ingest import open_sentence_store
+
+    store, _ = open_sentence_store()
+    with closing(store):
+        found = store.list_threads(limit=limit, q=q or None)
+    rows = [[t.id, t.title, str(t.posts), str(t.sentences)] for t in found]
+    columns = [Column("id", key=True), Column("title", wrap=True), Column("posts", justify="right"),
+               Column("sentences", justify="right")]  # fmt: skip
+    emit([asdict(t) for t in found], lambda: Listing(columns, rows), as_json=as_json, empty="no threads")
+
+
+@threads_app.command("delete")
+def delete_thread_command(
+    thread_id: str = typer.Argument(..., help="A stored thread's id.", metavar="THREAD_ID"),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Delete a stored thread with its sentences, their vectors and its cached digests.
+
+    Example: tldrlab threads delete 1234
+    """
+    # lazy: loads numpy, the embedder (kept off `tldrlab --help`)
+    from tldrlab.digest.ingest import delete_thread, open_sentence_store
+
+    store, _ = open_sentence_store()
+    with closing(store), closing(open_cache(get_settings())) as cache:
+        sentences = delete_thread(thread_id, store, cache)
+    deleted = {"thread_id": thread_id, "deleted": True, "sentences": sentences}
+    emit(deleted, lambda: Report([f"deleted thread {thread_id} ({sentences} sentences)"]), as_json=as_json)
+
+
 def register(app: typer.Typer) -> None:
     ingest = RunCommand(
         "ingest",
@@ -209,3 +257,4 @@ def register(app: typer.Typer) -> None:
         as_json=True,
     )
     app.command("demo")(demo_command)
+    app.add_typer(threads_app, name="threads")

@@ -64,6 +64,10 @@ class SummaryCache:
             "DELETE FROM digest_cache WHERE thread_id = ? AND content_hash <> ?", (thread_id, content_hash)
         )
 
+    def drop_thread(self, thread_id: str) -> int:
+        """Delete every row of the thread (it was deleted); returns how many went."""
+        return self.db.execute("DELETE FROM digest_cache WHERE thread_id = ?", (thread_id,))
+
     def close(self) -> None:
         self.db.close()
 

@@ -38,6 +38,7 @@ import numpy as np
 from tldrlab.config import Settings, get_settings
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
+from tldrlab.digest.cache import SummaryCache
 from tldrlab.digest.config import ThreadIngestConfig
 from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
@@ -426,6 +427,15 @@ def ingest_job(run: Any, config: ThreadIngestConfig) -> dict[str, Any]:
         store.close()
     run.set_summary(read_seconds=read_seconds, **stats.metrics())
     return {**stats.metrics(), "read_seconds": read_seconds, "thread_ids": stats.thread_ids}
+
+
+def delete_thread(thread_id: str, store: SentenceStore, cache: SummaryCache) -> int:
+    """Delete a stored thread: its row, sentences and vectors (one store transaction), then its cached
+    digests, which quote its sentences and would outlive it otherwise. Returns how many sentences went;
+    NotFoundError when the store has no such thread (nothing is deleted then)."""
+    removed = store.delete_thread(thread_id)
+    cache.drop_thread(thread_id)
+    return removed
 
 
 def open_sentence_store(

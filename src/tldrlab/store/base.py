@@ -115,6 +115,10 @@ class SentenceStore(Protocol):
         the stored post hashes or thread row differ, ThreadChangedError and nothing is written (None: write
         unconditionally)."""
 
+    def delete_thread(self, thread_id: str) -> int:
+        """Delete the thread, its sentences and their vectors in one transaction (searches no longer find
+        them); returns how many sentences went. NotFoundError when unknown."""
+
     def get_thread(self, thread_id: str) -> Thread:
         """The stored thread; NotFoundError when unknown."""
 

@@ -121,6 +121,12 @@ class PostgresPgvectorStore:
             self._write_posts(thread.id, checked, list(removed_posts))
             tables.renew_provenance(self.db, thread, {p.post_id for p in checked})
 
+    def delete_thread(self, thread_id: str) -> int:
+        tables.check_thread_id(thread_id)
+        with self.db.transaction():
+            tables.lock_thread(self.db, thread_id, None)
+            return len(tables.delete_thread_rows(self.db, thread_id))
+
     def _write_posts(self, thread_id: str, posts: list[PostSentences], removed_posts: list[str]) -> None:
         """Inside a transaction: replace these posts' sentences, delete the removed posts' sentences."""
         replaced = sorted({p.post_id for p in posts} | set(removed_posts))

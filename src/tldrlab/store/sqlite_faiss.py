@@ -177,6 +177,16 @@ class SqliteFaissStore:
             # between the commit and here leaves a saved index of an older generation, rebuilt on open.
             self._after_write(before, removed, ids, vectors)
 
+    def delete_thread(self, thread_id: str) -> int:
+        tables.check_thread_id(thread_id)
+        with self._lock:
+            with self.db.transaction():
+                tables.lock_thread(self.db, thread_id, None)
+                removed = tables.delete_thread_rows(self.db, thread_id)
+                before = self._bump_generation()
+            self._after_write(before, removed, np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32))
+        return len(removed)
+
     def _write_posts(
         self, thread_id: str, posts: list[PostSentences], removed_posts: list[str]
     ) -> tuple[int, list[int], np.ndarray]:

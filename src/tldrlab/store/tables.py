@@ -97,6 +97,18 @@ def require_thread(db: Database, thread_id: str) -> None:
         raise NotFoundError(f"thread {thread_id!r} is not in the store: ingest it first")
 
 
+def delete_thread_rows(db: Database, thread_id: str) -> list[int]:
+    """Inside a write transaction (the thread locked): the thread's row, its posts' hashes and its sentences
+    deleted; returns the deleted sentences' ids. NotFoundError when the store has no such thread."""
+    require_thread(db, thread_id)
+    rows = db.query("SELECT id FROM store_sentences WHERE thread_id = ?", (thread_id,))
+    # children first: SQLite enforces the REFERENCES ... ON DELETE CASCADE only with its foreign keys on
+    db.execute("DELETE FROM store_sentences WHERE thread_id = ?", (thread_id,))
+    db.execute("DELETE FROM store_post_hashes WHERE thread_id = ?", (thread_id,))
+    db.execute("DELETE FROM store_threads WHERE id = ?", (thread_id,))
+    return [int(r["id"]) for r in rows]
+
+
 def get_thread(db: Database, thread_id: str) -> Thread:
     row = db.query_one("SELECT data FROM store_threads WHERE id = ?", (check_thread_id(thread_id),))
     if row is None:

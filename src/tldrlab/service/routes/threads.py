@@ -6,6 +6,7 @@
                                        in the answer), ?q= filters by id/title substring in the store's SQL
     GET  /threads/{id}                 one thread with its posts
     GET  /threads/{id}/highlights      ?k=&q=&scorer= provenance-linked highlights
+    DELETE /threads/{id}               the thread, its sentences, vectors and cached digests (404 unknown)
 
 A thread id may hold "/": send it as %2F (what the page's encodeURIComponent does). Both routes take the rest
 of the path (`:path`), and since Starlette routes on the decoded path, `/threads/x%2Fhighlights` (thread
@@ -46,7 +47,7 @@ from tldrlab.data.readers.native import with_native_defaults
 from tldrlab.data.threads import NUL, Thread, repeated_post
 from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import MAX_QUERY_CHARS, HighlightOptions, thread_highlights
-from tldrlab.digest.ingest import ingest_threads, load_threads, open_sentence_store
+from tldrlab.digest.ingest import delete_thread, ingest_threads, load_threads, open_sentence_store
 from tldrlab.digest.pipeline import DigestOptions, digest_events
 from tldrlab.digest.scorers import ScorerName
 from tldrlab.digest.summarizers import build_summarizer
@@ -363,6 +364,17 @@ def get_highlights(
 def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
     thread_id = url_thread_id(request, thread_id)
     return resources(request).store.get_thread(thread_id).model_dump(mode="json")
+
+
+@router.delete("/threads/{thread_id:anypath}")
+def delete_stored_thread(request: Request, thread_id: str) -> dict[str, Any]:
+    """Delete a thread with its sentences, their vectors and its cached digests; ingesting it again later
+    starts afresh. A thread being ingested is deleted after that ingest, never half-way through it."""
+    thread_id = url_thread_id(request, thread_id)
+    res = resources(request)
+    with res.thread_locks.hold([thread_id]):
+        sentences = delete_thread(thread_id, res.store, res.cache)
+    return {"thread_id": thread_id, "deleted": True, "sentences": sentences}
 
 
 SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
