@@ -63,9 +63,8 @@ def test_threads_are_listed_and_deleted(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, _ = run_captured(["threads", "list"], capsys)
     assert code == 0 and "t-serve" in out
     code, out, _ = run_captured(["threads", "list", "--q", "SERVE", "--json"], capsys)
-    assert (
-        code == 0 and [t["id"] for t in json.loads(out)] == ["t-serve"] and json.loads(out)[0]["posts"] == 4
-    )
+    listed = [json.loads(line) for line in out.splitlines()]  # one object per line, as every listing
+    assert code == 0 and [t["id"] for t in listed] == ["t-serve"] and listed[0]["posts"] == 4
 
     code, out, _ = run_captured(["threads", "delete", "t-serve"], capsys)
     assert code == 0 and "deleted thread t-serve" in out

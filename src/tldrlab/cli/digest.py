@@ -186,7 +186,9 @@ def list_threads_command(
     rows = [[t.id, t.title, str(t.posts), str(t.sentences)] for t in found]
     columns = [Column("id", key=True), Column("title", wrap=True), Column("posts", justify="right"),
                Column("sentences", justify="right")]  # fmt: skip
-    emit([asdict(t) for t in found], lambda: Listing(columns, rows), as_json=as_json, empty="no threads")
+    # --json: one object per line, as every listing prints (`runs list`, `models list`, `data list`)
+    listing = [asdict(t) for t in found]
+    emit(listing, lambda: Listing(columns, rows), as_json=as_json, lines=True, empty="no threads")
 
 
 @threads_app.command("delete")
