@@ -166,6 +166,31 @@ def test_highlights_after_astral_characters_are_marked_at_their_spans(browser: A
         page.close()
 
 
+def test_a_thread_deleted_from_the_page_leaves_the_list_and_the_page(browser: Any, server_url: str) -> None:
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        page.select_option("#thread-select", "pasted-1")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        page.once("dialog", lambda dialog: dialog.dismiss())  # asked, and said no: nothing happens
+        page.click("#delete-button")
+        assert page.eval_on_selector("#thread-select", "s => s.value") == "pasted-1"
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#delete-button")
+        page.locator("#status", has_text="deleted thread").wait_for(timeout=30_000)
+        assert page.text_content("#status") == "deleted thread pasted-1 (4 sentences)"
+        assert page.is_hidden("#thread") and page.is_hidden("#tldr")
+        options = page.eval_on_selector_all("#thread-select option", "os => os.map(o => o.value)")
+        assert "pasted-1" not in options
+    finally:
+        page.close()
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.get("/threads/pasted-1").status_code == 404
+
+
 def test_an_api_key_typed_into_the_page_loads_the_thread_list(
     browser: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -271,6 +271,28 @@ async function digestThread(threadId) {
   }
 }
 
+// Deleting a thread removes its sentences, vectors and cached digests on the server; it asks first, since
+// nothing brings them back but ingesting the thread again.
+async function deleteThread(threadId) {
+  if (!threadId) { setStatus("pick a thread first", true); return; }
+  if (!window.confirm(`Delete thread ${threadId} with its sentences and cached digests?`)) return;
+  try {
+    const path = `/threads/${encodeURIComponent(threadId)}`;
+    const result = await api(path, { method: "DELETE", headers: headers(false) });
+    if (state.thread && state.thread.id === threadId) {  // what the page shows of it goes too
+      if (state.controller) state.controller.abort();
+      state.thread = null;
+      state.digest = null;
+      $("thread").hidden = true;
+      $("tldr").hidden = true;
+    }
+    await loadThreadList(null);
+    setStatus(`deleted thread ${threadId} (${result.sentences} sentences)`);
+  } catch (err) {
+    setStatus(String(err.message || err), true);
+  }
+}
+
 async function ingestPasted() {
   const text = $("thread-input").value.trim();
   const format = $("format-select").value;
@@ -326,6 +348,7 @@ function refreshThreadList() {
 window.addEventListener("DOMContentLoaded", () => {
   $("digest-button").addEventListener("click", () => digestThread($("thread-select").value));
   $("ingest-button").addEventListener("click", ingestPasted);
+  $("delete-button").addEventListener("click", () => deleteThread($("thread-select").value));
   let filterTimer = null;  // one request per pause in typing, not one per key
   $("thread-filter").addEventListener("input", () => {
     clearTimeout(filterTimer);
