@@ -1,6 +1,10 @@
 """The cosine / retrieval trade-off of the simple LVM baselines: two one-knob families.
 
-    .venv/bin/python bench/lvm_baseline_mix.py [SEQUENCES.npz] [--split test]
+    .venv/bin/python bench/lvm_baseline_mix.py [SEQUENCES.npz] [--split val | test | cross]
+
+On the validation split unless a test split is named (`--split test`, `--split cross`): figures to choose by
+come from validation, where the ridge's strength is also tuned here, as `lvm evaluate` tunes it; the test
+splits are only reported.
 
 The goal of the LVM issue is one prediction that beats every baseline on mean cosine and on top-1 retrieval
 with the context excluded. This prints what two simple families reach on the same split and candidates as
@@ -24,7 +28,7 @@ from tldrlab.config import get_settings
 from tldrlab.errors import NotFoundError
 from tldrlab.lvm.baselines import context_mean, decayed_mean, fit_ridge
 from tldrlab.lvm.evaluation import candidate_index, score_predictions
-from tldrlab.lvm.sequences import load_sequences
+from tldrlab.lvm.sequences import load_sequences, missing_split
 
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1000.0)
 DECAYS = (0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -38,13 +42,15 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("sequences", nargs="?", help="sequences NPZ (default: <home>/lvm/sequences.npz)")
-    parser.add_argument("--split", default="test", choices=("test", "val"))
+    parser.add_argument("--split", default="val", choices=("val", "test", "cross"))
     args = parser.parse_args()
     path = Path(args.sequences or get_settings().home / "lvm" / "sequences.npz")
     try:
         sequences = load_sequences(path)
     except NotFoundError as exc:  # one line, as the command line gives it, not the reader's traceback
         sys.exit(f"lvm_baseline_mix.py: {exc.message}")
+    if args.split not in (has := sequences.split_names()):  # one line, naming the flag, not a traceback
+        sys.exit(f"lvm_baseline_mix.py: {missing_split(args.split, path, has).message}")
     train, val = sequences.split_arrays("train"), sequences.split_arrays("val")
     scored = sequences.split_arrays(args.split)
     candidates = candidate_index(sequences, args.split)

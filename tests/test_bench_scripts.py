@@ -92,3 +92,41 @@ def test_the_lvm_bench_names_a_missing_sequences_file_in_one_line(tmp_path: Path
     assert done.stderr.strip() == (
         f"lvm_baseline_mix.py: no sequences file {missing}: run `tldrlab lvm sequences` first"
     )
+
+
+def test_the_lvm_bench_measures_validation_unless_told_and_names_the_flag_without_it(tmp_path: Path) -> None:
+    # it scored the test split by default; sequences built with `--val 0` now get one line naming --split
+    import numpy as np
+
+    from tldrlab.lvm.sequences import build_sequences
+    from tldrlab.lvm.store import ConceptTable
+
+    rng = np.random.default_rng(0)
+    articles, length = 10, 6 + np.arange(10)  # articles of 6 to 15 concepts
+    table = ConceptTable(
+        ids=np.arange(1, int(length.sum()) + 1),
+        article_keys=[f"demo/a{a}" for a in range(articles) for _ in range(length[a])],
+        positions=np.concatenate([np.arange(n) for n in length]),
+        vectors=rng.normal(size=(int(length.sum()), 8)).astype(np.float32),
+        embedder="random",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+
+    def bench(sequences: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, str(REPO / "bench" / "lvm_baseline_mix.py"), str(sequences), *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+
+    split = build_sequences(table, context=3, val_fraction=0.2, test_fraction=0.2)
+    done = bench(split.save(tmp_path / "split.npz"))
+    val = len(split.split_arrays("val"))
+    assert done.returncode == 0 and done.stdout.startswith(
+        f"{tmp_path / 'split.npz'} (val: {val} windows)"
+    ), done
+    no_val = build_sequences(table, context=3, val_fraction=0.0, test_fraction=0.2)
+    done = bench(no_val.save(tmp_path / "no-val.npz"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1, (
+        done
+    )
+    assert "the val split of" in done.stderr and "--split test" in done.stderr, done.stderr
+    done = bench(tmp_path / "no-val.npz", "--split", "test")
+    assert done.returncode == 0 and "(test: " in done.stdout, done

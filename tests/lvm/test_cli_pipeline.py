@@ -106,14 +106,14 @@ def test_ingest_index_sequences_evaluate_decode(
     assert "'train': 10" in out and (tldrlab_home / "lvm" / "sequences.npz").exists()
 
     out = _cli(capsys, "lvm", "evaluate", "--out", str(tmp_path / "report"))
-    assert "test split, 5 sequences" in out
-    report = json.loads((tmp_path / "report" / "evaluation.json").read_text())
-    assert [r["name"] for r in report["results"]] == list(BASELINES)
+    assert "validation split, 5 sequences" in out and "test split" not in out  # val unless told
+    report = json.loads((tmp_path / "report" / "evaluation_val.json").read_text())
+    assert report["split"] == "val" and [r["name"] for r in report["results"]] == list(BASELINES)
     copy_last = report["results"][0]["metrics"]
     # copy-last retrieves itself unless the context is excluded
     assert copy_last["top1"] == 0.0 and copy_last["cosine"] < 1.0
-    assert (tmp_path / "report" / "evaluation.png").stat().st_size > 1000
-    assert "Best baselines: cosine" in (tmp_path / "report" / "evaluation.md").read_text()
+    assert (tmp_path / "report" / "evaluation_val.png").stat().st_size > 1000
+    assert "Best baselines: cosine" in (tmp_path / "report" / "evaluation_val.md").read_text()
     out = _cli(capsys, "lvm", "evaluate", "--baselines", "copy_last,decay_top1")
     assert "decay_top1" in out and "mean_ridge" not in out
     with pytest.raises(SystemExit) as exc:
@@ -140,10 +140,9 @@ def test_ingest_index_sequences_evaluate_decode(
     )  # fmt: skip
     assert "1. decoded:" in out and "2. decoded:" in out and out.count("smoothed:") == 2
     assert "true next (3): Explosive eruptions" in out and "smooth" in out
-    # sequences of one corpus have no cross split: `--measure N` without --split scores the test split (it
-    # defaulted to cross and failed, leaving a failed run)
+    # `--measure N` without --split scores the validation split (it scored cross, else test)
     out = _cli(capsys, "lvm", "generate", str(model_dir), "--measure", "2")
-    assert "next sentence on 2 test windows" in " ".join(out.split())
+    assert "next sentence on 2 val windows" in " ".join(out.split())
 
     # another corpus (WikiText format) as an unseen test split: scored in its own table
     unseen = tmp_path / "wiki.valid.tokens"
@@ -170,11 +169,14 @@ def test_ingest_index_sequences_evaluate_decode(
         "wikitext",
     )
     assert "'cross': 5" in out and "0 of 7 test-source concepts" in " ".join(out.split())
-    out = _cli(capsys, "lvm", "evaluate", "--out", str(tmp_path / "cross"))
-    assert "in-corpus test split, 5 sequences" in out and "cross-corpus test split, 5 sequences" in out
+    # the test splits are scored when named, each in its own table and files
+    out = _cli(capsys, "lvm", "evaluate", "--split", "cross", "--out", str(tmp_path / "cross"))
+    assert "cross-corpus test split, 5 sequences" in out and "in-corpus" not in out
     cross = json.loads((tmp_path / "cross" / "evaluation_cross.json").read_text())
     assert cross["split"] == "cross" and [r["name"] for r in cross["results"]] == list(BASELINES)
-    assert (tmp_path / "cross" / "evaluation.json").exists()
+    out = _cli(capsys, "lvm", "evaluate", "--split", "test", "--out", str(tmp_path / "cross"))
+    assert "in-corpus test split, 5 sequences" in out
+    assert json.loads((tmp_path / "cross" / "evaluation.json").read_text())["split"] == "test"
     out = _cli(
         capsys, "lvm", "generate", str(model_dir), "--measure", "3", "--split", "cross", "--smooth",
         "--lm", str(tiny_causal_lm),

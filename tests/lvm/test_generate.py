@@ -169,3 +169,45 @@ def test_measure_uses_the_store_given(tmp_path: Path) -> None:
     options = ContinueOptions.model_validate({"run": "some-run", "measure": 5, "db": url})
     config = validate_config("lvm_generate", options.measure_config())
     assert config.store_url == url  # type: ignore[attr-defined]
+
+
+def test_generate_json_gives_each_step_with_its_scored_concepts(
+    concepts: Any, tiny_causal_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab lvm generate --json`: the continuation as JSON (it printed only the report for people)."""
+    import json
+
+    from cliutil import run_captured
+    from tldrlab.lvm.models import save_lvm
+
+    store, index = concepts
+    index.save(tmp_path / "index")
+    model = save_lvm(_copy_last_model(), tmp_path / "model")
+    where = ["--db", store.url, "--index", str(tmp_path / "index")]
+    argv = ["lvm", "generate", str(model), "--article", "demo/bees", "--position", "3", *where, "--json"]
+    code, out, err = run_captured([*argv, "--steps", "2", "--k", "2"], capsys)
+    assert code == 0, err
+    continued = json.loads(out)
+    assert continued["model"] == str(model) and continued["truth"]["text"] == ARTICLES["bees"][3]
+    assert continued["context"] == [
+        {"position": p, "text": text} for p, text in enumerate(ARTICLES["bees"][:3])
+    ]
+    steps = continued["steps"]
+    assert [s["step"] for s in steps] == [1, 2] and all(s["smoothed"] is None for s in steps)
+    for step in steps:
+        nearest = step["nearest"]
+        assert len(nearest) == 2 and step["text"] == nearest[0]["text"]
+        assert nearest[0]["score"] >= nearest[1]["score"] and -1.0 <= nearest[1]["score"] <= 1.0
+        assert {"id", "source", "article_id", "position"} <= set(nearest[0])
+        assert set(step["seconds"]) == {"predict", "decode"}
+    # the context's own concepts are never decoded: the first step's best is a later bee sentence
+    assert (steps[0]["nearest"][0]["article_id"], steps[0]["nearest"][0]["position"]) in (
+        ("bees", 3),
+        ("bees", 4),
+    )
+    # smoothed: each step holds the local LM's sentence, and that sentence is the step's text
+    code, out, err = run_captured([*argv, "--smooth", "--lm", str(tiny_causal_lm)], capsys)
+    assert code == 0, err
+    (step,) = json.loads(out)["steps"]
+    assert isinstance(step["smoothed"], str) and "smooth" in step["seconds"]
+    assert step["text"] == (step["smoothed"] or step["nearest"][0]["text"])

@@ -189,7 +189,7 @@ def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_se
 
     shutil.rmtree(Path(record.run_dir) / "model")
     main(["lvm", "evaluate", record.run_dir, "--sequences", str(rotating_sequences), "--out", record.run_dir])
-    report = json.loads((Path(record.run_dir) / "evaluation.json").read_text())
+    report = json.loads((Path(record.run_dir) / "evaluation_val.json").read_text())  # validation by default
     assert (
         report["results"][-1]["name"] == "gru (cosine+infonce)" and report["results"][-1]["kind"] == "model"
     )

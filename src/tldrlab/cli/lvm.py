@@ -6,8 +6,12 @@ A typical session, each step a run (see `tldrlab runs list`):
     tldrlab lvm index
     tldrlab lvm sequences --context 5 --seed 0
     tldrlab lvm train --model gru
-    tldrlab lvm evaluate <train-run-id> [<train-run-id> ...]
+    tldrlab lvm evaluate <train-run-id> [<train-run-id> ...]      # on the validation split
     tldrlab lvm generate <train-run-id> --text "First sentence." --text "Second sentence." --nearest
+
+`lvm evaluate` and `lvm generate --measure` measure the validation split unless told otherwise: the test
+splits (`--split test`, and `--split cross`, the unseen corpus) are measured only when named, to report
+figures nothing was chosen by.
 
 Files live under `<home>/lvm/` unless told otherwise: `concepts.db` (SQLite store; a postgres database URL
 puts the concepts in PostgreSQL + pgvector instead), `index/` and `sequences.npz`.
@@ -60,10 +64,12 @@ def stats_command(query: Any, as_json: bool) -> None:
     emit(public_stats(found), lambda: stats_report(found), as_json=as_json)
 
 
-def generate(options: Any) -> None:
+def generate(options: Any, as_json: bool) -> None:
     """Continue an article: predict the next concept, decode it to stored concepts (`--nearest`: list them
-    all), optionally smooth them into one sentence with the local LM. With --measure N, score that against
-    the true next sentences (a run of kind lvm_generate). `tldrlab lvm decode` is the old name of --nearest.
+    all), optionally smooth them into one sentence with the local LM (`--json`: the steps, their nearest
+    concepts with scores and smoothed sentences as JSON). With --measure N, score that against the true next
+    sentences of N windows of the validation split (`--split test` or `cross` only when named; a run of kind
+    lvm_generate). `tldrlab lvm decode` is the old name of --nearest.
 
     Example: tldrlab lvm generate <run> --article wikitext/Tikal --position 4 --steps 3 --smooth
     """
@@ -77,9 +83,15 @@ def generate(options: Any) -> None:
         config = validate_config("lvm_generate", options.measure_config())
         preflight("lvm_generate", config)
         launched = launch_run("lvm_generate", config)
-        show_result("lvm_generate", launched.record.id, launched.result or {})
+        show_result("lvm_generate", launched.record.id, launched.result or {}, as_json=as_json)
         return
     continued = continue_context(options, Smoother(options.lm) if options.smooth else None)
+    if as_json:
+        data = continued.as_dict()
+        if options.vec2text:  # a key of the one JSON document: worked out before anything is printed
+            data["vec2text"] = vec2text_decode(continued.steps[0].vector[None], options.corrector)[0]
+        emit(data, lambda: continued.report(all_nearest=options.nearest), as_json=True)
+        return
     print_report(continued.report(all_nearest=options.nearest))
     if options.vec2text:
         vector = continued.steps[0].vector[None]
@@ -146,6 +158,7 @@ def register(app: typer.Typer) -> None:
             arguments=("run",),
             verbatim=("text",),
             defaults={"nearest": True} if nearest else None,
+            as_json=True,
             hidden=nearest,
         )
     app.add_typer(lvm_app, name="lvm")

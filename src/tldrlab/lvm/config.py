@@ -41,6 +41,11 @@ def default_sequences() -> Path:
     return lvm_home() / "sequences.npz"
 
 
+MeasuredSplit = Literal["val", "test", "cross"]
+"""The splits `lvm_evaluate` and `lvm_generate` measure (`tldrlab.lvm.sequences.SPLITS` less train). `val` is
+their default: the test splits (`test`, and `cross`, the unseen corpus) are measured only when named, so that
+nothing is chosen by their figures."""
+
 SELECT_METRICS = ("eval_loss", "val_cosine", "val_top1_excl")
 """Validation metrics `tldrlab lvm train --select` picks the kept checkpoint by."""
 
@@ -324,8 +329,9 @@ class LVMEvaluateConfig(BaseModel):
     """lvm_train run ids, run directories or model directories (empty: baselines only)."""
     sequences: Annotated[str | None, InputPath()] = None
     """Sequences NPZ; None: the first run's, else <home>/lvm/sequences.npz."""
-    split: Literal["test", "val", "cross"] | None = None
-    """Split to score; None: test, and cross when the sequences have one."""
+    split: MeasuredSplit = "val"
+    """Split to score: `val` (validation, where results are measured and compared), or, only when named,
+    `test` (the in-corpus test) or `cross` (the unseen corpus of `lvm sequences --test-source`)."""
     baselines: Annotated[list[str] | None, OneOf("baseline", BASELINE_NAMES)] = None
     """Baselines to score (None: every one of tldrlab.lvm.baselines.BASELINES)."""
     out: Annotated[str | None, OutputPath()] = None
@@ -341,9 +347,9 @@ class LVMGenerateConfig(BaseModel):
     """The trained LVM: an lvm_train run id, run directory or model directory."""
     sequences: Annotated[str | None, InputPath()] = None
     """Sequences NPZ whose windows are scored; None: the run's."""
-    split: Literal["test", "val", "cross"] | None = None
-    """The split whose windows are scored (`cross`: the unseen corpus); None: cross when the sequences have
-    one, else test (as `lvm_evaluate`)."""
+    split: MeasuredSplit = "val"
+    """The split whose windows are scored: `val` (validation), or, only when named, `test` or `cross` (the
+    unseen corpus), as `lvm_evaluate`."""
     windows: int = Field(100, ge=1, le=100_000)
     """How many windows (drawn without replacement, seeded)."""
     seed: Seed = 0

@@ -1,6 +1,7 @@
 """`tldrlab lvm evaluate`: trained LVMs and the baselines scored the same way on the same split.
 
-Metrics per method, on the chosen split (test by default):
+Metrics per method, on the chosen split (validation by default; `test` and `cross` only when named: they
+are reported, never chosen by):
 - `mse`: mean squared error per dimension to the true next concept;
 - `cosine`: mean cosine similarity to it;
 - `top1` / `top5`: nearest-concept decoding through an exact inner-product index over every concept of the
@@ -86,10 +87,12 @@ def evaluate_methods(
     sequences: SequenceSet,
     models: dict[str, Any],
     *,
-    split: str = "test",
+    split: str = "val",
     baselines: list[str] | None = None,
 ) -> list[MethodScore]:
-    """Score every baseline (fitted on train, tuned on val) and every model on `split`."""
+    """Score every baseline (fitted on train, tuned on val) and every model on `split` (validation unless
+    a test split is named; on val the baselines are scored where they were tuned, as the models' checkpoints
+    were picked there)."""
     import torch
 
     # lazy: loads torch (this module stays light without it)
@@ -291,9 +294,18 @@ def plot_results(results: list[MethodScore], path: Path) -> Path:
     return path
 
 
+def summary_prefix(split: str) -> str:
+    """What a split's results are named with: `<split>_` (`val_`, `cross_`), and nothing for the in-corpus
+    test. The bare names were the test's when it was the default; they stay the test's, so that the test
+    figures of every run read alike and line up in `runs compare`, while validation figures (the default now)
+    never pass for test ones."""
+    return "" if split == "test" else f"{split}_"
+
+
 def report_stem(split: str) -> str:
-    """File stem of a split's report: `evaluation` for the in-corpus test, `evaluation_<split>` otherwise."""
-    return "evaluation" if split == "test" else f"evaluation_{split}"
+    """File stem of a split's report, named as its summary metrics (`summary_prefix`): `evaluation` for the
+    in-corpus test, `evaluation_<split>` otherwise (`evaluation_val`, `evaluation_cross`)."""
+    return f"evaluation_{split}" if summary_prefix(split) else "evaluation"
 
 
 def write_report(
@@ -336,8 +348,14 @@ REPORT_METRICS = [("MSE", "mse", 5), ("cosine", "cosine", 4), ("top-1", "top1", 
 REPORT_METRICS += [("top-1 excl", "top1_excl", 4), ("top-5 excl", "top5_excl", 4)]
 
 
+SPLIT_NOTES = {
+    "val": "Measured on validation, where the baselines were tuned and the checkpoints picked (its figures "
+    "flatter both); name `--split test` or `--split cross` only to report held-out figures.",
+}
+
+
 def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
-    """Per split: every method's metrics and the verdict; then where the full report is."""
+    """Per split: every method's metrics and the verdict; then where the full report is, by file name."""
     report = Report()
     columns = [Column("method", key=True), Column("kind", optional=True)]
     columns += [Column(header, justify="right") for header, _, _ in REPORT_METRICS]
@@ -348,5 +366,7 @@ def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
         ]
         title = f"{SPLIT_NAMES.get(split['split'], split['split'])} split, {split['sequences']} sequences"
         report.blocks += [Table(columns, rows, title), markdown_verdict(split["verdict"])]
-    report.blocks.append(f"run {run_id}: report in its run directory (tldrlab runs show {run_id})")
+        report.blocks += [SPLIT_NOTES[split["split"]]] if split["split"] in SPLIT_NOTES else []
+    files = ", ".join(f"{report_stem(split['split'])}.{{md,json,png}}" for split in result["reports"])
+    report.blocks.append(f"run {run_id}: {files} in its run directory (tldrlab runs show {run_id})")
     return report

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,12 +32,12 @@ from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample
 from tldrlab.logs import progress_bars_shown
-from tldrlab.lvm.config import LVMGenerateConfig, default_index, default_sequences
+from tldrlab.lvm.config import LVMGenerateConfig, MeasuredSplit, default_index, default_sequences
 from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
 from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval, resampled_articles
 from tldrlab.lvm.index import ConceptIndex
 from tldrlab.lvm.ingest import load_embedder
-from tldrlab.lvm.sequences import load_sequences
+from tldrlab.lvm.sequences import load_sequences, missing_split
 from tldrlab.lvm.store import ConceptStore, StoredConcept, open_concept_store
 from tldrlab.lvm.tmd import TMD, TMDClassifier, tmd_features
 from tldrlab.report import Report
@@ -368,13 +368,10 @@ def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
     run_id, model, run_config = load_run_model(config.run)
     path = Path(config.sequences or run_config.get("sequences") or default_sequences())
     seqs = load_sequences(path)
-    # sequences of one corpus have no cross split: the default was cross whatever they held, and a
-    # `--measure N` with no --split failed (after loading the model) until the user found `--split test`
-    split = config.split or ("cross" if "cross" in seqs.split_names() else "test")
+    split = config.split  # validation unless a test split is named
     windows = seqs.split_arrays(split).sample(config.windows, config.seed)
-    if len(windows) == 0:
-        has = ", ".join(seqs.split_names()) or "none"
-        raise InvalidInputError(f"the {split} split of {path} has no windows (splits with windows: {has})")
+    if len(windows) == 0:  # over the API, where no command line checked it first
+        raise missing_split(split, path, seqs.split_names())
     smoother = Smoother(config.lm) if config.smooth else None
     store = open_concept_store(config.store_url)
     try:
@@ -448,6 +445,37 @@ class Continuation:
     truth: StoredConcept | None
     """The article's true next concept, when the context came from a stored article."""
     position: int | None = None
+    model: str | None = None
+    """The model's run id (its directory's path when it is no run's)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The continuation as data (`tldrlab lvm generate --json`): the model; the context, oldest first,
+        with each concept's position in its article when it came from one (else None); per step the
+        nearest stored concepts (best first, `score` their cosine to the prediction) with provenance, the
+        smoothed sentence (None without smoothing), the step's text and its timings in seconds; and the
+        true next concept when known (else None)."""
+        first = self.position - len(self.window.texts) if self.position is not None else None
+        truth = self.truth
+        return {
+            "model": self.model,
+            "context": [
+                {"position": None if first is None else first + i, "text": text}
+                for i, text in enumerate(self.window.texts)
+            ],
+            "steps": [
+                {
+                    "step": number,
+                    "text": step.text,
+                    "nearest": [asdict(concept) for concept in step.nearest],
+                    "smoothed": step.smoothed,
+                    "seconds": step.seconds,
+                }
+                for number, step in enumerate(self.steps, start=1)
+            ],
+            "truth": None
+            if truth is None
+            else {k: getattr(truth, k) for k in ("id", "source", "article_id", "position", "text")},
+        }
 
     def report(self, *, all_nearest: bool = False) -> Report:
         """The stored context, then per step the decoded concept (every nearest one with `all_nearest`),
@@ -506,9 +534,9 @@ class ContinueOptions(BaseModel):
     measure: int | None = Field(None, ge=1, le=100_000)
     """Instead: score raw / smoothed / copy-last on this many windows of `split` (a run of kind
     lvm_generate)."""
-    split: Literal["test", "val", "cross"] | None = None
-    """With `measure`: the split whose windows are scored; None: cross when the sequences have one, else
-    test (as `lvm evaluate`)."""
+    split: MeasuredSplit = "val"
+    """With `measure`: the split whose windows are scored: `val`, or, only when named, `test` or `cross` (as
+    `lvm evaluate`)."""
     sequences: str | None = None
     """With `measure`: the sequences NPZ (default: the training run's)."""
     seed: int = 0
@@ -545,7 +573,7 @@ def continue_context(options: ContinueOptions, smoother: Smoother | None = None)
         raise InvalidInputError("give a context: --text (repeatable) or --article SOURCE/ID --position P")
     if article and position is None:
         raise InvalidInputError("--article needs --position")
-    _, model, _ = load_run_model(options.run)
+    run_id, model, _ = load_run_model(options.run)
     index = load_index(Path(options.index) if options.index else default_index())
     store = open_concept_store(options.db)
     try:
@@ -561,4 +589,4 @@ def continue_context(options: ContinueOptions, smoother: Smoother | None = None)
         )
     finally:
         store.close()
-    return Continuation(window, produced, truth, position if article else None)
+    return Continuation(window, produced, truth, position if article else None, model=run_id)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
+from tldrlab.errors import NotFoundError
 from tldrlab.lvm.config import (
     LVMConfig,
     LVMEvaluateConfig,
@@ -20,10 +20,10 @@ from tldrlab.lvm.config import (
     default_index,
     default_sequences,
 )
-from tldrlab.lvm.evaluation import evaluate_methods, report_stem, verdict, write_report
+from tldrlab.lvm.evaluation import evaluate_methods, report_stem, summary_prefix, verdict, write_report
 from tldrlab.lvm.index import build_index
 from tldrlab.lvm.models import CONFIG_FILE, build_lvm, load_lvm
-from tldrlab.lvm.sequences import load_sequences, splits_with_sequences
+from tldrlab.lvm.sequences import load_sequences, missing_split, splits_with_sequences
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.report import Report
@@ -104,14 +104,11 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
     if not path.is_file():
         raise NotFoundError(f"no sequences file {path}: run `tldrlab lvm sequences` first, or give sequences")
-    # a split the sequences do not hold (`--split cross` of one corpus) failed inside the run, leaving it
-    # behind as a failed run
+    # a split the sequences do not hold (`--split cross` of one corpus, the default `val` of sequences built
+    # with `--val 0`) failed inside the run, leaving it behind as a failed run
     has = splits_with_sequences(path)
-    if config.split is not None and config.split not in has:
-        raise InvalidInputError(
-            f"the {config.split} split of {path} has no sequences (splits with sequences: "
-            f"{', '.join(has) or 'none'})"
-        )
+    if config.split not in has:
+        raise missing_split(config.split, path, has)
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:
@@ -136,7 +133,9 @@ def model_label(model: Any, run_config: dict[str, Any]) -> str:
 
 
 def lvm_evaluate_job(run: Run, config: LVMEvaluateConfig) -> dict[str, Any]:
-    """Score the models beside the baselines on each split; one report (md, json, png) per split."""
+    """Score the models beside the baselines on the config's split (validation unless a test split is named);
+    its report (md, json, png) and summary metrics are named by the split (`report_stem`, `summary_prefix`).
+    The result keeps a list of reports, one per split, as it was when one run scored test and cross."""
     loaded = [load_run_model(ref) for ref in config.runs]
     path = Path(config.sequences) if config.sequences else None
     if path is None:
@@ -148,40 +147,35 @@ def lvm_evaluate_job(run: Run, config: LVMEvaluateConfig) -> dict[str, Any]:
         if label in models:
             label += f" {run_id[-6:]}"
         models[label] = model
-    splits = [config.split] if config.split else [n for n in ("test", "cross") if n in seqs.split_names()]
-    if not splits:
-        raise ConfigError(f"{path} has no test or cross split to score; give a split")
-    runs = [r for r, _, _ in loaded]
-    reports = []
-    for name in splits:
-        results = evaluate_methods(seqs, models, split=name, baselines=config.baselines)
-        outcome = verdict(results)
-        meta = {"sequences": str(path), "split": name, "runs": runs}
-        paths = write_report(results, run.dir, meta, outcome, stem=report_stem(name))
-        for p in paths.values():
-            run.add_artifact(p, kind="evaluation")
-            if config.out is not None:
-                Path(config.out).mkdir(parents=True, exist_ok=True)
-                shutil.copy(p, Path(config.out) / p.name)
-        prefix = "" if name == "test" else f"{name}_"
-        run.set_summary(
-            **{f"{prefix}goal_met": outcome["goal_met"]},
-            **{
-                f"{prefix}{r.name}_{m}": v
-                for r in results
-                for m, v in r.metrics.items()
-                if m in ("cosine", "top1_excl")
-            },
-        )
-        reports.append(
-            {
-                "split": name,
-                "sequences": len(seqs.split_arrays(name)),
-                "results": [{"name": r.name, "kind": r.kind, "metrics": r.metrics} for r in results],
-                "verdict": outcome,
-            }
-        )
-    return {"sequences": str(path), "reports": reports}
+    name = config.split
+    if name not in (has := seqs.split_names()):  # over the API, where no command line checked it first
+        raise missing_split(name, path, has)
+    results = evaluate_methods(seqs, models, split=name, baselines=config.baselines)
+    outcome = verdict(results)
+    meta = {"sequences": str(path), "split": name, "runs": [r for r, _, _ in loaded]}
+    paths = write_report(results, run.dir, meta, outcome, stem=report_stem(name))
+    for p in paths.values():
+        run.add_artifact(p, kind="evaluation")
+        if config.out is not None:
+            Path(config.out).mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, Path(config.out) / p.name)
+    prefix = summary_prefix(name)
+    run.set_summary(
+        **{f"{prefix}goal_met": outcome["goal_met"]},
+        **{
+            f"{prefix}{r.name}_{m}": v
+            for r in results
+            for m, v in r.metrics.items()
+            if m in ("cosine", "top1_excl")
+        },
+    )
+    report = {
+        "split": name,
+        "sequences": len(seqs.split_arrays(name)),
+        "results": [{"name": r.name, "kind": r.kind, "metrics": r.metrics} for r in results],
+        "verdict": outcome,
+    }
+    return {"sequences": str(path), "split": name, "reports": [report]}
 
 
 def index_report(run_id: str, built: dict[str, Any]) -> Report:

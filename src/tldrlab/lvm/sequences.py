@@ -333,6 +333,22 @@ def splits_with_sequences(path: Path | str) -> list[str]:
     return [name for name, code in SPLITS.items() if (codes == code).any()]
 
 
+def missing_split(split: str, path: Path | str, has: list[str]) -> InvalidInputError:
+    """The one-line refusal of a measurement on a split the sequences `path` lack (`has`: the splits they
+    have), naming the `--split` values that would measure. Sequences built with `--val 0` have no `val`, the
+    split measured when none is named; one corpus's have no `cross`."""
+    named = " or ".join(f"--split {name}" for name in has if name != "train")
+    message = (
+        f"the {split} split of {path} has no sequences (splits with sequences: {', '.join(has) or 'none'})"
+    )
+    if split == "val":  # a test split is only reported, never chosen by: rebuilding is the way to measure
+        message += "; rebuild them with validation articles to measure (`tldrlab lvm sequences --val 0.1`)"
+        message += f", or name a split they have to report it: {named}" if named else ""
+    elif named:
+        message += f"; name a split they have: {named}"
+    return InvalidInputError(message)
+
+
 NEAR_DUPLICATE_COSINE = 0.95
 """A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
 

@@ -1,0 +1,136 @@
+"""Which split `lvm evaluate` and `lvm generate --measure` measure: validation unless a test split is named.
+
+Both defaulted to test data (`lvm evaluate` to the in-corpus test and the cross corpus, `--measure` to cross,
+else test), so a plain command reported held-out numbers that someone would then choose by. Now no split
+means `val`; `--split test` and `--split cross` are measured only when named, and the run's config, result,
+files and summary say which split it was. Sequences without a validation split (`lvm sequences --val 0`)
+get a one-line error naming `--split`, before any run exists.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lvm_synthetic import rotating_table
+
+from cliutil import run_captured
+from tldrlab.lvm.baselines import BASELINES
+from tldrlab.lvm.sequences import build_sequences, load_sequences
+from tldrlab.lvm.store import ConceptTable
+from tldrlab.runs import open_registry
+
+
+def _uneven_table() -> ConceptTable:
+    """Rotating concepts (tests/lvm/lvm_synthetic.py) in 12 articles of 6, 9, 12, ... concepts (at most 30):
+    val and test splits of different sizes, so the number of windows scored says which split it was."""
+    table = rotating_table(n_articles=12, length=30, dim=16, step=0.6)
+    article = np.array([int(key.rsplit("-", 1)[1]) for key in table.article_keys])
+    keep = table.positions < 6 + 3 * article
+    return ConceptTable(
+        ids=table.ids[keep],
+        article_keys=[key for key, kept in zip(table.article_keys, keep, strict=True) if kept],
+        positions=table.positions[keep],
+        vectors=table.vectors[keep],
+        embedder=table.embedder,
+    )
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train / val / test sequences (2 val and 2 test articles of different lengths)."""
+    built = build_sequences(_uneven_table(), context=4, seed=0, val_fraction=0.17, test_fraction=0.17)
+    return built.save(tmp_path_factory.mktemp("lvm") / "sequences.npz")
+
+
+@pytest.fixture(scope="module")
+def no_val_sequences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sequences built with `--val 0`: train and test only."""
+    built = build_sequences(_uneven_table(), context=4, seed=0, val_fraction=0.0, test_fraction=0.17)
+    assert built.split_names() == ["train", "test"]
+    return built.save(tmp_path_factory.mktemp("lvm") / "no-val.npz")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained LVM for the sequences' 16-d concepts, saved as a model directory."""
+    from tldrlab.lvm.models import LVMConfig, build_lvm, save_lvm
+
+    return save_lvm(
+        build_lvm("gru", LVMConfig(dim=16, hidden=8, layers=1, context=4)), tmp_path_factory.mktemp("model")
+    )
+
+
+def _windows(path: Path, split: str) -> int:
+    return len(load_sequences(path).split_arrays(split))
+
+
+def test_evaluate_without_a_split_measures_validation_only(
+    sequences: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    val, test = _windows(sequences, "val"), _windows(sequences, "test")
+    assert val != test  # the count below tells the splits apart
+    out_dir = tmp_path / "report"
+    argv = ["lvm", "evaluate", str(model_dir), "--sequences", str(sequences), "--out", str(out_dir)]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    shown = " ".join(out.split())
+    assert f"validation split, {val} sequences" in shown and "test split" not in shown, shown
+    # the files name the split (`evaluation.*` is the in-corpus test's, as it always was)
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == ["evaluation_val.json", "evaluation_val.md", "evaluation_val.png"], names
+    report = json.loads((out_dir / "evaluation_val.json").read_text())
+    assert report["split"] == "val" and [r["name"] for r in report["results"]][: len(BASELINES)] == list(
+        BASELINES
+    )
+    (record,) = open_registry().list(kind="lvm_evaluate")
+    assert record.config["split"] == "val"  # the recorded config says what was measured
+    result = json.loads((Path(record.run_dir) / "artifacts" / "result.json").read_text())
+    assert result["split"] == "val" and [(r["split"], r["sequences"]) for r in result["reports"]] == [
+        ("val", val)
+    ]
+    # summary metrics carry the split's prefix, never the test split's bare names
+    assert "val_goal_met" in record.metrics and "val_copy_last_cosine" in record.metrics, record.metrics
+    assert "goal_met" not in record.metrics and "copy_last_cosine" not in record.metrics
+
+
+def test_a_named_test_or_cross_split_is_still_measured(
+    sequences: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = _windows(sequences, "test")
+    argv = ["lvm", "evaluate", "--sequences", str(sequences), "--split", "test", "--out", str(tmp_path)]
+    code, out, err = run_captured([*argv, "--baselines", "copy_last,decay"], capsys)
+    assert code == 0, err
+    assert f"in-corpus test split, {test} sequences" in " ".join(out.split()), out
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["split"] == "test" and [r["name"] for r in report["results"]] == ["copy_last", "decay"]
+    (record,) = open_registry().list(kind="lvm_evaluate")
+    assert record.config["split"] == "test" and "copy_last_cosine" in record.metrics, record.metrics
+    # sequences of one corpus have no cross split: named, it is refused before a run exists
+    code, _, err = run_captured(
+        ["lvm", "evaluate", "--sequences", str(sequences), "--split", "cross"], capsys
+    )
+    assert code == 2 and "the cross split of" in err and len(err.strip().splitlines()) == 1, err
+    assert len(open_registry().list(kind="lvm_evaluate")) == 1
+
+
+def test_sequences_without_a_validation_split_say_which_flag_to_use(
+    no_val_sequences: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["lvm", "evaluate", str(model_dir), "--sequences", str(no_val_sequences)],
+        ["lvm", "generate", str(model_dir), "--measure", "2", "--sequences", str(no_val_sequences)],
+    ):
+        code, out, err = run_captured(argv, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, (argv, err)
+        assert lines[0].startswith("error [invalid_input] the val split of "), lines
+        assert "(splits with sequences: train, test)" in lines[0] and "--split test" in lines[0], lines
+    assert open_registry().list(kind=("lvm_evaluate", "lvm_generate")) == []  # refused before a run
+    # named, the test split is measured (the baselines are tuned on train when there is no val)
+    argv = ["lvm", "evaluate", "--sequences", str(no_val_sequences), "--split", "test", "--json"]
+    code, out, err = run_captured([*argv, "--baselines", "copy_last,decay"], capsys)
+    assert code == 0, err
+    assert [r["split"] for r in json.loads(out)["reports"]] == ["test"]
