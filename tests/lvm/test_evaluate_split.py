@@ -134,3 +134,17 @@ def test_sequences_without_a_validation_split_say_which_flag_to_use(
     code, out, err = run_captured([*argv, "--baselines", "copy_last,decay"], capsys)
     assert code == 0, err
     assert [r["split"] for r in json.loads(out)["reports"]] == ["test"]
+
+
+def test_a_config_recorded_with_the_old_unset_split_still_validates_as_the_default() -> None:
+    # `split: null` was the default until val became it: a run queued before, then executed, resumed or shown,
+    # failed its config's validation
+    from tldrlab.kinds import validate_config
+
+    for kind, config in (
+        ("lvm_evaluate", {"runs": ["lvm_train-20261121-0101-ab12cd"], "split": None}),
+        ("lvm_generate", {"run": "lvm_train-20261121-0101-ab12cd", "split": None}),
+    ):
+        assert validate_config(kind, config).split == "val", kind
+    with pytest.raises(Exception, match="'val', 'test' or 'cross'"):
+        validate_config("lvm_evaluate", {"runs": ["x"], "split": "train"})

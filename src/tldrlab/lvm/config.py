@@ -15,7 +15,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tldrlab.budget import field_error, field_errors, within_budget
 from tldrlab.choices import OneOf, unknown_choice
@@ -41,7 +49,13 @@ def default_sequences() -> Path:
     return lvm_home() / "sequences.npz"
 
 
-MeasuredSplit = Literal["val", "test", "cross"]
+def _unset_split_is_val(value: Any) -> Any:
+    # configs recorded before `val` became the default say `split: null` (then: the test splits); a run queued
+    # then and executed, resumed or shown now measures the default instead of failing its validation
+    return "val" if value is None else value
+
+
+MeasuredSplit = Annotated[Literal["val", "test", "cross"], BeforeValidator(_unset_split_is_val)]
 """The splits `lvm_evaluate` and `lvm_generate` measure (`tldrlab.lvm.sequences.SPLITS` less train). `val` is
 their default: the test splits (`test`, and `cross`, the unseen corpus) are measured only when named, so that
 nothing is chosen by their figures."""
