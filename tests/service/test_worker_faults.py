@@ -274,7 +274,8 @@ def test_a_short_redis_outage_does_not_stall_delayed_retries(
     get_settings.cache_clear()
     log = tmp_path / "w.log"
     redis_proc = start_redis(port, tmp_path)
-    worker = start_worker(env={"TLDRLAB_QUEUE_URL": url}, log=log)
+    # at INFO: the line saying Redis answers again is an info line
+    worker = start_worker(env={"TLDRLAB_QUEUE_URL": url, "TLDRLAB_LOG_LEVEL": "INFO"}, log=log)
     try:
         running = create_run("smoke", {"steps": 6, "checkpoint_every": 3, "step_sleep_s": 0.2, "seed": 3}).id
         open_queue().enqueue(running)
@@ -301,6 +302,9 @@ def test_a_short_redis_outage_does_not_stall_delayed_retries(
         text = " ".join(log.read_text().split())  # rich wraps its lines
         assert text.count("the worker keeps trying") == 1, text[-3000:]  # once per outage, not per attempt
         assert "Redis answers again" in text
+        # the run's events met the outage too: said once by the bus, not once an event
+        assert text.count("run events are not published") <= 1, text[-3000:]
+        assert "could not publish" not in text, text[-3000:]
     finally:
         stop(worker)
         redis_proc.terminate()
@@ -339,7 +343,7 @@ def test_a_worker_stopped_during_a_redis_outage_exits_cleanly(
 SIGTERM_WHILE_LOGGING_THE_OUTAGE = r"""
 import logging, os, signal, sys, threading, time
 
-import tldrlab.service.queue.rq as rq_queue
+import tldrlab.service.redis_outage as redis_outage
 
 
 class SignalWhileWriting(logging.Handler):
@@ -356,7 +360,7 @@ class SignalWhileWriting(logging.Handler):
 
 line = logging.getLogger("test.signal-while-writing")
 line.addHandler(SignalWhileWriting())
-outage_failed = rq_queue._Outage.failed
+outage_failed = redis_outage.RedisOutage.failed
 sent = []
 
 
@@ -369,7 +373,7 @@ def failed(self, error):
         line.handle(line.makeRecord(line.name, logging.WARNING, "", 0, "outage met", None, None))
 
 
-rq_queue._Outage.failed = failed
+redis_outage.RedisOutage.failed = failed
 from tldrlab.cli.main import main
 
 sys.argv = ["tldrlab", "worker", *sys.argv[1:]]

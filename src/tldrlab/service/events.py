@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from tldrlab.config import Settings
 from tldrlab.errors import NotFoundError
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus
+from tldrlab.service.redis_outage import RedisOutage, every_backoff, outage_retry, unreachable_errors
 
 EventType = Literal[
     "queued", "started", "progress", "checkpoint", "eval", "completed", "failed", "cancelled", "log"
@@ -35,6 +37,7 @@ STATUS_EVENTS: dict[str, EventType] = {
     RunStatus.CANCELLED: "cancelled",
 }
 ALL_CHANNEL = "tldrlab:events"
+log = logging.getLogger("tldrlab.events")
 
 
 class RunEvent(BaseModel):
@@ -277,7 +280,10 @@ class EventBus(Protocol):
     """Whether other processes receive this bus's events (Redis): an event published while none of them
     listens is lost to them, which `tldrlab.service.worker` makes up for with `queued` events."""
 
-    def publish(self, event: RunEvent) -> None: ...
+    def publish(self, event: RunEvent) -> None:
+        """Hand `event` to every subscriber. On Redis, an event that cannot reach it is dropped, the outage
+        logged once (`RedisBus`)."""
+        ...
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback` for every event from now on; returns an unsubscribe function."""
@@ -290,7 +296,8 @@ class EventBus(Protocol):
         ...
 
     def first_to_claim_each(self, keys: Sequence[str], ttl_s: int = CLAIM_TTL_S) -> list[bool]:
-        """`first_to_claim` of each key, in one go (one round-trip to Redis however many keys)."""
+        """`first_to_claim` of each key, in one go (one round-trip to Redis however many keys). Both raise
+        `RedisUnreachableError` while Redis is unreachable (the bus has logged it)."""
         ...
 
 
@@ -328,14 +335,25 @@ class MemoryBus:
 
 
 class RedisBus:
-    """Redis pub/sub: every event goes to `runs:<id>:events` and to `tldrlab:events`."""
+    """Redis pub/sub: every event goes to `runs:<id>:events` and to `tldrlab:events`.
+
+    While Redis is unreachable an event published is dropped (pub/sub keeps nothing for a subscriber that is
+    not connected, and every subscriber's connection is down too) and a subscription waits for Redis, then
+    subscribes again; the bus's `outage` logs it once, not once an event."""
 
     shared = True
 
     def __init__(self, url: str) -> None:
         import redis
 
+        self.url = url
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        self.outage = RedisOutage(
+            log,
+            "run events are not published meanwhile, lost to the notifiers of every process (each event "
+            f"tries again; subscriptions reconnect {every_backoff()})",
+            "run events are published again",
+        )
         self._subscriptions: list[Callable[[], None]] = []
 
     def publish(self, event: RunEvent) -> None:
@@ -343,21 +361,50 @@ class RedisBus:
         pipe = self.redis.pipeline()
         pipe.publish(f"runs:{event.run_id}:events", payload)
         pipe.publish(ALL_CHANNEL, payload)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except unreachable_errors() as exc:
+            self.outage.failed(exc)
+            return
+        self.outage.answered()
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        import redis
+
+        stopped = threading.Event()
+        # a client of its own whose commands wait out an outage until unsubscribed: on redis-py's default
+        # retry the listening thread died at the first outage, and this process's notifiers heard nothing
+        # for good; reconnected, redis-py subscribes the connection again
+        listener = redis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            retry=outage_retry(self.outage, stopped.is_set),
+        )
+        pubsub = listener.pubsub(ignore_subscribe_messages=True)
 
         def handle(message: dict[str, Any]) -> None:
             callback(RunEvent.model_validate_json(message["data"]))
 
+        def on_error(exc: BaseException, pubsub: Any, thread: Any) -> None:
+            if stopped.is_set():
+                thread.stop()  # given up waiting for Redis: unsubscribed
+            elif isinstance(exc, Exception):
+                # a subscriber's own failure (a notifier's bug): the next event still reaches it
+                log.warning(f"run event subscriber failed: {type(exc).__name__}: {exc}")
+                time.sleep(0.1)
+            else:
+                raise exc
+
         pubsub.subscribe(**{ALL_CHANNEL: handle})  # every process's events, from every subscribed process
-        thread = pubsub.run_in_thread(sleep_time=0.1, daemon=True)
+        thread = pubsub.run_in_thread(sleep_time=0.1, daemon=True, exception_handler=on_error)
 
         def unsubscribe() -> None:
+            stopped.set()
             thread.stop()
             thread.join(timeout=5)  # it reads within 0.1 s: closing under it was a thread's traceback
             pubsub.close()
+            listener.close()
 
         self._subscriptions.append(unsubscribe)
         return unsubscribe
@@ -368,14 +415,24 @@ class RedisBus:
             self._subscriptions.pop()()
 
     def first_to_claim(self, key: str, ttl_s: int = CLAIM_TTL_S) -> bool:
-        return bool(self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s))
+        try:
+            claimed = self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s)
+        except unreachable_errors() as exc:
+            raise self.outage.unreachable(exc, "cannot claim an event") from exc
+        self.outage.answered()
+        return bool(claimed)
 
     def first_to_claim_each(self, keys: Sequence[str], ttl_s: int = CLAIM_TTL_S) -> list[bool]:
         # pipelined, not a transaction: each SET NX stays atomic on its own, which is all a claim needs
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s)
-        return [bool(result) for result in pipe.execute()]
+        try:
+            results = pipe.execute()
+        except unreachable_errors() as exc:
+            raise self.outage.unreachable(exc, "cannot claim an event") from exc
+        self.outage.answered()
+        return [bool(result) for result in results]
 
 
 BUSES: dict[str, Callable[[Settings], EventBus]] = {

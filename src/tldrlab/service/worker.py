@@ -60,6 +60,7 @@ from tldrlab.service.events import EventBus, RunEvent, RunTail, open_bus, queued
 from tldrlab.service.periodic import check_retention_setting
 from tldrlab.service.queue import JobQueue, open_queue
 from tldrlab.service.queue.rq import rq_entry  # noqa: F401  RQ jobs queued by older versions call it here
+from tldrlab.service.redis_outage import RedisUnreachableError
 
 log = logging.getLogger("tldrlab.worker")
 
@@ -305,7 +306,8 @@ class Worker:
         for event in events:
             try:
                 self.bus.publish(event)
-            except Exception as exc:  # a notifier or Redis hiccup must not stop the run
+            except Exception as exc:  # a notifier's failure must not stop the run (a Redis bus drops an
+                # event it cannot publish and logs the outage once, not here once an event)
                 log.warning(f"could not publish {event.type} event: {type(exc).__name__}: {exc}")
 
     def announce_queued(self, registry: RunRegistry | None = None) -> None:
@@ -350,7 +352,9 @@ class Worker:
             return
         try:
             won = self.bus.first_to_claim_each([announcement(r) for r in fresh], ANNOUNCE_WINDOW_S)
-        except Exception as exc:  # Redis hiccup: the next pass announces them
+        except RedisUnreachableError:
+            return  # the next pass announces them; the bus has said once that Redis is unreachable
+        except Exception as exc:  # the next pass announces them
             ids = ", ".join(record.id for record in fresh)
             log.warning(f"could not announce queued run(s) {ids}: {type(exc).__name__}: {exc}")
             return
@@ -367,6 +371,8 @@ class Worker:
                 if time.monotonic() - last_reconcile >= self.config.reconcile_every_s:
                     last_reconcile = time.monotonic()
                     self.reconcile_pass(registry)
+            except RedisUnreachableError:
+                continue  # the queue or the bus has said once that Redis is unreachable: not once a pass
             except Exception as exc:  # keep heartbeating through transient database/Redis errors
                 log.warning(f"worker maintenance failed: {type(exc).__name__}: {exc}")
 

@@ -18,6 +18,7 @@ from typing import Any
 from tldrlab.errors import ServiceUnavailableError
 from tldrlab.runs import preempt
 from tldrlab.service.queue.base import JobHandler
+from tldrlab.service.redis_outage import RedisOutage, every_backoff, outage_retry, unreachable_errors
 
 log = logging.getLogger("tldrlab.worker")
 
@@ -42,88 +43,31 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, OSError)
 
 
-OUTAGE_BACKOFF_S = (0.25, 4.0)
-"""First and longest wait (seconds) between a worker's attempts to reach Redis again: the wait doubles from
-the first up to the longest, so a worker is back at most that long after Redis is."""
-
-
-class _Outage:
-    """One worker process's view of Redis being unreachable, shared by all its connections: logged when the
-    first command fails and when one gets through again, not once an attempt."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._since: float | None = None
-
-    def failed(self, error: BaseException) -> None:
-        with self._lock:
-            if self._since is not None:
-                return
-            self._since = time.monotonic()
-        log.warning(
-            f"Redis is unreachable ({type(error).__name__}: {error}): the worker keeps trying, "
-            f"every {OUTAGE_BACKOFF_S[0]:g}s doubling up to {OUTAGE_BACKOFF_S[1]:g}s"
-        )
-
-    def answered(self) -> None:
-        if self._since is None:  # the usual case, read without the lock
-            return
-        with self._lock:
-            since, self._since = self._since, None
-        if since is not None:
-            log.warning(f"Redis answers again after {time.monotonic() - since:.1f}s: the worker carries on")
+def _worker_outage() -> RedisOutage:
+    return RedisOutage(log, f"the worker keeps trying, {every_backoff()}", "the worker carries on")
 
 
 def _outage_retry(give_up: Callable[[], bool]) -> Any:
-    """A redis-py `Retry` that retries a command on a connection error or timeout, with exponential backoff,
-    until Redis answers, or until `give_up()` (the worker is stopping: its last writes to Redis are not worth
-    waiting for, and RQ's record of a worker expires by itself).
+    """The worker's connections' retry (`redis_outage.outage_retry`): a command waits out a Redis outage,
+    logged once, until Redis answers or `give_up()` (the worker is stopping: its last writes to Redis are
+    not worth waiting for, and RQ's record of a worker expires by itself).
 
     RQ's worker retries only its wait for a job (`dequeue_job_and_maintain_ttl`): any other Redis command it
     sends (its registry cleaning, its heartbeat after a job, the job's own bookkeeping) failing in an outage
     made it quit, and its `teardown` then raised the same error, killing the `tldrlab worker` process. With
-    this on the worker's connections, an outage of any length is a pause. redis-py copies a connection's
-    retry into each connection it opens: a copy is the same object, so the outage is logged once."""
-    import redis
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
+    this on the worker's connections, an outage of any length is a pause."""
     from rq.exceptions import StopRequested
 
-    outage = _Outage()
+    def stopping(error: Exception) -> BaseException | None:
+        if threading.current_thread() is not threading.main_thread():
+            return None  # RQ's pubsub thread: its handler expects connection errors, and stops
+        # RQ's loop (the main thread) gets RQ's stop, not the connection error: its wait for a job retries a
+        # connection error with its own backoff, for good. The stop RQ's signal handler raised may have been
+        # lost: a SIGTERM that lands while the outage line is written raises it inside `logging`, which
+        # prints it as a logging error and carries on.
+        return StopRequested()
 
-    class OutageRetry(Retry):
-        def __deepcopy__(self, memo: dict[int, Any]) -> OutageRetry:
-            return self
-
-        def call_with_retry(
-            self, do: Callable[[], Any], fail: Callable[..., Any], *args: Any, **kwargs: Any
-        ) -> Any:
-            failures: list[Exception] = []
-
-            def failed(error: Exception, *count: Any) -> None:
-                failures.append(error)
-                outage.failed(error)
-                fail(error, *count)  # redis-py's: drops the broken connection
-                if not give_up():
-                    return
-                if threading.current_thread() is not threading.main_thread():
-                    raise error  # RQ's pubsub thread: its handler expects connection errors, and stops
-                # RQ's loop (the main thread) gets RQ's stop, not the connection error: its wait for a job
-                # retries a connection error with its own backoff, for good. The stop RQ's signal handler
-                # raised may have been lost: a SIGTERM that lands while the line above is written raises it
-                # inside `logging`, which prints it as a logging error and carries on.
-                raise StopRequested() from error
-
-            result = super().call_with_retry(do, failed, *args, **kwargs)
-            if failures:  # through, after failing: Redis answers again (a first try may not have reached it)
-                outage.answered()
-            return result
-
-    return OutageRetry(
-        ExponentialBackoff(cap=OUTAGE_BACKOFF_S[1], base=OUTAGE_BACKOFF_S[0] / 2),
-        -1,  # forever
-        (redis.ConnectionError, redis.TimeoutError, OSError),
-    )
+    return outage_retry(_worker_outage(), give_up, stopping)
 
 
 def _surviving_scheduler_class() -> type[Any]:
@@ -229,6 +173,10 @@ class RqQueue:
         self.url = url
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
         self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer)
+        # this client's outage (the API's enqueueing, a worker's reconcile passes), logged once
+        self.outage = RedisOutage(
+            log, "nothing is put on the queue or looked up there (each use tries again)", "the queue is back"
+        )
 
     def ping(self) -> None:
         try:
@@ -251,16 +199,21 @@ class RqQueue:
                 self.queue.enqueue_in(timedelta(seconds=delay_s), JOB_FUNCTION, run_id, **options)
             else:
                 self.queue.enqueue(JOB_FUNCTION, run_id, **options)
+        except unreachable_errors() as exc:
+            raise self.outage.unreachable(exc, "cannot enqueue") from exc
         except _redis_errors() as exc:
-            raise ServiceUnavailableError(
-                f"cannot enqueue: Redis is unreachable ({type(exc).__name__})"
-            ) from exc
+            raise ServiceUnavailableError(f"cannot enqueue: Redis refused it ({type(exc).__name__})") from exc
+        self.outage.answered()
 
     def depth(self) -> int:
         try:
-            return int(self.queue.count)
+            depth = int(self.queue.count)
+        except unreachable_errors() as exc:
+            raise self.outage.unreachable(exc, "cannot count the queue") from exc
         except _redis_errors() as exc:
-            raise ServiceUnavailableError("Redis is unreachable") from exc
+            raise ServiceUnavailableError(f"cannot count the queue: {type(exc).__name__}") from exc
+        self.outage.answered()
+        return depth
 
     def pending_run_ids(self) -> set[str]:
         from rq.registry import ScheduledJobRegistry, StartedJobRegistry
@@ -271,8 +224,11 @@ class RqQueue:
                 *ScheduledJobRegistry(queue=self.queue).get_job_ids(),
                 *StartedJobRegistry(queue=self.queue).get_job_ids(),
             ]
+        except unreachable_errors() as exc:
+            raise self.outage.unreachable(exc, "cannot list the queue's jobs") from exc
         except _redis_errors() as exc:
-            raise ServiceUnavailableError("Redis is unreachable") from exc
+            raise ServiceUnavailableError(f"cannot list the queue's jobs: {type(exc).__name__}") from exc
+        self.outage.answered()
         return {job_id.rpartition("--")[0] or job_id for job_id in job_ids}
 
     def extend_lease(self, run_id: str, worker_id: str) -> None:

@@ -1,0 +1,131 @@
+"""Redis being unreachable, as each part of a process that talks to Redis sees it (a worker's RQ connection,
+the job queue's own, the event bus's): one warning when a command first fails, saying what is lost or waits
+meanwhile and that it is tried again, nothing more while Redis stays down, and one info line when a command
+gets through again.
+
+A warning per failed command was a flood: a training reporting every step logged one per step for the whole
+outage, and a worker's maintenance one per pass. Each part keeps its own `RedisOutage`, since each loses
+something else (a worker's job loop waits, events are dropped), so a process says so once per part."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tldrlab.errors import ServiceUnavailableError
+
+BACKOFF_S = (0.25, 4.0)
+"""First and longest wait (seconds) between attempts to reach Redis again (`outage_retry`): the wait doubles
+from the first up to the longest, so a connection is back at most that long after Redis is."""
+
+
+class RedisUnreachableError(ServiceUnavailableError):
+    """Redis did not answer, and the `RedisOutage` of the part that asked has logged it: a caller that carries
+    on (a worker's maintenance pass, the announcement of waiting runs) adds no line of its own."""
+
+
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What redis-py raises when Redis is not there (refused, reset, timed out), not when it refuses."""
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class RedisOutage:
+    """One part of a process's view of Redis being unreachable, shared by its connections and threads.
+
+    `meanwhile` says what that part loses or holds back while Redis is down and when it tries again (it ends
+    the warning: "Redis is unreachable (ConnectionError: ...): <meanwhile>"); `back` what it does once Redis
+    answers (it ends the info line)."""
+
+    def __init__(self, logger: logging.Logger, meanwhile: str, back: str = "") -> None:
+        self.log = logger
+        self.meanwhile = meanwhile
+        self.back = back
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        """Whether a command has failed since one last got through."""
+        return self._since is not None
+
+    def failed(self, error: BaseException) -> None:
+        """A command failed for want of Redis: the warning, if this is the first failure of the outage."""
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        self.log.warning(f"Redis is unreachable ({type(error).__name__}: {error}): {self.meanwhile}")
+
+    def answered(self) -> None:
+        """A command got through: the info line, if it ends an outage."""
+        if self._since is None:  # the usual case, read without the lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            back = f": {self.back}" if self.back else ""
+            self.log.info(f"Redis answers again after {time.monotonic() - since:.1f}s{back}")
+
+    def unreachable(self, error: BaseException, what: str) -> RedisUnreachableError:
+        """`failed`, and the error for a caller that asked Redis for something (`what`) and got no answer."""
+        self.failed(error)
+        return RedisUnreachableError(f"{what}: Redis is unreachable ({type(error).__name__})")
+
+
+def outage_retry(
+    outage: RedisOutage,
+    give_up: Callable[[], bool],
+    stopping: Callable[[Exception], BaseException | None] = lambda error: None,
+) -> Any:
+    """A redis-py `Retry` that retries a command on a connection error or timeout, with exponential backoff
+    (`BACKOFF_S`), until Redis answers, or until `give_up()` (its user is stopping: what it still had to
+    say to Redis is not worth waiting for). Each failure and the answer that ends them go to `outage`. Given
+    up, it raises `stopping(error)` where that is an exception (what the caller's loop takes for a stop),
+    else the error itself.
+
+    redis-py copies a connection's retry into each connection it opens: a copy is the same object, so the
+    outage is one however many connections meet it."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    class OutageRetry(Retry):
+        def __deepcopy__(self, memo: dict[int, Any]) -> OutageRetry:
+            return self
+
+        def call_with_retry(
+            self, do: Callable[[], Any], fail: Callable[..., Any], *args: Any, **kwargs: Any
+        ) -> Any:
+            failures: list[Exception] = []
+
+            def failed(error: Exception, *count: Any) -> None:
+                failures.append(error)
+                outage.failed(error)
+                fail(error, *count)  # redis-py's: drops the broken connection
+                if not give_up():
+                    return
+                stop = stopping(error)
+                if stop is None:
+                    raise error
+                raise stop from error
+
+            result = super().call_with_retry(do, failed, *args, **kwargs)
+            if failures:  # through, after failing: Redis answers again (a first try may not have reached it)
+                outage.answered()
+            return result
+
+    return OutageRetry(
+        ExponentialBackoff(cap=BACKOFF_S[1], base=BACKOFF_S[0] / 2),
+        -1,  # forever
+        (redis.ConnectionError, redis.TimeoutError, OSError),
+    )
+
+
+def every_backoff() -> str:
+    """How often `outage_retry` tries again, in words."""
+    return f"every {BACKOFF_S[0]:g}s doubling up to {BACKOFF_S[1]:g}s"

@@ -1,0 +1,152 @@
+"""Run events through Redis during a Redis outage, with a real redis-server stopped and started again on its
+port: a process says once that Redis is unreachable and what that loses, nothing more per event while it
+stays down, once that it answers again, and its notifiers hear the events published after it came back."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from svc_helpers import wait_for
+
+from netutil import free_port, start_redis
+from tldrlab.config import get_settings
+from tldrlab.runs import create_run
+from tldrlab.service.events import RedisBus, RunEvent
+from tldrlab.service.worker import WorkerConfig, build_worker
+
+EVENTS = 200
+"""Events published during the outage: a training that reports every step."""
+
+
+class OwnRedis:
+    """A redis-server of this test's own (the session's shared one must not go down under other tests)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = start_redis(self.port, tmp_path)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def start(self) -> None:
+        self.proc = start_redis(self.port, self.dir)
+
+
+@pytest.fixture
+def own_redis(tldrlab_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    monkeypatch.setenv("TLDRLAB_QUEUE_URL", server.url)
+    get_settings.cache_clear()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name.startswith("tldrlab")]
+
+
+def _progress(run_id: str, step: int) -> RunEvent:
+    return RunEvent(type="progress", run_id=run_id, kind="smoke", step=step, metrics={"train_loss": 1.0})
+
+
+def test_a_worker_publishing_events_through_a_redis_outage_says_so_once_and_once_when_it_is_back(
+    own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker publishing a run's events (one per training step) logged "could not publish progress event:
+    ConnectionError ..." once per event for as long as Redis was down."""
+    caplog.set_level(logging.INFO, logger="tldrlab")
+    worker = build_worker(config=WorkerConfig(burst=True))
+    run_id = create_run("smoke", {"steps": 2}).id
+    try:
+        worker.publish([_progress(run_id, 0)])
+        own_redis.stop()
+        caplog.clear()
+        for step in range(1, EVENTS + 1):
+            worker.publish([_progress(run_id, step)])
+        warnings = _lines(caplog, logging.WARNING)
+        assert len(warnings) == 1, f"{len(warnings)} warnings over {EVENTS} events: {warnings[:3]}"
+        (warning,) = warnings
+        assert "Redis is unreachable" in warning and "lost" in warning and "tries again" in warning, warning
+        assert not _lines(caplog, logging.INFO)
+        own_redis.start()
+        caplog.clear()
+        for step in range(EVENTS + 1, EVENTS + 11):
+            worker.publish([_progress(run_id, step)])
+        assert not _lines(caplog, logging.WARNING)
+        infos = [line for line in _lines(caplog, logging.INFO) if "Redis answers again" in line]
+        assert len(infos) == 1, _lines(caplog, logging.INFO)
+    finally:
+        worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
+
+
+def test_a_worker_s_maintenance_through_a_redis_outage_says_so_once(
+    own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker's maintenance pass (heartbeat, reconcile, the announcement of waiting runs) met the outage
+    on the queue's Redis each pass: "worker maintenance failed: ServiceUnavailableError: Redis is
+    unreachable" every few seconds for the whole outage."""
+    caplog.set_level(logging.INFO, logger="tldrlab")
+    config = WorkerConfig(burst=True, heartbeat_s=0.05, reconcile_every_s=0.05, stale_after_s=0.01)
+    worker = build_worker(config=config)
+    worker.notifies = True  # announces waiting runs, as a worker with notifiers does
+    worker.register()
+    create_run("smoke", {"steps": 2}, tags={"submitted_via": "api"})  # waiting: each pass looks for it
+    maintenance = threading.Thread(target=worker._maintenance)
+    try:
+        worker.reconcile_pass(worker.registry)
+        own_redis.stop()
+        caplog.clear()
+        maintenance.start()
+        time.sleep(2.0)  # some 40 passes
+        create_run("smoke", {"steps": 2}, tags={"submitted_via": "api"})  # to announce, in the outage
+        time.sleep(1.0)
+        warnings = _lines(caplog, logging.WARNING)
+        assert len(warnings) == 1, f"{len(warnings)} warnings over some 60 passes: {warnings[:4]}"
+        assert "Redis is unreachable" in warnings[0], warnings
+        own_redis.start()
+        wait_for(lambda: any("Redis answers again" in line for line in _lines(caplog, logging.INFO)), 20)
+        time.sleep(0.5)
+        # Redis came back empty: the waiting runs are enqueued again, as they should be; no other line
+        after = [line for line in _lines(caplog, logging.WARNING) if "enqueued again" not in line]
+        assert after == warnings
+    finally:
+        worker.stop_event.set()
+        if maintenance.is_alive():
+            maintenance.join(timeout=10)
+        worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
+
+
+def test_notifiers_hear_the_events_published_after_a_redis_outage(own_redis: OwnRedis) -> None:
+    """A process's subscription to the bus (its notifiers) ended for good at the first Redis error: its
+    listening thread died with the connection error, so after an outage of any length no notifier in that
+    process heard of any run again."""
+    listening, publishing = RedisBus(own_redis.url), RedisBus(own_redis.url)
+    heard: list[int] = []
+    listening.subscribe(lambda event: heard.append(event.step or 0))
+    try:
+        wait_for(lambda: (publishing.publish(_progress("r", 1)), heard)[1] != [], 10, what="a first event")
+        own_redis.stop()
+        publishing.publish(_progress("r", 2))  # lost: nothing listens while Redis is down
+        time.sleep(1.5)  # the listening thread meets the outage
+        own_redis.start()
+
+        def heard_after_the_outage() -> bool:
+            publishing.publish(_progress("r", 3))
+            return 3 in heard
+
+        wait_for(heard_after_the_outage, 20, what="an event published after the outage to be heard")
+    finally:
+        listening.close()
