@@ -148,3 +148,28 @@ def test_a_config_recorded_with_the_old_unset_split_still_validates_as_the_defau
         assert validate_config(kind, config).split == "val", kind
     with pytest.raises(Exception, match="'val', 'test' or 'cross'"):
         validate_config("lvm_evaluate", {"runs": ["x"], "split": "train"})
+
+
+def test_an_api_submit_on_sequences_without_the_split_is_refused_before_a_run_exists(
+    no_val_sequences: Path, tldrlab_home: Path
+) -> None:
+    # accepted (202) over the API, then a failed run once a worker read the sequences
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from tldrlab.service.app import create_app
+
+    for place in ("lvm/sequences.npz", "data/no-val.npz"):  # the home's own; one in the data roots
+        (tldrlab_home / place).parent.mkdir(parents=True)
+        shutil.copy(no_val_sequences, tldrlab_home / place)
+    client = TestClient(create_app())
+    for config in ({}, {"sequences": "no-val.npz"}):
+        refused = client.post("/runs", json={"kind": "lvm_evaluate", "config": config})
+        assert refused.status_code == 422, refused.text
+        message = refused.json()["message"]
+        assert "the val split of" in message and "--split test" in message, message
+        assert str(tldrlab_home) not in message  # the server's paths are not shown
+    assert open_registry().list() == []
+    named = client.post("/runs", json={"kind": "lvm_evaluate", "config": {"split": "test"}})
+    assert named.status_code == 202, named.text

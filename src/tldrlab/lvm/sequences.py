@@ -383,15 +383,25 @@ def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
 def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     """The check of `lvm_evaluate` and `lvm_generate` before a run is created (command line and API alike):
     with no `sequences` and no run to take them from, the home's <home>/lvm/sequences.npz is read, which must
-    be there (`lvm_evaluate {}` before any `tldrlab lvm sequences` was accepted, then failed). A run's own
-    sequences, and that it is a trained LVM, are the command line's `check_models` (over the API the run may
-    still be training)."""
+    be there (`lvm_evaluate {}` before any `tldrlab lvm sequences` was accepted, then failed); sequences
+    known now must hold the split to measure (the default `val` of sequences built with `--val 0` was
+    accepted over the API, then failed in the run). A run's own sequences, and that it is a trained LVM, are
+    the command line's `check_models` (over the API the run may still be training)."""
     runs = config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]
-    if config.sequences is None and not runs and not (path := default_sequences()).is_file():
+    if config.sequences is not None:
+        path = Path(config.sequences)
+    elif not runs:
+        path = default_sequences()
+    else:
+        return
+    if not path.is_file():
         raise NotFoundError(
             f"no sequences file {path}: run `tldrlab lvm sequences` first, give sequences, or name trained "
             "runs"
         )
+    has = splits_with_sequences(path)
+    if config.split not in has:
+        raise missing_split(config.split, path, has)
 
 
 def check_sequences_file(config: LVMTrainJobConfig) -> None:
