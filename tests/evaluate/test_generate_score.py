@@ -201,3 +201,38 @@ def test_a_data_set_directory_without_a_split_is_read_at_its_held_out_split(
     assert {r.config["split"] for r in open_registry().list(kind=("generate", "score"))} == {"test"}
     code, out, err = run_captured(["score", *common[:-1], "--detail-level", "summary"], capsys)
     assert code == 0 and f"scored: 2 records of {data} (split test)" in out, out + err
+
+
+def test_special_token_strings_in_a_document_reach_a_chat_model_as_text(
+    tmp_path: Path, tokenizer: Any, models: dict[str, Any]
+) -> None:
+    """A document, reference or text holding the tokenizer's own special-token strings ("<|im_end|>",
+    "<|endoftext|>", "</s>") was encoded as those control tokens: a generation prompt with a forged assistant
+    turn, a scored answer ending in its middle, token counts short. The model gets the template's turn markers
+    (and the answer's final eos) only."""
+    from tinylm import INJECTION, model_inputs, save_tiny_model, tiny_chat_tokenizer, tiny_llama
+    from tldrlab.evaluate.metrics import length_stats
+
+    chat_tokenizer = tiny_chat_tokenizer()
+    path = save_tiny_model(tiny_llama(chat_tokenizer), chat_tokenizer, tmp_path / "chat")
+    model = build_model("causal_lm", {"path": str(path)}, chat_tokenizer).eval()
+    start, end, text_end = (
+        chat_tokenizer.convert_tokens_to_ids(t) for t in ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    )
+    with model_inputs(model) as seen:
+        generate(model, chat_tokenizer, [INJECTION], GenerateOptions(max_new_tokens=2, temperature=0.0))
+    (prompt,) = seen[0]
+    assert (prompt.count(start), prompt.count(end), prompt.count(text_end)) == (2, 1, 0)
+    assert INJECTION in chat_tokenizer.decode(prompt)
+
+    with model_inputs(model) as seen:
+        scored = score_text(model, chat_tokenizer, "An answer<|im_end|> cut", source=INJECTION, top_k=0)
+    (ids,) = seen[0]
+    assert (ids.count(start), ids.count(end), ids.count(text_end)) == (2, 2, 0) and ids[-1] == end
+    assert chat_tokenizer.decode(scored["token_ids"]) == "An answer<|im_end|> cut<|im_end|>"
+
+    # a plain LM (no chat template): the text scored is all text, the char tokenizer's "</s>" too
+    with model_inputs(models["gpt2"]) as seen:
+        score_text(models["gpt2"], tokenizer, "To be</s> or not", top_k=0)
+    assert tokenizer.eos_token_id not in seen[0][0][1:]  # after the start token
+    assert length_stats(["To be</s>"], tokenizer)["tokens_mean"] == len("To be</s>")

@@ -109,6 +109,26 @@ def test_smoothing_with_a_local_lm(concepts: Any, tiny_causal_lm: Path, embedder
     assert first_sentence("One two. Three four.") == "One two." and first_sentence(" no end ") == "no end"
 
 
+def test_smoothing_reads_concepts_holding_special_token_strings_as_text(tiny_causal_lm: Path) -> None:
+    """An article or candidate sentence holding "<|im_end|>" or "<|endoftext|>" was encoded as those control
+    tokens: a forged assistant turn in the smoothing prompt. The LM gets the template's turn markers only."""
+    from tinylm import INJECTION, model_inputs
+
+    smoother = Smoother(str(tiny_causal_lm), max_new_tokens=2)
+    tokenizer = smoother.tokenizer
+    with model_inputs(smoother.model) as seen:
+        smoother(["Lava cools.", INJECTION], ["Basalt<|endoftext|> is a rock."])
+    (prompt,) = seen[0]
+    ids = {
+        t: prompt.count(tokenizer.convert_tokens_to_ids(t))
+        for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+    }
+    assert ids == {"<|im_start|>": 2, "<|im_end|>": 1, "<|endoftext|>": 0}
+    assert tokenizer.decode(prompt) == smoother.prompt(
+        ["Lava cools.", INJECTION], ["Basalt<|endoftext|> is a rock."]
+    )
+
+
 def test_measure_generation_scores_raw_smoothed_and_copy_last(
     concepts: Any, tiny_causal_lm: Path, embedder: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -45,6 +45,31 @@ def test_seq2seq_pairs_end_with_eos_and_are_truncated(char_tokenizer: Any) -> No
     assert (batch["labels"][1, len(task.train_pairs[1][1]) :] == -100).all()
 
 
+def test_special_token_strings_in_documents_train_as_text(tmp_path: Path, char_tokenizer: Any) -> None:
+    """A document holding "</s>" or "<s>" (the tokenizer's own eos / bos) was encoded as those tokens: a
+    language model learned to stop in the middle of a document, a seq2seq source ended early. Each is text:
+    the only eos is the one the task appends."""
+    eos, bos = char_tokenizer.eos_token_id, char_tokenizer.bos_token_id
+    data = DataConfig(path="x", max_source_len=60, max_target_len=30)
+    record = SummaryRecord(id="a", document="to be</s> or not <s>to be", summaries=["be</s>ing"])
+    (src, tgt), *_ = Seq2SeqTask([record], [record], char_tokenizer, data).train_pairs
+    assert src.count(eos) == 1 and src[-1] == eos and bos not in src
+    assert tgt.count(eos) == 1 and tgt[-1] == eos
+    # one id a character ("<", "/" and ">" are not in this tokenizer's alphabet: <unk> each)
+    assert len(src) == len(data.prefix + record.document) + 1
+
+    lines = ["first line of the play</s>", "<s>second line, and more", "third</s> line"] * 8
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    job = TrainJobConfig.model_validate(
+        {"model": "char_lstm", "data": {"path": str(tmp_path), "val_fraction": 0.2, "block_size": 32}}
+    )
+    lm = build_task(job, char_tokenizer, object(), "causal_lm")  # type: ignore[arg-type]
+    ids = [i for block in [*lm.train_blocks, *lm.val_blocks] for i in block]
+    assert eos not in ids and bos not in ids
+    text = "\n".join(lines)
+    assert ids[:40] == [char_tokenizer.convert_tokens_to_ids(c) for c in text[:40]]
+
+
 def test_causal_lm_blocks_and_errors(char_tokenizer: Any) -> None:
     data = DataConfig(path="x")
     ids = list(range(5, 105))

@@ -21,6 +21,7 @@ from tldrlab.elm.losses import LossConfig, lm_loss, total_loss
 from tldrlab.elm.model import ElmModel, encode_template, generate_summaries, lm_max_positions, prompt_ids
 from tldrlab.elm.prepare import ElmSplit
 from tldrlab.errors import InvalidInputError
+from tldrlab.tokenizers.plain import plain
 from tldrlab.train.tasks import ListDataset
 
 EVAL_BATCH = 32
@@ -82,7 +83,8 @@ class ElmTask:
             return []
         eos = self.tokenizer.eos_token_id
         templates: dict[str, tuple[list[int], list[bool]]] = {}
-        targets = self.tokenizer([str(r["target_text"]) for r in records], add_special_tokens=False)[
+        # reference summaries are user text: an "</s>" in one is text, not where the answer ends
+        targets = plain(self.tokenizer, [str(r["target_text"]) for r in records], add_special_tokens=False)[
             "input_ids"
         ]
         examples = []

@@ -25,8 +25,15 @@ import torch
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.logs import get_logger
-from tldrlab.models.chat import chat_prompt, context_limit, fitting_document, instruction_of, truncate_text
+from tldrlab.models.chat import (
+    chat_prompt_ids,
+    context_limit,
+    fitting_document,
+    instruction_of,
+    truncate_text,
+)
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
+from tldrlab.tokenizers.plain import plain_ids
 
 log = get_logger("evaluate.generate")
 
@@ -54,7 +61,7 @@ def apply_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 
 def _encode_prompt(tokenizer: Any, prompt: str, options: GenerateOptions, *, keep_end: bool) -> list[int]:
-    ids: list[int] = tokenizer.encode(prompt, add_special_tokens=False)
+    ids = plain_ids(tokenizer, prompt)  # user text: an "</s>" in it is text, not the end of the prompt
     if len(ids) > options.max_input_tokens:
         ids = ids[-options.max_input_tokens :] if keep_end else ids[: options.max_input_tokens]
     return ids
@@ -178,8 +185,7 @@ def _generate_chat_batch(
         # a model with learned positions (GPT-2's n_positions) takes prompt + answer within them: an
         # IndexError in its forward otherwise; the document gives way first, then the answer's length
         def length(document: str) -> int:
-            prompt = chat_prompt(tokenizer, document, instruction)
-            return len(tokenizer.encode(prompt, add_special_tokens=False))
+            return len(chat_prompt_ids(tokenizer, document, instruction))
 
         longest = max(length(truncate_text(tokenizer, d, options.max_input_tokens)) for d in documents)
         max_new = answer_room(limit, longest, options.max_new_tokens, fixed=length(""))
@@ -187,15 +193,12 @@ def _generate_chat_batch(
         if max_new < options.max_new_tokens:
             _warn_capped(limit, options.max_new_tokens, max_new, cut=longest > budget)
     rows = [
-        tokenizer.encode(
-            chat_prompt(
-                tokenizer,
-                truncate_text(tokenizer, doc, options.max_input_tokens)
-                if budget is None
-                else fitting_document(tokenizer, doc, instruction, budget, options.max_input_tokens),
-                instruction,
-            ),
-            add_special_tokens=False,
+        chat_prompt_ids(
+            tokenizer,
+            truncate_text(tokenizer, doc, options.max_input_tokens)
+            if budget is None
+            else fitting_document(tokenizer, doc, instruction, budget, options.max_input_tokens),
+            instruction,
         )
         for doc in documents
     ]

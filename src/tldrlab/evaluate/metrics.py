@@ -13,6 +13,7 @@ from typing import Any
 from tldrlab.data.sentences import split_sentences
 from tldrlab.errors import DependencyMissingError, InvalidInputError
 from tldrlab.evaluate.config import ROUGE_TYPES
+from tldrlab.tokenizers.plain import plain_ids
 
 BERTSCORE_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; bert_score only knows layer counts of hub models
 
@@ -160,7 +161,7 @@ def length_stats(texts: Sequence[str], tokenizer: Any = None, *, prefix: str = "
     stats: dict[str, float] = {}
     lengths = {"words": [len(t.split()) for t in texts]}
     if tokenizer is not None:
-        lengths["tokens"] = [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+        lengths["tokens"] = [len(plain_ids(tokenizer, t)) for t in texts]
     for unit, values in lengths.items():
         values = values or [0]
         stats[f"{prefix}{unit}_mean"] = float(statistics.fmean(values))

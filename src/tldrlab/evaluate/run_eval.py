@@ -40,6 +40,7 @@ from tldrlab.models.registry import model_name_of, model_task
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, open_registry
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
+from tldrlab.tokenizers.plain import plain, plain_ids
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -88,7 +89,7 @@ def lm_loss(
 ) -> tuple[float, int, int, list[float]]:
     """(token-weighted mean loss in nats, predicted tokens, blocks, loss of each block) over contiguous
     blocks of the text."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = plain_ids(tokenizer, text)
     if config.val_fraction:
         _, ids = splits.lm_tail(ids, config.val_fraction)  # what the training run held out
     block = config.block_size
@@ -167,7 +168,8 @@ def reference_loss(
     """Teacher-forced loss of the references given their sources (nats per target token)."""
     total, count = 0.0, 0
     for start in range(0, len(sources), config.batch_size):
-        src = tokenizer(
+        src = plain(
+            tokenizer,
             sources[start : start + config.batch_size],
             max_length=config.max_source_len,
             truncation=True,
@@ -175,7 +177,7 @@ def reference_loss(
             return_tensors="pt",
         )
         tgt = [
-            [*tokenizer.encode(r, add_special_tokens=False), tokenizer.eos_token_id]
+            [*plain_ids(tokenizer, r), tokenizer.eos_token_id]
             for r in refs[start : start + config.batch_size]
         ]
         width = max(len(t) for t in tgt)

@@ -18,6 +18,7 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import perplexity
 from tldrlab.models.chat import chat_pair_ids, context_limit, instruction_of
 from tldrlab.models.registry import model_name_of, model_task, unwrap_model
+from tldrlab.tokenizers.plain import plain_ids
 
 
 def start_token_id(tokenizer: Any) -> int:
@@ -40,7 +41,7 @@ def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source:
     was_training = model.training
     model.eval()
     device = model.device
-    target = tokenizer.encode(text, add_special_tokens=False)
+    target = plain_ids(tokenizer, text)
     truncated = False
     try:
         task = model_task(model_name_of(model))
@@ -52,7 +53,7 @@ def score_text(model: Any, tokenizer: Any, text: str, top_k: int = 5, *, source:
             logits, predicted = out.logits[0, len(prompt) - 1 : -1], completion
         elif task == "seq2seq":
             labels = [*target, tokenizer.eos_token_id]
-            src = [*tokenizer.encode(source, add_special_tokens=False), tokenizer.eos_token_id]
+            src = [*plain_ids(tokenizer, source), tokenizer.eos_token_id]
             out = model(
                 input_ids=torch.tensor([src], device=device), labels=torch.tensor([labels], device=device)
             )

@@ -70,7 +70,7 @@ from tldrlab.logs import progress_bars_shown
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import (
     DEFAULT_INSTRUCTION,
-    chat_prompt,
+    chat_prompt_ids,
     collate_chat_pairs,
     context_limit,
     fitting_document,
@@ -241,8 +241,7 @@ def check_context_fits(model: Any, tokenizer: Any, config: Any) -> None:
     limit = context_limit(model)
     if limit is None:
         return
-    prompt = chat_prompt(tokenizer, "", instruction_of_config(config))
-    least = len(tokenizer.encode(prompt, add_special_tokens=False))
+    least = len(chat_prompt_ids(tokenizer, "", instruction_of_config(config)))
     for name in ("max_target_tokens", "max_new_tokens"):
         tokens = int(getattr(config, name))
         if least + tokens > limit:
@@ -429,7 +428,7 @@ def summarize_records(
                 document = fitting_document(
                     tokenizer, record.document, instruction, budget, config.max_source_tokens
                 )
-            ids = tokenizer.encode(chat_prompt(tokenizer, document, instruction), add_special_tokens=False)
+            ids = chat_prompt_ids(tokenizer, document, instruction)
             input_ids = torch.tensor([ids], device=device)
             started, cpu_started = time.perf_counter(), time.process_time()
             generated = model.generate(

@@ -24,6 +24,7 @@ from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_text
+from tldrlab.tokenizers.plain import plain_ids
 
 METRICS = (
     "parameters",
@@ -66,7 +67,7 @@ def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: An
     model.eval()
     outputs, seconds = [], 0.0
     for document in documents:
-        ids = tokenizer.encode(document, add_special_tokens=False)[: config.max_source_tokens - 1]
+        ids = plain_ids(tokenizer, document)[: config.max_source_tokens - 1]
         input_ids = torch.tensor([[*ids, tokenizer.eos_token_id]])
         started = time.perf_counter()
         generated = model.generate(

@@ -182,20 +182,25 @@ class Smoother:
         self.max_new_tokens = max_new_tokens
 
     def prompt(self, context_texts: list[str], candidates: list[str]) -> str:
+        """The chat prompt as text (to show: the model gets `prompt_ids`)."""
         # lazy: loads torch (this module stays light without it)
         from tldrlab.models.chat import chat_prompt
 
-        article = " ".join(context_texts[-3:])
-        related = "\n".join(f"- {c}" for c in candidates)
-        document = f"Article so far: {article}\n\nRelated sentences:\n{related}"
-        return chat_prompt(self.tokenizer, document, SMOOTH_INSTRUCTION)
+        return chat_prompt(self.tokenizer, smoothing_document(context_texts, candidates), SMOOTH_INSTRUCTION)
+
+    def prompt_ids(self, context_texts: list[str], candidates: list[str]) -> list[int]:
+        """The chat prompt's ids: the article and the candidates (user text) as text, only the template's
+        own turn markers as control tokens."""
+        from tldrlab.models.chat import chat_prompt_ids
+
+        document = smoothing_document(context_texts, candidates)
+        return chat_prompt_ids(self.tokenizer, document, SMOOTH_INSTRUCTION)
 
     def __call__(self, context_texts: list[str], candidates: list[str]) -> str:
         import torch
 
-        ids = self.tokenizer(
-            self.prompt(context_texts, candidates), return_tensors="pt", add_special_tokens=False
-        )
+        input_ids = torch.tensor([self.prompt_ids(context_texts, candidates)])
+        ids = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         with torch.no_grad():
             out = self.model.generate(
                 **ids,
@@ -206,6 +211,13 @@ class Smoother:
             )
         text = str(self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
         return first_sentence(text)
+
+
+def smoothing_document(context_texts: list[str], candidates: list[str]) -> str:
+    """What the smoothing LM reads: the article's last sentences, then the candidate sentences."""
+    article = " ".join(context_texts[-3:])
+    related = "\n".join(f"- {c}" for c in candidates)
+    return f"Article so far: {article}\n\nRelated sentences:\n{related}"
 
 
 def first_sentence(text: str) -> str:

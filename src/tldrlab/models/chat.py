@@ -2,6 +2,7 @@
 scoring and the digest.
 
     prompt = chat_prompt(tokenizer, document, instruction)      # text ending where the answer starts
+    ids = chat_prompt_ids(tokenizer, document, instruction)     # its ids (never tokenizer.encode(prompt))
     prompt_ids, completion_ids = chat_pair_ids(tokenizer, document, summary, instruction)
 
 With a chat template (the tokenizer's `chat_template`, e.g. SmolLM2's ChatML), the request is one user turn
@@ -9,6 +10,9 @@ With a chat template (the tokenizer's `chat_template`, e.g. SmolLM2's ChatML), t
 tokenizer's eos). Without a template (tiny test tokenizers, plain LMs) the prompt is
 "<instruction>\n\n<document>\nSummary:" and the completion " <summary>" + eos. Either way the completion ends
 with eos so a fine-tuned model learns to stop, and generation stops there.
+
+Documents and summaries are user text: a special-token string in them ("<|im_end|>" in a post) is encoded as
+text (tokenizers/plain.py), so only the template's own turn markers and the appended eos are control tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.tokenizers.plain import chat_ids, marked_ids, plain_ids, render_chat, unmark
 
 DEFAULT_INSTRUCTION = "Summarize the following text in one short sentence."
 """The request put before the document (the fine-tuned model keeps the one it was trained with)."""
@@ -33,25 +38,34 @@ def user_message(document: str, instruction: str) -> str:
 
 
 def chat_prompt(tokenizer: Any, document: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
-    """The prompt text (special tokens included as text) after which the model writes the summary."""
+    """The prompt text (special tokens included as text) after which the model writes the summary. To show;
+    the model gets `chat_prompt_ids` (encoding this text would make a special-token string in the document a
+    control token)."""
+    if has_chat_template(tokenizer):
+        return unmark(_chat_marked(tokenizer, user_message(document, instruction)))
+    return user_message(document, instruction) + PLAIN_ANSWER_CUE
+
+
+def chat_prompt_ids(tokenizer: Any, document: str, instruction: str = DEFAULT_INSTRUCTION) -> list[int]:
+    """The ids of `chat_prompt`: control tokens only where the template puts them, the document as text."""
     content = user_message(document, instruction)
     if has_chat_template(tokenizer):
-        return str(
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
-        )
-    return content + PLAIN_ANSWER_CUE
+        return chat_ids(tokenizer, [{"role": "user", "content": content}], add_generation_prompt=True)
+    return plain_ids(tokenizer, content + PLAIN_ANSWER_CUE)
 
 
-def _completion_text(tokenizer: Any, prompt: str, content: str, summary: str) -> str | None:
-    """The assistant turn as the template renders it after `prompt` (None when the template does not render
-    the conversation as prompt + answer)."""
-    full = str(
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}, {"role": "assistant", "content": summary}], tokenize=False
-        )
-    )
+def _chat_marked(tokenizer: Any, content: str, summary: str | None = None) -> str:
+    """The chat template's text of the request (and the answer), user text marked (tokenizers/plain.py)."""
+    messages = [{"role": "user", "content": content}]
+    if summary is None:
+        return render_chat(tokenizer, messages, add_generation_prompt=True)
+    return render_chat(tokenizer, [*messages, {"role": "assistant", "content": summary}])
+
+
+def _completion_marked(tokenizer: Any, content: str, summary: str) -> str | None:
+    """The assistant turn as the template renders it after the prompt, marked (None when the template does
+    not render the conversation as prompt + answer)."""
+    prompt, full = _chat_marked(tokenizer, content), _chat_marked(tokenizer, content, summary)
     if not full.startswith(prompt):
         return None
     # Whatever the template puts after the end-of-turn token (a newline) is not part of the answer.
@@ -74,11 +88,10 @@ def fitting_document(
     if max_source_tokens is not None:
         document = truncate_text(tokenizer, document, max_source_tokens)
     for attempt in range(4):  # the text around a cut can re-tokenize differently: cut a little more
-        prompt = chat_prompt(tokenizer, document, instruction)
-        over = len(tokenizer.encode(prompt, add_special_tokens=False)) - budget
+        over = len(chat_prompt_ids(tokenizer, document, instruction)) - budget
         if over <= 0:
             return document
-        kept = len(tokenizer.encode(document, add_special_tokens=False)) - over - attempt
+        kept = len(plain_ids(tokenizer, document)) - over - attempt
         if kept <= 0 and not document:
             break
         document = truncate_text(tokenizer, document, max(0, kept)) if kept > 0 else ""
@@ -119,14 +132,13 @@ def chat_pair_ids(
         raise InvalidInputError(f"a chat example does not fit in the model's {max_total_tokens} positions")
     if max_source_tokens is not None:
         document = truncate_text(tokenizer, document, max_source_tokens)
-    prompt = chat_prompt(tokenizer, document, instruction)
-    prompt_ids: list[int] = tokenizer.encode(prompt, add_special_tokens=False)
+    prompt_ids = chat_prompt_ids(tokenizer, document, instruction)
     eos = tokenizer.eos_token_id
     answer = None
     if has_chat_template(tokenizer):
-        answer = _completion_text(tokenizer, prompt, user_message(document, instruction), summary)
-    completion_ids: list[int] = tokenizer.encode(
-        answer if answer is not None else " " + summary.strip(), add_special_tokens=False
+        answer = _completion_marked(tokenizer, user_message(document, instruction), summary)
+    completion_ids = (
+        marked_ids(tokenizer, answer) if answer is not None else plain_ids(tokenizer, " " + summary.strip())
     )
     if eos is not None and (not completion_ids or completion_ids[-1] != eos):
         completion_ids.append(eos)
@@ -154,7 +166,7 @@ def collate_chat_pairs(pairs: list[tuple[list[int], list[int]]], pad_id: int) ->
 
 def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
     """`text` cut to its first `max_tokens` tokens (unchanged when it is shorter)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    ids = plain_ids(tokenizer, text)
     if len(ids) <= max_tokens:
         return text
     # a cut inside a character's bytes (byte-level BPE) decodes to U+FFFD, which encodes to more tokens than

@@ -28,6 +28,7 @@ from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.config import GenerateOptions, generated_metric_names
 from tldrlab.evaluate.generate import generate
 from tldrlab.evaluate.metrics import bertscore, empty_count, rouge_scores
+from tldrlab.tokenizers.plain import plain
 from tldrlab.train.chat_sft import build_chat_task
 from tldrlab.train.config import DataConfig, TrainJobConfig
 
@@ -87,8 +88,9 @@ class Seq2SeqTask:
             return []
         eos = self.tokenizer.eos_token_id
         documents = [self.data.prefix + r.document for r in records]
-        sources = self.tokenizer(documents, add_special_tokens=False)["input_ids"]
-        targets = self.tokenizer([r.summary for r in records], add_special_tokens=False)["input_ids"]
+        # user text: a "</s>" in a document is text, not an end of the source the model learns to stop at
+        sources = plain(self.tokenizer, documents, add_special_tokens=False)["input_ids"]
+        targets = plain(self.tokenizer, [r.summary for r in records], add_special_tokens=False)["input_ids"]
         limit_src, limit_tgt = self.data.max_source_len - 1, self.data.max_target_len - 1
         return [([*s[:limit_src], eos], [*t[:limit_tgt], eos]) for s, t in zip(sources, targets, strict=True)]
 
@@ -241,10 +243,13 @@ def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind:
     limit = getattr(getattr(model, "config", None), "n_positions", None)
     if isinstance(limit, int):
         block_size = min(block_size, limit)
-    ids = tokenizer("\n".join(r.document for r in train_records), add_special_tokens=False)["input_ids"]
+    # an "<|endoftext|>" inside a document is text: as the eos token the LM would learn to stop there
+    text = "\n".join(r.document for r in train_records)
+    ids = plain(tokenizer, text, add_special_tokens=False)["input_ids"]
     if val_split:
         val_records = read_split_records(data, val_split, limit=None)
-        val_ids = tokenizer("\n".join(r.document for r in val_records), add_special_tokens=False)["input_ids"]
+        val_text = "\n".join(r.document for r in val_records)
+        val_ids = plain(tokenizer, val_text, add_special_tokens=False)["input_ids"]
     else:
         # The last fraction of the tokens: what `tldrlab eval` evaluates for a run on unsplit text.
         ids, val_ids = splits.lm_tail(ids, data.val_fraction)

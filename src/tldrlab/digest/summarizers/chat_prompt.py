@@ -14,6 +14,7 @@ from typing import Any
 from tldrlab.digest.fold import fold_thread
 from tldrlab.digest.summarizers.base import SummaryContext
 from tldrlab.digest.summarizers.extractive import shorten
+from tldrlab.tokenizers.plain import chat_ids
 
 SYSTEM_PROMPTS = {
     "last": (
@@ -103,6 +104,16 @@ def chat_messages(
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The prompt text, ending where the assistant's answer starts."""
+    """The prompt text, ending where the assistant's answer starts (to show: the model gets `chat_inputs`)."""
     text: str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return text
+
+
+def chat_inputs(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The prompt as `generate`'s inputs (a batch of one). The thread's text is user text: a post holding
+    "<|im_end|>" must not close the user turn and open a forged assistant turn, so only the template's own
+    turn markers are control tokens (tokenizers/plain.py)."""
+    import torch
+
+    input_ids = torch.tensor([chat_ids(tokenizer, messages, add_generation_prompt=True)], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}

@@ -50,7 +50,7 @@ from tldrlab.digest.summarizers.base import (
     refuse_unknown_params,
     split_bullets,
 )
-from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, chat_messages, render_chat
+from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, chat_inputs, chat_messages
 from tldrlab.digest.summarizers.support import (
     DEFAULT_MEASURE,
     DEFAULT_THRESHOLD,
@@ -59,6 +59,7 @@ from tldrlab.digest.summarizers.support import (
     recite_unsupported,
 )
 from tldrlab.errors import ConfigError, InvalidInputError
+from tldrlab.tokenizers.plain import plain
 
 
 @dataclass
@@ -166,7 +167,8 @@ class LocalSummarizer:
         tokenizer = loaded.tokenizer
         limit = min(self.max_input_tokens, getattr(tokenizer, "model_max_length", 512) or 512)
         text = self.prompt(context, max_chars=limit * 4)  # ~4 characters a token, then cut exactly
-        inputs = tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
+        # the thread is user text: a "</s>" in a post is text, not the end of the input
+        inputs = plain(tokenizer, text, return_tensors="pt", truncation=True, max_length=limit)
         options = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False}
         pieces: list[str] = []
         for chunk in stream_generate(loaded, inputs, options, context.stop):
@@ -183,12 +185,10 @@ class LocalSummarizer:
             return
         context = self.prompt_context(context)
         messages = self.chat_messages(context)
-        inputs = tokenizer(render_chat(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
+        inputs = chat_inputs(tokenizer, messages)
         while inputs["input_ids"].shape[1] > self.max_input_tokens and len(messages) > 2:
             messages = [messages[0], messages[-1]]  # drop the worked example before failing
-            inputs = tokenizer(
-                render_chat(tokenizer, messages), return_tensors="pt", add_special_tokens=False
-            )
+            inputs = chat_inputs(tokenizer, messages)
         if inputs["input_ids"].shape[1] > self.max_input_tokens:
             raise InvalidInputError(
                 f"the digest prompt needs {inputs['input_ids'].shape[1]} tokens, more than max_input_tokens="
