@@ -173,7 +173,7 @@ def rouge(args: argparse.Namespace) -> None:
 
     from tldrlab.data.readers import read_records
     from tldrlab.digest.local_model import load_local_model
-    from tldrlab.models.chat import chat_prompt
+    from tldrlab.models.chat import chat_prompt_ids
 
     torch.set_num_threads(args.threads)
     records = [r for r in read_records(SCITLDR, split="dev") if r.summaries][: args.rouge]
@@ -186,9 +186,8 @@ def rouge(args: argparse.Namespace) -> None:
         texts = []
         started = time.perf_counter()
         for number, record in enumerate(records, start=1):
-            inputs = tokenizer(
-                chat_prompt(tokenizer, record.document), return_tensors="pt", add_special_tokens=False
-            )
+            ids = torch.tensor([chat_prompt_ids(tokenizer, record.document)])  # the document as text
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             with torch.inference_mode():
                 out = model.generate(
                     **inputs, max_new_tokens=48, do_sample=False, temperature=None, top_p=None, top_k=None

@@ -237,6 +237,23 @@ def test_show_gives_the_bytes_of_tokens_that_hold_part_of_a_character(
     assert raw.decode("utf-8") == "שלום 🍺 ok"  # the pieces are the text's bytes, in order
 
 
+def test_show_tokenizes_a_special_token_string_as_a_document_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show --text` showed "</s>" in the text as the eos token, which training and evaluation no longer
+    make of a document's "</s>": it shows the text's own tokens."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a small corpus" for i in range(100)), encoding="utf-8")
+    out = tmp_path / "tok"
+    args = ["tokenizer", "train", "--method", "bpe", "--vocab-size", "300", str(corpus), "--out", str(out)]
+    assert run_cli(args) == 0
+    capsys.readouterr()
+    assert run_cli(["tokenizer", "show", str(out), "--text", "a line</s> of<s>", "--json"]) == 0
+    tokenized = json.loads(capsys.readouterr().out)["tokenized"]
+    assert not {0, 1, 2, 3} & set(tokenized["ids"])  # <pad> <unk> <s> </s>
+    assert "".join(tokenized["tokens"]) == "a line</s> of<s>"
+
+
 def test_train_refuses_an_out_holding_a_tokenizer_unless_told_to_overwrite(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -95,6 +95,21 @@ def test_bpe_and_identity_sentencepiece_roundtrip_any_text(corpus: Path, tmp_pat
         assert tokenizer.decode(ids) == UNICODE_TEXT
 
 
+def test_special_token_strings_are_text_to_a_bpe_tokenizer_and_its_stats(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """tldrlab's own tokenizers carry <pad> <unk> <s> </s>: a line holding those strings was encoded (and
+    measured by the holdout stats) as the control tokens. Encoded as user text they are text."""
+    train_tokenizer("bpe", [corpus], 300, tmp_path / "bpe")
+    tokenizer = load_tokenizer(tmp_path / "bpe")
+    text = "To be</s> or <pad>not<s>"
+    stats = holdout_stats(tokenizer.backend_tokenizer, [text])
+    assert tokenizer.backend_tokenizer.encode_special_tokens is False  # left as it was
+    ids = tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)  # as training reads it
+    assert not set(ids) & set(tokenizer.all_special_ids) and tokenizer.decode(ids) == text
+    assert stats["tokens_per_char"] == pytest.approx(len(ids) / len(text))
+
+
 def test_char_tokenizer_unknown_characters(corpus: Path, tmp_path: Path) -> None:
     train_tokenizer("char", [corpus], 200, tmp_path)
     tokenizer = load_tokenizer(tmp_path)

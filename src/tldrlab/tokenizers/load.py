@@ -10,6 +10,7 @@ from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.report import Report, key_value_table
 from tldrlab.runs import open_registry
 from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE
+from tldrlab.tokenizers.plain import plain_ids
 
 
 def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
@@ -115,8 +116,9 @@ def tokenizer_report(directory: Path, manifest: dict[str, Any], tokenizer: Any, 
 
 
 def tokenize_text(tokenizer: Any, text: str) -> dict[str, list[Any]]:
-    """How `text` tokenizes: the token ids and each token's text (`token_text`)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    """How `text` tokenizes, as training and evaluation read a document (a special-token string in it is
+    text): the token ids and each token's text (`token_text`)."""
+    ids = plain_ids(tokenizer, text)
     return {"ids": ids, "tokens": [token_text(tokenizer, i) for i in ids]}
 
 

@@ -8,18 +8,27 @@ there), a prompt was cut short. Every place that encodes text it did not write g
 
     plain(tokenizer, texts, **kwargs)          # tokenizer(texts, **kwargs), special-token strings as text
     plain_ids(tokenizer, text)                 # one text's ids, no special tokens added
+    plain_encodings(backend, texts)            # the same with a `tokenizers.Tokenizer` (tldrlab's own)
     chat_ids(tokenizer, messages, add_generation_prompt=True)   # the template's own tokens stay special
 
 A chat template renders to a string with the messages inside it: `render_chat` marks each special-token
 string of the messages' content between two noncharacters before rendering, and `marked_ids` encodes the
 marked strings as text and the rest (the template's own turn markers) as usual. Text without special-token
 strings encodes exactly as before.
+
+Not covered: a tokenizer whose model vocabulary itself holds a special token's string as a piece reachable
+from text (SentencePiece unigram models keep <s> and </s> as pieces: tldrlab's sentencepiece tokenizers, and
+Hugging Face's conversions of T5-style ones) still makes that text the control token; `split_special_tokens`
+only stops the added-token match in front of the model.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
 
 MARK_OPEN, MARK_CLOSE = "\ufdd0", "\ufdd1"
 """Around a special-token string of user content in a rendered chat: Unicode noncharacters, reserved for a
@@ -29,12 +38,29 @@ program's own use, so no text means anything by them (any in the content are dro
 def plain(tokenizer: Any, texts: str | list[str], **kwargs: Any) -> Any:
     """`tokenizer(texts, **kwargs)` with every special-token string in the texts encoded as text (the
     tokenizer still adds its own special tokens where `add_special_tokens` asks, e.g. T5's final eos)."""
-    return tokenizer(texts, split_special_tokens=True, **kwargs)
+    backend: Any = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers: a `tokenizers.Tokenizer`
+    was = getattr(backend, "encode_special_tokens", None)
+    try:
+        return tokenizer(texts, split_special_tokens=True, **kwargs)
+    finally:
+        if was is not None:  # transformers leaves the backend's switch on: left as it was for direct users
+            backend.encode_special_tokens = was
 
 
 def plain_ids(tokenizer: Any, text: str) -> list[int]:
     """The ids of `text` as text, with no special token added."""
     return list(plain(tokenizer, text, add_special_tokens=False)["input_ids"])
+
+
+def plain_encodings(backend: Tokenizer, texts: list[str]) -> list[Encoding]:
+    """`backend.encode_batch(texts)` of a `tokenizers.Tokenizer` (what tldrlab's bpe, sentencepiece and char
+    tokenizers are before transformers wraps them), special-token strings as text, no special token added."""
+    was = backend.encode_special_tokens
+    backend.encode_special_tokens = True  # the library's switch behind transformers' split_special_tokens
+    try:
+        return backend.encode_batch(texts, add_special_tokens=False)
+    finally:
+        backend.encode_special_tokens = was
 
 
 def _special_strings(tokenizer: Any) -> list[str]:

@@ -28,6 +28,7 @@ from tldrlab.tokenizers.config import (
 )
 from tldrlab.tokenizers.corpus import load_corpus
 from tldrlab.tokenizers.load import load_tokenizer
+from tldrlab.tokenizers.plain import plain_encodings
 from tokenizers import Tokenizer
 
 
@@ -65,7 +66,7 @@ def holdout_stats(tokenizer: Tokenizer, lines: Sequence[str]) -> dict[str, float
     roundtrip_rate: share of lines with decode(encode(line)) == line.
     """
     unk_id = tokenizer.token_to_id(UNK)
-    encodings = tokenizer.encode_batch(list(lines), add_special_tokens=False)
+    encodings = plain_encodings(tokenizer, list(lines))  # a "</s>" in a line is text, as a model reads it
     n_tokens = n_unk = n_chars = n_words = n_words_ok = n_roundtrip = 0
     decoded = tokenizer.decode_batch([e.ids for e in encodings], skip_special_tokens=False)
     for line, encoding, text in zip(lines, encodings, decoded, strict=True):
