@@ -121,6 +121,9 @@ class RunKind:
     """"module:function", `(config) -> str`: the name of the study a run of the kind opens when it starts (a
     sweep's, a search's), recorded in the registry's `study` column when the run is created, so a submit
     finds the queued runs of one study by a query (`sweep.storage.refuse_another_queued_sweep`)."""
+    continued_by_parent: bool = False
+    """A run of this kind that stopped with the run it is part of (its parent) is continued by that run when
+    it resumes (an lm_experiment's arms), not started anew: nothing else may execute it meanwhile."""
     data_files: str | None = None
     """"module:function", `(config, recorded) -> list[Path]`: the data files a resumable run must find as it
     first read them (size and sha256, recorded at its first start; `recorded`, those it recorded, for a
@@ -362,6 +365,7 @@ _ENTRIES = (
         "tldrlab.experiments.lm_experiment:lm_experiment_arm_job",
         "One arm of an lm_experiment trained for one seed (started by its experiment).",
         submittable=False,
+        continued_by_parent=True,  # a resumed lm_experiment continues its unfinished arms
     ),
     RunKind(
         "lm_compress",
@@ -421,6 +425,15 @@ def resumes(name: str) -> bool:
     no longer has (nothing here could resume its runs)."""
     try:
         return get_kind(name).resume_fields is not None
+    except UnknownKindError:
+        return False
+
+
+def continued_by_parent(name: str) -> bool:
+    """Whether a stopped run recorded under the kind name `name` is continued by its parent's resume
+    (`RunKind.continued_by_parent`); False for a kind this version no longer has."""
+    try:
+        return get_kind(name).continued_by_parent
     except UnknownKindError:
         return False
 

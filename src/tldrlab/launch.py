@@ -55,7 +55,15 @@ from tldrlab.errors import (
     ServiceUnavailableError,
     UnknownKindError,
 )
-from tldrlab.kinds import RunKind, get_kind, resolve_execute, resumes, submittable_kinds, validate_config
+from tldrlab.kinds import (
+    RunKind,
+    continued_by_parent,
+    get_kind,
+    resolve_execute,
+    resumes,
+    submittable_kinds,
+    validate_config,
+)
 from tldrlab.logs import REPORTED_BY_CALLER
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
@@ -468,18 +476,30 @@ def end_unresumable(
 
 def end_unresumed_children(registry: RunRegistry, run_id: str, message: str) -> None:
     """End `cancelled`, with `message`, the runs `run_id` started that a preemption put back to `queued` and
-    that nothing will resume: of a kind that does not resume, not a sweep's trial (running the sweep again
-    resumes it), not submitted through the API (the queue holds that one); and theirs in turn. Called when
-    `run_id` itself will not continue them (it is cancelled, or starts again from scratch with runs of its
-    own)."""
+    that nothing will resume (`started_anew_by_parent`), and theirs in turn. Called when `run_id` itself
+    will not continue them (it is cancelled, or starts again from scratch with runs of its own)."""
     pending = [run_id]
     while pending:
         current = pending.pop()
         for child in registry.list(parent_id=current, status=RunStatus.QUEUED.value, limit=None):
-            submitted = child.tags.get(SUBMITTED_VIA) == "api"
-            if not (is_sweep_trial(child) or resumes(child.kind) or submitted):
+            if started_anew_by_parent(child):
                 _cancel_queued(registry, child.id, message)
                 pending.append(child.id)
+
+
+def inside_its_parent(record: RunRecord) -> bool:
+    """A run its parent created and executes within its own execution (an experiment's arm, a training's
+    final evaluation), which no queue holds: not a sweep's trial (its sweep puts it on the queue, and
+    running the sweep again resumes it) nor a run submitted through the API (the queue's)."""
+    submitted = record.tags.get(SUBMITTED_VIA) == "api"
+    return record.parent_id is not None and not (is_sweep_trial(record) or submitted)
+
+
+def started_anew_by_parent(record: RunRecord) -> bool:
+    """A run inside its parent (`inside_its_parent`) that nothing continues once it stopped: its kind does
+    not resume and its parent does not continue it (`RunKind.continued_by_parent`); the parent, when it
+    runs again, starts the runs it needs anew."""
+    return inside_its_parent(record) and not (resumes(record.kind) or continued_by_parent(record.kind))
 
 
 def _cancel_queued(registry: RunRegistry, run_id: str, message: str) -> None:

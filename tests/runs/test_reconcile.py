@@ -422,3 +422,29 @@ def test_a_settling_view_does_not_wait_out_a_write_lock_another_process_holds(
         assert any(orphan.id in r.getMessage() and "locked" in r.getMessage() for r in caplog.records)
         time.sleep(0.3)  # the next pass, the lock released: settled
         assert client.get(f"/runs/{orphan.id}").json()["status"] == "queued"
+
+
+def test_a_dead_workers_lm_experiment_arm_waits_for_its_experiment_off_the_queue() -> None:
+    """An lm_experiment continues its unfinished arm runs when it resumes. A worker killed mid-arm left the
+    experiment and the arm `running`; the next worker's reconcile requeued both onto the queue, where a
+    worker could take the arm on its own (training it beside, or racing, the resumed experiment). The arm now
+    waits `queued` for its experiment, off the queue; the experiment goes back on the queue."""
+    config = {"data": "records.jsonl", "arms": ["baseline"], "seeds": [1]}
+    experiment = _orphan("lm_experiment", config)
+    arm = create_run(
+        "lm_experiment_arm",
+        {**config, "arm": "baseline", "seed": 1},
+        parent_id=experiment.id,
+        tags={"arm": "baseline"},
+    )
+    registry, queue = open_registry(), open_queue(get_settings())
+    long_ago = time.time() - 3600
+    registry.update(
+        arm.id, status=RunStatus.RUNNING, owner=f"{platform.node()}:999999999:dead", heartbeat_at=long_ago
+    )
+    actions = reconcile(registry, queue, WorkerConfig())
+    assert sorted(actions) == sorted([(experiment.id, "queued"), (arm.id, "queued")])
+    pending = queue.pending_run_ids()
+    assert experiment.id in pending and arm.id not in pending
+    waiting = registry.get(arm.id)
+    assert waiting.status is RunStatus.QUEUED and f"run {experiment.id}" in (waiting.message or "")

@@ -21,7 +21,7 @@ from svc_helpers import FAST_WORKER, metrics, record, start_worker, stop, wait_f
 from netutil import free_port, start_redis
 from tldrlab import launch
 from tldrlab.config import get_settings
-from tldrlab.runs import RunStatus, create_run, open_registry
+from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.app import create_app
@@ -90,6 +90,62 @@ def test_kill_9_worker_then_another_resumes_without_losing_or_repeating_steps(
     logs = read_jsonl(Path(final.run_dir) / "log.jsonl")
     assert any(line["message"] == "resumed from checkpoint" and line["step"] == resumed_at for line in logs)
     assert final.attempts == 2
+
+
+def test_a_final_evaluation_whose_worker_was_killed_ends_cancelled_and_the_resumed_training_evaluates_anew(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """A worker killed (kill -9) while a training ran its final evaluation (an `evaluate` run inside the
+    training's execution) left both `running`. The next worker's reconcile requeued both onto the queue: the
+    training resumed and evaluated anew, in an evaluation run of its own, and a worker also ran the first
+    evaluation on its own, a second final evaluation of the same model, for nothing. That one ends cancelled
+    instead, saying it was part of the training, and only the resumed training's evaluation runs."""
+    from test_service_training import char_lstm_config
+
+    lines = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:300]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = char_lstm_config(text, steps=4, eval_every=4, checkpoint_every=2)
+    # long enough an evaluation to be killed in: every held-out sample generated to 400 characters
+    config["final_eval"] = {"max_samples": 64, "max_new_tokens": 400}
+    training = create_run("train", config).id
+    open_queue().enqueue(training)
+    registry = open_registry()
+
+    def evaluations() -> list[RunRecord]:
+        return registry.list(kind="evaluate", parent_id=training)
+
+    log = tmp_path / "w1.log"
+    first = start_worker(log=log)
+    try:
+        wait_for(
+            lambda: [r for r in evaluations() if r.status is RunStatus.RUNNING],
+            180,
+            every=0.02,
+            what="the final evaluation to start",
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first)
+    (killed,) = evaluations()
+    assert killed.status is RunStatus.RUNNING and record(training).status is RunStatus.RUNNING
+    wait_for(
+        lambda: time.time() - (record(training).heartbeat_at or 0) > STALE_S, 30, what="a stale heartbeat"
+    )
+    wait_for(
+        lambda: time.time() - (record(killed.id).heartbeat_at or 0) > STALE_S, 30, what="a stale heartbeat"
+    )
+    build_worker(config=RESUMER).run()  # reconciles both orphans, then runs what the queue holds
+    resumed = record(training)
+    assert resumed.status is RunStatus.COMPLETED, resumed.message
+    first_evaluation = registry.get(killed.id)
+    assert first_evaluation.status is RunStatus.CANCELLED, first_evaluation.message
+    assert first_evaluation.message is not None and f"part of run {training}" in first_evaluation.message
+    assert read_manifest(first_evaluation.run_dir)["status"] == "cancelled"
+    final_eval_run = read_manifest(resumed.run_dir)["final_eval_run"]
+    assert final_eval_run != killed.id and registry.get(final_eval_run).status is RunStatus.COMPLETED
+    assert {r.id for r in evaluations()} == {killed.id, final_eval_run}  # none run a third time
 
 
 @pytest.mark.slow

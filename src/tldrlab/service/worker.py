@@ -47,8 +47,8 @@ from tldrlab.errors import (
     RunPreemptedError,
     TldrlabError,
 )
-from tldrlab.kinds import kind_names_by_recorded_name, resumes
-from tldrlab.launch import end_unresumed_children, execute
+from tldrlab.kinds import continued_by_parent, kind_names_by_recorded_name, resumes
+from tldrlab.launch import end_unresumed_children, execute, inside_its_parent, started_anew_by_parent
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.db import migrate, table_exists
 from tldrlab.runs.ownership import owner_alive
@@ -189,6 +189,22 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             # it, since a run with a cancel request is not claimable, and it would read `queued` for good)
             status, error_code = RunStatus.CANCELLED, "cancelled"
             message = f"cancelled: its worker {dead} stopped responding after the run was asked to cancel"
+        # A run its parent executed within its own execution is the parent's to run again, not the queue's:
+        # enqueued, a worker ran it on its own (an experiment's arm trained twice, once for nothing; a
+        # training's final evaluation beside the one its resume starts) or raced the parent for it.
+        held_by_parent = inside_its_parent(record) and continued_by_parent(record.kind)
+        if started_anew_by_parent(record):
+            status, error_code = RunStatus.CANCELLED, "cancelled"
+            message = (
+                f"cancelled: its worker {dead} stopped responding while it ran as part of run "
+                f"{record.parent_id}, which starts the runs it needs anew when it runs again"
+            )
+        elif held_by_parent and not record.cancel_requested:
+            status, error_code = RunStatus.QUEUED, None
+            message = (
+                f"queued: its worker {dead} stopped responding; run {record.parent_id}, which it is part "
+                "of, continues it when it resumes"
+            )
         try:
             if not settle_orphan(registry, record, stale_before, status, message, error_code):
                 continue  # another worker reconciled it first
@@ -202,7 +218,7 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             if registry.get(record.id).status is not status:
                 continue  # the registry refused it: the next pass tries again
             # settled in the registry, its manifest left behind: the run still goes back on the queue
-        if status is RunStatus.QUEUED:
+        if status is RunStatus.QUEUED and not held_by_parent:
             queue.enqueue(record.id)
         actions.append((record.id, status.value))
     # the manifests of runs settled while their run directory refused the write (this pass or an earlier one)
