@@ -25,10 +25,18 @@ only stops the added-token match in front of the model.
 from __future__ import annotations
 
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
+
+SWITCH = threading.RLock()
+"""Held around every encode here. Text-as-text is a switch on the shared backend tokenizer
+(`encode_special_tokens`, what transformers' `split_special_tokens` flips): one thread's switch left on
+under another's encode of a chat template split its turn markers into text, and one thread switching it off
+under another's plain encode made content control tokens again (the digest server encodes with one cached
+tokenizer in many request threads; two threads at it for one second got both wrong dozens of times)."""
 
 MARK_OPEN, MARK_CLOSE = "\ufdd0", "\ufdd1"
 """Around a special-token string of user content in a rendered chat: Unicode noncharacters, reserved for a
@@ -39,12 +47,13 @@ def plain(tokenizer: Any, texts: str | list[str], **kwargs: Any) -> Any:
     """`tokenizer(texts, **kwargs)` with every special-token string in the texts encoded as text (the
     tokenizer still adds its own special tokens where `add_special_tokens` asks, e.g. T5's final eos)."""
     backend: Any = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers: a `tokenizers.Tokenizer`
-    was = getattr(backend, "encode_special_tokens", None)
-    try:
-        return tokenizer(texts, split_special_tokens=True, **kwargs)
-    finally:
-        if was is not None:  # transformers leaves the backend's switch on: left as it was for direct users
-            backend.encode_special_tokens = was
+    with SWITCH:
+        was = getattr(backend, "encode_special_tokens", None)
+        try:
+            return tokenizer(texts, split_special_tokens=True, **kwargs)
+        finally:
+            if was is not None:  # transformers leaves the backend's switch on: put back for direct users
+                backend.encode_special_tokens = was
 
 
 def plain_ids(tokenizer: Any, text: str) -> list[int]:
@@ -55,12 +64,13 @@ def plain_ids(tokenizer: Any, text: str) -> list[int]:
 def plain_encodings(backend: Tokenizer, texts: list[str]) -> list[Encoding]:
     """`backend.encode_batch(texts)` of a `tokenizers.Tokenizer` (what tldrlab's bpe, sentencepiece and char
     tokenizers are before transformers wraps them), special-token strings as text, no special token added."""
-    was = backend.encode_special_tokens
-    backend.encode_special_tokens = True  # the library's switch behind transformers' split_special_tokens
-    try:
-        return backend.encode_batch(texts, add_special_tokens=False)
-    finally:
-        backend.encode_special_tokens = was
+    with SWITCH:
+        was = backend.encode_special_tokens
+        backend.encode_special_tokens = True  # the library's switch behind transformers' split_special_tokens
+        try:
+            return backend.encode_batch(texts, add_special_tokens=False)
+        finally:
+            backend.encode_special_tokens = was
 
 
 def _special_strings(tokenizer: Any) -> list[str]:
@@ -107,16 +117,17 @@ def marked_ids(tokenizer: Any, text: str) -> list[int]:
     """The ids of a marked string: marked pieces as text, the rest as the tokenizer encodes it (special
     tokens included). A text without marks encodes as `tokenizer.encode` does; a lone mark (a template that
     cut content inside one) is dropped."""
-    if MARK_OPEN not in text and MARK_CLOSE not in text:
-        return list(tokenizer.encode(text, add_special_tokens=False))
-    # re.split with a group: [text, marked, text, marked, ..., text]; a lone mark's group is None
-    pieces = _MARKED.split(text)
-    ids = list(tokenizer.encode(pieces[0], add_special_tokens=False)) if pieces[0] else []
-    newline = list(tokenizer.encode("\n", add_special_tokens=False))
-    for i, piece in enumerate(pieces[1:], start=1):
-        if piece:  # odd pieces are the marked strings
-            ids += _piece_ids(tokenizer, piece, as_text=i % 2 == 1, newline=newline)
-    return ids
+    with SWITCH:  # the template's own special tokens are read with the switch off
+        if MARK_OPEN not in text and MARK_CLOSE not in text:
+            return list(tokenizer.encode(text, add_special_tokens=False))
+        # re.split with a group: [text, marked, text, marked, ..., text]; a lone mark's group is None
+        pieces = _MARKED.split(text)
+        ids = list(tokenizer.encode(pieces[0], add_special_tokens=False)) if pieces[0] else []
+        newline = list(tokenizer.encode("\n", add_special_tokens=False))
+        for i, piece in enumerate(pieces[1:], start=1):
+            if piece:  # odd pieces are the marked strings
+                ids += _piece_ids(tokenizer, piece, as_text=i % 2 == 1, newline=newline)
+        return ids
 
 
 def _piece_ids(tokenizer: Any, piece: str, *, as_text: bool, newline: list[int]) -> list[int]:
