@@ -35,6 +35,7 @@ from tldrlab.service.notify.discord import (
     FileWatchList,
     fit_message,
     format_event,
+    open_watch_list,
 )
 from tldrlab.service.notify.webhook import WebhookNotifier
 from tldrlab.service.queue import open_queue
@@ -163,6 +164,39 @@ def test_discord_dms_the_owner_about_watched_runs(
     assert all(channel == "777" for channel, _ in seen["messages"])
     assert f"**completed** `{watched}`" in text and "**checkpoint**" in text and ignored not in text
     assert str(tldrlab_home) not in text and "/" not in text
+
+
+@pytest.mark.parametrize("where", ["file", "redis"])
+def test_a_watched_run_leaves_the_watch_list_once_its_end_is_reported(
+    where: str, monkeypatch: pytest.MonkeyPatch, tldrlab_home: Path, request: pytest.FixtureRequest
+) -> None:
+    # the watch list only grew: every run ever watched (each one `/train` started) was looked up on every
+    # event of every run for good, in the JSON file or the Redis set
+    token = "fake-bot-token-" + "c0ffee" * 4
+    app, seen = _fake_discord(token)
+    with ServerThread(app) as server:
+        monkeypatch.setenv("TLDRLAB_DISCORD_TOKEN", token)
+        monkeypatch.setenv("TLDRLAB_DISCORD_OWNER_ID", "4242")
+        monkeypatch.setenv("TLDRLAB_DISCORD_API_BASE", f"{server.url}/api/v10")
+        if where == "redis":
+            monkeypatch.setenv("TLDRLAB_QUEUE_URL", request.getfixturevalue("redis_url"))
+        get_settings.cache_clear()
+        watch_list = open_watch_list()
+        finished, waiting = (create_run("smoke", {"steps": 3}).id for _ in range(2))
+        for run_id in (finished, waiting):
+            watch_list.add(run_id)
+        open_queue().enqueue(finished)  # the other one stays queued
+        worker = build_worker(config=BURST)
+        try:
+            worker.run()
+            wait_for(lambda: finished not in watch_list.ids(), 10, what="the finished run to leave the list")
+        finally:
+            close = getattr(worker.bus, "close", None)
+            if close is not None:
+                close()
+    text = "\n".join(content for _, content in seen["messages"])
+    assert f"**completed** `{finished}`" in text  # reported, then dropped
+    assert watch_list.ids() == {waiting}
 
 
 def test_discord_login_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

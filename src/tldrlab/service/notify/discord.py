@@ -33,6 +33,8 @@ log = logging.getLogger("tldrlab.notify.discord")
 # Discord refuses a message whose content is over 2000 characters (code points, as Python's len counts)
 DISCORD_MESSAGE_LIMIT = 2000
 MAX_MESSAGE = 1900  # a batch of event lines stays well under the limit
+ENDED = ("completed", "failed", "cancelled")
+"""The events of a run that has ended: its line goes out at once, and the run leaves the watch list."""
 METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
 
 
@@ -246,10 +248,17 @@ class DiscordNotifier:
                 self._last_progress[event.run_id] = self.clock()
         if line is not None:
             self.batcher.add(line)
+        ended = event.type in ENDED
         try:
-            self.batcher.flush(force=event.type in ("completed", "failed", "cancelled"))
+            self.batcher.flush(force=ended)
         except Exception as exc:  # Discord down must never break a run
             log.warning(f"discord DM failed: {type(exc).__name__}")
+            return
+        if ended:
+            # its end is reported: the run leaves the list (which otherwise only grew, every run ever watched
+            # looked up on every event for good); `/watch` adds it again, e.g. once it is resumed
+            self.watch_list.remove(event.run_id)
+            self._last_progress.pop(event.run_id, None)
 
 
 def discord_notifier(settings: NotifySettings) -> DiscordNotifier:
