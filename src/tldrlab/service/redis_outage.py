@@ -62,14 +62,15 @@ class RedisOutage:
         self.log.warning(f"Redis is unreachable ({type(error).__name__}: {error}): {self.meanwhile}")
 
     def answered(self) -> None:
-        """A command got through: the info line, if it ends an outage."""
+        """A command got through: the line saying so, if it ends an outage. A warning as the outage's own line
+        is: at the default level (WARNING) an operator saw the outage begin and never end."""
         if self._since is None:  # the usual case, read without the lock
             return
         with self._lock:
             since, self._since = self._since, None
         if since is not None:
             back = f": {self.back}" if self.back else ""
-            self.log.info(f"Redis answers again after {time.monotonic() - since:.1f}s{back}")
+            self.log.warning(f"Redis answers again after {time.monotonic() - since:.1f}s{back}")
 
     def unreachable(self, error: BaseException, what: str) -> RedisUnreachableError:
         """`failed`, and the error for a caller that asked Redis for something (`what`) and got no answer."""
