@@ -281,6 +281,8 @@ class Worker:
     """The runs this worker executes, outermost first: a run may execute others inside it (a sweep, its
     trials), each claimed, heartbeated and settled by this worker like any delivered job."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _draining: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a run's tail is polled and its events published (`publish_new`)."""
     notifies: bool = False
     """Whether notifiers are subscribed to this worker's bus (`build_worker` attaches the configured ones)."""
     _announced: set[str] = field(default_factory=set)
@@ -316,6 +318,13 @@ class Worker:
         for run_id, tail in active:
             registry.beat_for(run_id, self.worker_id, now)
             self.queue.extend_lease(run_id, self.worker_id)
+            self.publish_new(tail)
+
+    def publish_new(self, tail: RunTail) -> None:
+        """Publish the run's events since the last poll of its tail. The heartbeat thread and `handle` (as the
+        run starts and ends) both drain one tail: a `RunTail` is not safe to poll from two threads at once,
+        and a batch published after a later one put older events after `completed`."""
+        with self._draining:
             self.publish(tail.poll())
 
     def publish(self, events: list[RunEvent]) -> None:
@@ -435,7 +444,7 @@ class Worker:
         with self._lock:
             self._active.append((run_id, tail))
         # Publish `started` now: a short run can finish before the heartbeat thread's next poll.
-        self.publish(tail.poll())
+        self.publish_new(tail)
         token = CURRENT_WORKER.set(self)
         try:
             execute(run_id, settings=self.settings, registry=self.registry, worker=self.worker_id)
@@ -469,7 +478,7 @@ class Worker:
             CURRENT_WORKER.reset(token)
             with self._lock:
                 self._active = [(r, t) for r, t in self._active if r != run_id]
-            self.publish(tail.poll())
+            self.publish_new(tail)
         if outcome == "completed" or outcome.startswith("failed"):
             # archive it (upload_runs) and apply retention to it (retention.enabled); never fails the run
             settle_finished_run(
