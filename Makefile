@@ -49,8 +49,9 @@ types: install
 # them. Each worker runs torch on one thread (tests/conftest.py), so the extra worker does not oversubscribe.
 PYTEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n + 1 < 4 ? n + 1 : 4 )))
 
+# --durations: the 20 slowest tests at the end of every run, so a test that makes the suite slower is seen there.
 pytest: install install-system
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term:skip-covered --cov-report=xml --cov-fail-under=$$(cat .coverage-floor)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=20 --cov --cov-report=term:skip-covered --cov-report=xml --cov-fail-under=$$(cat .coverage-floor)
 
 test: lint types pytest
 
