@@ -69,7 +69,8 @@ from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.paths import InputPath, path_sites
-from tldrlab.runs.reconcile import update_manifest
+from tldrlab.runs.reconcile import OrphanRules, cancel_queued
+from tldrlab.runs.reconcile import end_children_left_behind as _end_children_left_behind
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.targets import load_target
 from tldrlab.train.same_data import check_unchanged
@@ -444,6 +445,15 @@ def launch_run(
                 # training's final evaluation) settles it as its own preemption says
                 raise
             raise end_unresumable(registry, record.id, spec, exc) from exc
+        finally:
+            # ended for good (failed, cancelled, even completed): the runs an earlier attempt left waiting
+            # for it (an lm_experiment's arms it had not reached) would read `queued` for good
+            try:
+                end_children_left_behind(registry, record.id)
+            except Exception as exc:  # the run's own outcome is the one to report; a reconciler does this
+                logging.getLogger(__name__).warning(
+                    f"could not settle the runs left to run {record.id}: {type(exc).__name__}: {exc}"
+                )
     return Launched(registry.get(record.id), result)
 
 
@@ -467,7 +477,7 @@ def end_unresumable(
     the command prints says why the run ended."""
     reason = f"{exc.message}; runs of kind {spec.name} do not resume"
     message = f"cancelled: {reason}: start it again"
-    _cancel_queued(registry, run_id, message)
+    cancel_queued(registry, run_id, message)
     end_unresumed_children(
         registry, run_id, f"cancelled: {reason}, and this run was part of {run_id}: start that again"
     )
@@ -483,7 +493,7 @@ def end_unresumed_children(registry: RunRegistry, run_id: str, message: str) -> 
         current = pending.pop()
         for child in registry.list(parent_id=current, status=RunStatus.QUEUED.value, limit=None):
             if started_anew_by_parent(child):
-                _cancel_queued(registry, child.id, message)
+                cancel_queued(registry, child.id, message)
                 pending.append(child.id)
 
 
@@ -502,10 +512,28 @@ def started_anew_by_parent(record: RunRecord) -> bool:
     return inside_its_parent(record) and not (resumes(record.kind) or continued_by_parent(record.kind))
 
 
-def _cancel_queued(registry: RunRegistry, run_id: str, message: str) -> None:
-    fields: dict[str, Any] = {"message": message, "error_code": "cancelled", "ended_at": time.time()}
-    if registry.transition(run_id, (RunStatus.QUEUED,), RunStatus.CANCELLED, **fields):
-        update_manifest(registry.get(run_id).run_dir, status=RunStatus.CANCELLED.value, **fields)
+def held_for_parent(record: RunRecord) -> bool:
+    """A run inside its parent (`inside_its_parent`) that the parent continues when it resumes
+    (`RunKind.continued_by_parent`: an lm_experiment's arms): stopped, it waits `queued` for the parent, off
+    the queue."""
+    return inside_its_parent(record) and continued_by_parent(record.kind)
+
+
+def left_to_parent(record: RunRecord) -> bool:
+    """A run its parent alone runs again, started anew or continued (`started_anew_by_parent`,
+    `held_for_parent`): queued, it ends with a parent that ends for good (`end_children_left_behind`)."""
+    return started_anew_by_parent(record) or held_for_parent(record)
+
+
+ORPHAN_RULES = OrphanRules(resumable=resumes, left_to_parent=left_to_parent)
+"""The rules of run kinds every reconciler applies (`tldrlab.runs.reconcile.reconcile_here`, the workers')."""
+
+
+def end_children_left_behind(registry: RunRegistry, run_id: str) -> list[str]:
+    """Called wherever a run's end is recorded (a worker, a command line, the API's cancel, a reconciler):
+    once `run_id` ended for good, the queued runs left to it (`left_to_parent`) end `cancelled`, naming it
+    and how it ended (`tldrlab.runs.reconcile.end_children_left_behind`); nothing while it may go on."""
+    return _end_children_left_behind(registry, run_id, left_to_parent)
 
 
 def _follower_record(spec: RunKind) -> RunRecord:

@@ -24,6 +24,8 @@ from fastapi.testclient import TestClient
 from cliutil import run_captured, run_cli
 from netutil import free_port, start_serve, wait_for_port
 from tldrlab.config import get_settings
+from tldrlab.errors import TldrlabError
+from tldrlab.launch import launch_run
 from tldrlab.runs import RunRecord, RunStatus, create_run, open_registry
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.db import sqlite_path, table_exists
@@ -448,3 +450,105 @@ def test_a_dead_workers_lm_experiment_arm_waits_for_its_experiment_off_the_queue
     assert experiment.id in pending and arm.id not in pending
     waiting = registry.get(arm.id)
     assert waiting.status is RunStatus.QUEUED and f"run {experiment.id}" in (waiting.message or "")
+
+
+def _lm_experiment_and_arm(attempts: int = 0) -> tuple[RunRecord, RunRecord]:
+    """A dead worker's lm_experiment (with `attempts` made) and its arm, both left `running`."""
+    config = {"data": "records.jsonl", "arms": ["baseline"], "seeds": [1]}
+    experiment = _orphan("lm_experiment", config)
+    arm = create_run(
+        "lm_experiment_arm",
+        {**config, "arm": "baseline", "seed": 1},
+        parent_id=experiment.id,
+        tags={"arm": "baseline"},
+    )
+    registry = open_registry()
+    long_ago = time.time() - 3600
+    dead = f"{platform.node()}:999999999"
+    registry.update(experiment.id, worker=dead, attempts=attempts)
+    registry.update(
+        arm.id, status=RunStatus.RUNNING, worker=dead, owner=f"{dead}:dead", heartbeat_at=long_ago
+    )
+    update_manifest(arm.run_dir, status="running")
+    return experiment, registry.get(arm.id)
+
+
+def _cancelled_for(arm: RunRecord, experiment: RunRecord, end: str) -> None:
+    """`arm` ended cancelled, in the registry and its manifest, naming its experiment and how that ended."""
+    ended = open_registry().get(arm.id)
+    assert ended.status is RunStatus.CANCELLED and ended.error_code == "cancelled", ended.message
+    assert f"run {experiment.id}" in (ended.message or "") and end in (ended.message or ""), ended.message
+    assert _manifest(ended)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_arm_waiting_for_its_lm_experiment_ends_cancelled_when_the_experiment_fails_for_good(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An arm held `queued` for its lm_experiment waited for good once the experiment would never resume:
+    here a dead worker's experiment past its attempts fails in the same reconcile pass that holds its arm
+    (in either order of the two orphans), and nothing ever ran or settled the arm."""
+    _use_backend(backend, request, monkeypatch)
+    experiment, arm = _lm_experiment_and_arm(attempts=5)
+    registry, queue = open_registry(), open_queue(get_settings())
+    actions = reconcile(registry, queue, WorkerConfig(max_attempts=5))
+    assert registry.get(experiment.id).status is RunStatus.FAILED
+    assert (arm.id, "cancelled") in actions
+    _cancelled_for(arm, experiment, "failed")
+    assert arm.id not in queue.pending_run_ids()
+
+
+@pytest.mark.parametrize(
+    "by", ["a worker runs it", "the command line resumes it", "a worker cancels it", "the api cancels it"]
+)
+def test_an_arm_waiting_for_its_lm_experiment_ends_cancelled_when_the_experiment_ends(
+    by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The experiment, requeued by a reconcile that held its arm for it, ends for good before it reaches the
+    arm: a worker runs it and it fails (its data is gone), or it is cancelled (a worker taking the cancelled
+    job, the API's cancel). The arm waited for good (through the API's cancel, it ended with "cancelled
+    before it started", naming no run)."""
+    experiment, arm = _lm_experiment_and_arm()
+    settings = get_settings()
+    registry, queue = open_registry(), open_queue(settings)
+    reconcile(registry, queue, WorkerConfig())
+    assert registry.get(arm.id).status is RunStatus.QUEUED  # held for the experiment, off the queue
+    worker = Worker(settings, WorkerConfig(), queue, registry, open_bus(settings))
+    if by == "a worker runs it":
+        assert worker.handle(experiment.id).startswith("failed")  # records.jsonl is not there
+        end = "failed"
+    elif by == "the command line resumes it":
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "records.jsonl").write_text("not a record\n")  # there, so the resume starts; unreadable
+        with pytest.raises(TldrlabError):
+            launch_run("lm_experiment", {}, resume=experiment.id)
+        end = "failed"
+    elif by == "a worker cancels it":
+        registry.request_cancel(experiment.id)
+        assert worker.handle(experiment.id) == "cancelled"
+        end = "was cancelled"
+    else:
+        with TestClient(create_app(local_workers=0)) as client:
+            assert client.post(f"/runs/{experiment.id}/cancel").status_code == 200
+        end = "was cancelled"
+    assert registry.get(experiment.id).status.finished
+    _cancelled_for(arm, experiment, end)
+
+
+@pytest.mark.parametrize("end", ["failed", "was deleted"])
+def test_an_arm_left_waiting_for_an_lm_experiment_that_ended_is_cancelled_by_the_next_view(
+    end: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An experiment that ended without settling the arm waiting for it (a version without this rule, or a
+    process that died in between), or whose row is gone (`runs delete` refuses a run with child runs, so
+    removed otherwise: an import undone, a database edited by hand): the next view in a home with no worker
+    (`runs list`), as a worker's reconcile pass, cancels the arm, which read `queued` for good."""
+    experiment, arm = _lm_experiment_and_arm()
+    registry, queue = open_registry(), open_queue(get_settings())
+    reconcile(registry, queue, WorkerConfig())
+    registry.update(experiment.id, status=RunStatus.FAILED, ended_at=time.time())
+    if end == "was deleted":
+        registry.delete(experiment.id)
+    code, out, err = run_captured(["runs", "list", "--json"], capsys)
+    assert code == 0 and _listed(out)[arm.id] == "cancelled", err
+    _cancelled_for(arm, experiment, end)

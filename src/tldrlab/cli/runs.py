@@ -12,7 +12,8 @@ from rich.markup import escape
 from tldrlab.cli.options import AS_JSON, config_command, path_parser
 from tldrlab.cli.tables import emit, err_console
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names, resumes
+from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
+from tldrlab.launch import ORPHAN_RULES
 from tldrlab.report import Report
 from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_archive, restore_run, upload_run
@@ -51,7 +52,7 @@ def reconciled_registry() -> RunRegistry:
             # their reconcile requeues and resumes such a run: settled here first, it would wait for --resume
             done = Reconciled(failed=repair_manifests(settling))
         else:
-            done = reconcile_here(settling, heartbeat_s=get_settings().run_heartbeat_s, resumable=resumes)
+            done = reconcile_here(settling, heartbeat_s=get_settings().run_heartbeat_s, rules=ORPHAN_RULES)
     finally:
         settling.db.close()
     if done.warning:

@@ -20,6 +20,13 @@ Two reconcilers settle orphans with the functions here, each with the outcome th
 Both mark a settled run in the registry until its manifest says so too (`manifest_behind`): a run directory
 that refuses the write at that moment (a full disk, an immutable directory) would otherwise leave the
 manifest `running` for good, so every later pass (`repair_manifests`) writes it once it can.
+
+A run its parent alone runs again (`OrphanRules.left_to_parent`: an experiment's arm, an lm_experiment's arm
+it continues) waits `queued`, off any queue, for that parent; once the parent ended for good (failed past its
+attempts, cancelled, completed, deleted) nothing would ever run it, so `end_children_left_behind` cancels it,
+naming the parent and how it ended. Whoever records a parent's end calls it; both reconcilers also look for
+such runs on every pass (`end_children_of_ended_parents`: a parent deleted, or ended by a process that died
+before it could).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tldrlab.errors import NotFoundError
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.ownership import owner_alive
 from tldrlab.runs.registry import SUBMITTED_VIA, RunRecord, RunRegistry, RunStatus
@@ -47,6 +55,17 @@ SETTLE_LOCK_WAIT_S = 0.5
 """How long a view's settle waits for a write lock another process holds (its registry is opened with this,
 `open_registry(lock_wait_s=...)`): settling is the view's side job, left to the next pass when the database
 is busy, where the registry's usual 30 s busy timeout held the view that long."""
+
+
+@dataclass(frozen=True)
+class OrphanRules:
+    """What reconcilers need to know of run kinds, which sit above this module: `tldrlab.launch.ORPHAN_RULES`
+    is the one set every reconciler applies."""
+
+    resumable: Callable[[str], bool]
+    """Whether runs of a recorded kind name resume (`tldrlab.kinds.resumes`)."""
+    left_to_parent: Callable[[RunRecord], bool]
+    """Whether a queued run waits for its parent alone to run it (started anew or continued by it)."""
 
 
 def update_manifest(run_dir: str | Path, **fields: Any) -> None:
@@ -83,6 +102,84 @@ def settle_orphan(
     update_manifest(record.run_dir, status=status.value, message=message, error_code=error_code, **ended)
     registry.manifest_caught_up(record.id)
     return True
+
+
+def cancel_queued(registry: RunRegistry, run_id: str, message: str) -> bool:
+    """Compare-and-set a queued run to `cancelled` with `message` and mirror it into its manifest: True when
+    it was queued. Marked `manifest_behind` in the same statement, so a manifest that refuses the write is
+    caught up by a later pass (`repair_manifests`) instead of reading `queued` for good."""
+    fields: dict[str, Any] = {"message": message, "error_code": "cancelled", "ended_at": time.time()}
+    if not registry.transition(run_id, (RunStatus.QUEUED,), RunStatus.CANCELLED, **fields, manifest_behind=1):
+        return False
+    try:
+        update_manifest(registry.get(run_id).run_dir, status=RunStatus.CANCELLED.value, **fields)
+    except OSError as exc:  # cancelled all the same: the next reconcile pass writes the manifest
+        log.warning(f"run {run_id} cancelled, its manifest not yet: {_reason(exc)}")
+        return True
+    registry.manifest_caught_up(run_id)
+    return True
+
+
+def _ended(registry: RunRegistry, run_id: str) -> str | None:
+    """How the run `run_id` ended for good ("failed", "was cancelled", ...), or None while it may go on
+    (queued or running)."""
+    try:
+        record = registry.get(run_id)
+    except NotFoundError:
+        return "was deleted"
+    ends = {
+        RunStatus.COMPLETED: "completed without it",
+        RunStatus.FAILED: "failed",
+        RunStatus.CANCELLED: "was cancelled",
+    }
+    return ends.get(record.status)
+
+
+def end_children_left_behind(
+    registry: RunRegistry, run_id: str, left_to_parent: Callable[[RunRecord], bool]
+) -> list[str]:
+    """Once `run_id` ended for good (or is gone), cancel the queued runs it alone would have run again
+    (`left_to_parent`), naming it and how it ended, and theirs in turn: nothing else runs them, and they read
+    `queued` for good. Nothing while `run_id` is queued or running (a retry, a resume continues them).
+    Compare-and-set, so a run its parent took meanwhile (a resume racing this) keeps running. Returns the
+    ids cancelled."""
+    cancelled: list[str] = []
+    pending = [run_id]
+    while pending:
+        parent_id = pending.pop()
+        end = _ended(registry, parent_id)
+        if end is None:
+            continue
+        for child in registry.list(parent_id=parent_id, status=RunStatus.QUEUED.value, limit=None):
+            if not left_to_parent(child):
+                continue  # the queue's (an API run, a sweep's trial) or a `--resume`'s
+            message = f"cancelled: run {parent_id}, which it is part of and which alone would run it, {end}"
+            if cancel_queued(registry, child.id, message):
+                log.warning(message, extra={"fields": {"run_id": child.id}})
+                cancelled.append(child.id)
+                pending.append(child.id)
+    return cancelled
+
+
+def end_children_of_ended_parents(
+    registry: RunRegistry, left_to_parent: Callable[[RunRecord], bool]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """`end_children_left_behind` for every parent that ended for good or is gone and still has a queued
+    run left to it: a parent deleted, or ended by a process that died before it settled its runs (or by a
+    version without this rule). A reconciler's pass; never raises. Returns the ids cancelled and (run id,
+    why) of those that could not be."""
+    cancelled: list[str] = []
+    failed: list[tuple[str, str]] = []
+    try:
+        waiting = [r for r in registry.queued_children_of_ended() if left_to_parent(r)]
+    except Exception as exc:  # an unreadable database: the caller reports it
+        return cancelled, [("", _reason(exc))]
+    for parent_id in dict.fromkeys(r.parent_id for r in waiting if r.parent_id):
+        try:
+            cancelled.extend(end_children_left_behind(registry, parent_id, left_to_parent))
+        except Exception as exc:  # one run directory refusing the write stops none of the others
+            failed.extend((r.id, _reason(exc)) for r in waiting if r.parent_id == parent_id)
+    return cancelled, failed
 
 
 def repair_manifests(registry: RunRegistry) -> list[tuple[str, str]]:
@@ -152,12 +249,11 @@ def _reason(exc: Exception) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-def reconcile_here(
-    registry: RunRegistry, *, heartbeat_s: float, resumable: Callable[[str], bool]
-) -> Reconciled:
+def reconcile_here(registry: RunRegistry, *, heartbeat_s: float, rules: OrphanRules) -> Reconciled:
     """Settle the orphans a process of this machine left behind (not the API's runs: its workers requeue
-    those): a run of a kind `resumable` says resumes waits for `--resume` (queued), another fails
-    (`worker_lost`); one asked to cancel ends cancelled.
+    those): a run of a kind `rules.resumable` says resumes waits for `--resume` (queued), another fails
+    (`worker_lost`); one asked to cancel ends cancelled. Then the queued runs left to a parent that ended for
+    good are cancelled (`end_children_of_ended_parents`).
 
     Views call this before they read the registry, so it never raises: an orphan that cannot be settled (a
     read-only home or database, a manifest that cannot be written) is reported in `failed` and the others
@@ -179,7 +275,7 @@ def reconcile_here(
         if record.cancel_requested:
             status, code = RunStatus.CANCELLED, "cancelled"
             message = f"cancelled: its process {process} ended after the run was asked to cancel"
-        elif resumable(record.kind):
+        elif rules.resumable(record.kind):
             status, code = RunStatus.QUEUED, None
             message = (
                 f"interrupted: its process {process} ended without finishing (killed?); "
@@ -195,6 +291,9 @@ def reconcile_here(
         # transactions, an immutable run directory) must not stop the view that asked
         except Exception as exc:
             done.failed.append((record.id, _reason(exc)))
+    ended, refused = end_children_of_ended_parents(registry, rules.left_to_parent)
+    done.settled.extend((run_id, RunStatus.CANCELLED.value) for run_id in ended)
+    done.failed.extend(refused)
     failing = {run_id for run_id, _ in done.failed}
     done.failed.extend(item for item in behind if item[0] not in failing)
     return done

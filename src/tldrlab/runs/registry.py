@@ -523,6 +523,16 @@ class RunRegistry:
         )
         return [RunRecord.from_row(r) for r in rows]
 
+    def queued_children_of_ended(self) -> Sequence[RunRecord]:
+        """Queued runs whose parent ended (completed, failed or cancelled) or is gone (deleted): what a parent
+        alone would have run again waits for it in vain (a reconciler settles them)."""
+        rows = self.db.query(
+            "SELECT c.* FROM runs c LEFT JOIN runs p ON p.id = c.parent_id "
+            "WHERE c.status = 'queued' AND c.parent_id IS NOT NULL "
+            "AND (p.id IS NULL OR p.status IN ('completed', 'failed', 'cancelled')) ORDER BY c.created_at"
+        )
+        return [RunRecord.from_row(r) for r in rows]
+
     def delete(self, run_id: str) -> None:
         self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 

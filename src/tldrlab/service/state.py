@@ -17,7 +17,6 @@ from fastapi import Request
 from tldrlab import launch
 from tldrlab.config import Settings
 from tldrlab.errors import TldrlabError
-from tldrlab.kinds import resumes
 from tldrlab.runs import RunRecord, RunRegistry, open_registry
 from tldrlab.runs.reconcile import SETTLE_LOCK_WAIT_S, Reconciled, reconcile_here, repair_manifests
 from tldrlab.runs.registry import SUBMITTED_VIA
@@ -91,7 +90,7 @@ def settle_orphans_here(request: Request) -> None:
             failed = repair_manifests(runs)
             done = Reconciled(failed=failed)
         else:
-            done = reconcile_here(runs, heartbeat_s=heartbeat_s, resumable=resumes)
+            done = reconcile_here(runs, heartbeat_s=heartbeat_s, rules=launch.ORPHAN_RULES)
     finally:
         lock.release()
     for run_id, status in done.settled:

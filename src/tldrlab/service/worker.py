@@ -48,11 +48,24 @@ from tldrlab.errors import (
     TldrlabError,
 )
 from tldrlab.kinds import continued_by_parent, kind_names_by_recorded_name, resumes
-from tldrlab.launch import end_unresumed_children, execute, inside_its_parent, started_anew_by_parent
+from tldrlab.launch import (
+    end_children_left_behind,
+    end_unresumed_children,
+    execute,
+    inside_its_parent,
+    left_to_parent,
+    started_anew_by_parent,
+)
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.db import migrate, table_exists
 from tldrlab.runs.ownership import owner_alive
-from tldrlab.runs.reconcile import orphaned_runs, repair_manifests, settle_orphan, update_manifest
+from tldrlab.runs.reconcile import (
+    end_children_of_ended_parents,
+    orphaned_runs,
+    repair_manifests,
+    settle_orphan,
+    update_manifest,
+)
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.retention import settle_finished_run
 from tldrlab.service.confine import confine_again
@@ -170,8 +183,9 @@ def requeue(
 
 
 def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> list[tuple[str, str]]:
-    """Requeue (or fail, past `max_attempts`) running runs whose owner died, and put back on the queue the
-    API's queued runs the queue lost (Redis restarted empty, flushed, failed over)."""
+    """Requeue (or fail, past `max_attempts`) running runs whose owner died, cancel the queued runs left to a
+    parent that ended for good (`end_children_of_ended_parents`), and put back on the queue the API's queued
+    runs the queue lost (Redis restarted empty, flushed, failed over)."""
     stale_before = time.time() - config.stale_after_s
     actions = []
     # a stale heartbeat with a live owner (stopped, swapped out, stuck in C) is no orphan: never run it twice
@@ -221,6 +235,12 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
         if status is RunStatus.QUEUED and not held_by_parent:
             queue.enqueue(record.id)
         actions.append((record.id, status.value))
+    # after the orphans: a parent failed past its attempts above, or ended (deleted) since the last pass,
+    # whose runs waiting for it (held for it above, in this pass or an earlier one) nothing would ever run
+    ended, refused = end_children_of_ended_parents(registry, left_to_parent)
+    actions.extend((run_id, RunStatus.CANCELLED.value) for run_id in ended)
+    for run_id, why in refused:
+        log.warning(f"could not cancel run {run_id}, left to a parent that ended: {why}")
     # the manifests of runs settled while their run directory refused the write (this pass or an earlier one)
     for run_id, why in repair_manifests(registry):
         log.warning(f"manifest of run {run_id} still lags: {why}", extra={"fields": {"run_id": run_id}})
@@ -417,6 +437,7 @@ class Worker:
                 ended_at=time.time(),
             ):
                 update_manifest(record.run_dir, status="cancelled", message="cancelled before it started")
+            self._end_children_left_behind(run_id)
             return "cancelled"
         if self.bus.shared and record.status is RunStatus.QUEUED:
             # claimed before any notifying worker announced this queueing (or by a worker without notifiers,
@@ -478,6 +499,9 @@ class Worker:
             CURRENT_WORKER.reset(token)
             with self._lock:
                 self._active = [(r, t) for r, t in self._active if r != run_id]
+            # ended for good (not requeued for a retry or a preemption): the runs an earlier attempt left
+            # waiting for it (an lm_experiment's arms it had not reached) would read `queued` for good
+            self._end_children_left_behind(run_id)
             self.publish_new(tail)
         if outcome == "completed" or outcome.startswith("failed"):
             # archive it (upload_runs) and apply retention to it (retention.enabled); never fails the run
@@ -488,6 +512,12 @@ class Worker:
                 registry=self.registry,
             )
         return outcome
+
+    def _end_children_left_behind(self, run_id: str) -> None:
+        try:
+            end_children_left_behind(self.registry, run_id)  # each one cancelled logs a warning
+        except Exception as exc:  # the run's own outcome stands; the next reconcile pass tries again
+            log.warning(f"could not settle the runs left to run {run_id}: {type(exc).__name__}: {exc}")
 
     def _still_confined(self, record: RunRecord) -> bool:
         """An API run's paths checked again right before they are opened (a file may have become a symlink
