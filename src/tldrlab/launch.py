@@ -69,7 +69,7 @@ from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.paths import InputPath, path_sites
-from tldrlab.runs.reconcile import OrphanRules, cancel_queued
+from tldrlab.runs.reconcile import OrphanRules, Settlement, cancel_queued
 from tldrlab.runs.reconcile import end_children_left_behind as _end_children_left_behind
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.targets import load_target
@@ -525,7 +525,27 @@ def left_to_parent(record: RunRecord) -> bool:
     return started_anew_by_parent(record) or held_for_parent(record)
 
 
-ORPHAN_RULES = OrphanRules(resumable=resumes, left_to_parent=left_to_parent)
+def settle_inside_parent(record: RunRecord, gone: str) -> Settlement | None:
+    """How an orphan that ran inside its parent settles, whichever reconciler finds it (a worker's, or a
+    command line's or the API's views in a home with no worker), `gone` saying what became of its process:
+    one started anew by its parent (`started_anew_by_parent`) ends `cancelled`, naming the parent; one its
+    parent continues (`held_for_parent`) waits `queued`, off any queue, for the parent's resume, unless it
+    was asked to cancel (the reconciler's own rule ends it cancelled). None for any other run."""
+    if started_anew_by_parent(record):
+        message = (
+            f"cancelled: {gone} while it ran as part of run {record.parent_id}, which starts the runs it "
+            "needs anew when it runs again"
+        )
+        return Settlement(RunStatus.CANCELLED, message, "cancelled")
+    if held_for_parent(record) and not record.cancel_requested:
+        message = f"queued: {gone}; run {record.parent_id}, which it is part of, continues it when it resumes"
+        return Settlement(RunStatus.QUEUED, message)
+    return None
+
+
+ORPHAN_RULES = OrphanRules(
+    resumable=resumes, left_to_parent=left_to_parent, inside_parent=settle_inside_parent
+)
 """The rules of run kinds every reconciler applies (`tldrlab.runs.reconcile.reconcile_here`, the workers')."""
 
 

@@ -552,3 +552,38 @@ def test_an_arm_left_waiting_for_an_lm_experiment_that_ended_is_cancelled_by_the
     code, out, err = run_captured(["runs", "list", "--json"], capsys)
     assert code == 0 and _listed(out)[arm.id] == "cancelled", err
     _cancelled_for(arm, experiment, end)
+
+
+@pytest.mark.parametrize("path", ["worker", "runs list", "api view"])
+@pytest.mark.parametrize("kind", ["lm_experiment", "experiment"])
+def test_a_run_that_ran_inside_its_parent_settles_alike_with_or_without_workers(
+    path: str, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A killed process's experiment and the arm running inside it: without workers, `runs list` and the
+    API's views failed the arm (`worker_lost`), where a worker's reconcile holds an lm_experiment's arm
+    `queued` for its experiment's resume and cancels an experiment's arm (the experiment starts its arms
+    anew), naming the run it was part of. One rule now, whichever settles it."""
+    config = {"data": "records.jsonl", "arms": ["baseline"], "seeds": [1]}
+    parent = _orphan(kind, config)
+    arm = create_run(f"{kind}_arm", {**config, "arm": "baseline", "seed": 1}, parent_id=parent.id)
+    long_ago = time.time() - 3600
+    registry, queue = open_registry(), open_queue(get_settings())
+    registry.update(
+        arm.id, status=RunStatus.RUNNING, owner=f"{platform.node()}:999999999:dead", heartbeat_at=long_ago
+    )
+    if path == "worker":
+        reconcile(registry, queue, WorkerConfig())
+    elif path == "runs list":
+        code, _, err = run_captured(["runs", "list", "--json"], capsys)
+        assert code == 0, err
+    else:
+        _status_in_api(0, arm.id)
+    settled = registry.get(arm.id)
+    assert f"run {parent.id}" in (settled.message or ""), settled.message
+    if kind == "lm_experiment":  # its experiment continues it when it resumes
+        assert settled.status is RunStatus.QUEUED and settled.error_code is None, settled.message
+        assert "continues it when it resumes" in (settled.message or "")
+        assert arm.id not in queue.pending_run_ids()
+    else:  # its experiment starts its arms anew
+        assert settled.status is RunStatus.CANCELLED and settled.error_code == "cancelled", settled.message
+    assert _manifest(settled)["status"] == settled.status.value

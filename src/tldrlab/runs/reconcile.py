@@ -17,6 +17,9 @@ Two reconcilers settle orphans with the functions here, each with the outcome th
   queue they belong to; so is every orphan while any worker is alive (their callers check): a worker
   requeues and resumes it, where settled here first it would wait for a `--resume`.
 
+A run that ran inside its parent (an experiment's arm, a final evaluation) settles by one rule in both,
+`OrphanRules.inside_parent`: it is the parent's to run again, not a queue's nor a `--resume`'s.
+
 Both mark a settled run in the registry until its manifest says so too (`manifest_behind`): a run directory
 that refuses the write at that moment (a full disk, an immutable directory) would otherwise leave the
 manifest `running` for good, so every later pass (`repair_manifests`) writes it once it can.
@@ -58,6 +61,15 @@ is busy, where the registry's usual 30 s busy timeout held the view that long.""
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """How a reconciler settles one orphan."""
+
+    status: RunStatus
+    message: str
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
 class OrphanRules:
     """What reconcilers need to know of run kinds, which sit above this module: `tldrlab.launch.ORPHAN_RULES`
     is the one set every reconciler applies."""
@@ -66,6 +78,11 @@ class OrphanRules:
     """Whether runs of a recorded kind name resume (`tldrlab.kinds.resumes`)."""
     left_to_parent: Callable[[RunRecord], bool]
     """Whether a queued run waits for its parent alone to run it (started anew or continued by it)."""
+    inside_parent: Callable[[RunRecord, str], Settlement | None]
+    """How an orphan that ran inside its parent settles, given what became of its process ("its worker W
+    stopped responding", "its process P ended"): cancelled when its parent starts such runs anew, `queued`
+    off any queue when its parent continues it; None for any other run, which the reconciler settles by its
+    own rule. The one rule for a worker's reconcile and `reconcile_here` (`launch.settle_inside_parent`)."""
 
 
 def update_manifest(run_dir: str | Path, **fields: Any) -> None:
@@ -252,8 +269,9 @@ def _reason(exc: Exception) -> str:
 def reconcile_here(registry: RunRegistry, *, heartbeat_s: float, rules: OrphanRules) -> Reconciled:
     """Settle the orphans a process of this machine left behind (not the API's runs: its workers requeue
     those): a run of a kind `rules.resumable` says resumes waits for `--resume` (queued), another fails
-    (`worker_lost`); one asked to cancel ends cancelled. Then the queued runs left to a parent that ended for
-    good are cancelled (`end_children_of_ended_parents`).
+    (`worker_lost`); one asked to cancel ends cancelled; one that ran inside its parent settles as a worker's
+    reconcile settles it (`rules.inside_parent`). Then the queued runs left to a parent that ended for good
+    are cancelled (`end_children_of_ended_parents`).
 
     Views call this before they read the registry, so it never raises: an orphan that cannot be settled (a
     read-only home or database, a manifest that cannot be written) is reported in `failed` and the others
@@ -284,6 +302,9 @@ def reconcile_here(registry: RunRegistry, *, heartbeat_s: float, rules: OrphanRu
         else:
             status, code = RunStatus.FAILED, "worker_lost"
             message = f"failed: its process {process} ended without finishing (killed?)"
+        inside = rules.inside_parent(record, f"its process {process} ended")
+        if inside is not None:  # the parent's to run again (an experiment's arm, a final evaluation)
+            status, code, message = inside.status, inside.error_code, inside.message
         try:
             if settle_orphan(registry, record, stale_before, status, message, code):
                 done.settled.append((record.id, status.value))

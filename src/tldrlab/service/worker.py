@@ -47,14 +47,13 @@ from tldrlab.errors import (
     RunPreemptedError,
     TldrlabError,
 )
-from tldrlab.kinds import continued_by_parent, kind_names_by_recorded_name, resumes
+from tldrlab.kinds import kind_names_by_recorded_name, resumes
 from tldrlab.launch import (
     end_children_left_behind,
     end_unresumed_children,
     execute,
-    inside_its_parent,
     left_to_parent,
-    started_anew_by_parent,
+    settle_inside_parent,
 )
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, open_registry, preempt
 from tldrlab.runs.db import migrate, table_exists
@@ -205,20 +204,11 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             message = f"cancelled: its worker {dead} stopped responding after the run was asked to cancel"
         # A run its parent executed within its own execution is the parent's to run again, not the queue's:
         # enqueued, a worker ran it on its own (an experiment's arm trained twice, once for nothing; a
-        # training's final evaluation beside the one its resume starts) or raced the parent for it.
-        held_by_parent = inside_its_parent(record) and continued_by_parent(record.kind)
-        if started_anew_by_parent(record):
-            status, error_code = RunStatus.CANCELLED, "cancelled"
-            message = (
-                f"cancelled: its worker {dead} stopped responding while it ran as part of run "
-                f"{record.parent_id}, which starts the runs it needs anew when it runs again"
-            )
-        elif held_by_parent and not record.cancel_requested:
-            status, error_code = RunStatus.QUEUED, None
-            message = (
-                f"queued: its worker {dead} stopped responding; run {record.parent_id}, which it is part "
-                "of, continues it when it resumes"
-            )
+        # training's final evaluation beside the one its resume starts) or raced the parent for it. The rule
+        # is the one the views of a home with no worker apply (`reconcile_here`).
+        inside = settle_inside_parent(record, f"its worker {dead} stopped responding")
+        if inside is not None:
+            status, error_code, message = inside.status, inside.error_code, inside.message
         try:
             if not settle_orphan(registry, record, stale_before, status, message, error_code):
                 continue  # another worker reconciled it first
@@ -232,7 +222,7 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
             if registry.get(record.id).status is not status:
                 continue  # the registry refused it: the next pass tries again
             # settled in the registry, its manifest left behind: the run still goes back on the queue
-        if status is RunStatus.QUEUED and not held_by_parent:
+        if status is RunStatus.QUEUED and inside is None:  # one queued for its parent stays off the queue
             queue.enqueue(record.id)
         actions.append((record.id, status.value))
     # after the orphans: a parent failed past its attempts above, or ended (deleted) since the last pass,
