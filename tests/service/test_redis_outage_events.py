@@ -5,10 +5,12 @@ stays down, once that it answers again, and its notifiers hear the events publis
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from svc_helpers import wait_for
 from netutil import free_port, start_redis
 from tldrlab.config import get_settings
 from tldrlab.runs import create_run
-from tldrlab.service.events import RedisBus, RunEvent
+from tldrlab.service.events import PROBE_EVERY_S, PROBE_TIMEOUT_S, RedisBus, RunEvent
 from tldrlab.service.worker import WorkerConfig, build_worker
 
 EVENTS = 200
@@ -83,10 +85,14 @@ def test_a_worker_publishing_events_through_a_redis_outage_says_so_once_and_once
         assert not _lines(caplog, logging.INFO)
         own_redis.start()
         caplog.clear()
-        for step in range(EVENTS + 1, EVENTS + 11):
-            worker.publish([_progress(run_id, step)])
-        (back,) = _lines(caplog, logging.WARNING)  # as the outage's own line is: seen at the default level
-        assert back.startswith("Redis answers again after"), back
+        steps = iter(range(EVENTS + 1, EVENTS * 10))
+
+        def back_once_published() -> list[str]:
+            worker.publish([_progress(run_id, next(steps))])  # one event in PROBE_EVERY_S tries Redis
+            return _lines(caplog, logging.WARNING)
+
+        (back,) = wait_for(back_once_published, 2 * PROBE_EVERY_S + 5, what="the line saying Redis is back")
+        assert back.startswith("Redis answers again after"), back  # a warning, seen at the default level
     finally:
         worker.bus.close()  # type: ignore[attr-defined]  # a RedisBus
 
@@ -150,3 +156,51 @@ def test_notifiers_hear_the_events_published_after_a_redis_outage(own_redis: Own
         wait_for(heard_after_the_outage, 20, what="an event published after the outage to be heard")
     finally:
         listening.close()
+
+
+@contextmanager
+def blackholed() -> Iterator[str]:
+    """The URL of a host that does not answer: a connect to it is neither accepted nor refused but waits out
+    its timeout, as behind a firewall dropping packets or with the host gone from the network. Here a
+    listening socket that never accepts, its accept queue filled, so the kernel drops every further SYN."""
+    with ExitStack() as stack:
+        server = stack.enter_context(socket.socket())
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        address = server.getsockname()
+        for _ in range(4):  # the queue holds backlog + 1 connections; the rest wait in SYN-SENT
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(address)
+        time.sleep(0.2)
+        check = stack.enter_context(socket.socket())
+        check.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # the setup itself: not refused, not accepted
+            check.connect(address)
+        yield f"redis://{address[0]}:{address[1]}/0"
+
+
+def test_publishing_to_a_host_that_does_not_answer_holds_up_the_caller_briefly_once_the_outage_is_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Against a host that does not answer (a connect times out, it is not refused), every event published
+    through the outage waited out the bus's connect timeout (2.0 s each), holding up the thread publishing
+    it, a worker's heartbeat thread. Once the outage is known, an event now waits at most one short try
+    (PROBE_TIMEOUT_S), and only one event in PROBE_EVERY_S tries at all; still one warning."""
+    caplog.set_level(logging.INFO, logger="tldrlab")
+    with blackholed() as url:
+        bus = RedisBus(url)
+        bus.publish(_progress("r", 0))  # the outage becomes known (this one waits the client's own retries)
+        assert bus.outage.down
+        waits: list[float] = []
+        until = time.monotonic() + 2.5 * PROBE_EVERY_S
+        while time.monotonic() < until:
+            started = time.monotonic()
+            bus.publish(_progress("r", len(waits) + 1))
+            waits.append(time.monotonic() - started)
+            time.sleep(0.02)
+    assert max(waits) < 2 * PROBE_TIMEOUT_S, f"an event waited {max(waits):.2f}s"
+    tries = [wait for wait in waits if wait > PROBE_TIMEOUT_S / 2]  # a try waits out its timeout; a drop no
+    assert 1 <= len(tries) <= 3, f"{len(tries)} tries of Redis over {len(waits)} events: {tries}"
+    warnings = _lines(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "Redis is unreachable" in warnings[0], warnings

@@ -334,36 +334,70 @@ class MemoryBus:
         return [True] * len(keys)
 
 
+PROBE_EVERY_S = 4.0
+"""While the bus knows Redis is unreachable, one published event in this many seconds tries Redis (through a
+client that gives up after `PROBE_TIMEOUT_S`); the others are dropped at once."""
+PROBE_TIMEOUT_S = 0.5
+"""How long that one try may wait to connect, and then for Redis's answer: no retries."""
+
+
 class RedisBus:
     """Redis pub/sub: every event goes to `runs:<id>:events` and to `tldrlab:events`.
 
     While Redis is unreachable an event published is dropped (pub/sub keeps nothing for a subscriber that is
     not connected, and every subscriber's connection is down too) and a subscription waits for Redis, then
-    subscribes again; the bus's `outage` logs it once, not once an event."""
+    subscribes again; the bus's `outage` logs it once, not once an event.
+
+    Once the outage is known, an event is dropped without asking Redis, save one every `PROBE_EVERY_S`
+    tried through a client that waits at most `PROBE_TIMEOUT_S` and does not retry: through the bus's own
+    client, each event against a host that does not answer (packets dropped, not refused) waited out its
+    connect timeout (2 s; a command outside a pipeline, redis-py's retries too), holding up the thread
+    publishing it (a worker's heartbeat thread, a training's every step). The events of up to
+    `PROBE_EVERY_S` after Redis is back may thus be dropped too."""
 
     shared = True
 
     def __init__(self, url: str) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self.url = url
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        self._probe = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=PROBE_TIMEOUT_S,
+            socket_timeout=PROBE_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._probe_lock = threading.Lock()
+        self._next_probe = 0.0
         self.outage = RedisOutage(
             log,
-            "run events are not published meanwhile, lost to the notifiers of every process (each event "
-            f"tries again; subscriptions reconnect {every_backoff()})",
+            "run events are not published meanwhile, lost to the notifiers of every process (an event tries "
+            f"again every {PROBE_EVERY_S:g}s; subscriptions reconnect {every_backoff()})",
             "run events are published again",
         )
         self._subscriptions: list[Callable[[], None]] = []
 
     def publish(self, event: RunEvent) -> None:
+        client = self.redis
+        if self.outage.down:
+            with self._probe_lock:
+                now = time.monotonic()
+                if now < self._next_probe:
+                    return  # dropped, as the outage's one warning said
+                self._next_probe = now + PROBE_EVERY_S
+            client = self._probe
         payload = event.model_dump_json()
-        pipe = self.redis.pipeline()
+        pipe = client.pipeline()
         pipe.publish(f"runs:{event.run_id}:events", payload)
         pipe.publish(ALL_CHANNEL, payload)
         try:
             pipe.execute()
         except unreachable_errors() as exc:
+            with self._probe_lock:
+                self._next_probe = time.monotonic() + PROBE_EVERY_S
             self.outage.failed(exc)
             return
         self.outage.answered()
