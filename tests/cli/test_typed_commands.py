@@ -86,7 +86,7 @@ def test_help_comes_from_the_field_docstrings(
             ["lvm", "generate", "r", "--text", "a", "--steps", "0"],
             "steps: Input should be greater than or equal to 1",
         ),
-        (["lvm", "generate", "r", "--split", "train"], "'train' is not one of 'test', 'val', 'cross'"),
+        (["lvm", "generate", "r", "--split", "train"], "'train' is not one of 'val', 'test', 'cross'"),
         (["lvm", "generate", "--text", "a"], "Missing argument 'RUN'"),
         (["lvm", "stats", "--samples", "101"], "samples: Input should be less than or equal to 100"),
         (["lvm", "train", "--hidden", "2"], "hidden: Input should be greater than or equal to 4"),
