@@ -167,6 +167,17 @@ class Settings(BaseSettings):
     queue_url: str | None = None
     """`redis://...` selects Redis + RQ for jobs; unset means the embedded SQLite-backed queue."""
 
+    redis_connect_timeout_s: float = Field(default=0.5, gt=0, le=30)
+    """Seconds every Redis client of tldrlab waits for a connection to `queue_url` to open. A command that
+    meets a connection error or a timeout is tried once more (`service.redis_outage.RETRIES`), so against a
+    host that does not answer (packets dropped, not refused) a call gives up after about twice this: `POST
+    /runs` answers 503 `service_unavailable`, a worker's maintenance pass moves on."""
+
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=300)
+    """Seconds every Redis client of tldrlab waits for Redis to answer a command once connected (a hung
+    server: twice this, with the one retry). Not the RQ worker's own connection, which blocks for a job
+    for minutes and waits longer than that (`service.queue.rq`)."""
+
     embedder: str = "minilm-onnx"
     """Default sentence embedder: `minilm-onnx` (all-MiniLM-L6-v2 on ONNX Runtime, attention int8: several
     times faster on a CPU, cosine >= 0.99 to the PyTorch vectors), `minilm` (the same model on PyTorch), or a

@@ -151,7 +151,12 @@ def test_inf_from_a_flag_or_a_yaml_file_is_a_one_line_error_and_creates_no_run(
 
 @pytest.mark.parametrize(
     ("variable", "setting"),
-    [("TLDRLAB_RUN_HEARTBEAT_S", "run_heartbeat_s"), ("TLDRLAB_RETENTION__EVERY_S", "retention.every_s")],
+    [
+        ("TLDRLAB_RUN_HEARTBEAT_S", "run_heartbeat_s"),
+        ("TLDRLAB_RETENTION__EVERY_S", "retention.every_s"),
+        ("TLDRLAB_REDIS_CONNECT_TIMEOUT_S", "redis_connect_timeout_s"),
+        ("TLDRLAB_REDIS_TIMEOUT_S", "redis_timeout_s"),
+    ],
 )
 def test_float_settings_from_the_environment_refuse_inf_and_nan(
     variable: str, setting: str, monkeypatch: pytest.MonkeyPatch

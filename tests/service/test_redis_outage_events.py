@@ -5,18 +5,16 @@ stays down, once that it answers again, and its notifiers hear the events publis
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 from svc_helpers import wait_for
 
-from netutil import free_port, start_redis
+from netutil import blackholed, free_port, start_redis
 from tldrlab.config import get_settings
 from tldrlab.runs import create_run
 from tldrlab.service.events import PROBE_EVERY_S, PROBE_TIMEOUT_S, RedisBus, RunEvent
@@ -156,28 +154,6 @@ def test_notifiers_hear_the_events_published_after_a_redis_outage(own_redis: Own
         wait_for(heard_after_the_outage, 20, what="an event published after the outage to be heard")
     finally:
         listening.close()
-
-
-@contextmanager
-def blackholed() -> Iterator[str]:
-    """The URL of a host that does not answer: a connect to it is neither accepted nor refused but waits out
-    its timeout, as behind a firewall dropping packets or with the host gone from the network. Here a
-    listening socket that never accepts, its accept queue filled, so the kernel drops every further SYN."""
-    with ExitStack() as stack:
-        server = stack.enter_context(socket.socket())
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        address = server.getsockname()
-        for _ in range(4):  # the queue holds backlog + 1 connections; the rest wait in SYN-SENT
-            filler = stack.enter_context(socket.socket())
-            filler.setblocking(False)
-            filler.connect_ex(address)
-        time.sleep(0.2)
-        check = stack.enter_context(socket.socket())
-        check.settimeout(0.5)
-        with pytest.raises(TimeoutError):  # the setup itself: not refused, not accepted
-            check.connect(address)
-        yield f"redis://{address[0]}:{address[1]}/0"
 
 
 def test_publishing_to_a_host_that_does_not_answer_holds_up_the_caller_briefly_once_the_outage_is_known(

@@ -67,3 +67,32 @@ def test_rq_scheduler_still_has_what_the_surviving_scheduler_uses() -> None:
     assert "acquired_locks" in dir(RQScheduler)
     constructor = inspect.getsource(RQScheduler.__init__)
     assert "self._stop_requested =" in constructor and "self.interval =" in constructor
+
+
+def test_the_worker_s_connection_waits_for_an_answer_longer_than_rq_waits_for_a_job(redis_url: str) -> None:
+    """RQ's worker blocks in BLPOP on its connection for up to `dequeue_timeout`; tldrlab's clients wait a
+    second for an answer (`redis_timeout_s`), so the worker's connection is made with RQ's own
+    `connection_timeout` instead (`_dequeue_read_timeout_s`): RQ's constructor, which would raise a lower
+    one, leaves it as it is, and the connection it opens waits that long."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from tldrlab.service.queue.rq import _dequeue_read_timeout_s
+    from tldrlab.service.redis_outage import redis_client
+
+    wait_s = _dequeue_read_timeout_s()
+    connection = redis_client(redis_url, read_timeout_s=wait_s)
+    worker = _preempting_worker_class(None)(
+        [Queue("q", connection=connection, serializer=JSONSerializer)],
+        connection=connection,
+        serializer=JSONSerializer,
+    )
+    assert wait_s == worker.connection_timeout > worker.dequeue_timeout
+    assert connection.connection_pool.connection_kwargs["socket_timeout"] == wait_s  # RQ changed nothing
+    opened = connection.connection_pool.get_connection()  # the one RQ's constructor opened (CLIENT SETNAME)
+    try:
+        assert opened.socket_timeout == wait_s
+    finally:
+        connection.connection_pool.release(opened)
+    bounded = redis_client(redis_url).connection_pool.connection_kwargs["socket_timeout"]
+    assert bounded < worker.dequeue_timeout  # what every other client waits

@@ -21,10 +21,17 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from tldrlab.config import Settings
+from tldrlab.config import Settings, get_settings
 from tldrlab.errors import NotFoundError
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus
-from tldrlab.service.redis_outage import RedisOutage, every_backoff, outage_retry, unreachable_errors
+from tldrlab.service.redis_outage import (
+    RedisOutage,
+    bounded_retry,
+    every_backoff,
+    outage_retry,
+    redis_client,
+    unreachable_errors,
+)
 
 EventType = Literal[
     "queued", "started", "progress", "checkpoint", "eval", "completed", "failed", "cancelled", "log"
@@ -351,24 +358,25 @@ class RedisBus:
     Once the outage is known, an event is dropped without asking Redis, save one every `PROBE_EVERY_S`
     tried through a client that waits at most `PROBE_TIMEOUT_S` and does not retry: through the bus's own
     client, each event against a host that does not answer (packets dropped, not refused) waited out its
-    connect timeout (2 s; a command outside a pipeline, redis-py's retries too), holding up the thread
-    publishing it (a worker's heartbeat thread, a training's every step). The events of up to
-    `PROBE_EVERY_S` after Redis is back may thus be dropped too."""
+    timeouts, holding up the thread publishing it (a worker's heartbeat thread, a training's every step). The
+    events of up to `PROBE_EVERY_S` after Redis is back may thus be dropped too. The first event of an
+    outage, and every claim, wait out the bus's own client (`redis_outage.redis_client`: against a host
+    that does not answer, some 1 s with the default settings; `redis_outage.call_bound_s` at most)."""
 
     shared = True
 
-    def __init__(self, url: str) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
         self.url = url
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
-        self._probe = redis.Redis.from_url(
+        self.settings = settings or get_settings()
+        # bounded (`redis_client`): a claim against a Redis that does not answer gives up within
+        # `redis_outage.call_bound_s`, and a worker's maintenance pass moves on
+        self.redis = redis_client(url, self.settings)
+        self._probe = redis_client(
             url,
-            socket_connect_timeout=PROBE_TIMEOUT_S,
-            socket_timeout=PROBE_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
+            self.settings,
+            connect_timeout_s=PROBE_TIMEOUT_S,
+            read_timeout_s=PROBE_TIMEOUT_S,
+            retry=bounded_retry(0),
         )
         self._probe_lock = threading.Lock()
         self._next_probe = 0.0
@@ -403,18 +411,11 @@ class RedisBus:
         self.outage.answered()
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        import redis
-
         stopped = threading.Event()
         # a client of its own whose commands wait out an outage until unsubscribed: on redis-py's default
         # retry the listening thread died at the first outage, and this process's notifiers heard nothing
         # for good; reconnected, redis-py subscribes the connection again
-        listener = redis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=2,
-            socket_timeout=10,
-            retry=outage_retry(self.outage, stopped.is_set),
-        )
+        listener = redis_client(self.url, self.settings, retry=outage_retry(self.outage, stopped.is_set))
         pubsub = listener.pubsub(ignore_subscribe_messages=True)
 
         def handle(message: dict[str, Any]) -> None:
@@ -471,7 +472,7 @@ class RedisBus:
 
 BUSES: dict[str, Callable[[Settings], EventBus]] = {
     "memory": lambda settings: MemoryBus(),
-    "redis": lambda settings: RedisBus(str(settings.queue_url)),
+    "redis": lambda settings: RedisBus(str(settings.queue_url), settings),
 }
 
 

@@ -5,7 +5,11 @@ gets through again.
 
 A warning per failed command was a flood: a training reporting every step logged one per step for the whole
 outage, and a worker's maintenance one per pass. Each part keeps its own `RedisOutage`, since each loses
-something else (a worker's job loop waits, events are dropped), so a process says so once per part."""
+something else (a worker's job loop waits, events are dropped), so a process says so once per part.
+
+Every Redis client tldrlab opens comes from `redis_client`: explicit connect and read timeouts (settings
+`redis_connect_timeout_s`, `redis_timeout_s`) and a bounded retry (`RETRIES`), so a call against a Redis that
+does not answer gives up within `call_bound_s`."""
 
 from __future__ import annotations
 
@@ -15,11 +19,71 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ServiceUnavailableError
 
 BACKOFF_S = (0.25, 4.0)
 """First and longest wait (seconds) between attempts to reach Redis again (`outage_retry`): the wait doubles
 from the first up to the longest, so a connection is back at most that long after Redis is."""
+
+RETRIES = 1
+"""How many times a client of `redis_client` tries a command again after a connection error or a timeout
+(redis-py reconnects first): one, so a Redis restarted or a connection it closed costs nothing, while a
+Redis that does not answer is given up on after two tries. redis-py's own default differs by version and
+by how a client is made (none through `from_url` in 8.x, ten retries through `Redis()`)."""
+RETRY_BACKOFF_S = (0.05, 0.2)
+"""First and longest wait (seconds) before a retry of `RETRIES`."""
+
+
+def bounded_retry(retries: int = RETRIES) -> Any:
+    """The retry of `redis_client`: `retries` tries more of a command that met a connection error or a
+    timeout, after a short exponential backoff (`RETRY_BACKOFF_S`)."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Retry(ExponentialBackoff(cap=RETRY_BACKOFF_S[1], base=RETRY_BACKOFF_S[0]), retries)
+
+
+def redis_client(
+    url: str,
+    settings: Settings | None = None,
+    *,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+    retry: Any = None,
+) -> Any:
+    """A redis-py client of `url`, the one way tldrlab makes one (the job queue's, the event bus's and its
+    subscriptions', the RQ worker's, the Discord watch list's): it waits at most `connect_timeout_s` (default
+    the setting `redis_connect_timeout_s`) for a connection to open and `read_timeout_s` (`redis_timeout_s`)
+    for each answer, and retries as `retry` says (default `bounded_retry()`). Each client chose its own
+    timeouts before (2 s to connect, 10 s for an answer) and left retries to redis-py's defaults, which vary
+    with its version and with how a client is made (ten retries through `Redis()`): a `POST /runs` against
+    a hung Redis took 10 s to answer 503.
+
+    A call against a Redis that does not answer thus gives up within `call_bound_s`: a host that accepts no
+    connection after (RETRIES + 1) connect timeouts, a hung server after (RETRIES + 1) read timeouts.
+    redis-py applies the retry to opening a connection inside a command's retry as well, so a Redis that
+    stops answering midway through a call may cost it one try more."""
+    import redis
+
+    settings = settings or get_settings()
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=(
+            settings.redis_connect_timeout_s if connect_timeout_s is None else connect_timeout_s
+        ),
+        socket_timeout=settings.redis_timeout_s if read_timeout_s is None else read_timeout_s,
+        retry=retry if retry is not None else bounded_retry(),
+    )
+
+
+def call_bound_s(settings: Settings | None = None, retries: int = RETRIES) -> float:
+    """How long one call of a `redis_client` client (default timeouts) waits on a Redis that does not answer
+    before it raises: each try connects and waits for an answer, with the backoffs between them. A host that
+    accepts no connection (blackholed) is given up on sooner, after (retries + 1) connect timeouts."""
+    settings = settings or get_settings()
+    per_try = settings.redis_connect_timeout_s + settings.redis_timeout_s
+    return (retries + 1) * per_try + retries * RETRY_BACKOFF_S[1]
 
 
 class RedisUnreachableError(ServiceUnavailableError):

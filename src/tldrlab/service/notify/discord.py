@@ -28,6 +28,7 @@ from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableErr
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.service.events import RunEvent
 from tldrlab.service.notify.base import NotifySettings, notify_settings, redact
+from tldrlab.service.redis_outage import redis_client
 
 log = logging.getLogger("tldrlab.notify.discord")
 # Discord refuses a message whose content is over 2000 characters (code points, as Python's len counts)
@@ -144,10 +145,8 @@ class FileWatchList:
 class RedisWatchList:
     """Watched run ids in the Redis set `discord:watching` (scale-out)."""
 
-    def __init__(self, url: str, key: str = "discord:watching") -> None:
-        import redis
-
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    def __init__(self, url: str, key: str = "discord:watching", settings: Settings | None = None) -> None:
+        self.redis = redis_client(url, settings)
         self.key = key
 
     def ids(self) -> set[str]:
@@ -163,7 +162,7 @@ class RedisWatchList:
 def open_watch_list(settings: Settings | None = None) -> WatchList:
     settings = settings or get_settings()
     if settings.queue_url:
-        return RedisWatchList(settings.queue_url)
+        return RedisWatchList(settings.queue_url, settings=settings)
     return FileWatchList(settings.home / "discord" / "watching.json")
 
 

@@ -25,7 +25,7 @@ def _rq(settings: Settings) -> JobQueue:
     from tldrlab.service.queue.rq import RqQueue
 
     assert settings.queue_url is not None
-    return RqQueue(settings.queue_url)
+    return RqQueue(settings.queue_url, settings=settings)
 
 
 QUEUES: dict[str, Callable[[Settings], JobQueue]] = {"sqlite": _sqlite, "rq": _rq}

@@ -15,10 +15,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from tldrlab.config import Settings, get_settings
 from tldrlab.errors import ServiceUnavailableError
 from tldrlab.runs import preempt
 from tldrlab.service.queue.base import JobHandler
-from tldrlab.service.redis_outage import RedisOutage, every_backoff, outage_retry, unreachable_errors
+from tldrlab.service.redis_outage import (
+    RedisOutage,
+    every_backoff,
+    outage_retry,
+    redis_client,
+    unreachable_errors,
+)
 
 log = logging.getLogger("tldrlab.worker")
 
@@ -68,6 +75,19 @@ def _outage_retry(give_up: Callable[[], bool]) -> Any:
         return StopRequested()
 
     return outage_retry(_worker_outage(), give_up, stopping)
+
+
+def _dequeue_read_timeout_s() -> float:
+    """How long the worker's own connection waits for an answer: longer than RQ's wait for a job. RQ blocks
+    in BLPOP on that connection for up to its `dequeue_timeout` (its worker TTL less 15 s: minutes), and a
+    read timeout below that (`redis_timeout_s`, a second) would end every idle wait in a timeout. This is
+    RQ's own `connection_timeout` (dequeue + 10 s), which RQ's constructor sets where it finds less; set
+    here beforehand so the worker does not depend on that (tests/service/test_rq_private_api.py checks
+    both agree). A hung Redis holds the worker's other commands that long too: they wait out any outage
+    anyway (`_outage_retry`), and the worker's maintenance goes through the queue's bounded client."""
+    from rq.defaults import DEFAULT_WORKER_TTL
+
+    return float(max(1, DEFAULT_WORKER_TTL - 15) + 10)
 
 
 def _surviving_scheduler_class() -> type[Any]:
@@ -165,13 +185,15 @@ def _preempting_worker_class(
 class RqQueue:
     name = "rq"
 
-    def __init__(self, url: str, *, queue_name: str = QUEUE_NAME) -> None:
-        import redis
+    def __init__(self, url: str, *, queue_name: str = QUEUE_NAME, settings: Settings | None = None) -> None:
         from rq import Queue
         from rq.serializers import JSONSerializer
 
         self.url = url
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        self.settings = settings or get_settings()
+        # bounded (`redis_client`): against a Redis that does not answer, `POST /runs` answers 503 and a
+        # worker's maintenance pass moves on within `redis_outage.call_bound_s`, instead of hanging
+        self.redis = redis_client(url, self.settings)
         self.queue = Queue(queue_name, connection=self.redis, serializer=JSONSerializer)
         # this client's outage (the API's enqueueing, a worker's reconcile passes), logged once
         self.outage = RedisOutage(
@@ -244,7 +266,6 @@ class RqQueue:
         poll_s: float = 0.5,
         on_force_stop: Callable[[int], None] | None = None,
     ) -> None:
-        import redis
         from rq import Queue
         from rq.exceptions import StopRequested
         from rq.serializers import JSONSerializer
@@ -252,8 +273,11 @@ class RqQueue:
         _RQ_HANDLER[:] = [handler]
         # The worker's own connection, which waits out a Redis outage (`_outage_retry`); its scheduler, a
         # process of its own that survives outages in its loop and must stop when told, keeps this queue's.
-        connection = redis.Redis.from_url(
-            self.url, socket_connect_timeout=2, socket_timeout=10, retry=_outage_retry(should_stop)
+        connection = redis_client(
+            self.url,
+            self.settings,
+            read_timeout_s=_dequeue_read_timeout_s(),  # it blocks for a job for minutes
+            retry=_outage_retry(should_stop),
         )
         rq_worker = _preempting_worker_class(on_force_stop, scheduler_connection=self.redis)(
             [Queue(self.queue.name, connection=connection, serializer=JSONSerializer)],
