@@ -500,8 +500,9 @@ def end_unresumed_children(registry: RunRegistry, run_id: str, message: str) -> 
 def inside_its_parent(record: RunRecord) -> bool:
     """A run its parent created and executes within its own execution (an experiment's arm, a training's
     final evaluation), which no queue holds: not a sweep's trial (its sweep puts it on the queue, and
-    running the sweep again resumes it) nor a run submitted through the API (the queue's)."""
-    submitted = record.tags.get(SUBMITTED_VIA) == "api"
+    running the sweep again resumes it) nor a run someone asked for on its own that names the run it
+    evaluates as its parent (`submitted_via`: the API's submits, `tldrlab eval RUN`)."""
+    submitted = SUBMITTED_VIA in record.tags
     return record.parent_id is not None and not (is_sweep_trial(record) or submitted)
 
 

@@ -325,3 +325,20 @@ def test_get_eval_says_the_final_evaluation_was_deleted_not_that_there_is_none_y
     assert response.status_code == 404 and "is not recorded here" in response.json()["message"], response.text
     assert "?evaluation=latest" in response.json()["message"], response.text
     assert client.get(f"/runs/{run_id}/eval", params={"evaluation": "latest"}).json()["request_id"] == later
+
+
+def test_an_evaluation_asked_for_on_the_command_line_is_not_settled_as_its_trainings_own(
+    trained_run: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab eval RUN` makes the run it evaluates its parent, and a view took it for a run only that
+    parent runs: left queued (its process killed before it started), `runs list` cancelled it as "which
+    alone would run it, completed without it". It was asked for on its own, and stays as it is."""
+    code, _, err = run_captured(["eval", trained_run, "--max-samples", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    evaluations = open_registry().list(kind="evaluate", parent_id=trained_run)
+    (asked,) = [r for r in evaluations if not r.tags.get(FINAL_EVAL_TAG)]
+    open_registry().update(asked.id, status=RunStatus.QUEUED)  # as a process killed before it started left it
+    code, _, err = run_captured(["runs", "list"], capsys)
+    assert code == 0, err
+    after = open_registry().get(asked.id)
+    assert after.status is RunStatus.QUEUED, after.message

@@ -23,6 +23,7 @@ from tldrlab.runs import RunRecord, create_run, open_registry, start_run
 from tldrlab.runs.aliases import promote
 from tldrlab.runs.cleanup_events import recent_events
 from tldrlab.runs.filestore import open_file_store
+from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.runs.retention import disk_usage, prune
 from tldrlab.service.app import create_app
 from tldrlab.service.periodic import PeriodicCleanup
@@ -396,7 +397,8 @@ def test_deleting_a_run_deletes_its_evaluations_with_it(capsys: pytest.CaptureFi
     trained = _run(model=True)
     evaluations = [_evaluation_of(trained), _evaluation_of(trained, "eval")]  # the kind's old name too
     unrelated = _evaluation_of(_run())
-    queued = create_run("evaluate", {"model_run": trained}, parent_id=trained).id
+    # queued: one submitted over the API (`POST /runs/{id}/evaluations`), waiting for a worker
+    queued = create_run("evaluate", {"model_run": trained}, parent_id=trained, tags={SUBMITTED_VIA: "api"}).id
 
     code, _, err = run_captured(["runs", "delete", trained], capsys)  # an unfinished evaluation blocks it
     assert code == 4 and f"its evaluate run {queued} is queued: cancel it or wait for it to end" in err, err

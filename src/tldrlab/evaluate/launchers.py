@@ -15,6 +15,7 @@ from tldrlab.evaluate.config import FinalEvalConfig
 from tldrlab.evaluate.run_eval import eval_config_for
 from tldrlab.launch import launch_run
 from tldrlab.runs import Run
+from tldrlab.runs.registry import SUBMITTED_VIA
 
 
 def evaluate_target(target: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
@@ -25,7 +26,9 @@ def evaluate_target(target: str | Path, *, progress: bool = True, **overrides: A
     _, _, parent = eval_config_for(target, **overrides)  # a bad target or setting fails before a run exists
     model_run = str(Path(target).resolve()) if Path(target).exists() else str(target)
     raw = {"model_run": model_run, **overrides, "progress": progress}
-    launched = launch_run("evaluate", raw, parent_id=parent)
+    # asked for on its own, though its parent is the evaluated run: a view must not settle it as a run that
+    # only its parent would run (`launch.inside_its_parent`)
+    launched = launch_run("evaluate", raw, parent_id=parent, tags={SUBMITTED_VIA: "cli"})
     assert launched.result is not None
     return launched.result
 

@@ -21,8 +21,9 @@ from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
 
 SUBMITTED_VIA = "submitted_via"
-"""Tag set ("api") on runs created through the API: the queue's runs (a worker confines them again before
-executing them, and requeues them when their worker dies)."""
+"""Tag of a run someone asked for on its own: "api" on runs created through the API, the queue's runs (a
+worker confines them again before executing them, and requeues them when their worker dies); "cli" on an
+evaluation `tldrlab eval RUN` starts, whose parent is the run it evaluates but which runs on its own."""
 
 
 DERIVED_KINDS = frozenset({"evaluate", "generate", "score"})
