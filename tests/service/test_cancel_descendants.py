@@ -5,6 +5,7 @@ three and ended `completed`, still flagged `cancel_requested`."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from cliutil import run_captured
 from tldrlab.errors import RunCancelledError
 from tldrlab.launch import launch_run
-from tldrlab.runs import RunStatus, create_run, open_registry
+from tldrlab.runs import RunStatus, create_run, execute_run, open_registry
 from tldrlab.service.app import create_app
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import launch_sweep
@@ -169,3 +171,26 @@ def test_cancelling_a_training_during_its_final_evaluation_ends_it_cancelled_and
     resumed = launch_run("train", {}, resume=training.id)  # the model is there: only the evaluation is left
     assert resumed.record.status is RunStatus.COMPLETED and resumed.result is not None
     assert resumed.result["steps"] == 3 and resumed.result["final_eval_run"] != evaluation.id
+
+
+def test_the_command_line_cancels_as_the_api_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """There was no `tldrlab runs cancel`: in a home without the API, a queued run (and an arm waiting for its
+    experiment) could not be cancelled at all."""
+    registry = open_registry()
+    queued = create_run("train", {})
+    child = create_run("evaluate", {}, parent_id=queued.id)
+    code, out, err = run_captured(["runs", "cancel", queued.id[:-2]], capsys)  # a unique prefix will do
+    assert code == 0 and out.strip() == f"cancelled run {queued.id}", (out, err)
+    assert registry.get(queued.id).status is RunStatus.CANCELLED
+    assert registry.get(child.id).status is RunStatus.CANCELLED
+    assert registry.get(child.id).message == f"cancelled: run {queued.id}, which it is part of, was cancelled"
+
+    code, _, err = run_captured(["runs", "cancel", queued.id], capsys)
+    assert code == 4 and f"[conflict] run {queued.id} already cancelled" in err and "Traceback" not in err
+
+    with execute_run(create_run("train", {})) as running:  # alive: this process holds it
+        code, out, err = run_captured(["runs", "cancel", running.id, "--json"], capsys)
+        assert code == 0, err
+        shown = json.loads(out)
+        assert shown["status"] == "running" and shown["cancel_requested"] is True, shown
+        assert shown["message"] == "cancel requested; stopping after the current step"

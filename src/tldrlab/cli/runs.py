@@ -1,5 +1,6 @@
-"""`tldrlab runs list | show | logs | compare | export | import | upload | restore | prune | delete`: the run
-registry from the terminal, runs side by side, moving runs in and out of it as archives, and retention."""
+"""`tldrlab runs list | show | logs | cancel | compare | export | import | upload | restore | prune | delete`:
+the run registry from the terminal, runs side by side, moving runs in and out of it as archives, and
+retention."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.markup import escape
 from tldrlab.cli.options import AS_JSON, config_command, path_parser
 from tldrlab.cli.tables import emit, err_console
 from tldrlab.config import RetentionPolicy, get_settings
+from tldrlab.errors import ConflictError
 from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
 from tldrlab.launch import ORPHAN_RULES
 from tldrlab.report import Report
@@ -19,8 +21,14 @@ from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_archive, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareChart, compare_runs
-from tldrlab.runs.reconcile import SETTLE_LOCK_WAIT_S, Reconciled, reconcile_here, repair_manifests
-from tldrlab.runs.registry import RunQuery, runs_table
+from tldrlab.runs.reconcile import (
+    SETTLE_LOCK_WAIT_S,
+    Reconciled,
+    cancel_with_descendants,
+    reconcile_here,
+    repair_manifests,
+)
+from tldrlab.runs.registry import RunQuery, RunStatus, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
 from tldrlab.runs.run import LOG, read_manifest
 from tldrlab.service.worker import live_workers
@@ -92,6 +100,27 @@ def show_run(run_id: str = RUN_ID) -> None:
             {"run": record.to_dict(), "manifest": read_manifest(record.run_dir)}, indent=2, default=str
         )
     )
+
+
+@runs_app.command("cancel")
+def cancel_command(run_id: str = RUN_ID, as_json: bool = AS_JSON) -> None:
+    """Cancel a run and the runs it started: a queued one at once, a running one between two of its steps (a
+    run of any process or worker of this home), as the API's cancel does.
+
+    Example: tldrlab runs cancel train-20260101
+    """
+    registry = reconciled_registry()  # a killed run is settled first, not asked to stop
+    record = registry.find(run_id)
+    if record.status.finished:
+        raise ConflictError(f"run {record.id} already {record.status.value}")
+    cancel_with_descendants(registry, record)
+    now = registry.get(record.id)
+    said = (
+        f"cancelled run {now.id}"
+        if now.status is RunStatus.CANCELLED
+        else f"cancel requested: run {now.id} stops after its current step"
+    )
+    emit(now.to_dict(), lambda: Report([said]), as_json=as_json)
 
 
 @runs_app.command("logs")

@@ -137,6 +137,25 @@ def cancel_queued(registry: RunRegistry, run_id: str, message: str) -> bool:
     return True
 
 
+def cancel_with_descendants(
+    registry: RunRegistry, record: RunRecord, message: str = "cancelled before it started"
+) -> None:
+    """Cancel a run and the unfinished runs it started (the API's `POST /runs/{id}/cancel`, `tldrlab runs
+    cancel`): a queued one at once, a running one by its request (read between steps). A sweep's trial or an
+    experiment's arm executes inside its parent's execution, so the parent stops only once its running child
+    has: the request goes down to every descendant (a queued one, an arm waiting for its experiment's
+    resume, is cancelled naming the run it was part of)."""
+    registry.request_cancel(record.id)
+    if not cancel_queued(registry, record.id, message):
+        # only while it runs: a run that ended meanwhile keeps the message it ended with
+        waiting = "cancel requested; stopping after the current step"
+        registry.transition(record.id, (RunStatus.RUNNING,), RunStatus.RUNNING, message=waiting)
+    for child in registry.unfinished_children(record.id):
+        cancel_with_descendants(
+            registry, child, f"cancelled: run {record.id}, which it is part of, was cancelled"
+        )
+
+
 def _ended(registry: RunRegistry, run_id: str) -> str | None:
     """How the run `run_id` ended for good ("failed", "was cancelled", ...), or None while it may go on
     (queued or running)."""

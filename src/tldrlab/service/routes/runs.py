@@ -32,8 +32,8 @@ from tldrlab.kinds import (
     submittable_kinds,
 )
 from tldrlab.runs import RunRecord, RunStatus
-from tldrlab.runs.reconcile import cancel_queued
-from tldrlab.runs.registry import RunQuery, RunRegistry
+from tldrlab.runs.reconcile import cancel_with_descendants
+from tldrlab.runs.registry import RunQuery
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.confine import public_paths
 from tldrlab.service.events import RunEvent, RunTail, sse_format
@@ -384,22 +384,8 @@ def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     record = runs.get(run_id)
     if record.status.finished:
         raise ConflictError(f"run {run_id} already {record.status.value}")
-    _cancel(runs, record)
+    cancel_with_descendants(runs, record)
     return public(request, run_info(runs.get(run_id)))
-
-
-def _cancel(runs: RunRegistry, record: RunRecord, message: str = "cancelled before it started") -> None:
-    """Cancel a run and the unfinished runs it started: a queued one at once, a running one by its request
-    (read between steps). A sweep's trial or an experiment's arm executes inside its parent's execution, so
-    the parent stops only once its running child has: the request goes down to every descendant (a queued
-    one, an arm waiting for its experiment's resume, is cancelled naming the run it was part of)."""
-    runs.request_cancel(record.id)
-    if not cancel_queued(runs, record.id, message):
-        # only while it runs: a run that ended meanwhile keeps the message it ended with
-        waiting = "cancel requested; stopping after the current step"
-        runs.transition(record.id, (RunStatus.RUNNING,), RunStatus.RUNNING, message=waiting)
-    for child in runs.unfinished_children(record.id):
-        _cancel(runs, child, f"cancelled: run {record.id}, which it is part of, was cancelled")
 
 
 def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:
