@@ -450,24 +450,16 @@ class RedisBus:
             self._subscriptions.pop()()
 
     def first_to_claim(self, key: str, ttl_s: int = CLAIM_TTL_S) -> bool:
-        try:
-            claimed = self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s)
-        except unreachable_errors() as exc:
-            raise self.outage.unreachable(exc, "cannot claim an event") from exc
-        self.outage.answered()
-        return bool(claimed)
+        with self.outage.asking("cannot claim an event"):
+            return bool(self.redis.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s))
 
     def first_to_claim_each(self, keys: Sequence[str], ttl_s: int = CLAIM_TTL_S) -> list[bool]:
         # pipelined, not a transaction: each SET NX stays atomic on its own, which is all a claim needs
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.set(f"tldrlab:claimed:{key}", 1, nx=True, ex=ttl_s)
-        try:
-            results = pipe.execute()
-        except unreachable_errors() as exc:
-            raise self.outage.unreachable(exc, "cannot claim an event") from exc
-        self.outage.answered()
-        return [bool(result) for result in results]
+        with self.outage.asking("cannot claim an event"):
+            return [bool(result) for result in pipe.execute()]
 
 
 BUSES: dict[str, Callable[[Settings], EventBus]] = {

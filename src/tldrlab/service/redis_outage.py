@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tldrlab.config import Settings, get_settings
@@ -140,6 +141,16 @@ class RedisOutage:
         """`failed`, and the error for a caller that asked Redis for something (`what`) and got no answer."""
         self.failed(error)
         return RedisUnreachableError(f"{what}: Redis is unreachable ({type(error).__name__})")
+
+    @contextmanager
+    def asking(self, what: str) -> Iterator[None]:
+        """Around commands whose caller needs Redis's answer (`what` it asks for, for the message):
+        RedisUnreachableError (`unreachable`) when Redis gives none, `answered` when it does."""
+        try:
+            yield
+        except unreachable_errors() as exc:
+            raise self.unreachable(exc, what) from exc
+        self.answered()
 
 
 def outage_retry(

@@ -24,7 +24,6 @@ from tldrlab.service.redis_outage import (
     every_backoff,
     outage_retry,
     redis_client,
-    unreachable_errors,
 )
 
 log = logging.getLogger("tldrlab.worker")
@@ -217,40 +216,33 @@ class RqQueue:
             "description": f"run {run_id}",
         }
         try:
-            if delay_s > 0:
-                self.queue.enqueue_in(timedelta(seconds=delay_s), JOB_FUNCTION, run_id, **options)
-            else:
-                self.queue.enqueue(JOB_FUNCTION, run_id, **options)
-        except unreachable_errors() as exc:
-            raise self.outage.unreachable(exc, "cannot enqueue") from exc
+            with self.outage.asking("cannot enqueue"):
+                if delay_s > 0:
+                    self.queue.enqueue_in(timedelta(seconds=delay_s), JOB_FUNCTION, run_id, **options)
+                else:
+                    self.queue.enqueue(JOB_FUNCTION, run_id, **options)
         except _redis_errors() as exc:
             raise ServiceUnavailableError(f"cannot enqueue: Redis refused it ({type(exc).__name__})") from exc
-        self.outage.answered()
 
     def depth(self) -> int:
         try:
-            depth = int(self.queue.count)
-        except unreachable_errors() as exc:
-            raise self.outage.unreachable(exc, "cannot count the queue") from exc
+            with self.outage.asking("cannot count the queue"):
+                return int(self.queue.count)
         except _redis_errors() as exc:
             raise ServiceUnavailableError(f"cannot count the queue: {type(exc).__name__}") from exc
-        self.outage.answered()
-        return depth
 
     def pending_run_ids(self) -> set[str]:
         from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
         try:
-            job_ids = [
-                *self.queue.get_job_ids(),
-                *ScheduledJobRegistry(queue=self.queue).get_job_ids(),
-                *StartedJobRegistry(queue=self.queue).get_job_ids(),
-            ]
-        except unreachable_errors() as exc:
-            raise self.outage.unreachable(exc, "cannot list the queue's jobs") from exc
+            with self.outage.asking("cannot list the queue's jobs"):
+                job_ids = [
+                    *self.queue.get_job_ids(),
+                    *ScheduledJobRegistry(queue=self.queue).get_job_ids(),
+                    *StartedJobRegistry(queue=self.queue).get_job_ids(),
+                ]
         except _redis_errors() as exc:
             raise ServiceUnavailableError(f"cannot list the queue's jobs: {type(exc).__name__}") from exc
-        self.outage.answered()
         return {job_id.rpartition("--")[0] or job_id for job_id in job_ids}
 
     def extend_lease(self, run_id: str, worker_id: str) -> None:
