@@ -718,6 +718,87 @@ def test_causal_lm_settings_the_model_cannot_take_are_refused_before_a_run_exist
     assert accepted.status_code in (201, 202), accepted.text
 
 
+def _t5_gguf_header(path: Path) -> Path:
+    """A GGUF file whose header says it holds a T5 (metadata only: the checks read no further)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "t5")
+    writer.add_name("tiny-t5")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_model_that_is_no_causal_lm_or_lora_targets_it_lacks_are_refused_at_submit(
+    tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A causal_lm training whose model is no causal LM (a T5 directory, a T5 GGUF file) or whose LoRA
+    `target_modules` the model lacks was accepted (202 over the API) and failed minutes later, once its run
+    loaded the model. Both front ends refuse it before a run exists, naming the field, with the words the
+    run's own check uses (one check, read from config.json / the GGUF header and the model built on the
+    meta device: no weights read)."""
+    from fastapi.testclient import TestClient
+
+    from tinylm import tiny_t5
+    from tldrlab.models.causal_lm import load_causal_lm
+    from tldrlab.runs import open_registry
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    data.mkdir(parents=True)
+    (data / "pairs.jsonl").write_text(json.dumps({"document": TEXT, "summary": "PostgreSQL module"}) + "\n")
+    import shutil
+
+    save_tiny_model(*tiny_t5(), data / "t5")
+    _t5_gguf_header(data / "t5.gguf")
+    shutil.copytree(tiny["dir"], data / "hf")
+    shutil.copy(tiny["gguf"], data / "tiny.gguf")
+    lacking = {"target_modules": ["q_proj", "c_attn"]}
+    missing = "LoRA target modules not in the model: c_attn"
+    refusals = [  # (settings, the field named, what the run's check says), paths under the data root
+        ({"path": "t5"}, "path", "t5 holds a t5 model, not a causal LM"),
+        ({"from_pretrained": "t5.gguf"}, "from_pretrained", "t5.gguf holds a t5 model, not a causal LM"),
+        ({"path": "hf", "lora": lacking}, "lora.target_modules", missing),
+        ({"path": "tiny.gguf", "lora": lacking}, "lora.target_modules", missing),
+    ]
+    for settings, field, message in refusals:
+        absolute = {**settings, **{k: str(data / v) for k, v in settings.items() if isinstance(v, str)}}
+        argv = ["train", "--model", "causal_lm", "--data", str(data / "pairs.jsonl"), "--max-steps", "1"]
+        exit_code, _, err = run_captured([*argv, "-q", "--model-config", json.dumps(absolute)], capsys)
+        assert exit_code == 2 and len(err.strip().splitlines()) == 1, (settings, err)
+        assert f"[invalid_config] model_settings.{field}: " in err and message in err, (settings, err)
+    assert open_registry().list() == []
+    # the run's own check words it the same (a T5 GGUF was a checkpoint_corrupt error from transformers)
+    with pytest.raises(InvalidInputError, match=r"t5\.gguf holds a t5 model, not a causal LM"):
+        load_causal_lm(resolve_model_ref(str(data / "t5.gguf")))
+
+    client = TestClient(create_app())
+    config = {"model": "causal_lm", "data": {"path": "pairs.jsonl"}, "train": {"max_steps": 1}}
+    for settings, field, message in refusals:
+        body = {"kind": "train", "config": {**config, "model_settings": settings}}
+        response = client.post("/runs", json=body, headers={"X-Request-ID": "req-9"})
+        assert response.status_code == 422, (settings, response.text)
+        answer = response.json()
+        assert answer["code"] == "invalid_config" and answer["request_id"] == "req-9", answer
+        assert answer["message"].startswith(f"model_settings.{field}: ") and message in answer["message"]
+        assert answer["errors"][0]["loc"] == ["model_settings", *field.split(".")], answer
+    assert open_registry().list() == []
+    # what the model has is accepted: the same directory and GGUF file with targets they hold
+    for path in ("hf", "tiny.gguf"):
+        lora = {"target_modules": ["q_proj", "down_proj"]}
+        body = {"kind": "train", "config": {**config, "model_settings": {"path": path, "lora": lora}}}
+        accepted = client.post("/runs", json=body)
+        assert accepted.status_code == 202, accepted.text
+    # a queued training's model is not there yet: left to the run, as before
+    queued = create_run("train", {"model": "causal_lm"})
+    later = {"path": queued.id, "lora": lacking}
+    accepted = client.post("/runs", json={"kind": "train", "config": {**config, "model_settings": later}})
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_a_gpt2_of_64_positions_generates_with_the_default_settings(
     chat_tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ that refuses a model for its architecture reads these few bytes instead. No torc
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from pathlib import Path
@@ -41,6 +42,29 @@ def model_architecture(model: ResolvedModel) -> str | None:
         return None
     model_type = config.get("model_type") if isinstance(config, dict) else None
     return model_type.lower() if isinstance(model_type, str) and model_type else None
+
+
+GGUF_MODEL_TYPES = {
+    "qwen2moe": "qwen2_moe",
+    "qwen3moe": "qwen3_moe",
+    "gpt-oss": "gpt_oss",
+    "minimax-m2": "minimax_m2",
+    "t5encoder": "t5",
+    "gemma3": "gemma3_text",
+    "gemma4": "gemma4_text",
+}
+"""GGUF architectures (llama.cpp's names) that transformers' GGUF loader builds under another `model_type`
+(`transformers.modeling_gguf_pytorch_utils.load_gguf_checkpoint`); any other keeps its name."""
+
+
+def model_type(model: ResolvedModel) -> str | None:
+    """The transformers `model_type` the model loads as, from its files: a directory's `config.json`
+    `model_type`, a GGUF file's architecture under the name transformers gives it (`GGUF_MODEL_TYPES`);
+    None when they do not say."""
+    architecture = model_architecture(model)
+    if model.kind == "gguf" and architecture is not None:
+        return GGUF_MODEL_TYPES.get(architecture, architecture)
+    return architecture
 
 
 def model_positions(model: ResolvedModel) -> int | None:
@@ -87,7 +111,19 @@ def gguf_architecture(path: Path) -> str | None:
 def gguf_header(path: Path) -> dict[str, str | int]:
     """The string and integer values among a GGUF file's first `_MAX_KEYS_READ` metadata keys (the general.*
     and architecture keys: writers put them before the tokenizer's long arrays); empty for a file that is no
-    readable GGUF file, what was read before a damaged part for one cut short."""
+    readable GGUF file, what was read before a damaged part for one cut short.
+
+    Kept per file version (path, size, modification time): skipping SmolLM2's vocabulary and merges, among
+    its first keys, takes 30-80 ms, and a submit's checks ask for its architecture, layers and sizes."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    return dict(_read_gguf_header(path.absolute(), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_gguf_header(path: Path, size: int, mtime_ns: int) -> dict[str, str | int]:
     values: dict[str, str | int] = {}
     try:
         with path.open("rb") as handle:

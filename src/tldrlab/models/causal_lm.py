@@ -14,13 +14,14 @@ trainable. `export_model` writes safetensors + config.json + tokenizer (with its
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tldrlab.errors import CheckpointError, ConfigError, InvalidInputError, NotFoundError
-from tldrlab.models.architecture import model_architecture, model_layers
+from tldrlab.errors import CheckpointError, ConfigError, InvalidConfigError, InvalidInputError, NotFoundError
+from tldrlab.models.architecture import ARCHITECTURE_KEY, gguf_header, model_layers, model_type
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.gguf_reading import check_gguf_file, gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
@@ -116,7 +117,7 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM
 
-    check_causal_lm_directory(resolved)
+    check_causal_lm_model(resolved)
     path, kwargs = resolved.from_pretrained_args()
     with gguf_parsed_once(resolved.kind == "gguf"):  # the config and the weights read the same metadata
         if resolved.kind == "gguf":  # a truncated file is the user's input, not a corrupt checkpoint of ours
@@ -131,21 +132,75 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype: str = "float32") -> Any:
     return model
 
 
-def check_causal_lm_directory(resolved: ResolvedModel) -> None:
-    """InvalidInputError when a model directory's config.json names a model type that is no causal LM
-    (a t5 or char_lstm run's model, an encoder). Without this check transformers' refusal surfaced as a
-    `checkpoint_corrupt` error (the files are fine) listing its two hundred causal-LM config classes."""
-    model_type = model_architecture(resolved) if resolved.kind == "directory" else None
-    if model_type is None:
+def check_causal_lm_model(resolved: ResolvedModel) -> None:
+    """InvalidInputError when the model's files name a model type that is no causal LM: a directory's
+    config.json (a t5 or char_lstm run's model, an encoder), a GGUF file's header (a T5 GGUF). Without this
+    check transformers' refusal surfaced as a `checkpoint_corrupt` error (the files are fine) listing its two
+    hundred causal-LM config classes. Only those few bytes are read, so a load (`load_causal_lm`) and a
+    submit (`check_causal_lm`) make this one check alike."""
+    found = model_type(resolved)
+    if found is None:
         return
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise InvalidInputError(
-            f"{resolved.path} holds a {model_type} model, not a causal LM (a decoder-only transformers "
-            "model such as llama, qwen2 or gpt2); a tldrlab t5 or char_lstm run's model is used through its "
-            "run (tldrlab generate / eval / score RUN)"
-        )
+    if found in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return
+    if resolved.kind == "gguf" and found not in CONFIG_MAPPING_NAMES:
+        # llama.cpp names architectures transformers has no model of (command-r, deepseek2, ...): not known
+        # to be no causal LM, so the load says what transformers cannot read, as it did
+        return
+    raise InvalidInputError(
+        f"{resolved.path} holds a {found} model, not a causal LM (a decoder-only transformers "
+        "model such as llama, qwen2 or gpt2); a tldrlab t5 or char_lstm run's model is used through its "
+        "run (tldrlab generate / eval / score RUN)"
+    )
+
+
+def model_module_names(resolved: ResolvedModel) -> list[str] | None:
+    """The module names of the causal LM `resolved` holds, built from its config alone (a directory's
+    config.json, a GGUF file's header) on the `meta` device: no weights read, no memory given to them. None
+    when the files give no config transformers builds a causal LM from (left to the load)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        if resolved.kind == "gguf":
+            config = _gguf_config(resolved)
+            if config is None:
+                return None
+        else:
+            config = AutoConfig.from_pretrained(str(resolved.path))
+        # torch's device context (thread-local) rather than accelerate's init_empty_weights, which patches
+        # nn.Module for every thread: the API checks submits in a thread pool
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except Exception:  # transformers raises many kinds: what the load meets there, it reports
+        return None
+    return [name for name, _ in model.named_modules()]
+
+
+def _gguf_config(resolved: ResolvedModel) -> Any:
+    """A transformers config of the GGUF file's model from its header's sizes, renamed as transformers' GGUF
+    loader renames them. Its config from `AutoConfig.from_pretrained(..., gguf_file=...)` parses all the
+    metadata, the vocabulary and merges too: 1 to 9 s for the bundled SmolLM2, where the header takes ms."""
+    from transformers import AutoConfig
+    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+
+    header = gguf_header(resolved.path)
+    architecture, found = header.get(ARCHITECTURE_KEY), model_type(resolved)
+    if not isinstance(architecture, str) or found is None:
+        return None
+    renames = GGUF_CONFIG_MAPPING.get(found) or GGUF_CONFIG_MAPPING.get(architecture.lower())
+    prefix, settings = f"{architecture}.", {}
+    for key, value in header.items():  # e.g. llama.block_count -> num_hidden_layers
+        renamed = renames.get(key.removeprefix(prefix)) if isinstance(renames, dict) else None
+        if key.startswith(prefix) and isinstance(renamed, str) and isinstance(value, int):
+            settings[renamed] = value
+    return AutoConfig.for_model(found, **settings)
 
 
 def _forget_gguf_origin(model: Any) -> None:
@@ -191,14 +246,21 @@ def keep_layers(model: Any, num_layers: int) -> list[int]:
     return kept
 
 
+def check_lora_targets(module_names: Iterable[str], lora: LoraSettings) -> None:
+    """ConfigError naming the `lora.target_modules` that no module of the model (named `module_names`) is
+    called: the built model's (`apply_lora`) or the one built on the meta device at submit
+    (`check_causal_lm`)."""
+    names = {name.rsplit(".", 1)[-1] for name in module_names}
+    missing = [t for t in lora.target_modules if t not in names]
+    if missing:
+        raise ConfigError(f"LoRA target modules not in the model: {', '.join(missing)}")
+
+
 def apply_lora(model: Any, lora: LoraSettings) -> Any:
     """The model wrapped by peft with adapters on `lora.target_modules`; only the adapters train."""
     from peft import LoraConfig, get_peft_model
 
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in lora.target_modules if t not in names]
-    if missing:
-        raise ConfigError(f"LoRA target modules not in the model: {', '.join(missing)}")
+    check_lora_targets((name for name, _ in model.named_modules()), lora)
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -214,13 +276,31 @@ def _check_one_reference(config: CausalLMConfig) -> None:
         raise ConfigError("set either path or from_pretrained for causal_lm, not both")
 
 
+def _at_field(field: tuple[str, ...], exc: InvalidInputError) -> InvalidConfigError:
+    """`exc` (a run-time check's refusal) as a refusal of the config's `field`, in the same words."""
+    where = ".".join(field)
+    return InvalidConfigError(f"{where}: {exc.message}", errors=[{"loc": list(field), "msg": exc.message}])
+
+
 def check_causal_lm(config: CausalLMConfig) -> None:
     """The family's check before a run is created (`ModelSpec.check`: the command line and the API's submit):
-    one model reference, naming a model that is there, with at least `num_layers` layers, read from its files
-    (config.json, the GGUF header), not loaded. Each was refused once the run loaded the model, which stayed
-    a failed run. A training run still queued or running whose model it names is left to the run (over the
-    API the run may save it first), and so is whether the model is a causal LM
-    (`check_causal_lm_directory`: transformers' list of them imports torch, which a submit must not)."""
+    one model reference, naming a model that is there, that is a causal LM (`check_causal_lm_model`), with
+    at least `num_layers` layers and every LoRA target module (`check_lora_targets`), read from its files
+    (config.json, the GGUF header; the module names from the model built on the meta device), not loaded.
+    Each was refused once the run loaded the model, which stayed a failed run. The causal-LM and LoRA checks
+    name their field (`InvalidConfigError`), in the words of the run's own checks (`load_causal_lm`,
+    `apply_lora`: the same functions).
+
+    Only a model this process finds and whose files say is checked, since a refusal here must be certain and
+    the run's checks remain: a training run still queued or running whose model it names is left to the run
+    (over the API the run may save it first), and so are files that do not say (an unreadable config.json, a
+    config transformers cannot build, a GGUF architecture transformers does not know), which the run loads
+    and decides on with these same checks. A reference found nowhere is refused as it was before (the API
+    confines model paths to its read roots first, `service.confine.resolve_model`).
+
+    The first check in a process imports torch and transformers (their causal-LM list; the modeling code of
+    the meta model with LoRA): 4 + 4 CPU-s measured on this 2-core machine under a load of 5, then 0.1 CPU-s
+    for the bundled SmolLM2 with LoRA (its header is kept per file version; the meta model of 30 layers)."""
     _check_one_reference(config)
     try:
         resolved = resolve_model_ref(config.reference())
@@ -232,9 +312,18 @@ def check_causal_lm(config: CausalLMConfig) -> None:
         ):
             return
         raise
+    try:
+        check_causal_lm_model(resolved)
+    except InvalidInputError as exc:
+        raise _at_field(("from_pretrained" if config.from_pretrained else "path",), exc) from None
     layers = model_layers(resolved)
     if config.num_layers is not None and layers is not None and config.num_layers > layers:
         raise ConfigError(f"num_layers {config.num_layers} exceeds the model's {layers} layers")
+    if config.lora is not None and (names := model_module_names(resolved)) is not None:
+        try:
+            check_lora_targets(names, config.lora)
+        except ConfigError as exc:
+            raise _at_field(("lora", "target_modules"), exc) from None
 
 
 def build(config: CausalLMConfig, tokenizer: Any) -> Any:

@@ -20,7 +20,7 @@ from tldrlab.choices import OneOf, choose_one_of
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidConfigError, InvalidInputError, listed_problems
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
 from tldrlab.metric_direction import direction
@@ -387,8 +387,15 @@ def check_train_data(job: TrainJobConfig) -> None:
     for split in named or [None]:
         split_files(job.data.path, job.data.format, split)
     family = model_families()[job.model]
-    if family.check is not None:  # what the settings name (a t5 `from_pretrained` of a char_lstm run)
+    if family.check is None:
+        return
+    try:  # what the settings name (a t5 `from_pretrained` of a char_lstm run)
         family.check(family.config_cls.model_validate(job.model_settings))
+    except InvalidConfigError as exc:  # a field of the settings: named from the job's top, as validation does
+        errors = [{**e, "loc": ["model_settings", *e["loc"]]} for e in exc.details.get("errors") or []]
+        if not errors:
+            raise
+        raise InvalidConfigError(listed_problems(exc, prefix=("model_settings",)), errors=errors) from None
 
 
 def record_splits(job: TrainJobConfig) -> TrainJobConfig:
