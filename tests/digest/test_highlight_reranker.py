@@ -16,7 +16,9 @@ from tldrlab.digest.config import HighlightRerankerTrainConfig
 from tldrlab.digest.highlight_cases import case_relevance, embed_cases, qmsum_cases
 from tldrlab.digest.highlights import HighlightOptions, rank_highlights, sentence_relevance
 from tldrlab.digest.reranker import (
+    RerankEncoder,
     RerankerSpec,
+    base_model,
     load_encoder,
     pair_text,
     respread,
@@ -45,6 +47,28 @@ def test_respread_reorders_only_the_top_within_their_range() -> None:
     assert out[[1, 3, 5]].tolist() == relevance[[1, 3, 5]].tolist()  # the rest is untouched
     assert out[4] == pytest.approx(0.9) and out[0] == pytest.approx(0.7) and 0.7 < out[2] < 0.9
     assert top_candidates(relevance, 10, eligible).tolist() == [0, 2, 4, 3, 1]  # never an ineligible one
+
+
+def test_the_reranker_reads_special_token_strings_in_a_post_as_text() -> None:
+    """The re-ranker (and its training) tokenized a post holding "[SEP]" or "[PAD]" with those control tokens
+    in its middle: its vector was another text's. As text the strings are what BERT's uncased tokenizer
+    makes of the post lowercased; ordinary text gets the stock tokenizer's ids, so the vectors it had."""
+    from transformers import AutoTokenizer
+
+    from tldrlab.embed.sentence_transformer import minilm_path
+
+    tokenizer, model = base_model()
+    encoder = RerankEncoder(tokenizer, model.eval())
+    post = "Split the batch at [SEP] and pad it with [PAD], then [CLS] and [MASK] are left."
+    ids = tokenizer(post)["input_ids"]
+    assert ids == tokenizer(post.lower())["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert not set(ids[1:-1]) & set(tokenizer.all_special_ids), ids
+    vectors = encoder.encode([post, post.lower(), "An ordinary sentence about beer."], max_length=64)
+    np.testing.assert_allclose(vectors[0], vectors[1], rtol=0, atol=1e-6)
+    stock = AutoTokenizer.from_pretrained(str(minilm_path()))
+    for text in ("An ordinary sentence about beer.", "Brackets [like these] stay, and <s> too.", ""):
+        assert tokenizer(text)["input_ids"] == stock(text)["input_ids"], text
 
 
 def test_reranker_training_as_a_run_on_a_tiny_sample(

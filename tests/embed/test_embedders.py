@@ -66,6 +66,74 @@ def test_batches_hold_few_long_texts_and_many_short_ones(minilm: Embedder) -> No
     np.testing.assert_allclose(mixed, alone, atol=1e-5)
 
 
+POST = "Split the batch at [SEP] and pad it with [PAD], then [CLS] and [MASK] are left, or [UNK]."
+"""A forum post about BERT: every special-token string of all-MiniLM-L6-v2's tokenizer, as text."""
+
+
+def _model_ids(embedder: Embedder, text: str) -> list[int]:
+    """The token ids `embedder` feeds its model for `text` (its own tokenizer, its own call)."""
+    from tldrlab.embed.onnx import OnnxEmbedder
+    from tldrlab.embed.sentence_transformer import SentenceTransformerEmbedder
+
+    if isinstance(embedder, OnnxEmbedder):
+        return list(embedder.tokenizer.encode_batch([text])[0].ids)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    return [int(i) for i in embedder.model.preprocess([text])["input_ids"][0]]
+
+
+@pytest.mark.parametrize("name", list(EMBEDDERS))
+def test_special_token_strings_in_a_post_are_text(name: str) -> None:
+    """A post holding "[SEP]" or "[PAD]" reached the model as those control tokens: "[SEP]" ended the
+    sequence in its middle, "[PAD]" became a padding id the attention mask still attended, so the post got
+    another, wrong vector. Read as text, the strings are the characters BERT's uncased tokenizer sees, the
+    same as the post lowercased (all-MiniLM-L6-v2, every backend here); only [CLS] and [SEP] the tokenizer
+    adds itself around a text are special."""
+    from tldrlab.embed.sentence_transformer import minilm_path
+    from tokenizers import Tokenizer
+
+    embedder = get_embedder(name)
+    stock = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+    specials = {stock.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    ids = _model_ids(embedder, POST)
+    assert ids == _model_ids(embedder, POST.lower())
+    assert ids[0] == 101 and ids[-1] == 102 and not set(ids[1:-1]) & specials, ids
+    vectors = embedder.encode([POST, POST.lower(), SENTENCES[0]])
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+
+
+@pytest.mark.parametrize("name", list(EMBEDDERS))
+def test_text_without_special_token_strings_embeds_as_before(name: str) -> None:
+    """Reading special-token strings as text changes nothing else: an ordinary text gets the ids the stock
+    all-MiniLM-L6-v2 tokenizer gives it (so the same vector), brackets and all."""
+    from tldrlab.embed.sentence_transformer import minilm_path
+    from tokenizers import Tokenizer
+
+    stock = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))  # special-token strings matched
+    stock.no_padding()
+    stock.enable_truncation(max_length=256)  # the embedders' limit (sentence_bert_config.json)
+    embedder = get_embedder(name)
+    texts = [*SENTENCES, "Bracketed [notes] and <s> tags stay as they were.", SENTENCES[7] * 6]
+    for text in texts:
+        assert _model_ids(embedder, text) == stock.encode(text).ids, text
+
+
+def test_ordinary_vectors_are_those_of_the_stock_tokenizer(minilm: Embedder) -> None:
+    """The PyTorch backend's vectors of ordinary sentences, against the same model fed by a stock
+    transformers tokenizer (special-token strings matched, as before): the same to float rounding."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from tldrlab.embed.sentence_transformer import SentenceTransformerEmbedder, minilm_path
+
+    assert isinstance(minilm, SentenceTransformerEmbedder)
+    stock = AutoTokenizer.from_pretrained(str(minilm_path()))
+    for text in SENTENCES:
+        features = dict(stock([text], truncation=True, max_length=256, return_tensors="pt"))
+        with torch.inference_mode():
+            expected = minilm.model(features)["sentence_embedding"].numpy()
+        np.testing.assert_allclose(minilm.encode([text]), expected, rtol=0, atol=1e-6)
+
+
 def test_minilm_vectors_carry_meaning(minilm: Embedder) -> None:
     query, related, unrelated = minilm.encode(
         ["What temperature should I serve beer at?", SENTENCES[0], SENTENCES[3]]

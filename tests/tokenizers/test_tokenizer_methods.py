@@ -18,6 +18,7 @@ from tldrlab.tokenizers import TOKENIZERS, holdout_stats, load_tokenizer, train_
 from tldrlab.tokenizers.config import TokenizerJobConfig
 from tldrlab.tokenizers.corpus import load_corpus
 from tldrlab.tokenizers.job import tokenizer_job
+from tldrlab.tokenizers.plain import plain, plain_encodings, plain_ids, text_only
 
 UNICODE_TEXT = "  Héllo,\twörld!\n日本語 — ﬁne 🙂  end "
 
@@ -108,6 +109,45 @@ def test_special_token_strings_are_text_to_a_bpe_tokenizer_and_its_stats(
     ids = tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)  # as training reads it
     assert not set(ids) & set(tokenizer.all_special_ids) and tokenizer.decode(ids) == text
     assert stats["tokens_per_char"] == pytest.approx(len(ids) / len(text))
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_special_token_strings_are_text_to_a_sentencepiece_tokenizer(
+    model_type: str, corpus: Path, tmp_path: Path
+) -> None:
+    """A SentencePiece unigram model keeps <pad> <unk> <s> </s> as pieces of its vocabulary, and the fast
+    tokenizer's model reached them from text: "</s>" in a document encoded as text was the eos id all the
+    same (split_special_tokens only stops the added-token match in front of the model), "<pad>" the padding
+    id, so a training document carried an eos in its middle. The SentencePiece library never makes a control
+    piece of text, and plain.py does not either now (its bpe models never did). The tokenizer is left as it
+    was: encoded as a control token where nobody asks for text, "</s>" is still the eos."""
+    train_tokenizer("sentencepiece", [corpus], 400, tmp_path, model_type=model_type)
+    tokenizer = load_tokenizer(tmp_path)
+    processor = spm.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
+    specials = set(tokenizer.all_special_ids)
+    text = "To be</s> or <pad>not<s>, <unk> be"
+    ids = plain_ids(tokenizer, text)
+    assert not set(ids) & specials and tokenizer.decode(ids) == text, tokenizer.convert_ids_to_tokens(ids)
+    assert ids == processor.encode(text)  # as the SentencePiece library reads it
+    (encoding,) = plain_encodings(tokenizer.backend_tokenizer, [text])
+    assert encoding.ids == ids
+    batch = plain(tokenizer, [text, "</s>"], add_special_tokens=False)["input_ids"]
+    assert batch[0] == ids and tokenizer.eos_token_id not in batch[1]
+    assert tokenizer.encode("</s>", add_special_tokens=False) == [tokenizer.eos_token_id]
+    assert tokenizer.backend_tokenizer.pre_tokenizer is None  # put back
+    lines = load_corpus([corpus]).train[:100]
+    for line in lines:  # text without such strings encodes as before
+        assert plain_ids(tokenizer, line) == tokenizer.encode(line, add_special_tokens=False)
+    # a tokenizer given only user text (an embedder's) is made to read it as text for good
+    from tokenizers import Tokenizer
+
+    backend = text_only(Tokenizer.from_file(str(tmp_path / "tokenizer.json")))
+    assert backend.encode(text, add_special_tokens=False).ids == ids
+    assert [e.ids for e in backend.encode_batch(lines, add_special_tokens=False)] == [
+        tokenizer.encode(line, add_special_tokens=False) for line in lines
+    ]
+    wrapped = text_only(load_tokenizer(tmp_path))
+    assert wrapped(text, add_special_tokens=False)["input_ids"] == ids == plain_ids(wrapped, text)
 
 
 def test_char_tokenizer_unknown_characters(corpus: Path, tmp_path: Path) -> None:

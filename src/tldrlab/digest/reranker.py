@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from tldrlab.embed.sentence_transformer import minilm_path
 from tldrlab.errors import InvalidInputError
+from tldrlab.tokenizers.plain import text_only
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,12 @@ def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.1) -> Any:
 
 
 def base_model() -> tuple[Any, Any]:
-    """(tokenizer, BertModel) of the bundled MiniLM, offline."""
+    """(tokenizer, BertModel) of the bundled MiniLM, offline. The tokenizer reads every text as text (queries
+    and posts are user text: "[SEP]" in one is characters), in scoring and in training alike."""
     from transformers import AutoModel, AutoTokenizer
 
     path = minilm_path()
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
+    return text_only(AutoTokenizer.from_pretrained(path)), AutoModel.from_pretrained(path)
 
 
 def mean_pooled(model: Any, batch: Any) -> Any:

@@ -34,6 +34,7 @@ from tldrlab.embed.base import length_batches
 from tldrlab.embed.sentence_transformer import minilm_path, unit_rows
 from tldrlab.errors import DependencyMissingError
 from tldrlab.threads import current_threads
+from tldrlab.tokenizers.plain import text_only
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 QuantizeMode = Literal["none", "attention", "all"]
@@ -192,7 +193,8 @@ class OnnxEmbedder:
         st_config = model_dir / "sentence_bert_config.json"
         if st_config.exists():  # match sentence-transformers' truncation, not the tokenizer file's default
             max_length = int(json.loads(st_config.read_text()).get("max_seq_length", max_length))
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # user text: a post's "[SEP]" or "[PAD]" is characters, not a control token (its [CLS] ... [SEP] stay)
+        self.tokenizer = text_only(Tokenizer.from_file(str(model_dir / "tokenizer.json")))
         self.tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer.no_padding()
 

@@ -17,6 +17,7 @@ import numpy as np
 from tldrlab.config import expand_user
 from tldrlab.embed.base import length_batches
 from tldrlab.errors import ConfigError, DependencyMissingError
+from tldrlab.tokenizers.plain import text_only
 
 MINILM_DIM = 384
 
@@ -46,6 +47,11 @@ class SentenceTransformerEmbedder:
         self.name = name
         self.model_path = str(model_path)
         self.model = _load_sentence_transformer(self.model_path, device)
+        # what it embeds is user text: a post's "[SEP]" is characters, not a control token (the model's own
+        # [CLS] and [SEP] around a text are still added)
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is not None:
+            text_only(tokenizer)
         # sentence-transformers 6 renamed the method; older releases only have the long name.
         dimension = (
             getattr(self.model, "get_embedding_dimension", None)
