@@ -190,6 +190,11 @@ class WriteRefusedError(TldrlabError):
         """This error worded `{what} {where}: {fix}{then}`."""
         return cls(f"{cls.what} {where}: {cls.fix}{then}")
 
+    @classmethod
+    def for_clients(cls) -> str:
+        """What an API client is told of it: the cause, never the server's paths (the log has those)."""
+        return f"the server could not store it: {cls.what}; try again once its operator fixed that"
+
 
 class DiskFullError(WriteRefusedError):
     """A write failed because the disk (or the user's quota) is full."""

@@ -3,11 +3,18 @@
 `connect(url)` returns a `Database` for `sqlite:///path` or `postgresql://...`. Queries are written with `?`
 placeholders and rewritten to `%s` for psycopg. `migrate(db, name, steps)` applies numbered schema steps once,
 recorded in `schema_migrations`, so older databases are upgraded in place.
+
+A SQLite write the system refuses for a full disk or the process's file-size limit is a `DiskFullError` or a
+`FileTooLargeError` naming the database (`_sqlite_refusal`), as any other refused write is: one line on the
+command line, a 507 from the API. SQLite undoes the statement (or transaction) it was in, so the database
+keeps everything written before it.
 """
 
 from __future__ import annotations
 
 import os
+import resource
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +22,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import ConfigError, ServiceUnavailableError
+from tldrlab.errors import (
+    ConfigError,
+    DiskFullError,
+    FileTooLargeError,
+    ServiceUnavailableError,
+    WriteRefusedError,
+)
 
 SEE_SERVER_LOG = "the server log says why"
 """What an API client is told instead of the driver's error, which names the database's host, port, socket
@@ -30,6 +43,44 @@ def sqlite_path(url: str) -> Path:
     if not url.startswith("sqlite:///"):
         raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
     return Path(url[len("sqlite:///") :])
+
+
+SQLITE_IOERR, SQLITE_FULL = 10, 13
+"""SQLite's primary result codes of a write the system refused (the extended code's low byte)."""
+
+LARGEST_SQLITE_WRITE = 65536 + 24
+"""The most bytes SQLite writes to a file at once: a write-ahead-log frame of its largest page (64 KiB) with
+the frame's header."""
+
+
+def _sqlite_refusal(exc: sqlite3.Error, path: Path, doing: str) -> WriteRefusedError | None:
+    """The refused write a SQLite error of the database at `path` is, worded (`doing` the database: what it
+    was at), or None for any other error.
+
+    SQLite does not pass the system's errno on: a full disk (ENOSPC) is SQLITE_FULL, "database or disk is
+    full", while the file-size limit's EFBIG (`ulimit -f`, RLIMIT_FSIZE) is a plain SQLITE_IOERR_WRITE, "disk
+    I/O error", which reached the user as a traceback. The limit is the cause when one of the database's files
+    stands within one SQLite write of it: the system cuts a write that crosses it at the limit."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int) or code & 0xFF not in (SQLITE_IOERR, SQLITE_FULL):
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    sizes = [f.stat().st_size for f in _sqlite_files(path) if f.exists()]
+    kind: type[WriteRefusedError]
+    if limit != resource.RLIM_INFINITY and any(size + LARGEST_SQLITE_WRITE > limit for size in sizes):
+        kind = FileTooLargeError
+    elif code & 0xFF == SQLITE_FULL or shutil.disk_usage(path.parent).free < LARGEST_SQLITE_WRITE:
+        kind = DiskFullError
+    else:  # an I/O error of another cause (a failing disk): SQLite's own words
+        return None
+    error = kind.writing(f"{doing} the database {path}", ", then try again (it keeps what it held before)")
+    error.details["public_message"] = kind.for_clients()  # an API client is told no server path
+    return error
+
+
+def _sqlite_files(path: Path) -> list[Path]:
+    """A SQLite database's files: itself, its write-ahead log and shared-memory index, a rollback journal."""
+    return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 class Database:
@@ -60,6 +111,9 @@ class Database:
             conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError as exc:
+            # SQLite sizes its -shm file even to read: under a small file-size limit, opening fails
+            if (refused := _sqlite_refusal(exc, path, "opening")) is not None:
+                raise refused from exc
             # a home on a read-only mount, or one another user owns: even `runs list` was a traceback
             # ("sqlite3.OperationalError: unable to open database file")
             why = str(exc)
@@ -133,17 +187,32 @@ class Database:
                 public_message=f"lost the connection to PostgreSQL; try again ({SEE_SERVER_LOG})",
             ) from exc
 
+    @contextmanager
+    def _refused_writes(self) -> Iterator[None]:
+        """A SQLite statement the system refused to write for a full disk or the file-size limit: that
+        WriteRefusedError (`_sqlite_refusal`), not sqlite3's "disk I/O error"."""
+        if self.is_postgres:
+            yield
+            return
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            refused = _sqlite_refusal(exc, sqlite_path(self.url), "writing")
+            if refused is None:
+                raise
+            raise refused from exc
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.is_postgres else sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; returns the number of rows it changed."""
-        with self._lock, self._lost_connection():
+        with self._lock, self._lost_connection(), self._refused_writes():
             cur = self._live().execute(self._sql(sql), tuple(params))
             return int(cur.rowcount or 0)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._lock, self._lost_connection():
+        with self._lock, self._lost_connection(), self._refused_writes():
             if self.is_postgres:
                 with self._live().cursor() as cur:
                     cur.executemany(self._sql(sql), [tuple(r) for r in rows])
@@ -164,7 +233,7 @@ class Database:
                 return self._query(sql, params, binary)
 
     def _query(self, sql: str, params: Sequence[Any], binary: bool) -> list[dict[str, Any]]:
-        with self._lost_connection():
+        with self._lost_connection(), self._refused_writes():
             extra = {"binary": True} if binary and self.is_postgres else {}
             cur = self._live().execute(self._sql(sql), tuple(params), **extra)
             if cur.description is None:
@@ -188,13 +257,19 @@ class Database:
                     finally:
                         self._transactions -= 1
             else:
-                self._conn.execute("BEGIN IMMEDIATE")
+                with self._refused_writes():
+                    self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self
+                    with self._refused_writes():
+                        self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    # A full disk or an I/O error (the file-size limit's) has SQLite roll the transaction back
+                    # itself: a ROLLBACK then failed ("no transaction is active"), hiding why. A COMMIT that
+                    # failed otherwise (a lock) leaves it open, holding the write lock: rolled back here.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise
-                self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -237,9 +237,9 @@ def create_app(settings: Settings | None = None, *, local_workers: int = 0) -> F
                 exc_info=exc,
                 extra={"fields": {"request_id": _request_id(request), "code": refused.code}},
             )
-            message = f"the server could not store it: {refused.what}; try again once its operator fixed that"
             return JSONResponse(
-                error_body(refused.code, message, _request_id(request)), status_code=refused.http_status
+                error_body(refused.code, refused.for_clients(), _request_id(request)),
+                status_code=refused.http_status,
             )
         log.exception("unhandled error", extra={"fields": {"request_id": _request_id(request)}})
         return JSONResponse(

@@ -164,7 +164,11 @@ async def upload_dataset(
         # what was given only, as `tldrlab data register` of the same bytes later fills in what is missing
         extra={"provenance": given} if (given := provenance.model_dump(exclude_none=True)) else {},
     )
-    open_datasets(settings).insert(record)
+    try:
+        open_datasets(settings).insert(record)
+    except BaseException:  # a database that refused the row (a full disk): no file of a data set it lacks
+        shutil.rmtree(target.parent, ignore_errors=True)
+        raise
     return record.public()
 
 
