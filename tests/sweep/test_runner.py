@@ -174,7 +174,13 @@ def test_resume_after_kill_9_keeps_finished_trials_and_resumes_the_interrupted_o
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         running = [t for t in trials if t.state == TrialState.RUNNING and "run_id" in t.user_attrs]
         if done and running and len(running[0].intermediate_values) >= 2:
-            break
+            # stopped while the test looks: its trial's run cannot end in between. On a loaded machine the
+            # few steps it had left could pass between seeing them and the kill, and the run was completed
+            # ("completed" == "running" below); then the next trial is the one interrupted.
+            proc.send_signal(signal.SIGSTOP)
+            if open_registry().get(running[0].user_attrs["run_id"]).status.value == "running":
+                break
+            proc.send_signal(signal.SIGCONT)
         time.sleep(0.1)
     else:
         proc.kill()
