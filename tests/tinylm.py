@@ -234,6 +234,20 @@ def tiny_t5(tokenizer_corpus: list[str] | None = None, *, seed: int = 0) -> tupl
     return model, tokenizer
 
 
+def t5_gguf_header(path: Path) -> Path:
+    """A GGUF file whose header says it holds a T5 (metadata only: the submit checks read no further)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "t5")
+    writer.add_name("tiny-t5")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def model_run(save: Any, *, kind: str = "train", config: dict[str, Any] | None = None) -> Any:
     """A completed run (of `kind`, with `config`) whose `model/` directory `save(directory)` writes, as a
     training run leaves it; returns its registry record."""

@@ -269,6 +269,7 @@ _ENTRIES = (
         "tldrlab.elm.compare_lm:compare_lm_job",
         "ELM on a frozen pretrained LM vs the LM fine-tuned on the full text vs zero-shot, same CPU budget.",
         inputs=("data",),
+        check="tldrlab.elm.prepare:check_compare_lm",
         report="tldrlab.experiments.results:results_report",
         outputs=("out",),
     ),
@@ -357,6 +358,7 @@ _ENTRIES = (
         prepare="tldrlab.experiments.lm_prepare:prepare_lm_experiment",
         resume_fields=(),
         inputs=("data", "eval_data"),
+        check="tldrlab.experiments.lm_prepare:check_lm_model",
         report="tldrlab.experiments.results:results_report",
     ),
     RunKind(

@@ -109,6 +109,120 @@ def test_lora_needs_a_frozen_pretrained_lm(chat_lm: Path) -> None:
         ElmModelConfig(lm=str(chat_lm), lora_rank=2)
 
 
+def _tiny_gpt2(directory: Path) -> Path:
+    """A tiny transformers GPT-2 with the chat tokenizer (its projections: c_attn, c_proj, c_fc)."""
+    import transformers
+
+    tokenizer = tiny_chat_tokenizer()
+    config = transformers.GPT2Config(
+        vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return save_tiny_model(transformers.GPT2LMHeadModel(config), tokenizer, directory)
+
+
+def test_lora_on_a_gpt2_lm_goes_on_its_attention_and_mlp_projections(tmp_path: Path) -> None:
+    """`lora_rank` puts LoRA on "the LM's attention and MLP projections", and the ELM takes any causal LM,
+    but the adapters went on the Llama-style names alone: an ELM on a GPT-2 failed once its run had loaded
+    the LM ("LoRA target modules not in the model: q_proj, ..."), with no setting to name GPT-2's. They go
+    on the projections the LM has (`models.causal_lm.lora_on_projections`); a saved ELM loads them back."""
+    import warnings
+
+    from tldrlab.elm.config import ElmModelConfig
+    from tldrlab.elm.model import build_elm, load_elm, save_elm
+
+    gpt2 = _tiny_gpt2(tmp_path / "gpt2")
+    config = ElmModelConfig(lm=str(gpt2), embedding_dim=8, hidden_dim=8, freeze_lm=True, lora_rank=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, tokenizer = build_elm(config)
+    # GPT-2's Conv1D weights are transposed: said to peft, not left for it to guess with a warning
+    assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]
+    adapted = {name.rsplit(".", 2)[-2] for name, _ in model.named_modules() if name.endswith(".lora_A")}
+    assert adapted == {"c_attn", "c_proj", "c_fc"}, adapted
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("lm.")]
+    assert trainable and all("lora_" in n for n in trainable)
+    for name, parameter in model.named_parameters():  # as if trained: B starts at zero
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)
+    loaded, _ = load_elm(save_elm(model, tokenizer, tmp_path / "elm"))
+    embeddings, ids = torch.randn(2, 8), torch.tensor([[5, 6, 7, 8, 9, 10]] * 2)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    mask[:, 1:3] = True
+    model.eval()
+    with torch.no_grad():
+        a = model(embeddings, ids, torch.ones_like(ids), mask)["logits"]
+        b = loaded(embeddings, ids, torch.ones_like(ids), mask)["logits"]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_an_elm_lm_that_is_no_causal_lm_or_has_no_projections_for_lora_is_refused_at_submit(
+    elm_data: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ELM whose LM is no causal LM (a T5), or that asks for LoRA on an LM with neither the Llama-style
+    nor GPT-2's projections (an OPT: q/k/v_proj but out_proj, fc1, fc2), was accepted (202 over the API, the
+    command line created the run) and failed once the run loaded the LM. `elm_train`, `elm_optimize` and
+    `elm_compare_lm` refuse them before a run exists, naming the field, in the run's own words (the same
+    functions, on config.json and the LM built on the meta device: no weights read)."""
+    import shutil
+
+    import transformers
+    from fastapi.testclient import TestClient
+
+    from cliutil import run_captured
+    from tinylm import tiny_t5
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    shutil.copytree(elm_data, data / "elm")
+    save_tiny_model(*tiny_t5(), data / "t5")
+    transformers.OPTConfig(hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
+                           word_embed_proj_dim=16).save_pretrained(data / "opt")  # fmt: skip
+    _tiny_gpt2(data / "gpt2")
+    (data / "pairs.jsonl").write_text('{"document": "a small library", "summary": "a library"}\n' * 4)
+    not_causal = "t5 holds a t5 model, not a causal LM"
+    no_projections = "LoRA target modules not in the model"
+    capsys.readouterr()  # what saving the models printed
+    argv = ["elm", "train", "--data", str(data / "elm"), "--max-steps", "1", "--freeze-lm", "--lm"]
+    for model, extra, field, message in (
+        ("t5", [], "lm", not_causal),
+        ("opt", ["--model.lora-rank", "2"], "lora_rank", no_projections),
+    ):
+        code, _, err = run_captured([*argv, str(data / model), *extra], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (model, err)
+        assert f"[invalid_config] model.{field}: " in err and message in err, (model, err)
+    assert open_registry().list() == []
+
+    client = TestClient(create_app())
+    lora = {"freeze_lm": True, "lora_rank": 2}
+    train = {"data": "elm", "max_steps": 1}
+    compare = {"data": "pairs.jsonl", "systems": ["elm", "elm_lora"]}
+    for kind, config, loc, message in (
+        ("elm_train", {**train, "model": {"lm": "t5"}}, ["model", "lm"], not_causal),
+        ("elm_train", {**train, "model": {"lm": "opt", **lora}}, ["model", "lora_rank"], no_projections),
+        ("elm_optimize", {"base": {**train, "model": {"lm": "t5"}}}, ["base", "model", "lm"], not_causal),
+        ("elm_compare_lm", {**compare, "lm": "t5"}, ["lm"], not_causal),
+        ("elm_compare_lm", {**compare, "lm": "opt"}, ["lora_rank"], no_projections),
+    ):
+        body = {"kind": kind, "config": config}
+        response = client.post("/runs", json=body, headers={"X-Request-ID": "r-1"})
+        answer = response.json()
+        assert response.status_code == 422 and answer["code"] == "invalid_config", (kind, response.text)
+        assert answer["request_id"] == "r-1" and answer["errors"][0]["loc"] == loc, (kind, answer)
+        assert answer["message"].startswith(".".join(loc) + ": ") and message in answer["message"], answer
+    assert open_registry().list() == []
+    # what the run can build is accepted: LoRA on GPT-2's projections, an OPT without LoRA
+    for kind, config in (
+        ("elm_train", {**train, "model": {"lm": "gpt2", **lora}}),
+        ("elm_train", {**train, "model": {"lm": "opt", "freeze_lm": True}}),
+        ("elm_compare_lm", {**compare, "lm": "gpt2"}),
+        ("elm_compare_lm", {"data": "pairs.jsonl", "lm": "opt", "systems": ["elm"]}),
+    ):
+        response = client.post("/runs", json={"kind": kind, "config": config})
+        assert response.status_code == 202, (kind, response.text)
+
+
 @pytest.mark.slow
 def test_compare_lm_end_to_end(shared_data: Path, chat_lm: Path, tmp_path: Path) -> None:
     main(

@@ -163,3 +163,48 @@ def test_ranking_units_without_calibration_records_is_refused_before_a_run(
     LMCompressConfig.model_validate({"compression": {"importance": "weight"}})
     LMCompressConfig.model_validate({"compression": {"init": "random"}})
     LMCompressConfig.model_validate({"calibration_data": "pairs.jsonl"})
+
+
+def test_an_lm_experiment_of_a_model_that_is_no_causal_lm_is_refused_at_submit(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An lm_experiment of its baseline arm alone (no compressibility check) on a T5 directory or T5 GGUF
+    file was accepted (202 over the API, the command line created the run) and failed once the arm loaded
+    the model. Refused before a run exists by the check the arm's load makes (`check_causal_lm_model`),
+    naming `model`. (`lm_compress` and the compressed arms refused them already: compression cuts only
+    Llama-style models.)"""
+    from tinylm import t5_gguf_header, tiny_t5
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    save_tiny_model(*tiny_t5(), data / "t5")
+    t5_gguf_header(data / "t5.gguf")
+    pairs = data / "pairs.jsonl"
+    pairs.write_text('{"document": "a small library for reading files", "summary": "file reader"}\n' * 4)
+    capsys.readouterr()  # what saving the model printed
+    experiment = ["experiment", "lm", "--data", str(pairs), "--arms", "baseline", "--seeds", "1", "--budget"]
+    experiment += ["1", "--eval-size", "1", "--test-size", "1", "--batch-size", "1", "--model"]
+    for name in ("t5", "t5.gguf"):
+        code, _, err = run_captured([*experiment, str(data / name)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (name, err)
+        assert f"[invalid_config] model: {data / name} holds a t5 model, not a causal LM" in err, (name, err)
+        compress = ["experiment", "compress", "--importance", "weight", str(data / name)]
+        code, _, err = run_captured(compress, capsys)
+        assert code == 2 and f"is a t5 model; {REFUSED}" in err, (name, err)
+    assert open_registry().list() == []
+    client = TestClient(create_app())
+    sizes = {"data": "pairs.jsonl", "arms": ["baseline"], "seeds": [1], "eval_size": 1, "test_size": 1}
+    for name in ("t5", "t5.gguf"):
+        config = {**sizes, "model": name}
+        response = client.post("/runs", json={"kind": "lm_experiment", "config": config})
+        answer = response.json()
+        assert response.status_code == 422 and answer["code"] == "invalid_config", response.text
+        assert answer["errors"][0]["loc"] == ["model"], answer
+        assert answer["message"].startswith(f"model: {name} holds a t5 model, not a causal LM"), answer
+    assert open_registry().list() == []
+    # a causal LM is accepted, and a model not there yet is left to the run
+    tokenizer = tiny_chat_tokenizer()
+    save_tiny_model(tiny_llama(tokenizer), tokenizer, data / "llama")
+    for model in ("llama", create_run("train", {"model": "causal_lm"}).id):
+        config = {**sizes, "model": model}
+        response = client.post("/runs", json={"kind": "lm_experiment", "config": config})
+        assert response.status_code == 202, response.text

@@ -718,18 +718,47 @@ def test_causal_lm_settings_the_model_cannot_take_are_refused_before_a_run_exist
     assert accepted.status_code in (201, 202), accepted.text
 
 
-def _t5_gguf_header(path: Path) -> Path:
-    """A GGUF file whose header says it holds a T5 (metadata only: the checks read no further)."""
-    import gguf
+def test_a_layer_count_or_two_references_the_model_cannot_take_name_their_field_at_submit(
+    tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More layers than the model has and both `path` and `from_pretrained` were refused at submit with no
+    field named (a plain config_error over the API: no `errors`, the command line's line without
+    `model_settings.`), where the family check's other refusals name theirs. Both name it now, in the run's
+    own words (`keep_layers`, `build`)."""
+    from fastapi.testclient import TestClient
 
-    writer = gguf.GGUFWriter(str(path), "t5")
-    writer.add_name("tiny-t5")
-    writer.add_block_count(1)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    from tldrlab.runs import open_registry
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    data.mkdir(parents=True)
+    (data / "pairs.jsonl").write_text(json.dumps({"document": TEXT, "summary": "PostgreSQL module"}) + "\n")
+    (data / "tiny.gguf").write_bytes(tiny["gguf"].read_bytes())
+    import shutil
+
+    shutil.copytree(tiny["dir"], data / "hf")
+    refusals = [  # (settings, the field named, what the run's check says), paths under the data root
+        ({"path": "hf", "num_layers": 5}, "num_layers", "num_layers 5 exceeds the model's 4 layers"),
+        ({"path": "tiny.gguf", "num_layers": 5}, "num_layers", "num_layers 5 exceeds the model's 4 layers"),
+        ({"path": "hf", "from_pretrained": "tiny.gguf"}, "from_pretrained", "set either path or"),
+    ]
+    for settings, field, message in refusals:
+        absolute = {k: str(data / v) if isinstance(v, str) else v for k, v in settings.items()}
+        argv = ["train", "--model", "causal_lm", "--data", str(data / "pairs.jsonl"), "--max-steps", "1"]
+        exit_code, _, err = run_captured([*argv, "-q", "--model-config", json.dumps(absolute)], capsys)
+        assert exit_code == 2 and len(err.strip().splitlines()) == 1, (settings, err)
+        assert f"[invalid_config] model_settings.{field}: {message}" in err, (settings, err)
+    client = TestClient(create_app())
+    config = {"model": "causal_lm", "data": {"path": "pairs.jsonl"}, "train": {"max_steps": 1}}
+    for settings, field, message in refusals:
+        body = {"kind": "train", "config": {**config, "model_settings": settings}}
+        response = client.post("/runs", json=body, headers={"X-Request-ID": "req-3"})
+        answer = response.json()
+        assert response.status_code == 422 and answer["code"] == "invalid_config", (settings, response.text)
+        assert answer["request_id"] == "req-3" and answer["message"].startswith(f"model_settings.{field}: ")
+        assert answer["errors"][0]["loc"] == ["model_settings", field], answer
+        assert answer["errors"][0]["msg"].startswith(message), answer
+    assert open_registry().list() == []
 
 
 def test_a_model_that_is_no_causal_lm_or_lora_targets_it_lacks_are_refused_at_submit(
@@ -742,7 +771,7 @@ def test_a_model_that_is_no_causal_lm_or_lora_targets_it_lacks_are_refused_at_su
     meta device: no weights read)."""
     from fastapi.testclient import TestClient
 
-    from tinylm import tiny_t5
+    from tinylm import t5_gguf_header, tiny_t5
     from tldrlab.models.causal_lm import load_causal_lm
     from tldrlab.runs import open_registry
     from tldrlab.service.app import create_app
@@ -753,7 +782,7 @@ def test_a_model_that_is_no_causal_lm_or_lora_targets_it_lacks_are_refused_at_su
     import shutil
 
     save_tiny_model(*tiny_t5(), data / "t5")
-    _t5_gguf_header(data / "t5.gguf")
+    t5_gguf_header(data / "t5.gguf")
     shutil.copytree(tiny["dir"], data / "hf")
     shutil.copy(tiny["gguf"], data / "tiny.gguf")
     lacking = {"target_modules": ["q_proj", "c_attn"]}

@@ -46,7 +46,8 @@ class ElmModelConfig(BaseModel):
 
     lora_rank: int | None = Field(default=None, ge=1, le=1024)
     """With freeze_lm: also train LoRA adapters of this rank on the LM's attention and MLP projections (peft;
-    the LM's own weights stay frozen and are not copied into a saved ELM; the LoRA weights are saved with the
+    Llama-style q/k/v/o and gate/up/down, or GPT-2's c_attn, c_proj and c_fc, whichever the LM has; the LM's
+    own weights stay frozen and are not copied into a saved ELM; the LoRA weights are saved with the
     adapter). None: no LoRA."""
 
     lora_alpha: int = Field(default=16, ge=1)
@@ -464,7 +465,8 @@ class ElmLMCompareConfig(BaseModel):
     hidden_dim: int = Field(default=256, ge=1)
     """Hidden width of the adapter MLP."""
     lora_rank: int = Field(default=8, ge=1, le=1024)
-    """Rank of the LoRA adapters elm_lora trains on the frozen LM (attention and MLP projections)."""
+    """Rank of the LoRA adapters elm_lora trains on the frozen LM (attention and MLP projections: Llama-style
+    or GPT-2's, whichever the LM has)."""
     elm_lr: float = Field(default=1e-3, gt=0)
     """Learning rate of the ELM adapter (constant after warm-up)."""
     finetune_lr: float = Field(default=1e-4, gt=0)

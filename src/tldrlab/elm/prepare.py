@@ -25,10 +25,25 @@ from typing import TYPE_CHECKING, Any
 
 from tldrlab.data.readers import read_records, split_files
 from tldrlab.data.splits import detect_splits, test_split
-from tldrlab.elm.config import DEFAULT_TEMPLATE, ElmOptimizeConfig, ElmPrepareConfig, ElmTrainConfig
+from tldrlab.elm.config import (
+    DEFAULT_TEMPLATE,
+    ElmLMCompareConfig,
+    ElmModelConfig,
+    ElmOptimizeConfig,
+    ElmPrepareConfig,
+    ElmTrainConfig,
+)
 from tldrlab.embed import get_embedder
-from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bars_shown
+from tldrlab.models.causal_lm import (
+    at_field,
+    check_causal_lm_model,
+    check_lora_targets,
+    lora_on_projections,
+    model_module_names,
+)
+from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
 
@@ -149,15 +164,53 @@ def require_prepared(data_dir: Path | str) -> None:
 
 def check_prepared(config: ElmTrainConfig) -> None:
     """Kind `elm_train`'s check before a run is created (command line and API alike): its data is a prepared
-    directory. A directory `elm prepare` did not write was accepted over the API, and the run failed once a
-    worker loaded it."""
+    directory (a directory `elm prepare` did not write was accepted over the API, and the run failed once a
+    worker loaded it), and its LM one the run can build (`check_elm_lm`)."""
     require_prepared(config.data)
+    check_elm_lm(config.model.lm, config.model.lora_rank, config.model.lora_alpha, ("model",))
 
 
 def check_optimize_prepared(config: ElmOptimizeConfig) -> None:
     """Kind `elm_optimize`'s check before a run is created (command line and API alike): the data its trials
-    train on is a prepared directory."""
+    train on is a prepared directory, their LM one they can build (`check_elm_lm`)."""
     require_prepared(config.base.data)
+    model = config.base.model
+    check_elm_lm(model.lm, model.lora_rank, model.lora_alpha, ("base", "model"))
+
+
+def check_compare_lm(config: ElmLMCompareConfig) -> None:
+    """Kind `elm_compare_lm`'s check before a run is created (command line and API alike): its LM is a
+    causal LM, and with the `elm_lora` system one LoRA finds the projections of (`check_elm_lm`, on the ELM
+    settings that system trains with)."""
+    lora_rank = config.lora_rank if "elm_lora" in config.systems else None
+    check_elm_lm(config.lm, lora_rank, ElmModelConfig().lora_alpha, ())
+
+
+def check_elm_lm(lm: str, lora_rank: int | None, lora_alpha: int, field: tuple[str, ...]) -> None:
+    """The ELM's pretrained LM (`lm`, with LoRA of `lora_rank`: the settings at the config's `field`), checked
+    before a run exists by the functions the run's build uses (`models.causal_lm`): a causal LM
+    (`check_causal_lm_model`; a T5 failed once the run loaded it), and with `lora_rank` one with the
+    attention and MLP projections LoRA goes on (`lora_on_projections`, `check_lora_targets`, on the module
+    names of the LM built from its config on the meta device, no weights read). Refusals name `lm` /
+    `lora_rank` under `field`. An LM this process does not find (a name only the Hugging Face cache may hold,
+    a queued run's model) or whose files do not say is left to the run, which checks it with the same
+    functions; the first check in a process imports torch and transformers (`models.causal_lm`)."""
+    if lm == "scratch":
+        return
+    try:
+        resolved = resolve_model_ref(lm)
+    except NotFoundError:
+        return
+    try:
+        check_causal_lm_model(resolved)
+    except InvalidInputError as exc:
+        raise at_field((*field, "lm"), exc) from None
+    if lora_rank is not None and (names := model_module_names(resolved)) is not None:
+        lora = lora_on_projections(names, r=lora_rank, alpha=lora_alpha)
+        try:
+            check_lora_targets(names, lora)
+        except ConfigError as exc:
+            raise at_field((*field, "lora_rank"), exc) from None
 
 
 def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:

@@ -7,16 +7,19 @@ before a run exists (the command line exits 2, `POST /runs` answers 422 naming t
   (`lm_experiment.ArmTask`, `summarize_records`), answers and generation lengths are what the config asks
   for. Here only what no prompt can fit is refused (the answer alone takes every position: the prompt's own
   length needs the tokenizer, which the run checks before its first arm trains, `check_context_fits`).
+- The model is a causal LM (`check_lm_model`, the kind's check: by the function its arms' load calls).
 
-No torch here: the API runs this too.
+No torch here at import: the API runs this too (`check_lm_model`, the kind's check, imports transformers when
+it runs, as a `causal_lm` training's check does).
 """
 
 from __future__ import annotations
 
-from tldrlab.errors import InvalidConfigError
+from tldrlab.errors import InvalidConfigError, InvalidInputError
 from tldrlab.experiments.compressible import check_experiment_compressible, model_if_there
 from tldrlab.experiments.config import LMExperimentConfig
 from tldrlab.models.architecture import model_positions
+from tldrlab.models.causal_lm import at_field, check_causal_lm_model
 
 
 def refuse_short_context(config: LMExperimentConfig) -> None:
@@ -38,6 +41,22 @@ def refuse_short_context(config: LMExperimentConfig) -> None:
                 f"(n_positions): lower {field} well below {positions}, or use a model with a longer context"
             )
             raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}])
+
+
+def check_lm_model(config: LMExperimentConfig) -> None:
+    """Kind `lm_experiment`'s check before a run is created (command line and API alike): its model is a
+    causal LM, by the check its arms' load makes (`models.causal_lm.check_causal_lm_model`: config.json or
+    the GGUF header; it imports transformers, the only part of this module that does). With a compressed arm
+    the prepare step has refused any model compression cannot cut; a baseline arm alone was accepted with a
+    T5 and failed once it loaded the model. A model that is not there yet, or whose files do not say, is
+    left to the run."""
+    resolved = model_if_there(config.model)
+    if resolved is None:
+        return
+    try:
+        check_causal_lm_model(resolved)
+    except InvalidInputError as exc:
+        raise at_field(("model",), exc) from None
 
 
 def prepare_lm_experiment(config: LMExperimentConfig) -> LMExperimentConfig:

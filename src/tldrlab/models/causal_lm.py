@@ -35,6 +35,13 @@ ADAPTER_SUBDIR = "adapter"
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+GPT2_LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
+"""GPT-2's attention and MLP projections (its fused q/k/v, the attention's and the MLP's output, the MLP's
+input; transformers' Conv1D layers)."""
+
+PROJECTION_TARGETS = (DEFAULT_LORA_TARGETS, GPT2_LORA_TARGETS)
+"""The attention and MLP projections of the architectures tldrlab trains, by their module names."""
+
 
 class LoraSettings(BaseModel):
     """LoRA adapters (peft): low-rank updates on the named linear layers; everything else is frozen."""
@@ -224,8 +231,7 @@ def keep_layers(model: Any, num_layers: int) -> list[int]:
 
     layers = decoder_layers(model, "num_layers")
     total = len(layers)
-    if num_layers > total:
-        raise ConfigError(f"num_layers {num_layers} exceeds the model's {total} layers")
+    check_layer_count(num_layers, total)
     if num_layers == total:
         return list(range(total))
     kept = evenly_spaced(total, num_layers)
@@ -246,6 +252,24 @@ def keep_layers(model: Any, num_layers: int) -> list[int]:
     return kept
 
 
+def check_layer_count(num_layers: int, layers: int) -> None:
+    """ConfigError when `num_layers` asks for more layers than the model's `layers`: of the loaded model
+    (`keep_layers`), or read from its files at submit (`check_causal_lm`)."""
+    if num_layers > layers:
+        raise ConfigError(f"num_layers {num_layers} exceeds the model's {layers} layers")
+
+
+def lora_on_projections(module_names: Iterable[str], *, r: int, alpha: int) -> LoraSettings:
+    """LoRA of rank `r` on the attention and MLP projections of the model whose modules are `module_names`,
+    named as its architecture names them: the first of `PROJECTION_TARGETS` the model has every module of
+    (Llama-style, else GPT-2's), else the Llama-style ones, which `check_lora_targets` then refuses naming
+    those it lacks. For LoRA whose settings name no targets (the ELM's `lora_rank`): the Llama-style names
+    alone made LoRA on a GPT-2 LM fail once its run had loaded it, with no setting to name GPT-2's."""
+    names = {name.rsplit(".", 1)[-1] for name in module_names}
+    targets = next((t for t in PROJECTION_TARGETS if names.issuperset(t)), DEFAULT_LORA_TARGETS)
+    return LoraSettings(r=r, alpha=alpha, target_modules=list(targets))
+
+
 def check_lora_targets(module_names: Iterable[str], lora: LoraSettings) -> None:
     """ConfigError naming the `lora.target_modules` that no module of the model (named `module_names`) is
     called: the built model's (`apply_lora`) or the one built on the meta device at submit
@@ -260,12 +284,19 @@ def apply_lora(model: Any, lora: LoraSettings) -> Any:
     """The model wrapped by peft with adapters on `lora.target_modules`; only the adapters train."""
     from peft import LoraConfig, get_peft_model
 
-    check_lora_targets((name for name, _ in model.named_modules()), lora)
+    modules = list(model.named_modules())
+    check_lora_targets((name for name, _ in modules), lora)
+    targets = set(lora.target_modules)
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
+        # GPT-2's Conv1D projections keep their weights transposed: peft would set this itself, with a warning
+        fan_in_fan_out=any(
+            type(module).__name__ == "Conv1D" and name.rsplit(".", 1)[-1] in targets
+            for name, module in modules
+        ),
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
@@ -276,8 +307,9 @@ def _check_one_reference(config: CausalLMConfig) -> None:
         raise ConfigError("set either path or from_pretrained for causal_lm, not both")
 
 
-def _at_field(field: tuple[str, ...], exc: InvalidInputError) -> InvalidConfigError:
-    """`exc` (a run-time check's refusal) as a refusal of the config's `field`, in the same words."""
+def at_field(field: tuple[str, ...], exc: InvalidInputError) -> InvalidConfigError:
+    """`exc` (a run-time check's refusal) as a refusal of the config's `field`, in the same words (the
+    submit checks of every kind that takes a causal LM: `check_causal_lm`, the LM experiment's, the ELM's)."""
     where = ".".join(field)
     return InvalidConfigError(f"{where}: {exc.message}", errors=[{"loc": list(field), "msg": exc.message}])
 
@@ -287,9 +319,9 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     one model reference, naming a model that is there, that is a causal LM (`check_causal_lm_model`), with
     at least `num_layers` layers and every LoRA target module (`check_lora_targets`), read from its files
     (config.json, the GGUF header; the module names from the model built on the meta device), not loaded.
-    Each was refused once the run loaded the model, which stayed a failed run. The causal-LM and LoRA checks
-    name their field (`InvalidConfigError`), in the words of the run's own checks (`load_causal_lm`,
-    `apply_lora`: the same functions).
+    Each was refused once the run loaded the model, which stayed a failed run. Each refusal names its field
+    (`InvalidConfigError`: from_pretrained, path, num_layers, lora.target_modules), in the words of the run's
+    own checks (`build`, `load_causal_lm`, `keep_layers`, `apply_lora`: the same functions).
 
     Only a model this process finds and whose files say is checked, since a refusal here must be certain and
     the run's checks remain: a training run still queued or running whose model it names is left to the run
@@ -301,7 +333,10 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     The first check in a process imports torch and transformers (their causal-LM list; the modeling code of
     the meta model with LoRA): 4 + 4 CPU-s measured on this 2-core machine under a load of 5, then 0.1 CPU-s
     for the bundled SmolLM2 with LoRA (its header is kept per file version; the meta model of 30 layers)."""
-    _check_one_reference(config)
+    try:
+        _check_one_reference(config)
+    except ConfigError as exc:
+        raise at_field(("from_pretrained",), exc) from None
     try:
         resolved = resolve_model_ref(config.reference())
     except NotFoundError as exc:
@@ -315,15 +350,18 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     try:
         check_causal_lm_model(resolved)
     except InvalidInputError as exc:
-        raise _at_field(("from_pretrained" if config.from_pretrained else "path",), exc) from None
+        raise at_field(("from_pretrained" if config.from_pretrained else "path",), exc) from None
     layers = model_layers(resolved)
-    if config.num_layers is not None and layers is not None and config.num_layers > layers:
-        raise ConfigError(f"num_layers {config.num_layers} exceeds the model's {layers} layers")
+    if config.num_layers is not None and layers is not None:
+        try:
+            check_layer_count(config.num_layers, layers)
+        except ConfigError as exc:
+            raise at_field(("num_layers",), exc) from None
     if config.lora is not None and (names := model_module_names(resolved)) is not None:
         try:
             check_lora_targets(names, config.lora)
         except ConfigError as exc:
-            raise _at_field(("lora", "target_modules"), exc) from None
+            raise at_field(("lora", "target_modules"), exc) from None
 
 
 def build(config: CausalLMConfig, tokenizer: Any) -> Any:
