@@ -3,6 +3,8 @@
     .venv/bin/python bench/digest_citations.py --split tune --threads 30 --out /tmp/tune.jsonl [-p k=v ...]
     .venv/bin/python bench/digest_citations.py --analyze /tmp/report.jsonl [--measure cosine --threshold 0.5]
     .venv/bin/python bench/digest_citations.py --tune /tmp/cite-tune.jsonl --labels labels.jsonl
+    (--analyze and --tune: --polarity off|on, the negation check of support.polarity_mismatch; default: the
+    digest's default)
 
 Threads with 3+ posts are split in two halves by a hash of their id (crc32 even: `tune`, odd: `report`). The
 support threshold is chosen on `tune` (with hand labels of a sample of its bullet/sentence pairs), and the
@@ -16,7 +18,9 @@ cited sentence (and of every key sentence, to see whether the cited one is the b
 
 A bullet is *valid* when the model cited at least one number and every number it cited exists; it is
 *supported* (for a measure and threshold) when it is valid and at least one cited sentence reaches the
-threshold, which is what the digest keeps by default.
+threshold, which is what the digest keeps by default. With the polarity check on, a cited sentence that
+disagrees with the bullet in negation does not support it whatever its score (the records hold the raw
+scores and the texts, so --analyze and --tune apply the check afterwards).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> None:
     embedder = get_embedder("minilm")
     params = {"model_path": "smollm2", **parse_params(args.param or []), "unsupported": "mark"}
     params["support_threshold"] = 0.0
+    params["support_polarity"] = False
     summarizer = build_summarizer("local", params)
     tokenizer = summarizer_tokenizer(summarizer)  # loads the model before anything is timed
     from tldrlab.digest.cited_list import token_classes
@@ -107,11 +112,13 @@ def run(args: argparse.Namespace) -> None:
             highlights = prompt_order(highlights, summarizer.sentence_order)
             candidates = candidate_bullets(text, len(highlights), context.max_bullets)
             cited = [CitedBullet(c.text, c.cited) for c in candidates]
-            cosine = support_scores(cited, highlights, measure="cosine", embedder=embedder)
-            overlap = support_scores(cited, highlights, measure="overlap")
+            cosine = support_scores(cited, highlights, measure="cosine", embedder=embedder, polarity=False)
+            overlap = support_scores(cited, highlights, measure="overlap", polarity=False)
             every = [CitedBullet(c.text, list(range(len(highlights)))) for c in candidates]
-            all_cosine = support_scores(every, highlights, measure="cosine", embedder=embedder)
-            all_overlap = support_scores(every, highlights, measure="overlap")
+            all_cosine = support_scores(
+                every, highlights, measure="cosine", embedder=embedder, polarity=False
+            )
+            all_overlap = support_scores(every, highlights, measure="overlap", polarity=False)
             tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
             record = {
                 "thread_id": thread.id,
@@ -146,7 +153,7 @@ def run(args: argparse.Namespace) -> None:
                 flush=True,
             )
         store.close()
-    analyze(out, args.measure, args.threshold)
+    analyze(out, args.measure, args.threshold, args.polarity == "on")
 
 
 def summarizer_tokenizer(summarizer: Any) -> Any:
@@ -159,10 +166,45 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def shares(records: list[dict[str, Any]], measure: str, threshold: float) -> dict[str, Any]:
+def refused(record: dict[str, Any], bullet: dict[str, Any], polarity: bool) -> list[bool]:
+    """Per cited sentence: does the polarity check refuse it?"""
+    from tldrlab.digest.summarizers.support import polarity_mismatch
+
+    highlights = record["highlights"]
+    return [polarity and polarity_mismatch(bullet["text"], highlights[i]) for i in bullet["cited"]]
+
+
+def is_supported(
+    record: dict[str, Any], bullet: dict[str, Any], measure: str, threshold: float, polarity: bool
+) -> bool:
+    scores = zip(bullet[measure], refused(record, bullet, polarity), strict=True)
+    return any(score >= threshold and not no for score, no in scores)
+
+
+def shares(
+    records: list[dict[str, Any]], measure: str, threshold: float, polarity: bool = False
+) -> dict[str, Any]:
+    from tldrlab.digest.summarizers.support import polarity_mismatch
+
     bullets = [b for r in records for b in r["bullets"]]
-    valid = [b for b in bullets if b["cited"] and not b["invalid"]]
-    supported = [b for b in valid if any(s >= threshold for s in b[measure])]
+    valid = [(r, b) for r in records for b in r["bullets"] if b["cited"] and not b["invalid"]]
+    supported = [(r, b) for r, b in valid if is_supported(r, b, measure, threshold, polarity)]
+    # supported by the measure alone, refused by the polarity check: what the check drops
+    dropped = [
+        (b["text"], r["highlights"][i])
+        for r, b in valid
+        if polarity and is_supported(r, b, measure, threshold, False) and (r, b) not in supported
+        for i, score in zip(b["cited"], b[measure], strict=True)
+        if score >= threshold
+    ]
+    # what the digest keeps after re-citing: some key sentence (cited or not) supports the bullet
+    reaching = [
+        (b["text"], r["highlights"][i], polarity and polarity_mismatch(b["text"], r["highlights"][i]))
+        for r, b in valid
+        for i, score in enumerate(b[f"all_{measure}"])
+        if score >= threshold
+    ]
+    kept = {text for text, _, no in reaching if not no}
     novelty = [1.0 - max(b["overlap"], default=0.0) for b in bullets]
     words = [len(b["text"].split()) for b in bullets]
     return {
@@ -175,6 +217,12 @@ def shares(records: list[dict[str, Any]], measure: str, threshold: float) -> dic
         "supported_share": round(len(supported) / max(1, len(bullets)), 3),
         "measure": measure,
         "threshold": threshold,
+        "polarity": polarity,
+        "supported_refused_by_polarity": len({text for text, _ in dropped}),
+        "refused_pairs": [{"bullet": text, "sentence": sentence} for text, sentence in dropped],
+        "kept_after_reciting_share": round(len(kept) / max(1, len(bullets)), 3),
+        "key_sentence_pairs_at_threshold": len(reaching),
+        "of_them_refused_by_polarity": [{"bullet": t, "sentence": s} for t, s, no in reaching if no],
         "novel_word_share_mean": round(statistics.fmean(novelty), 3) if novelty else None,
         "words_per_bullet_mean": round(statistics.fmean(words), 1) if words else None,
         "first_token_s_p50": round(statistics.median(r["first_token_s"] or 0 for r in records), 2),
@@ -185,21 +233,42 @@ def shares(records: list[dict[str, Any]], measure: str, threshold: float) -> dic
     }
 
 
-def analyze(path: Path, measure: str, threshold: float) -> None:
-    print(json.dumps(shares(load(path), measure, threshold), indent=2))
+def analyze(path: Path, measure: str, threshold: float, polarity: bool = False) -> None:
+    print(json.dumps(shares(load(path), measure, threshold, polarity), indent=2))
 
 
-def tune(path: Path, labels_path: Path) -> None:
+def confusion(pairs: list[tuple[float, bool]], threshold: float) -> str:
+    """Accuracy, and precision / recall of "supported" (the positive class: what the digest keeps)."""
+    kept = [truth for score, truth in pairs if score >= threshold]
+    positives = sum(truth for _, truth in pairs)
+    accuracy = sum((score >= threshold) == truth for score, truth in pairs) / len(pairs)
+    precision = sum(kept) / len(kept) if kept else float("nan")
+    recall = sum(kept) / positives if positives else float("nan")
+    return f"accuracy {accuracy:.3f}, precision {precision:.3f}, recall {recall:.3f}"
+
+
+def tune(path: Path, labels_path: Path, polarity: bool = False) -> None:
     """Pick each measure's threshold on hand-labelled (bullet, cited sentence) pairs of the tune half:
-    the threshold with the best accuracy (ties: the higher threshold, which drops more)."""
+    the threshold with the best accuracy (ties: the higher threshold, which drops more). With `polarity`, a
+    pair the negation check refuses scores 0."""
+    from tldrlab.digest.summarizers.support import DEFAULT_THRESHOLD
+
     records = {r["thread_id"]: r for r in load(path)}
     labels = load(labels_path)
+    fixed = {"cosine": DEFAULT_THRESHOLD, "overlap": 0.80}  # the thresholds chosen without the check
     for measure in ("cosine", "overlap"):
         pairs = []
         for label in labels:
-            bullet = records[label["thread_id"]]["bullets"][label["bullet"]]
+            record = records[label["thread_id"]]
+            bullet = record["bullets"][label["bullet"]]
             position = bullet["cited"].index(label["sentence"])
-            pairs.append((bullet[measure][position], bool(label["supported"])))
+            no = refused(record, bullet, polarity)[position]
+            pairs.append((0.0 if no else bullet[measure][position], bool(label["supported"])))
+            if no:
+                print(
+                    f"  refused ({'supported' if label['supported'] else 'unsupported'} by label): "
+                    f"{bullet['text']!r} / {label['sentence_text']!r}"
+                )
         best = (-1.0, 0.0)
         for step in range(0, 101):
             threshold = step / 100
@@ -209,7 +278,7 @@ def tune(path: Path, labels_path: Path) -> None:
         positives = sum(truth for _, truth in pairs)
         print(
             f"{measure}: best threshold {best[1]:.2f}, accuracy {best[0]:.3f} on {len(pairs)} labelled pairs "
-            f"({positives} supported)"
+            f"({positives} supported); at {fixed[measure]:.2f}: {confusion(pairs, fixed[measure])}"
         )
 
 
@@ -227,17 +296,25 @@ def main() -> None:
     parser.add_argument("--analyze", type=Path, help="print the shares of an earlier --out file")
     parser.add_argument("--tune", type=Path, help="a tune-split --out file to choose thresholds on")
     parser.add_argument("--labels", type=Path, help="hand labels for --tune")
+    parser.add_argument(
+        "--polarity", choices=["off", "on"], default=None, help="the negation check (default: the digest's)"
+    )
     args = parser.parse_args()
     if args.threshold is None:
         from tldrlab.digest.summarizers.support import DEFAULT_THRESHOLD
 
         args.threshold = DEFAULT_THRESHOLD
+    if args.polarity is None:
+        from tldrlab.digest.summarizers.support import DEFAULT_POLARITY
+
+        args.polarity = "on" if DEFAULT_POLARITY else "off"
+    polarity = args.polarity == "on"
     if args.tune:
         if not args.labels:
             sys.exit("--tune needs --labels")
-        tune(args.tune, args.labels)
+        tune(args.tune, args.labels, polarity)
     elif args.analyze:
-        analyze(args.analyze, args.measure, args.threshold)
+        analyze(args.analyze, args.measure, args.threshold, polarity)
     else:
         need_data(DATA)
         run(args)

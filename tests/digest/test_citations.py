@@ -141,6 +141,89 @@ def test_a_bullet_under_a_wrong_number_is_re_cited_to_the_sentence_it_restates(e
     assert recite_unsupported(both, highlights, threshold=0.5, embedder=embedder) == (both, 0)
 
 
+# Test fixtures, written by hand for these tests (not measured data): a bullet and the sentence it cites.
+# MiniLM scores every pair 0.83-0.99, above the 0.77 default, so cosine alone keeps each bullet.
+CONTRADICTING = [
+    ("This tap water is safe to drink.", "This tap water is not safe to drink."),
+    (
+        "Unpasteurised beer is safe to drink after its best-before date.",
+        "Unpasteurised beer isn't safe to drink after its best-before date.",
+    ),
+    ("Lagers should never be stored warm.", "Lagers should be stored warm."),
+    ("Bottle-conditioned beers contain live yeast.", "Bottle-conditioned beers contain no live yeast."),
+    ("Hefeweizen is brewed without wheat.", "Hefeweizen is brewed with wheat."),
+    ("Guinness is hardly bitter.", "Guinness is bitter."),
+    ("Stouts are not served cold.", "Stouts are served cold."),
+    ("The brewery filters its lager.", "The brewery doesn't filter its lager."),
+    ("Non-alcoholic beer contains alcohol.", "Non-alcoholic beer contains no alcohol."),
+]
+AGREEING = [
+    ("These beers have no gluten.", "These beers contain no gluten at all."),  # both say "no"
+    ("Gluten-free beers contain no gluten.", "Gluten-free beers are made without any gluten."),
+    ("Most porters have no roastiness.", "Most porters have little to no roastiness."),
+    ("Most porters have little roast character.", "Most porters have little to no roastiness."),
+    ("This tap water is not safe to drink.", "This tap water isn't safe to drink."),
+    ("Lagers should never be stored warm.", "Lagers should not be stored warm."),
+    ("Serve ales warmer than lagers.", "Serve ales warmer than lagers, not ice cold."),  # "not" elsewhere
+    ("Bottled beer can taste better than draught.", "Bottled beer can taste better than draught, not worse."),
+]
+
+
+def test_a_citation_that_contradicts_its_bullet_does_not_support_it(embedder: Embedder) -> None:
+    """Cosine is high for two sentences on one topic that disagree: "X is safe to drink" citing "X is not
+    safe to drink" was kept as supported. A citation that disagrees with its bullet in negation is now
+    refused, by either measure; agreeing pairs, those where both say "no" included, stay supported."""
+    pairs = CONTRADICTING + AGREEING
+    highlights = highlights_of([sentence for _, sentence in pairs])
+    bullets = [CitedBullet(bullet, [i]) for i, (bullet, _) in enumerate(pairs)]
+    expected = [False] * len(CONTRADICTING) + [True] * len(AGREEING)
+    marked = check_support(bullets, highlights, embedder=embedder, mark=True)  # default measure, threshold
+    assert [b.supported for b in marked] == expected
+    kept = check_support(bullets, highlights, embedder=embedder)
+    assert [b.text for b in kept] == [bullet for bullet, _ in AGREEING]
+    # the similarity alone keeps every one of them: the negation check is what refuses the contradictions
+    blind = check_support(bullets, highlights, embedder=embedder, mark=True, polarity=False)
+    assert all(b.supported for b in blind)
+    # content-word overlap is blind to negation too ("not" and "no" are stop words): the same check applies
+    by_overlap = check_support(bullets, highlights, measure="overlap", threshold=0.5, mark=True)
+    assert [b.supported for b in by_overlap] == expected
+    overlap_alone = check_support(
+        bullets, highlights, measure="overlap", threshold=0.5, mark=True, polarity=False
+    )
+    assert all(b.supported for b in overlap_alone)
+
+
+def test_a_bullet_is_not_re_cited_to_a_sentence_that_contradicts_it(embedder: Embedder) -> None:
+    # test fixtures: the only similar key sentence denies the bullet; re-citing must not pick it
+    highlights = highlights_of(["This tap water is not safe to drink.", SENTENCES[2]])
+    bullets = [CitedBullet("This tap water is safe to drink.", [1])]
+    assert recite_unsupported(bullets, highlights, embedder=embedder) == (bullets, 0)
+    assert check_support(bullets, highlights, embedder=embedder) == []
+    # with a key sentence that agrees, the bullet is re-cited to that one, not to the first that scores high
+    highlights = highlights_of(
+        ["This tap water is not safe to drink.", SENTENCES[2], "Our tap water is safe to drink."]
+    )
+    recited = recite_unsupported(bullets, highlights, embedder=embedder)
+    assert recited == ([CitedBullet(bullets[0].text, [2])], 1)
+
+
+def test_the_local_summarizer_applies_the_check_unless_told_not_to(embedder: Embedder) -> None:
+    from digest_helpers import sample_thread
+
+    from tldrlab.digest.summarizers import SummaryContext
+    from tldrlab.digest.summarizers.local import LocalSummarizer
+
+    # test fixtures: the model's answer (no model runs: its text is given) and a key sentence that denies it
+    context = SummaryContext(
+        thread=sample_thread(), highlights=highlights_of([CONTRADICTING[0][1]]), embedder=embedder
+    )
+    text = f"- {CONTRADICTING[0][0]} [1]\n"
+    *_, bullets = LocalSummarizer(model_path="unused").cited_bullets(text, context)
+    assert bullets == []
+    *_, bullets = LocalSummarizer(model_path="unused", support_polarity=False).cited_bullets(text, context)
+    assert isinstance(bullets, list) and [b.text for b in bullets] == [CONTRADICTING[0][0]]
+
+
 def test_overlap_counts_content_words() -> None:
     assert overlap("ales warmer lagers", SENTENCES[0]) == 1.0
     assert overlap("the and of", "anything") == 1.0  # nothing to check

@@ -213,6 +213,7 @@ def test_bad_local_parameters_are_config_errors(tiny_chat_dir: Path) -> None:
         {"support_measure": "vibes"},
         {"cite_order": "middle"},
         {"precision": "int3"},
+        {"support_polarity": "yes"},
     ):
         with pytest.raises(ConfigError):
             build_summarizer("local", {"model_path": str(tiny_chat_dir), **bad})

@@ -53,6 +53,7 @@ from tldrlab.digest.summarizers.base import (
 from tldrlab.digest.summarizers.chat_prompt import EXAMPLES, chat_inputs, chat_messages
 from tldrlab.digest.summarizers.support import (
     DEFAULT_MEASURE,
+    DEFAULT_POLARITY,
     DEFAULT_THRESHOLD,
     CitedBullet,
     check_support,
@@ -102,6 +103,9 @@ class LocalSummarizer:
     """Causal LMs: the worked example in the prompt (summarizers/chat_prompt.py EXAMPLES)."""
     support_measure: str = DEFAULT_MEASURE
     support_threshold: float = DEFAULT_THRESHOLD
+    support_polarity: bool = DEFAULT_POLARITY
+    """Refuse a citation whose sentence disagrees with the bullet in negation ("X is not safe" cited for
+    "X is safe"), whatever its similarity (summarizers/support.py polarity_mismatch)."""
     unsupported: str = "drop"
     """`drop` bullets whose citations do not support them, or `mark` them (`supported: false`)."""
     precision: str = "fp32"
@@ -133,6 +137,7 @@ class LocalSummarizer:
                     "example",
                     "support_measure",
                     "support_threshold",
+                    "support_polarity",
                     "unsupported",
                     "precision",
                 )
@@ -250,6 +255,7 @@ class LocalSummarizer:
             measure=self.support_measure,  # type: ignore[arg-type]
             threshold=self.support_threshold,
             embedder=context.embedder,
+            polarity=self.support_polarity,
         )
         bullets = check_support(
             cited,
@@ -258,6 +264,7 @@ class LocalSummarizer:
             threshold=self.support_threshold,
             embedder=context.embedder,
             mark=self.unsupported == "mark",
+            polarity=self.support_polarity,
         )
         if invalid:
             yield Notice(
