@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cliutil import run_captured
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,3 +151,32 @@ def test_quiet_shows_no_progress_bar_of_any_run_it_starts(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "", proc.stderr
     assert "eval_loss=" in proc.stdout  # the result, with the final evaluation's figures
+
+
+def test_a_bar_off_a_terminal_writes_lines_and_keeps_its_last_state(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training's stderr sent to a file (`tldrlab train ... 2> train.log`, a pipe, CI's log) got its bar's
+    every frame, redrawn with `\\r` as on a terminal: one line of the file holding all of them (ten a second).
+    Off a terminal (pytest's capture is one) a bar now writes whole lines, at most one per
+    PROGRESS_LINE_EVERY_S and its last state, which stays even for bars that clear themselves on a terminal
+    (the final evaluation's)."""
+    lines = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:300]
+    (tmp_path / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    train = {"max_steps": 30, "eval_every": 0, "batch_size": 4, "device": "cpu", "plot": False, "lr": 3e-3}
+    config = {
+        "model": "char_lstm",
+        "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
+        "tokenizer": {"method": "char", "vocab_size": 100},
+        "data": {"block_size": 16, "max_val_examples": 8},
+        "train": train,
+    }
+    (tmp_path / "job.json").write_text(json.dumps(config), encoding="utf-8")
+    argv = ["train", "--config", str(tmp_path / "job.json"), "--data", str(tmp_path / "text.txt")]
+    code, _, err = run_captured([*argv, "--wandb", "disabled"], capsys)
+    assert code == 0, err
+    assert "\r" not in err, err
+    bar_lines = [line for line in err.splitlines() if line.startswith("train:")]
+    # its first state and its last: 30 steps take well under PROGRESS_LINE_EVERY_S
+    assert len(bar_lines) == 2 and "30/30" in bar_lines[-1], err
+    assert err.splitlines()[-1].startswith("eval blocks: 100%"), err  # cleared on a terminal, kept here

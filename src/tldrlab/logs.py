@@ -18,7 +18,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -82,6 +84,8 @@ QUIET_ENV: dict[str, str] = {
 """Read by transformers, huggingface_hub and wandb when they load; set (unless the user set them) when the
 console is quiet, which is before any command imports those libraries."""
 
+T = TypeVar("T")
+
 _progress_bars = {"shown": True}
 _console = {"verbose": False}
 
@@ -95,6 +99,49 @@ def show_progress_bars(shown: bool) -> None:
 
 def progress_bars_shown() -> bool:
     return _progress_bars["shown"]
+
+
+PROGRESS_LINE_EVERY_S = 30.0
+"""Off a terminal (a log file, a pipe, CI), a bar is written as one line at most this often, and once more
+when it ends. Redrawn there as on a terminal, every frame of a bar piled up on one line of the file (a
+training to a log file: ten frames a second, one line of megabytes)."""
+
+
+class _FramesAsLines:
+    """The stream a bar writes to off a terminal: each frame tqdm draws (`\\r`, the bar, padding) becomes a
+    line of its own; blank frames (a bar clearing itself) and a frame equal to the one before are left out."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = ""
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    def write(self, text: str) -> int:
+        for frame in text.split("\r"):
+            line = frame.strip()
+            if line and line != self.last:
+                self.stream.write(line + "\n")
+                self.last = line
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(iterable: Iterable[T] | None = None, *, shown: bool = True, **options: Any) -> Any:
+    """A tldrlab progress bar on stderr (tqdm; `options` are tqdm's: total, desc, unit, leave, ...).
+
+    It is drawn when `shown` (a config's `progress`) and `progress_bars_shown()` (`--quiet` turns that off);
+    `disable=` is always passed, since the quiet console's TQDM_DISABLE is meant for libraries' bars. Off a
+    terminal it writes lines (`PROGRESS_LINE_EVERY_S`), and its last state stays even where a terminal's bar
+    would clear itself (`leave=False`): a log file keeps how far the work got."""
+    from tqdm.auto import tqdm
+
+    stream: Any = sys.stderr
+    if not stream.isatty():
+        options |= {"mininterval": PROGRESS_LINE_EVERY_S, "maxinterval": PROGRESS_LINE_EVERY_S, "leave": True}
+        stream = _FramesAsLines(stream)
+    return tqdm(iterable, file=stream, disable=not (shown and progress_bars_shown()), **options)
 
 
 def show_progress_bars_in_service() -> None:

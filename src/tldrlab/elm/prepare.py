@@ -35,7 +35,7 @@ from tldrlab.elm.config import (
 )
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar
 from tldrlab.models.causal_lm import (
     at_field,
     check_causal_lm_model,
@@ -421,12 +421,11 @@ def _encode(model: Any, texts: list[str], desc: str, progress: bool) -> torch.Te
     """Embeddings in chunks, with a progress bar (MiniLM does a few hundred documents a second on a CPU)."""
     import numpy as np
     import torch
-    from tqdm.auto import tqdm
 
     chunk = 256
     parts = []
-    shown = progress and progress_bars_shown()  # `tldrlab -q` sets the console's, not the config's
-    with tqdm(total=len(texts), desc=desc, unit="doc", disable=not shown) as bar:
+    # `tldrlab -q` sets the console's, not the config's
+    with progress_bar(total=len(texts), desc=desc, unit="doc", shown=progress) as bar:
         for start in range(0, len(texts), chunk):
             parts.append(np.asarray(model.encode(texts[start : start + chunk]), dtype=np.float32))
             bar.update(len(texts[start : start + chunk]))

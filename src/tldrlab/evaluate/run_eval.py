@@ -34,7 +34,7 @@ from tldrlab.evaluate.metrics import (
     rouge_per_sample,
 )
 from tldrlab.evaluate.model_run import model_run, training_data
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar
 from tldrlab.models.chat import chat_pair_ids, collate_chat_pairs, context_limit, instruction_of
 from tldrlab.models.registry import model_name_of, model_task
 from tldrlab.models.resolve import resolve_model_ref
@@ -51,13 +51,10 @@ class EvalProgress:
     """Progress for a long evaluation: a tqdm bar (items/s, ETA), run heartbeats and cancellation checks."""
 
     def __init__(self, total: int, desc: str, run: Run | None, show: bool) -> None:
-        from tqdm.auto import tqdm
-
         self.total = total
         self.done = 0
         self.run = run
-        shown = show and progress_bars_shown()
-        self.bar = tqdm(total=total, desc=desc, unit="ex", disable=not shown, leave=False)
+        self.bar = progress_bar(total=total, desc=desc, unit="ex", shown=show, leave=False)
 
     def advance(self, n: int) -> None:
         self.done += n

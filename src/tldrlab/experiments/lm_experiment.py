@@ -66,7 +66,7 @@ from tldrlab.experiments.lm_compression import (
     importance_scores,
 )
 from tldrlab.experiments.lm_results import write_lm_results
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import (
     DEFAULT_INSTRUCTION,
@@ -388,10 +388,7 @@ def arm_setup(shared: Shared, arm: str, seed: int, run: Run, sink: Any = None) -
 
 
 def _progress(total: int, desc: str) -> Callable[[int], None]:
-    from tqdm.auto import tqdm
-
-    # disable= given, as every tldrlab bar: the quiet console's TQDM_DISABLE is for libraries' bars
-    bar = tqdm(total=total, desc=desc, unit="ex", leave=False, disable=not progress_bars_shown())
+    bar = progress_bar(total=total, desc=desc, unit="ex", leave=False)
 
     def advance(n: int) -> None:
         bar.update(n)
@@ -409,8 +406,6 @@ def summarize_records(
     instruction, max_new_tokens); mean wall and CPU seconds per summary. A model with learned positions
     (`context_limit`) gets each document cut further so that prompt and answer fit them (an IndexError in
     its forward otherwise); InvalidInputError when not even the template does (`check_context_fits`)."""
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -419,8 +414,7 @@ def summarize_records(
     limit = context_limit(model)
     outputs, seconds, cpu = [], 0.0, 0.0
     try:
-        shown = progress_bars_shown()
-        for record in tqdm(records, desc="summaries", unit="doc", leave=False, disable=not shown):
+        for record in progress_bar(records, desc="summaries", unit="doc", leave=False):
             if limit is None:
                 document = truncate_text(tokenizer, record.document, config.max_source_tokens)
             else:

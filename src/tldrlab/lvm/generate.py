@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
 
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar
 from tldrlab.lvm.config import LVMGenerateConfig, MeasuredSplit, default_index, default_sequences
 from tldrlab.lvm.decode import DecodedConcept, nearest_concepts
 from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval, resampled_articles
@@ -307,13 +306,7 @@ def measure_generation(
     truths: list[str] = []
     seconds: dict[str, list[float]] = {"predict": [], "decode": [], "smooth": []}
     # a smoothed window takes seconds, so the bar shows how far the measurement is
-    bar = tqdm(  # disable= given, as every tldrlab bar: the quiet console's TQDM_DISABLE is for libraries'
-        range(len(windows)),
-        desc="continuations",
-        unit="window",
-        leave=False,
-        disable=not progress_bars_shown(),
-    )
+    bar = progress_bar(range(len(windows)), desc="continuations", unit="window", leave=False)
     for row in bar:
         real = windows.mask[row]
         context_ids = [int(i) for i in windows.context_ids[row][real]]

@@ -20,7 +20,7 @@ from tldrlab.data.splits import held_out_files
 from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.config import IngestConfig
 from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store, redacted_url
@@ -173,14 +173,10 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
         timer.add("sentence_embed", begun)
         return vectors
 
-    from tqdm import tqdm
-
     total_concepts = 0
     total_chars = 0
     try:
-        for i, article in enumerate(
-            tqdm(articles, desc="ingest", unit="article", disable=not progress_bars_shown())
-        ):
+        for i, article in enumerate(progress_bar(articles, desc="ingest", unit="article")):
             if run is not None:
                 run.check_cancelled()
                 run.heartbeat(progress=i / len(articles))

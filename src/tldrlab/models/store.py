@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
 
 from tldrlab.config import Settings, expand_user, get_settings
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError, refused_write
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar, progress_bars_shown
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
 from tldrlab.models.chat import has_chat_template
 from tldrlab.models.gguf_reading import gguf_parsed_once
@@ -148,12 +147,11 @@ def import_model(
     reading = "de-quantizing" if resolved.kind == "gguf" else "loading"
     phases = [f"{reading} {resolved.path.name}", "reading its tokenizer", "hashing the source"]
     phases.append(f"writing {out}")
-    # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
-    bar = tqdm(
+    bar = progress_bar(
         total=len(phases),
         desc=f"{progress_label}: {phases[0]}",
         bar_format="{desc} (phase {n_fmt} of {total_fmt} done, {elapsed})",
-        disable=not progress,
+        shown=progress,
         leave=False,
     )
     try:

@@ -29,7 +29,7 @@ from torch import nn
 
 from tldrlab.device import loader_settings, resolve_device, resolve_precision
 from tldrlab.errors import InvalidInputError, RunCancelledError, RunPreemptedError
-from tldrlab.logs import progress_bars_shown
+from tldrlab.logs import progress_bar, progress_bars_shown
 from tldrlab.runs import preempt
 from tldrlab.runs.atomic import atomic_write_jsonl, read_jsonl
 from tldrlab.runs.run import METRICS, Run
@@ -458,12 +458,8 @@ class _Loop:
         self.window_started, self.window_tokens = self.started, 0
         self.cpu_started, self.cpu_before = time.process_time(), self.state.cpu_seconds
         if config.progress and self.is_main and progress_bars_shown():
-            from tqdm.auto import tqdm
-
-            self.progress_bar = (
-                tqdm(  # disable= given: the quiet console's TQDM_DISABLE is for libraries' bars
-                    total=config.max_steps, initial=self.state.step, desc="train", unit="step", disable=False
-                )
+            self.progress_bar = progress_bar(
+                total=config.max_steps, initial=self.state.step, desc="train", unit="step"
             )
         if run is not None and self.is_main:
             run.set_phase("training", progress=self.state.step / config.max_steps)
