@@ -59,6 +59,13 @@ class InvalidConfigError(ConfigError):
 
     http_status = 422
 
+    @classmethod
+    def at(cls, field: str | tuple[str, ...], message: str) -> InvalidConfigError:
+        """The refusal of the config's `field` (a dotted path's parts, or one name), worded `field: message`,
+        with its one `errors` entry (what the API answers and the command line prints)."""
+        path = (field,) if isinstance(field, str) else field
+        return cls(f"{'.'.join(path)}: {message}", errors=[{"loc": list(path), "msg": message}])
+
 
 class InvalidRequestError(InvalidInputError):
     """A request body that does not validate against its route's schema: a 422, as the API answers a body its

@@ -34,10 +34,9 @@ from tldrlab.elm.config import (
     ElmTrainConfig,
 )
 from tldrlab.embed import get_embedder
-from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConfigError, ConflictError, InvalidConfigError, InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bar
 from tldrlab.models.causal_lm import (
-    at_field,
     check_causal_lm_model,
     check_lora_targets,
     lora_on_projections,
@@ -204,13 +203,13 @@ def check_elm_lm(lm: str, lora_rank: int | None, lora_alpha: int, field: tuple[s
     try:
         check_causal_lm_model(resolved)
     except InvalidInputError as exc:
-        raise at_field((*field, "lm"), exc) from None
+        raise InvalidConfigError.at((*field, "lm"), exc.message) from None
     if lora_rank is not None and (names := model_module_names(resolved)) is not None:
         lora = lora_on_projections(names, r=lora_rank, alpha=lora_alpha)
         try:
             check_lora_targets(names, lora)
         except ConfigError as exc:
-            raise at_field((*field, "lora_rank"), exc) from None
+            raise InvalidConfigError.at((*field, "lora_rank"), exc.message) from None
 
 
 def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:

@@ -26,7 +26,7 @@ def model_if_there(ref: str, field: str = "model") -> ResolvedModel | None:
         return resolve_model_ref(ref)
     except AmbiguousRunIdError as exc:  # a NotFoundError: caught below, it reached the user only in the run
         message = f"{exc.message}: give more of the run id"
-        raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}]) from None
+        raise InvalidConfigError.at(field, message) from None
     except NotFoundError:
         return None
 
@@ -45,7 +45,7 @@ def refuse_uncompressible(ref: str, field: str = "model") -> None:
         f"{ref} is a {architecture} model; compression cuts Llama-style causal LMs "
         f"({', '.join(COMPRESSIBLE_ARCHITECTURES)})"
     )
-    raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}])
+    raise InvalidConfigError.at(field, message)
 
 
 def check_compressible(config: LMCompressConfig) -> LMCompressConfig:

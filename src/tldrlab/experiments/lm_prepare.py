@@ -19,7 +19,7 @@ from tldrlab.errors import InvalidConfigError, InvalidInputError
 from tldrlab.experiments.compressible import check_experiment_compressible, model_if_there
 from tldrlab.experiments.config import LMExperimentConfig
 from tldrlab.models.architecture import model_positions
-from tldrlab.models.causal_lm import at_field, check_causal_lm_model
+from tldrlab.models.causal_lm import check_causal_lm_model
 
 
 def refuse_short_context(config: LMExperimentConfig) -> None:
@@ -40,7 +40,7 @@ def refuse_short_context(config: LMExperimentConfig) -> None:
                 f"{tokens} tokens leave no room for the chat prompt in the model's {positions} positions "
                 f"(n_positions): lower {field} well below {positions}, or use a model with a longer context"
             )
-            raise InvalidConfigError(f"{field}: {message}", errors=[{"loc": [field], "msg": message}])
+            raise InvalidConfigError.at(field, message)
 
 
 def check_lm_model(config: LMExperimentConfig) -> None:
@@ -56,7 +56,7 @@ def check_lm_model(config: LMExperimentConfig) -> None:
     try:
         check_causal_lm_model(resolved)
     except InvalidInputError as exc:
-        raise at_field(("model",), exc) from None
+        raise InvalidConfigError.at("model", exc.message) from None
 
 
 def prepare_lm_experiment(config: LMExperimentConfig) -> LMExperimentConfig:

@@ -307,13 +307,6 @@ def _check_one_reference(config: CausalLMConfig) -> None:
         raise ConfigError("set either path or from_pretrained for causal_lm, not both")
 
 
-def at_field(field: tuple[str, ...], exc: InvalidInputError) -> InvalidConfigError:
-    """`exc` (a run-time check's refusal) as a refusal of the config's `field`, in the same words (the
-    submit checks of every kind that takes a causal LM: `check_causal_lm`, the LM experiment's, the ELM's)."""
-    where = ".".join(field)
-    return InvalidConfigError(f"{where}: {exc.message}", errors=[{"loc": list(field), "msg": exc.message}])
-
-
 def check_causal_lm(config: CausalLMConfig) -> None:
     """The family's check before a run is created (`ModelSpec.check`: the command line and the API's submit):
     one model reference, naming a model that is there, that is a causal LM (`check_causal_lm_model`), with
@@ -336,7 +329,7 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     try:
         _check_one_reference(config)
     except ConfigError as exc:
-        raise at_field(("from_pretrained",), exc) from None
+        raise InvalidConfigError.at("from_pretrained", exc.message) from None
     try:
         resolved = resolve_model_ref(config.reference())
     except NotFoundError as exc:
@@ -350,18 +343,20 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     try:
         check_causal_lm_model(resolved)
     except InvalidInputError as exc:
-        raise at_field(("from_pretrained" if config.from_pretrained else "path",), exc) from None
+        raise InvalidConfigError.at(
+            ("from_pretrained" if config.from_pretrained else "path",), exc.message
+        ) from None
     layers = model_layers(resolved)
     if config.num_layers is not None and layers is not None:
         try:
             check_layer_count(config.num_layers, layers)
         except ConfigError as exc:
-            raise at_field(("num_layers",), exc) from None
+            raise InvalidConfigError.at("num_layers", exc.message) from None
     if config.lora is not None and (names := model_module_names(resolved)) is not None:
         try:
             check_lora_targets(names, config.lora)
         except ConfigError as exc:
-            raise at_field(("lora", "target_modules"), exc) from None
+            raise InvalidConfigError.at(("lora", "target_modules"), exc.message) from None
 
 
 def build(config: CausalLMConfig, tokenizer: Any) -> Any:
