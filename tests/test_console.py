@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from cliutil import run_captured
+from tldrlab import logs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -180,3 +185,51 @@ def test_a_bar_off_a_terminal_writes_lines_and_keeps_its_last_state(
     # its first state and its last: 30 steps take well under PROGRESS_LINE_EVERY_S
     assert len(bar_lines) == 2 and "30/30" in bar_lines[-1], err
     assert err.splitlines()[-1].startswith("eval blocks: 100%"), err  # cleared on a terminal, kept here
+
+
+class _Stop(Exception):
+    """What the test's signal handler raises, as RQ's SIGTERM handler raises StopRequested."""
+
+
+class _SignalledWhileWritten(io.StringIO):
+    """A stream that gets SIGUSR1 while a line is being written to it: Python runs the signal's handler
+    there, inside the logging handler's emit."""
+
+    def write(self, text: str) -> int:
+        signal.raise_signal(signal.SIGUSR1)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("kind", ["console", "log file"])
+def test_a_signal_handlers_exception_raised_while_a_line_is_written_reaches_the_caller(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RQ's worker stops by raising StopRequested from its SIGTERM handler. One that landed while a tldrlab
+    handler wrote a line was taken by logging for an error of its own: printed as a "--- Logging error ---"
+    traceback and dropped (a worker stopped during a Redis outage printed it, and CI failed on it)."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise _Stop
+
+    handler = (
+        logs.console_handler(Console(file=_SignalledWhileWritten()))
+        if kind == "console"
+        else logs.json_file_handler(tmp_path / "log.jsonl")
+    )
+    if kind == "log file":
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(_SignalledWhileWritten())
+    logger = logging.getLogger(f"tldrlab.tests.signalled.{kind}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        with pytest.raises(_Stop):
+            logger.warning("Redis is unreachable")
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        logger.removeHandler(handler)
+        handler.close()
+    assert "Logging error" not in capsys.readouterr().err
+    # an error of the stream itself is still logging's to report, as before
+    assert not logs.raised_by_a_signal_handler(OSError("stream closed"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -48,7 +49,54 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class _LogFileHandler(logging.FileHandler):
+def raised_by_a_signal_handler(error: BaseException | None) -> bool:
+    """Whether `error` was raised by the Python handler now installed for some signal: how RQ's worker stops
+    (its SIGTERM handler raises StopRequested in the main thread, wherever that thread is). Python runs a
+    handler between any two bytecodes, so one that lands while a line is being written raises inside the
+    logging handler's `emit`, whose `except Exception` took it for a logging error."""
+    if error is None:
+        return False
+    handler_codes = set()
+    for signum in signal.valid_signals():
+        try:
+            installed = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        code = getattr(getattr(installed, "__func__", installed), "__code__", None)
+        if code is not None:
+            handler_codes.add(code)
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code in handler_codes:
+            return True
+        frame = frame.tb_next
+    return False
+
+
+class _SignalsPassThrough(logging.Handler):
+    """A handler that lets a signal handler's exception through: logging's `handleError` printed it as a
+    "--- Logging error ---" traceback and carried on, so the stop it stood for was lost (a worker stopped
+    while writing its "Redis is unreachable" line printed that traceback and kept waiting for Redis)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if raised_by_a_signal_handler(sys.exc_info()[1]):
+            raise  # the exception emit() is handling: it belongs to the caller
+        super().handleError(record)
+
+
+class _ConsoleHandler(_SignalsPassThrough, RichHandler):
+    pass
+
+
+def console_handler(console: Console | None = None) -> RichHandler:
+    """tldrlab's console handler: readable lines on `console` (default: stderr, so `--json` output on stdout
+    stays machine-readable)."""
+    return _ConsoleHandler(
+        console=console or Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
+    )
+
+
+class _LogFileHandler(_SignalsPassThrough, logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         # A full disk (a file-size limit, a read-only file system) is the run's error to report (one line,
         # `disk_full`); logging's own report of each line it could not write was a "--- Logging error ---"
@@ -178,10 +226,7 @@ def configure_console(level: str | None = None, *, verbose: bool = False, comman
     root.setLevel(logging.DEBUG)
     handler = next((h for h in root.handlers if isinstance(h, RichHandler)), None)
     if handler is None:
-        # stderr, so `--json` output on stdout stays machine-readable.
-        handler = RichHandler(
-            console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
-        )
+        handler = console_handler()
         root.addHandler(handler)
     if command and not any(isinstance(f, _SkipReportedByCaller) for f in handler.filters):
         handler.addFilter(_SkipReportedByCaller())

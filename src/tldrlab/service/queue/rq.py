@@ -68,9 +68,9 @@ def _outage_retry(give_up: Callable[[], bool]) -> Any:
         if threading.current_thread() is not threading.main_thread():
             return None  # RQ's pubsub thread: its handler expects connection errors, and stops
         # RQ's loop (the main thread) gets RQ's stop, not the connection error: its wait for a job retries a
-        # connection error with its own backoff, for good. The stop RQ's signal handler raised may have been
-        # lost: a SIGTERM that lands while the outage line is written raises it inside `logging`, which
-        # prints it as a logging error and carries on.
+        # connection error with its own backoff, for good. The stop RQ's signal handler raised may not have
+        # reached that loop: any code it landed in that catches Exception kept it (tldrlab's log handlers
+        # let it through: `logs.raised_by_a_signal_handler`).
         return StopRequested()
 
     return outage_retry(_worker_outage(), give_up, stopping)
