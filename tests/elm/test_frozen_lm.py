@@ -157,14 +157,48 @@ def test_lora_on_a_gpt2_lm_goes_on_its_attention_and_mlp_projections(tmp_path: P
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_an_elm_lm_that_is_no_causal_lm_or_has_no_projections_for_lora_is_refused_at_submit(
+def _tiny_opt(directory: Path) -> Path:
+    """A tiny transformers OPT with the chat tokenizer: an architecture neither Llama-style nor GPT-2 (its
+    projections: k/v/q_proj, out_proj, fc1, fc2)."""
+    import transformers
+
+    tokenizer = tiny_chat_tokenizer()
+    config = transformers.OPTConfig(
+        vocab_size=len(tokenizer), hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
+        word_embed_proj_dim=16, max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return save_tiny_model(transformers.OPTForCausalLM(config), tokenizer, directory)
+
+
+def test_lora_on_an_lm_of_another_architecture_goes_on_its_own_projections_and_trains(
+    elm_data: Path, tmp_path: Path
+) -> None:
+    """ELM LoRA knew the Llama-style and GPT-2's projection names alone: on an OPT (Phi, Falcon, Bloom,
+    GPT-NeoX, ...) it was refused ("LoRA target modules not in the model: q_proj, ..."). The targets now come
+    from the LM's own module tree (`models.causal_lm.resolve_lora`); the run trains them and records them."""
+    result, start = _train(elm_data, _tiny_opt(tmp_path / "opt"), lora_rank=2)
+    model = result.model
+
+    from tldrlab.models.causal_lm import lora_modules
+
+    assert lora_modules(model) == ["k_proj", "v_proj", "q_proj", "out_proj", "fc1", "fc2"]
+    after = model.state_dict()
+    assert any(not torch.equal(after[k], start[k]) for k in after if "lora_B" in k)  # B starts at zero
+    (run,) = open_registry().list(kind="elm_train")
+    manifest = json.loads((Path(run.run_dir) / "manifest.json").read_text())
+    assert manifest["lora_target_modules"] == lora_modules(model)
+
+
+def test_an_elm_lm_that_is_no_causal_lm_is_refused_at_submit_and_lora_on_any_causal_lm_accepted(
     elm_data: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An ELM whose LM is no causal LM (a T5), or that asks for LoRA on an LM with neither the Llama-style
-    nor GPT-2's projections (an OPT: q/k/v_proj but out_proj, fc1, fc2), was accepted (202 over the API, the
-    command line created the run) and failed once the run loaded the LM. `elm_train`, `elm_optimize` and
-    `elm_compare_lm` refuse them before a run exists, naming the field, in the run's own words (the same
-    functions, on config.json and the LM built on the meta device: no weights read)."""
+    """An ELM whose LM is no causal LM (a T5) was accepted (202 over the API, the command line created the
+    run) and failed once the run loaded the LM. `elm_train`, `elm_optimize` and `elm_compare_lm` refuse it
+    before a run exists, naming the field, in the run's own words (the same functions, on config.json and
+    the LM built on the meta device: no weights read). LoRA on an LM of any architecture (an OPT: q/k/v_proj,
+    out_proj, fc1, fc2) is accepted: it goes on the projections the submit check finds as the run does."""
     import shutil
 
     import transformers
@@ -182,16 +216,11 @@ def test_an_elm_lm_that_is_no_causal_lm_or_has_no_projections_for_lora_is_refuse
     _tiny_gpt2(data / "gpt2")
     (data / "pairs.jsonl").write_text('{"document": "a small library", "summary": "a library"}\n' * 4)
     not_causal = "t5 holds a t5 model, not a causal LM"
-    no_projections = "LoRA target modules not in the model"
     capsys.readouterr()  # what saving the models printed
     argv = ["elm", "train", "--data", str(data / "elm"), "--max-steps", "1", "--freeze-lm", "--lm"]
-    for model, extra, field, message in (
-        ("t5", [], "lm", not_causal),
-        ("opt", ["--model.lora-rank", "2"], "lora_rank", no_projections),
-    ):
-        code, _, err = run_captured([*argv, str(data / model), *extra], capsys)
-        assert code == 2 and len(err.strip().splitlines()) == 1, (model, err)
-        assert f"[invalid_config] model.{field}: " in err and message in err, (model, err)
+    code, _, err = run_captured([*argv, str(data / "t5")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "[invalid_config] model.lm: " in err and not_causal in err, err
     assert open_registry().list() == []
 
     client = TestClient(create_app())
@@ -200,10 +229,8 @@ def test_an_elm_lm_that_is_no_causal_lm_or_has_no_projections_for_lora_is_refuse
     compare = {"data": "pairs.jsonl", "systems": ["elm", "elm_lora"]}
     for kind, config, loc, message in (
         ("elm_train", {**train, "model": {"lm": "t5"}}, ["model", "lm"], not_causal),
-        ("elm_train", {**train, "model": {"lm": "opt", **lora}}, ["model", "lora_rank"], no_projections),
         ("elm_optimize", {"base": {**train, "model": {"lm": "t5"}}}, ["base", "model", "lm"], not_causal),
         ("elm_compare_lm", {**compare, "lm": "t5"}, ["lm"], not_causal),
-        ("elm_compare_lm", {**compare, "lm": "opt"}, ["lora_rank"], no_projections),
     ):
         body = {"kind": kind, "config": config}
         response = client.post("/runs", json=body, headers={"X-Request-ID": "r-1"})
@@ -212,11 +239,13 @@ def test_an_elm_lm_that_is_no_causal_lm_or_has_no_projections_for_lora_is_refuse
         assert answer["request_id"] == "r-1" and answer["errors"][0]["loc"] == loc, (kind, answer)
         assert answer["message"].startswith(".".join(loc) + ": ") and message in answer["message"], answer
     assert open_registry().list() == []
-    # what the run can build is accepted: LoRA on GPT-2's projections, an OPT without LoRA
+    # what the run can build is accepted: LoRA on GPT-2's or an OPT's projections, an OPT without LoRA
     for kind, config in (
         ("elm_train", {**train, "model": {"lm": "gpt2", **lora}}),
+        ("elm_train", {**train, "model": {"lm": "opt", **lora}}),
         ("elm_train", {**train, "model": {"lm": "opt", "freeze_lm": True}}),
         ("elm_compare_lm", {**compare, "lm": "gpt2"}),
+        ("elm_compare_lm", {**compare, "lm": "opt"}),
         ("elm_compare_lm", {"data": "pairs.jsonl", "lm": "opt", "systems": ["elm"]}),
     ):
         response = client.post("/runs", json={"kind": kind, "config": config})

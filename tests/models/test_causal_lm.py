@@ -828,6 +828,87 @@ def test_a_model_that_is_no_causal_lm_or_lora_targets_it_lacks_are_refused_at_su
     assert accepted.status_code == 202, accepted.text
 
 
+def test_lora_naming_no_targets_goes_on_the_models_own_projections_at_submit_and_in_the_run(
+    chat_tokenizer: Any, tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lora` naming no `target_modules` took the Llama-style names: a causal_lm training of a GPT-2 with LoRA
+    was refused at submit ("LoRA target modules not in the model: q_proj, ..."), though it asked for LoRA on
+    the model's projections. With none named they come from the model itself (`causal_lm.resolve_lora`: the
+    linear layers of its decoder layers), alike at submit (the model built on the meta device) and in the
+    run, which records them; targets named still win, and one the model lacks is still refused by name."""
+    from fastapi.testclient import TestClient
+
+    from tldrlab.runs import open_registry
+    from tldrlab.service.app import create_app
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    data.mkdir(parents=True)
+    gpt2 = save_tiny_model(gpt2_of_64_positions(chat_tokenizer), chat_tokenizer, data / "gpt2")
+    pairs = [{"document": f"{TEXT} number {i}", "summary": f"PostgreSQL module {i}"} for i in range(8)]
+    (data / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    projections = ["c_attn", "c_proj", "c_fc"]  # GPT-2's fused q/k/v, the outputs, the MLP's input
+
+    settings = json.dumps({"path": str(gpt2), "lora": {"r": 2}})
+    argv = ["train", "--model", "causal_lm", "--data", str(data / "pairs.jsonl"), "--model-config", settings]
+    code, _, err = run_captured(
+        [
+            *argv,
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--final-eval.no-enabled",
+            "--wandb",
+            "disabled",
+            "-q",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    (run,) = open_registry().list(kind="train")
+    run_dir = Path(run.run_dir)
+    assert json.loads((run_dir / "manifest.json").read_text())["lora_target_modules"] == projections
+    logged = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert any(entry.get("lora_target_modules") == projections for entry in logged)
+    adapter = json.loads((run_dir / "model" / ADAPTER_SUBDIR / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == sorted(projections)
+
+    # the model's own projections, or what the settings name
+    from tldrlab.models.causal_lm import lora_modules
+
+    for path, lora, adapted in (
+        (gpt2, {}, projections),
+        (gpt2, {"target_modules": ["c_fc"]}, ["c_fc"]),
+        (tiny["dir"], {}, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    ):
+        model = build_model("causal_lm", {"path": str(path), "lora": lora}, chat_tokenizer)
+        assert lora_modules(model) == adapted, (path, lora)
+
+    client = TestClient(create_app())
+    config = {"model": "causal_lm", "data": {"path": "pairs.jsonl"}, "train": {"max_steps": 1}}
+    for path in ("gpt2", "hf"):
+        if path == "hf":
+            import shutil
+
+            shutil.copytree(tiny["dir"], data / "hf")
+        for lora in ({"r": 2}, {"target_modules": ["c_fc"] if path == "gpt2" else ["up_proj"]}):
+            body = {"kind": "train", "config": {**config, "model_settings": {"path": path, "lora": lora}}}
+            accepted = client.post("/runs", json=body)
+            assert accepted.status_code == 202, (path, lora, accepted.text)
+    wrong = {"path": "gpt2", "lora": {"target_modules": ["c_attn", "q_proj"]}}
+    refused = client.post("/runs", json={"kind": "train", "config": {**config, "model_settings": wrong}})
+    assert refused.status_code == 422, refused.text
+    message = refused.json()["message"]
+    assert message == "model_settings.lora.target_modules: LoRA target modules not in the model: q_proj"
+
+
+def test_lora_naming_no_targets_on_a_model_without_projections_says_to_name_them() -> None:
+    from tldrlab.models.causal_lm import LoraSettings, resolve_lora
+
+    with pytest.raises(ConfigError, match=r"no attention or MLP projections .* name the layers in lora\."):
+        resolve_lora(torch.nn.Sequential(torch.nn.Embedding(4, 4), torch.nn.Linear(4, 4)), LoraSettings())
+
+
 def test_a_gpt2_of_64_positions_generates_with_the_default_settings(
     chat_tokenizer: Any, tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

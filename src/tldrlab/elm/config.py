@@ -46,9 +46,10 @@ class ElmModelConfig(BaseModel):
 
     lora_rank: int | None = Field(default=None, ge=1, le=1024)
     """With freeze_lm: also train LoRA adapters of this rank on the LM's attention and MLP projections (peft;
-    Llama-style q/k/v/o and gate/up/down, or GPT-2's c_attn, c_proj and c_fc, whichever the LM has; the LM's
-    own weights stay frozen and are not copied into a saved ELM; the LoRA weights are saved with the
-    adapter). None: no LoRA."""
+    every linear layer of its decoder layers, as its architecture names them: q/k/v/o and gate/up/down on a
+    Llama, c_attn, c_proj and c_fc on a GPT-2, q/k/v_proj, out_proj, fc1 and fc2 on an OPT, ...; the LM's own
+    weights stay frozen and are not copied into a saved ELM; the LoRA weights are saved with the adapter).
+    None: no LoRA."""
 
     lora_alpha: int = Field(default=16, ge=1)
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
@@ -465,8 +466,8 @@ class ElmLMCompareConfig(BaseModel):
     hidden_dim: int = Field(default=256, ge=1)
     """Hidden width of the adapter MLP."""
     lora_rank: int = Field(default=8, ge=1, le=1024)
-    """Rank of the LoRA adapters elm_lora trains on the frozen LM (attention and MLP projections: Llama-style
-    or GPT-2's, whichever the LM has)."""
+    """Rank of the LoRA adapters elm_lora trains on the frozen LM (on its attention and MLP projections: every
+    linear layer of its decoder layers, as its architecture names them)."""
     elm_lr: float = Field(default=1e-3, gt=0)
     """Learning rate of the ELM adapter (constant after warm-up)."""
     finetune_lr: float = Field(default=1e-4, gt=0)

@@ -31,7 +31,7 @@ from tldrlab.elm.config import ElmModelConfig
 from tldrlab.errors import AmbiguousRunIdError, CheckpointError, ConfigError, InvalidInputError, NotFoundError
 from tldrlab.evaluate.generate import filter_logits
 from tldrlab.models import build_model, load_model, model_task
-from tldrlab.models.causal_lm import apply_lora, lora_on_projections
+from tldrlab.models.causal_lm import LoraSettings, apply_lora
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import open_registry
 from tldrlab.runs.atomic import atomic_write_json
@@ -75,8 +75,8 @@ class ElmModel(nn.Module):
         if config.freeze_lm:
             self.lm.requires_grad_(False)
         if config.lora_rank is not None:  # on a frozen pretrained LM: ElmModelConfig refuses any other
-            names = (name for name, _ in lm.named_modules())
-            self.lm = apply_lora(lm, lora_on_projections(names, r=config.lora_rank, alpha=config.lora_alpha))
+            # no targets named: the LM's own attention and MLP projections (`causal_lm.resolve_lora`)
+            self.lm = apply_lora(lm, LoraSettings(r=config.lora_rank, alpha=config.lora_alpha))
         if config.gradient_checkpointing:
             if not getattr(lm, "supports_gradient_checkpointing", False):
                 raise ConfigError(f"{type(lm).__name__} does not support gradient checkpointing")

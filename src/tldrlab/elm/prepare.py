@@ -36,12 +36,7 @@ from tldrlab.elm.config import (
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError, ConflictError, InvalidConfigError, InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bar
-from tldrlab.models.causal_lm import (
-    check_causal_lm_model,
-    check_lora_targets,
-    lora_on_projections,
-    model_module_names,
-)
+from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, meta_causal_lm, resolve_lora
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
@@ -189,8 +184,8 @@ def check_elm_lm(lm: str, lora_rank: int | None, lora_alpha: int, field: tuple[s
     """The ELM's pretrained LM (`lm`, with LoRA of `lora_rank`: the settings at the config's `field`), checked
     before a run exists by the functions the run's build uses (`models.causal_lm`): a causal LM
     (`check_causal_lm_model`; a T5 failed once the run loaded it), and with `lora_rank` one with the
-    attention and MLP projections LoRA goes on (`lora_on_projections`, `check_lora_targets`, on the module
-    names of the LM built from its config on the meta device, no weights read). Refusals name `lm` /
+    attention and MLP projections LoRA goes on (`resolve_lora` with no targets named, as the run's
+    `ElmModel`, on the LM built from its config on the meta device, no weights read). Refusals name `lm` /
     `lora_rank` under `field`. An LM this process does not find (a name only the Hugging Face cache may hold,
     a queued run's model) or whose files do not say is left to the run, which checks it with the same
     functions; the first check in a process imports torch and transformers (`models.causal_lm`)."""
@@ -204,10 +199,9 @@ def check_elm_lm(lm: str, lora_rank: int | None, lora_alpha: int, field: tuple[s
         check_causal_lm_model(resolved)
     except InvalidInputError as exc:
         raise InvalidConfigError.at((*field, "lm"), exc.message) from None
-    if lora_rank is not None and (names := model_module_names(resolved)) is not None:
-        lora = lora_on_projections(names, r=lora_rank, alpha=lora_alpha)
+    if lora_rank is not None and (meta := meta_causal_lm(resolved)) is not None:
         try:
-            check_lora_targets(names, lora)
+            resolve_lora(meta, LoraSettings(r=lora_rank, alpha=lora_alpha))
         except ConfigError as exc:
             raise InvalidConfigError.at((*field, "lora_rank"), exc.message) from None
 

@@ -25,6 +25,7 @@ from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_el
 from tldrlab.elm.prepare import MANIFEST, SPLITS, embeddings_path, load_split, read_manifest, synthesis_path
 from tldrlab.elm.task import ElmTask
 from tldrlab.errors import ConfigError
+from tldrlab.models.causal_lm import lora_modules
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -98,11 +99,15 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
         loop = loop.model_copy(update={"warmup_steps": steps})
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
+    # the LM's layers LoRA went on: `lora_rank` names none, the LM's architecture decides (`resolve_lora`)
+    lora: dict[str, Any] = {"lora_target_modules": targets} if (targets := lora_modules(model)) else {}
+    on = f", LoRA on {', '.join(targets)}" if targets else ""
     run.log(
-        f"ELM: {total:,} parameters ({trainable:,} trainable), {len(task.train_examples)} training examples, "
-        f"{loop.max_steps} steps",
+        f"ELM: {total:,} parameters ({trainable:,} trainable{on}), {len(task.train_examples)} training "
+        f"examples, {loop.max_steps} steps",
         parameters=total,
         trainable=trainable,
+        **lora,
     )
     return RecipeSetup(
         model=model,
@@ -110,7 +115,12 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
         loop=loop,
         tokenizer=tokenizer,
         tracking=Tracking(mode=config.wandb, project="tldrlab-elm", config=config.model_dump(mode="json")),
-        environment={"parameters": total, "trainable_parameters": trainable, "steps": loop.max_steps},
+        environment={
+            "parameters": total,
+            "trainable_parameters": trainable,
+            "steps": loop.max_steps,
+            **lora,
+        },
     )
 
 

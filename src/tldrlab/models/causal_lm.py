@@ -33,15 +33,6 @@ from tldrlab.runs.weights import save_pretrained
 ADAPTER_SUBDIR = "adapter"
 """Where an exported LoRA model also keeps its (unmerged) adapters, loadable with peft."""
 
-DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-GPT2_LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
-"""GPT-2's attention and MLP projections (its fused q/k/v, the attention's and the MLP's output, the MLP's
-input; transformers' Conv1D layers)."""
-
-PROJECTION_TARGETS = (DEFAULT_LORA_TARGETS, GPT2_LORA_TARGETS)
-"""The attention and MLP projections of the architectures tldrlab trains, by their module names."""
-
 
 class LoraSettings(BaseModel):
     """LoRA adapters (peft): low-rank updates on the named linear layers; everything else is frozen."""
@@ -57,8 +48,10 @@ class LoraSettings(BaseModel):
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter's input."""
 
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1)
-    """Names of the linear layers that get adapters (Llama-style attention and MLP projections)."""
+    target_modules: list[str] | None = Field(default=None, min_length=1)
+    """Names of the linear layers that get adapters; None: the model's attention and MLP projections, found
+    in the model itself (every linear layer of its decoder layers, as its architecture names them: q_proj ...
+    down_proj on a Llama, c_attn, c_proj and c_fc on a GPT-2, query_key_value ... on a Falcon)."""
 
 
 class CausalLMConfig(BaseModel):
@@ -164,10 +157,10 @@ def check_causal_lm_model(resolved: ResolvedModel) -> None:
     )
 
 
-def model_module_names(resolved: ResolvedModel) -> list[str] | None:
-    """The module names of the causal LM `resolved` holds, built from its config alone (a directory's
-    config.json, a GGUF file's header) on the `meta` device: no weights read, no memory given to them. None
-    when the files give no config transformers builds a causal LM from (left to the load)."""
+def meta_causal_lm(resolved: ResolvedModel) -> Any:
+    """The causal LM `resolved` holds, built from its config alone (a directory's config.json, a GGUF file's
+    header) on the `meta` device: its modules without weights read or memory given to them. None when the
+    files give no config transformers builds a causal LM from (left to the load)."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -184,10 +177,9 @@ def model_module_names(resolved: ResolvedModel) -> list[str] | None:
         # torch's device context (thread-local) rather than accelerate's init_empty_weights, which patches
         # nn.Module for every thread: the API checks submits in a thread pool
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+            return AutoModelForCausalLM.from_config(config)
     except Exception:  # transformers raises many kinds: what the load meets there, it reports
         return None
-    return [name for name, _ in model.named_modules()]
 
 
 def _gguf_config(resolved: ResolvedModel) -> Any:
@@ -259,15 +251,64 @@ def check_layer_count(num_layers: int, layers: int) -> None:
         raise ConfigError(f"num_layers {num_layers} exceeds the model's {layers} layers")
 
 
-def lora_on_projections(module_names: Iterable[str], *, r: int, alpha: int) -> LoraSettings:
-    """LoRA of rank `r` on the attention and MLP projections of the model whose modules are `module_names`,
-    named as its architecture names them: the first of `PROJECTION_TARGETS` the model has every module of
-    (Llama-style, else GPT-2's), else the Llama-style ones, which `check_lora_targets` then refuses naming
-    those it lacks. For LoRA whose settings name no targets (the ELM's `lora_rank`): the Llama-style names
-    alone made LoRA on a GPT-2 LM fail once its run had loaded it, with no setting to name GPT-2's."""
-    names = {name.rsplit(".", 1)[-1] for name in module_names}
-    targets = next((t for t in PROJECTION_TARGETS if names.issuperset(t)), DEFAULT_LORA_TARGETS)
-    return LoraSettings(r=r, alpha=alpha, target_modules=list(targets))
+def projection_targets(model: Any) -> list[str]:
+    """The names (last name part, in module order) of the model's attention and MLP projections: every
+    `nn.Linear` or transformers `Conv1D` (GPT-2's) inside the model's repeated blocks (the elements of an
+    `nn.ModuleList`: its decoder layers), so neither the LM head nor the embeddings nor an OPT's
+    project_in/out. A name that also names a module outside the blocks, or one of another type inside
+    them, is left out: peft matches names by their end, and would put adapters there too (or refuse the
+    type).
+
+    Read from the module tree rather than from peft's per-model-type defaults
+    (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`), which name the attention alone for most types
+    (q_proj and v_proj on a Llama, c_attn on a GPT-2: no MLP), and only the types listed there: the tree
+    gives every architecture transformers builds (OPT, Phi, Falcon, Bloom, GPT-NeoX, ...) its projections,
+    and a Llama's and a GPT-2's are the ones tldrlab used before (q/k/v/o and gate/up/down; c_attn, c_proj
+    and c_fc). It works alike on the loaded model (`apply_lora`) and the one built on the meta device at
+    submit (`check_causal_lm`, `elm.prepare.check_elm_lm`), so both resolve the same targets."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    modules = list(model.named_modules())
+    lists = {name for name, module in modules if isinstance(module, nn.ModuleList)}
+    inside: dict[str, None] = {}  # ordered
+    elsewhere: set[str] = set()
+    for name, module in modules:
+        parts = name.split(".")
+        in_block = any(parts[i].isdigit() and ".".join(parts[:i]) in lists for i in range(1, len(parts)))
+        if in_block and isinstance(module, nn.Linear | Conv1D):
+            inside[parts[-1]] = None
+        else:
+            elsewhere.add(parts[-1])
+    return [name for name in inside if name not in elsewhere]
+
+
+def resolve_lora(model: Any, lora: LoraSettings) -> LoraSettings:
+    """`lora` with the target modules the model gets adapters on: those it names (each checked to be in
+    the model, `check_lora_targets`), else its attention and MLP projections (`projection_targets`).
+    ConfigError when it names one the model lacks, or names none and the model has no projections found.
+    The run (`apply_lora`) and the submit checks (on the model built on the meta device) call this alike."""
+    names = [name for name, _ in model.named_modules()]
+    if lora.target_modules is not None:
+        check_lora_targets(names, lora)
+        return lora
+    targets = projection_targets(model)
+    if not targets:
+        raise ConfigError(
+            f"no attention or MLP projections found for LoRA in {type(model).__name__} (no nn.Linear in "
+            "its decoder layers): name the layers in lora.target_modules"
+        )
+    return lora.model_copy(update={"target_modules": targets})
+
+
+def lora_modules(model: Any) -> list[str]:
+    """The names (last name part, in module order) of the layers of `model` that hold LoRA adapters: what a
+    run records as the targets it trained (empty without LoRA)."""
+    found: dict[str, None] = {}
+    for name, _ in model.named_modules():
+        if name.endswith(".lora_A"):
+            found[name.rsplit(".", 2)[-2]] = None
+    return list(found)
 
 
 def check_lora_targets(module_names: Iterable[str], lora: LoraSettings) -> None:
@@ -275,23 +316,23 @@ def check_lora_targets(module_names: Iterable[str], lora: LoraSettings) -> None:
     called: the built model's (`apply_lora`) or the one built on the meta device at submit
     (`check_causal_lm`)."""
     names = {name.rsplit(".", 1)[-1] for name in module_names}
-    missing = [t for t in lora.target_modules if t not in names]
+    missing = [t for t in lora.target_modules or () if t not in names]
     if missing:
         raise ConfigError(f"LoRA target modules not in the model: {', '.join(missing)}")
 
 
 def apply_lora(model: Any, lora: LoraSettings) -> Any:
-    """The model wrapped by peft with adapters on `lora.target_modules`; only the adapters train."""
+    """The model wrapped by peft with adapters on `lora.target_modules` (None: the model's projections,
+    `resolve_lora`); only the adapters train."""
     from peft import LoraConfig, get_peft_model
 
+    targets = resolve_lora(model, lora).target_modules or []
     modules = list(model.named_modules())
-    check_lora_targets((name for name, _ in modules), lora)
-    targets = set(lora.target_modules)
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        target_modules=list(targets),
         # GPT-2's Conv1D projections keep their weights transposed: peft would set this itself, with a warning
         fan_in_fan_out=any(
             type(module).__name__ == "Conv1D" and name.rsplit(".", 1)[-1] in targets
@@ -310,8 +351,9 @@ def _check_one_reference(config: CausalLMConfig) -> None:
 def check_causal_lm(config: CausalLMConfig) -> None:
     """The family's check before a run is created (`ModelSpec.check`: the command line and the API's submit):
     one model reference, naming a model that is there, that is a causal LM (`check_causal_lm_model`), with
-    at least `num_layers` layers and every LoRA target module (`check_lora_targets`), read from its files
-    (config.json, the GGUF header; the module names from the model built on the meta device), not loaded.
+    at least `num_layers` layers and every LoRA target module named, or with none named projections to put
+    LoRA on (`resolve_lora`, as the run resolves them), read from its files (config.json, the GGUF header;
+    the modules from the model built on the meta device), not loaded.
     Each was refused once the run loaded the model, which stayed a failed run. Each refusal names its field
     (`InvalidConfigError`: from_pretrained, path, num_layers, lora.target_modules), in the words of the run's
     own checks (`build`, `load_causal_lm`, `keep_layers`, `apply_lora`: the same functions).
@@ -352,9 +394,9 @@ def check_causal_lm(config: CausalLMConfig) -> None:
             check_layer_count(config.num_layers, layers)
         except ConfigError as exc:
             raise InvalidConfigError.at("num_layers", exc.message) from None
-    if config.lora is not None and (names := model_module_names(resolved)) is not None:
+    if config.lora is not None and (meta := meta_causal_lm(resolved)) is not None:
         try:
-            check_lora_targets(names, config.lora)
+            resolve_lora(meta, config.lora)
         except ConfigError as exc:
             raise InvalidConfigError.at(("lora", "target_modules"), exc.message) from None
 

@@ -28,6 +28,7 @@ from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.errors import ConfigError, validation_problems
 from tldrlab.evaluate.launchers import evaluate_after_training
 from tldrlab.models import build_model, model_task, save_model
+from tldrlab.models.causal_lm import lora_modules
 from tldrlab.models.registry import get_spec, parse_model_config
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -93,10 +94,14 @@ def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
     model = build_model(job.model, job.model_settings, tokenizer)
     task = build_task(job, tokenizer, model, task_kind)
     n_params = sum(p.numel() for p in model.parameters())
+    # the layers LoRA went on, which settings naming none leave to the model (`causal_lm.resolve_lora`)
+    lora: dict[str, Any] = {"lora_target_modules": targets} if (targets := lora_modules(model)) else {}
     if run is not None:
+        on = f", LoRA on {', '.join(targets)}" if targets else ""
         run.log(
-            f"training {job.model} ({n_params:,} parameters) on {len(task.train_dataset())} examples",  # type: ignore[arg-type]
+            f"training {job.model} ({n_params:,} parameters{on}) on {len(task.train_dataset())} examples",  # type: ignore[arg-type]
             parameters=n_params,
+            **lora,
         )
     return RecipeSetup(
         model=model,
@@ -104,7 +109,7 @@ def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
         loop=job.train,
         tokenizer=tokenizer,
         tracking=Tracking(mode=job.wandb, config=job.model_dump(mode="json")),
-        environment={"parameters": n_params, "model": job.model, "task": task_kind},
+        environment={"parameters": n_params, "model": job.model, "task": task_kind, **lora},
     )
 
 
