@@ -95,9 +95,7 @@ def run(args: argparse.Namespace) -> None:
         store = open_store(url=f"sqlite:///{tmp}/bench.db", dim=embedder.dim, embedder=embedder.name)
         ingest_threads(threads, store, embedder)
         for number, thread in enumerate(threads, start=1):
-            highlights = thread_highlights(
-                store, thread.id, HighlightOptions(k=8), embedder=embedder, thread=thread
-            )
+            highlights = thread_highlights(store, thread.id, HighlightOptions(k=8), embedder=embedder)
             context = SummaryContext(thread=thread, highlights=highlights, embedder=embedder, max_bullets=5)
             started = time.perf_counter()
             first = None

@@ -107,7 +107,7 @@ def test_quoted_text_is_never_a_highlight_and_its_original_is_credited(
     thread = quoting_thread()
     ingest_threads([thread], store, embedder)
     everything = thread_highlights(
-        store, thread.id, HighlightOptions(k=20, max_per_post=None), embedder=embedder, thread=thread
+        store, thread.id, HighlightOptions(k=20, max_per_post=None), embedder=embedder
     )
     texts = [h.text for h in everything]
     assert not any(t.startswith(">") for t in texts), texts
@@ -124,7 +124,6 @@ def test_quoted_text_is_never_a_highlight_and_its_original_is_credited(
         thread.id,
         HighlightOptions(k=20, max_per_post=None, outside_quotes=True),
         embedder=embedder,
-        thread=thread,
     )
     assert not any(h.text.startswith(">") for h in lenient)
 

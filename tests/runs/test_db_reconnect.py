@@ -44,6 +44,20 @@ def test_a_dropped_connection_is_opened_again_with_its_settings(postgres_url: st
         db.execute("INSERT INTO items VALUES (4)")
     assert db.query("SELECT n FROM items ORDER BY n") == [{"n": 2}]
 
+    # a read snapshot is read again on a new connection, whether the connection was lost before it or in it
+    drop(postgres_url, backend(db))
+    assert db.read_snapshot(lambda: db.query("SELECT n FROM items")) == [{"n": 2}]
+    reads = []
+
+    def read() -> list[dict[str, object]]:
+        reads.append(backend(db))
+        if len(reads) == 1:
+            drop(postgres_url, reads[0])
+        return db.query("SELECT n, current_setting('transaction_isolation') AS isolation FROM items")
+
+    assert db.read_snapshot(read) == [{"n": 2, "isolation": "repeatable read"}]
+    assert len(reads) == 2 and reads[0] != reads[1]
+
     db.close()
     with pytest.raises(psycopg.OperationalError):  # closed on purpose: not opened again
         db.query("SELECT 1")

@@ -639,6 +639,112 @@ def test_an_ingest_that_keeps_losing_the_race_gives_up_with_a_clear_error(
     assert "ingest it again" in refused.value.message
 
 
+def reworded(item: EmbeddedThread) -> tuple[Thread, list[PostSentences]]:
+    """A new version of the thread, retitled and with a sentence before each post's text (every sentence's
+    offsets move), and the full write of it (the new posts' sentences, split as ingest splits them)."""
+    posts = [p.model_copy(update={"text": f"Edited reply {p.number}. {p.text}"}) for p in item.thread.posts]
+    thread = item.thread.model_copy(update={"title": "A reworded title", "posts": posts})
+    write = []
+    for number, post in enumerate(thread.posts):
+        records = post_records(thread, post)
+        write.append(
+            PostSentences(post.id, post.content_hash(), records, unit_vectors(len(records), 384, number))
+        )
+    return thread, write
+
+
+@contextlib.contextmanager
+def writes_after_thread_reads(
+    reader: SentenceStore, writes: list[Callable[[], None]]
+) -> Iterator[list[Callable[[], None]]]:
+    """While open, each statement of `reader` that reads the thread row (store_threads) is followed at once by
+    the next of `writes`, a re-ingest that another connection commits before `reader` reads anything more:
+    the interleaving a server meets now and then when a thread is re-ingested while it is digested, made
+    certain. Yields the writes still pending."""
+    db = reader.db  # type: ignore[attr-defined]  # both stores keep their Database there
+    query = db.query
+    pending = list(writes)
+
+    def query_then_write(sql: str, params: Any = (), **options: Any) -> list[dict[str, Any]]:
+        rows = query(sql, params, **options)
+        if pending and "FROM store_threads" in sql:
+            pending.pop(0)()
+        return rows
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db, "query", query_then_write)
+        yield pending
+
+
+def assert_point_into(thread: Thread, sentences: list[Any]) -> None:
+    """Every sentence (a SentenceRecord or a Highlight) names a post of `thread` by id and number, and its
+    offsets slice that post's text to the sentence's text."""
+    posts = {p.id: p for p in thread.posts}
+    assert sentences
+    for sentence in sentences:
+        post = posts[sentence.post_id]
+        assert sentence.post_number == post.number
+        assert post.text[sentence.start : sentence.end] == sentence.text, (sentence, post.text[:80])
+
+
+def test_a_thread_snapshot_is_one_version_while_a_reingest_commits_between_its_reads(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """A re-ingest (another connection) commits right after the snapshot read the thread row and before it
+    read the sentences: the snapshot is still the old version whole, text, sentences and vectors; the next
+    one is the new version whole."""
+    reader, writer = open_test_store(), open_test_store()
+    item = next(item for item in beer_threads if len(item.thread.posts) >= 3)
+    store_thread(writer, item)
+    before = reader.thread_sentences(item.thread.id)
+    new, write = reworded(item)
+
+    with writes_after_thread_reads(reader, [lambda: writer.replace_thread(new, write, [])]) as pending:
+        snapshot = reader.thread_snapshot(item.thread.id)
+        assert not pending  # the write did land in the middle of the snapshot
+    assert snapshot.thread == item.thread
+    assert snapshot.sentences == before[0]
+    np.testing.assert_array_equal(snapshot.vectors, before[1])
+    assert_point_into(snapshot.thread, snapshot.sentences)
+
+    after = reader.thread_snapshot(item.thread.id)
+    assert after.thread == new and after.sentences == [r for p in write for r in p.sentences]
+    np.testing.assert_allclose(after.vectors, np.concatenate([p.vectors for p in write]), atol=1e-6)
+    assert_point_into(after.thread, after.sentences)
+    with pytest.raises(NotFoundError):
+        reader.thread_snapshot("nope")
+
+
+def test_a_digest_cites_the_version_of_the_thread_it_was_made_from_while_it_is_reingested(
+    open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
+) -> None:
+    """Re-ingests of the thread (another connection) commit after every read of its row while it is digested,
+    back and forth between two versions. The digest is of one version: its title and content hash are that
+    version's and every highlight's offsets slice that version's posts. Before, the digest read the thread
+    and then, in a second call, its sentences: the new version's offsets over the old version's text."""
+    from tldrlab.digest.pipeline import DigestOptions, make_digest
+
+    store, writer = open_test_store(), open_test_store()
+    item = next(item for item in beer_threads if len(item.thread.posts) >= 3)
+    store_thread(writer, item)
+    new, write = reworded(item)
+    versions = {item.thread.content_hash(): item.thread, new.content_hash(): new}
+
+    def reingest(version: Thread) -> Callable[[], None]:
+        posts = write if version == new else post_sentences(item)
+        return lambda: writer.replace_thread(version, posts, [])
+
+    with writes_after_thread_reads(store, [reingest(new), reingest(item.thread)]) as pending:
+        options = DigestOptions(summarizer="extractive", k=50, use_cache=False)
+        digest = make_digest(store, item.thread.id, options)
+        assert len(pending) < 2
+    thread = versions[digest.content_hash]
+    assert digest.title == thread.title
+    assert_point_into(thread, digest.highlights)
+    cited = {c for bullet in digest.bullets for c in bullet.citations}
+    assert cited and cited <= {h.id for h in digest.highlights}  # so every citation points into it too
+
+
 def test_search_ranks_real_sentences(
     open_test_store: StoreFactory, beer_threads: list[EmbeddedThread]
 ) -> None:

@@ -27,7 +27,7 @@ from tldrlab.digest.signals import bm25_scores, centrality, minmax, neighbour_me
 from tldrlab.digest.signals import tokenize as tokenize
 from tldrlab.embed.base import Embedder
 from tldrlab.report import Report
-from tldrlab.store.base import SentenceRecord, SentenceStore
+from tldrlab.store.base import SentenceRecord, SentenceStore, ThreadSnapshot
 
 HIGHLIGHTER_VERSION = "4:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
 """Part of the digest cache key: digests made by an older default ranking are not served again (2: the
@@ -364,12 +364,18 @@ def thread_highlights(
     thread_id: str,
     options: HighlightOptions,
     embedder: Embedder | None = None,
-    thread: Thread | None = None,
+    snapshot: ThreadSnapshot | None = None,
 ) -> list[Highlight]:
     """Highlights of a stored thread. Without an embedder the title and query vectors are unavailable:
-    query-free ranking still works (centrality + signals), a query falls back to BM25 only."""
-    thread = thread or store.get_thread(thread_id)
-    sentences, vectors = store.thread_sentences(thread_id)
+    query-free ranking still works (centrality + signals), a query falls back to BM25 only.
+
+    The thread and its sentences come from one `store.thread_snapshot` (or the caller's `snapshot`, which
+    it also hands to the summarizer): read as two calls, a re-ingest committing between them paired one
+    version's text, title and accepted flags with another version's sentences, so highlights and citations
+    pointed at spans that are not there."""
+    if snapshot is None:
+        snapshot = store.thread_snapshot(thread_id)
+    thread, sentences, vectors = snapshot.thread, snapshot.sentences, snapshot.vectors
     title_vector = query_vector = None
     if embedder is not None:
         texts = [t for t in (thread.title, options.q) if t]

@@ -178,8 +178,13 @@ def digest_events(
             yield DigestEvent("token", text=digest.text)
             yield DigestEvent("digest", digest=digest)
             return
+    # The thread the digest is made of and its sentences, from one snapshot: the thread read above (for the
+    # cache) may since have been re-ingested, and then its text is not what these sentences' offsets and
+    # post numbers point into. The digest is of the snapshot's version (its hash is the one cached below).
+    snapshot = store.thread_snapshot(thread_id)
+    thread, content_hash = snapshot.thread, snapshot.thread.content_hash()
     highlights = thread_highlights(
-        store, thread_id, HighlightOptions(k=options.k, q=options.q), embedder=embedder, thread=thread
+        store, thread_id, HighlightOptions(k=options.k, q=options.q), embedder=embedder, snapshot=snapshot
     )
     context = SummaryContext(
         thread=thread, highlights=highlights, embedder=embedder, max_bullets=options.max_bullets, stop=stop

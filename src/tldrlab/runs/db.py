@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tldrlab.errors import (
     ConfigError,
@@ -29,6 +29,8 @@ from tldrlab.errors import (
     ServiceUnavailableError,
     WriteRefusedError,
 )
+
+T = TypeVar("T")
 
 SEE_SERVER_LOG = "the server log says why"
 """What an API client is told instead of the driver's error, which names the database's host, port, socket
@@ -95,7 +97,7 @@ class Database:
         self._lock = threading.RLock()
         self._lock_wait_s = lock_wait_s
         self._on_connect: list[Callable[[Any], None]] = []
-        self._transactions = 0  # open transaction() blocks (of the thread holding the lock)
+        self._transactions = 0  # open transactions, read snapshots too (of the thread holding the lock)
         self._closed = False  # by close(): never opened again
         if self.is_postgres:
             self._conn: Any = self._connect_postgres()
@@ -270,6 +272,45 @@ class Database:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
+
+    def read_snapshot(self, read: Callable[[], T]) -> T:
+        """`read()` (statements on this database) in one read-only transaction: they all see the database
+        as it was at its first statement, and writes other connections commit meanwhile are not seen (nor
+        waited for, nor blocked), so several reads make one consistent picture. PostgreSQL: REPEATABLE
+        READ, READ ONLY (READ COMMITTED, its default, takes a new snapshot per statement). SQLite: a
+        deferred BEGIN, which in WAL mode (every connection here sets it) fixes the snapshot at its first
+        read and takes no write lock. Not inside another transaction.
+
+        When PostgreSQL dropped the connection (before or during it), `read` runs once more on a new one,
+        as a lone SELECT is sent again by `query`: a read-only transaction leaves nothing to undo."""
+        with self._lock:
+            try:
+                with self._snapshot():
+                    return read()
+            except ServiceUnavailableError:
+                if not self.is_postgres or not self._conn.closed or self._closed or self._transactions:
+                    raise
+            with self._snapshot():
+                return read()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """The read-only transaction of `read_snapshot` (without its retry)."""
+        if self.is_postgres:
+            with self._lost_connection(), self._live().transaction():
+                self._transactions += 1
+                try:
+                    self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    yield
+                finally:
+                    self._transactions -= 1
+        else:
+            self._conn.execute("BEGIN DEFERRED")
+            try:
+                yield
+            finally:
+                if self._conn.in_transaction:  # nothing was written: ending it only releases the snapshot
+                    self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
         with self._lock:

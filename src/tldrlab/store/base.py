@@ -7,8 +7,10 @@ refused row, a killed process) leaves the thread as it was, never new text over 
 `thread_state` tells which posts changed, so unchanged posts keep their sentences; the write carries the
 state it was computed against (the post hashes and the stored thread row: title, source, url, tags, the
 posts' metadata) and is refused (`ThreadChangedError`) when another writer changed any of it in between, so
-two processes ingesting one thread at once never leave it mixed, nor overwrite each other unnoticed. One
-shared test suite runs against both.
+two processes ingesting one thread at once never leave it mixed, nor overwrite each other unnoticed. A
+reader that needs a thread's text with its sentences (the digest: highlights and citations are offsets into
+that text) reads both in one read transaction (`thread_snapshot`), never as two calls a write can commit
+between. One shared test suite runs against both.
 """
 
 from __future__ import annotations
@@ -78,6 +80,19 @@ class ThreadState:
 
 
 @dataclass(frozen=True)
+class ThreadSnapshot:
+    """A stored thread with its sentences and their vectors, all read from one committed state of the store
+    (`thread_snapshot`): the sentences' post ids, post numbers and offsets are those `replace_thread` wrote
+    together with this `thread`, so they point into its posts' text."""
+
+    thread: Thread
+    sentences: list[SentenceRecord]
+    """In (post number, sentence index) order, as `thread_sentences` gives them."""
+    vectors: np.ndarray
+    """float32, shape (len(sentences), dim), row i the vector of sentences[i]."""
+
+
+@dataclass(frozen=True)
 class SearchHit:
     sentence: SentenceRecord
     score: float
@@ -133,7 +148,17 @@ class SentenceStore(Protocol):
         """The thread as stored now, to compute a write against (`replace_thread(..., expected=...)`)."""
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
-        """All sentences of a thread in (post number, sentence index) order, with their vectors."""
+        """All sentences of a thread in (post number, sentence index) order, with their vectors. A
+        `get_thread` before or after it may read another version of the thread (a `replace_thread` can
+        commit in between): whoever needs the thread's text with its sentences reads `thread_snapshot`."""
+
+    def thread_snapshot(self, thread_id: str) -> ThreadSnapshot:
+        """The stored thread, its sentences and their vectors (as `get_thread` and `thread_sentences` give
+        them) read in one read-only transaction, so all three come from one committed state of the store:
+        a `replace_thread` or `delete_thread` committing meanwhile is wholly in it or wholly absent, never
+        new sentences (their offsets, post numbers) with the old text or the reverse. Citations and
+        highlights taken from it therefore point into `snapshot.thread` as returned. It neither waits for
+        nor blocks writers. NotFoundError when unknown."""
 
     def search(self, vector: np.ndarray, k: int = 10, thread_id: str | None = None) -> list[SearchHit]:
         """Nearest sentences by cosine similarity, optionally within one thread."""

@@ -18,7 +18,14 @@ from tldrlab.data.threads import Thread
 from tldrlab.errors import DependencyMissingError
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.store import tables
-from tldrlab.store.base import PostSentences, SearchHit, SentenceRecord, ThreadInfo, ThreadState
+from tldrlab.store.base import (
+    PostSentences,
+    SearchHit,
+    SentenceRecord,
+    ThreadInfo,
+    ThreadSnapshot,
+    ThreadState,
+)
 from tldrlab.store.common import (
     check_identity,
     check_k,
@@ -155,13 +162,27 @@ class PostgresPgvectorStore:
         return self.db.query(sql, params, binary=True)
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        records, vectors = self._sentences(thread_id)
+        if not records:
+            tables.require_thread(self.db, thread_id)
+        return records, vectors
+
+    def thread_snapshot(self, thread_id: str) -> ThreadSnapshot:
+        # REPEATABLE READ: the sentences are read in the snapshot the thread row was read in
+        def read() -> ThreadSnapshot:
+            thread = tables.get_thread(self.db, thread_id)
+            return ThreadSnapshot(thread, *self._sentences(thread_id))
+
+        return self.db.read_snapshot(read)
+
+    def _sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        """The thread's sentences and vectors; none (not an error) for an unknown thread."""
         rows = self._query_binary(
             f"SELECT {tables.SENTENCE_COLUMNS}, embedding FROM store_sentences WHERE thread_id = ? "
             "ORDER BY post_number, sentence_index, id",
             (tables.check_thread_id(thread_id),),
         )
         if not rows:
-            tables.require_thread(self.db, thread_id)
             return [], np.zeros((0, self.dim), dtype=np.float32)
         vectors = np.stack([_as_array(r["embedding"]) for r in rows]).astype(np.float32, copy=False)
         return [tables.sentence_record(r) for r in rows], vectors

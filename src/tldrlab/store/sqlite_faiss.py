@@ -23,7 +23,14 @@ import numpy as np
 from tldrlab.data.threads import Thread
 from tldrlab.runs.db import Database, connect, migrate
 from tldrlab.store import tables
-from tldrlab.store.base import PostSentences, SearchHit, SentenceRecord, ThreadInfo, ThreadState
+from tldrlab.store.base import (
+    PostSentences,
+    SearchHit,
+    SentenceRecord,
+    ThreadInfo,
+    ThreadSnapshot,
+    ThreadState,
+)
 from tldrlab.store.common import (
     check_identity,
     check_k,
@@ -216,13 +223,29 @@ class SqliteFaissStore:
         return before, removed, np.arange(next_id, next_id + len(rows), dtype=np.int64)
 
     def thread_sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        records, vectors = self._sentences(thread_id)
+        if not records:
+            tables.require_thread(self.db, thread_id)
+        return records, vectors
+
+    def thread_snapshot(self, thread_id: str) -> ThreadSnapshot:
+        # One SQLite read transaction for the row and the sentences. The vectors come from the sentence rows'
+        # BLOBs in that same transaction, never from FAISS, whose in-memory index follows commits on its own
+        # schedule (and another process's not at all until the next search) and so may hold another version.
+        def read() -> ThreadSnapshot:
+            thread = tables.get_thread(self.db, thread_id)
+            return ThreadSnapshot(thread, *self._sentences(thread_id))
+
+        return self.db.read_snapshot(read)
+
+    def _sentences(self, thread_id: str) -> tuple[list[SentenceRecord], np.ndarray]:
+        """The thread's sentences and their vectors (from SQLite); none (not an error) for an unknown
+        thread."""
         rows = self.db.query(
             f"SELECT {tables.SENTENCE_COLUMNS}, vector FROM store_sentences WHERE thread_id = ? "
             "ORDER BY post_number, sentence_index, id",
             (tables.check_thread_id(thread_id),),
         )
-        if not rows:
-            tables.require_thread(self.db, thread_id)
         return [tables.sentence_record(r) for r in rows], _vectors([r["vector"] for r in rows], self.dim)
 
     def search(self, vector: np.ndarray, k: int = 10, thread_id: str | None = None) -> list[SearchHit]:
