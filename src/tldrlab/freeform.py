@@ -9,11 +9,14 @@ float, `Input should be a finite number`, at the path down to the number (`param
 
     params: FreeForm = Field(default_factory=dict)
     config: Annotated[dict[str, Any], ValidatedWhole("the run kind's config class")]
+    model_settings: Annotated[FreeForm, FieldsOf(LVMConfig)] = Field(default_factory=dict)
 
 `ValidatedWhole` marks a free-form field whose whole value another class validates later (a run request's
 config, by its kind's config class, whose own free-form fields are `FreeForm`): that class refuses its
 numbers with the paths people know it by. The contract test (tests/kinds/test_finite_configs.py) holds
-every free-form field of every run config, request and option class to one of the two.
+every free-form field of every run config, request and option class to one of the two. `FieldsOf` marks a
+`FreeForm` field that holds another class's fields after all, checked by its own validator, so that the
+config reference, `--help` and the JSON schema can say which.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from pydantic_core import InitErrorDetails
 
 T = TypeVar("T")
@@ -63,6 +66,16 @@ class ValidatedWhole:
     """Marks a free-form field whose whole value `by` validates later, numbers included."""
 
     by: str
+
+
+@dataclass(frozen=True)
+class FieldsOf:
+    """Marks a free-form field holding the fields of `config`, which the field's own validator checks them
+    against (an LVM training's `model_settings`: LVMConfig), so that the config reference, `--help` and the
+    JSON schema say what it takes. A field whose class a sibling field picks is marked
+    `tldrlab.runs.paths.SettingsOf` instead (a training's `model_settings`, by its `model`)."""
+
+    config: type[BaseModel]
 
 
 RunConfigMap = Annotated[dict[str, Any], ValidatedWhole("the run kind's config class")]

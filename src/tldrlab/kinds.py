@@ -27,10 +27,11 @@ sections alike) in the area's `config.py`, its execute function beside the work 
 from __future__ import annotations
 
 import json
+import re
 import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel, ValidationError
@@ -59,6 +60,7 @@ from tldrlab.experiments.config import (
     LMCompressConfig,
     LMExperimentConfig,
 )
+from tldrlab.freeform import FieldsOf
 from tldrlab.lvm.config import (
     IngestConfig,
     LVMEvaluateConfig,
@@ -69,6 +71,7 @@ from tldrlab.lvm.config import (
 )
 from tldrlab.numbers import booleans_for_numbers
 from tldrlab.report import Report, key_value_table
+from tldrlab.runs.paths import SettingsOf
 from tldrlab.sweep.config import SweepConfig, TrialConfig
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerJobConfig
@@ -623,23 +626,118 @@ def markdown_cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def field_rows(model: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None) -> Iterator[str]:
+def field_rows(
+    model: type[BaseModel], prefix: str = "", defaults: BaseModel | None = None, *, kind: str = ""
+) -> Iterator[str]:
     """One markdown table row per leaf field (nested sections as dotted names): type, default, bounds,
-    docstring."""
+    docstring. A section that may be None gets a row of its own too (its docstring says what None means); a
+    settings field links to the tables of the classes it takes (`settings_tables` of `kind`)."""
     for name, info in model.model_fields.items():
         required = info.is_required() and defaults is None
         default = getattr(defaults, name) if defaults is not None else None
         if defaults is None and not required:
             default = info.get_default(call_default_factory=True)
         section = section_class(info.annotation)
+        meaning = info.description or ""
+        if takes := settings_classes(info):
+            by, classes = takes
+            path = f"{prefix}{name}"
+            links = [
+                f"[{c or cls.__name__}](#{anchor(settings_heading(kind, path, by, c))})"
+                for c, cls in classes.items()
+            ]
+            meaning += f" Its fields{f' by `{by}`' if by else ''}: {', '.join(links)}."
+        if section is None or type(None) in get_args(info.annotation):
+            shown = "required" if required else f"`{show_value(default)}`"
+            row = " | ".join(markdown_cell(cell) for cell in (shown, bounds_text(info), meaning))
+            yield f"| `{prefix}{name}` | {type_text(info.annotation, field_choices(info))} | {row} |"
         if section is not None:
             nested = default if isinstance(default, BaseModel) else None
-            yield from field_rows(section, f"{prefix}{name}.", nested)
-            continue
-        shown = "required" if required else f"`{show_value(default)}`"
-        cells = (shown, bounds_text(info), info.description or "")
-        row = " | ".join(markdown_cell(cell) for cell in cells)
-        yield f"| `{prefix}{name}` | {type_text(info.annotation, field_choices(info))} | {row} |"
+            yield from field_rows(section, f"{prefix}{name}.", nested, kind=kind)
+
+
+# -- settings fields: free-form dicts holding another config class's fields --------------------------------
+def settings_classes(info: FieldInfo) -> tuple[str, dict[str, type[BaseModel]]] | None:
+    """What a settings field takes: (the sibling field whose value picks the class, "" when one class serves
+    all; that value -> the class) by its `SettingsOf` (a training's `model_settings`: the class of the model
+    family its `model` names, from the family registry, so a new family is listed by itself) or `FieldsOf`
+    marker (an LVM training's: LVMConfig); None for any other field."""
+    for marker in info.metadata:
+        if isinstance(marker, SettingsOf):
+            return marker.field, marker.classes()
+        if isinstance(marker, FieldsOf):
+            return "", {"": marker.config}
+    return None
+
+
+def settings_heading(kind: str, path: str, by: str, choice: str) -> str:
+    """The heading of the table of the fields `path` of `kind` takes for `choice` of its sibling field `by`:
+    "`train`: `model_settings` for `model: t5`"."""
+    return f"`{kind}`: `{path}`" + (f" for `{by}: {choice}`" if by else "")
+
+
+def anchor(heading: str) -> str:
+    """The id a markdown page gives `heading`, as GitHub makes it (lower case, punctuation dropped, spaces
+    to -): `train-model_settings-for-model-t5`."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def leaf_names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The fields of `model` as dotted names (a nested section's fields as `lora.r`)."""
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        section = section_class(info.annotation)
+        names += [f"{prefix}{name}"] if section is None else leaf_names(section, f"{prefix}{name}.")
+    return names
+
+
+def settings_help(info: FieldInfo) -> str:
+    """`--help`'s line of what a settings field takes (`Its fields by model: t5: size, d_model, ...; ...`),
+    else ""."""
+    if (takes := settings_classes(info)) is None:
+        return ""
+    by, classes = takes
+    listed = "; ".join(f"{f'{c}: ' if c else ''}{', '.join(leaf_names(cls))}" for c, cls in classes.items())
+    return f"Its fields{f' by `{by}`' if by else ''} (each explained in docs/config.md): {listed}."
+
+
+class SettingsField(NamedTuple):
+    """A settings field of a config class, and the classes whose fields it takes."""
+
+    path: str
+    """Dotted, from the config class down: `model_settings`."""
+    holder: type[BaseModel]
+    """The class the field is declared in (the config class or one of its sections)."""
+    name: str
+    by: str
+    """The sibling field whose value picks the class ("": one class serves every value)."""
+    classes: dict[str, type[BaseModel]]
+    """That value -> the class."""
+
+
+def settings_fields(model: type[BaseModel], prefix: str = "") -> Iterator[SettingsField]:
+    """Every settings field of `model` and its sections."""
+    for name, info in model.model_fields.items():
+        if (section := section_class(info.annotation)) is not None:
+            yield from settings_fields(section, f"{prefix}{name}.")
+        elif takes := settings_classes(info):
+            yield SettingsField(f"{prefix}{name}", model, name, *takes)
+
+
+def settings_tables(kind: str, model: type[BaseModel]) -> Iterator[str]:
+    """A markdown table of each class the settings fields of `model` take (one per model family), under a
+    heading the field's own row links to."""
+    for field in settings_fields(model):
+        for choice, config in field.classes.items():
+            yield (
+                f"\n### {settings_heading(kind, field.path, field.by, choice)}\n\n"
+                f"`{config.__name__}`: {' '.join((config.__doc__ or '').split())}\n\n{TABLE_HEAD}"
+                + "\n".join(field_rows(config, f"{field.path}."))
+                + "\n"
+            )
+
+
+TABLE_HEAD = "| field | type | default | bounds | meaning |\n|---|---|---|---|---|\n"
 
 
 def config_reference(header: str, commands: Mapping[str, list[str]]) -> str:
@@ -653,8 +751,8 @@ def config_reference(header: str, commands: Mapping[str, list[str]]) -> str:
         started_by = "".join(f" (`{command}`)" for command in commands.get(kind.name, []))
         parts.append(
             f"\n## `{kind.name}`{started_by}\n\n{kind.help}\n\n"
-            f"`{model.__name__}`: {' '.join((model.__doc__ or '').split())}\n\n"
-            "| field | type | default | bounds | meaning |\n|---|---|---|---|---|\n"
+            f"`{model.__name__}`: {' '.join((model.__doc__ or '').split())}\n\n{TABLE_HEAD}"
         )
-        parts.append("\n".join(field_rows(model)) + "\n")
+        parts.append("\n".join(field_rows(model, kind=kind.name)) + "\n")
+        parts.extend(settings_tables(kind.name, model))
     return "".join(parts)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tldrlab.kinds import KINDS
+from tldrlab.models.registry import MODELS
 from tldrlab.service.app import create_app
 
 
@@ -35,3 +36,20 @@ def test_every_kind_config_is_in_openapi_with_described_fields() -> None:
         check(name, seen)
     lr = components["TrainConfig"]["properties"]["lr"]
     assert lr["exclusiveMinimum"] == 0 and "Peak learning rate" in lr["description"]
+
+
+def test_model_settings_is_documented_as_the_classes_whose_fields_it_takes() -> None:
+    # model_settings showed as a bare object: nothing in /openapi.json said what it accepts
+    components: dict[str, Any] = TestClient(create_app()).get("/openapi.json").json()["components"]["schemas"]
+    train = components["TrainJobConfig"]["properties"]["model_settings"]
+    families = [ref["$ref"].rsplit("/", 1)[1] for ref in train["anyOf"]]
+    assert families == [spec.config_cls.__name__ for spec in MODELS.values()]
+    for family, spec in MODELS.items():
+        assert f"{family}: {spec.config_cls.__name__}" in train["description"]
+        assert set(components[spec.config_cls.__name__]["properties"]) == set(spec.config_cls.model_fields)
+    lora = components["CausalLMConfig"]["properties"]["lora"]["anyOf"][0]["$ref"].rsplit("/", 1)[1]
+    target_modules = components[lora]["properties"]["target_modules"]["description"]
+    assert "None: the model's attention and MLP projections" in target_modules
+    lvm = components["LVMTrainJobConfig"]["properties"]["model_settings"]
+    assert lvm["anyOf"] == [{"$ref": "#/components/schemas/LVMConfig"}]
+    assert "The fields of LVMConfig." in lvm["description"]

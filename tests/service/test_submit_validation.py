@@ -406,3 +406,15 @@ def test_a_boolean_for_a_number_in_lvm_and_elm_settings_is_refused_on_the_cli_an
     for key in field:
         value = value[key] if isinstance(value, dict) else getattr(value, key)
     assert value == 2
+
+
+def test_a_bad_nested_model_setting_is_a_422_naming_its_path(client: TestClient, text: Path) -> None:
+    # /openapi.json documents model_settings as the model families' classes; submit still checks it
+    # against the class of the family `model` names
+    config = {"model": "causal_lm", "model_settings": {"lora": {"r": 0}}, "data": {"path": "text.txt"}}
+    body = _refused(client, "train", config)
+    assert body["errors"][0]["loc"] == ["model_settings", "lora", "r"]
+    assert "model_settings.lora.r: Input should be greater than or equal to 1" in body["message"]
+    body = _refused(client, "lvm_train", {"sequences": "s.npz", "model_settings": {"hidden": 2}})
+    assert "model_settings: hidden: Input should be greater than or equal to 4" in body["message"], body
+    assert open_registry().list() == []

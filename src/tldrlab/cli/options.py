@@ -37,7 +37,14 @@ from pydantic.fields import FieldInfo
 from tldrlab.choices import choices_text
 from tldrlab.config import expand_user, get_settings, load_yaml
 from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
-from tldrlab.kinds import bounds_text, deep_merge, section_class, show_value, validate_model
+from tldrlab.kinds import (
+    bounds_text,
+    deep_merge,
+    section_class,
+    settings_help,
+    show_value,
+    validate_model,
+)
 from tldrlab.logs import configure_console, show_progress_bars
 from tldrlab.targets import load_target
 from tldrlab.threads import configure_threads
@@ -99,11 +106,13 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 def field_help(info: FieldInfo, default: Any, *, required: bool, enforced: bool = False) -> str:
-    """The field's docstring, then its default (or "required"), bounds and choices (`OneOf` names); an
-    `enforced` argument's help leaves "required" to typer, which says it of every required argument."""
+    """The field's docstring (a settings field's with the fields it takes), then its default (or
+    "required"), bounds and choices (`OneOf` names); an `enforced` argument's help leaves "required" to typer,
+    which says it of every required argument."""
     notes = ([] if enforced else ["required"]) if required else [f"default: {show_value(default)}"]
     notes += [note for note in (bounds_text(info), choices_text(info)) if note]
-    return f"{' '.join((info.description or '').split())} [{'; '.join(notes)}]".strip().removesuffix(" []")
+    text = " ".join(f"{info.description or ''} {settings_help(info)}".split())
+    return f"{text} [{'; '.join(notes)}]".strip().removesuffix(" []")
 
 
 def _parsing(annotation: Any) -> tuple[Any, Parse]:

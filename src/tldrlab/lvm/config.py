@@ -30,7 +30,7 @@ from tldrlab.choices import OneOf, unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import validation_problems
-from tldrlab.freeform import FreeForm
+from tldrlab.freeform import FieldsOf, FreeForm
 from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
 from tldrlab.train.config import TrainConfig
@@ -280,7 +280,7 @@ class LVMTrainJobConfig(BaseModel):
     """The sequences NPZ written by `tldrlab lvm sequences`."""
     model: Annotated[str, OneOf("LVM", LVM_BACKBONES)] = "gru"
     """Backbone (a model of tldrlab.lvm.models.LVM_MODELS)."""
-    model_settings: FreeForm = Field(default_factory=dict)
+    model_settings: Annotated[FreeForm, FieldsOf(LVMConfig)] = Field(default_factory=dict)
     """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences. The
     model may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with the
     settings' dim and context, 384 and 5 unless set); a pretrained backbone is not bounded."""

@@ -67,15 +67,20 @@ class SettingsOf:
     attribute: str = "config_cls"
 
     def config_class(self, parent: BaseModel) -> type[BaseModel] | None:
+        choice = getattr(parent, self.field, None) if self.field else ""  # "": a fixed class
+        return self.classes().get(choice) if isinstance(choice, str) else None
+
+    def classes(self) -> dict[str, type[BaseModel]]:
+        """Every value of the sibling field -> the config class it picks (a fixed class: under "")."""
         module_name, _, name = self.registry.partition(":")
         entries = getattr(importlib.import_module(module_name), name)
-        if not self.field:  # a fixed class
-            return entries if isinstance(entries, type) and issubclass(entries, BaseModel) else None
-        entry = entries.get(getattr(parent, self.field, None))
-        if entry is None:
-            return None
-        found = entry if isinstance(entry, type) else getattr(entry, self.attribute, None)
-        return found if isinstance(found, type) and issubclass(found, BaseModel) else None
+        if not self.field:
+            return {"": entries} if isinstance(entries, type) and issubclass(entries, BaseModel) else {}
+        found = {
+            choice: entry if isinstance(entry, type) else getattr(entry, self.attribute, None)
+            for choice, entry in entries.items()
+        }
+        return {c: f for c, f in found.items() if isinstance(f, type) and issubclass(f, BaseModel)}
 
 
 @dataclass(frozen=True)
