@@ -466,41 +466,104 @@ def test_a_digest_asked_for_while_another_loads_its_thread_keeps_the_page(
         page.close()
 
 
-def test_highlights_of_a_thread_changed_since_the_page_read_it_are_marked_in_its_new_text(
-    browser: Any, server_url: str
+def reingested(change: str) -> dict[str, Any]:
+    """PASTED as re-ingested by `change`: its highlights' spans shift, or only what they cannot show."""
+    thread = json.loads(json.dumps(PASTED))
+    if change == "text shifted":
+        thread["posts"][1]["text"] = "These days: " + thread["posts"][1]["text"]
+    else:  # every highlight still slices the old text to its own: only the version tells them apart
+        thread["title"] = "Bottle, can or glass?"
+        thread["posts"][1]["accepted"] = True
+    return thread
+
+
+def shown_and_current(page: Any, server_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the page shows (title, post texts, marks) and the same of the stored thread and its digest."""
+    shown = page.evaluate(
+        """() => ({
+             title: document.getElementById('thread-title').textContent,
+             posts: [...document.querySelectorAll('.post .body')].map((b) => b.textContent),
+             marks: [...document.querySelectorAll('mark.hl')].map((m) => [m.dataset.hid, m.textContent]),
+             accepted: document.querySelectorAll('.post .accepted').length })"""
+    )
+    thread = httpx.get(server_url + "/threads/pasted-1").json()
+    stream = httpx.post(server_url + "/stream_summary", json={"thread_id": "pasted-1"}, timeout=60).text
+    digest = json.loads(stream.split("event: digest\ndata: ")[1].split("\n")[0])
+    current = {
+        "title": thread["title"],
+        "posts": [p["text"] for p in thread["posts"]],
+        "marks": sorted([h["id"], h["text"]] for h in digest["highlights"]),
+        "accepted": sum(p["accepted"] for p in thread["posts"]),
+    }
+    return {**shown, "marks": sorted(shown["marks"])}, current
+
+
+@pytest.mark.parametrize("change", ["text shifted", "retitled and accepted"])
+def test_a_thread_reingested_between_the_pages_reads_is_shown_as_the_version_digested(
+    browser: Any, server_url: str, change: str
 ) -> None:
     # the page reads the thread, then streams its digest: a re-ingest in between (another tab, a script) gave
-    # highlights whose spans are offsets into the new text, marked in the old one at the wrong characters
+    # highlights whose spans are offsets into the new text, and posts, title and flags of the old version.
+    # The re-ingest is real, committed while the page's stream request is held.
     with httpx.Client(base_url=server_url, timeout=60) as client:
         assert client.post("/threads", json=PASTED).status_code == 201
-        old = client.get("/threads/pasted-1").json()
-    old["posts"][1]["text"] = (
-        "Long ago: " + old["posts"][1]["text"]
-    )  # what the page read before the re-ingest
-    answered: list[str] = []
 
-    def stale_first(route: Any) -> None:
-        answered.append(route.request.url)
-        if len(answered) == 1:
-            route.fulfill(status=200, content_type="application/json", body=json.dumps(old))
-        else:
-            route.continue_()
+    def reingest_first(route: Any) -> None:
+        if not held:
+            held.append(route.request.url)
+            assert httpx.post(server_url + "/threads", json=reingested(change), timeout=60).status_code == 201
+        route.continue_()
 
+    held: list[str] = []
     page = browser.new_page()
     try:
-        page.route("**/threads/pasted-1", stale_first)
+        page.route("**/stream_summary", reingest_first)
         page.goto(server_url + "/")
         page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
         page.click("#digest-button")
         page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
-        marked = page.eval_on_selector_all("mark.hl", "ms => ms.map(m => m.textContent)")
-        texts = {
-            h["text"]
-            for h in httpx.get(server_url + "/threads/pasted-1/highlights", params={"k": 8}).json()[
-                "highlights"
-            ]
-        }
-        assert marked and set(marked) <= texts, (marked, texts)
-        assert "Long ago" not in page.inner_text("#posts")
+        assert held, "the stream was not held"
+        shown, current = shown_and_current(page, server_url)
+        assert shown == current and current["marks"]
+        assert current["title"] == reingested(change)["title"]
+        assert current["posts"] == [p["text"] for p in reingested(change)["posts"]]
+    finally:
+        page.close()
+
+
+def test_a_thread_reingested_again_while_the_page_reads_it_anew_is_shown_unmarked_and_said_so(
+    browser: Any, server_url: str
+) -> None:
+    # the page reads the thread again for the digest's version, and that read meets a still newer one: no
+    # highlight of the digest's version is marked in it, and the page says to digest again
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201
+    newest = {**reingested("retitled and accepted"), "title": "Glass, always"}
+    requests: list[str] = []
+
+    def reingest_before(route: Any) -> None:
+        # the page's requests: the thread, the stream, the thread again (the digest is of another version)
+        requests.append(route.request.url)
+        version = {2: reingested("text shifted"), 3: newest}.get(len(requests))
+        if version is not None:
+            assert httpx.post(server_url + "/threads", json=version, timeout=60).status_code == 201
+        route.continue_()
+
+    page = browser.new_page()
+    try:
+        page.route("**/stream_summary", reingest_before)
+        page.route("**/threads/pasted-1", reingest_before)
+        page.goto(server_url + "/")
+        page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+        page.click("#digest-button")
+        page.wait_for_function(  # or done: the page showed the thread as if it were the digest's
+            "() => document.getElementById('status').className === 'error'"
+            " || document.body.dataset.digestDone === '1'",
+            timeout=60_000,
+        )
+        assert "changed while it was being digested" in page.inner_text("#status")
+        assert page.inner_text("#thread-title") == "Glass, always"
+        assert page.locator("mark.hl").count() == 0
+        assert [url.rsplit("/", 1)[1] for url in requests] == ["pasted-1", "stream_summary", "pasted-1"]
     finally:
         page.close()

@@ -106,6 +106,38 @@ def test_stream_summary_sends_tokens_then_digest_then_done(client: TestClient) -
     assert json.loads(sse_events(cached.text)[-2][1])["cached"] is True
 
 
+def test_highlights_and_the_tldr_stream_name_the_thread_version_they_index_into(client: TestClient) -> None:
+    # the page reads a thread and its highlights (or TL;DR) in two requests: a re-ingest committing between
+    # them marked one version's offsets in the other's text, and no answer said which version it was of
+    thread = beer_thread()
+    two_stage = {"draft": "extractive", "final": "extractive"}  # a draft event too, with no model
+    digest_request = {"thread_id": thread["id"], "summarizer": "two_stage", "params": two_stage}
+
+    def versions() -> list[str]:
+        """The content hashes of GET /threads/{id}, its highlights, and the stream's draft and digest."""
+        shown = client.get(f"/threads/{thread['id']}").json()["content_hash"]
+        highlights = client.get(f"/threads/{thread['id']}/highlights").json()["content_hash"]
+        events = dict(sse_events(client.post("/stream_summary", json=digest_request).text))
+        return [
+            shown,
+            highlights,
+            *(json.loads(events[name])["content_hash"] for name in ("draft", "digest")),
+        ]
+
+    assert client.post("/threads", json=thread).status_code == 201
+    first = versions()
+    assert len(set(first)) == 1 and first[0]
+    thread["posts"][1]["text"] = "Edited since: " + thread["posts"][1]["text"]
+    assert client.post("/threads", json=thread).status_code == 201  # a real re-ingest of a changed thread
+    now = versions()
+    assert len(set(now)) == 1 and now[0] != first[0]
+
+    # a client may ask for the highlights of the version it shows: 409 once the thread has moved on
+    path = f"/threads/{thread['id']}/highlights"
+    assert_error(client.get(path, params={"version": first[0]}), 409, "thread_changed", now[0])
+    assert client.get(path, params={"version": now[0]}).json()["content_hash"] == now[0]
+
+
 def test_stack_exchange_xml_content(client: TestClient, shared_data: Path) -> None:
     rows = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig").splitlines()
     wanted = [

@@ -136,6 +136,8 @@ class DigestEvent:
     """The draft bullets (kind `draft`)."""
     highlights: list[Highlight] | None = None
     """The highlights the draft's citations name (kind `draft`)."""
+    content_hash: str = ""
+    """The thread version the draft's highlights are offsets into (kind `draft`), as `Digest.content_hash`."""
     digest: Digest | None = None
 
 
@@ -174,7 +176,12 @@ def digest_events(
             for notice in digest.notices:
                 yield DigestEvent("notice", text=notice)
             if digest.draft:
-                yield DigestEvent("draft", bullets=digest.draft, highlights=digest.highlights)
+                yield DigestEvent(
+                    "draft",
+                    bullets=digest.draft,
+                    highlights=digest.highlights,
+                    content_hash=digest.content_hash,
+                )
             yield DigestEvent("token", text=digest.text)
             yield DigestEvent("digest", digest=digest)
             return
@@ -206,7 +213,7 @@ def digest_events(
             yield DigestEvent("notice", text=event.text)
         elif isinstance(event, Draft):
             draft = merge_repeated_bullets(event.bullets)
-            yield DigestEvent("draft", bullets=draft, highlights=highlights)
+            yield DigestEvent("draft", bullets=draft, highlights=highlights, content_hash=content_hash)
         else:
             # every summarizer's bullets pass here: a model that wrote one bullet twice shows it once
             bullets = merge_repeated_bullets(event)

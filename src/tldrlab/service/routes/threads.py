@@ -4,8 +4,9 @@
                                        XML / Discourse JSON text: ingested (only changed posts re-embedded)
     GET  /threads                      stored threads, newest first: ?limit=&offset= pages (`next_offset`
                                        in the answer), ?q= filters by id/title substring in the store's SQL
-    GET  /threads/{id}                 one thread with its posts
-    GET  /threads/{id}/highlights      ?k=&q=&scorer= provenance-linked highlights
+    GET  /threads/{id}                 one thread with its posts and its content_hash (its version)
+    GET  /threads/{id}/highlights      ?k=&q=&scorer=&version= provenance-linked highlights, with the
+                                       content_hash of the version they index into
     DELETE /threads/{id}               the thread, its sentences, vectors and cached digests (404 unknown)
 
 A thread id may hold "/": send it as %2F (what the page's encodeURIComponent does). Both routes take the rest
@@ -63,7 +64,7 @@ from tldrlab.errors import (
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, read_json_body
 from tldrlab.service.state import client_message
-from tldrlab.store.base import SentenceStore
+from tldrlab.store.base import SentenceStore, ThreadChangedError
 
 log = logging.getLogger("tldrlab.service")
 
@@ -347,7 +348,15 @@ def get_highlights(
     scorer: ScorerName = Query(
         "auto", description="auto (per mode, the default scorer), heuristic, learned_v1 or learned_v2"
     ),
+    version: str | None = Query(
+        None,
+        max_length=64,
+        description="the content_hash of the thread the client shows: 409 thread_changed if it moved on",
+    ),
 ) -> dict[str, Any]:
+    """The thread's highlights, with the `content_hash` of the thread version their offsets index into: a
+    client showing the thread's text (GET /threads/{id}, which carries it too) compares the two and reads
+    the thread again when they differ, since a re-ingest may commit between its two requests."""
     sent = thread_id_as_sent(request)
     if sent is not None and not sent.endswith("/highlights"):
         # the "/highlights" this route matched was "%2Fhighlights": part of the id, e.g. GET
@@ -356,14 +365,24 @@ def get_highlights(
     thread_id = url_thread_id(request, thread_id, "/highlights")
     res = resources(request)
     options = HighlightOptions(k=k, q=q or None, scorer=scorer)
-    found = thread_highlights(res.store, thread_id, options, embedder=res.embedder)
-    return {"thread_id": thread_id, "q": options.q, "highlights": [h.model_dump() for h in found]}
+    snapshot = res.store.thread_snapshot(thread_id)  # the version the highlights are of, read with them
+    content_hash = snapshot.thread.content_hash()
+    if version is not None and version != content_hash:
+        raise ThreadChangedError(
+            f"thread {thread_id!r} is version {content_hash} now, not {version}: read it again"
+        )
+    found = thread_highlights(res.store, thread_id, options, embedder=res.embedder, snapshot=snapshot)
+    highlights = [h.model_dump() for h in found]
+    return {"thread_id": thread_id, "content_hash": content_hash, "q": options.q, "highlights": highlights}
 
 
 @router.get("/threads/{thread_id:anypath}")
 def get_thread(request: Request, thread_id: str) -> dict[str, Any]:
+    """The thread with its posts and its `content_hash`: the version that highlights and the TL;DR stream's
+    `draft` and `digest` events name, so a client can tell whether their offsets index into this text."""
     thread_id = url_thread_id(request, thread_id)
-    return resources(request).store.get_thread(thread_id).model_dump(mode="json")
+    thread = resources(request).store.get_thread(thread_id)
+    return {**thread.model_dump(mode="json"), "content_hash": thread.content_hash()}
 
 
 @router.delete("/threads/{thread_id:anypath}")
@@ -510,6 +529,7 @@ async def stream_summary(request: Request) -> StreamingResponse:
                     yield sse("notice", {"message": item.text})
                 elif item.kind == "draft":
                     draft = {
+                        "content_hash": item.content_hash,
                         "bullets": [b.model_dump(mode="json") for b in item.bullets or []],
                         "highlights": [h.model_dump(mode="json") for h in item.highlights or []],
                     }

@@ -127,16 +127,6 @@ function renderThread(thread, highlights) {
   }
 }
 
-// Whether every highlight's span slices its post's text to the highlight's own text (code points, as the
-// server counts them): false when the thread changed since the page read it.
-function spansFit(thread, highlights) {
-  const texts = new Map(thread.posts.map((p) => [p.id, Array.from(p.text)]));
-  return (highlights || []).every((h) => {
-    const chars = texts.get(h.post_id);
-    return chars !== undefined && chars.slice(h.start, h.end).join("") === h.text;
-  });
-}
-
 function flashSentence(hid) {
   const mark = document.querySelector(`mark.hl[data-hid="${CSS.escape(hid)}"]`);
   if (!mark) return;
@@ -208,11 +198,18 @@ async function digestThread(threadId) {
       headers: headers(false), signal: controller.signal,
     });
     let thread = await readThread();
-    // The thread may be ingested again between its GET and the digest (another tab, a script): the
-    // highlights' spans are then offsets into text this page does not show, so it reads the thread again.
-    const threadOf = async (highlights) => {
-      if (!spansFit(thread, highlights)) thread = await readThread();
+    // The thread may be ingested again between its GET and the digest (another tab, a script): the highlights'
+    // spans are then offsets into another version's text, and the posts shown are not the ones summarized.
+    // Both answers name their version (content_hash), so on a mismatch the page reads the thread again; if
+    // that is not the digest's version either (ingested once more since), its marks are not shown anywhere.
+    const threadOf = async (version) => {
+      if (thread.content_hash !== version) thread = await readThread();
       state.thread = thread;
+      if (thread.content_hash !== version) {
+        renderThread(thread, []);
+        controller.abort();  // the rest of this digest is of a version the page no longer shows
+        throw new Error("the thread changed while it was being digested; digest it again");
+      }
       return thread;
     };
     state.thread = thread;
@@ -247,12 +244,12 @@ async function digestThread(threadId) {
         addNotice(JSON.parse(ev.data).message);
       } else if (ev.event === "draft") {
         const draft = JSON.parse(ev.data);
-        renderDraft(await threadOf(draft.highlights), draft);
+        renderDraft(await threadOf(draft.content_hash), draft);
         setStatus("the language model is writing…");
       } else if (ev.event === "digest") {
         const digest = JSON.parse(ev.data);
         state.digest = digest;
-        renderThread(await threadOf(digest.highlights), digest.highlights);
+        renderThread(await threadOf(digest.content_hash), digest.highlights);
         renderBullets(digest);
       } else if (ev.event === "error") {
         const err = JSON.parse(ev.data);
