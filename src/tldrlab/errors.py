@@ -252,7 +252,7 @@ _REFUSED: dict[int, type[WriteRefusedError]] = {
 _REFUSED_TEXTS = tuple((os.strerror(number), kind) for number, kind in _REFUSED.items())
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def error_chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and the errors it was raised from or while handling, each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -268,7 +268,7 @@ def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
     disk_full (53100), or a library's own error quoting the system's words (safetensors: "I/O error: File too
     large (os error 27)"); None for anything else. Permission errors are not among them: PermissionError
     carries the path it was refused, which the CLI shows in one line already."""
-    for current in _chain(exc):
+    for current in error_chain(exc):
         if isinstance(current, WriteRefusedError):
             return type(current)
         if isinstance(current, OSError) and current.errno in _REFUSED:
@@ -285,7 +285,7 @@ def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
 def refused_file(exc: BaseException) -> Path | None:
     """The file that a refused write in `exc`'s chain names (`refused_write`), or None where the system's
     error names none (a gzip stream's, a library's own)."""
-    for current in _chain(exc):
+    for current in error_chain(exc):
         if isinstance(current, OSError) and current.errno in _REFUSED and current.filename is not None:
             return Path(os.fsdecode(current.filename))
     return None

@@ -5,7 +5,7 @@ placeholders and rewritten to `%s` for psycopg. `migrate(db, name, steps)` appli
 recorded in `schema_migrations`, so older databases are upgraded in place.
 
 A SQLite write the system refuses for a full disk or the process's file-size limit is a `DiskFullError` or a
-`FileTooLargeError` naming the database (`_sqlite_refusal`), as any other refused write is: one line on the
+`FileTooLargeError` naming the database (`sqlite_refusal`), as any other refused write is: one line on the
 command line, a 507 from the API. SQLite undoes the statement (or transaction) it was in, so the database
 keeps everything written before it.
 """
@@ -55,9 +55,15 @@ LARGEST_SQLITE_WRITE = 65536 + 24
 the frame's header."""
 
 
-def _sqlite_refusal(exc: sqlite3.Error, path: Path, doing: str) -> WriteRefusedError | None:
+def sqlite_refusal(
+    exc: sqlite3.Error,
+    path: Path,
+    doing: str,
+    then: str = ", then try again (it keeps what it held before)",
+) -> WriteRefusedError | None:
     """The refused write a SQLite error of the database at `path` is, worded (`doing` the database: what it
-    was at), or None for any other error.
+    was at; `then`: what to do once the cause is fixed), or None for any other error. Besides this module's
+    databases, the sweep's Optuna study (SQLAlchemy over sqlite3) is classified here.
 
     SQLite does not pass the system's errno on: a full disk (ENOSPC) is SQLITE_FULL, "database or disk is
     full", while the file-size limit's EFBIG (`ulimit -f`, RLIMIT_FSIZE) is a plain SQLITE_IOERR_WRITE, "disk
@@ -75,7 +81,7 @@ def _sqlite_refusal(exc: sqlite3.Error, path: Path, doing: str) -> WriteRefusedE
         kind = DiskFullError
     else:  # an I/O error of another cause (a failing disk): SQLite's own words
         return None
-    error = kind.writing(f"{doing} the database {path}", ", then try again (it keeps what it held before)")
+    error = kind.writing(f"{doing} the database {path}", then)
     error.details["public_message"] = kind.for_clients()  # an API client is told no server path
     return error
 
@@ -114,7 +120,7 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.OperationalError as exc:
             # SQLite sizes its -shm file even to read: under a small file-size limit, opening fails
-            if (refused := _sqlite_refusal(exc, path, "opening")) is not None:
+            if (refused := sqlite_refusal(exc, path, "opening")) is not None:
                 raise refused from exc
             # a home on a read-only mount, or one another user owns: even `runs list` was a traceback
             # ("sqlite3.OperationalError: unable to open database file")
@@ -192,14 +198,14 @@ class Database:
     @contextmanager
     def _refused_writes(self) -> Iterator[None]:
         """A SQLite statement the system refused to write for a full disk or the file-size limit: that
-        WriteRefusedError (`_sqlite_refusal`), not sqlite3's "disk I/O error"."""
+        WriteRefusedError (`sqlite_refusal`), not sqlite3's "disk I/O error"."""
         if self.is_postgres:
             yield
             return
         try:
             yield
         except sqlite3.OperationalError as exc:
-            refused = _sqlite_refusal(exc, sqlite_path(self.url), "writing")
+            refused = sqlite_refusal(exc, sqlite_path(self.url), "writing")
             if refused is None:
                 raise
             raise refused from exc

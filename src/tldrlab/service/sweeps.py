@@ -26,7 +26,7 @@ from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_w
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import open_study, sweep_in_run
 from tldrlab.sweep.spec import parse_sweep
-from tldrlab.sweep.storage import resolve_storage_url
+from tldrlab.sweep.storage import refused_study_writes, resolve_storage_url
 from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
 
 HELPER = WorkerConfig(heartbeat_s=1.0, stale_after_s=10.0, reconcile_every_s=2.0, poll_s=0.1)
@@ -115,8 +115,9 @@ def elm_optimize_job(run: Run, config: ElmOptimizeConfig) -> dict[str, Any]:
     load_split(config.base.data, "train")  # a missing or broken data directory fails before any trial
     sweep = elm_sweep_config(config)
     url = resolve_storage_url(config.storage)
-    study = open_study(parse_sweep(sweep.sweep), url, config.study)
-    if BASE_ATTR not in study.user_attrs:  # a resumed study keeps the base config it started with
-        study.set_user_attr(BASE_ATTR, sweep.sweep["config"])
+    with refused_study_writes(url):
+        study = open_study(parse_sweep(sweep.sweep), url, config.study)
+        if BASE_ATTR not in study.user_attrs:  # a resumed study keeps the base config it started with
+            study.set_user_attr(BASE_ATTR, sweep.sweep["config"])
     with executor_for(run) as executor:
         return sweep_in_run(run, sweep, executor)

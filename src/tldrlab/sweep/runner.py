@@ -30,10 +30,14 @@ from pydantic import BaseModel
 
 from tldrlab.errors import (
     ConfigError,
+    DiskFullError,
+    FileTooLargeError,
     InvalidInputError,
     NotFoundError,
+    ReadOnlyFileSystemError,
     RunCancelledError,
     RunPreemptedError,
+    WriteRefusedError,
 )
 from tldrlab.launch import Launched, launch_run, seed_of
 from tldrlab.logs import get_logger
@@ -59,6 +63,7 @@ from tldrlab.sweep.storage import (
     open_storage,
     redact,
     refuse_another_sweeps_study,
+    refused_study_writes,
     resolve_storage_url,
 )
 from tldrlab.sweep.trials import TRIAL_PROGRAMS, share_tokenizer
@@ -222,6 +227,22 @@ def _tell(study: optuna.Study, number: int, state: TrialState, value: float | No
         study._thread_local.in_optimize_loop = False
 
 
+REFUSED_WRITES: dict[str | None, type[WriteRefusedError]] = {
+    kind.code: kind for kind in (DiskFullError, FileTooLargeError, ReadOnlyFileSystemError)
+}
+"""A trial run's error code for a write the system refused, and its error."""
+
+
+def _refusal_of(record: RunRecord, number: int) -> WriteRefusedError | None:
+    """The refused write a failed trial run ended with (its study's database full, its checkpoint over the
+    file-size limit), for the sweep to stop with at once: the next trials would meet the same disk or limit,
+    and three of them failing in a row buried the cause under "3 trials failed in a row"."""
+    kind = REFUSED_WRITES.get(record.error_code)
+    if kind is None:
+        return None
+    return kind(f"trial {number}: {(record.message or '').removeprefix('failed: ')}")
+
+
 def run_trials(
     run: Run,
     prepared: PreparedSweep,
@@ -282,6 +303,8 @@ def run_trials(
                 if state == TrialState.FAIL:
                     line += f"\n  error: {record.message}"
                 echo(line)
+                if state == TrialState.FAIL and (refused := _refusal_of(record, trial.number)) is not None:
+                    raise refused
                 failures = failures + 1 if state == TrialState.FAIL else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     raise InvalidInputError(
@@ -325,8 +348,15 @@ def run_trials(
 def sweep_in_run(
     run: Run, config: SweepConfig, executor: TrialExecutor, *, echo: Any = None
 ) -> dict[str, Any]:
-    """Kind `sweep`: the study's trials as children of `run`; the summary names the best trial."""
-    echo = echo or (lambda line: run.log(line))
+    """Kind `sweep`: the study's trials as children of `run`; the summary names the best trial. A write to
+    its SQLite study that the system refuses ends it with that refusal, naming the database (the run fails
+    as `disk_full` / `file_too_large`): the study keeps its finished trials, and running the sweep again
+    resumes it."""
+    with refused_study_writes(resolve_storage_url(config.storage)):
+        return _sweep_in_run(run, config, executor, echo or (lambda line: run.log(line)))
+
+
+def _sweep_in_run(run: Run, config: SweepConfig, executor: TrialExecutor, echo: Any) -> dict[str, Any]:
     spec = parse_sweep(config.sweep, source=config.source)
     spec.raw = config.sweep
     prepared = prepare_sweep(spec, config, echo)

@@ -5,6 +5,10 @@
 
 A trial's liveness is its run's: the worker system heartbeats trial runs, and a dead worker's trial run is
 resumed like any run (tldrlab.sweep.runner), so the study storage keeps no heartbeats of its own.
+
+A write to a SQLite study the system refuses (a full disk, the process's file-size limit) reaches the user as
+Optuna's StorageInternalError over SQLAlchemy's OperationalError over sqlite3's; `refused_study_writes` makes
+it the one-line DiskFullError / FileTooLargeError naming the study's database, as the registry's are.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,8 +27,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tldrlab.choices import unknown_choice
 from tldrlab.config import expand_user, get_settings
-from tldrlab.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
+from tldrlab.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    ServiceUnavailableError,
+    TldrlabError,
+    WriteRefusedError,
+    error_chain,
+)
 from tldrlab.runs import open_registry
+from tldrlab.runs.db import sqlite_refusal
 from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import direction
@@ -89,10 +105,46 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(resolved, engine_kwargs=engine_kwargs)
     except Exception as exc:  # sqlalchemy / driver errors: unreachable server, bad path, ...
+        if (refused := study_write_refusal(exc, resolved)) is not None:  # creating its tables
+            raise refused from exc
         # the driver's first line: the rest (libpq's hint, SQLAlchemy's "Background on this error at" link)
         # made the command's one-line error three lines
         detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ServiceUnavailableError(f"cannot open the sweep storage {redact(resolved)}: {detail}") from exc
+
+
+RESUME_HINT = ", then run the sweep again: it resumes the study, whose finished trials are kept"
+"""What a refused study write tells the user to do once the cause is fixed: SQLite undid the refused
+transaction only, and running the same sweep again resumes its study."""
+
+
+def study_write_refusal(exc: BaseException, url: str) -> WriteRefusedError | None:
+    """The refused write to the SQLite study storage `url` that `exc` is (Optuna's "An exception is raised
+    during the commit" or SQLAlchemy's error over sqlite3's), worded as the registry's are
+    (`runs.db.sqlite_refusal`) with `RESUME_HINT`; None for any other error, and for one tldrlab worded
+    already (a refused write of the run registry names that database)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    for current in error_chain(exc):
+        if isinstance(current, TldrlabError):
+            return None
+        if isinstance(current, sqlite3.Error):
+            return sqlite_refusal(
+                current, expand_user(url.removeprefix("sqlite:///")), "writing", RESUME_HINT
+            )
+    return None
+
+
+@contextmanager
+def refused_study_writes(url: str) -> Iterator[None]:
+    """A write to the study storage `url` that the system refused raised as its WriteRefusedError
+    (`study_write_refusal`), one line naming the database instead of a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if (refused := study_write_refusal(exc, url)) is None:
+            raise
+        raise refused from exc
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

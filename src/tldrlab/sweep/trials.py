@@ -43,7 +43,14 @@ from tldrlab.sweep.config import SweepConfig, TrialConfig
 from tldrlab.sweep.mapping import PARAMS_ATTR, build_pruner, representative_params
 from tldrlab.sweep.reporter import Reporter
 from tldrlab.sweep.spec import SweepSpec, apply_overrides, best_follows_metric, parse_sweep, resolve_program
-from tldrlab.sweep.storage import RUN_ATTR, SPEC_ATTR, mark_worker, open_storage, resolve_storage_url
+from tldrlab.sweep.storage import (
+    RUN_ATTR,
+    SPEC_ATTR,
+    mark_worker,
+    open_storage,
+    refused_study_writes,
+    resolve_storage_url,
+)
 from tldrlab.targets import load_target
 from tldrlab.tokenizers import tokenizer_once
 
@@ -151,16 +158,18 @@ def trial_link(run: Run) -> TrialLink:
     if not isinstance(study_name, str) or not isinstance(number, int) or parent_id is None:
         raise ConfigError(f"run {run.id} is not a sweep trial (tags study and trial, a sweep parent)")
     parent = run.registry.get(parent_id)
-    storage = open_storage(resolve_storage_url(parent.config.get("storage")))
+    url = resolve_storage_url(parent.config.get("storage"))
+    storage = open_storage(url)
     raw = optuna.load_study(study_name=study_name, storage=storage).user_attrs[SPEC_ATTR]
     spec = parse_sweep(raw)
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=build_pruner(spec))
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     trial = optuna.Trial(study, trial_id)
-    mark_worker(trial)
-    trial.set_user_attr(RUN_ATTR, run.id)
+    with refused_study_writes(url):
+        mark_worker(trial)
+        trial.set_user_attr(RUN_ATTR, run.id)
     run.set_environment(study=study_name, trial=number, sweep_params=trial.user_attrs.get(PARAMS_ATTR, {}))
-    return TrialLink(spec, trial, Reporter(trial, spec.metric))
+    return TrialLink(spec, trial, Reporter(trial, spec.metric, url))
 
 
 def settle_trial(
