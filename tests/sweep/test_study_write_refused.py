@@ -28,9 +28,18 @@ from tldrlab.sweep.spec import load_sweep
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TOY = Path(__file__).with_name("toy_program.py")
-SIZE = "140k"
-"""Room for the study's tables (some 110 KB) and a few trials of `STEPS` evaluations each."""
+ROOM_FOR_TRIALS = 28 * 1024
+"""What the tmpfs holds beyond an empty study's database: a few trials of `STEPS` evaluations each."""
 STEPS = 100
+
+
+def _tmpfs_size(tmp_path: Path) -> str:
+    """An empty study's database as this Optuna makes it (its tables: some 110 KB with Optuna 4), plus
+    `ROOM_FOR_TRIALS`, in whole pages: a fixed size broke as soon as an Optuna release grew its schema."""
+    probe = tmp_path / "probe.db"
+    optuna.create_study(study_name="toy", storage=f"sqlite:///{probe}")
+    size = probe.stat().st_size + ROOM_FOR_TRIALS
+    return f"{-(-size // 4096) * 4}k"
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -63,8 +72,9 @@ def test_a_sweep_whose_study_fills_the_disk_stops_with_one_line_and_resumes(
     db = mount / "sweeps.db"
     command = f"{sys.executable} -m tldrlab sweep run {sweep} --trials 20 --storage sqlite:///{db}"
     # the study is copied out of the tmpfs, which ends with the namespace
+    size = _tmpfs_size(tmp_path)
     script = (
-        f"mount -t tmpfs -o size={SIZE} tmpfs {mount} && {{ {command}; rc=$?; cp {db} {kept}; exit $rc; }}"
+        f"mount -t tmpfs -o size={size} tmpfs {mount} && {{ {command}; rc=$?; cp {db} {kept}; exit $rc; }}"
     )
     done = in_mount_namespace(script, _env(tldrlab_home), timeout=120)
 
