@@ -36,6 +36,7 @@ from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origi
 import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import models_json_schema
 from pydantic_core import to_jsonable_python
 
 from tldrlab.choices import field_choices, unknown_choice
@@ -571,9 +572,43 @@ def kind_schema(kind: RunKind) -> dict[str, Any]:
         "help": kind.help,
         "submittable": kind.submittable,
         "resumable": kind.resume_fields is not None,
-        "schema": kind.config.model_json_schema(),
+        "schema": config_json_schema(kind.config),
         "template": config_template(kind.config),
     }
+
+
+def config_json_schemas(
+    configs: list[type[BaseModel]], ref_template: str
+) -> tuple[dict[type[BaseModel], dict[str, Any]], dict[str, Any]]:
+    """({class: {"$ref": ...}} of each of `configs`, the schemas of every class they use by name), with each
+    settings field (`model_settings`) documented as one of the classes whose fields it takes (a training's:
+    one per model family), its description naming which field picks which. `GET /kinds` and /openapi.json
+    both come from here, so they describe a config alike; submit validates a settings field as before."""
+    settings = [field for config in configs for field in settings_fields(config)]
+    classes = [*configs, *(f.holder for f in settings), *(c for f in settings for c in f.classes.values())]
+    unique = list({id(c): c for c in classes}.values())
+    refs, schema = models_json_schema([(c, "validation") for c in unique], ref_template=ref_template)
+    definitions: dict[str, Any] = schema.get("$defs", {})
+    for field in settings:
+        component = refs[(field.holder, "validation")]["$ref"].rsplit("/", 1)[1]
+        documented = definitions[component]["properties"][field.name]
+        documented.pop("type", None)
+        documented.pop("additionalProperties", None)
+        documented["anyOf"] = [dict(refs[(cls, "validation")]) for cls in field.classes.values()]
+        named = [
+            f"{choice}: {cls.__name__}" if choice else cls.__name__ for choice, cls in field.classes.items()
+        ]
+        which = f"the class its `{field.by}` picks ({'; '.join(named)})" if field.by else ", ".join(named)
+        documented["description"] += f" The fields of {which}."
+    return {config: dict(refs[(config, "validation")]) for config in configs}, definitions
+
+
+def config_json_schema(config: type[BaseModel]) -> dict[str, Any]:
+    """`config`'s JSON schema as `model_json_schema` makes it (the classes it uses under `$defs`), its
+    settings fields documented as /openapi.json documents them (`config_json_schemas`)."""
+    refs, definitions = config_json_schemas([config], "#/$defs/{model}")
+    schema: dict[str, Any] = definitions.pop(refs[config]["$ref"].rsplit("/", 1)[1])
+    return {**schema, "$defs": definitions} if definitions else schema
 
 
 # -- the config reference (docs/config.md; --help shows the same defaults and bounds) -----------------------

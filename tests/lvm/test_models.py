@@ -136,9 +136,9 @@ def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Pa
     with pytest.raises(ConfigError, match="lstm, gru, transformer, mamba"):
         build_lvm("rnn", LVMConfig())
     # model_settings are LVMConfig's fields, checked when the config is given (before any run exists)
-    with pytest.raises(InvalidConfigError, match=r"model_settings: .*hidden: Input should be greater than"):
+    with pytest.raises(InvalidConfigError, match=r"model_settings\.hidden: Input should be greater than"):
         validate_config("lvm_train", {"sequences": str(rotating_sequences), "model_settings": {"hidden": -1}})
-    with pytest.raises(InvalidConfigError, match=r"model_settings: .*hiden: Extra inputs"):
+    with pytest.raises(InvalidConfigError, match=r"model_settings\.hiden: Extra inputs"):
         validate_config("lvm_train", {"sequences": str(rotating_sequences), "model_settings": {"hiden": 8}})
     # a best_metric the evaluations do not report failed at the first evaluation, the run left behind failed
     with pytest.raises(InvalidConfigError, match=r"best_metric: unknown LVM evaluation metric 'val_cosin'"):

@@ -3,6 +3,7 @@ and a real worker executes what was queued."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from svc_helpers import record
 
 from tldrlab.kinds import KINDS
+from tldrlab.models.registry import MODELS
 from tldrlab.runs import RunStatus, open_registry
 from tldrlab.service.app import create_app
 from tldrlab.service.worker import WorkerConfig, build_worker
@@ -34,6 +36,21 @@ def test_kinds_lists_every_submittable_kind_with_its_schema(client: TestClient) 
     # the field docstrings reach OpenAPI too
     openapi = client.get("/openapi.json").json()
     assert "/kinds" in openapi["paths"]
+
+
+def test_kinds_describes_each_config_as_openapi_does_model_settings_included(client: TestClient) -> None:
+    # GET /kinds showed model_settings as a bare object while /openapi.json showed the classes it takes
+    kinds = {k["name"]: k["schema"] for k in client.get("/kinds").json()["kinds"]}
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    train = kinds["train"]["properties"]["model_settings"]
+    families = [ref["$ref"].removeprefix("#/$defs/") for ref in train["anyOf"]]
+    assert families == [spec.config_cls.__name__ for spec in MODELS.values()]
+    assert kinds["lvm_train"]["properties"]["model_settings"]["anyOf"] == [{"$ref": "#/$defs/LVMConfig"}]
+    for name, schema in kinds.items():
+        as_openapi = json.loads(json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/'))
+        defs = as_openapi.pop("$defs", {})
+        assert as_openapi == components[KINDS[name].config.__name__], name
+        assert all(components[c] == d for c, d in defs.items()), name
 
 
 def test_invalid_configs_are_a_422_naming_the_field_and_create_no_run(client: TestClient) -> None:

@@ -415,6 +415,29 @@ def test_a_bad_nested_model_setting_is_a_422_naming_its_path(client: TestClient,
     body = _refused(client, "train", config)
     assert body["errors"][0]["loc"] == ["model_settings", "lora", "r"]
     assert "model_settings.lora.r: Input should be greater than or equal to 1" in body["message"]
-    body = _refused(client, "lvm_train", {"sequences": "s.npz", "model_settings": {"hidden": 2}})
-    assert "model_settings: hidden: Input should be greater than or equal to 4" in body["message"], body
+    assert open_registry().list() == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "option", "problem"),
+    [
+        ({"hidden": 0}, "hidden=0", "Input should be greater than or equal to 4"),
+        ({"hidden": 64, "hiden": 32}, "hiden=32", "Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_lvm_model_setting_is_refused_naming_its_path_on_the_api_and_the_cli(
+    client: TestClient,
+    capsys: pytest.CaptureFixture[str],
+    settings: dict[str, Any],
+    option: str,
+    problem: str,
+) -> None:
+    # an LVM training's model_settings (LVMConfig's fields) was refused at loc ["model_settings"] with the
+    # field only in the message ("model_settings: hidden: ..."), where a training's names the whole path
+    body = _refused(client, "lvm_train", {"sequences": "s.npz", "model_settings": settings})
+    loc = ["model_settings", option.partition("=")[0]]
+    assert [error["loc"] for error in body["errors"]] == [loc]
+    assert body["message"] == f"invalid lvm_train config: {'.'.join(loc)}: {problem}"
+    code, out, err = run_captured(["lvm", "train", "--model-settings", option, "--print-config"], capsys)
+    assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {body['message']}")
     assert open_registry().list() == []

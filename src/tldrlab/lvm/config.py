@@ -25,11 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from tldrlab.budget import field_error, field_errors, within_budget
+from tldrlab.budget import field_error, field_errors, nested_errors, within_budget
 from tldrlab.choices import OneOf, unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.data.formats import ReaderFormat
-from tldrlab.errors import validation_problems
 from tldrlab.freeform import FieldsOf, FreeForm
 from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly
@@ -309,7 +308,8 @@ class LVMTrainJobConfig(BaseModel):
         try:
             LVMConfig.model_validate(settings)
         except ValidationError as exc:
-            raise ValueError(validation_problems(exc)) from None
+            # moved under the field, so each error names its path (`model_settings.hidden`) as a training's
+            raise nested_errors(cls.__name__, (), exc) from None
         return settings
 
     @field_validator("loss")

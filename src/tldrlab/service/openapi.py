@@ -12,36 +12,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic.json_schema import models_json_schema
 
-from tldrlab.kinds import KINDS, settings_fields
+from tldrlab.kinds import KINDS, config_json_schemas
 
 REF = "#/components/schemas/{model}"
 
 
 def kind_config_schemas() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """(kind -> {"$ref": ...} of its config class, the classes' schemas by component name). A settings field
-    (`model_settings`) is documented as one of the classes whose fields it takes (a training's: one per
-    model family), its description naming which field picks which; submit validates it as before."""
+    """(kind -> {"$ref": ...} of its config class, the classes' schemas by component name), settings fields
+    documented as `kinds.config_json_schemas` does for `GET /kinds` too."""
     configs = list({id(k.config): k.config for k in KINDS.values()}.values())
-    settings = [field for config in configs for field in settings_fields(config)]
-    classes = [*configs, *(f.holder for f in settings), *(c for f in settings for c in f.classes.values())]
-    unique = list({id(c): c for c in classes}.values())
-    refs, schema = models_json_schema([(c, "validation") for c in unique], ref_template=REF)
-    definitions: dict[str, Any] = schema.get("$defs", {})
-    for field in settings:
-        component = refs[(field.holder, "validation")]["$ref"].rsplit("/", 1)[1]
-        documented = definitions[component]["properties"][field.name]
-        documented.pop("type", None)
-        documented.pop("additionalProperties", None)
-        documented["anyOf"] = [dict(refs[(cls, "validation")]) for cls in field.classes.values()]
-        named = [
-            f"{choice}: {cls.__name__}" if choice else cls.__name__ for choice, cls in field.classes.items()
-        ]
-        which = f"the class its `{field.by}` picks ({'; '.join(named)})" if field.by else ", ".join(named)
-        documented["description"] += f" The fields of {which}."
-    by_kind = {kind.name: dict(refs[(kind.config, "validation")]) for kind in KINDS.values()}
-    return by_kind, definitions
+    refs, definitions = config_json_schemas(configs, REF)
+    return {kind.name: dict(refs[kind.config]) for kind in KINDS.values()}, definitions
 
 
 def openapi_with_kind_configs(app: FastAPI) -> dict[str, Any]:
