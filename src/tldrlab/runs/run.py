@@ -386,7 +386,14 @@ def _refused(handle: Run, kind: type[WriteRefusedError], exc: BaseException) -> 
     file = refused_file(exc)
     elsewhere = file is not None and not file.resolve().is_relative_to(handle.dir.resolve())
     where = f"writing {file}" if elsewhere else f"({handle.dir})"
-    return kind.writing(where, f", then resume the run ({handle.id}) or start it again")
+    return kind.writing(where, resume_hint(handle.id))
+
+
+def resume_hint(run_id: str) -> str:
+    """What a run's refused write tells the user to do once the cause is fixed (its checkpoints are kept). A
+    sweep replaces it in a trial run's refusal (`sweep.runner`): its study was told the trial failed, so
+    no sweep resumes that run."""
+    return f", then resume the run ({run_id}) or start it again"
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from tldrlab.errors import (
 from tldrlab.launch import Launched, launch_run, seed_of
 from tldrlab.logs import get_logger
 from tldrlab.runs import Run, RunRecord, RunStatus, create_run
+from tldrlab.runs.run import resume_hint
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import (
     PARAMS_ATTR,
@@ -57,6 +58,7 @@ from tldrlab.sweep.mapping import (
 from tldrlab.sweep.report import best_trial_summary
 from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
 from tldrlab.sweep.storage import (
+    RESUME_HINT,
     RUN_ATTR,
     SPEC_ATTR,
     fail_dead_sweep_runs,
@@ -236,11 +238,21 @@ REFUSED_WRITES: dict[str | None, type[WriteRefusedError]] = {
 def _refusal_of(record: RunRecord, number: int) -> WriteRefusedError | None:
     """The refused write a failed trial run ended with (its study's database full, its checkpoint over the
     file-size limit), for the sweep to stop with at once: the next trials would meet the same disk or limit,
-    and three of them failing in a row buried the cause under "3 trials failed in a row"."""
+    and three of them failing in a row buried the cause under "3 trials failed in a row".
+
+    The trial run worded it as a standalone run's ("then resume the run (<id>)"), which is wrong here: the
+    study was told the trial failed, so running the sweep again keeps that run failed and asks a new trial in
+    its place. That hint is replaced by the sweep's; a refusal of the study's database says it already."""
     kind = REFUSED_WRITES.get(record.error_code)
     if kind is None:
         return None
-    return kind(f"trial {number}: {(record.message or '').removeprefix('failed: ')}")
+    message = (record.message or "").removeprefix("failed: ")
+    if message.endswith(own := resume_hint(record.id)):
+        message = (
+            message.removesuffix(own)
+            + f"{RESUME_HINT} (trial {number} stays failed: a new trial takes its place)"
+        )
+    return kind(f"trial {number}: {message}")
 
 
 def run_trials(
@@ -300,10 +312,11 @@ def run_trials(
                 done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED)
                 eta = (time.monotonic() - started) / settled * max(0, n_trials - done)
                 line = f"{_describe(frozen)} · {done}/{n_trials} finished · ETA {eta:.0f}s"
-                if state == TrialState.FAIL:
+                refused = _refusal_of(record, trial.number) if state == TrialState.FAIL else None
+                if state == TrialState.FAIL and refused is None:  # a refusal is the sweep's error line
                     line += f"\n  error: {record.message}"
                 echo(line)
-                if state == TrialState.FAIL and (refused := _refusal_of(record, trial.number)) is not None:
+                if refused is not None:
                     raise refused
                 failures = failures + 1 if state == TrialState.FAIL else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:
