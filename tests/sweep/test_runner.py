@@ -57,9 +57,12 @@ def test_median_pruning_stops_bad_trials_early(tmp_path: Path) -> None:
         parameters={
             "x": {"values": [0.7, 0.65, 0.0, 0.05, 0.1]},
             "steps": {"value": 6},
-            # a pruned program must still be running when the runner reads its second evaluation: at 0.1 s a
-            # step a loaded machine's runner lagged the 0.4 s left and read all six after the program ended
-            "sleep": {"value": 0.25},
+            # a pruned program must still be running when the runner reads its second evaluation: with a fixed
+            # 0.25 s a step, a loaded machine's runner read all six after the program ended (CI, at 78da899);
+            # a bad x now waits 3 s after each evaluation from the second, which pruning cuts short (a bad x
+            # among the startup trials, which are never pruned, pays it: the grid's order is the sampler's)
+            "sleep": {"value": 0.05},
+            "hold_when_bad": {"value": 3},
         },
         method="grid",
         early_terminate={"type": "median", "min_iter": 2, "n_startup_trials": 2},
