@@ -149,3 +149,18 @@ def test_an_empty_store_directory_is_no_installed_model(tldrlab_home: Path) -> N
     (tldrlab_home / "models" / "smollm2").mkdir(parents=True)
     assert installed_model_dir("smollm2") is None
     assert resolve_model_ref("smollm2").path == bundled_gguf()
+
+
+def test_an_import_s_progress_ends_with_every_phase_done(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # off a terminal the bar's last line stayed "writing ... (phase 3 of 4 done, ...)", written twice: the
+    # import ended without its last phase counted, so a log never said the model was written
+    tokenizer = tiny_chat_tokenizer()
+    source = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    import_model(source, name="tiny", progress=True, progress_label="import")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines, "the import drew no progress"
+    assert "(phase 4 of 4 done" in lines[-1], lines
+    phases = [line.split(" (phase")[0] for line in lines]
+    assert len(phases) == len(set(phases)), lines

@@ -186,6 +186,9 @@ def import_model(
             raise refused.writing(
                 f"writing {out}", ", or set TLDRLAB_HOME to a place on another disk"
             ) from exc
+        # counted done for the bar's closing frame (what a log keeps), which said "phase 3 of 4 done"
+        bar.set_description_str(f"{progress_label}: wrote {out}", refresh=False)
+        bar.n = len(phases)
     finally:  # an error's one line is printed on a clean line, not after the bar
         bar.close()
     return read_manifest(out) | {"name": name, "path": str(out)}
