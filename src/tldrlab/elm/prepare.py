@@ -188,7 +188,7 @@ def check_elm_lm(lm: str, lora_rank: int | None, lora_alpha: int, field: tuple[s
     `ElmModel`, on the LM built from its config on the meta device, no weights read). Refusals name `lm` /
     `lora_rank` under `field`. An LM this process does not find (a name only the Hugging Face cache may hold,
     a queued run's model) or whose files do not say is left to the run, which checks it with the same
-    functions; the first check in a process imports torch and transformers (`models.causal_lm`)."""
+    functions. Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`)."""
     if lm == "scratch":
         return
     try:

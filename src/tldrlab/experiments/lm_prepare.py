@@ -9,8 +9,8 @@ before a run exists (the command line exits 2, `POST /runs` answers 422 naming t
   length needs the tokenizer, which the run checks before its first arm trains, `check_context_fits`).
 - The model is a causal LM (`check_lm_model`, the kind's check: by the function its arms' load calls).
 
-No torch here at import: the API runs this too (`check_lm_model`, the kind's check, imports transformers when
-it runs, as a `causal_lm` training's check does).
+No torch here: the API runs this too (`check_lm_model`, the kind's check, reads transformers' table of
+causal-LM model types from its source, `models.transformers_tables`, as a `causal_lm` training's check does).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def refuse_short_context(config: LMExperimentConfig) -> None:
 def check_lm_model(config: LMExperimentConfig) -> None:
     """Kind `lm_experiment`'s check before a run is created (command line and API alike): its model is a
     causal LM, by the check its arms' load makes (`models.causal_lm.check_causal_lm_model`: config.json or
-    the GGUF header; it imports transformers, the only part of this module that does). With a compressed arm
+    the GGUF header, against transformers' table read without importing it). With a compressed arm
     the prepare step has refused any model compression cannot cut; a baseline arm alone was accepted with a
     T5 and failed once it loaded the model. A model that is not there yet, or whose files do not say, is
     left to the run."""

@@ -26,6 +26,7 @@ from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.gguf_reading import check_gguf_file, gguf_parsed_once
 from tldrlab.models.layers import decoder_layers, evenly_spaced
 from tldrlab.models.resolve import BUNDLED_NAME, ResolvedModel, resolve_model_ref
+from tldrlab.models.transformers_tables import causal_lm_model_types, config_model_types
 from tldrlab.runs.paths import ModelRef
 from tldrlab.runs.registry import RunStatus, open_registry
 from tldrlab.runs.weights import save_pretrained
@@ -137,16 +138,21 @@ def check_causal_lm_model(resolved: ResolvedModel) -> None:
     config.json (a t5 or char_lstm run's model, an encoder), a GGUF file's header (a T5 GGUF). Without this
     check transformers' refusal surfaced as a `checkpoint_corrupt` error (the files are fine) listing its two
     hundred causal-LM config classes. Only those few bytes are read, so a load (`load_causal_lm`) and a
-    submit (`check_causal_lm`) make this one check alike."""
+    submit (`check_causal_lm`) make this one check alike. transformers' tables of model types are read from
+    its source (`transformers_tables`): importing it imports torch, which the API's process does not need
+    to refuse a T5."""
     found = model_type(resolved)
     if found is None:
         return
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    causal_lms, configs = causal_lm_model_types(), config_model_types()
+    if causal_lms is None or configs is None:  # a transformers whose source builds them otherwise: ask it
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if found in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        causal_lms, configs = frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES), frozenset(CONFIG_MAPPING_NAMES)
+    if found in causal_lms:
         return
-    if resolved.kind == "gguf" and found not in CONFIG_MAPPING_NAMES:
+    if resolved.kind == "gguf" and found not in configs:
         # llama.cpp names architectures transformers has no model of (command-r, deepseek2, ...): not known
         # to be no causal LM, so the load says what transformers cannot read, as it did
         return
@@ -365,9 +371,10 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     and decides on with these same checks. A reference found nowhere is refused as it was before (the API
     confines model paths to its read roots first, `service.confine.resolve_model`).
 
-    The first check in a process imports torch and transformers (their causal-LM list; the modeling code of
-    the meta model with LoRA): 4 + 4 CPU-s measured on this 2-core machine under a load of 5, then 0.1 CPU-s
-    for the bundled SmolLM2 with LoRA (its header is kept per file version; the meta model of 30 layers)."""
+    The model's type is checked without torch (transformers' causal-LM list is read from its source). Only
+    LoRA's check imports torch and transformers, for the modeling code of the meta model: 4 + 4 CPU-s the
+    first time in a process, measured on this 2-core machine under a load of 5, then 0.1 CPU-s for the
+    bundled SmolLM2 with LoRA (its header is kept per file version; the meta model of 30 layers)."""
     try:
         _check_one_reference(config)
     except ConfigError as exc:

@@ -54,6 +54,7 @@ from tldrlab.errors import (
 from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
+from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets, unchanged_location
 from tldrlab.runs.paths import (
@@ -435,9 +436,6 @@ def resolve_output(value: str, where: str, run_dir: Path) -> Path:
 def resolve_model(value: str, where: str, settings: Settings) -> str:
     """A model reference an API run may load: a name (installed, bundled, a run) kept as given, or a path
     under the read roots rewritten to where it is."""
-    # lazy: loads torch (this module stays light without it)
-    from tldrlab.models.resolve import resolve_model_ref
-
     if not value.strip():  # not the working directory, nor "the run id is empty" without the field's name
         raise InvalidConfigError(
             f"{where}: is empty: give a model name, a run id or a path in the data roots"
@@ -472,9 +470,6 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
 
 def _model_in_read_roots(path: Path, where: str, settings: Settings) -> str:
     """The model at `path` (a confined input path), which must hold one inside the read roots."""
-    # lazy: loads torch (this module stays light without it)
-    from tldrlab.models.resolve import resolve_model_ref
-
     try:
         resolved = resolve_model_ref(str(path), settings)
     except Exception:
