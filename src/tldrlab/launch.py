@@ -214,7 +214,7 @@ def execute(
     with execute_run(record, settings=settings, registry=registry, worker=worker) as run:
         config = config or validate_config(record.kind, run.config)
         spec = get_kind(record.kind)
-        if spec.trial_execute is not None and is_sweep_trial(record):
+        if spec.trial_execute is not None and record.sweep_trial is not None:
             function = load_target(spec.trial_execute)  # the same recipe, plus its sweep's pruning
         else:
             function = resolve_execute(record.kind)
@@ -262,12 +262,6 @@ def resume_config(record: RunRecord, spec: RunKind, changes: dict[str, Any] | No
             tree = tree[part]
         tree[leaf] = value
     return validate_config(spec.name, merged)
-
-
-def is_sweep_trial(record: RunRecord) -> bool:
-    """A run a sweep created for one of its trials (tags `study` and `trial`, the sweep as its parent)."""
-    tagged = "study" in record.tags and isinstance(record.tags.get("trial"), int)
-    return tagged and record.parent_id is not None
 
 
 def is_follower() -> bool:
@@ -503,7 +497,7 @@ def inside_its_parent(record: RunRecord) -> bool:
     running the sweep again resumes it) nor a run someone asked for on its own that names the run it
     evaluates as its parent (`submitted_via`: the API's submits, `tldrlab eval RUN`)."""
     submitted = SUBMITTED_VIA in record.tags
-    return record.parent_id is not None and not (is_sweep_trial(record) or submitted)
+    return record.parent_id is not None and not (record.sweep_trial is not None or submitted)
 
 
 def started_anew_by_parent(record: RunRecord) -> bool:

@@ -1,7 +1,8 @@
 """A sweep whose trial run the system refuses a write (its checkpoint over the file-size limit) stops with one
 line telling what running the sweep again does: the study resumes with its finished trials, the refused trial
-stays failed and a new one takes its place. The trial run's own hint ("resume the run (<id>)", a standalone
-training's) was wrong there: its study trial was told it failed, so no sweep ever resumes that run.
+stays failed and a new one takes its place; the trial run's own record (its registry row and manifest) says
+the same. A standalone training's hint ("resume the run (<id>)") is wrong there: its study trial was told it
+failed, so no sweep ever resumes that run.
 
 The limit is a real one (RLIMIT_FSIZE): in the test's own process around a run's write for the wording,
 and set in a sweep's process before it starts (as in tests/runs/test_write_refused.py) for the command line's
@@ -12,6 +13,7 @@ EFBIG instead of killing the process.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -22,8 +24,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from cliutil import run_captured
 from tldrlab.errors import FileTooLargeError
-from tldrlab.runs import RunStatus, open_registry, start_run
+from tldrlab.runs import RunStatus, create_run, execute_run, open_registry
 from tldrlab.sweep.runner import _refusal_of
 from tldrlab.sweep.storage import load_study
 
@@ -79,23 +82,37 @@ def _sweep(sweep: Path, db: Path, home: Path, limit: int | None) -> subprocess.C
     )
 
 
-def test_a_trial_run_s_refused_write_is_worded_with_the_sweep_s_hint(tldrlab_home: Path) -> None:
-    # before: "trial 3: file too large ... then resume the run (<id>) or start it again"
-    open_registry()  # the home's database, made while unlimited
+def test_a_trial_run_s_refused_write_is_recorded_with_the_sweep_s_hint(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: the trial run's own record (its registry row and manifest, what `runs show` and GET /runs/{id}
+    # show) said "... then resume the run (<id>) or start it again"; only the sweep's error line was reworded
+    registry = open_registry()  # the home's database, made while unlimited
+    sweep = create_run("sweep", {}, tags={"study": "refused"}, registry=registry)
+    trial = create_run(
+        "toy", {}, parent_id=sweep.id, tags={"study": "refused", "trial": 3}, registry=registry
+    )
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     try:
-        with pytest.raises(FileTooLargeError), start_run("toy", {}) as run:
+        with pytest.raises(FileTooLargeError) as raised, execute_run(trial, registry=registry) as run:
             resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, hard))  # the interpreter ignores SIGXFSZ
             (run.dir / "checkpoint.bin").write_bytes(bytes(LIMIT + 1))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    refused = _refusal_of(open_registry().get(run.id), 3)
-    assert isinstance(refused, FileTooLargeError)
-    assert refused.message == (
-        f"trial 3: file too large for this process's file-size limit ({LIMIT} bytes, `ulimit -f`) "
-        f"({run.dir}): raise the limit (`ulimit -f unlimited`), then run the sweep again: it resumes the "
-        "study, whose finished trials are kept (trial 3 stays failed: a new trial takes its place)"
+    said = (
+        f"file too large for this process's file-size limit ({LIMIT} bytes, `ulimit -f`) ({run.dir}): raise "
+        "the limit (`ulimit -f unlimited`), then run the sweep again: it resumes the study, whose finished "
+        "trials are kept (trial 3 stays failed: a new trial takes its place)"
     )
+    assert raised.value.message == said
+    code, out, _ = run_captured(["runs", "show", trial.id], capsys)
+    shown = json.loads(out)
+    assert code == 0 and shown["run"]["error_code"] == "file_too_large"
+    assert shown["run"]["message"] == shown["manifest"]["message"] == f"failed: {said}"
+
+    # the sweep stops with that line, the trial named
+    refused = _refusal_of(registry.get(trial.id), 3)
+    assert isinstance(refused, FileTooLargeError) and refused.message == f"trial 3: {said}"
 
 
 @pytest.mark.slow
@@ -119,6 +136,7 @@ def test_a_trial_refused_a_write_stops_the_sweep_saying_to_run_the_sweep_again(
         "again: it resumes the study, whose finished trials are kept (trial 0 stays failed: a new trial "
         "takes its place)"
     ], done.stderr
+    assert trial_run.message == f"failed: {errors[0].removeprefix('error [file_too_large] trial 0: ')}"
 
     # what the message says running the sweep again does, it does
     again = _sweep(sweep, db, tldrlab_home, None)

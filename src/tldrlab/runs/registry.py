@@ -183,6 +183,15 @@ class RunRecord:
             study=row.get("study"),
         )
 
+    @property
+    def sweep_trial(self) -> int | None:
+        """The number of the study trial this run is, when a sweep created it for one (tags `study` and
+        `trial`, the sweep run its parent); None for any other run."""
+        number = self.tags.get("trial")
+        if "study" in self.tags and isinstance(number, int) and self.parent_id is not None:
+            return number
+        return None
+
     def entered_status_at(self) -> float | None:
         """When the run entered its current status; for rows older than `status_at`, the closest time the
         row has (its end, start or creation)."""

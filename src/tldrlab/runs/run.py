@@ -386,14 +386,23 @@ def _refused(handle: Run, kind: type[WriteRefusedError], exc: BaseException) -> 
     file = refused_file(exc)
     elsewhere = file is not None and not file.resolve().is_relative_to(handle.dir.resolve())
     where = f"writing {file}" if elsewhere else f"({handle.dir})"
-    return kind.writing(where, resume_hint(handle.id))
+    return kind.writing(where, resume_hint(handle.record))
 
 
-def resume_hint(run_id: str) -> str:
-    """What a run's refused write tells the user to do once the cause is fixed (its checkpoints are kept). A
-    sweep replaces it in a trial run's refusal (`sweep.runner`): its study was told the trial failed, so
-    no sweep resumes that run."""
-    return f", then resume the run ({run_id}) or start it again"
+SWEEP_RESUME_HINT = ", then run the sweep again: it resumes the study, whose finished trials are kept"
+"""What a sweep's refused write (its study database's, its trial run's) tells the user to do once the cause
+is fixed: the study keeps its finished trials, and running the same sweep again resumes it. Worded here, below
+`tldrlab.sweep`, since a trial run words its own refusals with it (`resume_hint`)."""
+
+
+def resume_hint(record: RunRecord) -> str:
+    """What a run's refused write tells the user to do once the cause is fixed. A run keeps its checkpoints:
+    resume it. Not a sweep trial's run: its sweep tells the study the trial failed, so no sweep resumes that
+    run, and running the sweep again asks a new trial in its place. Decided here, where the refusal is worded,
+    so the trial run's own record (its registry row and manifest) says what its sweep says."""
+    if (number := record.sweep_trial) is not None:
+        return f"{SWEEP_RESUME_HINT} (trial {number} stays failed: a new trial takes its place)"
+    return f", then resume the run ({record.id}) or start it again"
 
 
 @contextmanager

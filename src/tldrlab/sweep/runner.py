@@ -42,7 +42,6 @@ from tldrlab.errors import (
 from tldrlab.launch import Launched, launch_run, seed_of
 from tldrlab.logs import get_logger
 from tldrlab.runs import Run, RunRecord, RunStatus, create_run
-from tldrlab.runs.run import resume_hint
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import (
     PARAMS_ATTR,
@@ -58,7 +57,6 @@ from tldrlab.sweep.mapping import (
 from tldrlab.sweep.report import best_trial_summary
 from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
 from tldrlab.sweep.storage import (
-    RESUME_HINT,
     RUN_ATTR,
     SPEC_ATTR,
     fail_dead_sweep_runs,
@@ -238,21 +236,13 @@ REFUSED_WRITES: dict[str | None, type[WriteRefusedError]] = {
 def _refusal_of(record: RunRecord, number: int) -> WriteRefusedError | None:
     """The refused write a failed trial run ended with (its study's database full, its checkpoint over the
     file-size limit), for the sweep to stop with at once: the next trials would meet the same disk or limit,
-    and three of them failing in a row buried the cause under "3 trials failed in a row".
-
-    The trial run worded it as a standalone run's ("then resume the run (<id>)"), which is wrong here: the
-    study was told the trial failed, so running the sweep again keeps that run failed and asks a new trial in
-    its place. That hint is replaced by the sweep's; a refusal of the study's database says it already."""
+    and three of them failing in a row buried the cause under "3 trials failed in a row". The trial run
+    worded it with the sweep's hint already (`runs.run.resume_hint`): running the sweep again keeps that run
+    failed and asks a new trial in its place."""
     kind = REFUSED_WRITES.get(record.error_code)
     if kind is None:
         return None
-    message = (record.message or "").removeprefix("failed: ")
-    if message.endswith(own := resume_hint(record.id)):
-        message = (
-            message.removesuffix(own)
-            + f"{RESUME_HINT} (trial {number} stays failed: a new trial takes its place)"
-        )
-    return kind(f"trial {number}: {message}")
+    return kind(f"trial {number}: {(record.message or '').removeprefix('failed: ')}")
 
 
 def run_trials(

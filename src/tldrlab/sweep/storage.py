@@ -39,6 +39,7 @@ from tldrlab.errors import (
 from tldrlab.runs import open_registry
 from tldrlab.runs.db import sqlite_refusal
 from tldrlab.runs.registry import RunRecord, RunStatus
+from tldrlab.runs.run import SWEEP_RESUME_HINT
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import direction
 from tldrlab.sweep.spec import (
@@ -113,15 +114,10 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
         raise ServiceUnavailableError(f"cannot open the sweep storage {redact(resolved)}: {detail}") from exc
 
 
-RESUME_HINT = ", then run the sweep again: it resumes the study, whose finished trials are kept"
-"""What a refused study write tells the user to do once the cause is fixed: SQLite undid the refused
-transaction only, and running the same sweep again resumes its study."""
-
-
 def study_write_refusal(exc: BaseException, url: str) -> WriteRefusedError | None:
     """The refused write to the SQLite study storage `url` that `exc` is (Optuna's "An exception is raised
     during the commit" or SQLAlchemy's error over sqlite3's), worded as the registry's are
-    (`runs.db.sqlite_refusal`) with `RESUME_HINT`; None for any other error, and for one tldrlab worded
+    (`runs.db.sqlite_refusal`) with `SWEEP_RESUME_HINT`; None for any other error, and for one tldrlab worded
     already (a refused write of the run registry names that database)."""
     if not url.startswith("sqlite:///"):
         return None
@@ -130,7 +126,7 @@ def study_write_refusal(exc: BaseException, url: str) -> WriteRefusedError | Non
             return None
         if isinstance(current, sqlite3.Error):
             return sqlite_refusal(
-                current, expand_user(url.removeprefix("sqlite:///")), "writing", RESUME_HINT
+                current, expand_user(url.removeprefix("sqlite:///")), "writing", SWEEP_RESUME_HINT
             )
     return None
 
