@@ -4,7 +4,9 @@ outside it sees, and commands that file modes bind even as root (importable as `
 A mount namespace needs CAP_SYS_ADMIN (root) or an unprivileged user namespace; a machine with neither
 (a container without CAP_SYS_ADMIN under a seccomp profile, a kernel or AppArmor that forbids unprivileged
 user namespaces) cannot give these tests their disk: they fail saying so, never skip (a skip would hide the
-check in CI). A check that needs no mount (`unprivileged`) runs there too.
+check in CI). A check that needs no mount (`unprivileged`) runs there too. A server already running (the
+session's PostgreSQL) sees no private namespace's mount: its disk is a tmpfs in the machine's own namespace
+(`shared_tmpfs`), which only root mounts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +70,35 @@ def unprivileged(command: list[str]) -> list[str]:
         return command
     drop = "-dac_override,-dac_read_search"
     return ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", "--", *command]
+
+
+@contextmanager
+def shared_tmpfs(directory: Path, size: str, uid: int, gid: int) -> Iterator[None]:
+    """A tmpfs of `size` (mount's `size=`: 4k, 1m) on `directory`, owned by `uid`:`gid`, mounted in this
+    machine's own mount namespace, for a server that runs outside the test's processes to write into (a
+    PostgreSQL tablespace): a private namespace's mount is seen by its own processes alone. Only root mounts
+    there; fails the test saying so otherwise. Unmounted on exit."""
+    if os.geteuid() != 0:
+        pytest.fail(
+            "this check mounts a tmpfs that a running server sees, which takes root (CAP_SYS_ADMIN in the "
+            f"machine's own mount namespace); this process runs as uid {os.geteuid()}",
+            pytrace=False,
+        )
+    options = f"size={size},uid={uid},gid={gid},mode=0700"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], check=True, timeout=30)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True, timeout=30)
+
+
+def resize_tmpfs(directory: Path, size: int) -> None:
+    """The tmpfs on `directory` (`shared_tmpfs`) holds `size` bytes from now on: less fills it, more frees
+    space. It cannot shrink under what its files take."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(directory)], check=True, timeout=30)
+
+
+def tmpfs_used(directory: Path) -> int:
+    """The bytes the files on the tmpfs on `directory` take, in whole pages."""
+    stats = os.statvfs(directory)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize

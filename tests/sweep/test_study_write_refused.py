@@ -5,7 +5,9 @@ during the commit" or SQLAlchemy's traceback, and the study keeps its finished t
 The full disk is a real one: a small tmpfs holding the study alone, mounted in a private mount namespace
 (`mountutil.in_mount_namespace`), so the run registry elsewhere records how the sweep ended. The file-size
 limit (RLIMIT_FSIZE) would refuse the registry's writes as soon as the study's, so it is set in a script that
-writes the study only.
+writes the study only. A PostgreSQL study's disk is a tablespace on a tmpfs the session's server sees
+(`mountutil.shared_tmpfs`, in the machine's own mount namespace), its size cut to the study's tables plus room
+for a few trials once they are made (`small_disk_postgres`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,24 @@ import re
 import resource
 import subprocess
 import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
+import psycopg
+import pytest
 import yaml
 from optuna.trial import TrialState
 
-from mountutil import in_mount_namespace
+from mountutil import in_mount_namespace, resize_tmpfs, shared_tmpfs, tmpfs_used
+from tldrlab.errors import DiskFullError
 from tldrlab.runs import RunStatus, open_registry
 from tldrlab.sweep.runner import run_sweep
 from tldrlab.sweep.spec import load_sweep
+from tldrlab.sweep.storage import open_storage
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TOY = Path(__file__).with_name("toy_program.py")
@@ -125,3 +135,99 @@ def test_a_study_over_the_file_size_limit_is_one_line_naming_it(tldrlab_home: Pa
         f"({LIMIT} bytes, `ulimit -f`) writing the database {db}: raise the limit (`ulimit -f unlimited`), "
         "then run the sweep again: it resumes the study, whose finished trials are kept"
     ]
+
+
+PASSWORD = "s3cret"
+"""The password in the PostgreSQL study's URL, which no message may show (the server's trust authentication
+never asks for it)."""
+
+
+@pytest.fixture
+def small_disk_postgres(postgres_server: Any) -> Iterator[tuple[str, Path]]:
+    """A fresh database on the session's PostgreSQL server whose tables go to a tablespace on a tmpfs of their
+    own (the database's `default_tablespace`; its catalog stays in the server's data directory); yields its
+    URL, with `PASSWORD`, and the tmpfs (1 MiB until a test resizes it)."""
+    mount = Path(tempfile.mkdtemp(prefix="tldrlab-pg-tablespace-"))
+    mount.chmod(0o755)  # the server's user reaches the tmpfs through it
+    server_user = os.stat(postgres_server.pgdata)  # PostgreSQL runs as its data directory's owner
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.get_uri()
+    try:
+        with shared_tmpfs(mount, "1m", server_user.st_uid, server_user.st_gid):
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"CREATE TABLESPACE {name} LOCATION '{mount}'")
+                conn.execute(f"CREATE DATABASE {name}")
+                conn.execute(f"ALTER DATABASE {name} SET default_tablespace = {name}")
+            try:
+                url = postgres_server.get_uri(name)
+                assert url.startswith("postgresql://postgres:@"), url
+                yield url.replace("postgres:@", f"postgres:{PASSWORD}@"), mount
+            finally:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                    conn.execute(f"DROP TABLESPACE IF EXISTS {name}")
+    finally:
+        mount.rmdir()
+
+
+def _named(url: str) -> str:
+    """How a refusal names the PostgreSQL study `url`: SQLAlchemy's form of it, without the password."""
+    return url.replace("postgresql://", "postgresql+psycopg://").replace(f":{PASSWORD}@", ":***@")
+
+
+def _refusal_words(url: str) -> str:
+    return (
+        f"no space left on device writing the database {_named(url)}: free some space, then run the sweep "
+        "again: it resumes the study, whose finished trials are kept"
+    )
+
+
+def test_a_postgres_study_whose_tables_fill_the_disk_is_one_line_naming_it(
+    small_disk_postgres: tuple[str, Path],
+) -> None:
+    # before: "cannot open the sweep storage postgresql+psycopg://...: (psycopg.errors.DiskFull) could not
+    # extend file ...", a service_unavailable error (exit 7): a server's outage, not its full disk
+    url, mount = small_disk_postgres
+    resize_tmpfs(mount, 4096)  # no room for an index's first page
+    with pytest.raises(DiskFullError) as refused:
+        open_storage(url)
+    assert refused.value.message == _refusal_words(url)
+    assert refused.value.details["public_message"] == DiskFullError.for_clients()
+
+
+PG_ROOM_FOR_TRIALS = 224 * 1024
+"""What the PostgreSQL study's tmpfs holds beyond its empty tables: the study's first rows (a page of each
+table and of its indexes) and a few trials of `STEPS` evaluations each."""
+
+
+def test_a_sweep_whose_postgres_study_fills_the_disk_stops_with_one_line_and_resumes(
+    tldrlab_home: Path, tmp_path: Path, small_disk_postgres: tuple[str, Path]
+) -> None:
+    # before: "trial 1: no space left on device (<the trial run's directory>): free some space, ...", the
+    # trial run's directory named (the sweep run's, when the sweep's own write was refused), never the study's
+    # database
+    url, mount = small_disk_postgres
+    sweep = load_sweep(_sweep_file(tmp_path))
+    open_storage(url)  # the study's tables, then room for a few trials
+    resize_tmpfs(mount, tmpfs_used(mount) + PG_ROOM_FOR_TRIALS)
+    lines: list[str] = []
+    with pytest.raises(DiskFullError) as refused:
+        run_sweep(sweep, trials=50, storage=url, echo=lines.append)
+
+    said = refused.value.message
+    assert re.fullmatch(rf"(trial \d+: )?{re.escape(_refusal_words(url))}", said), said
+    assert PASSWORD not in said
+    sweep_run = next(r for r in open_registry().list() if r.kind == "sweep")
+    assert sweep_run.status is RunStatus.FAILED and sweep_run.error_code == "disk_full"
+    assert sweep_run.message == f"failed: {said}"
+
+    # PostgreSQL undid the refused transaction only: the trials that finished are in the study, as the sweep
+    # said, and once there is space the same sweep goes on from them
+    finished = optuna.load_study(study_name="toy", storage=url).get_trials(states=(TrialState.COMPLETE,))
+    completed = [m[1] for line in lines if (m := re.match(r"trial (\d+) COMPLETE value=", line))]
+    assert finished and [str(t.number) for t in finished] == completed
+    resize_tmpfs(mount, 1024 * 1024)
+    summary = run_sweep(sweep, trials=len(finished) + 1, storage=url, echo=lambda line: None)
+    assert summary["trials"]["COMPLETE"] == len(finished) + 1
+    again = optuna.load_study(study_name="toy", storage=url).get_trials(states=(TrialState.COMPLETE,))
+    assert [(t.number, t.value) for t in again[:-1]] == [(t.number, t.value) for t in finished]

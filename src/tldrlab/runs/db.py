@@ -86,6 +86,24 @@ def sqlite_refusal(
     return error
 
 
+POSTGRES_DISK_FULL = "53100"
+"""PostgreSQL's SQLSTATE disk_full: the server could not extend one of the database's files ("could not extend
+file ...: No space left on device"), its data directory's disk or its tablespace's being full. The server
+undoes the transaction it was in, so the database keeps everything committed before it."""
+
+
+def postgres_refusal(exc: BaseException, name: str, doing: str, then: str) -> WriteRefusedError | None:
+    """The refused write a PostgreSQL error (psycopg's, by its `sqlstate`) of the database `name` is, worded
+    as `sqlite_refusal` words SQLite's (`name`: its URL without the password; `then`: what to do once the
+    cause is fixed); None for any other error. Only disk_full: program_limit_exceeded (54000) is a row, an
+    index entry or a statement past one of PostgreSQL's own limits, which no freed space helps."""
+    if getattr(exc, "sqlstate", None) != POSTGRES_DISK_FULL:
+        return None
+    error = DiskFullError.writing(f"{doing} the database {name}", then)
+    error.details["public_message"] = DiskFullError.for_clients()  # an API client is told no server address
+    return error
+
+
 def _sqlite_files(path: Path) -> list[Path]:
     """A SQLite database's files: itself, its write-ahead log and shared-memory index, a rollback journal."""
     return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]

@@ -352,9 +352,9 @@ def sweep_in_run(
     run: Run, config: SweepConfig, executor: TrialExecutor, *, echo: Any = None
 ) -> dict[str, Any]:
     """Kind `sweep`: the study's trials as children of `run`; the summary names the best trial. A write to
-    its SQLite study that the system refuses ends it with that refusal, naming the database (the run fails
-    as `disk_full` / `file_too_large`): the study keeps its finished trials, and running the sweep again
-    resumes it."""
+    its study (SQLite or PostgreSQL) that the system refuses ends it with that refusal, naming the database
+    (the run fails as `disk_full` / `file_too_large`): the study keeps its finished trials, and running the
+    sweep again resumes it."""
     with refused_study_writes(resolve_storage_url(config.storage)):
         return _sweep_in_run(run, config, executor, echo or (lambda line: run.log(line)))
 

@@ -6,9 +6,11 @@
 A trial's liveness is its run's: the worker system heartbeats trial runs, and a dead worker's trial run is
 resumed like any run (tldrlab.sweep.runner), so the study storage keeps no heartbeats of its own.
 
-A write to a SQLite study the system refuses (a full disk, the process's file-size limit) reaches the user as
-Optuna's StorageInternalError over SQLAlchemy's OperationalError over sqlite3's; `refused_study_writes` makes
-it the one-line DiskFullError / FileTooLargeError naming the study's database, as the registry's are.
+A write to a study the system refuses (a full disk, the process's file-size limit; a PostgreSQL server's
+full disk, SQLSTATE 53100) reaches the user as Optuna's StorageInternalError over SQLAlchemy's
+OperationalError over the driver's (sqlite3's, psycopg's); `refused_study_writes` makes it the one-line
+DiskFullError / FileTooLargeError naming the study's database (a PostgreSQL URL without its password), as
+the registry's are.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tldrlab.errors import (
     error_chain,
 )
 from tldrlab.runs import open_registry
-from tldrlab.runs.db import sqlite_refusal
+from tldrlab.runs.db import is_postgres_url, postgres_refusal, sqlite_refusal
 from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.runs.run import SWEEP_RESUME_HINT
 from tldrlab.sweep.config import SweepConfig
@@ -115,19 +117,23 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
 
 
 def study_write_refusal(exc: BaseException, url: str) -> WriteRefusedError | None:
-    """The refused write to the SQLite study storage `url` that `exc` is (Optuna's "An exception is raised
-    during the commit" or SQLAlchemy's error over sqlite3's), worded as the registry's are
-    (`runs.db.sqlite_refusal`) with `SWEEP_RESUME_HINT`; None for any other error, and for one tldrlab worded
-    already (a refused write of the run registry names that database)."""
-    if not url.startswith("sqlite:///"):
+    """The refused write to the study storage `url` that `exc` is (Optuna's "An exception is raised during
+    the commit" or SQLAlchemy's error over the driver's), worded as the registry's are with
+    `SWEEP_RESUME_HINT`: SQLite's full disk or file-size limit (`runs.db.sqlite_refusal`, naming its file),
+    PostgreSQL's full disk (`runs.db.postgres_refusal`, naming its URL without the password); None for any
+    other error, and for one tldrlab worded already (a refused write of the run registry names that
+    database)."""
+    sqlite = url.startswith("sqlite:///")
+    if not sqlite and not is_postgres_url(url):
         return None
     for current in error_chain(exc):
         if isinstance(current, TldrlabError):
             return None
-        if isinstance(current, sqlite3.Error):
-            return sqlite_refusal(
-                current, expand_user(url.removeprefix("sqlite:///")), "writing", SWEEP_RESUME_HINT
-            )
+        if sqlite and isinstance(current, sqlite3.Error):
+            path = expand_user(url.removeprefix("sqlite:///"))
+            return sqlite_refusal(current, path, "writing", SWEEP_RESUME_HINT)
+        if not sqlite and (refused := postgres_refusal(current, redact(url), "writing", SWEEP_RESUME_HINT)):
+            return refused
     return None
 
 
