@@ -138,6 +138,81 @@ def test_highlights_and_the_tldr_stream_name_the_thread_version_they_index_into(
     assert client.get(path, params={"version": now[0]}).json()["content_hash"] == now[0]
 
 
+def test_a_tldr_stream_of_a_version_the_thread_moved_on_from_is_a_409_before_it_streams(
+    client: TestClient,
+) -> None:
+    # the page shows version A and asks for a TL;DR: without a version to check, the stream answered with
+    # citations (offsets) into version B when the thread was re-ingested in between
+    thread = beer_thread()
+    assert client.post("/threads", json=thread).status_code == 201
+    first = client.get(f"/threads/{thread['id']}").json()["content_hash"]
+    request = {"thread_id": thread["id"], "summarizer": "extractive", "version": first}
+    events = dict(sse_events(client.post("/stream_summary", json=request).text))
+    assert json.loads(events["digest"])["content_hash"] == first and "done" in events
+
+    thread["title"] = "Retitled since"  # a change no span shows
+    assert client.post("/threads", json=thread).status_code == 201  # a real re-ingest
+    now = client.get(f"/threads/{thread['id']}").json()["content_hash"]
+    assert now != first
+    refused = client.post("/stream_summary", json=request)
+    assert refused.headers["content-type"].startswith("application/json")  # no stream started
+    assert_error(refused, 409, "thread_changed", now)
+    assert first in refused.json()["message"]
+    events = dict(sse_events(client.post("/stream_summary", json={**request, "version": now}).text))
+    assert json.loads(events["digest"])["content_hash"] == now and "done" in events
+
+
+class ReingestAfterSnapshot:
+    """The app's real store, with `reingest` run once right after its next `thread_snapshot` has been read: a
+    re-ingest committing between the stream's version check and its digest, made certain."""
+
+    def __init__(self, store: Any, reingest: Any) -> None:
+        self.store, self.pending = store, [reingest]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def thread_snapshot(self, thread_id: str) -> Any:
+        snapshot = self.store.thread_snapshot(thread_id)
+        if self.pending:
+            self.pending.pop()()
+        return snapshot
+
+
+def test_a_tldr_stream_is_of_the_version_it_checked_while_the_thread_is_reingested(
+    client: TestClient,
+) -> None:
+    # a re-ingest committing after the stream checked `version` must not give a digest of the new version:
+    # its citations would index into text the client does not show, after the check said it did
+    thread = beer_thread()
+    assert client.post("/threads", json=thread).status_code == 201
+    shown = client.get(f"/threads/{thread['id']}").json()
+    edited = {**thread, "posts": [{**p, "text": "Edited since: " + p["text"]} for p in thread["posts"]]}
+
+    def reingest() -> None:  # a real POST /threads, committed while the stream's request is in the app
+        assert client.post("/threads", json=edited).status_code == 201
+
+    resources = client.app.state.digest  # type: ignore[attr-defined]  # opened by the POST above
+    resources.store = ReingestAfterSnapshot(resources.store, reingest)
+    two_stage = {"draft": "extractive", "final": "extractive"}  # a draft event too, with no model
+    request = {
+        "thread_id": thread["id"],
+        "summarizer": "two_stage",
+        "params": two_stage,
+        "version": shown["content_hash"],
+    }
+    events = dict(sse_events(client.post("/stream_summary", json=request).text))
+    assert not resources.store.pending and "done" in events, events
+    now = client.get(f"/threads/{thread['id']}").json()
+    assert now["content_hash"] != shown["content_hash"]  # the re-ingest did commit
+    digest = json.loads(events["digest"])
+    assert digest["content_hash"] == json.loads(events["draft"])["content_hash"] == shown["content_hash"]
+    texts = {p["id"]: p["text"] for p in shown["posts"]}
+    assert digest["highlights"]
+    for h in digest["highlights"]:  # the citations index into the version the client shows
+        assert texts[h["post_id"]][h["start"] : h["end"]] == h["text"]
+
+
 def test_stack_exchange_xml_content(client: TestClient, shared_data: Path) -> None:
     rows = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig").splitlines()
     wanted = [

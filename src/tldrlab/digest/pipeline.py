@@ -34,7 +34,7 @@ from tldrlab.digest.summarizers.repeats import MERGE_VERSION, merge_repeated_bul
 from tldrlab.embed.base import Embedder
 from tldrlab.freeform import FreeForm
 from tldrlab.logs import get_logger
-from tldrlab.store.base import SentenceStore
+from tldrlab.store.base import SentenceStore, ThreadSnapshot
 
 log = get_logger(__name__)
 
@@ -149,13 +149,19 @@ def digest_events(
     embedder: Embedder | None = None,
     cache: SummaryCache | None = None,
     stop: threading.Event | None = None,
+    snapshot: ThreadSnapshot | None = None,
 ) -> Generator[DigestEvent, None, None]:
     """Notice, draft and token events as they come, then one digest event (nothing more if `stop` is set
-    midway)."""
+    midway). `snapshot`: the thread version to digest, read by the caller (`store.thread_snapshot`) when it
+    shows or checks that version itself (a title, a client's `version`): the digest, cached or made, is then
+    of that very version even if the thread is re-ingested meanwhile. None: the store's version now."""
     started = time.perf_counter()
     stop = stop or threading.Event()
     summarizer = build_summarizer(options.summarizer, options.params)  # bad options fail first
-    thread = store.get_thread(thread_id)  # NotFoundError for unknown ids, before anything is streamed
+    if snapshot is not None and snapshot.thread.id != thread_id:
+        raise ValueError(f"a snapshot of thread {snapshot.thread.id!r} given to digest thread {thread_id!r}")
+    # NotFoundError for unknown ids, before anything is streamed
+    thread = snapshot.thread if snapshot is not None else store.get_thread(thread_id)
     content_hash = thread.content_hash()
     key = cache_key(
         options.summarizer,
@@ -188,7 +194,8 @@ def digest_events(
     # The thread the digest is made of and its sentences, from one snapshot: the thread read above (for the
     # cache) may since have been re-ingested, and then its text is not what these sentences' offsets and
     # post numbers point into. The digest is of the snapshot's version (its hash is the one cached below).
-    snapshot = store.thread_snapshot(thread_id)
+    if snapshot is None:
+        snapshot = store.thread_snapshot(thread_id)
     thread, content_hash = snapshot.thread, snapshot.thread.content_hash()
     highlights = thread_highlights(
         store, thread_id, HighlightOptions(k=options.k, q=options.q), embedder=embedder, snapshot=snapshot

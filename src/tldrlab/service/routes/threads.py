@@ -15,7 +15,8 @@ of the path (`:path`), and since Starlette routes on the decoded path, `/threads
 (`raw_path`) and answers the thread when its "/highlights" was an encoded part of the id.
     POST /stream_summary               Server-Sent Events: `notice` messages and a two-stage `draft` as
                                        they come, `token` chunks, one `digest`, then `done`; failures after
-                                       the stream started arrive as an `error` event
+                                       the stream started arrive as an `error` event; `version` as for the
+                                       highlights (409 thread_changed before the stream starts)
 
 The store, embedder and summary cache are opened lazily, once per app (app.state.digest).
 """
@@ -64,7 +65,7 @@ from tldrlab.errors import (
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, read_json_body
 from tldrlab.service.state import client_message
-from tldrlab.store.base import SentenceStore, ThreadChangedError
+from tldrlab.store.base import SentenceStore, ThreadChangedError, ThreadSnapshot
 
 log = logging.getLogger("tldrlab.service")
 
@@ -146,6 +147,10 @@ class StreamSummaryRequest(DigestOptions):
         if (problem := thread_id_problem(value)) is not None:
             raise ValueError(problem)
         return value
+
+    version: str | None = Field(default=None, min_length=1, max_length=64)
+    """The content_hash of the thread the client shows (GET /threads/{id}): 409 thread_changed, before the
+    stream starts, when the thread is no longer that version; the TL;DR's citations index into it."""
 
 
 FORMAT_LOOKS = {
@@ -337,6 +342,17 @@ class AnyPath(Convertor[str]):
 register_url_convertor("anypath", AnyPath())
 
 
+def check_version(thread_id: str, snapshot: ThreadSnapshot, version: str | None) -> str:
+    """The snapshot's content_hash; ThreadChangedError (409 thread_changed) when the client named the version
+    it shows (`version`) and the snapshot, the thread as stored now, is another."""
+    content_hash = snapshot.thread.content_hash()
+    if version is not None and version != content_hash:
+        raise ThreadChangedError(
+            f"thread {thread_id!r} is version {content_hash} now, not {version}: read it again"
+        )
+    return content_hash
+
+
 # `:anypath`, and highlights before the thread itself: a native thread's id may hold "/" (ingested fine, then
 # unreachable: 404 for GET /threads/a%2Fb, which Starlette decodes before routing)
 @router.get("/threads/{thread_id:anypath}/highlights")
@@ -366,11 +382,7 @@ def get_highlights(
     res = resources(request)
     options = HighlightOptions(k=k, q=q or None, scorer=scorer)
     snapshot = res.store.thread_snapshot(thread_id)  # the version the highlights are of, read with them
-    content_hash = snapshot.thread.content_hash()
-    if version is not None and version != content_hash:
-        raise ThreadChangedError(
-            f"thread {thread_id!r} is version {content_hash} now, not {version}: read it again"
-        )
+    content_hash = check_version(thread_id, snapshot, version)
     found = thread_highlights(res.store, thread_id, options, embedder=res.embedder, snapshot=snapshot)
     highlights = [h.model_dump() for h in found]
     return {"thread_id": thread_id, "content_hash": content_hash, "q": options.q, "highlights": highlights}
@@ -437,6 +449,7 @@ async def queued_items(request: Request, queue: asyncio.Queue[Any], keepalive_s:
 def produce_events(
     res: DigestResources,
     options: StreamSummaryRequest,
+    snapshot: ThreadSnapshot,
     stop: threading.Event,
     loop: asyncio.AbstractEventLoop,
     queue: asyncio.Queue[Any],
@@ -452,10 +465,11 @@ def produce_events(
     stream = digest_events(
         res.store,
         options.thread_id,
-        DigestOptions.model_validate(options.model_dump(exclude={"thread_id"})),
+        DigestOptions.model_validate(options.model_dump(exclude={"thread_id", "version"})),
         embedder=res.embedder,
         cache=res.cache,
         stop=stop,
+        snapshot=snapshot,
     )
     try:
         for event in stream:
@@ -478,7 +492,10 @@ async def stream_summary(request: Request) -> StreamingResponse:
     except ValidationError as exc:
         raise InvalidRequestError(validation_problems(exc, whole="body")) from exc
     res = await run_in_threadpool(resources, request)
-    await run_in_threadpool(res.store.get_thread, options.thread_id)  # 404 before the stream starts
+    # 404 before the stream starts; and the version the digest is made of, so that the one checked against
+    # the client's `version` is the one digested even if a re-ingest commits before the digest starts
+    snapshot = await run_in_threadpool(res.store.thread_snapshot, options.thread_id)
+    check_version(options.thread_id, snapshot, options.version)
 
     settings = request.app.state.settings
     options.params = await run_in_threadpool(
@@ -500,7 +517,7 @@ async def stream_summary(request: Request) -> StreamingResponse:
         loop = asyncio.get_running_loop()
         producer = threading.Thread(
             target=produce_events,
-            args=(res, options, stop, loop, queue),
+            args=(res, options, snapshot, stop, loop, queue),
             name=f"tldrlab-digest-{request_id}",
             daemon=True,
         )
