@@ -9,6 +9,9 @@ import pytest
 from digest_helpers import sample_thread
 
 from cliutil import run_captured
+from tldrlab.digest.ingest import ingest_threads
+from tldrlab.embed.base import Embedder
+from tldrlab.store.base import SentenceStore, ThreadSnapshot
 
 
 @pytest.mark.slow
@@ -173,3 +176,37 @@ def test_digest_of_a_thread_the_file_lacks_ingests_nothing(
     assert code == 0 and "ingest" not in out + err, out
     code, _, err = run_captured(["digest", "t-serve"], capsys)
     assert code == 3 and "not in the store" in err
+
+
+def test_a_digests_header_names_the_version_digested_while_the_thread_is_reingested(
+    store: SentenceStore,
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A re-ingest (another connection, `store`) commits right after `tldrlab digest` has read the thread's
+    snapshot: the header's title and the TL;DR are both of the version read. Before, the header was a
+    get_thread of its own after the digest's snapshot, so it named the new title over the old TL;DR."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    edited = thread.model_copy(
+        update={
+            "title": "Retitled since",
+            "posts": [p.model_copy(update={"text": "Edited since. " + p.text}) for p in thread.posts],
+        }
+    )
+    pending = [lambda: ingest_threads([edited], store, embedder)]
+    read_snapshot = type(store).thread_snapshot
+
+    def snapshot_then_reingest(reader: SentenceStore, thread_id: str) -> ThreadSnapshot:
+        snapshot = read_snapshot(reader, thread_id)
+        if reader is not store and pending:  # the CLI's store, not the writer's own reads
+            pending.pop()()
+        return snapshot
+
+    monkeypatch.setattr(type(store), "thread_snapshot", snapshot_then_reingest)
+    code, out, err = run_captured(["digest", thread.id, "-s", "extractive", "--no-cache"], capsys)
+    assert code == 0 and not pending, err  # the re-ingest committed while the CLI digested
+    assert store.get_thread(thread.id).title == "Retitled since"
+    assert f"TL;DR of {thread.title} (extractive)" in out, out
+    assert "Retitled since" not in out and "Edited since" not in out, out

@@ -43,6 +43,7 @@ def run_digest(
     from tldrlab.digest.highlights import highlights_report
     from tldrlab.digest.ingest import open_sentence_store, thread_to_digest
     from tldrlab.digest.pipeline import digest_events
+    from tldrlab.digest.summarizers import build_summarizer
 
     thread_id = thread_to_digest(target, thread_id, format=format, show_progress=not as_json)
     store, embedder = open_sentence_store()
@@ -52,14 +53,19 @@ def run_digest(
                 store.get_thread(target)
             except NotFoundError:
                 raise NotFoundError(f"no such file: {target}") from None
-        events = digest_events(store, thread_id, options, embedder=embedder, cache=cache)
+        build_summarizer(options.summarizer, options.params)  # bad options fail first, as in digest_events
+        # The one version of the thread that is both digested and named in the header: a title read apart
+        # from the digest's own read showed one version's title over another's TL;DR when a re-ingest
+        # committed between the two. NotFoundError for an unknown thread, before any output.
+        snapshot = store.thread_snapshot(thread_id)
+        events = digest_events(store, thread_id, options, embedder=embedder, cache=cache, snapshot=snapshot)
         if as_json:
             for event in events:
                 if event.digest is not None:
                     typer.echo(json.dumps(event.digest.model_dump(mode="json"), indent=2))
             return
-        first = next(events)  # bad options, unknown threads: errors before any output
-        title = store.get_thread(thread_id).title or thread_id
+        first = next(events)  # errors before any output
+        title = snapshot.thread.title or thread_id
         console.print(f"[bold]TL;DR[/] of [bold]{escape(title)}[/] ({options.summarizer})", highlight=False)
         digest = _stream_until_digest(itertools.chain([first], events))
         numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
