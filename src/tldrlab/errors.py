@@ -64,7 +64,14 @@ class InvalidConfigError(ConfigError):
         """The refusal of the config's `field` (a dotted path's parts, or one name), worded `field: message`,
         with its one `errors` entry (what the API answers and the command line prints)."""
         path = (field,) if isinstance(field, str) else field
-        return cls(f"{'.'.join(path)}: {message}", errors=[{"loc": list(path), "msg": message}])
+        return cls.at_fields([(path, message)])
+
+    @classmethod
+    def at_fields(cls, problems: Iterable[tuple[tuple[str, ...], str]]) -> InvalidConfigError:
+        """The refusal of several fields of the config, each (its path's parts, message), worded as `at` words
+        one and joined by "; " as `validation_problems` joins them, with an `errors` entry each."""
+        errors = [{"loc": list(path), "msg": message} for path, message in problems]
+        return cls(_joined(errors, (), "(config)"), errors=errors)
 
 
 class InvalidRequestError(InvalidInputError):

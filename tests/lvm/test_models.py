@@ -147,6 +147,43 @@ def test_unknown_model_and_bad_settings_are_config_errors(rotating_sequences: Pa
         )
 
 
+def test_settings_its_sequences_file_makes_invalid_fail_the_run_naming_the_field_and_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dim and context come from the sequences file, so settings valid at submit may be refused once the run
+    has read it: worded "invalid LVM settings: dim: ...", where a submit's refusal names the field's path
+    (`model_settings.hidden: ...`) and the file the value came from went unnamed."""
+    import dataclasses
+
+    from cliutil import run_captured
+    from tldrlab.launch import execute
+    from tldrlab.runs import create_run, open_registry
+
+    table = rotating_table(n_articles=6, length=8, dim=4)
+    flat = dataclasses.replace(table, vectors=table.vectors[:, :0])  # vectors of no dimension
+    path = build_sequences(flat, context=4, seed=0, val_fraction=0.2, test_fraction=0.2).save(
+        tmp_path / "flat.npz"
+    )
+    train = {"max_steps": 2, "warmup_steps": 1, "device": "cpu", "progress": False, "plot": False}
+    config = validate_config("lvm_train", {"sequences": str(path), "train": train})  # valid as given
+    problem = "Input should be greater than or equal to 1"
+    said = f"dim comes from the sequences file {path}, whose vectors have 0 dimensions"
+    expected = f"model_settings.dim: {problem} ({said})"
+
+    record = create_run("lvm_train", config)
+    with pytest.raises(InvalidConfigError) as refused:
+        execute(record.id)
+    assert refused.value.message == expected
+    errors = [{"loc": ["model_settings", "dim"], "msg": f"{problem} ({said})"}]
+    assert refused.value.details["errors"] == errors
+    failed = open_registry().get(record.id)
+    assert (failed.status.value, failed.error_code) == ("failed", "invalid_config")
+
+    argv = ["lvm", "train", "--sequences", str(path), "--steps", "2"]
+    code, out, err = run_captured(argv, capsys)
+    assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {expected}")
+
+
 def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_sequences: Path) -> None:
     from tldrlab.kinds import KINDS
     from tldrlab.launch import execute

@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from tldrlab.errors import ConfigError, validation_problems
+from tldrlab.errors import ConfigError, InvalidConfigError, error_message
 from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, uses_bank
 from tldrlab.lvm.models import build_lvm, count_parameters, save_lvm
@@ -199,6 +199,30 @@ def predict(
     return torch.cat(outputs) if outputs else torch.zeros((0, contexts.shape[-1]))
 
 
+SET_BY_SEQUENCES = {
+    "dim": "whose vectors have {} dimensions",
+    "context": "whose contexts are {} concepts long",
+}
+"""The LVM settings a training takes from its sequences file, not its model_settings, and how the file's
+value is worded."""
+
+
+def settings_refused(exc: ValidationError, path: str, sequences: SequenceSet) -> InvalidConfigError:
+    """LVMConfig's refusal of a training's settings completed with its sequences' dim and context, worded as a
+    submit's refusal is (`model_settings.dim: ...`, an `errors` entry each): a field the sequences file sets
+    says so and what the file holds, since the config the user gave never named it."""
+    from_file = {"dim": sequences.dim, "context": sequences.context}
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        message = error_message(error)
+        if loc and loc[0] in SET_BY_SEQUENCES:
+            held = SET_BY_SEQUENCES[loc[0]].format(from_file[loc[0]])
+            message += f" ({loc[0]} comes from the sequences file {path}, {held})"
+        problems.append((("model_settings", *loc), message))
+    return InvalidConfigError.at_fields(problems)
+
+
 def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
     """The LVM recipe's setup: sequences, model (the driver has seeded), task and loop settings. (The model
     and loss names are LVMTrainJobConfig's validation.)"""
@@ -213,7 +237,7 @@ def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
     try:  # validated again: dim and context are the sequences' now, not the settings' own
         model = build_lvm(config.model, LVMConfig(**settings))
     except ValidationError as exc:
-        raise ConfigError(f"invalid LVM settings: {validation_problems(exc)}") from exc
+        raise settings_refused(exc, config.sequences, sequences) from None
     if run is not None:
         run.log(
             "training LVM",
