@@ -156,6 +156,13 @@ CONTRADICTING = [
     ("Stouts are not served cold.", "Stouts are served cold."),
     ("The brewery filters its lager.", "The brewery doesn't filter its lager."),
     ("Non-alcoholic beer contains alcohol.", "Non-alcoholic beer contains no alcohol."),
+    # denied by other words than "not": "rarely", "few", an antonym, "un-" (all kept before)
+    ("Stouts are rarely served cold.", "Stouts are served cold."),
+    ("Few breweries filter their lager.", "Most breweries filter their lager."),
+    ("This tap water is unsafe to drink.", "This tap water is safe to drink."),
+    ("Porters are low in alcohol.", "Porters are high in alcohol."),
+    ("Lagers are best served cold.", "Lagers are best served warm."),
+    ("The brewery sells its lager unfiltered.", "The brewery sells its lager filtered."),
 ]
 AGREEING = [
     ("These beers have no gluten.", "These beers contain no gluten at all."),  # both say "no"
@@ -166,6 +173,13 @@ AGREEING = [
     ("Lagers should never be stored warm.", "Lagers should not be stored warm."),
     ("Serve ales warmer than lagers.", "Serve ales warmer than lagers, not ice cold."),  # "not" elsewhere
     ("Bottled beer can taste better than draught.", "Bottled beer can taste better than draught, not worse."),
+    ("A few breweries filter their lager.", "Some breweries filter their lager."),  # "a few" denies nothing
+    ("This tap water is unsafe.", "This tap water is not safe."),
+    ("Stouts are seldom served cold.", "Stouts are rarely served cold."),
+    ("Lagers should not be warm.", "Lagers should be cold."),  # both deny "warm"
+    ("Stouts are high in alcohol.", "Stouts are high in alcohol and low in bitterness."),  # "high" both ways
+    ("Unless it is aged, the beer tastes less bitter.", "The beer tastes less bitter unless it is aged."),
+    ("I am not sure this beer is a stout.", "This beer is a stout."),  # "not sure" doubts, denies nothing
 ]
 
 

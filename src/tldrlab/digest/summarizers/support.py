@@ -8,8 +8,8 @@ Two measures, each in [0, 1] (higher: better supported):
   bullet adds that its sentence does not say lowers it.
 
 Neither sees negation: "X is safe to drink" and "X is not safe to drink" score high by both. So a cited
-sentence that disagrees with the bullet in negation about a content word both use (`polarity_mismatch`)
-scores 0 by either measure, whatever its similarity: a bullet is never kept on a sentence that denies it.
+sentence that disagrees with the bullet in negation about a content word both use (`polarity_mismatch`; a
+word's antonym and "un" + the word deny it too) scores 0 by either measure, whatever its similarity: a bullet is never kept on a sentence that denies it.
 
 `check_support` keeps a bullet's citations that reach the threshold and drops the rest; a bullet left with
 none is unsupported: dropped, or kept with `supported=False` when the caller asks to mark instead. The
@@ -60,12 +60,16 @@ def overlap(bullet: str, sentence: str) -> float:
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[.,;:!?()/\u2014\u2013]|\s-\s")
 NEGATION_TEXT = """
-not no never none nothing nobody nowhere neither nor without cannot hardly barely scarcely lack lacks lacking
+not no never none nothing nobody nowhere neither nor without cannot hardly barely scarcely seldom rarely lack
+lacks lacking
 """
 NEGATIONS = frozenset(NEGATION_TEXT.split())
 # a cue followed by one of these denies nothing for sure ("not only lager, but ...", "no matter what
 # variety"): the words it reaches are left out of the comparison rather than counted as denied
-HEDGES = frozenset({("not", "only"), ("not", "just"), ("not", "merely"), ("no", "matter"), ("no", "doubt")})
+HEDGES = frozenset({
+    ("not", "only"), ("not", "just"), ("not", "merely"), ("no", "matter"), ("no", "doubt"), ("not", "sure"),
+    ("not", "certain"),
+})  # fmt: skip
 # a negation reaches to the end of its clause, at most SCOPE words: "not safe to drink, but ..." denies safe
 # and drink, not what follows the comma; the words before the cue (its subject) are not denied. Stopping
 # early only misses a contradiction; reaching too far refuses a bullet that agrees ("no chunks of fruit in
@@ -81,6 +85,28 @@ SUFFIXES = ("iness", "ness", "ing", "ied", "ies", "ed", "es", "s", "y")
 FREE = re.compile(r"\b([a-z0-9]+)-free\b")  # "gluten-free" denies gluten, like "non-gluten"
 
 
+# Antonyms: asserting the first word of a pair denies the second ("served cold" denies "warm", "low in
+# alcohol" denies "high"), so a bullet saying one and its sentence the other disagree as "not warm" and "warm"
+# do. Only pairs that say opposite things of one property: "light" (colour or body?), "old" (a style's name)
+# are left out. One direction is enough: the second word is the one compared.
+ANTONYM_PAIRS = (
+    ("low", "high"), ("lower", "higher"), ("cold", "warm"), ("cold", "hot"), ("colder", "warmer"),
+    ("weak", "strong"), ("weaker", "stronger"), ("small", "large"), ("small", "big"), ("smaller", "larger"),
+    ("short", "long"), ("shorter", "longer"), ("slow", "fast"), ("slower", "faster"), ("late", "early"),
+    ("cheap", "expensive"), ("bad", "good"), ("worse", "better"), ("dry", "sweet"), ("difficult", "easy"),
+    ("dangerous", "safe"), ("unsafe", "safe"), ("false", "true"), ("rare", "common"), ("absent", "present"),
+    ("decrease", "increase"), ("decreases", "increases"), ("reduce", "increase"), ("reduces", "increases"),
+)  # fmt: skip
+DENIES: dict[str, tuple[str, ...]] = {}
+for _said, _denied in ANTONYM_PAIRS:
+    DENIES[_said] = (*DENIES.get(_said, ()), _denied)
+UN_PREFIX_MIN = 4
+""""un" + a word of at least this many letters denies that word ("unfiltered" / "filtered"); shorter rests are
+seldom words of their own ("under", "unit", "until")."""
+NOT_UN_PREFIXED = frozenset({"unless"})
+"""Words of "un" + 4 letters or more that deny nothing ("unless" does not deny "less")."""
+
+
 def stem(word: str) -> str:
     """A crude suffix strip, enough to match "roasted", "roasty" and "roastiness" to "roast"."""
     for suffix in SUFFIXES:
@@ -90,9 +116,17 @@ def stem(word: str) -> str:
 
 
 def is_negation(word: str, before: str = "") -> bool:
-    """A cue that denies what follows. "little" does too ("little roast character" agrees with "little to
-    no roastiness"), "a little" does not."""
-    return word in NEGATIONS or word.endswith("n't") or (word == "little" and before != "a")
+    """A cue that denies what follows. "little" and "few" do too ("little roast character" agrees with "little
+    to no roastiness"), "a little" and "a few" do not."""
+    return word in NEGATIONS or word.endswith("n't") or (word in ("little", "few") and before != "a")
+
+
+def denied_by(word: str) -> tuple[str, ...]:
+    """The words `word` denies by its meaning: its antonyms' second words, and for "un" + a word that word."""
+    rest = word[2:]
+    un_word = word.startswith("un") and len(rest) >= UN_PREFIX_MIN and word not in NOT_UN_PREFIXED
+    prefixed = (rest,) if un_word and rest not in STOPWORDS else ()
+    return DENIES.get(word, ()) + prefixed
 
 
 def polarities(text: str) -> dict[str, set[bool]]:
@@ -118,6 +152,8 @@ def polarities(text: str) -> dict[str, set[bool]]:
         elif word not in STOPWORDS and word[0].isalnum():
             if not (left and hedged):
                 out.setdefault(stem(word.removesuffix("'s")), set()).add(left > 0)
+                for opposite in denied_by(word):  # "not cold" says nothing of "warm" either way: denied twice
+                    out.setdefault(stem(opposite), set()).add(left == 0)
             left = max(0, left - 1)
         else:
             left = max(0, left - 1)
