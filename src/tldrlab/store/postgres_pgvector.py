@@ -16,7 +16,7 @@ import numpy as np
 
 from tldrlab.data.threads import Thread
 from tldrlab.errors import DependencyMissingError
-from tldrlab.runs.db import Database, connect, migrate
+from tldrlab.runs.db import Database, connect, migrate, redact
 from tldrlab.store import tables
 from tldrlab.store.base import (
     PostSentences,
@@ -97,7 +97,7 @@ class PostgresPgvectorStore:
         migrate(self.db, "sentence_store", schema(self.dim))
         tables.fold_thread_names(self.db)
         with self.db.transaction():
-            where = _redacted(self.url)
+            where = redact(self.url)
             new = check_identity(where, tables.read_meta(self.db), self.dim, embedder)
             tables.write_meta(self.db, new)
 
@@ -227,14 +227,3 @@ class PostgresPgvectorStore:
 def _as_array(value: Any) -> np.ndarray:
     """pgvector's loader returns a `Vector` (newer versions) or a numpy array (older ones)."""
     return value.to_numpy() if hasattr(value, "to_numpy") else np.asarray(value, dtype=np.float32)
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for error messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -22,7 +22,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,7 +38,7 @@ from tldrlab.errors import (
     error_chain,
 )
 from tldrlab.runs import open_registry
-from tldrlab.runs.db import is_postgres_url, postgres_refusal, sqlite_refusal
+from tldrlab.runs.db import is_postgres_url, postgres_refusal, redact, sqlite_refusal
 from tldrlab.runs.registry import RunRecord, RunStatus
 from tldrlab.runs.run import SWEEP_RESUME_HINT
 from tldrlab.sweep.config import SweepConfig
@@ -89,15 +88,6 @@ def resolve_storage_url(url: str | None) -> str:
     raise ConfigError(
         f"{given}: {unknown_choice('URL scheme', scheme or url, ('sqlite:///PATH', 'postgresql://...'))}"
     )
-
-
-def redact(url: str) -> str:
-    """The URL without its password (for manifests and messages)."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def open_storage(url: str | None) -> optuna.storages.RDBStorage:
