@@ -9,7 +9,8 @@ Two measures, each in [0, 1] (higher: better supported):
 
 Neither sees negation: "X is safe to drink" and "X is not safe to drink" score high by both. So a cited
 sentence that disagrees with the bullet in negation about a content word both use (`polarity_mismatch`; a
-word's antonym and "un" + the word deny it too) scores 0 by either measure, whatever its similarity: a bullet is never kept on a sentence that denies it.
+word's antonym and "un" + the word deny it too) scores 0 by either measure, whatever its similarity: a
+bullet is never kept on a sentence that denies it.
 
 `check_support` keeps a bullet's citations that reach the threshold and drops the rest; a bullet left with
 none is unsupported: dropped, or kept with `supported=False` when the caller asks to mark instead. The
