@@ -12,9 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from tldrlab.lvm.sequences import SPLITS
+from sequencesutil import write_tiny_sequences
 
 HEAVY = ("torch", "transformers", "peft", "accelerate")
 
@@ -122,8 +120,9 @@ def _write_inputs(data: Path) -> None:
     (data / "pairs.jsonl").write_text(json.dumps(PAIRS) + "\n")
     (data / "predictions.jsonl").write_text(json.dumps({"prediction": "A date parser."}) + "\n")
     (data / "references.jsonl").write_text(json.dumps({"reference": "A date parser."}) + "\n")
-    # the split codes are all the submit checks read of a sequences file (`lvm.sequences.SPLITS`)
-    np.savez(data / "sequences.npz", split=np.array([SPLITS["train"], SPLITS["val"]]))
+    # a sequences file as `lvm sequences` writes it: the submit checks every array's layout from its header
+    # and reads the split codes
+    write_tiny_sequences(data / "sequences.npz")
     (data / "llama").mkdir()
     (data / "llama" / "config.json").write_text(json.dumps(TINY_LLAMA))
     (data / "t5").mkdir()

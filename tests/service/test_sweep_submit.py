@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from sequencesutil import write_tiny_sequences
 from tldrlab.kinds import validate_config
 from tldrlab.runs import open_registry
 from tldrlab.service.app import create_app
@@ -101,8 +102,7 @@ def test_an_api_lvm_sweep_is_accepted_and_its_trials_read_the_confined_sequences
     """`program: tldrlab.lvm` was refused over HTTP ('a command line would run code on the server') though
     it runs tldrlab in-process like the other programs; its sequences path is confined like any input."""
     sequences = tldrlab_home / "data" / "lvm" / "sequences.npz"
-    sequences.parent.mkdir(parents=True)
-    sequences.write_bytes(b"only submitted here, never read")
+    write_tiny_sequences(sequences)  # read at submit as a sequences file (a trial's check)
     sweep = {
         "program": "tldrlab.lvm",
         "method": "grid",
@@ -154,8 +154,7 @@ def test_an_api_sweep_stores_the_base_config_the_client_wrote_not_a_drawn_trial(
     0.005, a `train.warmup_steps` the client never set) and every default of the `train` section. Only the
     paths are rewritten (confined); the search space stays in `parameters`."""
     sequences = tldrlab_home / "data" / "lvm" / "sequences.npz"
-    sequences.parent.mkdir(parents=True)
-    sequences.write_bytes(b"only submitted here, never read")
+    write_tiny_sequences(sequences)  # read at submit as a sequences file (a trial's check)
     sweep = {
         "program": "tldrlab.lvm",
         "method": "random",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
+from tldrlab.lvm.npz import FLOAT, INTEGER, read_npz, spec
 from tldrlab.runs.atomic import atomic_write_json
 
 INDEX_FILE = "index.faiss"
@@ -137,16 +138,53 @@ def build_index(
     return ConceptIndex(index=index, vectors=vectors, ids=ids, meta=meta)
 
 
+INDEX_KINDS = ("flat_ip", "ivf_flat_ip")
+"""The `kind`s `build_index` writes into index.json."""
+
+INDEX_VECTORS_LAYOUT = {"vectors": spec("n d", FLOAT), "ids": spec("n", INTEGER)}
+"""The arrays of an index's vectors.npz: n concept vectors of d dimensions and their concept ids."""
+
+MISSING_INDEX = ": run `tldrlab lvm index` first"
+
+
 def load_index(directory: Path | str) -> ConceptIndex:
+    """The concept index `build_index` saved in `directory`; NotFoundError when there is none, and an
+    InvalidInputError naming the file and what is wrong when a file of it is not what `save` writes (a
+    directory of something else, a damaged index.json, vectors.npz or index.faiss, files that disagree)."""
     import faiss
 
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InvalidInputError(f"{directory} is a file, not a concept index directory (`tldrlab lvm index`)")
     if not (directory / META_FILE).exists():
-        raise NotFoundError(f"no concept index in {directory}: run `tldrlab lvm index` first")
-    meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    index: Any = faiss.read_index(str(directory / INDEX_FILE))
-    if meta.get("kind") == "ivf_flat_ip":
-        index.nprobe = int(meta["nprobe"])
-    with np.load(directory / VECTORS_FILE) as data:
-        vectors, ids = data["vectors"], data["ids"]
+        raise NotFoundError(f"no concept index in {directory}{MISSING_INDEX}")
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # a directory named index.json, bytes that are not UTF-8 JSON
+        message = f"{directory / META_FILE} is not a concept index's {META_FILE}: {exc}"
+        raise InvalidInputError(message) from exc
+    if not isinstance(meta, dict) or meta.get("kind") not in INDEX_KINDS:
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        raise InvalidInputError(
+            f"{directory / META_FILE} names no concept index tldrlab writes (kind {kind!r}; "
+            f"expected {' or '.join(INDEX_KINDS)})"
+        )
+    what = "concept index vectors"
+    arrays = read_npz(directory / VECTORS_FILE, INDEX_VECTORS_LAYOUT, what=what, missing_hint=MISSING_INDEX)
+    vectors, ids = arrays["vectors"], arrays["ids"]
+    path = directory / INDEX_FILE
+    if not path.is_file():
+        raise InvalidInputError(f"{directory} is not a whole concept index: {INDEX_FILE} is missing")
+    try:
+        index: Any = faiss.read_index(str(path))
+    except RuntimeError as exc:  # FAISS's message ends with what it could not read
+        reason = str(exc).rsplit(": ", 1)[-1]
+        raise InvalidInputError(f"{path} is not a FAISS index: {reason}") from exc
+    if index.ntotal != len(ids) or index.d != vectors.shape[1]:
+        raise InvalidInputError(
+            f"{path} does not match {VECTORS_FILE} beside it: {index.ntotal} vectors of {index.d} "
+            f"dimensions, against {len(ids)} of {vectors.shape[1]}"
+        )
+    if meta["kind"] == "ivf_flat_ip":
+        index.nprobe = int(meta.get("nprobe", 16))
     return ConceptIndex(index=index, vectors=vectors, ids=ids, meta=meta)

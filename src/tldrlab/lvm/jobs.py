@@ -102,7 +102,7 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     located = [locate_run_model(ref) for ref in refs]
     recorded = (Path(c["sequences"]) for _, _, c, _ in located if c.get("sequences"))
     path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
-    if not path.is_file():
+    if not path.exists():  # a directory is refused by the read below, naming it
         raise NotFoundError(f"no sequences file {path}: run `tldrlab lvm sequences` first, or give sequences")
     # a split the sequences do not hold (`--split cross` of one corpus, the default `val` of sequences built
     # with `--val 0`) failed inside the run, leaving it behind as a failed run

@@ -304,8 +304,13 @@ def load_lvm(directory: Path | str) -> LVM:
     directory = Path(directory)
     if not (directory / CONFIG_FILE).exists():
         raise NotFoundError(f"no LVM in {directory} (expected {CONFIG_FILE} and {MODEL_FILE})")
-    meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    model = build_lvm(meta["name"], meta["config"])
+    try:
+        meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        model = build_lvm(meta["name"], meta["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # not JSON, a field missing or of another type
+        reason = f"no {exc} field" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        message = f"{directory / CONFIG_FILE} is not a saved LVM's {CONFIG_FILE}: {reason}"
+        raise CheckpointError(message) from exc
     try:
         model.load_state_dict(load_file(str(directory / MODEL_FILE)))
     except Exception as exc:  # safetensors raises its own error types for truncated files

@@ -38,6 +38,7 @@ from tldrlab.lvm.config import (
     SequencesConfig,
     default_sequences,
 )
+from tldrlab.lvm.npz import BOOL, FLOAT, INTEGER, STRING, read_npz, spec
 from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store, redacted_url
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
@@ -306,30 +307,70 @@ def near_duplicates(vectors: np.ndarray, others: np.ndarray, threshold: float = 
     return found
 
 
+SEQUENCES_LAYOUT = {
+    "vectors": spec("M d", FLOAT),
+    "concept_ids": spec("M", INTEGER),
+    "concept_article": spec("M", INTEGER),
+    "articles": spec("A", STRING),
+    "article_split": spec("A", INTEGER),
+    "context_index": spec("n N", INTEGER),
+    "mask": spec("n N", BOOL),
+    "target_index": spec("n", INTEGER),
+    "sequence_article": spec("n", INTEGER),
+    "split": spec("n", INTEGER),
+    "meta": spec("", STRING),
+    "concept_tmd": spec("M t", ("iub", "integer"), required=False),
+}
+"""The arrays of a sequences NPZ (the module docstring): M concepts of d dimensions in A articles, n sequences
+of N context positions."""
+
+MISSING_SEQUENCES = ": run `tldrlab lvm sequences` first"
+
+
+def read_sequences_arrays(path: Path | str, read: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays `read` (default: all) of the sequences NPZ `path` (`tldrlab.lvm.npz.read_npz`: a file that
+    is not one, or holds arrays of another layout, is refused naming the file and what is wrong)."""
+    return read_npz(path, SEQUENCES_LAYOUT, what="sequences", missing_hint=MISSING_SEQUENCES, read=read)
+
+
+def _refuse_out_of_range(path: Path, fields: dict[str, np.ndarray]) -> None:
+    """A row index pointing past its table would be an IndexError (or a wrong row) deep in a run."""
+    concepts, articles = len(fields["vectors"]), len(fields["articles"])
+    bounds = {
+        "context_index": (-1, concepts),
+        "target_index": (0, concepts),
+        "concept_article": (0, articles),
+        "sequence_article": (0, articles),
+        "split": (0, len(SPLITS)),
+        "article_split": (0, len(SPLITS)),
+    }
+    for name, (low, end) in bounds.items():
+        values = fields[name]
+        if values.size and (values.min() < low or values.max() >= end):
+            raise InvalidInputError(
+                f"{path} is not a valid sequences file: {name} holds values outside {low}..{end - 1}"
+            )
+
+
 def load_sequences(path: Path | str) -> SequenceSet:
     path = Path(path)
-    if not path.exists():
-        raise NotFoundError(f"no sequences file {path}: run `tldrlab lvm sequences` first")
+    fields = read_sequences_arrays(path)
+    _refuse_out_of_range(path, fields)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            fields = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path} is not a tldrlab sequences NPZ: {exc}") from exc
-    missing = {"vectors", "context_index", "mask", "target_index", "split", "meta"} - set(fields)
-    if missing:
-        raise InvalidInputError(f"{path} lacks {', '.join(sorted(missing))}: not a tldrlab sequences file")
-    meta = json.loads(str(fields.pop("meta")))
+        meta = json.loads(str(fields.pop("meta")))
+    except ValueError as exc:
+        message = f"{path} is not a valid sequences file: its meta is not JSON ({exc})"
+        raise InvalidInputError(message) from exc
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"{path} is not a valid sequences file: its meta is not a JSON object")
     return SequenceSet(meta=meta, **fields)
 
 
 def splits_with_sequences(path: Path | str) -> list[str]:
     """The splits of the sequences file `path` that hold at least one sequence, in SPLITS order, reading
-    only its split codes (not the vectors): what a command checks before its run exists."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            codes = data["split"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"{path} is not a tldrlab sequences NPZ: {exc}") from exc
+    only its split codes (not the vectors; every array's layout is checked from its header): what a command
+    checks before its run exists."""
+    codes = read_sequences_arrays(path, read=("split",))["split"]
     return [name for name, code in SPLITS.items() if (codes == code).any()]
 
 
@@ -394,7 +435,7 @@ def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> No
         path = default_sequences()
     else:
         return
-    if not path.is_file():
+    if not path.exists():  # a directory is refused by the read below, naming it
         raise NotFoundError(
             f"no sequences file {path}: run `tldrlab lvm sequences` first, give sequences, or name trained "
             "runs"
@@ -406,10 +447,11 @@ def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> No
 
 def check_sequences_file(config: LVMTrainJobConfig) -> None:
     """The check of `lvm_train` before a run is created (command line and API alike): its sequences file is
-    there (a training started before `tldrlab
-    lvm sequences` failed once it loaded them, and stayed behind as a failed run)."""
-    if config.sequences and not Path(config.sequences).exists():
-        raise NotFoundError(f"no sequences file {config.sequences}: run `tldrlab lvm sequences` first")
+    there (a training started before `tldrlab lvm sequences` failed once it loaded them, and stayed behind as
+    a failed run) and is a sequences NPZ (an empty or truncated file, or another kind of NPZ, was queued to
+    fail in the run)."""
+    if config.sequences:
+        splits_with_sequences(config.sequences)
 
 
 def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> SequenceSet:

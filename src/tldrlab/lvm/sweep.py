@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from tldrlab.errors import InvalidInputError
+from tldrlab.lvm.sequences import splits_with_sequences
 from tldrlab.lvm.training import LVMTrainJobConfig, train_lvm
 from tldrlab.runs import Run
 from tldrlab.sweep.pruning import pruning_hooks
@@ -33,11 +34,12 @@ def lvm_job_config(spec: Any, params: dict[str, Any]) -> LVMTrainJobConfig:
 
 def check_lvm(spec: Any, params: dict[str, Any]) -> None:
     """Before any trial: a valid config (LVMTrainJobConfig refuses an unknown model or loss, bad settings and
-    a model over the parameter budget) and an existing sequences file, which the `lvm_train` kind itself
-    does not check."""
+    a model over the parameter budget) and an existing sequences file that is a sequences NPZ (every trial
+    would fail reading an empty or truncated one)."""
     job = lvm_job_config(spec, params)
     if not Path(job.sequences).exists():
         raise InvalidInputError(f"config.sequences: not found: {job.sequences} (run `tldrlab lvm sequences`)")
+    splits_with_sequences(job.sequences)
 
 
 def lvm_trial_job(run: Run, config: LVMTrainJobConfig) -> dict[str, Any]:
