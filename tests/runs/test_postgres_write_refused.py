@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -180,28 +181,36 @@ def test_an_api_ingest_into_a_full_postgres_store_is_507_naming_the_database_to_
         )
 
 
-def test_a_digest_whose_postgres_cache_write_is_refused_ends_its_stream_with_disk_full(
-    postgres_home: tuple[str, Path],
+def test_a_digest_whose_postgres_cache_write_is_refused_still_streams_whole_and_says_it_was_not_cached(
+    postgres_home: tuple[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     # before: the stream's error event was {"code": "internal_error", "message": "internal error: DiskFull"}
-    # for the digest cache's refused INSERT
-    _, mount = postgres_home
+    # for the digest cache's refused INSERT; then an `error` disk_full in place of the digest the reader
+    # waited for, which was made and whole: only its cache entry could not be written
+    url, mount = postgres_home
     thread = _threads()[0]
     digest_request = {"thread_id": thread["id"], "k": 6, "max_bullets": 3}
     with TestClient(create_app()) as client:
         assert client.post("/threads", json=thread).status_code == 201
         _fill(mount)  # the digest cache's table has no page yet
-        events = _sse_events(client.post("/stream_summary", json=digest_request).text)
-        name, error = events[-1]
-        assert name == "error" and error["code"] == "disk_full" and error["request_id"], events
-        assert error["message"] == DiskFullError.for_clients()
+        with caplog.at_level(logging.WARNING, logger="tldrlab"):
+            events = _sse_events(client.post("/stream_summary", json=digest_request).text)
+        assert [name for name, _ in events][-3:] == ["notice", "digest", "done"], events
+        notice = "this TL;DR was not cached: no space left on device; the next request makes it again"
+        assert events[-3][1] == {"message": notice}, events
+        digest = events[-2][1]
+        assert digest["bullets"] and digest["cached"] is False and notice in digest["notices"], digest
+        assert "***" not in notice and "postgresql" not in notice  # no server address for the client
+        logged = [r.getMessage() for r in caplog.records if "digest not cached" in r.getMessage()]
+        assert logged and _named(url) in logged[0], logged  # the operator's log names the database
 
         resize_tmpfs(mount, ROOM)
-        events = _sse_events(client.post("/stream_summary", json=digest_request).text)
-        assert [name for name, _ in events][-2:] == ["digest", "done"], events
+        again = _sse_events(client.post("/stream_summary", json=digest_request).text)
+        assert [name for name, _ in again][-2:] == ["digest", "done"], again
+        assert again[-2][1]["cached"] is False and again[-2][1]["bullets"] == digest["bullets"]
         cached = _sse_events(client.post("/stream_summary", json=digest_request).text)
         assert cached[-2][1]["cached"] is True
-        assert cached[-2][1]["bullets"] == events[-2][1]["bullets"]
+        assert cached[-2][1]["bullets"] == digest["bullets"]
 
 
 def _article(store: ConceptStore, article_id: str, count: int) -> None:

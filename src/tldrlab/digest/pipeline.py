@@ -32,6 +32,7 @@ from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice
 from tldrlab.digest.summarizers.repeats import MERGE_VERSION, merge_repeated_bullets
 from tldrlab.embed.base import Embedder
+from tldrlab.errors import WriteRefusedError
 from tldrlab.freeform import FreeForm
 from tldrlab.logs import get_logger
 from tldrlab.store.base import SentenceStore, ThreadSnapshot
@@ -245,8 +246,16 @@ def digest_events(
         seconds=time.perf_counter() - started,
     )
     if cache is not None and options.use_cache and bullets:  # an empty digest is not worth keeping
-        cache.drop_outdated(thread_id, content_hash)
-        cache.put(thread_id, key, content_hash, options.summarizer, digest.model_dump(mode="json"))
+        try:
+            cache.drop_outdated(thread_id, content_hash)
+            cache.put(thread_id, key, content_hash, options.summarizer, digest.model_dump(mode="json"))
+        except WriteRefusedError as exc:
+            # The digest is made and whole: a full disk (or a read-only database) costs its cache entry, not
+            # the TL;DR the reader waited for. The log names where (a server path); the notice only the cause.
+            log.warning(f"digest not cached: {exc.message}", extra={"fields": {"thread_id": thread_id}})
+            notice = f"this TL;DR was not cached: {exc.what}; the next request makes it again"
+            digest.notices.append(notice)
+            yield DigestEvent("notice", text=notice)
     yield DigestEvent("digest", digest=digest)
 
 
