@@ -9,15 +9,23 @@ before a worker tries to allocate the model.
 Config classes call these from their validators. The counts come from the model families themselves
 (`tldrlab.models.registry.parameter_count`, `tldrlab.lvm.config.lvm_parameter_count`, ...), computed from
 the dimensions alone: nothing is allocated and no torch is imported.
+
+Some dimensions are known only once the run reads its data (an LVM's vector width from its sequences file,
+the vocabulary of a tokenizer directory), so a run counts its model again with them before allocating it,
+with the same counting function its config's validator used:
+
+    within_budget_as_read(count, [ReadDimension(("model_settings", "dim"), 384, 4096, "dim comes from ...")])
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tldrlab.config import get_settings
-from tldrlab.errors import error_message
+from tldrlab.errors import InvalidConfigError, error_message
 
 Loc = tuple[str | int, ...]
 
@@ -65,3 +73,32 @@ def within_budget(count: int | None, *, loc: Loc, title: str) -> None:
     e.g. a pretrained checkpoint)."""
     if count is not None and (reason := over_budget(count)) is not None:
         raise field_error(title, loc, reason)
+
+
+@dataclass(frozen=True)
+class ReadDimension:
+    """A dimension of a model that its run reads from its data, where its config's validation counted a
+    configured value instead (an LVM's `dim`, counted as the settings' 384, is its sequences' vector
+    width)."""
+
+    loc: tuple[str, ...]
+    """The config field the validation counted it as (`("model_settings", "dim")`)."""
+    counted: int
+    """The value the validation counted."""
+    value: int
+    """The value the run read."""
+    source: str
+    """Where the value came from, for the refusal: "dim comes from the sequences file P, whose vectors have
+    4096 dimensions"."""
+
+
+def within_budget_as_read(count: int | None, dimensions: list[ReadDimension]) -> None:
+    """InvalidConfigError when a model of `count` parameters, counted with the `dimensions` its run read from
+    its data, is over the budget (None: not bounded), before the run allocates it: the config was within the
+    budget as validated, so the refusal names each field whose data made the model bigger than counted (all
+    of `dimensions` when none did), worded as the validation words a field, with where its value came from:
+    `model_settings.dim: 1,600,000 parameters (...), above the limit of ... (dim comes from ...)`."""
+    if count is None or (reason := over_budget(count)) is None:
+        return
+    grown = [dimension for dimension in dimensions if dimension.value > dimension.counted] or dimensions
+    raise InvalidConfigError.at_fields((d.loc, f"{reason} ({d.source})") for d in grown)

@@ -287,3 +287,85 @@ def test_cli_refuses_an_unprepared_data_directory_without_leaving_a_run(tmp_path
     """A directory `elm prepare` did not write: refused before a run exists (it was created, then failed)."""
     assert run_cli(["elm", "train", "--data", str(tmp_path), "--max-steps", "1"]) != 0
     assert open_registry().list() == []
+
+
+EMBEDDINGS_SAID = "embedding_dim comes from the prepared embeddings {embeddings}, which have 4096 dimensions"
+TOKENIZER_SAID = "vocab_size comes from the tokenizer {tokenizer}, which has 12,005 tokens"
+
+
+@pytest.mark.parametrize(
+    ("dim", "characters", "field", "count", "said"),
+    [
+        (4096, 0, "model.embedding_dim", "89,564 parameters (8.96e+04)", EMBEDDINGS_SAID),
+        (4, 12_000, "vocab_size", "97,576 parameters (9.76e+04)", TOKENIZER_SAID),
+    ],
+    ids=["embedding_dim", "vocab_size"],
+)
+def test_a_model_its_data_makes_bigger_than_the_budget_fails_the_run_before_it_is_built(
+    dim: int,
+    characters: int,
+    field: str,
+    count: str,
+    said: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lm=scratch: the budget was checked at submit with the configured embedding_dim (384) and vocab_size
+    (4000 unless set); prepared embeddings of 4096 dimensions, or a tokenizer directory of 12,005 tokens,
+    built the model the run read them from, past the limit, unchecked (the run trains a BPE tokenizer of 262
+    tokens on the one target here). The run now counts again with the
+    data's dimensions and fails before building the model, naming the field and where it came from."""
+    import torch
+
+    from cliutil import run_captured
+    from tldrlab.config import get_settings
+    from tldrlab.elm.prepare import embeddings_path, write_split
+    from tldrlab.kinds import validate_config
+    from tldrlab.launch import execute
+    from tldrlab.tokenizers.train import train_tokenizer
+
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "50000")
+    get_settings.cache_clear()
+    data = tmp_path / "data"
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "A tool to read mail."}
+    record["input_prompt_template"] = "Summarize: {text}"
+    for split in ("train", "val"):
+        write_split(data, split, [record], torch.ones(1, dim))
+    raw: dict[str, object] = {
+        "data": str(data),
+        "model": {"lm_settings": {"n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 64}, "hidden_dim": 4,
+                  "num_prefix_tokens": 1},
+        "max_steps": 2,
+        "use_bertscore": False,
+        "train": {"best_metric": "eval_loss", "best_mode": "min", "progress": False},
+        "wandb": "disabled",
+    }  # fmt: skip
+    tokenizer = tmp_path / "tokenizer"
+    if characters:  # a char tokenizer of that many characters (each line five times: none held out)
+        text = "".join(chr(0x4E00 + i) for i in range(characters))
+        corpus = tmp_path / "corpus.txt"
+        corpus.write_text("".join(f"{text[i : i + 100]}\n" * 5 for i in range(0, characters, 100)))
+        train_tokenizer("char", [corpus], characters + 100, tokenizer)
+        raw["tokenizer"] = str(tokenizer)
+    else:
+        raw["vocab_size"] = 300
+    config = validate_config("elm_train", raw)  # within the budget as counted at submit
+    problem = f"{count}, above the limit of 50,000 (TLDRLAB_MAX_MODEL_PARAMETERS)"
+    said = said.format(embeddings=embeddings_path(data, "train"), tokenizer=tokenizer)
+    expected = f"{field}: {problem} ({said})"
+
+    created = create_run("elm_train", config)
+    with pytest.raises(InvalidConfigError) as refused:
+        execute(created.id)
+    assert refused.value.message == expected
+    assert refused.value.details["errors"] == [{"loc": field.split("."), "msg": f"{problem} ({said})"}]
+    failed = open_registry().get(created.id)
+    assert (failed.status.value, failed.error_code) == ("failed", "invalid_config")
+    logged = (Path(failed.run_dir) / "log.jsonl").read_text()
+    assert "ELM: " not in logged and not (Path(failed.run_dir) / "checkpoints").exists()
+
+    path = tmp_path / "elm.json"
+    path.write_text(json.dumps(raw))
+    code, out, err = run_captured(["elm", "train", "--config", str(path), "--quiet"], capsys)
+    assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {expected}")

@@ -184,6 +184,73 @@ def test_settings_its_sequences_file_makes_invalid_fail_the_run_naming_the_field
     assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {expected}")
 
 
+@pytest.mark.parametrize(
+    ("model", "dim", "context", "field", "count", "held"),
+    [
+        ("gru", 1024, 4, "dim", "17,848 parameters (1.78e+04)", "whose vectors have 1024 dimensions"),
+        (
+            "transformer",
+            384,
+            1000,
+            "context",
+            "15,424 parameters (1.54e+04)",
+            "whose contexts are 1000 concepts long",
+        ),
+    ],
+    ids=["dim", "context"],
+)
+def test_a_model_its_sequences_file_makes_bigger_than_the_budget_fails_the_run_before_it_is_built(
+    model: str,
+    dim: int,
+    context: int,
+    field: str,
+    count: str,
+    held: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The budget was checked at submit with the settings' dim and context (384 and 5 unless set); a
+    sequences file of wider vectors or longer contexts built the model the run read from it, past the limit,
+    unchecked (on an API server, a way round the limit that protects its workers' memory). The run now
+    counts the model again with the file's dimensions and fails before building it, naming the field and
+    the file."""
+    from cliutil import run_captured
+    from tldrlab.config import get_settings
+    from tldrlab.launch import execute
+    from tldrlab.runs import create_run, open_registry
+
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "10000")
+    get_settings.cache_clear()
+    table = rotating_table(n_articles=6, length=8, dim=dim)
+    path = build_sequences(table, context=context, seed=0, val_fraction=0.2, test_fraction=0.2).save(
+        tmp_path / "wide.npz"
+    )
+    settings = {"hidden": 8, "layers": 1, "heads": 2}
+    train = {"max_steps": 2, "warmup_steps": 1, "device": "cpu", "progress": False, "plot": False}
+    raw = {"sequences": str(path), "model": model, "model_settings": settings, "train": train}
+    config = validate_config("lvm_train", raw)  # within the budget as counted at submit
+    problem = f"{count}, above the limit of 10,000 (TLDRLAB_MAX_MODEL_PARAMETERS)"
+    said = f"{field} comes from the sequences file {path}, {held}"
+    expected = f"model_settings.{field}: {problem} ({said})"
+
+    record = create_run("lvm_train", config)
+    with pytest.raises(InvalidConfigError) as refused:
+        execute(record.id)
+    assert refused.value.message == expected
+    errors = [{"loc": ["model_settings", field], "msg": f"{problem} ({said})"}]
+    assert refused.value.details["errors"] == errors
+    failed = open_registry().get(record.id)
+    assert (failed.status.value, failed.error_code) == ("failed", "invalid_config")
+    logged = (Path(failed.run_dir) / "log.jsonl").read_text()
+    assert "training LVM" not in logged and not (Path(failed.run_dir) / "checkpoints").exists()
+
+    argv = ["lvm", "train", "--sequences", str(path), "--model", model, "--hidden", "8", "--layers", "1"]
+    argv += ["--model-settings.heads", "2", "--steps", "2"]
+    code, out, err = run_captured(argv, capsys)
+    assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {expected}")
+
+
 def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_sequences: Path) -> None:
     from tldrlab.kinds import KINDS
     from tldrlab.launch import execute

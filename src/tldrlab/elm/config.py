@@ -92,6 +92,20 @@ def adapter_parameter_count(config: ElmModelConfig, width: int) -> int:
     return direct + mlp + drift_head
 
 
+def scratch_parameter_count(model: ElmModelConfig, vocab_size: int) -> int | None:
+    """Parameters of the ELM `model` builds with lm=scratch over a tokenizer of `vocab_size` tokens, from the
+    dimensions alone: its GPT-2 (the family's `parameter_count`) and its adapter (`adapter_parameter_count`).
+    None when the settings do not decide it: another LM, or lm_settings.from_pretrained (a checkpoint's)."""
+    if model.lm != "scratch":
+        return None
+    gpt2 = load_target(MODEL_FAMILIES)["gpt2"]
+    lm = gpt2.config_cls.model_validate({"size": model.lm_size, **model.lm_settings})
+    count: int | None = gpt2.parameter_count(lm, vocab_size)
+    if count is None:
+        return None
+    return count + adapter_parameter_count(model, lm.dims()["n_embd"])
+
+
 class LossConfig(BaseModel):
     """Which losses are on and how much each counts."""
 
@@ -146,7 +160,8 @@ class ElmTrainConfig(BaseModel):
     model: ElmModelConfig = Field(default_factory=ElmModelConfig)
     """Adapter shape and LM; embedding_dim is taken from the data. With lm=scratch the LM and the adapter
     together may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with
-    `vocab_size` tokens and the configured embedding_dim); a pretrained LM is not bounded."""
+    `vocab_size` tokens and the configured embedding_dim, and again with the tokenizer's size and the data's
+    embedding_dim before the run builds the model); a pretrained LM is not bounded."""
 
     loss: LossConfig = Field(default_factory=LossConfig)
     """Loss weights."""
@@ -264,13 +279,12 @@ class ElmTrainConfig(BaseModel):
             problems = [(("model", "lm_settings", *p["loc"]), p["msg"]) for p in booleans]
             raise field_errors(title, problems)
         try:
-            lm = gpt2.config_cls.model_validate({"size": self.model.lm_size, **self.model.lm_settings})
+            gpt2.config_cls.model_validate({"size": self.model.lm_size, **self.model.lm_settings})
         except ValidationError as exc:
             raise nested_errors(title, ("model", "lm_settings"), exc) from None
-        count = gpt2.parameter_count(lm, self.vocab_size)
-        if count is not None:  # None: lm_settings.from_pretrained, a checkpoint's size
-            count += adapter_parameter_count(self.model, lm.dims()["n_embd"])
-        within_budget(count, loc=("model",), title=title)
+        # the data's embedding_dim and a tokenizer directory's size are known only when the run starts (which
+        # counts again with them, `tldrlab.elm.train.check_budget_as_read`): the configured ones are counted
+        within_budget(scratch_parameter_count(self.model, self.vocab_size), loc=("model",), title=title)
         return self
 
 

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tldrlab.budget import ReadDimension, within_budget_as_read
 from tldrlab.device import resolve_device, resolve_precision
-from tldrlab.elm.config import ElmTrainConfig
+from tldrlab.elm.config import ElmModelConfig, ElmTrainConfig, scratch_parameter_count
 from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
 from tldrlab.elm.prepare import MANIFEST, SPLITS, embeddings_path, load_split, read_manifest, synthesis_path
 from tldrlab.elm.task import ElmTask
@@ -71,6 +72,29 @@ def elm_data_files(config: ElmTrainConfig, recorded: Sequence[Path] = ()) -> lis
     ]
 
 
+def check_budget_as_read(config: ElmTrainConfig, model_config: ElmModelConfig, tokenizer: Any) -> None:
+    """lm=scratch: the ELM of `model_config` (the config's, with its data's embedding_dim) over `tokenizer`
+    fits the parameter budget, counted as ElmTrainConfig's validation counts it with the configured
+    embedding_dim (384 unless set) and `vocab_size`: 4096-dimensional embeddings, or a tokenizer directory of
+    250,000 tokens, built a model many times the one counted, past the limit. InvalidConfigError naming the
+    field the data made bigger and where its value came from. (A tokenizer the run trains has at most
+    `vocab_size` tokens; a pretrained LM, which brings its own, is not bounded.)"""
+    if tokenizer is None:
+        return
+    dim, tokens = model_config.embedding_dim, len(tokenizer)
+    embeddings = embeddings_path(Path(config.data), "train")
+    whose = f"the tokenizer {config.tokenizer}" if config.tokenizer else "the tokenizer the run trained"
+    from_embeddings = (
+        f"embedding_dim comes from the prepared embeddings {embeddings}, which have {dim} dimensions"
+    )
+    from_tokenizer = f"vocab_size comes from {whose}, which has {tokens:,} tokens"
+    dimensions = [
+        ReadDimension(("model", "embedding_dim"), config.model.embedding_dim, dim, from_embeddings),
+        ReadDimension(("vocab_size",), config.vocab_size, tokens, from_tokenizer),
+    ]
+    within_budget_as_read(scratch_parameter_count(model_config, tokens), dimensions)
+
+
 def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
     if run is None:
@@ -83,6 +107,7 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
         train_split.records = train_split.records[: config.limit]
     tokenizer = elm_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run.dir)
     model_config = config.model.model_copy(update={"embedding_dim": int(train_split.embeddings.shape[1])})
+    check_budget_as_read(config, model_config, tokenizer)
     model, tokenizer = build_elm(model_config, tokenizer)
     if config.init_adapter:
         load_adapter_weights(model, config.init_adapter)

@@ -282,7 +282,8 @@ class LVMTrainJobConfig(BaseModel):
     model_settings: Annotated[FreeForm, FieldsOf(LVMConfig)] = Field(default_factory=dict)
     """LVMConfig fields (hidden, layers, dropout, skip, ...); dim and context come from the sequences. The
     model may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with the
-    settings' dim and context, 384 and 5 unless set); a pretrained backbone is not bounded."""
+    settings' dim and context, 384 and 5 unless set, and again with the sequences' own before the run builds
+    the model); a pretrained backbone is not bounded."""
     loss: str = "cosine+infonce"
     """mse, cosine, infonce, corpus or a weighted `+` combination such as `cosine+0.3*corpus`
     (see tldrlab.lvm.losses)."""

@@ -15,8 +15,9 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from tldrlab.budget import ReadDimension, within_budget_as_read
 from tldrlab.errors import ConfigError, InvalidConfigError, error_message
-from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig
+from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig, lvm_parameter_count
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, uses_bank
 from tldrlab.lvm.models import build_lvm, count_parameters, save_lvm
 from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
@@ -223,6 +224,20 @@ def settings_refused(exc: ValidationError, path: str, sequences: SequenceSet) ->
     return InvalidConfigError.at_fields(problems)
 
 
+def check_budget_as_read(config: LVMTrainJobConfig, shape: LVMConfig) -> None:
+    """The model of `shape` (the training's settings with its sequences' dim and context) fits the parameter
+    budget, counted as LVMTrainJobConfig's validation counts it with the settings' own dim and context
+    (384 and 5 unless set): a sequences file of 4096-dimensional vectors built a model many times the one
+    counted, past the limit. InvalidConfigError naming the field the file made bigger and the file."""
+    counted = LVMConfig.model_validate(config.model_settings)
+    dimensions = []
+    for name, held in SET_BY_SEQUENCES.items():
+        value = getattr(shape, name)
+        source = f"{name} comes from the sequences file {config.sequences}, {held.format(value)}"
+        dimensions.append(ReadDimension(("model_settings", name), getattr(counted, name), value, source))
+    within_budget_as_read(lvm_parameter_count(config.model, shape), dimensions)
+
+
 def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
     """The LVM recipe's setup: sequences, model (the driver has seeded), task and loop settings. (The model
     and loss names are LVMTrainJobConfig's validation.)"""
@@ -235,9 +250,11 @@ def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
         val_bank_split = "train"
     settings = {**config.model_settings, "dim": sequences.dim, "context": sequences.context}
     try:  # validated again: dim and context are the sequences' now, not the settings' own
-        model = build_lvm(config.model, LVMConfig(**settings))
+        shape = LVMConfig(**settings)
     except ValidationError as exc:
         raise settings_refused(exc, config.sequences, sequences) from None
+    check_budget_as_read(config, shape)
+    model = build_lvm(config.model, shape)
     if run is not None:
         run.log(
             "training LVM",

@@ -273,7 +273,8 @@ class TrainJobConfig(BaseModel):
     model_settings: Annotated[FreeForm, SettingsOf("model", MODEL_FAMILIES)] = Field(default_factory=dict)
     """Model family config (sizes, dropout, ...) or `{"from_pretrained": PATH}`. A model built from these
     settings may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS, 1e9; counted
-    with `tokenizer.vocab_size` tokens); a pretrained one is not bounded."""
+    with `tokenizer.vocab_size` tokens, and again with the tokenizer's own size before the run builds the
+    model); a pretrained one is not bounded."""
 
     data: DataConfig
     """Training and validation data."""
@@ -328,14 +329,26 @@ class TrainJobConfig(BaseModel):
         if booleans:
             raise field_errors(type(self).__name__, [(tuple(p["loc"]), p["msg"]) for p in booleans])
         try:
-            settings = family.config_cls.model_validate(self.model_settings)
+            family.config_cls.model_validate(self.model_settings)
         except ValidationError as exc:
             raise nested_errors(type(self).__name__, ("model_settings",), exc) from None
-        if family.parameter_count is not None:
-            # a tokenizer directory's own size is known only when the run starts: count the configured one
-            count = family.parameter_count(settings, self.tokenizer.vocab_size)
-            within_budget(count, loc=("model_settings",), title=type(self).__name__)
+        # a tokenizer directory's own size is known only when the run starts (which counts again with it,
+        # `tldrlab.train.jobs.check_budget_as_read`): the configured one is counted here
+        count = self.parameter_count(self.tokenizer.vocab_size)
+        within_budget(count, loc=("model_settings",), title=type(self).__name__)
         return self
+
+    def parameter_count(self, vocab_size: int) -> int | None:
+        """Parameters of the model these settings build over a tokenizer of `vocab_size` tokens, from the
+        dimensions alone (the family's `parameter_count`); None when the settings do not decide it (a
+        pretrained checkpoint)."""
+        family = model_families()[self.model]
+        if family.parameter_count is None:
+            return None
+        count: int | None = family.parameter_count(
+            family.config_cls.model_validate(self.model_settings), vocab_size
+        )
+        return count
 
     def trains_tokenizer(self) -> bool:
         """Whether the job trains its tokenizer: not when it names one (`tokenizer.path`), nor when its model

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tldrlab.budget import ReadDimension, within_budget_as_read
 from tldrlab.data.splits import training_files
 from tldrlab.device import resolve_device, resolve_precision
 from tldrlab.errors import ConfigError, validation_problems
@@ -86,11 +87,26 @@ def own_tokenizer(job: TrainJobConfig, out_dir: Path, on_train: Callable[[], obj
     )
 
 
+def check_budget_as_read(job: TrainJobConfig, tokenizer: Any) -> None:
+    """The model the job builds over `tokenizer` fits the parameter budget, counted as TrainJobConfig's
+    validation counts it, but with the tokenizer's own size where the validation counted
+    `tokenizer.vocab_size` (which a `tokenizer.path` does not use): a tokenizer directory of 250,000 tokens
+    built an embedding many times the one counted, past the limit. InvalidConfigError naming the field and
+    the tokenizer. (A tokenizer the job trains has at most `vocab_size` tokens; a pretrained model is not
+    bounded.)"""
+    tokens = len(tokenizer)
+    whose = f"the tokenizer {job.tokenizer.path}" if job.tokenizer.path else "the tokenizer the run trained"
+    source = f"vocab_size comes from {whose}, which has {tokens:,} tokens"
+    read = ReadDimension(("tokenizer", "vocab_size"), job.tokenizer.vocab_size, tokens, source)
+    within_budget_as_read(job.parameter_count(tokens), [read])
+
+
 def setup(run: Run | None, job: TrainJobConfig) -> RecipeSetup:
     task_kind = model_task(job.model)
     if run is not None:
         check_same_data(run, functools.partial(train_data_files, job))
     tokenizer = prepare_tokenizer(job, run)
+    check_budget_as_read(job, tokenizer)
     model = build_model(job.model, job.model_settings, tokenizer)
     task = build_task(job, tokenizer, model, task_kind)
     n_params = sum(p.numel() for p in model.parameters())
