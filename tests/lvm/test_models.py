@@ -389,7 +389,7 @@ def test_cpu_seconds_are_the_runs_own(rotating_sequences: Path) -> None:
     execute(record.id)
     spent = time.process_time() - before
     result = json.loads((Path(record.run_dir) / "artifacts" / "result.json").read_text())
-    assert 0 < result["cpu_seconds"] <= spent + 0.05, (result["cpu_seconds"], spent)
+    assert 0 < result["cpu_seconds"] <= spent + 0.005, (result["cpu_seconds"], spent)
     # the checkpoint keeps it, so that a resumed call counts on from there
     state = json.loads(next((Path(record.run_dir) / "checkpoints").glob("step-*/state.json")).read_text())
     assert 0 < state["cpu_seconds"] <= spent
