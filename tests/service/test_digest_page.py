@@ -191,6 +191,69 @@ def test_a_thread_deleted_from_the_page_leaves_the_list_and_the_page(browser: An
         assert client.get("/threads/pasted-1").status_code == 404
 
 
+def test_a_stored_thread_is_shown_on_load_and_digested_only_when_asked(browser: Any, server_url: str) -> None:
+    # with threads stored the page opened on the first one picked and the whole thread pane blank until Digest
+    # was pressed; now its posts show at once (a GET, no model) and the TL;DR box says to press Digest
+    other = {**PASTED, "id": "pasted-2", "title": "Glass or bottle?"}
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        for thread in (PASTED, other):
+            assert client.post("/threads", json=thread).status_code == 201
+    page = browser.new_page()
+    digests: list[str] = []
+    page.on(
+        "request", lambda request: digests.append(request.url) if "stream_summary" in request.url else None
+    )
+    try:
+        page.goto(server_url + "/")
+        page.wait_for_selector("#posts .post", timeout=5000)
+        picked = page.eval_on_selector("#thread-select", "s => s.value")
+        shown = other if picked == other["id"] else PASTED
+        assert page.inner_text("#thread-title") == shown["title"]
+        posts = page.eval_on_selector_all(".post .body", "bodies => bodies.map((b) => b.textContent)")
+        assert posts == [p["text"] for p in shown["posts"]]
+        assert page.is_visible("#tldr-hint") and "Press Digest" in page.inner_text("#tldr-hint")
+        assert page.locator("mark.hl").count() == 0 and page.locator("#bullets li").count() == 0
+        # another pick shows that thread at once too
+        unpicked = PASTED if shown is other else other
+        page.select_option("#thread-select", unpicked["id"])
+        page.wait_for_function(
+            "(t) => document.getElementById('thread-title').textContent === t", arg=unpicked["title"]
+        )
+        assert digests == []  # no digest was started by opening the page or picking a thread
+        page.select_option("#summarizer-select", "extractive")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert page.locator("#bullets li").count() == 3 and page.locator("mark.hl").count() >= 3
+        assert page.is_hidden("#tldr-hint")
+        assert len(digests) == 1
+    finally:
+        page.close()
+
+
+def test_an_empty_store_says_how_to_add_a_thread(browser: Any, server_url: str) -> None:
+    # with no thread ingested the page showed an empty list and a Digest button that only answered "pick a
+    # thread first": now it says where threads come from, and Digest and Delete wait for one
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        page.wait_for_selector("#threads-empty", state="visible", timeout=5000)
+        message = page.inner_text("#threads-empty")
+        for says in ("Paste or upload a thread", "tldrlab demo", "tldrlab ingest FILE"):
+            assert says in message, message
+        assert page.is_disabled("#digest-button") and page.is_disabled("#delete-button")
+        assert page.is_hidden("#thread-select")
+        # a pasted thread ends the empty state: it is listed, picked and digested
+        page.select_option("#summarizer-select", "extractive")
+        page.fill("#thread-input", json.dumps(PASTED))
+        page.click("#ingest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        assert page.is_hidden("#threads-empty") and page.is_visible("#thread-select")
+        assert page.is_enabled("#digest-button") and page.is_enabled("#delete-button")
+        assert page.eval_on_selector("#thread-select", "s => s.value") == PASTED["id"]
+    finally:
+        page.close()
+
+
 def test_an_api_key_typed_into_the_page_loads_the_thread_list(
     browser: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { thread: null, digest: null, controller: null };
+// `shown` is the thread the right pane is about: { id, read (its GET /threads/{id}, a promise), controller (what
+// cancels that read), digesting (a digest has taken the pane over) }. A digest of that thread reuses its read.
+const state = { thread: null, digest: null, controller: null, shown: null };
 
 function headers(json) {
   const h = {};
@@ -51,6 +53,20 @@ async function loadThreadList(selectId) {
   }
   if (selectId && body.threads.some((t) => t.id === selectId)) select.value = selectId;
   $("thread-select").dataset.filter = filter;  // which filter the list shows (tests and screen readers)
+  // An empty store (not a filter that matches nothing) says how to add a thread instead of an empty list.
+  const storeEmpty = !body.threads.length && !filter;
+  $("threads-empty").hidden = !storeEmpty;
+  $("thread-filter").hidden = storeEmpty;
+  select.hidden = storeEmpty;
+  updateThreadButtons();
+}
+
+// Digest and Delete act on the picked thread: with none picked (an empty store, a filter matching nothing, a
+// list that did not load) they are disabled rather than answering "pick a thread first" when pressed.
+function updateThreadButtons() {
+  const none = !$("thread-select").value;
+  $("digest-button").disabled = none;
+  $("delete-button").disabled = none;
 }
 
 function sentenceId(postId, index) { return `${postId}:${index}`; }
@@ -166,6 +182,68 @@ function addNotice(message) {
   $("notices").append(li);
 }
 
+// The TL;DR box emptied of any earlier digest; `hint` says a digest is one press away (shown before the first).
+function resetTldr(hint) {
+  $("tldr").hidden = false;
+  $("tldr-hint").hidden = !hint;
+  $("stream").hidden = hint;
+  $("stream").textContent = "";
+  $("bullets").innerHTML = "";
+  $("notices").innerHTML = "";
+  $("draft-bullets").innerHTML = "";
+  $("draft").hidden = true;
+  $("draft").open = true;
+  $("tldr-meta").textContent = "";
+}
+
+// Shows a thread's posts at once (GET /threads/{id}: no model, no digest), with the TL;DR box saying to press
+// Digest: a digest runs a language model for seconds, so it starts only when asked. Showing another thread
+// cancels this one's read and any digest of the thread shown before, so a late answer never replaces it.
+function showThread(threadId) {
+  if (state.shown && state.shown.id === threadId) return state.shown;  // shown, or its read on the way
+  if (state.shown) state.shown.controller.abort();
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  const path = `/threads/${encodeURIComponent(threadId)}`;
+  const read = api(path, { headers: headers(false), signal: controller.signal });
+  const shown = { id: threadId, read, controller, digesting: false };
+  state.shown = shown;
+  state.thread = null;
+  state.digest = null;
+  read.then((thread) => {
+    if (state.shown !== shown || shown.digesting) return;  // another thread, or a digest that renders itself
+    state.thread = thread;
+    renderThread(thread, []);
+    resetTldr(true);
+  }, (err) => {
+    if (state.shown !== shown) return;
+    state.shown = null;  // the next look at this thread reads it again
+    if (!shown.digesting && err.name !== "AbortError") setStatus(String(err.message || err), true);
+  });
+  return shown;
+}
+
+// Forgets the shown thread (deleted, or ingested anew): its pane is hidden and its read cancelled.
+function forgetShown() {
+  if (state.shown) state.shown.controller.abort();
+  if (state.controller) state.controller.abort();
+  state.shown = null;
+  state.thread = null;
+  state.digest = null;
+  $("thread").hidden = true;
+  $("tldr").hidden = true;
+}
+
+// The picked thread in the right pane, unless it is the one there already (its preview or its digest).
+function showSelected() {
+  updateThreadButtons();
+  const threadId = $("thread-select").value;
+  if (threadId && !(state.shown && state.shown.id === threadId)) {
+    setStatus("");  // what it said (done, an error) was about the thread shown before
+    showThread(threadId);
+  }
+}
+
 function renderDraft(thread, draft) {
   // The two-stage draft arrives at once: show it and mark its sentences while the language model writes.
   renderThread(thread, draft.highlights);
@@ -188,16 +266,19 @@ function renderBullets(digest) {
 async function digestThread(threadId) {
   if (!threadId) { setStatus("pick a thread first", true); return; }
   if (state.controller) state.controller.abort();  // a new request cancels the one in flight
+  // The thread's GET is the one that shows it (already answered when its posts are on the page): a digest of
+  // another thread aborts it, or its late answer would show this thread's posts and clear that digest's TL;DR.
+  const shown = showThread(threadId);
+  shown.digesting = true;
   const controller = new AbortController();
   state.controller = controller;
   setStatus("loading thread…");
   try {
-    // The thread's GET is part of this digest too: a newer digest aborts it, or its late answer would show this
-    // thread's posts and clear the newer digest's TL;DR.
     const readThread = () => api(`/threads/${encodeURIComponent(threadId)}`, {
       headers: headers(false), signal: controller.signal,
     });
-    let thread = await readThread();
+    let thread = await shown.read;
+    controller.signal.throwIfAborted();  // a newer digest of the same thread, which shares the read
     // The thread may be ingested again between its GET and the digest (another tab, a script): the highlights'
     // spans are then offsets into another version's text, and the posts shown are not the ones summarized.
     // Both answers name their version (content_hash), so on a mismatch the page reads the thread again; if
@@ -214,15 +295,7 @@ async function digestThread(threadId) {
     };
     state.thread = thread;
     renderThread(thread, []);
-    $("tldr").hidden = false;
-    $("stream").hidden = false;
-    $("stream").textContent = "";
-    $("bullets").innerHTML = "";
-    $("notices").innerHTML = "";
-    $("draft-bullets").innerHTML = "";
-    $("draft").hidden = true;
-    $("draft").open = true;
-    $("tldr-meta").textContent = "";
+    resetTldr(false);
     setStatus("summarizing…");
     const request = {
       thread_id: threadId,
@@ -276,14 +349,9 @@ async function deleteThread(threadId) {
   try {
     const path = `/threads/${encodeURIComponent(threadId)}`;
     const result = await api(path, { method: "DELETE", headers: headers(false) });
-    if (state.thread && state.thread.id === threadId) {  // what the page shows of it goes too
-      if (state.controller) state.controller.abort();
-      state.thread = null;
-      state.digest = null;
-      $("thread").hidden = true;
-      $("tldr").hidden = true;
-    }
+    if (state.shown && state.shown.id === threadId) forgetShown();  // what the page shows of it goes too
     await loadThreadList(null);
+    showSelected();  // the thread now picked in its place, if any
     setStatus(`deleted thread ${threadId} (${result.sentences} sentences)`);
   } catch (err) {
     setStatus(String(err.message || err), true);
@@ -304,6 +372,8 @@ async function ingestPasted() {
   try {
     const result = await api("/threads", { method: "POST", headers: headers(true), body: JSON.stringify(body) });
     const id = result.thread_ids[0];
+    // a thread ingested again under the id shown: its digest reads the new version, not the one on the page
+    if (state.shown && state.shown.id === id) forgetShown();
     await loadThreadList(id);
     await digestThread(id);
   } catch (err) {
@@ -334,9 +404,12 @@ function readFile(file) {
 }
 
 function refreshThreadList() {
-  return loadThreadList($("thread-select").value).catch((err) => {
+  return loadThreadList($("thread-select").value).then(showSelected, (err) => {
     $("thread-select").innerHTML = "";
     $("thread-select").append(new Option("(could not load the threads)", ""));
+    $("thread-select").hidden = false;  // not known to be empty: the list says it could not load
+    $("threads-empty").hidden = true;
+    updateThreadButtons();
     setStatus(String(err.message || err), true);
     return false;
   });
@@ -346,6 +419,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("digest-button").addEventListener("click", () => digestThread($("thread-select").value));
   $("ingest-button").addEventListener("click", ingestPasted);
   $("delete-button").addEventListener("click", () => deleteThread($("thread-select").value));
+  $("thread-select").addEventListener("change", showSelected);
   let filterTimer = null;  // one request per pause in typing, not one per key
   $("thread-filter").addEventListener("input", () => {
     clearTimeout(filterTimer);
