@@ -369,3 +369,61 @@ def test_a_model_its_data_makes_bigger_than_the_budget_fails_the_run_before_it_i
     path.write_text(json.dumps(raw))
     code, out, err = run_captured(["elm", "train", "--config", str(path), "--quiet"], capsys)
     assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {expected}")
+
+
+def test_an_adapter_its_data_makes_bigger_than_the_budget_on_a_pretrained_lm_fails_the_run_before_it_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pretrained LM: the submit counted the adapter, drift head and LoRA adapters with the configured
+    embedding_dim (384) and the width of the LM's config.json; prepared embeddings of 4096 dimensions built an
+    adapter past the limit, unchecked. The run now counts again with the loaded LM's width and the data's
+    embedding_dim before the adapter is allocated (the LM's own parameters are not counted)."""
+    import torch
+
+    from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+    from tldrlab.config import get_settings
+    from tldrlab.elm.prepare import embeddings_path, write_split
+    from tldrlab.kinds import validate_config
+    from tldrlab.launch import check_inputs, execute
+    from tldrlab.models.causal_lm import LoraSettings, apply_lora, lora_parameter_count
+
+    tokenizer = tiny_chat_tokenizer()
+    llama = tiny_llama(tokenizer)  # 32 wide, 2 layers
+    lm = save_tiny_model(llama, tokenizer, tmp_path / "llama")
+    # the count is the LoRA adapters peft allocates: r x (in + out) of q/k/v/o and gate/up/down, 2 layers
+    lora = LoraSettings(r=2, alpha=4)
+    counted = lora_parameter_count(llama, lora)
+    adapted = apply_lora(llama, lora)
+    assert counted == 2048 == sum(p.numel() for n, p in adapted.named_parameters() if "lora_" in n)
+
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "50000")
+    get_settings.cache_clear()
+    data = tmp_path / "data"
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "A tool to read mail."}
+    record["input_prompt_template"] = "Summarize: {text}"
+    for split in ("train", "val"):
+        write_split(data, split, [record], torch.ones(1, 4096))
+    raw = {
+        "data": str(data),
+        "model": {"lm": str(lm), "freeze_lm": True, "lora_rank": 2, "lora_alpha": 4, "hidden_dim": 4,
+                  "num_prefix_tokens": 1},
+        "max_steps": 2,
+        "use_bertscore": False,
+        "train": {"best_metric": "eval_loss", "best_mode": "min", "progress": False},
+        "wandb": "disabled",
+    }  # fmt: skip
+    config = validate_config("elm_train", raw)
+    check_inputs("elm_train", config)  # within the budget as counted at submit: 26,692 + 2,048 LoRA
+    # 4096-d: direct 131,104 + MLP 16,548 + drift head 135,168 + LoRA 2,048
+    expected = (
+        "model.embedding_dim: 284,868 parameters (2.85e+05), above the limit of 50,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (embedding_dim comes from the prepared embeddings "
+        f"{embeddings_path(data, 'train')}, which have 4096 dimensions)"
+    )
+    created = create_run("elm_train", config)
+    with pytest.raises(InvalidConfigError) as refused:
+        execute(created.id)
+    assert refused.value.message == expected
+    failed = open_registry().get(created.id)
+    assert (failed.status.value, failed.error_code) == ("failed", "invalid_config")
+    assert "ELM: " not in (Path(failed.run_dir) / "log.jsonl").read_text()

@@ -441,3 +441,43 @@ def test_a_bad_lvm_model_setting_is_refused_naming_its_path_on_the_api_and_the_c
     code, out, err = run_captured(["lvm", "train", "--model-settings", option, "--print-config"], capsys)
     assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {body['message']}")
     assert open_registry().list() == []
+
+
+def test_an_elm_adapter_on_a_pretrained_lm_over_the_parameter_budget_is_a_422_naming_the_field_and_count(
+    client: TestClient, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget bounded an ELM only with lm=scratch: on a pretrained LM (a model directory, the bundled
+    SmolLM2 GGUF) nothing was counted, though the adapter the run allocates and trains grows with
+    num_prefix_tokens x the LM's width x (embedding_dim + hidden_dim). It is now counted at submit with the
+    width the LM's files give (config.json's hidden_size, the GGUF header's embedding_length: no torch);
+    the pretrained LM itself stays unbounded."""
+    data = tldrlab_home / "data"
+    llama = data / "llama"
+    llama.mkdir(parents=True)
+    # a Llama-style causal LM as its config.json names it (no weights: the submit reads only this)
+    (llama / "config.json").write_text(
+        json.dumps({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 64})
+    )
+    for split in ("train", "val"):  # a prepared ELM layout's files (what elm_train checks at submit)
+        for part in (f"synthesis/{split}_synthesis.jsonl", f"embeddings/{split}_embeddings.safetensors"):
+            (data / "elm" / part).parent.mkdir(parents=True, exist_ok=True)
+            (data / "elm" / part).write_bytes(b"")
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "1000000")
+    get_settings.cache_clear()
+    model = {"lm": "llama", "freeze_lm": True, "num_prefix_tokens": 256, "hidden_dim": 512}
+    body = _refused(client, "elm_train", {"data": "elm", "model": model})
+    # 256 prefix vectors of 8 from 384-d embeddings: direct 788,480 + MLP 1,247,744 + drift head 3,456
+    assert body["errors"][0]["loc"] == ["model", "num_prefix_tokens"]
+    assert body["message"] == (
+        "model.num_prefix_tokens: 2,039,680 parameters (2.04e+06), above the limit of 1,000,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (the adapter and drift head on the pretrained LM llama, which is 8 "
+        "wide: hidden_size in llama/config.json; the LM's own parameters are not counted)"
+    )
+    # the bundled SmolLM2 (576 wide, as its GGUF header says) at the default 8 prefix tokens: 4.6e6
+    body = _refused(client, "elm_train", {"data": "elm", "model": {"lm": "smollm2", "freeze_lm": True}})
+    assert "model.num_prefix_tokens: 4,556,672 parameters" in body["message"]
+    assert "which is 576 wide: llama.embedding_length in " in body["message"]
+    assert open_registry().list() == []
+    model["num_prefix_tokens"] = 8  # 258,048 parameters; the LM's own are not counted
+    accepted = client.post("/runs", json={"kind": "elm_train", "config": {"data": "elm", "model": model}})
+    assert accepted.status_code == 202, accepted.text

@@ -161,7 +161,9 @@ class ElmTrainConfig(BaseModel):
     """Adapter shape and LM; embedding_dim is taken from the data. With lm=scratch the LM and the adapter
     together may have at most `max_model_parameters` parameters (TLDRLAB_MAX_MODEL_PARAMETERS; counted with
     `vocab_size` tokens and the configured embedding_dim, and again with the tokenizer's size and the data's
-    embedding_dim before the run builds the model); a pretrained LM is not bounded."""
+    embedding_dim before the run builds the model); a pretrained LM is not bounded, but the adapter, drift
+    head and LoRA adapters on it are (counted with the LM's width as its files give it, and again with the
+    loaded LM's and the data's embedding_dim before the run builds the adapter)."""
 
     loss: LossConfig = Field(default_factory=LossConfig)
     """Loss weights."""

@@ -69,7 +69,7 @@ class ElmModel(nn.Module):
         super().__init__()
         self.config = config
         self.lm = lm
-        width = int(lm.get_input_embeddings().embedding_dim)  # type: ignore[operator]
+        width = lm_width(lm)
         self.adapter = SummaryAdapter(config.embedding_dim, width, config)
         self.drift_head = nn.Linear(width, config.embedding_dim)
         if config.freeze_lm:
@@ -183,13 +183,25 @@ def lm_source(lm: str) -> str:
     return "tldrlab"
 
 
-def build_elm(config: ElmModelConfig, tokenizer: Any = None) -> tuple[ElmModel, Any]:
-    """A fresh adapter on the configured LM; returns the model and the LM's tokenizer."""
+def load_elm_lm(config: ElmModelConfig, tokenizer: Any = None) -> tuple[nn.Module, Any]:
+    """The configured LM and its tokenizer, before the adapter is built on it (`ElmModel`): a run checks the
+    adapter's size against the LM's width in between (`tldrlab.elm.train.check_adapter_budget_as_read`)."""
     lm, lm_tokenizer = LM_SOURCES[lm_source(config.lm)](config, tokenizer)
     if lm_tokenizer is None or lm_tokenizer.eos_token_id is None:
         raise ConfigError(f"--lm {config.lm}: the LM's tokenizer has no end-of-sequence token")
     if not hasattr(lm, "get_input_embeddings"):
         raise ConfigError(f"--lm {config.lm}: {type(lm).__name__} has no input embeddings to prefix")
+    return lm, lm_tokenizer
+
+
+def lm_width(lm: nn.Module) -> int:
+    """The width of the LM's token embeddings: the size of each prefix vector the adapter writes."""
+    return int(lm.get_input_embeddings().embedding_dim)  # type: ignore[operator]
+
+
+def build_elm(config: ElmModelConfig, tokenizer: Any = None) -> tuple[ElmModel, Any]:
+    """A fresh adapter on the configured LM; returns the model and the LM's tokenizer."""
+    lm, lm_tokenizer = load_elm_lm(config, tokenizer)
     return ElmModel(lm, config), lm_tokenizer
 
 

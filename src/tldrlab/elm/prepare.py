@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tldrlab.budget import over_budget
 from tldrlab.data.readers import read_records, split_files
 from tldrlab.data.splits import detect_splits, test_split
 from tldrlab.elm.config import (
@@ -32,12 +33,14 @@ from tldrlab.elm.config import (
     ElmOptimizeConfig,
     ElmPrepareConfig,
     ElmTrainConfig,
+    adapter_parameter_count,
 )
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError, ConflictError, InvalidConfigError, InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bar
-from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, meta_causal_lm, resolve_lora
-from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.models.architecture import model_width
+from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, lora_parameter_count, meta_causal_lm
+from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
 
@@ -161,49 +164,85 @@ def check_prepared(config: ElmTrainConfig) -> None:
     directory (a directory `elm prepare` did not write was accepted over the API, and the run failed once a
     worker loaded it), and its LM one the run can build (`check_elm_lm`)."""
     require_prepared(config.data)
-    check_elm_lm(config.model.lm, config.model.lora_rank, config.model.lora_alpha, ("model",))
+    check_elm_lm(config.model, ("model",))
 
 
 def check_optimize_prepared(config: ElmOptimizeConfig) -> None:
     """Kind `elm_optimize`'s check before a run is created (command line and API alike): the data its trials
     train on is a prepared directory, their LM one they can build (`check_elm_lm`)."""
     require_prepared(config.base.data)
-    model = config.base.model
-    check_elm_lm(model.lm, model.lora_rank, model.lora_alpha, ("base", "model"))
+    check_elm_lm(config.base.model, ("base", "model"))
 
 
 def check_compare_lm(config: ElmLMCompareConfig) -> None:
     """Kind `elm_compare_lm`'s check before a run is created (command line and API alike): its LM is a
     causal LM, and with the `elm_lora` system one LoRA finds the projections of (`check_elm_lm`, on the ELM
-    settings that system trains with)."""
+    settings that system trains with), and their adapters fit the parameter budget."""
     lora_rank = config.lora_rank if "elm_lora" in config.systems else None
-    check_elm_lm(config.lm, lora_rank, ElmModelConfig().lora_alpha, ())
+    elm = ElmModelConfig(
+        lm=config.lm,
+        freeze_lm=True,
+        lora_rank=lora_rank,
+        num_prefix_tokens=config.num_prefix_tokens,
+        hidden_dim=config.hidden_dim,
+    )
+    check_elm_lm(elm, (), adapter=bool({"elm", "elm_lora"} & set(config.systems)))
 
 
-def check_elm_lm(lm: str, lora_rank: int | None, lora_alpha: int, field: tuple[str, ...]) -> None:
-    """The ELM's pretrained LM (`lm`, with LoRA of `lora_rank`: the settings at the config's `field`), checked
-    before a run exists by the functions the run's build uses (`models.causal_lm`): a causal LM
-    (`check_causal_lm_model`; a T5 failed once the run loaded it), and with `lora_rank` one with the
-    attention and MLP projections LoRA goes on (`resolve_lora` with no targets named, as the run's
+def check_elm_lm(model: ElmModelConfig, field: tuple[str, ...], *, adapter: bool = True) -> None:
+    """The ELM's pretrained LM (`model.lm`, with LoRA of `model.lora_rank`: the settings at the config's
+    `field`), checked before a run exists by the functions the run's build uses (`models.causal_lm`): a
+    causal LM (`check_causal_lm_model`; a T5 failed once the run loaded it), and with `lora_rank` one with
+    the attention and MLP projections LoRA goes on (`resolve_lora` with no targets named, as the run's
     `ElmModel`, on the LM built from its config on the meta device, no weights read). Refusals name `lm` /
     `lora_rank` under `field`. An LM this process does not find (a name only the Hugging Face cache may hold,
     a queued run's model) or whose files do not say is left to the run, which checks it with the same
-    functions. Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`)."""
-    if lm == "scratch":
+    functions. Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`).
+
+    With `adapter` (the run builds one), what the run allocates and trains besides the pretrained LM (not
+    bounded) fits the parameter budget too (`check_adapter_budget`)."""
+    if model.lm == "scratch":
         return
     try:
-        resolved = resolve_model_ref(lm)
+        resolved = resolve_model_ref(model.lm)
     except NotFoundError:
         return
     try:
         check_causal_lm_model(resolved)
     except InvalidInputError as exc:
         raise InvalidConfigError.at((*field, "lm"), exc.message) from None
-    if lora_rank is not None and (meta := meta_causal_lm(resolved)) is not None:
+    lora = 0
+    if model.lora_rank is not None and (meta := meta_causal_lm(resolved)) is not None:
+        settings = LoraSettings(r=model.lora_rank, alpha=model.lora_alpha)
         try:
-            resolve_lora(meta, LoraSettings(r=lora_rank, alpha=lora_alpha))
+            lora = lora_parameter_count(meta, settings)
         except ConfigError as exc:
             raise InvalidConfigError.at((*field, "lora_rank"), exc.message) from None
+    if adapter:
+        check_adapter_budget(model, resolved, lora, field)
+
+
+def check_adapter_budget(model: ElmModelConfig, lm: ResolvedModel, lora: int, field: tuple[str, ...]) -> None:
+    """The adapter and drift head an ELM builds on the pretrained LM `lm` (`adapter_parameter_count`, with
+    the configured embedding_dim and the LM's width as its files give it, `model_width`: no torch), and its
+    `lora` LoRA parameters, fit the parameter budget: they grow with num_prefix_tokens x the LM's width x
+    (embedding_dim + hidden_dim), hundreds of millions of parameters on a 576-wide LM at 256 prefix tokens.
+    The LM itself is a pretrained checkpoint, not bounded. InvalidConfigError at `num_prefix_tokens` under
+    `field`, saying where the width came from; an LM whose files do not give its width is left to the run,
+    which counts again with the LM it loaded (`tldrlab.elm.train.check_adapter_budget_as_read`)."""
+    if (found := model_width(lm)) is None:
+        return
+    width, key = found
+    count = adapter_parameter_count(model, width) + lora
+    if (reason := over_budget(count)) is None:
+        return
+    where = f"{lm.path}'s header" if lm.kind == "gguf" else f"{lm.path / 'config.json'}"
+    parts = "the adapter and drift head" + (f" and {lora:,} LoRA parameters" if lora else "")
+    raise InvalidConfigError.at(
+        (*field, "num_prefix_tokens"),
+        f"{reason} ({parts} on the pretrained LM {model.lm}, which is {width} wide: {key} in {where}; "
+        "the LM's own parameters are not counted)",
+    )
 
 
 def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:

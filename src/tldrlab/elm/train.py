@@ -21,12 +21,19 @@ from typing import Any
 
 from tldrlab.budget import ReadDimension, within_budget_as_read
 from tldrlab.device import resolve_device, resolve_precision
-from tldrlab.elm.config import ElmModelConfig, ElmTrainConfig, scratch_parameter_count
-from tldrlab.elm.model import ElmModel, build_elm, load_adapter_weights, save_elm
+from tldrlab.elm.config import (
+    ElmModelConfig,
+    ElmTrainConfig,
+    adapter_parameter_count,
+    scratch_parameter_count,
+)
+from tldrlab.elm.model import ElmModel, lm_width, load_adapter_weights, load_elm_lm, save_elm
 from tldrlab.elm.prepare import MANIFEST, SPLITS, embeddings_path, load_split, read_manifest, synthesis_path
 from tldrlab.elm.task import ElmTask
-from tldrlab.errors import ConfigError
-from tldrlab.models.causal_lm import lora_modules
+from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.models.architecture import model_width
+from tldrlab.models.causal_lm import LoraSettings, lora_modules, lora_parameter_count
+from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.run import Run
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
@@ -95,6 +102,43 @@ def check_budget_as_read(config: ElmTrainConfig, model_config: ElmModelConfig, t
     within_budget_as_read(scratch_parameter_count(model_config, tokens), dimensions)
 
 
+def check_adapter_budget_as_read(config: ElmTrainConfig, model_config: ElmModelConfig, lm: Any) -> None:
+    """A pretrained LM: the adapter and drift head the run is about to build on the loaded `lm`
+    (`adapter_parameter_count` with its data's embedding_dim and the LM's width), and its LoRA adapters, fit
+    the parameter budget, counted as the submit counts them (`elm.prepare.check_adapter_budget`) with the
+    configured embedding_dim and the width the LM's files give (nothing when they did not say, or the LM was
+    not found there: a name only the Hugging Face cache holds). The LM's own parameters are not counted."""
+    width, dim = lm_width(lm), model_config.embedding_dim
+    count = adapter_parameter_count(model_config, width)
+    if model_config.lora_rank is not None:
+        count += lora_parameter_count(
+            lm, LoraSettings(r=model_config.lora_rank, alpha=model_config.lora_alpha)
+        )
+    try:
+        found = model_width(resolve_model_ref(config.model.lm))
+    except NotFoundError:
+        found = None
+    counted, files = found if found is not None else (0, "")
+    said = f"its files say {counted} ({files})" if found is not None else "its files did not say"
+    embeddings = embeddings_path(Path(config.data), "train")
+    dimensions = [
+        ReadDimension(
+            ("model", "embedding_dim"),
+            config.model.embedding_dim,
+            dim,
+            f"embedding_dim comes from the prepared embeddings {embeddings}, which have {dim} dimensions",
+        ),
+        ReadDimension(
+            ("model", "lm"),
+            counted,
+            width,
+            f"the adapter's width comes from the LM {config.model.lm} as loaded, which is {width} wide "
+            f"({said}); the LM's own parameters are not counted",
+        ),
+    ]
+    within_budget_as_read(count, dimensions)
+
+
 def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
     if run is None:
@@ -108,7 +152,10 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     tokenizer = elm_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run.dir)
     model_config = config.model.model_copy(update={"embedding_dim": int(train_split.embeddings.shape[1])})
     check_budget_as_read(config, model_config, tokenizer)
-    model, tokenizer = build_elm(model_config, tokenizer)
+    lm, tokenizer = load_elm_lm(model_config, tokenizer)
+    if config.model.lm != "scratch":  # counted before the adapter is allocated on it
+        check_adapter_budget_as_read(config, model_config, lm)
+    model = ElmModel(lm, model_config)
     if config.init_adapter:
         load_adapter_weights(model, config.init_adapter)
     task = ElmTask(

@@ -101,6 +101,34 @@ def model_layers(model: ResolvedModel) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
 
 
+WIDTH_KEYS = ("hidden_size", "n_embd", "d_model")
+"""The keys a Hugging Face config.json gives a model's width (hidden size) under, by family: most
+(`hidden_size`), GPT-2's (`n_embd`), OPT's and the encoder-decoders' (`d_model`)."""
+
+
+def model_width(model: ResolvedModel) -> tuple[int, str] | None:
+    """The model's width (its hidden size, the width of its token embeddings) as its files give it, and the
+    key it was read from: `config.json`'s `hidden_size` (`n_embd`, `d_model`: `WIDTH_KEYS`), a GGUF file's
+    `<architecture>.embedding_length`; None when they do not say."""
+    if model.kind == "gguf":
+        header = gguf_header(model.path)
+        architecture = header.get(ARCHITECTURE_KEY)
+        key = f"{architecture}.embedding_length" if isinstance(architecture, str) else ""
+        found: object = header.get(key)
+    else:
+        try:
+            config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(config, dict):
+            return None
+        key = next((k for k in WIDTH_KEYS if k in config), "")
+        found = config.get(key)
+    if isinstance(found, int) and not isinstance(found, bool) and found > 0:
+        return found, key
+    return None
+
+
 def gguf_architecture(path: Path) -> str | None:
     """`general.architecture` of a GGUF file, read from its header (None: not a readable GGUF file, or the
     key is not among its first keys)."""

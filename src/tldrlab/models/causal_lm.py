@@ -317,6 +317,19 @@ def lora_modules(model: Any) -> list[str]:
     return list(found)
 
 
+def lora_parameter_count(model: Any, lora: LoraSettings) -> int:
+    """Parameters of the LoRA adapters `apply_lora` puts on `model` (the loaded LM, or the one built on the
+    meta device at submit): `lora.r` x (in + out features) for each layer its targets name (`resolve_lora`;
+    peft matches them by the last name part), from the layers' weight shapes, so nothing is allocated
+    (nn.Linear keeps its weight as (out, in), GPT-2's Conv1D as (in, out): the sum is the same)."""
+    targets = set(resolve_lora(model, lora).target_modules or ())
+    return sum(
+        lora.r * sum(module.weight.shape)
+        for name, module in model.named_modules()
+        if name.rsplit(".", 1)[-1] in targets and getattr(module, "weight", None) is not None
+    )
+
+
 def check_lora_targets(module_names: Iterable[str], lora: LoraSettings) -> None:
     """ConfigError naming the `lora.target_modules` that no module of the model (named `module_names`) is
     called: the built model's (`apply_lora`) or the one built on the meta device at submit
