@@ -15,6 +15,7 @@ import httpx
 import pytest
 from svc_helpers import ServerThread
 
+from sequencesutil import write_tiny_sequences
 from tldrlab.config import get_settings
 from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
@@ -255,5 +256,7 @@ def test_paths_hidden_in_free_form_settings_are_refused(server: ServerThread, ho
         assert response.status_code == 403 and "declared as paths" in response.json()["message"], (
             response.text
         )
-    lvm["model_settings"] = {"pretrained": "smollm2", "skip": "mean"}  # names pass
+    # names pass (on a real sequences file: a text file given as one is refused at submit)
+    lvm["sequences"] = write_tiny_sequences(home / "data" / "s.npz").name
+    lvm["model_settings"] = {"pretrained": "smollm2", "skip": "mean"}
     assert httpx.post(f"{server.url}/runs", json={"kind": "lvm_train", "config": lvm}).status_code == 202

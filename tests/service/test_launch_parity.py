@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from svc_helpers import record
 
 from cliutil import run_cli
+from sequencesutil import write_tiny_sequences
 from tldrlab.kinds import validate_config
 from tldrlab.runs import RunStatus, open_registry
 from tldrlab.runs.run import read_manifest
@@ -76,7 +77,7 @@ def test_a_section_given_in_part_keeps_its_kinds_defaults_over_http_as_on_the_co
         for part in (f"synthesis/{split}_synthesis.jsonl", f"embeddings/{split}_embeddings.safetensors"):
             (tldrlab_home / "data" / "elm" / part).parent.mkdir(parents=True, exist_ok=True)
             (tldrlab_home / "data" / "elm" / part).write_bytes(b"")
-    (tldrlab_home / "data" / "s.npz").write_bytes(b"")
+    write_tiny_sequences(tldrlab_home / "data" / "s.npz")  # an empty file is refused at submit
     client = TestClient(create_app())
     for kind, config in (
         ("elm_train", {"data": "elm", "train": {"max_steps": 100}}),
