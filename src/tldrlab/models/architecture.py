@@ -15,7 +15,7 @@ import functools
 import json
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tldrlab.models.resolve import ResolvedModel
 
@@ -82,6 +82,15 @@ def model_positions(model: ResolvedModel) -> int | None:
     return positions if isinstance(positions, int) and not isinstance(positions, bool) else None
 
 
+def _config_json(model: ResolvedModel) -> dict[str, Any] | None:
+    """A model directory's `config.json` as a mapping; None when it is missing, unreadable or no object."""
+    try:
+        config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def model_layers(model: ResolvedModel) -> int | None:
     """How many transformer layers (blocks) the model has as its files give it: `config.json`'s
     `num_hidden_layers` (`n_layer` for GPT-2), a GGUF file's `<architecture>.block_count`; None when they do
@@ -91,11 +100,8 @@ def model_layers(model: ResolvedModel) -> int | None:
         architecture = header.get(ARCHITECTURE_KEY)
         count = header.get(f"{architecture}.block_count") if isinstance(architecture, str) else None
     else:
-        try:
-            config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(config, dict):
+        config = _config_json(model)
+        if config is None:
             return None
         count = config.get("num_hidden_layers", config.get("n_layer"))
     return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
@@ -116,11 +122,8 @@ def model_width(model: ResolvedModel) -> tuple[int, str] | None:
         key = f"{architecture}.embedding_length" if isinstance(architecture, str) else ""
         found: object = header.get(key)
     else:
-        try:
-            config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(config, dict):
+        config = _config_json(model)
+        if config is None:
             return None
         key = next((k for k in WIDTH_KEYS if k in config), "")
         found = config.get(key)
