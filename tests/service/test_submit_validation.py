@@ -443,6 +443,22 @@ def test_a_bad_lvm_model_setting_is_refused_naming_its_path_on_the_api_and_the_c
     assert open_registry().list() == []
 
 
+def _tiny_llama_and_prepared_elm_data(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `data`: `llama`, an 8-wide Llama as its config.json names it (no weights: the submit reads only
+    this), and `elm`, a prepared ELM layout's files (what elm_train checks at submit); a budget of 1e6."""
+    llama = data / "llama"
+    llama.mkdir(parents=True)
+    (llama / "config.json").write_text(
+        json.dumps({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 64})
+    )
+    for split in ("train", "val"):
+        for part in (f"synthesis/{split}_synthesis.jsonl", f"embeddings/{split}_embeddings.safetensors"):
+            (data / "elm" / part).parent.mkdir(parents=True, exist_ok=True)
+            (data / "elm" / part).write_bytes(b"")
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "1000000")
+    get_settings.cache_clear()
+
+
 def test_an_elm_adapter_on_a_pretrained_lm_over_the_parameter_budget_is_a_422_naming_the_field_and_count(
     client: TestClient, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -451,19 +467,7 @@ def test_an_elm_adapter_on_a_pretrained_lm_over_the_parameter_budget_is_a_422_na
     num_prefix_tokens x the LM's width x (embedding_dim + hidden_dim). It is now counted at submit with the
     width the LM's files give (config.json's hidden_size, the GGUF header's embedding_length: no torch);
     the pretrained LM itself stays unbounded."""
-    data = tldrlab_home / "data"
-    llama = data / "llama"
-    llama.mkdir(parents=True)
-    # a Llama-style causal LM as its config.json names it (no weights: the submit reads only this)
-    (llama / "config.json").write_text(
-        json.dumps({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 64})
-    )
-    for split in ("train", "val"):  # a prepared ELM layout's files (what elm_train checks at submit)
-        for part in (f"synthesis/{split}_synthesis.jsonl", f"embeddings/{split}_embeddings.safetensors"):
-            (data / "elm" / part).parent.mkdir(parents=True, exist_ok=True)
-            (data / "elm" / part).write_bytes(b"")
-    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "1000000")
-    get_settings.cache_clear()
+    _tiny_llama_and_prepared_elm_data(tldrlab_home / "data", monkeypatch)
     model = {"lm": "llama", "freeze_lm": True, "num_prefix_tokens": 256, "hidden_dim": 512}
     body = _refused(client, "elm_train", {"data": "elm", "model": model})
     # 256 prefix vectors of 8 from 384-d embeddings: direct 788,480 + MLP 1,247,744 + drift head 3,456
@@ -481,3 +485,31 @@ def test_an_elm_adapter_on_a_pretrained_lm_over_the_parameter_budget_is_a_422_na
     model["num_prefix_tokens"] = 8  # 258,048 parameters; the LM's own are not counted
     accepted = client.post("/runs", json={"kind": "elm_train", "config": {"data": "elm", "model": model}})
     assert accepted.status_code == 202, accepted.text
+
+
+def test_an_elm_search_whose_largest_adapter_is_over_the_parameter_budget_is_a_422_naming_hidden_dims(
+    client: TestClient, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An elm_optimize submit counted its base config's hidden_dim, which no trial trains (each overrides it
+    with one of `hidden_dims`), so a search whose largest adapter was over the budget began its study and
+    its trials failed when they ran. The largest adapter the search can pick is now counted at submit."""
+    _tiny_llama_and_prepared_elm_data(tldrlab_home / "data", monkeypatch)
+    base = {"data": "elm", "model": {"lm": "llama", "freeze_lm": True}}
+    body = _refused(client, "elm_optimize", {"base": base, "hidden_dims": [64, 4096]})
+    # 8 prefix vectors of 8 from 384-d embeddings at hidden_dim 4096: direct 24,640 + MLP 1,839,168 + 3,456
+    assert body["errors"][0]["loc"] == ["hidden_dims"]
+    assert body["message"] == (
+        "hidden_dims: 1,867,264 parameters (1.87e+06), above the limit of "
+        "1,000,000 (TLDRLAB_MAX_MODEL_PARAMETERS) (the adapter and drift head with hidden_dim 4096, the "
+        "largest the search tries, on the pretrained LM llama, which is 8 wide: hidden_size in "
+        "llama/config.json; the LM's own parameters are not counted)"
+    )
+    # every trial over (even the smallest searched hidden_dim): refused where the base makes it so
+    many = {**base, "model": {**base["model"], "num_prefix_tokens": 256}}
+    body = _refused(client, "elm_optimize", {"base": many, "hidden_dims": [512, 1024]})
+    assert body["errors"][0]["loc"] == ["base", "model", "num_prefix_tokens"]
+    assert open_registry().list() == []
+    accepted = client.post(
+        "/runs", json={"kind": "elm_optimize", "config": {"base": base, "hidden_dims": [64, 2048]}}
+    )
+    assert accepted.status_code == 202, accepted.text  # 947,712 at hidden_dim 2048

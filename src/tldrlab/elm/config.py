@@ -419,6 +419,10 @@ class ElmT5CompareConfig(BaseModel):
     """Seed of the data split and both models' initialisation."""
 
 
+SEARCHED_HIDDEN_DIMS = [128, 256, 512]
+"""The adapter widths an `elm_optimize` searches when its `hidden_dims` does not name them."""
+
+
 class ElmOptimizeConfig(BaseModel):
     """Kind `elm_optimize`: Bayesian search (TPE, median pruning) of the adapter's settings for the
     BERTScore composite; every trial is an `elm_train` run."""
@@ -443,6 +447,10 @@ class ElmOptimizeConfig(BaseModel):
     """Seed of the sampler (None: unseeded)."""
     quiet: bool = False
     """No progress bars or run logs inside trials."""
+
+    def searched_hidden_dims(self) -> list[int]:
+        """The adapter widths the trials search (`hidden_dims`, or the default search's)."""
+        return list(self.hidden_dims or SEARCHED_HIDDEN_DIMS)
 
 
 COMPARE_SYSTEMS = ["zero_shot", "finetune", "elm", "elm_lora"]

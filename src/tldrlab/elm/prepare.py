@@ -169,9 +169,11 @@ def check_prepared(config: ElmTrainConfig) -> None:
 
 def check_optimize_prepared(config: ElmOptimizeConfig) -> None:
     """Kind `elm_optimize`'s check before a run is created (command line and API alike): the data its trials
-    train on is a prepared directory, their LM one they can build (`check_elm_lm`)."""
+    train on is a prepared directory, their LM one they can build (`check_elm_lm`), and the largest adapter
+    the search can pick (the largest of `hidden_dims`: every trial overrides the base's hidden_dim) fits the
+    parameter budget, so a study is not begun whose trials fail one by one when they run."""
     require_prepared(config.base.data)
-    check_elm_lm(config.base.model, ("base", "model"))
+    check_elm_lm(config.base.model, ("base", "model"), searched_hidden_dims=config.searched_hidden_dims())
 
 
 def check_compare_lm(config: ElmLMCompareConfig) -> None:
@@ -189,7 +191,13 @@ def check_compare_lm(config: ElmLMCompareConfig) -> None:
     check_elm_lm(elm, (), adapter=bool({"elm", "elm_lora"} & set(config.systems)))
 
 
-def check_elm_lm(model: ElmModelConfig, field: tuple[str, ...], *, adapter: bool = True) -> None:
+def check_elm_lm(
+    model: ElmModelConfig,
+    field: tuple[str, ...],
+    *,
+    adapter: bool = True,
+    searched_hidden_dims: list[int] | None = None,
+) -> None:
     """The ELM's pretrained LM (`model.lm`, with LoRA of `model.lora_rank`: the settings at the config's
     `field`), checked before a run exists by the functions the run's build uses (`models.causal_lm`): a
     causal LM (`check_causal_lm_model`; a T5 failed once the run loaded it), and with `lora_rank` one with
@@ -200,7 +208,9 @@ def check_elm_lm(model: ElmModelConfig, field: tuple[str, ...], *, adapter: bool
     functions. Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`).
 
     With `adapter` (the run builds one), what the run allocates and trains besides the pretrained LM (not
-    bounded) fits the parameter budget too (`check_adapter_budget`)."""
+    bounded) fits the parameter budget too (`check_adapter_budget`). With `searched_hidden_dims` (an
+    `elm_optimize`'s, which replace `model.hidden_dim` in every trial), counted at the smallest of them
+    (over: every trial is, refused at `num_prefix_tokens`) and at the largest (refused at `hidden_dims`)."""
     if model.lm == "scratch":
         return
     try:
@@ -218,18 +228,40 @@ def check_elm_lm(model: ElmModelConfig, field: tuple[str, ...], *, adapter: bool
             lora = lora_parameter_count(meta, settings)
         except ConfigError as exc:
             raise InvalidConfigError.at((*field, "lora_rank"), exc.message) from None
-    if adapter:
+    if not adapter:
+        return
+    if searched_hidden_dims is None:
         check_adapter_budget(model, resolved, lora, field)
+        return
+    smallest, largest = min(searched_hidden_dims), max(searched_hidden_dims)
+    check_adapter_budget(model.model_copy(update={"hidden_dim": smallest}), resolved, lora, field)
+    check_adapter_budget(
+        model.model_copy(update={"hidden_dim": largest}),
+        resolved,
+        lora,
+        field,
+        at=("hidden_dims",),
+        searched=f"hidden_dim {largest}, the largest the search tries",
+    )
 
 
-def check_adapter_budget(model: ElmModelConfig, lm: ResolvedModel, lora: int, field: tuple[str, ...]) -> None:
+def check_adapter_budget(
+    model: ElmModelConfig,
+    lm: ResolvedModel,
+    lora: int,
+    field: tuple[str, ...],
+    *,
+    at: tuple[str, ...] | None = None,
+    searched: str = "",
+) -> None:
     """The adapter and drift head an ELM builds on the pretrained LM `lm` (`adapter_parameter_count`, with
     the configured embedding_dim and the LM's width as its files give it, `model_width`: no torch), and its
     `lora` LoRA parameters, fit the parameter budget: they grow with num_prefix_tokens x the LM's width x
     (embedding_dim + hidden_dim), hundreds of millions of parameters on a 576-wide LM at 256 prefix tokens.
     The LM itself is a pretrained checkpoint, not bounded. InvalidConfigError at `num_prefix_tokens` under
-    `field`, saying where the width came from; an LM whose files do not give its width is left to the run,
-    which counts again with the LM it loaded (`tldrlab.elm.train.check_adapter_budget_as_read`)."""
+    `field` (or at `at`, a searched setting's field, with `searched` saying which value was counted), saying
+    where the width came from; an LM whose files do not give its width is left to the run, which counts
+    again with the LM it loaded (`tldrlab.elm.train.check_adapter_budget_as_read`)."""
     if (found := model_width(lm)) is None:
         return
     width, key = found
@@ -238,8 +270,9 @@ def check_adapter_budget(model: ElmModelConfig, lm: ResolvedModel, lora: int, fi
         return
     where = f"{lm.path}'s header" if lm.kind == "gguf" else f"{lm.path / 'config.json'}"
     parts = "the adapter and drift head" + (f" and {lora:,} LoRA parameters" if lora else "")
+    parts += f" with {searched}," if searched else ""
     raise InvalidConfigError.at(
-        (*field, "num_prefix_tokens"),
+        at or (*field, "num_prefix_tokens"),
         f"{reason} ({parts} on the pretrained LM {model.lm}, which is {width} wide: {key} in {where}; "
         "the LM's own parameters are not counted)",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tldrlab.elm.config import ElmOptimizeConfig
+from tldrlab.elm.config import SEARCHED_HIDDEN_DIMS, ElmOptimizeConfig
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.storage import check_study, study_name
 
@@ -18,7 +18,7 @@ OBJECTIVE = "bertscore_composite"
 
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "train.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 5e-3},
-    "model.hidden_dim": {"values": [128, 256, 512]},
+    "model.hidden_dim": {"values": list(SEARCHED_HIDDEN_DIMS)},
     "model.dropout": {"distribution": "uniform", "min": 0.0, "max": 0.3},
     "model.residual_scale": {"distribution": "uniform", "min": 0.05, "max": 0.5},
     "loss.contrastive_weight": {"distribution": "uniform", "min": 0.0, "max": 0.1},
