@@ -92,13 +92,23 @@ class ReadDimension:
     4096 dimensions"."""
 
 
-def within_budget_as_read(count: int | None, dimensions: list[ReadDimension]) -> None:
+def within_budget_as_read(
+    count: int | None,
+    dimensions: list[ReadDimension],
+    *,
+    unchanged: list[tuple[tuple[str, ...], str]] | None = None,
+) -> None:
     """InvalidConfigError when a model of `count` parameters, counted with the `dimensions` its run read from
     its data, is over the budget (None: not bounded), before the run allocates it: the config was within the
     budget as validated, so the refusal names each field whose data made the model bigger than counted (all
     of `dimensions` when none did), worded as the validation words a field, with where its value came from:
-    `model_settings.dim: 1,600,000 parameters (...), above the limit of ... (dim comes from ...)`."""
+    `model_settings.dim: 1,600,000 parameters (...), above the limit of ... (dim comes from ...)`.
+
+    `unchanged` (each a field's path and what its value adds) names the fields that make the count when no
+    dimension grew, instead of all of `dimensions`: a config whose own settings were not counted as such at
+    validation (an `elm_optimize` trial's searched hidden_dim) is too big because of them, not its data."""
     if count is None or (reason := over_budget(count)) is None:
         return
-    grown = [dimension for dimension in dimensions if dimension.value > dimension.counted] or dimensions
-    raise InvalidConfigError.at_fields((d.loc, f"{reason} ({d.source})") for d in grown)
+    grown = [(d.loc, d.source) for d in dimensions if d.value > d.counted]
+    named = grown or unchanged or [(d.loc, d.source) for d in dimensions]
+    raise InvalidConfigError.at_fields((loc, f"{reason} ({note})") for loc, note in named)

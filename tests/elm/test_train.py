@@ -427,3 +427,45 @@ def test_an_adapter_its_data_makes_bigger_than_the_budget_on_a_pretrained_lm_fai
     failed = open_registry().get(created.id)
     assert (failed.status.value, failed.error_code) == ("failed", "invalid_config")
     assert "ELM: " not in (Path(failed.run_dir) / "log.jsonl").read_text()
+
+
+def test_an_adapter_over_the_budget_by_its_own_hidden_dim_at_run_time_is_refused_naming_hidden_dim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run-time count named model.embedding_dim and model.lm when neither had grown past what the submit
+    counted, though what made the adapter too big was its own hidden_dim (an elm_optimize trial's searched
+    width, which its submit counted only as the largest of the search). It now names the adapter's settings
+    with their values; a grown data dimension is still named as before."""
+    from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+    from tldrlab.config import get_settings
+    from tldrlab.elm.train import check_adapter_budget_as_read
+
+    tokenizer = tiny_chat_tokenizer()
+    llama = tiny_llama(tokenizer)  # 32 wide, as its saved config.json says
+    lm = save_tiny_model(llama, tokenizer, tmp_path / "llama")
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "1000000")
+    get_settings.cache_clear()
+    config = ElmTrainConfig.model_validate(
+        {"data": str(tmp_path / "data"), "model": {"lm": str(lm), "num_prefix_tokens": 1, "hidden_dim": 4096}}
+    )
+    # 384-d embeddings as configured, 1 prefix vector of 32: 25,024 + 417 x 4096
+    with pytest.raises(InvalidConfigError) as refused:
+        check_adapter_budget_as_read(config, config.model, llama)
+    assert [error["loc"] for error in refused.value.details["errors"]] == [
+        ["model", "hidden_dim"],
+        ["model", "num_prefix_tokens"],
+    ]
+    message = refused.value.message
+    assert message.startswith(
+        "model.hidden_dim: 1,733,056 parameters (1.73e+06), above the limit of 1,000,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (hidden_dim 4096: the adapter MLP's width; the adapter and drift "
+        f"head on the LM {lm}, which is 32 wide, from 384-d embeddings; the LM's own parameters are not "
+        "counted)"
+    ), message
+    assert "num_prefix_tokens 1: prefix vectors per document" in message
+    assert "embedding_dim" not in message and "model.lm" not in message
+    # the data's embeddings grew past the configured 384: that is what is named, as before
+    small = config.model.model_copy(update={"hidden_dim": 4, "embedding_dim": 40_000})
+    with pytest.raises(InvalidConfigError) as refused:
+        check_adapter_budget_as_read(config, small, llama)
+    assert [error["loc"] for error in refused.value.details["errors"]] == [["model", "embedding_dim"]]
