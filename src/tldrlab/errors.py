@@ -269,6 +269,12 @@ def error_chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+POSTGRES_DISK_FULL = "53100"
+"""PostgreSQL's SQLSTATE disk_full: the server could not extend one of the database's files ("could not extend
+file ...: No space left on device"), its data directory's disk or its tablespace's being full. The server
+undoes the transaction it was in, so the database keeps everything committed before it."""
+
+
 def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
     """Which WriteRefusedError `exc`, or an error it was raised from or while handling, is: an OSError's
     errno (ENOSPC, EDQUOT, EFBIG, EROFS), SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
@@ -280,7 +286,10 @@ def refused_write(exc: BaseException) -> type[WriteRefusedError] | None:
             return type(current)
         if isinstance(current, OSError) and current.errno in _REFUSED:
             return _REFUSED[current.errno]
-        if getattr(current, "sqlite_errorcode", None) == 13 or getattr(current, "sqlstate", None) == "53100":
+        if (
+            getattr(current, "sqlite_errorcode", None) == 13
+            or getattr(current, "sqlstate", None) == POSTGRES_DISK_FULL
+        ):
             return DiskFullError  # 13: SQLITE_FULL
         text = str(current)
         for words, kind in _REFUSED_TEXTS:

@@ -79,6 +79,11 @@ def elm_data_files(config: ElmTrainConfig, recorded: Sequence[Path] = ()) -> lis
     ]
 
 
+def _embeddings_source(embeddings: Path, dim: int) -> str:
+    """Where a run's embedding_dim comes from, for a budget refusal naming `model.embedding_dim`."""
+    return f"embedding_dim comes from the prepared embeddings {embeddings}, which have {dim} dimensions"
+
+
 def check_budget_as_read(config: ElmTrainConfig, model_config: ElmModelConfig, tokenizer: Any) -> None:
     """lm=scratch: the ELM of `model_config` (the config's, with its data's embedding_dim) over `tokenizer`
     fits the parameter budget, counted as ElmTrainConfig's validation counts it with the configured
@@ -91,9 +96,7 @@ def check_budget_as_read(config: ElmTrainConfig, model_config: ElmModelConfig, t
     dim, tokens = model_config.embedding_dim, len(tokenizer)
     embeddings = embeddings_path(Path(config.data), "train")
     whose = f"the tokenizer {config.tokenizer}" if config.tokenizer else "the tokenizer the run trained"
-    from_embeddings = (
-        f"embedding_dim comes from the prepared embeddings {embeddings}, which have {dim} dimensions"
-    )
+    from_embeddings = _embeddings_source(embeddings, dim)
     from_tokenizer = f"vocab_size comes from {whose}, which has {tokens:,} tokens"
     dimensions = [
         ReadDimension(("model", "embedding_dim"), config.model.embedding_dim, dim, from_embeddings),
@@ -126,7 +129,7 @@ def check_adapter_budget_as_read(config: ElmTrainConfig, model_config: ElmModelC
             ("model", "embedding_dim"),
             config.model.embedding_dim,
             dim,
-            f"embedding_dim comes from the prepared embeddings {embeddings}, which have {dim} dimensions",
+            _embeddings_source(embeddings, dim),
         ),
         ReadDimension(
             ("model", "lm"),

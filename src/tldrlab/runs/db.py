@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from tldrlab.errors import (
+    POSTGRES_DISK_FULL,
     ConfigError,
     DiskFullError,
     FileTooLargeError,
@@ -101,12 +102,6 @@ def sqlite_refusal(
     error = kind.writing(f"{doing} the database {path}", then)
     error.details["public_message"] = kind.for_clients()  # an API client is told no server path
     return error
-
-
-POSTGRES_DISK_FULL = "53100"
-"""PostgreSQL's SQLSTATE disk_full: the server could not extend one of the database's files ("could not extend
-file ...: No space left on device"), its data directory's disk or its tablespace's being full. The server
-undoes the transaction it was in, so the database keeps everything committed before it."""
 
 
 def postgres_refusal(
