@@ -45,6 +45,54 @@ def test_elm_compare_passes_its_settings_through(tmp_path: Path, capsys: pytest.
     assert code == NotFoundError.exit_code and f"data not found: {missing}" in err
 
 
+OVER = "above the limit of 700,000 (TLDRLAB_MAX_MODEL_PARAMETERS)"
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        # the default ELM: its adapter (8 prefix vectors of 64 from 384-d embeddings) is the bigger part
+        (
+            [],
+            f"hidden_dim: 824,704 parameters (8.25e+05), {OVER} (the ELM: GPT-2 tiny from scratch, 372,480, "
+            "and its adapter and drift head with hidden_dim 256, 452,224)",
+        ),
+        (
+            ["--hidden-dim", "8", "--lm-size", "mini"],
+            f"lm_size: 1,826,952 parameters (1.83e+06), {OVER} (the ELM: GPT-2 mini from scratch, 1,370,880, "
+            "and its adapter and drift head with hidden_dim 8, 456,072)",
+        ),
+        # the ELM fits (602,248): the T5, which compare reached only after the ELM's whole training
+        (
+            ["--hidden-dim", "8", "--t5-size", "small"],
+            f"t5_size: 8,369,920 parameters (8.37e+06), {OVER} (the T5 small from scratch, over a BPE of "
+            "4,000 tokens)",
+        ),
+    ],
+)
+def test_elm_compare_over_the_parameter_budget_is_refused_before_anything_runs(
+    options: list[str],
+    problem: str,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`elm compare` built its two models' run configs only when it reached each, so a model over the
+    parameter budget failed with a pydantic traceback after embedding every document (the T5 after the
+    ELM's whole training). Its options are now refused first, naming the setting that makes the model."""
+    from tldrlab.config import get_settings
+
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "700000")
+    get_settings.cache_clear()
+    data, out = shared_data / "debian_descriptions", tmp_path / "out"
+    argv = ["elm", "compare", "--data", str(data), "--out", str(out), "--limit", "48", "--eval-limit", "2"]
+    code, printed, err = run_captured([*argv, "--minutes", "0.01", *options], capsys)
+    refusal = f"error [invalid_config] invalid compare options: {problem}"
+    assert (code, printed, err.strip()) == (2, "", refusal)
+    assert not out.exists() and open_registry().list() == []  # nothing embedded, no run started
+
+
 HELP = {
     ("lvm", "generate"): ["The trained LVM: an lvm_train run id", "--steps", "[default: 1; >= 1, <= 100]"],
     ("lvm", "tmd"): ["--missing / --no-missing", "Only concepts without TMD labels yet."],

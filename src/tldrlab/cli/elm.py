@@ -46,8 +46,7 @@ def compare_command(config: Any) -> None:
 
     Example: tldrlab elm compare --data ../shared/data/debian_descriptions --minutes 10
     """
-    settings = config.model_dump(exclude={"data", "out", "threads"})
-    rows = compare_elm_t5(config.data, config.out, **settings, threads=config.threads or None, echo=print)
+    rows = compare_elm_t5(config, echo=print)
     written = f"written: {Path(config.out) / 'comparison.md'}, {Path(config.out) / 'comparison.png'}"
     print_report(Report([markdown_table(rows), written]))
 

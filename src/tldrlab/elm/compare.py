@@ -1,6 +1,7 @@
 """`tldrlab elm compare`: the ELM adapter vs a from-scratch T5, same data, same CPU time budget, one table.
 
-    rows = compare_elm_t5("../shared/data/debian_descriptions", "out/compare", minutes=10, limit=4000)
+    config = ElmT5CompareConfig(data="../shared/data/debian_descriptions", out="out/compare", minutes=10)
+    rows = compare_elm_t5(config)
 
 1. `prepare_dataset` embeds the documents (MiniLM) into the ELM layout (train / val / test);
 2. the ELM (adapter + a GPT-2 trained from scratch by tldrlab) trains through tldrlab's loop for `minutes`;
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tldrlab.elm.config import ElmT5CompareConfig
 from tldrlab.elm.evaluate import predict_split, summary_quality
 from tldrlab.errors import NotFoundError
 from tldrlab.evaluate.config import GenerateOptions
@@ -34,103 +36,59 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _train_elm(
-    data_dir: Path, minutes: float, lm_size: str, hidden_dim: int, seed: int, eval_every: int
-) -> tuple[str, Any]:
+def _train_elm(config: ElmT5CompareConfig) -> tuple[str, Any]:
     # lazy: loads numpy, torch (this module stays light without them)
     from tldrlab.elm.model import load_elm
     from tldrlab.elm.train import ElmTrainConfig, run_elm_training
 
-    config = ElmTrainConfig.model_validate(
-        {
-            "data": str(data_dir),
-            "model": {"lm": "scratch", "lm_size": lm_size, "hidden_dim": hidden_dim, "num_prefix_tokens": 8},
-            "max_steps": 1_000_000,
-            "eval_interval": eval_every,
-            "eval_samples": 0,
-            "use_bertscore": False,
-            "train": {
-                "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "lr_schedule": "constant",
-                "best_metric": "eval_loss", "best_mode": "min", "early_stopping_patience": None,
-                "max_minutes": minutes, "checkpoint_every": eval_every, "seed": seed,
-            },
-        }
-    )  # fmt: skip
-    with start_run("elm_train", config, seed=seed, tags={"compare": "elm"}) as run:
-        result = run_elm_training(run, config)
+    train = ElmTrainConfig.model_validate(config.elm_train_config())
+    with start_run("elm_train", train, seed=config.seed, tags={"compare": "elm"}) as run:
+        result = run_elm_training(run, train)
     return run.id, (load_elm(run.id), result)
 
 
-def _train_t5(
-    source: Path, limit: int | None, minutes: float, size: str, seed: int, eval_every: int
-) -> tuple[str, Any]:
+def _train_t5(config: ElmT5CompareConfig) -> tuple[str, Any]:
     # lazy: loads numpy, torch (this module stays light without them)
     from tldrlab.models import load_model
     from tldrlab.train.jobs import run_training
 
-    job = TrainJobConfig.model_validate(
-        {
-            "model": "t5",
-            "model_settings": {"size": size},
-            "data": {"path": str(source), "limit": limit, "max_target_len": 48, "max_source_len": 256},
-            "tokenizer": {"method": "bpe", "vocab_size": 4000},
-            "train": {
-                "max_steps": 1_000_000, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50,
-                "lr_schedule": "constant", "eval_every": eval_every, "checkpoint_every": eval_every,
-                "max_minutes": minutes, "seed": seed,
-            },
-        }
-    )  # fmt: skip
-    with start_run("train", job, seed=seed, tags={"compare": "t5"}) as run:
+    job = TrainJobConfig.model_validate(config.t5_train_config())
+    with start_run("train", job, seed=config.seed, tags={"compare": "t5"}) as run:
         result = run_training(run, job)
     return run.id, (load_model(run.dir / "model"), result)
 
 
-def compare_elm_t5(
-    data: Path | str,
-    out_dir: Path | str,
-    *,
-    minutes: float = 10.0,
-    limit: int | None = 4000,
-    eval_limit: int = 200,
-    lm_size: str = "tiny",
-    hidden_dim: int = 256,
-    t5_size: str = "tiny",
-    seed: int = 0,
-    eval_every: int = 200,
-    threads: int | None = 1,
-    echo: Any = print,
-) -> list[dict[str, Any]]:
+def compare_elm_t5(config: ElmT5CompareConfig, echo: Any = print) -> list[dict[str, Any]]:
     """Train both within the budget and score them on the same test documents; returns the table rows.
 
-    `threads` sets torch's CPU threads for both (1 by default: tiny models on a shared machine run fastest
-    on one thread; None keeps torch's default).
+    `config.threads` sets torch's CPU threads for both (1 by default: tiny models on a shared machine run
+    fastest on one thread; 0 keeps torch's default). Both models' configs, and so their sizes against the
+    parameter budget, were checked when `config` was validated.
     """
     import torch
 
-    data, out = Path(data), Path(out_dir)
+    data, out = Path(config.data), Path(config.out)
+    minutes, lm_size, t5_size = config.minutes, config.lm_size, config.t5_size
     if not data.exists():  # before anything changes in this process
         raise NotFoundError(f"data not found: {data}")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if config.threads:
+        torch.set_num_threads(config.threads)
 
     # lazy: loads torch (this module stays light without it)
     from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
     from tldrlab.evaluate.generate import generate
     from tldrlab.models.registry import count_parameters
 
-    elm_data = out / "elm_data"
+    elm_data = config.prepared_data()
     if not has_layout(elm_data):
         echo(f"embedding documents of {data} into {elm_data}")
-        prepare_dataset(data, elm_data, limit=limit, eval_limit=eval_limit, seed=seed)
+        prepare_dataset(data, elm_data, limit=config.limit, eval_limit=config.eval_limit, seed=config.seed)
     test = load_split(elm_data, "test")
     refs = [str(r["target_text"]) for r in test.records]
 
     rows: list[dict[str, Any]] = []
     echo(f"training the ELM (GPT-2 {lm_size} from scratch) for {minutes} min")
-    elm_run, ((elm, elm_tok), elm_result) = _train_elm(
-        elm_data, minutes, lm_size, hidden_dim, seed, eval_every
-    )
+    elm_run, ((elm, elm_tok), elm_result) = _train_elm(config)
     started = time.perf_counter()
     elm_preds = [p["prediction"] for p in predict_split(elm, elm_tok, test.records, test.embeddings)]
     elm_seconds = time.perf_counter() - started
@@ -145,7 +103,7 @@ def compare_elm_t5(
         }
     )
     echo(f"training T5 {t5_size} from scratch for {minutes} min")
-    t5_run, ((t5, t5_tok, _), t5_result) = _train_t5(data, limit, minutes, t5_size, seed, eval_every)
+    t5_run, ((t5, t5_tok, _), t5_result) = _train_t5(config)
     started = time.perf_counter()
     options = GenerateOptions(temperature=0.0, max_new_tokens=48, max_input_tokens=256)
     with torch.no_grad():
@@ -169,8 +127,8 @@ def compare_elm_t5(
         for r, ref, e, t in zip(test.records, refs, elm_preds, t5_preds, strict=True)
     ]
     setup = {
-        "data": str(data), "minutes": minutes, "limit": limit, "test_documents": len(refs),
-        "threads": torch.get_num_threads(), "lm_size": lm_size, "t5_size": t5_size, "seed": seed,
+        "data": str(data), "minutes": minutes, "limit": config.limit, "test_documents": len(refs),
+        "threads": torch.get_num_threads(), "lm_size": lm_size, "t5_size": t5_size, "seed": config.seed,
     }  # fmt: skip
     write_report(out, rows, samples, setup)
     return rows

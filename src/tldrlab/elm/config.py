@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tldrlab.budget import field_error, field_errors, nested_errors, within_budget
+from tldrlab.budget import Loc, field_error, field_errors, nested_errors, within_budget
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import error_message
 from tldrlab.freeform import FreeForm
@@ -20,7 +21,7 @@ from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, ServerOnly, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MIN_VOCAB_SIZES
-from tldrlab.train.config import MODEL_FAMILIES, TrainConfig
+from tldrlab.train.config import MODEL_FAMILIES, TrainConfig, TrainJobConfig
 
 DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
 """The default summary prompt; `{text}` is where the adapter's soft prefix goes."""
@@ -389,6 +390,13 @@ class ElmGenerateOptions(BaseModel):
     """Seed of the sampling."""
 
 
+COMPARE_VOCAB_SIZE = 4000
+"""The BPE vocabulary of both models `elm compare` trains (the ELM's GPT-2 and the T5)."""
+
+COMPARE_PREFIX_TOKENS = 8
+"""The soft prefix vectors per document of the ELM `elm compare` trains."""
+
+
 class ElmT5CompareConfig(BaseModel):
     """What `tldrlab elm compare` trains and scores: the ELM adapter vs a from-scratch T5 under the same CPU
     budget, on the same test documents."""
@@ -417,6 +425,90 @@ class ElmT5CompareConfig(BaseModel):
     """torch CPU threads for both models (0: torch's default)."""
     seed: Seed = 0
     """Seed of the data split and both models' initialisation."""
+
+    def prepared_data(self) -> Path:
+        """Where the documents are embedded into the ELM layout (reused when it already holds one)."""
+        return Path(self.out) / "elm_data"
+
+    def elm_train_config(self) -> dict[str, Any]:
+        """The `elm_train` config of the ELM it trains: an adapter on a GPT-2 `lm_size` from scratch, with
+        a BPE of COMPARE_VOCAB_SIZE tokens trained on the prepared training targets."""
+        return {
+            "data": str(self.prepared_data()),
+            "model": {"lm": "scratch", "lm_size": self.lm_size, "hidden_dim": self.hidden_dim,
+                      "num_prefix_tokens": COMPARE_PREFIX_TOKENS},
+            "vocab_size": COMPARE_VOCAB_SIZE,
+            "max_steps": 1_000_000,
+            "eval_interval": self.eval_every,
+            "eval_samples": 0,
+            "use_bertscore": False,
+            "train": {
+                "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "lr_schedule": "constant",
+                "best_metric": "eval_loss", "best_mode": "min", "early_stopping_patience": None,
+                "max_minutes": self.minutes, "checkpoint_every": self.eval_every, "seed": self.seed,
+            },
+        }  # fmt: skip
+
+    def t5_train_config(self) -> dict[str, Any]:
+        """The `train` config of the T5 it trains: `t5_size` from scratch, on the same training records, with
+        a BPE of COMPARE_VOCAB_SIZE tokens."""
+        return {
+            "model": "t5",
+            "model_settings": {"size": self.t5_size},
+            "data": {"path": self.data, "limit": self.limit, "max_target_len": 48, "max_source_len": 256},
+            "tokenizer": {"method": "bpe", "vocab_size": COMPARE_VOCAB_SIZE},
+            "train": {
+                "max_steps": 1_000_000, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50,
+                "lr_schedule": "constant", "eval_every": self.eval_every, "checkpoint_every": self.eval_every,
+                "max_minutes": self.minutes, "seed": self.seed,
+            },
+        }  # fmt: skip
+
+    @model_validator(mode="after")
+    def _models_fit(self) -> ElmT5CompareConfig:
+        """Both models' run configs are valid, their sizes within the parameter budget included (counted by
+        their own validators, ElmTrainConfig's and TrainJobConfig's), before anything runs: a model over the
+        budget (or a size its family does not have) was refused only once the comparison reached it, after
+        embedding every document (the T5 after the ELM's whole training), with a traceback. Each refusal
+        names the setting here that decides it."""
+        problems: list[tuple[Loc, str]] = []
+        try:
+            ElmTrainConfig.model_validate(self.elm_train_config())
+        except ValidationError as exc:
+            problems += [self._elm_problem(error) for error in exc.errors()]
+        try:
+            TrainJobConfig.model_validate(self.t5_train_config())
+        except ValidationError as exc:
+            for error in exc.errors():
+                note = ""
+                if error["loc"] == ("model_settings",):  # the budget, counted over the whole T5
+                    note = (
+                        f" (the T5 {self.t5_size} from scratch, over a BPE of {COMPARE_VOCAB_SIZE:,} tokens)"
+                    )
+                problems.append((("t5_size",), error_message(error) + note))
+        if problems:
+            raise field_errors(type(self).__name__, problems)
+        return self
+
+    def _elm_problem(self, error: Any) -> tuple[Loc, str]:
+        """An error of the ELM's run config, at the setting here that decides it: over the budget (counted
+        over the whole model, GPT-2 and adapter), the one of lm_size and hidden_dim whose part is bigger."""
+        loc, message = tuple(error["loc"]), error_message(error)
+        if loc == ("model", "hidden_dim"):
+            return ("hidden_dim",), message
+        if loc != ("model",):
+            return ("lm_size",), message
+        # the two parts ElmTrainConfig's count (`scratch_parameter_count`) adds up
+        elm = ElmModelConfig.model_validate(self.elm_train_config()["model"])
+        gpt2 = load_target(MODEL_FAMILIES)["gpt2"]
+        lm_config = gpt2.config_cls(size=self.lm_size)
+        lm = gpt2.parameter_count(lm_config, COMPARE_VOCAB_SIZE) or 0
+        adapter = adapter_parameter_count(elm, lm_config.dims()["n_embd"])
+        parts = (
+            f"the ELM: GPT-2 {self.lm_size} from scratch, {lm:,}, and its adapter and drift head with "
+            f"hidden_dim {self.hidden_dim}, {adapter:,}"
+        )
+        return ("hidden_dim",) if adapter > lm else ("lm_size",), f"{message} ({parts})"
 
 
 SEARCHED_HIDDEN_DIMS = [128, 256, 512]
