@@ -10,7 +10,8 @@ psycopg's traceback.
 The full disk is a real one: the database's tables are on a tmpfs tablespace (conftest's
 `small_disk_postgres`), cut to what its files take once the earlier rows are written, so the next write that
 needs a page more is refused; PostgreSQL undoes that transaction alone, and once space is freed the same
-write succeeds beside the earlier rows.
+write succeeds beside the earlier rows. A write the server makes at the COMMIT (a deferred constraint
+trigger's) is refused with the same line as a statement's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tldrlab.digest.ingest import ingest_path, open_sentence_store
 from tldrlab.errors import DiskFullError
 from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store
 from tldrlab.runs import RunStatus, open_registry, start_run
+from tldrlab.runs.db import connect
 from tldrlab.samples import sample_path
 from tldrlab.service.app import create_app
 
@@ -249,3 +251,47 @@ def test_a_concept_store_write_on_a_full_postgres_disk_names_the_database(
         assert store.sources() == {"wiki": 203}
     finally:
         store.close()
+
+
+def test_a_write_postgres_refuses_at_commit_names_the_database_and_keeps_what_was_committed(
+    small_disk_postgres: tuple[str, Path],
+) -> None:
+    # a write deferred to the COMMIT (here a deferred constraint trigger's) is refused after every statement
+    # of the transaction succeeded: the COMMIT's refusal is the same line as a statement's
+    url, mount = small_disk_postgres
+    resize_tmpfs(mount, ROOM)
+    db = connect(url)
+    try:
+        db.execute("CREATE TABLE posts (id integer PRIMARY KEY)")
+        db.execute("CREATE TABLE post_audit (post_id integer, snapshot text)")
+        # 128 KB of random hex each (too random to compress), past the free room of any page written before
+        db.execute(
+            "CREATE FUNCTION audit_post() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO post_audit SELECT NEW.id, string_agg(md5(random()::text), '') "
+            "FROM generate_series(1, 4000); RETURN NULL; END $$"
+        )
+        db.execute(
+            "CREATE CONSTRAINT TRIGGER audit_post_at_commit AFTER INSERT ON posts "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_post()"
+        )
+        with db.transaction():
+            db.execute("INSERT INTO posts VALUES (1)")
+        _fill(mount)
+
+        statements_done = False
+        with pytest.raises(DiskFullError) as refused, db.transaction():
+            db.execute("INSERT INTO posts VALUES (2)")  # a row on the page posts has: not refused here
+            statements_done = True
+        assert statements_done  # the refusal came at the COMMIT
+        assert refused.value.message == _refusal_words(url)
+        assert refused.value.details["public_message"] == DiskFullError.for_clients()
+        assert [r["id"] for r in db.query("SELECT id FROM posts")] == [1]  # the refused transaction undone
+        assert [r["post_id"] for r in db.query("SELECT post_id FROM post_audit")] == [1]
+
+        resize_tmpfs(mount, ROOM)  # what the message says to do does it, on the same connection
+        with db.transaction():
+            db.execute("INSERT INTO posts VALUES (2)")
+        assert [r["id"] for r in db.query("SELECT id FROM posts ORDER BY id")] == [1, 2]
+        assert [r["post_id"] for r in db.query("SELECT post_id FROM post_audit ORDER BY post_id")] == [1, 2]
+    finally:
+        db.close()
