@@ -11,7 +11,8 @@ The full disk is a real one: the database's tables are on a tmpfs tablespace (co
 `small_disk_postgres`), cut to what its files take once the earlier rows are written, so the next write that
 needs a page more is refused; PostgreSQL undoes that transaction alone, and once space is freed the same
 write succeeds beside the earlier rows. A write the server makes at the COMMIT (a deferred constraint
-trigger's) is refused with the same line as a statement's.
+trigger's) is refused with the same line as a statement's, and a refused row of a pipelined insert
+(`executemany`) with that line alone, without psycopg's warning of the rows it skipped.
 """
 
 from __future__ import annotations
@@ -295,3 +296,23 @@ def test_a_write_postgres_refuses_at_commit_names_the_database_and_keeps_what_wa
         assert [r["post_id"] for r in db.query("SELECT post_id FROM post_audit ORDER BY post_id")] == [1, 2]
     finally:
         db.close()
+
+
+def test_a_refused_pipelined_insert_logs_nothing_beside_the_one_error(
+    postgres_home: tuple[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    # before: psycopg's executemany (a pipeline) logged "error ignored terminating <psycopg.Pipeline
+    # [INERROR, pipeline=ON] (user=... database=...) at 0x...>: pipeline aborted" beside the DiskFullError,
+    # on stderr of a program using tldrlab without a logging setup, in the log of one that has one
+    url, mount = postgres_home
+    store = open_concept_store()
+    try:
+        _article(store, "earlier", 3)
+        _fill(mount)
+        with caplog.at_level(logging.DEBUG), pytest.raises(DiskFullError) as refused:
+            _article(store, "refused", 200)  # one INSERT a concept, the first that needs a page refused
+        assert refused.value.message == _refusal_words(url)
+        assert [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert store.sources() == {"wiki": 3}
+    finally:
+        store.close()

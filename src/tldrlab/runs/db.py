@@ -15,6 +15,7 @@ so it keeps everything written before it.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import shutil
@@ -123,6 +124,26 @@ def _sqlite_files(path: Path) -> list[Path]:
     return [path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
+class _SkippedStatementsWarning(logging.Filter):
+    """Drops psycopg's warning on leaving a pipeline whose statement failed ("error ignored terminating
+    <psycopg.Pipeline [INERROR, pipeline=ON] (user=... database=...) at 0x...>: pipeline aborted").
+
+    psycopg's `executemany` sends its rows in a pipeline: when the server refuses one (a full disk), it skips
+    the rest, each answering PipelineAborted, which psycopg logs while the refused row's own error is raised
+    (worded here as one line naming the database). It says nothing that error does not, and reached a
+    program's stderr beside it (or its log, where it has a logging setup). The warning is logged only while
+    an error is raised out of the pipeline; any other error of leaving one is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from psycopg.errors import PipelineAborted
+
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, PipelineAborted) for arg in args)
+
+
+_SKIPPED_STATEMENTS_WARNING = _SkippedStatementsWarning()
+
+
 class Database:
     """A connection to SQLite or PostgreSQL with `?` placeholders; safe to share between threads."""
 
@@ -171,6 +192,7 @@ class Database:
         import psycopg
 
         dsn = self.url.replace("postgresql+psycopg://", "postgresql://")
+        logging.getLogger("psycopg").addFilter(_SKIPPED_STATEMENTS_WARNING)  # addFilter adds it once
         try:
             conn = psycopg.connect(dsn, autocommit=True)
             if self._lock_wait_s is not None:
