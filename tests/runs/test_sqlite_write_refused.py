@@ -5,6 +5,12 @@ goes through `runs.db.Database`). SQLite passes no errno on: the limit's EFBIG r
 full". Now it is the error any other refused write is (`error [file_too_large]`, exit 9; a 507 with its code),
 and what the database held before is still there.
 
+A write SQLite makes only at the COMMIT (a transaction's pages stay in its page cache until then, and the
+write-ahead log is written at the COMMIT) is refused with the same line as a statement's: SQLite undoes the
+transaction itself, the committed rows stay, the database stays whole and unlocked, and once the cause is
+fixed the same transaction commits on the same connection. A sentence store ingest on a full disk, refused
+there, is that one line too.
+
 The limit is a real one, set in a subprocess (`preexec_fn`, or `resource.setrlimit` in its script) as
 tests/runs/test_write_refused.py sets it: a write crossing it is cut at the limit, the next one fails.
 """
@@ -18,10 +24,15 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from mountutil import in_mount_namespace
-from tldrlab.runs import open_registry, start_run
+from tldrlab.digest.ingest import ingest_path
+from tldrlab.runs import RunStatus, open_registry, start_run
 from tldrlab.runs.datasets import open_datasets, register_dataset
+from tldrlab.samples import sample_path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 LIMIT = 40 * 1024
@@ -206,3 +217,140 @@ def test_a_registry_write_on_a_full_disk_is_one_line(tldrlab_home: Path, tmp_pat
     ), line
     assert done.stdout.splitlines()[-2:] == ["exit 9", "ok 1 1"], done.stdout
     _still_held(tldrlab_home, run_id, dataset_id)
+
+
+AT_COMMIT = """
+import json, os, resource, shutil, sqlite3, sys
+from pathlib import Path
+from tldrlab.errors import WriteRefusedError
+from tldrlab.runs.db import connect
+
+path, cause = Path(sys.argv[1]), sys.argv[2]
+wal = Path(f"{path}-wal")
+db = connect(f"sqlite:///{path}")
+db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+with db.transaction():  # the write-ahead log grows past the -shm file's 32 KiB
+    db.executemany("INSERT INTO t (v) VALUES (?)", [(b"earlier" * 2000,)] * 3)
+said = {"limit": None, "statement_changed": None, "written_before_commit": None, "refused": None}
+filler = path.parent / "filler"
+if cause == "disk_full":  # the disk holds what its files take now
+    with filler.open("wb") as f:
+        f.write(bytes(shutil.disk_usage(path.parent).free))
+else:  # the write-ahead log is as long as this process may write a file
+    said["limit"] = wal.stat().st_size
+    resource.setrlimit(resource.RLIMIT_FSIZE, (said["limit"], resource.RLIM_INFINITY))
+
+later = os.urandom(200_000)  # some 50 pages: in SQLite's page cache (2 MB) until the COMMIT
+wal_size = wal.stat().st_size
+try:
+    with db.transaction():
+        said["statement_changed"] = db.execute("INSERT INTO t (v) VALUES (?)", (later,))
+        said["written_before_commit"] = wal.stat().st_size - wal_size
+except WriteRefusedError as exc:
+    said["refused"] = [exc.code, exc.message]
+except Exception as exc:
+    said["refused"] = [type(exc).__name__, str(exc)]
+said["in_transaction"] = db.connection.in_transaction
+said["rows"] = [r["n"] for r in db.query("SELECT length(v) AS n FROM t ORDER BY id")]
+other = sqlite3.connect(path, timeout=0)  # no lock left held: another writer takes it at once
+other.execute("BEGIN IMMEDIATE")
+other.execute("ROLLBACK")
+said["integrity"] = other.execute("PRAGMA integrity_check").fetchone()[0]
+other.close()
+
+if cause == "disk_full":  # what the message says to do does it, on the same connection
+    filler.unlink()
+else:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+with db.transaction():
+    db.execute("INSERT INTO t (v) VALUES (?)", (later,))
+said["rows_then"] = [r["n"] for r in db.query("SELECT length(v) AS n FROM t ORDER BY id")]
+said["integrity_then"] = db.query_one("PRAGMA integrity_check")["integrity_check"]
+db.close()
+print(json.dumps(said))
+"""
+
+
+def _refused_at_commit(cause: str, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """AT_COMMIT run with its database on a small tmpfs it fills (disk_full) or under a file-size limit at
+    its write-ahead log's length (file_too_large): the database's path and what the script saw."""
+    script = tmp_path / "at_commit.py"
+    script.write_text(AT_COMMIT)
+    env = _env(tmp_path / "home")
+    if cause == "disk_full":
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        path = disk / "store.db"
+        command = f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} {script} {path} {cause}"
+        done = in_mount_namespace(command, env, timeout=60)
+    else:
+        path = tmp_path / "store.db"
+        command_line = [sys.executable, str(script), str(path), cause]
+        done = subprocess.run(command_line, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return path, json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("cause", ["disk_full", "file_too_large"])
+def test_a_write_sqlite_refuses_at_commit_names_the_database_and_keeps_what_was_committed(
+    cause: str, tmp_path: Path
+) -> None:
+    # the transaction's statement succeeded and wrote nothing: SQLite wrote its pages at the COMMIT, and
+    # refused there; it rolled the transaction back itself, so a ROLLBACK after it would fail ("cannot
+    # rollback - no transaction is active") in place of the refusal
+    path, said = _refused_at_commit(cause, tmp_path)
+    assert said["statement_changed"] == 1 and said["written_before_commit"] == 0, said
+    assert said["refused"] is not None, said
+    code, message = said["refused"]
+    assert code == cause, said
+    if cause == "disk_full":
+        assert message == (
+            f"no space left on device writing the database {path}: free some space, then try again (it keeps "
+            "what it held before)"
+        ), message
+    else:
+        assert message == (
+            f"file too large for this process's file-size limit ({said['limit']} bytes, `ulimit -f`) writing "
+            f"the database {path}: raise the limit (`ulimit -f unlimited`), then try again (it keeps what it "
+            "held before)"
+        ), message
+    earlier = [len(b"earlier" * 2000)] * 3
+    assert said["in_transaction"] is False and said["rows"] == earlier, said  # the refused one undone
+    assert said["integrity"] == "ok", said
+    assert said["rows_then"] == [*earlier, 200_000] and said["integrity_then"] == "ok", said
+
+
+def test_ingesting_into_a_sqlite_sentence_store_on_a_full_disk_is_one_line_and_the_run_fails(
+    tldrlab_home: Path, tmp_path: Path
+) -> None:
+    # the home's sentence store (<home>/store) on a small tmpfs, filled to some 64 KiB free (its -shm file
+    # and the store's opening take less): the ingest's thread write is refused, once its statements are done
+    first, second, _ = json.loads(sample_path("beer_threads").read_text(encoding="utf-8"))
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    ingest_path(tmp_path / "first.json", show_progress=False)
+    store = tldrlab_home / "store"
+    kept = tmp_path / "kept"
+    command = f"{sys.executable} -m tldrlab --quiet ingest {tmp_path}/second.json"
+    check = (
+        f"{sys.executable} -c \"import sqlite3; db = sqlite3.connect('{store}/sentences.db'); "
+        "print(db.execute('PRAGMA integrity_check').fetchone()[0], "
+        "db.execute('SELECT COUNT(*) FROM store_threads').fetchone()[0])\""
+    )
+    script = (
+        f"cp -a {store} {kept} && mount -t tmpfs -o size=2m tmpfs {store} && cp -a {kept}/. {store}/ && "
+        f"avail=$(df -k --output=avail {store} | tail -1) && "
+        f"dd if=/dev/zero of={store}/filler bs=1k count=$((avail - 64)) status=none; "
+        f"{command}; echo exit $?; {check}"
+    )
+    done = in_mount_namespace(script, _env(tldrlab_home), timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    said = (
+        f"no space left on device writing the database {store}/sentences.db: free some space, then try again "
+        "(it keeps what it held before)"
+    )
+    assert done.stderr.splitlines() == [f"error [disk_full] {said}"], done.stderr
+    assert done.stdout.splitlines()[-2:] == ["exit 9", "ok 1"], done.stdout  # whole, the first thread kept
+    (failed,) = [r for r in open_registry().list() if r.status is not RunStatus.COMPLETED]
+    assert failed.kind == "ingest" and failed.status is RunStatus.FAILED and failed.error_code == "disk_full"
+    assert failed.message == f"failed: {said}"
