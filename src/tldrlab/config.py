@@ -168,10 +168,12 @@ class Settings(BaseSettings):
     """`redis://...` selects Redis + RQ for jobs; unset means the embedded SQLite-backed queue."""
 
     redis_connect_timeout_s: float = Field(default=0.5, gt=0, le=30)
-    """Seconds every Redis client of tldrlab waits for a connection to `queue_url` to open. A command that
-    meets a connection error or a timeout is tried once more (`service.redis_outage.RETRIES`), so against a
-    host that does not answer (packets dropped, not refused) a call gives up after about twice this: `POST
-    /runs` answers 503 `service_unavailable`, a worker's maintenance pass moves on."""
+    """Seconds every Redis client of tldrlab waits for the host name of `queue_url` to be looked up (a DNS
+    server that does not answer: "the host name ... could not be resolved within ...s"), and then for a
+    connection to it to open. A command that meets a connection error or a timeout is tried once more
+    (`service.redis_outage.RETRIES`), so against a host that does not answer (packets dropped, not refused)
+    or a name whose DNS server does not, a call gives up after about twice this: `POST /runs` answers 503
+    `service_unavailable`, a worker's maintenance pass moves on."""
 
     redis_timeout_s: float = Field(default=1.0, gt=0, le=300)
     """Seconds every Redis client of tldrlab waits for Redis to answer a command once connected (a hung

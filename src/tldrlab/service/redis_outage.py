@@ -8,8 +8,9 @@ outage, and a worker's maintenance one per pass. Each part keeps its own `RedisO
 something else (a worker's job loop waits, events are dropped), so a process says so once per part.
 
 Every Redis client tldrlab opens comes from `redis_client`: explicit connect and read timeouts (settings
-`redis_connect_timeout_s`, `redis_timeout_s`) and a bounded retry (`RETRIES`), so a call against a Redis that
-does not answer gives up within `call_bound_s`."""
+`redis_connect_timeout_s`, `redis_timeout_s`), the host's name looked up within the connect timeout
+(`redis_lookup`), and a bounded retry (`RETRIES`), so a call against a Redis that does not answer, or whose
+name the DNS server does not answer, gives up within `call_bound_s`."""
 
 from __future__ import annotations
 
@@ -61,13 +62,21 @@ def redis_client(
     with its version and with how a client is made (ten retries through `Redis()`): a `POST /runs` against
     a hung Redis took 10 s to answer 503.
 
+    The host's name is looked up within the connect timeout too (`redis_lookup.BoundedLookupConnection`; a
+    wait of its own, before the connect's): redis-py looks it up outside its timeouts, and a DNS server
+    that did not answer held each try for the C resolver's 10-30 s. A name it does not answer in time is
+    `redis_lookup.HostLookupTimeoutError` ("the host name ... could not be resolved within 0.5s").
+
     A call against a Redis that does not answer thus gives up within `call_bound_s`: a host that accepts no
-    connection after (RETRIES + 1) connect timeouts, a hung server after (RETRIES + 1) read timeouts.
-    redis-py applies the retry to opening a connection inside a command's retry as well, so a Redis that
-    stops answering midway through a call may cost it one try more."""
+    connection, or whose name gets no answer, after (RETRIES + 1) connect timeouts, a hung server after
+    (RETRIES + 1) read timeouts. redis-py applies the retry to opening a connection inside a command's retry
+    as well, so a Redis that stops answering midway through a call may cost it one try more."""
     import redis
 
+    from tldrlab.service.redis_lookup import connection_class
+
     settings = settings or get_settings()
+    bounded_lookup = connection_class(url)  # None for a Unix socket: redis-py's own, no host to look up
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=(
@@ -75,15 +84,17 @@ def redis_client(
         ),
         socket_timeout=settings.redis_timeout_s if read_timeout_s is None else read_timeout_s,
         retry=retry if retry is not None else bounded_retry(),
+        **({"connection_class": bounded_lookup} if bounded_lookup is not None else {}),
     )
 
 
 def call_bound_s(settings: Settings | None = None, retries: int = RETRIES) -> float:
     """How long one call of a `redis_client` client (default timeouts) waits on a Redis that does not answer
-    before it raises: each try connects and waits for an answer, with the backoffs between them. A host that
-    accepts no connection (blackholed) is given up on sooner, after (retries + 1) connect timeouts."""
+    before it raises: each try looks the host's name up and connects (each within the connect timeout) and
+    waits for an answer, with the backoffs between them. A host that accepts no connection (blackholed), or
+    whose name gets no answer, is given up on sooner, after (retries + 1) connect timeouts."""
     settings = settings or get_settings()
-    per_try = settings.redis_connect_timeout_s + settings.redis_timeout_s
+    per_try = 2 * settings.redis_connect_timeout_s + settings.redis_timeout_s
     return (retries + 1) * per_try + retries * RETRY_BACKOFF_S[1]
 
 
@@ -97,6 +108,15 @@ def unreachable_errors() -> tuple[type[BaseException], ...]:
     import redis
 
     return (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def unreachable_reason(error: BaseException) -> str:
+    """Why Redis was unreachable, for a message that names no more than the error's type: the type, or for
+    a host name that got no answer (`redis_lookup.HostLookupTimeoutError`) that, with the name and the
+    timeout, since "TimeoutError" alone sends whoever reads it looking at Redis rather than at DNS."""
+    from tldrlab.service.redis_lookup import HostLookupTimeoutError
+
+    return str(error) if isinstance(error, HostLookupTimeoutError) else type(error).__name__
 
 
 class RedisOutage:
@@ -140,7 +160,7 @@ class RedisOutage:
     def unreachable(self, error: BaseException, what: str) -> RedisUnreachableError:
         """`failed`, and the error for a caller that asked Redis for something (`what`) and got no answer."""
         self.failed(error)
-        return RedisUnreachableError(f"{what}: Redis is unreachable ({type(error).__name__})")
+        return RedisUnreachableError(f"{what}: Redis is unreachable ({unreachable_reason(error)})")
 
     @contextmanager
     def asking(self, what: str) -> Iterator[None]:

@@ -24,6 +24,7 @@ from tldrlab.service.redis_outage import (
     every_backoff,
     outage_retry,
     redis_client,
+    unreachable_reason,
 )
 
 log = logging.getLogger("tldrlab.worker")
@@ -114,7 +115,7 @@ def _surviving_scheduler_class() -> type[Any]:
                         warned_at = time.monotonic()
                         self.log.warning(
                             "scheduler: Redis is unreachable (%s): retrying every %ss",
-                            type(exc).__name__,
+                            unreachable_reason(exc),
                             self.interval,
                         )
                     time.sleep(self.interval)
@@ -204,7 +205,7 @@ class RqQueue:
             self.redis.ping()
         except _redis_errors() as exc:
             raise ServiceUnavailableError(
-                f"the job queue (Redis) is unreachable: {type(exc).__name__}"
+                f"the job queue (Redis) is unreachable: {unreachable_reason(exc)}"
             ) from exc
 
     def enqueue(self, run_id: str, *, delay_s: float = 0.0) -> None:
