@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConfigError, error_message
 
 
@@ -80,14 +81,14 @@ FINISHED_STATUSES: tuple[FinishedStatus, ...] = ("completed", "failed", "cancell
 DAY_S = 86400.0
 
 
-class RetentionPolicy(BaseModel):
+class RetentionPolicy(ConfigModel):
     """What `tldrlab runs prune` and the periodic cleanup of `tldrlab serve` delete
     (`tldrlab.runs.retention`).
 
     Set as `TLDRLAB_RETENTION__<FIELD>` (`TLDRLAB_RETENTION__OLDER_THAN_DAYS=14`) or in a `[retention]` table
     of `tldrlab.toml`; `tldrlab runs prune` flags override it for one pass."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = False
     """Run the cleanup periodically inside `tldrlab serve` (`tldrlab runs prune` works either way)."""

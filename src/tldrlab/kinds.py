@@ -16,11 +16,11 @@ is resumed; None: the kind does not resume), `aliases` (old names still found in
 the study's pruning, `tldrlab.sweep.trial_jobs`), `check` (what a run reads is there: checked at submit by
 the CLI and the API alike), and for front ends `inputs`, `local_check` and `report`.
 
-To add a kind: write its config class (docstring under every field, bounds, `extra="forbid"`,
-`allow_inf_nan=False` so no float field takes inf or nan, a value no class describes typed
-`tldrlab.freeform.FreeForm` so no number inside it does either, `use_attribute_docstrings=True`; its nested
-sections alike) in the area's `config.py`, its execute function beside the work it does, and one
-`RunKind(...)` line below. `tldrlab.launch` runs it (CLI in-process, API submit, workers);
+To add a kind: write its config class (a `tldrlab.configmodel.ConfigModel`, docstring under every
+field, bounds, `extra="forbid"`, `allow_inf_nan=False` so no float field takes inf or nan, a value no class
+describes typed `tldrlab.freeform.FreeForm` so no number inside it does either; its nested sections
+alike) in the area's `config.py`, its execute function beside the work it does, and one `RunKind(...)` line
+below. `tldrlab.launch` runs it (CLI in-process, API submit, workers);
 `GET /kinds`, `POST /runs` and the runs page pick it up from here.
 """
 

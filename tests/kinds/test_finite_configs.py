@@ -28,6 +28,7 @@ from cliutil import run_captured
 from tldrlab.cli.main import app as cli_app
 from tldrlab.cli.options import Flag, LazyCommand, parse_value
 from tldrlab.config import get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.freeform import ValidatedWhole
 from tldrlab.kinds import KINDS, section_class, validate_config
@@ -261,7 +262,8 @@ def request_classes() -> dict[type[BaseModel], str]:
     returned = _with_nested(returned)
     for module in {route.endpoint.__module__ for route in routes}:
         for value in vars(importlib.import_module(module)).values():
-            is_model = isinstance(value, type) and issubclass(value, BaseModel)
+            # ConfigModel: the base of the classes a module declares, imported by it, no request of its own
+            is_model = isinstance(value, type) and issubclass(value, BaseModel) and value is not ConfigModel
             if is_model and value.__module__.startswith("tldrlab.") and value not in returned:
                 found.setdefault(value, f"{module}.{value.__qualname__}")
     commands: list[tuple[str, Any]] = [("tldrlab", typer.main.get_command(cli_app))]

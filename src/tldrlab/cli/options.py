@@ -2,7 +2,7 @@
 
 `config_flags(TrainJobConfig)` gives one option per field, nested models as dotted names: `--model`,
 `--data.path`, `--train.lr`, `--train.plot/--train.no-plot`. The help text is the field's docstring (config
-classes set `use_attribute_docstrings=True`), followed by the default, the bounds and, for a field marked
+classes are `tldrlab.configmodel.ConfigModel`s), followed by the default, the bounds and, for a field marked
 `tldrlab.choices.OneOf`, the names it accepts (read from its registry each time, so a name registered later
 is listed and accepted: help text, not a click.Choice fixed when the options are built); Literal fields become
 choices; list fields repeat (`--seeds 1 --seeds 2`) and also take a comma list (`--seeds 1,2`, unless the

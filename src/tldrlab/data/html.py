@@ -19,9 +19,14 @@ sentence at a blank line. Decisions (documented in docs/formats.md):
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+if TYPE_CHECKING:
+    from bs4 import Tag
+
+# bs4 (and the soupsieve it imports) is imported by the functions that parse, not here: it costs ~0.2 CPU-s,
+# and every `tldrlab` command imports this module (through the data readers' registry) whether or not it
+# reads HTML.
 
 CodeMode = Literal["keep", "placeholder", "drop"]
 QuoteMode = Literal["keep", "drop"]
@@ -76,12 +81,16 @@ def html_to_text(html: str, *, code: CodeMode = "keep", quotes: QuoteMode = "kee
     """Convert an HTML fragment to plain text: paragraphs separated by blank lines (see module docstring)."""
     if not html or not html.strip():
         return ""
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(html, "lxml")
     root = soup.body or soup
     return "\n\n".join(_blocks(root, code, quotes))
 
 
 def _blocks(node: Tag, code: CodeMode, quotes: QuoteMode) -> list[str]:
+    from bs4 import Comment, NavigableString, Tag
+
     blocks: list[str] = []
     inline: list[str] = []
 
@@ -135,6 +144,8 @@ def _blocks(node: Tag, code: CodeMode, quotes: QuoteMode) -> list[str]:
 
 
 def _in_discourse_quote(div: Tag) -> bool:
+    from bs4 import Tag
+
     parent = div.parent
     return isinstance(parent, Tag) and parent.name == "aside" and "quote" in (parent.get("class") or [])
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import (
     ReadReport,
@@ -86,10 +87,10 @@ def _report_stats(report: ReadReport[Any], kind: str) -> dict[str, Any]:
     }
 
 
-class InspectOptions(BaseModel):
+class InspectOptions(ConfigModel):
     """What `inspect_path` reads and how (`tldrlab data inspect`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     path: Annotated[str, InputPath()]
     """A data file or a data-set directory."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ThreadFormat
 from tldrlab.runs.paths import InputPath, OutputPath, Seed, ServerOnly
 
 
-class ThreadIngestConfig(BaseModel):
+class ThreadIngestConfig(ConfigModel):
     """Kind `ingest`: forum threads into the sentence store (only changed posts are re-embedded)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Annotated[str, InputPath()]
     """A thread file or directory (Stack Exchange dump, Discourse JSON, native JSON)."""
@@ -29,11 +30,11 @@ class ThreadIngestConfig(BaseModel):
     """Show a progress bar on the console."""
 
 
-class HighlightScorerTrainConfig(BaseModel):
+class HighlightScorerTrainConfig(ConfigModel):
     """Kind `highlight_scorer_train`: a learned highlight scorer from labelled train splits (one listwise
     linear model per mode; `digest/scorer_training.py`). Give at least one data set."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(default="learned_v2", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     """Name written into the scorer file (the name it will be selected by once shipped)."""
@@ -59,7 +60,10 @@ class HighlightScorerTrainConfig(BaseModel):
     """Keep sentence vectors here between runs (embedding is the slow part on a CPU)."""
     use_vectors: bool = True
     """Also try (by cross-validation) a learned direction in the sentence-embedding space."""
-    feature_groups: list[Literal["sentence_cues", "query_context"]] = ["sentence_cues", "query_context"]
+    feature_groups: list[Literal["sentence_cues", "query_context"]] = [  # noqa: RUF012 (pydantic copies it)
+        "sentence_cues",
+        "query_context",
+    ]
     """Feature groups beyond `v1` that cross-validation may add per mode (`features.FEATURE_GROUPS`:
     `sentence_cues` = contribution / advice / thanks cues and position inside a post, `query_context` =
     query-term overlap and wider neighbour windows); [] trains on the `v1` features only."""
@@ -75,13 +79,13 @@ class HighlightScorerTrainConfig(BaseModel):
         return self
 
 
-class HighlightRerankerTrainConfig(BaseModel):
+class HighlightRerankerTrainConfig(ConfigModel):
     """Kind `highlight_reranker_train`: a re-ranker for query-aware highlights, fine-tuned from
     the bundled MiniLM with a LoRA adapter on QMSum train meetings (`digest/reranker_training.py`), and the
     fusion weight with the base scorer chosen on held-out train meetings. Writes a scorer file (the base
     scorer's linear models plus the re-ranker) and the adapter directory beside it."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(default="learned_v3", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     """Name written into the scorer file (the name it will be selected by once shipped)."""

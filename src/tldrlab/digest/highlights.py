@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.threads import Thread
 from tldrlab.digest.candidates import highlight_candidates
 from tldrlab.digest.features import post_means, scorer_mode, sentence_features
@@ -52,7 +53,7 @@ query (else it switched to query-aware ranking with no words to rank by, and `?q
 query)."""
 
 
-class HighlightOptions(BaseModel):
+class HighlightOptions(ConfigModel):
     """How highlights are picked.
 
     What the defaults rest on: the heuristic's weights below are round values set by hand, never searched
@@ -64,7 +65,7 @@ class HighlightOptions(BaseModel):
     uses the train-chosen one (learned_v2) in each mode where it beat the heuristic on the dev/val split with
     the paired-bootstrap interval above zero: every mode (docs/digest.md)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False)
 
     k: int = Field(default=5, ge=1, le=100)
     """Number of highlights to return."""

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ThreadFormat
 from tldrlab.digest.cache import SummaryCache, cache_key
 from tldrlab.digest.highlights import (
@@ -40,10 +41,10 @@ from tldrlab.store.base import SentenceStore, ThreadSnapshot
 log = get_logger(__name__)
 
 
-class DigestOptions(BaseModel):
+class DigestOptions(ConfigModel):
     """What to digest and how."""
 
-    model_config = ConfigDict(allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False)
 
     summarizer: str = "two_stage"
     """Registry name: two_stage (the extractive draft, then the local LM's cited bullets; extractive alone
@@ -64,7 +65,7 @@ class ThreadDigestOptions(DigestOptions):
     """`tldrlab digest`: which thread (a file, ingested first by `digest.ingest.thread_to_digest`, or a stored
     thread id), and the digest options."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     target: str = Field(min_length=1)
     """A thread file or directory (ingested first) or a stored thread id."""
@@ -80,7 +81,7 @@ class ThreadDigestOptions(DigestOptions):
 class ThreadHighlightOptions(HighlightOptions):
     """`tldrlab highlights`: the stored thread, and how its highlights are picked."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     thread_id: str = Field(min_length=1)
     """A stored thread id."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tldrlab.budget import Loc, field_error, field_errors, nested_errors, within_budget
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.errors import error_message
 from tldrlab.freeform import FreeForm
@@ -27,10 +28,10 @@ DEFAULT_TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
 """The default summary prompt; `{text}` is where the adapter's soft prefix goes."""
 
 
-class ElmModelConfig(BaseModel):
+class ElmModelConfig(ConfigModel):
     """The adapter's shape and which LM it feeds."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lm: Annotated[str, ModelRef(keep=("scratch",))] = "scratch"
     """`scratch` (a tldrlab GPT-2 trained from scratch), a tldrlab model directory or run, or any Hugging
@@ -107,10 +108,10 @@ def scratch_parameter_count(model: ElmModelConfig, vocab_size: int) -> int | Non
     return count + adapter_parameter_count(model, lm.dims()["n_embd"])
 
 
-class LossConfig(BaseModel):
+class LossConfig(ConfigModel):
     """Which losses are on and how much each counts."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lm_weight: float = Field(default=1.0, ge=0)
     """Weight of the LM cross-entropy on the target tokens."""
@@ -148,12 +149,10 @@ LOOP_FIELDS = (("max_steps", "max_steps"), ("eval_every", "eval_interval"))
 """The loop's own fields (`train.max_steps`) and the ElmTrainConfig fields the run takes them from."""
 
 
-class ElmTrainConfig(BaseModel):
+class ElmTrainConfig(ConfigModel):
     """Everything one ELM training run needs."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     data: Annotated[str, InputPath()]
     """A directory written by `tldrlab elm prepare` (synthesis/ + embeddings/)."""
@@ -291,11 +290,11 @@ class ElmTrainConfig(BaseModel):
         return self
 
 
-class ElmPrepareConfig(BaseModel):
+class ElmPrepareConfig(ConfigModel):
     """Kind `elm_prepare`: embed the documents of a pair data set and write the ELM layout (or filter an
     existing ELM directory to one task)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: Annotated[str, InputPath()]
     """Pair data (any records format), or an ELM directory to filter."""
@@ -336,10 +335,10 @@ class ElmPrepareConfig(BaseModel):
     such an `out` is refused before the run starts."""
 
 
-class ElmEvaluateConfig(BaseModel):
+class ElmEvaluateConfig(ConfigModel):
     """Kind `elm_evaluate`: BERTScore P/R/F1 + composite, ROUGE and length statistics of predictions."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     predictions: Annotated[str, InputPath()]
     """JSON lines with `prediction` (and `reference` or `target_text`)."""
@@ -353,11 +352,11 @@ class ElmEvaluateConfig(BaseModel):
     """Also write the metrics as JSON to this file (they are always in the run)."""
 
 
-class ElmGenerateOptions(BaseModel):
+class ElmGenerateOptions(ConfigModel):
     """What `tldrlab elm generate` summarises with a saved ELM, and how: exactly one source of documents (a
     prepared split, a synthesis file of that layout, or raw texts)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str
     """A saved ELM directory or an elm_train run id."""
@@ -397,11 +396,11 @@ COMPARE_PREFIX_TOKENS = 8
 """The soft prefix vectors per document of the ELM `elm compare` trains."""
 
 
-class ElmT5CompareConfig(BaseModel):
+class ElmT5CompareConfig(ConfigModel):
     """What `tldrlab elm compare` trains and scores: the ELM adapter vs a from-scratch T5 under the same CPU
     budget, on the same test documents."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: str
     """Pair data, e.g. ../shared/data/debian_descriptions."""
@@ -515,11 +514,11 @@ SEARCHED_HIDDEN_DIMS = [128, 256, 512]
 """The adapter widths an `elm_optimize` searches when its `hidden_dims` does not name them."""
 
 
-class ElmOptimizeConfig(BaseModel):
+class ElmOptimizeConfig(ConfigModel):
     """Kind `elm_optimize`: Bayesian search (TPE, median pruning) of the adapter's settings for the
     BERTScore composite; every trial is an `elm_train` run."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base: ElmTrainConfig
     """The training config every trial starts from (the searched settings override it)."""
@@ -549,12 +548,12 @@ COMPARE_SYSTEMS = ["zero_shot", "finetune", "elm", "elm_lora"]
 """The systems of `elm compare-lm`, in the order they run."""
 
 
-class ElmLMCompareConfig(BaseModel):
+class ElmLMCompareConfig(ConfigModel):
     """Kind `elm_compare_lm`: the ELM on a frozen pretrained LM vs the same LM fine-tuned on the full text vs
     the LM prompted zero-shot; both trained systems get the same CPU budget; all summarise the same test
     documents."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: Annotated[str, InputPath()]
     """Pair data (any records format); embedded into the ELM layout once (under `out`)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.splits import held_out_split
 from tldrlab.runs.paths import GenerationLength, InputPath, ModelRef, Seed, SplitOf, WandbMode
@@ -39,10 +40,10 @@ def dataset_reference(value: Any) -> Any:
     return f"dataset:{value}" if isinstance(value, str) and _DATASET_ID.match(value) else value
 
 
-class GenerateOptions(BaseModel):
+class GenerateOptions(ConfigModel):
     """How to decode."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_new_tokens: Annotated[int, GenerationLength()] = Field(default=64, ge=1, le=4096)
     """Most tokens to generate per sequence."""
@@ -80,10 +81,10 @@ class GenerateOptions(BaseModel):
     """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(ConfigModel):
     """What to evaluate on and how."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: str
     """A file or data-set directory readable by tldrlab.data.readers."""
@@ -130,11 +131,11 @@ class EvalConfig(BaseModel):
     """Decoding options (greedy by default)."""
 
 
-class FinalEvalConfig(BaseModel):
+class FinalEvalConfig(ConfigModel):
     """The evaluation that runs when a training run ends: an `evaluate` run (its parent the training run) on
     the run's held-out data, writing eval.json, eval_summary.json and the tables next to the model."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = True
     """Evaluate the saved model when training ends."""
@@ -151,13 +152,11 @@ class FinalEvalConfig(BaseModel):
         return max(1, min(self.max_samples, max(4, steps // 10)))
 
 
-class EvaluateConfig(BaseModel):
+class EvaluateConfig(ConfigModel):
     """Run kind `evaluate`: a trained model on a data split. Unset settings come from the model's training run
     (its data, validation split or held-out fraction, prefix and lengths), else from `EvalConfig`."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model is evaluated, or any model reference."""
@@ -208,12 +207,10 @@ class EvaluateConfig(BaseModel):
         return {k: v for k, v in dumped.items() if v is not None}
 
 
-class GenerateConfig(BaseModel):
+class GenerateConfig(ConfigModel):
     """Run kind `generate`: outputs of a trained model for some prompts."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model generates, or any model reference."""
@@ -239,12 +236,10 @@ class GenerateConfig(BaseModel):
         return self
 
 
-class ScoreConfig(BaseModel):
+class ScoreConfig(ConfigModel):
     """Run kind `score`: loss, perplexity and per-token surprisal of a text under a trained model."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model scores, or any model reference."""

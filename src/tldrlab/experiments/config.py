@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.budget import field_error, within_budget
 from tldrlab.choices import OneOf
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
@@ -29,10 +30,10 @@ from tldrlab.train.config import MODEL_FAMILIES
 InitMode = Literal["baseline", "random"]
 
 
-class CompressionSpec(BaseModel):
+class CompressionSpec(ConfigModel):
     """How small the compressed model is. Explicit sizes win over `compression_ratio`."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     compression_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
     """Target fraction of the baseline's parameters to keep (0.5 keeps about half); picks layers, widths."""
@@ -61,10 +62,10 @@ class CompressionSpec(BaseModel):
         return self
 
 
-class DendriteConfig(BaseModel):
+class DendriteConfig(ConfigModel):
     """Which modules get dendrites and when PerforatedAI adds them."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     module_names: list[str] = Field(default_factory=lambda: ["T5DenseActDense", "T5DenseGatedActDense"])
     """Module class names that get dendrites, each block whole (its input and output projections together);
@@ -109,10 +110,10 @@ def check_arms(arms: list[str], seeds: list[int]) -> None:
             raise ValueError(f"{what} {', '.join(twice)} given twice: give each {what} once")
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(ConfigModel):
     """Everything that defines the experiment (plain fields, so sweeps can search them)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: Annotated[str, InputPath()]
     """Summarization records: a file or data-set directory any tldrlab reader understands."""
@@ -224,10 +225,10 @@ LM_ARMS = ["baseline", "compressed", "compressed_pai", "compressed_random", "com
 """Every arm of the causal-LM experiment, in training order (the baseline first: the others need it)."""
 
 
-class LMCompressionSpec(BaseModel):
+class LMCompressionSpec(ConfigModel):
     """How a pretrained causal LM is cut. Explicit sizes are fixed; `ratio` chooses the others."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ratio: float | None = Field(default=0.5, gt=0.0, le=1.0)
     """Target fraction of the original parameters kept (embeddings included); None: explicit sizes only."""
@@ -246,10 +247,10 @@ class LMCompressionSpec(BaseModel):
     """'pretrained': copy the kept weights; 'random': the same shape with fresh weights."""
 
 
-class LMCompressConfig(BaseModel):
+class LMCompressConfig(ConfigModel):
     """Kind `lm_compress`: cut a pretrained causal LM and write it as a plain Hugging Face directory."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: Annotated[str, ModelRef()] = "smollm2"
     """The model to compress: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
@@ -284,10 +285,10 @@ class LMCompressConfig(BaseModel):
         return self
 
 
-class DistillationConfig(BaseModel):
+class DistillationConfig(ConfigModel):
     """Knowledge distillation of the compressed_kd arm from the fine-tuned baseline (arm A) of its seed."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     alpha: float = Field(default=0.5, ge=0.0, le=1.0)
     """Weight of the distillation term; 1 - alpha weighs the cross-entropy on the reference answer."""
@@ -297,12 +298,10 @@ class DistillationConfig(BaseModel):
     """Teacher logits cached per answer token: the top-k, renormalised over those k."""
 
 
-class LMExperimentConfig(BaseModel):
+class LMExperimentConfig(ConfigModel):
     """Kind `lm_experiment`: arms of a pretrained causal LM trained the same way on the same records."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     data: Annotated[str, InputPath()]
     """Summarization records: a file or data-set directory any tldrlab reader understands."""

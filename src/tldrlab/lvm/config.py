@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -28,6 +27,7 @@ from pydantic import (
 from tldrlab.budget import field_error, field_errors, nested_errors, within_budget
 from tldrlab.choices import OneOf, unknown_choice
 from tldrlab.config import get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.freeform import FieldsOf, FreeForm
 from tldrlab.numbers import booleans_for_numbers
@@ -102,10 +102,10 @@ def loss_terms(spec: str) -> list[tuple[float, str]]:
     return terms
 
 
-class LVMConfig(BaseModel):
+class LVMConfig(ConfigModel):
     """Shape of an LVM; one config for every backbone (fields a backbone does not use are ignored)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dim: int = Field(384, ge=1)
     """Concept vector dimension (input and output), e.g. 384 for MiniLM."""
@@ -177,10 +177,10 @@ def lvm_parameter_count(backbone: str, config: LVMConfig) -> int | None:
     return None
 
 
-class IngestConfig(BaseModel):
+class IngestConfig(ConfigModel):
     """One ingest: which articles, how they become concepts, which embedder, where they are stored."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Annotated[str, InputPath()]
     """A file of articles (wikipedia JSON lines, or any format tldrlab.data.readers reads), or a directory of
@@ -207,10 +207,10 @@ class IngestConfig(BaseModel):
     """Texts per embedding batch."""
 
 
-class LVMIndexConfig(BaseModel):
+class LVMIndexConfig(ConfigModel):
     """Kind `lvm_index`: the FAISS concept index built from the concept store."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: str | None = None
     """Only concepts of this source (None: all)."""
@@ -228,10 +228,10 @@ class LVMIndexConfig(BaseModel):
     """Seed of the IVF k-means."""
 
 
-class SequencesConfig(BaseModel):
+class SequencesConfig(ConfigModel):
     """One `tldrlab lvm sequences`: which concepts, how long a context, how articles are split."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     context: int = Field(5, ge=1, le=512)
     """Context concepts per example."""
@@ -268,12 +268,10 @@ def default_train_config() -> TrainConfig:
     )
 
 
-class LVMTrainJobConfig(BaseModel):
+class LVMTrainJobConfig(ConfigModel):
     """Everything one `tldrlab lvm train` run needs."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     sequences: Annotated[str, InputPath()]
     """The sequences NPZ written by `tldrlab lvm sequences`."""
@@ -335,10 +333,10 @@ class LVMTrainJobConfig(BaseModel):
         return self
 
 
-class LVMEvaluateConfig(BaseModel):
+class LVMEvaluateConfig(ConfigModel):
     """Kind `lvm_evaluate`: trained LVMs beside the baselines (MSE, cosine, top-1 / top-5 retrieval)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     runs: list[Annotated[str, InputPath()]] = Field(default_factory=list)
     """lvm_train run ids, run directories or model directories (empty: baselines only)."""
@@ -353,10 +351,10 @@ class LVMEvaluateConfig(BaseModel):
     """Also copy the evaluation files (md, json, png) into this directory (they are always in the run)."""
 
 
-class LVMGenerateConfig(BaseModel):
+class LVMGenerateConfig(ConfigModel):
     """Kind `lvm_generate`: how well a trained LVM writes the next sentence (raw, smoothed, copy-last)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     run: Annotated[str, InputPath()]
     """The trained LVM: an lvm_train run id, run directory or model directory."""

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate.metrics import bertscore_f1_per_sample
@@ -508,11 +509,11 @@ class Continuation:
         return report
 
 
-class ContinueOptions(BaseModel):
+class ContinueOptions(ConfigModel):
     """What `continue_context` continues, and how (`tldrlab lvm generate`): a context given as sentences or
     as a stored article, or, with `measure`, a scored run of kind lvm_generate instead."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     run: str = Field(min_length=1)
     """The trained LVM: an lvm_train run id (or prefix) or its model directory."""

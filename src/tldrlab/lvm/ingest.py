@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from tldrlab.choices import unknown_choice
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.splits import held_out_files
 from tldrlab.embed import get_embedder, vector_space
 from tldrlab.embed.base import Embedder
@@ -236,10 +237,10 @@ def ingest_articles(config: IngestConfig, run: Run | None = None) -> dict[str, A
     return metrics
 
 
-class LabelOptions(BaseModel):
+class LabelOptions(ConfigModel):
     """Which stored concepts `label_concepts` (re)labels, and with what (`tldrlab lvm tmd`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     source: str | None = None
     """Only concepts of this source (default: all)."""

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.embed import vector_space
 from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
 from tldrlab.lvm.tmd import TMD
@@ -85,10 +86,10 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
 ]
 
 
-class StatsQuery(BaseModel):
+class StatsQuery(ConfigModel):
     """What `ConceptStore.stats` describes: `GET /lvm/stats` (query parameters) and `tldrlab lvm stats`."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     source: str | None = Field(None, max_length=100)
     """Only concepts of this source (default: all)."""

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import CheckpointError, ConfigError, InvalidConfigError, InvalidInputError, NotFoundError
 from tldrlab.models.architecture import ARCHITECTURE_KEY, gguf_header, model_layers, model_type
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
@@ -35,10 +36,10 @@ ADAPTER_SUBDIR = "adapter"
 """Where an exported LoRA model also keeps its (unmerged) adapters, loadable with peft."""
 
 
-class LoraSettings(BaseModel):
+class LoraSettings(ConfigModel):
     """LoRA adapters (peft): low-rank updates on the named linear layers; everything else is frozen."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     r: int = Field(default=8, ge=1, le=1024)
     """Rank of each adapter."""
@@ -55,10 +56,10 @@ class LoraSettings(BaseModel):
     down_proj on a Llama, c_attn, c_proj and c_fc on a GPT-2, query_key_value ... on a Falcon)."""
 
 
-class CausalLMConfig(BaseModel):
+class CausalLMConfig(ConfigModel):
     """A pretrained causal LM, optionally with fewer layers, gradient checkpointing and LoRA."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Annotated[str, ModelRef()] = BUNDLED_NAME
     """Model reference: a directory, a .gguf file, an installed model name, a run id, or `smollm2`."""

@@ -3,13 +3,15 @@ cheaply; the model itself is in `char_lstm`)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from tldrlab.configmodel import ConfigModel
 
 
-class CharLSTMConfig(BaseModel):
+class CharLSTMConfig(ConfigModel):
     """An LSTM LM over any tokenizer's ids (usually the char tokenizer)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     vocab_size: int | None = Field(default=None, gt=0)
     """Vocabulary size; None takes it from the tokenizer."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.models.pretrained import load_pretrained, resolve_dims
 from tldrlab.runs.paths import ModelRef
 
@@ -20,10 +21,10 @@ GPT2_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-class GPT2ModelConfig(BaseModel):
+class GPT2ModelConfig(ConfigModel):
     """A GPT-2 decoder-only LM. Explicit dimensions override the named size."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
     """Named size whose dimensions are used unless set explicitly below."""

@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tldrlab.config import Settings, expand_user, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError, refused_write
 from tldrlab.logs import progress_bar, progress_bars_shown
 from tldrlab.models.causal_lm import load_causal_lm, load_tokenizer
@@ -92,10 +93,10 @@ def check_name_free(name: str, settings: Settings) -> None:
     )
 
 
-class ImportOptions(BaseModel):
+class ImportOptions(ConfigModel):
     """What `import_model` converts, and how (`tldrlab models import`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     # the marker refuses a blank source naming it, "" as " " (a min_length answered "" with pydantic's own
     # words, and " " reached the resolver, whose "model reference is empty" named no argument)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.models.pretrained import load_pretrained, resolve_dims
 from tldrlab.runs.paths import ModelRef
 
@@ -48,13 +49,13 @@ T5_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-class T5ModelConfig(BaseModel):
+class T5ModelConfig(ConfigModel):
     """A T5 encoder-decoder. Explicit dimensions override the named size.
 
     transformers 5 always ties T5's input embedding and output head, so there is no untied option.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
     """Named size whose dimensions are used unless set explicitly below."""

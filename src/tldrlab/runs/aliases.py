@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import AmbiguousRunIdError, ConflictError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Report, Table
 from tldrlab.runs.db import Database, connect, migrate
@@ -121,10 +122,10 @@ def alias_target(alias: str, settings: Settings | None = None) -> AliasEntry | N
     return history[0] if history else None
 
 
-class PromoteOptions(BaseModel):
+class PromoteOptions(ConfigModel):
     """What `promote` records (`tldrlab models promote`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     run: str = Field(min_length=1)
     """Run id (or unique prefix) of a run that saved a model."""

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.metric_direction import Direction, direction, is_speed
 from tldrlab.report import Column, Report, Table
@@ -37,11 +38,11 @@ EVAL_SUMMARY = "eval_summary.json"
 MAX_RUNS = 20
 
 
-class CompareQuery(BaseModel):
+class CompareQuery(ConfigModel):
     """Which runs to compare and how: `GET /compare` and `/compare/plot` (query parameters) and
     `tldrlab runs compare`."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     ids: list[str] = Field(min_length=1, max_length=MAX_RUNS)
     """The runs (ids or unique prefixes)."""

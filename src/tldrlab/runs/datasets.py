@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from tldrlab.choices import OneOf
 from tldrlab.config import Settings, expand_user, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
 from tldrlab.pathmarks import InputPath
 from tldrlab.report import Column, Report, Table
@@ -238,11 +239,11 @@ def _no_control_characters(value: str | None) -> str | None:
 ProvenanceText = Annotated[str | None, AfterValidator(_no_control_characters)]
 
 
-class DatasetProvenance(BaseModel):
+class DatasetProvenance(ConfigModel):
     """Where a data set came from, recorded with it (`extra.provenance`): given to `tldrlab data register`
     as options and to `POST /datasets` as query parameters, validated by this one class for both."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     source_url: ProvenanceText = Field(None, min_length=1, max_length=2000)
     """Where it came from (provenance)."""
@@ -252,10 +253,10 @@ class DatasetProvenance(BaseModel):
     """Anything else worth keeping with it."""
 
 
-class RegisterTarget(BaseModel):
+class RegisterTarget(ConfigModel):
     """What `tldrlab data register` registers (its provenance is `DatasetProvenance`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     path: Annotated[str, InputPath()]
     """A data file or a data-set directory (registered where it is)."""

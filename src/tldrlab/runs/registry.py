@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from tldrlab.config import Settings, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.report import Column, Table
 from tldrlab.runs.db import Database, connect, migrate
@@ -207,10 +208,10 @@ class RunRecord:
         return data
 
 
-class RunQuery(BaseModel):
+class RunQuery(ConfigModel):
     """Which runs a listing shows, newest first: `GET /runs` (query parameters) and `tldrlab runs list`."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     kind: str | None = Field(None, max_length=100)
     """Only runs of this kind (train, tokenizer, ingest, ...)."""

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from tldrlab.config import get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConflictError, InvalidInputError
 from tldrlab.service.app import check_api_key_setting, create_app
 from tldrlab.service.periodic import PeriodicCleanup
@@ -163,10 +164,10 @@ class LocalWorkers:
                 proc.wait()
 
 
-class ServeConfig(BaseModel):
+class ServeConfig(ConfigModel):
     """Where `tldrlab serve` listens, and how many local workers it starts."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for every interface)."""

@@ -36,9 +36,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tldrlab.config import Settings, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import (
     InvalidInputError,
     NotFoundError,
@@ -113,10 +114,10 @@ def classify_failure(exc: BaseException) -> FailureClass:
     return FailureClass.FATAL
 
 
-class WorkerConfig(BaseModel):
+class WorkerConfig(ConfigModel):
     """How a worker behaves."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     heartbeat_s: float = Field(default=2.0, gt=0)
     """Seconds between heartbeats of the worker and its current run."""

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConfigError
 from tldrlab.freeform import FreeForm
 from tldrlab.runs.paths import ServerOnly
 from tldrlab.sweep.spec import parse_sweep
 
 
-class SweepConfig(BaseModel):
+class SweepConfig(ConfigModel):
     """Kind `sweep`: run (or resume) a W&B sweep on Optuna until the study holds `trials` finished trials."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     sweep: FreeForm
     """The sweep file's mapping: method, metric, parameters, program (tldrlab.train, tldrlab.experiment,
@@ -43,11 +44,11 @@ class SweepConfig(BaseModel):
         return value
 
 
-class TrialConfig(BaseModel):
+class TrialConfig(ConfigModel):
     """Kind `trial` (started by a sweep, not submitted): one trial of a command-line or experiment program
     (tldrlab training programs run as their own kinds: train, elm_train, lvm_train)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     program: Literal["command", "experiment"]
     """What the trial runs: the sweep's command line, or one arm of the dendrite experiment."""

@@ -24,10 +24,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from tldrlab.choices import unknown_choice
 from tldrlab.config import expand_user, get_settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import (
     ConfigError,
     ConflictError,
@@ -143,10 +144,10 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return list(optuna.study.get_all_study_names(storage))
 
 
-class StudyRef(BaseModel):
+class StudyRef(ConfigModel):
     """Which study `load_study` opens (`tldrlab sweep status | best`)."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     study: str = Field(min_length=1)
     """Study name."""

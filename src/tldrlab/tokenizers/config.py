@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.choices import OneOf
+from tldrlab.configmodel import ConfigModel
 from tldrlab.runs.paths import InputPath, OutputPath, Seed
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -73,10 +74,10 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
 """TokenizerConfig's options that only some methods use."""
 
 
-class TokenizerConfig(BaseModel):
+class TokenizerConfig(ConfigModel):
     """What to train: method, vocabulary size and the few options each method has."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: TokenizerMethod = "bpe"
     """Registry name: `bpe` (byte-level BPE), `sentencepiece` (unigram or bpe) or `char`."""
@@ -123,7 +124,7 @@ class TokenizerConfig(BaseModel):
 class TokenizerJobConfig(TokenizerConfig):
     """Kind `tokenizer`: what to train (TokenizerConfig) on which files, and where to put it."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     corpus: list[Annotated[str, InputPath()]] = Field(min_length=1, max_length=1000)
     """Corpus files: plain text or any format `tldrlab data` reads (one path or a list)."""

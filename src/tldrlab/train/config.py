@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -17,6 +16,7 @@ from pydantic import (
 
 from tldrlab.budget import field_error, field_errors, nested_errors, within_budget
 from tldrlab.choices import OneOf, choose_one_of
+from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
@@ -30,10 +30,10 @@ from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, TokenizerMethod, fitting_vocabulary
 
 
-class SmokeConfig(BaseModel):
+class SmokeConfig(ConfigModel):
     """Kind `smoke`: a tiny linear model fitted on synthetic data by the real training loop."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(default=30, ge=1, le=100_000)
     """Optimisation steps."""
@@ -61,10 +61,10 @@ def better_mode(metric: str) -> Literal["min", "max"]:
     return "max" if direction(metric) == "higher" else "min"
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(ConfigModel):
     """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_steps: int = Field(default=1000, ge=1, le=100_000_000)
     """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
@@ -159,10 +159,10 @@ class TrainConfig(BaseModel):
         return self
 
 
-class DataConfig(BaseModel):
+class DataConfig(ConfigModel):
     """Where the training text comes from and how it is split and cut."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Annotated[str, InputPath()]
     """A file or directory readable by tldrlab.data.readers (pairs, scitldr, debian, text, ...)."""
@@ -209,11 +209,11 @@ class DataConfig(BaseModel):
     """Seq2seq: add BERTScore (offline MiniLM) to the generated-sample metrics."""
 
 
-class TokenizerChoice(BaseModel):
+class TokenizerChoice(ConfigModel):
     """Use an existing tokenizer directory, or train one on the training text first (what to train is a
     `tldrlab.tokenizers.config.TokenizerConfig`: `method` and `vocab_size` here, its defaults otherwise)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Annotated[str | None, InputPath()] = None
     """A trained tokenizer directory (tldrlab tokenizer train) or model directory; None trains one."""
@@ -260,12 +260,10 @@ def model_families() -> dict[str, Any]:
     return families
 
 
-class TrainJobConfig(BaseModel):
+class TrainJobConfig(ConfigModel):
     """Everything one `tldrlab train` run needs: the model, its data and tokenizer, and the loop settings."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     model: Annotated[str, OneOf("model", model_families)] = "t5"
     """Model family (tldrlab.models.MODELS)."""

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import InvalidInputError
 from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
 from tldrlab.lvm.generate import Smoother, generate_next, window_from_texts
@@ -127,10 +128,10 @@ register_check("lvm", store_readiness)
 
 
 # -- chunk ---------------------------------------------------------------------------------------------------
-class ChunkRequest(BaseModel):
+class ChunkRequest(ConfigModel):
     """Split a text into concepts the way `lvm ingest` does."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     text: str = Field(min_length=1, max_length=200_000)
     """The text (an article, a paragraph)."""
@@ -180,8 +181,8 @@ def chunk(request: Request, body: ChunkRequest) -> dict[str, Any]:
 
 
 # -- ingest --------------------------------------------------------------------------------------------------
-class ArticleIn(BaseModel):
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+class ArticleIn(ConfigModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     id: str = Field(min_length=1, max_length=512)
     """The article's id within its source (re-sending an id replaces that article's concepts)."""
@@ -193,10 +194,10 @@ class ArticleIn(BaseModel):
     """Where it came from."""
 
 
-class IngestRequest(BaseModel):
+class IngestRequest(ConfigModel):
     """Articles to split, embed and store: a queued `lvm_ingest` run."""
 
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     articles: list[ArticleIn] = Field(min_length=1, max_length=10_000)
     """The articles, inline."""
@@ -240,12 +241,10 @@ def ingest(request: Request, body: IngestRequest) -> dict[str, Any]:
 
 
 # -- predict -------------------------------------------------------------------------------------------------
-class PredictRequest(BaseModel):
+class PredictRequest(ConfigModel):
     """The next concept after a list of sentences."""
 
-    model_config = ConfigDict(
-        allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True, protected_namespaces=()
-    )
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", protected_namespaces=())
 
     sentences: list[str] = Field(min_length=1, max_length=64)
     """The context, oldest first (the model reads its last `context` sentences)."""

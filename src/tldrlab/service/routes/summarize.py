@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.config import Settings
+from tldrlab.configmodel import ConfigModel
 from tldrlab.digest.local_model import NO_MODEL
 from tldrlab.errors import InvalidConfigError, InvalidInputError, TldrlabError
 from tldrlab.runs.aliases import alias_target
@@ -49,12 +50,10 @@ MAX_DOCUMENTS = 32
 MAX_DOCUMENT_CHARS = 200_000
 
 
-class SummarizeRequest(BaseModel):
+class SummarizeRequest(ConfigModel):
     """Documents to summarise and how."""
 
-    model_config = ConfigDict(
-        allow_inf_nan=False, extra="forbid", protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", protected_namespaces=())
 
     document: str | None = Field(default=None, min_length=1, max_length=MAX_DOCUMENT_CHARS)
     """One document (or give `documents`)."""

@@ -132,7 +132,7 @@ def resources(request: Request) -> DigestResources:
 class StreamSummaryRequest(DigestOptions):
     # a field it does not know is refused, as every request body refuses one: a typo ("max_bullet") gave the
     # default digest without a word
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     thread_id: str = Field(min_length=1, max_length=512)
     """An ingested thread (POST /threads first)."""
