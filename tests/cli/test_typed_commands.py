@@ -93,6 +93,94 @@ def test_elm_compare_over_the_parameter_budget_is_refused_before_anything_runs(
     assert not out.exists() and open_registry().list() == []  # nothing embedded, no run started
 
 
+def _pairs(path: Path, count: int, *, documents: bool = True) -> None:
+    """`count` pair records in the JSON lines file `path`, their documents blank unless `documents`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "document": f"package {i} installs a tool for task {i}" if documents else " ",
+            "summary": f"tool {i}",
+        }
+        for i in range(count)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _layout(directory: Path, train_records: int, source: str) -> None:
+    """An ELM layout in `directory` (as `elm prepare` writes it) with `train_records` training records."""
+    import torch
+
+    from tldrlab.elm.prepare import MANIFEST, SPLITS, write_split
+
+    for split in SPLITS:
+        count = train_records if split == "train" else 2
+        records = [
+            {"task_type": "summary", "embedding_index": i, "target_text": f"tool {i}"} for i in range(count)
+        ]
+        write_split(directory, split, records, torch.zeros(count, 384))
+    (directory / MANIFEST).write_text(json.dumps({"source": source, "embedding_dim": 384}))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "limit under a batch",
+        "few records",
+        "reused layout",
+        "no validation records",
+        "out is a file",
+        "data is a layout",
+    ],
+)
+def test_elm_compare_with_inputs_it_cannot_train_on_is_refused_before_anything_runs(
+    case: str, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm compare` found these only once MiniLM had embedded the documents into --out (a prepared layout
+    given as --data, only once the ELM had trained and its run was recorded): a --limit under its batch size
+    of 16 ("the training data has 10 examples: too few for batch_size 16"), data with too few usable training
+    records once val and test are held out, a layout left in --out by such a run (reused by every later
+    compare, whatever its --limit), a validation split with no usable records (after embedding the training
+    split: a half layout, which the next compare reused), an --out that is a file. Each is now refused
+    first, in one line: nothing embedded, no run started."""
+    out = tmp_path / "out"
+    data = shared_data / "debian_descriptions"
+    limit = "48"
+    too_few = "usable training records: too few for one batch of 16, the batch size both models train with"
+    if case == "limit under a batch":
+        limit = "10"
+        refusal = "invalid compare options: limit: Input should be greater than or equal to 16"
+    elif case == "few records":  # 12 pairs, no splits: one held out for val, one for test
+        data = tmp_path / "pairs.jsonl"
+        _pairs(data, 12)
+        refusal = f"{data} with --limit 48 has 10 {too_few}"
+    elif case == "reused layout":
+        _layout(out / "elm_data", 10, str(data))
+        reused = f"{out / 'elm_data'} (a layout an earlier compare prepared in --out, reused)"
+        refusal = f"{reused} has 10 {too_few}; give another --out to prepare the data again"
+    elif case == "no validation records":
+        data = tmp_path / "pairs"
+        _pairs(data / "train.jsonl", 20)
+        _pairs(data / "validation.jsonl", 3, documents=False)
+        refusal = f"{data}: no val records with a document and a summary"
+    elif case == "out is a file":
+        out.write_text("notes\n")
+        refusal = f"the output {out} is a file: give a directory to write the comparison in"
+    else:
+        data = tmp_path / "prepared"
+        _layout(data, 20, str(shared_data / "debian_descriptions"))
+        refusal = (
+            f"{data} is a prepared ELM layout: compare embeds the documents itself and trains the T5 on "
+            f"them, give the pair data it was prepared from ({shared_data / 'debian_descriptions'})"
+        )
+    code_name = "invalid_config" if case == "limit under a batch" else "invalid_input"
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    argv = ["elm", "compare", "--data", str(data), "--out", str(out), "--limit", limit, "--eval-limit", "2"]
+    code, printed, err = run_captured([*argv, "--minutes", "0.01", "--hidden-dim", "8"], capsys)
+    assert (code, printed, err.strip()) == (2, "", f"error [{code_name}] {refusal}")
+    # nothing embedded (no file added under tmp_path), no run started
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before and open_registry().list() == []
+
+
 HELP = {
     ("lvm", "generate"): ["The trained LVM: an lvm_train run id", "--steps", "[default: 1; >= 1, <= 100]"],
     ("lvm", "tmd"): ["--missing / --no-missing", "Only concepts without TMD labels yet."],

@@ -231,3 +231,19 @@ def test_an_empty_data_file_is_refused_before_a_run_exists(
     )
     assert refused.status_code == 422 and "file is empty" in refused.json()["message"], refused.text
     assert open_registry().list() == []
+
+
+def test_a_split_with_no_usable_records_is_refused_before_any_split_is_embedded(tmp_path: Path) -> None:
+    """A validation file whose documents are all blank was refused only after the training split had been
+    embedded and written: `out` was left a half layout (train only), which `elm compare` then reused. It is
+    now refused before the embedder runs, and `out` is not created."""
+    from tldrlab.elm.prepare import prepare_dataset
+
+    data, out = tmp_path / "pairs", tmp_path / "out"
+    data.mkdir()
+    pair = {"document": "a small library for parsing", "summary": "a parsing library"}
+    (data / "train.jsonl").write_text(json.dumps(pair) + "\n")
+    (data / "validation.jsonl").write_text(json.dumps({**pair, "document": " "}) + "\n")
+    with pytest.raises(InvalidInputError, match=f"^{data}: no val records with a document and a summary$"):
+        prepare_dataset(data, out, progress=False)
+    assert not out.exists()

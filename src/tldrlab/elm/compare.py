@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tldrlab.elm.config import ElmT5CompareConfig
+from tldrlab.elm.config import COMPARE_BATCH_SIZE, ElmT5CompareConfig
 from tldrlab.elm.evaluate import predict_split, summary_quality
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.evaluate.config import GenerateOptions
 from tldrlab.runs import start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl, atomic_write_text
@@ -34,6 +34,45 @@ COLUMNS = (
     "rouge1", "rouge2", "rougeL", "bertscore_f1", "bertscore_composite", "length_ratio",
     "distinct_prediction_rate",
 )  # fmt: skip
+
+
+def check_inputs(config: ElmT5CompareConfig) -> None:
+    """What the comparison would otherwise find only once MiniLM had embedded the documents (or, for the T5,
+    once the ELM had trained for `minutes` and its run was recorded), checked by reading the data, no model:
+    the data is here and is pair data, not an ELM layout (the T5 cannot read one); `out` is not a file; and
+    the ELM's training split, as `prepare_dataset` cuts it (or as the layout in `out` holds it, which is
+    reused), has at least one batch of COMPARE_BATCH_SIZE usable records. The T5 trains on the same records
+    (holding fewer out of data without a dev split), so it has as many. InvalidInputError (NotFoundError for
+    missing data) otherwise."""
+    # lazy: prepare takes half a second to import, which every other command of the CLI would pay
+    from tldrlab.elm.prepare import has_layout, read_manifest, read_synthesis, synthesis_path, usable_splits
+
+    data, out, elm_data = Path(config.data), Path(config.out), config.prepared_data()
+    if not data.exists():
+        raise NotFoundError(f"data not found: {data}")
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"the output {out} is a file: give a directory to write the comparison in")
+    if data.is_dir() and has_layout(data):
+        source = read_manifest(data).get("source")
+        raise InvalidInputError(
+            f"{data} is a prepared ELM layout: compare embeds the documents itself and trains the T5 on "
+            "them, " + (f"give the pair data it was prepared from ({source})" if source else "give pair data")
+        )
+    remedy = ""
+    if has_layout(elm_data):
+        where = f"{elm_data} (a layout an earlier compare prepared in --out, reused)"
+        remedy = "; give another --out to prepare the data again"
+        targets = [str(r["target_text"]) for r in read_synthesis(synthesis_path(elm_data, "train"))]
+    else:
+        where = f"{data}" + (f" with --limit {config.limit}" if config.limit is not None else "")
+        splits = usable_splits(data, None, limit=config.limit, eval_limit=config.eval_limit, seed=config.seed)
+        targets = [r.summary for r in splits["train"]]
+    usable = sum(1 for target in targets if target.strip())  # what the ELM's task trains on
+    if usable < COMPARE_BATCH_SIZE:
+        raise InvalidInputError(
+            f"{where} has {usable} usable training records: too few for one batch of "
+            f"{COMPARE_BATCH_SIZE}, the batch size both models train with{remedy}"
+        )
 
 
 def _train_elm(config: ElmT5CompareConfig) -> tuple[str, Any]:
@@ -69,8 +108,7 @@ def compare_elm_t5(config: ElmT5CompareConfig, echo: Any = print) -> list[dict[s
 
     data, out = Path(config.data), Path(config.out)
     minutes, lm_size, t5_size = config.minutes, config.lm_size, config.t5_size
-    if not data.exists():  # before anything changes in this process
-        raise NotFoundError(f"data not found: {data}")
+    check_inputs(config)  # before anything changes in this process
     if config.threads:
         torch.set_num_threads(config.threads)
 

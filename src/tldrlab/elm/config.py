@@ -395,6 +395,9 @@ COMPARE_VOCAB_SIZE = 4000
 COMPARE_PREFIX_TOKENS = 8
 """The soft prefix vectors per document of the ELM `elm compare` trains."""
 
+COMPARE_BATCH_SIZE = 16
+"""The batch size of both models `elm compare` trains (one setting for both, as their budget is)."""
+
 
 class ElmT5CompareConfig(ConfigModel):
     """What `tldrlab elm compare` trains and scores: the ELM adapter vs a from-scratch T5 under the same CPU
@@ -408,8 +411,8 @@ class ElmT5CompareConfig(ConfigModel):
     """Output directory (data, table, plot, samples)."""
     minutes: float = Field(default=10.0, gt=0)
     """Training wall-time budget of each model."""
-    limit: int | None = Field(default=4000, ge=1)
-    """Training records."""
+    limit: int | None = Field(default=4000, ge=COMPARE_BATCH_SIZE)
+    """Training records read: at least one batch (both models train with batch size 16)."""
     eval_limit: int = Field(default=200, ge=1)
     """Validation and test documents each."""
     lm_size: str = "tiny"
@@ -442,7 +445,7 @@ class ElmT5CompareConfig(ConfigModel):
             "eval_samples": 0,
             "use_bertscore": False,
             "train": {
-                "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "lr_schedule": "constant",
+                "batch_size": COMPARE_BATCH_SIZE, "lr": 1e-3, "warmup_steps": 50, "lr_schedule": "constant",
                 "best_metric": "eval_loss", "best_mode": "min", "early_stopping_patience": None,
                 "max_minutes": self.minutes, "checkpoint_every": self.eval_every, "seed": self.seed,
             },
@@ -457,7 +460,7 @@ class ElmT5CompareConfig(ConfigModel):
             "data": {"path": self.data, "limit": self.limit, "max_target_len": 48, "max_source_len": 256},
             "tokenizer": {"method": "bpe", "vocab_size": COMPARE_VOCAB_SIZE},
             "train": {
-                "max_steps": 1_000_000, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50,
+                "max_steps": 1_000_000, "batch_size": COMPARE_BATCH_SIZE, "lr": 1e-3, "warmup_steps": 50,
                 "lr_schedule": "constant", "eval_every": self.eval_every, "checkpoint_every": self.eval_every,
                 "max_minutes": self.minutes, "seed": self.seed,
             },

@@ -52,6 +52,8 @@ SYNTHESIS_DIR = "synthesis"
 EMBEDDINGS_DIR = "embeddings"
 MANIFEST = "elm_data.json"
 EMBEDDING_KEY = "embeddings"
+VAL_FRACTION = TEST_FRACTION = 0.05
+"""The fractions of the records of data without a dev (or test) split that `prepare_dataset` holds out."""
 
 REQUIRED_FIELDS = ("task_type", "embedding_index", "target_text")
 
@@ -411,6 +413,33 @@ def _split_records(
     }
 
 
+def usable_splits(
+    data: Path,
+    fmt: str | None,
+    *,
+    limit: int | None,
+    eval_limit: int | None,
+    seed: int,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
+) -> dict[str, list[Any]]:
+    """The records `prepare_dataset` embeds, per split (`_split_records`): those with a document and a
+    summary, val and test cut to `eval_limit` each. Reads the data only (no embedder), so a split with none
+    is refused before any split is embedded (it was found after embedding the splits before it), and a
+    caller can count the training records first (`elm compare`'s batch)."""
+    splits = _split_records(
+        data, fmt, limit=limit, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    )
+    usable: dict[str, list[Any]] = {}
+    for split in SPLITS:
+        usable[split] = [r for r in splits[split] if r.summaries and r.document.strip()]
+        if split != "train" and eval_limit is not None:
+            usable[split] = usable[split][:eval_limit]
+        if not usable[split]:
+            raise InvalidInputError(f"{data}: no {split} records with a document and a summary")
+    return usable
+
+
 def prepare_dataset(
     data: Path | str,
     out_dir: Path | str,
@@ -421,8 +450,8 @@ def prepare_dataset(
     template: str = DEFAULT_TEMPLATE,
     limit: int | None = None,
     eval_limit: int | None = None,
-    val_fraction: float = 0.05,
-    test_fraction: float = 0.05,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
@@ -442,17 +471,19 @@ def prepare_dataset(
         return filter_task(data, out_dir, task=task)
     if "{text}" not in template:
         raise InvalidInputError("the prompt template must contain {text} (where the embedding goes)")
-    splits = _split_records(
-        data, format, limit=limit, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction
+    splits = usable_splits(
+        data,
+        format,
+        limit=limit,
+        eval_limit=eval_limit,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
     )
     model = get_embedder(embedder)
     stats: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
-        usable = [r for r in splits[split] if r.summaries and r.document.strip()]
-        if split != "train" and eval_limit is not None:
-            usable = usable[:eval_limit]
-        if not usable:
-            raise InvalidInputError(f"{data}: no {split} records with a document and a summary")
+        usable = splits[split]
         vectors = _encode(model, [r.document for r in usable], f"embedding {split}", progress)
         records = [
             {
