@@ -513,3 +513,48 @@ def test_an_elm_search_whose_largest_adapter_is_over_the_parameter_budget_is_a_4
         "/runs", json={"kind": "elm_optimize", "config": {"base": base, "hidden_dims": [64, 2048]}}
     )
     assert accepted.status_code == 202, accepted.text  # 947,712 at hidden_dim 2048
+
+
+def test_an_elm_compare_lm_adapter_over_the_parameter_budget_is_a_422_naming_num_prefix_tokens(
+    client: TestClient, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kind `elm_compare_lm` trains an ELM adapter on the pretrained LM (system elm; elm_lora, LoRA adapters
+    of `lora_rank` too): its submit counts them against the parameter budget with elm_train's check
+    (`check_compare_lm` -> `check_adapter_budget`), so a comparison whose adapters are over the budget is
+    refused before a run exists, not once a worker has prepared the data and trained the other systems.
+    Without a system that builds an adapter nothing is counted (the LM itself is not bounded)."""
+    data = tldrlab_home / "data"
+    _tiny_llama_and_prepared_elm_data(data, monkeypatch)
+    (data / "pairs.jsonl").write_text(
+        json.dumps({"document": "a small library", "summary": "a library"}) + "\n"
+    )
+    over = {"data": "pairs.jsonl", "lm": "llama", "num_prefix_tokens": 256, "hidden_dim": 512}
+    body = _refused(client, "elm_compare_lm", over)
+    # as elm_train's: 256 prefix vectors of 8 from 384-d embeddings, direct 788,480 + MLP 1,247,744 + 3,456
+    assert body["errors"][0]["loc"] == ["num_prefix_tokens"]
+    assert body["message"] == (
+        "num_prefix_tokens: 2,039,680 parameters (2.04e+06), above the limit of 1,000,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (the adapter and drift head on the pretrained LM llama, which is 8 "
+        "wide: hidden_size in llama/config.json; the LM's own parameters are not counted)"
+    )
+    # elm_lora: an adapter that fits (258,048 parameters) with LoRA adapters of rank 1024 on a Llama whose
+    # projections LoRA finds (2 heads, a 256-wide MLP): 2 layers x 1024 x (4 x (8 + 8) + 3 x (8 + 256))
+    lora_llama = data / "lora_llama"
+    lora_llama.mkdir()
+    sizes = {"hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 256}
+    (lora_llama / "config.json").write_text(
+        json.dumps({"model_type": "llama", "num_hidden_layers": 2, "vocab_size": 64, **sizes})
+    )
+    lora = {**over, "lm": "lora_llama", "num_prefix_tokens": 8, "lora_rank": 1024}
+    body = _refused(client, "elm_compare_lm", {**lora, "systems": ["elm_lora"]})
+    assert body["errors"][0]["loc"] == ["num_prefix_tokens"]
+    assert body["message"].startswith(
+        "num_prefix_tokens: 2,011,136 parameters (2.01e+06), above the limit of 1,000,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (the adapter and drift head and 1,753,088 LoRA parameters on the "
+        "pretrained LM lora_llama, which is 8 wide"
+    ), body["message"]
+    assert open_registry().list() == []
+    # no system that builds an adapter; the adapter without LoRA (system elm): under the budget
+    for fits in ({**over, "systems": ["zero_shot", "finetune"]}, {**lora, "systems": ["elm"]}):
+        accepted = client.post("/runs", json={"kind": "elm_compare_lm", "config": fits})
+        assert accepted.status_code == 202, accepted.text
