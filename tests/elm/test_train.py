@@ -469,3 +469,33 @@ def test_an_adapter_over_the_budget_by_its_own_hidden_dim_at_run_time_is_refused
     with pytest.raises(InvalidConfigError) as refused:
         check_adapter_budget_as_read(config, small, llama)
     assert [error["loc"] for error in refused.value.details["errors"]] == [["model", "embedding_dim"]]
+
+
+def test_lora_adapters_over_the_budget_at_run_time_are_refused_naming_lora_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the LoRA adapters are the bigger part of what the run counts before building them (the submit
+    could not count them: the LM's files give no config transformers builds it from), the run-time count
+    named model.hidden_dim and model.num_prefix_tokens, which no value could bring under the limit; it now
+    names model.lora_rank, as the submit does, with both parts' counts."""
+    from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+    from tldrlab.config import get_settings
+    from tldrlab.elm.train import check_adapter_budget_as_read
+
+    tokenizer = tiny_chat_tokenizer()
+    llama = tiny_llama(tokenizer)  # 32 wide, 2 layers: 512 LoRA parameters a rank a layer
+    lm = save_tiny_model(llama, tokenizer, tmp_path / "llama")
+    monkeypatch.setenv("TLDRLAB_MAX_MODEL_PARAMETERS", "1000000")
+    get_settings.cache_clear()
+    model = {"lm": str(lm), "freeze_lm": True, "lora_rank": 1024, "num_prefix_tokens": 1, "hidden_dim": 4}
+    config = ElmTrainConfig.model_validate({"data": str(tmp_path / "data"), "model": model})
+    with pytest.raises(InvalidConfigError) as refused:
+        check_adapter_budget_as_read(config, config.model, llama)
+    assert [error["loc"] for error in refused.value.details["errors"]] == [["model", "lora_rank"]]
+    # 2 layers x 1024 x (q 64 + k 48 + v 48 + o 64 + 3 x 96) = 1,048,576; the adapter: 26,692
+    assert refused.value.message == (
+        "model.lora_rank: 1,075,268 parameters (1.08e+06), above the limit of 1,000,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (lora_rank 1024: 1,048,576 LoRA parameters on the LM's projections; "
+        f"the adapter and drift head, 26,692, on the LM {lm}, which is 32 wide, from 384-d embeddings; the "
+        "LM's own parameters are not counted)"
+    )

@@ -515,14 +515,20 @@ def test_an_elm_search_whose_largest_adapter_is_over_the_parameter_budget_is_a_4
     assert accepted.status_code == 202, accepted.text  # 947,712 at hidden_dim 2048
 
 
-def test_an_elm_compare_lm_adapter_over_the_parameter_budget_is_a_422_naming_num_prefix_tokens(
-    client: TestClient, tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_elm_compare_lm_adapter_over_the_parameter_budget_is_a_422_naming_its_bigger_part(
+    client: TestClient,
+    tldrlab_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Kind `elm_compare_lm` trains an ELM adapter on the pretrained LM (system elm; elm_lora, LoRA adapters
     of `lora_rank` too): its submit counts them against the parameter budget with elm_train's check
     (`check_compare_lm` -> `check_adapter_budget`), so a comparison whose adapters are over the budget is
     refused before a run exists, not once a worker has prepared the data and trained the other systems.
-    Without a system that builds an adapter nothing is counted (the LM itself is not bounded)."""
+    Without a system that builds an adapter nothing is counted (the LM itself is not bounded). The refusal
+    names the setting of the bigger part: LoRA adapters over the budget were refused at num_prefix_tokens,
+    which no value could bring under it; they are refused at lora_rank (elm_train's too, and on the command
+    line)."""
     data = tldrlab_home / "data"
     _tiny_llama_and_prepared_elm_data(data, monkeypatch)
     (data / "pairs.jsonl").write_text(
@@ -547,12 +553,25 @@ def test_an_elm_compare_lm_adapter_over_the_parameter_budget_is_a_422_naming_num
     )
     lora = {**over, "lm": "lora_llama", "num_prefix_tokens": 8, "lora_rank": 1024}
     body = _refused(client, "elm_compare_lm", {**lora, "systems": ["elm_lora"]})
-    assert body["errors"][0]["loc"] == ["num_prefix_tokens"]
-    assert body["message"].startswith(
-        "num_prefix_tokens: 2,011,136 parameters (2.01e+06), above the limit of 1,000,000 "
-        "(TLDRLAB_MAX_MODEL_PARAMETERS) (the adapter and drift head and 1,753,088 LoRA parameters on the "
-        "pretrained LM lora_llama, which is 8 wide"
-    ), body["message"]
+    refusal = (
+        "lora_rank: 2,011,136 parameters (2.01e+06), above the limit of 1,000,000 "
+        "(TLDRLAB_MAX_MODEL_PARAMETERS) (the adapter and drift head, 258,048, and 1,753,088 LoRA parameters "
+        "of rank 1024, on the pretrained LM lora_llama, which is 8 wide: hidden_size in "
+        "lora_llama/config.json; the LM's own parameters are not counted)"
+    )
+    assert (body["errors"][0]["loc"], body["message"]) == (["lora_rank"], refusal)
+    # elm_train with the same LoRA adapters: under its model section
+    model = {"lm": "lora_llama", "freeze_lm": True, "lora_rank": 1024, "hidden_dim": 512}
+    body = _refused(client, "elm_train", {"data": "elm", "model": model})
+    assert (body["errors"][0]["loc"], body["message"]) == (["model", "lora_rank"], f"model.{refusal}")
+    # the command line: the same line (its model reference is the directory's path there)
+    argv = ["elm", "compare-lm", "--data", str(data / "pairs.jsonl"), "--lm", str(lora_llama)]
+    argv += ["--systems", "elm_lora", "--lora-rank", "1024", "--hidden-dim", "512"]
+    code, out, err = run_captured(argv, capsys)
+    assert (code, out) == (2, ""), err
+    assert err.strip().startswith(
+        "error [invalid_config] lora_rank: 2,011,136 parameters (2.01e+06), above the limit of 1,000,000"
+    ), err
     assert open_registry().list() == []
     # no system that builds an adapter; the adapter without LoRA (system elm): under the budget
     for fits in ({**over, "systems": ["zero_shot", "finetune"]}, {**lora, "systems": ["elm"]}):

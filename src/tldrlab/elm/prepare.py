@@ -260,21 +260,30 @@ def check_adapter_budget(
     the configured embedding_dim and the LM's width as its files give it, `model_width`: no torch), and its
     `lora` LoRA parameters, fit the parameter budget: they grow with num_prefix_tokens x the LM's width x
     (embedding_dim + hidden_dim), hundreds of millions of parameters on a 576-wide LM at 256 prefix tokens.
-    The LM itself is a pretrained checkpoint, not bounded. InvalidConfigError at `num_prefix_tokens` under
-    `field` (or at `at`, a searched setting's field, with `searched` saying which value was counted), saying
-    where the width came from; an LM whose files do not give its width is left to the run, which counts
-    again with the LM it loaded (`tldrlab.elm.train.check_adapter_budget_as_read`)."""
+    The LM itself is a pretrained checkpoint, not bounded. InvalidConfigError under `field` at the setting
+    of the bigger part, `lora_rank` when the LoRA parameters outnumber the adapter's, else
+    `num_prefix_tokens` (or at `at`, a searched setting's field, with `searched` saying which value was
+    counted), saying where the width came from; an LM whose files do not give its width is left to the run,
+    which counts again with the LM it loaded (`tldrlab.elm.train.check_adapter_budget_as_read`)."""
     if (found := model_width(lm)) is None:
         return
     width, key = found
-    count = adapter_parameter_count(model, width) + lora
+    adapter = adapter_parameter_count(model, width)
+    count = adapter + lora
     if (reason := over_budget(count)) is None:
         return
     where = f"{lm.path}'s header" if lm.kind == "gguf" else f"{lm.path / 'config.json'}"
-    parts = "the adapter and drift head" + (f" and {lora:,} LoRA parameters" if lora else "")
-    parts += f" with {searched}," if searched else ""
+    parts = "the adapter and drift head" + (f" with {searched}" if searched else "")
+    if lora:  # both counts, so the refusal shows why it names the setting it names
+        parts += f", {adapter:,}, and {lora:,} LoRA parameters of rank {model.lora_rank},"
+    elif searched:
+        parts += ","
+    # the setting to change: the LoRA adapters' rank when they are the bigger part (num_prefix_tokens was
+    # named whatever the parts, though no number of prefix vectors brings LoRA adapters over the limit
+    # under it), as `elm compare` names lm_size or hidden_dim by the bigger of its two parts
+    bigger = "lora_rank" if lora > adapter else "num_prefix_tokens"
     raise InvalidConfigError.at(
-        at or (*field, "num_prefix_tokens"),
+        at or (*field, bigger),
         f"{reason} ({parts} on the pretrained LM {model.lm}, which is {width} wide: {key} in {where}; "
         "the LM's own parameters are not counted)",
     )

@@ -112,11 +112,11 @@ def check_adapter_budget_as_read(config: ElmTrainConfig, model_config: ElmModelC
     configured embedding_dim and the width the LM's files give (nothing when they did not say, or the LM was
     not found there: a name only the Hugging Face cache holds). The LM's own parameters are not counted."""
     width, dim = lm_width(lm), model_config.embedding_dim
-    count = adapter_parameter_count(model_config, width)
+    adapter = adapter_parameter_count(model_config, width)
     lora = 0
     if model_config.lora_rank is not None:
         lora = lora_parameter_count(lm, LoraSettings(r=model_config.lora_rank, alpha=model_config.lora_alpha))
-    count += lora
+    count = adapter + lora
     try:
         found = model_width(resolve_model_ref(config.model.lm))
     except NotFoundError:
@@ -140,18 +140,29 @@ def check_adapter_budget_as_read(config: ElmTrainConfig, model_config: ElmModelC
         ),
     ]
     # neither the data nor the LM made it bigger than the submit counted (an elm_optimize trial's searched
-    # hidden_dim, which the submit counted only as the largest of the search): the adapter's own settings did
+    # hidden_dim, which the submit counted only as the largest of the search; LoRA adapters the submit could
+    # not count, its files giving no config transformers builds the LM from): the adapter's own settings did
     on = f"on the LM {config.model.lm}, which is {width} wide, from {dim}-d embeddings"
-    on += f", and {lora:,} LoRA parameters" if lora else ""
-    roles = {"hidden_dim": "the adapter MLP's width", "num_prefix_tokens": "prefix vectors per document"}
-    unchanged: list[tuple[tuple[str, ...], str]] = [
-        (
-            ("model", name),
-            f"{name} {getattr(model_config, name)}: {role}; the adapter and drift head {on}; "
-            "the LM's own parameters are not counted",
-        )
-        for name, role in roles.items()
-    ]
+    unchanged: list[tuple[tuple[str, ...], str]]
+    if lora > adapter:  # the LoRA adapters are the bigger part: their rank, as the submit names it
+        unchanged = [
+            (
+                ("model", "lora_rank"),
+                f"lora_rank {model_config.lora_rank}: {lora:,} LoRA parameters on the LM's projections; "
+                f"the adapter and drift head, {adapter:,}, {on}; the LM's own parameters are not counted",
+            )
+        ]
+    else:
+        on += f", and {lora:,} LoRA parameters" if lora else ""
+        roles = {"hidden_dim": "the adapter MLP's width", "num_prefix_tokens": "prefix vectors per document"}
+        unchanged = [
+            (
+                ("model", name),
+                f"{name} {getattr(model_config, name)}: {role}; the adapter and drift head {on}; "
+                "the LM's own parameters are not counted",
+            )
+            for name, role in roles.items()
+        ]
     within_budget_as_read(count, dimensions, unchanged=unchanged)
 
 
