@@ -106,8 +106,11 @@ def _pairs(path: Path, count: int, *, documents: bool = True) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def _layout(directory: Path, train_records: int, source: str) -> None:
-    """An ELM layout in `directory` (as `elm prepare` writes it) with `train_records` training records."""
+def _layout(
+    directory: Path, train_records: int, source: str, *, limit: int | None = 48, eval_limit: int | None = 2
+) -> None:
+    """An ELM layout in `directory` (as `elm prepare` writes it) with `train_records` training records,
+    prepared from `source` with `limit`, `eval_limit` and seed 0 as its manifest records."""
     import torch
 
     from tldrlab.elm.prepare import MANIFEST, SPLITS, write_split
@@ -118,7 +121,8 @@ def _layout(directory: Path, train_records: int, source: str) -> None:
             {"task_type": "summary", "embedding_index": i, "target_text": f"tool {i}"} for i in range(count)
         ]
         write_split(directory, split, records, torch.zeros(count, 384))
-    (directory / MANIFEST).write_text(json.dumps({"source": source, "embedding_dim": 384}))
+    prepared = {"source": source, "embedding_dim": 384, "seed": 0, "limit": limit, "eval_limit": eval_limit}
+    (directory / MANIFEST).write_text(json.dumps(prepared))
 
 
 @pytest.mark.parametrize(
@@ -179,6 +183,50 @@ def test_elm_compare_with_inputs_it_cannot_train_on_is_refused_before_anything_r
     assert (code, printed, err.strip()) == (2, "", f"error [{code_name}] {refusal}")
     # nothing embedded (no file added under tmp_path), no run started
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before and open_registry().list() == []
+
+
+@pytest.mark.parametrize("changed", ["limit", "eval limit", "data", "seed", "not recorded"])
+def test_elm_compare_refuses_a_layout_in_out_prepared_with_other_options(
+    changed: str, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm compare` reused the layout an earlier compare had prepared in --out whatever its --data, --limit
+    and --eval-limit now were: the ELM trained and was scored on the earlier records, the T5 trained on the
+    new ones, and the table said the new options. A layout prepared with other options (or one that does
+    not record them) is now refused in one line, before anything runs, saying to give another --out."""
+    out, data = tmp_path / "out", shared_data / "debian_descriptions"
+    _layout(out / "elm_data", 20, str(data))  # --limit 48 --eval-limit 2 --seed 0, enough for a batch
+    options = {"--limit": "48", "--eval-limit": "2", "--seed": "0"}
+    layout = f"{out / 'elm_data'} (a layout an earlier compare prepared in --out)"
+    reuse = "compare reuses it only for the same --data, --limit, --eval-limit and --seed"
+    remedy = "give another --out to prepare the data again"
+    if changed == "limit":
+        options["--limit"] = "64"
+        refusal = f"{layout} was prepared with --limit 48, not 64: {reuse}; {remedy}"
+    elif changed == "eval limit":
+        options["--eval-limit"] = "4"
+        refusal = f"{layout} was prepared with --eval-limit 2, not 4: {reuse}; {remedy}"
+    elif changed == "data":
+        earlier, data = data, tmp_path / "pairs.jsonl"
+        _pairs(data, 40)
+        refusal = f"{layout} was prepared with --data {earlier}, not {data}: {reuse}; {remedy}"
+    elif changed == "seed":  # the seed cuts the splits
+        options["--seed"] = "3"
+        refusal = f"{layout} was prepared with --seed 0, not 3: {reuse}; {remedy}"
+    else:  # prepared before the limits were recorded
+        manifest = out / "elm_data" / "elm_data.json"
+        manifest.write_text(json.dumps({"source": str(data), "embedding_dim": 384, "seed": 0}))
+        refusal = (
+            f"{layout} does not record the --limit and --eval-limit it was prepared with, so compare cannot "
+            f"tell whether it holds the records these options give: {remedy}"
+        )
+    before = {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    argv = ["elm", "compare", "--data", str(data), "--out", str(out), "--minutes", "0.01"]
+    argv += ["--hidden-dim", "8", *(x for pair in options.items() for x in pair)]
+    code, printed, err = run_captured(argv, capsys)
+    assert (code, printed, err.strip()) == (2, "", f"error [invalid_input] {refusal}")
+    # nothing embedded or replaced, no run started
+    assert {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert open_registry().list() == []
 
 
 HELP = {

@@ -15,7 +15,9 @@ from tldrlab.elm.prepare import SPLITS, filter_task, load_split, read_manifest, 
 from tldrlab.errors import InvalidInputError
 
 
-def test_prepare_writes_layout_with_embeddings_of_the_documents(elm_data: Path) -> None:
+def test_prepare_writes_layout_with_embeddings_of_the_documents(elm_data: Path, shared_data: Path) -> None:
+    from tldrlab.elm.compare import check_reusable
+    from tldrlab.elm.config import ElmT5CompareConfig
     from tldrlab.embed import get_embedder
 
     for split in SPLITS:
@@ -31,6 +33,11 @@ def test_prepare_writes_layout_with_embeddings_of_the_documents(elm_data: Path) 
     assert float(np.dot(direct, train.embeddings[0].numpy())) > 0.999
     manifest = read_manifest(elm_data)
     assert manifest["embedding_dim"] == 384 and manifest["splits"]["val"]["records"] == 8
+    # what decides its records, which `elm compare` checks before it reuses a layout in its --out
+    source = shared_data / "debian_descriptions"
+    assert (manifest["source"], manifest["seed"]) == (str(source), 0)
+    assert (manifest["limit"], manifest["eval_limit"]) == (48, 8)
+    check_reusable(ElmT5CompareConfig(data=str(source), limit=48, eval_limit=8), manifest)
     # val and test are disjoint halves of the data's validation split
     val_ids = {r["source_id"] for r in load_split(elm_data, "val").records}
     test_ids = {r["source_id"] for r in load_split(elm_data, "test").records}

@@ -3,7 +3,8 @@
     config = ElmT5CompareConfig(data="../shared/data/debian_descriptions", out="out/compare", minutes=10)
     rows = compare_elm_t5(config)
 
-1. `prepare_dataset` embeds the documents (MiniLM) into the ELM layout (train / val / test);
+1. `prepare_dataset` embeds the documents (MiniLM) into the ELM layout (train / val / test), under `out`
+   (reused by a later compare with the same data, limits and seed, refused with others);
 2. the ELM (adapter + a GPT-2 trained from scratch by tldrlab) trains through tldrlab's loop for `minutes`;
 3. a T5 trained from scratch by `tldrlab train`'s job code, on the same training records, for `minutes`;
 4. both summarise the same test documents greedily; `summary_quality` scores them (ROUGE-1/2/L, BERTScore
@@ -39,11 +40,11 @@ COLUMNS = (
 def check_inputs(config: ElmT5CompareConfig) -> None:
     """What the comparison would otherwise find only once MiniLM had embedded the documents (or, for the T5,
     once the ELM had trained for `minutes` and its run was recorded), checked by reading the data, no model:
-    the data is here and is pair data, not an ELM layout (the T5 cannot read one); `out` is not a file; and
-    the ELM's training split, as `prepare_dataset` cuts it (or as the layout in `out` holds it, which is
-    reused), has at least one batch of COMPARE_BATCH_SIZE usable records. The T5 trains on the same records
-    (holding fewer out of data without a dev split), so it has as many. InvalidInputError (NotFoundError for
-    missing data) otherwise."""
+    the data is here and is pair data, not an ELM layout (the T5 cannot read one); `out` is not a file; a
+    layout in `out` was prepared with these options (`check_reusable`); and the ELM's training split, as
+    `prepare_dataset` cuts it (or as the layout in `out` holds it, which is reused), has at least one batch
+    of COMPARE_BATCH_SIZE usable records. The T5 trains on the same records (holding fewer out of data
+    without a dev split), so it has as many. InvalidInputError (NotFoundError for missing data) otherwise."""
     # lazy: prepare takes half a second to import, which every other command of the CLI would pay
     from tldrlab.elm.prepare import has_layout, read_manifest, read_synthesis, synthesis_path, usable_splits
 
@@ -60,6 +61,7 @@ def check_inputs(config: ElmT5CompareConfig) -> None:
         )
     remedy = ""
     if has_layout(elm_data):
+        check_reusable(config, read_manifest(elm_data))
         where = f"{elm_data} (a layout an earlier compare prepared in --out, reused)"
         remedy = "; give another --out to prepare the data again"
         targets = [str(r["target_text"]) for r in read_synthesis(synthesis_path(elm_data, "train"))]
@@ -73,6 +75,55 @@ def check_inputs(config: ElmT5CompareConfig) -> None:
             f"{where} has {usable} usable training records: too few for one batch of "
             f"{COMPARE_BATCH_SIZE}, the batch size both models train with{remedy}"
         )
+
+
+REUSED_FOR = {"--data": "source", "--limit": "limit", "--eval-limit": "eval_limit", "--seed": "seed"}
+"""The options that decide which records `prepare_dataset` embeds, and the keys its manifest records them
+under: a layout in --out is reused only when they are the same."""
+
+
+def check_reusable(config: ElmT5CompareConfig, manifest: dict[str, Any]) -> None:
+    """The layout in `config.out`, whose manifest is `manifest`, was prepared from the same data with the
+    same limits and seed (`REUSED_FOR`), so reusing it compares the records the options say. It was reused
+    whatever they were: the ELM trained and was scored on the earlier records while the T5 trained on the
+    new ones, and the table did not say so. InvalidInputError naming what differs otherwise (or that the
+    layout does not record them: one prepared before they were recorded), to give another --out; a layout
+    is not prepared over, as `elm prepare` does not replace one without --overwrite."""
+    elm_data, remedy = config.prepared_data(), "give another --out to prepare the data again"
+    layout = f"{elm_data} (a layout an earlier compare prepared in --out)"
+    if missing := [option for option, key in REUSED_FOR.items() if key not in manifest]:
+        raise InvalidInputError(
+            f"{layout} does not record the {_listed(missing)} it was prepared with, so compare cannot tell "
+            f"whether it holds the records these options give: {remedy}"
+        )
+    given: dict[str, Any] = {
+        "--data": config.data,
+        "--limit": config.limit,
+        "--eval-limit": config.eval_limit,
+        "--seed": config.seed,
+    }
+    differs = []
+    for option, key in REUSED_FOR.items():
+        recorded = manifest[key]
+        if option == "--data":  # the same data however its path was written
+            same = Path(str(recorded)).resolve() == Path(config.data).resolve()
+        else:
+            same = recorded == given[option]
+        if not same:
+            differs.append(f"{option} {_shown(recorded)}, not {_shown(given[option])}")
+    if differs:
+        raise InvalidInputError(
+            f"{layout} was prepared with {'; '.join(differs)}: compare reuses it only for the same --data, "
+            f"--limit, --eval-limit and --seed; {remedy}"
+        )
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _listed(words: list[str]) -> str:
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
 
 
 def _train_elm(config: ElmT5CompareConfig) -> tuple[str, Any]:

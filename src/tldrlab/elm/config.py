@@ -408,7 +408,8 @@ class ElmT5CompareConfig(ConfigModel):
     data: str
     """Pair data, e.g. ../shared/data/debian_descriptions."""
     out: str = "elm_compare"
-    """Output directory (data, table, plot, samples)."""
+    """Output directory (data, table, plot, samples). The data prepared there is reused by a later compare
+    with the same data, limit, eval_limit and seed; one with others is refused."""
     minutes: float = Field(default=10.0, gt=0)
     """Training wall-time budget of each model."""
     limit: int | None = Field(default=4000, ge=COMPARE_BATCH_SIZE)
@@ -429,7 +430,8 @@ class ElmT5CompareConfig(ConfigModel):
     """Seed of the data split and both models' initialisation."""
 
     def prepared_data(self) -> Path:
-        """Where the documents are embedded into the ELM layout (reused when it already holds one)."""
+        """Where the documents are embedded into the ELM layout (reused when it already holds one prepared
+        with the same data, limits and seed: `compare.check_reusable`)."""
         return Path(self.out) / "elm_data"
 
     def elm_train_config(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Layout:
                                                      embedding_index, target_text, variation, source_id, ...
     DIR/embeddings/{train,val,test}_embeddings.safetensors   one tensor "embeddings" (rows, dim) float32
     DIR/elm_data.json                                  embedder, dimension, counts, where the data came from
+                                                     (source, seed, limit, eval_limit)
 
 `embedding_index` is the row of the split's embeddings tensor holding the document's embedding. Several
 records (tasks, variations) may share a row; `filter_task` keeps only the rows its records use and rewrites
@@ -516,6 +517,9 @@ def prepare_dataset(
         "embedding_dim": int(model.dim),
         "task": task,
         "seed": seed,
+        # with source and seed, what decides the records: `elm compare` reuses a layout only for the same
+        "limit": limit,
+        "eval_limit": eval_limit,
         "splits": stats,
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
