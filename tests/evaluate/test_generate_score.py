@@ -119,6 +119,7 @@ def test_score_rejects_empty_text(models: dict[str, Any], tokenizer: Any) -> Non
         score_text(models["gpt2"], tokenizer, "")
 
 
+@pytest.mark.filterwarnings("error:.*past_key_values.*:FutureWarning")  # an API transformers 5.40 removes
 def test_batched_greedy_seq2seq_matches_one_at_a_time(models: dict[str, Any], tokenizer: Any) -> None:
     prompts = ["A short one.", "A much longer document that needs padding in the batch, twice.", "Mid size"]
     options = GenerateOptions(temperature=0, max_new_tokens=10, batch_size=3)
@@ -158,6 +159,7 @@ def test_scoring_a_data_set_says_which_records_were_cut_to_the_context(
     assert "1 of 2 records are longer than the model's context: only their start was scored (long)" in warning
 
 
+@pytest.mark.filterwarnings("error:.*past_key_values.*:FutureWarning")  # an API transformers 5.40 removes
 @pytest.mark.parametrize("layers", [{"num_layers": 1}, {"num_layers": 2, "num_decoder_layers": 3}])
 def test_a_t5_with_more_decoder_than_encoder_layers_generates(layers: dict[str, int], tokenizer: Any) -> None:
     # transformers' own cache has as many layers as T5's *encoder*: `num_layers: 1` (size tiny keeps its two

@@ -279,7 +279,7 @@ def generate_summaries(
             prefix_mask = torch.tensor([mask] * n, device=device)
             inputs = model.input_embeds(embeddings[rows].to(device), input_ids, prefix_mask)
             out = model.lm(inputs_embeds=inputs, use_cache=True)
-            past = out.past_key_values
+            past = out.cache
             logits = out.logits[:, -1, :]
             tokens: list[list[int]] = [[] for _ in rows]
             done = torch.zeros(n, dtype=torch.bool)
@@ -298,10 +298,8 @@ def generate_summaries(
                             tokens[row].append(token)
                 if bool(done.all()):
                     break
-                out = model.lm(
-                    input_ids=next_tokens.view(n, 1).to(device), past_key_values=past, use_cache=True
-                )
-                past, logits = out.past_key_values, out.logits[:, -1, :]
+                out = model.lm(input_ids=next_tokens.view(n, 1).to(device), cache=past, use_cache=True)
+                past, logits = out.cache, out.logits[:, -1, :]
             for row, index in enumerate(rows):
                 outputs[index] = tokenizer.decode(tokens[row], skip_special_tokens=True).strip()
     model.train(was_training)

@@ -156,7 +156,7 @@ def _generate_seq2seq_batch(
         input_ids=input_ids.to(model.device),
         attention_mask=mask.to(model.device),
         **_hf_kwargs(options, tokenizer),
-        **{"past_key_values": lazy_seq2seq_cache(), **extra},
+        **{"cache": lazy_seq2seq_cache(), **extra},
     )
     n = options.num_return_sequences
     return [[row.tolist() for row in output[i * n : (i + 1) * n]] for i in range(len(prompts))]

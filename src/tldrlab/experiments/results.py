@@ -77,7 +77,7 @@ def summarize_timed(model: Any, tokenizer: Any, documents: list[str], config: An
             do_sample=False,
             num_beams=1,
             # compressed models may have more decoder than encoder layers
-            past_key_values=lazy_seq2seq_cache(),
+            cache=lazy_seq2seq_cache(),
         )
         seconds += time.perf_counter() - started
         outputs.append(tokenizer.decode(generated[0], skip_special_tokens=True).strip())
