@@ -234,17 +234,21 @@ def _article(store: ConceptStore, article_id: str, count: int) -> None:
 
 
 def test_a_concept_store_write_on_a_full_postgres_disk_names_the_database(
-    postgres_home: tuple[str, Path],
+    postgres_home: tuple[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # before: psycopg.errors.DiskFull ("could not extend file ...: No space left on device"), a traceback
+    # before: psycopg.errors.DiskFull ("could not extend file ...: No space left on device"), a traceback;
+    # then, psycopg's executemany (a pipeline) also logged "error ignored terminating <psycopg.Pipeline
+    # [INERROR, pipeline=ON] (user=... database=...) at 0x...>: pipeline aborted" beside the DiskFullError,
+    # on stderr of a program using tldrlab without a logging setup, in the log of one that has one
     url, mount = postgres_home
     store = open_concept_store()
     try:
         _article(store, "earlier", 3)
         _fill(mount)
-        with pytest.raises(DiskFullError) as refused:
+        with caplog.at_level(logging.DEBUG), pytest.raises(DiskFullError) as refused:
             _article(store, "refused", 200)  # 300 KB of vectors, past the pages the table has
         assert refused.value.message == _refusal_words(url)
+        assert [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING] == []
         assert store.sources() == {"wiki": 3}  # the refused article's transaction was undone
 
         resize_tmpfs(mount, ROOM)
@@ -296,23 +300,3 @@ def test_a_write_postgres_refuses_at_commit_names_the_database_and_keeps_what_wa
         assert [r["post_id"] for r in db.query("SELECT post_id FROM post_audit ORDER BY post_id")] == [1, 2]
     finally:
         db.close()
-
-
-def test_a_refused_pipelined_insert_logs_nothing_beside_the_one_error(
-    postgres_home: tuple[str, Path], caplog: pytest.LogCaptureFixture
-) -> None:
-    # before: psycopg's executemany (a pipeline) logged "error ignored terminating <psycopg.Pipeline
-    # [INERROR, pipeline=ON] (user=... database=...) at 0x...>: pipeline aborted" beside the DiskFullError,
-    # on stderr of a program using tldrlab without a logging setup, in the log of one that has one
-    url, mount = postgres_home
-    store = open_concept_store()
-    try:
-        _article(store, "earlier", 3)
-        _fill(mount)
-        with caplog.at_level(logging.DEBUG), pytest.raises(DiskFullError) as refused:
-            _article(store, "refused", 200)  # one INSERT a concept, the first that needs a page refused
-        assert refused.value.message == _refusal_words(url)
-        assert [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING] == []
-        assert store.sources() == {"wiki": 3}
-    finally:
-        store.close()
