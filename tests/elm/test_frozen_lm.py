@@ -314,3 +314,129 @@ def test_compare_lm_end_to_end(shared_data: Path, chat_lm: Path, tmp_path: Path)
         and "{text}" in prompt["input_prompt_template"]
     )
     assert (Path(record.run_dir) / "comparison.png").stat().st_size > 5000
+
+
+def _pairs_and_layout(data: Path, layout: Path, **prepared: object) -> None:
+    """40 pair records in `data`, and in `layout` an ELM layout as compare-lm prepares it (20 training
+    records, 2 each to validate and test, zero embeddings: nothing here embeds) whose manifest records it was
+    prepared from `data` with limit 48, eval_limit 2, seed 0 and the minilm embedder, or with `prepared`
+    (None: not recorded)."""
+    from tldrlab.elm.prepare import MANIFEST, write_split
+
+    data.parent.mkdir(parents=True, exist_ok=True)
+    documents = [f"package {i} installs a tool for task {i}" for i in range(40)]
+    rows = [{"document": document, "summary": f"tool {i}"} for i, document in enumerate(documents)]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for split, count in (("train", 20), ("val", 2), ("test", 2)):
+        records = [
+            {
+                "task_type": "summary",
+                "input_prompt_template": "<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n",
+                "embedding_index": i,
+                "target_text": f"tool {i}",
+                "document": documents[i],
+            }
+            for i in range(count)
+        ]
+        write_split(layout, split, records, torch.zeros(count, 384))
+    manifest = {"source": str(data), "embedder": "minilm", "seed": 0, "limit": 48, "eval_limit": 2}
+    manifest = {k: v for k, v in {**manifest, **prepared}.items() if v is not None}
+    (layout / MANIFEST).write_text(json.dumps({**manifest, "embedding_dim": 384}))
+
+
+REUSE = "compare-lm reuses it only for the same data, limit, eval_limit, seed and embedder"
+REMEDY = "give another out to prepare the data again"
+
+
+@pytest.mark.parametrize("changed", ["limit", "eval_limit", "data", "seed", "embedder", "not recorded"])
+def test_elm_compare_lm_refuses_a_layout_in_out_prepared_with_other_settings(
+    changed: str, chat_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm compare-lm` reused the layout in --out whatever its --data, --limit, --eval-limit, --seed and
+    --embedder now were: every system trained and was scored on the earlier records (the ELM on the earlier
+    embedder's vectors, summarising with the new one), and comparison.json's setup said the new settings. A
+    layout prepared with other settings (or one that does not record them) is now refused before a run
+    exists (the kind's check: one line naming `out`, exit 2), saying to give another --out."""
+    from cliutil import run_captured
+    from tldrlab.elm.config import ElmLMCompareConfig
+    from tldrlab.launch import check_inputs
+
+    data, out = tmp_path / "pairs.jsonl", tmp_path / "out"
+    _pairs_and_layout(data, out)
+    settings = {"--limit": "48", "--eval-limit": "2", "--seed": "0", "--embedder": "minilm"}
+    layout = f"out: the layout in {out}"
+    if changed == "limit":
+        settings["--limit"] = "64"
+        refusal = f"{layout} was prepared with limit 48, not 64: {REUSE}; {REMEDY}"
+    elif changed == "eval_limit":
+        settings["--eval-limit"] = "4"
+        refusal = f"{layout} was prepared with eval_limit 2, not 4: {REUSE}; {REMEDY}"
+    elif changed == "data":
+        earlier, data = data, tmp_path / "other.jsonl"
+        data.write_text(earlier.read_text())
+        refusal = f"{layout} was prepared with data {earlier}, not {data}: {REUSE}; {REMEDY}"
+    elif changed == "seed":  # the seed cuts the splits
+        settings["--seed"] = "3"
+        refusal = f"{layout} was prepared with seed 0, not 3: {REUSE}; {REMEDY}"
+    elif changed == "embedder":  # the adapter would learn one embedder's vectors and be given another's
+        settings["--embedder"] = "minilm-onnx"
+        refusal = f"{layout} was prepared with embedder minilm, not minilm-onnx: {REUSE}; {REMEDY}"
+    else:  # prepared before the limits were recorded
+        _pairs_and_layout(data, out, limit=None, eval_limit=None)
+        refusal = (
+            f"{layout} does not record the limit and eval_limit it was prepared with, so compare-lm cannot "
+            f"tell whether it holds the records these settings give: {REMEDY}"
+        )
+    before = {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    argv = ["elm", "compare-lm", "--data", str(data), "--out", str(out), "--lm", str(chat_lm)]
+    argv += ["--systems", "elm", "--cpu-minutes", "0.000001", "--eval-every", "2", "--eval-size", "2"]
+    argv += ["--batch-size", "4", "--max-target-tokens", "4", "--hidden-dim", "8", "--no-bertscore"]
+    argv += [x for pair in settings.items() for x in pair]
+    code, printed, err = run_captured(argv, capsys)
+    assert (code, printed, err.strip()) == (2, "", f"error [invalid_config] {refusal}")
+    # nothing embedded or replaced, no run created
+    assert {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert open_registry().list() == []
+    if changed == "limit":  # the same settings reuse it, however the data's path is written
+        same = tmp_path / "elsewhere" / ".." / "pairs.jsonl"
+        config = ElmLMCompareConfig(data=str(same), out=str(out), lm=str(chat_lm), limit=48, eval_limit=2)
+        check_inputs("elm_compare_lm", config)
+
+
+def test_a_queued_elm_compare_lm_whose_out_was_prepared_with_other_settings_fails_in_one_line(
+    chat_lm: Path, tldrlab_home: Path
+) -> None:
+    """Over the API `out` is inside the new run's directory, so its submit finds no layout there; a run that
+    finds one when it starts (prepared there while it was queued, with another seed) reused it. The run
+    checks it again before it loads the LM: it fails with the submit's one line (invalid_config at `out`),
+    no traceback, nothing trained."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from tldrlab.service.app import create_app
+    from tldrlab.service.worker import WorkerConfig, build_worker
+
+    data = tldrlab_home / "data"  # inside the API's data root
+    shutil.copytree(chat_lm, data / "lm")
+    (data / "pairs.jsonl").parent.mkdir(parents=True, exist_ok=True)
+    client = TestClient(create_app())
+    config = {"data": "pairs.jsonl", "lm": "lm", "out": "elm_data", "systems": ["elm"], "limit": 48}
+    config |= {"eval_limit": 2, "cpu_minutes": 0.000001, "eval_every": 2, "eval_size": 2, "batch_size": 4}
+    config |= {"max_target_tokens": 4, "hidden_dim": 8, "bertscore": False}
+    (data / "pairs.jsonl").write_text('{"document": "a small library", "summary": "a library"}\n' * 40)
+    response = client.post("/runs", json={"kind": "elm_compare_lm", "config": config})
+    assert response.status_code == 202, response.text
+    (record,) = open_registry().list(kind="elm_compare_lm")
+    out = Path(record.config["out"])
+    assert out == Path(record.run_dir).resolve() / "elm_data"  # where the API writes it: nothing there yet
+    _pairs_and_layout(data / "pairs.jsonl", out, seed=1)  # prepared meanwhile, with another seed
+    build_worker(config=WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05)).run()
+
+    run = client.get(f"/runs/{record.id}").json()
+    assert (run["status"], run["error_code"]) == ("failed", "invalid_config"), run
+    layout = f"out: the layout in run:{record.id}/elm_data"
+    assert run["message"] == f"failed: {layout} was prepared with seed 1, not 0: {REUSE}; {REMEDY}"
+    assert [r.kind for r in open_registry().list()] == ["elm_compare_lm"]  # no system's run started
+    logged = (Path(record.run_dir) / "log.jsonl").read_text()
+    assert "run failed: out: the layout in " in logged and "Traceback" not in logged

@@ -88,42 +88,27 @@ def check_reusable(config: ElmT5CompareConfig, manifest: dict[str, Any]) -> None
     whatever they were: the ELM trained and was scored on the earlier records while the T5 trained on the
     new ones, and the table did not say so. InvalidInputError naming what differs otherwise (or that the
     layout does not record them: one prepared before they were recorded), to give another --out; a layout
-    is not prepared over, as `elm prepare` does not replace one without --overwrite."""
-    elm_data, remedy = config.prepared_data(), "give another --out to prepare the data again"
-    layout = f"{elm_data} (a layout an earlier compare prepared in --out)"
-    if missing := [option for option, key in REUSED_FOR.items() if key not in manifest]:
-        raise InvalidInputError(
-            f"{layout} does not record the {_listed(missing)} it was prepared with, so compare cannot tell "
-            f"whether it holds the records these options give: {remedy}"
-        )
-    given: dict[str, Any] = {
+    is not prepared over, as `elm prepare` does not replace one without --overwrite. The rule is
+    `prepare.reuse_refusal`, which `elm compare-lm` applies to its `out` too."""
+    # lazy: prepare takes half a second to import, which every other command of the CLI would pay
+    from tldrlab.elm.prepare import reuse_refusal
+
+    values: dict[str, Any] = {
         "--data": config.data,
         "--limit": config.limit,
         "--eval-limit": config.eval_limit,
         "--seed": config.seed,
     }
-    differs = []
-    for option, key in REUSED_FOR.items():
-        recorded = manifest[key]
-        if option == "--data":  # the same data however its path was written
-            same = Path(str(recorded)).resolve() == Path(config.data).resolve()
-        else:
-            same = recorded == given[option]
-        if not same:
-            differs.append(f"{option} {_shown(recorded)}, not {_shown(given[option])}")
-    if differs:
-        raise InvalidInputError(
-            f"{layout} was prepared with {'; '.join(differs)}: compare reuses it only for the same --data, "
-            f"--limit, --eval-limit and --seed; {remedy}"
-        )
-
-
-def _shown(value: Any) -> str:
-    return "none" if value is None else str(value)
-
-
-def _listed(words: list[str]) -> str:
-    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+    refusal = reuse_refusal(
+        manifest,
+        {option: (key, values[option]) for option, key in REUSED_FOR.items()},
+        layout=f"{config.prepared_data()} (a layout an earlier compare prepared in --out)",
+        reused_by="compare",
+        remedy="give another --out to prepare the data again",
+        called="options",
+    )
+    if refusal is not None:
+        raise InvalidInputError(refusal)
 
 
 def _train_elm(config: ElmT5CompareConfig) -> tuple[str, Any]:

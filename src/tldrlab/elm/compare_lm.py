@@ -3,7 +3,8 @@ prompted zero-shot, scored on the same test documents (kind `elm_compare_lm`).
 
 1. the pair data is embedded once into the ELM layout (`prepare_dataset`; val / test = the validation split
    halved with the seed, or the test file when the data has one), its prompt template being the LM's own
-   chat prompt with the document replaced by the adapter's soft prefix;
+   chat prompt with the document replaced by the adapter's soft prefix; a layout already in `out` is reused
+   only when prepared with the same data, limit, eval_limit, seed and embedder (refused otherwise);
 2. `zero_shot`: the pretrained LM answers the chat prompt with the document (cut to `max_source_tokens`);
 3. `finetune`: the whole LM fine-tuned on the same training records (chat format, answer-only loss) for
    `cpu_minutes` of CPU time, best validation loss kept (a child run);
@@ -31,7 +32,7 @@ from tldrlab.data.records import SummaryRecord
 from tldrlab.elm.config import COMPARE_SYSTEMS, ElmLMCompareConfig, ElmTrainConfig
 from tldrlab.elm.evaluate import summary_quality
 from tldrlab.elm.model import generate_summaries, load_elm
-from tldrlab.elm.prepare import has_layout, load_split, prepare_dataset
+from tldrlab.elm.prepare import check_compare_lm_layout, has_layout, load_split, prepare_dataset
 from tldrlab.elm.train import run_elm_training
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
@@ -258,6 +259,9 @@ def compare_lm_job(run: Run, config: ElmLMCompareConfig) -> dict[str, Any]:
     unknown = [s for s in config.systems if s not in COMPARE_SYSTEMS]
     if unknown or not config.systems:
         raise ConfigError(f"systems must be among {', '.join(COMPARE_SYSTEMS)}; got {config.systems}")
+    # checked at submit too, but a queued run's `out` may have been prepared since: refused before the LM
+    # loads, not reused
+    check_compare_lm_layout(config)
     instruction = instruction_of_config(config)
     data_dir = Path(config.out) if config.out else run.dir / "elm_data"
     _, tokenizer = load_pretrained(config.lm)

@@ -179,10 +179,85 @@ def check_optimize_prepared(config: ElmOptimizeConfig) -> None:
     check_elm_lm(config.base.model, ("base", "model"), searched_hidden_dims=config.searched_hidden_dims())
 
 
+def reuse_refusal(
+    manifest: dict[str, Any],
+    given: dict[str, tuple[str, Any]],
+    *,
+    layout: str,
+    reused_by: str,
+    remedy: str,
+    called: str = "settings",
+) -> str | None:
+    """Why a prepared layout (`layout`, its manifest `manifest`) is not reused by `reused_by` with the
+    `called` (settings, options) `given` (each as the command names it -> (the manifest's key, its value
+    now)), or None when it records every one of them with the value given: reusing it then trains and scores
+    on the records they give. Otherwise the sentence naming what differs (or what the manifest does not
+    record: a layout prepared before it recorded them), ending in `remedy`. The data (key `source`) is the
+    same however its path was written."""
+    if missing := [name for name, (key, _) in given.items() if key not in manifest]:
+        return (
+            f"{layout} does not record the {_listed(missing)} it was prepared with, so {reused_by} cannot "
+            f"tell whether it holds the records these {called} give: {remedy}"
+        )
+    differs = []
+    for name, (key, value) in given.items():
+        recorded = manifest[key]
+        if key == "source":
+            same = Path(str(recorded)).resolve() == Path(str(value)).resolve()
+        else:
+            same = recorded == value
+        if not same:
+            differs.append(f"{name} {_shown(recorded)}, not {_shown(value)}")
+    if not differs:
+        return None
+    return (
+        f"{layout} was prepared with {'; '.join(differs)}: {reused_by} reuses it only for the same "
+        f"{_listed(list(given))}; {remedy}"
+    )
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _listed(words: list[str]) -> str:
+    """`a, b and c`."""
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+
+
+def check_compare_lm_layout(config: ElmLMCompareConfig) -> None:
+    """A layout already in kind `elm_compare_lm`'s `out` (which the run reuses rather than embedding the
+    documents again) was prepared from its data with its limit, eval_limit, seed and embedder
+    (`reuse_refusal`); InvalidConfigError at `out` otherwise. It was reused whatever they were: every
+    system was trained and scored on the earlier records and embeddings, and comparison.json's setup
+    reported the new settings. Reads only the manifest (no torch): the submit runs it, and the run again
+    before it uses the layout, which may have changed while the run was queued."""
+    if config.out is None or not has_layout(out := Path(config.out)):
+        return
+    given: dict[str, tuple[str, Any]] = {
+        "data": ("source", config.data),
+        "limit": ("limit", config.limit),
+        "eval_limit": ("eval_limit", config.eval_limit),
+        "seed": ("seed", config.seed),
+        "embedder": ("embedder", config.embedder.strip()),  # the name `get_embedder` records
+    }
+    refusal = reuse_refusal(
+        read_manifest(out),
+        given,
+        layout=f"the layout in {out}",
+        reused_by="compare-lm",
+        remedy="give another out to prepare the data again",
+    )
+    if refusal is not None:
+        raise InvalidConfigError.at("out", refusal)
+
+
 def check_compare_lm(config: ElmLMCompareConfig) -> None:
-    """Kind `elm_compare_lm`'s check before a run is created (command line and API alike): its LM is a
-    causal LM, and with the `elm_lora` system one LoRA finds the projections of (`check_elm_lm`, on the ELM
-    settings that system trains with), and their adapters fit the parameter budget."""
+    """Kind `elm_compare_lm`'s check before a run is created (command line and API alike): a layout in its
+    `out` was prepared with its settings (`check_compare_lm_layout`); its LM is a causal LM, and with the
+    `elm_lora` system one LoRA finds the projections of (`check_elm_lm`, on the ELM settings that system
+    trains with), and their adapters fit the parameter budget."""
+    check_compare_lm_layout(config)
     lora_rank = config.lora_rank if "elm_lora" in config.systems else None
     elm = ElmModelConfig(
         lm=config.lm,
