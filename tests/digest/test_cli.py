@@ -210,3 +210,23 @@ def test_a_digests_header_names_the_version_digested_while_the_thread_is_reinges
     assert store.get_thread(thread.id).title == "Retitled since"
     assert f"TL;DR of {thread.title} (extractive)" in out, out
     assert "Retitled since" not in out and "Edited since" not in out, out
+
+
+def test_a_key_sentence_added_after_the_models_bullets_is_printed_as_a_quote() -> None:
+    from rich.console import Console
+
+    from tldrlab.cli.digest import _bullet_lines
+    from tldrlab.digest.summarizers import Bullet
+
+    bullets = [
+        Bullet(text="Ales go warmer", citations=["p:0"], support=0.9, supported=True),
+        Bullet(text="Lagers are served cold.", citations=["p:1"], from_draft=True),
+    ]
+    console = Console(width=200, color_system=None)
+    with console.capture() as captured:
+        for line in _bullet_lines(bullets, {"p:0": 1, "p:1": 2}):
+            console.print(line, highlight=False)
+    assert captured.get().splitlines() == [
+        " • Ales go warmer [1]",
+        " • \u201cLagers are served cold.\u201d [2] (key sentence)",
+    ]

@@ -8,6 +8,7 @@ import re
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from digest_helpers import sample_thread, tiny_chat_lm
@@ -22,6 +23,7 @@ from tldrlab.digest.summarizers import Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Notice, SummaryEvent
 from tldrlab.digest.summarizers.chat_prompt import render_chat
 from tldrlab.digest.summarizers.local import prompt_order
+from tldrlab.digest.summarizers.two_stage import topped_up
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError
 from tldrlab.store.base import SentenceStore
@@ -203,7 +205,8 @@ def test_two_stage_default_shows_the_draft_then_the_models_bullets(
     digest = events[-1].digest
     assert digest is not None and digest.draft == draft.bullets and digest.bullets
     assert digest.bullets != digest.draft  # the model's bullets, not the key sentences
-    assert all(b.supported is not None for b in digest.bullets)
+    assert all(b.supported is not None for b in digest.bullets if not b.from_draft)
+    assert len(digest.bullets) == 3  # the draft's bullets follow the model's kept ones up to top_up
     assert digest.text == "".join(e.text for e in events if e.kind == "token")
 
 
@@ -326,3 +329,58 @@ def test_a_bullet_the_model_writes_twice_is_one_bullet_of_the_digest(
         "Very cold beer hides flavour and aroma",
     ]
     assert digest.bullets[0].citations == [context.highlights[ales - 1].id]
+
+
+def test_two_stage_tops_a_short_answer_up_with_the_drafts_best_other_key_sentences(
+    store: SentenceStore, embedder: Embedder, tmp_path: Path
+) -> None:
+    # before: the model's one kept bullet was the whole TL;DR (the demo thread's digest had one bullet, a
+    # copied sentence, while its draft had shown five key sentences)
+    context = context_for(store, embedder)
+    texts = [h.text for h in context.highlights]
+    ales = texts.index(next(t for t in texts if t.startswith("Serve ales"))) + 1
+    model = memorized_model(tmp_path, context, f"- [{ales}] Serve ales warmer than lagers\n")
+    params: dict[str, Any] = {"model_path": str(model), "constrained": False}
+    options = DigestOptions(k=6, max_bullets=3, use_cache=False, params=params)
+    events = list(digest_events(store, context.thread.id, options, embedder=embedder))
+    digest = events[-1].digest
+    assert digest is not None
+    ales_id = context.highlights[ales - 1].id
+    assert [(b.text, b.citations, b.from_draft) for b in digest.bullets[:1]] == [
+        ("Serve ales warmer than lagers", [ales_id], False)
+    ]
+    added = digest.bullets[1:]
+    # the draft's bullets on the best ranked highlights but the one the model cited, in the draft's order
+    ranks = {h.id: h.rank for h in context.highlights}
+    others = [b for b in digest.draft if ales_id not in b.citations]
+    best = sorted(others, key=lambda b: min(ranks[c] for c in b.citations))[:2]
+    assert [b.citations for b in added] == [b.citations for b in others if b in best]
+    assert [(b.text, b.from_draft) for b in added] == [(b.text, True) for b in others if b in best]
+    assert "the local stage kept 1 bullet(s): 2 key sentence(s) of the extractive draft follow, quoted" in (
+        digest.notices
+    )
+
+    alone = DigestOptions(k=6, max_bullets=3, use_cache=False, params={**params, "top_up": 0})
+    digest = list(digest_events(store, context.thread.id, alone, embedder=embedder))[-1].digest
+    assert digest is not None and [b.text for b in digest.bullets] == ["Serve ales warmer than lagers"]
+
+
+def test_topped_up_adds_only_what_is_missing_and_not_what_is_cited() -> None:
+    def bullet(text: str, *cites: str) -> Bullet:
+        return Bullet(text=text, citations=list(cites))
+
+    draft = [bullet("a", "p:0"), bullet("b", "p:1"), bullet("c", "p:2"), bullet("d", "p:3")]
+    ranks = {"p:0": 4, "p:1": 1, "p:2": 3, "p:3": 2}
+    final = [bullet("model", "p:1")]
+    assert [b.text for b in topped_up(final, draft, 3, ranks)] == ["c", "d"]  # p:1 cited; best 2, draft order
+    assert all(b.from_draft for b in topped_up(final, draft, 3, ranks))
+    assert [b.text for b in topped_up(final, draft, 3)] == ["a", "c"]  # without ranks: the draft's first
+    assert topped_up([*final, bullet("m2", "p:9"), bullet("m3", "p:8")], draft, 3, ranks) == []
+    assert topped_up(final, draft, 0, ranks) == []
+    assert [b.text for b in topped_up(final, draft, 10, ranks)] == ["a", "c", "d"]  # all the draft has
+
+
+@pytest.mark.parametrize("bad", [True, -1, 21, 2.5, "many", None])
+def test_a_bad_top_up_is_a_config_error(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="top_up"):
+        build_summarizer("two_stage", {"top_up": bad})

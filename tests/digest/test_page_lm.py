@@ -110,6 +110,16 @@ def test_page_shows_the_models_cited_bullets(
                 "(sel) => document.querySelector(sel).classList.contains('flash')", arg=selector, timeout=5000
             )
             assert page.locator(selector).inner_text() == highlights[number - 1].text
+            # a key sentence the digest added after a model's short answer (`from_draft`) reads as a quote
+            page.evaluate(
+                """([kept, quoted, hid]) => fillBullets(document.getElementById("bullets"),
+                    [{text: kept, citations: [hid]}, {text: quoted, citations: [hid], from_draft: true}],
+                    [{id: hid}])""",
+                [BULLET, "Cans keep light out.", target],
+            )
+            assert bullets.nth(0).get_attribute("class") is None
+            assert bullets.nth(1).get_attribute("class") == "from-draft"
+            assert bullets.nth(1).inner_text() == "\u201cCans keep light out.\u201d[1]"
             assert not errors, errors
         finally:
             page.close()

@@ -283,8 +283,18 @@ def test_two_stage_shows_the_draft_then_streams_the_consolidation(
     tokens = [e for e in events if isinstance(e, str)]
     assert "".join(tokens) == chat.reply
     bullets = events[-1]
-    assert isinstance(bullets, list) and [b.text for b in bullets] == ["Ales warm, lagers cold"]
+    assert isinstance(bullets, list) and [b.text for b in bullets if not b.from_draft] == [
+        "Ales warm, lagers cold"
+    ]
     assert bullets[0].citations == [context.highlights[0].id, context.highlights[1].id]
+    # one consolidated bullet: the draft's best others follow it, up to top_up (3)
+    added = [b for b in bullets if b.from_draft]
+    assert (
+        len(bullets) == 3
+        and bullets[1:] == added
+        and all(b in draft.bullets for b in [b.model_copy(update={"from_draft": False}) for b in added])
+    )
+    assert not {c for b in added for c in b.citations} & set(bullets[0].citations)
     prompt = chat.requests[0]["body"]["messages"][1]["content"]
     assert all(b.text in prompt for b in draft.bullets)  # the endpoint consolidates the draft
 

@@ -66,9 +66,13 @@ def test_bundled_smollm2_summarizes_and_writes_the_demo_digest(
     assert digest["summarizer"] == "two_stage" and len(digest["draft"]) == 5
     numbers = {h["id"]: i for i, h in enumerate(digest["highlights"], start=1)}
     assert digest["bullets"] != digest["draft"], digest["notices"]  # the model's bullets survived the check
-    for bullet in digest["bullets"]:
+    model_bullets = [b for b in digest["bullets"] if not b["from_draft"]]
+    assert model_bullets, digest["notices"]
+    for bullet in model_bullets:
         assert bullet["supported"] is True and bullet["support"] >= 0.0
+    for bullet in digest["bullets"]:  # the model's, then (when it kept fewer than 3) the draft's
         assert bullet["citations"] and all(c in numbers for c in bullet["citations"])
+    assert len(digest["bullets"]) >= 3
     lines = [line for line in digest["text"].splitlines() if line.strip()]
     assert lines and all(re.match(r"- \[\d+\] \S", line) for line in lines)  # "- [k] text" each
     code, out, _ = run_captured(["demo"], capsys)  # the same digest, from the cache, for people

@@ -71,8 +71,9 @@ def run_digest(
         numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
         fell_back = [b.text for b in digest.bullets] == [b.text for b in digest.draft]
         if digest.draft and not fell_back:
+            quoted = ", then key sentences in quotes" if any(b.from_draft for b in digest.bullets) else ""
             console.print(
-                "[bold]written by the local language model[/] [dim](numbers cite the highlights)[/]"
+                f"[bold]written by the local language model[/]{quoted} [dim](numbers cite the highlights)[/]"
             )
         elif digest.draft:  # the model's bullets were not kept (a notice said why): the draft is the TL;DR
             console.print("[bold]key sentences[/] [dim](numbers cite the highlights)[/]")
@@ -94,7 +95,11 @@ def _bullet_lines(bullets: list[Any], numbers: dict[str, int]) -> list[str]:
     for bullet in bullets:
         cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
         flag = " [yellow](unsupported)[/]" if bullet.supported is False else ""
-        lines.append(f" • {escape(bullet.text)} [cyan]{escape(cites)}[/]{flag}")
+        text = escape(bullet.text)
+        if bullet.from_draft:  # a key sentence itself, not the model's words: shown as a quote
+            lines.append(f" • [dim]“{text}”[/] [cyan]{escape(cites)}[/] [dim](key sentence)[/]")
+        else:
+            lines.append(f" • {text} [cyan]{escape(cites)}[/]{flag}")
     return lines
 
 

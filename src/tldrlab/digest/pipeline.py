@@ -50,7 +50,7 @@ class DigestOptions(ConfigModel):
     """Registry name: two_stage (the extractive draft, then the local LM's cited bullets; extractive alone
     when no model is installed), extractive, local, openai."""
     params: FreeForm = Field(default_factory=dict)
-    """Summarizer parameters (model_path for local, model for openai, draft/final for two_stage)."""
+    """Summarizer parameters (model_path for local, model for openai, draft/final/top_up for two_stage)."""
     k: int = Field(default=8, ge=1, le=50)
     """Highlights to pick (the summarizer's candidates; the page marks all of them)."""
     q: Query = None

@@ -46,6 +46,9 @@ class Bullet(BaseModel):
     supported: bool | None = None
     """False for a generated bullet whose citations do not support it (kept only when asked to mark
     instead of drop); None when not checked."""
+    from_draft: bool = False
+    """Two-stage digests: a bullet of the draft (a key sentence itself, not the model's words), added after
+    the final stage's bullets because that stage kept fewer than `top_up` (see summarizers/two_stage.py)."""
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,11 @@ function fillBullets(list, bullets, highlights) {
   for (const bullet of bullets) {
     const li = document.createElement("li");
     li.dir = "auto";
-    li.append(bullet.text);
+    li.append(bullet.from_draft ? `“${bullet.text}”` : bullet.text);
+    if (bullet.from_draft) {
+      li.className = "from-draft";
+      li.title = "a key sentence of the thread, quoted: the model kept fewer bullets";
+    }
     if (bullet.supported === false) {
       li.className = "unsupported";
       li.title = "its citations do not support it";
