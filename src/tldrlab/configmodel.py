@@ -3,8 +3,8 @@
 Every config class documents each field with a string literal under it; that docstring is the field's
 description, so the `--help` text, the OpenAPI schema and docs/config.md (`make docs`). pydantic's
 `use_attribute_docstrings=True` reads them the same way, but on Python < 3.13 it finds each class's source by
-walking the interpreter's frames through `inspect` and re-reading the class block: ~4 ms a class, 0.2 CPU-s of
-the ~0.7 s every `tldrlab` command spent importing its ~70 config classes. Here each source file is parsed
+walking the interpreter's frames through `inspect` and re-reading the class block: ~2 ms a class, ~0.12 CPU-s
+of the ~0.6 s every `tldrlab` command spent importing its ~70 config classes. Here each source file is parsed
 once and the docstrings of all its classes are read from that one tree.
 
 The schema of a config class is built when it is first used (`defer_build`), not when its module is imported:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from bs4 import Tag
 
-# bs4 (and the soupsieve it imports) is imported by the functions that parse, not here: it costs ~0.2 CPU-s,
+# bs4 (and the soupsieve it imports) is imported by the functions that parse, not here: it costs ~0.1 CPU-s,
 # and every `tldrlab` command imports this module (through the data readers' registry) whether or not it
 # reads HTML.
 
