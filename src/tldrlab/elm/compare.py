@@ -77,31 +77,27 @@ def check_inputs(config: ElmT5CompareConfig) -> None:
         )
 
 
-REUSED_FOR = {"--data": "source", "--limit": "limit", "--eval-limit": "eval_limit", "--seed": "seed"}
-"""The options that decide which records `prepare_dataset` embeds, and the keys its manifest records them
-under: a layout in --out is reused only when they are the same."""
-
-
 def check_reusable(config: ElmT5CompareConfig, manifest: dict[str, Any]) -> None:
-    """The layout in `config.out`, whose manifest is `manifest`, was prepared from the same data with the
-    same limits and seed (`REUSED_FOR`), so reusing it compares the records the options say. It was reused
-    whatever they were: the ELM trained and was scored on the earlier records while the T5 trained on the
-    new ones, and the table did not say so. InvalidInputError naming what differs otherwise (or that the
-    layout does not record them: one prepared before they were recorded), to give another --out; a layout
-    is not prepared over, as `elm prepare` does not replace one without --overwrite. The rule is
-    `prepare.reuse_refusal`, which `elm compare-lm` applies to its `out` too."""
+    """The layout in `config.out`, whose manifest is `manifest`, was prepared from the same data with the same
+    limits and seed (the options that decide which records `prepare_dataset` embeds), so reusing it compares
+    the records the options say. It was reused whatever they were: the ELM trained and was scored on the
+    earlier records while the T5 trained on the new ones, and the table did not say so. InvalidInputError
+    naming what differs otherwise (or that the layout does not record them: one prepared before they were
+    recorded), to give another --out; a layout is not prepared over, as `elm prepare` does not replace one
+    without --overwrite. The rule is `prepare.reuse_refusal`, which `elm compare-lm` applies to its `out`
+    too."""
     # lazy: prepare takes half a second to import, which every other command of the CLI would pay
     from tldrlab.elm.prepare import reuse_refusal
 
-    values: dict[str, Any] = {
-        "--data": config.data,
-        "--limit": config.limit,
-        "--eval-limit": config.eval_limit,
-        "--seed": config.seed,
+    given: dict[str, tuple[str, Any]] = {  # option -> (the manifest's key, its value now)
+        "--data": ("source", config.data),
+        "--limit": ("limit", config.limit),
+        "--eval-limit": ("eval_limit", config.eval_limit),
+        "--seed": ("seed", config.seed),
     }
     refusal = reuse_refusal(
         manifest,
-        {option: (key, values[option]) for option, key in REUSED_FOR.items()},
+        given,
         layout=f"{config.prepared_data()} (a layout an earlier compare prepared in --out)",
         reused_by="compare",
         remedy="give another --out to prepare the data again",

@@ -180,6 +180,7 @@ def _top_up(value: Any) -> int:
     # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"bad two_stage summarizer parameter top_up={value!r}: {exc}") from exc
-    if not 0 <= top_up <= MAX_TOP_UP or (top_up != value and not isinstance(value, str)):
+    fractional = isinstance(value, float) and not value.is_integer()  # int() would cut 2.5 to 2
+    if fractional or not 0 <= top_up <= MAX_TOP_UP:
         raise ConfigError(f"top_up must be a whole number from 0 to {MAX_TOP_UP}, got {value!r}")
     return top_up
