@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
 from tldrlab.cli.main import main
 from tldrlab.elm.config import ElmTrainConfig
+from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.runs import open_registry, start_run
 
 
@@ -316,11 +317,11 @@ def test_compare_lm_end_to_end(shared_data: Path, chat_lm: Path, tmp_path: Path)
     assert (Path(record.run_dir) / "comparison.png").stat().st_size > 5000
 
 
-def _pairs_and_layout(data: Path, layout: Path, **prepared: object) -> None:
+def _pairs_and_layout(data: Path, layout: Path, for_lm: str, **prepared: object) -> None:
     """40 pair records in `data`, and in `layout` an ELM layout as compare-lm prepares it (20 training
     records, 2 each to validate and test, zero embeddings: nothing here embeds) whose manifest records it was
-    prepared from `data` with limit 48, eval_limit 2, seed 0 and the minilm embedder, or with `prepared`
-    (None: not recorded)."""
+    prepared from `data` with limit 48, eval_limit 2, seed 0 and the minilm embedder for the LM `for_lm`
+    and the default instruction, or with `prepared` (None: not recorded)."""
     from tldrlab.elm.prepare import MANIFEST, write_split
 
     data.parent.mkdir(parents=True, exist_ok=True)
@@ -340,15 +341,29 @@ def _pairs_and_layout(data: Path, layout: Path, **prepared: object) -> None:
         ]
         write_split(layout, split, records, torch.zeros(count, 384))
     manifest = {"source": str(data), "embedder": "minilm", "seed": 0, "limit": 48, "eval_limit": 2}
+    manifest |= {"lm": for_lm, "instruction": DEFAULT_INSTRUCTION}
     manifest = {k: v for k, v in {**manifest, **prepared}.items() if v is not None}
     (layout / MANIFEST).write_text(json.dumps({**manifest, "embedding_dim": 384}))
 
 
-REUSE = "compare-lm reuses it only for the same data, limit, eval_limit, seed and embedder"
+REUSE = "compare-lm reuses it only for the same data, limit, eval_limit, seed, embedder, lm and instruction"
 REMEDY = "give another out to prepare the data again"
 
 
-@pytest.mark.parametrize("changed", ["limit", "eval_limit", "data", "seed", "embedder", "not recorded"])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        "limit",
+        "eval_limit",
+        "data",
+        "seed",
+        "embedder",
+        "instruction",
+        "lm",
+        "not recorded",
+        "prompt not recorded",
+    ],
+)
 def test_elm_compare_lm_refuses_a_layout_in_out_prepared_with_other_settings(
     changed: str, chat_lm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -362,7 +377,7 @@ def test_elm_compare_lm_refuses_a_layout_in_out_prepared_with_other_settings(
     from tldrlab.launch import check_inputs
 
     data, out = tmp_path / "pairs.jsonl", tmp_path / "out"
-    _pairs_and_layout(data, out)
+    _pairs_and_layout(data, out, str(chat_lm))
     settings = {"--limit": "48", "--eval-limit": "2", "--seed": "0", "--embedder": "minilm"}
     layout = f"out: the layout in {out}"
     if changed == "limit":
@@ -381,8 +396,21 @@ def test_elm_compare_lm_refuses_a_layout_in_out_prepared_with_other_settings(
     elif changed == "embedder":  # the adapter would learn one embedder's vectors and be given another's
         settings["--embedder"] = "minilm-onnx"
         refusal = f"{layout} was prepared with embedder minilm, not minilm-onnx: {REUSE}; {REMEDY}"
+    elif changed == "instruction":  # the records' prompt template asks with the instruction
+        settings["--instruction"] = "Name the tool."
+        instruction = f"instruction {DEFAULT_INSTRUCTION}, not Name the tool."
+        refusal = f"{layout} was prepared with {instruction}: {REUSE}; {REMEDY}"
+    elif changed == "lm":  # ... in the LM's chat format
+        _pairs_and_layout(data, out, "smollm2")
+        refusal = f"{layout} was prepared with lm smollm2, not {chat_lm}: {REUSE}; {REMEDY}"
+    elif changed == "prompt not recorded":  # prepared before the lm and instruction were recorded
+        _pairs_and_layout(data, out, str(chat_lm), lm=None, instruction=None)
+        refusal = (
+            f"{layout} does not record the lm and instruction it was prepared with, so compare-lm cannot "
+            f"tell whether it holds the records these settings give: {REMEDY}"
+        )
     else:  # prepared before the limits were recorded
-        _pairs_and_layout(data, out, limit=None, eval_limit=None)
+        _pairs_and_layout(data, out, str(chat_lm), limit=None, eval_limit=None)
         refusal = (
             f"{layout} does not record the limit and eval_limit it was prepared with, so compare-lm cannot "
             f"tell whether it holds the records these settings give: {REMEDY}"
@@ -430,7 +458,8 @@ def test_a_queued_elm_compare_lm_whose_out_was_prepared_with_other_settings_fail
     (record,) = open_registry().list(kind="elm_compare_lm")
     out = Path(record.config["out"])
     assert out == Path(record.run_dir).resolve() / "elm_data"  # where the API writes it: nothing there yet
-    _pairs_and_layout(data / "pairs.jsonl", out, seed=1)  # prepared meanwhile, with another seed
+    # prepared meanwhile, with another seed
+    _pairs_and_layout(data / "pairs.jsonl", out, record.config["lm"], seed=1)
     build_worker(config=WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05)).run()
 
     run = client.get(f"/runs/{record.id}").json()

@@ -32,7 +32,13 @@ from tldrlab.data.records import SummaryRecord
 from tldrlab.elm.config import COMPARE_SYSTEMS, ElmLMCompareConfig, ElmTrainConfig
 from tldrlab.elm.evaluate import summary_quality
 from tldrlab.elm.model import generate_summaries, load_elm
-from tldrlab.elm.prepare import check_compare_lm_layout, has_layout, load_split, prepare_dataset
+from tldrlab.elm.prepare import (
+    check_compare_lm_layout,
+    compare_lm_prompt_source,
+    has_layout,
+    load_split,
+    prepare_dataset,
+)
 from tldrlab.elm.train import run_elm_training
 from tldrlab.embed import get_embedder
 from tldrlab.errors import ConfigError
@@ -276,6 +282,7 @@ def compare_lm_job(run: Run, config: ElmLMCompareConfig) -> dict[str, Any]:
             limit=config.limit,
             eval_limit=config.eval_limit,
             seed=config.seed,
+            recorded=compare_lm_prompt_source(config),
         )
     test = load_split(data_dir, "test")
     documents = [str(r["document"]) for r in test.records]

@@ -564,7 +564,8 @@ class ElmLMCompareConfig(ConfigModel):
     """Pair data (any records format); embedded into the ELM layout once (under `out`)."""
     out: Annotated[str | None, OutputPath()] = None
     """Directory of the prepared ELM data; None: inside the run. A layout already there is reused when it was
-    prepared with the same data, limit, eval_limit, seed and embedder; one prepared with others is refused."""
+    prepared with the same data, limit, eval_limit, seed and embedder, for the same lm and instruction (its
+    records carry the prompt built from them); one prepared with others is refused."""
     lm: Annotated[str, ModelRef()] = "smollm2"
     """The pretrained chat LM: a directory, a .gguf file, an installed name, a run id, or `smollm2`."""
     systems: list[str] = Field(default_factory=lambda: ["zero_shot", "finetune", "elm"])

@@ -41,6 +41,7 @@ from tldrlab.errors import ConfigError, ConflictError, InvalidConfigError, Inval
 from tldrlab.logs import progress_bar
 from tldrlab.models.architecture import model_width
 from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, lora_parameter_count, meta_causal_lm
+from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
@@ -225,21 +226,35 @@ def _listed(words: list[str]) -> str:
     return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
 
 
+def compare_lm_prompt_source(config: ElmLMCompareConfig) -> dict[str, str]:
+    """What kind `elm_compare_lm` builds its records' prompt template from (the LM's chat format and the
+    instruction), as its layout's manifest records them: the strings, so that telling whether a layout was
+    prepared for them needs no tokenizer."""
+    # as `instruction_of_config`: None asks with the default, an empty instruction is kept
+    instruction = config.instruction if config.instruction is not None else DEFAULT_INSTRUCTION
+    return {"lm": config.lm, "instruction": instruction}
+
+
 def check_compare_lm_layout(config: ElmLMCompareConfig) -> None:
     """A layout already in kind `elm_compare_lm`'s `out` (which the run reuses rather than embedding the
-    documents again) was prepared from its data with its limit, eval_limit, seed and embedder
-    (`reuse_refusal`); InvalidConfigError at `out` otherwise. It was reused whatever they were: every
-    system was trained and scored on the earlier records and embeddings, and comparison.json's setup
-    reported the new settings. Reads only the manifest (no torch): the submit runs it, and the run again
-    before it uses the layout, which may have changed while the run was queued."""
+    documents again) was prepared from its data with its limit, eval_limit, seed and embedder, and for its
+    lm and instruction (`reuse_refusal`); InvalidConfigError at `out` otherwise. It was reused whatever they
+    were: every system was trained and scored on the earlier records and embeddings, comparison.json's setup
+    reported the new settings, and the ELM trained with the earlier prompt and summarised with the new one.
+    Reads only the manifest (no torch): the submit runs it, and the run again before it uses the layout,
+    which may have changed while the run was queued."""
     if config.out is None or not has_layout(out := Path(config.out)):
         return
+    prompt = compare_lm_prompt_source(config)
     given: dict[str, tuple[str, Any]] = {
         "data": ("source", config.data),
         "limit": ("limit", config.limit),
         "eval_limit": ("eval_limit", config.eval_limit),
         "seed": ("seed", config.seed),
         "embedder": ("embedder", config.embedder.strip()),  # the name `get_embedder` records
+        # the records' prompt template is built from these: the ELM learns the one it was trained with
+        "lm": ("lm", prompt["lm"]),
+        "instruction": ("instruction", prompt["instruction"]),
     }
     refusal = reuse_refusal(
         read_manifest(out),
@@ -539,11 +554,13 @@ def prepare_dataset(
     test_fraction: float = TEST_FRACTION,
     seed: int = 0,
     progress: bool = True,
+    recorded: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Embed every document of a pair data set and write the ELM layout; returns per-split statistics.
 
     An input directory already in the ELM layout (a multi-task synthesis set) is filtered to `task` instead.
-    `limit` caps the training records read, `eval_limit` the val and test records each.
+    `limit` caps the training records read, `eval_limit` the val and test records each. `recorded`: more
+    the manifest records (what the caller built `template` from, to tell whether to reuse the layout).
     """
 
     data, out_dir = Path(data), Path(out_dir)
@@ -595,6 +612,7 @@ def prepare_dataset(
         # with source and seed, what decides the records: `elm compare` reuses a layout only for the same
         "limit": limit,
         "eval_limit": eval_limit,
+        **(recorded or {}),
         "splits": stats,
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
