@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from svc_helpers import record
+from svc_helpers import ServerThread, raw_get, record
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError
-from tldrlab.runs import RunStatus
+from tldrlab.runs import RunStatus, start_run
 from tldrlab.service.app import create_app
 from tldrlab.service.worker import WorkerConfig, build_worker
 
@@ -264,6 +264,30 @@ def test_a_reconnecting_event_stream_resumes_after_its_last_event_id(client: Tes
         assert done.status_code == 204 and done.text == ""
         # an id this server did not make (another server's, a garbled one) replays the whole history
         assert _sse(client.get(path, headers={"Last-Event-ID": "17"}).text) == whole
+
+
+def test_a_garbled_last_event_id_replays_the_history() -> None:
+    # the cursor was read with str.isdigit (true of "²") and lstrip("-") (which took "--1"), then int(),
+    # which refuses those and 4301+ digits: a client's Last-Event-ID header was a 500 "internal error".
+    # A real server: its HTTP parser hands the header's bytes on as sent (latin-1), as TestClient does not
+    with start_run("smoke", {}) as run:
+        run.log("a line of the run's log")
+    path = f"/runs/{run.id}/logs/stream"
+    garbled = [
+        "0.0.-.--1",
+        "0.0.-.-\u00b2",
+        "\u00b2.0.-.0",
+        "9" * 5000 + ".0.-.0",
+        "0." + "9" * 5000 + ".-.0",
+    ]
+    with ServerThread(create_app()) as server:
+        status, whole = raw_get(server.port, path)
+        assert status == 200 and b"event: completed" in whole, whole[-300:]
+        for last_event_id in garbled:
+            # an id this server did not make: the whole history, as for any garbled id
+            status, resumed = raw_get(server.port, path, headers={"Last-Event-ID": last_event_id})
+            assert status == 200, (last_event_id[:20], resumed[:300])
+            assert resumed == whole, last_event_id[:20]
 
 
 def test_an_event_stream_dropped_mid_run_resumes_without_repeating_or_losing_events(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -257,15 +258,20 @@ def queued_event(record: RunRecord) -> RunEvent:
     )
 
 
+_CURSOR = re.compile(r"(\d{1,19})\.(\d{1,19})\.([^.]+)\.(-?\d{1,19})", re.ASCII)
+"""A `RunTail.cursor`: log offset, metrics offset, status (`-` for none), attempts."""
+
+
 def parse_cursor(cursor: str | None) -> tuple[int, int, str | None, int] | None:
     """(log offset, metrics offset, status, attempts) of a `RunTail.cursor`; None for no cursor or one this
     server did not make (an SSE client then gets the whole history, as on a first connection)."""
-    parts = (cursor or "").strip().split(".")
-    if len(parts) != 4:
+    # ASCII digits only, at most 19 of them (any file offset; what `cursor` writes): `str.isdigit` took "²"
+    # and `lstrip("-")` took "--1", which `int` then refused, and `int` refuses 4301+ digits: the client's
+    # Last-Event-ID header was a 500
+    found = _CURSOR.fullmatch((cursor or "").strip())
+    if found is None:
         return None
-    logs, metrics, status, attempts = parts
-    if not (logs.isdigit() and metrics.isdigit() and attempts.lstrip("-").isdigit()):
-        return None
+    logs, metrics, status, attempts = found.groups()
     if status != "-" and status not in STATUS_EVENTS:
         return None
     return int(logs), int(metrics), None if status == "-" else status, int(attempts)
