@@ -367,6 +367,22 @@ def test_a_blank_request_id_is_refused_naming_what_it_is(client: TestClient) -> 
         assert body["message"] == f"the {what} request id is empty: give one or a unique prefix of one", body
 
 
+def test_a_request_of_a_run_id_holding_nul_is_a_404_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    # the request was looked up among the children of the run named in the path without that run being read
+    # first: PostgreSQL's text cannot hold NUL, and comparing the parent id was a DataError, a 500
+    monkeypatch.setenv("TLDRLAB_DATABASE_URL", postgres_url)
+    get_settings.cache_clear()
+    client = TestClient(create_app())
+    with start_run("train", {}) as parent:
+        pass
+    for what in ("generate", "score"):
+        for path in (f"/runs/{parent.id}%00/{what}/x", f"/runs/%00/{what}/{parent.id}"):
+            missing = client.get(path)
+            assert missing.status_code == 404 and missing.json()["code"] == "not_found", (path, missing.text)
+
+
 @pytest.mark.parametrize("params", [{"kind": ""}, {"kind": " "}, {"parent_id": ""}, {"parent_id": " "}])
 def test_a_blank_listing_filter_is_a_422_not_no_filter(client: TestClient, params: dict[str, str]) -> None:
     # GET /runs?kind= listed every run: a blank kind was read as no kind given

@@ -337,7 +337,9 @@ class RunRegistry:
         self, prefix: str, *, parent_id: str | None = None, kind: tuple[str, ...] | None = None
     ) -> list[dict[str, Any]]:
         """The rows whose id starts with `prefix` (oldest first), among `parent_id`'s children / `kind`."""
-        if "\x00" in prefix:  # no run id holds NUL, and PostgreSQL cannot compare one (as in `get`)
+        # no run id holds NUL, and PostgreSQL cannot compare one (as in `get`): the parent's id too (GET
+        # /runs/a%00b/generate/x looked the request up among that parent's children, a DataError: a 500)
+        if "\x00" in prefix or (parent_id is not None and "\x00" in parent_id):
             return []
         # the prefix's own % and _ taken literally: `runs delete %` matched every run, as "" did
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
