@@ -307,6 +307,28 @@ def test_the_delete_endpoint_takes_only_an_exact_run_id() -> None:
     assert client.delete(f"/runs/{kept}").json()["status"] == "done" and not _exists(kept)
 
 
+@pytest.mark.parametrize(
+    ("query", "body", "named"),
+    [
+        ("?dryrun=true", None, "query.dryrun: Extra inputs are not permitted"),
+        ("?dry-run=1", None, "query.dry-run: Extra inputs are not permitted"),
+        ("?dry_run=true&dry_run=false", None, "query.dry_run: given more than once"),
+        ("", b'{"dry_run": true}', "reads no request body"),
+    ],
+    ids=["misspelt", "hyphenated", "given-twice", "in-a-body"],
+)
+def test_a_delete_meant_as_a_dry_run_is_refused_not_done(query: str, body: bytes | None, named: str) -> None:
+    # the route read `dry_run` alone and ignored everything else: a misspelt name, a second value (the last
+    # one counted) or a body such as POST /cleanup/prune takes left dry_run false, and the run was deleted
+    kept = _run("train")
+    client = TestClient(create_app())
+    headers = {"content-type": "application/json"} if body else {}
+    refused = client.request("DELETE", f"/runs/{kept}{query}", content=body, headers=headers)
+    assert refused.status_code == 422 and refused.json()["code"] == "invalid_input", refused.text
+    assert named in refused.json()["message"] and refused.json()["request_id"], refused.text
+    assert _exists(kept) and kept.dir.is_dir()
+
+
 def test_the_servers_retention_kinds_take_old_kind_names_and_refuse_unknown_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,12 +4,13 @@ shows them as lines). See `tldrlab.runs.retention` for the policy."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from tldrlab.errors import InvalidRequestError
 from tldrlab.kinds import kind_names_by_recorded_name
 from tldrlab.runs.cleanup_events import recent_events
 from tldrlab.runs.retention import delete_run, prune
@@ -74,11 +75,35 @@ class PruneResult(BaseModel):
     kept: dict[str, str] = Field(description="Run id -> why it is kept.")
 
 
+class DeleteQuery(BaseModel):
+    """The query of `DELETE /runs/{id}`: any other name is refused (422), not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = Field(default=False, description="Only report what would be deleted.")
+
+
+def _check_delete_request(request: Request) -> None:
+    """What `DELETE /runs/{id}` would otherwise ignore, refused before anything is deleted: `dry_run` given
+    twice (the last one counted, so `?dry_run=true&dry_run=false` deleted) and a request body (the route
+    reads none: `{"dry_run": true}`, as `POST /cleanup/prune` takes it, deleted for real)."""
+    if len(request.query_params.getlist("dry_run")) > 1:
+        raise InvalidRequestError("query.dry_run: given more than once; give it once (true or false)")
+    headers = request.headers
+    if headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers:
+        raise InvalidRequestError(
+            "DELETE /runs/{id} reads no request body: give dry_run as a query parameter (?dry_run=true)"
+        )
+
+
 @router.delete("/runs/{run_id}", response_model=DecisionInfo)
-def delete(request: Request, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+def delete(request: Request, run_id: str, query: Annotated[DeleteQuery, Query()]) -> dict[str, Any]:
     """Delete a finished run (directory and registry row) now with its evaluations (generations, scores:
     `children`); 409 while it or one of its evaluations is queued or running, or while an alias or another
-    run references it or one of its evaluations."""
+    run references it or one of its evaluations. A query name other than `dry_run` is a 422: a misspelt
+    `dry_run` deleted for real."""
+    _check_delete_request(request)
+    dry_run = query.dry_run
     settings = settings_of(request)
     runs = registry(request)
     # the exact id, as every other /runs/{id} route: the CLI's unique-prefix lookup let DELETE /runs/<a typo
