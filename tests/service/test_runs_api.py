@@ -119,6 +119,54 @@ def test_errors_have_code_message_request_id(client: TestClient) -> None:
         assert bare.json()["message"].startswith("the request body is missing"), (path, bare.text)
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "said"),
+    [
+        ("text/plain", b'{"kind": "smoke"}', "Content-Type: application/json (this request's is text/plain)"),
+        (None, b'{"kind": "smoke"}', "Content-Type: application/json (this request has none)"),
+        (
+            "application/x-www-form-urlencoded",
+            b"kind=smoke",
+            "this request's is application/x-www-form-urlencoded",
+        ),
+        (
+            "application/json",
+            b"[]",
+            "must be a JSON object (the route's fields, {} for defaults), not an array",
+        ),
+        (
+            "application/json",
+            b"null",
+            "must be a JSON object (the route's fields, {} for defaults), not null",
+        ),
+        (
+            "application/json",
+            b'"smoke"',
+            "must be a JSON object (the route's fields, {} for defaults), not a string",
+        ),
+        (
+            "application/json",
+            b"1e400",
+            "must be a JSON object (the route's fields, {} for defaults), not a number",
+        ),
+    ],
+    ids=["text-plain", "no-content-type", "form-encoded", "array", "null", "string", "number"],
+)
+def test_a_body_that_is_not_a_json_object_is_refused_saying_so(
+    client: TestClient, content_type: str | None, body: bytes, said: str
+) -> None:
+    # every such body was a 422 "Input should be a valid dictionary or object to extract fields from": no
+    # field, nothing of the body being an array, nor of the JSON sent as text/plain (or form-encoded, as
+    # curl -d sends it) that the server never parsed
+    headers = {"content-type": content_type} if content_type else {}
+    for path in ("/runs", "/runs/train", "/runs/some-run/evaluate", "/tokenizers/train", "/cleanup/prune"):
+        refused = client.post(path, content=body, headers=headers)
+        error = refused.json()
+        assert refused.status_code == 422 and error["code"] == "invalid_input", (path, refused.text)
+        assert said in error["message"] and error["request_id"], (path, refused.text)
+    assert client.get("/runs").json()["count"] == 0
+
+
 def test_a_request_seed_cannot_differ_from_the_seed_the_run_uses(client: TestClient) -> None:
     # {"seed": 5} beside a config seeded with 0 was recorded as the manifest's seed while the run used 0; an
     # invalid body, so a 422 as every route answers one

@@ -112,6 +112,20 @@ def check_api_key_setting(settings: Settings) -> str | None:
     return key
 
 
+JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def body_not_an_object(content_type: str | None, value: Any) -> str:
+    """What a client is told of a request body that did not give a route's JSON object: sent with a
+    Content-Type other than JSON (FastAPI then parses nothing), or JSON of another type."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        sent = f"this request's is {media_type}" if media_type else "this request has none"
+        return f"the request body is read as JSON only: send it with Content-Type: application/json ({sent})"
+    what = "null" if value is None else JSON_TYPE_NAMES.get(type(value), "not an object")
+    return f"the request body must be a JSON object (the route's fields, {{}} for defaults), not {what}"
+
+
 class GuardMiddleware:
     """Request ids (echoed, generated when absent), the API key, and security headers on every response."""
 
@@ -205,6 +219,11 @@ def create_app(settings: Settings | None = None, *, local_workers: int = 0) -> F
             message = "request body is not valid JSON"
         elif first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
             message = "the request body is missing: send a JSON object (the route's fields, {} for defaults)"
+        elif first.get("type") == "model_attributes_type" and tuple(first.get("loc", ())) == ("body",):
+            # the whole body is not an object; pydantic's "Input should be a valid dictionary or object to
+            # extract fields from" named nothing, and told a client whose body was JSON sent as text/plain
+            # (or as curl -d sends it, form-encoded) nothing of the header it had to fix
+            message = body_not_an_object(request.headers.get("content-type"), first.get("input"))
         body = error_body("invalid_input", message, _request_id(request))
         return JSONResponse(body, status_code=422 if first.get("type") != "json_invalid" else 400)
 
