@@ -14,7 +14,7 @@ from svc_helpers import ServerThread, raw_get, record
 
 from tldrlab.config import get_settings
 from tldrlab.errors import ConfigError
-from tldrlab.runs import RunStatus, start_run
+from tldrlab.runs import RunStatus, create_run, open_registry, start_run
 from tldrlab.service.app import create_app
 from tldrlab.service.worker import WorkerConfig, build_worker
 
@@ -177,6 +177,38 @@ def test_a_request_seed_cannot_differ_from_the_seed_the_run_uses(client: TestCli
     same = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2, "seed": 5}, "seed": 5})
     assert same.status_code == 202, same.text
     assert json.loads((Path(record(same.json()["id"]).run_dir) / "manifest.json").read_text())["seed"] == 5
+
+
+def test_a_request_seed_is_a_seed_a_config_could_hold(client: TestClient, tldrlab_home: Path) -> None:
+    # the body's seed was a plain int: `true` was taken for 1, and -1 and 2**70 as they came, and recorded in
+    # the manifest of a kind whose config has no seed (an evaluation); a config's seed is 0 to 2**32 - 1 and
+    # never a boolean (tldrlab.numbers)
+    (tldrlab_home / "data").mkdir(parents=True)
+    (tldrlab_home / "data" / "corpus.txt").write_text("hello world\n" * 50)
+    parent = create_run("train", {"model": "char_lstm", "data": {"path": "corpus.txt"}})
+    open_registry().update(parent.id, status=RunStatus.COMPLETED)
+    evaluation = {"kind": "evaluate", "config": {"model_run": parent.id}}
+    for seed, said in (
+        (True, "seed: expected a number, got the boolean true"),
+        (False, "seed: expected a number, got the boolean false"),
+        (-1, "seed: Input should be greater than or equal to 0"),
+        (2**70, "seed: Input should be less than or equal to 4294967295"),
+    ):
+        for path, body in (
+            ("/runs", {**evaluation, "seed": seed}),
+            ("/runs/train", {"config": {}, "seed": seed}),
+            ("/tokenizers/train", {"config": {}, "seed": seed}),
+        ):
+            refused = client.post(path, json=body)
+            assert refused.status_code == 422 and refused.json()["code"] == "invalid_input", (
+                path,
+                refused.text,
+            )
+            assert refused.json()["message"] == said, (path, refused.text)
+    assert [run["id"] for run in client.get("/runs").json()["runs"]] == [parent.id]  # nothing was created
+    kept = client.post("/runs", json={**evaluation, "seed": 7})
+    assert kept.status_code == 202, kept.text
+    assert json.loads((Path(record(kept.json()["id"]).run_dir) / "manifest.json").read_text())["seed"] == 7
 
 
 def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tldrlab.errors import AmbiguousRunIdError, ConflictError, InvalidRequestError, NotFoundError
@@ -32,6 +32,7 @@ from tldrlab.kinds import (
     submittable_kinds,
 )
 from tldrlab.runs import RunRecord, RunStatus
+from tldrlab.runs.paths import Seed
 from tldrlab.runs.reconcile import cancel_with_descendants
 from tldrlab.runs.registry import RunQuery
 from tldrlab.runs.run import read_manifest
@@ -54,6 +55,19 @@ register_check("queue", queue_readiness)
 
 
 # -- models --------------------------------------------------------------------------------------------------
+def _not_a_boolean(value: Any) -> Any:
+    """A boolean given for a number is refused (as in run configs, `tldrlab.numbers`): pydantic's lax mode
+    took `"seed": true` for seed 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+RequestSeed = Annotated[Seed | None, BeforeValidator(_not_a_boolean)]
+"""A request body's `seed`: the bounds of a config's seed (0 to 2**32 - 1), no boolean. A plain int took
+`true`, -1 and 2**70 and recorded them in the manifest of a kind whose config has no seed of its own."""
+
+
 class RunRequest(BaseModel):
     """Start a run of any submittable kind (`GET /kinds` lists them with their config schemas)."""
 
@@ -65,7 +79,7 @@ class RunRequest(BaseModel):
     config: RunConfigMap = Field(
         default_factory=dict, description="The run's config, validated against the kind's config class."
     )
-    seed: int | None = Field(
+    seed: RequestSeed = Field(
         default=None,
         description="Seed recorded in the manifest; the config's seed (`seed`, `train.seed`) seeds the run, "
         "so where the config has one this may only repeat it.",
@@ -79,7 +93,7 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     config: RunConfigMap = Field(..., description="Training config: model, tokenizer, data, train settings.")
-    seed: int | None = None
+    seed: RequestSeed = None
     tags: dict[str, str] = Field(default_factory=dict)
 
 

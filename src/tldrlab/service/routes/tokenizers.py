@@ -11,7 +11,7 @@ from tldrlab.errors import NotFoundError
 from tldrlab.freeform import RunConfigMap
 from tldrlab.runs.run import read_manifest
 from tldrlab.service.limits import StrictJSONRoute
-from tldrlab.service.routes.runs import Artifact, RunInfo, public, run_info
+from tldrlab.service.routes.runs import Artifact, RequestSeed, RunInfo, public, run_info
 from tldrlab.service.state import registry, submit_run
 
 router = APIRouter(tags=["tokenizers"], route_class=StrictJSONRoute)
@@ -23,7 +23,7 @@ class TokenizerTrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     config: RunConfigMap = Field(..., description="method, corpus paths, vocab_size, holdout, seed ...")
-    seed: int | None = None
+    seed: RequestSeed = None
 
 
 class TokenizerInfo(RunInfo):
