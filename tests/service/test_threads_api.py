@@ -467,6 +467,45 @@ def test_nul_characters_are_refused_before_anything_is_stored(
         assert_error(asked, 422, "invalid_input", "thread_id: must not contain NUL")
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_ids_too_long_to_store_or_digest_are_refused_before_anything_is_stored(
+    store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # POST /threads took ids of any length: on PostgreSQL an id its B-tree index cannot hold (over 2,704
+    # bytes) was a 500 after the request's earlier threads had been stored, and on either store a thread id
+    # over 512 characters was stored but refused by POST /stream_summary (a thread that cannot be digested)
+    if store == "postgres":
+        monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+    # CJK Extension B letters (4 bytes each in UTF-8), in an order that does not compress: the worst case
+    astral = [chr(0x20000 + (i * 7919) % 40000) for i in range(800)]
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    with TestClient(create_app()) as client:
+        assert client.post("/threads", json={"id": "t", "title": "T", "posts": [post]}).status_code == 201
+        fine = {"id": "fine", "posts": [post]}
+        too_long = {"id": "".join(astral[:700]), "posts": [post]}  # 2,800 bytes: too long for PostgreSQL
+        refused = client.post("/threads", json=[fine, too_long])
+        assert_error(refused, 422, "invalid_input", "thread 1: id: must be at most 512 characters")
+        digestible = {"id": "".join(astral[:513]), "posts": [post]}  # stored, but no stream took its id
+        refused = client.post("/threads", json=digestible)
+        assert_error(refused, 422, "invalid_input", "id: must be at most 512 characters")
+        long_post = {"id": "p", "posts": [{**post, "id": "".join(astral[:129])}]}
+        refused = client.post("/threads", json=long_post)
+        assert_error(refused, 422, "invalid_input", "posts.0.id: must be at most 128 characters")
+        row = f"<row Id='{'9' * 600}' PostTypeId='1' Title='T' Body='Serve lagers cold.'/>"
+        content = {"format": "stackexchange", "content": f"<posts>{row}</posts>"}
+        refused = client.post("/threads", json=content)
+        assert_error(refused, 422, "invalid_input", "field 'Id': must be at most")
+        assert [t["id"] for t in client.get("/threads").json()["threads"]] == ["t"]  # nothing else stored
+        # the longest ids both stores hold, and the stream takes
+        longest = "".join(astral[:512])
+        thread = {"id": longest, "posts": [{**post, "id": "".join(astral[512:640])}]}
+        assert client.post("/threads", json=thread).status_code == 201
+        asked = client.post("/stream_summary", json={"thread_id": longest, "summarizer": "extractive"})
+        digest = json.loads(dict(sse_events(asked.text))["digest"])
+        assert digest["thread_id"] == longest and len(digest["bullets"]) == 2, asked.text
+
+
 @pytest.mark.parametrize("thread_id", [" ", "t\n", "\t"])
 def test_a_stream_summary_thread_id_no_thread_may_have_is_a_422_as_in_a_url(
     client: TestClient, thread_id: str

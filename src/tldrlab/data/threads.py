@@ -37,6 +37,30 @@ WebLink = Annotated[str | None, AfterValidator(_web_link)]
 
 NUL = "\x00"
 
+MAX_THREAD_ID_CHARS = 512
+"""The longest thread id. PostgreSQL indexes ids in B-trees, whose rows hold at most 2,704 bytes: a longer
+id that does not compress (3,000 random characters) failed the store's write half-way through a request
+(a 500, the request's earlier threads stored). POST /stream_summary has always taken ids of at most this
+many characters, so a longer one was stored and could then not be digested."""
+MAX_POST_ID_CHARS = 128
+"""The longest post id: the store indexes (thread id, post id) together, and 512 characters of 4 bytes
+plus 128 of 4 bytes stay under PostgreSQL's 2,704 bytes."""
+
+
+def _at_most_chars(limit: int) -> Any:
+    """A validator of an id the stores can index: one over `limit` characters is refused when it is given,
+    not by the store half-way through writing the thread. A thread read back from a store is taken as it
+    is."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if info.context and info.context.get("stored"):
+            return value
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters (got {len(value)})")
+        return value
+
+    return check
+
 
 def _no_nul(value: Any, info: ValidationInfo) -> Any:
     """A text field (or list of them) without U+0000: PostgreSQL's text cannot hold it, so a thread with one
@@ -79,6 +103,7 @@ class Post(BaseModel):
     """Link to the post on its forum (used for attribution and highlight links); http(s) only."""
 
     _no_nul = field_validator("id", "text", "author", "reply_to", "url")(_no_nul)
+    _id_length = field_validator("id")(_at_most_chars(MAX_POST_ID_CHARS))
 
     def content_hash(self) -> str:
         """Hash of the text sentences come from; re-ingestion re-embeds a post only when it changes."""
@@ -101,6 +126,7 @@ class Thread(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
     _no_nul = field_validator("id", "title", "source", "url", "tags")(_no_nul)
+    _id_length = field_validator("id")(_at_most_chars(MAX_THREAD_ID_CHARS))
 
     def content_hash(self) -> str:
         """Changes whenever anything of the thread changes (the summary cache key): its title or link, a post

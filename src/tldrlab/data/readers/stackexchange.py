@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
+from pydantic import ValidationError
 
 from tldrlab.data.html import html_to_text
 from tldrlab.data.readers.common import ReadContext, get_int, record_error
 from tldrlab.data.threads import Post, Thread
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, error_message
 
 QUESTION, ANSWER = 1, 2
 
@@ -71,7 +72,14 @@ def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
     if outside:  # comments on tag wikis and other non-thread posts: counted, as those rows are
         ctx.counts["comments on posts outside threads"] += outside
     for question_id, question in questions.items():
-        yield _thread(question_id, question, answers.get(question_id, []), comments, users, host)
+        try:
+            thread = _thread(question_id, question, answers.get(question_id, []), comments, users, host)
+        except ValidationError as exc:  # an Id too long for the stores: the record's error, not a traceback
+            first = exc.errors()[0]
+            name = "Id" if first["loc"] and first["loc"][-1] == "id" else None
+            ctx.invalid(record_error(posts_xml, question["_where"], name, error_message(first)))
+            continue
+        yield thread
 
 
 def site_host(posts_xml: Path, site: object = None) -> str | None:

@@ -46,7 +46,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from tldrlab.choices import unknown_choice
 from tldrlab.data.readers.native import with_native_defaults
-from tldrlab.data.threads import NUL, Thread, repeated_post
+from tldrlab.data.threads import MAX_THREAD_ID_CHARS, NUL, Thread, repeated_post
 from tldrlab.digest.cache import SummaryCache, open_cache
 from tldrlab.digest.highlights import MAX_QUERY_CHARS, HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import delete_thread, ingest_threads, load_threads, open_sentence_store
@@ -134,7 +134,7 @@ class StreamSummaryRequest(DigestOptions):
     # default digest without a word
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
-    thread_id: str = Field(min_length=1, max_length=512)
+    thread_id: str = Field(min_length=1, max_length=MAX_THREAD_ID_CHARS)
     """An ingested thread (POST /threads first)."""
 
     @field_validator("thread_id")
