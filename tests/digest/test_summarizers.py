@@ -170,6 +170,32 @@ def test_bullets_a_model_writes_twice_are_shown_once_citing_what_each_cited(
             ], name
 
 
+def test_citations_of_numbers_naming_no_key_sentence_are_reported_whatever_the_model(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """A chat endpoint's bullets citing numbers that name no key sentence ([0], [9] of 6) lost those
+    citations without a word: the bullet citing only [0] showed a citation picked by similarity as if the
+    model had made it. The local model's digests said so in a notice; every generative summarizer now
+    does (through the pipeline, on its own and as the final stage of two_stage)."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    reply = (
+        "- Serve ales warmer than lagers [1][9]\n- Cold hides flavour [0]\n- Tulip glasses keep aroma [2]\n"
+    )
+    with fake_openai_server(FakeChat(reply=reply)) as base_url:
+        for name, params in (
+            ("openai", {"base_url": base_url}),
+            ("two_stage", {"draft": "extractive", "final": "openai", "base_url": base_url, "top_up": 0}),
+        ):
+            options = DigestOptions(summarizer=name, params=params, k=6, use_cache=False)
+            digest = make_digest(store, thread.id, options, embedder=embedder)
+            h = [x.id for x in digest.highlights]
+            assert [b.citations for b in digest.bullets][::2] == [[h[0]], [h[1]]], name
+            assert len(digest.bullets[1].citations) == 1 and digest.bullets[1].citations[0] in h, name
+            notice = "2 bullet(s) cited sentence numbers that do not exist; those citations were removed"
+            assert notice in digest.notices, (name, digest.notices)
+
+
 def test_openai_errors_are_service_errors(
     store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

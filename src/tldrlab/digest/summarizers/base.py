@@ -204,14 +204,38 @@ def most_similar(texts: list[str], highlights: list[Highlight], embedder: Embedd
 
 def bullets_from_text(text: str, context: SummaryContext) -> list[Bullet]:
     """Parse a generated summary into cited bullets (repeats merged, fallback citation by similarity)."""
+    return _bullets_and_invalid(text, context)[0]
+
+
+def cited_bullets_from_text(text: str, context: SummaryContext) -> Iterator[SummaryEvent]:
+    """`bullets_from_text`'s bullets, after a notice when some cited numbers that name no key sentence: those
+    citations are removed (a bullet left citing nothing is attached to the most similar key sentence), and
+    the reader is told, as the local model's digests tell it."""
+    bullets, invalid = _bullets_and_invalid(text, context)
+    if invalid:
+        yield invalid_citations_notice(invalid)
+    yield bullets
+
+
+def invalid_citations_notice(bullets: int) -> Notice:
+    """What the reader is told when `bullets` bullets cited sentence numbers that do not exist."""
+    return Notice(
+        f"{bullets} bullet(s) cited sentence numbers that do not exist; those citations were removed"
+    )
+
+
+def _bullets_and_invalid(text: str, context: SummaryContext) -> tuple[list[Bullet], int]:
+    """The cited bullets of a generated summary, and how many of them cited numbers naming no highlight."""
     bullets = (parse_bullet_citations(b, len(context.highlights)) for b in split_bullets(text, 1000))
-    parsed = [(b.text, b.cited) for b in merge_parsed_repeats(bullets)][: context.max_bullets]
+    kept = merge_parsed_repeats(bullets)[: context.max_bullets]
+    parsed = [(b.text, b.cited) for b in kept]
     uncited = [i for i, (_, c) in enumerate(parsed) if not c]
     if uncited and context.highlights:
         nearest = most_similar([parsed[i][0] for i in uncited], context.highlights, context.embedder)
         for i, h in zip(uncited, nearest, strict=True):
             parsed[i] = (parsed[i][0], [h])
-    return [Bullet(text=t, citations=[context.highlights[i].id for i in c]) for t, c in parsed]
+    invalid = sum(1 for b in kept if b.invalid)
+    return [Bullet(text=t, citations=[context.highlights[i].id for i in c]) for t, c in parsed], invalid
 
 
 def refuse_unknown_params(summarizer: str, params: Mapping[str, Any], known: Iterable[str]) -> None:

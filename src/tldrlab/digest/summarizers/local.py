@@ -42,7 +42,8 @@ from tldrlab.digest.summarizers.base import (
     ParsedCitations,
     SummaryContext,
     SummaryEvent,
-    bullets_from_text,
+    cited_bullets_from_text,
+    invalid_citations_notice,
     merge_parsed_repeats,
     most_similar,
     parse_bullet_citations,
@@ -180,7 +181,7 @@ class LocalSummarizer:
             pieces.append(chunk)
             yield chunk
         if not context.stop.is_set():
-            yield bullets_from_text("".join(pieces), context)
+            yield from cited_bullets_from_text("".join(pieces), context)
 
     def stream_chat(self, loaded: LocalModel, context: SummaryContext) -> Iterator[SummaryEvent]:
         import torch
@@ -267,9 +268,7 @@ class LocalSummarizer:
             polarity=self.support_polarity,
         )
         if invalid:
-            yield Notice(
-                f"{invalid} bullet(s) cited sentence numbers that do not exist; those citations were removed"
-            )
+            yield invalid_citations_notice(invalid)
         if recited:
             yield Notice(
                 f"{recited} bullet(s) cited a key sentence that does not support them and were re-cited "

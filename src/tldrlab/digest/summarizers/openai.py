@@ -19,7 +19,7 @@ from tldrlab.digest.fold import fold_thread
 from tldrlab.digest.summarizers.base import (
     SummaryContext,
     SummaryEvent,
-    bullets_from_text,
+    cited_bullets_from_text,
     numbered_highlights,
     refuse_boolean,
     refuse_unknown_params,
@@ -118,7 +118,7 @@ class OpenAISummarizer:
             pieces.append(text)
             yield text
         if not context.stop.is_set():
-            yield bullets_from_text("".join(pieces), context)
+            yield from cited_bullets_from_text("".join(pieces), context)
 
 
 def build(params: dict[str, Any]) -> OpenAISummarizer:

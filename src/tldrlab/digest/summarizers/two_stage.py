@@ -31,7 +31,7 @@ from tldrlab.digest.summarizers.base import (
     Summarizer,
     SummaryContext,
     SummaryEvent,
-    bullets_from_text,
+    cited_bullets_from_text,
     refuse_boolean,
     refuse_unknown_params,
 )
@@ -99,7 +99,11 @@ class TwoStageSummarizer:
                 yield chunk
             if context.stop.is_set():
                 return
-            final_bullets = bullets_from_text("".join(text), context)
+            for event in cited_bullets_from_text("".join(text), context):
+                if isinstance(event, list):
+                    final_bullets = event
+                else:
+                    yield event
         else:
             for event in self.final.stream(context):
                 if isinstance(event, list):
