@@ -7,9 +7,27 @@ tables out for the terminal width (`tldrlab.cli.tables`), `markdown()` serves pa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _control_picture(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # U+2400 CONTROL PICTURES: ␛ for ESC, ␍ for CR
+    return "\u2421" if code == 0x7F else "\ufffd"  # ␡ for DEL; C1 controls have no pictures
+
+
+def visible_controls(text: str) -> str:
+    """`text` with its control characters (all but tab and line feed) shown as symbols, one for one: text
+    from outside (a forum post, a model's output) printed on a terminal cannot then run escape sequences
+    (ESC [2J clears the screen; ESC ] 0; sets the window title; U+009B is a CSI of its own), and a
+    sentence keeps its length, so the character offsets printed beside it still count what is shown."""
+    return _CONTROL.sub(_control_picture, text)
 
 
 @dataclass(frozen=True)

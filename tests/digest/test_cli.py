@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,34 @@ def test_threads_are_listed_and_deleted(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 3 and "not_found" in err
     code, out, _ = run_captured(["ingest", str(path)], capsys)  # ingested afresh
     assert code == 0 and "4 embedded" in out
+
+
+def test_control_characters_of_a_thread_are_shown_not_sent_to_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a post's escape sequences reached the terminal as they were: ESC [2J cleared the screen, ESC ] 0;
+    # set the window title, U+009B is a CSI of its own (rich strips only BEL, BS, VT, FF and CR)
+    text = "Serve \x1b[2Jlagers cold in the summer.\tAles at \x9b31mcellar temperature, \x07twelve degrees."
+    thread = {
+        "id": "esc",
+        "title": "Beer \x1b]0;pwned\x07temperatures",
+        "posts": [{"id": "a", "number": 1, "text": text}],
+    }
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(thread))
+    code, out, _ = run_captured(["digest", str(path), "-s", "extractive", "--k", "2"], capsys)
+    assert code == 0 and "TL;DR of Beer ␛]0;pwned␇temperatures (extractive)" in out, out
+    code, listed, _ = run_captured(["threads", "list"], capsys)
+    assert code == 0
+    code, shown, _ = run_captured(["highlights", "esc", "--k", "2"], capsys)
+    assert code == 0
+    for printed in (out, listed, shown):
+        assert not {"\x1b", "\x9b", "\x07"} & set(printed), printed
+    assert "Serve ␛[2Jlagers cold in the summer." in out and "Beer ␛]0;pwned␇temperatures" in listed
+    spans = re.findall(r"chars (\d+)-(\d+)\n    (.*)\n", shown)
+    assert len(spans) == 2, shown
+    for start, end, sentence in spans:  # symbol for symbol: the printed span still counts what is shown
+        assert len(sentence) == int(end) - int(start) and text[int(start)] == sentence[0], (sentence, text)
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

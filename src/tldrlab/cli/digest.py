@@ -27,7 +27,7 @@ from tldrlab.config import get_settings
 from tldrlab.data.readers.common import DATA_SUFFIXES
 from tldrlab.digest.cache import open_cache
 from tldrlab.errors import InvalidInputError, NotFoundError
-from tldrlab.report import Column, Report
+from tldrlab.report import Column, Report, visible_controls
 from tldrlab.report import Table as Listing
 from tldrlab.samples import sample_path
 
@@ -65,7 +65,7 @@ def run_digest(
                     typer.echo(json.dumps(event.digest.model_dump(mode="json"), indent=2))
             return
         first = next(events)  # errors before any output
-        title = snapshot.thread.title or thread_id
+        title = visible_controls(snapshot.thread.title or thread_id)  # a forum's text: shown, never run
         console.print(f"[bold]TL;DR[/] of [bold]{escape(title)}[/] ({options.summarizer})", highlight=False)
         digest = _stream_until_digest(itertools.chain([first], events))
         numbers = {h.id: i for i, h in enumerate(digest.highlights, start=1)}
@@ -93,9 +93,9 @@ def _looks_like_path(target: str) -> bool:
 def _bullet_lines(bullets: list[Any], numbers: dict[str, int]) -> list[str]:
     lines = []
     for bullet in bullets:
-        cites = " ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations)
+        cites = visible_controls(" ".join(f"[{numbers.get(c, c)}]" for c in bullet.citations))
         flag = " [yellow](unsupported)[/]" if bullet.supported is False else ""
-        text = escape(bullet.text)
+        text = escape(visible_controls(bullet.text))  # a model's or a post's words: shown, never run
         if bullet.from_draft:  # a key sentence itself, not the model's words: shown as a quote
             lines.append(f" • [dim]“{text}”[/] [cyan]{escape(cites)}[/] [dim](key sentence)[/]")
         else:
@@ -118,7 +118,7 @@ def _stream_until_digest(events: Iterator[Any]) -> Any:
             if event.digest is not None:
                 return event.digest
             if event.kind == "notice":
-                console.print(f"[yellow]note:[/] {escape(event.text)}", highlight=False)
+                console.print(f"[yellow]note:[/] {escape(visible_controls(event.text))}", highlight=False)
             elif not console.is_terminal:
                 continue
             elif event.kind == "draft":
@@ -128,7 +128,7 @@ def _stream_until_digest(events: Iterator[Any]) -> Any:
                 draft_view.append_text(Text.from_markup("\n".join(lines) + "\n"))
                 live.refresh()
             else:
-                streamed.append(event.text)
+                streamed.append(visible_controls(event.text))
                 live.refresh()
     raise InvalidInputError("the digest stream ended without a digest")
 
@@ -194,7 +194,7 @@ def list_threads_command(
     store, _ = open_sentence_store()
     with closing(store):
         found = store.list_threads(limit=limit, q=q or None)
-    rows = [[t.id, t.title, str(t.posts), str(t.sentences)] for t in found]
+    rows = [[t.id, visible_controls(t.title), str(t.posts), str(t.sentences)] for t in found]
     columns = [Column("id", key=True), Column("title", wrap=True), Column("posts", justify="right"),
                Column("sentences", justify="right")]  # fmt: skip
     # --json: one object per line, as every listing prints (`runs list`, `models list`, `data list`)

@@ -27,7 +27,7 @@ from tldrlab.digest.signals import STOPWORDS as STOPWORDS  # re-exported: older 
 from tldrlab.digest.signals import bm25_scores, centrality, minmax, neighbour_mean
 from tldrlab.digest.signals import tokenize as tokenize
 from tldrlab.embed.base import Embedder
-from tldrlab.report import Report
+from tldrlab.report import Report, visible_controls
 from tldrlab.store.base import SentenceRecord, SentenceStore, ThreadSnapshot
 
 HIGHLIGHTER_VERSION = "4:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
@@ -397,6 +397,9 @@ def highlights_report(highlights: Sequence[Highlight]) -> Report:
     report = Report(["highlights"])
     for h in highlights:
         where = f"thread {h.thread_id} · post #{h.post_number} ({h.post_id}) · sentence {h.sentence_index}"
-        report.blocks += [f"[{h.rank}] {h.score:.3f}  {where} · chars {h.start}-{h.end}", f"    {h.text}"]
-        report.blocks += [f"    {h.url}"] if h.url else []
+        # a post's text goes to a terminal: its control characters are shown, never run (one for one, so
+        # the span still counts the characters shown)
+        lines = [f"[{h.rank}] {h.score:.3f}  {where} · chars {h.start}-{h.end}", f"    {h.text}"]
+        lines += [f"    {h.url}"] if h.url else []
+        report.blocks += [visible_controls(line) for line in lines]
     return report
