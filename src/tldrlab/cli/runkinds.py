@@ -178,6 +178,13 @@ def show_result(kind: str, run_id: str, result: Any, *, as_json: bool = False) -
         print_report(result_report(kind, run_id, result))
 
 
+def how_to_give(spec: RunCommand, path: str) -> str:
+    """How the command line gives the field at dotted `path`: its option, or its positional argument by the
+    name the usage line shows (`tldrlab tokenizer train` without a corpus said "give --corpus", an option
+    that does not exist: the corpus is the CORPUS argument)."""
+    return f"the {path.upper()} argument" if path in spec.arguments else option_name(path)
+
+
 def build_callback(spec: RunCommand) -> Any:
     """The command's function (options from the config class) for typer."""
     model, flags, kind = spec.config_class(), spec.flags(), get_kind(spec.kind)
@@ -215,7 +222,9 @@ def build_callback(spec: RunCommand) -> Any:
             except InvalidConfigError as exc:
                 errors = exc.details.get("errors", [])
                 if missing := [
-                    option_name(".".join(e["loc"])) for e in errors if e["msg"] == "Field required"
+                    how_to_give(spec, ".".join(map(str, e["loc"])))
+                    for e in errors
+                    if e["msg"] == "Field required"
                 ]:
                     exc.message += f" (give {', '.join(missing)} or set it in --config FILE)"
                 raise
