@@ -5,6 +5,7 @@ run ran, so `tldrlab lvm evaluate RUN --baselines nope` left a failed run behind
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,19 @@ def test_evaluate_and_generate_of_a_run_that_is_no_lvm_leave_no_failed_run(
         code, _, err = run_captured(argv, capsys)
         assert code == 3 and "not_found" in err and said in err, (argv, err)
     assert [r.id for r in open_registry().list()] == [other]  # no failed lvm_evaluate / lvm_generate run
+
+
+def test_generate_of_a_training_run_of_another_kind_is_refused_naming_its_kind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A training run of another kind keeps a best checkpoint too (`checkpoints/best`): `lvm generate` took it
+    for an LVM's and read the run's config as an LVM's, ending in a KeyError traceback."""
+    code, out, err = run_captured(["smoke", "--steps", "2", "--checkpoint-every", "1", "--json"], capsys)
+    assert code == 0, err
+    smoke = json.loads(out)["run_id"]
+    assert (Path(open_registry().get(smoke).run_dir) / "checkpoints" / "best").is_dir()
+    for command in ("generate", "decode"):
+        code, _, err = run_captured(["lvm", command, smoke, "--text", "One sentence."], capsys)
+        assert code == 3 and "not_found" in err and f"run {smoke} is a smoke run, not lvm_train" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert [r.id for r in open_registry().list()] == [smoke]  # no failed lvm_generate run either

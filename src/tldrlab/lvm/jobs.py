@@ -30,6 +30,9 @@ from tldrlab.report import Report
 from tldrlab.runs import Run, open_registry
 from tldrlab.runs.run import MANIFEST, read_manifest
 
+LVM_TRAIN = "lvm_train"
+"""The kind of the runs that train LVMs (sweep trials of the `lvm` program too)."""
+
 
 def lvm_index_job(run: Run, config: LVMIndexConfig) -> dict[str, Any]:
     out = Path(config.out) if config.out else default_index()
@@ -72,10 +75,17 @@ def locate_run_model(run_ref: str) -> tuple[str, Path, dict[str, Any], bool]:
             return path.parent.name, path, read_manifest(path.parent)["config"], False
         return str(path), path, {}, False
     if (path / MANIFEST).exists():  # a run directory
-        run_id, run_dir, config = path.name, path, read_manifest(path)["config"]
+        manifest = read_manifest(path)
+        run_id, run_dir, config, kind = path.name, path, manifest["config"], manifest.get("kind")
     else:
         record = open_registry().find(run_ref)
-        run_id, run_dir, config = record.id, Path(record.run_dir), record.config
+        run_id, run_dir, config, kind = record.id, Path(record.run_dir), record.config, record.kind
+    if kind != LVM_TRAIN:
+        # a training run of another kind has checkpoints/best too: taken for an LVM's, its config was read as
+        # an LVM's (KeyError 'sequences', a traceback)
+        raise NotFoundError(
+            f"{run_ref!r} is not a trained LVM: run {run_id} is a {kind} run, not {LVM_TRAIN}"
+        )
     best = run_dir / "checkpoints" / "best"
     if not (run_dir / MODEL_DIR).exists() and best.is_dir():
         # a run cancelled or preempted before it saved model/: its best evaluated checkpoint
