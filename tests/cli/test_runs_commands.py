@@ -290,3 +290,17 @@ def test_runs_delete_takes_the_whole_run_id_not_a_prefix(
     assert code == 0 and json.loads(out)["run"]["id"] == ids[0]
     code, out, _ = run_captured(["runs", "delete", ids[0]], capsys)
     assert code == 0 and out.startswith(f"deleted run {ids[0]}: ") and not (tmp_path / ids[0]).exists()
+
+
+def test_importing_a_file_that_is_no_archive_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # tarfile's message for a file none of its compressions opens has a line per method it tried
+    # ("- method gz: ReadError('not a gzip file')", bz2, xz, tar): five lines of error for one mistake
+    for name, content in (("notes.txt", b"plain text, not an archive\n"), ("empty.tar.gz", b"")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        code, _, err = run_captured(["runs", "import", str(path)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{path} is not a readable tldrlab run archive: not a tar archive" in err, err
+    assert open_registry().list() == []

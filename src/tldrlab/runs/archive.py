@@ -363,6 +363,10 @@ def read_index(archive: Path) -> dict[str, Any]:
             handle = tar.extractfile(first)
             assert handle is not None
             index = json.loads(handle.read(first.size))
+    except tarfile.ReadError as exc:
+        # tarfile's own message for a file no compression opens lists every method it tried, one line each
+        problem = "not a tar archive (plain, gzip, bzip2 or xz)" if "\n" in str(exc) else str(exc)
+        raise InvalidInputError(f"{archive} is not a readable tldrlab run archive: {problem}") from exc
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         raise InvalidInputError(f"{archive} is not a readable tldrlab run archive: {exc}") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("run"), dict):
