@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import run_captured
 from tldrlab.errors import ConfigError
 from tldrlab.runs.run import start_run
 from tldrlab.track.wandb_tracker import WandbTracker
@@ -57,3 +58,15 @@ def test_disabled_mode_writes_nothing_and_bad_mode_is_refused() -> None:
         assert not (run.dir / "wandb").exists()
         with pytest.raises(ConfigError, match="wandb mode"):
             WandbTracker.start(run, mode="sometimes")
+
+
+def test_online_mode_without_an_api_key_is_one_line_saying_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """wandb's UsageError ("No API key configured") ended the run in a traceback."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no key stored either
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _, err = run_captured(["smoke", "--steps", "1", "--wandb", "online"], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "invalid_config" in err and "No API key configured" in err and "--wandb offline" in err, err

@@ -22,7 +22,12 @@ from typing import Any
 
 from tldrlab.choices import unknown_choice
 from tldrlab.config import WANDB_MODES, get_settings
-from tldrlab.errors import ConfigError, DependencyMissingError
+from tldrlab.errors import (
+    ConfigError,
+    DependencyMissingError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+)
 from tldrlab.runs.run import Run
 
 WANDB_SUBDIR = "wandb"
@@ -50,6 +55,22 @@ def wandb_env(run_dir: Path) -> dict[str, str]:
         "WANDB_CONFIG_DIR": str(base / "config"),
         "WANDB_ARTIFACT_DIR": str(base / "artifacts"),
     }
+
+
+def _start_refused(mode: str, exc: Exception) -> Exception:
+    """What W&B's refusal to start a run in `mode` is here: one line saying what to do (wandb's own messages
+    may run over lines)."""
+    from wandb import errors
+
+    problem = " ".join(str(exc).split()).rstrip(".")
+    offline = "give --wandb offline (sync the run later with `wandb sync`)"
+    if isinstance(exc, errors.AuthenticationError):
+        return UnauthorizedError(
+            f"W&B refused the API key: {problem}; set a valid WANDB_API_KEY or {offline}"
+        )
+    if isinstance(exc, errors.CommError):
+        return ServiceUnavailableError(f"W&B cannot be reached: {problem}; {offline}")
+    return ConfigError(f"W&B {mode} mode cannot start: {problem}; or set WANDB_API_KEY, or {offline}")
 
 
 class WandbTracker:
@@ -87,19 +108,22 @@ class WandbTracker:
             Path(value).mkdir(parents=True, exist_ok=True)
             os.environ[key] = value
         os.environ.setdefault("WANDB_SILENT", "true")
-        wandb_run = wandb.init(
-            project=project,
-            name=name or run.id,
-            group=group,
-            tags=tags or None,
-            id=run.id.replace(":", "-"),
-            dir=env["WANDB_DIR"],
-            mode=mode,  # type: ignore[arg-type]
-            config=config or {},
-            resume="allow",
-            reinit="finish_previous",  # sequential runs in one process (experiment arms, trials)
-            settings=wandb.Settings(console="off", x_disable_stats=True),
-        )
+        try:
+            wandb_run = wandb.init(
+                project=project,
+                name=name or run.id,
+                group=group,
+                tags=tags or None,
+                id=run.id.replace(":", "-"),
+                dir=env["WANDB_DIR"],
+                mode=mode,  # type: ignore[arg-type]
+                config=config or {},
+                resume="allow",
+                reinit="finish_previous",  # sequential runs in one process (experiment arms, trials)
+                settings=wandb.Settings(console="off", x_disable_stats=True),
+            )
+        except wandb.errors.Error as exc:  # a traceback ended the run: online without an API key, say
+            raise _start_refused(mode, exc) from None
         return cls(wandb_run, mode)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
