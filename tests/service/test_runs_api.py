@@ -429,6 +429,31 @@ def test_an_evaluation_is_found_by_a_prefix_unique_among_the_runs_evaluations(cl
     assert "no evaluate request" in another.json()["message"]
 
 
+def test_a_child_request_naming_another_model_run_is_refused_not_replaced(client: TestClient) -> None:
+    # POST /runs/{id}/evaluate (generate, score) with {"model_run": <another run>} in its config replaced it
+    # with the path's run without a word: a 202 for an evaluation of a model the client did not ask about
+    with start_run("train", {}, run_id="train-childpath") as parent:
+        pass
+    with start_run("train", {}, run_id="train-childother") as other:
+        pass
+    bodies = {"evaluate": {}, "generate": {"prompts": ["hi"]}, "score": {}}
+    for action, config in bodies.items():
+        asked = {"config": {**config, "model_run": other.id}}
+        refused = client.post(f"/runs/{parent.id}/{action}", json=asked)
+        body = refused.json()
+        assert refused.status_code == 422 and body["code"] == "invalid_config", (action, refused.text)
+        assert body["errors"][0]["loc"] == ["model_run"] and body["request_id"], body
+        assert body["message"] == (
+            f"model_run: '{other.id}', but this route takes the model of run {parent.id} (the path's): "
+            f"leave model_run out, or POST /runs/{{that run}}/{action}"
+        )
+    assert open_registry().list(parent_id=parent.id) == []  # nothing was created
+    # the path's own run named again is what the route takes anyway
+    same = {"prompts": ["hi"], "model_run": parent.id}
+    taken = client.post(f"/runs/{parent.id}/generate", json={"config": same})
+    assert taken.status_code == 202 and taken.json()["run_id"] == parent.id, taken.text
+
+
 def test_a_blank_request_id_is_refused_naming_what_it_is(client: TestClient) -> None:
     # ?evaluation=%20 (and GET /runs/{id}/generate/%20, .../score/%20) answered 400 "the run id is empty:
     # give a run id", the registry's wording, where the blank is an evaluation's or request's id

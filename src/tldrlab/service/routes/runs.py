@@ -20,7 +20,13 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tldrlab.errors import AmbiguousRunIdError, ConflictError, InvalidRequestError, NotFoundError
+from tldrlab.errors import (
+    AmbiguousRunIdError,
+    ConflictError,
+    InvalidConfigError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from tldrlab.evaluate.artifacts import FINAL_EVAL_TAG
 from tldrlab.freeform import RunConfigMap
 from tldrlab.kinds import (
@@ -404,6 +410,15 @@ def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
 
 def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -> RunRecord:
     parent = _get(request, run_id)
+    given = body.config.get("model_run")
+    if given is not None and given not in (run_id, parent.id):
+        # the path names the model; another one in the body was replaced without a word, so a client that
+        # meant that other run got an answer about this one
+        raise InvalidConfigError.at(
+            "model_run",
+            f"{given!r}, but this route takes the model of run {parent.id} (the path's): leave model_run "
+            f"out, or POST /runs/{{that run}}/{kind}",
+        )
     if parent.kind != "train":
         # the run exists and the request is well formed: it is the run that does not fit the action, the same
         # 409 as a training run that has not completed (a 400 told the client to fix a request that was fine)
