@@ -549,6 +549,26 @@ def test_posts_of_one_number_are_refused_as_posts_of_one_id_are(client: TestClie
     assert_error(client.get("/threads/n"), 404, "not_found", "'n'")
 
 
+def test_a_boolean_for_a_number_is_refused_in_digest_bodies(client: TestClient) -> None:
+    # pydantic's lax mode took `"k": true` for one key sentence and a post's `"score": true` for one vote
+    # (`"number": true` for post 1), where the project refuses a boolean given for a number
+    assert client.post("/threads", json=beer_thread()).status_code == 201
+    for field, value in (("k", True), ("max_bullets", False)):
+        asked = client.post(
+            "/stream_summary", json={"thread_id": "33", "summarizer": "extractive", field: value}
+        )
+        assert_error(asked, 422, "invalid_input", f"{field}: expected a number, got the boolean")
+    post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
+    for field in ("score", "number"):
+        thread = {"id": "b", "posts": [{**post, field: True}]}
+        refused = client.post("/threads", json=thread)
+        expected = f"posts.0.{field}: expected a number, got the boolean true"
+        assert_error(refused, 422, "invalid_input", expected)
+        as_file = client.post("/threads", json={"format": "native", "content": json.dumps(thread)})
+        assert_error(as_file, 422, "invalid_input", f"field 'posts[0].{field}': expected a number")
+    assert [t["id"] for t in client.get("/threads").json()["threads"]] == ["33"]  # nothing else stored
+
+
 def test_a_stream_summary_field_it_does_not_know_is_refused(client: TestClient) -> None:
     # every other request body refuses fields it does not know; this one ignored them, so a typo
     # ("max_bullet": 1, "query": ...) gave the default digest without a word

@@ -62,6 +62,14 @@ def _at_most_chars(limit: int) -> Any:
     return check
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """A boolean given for a number is refused (the project's rule, `tldrlab.numbers`): pydantic's lax mode
+    took `"score": true` for one vote and `"number": true` for post 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
 def _no_nul(value: Any, info: ValidationInfo) -> Any:
     """A text field (or list of them) without U+0000: PostgreSQL's text cannot hold it, so a thread with one
     is refused when it is given, not by the store half-way through writing it. A thread read back from a
@@ -104,6 +112,7 @@ class Post(BaseModel):
 
     _no_nul = field_validator("id", "text", "author", "reply_to", "url")(_no_nul)
     _id_length = field_validator("id")(_at_most_chars(MAX_POST_ID_CHARS))
+    _numbers = field_validator("number", "score", mode="before")(_not_a_boolean)
 
     def content_hash(self) -> str:
         """Hash of the text sentences come from; re-ingestion re-embeds a post only when it changes."""

@@ -62,6 +62,7 @@ from tldrlab.errors import (
     TldrlabError,
     validation_problems,
 )
+from tldrlab.numbers import booleans_for_numbers
 from tldrlab.service.confine import confine_summarizer_params, public_paths
 from tldrlab.service.limits import StrictJSONRoute, read_json_body
 from tldrlab.service.state import client_message
@@ -487,6 +488,10 @@ def produce_events(
 async def stream_summary(request: Request) -> StreamingResponse:
     """Stream a cited TL;DR of an ingested thread as Server-Sent Events."""
     body = await read_json_body(request, 'send a JSON object ({"thread_id": ...})')
+    # pydantic's lax mode took `"k": true` for one key sentence: a boolean for a number is refused, as in
+    # run configs (`tldrlab.numbers`); the summarizers refuse one in their params themselves
+    if problems := list(booleans_for_numbers(StreamSummaryRequest, body)):
+        raise InvalidRequestError("; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems))
     try:
         options = StreamSummaryRequest.model_validate(body)
     except ValidationError as exc:
