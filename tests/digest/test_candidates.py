@@ -147,6 +147,21 @@ def test_every_sentence_of_a_quoted_line_is_quoted_text() -> None:
     assert highlight_candidates(records, thread).tolist() == [True, False, False, True]
 
 
+def test_a_quoted_line_after_a_lone_carriage_return_or_another_line_break_is_quoted_text() -> None:
+    """Lines were told apart by "\\n" alone: after a lone CR (old Mac text, some clients), U+2028 or NEL the
+    "> " line was no quote, and its words became highlights credited to the post quoting them."""
+    from tldrlab.digest.candidates import highlight_candidates
+    from tldrlab.digest.ingest import post_sentence_records
+
+    for line_break in ("\n", "\r\n", "\r", "\u2028", "\x85"):
+        quote = f"> Lagers want cold storage. Ales like it warmer.{line_break}"
+        text = f"I read this advice.{line_break}{quote}Not in my cellar."
+        thread = Thread(id="t", title="Storage", posts=[Post(id="a1", number=1, text=text)])
+        records = post_sentence_records(thread, thread.posts[0])
+        assert [r.text for r in records][1:3] == ["> Lagers want cold storage.", "Ales like it warmer."]
+        assert highlight_candidates(records, thread).tolist() == [True, False, False, True], repr(line_break)
+
+
 NON_LATIN = [
     "Пиво лучше подавать слегка охлаждённым.",  # Russian
     "כוס טוליפ שומרת על הקצף.",  # Hebrew

@@ -18,6 +18,7 @@ fragments: a few capitalised words without sentence punctuation, such as a link'
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 
@@ -85,20 +86,36 @@ def normalised(text: str) -> str:
     return " ".join(w.lower() for w in WORD.findall(text))
 
 
-def is_quoted_in(post_text: str, start: int) -> bool:
-    """Whether the line holding offset `start` of a post is quoted (starts with ">")."""
-    line_start = post_text.rfind("\n", 0, start) + 1
+LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+"""Where a line ends: a lone CR too (old Mac text, some clients) and the other breaks of `str.splitlines`,
+which sentence segmentation also ends a line at. Lines were told apart by "\n" alone, so a "> " line after
+a lone CR was no quote and its words became highlights credited to the post quoting them."""
+
+
+def line_starts(text: str) -> list[int]:
+    """The offset of every line's first character, in order."""
+    return [0, *(match.end() for match in LINE_BREAK.finditer(text))]
+
+
+def is_quoted_in(post_text: str, start: int, starts: list[int] | None = None) -> bool:
+    """Whether the line holding offset `start` of a post is quoted (starts with ">"); `starts`: the post's
+    `line_starts`, when the caller asks about many offsets of one post."""
+    starts = line_starts(post_text) if starts is None else starts
+    line_start = starts[bisect.bisect_right(starts, start) - 1]
     return post_text[line_start : start + 1].lstrip().startswith(">")
 
 
 def quoted_mask(sentences: Sequence[SentenceRecord], thread: Thread | None) -> np.ndarray:
     """True for sentences that are quoted text (their line starts with ">")."""
     texts = {p.id: p.text for p in thread.posts} if thread is not None else {}
+    starts: dict[str, list[int]] = {}  # per post, once: a long post has many sentences
     out = np.zeros(len(sentences), dtype=bool)
     for i, sentence in enumerate(sentences):
         post_text = texts.get(sentence.post_id)
         if post_text is not None and 0 <= sentence.start < len(post_text):
-            out[i] = is_quoted_in(post_text, sentence.start)
+            if sentence.post_id not in starts:
+                starts[sentence.post_id] = line_starts(post_text)
+            out[i] = is_quoted_in(post_text, sentence.start, starts[sentence.post_id])
         else:
             out[i] = sentence.text.lstrip().startswith(">")
     return out
