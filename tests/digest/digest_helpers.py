@@ -29,6 +29,8 @@ class FakeChat:
     chunks_sent: int = 0
     disconnected: threading.Event = field(default_factory=threading.Event)
     status: int = 200
+    raw: bytes | None = None
+    """Sent as the whole response body instead of `reply`'s chunks (an endpoint's error or garbage)."""
 
 
 @contextmanager
@@ -55,6 +57,9 @@ def fake_openai_server(chat: FakeChat) -> Iterator[str]:
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             text = chat.reply
+            if chat.raw is not None:
+                self.wfile.write(chat.raw)
+                return
             try:
                 for i in range(0, len(text), chat.chunk_chars):
                     chunk = {

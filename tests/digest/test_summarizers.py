@@ -213,6 +213,37 @@ def test_openai_errors_are_service_errors(
         run("openai", context, base_url="http://127.0.0.1:9/v1")
 
 
+def test_an_endpoints_error_or_garbage_in_its_stream_is_a_service_error_and_nothing_is_cached(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """An error the endpoint reports mid-answer (`{"error": {...}}`, as OpenAI-compatible servers do) was
+    skipped as a chunk without text: the answer cut short there became the digest, and was cached. A chunk
+    that is not JSON, or not a chat completion chunk, was an internal error (a traceback on the command
+    line). Each is now a ServiceUnavailableError naming the endpoint, and nothing is cached."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    cache = open_cache()
+    start = 'data: {"choices": [{"delta": {"content": "- Serve ales warmer [1]\\n- Cold"}}]}\n\n'
+    chat = FakeChat()
+    with fake_openai_server(chat) as base_url:
+        options = DigestOptions(summarizer="openai", params={"base_url": base_url}, k=6)
+        for raw, expected in (
+            (
+                'data: {"error": {"message": "model overloaded"}}',
+                "reported an error during its answer: model",
+            ),
+            ("data: {oops", "sent a chunk that is not JSON: '{oops'"),
+            ('data: {"choices": "none"}', "sent a chunk that is not a chat completion chunk"),
+        ):
+            chat.raw = (start + raw + "\n\n").encode()
+            with pytest.raises(ServiceUnavailableError, match=re.escape(expected)):
+                make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+        chat.raw = None  # the endpoint answers whole now: its digest is made, not an earlier one served
+        digest = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+    assert not digest.cached and digest.text == chat.reply
+    cache.close()
+
+
 def test_bad_numeric_parameters_are_config_errors() -> None:
     # `-p max_chars=abc` (or "max_chars": "abc" to POST /stream_summary) reached int() unchecked: a traceback
     # on the CLI and a 500 from the API

@@ -104,9 +104,7 @@ class OpenAISummarizer:
                     payload = line[len("data:") :].strip()
                     if payload == "[DONE]":
                         return
-                    chunk = json.loads(payload)
-                    choices = chunk.get("choices") or [{}]
-                    text = (choices[0].get("delta") or {}).get("content")
+                    text = chunk_text(payload, url)
                     if text:
                         yield text
         except httpx.HTTPError as exc:
@@ -119,6 +117,36 @@ class OpenAISummarizer:
             yield text
         if not context.stop.is_set():
             yield from cited_bullets_from_text("".join(pieces), context)
+
+
+def chunk_text(payload: str, url: str) -> str | None:
+    """The text of one streamed chunk (`choices[0].delta.content`; None when it carries none). An endpoint
+    that reports an error in the stream (`{"error": {"message": ...}}`, as OpenAI-compatible servers do when
+    a model fails mid-answer) or sends what is no chunk is a ServiceUnavailableError naming the endpoint:
+    the error was skipped as a chunk without text, so the answer cut short there became the digest (and
+    was cached), and a malformed chunk was an "internal error" of the service (a traceback in the CLI)."""
+    try:
+        chunk = json.loads(payload)
+    except ValueError:
+        raise ServiceUnavailableError(
+            f"chat endpoint {url} sent a chunk that is not JSON: {payload[:200]!r}"
+        ) from None
+    if isinstance(chunk, dict) and chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        shown = str(message if message is not None else error)[:300]
+        raise ServiceUnavailableError(f"chat endpoint {url} reported an error during its answer: {shown}")
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    delta = first.get("delta") if isinstance(first, dict) else None
+    text = delta.get("content") if isinstance(delta, dict) else None
+    # a chunk without choices (a usage report) or without content (a role, a finish reason) carries no text
+    shaped = isinstance(chunk, dict) and isinstance(choices, list | None) and isinstance(first, dict)
+    if not shaped or not isinstance(text, str | None):
+        raise ServiceUnavailableError(
+            f"chat endpoint {url} sent a chunk that is not a chat completion chunk: {payload[:200]!r}"
+        )
+    return text
 
 
 def build(params: dict[str, Any]) -> OpenAISummarizer:
