@@ -55,6 +55,30 @@ def test_chunked_body_over_the_limit_gets_413_and_stores_nothing(server: ServerT
     assert small.status_code == 202  # chunked bodies under the limit still work
 
 
+def test_a_compressed_body_is_refused_saying_so_and_stores_nothing(server: ServerThread) -> None:
+    # Content-Encoding was ignored: a gzipped JSON body was a 400 "not valid JSON: can't decode byte 0x8b"
+    # and a gzipped upload reached the data set route as its compressed bytes
+    import gzip
+
+    run = gzip.compress(json.dumps({"kind": "smoke", "config": {"steps": 2}}).encode())
+    upload = gzip.compress(b'{"document": "a", "summary": "b"}\n')
+    for path, body in (("/runs", run), ("/datasets?name=pairs.jsonl", upload)):
+        for encoding in ("gzip", "br", "GZIP"):
+            headers = {"content-type": "application/json", "content-encoding": encoding}
+            refused = httpx.post(f"{server.url}{path}", content=body, headers=headers, timeout=30)
+            assert refused.status_code == 415, (path, encoding, refused.text)
+            assert set(refused.json()) == ERROR_KEYS and refused.json()["code"] == "unsupported_media_type"
+            shown = encoding.strip().lower()
+            assert refused.json()["message"] == (
+                f"request body: Content-Encoding {shown!r} is not read here: send the body uncompressed"
+            )
+    assert httpx.get(f"{server.url}/runs").json()["runs"] == []
+    assert httpx.get(f"{server.url}/datasets").json()["datasets"] == []
+    plain = json.dumps({"kind": "smoke", "config": {"steps": 2}}).encode()
+    identity = {"content-type": "application/json", "content-encoding": "identity"}
+    assert httpx.post(f"{server.url}/runs", content=plain, headers=identity).status_code == 202
+
+
 def test_config_and_tags_are_capped_and_list_rows_stay_small(
     server: ServerThread, tldrlab_home: Path
 ) -> None:

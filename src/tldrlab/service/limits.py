@@ -6,6 +6,9 @@
   `max_body_size` counts the same way, but answers a declared-too-large body with a plain-text 413 and takes
   per-route limits at import time; this one keeps the `{code, message, request_id}` error body and reads the
   limits from the app's settings, larger for uploads.)
+  A body sent with a `Content-Encoding` (gzip, ...) is refused with 415 before it is read: nothing here
+  decodes one, so it reached the routes as its compressed bytes (a JSON route answered "not valid JSON: can't
+  decode byte 0x8b", an upload was stored compressed under its given name).
 - `StrictJSONRoute` is the route class of every router: request bodies are parsed by `parse_json`, which
   refuses (422) JSON nested deeper than `MAX_JSON_DEPTH`, a key given twice in one object, and strings holding
   lone UTF-16 surrogates (which JSON allows as `\\ud800` escapes but no database, file or UTF-8 response can
@@ -53,7 +56,15 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        encoding = headers.get(b"content-encoding", b"").strip().lower()
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        if encoding not in (b"", b"identity") and has_body:
+            shown = encoding.decode("latin-1")[:40]
+            message = f"request body: Content-Encoding {shown!r} is not read here: send the body uncompressed"
+            await _send_error(scope, send, 415, "unsupported_media_type", message)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _send_413(scope, send, limit)
             return
@@ -86,14 +97,18 @@ class BodyLimitMiddleware:
 
 
 async def _send_413(scope: Scope, send: Send, limit: int) -> None:
+    await _send_error(scope, send, 413, "payload_too_large", f"request body over {limit} bytes")
+
+
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    """Answer `status` with the API's error body, before the application (and the request body) is reached;
+    the connection is closed, as the unread body may still be on its way."""
     request_id = _request_id_header(scope)
-    body = json.dumps(
-        {"code": "payload_too_large", "message": f"request body over {limit} bytes", "request_id": request_id}
-    ).encode()
+    body = json.dumps({"code": code, "message": message, "request_id": request_id}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
