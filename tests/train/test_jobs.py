@@ -189,6 +189,26 @@ def test_a_char_tokenizer_the_corpus_cannot_give_is_refused_before_a_run_exists(
     assert open_registry().list() == []
 
 
+def test_a_tokenizer_that_is_not_there_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab train --tokenizer X` naming no tokenizer (a typo, an empty directory, a file of another kind)
+    was found out by the run, which stayed behind as a failed run."""
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be.\n" * 20)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for tokenizer, said in (
+        (tmp_path / "nope", "no tokenizer directory or run named"),
+        (empty, f"no tokenizer.json in {empty}"),
+        (text, f"{text} is not a tokenizer"),
+    ):
+        argv = ["train", "--data", str(text), "--tokenizer", str(tokenizer), "--max-steps", "1", "-q"]
+        code, _, err = run_captured(argv, capsys)
+        assert code == 3 and "not_found" in err and said in err and len(err.strip().splitlines()) == 1, err
+    assert open_registry().list() == []
+
+
 @pytest.mark.slow
 def test_cli_ctrl_c_checkpoints_cancels_and_resume_finishes(
     shakespeare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
