@@ -60,6 +60,26 @@ def test_ingest_digest_highlights_json(tmp_path: Path, capsys: pytest.CaptureFix
     )
 
 
+def test_a_query_is_text_whatever_character_it_starts_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--q` was read as JSON when it looked like JSON (its type is a constrained str): "[glass] aroma" was
+    # refused as "not valid JSON", and a blank query (no query, as the API takes it) too
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    assert run_captured(["ingest", str(path)], capsys)[0] == 0
+    code, out, err = run_captured(
+        ["highlights", "t-serve", "--q", "[glass] aroma", "--k", "1", "--json"], capsys
+    )
+    assert code == 0 and json.loads(out)[0]["post_id"] == "p4", err
+    _, unqueried, _ = run_captured(["highlights", "t-serve", "--json"], capsys)
+    for blank in ("", "  "):
+        code, out, err = run_captured(["highlights", "t-serve", "--q", blank, "--json"], capsys)
+        assert code == 0 and out == unqueried, err
+    code, out, err = run_captured(["digest", "t-serve", "--q", "{aroma}", "--json", "--k", "2"], capsys)
+    assert code == 0 and len(json.loads(out)["highlights"]) == 2, err
+
+
 def test_threads_are_listed_and_deleted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "thread.json"
     path.write_text(json.dumps(sample_thread().model_dump(mode="json")))

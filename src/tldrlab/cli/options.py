@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import typer
 import yaml
@@ -118,6 +118,10 @@ def field_help(info: FieldInfo, default: Any, *, required: bool, enforced: bool 
 def _parsing(annotation: Any) -> tuple[Any, Parse]:
     """(what one occurrence parses as, how the text becomes the value)."""
     inner = _unwrap_optional(annotation)
+    while get_origin(inner) is Annotated:
+        # a constrained type (`Annotated[str, StringConstraints(...)] | None`) is the type it constrains:
+        # taken for a union, `--q` read its text as JSON, refusing "" and "[draft] recipes" as not JSON
+        inner = get_args(inner)[0]
     if inner in (str, int, float, bool) or get_origin(inner) is Literal:
         return inner, "plain"
     if isinstance(inner, type) and issubclass(inner, Path):
