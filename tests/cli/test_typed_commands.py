@@ -25,7 +25,10 @@ from tldrlab.runs import open_registry
         (["highlights", "t", "--scorer", "magic"], "--scorer': 'magic' is not one of 'auto'"),
         (["serve", "--workers", "-1"], "greater than or equal to 0"),
         (["elm", "compare", "--data", "pairs.jsonl", "--minutes", "0"], "greater than 0"),
-        (["elm", "compare", "--minutes", "5"], "data: Field required"),
+        # "data: Field required" named the field, not the option that gives it
+        (["elm", "compare", "--minutes", "5"], "data: Field required (give --data)"),
+        (["elm", "generate", "--text", "a"], "model: Field required (give --model)"),
+        (["sweep", "export", "tiny-t5"], "out: Field required (give --out)"),
         (["elm", "generate", "--model", "m", "--text", "a", "--temperature", "-1"], "greater than or equal"),
         (["elm", "generate", "--model", "m", "--text", "a", "--limit", "0"], "greater than or equal to 1"),
     ],
@@ -279,7 +282,7 @@ def test_help_comes_from_the_field_docstrings(
             ["models", "import", "x.gguf", "--dtype", "float16"],
             "'float16' is not one of 'float32', 'bfloat16'",
         ),
-        (["models", "promote", "train-1"], "alias: Field required"),
+        (["models", "promote", "train-1"], "alias: Field required (give --alias)"),
         (["runs", "compare", "--tolerance", "0"], "Missing argument 'IDS'"),
         (
             ["runs", "compare", "a", "--tolerance", "-1"],

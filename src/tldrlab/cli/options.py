@@ -36,7 +36,7 @@ from pydantic.fields import FieldInfo
 
 from tldrlab.choices import choices_text
 from tldrlab.config import expand_user, get_settings, load_yaml
-from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
+from tldrlab.errors import ConfigError, InvalidConfigError, NotFoundError, yaml_problem
 from tldrlab.kinds import (
     bounds_text,
     deep_merge,
@@ -653,7 +653,16 @@ def config_command(
             for path, value in (defaults or {}).items():
                 set_path(raw, path, value)
             raw = deep_merge(deep_merge(raw, implied_settings(flags, values)), flag_overrides(flags, values))
-            config = validate_model(cls, raw, what=f"{name} options")
+            try:
+                config = validate_model(cls, raw, what=f"{name} options")
+            except InvalidConfigError as exc:
+                # "out: Field required" named the field, not the option that gives it (a required argument
+                # is typer's own "Missing argument")
+                errors = exc.details.get("errors") or []
+                required = {".".join(map(str, e["loc"])) for e in errors if e["msg"] == "Field required"}
+                if missing := [f.shown for f in flags if f.path in required and f.names]:
+                    exc.message += f" (give {', '.join(missing)})"
+                raise
             run(config, **({"as_json": values["as_json"]} if as_json else {}))
 
         return signature_callback([*flag_params(flags), *shared_params((JSON,) if as_json else ())], body)
