@@ -355,6 +355,22 @@ def test_a_required_argument_says_required_once(capsys: pytest.CaptureFixture[st
     assert code == 0 and "RUN" in arguments and arguments.count("required") == 1, arguments
 
 
+def test_a_model_size_for_a_family_without_sizes_says_so_and_what_it_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "model_settings.size: Extra inputs are not permitted" said neither that char_lstm has no named sizes
+    # nor what to give instead
+    data = tmp_path / "text.txt"
+    data.write_text("To be, or not to be.\n" * 20)
+    argv = ["train", "--model", "char_lstm", "--data", str(data), "--model-size", "tiny"]
+    code, _, err = run_captured(argv, capsys)
+    flat = " ".join(err.split())
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Extra inputs" not in err, err
+    assert "model_settings.size: a char_lstm model has no named sizes (those of t5 and gpt2 do)" in flat, err
+    assert "hidden_dim" in flat and "num_layers" in flat, err
+    assert open_registry().list() == []
+
+
 def test_model_size_help_names_the_sizes_the_models_take(capsys: pytest.CaptureFixture[str]) -> None:
     # the help said "tiny, mini, small" (not base) and not that only t5 and gpt2 have named sizes, so
     # `--model char_lstm --model-size tiny` ended in "invalid char_lstm model config: size: Extra inputs"

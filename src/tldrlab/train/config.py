@@ -326,6 +326,19 @@ class TrainJobConfig(ConfigModel):
         booleans = list(booleans_for_numbers(family.config_cls, self.model_settings, ("model_settings",)))
         if booleans:
             raise field_errors(type(self).__name__, [(tuple(p["loc"]), p["msg"]) for p in booleans])
+        fields = family.config_cls.model_fields
+        if "size" in self.model_settings and "size" not in fields:
+            # `--model char_lstm --model-size tiny` answered "model_settings.size: Extra inputs are not
+            # permitted", which says neither that the family has no sizes nor what it takes instead
+            sized = [
+                name for name, other in model_families().items() if "size" in other.config_cls.model_fields
+            ]
+            raise field_error(
+                type(self).__name__,
+                ("model_settings", "size"),
+                f"a {self.model} model has no named sizes (those of {' and '.join(sized)} do): give its own "
+                f"settings instead ({', '.join(fields)})",
+            )
         try:
             family.config_cls.model_validate(self.model_settings)
         except ValidationError as exc:
