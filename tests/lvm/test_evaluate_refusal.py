@@ -12,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
-from tldrlab.runs import create_run, open_registry
+from tldrlab.errors import InvalidConfigError
+from tldrlab.launch import execute
+from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
 
 
@@ -64,14 +66,28 @@ def test_evaluate_and_generate_of_a_run_that_is_no_lvm_leave_no_failed_run(
     """A mistyped run id, or a run of another kind, was found out inside the lvm_evaluate / lvm_generate run,
     which stayed behind as a failed run."""
     other = create_run("lvm_index", {}).id  # a run that made no model
-    for argv, said in (
-        (["lvm", "evaluate", "nope"], "no run with id 'nope'"),
-        (["lvm", "evaluate", other], "LVM"),
-        (["lvm", "generate", other, "--text", "One sentence."], "LVM"),
+    not_lvm = f"run {other} is a lvm_index run, not an lvm_train run: give the id of an lvm_train run"
+    for argv, code_said, said in (
+        (["lvm", "evaluate", "nope"], (3, "not_found"), "no run with id 'nope'"),
+        (["lvm", "evaluate", other], (2, "invalid_config"), f"runs.0: {not_lvm}"),
+        (["lvm", "generate", other, "--text", "One sentence."], (2, "invalid_config"), f"run: {not_lvm}"),
     ):
         code, _, err = run_captured(argv, capsys)
-        assert code == 3 and "not_found" in err and said in err, (argv, err)
+        assert (code, code_said[1] in err, said in err) == (code_said[0], True, True), (argv, err)
     assert [r.id for r in open_registry().list()] == [other]  # no failed lvm_evaluate / lvm_generate run
+
+
+def _smoke_run(capsys: pytest.CaptureFixture[str]) -> str:
+    """A real 2-step smoke run: a training run of another kind, with a best checkpoint as an LVM's has."""
+    code, out, err = run_captured(["smoke", "--steps", "2", "--checkpoint-every", "1", "--json"], capsys)
+    assert code == 0, err
+    smoke: str = json.loads(out)["run_id"]
+    assert (Path(open_registry().get(smoke).run_dir) / "checkpoints" / "best").is_dir()
+    return smoke
+
+
+def _not_an_lvm(run_id: str) -> str:
+    return f"run {run_id} is a smoke run, not an lvm_train run: give the id of an lvm_train run"
 
 
 def test_generate_of_a_training_run_of_another_kind_is_refused_naming_its_kind(
@@ -79,12 +95,67 @@ def test_generate_of_a_training_run_of_another_kind_is_refused_naming_its_kind(
 ) -> None:
     """A training run of another kind keeps a best checkpoint too (`checkpoints/best`): `lvm generate` took it
     for an LVM's and read the run's config as an LVM's, ending in a KeyError traceback."""
-    code, out, err = run_captured(["smoke", "--steps", "2", "--checkpoint-every", "1", "--json"], capsys)
-    assert code == 0, err
-    smoke = json.loads(out)["run_id"]
-    assert (Path(open_registry().get(smoke).run_dir) / "checkpoints" / "best").is_dir()
+    smoke = _smoke_run(capsys)
     for command in ("generate", "decode"):
         code, _, err = run_captured(["lvm", command, smoke, "--text", "One sentence."], capsys)
-        assert code == 3 and "not_found" in err and f"run {smoke} is a smoke run, not lvm_train" in err, err
+        assert code == 2 and "invalid_config" in err and f"run: {_not_an_lvm(smoke)}" in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert [r.id for r in open_registry().list()] == [smoke]  # no failed lvm_generate run either
+
+
+def test_lvm_generate_and_evaluate_of_a_run_of_another_kind_are_refused_at_submit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`POST /runs {"kind": "lvm_generate", "config": {"run": "run:<smoke run>"}}` (lvm_evaluate's `runs`
+    too) was accepted, and the run failed with "KeyError: 'sequences'"; the command lines said "not found"
+    (exit 3) of a run that is there. The kind of a run that exists is known at submit: refused there, naming
+    the field (422; one line and exit 2), and nothing is created. A queued lvm_train run is still taken: its
+    model comes when it completes."""
+    smoke = _smoke_run(capsys)
+    client = TestClient(create_app())
+    for kind, config, loc in (
+        ("lvm_generate", {"run": f"run:{smoke}"}, ["run"]),
+        ("lvm_generate", {"run": f"run:{smoke}/checkpoints/best"}, ["run"]),
+        ("lvm_evaluate", {"runs": [f"run:{smoke}"]}, ["runs", "0"]),
+    ):
+        body = {"kind": kind, "config": config}
+        response = client.post("/runs", json=body, headers={"X-Request-ID": "r-1"})
+        answer = response.json()
+        assert response.status_code == 422 and answer["code"] == "invalid_config", (config, response.text)
+        assert answer["request_id"] == "r-1" and answer["errors"][0]["loc"] == loc, answer
+        assert answer["message"] == f"{'.'.join(loc)}: {_not_an_lvm(smoke)}", answer
+    for argv, field in (
+        (["lvm", "evaluate", smoke], "runs.0"),
+        (["lvm", "generate", smoke, "--measure", "2"], "run"),
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and f"[invalid_config] {field}: {_not_an_lvm(smoke)}" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert [r.id for r in open_registry().list()] == [smoke]  # nothing created
+    queued = create_run("lvm_train", {}).id
+    for kind, config in (
+        ("lvm_generate", {"run": f"run:{queued}"}),
+        ("lvm_evaluate", {"runs": [f"run:{queued}"]}),
+    ):
+        response = client.post("/runs", json={"kind": kind, "config": config})
+        assert response.status_code == 202, response.text
+
+
+def test_a_run_naming_a_run_of_another_kind_at_run_time_fails_naming_the_field(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What was an lvm_train run at submit may have been replaced before the run starts: the run still
+    refuses a run of another kind in one line naming the field, not with a KeyError."""
+    smoke = _smoke_run(capsys)
+    smoke_dir = open_registry().get(smoke).run_dir  # what the API stores for `run:<id>`
+    for kind, config, field in (
+        ("lvm_generate", {"run": smoke_dir, "smooth": False}, "run"),
+        ("lvm_evaluate", {"runs": [smoke_dir]}, "runs.0"),
+    ):
+        record = create_run(kind, config)  # queued as if checked at submit
+        with pytest.raises(InvalidConfigError):
+            execute(record.id)
+        failed = open_registry().get(record.id)
+        message = failed.message or ""
+        assert failed.status == RunStatus.FAILED and f"{field}: {_not_an_lvm(smoke)}" in message, failed
+        assert "KeyError" not in message and "\n" not in message

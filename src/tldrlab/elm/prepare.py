@@ -42,7 +42,7 @@ from tldrlab.logs import progress_bar
 from tldrlab.models.architecture import model_width
 from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, lora_parameter_count, meta_causal_lm
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
-from tldrlab.models.resolve import ResolvedModel, resolve_model_ref
+from tldrlab.models.resolve import ResolvedModel, resolve_model_ref, run_kind_refusal
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
 from tldrlab.runs.weights import save_safetensors
 
@@ -298,7 +298,8 @@ def check_elm_lm(
     `ElmModel`, on the LM built from its config on the meta device, no weights read). Refusals name `lm` /
     `lora_rank` under `field`. An LM this process does not find (a name only the Hugging Face cache may hold,
     a queued run's model) or whose files do not say is left to the run, which checks it with the same
-    functions. Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`).
+    functions; a run of a kind that never saves a model is refused (`models.resolve.run_kind_refusal`).
+    Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`).
 
     With `adapter` (the run builds one), what the run allocates and trains besides the pretrained LM (not
     bounded) fits the parameter budget too (`check_adapter_budget`). With `searched_hidden_dims` (an
@@ -309,6 +310,10 @@ def check_elm_lm(
     try:
         resolved = resolve_model_ref(model.lm)
     except NotFoundError:
+        # a run that never saves a model (a smoke run, an evaluation) was left to the run as a queued run's
+        # model is, and the run failed with "has no saved model"
+        if (refusal := run_kind_refusal(model.lm)) is not None:
+            raise InvalidConfigError.at((*field, "lm"), refusal) from None
         return
     try:
         check_causal_lm_model(resolved)

@@ -22,6 +22,7 @@ from tldrlab.evaluate.artifacts import (
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
 from tldrlab.evaluate.generate import generate_detailed
 from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count, perplexity
+from tldrlab.evaluate.model_run import check_model_run
 from tldrlab.evaluate.run_eval import (
     EVAL_FILE,
     PLOT_FILE,
@@ -54,7 +55,11 @@ PER_TOKEN_FIELDS = ("tokens", "token_ids", "surprisal_bits", "topk")
 """What `detail_level="summary"` leaves out of a score."""
 
 
-def _load(run: Run, model_run: str) -> tuple[Any, Any, str]:
+def _load(run: Run, config: EvaluateConfig | GenerateConfig | ScoreConfig) -> tuple[Any, Any, str]:
+    # the run its `model_run` names may have been replaced since the submit checked it: a run of a kind that
+    # saves no model is said to be one, naming the field, before "has no saved model"
+    check_model_run(config)
+    model_run = config.model_run
     run.log(f"loading the model of {model_run}")
     # the bundled GGUF is converted once into the model store: later loads skip ~20 s of de-quantizing
     model, tokenizer, name = load_model(install_bundled(resolve_model_ref(model_run)).ref)
@@ -88,7 +93,7 @@ def _read_line(result: dict[str, Any], count: int) -> str:
 def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     """Outputs for the prompts (or a data set's documents), with each output's steps and whether it ended on
     the end-of-sequence token."""
-    model, tokenizer, name = _load(run, config.model_run)
+    model, tokenizer, name = _load(run, config)
     records: list[Any] = []
     if config.dataset is not None:
         records = _records(config)
@@ -126,7 +131,7 @@ def _scored(result: dict[str, Any], detail_level: str) -> dict[str, Any]:
 def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
     """Loss, perplexity (and per token: surprisal and top predictions) of a text, or of each record of a data
     set with the token-weighted totals."""
-    model, tokenizer, name = _load(run, config.model_run)
+    model, tokenizer, name = _load(run, config)
     top_k = config.top_k if config.detail_level == "per_token" else 0
     if config.dataset is None:
         assert config.text is not None
@@ -159,8 +164,9 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     the data labels highlights, highlight_eval_table.csv) and next to the evaluated model (a training run's
     later evaluations: under its `evaluations/<run id>/`, `artifacts.evaluation_dir`); log them to W&B as an
     `evaluation` artifact."""
+    check_model_run(config)  # before its data is looked for in the run it names
     eval_config, out_dir, evaluated = eval_config_for(config.model_run, **config.overrides())
-    model, tokenizer, name = _load(run, config.model_run)
+    model, tokenizer, name = _load(run, config)
     run.log(f"evaluating {name} on {eval_config.data} split={eval_config.split}")
     extra = {
         "run_id": run.id,

@@ -4,6 +4,7 @@ the API's submit (`service.confine`), so a split the run's data lacks is refused
 
     model_run("train-2026...")      # by id, unique prefix, alias or a path to <run>/model: (out_dir, record)
     training_data(record)           # {"path": ..., "format": ..., "val_split": ...} or None
+    check_model_run(config)         # kinds evaluate / generate / score: `model_run` is no run that saves none
 
 No torch here: the API runs this at submit.
 """
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.config import Settings
-from tldrlab.errors import NotFoundError
-from tldrlab.models.resolve import MODEL_SUBDIR, ResolvedModel, resolve_model_ref
+from tldrlab.errors import InvalidConfigError, NotFoundError
+from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
+from tldrlab.models.resolve import MODEL_SUBDIR, ResolvedModel, resolve_model_ref, run_kind_refusal
 from tldrlab.runs import open_registry
 from tldrlab.runs.registry import RunRecord
 
@@ -60,3 +62,14 @@ def training_data(record: RunRecord | None) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("path"), str) or not data["path"]:
         return None
     return data
+
+
+def check_model_run(config: EvaluateConfig | GenerateConfig | ScoreConfig) -> None:
+    """Kinds `evaluate`, `generate` and `score`, before a run is created (command line and API alike) and
+    again as the run starts (the run named may have been replaced meanwhile): a `model_run` that is the id
+    of a run of a kind that saves no model (`models.resolve.run_kind_refusal`) is refused, naming the field.
+    Over the API such a run was queued and failed with "has no saved model"; `POST /runs/{id}/generate`
+    refused it (409) from the start. A run of a training kind is taken whatever its status: a queued one's
+    model comes when it completes."""
+    if (refusal := run_kind_refusal(config.model_run)) is not None:
+        raise InvalidConfigError.at("model_run", refusal)

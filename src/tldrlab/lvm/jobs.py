@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import NotFoundError
+from tldrlab.errors import InvalidConfigError, NotFoundError
 from tldrlab.lvm.config import (
     LVMConfig,
     LVMEvaluateConfig,
@@ -23,15 +23,20 @@ from tldrlab.lvm.config import (
 from tldrlab.lvm.evaluation import evaluate_methods, report_stem, summary_prefix, verdict, write_report
 from tldrlab.lvm.index import build_index
 from tldrlab.lvm.models import CONFIG_FILE, build_lvm, load_lvm
-from tldrlab.lvm.sequences import load_sequences, missing_split, splits_with_sequences
+from tldrlab.lvm.sequences import (
+    LVM_TRAIN,
+    load_sequences,
+    lvm_run_fields,
+    lvm_train_refusal,
+    missing_split,
+    named_run,
+    splits_with_sequences,
+)
 from tldrlab.lvm.store import open_concept_store
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.report import Report
 from tldrlab.runs import Run, open_registry
 from tldrlab.runs.run import MANIFEST, read_manifest
-
-LVM_TRAIN = "lvm_train"
-"""The kind of the runs that train LVMs (sweep trials of the `lvm` program too)."""
 
 
 def lvm_index_job(run: Run, config: LVMIndexConfig) -> dict[str, Any]:
@@ -66,26 +71,27 @@ def best_checkpoint_model(config: dict[str, Any], run_dir: Path) -> Any:
     return model.eval()
 
 
-def locate_run_model(run_ref: str) -> tuple[str, Path, dict[str, Any], bool]:
+def locate_run_model(
+    run_ref: str, field: tuple[str, ...] = ("run",)
+) -> tuple[str, Path, dict[str, Any], bool]:
     """(run id, the model directory, run config, whether it is the run's best checkpoint) of a run id, a run
-    directory or a model directory; NotFoundError when it names no trained LVM."""
+    directory or a model directory; NotFoundError when it names no trained LVM, InvalidConfigError at the
+    config's `field` naming it when it names a run of another kind than lvm_train."""
+    named = named_run(run_ref)
+    if named is not None and named[1] != LVM_TRAIN:
+        # checked at submit too, but the run may have been replaced since: a training run of another kind has
+        # checkpoints/best too, and taken for an LVM's, its config was read as an LVM's (KeyError 'sequences')
+        raise InvalidConfigError.at(field, lvm_train_refusal(*named))
     path = Path(run_ref)
     if (path / CONFIG_FILE).exists():  # a model directory
         if (path.parent / MANIFEST).exists():
             return path.parent.name, path, read_manifest(path.parent)["config"], False
         return str(path), path, {}, False
     if (path / MANIFEST).exists():  # a run directory
-        manifest = read_manifest(path)
-        run_id, run_dir, config, kind = path.name, path, manifest["config"], manifest.get("kind")
+        run_id, run_dir, config = path.name, path, read_manifest(path)["config"]
     else:
         record = open_registry().find(run_ref)
-        run_id, run_dir, config, kind = record.id, Path(record.run_dir), record.config, record.kind
-    if kind != LVM_TRAIN:
-        # a training run of another kind has checkpoints/best too: taken for an LVM's, its config was read as
-        # an LVM's (KeyError 'sequences', a traceback)
-        raise NotFoundError(
-            f"{run_ref!r} is not a trained LVM: run {run_id} is a {kind} run, not {LVM_TRAIN}"
-        )
+        run_id, run_dir, config = record.id, Path(record.run_dir), record.config
     best = run_dir / "checkpoints" / "best"
     if not (run_dir / MODEL_DIR).exists() and best.is_dir():
         # a run cancelled or preempted before it saved model/: its best evaluated checkpoint
@@ -95,9 +101,10 @@ def locate_run_model(run_ref: str) -> tuple[str, Path, dict[str, Any], bool]:
     return run_id, run_dir / MODEL_DIR, config, False
 
 
-def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
-    """(run id, trained LVM, run config) from a run id, a run directory or a model directory."""
-    run_id, directory, config, checkpoint = locate_run_model(run_ref)
+def load_run_model(run_ref: str, field: tuple[str, ...] = ("run",)) -> tuple[str, Any, dict[str, Any]]:
+    """(run id, trained LVM, run config) from a run id, a run directory or a model directory (the config's
+    `field`, named by a refusal)."""
+    run_id, directory, config, checkpoint = locate_run_model(run_ref, field)
     if checkpoint:
         return run_id, best_checkpoint_model(config, directory.parent.parent), config
     return run_id, load_lvm(directory), config
@@ -105,11 +112,10 @@ def load_run_model(run_ref: str) -> tuple[str, Any, dict[str, Any]]:
 
 def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     """The command-line check of `lvm_evaluate` and `lvm_generate` (it runs them now): every run named is a
-    trained LVM (a mistyped id, or a run of another kind, failed inside the run and left it behind as a
-    failed run), and the sequences they are scored on are there: given, else the first run's, else
-    <home>/lvm/sequences.npz."""
-    refs = config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]
-    located = [locate_run_model(ref) for ref in refs]
+    trained LVM (a mistyped id, or a run that has not saved its model, failed inside the run and left it
+    behind as a failed run), and the sequences they are scored on are there: given, else the first run's,
+    else <home>/lvm/sequences.npz."""
+    located = [locate_run_model(ref, field) for field, ref in lvm_run_fields(config)]
     recorded = (Path(c["sequences"]) for _, _, c, _ in located if c.get("sequences"))
     path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
     if not path.exists():  # a directory is refused by the read below, naming it
@@ -146,7 +152,7 @@ def lvm_evaluate_job(run: Run, config: LVMEvaluateConfig) -> dict[str, Any]:
     """Score the models beside the baselines on the config's split (validation unless a test split is named);
     its report (md, json, png) and summary metrics are named by the split (`report_stem`, `summary_prefix`).
     The result keeps a list of reports, one per split, as it was when one run scored test and cross."""
-    loaded = [load_run_model(ref) for ref in config.runs]
+    loaded = [load_run_model(ref, field) for field, ref in lvm_run_fields(config)]
     path = Path(config.sequences) if config.sequences else None
     if path is None:
         path = next((Path(c["sequences"]) for _, _, c in loaded if c.get("sequences")), default_sequences())

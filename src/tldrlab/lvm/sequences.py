@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.choices import unknown_choice
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import InvalidConfigError, InvalidInputError, NotFoundError
 from tldrlab.lvm.config import (
     LVMEvaluateConfig,
     LVMGenerateConfig,
@@ -42,7 +42,8 @@ from tldrlab.lvm.npz import BOOL, FLOAT, INTEGER, STRING, read_npz, spec
 from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store, redacted_url
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
-from tldrlab.runs.run import Run
+from tldrlab.runs.registry import a_kind_run, open_registry
+from tldrlab.runs.run import MANIFEST, Run, read_manifest
 
 SPLITS = {"train": 0, "val": 1, "test": 2, "cross": 3}
 """Split codes. `cross`: the articles of another corpus (`cross_source`), never trained or tuned on."""
@@ -421,13 +422,77 @@ def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
         store.close()
 
 
-def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
+LVM_TRAIN = "lvm_train"
+"""The kind of the runs that train LVMs (sweep trials of the `lvm` program too)."""
+
+
+def named_run(ref: str) -> tuple[str, str | None] | None:
+    """(id, kind) of the run an LVM reference names: a run directory (what the API makes of `run:<id>`), its
+    `model/` or its `checkpoints/best` (the run directory's manifest says the kind), else a run id or unique
+    prefix in the registry; None when it names no run (a model directory of its own, a mistyped id: loading
+    it says which). Torch-free: the API asks at submit what the run asks again when it loads the model."""
+    path = Path(ref)
+    if path.exists():
+        run_dirs = [path]
+        if path.name == "model":
+            run_dirs.append(path.parent)
+        if path.parts[-2:] == ("checkpoints", "best"):
+            run_dirs.append(path.parent.parent)
+        for run_dir in run_dirs:
+            if (run_dir / MANIFEST).is_file():
+                return run_dir.name, read_manifest(run_dir).get("kind")
+        return None
+    try:
+        record = open_registry().find(ref)
+    except NotFoundError:  # an ambiguous prefix too: loading it says so
+        return None
+    return record.id, record.kind
+
+
+def lvm_train_refusal(run_id: str, kind: str | None) -> str:
+    """Why run `run_id`, of another `kind` than lvm_train, is no trained LVM (what refuses the field naming
+    it)."""
+    return f"run {run_id} is {a_kind_run(kind)}, not an {LVM_TRAIN} run: give the id of an {LVM_TRAIN} run"
+
+
+def lvm_run_fields(config: LVMEvaluateConfig | LVMGenerateConfig) -> list[tuple[tuple[str, ...], str]]:
+    """(field, run reference) of each trained LVM the config names: `runs.<i>` of lvm_evaluate, `run` of
+    lvm_generate."""
+    if isinstance(config, LVMEvaluateConfig):
+        return [(("runs", str(i)), ref) for i, ref in enumerate(config.runs)]
+    return [(("run",), config.run)]
+
+
+def check_lvm_runs(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
+    """Every run the config names whose kind is known now (it exists, whatever its status) is an lvm_train
+    run: another kind's (a smoke run's) was accepted over the API and failed in the run with "KeyError:
+    'sequences'". A queued or running lvm_train run is taken: its model comes when it completes (the run
+    checks it then)."""
+    refused = [
+        (field, lvm_train_refusal(*named))
+        for field, ref in lvm_run_fields(config)
+        if (named := named_run(ref)) is not None and named[1] != LVM_TRAIN
+    ]
+    if refused:
+        raise InvalidConfigError.at_fields(refused)
+
+
+def check_lvm_inputs(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     """The check of `lvm_evaluate` and `lvm_generate` before a run is created (command line and API alike):
+    the runs named are lvm_train runs (`check_lvm_runs`), the sequences read are there
+    (`check_default_sequences`)."""
+    check_lvm_runs(config)
+    check_default_sequences(config)
+
+
+def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
+    """Part of the check of `lvm_evaluate` and `lvm_generate` before a run is created (`check_lvm_inputs`):
     with no `sequences` and no run to take them from, the home's <home>/lvm/sequences.npz is read, which must
     be there (`lvm_evaluate {}` before any `tldrlab lvm sequences` was accepted, then failed); sequences
     known now must hold the split to measure (the default `val` of sequences built with `--val 0` was
-    accepted over the API, then failed in the run). A run's own sequences, and that it is a trained LVM, are
-    the command line's `check_models` (over the API the run may still be training)."""
+    accepted over the API, then failed in the run). A run's own sequences, and that it has saved its model,
+    are the command line's `check_models` (over the API the run may still be training); that it is an
+    lvm_train run is `check_lvm_runs`."""
     runs = config.runs if isinstance(config, LVMEvaluateConfig) else [config.run]
     if config.sequences is not None:
         path = Path(config.sequences)

@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Literal
 
 from tldrlab.config import Settings, expand_user, get_settings
-from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
+from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError, TldrlabError
 from tldrlab.runs.aliases import BUNDLED_NAME, alias_target
 from tldrlab.runs.archive import ensure_local
-from tldrlab.runs.registry import RunRecord, RunStatus, open_registry
+from tldrlab.runs.registry import RunRecord, RunStatus, a_kind_run, open_registry
 
 MODEL_SUBDIR = "model"
 """Where a run keeps its saved model: `<run_dir>/model`."""
@@ -301,8 +301,52 @@ def resolve_model_ref(
     )
 
 
+MODEL_RUN_KINDS = ("train", "lm_experiment_arm", "lm_compress")
+"""The run kinds whose runs save the model their id names (`<run_dir>/model`, a text model `load_model`
+loads) when they complete. A run of any other kind (a smoke run, an evaluation, an LVM's or an ELM's
+training: their model/, if any, is no such model) never holds one (`run_kind_refusal`)."""
+
+
+def model_ref_run(ref: str | Path, settings: Settings | None = None) -> RunRecord | None:
+    """The run `ref` names when `resolve_model_ref` takes it as a run id (step 5): no earlier step (a path,
+    an installed or the bundled model, an alias) names it, and the registry knows it, whatever its status.
+    None otherwise, also when a step fails: resolving the reference says why. Loads nothing."""
+    settings = settings or get_settings()
+    text = str(ref).strip()
+    if not _simple_name(text):
+        return None
+    for _, resolver in REF_RESOLVERS:
+        if resolver is _run_id:
+            break
+        try:
+            if resolver(text, settings) is not None:
+                return None
+        except TldrlabError:
+            return None
+    try:
+        return open_registry(settings).find(text)
+    except NotFoundError:  # ambiguous prefixes too
+        return None
+
+
+def run_kind_refusal(ref: str | Path, settings: Settings | None = None) -> str | None:
+    """Why the model reference `ref` never names a model, known before any run loads it: it is the id of a
+    run of a kind that saves none (not of `MODEL_RUN_KINDS`), which resolving it said only as "has no saved
+    model", once a run that read it had started and failed. None for anything else: a model, a run of such
+    a kind whatever its status (queued or training, its model comes when it completes), or no model at all
+    (resolving it says so)."""
+    record = model_ref_run(ref, settings)
+    if record is None or record.kind in MODEL_RUN_KINDS:
+        return None
+    return (
+        f"run {record.id} is {a_kind_run(record.kind)}, not a training run of a text model "
+        f"({', '.join(MODEL_RUN_KINDS)}): give the id of one, or another model reference"
+    )
+
+
 __all__ = [
     "BUNDLED_NAME",
+    "MODEL_RUN_KINDS",
     "MODEL_SUBDIR",
     "REF_RESOLVERS",
     "RefResolver",
@@ -310,6 +354,8 @@ __all__ = [
     "bundled_gguf",
     "installed_model_dir",
     "model_at",
+    "model_ref_run",
     "resolve_model_ref",
+    "run_kind_refusal",
     "store_dir",
 ]

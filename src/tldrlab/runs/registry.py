@@ -586,6 +586,11 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
     return Table(columns, rows)
 
 
+def a_kind_run(kind: str | None) -> str:
+    """How a message names a run by its kind: "a smoke run", "an evaluate run"."""
+    return f"{'an' if (kind or '')[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} run"
+
+
 def current_kind(record: RunRecord, kind_names: KindNames) -> str:
     """The current name of the kind `record` was recorded under (`eval` -> `evaluate`)."""
     return kind_names.get(record.kind, record.kind)

@@ -54,7 +54,7 @@ from tldrlab.errors import (
 from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
-from tldrlab.models.resolve import resolve_model_ref
+from tldrlab.models.resolve import resolve_model_ref, run_kind_refusal
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets, unchanged_location
 from tldrlab.runs.paths import (
@@ -275,7 +275,12 @@ def _check_split(site: PathSite, marker: SplitOf, settings: Settings) -> None:
     data = getattr(site.parent, marker.data, None)
     data_format = getattr(site.parent, marker.format, None)
     if data is None and marker.run:
-        data, data_format = _run_data(getattr(site.parent, marker.run, None), marker.data, settings)
+        reference = getattr(site.parent, marker.run, None)
+        if isinstance(reference, str) and (refusal := run_kind_refusal(reference, settings)) is not None:
+            # a run that holds no model has no training data either: "give data" sent the client to fix a
+            # field that was not the one in the wrong
+            raise InvalidConfigError.at(marker.run, refusal)
+        data, data_format = _run_data(reference, marker.data, settings)
     if not isinstance(data, str) or not isinstance(site.value, str):
         return
     try:

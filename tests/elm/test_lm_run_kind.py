@@ -1,0 +1,45 @@
+"""An ELM's `lm` naming a run of a kind that never saves a model (a smoke run) is refused before a run
+exists, naming the field: the submit check left any LM it did not find to the run (as it must a queued
+training run's), so `elm_compare_lm` / `elm_train` with such an `lm` were accepted and the run failed with
+"has no saved model"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cliutil import run_captured
+from tldrlab.runs import create_run, open_registry
+from tldrlab.service.app import create_app
+
+
+def test_an_elm_lm_naming_a_run_that_saves_no_model_is_refused_at_submit(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_captured(["smoke", "--steps", "2", "--json"], capsys)
+    assert code == 0, err
+    smoke = json.loads(out)["run_id"]
+    refusal = (
+        f"lm: run {smoke} is a smoke run, not a training run of a text model (train, lm_experiment_arm, "
+        "lm_compress): give the id of one, or another model reference"
+    )
+    pairs = tldrlab_home / "data" / "pairs.jsonl"  # inside the API's data root
+    pairs.parent.mkdir(parents=True, exist_ok=True)
+    pairs.write_text('{"document": "a small library", "summary": "a library"}\n' * 4)
+    client = TestClient(create_app())
+    body = {"kind": "elm_compare_lm", "config": {"data": "pairs.jsonl", "lm": smoke, "systems": ["elm"]}}
+    response = client.post("/runs", json=body, headers={"X-Request-ID": "r-1"})
+    answer = response.json()
+    assert response.status_code == 422 and answer["code"] == "invalid_config", response.text
+    assert answer["request_id"] == "r-1" and answer["errors"][0]["loc"] == ["lm"], answer
+    assert answer["message"] == refusal, answer
+    argv = ["elm", "compare-lm", "--data", str(pairs), "--lm", smoke, "--systems", "elm"]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 2 and f"[invalid_config] {refusal}" in err and len(err.strip().splitlines()) == 1, err
+    assert [r.id for r in open_registry().list()] == [smoke]  # nothing created
+    queued = create_run("train", {}).id  # a training run still to come: left to the run, as before
+    body["config"]["lm"] = queued
+    assert client.post("/runs", json=body).status_code == 202
