@@ -54,6 +54,25 @@ def test_offsets_with_irregular_whitespace() -> None:
     assert split_sentences("") == [] and split_sentences(" \n\n ") == []
 
 
+def test_a_link_is_never_cut_into_two_sentences() -> None:
+    # pysbd ends a sentence at the "?" of a query string: the first part was "See the video at
+    # http://www.youtube.com/watch?" (half a link, in a highlight) and the rest a sentence of its own
+    text = (
+        "See the video at http://www.youtube.com/watch?v=e1FH076U4Lk&t=2m28s for the pour. It foams.\n"
+        "Rules: www.ecfr.gov/cgi-bin/text-idx?SID=1aff&node=27:1.0.1 apply. Visit www.foo.com. Then ask?"
+    )
+    sentences = split_sentences(text)
+    assert [s.text for s in sentences] == [
+        "See the video at http://www.youtube.com/watch?v=e1FH076U4Lk&t=2m28s for the pour.",
+        "It foams.",
+        "Rules: www.ecfr.gov/cgi-bin/text-idx?SID=1aff&node=27:1.0.1 apply.",
+        "Visit www.foo.com.",
+        "Then ask?",
+    ]
+    assert all(text[s.start : s.end] == s.text for s in sentences)
+    assert [s.index for s in sentences] == list(range(5))
+
+
 def test_sentences_end_at_the_full_stops_and_question_marks_of_other_scripts() -> None:
     # the English segmenter ended no sentence at Arabic's question mark (؟), Urdu's full stop (۔) or the
     # Devanagari danda (।): a question and its answer were one "sentence", so the question could be a bullet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import threading
@@ -91,7 +92,7 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
     pysbd's own spans are re-anchored by searching forward in the text, because pysbd may normalise
     whitespace inside a span; paragraphs (blank lines) always end a sentence.
     """
-    sentences: list[Sentence] = []
+    spans: list[tuple[int, int]] = []
     offset = 0
     for block_start, block in _paragraphs(text):
         if not block.strip():
@@ -107,10 +108,39 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
                 if not piece:
                     continue
                 found = text.find(piece, found)
-            for start, end in _script_ends(found, found + len(piece), text):
-                sentences.append(Sentence(index=len(sentences), start=start, end=end, text=text[start:end]))
+            spans.extend(_script_ends(found, found + len(piece), text))
             offset = found + len(piece)
-    return sentences
+    spans = _whole_urls(spans, text)
+    return [
+        Sentence(index=i, start=start, end=end, text=text[start:end]) for i, (start, end) in enumerate(spans)
+    ]
+
+
+URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+"""A link as written in a post: what `digest.candidates` takes for one too."""
+
+
+def _whole_urls(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
+    """`spans` with each sentence that ends inside a link joined to the next: pysbd ends a sentence at the
+    "?" of a query string, so "See http://www.youtube.com/watch?v=e1FH076U4Lk for it." was the sentence
+    "See http://www.youtube.com/watch?" and the fragment "v=e1FH076U4Lk for it." (10 sentences of the beer
+    dump): a highlight showed half a link, and the rest of it could be a highlight of its own."""
+    links = [match.span() for match in URL.finditer(text)]  # in order, never overlapping
+    if not links:
+        return spans
+    starts = [first for first, _ in links]
+
+    def inside_a_link(at: int) -> bool:
+        i = bisect.bisect_left(starts, at) - 1  # the last link starting before `at`
+        return i >= 0 and at < links[i][1]
+
+    joined: list[tuple[int, int]] = []
+    for start, end in spans:
+        if joined and inside_a_link(joined[-1][1]):
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
 
 
 WINDOW_CHARS = 4000
