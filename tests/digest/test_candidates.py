@@ -184,6 +184,29 @@ def test_sentences_in_any_script_are_words_not_boilerplate() -> None:
     assert not is_title_like("Большинство портеров почти не жжёные")
 
 
+def test_questions_and_lead_ins_of_other_scripts_are_no_bullets(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    # only "?" and ":" were known: an Arabic question ("؟"), a Chinese one ("？") or a Chinese lead-in ("：")
+    # in an answer became a bullet of the TL;DR, as an English one does not
+    for line in ("هل تفضل البيرة باردة؟", "为什么要冷着喝？", "做法如下：", "Why cold?", "As follows:"):
+        assert not is_bullet_worthy(line, "answer", True), line
+    thread = Thread(
+        id="ar-1",
+        title="كيف أقدم البيرة؟",
+        posts=[
+            Post(id="q", number=1, kind="question", text="كيف أقدم البيرة؟ باردة أم دافئة؟"),
+            Post(id="a", number=2, kind="answer", text="هل تريد البيرة باردة؟ قدم اللاغر باردا جدا."),
+            Post(id="b", number=3, kind="answer", text="الإيل أفضل بدرجة حرارة القبو."),
+        ],
+    )
+    ingest_threads([thread], store, embedder)
+    options = DigestOptions(summarizer="extractive", use_cache=False, k=5)  # every sentence a highlight
+    digest = make_digest(store, "ar-1", options, embedder=embedder)
+    assert len(digest.highlights) == 5
+    assert [b.text for b in digest.bullets] == ["قدم اللاغر باردا جدا.", "الإيل أفضل بدرجة حرارة القبو."]
+
+
 def test_a_thread_in_another_script_gets_highlights_and_bullets(
     store: SentenceStore, embedder: Embedder
 ) -> None:

@@ -9,11 +9,12 @@ A highlight is a sentence worth reading; a bullet must also carry an answer. Nev
   one that can be highlighted, so the thread's author is credited and the sentence is not shown twice.
 
 Never bullets, though they may be highlights: sentences of the question when the thread has answers (the
-TL;DR answers the question rather than restating it), questions (ending in "?"), lead-ins ending in ":"
-("Check out my results here:"), which announce content that follows rather than carry it, and title-like
-fragments: a few capitalised words without sentence punctuation, such as a link's text standing on its line
-("Beer Experiments: Temperature Regulation Part 2"). Those stay possible highlights because in list answers
-("Chimay Cinq Cents Tripel") they are the answer, but alone they make an empty bullet.
+TL;DR answers the question rather than restating it), questions (ending in "?", or in another script's "؟"
+or "？"), lead-ins ending in ":" ("Check out my results here:"), which announce content that follows rather
+than carry it, and title-like fragments: a few capitalised words without sentence punctuation, such as a
+link's text standing on its line ("Beer Experiments: Temperature Regulation Part 2"). Those stay possible
+highlights because in list answers ("Chimay Cinq Cents Tripel") they are the answer, but alone they make an
+empty bullet.
 """
 
 from __future__ import annotations
@@ -153,11 +154,19 @@ def highlight_candidates(
     return ~(boiler | quoted)
 
 
+QUESTION_MARKS = ("?", "\u061f", "\uff1f", "\u055e", "\u1367", "\u2e2e")
+"""A question ends in one: "?", Arabic's "؟", the full-width "？" of Chinese and Japanese, Armenian's "՞",
+Ethiopic's "፧" and the reversed "⸮". Only "?" was known, so a question in Arabic or Chinese was a bullet
+(the segmenter ends sentences at them: `data.sentences`)."""
+LEAD_IN_MARKS = (":", "\uff1a")
+"""A lead-in ends in one: ":" or the full-width "：" of Chinese and Japanese."""
+
+
 def is_bullet_worthy(text: str, post_kind: str, thread_has_answers: bool) -> bool:
     """Whether a highlight may be a TL;DR bullet: it carries an answer, not the question or a lead-in."""
     stripped = " ".join(text.split())
     if thread_has_answers and post_kind == "question":
         return False
-    if stripped.endswith("?") or stripped.endswith(":"):
+    if stripped.endswith(QUESTION_MARKS) or stripped.endswith(LEAD_IN_MARKS):
         return False
     return not (is_boilerplate(stripped) or is_title_like(stripped))

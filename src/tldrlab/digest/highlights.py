@@ -30,10 +30,12 @@ from tldrlab.embed.base import Embedder
 from tldrlab.report import Report, visible_controls
 from tldrlab.store.base import SentenceRecord, SentenceStore, ThreadSnapshot
 
-HIGHLIGHTER_VERSION = "4:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
+HIGHLIGHTER_VERSION = "5:" + ",".join(f"{mode}={name}" for mode, name in sorted(DEFAULT_SCORERS.items()))
 """Part of the digest cache key: digests made by an older default ranking are not served again (2: the
 candidate rules of `candidates.py`; 3: learned forum models choose posts, the heuristic orders their
-sentences; 4: a sentence said in several posts is picked once; then the default scorer of each mode)."""
+sentences; 4: a sentence said in several posts is picked once; 5: a "> " line after any line break is
+quoted text, questions and lead-ins of other scripts are no bullets; then the default scorer of each
+mode)."""
 
 
 def _blank_is_none(value: Any) -> Any:
