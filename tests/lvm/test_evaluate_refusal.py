@@ -66,7 +66,7 @@ def test_evaluate_and_generate_of_a_run_that_is_no_lvm_leave_no_failed_run(
     """A mistyped run id, or a run of another kind, was found out inside the lvm_evaluate / lvm_generate run,
     which stayed behind as a failed run."""
     other = create_run("lvm_index", {}).id  # a run that made no model
-    not_lvm = f"run {other} is a lvm_index run, not an lvm_train run: give the id of an lvm_train run"
+    not_lvm = f"run {other} is an lvm_index run, not an lvm_train run: give the id of an lvm_train run"
     for argv, code_said, said in (
         (["lvm", "evaluate", "nope"], (3, "not_found"), "no run with id 'nope'"),
         (["lvm", "evaluate", other], (2, "invalid_config"), f"runs.0: {not_lvm}"),

@@ -586,9 +586,15 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
     return Table(columns, rows)
 
 
+SPELLED_OUT = ("lm", "lvm")
+"""Kind names' first words said letter by letter ("el-em"): they take "an", as a vowel does."""
+
+
 def a_kind_run(kind: str | None) -> str:
-    """How a message names a run by its kind: "a smoke run", "an evaluate run"."""
-    return f"{'an' if (kind or '')[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} run"
+    """How a message names a run by its kind: "a smoke run", "an evaluate run", "an lvm_index run"."""
+    text = kind or ""
+    said_as_vowel = text[:1] in ("a", "e", "i", "o", "u") or text.split("_")[0] in SPELLED_OUT
+    return f"{'an' if said_as_vowel else 'a'} {kind} run"
 
 
 def current_kind(record: RunRecord, kind_names: KindNames) -> str:
