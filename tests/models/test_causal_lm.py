@@ -525,6 +525,20 @@ def test_importing_an_installed_model_by_its_name_says_to_choose_another_name(
     assert run_captured(["models", "import", "tiny", "--name", "tiny-copy"], capsys)[0] == 0
 
 
+def test_importing_an_installed_model_from_its_own_directory_is_refused(
+    tiny: dict[str, Any], tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the name was checked, the directory not: `models import <home>/models/tiny --name tiny --force` imported
+    # the model over itself, its manifest's source (where it came from) replaced by its own directory
+    assert run_captured(["models", "import", str(tiny["gguf"]), "--name", "tiny"], capsys)[0] == 0
+    installed = tldrlab_home / "models" / "tiny"
+    before = {p.name: p.read_bytes() for p in installed.iterdir()}
+    code, _, err = run_captured(["models", "import", str(installed), "--name", "tiny", "--force"], capsys)
+    assert code == InvalidInputError.exit_code, err
+    assert "is the installed model 'tiny' itself; choose another --name" in " ".join(err.split()), err
+    assert {p.name: p.read_bytes() for p in installed.iterdir()} == before
+
+
 def test_a_truncated_gguf_file_is_a_clear_input_error(
     tiny: dict[str, Any], tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

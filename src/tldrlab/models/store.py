@@ -137,8 +137,10 @@ def import_model(
     check_name(name)
     check_name_free(name, settings)
     out = store_dir(settings) / name
-    # before the clash check: --force, which that check suggests, cannot replace a model with itself
-    if resolved.source == "installed" and resolved.path == out:
+    # before the clash check: --force, which that check suggests, cannot replace a model with itself, named
+    # or given as its directory (`models import ~/.tldrlab/models/m1 --name m1 --force` re-imported it over
+    # itself, its manifest's source now the copy)
+    if resolved.path.resolve() == out.resolve():
         raise InvalidInputError(f"{ref} is the installed model {name!r} itself; choose another --name")
     if not force:
         _check_free(out, name)
