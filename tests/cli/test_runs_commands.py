@@ -304,3 +304,33 @@ def test_importing_a_file_that_is_no_archive_says_so_in_one_line(
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert f"{path} is not a readable tldrlab run archive: not a tar archive" in err, err
     assert open_registry().list() == []
+
+
+def test_an_export_never_writes_over_stored_state_or_a_file_that_is_no_archive(
+    tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `runs export RUN --out <home>/tldrlab.db` replaced the run registry with the archive (every later
+    # command a traceback); `--out <the run's directory>` wrote the archive into the run it packs
+    record = launch_run("smoke", {"steps": 2, "checkpoint_every": 2}).record
+    run_dir = Path(record.run_dir)
+    registry_db = tldrlab_home / "tldrlab.db"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    run_files = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    for out, said in (
+        (registry_db, "is already there and is not a tldrlab run archive"),
+        (notes, "is already there and is not a tldrlab run archive"),
+        (run_dir, "is inside the runs directory"),
+        (run_dir / "copy.tar.gz", "is inside the runs directory"),
+    ):
+        code, _, err = run_captured(["runs", "export", record.id, "--out", str(out)], capsys)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert notes.read_text() == "mine\n"
+    # the registry is still the database the commands write to (its bytes change: the commands record)
+    assert registry_db.read_bytes().startswith(b"SQLite format 3")
+    assert [r.id for r in open_registry().list()] == [record.id]
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == run_files
+    archive = tmp_path / "run.tar.gz"
+    for _ in range(2):  # an earlier archive at --out is replaced, as before
+        code, _, err = run_captured(["runs", "export", record.id, "--out", str(archive)], capsys)
+        assert code == 0 and archive.is_file(), err

@@ -252,6 +252,7 @@ def export_run(
     dest = Path(dest) if dest is not None else Path.cwd() / f"{record.id}.tar.gz"
     if dest.is_dir() or not dest.suffix:
         dest = dest / f"{record.id}.tar.gz"
+    check_archive_destination(dest, settings)
     children: list[RunRecord] = []
     if with_evaluations is not None:
         children = derived_children(record, registry.list(parent_id=record.id, limit=None), with_evaluations)
@@ -278,6 +279,27 @@ def export_run(
         # a read-only disk's named a hidden temporary one, and an evaluation's archive is written under a
         # temporary name too: the error names the archive the user asked for.
         raise refused.writing(f"writing {dest}", ", or give --out a place on another disk") from exc
+
+
+def check_archive_destination(dest: Path, settings: Settings) -> None:
+    """An archive is written neither into the runs directory (into the run it packs, it changed the run and
+    was packed into its next archive) nor over a file that is not an archive: `runs export RUN --out
+    ~/.tldrlab/tldrlab.db` replaced the run registry with the archive, and every later command failed.
+    InvalidInputError before anything is written; an archive at `dest` (an earlier export) is replaced."""
+    target = dest.resolve()
+    runs_dir = settings.runs_dir.resolve()
+    if target.is_relative_to(runs_dir):
+        raise InvalidInputError(
+            f"{dest} is inside the runs directory {runs_dir}: write the archive somewhere else"
+        )
+    if target.is_file():
+        try:
+            read_index(target)
+        except InvalidInputError:
+            raise InvalidInputError(
+                f"{dest} is already there and is not a tldrlab run archive: give another file or directory "
+                "(it was left as it was)"
+            ) from None
 
 
 def _write_archive(
