@@ -54,24 +54,38 @@ class ConfigError(InvalidInputError):
 
 class InvalidConfigError(ConfigError):
     """A run config does not validate against its kind's config class (answered at submit, before a run
-    exists); `details["errors"]`, when set, lists each problem as `{"loc": [...field path...], "msg": ...}`
-    (the API answers them as `errors` with the 422)."""
+    exists); `details["errors"]` lists each problem as `{"loc": [...field path...], "msg": ...}` (the API
+    answers them as `errors` with the 422, for a client to point at the field). `errors` is required: an
+    answer naming no field left clients nothing to highlight, so a refusal says where it is (`at`,
+    `at_fields`) or that it is of the config as a whole (`unplaced`)."""
 
     http_status = 422
 
+    def __init__(self, message: str, *, errors: list[dict[str, Any]], **details: Any) -> None:
+        super().__init__(message, errors=errors, **details)
+
     @classmethod
-    def at(cls, field: str | tuple[str, ...], message: str) -> InvalidConfigError:
-        """The refusal of the config's `field` (a dotted path's parts, or one name), worded `field: message`,
-        with its one `errors` entry (what the API answers and the command line prints)."""
+    def at(cls, field: str | tuple[str | int, ...], message: str) -> InvalidConfigError:
+        """The refusal of the config's `field` (a path's parts, list indexes among them, or one name), worded
+        `field: message` (the path dotted: `corpus.0`), with its one `errors` entry (what the API answers and
+        the command line prints)."""
         path = (field,) if isinstance(field, str) else field
         return cls.at_fields([(path, message)])
 
     @classmethod
-    def at_fields(cls, problems: Iterable[tuple[tuple[str, ...], str]]) -> InvalidConfigError:
+    def at_fields(cls, problems: Iterable[tuple[tuple[str | int, ...], str]]) -> InvalidConfigError:
         """The refusal of several fields of the config, each (its path's parts, message), worded as `at` words
-        one and joined by "; " as `validation_problems` joins them, with an `errors` entry each."""
-        errors = [{"loc": list(path), "msg": message} for path, message in problems]
+        one and joined by "; " as `validation_problems` joins them, with an `errors` entry each. A list index
+        is a string in `loc`, as `kinds.config_errors` gives pydantic's."""
+        errors = [{"loc": [str(part) for part in path], "msg": message} for path, message in problems]
         return cls(_joined(errors, (), "(config)"), errors=errors)
+
+    @classmethod
+    def unplaced(cls, message: str) -> InvalidConfigError:
+        """The refusal of the config as a whole, by a check that names no one field of it (a kind's check of
+        what its inputs hold): `message` as it is, its `errors` entry at `loc` [] as pydantic places a model
+        validator's error, rather than a field guessed from the words."""
+        return cls(message, errors=[{"loc": [], "msg": message}])
 
 
 class InvalidRequestError(InvalidInputError):

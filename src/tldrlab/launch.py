@@ -172,8 +172,9 @@ def submit_run(
         if isinstance(exc, InvalidConfigError | PathNotAllowedError):
             raise
         # what the config names is not there (or not usable): the request's config is what is wrong (422
-        # naming the problem), not a resource of the API that was not found
-        raise InvalidConfigError(exc.message) from None
+        # naming the problem), not a resource of the API that was not found. The kind's check names no field
+        # of the config to point at: the refusal is of the config as a whole
+        raise InvalidConfigError.unplaced(exc.message) from None
     queue.ping()  # refuse before creating anything
     record = create_run(
         spec.name,

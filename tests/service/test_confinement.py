@@ -57,7 +57,10 @@ def _tokenizer(server: ServerThread, **config: Any) -> httpx.Response:
 def _refused(response: httpx.Response, home: Path, status: int = 403) -> str:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"code", "message", "request_id"}
+    # an invalid config lists its fields as well (`errors`), in the words of the message
+    listed = {"errors"} if body["code"] == "invalid_config" else set()
+    assert set(body) == {"code", "message", "request_id", *listed}
+    assert all(error["msg"] in body["message"] for error in body.get("errors", []))
     assert SECRET not in response.text and str(home.parent) not in response.text
     return str(body["message"])
 

@@ -49,11 +49,10 @@ from tldrlab.errors import (
     NotFoundError,
     PathNotAllowedError,
     listed_problems,
-    validation_problems,
 )
 from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.experiments.config import EXPERIMENT_ARMS
-from tldrlab.kinds import validate_config
+from tldrlab.kinds import config_errors, validate_config
 from tldrlab.models.resolve import resolve_model_ref, run_kind_refusal
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets, unchanged_location
@@ -85,6 +84,15 @@ READ_RULE = (
     "data sets (dataset:<id>) and run files (run:<id>/<path>); '..' and paths leading elsewhere are refused"
 )
 WRITE_RULE = "API runs write only inside their run directory: give a relative path without '..'"
+
+Loc = str | tuple[str | int, ...]
+"""Where a value is in the config (or a request's body): its path's parts, list indexes among them, or one
+field's name; a refusal there is `InvalidConfigError.at(loc, ...)`, so the 422 lists it in `errors`."""
+
+
+def dotted(loc: Loc) -> str:
+    """`loc` as a message names it: `data.path`, `corpus.0`."""
+    return loc if isinstance(loc, str) else ".".join(str(part) for part in loc)
 
 
 def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_dir: Path) -> dict[str, Any]:
@@ -158,7 +166,9 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     chosen = [p for p in spec.parameters if any(p == s or s.startswith(p + ".") for s in sites)]
     if chosen:
         raise PathNotAllowedError(f"sweep.parameters.{chosen[0]}: API sweeps may not choose paths per trial")
-    _confine(program, settings, run_dir)
+    # its fields named as the client wrote them, under `sweep.config` (a refusal named `data.path`, which the
+    # submitted config does not have)
+    _confine(program, settings, run_dir, ("sweep", "config"))
     # what the client set (paths now confined), not every default: a trial builds its config from this base
     # as the command line does (the kind's section defaults, `best_metric` following the sweep's metric)
     confined = program.model_dump(mode="json", exclude_unset=True)
@@ -170,10 +180,11 @@ def _check_experiment_picks(config: dict[str, Any]) -> None:
     """An experiment sweep's base `arm` and `seed`, which every trial not drawing them trains: refused at
     submit as a trial would refuse them (`sweep.trials.experiment_config`, `check_experiment`)."""
     if "arm" in config and config["arm"] not in EXPERIMENT_ARMS:
-        raise InvalidConfigError(f"sweep.config.arm: {unknown_choice('arm', config['arm'], EXPERIMENT_ARMS)}")
+        choice = unknown_choice("arm", config["arm"], EXPERIMENT_ARMS)
+        raise InvalidConfigError.at(("sweep", "config", "arm"), choice)
     seed = config.get("seed", 1)
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InvalidConfigError(f"sweep.config.seed: must be an integer; got {seed!r}")
+        raise InvalidConfigError.at(("sweep", "config", "seed"), f"must be an integer; got {seed!r}")
 
 
 def _as_submitted(
@@ -230,7 +241,7 @@ def confine_again(kind: str, config: dict[str, Any], *, settings: Settings, run_
     confine_config(kind, config, settings=settings, run_dir=run_dir)
 
 
-def _confine(config: BaseModel, settings: Settings, run_dir: Path) -> None:
+def _confine(config: BaseModel, settings: Settings, run_dir: Path, loc: tuple[str, ...] = ()) -> None:
     # value checks (server-only settings, generation lengths) before paths are looked up on disk, splits
     # once the paths of their data are confined
     def order(site: PathSite) -> int:
@@ -238,7 +249,7 @@ def _confine(config: BaseModel, settings: Settings, run_dir: Path) -> None:
             return 2
         return 1 if isinstance(site.marker, InputPath | OutputPath | ModelRef) else 0
 
-    for site in sorted(path_sites(config), key=order):
+    for site in sorted(path_sites(config, loc), key=order):
         _confine_site(site, settings, run_dir)
 
 
@@ -253,19 +264,19 @@ def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
     elif isinstance(marker, GenerationLength):
         limit = settings.max_generate_tokens
         if isinstance(site.value, int) and site.value > limit:
-            raise InvalidConfigError(f"{site.where}: at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
+            raise InvalidConfigError.at(site.loc, f"at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
     elif isinstance(marker, SplitOf):
         _check_split(site, marker, settings)  # with no split too: a run's data must be there to evaluate on
     elif site.value is None:
         return
     elif not isinstance(site.value, str):
-        raise InvalidConfigError(f"{site.where}: expected a path string")
+        raise InvalidConfigError.at(site.loc, "expected a path string")
     elif isinstance(marker, InputPath):
-        site.set(str(resolve_input(site.value, site.where, settings)))
+        site.set(str(resolve_input(site.value, site.loc, settings)))
     elif isinstance(marker, OutputPath):
-        site.set(str(resolve_output(site.value, site.where, run_dir)))
+        site.set(str(resolve_output(site.value, site.loc, run_dir)))
     elif isinstance(marker, ModelRef) and site.value not in marker.keep:
-        site.set(resolve_model(site.value, site.where, settings))
+        site.set(resolve_model(site.value, site.loc, settings))
 
 
 def _check_split(site: PathSite, marker: SplitOf, settings: Settings) -> None:
@@ -279,17 +290,18 @@ def _check_split(site: PathSite, marker: SplitOf, settings: Settings) -> None:
         if isinstance(reference, str) and (refusal := run_kind_refusal(reference, settings)) is not None:
             # a run that holds no model has no training data either: "give data" sent the client to fix a
             # field that was not the one in the wrong
-            raise InvalidConfigError.at(marker.run, refusal)
-        data, data_format = _run_data(reference, marker.data, settings)
+            raise InvalidConfigError.at((*site.loc[:-1], marker.run), refusal)
+        data_loc = (*site.loc[:-1], marker.data)  # the sibling field that names the data
+        data, data_format = _run_data(reference, data_loc, settings)
     if not isinstance(data, str) or not isinstance(site.value, str):
         return
     try:
         split_files(data, data_format if isinstance(data_format, str) else None, site.value)
     except (InvalidInputError, NotFoundError) as exc:
-        raise InvalidConfigError(f"{site.where}: {public_paths(exc.message, settings)}") from None
+        raise InvalidConfigError.at(site.loc, public_paths(exc.message, settings)) from None
 
 
-def _run_data(reference: Any, field: str, settings: Settings) -> tuple[str | None, str | None]:
+def _run_data(reference: Any, field: Loc, settings: Settings) -> tuple[str | None, str | None]:
     """(data path, format) an evaluation of the model `reference` reads when given no data: its training
     run's, found by the rule the evaluation itself follows (`evaluate.model_run`: a run by id or prefix, even
     one still training, an alias, a path to a run's model). InvalidConfigError naming `field` when the model
@@ -307,13 +319,15 @@ def _run_data(reference: Any, field: str, settings: Settings) -> tuple[str | Non
             return None, None  # no model at all: the model reference's own check refuses it
     if record is None:
         shown = public_paths(reference, settings)
-        raise InvalidConfigError(
-            f"{field}: {shown!r} is not a training run's model, so there is no run data to evaluate on: "
-            f"give {field}"
+        raise InvalidConfigError.at(
+            field,
+            f"{shown!r} is not a training run's model, so there is no run data to evaluate on: "
+            f"give {dotted(field)}",
         )
     data = training_data(record)
     if data is None:
-        raise InvalidConfigError(f"{field}: run {record.id} names no data to evaluate on: give {field}")
+        message = f"run {record.id} names no data to evaluate on: give {dotted(field)}"
+        raise InvalidConfigError.at(field, message)
     path, data_format = Path(data["path"]), data.get("format")
     if not path.is_absolute() or not _exists(path):
         return None, None
@@ -323,17 +337,19 @@ def _run_data(reference: Any, field: str, settings: Settings) -> tuple[str | Non
 def _confine_settings(site: PathSite, marker: SettingsOf, settings: Settings, run_dir: Path) -> None:
     assert site.parent is not None
     if not isinstance(site.value, dict):
-        raise InvalidConfigError(f"{site.where}: expected an object")
+        raise InvalidConfigError.at(site.loc, "expected an object")
     settings_cls = marker.config_class(site.parent)
     if settings_cls is None:
         if not marker.field:
             return
         value = getattr(site.parent, marker.field, None)
-        raise InvalidConfigError(f"{marker.field}: unknown value {value!r}")
+        raise InvalidConfigError.at((*site.loc[:-1], marker.field), f"unknown value {value!r}")
     try:
         validated = settings_cls.model_validate(site.value)
     except ValidationError as exc:
-        raise InvalidConfigError(validation_problems(exc, prefix=(site.where,))) from exc
+        raise InvalidConfigError.at_fields(
+            ((*site.loc, *e["loc"]), e["msg"]) for e in config_errors(exc)
+        ) from exc
     for inner in list(path_sites(validated, site.loc)):
         _confine_site(inner, settings, run_dir)
     site.set(validated.model_dump(mode="json", exclude_unset=True))
@@ -366,84 +382,85 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def resolve_input(value: str, where: str, settings: Settings) -> Path:
+def resolve_input(value: str, where: Loc, settings: Settings) -> Path:
     """The absolute path an API run may read for `value` (see the module docstring)."""
     if "\x00" in value:
-        raise InvalidConfigError(f"{where}: paths cannot hold NUL characters")
+        raise InvalidConfigError.at(where, "paths cannot hold NUL characters")
     if value.startswith(DATASET_PREFIX):
         dataset_id = value[len(DATASET_PREFIX) :]
         try:
             record = open_datasets(settings).get(dataset_id)
         except NotFoundError:
-            raise InvalidConfigError(f"{where}: no dataset {dataset_id!r} (see GET /datasets)") from None
+            raise InvalidConfigError.at(where, f"no dataset {dataset_id!r} (see GET /datasets)") from None
         path = record.location(settings).resolve()
         # uploads live in the home's datasets directory; data sets the machine's user registered
         # (`tldrlab data register`) are read where they were registered
         allowed = record.source == "register" or _inside(path, [datasets_dir(settings).resolve()])
         if not _exists(path) or not allowed:
-            raise InvalidConfigError(f"{where}: the files of dataset {dataset_id!r} are missing")
+            raise InvalidConfigError.at(where, f"the files of dataset {dataset_id!r} are missing")
         unchanged_location(record, settings)  # its bytes now are not the ones its id names: 409
         return path
     if value.startswith(RUN_PREFIX):
         run_id, _, relative = value[len(RUN_PREFIX) :].partition("/")
         if ".." in Path(relative).parts or relative.startswith("/"):
-            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
         try:
             run_root = Path(open_registry(settings).get(run_id).run_dir).resolve()
         except NotFoundError:
-            raise InvalidConfigError(f"{where}: no run {run_id!r}") from None
+            raise InvalidConfigError.at(where, f"no run {run_id!r}") from None
         path = (run_root / relative).resolve()
         if not _inside(path, [run_root]):
-            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
         if not _exists(path):
-            raise InvalidConfigError(f"{where}: run {run_id} has no file {relative!r}")
+            raise InvalidConfigError.at(where, f"run {run_id} has no file {relative!r}")
         return path
     try:
         raw = expand_user(value) if value.startswith("~") else Path(value)
     except ConfigError:  # ~nobody: refused as ~root/x is (outside the roots), so users cannot be probed
-        raise PathNotAllowedError(f"{where}: {READ_RULE}") from None
+        raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}") from None
     if ".." in raw.parts:
-        raise PathNotAllowedError(f"{where}: {READ_RULE}")
+        raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
     roots = read_roots(settings)
     if raw.is_absolute():
         path = raw.resolve()
         if not _inside(path, roots):
-            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
         if not _exists(path):
-            raise InvalidConfigError(f"{where}: no such file or directory in the read roots")
+            raise InvalidConfigError.at(where, "no such file or directory in the read roots")
         return path
     for root in settings.resolved_data_roots:
         candidate = (root / raw).resolve()
         if _exists(root / raw):
             if not _inside(candidate, roots):
-                raise PathNotAllowedError(f"{where}: {READ_RULE}")
+                raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
             return candidate
-    raise InvalidConfigError(
-        f"{where}: no such file or directory in the data roots (paths are relative to TLDRLAB_DATA_ROOTS; "
-        "upload data with POST /datasets and name it dataset:<id>)"
+    raise InvalidConfigError.at(
+        where,
+        "no such file or directory in the data roots (paths are relative to TLDRLAB_DATA_ROOTS; "
+        "upload data with POST /datasets and name it dataset:<id>)",
     )
 
 
-def resolve_output(value: str, where: str, run_dir: Path) -> Path:
+def resolve_output(value: str, where: Loc, run_dir: Path) -> Path:
     """`value` inside the run directory (relative paths only; an absolute one already inside is kept)."""
     if "\x00" in value:
-        raise InvalidConfigError(f"{where}: paths cannot hold NUL characters")
+        raise InvalidConfigError.at(where, "paths cannot hold NUL characters")
     raw = Path(value)
     if ".." in raw.parts:
-        raise PathNotAllowedError(f"{where}: {WRITE_RULE}")
+        raise PathNotAllowedError(f"{dotted(where)}: {WRITE_RULE}")
     if raw.is_absolute():
         if raw.resolve().is_relative_to(run_dir.resolve()):
             return raw.resolve()
-        raise PathNotAllowedError(f"{where}: {WRITE_RULE}")
+        raise PathNotAllowedError(f"{dotted(where)}: {WRITE_RULE}")
     return (run_dir / raw).resolve()
 
 
-def resolve_model(value: str, where: str, settings: Settings) -> str:
+def resolve_model(value: str, where: Loc, settings: Settings) -> str:
     """A model reference an API run may load: a name (installed, bundled, a run) kept as given, or a path
     under the read roots rewritten to where it is."""
     if not value.strip():  # not the working directory, nor "the run id is empty" without the field's name
-        raise InvalidConfigError(
-            f"{where}: is empty: give a model name, a run id or a path in the data roots"
+        raise InvalidConfigError.at(
+            where, "is empty: give a model name, a run id or a path in the data roots"
         )
     simple = bool(value) and "/" not in value and "\\" not in value and not value.startswith((".", "~"))
     if simple and not value.startswith((DATASET_PREFIX, RUN_PREFIX)):
@@ -455,34 +472,34 @@ def resolve_model(value: str, where: str, settings: Settings) -> str:
         try:  # never the server's working directory: a client names the store's models or data-root paths
             resolved = resolve_model_ref(value, settings, working_dir=False)
         except AmbiguousRunIdError as exc:  # names only the prefix and a count: no server path to hide
-            raise InvalidConfigError(f"{where}: {exc.message}") from None
+            raise InvalidConfigError.at(where, exc.message) from None
         except Exception:  # the resolver's messages may name server paths
             # no name: a path relative to a data root, as the API's paths are (`mine` for <root>/mine was
             # refused with "no such path in the data roots" while `mine/` was found)
             if not any(_exists(root / value) for root in settings.resolved_data_roots):
-                raise InvalidConfigError(
-                    f"{where}: no model {value!r} (installed, bundled or a run's) and no such path in the "
-                    "data roots"
+                raise InvalidConfigError.at(
+                    where,
+                    f"no model {value!r} (installed, bundled or a run's) and no such path in the data roots",
                 ) from None
             return _model_in_read_roots(resolve_input(value, where, settings), where, settings)
         if resolved.source not in ("path", "home"):
             return value
         if not _inside(resolved.path.resolve(), read_roots(settings)):
-            raise PathNotAllowedError(f"{where}: {READ_RULE}")
+            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
         return str(resolved.path)
     return _model_in_read_roots(resolve_input(value, where, settings), where, settings)
 
 
-def _model_in_read_roots(path: Path, where: str, settings: Settings) -> str:
+def _model_in_read_roots(path: Path, where: Loc, settings: Settings) -> str:
     """The model at `path` (a confined input path), which must hold one inside the read roots."""
     try:
         resolved = resolve_model_ref(str(path), settings)
     except Exception:
-        raise InvalidConfigError(
-            f"{where}: no model there (a model directory, a run or a .gguf file)"
+        raise InvalidConfigError.at(
+            where, "no model there (a model directory, a run or a .gguf file)"
         ) from None
     if not _inside(resolved.path.resolve(), read_roots(settings)):
-        raise PathNotAllowedError(f"{where}: {READ_RULE}")
+        raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
     return str(resolved.path)
 
 
@@ -548,7 +565,7 @@ def _looks_like_path(value: str) -> bool:
 
 
 def confine_summarizer_params(
-    name: str, params: dict[str, Any], settings: Settings, where: str = "params"
+    name: str, params: dict[str, Any], settings: Settings, where: tuple[str, ...] = ("params",)
 ) -> dict[str, Any]:
     """Summarizer params from an API client: models confined like run configs, endpoints and keys left to
     the server's settings, lengths bounded, nothing else that looks like a path."""
@@ -557,7 +574,7 @@ def confine_summarizer_params(
     rules = SUMMARIZER_PARAMS.get(name) or SUMMARIZER_PARAMS.get(str(params.get("final", "local")), {})
     confined: dict[str, Any] = {}
     for key, value in params.items():
-        loc = f"{where}.{key}"
+        loc = (*where, key)
         rule = rules.get(key)
         if key in nested and isinstance(value, dict):
             name_key, default = nested[key]
@@ -565,18 +582,18 @@ def confine_summarizer_params(
                 str(params.get(name_key, default)), value, settings, loc
             )
         elif isinstance(rule, ServerOnly):
-            raise PathNotAllowedError(f"{loc}: only the server's own configuration may set this")
+            raise PathNotAllowedError(f"{dotted(loc)}: only the server's own configuration may set this")
         elif isinstance(rule, GenerationLength):
             limit = settings.max_generate_tokens
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
-                raise InvalidConfigError(f"{loc}: a whole number from 1 to {limit}")
+                raise InvalidConfigError.at(loc, f"a whole number from 1 to {limit}")
             confined[key] = value
         elif isinstance(rule, ModelRef):
             if not isinstance(value, str):
-                raise InvalidConfigError(f"{loc}: expected a model reference")
+                raise InvalidConfigError.at(loc, "expected a model reference")
             confined[key] = resolve_model(value, loc, settings)
         elif isinstance(value, str) and _looks_like_path(value):
-            raise PathNotAllowedError(f"{loc}: paths are not accepted in these params")
+            raise PathNotAllowedError(f"{dotted(loc)}: paths are not accepted in these params")
         else:
             confined[key] = value
     return confined

@@ -104,13 +104,13 @@ def _model_ref(body: SummarizeRequest, settings: Settings) -> str:
     """The reference to load: the alias, the model (confined like run configs), or the digest model."""
     if body.alias is not None:
         if alias_target(body.alias, settings) is None:
-            raise InvalidConfigError(f"alias: no alias {body.alias!r} (see GET /models)")
+            raise InvalidConfigError.at("alias", f"no alias {body.alias!r} (see GET /models)")
         return body.alias
     if body.model is not None:
         return resolve_model(body.model, "model", settings)
     ref = settings.digest_model.strip()
     if ref.lower() in NO_MODEL:
-        raise InvalidConfigError("model: this server has no default model (digest_model): name one")
+        raise InvalidConfigError.at("model", "this server has no default model (digest_model): name one")
     return ref
 
 
@@ -121,6 +121,8 @@ def _load(ref: str, settings: Settings) -> SummarizerModel:
         return summarizer_model(ref)
     except TldrlabError as exc:  # the loader names the model's directory: as a client names it here
         exc.message = public_paths(exc.message, settings)
+        if isinstance(exc.details.get("errors"), list):  # an invalid config's fields, its message among them
+            exc.details["errors"] = public_paths(exc.details["errors"], settings)
         raise
     except (OSError, ValueError) as exc:  # a directory transformers cannot read
         raise InvalidInputError(f"the model cannot be loaded: {type(exc).__name__}") from None
@@ -136,7 +138,7 @@ async def summarize_documents(request: Request, body: SummarizeRequest) -> Any:
     settings = settings_of(request)
     limit = settings.max_generate_tokens
     if body.max_new_tokens > limit:
-        raise InvalidConfigError(f"max_new_tokens: at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
+        raise InvalidConfigError.at("max_new_tokens", f"at most {limit} tokens (TLDRLAB_MAX_GENERATE_TOKENS)")
     ref = await run_in_threadpool(_model_ref, body, settings)
     # load errors are HTTP errors, before any stream starts
     model = await run_in_threadpool(_load, ref, settings)

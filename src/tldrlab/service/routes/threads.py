@@ -511,8 +511,9 @@ async def stream_summary(request: Request) -> StreamingResponse:
     except InvalidInputError as exc:  # the body's summarizer or its params: an invalid body, as above
         if exc.http_status != 400:
             raise
-        refused = InvalidConfigError if isinstance(exc, ConfigError) else InvalidRequestError
-        raise refused(exc.message) from exc
+        if isinstance(exc, ConfigError):  # the summarizer's own check names no one field of the body
+            raise InvalidConfigError.unplaced(exc.message) from exc
+        raise InvalidRequestError(exc.message) from exc
     request_id = str(getattr(request.state, "request_id", "-"))
     keepalive_s = float(settings.sse_keepalive_s)
     stop = threading.Event()

@@ -1,0 +1,240 @@
+"""Every 422 `invalid_config` lists `errors: [{loc, msg}]`, `loc` the refused field's path (list indexes as
+strings, as pydantic's validation errors give them) and the message naming it dotted: what a client (the runs
+page's form) points at. Only pydantic's own refusals carried `errors`; path confinement, dataset and run
+references, a run that names no data to evaluate on, generation limits, a sweep's arm and seed, the summarize
+route and a kind's check of what its inputs hold answered a message alone. One submission per kind of
+refusal, through the real app and registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tldrlab.errors import InvalidConfigError
+from tldrlab.runs import create_run, open_registry
+from tldrlab.runs.registry import RunStatus
+from tldrlab.samples import sample_path
+from tldrlab.service.app import create_app
+
+
+@dataclass
+class World:
+    """What the refused requests name: the data root, a completed training run whose config names no data (and
+    another training run, so that `train-` is an ambiguous prefix), a smoke run, an uploaded data set whose
+    files are gone, an ingested thread."""
+
+    home: Path
+    no_data_run: str
+    smoke_run: str
+    gone_dataset: str
+    thread: str
+
+
+@pytest.fixture
+def client(tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("TLDRLAB_MAX_GENERATE_TOKENS", "256")
+    for name in ("TLDRLAB_OPENAI_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def world(client: TestClient, tldrlab_home: Path) -> World:
+    root = tldrlab_home / "data"
+    (root / "no-model").mkdir(parents=True)
+    (root / "no-model" / "notes.txt").write_text("not a model\n")
+    (root / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    no_data = create_run("train", {})  # a training run recorded without a data section
+    open_registry().update(no_data.id, status=RunStatus.COMPLETED)
+    create_run("train", {})
+    smoke = create_run("smoke", {"steps": 2})
+    uploaded = client.post("/datasets", params={"name": "gone.txt"}, content=b"some text\n" * 20)
+    assert uploaded.status_code == 201, uploaded.text
+    for stored in (tldrlab_home / "datasets").rglob("gone.txt"):
+        stored.unlink()
+    thread = json.loads(sample_path("beer_thread").read_text(encoding="utf-8"))
+    created = client.post("/threads", json=thread)
+    assert created.status_code == 201, created.text
+    return World(tldrlab_home, no_data.id, smoke.id, uploaded.json()["id"], thread["id"])
+
+
+def _run(kind: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "/runs", {"kind": kind, "config": config}
+
+
+def _sweep(program: str, metric: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    sweep = {
+        "program": program,
+        "method": "grid",
+        "metric": {"name": metric, "goal": "minimize"},
+        "parameters": {"train.lr": {"values": [1e-3]}},
+        "config": config,
+    }
+    return _run("sweep", {"sweep": sweep})
+
+
+def _stream(w: World, summarizer: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "/stream_summary", {"thread_id": w.thread, "summarizer": summarizer, "params": params}
+
+
+Request = Callable[[World], tuple[str, dict[str, Any]]]
+
+# (what is refused, the request, the field's loc)
+REFUSALS: list[tuple[str, Request, list[str]]] = [
+    (
+        "input path not in the data roots",
+        lambda w: _run("train", {"data": {"path": "gone.txt"}}),
+        ["data", "path"],
+    ),
+    (
+        "input path in a list",
+        lambda w: _run("tokenizer", {"corpus": ["text.txt", "gone.txt"]}),
+        ["corpus", "1"],
+    ),
+    ("NUL in an input path", lambda w: _run("train", {"data": {"path": "te\x00xt.txt"}}), ["data", "path"]),
+    (
+        "NUL in an output path",
+        lambda w: _run("tokenizer", {"corpus": "text.txt", "out_dir": "a\x00b"}),
+        ["out_dir"],
+    ),
+    ("unknown dataset", lambda w: _run("train", {"data": {"path": "dataset:ds-nope"}}), ["data", "path"]),
+    (
+        "a data set whose files are gone",
+        lambda w: _run("train", {"data": {"path": f"dataset:{w.gone_dataset}"}}),
+        ["data", "path"],
+    ),
+    ("unknown run", lambda w: _run("train", {"data": {"path": "run:nope/x.txt"}}), ["data", "path"]),
+    (
+        "a run's missing file",
+        lambda w: _run("train", {"data": {"path": f"run:{w.smoke_run}/gone.txt"}}),
+        ["data", "path"],
+    ),
+    (
+        "absolute path in the read roots, missing",
+        lambda w: _run("train", {"data": {"path": str(w.home / "data" / "gone.txt")}}),
+        ["data", "path"],
+    ),
+    (
+        "unknown model",
+        lambda w: _run("evaluate", {"model_run": "no-such-model", "data": "text.txt"}),
+        ["model_run"],
+    ),
+    (
+        "an ambiguous run prefix",
+        lambda w: _run("evaluate", {"model_run": "train-", "data": "text.txt"}),
+        ["model_run"],
+    ),
+    ("a directory holding no model", lambda w: _run("evaluate", {"model_run": "no-model/"}), ["model_run"]),
+    (
+        "generation past the server's limit",
+        lambda w: _run(
+            "generate",
+            {"model_run": w.no_data_run, "dataset": "text.txt", "options": {"max_new_tokens": 300}},
+        ),
+        ["options", "max_new_tokens"],
+    ),
+    (
+        "a split the data lacks",
+        lambda w: _run("train", {"data": {"path": "text.txt", "val_split": "validation"}}),
+        ["data", "val_split"],
+    ),
+    ("a model no run made, no data", lambda w: _run("evaluate", {"model_run": "smollm2"}), ["data"]),
+    (
+        "a run that names no data to evaluate on",
+        lambda w: (f"/runs/{w.no_data_run}/evaluate", {"config": {}}),
+        ["data"],
+    ),
+    (
+        "an experiment sweep's arm",
+        lambda w: _sweep("tldrlab.experiment", "val_loss", {"arm": "pai"}),
+        ["sweep", "config", "arm"],
+    ),
+    (
+        "an experiment sweep's seed",
+        lambda w: _sweep("tldrlab.experiment", "val_loss", {"seed": "one"}),
+        ["sweep", "config", "seed"],
+    ),
+    (
+        "a sweep program's path",
+        lambda w: _sweep("tldrlab.train", "eval_loss", {"data": {"path": "gone.txt"}}),
+        ["sweep", "config", "data", "path"],
+    ),
+    ("summarize: unknown alias", lambda w: ("/summarize", {"document": "x", "alias": "nope"}), ["alias"]),
+    ("summarize: no default model", lambda w: ("/summarize", {"document": "x"}), ["model"]),
+    (
+        "summarize: past the server's limit",
+        lambda w: ("/summarize", {"document": "x", "max_new_tokens": 300}),
+        ["max_new_tokens"],
+    ),
+    (
+        "summarizer params: a length",
+        lambda w: _stream(w, "local", {"max_new_tokens": 0}),
+        ["params", "max_new_tokens"],
+    ),
+    (
+        "summarizer params: a nested length",
+        lambda w: _stream(w, "two_stage", {"final_params": {"max_new_tokens": 0}}),
+        ["params", "final_params", "max_new_tokens"],
+    ),
+    ("summarizer params: a blank model", lambda w: _stream(w, "local", {"model": " "}), ["params", "model"]),
+    (
+        "summarizer params: a model that is no string",
+        lambda w: _stream(w, "local", {"model": 3}),
+        ["params", "model"],
+    ),
+]
+
+
+def test_a_refused_field_is_listed_in_errors_at_its_path(client: TestClient, world: World) -> None:
+    # one app and registry for every case (a case refuses, so it changes neither): set up per case, they took
+    # most of the time
+    before = len(open_registry().list())
+    for what, request_of, loc in REFUSALS:
+        path, body = request_of(world)
+        response = client.post(path, json=body)
+        assert response.status_code == 422, (what, response.text)
+        answer = response.json()
+        assert answer["code"] == "invalid_config", (what, answer)
+        assert answer["errors"][0]["loc"] == loc, (what, answer)
+        # the message names the field as `loc` does, in the words of its `errors` entry
+        assert answer["message"] == f"{'.'.join(loc)}: {answer['errors'][0]['msg']}", (what, answer)
+        assert str(world.home) not in response.text, what
+        assert len(open_registry().list()) == before, what  # nothing was created
+
+
+def test_a_refusal_that_names_no_field_is_listed_at_the_whole_config(
+    client: TestClient, world: World
+) -> None:
+    """A kind's check of what its inputs hold (an ELM data directory `elm prepare` did not write, a summarizer
+    the server cannot build) names no one field: its `errors` entry is at `loc` [], as pydantic places a model
+    validator's error, with the whole message, not a field guessed from the words."""
+    for path, body in (
+        _run("elm_train", {"data": "no-model"}),
+        _stream(world, "openai", {}),
+    ):
+        response = client.post(path, json=body)
+        assert response.status_code == 422, response.text
+        answer = response.json()
+        assert answer["code"] == "invalid_config", answer
+        assert answer["errors"] == [{"loc": [], "msg": answer["message"]}], answer
+
+
+def test_an_invalid_config_error_says_where_it_is() -> None:
+    """The guard: an InvalidConfigError cannot be made without its `errors` (mypy refuses the call too), so
+    none reaches the API with a message alone; the command line prints the same message as before."""
+    with pytest.raises(TypeError, match="errors"):
+        InvalidConfigError("data: no such file")  # type: ignore[call-arg]
+    refused = InvalidConfigError.at(("corpus", 0), "no such file or directory in the data roots")
+    assert refused.message == "corpus.0: no such file or directory in the data roots"
+    assert refused.details["errors"] == [
+        {"loc": ["corpus", "0"], "msg": "no such file or directory in the data roots"}
+    ]
+    whole = InvalidConfigError.unplaced("not a prepared ELM data directory")
+    assert whole.details["errors"] == [{"loc": [], "msg": "not a prepared ELM data directory"}]
