@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tldrlab.data.readers import read_threads
-from tldrlab.data.sentences import split_sentences
+from tldrlab.data.sentences import WINDOW_CHARS, split_sentences
 
 
 def _non_space(text: str) -> str:
@@ -71,6 +71,11 @@ def test_a_link_is_never_cut_into_two_sentences() -> None:
     ]
     assert all(text[s.start : s.end] == s.text for s in sentences)
     assert [s.index for s in sentences] == list(range(5))
+    # links joined up to a window's length at most, as a run without an end of a sentence is cut
+    links = "http://a.example/search?q=stout " * 600
+    pieces = split_sentences(links)
+    assert len(pieces) > 1 and all(len(s.text) <= WINDOW_CHARS for s in pieces)
+    assert _non_space("".join(s.text for s in pieces)) == _non_space(links)
 
 
 def test_sentences_end_at_the_full_stops_and_question_marks_of_other_scripts() -> None:

@@ -136,7 +136,9 @@ def _whole_urls(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]
 
     joined: list[tuple[int, int]] = []
     for start, end in spans:
-        if joined and inside_a_link(joined[-1][1]):
+        # never past a window's length: a paste of links with query strings and no full stop was one
+        # sentence of them all, where a run without an end of a sentence is cut at WINDOW_CHARS
+        if joined and inside_a_link(joined[-1][1]) and end - joined[-1][0] <= WINDOW_CHARS:
             joined[-1] = (joined[-1][0], end)
         else:
             joined.append((start, end))
