@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +121,35 @@ def test_the_segmenters_spans_are_pysbds_own() -> None:
     for text in texts:
         expected = [(s.sent, s.start, s.end) for s in theirs.segment(text)]
         assert [(s.sent, s.start, s.end) for s in ours.segment(text)] == expected, text
+
+
+def test_repeated_lines_are_found_in_one_pass_with_pysbds_spans() -> None:
+    """Each sentence was searched for from the start of its window, so every repeat of a line ("+1", a log
+    line) walked past all the earlier ones: 2,000 short lines took 2 million steps, 20 s for 100 KB of
+    "x\\n" (hours for a 20 MB post). A sentence seen before resumes where its last search stopped; the
+    spans stay pysbd's own."""
+    import pysbd
+
+    from tldrlab.data.sentences import _char_spans, _segmenter_class
+
+    class CountingText(str):
+        """A text that counts the searches made in it."""
+
+        searches = 0
+
+        def find(self, *args: Any) -> int:
+            CountingText.searches += 1
+            return super().find(*args)
+
+    lines = ["+1", "Same here.", "+1", "+1", "Same here.", "x"] * 400
+    text = CountingText("\n".join(lines))
+    spans = _char_spans(lines, text, lambda sent, start, end: (sent, start, end))
+    assert [sent.strip() for sent, _, _ in spans] == lines and spans[-1][2] == len(text)
+    assert CountingText.searches <= 2 * len(lines)  # one search a line, and one to find each line first
+    repeated = "Same here.\n+1\n" * 30 + "Hi. Hi. Hi.\n" * 30
+    theirs = pysbd.Segmenter(language="en", clean=False, char_span=True).segment(repeated)
+    ours = _segmenter_class()(language="en", clean=False, char_span=True).segment(repeated)
+    assert [(s.sent, s.start, s.end) for s in ours] == [(s.sent, s.start, s.end) for s in theirs]
 
 
 def test_a_long_paragraph_is_split_as_pysbd_splits_it_a_window_at_a_time(
