@@ -296,6 +296,38 @@ def check_writable(name: str, path: Path) -> None:
         here = here.parent
     if here.is_dir() and not os.access(here, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{name}: cannot write {path}: {here} is not writable")
+    refuse_stored_state(name, path)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refuse_stored_state(name: str, path: Path, settings: Settings | None = None) -> None:
+    """An output file `name` is never written over what the home stores: a file in a run's directory, or a
+    database of the home (the run registry, the sweeps', a store's). `elm evaluate --output` and `runs compare
+    --plot` naming <home>/tldrlab.db replaced the registry with JSON or a PNG, and every later command failed.
+    InvalidInputError before anything is written. (Other files of the home, such as the sequences file
+    `lvm sequences` writes there by default, are rewritten as before.)"""
+    settings = settings or get_settings()
+    target = path.resolve()
+    if not target.is_file():
+        return
+    home, runs_dir = settings.home.resolve(), settings.runs_dir.resolve()
+    if target.is_relative_to(runs_dir):
+        what = f"a file of run {target.relative_to(runs_dir).parts[0]}"
+    elif target.is_relative_to(home) and _starts_with(target, SQLITE_HEADER):
+        what = "a database of the tldrlab home"
+    else:
+        return
+    raise InvalidInputError(f"{name}: {path} is {what}: write it somewhere else (it was left as it was)")
+
+
+def _starts_with(path: Path, header: bytes) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(header)) == header
+    except OSError:
+        return False
 
 
 def preflight(kind: str, config: Any) -> None:

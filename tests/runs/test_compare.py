@@ -12,7 +12,7 @@ import pytest
 from cliutil import run_captured
 from netutil import serve_app
 from tldrlab.errors import InvalidInputError
-from tldrlab.runs import start_run
+from tldrlab.runs import open_registry, start_run
 from tldrlab.runs.compare import compare_runs, direction
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -151,6 +151,32 @@ def test_a_plot_path_that_cannot_be_a_file_is_a_clear_error(
     code, _, err = run_captured(["runs", "compare", *ids, "--plot", str(tmp_path / "file" / "c.png")], capsys)
     assert code == InvalidInputError.exit_code and "a file stands where a directory" in err
     assert "Traceback" not in err and (tmp_path / "file").read_text() == "x"
+
+
+def test_an_output_file_never_replaces_what_the_home_stores(
+    runs: dict[str, str], tmp_path: Path, tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `runs compare --plot <home>/tldrlab.db` and `elm evaluate --output <home>/tldrlab.db` replaced the run
+    # registry with a PNG / JSON (every later command failed); a run's file named so was replaced too
+    registry_db = tldrlab_home / "tldrlab.db"
+    manifest = tldrlab_home / "runs" / runs["base"] / "manifest.json"
+    kept = manifest.read_bytes()
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(
+        json.dumps({"prediction": "a short summary", "reference": "a short summary"}) + "\n"
+    )
+    for out, said in (
+        (registry_db, "is a database of the tldrlab home"),
+        (manifest, f"of run {runs['base']}"),
+    ):
+        for argv in (
+            ["runs", "compare", runs["base"], runs["worse"], "--plot", str(out)],
+            ["elm", "evaluate", "--predictions", str(predictions), "--output", str(out)],
+        ):
+            code, _, err = run_captured(argv, capsys)
+            assert code == InvalidInputError.exit_code and said in err and "Traceback" not in err, (argv, err)
+    assert registry_db.read_bytes().startswith(b"SQLite format 3") and manifest.read_bytes() == kept
+    assert {r.id for r in open_registry().list()} == set(runs.values())  # no elm_evaluate run either
 
 
 def test_a_run_with_none_of_the_baseline_s_metrics_fails_the_gate(

@@ -15,7 +15,7 @@ from tldrlab.cli.tables import emit, err_console
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.errors import ConflictError
 from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
-from tldrlab.launch import ORPHAN_RULES
+from tldrlab.launch import ORPHAN_RULES, refuse_stored_state
 from tldrlab.report import Report
 from tldrlab.runs import RunRegistry, open_registry
 from tldrlab.runs.archive import export_run, import_archive, restore_run, upload_run
@@ -150,6 +150,7 @@ def compare_command(query: CompareChart, as_json: bool) -> None:
 
     Example: tldrlab runs compare train-20260101 train-20260102 --baseline train-20260101 --tolerance 0.02
     """
+    refuse_stored_state("--plot", Path(query.plot))
     comparison = compare_runs(
         query.ids, baseline=query.baseline, metrics=query.metric or None, tolerance=query.tolerance
     )
