@@ -270,6 +270,26 @@ def test_bad_numeric_parameters_are_config_errors() -> None:
     assert build_summarizer("extractive", {"max_chars": "120"}).cache_params() == {"max_chars": 120}
 
 
+def test_a_fraction_for_a_whole_number_parameter_is_a_config_error() -> None:
+    # int(2.5) is 2: "max_chars": 2.5 cut every bullet to two characters, "max_tokens": 2.5 asked the endpoint
+    # for 2 and "num_beams": 1.5 decoded greedily, without a word (two_stage's top_up refused a fraction)
+    endpoint = "http://127.0.0.1:9/v1"
+    for name, params, key in (
+        ("extractive", {"max_chars": 2.5}, "max_chars=2.5"),
+        ("openai", {"base_url": endpoint, "max_tokens": 2.5}, "max_tokens=2.5"),
+        ("local", {"model_path": "nowhere", "max_new_tokens": 40.5}, "max_new_tokens=40.5"),
+        ("local", {"model_path": "nowhere", "num_beams": 1.5}, "num_beams=1.5"),
+        ("two_stage", {"final": "extractive", "max_chars": 0.5}, "max_chars=0.5"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(f"{key}: expected a whole number")):
+            build_summarizer(name, params)
+    assert build_summarizer("extractive", {"max_chars": 120.0}).cache_params() == {"max_chars": 120}
+    assert (
+        build_summarizer("openai", {"base_url": endpoint, "temperature": 0.5}).cache_params()["temperature"]
+        == 0.5
+    )
+
+
 def test_a_boolean_for_a_numeric_parameter_is_a_config_error() -> None:
     # int(True) is 1: `-p max_chars=true` (or "max_chars": true to the API) cut every bullet to one character,
     # `max_tokens: true` asked the endpoint for one token, `temperature: true` sampled at 1.0

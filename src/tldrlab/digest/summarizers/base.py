@@ -257,3 +257,11 @@ def refuse_boolean(summarizer: str, key: str, value: Any) -> None:
             f"bad {summarizer} summarizer parameter {key}={value!r}: expected a number, got the boolean "
             f"{str(value).lower()}"
         )
+
+
+def refuse_fraction(summarizer: str, key: str, value: Any) -> None:
+    """A fraction given for a whole-number parameter is an error naming it: `int(2.5)` is 2, so
+    `"max_chars": 2.5` cut bullets to 2 characters and `"num_beams": 1.5` decoded greedily, without a word
+    (two_stage's top_up refused one already)."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f"bad {summarizer} summarizer parameter {key}={value!r}: expected a whole number")

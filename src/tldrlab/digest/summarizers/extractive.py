@@ -18,6 +18,7 @@ from tldrlab.digest.summarizers.base import (
     SummaryContext,
     SummaryEvent,
     refuse_boolean,
+    refuse_fraction,
     refuse_unknown_params,
 )
 from tldrlab.errors import ConfigError
@@ -68,6 +69,7 @@ def build(params: dict[str, Any]) -> ExtractiveSummarizer:
     refuse_unknown_params("extractive", params, ("max_chars",))
     value = params.get("max_chars", 300)
     refuse_boolean("extractive", "max_chars", value)
+    refuse_fraction("extractive", "max_chars", value)
     try:
         max_chars = int(value)
     # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)

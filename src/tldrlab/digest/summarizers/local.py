@@ -48,6 +48,7 @@ from tldrlab.digest.summarizers.base import (
     most_similar,
     parse_bullet_citations,
     refuse_boolean,
+    refuse_fraction,
     refuse_unknown_params,
     split_bullets,
 )
@@ -396,6 +397,8 @@ def build(params: dict[str, Any]) -> LocalSummarizer:
             else:
                 if isinstance(default, int | float):
                     refuse_boolean("local", key, value)
+                if isinstance(default, int):
+                    refuse_fraction("local", key, value)
                 values[key] = type(default)(value)
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: JSON's Infinity, or 1e400
             raise ConfigError(f"bad local summarizer parameter {key}={value!r}: {exc}") from exc

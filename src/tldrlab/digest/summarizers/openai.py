@@ -22,6 +22,7 @@ from tldrlab.digest.summarizers.base import (
     cited_bullets_from_text,
     numbered_highlights,
     refuse_boolean,
+    refuse_fraction,
     refuse_unknown_params,
 )
 from tldrlab.errors import ConfigError, ServiceUnavailableError
@@ -158,6 +159,8 @@ def build(params: dict[str, Any]) -> OpenAISummarizer:
     for key, kind, default, low in (("max_tokens", int, 300, 1), ("temperature", float, 0.2, 0.0)):
         value = params.get(key, default)
         refuse_boolean("openai", key, value)
+        if kind is int:
+            refuse_fraction("openai", key, value)
         try:
             numbers[key] = kind(value)
         # a clear 400 / exit 2, not an internal error (OverflowError: JSON's Infinity, or 1e400)
