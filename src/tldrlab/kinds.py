@@ -384,6 +384,7 @@ _ENTRIES = (
         prepare="tldrlab.experiments.compressible:check_compressible",
         inputs=("calibration_data",),
         outputs=("out",),
+        check="tldrlab.experiments.compressible:check_compress_out",
     ),
     RunKind(
         "sweep",

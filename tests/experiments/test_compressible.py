@@ -108,6 +108,24 @@ def test_a_non_llama_model_is_refused_before_a_run_on_the_command_line_and_the_a
     assert [r.status.value for r in open_registry().list()] == ["completed"]
 
 
+def test_an_out_that_is_a_file_is_refused_before_a_run(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the run loaded, ranked and cut the model, then failed at the export (a FileExistsError traceback from
+    # mkdir) and stayed behind as a failed run
+    tokenizer = tiny_chat_tokenizer()
+    torch.manual_seed(0)
+    model = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    capsys.readouterr()  # what saving the model printed
+    argv = ["experiment", "compress", str(model), "--importance", "weight", "--out", str(notes)]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 2 and f"out: {notes} is a file: give a directory" in err, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert open_registry().list() == [] and notes.read_text() == "mine\n"
+
+
 def test_an_ambiguous_run_id_prefix_is_refused_at_submit(
     tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

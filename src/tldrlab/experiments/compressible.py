@@ -9,6 +9,8 @@ No torch here: the API runs this check too.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tldrlab.errors import AmbiguousRunIdError, InvalidConfigError, NotFoundError
 from tldrlab.experiments.config import LMCompressConfig, LMExperimentConfig
 from tldrlab.models.architecture import model_architecture
@@ -52,6 +54,14 @@ def check_compressible(config: LMCompressConfig) -> LMCompressConfig:
     """Kind `lm_compress`'s prepare step (command line and API alike, before its run exists)."""
     refuse_uncompressible(config.model)
     return config
+
+
+def check_compress_out(config: LMCompressConfig) -> None:
+    """Kind `lm_compress`'s check before its run exists (command line and API alike): `out`, the directory
+    the cut model is exported to, is not a file. `experiment compress --out notes.txt` loaded, ranked and cut
+    the model, then failed at the export with a FileExistsError traceback and left a failed run."""
+    if config.out and Path(config.out).is_file():
+        raise InvalidConfigError.at("out", f"{config.out} is a file: give a directory to export the model to")
 
 
 def check_experiment_compressible(config: LMExperimentConfig) -> LMExperimentConfig:
