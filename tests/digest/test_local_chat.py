@@ -210,6 +210,27 @@ def test_two_stage_default_shows_the_draft_then_the_models_bullets(
     assert digest.text == "".join(e.text for e in events if e.kind == "token")
 
 
+def test_a_thread_with_a_very_long_title_is_digested_with_its_title_shortened(
+    store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a title has no length limit and went into the prompt whole: 15,000 characters made the default digest
+    # fail ("the digest prompt needs 12135 tokens ...: lower k or thread_chars", which could not help)
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(tiny_chat_dir))
+    get_settings.cache_clear()
+    thread = sample_thread().model_copy(update={"title": "What temperature should I serve beer at? " * 370})
+    ingest_threads([thread], store, embedder)
+    options = DigestOptions(k=5, max_bullets=3, use_cache=False, params={"max_new_tokens": 24})
+    events = list(digest_events(store, thread.id, options, embedder=embedder))
+    digest = events[-1].digest
+    assert digest is not None and digest.bullets and digest.title == thread.title
+    context = SummaryContext(thread=thread, highlights=digest.highlights, embedder=embedder)
+    summarizer = build_summarizer("local", {"model_path": str(tiny_chat_dir), "thread_chars": 2000})
+    prompt = summarizer.chat_messages(context)[-1]["content"]  # type: ignore[attr-defined]
+    title = prompt.split("\n")[0]
+    assert title.startswith("Title: What temperature should I serve beer at?") and len(title) <= 310, title
+    assert "\n#1 " in prompt and len(prompt) < 2000 + 310 + 5 * 310 + 200  # the folded thread kept posts
+
+
 def test_bad_local_parameters_are_config_errors(tiny_chat_dir: Path) -> None:
     for bad in (
         {"unsupported": "hide"},

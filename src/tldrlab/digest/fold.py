@@ -11,6 +11,20 @@ from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.highlights import Highlight
 
 OMITTED = "[… {n} post(s) omitted …]"
+TITLE_CHARS = 300
+"""A title longer than this is shortened in prompts, as key sentences are: a thread's title had no limit,
+and one of 15,000 characters made every local digest of the thread fail ("the digest prompt needs 12135
+tokens ...: lower k or thread_chars", which could not help) and filled a folded thread's whole budget."""
+
+
+def prompt_title(thread: Thread) -> str:
+    """The thread's title as prompts show it: as it is, or when longer than TITLE_CHARS, on one line and cut
+    there (at a word)."""
+    if len(thread.title) <= TITLE_CHARS:
+        return thread.title
+    cut = " ".join(thread.title.split())[:TITLE_CHARS]
+    at_space = cut.rsplit(" ", 1)[0]
+    return (at_space if len(at_space) >= TITLE_CHARS // 2 else cut) + "…"
 
 
 def post_block(post: Post) -> str:
@@ -42,7 +56,7 @@ def fold_thread(
     thread: Thread, highlights: list[Highlight], max_chars: int, *, first_posts: int = 2
 ) -> tuple[str, list[str]]:
     """The thread as text within `max_chars`, and the ids of the posts kept (whole or cut)."""
-    header = f"Title: {thread.title}\n" if thread.title else ""
+    header = f"Title: {prompt_title(thread)}\n" if thread.title else ""
     blocks = {p.id: post_block(p) for p in thread.posts}
     full = header + "\n".join(blocks.values())
     if len(full) <= max_chars:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tldrlab.digest.fold import fold_thread
+from tldrlab.digest.fold import fold_thread, prompt_title
 from tldrlab.digest.summarizers.base import SummaryContext
 from tldrlab.digest.summarizers.extractive import shorten
 from tldrlab.tokenizers.plain import chat_ids
@@ -89,10 +89,11 @@ def chat_messages(
     """System, (example user, example assistant,) user: the messages for `apply_chat_template`; `order` says
     whether citations end (`last`) or open (`first`) each bullet; `example` names the worked example
     (`none`: no example)."""
-    parts = [f"Title: {context.thread.title}"] if context.thread.title else []
+    title = f"Title: {prompt_title(context.thread)}" if context.thread.title else ""
+    parts = [title] if title else []
     if thread_chars > 0:
         folded, _ = fold_thread(context.thread, context.highlights, thread_chars)
-        parts.append("Thread:\n" + folded.removeprefix(f"Title: {context.thread.title}\n"))
+        parts.append("Thread:\n" + folded.removeprefix(f"{title}\n"))
     parts.append("Key sentences:\n" + numbered_sentences(context))
     parts.append(f"Write at most {context.max_bullets} bullets.")
     messages = [{"role": "system", "content": SYSTEM_PROMPTS[order]}]
