@@ -3,6 +3,8 @@ file) are a one-line error and a non-zero exit, never a traceback or a message t
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,21 @@ def test_a_directory_given_as_a_config_file_says_so(
     argv = [*command, "--config", str(tmp_path)] if command[0] == "eval" else [*command, str(tmp_path)]
     code, _, err = run_captured(argv, capsys)  # before: "config file not found" (exit 3): it is there
     assert code == 2 and f"{tmp_path} is a directory: give a" in err and err.count("\n") == 1, err
+
+
+def test_a_config_file_that_is_a_pipe_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `--config <(yq ... base.yaml)` (a pipe, as /dev/stdin) answered "config file not found" (exit 3): it
+    # is there, but not a regular file
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    # opening a FIFO to write blocks until the command opens it to read: the handshake, no sleep
+    writer = threading.Thread(target=fifo.write_text, args=("steps: 7\n",), daemon=True)
+    writer.start()
+    code, out, err = run_captured(["smoke", "--config", str(fifo), "--print-config"], capsys)
+    if writer.is_alive():  # the command never opened it: the writer is let go by reading it here
+        fifo.read_text()
+    writer.join()
+    assert code == 0 and "steps: 7" in out.splitlines(), (out, err)
 
 
 def test_a_blank_sweep_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -217,7 +217,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """A YAML or JSON file holding a mapping of settings."""
     if path.is_dir():  # "not found" misled: it is there, as a directory
         raise ConfigError(f"{path} is a directory: give a config file (YAML or JSON)")
-    if not path.is_file():
+    # a pipe (`--config <(yq ... base.yaml)`, /dev/stdin) is read as a file is: "config file not found"
+    # answered one that was there
+    if not path.exists():
         raise NotFoundError(f"config file not found: {path}")
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
