@@ -303,6 +303,9 @@ def test_importing_a_file_that_is_no_archive_says_so_in_one_line(
         code, _, err = run_captured(["runs", "import", str(path)], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert f"{path} is not a readable tldrlab run archive: not a tar archive" in err, err
+    # a directory (where the archives are) answered "[not_found] no archive at DIR": it is there
+    code, _, err = run_captured(["runs", "import", str(tmp_path)], capsys)
+    assert code == 2 and f"{tmp_path} is a directory: give the archive file in it" in err, err
     assert open_registry().list() == []
 
 

@@ -560,6 +560,8 @@ def import_archive(
     settings = settings or get_settings()
     registry = registry or open_registry(settings)
     archive = Path(archive)
+    if archive.is_dir():  # "no archive at DIR" misled: it is there, as a directory
+        raise InvalidInputError(f"{archive} is a directory: give the archive file in it (RUN_ID.tar.gz)")
     if not archive.is_file():
         raise NotFoundError(f"no archive at {archive}")
     index = read_index(archive)
