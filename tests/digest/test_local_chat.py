@@ -15,6 +15,7 @@ from digest_helpers import sample_thread, tiny_chat_lm
 
 from tinylm import INJECTION, model_inputs
 from tldrlab.config import get_settings
+from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.digest.local_model import load_local_model
@@ -229,6 +230,32 @@ def test_a_thread_with_a_very_long_title_is_digested_with_its_title_shortened(
     title = prompt.split("\n")[0]
     assert title.startswith("Title: What temperature should I serve beer at?") and len(title) <= 310, title
     assert "\n#1 " in prompt and len(prompt) < 2000 + 310 + 5 * 310 + 200  # the folded thread kept posts
+
+
+def test_key_sentences_that_take_too_many_tokens_are_left_out_of_the_prompt_not_an_error(
+    store: SentenceStore, embedder: Embedder, tiny_chat_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # text that takes many tokens a character (Chinese, emoji): 8 key sentences of up to 300 characters
+    # needed 6,000 tokens, and the default digest of such a thread was an error naming max_input_tokens
+    monkeypatch.setenv("TLDRLAB_DIGEST_MODEL", str(tiny_chat_dir))
+    get_settings.cache_clear()
+    posts = [
+        Post(
+            id=f"p{i}",
+            number=i + 1,
+            text="。".join(f"第{i}{j}种啤酒应该冷着喝" * 20 for j in range(2)) + "。",
+        )
+        for i in range(4)
+    ]
+    thread = Thread(id="zh", title="啤酒的温度", posts=posts)
+    ingest_threads([thread], store, embedder)
+    options = DigestOptions(k=8, max_bullets=3, use_cache=False, params={"max_new_tokens": 24})
+    digest = [e for e in digest_events(store, "zh", options, embedder=embedder)][-1].digest
+    assert digest is not None and len(digest.highlights) == 8 and digest.bullets
+    kept = [n for n in digest.notices if "key sentences: with more it needed over max_input_tokens" in n]
+    assert len(kept) == 1 and "best of the 8 key sentences" in kept[0], digest.notices
+    ids = {h.id for h in digest.highlights}
+    assert all(set(b.citations) <= ids for b in digest.bullets)
 
 
 def test_bad_local_parameters_are_config_errors(tiny_chat_dir: Path) -> None:

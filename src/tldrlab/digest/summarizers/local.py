@@ -72,7 +72,8 @@ class LocalSummarizer:
     name: str = "local"
     max_new_tokens: int = 200
     max_input_tokens: int = 1536
-    """Prompt budget in tokens (seq2seq models are further capped by their own maximum length)."""
+    """Prompt budget in tokens (seq2seq models are further capped by their own maximum length). A chat prompt
+    over it leaves out the worked example, then the lowest-ranked key sentences, and a notice says so."""
     num_beams: int = 1
     """Seq2seq only: streaming needs greedy or sampling; beams > 1 still work but tokens arrive at the end."""
     prefix: str = "summarize: "
@@ -193,13 +194,28 @@ class LocalSummarizer:
         context = self.prompt_context(context)
         messages = self.chat_messages(context)
         inputs = chat_inputs(tokenizer, messages)
-        while inputs["input_ids"].shape[1] > self.max_input_tokens and len(messages) > 2:
-            messages = [messages[0], messages[-1]]  # drop the worked example before failing
+        given = len(context.highlights)
+        while inputs["input_ids"].shape[1] > self.max_input_tokens:
+            if len(messages) > 2:
+                messages = [messages[0], messages[-1]]  # drop the worked example first
+            elif len(context.highlights) > 1:
+                # then the lowest-ranked key sentences: text that takes many tokens a character (Chinese,
+                # emoji) made 8 key sentences of 300 characters need 6,000 tokens, and the default digest of
+                # such a thread was an error; the citations number the sentences that stay
+                worst = max(context.highlights, key=lambda h: h.rank)
+                context = replace(context, highlights=[h for h in context.highlights if h is not worst])
+                messages = [messages[0], self.chat_messages(context)[-1]]
+            else:
+                raise InvalidInputError(
+                    f"the digest prompt needs {inputs['input_ids'].shape[1]} tokens with a single key "
+                    f"sentence, more than max_input_tokens={self.max_input_tokens}"
+                    + (": lower thread_chars" if self.thread_chars else "")
+                )
             inputs = chat_inputs(tokenizer, messages)
-        if inputs["input_ids"].shape[1] > self.max_input_tokens:
-            raise InvalidInputError(
-                f"the digest prompt needs {inputs['input_ids'].shape[1]} tokens, more than max_input_tokens="
-                f"{self.max_input_tokens}: lower k or thread_chars"
+        if len(context.highlights) < given:
+            yield Notice(
+                f"the language model's prompt holds the {len(context.highlights)} best of the {given} key "
+                f"sentences: with more it needed over max_input_tokens={self.max_input_tokens} tokens"
             )
         prompt_length = int(inputs["input_ids"].shape[1])
         generated = GeneratedText(tokenizer, prompt_length)
