@@ -135,11 +135,13 @@ def test_a_template_without_its_text_and_an_output_file_are_clear_errors(
     assert run_cli([*args, "--out", str(tmp_path / "o"), "--template", "no placeholder"]) == 2
     assert "template: the prompt template must contain {text}" in capsys.readouterr().err
     assert open_registry().list(kind="elm_prepare") == []
-    # an output path that is a file: a NotADirectoryError traceback once the first split was embedded
+    # an output path that is a file: a NotADirectoryError traceback once the first split was embedded, then
+    # a refusal inside the run, which stayed behind as a failed run
     (tmp_path / "file").write_text("x")
     assert run_cli([*args, "--out", str(tmp_path / "file")]) == 2
-    assert "is a file: give a directory" in capsys.readouterr().err
+    assert "out: " + str(tmp_path / "file") + " is a file: give a directory" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "x"
+    assert open_registry().list(kind="elm_prepare") == []
 
 
 def test_prepare_refuses_an_out_holding_a_prepared_layout_unless_told_to_overwrite(

@@ -387,10 +387,14 @@ def check_adapter_budget(
 
 def check_prepare_out(config: ElmPrepareConfig) -> ElmPrepareConfig:
     """Kind `elm_prepare`'s prepare step, before its run exists (command line and API alike): an `out` that
-    already holds a prepared layout is refused (409) unless `overwrite` asks to replace it. Writing over it
+    is a file is refused, and one that already holds a prepared layout (409) unless `overwrite` asks to
+    replace it. Writing over it
     lost the layout silently: training runs resumed on it notice their data changed, but cannot get it back.
     A worker executing the same run again (a retry, a preempted run) does not come through here."""
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        # refused inside the run, after it started: a failed run left behind for a mistyped --out
+        raise InvalidConfigError.at("out", f"{out} is a file: give a directory to write the layout in")
     if not config.overwrite and holds_layout(out):
         raise ConflictError(
             f"{out} already holds a prepared ELM layout ({MANIFEST}, {SYNTHESIS_DIR}/, {EMBEDDINGS_DIR}/): "
