@@ -192,6 +192,10 @@ def test_cli_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureF
     assert "preds.bin: not UTF-8 JSON lines" in capsys.readouterr().err
     with pytest.raises(InvalidInputError, match="not UTF-8 JSON lines"):
         read_synthesis(binary)
+    empty = tmp_path / "none.jsonl"  # refused inside the run ("nothing to evaluate"), left failed
+    empty.write_text("")
+    assert run_cli(["elm", "evaluate", "--predictions", str(empty)]) == 2
+    assert f"{empty} holds no predictions: nothing to evaluate" in capsys.readouterr().err
     assert len(open_registry().list()) == 0  # nothing was created for bad requests
 
 

@@ -124,6 +124,8 @@ def evaluate_files(predictions: Path, references: Path | None = None, **kwargs: 
 def check_files(config: ElmEvaluateConfig) -> ElmEvaluateConfig:
     """Kind `elm_evaluate`'s prepare step: the files parse and line up, before a run is created."""
     predictions = read_jsonl_texts(Path(config.predictions), ("prediction",))
+    if not predictions:  # refused inside the run ("nothing to evaluate"), which stayed behind failed
+        raise InvalidInputError(f"{config.predictions} holds no predictions: nothing to evaluate")
     source = Path(config.references or config.predictions)
     references = read_jsonl_texts(source, ("reference", "target_text"))
     if len(predictions) != len(references):
