@@ -196,6 +196,43 @@ def test_citations_of_numbers_naming_no_key_sentence_are_reported_whatever_the_m
             assert notice in digest.notices, (name, digest.notices)
 
 
+def test_a_digest_whose_key_sentences_are_all_questions_says_so(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """Key sentences that are all questions (or the question's, or lead-ins) make no extractive bullet, and
+    the digest's notice blamed "an untrained or too small model" that "generated no text", advising the
+    extractive summarizer it was. The extractive summarizer says why; as two_stage's draft it says so only
+    when the draft is the TL;DR."""
+    says_why = "none of the key sentences can be a bullet, so there are no bullets: each is a question"
+    thread = Thread(
+        id="asks",
+        title="Serving temperature",
+        posts=[
+            Post(
+                id="q",
+                number=1,
+                kind="question",
+                text="What temperature should I serve stout at? Is cold fine?",
+            ),
+            Post(id="a", number=2, kind="answer", text="Why do you ask? Did you try it?"),
+        ],
+    )
+    ingest_threads([thread], store, embedder)
+    for name in ("extractive", "two_stage"):  # two_stage: no model here, the draft is the TL;DR
+        digest = make_digest(
+            store, thread.id, DigestOptions(summarizer=name, use_cache=False), embedder=embedder
+        )
+        assert digest.highlights and not digest.bullets, name
+        assert any(n.startswith(says_why) for n in digest.notices), digest.notices
+        assert not any("generated no text" in n for n in digest.notices), digest.notices
+    with fake_openai_server(FakeChat(reply="- Serve stout at cellar temperature [3]\n")) as base_url:
+        params = {"draft": "extractive", "final": "openai", "base_url": base_url}
+        options = DigestOptions(summarizer="two_stage", params=params, use_cache=False)
+        digest = make_digest(store, thread.id, options, embedder=embedder)
+    assert [b.text for b in digest.bullets] == ["Serve stout at cellar temperature"]
+    assert not any(n.startswith(says_why) for n in digest.notices), digest.notices  # a draft no one sees
+
+
 def test_openai_errors_are_service_errors(
     store: SentenceStore, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

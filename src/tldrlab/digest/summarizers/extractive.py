@@ -15,6 +15,7 @@ from tldrlab.digest.candidates import is_bullet_worthy
 from tldrlab.digest.highlights import Highlight
 from tldrlab.digest.summarizers.base import (
     Bullet,
+    Notice,
     SummaryContext,
     SummaryEvent,
     refuse_boolean,
@@ -35,6 +36,9 @@ class ExtractiveSummarizer:
 
     def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
         top = bullet_highlights(context)[: context.max_bullets]
+        if context.highlights and not top:
+            # said here: the pipeline's guess for an empty digest blamed an untrained model's empty output
+            yield Notice(NO_BULLET_WORTHY, explains_empty=True)
         ordered = sorted(top, key=lambda h: (h.post_number, h.sentence_index))
         bullets = []
         for highlight in ordered:
@@ -44,6 +48,13 @@ class ExtractiveSummarizer:
             bullets.append(Bullet(text=text, citations=[highlight.id]))
             yield f"- {text}\n"
         yield bullets
+
+
+NO_BULLET_WORTHY = (
+    "none of the key sentences can be a bullet, so there are no bullets: each is a question, a sentence of "
+    "the thread's question or a lead-in, and a TL;DR answers rather than asks"
+)
+"""Why an extractive digest of a thread with highlights has no bullets."""
 
 
 def bullet_highlights(context: SummaryContext) -> list[Highlight]:

@@ -80,11 +80,14 @@ class TwoStageSummarizer:
             return
         pieces: list[str] = []
         draft_bullets: list[Bullet] = []
+        why_no_draft: list[SummaryEvent] = []
         for event in self.draft.stream(context):
             if isinstance(event, str):
                 pieces.append(event)
             elif isinstance(event, list):
                 draft_bullets = event
+            elif isinstance(event, Notice) and event.explains_empty:
+                why_no_draft.append(event)  # about the draft: said only if the draft is the TL;DR
             else:
                 yield event
         if context.stop.is_set():
@@ -114,6 +117,7 @@ class TwoStageSummarizer:
             return
         if not final_bullets:
             yield Notice(f"the {self.final.name} stage kept no bullet: showing the {self.draft.name} draft")
+            yield from why_no_draft
             yield draft_bullets
             return
         ranks = {h.id: h.rank for h in context.highlights}
