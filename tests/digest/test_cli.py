@@ -12,6 +12,7 @@ from digest_helpers import sample_thread
 from cliutil import run_captured
 from tldrlab.digest.ingest import ingest_threads
 from tldrlab.embed.base import Embedder
+from tldrlab.runs import open_registry
 from tldrlab.store.base import SentenceStore, ThreadSnapshot
 
 
@@ -78,6 +79,28 @@ def test_a_query_is_text_whatever_character_it_starts_with(
         assert code == 0 and out == unqueried, err
     code, out, err = run_captured(["digest", "t-serve", "--q", "{aroma}", "--json", "--k", "2"], capsys)
     assert code == 0 and len(json.loads(out)["highlights"]) == 2, err
+
+
+def test_ingesting_what_holds_no_threads_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a binary file, a directory of no data files or records (a summarization data set) were refused by the
+    # run's read: `ingest` and `digest FILE` each left a failed ingest run behind
+    binary = tmp_path / "dump.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    records = tmp_path / "pairs.jsonl"
+    records.write_text(json.dumps({"document": "a long text", "summary": "short"}) + "\n")
+    for path, said in (
+        (binary, "not UTF-8 text and not a known format"),
+        (empty, "the directory holds no data files"),
+        (records, "format 'pairs' holds records, not threads"),
+    ):
+        for command in ("ingest", "digest"):
+            code, _, err = run_captured([command, str(path)], capsys)
+            assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (command, err)
+    assert open_registry().list() == []
 
 
 def test_threads_are_listed_and_deleted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

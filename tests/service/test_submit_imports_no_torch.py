@@ -65,7 +65,8 @@ SUBMITS: list[tuple[str, dict[str, object], int]] = [
     ("evaluate", {"model_run": "llama", "data": "pairs.jsonl"}, 202),
     ("generate", {"model_run": "llama", "prompts": ["hi"]}, 202),
     ("score", {"model_run": "llama", "text": "hi"}, 202),
-    ("ingest", {"path": "text.txt"}, 202),
+    ("ingest", {"path": "thread.json"}, 202),
+    ("ingest", {"path": "text.txt"}, 422),  # records, not threads: refused by its check, which ran
     ("highlight_scorer_train", {"qmsum_train": "pairs.jsonl"}, 202),
     ("highlight_reranker_train", {"qmsum_train": "pairs.jsonl"}, 202),
     ("lvm_ingest", {"path": "text.txt"}, 202),
@@ -118,6 +119,8 @@ def _write_inputs(data: Path) -> None:
     data.mkdir(parents=True)
     (data / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
     (data / "pairs.jsonl").write_text(json.dumps(PAIRS) + "\n")
+    thread = {"id": "t1", "title": "Dates", "posts": [{"id": "p1", "number": 1, "text": "Which parser?"}]}
+    (data / "thread.json").write_text(json.dumps(thread))
     (data / "predictions.jsonl").write_text(json.dumps({"prediction": "A date parser."}) + "\n")
     (data / "references.jsonl").write_text(json.dumps({"reference": "A date parser."}) + "\n")
     # a sequences file as `lvm sequences` writes it: the submit checks every array's layout from its header

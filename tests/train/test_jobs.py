@@ -189,6 +189,17 @@ def test_a_char_tokenizer_the_corpus_cannot_give_is_refused_before_a_run_exists(
     assert open_registry().list() == []
 
 
+def test_forum_threads_given_to_train_on_are_refused_before_a_run_exists(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Stack Exchange dump (threads, not records) was refused by the run's read, which stayed behind as a
+    failed train run."""
+    argv = ["train", "--data", str(shared_data / "stackexchange_beer"), "--max-steps", "1", "-q"]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 2 and "format 'stackexchange' holds threads, not records" in err, err
+    assert len(err.strip().splitlines()) == 1 and open_registry().list() == []
+
+
 def test_a_tokenizer_that_is_not_there_is_refused_before_a_run_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ThreadFormat
+from tldrlab.data.readers import split_files
 from tldrlab.runs.paths import InputPath, OutputPath, Seed, ServerOnly
 
 
@@ -28,6 +29,13 @@ class ThreadIngestConfig(ConfigModel):
     """Skip malformed records instead of failing."""
     progress: bool = True
     """Show a progress bar on the console."""
+
+
+def check_ingest(config: ThreadIngestConfig) -> None:
+    """Kind `ingest`'s check before a run is created (command line and API alike): the path holds forum
+    threads, in data files none of them empty. A directory of no data files, a binary file or records (a
+    summarization data set) were refused by the run's read, which stayed behind as a failed run."""
+    split_files(config.path, config.format, kind="threads")
 
 
 class HighlightScorerTrainConfig(ConfigModel):

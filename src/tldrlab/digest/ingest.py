@@ -39,7 +39,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.cache import SummaryCache
-from tldrlab.digest.config import ThreadIngestConfig
+from tldrlab.digest.config import ThreadIngestConfig, check_ingest
 from tldrlab.embed import get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
@@ -469,6 +469,7 @@ def ingest_path(
         skip_invalid=skip_invalid,
         progress=show_progress,
     )
+    check_ingest(config)  # `digest FILE` of a binary file or of records left a failed ingest run
     with start_run("ingest", config) as run:
         result = ingest_job(run, config)
     fields = {k: v for k, v in result.items() if k in IngestStats.__dataclass_fields__}

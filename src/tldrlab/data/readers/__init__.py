@@ -211,14 +211,7 @@ def _read(
         raise NotFoundError(f"{path}: no such file or directory")
     name = format or detect_format(path)
     spec = reader_spec(name)
-    if spec.kind != kind:
-        wanted = ", ".join(n for n, s in READERS.items() if s.kind == kind)
-        use = (
-            "forum threads are ingested and digested (tldrlab ingest, digest)"
-            if spec.kind == "threads"
-            else "records are for training and evaluation (tldrlab train, eval, tokenizer train)"
-        )
-        raise InvalidInputError(f"{path}: format {name!r} holds {spec.kind}, not {kind} ({wanted}); {use}")
+    refuse_other_kind(path, name, kind)
     if unknown := sorted(set(options or {}) - set(spec.options)):
         if not spec.options:
             raise InvalidInputError(f"format {name!r} takes no options, got {', '.join(unknown)}")
@@ -296,15 +289,33 @@ def _below(directory: Path) -> str:
     )
 
 
-def split_files(path: Path | str, format: str | None = None, split: str | None = None) -> list[Path]:
+def refuse_other_kind(path: Path, name: str, kind: ReaderKind) -> None:
+    """InvalidInputError when format `name` holds another kind than `kind` (threads given to train on)."""
+    spec = reader_spec(name)
+    if spec.kind != kind:
+        wanted = ", ".join(n for n, s in READERS.items() if s.kind == kind)
+        use = (
+            "forum threads are ingested and digested (tldrlab ingest, digest)"
+            if spec.kind == "threads"
+            else "records are for training and evaluation (tldrlab train, eval, tokenizer train)"
+        )
+        raise InvalidInputError(f"{path}: format {name!r} holds {spec.kind}, not {kind} ({wanted}); {use}")
+
+
+def split_files(
+    path: Path | str, format: str | None = None, split: str | None = None, *, kind: ReaderKind | None = None
+) -> list[Path]:
     """`input_files` for a path as a read gets it (format detected when None): what a command line checks
     before it creates a run, so that data without the split it names, or an empty data file (no format has
-    a record in one: a read refuses it), is refused with no failed run left."""
+    a record in one: a read refuses it), is refused with no failed run left; with `kind`, data of the other
+    kind too (a forum dump given to train on, records given to ingest)."""
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
     name = format or detect_format(path)
     reader_spec(name)  # an unknown format is its clear error, not a KeyError
+    if kind is not None:
+        refuse_other_kind(path, name, kind)
     files = input_files(path, name, split)
     for file in files:
         if file.stat().st_size == 0:
