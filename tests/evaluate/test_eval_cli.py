@@ -156,6 +156,19 @@ def test_cli_errors_are_clear(
     assert message in capsys.readouterr().err
 
 
+def test_evaluating_on_forum_threads_is_refused_before_a_run_exists(
+    data: dict[str, Path], shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval MODEL --data <a Stack Exchange dump>` (threads, not records) was refused by the run's read,
+    which stayed behind as a failed evaluate run."""
+    model_dir = save_tiny("char_lstm", data, tmp_path / "model")
+    capsys.readouterr()
+    assert run_cli(["eval", str(model_dir), "--data", str(shared_data / "stackexchange_beer")]) == 2
+    err = capsys.readouterr().err
+    assert "format 'stackexchange' holds threads, not records" in err and len(err.strip().splitlines()) == 1
+    assert open_registry().list(kind="evaluate") == []
+
+
 @pytest.mark.slow
 def test_real_command_prints_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -269,6 +269,7 @@ def check_model(config: GenerateConfig | ScoreConfig) -> None:
 
 def check_evaluate(config: EvaluateConfig) -> None:
     """Kind `evaluate`: the data the evaluation would read (given, or the training run's, with the split it
-    resolves to) has that split, so that a refused split leaves no failed run behind."""
+    resolves to) has that split and holds records (`--data` a forum dump was refused by the run's read), so
+    that a refused split or kind of data leaves no failed run behind."""
     eval_config, _, _ = eval_config_for(config.model_run, **config.overrides())
-    split_files(eval_config.data, eval_config.format, eval_config.split)
+    split_files(eval_config.data, eval_config.format, eval_config.split, kind="records")
