@@ -78,7 +78,7 @@ class PruneResult(BaseModel):
 class DeleteQuery(BaseModel):
     """The query of `DELETE /runs/{id}`: any other name is refused (422), not ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dry_run: bool = Field(default=False, description="Only report what would be deleted.")
 
