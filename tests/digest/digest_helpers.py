@@ -31,6 +31,13 @@ class FakeChat:
     status: int = 200
     raw: bytes | None = None
     """Sent as the whole response body instead of `reply`'s chunks (an endpoint's error or garbage)."""
+    finish_reason: str | None = None
+    """Sent in a last chunk of its own after the text (`"stop"`, `"length"`), as servers do; None: none."""
+    done: bool = True
+    """End the stream with `data: [DONE]` (some servers send only the finish_reason)."""
+    cut_after: int | None = None
+    """Close the connection after this many text chunks, with no finish_reason and no [DONE] (a server that
+    died, a proxy that timed out)."""
 
 
 @contextmanager
@@ -62,6 +69,8 @@ def fake_openai_server(chat: FakeChat) -> Iterator[str]:
                 return
             try:
                 for i in range(0, len(text), chat.chunk_chars):
+                    if i // chat.chunk_chars == chat.cut_after:
+                        return  # HTTP/1.0: closing the connection ends the body, mid-answer
                     chunk = {
                         "id": "chatcmpl-1",
                         "object": "chat.completion.chunk",
@@ -72,7 +81,11 @@ def fake_openai_server(chat: FakeChat) -> Iterator[str]:
                     chat.chunks_sent += 1
                     if chat.delay_s:
                         time.sleep(chat.delay_s)
-                self.wfile.write(b"data: [DONE]\n\n")
+                if chat.finish_reason is not None:
+                    last = {"choices": [{"index": 0, "delta": {}, "finish_reason": chat.finish_reason}]}
+                    self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
+                if chat.done:
+                    self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 chat.disconnected.set()

@@ -3,13 +3,18 @@ citations, fallback citations, stopping, and the summary cache through the pipel
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 from digest_helpers import FakeChat, fake_openai_server, sample_thread
+from fastapi.testclient import TestClient
 
+from cliutil import run_captured
+from tldrlab.config import get_settings
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.cache import open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
@@ -20,6 +25,7 @@ from tldrlab.digest.summarizers.base import Draft, Notice, bullets_from_text, pa
 from tldrlab.digest.summarizers.extractive import shorten
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableError
+from tldrlab.service.app import create_app
 from tldrlab.store.base import SentenceStore
 
 
@@ -279,6 +285,151 @@ def test_an_endpoints_error_or_garbage_in_its_stream_is_a_service_error_and_noth
         digest = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
     assert not digest.cached and digest.text == chat.reply
     cache.close()
+
+
+def test_a_chat_stream_cut_before_its_end_is_a_service_error_and_nothing_is_cached(
+    store: SentenceStore,
+    embedder: Embedder,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream that ended without `data: [DONE]` and without a finish_reason (the connection closed
+    mid-answer: a server that died, a proxy that timed out) was taken as the whole answer, and its cut
+    digest was cached. It is a ServiceUnavailableError naming the endpoint, on its own and as two_stage's
+    final stage, an error event of the API and one line and exit 7 of the CLI; nothing is cached."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    cache = open_cache()
+    chat = FakeChat(cut_after=3)  # "- Serve ales warmer" of the first bullet, then the connection closes
+    ended = "ended before the answer was complete (no [DONE] and no finish_reason)"
+    with fake_openai_server(chat) as base_url:
+        for name, params in (
+            ("openai", {"base_url": base_url}),
+            ("two_stage", {"draft": "extractive", "final": "openai", "base_url": base_url}),
+        ):
+            options = DigestOptions(summarizer=name, params=params, k=6)
+            with pytest.raises(ServiceUnavailableError, match=re.escape(ended)) as info:
+                make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+            assert f"chat endpoint {base_url}/chat/completions" in info.value.message, name
+        monkeypatch.setenv("TLDRLAB_OPENAI_BASE_URL", base_url)  # a client may not name the endpoint
+        get_settings.cache_clear()
+        with TestClient(create_app()) as client:
+            assert client.post("/threads", json=thread.model_dump(mode="json")).status_code == 201
+            request = {"thread_id": thread.id, "summarizer": "openai"}
+            answer = client.post("/stream_summary", json=request).text
+        errors = [block for block in answer.split("\n\n") if block.startswith("event: error")]
+        assert len(errors) == 1 and "event: digest" not in answer, answer
+        error = json.loads(errors[0].split("data: ", 1)[1])
+        assert error["code"] == "service_unavailable" and ended in error["message"] and error["request_id"]
+        argv = ["digest", thread.id, "-s", "openai", "-p", f"base_url={base_url}"]
+        code, out, err = run_captured(argv, capsys)
+        assert code == 7 and err.startswith("error [service_unavailable] chat endpoint"), err
+        assert len(err.strip().splitlines()) == 1 and ended in err, err
+        assert "Traceback" not in err and " • " not in out, out  # no bullet of the cut answer
+        chat.cut_after = None  # the endpoint answers whole now: its digest is made, not a cut one served
+        for name, params in (
+            ("openai", {"base_url": base_url}),
+            ("two_stage", {"draft": "extractive", "final": "openai", "base_url": base_url}),
+        ):
+            options = DigestOptions(summarizer=name, params=params, k=6)
+            digest = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+            assert not digest.cached and digest.text == chat.reply and len(digest.bullets) == 3, name
+        code, out, err = run_captured([*argv, "--json"], capsys)
+        assert code == 0 and json.loads(out)["cached"] is False and json.loads(out)["text"] == chat.reply
+    cache.close()
+
+
+def test_a_chunked_chat_stream_broken_mid_answer_says_the_answer_was_cut_not_unreachable(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """A server that streams chunked (most do) and closes mid-chunk breaks the HTTP body: that was reported
+    as "cannot reach the chat endpoint", which had answered; it now says the answer ended before it was
+    complete."""
+    context = context_for(store, embedder)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_then_close() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            # the whole request first: a close with unread bytes resets the connection before the answer
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            while length and len(body) < int(length.group(1)):
+                body += connection.recv(65536)
+            status = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            event = b'data: {"choices": [{"delta": {"content": "- Serve ales"}}]}\n\n'
+            chunk = b"%x\r\n%s\r\n" % (len(event), event)
+            connection.sendall(status + b"\r\n" + chunk + b"40\r\nhalf a chunk")  # then it closes
+
+    server = threading.Thread(target=answer_then_close, daemon=True)
+    server.start()
+    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    with listener, pytest.raises(ServiceUnavailableError) as info:
+        run("openai", context, base_url=base_url)
+    server.join(timeout=10)
+    message = info.value.message
+    ended = f"chat endpoint {base_url}/chat/completions ended before the answer was complete: "
+    assert message.startswith(ended), message
+    assert "cannot reach" not in message
+
+
+def test_a_chat_stream_ending_with_a_finish_reason_but_no_done_is_the_whole_answer(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """Some servers end the stream after the chunk carrying `finish_reason`, without `data: [DONE]`: that
+    answer is complete (made and cached), as one ending with [DONE] and no finish_reason is."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    cache = open_cache()
+    for chat in (FakeChat(finish_reason="stop", done=False), FakeChat(finish_reason=None, done=True)):
+        with fake_openai_server(chat) as base_url:
+            options = DigestOptions(summarizer="openai", params={"base_url": base_url}, k=6)
+            digest = make_digest(store, thread.id, options, embedder=embedder, cache=cache)
+            assert not digest.cached and digest.text == chat.reply and len(digest.bullets) == 3
+            assert not digest.notices, digest.notices
+            assert make_digest(store, thread.id, options, embedder=embedder, cache=cache).cached
+    cache.close()
+
+
+def test_an_answer_cut_at_the_token_limit_loses_its_unfinished_bullet_and_says_so(
+    store: SentenceStore, embedder: Embedder
+) -> None:
+    """An answer the endpoint ended at max_tokens (`finish_reason: "length"`) is complete but cut: its last
+    bullet, unfinished, became a bullet of half a sentence (its citation cut to "[3", so it was cited by
+    similarity), and nothing said the answer was cut. The unfinished bullet is left out and a notice says
+    the answer was cut at the token limit (on its own and as two_stage's final stage)."""
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    chat = FakeChat(
+        reply="- Serve ales warmer than lagers [1]\n- Cold hides flavour [2]\n- Stouts taste best at cel",
+        finish_reason="length",
+    )
+    cut = "the chat endpoint's answer was cut at its token limit (max_tokens=40): its unfinished last bullet "
+    with fake_openai_server(chat) as base_url:
+        for name, params in (
+            ("openai", {"base_url": base_url, "max_tokens": 40}),
+            ("two_stage", {"final": "openai", "base_url": base_url, "max_tokens": 40, "top_up": 0}),
+        ):
+            options = DigestOptions(summarizer=name, params=params, k=6, use_cache=False)
+            digest = make_digest(store, thread.id, options, embedder=embedder)
+            h = digest.highlights
+            assert [(b.text, b.citations) for b in digest.bullets] == [
+                ("Serve ales warmer than lagers", [h[0].id]),
+                ("Cold hides flavour", [h[1].id]),
+            ], name
+            assert [n for n in digest.notices if n.startswith(cut)], (name, digest.notices)
+        # a whole answer that ends at the limit keeps every bullet, and still says it was cut
+        chat.reply = "- Serve ales warmer than lagers [1]\n- Cold hides flavour [2]\n"
+        options = DigestOptions(summarizer="openai", params={"base_url": base_url}, use_cache=False)
+        digest = make_digest(store, thread.id, options, embedder=embedder)
+    assert len(digest.bullets) == 2
+    assert digest.notices == [
+        "the chat endpoint's answer was cut at its token limit (max_tokens=300): more bullets may have "
+        "followed"
+    ]
 
 
 def test_bad_numeric_parameters_are_config_errors() -> None:

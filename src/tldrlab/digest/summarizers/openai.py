@@ -3,7 +3,11 @@
 Base URL from `TLDRLAB_OPENAI_BASE_URL` or `OPENAI_BASE_URL` (for example http://localhost:11434/v1), key from
 `TLDRLAB_OPENAI_API_KEY` or `OPENAI_API_KEY` (optional for local servers), model from `TLDRLAB_OPENAI_MODEL`
 or the `model` parameter. The response is read as Server-Sent Events: `data: {chunk}` lines whose
-`choices[0].delta.content` carry the text, ended by `data: [DONE]`.
+`choices[0].delta.content` carry the text, ended by `data: [DONE]`. The answer is whole when the stream ends
+with [DONE] or when its last choice chunk carried a `finish_reason` (some servers send no [DONE]); a stream
+that ends with neither was cut (the connection closed mid-answer) and is an error, never a digest. An
+answer cut at `max_tokens` (`finish_reason: "length"`) loses its unfinished last bullet, and a notice says
+it was cut.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tldrlab.digest.fold import fold_thread
 from tldrlab.digest.summarizers.base import (
+    Notice,
     SummaryContext,
     SummaryEvent,
     cited_bullets_from_text,
@@ -72,8 +77,13 @@ class OpenAISummarizer:
         user += f"\nWrite at most {context.max_bullets} bullets, each citing key sentences by number."
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
-    def stream_text(self, context: SummaryContext, draft: str | None = None) -> Iterator[str]:
-        """Raw text chunks from the endpoint."""
+    def stream_text(
+        self, context: SummaryContext, draft: str | None = None
+    ) -> Generator[str, None, str | None]:
+        """Raw text chunks from the endpoint; returns the answer's `finish_reason` (None when the stream
+        ended with [DONE] and no finish_reason, or the client went away). A stream that ends with neither
+        [DONE] nor a finish_reason in its last choice chunk is a ServiceUnavailableError: the connection
+        closed mid-answer, and the cut answer was taken as the whole one (and cached)."""
         import httpx
 
         headers = {"Accept": "text/event-stream"}
@@ -87,6 +97,8 @@ class OpenAISummarizer:
             "temperature": self.temperature,
         }
         url = self.base_url.rstrip("/") + "/chat/completions"
+        answering = False
+        finish_reason: str | None = None
         try:
             with (
                 httpx.Client(timeout=self.timeout_s) as client,
@@ -97,35 +109,89 @@ class OpenAISummarizer:
                     raise ServiceUnavailableError(
                         f"chat endpoint {url} answered {response.status_code}: {detail}"
                     )
+                answering = True
                 for line in response.iter_lines():
                     if context.stop.is_set():
-                        return  # leaving the block closes the connection: the server stops generating
+                        return None  # leaving the block closes the connection: the server stops generating
                     if not line.startswith("data:"):
                         continue
                     payload = line[len("data:") :].strip()
                     if payload == "[DONE]":
-                        return
-                    text = chunk_text(payload, url)
-                    if text:
-                        yield text
+                        return finish_reason
+                    chunk = parse_chunk(payload, url)
+                    if chunk.has_choice:  # a usage report after the last choice chunk does not undo it
+                        finish_reason = chunk.finish_reason
+                    if chunk.text:
+                        yield chunk.text
         except httpx.HTTPError as exc:
+            if answering:  # the answer had begun: the connection broke mid-answer, it was reached
+                raise ServiceUnavailableError(
+                    f"chat endpoint {url} ended before the answer was complete: {exc}"
+                ) from exc
             raise ServiceUnavailableError(f"cannot reach the chat endpoint {url}: {exc}") from exc
+        if finish_reason is None and not context.stop.is_set():
+            raise ServiceUnavailableError(
+                f"chat endpoint {url} ended before the answer was complete (no [DONE] and no "
+                "finish_reason): the connection closed mid-answer; try again"
+            )
+        return finish_reason
 
     def stream(self, context: SummaryContext) -> Iterator[SummaryEvent]:
-        pieces = []
-        for text in self.stream_text(context):
-            pieces.append(text)
-            yield text
-        if not context.stop.is_set():
-            yield from cited_bullets_from_text("".join(pieces), context)
+        yield from self.stream_answer(context)
+
+    def stream_answer(self, context: SummaryContext, draft: str | None = None) -> Iterator[SummaryEvent]:
+        """The answer's text chunks as they come, then notices and its cited bullets (`draft`: a first draft
+        the endpoint consolidates, two_stage's final stage)."""
+        chunks = self.stream_text(context, draft)
+        pieces: list[str] = []
+        try:
+            while True:
+                try:
+                    piece = next(chunks)
+                except StopIteration as end:  # the text is all there: `end.value` says why it ended
+                    finish_reason = end.value
+                    break
+                pieces.append(piece)
+                yield piece
+        finally:
+            chunks.close()  # a consumer that leaves early closes the connection now, not when collected
+        if context.stop.is_set():
+            return
+        text = "".join(pieces)
+        if finish_reason == "length":
+            text, notice = without_unfinished_bullet(text, self.max_tokens)
+            yield notice
+        yield from cited_bullets_from_text(text, context)
 
 
-def chunk_text(payload: str, url: str) -> str | None:
-    """The text of one streamed chunk (`choices[0].delta.content`; None when it carries none). An endpoint
-    that reports an error in the stream (`{"error": {"message": ...}}`, as OpenAI-compatible servers do when
-    a model fails mid-answer) or sends what is no chunk is a ServiceUnavailableError naming the endpoint:
-    the error was skipped as a chunk without text, so the answer cut short there became the digest (and
-    was cached), and a malformed chunk was an "internal error" of the service (a traceback in the CLI)."""
+def without_unfinished_bullet(text: str, max_tokens: int) -> tuple[str, Notice]:
+    """An answer the endpoint cut at `max_tokens`, without its last line when that line was cut (it does not
+    end the answer with a line break: half a sentence, a citation cut to "[3"), and the notice saying so."""
+    said = f"the chat endpoint's answer was cut at its token limit (max_tokens={max_tokens})"
+    if text.endswith("\n") or not text.strip():
+        return text, Notice(f"{said}: more bullets may have followed")
+    kept = text.rsplit("\n", 1)[0] + "\n" if "\n" in text.strip() else ""
+    return kept, Notice(f"{said}: its unfinished last bullet was left out", explains_empty=not kept.strip())
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """What one streamed chunk says."""
+
+    text: str | None
+    """`choices[0].delta.content`; None when it carries none."""
+    has_choice: bool
+    """It carries a choice (a usage report, sent after the last one, does not)."""
+    finish_reason: str | None
+    """`choices[0].finish_reason`: why the answer ended (`stop`, `length`), in its last choice chunk."""
+
+
+def parse_chunk(payload: str, url: str) -> ChatChunk:
+    """One streamed chunk. An endpoint that reports an error in the stream (`{"error": {"message": ...}}`,
+    as OpenAI-compatible servers do when a model fails mid-answer) or sends what is no chunk is a
+    ServiceUnavailableError naming the endpoint: the error was skipped as a chunk without text, so the answer
+    cut short there became the digest (and was cached), and a malformed chunk was an "internal error" of the
+    service (a traceback in the CLI)."""
     try:
         chunk = json.loads(payload)
     except ValueError:
@@ -141,13 +207,14 @@ def chunk_text(payload: str, url: str) -> str | None:
     first = choices[0] if isinstance(choices, list) and choices else {}
     delta = first.get("delta") if isinstance(first, dict) else None
     text = delta.get("content") if isinstance(delta, dict) else None
+    finish_reason = first.get("finish_reason") if isinstance(first, dict) else None
     # a chunk without choices (a usage report) or without content (a role, a finish reason) carries no text
     shaped = isinstance(chunk, dict) and isinstance(choices, list | None) and isinstance(first, dict)
-    if not shaped or not isinstance(text, str | None):
+    if not shaped or not isinstance(text, str | None) or not isinstance(finish_reason, str | None):
         raise ServiceUnavailableError(
             f"chat endpoint {url} sent a chunk that is not a chat completion chunk: {payload[:200]!r}"
         )
-    return text
+    return ChatChunk(text, bool(choices), finish_reason or None)
 
 
 def build(params: dict[str, Any]) -> OpenAISummarizer:

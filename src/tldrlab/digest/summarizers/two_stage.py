@@ -31,7 +31,6 @@ from tldrlab.digest.summarizers.base import (
     Summarizer,
     SummaryContext,
     SummaryEvent,
-    cited_bullets_from_text,
     refuse_boolean,
     refuse_unknown_params,
 )
@@ -94,25 +93,18 @@ class TwoStageSummarizer:
             return
         yield Draft(bullets=draft_bullets, summarizer=self.draft.name)
         final_bullets: list[Bullet] = []
-        consolidate = getattr(self.final, "stream_text", None)
-        if consolidate is not None:  # chat endpoints take the draft in the prompt
-            text: list[str] = []
-            for chunk in consolidate(context, "".join(pieces).strip()):
-                text.append(chunk)
-                yield chunk
-            if context.stop.is_set():
-                return
-            for event in cited_bullets_from_text("".join(text), context):
-                if isinstance(event, list):
-                    final_bullets = event
-                else:
-                    yield event
-        else:
-            for event in self.final.stream(context):
-                if isinstance(event, list):
-                    final_bullets = event
-                else:
-                    yield event
+        consolidate = getattr(self.final, "stream_answer", None)
+        # chat endpoints take the draft in the prompt (and, as on their own, say when their answer was cut)
+        events = (
+            consolidate(context, "".join(pieces).strip())
+            if consolidate is not None
+            else self.final.stream(context)
+        )
+        for event in events:
+            if isinstance(event, list):
+                final_bullets = event
+            else:
+                yield event
         if context.stop.is_set():
             return
         if not final_bullets:
