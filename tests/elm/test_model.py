@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cliutil import run_captured
 from tldrlab.elm.model import (
     ElmModelConfig,
     SummaryAdapter,
@@ -20,6 +21,7 @@ from tldrlab.elm.model import (
     save_elm,
 )
 from tldrlab.errors import CheckpointError, ConfigError
+from tldrlab.runs import open_registry, start_run
 from tldrlab.tokenizers import load_tokenizer
 
 TEMPLATE = "Summarize the following text:\n\n{text}\n\nSummary:"
@@ -141,3 +143,33 @@ def test_predictions_of_a_split_a_synthesis_file_or_texts(
     main(["elm", "generate", "--model", str(saved), "--text", "apt is a package manager", "--max-new-tokens",
           "3", "--json"])  # fmt: skip
     assert [set(r) for r in json.loads(capsys.readouterr().out)["predictions"]] == [{"prediction"}]
+
+
+def test_generate_never_writes_its_output_over_what_the_home_stores(
+    elm_data: Path,
+    elm_tokenizer: Path,
+    tmp_path: Path,
+    tldrlab_home: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `elm generate --output <home>/tldrlab.db` replaced the run registry with prediction rows (every later
+    # command failed); a run's own file named so was replaced too
+    torch.manual_seed(0)
+    model, tok = build_elm(ElmModelConfig(embedding_dim=384, hidden_dim=16), load_tokenizer(elm_tokenizer))
+    saved = save_elm(model, tok, tmp_path / "elm")
+    with start_run("train", {}) as run:
+        run_id = run.id
+    registry_db = tldrlab_home / "tldrlab.db"
+    manifest = tldrlab_home / "runs" / run_id / "manifest.json"
+    kept_db, kept_manifest = registry_db.read_bytes(), manifest.read_bytes()
+    for out, said in (
+        (registry_db, "is a database of the tldrlab home"),
+        (manifest, f"is a file of run {run_id}"),
+    ):
+        argv = ["elm", "generate", "--model", str(saved), "--data", str(elm_data), "--limit", "1",
+                "--max-new-tokens", "2", "--output", str(out)]  # fmt: skip
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and f"--output: {out} {said}" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert registry_db.read_bytes() == kept_db and manifest.read_bytes() == kept_manifest
+    assert [r.id for r in open_registry().list()] == [run_id]
