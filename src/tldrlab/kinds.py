@@ -204,7 +204,7 @@ _ENTRIES = (
         "Ingest forum threads into the sentence store (only changed posts are re-embedded).",
         inputs=("path",),
         must_exist=("path",),
-        check="tldrlab.digest.config:check_ingest",
+        check="tldrlab.digest.ingest:check_ingest_inputs",
         report="tldrlab.digest.ingest:ingest_report",
     ),
     RunKind(

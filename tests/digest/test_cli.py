@@ -103,6 +103,19 @@ def test_ingesting_what_holds_no_threads_is_refused_before_a_run_exists(
     assert open_registry().list() == []
 
 
+def test_an_unknown_embedder_is_refused_before_an_ingest_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `ingest --embedder nosuch` was refused by the run's first embedding: a failed ingest run stayed behind
+    path = tmp_path / "thread.json"
+    path.write_text(json.dumps(sample_thread().model_dump(mode="json")))
+    for name in ("nosuch", "./no/such/model"):
+        code, _, err = run_captured(["ingest", "--embedder", name, str(path)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert f"--embedder: {name!r} is neither a known embedder (minilm, minilm-onnx" in err, err
+    assert open_registry().list() == []
+
+
 def test_threads_are_listed_and_deleted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "thread.json"
     path.write_text(json.dumps(sample_thread().model_dump(mode="json")))

@@ -40,7 +40,7 @@ from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.cache import SummaryCache
 from tldrlab.digest.config import ThreadIngestConfig, check_ingest
-from tldrlab.embed import get_embedder
+from tldrlab.embed import check_embedder_name, get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bars_shown
@@ -448,6 +448,14 @@ def open_sentence_store(
     return open_store(settings, dim=loaded.dim, embedder=loaded.name), loaded
 
 
+def check_ingest_inputs(config: ThreadIngestConfig) -> None:
+    """Kind `ingest`'s check before a run is created: an embedder name that can be built (`ingest --embedder
+    nosuch` was refused by the run's first embedding, and the failed run stayed behind), and a path that holds
+    forum threads (`check_ingest`)."""
+    check_embedder_name(config.embedder)
+    check_ingest(config)
+
+
 def ingest_path(
     path: Path | str,
     *,
@@ -469,7 +477,7 @@ def ingest_path(
         skip_invalid=skip_invalid,
         progress=show_progress,
     )
-    check_ingest(config)  # `digest FILE` of a binary file or of records left a failed ingest run
+    check_ingest_inputs(config)  # `digest FILE` of a binary file or of records left a failed ingest run
     with start_run("ingest", config) as run:
         result = ingest_job(run, config)
     fields = {k: v for k, v in result.items() if k in IngestStats.__dataclass_fields__}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from tldrlab.config import get_settings
+from tldrlab.config import expand_user, get_settings
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError
 
@@ -85,10 +85,39 @@ def get_embedder(name: str | None = None) -> Embedder:
         return _cache[name]
 
 
+def check_embedder_name(name: str | None, option: str = "--embedder") -> None:
+    """Refuse, without loading anything, an embedder `name` that `get_embedder` could never build: neither
+    registered, nor an existing local model directory, nor a hub id (organisation/name). Kind `ingest`
+    calls it before a run exists: `ingest --embedder nosuch` was refused only by the run's first embedding,
+    and the run stayed behind failed. None (the `embedder` setting) is not checked here."""
+    if name is None:
+        return
+    name = name.strip()
+    known = ", ".join(EMBEDDERS)
+    if not name:
+        raise ConfigError(f"{option} is empty: give one of {known}, or a model directory")
+    if name in EMBEDDERS or expand_user(name).exists():
+        return
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        return  # a hub id: whether it can be fetched (or was downloaded before) is the embedder's to say
+    raise ConfigError(
+        f"{option}: {name!r} is neither a known embedder ({known}) nor a model directory here; give one of "
+        "those, or a hub id (organisation/name)"
+    )
+
+
 def clear_embedder_cache() -> None:
     """Forget cached instances (tests; freeing memory)."""
     with _lock:
         _cache.clear()
 
 
-__all__ = ["EMBEDDERS", "VECTOR_SPACES", "Embedder", "clear_embedder_cache", "get_embedder", "vector_space"]
+__all__ = [
+    "EMBEDDERS",
+    "VECTOR_SPACES",
+    "Embedder",
+    "check_embedder_name",
+    "clear_embedder_cache",
+    "get_embedder",
+    "vector_space",
+]
