@@ -101,12 +101,27 @@ def fake_openai_server(chat: FakeChat) -> Iterator[str]:
         server.server_close()
 
 
-def tiny_t5(out_dir: Path) -> Path:
+def tiny_t5(out_dir: Path, *, answer: str | None = None, steps: int = 80) -> Path:
     """A randomly initialised T5 with tiny dimensions and a word-level tokenizer of the sample thread's words,
-    saved like any HF model."""
-    model, tokenizer = tinylm.tiny_t5([p.text for p in sample_thread().posts], seed=0)
-    model.generation_config.eos_token_id = None  # random weights: never stop early, so the length is known
-    model.generation_config.suppress_tokens = [0, 1, 2]  # and never emit pad/eos/unk (they decode to nothing)
+    saved like any HF model. With `answer` (words separated by spaces), trained for `steps` steps on that
+    one answer, so that it writes it whatever its input (and then ends)."""
+    import torch
+
+    corpus = [p.text for p in sample_thread().posts] + ([answer] if answer else [])
+    model, tokenizer = tinylm.tiny_t5(corpus, seed=0)
+    if answer is None:
+        model.generation_config.eos_token_id = None  # random weights: never stop early: a known length
+        model.generation_config.suppress_tokens = [0, 1, 2]  # never emit pad/eos/unk (they decode to nothing)
+        return tinylm.save_tiny_model(model, tokenizer, out_dir)
+    inputs = tokenizer(corpus[0], return_tensors="pt")
+    labels = torch.tensor([tokenizer(answer)["input_ids"] + [tokenizer.eos_token_id]])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        model(**inputs, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
     return tinylm.save_tiny_model(model, tokenizer, out_dir)
 
 

@@ -10,15 +10,17 @@ import threading
 from pathlib import Path
 
 import pytest
-from digest_helpers import FakeChat, fake_openai_server, sample_thread
+from digest_helpers import FakeChat, fake_openai_server, sample_thread, tiny_t5
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
+from tinylm import model_inputs
 from tldrlab.config import get_settings
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.cache import open_cache
 from tldrlab.digest.highlights import HighlightOptions, thread_highlights
 from tldrlab.digest.ingest import ingest_threads
+from tldrlab.digest.local_model import load_local_model
 from tldrlab.digest.pipeline import DigestOptions, digest_events, make_digest
 from tldrlab.digest.summarizers import SUMMARIZERS, Bullet, SummaryContext, build_summarizer
 from tldrlab.digest.summarizers.base import Draft, Notice, bullets_from_text, parse_citations
@@ -27,6 +29,7 @@ from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError, InvalidInputError, ServiceUnavailableError
 from tldrlab.service.app import create_app
 from tldrlab.store.base import SentenceStore
+from tldrlab.tokenizers.plain import plain_ids
 
 
 def context_for(store: SentenceStore, embedder: Embedder, k: int = 6, scorer: str = "auto") -> SummaryContext:
@@ -601,6 +604,43 @@ def test_local_model_streams_and_stops_on_flag(
 
     with pytest.raises(Exception, match="no model named"):
         run("local", context, model_path=str(tiny_t5_dir / "missing"))
+
+
+def test_a_seq2seq_prompt_over_its_limit_holds_the_best_key_sentences_and_its_bullets_cite_only_those(
+    store: SentenceStore, embedder: Embedder, tmp_path: Path
+) -> None:
+    """The seq2seq prompt (the folded thread) was cut by the tokenizer at the model's limit: the posts at its
+    end went, whatever key sentences they held, and the bullets were still cited to those sentences (the
+    model's "[ 6 ]" to the 6th key sentence, by a number it never saw). The thread is now folded tighter until
+    it fits, a notice says how many key sentences the model saw, and the bullets cite only those, by
+    similarity (the folded thread numbers no key sentence, so a number the model writes is no citation)."""
+    model_dir = tiny_t5(tmp_path / "t5", answer="- Lagers are fine between 4 and 7 degrees [ 6 ]")
+    thread = sample_thread()
+    ingest_threads([thread], store, embedder)
+    loaded = load_local_model(str(model_dir))
+    params = {"model_path": str(model_dir), "max_input_tokens": 50}
+    options = DigestOptions(summarizer="local", params=params, k=6, use_cache=False)
+    with model_inputs(loaded.model.encoder) as seen:
+        digest = make_digest(store, thread.id, options, embedder=embedder)
+    prompt = seen[0][0]
+    assert len(prompt) <= 50, len(prompt)
+
+    def in_prompt(text: str) -> bool:
+        ids = plain_ids(loaded.tokenizer, text)
+        return any(prompt[i : i + len(ids)] == ids for i in range(len(prompt) - len(ids) + 1))
+
+    shown = {h.id for h in digest.highlights if in_prompt(h.text)}
+    assert 0 < len(shown) < len(digest.highlights) == 6, shown
+    assert digest.highlights[0].id in shown  # the best-ranked key sentence stays
+    notice = f"the language model's prompt holds {len(shown)} of the 6 key sentences: the thread was folded"
+    assert [n for n in digest.notices if n.startswith(notice)], digest.notices
+    assert [b.text for b in digest.bullets] == ["Lagers are fine between 4 and 7 degrees"]
+    assert all(c in shown for b in digest.bullets for c in b.citations), (shown, digest.bullets)
+    assert digest.bullets[0].citations != [digest.highlights[5].id]
+    # a limit that no key sentence fits in is an error (a clear one: exit 2, 422), as for a chat model
+    tight = options.model_copy(update={"params": {**params, "max_input_tokens": 30}})
+    with pytest.raises(InvalidInputError, match="holds no key sentence within the model's limit of 30"):
+        make_digest(store, thread.id, tight, embedder=embedder)
 
 
 def test_pipeline_caches_until_the_thread_changes(store: SentenceStore, embedder: Embedder) -> None:

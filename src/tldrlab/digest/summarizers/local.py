@@ -6,7 +6,8 @@ title, optionally the folded thread, the key sentences numbered [1]..[n]) and wr
 the format is enforced while decoding and the list stops itself (digest/cited_list.py). Their citations
 are parsed back to highlights, and citations that do not support their bullet are removed; a bullet left
 with none is dropped, or kept and marked with `unsupported=mark` (summarizers/support.py). Seq2seq models
-get the folded thread, and their sentences are cited by similarity.
+get the folded thread, folded tighter until it fits their token limit (never cut by the tokenizer), and
+their sentences are cited by similarity to the key sentences that prompt holds.
 
 Tokens stream through transformers' TextIteratorStreamer while `generate` runs in a thread; a stopping
 criterion watching `context.stop` ends generation when the client disconnects. Loaded models are cached per
@@ -38,11 +39,11 @@ from tldrlab.digest.local_model import (
     model_identity,
 )
 from tldrlab.digest.summarizers.base import (
+    Bullet,
     Notice,
     ParsedCitations,
     SummaryContext,
     SummaryEvent,
-    cited_bullets_from_text,
     invalid_citations_notice,
     merge_parsed_repeats,
     most_similar,
@@ -73,7 +74,9 @@ class LocalSummarizer:
     max_new_tokens: int = 200
     max_input_tokens: int = 1536
     """Prompt budget in tokens (seq2seq models are further capped by their own maximum length). A chat prompt
-    over it leaves out the worked example, then the lowest-ranked key sentences, and a notice says so."""
+    over it leaves out the worked example, then the lowest-ranked key sentences; a seq2seq prompt (the folded
+    thread) is folded tighter, so the posts of the lowest-ranked key sentences leave it first; a notice says
+    how many key sentences the model saw."""
     num_beams: int = 1
     """Seq2seq only: streaming needs greedy or sampling; beams > 1 still work but tokens arrive at the end."""
     prefix: str = "summarize: "
@@ -148,11 +151,6 @@ class LocalSummarizer:
         )
         return params
 
-    def prompt(self, context: SummaryContext, max_chars: int) -> str:
-        """The seq2seq input: the folded thread."""
-        folded, _ = fold_thread(context.thread, context.highlights, max_chars)
-        return f"{self.prefix}{folded}"
-
     def prompt_context(self, context: SummaryContext) -> SummaryContext:
         """The context with its key sentences in the prompt's order: citations are numbers in that order
         (they map back to highlight ids)."""
@@ -173,17 +171,73 @@ class LocalSummarizer:
 
     def stream_seq2seq(self, loaded: LocalModel, context: SummaryContext) -> Iterator[SummaryEvent]:
         tokenizer = loaded.tokenizer
-        limit = min(self.max_input_tokens, getattr(tokenizer, "model_max_length", 512) or 512)
-        text = self.prompt(context, max_chars=limit * 4)  # ~4 characters a token, then cut exactly
-        # the thread is user text: a "</s>" in a post is text, not the end of the input
-        inputs = plain(tokenizer, text, return_tensors="pt", truncation=True, max_length=limit)
+        model_limit = getattr(tokenizer, "model_max_length", 512) or 512
+        limit = min(self.max_input_tokens, model_limit)
+        inputs, shown = self.seq2seq_inputs(tokenizer, context, limit)
+        if len(shown) < len(context.highlights):
+            what = (
+                f"max_input_tokens={self.max_input_tokens}"
+                if self.max_input_tokens <= model_limit
+                else f"the model's input limit of {model_limit}"
+            )
+            yield Notice(
+                f"the language model's prompt holds {len(shown)} of the {len(context.highlights)} key "
+                f"sentences: the thread was folded to fit {what} tokens"
+            )
+        context = replace(context, highlights=shown)  # the bullets cite only sentences the model saw
         options = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False}
         pieces: list[str] = []
         for chunk in stream_generate(loaded, inputs, options, context.stop):
             pieces.append(chunk)
             yield chunk
         if not context.stop.is_set():
-            yield from cited_bullets_from_text("".join(pieces), context)
+            yield seq2seq_bullets("".join(pieces), context)
+
+    def seq2seq_inputs(
+        self, tokenizer: Any, context: SummaryContext, limit: int
+    ) -> tuple[Any, list[Highlight]]:
+        """The seq2seq model's inputs, at most `limit` tokens, and the key sentences they hold (rank order).
+        The folded thread was cut by the tokenizer at `limit`: the posts at its end went, whatever key
+        sentences they held (the accepted answer's best one too), and its bullets were still cited to them.
+        Now the thread is folded with fewer characters until it fits (digest/fold.py: the first posts, then
+        the posts of the best-ranked key sentences), so the lowest-ranked key sentences leave first. When
+        the first posts then crowd out the best-ranked key sentence, the thread is folded from that
+        sentence's post instead (the posts of the key sentences by rank)."""
+        best = min(context.highlights, key=lambda h: h.rank) if context.highlights else None
+        fitted: list[tuple[Any, list[Highlight]]] = []
+        for first_posts in (2, 0):
+            inputs, text, kept = self.folded_inputs(tokenizer, context, limit, first_posts)
+            # a post is shown as its text with runs of whitespace as one space (fold.post_block), maybe cut
+            shown = [h for h in context.highlights if h.post_id in kept and " ".join(h.text.split()) in text]
+            if best is None or best in shown:
+                return inputs, shown
+            fitted.append((inputs, shown))
+        for inputs, shown in fitted:
+            if shown:
+                return inputs, shown
+        raise InvalidInputError(
+            f"the digest prompt holds no key sentence within the model's limit of {limit} tokens"
+        )
+
+    def folded_inputs(
+        self, tokenizer: Any, context: SummaryContext, limit: int, first_posts: int
+    ) -> tuple[Any, str, list[str]]:
+        """The prompt of the thread folded to at most `limit` tokens: its inputs, its text, the posts kept."""
+        budget = limit * 4  # ~4 characters a token, then folded tighter until the tokens fit
+        while True:
+            folded, kept = fold_thread(context.thread, context.highlights, budget, first_posts=first_posts)
+            # the thread is user text: a "</s>" in a post is text, not the end of the input
+            inputs = plain(tokenizer, f"{self.prefix}{folded}", return_tensors="pt", verbose=False)
+            tokens = int(inputs["input_ids"].shape[1])
+            if tokens <= limit:
+                return inputs, folded, kept
+            if not kept:  # the title and the prefix alone are over the limit
+                raise InvalidInputError(
+                    f"the digest prompt needs {tokens} tokens without any post, more than the model's "
+                    f"limit of {limit}"
+                )
+            # in proportion to the overshoot, and by at least 2% so that it ends
+            budget = min(budget * limit // tokens, budget - max(1, budget // 50))
 
     def stream_chat(self, loaded: LocalModel, context: SummaryContext) -> Iterator[SummaryEvent]:
         import torch
@@ -311,6 +365,21 @@ def prompt_order(highlights: list[Highlight], order: str) -> list[Highlight]:
     if order == "rank":
         return list(highlights)
     return sorted(highlights, key=lambda h: (h.post_number, h.sentence_index))
+
+
+def seq2seq_bullets(text: str, context: SummaryContext) -> list[Bullet]:
+    """A seq2seq model's bullets (repeats merged, at most `max_bullets`), each cited to the key sentence of
+    its prompt most similar to it. Its prompt is the folded thread, which numbers no key sentence: a
+    bracketed number it writes (copied from a post's "see [2]") names none of them, so it is removed from
+    the text and never read as a citation (it was, of the key sentence under that number in other prompts,
+    which this model never saw numbered and maybe never saw at all)."""
+    lines = split_bullets(text, 1000)
+    parsed = (parse_bullet_citations(DANGLING_CITATION.sub("", line), 0) for line in lines)
+    texts = [bullet.text for bullet in merge_parsed_repeats(parsed)[: context.max_bullets]]
+    if not context.highlights:
+        return [Bullet(text=t, citations=[]) for t in texts]
+    nearest = most_similar(texts, context.highlights, context.embedder)
+    return [Bullet(text=t, citations=[context.highlights[i].id]) for t, i in zip(texts, nearest, strict=True)]
 
 
 def candidate_bullets(text: str, n_highlights: int, max_bullets: int) -> list[ParsedCitations]:
