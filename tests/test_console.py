@@ -93,7 +93,9 @@ def test_verbose_shows_what_the_quiet_default_leaves_out(tmp_path: Path) -> None
 
 def test_a_failing_run_prints_its_error_once(tmp_path: Path) -> None:
     bad = tmp_path / "thread.json"
-    bad.write_text('{"id": "x", "posts": [{"id": 1}]}')
+    # the first thread reads (a bad first record is refused before a run exists), the second fails the run
+    good = {"id": "t1", "title": "Dates", "posts": [{"id": "p1", "text": "Which parser?"}]}
+    bad.write_text(json.dumps([good, {"id": "x", "posts": [{"id": 1}]}]))
     proc = tldrlab("ingest", str(bad), "--format", "native", home=tmp_path / "home", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("error [invalid_input]") == 1

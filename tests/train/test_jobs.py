@@ -200,6 +200,25 @@ def test_forum_threads_given_to_train_on_are_refused_before_a_run_exists(
     assert len(err.strip().splitlines()) == 1 and open_registry().list() == []
 
 
+def test_a_format_named_that_the_file_does_not_hold_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --format scitldr input.txt` (and `ingest --format stackexchange` of a thread JSON) were refused
+    by the run's read, which stayed behind as a failed run."""
+    text = tmp_path / "input.txt"
+    text.write_text("To be, or not to be, that is the question.\n" * 20)
+    thread = tmp_path / "thread.json"
+    thread.write_text(json.dumps({"id": "t1", "title": "Dates", "posts": [{"id": "p1", "text": "Which?"}]}))
+    for argv, said in (
+        (["train", "--format", "scitldr", "--data", str(text), "--max-steps", "1", "-q"],
+         "not valid JSON (Expecting value at column 1) (read as format 'scitldr'; it looks like 'text')"),
+        (["ingest", "--format", "stackexchange", str(thread)], "not a Stack Exchange Posts.xml"),
+    ):  # fmt: skip
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert open_registry().list() == []
+
+
 def test_a_tokenizer_that_is_not_there_is_refused_before_a_run_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -303,12 +303,18 @@ def refuse_other_kind(path: Path, name: str, kind: ReaderKind) -> None:
 
 
 def split_files(
-    path: Path | str, format: str | None = None, split: str | None = None, *, kind: ReaderKind | None = None
+    path: Path | str,
+    format: str | None = None,
+    split: str | None = None,
+    *,
+    kind: ReaderKind | None = None,
+    skip_invalid: bool = False,
 ) -> list[Path]:
     """`input_files` for a path as a read gets it (format detected when None): what a command line checks
     before it creates a run, so that data without the split it names, or an empty data file (no format has
     a record in one: a read refuses it), is refused with no failed run left; with `kind`, data of the other
-    kind too (a forum dump given to train on, records given to ingest)."""
+    kind too (a forum dump given to train on, records given to ingest); with a format named, a first file
+    that format cannot read (`skip_invalid`: as the run will read it, past malformed records)."""
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
@@ -320,7 +326,40 @@ def split_files(
     for file in files:
         if file.stat().st_size == 0:
             raise InvalidInputError(f"{file}: file is empty", file=str(file))
+    if format is not None:  # a detected format looked at the first record already
+        check_first_record(files[0], name, skip_invalid=skip_invalid)
     return files
+
+
+def check_first_record(file: Path, name: str, *, skip_invalid: bool = False) -> None:
+    """InvalidInputError when format `name`'s reader cannot read the first record of `file`: a format named
+    that the file does not hold (`train --format scitldr input.txt`) was refused by the run's read, which
+    stayed behind failed. Reads one record (a Stack Exchange dump's threads are made of all its rows, so
+    there its head is checked, as detection does)."""
+    if name == "stackexchange":
+        if file.suffix.lower() != ".xml" or "<posts" not in _xml_head(file):
+            raise InvalidInputError(f"{file}: not a Stack Exchange Posts.xml (no <posts> element)")
+        return
+    try:
+        next(READERS[name].read(file, ReadContext(skip_invalid=skip_invalid)), None)
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"{exc.message} (read as format {name!r}{_detected_hint(file, name)})", file=str(file)
+        ) from None
+
+
+def _detected_hint(file: Path, named: str) -> str:
+    """`; it looks like 'text'` when detection tells another format, else nothing."""
+    try:
+        detected = detect_format(file)
+    except (InvalidInputError, NotFoundError):
+        return ""
+    return f"; it looks like {detected!r}" if detected != named else ""
+
+
+def _xml_head(path: Path) -> str:
+    with path.open("rb") as handle:
+        return handle.read(4096).decode("utf-8-sig", errors="replace")
 
 
 def detect_format(path: Path | str) -> str:
@@ -355,9 +394,7 @@ def detect_format(path: Path | str) -> str:
         return detect_format(files[0])
     suffix = path.suffix.lower()
     if suffix == ".xml":
-        with path.open("rb") as handle:
-            head = handle.read(4096).decode("utf-8-sig", errors="replace")
-        if "<posts" in head:
+        if "<posts" in _xml_head(path):
             return "stackexchange"
         raise InvalidInputError(f"{path}: XML without <posts>: only Stack Exchange Posts.xml is supported")
     if suffix in (".txt", ".md"):
