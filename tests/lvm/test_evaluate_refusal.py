@@ -60,6 +60,19 @@ def test_the_pipeline_run_out_of_order_leaves_no_failed_run(capsys: pytest.Captu
     assert open_registry().list() == []
 
 
+def test_a_refusal_for_want_of_concepts_creates_no_store(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm index` / `lvm sequences` before any ingest were refused, but opening the store to find that out
+    created an empty <home>/lvm/concepts.db (and its directory)."""
+    for argv in (["lvm", "index"], ["lvm", "sequences"]):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 3 and "no concepts stored in sqlite:///" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tldrlab_home / "lvm").exists()
+    assert open_registry().list() == []
+
+
 def test_evaluate_and_generate_of_a_run_that_is_no_lvm_leave_no_failed_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -39,9 +39,16 @@ from tldrlab.lvm.config import (
     default_sequences,
 )
 from tldrlab.lvm.npz import BOOL, FLOAT, INTEGER, STRING, read_npz, spec
-from tldrlab.lvm.store import ConceptStore, ConceptTable, open_concept_store, redacted_url
+from tldrlab.lvm.store import (
+    ConceptStore,
+    ConceptTable,
+    default_store_url,
+    open_concept_store,
+    redacted_url,
+)
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
+from tldrlab.runs.db import sqlite_path
 from tldrlab.runs.registry import a_kind_run, open_registry
 from tldrlab.runs.run import MANIFEST, Run, read_manifest
 
@@ -395,13 +402,16 @@ NEAR_DUPLICATE_COSINE = 0.95
 """A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
 
 
+def no_concepts(url: str) -> NotFoundError:
+    """The refusal of a read of a store that holds no concepts (or is not there yet)."""
+    return NotFoundError(f"no concepts stored in {redacted_url(url)}: run `tldrlab lvm ingest` first")
+
+
 def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[str, int]:
     """The store's sources (concepts per source); NotFoundError if it holds none or lacks one of `names`."""
     known = store.sources()
     if not known:
-        raise NotFoundError(
-            f"no concepts stored in {redacted_url(store.url)}: run `tldrlab lvm ingest` first"
-        )
+        raise no_concepts(store.url)
     for name in names:
         if name is not None and name not in known:
             raise NotFoundError(
@@ -414,8 +424,12 @@ def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[st
 def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
     """The check of `lvm_sequences` and `lvm_index` before a run is created (command line and API alike): the
     store holds the concepts they read. Run out of order (before any ingest, or naming a source not ingested)
-    each left a failed run behind."""
-    store = open_concept_store(config.store_url)
+    each left a failed run behind. A SQLite store that is not there is refused without opening it: opening
+    created an empty `lvm/concepts.db` (and its directory) as a side effect of the refusal."""
+    url = config.store_url or default_store_url()
+    if url.startswith("sqlite:///") and not sqlite_path(url).exists():
+        raise no_concepts(url)
+    store = open_concept_store(url)
     try:
         require_sources(store, (config.source, getattr(config, "test_source", None)))
     finally:
