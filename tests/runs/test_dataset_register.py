@@ -72,6 +72,20 @@ def test_register_records_a_data_set_once_with_provenance(
     assert code != 0 and "no such file" in err
 
 
+def test_a_name_an_upload_could_not_have_is_refused(
+    pairs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`data register --name a/b` was recorded as given: a name reading as a path, which the API (which makes
+    a plain file name of every name it takes, `safe_file_name`) never records."""
+    for name, plain in (("a/b", "a_b"), ("..\\up", "up"), ("my pairs", "my_pairs"), (".hidden", "hidden")):
+        code, _, err = run_captured(["data", "register", str(pairs_dir), "--name", name], capsys)
+        assert code == 2 and f"name: {name!r} is not a plain name" in err and f"e.g. {plain!r}" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert open_datasets().list(limit=None) == []
+    code, _, err = run_captured(["data", "register", str(pairs_dir), "--name", "pairs-v1.2_x"], capsys)
+    assert code == 0 and [r.name for r in open_datasets().list(limit=None)] == ["pairs-v1.2_x"], err
+
+
 def test_the_same_bytes_under_another_split_name_are_another_data_set(
     pairs_dir: Path, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ import getpass
 import hashlib
 import json
 import platform
+import re
 import shlex
 import time
 import uuid
@@ -238,6 +239,32 @@ def _no_control_characters(value: str | None) -> str | None:
 
 ProvenanceText = Annotated[str | None, AfterValidator(_no_control_characters)]
 
+NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+"""Characters a data set's name does not hold: an upload's file name has them replaced (`safe_file_name`),
+a name given to `tldrlab data register` is refused with them."""
+
+MAX_NAME_LENGTH = 100
+
+
+def safe_file_name(name: str) -> str:
+    """A plain file name (no directories, no leading dots) keeping the extension that tells the format: what
+    an uploaded data set is stored and named as."""
+    cleaned = NOT_IN_A_NAME.sub("_", Path(name.replace("\\", "/")).name).lstrip("._")[-MAX_NAME_LENGTH:]
+    return cleaned or "data"
+
+
+def _plain_name(name: str | None) -> str | None:
+    # `data register --name a/b` was recorded as given, a name no upload can have (the API makes a plain file
+    # name of every name it is given) and one that reads as a path where runs name data sets by path or id
+    if name is not None and safe_file_name(name) != name:
+        plain = NOT_IN_A_NAME.sub("_", name).strip("._")[:MAX_NAME_LENGTH] or "data"
+        raise ValueError(
+            f"{name!r} is not a plain name: use letters, digits, '.', '_' and '-' (no path separator, not "
+            f"starting with '.' or '_', at most {MAX_NAME_LENGTH} characters), as an uploaded data set's "
+            f"name is; e.g. {plain!r}"
+        )
+    return name
+
 
 class DatasetProvenance(ConfigModel):
     """Where a data set came from, recorded with it (`extra.provenance`): given to `tldrlab data register`
@@ -260,8 +287,11 @@ class RegisterTarget(ConfigModel):
 
     path: Annotated[str, InputPath()]
     """A data file or a data-set directory (registered where it is)."""
-    name: str | None = Field(None, min_length=1, max_length=200)
-    """A name for it (default: the file or directory name)."""
+    name: Annotated[str | None, AfterValidator(_plain_name)] = Field(
+        None, min_length=1, max_length=MAX_NAME_LENGTH
+    )
+    """A name for it (default: the file or directory name): letters, digits, '.', '_' and '-', as an uploaded
+    data set's name is."""
     format: Annotated[str | None, OneOf("format", reader_formats)] = None
     """Format name (detected when omitted)."""
 

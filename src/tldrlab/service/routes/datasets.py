@@ -12,7 +12,6 @@ up to `COUNT_RECORDS_UP_TO` bytes. Responses never carry server paths.
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import time
 import uuid
@@ -37,6 +36,7 @@ from tldrlab.runs.datasets import (
     datasets_dir,
     new_dataset_id,
     open_datasets,
+    safe_file_name,
 )
 from tldrlab.service.confine import public_paths
 from tldrlab.service.limits import StrictJSONRoute
@@ -45,7 +45,6 @@ from tldrlab.service.state import settings_of
 router = APIRouter(tags=["datasets"], route_class=StrictJSONRoute)
 COUNT_RECORDS_UP_TO = 50 * 1024 * 1024
 """Uploads up to this size get their records counted at upload (bigger ones: `records` is null)."""
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class DatasetInfo(BaseModel):
@@ -65,12 +64,6 @@ class DatasetInfo(BaseModel):
 class DatasetList(BaseModel):
     datasets: list[DatasetInfo]
     count: int
-
-
-def safe_file_name(name: str) -> str:
-    """A plain file name (no directories, no leading dots) keeping the extension that tells the format."""
-    cleaned = _SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).lstrip("._")[-100:]
-    return cleaned or "data"
 
 
 def _describe(path: Path, name: str, format: str | None, settings: Settings) -> tuple[str, int | None]:
