@@ -3,7 +3,9 @@ fields, its defaults validate, and its generated command has one option per fiel
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -15,6 +17,7 @@ from tldrlab.cli.main import app
 from tldrlab.cli.runkinds import RUN_COMMANDS, RunCommand
 from tldrlab.configmodel import ConfigModel
 from tldrlab.kinds import section_class, submittable_kinds
+from tldrlab.runs import open_registry
 
 NOT_GENERATED = {
     "lvm_generate": "tldrlab lvm generate --measure N (without --measure it generates without a run)",
@@ -110,3 +113,22 @@ def test_a_missing_setting_is_named_as_the_command_line_takes_it(
     for way in given.split(", "):
         argument = way.removeprefix("the ").removesuffix(" argument")
         assert way in names or (argument != way and argument in usage_line.split("[OPTIONS]")[1]), (way, err)
+
+
+def test_an_unknown_embedder_is_refused_before_an_lvm_ingest_or_elm_prepare_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `lvm ingest --embedder nosuch` and `elm prepare --embedder nosuch` were refused by the run, which stayed
+    # behind failed (as `ingest`'s was)
+    articles = tmp_path / "articles.txt"
+    articles.write_text("One sentence about parsers. Another one about dates.\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"document": "a long text about parsers", "summary": "parsers"}) + "\n")
+    for argv in (
+        ["lvm", "ingest", str(articles), "--embedder", "nosuch"],
+        ["elm", "prepare", "--data", str(pairs), "--embedder", "nosuch", "--out", str(tmp_path / "elm")],
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and "--embedder: 'nosuch' is neither a known embedder (minilm" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert open_registry().list() == []

@@ -36,7 +36,7 @@ from tldrlab.elm.config import (
     ElmTrainConfig,
     adapter_parameter_count,
 )
-from tldrlab.embed import get_embedder
+from tldrlab.embed import check_embedder_name, get_embedder
 from tldrlab.errors import ConfigError, ConflictError, InvalidConfigError, InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bar
 from tldrlab.models.architecture import model_width
@@ -407,10 +407,12 @@ def check_prepare_data(config: ElmPrepareConfig) -> None:
     """Kind `elm_prepare`'s check before a run is created (command line and API alike), as `experiment`'s
     (`experiments.config.check_experiment_data`): its data, unless a prepared layout to filter, holds data
     files, none of them empty, and a data-set directory its training split. An empty file was refused once
-    the run read it, which stayed a failed run."""
+    the run read it, which stayed a failed run; so was an embedder name no embedder has (`--embedder
+    nosuch`)."""
     data = Path(config.data)
     if data.is_dir() and has_layout(data):
-        return
+        return  # filtered: its documents are embedded already
+    check_embedder_name(config.embedder)
     split_files(data, config.format, detect_splits(data)[0])
 
 

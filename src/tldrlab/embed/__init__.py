@@ -87,9 +87,10 @@ def get_embedder(name: str | None = None) -> Embedder:
 
 def check_embedder_name(name: str | None, option: str = "--embedder") -> None:
     """Refuse, without loading anything, an embedder `name` that `get_embedder` could never build: neither
-    registered, nor an existing local model directory, nor a hub id (organisation/name). Kind `ingest`
-    calls it before a run exists: `ingest --embedder nosuch` was refused only by the run's first embedding,
-    and the run stayed behind failed. None (the `embedder` setting) is not checked here."""
+    registered, nor an existing local model directory, nor a hub id (organisation/name). Kinds `ingest`,
+    `lvm_ingest` and `elm_prepare` call it before a run exists: `ingest --embedder nosuch` was refused only
+    by the run's first embedding, and the run stayed behind failed. None (the `embedder` setting) is not
+    checked here."""
     if name is None:
         return
     name = name.strip()

@@ -18,7 +18,7 @@ from pydantic import ConfigDict
 from tldrlab.choices import unknown_choice
 from tldrlab.configmodel import ConfigModel
 from tldrlab.data.splits import held_out_files
-from tldrlab.embed import get_embedder, vector_space
+from tldrlab.embed import check_embedder_name, get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bar
@@ -128,7 +128,9 @@ def refuse_held_out_files(path: Path) -> None:
 
 def check_ingest(config: IngestConfig) -> None:
     """Kind `lvm_ingest`'s check before a run is created (command line and API alike): the articles' path
-    holds no held-out split files (`refuse_held_out_files`, which the run's own read applies too)."""
+    holds no held-out split files (`refuse_held_out_files`, which the run's own read applies too), and the
+    embedder is one that can be built (`--embedder nosuch` was refused by the run, left behind failed)."""
+    check_embedder_name(config.embedder)
     refuse_held_out_files(Path(config.path))
 
 
