@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from cliutil import run_captured
+from tinylm import model_inputs
 from tldrlab.errors import InvalidInputError
 from tldrlab.evaluate import GenerateOptions, score_text
 from tldrlab.evaluate.generate import apply_stop, filter_logits, generate
 from tldrlab.models import build_model, save_model
+from tldrlab.models.chat import chat_prompt_ids, instruction_of
 
 TINY: dict[str, dict[str, Any]] = {
     "t5": {"size": "tiny", "dropout": 0.0},
@@ -156,7 +158,10 @@ def test_scoring_a_data_set_says_which_records_were_cut_to_the_context(
     )
     assert code == 0, err
     warning = " ".join((out + err).split())
-    assert "1 of 2 records are longer than the model's context: only their start was scored (long)" in warning
+    assert (
+        "1 of 2 records are longer than max_tokens 1024 (or the model's context, where shorter): "
+        "only their start was scored (long)" in warning
+    )
 
 
 @pytest.mark.filterwarnings("error:.*past_key_values.*:FutureWarning")  # an API transformers 5.40 removes
@@ -212,7 +217,7 @@ def test_special_token_strings_in_a_document_reach_a_chat_model_as_text(
     "<|endoftext|>", "</s>") was encoded as those control tokens: a generation prompt with a forged assistant
     turn, a scored answer ending in its middle, token counts short. The model gets the template's turn markers
     (and the answer's final eos) only."""
-    from tinylm import INJECTION, model_inputs, save_tiny_model, tiny_chat_tokenizer, tiny_llama
+    from tinylm import INJECTION, save_tiny_model, tiny_chat_tokenizer, tiny_llama
     from tldrlab.evaluate.metrics import length_stats
 
     chat_tokenizer = tiny_chat_tokenizer()
@@ -238,3 +243,67 @@ def test_special_token_strings_in_a_document_reach_a_chat_model_as_text(
         score_text(models["gpt2"], tokenizer, "To be</s> or not", top_k=0)
     assert tokenizer.eos_token_id not in seen[0][0][1:]  # after the start token
     assert length_stats(["To be</s>"], tokenizer)["tokens_mean"] == len("To be</s>")
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_a_text_longer_than_max_tokens_is_scored_on_its_start(
+    name: str, models: dict[str, Any], tokenizer: Any
+) -> None:
+    """A text was scored whole however long: t5 and char_lstm, with no position limit, ran a forward pass
+    over every token (100,000 characters: minutes). At most `max_tokens` are scored now, and the result says
+    how many the text had."""
+    text = "To be, or not to be, that is the question. " * 20
+    text_tokens = len(tokenizer.encode(text, add_special_tokens=False))
+    source = "Whether 'tis nobler in the mind to suffer " * 20
+    with model_inputs(models[name]) as seen:
+        result = score_text(models[name], tokenizer, text, top_k=2, source=source, max_tokens=40)
+    assert (result["num_tokens"], result["text_tokens"], result["truncated"]) == (40, text_tokens, True)
+    assert len(result["surprisal_bits"]) == len(result["topk"]) == 40
+    assert max(len(row) for ids in seen for row in ids) <= 41  # the source too: 40 and its eos
+    assert "".join(result["tokens"]) == text[:40]  # a character tokenizer: its start
+    whole = score_text(models[name], tokenizer, text[:40], top_k=0, max_tokens=40)
+    assert not whole["truncated"] and whole["text_tokens"] == 40
+
+
+def test_a_chat_model_scores_at_most_max_tokens_of_a_long_answer_and_document(tmp_path: Path) -> None:
+    # a rotary model (no n_positions) took the whole document and answer: nothing bounded its forward pass
+    from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+
+    chat_tokenizer = tiny_chat_tokenizer()
+    path = save_tiny_model(tiny_llama(chat_tokenizer), chat_tokenizer, tmp_path / "chat")
+    model = build_model("causal_lm", {"path": str(path)}, chat_tokenizer).eval()
+    answer = "fast, lightweight web server with a small memory footprint " * 30
+    source = "The daemon watches a directory and runs a command when a file changes. " * 30
+    with model_inputs(model) as seen:
+        result = score_text(model, chat_tokenizer, answer, top_k=0, source=source, max_tokens=30)
+    assert result["truncated"] and result["text_tokens"] > 300
+    assert result["num_tokens"] <= 31  # and the end-of-turn
+    template = len(chat_prompt_ids(chat_tokenizer, "", instruction_of(model)))
+    assert len(seen[0][0]) <= template + 30 + 31
+
+
+def test_score_cli_bounds_a_100000_character_text_and_says_so(
+    models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    save_model(models["char_lstm"], tokenizer, tmp_path / "model", name="char_lstm")
+    text = ("To be, or not to be, that is the question. " * 2400)[:100_000]
+    model = str(tmp_path / "model")
+    code, out, err = run_captured(["score", model, "--text", text, "--detail-level", "summary"], capsys)
+    assert code == 0, err
+    warning = " ".join((out + err).split())
+    assert "1024 tokens (truncated)" in warning
+    assert (
+        "the text is 100000 tokens, more than max_tokens 1024 (or the model's context, where shorter): only "
+        "its start was scored (1024 tokens)" in warning
+    )
+    code, out, err = run_captured(["score", model, "--text", text, "--max-tokens", "64", "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and (result["num_tokens"], result["text_tokens"], result["max_tokens"]) == (
+        64,
+        100_000,
+        64,
+    )
+    code, out, err = run_captured(["score", model, "--text", "hi", "--max-tokens", "9000"], capsys)
+    assert code != 0 and "8192" in err and "Traceback" not in out + err

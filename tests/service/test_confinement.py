@@ -263,3 +263,23 @@ def test_paths_hidden_in_free_form_settings_are_refused(server: ServerThread, ho
     lvm["sequences"] = write_tiny_sequences(home / "data" / "s.npz").name
     lvm["model_settings"] = {"pretrained": "smollm2", "skip": "mean"}
     assert httpx.post(f"{server.url}/runs", json={"kind": "lvm_train", "config": lvm}).status_code == 202
+
+
+def test_a_score_request_past_its_token_bound_is_refused_up_front(server: ServerThread, home: Path) -> None:
+    # a score request had no bound on the tokens scored: a 100,000-character text was one forward pass
+    from tldrlab.runs import start_run
+
+    with start_run("train", {}) as trained:  # completed: the only state a score is asked of
+        pass
+    for path in ("/runs", f"/runs/{trained.id}/score"):
+        config = {"text": "hi", "max_tokens": 100_000}
+        body = (
+            {"kind": "score", "config": {"model_run": "smollm2", **config}}
+            if path == "/runs"
+            else {"config": config}
+        )
+        response = httpx.post(f"{server.url}{path}", json=body)
+        assert response.status_code == 422, (path, response.text)
+        problem = response.json()
+        assert "max_tokens" in problem["message"] and "8192" in problem["message"], problem
+        assert problem["code"] and problem["request_id"]

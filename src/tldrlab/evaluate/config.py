@@ -236,6 +236,11 @@ class GenerateConfig(ConfigModel):
         return self
 
 
+DEFAULT_MAX_SCORED_TOKENS = 1024
+"""Tokens of a text a score run scores at most unless told otherwise (`ScoreConfig.max_tokens`): a forward
+pass over a whole long text took minutes and its per-token log-probabilities gigabytes."""
+
+
 class ScoreConfig(ConfigModel):
     """Run kind `score`: loss, perplexity and per-token surprisal of a text under a trained model."""
 
@@ -261,6 +266,10 @@ class ScoreConfig(ConfigModel):
     counts only (per record with `dataset`)."""
     top_k: int = Field(default=5, ge=0, le=50)
     """Top predictions reported per token (`per_token`)."""
+    max_tokens: int = Field(default=DEFAULT_MAX_SCORED_TOKENS, ge=1, le=8192)
+    """Tokens scored at most, of the text (or each record): a longer one is scored on its start and the result
+    says so (`truncated`, `text_tokens`: how many it had); a seq2seq or chat `source` is cut to as many. A
+    model with learned positions (GPT-2's `n_positions`) scores fewer where it takes fewer."""
 
     _dataset_id = field_validator("dataset", mode="before")(dataset_reference)
 

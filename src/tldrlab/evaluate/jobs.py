@@ -135,9 +135,11 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
     top_k = config.top_k if config.detail_level == "per_token" else 0
     if config.dataset is None:
         assert config.text is not None
-        result = score_text(model, tokenizer, config.text, top_k, source=config.source)
+        result = score_text(
+            model, tokenizer, config.text, top_k, source=config.source, max_tokens=config.max_tokens
+        )
         run.set_summary(**{k: result[k] for k in ("loss", "perplexity", "num_tokens")})
-        return {"model": name, **_scored(result, config.detail_level)}
+        return {"model": name, "max_tokens": config.max_tokens, **_scored(result, config.detail_level)}
     task = model_task(name)
     prefix = training_prefix(config.model_run) if task == "seq2seq" else ""
     rows = []
@@ -145,9 +147,16 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
         if task in ("seq2seq", "chat"):
             if not record.summary:
                 continue
-            scored = score_text(model, tokenizer, record.summary, top_k, source=prefix + record.document)
+            scored = score_text(
+                model,
+                tokenizer,
+                record.summary,
+                top_k,
+                source=prefix + record.document,
+                max_tokens=config.max_tokens,
+            )
         else:
-            scored = score_text(model, tokenizer, record.document, top_k)
+            scored = score_text(model, tokenizer, record.document, top_k, max_tokens=config.max_tokens)
         rows.append({"id": record.id, **_scored(scored, config.detail_level)})
     if not rows:
         raise InvalidInputError(f"{config.dataset}: no records with a reference summary to score")
@@ -156,7 +165,14 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
     totals = {"loss": loss, "perplexity": perplexity(loss), "num_tokens": tokens, "records": len(rows)}
     run.set_summary(**totals)
     read = _read_from(config)
-    return {"model": name, **totals, "detail_level": config.detail_level, "per_record": rows, **read}
+    return {
+        "model": name,
+        **totals,
+        "max_tokens": config.max_tokens,
+        "detail_level": config.detail_level,
+        "per_record": rows,
+        **read,
+    }
 
 
 def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
@@ -226,6 +242,13 @@ def generate_report(run_id: str, result: dict[str, Any]) -> Report:
     return report
 
 
+def _scored_at_most(result: dict[str, Any]) -> str:
+    """What cut a scored text: max_tokens (a result recorded before it had one: the model's context alone)."""
+    if "max_tokens" not in result:
+        return "the model's context"
+    return f"max_tokens {result['max_tokens']} (or the model's context, where shorter)"
+
+
 def score_report(run_id: str, result: dict[str, Any]) -> Report:
     totals = f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}"
     if "per_record" in result:  # a data set: the totals, then one row per record
@@ -242,12 +265,18 @@ def score_report(run_id: str, result: dict[str, Any]) -> Report:
         if cut := [row["id"] for row in result["per_record"] if row.get("truncated")]:
             # a single text says "(truncated)"; a data set's rows said nothing, its token counts looking whole
             report.warnings.append(
-                f"{len(cut)} of {result['records']} records are longer than the model's context: only their "
-                f"start was scored ({', '.join(cut[:5])}{', ...' if len(cut) > 5 else ''})"
+                f"{len(cut)} of {result['records']} records are longer than {_scored_at_most(result)}: "
+                f"only their start was scored ({', '.join(cut[:5])}{', ...' if len(cut) > 5 else ''})"
             )
         return report
     truncated = " (truncated)" if result["truncated"] else ""
     report = Report([f"{totals}, {result['num_tokens']} tokens{truncated}  run {run_id}"])
+    # a result recorded before it counted the text has no text_tokens
+    if result["truncated"] and "text_tokens" in result:
+        report.warnings.append(
+            f"the text is {result['text_tokens']} tokens, more than {_scored_at_most(result)}: "
+            f"only its start was scored ({result['num_tokens']} tokens)"
+        )
     if "tokens" in result:  # else detail_level summary
         rows = []
         for i, token in enumerate(result["tokens"]):
