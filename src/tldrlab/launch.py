@@ -68,6 +68,7 @@ from tldrlab.logs import REPORTED_BY_CALLER
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
+from tldrlab.runs.db import SQLITE_HEADER
 from tldrlab.runs.paths import InputPath, path_sites
 from tldrlab.runs.reconcile import OrphanRules, Settlement, cancel_queued
 from tldrlab.runs.reconcile import end_children_left_behind as _end_children_left_behind
@@ -297,9 +298,6 @@ def check_writable(name: str, path: Path) -> None:
     if here.is_dir() and not os.access(here, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{name}: cannot write {path}: {here} is not writable")
     refuse_stored_state(name, path)
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def refuse_stored_state(name: str, path: Path, settings: Settings | None = None) -> None:

@@ -6,14 +6,19 @@ run ran, so `tldrlab lvm evaluate RUN --baselines nope` left a failed run behind
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
 from tldrlab.errors import InvalidConfigError
 from tldrlab.launch import execute
+from tldrlab.lvm.index import build_index
+from tldrlab.lvm.models import LVMConfig, build_lvm, save_lvm
 from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
 
@@ -172,3 +177,67 @@ def test_a_run_naming_a_run_of_another_kind_at_run_time_fails_naming_the_field(
         message = failed.message or ""
         assert failed.status == RunStatus.FAILED and f"{field}: {_not_an_lvm(smoke)}" in message, failed
         assert "KeyError" not in message and "\n" not in message
+
+
+def test_a_store_named_that_is_not_a_concept_store_is_refused_and_left_as_it_was(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm stats`, `lvm tmd` and `lvm generate` (of a saved model) opened the store `--db` named, which
+    created it: a typo left an empty database behind, and `--db <home>/tldrlab.db` added the concept tables
+    to the run registry (as did `lvm index`, `lvm sequences` and `lvm ingest`); a file of another kind was
+    met by SQLite's error. Ingest still makes a store that is not there yet."""
+    registry = tldrlab_home / "tldrlab.db"
+    assert open_registry().list() == []  # the registry is there
+    registry_tables = _tables(registry)
+    typo = tmp_path / "typo" / "concepts.db"
+    articles = tmp_path / "articles.txt"
+    articles.write_text("Bees make honey in hives. Honey keeps for years.\n")
+    model = save_lvm(build_lvm("gru", LVMConfig(dim=4, hidden=4, context=2)), tmp_path / "model")
+    index = tmp_path / "index"
+    build_index(np.eye(4, dtype=np.float32), np.arange(4)).save(index)
+    commands = (
+        ["lvm", "stats"],
+        ["lvm", "tmd"],
+        ["lvm", "generate", str(model), "--text", "Bees make honey.", "--index", str(index)],
+        ["lvm", "generate", str(model), "--measure", "2"],
+        ["lvm", "index"],
+        ["lvm", "sequences"],
+    )
+    for argv in commands:
+        code, _, err = run_captured([*argv, "--db", f"sqlite:///{typo}"], capsys)
+        assert code == 3 and f"no concepts stored in sqlite:///{typo}" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    for argv in (*commands, ["lvm", "ingest", str(articles)]):
+        code, _, err = run_captured([*argv, "--db", f"sqlite:///{registry}"], capsys)
+        assert code == 2 and f"--db: {registry} is the tldrlab run registry, not a concept store" in err, (
+            argv,
+            err,
+        )
+        assert len(err.strip().splitlines()) == 1, err
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    for db, said in (
+        (other, "is a database of other tables (notes)"),
+        (articles, "is not a SQLite database"),
+    ):
+        before = db.read_bytes()
+        for argv in (["lvm", "stats"], ["lvm", "ingest", str(articles)]):
+            code, _, err = run_captured([*argv, "--db", f"sqlite:///{db}"], capsys)
+            assert code == 2 and f"--db: {db} {said}, not a concept store" in err, (argv, err)
+        assert db.read_bytes() == before
+    assert not typo.parent.exists()
+    assert _tables(registry) == registry_tables  # no concept tables added
+    assert open_registry().list() == []
+    # a store not there yet is made by an ingest, and read by the others
+    store = f"sqlite:///{tmp_path / 'new' / 'concepts.db'}"
+    code, _, err = run_captured(["lvm", "ingest", str(articles), "--db", store, "-q"], capsys)
+    assert code == 0, err
+    code, out, err = run_captured(["lvm", "stats", "--db", store, "--json"], capsys)
+    assert code == 0 and json.loads(out)["concepts"] == 2, err
+
+
+def _tables(path: Path) -> set[str]:
+    """The tables of the SQLite database at `path`, read without writing it."""
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -44,9 +44,9 @@ def tmd(options: Any) -> None:
     """
     # lazy: loads numpy (kept off `tldrlab --help`)
     from tldrlab.lvm.ingest import label_concepts
-    from tldrlab.lvm.store import open_concept_store
+    from tldrlab.lvm.store import open_stored_concepts
 
-    with closing(open_concept_store(options.db)) as store:
+    with closing(open_stored_concepts(options.db)) as store:
         done = label_concepts(store, options.source, options.embedder, only_missing=options.missing)
     console.print(f"TMD labels written: {done or 'nothing to label'}")
 
@@ -57,9 +57,9 @@ def stats_command(query: Any, as_json: bool) -> None:
     Example: tldrlab lvm stats --samples 3
     """
     # lazy: loads numpy (kept off `tldrlab --help`)
-    from tldrlab.lvm.store import open_concept_store, public_stats, stats_report
+    from tldrlab.lvm.store import open_stored_concepts, public_stats, stats_report
 
-    with closing(open_concept_store(query.db)) as store:
+    with closing(open_stored_concepts(query.db)) as store:
         found = store.stats(query.source, samples=query.samples)
     emit(public_stats(found), lambda: stats_report(found), as_json=as_json)
 

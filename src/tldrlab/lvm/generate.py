@@ -38,7 +38,7 @@ from tldrlab.lvm.evaluation import MethodScore, candidate_index, margin_interval
 from tldrlab.lvm.index import ConceptIndex
 from tldrlab.lvm.ingest import load_embedder
 from tldrlab.lvm.sequences import load_sequences, missing_split
-from tldrlab.lvm.store import ConceptStore, StoredConcept, open_concept_store
+from tldrlab.lvm.store import ConceptStore, StoredConcept, open_stored_concepts
 from tldrlab.lvm.tmd import TMD, TMDClassifier, tmd_features
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text
@@ -379,7 +379,7 @@ def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
     if len(windows) == 0:  # over the API, where no command line checked it first
         raise missing_split(split, path, seqs.split_names())
     smoother = Smoother(config.lm) if config.smooth else None
-    store = open_concept_store(config.store_url)
+    store = open_stored_concepts(config.store_url)
     try:
         # decoding may return what the system knows: the training corpus, not an unseen article's future
         candidates = candidate_index(seqs, "train")
@@ -581,7 +581,8 @@ def continue_context(options: ContinueOptions, smoother: Smoother | None = None)
         raise InvalidInputError("--article needs --position")
     run_id, model, _ = load_run_model(options.run)
     index = load_index(Path(options.index) if options.index else default_index())
-    store = open_concept_store(options.db)
+    # never created here: `--db` naming a typo left an empty store behind, the run registry gained its tables
+    store = open_stored_concepts(options.db)
     try:
         truth = None
         if texts:

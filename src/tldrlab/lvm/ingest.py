@@ -24,7 +24,13 @@ from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.logs import progress_bar
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.config import IngestConfig
-from tldrlab.lvm.store import ConceptIn, ConceptStore, open_concept_store, redacted_url
+from tldrlab.lvm.store import (
+    ConceptIn,
+    ConceptStore,
+    check_concept_store,
+    open_concept_store,
+    redacted_url,
+)
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_json
@@ -129,9 +135,12 @@ def refuse_held_out_files(path: Path) -> None:
 def check_ingest(config: IngestConfig) -> None:
     """Kind `lvm_ingest`'s check before a run is created (command line and API alike): the articles' path
     holds no held-out split files (`refuse_held_out_files`, which the run's own read applies too), and the
-    embedder is one that can be built (`--embedder nosuch` was refused by the run, left behind failed)."""
+    embedder is one that can be built (`--embedder nosuch` was refused by the run, left behind failed), and
+    `--db` names a concept store or none yet (`check_concept_store`: naming the run registry added the
+    concept tables to it)."""
     check_embedder_name(config.embedder)
     refuse_held_out_files(Path(config.path))
+    check_concept_store(config.store_url, missing_ok=True)
 
 
 def check_articles(config: IngestConfig) -> None:

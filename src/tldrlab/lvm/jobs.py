@@ -32,7 +32,7 @@ from tldrlab.lvm.sequences import (
     named_run,
     splits_with_sequences,
 )
-from tldrlab.lvm.store import open_concept_store
+from tldrlab.lvm.store import check_concept_store, open_stored_concepts
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.report import Report
 from tldrlab.runs import Run, open_registry
@@ -41,7 +41,7 @@ from tldrlab.runs.run import MANIFEST, read_manifest
 
 def lvm_index_job(run: Run, config: LVMIndexConfig) -> dict[str, Any]:
     out = Path(config.out) if config.out else default_index()
-    store = open_concept_store(config.store_url)
+    store = open_stored_concepts(config.store_url)
     try:
         table = store.load(config.source)
     finally:
@@ -114,8 +114,11 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     """The command-line check of `lvm_evaluate` and `lvm_generate` (it runs them now): every run named is a
     trained LVM (a mistyped id, or a run that has not saved its model, failed inside the run and left it
     behind as a failed run), and the sequences they are scored on are there: given, else the first run's,
-    else <home>/lvm/sequences.npz."""
+    else <home>/lvm/sequences.npz; and `lvm_generate`'s store holds concepts (a `--db` naming a typo was
+    created empty by the run, which failed for want of concepts)."""
     located = [locate_run_model(ref, field) for field, ref in lvm_run_fields(config)]
+    if isinstance(config, LVMGenerateConfig):
+        check_concept_store(config.store_url)
     recorded = (Path(c["sequences"]) for _, _, c, _ in located if c.get("sequences"))
     path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
     if not path.exists():  # a directory is refused by the read below, naming it

@@ -42,13 +42,12 @@ from tldrlab.lvm.npz import BOOL, FLOAT, INTEGER, STRING, read_npz, spec
 from tldrlab.lvm.store import (
     ConceptStore,
     ConceptTable,
-    default_store_url,
-    open_concept_store,
-    redacted_url,
+    check_concept_store,
+    no_concepts,
+    open_stored_concepts,
 )
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
-from tldrlab.runs.db import sqlite_path
 from tldrlab.runs.registry import a_kind_run, open_registry
 from tldrlab.runs.run import MANIFEST, Run, read_manifest
 
@@ -402,11 +401,6 @@ NEAR_DUPLICATE_COSINE = 0.95
 """A cross-corpus concept this close to a training-corpus concept is counted as a near duplicate."""
 
 
-def no_concepts(url: str) -> NotFoundError:
-    """The refusal of a read of a store that holds no concepts (or is not there yet)."""
-    return NotFoundError(f"no concepts stored in {redacted_url(url)}: run `tldrlab lvm ingest` first")
-
-
 def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[str, int]:
     """The store's sources (concepts per source); NotFoundError if it holds none or lacks one of `names`."""
     known = store.sources()
@@ -424,12 +418,11 @@ def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[st
 def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
     """The check of `lvm_sequences` and `lvm_index` before a run is created (command line and API alike): the
     store holds the concepts they read. Run out of order (before any ingest, or naming a source not ingested)
-    each left a failed run behind. A SQLite store that is not there is refused without opening it: opening
-    created an empty `lvm/concepts.db` (and its directory) as a side effect of the refusal."""
-    url = config.store_url or default_store_url()
-    if url.startswith("sqlite:///") and not sqlite_path(url).exists():
-        raise no_concepts(url)
-    store = open_concept_store(url)
+    each left a failed run behind. A SQLite store that is not there, or is no concept store (the run
+    registry), is refused without opening it (`check_concept_store`): opening created an empty
+    `lvm/concepts.db` (and its directory) as a side effect of the refusal, or added the concept tables to
+    the database named."""
+    store = open_stored_concepts(config.store_url)
     try:
         require_sources(store, (config.source, getattr(config, "test_source", None)))
     finally:
@@ -494,9 +487,14 @@ def check_lvm_runs(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
 def check_lvm_inputs(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     """The check of `lvm_evaluate` and `lvm_generate` before a run is created (command line and API alike):
     the runs named are lvm_train runs (`check_lvm_runs`), the sequences read are there
-    (`check_default_sequences`)."""
+    (`check_default_sequences`), and the store `lvm_generate` decodes into is a concept store, or none yet
+    (`check_concept_store`: `lvm generate --measure --db` naming the run registry added the concept tables
+    to it; over the API an ingest queued before may make the store, a command line's `check_models` wants
+    it there)."""
     check_lvm_runs(config)
     check_default_sequences(config)
+    if isinstance(config, LVMGenerateConfig):
+        check_concept_store(config.store_url, missing_ok=True)
 
 
 def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
@@ -544,7 +542,7 @@ def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> Seq
     cross = config.test_source
     if cross is not None and cross == config.source:
         raise InvalidInputError(f"the test source {cross!r} is also the training source: choose another one")
-    store = open_concept_store(config.store_url)
+    store = open_stored_concepts(config.store_url)
     try:
         known = require_sources(store, (config.source, cross))
         if cross is None:

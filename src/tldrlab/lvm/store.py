@@ -10,6 +10,7 @@ half-written and never loses what was stored before it.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tldrlab.embed import vector_space
 from tldrlab.errors import DimensionMismatchError, InvalidInputError, NotFoundError
 from tldrlab.lvm.tmd import TMD
 from tldrlab.report import Column, Report, Table
-from tldrlab.runs.db import Database, connect, is_postgres_url, migrate
+from tldrlab.runs.db import SQLITE_HEADER, Database, connect, is_postgres_url, migrate, sqlite_path
 
 COMPONENT = "lvm"
 
@@ -471,8 +472,83 @@ def _tmd(row: Any) -> TMD | None:
     return TMD(str(row["tmd_domain"]), str(row["tmd_task"]), str(row["tmd_modifier"]))
 
 
+def no_concepts(url: str) -> NotFoundError:
+    """The refusal of a read of a store that holds no concepts (or is not there yet)."""
+    return NotFoundError(f"no concepts stored in {redacted_url(url)}: run `tldrlab lvm ingest` first")
+
+
+def check_concept_store(
+    url: str | None, *, missing_ok: bool = False, option: str = "--db", settings: Settings | None = None
+) -> str:
+    """The concept store URL `url` resolves to (None: `default_store_url`), once it is known to name a concept
+    store, found without opening it: opening a SQLite store creates its file and adds the concept tables to
+    whatever database is there. `lvm stats --db` with a typo left an empty database behind, and `--db
+    <home>/tldrlab.db` added the concept tables to the run registry. A SQLite file that is not there, or
+    holds no tables, is refused as holding no concepts (NotFoundError) unless `missing_ok` (an ingest makes
+    the store; a run submitted over the API may find it made by one queued before it); a file that is not a
+    SQLite database, or one of other tables (the run registry, another program's), is refused naming
+    `option` (InvalidInputError), left as it was. A PostgreSQL store is the project's own database, where
+    the concept tables sit beside the registry's by design: not checked."""
+    url = url or default_store_url(settings)
+    if not url.startswith("sqlite:///"):
+        return url
+    path = sqlite_path(url)
+    if not path.exists():
+        if missing_ok:
+            return url
+        raise no_concepts(url)
+    tables = _sqlite_tables(path)
+    if tables is None:
+        what = "a directory" if path.is_dir() else "not a SQLite database"
+        raise InvalidInputError(f"{option}: {path} is {what}, not a concept store (it was left as it was)")
+    if tables and "lvm_concepts" not in tables:
+        settings = settings or get_settings()
+        registry = settings.resolved_database_url
+        if registry.startswith("sqlite:///") and sqlite_path(registry).resolve() == path.resolve():
+            what = "the tldrlab run registry"
+        else:
+            more = ", ..." if len(tables) > 3 else ""
+            what = f"a database of other tables ({', '.join(sorted(tables)[:3])}{more})"
+        raise InvalidInputError(
+            f"{option}: {path} is {what}, not a concept store: name the store `tldrlab lvm ingest` wrote "
+            f"(default {default_store_url(settings)}; it was left as it was)"
+        )
+    if not tables and not missing_ok:
+        raise no_concepts(url)
+    return url
+
+
+def _sqlite_tables(path: Path) -> set[str] | None:
+    """The tables of the SQLite database file at `path`, read without writing it (an empty file: none); None
+    for a directory or a file that is not a SQLite database."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if not header:
+        return set()  # SQLite takes an empty file for an empty database
+    if header != SQLITE_HEADER:
+        return None
+    # read-only: nothing of the file is written, whatever it holds
+    reader = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = reader.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        reader.close()
+    return {str(name) for (name,) in rows}
+
+
+def open_stored_concepts(url: str | None = None, option: str = "--db") -> ConceptStore:
+    """The concept store at `url` for a command that reads (or labels) what is stored: refused as
+    `check_concept_store` refuses, never created."""
+    return open_concept_store(check_concept_store(url, option=option))
+
+
 def open_concept_store(url: str | None = None, settings: Settings | None = None) -> ConceptStore:
-    """The concept store at `url` (default: see `default_store_url`)."""
+    """The concept store at `url` (default: see `default_store_url`), created when it is not there: for a
+    command that only reads it, `open_stored_concepts`."""
     url = url or default_store_url(settings)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,10 @@ def redact(url: str) -> str:
     return url
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first bytes of every SQLite database file."""
+
+
 def sqlite_path(url: str) -> Path:
     if not url.startswith("sqlite:///"):
         raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
