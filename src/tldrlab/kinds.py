@@ -214,6 +214,7 @@ _ENTRIES = (
         "Train a learned highlight scorer (a listwise linear model per mode) on labelled train splits.",
         inputs=("scitldr_train", "forum_dump", "qmsum_train"),
         outputs=("out", "vector_cache_dir"),
+        check="tldrlab.digest.ingest:check_highlight_training",
     ),
     RunKind(
         "highlight_reranker_train",
@@ -222,6 +223,7 @@ _ENTRIES = (
         "Fine-tune a MiniLM re-ranker (LoRA) of query-aware highlights on QMSum train.",
         inputs=("qmsum_train",),
         outputs=("out", "vector_cache_dir"),
+        check="tldrlab.digest.ingest:check_highlight_training",
     ),
     RunKind(
         "elm_prepare",

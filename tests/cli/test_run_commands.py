@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 from cliutil import run_captured
 from tldrlab.cli.main import app
 from tldrlab.cli.runkinds import RUN_COMMANDS, RunCommand
+from tldrlab.config import get_settings
 from tldrlab.configmodel import ConfigModel
 from tldrlab.kinds import section_class, submittable_kinds
 from tldrlab.runs import open_registry
@@ -130,5 +131,38 @@ def test_an_unknown_embedder_is_refused_before_an_lvm_ingest_or_elm_prepare_run_
     ):
         code, _, err = run_captured(argv, capsys)
         assert code == 2 and "--embedder: 'nosuch' is neither a known embedder (minilm" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert open_registry().list() == []
+
+
+def test_an_unknown_embedder_or_embedder_setting_is_refused_before_any_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the embedder of train-highlight-scorer, train-highlight-reranker and elm compare-lm was first looked at
+    # by the run, which stayed behind failed; so was the embedder setting where a config names none
+    papers = tmp_path / "scitldr.jsonl"
+    papers.write_text(json.dumps({"source": ["A sentence."], "source_labels": [1], "title": "t"}) + "\n")
+    meetings = tmp_path / "qmsum.jsonl"
+    meetings.write_text("{}\n")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"document": "a long text about parsers", "summary": "parsers"}) + "\n")
+    for argv in (
+        ["train-highlight-scorer", "--scitldr-train", str(papers), "--embedder", "nosuch"],
+        ["train-highlight-reranker", "--qmsum-train", str(meetings), "--embedder", "nosuch"],
+        ["elm", "compare-lm", "--data", str(pairs), "--embedder", "nosuch", "--out", str(tmp_path / "cmp")],
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and "--embedder: 'nosuch' is neither a known embedder (minilm" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("TLDRLAB_EMBEDDER", "nosuch")
+    get_settings.cache_clear()
+    articles = tmp_path / "articles.txt"
+    articles.write_text("One sentence about parsers. Another one about dates.\n")
+    thread = tmp_path / "Posts.xml"  # the embedder is looked at first: the file is not read
+    thread.write_text("<posts/>\n")
+    for argv in (["lvm", "ingest", str(articles)], ["ingest", str(thread)]):
+        code, _, err = run_captured(argv, capsys)
+        said = "the embedder setting (TLDRLAB_EMBEDDER): 'nosuch' is neither a known embedder (minilm"
+        assert code == 2 and said in err, (argv, err)
         assert len(err.strip().splitlines()) == 1, err
     assert open_registry().list() == []

@@ -16,6 +16,7 @@ from tldrlab.config import get_settings
 from tldrlab.embed import EMBEDDERS, get_embedder, vector_space
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import ConfigError, DependencyMissingError
+from tldrlab.runs import open_registry
 
 SENTENCES = [
     "Serve lagers cold, around 4 degrees Celsius.",
@@ -187,8 +188,10 @@ def test_an_unknown_embedder_name_is_refused_before_the_hub_is_tried(
     code, _, err = run_captured(["lvm", "ingest", str(text)], capsys)
     assert code == 2, err
     (line,) = err.strip().splitlines()
-    assert line.startswith("error [invalid_config] embedder 'minilm-onx' is not a registered embedder"), line
-    assert "minilm-onnx" in line and "sentence-transformers/minilm-onx" in line, line
+    # refused by the kind's check, before a run exists (`embed.check_embedder_name`), naming the setting
+    said = "error [invalid_config] the embedder setting (TLDRLAB_EMBEDDER): 'minilm-onx' is neither a known"
+    assert line.startswith(said) and "minilm-onnx" in line and "hub id (organisation/name)" in line, line
+    assert open_registry().list() == []
     with pytest.raises(ConfigError, match="not a registered embedder"):
         get_embedder("bogus")
 
@@ -211,7 +214,7 @@ def test_an_unknown_embedder_name_is_refused_before_torch_is_imported(tmp_path: 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, env=env
     )
     assert result.stdout.strip() == "exit 2 False", (result.stdout, result.stderr)
-    assert result.stderr.startswith("error [invalid_config] embedder 'minilm-onx' is not a registered"), (
+    assert result.stderr.startswith("error [invalid_config] --embedder: 'minilm-onx' is neither a known"), (
         result.stderr
     )
 

@@ -39,7 +39,12 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.threads import Post, Thread
 from tldrlab.digest.cache import SummaryCache
-from tldrlab.digest.config import ThreadIngestConfig, check_ingest
+from tldrlab.digest.config import (
+    HighlightRerankerTrainConfig,
+    HighlightScorerTrainConfig,
+    ThreadIngestConfig,
+    check_ingest,
+)
 from tldrlab.embed import check_embedder_name, get_embedder
 from tldrlab.embed.base import Embedder
 from tldrlab.errors import InvalidInputError, NotFoundError
@@ -454,6 +459,13 @@ def check_ingest_inputs(config: ThreadIngestConfig) -> None:
     forum threads (`check_ingest`)."""
     check_embedder_name(config.embedder)
     check_ingest(config)
+
+
+def check_highlight_training(config: HighlightScorerTrainConfig | HighlightRerankerTrainConfig) -> None:
+    """The check of kinds `highlight_scorer_train` and `highlight_reranker_train` before a run is created
+    (command line and API alike): the embedder is one that can be built. `train-highlight-scorer --embedder
+    nosuch` was refused by the run's first embedding, which stayed behind failed."""
+    check_embedder_name(config.embedder)
 
 
 def ingest_path(

@@ -271,7 +271,9 @@ def check_compare_lm(config: ElmLMCompareConfig) -> None:
     """Kind `elm_compare_lm`'s check before a run is created (command line and API alike): a layout in its
     `out` was prepared with its settings (`check_compare_lm_layout`); its LM is a causal LM, and with the
     `elm_lora` system one LoRA finds the projections of (`check_elm_lm`, on the ELM settings that system
-    trains with), and their adapters fit the parameter budget."""
+    trains with), and their adapters fit the parameter budget; its embedder is one that can be built
+    (`--embedder nosuch` was refused by the run, left behind failed)."""
+    check_embedder_name(config.embedder)
     check_compare_lm_layout(config)
     lora_rank = config.lora_rank if "elm_lora" in config.systems else None
     elm = ElmModelConfig(

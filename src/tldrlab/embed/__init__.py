@@ -85,14 +85,19 @@ def get_embedder(name: str | None = None) -> Embedder:
         return _cache[name]
 
 
+DEFAULT_EMBEDDER_SETTING = "the embedder setting (TLDRLAB_EMBEDDER)"
+"""How a refusal names the default embedder, used where a config names none."""
+
+
 def check_embedder_name(name: str | None, option: str = "--embedder") -> None:
     """Refuse, without loading anything, an embedder `name` that `get_embedder` could never build: neither
     registered, nor an existing local model directory, nor a hub id (organisation/name). Kinds `ingest`,
-    `lvm_ingest` and `elm_prepare` call it before a run exists: `ingest --embedder nosuch` was refused only
-    by the run's first embedding, and the run stayed behind failed. None (the `embedder` setting) is not
-    checked here."""
+    `lvm_ingest`, `elm_prepare`, `elm_compare_lm`, `highlight_scorer_train` and `highlight_reranker_train`
+    call it before a run exists: `ingest --embedder nosuch` was refused only by the run's first embedding,
+    and the run stayed behind failed. None is the `embedder` setting, resolved as `get_embedder` resolves
+    it and checked as such (`TLDRLAB_EMBEDDER=nosuch` failed the run too)."""
     if name is None:
-        return
+        name, option = get_settings().embedder, DEFAULT_EMBEDDER_SETTING
     name = name.strip()
     known = ", ".join(EMBEDDERS)
     if not name:
