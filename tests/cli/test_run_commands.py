@@ -116,30 +116,14 @@ def test_a_missing_setting_is_named_as_the_command_line_takes_it(
         assert way in names or (argument != way and argument in usage_line.split("[OPTIONS]")[1]), (way, err)
 
 
-def test_an_unknown_embedder_is_refused_before_an_lvm_ingest_or_elm_prepare_run_exists(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # `lvm ingest --embedder nosuch` and `elm prepare --embedder nosuch` were refused by the run, which stayed
-    # behind failed (as `ingest`'s was)
-    articles = tmp_path / "articles.txt"
-    articles.write_text("One sentence about parsers. Another one about dates.\n")
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"document": "a long text about parsers", "summary": "parsers"}) + "\n")
-    for argv in (
-        ["lvm", "ingest", str(articles), "--embedder", "nosuch"],
-        ["elm", "prepare", "--data", str(pairs), "--embedder", "nosuch", "--out", str(tmp_path / "elm")],
-    ):
-        code, _, err = run_captured(argv, capsys)
-        assert code == 2 and "--embedder: 'nosuch' is neither a known embedder (minilm" in err, (argv, err)
-        assert len(err.strip().splitlines()) == 1, err
-    assert open_registry().list() == []
-
-
 def test_an_unknown_embedder_or_embedder_setting_is_refused_before_any_run_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the embedder of train-highlight-scorer, train-highlight-reranker and elm compare-lm was first looked at
-    # by the run, which stayed behind failed; so was the embedder setting where a config names none
+    # the embedder of lvm ingest, elm prepare, train-highlight-scorer, train-highlight-reranker and elm
+    # compare-lm was first looked at by the run, which stayed behind failed (as ingest's was); so was the
+    # embedder setting where a config names none
+    articles = tmp_path / "articles.txt"
+    articles.write_text("One sentence about parsers. Another one about dates.\n")
     papers = tmp_path / "scitldr.jsonl"
     papers.write_text(json.dumps({"source": ["A sentence."], "source_labels": [1], "title": "t"}) + "\n")
     meetings = tmp_path / "qmsum.jsonl"
@@ -147,6 +131,8 @@ def test_an_unknown_embedder_or_embedder_setting_is_refused_before_any_run_exist
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"document": "a long text about parsers", "summary": "parsers"}) + "\n")
     for argv in (
+        ["lvm", "ingest", str(articles), "--embedder", "nosuch"],
+        ["elm", "prepare", "--data", str(pairs), "--embedder", "nosuch", "--out", str(tmp_path / "elm")],
         ["train-highlight-scorer", "--scitldr-train", str(papers), "--embedder", "nosuch"],
         ["train-highlight-reranker", "--qmsum-train", str(meetings), "--embedder", "nosuch"],
         ["elm", "compare-lm", "--data", str(pairs), "--embedder", "nosuch", "--out", str(tmp_path / "cmp")],
@@ -156,8 +142,6 @@ def test_an_unknown_embedder_or_embedder_setting_is_refused_before_any_run_exist
         assert len(err.strip().splitlines()) == 1, err
     monkeypatch.setenv("TLDRLAB_EMBEDDER", "nosuch")
     get_settings.cache_clear()
-    articles = tmp_path / "articles.txt"
-    articles.write_text("One sentence about parsers. Another one about dates.\n")
     thread = tmp_path / "Posts.xml"  # the embedder is looked at first: the file is not read
     thread.write_text("<posts/>\n")
     for argv in (["lvm", "ingest", str(articles)], ["ingest", str(thread)]):
