@@ -128,3 +128,27 @@ def test_predict_by_name_loads_no_model_from_the_servers_working_directory(
     monkeypatch.chdir(tmp_path)
     response = server.post("/lvm/predict", json={"sentences": ["Bees."], "model": "foo"})
     _error(response, 404, "not_found", "'foo' is not a trained LVM: no lvm_train run's model")
+
+
+def test_reading_routes_on_a_fresh_server_create_no_concept_store(
+    server: httpx.Client, tldrlab_home: Path
+) -> None:
+    # The routes opened the default store with open_concept_store, which creates it: a GET /lvm/stats (or a
+    # chunk, a readiness check) on a fresh server wrote <home>/lvm/concepts.db. Nothing ingested yet reads
+    # as an empty collection (200, zero counts, as a store without the asked source answers), creates nothing.
+    store = tldrlab_home / "lvm" / "concepts.db"
+    response = server.get("/lvm/stats", params={"samples": 2})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "concepts": 0,
+        "articles": 0,
+        "sources": [],
+        "tmd": {"domain": {}, "task": {}, "modifier": {}},
+        "samples": [],
+    }
+    assert server.post("/lvm/chunk", json={"text": ARTICLES[0]["text"]}).json()["count"] == 4
+    assert server.get("/readyz").json()["checks"]["lvm"] == "ok"
+    _error(
+        server.post("/lvm/predict", json={"sentences": ["Bees."], "model": "nope"}), 404, "not_found", "nope"
+    )
+    assert not store.exists() and not store.parent.exists()

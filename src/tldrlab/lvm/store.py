@@ -562,6 +562,17 @@ def public_stats(found: dict[str, Any]) -> dict[str, Any]:
     return {**found, "samples": samples}
 
 
+def empty_stats() -> dict[str, Any]:
+    """`public_stats` of a store that holds no concepts (GET /lvm/stats before any ingest made the store)."""
+    return {
+        "concepts": 0,
+        "articles": 0,
+        "sources": [],
+        "tmd": {facet: {} for facet in ("domain", "task", "modifier")},
+        "samples": [],
+    }
+
+
 def stats_report(found: dict[str, Any]) -> Report:
     """`ConceptStore.stats` as it reads: a row per source, each TMD facet's distribution, the samples."""
     headers = ("source", "articles", "concepts", "TMD labelled", "embedder", "dim")

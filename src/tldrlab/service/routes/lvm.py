@@ -8,7 +8,9 @@
     GET  /lvm/stats      what the concept store holds: counts, dimensions, samples, the TMD distribution
 
 The concept store, the index (`<home>/lvm/index`), the embedder, trained LVMs and the smoothing LM are opened
-once per app, on first use. The readiness check `lvm` asks the concept store to answer.
+once per app, on first use. The routes only read the concept store (an ingest run writes it), so it is opened
+once it is there and never created by a request: until then stats are empty and predict is 404 `not_found`.
+The readiness check `lvm` asks the concept store to answer.
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tldrlab.configmodel import ConfigModel
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.lvm.chunking import ChunkingConfig, chunk_article
 from tldrlab.lvm.generate import Smoother, generate_next, window_from_texts
 from tldrlab.lvm.index import load_index
 from tldrlab.lvm.ingest import IngestConfig, load_embedder
-from tldrlab.lvm.store import ConceptStore, StatsQuery, default_store_url, open_concept_store, public_stats
+from tldrlab.lvm.store import (
+    ConceptStore,
+    StatsQuery,
+    check_concept_store,
+    default_store_url,
+    empty_stats,
+    open_concept_store,
+    public_stats,
+)
 from tldrlab.lvm.tmd import TMDClassifier
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.paths import ModelRef
@@ -46,7 +56,8 @@ router = APIRouter(tags=["lvm"])
 class LVMResources:
     """What the LVM routes share in one app (opened lazily, each under the lock)."""
 
-    store: ConceptStore
+    store: ConceptStore | None = None
+    """Opened by `_stored_concepts` once an ingest made it."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     embedders: dict[str, Any] = field(default_factory=dict)
     index: Any | None = None
@@ -62,9 +73,22 @@ def resources(request: Request) -> LVMResources:
     with _open_lock:
         found: LVMResources | None = getattr(state, "lvm", None)
         if found is None:
-            found = LVMResources(store=open_concept_store(settings=settings_of(request)))
+            found = LVMResources()
             state.lvm = found
         return found
+
+
+def _stored_concepts(res: LVMResources, request: Request) -> ConceptStore:
+    """The server's concept store, opened once it is there. Opening it with `open_concept_store` created it:
+    a GET /lvm/stats on a fresh server wrote `<home>/lvm/concepts.db`. NotFoundError (404 `not_found`) until
+    an ingest run stored concepts; checked again on each request until then, as a worker may make it."""
+    with res.lock:
+        if res.store is None:
+            url = check_concept_store(
+                None, option="the server's concept store", settings=settings_of(request)
+            )
+            res.store = open_concept_store(url)
+        return res.store
 
 
 def _embedder(res: LVMResources, name: str | None) -> Any:
@@ -118,7 +142,9 @@ def store_readiness(request: Request) -> str | None:
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         return None
     try:
-        resources(request).store.count()
+        _stored_concepts(resources(request), request).count()
+    except NotFoundError:
+        return None  # an empty database: not made by an ingest yet either
     except Exception as exc:
         return readiness_problem(exc)
     return None
@@ -303,7 +329,8 @@ def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
             f"the embedder gives {window.vectors.shape[1]}-d vectors; the index is {index.dim}-d"
         )
     smoother = _smoother(res, request, body.lm) if body.smooth else None
-    step = generate_next(model, window, index, res.store, k=body.k, smoother=smoother)
+    store = _stored_concepts(res, request)
+    step = generate_next(model, window, index, store, k=body.k, smoother=smoother)
     return {
         "model": body.model,
         "vector": [round(float(x), 6) for x in step.vector],
@@ -316,5 +343,13 @@ def predict(request: Request, body: PredictRequest) -> dict[str, Any]:
 # -- stats ---------------------------------------------------------------------------------------------------
 @router.get("/lvm/stats")
 def stats(request: Request, query: Annotated[StatsQuery, Query()]) -> dict[str, Any]:
-    """Concepts and articles per source, embedder and dimension, the TMD distribution, random samples."""
-    return public_stats(resources(request).store.stats(query.source, samples=query.samples))
+    """Concepts and articles per source, embedder and dimension, the TMD distribution, random samples.
+
+    Before anything was ingested the answer is the empty one a store without the asked source gives (200, zero
+    counts), not a 404: stats describe a collection, which is there and empty, as GET /runs lists no runs."""
+    res = resources(request)
+    try:
+        store = _stored_concepts(res, request)
+    except NotFoundError:
+        return empty_stats()
+    return public_stats(store.stats(query.source, samples=query.samples))
