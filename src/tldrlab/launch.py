@@ -53,6 +53,7 @@ from tldrlab.errors import (
     RunCancelledError,
     RunPreemptedError,
     ServiceUnavailableError,
+    TldrlabError,
     UnknownKindError,
 )
 from tldrlab.kinds import (
@@ -168,7 +169,7 @@ def submit_run(
     check_submittable(kind)
     spec, config = prepare_run(kind, raw)
     try:
-        check_inputs(spec.name, config)
+        check_inputs(spec.name, config, placed=True)
     except (InvalidInputError, NotFoundError) as exc:
         if isinstance(exc, InvalidConfigError | PathNotAllowedError):
             raise
@@ -271,21 +272,39 @@ def is_follower() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
 
 
-def check_inputs(kind: str, config: Any) -> None:
+def check_inputs(kind: str, config: Any, *, placed: bool = False) -> None:
     """What every front end checks before it creates a run of `kind`, so a run that cannot start is refused
     instead of left behind failed: the kind's `must_exist` inputs are there, its `outputs` can be written,
     and its `check` passes (a prepared data directory, a model run that exists, a store that holds the
-    concepts). The command line's pre-flight and the API's submit (`submit_run`) both come through here."""
+    concepts). The command line's pre-flight and the API's submit (`submit_run`) both come through here.
+
+    `placed` (the API's submit): a refusal of one of the kind's `must_exist` or `outputs` fields is an
+    InvalidConfigError whose `errors` entry is at that field (the 422's `loc: [name]`), worded as the command
+    line words it (NotFoundError, exit 3 / InvalidInputError, exit 2, which it still gets). The kind's
+    `check` names no field (a sweep's names its trials'), so what it raises is left to the caller."""
     spec = get_kind(kind)
     resolve_dataset_refs(config)  # checked where it is: `tldrlab train --data dataset:<id>` said "not found"
     for name in spec.must_exist:
         if (path := getattr(config, name)) and not Path(path).exists():
-            raise NotFoundError(f"{name} not found (no such file or directory): {path}")
+            missing = NotFoundError(f"{name} not found (no such file or directory): {path}")
+            raise _placed(name, missing) if placed else missing
     for name in spec.outputs:
         if path := getattr(config, name):
-            check_writable(name, Path(path))
+            try:
+                check_writable(name, Path(path))
+            except InvalidInputError as exc:
+                if not placed:
+                    raise
+                raise _placed(name, exc) from None
     if spec.check:
         load_target(spec.check)(config)
+
+
+def _placed(name: str, refusal: TldrlabError) -> InvalidConfigError:
+    """`refusal` of the config's field `name` as the API answers it: its words as they are (they begin with
+    the field's name already; `InvalidConfigError.at` would name it twice), its one `errors` entry at `name`.
+    It was `InvalidConfigError.unplaced`, at `loc` [], leaving a client nothing to point at."""
+    return InvalidConfigError(refusal.message, errors=[{"loc": [name], "msg": refusal.message}])
 
 
 def check_writable(name: str, path: Path) -> None:

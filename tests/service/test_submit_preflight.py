@@ -127,3 +127,68 @@ def test_a_sweep_whose_trials_would_find_no_data_is_refused_at_submit(
     (data / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
     accepted = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
     assert accepted.status_code == 202, accepted.text
+
+
+def test_an_output_the_server_cannot_write_is_refused_at_its_field(tldrlab_home: Path) -> None:
+    # The kind's own checks of its `outputs` (and `must_exist`) know the field they refuse, but submit turned
+    # every input-check refusal into one at `loc` [] (the config as a whole). Reached over HTTP where the
+    # server may not write its runs directory: a real `tldrlab serve`, bound by file modes as any user is.
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from mountutil import unprivileged
+    from netutil import free_port, wait_for_port
+
+    runs = tldrlab_home / "runs"
+    runs.mkdir(parents=True)
+    runs.chmod(0o555)
+    port = free_port()
+    command = [sys.executable, "-m", "tldrlab", "serve", "--port", str(port), "--workers", "0"]
+    server = subprocess.Popen(
+        unprivileged(command), env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, timeout=60)
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/runs",
+            json={"kind": "lvm_sequences", "config": {"out": "seqs.npz"}},
+            headers={"X-Request-ID": "req-7"},
+            timeout=60,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        runs.chmod(0o755)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "invalid_config" and body["request_id"] == "req-7", body
+    assert body["message"].startswith("out: cannot write ") and "is not writable" in body["message"], body
+    assert body["errors"] == [{"loc": ["out"], "msg": body["message"]}], body
+    assert open_registry().list() == []
+
+
+def test_an_input_that_is_not_there_is_refused_at_its_field_by_submit(tldrlab_home: Path) -> None:
+    # Over HTTP a missing input is refused by confinement first (422 at the field); `launch.submit_run`'s own
+    # `must_exist` refusal named the field in its words ("path not found ...") but answered it at `loc` [].
+    from tldrlab.config import get_settings
+    from tldrlab.errors import InvalidConfigError
+    from tldrlab.launch import submit_run
+    from tldrlab.service.queue import open_queue
+
+    settings = get_settings()
+    missing = tldrlab_home / "data" / "nope.txt"
+    with pytest.raises(InvalidConfigError) as refused:
+        submit_run(
+            "ingest",
+            {"path": str(missing)},
+            queue=open_queue(settings),
+            registry=open_registry(),
+            settings=settings,
+        )
+    message = f"path not found (no such file or directory): {missing}"
+    assert refused.value.message == message
+    assert refused.value.details["errors"] == [{"loc": ["path"], "msg": message}]
+    assert open_registry().list() == []
