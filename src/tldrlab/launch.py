@@ -75,6 +75,7 @@ from tldrlab.runs.reconcile import OrphanRules, Settlement, cancel_queued
 from tldrlab.runs.reconcile import end_children_left_behind as _end_children_left_behind
 from tldrlab.runs.registry import SUBMITTED_VIA
 from tldrlab.targets import load_target
+from tldrlab.track.wandb_tracker import check_online_credentials, wandb_mode
 from tldrlab.train.same_data import check_unchanged
 
 
@@ -349,10 +350,15 @@ def _starts_with(path: Path, header: bytes) -> bool:
 
 def preflight(kind: str, config: Any) -> None:
     """What a command line checks before it creates a run, so a typo leaves no failed run behind:
-    `check_inputs`, then the kind's `local_check` of this machine (not on distributed followers)."""
+    `check_inputs`, a W&B online mode's API key, then the kind's `local_check` of this machine (not on
+    distributed followers)."""
     if is_follower():
         return
     check_inputs(kind, config)
+    # the kinds that track have their W&B mode in their config: this machine's login is checked, as the run
+    # starts W&B here (the API's runs start on a worker, whose environment the server does not know)
+    if "wandb" in getattr(type(config), "model_fields", {}):
+        check_online_credentials(wandb_mode(config.wandb))
     if (local_check := get_kind(kind).local_check) is not None:
         load_target(local_check)(config)
 

@@ -10,6 +10,7 @@ import pytest
 
 from cliutil import run_captured
 from tldrlab.errors import ConfigError
+from tldrlab.runs import open_registry
 from tldrlab.runs.run import start_run
 from tldrlab.track.wandb_tracker import WandbTracker
 
@@ -63,10 +64,45 @@ def test_disabled_mode_writes_nothing_and_bad_mode_is_refused() -> None:
 def test_online_mode_without_an_api_key_is_one_line_saying_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """wandb's UsageError ("No API key configured") ended the run in a traceback."""
+    """wandb's UsageError ("No API key configured") ended the run in a traceback; then, refused in one line by
+    wandb.init inside the run, it left a failed run behind. It is refused before a run exists, from what wandb
+    would read (the environment, the netrc), asking no server: whatever the W&B host, none is reached here."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no key stored either
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: a contact would fail
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine example.org login user password other-hosts-key\n")  # none for the W&B host
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("HOME", str(tmp_path))
-    code, _, err = run_captured(["smoke", "--steps", "1", "--wandb", "online"], capsys)
-    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "invalid_config" in err and "No API key configured" in err and "--wandb offline" in err, err
+    for argv in (["--wandb", "online"], ["--config", str(_config_file(tmp_path, "wandb: online"))]):
+        code, _, err = run_captured(["smoke", "--steps", "1", *argv], capsys)
+        assert open_registry().list() == [], [r.status for r in open_registry().list()]
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "invalid_config" in err and "No API key configured" in err and "--wandb offline" in err, err
+        assert str(netrc) in err, err
+    # the mode from the environment ($WANDB_MODE) where the config names none
+    monkeypatch.setenv("WANDB_MODE", "online")
+    code, _, err = run_captured(
+        ["smoke", "--steps", "1", "--config", str(_config_file(tmp_path, "wandb: null"))], capsys
+    )
+    assert code == 2 and "No API key configured" in err and open_registry().list() == [], err
+    # offline and disabled modes are not checked: they run without a key
+    for mode in ("offline", "disabled"):
+        code, _, err = run_captured(["smoke", "--steps", "1", "--wandb", mode], capsys)
+        assert code == 0, err
+    assert [r.status for r in open_registry().list()] == ["completed", "completed"]
+    # a key where wandb reads it passes the check (whether W&B accepts it is wandb.init's to find)
+    from tldrlab.track.wandb_tracker import check_online_credentials
+
+    netrc.write_text("machine 127.0.0.1:9 login user password a-key\n")
+    check_online_credentials("online")
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("WANDB_API_KEY", "a-key")
+    check_online_credentials("online")
+
+
+def _config_file(directory: Path, text: str) -> Path:
+    path = directory / "smoke.yaml"
+    path.write_text(text + "\n")
+    return path

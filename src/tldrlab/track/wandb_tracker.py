@@ -16,9 +16,11 @@ writes nothing to the home directory (artifact staging and the settings file inc
 
 from __future__ import annotations
 
+import netrc
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tldrlab.choices import unknown_choice
 from tldrlab.config import WANDB_MODES, get_settings
@@ -55,6 +57,43 @@ def wandb_env(run_dir: Path) -> dict[str, str]:
         "WANDB_CONFIG_DIR": str(base / "config"),
         "WANDB_ARTIFACT_DIR": str(base / "artifacts"),
     }
+
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+
+
+def _netrc_path() -> Path:
+    """The netrc file wandb reads its key from: $NETRC, else ~/.netrc, else ~/_netrc (as wandb looks)."""
+    if given := os.environ.get("NETRC"):
+        return Path(given).expanduser()
+    unix = Path("~/.netrc").expanduser()
+    windows = Path("~/_netrc").expanduser()
+    return windows if not unix.exists() and windows.exists() else unix
+
+
+def check_online_credentials(mode: str) -> None:
+    """Refuse W&B `online` mode where wandb.init would find no API key, before a run exists: `--wandb online`
+    without one was refused only by wandb.init inside the run, which stayed behind failed. The places wandb
+    looks are read, no server is asked: $WANDB_API_KEY (or $WANDB_IDENTITY_TOKEN_FILE), else the netrc entry
+    of the W&B host ($WANDB_BASE_URL, default api.wandb.ai). Whether the key is valid is still wandb.init's to
+    find (`_start_refused`). ConfigError (exit 2) in one line; other modes are not checked."""
+    if mode != "online":
+        return
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).netloc
+    path = _netrc_path()
+    try:
+        entry = netrc.netrc(path).authenticators(host) if host else None
+    except (OSError, netrc.NetrcParseError):  # not there, unreadable or malformed: wandb finds no key there
+        entry = None
+    if entry is not None and entry[2]:
+        return
+    raise ConfigError(
+        f"W&B online mode cannot start: No API key configured (WANDB_API_KEY is not set and {path} holds "
+        f"none for {host or 'the W&B host'}); set WANDB_API_KEY or run `wandb login`, or give --wandb "
+        "offline (sync the run later with `wandb sync`)"
+    )
 
 
 def _start_refused(mode: str, exc: Exception) -> Exception:
