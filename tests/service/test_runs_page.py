@@ -243,3 +243,21 @@ def test_a_finished_run_shows_no_heartbeat_age(browser: object) -> None:
         expect(page.locator("#detail-status")).to_have_text("completed", timeout=10_000)
         assert page.text_content("#detail-heartbeat") == ""
         page.close()
+
+
+def test_a_failed_run_s_long_error_wraps_inside_the_page(browser: object) -> None:
+    # a failed run's error holding a long token (no spaces) stretched the list's message cell and the
+    # detail panel to its width: the page scrolled sideways some 15 screens wide, the detail panel off-screen
+    with pytest.raises(RuntimeError), start_run("smoke", {}) as run:
+        raise RuntimeError("no such token: " + "y" * 2000)
+    with serve_app(create_app()) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+        expect(page.locator("#detail-message")).to_contain_text("no such token", timeout=10_000)
+        widths = page.evaluate(
+            """() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,
+                      document.getElementById('detail').getBoundingClientRect().right]"""
+        )
+        assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
+        page.close()
