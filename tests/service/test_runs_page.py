@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 from svc_helpers import record, wait_for
 
 from netutil import free_port, serve_app, start_serve, wait_for_port
-from tldrlab.runs import RunStatus, start_run
+from tldrlab.runs import RunStatus, create_run, start_run
 from tldrlab.service.app import create_app
 
 
@@ -260,4 +260,31 @@ def test_a_failed_run_s_long_error_wraps_inside_the_page(browser: object) -> Non
                       document.getElementById('detail').getBoundingClientRect().right]"""
         )
         assert widths[0] <= widths[1] and widths[2] <= widths[1], widths
+        page.close()
+
+
+def test_runs_past_the_newest_fifty_are_reached_by_paging(browser: object) -> None:
+    # the list asked for the newest 50 runs and offered nothing more: the 51st run back (an old failure to
+    # look into) could not be opened from the page at all, though GET /runs pages with offset
+    oldest = create_run("smoke", {"steps": 1}).id
+    for _ in range(51):
+        create_run("smoke", {"steps": 1})
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{url}/runs-page")
+        rows = page.locator("#runs tbody tr")
+        expect(rows).to_have_count(50, timeout=10_000)
+        assert page.locator(f"#runs tbody tr[data-run-id='{oldest}']").count() == 0
+        expect(page.locator("#runs-newer")).to_be_disabled()
+        page.click("#runs-older")
+        expect(rows).to_have_count(2, timeout=10_000)
+        page.click(f"#runs tbody tr[data-run-id='{oldest}']")
+        expect(page.locator("#detail-id")).to_have_text(oldest, timeout=10_000)
+        expect(page.locator("#runs-older")).to_be_disabled()
+        expect(page.locator("#runs-range")).to_have_text("runs 51–52")
+        page.click("#runs-newer")
+        expect(rows).to_have_count(50, timeout=10_000)
+        assert errors == []
         page.close()

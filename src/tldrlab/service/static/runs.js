@@ -3,7 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { selected: null, stream: null, points: [], kinds: {}, plotsKey: null };
+const state = { selected: null, stream: null, points: [], kinds: {}, plotsKey: null, offset: 0 };
+// The list shows a page of runs, newest first; older pages are one click away (GET /runs pages with offset).
+const RUNS_PAGE = 50;
 
 function headers(extra = {}) {
   const key = $("api-key").value.trim();
@@ -28,10 +30,18 @@ function cell(row, text, className) {
 
 async function refreshList() {
   let data;
-  try { data = await api("/runs?limit=50"); } catch (err) { notice(err.message); return; }
+  // one run more than the page shows says whether an older page exists
+  const offset = state.offset;
+  const query = new URLSearchParams({ limit: String(RUNS_PAGE + 1), offset: String(offset) });
+  try { data = await api(`/runs?${query}`); } catch (err) { notice(err.message); return; }
+  if (offset !== state.offset) return;  // a poll's late answer for the page shown before a click
+  const runs = data.runs.slice(0, RUNS_PAGE);
+  $("runs-newer").disabled = state.offset === 0;
+  $("runs-older").disabled = data.runs.length <= RUNS_PAGE;
+  $("runs-range").textContent = runs.length ? `runs ${state.offset + 1}–${state.offset + runs.length}` : "";
   const body = $("runs").tBodies[0];
   body.replaceChildren();
-  for (const run of data.runs) {
+  for (const run of runs) {
     const row = body.insertRow();
     row.dataset.runId = run.id;
     row.className = run.id === state.selected ? "selected" : "";
@@ -193,6 +203,14 @@ function select(runId) {
   streamEvents(runId, state.stream).catch((err) => { if (err.name !== "AbortError") notice(err.message); });
 }
 
+function showRunsPage(offset) {
+  state.offset = Math.max(0, offset);
+  refreshList();
+}
+
+$("runs-newer").addEventListener("click", () => showRunsPage(state.offset - RUNS_PAGE));
+$("runs-older").addEventListener("click", () => showRunsPage(state.offset + RUNS_PAGE));
+
 $("cancel").addEventListener("click", async () => {
   try { await api(`/runs/${encodeURIComponent(state.selected)}/cancel`, { method: "POST" }); notice("cancel requested"); }
   catch (err) { notice(err.message); }
@@ -206,6 +224,7 @@ $("smoke-form").addEventListener("submit", async (event) => {
     const run = await api("/runs", { method: "POST", headers: { "Content-Type": "application/json" },
                                       body: JSON.stringify({ kind: "smoke", config }) });
     notice(`queued ${run.id}`);
+    state.offset = 0;  // the new run heads the newest page
     await refreshList();
     select(run.id);
   } catch (err) { notice(err.message); }
@@ -248,6 +267,7 @@ $("run-form").addEventListener("submit", async (event) => {
     const run = await api("/runs", { method: "POST", headers: { "Content-Type": "application/json" },
                                       body: JSON.stringify({ kind, config }) });
     notice(`queued ${run.id}`);
+    state.offset = 0;  // the new run heads the newest page
     await refreshList();
     select(run.id);
   } catch (err) { notice(err.message); }  // a 422 names the field: "invalid_config: invalid smoke config: ..."
