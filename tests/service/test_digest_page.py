@@ -630,3 +630,57 @@ def test_a_thread_reingested_again_while_the_page_reads_it_anew_is_shown_unmarke
         assert [url.rsplit("/", 1)[1] for url in requests] == ["pasted-1", "stream_summary", "pasted-1"]
     finally:
         page.close()
+
+
+# The screen box of the first occurrence of `needle` in the text under the element `selector`.
+TEXT_BOX = """([selector, needle]) => {
+  const walker = document.createTreeWalker(document.querySelector(selector), NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const at = node.data.indexOf(needle);
+    if (at < 0) continue;
+    const range = document.createRange();
+    range.setStart(node, at);
+    range.setEnd(node, at + needle.length);
+    const box = range.getBoundingClientRect();
+    return { left: box.left, right: box.right };
+  }
+  return null;
+}"""
+
+
+def test_a_right_to_left_override_in_an_author_or_post_stays_inside_it(browser: Any, server_url: str) -> None:
+    # an author name (or a sentence) holding U+202E RIGHT-TO-LEFT OVERRIDE reversed what the page wrote after
+    # it on the same line: the post's meta read "#2 · answer · live · 4 erocs" and a bullet's citation "]1["
+    # stood left of the bullet, so a name could make a post look accepted or scored as it was not
+    thread = {
+        "id": "rlo-1",
+        "title": "Override",
+        "posts": [
+            {"id": "a", "kind": "question", "text": "Which glass suits a stout?"},
+            {
+                "id": "b",
+                "kind": "answer",
+                "author": "\u202eevil",
+                "score": 4,
+                "text": "A tulip \u202eglass keeps the head.",
+            },
+        ],
+    }
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=thread).status_code == 201
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        page.select_option("#thread-select", "rlo-1")
+        page.click("#digest-button")
+        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        meta = ".post[data-post-id='b'] .meta"
+        author = page.evaluate(TEXT_BOX, [meta, "evil"])
+        score = page.evaluate(TEXT_BOX, [meta, "score 4"])
+        assert author and score and score["left"] >= author["right"], (author, score)
+        assert page.locator("#bullets li").count() == 1
+        words = page.evaluate(TEXT_BOX, ["#bullets li", "glass"])
+        citation = page.locator("#bullets li a.cite").bounding_box()
+        assert words and citation and citation["x"] >= words["right"], (words, citation)
+    finally:
+        page.close()

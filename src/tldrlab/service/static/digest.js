@@ -101,7 +101,13 @@ function renderThread(thread, highlights) {
     div.dataset.postId = post.id;
     const meta = document.createElement("div");
     meta.className = "meta";
-    meta.append(`#${post.number} · ${post.kind}${post.author ? " · " + post.author : ""}`);
+    meta.append(`#${post.number} · ${post.kind}`);
+    if (post.author) {
+      // isolated (<bdi>): direction marks in a name (U+202E) end with it, not reverse the rest of the line
+      const author = document.createElement("bdi");
+      author.textContent = post.author;
+      meta.append(" · ", author);
+    }
     if (post.score !== null && post.score !== undefined) meta.append(` · score ${post.score}`);
     if (post.accepted) {
       const acc = document.createElement("span");
@@ -157,7 +163,11 @@ function fillBullets(list, bullets, highlights) {
   for (const bullet of bullets) {
     const li = document.createElement("li");
     li.dir = "auto";
-    li.append(bullet.from_draft ? `“${bullet.text}”` : bullet.text);
+    // the text isolated (its CSS): direction marks in a sentence end with it, not move its citations
+    const text = document.createElement("span");
+    text.className = "bullet-text";
+    text.textContent = bullet.from_draft ? `“${bullet.text}”` : bullet.text;
+    li.append(text);
     if (bullet.from_draft) {
       li.className = "from-draft";
       li.title = "a key sentence of the thread, quoted: the model kept fewer bullets";
