@@ -288,3 +288,23 @@ def test_runs_past_the_newest_fifty_are_reached_by_paging(browser: object) -> No
         expect(rows).to_have_count(50, timeout=10_000)
         assert errors == []
         page.close()
+
+
+def test_an_artifact_whose_name_holds_url_characters_downloads(browser: object) -> None:
+    # the download link was the artifact's path pasted into the URL: a file named "notes #2 (draft).txt" was
+    # fetched as /artifacts/smoke/<id>/artifacts/notes%20 (the rest a fragment) and "download failed"
+    with start_run("smoke", {}) as run:
+        notes = run.artifacts_dir / "notes #2 (draft).txt"
+        notes.write_text("half of the notes\n")
+        run.add_artifact(notes)
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/runs-page")
+        page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+        link = page.locator("#artifacts a", has_text="notes #2")
+        expect(link).to_have_count(1, timeout=10_000)
+        with page.expect_download(timeout=5_000) as download:
+            link.click()
+        assert Path(download.value.path()).read_text() == "half of the notes\n"
+        assert download.value.suggested_filename == "notes #2 (draft).txt"
+        page.close()

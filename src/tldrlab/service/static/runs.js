@@ -76,7 +76,7 @@ async function refreshDetail() {
   for (const artifact of run.artifacts) {
     const item = document.createElement("li");
     const link = document.createElement("a");
-    link.href = `/artifacts/${run.kind}/${run.id}/${artifact.path}`;
+    link.href = `${artifactsUrl(run)}/${encodedPath(artifact.path)}`;
     link.textContent = `${artifact.path} (${artifact.size} bytes)`;
     link.addEventListener("click", (event) => { event.preventDefault(); download(link.href, artifact.path); });
     item.append(link);
@@ -84,6 +84,12 @@ async function refreshDetail() {
   }
   showPlots(run);
 }
+
+// A run file's URL: each segment of its path encoded, so a name holding `#`, `?`, `%` or a space is fetched
+// as the file it names, not cut at a fragment or query.
+function encodedPath(path) { return path.split("/").map(encodeURIComponent).join("/"); }
+
+function artifactsUrl(run) { return `/artifacts/${encodeURIComponent(run.kind)}/${encodeURIComponent(run.id)}`; }
 
 async function imageDataUrl(url) {
   // a data: URL (the page's policy allows no blob: images), fetched with the API key header
@@ -100,7 +106,7 @@ async function imageDataUrl(url) {
 async function showPlots(run) {
   // the curves the run drew (plots/*.png, files of the run rather than manifest artifacts, which its result
   // names as "curves: run:<id>/plots"), fetched again only when they changed (redrawn at every evaluation)
-  const base = `/artifacts/${encodeURIComponent(run.kind)}/${encodeURIComponent(run.id)}`;
+  const base = artifactsUrl(run);
   let listing;
   try { listing = await api(base); } catch (err) { return; }
   const files = listing.files.filter((file) => /^plots\/[^/]+\.png$/.test(file.path));
@@ -108,7 +114,7 @@ async function showPlots(run) {
   if (run.id !== state.selected || key === state.plotsKey) return;
   const images = [];
   for (const file of files) {
-    const src = await imageDataUrl(`${base}/${file.path}`);
+    const src = await imageDataUrl(`${base}/${encodedPath(file.path)}`);
     if (src === null) continue;
     const image = document.createElement("img");
     image.src = src;
