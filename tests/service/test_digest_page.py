@@ -684,3 +684,22 @@ def test_a_right_to_left_override_in_an_author_or_post_stays_inside_it(browser: 
         assert words and citation and citation["x"] >= words["right"], (words, citation)
     finally:
         page.close()
+
+
+def test_a_digest_asked_of_a_server_that_is_down_says_so(browser: Any) -> None:
+    # with the server stopped (or restarting), Digest said only the browser's "Failed to fetch", which names
+    # neither what failed nor what to check
+    page = browser.new_page()
+    try:
+        with serve_app(create_app()) as url:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                assert client.post("/threads", json=PASTED).status_code == 201
+            page.goto(url + "/")
+            page.wait_for_selector(".post[data-post-id='a']")
+        page.click("#digest-button")
+        page.wait_for_function(
+            "() => document.getElementById('status').className === 'error'", timeout=10_000
+        )
+        assert page.inner_text("#status").startswith("could not reach the server")
+    finally:
+        page.close()

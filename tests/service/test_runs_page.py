@@ -308,3 +308,13 @@ def test_an_artifact_whose_name_holds_url_characters_downloads(browser: object) 
         assert Path(download.value.path()).read_text() == "half of the notes\n"
         assert download.value.suggested_filename == "notes #2 (draft).txt"
         page.close()
+
+
+def test_the_runs_page_says_when_the_server_is_down(browser: object) -> None:
+    # the list's poll of a stopped server put the browser's bare "Failed to fetch" under the forms
+    page = browser.new_page()  # type: ignore[attr-defined]
+    with serve_app(create_app()) as url:
+        page.goto(f"{url}/runs-page")
+        page.wait_for_selector("#run-kind option[value='smoke']", state="attached")
+    expect(page.locator("#notice")).to_contain_text("could not reach the server", timeout=10_000)
+    page.close()

@@ -22,7 +22,7 @@ function setStatus(text, isError) {
 }
 
 async function api(path, options) {
-  const response = await fetch(path, options || { headers: headers(false) });
+  const response = await fetchFromServer(path, options || { headers: headers(false) });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(`${body.code || response.status}: ${body.message || response.statusText}`);
   return body;
@@ -316,7 +316,7 @@ async function digestThread(threadId) {
       summarizer: $("summarizer-select").value,
       q: $("query-input").value.trim() || null,
     };
-    const response = await fetch("/stream_summary", {
+    const response = await fetchFromServer("/stream_summary", {
       method: "POST", headers: headers(true), body: JSON.stringify(request), signal: controller.signal,
     });
     if (!response.ok) {

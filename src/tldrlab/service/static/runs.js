@@ -13,7 +13,7 @@ function headers(extra = {}) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: headers(options.headers || {}) });
+  const response = await fetchFromServer(path, { ...options, headers: headers(options.headers || {}) });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(`${body.code || response.status}: ${body.message || "request failed"}`);
   return body;

@@ -22,3 +22,14 @@ async function* sseEvents(response) {
     }
   }
 }
+
+// fetch() with its failure to get any answer (the server down or restarting, the network gone) said as such:
+// the browser's own words ("Failed to fetch") name neither what failed nor what to check.
+async function fetchFromServer(path, options) {
+  try {
+    return await fetch(path, options);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new Error(`could not reach the server (${err.message}): is it running?`);
+  }
+}
