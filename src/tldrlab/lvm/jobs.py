@@ -117,8 +117,13 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     else <home>/lvm/sequences.npz; and `lvm_generate`'s store holds concepts (a `--db` naming a typo was
     created empty by the run, which failed for want of concepts)."""
     located = [locate_run_model(ref, field) for field, ref in lvm_run_fields(config)]
-    if isinstance(config, LVMGenerateConfig):
-        check_concept_store(config.store_url)
+    # A store the command named (`--db`) is checked before the sequences, the home's own store after them:
+    # of two refusals, the one of what the user named says what to change (a `--db` typo, not the
+    # sequences the run would take by default; `--split cross`, not the store it would decode into)
+    generating = isinstance(config, LVMGenerateConfig)
+    named_store = config.store_url if isinstance(config, LVMGenerateConfig) else None
+    if named_store is not None:
+        check_concept_store(named_store)
     recorded = (Path(c["sequences"]) for _, _, c, _ in located if c.get("sequences"))
     path = Path(config.sequences) if config.sequences else next(recorded, default_sequences())
     if not path.exists():  # a directory is refused by the read below, naming it
@@ -128,6 +133,8 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     has = splits_with_sequences(path)
     if config.split not in has:
         raise missing_split(config.split, path, has)
+    if generating and named_store is None:
+        check_concept_store(None)
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:
