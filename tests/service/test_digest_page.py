@@ -58,6 +58,14 @@ PASTED = {
 }
 
 
+def digest_in_page(page: Any, server_url: str, thread_id: str) -> None:
+    """Open the digest page, pick the thread `thread_id` and wait until its digest is done."""
+    page.goto(server_url + "/")
+    page.select_option("#thread-select", thread_id)
+    page.click("#digest-button")
+    page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+
+
 def in_viewport(page: Any, selector: str) -> bool:
     return bool(
         page.evaluate(
@@ -154,10 +162,7 @@ def test_highlights_after_astral_characters_are_marked_at_their_spans(browser: A
         found = client.get("/threads/emoji-1/highlights", params={"k": 8}).json()["highlights"]
     page = browser.new_page()
     try:
-        page.goto(server_url + "/")
-        page.select_option("#thread-select", "emoji-1")
-        page.click("#digest-button")
-        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        digest_in_page(page, server_url, "emoji-1")
         marked = page.eval_on_selector_all("mark.hl", "ms => ms.map(m => [m.dataset.hid, m.textContent])")
         assert marked and len(marked) == len(found), marked
         texts = {h["id"]: h["text"] for h in found}
@@ -171,10 +176,7 @@ def test_a_thread_deleted_from_the_page_leaves_the_list_and_the_page(browser: An
         assert client.post("/threads", json=PASTED).status_code == 201
     page = browser.new_page()
     try:
-        page.goto(server_url + "/")
-        page.select_option("#thread-select", "pasted-1")
-        page.click("#digest-button")
-        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        digest_in_page(page, server_url, "pasted-1")
         page.once("dialog", lambda dialog: dialog.dismiss())  # asked, and said no: nothing happens
         page.click("#delete-button")
         assert page.eval_on_selector("#thread-select", "s => s.value") == "pasted-1"
@@ -370,10 +372,7 @@ def test_long_unbroken_text_wraps_inside_the_page(browser: Any, server_url: str)
         assert client.post("/threads", json=thread).status_code == 201
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        page.goto(server_url + "/")
-        page.select_option("#thread-select", "wide-1")
-        page.click("#digest-button")
-        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        digest_in_page(page, server_url, "wide-1")
         widths = page.evaluate(
             """() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,
                       document.getElementById('thread').getBoundingClientRect().right]"""
@@ -432,10 +431,7 @@ def test_right_to_left_posts_and_bullets_are_laid_out_right_to_left(browser: Any
             assert client.post("/threads", json=body).status_code == 201
     page = browser.new_page()
     try:
-        page.goto(server_url + "/")
-        page.select_option("#thread-select", "rtl-1")
-        page.click("#digest-button")
-        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        digest_in_page(page, server_url, "rtl-1")
         direction = "(els) => els.map((el) => getComputedStyle(el).direction)"
         assert page.eval_on_selector_all(".post .body", direction) == ["rtl", "rtl", "ltr"]
         assert page.eval_on_selector_all("#thread-title", direction) == ["rtl"]
@@ -670,10 +666,7 @@ def test_a_right_to_left_override_in_an_author_or_post_stays_inside_it(browser: 
         assert client.post("/threads", json=thread).status_code == 201
     page = browser.new_page()
     try:
-        page.goto(server_url + "/")
-        page.select_option("#thread-select", "rlo-1")
-        page.click("#digest-button")
-        page.wait_for_selector("body[data-digest-done='1']", timeout=60_000)
+        digest_in_page(page, server_url, "rlo-1")
         meta = ".post[data-post-id='b'] .meta"
         author = page.evaluate(TEXT_BOX, [meta, "evil"])
         score = page.evaluate(TEXT_BOX, [meta, "score 4"])
