@@ -436,15 +436,19 @@ def test_a_thread_without_sentences_says_so_instead_of_blaming_a_model(client: T
     assert json.loads(events[1][1])["notices"] == [notice]
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
-def test_nul_characters_are_refused_before_anything_is_stored(
-    store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # PostgreSQL's text cannot hold U+0000: a post holding one was a 500 after the thread's row had been
-    # rewritten (the new text shown over the old sentences), and looking up such an id was a 500 too
-    if store == "postgres":
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test runs once on each database the app keeps threads in: SQLite, then PostgreSQL."""
+    if request.param == "postgres":
         monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
         get_settings.cache_clear()
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("database")
+def test_nul_characters_are_refused_before_anything_is_stored() -> None:
+    # PostgreSQL's text cannot hold U+0000: a post holding one was a 500 after the thread's row had been
+    # rewritten (the new text shown over the old sentences), and looking up such an id was a 500 too
     with TestClient(create_app()) as client:
         post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
         assert client.post("/threads", json={"id": "t", "title": "T", "posts": [post]}).status_code == 201
@@ -467,16 +471,11 @@ def test_nul_characters_are_refused_before_anything_is_stored(
         assert_error(asked, 422, "invalid_input", "thread_id: must not contain NUL")
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
-def test_ids_too_long_to_store_or_digest_are_refused_before_anything_is_stored(
-    store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("database")
+def test_ids_too_long_to_store_or_digest_are_refused_before_anything_is_stored() -> None:
     # POST /threads took ids of any length: on PostgreSQL an id its B-tree index cannot hold (over 2,704
     # bytes) was a 500 after the request's earlier threads had been stored, and on either store a thread id
     # over 512 characters was stored but refused by POST /stream_summary (a thread that cannot be digested)
-    if store == "postgres":
-        monkeypatch.setenv("TLDRLAB_DATABASE_URL", request.getfixturevalue("postgres_url"))
-        get_settings.cache_clear()
     # CJK Extension B letters (4 bytes each in UTF-8), in an order that does not compress: the worst case
     astral = [chr(0x20000 + (i * 7919) % 40000) for i in range(800)]
     post = {"id": "a", "text": "Serve lagers cold. Ales warmer."}
