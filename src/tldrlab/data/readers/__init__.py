@@ -80,6 +80,22 @@ class ReaderSpec:
     """Files beside a read file that the reader reads with it when present (Comments.xml beside Posts.xml):
     part of what a registered data set is."""
 
+    check_head: Callable[[Path], None] | None = None
+    """A cheap check that a file is of this format, for a reader whose first item needs the whole file (a
+    Stack Exchange thread is made of rows from all over Posts.xml); None: reading its first item is the
+    check (`check_first_record`). InvalidInputError when the file is not of the format."""
+
+
+def _xml_head(path: Path) -> str:
+    with path.open("rb") as handle:
+        return handle.read(4096).decode("utf-8-sig", errors="replace")
+
+
+def _check_posts_xml(file: Path) -> None:
+    """A Stack Exchange Posts.xml has its <posts> element at its head (as `detect_format` tells it)."""
+    if file.suffix.lower() != ".xml" or "<posts" not in _xml_head(file):
+        raise InvalidInputError(f"{file}: not a Stack Exchange Posts.xml (no <posts> element)")
+
 
 READERS: dict[str, ReaderSpec] = {
     "pairs": ReaderSpec(
@@ -116,6 +132,7 @@ READERS: dict[str, ReaderSpec] = {
         suffixes=(".xml",),
         options={"site": "site for post URLs: 'beer' or 'beer.stackexchange.com' (guessed from the path)"},
         companions=("Comments.xml", "Users.xml"),
+        check_head=_check_posts_xml,
     ),
     "discourse": ReaderSpec(
         "threads",
@@ -334,11 +351,9 @@ def split_files(
 def check_first_record(file: Path, name: str, *, skip_invalid: bool = False) -> None:
     """InvalidInputError when format `name`'s reader cannot read the first record of `file`: a format named
     that the file does not hold (`train --format scitldr input.txt`) was refused by the run's read, which
-    stayed behind failed. Reads one record (a Stack Exchange dump's threads are made of all its rows, so
-    there its head is checked, as detection does)."""
-    if name == "stackexchange":
-        if file.suffix.lower() != ".xml" or "<posts" not in _xml_head(file):
-            raise InvalidInputError(f"{file}: not a Stack Exchange Posts.xml (no <posts> element)")
+    stayed behind failed. Reads one record, or runs the reader's own `check_head` where it has one."""
+    if (check_head := READERS[name].check_head) is not None:
+        check_head(file)
         return
     try:
         next(READERS[name].read(file, ReadContext(skip_invalid=skip_invalid)), None)
@@ -355,11 +370,6 @@ def _detected_hint(file: Path, named: str) -> str:
     except (InvalidInputError, NotFoundError):
         return ""
     return f"; it looks like {detected!r}" if detected != named else ""
-
-
-def _xml_head(path: Path) -> str:
-    with path.open("rb") as handle:
-        return handle.read(4096).decode("utf-8-sig", errors="replace")
 
 
 def detect_format(path: Path | str) -> str:
