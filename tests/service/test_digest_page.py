@@ -696,3 +696,38 @@ def test_a_digest_asked_of_a_server_that_is_down_says_so(browser: Any) -> None:
         assert page.inner_text("#status").startswith("could not reach the server")
     finally:
         page.close()
+
+
+def test_a_right_to_left_override_in_a_title_stays_inside_it_in_the_thread_picker(
+    browser: Any, server_url: str
+) -> None:
+    # a title holding U+202E reversed the "(N posts)" the picker writes after it ("(stsop 2) ..."); an option
+    # is drawn by the browser, not laid out in the page, so its label is measured as the same text in a span
+    thread = {
+        "id": "rlo-title",
+        "title": "\u202eBest glass",
+        "posts": [
+            {"id": "a", "kind": "question", "text": "Which glass suits a stout?"},
+            {"id": "b", "kind": "answer", "text": "A tulip glass keeps the head."},
+        ],
+    }
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=thread).status_code == 201
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/")
+        page.wait_for_selector("#thread-select option[value='rlo-title']", state="attached")
+        page.evaluate(
+            """() => {
+              const label = document.createElement("span");
+              label.id = "picker-label";
+              const option = document.querySelector("#thread-select option[value='rlo-title']");
+              label.textContent = option.textContent;
+              document.body.append(label);
+            }"""
+        )
+        title = page.evaluate(TEXT_BOX, ["#picker-label", "glass"])
+        count = page.evaluate(TEXT_BOX, ["#picker-label", "2 posts"])
+        assert title and count and count["left"] >= title["right"], (title, count)
+    finally:
+        page.close()

@@ -44,7 +44,9 @@ async function loadThreadList(selectId) {
     select.append(new Option(filter ? "(no thread matches the filter)" : "(none yet: paste or upload one)", ""));
   }
   for (const t of body.threads) {
-    select.append(new Option(`${t.title || t.id} (${t.posts} posts)`, t.id));
+    // An option holds text only (no <bdi>), so the title is wrapped in FIRST STRONG ISOLATE ... POP DIRECTIONAL
+    // ISOLATE: a title holding U+202E (or written right to left) then cannot reverse the "(N posts)" after it.
+    select.append(new Option(`\u2068${t.title || t.id}\u2069 (${t.posts} posts)`, t.id));
   }
   if (body.next_offset !== null && body.next_offset !== undefined) {
     const more = new Option(`(more than ${THREAD_PAGE}: type in the filter to find others)`, "");
