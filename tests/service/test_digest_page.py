@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -731,3 +733,44 @@ def test_a_right_to_left_override_in_a_title_stays_inside_it_in_the_thread_picke
         assert title and count and count["left"] >= title["right"], (title, count)
     finally:
         page.close()
+
+
+def test_a_server_dying_mid_stream_is_said_so(browser: Any, server_url: str) -> None:
+    # a server that died (or a network that went) after the stream began left the page saying only the
+    # browser's "network error"; the stream here is served by a socket that sends a token and then closes
+    # without ending its chunked body, as a killed server process does
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        assert client.post("/threads", json=PASTED).status_code == 201
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_half_a_stream() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"1e\r\nevent: token\ndata: Cans keep\n\n\r\n"
+            )
+            token_shown.wait(timeout=30)  # the page has read the token: the stream had begun when it dies
+
+    token_shown = threading.Event()
+    serving = threading.Thread(target=serve_half_a_stream, daemon=True)
+    serving.start()
+    page = browser.new_page()
+    try:
+        page.route(
+            "**/stream_summary", lambda route: route.continue_(url=f"http://127.0.0.1:{port}/stream_summary")
+        )
+        page.goto(server_url + "/")
+        page.wait_for_function("() => document.getElementById('thread-select').value === 'pasted-1'")
+        page.click("#digest-button")
+        page.wait_for_function("() => document.getElementById('stream').textContent === 'Cans keep'")
+        token_shown.set()
+        page.wait_for_function("() => document.getElementById('status').className === 'error'", timeout=30000)
+        assert page.inner_text("#status").startswith("the connection to the server was lost mid-stream")
+    finally:
+        page.close()
+        token_shown.set()
+        serving.join(timeout=10)
+        listener.close()

@@ -5,7 +5,15 @@ async function* sseEvents(response) {
   const decoder = new TextDecoder();
   let buffer = "";
   for (;;) {
-    const { value, done } = await reader.read();
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (err) {
+      // The server died or the network went mid-stream: the browser says only "network error".
+      if (err.name === "AbortError") throw err;
+      throw new Error(`the connection to the server was lost mid-stream (${err.message}): is it still running?`);
+    }
+    const { value, done } = chunk;
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
     let cut;
