@@ -12,7 +12,7 @@ import os
 import resource
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import ValidationError
 
@@ -36,6 +36,16 @@ class TldrlabError(Exception):
         if self.details:
             body["details"] = self.details
         return body
+
+    def placed(self, field: str | tuple[str | int, ...]) -> Self:
+        """This refusal, marked as one of the config's `field` (a path's parts, or one name): its class and
+        words stay (the command line's exit code and line), and it gains the one `errors` entry an API answer
+        lists, `{"loc": [...], "msg": message}`. A kind's check raises its refusals so where it knows the
+        field: the API's submit (`launch.submit_run`) answers them as a 422 at that field, where it could only
+        place them at `loc` [] (the config as a whole)."""
+        path = (field,) if isinstance(field, str) else field
+        self.details["errors"] = [{"loc": [str(part) for part in path], "msg": self.message}]
+        return self
 
 
 class InvalidInputError(TldrlabError):

@@ -175,8 +175,12 @@ def submit_run(
         if isinstance(exc, InvalidConfigError | PathNotAllowedError):
             raise
         # what the config names is not there (or not usable): the request's config is what is wrong (422
-        # naming the problem), not a resource of the API that was not found. The kind's check names no field
-        # of the config to point at: the refusal is of the config as a whole
+        # naming the problem), not a resource of the API that was not found. At the field the kind's check
+        # placed it at (`TldrlabError.placed`), worded `field: ...` as every refusal of one field is; a
+        # refusal it did not place is of the config as a whole
+        placed = exc.details.get("errors")
+        if isinstance(placed, list) and placed:
+            raise InvalidConfigError.at_fields((tuple(e["loc"]), e["msg"]) for e in placed) from None
         raise InvalidConfigError.unplaced(exc.message) from None
     queue.ping()  # refuse before creating anything
     record = create_run(

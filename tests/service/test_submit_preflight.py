@@ -192,3 +192,49 @@ def test_an_input_that_is_not_there_is_refused_at_its_field_by_submit(tldrlab_ho
     assert refused.value.message == message
     assert refused.value.details["errors"] == [{"loc": ["path"], "msg": message}]
     assert open_registry().list() == []
+
+
+def test_a_tokenizer_path_that_holds_no_tokenizer_is_refused_at_its_field(
+    client: TestClient, tldrlab_home: Path
+) -> None:
+    # `tldrlab train --tokenizer X` refuses a directory without tokenizer.json, or a file of another kind,
+    # before a run exists; `POST /runs` only confined the path (it is in the data root) and queued a training
+    # that failed in the worker ("no tokenizer.json in ...")
+    from tldrlab.tokenizers import train_tokenizer
+
+    root = tldrlab_home / "data"
+    (root / "empty").mkdir(parents=True)
+    (root / "text.txt").write_text("To be, or not to be, that is the question.\n" * 20)
+    config: dict[str, Any] = {"model": "char_lstm", "data": {"path": "text.txt"}, "train": {"max_steps": 1}}
+    for tokenizer, said in (
+        ("empty", "no tokenizer.json in empty (nor in its tokenizer/ or model/ subdirectory)"),
+        ("text.txt", "text.txt is not a tokenizer: give a tokenizer directory"),
+        ("nosuch", "no such file or directory in the data roots"),  # confinement's, as before
+    ):
+        response = client.post(
+            "/runs", json={"kind": "train", "config": {**config, "tokenizer": {"path": tokenizer}}}
+        )
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["code"] == "invalid_config", body
+        (error,) = body["errors"]
+        assert error["loc"] == ["tokenizer", "path"] and said in error["msg"], body
+        assert body["message"] == f"tokenizer.path: {error['msg']}", body
+        assert str(tldrlab_home) not in response.text
+    # a sweep's trials would train with it: refused at the field of the sweep's base config
+    sweep = {
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "parameters": {"train.lr": {"values": [0.001]}},
+        "config": {**config, "tokenizer": {"path": "empty"}},
+    }
+    response = client.post("/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+    assert response.status_code == 422, response.text
+    assert [e["loc"] for e in response.json()["errors"]] == [["sweep", "config", "tokenizer", "path"]]
+    assert open_registry().list() == []
+    train_tokenizer("char", [root / "text.txt"], 50, root / "tok")
+    accepted = client.post(
+        "/runs", json={"kind": "train", "config": {**config, "tokenizer": {"path": "tok"}}}
+    )
+    assert accepted.status_code == 202, accepted.text

@@ -12,13 +12,8 @@ from tldrlab.cli.tables import emit
 from tldrlab.config import expand_user
 from tldrlab.models.resolve import installed_model_dir
 from tldrlab.runs.aliases import alias_target
-from tldrlab.tokenizers.load import (
-    load_tokenizer,
-    read_tokenizer_manifest,
-    resolve_tokenizer_dir,
-    tokenize_text,
-    tokenizer_report,
-)
+from tldrlab.tokenizers.config import resolve_tokenizer_dir
+from tldrlab.tokenizers.load import load_tokenizer, read_tokenizer_manifest, tokenize_text, tokenizer_report
 
 tokenizer_app = typer.Typer(
     help="Train and inspect tokenizers (bpe, sentencepiece, char).", no_args_is_help=True

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.data.splits import training_files
-from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, listed_problems
+from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, TldrlabError, listed_problems
 from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
 from tldrlab.launch import check_inputs, preflight
@@ -296,4 +296,11 @@ def check_sweep_inputs(config: SweepConfig) -> None:
     its trials then failed; the command line refused it (`runner.check_sweep`, its `local_check`)."""
     spec = parse_sweep(config.sweep, source=config.source)
     resolve_program(spec)
-    TRIAL_PROGRAMS[spec.kind].check_inputs(spec, representative_params(spec))
+    try:
+        TRIAL_PROGRAMS[spec.kind].check_inputs(spec, representative_params(spec))
+    except TldrlabError as exc:
+        # a trial's field (`tokenizer.path`) is in the sweep's base config: where the API's submit points
+        placed = exc.details.get("errors")
+        if isinstance(placed, list):
+            exc.details["errors"] = [{**e, "loc": ["sweep", "config", *e["loc"]]} for e in placed]
+        raise

@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tldrlab.tokenizers.config import SPECIAL_TOKENS, TokenizerConfig
-from tldrlab.tokenizers.load import load_tokenizer, read_tokenizer_manifest, resolve_tokenizer_dir
+from tldrlab.tokenizers.config import SPECIAL_TOKENS, TokenizerConfig, resolve_tokenizer_dir
+from tldrlab.tokenizers.load import load_tokenizer, read_tokenizer_manifest
 
 if TYPE_CHECKING:
     from tldrlab.tokenizers.train import TOKENIZERS, holdout_stats, tokenizer_once, train_tokenizer

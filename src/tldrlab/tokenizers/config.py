@@ -1,15 +1,19 @@
 """What a tokenizer is trained from (`TokenizerConfig`), the config of the `tokenizer` run kind
-(`TokenizerJobConfig`) and the special tokens every tokenizer shares."""
+(`TokenizerJobConfig`), the special tokens every tokenizer shares, and where a tokenizer directory is
+(`resolve_tokenizer_dir`: file names only, so the checks a run's config gets before it exists use it)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tldrlab.choices import OneOf
 from tldrlab.configmodel import ConfigModel
+from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
 from tldrlab.runs.paths import InputPath, OutputPath, Seed
+from tldrlab.runs.registry import open_registry
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS: dict[str, str] = {"pad_token": PAD, "unk_token": UNK, "bos_token": BOS, "eos_token": EOS}
@@ -43,6 +47,33 @@ SentencePiece cannot parse a size past 32 bits."""
 
 TokenizerMethod = Annotated[str, OneOf("tokenizer method", MIN_VOCAB_SIZES)]
 """A config field naming a tokenizer method (checked, and listed in --help and the JSON schema)."""
+
+
+def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
+    """A directory holding tokenizer.json: the path itself, its `tokenizer/` or `model/` subdirectory, or the
+    directory of a run id (or unique prefix) from the registry."""
+    if not str(path_or_run).strip():  # Path("") is the working directory: a blank name is not a path
+        raise InvalidInputError("the tokenizer is empty: give a tokenizer directory, a model or a run id")
+    path = Path(path_or_run)
+    if not path.exists():
+        try:
+            path = Path(open_registry().find(str(path_or_run)).run_dir)
+        except AmbiguousRunIdError:
+            raise  # several runs match: "no such run" would hide that a longer prefix picks one
+        except NotFoundError:
+            raise NotFoundError(f"no tokenizer directory or run named {str(path_or_run)!r}") from None
+    given = path
+    if path.is_file():
+        path = path.parent
+    for candidate in (path, path / "tokenizer", path / "model"):
+        if (candidate / TOKENIZER_FILE).is_file():
+            return candidate
+    if given.is_file():  # named the file the user gave, not only its directory
+        raise NotFoundError(
+            f"{given} is not a tokenizer: give a tokenizer directory (tldrlab tokenizer train), its "
+            f"{TOKENIZER_FILE}, a model directory or a run id"
+        )
+    raise NotFoundError(f"no {TOKENIZER_FILE} in {path} (nor in its tokenizer/ or model/ subdirectory)")
 
 
 def check_vocabulary(method: object, vocab_size: int) -> None:

@@ -6,38 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import AmbiguousRunIdError, InvalidInputError, NotFoundError
+from tldrlab.errors import InvalidInputError
 from tldrlab.report import Report, key_value_table
-from tldrlab.runs import open_registry
-from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE
+from tldrlab.tokenizers.config import MANIFEST_FILE, SPECIAL_TOKENS, TOKENIZER_FILE, resolve_tokenizer_dir
 from tldrlab.tokenizers.plain import plain_ids
-
-
-def resolve_tokenizer_dir(path_or_run: Path | str) -> Path:
-    """A directory holding tokenizer.json: the path itself, its `tokenizer/` or `model/` subdirectory, or the
-    directory of a run id (or unique prefix) from the registry."""
-    if not str(path_or_run).strip():  # Path("") is the working directory: a blank name is not a path
-        raise InvalidInputError("the tokenizer is empty: give a tokenizer directory, a model or a run id")
-    path = Path(path_or_run)
-    if not path.exists():
-        try:
-            path = Path(open_registry().find(str(path_or_run)).run_dir)
-        except AmbiguousRunIdError:
-            raise  # several runs match: "no such run" would hide that a longer prefix picks one
-        except NotFoundError:
-            raise NotFoundError(f"no tokenizer directory or run named {str(path_or_run)!r}") from None
-    given = path
-    if path.is_file():
-        path = path.parent
-    for candidate in (path, path / "tokenizer", path / "model"):
-        if (candidate / TOKENIZER_FILE).is_file():
-            return candidate
-    if given.is_file():  # named the file the user gave, not only its directory
-        raise NotFoundError(
-            f"{given} is not a tokenizer: give a tokenizer directory (tldrlab tokenizer train), its "
-            f"{TOKENIZER_FILE}, a model directory or a run id"
-        )
-    raise NotFoundError(f"no {TOKENIZER_FILE} in {path} (nor in its tokenizer/ or model/ subdirectory)")
 
 
 def read_tokenizer_manifest(path_or_run: Path | str) -> dict[str, Any]:

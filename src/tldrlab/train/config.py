@@ -20,14 +20,19 @@ from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
-from tldrlab.errors import InvalidConfigError, InvalidInputError, listed_problems
+from tldrlab.errors import InvalidConfigError, InvalidInputError, NotFoundError, listed_problems
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
 from tldrlab.metric_direction import direction
 from tldrlab.numbers import booleans_for_numbers
 from tldrlab.runs.paths import InputPath, Seed, SettingsOf, SplitOf, WandbMode
 from tldrlab.targets import load_target
-from tldrlab.tokenizers.config import MAX_VOCAB_SIZE, TokenizerMethod, fitting_vocabulary
+from tldrlab.tokenizers.config import (
+    MAX_VOCAB_SIZE,
+    TokenizerMethod,
+    fitting_vocabulary,
+    resolve_tokenizer_dir,
+)
 
 
 class SmokeConfig(ConfigModel):
@@ -400,9 +405,18 @@ class TrainJobConfig(ConfigModel):
 def check_train_data(job: TrainJobConfig) -> None:
     """Kind `train`'s check before a run is created (command line and API alike): the data is here, holds
     data files and has the splits the config names (a split it does not have fails here, not in a run it
-    would leave failed), and the model family's own check of what its settings name passes."""
+    would leave failed), a tokenizer the config names is one, and the model family's own check of what its
+    settings name passes."""
     if not Path(job.data.path).exists():
         raise InvalidInputError(f"data not found: {job.data.path}")
+    if job.tokenizer.path:
+        # a mistyped `--tokenizer`, an empty directory or a file of another kind was found out by the run,
+        # which stayed behind failed; over the API (where confinement had found the path) it was queued to
+        # fail so. Resolved as the run resolves it: file names and the registry, nothing loaded
+        try:
+            resolve_tokenizer_dir(job.tokenizer.path)
+        except (InvalidInputError, NotFoundError) as exc:
+            raise exc.placed(("tokenizer", "path")) from None
     # the splits the run will read (those a directory's file names give when the config names none): a
     # directory of test and dev files only has no training split, refused here rather than in the run
     splits = detect_splits(job.data.path, job.data.train_split, job.data.val_split)

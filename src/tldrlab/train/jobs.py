@@ -32,7 +32,7 @@ from tldrlab.models import build_model, model_task, save_model
 from tldrlab.models.causal_lm import lora_modules
 from tldrlab.models.registry import get_spec, parse_model_config
 from tldrlab.runs.run import Run
-from tldrlab.tokenizers import load_tokenizer, resolve_tokenizer_dir, tokenizer_once
+from tldrlab.tokenizers import load_tokenizer, tokenizer_once
 from tldrlab.train.config import TrainJobConfig
 from tldrlab.train.loop import TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe, run_recipe_follower
@@ -173,16 +173,11 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
 
 
 def check_train(config: TrainJobConfig) -> None:
-    """Kind `train`'s command-line check of this machine: the device and precision are its own, a tokenizer
-    the job names is one, a distributed launch has a tokenizer every process can read, and a char tokenizer
-    the job trains can be trained on its corpus. (The data and its splits are
-    `train.config.check_train_data`, which the API's submit runs too; the model family, its settings and its
-    size are the config's own validation.)"""
-    if config.tokenizer.path:
-        # a mistyped `--tokenizer` (or an empty directory, a file of another kind) was found out by the run,
-        # which stayed behind as a failed run; resolved as the run resolves it (the API's worker meets it in
-        # the run: the config layer its submit checks with does not load tokenizers)
-        resolve_tokenizer_dir(config.tokenizer.path)
+    """Kind `train`'s command-line check of this machine: the device and precision are its own, a distributed
+    launch has a tokenizer every process can read, and a char tokenizer the job trains can be trained on its
+    corpus. (The data and its splits, and a tokenizer the job names, are `train.config.check_train_data`,
+    which the API's submit runs too; the model family, its settings and its size are the config's own
+    validation.)"""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and config.trains_tokenizer():
         raise ConfigError(
             "distributed training needs --tokenizer DIR (train one first: tldrlab tokenizer train)"
