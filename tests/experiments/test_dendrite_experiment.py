@@ -246,3 +246,20 @@ def test_input_the_run_would_refuse_leaves_no_run(
     assert refused.status_code == 422, refused.text
     assert "no file for split 'train'" in refused.json()["message"], refused.text
     assert open_registry().list() == []
+
+
+@pytest.mark.slow
+def test_a_time_budget_trains_the_arm_until_the_deadline(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--budget 30m` (docs/dendrites.md) gave the loop 10**9 steps, above TrainConfig's ceiling: every arm
+    # failed at setup with a pydantic traceback, exit 1; and results.md said "300 steps per arm (or N min)"
+    data = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    tiny = [arg for arg in TINY if arg not in ("--budget", "6")]
+    main(["experiment", "dendrites", "--data", str(data), "--arms", "baseline", "--seeds", "1",
+          "--budget", "0.01m", "--no-bertscore", "--no-highlights", "--json", *tiny])  # fmt: skip
+    (run,) = open_registry().list(kind="experiment")
+    assert run.status == RunStatus.COMPLETED
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["arm"] == "baseline" and row["steps"] >= 2  # stopped at an evaluation after the deadline
+    assert "Budget: 0.01 min per arm," in (Path(run.run_dir) / "results.md").read_text()

@@ -46,7 +46,7 @@ from tldrlab.runs.run import git_commit
 from tldrlab.runs.weights import save_module_safetensors, save_pretrained
 from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
 from tldrlab.tokenizers import load_tokenizer, tokenizer_once
-from tldrlab.train.config import DataConfig, TrainConfig
+from tldrlab.train.config import MAX_STEPS, DataConfig, TrainConfig
 from tldrlab.train.loop import EvalDecision, TrainHooks, TrainResult, TrainState
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
 from tldrlab.train.tasks import Seq2SeqTask
@@ -174,8 +174,9 @@ class _DeadlineHooks(TrainHooks):
 def train_config(config: ExperimentConfig, seed: int) -> TrainConfig:
     by_time = config.budget_minutes is not None
     return TrainConfig(
-        # a time budget has no known length: a constant rate after warm-up, stopped by _DeadlineHooks
-        max_steps=10**9 if by_time else config.budget_steps,
+        # a time budget has no known length: a constant rate after warm-up, stopped by _DeadlineHooks; the
+        # loop's own ceiling of steps stands for "no step limit" (10**9 was above it: every timed arm failed)
+        max_steps=MAX_STEPS if by_time else config.budget_steps,
         batch_size=config.batch_size,
         lr=config.lr,
         warmup_steps=20 if by_time else max(1, config.budget_steps // 20),

@@ -236,10 +236,12 @@ def write_results(
     summary = summarize_rows(rows)
     table = markdown_table(summary)
     if not written:
+        # a time budget replaces the steps (dendrite_experiment.train_config): the note said "300 steps per
+        # arm (or 1.0 min)", the default steps no arm was limited to
+        budget = f"{config.budget_minutes} min" if config.budget_minutes else f"{config.budget_steps} steps"
         note = (
-            f"Budget: {config.budget_steps} steps per arm"
-            + (f" (or {config.budget_minutes} min)" if config.budget_minutes else "")
-            + f", seeds {', '.join(map(str, config.seeds))}, data {config.data}.\n\n{GRADIENT_DESCENT_NOTE}\n"
+            f"Budget: {budget} per arm, seeds {', '.join(map(str, config.seeds))}, data {config.data}.\n\n"
+            f"{GRADIENT_DESCENT_NOTE}\n"
         )
         atomic_write_text(out_dir / "results.md", table + "\n" + note)
         atomic_write_text(out_dir / "results.csv", csv_text(rows))

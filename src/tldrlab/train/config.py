@@ -66,12 +66,16 @@ def better_mode(metric: str) -> Literal["min", "max"]:
     return "max" if direction(metric) == "higher" else "min"
 
 
+MAX_STEPS = 100_000_000
+"""The most optimizer steps a loop may be given (`TrainConfig.max_steps`)."""
+
+
 class TrainConfig(ConfigModel):
     """How the loop trains: steps, batches, optimizer, schedule, precision, evaluation and checkpoints."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_steps: int = Field(default=1000, ge=1, le=100_000_000)
+    max_steps: int = Field(default=1000, ge=1, le=MAX_STEPS)
     """Number of optimizer steps (each one is `grad_accum_steps` micro-batches)."""
 
     batch_size: int = Field(default=16, ge=1, le=65_536)
