@@ -318,3 +318,74 @@ def test_the_runs_page_says_when_the_server_is_down(browser: object) -> None:
         page.wait_for_selector("#run-kind option[value='smoke']", state="attached")
     expect(page.locator("#notice")).to_contain_text("could not reach the server", timeout=10_000)
     page.close()
+
+
+def sse_blocks(text: str) -> list[dict[str, str]]:
+    """The events of a server-sent event stream's text, each as its fields (`id`, `event`, `data`)."""
+    blocks = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:
+            blocks.append(fields)
+    return blocks
+
+
+def test_an_event_stream_cut_on_the_way_is_resumed_from_its_last_event(browser: object) -> None:
+    # a stream cut before the run ended (a proxy's idle timeout, the server restarting) stopped the panel's
+    # events and chart where it was cut, for good; the page now opens it again with Last-Event-ID, as
+    # EventSource does, and the server sends only what came after
+    with start_run("smoke", {}) as run:
+        for step in (1, 2, 3):
+            run.log("checkpoint written", step=step)
+    with serve_app(create_app()) as url:
+        whole = sse_blocks(httpx.get(f"{url}/runs/{run.id}/events", timeout=30).text)
+        shown = [b for b in whole if b["event"] != "progress"]
+        assert len(shown) >= 4 and shown[-1]["event"] == "completed", whole
+        first = whole[0]
+        cut = f"id: {first['id']}\nevent: {first['event']}\ndata: {first['data']}\n\n"
+        asked: list[str | None] = []
+
+        def cut_after_the_first_event(route: Any) -> None:
+            asked.append(route.request.headers.get("last-event-id"))
+            if len(asked) == 1:
+                route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=cut)
+            else:
+                route.continue_()
+
+        page = browser.new_page()  # type: ignore[attr-defined]
+        try:
+            page.route("**/events", cut_after_the_first_event)
+            page.goto(f"{url}/runs-page")
+            page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+            expect(page.locator("#events li")).to_have_count(len(shown), timeout=15_000)
+            assert page.locator("#events li").all_inner_texts()[-1].startswith("completed")
+            assert asked[:2] == [None, first["id"]], asked
+        finally:
+            page.close()
+
+
+def test_an_event_stream_that_could_not_connect_is_tried_again(browser: object) -> None:
+    # a server restarting as a run is selected: the stream's connection is refused once, the notice says so
+    # and that the page reconnects, and the events come when the server answers again
+    with start_run("smoke", {}) as run:
+        run.log("checkpoint written", step=1)
+    with serve_app(create_app()) as url:
+        attempts: list[int] = []
+
+        def refuse_the_first(route: Any) -> None:
+            attempts.append(1)
+            if len(attempts) == 1:
+                route.abort("connectionrefused")
+            else:
+                route.continue_()
+
+        page = browser.new_page()  # type: ignore[attr-defined]
+        try:
+            page.route("**/events", refuse_the_first)
+            page.goto(f"{url}/runs-page")
+            page.click(f"#runs tbody tr[data-run-id='{run.id}']")
+            expect(page.locator("#notice")).to_contain_text("reconnecting", timeout=10_000)
+            expect(page.locator("#events li").last).to_contain_text("completed", timeout=15_000)
+            expect(page.locator("#notice")).to_have_text("")
+        finally:
+            page.close()

@@ -183,13 +183,50 @@ function onEvent(event) {
   if (["started", "completed", "failed", "cancelled", "queued"].includes(event.type)) refreshDetail();
 }
 
-async function streamEvents(runId, controller) {
-  const response = await fetch(`/runs/${encodeURIComponent(runId)}/events`, {
-    headers: headers({ Accept: "text/event-stream" }), signal: controller.signal,
+// Waits `ms`, or rejects with an AbortError as soon as `signal` aborts (another run was selected).
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new DOMException("the run is no longer selected", "AbortError"));
+    }, { once: true });
   });
-  if (!response.ok || !response.body) { notice(`event stream failed: ${response.status}`); return; }
-  for await (const ev of sseEvents(response)) {
-    if (ev.data && state.selected === runId) onEvent(JSON.parse(ev.data));
+}
+
+// A run's events, history first, then live. A stream lost on the way (the server restarting, a proxy's idle
+// timeout) is opened again from the last event it delivered, as EventSource does with Last-Event-ID, so the
+// chart and the event list go on where they stopped; the server ends the stream when the run has finished,
+// and answers a reconnection after that with 204 No Content.
+const RECONNECTING = " (reconnecting…)";
+async function streamEvents(runId, controller) {
+  let lastId = null;
+  let lost = 0;  // reconnections in a row that delivered nothing: the wait before the next one grows
+  while (state.selected === runId) {
+    let delivered = false;
+    try {
+      const asked = { Accept: "text/event-stream" };
+      if (lastId !== null) asked["Last-Event-ID"] = lastId;
+      const response = await fetchFromServer(`/runs/${encodeURIComponent(runId)}/events`, {
+        headers: headers(asked), signal: controller.signal,
+      });
+      if (response.status === 204) return;
+      if (!response.ok || !response.body) { notice(`event stream failed: ${response.status}`); return; }
+      for await (const ev of sseEvents(response)) {
+        if (ev.id !== null) lastId = ev.id;
+        // back after a lost stream: its notice is stale
+        if (!delivered && $("notice").textContent.endsWith(RECONNECTING)) notice("");
+        delivered = true;
+        lost = 0;
+        if (ev.data && state.selected === runId) onEvent(JSON.parse(ev.data));
+      }
+      if (lastId === null) return;  // nothing to resume from (no event carried an id)
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      notice(`${err.message}${RECONNECTING}`);
+    }
+    if (!delivered) lost += 1;
+    await pause(lost ? Math.min(1000 * 2 ** (lost - 1), 15_000) : 0, controller.signal);
   }
 }
 

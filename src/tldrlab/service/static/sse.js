@@ -1,5 +1,5 @@
 // Shared by the digest and runs pages (EventSource cannot POST or send headers).
-// Server-Sent Events over fetch: blocks separated by a blank line, `event:` and `data:` fields.
+// Server-Sent Events over fetch: blocks separated by a blank line, `event:`, `data:` and `id:` fields.
 async function* sseEvents(response) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -21,12 +21,14 @@ async function* sseEvents(response) {
       const block = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
       let event = "message";
+      let id = null;
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("event:")) event = line.slice(6).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
       }
-      yield { event, data: data.join("\n") };
+      yield { event, data: data.join("\n"), id };
     }
   }
 }
