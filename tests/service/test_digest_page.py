@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from netutil import serve_app
 from tldrlab.config import get_settings
@@ -774,3 +775,30 @@ def test_a_server_dying_mid_stream_is_said_so(browser: Any, server_url: str) -> 
         token_shown.set()
         serving.join(timeout=10)
         listener.close()
+
+
+def test_the_thread_shown_is_kept_in_the_address_and_a_link_opens_it(browser: Any, server_url: str) -> None:
+    # the page kept nothing in its address: a reload or a link shared showed the newest thread, not the one
+    # being read, and a thread past the list's first page could not be linked to at all
+    other = {**PASTED, "id": "pasted-2", "title": "Glass or can?"}
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        for thread in (PASTED, other):
+            assert client.post("/threads", json=thread).status_code == 201
+    page = browser.new_page()
+    try:
+        page.goto(server_url + "/#thread=pasted-1")  # not the newest: the list picks pasted-2 first
+        expect(page.locator("#thread-title")).to_have_text("Bottle or can?", timeout=10_000)
+        assert page.input_value("#thread-select") == "pasted-1"
+        page.select_option("#thread-select", "pasted-2")
+        expect(page.locator("#thread-title")).to_have_text("Glass or can?")
+        assert page.evaluate("location.hash") == "#thread=pasted-2"
+        page.reload()
+        expect(page.locator("#thread-title")).to_have_text("Glass or can?", timeout=10_000)
+        page.evaluate("location.hash = '#thread=pasted-1'")  # a link pasted into the open page's address
+        expect(page.locator("#thread-title")).to_have_text("Bottle or can?", timeout=10_000)
+        page.goto(server_url + "/#thread=no-such-thread")  # not in the list: read, and said not to exist
+        page.wait_for_function("() => document.getElementById('status').className === 'error'")
+        assert "no-such-thread" in page.inner_text("#status")
+        assert page.input_value("#thread-select") == "no-such-thread"
+    finally:
+        page.close()

@@ -216,6 +216,7 @@ function resetTldr(hint) {
 // Digest: a digest runs a language model for seconds, so it starts only when asked. Showing another thread
 // cancels this one's read and any digest of the thread shown before, so a late answer never replaces it.
 function showThread(threadId) {
+  keepThreadInAddress(threadId);
   if (state.shown && state.shown.id === threadId) return state.shown;  // shown, or its read on the way
   if (state.shown) state.shown.controller.abort();
   if (state.controller) state.controller.abort();
@@ -248,6 +249,19 @@ function forgetShown() {
   state.digest = null;
   $("thread").hidden = true;
   $("tldr").hidden = true;
+  keepThreadInAddress("");
+}
+
+// The thread shown is kept in the page's address (#thread=<id>), so a link or a reload opens that thread.
+function threadInAddress() {
+  return new URLSearchParams(location.hash.slice(1)).get("thread") || "";
+}
+
+function keepThreadInAddress(threadId) {
+  const hash = threadId ? `#${new URLSearchParams({ thread: threadId })}` : "";
+  if (location.hash === hash) return;
+  // replaced, not pushed: Back leaves the page rather than stepping through every thread looked at
+  history.replaceState(null, "", hash || location.pathname + location.search);
 }
 
 // The picked thread in the right pane, unless it is the one there already (its preview or its digest).
@@ -419,8 +433,19 @@ function readFile(file) {
   });
 }
 
-function refreshThreadList() {
-  return loadThreadList($("thread-select").value).then(showSelected, (err) => {
+// `wanted`: a thread named in the page's address, picked even when the list does not hold it (past its first
+// page): showing it reads it, and says so if no such thread is stored.
+function refreshThreadList(wanted) {
+  return loadThreadList(wanted || $("thread-select").value).then(() => {
+    const select = $("thread-select");
+    if (wanted && select.value !== wanted) {
+      select.prepend(new Option(`\u2068${wanted}\u2069`, wanted));
+      select.value = wanted;
+      select.hidden = false;
+      $("threads-empty").hidden = true;
+    }
+    showSelected();
+  }, (err) => {
     $("thread-select").innerHTML = "";
     $("thread-select").append(new Option("(could not load the threads)", ""));
     $("thread-select").hidden = false;  // not known to be empty: the list says it could not load
@@ -439,7 +464,7 @@ window.addEventListener("DOMContentLoaded", () => {
   let filterTimer = null;  // one request per pause in typing, not one per key
   $("thread-filter").addEventListener("input", () => {
     clearTimeout(filterTimer);
-    filterTimer = setTimeout(refreshThreadList, 200);
+    filterTimer = setTimeout(() => refreshThreadList(), 200);
   });
   $("file-input").addEventListener("change", (ev) => readFile(ev.target.files[0]));
   // The key is kept in the browser as the runs page keeps it (same storage key); a new key reloads the list,
@@ -449,5 +474,10 @@ window.addEventListener("DOMContentLoaded", () => {
     localStorage.setItem("tldrlab-api-key", $("key-input").value.trim());
     if ((await refreshThreadList()) !== false) setStatus("");
   });
-  refreshThreadList();
+  // a link to another thread typed or pasted into the address bar of the open page
+  window.addEventListener("hashchange", () => {
+    const wanted = threadInAddress();
+    if (wanted && wanted !== $("thread-select").value) refreshThreadList(wanted);
+  });
+  refreshThreadList(threadInAddress());
 });
