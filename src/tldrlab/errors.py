@@ -11,6 +11,7 @@ import errno
 import os
 import resource
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -92,9 +93,9 @@ class InvalidConfigError(ConfigError):
 
     @classmethod
     def unplaced(cls, message: str) -> InvalidConfigError:
-        """The refusal of the config as a whole, by a check that names no one field of it (a kind's check of
-        what its inputs hold): `message` as it is, its `errors` entry at `loc` [] as pydantic places a model
-        validator's error, rather than a field guessed from the words."""
+        """The refusal of the config as a whole, by a check that names no one field of it (the server's
+        concept store holding nothing): `message` as it is, its `errors` entry at `loc` [] as pydantic places
+        a model validator's error, rather than a field guessed from the words."""
         return cls(message, errors=[{"loc": [], "msg": message}])
 
 
@@ -281,6 +282,20 @@ _REFUSED: dict[int, type[WriteRefusedError]] = {
 }
 # a library's own error quoting the system's words: "No space left on device", "File too large", ...
 _REFUSED_TEXTS = tuple((os.strerror(number), kind) for number, kind in _REFUSED.items())
+
+
+@contextmanager
+def refused_at(field: str | tuple[str | int, ...]) -> Iterator[None]:
+    """A kind's check of what the config's `field` names (a path's parts, or one name): the refusals raised
+    inside (InvalidInputError, NotFoundError: a file that is not there, not data, not prepared) are placed
+    at that field (`TldrlabError.placed`) unless they place themselves. The functions a check calls read
+    paths, not configs, so they cannot say which field they were given."""
+    try:
+        yield
+    except (InvalidInputError, NotFoundError) as exc:
+        if not exc.details.get("errors"):
+            exc.placed(field)
+        raise
 
 
 def error_chain(exc: BaseException) -> Iterator[BaseException]:

@@ -286,7 +286,8 @@ def check_inputs(kind: str, config: Any, *, placed: bool = False) -> None:
     `placed` (the API's submit): a refusal of one of the kind's `must_exist` or `outputs` fields is an
     InvalidConfigError whose `errors` entry is at that field (the 422's `loc: [name]`), worded as the command
     line words it (NotFoundError, exit 3 / InvalidInputError, exit 2, which it still gets). The kind's
-    `check` names no field (a sweep's names its trials'), so what it raises is left to the caller."""
+    `check` places its refusals itself where it knows the field (`TldrlabError.placed`, `errors.refused_at`;
+    a sweep's under `sweep.config`), so what it raises is left to the caller."""
     spec = get_kind(kind)
     resolve_dataset_refs(config)  # checked where it is: `tldrlab train --data dataset:<id>` said "not found"
     for name in spec.must_exist:

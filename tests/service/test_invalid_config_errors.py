@@ -212,11 +212,11 @@ def test_a_refused_field_is_listed_in_errors_at_its_path(client: TestClient, wor
 def test_a_refusal_that_names_no_field_is_listed_at_the_whole_config(
     client: TestClient, world: World
 ) -> None:
-    """A kind's check of what its inputs hold (an ELM data directory `elm prepare` did not write, a summarizer
-    the server cannot build) names no one field: its `errors` entry is at `loc` [], as pydantic places a model
-    validator's error, with the whole message, not a field guessed from the words."""
+    """A check of something no field of the config names (the server's concept store holding nothing, a
+    summarizer the server cannot build) is at `loc` [], as pydantic places a model validator's error, with
+    the whole message, not a field guessed from the words."""
     for path, body in (
-        _run("elm_train", {"data": "no-model"}),
+        _run("lvm_index", {}),
         _stream(world, "openai", {}),
     ):
         response = client.post(path, json=body)
@@ -224,6 +224,72 @@ def test_a_refusal_that_names_no_field_is_listed_at_the_whole_config(
         answer = response.json()
         assert answer["code"] == "invalid_config", answer
         assert answer["errors"] == [{"loc": [], "msg": answer["message"]}], answer
+
+
+def test_a_kinds_check_of_what_a_field_names_is_listed_at_that_field(
+    client: TestClient, world: World
+) -> None:
+    """A kind's check of what its inputs hold (data files in a training's data, a corpus file that is a
+    directory, a prepared ELM directory, a sequences file) knows which field it read, but answered at `loc` []
+    (the config as a whole), as if it named none: each is now at its field, worded `field: ...` as the other
+    refusals of one field are."""
+    import numpy as np
+
+    from sequencesutil import write_tiny_sequences
+    from tldrlab.lvm.store import ConceptIn, open_concept_store
+
+    store = open_concept_store()  # the server's store, holding one article of source `wiki`
+    store.replace_article(
+        source="wiki",
+        article_id="a",
+        concepts=[ConceptIn(position=0, start=0, end=6, text="A bee.")],
+        vectors=np.ones((1, 4), dtype=np.float32) / 2,
+        embedder="minilm",
+        chunking="sentence",
+    )
+    store.close()
+    root = world.home / "data"
+    (root / "empty").mkdir()
+    (root / "texts").mkdir()
+    (root / "empty.jsonl").write_text("")
+    (root / "held").mkdir()
+    (root / "held" / "test.txt").write_text("An article held out.\n")
+    write_tiny_sequences(root / "seqs.npz")  # a train and a val split
+    sweep = {
+        "program": "tldrlab.train",
+        "method": "grid",
+        "metric": {"name": "eval_loss", "goal": "minimize"},
+        "parameters": {"train.lr": {"values": [1e-3]}},
+        "config": {"model": "char_lstm", "data": {"path": "empty"}},
+    }
+    cases: list[tuple[str, dict[str, Any], list[str]]] = [
+        ("train", {"model": "char_lstm", "data": {"path": "empty"}}, ["data", "path"]),
+        ("sweep", {"sweep": sweep}, ["sweep", "config", "data", "path"]),
+        ("tokenizer", {"corpus": ["text.txt", "texts"]}, ["corpus", "1"]),
+        ("tokenizer", {"corpus": ["text.txt", "empty.jsonl"]}, ["corpus", "1"]),
+        ("tokenizer", {"corpus": ["text.txt", "text.txt"]}, ["corpus"]),
+        ("experiment", {"data": "empty.jsonl"}, ["data"]),
+        ("ingest", {"path": "text.txt"}, ["path"]),
+        ("elm_prepare", {"data": "empty.jsonl", "out": "prepared"}, ["data"]),
+        ("elm_train", {"data": "no-model"}, ["data"]),
+        ("elm_optimize", {"base": {"data": "no-model"}}, ["base", "data"]),
+        ("lvm_ingest", {"path": "held"}, ["path"]),
+        ("lvm_sequences", {"source": "wiki", "test_source": "news", "out": "s.npz"}, ["test_source"]),
+        ("lvm_train", {"sequences": "text.txt"}, ["sequences"]),
+        ("lvm_evaluate", {"sequences": "text.txt"}, ["sequences"]),
+        ("lvm_evaluate", {"sequences": "seqs.npz", "split": "test"}, ["split"]),
+    ]
+    before = len(open_registry().list())
+    for kind, config, loc in cases:
+        response = client.post("/runs", json={"kind": kind, "config": config})
+        assert response.status_code == 422, (kind, response.text)
+        answer = response.json()
+        assert answer["code"] == "invalid_config", (kind, answer)
+        (error,) = answer["errors"]
+        assert error["loc"] == loc, (kind, answer)
+        assert answer["message"] == f"{'.'.join(loc)}: {error['msg']}", (kind, answer)
+        assert str(world.home) not in response.text, kind
+    assert len(open_registry().list()) == before  # nothing was created
 
 
 def test_an_invalid_config_error_says_where_it_is() -> None:

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ThreadFormat
 from tldrlab.data.readers import split_files
+from tldrlab.errors import refused_at
 from tldrlab.runs.paths import InputPath, OutputPath, Seed, ServerOnly
 
 
@@ -35,7 +36,8 @@ def check_ingest(config: ThreadIngestConfig) -> None:
     """Kind `ingest`'s check before a run is created (command line and API alike): the path holds forum
     threads, in data files none of them empty. A directory of no data files, a binary file or records (a
     summarization data set) were refused by the run's read, which stayed behind as a failed run."""
-    split_files(config.path, config.format, kind="threads", skip_invalid=config.skip_invalid)
+    with refused_at("path"):
+        split_files(config.path, config.format, kind="threads", skip_invalid=config.skip_invalid)
 
 
 class HighlightScorerTrainConfig(ConfigModel):

@@ -37,7 +37,14 @@ from tldrlab.elm.config import (
     adapter_parameter_count,
 )
 from tldrlab.embed import check_embedder_name, get_embedder
-from tldrlab.errors import ConfigError, ConflictError, InvalidConfigError, InvalidInputError, NotFoundError
+from tldrlab.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidConfigError,
+    InvalidInputError,
+    NotFoundError,
+    refused_at,
+)
 from tldrlab.logs import progress_bar
 from tldrlab.models.architecture import model_width
 from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, lora_parameter_count, meta_causal_lm
@@ -167,7 +174,8 @@ def check_prepared(config: ElmTrainConfig) -> None:
     """Kind `elm_train`'s check before a run is created (command line and API alike): its data is a prepared
     directory (a directory `elm prepare` did not write was accepted over the API, and the run failed once a
     worker loaded it), and its LM one the run can build (`check_elm_lm`)."""
-    require_prepared(config.data)
+    with refused_at("data"):
+        require_prepared(config.data)
     check_elm_lm(config.model, ("model",))
 
 
@@ -176,7 +184,8 @@ def check_optimize_prepared(config: ElmOptimizeConfig) -> None:
     train on is a prepared directory, their LM one they can build (`check_elm_lm`), and the largest adapter
     the search can pick (the largest of `hidden_dims`: every trial overrides the base's hidden_dim) fits the
     parameter budget, so a study is not begun whose trials fail one by one when they run."""
-    require_prepared(config.base.data)
+    with refused_at(("base", "data")):
+        require_prepared(config.base.data)
     check_elm_lm(config.base.model, ("base", "model"), searched_hidden_dims=config.searched_hidden_dims())
 
 
@@ -415,7 +424,8 @@ def check_prepare_data(config: ElmPrepareConfig) -> None:
     if data.is_dir() and has_layout(data):
         return  # filtered: its documents are embedded already
     check_embedder_name(config.embedder)
-    split_files(data, config.format, detect_splits(data)[0])
+    with refused_at("data"):
+        split_files(data, config.format, detect_splits(data)[0])
 
 
 def read_manifest(data_dir: Path | str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import InvalidInputError, refused_at
 from tldrlab.runs.paths import InputPath, ModelRef, OutputPath, Seed, WandbMode
 from tldrlab.targets import load_target
 from tldrlab.tokenizers.config import TokenizerMethod, check_vocabulary
@@ -399,9 +399,11 @@ def check_experiment_data(config: ExperimentConfig) -> None:
     (`train.config.check_train_data`): its data (and `eval_data`) are here and hold data files, a data-set
     directory its training split. A missing path, or a directory of test files only, was refused in the run,
     which stayed a failed experiment."""
-    for path in (config.data, config.eval_data):
+    for field, path in (("data", config.data), ("eval_data", config.eval_data)):
         if path is not None and not Path(path).exists():
-            raise InvalidInputError(f"data not found: {path}")
-    split_files(config.data, config.format, detect_splits(config.data)[0])
+            raise InvalidInputError(f"data not found: {path}").placed(field)
+    with refused_at("data"):
+        split_files(config.data, config.format, detect_splits(config.data)[0])
     if config.eval_data is not None:
-        split_files(config.eval_data, config.format)
+        with refused_at("eval_data"):
+            split_files(config.eval_data, config.format)

@@ -20,7 +20,7 @@ from tldrlab.configmodel import ConfigModel
 from tldrlab.data.splits import held_out_files
 from tldrlab.embed import check_embedder_name, get_embedder, vector_space
 from tldrlab.embed.base import Embedder
-from tldrlab.errors import InvalidInputError, NotFoundError
+from tldrlab.errors import InvalidInputError, NotFoundError, refused_at
 from tldrlab.logs import progress_bar
 from tldrlab.lvm.chunking import CHUNKERS, ChunkingConfig, chunk_article
 from tldrlab.lvm.config import IngestConfig
@@ -139,7 +139,8 @@ def check_ingest(config: IngestConfig) -> None:
     `--db` names a concept store or none yet (`check_concept_store`: naming the run registry added the
     concept tables to it)."""
     check_embedder_name(config.embedder)
-    refuse_held_out_files(Path(config.path))
+    with refused_at("path"):
+        refuse_held_out_files(Path(config.path))
     check_concept_store(config.store_url, missing_ok=True)
 
 

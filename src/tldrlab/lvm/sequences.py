@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tldrlab.choices import unknown_choice
-from tldrlab.errors import InvalidConfigError, InvalidInputError, NotFoundError
+from tldrlab.errors import InvalidConfigError, InvalidInputError, NotFoundError, refused_at
 from tldrlab.lvm.config import (
     LVMEvaluateConfig,
     LVMGenerateConfig,
@@ -424,7 +425,10 @@ def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
     the database named."""
     store = open_stored_concepts(config.store_url)
     try:
-        require_sources(store, (config.source, getattr(config, "test_source", None)))
+        require_sources(store, ())  # a store holding nothing: no field of the config to point at
+        for field in ("source", "test_source"):
+            with refused_at(field):
+                require_sources(store, (getattr(config, field, None),))
     finally:
         store.close()
 
@@ -512,14 +516,16 @@ def check_default_sequences(config: LVMEvaluateConfig | LVMGenerateConfig) -> No
         path = default_sequences()
     else:
         return
-    if not path.exists():  # a directory is refused by the read below, naming it
-        raise NotFoundError(
-            f"no sequences file {path}: run `tldrlab lvm sequences` first, give sequences, or name trained "
-            "runs"
-        )
-    has = splits_with_sequences(path)
+    # the home's sequences, read when the config names none, are no field's
+    with refused_at("sequences") if config.sequences is not None else nullcontext():
+        if not path.exists():  # a directory is refused by the read below, naming it
+            raise NotFoundError(
+                f"no sequences file {path}: run `tldrlab lvm sequences` first, give sequences, or name "
+                "trained runs"
+            )
+        has = splits_with_sequences(path)
     if config.split not in has:
-        raise missing_split(config.split, path, has)
+        raise missing_split(config.split, path, has).placed("split")
 
 
 def check_sequences_file(config: LVMTrainJobConfig) -> None:
@@ -528,7 +534,8 @@ def check_sequences_file(config: LVMTrainJobConfig) -> None:
     a failed run) and is a sequences NPZ (an empty or truncated file, or another kind of NPZ, was queued to
     fail in the run)."""
     if config.sequences:
-        splits_with_sequences(config.sequences)
+        with refused_at("sequences"):
+            splits_with_sequences(config.sequences)
 
 
 def sequences_from_store(config: SequencesConfig, run: Run | None = None) -> SequenceSet:

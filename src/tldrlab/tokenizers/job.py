@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConflictError, InvalidInputError, NotFoundError, refused_at
 from tldrlab.report import Report
 from tldrlab.runs import Run
 from tldrlab.tokenizers.config import (
@@ -59,18 +59,23 @@ def check_tokenizer(config: TokenizerJobConfig) -> None:
     """Kind `tokenizer`'s check before a run is created (command line and API alike): the corpus files are
     here, and files with text, not directories; `--out` is not a file. (That the vocabulary fits the method
     is the config's own validation.)"""
-    if missing := [path for path in config.corpus if not Path(path).exists()]:
-        raise NotFoundError(f"corpus file not found: {missing[0]}")
-    check_distinct(config.corpus)
-    if folders := [path for path in config.corpus if Path(path).is_dir()]:
-        # refused inside the run before, which stayed a failed run
-        raise InvalidInputError(f"corpus path {folders[0]} is a directory; pass the files inside it")
-    for path in config.corpus:  # its format (from its head): a file of none failed inside the run before
-        corpus_format(Path(path))
+    # a file's refusal at its place in the list (`corpus.1`), as confinement and validation place theirs
+    for i, path in enumerate(config.corpus):
+        if not Path(path).exists():
+            raise NotFoundError(f"corpus file not found: {path}").placed(("corpus", i))
+    with refused_at("corpus"):  # a file named twice: the list's
+        check_distinct(config.corpus)
+    for i, path in enumerate(config.corpus):
+        if Path(path).is_dir():  # refused inside the run before, which stayed a failed run
+            refusal = InvalidInputError(f"corpus path {path} is a directory; pass the files inside it")
+            raise refusal.placed(("corpus", i))
+    for i, path in enumerate(config.corpus):  # its format (from its head): a file of none failed in the run
+        with refused_at(("corpus", i)):
+            corpus_format(Path(path))
     if all(Path(path).stat().st_size == 0 for path in config.corpus):  # as load_corpus says it, in the run
-        raise InvalidInputError(f"the corpus has no text: {', '.join(config.corpus)}")
+        raise InvalidInputError(f"the corpus has no text: {', '.join(config.corpus)}").placed("corpus")
     if config.out_dir and Path(config.out_dir).is_file():  # mkdir failed on it inside the run before
-        raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory")
+        raise InvalidInputError(f"--out {config.out_dir} is a file; give a directory").placed("out_dir")
 
 
 def _options(config: TokenizerJobConfig) -> dict[str, Any]:

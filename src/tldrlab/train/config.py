@@ -20,7 +20,7 @@ from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import split_files
 from tldrlab.data.splits import detect_splits
-from tldrlab.errors import InvalidConfigError, InvalidInputError, NotFoundError, listed_problems
+from tldrlab.errors import InvalidConfigError, InvalidInputError, listed_problems, refused_at
 from tldrlab.evaluate.config import FinalEvalConfig, generated_metric_names
 from tldrlab.freeform import FreeForm
 from tldrlab.metric_direction import direction
@@ -411,24 +411,24 @@ def check_train_data(job: TrainJobConfig) -> None:
     data files and has the splits the config names (a split it does not have fails here, not in a run it
     would leave failed), a tokenizer the config names is one, and the model family's own check of what its
     settings name passes."""
-    if not Path(job.data.path).exists():
-        raise InvalidInputError(f"data not found: {job.data.path}")
+    with refused_at(("data", "path")):
+        if not Path(job.data.path).exists():
+            raise InvalidInputError(f"data not found: {job.data.path}")
+        # the splits the run will read (those a directory's file names give when the config names none): a
+        # directory of test and dev files only has no training split, refused here rather than in the run
+        splits = detect_splits(job.data.path, job.data.train_split, job.data.val_split)
+        named: list[str | None] = [split for split in splits if split]
+        # no split named: the run reads the whole path, which must hold data (an empty directory was
+        # accepted)
+        for split in named or [None]:
+            # records: a forum dump (threads) was refused by the run's read, which stayed behind failed
+            split_files(job.data.path, job.data.format, split, kind="records")
     if job.tokenizer.path:
         # a mistyped `--tokenizer`, an empty directory or a file of another kind was found out by the run,
         # which stayed behind failed; over the API (where confinement had found the path) it was queued to
         # fail so. Resolved as the run resolves it: file names and the registry, nothing loaded
-        try:
+        with refused_at(("tokenizer", "path")):
             resolve_tokenizer_dir(job.tokenizer.path)
-        except (InvalidInputError, NotFoundError) as exc:
-            raise exc.placed(("tokenizer", "path")) from None
-    # the splits the run will read (those a directory's file names give when the config names none): a
-    # directory of test and dev files only has no training split, refused here rather than in the run
-    splits = detect_splits(job.data.path, job.data.train_split, job.data.val_split)
-    named: list[str | None] = [split for split in splits if split]
-    # no split named: the run reads the whole path, which must hold data (an empty directory was accepted)
-    for split in named or [None]:
-        # records: a forum dump (threads) was refused by the run's read, which stayed behind failed
-        split_files(job.data.path, job.data.format, split, kind="records")
     family = model_families()[job.model]
     if family.check is None:
         return
