@@ -389,3 +389,26 @@ def test_an_event_stream_that_could_not_connect_is_tried_again(browser: object) 
             expect(page.locator("#notice")).to_have_text("")
         finally:
             page.close()
+
+
+def test_the_selected_run_is_kept_in_the_address_and_a_link_opens_it(browser: object) -> None:
+    # the page kept nothing in its address: a reload closed the run's panel and a run could not be linked to
+    with start_run("smoke", {}) as first:
+        first.log("checkpoint written", step=1)
+    with start_run("smoke", {}) as second:
+        pass
+    with serve_app(create_app()) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        try:
+            page.goto(f"{url}/runs-page#run={first.id}")
+            expect(page.locator("#detail-id")).to_have_text(first.id, timeout=10_000)
+            expect(page.locator("#events li").first).to_have_text("checkpoint: checkpoint written")
+            page.click(f"#runs tbody tr[data-run-id='{second.id}']")
+            expect(page.locator("#detail-id")).to_have_text(second.id)
+            assert page.evaluate("location.hash") == f"#run={second.id}"
+            page.reload()
+            expect(page.locator("#detail-id")).to_have_text(second.id, timeout=10_000)
+            page.evaluate(f"location.hash = '#run={first.id}'")  # a link pasted into the open page's address
+            expect(page.locator("#detail-id")).to_have_text(first.id, timeout=10_000)
+        finally:
+            page.close()

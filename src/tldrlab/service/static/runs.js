@@ -230,9 +230,18 @@ async function streamEvents(runId, controller) {
   }
 }
 
+// The selected run is kept in the page's address (#run=<id>), so a reload or a link opens its panel (a run
+// on any page of the list: the panel reads the run itself).
+function runInAddress() {
+  return new URLSearchParams(location.hash.slice(1)).get("run") || "";
+}
+
 function select(runId) {
   if (state.stream) state.stream.abort();
   state.selected = runId;
+  const hash = `#${new URLSearchParams({ run: runId })}`;
+  // replaced, not pushed: Back leaves the page rather than stepping through every run looked at
+  if (location.hash !== hash) history.replaceState(null, "", hash);
   state.points = [];
   state.plotsKey = null;
   $("plots").replaceChildren();
@@ -322,6 +331,12 @@ $("api-key").addEventListener("change", () => {
   loadKinds();
   refreshList();
 });
+// a link to another run typed or pasted into the address bar of the open page
+window.addEventListener("hashchange", () => {
+  const wanted = runInAddress();
+  if (wanted && wanted !== state.selected) select(wanted);
+});
 loadKinds();
 refreshList();
+if (runInAddress()) select(runInAddress());
 setInterval(refreshList, 2000);
