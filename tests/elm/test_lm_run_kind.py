@@ -12,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cliutil import run_captured
-from tldrlab.runs import create_run, open_registry
+from tldrlab.errors import InvalidConfigError
+from tldrlab.launch import execute
+from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.app import create_app
 
 
@@ -43,3 +45,28 @@ def test_an_elm_lm_naming_a_run_that_saves_no_model_is_refused_at_submit(
     queued = create_run("train", {}).id  # a training run still to come: left to the run, as before
     body["config"]["lm"] = queued
     assert client.post("/runs", json=body).status_code == 202
+
+
+def test_an_elm_lm_naming_a_run_that_saves_no_model_at_run_time_fails_naming_the_field(
+    tldrlab_home: Path, elm_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run `lm` names may have been replaced after the submit checked it: elm_train took the id for a
+    Hugging Face name and failed offline ("cannot load a causal LM"), elm_compare_lm said "has no saved
+    model"; neither named the field."""
+    code, out, err = run_captured(["smoke", "--steps", "2", "--json"], capsys)
+    assert code == 0, err
+    smoke = json.loads(out)["run_id"]
+    refusal = f"run {smoke} is a smoke run, not a training run of a text model"
+    pairs = tldrlab_home / "pairs.jsonl"
+    pairs.write_text('{"document": "a small library", "summary": "a library"}\n' * 4)
+    configs = {
+        "elm_train": ({"data": str(elm_data), "model": {"lm": smoke}}, "model.lm"),
+        "elm_compare_lm": ({"data": str(pairs), "lm": smoke, "systems": ["elm"]}, "lm"),
+    }
+    for kind, (config, field) in configs.items():
+        record = create_run(kind, config)  # queued as if checked at submit
+        with pytest.raises(InvalidConfigError):
+            execute(record.id)
+        failed = open_registry().get(record.id)
+        assert failed.status == RunStatus.FAILED, (kind, failed)
+        assert f"{field}: {refusal}" in (failed.message or ""), (kind, failed.message)

@@ -34,6 +34,7 @@ from tldrlab.elm.evaluate import summary_quality
 from tldrlab.elm.model import generate_summaries, load_elm
 from tldrlab.elm.prepare import (
     check_compare_lm_layout,
+    check_lm_run_kind,
     compare_lm_prompt_source,
     has_layout,
     load_split,
@@ -268,6 +269,7 @@ def compare_lm_job(run: Run, config: ElmLMCompareConfig) -> dict[str, Any]:
     # checked at submit too, but a queued run's `out` may have been prepared since: refused before the LM
     # loads, not reused
     check_compare_lm_layout(config)
+    check_lm_run_kind(config.lm, ())  # as the layout: the run `lm` names may have been replaced since
     instruction = instruction_of_config(config)
     data_dir = Path(config.out) if config.out else run.dir / "elm_data"
     _, tokenizer = load_pretrained(config.lm)

@@ -295,6 +295,16 @@ def check_compare_lm(config: ElmLMCompareConfig) -> None:
     check_elm_lm(elm, (), adapter=bool({"elm", "elm_lora"} & set(config.systems)))
 
 
+def check_lm_run_kind(lm: str, field: tuple[str, ...]) -> None:
+    """An ELM's `lm` (at the config's `field`) that is the id of a run of a kind that never saves a model is
+    refused naming `lm` (`models.resolve.run_kind_refusal`): by `check_elm_lm` before a run exists, and by
+    the run as it starts, since the run named may have been replaced after the submit checked it. The run
+    failed then without naming the field: elm_train took the id for a Hugging Face name and failed offline,
+    elm_compare_lm said the run "has no saved model". Reads the registry only."""
+    if lm != "scratch" and (refusal := run_kind_refusal(lm)) is not None:
+        raise InvalidConfigError.at((*field, "lm"), refusal)
+
+
 def check_elm_lm(
     model: ElmModelConfig,
     field: tuple[str, ...],
@@ -323,8 +333,7 @@ def check_elm_lm(
     except NotFoundError:
         # a run that never saves a model (a smoke run, an evaluation) was left to the run as a queued run's
         # model is, and the run failed with "has no saved model"
-        if (refusal := run_kind_refusal(model.lm)) is not None:
-            raise InvalidConfigError.at((*field, "lm"), refusal) from None
+        check_lm_run_kind(model.lm, field)
         return
     try:
         check_causal_lm_model(resolved)

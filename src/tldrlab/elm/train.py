@@ -28,7 +28,15 @@ from tldrlab.elm.config import (
     scratch_parameter_count,
 )
 from tldrlab.elm.model import ElmModel, lm_width, load_adapter_weights, load_elm_lm, save_elm
-from tldrlab.elm.prepare import MANIFEST, SPLITS, embeddings_path, load_split, read_manifest, synthesis_path
+from tldrlab.elm.prepare import (
+    MANIFEST,
+    SPLITS,
+    check_lm_run_kind,
+    embeddings_path,
+    load_split,
+    read_manifest,
+    synthesis_path,
+)
 from tldrlab.elm.task import ElmTask
 from tldrlab.errors import ConfigError, NotFoundError
 from tldrlab.models.architecture import model_width
@@ -170,6 +178,7 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     """The ELM recipe's setup: data, tokenizer, model (the driver has seeded), task and loop settings."""
     if run is None:
         raise ConfigError("ELM training does not run distributed")
+    check_lm_run_kind(config.model.lm, ("model",))  # checked at submit; the run named may be replaced since
     # `elm prepare --out` the same directory rewrites it
     check_same_data(run, functools.partial(elm_data_files, config))
     train_split = load_split(config.data, "train")
