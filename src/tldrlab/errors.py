@@ -50,11 +50,29 @@ class TldrlabError(Exception):
 
 
 class InvalidInputError(TldrlabError):
-    """The user's input (a file, a config, a request) is malformed."""
+    """The user's input (a file, a config, a request) is malformed. A refusal of one field says where it is
+    with `at` / `at_fields` (the API lists it in `errors`, whatever the status: a 403 `path_not_allowed` as a
+    422 `invalid_config`)."""
 
     code = "invalid_input"
     exit_code = 2
     http_status = 400
+
+    @classmethod
+    def at(cls, field: str | tuple[str | int, ...], message: str) -> Self:
+        """The refusal of the config's `field` (a path's parts, list indexes among them, or one name), worded
+        `field: message` (the path dotted: `corpus.0`), with its one `errors` entry (what the API answers and
+        the command line prints)."""
+        path = (field,) if isinstance(field, str) else field
+        return cls.at_fields([(path, message)])
+
+    @classmethod
+    def at_fields(cls, problems: Iterable[tuple[tuple[str | int, ...], str]]) -> Self:
+        """The refusal of several fields of the config, each (its path's parts, message), worded as `at` words
+        one and joined by "; " as `validation_problems` joins them, with an `errors` entry each. A list index
+        is a string in `loc`, as `kinds.config_errors` gives pydantic's."""
+        errors = [{"loc": [str(part) for part in path], "msg": message} for path, message in problems]
+        return cls(_joined(errors, (), "(config)"), errors=errors)
 
 
 class ConfigError(InvalidInputError):
@@ -74,22 +92,6 @@ class InvalidConfigError(ConfigError):
 
     def __init__(self, message: str, *, errors: list[dict[str, Any]], **details: Any) -> None:
         super().__init__(message, errors=errors, **details)
-
-    @classmethod
-    def at(cls, field: str | tuple[str | int, ...], message: str) -> InvalidConfigError:
-        """The refusal of the config's `field` (a path's parts, list indexes among them, or one name), worded
-        `field: message` (the path dotted: `corpus.0`), with its one `errors` entry (what the API answers and
-        the command line prints)."""
-        path = (field,) if isinstance(field, str) else field
-        return cls.at_fields([(path, message)])
-
-    @classmethod
-    def at_fields(cls, problems: Iterable[tuple[tuple[str | int, ...], str]]) -> InvalidConfigError:
-        """The refusal of several fields of the config, each (its path's parts, message), worded as `at` words
-        one and joined by "; " as `validation_problems` joins them, with an `errors` entry each. A list index
-        is a string in `loc`, as `kinds.config_errors` gives pydantic's."""
-        errors = [{"loc": [str(part) for part in path], "msg": message} for path, message in problems]
-        return cls(_joined(errors, (), "(config)"), errors=errors)
 
     @classmethod
     def unplaced(cls, message: str) -> InvalidConfigError:

@@ -57,8 +57,9 @@ def _tokenizer(server: ServerThread, **config: Any) -> httpx.Response:
 def _refused(response: httpx.Response, home: Path, status: int = 403) -> str:
     assert response.status_code == status, response.text
     body = response.json()
-    # an invalid config lists its fields as well (`errors`), in the words of the message
-    listed = {"errors"} if body["code"] == "invalid_config" else set()
+    # an invalid config and a path not allowed list their fields as well (`errors`), in the words of the
+    # message
+    listed = {"errors"} if body["code"] in ("invalid_config", "path_not_allowed") else set()
     assert set(body) == {"code", "message", "request_id", *listed}
     assert all(error["msg"] in body["message"] for error in body.get("errors", []))
     assert SECRET not in response.text and str(home.parent) not in response.text

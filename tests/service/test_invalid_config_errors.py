@@ -292,6 +292,64 @@ def test_a_kinds_check_of_what_a_field_names_is_listed_at_that_field(
     assert len(open_registry().list()) == before  # nothing was created
 
 
+def test_path_not_allowed_and_a_sweeps_spec_refusals_list_errors_at_their_field(
+    client: TestClient, world: World
+) -> None:
+    """403 `path_not_allowed` answers named their field in the message only (`data.path: API runs read only
+    inside ...`), with no `errors`; a sweep whose base config or parameters did not fit its program was a 400
+    `invalid_config` with no `errors`, naming `config.train` where the request holds `sweep.config.train`.
+    Each lists `errors: [{loc, msg}]` now, its message `loc: msg` as a 422 `invalid_config`'s."""
+    outside = world.home.parent / "outside.txt"
+    outside.write_text("secret\n")
+
+    def sweep(
+        config: dict[str, Any], parameter: str = "train.lr", value: Any = 8
+    ) -> tuple[str, dict[str, Any]]:
+        raw = {
+            "program": "tldrlab.train",
+            "method": "grid",
+            "metric": {"name": "eval_loss", "goal": "minimize"},
+            "parameters": {parameter: {"values": [value]}},
+            "config": {"model": "char_lstm", "data": {"path": "text.txt"}, **config},
+        }
+        return _run("sweep", {"sweep": raw})
+
+    cases: list[tuple[tuple[str, dict[str, Any]], int, list[str]]] = [
+        (_run("train", {"data": {"path": "../outside.txt"}}), 403, ["data", "path"]),
+        (_run("train", {"data": {"path": str(outside)}}), 403, ["data", "path"]),
+        (_run("tokenizer", {"corpus": ["text.txt"], "out_dir": "/tmp/tok"}), 403, ["out_dir"]),
+        (_run("tokenizer", {"corpus": ["text.txt", "../outside.txt"]}), 403, ["corpus", "1"]),
+        (_run("ingest", {"path": "text.txt", "embedder": "minilm"}), 403, ["embedder"]),
+        (
+            _run("elm_train", {"data": "text.txt", "model": {"lm_settings": {"from_pretrained": "../x"}}}),
+            403,
+            ["model", "lm_settings", "from_pretrained"],
+        ),
+        (
+            _run(
+                "sweep",
+                {"sweep": {"program": "train.py", "method": "grid", "parameters": {"lr": {"value": 1}}}},
+            ),
+            403,
+            ["sweep", "program"],
+        ),
+        (sweep({}, parameter="data.path", value="text.txt"), 403, ["sweep", "parameters", "data.path"]),
+        (_stream(world, "openai", {"base_url": "http://x"}), 403, ["params", "base_url"]),
+        (sweep({"train": 3}), 422, ["sweep", "parameters", "train.lr"]),
+        (sweep({"train": 3}, parameter="model_settings.hidden_dim"), 422, ["sweep", "config", "train"]),
+    ]
+    before = len(open_registry().list())
+    for (path, body), status, loc in cases:
+        response = client.post(path, json=body)
+        assert response.status_code == status, (loc, response.text)
+        answer = response.json()
+        (error,) = answer["errors"]
+        assert error["loc"] == loc, answer
+        assert answer["message"] == f"{'.'.join(loc)}: {error['msg']}", answer
+        assert str(world.home) not in response.text, loc
+    assert len(open_registry().list()) == before
+
+
 def test_an_invalid_config_error_says_where_it_is() -> None:
     """The guard: an InvalidConfigError cannot be made without its `errors` (mypy refuses the call too), so
     none reaches the API with a message alone; the command line prints the same message as before."""

@@ -120,8 +120,8 @@ def _refuse_paths_in_free_dicts(config: BaseModel, loc: tuple[str, ...] = ()) ->
         elif isinstance(value, dict) and not any(isinstance(m, SettingsOf) for m in field.metadata):
             for inner_where, text in _strings(value, where):
                 if _looks_like_path(text):
-                    raise PathNotAllowedError(
-                        f"{'.'.join(inner_where)}: paths are accepted only in fields declared as paths"
+                    raise PathNotAllowedError.at(
+                        inner_where, "paths are accepted only in fields declared as paths"
                     )
 
 
@@ -148,9 +148,10 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     spec = parse_sweep(config.sweep)
     kind = SWEEP_PROGRAM_KINDS.get(spec.kind)
     if kind is None:
-        raise PathNotAllowedError(
-            "sweep.program: API sweeps run tldrlab programs (tldrlab.train, tldrlab.elm, "
-            "tldrlab.experiment, tldrlab.lvm); a command line would run code on the server"
+        raise PathNotAllowedError.at(
+            ("sweep", "program"),
+            "API sweeps run tldrlab programs (tldrlab.train, tldrlab.elm, tldrlab.experiment, tldrlab.lvm); "
+            "a command line would run code on the server",
         )
     # an experiment's `arm` and `seed` pick what a trial trains, they are no fields of its config
     picks = ("arm", "seed") if spec.kind == "experiment" else ()
@@ -165,7 +166,10 @@ def _confine_sweep(config: SweepConfig, settings: Settings, run_dir: Path) -> No
     ]
     chosen = [p for p in spec.parameters if any(p == s or s.startswith(p + ".") for s in sites)]
     if chosen:
-        raise PathNotAllowedError(f"sweep.parameters.{chosen[0]}: API sweeps may not choose paths per trial")
+        # a parameter's dotted name is one key of the sweep's `parameters`
+        raise PathNotAllowedError.at(
+            ("sweep", "parameters", chosen[0]), "API sweeps may not choose paths per trial"
+        )
     # its fields named as the client wrote them, under `sweep.config` (a refusal named `data.path`, which the
     # submitted config does not have)
     _confine(program, settings, run_dir, ("sweep", "config"))
@@ -220,9 +224,17 @@ def _program_config(kind: str, base: dict[str, Any], spec: SweepSpec, *, largest
 
     drawn = largest_params(spec) if largest else representative_params(spec)
     params = {k: v for k, v in drawn.items() if k not in ("arm", "seed")}
-    raw = apply_overrides(base, params)
-    if spec.kind in BEST_FOLLOWS_METRIC:  # as the trials train: a metric they cannot compute is refused here
-        raw = best_follows_metric(raw, spec)
+    try:
+        raw = apply_overrides(base, params)
+        if spec.kind in BEST_FOLLOWS_METRIC:  # as the trials train: a metric they cannot compute is refused
+            raw = best_follows_metric(raw, spec)
+    except ConfigError as exc:
+        # placed in the sweep's spec (`config.train`, `parameters.train.lr`), which the request holds under
+        # `sweep`; an invalid config as any other (a 400 with no `errors` and the spec's own field names)
+        placed = exc.details.get("errors") or []
+        if not placed:
+            raise
+        raise InvalidConfigError.at_fields((("sweep", *e["loc"]), e["msg"]) for e in placed) from None
     try:
         return validate_config(kind, raw)
     except InvalidConfigError as exc:
@@ -260,7 +272,7 @@ def _confine_site(site: PathSite, settings: Settings, run_dir: Path) -> None:
             _confine_settings(site, marker, settings, run_dir)
     elif isinstance(marker, ServerOnly):
         if site.value != site.default:
-            raise PathNotAllowedError(f"{site.where}: only the server's own configuration may set this")
+            raise PathNotAllowedError.at(site.loc, "only the server's own configuration may set this")
     elif isinstance(marker, GenerationLength):
         limit = settings.max_generate_tokens
         if isinstance(site.value, int) and site.value > limit:
@@ -403,28 +415,28 @@ def resolve_input(value: str, where: Loc, settings: Settings) -> Path:
     if value.startswith(RUN_PREFIX):
         run_id, _, relative = value[len(RUN_PREFIX) :].partition("/")
         if ".." in Path(relative).parts or relative.startswith("/"):
-            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+            raise PathNotAllowedError.at(where, READ_RULE)
         try:
             run_root = Path(open_registry(settings).get(run_id).run_dir).resolve()
         except NotFoundError:
             raise InvalidConfigError.at(where, f"no run {run_id!r}") from None
         path = (run_root / relative).resolve()
         if not _inside(path, [run_root]):
-            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+            raise PathNotAllowedError.at(where, READ_RULE)
         if not _exists(path):
             raise InvalidConfigError.at(where, f"run {run_id} has no file {relative!r}")
         return path
     try:
         raw = expand_user(value) if value.startswith("~") else Path(value)
     except ConfigError:  # ~nobody: refused as ~root/x is (outside the roots), so users cannot be probed
-        raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}") from None
+        raise PathNotAllowedError.at(where, READ_RULE) from None
     if ".." in raw.parts:
-        raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+        raise PathNotAllowedError.at(where, READ_RULE)
     roots = read_roots(settings)
     if raw.is_absolute():
         path = raw.resolve()
         if not _inside(path, roots):
-            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+            raise PathNotAllowedError.at(where, READ_RULE)
         if not _exists(path):
             raise InvalidConfigError.at(where, "no such file or directory in the read roots")
         return path
@@ -432,7 +444,7 @@ def resolve_input(value: str, where: Loc, settings: Settings) -> Path:
         candidate = (root / raw).resolve()
         if _exists(root / raw):
             if not _inside(candidate, roots):
-                raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+                raise PathNotAllowedError.at(where, READ_RULE)
             return candidate
     raise InvalidConfigError.at(
         where,
@@ -447,11 +459,11 @@ def resolve_output(value: str, where: Loc, run_dir: Path) -> Path:
         raise InvalidConfigError.at(where, "paths cannot hold NUL characters")
     raw = Path(value)
     if ".." in raw.parts:
-        raise PathNotAllowedError(f"{dotted(where)}: {WRITE_RULE}")
+        raise PathNotAllowedError.at(where, WRITE_RULE)
     if raw.is_absolute():
         if raw.resolve().is_relative_to(run_dir.resolve()):
             return raw.resolve()
-        raise PathNotAllowedError(f"{dotted(where)}: {WRITE_RULE}")
+        raise PathNotAllowedError.at(where, WRITE_RULE)
     return (run_dir / raw).resolve()
 
 
@@ -485,7 +497,7 @@ def resolve_model(value: str, where: Loc, settings: Settings) -> str:
         if resolved.source not in ("path", "home"):
             return value
         if not _inside(resolved.path.resolve(), read_roots(settings)):
-            raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+            raise PathNotAllowedError.at(where, READ_RULE)
         return str(resolved.path)
     return _model_in_read_roots(resolve_input(value, where, settings), where, settings)
 
@@ -499,7 +511,7 @@ def _model_in_read_roots(path: Path, where: Loc, settings: Settings) -> str:
             where, "no model there (a model directory, a run or a .gguf file)"
         ) from None
     if not _inside(resolved.path.resolve(), read_roots(settings)):
-        raise PathNotAllowedError(f"{dotted(where)}: {READ_RULE}")
+        raise PathNotAllowedError.at(where, READ_RULE)
     return str(resolved.path)
 
 
@@ -582,7 +594,7 @@ def confine_summarizer_params(
                 str(params.get(name_key, default)), value, settings, loc
             )
         elif isinstance(rule, ServerOnly):
-            raise PathNotAllowedError(f"{dotted(loc)}: only the server's own configuration may set this")
+            raise PathNotAllowedError.at(loc, "only the server's own configuration may set this")
         elif isinstance(rule, GenerationLength):
             limit = settings.max_generate_tokens
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
@@ -593,7 +605,7 @@ def confine_summarizer_params(
                 raise InvalidConfigError.at(loc, "expected a model reference")
             confined[key] = resolve_model(value, loc, settings)
         elif isinstance(value, str) and _looks_like_path(value):
-            raise PathNotAllowedError(f"{dotted(loc)}: paths are not accepted in these params")
+            raise PathNotAllowedError.at(loc, "paths are not accepted in these params")
         else:
             confined[key] = value
     return confined

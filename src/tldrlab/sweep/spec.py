@@ -466,7 +466,7 @@ def best_follows_metric(raw: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
     compute is refused there and not at every trial's first evaluation."""
     train = raw.setdefault("train", {})
     if not isinstance(train, dict):
-        raise ConfigError("config.train: must be a mapping of loop settings")
+        raise ConfigError.at(("config", "train"), "must be a mapping of loop settings")
     if "best_metric" not in train:
         # the mode goes with the metric: a base config's own best_metric keeps the mode of its name
         # (TrainConfig), not the sweep's goal (`val_cosine` under an `eval_loss` sweep was judged by `min`)
@@ -484,8 +484,8 @@ def apply_overrides(base: dict[str, Any], params: dict[str, Any]) -> dict[str, A
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(
-                    f"parameters.{name}: {part!r} is a {type(child).__name__} in config, not a section"
+                raise ConfigError.at(
+                    ("parameters", name), f"{part!r} is a {type(child).__name__} in config, not a section"
                 )
             node = child
         node[leaf] = value
