@@ -321,6 +321,7 @@ _ENTRIES = (
         trial_execute="tldrlab.lvm.sweep:lvm_trial_job",
         inputs=("sequences",),
         check="tldrlab.lvm.sequences:check_sequences_file",
+        data_files="tldrlab.lvm.training:lvm_data_files",
         report="tldrlab.train.recipe:training_report",
     ),
     RunKind(

@@ -251,6 +251,43 @@ def test_a_model_its_sequences_file_makes_bigger_than_the_budget_fails_the_run_b
     assert (code, out, err.strip()) == (2, "", f"error [invalid_config] {expected}")
 
 
+def test_a_resume_refuses_sequences_built_again_since_the_run_started(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm sequences` writes <home>/lvm/sequences.npz again in place: a stopped training resumed on other
+    articles and another context, silently, and completed."""
+    from cliutil import run_captured
+    from tldrlab.errors import RunPreemptedError
+    from tldrlab.runs import create_run, execute_run, open_registry, preempt
+    from tldrlab.train.loop import TrainHooks, TrainState
+
+    class StopAfter(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 2:
+                preempt.request_stop()
+
+    path = tmp_path / "sequences.npz"
+    build_sequences(rotating_table(n_articles=6, length=8, dim=8), context=3, seed=0).save(path)
+    config = LVMTrainJobConfig.model_validate(
+        {
+            "sequences": str(path),
+            "model": "gru",
+            "model_settings": {"hidden": 8, "layers": 1},
+            "train": {"max_steps": 4, "batch_size": 4, "eval_every": 2, "checkpoint_every": 2,
+                      "device": "cpu", "progress": False, "plot": False},
+        }
+    )  # fmt: skip
+    record = create_run("lvm_train", config)
+    with pytest.raises(RunPreemptedError), execute_run(record.id) as run:
+        train_lvm(config, run, resume=True, hooks=StopAfter())
+    preempt.reset()
+    waiting = open_registry().get(record.id)
+    build_sequences(rotating_table(n_articles=6, length=8, dim=8, seed=1), context=2, seed=1).save(path)
+    code, _, err = run_captured(["lvm", "train", "--resume", record.id], capsys)
+    assert code == 4 and f"the data changed since run {record.id} started ({path})" in err, err
+    assert open_registry().get(record.id) == waiting  # refused before the run was touched
+
+
 def test_lvm_train_run_kind_executes_and_resumes_from_its_checkpoint(rotating_sequences: Path) -> None:
     from tldrlab.kinds import KINDS
     from tldrlab.launch import execute

@@ -7,7 +7,10 @@ how validation is scored. After training, the best evaluation's weights are save
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
 from tldrlab.runs.run import Run
 from tldrlab.train.loop import TrainHooks, TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
+from tldrlab.train.same_data import check_same_data
 
 MODEL_DIR = "model"
 
@@ -238,9 +242,19 @@ def check_budget_as_read(config: LVMTrainJobConfig, shape: LVMConfig) -> None:
     within_budget_as_read(lvm_parameter_count(config.model, shape), dimensions)
 
 
+def lvm_data_files(config: LVMTrainJobConfig, recorded: Sequence[Path] = ()) -> list[Path]:
+    """The file an `lvm_train` run reads (`same_data.RunFiles`): its sequences file, which `lvm sequences`
+    writes again in place (<home>/lvm/sequences.npz unless `--out`)."""
+    return [Path(config.sequences)]
+
+
 def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
     """The LVM recipe's setup: sequences, model (the driver has seeded), task and loop settings. (The model
     and loss names are LVMTrainJobConfig's validation.)"""
+    if run is not None:
+        # a resume on sequences built again since (other articles, split or context) continued the
+        # checkpoint's training on them silently, as train and elm_train did before they checked
+        check_same_data(run, functools.partial(lvm_data_files, config))
     sequences = load_sequences(config.sequences)
     train_split = sequences.split_arrays("train")
     val_split = sequences.split_arrays("val").sample(config.max_val_examples, config.train.seed)
