@@ -213,16 +213,21 @@ def test_a_request_seed_is_a_seed_a_config_could_hold(client: TestClient, tldrla
 
 def test_child_requests_need_a_completed_training_run(client: TestClient, tldrlab_home: Path) -> None:
     smoke = client.post("/runs", json={"kind": "smoke", "config": {"steps": 2}}).json()["id"]
-    # a run of another kind is a run in the wrong state for the action, a 409 conflict on each of the three
-    # routes (it was a 400, as if the request body were malformed), naming the run's kind
-    bodies = {"generate": {"prompts": ["hi"]}, "score": {}, "evaluate": {}}
+    # a run of a kind that saves no model, named by the path, is refused as `POST /runs` refuses it named in
+    # `model_run`: a 422 invalid_config at `model_run` on each of the three routes (they answered a 409
+    # conflict, as if the run were in a passing state, where `POST /runs` answered a 422 for the same run)
+    bodies = {"generate": {"prompts": ["hi"]}, "score": {"text": "hi"}, "evaluate": {}}
     for action, config in bodies.items():
         wrong_kind = client.post(f"/runs/{smoke}/{action}", json={"config": config})
-        assert wrong_kind.status_code == 409, (action, wrong_kind.text)
-        assert wrong_kind.json()["code"] == "conflict"
-        assert wrong_kind.json()["message"] == (
-            f"run {smoke} is of kind smoke, not a training run; {action} needs a completed training run"
-        )
+        assert wrong_kind.status_code == 422, (action, wrong_kind.text)
+        answer = wrong_kind.json()
+        assert answer["code"] == "invalid_config" and answer["errors"][0]["loc"] == ["model_run"], answer
+        assert answer["message"].startswith(f"model_run: run {smoke} is a smoke run, not a training run")
+        named = client.post("/runs", json={"kind": action, "config": {**config, "model_run": smoke}})
+        assert named.status_code == 422, (action, named.text)
+        assert {k: v for k, v in named.json().items() if k != "request_id"} == {
+            k: v for k, v in answer.items() if k != "request_id"
+        }
     data = tldrlab_home / "data"
     data.mkdir(parents=True)
     (data / "text.txt").write_text("To be, or not to be.\n")

@@ -69,7 +69,7 @@ def check_model_run(config: EvaluateConfig | GenerateConfig | ScoreConfig) -> No
     again as the run starts (the run named may have been replaced meanwhile): a `model_run` that is the id
     of a run of a kind that saves no model (`models.resolve.run_kind_refusal`) is refused, naming the field.
     Over the API such a run was queued and failed with "has no saved model"; `POST /runs/{id}/generate`
-    refused it (409) from the start. A run of a training kind is taken whatever its status: a queued one's
-    model comes when it completes."""
+    refuses it alike (422 at `model_run`). A run of a training kind is taken whatever its status: a queued
+    one's model comes when it completes."""
     if (refusal := run_kind_refusal(config.model_run)) is not None:
         raise InvalidConfigError.at("model_run", refusal)

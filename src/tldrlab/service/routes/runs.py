@@ -37,6 +37,7 @@ from tldrlab.kinds import (
     result_report,
     submittable_kinds,
 )
+from tldrlab.models.resolve import run_kind_refusal
 from tldrlab.runs import RunRecord, RunStatus
 from tldrlab.runs.paths import Seed
 from tldrlab.runs.reconcile import cancel_with_descendants
@@ -419,14 +420,13 @@ def _start_child(request: Request, run_id: str, kind: str, body: ChildRequest) -
             f"{given!r}, but this route takes the model of run {parent.id} (the path's): leave model_run "
             f"out, or POST /runs/{{that run}}/{kind}",
         )
-    if parent.kind != "train":
-        # the run exists and the request is well formed: it is the run that does not fit the action, the same
-        # 409 as a training run that has not completed (a 400 told the client to fix a request that was fine)
-        raise ConflictError(
-            f"run {run_id} is of kind {parent.kind}, not a training run; "
-            f"{kind} needs a completed training run"
-        )
+    if (refusal := run_kind_refusal(parent.id, settings_of(request))) is not None:
+        # the path's run is the config's model_run (set below): a run of a kind that saves no model is refused
+        # as `POST /runs` refuses it there, a 422 at `model_run` by the same rule (the same kinds taken). It
+        # was a 409, as if the run were in the wrong state; its kind never changes, so no retry would do
+        raise InvalidConfigError.at("model_run", refusal)
     if parent.status != RunStatus.COMPLETED:
+        # a state that changes: the same request succeeds once the training completed
         raise ConflictError(f"run {run_id} is {parent.status.value}; {kind} needs a completed training run")
     config = {**body.config, "model_run": parent.id}
     return submit_run(request, kind, config, parent_id=parent.id)
