@@ -307,3 +307,35 @@ def test_sweep_run_stores_the_base_config_of_the_file(tmp_path: Path) -> None:
     (record,) = open_registry().list(kind="sweep")
     assert record.config["sweep"]["config"] == base
     assert record.config["sweep"]["parameters"] == {"train.lr": {"min": 1e-4, "max": 1e-2}}
+
+
+@pytest.mark.slow
+def test_a_trial_whose_run_was_deleted_fails_and_the_sweep_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trial interrupted (Ctrl-C) whose run was then deleted (`runs delete`, allowed: it is cancelled) left
+    its study trial running with no run to end it: the next `sweep run` waited for that run for good."""
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 60}, "sleep": {"value": 0.1}},
+    )
+    cmd = [sys.executable, "-m", "tldrlab", "sweep", "run", str(sweep), "--trials", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    runs = Path(os.environ["TLDRLAB_HOME"]) / "runs"
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("trial-*/evals.txt")):  # the trial's program is running
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, interrupted = proc.communicate(timeout=60)
+    assert proc.returncode == 130, interrupted
+    (trial_run,) = open_registry().list(kind="trial")
+    assert trial_run.status.value == "cancelled"
+    code, _, err = run_captured(["runs", "delete", trial_run.id], capsys)
+    assert code == 0, err
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=30)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"run {trial_run.id} was deleted" in again.stderr
+    states = [t.state for t in load_study("toy", None).get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]

@@ -41,7 +41,7 @@ from tldrlab.errors import (
 )
 from tldrlab.launch import Launched, launch_run, seed_of
 from tldrlab.logs import get_logger
-from tldrlab.runs import Run, RunRecord, RunStatus, create_run
+from tldrlab.runs import Run, RunRecord, RunRegistry, RunStatus, create_run
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import (
     PARAMS_ATTR,
@@ -59,6 +59,7 @@ from tldrlab.sweep.spec import SweepSpec, parse_sweep, resolve_program
 from tldrlab.sweep.storage import (
     RUN_ATTR,
     SPEC_ATTR,
+    SWEEP_RUN_ATTR,
     fail_dead_sweep_runs,
     open_storage,
     redact,
@@ -156,6 +157,19 @@ def _describe(trial: optuna.trial.FrozenTrial) -> str:
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     value = f" value={trial.value:.5g}" if trial.value is not None else ""
     return f"trial {trial.number} {trial.state.name}{value} ({shown})"
+
+
+def _asked_here(registry: RunRegistry, trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether `trial` was asked by a sweep run of `registry`'s home, whose trial runs it holds (a study in
+    PostgreSQL may be shared by the sweeps of several homes)."""
+    sweep_run = trial.user_attrs.get(SWEEP_RUN_ATTR)
+    if not isinstance(sweep_run, str):
+        return False
+    try:
+        registry.get(sweep_run)
+    except NotFoundError:
+        return False
+    return True
 
 
 class TrialExecutor(Protocol):
@@ -279,7 +293,16 @@ def run_trials(
                     continue
                 try:
                     record = registry.get(run_id)
-                except NotFoundError:  # a run of another machine's home
+                except NotFoundError:
+                    if not _asked_here(registry, trial):  # a run of another machine's home
+                        continue
+                    # its run was deleted (`runs delete` of an interrupted trial's run): nothing would ever
+                    # end it, and the sweep waited for it for good
+                    _tell(study, trial.number, TrialState.FAIL, None)
+                    progressed = True
+                    frozen = study.get_trials(deepcopy=False)[trial.number]
+                    gone = f"its run {run_id} was deleted; a new trial takes its place"
+                    echo(f"{_describe(frozen)}\n  error: {gone}")
                     continue
                 if record.status == RunStatus.CANCELLED and not record.cancel_requested:
                     # interrupted (Ctrl-C), not cancelled by anyone: it resumes from its checkpoint
@@ -337,6 +360,7 @@ def run_trials(
                     tags={"study": name, "trial": asked.number},
                     registry=registry,
                 )
+                asked.set_user_attr(SWEEP_RUN_ATTR, run.id)  # first: a trial without a run id is failed
                 asked.set_user_attr(RUN_ATTR, record.id)
                 executor.submit(record.id)
                 continue

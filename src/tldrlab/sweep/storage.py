@@ -59,6 +59,9 @@ WORKER_ATTR = "worker"
 RUN_ATTR = "run_id"
 """trial.user_attrs key: the tldrlab run of the trial."""
 
+SWEEP_RUN_ATTR = "sweep_run_id"
+"""trial.user_attrs key: the sweep run that asked for the trial (its trial run is in that run's registry)."""
+
 SPEC_ATTR = "sweep"
 """study.user_attrs key: the sweep file's mapping (trial runs and workers elsewhere rebuild the spec)."""
 
