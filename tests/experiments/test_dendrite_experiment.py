@@ -96,6 +96,8 @@ def test_same_config_same_numbers(shared_data: Path) -> None:
         # a seed (or arm) given twice trained the same run twice: "2 seeds", every spread 0
         (["--seeds", "1,1"], "seed 1 given twice: give each seed once"),
         (["--arms", "baseline,baseline"], "arm baseline given twice: give each arm once"),
+        # PerforatedAI raised a bare ValueError once the PAI arm perforated its model: a traceback, exit 1
+        (["--dendrites.module-ids", "encoder.block.0.layer.1.DenseReluDense"], "module path starts with '.'"),
     ],
 )
 def test_a_config_that_cannot_run_leaves_no_run(

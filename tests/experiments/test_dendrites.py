@@ -107,6 +107,14 @@ def test_no_module_matched_is_a_clear_error(tmp_path: Path) -> None:
         DendriteHooks(DendriteConfig(module_names=["NoSuchBlock"]), save_dir=tmp_path).perforate(tiny_t5())
 
 
+def test_a_module_id_naming_no_module_is_a_clear_error(tmp_path: Path) -> None:
+    # PerforatedAI skips such an id: the class names' modules got dendrites, the one named got none, unsaid
+    config = DendriteConfig(module_ids=[".encoder.block.0.layer.1.DenseReluDense", ".encoder.block.9.mlp"])
+    missing = r"module_ids \.encoder\.block\.9\.mlp: the model has no module of that path"
+    with pytest.raises(PerforatedAIError, match=missing):
+        DendriteHooks(config, save_dir=tmp_path).perforate(tiny_t5())
+
+
 @pytest.mark.slow
 def test_debugger_trap_never_hangs(tmp_path: Path) -> None:
     # A wrong output_dimensions makes PAI call pdb.set_trace() when it adds dendrites; with stdin closed and a

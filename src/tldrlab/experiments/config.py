@@ -93,6 +93,18 @@ class DendriteConfig(ConfigModel):
     """Let PerforatedAI redraw its PNG graphs at every evaluation (seconds each on a CPU); off: they are drawn
     once, when the run saves its PAI state at the end."""
 
+    @field_validator("module_ids")
+    @classmethod
+    def _ids_in_pai_style(cls, module_ids: list[str]) -> list[str]:
+        # PerforatedAI raised a bare ValueError for a path without its leading dot once the arm perforated
+        # its model (after the baseline trained): a traceback, exit 1
+        if bad := [module_id for module_id in module_ids if not module_id.startswith(".")]:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: a module path starts with '.' (PerforatedAI's style: "
+                f"'.{bad[0]}')"
+            )
+        return module_ids
+
 
 EXPERIMENT_ARMS = ["baseline", "compressed", "compressed_pai", "compressed_random"]
 """Every arm of the T5 experiment (its builders: `tldrlab.experiments.dendrite_experiment.ARMS`), known

@@ -259,6 +259,11 @@ class DendriteHooks(TrainHooks):
     def perforate(self, model: nn.Module) -> nn.Module:
         """Configure PAI afresh and wrap the configured modules; raises PerforatedAIError if none match."""
         _, UPA = require_perforatedai()
+        present = {f".{name}" for name, _ in model.named_modules()}
+        if missing := [module_id for module_id in self.config.module_ids if module_id not in present]:
+            # PerforatedAI skips an id that names no module: a mistyped one was trained without its dendrites
+            # and nothing said so when module_names matched other modules
+            raise PerforatedAIError(f"module_ids {', '.join(missing)}: the model has no module of that path")
         configure(self.config, maximizing=self.maximizing, device=self.device)
         with pai_guard(self.save_dir, "perforate_model", silent=self.config.silent):
             model = UPA.perforate_model(model, save_name=SAVE_NAME, maximizing_score=self.maximizing)
