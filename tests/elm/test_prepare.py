@@ -256,3 +256,22 @@ def test_a_split_with_no_usable_records_is_refused_before_any_split_is_embedded(
     with pytest.raises(InvalidInputError, match=f"^{data}: no val records with a document and a summary$"):
         prepare_dataset(data, out, progress=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_too_few_records_to_hold_out_val_and_test_say_so(tmp_path: Path, count: int) -> None:
+    """One or two good records of data without splits all went to val and test, and the refusal said "no
+    train records with a document and a summary", which the file contradicted."""
+    from tldrlab.elm.prepare import prepare_dataset
+
+    data = tmp_path / "pairs.jsonl"
+    pairs = [
+        {"document": f"a small library for parsing {i}", "summary": "a parsing library"} for i in range(count)
+    ]
+    data.write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    records = "1 record" if count == 1 else "2 records"
+    expected = (
+        f"{data}: {records}, too few to hold out a validation record and a test record and train on the rest"
+    )
+    with pytest.raises(InvalidInputError, match=f"^{expected}: give at least 3$"):
+        prepare_dataset(data, tmp_path / "out", progress=False)

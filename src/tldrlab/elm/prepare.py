@@ -538,6 +538,14 @@ def _split_records(
     rng.shuffle(records)
     n_val = max(1, int(len(records) * val_fraction))
     n_test = 0 if test is not None else max(1, int(len(records) * test_fraction))
+    if 0 < len(records) <= n_val + n_test:
+        # every record went to val and test: refused as "no train records with a document and a summary",
+        # which the data's one or two good records contradicted
+        held = "a validation record" + (" and a test record" if n_test else "")
+        raise InvalidInputError(
+            f"{path}: {len(records)} record{'s' if len(records) > 1 else ''}, too few to hold out {held} "
+            f"and train on the rest: give at least {n_val + n_test + 1}"
+        )
     return {
         "val": records[:n_val],
         "test": test if test is not None else records[n_val : n_val + n_test],
