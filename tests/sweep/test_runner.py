@@ -339,3 +339,30 @@ def test_a_trial_whose_run_was_deleted_fails_and_the_sweep_goes_on(
     assert f"run {trial_run.id} was deleted" in again.stderr
     states = [t.state for t in load_study("toy", None).get_trials()]
     assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_whose_trials_run_in_its_workers(tmp_path: Path) -> None:
+    """`sweep run --workers 2` given SIGTERM (a `timeout`, a service manager) said it would stop after the
+    current step, then went on asking trials until the study held all of them: it never stopped."""
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 40}, "sleep": {"value": 0.1}},
+    )
+    cmd = [sys.executable, "-m", "tldrlab", "sweep", "run", str(sweep), "--trials", "6", "--workers", "2"]
+    env = dict(os.environ)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    runs = Path(os.environ["TLDRLAB_HOME"]) / "runs"
+    deadline = time.monotonic() + 60
+    while len(list(runs.glob("trial-*/evals.txt"))) < 2:  # both workers are running a trial
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=20)  # the trials left take 4 s each, 12 s for the four
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the sweep went on after SIGTERM: {proc.communicate()[1][-2000:]}")
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert len(load_study("toy", None).get_trials()) == 2  # no trial asked after the signal
+    assert [r.status.value for r in open_registry().list(kind="sweep")] == ["cancelled"]

@@ -41,7 +41,7 @@ from tldrlab.errors import (
 )
 from tldrlab.launch import Launched, launch_run, seed_of
 from tldrlab.logs import get_logger
-from tldrlab.runs import Run, RunRecord, RunRegistry, RunStatus, create_run
+from tldrlab.runs import Run, RunRecord, RunRegistry, RunStatus, create_run, preempt
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.mapping import (
     PARAMS_ATTR,
@@ -339,6 +339,10 @@ def run_trials(
             # a cancelled sweep (POST /runs/{id}/cancel) stops here, its trials settled, before it asks for
             # another one; the route cancelled its running trial too, which has stopped (and been told) above
             run.check_cancelled()
+            # SIGTERM (the CLI's `preempt_on_sigterm`, a worker's handler): a trial running here stops in its
+            # own loop; a sweep whose workers run its trials stopped only here, and it went on asking for more
+            if preempt.stop_requested():
+                raise RunPreemptedError("the sweep's process is stopping (SIGTERM)")
             counts = state_counts(study)
             finished = sum(counts[s] for s in FINISHED)
             if finished >= n_trials:
