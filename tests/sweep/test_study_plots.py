@@ -114,3 +114,32 @@ def test_the_parallel_coordinate_plot_shows_the_parameters_values() -> None:
     assert {label.get_text() for label in shape.get_yticklabels()} == {"[1, 2]", "[3]"}
     plt.close(figure)
     assert {k for k, v in matplotlib.rcParams.items() if str(v) != str(before.get(k))} == set()
+
+
+def test_an_export_over_an_earlier_one_leaves_none_of_its_files_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep export` of a study with no complete trial, into the folder an earlier export of another study
+    wrote, wrote its trials.csv beside the other study's best.json and four plots: the folder read as if this
+    study had that best trial."""
+    from cliutil import run_captured
+    from tldrlab.sweep.storage import open_storage
+
+    storage = open_storage(None)  # the home's sweeps.db, where `tldrlab sweep` keeps its studies
+    done = optuna.create_study(study_name="done", storage=storage, sampler=optuna.samplers.RandomSampler(0))
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        trial.report(x, 1)
+        return (x - 0.3) ** 2
+
+    done.optimize(objective, n_trials=3)
+    failing = optuna.create_study(study_name="failing", storage=storage)
+    failing.tell(failing.ask(), state=optuna.trial.TrialState.FAIL)
+    out = tmp_path / "report"
+    code, _, err = run_captured(["sweep", "export", "done", "--out", str(out)], capsys)
+    assert code == 0 and (out / "best.json").is_file() and len(list(out.glob("plots/*.png"))) == 4, err
+
+    code, said, err = run_captured(["sweep", "export", "failing", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["trials.csv", "trials.json"], said

@@ -251,7 +251,8 @@ def _plottable(value: Any) -> Any:
 def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str]]:
     """PNG plots: optimization history, parameter importances, parallel coordinates (and intermediate values).
 
-    Returns the files written and a note for each plot that could not be drawn (e.g. too few trials).
+    Returns the files written and a note for each plot that could not be drawn (e.g. too few trials); the
+    file of a plot not drawn is removed, where an earlier export left one.
     """
     import warnings
 
@@ -306,6 +307,9 @@ def plot_study(study: optuna.Study, out_dir: Path) -> tuple[list[Path], list[str
         except Exception as exc:  # a plot must never lose the CSV/JSON export
             notes.append(f"{name}: {type(exc).__name__}: {exc}")
             plt.close("all")
+    for name in plots:  # an earlier export's plot (another study's, say) would read as this study's
+        if (path := out_dir / f"{name}.png") not in written:
+            path.unlink(missing_ok=True)
     return written, notes
 
 
@@ -317,7 +321,8 @@ class StudyExport(StudyRef):
 
 
 def export_study(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
-    """trials.csv, trials.json, best.json and plots/*.png under out_dir; returns what was written."""
+    """trials.csv, trials.json, best.json and plots/*.png under out_dir (an earlier export's best.json or plot
+    that this study has none of is removed); returns what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = trial_rows(study)
     _write_csv(rows, out_dir / "trials.csv")
@@ -327,6 +332,8 @@ def export_study(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
     if best is not None:
         atomic_write_json(out_dir / "best.json", best)
         files.append(out_dir / "best.json")
+    else:  # an earlier export's, of another study or of this one's trials since deleted: not this best
+        (out_dir / "best.json").unlink(missing_ok=True)
     plots, notes = plot_study(study, out_dir / "plots")
     return {"files": [str(p) for p in files + plots], "notes": notes, "trials": len(rows)}
 
