@@ -179,6 +179,29 @@ def test_context_errors_are_clear(concepts: Any, embedder: Any) -> None:
         predict_next(model, ContextWindow(vectors=np.ones((1, 384), dtype=np.float32)))
 
 
+def test_an_index_older_than_the_store_is_refused_naming_lvm_index(concepts: Any, embedder: Any) -> None:
+    """Ingesting again replaces an article's concepts (new ids): an index built before returned only ids the
+    store no longer holds, and generate decoded "-" (the API: no concepts), as if nothing were near."""
+    from tldrlab.errors import ConflictError
+
+    store, index = concepts
+    for title, sentences in ARTICLES.items():
+        store.replace_article(
+            source="demo" if title == "bees" else "unseen",
+            article_id=title,
+            concepts=[ConceptIn(i, 0, len(s), s) for i, s in enumerate(sentences)],
+            vectors=embedder.encode(sentences),
+            embedder=embedder.name,
+            chunking="sentence",
+        )
+    window, _ = window_from_article(store, "demo/bees", 3, context=3)
+    with pytest.raises(ConflictError, match=r"the index is older than the store .*run `tldrlab lvm index`$"):
+        generate(_copy_last_model(), window, index, store, k=2)
+    table = store.load()
+    fresh = build_index(table.vectors, table.ids, extra_meta={"embedder": embedder.name})
+    assert generate(_copy_last_model(), window, fresh, store, k=2)[0].nearest
+
+
 def test_measure_uses_the_store_given(tmp_path: Path) -> None:
     """`lvm generate RUN --measure N --db URL` dropped the URL: the lvm_generate run decoded its windows
     against the home's default store, another corpus (or none) than the one asked for."""

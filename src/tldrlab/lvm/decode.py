@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tldrlab.errors import DependencyMissingError
+from tldrlab.errors import ConflictError, DependencyMissingError
 from tldrlab.lvm.index import ConceptIndex
 from tldrlab.lvm.store import ConceptStore
 
@@ -36,9 +36,17 @@ def nearest_concepts(
     k: int = 5,
     exclude: list[set[int]] | None = None,
 ) -> list[list[DecodedConcept]]:
-    """For each vector, its k nearest stored concepts (best first) with text and provenance."""
+    """For each vector, its k nearest stored concepts (best first) with text and provenance. ConflictError
+    when none of a vector's k nearest in the index is in the store any more (the store was ingested again
+    since the index was built): its decoding printed "-" and the API answered no concepts, as if the index
+    held nothing near."""
     scores, ids = index.search(vectors, k=k, exclude=exclude)
     found = store.get(sorted({int(i) for i in ids.ravel() if i >= 0}))
+    if any(not any(int(i) in found for i in row) for row in ids if (row >= 0).any()):
+        raise ConflictError(
+            f"none of the {k} concepts nearest to the prediction in the index is in the concept store any "
+            "more: the index is older than the store (ingested again since): run `tldrlab lvm index`"
+        )
     decoded = []
     for row_scores, row_ids in zip(scores, ids, strict=True):
         row = []
