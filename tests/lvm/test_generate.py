@@ -170,6 +170,14 @@ def test_context_errors_are_clear(concepts: Any, embedder: Any) -> None:
         window_from_article(store, "demo/bees", 9, context=3)
     with pytest.raises(InvalidInputError, match="SOURCE/ARTICLE_ID"):
         window_from_article(store, "bees", 1, context=3)
+    # "the position must be between 1 and 0 for this article"
+    sentence = "Bees dance to show where the flowers are."
+    store.replace_article(
+        source="demo", article_id="dance", concepts=[ConceptIn(0, 0, len(sentence), sentence)],
+        vectors=embedder.encode([sentence]), embedder=embedder.name, chunking="sentence",
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match=r"^article demo/dance has one concept: no position has a"):
+        window_from_article(store, "demo/dance", 1, context=3)
     with pytest.raises(InvalidInputError, match="at least one"):
         window_from_texts(["  "], embedder)
     model = _copy_last_model(tmd_inputs=True)

@@ -104,6 +104,11 @@ def window_from_article(
         raise InvalidInputError(f"the article must be SOURCE/ARTICLE_ID, got {article!r}")
     source, article_id = article.split("/", 1)
     concepts, vectors = store.article_concepts(source, article_id)
+    if len(concepts) == 1:  # "the position must be between 1 and 0"
+        raise InvalidInputError(
+            f"article {article} has one concept: no position has a concept before it to continue from; "
+            "give an article of at least two"
+        )
     if not 1 <= position < len(concepts):
         raise InvalidInputError(f"the position must be between 1 and {len(concepts) - 1} for this article")
     start = max(0, position - context)
