@@ -546,3 +546,40 @@ def test_train_and_test_files_without_a_dev_file_train_on_train_and_evaluate_its
     samples = (Path(evaluation.run_dir) / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     evaluated = [json.loads(line)["id"] for line in samples]
     assert evaluated and evaluated == held_out[: len(evaluated)]
+
+
+def test_a_run_resumed_without_a_checkpoint_keeps_one_metrics_line_a_step(
+    shakespeare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that stopped before its first checkpoint (killed, or failed, in its first steps) trains again
+    from step 1 when resumed: the lines its first attempt wrote stayed in metrics.jsonl, so steps 1-3 were
+    there twice (curves drawn back over themselves, `runs compare` reading the earlier attempt's loss)."""
+    from tldrlab.train.jobs import TRAIN
+    from tldrlab.train.loop import TrainHooks, TrainState
+    from tldrlab.train.recipe import run_recipe
+
+    class FailAt3(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 3:
+                raise RuntimeError("the machine ran out of memory")
+
+    job = parse_job_config(
+        {
+            "model": "char_lstm",
+            "model_settings": {"embedding_dim": 8, "hidden_dim": 16, "num_layers": 1},
+            "data": {"path": str(shakespeare), "block_size": 16},
+            "tokenizer": {"method": "char", "vocab_size": 80},
+            "train": {**FAST, "max_steps": 5, "log_every": 1, "eval_every": 0, "checkpoint_every": 100},
+            "wandb": "disabled",
+            "final_eval": {"enabled": False},
+        }
+    )
+    with pytest.raises(RuntimeError), start_run("train", job) as run:
+        run_recipe(run, TRAIN, job, extra_hooks=(FailAt3(),))
+    assert not list(run.checkpoints_dir.glob("step-*"))  # it stopped before any checkpoint
+
+    code, _, err = run_captured(["train", "--resume", run.id, "--quiet"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "train_loss" in row] == [1, 2, 3, 4, 5], rows
+    assert "no checkpoint to resume from" in (run.dir / "log.jsonl").read_text()

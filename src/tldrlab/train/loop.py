@@ -322,13 +322,17 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def _truncate_metrics(run: Run, step: int) -> None:
-    """On resume, drop metric lines written after the checkpoint (the resumed run writes them again)."""
+def _truncate_metrics(run: Run, step: int) -> int:
+    """On resume, drop metric lines written after the checkpoint (the resumed run writes them again); returns
+    how many were dropped."""
     path = run.dir / METRICS
     if not path.exists():
-        return
-    kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
-    atomic_write_jsonl(path, kept)
+        return 0
+    rows = read_jsonl(path)
+    kept = [r for r in rows if int(r.get("step", 0)) <= step]
+    if len(kept) < len(rows):
+        atomic_write_jsonl(path, kept)
+    return len(rows) - len(kept)
 
 
 PLOT_INTERVAL_S = 60.0
@@ -430,6 +434,11 @@ class _Loop:
                 if run is not None and self.is_main:
                     _truncate_metrics(run, loaded.step)
                     run.log("resumed from checkpoint", step=loaded.step, path=str(loaded.path))
+        # an earlier attempt stopped before its first checkpoint (killed or failed in its first steps): this
+        # one trains from the start, and that attempt's metric lines stood beside its own, twice a step
+        from_start = resume and self.resumed_from is None and run is not None and self.is_main
+        if from_start and run is not None and _truncate_metrics(run, 0):
+            run.log("no checkpoint to resume from: training again from the start")
 
         self.flops_per_token = model_flops_per_token(self.model)
         self.peak_flops = peak_flops(accelerator.device, self.precision)
