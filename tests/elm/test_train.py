@@ -503,3 +503,34 @@ def test_lora_adapters_over_the_budget_at_run_time_are_refused_naming_lora_rank(
         f"the adapter and drift head, 26,692, on the LM {lm}, which is 32 wide, from 384-d embeddings; the "
         "LM's own parameters are not counted)"
     )
+
+
+def test_generate_text_prompts_with_the_template_the_elm_was_trained_with(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path
+) -> None:
+    """`elm generate --text` prompted every ELM with the default "Summarize the following text" template:
+    one trained on a layout of another `--template` (or compare-lm's chat prompt) never saw that prompt."""
+    import shutil
+
+    import torch
+
+    from tldrlab.elm.evaluate import predict
+    from tldrlab.elm.model import generate_summaries, load_elm
+    from tldrlab.embed import get_embedder
+
+    data = tmp_path / "elm"
+    shutil.copytree(elm_data, data)
+    template = "Describe the package:\n{text}\nDescription:"
+    for synthesis in (data / "synthesis").glob("*_synthesis.jsonl"):
+        rows = [json.loads(line) for line in synthesis.read_text().splitlines()]
+        rows = [{**row, "input_prompt_template": template} for row in rows]
+        synthesis.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = tiny_config(data, elm_tokenizer, max_steps=2)
+    with start_run("elm_train", config) as run:
+        run_elm_training(run, config)
+    assert json.loads((run.dir / "model" / "elm_config.json").read_text())["template"] == template
+    document = "A library to parse TOML files in C."
+    (row,) = predict(run.id, texts=[document], max_new_tokens=6)
+    model, tokenizer = load_elm(run.id)
+    vector = torch.from_numpy(get_embedder("minilm").encode([document]))
+    assert row["prediction"] == generate_summaries(model, tokenizer, vector, [template], max_new_tokens=6)[0]

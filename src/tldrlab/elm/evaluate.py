@@ -194,7 +194,8 @@ def predict(
     if texts:
         saved = json.loads((resolve_elm_dir(model_ref) / "elm_config.json").read_text(encoding="utf-8"))
         vectors = torch.from_numpy(get_embedder(saved.get("embedder") or "minilm").encode(list(texts)))
-        templates = [DEFAULT_TEMPLATE] * len(texts)
+        # the template the ELM was trained with (an ELM saved before it was recorded: the default)
+        templates = [saved.get("template") or DEFAULT_TEMPLATE] * len(texts)
         return [{"prediction": p} for p in generate_summaries(elm, tokenizer, vectors, templates, **options)]
     if input is not None:  # <dir>/synthesis/<split>_synthesis.jsonl
         data, split = input.resolve().parent.parent, input.name.removesuffix("_synthesis.jsonl")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from tldrlab.elm.prepare import (
     embeddings_path,
     load_split,
     read_manifest,
+    read_synthesis,
     synthesis_path,
 )
 from tldrlab.elm.task import ElmTask
@@ -238,7 +240,15 @@ def export(run: Run, config: ElmTrainConfig, setup: RecipeSetup, result: TrainRe
     assert isinstance(model, ElmModel)
     step = result.best_step if result.best_checkpoint is not None else result.steps
     embedder = read_manifest(config.data).get("embedder")
-    save_elm(model, setup.tokenizer, run.dir / MODEL_SUBDIR, step=step, data=config.data, embedder=embedder)
+    # `elm generate --text` prompts with it: it used the default template, which an ELM prepared with
+    # another `--template` (or compare-lm's chat prompt) never saw
+    records = read_synthesis(synthesis_path(Path(config.data), "train"))
+    templates = Counter(str(r.get("input_prompt_template") or "{text}") for r in records[: config.limit])
+    template = templates.most_common(1)[0][0] if templates else None
+    save_elm(
+        model, setup.tokenizer, run.dir / MODEL_SUBDIR,
+        step=step, data=config.data, embedder=embedder, template=template,
+    )  # fmt: skip
     return RecipeExport(model_dir=run.dir / MODEL_SUBDIR)
 
 
