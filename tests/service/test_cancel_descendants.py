@@ -194,3 +194,38 @@ def test_the_command_line_cancels_as_the_api_does(capsys: pytest.CaptureFixture[
         shown = json.loads(out)
         assert shown["status"] == "running" and shown["cancel_requested"] is True, shown
         assert shown["message"] == "cancel requested; stopping after the current step"
+
+
+def test_a_run_cancelled_while_it_waits_to_run_again_does_not_read_as_never_started(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A run a worker put back on the queue after it had trained (preempted, or retried after a transient
+    failure), cancelled while it waited, read `cancelled before it started`: its checkpoints and metrics were
+    there, and `--resume` continued it from them."""
+    from svc_helpers import metrics, wait_for
+
+    from tldrlab.runs import preempt
+    from tldrlab.service.worker import WorkerConfig, build_worker
+
+    worker = build_worker(config=WorkerConfig(burst=True, heartbeat_s=0.1, poll_s=0.05))
+    runs = [create_run("smoke", {"steps": 500, "step_sleep_s": 0.01, "checkpoint_every": 2}) for _ in "ab"]
+    for run in runs:
+        outcomes: list[str] = []
+        handling = threading.Thread(
+            target=lambda run_id=run.id, into=outcomes: into.append(worker.handle(run_id))
+        )
+        handling.start()
+        wait_for(lambda run_id=run.id: len(metrics(run_id)) >= 3, 30, what="training to start")
+        preempt.request_stop()  # what a worker's SIGTERM does
+        handling.join(timeout=30)
+        preempt.reset()
+        assert outcomes == ["preempted"] and open_registry().get(run.id).status is RunStatus.QUEUED
+    by_api, by_cli = runs
+    answer = TestClient(create_app()).post(f"/runs/{by_api.id}/cancel").json()
+    code, _, err = run_captured(["runs", "cancel", by_cli.id], capsys)
+    assert code == 0, err
+    for run in runs:
+        ended = open_registry().get(run.id)
+        assert ended.status is RunStatus.CANCELLED and ended.message, ended
+        assert "before it started" not in ended.message and "waited to run again" in ended.message, ended
+    assert answer["message"] == open_registry().get(by_api.id).message

@@ -137,14 +137,20 @@ def cancel_queued(registry: RunRegistry, run_id: str, message: str) -> bool:
     return True
 
 
-def cancel_with_descendants(
-    registry: RunRegistry, record: RunRecord, message: str = "cancelled before it started"
-) -> None:
+def cancel_with_descendants(registry: RunRegistry, record: RunRecord, message: str | None = None) -> None:
     """Cancel a run and the unfinished runs it started (the API's `POST /runs/{id}/cancel`, `tldrlab runs
     cancel`): a queued one at once, a running one by its request (read between steps). A sweep's trial or an
     experiment's arm executes inside its parent's execution, so the parent stops only once its running child
     has: the request goes down to every descendant (a queued one, an arm waiting for its experiment's
-    resume, is cancelled naming the run it was part of)."""
+    resume, is cancelled naming the run it was part of). `message`: what a queued run ends with (by default
+    whether it had started: a run put back on the queue after an attempt did, its checkpoints are kept)."""
+    if message is None:
+        message = (
+            "cancelled before it started"
+            if record.attempts == 0
+            else f"cancelled while it waited to run again (after {record.attempts} attempt"
+            f"{'s' if record.attempts > 1 else ''}; its files are kept)"
+        )
     registry.request_cancel(record.id)
     if not cancel_queued(registry, record.id, message):
         # only while it runs: a run that ended meanwhile keeps the message it ended with
