@@ -162,22 +162,25 @@ def submit_run(
     tags: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Validate and prepare a config of a submittable kind, check what it reads as a command line does
-    (`check_inputs`: InvalidConfigError naming what is missing; a conflict stays one), create a queued run and
-    enqueue it. The kind's `local_check` (this machine's device) is left to the worker that executes it.
+    (`check_inputs`: InvalidConfigError naming what is missing, as for a refusal of the kind's prepare step;
+    a conflict stays one), create a queued run and enqueue it. The kind's `local_check` (this machine's
+    device) is left to the worker that executes it.
 
     ServiceUnavailableError (and no run left queued) when the queue is down.
     """
     check_submittable(kind)
-    spec, config = prepare_run(kind, raw)
     try:
+        # the kind's prepare step reads what the config names as its check does (an elm_evaluate's
+        # predictions file holding none): its refusals were a 400 `invalid_input` naming no field
+        spec, config = prepare_run(kind, raw)
         check_inputs(spec.name, config, placed=True)
     except (InvalidInputError, NotFoundError) as exc:
         if isinstance(exc, InvalidConfigError | PathNotAllowedError):
             raise
         # what the config names is not there (or not usable): the request's config is what is wrong (422
-        # naming the problem), not a resource of the API that was not found. At the field the kind's check
-        # placed it at (`TldrlabError.placed`), worded `field: ...` as every refusal of one field is; a
-        # refusal it did not place is of the config as a whole
+        # naming the problem), not a resource of the API that was not found. At the field the kind's prepare
+        # step or check placed it at (`TldrlabError.placed`), worded `field: ...` as every refusal of one
+        # field is; a refusal it did not place is of the config as a whole
         placed = exc.details.get("errors")
         if isinstance(placed, list) and placed:
             raise InvalidConfigError.at_fields((tuple(e["loc"]), e["msg"]) for e in placed) from None

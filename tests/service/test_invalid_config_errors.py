@@ -292,6 +292,40 @@ def test_a_kinds_check_of_what_a_field_names_is_listed_at_that_field(
     assert len(open_registry().list()) == before  # nothing was created
 
 
+def test_a_kinds_prepare_step_refusal_is_a_422_at_its_field(client: TestClient, world: World) -> None:
+    """A kind's prepare step reads what the config names too (an `elm_evaluate`'s predictions and references
+    files): its refusals reached the client as a 400 `invalid_input` with no `errors`, where its check's are a
+    422 `invalid_config` at the field. Each is now the same 422 at the file's field."""
+    root = world.home / "data"
+    (root / "empty.jsonl").write_text("")
+    (root / "two.jsonl").write_text(
+        '{"prediction": "a", "reference": "b"}\n{"prediction": "c", "reference": "d"}\n'
+    )
+    (root / "one.jsonl").write_text('{"reference": "b"}\n')
+    (root / "unreferenced.jsonl").write_text('{"prediction": "a"}\n')
+    (root / "garbled.jsonl").write_text("not json\n")
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"predictions": "empty.jsonl"}, ["predictions"]),
+        ({"predictions": "garbled.jsonl"}, ["predictions"]),
+        ({"predictions": "unreferenced.jsonl"}, ["predictions"]),  # no references file: its own
+        ({"predictions": "two.jsonl", "references": "one.jsonl"}, ["references"]),
+        ({"predictions": "two.jsonl", "references": "garbled.jsonl"}, ["references"]),
+    ]
+    before = len(open_registry().list())
+    for config, loc in cases:
+        response = client.post("/runs", json={"kind": "elm_evaluate", "config": config})
+        assert response.status_code == 422, (config, response.text)
+        answer = response.json()
+        assert answer["code"] == "invalid_config", (config, answer)
+        (error,) = answer["errors"]
+        assert error["loc"] == loc, (config, answer)
+        assert answer["message"] == f"{'.'.join(loc)}: {error['msg']}", (config, answer)
+        assert str(world.home) not in response.text, config
+    assert len(open_registry().list()) == before  # nothing was created
+    accepted = client.post("/runs", json={"kind": "elm_evaluate", "config": {"predictions": "two.jsonl"}})
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_path_not_allowed_and_a_sweeps_spec_refusals_list_errors_at_their_field(
     client: TestClient, world: World
 ) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.elm.config import ElmEvaluateConfig, ElmGenerateOptions
-from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError, refused_at
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.report import Report
 from tldrlab.runs.atomic import atomic_write_jsonl
@@ -122,17 +122,21 @@ def evaluate_files(predictions: Path, references: Path | None = None, **kwargs: 
 
 
 def check_files(config: ElmEvaluateConfig) -> ElmEvaluateConfig:
-    """Kind `elm_evaluate`'s prepare step: the files parse and line up, before a run is created."""
-    predictions = read_jsonl_texts(Path(config.predictions), ("prediction",))
-    if not predictions:  # refused inside the run ("nothing to evaluate"), which stayed behind failed
-        raise InvalidInputError(f"{config.predictions} holds no predictions: nothing to evaluate")
+    """Kind `elm_evaluate`'s prepare step: the files parse and line up, before a run is created. Each
+    refusal is placed at the field naming the file it is about (`errors.refused_at`), so the API's submit
+    answers it at `predictions` or `references` (the predictions file's own references when none is named)."""
+    with refused_at("predictions"):
+        predictions = read_jsonl_texts(Path(config.predictions), ("prediction",))
+        if not predictions:  # refused inside the run ("nothing to evaluate"), which stayed behind failed
+            raise InvalidInputError(f"{config.predictions} holds no predictions: nothing to evaluate")
     source = Path(config.references or config.predictions)
-    references = read_jsonl_texts(source, ("reference", "target_text"))
-    if len(predictions) != len(references):
-        raise InvalidInputError(
-            f"{config.predictions} has {len(predictions)} predictions but {source} has {len(references)} "
-            "references"
-        )
+    with refused_at("references" if config.references else "predictions"):
+        references = read_jsonl_texts(source, ("reference", "target_text"))
+        if len(predictions) != len(references):
+            raise InvalidInputError(
+                f"{config.predictions} has {len(predictions)} predictions but {source} has {len(references)} "
+                "references"
+            )
     return config
 
 
