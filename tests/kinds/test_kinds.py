@@ -137,7 +137,7 @@ def test_validate_config_names_every_bad_field() -> None:
     locs = {tuple(e["loc"]) for e in error.details["errors"]}
     assert locs == {("data", "val_fraction"), ("train", "lr"), ("nope",)}
     assert "train.lr: Input should be greater than 0" in error.message
-    refused = r"sweep: method: unknown method 'nope'; choose one of bayes, grid, random"
+    refused = r"sweep.method: unknown method 'nope'; choose one of bayes, grid, random"
     with pytest.raises(InvalidConfigError, match=refused):
         validate_config("sweep", {"sweep": {"method": "nope"}})
     config = validate_config("smoke", {"steps": 3})

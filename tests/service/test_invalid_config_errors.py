@@ -326,6 +326,47 @@ def test_a_kinds_prepare_step_refusal_is_a_422_at_its_field(client: TestClient, 
     assert accepted.status_code == 202, accepted.text
 
 
+def test_a_sweep_specs_refusal_is_listed_at_its_key(client: TestClient, world: World) -> None:
+    """The sweep spec's own checks (`sweep.spec.parse_sweep`: a method, a goal, a parameter's range) name the
+    key they refuse in their words, but the 422 listed them at ["sweep"], the whole spec; each is now at its
+    key under `sweep`, a parameter's dotted name one key of `parameters`."""
+
+    def sweep(**change: Any) -> dict[str, Any]:
+        raw = {
+            "program": "tldrlab.train",
+            "method": "random",
+            "metric": {"name": "eval_loss", "goal": "minimize"},
+            "parameters": {"train.lr": {"min": 1e-4, "max": 1e-2}},
+            "config": {"model": "char_lstm", "data": {"path": "text.txt"}},
+            **change,
+        }
+        return {"kind": "sweep", "config": {"sweep": raw}}
+
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        (sweep(method="nope"), ["sweep", "method"]),
+        (sweep(metric={"name": "eval_loss", "goal": "up"}), ["sweep", "metric", "goal"]),
+        (sweep(paramters={}), ["sweep", "paramters"]),
+        (sweep(parameters={"train.lr": {"min": 2, "max": 1}}), ["sweep", "parameters", "train.lr", "min"]),
+        (
+            sweep(parameters={"train.lr": {"distribution": "gaussian"}}),
+            ["sweep", "parameters", "train.lr", "distribution"],
+        ),
+        (sweep(method="grid"), ["sweep", "parameters", "train.lr"]),  # a range a grid cannot list
+        (sweep(early_terminate={"type": "asha"}), ["sweep", "early_terminate", "type"]),
+        (sweep(run_cap=0), ["sweep", "run_cap"]),
+    ]
+    before = len(open_registry().list())
+    for body, loc in cases:
+        response = client.post("/runs", json=body)
+        assert response.status_code == 422, (loc, response.text)
+        answer = response.json()
+        assert answer["code"] == "invalid_config", (loc, answer)
+        (error,) = answer["errors"]
+        assert error["loc"] == loc, answer
+        assert f"{'.'.join(loc)}: {error['msg']}" in answer["message"], answer
+    assert len(open_registry().list()) == before
+
+
 def test_path_not_allowed_and_a_sweeps_spec_refusals_list_errors_at_their_field(
     client: TestClient, world: World
 ) -> None:

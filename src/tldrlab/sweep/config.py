@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
+from tldrlab.budget import field_errors
 from tldrlab.configmodel import ConfigModel
 from tldrlab.errors import ConfigError
 from tldrlab.freeform import FreeForm
@@ -40,6 +41,10 @@ class SweepConfig(ConfigModel):
         try:
             parse_sweep(value)
         except ConfigError as exc:
+            # at the spec's key it refuses (`method`, `parameters.lr.min`), under `sweep`: pydantic puts the
+            # field's own path in front. Placed at `sweep` alone, a client had nothing to point at
+            if placed := exc.details.get("errors"):
+                raise field_errors("SweepConfig", [(tuple(e["loc"]), e["msg"]) for e in placed]) from None
             raise ValueError(exc.message) from None
         return value
 

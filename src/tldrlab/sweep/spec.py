@@ -7,7 +7,9 @@ The format is W&B's (https://docs.wandb.ai/guides/sweeps/sweep-config-keys): `me
     program: tldrlab.train          # or tldrlab.experiment; anything else is a script run by `command`
     config: job.yaml                # the base config of a tldrlab program: a mapping or a file path
 
-Every problem raises ConfigError naming the key (`parameters.lr.distribution`) and the allowed values.
+Every problem raises ConfigError naming the key (`parameters.lr.distribution`) and the allowed values, placed
+at that key (`ConfigError.at`: its `errors` entry's `loc`, a parameter's dotted name one key of `parameters`),
+so the API answers a `sweep` run's spec refused at `["sweep", "parameters", "lr", "distribution"]`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from tldrlab.choices import choose_one_of, unknown_choice
 from tldrlab.config import load_yaml
-from tldrlab.errors import ConfigError, NotFoundError, yaml_problem
+from tldrlab.errors import ConfigError, NotFoundError, refused_at, yaml_problem
 from tldrlab.runs.paths import SEED_MAX
 
 METHODS = ("bayes", "grid", "random")
@@ -139,15 +141,15 @@ def _allowed(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join(values)
 
 
-def _number(key: str, value: Any) -> float:
+def _number(key: tuple[str, ...], value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key}: must be a number; got {value!r}")
+        raise ConfigError.at(key, f"must be a number; got {value!r}")
     if not math.isfinite(value):
-        raise ConfigError(f"{key}: must be finite; got {value!r}")
+        raise ConfigError.at(key, f"must be finite; got {value!r}")
     return value
 
 
-def infer_distribution(key: str, options: dict[str, Any]) -> str:
+def infer_distribution(key: tuple[str, ...], options: dict[str, Any]) -> str:
     """W&B's inference: value -> constant, values -> categorical, int min/max -> int_uniform, else uniform."""
     if "value" in options:
         return "constant"
@@ -158,83 +160,85 @@ def infer_distribution(key: str, options: dict[str, Any]) -> str:
             isinstance(options[k], int) and not isinstance(options[k], bool) for k in ("min", "max")
         )
         return "int_uniform" if both_int else "uniform"
-    raise ConfigError(
-        f"{key}: give `value`, `values`, `min`/`max` or a `distribution` "
-        f"(one of {_allowed(list(DISTRIBUTIONS))})"
+    raise ConfigError.at(
+        key,
+        f"give `value`, `values`, `min`/`max` or a `distribution` (one of {_allowed(list(DISTRIBUTIONS))})",
     )
 
 
 def parse_parameter(name: str, raw: Any) -> ParamSpec:
     """Check one parameter block and fill in W&B's defaults."""
-    key = f"parameters.{name}"
+    key = ("parameters", name)
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{key}: must be a mapping such as {{values: [...]}} or {{min: 0, max: 1}}; got {raw!r}"
+        raise ConfigError.at(
+            key, f"must be a mapping such as {{values: [...]}} or {{min: 0, max: 1}}; got {raw!r}"
         )
     options = dict(raw)
     dist = options.pop("distribution", None)
     if dist is None:
         dist = infer_distribution(key, options)
     if dist not in DISTRIBUTIONS:
-        raise ConfigError(f"{key}.distribution: {unknown_choice('distribution', dist, DISTRIBUTIONS)}")
+        raise ConfigError.at((*key, "distribution"), unknown_choice("distribution", dist, DISTRIBUTIONS))
     required, defaults = DISTRIBUTIONS[dist]
     allowed = (*required, *defaults)
     for option in options:
         if option not in allowed:
-            raise ConfigError(f"{key}.{option}: {unknown_choice(f'key of {dist}', option, allowed)}")
+            raise ConfigError.at((*key, option), unknown_choice(f"key of {dist}", option, allowed))
     for option in required:
         if option not in options:
-            raise ConfigError(f"{key}.{option}: required by distribution {dist}")
+            raise ConfigError.at((*key, option), f"required by distribution {dist}")
     filled = {**defaults, **options}
     for option in ("min", "max", "q", "mu", "sigma", "a", "b"):
         if option in filled:
-            _number(f"{key}.{option}", filled[option])
+            _number((*key, option), filled[option])
     if "values" in filled:
         values = filled["values"]
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{key}.values: must be a non-empty list; got {values!r}")
+            raise ConfigError.at((*key, "values"), f"must be a non-empty list; got {values!r}")
     # a trial given inf or nan would only be refused by its program's config when it starts
     chosen = [("value", filled["value"])] if "value" in filled else []
     chosen += [(f"values.{i}", v) for i, v in enumerate(filled.get("values") or [])]
     for option, value in chosen:
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}.{option}: must be finite; got {value!r}")
+            raise ConfigError.at((*key, option), f"must be finite; got {value!r}")
     if dist == "categorical_w_probabilities":
         probs = filled["probabilities"]
         if not isinstance(probs, list) or len(probs) != len(filled["values"]):
-            raise ConfigError(
-                f"{key}.probabilities: must be a list as long as values ({len(filled['values'])})"
+            raise ConfigError.at(
+                (*key, "probabilities"), f"must be a list as long as values ({len(filled['values'])})"
             )
-        if any(_number(f"{key}.probabilities", p) < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
-            raise ConfigError(f"{key}.probabilities: must be >= 0 and sum to 1; got {probs}")
+        if any(_number((*key, "probabilities"), p) < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+            raise ConfigError.at((*key, "probabilities"), f"must be >= 0 and sum to 1; got {probs}")
     if dist == "int_uniform":
         for option in ("min", "max"):
             if not isinstance(filled[option], int) or isinstance(filled[option], bool):
-                raise ConfigError(f"{key}.{option}: int_uniform needs integers; got {filled[option]!r}")
+                raise ConfigError.at((*key, option), f"int_uniform needs integers; got {filled[option]!r}")
     if "min" in filled and filled["min"] > filled["max"]:
-        raise ConfigError(f"{key}.min: {filled['min']} is greater than max {filled['max']}")
+        raise ConfigError.at((*key, "min"), f"{filled['min']} is greater than max {filled['max']}")
     if dist in POSITIVE_MIN and filled["min"] <= 0:
-        raise ConfigError(f"{key}.min: {dist} needs min > 0 (values on a log scale); got {filled['min']}")
+        raise ConfigError.at(
+            (*key, "min"), f"{dist} needs min > 0 (values on a log scale); got {filled['min']}"
+        )
     for option in ("q", "sigma"):
         if option in filled and filled[option] <= 0:
-            raise ConfigError(f"{key}.{option}: must be > 0; got {filled[option]}")
+            raise ConfigError.at((*key, option), f"must be > 0; got {filled[option]}")
     for option in ("a", "b"):
         if option in filled and filled[option] <= 0:
-            raise ConfigError(f"{key}.{option}: beta shape must be > 0; got {filled[option]}")
+            raise ConfigError.at((*key, option), f"beta shape must be > 0; got {filled[option]}")
     return ParamSpec(name=name, distribution=dist, options=filled)
 
 
 def flatten_parameters(raw: Any, prefix: str = "") -> dict[str, ParamSpec]:
     """`parameters` with nested `{parameters: {...}}` blocks flattened to dotted names."""
-    where = f"parameters.{prefix[:-1]}.parameters" if prefix else "parameters"
+    where = ("parameters", prefix[:-1], "parameters") if prefix else ("parameters",)
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"{where}: must be a non-empty mapping of parameter name -> settings")
+        raise ConfigError.at(where, "must be a non-empty mapping of parameter name -> settings")
     out: dict[str, ParamSpec] = {}
     for name, block in raw.items():
         full = f"{prefix}{name}"
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(
-                f"parameters.{full}: invalid name (letters, digits, _ . - ; not starting with a digit)"
+            raise ConfigError.at(
+                ("parameters", full), "invalid name (letters, digits, _ . - ; not starting with a digit)"
             )
         if isinstance(block, dict) and set(block) == {"parameters"}:
             out.update(flatten_parameters(block["parameters"], f"{full}."))
@@ -247,23 +251,23 @@ def parse_pruner(raw: Any) -> PrunerSpec | None:
     if raw is None:
         return None
     if not isinstance(raw, dict) or "type" not in raw:
-        raise ConfigError(f"early_terminate: must be a mapping with a type ({_allowed(list(PRUNERS))})")
+        raise ConfigError.at("early_terminate", f"must be a mapping with a type ({_allowed(list(PRUNERS))})")
     options = dict(raw)
     kind = options.pop("type")
     if kind not in PRUNERS:
-        raise ConfigError(f"early_terminate.type: {unknown_choice('type', kind, PRUNERS)}")
+        raise ConfigError.at(("early_terminate", "type"), unknown_choice("type", kind, PRUNERS))
     for option, value in options.items():
         if option not in PRUNERS[kind]:
-            raise ConfigError(
-                f"early_terminate.{option}: {unknown_choice(f'key of {kind}', option, PRUNERS[kind])}"
+            raise ConfigError.at(
+                ("early_terminate", option), unknown_choice(f"key of {kind}", option, PRUNERS[kind])
             )
         if option == "strict":
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < (2 if option == "eta" else 1):
             low = 2 if option == "eta" else 1
-            raise ConfigError(f"early_terminate.{option}: must be an integer >= {low}; got {value!r}")
+            raise ConfigError.at(("early_terminate", option), f"must be an integer >= {low}; got {value!r}")
     if kind == "hyperband" and "min_iter" not in options and "max_iter" not in options:
-        raise ConfigError("early_terminate: hyperband needs min_iter or max_iter")
+        raise ConfigError.at("early_terminate", "hyperband needs min_iter or max_iter")
     return PrunerSpec(type=kind, options=options)
 
 
@@ -278,9 +282,9 @@ def _base_config(raw: Any, base_dir: Path | None) -> dict[str, Any]:
             path = base_dir / path
         if not path.is_file():
             raise NotFoundError(f"config: file not found: {path}")
-        loaded = read_mapping(path)
-        return loaded
-    raise ConfigError(f"config: must be a mapping or a path to a YAML/JSON file; got {raw!r}")
+        with refused_at("config"):
+            return read_mapping(path)
+    raise ConfigError.at("config", f"must be a mapping or a path to a YAML/JSON file; got {raw!r}")
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
@@ -312,7 +316,7 @@ def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Pat
     """Validate a sweep mapping (as read from YAML) into a SweepSpec."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{key}: {unknown_choice('top-level key', key, TOP_LEVEL_KEYS)}")
+            raise ConfigError.at(str(key), unknown_choice("top-level key", key, TOP_LEVEL_KEYS))
     method = raw.get("method")
     if method not in METHODS:
         refusal = (
@@ -320,55 +324,57 @@ def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Pat
             if method is None
             else unknown_choice("method", method, METHODS)
         )
-        raise ConfigError(f"method: {refusal}")
+        raise ConfigError.at("method", refusal)
     metric = raw.get("metric")
     if metric is None:
         if method == "bayes" or raw.get("early_terminate"):
-            raise ConfigError(
-                "metric: required for bayes and early_terminate (name: ..., goal: minimize|maximize)"
+            raise ConfigError.at(
+                "metric", "required for bayes and early_terminate (name: ..., goal: minimize|maximize)"
             )
         metric = {"name": "eval_loss"}
     if not isinstance(metric, dict) or not isinstance(metric.get("name"), str) or not metric["name"]:
-        raise ConfigError("metric.name: required (the metric your trials report, e.g. eval_loss)")
+        raise ConfigError.at(("metric", "name"), "required (the metric your trials report, e.g. eval_loss)")
     for key in metric:
         if key not in ("name", "goal", "target"):
-            raise ConfigError(f"metric.{key}: {unknown_choice('key', key, ('name', 'goal', 'target'))}")
+            raise ConfigError.at(("metric", str(key)), unknown_choice("key", key, ("name", "goal", "target")))
     goal = metric.get("goal", "minimize")
     if goal not in GOALS:
-        raise ConfigError(f"metric.goal: {unknown_choice('goal', goal, GOALS)}")
+        raise ConfigError.at(("metric", "goal"), unknown_choice("goal", goal, GOALS))
     target = metric.get("target")
     if target is not None:
-        target = _number("metric.target", target)
+        target = _number(("metric", "target"), target)
     if "parameters" not in raw:
-        raise ConfigError("parameters: required (a mapping of parameter name -> values / distribution)")
+        raise ConfigError.at("parameters", "required (a mapping of parameter name -> values / distribution)")
     parameters = flatten_parameters(raw["parameters"])
     program = raw.get("program")
     if program is not None and not isinstance(program, str):
-        raise ConfigError(f"program: must be a string; got {program!r}")
+        raise ConfigError.at("program", f"must be a string; got {program!r}")
     command = raw.get("command")
     if command is not None and (
         not isinstance(command, list) or not all(isinstance(c, str) for c in command)
     ):
-        raise ConfigError(
-            "command: must be a list of strings, e.g. [${env}, ${interpreter}, ${program}, ${args}]"
+        raise ConfigError.at(
+            "command", "must be a list of strings, e.g. [${env}, ${interpreter}, ${program}, ${args}]"
         )
     if program is None and command is None:
-        raise ConfigError(f"program: required ({_allowed(TLDRLAB_PROGRAMS)}, or a script with `command`)")
+        raise ConfigError.at(
+            "program", f"required ({_allowed(TLDRLAB_PROGRAMS)}, or a script with `command`)"
+        )
     if program in TLDRLAB_PROGRAMS and command is not None:
-        raise ConfigError(f"command: not used with program {program}; remove it or use a script program")
+        raise ConfigError.at("command", f"not used with program {program}; remove it or use a script program")
     if raw.get("config") is not None and program not in TLDRLAB_PROGRAMS:
-        raise ConfigError(f"config: only used with program {' or '.join(TLDRLAB_PROGRAMS)}")
+        raise ConfigError.at("config", f"only used with program {' or '.join(TLDRLAB_PROGRAMS)}")
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
-        raise ConfigError(f"run_cap: must be an integer >= 1; got {run_cap!r}")
+        raise ConfigError.at("run_cap", f"must be an integer >= 1; got {run_cap!r}")
     seed = raw.get("seed")
     if seed is not None and (
         not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX
     ):
-        raise ConfigError(f"seed: must be an integer from 0 to {SEED_MAX}; got {seed!r}")
+        raise ConfigError.at("seed", f"must be an integer from 0 to {SEED_MAX}; got {seed!r}")
     name = raw.get("name") or (Path(source).stem if source else "sweep")
     if not isinstance(name, str):
-        raise ConfigError(f"name: must be a string; got {name!r}")
+        raise ConfigError.at("name", f"must be a string; got {name!r}")
     spec = SweepSpec(
         name=name,
         method=method,
@@ -417,16 +423,17 @@ def grid_values(p: ParamSpec) -> list[Any]:
         low, high = math.ceil(o["min"] / o["q"] - 1e-9), math.floor(o["max"] / o["q"] + 1e-9)
         values = [quantize(k * o["q"], o["q"]) for k in range(low, high + 1)]
         if not values:
-            raise ConfigError(
-                f"parameters.{p.name}: no multiple of q={o['q']} lies in [{o['min']}, {o['max']}]"
+            raise ConfigError.at(
+                ("parameters", p.name), f"no multiple of q={o['q']} lies in [{o['min']}, {o['max']}]"
             )
         return values
     span = f" from {o['min']} to {o['max']}" if "min" in o and "max" in o else ""
-    raise ConfigError(
-        f"parameters.{p.name}: method grid tries every value of every parameter, but this one is a "
+    raise ConfigError.at(
+        ("parameters", p.name),
+        "method grid tries every value of every parameter, but this one is a "
         f"continuous range ({p.distribution}{span}) with no list of values to try; list the values to try "
         "(`values: [...]`; a uniform range of integers, or with a step `q`, is listed for you), or use "
-        "method random or bayes, which sample a range"
+        "method random or bayes, which sample a range",
     )
 
 
