@@ -367,6 +367,44 @@ def test_a_sweep_specs_refusal_is_listed_at_its_key(client: TestClient, world: W
     assert len(open_registry().list()) == before
 
 
+def test_a_sweep_whose_pruner_cannot_be_built_is_refused_at_submit(client: TestClient, world: World) -> None:
+    """A hyperband `early_terminate` whose max_iter is below its min_iter (no bracket fits) was accepted with
+    a 202 and failed in the worker, once the sweep's run built its pruner; a `strict` that is no boolean was
+    accepted. Each is now a 422 at its key; a max_iter equal to min_iter (one bracket) is accepted."""
+
+    def sweep(early_terminate: dict[str, Any]) -> dict[str, Any]:
+        raw = {
+            "program": "tldrlab.train",
+            "method": "random",
+            "metric": {"name": "eval_loss", "goal": "minimize"},
+            "parameters": {"train.lr": {"min": 1e-4, "max": 1e-2}},
+            "early_terminate": early_terminate,
+            "config": {"model": "char_lstm", "data": {"path": "text.txt"}},
+        }
+        return {"kind": "sweep", "config": {"sweep": raw}}
+
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({"type": "hyperband", "min_iter": 5, "max_iter": 2}, ["sweep", "early_terminate", "max_iter"]),
+        (
+            {"type": "hyperband", "min_iter": 2, "s": 2, "strict": "yes"},
+            ["sweep", "early_terminate", "strict"],
+        ),
+    ]
+    before = len(open_registry().list())
+    for early_terminate, loc in cases:
+        response = client.post("/runs", json=sweep(early_terminate))
+        assert response.status_code == 422, (early_terminate, response.text)
+        answer = response.json()
+        assert answer["code"] == "invalid_config", answer
+        (error,) = answer["errors"]
+        assert error["loc"] == loc, answer
+        assert f"{'.'.join(loc)}: {error['msg']}" in answer["message"], answer
+    assert "give a max_iter of at least 5" in client.post("/runs", json=sweep(cases[0][0])).text
+    assert len(open_registry().list()) == before
+    accepted = client.post("/runs", json=sweep({"type": "hyperband", "min_iter": 3, "max_iter": 3}))
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_path_not_allowed_and_a_sweeps_spec_refusals_list_errors_at_their_field(
     client: TestClient, world: World
 ) -> None:

@@ -359,6 +359,31 @@ def test_a_sweep_file_with_a_bad_config_leaves_no_failed_sweep_run(
     assert open_registry().list(kind="sweep") == []
 
 
+def test_a_hyperband_max_iter_below_min_iter_is_refused_before_a_sweep_run_exists(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tldrlab sweep run` read the file, created the sweep run and only then built the pruner, which refused
+    max_iter 2 below min_iter 5: exit 2, but a failed sweep run left behind. The file's check refuses it now,
+    in one line naming the key, and no run is created."""
+    from tldrlab.runs import open_registry
+
+    sweep = {
+        "method": "random",
+        "program": "tldrlab.train",
+        "metric": {"name": "eval_loss"},
+        "parameters": {"train.lr": {"min": 1e-3, "max": 1e-2}},
+        "early_terminate": {"type": "hyperband", "min_iter": 5, "max_iter": 2},
+        "config": {"model": "char_lstm", "data": {"path": str(shared_data / "debian_descriptions")}},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    code, output = _main(["sweep", "run", str(path), "--trials", "1"], capsys)
+    assert code == 2, output
+    assert f"{path}: early_terminate.max_iter: 2 is below min_iter 5" in output, output
+    assert "Traceback" not in output
+    assert open_registry().list() == []
+
+
 def test_a_continuous_range_under_grid_says_what_is_wrong_and_what_to_do() -> None:
     """It said `parameters.lr.distribution: method grid cannot enumerate uniform; allowed with grid:
     constant, categorical, ...`: a distribution the user never wrote (min/max of floats infer it), and a list

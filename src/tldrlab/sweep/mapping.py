@@ -23,7 +23,6 @@ from typing import Any
 import optuna
 
 from tldrlab import logs
-from tldrlab.errors import ConfigError
 from tldrlab.sweep.spec import ParamSpec, SweepSpec, grid_values, quantize
 
 QUANTILE_EPS = 1e-6
@@ -253,9 +252,7 @@ def build_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     if et is None:
         return optuna.pruners.NopPruner()
     if et.type == "hyperband":
-        low, high, eta = hyperband_resources(et.options)
-        if isinstance(high, int) and high < low:
-            raise ConfigError(f"early_terminate: max_iter ({high}) is below min_iter ({low})")
+        low, high, eta = hyperband_resources(et.options)  # high >= low: `spec.parse_pruner` refuses less
         return optuna.pruners.HyperbandPruner(min_resource=low, max_resource=high, reduction_factor=eta)
     return optuna.pruners.MedianPruner(
         n_startup_trials=int(et.options.get("n_startup_trials", 2)),

@@ -262,12 +262,22 @@ def parse_pruner(raw: Any) -> PrunerSpec | None:
                 ("early_terminate", option), unknown_choice(f"key of {kind}", option, PRUNERS[kind])
             )
         if option == "strict":
+            if not isinstance(value, bool):
+                raise ConfigError.at(("early_terminate", option), f"must be true or false; got {value!r}")
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < (2 if option == "eta" else 1):
             low = 2 if option == "eta" else 1
             raise ConfigError.at(("early_terminate", option), f"must be an integer >= {low}; got {value!r}")
     if kind == "hyperband" and "min_iter" not in options and "max_iter" not in options:
         raise ConfigError.at("early_terminate", "hyperband needs min_iter or max_iter")
+    min_iter, max_iter = options.get("min_iter"), options.get("max_iter")
+    if min_iter is not None and max_iter is not None and max_iter < min_iter:
+        # no bracket fits: refused only once the sweep's run built its pruner, a failed run left behind (over
+        # the API a queued one, which failed in the worker)
+        raise ConfigError.at(
+            ("early_terminate", "max_iter"),
+            f"{max_iter} is below min_iter {min_iter}: give a max_iter of at least {min_iter}",
+        )
     return PrunerSpec(type=kind, options=options)
 
 
