@@ -55,6 +55,26 @@ def test_an_elm_training_on_an_unprepared_directory_is_refused_at_submit(
     assert accepted.status_code == 202, accepted.text
 
 
+def test_an_elm_search_with_no_pruning_warmup_is_accepted(client: TestClient, tldrlab_home: Path) -> None:
+    """`warmup: 0` (allowed: `>= 0`, prune from the first evaluation) became the search's median pruner's
+    `min_iter: 0`, which the sweep spec refuses, while the search's own sweep was built: a 500 internal error
+    over the API (a pydantic traceback from `tldrlab elm optimize --warmup 0`). It prunes as a warm-up of 1
+    does (a trial's evaluations are iterations 1, 2, ...) and is accepted."""
+    import torch
+
+    from tldrlab.elm.prepare import write_split
+
+    data = tldrlab_home / "data" / "prepared"
+    data.mkdir(parents=True)
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    for split in ("train", "val"):
+        write_split(data, split, [record], torch.zeros(1, 4))
+    config = {"base": {"data": "prepared"}, "warmup": 0, "study": "no-warmup"}
+    accepted = client.post("/runs", json={"kind": "elm_optimize", "config": config})
+    assert accepted.status_code == 202, accepted.text
+    assert open_registry().get(accepted.json()["id"]).config["warmup"] == 0
+
+
 def test_lvm_index_and_evaluate_with_nothing_to_read_are_refused_at_submit(
     client: TestClient, tldrlab_home: Path
 ) -> None:

@@ -46,7 +46,9 @@ def sweep_mapping(
         "method": "bayes",
         "metric": {"name": OBJECTIVE, "goal": "maximize"},
         "parameters": parameters,
-        "early_terminate": {"type": "median", "min_iter": warmup, "n_startup_trials": 2},
+        # a trial reports its evaluations from iteration 1, so a warm-up of 0 prunes as one of 1 does; the
+        # spec's min_iter is at least 1 (0 was refused building this sweep: a traceback, over the API a 500)
+        "early_terminate": {"type": "median", "min_iter": max(1, warmup), "n_startup_trials": 2},
         "seed": seed,
     }
 
