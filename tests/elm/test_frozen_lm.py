@@ -66,6 +66,22 @@ def test_frozen_lm_trains_only_the_adapter(elm_data: Path, chat_lm: Path) -> Non
     assert trainable and not any(n.startswith("lm.") for n in trainable)
 
 
+def test_an_elm_on_a_frozen_lm_named_by_a_relative_path_loads_from_any_directory(
+    elm_data: Path, chat_lm: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A frozen LM is not copied into the saved ELM but referenced: the reference was the path as given,
+    relative to where the ELM trained, and loading the ELM from anywhere else failed ("cannot load a causal
+    LM") or loaded whatever that path named there."""
+    from tldrlab.elm.model import load_elm
+
+    monkeypatch.chdir(chat_lm.parent)
+    _train(elm_data, Path(chat_lm.name))
+    (run,) = open_registry().list(kind="elm_train")
+    monkeypatch.chdir(tmp_path)
+    model, _ = load_elm(run.id)
+    assert Path(model.config.lm) == chat_lm.resolve()
+
+
 def test_frozen_lm_with_lora_trains_adapters_and_saves_them(
     elm_data: Path, chat_lm: Path, tmp_path: Path
 ) -> None:

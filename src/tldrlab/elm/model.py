@@ -327,10 +327,12 @@ def save_elm(model: ElmModel, tokenizer: Any, out_dir: Path | str, **extra: Any)
         save_pretrained(model.lm, out / LM_SUBDIR, safe_serialization=True)
     save_pretrained(tokenizer, out / LM_SUBDIR)
     save_safetensors(_adapter_state(model), out / ADAPTER_FILE)
-    atomic_write_json(
-        out / CONFIG_FILE,
-        {"model": config.model_dump(mode="json"), "lm_saved": not external, **extra},
-    )
+    settings = config.model_dump(mode="json")
+    if external and Path(config.lm).exists():
+        # the LM is loaded from this reference whenever the ELM is: a path relative to where it trained
+        # named nothing (or another LM) from any other working directory
+        settings["lm"] = str(Path(config.lm).resolve())
+    atomic_write_json(out / CONFIG_FILE, {"model": settings, "lm_saved": not external, **extra})
     return out
 
 
