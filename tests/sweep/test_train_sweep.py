@@ -80,3 +80,47 @@ def test_train_sweep_prunes_bad_learning_rates_inside_the_loop(
             assert t.value == pytest.approx(manifest["metrics"]["final_eval_loss"])
     assert len(tokenizers) == 1  # one tokenizer trained for the whole sweep
     assert study.best_trial.params["train.lr"] == 0.03
+
+
+@pytest.mark.slow
+def test_a_trial_whose_drawn_config_is_invalid_fails_and_the_sweep_goes_on(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parameters valid one by one but not together (6 warm-up steps with 4 max_steps): the sweep's check
+    validates one draw and the largest values, both valid; the trial that drew the pair ended the whole
+    sweep with exit 2, its trial left RUNNING in the study, the trials after it never run."""
+    from cliutil import run_captured
+
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:200]
+    corpus = tmp_path / "shakespeare.txt"
+    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
+    sweep = tmp_path / "lstm.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "lstm",
+                "program": "tldrlab.train",
+                "method": "random",
+                "seed": 0,  # its second draw is 6 warm-up steps with 4 max_steps
+                "metric": {"name": "eval_loss", "goal": "minimize"},
+                "parameters": {
+                    "train.warmup_steps": {"values": [0, 6]},
+                    "train.max_steps": {"values": [6, 4]},
+                },
+                "config": {
+                    "model": "char_lstm",
+                    "model_settings": {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1},
+                    "data": {"path": str(corpus), "block_size": 16, "max_val_examples": 4},
+                    "tokenizer": {"method": "char", "vocab_size": 100},
+                    "train": {"eval_every": 2, "batch_size": 4, "device": "cpu"},
+                    "wandb": "disabled",
+                    "final_eval": {"enabled": False},
+                },
+            }
+        )
+    )
+    code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "2", "--quiet"], capsys)
+    assert code == 0, err
+    assert "trial 1 FAIL" in err and "6 warm-up steps exceed max_steps (4)" in err, err
+    states = [t.state for t in load_study("lstm", None).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], states

@@ -172,6 +172,14 @@ def _asked_here(registry: RunRegistry, trial: optuna.trial.FrozenTrial) -> bool:
     return True
 
 
+def _stop_after_failures(failures: int, last_error: str | None) -> None:
+    """Stop the sweep at `MAX_CONSECUTIVE_FAILURES` failed trials in a row, with the last one's error."""
+    if failures >= MAX_CONSECUTIVE_FAILURES:
+        raise InvalidInputError(
+            f"{failures} trials failed in a row; stopping the sweep. Last error: {last_error}"
+        )
+
+
 class TrialExecutor(Protocol):
     """How a sweep has its trial runs executed: by the worker system (`tldrlab.service.sweeps`)."""
 
@@ -332,10 +340,7 @@ def run_trials(
                 if refused is not None:
                     raise refused
                 failures = failures + 1 if state == TrialState.FAIL else 0
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise InvalidInputError(
-                        f"{failures} trials failed in a row; stopping the sweep. Last error: {record.message}"
-                    )
+                _stop_after_failures(failures, record.message)
             # a cancelled sweep (POST /runs/{id}/cancel) stops here, its trials settled, before it asks for
             # another one; the route cancelled its running trial too, which has stopped (and been told) above
             run.check_cancelled()
@@ -353,7 +358,18 @@ def run_trials(
             if finished + running < n_trials and running < parallel:
                 asked = study.ask()
                 params = suggest_params(asked, spec)
-                config = program.config(spec, params)
+                try:
+                    config = program.config(spec, params)
+                except ConfigError as exc:
+                    # a draw its program refuses (warm-up past a drawn max_steps) fails that trial, as a run
+                    # that fails does: it ended the sweep, the trial left RUNNING in the study
+                    _tell(study, asked.number, TrialState.FAIL, None)
+                    echo(
+                        f"{_describe(study.get_trials(deepcopy=False)[asked.number])}\n  error: {exc.message}"
+                    )
+                    failures += 1
+                    _stop_after_failures(failures, exc.message)
+                    continue
                 if quiet and isinstance(getattr(config, "train", None), BaseModel):
                     config.train.progress = False  # type: ignore[attr-defined]
                 record = create_run(
