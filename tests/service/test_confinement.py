@@ -284,3 +284,24 @@ def test_a_score_request_past_its_token_bound_is_refused_up_front(server: Server
         problem = response.json()
         assert "max_tokens" in problem["message"] and "8192" in problem["message"], problem
         assert problem["code"] and problem["request_id"]
+
+
+def test_a_sweeps_base_config_named_as_a_file_is_refused_unread(
+    server: ServerThread, home: Path, tmp_path: Path
+) -> None:
+    # validating a sweep's spec read a `config` given as a file name before any path was confined: a file of
+    # the server came back in the 422's words, a YAML one was loaded as the base config, and a missing one was
+    # a 404, which told a client what exists there
+    secret = tmp_path / "outside" / "secret.txt"
+    base = home / "data" / "base.yaml"
+    base.write_text("model: char_lstm\n")
+    answers = []
+    lr = {"train.lr": {"values": [0.001, 0.002]}}
+    missing = tmp_path / "outside" / "nope.yaml"
+    for named in (str(secret), str(missing), str(base), "base.yaml", "/etc/hostname"):
+        sweep = {"program": "tldrlab.train", "method": "random", "config": named, "parameters": lr}
+        response = httpx.post(f"{server.url}/runs", json={"kind": "sweep", "config": {"sweep": sweep}})
+        answers.append(_refused(response, home))
+        assert response.json()["errors"][0]["loc"] == ["sweep", "config"]
+    assert len(set(answers)) == 1  # the same words whatever the name: nothing tells what exists
+    assert httpx.get(f"{server.url}/runs").json()["runs"] == []

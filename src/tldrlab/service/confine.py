@@ -52,7 +52,7 @@ from tldrlab.errors import (
 )
 from tldrlab.evaluate.model_run import model_run, training_data
 from tldrlab.experiments.config import EXPERIMENT_ARMS
-from tldrlab.kinds import config_errors, validate_config
+from tldrlab.kinds import config_errors, get_kind, validate_config
 from tldrlab.models.resolve import resolve_model_ref, run_kind_refusal
 from tldrlab.runs.datasets import REF_PREFIX as DATASET_PREFIX
 from tldrlab.runs.datasets import datasets_dir, open_datasets, unchanged_location
@@ -99,6 +99,8 @@ def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_di
     """The config an API run of `kind` will execute: validated as the command line validates it
     (`kinds.validate_config`: a section given in part keeps the rest of its kind's default, e.g. ELM's `train`
     batch size and learning rate), paths checked and rewritten (see module)."""
+    if get_kind(kind).config is SweepConfig:
+        _refuse_sweep_base_config_file(raw)
     config = validate_config(kind, raw)
     _confine(config, settings, run_dir)
     if isinstance(config, SweepConfig):
@@ -106,6 +108,20 @@ def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_di
     else:
         _refuse_paths_in_free_dicts(config)
     return config.model_dump(mode="json")
+
+
+def _refuse_sweep_base_config_file(raw: dict[str, Any]) -> None:
+    """A sweep file may name its program's base config as a file beside it (`config: base.yaml`). Validating
+    the spec reads that file, before any path is confined: over the API it would be a file of the server
+    read (a YAML one loaded, its values echoed in errors, a missing one a 404 that tells what exists), so the
+    name is refused unread, whatever it names. A client gives the base config inline, as a mapping."""
+    sweep = raw.get("sweep")
+    if isinstance(sweep, dict) and isinstance(sweep.get("config"), str):
+        raise PathNotAllowedError.at(
+            ("sweep", "config"),
+            "an API sweep gives its program's base config inline, as a mapping: a file name would be read "
+            "on the server",
+        )
 
 
 def _refuse_paths_in_free_dicts(config: BaseModel, loc: tuple[str, ...] = ()) -> None:
