@@ -319,7 +319,8 @@ _ENTRIES = (
         "LVM: train a next-concept model (lstm, gru, transformer, mamba, pretrained); resumable.",
         resume_fields=("train.progress",),
         trial_execute="tldrlab.lvm.sweep:lvm_trial_job",
-        inputs=("sequences",),
+        # the pretrained backbone is loaded again whenever the saved LVM is (model/lvm_model.json names it)
+        inputs=("sequences", "model_settings.pretrained"),
         check="tldrlab.lvm.sequences:check_sequences_file",
         data_files="tldrlab.lvm.training:lvm_data_files",
         report="tldrlab.train.recipe:training_report",

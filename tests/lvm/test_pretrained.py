@@ -63,3 +63,29 @@ def test_left_padding_is_invisible_and_the_model_round_trips(tiny_causal_lm: Pat
     loaded = load_lvm(save_lvm(model, tmp_path / "model"))
     assert loaded.config.adaptation == "lora" and loaded.config.hidden == 32
     assert torch.allclose(loaded(padded, mask), short, atol=1e-5)
+
+
+def test_a_backbone_named_by_a_relative_path_is_found_from_any_directory(
+    tiny_causal_lm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The saved LVM names its backbone (lvm_model.json) and loading it builds the backbone from there: a
+    `--pretrained` path relative to where it trained was kept as typed, and `lvm generate` / `lvm evaluate`
+    from any other directory refused it ("no model named ...")."""
+    import json
+
+    from lvm_synthetic import rotating_table
+
+    from cliutil import run_captured
+    from tldrlab.lvm.sequences import build_sequences
+
+    sequences = build_sequences(rotating_table(n_articles=6, length=8, dim=8), context=3, seed=0)
+    path = sequences.save(tmp_path / "sequences.npz")
+    monkeypatch.chdir(tiny_causal_lm.parent)
+    argv = ["lvm", "train", "--sequences", str(path), "--model", "pretrained", "--pretrained",
+            tiny_causal_lm.name, "--pretrained-layers", "1", "--adaptation", "frozen", "--steps", "2",
+            "--batch-size", "4", "--eval-every", "2", "--json"]  # fmt: skip
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    monkeypatch.chdir(tmp_path)
+    model = load_lvm(Path(json.loads(out)["model_dir"]))
+    assert Path(model.config.pretrained) == tiny_causal_lm.resolve()
