@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -87,6 +88,21 @@ def test_webhook_gives_up_after_bounded_retries() -> None:
         notifier.flush()
         notifier.close()
     assert received == [] and notifier.failed == 1
+
+
+def test_an_event_with_a_metric_that_is_not_finite_reaches_the_webhook_and_so_do_later_ones() -> None:
+    """A NaN or infinite metric (a diverged fp16 step's loss) has no JSON: httpx refused to encode it and
+    the delivery thread died, so that event and every later one of the process were never sent."""
+    app, received = _receiver(fail_first=0)
+    with ServerThread(app) as server:
+        notifier = WebhookNotifier(f"{server.url}/hook", retries=1, backoff_s=0.01)
+        notifier(RunEvent(type="eval", run_id="r3", step=4, metrics={"eval_loss": math.nan, "ppl": math.inf}))
+        notifier(RunEvent(type="completed", run_id="r3", status="completed"))
+        notifier.flush(timeout_s=10)
+        notifier.close()
+    assert [b["event"] for b in received] == ["eval", "completed"]
+    assert received[0]["metrics"] == {"eval_loss": None, "ppl": None}
+    assert notifier.delivered == 2 and notifier.failed == 0
 
 
 def test_format_event_and_batcher() -> None:

@@ -4,6 +4,7 @@ thread (a slow receiver never slows training). Progress events are throttled per
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -66,7 +67,12 @@ class WebhookNotifier:
             "message": event.message,
             "step": event.step,
             "progress": event.progress,
-            "metrics": event.metrics,
+            # JSON has no NaN or infinity (a diverged fp16 step's loss, an overflowed perplexity): httpx
+            # refuses to encode them, and that ValueError ended the delivery thread, so this event and
+            # every later one of the process were never sent
+            "metrics": {
+                name: value if math.isfinite(value) else None for name, value in event.metrics.items()
+            },
             "time": event.time,
         }
         body["message"] = redact(event.message) or None
