@@ -273,6 +273,26 @@ def test_a_bad_notifier_setting_is_a_config_error(monkeypatch: pytest.MonkeyPatc
         build_worker(config=WorkerConfig(burst=True))
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("localhost:8000/hook", "not an http:// or https:// URL with a host"),
+        ("http://[::1", r"not a URL \(Invalid port"),
+        ("https://hooks.example.com:99999/x", "port 99999 is not between 1 and 65535"),
+    ],
+)
+def test_a_webhook_url_that_cannot_be_posted_to_is_a_config_error(
+    url: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such a URL was taken: every event then failed in the workers, retried and 'gave up after 3 tries' as
+    if the receiver were down, or (a port httpx cannot read) ended the delivery thread for good."""
+    monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", url)
+    with pytest.raises(ConfigError, match=rf"webhook_url \(TLDRLAB_WEBHOOK_URL\): {said}"):
+        build_worker(config=WorkerConfig(burst=True))
+    monkeypatch.setenv("TLDRLAB_WEBHOOK_URL", " https://hooks.example.com/x ")
+    assert NotifySettings().webhook_url == "https://hooks.example.com/x"  # spaces around it are no error
+
+
 def test_a_webhook_hears_of_an_api_run_from_queued_to_completed(
     tldrlab_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

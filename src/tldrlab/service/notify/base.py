@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
-from pydantic import SecretStr, ValidationError
+import httpx
+from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tldrlab.config import settings_error
@@ -31,6 +33,26 @@ class NotifySettings(BaseSettings):
     """The only Discord user the bot talks to (DMs only)."""
     discord_api_base: str | None = None
     """Discord REST base URL (tests point it at a local fake)."""
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _webhook_address(cls, value: Any) -> Any:
+        # checked once, here: a URL that can never be posted to (`localhost:8000/hook` without its scheme,
+        # `http://[::1`) made every event fail in the worker, retried with backoff then "gave up after 3
+        # tries" as if the receiver were down, or (a port httpx cannot parse) ended the delivery thread
+        if not isinstance(value, str) or not value.strip():
+            return value or None
+        text = value.strip()
+        try:
+            url = httpx.URL(text)
+            port = url.port
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("not an http:// or https:// URL with a host, e.g. https://example.com/hook")
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port {port} is not between 1 and 65535")
+        return text
 
 
 def notify_settings() -> NotifySettings:
