@@ -337,3 +337,24 @@ def test_an_export_never_writes_over_stored_state_or_a_file_that_is_no_archive(
     for _ in range(2):  # an earlier archive at --out is replaced, as before
         code, _, err = run_captured(["runs", "export", record.id, "--out", str(archive)], capsys)
         assert code == 0 and archive.is_file(), err
+
+
+def test_runs_show_shows_the_row_of_a_run_whose_manifest_is_unreadable_or_gone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A manifest cut short was a JSONDecodeError traceback, and a run whose directory is gone (cleaned by
+    retention, by design) was `[os_error] No such file`, exit 1: the registry row was not shown either."""
+    with start_run("train", {}) as run:
+        run.set_summary(best_val_loss=1.5)
+    (run.dir / "manifest.json").write_text('{"id": "tr', encoding="utf-8")
+    code, out, err = run_captured(["runs", "show", run.id], capsys)
+    shown = json.loads(out)
+    assert code == 0 and shown["run"]["metrics"] == {"best_val_loss": 1.5} and shown["manifest"] is None
+    assert err.startswith(f"warning run {run.id}: its manifest {run.dir / 'manifest.json'} cannot be read")
+    assert "Traceback" not in err
+
+    shutil.rmtree(run.dir)
+    code, out, err = run_captured(["runs", "show", run.id], capsys)
+    assert code == 0 and json.loads(out)["run"]["id"] == run.id and json.loads(out)["manifest"] is None
+    said = f"no manifest: its directory {run.dir} is gone, and it has no archive in the file store"
+    assert said in " ".join(err.split())

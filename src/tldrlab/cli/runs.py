@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -28,9 +29,9 @@ from tldrlab.runs.reconcile import (
     reconcile_here,
     repair_manifests,
 )
-from tldrlab.runs.registry import RunQuery, RunStatus, runs_table
+from tldrlab.runs.registry import RunQuery, RunRecord, RunStatus, runs_table
 from tldrlab.runs.retention import delete_run, prune, size_text
-from tldrlab.runs.run import LOG, read_manifest
+from tldrlab.runs.run import LOG, MANIFEST, read_manifest
 from tldrlab.service.worker import live_workers
 from tldrlab.track.plots import plot_comparison
 
@@ -95,11 +96,35 @@ def show_run(run_id: str = RUN_ID) -> None:
     Example: tldrlab runs show train-20260101
     """
     record = reconciled_registry().find(run_id)
-    typer.echo(
-        json.dumps(
-            {"run": record.to_dict(), "manifest": read_manifest(record.run_dir)}, indent=2, default=str
-        )
+    typer.echo(json.dumps({"run": record.to_dict(), "manifest": _manifest(record)}, indent=2, default=str))
+
+
+def _manifest(record: RunRecord) -> dict[str, Any] | None:
+    """The run's manifest, or None with a warning saying why there is none: the registry row is shown either
+    way. A cleaned run (retention removed its directory, by design) was `[os_error] No such file`, exit 1,
+    and a manifest cut short (a full disk, a hand edit) a JSONDecodeError traceback."""
+    try:
+        return read_manifest(record.run_dir)
+    except FileNotFoundError:
+        why = f"no manifest: {directory_gone(record)}"
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        why = f"its manifest {Path(record.run_dir) / MANIFEST} cannot be read ({reason})"
+    err_console.print(
+        f"[yellow]warning[/] {escape(f'run {record.id}: {why}')}", highlight=False, soft_wrap=True
     )
+    return None
+
+
+def directory_gone(record: RunRecord) -> str:
+    """Why a run has no files here, and what brings them back."""
+    where = Path(record.run_dir)
+    if where.is_dir():
+        return f"its directory {where} holds none"
+    gone = "retention cleaned its directory" if record.cleaned_at else f"its directory {where} is gone"
+    if record.archive_sha256:
+        return f"{gone}; `tldrlab runs restore {record.id}` brings it back from the file store"
+    return f"{gone}, and it has no archive in the file store to restore it from"
 
 
 @runs_app.command("cancel")
