@@ -358,3 +358,13 @@ def test_runs_show_shows_the_row_of_a_run_whose_manifest_is_unreadable_or_gone(
     assert code == 0 and json.loads(out)["run"]["id"] == run.id and json.loads(out)["manifest"] is None
     said = f"no manifest: its directory {run.dir} is gone, and it has no archive in the file store"
     assert said in " ".join(err.split())
+
+
+def test_runs_logs_of_a_run_whose_directory_is_gone_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed nothing and exited 0, as for a run that had logged nothing yet."""
+    with start_run("train", {}) as run:
+        run.log("a line")
+    shutil.rmtree(run.dir)
+    code, out, err = run_captured(["runs", "logs", run.id], capsys)
+    said = f"run {run.id} has no log here: its directory {run.dir} is gone, and it has no archive"
+    assert code == 3 and out == "" and said in " ".join(err.split())

@@ -14,7 +14,7 @@ from rich.markup import escape
 from tldrlab.cli.options import AS_JSON, config_command, path_parser
 from tldrlab.cli.tables import emit, err_console
 from tldrlab.config import RetentionPolicy, get_settings
-from tldrlab.errors import ConflictError
+from tldrlab.errors import ConflictError, NotFoundError
 from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
 from tldrlab.launch import ORPHAN_RULES, refuse_stored_state
 from tldrlab.report import Report
@@ -158,7 +158,10 @@ def show_logs(
 
     Example: tldrlab runs logs train-20260101 --tail 20
     """
-    rows = read_jsonl(Path(open_registry().find(run_id).run_dir) / LOG)[-tail:]  # -0: every line
+    record = open_registry().find(run_id)
+    if not Path(record.run_dir).is_dir():  # printed nothing and exited 0, as for a run that logged nothing
+        raise NotFoundError(f"run {record.id} has no log here: {directory_gone(record)}")
+    rows = read_jsonl(Path(record.run_dir) / LOG)[-tail:]  # -0: every line
     text = [f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}" for row in rows]
     emit(rows, lambda: Report([*text]), as_json=raw, lines=True)
 
