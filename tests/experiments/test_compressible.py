@@ -126,6 +126,32 @@ def test_an_out_that_is_a_file_is_refused_before_a_run(
     assert open_registry().list() == [] and notes.read_text() == "mine\n"
 
 
+def test_an_out_that_is_the_model_compressed_is_refused_before_a_run(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `experiment compress mylm --out mylm` exported the cut over the model: its weights and config were
+    # replaced, and the pretrained model was gone
+    tokenizer = tiny_chat_tokenizer()
+    torch.manual_seed(0)
+    model = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "tiny")
+    before = (model / "model.safetensors").read_bytes()
+    capsys.readouterr()  # what saving the model printed
+    argv = [
+        "experiment",
+        "compress",
+        str(model),
+        "--importance",
+        "weight",
+        "--ratio",
+        "0.5",
+        "--out",
+        f"{model}/",
+    ]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 2 and f"out: {model} is the directory of the model being compressed" in err, (code, err)
+    assert open_registry().list() == [] and (model / "model.safetensors").read_bytes() == before
+
+
 def test_an_ambiguous_run_id_prefix_is_refused_at_submit(
     tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -59,9 +59,20 @@ def check_compressible(config: LMCompressConfig) -> LMCompressConfig:
 def check_compress_out(config: LMCompressConfig) -> None:
     """Kind `lm_compress`'s check before its run exists (command line and API alike): `out`, the directory
     the cut model is exported to, is not a file. `experiment compress --out notes.txt` loaded, ranked and cut
-    the model, then failed at the export with a FileExistsError traceback and left a failed run."""
-    if config.out and Path(config.out).is_file():
+    the model, then failed at the export with a FileExistsError traceback and left a failed run. Nor is it
+    the directory of the model being compressed: `experiment compress mylm --out mylm` replaced the model's
+    weights and config with its cut, and the pretrained model was gone."""
+    if not config.out:
+        return
+    if Path(config.out).is_file():
         raise InvalidConfigError.at("out", f"{config.out} is a file: give a directory to export the model to")
+    source = model_if_there(config.model)
+    if source is not None and Path(config.out).resolve() == source.directory.resolve():
+        raise InvalidConfigError.at(
+            "out",
+            f"{config.out} is the directory of the model being compressed ({config.model}): the cut would "
+            "replace it; give another directory to export it to",
+        )
 
 
 def check_experiment_compressible(config: LMExperimentConfig) -> LMExperimentConfig:
