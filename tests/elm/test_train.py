@@ -534,3 +534,25 @@ def test_generate_text_prompts_with_the_template_the_elm_was_trained_with(
     model, tokenizer = load_elm(run.id)
     vector = torch.from_numpy(get_embedder("minilm").encode([document]))
     assert row["prediction"] == generate_summaries(model, tokenizer, vector, [template], max_new_tokens=6)[0]
+
+
+def test_generate_refuses_an_output_over_the_prepared_data(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm generate --output DATA/synthesis/test_synthesis.jsonl` wrote the predictions over the split they
+    were made from: the layout was broken for every later command, and nothing said so."""
+    import shutil
+
+    data = tmp_path / "elm"
+    shutil.copytree(elm_data, data)
+    config = tiny_config(data, elm_tokenizer, max_steps=1)
+    with start_run("elm_train", config) as run:
+        run_elm_training(run, config)
+    synthesis = data / "synthesis" / "test_synthesis.jsonl"
+    before = synthesis.read_bytes()
+    for output in (synthesis, data / "elm_data.json"):
+        argv = ["elm", "generate", "--model", run.id, "--data", str(data), "--output", str(output),
+                "--max-new-tokens", "2"]  # fmt: skip
+        assert run_cli(argv) == 2
+        assert f"--output: {output} is a file of the prepared ELM data in {data}" in capsys.readouterr().err
+    assert synthesis.read_bytes() == before

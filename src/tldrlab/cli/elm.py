@@ -22,6 +22,7 @@ from tldrlab.cli.tables import emit, print_report
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
 from tldrlab.elm.config import LOOP_FIELDS, ElmGenerateOptions, ElmT5CompareConfig
 from tldrlab.elm.evaluate import generate_predictions, predictions_report
+from tldrlab.elm.prepare import refuse_layout_file
 from tldrlab.launch import check_writable
 from tldrlab.report import Report
 
@@ -37,6 +38,7 @@ def generate_command(options: Any, as_json: bool) -> None:
     """
     if options.output:  # before the model loads: --output <home>/tldrlab.db replaced the run registry
         check_writable("--output", Path(options.output))
+        refuse_layout_file("--output", Path(options.output))
     rows = generate_predictions(options)
     # as `tldrlab generate --json`: one object naming the model, every output (here each prediction row:
     # the prediction, with the record's id and reference when it has them), and where they were written

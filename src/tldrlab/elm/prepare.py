@@ -151,6 +151,25 @@ def holds_layout(path: Path) -> bool:
     return (path / MANIFEST).is_file() or any(p.is_dir() and any(p.iterdir()) for p in parts)
 
 
+def refuse_layout_file(name: str, path: Path) -> None:
+    """An output file `name` is never written over a part of a prepared layout (its manifest, a file under
+    its synthesis/ or embeddings/): `elm generate --output DATA/synthesis/test_synthesis.jsonl` replaced the
+    split with its predictions, and every later read of the data failed. InvalidInputError before anything
+    is written."""
+    resolved = path.resolve()
+    if resolved.name == MANIFEST:
+        layout = resolved.parent
+    elif resolved.parent.name in (SYNTHESIS_DIR, EMBEDDINGS_DIR):
+        layout = resolved.parent.parent
+    else:
+        return
+    if holds_layout(layout):
+        raise InvalidInputError(
+            f"{name}: {path} is a file of the prepared ELM data in {layout}: write it somewhere else (it was "
+            "left as it was)"
+        )
+
+
 def require_prepared(data_dir: Path | str) -> None:
     """`data_dir` holds the splits an ELM training loads (train and val, synthesis and embeddings), as `elm
     prepare` writes them; NotFoundError naming the first missing one otherwise. Reads no file (no torch): the
