@@ -445,3 +445,21 @@ def test_a_post_id_given_twice_is_a_malformed_record_in_every_thread_format(tmp_
     (thread,) = report.items
     assert thread.title == "Q" and [p.text for p in thread.posts] == ["Chill a stout?", "No."]
     assert [m.split(": ", 2)[1] for m in report.skipped] == ["line 5 (row Id=2)", "line 6 (row Id=1)"]
+
+
+def test_a_discourse_like_count_or_tag_of_another_type_is_its_topics_error(tmp_path: Path) -> None:
+    """A like count that is no number (`"count": null`) or a tag that is a number was a TypeError or
+    AttributeError traceback, which --skip-invalid did not skip either."""
+    post = {"id": 10, "post_number": 1, "cooked": "<p>Hi.</p>"}
+    fine = {"id": 1, "post_stream": {"posts": [{**post, "actions_summary": [{"id": 2, "count": "7"}]}]}}
+    no_count = {"id": 2, "post_stream": {"posts": [{**post, "actions_summary": [{"id": 2, "count": None}]}]}}
+    number_tag = {"id": 3, "tags": ["beer", 5], "post_stream": {"posts": [post]}}
+    path = tmp_path / "topics.json"
+    path.write_text(json.dumps([fine, no_count, number_tag]), encoding="utf-8")
+    with pytest.raises(
+        InvalidInputError, match=r"field 'actions_summary.count': expected an integer, got None"
+    ):
+        read_threads(path, "discourse")
+    report = read_threads_report(path, "discourse", skip_invalid=True)
+    assert [(t.id, t.posts[0].score) for t in report.items] == [("1", 7)]
+    assert "item 2: field 'tags[1]': expected a tag name or an object, got int" in report.skipped[1]

@@ -94,14 +94,14 @@ def topic_thread(topic: dict[str, Any], path: Path, where: str, base_url: str | 
                 text=html_to_text(cooked),
                 author=get_str(raw, "username", path, post_where, required=False),
                 created=_date(raw.get("created_at"), path, post_where),
-                score=_likes(raw),
+                score=_likes(raw, path, post_where),
                 reply_to=reply_to,
                 accepted=bool(raw.get("accepted_answer", False)),
                 kind="post",
                 url=f"{base_url}/t/{slug}/{topic_id}/{number}" if base_url else None,
             )
         )
-    tags = [t if isinstance(t, str) else str(t.get("name", "")) for t in topic.get("tags") or []]
+    tags = [_tag(tag, path, where, f"tags[{i}]") for i, tag in enumerate(topic.get("tags") or [])]
     return _checked(
         Thread,
         path,
@@ -139,10 +139,22 @@ def _date(value: object, path: Path, where: str) -> datetime | None:
         raise record_error(path, where, "created_at", f"not a date: {value!r}") from None
 
 
-def _likes(raw: dict[str, Any]) -> int | None:
+def _likes(raw: dict[str, Any], path: Path, where: str) -> int | None:
     if isinstance(raw.get("like_count"), int):
         return int(raw["like_count"])
     for action in raw.get("actions_summary") or []:
         if isinstance(action, dict) and action.get("id") == LIKE_ACTION_ID:
-            return int(action.get("count", 0))
+            # a count that is no number (null, "many") was a TypeError or ValueError traceback, which
+            # --skip-invalid did not skip either
+            return get_int(action.get("count", 0), path, where, "actions_summary.count")
     return None
+
+
+def _tag(tag: object, path: Path, where: str, field: str) -> str:
+    """A topic tag: a name, or (newer Discourse) an object with its name; anything else (a number) was an
+    AttributeError traceback."""
+    if isinstance(tag, str):
+        return tag
+    if isinstance(tag, dict):
+        return str(tag.get("name", ""))
+    raise record_error(path, where, field, f"expected a tag name or an object, got {type_name(tag)}")
