@@ -463,3 +463,26 @@ def test_a_discourse_like_count_or_tag_of_another_type_is_its_topics_error(tmp_p
     report = read_threads_report(path, "discourse", skip_invalid=True)
     assert [(t.id, t.posts[0].score) for t in report.items] == [("1", 7)]
     assert "item 2: field 'tags[1]': expected a tag name or an object, got int" in report.skipped[1]
+
+
+def test_a_stack_exchange_comment_id_given_twice_is_a_malformed_row(tmp_path: Path) -> None:
+    """Two Comments.xml rows of one Id on one thread gave it two posts `c5`: its ingest then failed half-way
+    in the store ("written twice"), as repeated post rows did before they were refused."""
+    (tmp_path / "Posts.xml").write_text(
+        '<?xml version="1.0"?>\n<posts>\n'
+        '  <row Id="1" PostTypeId="1" Title="Q" Body="&lt;p&gt;Chill a stout?&lt;/p&gt;" Score="1" />\n'
+        "</posts>\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "Comments.xml").write_text(
+        '<?xml version="1.0"?>\n<comments>\n'
+        '  <row Id="5" PostId="1" Score="0" Text="Good question." />\n'
+        '  <row Id="5" PostId="1" Score="0" Text="Same id." />\n'
+        "</comments>\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidInputError, match=r"line 4 \(row Id=5\): field 'Id': duplicate comment Id 5"):
+        read_threads(tmp_path, "stackexchange")
+    report = read_threads_report(tmp_path, "stackexchange", skip_invalid=True)
+    (thread,) = report.items
+    assert [(p.id, p.text) for p in thread.posts] == [("1", "Chill a stout?"), ("c5", "Good question.")]

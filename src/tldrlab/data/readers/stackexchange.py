@@ -202,10 +202,14 @@ def _comments(path: Path, ctx: ReadContext) -> dict[str, list[dict[str, Any]]]:
     if not path.exists():
         return {}
     by_post: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
     for where, row in _rows(path, ctx):
         ctx.counts["comment rows"] += 1
         try:
-            get_int(row.get("Id"), path, where, "Id")
+            comment_id = str(get_int(row.get("Id"), path, where, "Id"))
+            if comment_id in seen:  # two posts `c<Id>` in one thread: its ingest failed half-way in the store
+                raise record_error(path, where, "Id", f"duplicate comment Id {comment_id}")
+            seen.add(comment_id)
             parent = str(get_int(row.get("PostId"), path, where, "PostId"))
             if "Text" not in row:
                 raise record_error(path, where, "Text", "missing")
