@@ -9,6 +9,7 @@ import pytest
 
 from cliutil import run_captured
 from tldrlab.data.readers import detect_format, read_records
+from tldrlab.data.splits import detect_splits
 from tldrlab.errors import InvalidInputError
 from tldrlab.runs import open_registry
 
@@ -113,3 +114,24 @@ def test_per_paragraph_takes_true_or_false_and_refuses_anything_else(
         list(read_records(path, "text", options={"per_paragraph": "ture"}))
     code, _, err = run_captured(["data", "inspect", str(path), "--option", "per_paragraph=maybe"], capsys)
     assert code == 2 and "option per_paragraph is true or false, not 'maybe'" in err, err
+
+
+def test_a_licence_beside_the_data_files_does_not_make_the_directory_text(tmp_path: Path) -> None:
+    """LICENSE.txt sorts before train.jsonl (capitals first) and decided the format: `text`, whose reader
+    reads .txt and .md only, so the licence was the whole data set and the data files were left out."""
+    data = tmp_path / "pairs"
+    data.mkdir()
+    (data / "LICENSE.txt").write_text("Licensed under CC-BY 4.0.\n", encoding="utf-8")
+    for split, n in (("train", 3), ("dev", 1)):
+        rows = [json.dumps({"document": f"{split} document {i}", "summary": f"s{i}"}) for i in range(n)]
+        (data / f"{split}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert detect_format(data) == "pairs"
+    assert [r.document for r in read_records(data, split="train")] == [
+        f"train document {i}" for i in range(3)
+    ]
+    assert detect_splits(data) == ("train", "dev")
+    notes = tmp_path / "notes"  # text files beside a JSON file of no known format: still text
+    notes.mkdir()
+    (notes / "config.json").write_text('{"lang": "en"}', encoding="utf-8")
+    (notes / "a.txt").write_text("some text\n", encoding="utf-8")
+    assert detect_format(notes) == "text" and [r.id for r in read_records(notes)] == ["a"]

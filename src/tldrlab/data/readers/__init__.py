@@ -49,6 +49,9 @@ from tldrlab.report import Column, Table
 JSON_SUFFIXES = (".json", ".jsonl")
 """Files named as JSON are read as JSON or refused; never taken for plain text."""
 
+TEXT_SUFFIXES = (".txt", ".md")
+"""Files named as plain text: the `text` format's, which a directory holding other data files is not."""
+
 ReaderKind = Literal["records", "threads"]
 Item = TypeVar("Item", SummaryRecord, Thread)
 
@@ -122,7 +125,7 @@ READERS: dict[str, ReaderSpec] = {
         "records",
         read_text_file,
         "plain text: one record per file, or one per blank-line-separated document",
-        suffixes=(".txt", ".md"),
+        suffixes=TEXT_SUFFIXES,
         options={"per_paragraph": "true: one record per blank-line-separated document"},
     ),
     "stackexchange": ReaderSpec(
@@ -375,12 +378,13 @@ def _detected_hint(file: Path, named: str) -> str:
 def detect_format(path: Path | str) -> str:
     """Guess the format of a file or data-set directory from its name and first record.
 
-    Rules, in order: a directory with Posts.xml -> stackexchange (else its first data file decides; with no
-    file of a known suffix, UTF-8 files of any name -> text); *.xml with <posts> -> stackexchange;
-    *.txt / *.md -> text; *.tokens -> wikitext; *.csv / *.tsv -> pairs; JSON: `post_stream` -> discourse,
-    `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts` -> qmsum, `document` + `summary`
-    in a file named *debian* -> debian, a document-like + summary-like field -> pairs, `title` + `text` ->
-    wikipedia. Any other file (not *.json / *.jsonl) that is UTF-8 and not one of those JSON formats -> text.
+    Rules, in order: a directory with Posts.xml -> stackexchange (else its first data file decides, a *.txt /
+    *.md one only when no other does; with no file of a known suffix, UTF-8 files of any name -> text);
+    *.xml with <posts> -> stackexchange; *.txt / *.md -> text; *.tokens -> wikitext; *.csv / *.tsv -> pairs;
+    JSON: `post_stream` -> discourse, `posts` -> native, `source` + `target` -> scitldr, `meeting_transcripts`
+    -> qmsum, `document` + `summary` in a file named *debian* -> debian, a document-like + summary-like field
+    -> pairs, `title` + `text` -> wikipedia. Any other file (not *.json / *.jsonl) that is UTF-8 and not
+    one of those JSON formats -> text.
     """
     path = Path(path)
     if not path.exists():
@@ -401,13 +405,19 @@ def detect_format(path: Path | str) -> str:
                     "tldrlab reads uncompressed data, so decompress them first"
                 )
             raise InvalidInputError(f"{path}: no data files to detect a format from; pass a format")
+        # a plain-text file decides only when no other data file does: a LICENSE.txt or NOTICE.md (capitals
+        # sort first) beside train.jsonl made the directory `text`, whose reader reads .txt and .md only, so
+        # the licence was read as the whole data set and the data files were left out without a word
+        for file in (f for f in files if f.suffix.lower() not in TEXT_SUFFIXES):
+            with contextlib.suppress(InvalidInputError):
+                return detect_format(file)
         return detect_format(files[0])
     suffix = path.suffix.lower()
     if suffix == ".xml":
         if "<posts" in _xml_head(path):
             return "stackexchange"
         raise InvalidInputError(f"{path}: XML without <posts>: only Stack Exchange Posts.xml is supported")
-    if suffix in (".txt", ".md"):
+    if suffix in TEXT_SUFFIXES:
         return "text"
     if suffix == ".tokens":
         return "wikitext"
