@@ -74,13 +74,16 @@ def test_wrong_types_inside_nested_fields(tmp_path: Path) -> None:
         read_threads(native)
 
 
-@pytest.mark.parametrize("name", ["empty.jsonl", "empty.json", "empty.csv", "empty.txt", "Posts.xml"])
+@pytest.mark.parametrize(
+    "name",
+    ["empty.jsonl", "empty.json", "empty.csv", "empty.txt", "Posts.xml", "empty.tokens", "blank.tokens"],
+)
 def test_empty_files_are_refused_even_when_skipping(tmp_path: Path, name: str) -> None:
+    # a WikiText file of no text read as 0 records, exit 0, where every other format refuses it
     path = tmp_path / name
-    path.write_text("" if name != "empty.jsonl" else "\n\n", encoding="utf-8")
-    fmt = {"empty.jsonl": "debian", "empty.json": "native", "empty.csv": "pairs", "empty.txt": "text"}.get(
-        name
-    )
+    path.write_text("\n \n" if name in ("empty.jsonl", "blank.tokens") else "", encoding="utf-8")
+    formats = {"empty.jsonl": "debian", "empty.json": "native", "empty.csv": "pairs", "empty.txt": "text"}
+    fmt = formats.get(name, "wikitext" if name.endswith(".tokens") else None)
     with pytest.raises(InvalidInputError, match="file is empty"):
         if name == "Posts.xml":
             read_threads(path, "stackexchange", skip_invalid=True)

@@ -92,6 +92,8 @@ def article_text(lines: list[str]) -> str:
 
 def read_wikitext(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
     text = read_text(path)
+    if not text.strip():  # read as 0 records, exit 0, where every other format refuses a file of no text
+        raise InvalidInputError(f"{path}: file is empty", file=str(path))
     articles = list(split_articles(text))
     # text outside every article was dropped without a word: a .tokens file of no ` = Title = ` line (plain
     # tokens, another corpus's format) read as 0 records, and `data inspect` said so with exit 0
