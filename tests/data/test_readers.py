@@ -399,3 +399,31 @@ def test_an_empty_directory_says_it_holds_no_data(tmp_path: Path) -> None:
     (tmp_path / "blob.bin").write_bytes(b"\x00\x01binary")
     with pytest.raises(InvalidInputError, match="pass a format"):  # here a format would help
         detect_format(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "record"),
+    [
+        ("wikipedia", {"title": "Hops", "text": "Hops flavour beer."}),
+        ("debian", {"id": "hop", "document": "A hop tool.", "summary": "hops"}),
+        ("scitldr", {"paper_id": "p1", "source": ["We brew.", "It works."], "target": ["Brewing works."]}),
+        (
+            "qmsum",
+            {
+                "meeting_id": "m1",
+                "meeting_transcripts": [{"speaker": "A", "content": "Hello."}],
+                "general_query_list": [{"query": "What?", "answer": "A greeting."}],
+            },
+        ),
+    ],
+)
+def test_a_json_list_of_records_is_read_in_every_json_lines_format(
+    tmp_path: Path, fmt: str, record: dict
+) -> None:
+    """`.json` may hold a list of objects (the common rule): detection took such a file for these formats,
+    whose readers read JSON lines only and refused it ("line 1: not valid JSON")."""
+    path = tmp_path / f"{fmt}_records.json"
+    path.write_text(json.dumps([record, record], indent=1), encoding="utf-8")
+    assert detect_format(path) == fmt
+    records = read_records(path)
+    assert len(records) == 2 and records[0].document == records[1].document != ""

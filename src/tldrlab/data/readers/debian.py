@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from tldrlab.data.readers.common import ReadContext, iter_json_lines, require_str
+from tldrlab.data.readers.common import ReadContext, iter_json_items, require_str
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
 
 
 def read_debian(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
-    for where, row in iter_json_lines(path, ctx):
+    for where, row in iter_json_items(path, ctx):
         try:
             package = require_str(row, "id", path, where, is_id=True)
             record = SummaryRecord(

@@ -16,7 +16,7 @@ from typing import Any
 from tldrlab.data.readers.common import (
     ReadContext,
     get_int,
-    iter_json_lines,
+    iter_json_items,
     record_error,
     require_str,
     type_name,
@@ -28,7 +28,7 @@ QUERY_LISTS = (("general", "general_query_list"), ("specific", "specific_query_l
 
 
 def read_qmsum(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
-    for where, row in iter_json_lines(path, ctx):
+    for where, row in iter_json_items(path, ctx):
         try:
             records = _meeting_records(row, path, where)
         except InvalidInputError as exc:

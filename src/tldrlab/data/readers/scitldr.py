@@ -13,7 +13,7 @@ from tldrlab.data.readers.common import (
     get_int,
     get_str,
     get_str_list,
-    iter_json_lines,
+    iter_json_items,
     record_error,
 )
 from tldrlab.data.records import SummaryRecord
@@ -21,7 +21,7 @@ from tldrlab.errors import InvalidInputError
 
 
 def read_scitldr(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
-    for where, row in iter_json_lines(path, ctx):
+    for where, row in iter_json_items(path, ctx):
         try:
             sentences = get_str_list(row, "source", path, where)
             labels = _labels(row.get("source_labels"), len(sentences), path, where)

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from tldrlab.data.readers.common import ReadContext, get_str, iter_json_lines, require_str
+from tldrlab.data.readers.common import ReadContext, get_str, iter_json_items, require_str
 from tldrlab.data.records import SummaryRecord
 from tldrlab.errors import InvalidInputError
 
 
 def read_wikipedia(path: Path, ctx: ReadContext) -> Iterator[SummaryRecord]:
-    for where, row in iter_json_lines(path, ctx):
+    for where, row in iter_json_items(path, ctx):
         try:
             record_id = get_str(row, "id", path, where, required=False, is_id=True)
             # the title is required only where it has to stand for the missing id
