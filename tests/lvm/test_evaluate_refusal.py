@@ -95,6 +95,30 @@ def test_evaluate_and_generate_of_a_run_that_is_no_lvm_leave_no_failed_run(
     assert [r.id for r in open_registry().list()] == [other]  # no failed lvm_evaluate / lvm_generate run
 
 
+def test_a_transformer_on_sequences_of_a_longer_context_is_refused_before_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A transformer LVM learns one position per context concept: on sequences built again with a longer
+    `--context`, lvm evaluate and lvm generate --measure failed inside their run ("context of 4 exceeds the
+    model's 2 positions", naming no run) and left it behind as a failed run."""
+    from lvm_synthetic import rotating_table
+
+    from tldrlab.lvm.sequences import build_sequences
+
+    transformer = build_lvm("transformer", LVMConfig(dim=16, context=2, hidden=8, heads=2))
+    model = save_lvm(transformer, tmp_path / "model")
+    sequences = build_sequences(rotating_table(n_articles=6, length=8), context=4, seed=0)
+    path = sequences.save(tmp_path / "sequences.npz")
+    said = f"{model} is a transformer LVM of 2 context positions; the sequences {path} have contexts of 4"
+    for argv, field in (
+        (["lvm", "evaluate", str(model), "--sequences", str(path)], "runs.0"),
+        (["lvm", "generate", str(model), "--measure", "2", "--sequences", str(path)], "run"),
+    ):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 2 and f"[invalid_config] {field}: {said}" in err, (argv, err)
+    assert open_registry().list() == []  # no failed lvm_evaluate / lvm_generate run
+
+
 def _smoke_run(capsys: pytest.CaptureFixture[str]) -> str:
     """A real 2-step smoke run: a training run of another kind, with a best checkpoint as an LVM's has."""
     code, out, err = run_captured(["smoke", "--steps", "2", "--checkpoint-every", "1", "--json"], capsys)

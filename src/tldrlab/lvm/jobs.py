@@ -7,6 +7,7 @@ Paths a config leaves None resolve under `<home>/lvm/`: `index/`, `sequences.npz
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tldrlab.lvm.sequences import (
     lvm_train_refusal,
     missing_split,
     named_run,
+    read_sequences_arrays,
     splits_with_sequences,
 )
 from tldrlab.lvm.store import check_concept_store, open_stored_concepts
@@ -133,8 +135,33 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     has = splits_with_sequences(path)
     if config.split not in has:
         raise missing_split(config.split, path, has)
+    refuse_longer_contexts(config, located, path)
     if generating and named_store is None:
         check_concept_store(None)
+
+
+def refuse_longer_contexts(
+    config: LVMEvaluateConfig | LVMGenerateConfig,
+    located: list[tuple[str, Path, dict[str, Any], bool]],
+    path: Path,
+) -> None:
+    """A transformer LVM has one learned position per context concept it was trained with: sequences of a
+    longer context (`lvm sequences --context` again since) failed inside the run, left behind as a failed run
+    with "context of 5 exceeds the model's 3 positions", naming no run. InvalidConfigError at the run's field.
+    (The recurrent and state-space models, and a pretrained backbone, read any length.)"""
+    context = int(read_sequences_arrays(path, read=("context_index",))["context_index"].shape[1])
+    for (field, _), (run_id, directory, _, checkpoint) in zip(lvm_run_fields(config), located, strict=True):
+        if checkpoint:  # a run stopped before it saved model/: its shape is known once its checkpoint loads
+            continue
+        saved = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        positions = saved.get("config", {}).get("context")
+        if saved.get("name") == "transformer" and isinstance(positions, int) and positions < context:
+            raise InvalidConfigError.at(
+                field,
+                f"{run_id} is a transformer LVM of {positions} context positions; the sequences {path} have "
+                f"contexts of {context}: give sequences of context {positions} or less (`--sequences`, or "
+                f"`tldrlab lvm sequences --context {positions}`)",
+            )
 
 
 def model_label(model: Any, run_config: dict[str, Any]) -> str:
