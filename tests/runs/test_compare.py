@@ -403,3 +403,25 @@ def test_times_and_throughputs_are_gated_only_when_named() -> None:
     named = compare_runs([base, slower], metrics=["best_val_loss", "train_s"])
     assert [(r.metric, r.change) for r in named.regressions] == [("train_s", pytest.approx(0.5))]
     assert named.ungated == []
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [{"run_id": "evaluate-x", "metrics": [0.3]}, {"run_id": ["evaluate-x"], "metrics": {"rougeL": 0.3}}, [1]],
+)
+def test_an_evaluation_file_of_another_shape_is_no_evaluation(
+    summary: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-edited eval_summary.json whose metrics are a list was an AttributeError traceback, and one
+    whose run id is a list the database's ProgrammingError; unreadable JSON was already read as none."""
+    base, other = _run(1.0, 0.3, 10.0), _run(1.2, 0.3, 10.0)
+    (Path(open_registry().get(base).run_dir) / "eval_summary.json").write_text(json.dumps(summary))
+    comparison = compare_runs([base, other])
+    assert comparison.runs[0]["evaluation"] is None and comparison.runs[0]["metrics"] == {
+        "best_val_loss": 1.0,
+        "model_step": 10.0,
+    }
+    code, out, err = run_captured(
+        ["runs", "compare", base, other, "--plot", str(tmp_path / "c.png"), "--fail-on-regression"], capsys
+    )
+    assert code == 1 and f"regression: {other} best_val_loss 1.2 vs 1" in out and "Traceback" not in err

@@ -183,8 +183,16 @@ def run_evaluation(record: RunRecord) -> dict[str, Any]:
         evaluation = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
         return {}
+    if not (
+        isinstance(evaluation, dict)
+        and isinstance(evaluation.get("run_id"), str | None)
+        and isinstance(evaluation.get("metrics"), dict | None)
+    ):
+        # a file of another shape (hand-edited, another tool's) is no evaluation, as unreadable JSON is not:
+        # its metrics as a list were an AttributeError traceback, its run id as a list the database's
+        return {}
     # an evaluation run's own summary is its result, already among its summary metrics
-    return evaluation if isinstance(evaluation, dict) and evaluation.get("run_id") != record.id else {}
+    return evaluation if evaluation.get("run_id") != record.id else {}
 
 
 def run_metrics(record: RunRecord) -> dict[str, float]:
