@@ -368,3 +368,18 @@ def test_runs_logs_of_a_run_whose_directory_is_gone_says_so(capsys: pytest.Captu
     code, out, err = run_captured(["runs", "logs", run.id], capsys)
     said = f"run {run.id} has no log here: its directory {run.dir} is gone, and it has no archive"
     assert code == 3 and out == "" and said in " ".join(err.split())
+
+
+def test_a_manifest_that_is_no_json_object_is_read_as_an_unreadable_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A manifest holding a JSON list was a TypeError from dict(): a traceback from `runs show` and a 500
+    from GET /runs/{id}, where an unreadable manifest is shown without it."""
+    with start_run("train", {}) as run:
+        run.set_summary(best_val_loss=1.5)
+    (run.dir / "manifest.json").write_text("[1, 2]", encoding="utf-8")
+    code, out, err = run_captured(["runs", "show", run.id], capsys)
+    assert code == 0 and json.loads(out)["manifest"] is None and "Traceback" not in err
+    assert f"its manifest {run.dir / 'manifest.json'} cannot be read" in " ".join(err.split())
+    answer = TestClient(create_app()).get(f"/runs/{run.id}")
+    assert answer.status_code == 200 and answer.json()["artifacts"] == []

@@ -321,9 +321,15 @@ class Run:
 
 
 def read_manifest(run_dir: Path | str) -> dict[str, Any]:
+    """The run's manifest. OSError when it cannot be read, ValueError when it is not a JSON object: a list
+    was a TypeError from `dict()`, which the callers taking an unreadable manifest as none did not catch."""
     import json
 
-    return dict(json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8")))
+    path = Path(run_dir) / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return manifest
 
 
 @contextmanager
