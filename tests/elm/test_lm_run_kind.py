@@ -70,3 +70,14 @@ def test_an_elm_lm_naming_a_run_that_saves_no_model_at_run_time_fails_naming_the
         failed = open_registry().get(record.id)
         assert failed.status == RunStatus.FAILED, (kind, failed)
         assert f"{field}: {refusal}" in (failed.message or ""), (kind, failed.message)
+
+
+def test_generate_of_an_elm_training_not_done_says_it_has_not_saved_its_elm(
+    tldrlab_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A queued or running elm_train run has no ELM yet: the refusal was "no ELM in <run dir> (expected
+    elm_config.json there or in model/)", as if the id named the wrong place."""
+    queued = create_run("elm_train", {"data": str(tldrlab_home / "elm")}).id
+    code, _, err = run_captured(["elm", "generate", "--model", queued, "--text", "One."], capsys)
+    said = f"run {queued} (elm_train, queued) has saved no ELM: an elm_train run saves it when it completes"
+    assert code == 3 and f"[not_found] {said}" in err, err

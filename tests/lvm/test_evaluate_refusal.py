@@ -119,6 +119,18 @@ def test_a_transformer_on_sequences_of_a_longer_context_is_refused_before_a_run(
     assert open_registry().list() == []  # no failed lvm_evaluate / lvm_generate run
 
 
+def test_evaluate_and_generate_of_a_training_not_done_say_it_has_not_saved_its_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An lvm_train run that is queued or running has no model yet: the refusal named a path, "is not a
+    trained LVM: no lvm_model.json in <run>/model", as if the id were wrong."""
+    lvm = create_run("lvm_train", {"sequences": "sequences.npz"}).id
+    said = f"run {lvm} (lvm_train, queued) has saved no LVM: an lvm_train run saves it when it completes"
+    for argv in (["lvm", "evaluate", lvm], ["lvm", "generate", lvm, "--text", "One."]):
+        code, _, err = run_captured(argv, capsys)
+        assert code == 3 and f"[not_found] {said}" in err, (argv, err)
+
+
 def _smoke_run(capsys: pytest.CaptureFixture[str]) -> str:
     """A real 2-step smoke run: a training run of another kind, with a best checkpoint as an LVM's has."""
     code, out, err = run_captured(["smoke", "--steps", "2", "--checkpoint-every", "1", "--json"], capsys)

@@ -33,7 +33,7 @@ from tldrlab.evaluate.generate import filter_logits
 from tldrlab.models import build_model, load_model, model_task
 from tldrlab.models.causal_lm import LoraSettings, apply_lora
 from tldrlab.models.resolve import resolve_model_ref
-from tldrlab.runs import open_registry
+from tldrlab.runs import RunStatus, open_registry
 from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.weights import save_pretrained, save_safetensors
 
@@ -341,16 +341,24 @@ def resolve_elm_dir(path_or_run: Path | str) -> Path:
     if not str(path_or_run).strip():  # Path("") is the working directory: a blank name is not a path
         raise InvalidInputError("the ELM is empty: give an ELM directory or a run id")
     path = Path(path_or_run)
+    record = None
     if not path.exists():
         try:
-            path = Path(open_registry().find(str(path_or_run)).run_dir)
+            record = open_registry().find(str(path_or_run))
         except AmbiguousRunIdError:
             raise  # several runs match: "no such run" would hide that a longer prefix picks one
         except NotFoundError:
             raise NotFoundError(f"no ELM directory or run named {str(path_or_run)!r}") from None
+        path = Path(record.run_dir)
     for candidate in (path, path / "model"):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
+    if record is not None and record.status != RunStatus.COMPLETED:
+        # "no ELM in <run dir>" read as a wrong path: a queued or running training has not saved it yet
+        raise NotFoundError(
+            f"run {record.id} ({record.kind}, {record.status.value}) has saved no ELM: an elm_train run "
+            "saves it when it completes"
+        )
     raise NotFoundError(f"no ELM in {path} (expected {CONFIG_FILE} there or in model/)")
 
 

@@ -37,7 +37,7 @@ from tldrlab.lvm.sequences import (
 from tldrlab.lvm.store import check_concept_store, open_stored_concepts
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.report import Report
-from tldrlab.runs import Run, open_registry
+from tldrlab.runs import Run, RunStatus, open_registry
 from tldrlab.runs.run import MANIFEST, read_manifest
 
 
@@ -85,6 +85,7 @@ def locate_run_model(
         # checkpoints/best too, and taken for an LVM's, its config was read as an LVM's (KeyError 'sequences')
         raise InvalidConfigError.at(field, lvm_train_refusal(*named))
     path = Path(run_ref)
+    record = None
     if (path / CONFIG_FILE).exists():  # a model directory
         if (path.parent / MANIFEST).exists():
             return path.parent.name, path, read_manifest(path.parent)["config"], False
@@ -98,6 +99,12 @@ def locate_run_model(
     if not (run_dir / MODEL_DIR).exists() and best.is_dir():
         # a run cancelled or preempted before it saved model/: its best evaluated checkpoint
         return run_id, best, config, True
+    if record is not None and record.status != RunStatus.COMPLETED and not (run_dir / MODEL_DIR).exists():
+        # "is not a trained LVM: no lvm_model.json in <run dir>/model" read as a wrong id: it has not trained
+        raise NotFoundError(
+            f"run {run_id} ({record.kind}, {record.status.value}) has saved no LVM: an lvm_train run "
+            "saves it when it completes"
+        )
     if not (run_dir / MODEL_DIR / CONFIG_FILE).exists():
         raise NotFoundError(f"{run_ref!r} is not a trained LVM: no {CONFIG_FILE} in {run_dir / MODEL_DIR}")
     return run_id, run_dir / MODEL_DIR, config, False
