@@ -383,3 +383,16 @@ def test_a_manifest_that_is_no_json_object_is_read_as_an_unreadable_one(
     assert f"its manifest {run.dir / 'manifest.json'} cannot be read" in " ".join(err.split())
     answer = TestClient(create_app()).get(f"/runs/{run.id}")
     assert answer.status_code == 200 and answer.json()["artifacts"] == []
+
+
+def test_runs_logs_skips_a_log_line_that_is_no_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    """A log line `42` or `["x"]` (valid JSON, no object) was an AttributeError traceback; a line that is
+    not JSON at all was already skipped."""
+    with start_run("train", {}) as run:
+        run.log("first line")
+    with (run.dir / "log.jsonl").open("a", encoding="utf-8") as log:
+        log.write('42\n["x"]\nnot json\n{"message": "last line"}\n')
+    code, out, err = run_captured(["runs", "logs", run.id, "--tail", "0"], capsys)
+    assert code == 0 and "first line" in out and "last line" in out and "Traceback" not in err, err
+    code, out, _ = run_captured(["runs", "logs", run.id, "--raw", "--tail", "0"], capsys)
+    assert code == 0 and all(isinstance(json.loads(line), dict) for line in out.splitlines())

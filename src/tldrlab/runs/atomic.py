@@ -151,7 +151,9 @@ def append_jsonl(path: Path | str, obj: Any) -> None:
 
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """Read JSON lines written by `append_jsonl`; a final line without newline (torn write) is ignored."""
+    """Read JSON lines written by `append_jsonl`; a final line without newline (torn write) is ignored, and so
+    is a line that is not a JSON object (`42`, `[...]`: not written here; every reader took each row for a
+    dict, `runs logs` with an AttributeError traceback)."""
     path = Path(path)
     if not path.exists():
         return []
@@ -164,9 +166,11 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
         if i == len(lines) - 1:  # no trailing newline: the writer was interrupted mid-line
             break
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:  # a torn line closed by a later append (see append_jsonl)
             continue
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
