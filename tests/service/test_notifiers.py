@@ -3,9 +3,13 @@ boundary — discord.py's real REST client talking to a local fake of the Discor
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -310,6 +314,35 @@ def test_a_webhook_hears_of_an_api_run_from_queued_to_completed(
         wait_for(lambda: received[-1]["event"] == "completed", 10, what="the completed event")
     events = [body["event"] for body in received]
     assert events[:2] == ["queued", "started"] and events.count("queued") == 1
+
+
+def test_a_burst_worker_delivers_its_last_events_to_a_slow_webhook_before_it_exits(
+    tldrlab_home: Path, tmp_path: Path
+) -> None:
+    """The delivery thread is a daemon: a `tldrlab worker --burst` process returned as its run completed and
+    exited with `completed` (and the checkpoint, the last eval) still queued, never sent to a webhook that
+    takes a moment to answer."""
+    app, received = FastAPI(), []
+
+    @app.post("/hook")
+    async def hook(request: Request) -> JSONResponse:
+        await asyncio.sleep(0.3)  # a receiver that takes its time, as one across a network does
+        received.append((await request.json())["event"])
+        return JSONResponse({"ok": True})
+
+    run_id = create_run("smoke", {"steps": 2}).id
+    open_queue().enqueue(run_id)
+    with ServerThread(app) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "tldrlab", "-q", "worker", "--burst", "--poll-s", "0.1"],
+            env={**os.environ, "TLDRLAB_WEBHOOK_URL": f"{server.url}/hook"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert open_registry().get(run_id).status is RunStatus.COMPLETED
+        assert received[0] == "started" and received[-1] == "completed", (received, done.stderr)
 
 
 def test_at_scale_out_each_event_reaches_a_webhook_once(

@@ -3,6 +3,7 @@ thread (a slow receiver never slows training). Progress events are throttled per
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import queue
@@ -40,6 +41,9 @@ class WebhookNotifier:
         self._pending: queue.Queue[RunEvent | None] = queue.Queue()
         self._thread = threading.Thread(target=self._deliver_loop, name="webhook", daemon=True)
         self._thread.start()
+        # the delivery thread is a daemon, ended with its process: a worker's last events (`completed`, just
+        # published as a burst worker returns, or as a stopped one exits) were queued and never sent
+        atexit.register(self._deliver_pending_at_exit)
 
     def __call__(self, event: RunEvent) -> None:
         if event.type == "log":
@@ -97,6 +101,13 @@ class WebhookNotifier:
         while self._pending.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.02)
 
+    def _deliver_pending_at_exit(self) -> None:
+        """At the process's exit, wait for the events still pending, as long as one event's tries may take."""
+        self.flush(timeout_s=self.timeout_s * self.retries)
+        if left := self._pending.unfinished_tasks:
+            log.warning(f"webhook: {left} event(s) not delivered before the process exited")
+
     def close(self) -> None:
+        atexit.unregister(self._deliver_pending_at_exit)
         self._pending.put(None)
         self._thread.join(timeout=self.timeout_s * self.retries + 5)
