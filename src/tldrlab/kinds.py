@@ -371,6 +371,7 @@ _ENTRIES = (
         resume_fields=(),
         inputs=("data", "eval_data"),
         check="tldrlab.experiments.lm_prepare:check_lm_model",
+        data_files="tldrlab.experiments.lm_experiment:lm_experiment_data_files",
         report="tldrlab.experiments.results:results_report",
     ),
     RunKind(

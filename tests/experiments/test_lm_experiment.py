@@ -186,6 +186,50 @@ def test_a_stopped_experiment_resumes_where_it_stopped(tiny_model: Path, pairs: 
     assert rows["compressed_pai"]["dendrites"] == 1 and rows["compressed_kd"]["teacher_seconds"] > 0
 
 
+def test_a_resume_refuses_data_edited_since_the_experiment_started(
+    tiny_model: Path, pairs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--resume` kept the arms an experiment finished and trained the rest on the data as it was now: an
+    edited file gave arms trained and scored on other records, compared in one table, silently."""
+    import threading
+
+    from cliutil import run_captured
+    from tldrlab.runs import preempt
+
+    tiny = "--budget 4 --eval-every 2 --batch-size 4 --train-limit 32 --eval-size 4 --test-size 3 --seeds 1"
+    tiny += " --max-source-tokens 24 --max-new-tokens 4 --calibration-size 4 --wandb-mode disabled --no-plots"
+    tiny += " --no-bertscore --no-lead-baseline --arms baseline,compressed"
+    registry = open_registry()
+    done = threading.Event()
+
+    def stop_after_the_baseline() -> None:
+        while not done.is_set():
+            if any(
+                Path(r.run_dir, "rows", "seed1-baseline.json").exists()
+                for r in registry.list(kind="lm_experiment")
+            ):
+                preempt.request_stop()
+                return
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=stop_after_the_baseline, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(SystemExit):
+            main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
+    finally:
+        done.set()
+        watcher.join()
+        preempt.reset()
+    (record,) = registry.list(kind="lm_experiment", limit=5)
+    assert record.status == RunStatus.QUEUED  # preempted: waiting to be resumed
+    pairs.write_text(pairs.read_text().replace("the", "a"))
+    capsys.readouterr()
+    code, _, err = run_captured(["experiment", "lm", "--resume", record.id], capsys)
+    assert code == 4 and f"the data changed since run {record.id} started ({pairs})" in err, err
+    assert registry.get(record.id).status == RunStatus.QUEUED  # refused before the run was touched
+
+
 def test_results_tables_and_charts(tmp_path: Path, pairs: Path) -> None:
     from tldrlab.experiments.lm_results import write_lm_results
 

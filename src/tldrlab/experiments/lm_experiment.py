@@ -26,10 +26,11 @@ final weights on the test records, save the model, the PAI files). After every a
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tldrlab.choices import unknown_choice
-from tldrlab.data.readers import read_records
+from tldrlab.data.readers import read_records, split_files
 from tldrlab.data.records import SummaryRecord
 from tldrlab.data.sentences import split_sentences
 from tldrlab.data.splits import detect_splits, experiment_records
@@ -84,6 +85,7 @@ from tldrlab.train.chat_sft import ChatSFTTask
 from tldrlab.train.config import DataConfig, TrainConfig
 from tldrlab.train.loop import TrainHooks, TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
+from tldrlab.train.same_data import check_same_data
 
 ARM_KIND = "lm_experiment_arm"
 ROWS_DIR = "rows"
@@ -720,10 +722,24 @@ def run_lm_experiment(config: LMExperimentConfig) -> dict[str, Any]:
         return lm_experiment_job(run, config)
 
 
+def lm_experiment_data_files(config: LMExperimentConfig, recorded: Sequence[Path] = ()) -> list[Path]:
+    """The files an `lm_experiment` reads its records from (`same_data.RunFiles`): every data file of its
+    `data` and `eval_data` (the train, eval and test records all come from them), and recorded ones that
+    went since."""
+    files: list[Path] = []
+    for given in (config.data, config.eval_data):
+        if given is not None and Path(given).exists():
+            files += split_files(given, config.format)
+    return list(dict.fromkeys([*files, *(file for file in recorded if not file.exists())]))
+
+
 def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
     """Run kind `lm_experiment`: train every arm for every seed (the baseline first), score them, and write
     results.{md,csv,json}, comparison.png and differences.png in the run."""
 
+    # a resumed experiment keeps the arms it finished: on data edited since, the others trained and were
+    # scored on other records, and one table compared them
+    check_same_data(run, functools.partial(lm_experiment_data_files, config))
     shared = open_shared(config)
     run.log(
         "lm experiment",
