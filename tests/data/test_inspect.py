@@ -92,3 +92,25 @@ def test_inspect_detects_json_lines_whose_first_record_is_longer_than_the_detect
     assert stats["format"] == "pairs"
     assert stats["total"]["records"] == 2
     assert stats["total"]["document_words"]["max"] == 800_000
+
+
+def test_a_field_mapping_reads_as_pairs_and_is_refused_by_another_format(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--map was ignored unless the format was pairs: without a format, detection refused the file whose
+    fields need the mapping, saying to give one; with another format (or one detected), it read as if the
+    mapping had not been given."""
+    data = tmp_path / "odd.jsonl"
+    data.write_text(json.dumps({"body_text": "one two three", "tl": "one"}) + "\n", encoding="utf-8")
+    mapped = ["--map", "document=body_text", "--map", "summary=tl", "--json"]
+    code, out, err = run_captured(["data", "inspect", str(data), *mapped], capsys)
+    stats = json.loads(out)
+    assert code == 0 and stats["format"] == "pairs" and stats["total"]["with_summary"] == 1, err
+    assert stats["total"]["document_words"]["max"] == 3
+    scitldr = str(shared_data / "scitldr")
+    code, _, err = run_captured(
+        ["data", "inspect", scitldr, "-f", "scitldr", "--map", "document=text"], capsys
+    )
+    assert code == 2 and "format 'scitldr' takes no field mapping (--map): only pairs maps fields" in err, err
+    code, _, err = run_captured(["data", "inspect", scitldr, "--map", "document=text"], capsys)
+    assert code == 2 and "field 'text': missing" in err, err  # read as pairs, as the mapping says

@@ -20,8 +20,8 @@ from tldrlab.configmodel import ConfigModel
 from tldrlab.data.formats import ReaderFormat
 from tldrlab.data.readers import (
     ReadReport,
-    detect_format,
     input_files,
+    mapped_format,
     read_records_report,
     read_threads_report,
     reader_spec,
@@ -101,7 +101,8 @@ class InspectOptions(ConfigModel):
     skip_invalid: bool = False
     """Leave malformed records out (and report how many) instead of stopping."""
     mapping: dict[str, str] = Field(default_factory=dict)
-    """pairs field mapping, KEY=VALUE, repeatable: --map document=text --map summary=headline."""
+    """pairs field mapping, KEY=VALUE, repeatable: --map document=text --map summary=headline (a mapping
+    reads the data as pairs; another format named is refused)."""
     options: dict[str, str] = Field(default_factory=dict)
     """Reader options, KEY=VALUE, repeatable (see `tldrlab data formats`)."""
 
@@ -117,7 +118,7 @@ def inspect_path(
 ) -> dict[str, Any]:
     """Statistics of a file or directory: {path, format, kind, total, splits: {name: stats}}."""
     path = Path(path)
-    name = format or detect_format(path)
+    name = mapped_format(path, format, mapping)
     kind = reader_spec(name).kind
     files = input_files(path, name, split)
     groups: dict[str, list[Path]] = {}

@@ -229,7 +229,7 @@ def _read(
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
-    name = format or detect_format(path)
+    name = mapped_format(path, format, mapping)
     spec = reader_spec(name)
     refuse_other_kind(path, name, kind)
     if unknown := sorted(set(options or {}) - set(spec.options)):
@@ -245,6 +245,18 @@ def _read(
     return ReadReport(
         items=items, format=name, files=files, skipped=ctx.skipped, counts=dict(Counter(ctx.counts))
     )
+
+
+def mapped_format(path: Path, format: str | None, mapping: Mapping[str, str] | None) -> str:
+    """The format of a read given a field `mapping`: the one named, else `pairs` when there is a mapping (the
+    one format that maps fields, and what detection asks for when a file's fields need one), else the
+    detected one. A mapping was ignored by every other format, and without a format it was ignored too:
+    detection, which never looked at it, refused the file and said to give a mapping."""
+    if not mapping:
+        return format or detect_format(path)
+    if format is not None and format != "pairs":
+        raise InvalidInputError(f"format {format!r} takes no field mapping (--map): only pairs maps fields")
+    return "pairs"
 
 
 def _check_option_suffixes(
@@ -472,6 +484,7 @@ __all__ = [
     "ReaderSpec",
     "detect_format",
     "input_files",
+    "mapped_format",
     "read_records",
     "read_records_report",
     "read_threads",
