@@ -114,3 +114,14 @@ def test_a_field_mapping_reads_as_pairs_and_is_refused_by_another_format(
     assert code == 2 and "format 'scitldr' takes no field mapping (--map): only pairs maps fields" in err, err
     code, _, err = run_captured(["data", "inspect", scitldr, "--map", "document=text"], capsys)
     assert code == 2 and "field 'text': missing" in err, err  # read as pairs, as the mapping says
+
+
+@pytest.mark.parametrize("fmt", ["pairs", "stackexchange", "text"])
+def test_inspecting_a_path_that_is_not_there_with_a_format_says_so(
+    fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a format named nothing checked the path first: an os_error (exit 1), or "no Posts.xml in this
+    directory" of a directory that does not exist, where without a format it is not_found (exit 3)."""
+    missing = tmp_path / "nothere"
+    code, _, err = run_captured(["data", "inspect", str(missing), "-f", fmt], capsys)
+    assert code == 3 and f"error [not_found] {missing}: no such file or directory" in " ".join(err.split())

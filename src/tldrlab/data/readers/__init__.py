@@ -287,6 +287,9 @@ def reader_spec(name: str) -> ReaderSpec:
 def input_files(path: Path, format: str, split: str | None = None) -> list[Path]:
     """The files a read of `path` covers: the file itself (when it is `split`), or a directory's data files
     for `split`."""
+    if not path.exists():  # with a format named, nothing looked before: "No such file" as an os_error
+        # (exit 1), or for stackexchange "no Posts.xml in this directory" of a directory that is not there
+        raise NotFoundError(f"{path}: no such file or directory")
     if path.is_file():
         if split is not None:
             check_file_split(path, split)
