@@ -39,6 +39,9 @@ def test_zero_shot_labels_follow_the_meaning(classifier: TMDClassifier) -> None:
     heading = classifier.classify(get_embedder("minilm").encode(["Early life"]), ["Early life"])[0]
     assert heading.task == "heading" and heading.modifier == "none" and heading.domain in DOMAINS
     assert is_heading("Career and later years") and not is_heading("He retired in 1990.")
+    # a sentence of a script without spaces is one "word": it ends as a sentence ends there
+    assert not is_heading("蜜蜂は花から蜜を集めます。") and not is_heading("你吃饭了吗？")
+    assert is_heading("生涯")
 
 
 def test_features_are_one_hot_per_facet() -> None:

@@ -79,7 +79,9 @@ FACETS: dict[str, dict[str, tuple[str, ...]]] = {"domain": DOMAINS, "task": TASK
 TMD_DIM = sum(len(labels) for labels in FACETS.values())
 """Width of the one-hot TMD features (16 + 8 + 6)."""
 
-_SENTENCE_END = re.compile(r"[.!?:;\"')\]]\s*$")
+# with the full-width and other scripts' sentence ends (。！？…, Arabic ؟, Devanagari ।): every Japanese or
+# Chinese sentence, one "word" to str.split, was a heading otherwise
+_SENTENCE_END = re.compile(r"[.!?:;\"')\]。．！？；：」』）…؟।]\s*$")
 
 
 @dataclass(frozen=True)
