@@ -366,3 +366,29 @@ def test_sigterm_stops_a_sweep_whose_trials_run_in_its_workers(tmp_path: Path) -
     assert proc.returncode != 0 and "Traceback" not in err, err
     assert len(load_study("toy", None).get_trials()) == 2  # no trial asked after the signal
     assert [r.status.value for r in open_registry().list(kind="sweep")] == ["cancelled"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_sweep_whose_trials_run_in_its_workers_says_it_was_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C of `sweep run --workers 2` (the terminal signals the whole process group) reaches the sweep's
+    process as a bare KeyboardInterrupt, not a training loop's cancel: its run was recorded `cancelled: `,
+    a message with nothing after the colon, in `runs list` and `runs show`."""
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 40}, "sleep": {"value": 0.1}},
+    )
+    cmd = [sys.executable, "-m", "tldrlab", "sweep", "run", str(sweep), "--trials", "4", "--workers", "2"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job has
+    )  # fmt: skip
+    runs = Path(os.environ["TLDRLAB_HOME"]) / "runs"
+    deadline = time.monotonic() + 60
+    while len(list(runs.glob("trial-*/evals.txt"))) < 2:  # both workers are running a trial
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (sweep_run,) = open_registry().list(kind="sweep")
+    assert sweep_run.status.value == "cancelled" and sweep_run.message == "cancelled: interrupted", sweep_run

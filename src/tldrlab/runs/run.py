@@ -444,7 +444,9 @@ def _recording(record: RunRecord, registry: RunRegistry) -> Iterator[Run]:
         raise
     except (RunCancelledError, KeyboardInterrupt) as exc:
         handle.log("run cancelled", level=logging.WARNING)
-        handle._finish_failed(RunStatus.CANCELLED, f"cancelled: {exc or 'interrupted'}", "cancelled")
+        # a bare KeyboardInterrupt (Ctrl-C outside a training loop) says nothing: an exception is never falsy,
+        # so `exc or ...` recorded "cancelled: " with nothing after it
+        handle._finish_failed(RunStatus.CANCELLED, f"cancelled: {str(exc) or 'interrupted'}", "cancelled")
         raise
     except TldrlabError as exc:
         handle.logger.error(  # a command prints the error itself; a worker's console shows this line
