@@ -118,6 +118,10 @@ def test_bad_inputs_get_clear_errors(
         ["elm", "prepare", "--data", str(valid), "--task", "nothing", "--out", str(tmp_path / "o2")]
     )
     assert code != 0 and "no records with task_type 'nothing'" in capsys.readouterr().err
+    # refused before anything is written: an empty layout left in `out` was taken for prepared data by
+    # `elm train`, and the same prepare with the right task refused `out` as holding a layout
+    assert not (tmp_path / "o2").exists()
+    assert run_cli(["elm", "prepare", "--data", str(valid), "--out", str(tmp_path / "o2")]) == 0
     # a multi-task directory is never filtered onto itself
     with pytest.raises(InvalidInputError):
         filter_task(broken, broken)

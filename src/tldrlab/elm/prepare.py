@@ -495,7 +495,7 @@ def filter_task(
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if in_dir.resolve() == out_dir.resolve():
         raise InvalidInputError("--out must differ from the input directory (nothing is overwritten)")
-    stats: dict[str, dict[str, Any]] = {}
+    filtered: dict[str, tuple[list[dict[str, Any]], Any]] = {}
     for split in SPLITS:
         if not synthesis_path(in_dir, split).is_file():
             continue
@@ -515,12 +515,17 @@ def filter_task(
 
         rows = torch.tensor(old_rows, dtype=torch.long)
         embeddings = source.embeddings.index_select(0, rows) if old_rows else source.embeddings[:0]
+        filtered[split] = (records, embeddings)
+    if not filtered:
+        raise NotFoundError(f"{in_dir}: no {SYNTHESIS_DIR}/<split>_synthesis.jsonl files")
+    if not any(records for records, _ in filtered.values()):
+        # refused before anything is written: the splits written before it left an empty layout in `out`,
+        # which `elm train` took for prepared data and a second `prepare` into `out` refused as one
+        raise InvalidInputError(f"{in_dir}: no records with task_type {task!r}")
+    stats: dict[str, dict[str, Any]] = {}
+    for split, (records, embeddings) in filtered.items():
         write_split(out_dir, split, records, embeddings)
         stats[split] = split_stats(records, embeddings)
-    if not stats:
-        raise NotFoundError(f"{in_dir}: no {SYNTHESIS_DIR}/<split>_synthesis.jsonl files")
-    if not any(s["records"] for s in stats.values()):
-        raise InvalidInputError(f"{in_dir}: no records with task_type {task!r}")
     for split in set(SPLITS) - set(stats):  # an overwritten layout's split this one does not have
         synthesis_path(out_dir, split).unlink(missing_ok=True)
         embeddings_path(out_dir, split).unlink(missing_ok=True)
