@@ -392,3 +392,16 @@ def test_ctrl_c_of_a_sweep_whose_trials_run_in_its_workers_says_it_was_interrupt
     assert proc.returncode == 130, err
     (sweep_run,) = open_registry().list(kind="sweep")
     assert sweep_run.status.value == "cancelled" and sweep_run.message == "cancelled: interrupted", sweep_run
+
+
+def test_a_sweep_stopped_by_its_target_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sweep with `metric.target` stops asking for trials once one reaches it: asked for 10, it printed
+    `study toy: 2 complete` and exited 0, never saying why it stopped at 2."""
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        metric={"name": "loss", "goal": "minimize", "target": 0.4},
+        parameters={"x": {"values": [0.7]}, "steps": {"value": 3}},  # loss 1/3 at once: past the target
+    )
+    code, out, err = run_captured(["sweep", "run", str(sweep), "--trials", "10"], capsys)
+    assert code == 0, err
+    assert "study toy: 1 complete" in out and "stopped at the target loss <= 0.4 (1 of 10 trials)" in out, out

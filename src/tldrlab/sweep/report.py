@@ -114,9 +114,14 @@ def sweep_report(run_id: str, summary: dict[str, Any]) -> Report:
     """How a sweep's summary reads (kinds sweep and elm_optimize): trials per state and the best trial."""
     counts = ", ".join(f"{n} {state.lower()}" for state, n in summary["trials"].items())
     report = Report([f"study {summary['study']}: {counts} (sweep run {summary['run_id']})"])
+    metric = summary.get("metric", "value")
     if best := summary.get("best"):
-        metric = summary.get("metric", "value")
         report.blocks.append(f"best: trial {best['number']} {metric}={best['value']:.5g} {best['params']}")
+    if target := summary.get("target"):  # stopped early, with fewer trials than asked for
+        sign = ">=" if target["goal"] == "maximize" else "<="
+        finished = sum(summary["trials"].get(state, 0) for state in ("COMPLETE", "PRUNED"))
+        counted = f"{finished} of {target['trials']} trials"
+        report.blocks.append(f"stopped at the target {metric} {sign} {target['value']:g} ({counted})")
     return report
 
 

@@ -423,6 +423,8 @@ def _sweep_in_run(run: Run, config: SweepConfig, executor: TrialExecutor, echo: 
         "trials": {state.name: counts[state] for state in TrialState if counts[state]},
         "stopped_by": stopped_by,
     }
+    if stopped_by == "target":  # fewer trials than asked for: the report says why
+        summary["target"] = {"value": spec.target, "goal": spec.goal, "trials": prepared.n_trials}
     best = best_trial_summary(study)
     if best is not None:
         summary["best"] = best
