@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from itertools import islice
 from pathlib import Path
 
@@ -409,3 +410,16 @@ def test_a_recipes_tokenizer_advice_names_only_what_its_command_can_set(
         assert code == ConfigError.exit_code and "Traceback" not in err, err
         assert advice in err, err
         assert "use min_frequency" not in err and "lower character_coverage" not in err, err
+
+
+def test_sentencepiece_trains_on_lines_longer_than_64_kib(tmp_path: Path) -> None:
+    """SentencePiece skips a line longer than its max_sentence_length (64 KiB here) without a word: a corpus
+    of long paragraphs was trained on its short lines only, and a vocabulary its words fill was refused
+    as 'too large: it makes at most 271 pieces of it ... or a larger corpus'."""
+    rng = random.Random(0)
+    words = ["hops", "malt", "yeast", "water", "barley", "wheat", "lager", "stout", "porter", "cask", "keg"]
+    paragraphs = [" ".join(rng.choice(words) for _ in range(12_000)) for _ in range(2)]  # ~70 KB each
+    corpus = tmp_path / "paragraphs.txt"
+    corpus.write_text("\n".join([*paragraphs, "a short line"]) + "\n", encoding="utf-8")
+    manifest = train_tokenizer("sentencepiece", [corpus], 285, tmp_path / "spm", holdout=0.0)
+    assert manifest["actual_vocab_size"] == 285 and manifest["train_lines"] == 3

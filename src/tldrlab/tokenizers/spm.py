@@ -58,9 +58,11 @@ def train_model(lines: Sequence[str], config: TokenizerConfig) -> bytes:
             unk_piece=UNK,
             bos_piece=BOS,
             eos_piece=EOS,
-            # The whole corpus was already read; never let spm sample it down silently.
+            # The whole corpus was already read; never let spm sample it down silently, nor skip a line for
+            # its length (its default, 4192 bytes, and 64 KiB here before, dropped every longer line without
+            # a word: a corpus of long paragraphs was trained on its short lines only)
             input_sentence_size=0,
-            max_sentence_length=1 << 16,
+            max_sentence_length=max([1 << 16, *(len(line.encode("utf-8")) + 1 for line in lines)]),
             minloglevel=2,
         )
     except RuntimeError as exc:
