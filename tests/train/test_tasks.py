@@ -201,3 +201,16 @@ def test_generating_evaluations_report_the_metrics_named_occasional(char_tokeniz
     # what a train config accepts as best_metric (checked at submit) is exactly what the evaluations report
     assert set(computed_metrics("seq2seq", data)) == set(second)
     assert set(computed_metrics("seq2seq", data.model_copy(update={"generate_every": 0}))) == set(first)
+
+
+def test_one_unsplit_record_is_too_few_to_hold_out_and_train_on(tmp_path: Path, char_tokenizer: Any) -> None:
+    """The seeded holdout keeps at least one record aside: one record was all held out, and training said
+    "no training records with a summary" of a record that has one."""
+    data = tmp_path / "one.jsonl"
+    data.write_text('{"document": "one two three four", "summary": "one"}\n', encoding="utf-8")
+    job = TrainJobConfig.model_validate({"model": "t5", "data": {"path": str(data)}})
+    with pytest.raises(
+        InvalidInputError, match=r"1 record\(s\), too few to hold out a validation share"
+    ) as refused:
+        build_task(job, char_tokenizer, object(), "seq2seq")  # type: ignore[arg-type]
+    assert "or a validation split" in refused.value.message

@@ -235,6 +235,12 @@ def build_task(job: TrainJobConfig, tokenizer: Any, model: nn.Module, task_kind:
             val_records, train_records = splits.seeded_holdout(
                 train_records, data.val_fraction, job.train.seed
             )
+            if not train_records:  # all held out: "no training records with a summary" of one that has one
+                raise InvalidInputError(
+                    f"{data.path}: {len(val_records)} record(s), too few to hold out a validation share "
+                    f"(val_fraction {data.val_fraction:g}, at least one record) and train on the rest: give "
+                    "more records, or a validation split (a dev file beside a train file, or --val-split)"
+                )
         if task_kind == "chat":
             return build_chat_task(train_records, val_records, tokenizer, data, model)
         return Seq2SeqTask(train_records, val_records, tokenizer, data)
