@@ -405,3 +405,26 @@ def test_a_sweep_stopped_by_its_target_says_so(tmp_path: Path, capsys: pytest.Ca
     code, out, err = run_captured(["sweep", "run", str(sweep), "--trials", "10"], capsys)
     assert code == 0, err
     assert "study toy: 1 complete" in out and "stopped at the target loss <= 0.4 (1 of 10 trials)" in out, out
+
+
+def test_a_trial_another_sweep_process_just_asked_is_left_to_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two `sweep run` of one study (two terminals, or machines sharing a PostgreSQL study): one asked a
+    trial and was creating its run when the other's loop found that trial without a run and failed it as
+    a killed sweep's leftover; the first then failed in the trial's own run, `UpdateFinishedTrialError`
+    with a traceback, when the trial took its run id."""
+    sweep = write_sweep(
+        tmp_path / "s.yaml", parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 1}}
+    )
+    code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "1"], capsys)
+    assert code == 0, err
+    other = optuna.load_study(
+        study_name="toy", storage=resolve_storage_url(None)
+    ).ask()  # its run not made yet
+
+    code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "1"], capsys)
+    assert code == 0, err
+    trials = load_study("toy", None).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING], err
+    other.set_user_attr("run_id", "trial-of-the-other-process")  # what that process does next

@@ -22,6 +22,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import optuna
@@ -77,6 +78,11 @@ MAX_CONSECUTIVE_FAILURES = 3
 
 POLL_S = 0.2
 """Seconds between looks at the trials other workers execute."""
+
+ASKED_GRACE_S = 60.0
+"""A trial without a run asked less than this long ago is another sweep process's, between its ask and its
+run (a second `sweep run` of the study, a machine sharing it): failed then, it was taken from that process,
+whose trial run then failed as it took the trial. An older one is a dead sweep's leftover."""
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -170,6 +176,12 @@ def _asked_here(registry: RunRegistry, trial: optuna.trial.FrozenTrial) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+def _asked_recently(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether `trial` was asked less than `ASKED_GRACE_S` ago (Optuna records its start in local time)."""
+    started = trial.datetime_start
+    return started is not None and (datetime.now() - started).total_seconds() < ASKED_GRACE_S
 
 
 def _stop_after_failures(failures: int, last_error: str | None) -> None:
@@ -296,8 +308,11 @@ def run_trials(
             progressed = False
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 run_id = trial.user_attrs.get(RUN_ATTR)
-                if not isinstance(run_id, str):  # asked, but its run was never created: ask again
-                    _tell(study, trial.number, TrialState.FAIL, None)
+                if not isinstance(run_id, str):
+                    # asked, but its run was never created (its sweep died in between): ask again; unless
+                    # another sweep process of the study asked it just now and is creating its run
+                    if not _asked_recently(trial):
+                        _tell(study, trial.number, TrialState.FAIL, None)
                     continue
                 try:
                     record = registry.get(run_id)
