@@ -556,3 +556,18 @@ def test_generate_refuses_an_output_over_the_prepared_data(
         assert run_cli(argv) == 2
         assert f"--output: {output} is a file of the prepared ELM data in {data}" in capsys.readouterr().err
     assert synthesis.read_bytes() == before
+
+
+def test_a_training_split_without_records_is_named(elm_data: Path, tmp_path: Path) -> None:
+    """A prepared layout whose training split holds no record (a task filter that kept only val and test
+    records) failed on "the corpus has no text: <run>/tokenizer_corpus.txt", the tokenizer's own file."""
+    import shutil
+
+    data = tmp_path / "elm"
+    shutil.copytree(elm_data, data)
+    train_file = data / "synthesis" / "train_synthesis.jsonl"
+    train_file.write_text("")
+    config = ElmTrainConfig.model_validate({"data": str(data), "max_steps": 1})
+    said = f"^{train_file}: no training records with a target text$"
+    with pytest.raises(InvalidInputError, match=said), start_run("elm_train", config) as run:
+        run_elm_training(run, config)

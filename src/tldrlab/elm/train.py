@@ -40,7 +40,7 @@ from tldrlab.elm.prepare import (
     synthesis_path,
 )
 from tldrlab.elm.task import ElmTask
-from tldrlab.errors import ConfigError, NotFoundError
+from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.models.architecture import model_width
 from tldrlab.models.causal_lm import LoraSettings, lora_modules, lora_parameter_count
 from tldrlab.models.resolve import resolve_model_ref
@@ -187,7 +187,12 @@ def setup(run: Run | None, config: ElmTrainConfig) -> RecipeSetup:
     val_split = load_split(config.data, "val")
     if config.limit is not None:
         train_split.records = train_split.records[: config.limit]
-    tokenizer = elm_tokenizer(config, [str(r["target_text"]) for r in train_split.records], run.dir)
+    targets = [str(r["target_text"]) for r in train_split.records]
+    if not any(target.strip() for target in targets):  # ElmTask says so too, but the tokenizer trained first
+        # on them, and said "the corpus has no text: <run>/tokenizer_corpus.txt"
+        train_file = synthesis_path(Path(config.data), "train")
+        raise InvalidInputError(f"{train_file}: no training records with a target text")
+    tokenizer = elm_tokenizer(config, targets, run.dir)
     model_config = config.model.model_copy(update={"embedding_dim": int(train_split.embeddings.shape[1])})
     check_budget_as_read(config, model_config, tokenizer)
     lm, tokenizer = load_elm_lm(model_config, tokenizer)
