@@ -396,3 +396,28 @@ def test_runs_logs_skips_a_log_line_that_is_no_json_object(capsys: pytest.Captur
     assert code == 0 and "first line" in out and "last line" in out and "Traceback" not in err, err
     code, out, _ = run_captured(["runs", "logs", run.id, "--raw", "--tail", "0"], capsys)
     assert code == 0 and all(isinstance(json.loads(line), dict) for line in out.splitlines())
+
+
+def _strict_json(text: str) -> object:
+    """JSON as `jq` reads it: NaN and Infinity are no JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_of_a_run_with_a_metric_that_is_not_finite_is_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--json` (and `runs show`) wrote a diverged run's NaN and inf metrics as NaN and Infinity, which jq and
+    strict parsers refuse: the API answers them as null."""
+    with start_run("train", {}) as run:
+        run.set_summary(best_val_loss=float("nan"), perplexity=float("inf"), model_step=3)
+    code, out, _ = run_captured(["runs", "list", "--json"], capsys)
+    listed = _strict_json(out)
+    assert code == 0 and isinstance(listed, dict)
+    assert listed["metrics"] == {"best_val_loss": None, "perplexity": None, "model_step": 3}
+    code, out, _ = run_captured(["runs", "show", run.id], capsys)
+    shown = _strict_json(out)
+    assert code == 0 and isinstance(shown, dict) and shown["run"]["metrics"] == listed["metrics"]

@@ -12,7 +12,6 @@ the shared options of `options.RUN_KIND_OPTIONS`, builds the config as defaults 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,7 +39,7 @@ from tldrlab.cli.options import (
     shared_params,
     signature_callback,
 )
-from tldrlab.cli.tables import print_report
+from tldrlab.cli.tables import json_text, print_report
 from tldrlab.config import expand_user, get_settings
 from tldrlab.errors import ConfigError, InvalidConfigError
 from tldrlab.kinds import deep_merge, get_kind, result_report, validate_config
@@ -173,7 +172,7 @@ def show_result(kind: str, run_id: str, result: Any, *, as_json: bool = False) -
     report = get_kind(kind).report
     if as_json or report is None:
         shown = result if isinstance(result, dict) else {"result": result}
-        typer.echo(json.dumps({"run_id": run_id, **shown}, indent=2, default=str))
+        typer.echo(json_text({"run_id": run_id, **shown}, indent=2))
     else:
         print_report(result_report(kind, run_id, result))
 

@@ -4,7 +4,6 @@ retention."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from tldrlab.cli.options import AS_JSON, config_command, path_parser
-from tldrlab.cli.tables import emit, err_console
+from tldrlab.cli.tables import emit, err_console, json_text
 from tldrlab.config import RetentionPolicy, get_settings
 from tldrlab.errors import ConflictError, NotFoundError
 from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
@@ -96,7 +95,7 @@ def show_run(run_id: str = RUN_ID) -> None:
     Example: tldrlab runs show train-20260101
     """
     record = reconciled_registry().find(run_id)
-    typer.echo(json.dumps({"run": record.to_dict(), "manifest": _manifest(record)}, indent=2, default=str))
+    typer.echo(json_text({"run": record.to_dict(), "manifest": _manifest(record)}, indent=2))
 
 
 def _manifest(record: RunRecord) -> dict[str, Any] | None:

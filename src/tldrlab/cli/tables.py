@@ -17,6 +17,7 @@ instead of parsing tables.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -154,6 +155,23 @@ def print_report(report: Report) -> None:
         err_console.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
 
 
+def json_text(data: Any, *, indent: int | None = None) -> str:
+    """`data` as JSON for scripts: a NaN or infinite number (a diverged run's loss in its metrics) is null,
+    as the API writes it. json.dumps wrote NaN and Infinity, which are no JSON: `jq` and strict parsers
+    refused the whole line."""
+    return json.dumps(_finite(data), default=str, indent=indent)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def emit(
     data: Any,
     report: Callable[[], Report | Listing],
@@ -166,7 +184,7 @@ def emit(
     says what to do when there is nothing to show."""
     if as_json:
         for item in data if lines else [data]:
-            typer.echo(json.dumps(item, default=str, indent=None if lines else 2))
+            typer.echo(json_text(item, indent=None if lines else 2))
         return
     shown = report()
     print_report(shown if isinstance(shown, Report) else Report([shown]))
