@@ -407,3 +407,18 @@ def test_a_char_vocabulary_the_corpus_cannot_give_is_refused_before_a_run_exists
     assert "use min_frequency 1 or less" in err
     assert open_registry().list() == [] and not (tmp_path / "tok").exists()
     assert run_cli([*args[:-1], "--min-frequency", "1", str(once)]) == 0  # doing what it says
+
+
+def test_show_of_a_hand_edited_manifest_shows_what_it_holds(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest whose stats are not an object, or whose corpus entry lacks its lines and sha256, was a
+    TypeError or KeyError traceback from `tokenizer show` (a manifest that is no JSON object is refused)."""
+    out = tmp_path / "tok"
+    train_tokenizer("bpe", [corpus], 300, out)
+    manifest = json.loads((out / "tokenizer_manifest.json").read_text(encoding="utf-8"))
+    edited = {**manifest, "stats": [1, 2], "corpus": [{"path": "elsewhere.txt"}, "other.txt"]}
+    (out / "tokenizer_manifest.json").write_text(json.dumps(edited), encoding="utf-8")
+    code, out_text, err = run_captured(["tokenizer", "show", str(out)], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert "elsewhere.txt (? lines, sha256 ?)" in out_text and "other.txt (? lines" in out_text

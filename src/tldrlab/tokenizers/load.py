@@ -65,11 +65,16 @@ def manifest_report(manifest: dict[str, Any], title: str) -> Report:
         rows["measured on"] = f"holdout: {manifest.get('holdout_lines')} lines kept out of training"
     elif manifest.get("stats_split"):
         rows["measured on"] = "the training lines"
-    rows.update(manifest.get("stats") or {})
+    # a hand-edited manifest (stats not an object, a corpus entry without its lines) was a TypeError or
+    # KeyError traceback: what is there is shown, "?" for what is not
+    stats = manifest.get("stats")
+    rows.update(stats if isinstance(stats, dict) else {})
     table = key_value_table(rows, title, key="field")
-    for entry in manifest.get("corpus") or []:
-        where = f"{entry['path']} ({entry['lines']} lines, sha256 {str(entry['sha256'])[:12]})"
-        table.rows.append(["corpus", where])
+    corpus = manifest.get("corpus")
+    for entry in corpus if isinstance(corpus, list) else []:
+        entry = entry if isinstance(entry, dict) else {"path": entry}
+        lines, sha256 = entry.get("lines", "?"), str(entry.get("sha256", "?"))[:12]
+        table.rows.append(["corpus", f"{entry.get('path', '?')} ({lines} lines, sha256 {sha256})"])
     return Report([table])
 
 
