@@ -238,6 +238,9 @@ def test_input_the_run_would_refuse_leaves_no_run(
          "12 usable training records: too few"),
         (["--data", str(data / "missing.jsonl")], 2, "data not found"),
         (["--data", str(data / "held")], 3, "no file for split 'train' (files: test.jsonl)"),
+        # accepted: the arms were scored on validation and test records they had trained on
+        (["--data", str(data / "once.jsonl"), "--eval-data", str(data / "once.jsonl")], 2,
+         f"eval_data: {data / 'once.jsonl'} is also what the arms train on"),
     ):  # fmt: skip
         argv = ["experiment", "dendrites", *small, "--arms", "baseline", *args, "-q"]
         code, _, err = run_captured(argv, capsys)

@@ -311,6 +311,18 @@ def test_bad_arm_configs_are_clear_errors(tiny_model: Path, pairs: Path) -> None
     assert exit_info.value.code != 0
 
 
+def test_eval_data_that_is_the_training_data_is_refused_before_a_run(
+    tiny_model: Path, pairs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--eval-data` naming the `--data` file was accepted: every arm was scored on records it trained on."""
+    from cliutil import run_captured
+
+    argv = ["experiment", "lm", "--data", str(pairs), "--eval-data", str(pairs), "--model", str(tiny_model)]
+    code, _, err = run_captured(argv, capsys)
+    assert code == 2 and f"eval_data: {pairs} is also what the arms train on" in err, err
+    assert open_registry().list() == []
+
+
 @pytest.mark.slow
 def test_an_empty_instruction_is_kept_by_the_experiment(tiny_model: Path, pairs: Path) -> None:
     """`experiment lm --instruction ""` (ask with the document alone) trained, generated and saved its arms

@@ -419,3 +419,20 @@ def check_experiment_data(config: ExperimentConfig) -> None:
     if config.eval_data is not None:
         with refused_at("eval_data"):
             split_files(config.eval_data, config.format)
+    refuse_trained_eval_data(config.data, config.eval_data, config.format)
+
+
+def refuse_trained_eval_data(data: str, eval_data: str | None, format: str | None) -> None:
+    """An experiment's `eval_data` (its validation and test records) is none of the files it trains on (the
+    file `data` names, or a data-set directory's training split): `--eval-data` naming the `--data` file
+    was accepted, and the arms were scored on records they had trained on. InvalidInputError at
+    `eval_data`. Paths that are not there are the callers' to refuse."""
+    if eval_data is None or not Path(data).exists() or not Path(eval_data).exists():
+        return
+    trained = {file.resolve() for file in split_files(data, format, detect_splits(data)[0])}
+    if shared := sorted(str(f) for f in split_files(eval_data, format) if f.resolve() in trained):
+        raise InvalidInputError(
+            f"eval_data: {', '.join(shared)} is also what the arms train on (data {data}): its validation "
+            "and test records would have been trained on; give held-out records, or leave eval_data out to "
+            "hold them out of data"
+        ).placed("eval_data")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from tldrlab.errors import InvalidConfigError, InvalidInputError
 from tldrlab.experiments.compressible import check_experiment_compressible, model_if_there
-from tldrlab.experiments.config import LMExperimentConfig
+from tldrlab.experiments.config import LMExperimentConfig, refuse_trained_eval_data
 from tldrlab.models.architecture import model_positions
 from tldrlab.models.causal_lm import check_causal_lm_model
 
@@ -63,4 +63,5 @@ def prepare_lm_experiment(config: LMExperimentConfig) -> LMExperimentConfig:
     """Kind `lm_experiment`'s prepare step (command line and API alike, before its run exists)."""
     check_experiment_compressible(config)
     refuse_short_context(config)
+    refuse_trained_eval_data(config.data, config.eval_data, config.format)
     return config
