@@ -422,3 +422,16 @@ def test_show_of_a_hand_edited_manifest_shows_what_it_holds(
     code, out_text, err = run_captured(["tokenizer", "show", str(out)], capsys)
     assert code == 0 and "Traceback" not in err, err
     assert "elsewhere.txt (? lines, sha256 ?)" in out_text and "other.txt (? lines" in out_text
+
+
+def test_a_plain_text_corpus_that_is_not_utf8_is_refused_before_a_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .txt corpus in UTF-16 (a Windows editor's "Unicode") was refused once its run read it, and a failed
+    tokenizer run stayed behind."""
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("hello world\nfoo bar\n", encoding="utf-16")
+    args = ["tokenizer", "train", "--method", "bpe", "--vocab-size", "300", str(corpus)]
+    assert run_cli(args) == 2
+    assert f"corpus file {corpus} is not UTF-8 text" in " ".join(capsys.readouterr().err.split())
+    assert open_registry().list(kind="tokenizer") == []

@@ -35,6 +35,7 @@ def corpus_format(path: Path) -> str:
     """The format a corpus file is read as: `text` for plain-text names, else what the readers detect (from
     the file's head, so a command line checks it cheaply before a run exists)."""
     if path.suffix.lower() in _PLAIN_SUFFIXES:
+        _check_utf8_head(path)
         return "text"
     try:
         # lazy: loads bs4, lxml (this module stays light without them)
@@ -56,6 +57,21 @@ def corpus_format(path: Path) -> str:
             "(tldrlab ingest, digest); a plain-text corpus file is read line by line when named .txt"
         )
     return found
+
+
+def _check_utf8_head(path: Path, sample_bytes: int = 1 << 20) -> None:
+    """InvalidInputError when the head of a plain-text corpus file is not UTF-8 (a UTF-16 file from a Windows
+    editor): told by its name alone, it was refused only once its run read it, and stayed a failed run."""
+    import codecs
+
+    with path.open("rb") as handle:
+        head = handle.read(sample_bytes)
+        at_end = not handle.read(1)
+    try:
+        # incremental, so a character cut at the end of the sample is not an error
+        codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=at_end)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"corpus file {path} is not UTF-8 text: {exc}") from exc
 
 
 def _record_lines(path: Path, fmt: str) -> list[str]:
