@@ -267,3 +267,20 @@ def test_a_sweep_whose_base_config_changed_is_refused_naming_the_key(
     again = ElmOptimizeConfig.model_validate({"base": {"data": "elm", "max_steps": 4}, "study": "elm-base"})
     with pytest.raises(ConflictError, match=r"config\.max_steps differs"):
         check_optimize_study(again)
+
+
+def test_a_sweep_whose_early_terminate_changed_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study resumed from its file with `early_terminate` edited (median pruning removed, or another
+    pruner) was accepted, and its trials went on being pruned by the first file's pruner: a trial run builds
+    its pruner from the sweep the study stored, whatever the file says now."""
+    median = {**_toy(), "early_terminate": {"type": "median", "min_iter": 1, "n_startup_trials": 1}}
+    _made_by(median, "toy")
+    hyperband = {**_toy(), "early_terminate": {"type": "hyperband", "min_iter": 1}}
+    for edited in (_toy(), hyperband):
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump(edited))
+        code, out, err = run_captured(["sweep", "run", str(path), "--trials", "1"], capsys)
+        assert code == 4 and "(early_terminate differs)" in err, (code, out, err)
+    assert open_registry().list() == []

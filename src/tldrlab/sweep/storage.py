@@ -177,10 +177,11 @@ def load_study(name: str, storage_url: str | None) -> optuna.Study:
 
 
 # -- one study, one sweep ---------------------------------------------------------------------------------
-SEARCH_KEYS = ("method", "metric", "parameters", "program", "command", "config")
+SEARCH_KEYS = ("method", "metric", "parameters", "program", "command", "config", "early_terminate")
 """What a study's trials share: the search, and the base config every trial trains from. A sweep file whose
 `config` was edited (`train.max_steps: 30` -> `60`) added trials of another training to the study, ranked
-against the earlier ones as if they were alike."""
+against the earlier ones as if they were alike. And its pruner: each trial run builds it from the sweep the
+study stored, so an edited `early_terminate` was accepted and never applied."""
 
 
 def search_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
