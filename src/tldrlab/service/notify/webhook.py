@@ -37,6 +37,8 @@ class WebhookNotifier:
         self.progress_every_s = progress_every_s
         self.delivered = 0
         self.failed = 0
+        self._exiting = False
+        """Set at the process's exit: each pending event is tried once, without backoff."""
         self._last_progress: dict[str, float] = {}
         self._pending: queue.Queue[RunEvent | None] = queue.Queue()
         self._thread = threading.Thread(target=self._deliver_loop, name="webhook", daemon=True)
@@ -89,12 +91,11 @@ class WebhookNotifier:
                     return
             except httpx.HTTPError as exc:
                 log.debug(f"webhook attempt {attempt} failed: {type(exc).__name__}")
-            if attempt < self.retries:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            if attempt == self.retries or self._exiting:
+                break
+            time.sleep(self.backoff_s * 2 ** (attempt - 1))
         self.failed += 1
-        log.warning(
-            f"webhook gave up on a {event.type} event of run {event.run_id} after {self.retries} tries"
-        )
+        log.warning(f"webhook gave up on a {event.type} event of run {event.run_id} after {attempt} tries")
 
     def flush(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -102,7 +103,10 @@ class WebhookNotifier:
             time.sleep(0.02)
 
     def _deliver_pending_at_exit(self) -> None:
-        """At the process's exit, wait for the events still pending, as long as one event's tries may take."""
+        """At the process's exit, wait for the events still pending, as long as one event's tries may take,
+        each event tried once: with their retries and backoff, a receiver that refuses connections held the
+        exit for the whole wait."""
+        self._exiting = True
         self.flush(timeout_s=self.timeout_s * self.retries)
         if left := self._pending.unfinished_tasks:
             log.warning(f"webhook: {left} event(s) not delivered before the process exited")
