@@ -428,3 +428,38 @@ def test_a_trial_another_sweep_process_just_asked_is_left_to_it(
     trials = load_study("toy", None).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING], err
     other.set_user_attr("run_id", "trial-of-the-other-process")  # what that process does next
+
+
+FLAKY = """import json, os, sys
+from pathlib import Path
+
+marker = Path(sys.argv[1])
+if not marker.exists():  # its first run anywhere fails, as a program meeting a passing fault does
+    marker.touch()
+    sys.exit("a passing fault")
+x = float(sys.argv[2].split("=", 1)[1])
+print(json.dumps({"step": 1, "loss": x}))
+"""
+
+
+def test_a_grid_sweep_runs_its_failed_point_again_not_a_finished_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grid whose point failed: with every point run once, Optuna's grid sampler draws a point at random
+    for each trial asked after, so the sweep ran a point that had finished again and reported the grid
+    complete (`2 complete`), the failed point never run again."""
+    program = tmp_path / "flaky.py"
+    program.write_text(FLAKY)
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        program=str(program),
+        method="grid",
+        command=["${interpreter}", "${program}", str(tmp_path / "ran-once"), "${args}"],
+        parameters={"x": {"values": [0.3, 0.6]}},
+    )
+    code, _, err = run_captured(["sweep", "run", str(sweep)], capsys)
+    assert code == 0, err
+    trials = load_study("toy", None).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE], err
+    complete = sorted(t.params["x"] for t in trials if t.state == TrialState.COMPLETE)
+    assert complete == [0.3, 0.6], err  # each point of the grid once

@@ -184,6 +184,20 @@ def _asked_recently(trial: optuna.trial.FrozenTrial) -> bool:
     return started is not None and (datetime.now() - started).total_seconds() < ASKED_GRACE_S
 
 
+def _failed_grid_point(study: optuna.Study) -> dict[str, Any] | None:
+    """The parameters of a grid point whose trials all failed, once every point has been run (else None).
+    Optuna's grid sampler counts a failed point as done and then draws points at random, so the trials asked
+    after ran points that had finished again, and the failed one never, while the sweep counted the grid
+    complete."""
+    sampler = study.sampler
+    if not isinstance(sampler, optuna.samplers.GridSampler) or not sampler.is_exhausted(study):
+        return None
+    trials = study.get_trials(deepcopy=False)
+    taken = [t.params for t in trials if t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING)]
+    failed = (t.params for t in trials if t.state == TrialState.FAIL and t.params)
+    return next((params for params in failed if params not in taken), None)
+
+
 def _stop_after_failures(failures: int, last_error: str | None) -> None:
     """Stop the sweep at `MAX_CONSECUTIVE_FAILURES` failed trials in a row, with the last one's error."""
     if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -371,6 +385,8 @@ def run_trials(
                 return "target"
             running = counts[TrialState.RUNNING]
             if finished + running < n_trials and running < parallel:
+                if (retry := _failed_grid_point(study)) is not None:
+                    study.enqueue_trial(retry)  # the next ask takes it
                 asked = study.ask()
                 params = suggest_params(asked, spec)
                 try:
