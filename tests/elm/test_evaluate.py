@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tldrlab.elm.evaluate import composite, quality_stats, summary_quality
 from tldrlab.errors import InvalidInputError
+from tldrlab.runs import open_registry
 
 
 def test_quality_stats_follow_their_definitions() -> None:
@@ -33,3 +36,23 @@ def test_summary_quality_without_bertscore_and_errors() -> None:
         summary_quality(["a", "b"], ["a"], use_bertscore=False)
     with pytest.raises(InvalidInputError, match="no predictions"):
         summary_quality([], [], use_bertscore=False)
+
+
+def test_evaluate_refuses_an_output_that_is_a_file_it_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`elm evaluate --predictions p.jsonl --output p.jsonl` replaced the predictions with the metrics (exit
+    0), and the next evaluation of them failed on the JSON."""
+    from cliutil import run_captured
+
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text('{"prediction": "a tool", "reference": "a small tool"}\n')
+    references = tmp_path / "refs.jsonl"
+    references.write_text('{"reference": "a small tool"}\n')
+    before = predictions.read_text()
+    for field, output in (("predictions", predictions), ("references", references)):
+        argv = ["elm", "evaluate", "--predictions", str(predictions), "--references", str(references)]
+        code, _, err = run_captured([*argv, "--output", str(output)], capsys)
+        said = f"output: {output} is the {field} file evaluated: the metrics would replace it"
+        assert code == 2 and said in err, err
+    assert predictions.read_text() == before and open_registry().list() == []

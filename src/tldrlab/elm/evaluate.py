@@ -124,7 +124,16 @@ def evaluate_files(predictions: Path, references: Path | None = None, **kwargs: 
 def check_files(config: ElmEvaluateConfig) -> ElmEvaluateConfig:
     """Kind `elm_evaluate`'s prepare step: the files parse and line up, before a run is created. Each
     refusal is placed at the field naming the file it is about (`errors.refused_at`), so the API's submit
-    answers it at `predictions` or `references` (the predictions file's own references when none is named)."""
+    answers it at `predictions` or `references` (the predictions file's own references when none is named).
+    The metrics' `output` is neither of the files read: `--output preds.jsonl` replaced the predictions with
+    the metrics, and the next evaluation of them failed on the JSON."""
+    for field in ("predictions", "references"):
+        read = getattr(config, field)
+        if config.output and read and Path(config.output).resolve() == Path(read).resolve():
+            raise InvalidInputError(
+                f"output: {config.output} is the {field} file evaluated: the metrics would replace it; write "
+                "them to another file"
+            ).placed("output")
     with refused_at("predictions"):
         predictions = read_jsonl_texts(Path(config.predictions), ("prediction",))
         if not predictions:  # refused inside the run ("nothing to evaluate"), which stayed behind failed
