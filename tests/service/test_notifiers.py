@@ -131,6 +131,13 @@ def test_format_event_and_batcher() -> None:
     assert batcher.flush(force=True) == 2 and all(len(m) <= 1900 for m in sent)
 
 
+def test_redact_keeps_urls_and_hides_file_paths() -> None:
+    """A URL's path was taken for a file path: `https://host/a/b` left the machine as `https:/<path>`."""
+    message = "POST https://hooks.example.com/a/b?x=1 failed; see http://localhost:8000/runs/r1/report"
+    assert redact(message) == message
+    assert redact("read file:///home/alice/secret.txt and /srv/x/y") == "read file://<path> and <path>"
+
+
 def _fake_discord(token: str) -> tuple[FastAPI, dict[str, list[Any]]]:
     app = FastAPI()
     seen: dict[str, list[Any]] = {"auth": [], "dm": [], "messages": []}

@@ -65,11 +65,14 @@ def notify_settings() -> NotifySettings:
 
 
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+~-]+){2,}[\\/]?")
+# a URL with a host (`https://host/a/b`, not `file:///home/...`): matched first so that its path is not taken
+# for a file path, which left `https:/<path>` of the address a message names
+_URL_OR_PATH = re.compile(r"(?P<url>[A-Za-z][\w+.-]*://[^\s/]\S*)|" + _PATH.pattern)
 
 
 def redact(text: str | None, limit: int = 300) -> str:
-    """A message fit to leave the machine: file paths replaced, length capped."""
+    """A message fit to leave the machine: file paths replaced (URLs with a host kept), length capped."""
     if not text:
         return ""
-    cleaned = _PATH.sub("<path>", text)
+    cleaned = _URL_OR_PATH.sub(lambda match: match.group("url") or "<path>", text)
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
