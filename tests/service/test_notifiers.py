@@ -33,6 +33,7 @@ from tldrlab.service.events import RunEvent
 from tldrlab.service.notify import NotifySettings, configured_notifiers, redact
 from tldrlab.service.notify.discord import (
     DISCORD_MESSAGE_LIMIT,
+    MAX_PENDING_LINES,
     METRIC_ORDER,
     BotCommands,
     DiscordNotifier,
@@ -716,3 +717,55 @@ def test_a_line_held_back_by_the_rate_limit_goes_out_with_the_next_event(tldrlab
     assert len(sent) == 2 and sent[1].startswith("**started** `evaluate-1`"), sent
     assert "**progress** `evaluate-1`: step 2" in sent[1]  # the first progress line passed its throttle
     assert sum("**progress**" in message for message in sent) == 1  # the rest stayed throttled
+
+
+def test_lines_of_a_failed_dm_are_kept_for_the_next_try_and_the_ended_run_leaves_the_list(
+    tldrlab_home: Path,
+) -> None:
+    # a failed DM dropped its batched lines, and when one was a run's end the run stayed watched for good
+    now = [0.0]
+    sent: list[str] = []
+    discord_down = [True]
+
+    def send(text: str) -> None:
+        if discord_down[0]:
+            raise httpx.ConnectError("Discord is down")
+        sent.append(text)
+
+    watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+    for run_id in ("train-1", "train-2"):
+        watch_list.add(run_id)
+    notifier = DiscordNotifier(send, watch_list, min_interval_s=5, clock=lambda: now[0])
+    notifier(RunEvent(type="started", run_id="train-1"))
+    notifier(RunEvent(type="completed", run_id="train-1", status="completed"))
+    assert sent == [] and watch_list.ids() == {"train-2"}  # its end waits for the next try, unwatched
+    discord_down[0] = False
+    now[0] = 10.0
+    notifier(RunEvent(type="started", run_id="train-2"))
+    assert sent == ["**started** `train-1`\n**completed** `train-1`\n**started** `train-2`"]
+    discord_down[0] = True
+    for second in range(20, 20 + 2 * MAX_PENDING_LINES):
+        now[0] = float(second)
+        notifier(RunEvent(type="checkpoint", run_id="train-2", step=second))
+    assert len(notifier.batcher.pending) == MAX_PENDING_LINES  # bounded while Discord stays down
+    assert notifier.batcher.pending[-1] == f"**checkpoint** `train-2`: step {20 + 2 * MAX_PENDING_LINES - 1}"
+
+
+@pytest.mark.parametrize("content", ['"train-1"', '{"train-1": true}', "7", '["train-1", 7]'])
+def test_a_watch_file_that_is_not_a_list_of_run_ids_is_refused_not_read_as_its_characters(
+    tldrlab_home: Path, content: str
+) -> None:
+    path = tldrlab_home / "discord" / "watching.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content, encoding="utf-8")
+    watch_list = FileWatchList(path)
+    with pytest.raises(ConfigError, match="is not a JSON list of run ids"):
+        watch_list.ids()
+    with pytest.raises(ConfigError, match="is not a JSON list of run ids"):
+        watch_list.add("train-2")
+    assert path.read_text(encoding="utf-8") == content  # not overwritten
+    sent: list[str] = []
+    DiscordNotifier(sent.append, watch_list)(RunEvent(type="completed", run_id="t", status="completed"))
+    assert sent == []  # a run's events are not broken by it, and nothing is sent for characters
+    commands = BotCommands(httpx.Client(base_url="http://127.0.0.1:9"), 1, watch_list)
+    assert "is not a JSON list of run ids" in (commands.handle(1, "unwatch", "train-1") or "")

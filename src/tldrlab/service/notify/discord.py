@@ -34,6 +34,8 @@ log = logging.getLogger("tldrlab.notify.discord")
 # Discord refuses a message whose content is over 2000 characters (code points, as Python's len counts)
 DISCORD_MESSAGE_LIMIT = 2000
 MAX_MESSAGE = 1900  # a batch of event lines stays well under the limit
+MAX_PENDING_LINES = 200
+"""Lines kept for the next try while DMs fail (Discord down, refusing): beyond it the oldest are given up."""
 ENDED = ("completed", "failed", "cancelled")
 """The events of a run that has ended: its line goes out at once, and the run leaves the watch list."""
 METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
@@ -87,24 +89,41 @@ class DmBatcher:
     def add(self, line: str) -> None:
         with self._lock:
             self.pending.append(line)
+            self._keep_bounded()
+
+    def _keep_bounded(self) -> None:
+        if len(self.pending) > MAX_PENDING_LINES:
+            given_up = len(self.pending) - MAX_PENDING_LINES
+            del self.pending[:given_up]
+            log.warning(f"discord DMs failing: gave up the {given_up} oldest lines, {MAX_PENDING_LINES} kept")
 
     def flush(self, force: bool = False) -> int:
-        """Send what is pending if the rate limit allows (or `force`); returns messages sent."""
+        """Send what is pending if the rate limit allows (or `force`); returns messages sent. When a send
+        raises, the lines not sent are pending again (for the next flush) and the error is raised."""
         with self._lock:
             if not self.pending or (not force and self.clock() - self.last_sent < self.min_interval_s):
                 return 0
             lines, self.pending = self.pending, []
             self.last_sent = self.clock()
-        messages, current = [], ""
+        messages: list[list[str]] = [[]]
+        length = -1
         for line in lines:
             line = fit_message(line, limit=MAX_MESSAGE)
-            if current and len(current) + 1 + len(line) > MAX_MESSAGE:
-                messages.append(current)
-                current = ""
-            current = f"{current}\n{line}" if current else line
-        messages.append(current)
-        for message in messages:
-            self.send(message)
+            if messages[-1] and length + 1 + len(line) > MAX_MESSAGE:
+                messages.append([])
+                length = -1
+            messages[-1].append(line)
+            length += 1 + len(line)
+        for sent, message in enumerate(messages):
+            try:
+                self.send("\n".join(message))
+            except Exception:
+                # the lines were dropped with the failed DM, a run's end among them: kept for the next try
+                with self._lock:
+                    self.pending = [line for unsent in messages[sent:] for line in unsent] + self.pending
+                    self._keep_bounded()
+                self.sent_messages += sent
+                raise
         self.sent_messages += len(messages)
         return len(messages)
 
@@ -125,9 +144,14 @@ class FileWatchList:
 
     def ids(self) -> set[str]:
         try:
-            return set(json.loads(self.path.read_text(encoding="utf-8")))
+            watched = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return set()
+        if not isinstance(watched, list) or not all(isinstance(run_id, str) for run_id in watched):
+            # a JSON string was read as the set of its characters (a number raised TypeError in every event):
+            # refused rather than guessed at, and not overwritten by the next /watch
+            raise ConfigError(f"{self.path} is not a JSON list of run ids: fix or delete it")
+        return set(watched)
 
     def _save(self, ids: set[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,9 +257,18 @@ class DiscordNotifier:
         self.progress_every_s = progress_every_s
         self.clock = clock
         self._last_progress: dict[str, float] = {}
+        self._watch_list_error = ""
 
     def __call__(self, event: RunEvent) -> None:
-        if event.run_id not in self.watch_list.ids():
+        try:
+            watched = self.watch_list.ids()
+        except ConfigError as exc:  # a watch list that cannot be read must never break a run: said once
+            if exc.message != self._watch_list_error:
+                log.warning(f"discord notifier: {exc.message}")
+                self._watch_list_error = exc.message
+            return
+        self._watch_list_error = ""
+        if event.run_id not in watched:
             return
         line = format_event(event)
         if event.type == "progress":
@@ -251,11 +284,11 @@ class DiscordNotifier:
         try:
             self.batcher.flush(force=ended)
         except Exception as exc:  # Discord down must never break a run
-            log.warning(f"discord DM failed: {type(exc).__name__}")
-            return
+            log.warning(f"discord DM failed: {type(exc).__name__}; {len(self.batcher.pending)} lines kept")
         if ended:
-            # its end is reported: the run leaves the list (which otherwise only grew, every run ever watched
-            # looked up on every event for good); `/watch` adds it again, e.g. once it is resumed
+            # its end is reported, or its line waits in the batch for the next try: the run leaves the list
+            # (which otherwise only grew, every run ever watched looked up on every event for good, and a
+            # run whose end a failed DM dropped stayed in it); `/watch` adds it again, e.g. once it is resumed
             self.watch_list.remove(event.run_id)
             self._last_progress.pop(event.run_id, None)
 
