@@ -398,6 +398,22 @@ def test_runs_logs_skips_a_log_line_that_is_no_json_object(capsys: pytest.Captur
     assert code == 0 and all(isinstance(json.loads(line), dict) for line in out.splitlines())
 
 
+def test_runs_logs_shows_a_log_line_whose_level_is_null_or_no_string(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`"level": null` (or a number, a list) was a TypeError traceback from the width of the level column."""
+    with start_run("train", {}) as run:
+        run.log("first line")
+    with (run.dir / "log.jsonl").open("a", encoding="utf-8") as log:
+        log.write('{"level": null, "message": "no level"}\n{"level": 30, "message": "numeric"}\n')
+        log.write('{"time": null, "level": ["x"], "message": null}\n')
+    code, out, err = run_captured(["runs", "logs", run.id, "--tail", "0"], capsys)
+    assert code == 0 and "Traceback" not in err, err
+    lines = out.splitlines()
+    assert "first line" in lines[0] and lines[-3].endswith("no level") and " 30      numeric" in lines[-2]
+    assert lines[-1].strip() == "['x']"
+
+
 def _strict_json(text: str) -> object:
     """JSON as `jq` reads it: NaN and Infinity are no JSON."""
 

@@ -147,6 +147,13 @@ def cancel_command(run_id: str = RUN_ID, as_json: bool = AS_JSON) -> None:
     emit(now.to_dict(), lambda: Report([said]), as_json=as_json)
 
 
+def _log_field(row: dict[str, Any], name: str) -> str:
+    """A log line's field as text: a line not written here may hold `"level": null` or a number, which the
+    width of the level column refused with a TypeError traceback."""
+    value = row.get(name)
+    return "" if value is None else str(value)
+
+
 @runs_app.command("logs")
 def show_logs(
     run_id: str = RUN_ID,
@@ -161,7 +168,9 @@ def show_logs(
     if not Path(record.run_dir).is_dir():  # printed nothing and exited 0, as for a run that logged nothing
         raise NotFoundError(f"run {record.id} has no log here: {directory_gone(record)}")
     rows = read_jsonl(Path(record.run_dir) / LOG)[-tail:]  # -0: every line
-    text = [f"{row.get('time', '')} {row.get('level', ''):7} {row.get('message', '')}" for row in rows]
+    text = [
+        f"{_log_field(row, 'time')} {_log_field(row, 'level'):7} {_log_field(row, 'message')}" for row in rows
+    ]
     emit(rows, lambda: Report([*text]), as_json=raw, lines=True)
 
 
