@@ -435,3 +435,20 @@ def test_a_plain_text_corpus_that_is_not_utf8_is_refused_before_a_run_exists(
     assert run_cli(args) == 2
     assert f"corpus file {corpus} is not UTF-8 text" in " ".join(capsys.readouterr().err.split())
     assert open_registry().list(kind="tokenizer") == []
+
+
+def test_a_semicolon_csv_corpus_is_refused_before_a_run_exists_with_advice_that_works_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A semicolon CSV was refused once its run read it, a failed run left, telling to pass the reader
+    option `-o delimiter=...`, which `tokenizer train` does not have."""
+    corpus = tmp_path / "pairs.csv"
+    corpus.write_text("document;summary\nthe cat sat on the mat;a cat\nthe dog ran;a dog\n", encoding="utf-8")
+    args = ["tokenizer", "train", "--method", "bpe", "--vocab-size", "300", str(corpus)]
+    assert run_cli(args) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{corpus}: the header is one column ('document;summary') holding ';'" in said
+    assert "save it comma-separated, or tab-separated as a .tsv" in said and "-o delimiter" not in said
+    assert open_registry().list(kind="tokenizer") == []
+    corpus.write_text("document,summary\nthe cat sat on the mat,a cat\nthe dog ran,a dog\n", encoding="utf-8")
+    assert run_cli(args) == 0  # a comma CSV corpus trains as before

@@ -51,12 +51,36 @@ def corpus_format(path: Path) -> str:
             f"{reason}; a corpus file is a data set `tldrlab data inspect` reads, and a plain-text corpus "
             "file is read line by line when named .txt"
         ) from exc
+    if found == "pairs" and path.suffix.lower() == ".csv":
+        _check_comma_csv(path)
     if READERS[found].kind != "records":  # refused by the read inside the run before, a failed run left
         raise InvalidInputError(
             f"{path}: format {found!r} holds threads, not records: forum threads are ingested and digested "
             "(tldrlab ingest, digest); a plain-text corpus file is read line by line when named .txt"
         )
     return found
+
+
+def _check_comma_csv(path: Path) -> None:
+    """InvalidInputError when a corpus CSV's header is one column holding another usual delimiter (a
+    semicolon CSV): a corpus is read with `,` (it has no reader options), and such a file was refused only
+    once its run read it, telling to give a reader option `tokenizer train` does not have."""
+    import csv
+
+    from tldrlab.data.readers.pairs import other_delimiter  # lazy, as above
+
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        try:
+            header = next(csv.reader(handle), None)
+        except csv.Error:
+            return  # the read in the run says it, with the line
+    other = other_delimiter(header, ",")
+    if header is not None and other is not None:
+        raise InvalidInputError(
+            f"{path}: the header is one column ({header[0][:80]!r}) holding {other!r}: a corpus CSV is read "
+            "with ',' (tokenizer train takes no reader options): save it comma-separated, or tab-separated "
+            "as a .tsv"
+        )
 
 
 def _check_utf8_head(path: Path, sample_bytes: int = 1 << 20) -> None:

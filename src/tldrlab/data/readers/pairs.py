@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,14 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
+def other_delimiter(header: Sequence[str] | None, delimiter: str) -> str | None:
+    """The usual delimiter a CSV header read with `delimiter` as one column holds (`;` of a semicolon CSV
+    read with `,`), or None."""
+    if header is None or len(header) != 1:
+        return None
+    return next((d for d in _OTHER_DELIMITERS if d != delimiter and d in header[0]), None)
+
+
 def _check_delimiter(path: Path, reader: csv.DictReader[str], delimiter: str) -> None:
     """Pairs need two columns: a header read as one column that holds another usual delimiter is a file
     written with that one (a semicolon CSV), which was 'field document: missing' on every row."""
@@ -118,10 +126,8 @@ def _check_delimiter(path: Path, reader: csv.DictReader[str], delimiter: str) ->
         header = reader.fieldnames
     except csv.Error:
         return  # the rows' read says it, with the line
-    if header is None or len(header) != 1:
-        return
-    other = next((d for d in _OTHER_DELIMITERS if d != delimiter and d in header[0]), None)
-    if other is not None:
+    other = other_delimiter(header, delimiter)
+    if header is not None and other is not None:
         raise InvalidInputError(
             f"{path}: the header is one column ({header[0][:80]!r}) holding {other!r}: is {other!r} the "
             f"delimiter? give the reader option delimiter={other!r} (tldrlab data inspect -o delimiter=...)",
