@@ -4,12 +4,16 @@ device's peak is known (CUDA at fp16/bf16), never on a CPU."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
-from toy import ToyLM, ToyTask
+from toy import SEQ, ToyLM, ToyTask
 
-from tldrlab.runs.run import start_run
-from tldrlab.train import TrainConfig, train
+from tldrlab.errors import RunPreemptedError
+from tldrlab.runs import preempt
+from tldrlab.runs.run import execute_run, start_run
+from tldrlab.train import TrainConfig, TrainHooks, TrainState, train
 from tldrlab.train.loop import PEAK_TFLOPS, model_flops_per_token, peak_flops
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, run_recipe
 
@@ -87,3 +91,36 @@ def test_the_driver_seeds_tracks_restores_the_best_weights_and_records_the_expor
     )
     (weights,) = [a for a in manifest["artifacts"] if a["path"] == "weights.pt"]
     assert weights["kind"] == "model" and len(weights["sha256"]) == 64
+
+
+def _train_lines(run_dir: Path) -> list[dict[str, float]]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [line for line in lines if "train_loss" in line]
+
+
+def test_a_resumed_run_s_first_rates_count_only_the_steps_it_timed() -> None:
+    """The first metrics line after a resume averages its loss over the steps before the checkpoint too (as
+    the uninterrupted run does), but its rates are this process's: steps_per_s counted the steps of the
+    process that stopped over this one's time (10 steps in the time of 5, twice the real rate)."""
+    config = TrainConfig(
+        max_steps=10, batch_size=8, eval_every=0, checkpoint_every=5, log_every=10, device="cpu",
+        progress=False, plot=False,
+    )  # fmt: skip
+
+    class PreemptAt(TrainHooks):
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            if state.step == 5:
+                preempt.request_stop()
+
+    torch.manual_seed(0)
+    try:
+        with pytest.raises(RunPreemptedError), start_run("toy", {}) as run:
+            train(ToyLM(), ToyTask(), config, run, hooks=PreemptAt())
+    finally:
+        preempt.reset()
+    with execute_run(run.id) as resumed_run:
+        assert train(ToyLM(), ToyTask(), config, resumed_run).resumed_from == 5
+    (line,) = _train_lines(run.dir)
+    tokens_per_step = config.batch_size * (SEQ - 1)  # every toy sequence trains on SEQ - 1 tokens
+    assert line["step"] == 10
+    assert line["tokens_per_s"] / line["steps_per_s"] == pytest.approx(tokens_per_step)

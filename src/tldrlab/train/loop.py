@@ -465,6 +465,9 @@ class _Loop:
         self.step_at_start = self.state.step
         self.started = time.perf_counter()
         self.window_started, self.window_tokens = self.started, 0
+        # the steps of this window this process timed: a resumed window's `state.window_steps` also counts
+        # those before the checkpoint (its loss averages them), which the process that stopped timed
+        self.window_timed_steps = 0
         self.cpu_started, self.cpu_before = time.process_time(), self.state.cpu_seconds
         if config.progress and self.is_main and progress_bars_shown():
             self.progress_bar = progress_bar(
@@ -509,6 +512,7 @@ class _Loop:
         state.window_loss_sum += step_loss
         state.window_steps += 1
         self.window_tokens += step_tokens
+        self.window_timed_steps += 1
         self.hooks.on_step_end(state, step_loss)
         return step_loss
 
@@ -529,7 +533,7 @@ class _Loop:
                 "train_loss": state.window_loss_sum / state.window_steps,
                 "lr": lr_at(state.step - 1, config),
                 "tokens_per_s": self.window_tokens * self.world_size / elapsed,
-                "steps_per_s": state.window_steps / elapsed,
+                "steps_per_s": self.window_timed_steps / elapsed,
             }
             mfu = self.mfu(line["tokens_per_s"])
             if mfu is not None:
@@ -540,7 +544,7 @@ class _Loop:
             if self.tracker is not None and self.is_main:
                 self.tracker.log(state.step, line)
             state.window_loss_sum, state.window_steps = 0.0, 0
-            self.window_started, self.window_tokens = now, 0
+            self.window_started, self.window_tokens, self.window_timed_steps = now, 0, 0
         expected = self.expected_steps()
         if self.progress_bar is not None:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
