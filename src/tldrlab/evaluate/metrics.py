@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import unicodedata
 from collections.abc import Sequence
@@ -47,14 +48,70 @@ def _sentences_per_line(text: str) -> str:
     return "\n".join(s.text for s in split_sentences(text)) or text
 
 
+# Scripts written without spaces between words, by the prefix of their characters' Unicode names: a run of
+# them is a phrase, not a word, so each character is a token of its own.
+_UNSPACED_SCRIPTS = (
+    "CJK UNIFIED IDEOGRAPH",
+    "CJK COMPATIBILITY IDEOGRAPH",
+    "HIRAGANA",
+    "KATAKANA",
+    "HALFWIDTH KATAKANA",
+    "THAI",
+)
+# Once non-ASCII characters are read (`_read_non_ascii`), every character left that is not ASCII is part of a
+# word; ASCII ones other than a-z and 0-9 separate words, as in rouge_score's own tokenizer.
+_WORD_SEPARATORS = re.compile("[^a-z0-9\u0080-\U0010ffff]+")
+
+
+@lru_cache(maxsize=4096)
+def _read_non_ascii(char: str) -> str:
+    """A non-ASCII character as `RougeTokenizer` reads it: itself when it is a letter, mark or digit of a
+    word; set apart by spaces when it belongs to an unspaced script; else a space (punctuation, symbols)."""
+    category = unicodedata.category(char)
+    if category[0] not in "LM" and category != "Nd":
+        return " "
+    if unicodedata.name(char, "").startswith(_UNSPACED_SCRIPTS):
+        return f" {char} "
+    return char
+
+
+class RougeTokenizer:
+    """ROUGE's tokenizer for text in any script.
+
+    rouge_score's default tokenizer keeps only a-z and 0-9 after lower-casing, so a Japanese, Russian or
+    Arabic summary has no tokens and scores 0 even against itself ("café" becomes "caf"). This one lower-cases
+    the same way and makes exactly rouge_score's tokens of ASCII text (the same separators, Porter stemming
+    of tokens longer than 3 characters), so English figures stay comparable with rouge_score's and with
+    earlier tldrlab runs; in addition, Unicode letters, combining marks and digits are word characters, each
+    character of a script written without spaces (CJK ideographs, Hiragana, Katakana, Thai) is a token, as
+    multilingual ROUGE implementations count them, and only ASCII tokens are stemmed (the stemmer is
+    English).
+    """
+
+    def __init__(self, use_stemmer: bool = True) -> None:
+        from nltk.stem import porter  # rouge_score's own stemmer
+
+        self._stemmer = porter.PorterStemmer() if use_stemmer else None
+
+    def tokenize(self, text: str) -> list[str]:
+        text = text.lower()
+        if not text.isascii():
+            text = "".join(c if c.isascii() else _read_non_ascii(c) for c in text)
+        tokens = [token for token in _WORD_SEPARATORS.split(text) if token]
+        if self._stemmer is None:
+            return tokens
+        return [self._stemmer.stem(t) if len(t) > 3 and t.isascii() else t for t in tokens]
+
+
 def rouge_per_sample(
     preds: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = True
 ) -> list[dict[str, float]]:
-    """ROUGE-1/2/L/Lsum F1 (0..1) of each pair; rougeLsum splits sentences onto lines first."""
+    """ROUGE-1/2/L/Lsum F1 (0..1) of each pair, words read by `RougeTokenizer`; rougeLsum splits sentences
+    onto lines first."""
     from rouge_score import rouge_scorer
 
     _check_pairs(preds, refs)
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=RougeTokenizer(use_stemmer))
     rows = []
     for pred, ref in zip(preds, refs, strict=True):
         scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))
