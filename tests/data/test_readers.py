@@ -371,6 +371,26 @@ def test_a_csv_delimiter_of_more_than_one_character_is_an_input_error(tmp_path: 
             read_records(table, options={"delimiter": bad})
 
 
+def test_csv_header_cells_are_read_without_surrounding_spaces(tmp_path: Path) -> None:
+    # `document, summary` (a space after each comma) was "field 'summary': missing" on every row
+    table = tmp_path / "news.csv"
+    table.write_text("document, summary ,\nA long text about parsers., Parsers,\n", encoding="utf-8")
+    tabs = tmp_path / "news.tsv"
+    tabs.write_text(" document\tsummary \nA long text about parsers.\tParsers\n", encoding="utf-8")
+    for file in (table, tabs):
+        record = read_records(file)[0]
+        assert (record.document, record.summary.strip()) == ("A long text about parsers.", "Parsers")
+
+
+def test_a_csv_column_named_twice_is_refused_naming_it(tmp_path: Path) -> None:
+    # a row kept only the last `summary` column's cell, silently
+    table = tmp_path / "news.csv"
+    for header in ("document,summary,summary", "document,summary, summary"):
+        table.write_text(f"{header}\nA long text about parsers.,Parsers,Second\n", encoding="utf-8")
+        with pytest.raises(InvalidInputError, match="the header names column 'summary' more than once"):
+            read_records(table)
+
+
 def test_a_delimiter_option_on_no_csv_file_is_an_input_error(tmp_path: Path) -> None:
     # `-o delimiter=;` on JSON lines or TSV was silently ignored: the read went on as if it were not given
     lines = tmp_path / "news.jsonl"

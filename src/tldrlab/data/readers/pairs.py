@@ -93,6 +93,7 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
     # U+0085, which cut a row holding one in two (its document lost, or taken from its second half)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     _check_delimiter(path, reader, delimiter)
+    _tidy_header(path, reader)
     try:
         for number, row in enumerate(reader, start=1):  # data rows counted from 1, the header is row 0
             # a quoted cell may hold line breaks, so a row's number is not its line's: say the line where
@@ -109,6 +110,26 @@ def _csv_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, Any
 
 
 _OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _tidy_header(path: Path, reader: csv.DictReader[str]) -> None:
+    """Header cells without surrounding spaces (`document, summary`: its `" summary"` was 'field summary:
+    missing' on every row); a column named twice is refused (a row kept the last one's cell only)."""
+    try:
+        header = reader.fieldnames
+    except csv.Error:
+        return  # the rows' read says it, with the line
+    if header is None:
+        return
+    names = [name.strip() for name in header]
+    # unnamed columns (a spreadsheet's trailing separators) are no field anyone reads
+    repeated = next((name for i, name in enumerate(names) if name and name in names[:i]), None)
+    if repeated is not None:
+        raise InvalidInputError(
+            f"{path}: the header names column {repeated!r} more than once: rename or remove the others",
+            file=str(path),
+        )
+    reader.fieldnames = names
 
 
 def other_delimiter(header: Sequence[str] | None, delimiter: str) -> str | None:
