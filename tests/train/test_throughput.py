@@ -4,6 +4,7 @@ device's peak is known (CUDA at fp16/bf16), never on a CPU."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,27 @@ def test_a_resumed_run_s_first_rates_count_only_the_steps_it_timed() -> None:
     tokens_per_step = config.batch_size * (SEQ - 1)  # every toy sequence trains on SEQ - 1 tokens
     assert line["step"] == 10
     assert line["tokens_per_s"] / line["steps_per_s"] == pytest.approx(tokens_per_step)
+
+
+def test_the_rates_of_a_metrics_line_leave_out_the_evaluations_and_checkpoints_before_it() -> None:
+    """A metrics line's tokens_per_s and steps_per_s (and MFU) are the training's: the evaluation and the
+    checkpoint written at the step of the line before (here an evaluation of 1 s) were in its window and
+    cut its rates several-fold, every window after an evaluation when log_every == eval_every."""
+    evaluation_s = 1.0
+
+    class SlowEvaluation(ToyTask):
+        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+            time.sleep(evaluation_s)  # an evaluation that costs time, as generating summaries does
+            return super().evaluate(model)
+
+    config = TrainConfig(
+        max_steps=4, batch_size=8, eval_every=2, checkpoint_every=2, log_every=2, device="cpu",
+        progress=False, plot=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    with start_run("toy", {}) as run:
+        train(ToyLM(), SlowEvaluation(), config, run)
+    after_evaluation = _train_lines(run.dir)[1]
+    assert after_evaluation["step"] == 4
+    # two toy steps take milliseconds; with the evaluation at step 2 counted they took over a second
+    assert 2 / after_evaluation["steps_per_s"] < evaluation_s / 2

@@ -15,6 +15,7 @@ an uninterrupted one (bitwise on CPU).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -555,6 +556,17 @@ class _Loop:
         if run is not None and self.is_main:
             run.heartbeat(progress=state.step / expected)
 
+    @contextlib.contextmanager
+    def off_the_clock(self) -> Iterator[None]:
+        """An evaluation or checkpoint between steps: left out of the metrics window, whose rates (tokens/s,
+        steps/s, MFU) are the training's. Logged before them, the next line's window counted them: every line
+        after an evaluation read several times slower when log_every was eval_every."""
+        paused = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.window_started += time.perf_counter() - paused
+
     def expected_steps(self) -> int:
         """The step the run is expected to end at: `max_steps`, or sooner when the `max_minutes` budget will
         end it first (at this process's pace so far), so that the bar's total and ETA and the run's progress
@@ -761,13 +773,15 @@ def train(
                 out_of_time = loop.out_of_time()
                 at_end = loop.state.step == config.max_steps or out_of_time
                 if (config.eval_every and loop.state.step % config.eval_every == 0) or at_end:
-                    loop.evaluate_and_decide()
+                    with loop.off_the_clock():
+                        loop.evaluate_and_decide()
                 if out_of_time and run is not None and loop.is_main:
                     run.log("time budget reached", step=loop.state.step, max_minutes=config.max_minutes)
                 if loop.stopped_early or out_of_time:
                     break
                 if config.checkpoint_every and loop.state.step % config.checkpoint_every == 0 and not at_end:
-                    loop.checkpoint()
+                    with loop.off_the_clock():
+                        loop.checkpoint()
                 loop.between_steps(interrupted)
         finally:
             if loop.progress_bar is not None:
