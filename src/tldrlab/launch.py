@@ -237,6 +237,10 @@ def execute(
     return result
 
 
+REFUSE_ENDED_TRIAL = "tldrlab.sweep.trials:refuse_ended_trial"
+"""A resume's check of a sweep trial's run (the sweep's modules import this one)."""
+
+
 def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
@@ -478,6 +482,9 @@ def launch_run(
         # job found them missing and the waiting run became a failed one
         preflight(spec.name, config)
         check_resume_data(spec, record, config)
+        if record.sweep_trial is not None and spec.trial_execute is not None:
+            # a sweep trial's run continues its study's trial, which its sweep may have ended since
+            load_target(REFUSE_ENDED_TRIAL)(record)
     else:
         spec, config = prepare_run(kind, changes)
         record = create_run(

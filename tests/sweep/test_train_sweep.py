@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,60 @@ def test_a_trial_whose_drawn_config_is_invalid_fails_and_the_sweep_goes_on(
     assert "trial 1 FAIL" in err and "6 warm-up steps exceed max_steps (4)" in err, err
     states = [t.state for t in load_study("lstm", None).get_trials()]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], states
+
+
+@pytest.mark.slow
+def test_resuming_a_trial_run_its_sweep_has_failed_is_refused_and_the_run_kept(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trial run cancelled with `runs cancel` is told FAIL by its sweep, which asks another trial. `train
+    --resume` of that run then ran it, and it failed at once on its study trial with
+    `UpdateFinishedTrialError` and a traceback, the cancelled run recorded as failed (internal_error)."""
+    import threading
+
+    from cliutil import run_captured
+
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:200]
+    corpus = tmp_path / "shakespeare.txt"
+    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
+    sweep = tmp_path / "lstm.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "lstm",
+                "program": "tldrlab.train",
+                "method": "random",
+                "metric": {"name": "eval_loss", "goal": "minimize"},
+                "parameters": {"train.lr": {"values": [0.01, 0.001]}},
+                "config": {
+                    "model": "char_lstm",
+                    "model_settings": {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1},
+                    "data": {"path": str(corpus), "block_size": 16, "max_val_examples": 4},
+                    "tokenizer": {"method": "char", "vocab_size": 100},
+                    "train": {"max_steps": 3000, "eval_every": 1000, "batch_size": 4, "device": "cpu"},
+                    "wandb": "disabled",
+                    "final_eval": {"enabled": False},
+                },
+            }
+        )
+    )
+    registry = open_registry()
+
+    def cancel_the_first_trial() -> None:  # `tldrlab runs cancel` from another terminal, once it trains
+        while not (runs := registry.list(kind="train")) or runs[-1].status.value != "running":
+            time.sleep(0.05)
+        registry.request_cancel(runs[-1].id)
+
+    canceller = threading.Thread(target=cancel_the_first_trial)
+    canceller.start()
+    code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "1", "--quiet"], capsys)
+    canceller.join()
+    assert code == 0 and "trial 0 FAIL" in err, err
+    first = load_study("lstm", None).get_trials()[0]
+    cancelled = registry.get(first.user_attrs["run_id"])
+    assert cancelled.status.value == "cancelled"
+
+    code, _, err = run_captured(["train", "--resume", cancelled.id, "--quiet"], capsys)
+    assert code == 4 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "trial 0 of study 'lstm', which its sweep recorded as FAIL" in err, err
+    assert registry.get(cancelled.id).status.value == "cancelled"  # left as it was

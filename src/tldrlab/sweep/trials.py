@@ -33,10 +33,18 @@ from pydantic import BaseModel
 from tldrlab.choices import unknown_choice
 from tldrlab.config import get_settings
 from tldrlab.data.splits import training_files
-from tldrlab.errors import ConfigError, InvalidConfigError, InvalidInputError, TldrlabError, listed_problems
+from tldrlab.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidConfigError,
+    InvalidInputError,
+    TldrlabError,
+    listed_problems,
+)
 from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.kinds import validate_config
 from tldrlab.launch import check_inputs, preflight
+from tldrlab.runs import RunRecord, open_registry
 from tldrlab.runs.run import Run
 from tldrlab.sweep.command import build_command, run_command
 from tldrlab.sweep.config import SweepConfig, TrialConfig
@@ -170,6 +178,26 @@ def trial_link(run: Run) -> TrialLink:
         trial.set_user_attr(RUN_ATTR, run.id)
     run.set_environment(study=study_name, trial=number, sweep_params=trial.user_attrs.get(PARAMS_ATTR, {}))
     return TrialLink(spec, trial, Reporter(trial, spec.metric, url))
+
+
+def refuse_ended_trial(record: RunRecord) -> None:
+    """`--resume` of a sweep trial's run whose study trial has ended: ConflictError, before the run is
+    touched. Its sweep tells the study a trial run that ended failed or cancelled (`runs cancel`) is FAIL and
+    asks another in its place; resumed, the run then failed at once on that trial (Optuna's
+    UpdateFinishedTrialError, a traceback) and was recorded failed."""
+    number, study_name = record.sweep_trial, record.tags.get("study")
+    if number is None or not isinstance(study_name, str) or record.parent_id is None:
+        return
+    url = resolve_storage_url(open_registry().get(record.parent_id).config.get("storage"))
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    state = storage.get_trial(trial_id).state
+    if state.is_finished():
+        raise ConflictError(
+            f"run {record.id} is trial {number} of study {study_name!r}, which its sweep recorded as "
+            f"{state.name}: it cannot be resumed; run the sweep again (a new trial takes its place)"
+        )
 
 
 def settle_trial(
