@@ -22,7 +22,7 @@ from tldrlab.cli.tables import emit, print_report
 from tldrlab.elm.compare import compare_elm_t5, markdown_table
 from tldrlab.elm.config import LOOP_FIELDS, ElmGenerateOptions, ElmT5CompareConfig
 from tldrlab.elm.evaluate import generate_predictions, predictions_report
-from tldrlab.elm.prepare import refuse_layout_file
+from tldrlab.elm.layout import refuse_layout_file
 from tldrlab.launch import check_writable
 from tldrlab.report import Report
 

@@ -36,6 +36,17 @@ from tldrlab.elm.config import (
     ElmTrainConfig,
     adapter_parameter_count,
 )
+from tldrlab.elm.layout import (  # noqa: F401 (re-exported: the layout's names, as importers know them)
+    EMBEDDINGS_DIR,
+    MANIFEST,
+    SPLITS,
+    SYNTHESIS_DIR,
+    embeddings_path,
+    has_layout,
+    holds_layout,
+    refuse_layout_file,
+    synthesis_path,
+)
 from tldrlab.embed import check_embedder_name, get_embedder
 from tldrlab.errors import (
     ConfigError,
@@ -56,10 +67,6 @@ from tldrlab.runs.weights import save_safetensors
 if TYPE_CHECKING:  # torch is imported where tensors are made: the sweep service imports load_split, and
     import torch  # a process that only coordinates a search must not pay seconds of CPU to load it
 
-SPLITS = ("train", "val", "test")
-SYNTHESIS_DIR = "synthesis"
-EMBEDDINGS_DIR = "embeddings"
-MANIFEST = "elm_data.json"
 EMBEDDING_KEY = "embeddings"
 VAL_FRACTION = TEST_FRACTION = 0.05
 """The fractions of the records of data without a dev (or test) split that `prepare_dataset` holds out."""
@@ -75,14 +82,6 @@ class ElmSplit:
     """The synthesis records (JSON objects)."""
     embeddings: torch.Tensor
     """(rows, dim) float32 document embeddings; records point at rows by `embedding_index`."""
-
-
-def synthesis_path(data_dir: Path, split: str) -> Path:
-    return data_dir / SYNTHESIS_DIR / f"{split}_synthesis.jsonl"
-
-
-def embeddings_path(data_dir: Path, split: str) -> Path:
-    return data_dir / EMBEDDINGS_DIR / f"{split}_embeddings.safetensors"
 
 
 # -- reading ------------------------------------------------------------------------------------------------
@@ -138,36 +137,6 @@ def load_split(data_dir: Path | str, split: str) -> ElmSplit:
             f"{syn}: embedding_index {bad[0]} is out of range: {emb} has {len(embeddings)} rows"
         )
     return ElmSplit(records, embeddings)
-
-
-def has_layout(path: Path) -> bool:
-    return (path / SYNTHESIS_DIR).is_dir() and (path / EMBEDDINGS_DIR).is_dir()
-
-
-def holds_layout(path: Path) -> bool:
-    """Whether `path` holds any part of a prepared layout (its manifest, or files under synthesis/ or
-    embeddings/), which a new `prepare` into it would replace."""
-    parts = (path / SYNTHESIS_DIR, path / EMBEDDINGS_DIR)
-    return (path / MANIFEST).is_file() or any(p.is_dir() and any(p.iterdir()) for p in parts)
-
-
-def refuse_layout_file(name: str, path: Path) -> None:
-    """An output file `name` is never written over a part of a prepared layout (its manifest, a file under
-    its synthesis/ or embeddings/): `elm generate --output DATA/synthesis/test_synthesis.jsonl` replaced the
-    split with its predictions, and every later read of the data failed. InvalidInputError before anything
-    is written."""
-    resolved = path.resolve()
-    if resolved.name == MANIFEST:
-        layout = resolved.parent
-    elif resolved.parent.name in (SYNTHESIS_DIR, EMBEDDINGS_DIR):
-        layout = resolved.parent.parent
-    else:
-        return
-    if holds_layout(layout):
-        raise InvalidInputError(
-            f"{name}: {path} is a file of the prepared ELM data in {layout}: write it somewhere else (it was "
-            "left as it was)"
-        )
 
 
 def require_prepared(data_dir: Path | str) -> None:
