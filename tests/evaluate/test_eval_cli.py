@@ -334,3 +334,28 @@ def test_a_model_evaluated_on_a_data_set_directory_reads_its_held_out_split(
     code, out, err = run_captured(argv, capsys)
     assert code == 0, err
     assert json.loads(out)["metrics"]["examples"] == 6
+
+
+def test_a_run_evaluated_on_what_it_held_out_of_its_training_split_says_so(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run on a directory of train and test files held out a fraction of train.jsonl: `tldrlab eval RUN`
+    evaluates that fraction, but said "[train]" (and eval_summary.json "split": "train"), as if it had
+    scored the records the model trained on."""
+    pairs = [json.loads(line) for line in data["pairs"].read_text().splitlines()]
+    directory = tmp_path / "with_test"
+    directory.mkdir()
+    for split, rows in (("train", pairs[:8]), ("test", pairs[8:10])):
+        lines = [json.dumps({**row, "id": f"{split}-{i}"}) for i, row in enumerate(rows)]
+        (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    record = create_run(
+        "train", {"model": "t5", "data": {"path": str(directory), "val_fraction": 0.25}, "train": {"seed": 3}}
+    )
+    save_tiny("t5", data, Path(record.run_dir) / "model")
+    argv = ["eval", record.id, "--no-bertscore", "--max-new-tokens", "2", "-q"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    assert f"on {directory} [train: the 25% held out in training]; samples in" in out
+    (evaluation,) = (Path(record.run_dir) / "evaluations").iterdir()
+    summary = json.loads((evaluation / "eval_summary.json").read_text())
+    assert (summary["split"], summary["val_fraction"], summary["metrics"]["examples"]) == ("train", 0.25, 2)

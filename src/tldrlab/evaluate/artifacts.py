@@ -1,7 +1,8 @@
 """What an evaluation leaves behind besides eval.json / samples.jsonl / eval.png: a compact summary, the
 per-example table, and, where the data labels sentences worth highlighting, a per-sentence highlight table.
 
-- `eval_summary.json`: model, task, data and split, the numeric metrics, the registered data sets read, the
+- `eval_summary.json`: model, task, data and split (and the fraction of it a training run held out,
+  `val_fraction`), the numeric metrics, the registered data sets read, the
   files written; what `tldrlab runs compare` and dashboards read.
 - `eval_table.csv`: one row per example (seq2seq: id, reference, prediction, ROUGE; LM: prompt and outputs;
   none, and no table, for an LM evaluation without continuations such as a training run's final one).
@@ -154,6 +155,8 @@ def write_evaluation(
         "task": result.get("task"),
         "data": config.get("data"),
         "split": config.get("split"),
+        # a training run's held-out fraction of that split (None: all of it)
+        "val_fraction": config.get("val_fraction"),
         "metrics": {k: v for k, v in result.get("metrics", {}).items() if isinstance(v, int | float)},
         "seconds": result.get("seconds"),
         "created_at": result.get("created_at", time.time()),
