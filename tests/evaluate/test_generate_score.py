@@ -17,6 +17,7 @@ from tldrlab.evaluate import GenerateOptions, score_text
 from tldrlab.evaluate.generate import apply_stop, filter_logits, generate
 from tldrlab.models import build_model, save_model
 from tldrlab.models.chat import chat_prompt_ids, instruction_of
+from tldrlab.runs import open_registry
 
 TINY: dict[str, dict[str, Any]] = {
     "t5": {"size": "tiny", "dropout": 0.0},
@@ -187,8 +188,6 @@ def test_a_data_set_directory_without_a_split_is_read_at_its_held_out_split(
     as `eval MODEL --data DIR` does, record it in the run's config and say so."""
     import json
 
-    from tldrlab.runs import open_registry
-
     save_model(models["char_lstm"], tokenizer, tmp_path / "model", name="char_lstm")
     data = tmp_path / "data"
     data.mkdir()
@@ -307,3 +306,26 @@ def test_score_cli_bounds_a_100000_character_text_and_says_so(
     )
     code, out, err = run_captured(["score", model, "--text", "hi", "--max-tokens", "9000"], capsys)
     assert code != 0 and "8192" in err and "Traceback" not in out + err
+
+
+def test_beam_search_asked_for_with_sampling_is_refused_not_ignored(
+    models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """num_beams is beam search, which decodes greedily: `tldrlab generate RUN --options.num-beams 4` (at
+    generate's default temperature 1) sampled one output as if it had not been given, and so did any
+    temperature above 0; char_lstm, which has no beam search, ignored it at temperature 0 too. Both are
+    refused, naming num_beams; greedy beam search of t5 / gpt2 still runs."""
+    with pytest.raises(ValueError, match="num_beams 4 is beam search") as refused:
+        GenerateOptions(num_beams=4, temperature=0.7)
+    assert "temperature 0" in str(refused.value)
+    model_dir = tmp_path / "t5"
+    save_model(models["t5"], tokenizer, model_dir)
+    code, _, err = run_captured(
+        ["generate", str(model_dir), "-p", "ROMEO:", "--options.num-beams", "4"], capsys
+    )
+    assert code == 2 and "num_beams 4 is beam search" in err and "Traceback" not in err
+    assert open_registry().list(kind="generate") == []
+    beams = GenerateOptions(num_beams=4, temperature=0.0, max_new_tokens=4)
+    assert len(generate(models["t5"], tokenizer, ["ROMEO:"], beams)[0]) == 1
+    with pytest.raises(InvalidInputError, match="char_lstm has no beam search"):
+        generate(models["char_lstm"], tokenizer, ["ROMEO:"], beams)

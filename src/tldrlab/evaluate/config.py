@@ -71,7 +71,7 @@ class GenerateOptions(ConfigModel):
     """Outputs per prompt."""
 
     num_beams: int = Field(default=1, ge=1)
-    """Beam search width for t5 / gpt2 (greedy only)."""
+    """Beam search width for t5 / gpt2 (greedy only: with temperature 0; refused with sampling)."""
 
     batch_size: int = Field(default=16, ge=1)
     """Seq2seq greedy decoding: prompts decoded together (padding is masked). Sampling and LMs go one prompt
@@ -79,6 +79,17 @@ class GenerateOptions(ConfigModel):
 
     max_input_tokens: int = Field(default=512, ge=1)
     """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
+
+    @model_validator(mode="after")
+    def _beams_decode_greedily(self) -> GenerateOptions:
+        # sampling never used the beams: `generate --options.num-beams 4`, at generate's default temperature
+        # 1, sampled one output as if they had not been asked for
+        if self.num_beams > 1 and self.temperature > 0:
+            raise ValueError(
+                f"num_beams {self.num_beams} is beam search, which decodes greedily: give temperature 0 "
+                f"with it (at temperature {self.temperature:g} it would sample and ignore num_beams)"
+            )
+        return self
 
 
 class EvalConfig(ConfigModel):

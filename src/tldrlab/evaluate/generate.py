@@ -347,6 +347,10 @@ def generate_detailed(
                     if name == "char_lstm":
                         if streamer is not None:
                             raise InvalidInputError("char_lstm models do not stream")
+                        if options.num_beams > 1:  # its own decoding loop would ignore them
+                            raise InvalidInputError(
+                                f"char_lstm has no beam search: num_beams must be 1 (got {options.num_beams})"
+                            )
                         batches.append(_generate_char_lstm(model, tokenizer, prompt, options))
                     else:
                         batches.append(_generate_causal_hf(model, tokenizer, prompt, options, **extra))
