@@ -58,6 +58,7 @@ from tldrlab.digest.highlight_cases import (
 from tldrlab.digest.highlights import HighlightOptions, same_sentence_key, select_mmr
 from tldrlab.digest.scorers import LinearScorer, load_scorer_file, resolve_scorer
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
+from tldrlab.evaluate.metrics import RougeTokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 Order = list[int]
@@ -182,7 +183,7 @@ def learned_pairs(scorers: Sequence[LinearScorer], label: str, heuristic: str) -
 def run_scitldr(cases: list[HighlightCase], scorers: Sequence[LinearScorer]) -> dict[str, Any]:
     from rouge_score import rouge_scorer
 
-    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = rouge_scorer.RougeScorer(["rougeL"], tokenizer=RougeTokenizer(use_stemmer=True))
     methods: dict[str, Method] = {
         **scorer_methods(HighlightOptions(), scorers, ""),
         "heuristic without title": ours(HighlightOptions(scorer="heuristic", title_weight=0.0)),

@@ -173,12 +173,14 @@ def rouge(args: argparse.Namespace) -> None:
 
     from tldrlab.data.readers import read_records
     from tldrlab.digest.local_model import load_local_model
+    from tldrlab.evaluate.metrics import RougeTokenizer
     from tldrlab.models.chat import chat_prompt_ids
 
     torch.set_num_threads(args.threads)
     records = [r for r in read_records(SCITLDR, split="dev") if r.summaries][: args.rouge]
     tokenizer = load_local_model("smollm2").tokenizer
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    rouge_types = ["rouge1", "rouge2", "rougeL"]
+    scorer = rouge_scorer.RougeScorer(rouge_types, tokenizer=RougeTokenizer(use_stemmer=True))
     outputs: dict[str, list[str]] = {}
     seconds: dict[str, float] = {}
     for name in ("fp32", "bf16", "int8"):
