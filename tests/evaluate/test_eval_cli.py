@@ -359,3 +359,21 @@ def test_a_run_evaluated_on_what_it_held_out_of_its_training_split_says_so(
     (evaluation,) = (Path(record.run_dir) / "evaluations").iterdir()
     summary = json.loads((evaluation / "eval_summary.json").read_text())
     assert (summary["split"], summary["val_fraction"], summary["metrics"]["examples"]) == ("train", 0.25, 2)
+
+
+def test_a_run_trained_on_a_limit_of_its_records_is_evaluated_on_its_whole_validation_split(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    """`data.limit` caps the records a run trains on; its validation split is read whole (up to
+    max_val_examples). `tldrlab eval RUN` applied the limit to the validation split too: a run trained with
+    limit 2 was evaluated on the first 2 of its 6 validation records, not on what it validated on."""
+    pairs = [json.loads(line) for line in data["pairs"].read_text().splitlines()]
+    directory = tmp_path / "with_dev"
+    directory.mkdir()
+    for split, rows in (("train", pairs[:6]), ("dev", pairs[6:12])):
+        lines = [json.dumps({**row, "id": f"{split}-{i}"}) for i, row in enumerate(rows)]
+        (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    record = create_run("train", {"model": "t5", "data": {"path": str(directory), "limit": 2}})
+    save_tiny("t5", data, Path(record.run_dir) / "model")
+    result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 2})
+    assert (result["config"]["split"], result["metrics"]["examples"]) == ("dev", 6)

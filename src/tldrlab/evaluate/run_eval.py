@@ -376,8 +376,9 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
     file, the bundled model and installed models (their results stay in the eval run's own directory).
 
     Settings missing from `overrides` come from the run's config (`data.path`, `data.val_split` or the split
-    the loop detected, `data.prefix`, `data.max_source_len`, `data.block_size`, `data.limit`, and for unsplit
-    data `data.val_fraction` with `train.seed`), so a run is evaluated on exactly what it held out. `data`
+    the loop detected, `data.prefix`, `data.max_source_len`, `data.block_size`, `data.limit` unless the run's
+    validation split is read, and for unsplit data `data.val_fraction` with `train.seed`), so a run is
+    evaluated on exactly what it held out. `data`
     given with no split nor `val_fraction` is read at its held-out split (`splits.held_out_split`: a
     data-set directory's test split, else its validation split, else all of it).
     """
@@ -398,6 +399,10 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
         }
         train_split, val_split = _training_splits(data)
         settings["split"] = val_split
+        if val_split and overrides.get("split") in (None, val_split):
+            # `data.limit` capped the records the run trained on, not its validation split, which it read
+            # whole: a run trained with limit 2 was evaluated on 2 of the records it validated on
+            settings["limit"] = None
         if not val_split and data.get("val_fraction") and not overrides.get("split"):
             # the holdout of the records the run trained on (its training split): every file was read
             # before, so a run trained on train.jsonl was evaluated on a holdout that mixed test.jsonl in
