@@ -67,6 +67,7 @@ from tldrlab.kinds import (
 )
 from tldrlab.logs import REPORTED_BY_CALLER
 from tldrlab.runs import RunRecord, RunRegistry, RunStatus, create_run, execute_run, open_registry, preempt
+from tldrlab.runs.archive import directory_gone
 from tldrlab.runs.atomic import atomic_write_text
 from tldrlab.runs.datasets import resolve_dataset_ref
 from tldrlab.runs.db import SQLITE_HEADER
@@ -477,6 +478,8 @@ def launch_run(
         record = registry.find(resume)
         if get_kind(record.kind).name != spec.name:
             raise InvalidInputError(f"run {record.id} is of kind {record.kind}, not {spec.name}")
+        if not Path(record.run_dir).is_dir():  # was `[os_error] No such file ...: <run_dir>/.run.lock`
+            raise NotFoundError(f"run {record.id} cannot be resumed: {directory_gone(record)}")
         config = resume_config(record, spec, changes)
         # the inputs may have gone since the run stopped: refused here the run stays resumable, where the
         # job found them missing and the waiting run became a failed one

@@ -355,6 +355,21 @@ def test_resume_refuses_data_that_changed_or_went_and_the_run_stays_resumable(
         assert run_training(resumed, job).steps == 4
 
 
+def test_resume_of_a_run_whose_directory_is_gone_says_so(
+    shakespeare: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was `[os_error] No such file or directory: <run_dir>/.run.lock`, naming a lock file, not the run."""
+    import shutil
+
+    run, _ = _preempted_at_step_2(shakespeare)
+    shutil.rmtree(run.dir)
+    waiting = open_registry().get(run.id)
+    code, out, err = run_captured(["train", "--resume", run.id], capsys)
+    said = f"run {run.id} cannot be resumed: its directory {run.dir} is gone, and it has no archive"
+    assert code == 3 and out == "" and said in " ".join(err.split()) and ".run.lock" not in err
+    assert open_registry().get(run.id) == waiting and not Path(run.dir).exists()
+
+
 def test_resume_compares_the_files_the_run_reads_not_a_test_file_it_never_read(
     shakespeare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

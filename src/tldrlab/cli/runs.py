@@ -18,7 +18,7 @@ from tldrlab.kinds import kind_names_by_recorded_name, recorded_kind_names
 from tldrlab.launch import ORPHAN_RULES, refuse_stored_state
 from tldrlab.report import Report
 from tldrlab.runs import RunRegistry, open_registry
-from tldrlab.runs.archive import export_run, import_archive, restore_run, upload_run
+from tldrlab.runs.archive import directory_gone, export_run, import_archive, restore_run, upload_run
 from tldrlab.runs.atomic import read_jsonl
 from tldrlab.runs.compare import CompareChart, compare_runs
 from tldrlab.runs.reconcile import (
@@ -113,17 +113,6 @@ def _manifest(record: RunRecord) -> dict[str, Any] | None:
         f"[yellow]warning[/] {escape(f'run {record.id}: {why}')}", highlight=False, soft_wrap=True
     )
     return None
-
-
-def directory_gone(record: RunRecord) -> str:
-    """Why a run has no files here, and what brings them back."""
-    where = Path(record.run_dir)
-    if where.is_dir():
-        return f"its directory {where} holds none"
-    gone = "retention cleaned its directory" if record.cleaned_at else f"its directory {where} is gone"
-    if record.archive_sha256:
-        return f"{gone}; `tldrlab runs restore {record.id}` brings it back from the file store"
-    return f"{gone}, and it has no archive in the file store to restore it from"
 
 
 @runs_app.command("cancel")

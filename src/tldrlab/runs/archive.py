@@ -841,6 +841,17 @@ def restore_run(
             return registry.get(record.id)
 
 
+def directory_gone(record: RunRecord) -> str:
+    """Why a run has no files here, and what brings them back."""
+    where = Path(record.run_dir)
+    if where.is_dir():
+        return f"its directory {where} holds none"
+    gone = "retention cleaned its directory" if record.cleaned_at else f"its directory {where} is gone"
+    if record.archive_sha256:
+        return f"{gone}; `tldrlab runs restore {record.id}` brings it back from the file store"
+    return f"{gone}, and it has no archive in the file store to restore it from"
+
+
 def ensure_local(record: RunRecord, settings: Settings | None = None) -> RunRecord:
     """`record` with its directory here: restored from the file store first when it was cleaned."""
     if record.cleaned_at is None or Path(record.run_dir).is_dir():
