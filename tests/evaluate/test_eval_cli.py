@@ -377,3 +377,28 @@ def test_a_run_trained_on_a_limit_of_its_records_is_evaluated_on_its_whole_valid
     save_tiny("t5", data, Path(record.run_dir) / "model")
     result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 2})
     assert (result["config"]["split"], result["metrics"]["examples"]) == ("dev", 6)
+
+
+def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: dict[str, Path]) -> None:
+    """The training loop feeds every source as its tokens cut to max_source_len, ending with eos (as
+    generation and `score` feed it too); `tldrlab eval`'s teacher-forced loss fed the sources without that
+    eos, so the same model on the same records had another loss than the run's eval_loss."""
+    from tldrlab.data.readers import read_records
+    from tldrlab.train.config import DataConfig
+    from tldrlab.train.tasks import Seq2SeqTask
+
+    settings = {
+        "path": str(data["pairs"]),
+        "prefix": "summarize: ",
+        "max_source_len": 24,
+        "max_target_len": 512,
+    }
+    record = create_run("train", {"model": "t5", "data": settings})
+    model_dir = save_tiny("t5", data, Path(record.run_dir) / "model")
+    result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 2})
+    model, tokenizer, _ = load_model(model_dir)
+    records = read_records(data["pairs"])
+    task = Seq2SeqTask(records, records, tokenizer, DataConfig(**settings))  # type: ignore[arg-type]
+    assert result["metrics"]["examples"] == len(records)
+    with torch.no_grad():
+        assert result["metrics"]["loss"] == pytest.approx(task.eval_loss(model.eval()), rel=1e-6)

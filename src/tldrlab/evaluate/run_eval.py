@@ -40,7 +40,7 @@ from tldrlab.models.registry import model_name_of, model_task
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.runs import Run, open_registry
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
-from tldrlab.tokenizers.plain import plain, plain_ids
+from tldrlab.tokenizers.plain import plain_ids
 
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -162,17 +162,22 @@ def evaluate_lm(
 def reference_loss(
     model: Any, tokenizer: Any, sources: list[str], refs: list[str], config: EvalConfig
 ) -> float:
-    """Teacher-forced loss of the references given their sources (nats per target token)."""
+    """Teacher-forced loss of the references given their sources (nats per target token). Each source is
+    fed as the training loop fed it (`train.tasks.Seq2SeqTask`): its tokens cut to `max_source_len` with the
+    eos, so a run's model scores here what its eval_loss said (without the eos the loss was another)."""
     total, count = 0.0, 0
+    eos = tokenizer.eos_token_id
     for start in range(0, len(sources), config.batch_size):
-        src = plain(
-            tokenizer,
-            sources[start : start + config.batch_size],
-            max_length=config.max_source_len,
-            truncation=True,
-            padding=True,
-            return_tensors="pt",
-        )
+        rows = [
+            [*plain_ids(tokenizer, source)[: config.max_source_len - 1], eos]
+            for source in sources[start : start + config.batch_size]
+        ]
+        src_width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), src_width), tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), src_width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
         tgt = [
             [*plain_ids(tokenizer, r), tokenizer.eos_token_id]
             for r in refs[start : start + config.batch_size]
@@ -182,8 +187,8 @@ def reference_loss(
         for row, t in enumerate(tgt):
             labels[row, : len(t)] = torch.tensor(t)
         out = model(
-            input_ids=src["input_ids"].to(model.device),
-            attention_mask=src["attention_mask"].to(model.device),
+            input_ids=input_ids.to(model.device),
+            attention_mask=attention_mask.to(model.device),
             labels=labels.to(model.device),
         )
         n = int((labels != -100).sum())
