@@ -407,6 +407,19 @@ def test_a_sweep_stopped_by_its_target_says_so(tmp_path: Path, capsys: pytest.Ca
     assert "study toy: 1 complete" in out and "stopped at the target loss <= 0.4 (1 of 10 trials)" in out, out
 
 
+def test_a_sweep_asked_for_fewer_trials_than_its_study_holds_says_there_is_nothing_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--trials 1` of a study holding 2 finished trials said "2/1 trials finished so far"."""
+    sweep = write_sweep(tmp_path / "s.yaml", parameters={"x": {"values": [0.2, 0.7]}, "steps": {"value": 1}})
+    code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "2"], capsys)
+    assert code == 0, err
+    code, out, err = run_captured(["sweep", "run", str(sweep), "--trials", "1"], capsys)
+    assert code == 0 and "study toy: 2 complete" in out, err
+    assert "it already holds 2 finished trials, 1 asked for: nothing to run" in " ".join(err.split()), err
+    assert "2/1" not in err and len(open_registry().list("trial")) == 2
+
+
 def test_a_trial_another_sweep_process_just_asked_is_left_to_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -241,10 +241,14 @@ def prepare_sweep(spec: SweepSpec, config: SweepConfig, echo: Any) -> PreparedSw
     url = resolve_storage_url(config.storage)
     study = open_study(spec, url, name)
     before = state_counts(study)
-    echo(
-        f"study {name!r} in {redact(url)}: {spec.method} search of {spec.metric} ({spec.goal}), "
-        f"{sum(before[s] for s in FINISHED)}/{n_trials} trials finished so far"
+    finished = sum(before[s] for s in FINISHED)
+    # a study holding more than were asked for read "2/1 trials finished so far", as if one were to run
+    so_far = (
+        f"{finished}/{n_trials} trials finished so far"
+        if finished < n_trials
+        else f"it already holds {finished} finished trials, {n_trials} asked for: nothing to run"
     )
+    echo(f"study {name!r} in {redact(url)}: {spec.method} search of {spec.metric} ({spec.goal}), {so_far}")
     fail_dead_sweep_runs(name)
     return PreparedSweep(spec, config, name, n_trials, url)
 
