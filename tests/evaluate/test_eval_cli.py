@@ -377,6 +377,11 @@ def test_a_run_trained_on_a_limit_of_its_records_is_evaluated_on_its_whole_valid
     save_tiny("t5", data, Path(record.run_dir) / "model")
     result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 2})
     assert (result["config"]["split"], result["metrics"]["examples"]) == ("dev", 6)
+    # the same split by another of its names (any case): the same records
+    named = evaluate_target(
+        record.id, split="Validation", bertscore=False, generation={"temperature": 0, "max_new_tokens": 2}
+    )
+    assert named["metrics"]["examples"] == 6
 
 
 def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: dict[str, Path]) -> None:

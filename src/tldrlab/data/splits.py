@@ -57,6 +57,15 @@ def detect_splits(
     return "train", val_split
 
 
+def same_split(first: str, second: str) -> bool:
+    """Whether two split names select the same split (dev, validation, val and valid are one; any case)."""
+
+    def group(name: str) -> frozenset[str]:
+        return SPLIT_ALIASES.get(name.lower(), frozenset({name.lower()}))
+
+    return group(first) == group(second)
+
+
 def test_split(path: str | Path) -> str | None:
     """`test` when `path` is a data-set directory with a test file among those a read covers, else None."""
     return "test" if any(tokens & SPLIT_ALIASES["test"] for _, tokens in _named_files(path)) else None

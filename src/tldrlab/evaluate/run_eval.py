@@ -404,7 +404,8 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
         }
         train_split, val_split = _training_splits(data)
         settings["split"] = val_split
-        if val_split and overrides.get("split") in (None, val_split):
+        asked = overrides.get("split")
+        if val_split and (asked is None or splits.same_split(asked, val_split)):
             # `data.limit` capped the records the run trained on, not its validation split, which it read
             # whole: a run trained with limit 2 was evaluated on 2 of the records it validated on
             settings["limit"] = None
