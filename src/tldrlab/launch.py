@@ -402,7 +402,7 @@ def preempt_on_sigterm() -> Iterator[None]:
         if not first:
             first.append(time.monotonic())
             logging.getLogger(__name__).warning("SIGTERM: stopping after the current step (again: stop now)")
-            preempt.request_stop()
+            preempt.request_stop(signum)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:

@@ -23,7 +23,9 @@ from cliutil import run_captured, run_cli
 from tldrlab.cli.main import main
 from tldrlab.errors import NotFoundError
 from tldrlab.runs import open_registry
-from tldrlab.runs.run import read_manifest
+from tldrlab.runs.run import create_run, read_manifest
+from tldrlab.service.queue import open_queue
+from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.report import study_best
 from tldrlab.sweep.runner import run_sweep
 from tldrlab.sweep.spec import load_sweep
@@ -366,6 +368,32 @@ def test_sigterm_stops_a_sweep_whose_trials_run_in_its_workers(tmp_path: Path) -
     assert proc.returncode != 0 and "Traceback" not in err, err
     assert len(load_study("toy", None).get_trials()) == 2  # no trial asked after the signal
     assert [r.status.value for r in open_registry().list(kind="sweep")] == ["cancelled"]
+
+
+def test_sigint_to_the_worker_executing_a_sweep_is_named_in_its_stop(tmp_path: Path) -> None:
+    """A worker stops on SIGTERM or SIGINT; a sweep it executed, stopped by SIGINT, was requeued saying
+    `the sweep's process is stopping (SIGTERM)`."""
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        parameters={"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 40}, "sleep": {"value": 0.1}},
+    )
+    config = SweepConfig(sweep=yaml.safe_load(sweep.read_text()), source=str(sweep), trials=4, workers=2)
+    sweep_run = create_run("sweep", config, study="toy")
+    open_queue().enqueue(sweep_run.id)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tldrlab", "worker", "--burst", "--poll-s", "0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    runs = Path(os.environ["TLDRLAB_HOME"]) / "runs"
+    deadline = time.monotonic() + 60
+    while len(list(runs.glob("trial-*/evals.txt"))) < 2:  # both of its helper workers are running a trial
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=60)
+    requeued = open_registry().get(sweep_run.id)
+    assert requeued.status.value == "queued", err
+    assert "the sweep's process is stopping (SIGINT)" in (requeued.message or ""), requeued.message
 
 
 @pytest.mark.slow

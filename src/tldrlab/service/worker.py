@@ -612,7 +612,7 @@ def install_signal_handlers(worker: Worker) -> None:
             return
         first.append(time.monotonic())
         log.warning(f"worker {worker.worker_id} got signal {signum}: stopping after the current step")
-        preempt.request_stop()
+        preempt.request_stop(signum)
         worker.stop_event.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -377,10 +377,11 @@ def run_trials(
             # a cancelled sweep (POST /runs/{id}/cancel) stops here, its trials settled, before it asks for
             # another one; the route cancelled its running trial too, which has stopped (and been told) above
             run.check_cancelled()
-            # SIGTERM (the CLI's `preempt_on_sigterm`, a worker's handler): a trial running here stops in its
-            # own loop; a sweep whose workers run its trials stopped only here, and it went on asking for more
+            # SIGTERM (the CLI's `preempt_on_sigterm`), SIGTERM or SIGINT (a worker's handler; the message
+            # names it): a trial running here stops in its own loop; a sweep whose workers run its trials
+            # stopped only here, and it went on asking for more
             if preempt.stop_requested():
-                raise RunPreemptedError("the sweep's process is stopping (SIGTERM)")
+                raise RunPreemptedError(f"the sweep's process is stopping ({preempt.stop_reason()})")
             counts = state_counts(study)
             finished = sum(counts[s] for s in FINISHED)
             if finished >= n_trials:

@@ -137,7 +137,7 @@ def _preempting_worker_class(
 
     class PreemptingWorker(SimpleWorker):
         def request_stop(self, signum: Any, frame: Any) -> None:
-            preempt.request_stop()  # the running job checkpoints and hands the run back
+            preempt.request_stop(signum)  # the running job checkpoints and hands the run back
             super().request_stop(signum, frame)
 
         def request_force_stop(self, signum: int, frame: Any) -> None:
