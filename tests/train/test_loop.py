@@ -154,6 +154,25 @@ def test_early_stopping_with_max_mode() -> None:
     assert result.stopped_early and result.steps == 15 and result.best_step == 5
 
 
+def test_a_run_stopped_early_between_log_steps_writes_the_loss_of_its_last_steps() -> None:
+    """Early stopping at step 14 of a run logging every 5 steps: steps 11-14 were trained on, but their mean
+    loss was never written (the last line said step 10), so the loss curve ended steps before the model."""
+
+    class Flat(ToyTask):
+        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+            return {**super().evaluate(model), "score": 1.0}
+
+    config = _config(
+        max_steps=100, eval_every=7, early_stopping_patience=1, best_metric="score", best_mode="max"
+    )
+    with start_run("train", {}) as run:
+        result = train(ToyLM(), Flat(), config, run)
+    assert result.stopped_early and result.steps == 14
+    lines = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "train_loss" in line] == [5, 10, 14]
+    assert math.isfinite(lines[-1]["train_loss"]) and lines[-1]["steps_per_s"] > 0
+
+
 def test_hook_replaces_model_rebuilds_optimizer_and_stops() -> None:
     class Grow(TrainHooks):
         def __init__(self) -> None:

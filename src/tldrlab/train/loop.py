@@ -528,24 +528,7 @@ class _Loop:
         """Every `log_every` steps a metrics line (loss, lr, tokens/s, MFU); the progress bar; a heartbeat."""
         config, state, run = self.config, self.state, self.run
         if state.step % config.log_every == 0 or state.step == config.max_steps:
-            now = time.perf_counter()
-            elapsed = max(now - self.window_started, 1e-9)
-            line: dict[str, Any] = {
-                "train_loss": state.window_loss_sum / state.window_steps,
-                "lr": lr_at(state.step - 1, config),
-                "tokens_per_s": self.window_tokens * self.world_size / elapsed,
-                "steps_per_s": self.window_timed_steps / elapsed,
-            }
-            mfu = self.mfu(line["tokens_per_s"])
-            if mfu is not None:
-                line["mfu"] = mfu
-            line.update(self.hooks.log_fields(state))
-            if run is not None and self.is_main:
-                run.log_metrics(state.step, **line)
-            if self.tracker is not None and self.is_main:
-                self.tracker.log(state.step, line)
-            state.window_loss_sum, state.window_steps = 0.0, 0
-            self.window_started, self.window_tokens, self.window_timed_steps = now, 0, 0
+            self.write_window()
         expected = self.expected_steps()
         if self.progress_bar is not None:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
@@ -555,6 +538,28 @@ class _Loop:
             self.progress_bar.update(1)
         if run is not None and self.is_main:
             run.heartbeat(progress=state.step / expected)
+
+    def write_window(self) -> None:
+        """The metrics line of the steps since the last one (mean loss, lr, tokens/s, steps/s, MFU)."""
+        config, state, run = self.config, self.state, self.run
+        now = time.perf_counter()
+        elapsed = max(now - self.window_started, 1e-9)
+        line: dict[str, Any] = {
+            "train_loss": state.window_loss_sum / state.window_steps,
+            "lr": lr_at(state.step - 1, config),
+            "tokens_per_s": self.window_tokens * self.world_size / elapsed,
+            "steps_per_s": self.window_timed_steps / elapsed,
+        }
+        mfu = self.mfu(line["tokens_per_s"])
+        if mfu is not None:
+            line["mfu"] = mfu
+        line.update(self.hooks.log_fields(state))
+        if run is not None and self.is_main:
+            run.log_metrics(state.step, **line)
+        if self.tracker is not None and self.is_main:
+            self.tracker.log(state.step, line)
+        state.window_loss_sum, state.window_steps = 0.0, 0
+        self.window_started, self.window_tokens, self.window_timed_steps = now, 0, 0
 
     @contextlib.contextmanager
     def off_the_clock(self) -> Iterator[None]:
@@ -705,6 +710,10 @@ class _Loop:
     def finish(self) -> TrainResult:
         """The final checkpoint and plot, the result, the run summary and the throughput line."""
         config, state, run, accelerator = self.config, self.state, self.run, self.accelerator
+        if state.window_steps:
+            # a run ended by early stopping or its time budget between two `log_every` steps: the steps
+            # since the last line were trained on, and their loss was never written
+            self.write_window()
         self.checkpoint()
         _plot(run if self.is_main else None, config)
         seconds = time.perf_counter() - self.started
