@@ -329,3 +329,21 @@ def test_beam_search_asked_for_with_sampling_is_refused_not_ignored(
     assert len(generate(models["t5"], tokenizer, ["ROMEO:"], beams)[0]) == 1
     with pytest.raises(InvalidInputError, match="char_lstm has no beam search"):
         generate(models["char_lstm"], tokenizer, ["ROMEO:"], beams)
+
+
+def test_a_temperature_too_close_to_zero_to_sample_with_is_refused_without_a_traceback(
+    models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--temperature 1e-40` divided the scores into inf: sampling failed with a RuntimeError traceback
+    ("probability tensor contains either inf, nan or element < 0"), exit 1, and a failed run. It is refused
+    before a run exists, naming temperature; the lowest temperature allowed samples."""
+    model_dir = tmp_path / "gpt2"
+    save_model(models["gpt2"], tokenizer, model_dir)
+    code, _, err = run_captured(
+        ["generate", str(model_dir), "-p", "ROMEO:", "--temperature", "1e-40"], capsys
+    )
+    assert code == 2 and "temperature" in err and "too close to 0" in err and "Traceback" not in err
+    assert open_registry().list(kind="generate") == []
+    lowest = GenerateOptions(temperature=1e-6, max_new_tokens=3)
+    for name in TINY:
+        assert len(generate(models[name], tokenizer, ["ROMEO:"], lowest)[0]) == 1

@@ -40,6 +40,12 @@ def dataset_reference(value: Any) -> Any:
     return f"dataset:{value}" if isinstance(value, str) and _DATASET_ID.match(value) else value
 
 
+MIN_SAMPLING_TEMPERATURE = 1e-6
+"""The lowest temperature above 0 that generation samples at: the scores divided by one near 1e-38 overflow
+to inf and sampling failed with a traceback ("probability tensor contains either inf, nan"); so close to 0,
+sampling is greedy decoding anyway."""
+
+
 class GenerateOptions(ConfigModel):
     """How to decode."""
 
@@ -49,7 +55,7 @@ class GenerateOptions(ConfigModel):
     """Most tokens to generate per sequence."""
 
     temperature: float = Field(default=1.0, ge=0.0)
-    """Sampling temperature; 0 means greedy decoding."""
+    """Sampling temperature; 0 means greedy decoding (above 0, at least 1e-6)."""
 
     top_k: int = Field(default=0, ge=0)
     """Sample only among the k most likely tokens (0: no limit)."""
@@ -79,6 +85,16 @@ class GenerateOptions(ConfigModel):
 
     max_input_tokens: int = Field(default=512, ge=1)
     """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _samplable(cls, temperature: float) -> float:
+        if 0 < temperature < MIN_SAMPLING_TEMPERATURE:
+            raise ValueError(
+                f"{temperature:g} is too close to 0 to sample with: give 0 (greedy decoding, which such a "
+                f"temperature amounts to) or at least {MIN_SAMPLING_TEMPERATURE:g}"
+            )
+        return temperature
 
     @model_validator(mode="after")
     def _beams_decode_greedily(self) -> GenerateOptions:
