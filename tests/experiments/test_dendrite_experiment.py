@@ -268,3 +268,22 @@ def test_a_time_budget_trains_the_arm_until_the_deadline(
     (row,) = json.loads(capsys.readouterr().out)["rows"]
     assert row["arm"] == "baseline" and row["steps"] >= 2  # stopped at an evaluation after the deadline
     assert "Budget: 0.01 min per arm," in (Path(run.run_dir) / "results.md").read_text()
+
+
+def test_the_dendrite_note_is_written_only_where_a_dendrite_arm_ran(tmp_path: Path) -> None:
+    from tldrlab.experiments.results import write_results
+
+    rows = [
+        {"arm": "baseline", "seed": 1, "parameters": 100, "rougeL": 0.2},
+        {"arm": "compressed", "seed": 1, "parameters": 50, "rougeL": 0.1},
+    ]
+    config = ExperimentConfig(data="scitldr", arms=["baseline", "compressed"])
+    (tmp_path / "without").mkdir()
+    without = write_results(tmp_path / "without", rows, config)
+    assert "Dendrites trained" not in (tmp_path / "without" / "results.md").read_text()
+    assert without["note"] is None
+    pai_row = {"arm": "compressed_pai", "seed": 1, "parameters": 60, "rougeL": 0.15, "dendrites": 1}
+    (tmp_path / "with").mkdir()
+    with_pai = write_results(tmp_path / "with", [*rows, pai_row], config)
+    assert "Dendrites trained by gradient descent" in (tmp_path / "with" / "results.md").read_text()
+    assert with_pai["note"] and "Dendrites trained" in with_pai["note"]

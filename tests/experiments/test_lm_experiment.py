@@ -353,3 +353,20 @@ def test_an_empty_instruction_is_kept_by_the_experiment(tiny_model: Path, pairs:
     assert saved["tldrlab_instruction"] == ""
     default = LMExperimentConfig(data=str(pairs), model=str(tiny_model))
     assert instruction_of_config(default) == DEFAULT_INSTRUCTION
+
+
+def test_the_dendrite_note_is_written_only_where_a_dendrite_arm_ran(tmp_path: Path, pairs: Path) -> None:
+    from tldrlab.experiments.lm_results import write_lm_results
+
+    rows = [
+        {"arm": arm, "seed": 1, "parameters": 100, "rougeL": 0.3, "per_record": {"rougeL": [0.2, 0.4]}}
+        for arm in ("baseline", "compressed")
+    ]
+    config = LMExperimentConfig(data=str(pairs), arms=["baseline", "compressed"])
+    without = write_lm_results(tmp_path, rows, None, config, plots=False)
+    assert "Dendrites trained" not in (tmp_path / "results.md").read_text()
+    assert without["note"] is None
+    pai_row = {**rows[1], "arm": "compressed_pai", "dendrites": 1}
+    with_pai = write_lm_results(tmp_path, [*rows, pai_row], None, config, plots=False)
+    assert "Dendrites trained by gradient descent" in (tmp_path / "results.md").read_text()
+    assert with_pai["note"] and "Dendrites trained" in with_pai["note"]

@@ -16,8 +16,7 @@ import numpy as np
 
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 from tldrlab.experiments import results
-from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
-from tldrlab.experiments.results import format_metric
+from tldrlab.experiments.results import dendrite_note, format_metric
 from tldrlab.runs.atomic import atomic_write_text
 
 METRICS = (
@@ -213,12 +212,13 @@ def write_lm_results(
     table = markdown_table(summary, lead)
     diff_table = differences_table(found) if found else ""
     compression = config.compression
+    trained_how = dendrite_note(rows)
     note = (
         f"Model {config.model}; {config.budget_steps} steps per arm (batch {config.batch_size}, "
         f"lr {config.lr}, compressed_random lr {config.random_lr}), "
         f"seeds {', '.join(map(str, config.seeds))}, data {config.data}; "
-        f"compression ratio {compression.ratio}, importance {compression.importance}.\n\n"
-        f"{GRADIENT_DESCENT_NOTE}\n"
+        f"compression ratio {compression.ratio}, importance {compression.importance}.\n"
+        + (f"\n{trained_how}\n" if trained_how else "")
     )
     text = "\n\n".join(
         part
@@ -246,6 +246,6 @@ def write_lm_results(
         "lead1": {k: v for k, v in lead.items() if k != "per_record"} if lead else None,
         "table_markdown": table,
         "differences_markdown": diff_table,
-        "note": GRADIENT_DESCENT_NOTE,
+        "note": trained_how,
         "files": {name: str(path) for name, path in files.items()},
     }

@@ -55,6 +55,16 @@ LABELS = {
     "dendrites": "dendrites",
 }
 
+DENDRITE_ARM = "compressed_pai"
+"""The arm PerforatedAI adds dendrites to (in the T5 and the causal-LM experiment alike)."""
+
+
+def dendrite_note(rows: list[dict[str, Any]]) -> str | None:
+    """How the dendrites were trained, when a dendrite arm is among `rows`; None otherwise (the note was
+    written under every table, also where no PerforatedAI arm ran)."""
+    return GRADIENT_DESCENT_NOTE if any(r.get("arm") == DENDRITE_ARM for r in rows) else None
+
+
 HIGHLIGHT_EMBEDDER = "minilm-onnx"
 """The embedder ranking source sentences for highlight P@3: the product's default all-MiniLM-L6-v2 on ONNX
 Runtime (~0.2 s to load where the PyTorch encoder takes seconds), named here rather than read from the
@@ -235,13 +245,14 @@ def write_results(
     so only the results are returned: drawing the same comparison again cost ~0.4 CPU-s an experiment."""
     summary = summarize_rows(rows)
     table = markdown_table(summary)
+    trained_how = dendrite_note(rows)
     if not written:
         # a time budget replaces the steps (dendrite_experiment.train_config): the note said "300 steps per
         # arm (or 1.0 min)", the default steps no arm was limited to
         budget = f"{config.budget_minutes} min" if config.budget_minutes else f"{config.budget_steps} steps"
         note = (
-            f"Budget: {budget} per arm, seeds {', '.join(map(str, config.seeds))}, data {config.data}.\n\n"
-            f"{GRADIENT_DESCENT_NOTE}\n"
+            f"Budget: {budget} per arm, seeds {', '.join(map(str, config.seeds))}, data {config.data}.\n"
+            + (f"\n{trained_how}\n" if trained_how else "")
         )
         atomic_write_text(out_dir / "results.md", table + "\n" + note)
         atomic_write_text(out_dir / "results.csv", csv_text(rows))
@@ -250,7 +261,7 @@ def write_results(
         "rows": rows,
         "summary": summary,
         "table_markdown": table,
-        "note": GRADIENT_DESCENT_NOTE,
+        "note": trained_how,
         "files": {
             name: str(out_dir / name)
             for name in ("results.md", "results.csv", "results.json", "comparison.png")
