@@ -29,6 +29,7 @@ from tldrlab.evaluate.run_eval import (
     SAMPLES_FILE,
     eval_config_for,
     evaluate_model,
+    split_read,
     training_prefix,
 )
 from tldrlab.evaluate.score import score_text
@@ -216,22 +217,12 @@ def evaluate_job(run: Run, config: EvaluateConfig) -> dict[str, Any]:
     return {**result, "run_id": run.id, "out_dir": str(out_dir)}
 
 
-def _split_read(config: dict[str, Any]) -> str:
-    """What of the data an evaluation read, as its report says it: the split, or the fraction a training run
-    held out of it (" [train]" alone read as if the records the model trained on had been scored)."""
-    split, fraction = config.get("split"), config.get("val_fraction")
-    if fraction:
-        held = f"the {100 * fraction:g}% held out in training"
-        return f" [{split}: {held}]" if split else f" [{held}]"
-    return f" [{split}]" if split else ""
-
-
 def evaluate_report(run_id: str, result: dict[str, Any]) -> Report:
     title = f"{result['model']} ({result['task']}) -> {result['out_dir']}"
     samples = Path(result["out_dir"]) / "samples.jsonl"
     table = key_value_table(result["metrics"], title)
     config = result.get("config") or {}
-    read = f"{config.get('data')}" + _split_read(config)
+    read = f"{config.get('data')}" + split_read(config)
     return Report(
         [table, f"eval run {run_id} on {read}; samples in {samples}"], list(result.get("warnings", []))
     )

@@ -290,6 +290,16 @@ def evaluate_seq2seq(
     return metrics, samples, series, highlights
 
 
+def split_read(config: dict[str, Any]) -> str:
+    """What of the data an evaluation read, as its report says it: the split, or the fraction a training run
+    held out of it (" [train]" alone read as if the records the model trained on had been scored)."""
+    split, fraction = config.get("split"), config.get("val_fraction")
+    if fraction:
+        held = f"the {100 * fraction:g}% held out in training"
+        return f" [{split}: {held}]" if split else f" [{held}]"
+    return f" [{split}]" if split else ""
+
+
 def plot_eval(series: dict[str, list[float]], path: Path, title: str) -> Path:
     """Histograms of per-example figures (ROUGE, lengths, block losses) side by side."""
     import matplotlib
@@ -305,7 +315,8 @@ def plot_eval(series: dict[str, list[float]], path: Path, title: str) -> Path:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    # the title also as the PNG's Title text, so what the image shows can be read without looking at it
+    fig.savefig(path, dpi=110, metadata={"Title": title})
     plt.close(fig)
     return path
 
@@ -334,10 +345,11 @@ def evaluate_model(
     for warning in warnings:
         if run is not None:
             run.log(warning, level=logging.WARNING)
+    settings = config.model_dump(mode="json")
     result = {
         "model": name,
         "task": task,
-        "config": config.model_dump(mode="json"),
+        "config": settings,
         "metrics": metrics,
         "seconds": time.perf_counter() - started,
         "created_at": time.time(),
@@ -347,7 +359,7 @@ def evaluate_model(
         out = Path(out_dir)
         atomic_write_json(out / EVAL_FILE, result)
         atomic_write_jsonl(out / SAMPLES_FILE, samples)
-        title = f"{name} on {Path(config.data).name}" + (f" [{config.split}]" if config.split else "")
+        title = f"{name} on {Path(config.data).name}" + split_read(settings)
         plot_eval(series, out / PLOT_FILE, title)
         write_evaluation(out, result, samples, highlights, **(summary_extra or {}))
     return result
