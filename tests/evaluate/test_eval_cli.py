@@ -433,3 +433,33 @@ def test_the_plot_of_what_a_run_held_out_of_its_training_split_says_so_in_its_ti
     with Image.open(evaluation / "eval.png") as plot:
         title = plot.info.get("Title")
     assert title is not None and title.endswith("on with_test [train: the 25% held out in training]"), title
+
+
+def test_typed_in_text_gets_a_seq2seq_run_s_training_prefix_as_over_the_api(
+    data: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`generate --dataset`, `score --dataset` and POST /summarize put the run's `data.prefix` before each
+    document; `generate --prompt` and `score --source` did not, so the one document was summarised (and
+    scored) as another text on the command line than over the API."""
+    from tldrlab.evaluate.score import score_text
+    from tldrlab.evaluate.summarize import summarize, summarizer_model
+
+    record = create_run(
+        "train",
+        {"model": "t5", "data": {"path": str(data["pairs"]), "prefix": "summarize: ", "max_source_len": 64}},
+    )
+    model_dir = save_tiny("t5", data, Path(record.run_dir) / "model")
+    document, summary = "A tool to list the files a package installed.", "lists package files"
+    argv = ["generate", record.id, "-p", document, "--temperature", "0", "--max-new-tokens", "6", "--json"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    (over_the_api,) = summarize(summarizer_model(record.id), [document], max_new_tokens=6)
+    assert json.loads(out)["outputs"] == [[over_the_api.text]]
+
+    argv = ["score", record.id, "--text", summary, "--source", document, "--json"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 0, err
+    model, tokenizer, _ = load_model(model_dir)
+    with torch.no_grad():
+        prefixed = score_text(model.eval(), tokenizer, summary, 0, source="summarize: " + document)
+    assert json.loads(out)["loss"] == pytest.approx(prefixed["loss"], rel=1e-6)

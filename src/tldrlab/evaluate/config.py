@@ -242,7 +242,8 @@ class GenerateConfig(ConfigModel):
     model_run: Annotated[str, ModelRef()]
     """The training run (id or unique prefix) whose model generates, or any model reference."""
     prompts: list[str] | None = Field(default=None, min_length=1, max_length=64)
-    """Inputs: documents to summarise (seq2seq, chat) or text to continue (LM); or give `dataset`."""
+    """Inputs: documents to summarise (seq2seq, chat) or text to continue (LM); or give `dataset`. A seq2seq
+    run's documents get its training `data.prefix` put before them, as POST /summarize's do."""
     dataset: Annotated[str | None, InputPath()] = None
     """Take the prompts from a data set instead: a registered or uploaded one by id (`ds-...` or
     `dataset:<id>`), or a data file; its records' documents are the prompts."""
@@ -278,7 +279,8 @@ class ScoreConfig(ConfigModel):
     text: str | None = Field(default=None, min_length=1, max_length=100_000)
     """Text to score (the summary, for seq2seq and chat models); or give `dataset`."""
     source: str = ""
-    """Seq2seq and chat: the document the text summarises."""
+    """Seq2seq and chat: the document the text summarises (a seq2seq run's gets its training `data.prefix`
+    put before it)."""
     dataset: Annotated[str | None, InputPath()] = None
     """Score a data set's records instead: a registered or uploaded one by id (`ds-...` or `dataset:<id>`), or
     a data file. Seq2seq and chat models score each record's reference summary given its document; LMs its

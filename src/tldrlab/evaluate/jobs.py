@@ -96,12 +96,14 @@ def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     the end-of-sequence token."""
     model, tokenizer, name = _load(run, config)
     records: list[Any] = []
+    # a seq2seq run's training prefix goes before typed-in prompts too, as before a data set's documents and
+    # POST /summarize's: without it the same document got another summary here than over the API
+    prefix = training_prefix(config.model_run) if model_task(name) == "seq2seq" else ""
     if config.dataset is not None:
         records = _records(config)
-        prefix = training_prefix(config.model_run) if model_task(name) == "seq2seq" else ""
         prompts = [prefix + r.document for r in records]
     else:
-        prompts = list(config.prompts or [])
+        prompts = [prefix + prompt for prompt in config.prompts or []]
     outputs = generate_detailed(model, tokenizer, prompts, config.options)
     flat = [o for outs in outputs for o in outs]
     run.set_summary(
@@ -134,15 +136,15 @@ def score_job(run: Run, config: ScoreConfig) -> dict[str, Any]:
     set with the token-weighted totals."""
     model, tokenizer, name = _load(run, config)
     top_k = config.top_k if config.detail_level == "per_token" else 0
-    if config.dataset is None:
-        assert config.text is not None
-        result = score_text(
-            model, tokenizer, config.text, top_k, source=config.source, max_tokens=config.max_tokens
-        )
-        run.set_summary(**{k: result[k] for k in ("loss", "perplexity", "num_tokens")})
-        return {"model": name, "max_tokens": config.max_tokens, **_scored(result, config.detail_level)}
     task = model_task(name)
     prefix = training_prefix(config.model_run) if task == "seq2seq" else ""
+    if config.dataset is None:
+        assert config.text is not None
+        # a typed-in source gets the run's training prefix, as a data set's documents do
+        source = prefix + config.source if config.source else ""
+        result = score_text(model, tokenizer, config.text, top_k, source=source, max_tokens=config.max_tokens)
+        run.set_summary(**{k: result[k] for k in ("loss", "perplexity", "num_tokens")})
+        return {"model": name, "max_tokens": config.max_tokens, **_scored(result, config.detail_level)}
     rows = []
     for record in _records(config):
         if task in ("seq2seq", "chat"):
