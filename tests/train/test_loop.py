@@ -401,6 +401,22 @@ def _scores(run_dir: Path) -> list[tuple[int, float]]:
     return [(line["step"], line["score"]) for line in lines if "score" in line]
 
 
+def test_a_best_metric_no_evaluation_computed_is_warned_of() -> None:
+    """`--best-metric eval_rouge1 --generate-every 3` with max_steps ending before the third evaluation:
+    no evaluation computed ROUGE, so no best was picked and the last weights were exported, silently."""
+    config = _config(max_steps=10, eval_every=5, best_metric="score", best_mode="max")
+    with start_run("train", {}) as run:
+        result = train(ToyLM(), EveryThirdScore(), config, run)
+    assert (result.steps, result.best_step, result.best_checkpoint) == (10, None, None)
+    said = (
+        "best_metric score was never computed (2 evaluations up to step 10): no best evaluation was picked,"
+        " the model exported is the last step's"
+    )
+    assert result.warnings == [said]
+    logged = [json.loads(line) for line in (run.dir / "log.jsonl").read_text().splitlines()]
+    assert [line["level"] for line in logged if line["message"] == said] == ["WARNING"], logged
+
+
 def test_a_best_metric_computed_at_every_nth_evaluation_and_resumed_at_the_same_steps() -> None:
     # `--best-metric eval_rouge1 --generate-every 3` failed at the first evaluation (no ROUGE there:
     # "best_metric is not among the evaluation metrics"), and a resumed run's task counted evaluations

@@ -169,6 +169,7 @@ def train_job(run: Run, job: TrainJobConfig) -> dict[str, Any]:
         "best_step": result.best_step,
         "model_step": trained.model_step,
         "model_dir": str(Path(run.dir) / MODEL_SUBDIR),
+        "warnings": result.warnings,
     }
 
 

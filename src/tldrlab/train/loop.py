@@ -16,6 +16,7 @@ an uninterrupted one (bitwise on CPU).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import threading
@@ -224,6 +225,8 @@ class TrainResult:
     """Tokens trained on per second over this call (all processes)."""
     cpu_seconds: float = 0.0
     """Process CPU seconds of this training, resumed calls included (`TrainState.cpu_seconds`)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the run's report should point out (a best_metric no evaluation computed)."""
 
 
 # -- data order ---------------------------------------------------------------------------------------------
@@ -724,6 +727,14 @@ class _Loop:
             else None
         )
         tokens_per_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / max(seconds, 1e-9)
+        warnings = []
+        if state.best_value is None and state.evaluations:
+            # an occasional best_metric (seq2seq ROUGE at every `generate_every`-th evaluation) that no
+            # evaluation up to max_steps computed: no best was picked, and the last weights go out silently
+            warnings.append(
+                f"best_metric {config.best_metric} was never computed ({state.evaluations} evaluations up to"
+                f" step {state.step}): no best evaluation was picked, the model exported is the last step's"
+            )
         result = TrainResult(
             model=accelerator.unwrap_model(self.model),
             steps=state.step,
@@ -736,8 +747,11 @@ class _Loop:
             seconds=seconds,
             tokens_per_s=tokens_per_s,
             cpu_seconds=state.cpu_seconds,
+            warnings=warnings,
         )
         if run is not None and self.is_main:
+            for warning in warnings:
+                run.log(warning, level=logging.WARNING)
             summary: dict[str, Any] = {f"final_{k}": v for k, v in state.last_eval.items()}
             if state.best_value is not None:
                 summary[f"best_{config.best_metric}"] = state.best_value

@@ -231,7 +231,10 @@ def run_recipe_follower(recipe: Recipe[ConfigT], config: ConfigT) -> TrainResult
 def training_report(run_id: str, result: dict[str, Any]) -> Report:
     """How a training run's result reads (train, elm_train, lvm_train): steps, final metrics and where its
     model and curves are."""
-    report = Report([f"run {run_id}: {result.get('steps')} steps, {metrics_line(result.get('metrics', {}))}"])
+    report = Report(
+        [f"run {run_id}: {result.get('steps')} steps, {metrics_line(result.get('metrics', {}))}"],
+        list(result.get("warnings", [])),
+    )
     if model_dir := result.get("model_dir"):
         # the metrics above are the last step's; a model restored from an earlier best evaluation says so,
         # or `tldrlab eval RUN` seemed to contradict them
