@@ -11,7 +11,7 @@ import pytest
 from tldrlab.elm.optimize import optimize_elm
 from tldrlab.elm.search import SEARCH_SPACE, sweep_mapping
 from tldrlab.elm.train import ElmTrainConfig
-from tldrlab.errors import ConfigError, ConflictError, NotFoundError
+from tldrlab.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
 from tldrlab.runs import open_registry
 from tldrlab.sweep.spec import parse_sweep
 
@@ -67,6 +67,28 @@ def test_tiny_study_runs_resumes_and_keeps_finished_trials(
 
     with pytest.raises(ConflictError, match="different sweep"):
         optimize_elm(base, trials=3, storage=storage, study_name="tiny", hidden_dims=[64], quiet=True)
+
+
+def test_the_search_leaves_out_batch_sizes_larger_than_the_training_records(
+    elm_data: Path, elm_tokenizer: Path, tmp_path: Path
+) -> None:
+    # 6 training records: batch sizes 8 and 16 cannot fill one batch, and trials drawing them failed until
+    # "3 trials failed in a row" stopped the search
+    base = base_config(elm_data, elm_tokenizer).model_copy(update={"limit": 6, "max_steps": 2})
+    storage = f"sqlite:///{tmp_path / 'small.db'}"
+    summary = optimize_elm(base, trials=2, storage=storage, study_name="small", hidden_dims=[16], quiet=True)
+    study = optuna.load_study(study_name="small", storage=storage)
+    assert [t.params["train.batch_size"] for t in study.trials] == [4, 4]
+    assert "FAIL" not in summary["trials"] and sum(summary["trials"].values()) == 2
+
+
+def test_too_few_training_records_for_any_batch_size_are_refused_before_a_study(
+    elm_data: Path, tmp_path: Path
+) -> None:
+    base = ElmTrainConfig(data=str(elm_data), limit=3)
+    with pytest.raises(InvalidInputError, match="has 3 training records: too few for the smallest searched"):
+        optimize_elm(base, trials=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert not (tmp_path / "s.db").exists()
 
 
 def test_missing_data_fails_before_a_study_exists(tmp_path: Path) -> None:

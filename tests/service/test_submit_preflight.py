@@ -66,9 +66,10 @@ def test_an_elm_search_with_no_pruning_warmup_is_accepted(client: TestClient, tl
 
     data = tldrlab_home / "data" / "prepared"
     data.mkdir(parents=True)
-    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    # 4 records: a batch of the smallest searched size (fewer are refused)
+    records = [{"task_type": "summary", "embedding_index": i, "target_text": "a summary"} for i in range(4)]
     for split in ("train", "val"):
-        write_split(data, split, [record], torch.zeros(1, 4))
+        write_split(data, split, records, torch.zeros(4, 4))
     config = {"base": {"data": "prepared"}, "warmup": 0, "study": "no-warmup"}
     accepted = client.post("/runs", json={"kind": "elm_optimize", "config": config})
     assert accepted.status_code == 202, accepted.text

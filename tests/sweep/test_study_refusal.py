@@ -101,9 +101,10 @@ def test_an_elm_optimization_on_another_searchs_study_or_no_data_is_refused_befo
     code, out, err = run_captured(argv, capsys)
     assert code == 3 and "prepare the data first" in err and len(err.strip().splitlines()) == 1, (code, err)
     assert open_registry().list() == []
-    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    # 16 records: a batch of every searched size (a smaller train split narrows the search)
+    records = [{"task_type": "summary", "embedding_index": i, "target_text": "a summary"} for i in range(16)]
     for split in ("train", "val"):  # what its trials train on (elm_train's check)
-        write_split(data, split, [record], torch.zeros(1, 4))
+        write_split(data, split, records, torch.zeros(16, 4))
     code, out, err = run_captured(argv, capsys)
     assert code == 4 and err.startswith("error [conflict] study 'elm-study'"), (code, out, err)
     assert len(err.strip().splitlines()) == 1, err
@@ -174,9 +175,10 @@ def test_an_elm_search_named_like_a_queued_search_of_other_sizes_is_refused_at_s
     from tldrlab.elm.prepare import write_split
 
     data = tldrlab_home / "data" / "elm"
-    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    # 16 records: a batch of every searched size (a smaller train split narrows the search)
+    records = [{"task_type": "summary", "embedding_index": i, "target_text": "a summary"} for i in range(16)]
     for split in ("train", "val"):  # what its trials train on (elm_train's check)
-        write_split(data, split, [record], torch.zeros(1, 4))
+        write_split(data, split, records, torch.zeros(16, 4))
     client = TestClient(create_app())
     config: dict[str, Any] = {"base": {"data": "elm"}, "study": "elm-queued", "hidden_dims": [16]}
     queued = client.post("/runs", json={"kind": "elm_optimize", "config": config})

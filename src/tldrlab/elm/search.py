@@ -8,9 +8,12 @@ submit runs that check (`tldrlab.kinds`: kind `elm_optimize`'s `prepare`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tldrlab.elm.config import SEARCHED_HIDDEN_DIMS, ElmOptimizeConfig
+from tldrlab.elm.config import SEARCHED_HIDDEN_DIMS, ElmOptimizeConfig, ElmTrainConfig
+from tldrlab.elm.layout import synthesis_path
+from tldrlab.errors import InvalidInputError
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.storage import check_study, study_name
 
@@ -27,19 +30,55 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "train.batch_size": {"values": [4, 8, 16]},
 }
 """The search space in W&B syntax. hidden_dim is scaled down from [2048, 4096, 6144] (sizes for a 2560-d
-embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices."""
+embedder feeding a 4B LM) to this CPU scale; `--hidden-dims` sets other choices. The batch sizes larger than
+the training records are left out (`searched_batch_sizes`)."""
 
 BASE_ATTR = "elm_base_config"
 """study.user_attrs key: the base ElmTrainConfig every trial overrides (workers rebuild trials from it)."""
 
 
+def training_records(base: ElmTrainConfig) -> int | None:
+    """How many records the trials train on: the prepared train split's, at most `limit`; None when the split
+    cannot be read here (the data's own check says why)."""
+    try:
+        with synthesis_path(Path(base.data), "train").open(encoding="utf-8") as lines:
+            count = sum(1 for line in lines if line.strip())
+    except (OSError, UnicodeDecodeError):
+        return None
+    return count if base.limit is None else min(count, base.limit)
+
+
+def searched_batch_sizes(base: ElmTrainConfig) -> list[int]:
+    """The searched batch sizes that fit the training records: a trial whose batch is larger than its data
+    fails, and on fewer than 16 records every trial drawing one did until "3 trials failed in a row" stopped
+    the search. InvalidInputError when none fits, before a study exists."""
+    searched: list[int] = SEARCH_SPACE["train.batch_size"]["values"]
+    records = training_records(base)
+    if records is None:
+        return list(searched)
+    fitting = [size for size in searched if size <= records]
+    if not fitting:
+        raise InvalidInputError(
+            f"{base.data} has {records} training records: too few for the smallest searched batch size "
+            f"{min(searched)} (prepare more records, or raise --limit)"
+        )
+    return fitting
+
+
 def sweep_mapping(
-    study_name: str, *, warmup: int = 2, seed: int | None = 0, hidden_dims: list[int] | None = None
+    study_name: str,
+    *,
+    warmup: int = 2,
+    seed: int | None = 0,
+    hidden_dims: list[int] | None = None,
+    batch_sizes: list[int] | None = None,
 ) -> dict[str, Any]:
     """The W&B sweep equivalent of the search (what the Sweeps engine parses and stores with the study)."""
     parameters = {k: dict(v) for k, v in SEARCH_SPACE.items()}
     if hidden_dims:
         parameters["model.hidden_dim"] = {"values": list(hidden_dims)}
+    if batch_sizes:
+        parameters["train.batch_size"] = {"values": list(batch_sizes)}
     return {
         "name": study_name,
         "program": "tldrlab.elm",
@@ -58,7 +97,13 @@ def elm_sweep_config(config: ElmOptimizeConfig) -> SweepConfig:
     config is refused as another sweep's (`sweep.storage.refuse_another_sweeps_study`): its stored base used
     to replace the given one without a word, so `elm optimize --max-steps 4` on a study begun with 2 trained
     2."""
-    raw = sweep_mapping(config.study, warmup=config.warmup, seed=config.seed, hidden_dims=config.hidden_dims)
+    raw = sweep_mapping(
+        config.study,
+        warmup=config.warmup,
+        seed=config.seed,
+        hidden_dims=config.hidden_dims,
+        batch_sizes=searched_batch_sizes(config.base),
+    )
     return SweepConfig(
         sweep={**raw, "config": config.base.model_dump(mode="json")},
         trials=config.trials,
