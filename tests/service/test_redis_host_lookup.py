@@ -30,8 +30,10 @@ HOST = "redis.tldrlab.internal"
 CONNECT_TIMEOUT_S = 0.3
 GIVE_UP_S = (RETRIES + 1) * CONNECT_TIMEOUT_S + RETRIES * RETRY_BACKOFF_S[1]
 """How long a call may wait on a name its DNS server does not answer: each try waits a connect timeout."""
-SLACK_S = 1.0
-"""What a call, or a command's exit, may take beyond that: Python's own work, on a loaded machine."""
+SLACK_S = 4.0
+"""What a call, or a command's exit, may take beyond that: Python's own work, on a loaded machine (a worker's
+exit took 2.3 s at load 6 in a clean-clone make test). Still well under one try of the resolver's own
+timeout (10 s), which is what these tests tell apart."""
 HANG_S = 15.0
 """How long a command is given before it counts as hung: the resolver's own give-up (10 s a try) and more."""
 
