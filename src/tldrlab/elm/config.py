@@ -528,7 +528,8 @@ class ElmOptimizeConfig(ConfigModel):
     base: ElmTrainConfig
     """The training config every trial starts from (the searched settings override it)."""
     trials: int = Field(default=20, ge=1)
-    """Finished trials the study should hold (a resumed study counts its old ones)."""
+    """Finished (completed or pruned) trials the study should hold (a resumed study counts its old ones); a
+    failed trial does not count: another is run in its place, and 3 failing in a row stop the search."""
     jobs: int = Field(default=1, ge=1, le=64)
     """Worker processes sharing the study."""
     storage: Annotated[str | None, ServerOnly()] = None
