@@ -287,3 +287,19 @@ def test_the_dendrite_note_is_written_only_where_a_dendrite_arm_ran(tmp_path: Pa
     with_pai = write_results(tmp_path / "with", [*rows, pai_row], config)
     assert "Dendrites trained by gradient descent" in (tmp_path / "with" / "results.md").read_text()
     assert with_pai["note"] and "Dendrites trained" in with_pai["note"]
+
+
+def test_a_failed_arm_is_a_row_of_the_table_saying_why(shared_data: Path) -> None:
+    """The baseline finishes, the dendrite arm fails (PerforatedAI finds no module at the path given): the
+    experiment fails, and its results.md said nothing of the arm: a one-row table, read as the experiment."""
+    data = shared_data / "scitldr" / "scitldr_a.dev.jsonl"
+    tiny = [*TINY, "--no-bertscore", "--no-highlights"]
+    with pytest.raises(SystemExit):
+        main(["experiment", "dendrites", "--data", str(data), "--arms", "baseline,compressed_pai", "--seeds",
+              "1", "--dendrites.module-ids", ".no.such.module", *tiny])  # fmt: skip
+    (record,) = open_registry().list(kind="experiment", limit=5)
+    assert record.status == RunStatus.FAILED
+    table = (Path(record.run_dir) / "results.md").read_text()
+    (failed,) = [line for line in table.splitlines() if line.startswith("| compressed_pai |")]
+    assert "failed" in failed and "seed 1" in failed and "no module of that path" in failed, table
+    assert any(line.startswith("| baseline | 1 |") for line in table.splitlines()), table

@@ -370,3 +370,19 @@ def test_the_dendrite_note_is_written_only_where_a_dendrite_arm_ran(tmp_path: Pa
     with_pai = write_lm_results(tmp_path, [*rows, pai_row], None, config, plots=False)
     assert "Dendrites trained by gradient descent" in (tmp_path / "results.md").read_text()
     assert with_pai["note"] and "Dendrites trained" in with_pai["note"]
+
+
+def test_a_failed_arm_is_a_row_of_the_table_saying_why(tiny_model: Path, pairs: Path) -> None:
+    """The baseline finishes, the dendrite arm fails (PerforatedAI finds no module at the path given): the
+    experiment fails, and its results.md said nothing of the arm: a one-row table, read as the experiment."""
+    tiny = "--budget 2 --eval-every 2 --batch-size 4 --train-limit 8 --eval-size 2 --test-size 2 --seeds 1"
+    tiny += " --max-source-tokens 24 --max-new-tokens 4 --wandb-mode disabled --no-plots --no-bertscore"
+    tiny += " --no-lead-baseline --arms baseline,compressed_pai --dendrites.module-ids .no.such.module"
+    with pytest.raises(SystemExit):
+        main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
+    (record,) = open_registry().list(kind="lm_experiment", limit=5)
+    assert record.status == RunStatus.FAILED
+    table = (Path(record.run_dir) / "results.md").read_text()
+    (failed,) = [line for line in table.splitlines() if line.startswith("| compressed_pai |")]
+    assert "failed" in failed and "seed 1" in failed and "no module of that path" in failed, table
+    assert any(line.startswith("| baseline | 1 |") for line in table.splitlines()), table

@@ -38,7 +38,13 @@ from tldrlab.experiments.dendrites import (
     perforated_modules,
     settings_snapshot,
 )
-from tldrlab.experiments.results import evaluate_summaries, write_results
+from tldrlab.experiments.results import (
+    evaluate_summaries,
+    failure_path,
+    failures_so_far,
+    record_failure,
+    write_results,
+)
 from tldrlab.models.t5 import T5ModelConfig, build
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
@@ -406,7 +412,14 @@ def train_seed(
     ctx = ArmContext(config=config, tokenizer=tokenizer, seed=seed)
     rows = []
     for arm in _ordered(config.arms):
-        row, model = train_one_arm(config, arm, seed, ctx, data, parent_id=parent_id)
+        failure_path(out_dir / "rows", seed, arm).unlink(missing_ok=True)  # trained again
+        try:
+            row, model = train_one_arm(config, arm, seed, ctx, data, parent_id=parent_id)
+        except Exception as exc:
+            # the experiment fails with it; its table says which arm failed and why
+            if record_failure(out_dir / "rows", seed, arm, exc) and on_row is not None:
+                on_row()
+            raise
         rows.append(row)
         atomic_write_text(_row_path(out_dir, seed, arm), json.dumps(row, default=str))
         if on_row is not None:
@@ -437,11 +450,12 @@ def _publish_rows(run: Run, config: ExperimentConfig, seen: int = -1) -> int:
     that is stopped keeps what it measured); returns how many there are."""
 
     rows = _rows_so_far(run.dir, config)
-    if len(rows) > seen:
-        write_results(run.dir, rows, config)
+    failures = failures_so_far(run.dir / "rows", config.seeds, _ordered(config.arms))
+    if len(rows) + len(failures) > seen:
+        write_results(run.dir, rows, config, failures=failures)
         total = len(config.arms) * len(config.seeds)
         run.heartbeat(progress=len(rows) / total, message=f"{len(rows)} of {total} arms done")
-    return len(rows)
+    return len(rows) + len(failures)
 
 
 def _seed_worker(
@@ -480,9 +494,9 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
         seen = 0
         while pending:
             done, pending = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
+            seen = _publish_rows(run, config, seen)  # first: a failed arm's row is in the table
             for future in done:
                 future.result()  # a failed seed fails the experiment (its runs say why)
-            seen = _publish_rows(run, config, seen)
     return seen
 
 

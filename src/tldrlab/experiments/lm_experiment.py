@@ -67,6 +67,7 @@ from tldrlab.experiments.lm_compression import (
     importance_scores,
 )
 from tldrlab.experiments.lm_results import write_lm_results
+from tldrlab.experiments.results import failure_path, failures_so_far, record_failure
 from tldrlab.logs import progress_bar
 from tldrlab.models.causal_lm import export_model, load_causal_lm, load_tokenizer
 from tldrlab.models.chat import (
@@ -774,7 +775,16 @@ def lm_experiment_job(run: Run, config: LMExperimentConfig) -> dict[str, Any]:
             unfinished = (
                 previous if previous is not None and previous.status is not RunStatus.COMPLETED else None
             )
-            row, model = train_arm(shared, arm, seed, run.id, unfinished)
+            failure_path(run.dir / ROWS_DIR, seed, arm).unlink(missing_ok=True)  # trained again
+            try:
+                row, model = train_arm(shared, arm, seed, run.id, unfinished)
+            except Exception as exc:
+                # the experiment fails with it; its table says which arm failed and why
+                if record_failure(run.dir / ROWS_DIR, seed, arm, exc):
+                    failures = failures_so_far(run.dir / ROWS_DIR, config.seeds, ordered_arms(config.arms))
+                    rows = rows_so_far(run.dir, config)
+                    write_lm_results(run.dir, rows, lead, config, plots=False, failures=failures)
+                raise
             atomic_write_text(_row_path(run.dir, seed, arm), json.dumps(row, default=str))
             if arm == "baseline" and "compressed_kd" in config.arms:
                 shared.baselines[seed] = model

@@ -16,7 +16,7 @@ import numpy as np
 
 from tldrlab.evaluate.bootstrap import paired_bootstrap_interval
 from tldrlab.experiments import results
-from tldrlab.experiments.results import dendrite_note, format_metric
+from tldrlab.experiments.results import dendrite_note, failed_arm_lines, format_metric
 from tldrlab.runs.atomic import atomic_write_text
 
 METRICS = (
@@ -97,8 +97,10 @@ def differences(rows: list[dict[str, Any]], lead: dict[str, Any] | None) -> list
     return out
 
 
-def markdown_table(summary: list[dict[str, Any]], lead: dict[str, Any] | None) -> str:
-    columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)]
+def markdown_table(
+    summary: list[dict[str, Any]], lead: dict[str, Any] | None, failures: list[dict[str, Any]] | None = None
+) -> str:
+    columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)] or ["parameters"]
     lines = [
         "| arm | seeds | " + " | ".join(LABELS[m] for m in columns) + " |",
         "|" + "---|" * (len(columns) + 2),
@@ -113,6 +115,7 @@ def markdown_table(summary: list[dict[str, Any]], lead: dict[str, Any] | None) -
     if lead is not None:
         cells = [f"{lead[m]:.4f}" if m in QUALITY and m in lead else "–" for m in columns]
         lines.append("| Lead-1 (first sentence) | – | " + " | ".join(cells) + " |")
+    lines += failed_arm_lines(failures or [], len(columns))
     return "\n".join(lines) + "\n"
 
 
@@ -203,13 +206,20 @@ def plot_differences(found: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_lm_results(
-    out_dir: Path, rows: list[dict[str, Any]], lead: dict[str, Any] | None, config: Any, *, plots: bool = True
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    lead: dict[str, Any] | None,
+    config: Any,
+    *,
+    plots: bool = True,
+    failures: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """results.md / results.csv (and with `plots`: comparison.png / differences.png) in `out_dir`; the
-    JSON-ready results."""
+    JSON-ready results. `failures`: the arms that failed (`results.failures_so_far`), each a row saying
+    why."""
     summary = summarize_rows(rows)
     found = differences(rows, lead)
-    table = markdown_table(summary, lead)
+    table = markdown_table(summary, lead, failures)
     diff_table = differences_table(found) if found else ""
     compression = config.compression
     trained_how = dendrite_note(rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from tldrlab.embed import get_embedder
+from tldrlab.errors import RunCancelledError, RunPreemptedError
 from tldrlab.evaluate.generate import lazy_seq2seq_cache
 from tldrlab.evaluate.metrics import bertscore, rouge_scores
 from tldrlab.experiments.dendrites import GRADIENT_DESCENT_NOTE
@@ -63,6 +65,42 @@ def dendrite_note(rows: list[dict[str, Any]]) -> str | None:
     """How the dendrites were trained, when a dendrite arm is among `rows`; None otherwise (the note was
     written under every table, also where no PerforatedAI arm ran)."""
     return GRADIENT_DESCENT_NOTE if any(r.get("arm") == DENDRITE_ARM for r in rows) else None
+
+
+# -- failed arms --------------------------------------------------------------------------------------------
+# An arm that fails fails its experiment; the table published until then lacked its row, so a two-row table
+# read as a two-arm experiment. The failure is kept next to the finished rows and the table says it.
+def failure_path(rows_dir: Path, seed: int, arm: str) -> Path:
+    return rows_dir / f"seed{seed}-{arm}.failed.json"
+
+
+def record_failure(rows_dir: Path, seed: int, arm: str, error: Exception) -> bool:
+    """Keep why the arm failed (one line); False for a run stopped or cancelled (not a failure: it
+    resumes)."""
+    if isinstance(error, RunPreemptedError | RunCancelledError):
+        return False
+    lines = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {lines[0] if lines else 'no message'}"
+    rows_dir.mkdir(exist_ok=True)
+    failure = {"arm": arm, "seed": seed, "error": reason[:300]}
+    atomic_write_text(failure_path(rows_dir, seed, arm), json.dumps(failure))
+    return True
+
+
+def failures_so_far(rows_dir: Path, seeds: list[int], arms: list[str]) -> list[dict[str, Any]]:
+    """The failed (seed, arm)s, in the experiment's order."""
+    paths = (failure_path(rows_dir, seed, arm) for seed in seeds for arm in arms)
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
+
+
+def failed_arm_lines(failures: list[dict[str, Any]], columns: int) -> list[str]:
+    """A table row per failed arm and seed: the reason in the first metric column (pipes escaped)."""
+    lines = []
+    for failure in failures:
+        reason = str(failure["error"]).replace("|", "\\|")
+        cells = [f"**failed**: {reason}", *["–"] * (columns - 1)]
+        lines.append(f"| {failure['arm']} | seed {failure['seed']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 HIGHLIGHT_EMBEDDER = "minilm-onnx"
@@ -164,8 +202,8 @@ def format_metric(metric: str, mean: float, std: float, n: int) -> str:
     return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def markdown_table(summary: list[dict[str, Any]]) -> str:
-    columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)]
+def markdown_table(summary: list[dict[str, Any]], failures: list[dict[str, Any]] | None = None) -> str:
+    columns = [m for m in METRICS if any(f"{m}_mean" in s for s in summary)] or ["parameters"]
     header = "| arm | seeds | " + " | ".join(LABELS[m] for m in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 2)]
     for entry in summary:
@@ -175,6 +213,7 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
             for m in columns
         ]
         lines.append(f"| {entry['arm']} | {n} | " + " | ".join(cells) + " |")
+    lines += failed_arm_lines(failures or [], len(columns))
     return "\n".join(lines) + "\n"
 
 
@@ -237,14 +276,20 @@ def plot_arm_bars(
 
 
 def write_results(
-    out_dir: Path, rows: list[dict[str, Any]], config: Any, *, written: bool = False
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    config: Any,
+    *,
+    written: bool = False,
+    failures: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """results.md / results.csv / comparison.png in `out_dir`; returns the JSON-ready results.
 
     `written`: the files already hold exactly these rows (the table published when the last arm finished),
-    so only the results are returned: drawing the same comparison again cost ~0.4 CPU-s an experiment."""
+    so only the results are returned: drawing the same comparison again cost ~0.4 CPU-s an experiment.
+    `failures`: the arms that failed (`failures_so_far`), each a row of the table saying why."""
     summary = summarize_rows(rows)
-    table = markdown_table(summary)
+    table = markdown_table(summary, failures)
     trained_how = dendrite_note(rows)
     if not written:
         # a time budget replaces the steps (dendrite_experiment.train_config): the note said "300 steps per
@@ -256,7 +301,8 @@ def write_results(
         )
         atomic_write_text(out_dir / "results.md", table + "\n" + note)
         atomic_write_text(out_dir / "results.csv", csv_text(rows))
-        plot_comparison(summary, out_dir / "comparison.png")
+        if summary:
+            plot_comparison(summary, out_dir / "comparison.png")
     return {
         "rows": rows,
         "summary": summary,
