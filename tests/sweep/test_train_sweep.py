@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -83,6 +84,30 @@ def test_train_sweep_prunes_bad_learning_rates_inside_the_loop(
     assert study.best_trial.params["train.lr"] == 0.03
 
 
+def tiny_lstm_sweep(
+    shared_data: Path, tmp_path: Path, parameters: dict[str, Any], train: dict[str, Any], **spec: Any
+) -> Path:
+    """A sweep file over a char-LSTM of 8 units on 200 lines of Tiny Shakespeare, trained with `train` (on
+    top of batch 4 on the CPU) and sweeping `parameters`; `spec` adds to the sweep's own keys."""
+    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:200]
+    corpus = tmp_path / "shakespeare.txt"
+    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
+    sweep = tmp_path / "lstm.yaml"
+    config = {
+        "model": "char_lstm",
+        "model_settings": {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1},
+        "data": {"path": str(corpus), "block_size": 16, "max_val_examples": 4},
+        "tokenizer": {"method": "char", "vocab_size": 100},
+        "train": {**train, "batch_size": 4, "device": "cpu"},
+        "wandb": "disabled",
+        "final_eval": {"enabled": False},
+    }
+    metric = {"name": "eval_loss", "goal": "minimize"}
+    body = {"name": "lstm", "program": "tldrlab.train", "method": "random", "metric": metric, **spec}
+    sweep.write_text(yaml.safe_dump({**body, "parameters": parameters, "config": config}))
+    return sweep
+
+
 @pytest.mark.slow
 def test_a_trial_whose_drawn_config_is_invalid_fails_and_the_sweep_goes_on(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -92,34 +117,9 @@ def test_a_trial_whose_drawn_config_is_invalid_fails_and_the_sweep_goes_on(
     sweep with exit 2, its trial left RUNNING in the study, the trials after it never run."""
     from cliutil import run_captured
 
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:200]
-    corpus = tmp_path / "shakespeare.txt"
-    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
-    sweep = tmp_path / "lstm.yaml"
-    sweep.write_text(
-        yaml.safe_dump(
-            {
-                "name": "lstm",
-                "program": "tldrlab.train",
-                "method": "random",
-                "seed": 0,  # its second draw is 6 warm-up steps with 4 max_steps
-                "metric": {"name": "eval_loss", "goal": "minimize"},
-                "parameters": {
-                    "train.warmup_steps": {"values": [0, 6]},
-                    "train.max_steps": {"values": [6, 4]},
-                },
-                "config": {
-                    "model": "char_lstm",
-                    "model_settings": {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1},
-                    "data": {"path": str(corpus), "block_size": 16, "max_val_examples": 4},
-                    "tokenizer": {"method": "char", "vocab_size": 100},
-                    "train": {"eval_every": 2, "batch_size": 4, "device": "cpu"},
-                    "wandb": "disabled",
-                    "final_eval": {"enabled": False},
-                },
-            }
-        )
-    )
+    parameters = {"train.warmup_steps": {"values": [0, 6]}, "train.max_steps": {"values": [6, 4]}}
+    # seed 0: its second draw is 6 warm-up steps with 4 max_steps
+    sweep = tiny_lstm_sweep(shared_data, tmp_path, parameters, {"eval_every": 2}, seed=0)
     code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "2", "--quiet"], capsys)
     assert code == 0, err
     assert "trial 1 FAIL" in err and "6 warm-up steps exceed max_steps (4)" in err, err
@@ -138,30 +138,8 @@ def test_resuming_a_trial_run_its_sweep_has_failed_is_refused_and_the_run_kept(
 
     from cliutil import run_captured
 
-    text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()[:200]
-    corpus = tmp_path / "shakespeare.txt"
-    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
-    sweep = tmp_path / "lstm.yaml"
-    sweep.write_text(
-        yaml.safe_dump(
-            {
-                "name": "lstm",
-                "program": "tldrlab.train",
-                "method": "random",
-                "metric": {"name": "eval_loss", "goal": "minimize"},
-                "parameters": {"train.lr": {"values": [0.01, 0.001]}},
-                "config": {
-                    "model": "char_lstm",
-                    "model_settings": {"embedding_dim": 8, "hidden_dim": 8, "num_layers": 1},
-                    "data": {"path": str(corpus), "block_size": 16, "max_val_examples": 4},
-                    "tokenizer": {"method": "char", "vocab_size": 100},
-                    "train": {"max_steps": 3000, "eval_every": 1000, "batch_size": 4, "device": "cpu"},
-                    "wandb": "disabled",
-                    "final_eval": {"enabled": False},
-                },
-            }
-        )
-    )
+    parameters = {"train.lr": {"values": [0.01, 0.001]}}
+    sweep = tiny_lstm_sweep(shared_data, tmp_path, parameters, {"max_steps": 3000, "eval_every": 1000})
     registry = open_registry()
 
     def cancel_the_first_trial() -> None:  # `tldrlab runs cancel` from another terminal, once it trains
