@@ -342,6 +342,8 @@ def test_a_run_evaluated_on_what_it_held_out_of_its_training_split_says_so(
     """A run on a directory of train and test files held out a fraction of train.jsonl: `tldrlab eval RUN`
     evaluates that fraction, but said "[train]" (and eval_summary.json "split": "train"), as if it had
     scored the records the model trained on."""
+    from PIL import Image
+
     pairs = [json.loads(line) for line in data["pairs"].read_text().splitlines()]
     directory = tmp_path / "with_test"
     directory.mkdir()
@@ -359,6 +361,10 @@ def test_a_run_evaluated_on_what_it_held_out_of_its_training_split_says_so(
     (evaluation,) = (Path(record.run_dir) / "evaluations").iterdir()
     summary = json.loads((evaluation / "eval_summary.json").read_text())
     assert (summary["split"], summary["val_fraction"], summary["metrics"]["examples"]) == ("train", 0.25, 2)
+    # and eval.png's title, which said "[train]" after the report and the summary no longer did
+    with Image.open(evaluation / "eval.png") as plot:
+        title = plot.info.get("Title")
+    assert title is not None and title.endswith("on with_test [train: the 25% held out in training]"), title
 
 
 def test_a_run_trained_on_a_limit_of_its_records_is_evaluated_on_its_whole_validation_split(
@@ -407,32 +413,6 @@ def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: d
     assert result["metrics"]["examples"] == len(records)
     with torch.no_grad():
         assert result["metrics"]["loss"] == pytest.approx(task.eval_loss(model.eval()), rel=1e-6)
-
-
-def test_the_plot_of_what_a_run_held_out_of_its_training_split_says_so_in_its_title(
-    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The report and eval_summary.json of such an evaluation name the held-out fraction; eval.png's title
-    still said "[train]", as if the records the model trained on had been scored."""
-    from PIL import Image
-
-    pairs = [json.loads(line) for line in data["pairs"].read_text().splitlines()]
-    directory = tmp_path / "with_test"
-    directory.mkdir()
-    for split, rows in (("train", pairs[:8]), ("test", pairs[8:10])):
-        lines = [json.dumps({**row, "id": f"{split}-{i}"}) for i, row in enumerate(rows)]
-        (directory / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    record = create_run(
-        "train", {"model": "t5", "data": {"path": str(directory), "val_fraction": 0.25}, "train": {"seed": 3}}
-    )
-    save_tiny("t5", data, Path(record.run_dir) / "model")
-    argv = ["eval", record.id, "--no-bertscore", "--max-new-tokens", "2", "-q"]
-    code, _, err = run_captured(argv, capsys)
-    assert code == 0, err
-    (evaluation,) = (Path(record.run_dir) / "evaluations").iterdir()
-    with Image.open(evaluation / "eval.png") as plot:
-        title = plot.info.get("Title")
-    assert title is not None and title.endswith("on with_test [train: the 25% held out in training]"), title
 
 
 def test_typed_in_text_gets_a_seq2seq_run_s_training_prefix_as_over_the_api(
