@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from tldrlab.elm.compare_lm import markdown as compare_markdown
 from tldrlab.elm.compare_lm import pairwise
 from tldrlab.experiments.config import LM_ARMS, LMExperimentConfig
 from tldrlab.experiments.lm_results import differences, differences_table, summarize_rows
-from tldrlab.runs import RunStatus, open_registry
+from tldrlab.runs import RunStatus, open_registry, preempt
 from tldrlab.runs.atomic import read_jsonl
 
 
@@ -131,43 +134,52 @@ def test_one_record_gives_a_difference_without_an_interval() -> None:
     assert "+0.3000 |" in compare_markdown([], [pair])
 
 
+@contextmanager
+def stopped_once(condition: Callable[[], bool]) -> Iterator[None]:
+    """While the block runs, asks the process to stop (as SIGTERM does) once `condition()` holds, looked at
+    every 5 ms from a thread of its own."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if condition():
+                preempt.request_stop()
+                return
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
 @pytest.mark.slow
 def test_a_stopped_experiment_resumes_where_it_stopped(tiny_model: Path, pairs: Path) -> None:
     """Preempted right after the PAI arm's restructure (what SIGTERM does), `--resume` keeps the finished
     baseline, continues the PAI arm's own run with its dendrites, and trains compressed_kd from the baseline
     reloaded from its run."""
-    import threading
-
-    from tldrlab.runs import preempt
-
     tiny = "--budget 8 --eval-every 2 --batch-size 4 --train-limit 32 --eval-size 4 --test-size 3 --seeds 1"
     tiny += " --max-source-tokens 24 --max-new-tokens 4 --calibration-size 4 --wandb-mode disabled --no-plots"
     tiny += " --no-bertscore --no-lead-baseline --dendrites.no-graphs-every-eval"
     tiny += " --arms baseline,compressed_pai,compressed_kd"
     registry = open_registry()
-    done = threading.Event()
 
-    def stop_after_the_restructure() -> None:
-        while not done.is_set():
-            for child in registry.list(kind="lm_experiment_arm", limit=5):
-                metrics = Path(child.run_dir) / "metrics.jsonl"
-                if (
-                    child.tags.get("arm") == "compressed_pai"
-                    and metrics.exists()
-                    and any(r.get("pai/restructured") == 1.0 for r in read_jsonl(metrics))
-                ):
-                    preempt.request_stop()
-                    return
-            done.wait(0.005)
+    def restructured() -> bool:
+        for child in registry.list(kind="lm_experiment_arm", limit=5):
+            metrics = Path(child.run_dir) / "metrics.jsonl"
+            if (
+                child.tags.get("arm") == "compressed_pai"
+                and metrics.exists()
+                and any(r.get("pai/restructured") == 1.0 for r in read_jsonl(metrics))
+            ):
+                return True
+        return False
 
-    watcher = threading.Thread(target=stop_after_the_restructure, daemon=True)
-    watcher.start()
-    try:
-        with pytest.raises(SystemExit):
-            main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
-    finally:
-        done.set()
-        watcher.join()
+    with stopped_once(restructured), pytest.raises(SystemExit):
+        main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
     (record,) = registry.list(kind="lm_experiment", limit=5)
     assert record.status == RunStatus.QUEUED  # preempted: waiting to be resumed
     before = {c.tags["arm"]: c for c in registry.list(kind="lm_experiment_arm", limit=10)}
@@ -191,36 +203,20 @@ def test_a_resume_refuses_data_edited_since_the_experiment_started(
 ) -> None:
     """`--resume` kept the arms an experiment finished and trained the rest on the data as it was now: an
     edited file gave arms trained and scored on other records, compared in one table, silently."""
-    import threading
-
     from cliutil import run_captured
-    from tldrlab.runs import preempt
 
     tiny = "--budget 4 --eval-every 2 --batch-size 4 --train-limit 32 --eval-size 4 --test-size 3 --seeds 1"
     tiny += " --max-source-tokens 24 --max-new-tokens 4 --calibration-size 4 --wandb-mode disabled --no-plots"
     tiny += " --no-bertscore --no-lead-baseline --arms baseline,compressed"
     registry = open_registry()
-    done = threading.Event()
 
-    def stop_after_the_baseline() -> None:
-        while not done.is_set():
-            if any(
-                Path(r.run_dir, "rows", "seed1-baseline.json").exists()
-                for r in registry.list(kind="lm_experiment")
-            ):
-                preempt.request_stop()
-                return
-            done.wait(0.005)
+    def baseline_done() -> bool:
+        experiments = registry.list(kind="lm_experiment")
+        return any(Path(r.run_dir, "rows", "seed1-baseline.json").exists() for r in experiments)
 
-    watcher = threading.Thread(target=stop_after_the_baseline, daemon=True)
-    watcher.start()
-    try:
-        with pytest.raises(SystemExit):
-            main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
-    finally:
-        done.set()
-        watcher.join()
-        preempt.reset()
+    with stopped_once(baseline_done), pytest.raises(SystemExit):
+        main(["experiment", "lm", "--data", str(pairs), "--model", str(tiny_model), *tiny.split()])
+    preempt.reset()
     (record,) = registry.list(kind="lm_experiment", limit=5)
     assert record.status == RunStatus.QUEUED  # preempted: waiting to be resumed
     pairs.write_text(pairs.read_text().replace("the", "a"))
