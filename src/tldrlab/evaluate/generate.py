@@ -140,18 +140,25 @@ def _generate_causal_hf(
     return [row[input_ids.size(1) :].tolist() for row in output]
 
 
+def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of token rows of different lengths as (input_ids, attention_mask), padded on the right with
+    `pad_id` (encoder inputs: a seq2seq encoder reads its source from the first position)."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return input_ids, mask
+
+
 @torch.no_grad()
 def _generate_seq2seq_batch(
     model: Any, tokenizer: Any, prompts: list[str], options: GenerateOptions, **extra: Any
 ) -> list[list[list[int]]]:
     """Several seq2seq prompts in one `generate` call: per prompt, its num_return_sequences rows."""
     rows = [[*_encode_prompt(tokenizer, p, options, keep_end=False), tokenizer.eos_token_id] for p in prompts]
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
+    input_ids, mask = pad_right(rows, tokenizer.pad_token_id)
     output = model.generate(
         input_ids=input_ids.to(model.device),
         attention_mask=mask.to(model.device),

@@ -22,7 +22,7 @@ from tldrlab.data.readers import read_records
 from tldrlab.errors import InvalidInputError, NotFoundError
 from tldrlab.evaluate.artifacts import highlight_metrics, highlight_rows, write_evaluation
 from tldrlab.evaluate.config import EvalConfig
-from tldrlab.evaluate.generate import generate
+from tldrlab.evaluate.generate import generate, pad_right
 from tldrlab.evaluate.metrics import (
     EMPTY_OUTPUT_CAUSE,
     ROUGE_TYPES,
@@ -172,12 +172,7 @@ def reference_loss(
             [*plain_ids(tokenizer, source)[: config.max_source_len - 1], eos]
             for source in sources[start : start + config.batch_size]
         ]
-        src_width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), src_width), tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), src_width), dtype=torch.long)
-        for row, ids in enumerate(rows):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = pad_right(rows, tokenizer.pad_token_id)
         tgt = [
             [*plain_ids(tokenizer, r), tokenizer.eos_token_id]
             for r in refs[start : start + config.batch_size]
