@@ -134,6 +134,10 @@ def _write_inputs(data: Path) -> None:
         for part in (f"synthesis/{split}_synthesis.jsonl", f"embeddings/{split}_embeddings.safetensors"):
             (data / "elm" / part).parent.mkdir(parents=True, exist_ok=True)
             (data / "elm" / part).write_bytes(b"")
+    # 4 training records: a batch of the smallest size an elm_optimize search tries (fewer are refused at
+    # submit, which counts the synthesis file's lines)
+    record = {"task_type": "summary", "embedding_index": 0, "target_text": "a summary"}
+    (data / "elm" / "synthesis" / "train_synthesis.jsonl").write_text((json.dumps(record) + "\n") * 4)
 
 
 def test_submitting_every_kind_imports_no_torch_in_the_api_process(tldrlab_home: Path) -> None:
