@@ -243,7 +243,7 @@ class GenerateConfig(ConfigModel):
     """The training run (id or unique prefix) whose model generates, or any model reference."""
     prompts: list[str] | None = Field(default=None, min_length=1, max_length=64)
     """Inputs: documents to summarise (seq2seq, chat) or text to continue (LM); or give `dataset`. A seq2seq
-    run's documents get its training `data.prefix` put before them, as POST /summarize's do."""
+    run's documents get its training `data.prefix` put before them, as those sent to POST /summarize do."""
     dataset: Annotated[str | None, InputPath()] = None
     """Take the prompts from a data set instead: a registered or uploaded one by id (`ds-...` or
     `dataset:<id>`), or a data file; its records' documents are the prompts."""

@@ -97,7 +97,7 @@ def generate_job(run: Run, config: GenerateConfig) -> dict[str, Any]:
     model, tokenizer, name = _load(run, config)
     records: list[Any] = []
     # a seq2seq run's training prefix goes before typed-in prompts too, as before a data set's documents and
-    # POST /summarize's: without it the same document got another summary here than over the API
+    # those of POST /summarize: without it the same document got another summary here than over the API
     prefix = training_prefix(config.model_run) if model_task(name) == "seq2seq" else ""
     if config.dataset is not None:
         records = _records(config)
