@@ -440,8 +440,13 @@ class _Loop:
                     run.log("resumed from checkpoint", step=loaded.step, path=str(loaded.path))
         # an earlier attempt stopped before its first checkpoint (killed or failed in its first steps): this
         # one trains from the start, and that attempt's metric lines stood beside its own, twice a step
-        from_start = resume and self.resumed_from is None and run is not None and self.is_main
-        if from_start and run is not None and _truncate_metrics(run, 0):
+        if (
+            resume
+            and self.resumed_from is None
+            and run is not None
+            and self.is_main
+            and _truncate_metrics(run, 0)
+        ):
             run.log("no checkpoint to resume from: training again from the start")
 
         self.flops_per_token = model_flops_per_token(self.model)
