@@ -17,8 +17,9 @@ import pytest
 from lvm_synthetic import rotating_table
 
 from cliutil import run_captured
+from tldrlab.errors import InvalidConfigError
 from tldrlab.lvm.baselines import BASELINES
-from tldrlab.lvm.sequences import build_sequences, load_sequences
+from tldrlab.lvm.sequences import SPLITS, TRAINED_ARTICLES, build_sequences, load_sequences
 from tldrlab.lvm.store import ConceptTable
 from tldrlab.runs import open_registry
 
@@ -173,3 +174,61 @@ def test_an_api_submit_on_sequences_without_the_split_is_refused_before_a_run_ex
     assert open_registry().list() == []
     named = client.post("/runs", json={"kind": "lvm_evaluate", "config": {"split": "test"}})
     assert named.status_code == 202, named.text
+
+
+def _split_articles(path: Path, split: str) -> set[str]:
+    seqs = load_sequences(path)
+    return {str(a) for a in seqs.articles[seqs.article_split == SPLITS[split]]}
+
+
+def test_sequences_built_again_since_training_are_refused_where_they_would_score_trained_articles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm sequences` writes its file again in place: built again with another seed (or other articles), the
+    held-out split was drawn anew, and `lvm evaluate RUN` scored the model on articles it had trained on."""
+    from tldrlab.launch import execute
+    from tldrlab.runs import RunStatus, create_run
+
+    path = tmp_path / "sequences.npz"
+    build_sequences(_uneven_table(), context=4, seed=0, val_fraction=0.17, test_fraction=0.17).save(path)
+    trained = _split_articles(path, "train")
+    config = {
+        "sequences": str(path),
+        "model": "gru",
+        "model_settings": {"hidden": 8, "layers": 1},
+        "train": {"max_steps": 2, "warmup_steps": 1, "batch_size": 16, "eval_every": 2, "device": "cpu",
+                  "progress": False, "plot": False},
+    }  # fmt: skip
+    lvm = create_run("lvm_train", config)
+    execute(lvm.id)
+    # the sequences it trained on, or the same split built again, evaluate as before
+    build_sequences(_uneven_table(), context=4, seed=0, val_fraction=0.17, test_fraction=0.17).save(path)
+    code, _, err = run_captured(["lvm", "evaluate", lvm.id, "--baselines", "copy_last"], capsys)
+    assert code == 0, err
+    # another seed puts trained articles into validation and test
+    build_sequences(_uneven_table(), context=4, seed=3, val_fraction=0.17, test_fraction=0.17).save(path)
+    for split in ("val", "test"):
+        assert _split_articles(path, split) & trained, split  # what the old evaluation scored
+    said = f"{lvm.id} trained on"
+    for argv, field in (
+        (["lvm", "evaluate", lvm.id], "runs.0"),
+        (["lvm", "evaluate", lvm.id, "--split", "test"], "runs.0"),
+        (["lvm", "generate", lvm.id, "--measure", "2"], "run"),
+    ):
+        code, _, err = run_captured(argv, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, (argv, err)
+        assert f"[invalid_config] {field}: {said}" in lines[0] and str(path) in lines[0], (argv, lines)
+    # refused before a run exists: the one evaluation is the one on the sequences it trained with
+    assert len(open_registry().list(kind=("lvm_evaluate", "lvm_generate"))) == 1
+    # a run submitted where no command line checked it (the API) fails saying so, in the run
+    queued = create_run("lvm_evaluate", {"runs": [lvm.id]})
+    with pytest.raises(InvalidConfigError, match=said):
+        execute(queued.id)
+    failed = open_registry().get(queued.id)
+    assert failed.status == RunStatus.FAILED and said in (failed.message or ""), failed.message
+    # a run that trained before it recorded its articles: the file it read, named the same, changed since
+    for place in (Path(lvm.run_dir), Path(lvm.run_dir) / "model"):
+        (place / TRAINED_ARTICLES).unlink()
+    code, _, err = run_captured(["lvm", "evaluate", lvm.id], capsys)
+    assert code == 2 and f"{lvm.id} recorded no articles it trained on, and the sequences {path}" in err, err

@@ -374,15 +374,17 @@ def measure_generation(
 def lvm_generate_job(run: Run, config: LVMGenerateConfig) -> dict[str, Any]:
     """Run kind `lvm_generate`: `measure_generation` on the configured windows; generation.{json,md}."""
     # lazy: loads torch (this module stays light without it)
-    from tldrlab.lvm.jobs import load_run_model
+    from tldrlab.lvm.jobs import load_located_model, locate_run_model, refuse_seen_articles
 
-    run_id, model, run_config = load_run_model(config.run)
-    path = Path(config.sequences or run_config.get("sequences") or default_sequences())
+    located = locate_run_model(config.run)
+    path = Path(config.sequences or located[2].get("sequences") or default_sequences())
     seqs = load_sequences(path)
     split = config.split  # validation unless a test split is named
     windows = seqs.split_arrays(split).sample(config.windows, config.seed)
     if len(windows) == 0:  # over the API, where no command line checked it first
         raise missing_split(split, path, seqs.split_names())
+    refuse_seen_articles(config, [located], path)
+    run_id, model, _ = load_located_model(located)
     smoother = Smoother(config.lm) if config.smooth else None
     store = open_stored_concepts(config.store_url)
     try:

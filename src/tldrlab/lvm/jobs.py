@@ -26,19 +26,24 @@ from tldrlab.lvm.index import build_index
 from tldrlab.lvm.models import CONFIG_FILE, build_lvm, load_lvm
 from tldrlab.lvm.sequences import (
     LVM_TRAIN,
+    TRAINED_ARTICLES,
     load_sequences,
     lvm_run_fields,
     lvm_train_refusal,
     missing_split,
     named_run,
     read_sequences_arrays,
+    read_trained_articles,
+    seen_articles_refusal,
     splits_with_sequences,
 )
 from tldrlab.lvm.store import check_concept_store, open_stored_concepts
 from tldrlab.lvm.training import MODEL_DIR
 from tldrlab.report import Report
 from tldrlab.runs import Run, RunStatus, open_registry
+from tldrlab.runs.atomic import sha256_file
 from tldrlab.runs.run import MANIFEST, read_manifest
+from tldrlab.train.same_data import DATA_FILES
 
 
 def lvm_index_job(run: Run, config: LVMIndexConfig) -> dict[str, Any]:
@@ -110,13 +115,63 @@ def locate_run_model(
     return run_id, run_dir / MODEL_DIR, config, False
 
 
-def load_run_model(run_ref: str, field: tuple[str, ...] = ("run",)) -> tuple[str, Any, dict[str, Any]]:
-    """(run id, trained LVM, run config) from a run id, a run directory or a model directory (the config's
-    `field`, named by a refusal)."""
-    run_id, directory, config, checkpoint = locate_run_model(run_ref, field)
+def load_located_model(located: tuple[str, Path, dict[str, Any], bool]) -> tuple[str, Any, dict[str, Any]]:
+    """(run id, trained LVM, run config) of what `locate_run_model` found."""
+    run_id, directory, config, checkpoint = located
     if checkpoint:
         return run_id, best_checkpoint_model(config, directory.parent.parent), config
     return run_id, load_lvm(directory), config
+
+
+def load_run_model(run_ref: str, field: tuple[str, ...] = ("run",)) -> tuple[str, Any, dict[str, Any]]:
+    """(run id, trained LVM, run config) from a run id, a run directory or a model directory (the config's
+    `field`, named by a refusal)."""
+    return load_located_model(locate_run_model(run_ref, field))
+
+
+def seen_articles_problem(
+    located: tuple[str, Path, dict[str, Any], bool], path: Path, split: str
+) -> str | None:
+    """Why the located LVM cannot be scored on `split` of the sequences `path`, or None when it can (or
+    nothing says which articles it saw: a model directory saved outside a run). Its TRAINED_ARTICLES (its
+    model directory's, else its run's) name the articles it trained and picked its checkpoint on
+    (`seen_articles_refusal`). A run that trained before they were recorded is refused when the file it
+    trained on, named the same, is not the file it read then (the size and sha256 its run recorded):
+    `lvm sequences` wrote it again, splitting the articles anew, and which are held out cannot be told."""
+    run_id, directory, _, checkpoint = located
+    run_dir = directory.parent.parent if checkpoint else directory.parent
+    places = [directory / TRAINED_ARTICLES] + (
+        [run_dir / TRAINED_ARTICLES] if (run_dir / MANIFEST).is_file() else []
+    )
+    for place in places:
+        if (record := read_trained_articles(place)) is not None:
+            return seen_articles_refusal(run_id, record, path, split)
+    recorded_files = run_dir / DATA_FILES
+    if not (run_dir / MANIFEST).is_file() or not recorded_files.is_file():
+        return None
+    recorded = json.loads(recorded_files.read_text(encoding="utf-8"))
+    same = [entry for name, entry in recorded.items() if Path(name).resolve() == path.resolve()]
+    current = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    if not same or same[0] == current:
+        return None
+    return (
+        f"{run_id} recorded no articles it trained on, and the sequences {path} were built again since it "
+        "trained: which of their articles it has not seen cannot be told; evaluate it on the sequences it "
+        "trained with, as they were, or train it again"
+    )
+
+
+def refuse_seen_articles(
+    config: LVMEvaluateConfig | LVMGenerateConfig,
+    located: list[tuple[str, Path, dict[str, Any], bool]],
+    path: Path,
+) -> None:
+    """InvalidConfigError at the field of the first run the config names that cannot be scored on its split of
+    the sequences `path` (`seen_articles_problem`): the command line's check before a run exists, and the
+    run's own (over the API nothing checked it before)."""
+    for (field, _), found in zip(lvm_run_fields(config), located, strict=True):
+        if (problem := seen_articles_problem(found, path, config.split)) is not None:
+            raise InvalidConfigError.at(field, problem)
 
 
 def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
@@ -143,6 +198,7 @@ def check_models(config: LVMEvaluateConfig | LVMGenerateConfig) -> None:
     if config.split not in has:
         raise missing_split(config.split, path, has)
     refuse_longer_contexts(config, located, path)
+    refuse_seen_articles(config, located, path)
     if generating and named_store is None:
         check_concept_store(None)
 
@@ -196,11 +252,16 @@ def lvm_evaluate_job(run: Run, config: LVMEvaluateConfig) -> dict[str, Any]:
     """Score the models beside the baselines on the config's split (validation unless a test split is named);
     its report (md, json, png) and summary metrics are named by the split (`report_stem`, `summary_prefix`).
     The result keeps a list of reports, one per split, as it was when one run scored test and cross."""
-    loaded = [load_run_model(ref, field) for field, ref in lvm_run_fields(config)]
+    located = [locate_run_model(ref, field) for field, ref in lvm_run_fields(config)]
     path = Path(config.sequences) if config.sequences else None
     if path is None:
-        path = next((Path(c["sequences"]) for _, _, c in loaded if c.get("sequences")), default_sequences())
+        path = next(
+            (Path(c["sequences"]) for _, _, c, _ in located if c.get("sequences")), default_sequences()
+        )
     seqs = load_sequences(path)
+    if config.split in seqs.split_names():  # a split they lack is refused below, naming the splits they have
+        refuse_seen_articles(config, located, path)
+    loaded = [load_located_model(found) for found in located]
     models: dict[str, Any] = {}
     for run_id, model, run_config in loaded:
         label = model_label(model, run_config)

@@ -148,6 +148,10 @@ class SequenceSet:
         """The splits that hold at least one sequence, in SPLITS order."""
         return [name for name, code in SPLITS.items() if (self.split == code).any()]
 
+    def split_articles(self, name: str) -> list[str]:
+        """The keys (`<source>/<article>`) of the articles of a split."""
+        return [str(key) for key in self.articles[self.article_split == SPLITS[name]]]
+
     def candidate_rows(self, name: str) -> np.ndarray:
         """Rows of `vectors` belonging to the articles of a split (the retrieval candidates)."""
         articles = np.flatnonzero(self.article_split == SPLITS[name])
@@ -396,6 +400,58 @@ def missing_split(split: str, path: Path | str, has: list[str]) -> InvalidInputE
     elif named:
         message += f"; name a split they have: {named}"
     return InvalidInputError(message)
+
+
+TRAINED_ARTICLES = "trained_articles.json"
+"""Beside a trained LVM (its run directory, and the model directory the run saves): the keys of the articles
+it trained on (`train`) and of those its checkpoint was picked on (`val`), and the sequences file they were
+read from. `lvm sequences` writes its file again in place, splitting the articles anew (another seed, other
+articles): an evaluation on the file read as it is now scored the model on articles it trained on."""
+
+
+def trained_articles(sequences: SequenceSet, path: Path | str) -> dict[str, Any]:
+    """What TRAINED_ARTICLES holds for a training on `sequences` (read from `path`)."""
+    return {
+        "sequences": str(path),
+        "train": sequences.split_articles("train"),
+        "val": sequences.split_articles("val"),
+    }
+
+
+def read_trained_articles(path: Path) -> dict[str, Any] | None:
+    """The TRAINED_ARTICLES file `path` (None when there is none)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InvalidInputError(f"{path} is not a trained LVM's {TRAINED_ARTICLES}: {exc}") from exc
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), list) for k in ("train", "val")):
+        raise InvalidInputError(f"{path} is not a trained LVM's {TRAINED_ARTICLES}: no train and val lists")
+    return record
+
+
+def seen_articles_refusal(name: str, record: dict[str, Any], path: Path | str, split: str) -> str | None:
+    """Why the model `name` (trained as `record`, a TRAINED_ARTICLES) cannot be scored on `split` of the
+    sequences `path`, or None when it can: the split holds articles it trained on, or, for a test split,
+    articles its checkpoint was picked on (scored on validation, the model's own validation articles are what
+    is meant). Reads only the articles and their splits."""
+    fields = read_sequences_arrays(path, read=("articles", "article_split"))
+    scored = [str(key) for key in fields["articles"][fields["article_split"] == SPLITS[split]]]
+    seen = {"trained on": set(record["train"])}
+    if split != "val":
+        seen["picked its checkpoint on"] = set(record["val"])
+    found = [(how, [key for key in scored if key in keys]) for how, keys in seen.items()]
+    found = [(how, keys) for how, keys in found if keys]
+    if not found:
+        return None
+    said = " and ".join(f"{how} {len(keys)}" for how, keys in found)
+    example = found[0][1][0]
+    return (
+        f"{name} {said} of the {len(scored)} {split} articles of {path} (such as {example}): the sequences "
+        f"were built again since it trained (other articles or another split); evaluate it on the sequences "
+        f"it trained with ({record.get('sequences')}, as they were), or train it again on these"
+    )
 
 
 NEAR_DUPLICATE_COSINE = 0.95

@@ -8,6 +8,7 @@ how validation is scored. After training, the best evaluation's weights are save
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from tldrlab.errors import ConfigError, InvalidConfigError, error_message
 from tldrlab.lvm.config import LVMConfig, LVMTrainJobConfig, lvm_parameter_count
 from tldrlab.lvm.losses import LossBatch, combined_loss, mask_context, uses_bank
 from tldrlab.lvm.models import build_lvm, count_parameters, save_lvm
-from tldrlab.lvm.sequences import SequenceSet, SplitArrays, load_sequences
+from tldrlab.lvm.sequences import (
+    TRAINED_ARTICLES,
+    SequenceSet,
+    SplitArrays,
+    load_sequences,
+    trained_articles,
+)
+from tldrlab.runs.atomic import atomic_write_json
 from tldrlab.runs.run import Run
 from tldrlab.train.loop import TrainHooks, TrainResult
 from tldrlab.train.recipe import Recipe, RecipeExport, RecipeSetup, Tracking, run_recipe
@@ -256,6 +264,9 @@ def setup(run: Run | None, config: LVMTrainJobConfig) -> RecipeSetup:
         # checkpoint's training on them silently, as train and elm_train did before they checked
         check_same_data(run, functools.partial(lvm_data_files, config))
     sequences = load_sequences(config.sequences)
+    if run is not None:
+        # which articles the model sees: an evaluation on sequences built again since must not score them
+        atomic_write_json(run.dir / TRAINED_ARTICLES, trained_articles(sequences, config.sequences))
     train_split = sequences.split_arrays("train")
     val_split = sequences.split_arrays("val").sample(config.max_val_examples, config.train.seed)
     val_bank_split = "val"
@@ -299,6 +310,8 @@ def export(run: Run, config: LVMTrainJobConfig, setup: RecipeSetup, result: Trai
     """The best validation's weights as <run_dir>/model, and what the run's summary says."""
     trained = result.model
     model_dir = save_lvm(trained, run.dir / MODEL_DIR)  # type: ignore[arg-type]
+    if (run.dir / TRAINED_ARTICLES).is_file():  # the model directory says so wherever it is taken
+        shutil.copyfile(run.dir / TRAINED_ARTICLES, model_dir / TRAINED_ARTICLES)
     task = setup.task
     assert isinstance(task, LVMTask)
     summary = {
