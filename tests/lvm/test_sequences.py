@@ -103,3 +103,54 @@ def test_grouped_windows_stay_inside_one_article() -> None:
     batch = LVMTask(train, train, "mse", 0.1, group=4).collate([dataset[0], dataset[1]])
     sizes = [end - begin for begin, end in dataset.groups[:2]]
     assert batch["contexts"].shape == (sum(sizes), 3, 8) and batch["targets"].shape == (sum(sizes), 8)
+
+
+def test_sequences_out_over_the_index_or_the_store_it_reads_is_refused(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm sequences --out <home>/lvm/index/vectors.npz` wrote the sequences over the index's vectors (exit
+    0), and every later search of the index failed; over a store named by `--db` outside the home, over the
+    store it was reading."""
+    from lvm_synthetic import rotating_table
+
+    from cliutil import run_captured
+    from tldrlab.lvm.index import INDEX_FILE, META_FILE, VECTORS_FILE
+    from tldrlab.lvm.store import ConceptIn, open_concept_store
+    from tldrlab.runs import open_registry
+
+    table = rotating_table(n_articles=5, length=4, dim=8)
+    for url in (None, f"sqlite:///{tmp_path / 'other' / 'concepts.db'}"):
+        store = open_concept_store(url)
+        try:
+            for key in sorted(set(table.article_keys)):
+                rows = [i for i, k in enumerate(table.article_keys) if k == key]
+                store.replace_article(
+                    source="synthetic",
+                    article_id=key.split("/", 1)[1],
+                    concepts=[ConceptIn(p, 3 * p, 3 * p + 2, f"{key} {p}.") for p in range(len(rows))],
+                    vectors=table.vectors[rows],
+                    embedder="test",
+                    chunking="sentence",
+                )
+        finally:
+            store.close()
+    code, _, err = run_captured(["lvm", "index"], capsys)
+    assert code == 0, err
+    index = tldrlab_home / "lvm" / "index"
+    before = {name: (index / name).read_bytes() for name in (INDEX_FILE, VECTORS_FILE, META_FILE)}
+    other = tmp_path / "other" / "concepts.db"
+    stored = other.read_bytes()
+    for argv, said in [
+        *(([f"--out={index / name}"], f"{index / name} is a file of the concept index in {index}")
+          for name in before),
+        ([f"--db=sqlite:///{other}", f"--out={other}"], f"{other} is the concept store it reads"),
+    ]:  # fmt: skip
+        code, _, err = run_captured(["lvm", "sequences", "--context", "2", *argv], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and f"out: {said}" in lines[0], (argv, err)
+    assert {name: (index / name).read_bytes() for name in before} == before  # left as they were
+    assert other.read_bytes() == stored
+    assert open_registry().list(kind="lvm_sequences") == []  # refused before a run exists
+    # another file beside the index is no file of it
+    code, _, err = run_captured(["lvm", "sequences", "--context", "2", f"--out={index / 'seq.npz'}"], capsys)
+    assert code == 0 and load_sequences(index / "seq.npz").context == 2, err

@@ -39,16 +39,19 @@ from tldrlab.lvm.config import (
     SequencesConfig,
     default_sequences,
 )
+from tldrlab.lvm.index import INDEX_FILE, META_FILE, VECTORS_FILE
 from tldrlab.lvm.npz import BOOL, FLOAT, INTEGER, STRING, read_npz, spec
 from tldrlab.lvm.store import (
     ConceptStore,
     ConceptTable,
     check_concept_store,
+    default_store_url,
     no_concepts,
     open_stored_concepts,
 )
 from tldrlab.lvm.tmd import tmd_features
 from tldrlab.report import Report
+from tldrlab.runs.db import sqlite_path
 from tldrlab.runs.registry import a_kind_run, open_registry
 from tldrlab.runs.run import MANIFEST, Run, read_manifest
 
@@ -472,13 +475,41 @@ def require_sources(store: ConceptStore, names: Iterable[str | None]) -> dict[st
     return known
 
 
+def refuse_out_over_inputs(config: SequencesConfig) -> None:
+    """The sequences are not written over a file of a concept index (`index.faiss`, `vectors.npz` or
+    `index.json` in a directory holding an index), nor over the SQLite store they are read from (or its
+    journal): `lvm sequences --out <home>/lvm/index/vectors.npz` replaced the index's vectors, exit 0, and
+    every later search failed. InvalidInputError at `out` before anything is read or written."""
+    out = Path(config.out).resolve()
+    index_files = (INDEX_FILE, VECTORS_FILE, META_FILE)
+    if out.name in index_files and any((out.parent / name).is_file() for name in index_files):
+        raise InvalidInputError.at(
+            "out",
+            f"{config.out} is a file of the concept index in {out.parent}: write the sequences somewhere "
+            "else (it was left as it was)",
+        )
+    url = config.store_url or default_store_url()
+    if url.startswith("sqlite:///"):
+        store = sqlite_path(url).resolve()
+        journals = {store.name + end for end in ("", "-wal", "-shm", "-journal")}
+        if out.parent == store.parent and out.name in journals:
+            raise InvalidInputError.at(
+                "out",
+                f"{config.out} is the concept store it reads: write the sequences somewhere else (it was "
+                "left as it was)",
+            )
+
+
 def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
     """The check of `lvm_sequences` and `lvm_index` before a run is created (command line and API alike): the
     store holds the concepts they read. Run out of order (before any ingest, or naming a source not ingested)
     each left a failed run behind. A SQLite store that is not there, or is no concept store (the run
     registry), is refused without opening it (`check_concept_store`): opening created an empty
     `lvm/concepts.db` (and its directory) as a side effect of the refusal, or added the concept tables to
-    the database named."""
+    the database named. The sequences' `out` is none of the files of an index or the store
+    (`refuse_out_over_inputs`)."""
+    if isinstance(config, SequencesConfig):
+        refuse_out_over_inputs(config)
     store = open_stored_concepts(config.store_url)
     try:
         require_sources(store, ())  # a store holding nothing: no field of the config to point at
