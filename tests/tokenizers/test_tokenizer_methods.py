@@ -423,3 +423,22 @@ def test_sentencepiece_trains_on_lines_longer_than_64_kib(tmp_path: Path) -> Non
     corpus.write_text("\n".join([*paragraphs, "a short line"]) + "\n", encoding="utf-8")
     manifest = train_tokenizer("sentencepiece", [corpus], 285, tmp_path / "spm", holdout=0.0)
     assert manifest["actual_vocab_size"] == 285 and manifest["train_lines"] == 3
+
+
+LINE_BREAKS_BESIDES_NEWLINE = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""What str.splitlines also splits at: vertical tab, form feed, the file/group/record separators, NEL and the
+Unicode line and paragraph separators."""
+
+
+def test_a_char_vocabulary_holds_the_line_breaks_splitlines_would_drop(tmp_path: Path) -> None:
+    """The corpus was split into lines with str.splitlines, so the characters above never reached a char
+    vocabulary (nor any line a tokenizer trained on) and a text holding them encoded as <unk>."""
+    text = "".join(f"page {i}{sep}more\n" for i, sep in enumerate(LINE_BREAKS_BESIDES_NEWLINE))
+    corpus = tmp_path / "breaks.txt"
+    corpus.write_text(text + "\x0c\nlast page\n", encoding="utf-8")  # a form feed alone on its line too
+    assert load_corpus([corpus], holdout=0.0).train[-2:] == ["\x0c", "last page"]
+    train_tokenizer("char", [corpus], 100, tmp_path / "tok", holdout=0.0, min_frequency=1)
+    tokenizer = load_tokenizer(tmp_path / "tok")
+    assert set(LINE_BREAKS_BESIDES_NEWLINE) <= set(tokenizer.get_vocab())
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text

@@ -98,6 +98,14 @@ def _check_utf8_head(path: Path, sample_bytes: int = 1 << 20) -> None:
         raise InvalidInputError(f"corpus file {path} is not UTF-8 text: {exc}") from exc
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of `text` that hold more than spaces and tabs, split at line feeds only. str.splitlines also
+    splits at vertical tabs, form feeds, \x1c-\x1e, NEL (\x85) and U+2028 / U+2029, which so never reached
+    a line: a char vocabulary had no id for them, and a text holding one encoded it as <unk>. (A plain-text
+    file's carriage returns are line feeds once read, as Python reads text.)"""
+    return [line for line in text.split("\n") if line.strip(" \t\r")]
+
+
 def _record_lines(path: Path, fmt: str) -> list[str]:
     """Lines of a structured data file through tldrlab.data.readers (documents and summaries)."""
     from tldrlab.data.readers import read_records  # lazy, as above
@@ -105,7 +113,7 @@ def _record_lines(path: Path, fmt: str) -> list[str]:
     lines: list[str] = []
     for record in read_records(path, fmt):
         for text in (record.document, *record.summaries):
-            lines.extend(line for line in text.splitlines() if line.strip())
+            lines.extend(text_lines(text))
     return lines
 
 
@@ -116,7 +124,7 @@ def _text_lines(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"corpus file {path} is not UTF-8 text: {exc}") from exc
-    return [line for line in text.splitlines() if line.strip()]
+    return text_lines(text)
 
 
 def read_corpus_lines(path: Path | str) -> tuple[str, list[str]]:
