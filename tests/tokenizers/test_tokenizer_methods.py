@@ -16,7 +16,7 @@ from tldrlab.errors import ConfigError, InvalidInputError, NotFoundError
 from tldrlab.runs import open_registry, start_run
 from tldrlab.runs.atomic import sha256_file
 from tldrlab.tokenizers import TOKENIZERS, holdout_stats, load_tokenizer, train_tokenizer
-from tldrlab.tokenizers.config import TokenizerJobConfig
+from tldrlab.tokenizers.config import SPECIAL_TOKENS, TokenizerJobConfig
 from tldrlab.tokenizers.corpus import load_corpus
 from tldrlab.tokenizers.job import tokenizer_job
 from tldrlab.tokenizers.plain import plain, plain_encodings, plain_ids, text_only
@@ -442,3 +442,22 @@ def test_a_char_vocabulary_holds_the_line_breaks_splitlines_would_drop(tmp_path:
     assert set(LINE_BREAKS_BESIDES_NEWLINE) <= set(tokenizer.get_vocab())
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
+
+
+@pytest.mark.parametrize("text", ["ab\nab\nab\n", "a\nb\nc\na\n"])
+def test_the_one_free_slot_of_the_smallest_char_vocabulary_goes_to_the_most_frequent_character(
+    text: str, tmp_path: Path
+) -> None:
+    """At vocab_size 5 (the 4 specials and one character, the smallest char vocabulary) the newline, counted
+    once per line, took the free slot when it tied with the most frequent character (ties go by code point,
+    and "\\n" comes first) or outnumbered it: every text was <unk>, the vocabulary the char trainer refuses
+    as useless when min_frequency would make it."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text, encoding="utf-8")
+    train_tokenizer("char", [corpus], 5, tmp_path / "tok", holdout=0.0, min_frequency=1)
+    tokenizer = load_tokenizer(tmp_path / "tok")
+    assert set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS.values()) == {"a"}
+    assert tokenizer.decode(tokenizer.encode("a", add_special_tokens=False)) == "a"
+    # one slot more: the newline gets its id too
+    train_tokenizer("char", [corpus], 6, tmp_path / "six", holdout=0.0, min_frequency=1)
+    assert set(load_tokenizer(tmp_path / "six").get_vocab()) - set(SPECIAL_TOKENS.values()) == {"a", "\n"}

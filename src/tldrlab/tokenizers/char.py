@@ -3,6 +3,10 @@
 Stored as a plain `tokenizer.json` (a BPE model with no merges splits text into characters, and a Fuse
 decoder joins them back), so transformers loads it like any other fast tokenizer. Text made only of known
 characters round-trips exactly.
+
+The vocabulary keeps the most frequent characters (ties by code point) up to `vocab_size`; the newline,
+counted once per corpus line, ranks among them, except that it never takes the one free slot of the
+smallest vocabulary (the specials and one character): that goes to the text's most frequent character.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ def train(lines: Sequence[str], config: TokenizerConfig) -> Tokenizer:
             problem=problem,
             fitting_min_frequency=max(times, 1),
         )
-    chars = sorted(kept[:room])
+    chars = kept[:room]
+    if chars == ["\n"]:
+        # the one free slot of the smallest vocabulary: the newline (counted once per line, first in a tie by
+        # code point) took it from the most frequent character, and every text was <unk>
+        chars = [c for c in kept if c != "\n"][:1]
+    chars = sorted(chars)
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
     for char in chars:
         vocab[char] = len(vocab)
