@@ -224,6 +224,38 @@ def test_stackexchange_comments_and_users_beside_posts(shared_data: Path, tmp_pa
     assert thread.url is None and [p.url for p in thread.posts] == [None] * len(thread.posts)
 
 
+def _beer_head(shared_data: Path, directory: Path, rows: int = 40) -> Path:
+    """`directory` holding the beer dump's first rows (thread 1 whole: question 1 and its answer 4)."""
+    directory.mkdir(parents=True)
+    head = (shared_data / "stackexchange_beer" / "Posts.xml").read_text(encoding="utf-8-sig").splitlines()
+    (directory / "Posts.xml").write_text("\n".join([*head[:rows], "</posts>"]), encoding="utf-8")
+    return directory
+
+
+NO_ELEMENT = ["", "\n", '<?xml version="1.0" encoding="utf-8"?>\n']
+"""Files of no XML element: 0 bytes, a blank line, the XML declaration alone."""
+
+
+@pytest.mark.parametrize("empty", [*NO_ELEMENT, "<users />", "<comments>\n</comments>\n"])
+def test_empty_users_and_comments_files_read_as_no_users_and_no_comments(
+    empty: str, shared_data: Path, tmp_path: Path
+) -> None:
+    """A Users.xml or Comments.xml of no element (NO_ELEMENT) stopped the read ("file is empty", "not valid
+    XML"): the posts beside it are read, with no users and no comments. (Only the root element read so
+    already.)"""
+    site = _beer_head(shared_data, tmp_path / "beer.stackexchange.com")
+    expected = read_threads(site)
+    for name in ("Users.xml", "Comments.xml"):
+        (site / name).write_text(empty, encoding="utf-8")
+    report = read_threads_report(site)
+    assert report.items == expected and report.items and not report.skipped
+    assert report.counts.get("comment rows", 0) == 0
+    if empty in NO_ELEMENT:  # a Posts.xml so empty is still no dump: the read says so
+        (site / "Posts.xml").write_text(empty, encoding="utf-8")
+        with pytest.raises(InvalidInputError, match=r"Posts\.xml"):
+            read_threads(site)
+
+
 def _topic(topic_id: int, slug: str) -> dict:
     return {
         "id": topic_id,

@@ -1,6 +1,7 @@
 """`stackexchange`: the official Stack Exchange data dump.
 
-`Posts.xml` (a file, or a directory holding it), plus `Comments.xml` and `Users.xml` beside it when present.
+`Posts.xml` (a file, or a directory holding it), plus `Comments.xml` and `Users.xml` beside it when present
+(one holding no row, even no element at all, is read as no comments or no users).
 
 One thread per question (PostTypeId 1), posts in reading order: the question, its comments, then the answers
 (PostTypeId 2) in creation order, each followed by its comments. Answers are not moved: the accepted one keeps
@@ -114,6 +115,25 @@ def _rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, str]]]:
         raise InvalidInputError(f"{path}: line {line}: not valid XML ({exc.msg})", file=str(path)) from None
 
 
+NO_ELEMENT = re.compile(rb"\s*(<\?xml[^>]*\?>)?\s*")
+"""The whole of a file holding no XML element: nothing, blanks, the XML declaration alone."""
+NO_ELEMENT_BYTES = 4096
+"""Longer files hold more than NO_ELEMENT matches (a declaration is well under a hundred bytes)."""
+
+
+def _companion_rows(path: Path, ctx: ReadContext) -> Iterator[tuple[str, dict[str, str]]]:
+    """`_rows` of a file read beside Posts.xml (Users.xml, Comments.xml): none when it is not there or holds
+    no element (0 bytes, blanks, the XML declaration alone), as when it holds only its root element. Such a
+    file stopped the read ("file is empty", "not valid XML"), leaving the posts beside it unread."""
+    if not path.exists():
+        return
+    if path.stat().st_size <= NO_ELEMENT_BYTES:
+        head = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is no element either
+        if NO_ELEMENT.fullmatch(head):
+            return
+    yield from _rows(path, ctx)
+
+
 def _checked(row: dict[str, str], path: Path, where: str) -> dict[str, Any]:
     """The row with its typed fields parsed up front, so one bad row is skipped alone, not its thread."""
     created = None
@@ -190,20 +210,18 @@ def _thread(
 
 
 def _users(path: Path, ctx: ReadContext) -> dict[str, str]:
-    if not path.exists():
-        return {}
     return {
-        row["Id"]: row["DisplayName"] for _, row in _rows(path, ctx) if "Id" in row and "DisplayName" in row
+        row["Id"]: row["DisplayName"]
+        for _, row in _companion_rows(path, ctx)
+        if "Id" in row and "DisplayName" in row
     }
 
 
 def _comments(path: Path, ctx: ReadContext) -> dict[str, list[dict[str, Any]]]:
     """Comments.xml rows grouped by the post they comment on, in creation order."""
-    if not path.exists():
-        return {}
     by_post: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()
-    for where, row in _rows(path, ctx):
+    for where, row in _companion_rows(path, ctx):
         ctx.counts["comment rows"] += 1
         try:
             comment_id = str(get_int(row.get("Id"), path, where, "Id"))
