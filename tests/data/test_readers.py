@@ -256,6 +256,28 @@ def test_empty_users_and_comments_files_read_as_no_users_and_no_comments(
             read_threads(site)
 
 
+def test_a_folder_name_guesses_a_site_only_where_the_posts_link_to_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """`stackexchange-data` was taken to name the site data.stackexchange.com (the Data Explorer), linking
+    every post of the dump to a page of that address; a short folder name (`stackexchange_<site>`) now names
+    the site only when the dump's posts link to posts of it, as the beer dump's do."""
+    for name in ("stackexchange-data", "stackexchange_cooking"):
+        dump = _beer_head(shared_data, tmp_path / name)
+        thread = read_threads(dump, limit=1)[0]
+        assert thread.url is None and {p.url for p in thread.posts} == {None}, (name, thread.url)
+    whole = tmp_path / "stackexchange-beer"
+    whole.mkdir()
+    (whole / "Posts.xml").symlink_to(shared_data / "stackexchange_beer" / "Posts.xml")
+    assert read_threads(whole, limit=1)[0].url == "https://beer.stackexchange.com/q/1"
+    # a full site host names the site (the official dump archives' names), as the site option does
+    site = _beer_head(shared_data, tmp_path / "cooking.stackexchange.com")
+    assert read_threads(site, limit=1)[0].url == "https://cooking.stackexchange.com/q/1"
+    assert (
+        read_threads(site, limit=1, options={"site": "data"})[0].url == "https://data.stackexchange.com/q/1"
+    )
+
+
 def _topic(topic_id: int, slug: str) -> dict:
     return {
         "id": topic_id,

@@ -11,9 +11,12 @@ types (tag wikis 4/5, privilege wikis 7, ...) are not thread posts: they are cou
 Post text is the Body HTML through `html_to_text` (comments are plain text already). Authors come from
 Users.xml, else OwnerDisplayName, else "user<OwnerUserId>". URLs: https://<site>/q/<Id> for questions,
 /a/<Id> for answers, /q/<question>#comment<Id>_<PostId> for comments. The site host is the `site` option
-("beer" or "beer.stackexchange.com"), else guessed from the path ("beer.stackexchange.com/Posts.xml",
-"stackexchange_beer/"); when neither names it, posts have no URLs (a guessed host would link each post to
-another site's post of the same id).
+("beer" or "beer.stackexchange.com"), else a folder of the path named by a site host
+("beer.stackexchange.com/Posts.xml", as the official dump archives are), else a folder named
+"stackexchange_<site>" ("stackexchange_beer/") when the dump's posts link to posts of that site (a dump's
+posts link to their own site's questions; "stackexchange-data/" names no site data.stackexchange.com);
+when none names it, posts have no URLs (a guessed host would link each post to another site's post of the
+same id).
 """
 
 from __future__ import annotations
@@ -38,11 +41,16 @@ QUESTION, ANSWER = 1, 2
 def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
     posts_xml = path / "Posts.xml" if path.is_dir() else path
     host = site_host(posts_xml, ctx.options.get("site"))
+    # a site a folder's short name suggests is taken once a post links to one of its posts
+    guessed = folder_site(posts_xml) if host is None else None
+    own_links = re.compile(rf"//{re.escape(guessed)}/(?:q|a|questions)/\d") if guessed else None
     questions: dict[str, dict[str, Any]] = {}
     answers: dict[str, list[dict[str, Any]]] = {}
     seen: set[str] = set()
     for where, row in _rows(posts_xml, ctx):
         ctx.counts["rows"] += 1
+        if own_links is not None and own_links.search(row.get("Body", "")):
+            host, own_links = guessed, None
         try:
             post_id = str(get_int(row.get("Id"), posts_xml, where, "Id"))
             if post_id in seen:  # a second question row replaced the first; a second answer was a second post
@@ -84,7 +92,8 @@ def read_stackexchange(path: Path, ctx: ReadContext) -> Iterator[Thread]:
 
 
 def site_host(posts_xml: Path, site: object = None) -> str | None:
-    """The forum host for post URLs: the `site` option, else guessed from the path, else None (unknown)."""
+    """The forum host for post URLs: the `site` option, else a folder of the path named by a site host
+    (`beer.stackexchange.com`), else None (`folder_site` may suggest one)."""
     if site:
         site = str(site).strip().lower().removeprefix("https://").removeprefix("http://").strip("/")
         return site if "." in site else f"{site}.stackexchange.com"
@@ -94,7 +103,15 @@ def site_host(posts_xml: Path, site: object = None) -> str | None:
             r"[a-z0-9.-]+\.(stackexchange|stackoverflow|serverfault|superuser|askubuntu)\.com", part
         ):
             return part
-        match = re.fullmatch(r"stackexchange[_-]([a-z0-9]+)", part)
+    return None
+
+
+def folder_site(posts_xml: Path) -> str | None:
+    """The host a folder of the path named `stackexchange_<site>` (or `-<site>`) suggests: only a suggestion,
+    which the dump's contents confirm (`read_stackexchange`). Taken as it was, `stackexchange-data/` linked
+    every post to data.stackexchange.com, the Data Explorer."""
+    for part in reversed(posts_xml.resolve().parts[:-1]):
+        match = re.fullmatch(r"stackexchange[_-]([a-z0-9]+)", part.lower())
         if match:
             return f"{match.group(1)}.stackexchange.com"
     return None
