@@ -390,7 +390,8 @@ def preempt_on_sigterm() -> Iterator[None]:
     """SIGTERM (kill, timeout, a scheduler): a loop that polls `preempt` checkpoints after its step and the
     run is preempted. A second SIGTERM (`preempt.HARD_STOP_AFTER_S` or more later) stops the run at once as
     cancelled, as a worker does: without it, a kind whose work has no steps to stop between (an ingest, an
-    evaluation, a scorer's training) ignored every SIGTERM."""
+    evaluation, a scorer's training) ignored every SIGTERM. A Ctrl-C that a finalizer swallowed is raised
+    again between steps (`preempt.keep_lost_interrupts`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -406,7 +407,8 @@ def preempt_on_sigterm() -> Iterator[None]:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield
+        with preempt.keep_lost_interrupts():
+            yield
     finally:
         signal.signal(signal.SIGTERM, previous)
         preempt.reset()

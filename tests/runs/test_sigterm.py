@@ -15,7 +15,7 @@ import pytest
 from tldrlab.errors import RunCancelledError
 from tldrlab.launch import preempt_on_sigterm
 from tldrlab.runs import RunStatus, open_registry, preempt
-from tldrlab.runs.run import read_manifest
+from tldrlab.runs.run import read_manifest, start_run
 
 
 def test_the_first_sigterm_asks_to_stop_and_a_second_stops_now(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,3 +103,29 @@ def test_a_stopped_run_that_does_not_resume_ends_cancelled_unless_a_running_run_
     alone = next(r for r in registry.list(kind=once.name) if r.parent_id is None)
     assert alone.status is RunStatus.CANCELLED and alone.error_code == "cancelled"
     assert not preempt.stop_requested()
+
+
+class _InterruptedFinalizer:
+    """Ctrl-C pressed while the garbage collector runs this object's finalizer: the signal's
+    KeyboardInterrupt is raised inside `__del__`, where Python prints it and drops it."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs here, inside the finalizer
+
+
+def test_a_ctrl_c_a_finalizer_swallowed_stops_the_run_at_its_next_check(
+    capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    """A `sweep run` given Ctrl-C while a weakref callback ran (a garbage collection) printed "Exception
+    ignored in ... KeyboardInterrupt", then ran its trial to the end and exited 0, as if no one had asked."""
+    # Python's own Ctrl-C (a worker run in this process by an earlier test may have left RQ's handler)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    with preempt_on_sigterm(), start_run("toy", {}) as run:
+        _InterruptedFinalizer()  # collected at once: the KeyboardInterrupt is raised and dropped inside it
+        with pytest.raises(KeyboardInterrupt):
+            run.check_cancelled()  # between steps, as a trial's loop does each second
+        run.check_cancelled()  # raised once: the run's own handling of it goes on without another
+    assert "Exception ignored" not in capsys.readouterr().err  # kept, not printed as a traceback
+    preempt.raise_lost_interrupt()  # nothing left over for the next command of this process

@@ -279,7 +279,7 @@ def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
 ) -> None:
     env = _use_queue(queue_kind, monkeypatch, request)
     # two steps: the signals arrive inside the second (and last) one, which a warm stop would have finished
-    config = {"steps": 2, "checkpoint_every": 1, "step_sleep_s": 2.5, "seed": 3}
+    config = {"steps": 2, "checkpoint_every": 1, "step_sleep_s": 3.5, "seed": 3}
     run_id = create_run("smoke", config).id
     open_queue().enqueue(run_id)
     worker = start_worker(env=env, log=tmp_path / "w.log")
@@ -287,8 +287,12 @@ def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
         first = Path(record(run_id).run_dir, "checkpoints", "step-00000001")
         wait_for(first.is_dir, 90, what="the first step's checkpoint")
         time.sleep(0.2)  # past that checkpoint's bookkeeping: inside the second step
-        worker.send_signal(signal.SIGTERM)  # warm: would checkpoint after this 2.5-second step
-        time.sleep(1.1)  # a second signal within a second counts as the same one (as in rq)
+        worker.send_signal(signal.SIGTERM)  # warm: would checkpoint after this 3.5-second step
+        # a second signal within a second of the worker handling the first counts as the same one (as in
+        # rq): the second is sent a second after the worker says it handled the first, not after it was
+        # sent (a loaded machine ran the first handler late, and the second was dropped as its duplicate)
+        wait_for(lambda: "stopping after the current step" in _one_line(tmp_path / "w.log"), 30, what="warm")
+        time.sleep(1.1)
         sent = time.monotonic()
         worker.send_signal(signal.SIGTERM)  # cold: exit now
         code = worker.wait(timeout=30)
@@ -296,7 +300,7 @@ def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
         assert code == 128 + signal.SIGTERM, (tmp_path / "w.log").read_text()[-2000:]
     finally:
         stop(worker)
-    assert "hard stop" in " ".join((tmp_path / "w.log").read_text().split())  # rich wraps its lines
+    assert "hard stop" in _one_line(tmp_path / "w.log")
     stopped = record(run_id)
     assert stopped.status == RunStatus.RUNNING  # not requeued by the worker: it just vanished
     done = len(metrics(run_id))
@@ -306,6 +310,11 @@ def test_a_second_sigterm_is_a_hard_stop_and_another_worker_resumes(
     final = record(run_id)
     assert final.status == RunStatus.COMPLETED and final.attempts == 2
     assert [r["step"] for r in metrics(run_id)] == [1, 2] and done == 1
+
+
+def _one_line(log: Path) -> str:
+    """A worker's log with its line breaks folded: rich wraps its lines."""
+    return " ".join(log.read_text().split())
 
 
 def _worker_row(pid: int) -> dict[str, object] | None:

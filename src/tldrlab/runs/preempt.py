@@ -7,9 +7,16 @@ checkpoint and raise `RunPreemptedError`, and the worker puts the run back on th
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 _stop = threading.Event()
+_interrupt_lost = threading.Event()
+_keeping: list[None] = []
+"""One entry per `keep_lost_interrupts` block open (a sweep's block holds its trials' blocks)."""
 _asked_by: list[str] = []
 """The name of the signal that asked for the stop (empty: asked by code, or not asked)."""
 
@@ -37,3 +44,36 @@ def stop_requested() -> bool:
 def reset() -> None:
     _stop.clear()
     _asked_by.clear()
+
+
+@contextmanager
+def keep_lost_interrupts() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt wherever the main thread is; when that is a finalizer (the garbage
+    collector running a `__del__` or a weakref callback), Python prints "Exception ignored in ..." and drops
+    it, and the command went on as if no one had pressed it (a sweep's trial ran to its end and the sweep
+    exited 0). Inside this block such a KeyboardInterrupt is kept instead of printed:
+    `raise_lost_interrupt`, which the loops call between steps (`Run.check_cancelled`), raises it again."""
+    previous: Callable[[Any], object] = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _interrupt_lost.set()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    _keeping.append(None)
+    try:
+        yield
+    finally:
+        _keeping.pop()
+        sys.unraisablehook = previous
+        if not _keeping:  # a trial's block that ends first leaves the Ctrl-C to its sweep's loop
+            _interrupt_lost.clear()
+
+
+def raise_lost_interrupt() -> None:
+    """Raise the KeyboardInterrupt a finalizer swallowed (`keep_lost_interrupts`), once."""
+    if _interrupt_lost.is_set():
+        _interrupt_lost.clear()
+        raise KeyboardInterrupt

@@ -43,6 +43,7 @@ from tldrlab.errors import (
     refused_write,
 )
 from tldrlab.logs import REPORTED_BY_CALLER, WARNINGS_LOGGER, json_file_handler
+from tldrlab.runs import preempt
 from tldrlab.runs.atomic import append_jsonl, atomic_write_json, read_jsonl, sha256_file
 from tldrlab.runs.datasets import dataset_refs
 from tldrlab.runs.ownership import Heartbeat, RunLock, new_owner
@@ -260,7 +261,9 @@ class Run:
         return self.registry.get(self.id).cancel_requested
 
     def check_cancelled(self) -> None:
-        """Raise RunCancelledError if someone asked to cancel this run (call between steps)."""
+        """Raise RunCancelledError if someone asked to cancel this run (call between steps); raise the
+        Ctrl-C a finalizer swallowed (`preempt.keep_lost_interrupts`)."""
+        preempt.raise_lost_interrupt()
         if self.cancel_requested():
             raise RunCancelledError("run cancelled on request")
 

@@ -124,7 +124,7 @@ def _surviving_scheduler_class() -> type[Any]:
 
 
 def _preempting_worker_class(
-    on_force_stop: Callable[[int], None] | None, scheduler_connection: Any = None
+    on_force_stop: Callable[[int], None] | None, scheduler_connection: Any = None, worker_id: str = "rq"
 ) -> type[Any]:
     """RQ's in-process `SimpleWorker` whose SIGTERM preempts the running job, whose second signal leaves the
     run to be resumed (`on_force_stop`), and whose scheduler survives a Redis outage, on
@@ -137,6 +137,9 @@ def _preempting_worker_class(
 
     class PreemptingWorker(SimpleWorker):
         def request_stop(self, signum: Any, frame: Any) -> None:
+            # the line the SQLite queue's worker says too: RQ's own is a debug line, so a worker's console
+            # showed nothing between the first signal and the end of the run's step
+            log.warning(f"worker {worker_id} got signal {signum}: stopping after the current step")
             preempt.request_stop(signum)  # the running job checkpoints and hands the run back
             super().request_stop(signum, frame)
 
@@ -272,7 +275,10 @@ class RqQueue:
             read_timeout_s=_dequeue_read_timeout_s(),  # it blocks for a job for minutes
             retry=_outage_retry(should_stop),
         )
-        rq_worker = _preempting_worker_class(on_force_stop, scheduler_connection=self.redis)(
+        worker_class = _preempting_worker_class(
+            on_force_stop, scheduler_connection=self.redis, worker_id=worker_id
+        )
+        rq_worker = worker_class(
             [Queue(self.queue.name, connection=connection, serializer=JSONSerializer)],
             connection=connection,
             serializer=JSONSerializer,
