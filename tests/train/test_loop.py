@@ -378,6 +378,61 @@ def test_a_resumed_run_keeps_its_best_and_its_early_stopping_count() -> None:
     assert json.loads((resumed.best_checkpoint / "index.json").read_text())["step"] == 10
 
 
+def test_a_best_checkpoint_written_after_the_checkpoint_a_run_resumes_from_is_not_kept() -> None:
+    """A run killed after a new best (step 15) and before its next checkpoint (step 20) resumes from step 10,
+    its state's best step 10's. The resumed evaluations are not bitwise the first attempt's (as on a GPU) and
+    beat none: `best` still held the dead attempt's step-15 weights, so the run said best step 10 (score 2)
+    and exported step 15's weights, of an evaluation its metrics no longer had."""
+
+    class Scripted(ToyTask):
+        def __init__(self, scores: dict[int, float]) -> None:
+            super().__init__()
+            self.scores, self.step = scores, 0
+
+        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+            return {**super().evaluate(model), "score": self.scores.get(self.step, 0.0)}
+
+    class Follow(TrainHooks):
+        def __init__(self, task: Scripted, die_at: int | None = None) -> None:
+            self.task, self.die_at = task, die_at
+
+        def on_step_end(self, state: TrainState, loss: float) -> None:
+            self.task.step = state.step
+            if state.step == self.die_at:
+                raise RuntimeError("killed")  # no checkpoint, as for a kill -9 or an out-of-memory
+
+    config = _config(max_steps=20, eval_every=5, checkpoint_every=10, best_metric="score", best_mode="max")
+    with start_run("train", {}) as run:
+        first = Scripted({5: 1.0, 10: 2.0, 15: 3.0})
+        with pytest.raises(RuntimeError, match="killed"):
+            train(ToyLM(), first, config, run, hooks=Follow(first, die_at=17))
+        assert json.loads((run.checkpoints_dir / "best" / "index.json").read_text())["step"] == 15
+        second = Scripted({15: 1.5, 20: 1.0})
+        resumed = train(ToyLM(), second, config, run, hooks=Follow(second))
+    assert resumed.resumed_from == 10
+    assert (resumed.steps, resumed.best_step, resumed.best_value) == (20, 10, 2.0)
+    # step 10's weights were replaced by the dead attempt's step 15: no best checkpoint, and the run says so
+    assert resumed.best_checkpoint is None and not (run.checkpoints_dir / "best").exists()
+    assert resumed.warnings == [
+        "the best evaluation (score 2 at step 10) has no checkpoint: an attempt that stopped without"
+        " checkpointing replaced it with a best of step 15, after step 10 where this one resumed; the model"
+        " exported is the last step's"
+    ]
+    logged = (run.dir / "log.jsonl").read_text()
+    assert "best checkpoint of step 15 is from after step 10" in logged
+
+    # a resumed run that beats its best writes a best of its own trajectory
+    with start_run("train", {}) as run:
+        first = Scripted({5: 1.0, 10: 2.0, 15: 3.0})
+        with pytest.raises(RuntimeError, match="killed"):
+            train(ToyLM(), first, config, run, hooks=Follow(first, die_at=17))
+        second = Scripted({15: 1.5, 20: 2.5})
+        resumed = train(ToyLM(), second, config, run, hooks=Follow(second))
+    assert (resumed.best_step, resumed.best_value, resumed.warnings) == (20, 2.5, [])
+    assert resumed.best_checkpoint is not None
+    assert json.loads((resumed.best_checkpoint / "index.json").read_text())["step"] == 20
+
+
 class EveryThirdScore(ToyTask):
     """Like the seq2seq task with `generate_every=3`: `score` (ROUGE there) only at every third evaluation,
     counted by the task itself."""

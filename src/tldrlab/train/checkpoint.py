@@ -40,6 +40,8 @@ MODEL = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
 STATE = "state.json"
 PREFIX = "step-"
+BEST = "best"
+"""The named checkpoint of the best evaluation so far (kept apart from pruning)."""
 
 
 @dataclass
@@ -63,6 +65,14 @@ def list_checkpoints(directory: Path) -> list[Path]:
         return []
     found = [p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
     return sorted(found, key=lambda p: p.name)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a complete checkpoint's index names, without hashing its files; None when unreadable."""
+    try:
+        return int(json.loads((path / INDEX).read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # -- RNG ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import signal
 import threading
 import time
@@ -398,6 +399,9 @@ class _Loop:
         self.stopped_early = False
         self.progress_bar: Any = None
         self.plotted_at: float | None = None
+        self.best_replaced_at: int | None = None
+        """Step of a `best` checkpoint of an abandoned attempt that setup removed (see
+        `drop_best_of_an_abandoned_attempt`)."""
         self.clip_params: list[nn.Parameter] = []
         """The model's parameters in `model.parameters()` order, listed whenever the model is prepared:
         walking a LoRA model's ~2,500 modules for them cost ~6 ms a step (of ~190 ms on this CPU), host
@@ -448,6 +452,7 @@ class _Loop:
             and _truncate_metrics(run, 0)
         ):
             run.log("no checkpoint to resume from: training again from the start")
+        self.best_replaced_at = self.drop_best_of_an_abandoned_attempt()
 
         self.flops_per_token = model_flops_per_token(self.model)
         self.peak_flops = peak_flops(accelerator.device, self.precision)
@@ -486,6 +491,29 @@ class _Loop:
             run.set_phase("training", progress=self.state.step / config.max_steps)
         self.hooks.on_train_start(self.state, accelerator.unwrap_model(self.model))
         self.model.train()
+
+    def drop_best_of_an_abandoned_attempt(self) -> int | None:
+        """Remove a `best` checkpoint written after the step this call starts from; returns its step.
+
+        An attempt that stopped without checkpointing (killed, out of memory) may have written a new best
+        after its last checkpoint. This call trains those steps again from the checkpoint's state, whose best
+        is older, and drops that attempt's metric lines; its evaluations need not be the same ones (not
+        bitwise on a GPU). Kept, that best was compared with nothing and exported as the best evaluation's
+        weights, while the run's best step and value were another evaluation's."""
+        if self.ckpt_dir is None or not self.is_main:
+            return None
+        best = self.ckpt_dir / ckpt.BEST
+        step = ckpt.checkpoint_step(best) if best.is_dir() else None
+        if step is None or step <= self.state.step:
+            return None
+        shutil.rmtree(best)
+        if self.run is not None:
+            self.run.log(
+                f"the best checkpoint of step {step} is from after step {self.state.step}, where this attempt"
+                " starts: removed, this attempt evaluates those steps again",
+                step=self.state.step,
+            )
+        return step
 
     # -- one optimizer step ---------------------------------------------------------------------------------
     def step(self) -> float:
@@ -630,7 +658,7 @@ class _Loop:
         if self.tracker is not None and self.is_main:
             self.tracker.log(state.step, metrics)
         if improved and config.save_best:
-            self.checkpoint("best")
+            self.checkpoint(ckpt.BEST)
         now = time.perf_counter()
         if now - (self.plotted_at if self.plotted_at is not None else self.started) >= PLOT_INTERVAL_S:
             _plot(run if self.is_main else None, config)
@@ -727,8 +755,8 @@ class _Loop:
         seconds = time.perf_counter() - self.started
         state.cpu_seconds = self.cpu_seconds()
         best_path = (
-            self.ckpt_dir / "best"
-            if self.ckpt_dir is not None and (self.ckpt_dir / "best").is_dir()
+            self.ckpt_dir / ckpt.BEST
+            if self.ckpt_dir is not None and (self.ckpt_dir / ckpt.BEST).is_dir()
             else None
         )
         tokens_per_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / max(seconds, 1e-9)
@@ -739,6 +767,19 @@ class _Loop:
             warnings.append(
                 f"best_metric {config.best_metric} was never computed ({state.evaluations} evaluations up to"
                 f" step {state.step}): no best evaluation was picked, the model exported is the last step's"
+            )
+        if self.best_replaced_at is not None and best_path is None and state.best_value is not None:
+            # the best's weights were overwritten by the attempt whose best was dropped at setup, and no
+            # evaluation since beat it
+            start = (
+                f"step {self.resumed_from} where this one resumed"
+                if self.resumed_from is not None
+                else "step 0 where this one started"
+            )
+            warnings.append(
+                f"the best evaluation ({config.best_metric} {state.best_value:g} at step {state.best_step})"
+                " has no checkpoint: an attempt that stopped without checkpointing replaced it with a best of"
+                f" step {self.best_replaced_at}, after {start}; the model exported is the last step's"
             )
         result = TrainResult(
             model=accelerator.unwrap_model(self.model),
