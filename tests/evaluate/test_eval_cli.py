@@ -415,6 +415,71 @@ def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: d
         assert result["metrics"]["loss"] == pytest.approx(task.eval_loss(model.eval()), rel=1e-6)
 
 
+def test_a_seq2seq_run_s_evaluation_loss_cuts_references_as_training_cut_its_targets(
+    data: dict[str, Path],
+) -> None:
+    """Training cuts every target to max_target_len tokens (eos included) for its loss and eval_loss;
+    `tldrlab eval` scored the whole references, so a run with max_target_len 4 had another loss there than
+    its eval_loss on the same records. ROUGE is still of the whole references (what a summary is for)."""
+    from tldrlab.data.readers import read_records
+    from tldrlab.train.config import DataConfig
+    from tldrlab.train.tasks import Seq2SeqTask
+
+    settings = {
+        "path": str(data["pairs"]),
+        "prefix": "summarize: ",
+        "max_source_len": 24,
+        "max_target_len": 4,
+    }
+    record = create_run("train", {"model": "t5", "data": settings})
+    model_dir = save_tiny("t5", data, Path(record.run_dir) / "model")
+    result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 2})
+    model, tokenizer, _ = load_model(model_dir)
+    records = read_records(data["pairs"])
+    task = Seq2SeqTask(records, records, tokenizer, DataConfig(**settings))  # type: ignore[arg-type]
+    assert max(len(t) for _, t in task.val_pairs) == 4  # the references are longer: cut
+    with torch.no_grad():
+        assert result["metrics"]["loss"] == pytest.approx(task.eval_loss(model.eval()), rel=1e-6)
+    out_dir = Path(result["out_dir"])
+    assert json.loads((out_dir / "eval.json").read_text())["config"]["max_target_len"] == 4
+    samples = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
+    assert [s["reference"] for s in samples] == [r.summary for r in records]
+    assert result["metrics"]["ref_words_mean"] > 4
+
+
+def test_a_chat_model_s_reference_loss_cuts_answers_as_chat_training_cut_them(tmp_path: Path) -> None:
+    """Chat fine-tuning cuts every answer to max_target_len tokens (its end-of-turn included); the
+    evaluation's teacher-forced loss took whole answers."""
+    from tinylm import save_tiny_model, tiny_chat_tokenizer, tiny_llama
+    from tldrlab.data.records import SummaryRecord
+    from tldrlab.evaluate.run_eval import chat_reference_loss
+    from tldrlab.models.chat import context_limit, instruction_of
+    from tldrlab.train.chat_sft import ChatSFTTask
+    from tldrlab.train.config import DataConfig
+
+    tokenizer = tiny_chat_tokenizer()
+    model_dir = save_tiny_model(tiny_llama(tokenizer), tokenizer, tmp_path / "m")
+    model = build_model("causal_lm", {"path": str(model_dir)}, tokenizer).eval()
+    records = [
+        SummaryRecord(
+            id=str(i), document=f"library number {i} for parsing XML files", summaries=[f"an XML library {i}"]
+        )
+        for i in range(3)
+    ]
+    data = DataConfig(path="unused", max_source_len=12, max_target_len=4)
+    task = ChatSFTTask(records, records, tokenizer, data, instruction_of(model), context_limit(model))
+    assert max(len(answer) for _, answer in task.val_pairs) == 4  # the answers are longer: cut
+    config = EvalConfig(data="unused", max_source_len=12, max_target_len=4)
+    sources, refs = [r.document for r in records], [r.summary for r in records]
+    with torch.no_grad():
+        loss = chat_reference_loss(model, tokenizer, sources, refs, config)
+        assert loss == pytest.approx(task.eval_loss(model), rel=1e-5)
+        whole = chat_reference_loss(
+            model, tokenizer, sources, refs, config.model_copy(update={"max_target_len": None})
+        )
+    assert whole != pytest.approx(loss, rel=1e-3)  # the cut is what makes them agree
+
+
 def test_typed_in_text_gets_a_seq2seq_run_s_training_prefix_as_over_the_api(
     data: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

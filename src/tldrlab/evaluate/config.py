@@ -142,6 +142,11 @@ class EvalConfig(ConfigModel):
     max_source_len: int = Field(default=256, ge=4)
     """Seq2seq: source tokens kept."""
 
+    max_target_len: int | None = Field(default=None, ge=2)
+    """Seq2seq and chat: reference tokens the loss scores, its end token included, as training cuts its
+    targets (a run's `data.max_target_len`); None: whole references. ROUGE and BERTScore always score the
+    whole references."""
+
     block_size: int = Field(default=128, ge=2)
     """LM: tokens per evaluation block."""
 
@@ -208,6 +213,9 @@ class EvaluateConfig(ConfigModel):
     """Seq2seq: text put before every source document (None: the run's)."""
     max_source_len: int | None = Field(default=None, ge=4)
     """Seq2seq: source tokens kept (None: the run's)."""
+    max_target_len: int | None = Field(default=None, ge=2)
+    """Seq2seq and chat: reference tokens the loss scores, as training cut its targets (None: the run's, or
+    whole references for a model that is no run's); ROUGE and BERTScore score whole references."""
     block_size: int | None = Field(default=None, ge=2)
     """LM: tokens per evaluation block (None: the run's)."""
     batch_size: int | None = Field(default=None, ge=1)

@@ -162,21 +162,22 @@ def evaluate_lm(
 def reference_loss(
     model: Any, tokenizer: Any, sources: list[str], refs: list[str], config: EvalConfig
 ) -> float:
-    """Teacher-forced loss of the references given their sources (nats per target token). Each source is
-    fed as the training loop fed it (`train.tasks.Seq2SeqTask`): its tokens cut to `max_source_len` with the
-    eos, so a run's model scores here what its eval_loss said (without the eos the loss was another)."""
+    """Teacher-forced loss of the references given their sources (nats per target token). Each pair is fed
+    as the training loop fed it (`train.tasks.Seq2SeqTask`): the source's tokens cut to `max_source_len` with
+    the eos, the reference's to `max_target_len` with the eos, so a run's model scores here what its
+    eval_loss said (without the eos, or with whole references, the loss was another)."""
     total, count = 0.0, 0
     eos = tokenizer.eos_token_id
+    # the loss is the training objective's, measured as training measured it; what a summary is judged
+    # against (ROUGE, BERTScore) is the whole reference, never cut
+    keep = None if config.max_target_len is None else config.max_target_len - 1
     for start in range(0, len(sources), config.batch_size):
         rows = [
             [*plain_ids(tokenizer, source)[: config.max_source_len - 1], eos]
             for source in sources[start : start + config.batch_size]
         ]
         input_ids, attention_mask = pad_right(rows, tokenizer.pad_token_id)
-        tgt = [
-            [*plain_ids(tokenizer, r), tokenizer.eos_token_id]
-            for r in refs[start : start + config.batch_size]
-        ]
+        tgt = [[*plain_ids(tokenizer, r)[:keep], eos] for r in refs[start : start + config.batch_size]]
         width = max(len(t) for t in tgt)
         labels = torch.full((len(tgt), width), -100, dtype=torch.long)
         for row, t in enumerate(tgt):
@@ -196,7 +197,9 @@ def reference_loss(
 def chat_reference_loss(
     model: Any, tokenizer: Any, sources: list[str], refs: list[str], config: EvalConfig
 ) -> float:
-    """A chat model's teacher-forced loss of the references as its answers (nats per answer token)."""
+    """A chat model's teacher-forced loss of the references as its answers (nats per answer token), each
+    example cut as chat fine-tuning cuts it (`train.chat_sft`): the document to `max_source_len`, the answer
+    to `max_target_len` with its end-of-turn."""
     instruction = instruction_of(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     total, count, context = 0.0, 0, context_limit(model)
@@ -208,6 +211,7 @@ def chat_reference_loss(
                 ref,
                 instruction,
                 max_source_tokens=config.max_source_len,
+                max_target_tokens=config.max_target_len,
                 max_total_tokens=context,
             )
             for src, ref in zip(
@@ -388,11 +392,11 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
     file, the bundled model and installed models (their results stay in the eval run's own directory).
 
     Settings missing from `overrides` come from the run's config (`data.path`, `data.val_split` or the split
-    the loop detected, `data.prefix`, `data.max_source_len`, `data.block_size`, `data.limit` unless the run's
-    validation split is read, and for unsplit data `data.val_fraction` with `train.seed`), so a run is
-    evaluated on exactly what it held out. `data`
-    given with no split nor `val_fraction` is read at its held-out split (`splits.held_out_split`: a
-    data-set directory's test split, else its validation split, else all of it).
+    the loop detected, `data.prefix`, `data.max_source_len`, `data.max_target_len`, `data.block_size`,
+    `data.limit` unless the run's validation split is read, and for unsplit data `data.val_fraction` with
+    `train.seed`), so a run is evaluated on exactly what it held out. `data` given with no split nor
+    `val_fraction` is read at its held-out split (`splits.held_out_split`: a data-set directory's test split,
+    else its validation split, else all of it).
     """
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -423,7 +427,7 @@ def eval_config_for(target: str | Path, **overrides: Any) -> tuple[EvalConfig, P
             settings["split"] = train_split
             settings["val_fraction"] = data["val_fraction"]
             settings["holdout_seed"] = int((run_config.get("train") or {}).get("seed", 0))
-        for key in ("prefix", "max_source_len", "block_size"):
+        for key in ("prefix", "max_source_len", "max_target_len", "block_size"):
             if data.get(key) is not None:
                 settings[key] = data[key]
         overrides = {**settings, **overrides}
