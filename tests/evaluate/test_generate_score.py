@@ -131,6 +131,39 @@ def test_batched_greedy_seq2seq_matches_one_at_a_time(models: dict[str, Any], to
     assert batched == single
 
 
+def test_a_seq2seq_prompt_is_cut_as_training_cuts_its_sources(models: dict[str, Any], tokenizer: Any) -> None:
+    """Training and evaluation feed a seq2seq source as its first max_source_len - 1 tokens and eos, and a
+    run's ROUGE generation asks for max_input_tokens = max_source_len: generation kept max_input_tokens
+    tokens and added the eos, so the encoder read one token more than the model was trained on."""
+    from tldrlab.data.records import SummaryRecord
+    from tldrlab.train.config import DataConfig
+    from tldrlab.train.tasks import Seq2SeqTask
+
+    documents = ["Now is the winter of our discontent", "To be"]  # one over max_source_len, one under
+    records = [SummaryRecord(id=str(i), document=d, summaries=["a"]) for i, d in enumerate(documents)]
+    task = Seq2SeqTask(records, records, tokenizer, DataConfig(path="x", prefix="", max_source_len=12))
+    trained_on = [source for source, _ in task.train_pairs]
+    assert [len(source) for source in trained_on] == [12, 6]
+
+    read: list[list[int]] = []
+
+    def encoder_input(module: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        read.extend(row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True))
+
+    hook = models["t5"].encoder.register_forward_pre_hook(encoder_input, with_kwargs=True)
+    try:
+        generate(
+            models["t5"],
+            tokenizer,
+            documents,
+            GenerateOptions(temperature=0, max_new_tokens=2, max_input_tokens=12),
+        )
+    finally:
+        hook.remove()
+    assert read == trained_on
+
+
 @pytest.mark.parametrize("name", ["gpt2", "char_lstm"])
 def test_a_too_long_lm_prompt_keeps_its_end(name: str, models: dict[str, Any], tokenizer: Any) -> None:
     """A language model continues the text it was given: over max_input_tokens, the prompt's start goes."""

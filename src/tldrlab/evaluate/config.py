@@ -84,7 +84,8 @@ class GenerateOptions(ConfigModel):
     at a time."""
 
     max_input_tokens: int = Field(default=512, ge=1)
-    """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens."""
+    """Prompts are truncated (keeping their end for LMs, their start for seq2seq) to this many tokens (a
+    seq2seq prompt's end-of-sequence token among them, as in training's `max_source_len`)."""
 
     @field_validator("temperature")
     @classmethod

@@ -157,7 +157,14 @@ def _generate_seq2seq_batch(
     model: Any, tokenizer: Any, prompts: list[str], options: GenerateOptions, **extra: Any
 ) -> list[list[list[int]]]:
     """Several seq2seq prompts in one `generate` call: per prompt, its num_return_sequences rows."""
-    rows = [[*_encode_prompt(tokenizer, p, options, keep_end=False), tokenizer.eos_token_id] for p in prompts]
+    # the eos counts in max_input_tokens, as training's max_source_len counts it (`Seq2SeqTask`): a run
+    # generates with max_input_tokens = max_source_len, and its model read one token more here than it
+    # was trained and evaluated on
+    keep = options.max_input_tokens - 1
+    rows = [
+        [*_encode_prompt(tokenizer, p, options, keep_end=False)[:keep], tokenizer.eos_token_id]
+        for p in prompts
+    ]
     input_ids, mask = pad_right(rows, tokenizer.pad_token_id)
     output = model.generate(
         input_ids=input_ids.to(model.device),
