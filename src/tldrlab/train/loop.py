@@ -221,9 +221,10 @@ class TrainResult:
     resumed_from: int | None
     """Step of the checkpoint this call resumed from."""
     seconds: float
-    """Wall time of this call's training."""
+    """Wall time of this call's training, its evaluations and checkpoints included."""
     tokens_per_s: float
-    """Tokens trained on per second over this call (all processes)."""
+    """Tokens trained on per second of this call's training steps (all processes); its evaluations and
+    checkpoints are left out, as in the metrics lines."""
     cpu_seconds: float = 0.0
     """Process CPU seconds of this training, resumed calls included (`TrainState.cpu_seconds`)."""
     warnings: list[str] = field(default_factory=list)
@@ -479,6 +480,9 @@ class _Loop:
         self.step_at_start = self.state.step
         self.started = time.perf_counter()
         self.window_started, self.window_tokens = self.started, 0
+        self.off_the_clock_s = 0.0
+        """Seconds this call spent off the clock (`off_the_clock`): the closing line's rates leave them
+        out too."""
         # the steps of this window this process timed: a resumed window's `state.window_steps` also counts
         # those before the checkpoint (its loss averages them), which the process that stopped timed
         self.window_timed_steps = 0
@@ -606,7 +610,9 @@ class _Loop:
         try:
             yield
         finally:
-            self.window_started += time.perf_counter() - paused
+            spent = time.perf_counter() - paused
+            self.window_started += spent
+            self.off_the_clock_s += spent
 
     def expected_steps(self) -> int:
         """The step the run is expected to end at: `max_steps`, or sooner when the `max_minutes` budget will
@@ -750,16 +756,20 @@ class _Loop:
             # a run ended by early stopping or its time budget between two `log_every` steps: the steps
             # since the last line were trained on, and their loss was never written
             self.write_window()
-        self.checkpoint()
-        _plot(run if self.is_main else None, config)
+        with self.off_the_clock():
+            self.checkpoint()
+            _plot(run if self.is_main else None, config)
         seconds = time.perf_counter() - self.started
+        # the rates are the training's, as in every metrics line: the evaluations and checkpoints (a run's
+        # generating evaluations can take longer than its steps) count in the wall time only
+        training_s = max(seconds - self.off_the_clock_s, 1e-9)
         state.cpu_seconds = self.cpu_seconds()
         best_path = (
             self.ckpt_dir / ckpt.BEST
             if self.ckpt_dir is not None and (self.ckpt_dir / ckpt.BEST).is_dir()
             else None
         )
-        tokens_per_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / max(seconds, 1e-9)
+        tokens_per_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / training_s
         warnings = []
         if state.best_value is None and state.evaluations:
             # an occasional best_metric (seq2seq ROUGE at every `generate_every`-th evaluation) that no
@@ -805,10 +815,12 @@ class _Loop:
             run.set_summary(steps=state.step, **summary)
             mfu = self.mfu(tokens_per_s)
             run.log(
-                f"trained to step {state.step} in {seconds:.1f}s: {tokens_per_s:,.0f} tokens/s"
+                f"trained to step {state.step} in {seconds:.1f}s ({training_s:.1f}s of training steps, the"
+                f" evaluations and checkpoints aside): {tokens_per_s:,.0f} tokens/s"
                 + (f", MFU {100 * mfu:.1f}%" if mfu is not None else ""),
                 tokens_per_s=tokens_per_s,
                 mfu=mfu,
+                training_seconds=training_s,
             )
         self.hooks.on_train_end(state, result)
         return result
