@@ -364,6 +364,31 @@ def test_beam_search_asked_for_with_sampling_is_refused_not_ignored(
         generate(models["char_lstm"], tokenizer, ["ROMEO:"], beams)
 
 
+def test_several_greedy_sequences_of_a_char_lstm_are_refused_not_copied(
+    models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At temperature 0 a t5, gpt2 or chat model returns num_return_sequences different outputs (greedy
+    decoding of several sequences is beam search); char_lstm, which has no beam search, returned n copies of
+    its one greedy output (`generate -n 3 --temperature 0`). It is refused, as its num_beams is: before a
+    run exists on the command line, and by generate itself."""
+    greedy = GenerateOptions(temperature=0, max_new_tokens=6, num_return_sequences=3)
+    (beams,) = generate(models["gpt2"], tokenizer, ["ROMEO:"], greedy)
+    assert len(beams) == 3 and len(set(beams)) > 1
+    with pytest.raises(InvalidInputError, match="char_lstm has no beam search") as refused:
+        generate(models["char_lstm"], tokenizer, ["ROMEO:"], greedy)
+    assert "num_return_sequences 3" in refused.value.message and "temperature" in refused.value.message
+    one = greedy.model_copy(update={"num_return_sequences": 1})
+    assert len(generate(models["char_lstm"], tokenizer, ["ROMEO:"], one)[0]) == 1
+    sampled = greedy.model_copy(update={"temperature": 1.0})
+    assert len(generate(models["char_lstm"], tokenizer, ["ROMEO:"], sampled)[0]) == 3
+
+    save_model(models["char_lstm"], tokenizer, tmp_path / "model", name="char_lstm")
+    argv = ["generate", str(tmp_path / "model"), "-p", "ROMEO:", "--temperature", "0", "-n", "3"]
+    code, out, err = run_captured(argv, capsys)
+    assert code == 2 and "char_lstm has no beam search" in err and "Traceback" not in out + err
+    assert open_registry().list(kind="generate") == []
+
+
 def test_a_temperature_too_close_to_zero_to_sample_with_is_refused_without_a_traceback(
     models: dict[str, Any], tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -89,6 +89,22 @@ def _warn_capped(limit: int, requested: int, capped: int, *, cut: bool) -> None:
     )
 
 
+def char_lstm_refusal(options: GenerateOptions) -> str | None:
+    """Why char_lstm's own decoding loop cannot decode as `options` ask; None when it can. It has no beam
+    search, which t5, gpt2 and chat models use for beams and for several greedy sequences (their n best
+    beams): at temperature 0 its n sequences were n copies of its one greedy output."""
+    if options.num_beams > 1:  # its own decoding loop would ignore them
+        return f"char_lstm has no beam search: num_beams must be 1 (got {options.num_beams})"
+    n = options.num_return_sequences
+    if options.temperature == 0 and n > 1:
+        return (
+            f"char_lstm has no beam search: at temperature 0 (greedy) it has one output, and "
+            f"num_return_sequences {n} would be {n} copies of it; give a temperature above 0 to sample {n}, "
+            "or num_return_sequences 1"
+        )
+    return None
+
+
 @torch.no_grad()
 def _generate_char_lstm(model: Any, tokenizer: Any, prompt: str, options: GenerateOptions) -> list[list[int]]:
     device = model.device
@@ -361,10 +377,8 @@ def generate_detailed(
                     if name == "char_lstm":
                         if streamer is not None:
                             raise InvalidInputError("char_lstm models do not stream")
-                        if options.num_beams > 1:  # its own decoding loop would ignore them
-                            raise InvalidInputError(
-                                f"char_lstm has no beam search: num_beams must be 1 (got {options.num_beams})"
-                            )
+                        if (refusal := char_lstm_refusal(options)) is not None:
+                            raise InvalidInputError(refusal)
                         batches.append(_generate_char_lstm(model, tokenizer, prompt, options))
                     else:
                         batches.append(_generate_causal_hf(model, tokenizer, prompt, options, **extra))

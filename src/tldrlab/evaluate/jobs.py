@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tldrlab.data.readers import read_records, split_files
-from tldrlab.errors import InvalidInputError
+from tldrlab.errors import CheckpointError, InvalidConfigError, InvalidInputError
 from tldrlab.evaluate.artifacts import (
     FINAL_EVAL_TAG,
     HIGHLIGHT_TABLE_FILE,
@@ -20,7 +20,7 @@ from tldrlab.evaluate.artifacts import (
     evaluation_dir,
 )
 from tldrlab.evaluate.config import EvaluateConfig, GenerateConfig, ScoreConfig
-from tldrlab.evaluate.generate import generate_detailed
+from tldrlab.evaluate.generate import char_lstm_refusal, generate_detailed
 from tldrlab.evaluate.metrics import EMPTY_OUTPUT_CAUSE, empty_count, perplexity
 from tldrlab.evaluate.model_run import check_model_run
 from tldrlab.evaluate.run_eval import (
@@ -33,7 +33,7 @@ from tldrlab.evaluate.run_eval import (
     training_prefix,
 )
 from tldrlab.evaluate.score import score_text
-from tldrlab.models.io import load_model
+from tldrlab.models.io import load_model, model_name_in
 from tldrlab.models.registry import model_task
 from tldrlab.models.resolve import resolve_model_ref
 from tldrlab.models.store import install_bundled
@@ -293,8 +293,17 @@ def score_report(run_id: str, result: dict[str, Any]) -> Report:
 
 def check_model(config: GenerateConfig | ScoreConfig) -> None:
     """Kinds `generate` and `score`: a model that is not there, or a `dataset` without the `split` it names,
-    fails before a run is created (the job reads the data only once the run exists)."""
-    resolve_model_ref(config.model_run)
+    fails before a run is created (the job reads the data only once the run exists); so do decoding options
+    a char_lstm model there cannot follow (`generate.char_lstm_refusal`), which generating refuses again."""
+    resolved = resolve_model_ref(config.model_run)
+    if isinstance(config, GenerateConfig) and resolved.kind == "directory":
+        try:
+            name = model_name_in(resolved.path)
+        except (CheckpointError, InvalidInputError):
+            name = None  # not saved yet (a queued run's model), or unreadable: loading it says so
+        if name == "char_lstm" and (refusal := char_lstm_refusal(config.options)) is not None:
+            field = "num_beams" if config.options.num_beams > 1 else "num_return_sequences"
+            raise InvalidConfigError.at(("options", field), refusal)
     if config.dataset is not None:
         split_files(config.dataset, split=config.split)
 
