@@ -395,3 +395,32 @@ def test_a_continuous_range_under_grid_says_what_is_wrong_and_what_to_do() -> No
     assert "continuous range (uniform from 0.0001 to 0.01)" in message
     assert "list the values to try (`values: [...]`" in message and "use method random or bayes" in message
     assert "allowed with grid" not in message
+
+
+def test_a_sweep_config_names_no_file_to_read_but_a_sweep_files_own_mapping_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`SweepConfig` (a run's config, what a worker validates) read a `config` given as a file name relative
+    to the process's working directory: validating a config read a file of whatever machine validated it,
+    and a missing one was a NotFoundError, not a validation error at its key."""
+    from pydantic import ValidationError
+
+    from tldrlab.sweep.config import SweepConfig
+
+    (tmp_path / "base.yaml").write_text("model: char_lstm\n")
+    monkeypatch.chdir(tmp_path)
+    lr = {"train.lr": {"values": [0.001, 0.002]}}
+    for named in ("base.yaml", str(tmp_path / "base.yaml"), "missing.yaml"):
+        sweep = {"program": "tldrlab.train", "method": "grid", "config": named, "parameters": lr}
+        with pytest.raises(ValidationError) as refused:
+            SweepConfig(sweep=sweep)
+        (error,) = refused.value.errors()
+        assert error["loc"] == ("sweep", "config") and "as a mapping" in error["msg"], error
+    # the sweep file's own name is read beside it, and stored inline for the run
+    spec_file = tmp_path / "s.yaml"
+    named_in_file = {"program": "tldrlab.train", "method": "grid", "config": "base.yaml", "parameters": lr}
+    spec_file.write_text(yaml.safe_dump(named_in_file))
+    monkeypatch.chdir("/")
+    stored = load_sweep(spec_file).raw
+    assert stored["config"] == {"model": "char_lstm"}
+    assert SweepConfig(sweep=stored).sweep["config"] == {"model": "char_lstm"}

@@ -111,10 +111,11 @@ def confine_config(kind: str, raw: dict[str, Any], *, settings: Settings, run_di
 
 
 def _refuse_sweep_base_config_file(raw: dict[str, Any]) -> None:
-    """A sweep file may name its program's base config as a file beside it (`config: base.yaml`). Validating
-    the spec reads that file, before any path is confined: over the API it would be a file of the server
-    read (a YAML one loaded, its values echoed in errors, a missing one a 404 that tells what exists), so the
-    name is refused unread, whatever it names. A client gives the base config inline, as a mapping."""
+    """A sweep file may name its program's base config as a file beside it (`config: base.yaml`), which
+    `tldrlab sweep run` reads and stores inline. Over the API such a name is a path of the server, refused as
+    the other paths outside a run's reach are (403), unread and in the same words whatever it names, so the
+    answer never tells what exists there; the spec's own validation refuses it too, unread (422). A client
+    gives the base config inline, as a mapping."""
     sweep = raw.get("sweep")
     if isinstance(sweep, dict) and isinstance(sweep.get("config"), str):
         raise PathNotAllowedError.at(

@@ -287,8 +287,17 @@ def _base_config(raw: Any, base_dir: Path | None) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     if isinstance(raw, str):
+        if base_dir is None:
+            # only a sweep file's own mapping names a file (`load_sweep` reads it and stores it inline): a
+            # mapping given as such (a run's config, a submit) was read relative to whatever directory the
+            # process ran in, a server's file read to validate a config
+            raise ConfigError.at(
+                "config",
+                "give the program's base config here as a mapping; a file name is read only from a sweep "
+                f"file (`tldrlab sweep run FILE` stores it inline); got {raw!r}",
+            )
         path = Path(raw)
-        if not path.is_absolute() and base_dir is not None:
+        if not path.is_absolute():
             path = base_dir / path
         if not path.is_file():
             raise NotFoundError(f"config: file not found: {path}")
@@ -323,7 +332,8 @@ def resolve_program(spec: SweepSpec) -> None:
 
 
 def parse_sweep(raw: dict[str, Any], *, source: str | None = None, base_dir: Path | None = None) -> SweepSpec:
-    """Validate a sweep mapping (as read from YAML) into a SweepSpec."""
+    """Validate a sweep mapping (as read from YAML) into a SweepSpec. `base_dir`: the sweep file's directory,
+    where a `config` given as a file name is read (`load_sweep`); without it such a name is refused unread."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError.at(str(key), unknown_choice("top-level key", key, TOP_LEVEL_KEYS))
