@@ -6,6 +6,10 @@ heartbeats, failure classes and retries, preemption and dead-worker recovery as 
 sweep hands its trials to that worker (they run inside the sweep's execution, each its own run); in the CLI's
 process a worker of its own takes that part. With `workers` > 1 the sweep starts that many worker processes
 on the queue and only coordinates.
+
+A trial that failed transiently waits out the queue's backoff (`worker.retry_delay_s`) before its next
+attempt, wherever it executes: its worker process gets it back from the queue no earlier, and this process's
+worker is handed it again by the sweep no earlier either (`WorkerExecutor.execute`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ def _helper_process(settings: Settings, threads: dict[str, Any]) -> None:
 
 class WorkerExecutor:
     """A sweep's trials through the worker system: queued, then executed by this process's worker (or
-    another one), waiting while a run is retried later or held by another worker."""
+    another one), waiting while a run is held by another worker or backs off before a retry."""
 
     def __init__(self, worker: Worker, settings: Settings) -> None:
         self.worker = worker
@@ -57,12 +61,18 @@ class WorkerExecutor:
         self.worker.publish([queued_event(self.worker.registry.get(run_id))])
 
     def execute(self, run_id: str) -> str:
+        """Execute the trial run here; "retrying" while it waits out a transient failure's backoff. The sweep
+        asks again later: its loop heartbeats the sweep and stops it when asked meanwhile, which a wait here
+        for up to `WorkerConfig.backoff_max_s` would not. Handed back at once, a trial's retry was attempted
+        a fifth of a second after its failure, whatever the backoff."""
         while True:
+            if self.worker.backoff_left_s(run_id) > 0:
+                return "retrying"
             outcome = self.worker.handle(run_id)
             record = self.worker.registry.get(run_id)
-            if record.status.finished or outcome in ("preempted", "cancelled"):
+            if record.status.finished or outcome in ("preempted", "cancelled", "retrying"):
                 return outcome
-            time.sleep(WAIT_S)  # retried after a backoff, or executing in another worker
+            time.sleep(WAIT_S)  # executing in another worker
 
     def start_helpers(self, count: int) -> None:
         context = worker_process_context()

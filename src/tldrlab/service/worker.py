@@ -173,6 +173,11 @@ def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: 
     return registry.claim(run_id, worker_id, stale_before)
 
 
+def retry_delay_s(config: WorkerConfig, attempts: int) -> float:
+    """How long a run that failed transiently at its `attempts`-th execution waits before the next one."""
+    return min(config.backoff_max_s, config.backoff_base_s * 2 ** max(0, attempts - 1))
+
+
 def requeue(
     registry: RunRegistry, queue: JobQueue, run_id: str, message: str, *, delay_s: float = 0.0
 ) -> None:
@@ -294,6 +299,10 @@ class Worker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _draining: threading.Lock = field(default_factory=threading.Lock)
     """Held while a run's tail is polled and its events published (`publish_new`)."""
+    retry_due: dict[str, float] = field(default_factory=dict)
+    """When each run this worker put back on the queue after a transient failure is due again (its backoff):
+    the runs it executes inside another (a sweep's trials) are not delivered by the queue, which holds
+    them back that long, but handed to it again by their parent (`service.sweeps.WorkerExecutor`)."""
     notifies: bool = False
     """Whether notifiers are subscribed to this worker's bus (`build_worker` attaches the configured ones)."""
     _announced: set[str] = field(default_factory=set)
@@ -305,6 +314,15 @@ class Worker:
         """The innermost run this worker is executing, if any."""
         with self._lock:
             return self._active[-1][0] if self._active else None
+
+    def backoff_left_s(self, run_id: str) -> float:
+        """Seconds until a run this worker put back on the queue after a transient failure is due again (its
+        backoff); 0 when it is, or was never put back by this worker."""
+        due = self.retry_due.get(run_id)
+        left = 0.0 if due is None else due - time.time()
+        if left <= 0:
+            self.retry_due.pop(run_id, None)
+        return max(0.0, left)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def register(self) -> None:
@@ -436,6 +454,7 @@ class Worker:
             self._announce([record])
         if not claim_run(self.registry, run_id, self.worker_id, time.time() - self.config.stale_after_s):
             return "duplicate"  # finished, cancelled, or alive on another worker
+        self.retry_due.pop(run_id, None)  # its backoff is over: this is its next attempt
         if record.tags.get(SUBMITTED_VIA) == "api":
             try:  # its paths again, right before they are opened (a file may have become a symlink)
                 confine_again(
@@ -534,9 +553,8 @@ class Worker:
         # not claimable) and it would read `queued` for good; it stays failed, as it ended
         retry = failure is FailureClass.TRANSIENT and not record.cancel_requested
         if retry and record.attempts < self.config.max_attempts:
-            delay = min(
-                self.config.backoff_max_s, self.config.backoff_base_s * 2 ** max(0, record.attempts - 1)
-            )
+            delay = retry_delay_s(self.config, record.attempts)
+            self.retry_due[run_id] = time.time() + delay
             requeue(
                 self.registry,
                 self.queue,

@@ -213,7 +213,8 @@ class TrialExecutor(Protocol):
         """Put a created trial run on the queue."""
 
     def execute(self, run_id: str) -> str:
-        """Execute the run here (or wait while another worker does); what happened, as Worker.handle says."""
+        """Execute the run here (or wait while another worker does); what happened, as Worker.handle says
+        ("retrying" also while a transient failure's backoff runs: the sweep asks again later)."""
 
     def start_helpers(self, count: int) -> None:
         """Start `count` worker processes that execute queued trial runs side by side."""
