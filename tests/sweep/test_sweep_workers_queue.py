@@ -1,23 +1,36 @@
-"""A sweep's trials on the job queue, on both queues (embedded SQLite, Redis + RQ): a trial's retry waits out
-the queue's backoff."""
+"""A sweep's trials on the job queue, on both queues (embedded SQLite, Redis + RQ): the worker processes of
+`sweep run --workers K` take the sweep's trials only, a trial put back on the queue (preempted, its worker
+dead) goes where those workers look, and a trial's retry waits out the queue's backoff."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from optuna.trial import TrialState
 from test_runner import write_sweep
 
+from cliutil import run_captured
 from tldrlab.config import get_settings
 from tldrlab.kinds import KINDS
 from tldrlab.runs import RunStatus, create_run, open_registry
 from tldrlab.service.queue import open_queue
-from tldrlab.service.worker import WorkerConfig, build_worker
+from tldrlab.service.worker import WorkerConfig, build_worker, reconcile, requeue
 from tldrlab.sweep.config import SweepConfig
+from tldrlab.sweep.mapping import suggest_params
+from tldrlab.sweep.runner import open_study
+from tldrlab.sweep.spec import load_sweep
+from tldrlab.sweep.storage import RUN_ATTR, SWEEP_RUN_ATTR, load_study, resolve_storage_url
+from tldrlab.sweep.trials import TRIAL_PROGRAMS
 
 QUEUES = ["sqlite", "rq"]
 DRAIN = WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05, stale_after_s=1.0)
@@ -34,6 +47,123 @@ def _use_queue(kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
 def _sweep(tmp_path: Path, steps: int) -> Path:
     parameters = {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": steps}}
     return write_sweep(tmp_path / "s.yaml", parameters=parameters)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("queue_kind", QUEUES)
+def test_a_sweeps_workers_leave_a_run_waiting_in_the_home_alone(
+    queue_kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    warm_worker_processes: Callable[..., None],
+) -> None:
+    """The K worker processes of `sweep run --workers K` took any job in the home: a training waiting there
+    (submitted through the API, `runs submit`) ran in them, and was preempted and requeued when the sweep
+    ended. It waits, untouched, for a worker of the home instead."""
+    warm_worker_processes("tldrlab.service.sweeps")
+    _use_queue(queue_kind, monkeypatch, request)
+    waiting = create_run("smoke", {"steps": 3}).id
+    open_queue().enqueue(waiting)  # first in line: any worker polling the queue takes it first
+    sweep = _sweep(tmp_path, steps=2)
+
+    code, _, err = run_captured(["sweep", "run", str(sweep), "--trials", "3", "--workers", "2"], capsys)
+
+    assert code == 0, err[-2000:]
+    registry = open_registry()
+    (sweep_run,) = registry.list(kind="sweep")
+    trials = registry.list(kind="trial", limit=None)
+    assert len(trials) >= 3 and all(t.status is RunStatus.COMPLETED for t in trials[:3]), trials
+    if queue_kind == "rq":  # its lane went with it: nothing of it is left in Redis for good
+        assert not open_queue().redis.keys(f"*{sweep_run.id}*")  # type: ignore[attr-defined]
+    untouched = registry.get(waiting)
+    assert untouched.status is RunStatus.QUEUED, untouched.message
+    assert untouched.attempts == 0 and untouched.started_at is None and untouched.worker is None
+    # a worker of the home takes it, as it would have without the sweep
+    build_worker(config=DRAIN).run()
+    ran = registry.get(waiting)
+    assert ran.status is RunStatus.COMPLETED and ran.attempts == 1, ran.message
+
+
+@pytest.mark.parametrize("queue_kind", QUEUES)
+def test_a_trial_put_back_on_the_queue_goes_to_its_sweeps_workers(
+    queue_kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A trial preempted (or retried: the same `requeue`) and one whose worker died (`reconcile`) go back
+    where the sweep's workers look, its lane, and those take nothing else; a worker of the home takes the
+    home's other runs (and may take a sweep's trial too)."""
+    _use_queue(queue_kind, monkeypatch, request)
+    registry = open_registry()
+    config = SweepConfig(sweep=yaml.safe_load(_sweep(tmp_path, steps=2).read_text()), trials=2, workers=2)
+    sweep_run = create_run("sweep", config, study="toy")
+
+    def trial(number: int) -> str:
+        trial_config = {"program": "command", "params": {"x": 0.5}, "sweep": config.sweep}
+        tags = {"study": "toy", "trial": number}
+        return create_run("trial", trial_config, parent_id=sweep_run.id, tags=tags, registry=registry).id
+
+    preempted, orphaned = trial(0), trial(1)
+    other = create_run("smoke", {"steps": 2}).id
+    queue = open_queue()
+    requeue(registry, queue, preempted, "requeued: its worker is shutting down")
+    # the worker of `orphaned` died: running, its heartbeat stale, its run directory's lock free
+    registry.update(orphaned, status=RunStatus.RUNNING, worker="gone:1:abcd", heartbeat_at=time.time() - 60)
+    assert (orphaned, "queued") in reconcile(registry, queue, DRAIN)
+    queue.enqueue(other)
+
+    def taken_by(lane: str | None) -> list[str]:
+        seen: list[str] = []
+        worker = build_worker(config=DRAIN, lane=lane)
+        worker.queue.work(
+            seen.append, worker_id=worker.worker_id, should_stop=lambda: False, burst=True, lane=lane
+        )
+        return seen
+
+    assert sorted(taken_by(sweep_run.id)) == sorted([preempted, orphaned])
+    assert other in taken_by(None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("queue_kind", QUEUES)
+def test_a_sweep_run_again_has_its_workers_continue_the_trial_the_stopped_one_left(
+    queue_kind: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A sweep stopped while its workers ran a trial left that trial run queued, a child of its sweep run,
+    on that sweep's lane. Run again, the sweep is another run, whose workers take only its own trials: it
+    continues that trial as its own (its parent now), on its lane, and its workers finish it."""
+    _use_queue(queue_kind, monkeypatch, request)
+    sweep = _sweep(tmp_path, steps=2)
+    spec = load_sweep(sweep)
+    registry = open_registry()
+    # what the stopped sweep left: its study's trial running, the trial's run queued again by its worker
+    study = open_study(spec, resolve_storage_url(None), "toy")
+    asked = study.ask()
+    config = SweepConfig(sweep=spec.raw, source=str(sweep), trials=2, workers=2)
+    stopped = create_run("sweep", config, study="toy")
+    registry.update(stopped.id, status=RunStatus.CANCELLED, message="cancelled: stopped")
+    trial_config = TRIAL_PROGRAMS[spec.kind].config(spec, suggest_params(asked, spec))
+    tags = {"study": "toy", "trial": asked.number}
+    left = create_run("trial", trial_config, parent_id=stopped.id, tags=tags, registry=registry).id
+    asked.set_user_attr(SWEEP_RUN_ATTR, stopped.id)
+    asked.set_user_attr(RUN_ATTR, left)
+    requeue(registry, open_queue(), left, "requeued: its worker is shutting down")
+
+    # its own session: a sweep that waited for good is stopped with its workers
+    argv = [sys.executable, "-m", "tldrlab", "sweep", "run", str(sweep), "--trials", "2", "--workers", "2"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"the sweep never finished: {proc.communicate()[1][-2000:]}")
+
+    assert proc.returncode == 0, err[-2000:]
+    (again,) = [r for r in registry.list(kind="sweep") if r.id != stopped.id]
+    continued = registry.get(left)
+    assert continued.status is RunStatus.COMPLETED and continued.parent_id == again.id, continued.message
+    trials = load_study("toy", None).get_trials()
+    assert len(trials) == 2 and trials[asked.number].state is TrialState.COMPLETE  # no copy of it asked
 
 
 def flaky_trial_job(run: Any, config: Any) -> Any:

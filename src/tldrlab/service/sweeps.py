@@ -5,7 +5,8 @@ each trial run is put on the queue and executed by a worker, with the same claim
 heartbeats, failure classes and retries, preemption and dead-worker recovery as any run. In a worker the
 sweep hands its trials to that worker (they run inside the sweep's execution, each its own run); in the CLI's
 process a worker of its own takes that part. With `workers` > 1 the sweep starts that many worker processes
-on the queue and only coordinates.
+on the queue and only coordinates; they work the sweep's lane of the queue alone (`queue.base`: the jobs of
+the sweep run's trials), never another run waiting in the home, which stopping them with the sweep preempted.
 
 A trial that failed transiently waits out the queue's backoff (`worker.retry_delay_s`) before its next
 attempt, wherever it executes: its worker process gets it back from the queue no earlier, and this process's
@@ -14,6 +15,7 @@ worker is handed it again by the sweep no earlier either (`WorkerExecutor.execut
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,12 +28,14 @@ from tldrlab.elm.prepare import load_split
 from tldrlab.elm.search import BASE_ATTR, elm_sweep_config
 from tldrlab.runs import Run
 from tldrlab.service.events import queued_event
-from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_worker, run_worker
+from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_worker, lane_of, run_worker
 from tldrlab.sweep.config import SweepConfig
 from tldrlab.sweep.runner import open_study, sweep_in_run
 from tldrlab.sweep.spec import parse_sweep
 from tldrlab.sweep.storage import refused_study_writes, resolve_storage_url
 from tldrlab.threads import adopt_threads, plan_for_share, worker_process_context
+
+log = logging.getLogger("tldrlab.worker")
 
 HELPER = WorkerConfig(heartbeat_s=1.0, stale_after_s=10.0, reconcile_every_s=2.0, poll_s=0.1)
 """How the worker processes of a parallel sweep behave."""
@@ -40,25 +44,36 @@ WAIT_S = 0.2
 """Seconds between looks at a trial run another worker executes."""
 
 
-def _helper_process(settings: Settings, threads: dict[str, Any]) -> None:
-    """Entry point of a parallel sweep's worker process."""
+def _helper_process(settings: Settings, threads: dict[str, Any], sweep_run_id: str) -> None:
+    """Entry point of a parallel sweep's worker process: it takes that sweep run's trials only."""
     adopt_threads(threads)
-    run_worker(settings, HELPER)
+    run_worker(settings, HELPER, lane=sweep_run_id)
 
 
 class WorkerExecutor:
-    """A sweep's trials through the worker system: queued, then executed by this process's worker (or
-    another one), waiting while a run is held by another worker or backs off before a retry."""
+    """The trials of the sweep run `sweep_run_id` through the worker system: queued on the sweep's lane, then
+    executed by this process's worker (or the sweep's worker processes), waiting while a run is held by
+    another worker or backs off before a retry."""
 
-    def __init__(self, worker: Worker, settings: Settings) -> None:
+    def __init__(self, worker: Worker, settings: Settings, sweep_run_id: str) -> None:
         self.worker = worker
         self.settings = settings
+        self.sweep_run_id = sweep_run_id
         self.helpers: list[BaseProcess] = []
 
-    def submit(self, run_id: str) -> None:
-        self.worker.queue.enqueue(run_id)
-        # a trial is a queued run like any other: notifiers hear of it queued (they heard from `started` on)
-        self.worker.publish([queued_event(self.worker.registry.get(run_id))])
+    def submit(self, run_id: str, *, announce: bool = True) -> None:
+        record = self.worker.registry.get(run_id)
+        self.worker.queue.enqueue(run_id, lane=lane_of(record))
+        if announce:  # a trial is a queued run like any other: notifiers hear of it queued
+            self.worker.publish([queued_event(record)])
+
+    def drop_lane(self) -> None:
+        """Forget the sweep's own deliveries of its trials (`JobQueue.drop_lane`) once it is done with them;
+        never fails the sweep (a lane left behind is only a few jobs no worker takes)."""
+        try:
+            self.worker.queue.drop_lane(self.sweep_run_id)
+        except Exception as exc:
+            log.warning(f"could not drop the queue lane of sweep run {self.sweep_run_id}: {exc}")
 
     def execute(self, run_id: str) -> str:
         """Execute the trial run here; "retrying" while it waits out a transient failure's backoff. The sweep
@@ -79,7 +94,9 @@ class WorkerExecutor:
         threads = plan_for_share(count).as_dict()
         for index in range(count):
             process = context.Process(
-                target=_helper_process, args=(self.settings, threads), name=f"tldrlab-sweep-worker-{index}"
+                target=_helper_process,
+                args=(self.settings, threads, self.sweep_run_id),
+                name=f"tldrlab-sweep-worker-{index}",
             )
             process.start()
             self.helpers.append(process)
@@ -101,14 +118,20 @@ def executor_for(run: Run) -> Iterator[WorkerExecutor]:
     settings = get_settings()
     worker = CURRENT_WORKER.get()
     if worker is not None:
-        yield WorkerExecutor(worker, settings)
+        executor = WorkerExecutor(worker, settings, run.id)
+        try:
+            yield executor
+        finally:
+            executor.drop_lane()
         return
     # The CLI's process: its own worker handles the trials. A trial whose process died is taken over at
     # once when nobody owns it (run ownership), so no heartbeat has to go stale first.
     worker = build_worker(settings, WorkerConfig(stale_after_s=0.5))
+    executor = WorkerExecutor(worker, settings, run.id)
     try:
-        yield WorkerExecutor(worker, settings)
+        yield executor
     finally:
+        executor.drop_lane()
         close = getattr(worker.bus, "close", None)
         if close is not None:
             close()

@@ -173,6 +173,12 @@ def claim_run(registry: RunRegistry, run_id: str, worker_id: str, stale_before: 
     return registry.claim(run_id, worker_id, stale_before)
 
 
+def lane_of(record: RunRecord) -> str | None:
+    """The queue lane a run's job goes to (`queue.base`): a sweep trial's is its sweep run's, whose workers
+    alone take it; None (any worker) for every other run."""
+    return record.parent_id if record.sweep_trial is not None else None
+
+
 def retry_delay_s(config: WorkerConfig, attempts: int) -> float:
     """How long a run that failed transiently at its `attempts`-th execution waits before the next one."""
     return min(config.backoff_max_s, config.backoff_base_s * 2 ** max(0, attempts - 1))
@@ -181,10 +187,11 @@ def retry_delay_s(config: WorkerConfig, attempts: int) -> float:
 def requeue(
     registry: RunRegistry, queue: JobQueue, run_id: str, message: str, *, delay_s: float = 0.0
 ) -> None:
-    """Put a run back to `queued` (after a preemption, a transient failure or a dead worker)."""
+    """Put a run back to `queued` (after a preemption, a transient failure or a dead worker), on its lane."""
     registry.update(run_id, status=RunStatus.QUEUED, message=message, error_code=None, ended_at=None)
-    update_manifest(registry.get(run_id).run_dir, status="queued", message=message, ended_at=None)
-    queue.enqueue(run_id, delay_s=delay_s)
+    record = registry.get(run_id)
+    update_manifest(record.run_dir, status="queued", message=message, ended_at=None)
+    queue.enqueue(run_id, delay_s=delay_s, lane=lane_of(record))
 
 
 def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> list[tuple[str, str]]:
@@ -229,7 +236,7 @@ def reconcile(registry: RunRegistry, queue: JobQueue, config: WorkerConfig) -> l
                 continue  # the registry refused it: the next pass tries again
             # settled in the registry, its manifest left behind: the run still goes back on the queue
         if status is RunStatus.QUEUED and inside is None:  # one queued for its parent stays off the queue
-            queue.enqueue(record.id)
+            queue.enqueue(record.id, lane=lane_of(record))  # a sweep's trial: where its sweep's workers look
         actions.append((record.id, status.value))
     # after the orphans: a parent failed past its attempts above, or ended (deleted) since the last pass,
     # whose runs waiting for it (held for it above, in this pass or an earlier one) nothing would ever run
@@ -256,7 +263,7 @@ def requeue_lost(registry: RunRegistry, queue: JobQueue, queued_before: float) -
     for record in waiting:
         if record.id in pending:
             continue
-        queue.enqueue(record.id)
+        queue.enqueue(record.id, lane=lane_of(record))
         log.warning(
             f"run {record.id} was queued but missing from the {queue.name} queue: enqueued again",
             extra={"fields": {"run_id": record.id}},
@@ -299,6 +306,8 @@ class Worker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _draining: threading.Lock = field(default_factory=threading.Lock)
     """Held while a run's tail is polled and its events published (`publish_new`)."""
+    lane: str | None = None
+    """The queue lane this worker alone works (a sweep's worker: its sweep run's trials); None: any job."""
     retry_due: dict[str, float] = field(default_factory=dict)
     """When each run this worker put back on the queue after a transient failure is due again (its backoff):
     the runs it executes inside another (a sweep's trials) are not delivered by the queue, which holds
@@ -587,6 +596,7 @@ class Worker:
                 burst=self.config.burst,
                 poll_s=self.config.poll_s,
                 on_force_stop=lambda signum: hard_stop(self, signum),
+                lane=self.lane,
             )
         finally:
             self.stop_event.set()
@@ -637,7 +647,10 @@ def install_signal_handlers(worker: Worker) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def build_worker(settings: Settings | None = None, config: WorkerConfig | None = None) -> Worker:
+def build_worker(
+    settings: Settings | None = None, config: WorkerConfig | None = None, *, lane: str | None = None
+) -> Worker:
+    """A worker of the configured queue; with `lane`, one that takes only that lane's jobs (a sweep's)."""
     # the retention policy a worker applies to each run it finishes (settle_finished_run)
     settings = check_retention_setting(settings or get_settings())
     worker = Worker(
@@ -646,6 +659,7 @@ def build_worker(settings: Settings | None = None, config: WorkerConfig | None =
         queue=open_queue(settings),
         registry=open_registry(settings),
         bus=open_bus(settings),
+        lane=lane,
     )
     # lazy: loads httpx (this module stays light without it)
     from tldrlab.service.notify import attach_configured_notifiers
@@ -678,10 +692,13 @@ def children_die_with_this_process() -> None:
     os.register_at_fork(before=before, after_in_child=die_with_parent)
 
 
-def run_worker(settings: Settings | None = None, config: WorkerConfig | None = None) -> None:
-    """Entry point of `tldrlab worker` and of the workers `tldrlab serve` starts."""
+def run_worker(
+    settings: Settings | None = None, config: WorkerConfig | None = None, *, lane: str | None = None
+) -> None:
+    """Entry point of `tldrlab worker`, of the workers `tldrlab serve` starts and (with `lane`) of a
+    parallel sweep's."""
     children_die_with_this_process()
-    worker = build_worker(settings, config)
+    worker = build_worker(settings, config, lane=lane)
     if worker.queue.name != "rq":  # RQ installs its own handlers (which also request preemption)
         install_signal_handlers(worker)
     worker.run()

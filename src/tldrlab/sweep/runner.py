@@ -198,6 +198,23 @@ def _failed_grid_point(study: optuna.Study) -> dict[str, Any] | None:
     return next((params for params in failed if params not in taken), None)
 
 
+def _continued_here(registry: RunRegistry, sweep_run_id: str, record: RunRecord) -> RunRecord | None:
+    """An unfinished trial run of an earlier sweep run of the study that has ended (killed, stopped,
+    interrupted) becomes a trial of this one, `sweep_run_id`, its new parent: the sweep's worker processes
+    take only the trials whose parent is their sweep run (their queue lane), and cancelling this sweep
+    cancels it with the rest. Its updated record; None for a trial of this sweep, a finished one, or one
+    whose sweep run may still go on (running in another process, queued to resume)."""
+    if record.status.finished or record.parent_id in (None, sweep_run_id):
+        return None
+    try:
+        if not registry.get(str(record.parent_id)).status.finished:
+            return None
+    except NotFoundError:
+        pass  # its sweep run was deleted: nothing else continues it
+    registry.update(record.id, parent_id=sweep_run_id)
+    return registry.get(record.id)
+
+
 def _stop_after_failures(failures: int, last_error: str | None) -> None:
     """Stop the sweep at `MAX_CONSECUTIVE_FAILURES` failed trials in a row, with the last one's error."""
     if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -209,15 +226,17 @@ def _stop_after_failures(failures: int, last_error: str | None) -> None:
 class TrialExecutor(Protocol):
     """How a sweep has its trial runs executed: by the worker system (`tldrlab.service.sweeps`)."""
 
-    def submit(self, run_id: str) -> None:
-        """Put a created trial run on the queue."""
+    def submit(self, run_id: str, *, announce: bool = True) -> None:
+        """Put a trial run on the queue, on the sweep's lane (a trial it created; with `announce` False, one
+        it continues, queued already); `announce`: publish its `queued` event."""
 
     def execute(self, run_id: str) -> str:
         """Execute the run here (or wait while another worker does); what happened, as Worker.handle says
         ("retrying" also while a transient failure's backoff runs: the sweep asks again later)."""
 
     def start_helpers(self, count: int) -> None:
-        """Start `count` worker processes that execute queued trial runs side by side."""
+        """Start `count` worker processes that execute this sweep's queued trial runs (only those) side by
+        side."""
 
     def stop_helpers(self) -> None:
         """Stop them again."""
@@ -320,6 +339,7 @@ def run_trials(
     failures = 0
     started = time.monotonic()
     settled = 0
+    seen: set[str] = set()  # the trial runs this execution of the sweep has looked at (or created)
     if parallel > 1:
         executor.start_helpers(parallel)
     try:
@@ -350,6 +370,14 @@ def run_trials(
                     # interrupted (Ctrl-C), not cancelled by anyone: it resumes from its checkpoint
                     registry.update(run_id, status=RunStatus.QUEUED, message="resumed by its sweep")
                     record = registry.get(run_id)
+                record = _continued_here(registry, run.id, record) or record
+                if run_id not in seen:
+                    seen.add(run_id)
+                    if parallel > 1 and record.status is RunStatus.QUEUED and record.parent_id == run.id:
+                        # this sweep's workers take trials from its lane only, where every trial put back
+                        # from now on goes (`worker.requeue`): one queued before waits on an earlier sweep's
+                        # lane, dropped since (`JobQueue.drop_lane`), or on none
+                        executor.submit(run_id, announce=False)
                 if not record.status.finished and parallel == 1:
                     outcome = executor.execute(run_id)
                     if outcome == "preempted":
@@ -420,6 +448,7 @@ def run_trials(
                 asked.set_user_attr(SWEEP_RUN_ATTR, run.id)  # first: a trial without a run id is failed
                 asked.set_user_attr(RUN_ATTR, record.id)
                 executor.submit(record.id)
+                seen.add(record.id)
                 continue
             if not progressed:
                 run.heartbeat(progress=finished / n_trials)

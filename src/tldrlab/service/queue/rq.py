@@ -3,6 +3,11 @@
 Jobs are `tldrlab.service.queue.rq.rq_entry(run_id)` serialised as JSON (never pickle). Workers run RQ's
 in-process `SimpleWorker` so that SIGTERM reaches the training loop as a preemption request (checkpoint,
 requeue, exit) instead of RQ's default "finish the whole job first".
+
+A lane (a sweep run's trials, `queue.base`) is an RQ queue of its own (`lane_queue_name`), which only that
+sweep's workers listen to, with their own scheduler moving its delayed retries. A lane's job is put on the
+queue as well, for the home's other workers: two deliveries of one run, of which the run's claim lets one
+execute it (the other finds it claimed, or finished).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ def rq_entry(run_id: str) -> None:
 
 
 QUEUE_NAME = "tldrlab-runs"
+
+
+def lane_queue_name(lane: str, queue_name: str = QUEUE_NAME) -> str:
+    """The RQ queue of a lane (a sweep run's trials)."""
+    return f"{queue_name}.sweep.{lane}"
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -211,9 +221,17 @@ class RqQueue:
                 f"the job queue (Redis) is unreachable: {unreachable_reason(exc)}"
             ) from exc
 
-    def enqueue(self, run_id: str, *, delay_s: float = 0.0) -> None:
+    def _queue_of(self, lane: str | None) -> Any:
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        if lane is None:
+            return self.queue
+        return Queue(lane_queue_name(lane, self.queue.name), connection=self.redis, serializer=JSONSerializer)
+
+    def enqueue(self, run_id: str, *, delay_s: float = 0.0, lane: str | None = None) -> None:
+        # each delivery gets a fresh job id (`run_id--xxxxxxxx`, below); the run id is the key
         options: dict[str, Any] = {
-            "job_id": f"{run_id}--{uuid.uuid4().hex[:8]}",  # a fresh id per delivery; the run id is the key
             "job_timeout": -1,  # training can take days; cancellation goes through the registry
             "result_ttl": 3600,
             "failure_ttl": 7 * 86400,
@@ -221,10 +239,12 @@ class RqQueue:
         }
         try:
             with self.outage.asking("cannot enqueue"):
-                if delay_s > 0:
-                    self.queue.enqueue_in(timedelta(seconds=delay_s), JOB_FUNCTION, run_id, **options)
-                else:
-                    self.queue.enqueue(JOB_FUNCTION, run_id, **options)
+                for queue in (self.queue,) if lane is None else (self._queue_of(lane), self.queue):
+                    job_options = {**options, "job_id": f"{run_id}--{uuid.uuid4().hex[:8]}"}
+                    if delay_s > 0:
+                        queue.enqueue_in(timedelta(seconds=delay_s), JOB_FUNCTION, run_id, **job_options)
+                    else:
+                        queue.enqueue(JOB_FUNCTION, run_id, **job_options)
         except _redis_errors() as exc:
             raise ServiceUnavailableError(f"cannot enqueue: Redis refused it ({type(exc).__name__})") from exc
 
@@ -235,7 +255,32 @@ class RqQueue:
         except _redis_errors() as exc:
             raise ServiceUnavailableError(f"cannot count the queue: {type(exc).__name__}") from exc
 
+    def drop_lane(self, lane: str) -> None:
+        """Delete the lane's queue, its jobs waiting or delayed (each has its copy on the queue) and RQ's
+        records of its jobs: left behind, a sweep's lane kept the jobs of the trials it executed in its own
+        process, and of those its workers were stopped in, in Redis for good, and RQ's records of the jobs
+        its workers ran (no worker of the lane comes back to clean them)."""
+        try:
+            with self.outage.asking("cannot drop a sweep's queue"):
+                queue = self._queue_of(lane)
+                delayed = queue.scheduled_job_registry
+                for job_id in delayed.get_job_ids():
+                    delayed.remove(job_id, delete_job=True)
+                queue.delete(delete_jobs=True)
+                # the records only (a finished or failed job's own key expires with its ttl)
+                records = (
+                    queue.started_job_registry,
+                    queue.finished_job_registry,
+                    queue.failed_job_registry,
+                    queue.deferred_job_registry,
+                    queue.canceled_job_registry,
+                )
+                self.redis.delete(*(record.key for record in records), queue.intermediate_queue_key)
+        except _redis_errors() as exc:
+            raise ServiceUnavailableError(f"cannot drop a sweep's queue: {type(exc).__name__}") from exc
+
     def pending_run_ids(self) -> set[str]:
+        """Those of the queue (a lane's are there too, `enqueue`)."""
         from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
         try:
@@ -261,6 +306,7 @@ class RqQueue:
         burst: bool = False,
         poll_s: float = 0.5,
         on_force_stop: Callable[[int], None] | None = None,
+        lane: str | None = None,
     ) -> None:
         from rq import Queue
         from rq.exceptions import StopRequested
@@ -279,7 +325,7 @@ class RqQueue:
             on_force_stop, scheduler_connection=self.redis, worker_id=worker_id
         )
         rq_worker = worker_class(
-            [Queue(self.queue.name, connection=connection, serializer=JSONSerializer)],
+            [Queue(self._queue_of(lane).name, connection=connection, serializer=JSONSerializer)],
             connection=connection,
             serializer=JSONSerializer,
             name=f"{worker_id}.{uuid.uuid4().hex[:4]}",

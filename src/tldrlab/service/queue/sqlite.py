@@ -2,7 +2,9 @@
 
 One row per run id (enqueueing twice keeps one job: dedupe). A worker claims a due job by leasing it with
 a compare-and-set; the worker's heartbeat extends the lease, so a job whose worker died becomes claimable
-again once the lease expires. `available_at` delays retries (exponential backoff).
+again once the lease expires. `available_at` delays retries (exponential backoff). A lane (a sweep run's
+trials) is no column of its own: its jobs are those whose run's parent is the sweep run, in the registry's
+`runs` table of the same database, which a sweep that continues an earlier sweep's trial makes its parent.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, available_at)",
     ]
 ]
+_IN_LANE = " AND run_id IN (SELECT id FROM runs WHERE parent_id = ?)"
 _DUE = "((state = 'queued' AND available_at <= ?) OR (state = 'leased' AND lease_expires_at < ?))"
 
 
@@ -40,7 +43,8 @@ class SqliteQueue:
         self.lease_s = lease_s
         migrate(self.db, "jobs", MIGRATIONS)
 
-    def enqueue(self, run_id: str, *, delay_s: float = 0.0) -> None:
+    def enqueue(self, run_id: str, *, delay_s: float = 0.0, lane: str | None = None) -> None:
+        # `lane` is the run's parent in the registry already, which `claim` reads
         now = time.time()
         self.db.execute(
             "INSERT INTO jobs (run_id, state, enqueued_at, available_at) VALUES (?, 'queued', ?, ?) "
@@ -56,12 +60,15 @@ class SqliteQueue:
         row = self.db.query_one("SELECT COUNT(*) AS n FROM jobs WHERE state = 'queued'")
         return int(row["n"]) if row else 0
 
-    def claim(self, worker_id: str) -> str | None:
-        """Lease the oldest due job to `worker_id`; None when nothing is due."""
+    def claim(self, worker_id: str, lane: str | None = None) -> str | None:
+        """Lease the oldest due job to `worker_id` (with `lane`, of the runs whose parent is that sweep run);
+        None when nothing is due."""
         now = time.time()
+        in_lane, lane_params = ("", ()) if lane is None else (_IN_LANE, (lane,))
         with self.db.transaction():
             row = self.db.query_one(
-                f"SELECT run_id FROM jobs WHERE {_DUE} ORDER BY available_at, enqueued_at LIMIT 1", (now, now)
+                f"SELECT run_id FROM jobs WHERE {_DUE}{in_lane} ORDER BY available_at, enqueued_at LIMIT 1",
+                (now, now, *lane_params),
             )
             if row is None:
                 return None
@@ -85,6 +92,9 @@ class SqliteQueue:
             "DELETE FROM jobs WHERE run_id = ? AND state = 'leased' AND lease_owner = ?", (run_id, worker_id)
         )
 
+    def drop_lane(self, lane: str) -> None:
+        return None  # a lane is the runs' parents, not jobs of its own
+
     def pending_run_ids(self) -> set[str]:
         return {str(row["run_id"]) for row in self.db.query("SELECT run_id FROM jobs")}
 
@@ -101,9 +111,10 @@ class SqliteQueue:
         burst: bool = False,
         poll_s: float = 0.5,
         on_force_stop: Callable[[int], None] | None = None,
+        lane: str | None = None,
     ) -> None:
         while not should_stop():
-            run_id = self.claim(worker_id)
+            run_id = self.claim(worker_id, lane)
             if run_id is None:
                 if burst:
                     return
