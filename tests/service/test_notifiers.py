@@ -769,3 +769,25 @@ def test_a_watch_file_that_is_not_a_list_of_run_ids_is_refused_not_read_as_its_c
     assert sent == []  # a run's events are not broken by it, and nothing is sent for characters
     commands = BotCommands(httpx.Client(base_url="http://127.0.0.1:9"), 1, watch_list)
     assert "is not a JSON list of run ids" in (commands.handle(1, "unwatch", "train-1") or "")
+
+
+@pytest.mark.parametrize("broken", ['"train-1"', "[not json", "directory"])
+def test_train_with_a_broken_watch_file_is_refused_before_a_run_exists(
+    tldrlab_home: Path, broken: str
+) -> None:
+    # `/train` queued the run, then failed to add it to the watch list: the owner read that the watch file
+    # was broken (or, a directory in its place, "is a directory: give a file path") while a run nobody
+    # watched went ahead; a file that was no JSON was read as no list and overwritten by the new run's id
+    path = tldrlab_home / "discord" / "watching.json"
+    if broken == "directory":
+        path.mkdir(parents=True)
+    else:
+        path.parent.mkdir(parents=True)
+        path.write_text(broken, encoding="utf-8")
+    commands = BotCommands(
+        cast(httpx.Client, TestClient(create_app())), owner_id=42, watch_list=FileWatchList(path)
+    )
+    reply = commands.handle(42, "train", 'smoke {"steps": 3}') or ""
+    assert reply.startswith(f"{path} is not") and "fix or delete it" in reply, reply
+    assert open_registry().list() == []  # nothing queued
+    assert path.is_dir() if broken == "directory" else path.read_text(encoding="utf-8") == broken

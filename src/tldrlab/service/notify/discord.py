@@ -144,9 +144,20 @@ class FileWatchList:
 
     def ids(self) -> set[str]:
         try:
-            watched = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return set()
+        except (OSError, ValueError) as exc:  # a directory in its place, no permission, bytes not UTF-8
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            message = f"{self.path} is not a readable watch list ({reason}): fix or delete it"
+            raise ConfigError(message) from None
+        if not text.strip():
+            return set()
+        try:
+            watched = json.loads(text)
+        except ValueError:
+            # read as no list at all, it was overwritten by the next /watch or /train: every id it held lost
+            raise ConfigError(f"{self.path} is not JSON (a list of run ids): fix or delete it") from None
         if not isinstance(watched, list) or not all(isinstance(run_id, str) for run_id in watched):
             # a JSON string was read as the set of its characters (a number raised TypeError in every event):
             # refused rather than guessed at, and not overwritten by the next /watch
@@ -435,6 +446,9 @@ class BotCommands:
         # all of which the API refuses in its own words
         body = f'{{"kind": {json.dumps(kind)}, "config": {written}}}'.encode("utf-8", "surrogatepass")
         headers = {"content-type": "application/json"}
+        # a watch list that cannot be read refuses the command before the run exists: read after the run was
+        # queued, the owner was told the list was broken while a run nobody watched went ahead
+        self.watch_list.ids()
         run = self._json(self.api.post("/runs", content=body, headers=headers))
         self.watch_list.add(run["id"])
         return f"queued `{run['id']}` ({run['kind']}); watching it"
