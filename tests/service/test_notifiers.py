@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +38,7 @@ from tldrlab.service.notify.discord import (
     METRIC_ORDER,
     BotCommands,
     DiscordNotifier,
+    DiscordRest,
     DmBatcher,
     FileWatchList,
     fit_message,
@@ -140,8 +142,10 @@ def test_redact_keeps_urls_and_hides_file_paths() -> None:
 
 
 def _fake_discord(token: str) -> tuple[FastAPI, dict[str, list[Any]]]:
+    """Discord's routes the bot uses; `seen["unavailable"]`: the messages still to answer with a 503 (as
+    Discord does while it is briefly down), before they are accepted again."""
     app = FastAPI()
-    seen: dict[str, list[Any]] = {"auth": [], "dm": [], "messages": []}
+    seen: dict[str, list[Any]] = {"auth": [], "dm": [], "messages": [], "unavailable": [0]}
 
     @app.get("/api/v10/users/@me")
     async def me(request: Request) -> JSONResponse:
@@ -161,6 +165,9 @@ def _fake_discord(token: str) -> tuple[FastAPI, dict[str, list[Any]]]:
     @app.post("/api/v10/channels/{channel_id}/messages")
     async def message(channel_id: str, request: Request) -> JSONResponse:
         body = await request.json()
+        if seen["unavailable"][0] > 0:
+            seen["unavailable"][0] -= 1
+            return JSONResponse({"message": "503: Service Unavailable", "code": 0}, status_code=503)
         seen["messages"].append((channel_id, body["content"]))
         return JSONResponse(
             {"id": str(len(seen["messages"])), "channel_id": channel_id, "content": body["content"]}
@@ -749,6 +756,7 @@ def test_lines_of_a_failed_dm_are_kept_for_the_next_try_and_the_ended_run_leaves
         notifier(RunEvent(type="checkpoint", run_id="train-2", step=second))
     assert len(notifier.batcher.pending) == MAX_PENDING_LINES  # bounded while Discord stays down
     assert notifier.batcher.pending[-1] == f"**checkpoint** `train-2`: step {20 + 2 * MAX_PENDING_LINES - 1}"
+    notifier.close()
 
 
 @pytest.mark.parametrize("content", ['"train-1"', '{"train-1": true}', "7", '["train-1", 7]'])
@@ -791,3 +799,49 @@ def test_train_with_a_broken_watch_file_is_refused_before_a_run_exists(
     assert reply.startswith(f"{path} is not") and "fix or delete it" in reply, reply
     assert open_registry().list() == []  # nothing queued
     assert path.is_dir() if broken == "directory" else path.read_text(encoding="utf-8") == broken
+
+
+@pytest.fixture
+def discord_dms(tldrlab_home: Path) -> Iterator[tuple[DiscordNotifier, FileWatchList, dict[str, list[Any]]]]:
+    """A Discord notifier DMing through discord.py's real REST client to the local fake of Discord (half a
+    second between messages), its watch list, and what the fake received."""
+    token = "fake-bot-token-" + "c0ffee" * 4
+    app, seen = _fake_discord(token)
+    with ServerThread(app) as server:
+        rest = DiscordRest(token, api_base=f"{server.url}/api/v10")
+        watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+        notifier = DiscordNotifier(lambda text: rest.send_dm(4242, text), watch_list, min_interval_s=0.5)
+        try:
+            yield notifier, watch_list, seen
+        finally:
+            notifier.close()
+            rest.close()
+
+
+def test_a_line_the_rate_limit_held_back_goes_out_once_the_interval_passed_without_another_event(
+    discord_dms: tuple[DiscordNotifier, FileWatchList, dict[str, list[Any]]],
+) -> None:
+    # a line the rate limit held back waited for the next event of a watched run: the API process, whose
+    # notifier hears only `queued`, kept a run's `queued` line (the second of two runs queued within the
+    # interval) until another run was queued, by which time the run itself had long ended
+    notifier, watch_list, seen = discord_dms
+    for run_id in ("train-1", "train-2"):
+        watch_list.add(run_id)
+        notifier(RunEvent(type="queued", run_id=run_id, status="queued"))
+    assert [content for _, content in seen["messages"]] == ["**queued** `train-1`"]  # held: 0.5 s apart
+    wait_for(lambda: len(seen["messages"]) == 2, 10, what="the held-back line, with no other event")
+    assert seen["messages"][1][1] == "**queued** `train-2`"
+
+
+def test_the_end_of_a_run_a_failed_dm_kept_is_sent_again_without_another_event(
+    discord_dms: tuple[DiscordNotifier, FileWatchList, dict[str, list[Any]]],
+) -> None:
+    # the lines of a DM Discord refused (a run's end among them) were kept for the next try, which was the
+    # next event of a watched run: the end of the last run to end was never sent
+    notifier, watch_list, seen = discord_dms
+    watch_list.add("train-1")
+    seen["unavailable"][0] = 1  # Discord answers the run's end with a 503
+    notifier(RunEvent(type="completed", run_id="train-1", status="completed"))
+    assert seen["messages"] == [] and watch_list.ids() == set()
+    wait_for(lambda: seen["messages"], 10, what="the run's end, sent again with no other event")
+    assert [content for _, content in seen["messages"]] == ["**completed** `train-1`"]

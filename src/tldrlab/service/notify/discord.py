@@ -36,6 +36,8 @@ DISCORD_MESSAGE_LIMIT = 2000
 MAX_MESSAGE = 1900  # a batch of event lines stays well under the limit
 MAX_PENDING_LINES = 200
 """Lines kept for the next try while DMs fail (Discord down, refusing): beyond it the oldest are given up."""
+RETRY_MAX_S = 300.0
+"""Longest wait between tries of lines kept while DMs fail (the wait doubles from the rate limit's on)."""
 ENDED = ("completed", "failed", "cancelled")
 """The events of a run that has ended: its line goes out at once, and the run leaves the watch list."""
 METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
@@ -269,6 +271,11 @@ class DiscordNotifier:
         self.clock = clock
         self._last_progress: dict[str, float] = {}
         self._watch_list_error = ""
+        # an event's flush and the timer's take turns: two at once could send their batches out of order
+        self._flushing = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._failures = 0  # DMs failed in a row: the next try waits longer
+        self._closed = False
 
     def __call__(self, event: RunEvent) -> None:
         try:
@@ -292,16 +299,56 @@ class DiscordNotifier:
         if line is not None:
             self.batcher.add(line)
         ended = event.type in ENDED
-        try:
-            self.batcher.flush(force=ended)
-        except Exception as exc:  # Discord down must never break a run
-            log.warning(f"discord DM failed: {type(exc).__name__}; {len(self.batcher.pending)} lines kept")
+        self._flush(force=ended)
         if ended:
             # its end is reported, or its line waits in the batch for the next try: the run leaves the list
             # (which otherwise only grew, every run ever watched looked up on every event for good, and a
             # run whose end a failed DM dropped stayed in it); `/watch` adds it again, e.g. once it is resumed
             self.watch_list.remove(event.run_id)
             self._last_progress.pop(event.run_id, None)
+
+    def _flush(self, *, force: bool = False, timer: threading.Timer | None = None) -> None:
+        """Send what the batch holds (as the rate limit allows, or all when `force`), then time the next
+        flush for what is left. `timer`: the timer calling, which has fired."""
+        with self._flushing:
+            if timer is not None:
+                if timer is not self._timer or self._closed:  # closed, or replaced meanwhile
+                    return
+                self._timer = None
+            try:
+                self.batcher.flush(force=force)
+                self._failures = 0
+            except Exception as exc:  # Discord down must never break a run
+                self._failures += 1
+                kept = len(self.batcher.pending)
+                log.warning(f"discord DM failed: {type(exc).__name__}; {kept} lines kept")
+            self._flush_later()
+
+    def _flush_later(self) -> None:
+        """Lines left in the batch (held back by the rate limit, or kept from a DM that failed) are sent by a
+        timer once the interval has passed: waiting for the next event of a watched run, the end of the last
+        run to end stayed unsent after a failed DM, and a line held back in a process that hears few events
+        (the API's, which hears only `queued`) waited there until some other run was queued.
+        Called holding `_flushing`; the timer counts real seconds, whatever `clock` is."""
+        if self._closed or self._timer is not None or not self.batcher.pending:
+            return
+        if self._failures:
+            wait = min(self.batcher.min_interval_s * 2 ** min(self._failures - 1, 16), RETRY_MAX_S)
+        else:
+            wait = self.batcher.min_interval_s - (self.clock() - self.batcher.last_sent)
+        timer = threading.Timer(max(wait, 0.0), lambda: self._flush(timer=timer))
+        timer.name = "discord-dm-flush"
+        timer.daemon = True  # a process does not wait for it to exit (a run's end was sent when it ended)
+        self._timer = timer
+        timer.start()
+
+    def close(self) -> None:
+        """No more timed flushes (lines still in the batch stay unsent)."""
+        with self._flushing:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
 
 def discord_notifier(settings: NotifySettings) -> DiscordNotifier:
