@@ -53,3 +53,54 @@ def test_index_errors(tmp_path: Path) -> None:
         index.search(_vectors(1, dim=8), k=1)
     with pytest.raises(NotFoundError, match="lvm index"):
         load_index(tmp_path / "nothing")
+
+
+def test_index_out_over_the_store_it_reads_is_refused(
+    tldrlab_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lvm index --out` was checked against nothing it reads: over a store named by `--db` (outside the
+    home) it was a FileExistsError traceback and a failed run; a directory holding a store named like a file
+    of the index had the store replaced by the index's vectors (exit 0); `--out <store>-wal` made a
+    directory where SQLite keeps the store's journal; any other file was the same traceback."""
+    from lvm_synthetic import rotating_table
+
+    from cliutil import run_captured
+    from tldrlab.lvm.store import ConceptIn, open_concept_store
+    from tldrlab.runs import open_registry
+
+    table = rotating_table(n_articles=5, length=4, dim=8)
+    folder = tmp_path / "other"
+    for name in ("concepts.db", "vectors.npz"):
+        store = open_concept_store(f"sqlite:///{folder / name}")
+        try:
+            for key in sorted(set(table.article_keys)):
+                rows = [i for i, k in enumerate(table.article_keys) if k == key]
+                store.replace_article(
+                    source="synthetic",
+                    article_id=key.split("/", 1)[1],
+                    concepts=[ConceptIn(p, 3 * p, 3 * p + 2, f"{key} {p}.") for p in range(len(rows))],
+                    vectors=table.vectors[rows],
+                    embedder="test",
+                    chunking="sentence",
+                )
+        finally:
+            store.close()
+    (folder / "notes.txt").write_text("not an index", encoding="utf-8")
+    stored = {path.name: path.read_bytes() for path in folder.iterdir()}
+    store, named_like_vectors = folder / "concepts.db", folder / "vectors.npz"
+    for db, out, said in [
+        (store, store, f"{store} is the concept store it reads"),
+        (store, Path(f"{store}-wal"), f"{store}-wal is the concept store it reads"),
+        (named_like_vectors, folder, f"{named_like_vectors}, the concept store it reads, would be replaced"),
+        (store, folder / "notes.txt", f"{folder / 'notes.txt'} is a file: give a directory for the index"),
+    ]:
+        code, _, err = run_captured(["lvm", "index", f"--db=sqlite:///{db}", f"--out={out}"], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and f"out: {said}" in lines[0], (out, err)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == stored  # left as they were
+    assert open_registry().list(kind="lvm_index") == []  # refused before a run exists
+    # an index beside the store, in a directory of its own, is no file of it
+    code, _, err = run_captured(
+        ["lvm", "index", f"--db=sqlite:///{store}", f"--out={folder / 'index'}"], capsys
+    )
+    assert code == 0 and len(load_index(folder / "index")) == 20, err

@@ -488,16 +488,59 @@ def refuse_out_over_inputs(config: SequencesConfig) -> None:
             f"{config.out} is a file of the concept index in {out.parent}: write the sequences somewhere "
             "else (it was left as it was)",
         )
-    url = config.store_url or default_store_url()
-    if url.startswith("sqlite:///"):
-        store = sqlite_path(url).resolve()
-        journals = {store.name + end for end in ("", "-wal", "-shm", "-journal")}
-        if out.parent == store.parent and out.name in journals:
-            raise InvalidInputError.at(
-                "out",
-                f"{config.out} is the concept store it reads: write the sequences somewhere else (it was "
-                "left as it was)",
-            )
+    if _is_store_file(out, config.store_url):
+        raise InvalidInputError.at(
+            "out",
+            f"{config.out} is the concept store it reads: write the sequences somewhere else (it was "
+            "left as it was)",
+        )
+
+
+def _sqlite_store(store_url: str | None) -> Path | None:
+    """The file of the SQLite concept store `store_url` names (None: the default one); None: PostgreSQL."""
+    url = store_url or default_store_url()
+    return sqlite_path(url) if url.startswith("sqlite:///") else None
+
+
+def _is_store_file(path: Path, store_url: str | None) -> bool:
+    """Whether `path` (resolved) is the SQLite concept store's file or one of its journals."""
+    store = _sqlite_store(store_url)
+    if store is None:
+        return False
+    store = store.resolve()
+    journals = {store.name + end for end in ("", "-wal", "-shm", "-journal")}
+    return path.parent == store.parent and path.name in journals
+
+
+def refuse_index_out_over_inputs(config: LVMIndexConfig) -> None:
+    """The index is not written over the SQLite store it is built from: `lvm index --db sqlite:///d/x.db
+    --out d/x.db` (a store outside the home, which the home's guard does not cover) failed its run with a
+    FileExistsError traceback, `--out d/x.db-wal` made a directory where SQLite keeps the store's journal,
+    and a store named like a file of the index (`d/vectors.npz`) was replaced by the index's vectors, exit
+    0. An `--out` that is any other file was the same traceback. InvalidInputError at `out` before a run
+    exists."""
+    if config.out is None:  # the home's index directory: the home's own guard keeps its files apart
+        return
+    out = Path(config.out).resolve()
+    if _is_store_file(out, config.store_url):
+        raise InvalidInputError.at(
+            "out",
+            f"{config.out} is the concept store it reads: give a directory for the index (the store was "
+            "left as it was)",
+        )
+    store = _sqlite_store(config.store_url)
+    if (
+        store is not None
+        and store.resolve().parent == out
+        and store.name in (INDEX_FILE, VECTORS_FILE, META_FILE)
+    ):
+        raise InvalidInputError.at(
+            "out",
+            f"{store}, the concept store it reads, would be replaced by the index's {store.name}: give "
+            "another directory for the index (the store was left as it was)",
+        )
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError.at("out", f"{config.out} is a file: give a directory for the index")
 
 
 def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
@@ -507,9 +550,11 @@ def check_store(config: SequencesConfig | LVMIndexConfig) -> None:
     registry), is refused without opening it (`check_concept_store`): opening created an empty
     `lvm/concepts.db` (and its directory) as a side effect of the refusal, or added the concept tables to
     the database named. The sequences' `out` is none of the files of an index or the store
-    (`refuse_out_over_inputs`)."""
+    (`refuse_out_over_inputs`), the index's `out` no file of the store (`refuse_index_out_over_inputs`)."""
     if isinstance(config, SequencesConfig):
         refuse_out_over_inputs(config)
+    else:
+        refuse_index_out_over_inputs(config)
     store = open_stored_concepts(config.store_url)
     try:
         require_sources(store, ())  # a store holding nothing: no field of the config to point at
