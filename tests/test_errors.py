@@ -50,3 +50,29 @@ def test_pydantic_s_own_messages_are_kept_as_they_are() -> None:
         "Input should be a valid integer, unable to parse string as an integer",
         "Input should be a valid number, unable to parse string as a number",
     ]
+
+
+def _refuse_in_a_worker_process() -> None:
+    from tldrlab.errors import InvalidConfigError
+
+    raise InvalidConfigError.at("budget_steps", "must be at least 1")
+
+
+def test_a_refusal_raised_in_a_worker_process_reaches_the_parent_as_itself() -> None:
+    """`experiment --jobs N` trains seeds in worker processes whose errors come back pickled: an
+    InvalidConfigError could not be rebuilt (its `errors` argument is keyword-only), so the pool broke ("A
+    process in the process pool was terminated abruptly") and the experiment failed with an unexpected
+    error, its traceback logged, in place of the refusal's one line."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tldrlab.errors import InvalidConfigError
+    from tldrlab.threads import worker_process_context
+
+    with (
+        ProcessPoolExecutor(max_workers=1, mp_context=worker_process_context()) as pool,
+        pytest.raises(InvalidConfigError) as caught,
+    ):
+        pool.submit(_refuse_in_a_worker_process).result()
+    refusal = caught.value
+    assert refusal.message == "budget_steps: must be at least 1" and refusal.exit_code == 2
+    assert refusal.details == {"errors": [{"loc": ["budget_steps"], "msg": "must be at least 1"}]}

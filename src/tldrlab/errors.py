@@ -32,6 +32,13 @@ class TldrlabError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (an error of an `experiment --jobs` seed's process, sent back to the parent) and rebuilt
+        # without calling __init__ again: Exception's default called `cls(*args)`, and a class whose __init__
+        # takes more (InvalidConfigError's keyword-only `errors`) could not be rebuilt, which broke the
+        # process pool and turned the refusal into an unexpected error
+        return (_rebuild_error, (type(self), self.args), self.__dict__)
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
@@ -47,6 +54,11 @@ class TldrlabError(Exception):
         path = (field,) if isinstance(field, str) else field
         self.details["errors"] = [{"loc": [str(part) for part in path], "msg": self.message}]
         return self
+
+
+def _rebuild_error(cls: type[TldrlabError], args: tuple[Any, ...]) -> TldrlabError:
+    """A pickled TldrlabError, its `args` as they were (its message, details and the rest are its state)."""
+    return cls.__new__(cls, *args)
 
 
 class InvalidInputError(TldrlabError):
