@@ -55,6 +55,28 @@ def test_offsets_with_irregular_whitespace() -> None:
     assert split_sentences("") == [] and split_sentences(" \n\n ") == []
 
 
+def test_punctuation_after_the_last_sentence_stays_with_it() -> None:
+    # pysbd drops marks after a paragraph's last sentence: "Really.!!" came back as "Really." and the "?!"
+    # of "Hi there! ?!" was in no sentence, so the sentences no longer covered the text
+    cases = {
+        "It works. Really.!!": ["It works.", "Really.!!"],
+        "Hi there! ?!": ["Hi there! ?!"],
+        "Is it cold? ??  ": ["Is it cold?", "??"],  # pysbd keeps this one, as a sentence of its own
+        "Pour it.?!\n\nThen wait....!!\n\nDone.": ["Pour it.?!", "Then wait....!!", "Done."],
+        "Stouts are dark. Porters too. --": ["Stouts are dark.", "Porters too.", "--"],
+    }
+    for text, expected in cases.items():
+        sentences = split_sentences(text)
+        assert [s.text for s in sentences] == expected, text
+        assert all(text[s.start : s.end] == s.text for s in sentences), text
+        assert [s.index for s in sentences] == list(range(len(expected)))
+        assert _non_space("".join(s.text for s in sentences)) == _non_space(text), text
+    # at the end of a paragraph longer than a window too (its last window's last sentence)
+    long = "Ales are served warm. " * (WINDOW_CHARS // 10) + "Lagers are cold.!!"
+    last = split_sentences(long)[-1]
+    assert last.text == "Lagers are cold.!!" and last.end == len(long)
+
+
 def test_a_link_is_never_cut_into_two_sentences() -> None:
     # pysbd ends a sentence at the "?" of a query string: the first part was "See the video at
     # http://www.youtube.com/watch?" (half a link, in a highlight) and the rest a sentence of its own

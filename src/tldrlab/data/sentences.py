@@ -102,6 +102,7 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
     for block_start, block in _paragraphs(text):
         if not block.strip():
             continue
+        block_spans = len(spans)
         for sent, span_start, span_end in _segment(block, language):
             piece = sent.strip()
             if not piece:
@@ -115,6 +116,12 @@ def split_sentences(text: str, language: str = "en") -> list[Sentence]:
                 found = text.find(piece, found)
             spans.extend(_script_ends(found, found + len(piece), text))
             offset = found + len(piece)
+        # pysbd leaves out punctuation after a block's last sentence ("Done.!!", "Hi there! ?!": no
+        # sentence held the "!!" or "?!", and the sentences no longer covered the text): it belongs to
+        # that sentence, as the same marks before a next sentence belong to one
+        block_end = block_start + len(block.rstrip())
+        if len(spans) > block_spans and spans[-1][1] < block_end:
+            spans[-1] = (spans[-1][0], block_end)
     spans = _whole_urls(spans, text)
     return [
         Sentence(index=i, start=start, end=end, text=text[start:end]) for i, (start, end) in enumerate(spans)
