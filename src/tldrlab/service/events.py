@@ -28,7 +28,6 @@ from tldrlab.runs import RunRecord, RunRegistry, RunStatus
 from tldrlab.service.redis_outage import (
     RedisOutage,
     bounded_retry,
-    every_backoff,
     outage_retry,
     redis_client,
     unreachable_errors,
@@ -347,11 +346,13 @@ class MemoryBus:
         return [True] * len(keys)
 
 
-PROBE_EVERY_S = 4.0
-"""While the bus knows Redis is unreachable, one published event in this many seconds tries Redis (through a
-client that gives up after `PROBE_TIMEOUT_S`); the others are dropped at once."""
+RECONNECT_EVERY_S = 0.25
+"""While Redis is unreachable, how often the bus tries it again: its watch (`RedisBus`) and each of its
+subscriptions. Once Redis answers, an event published is delivered within about this long. A try costs a
+refused connection, or against a host that does not answer `PROBE_TIMEOUT_S` of the watch's own thread:
+a few tries a second, no loop."""
 PROBE_TIMEOUT_S = 0.5
-"""How long that one try may wait to connect, and then for Redis's answer: no retries."""
+"""How long the watch's try may wait to connect, and then for Redis's answer: no retries."""
 
 
 class RedisBus:
@@ -361,13 +362,16 @@ class RedisBus:
     not connected, and every subscriber's connection is down too) and a subscription waits for Redis, then
     subscribes again; the bus's `outage` logs it once, not once an event.
 
-    Once the outage is known, an event is dropped without asking Redis, save one every `PROBE_EVERY_S`
-    tried through a client that waits at most `PROBE_TIMEOUT_S` and does not retry: through the bus's own
-    client, each event against a host that does not answer (packets dropped, not refused) waited out its
-    timeouts, holding up the thread publishing it (a worker's heartbeat thread, a training's every step). The
-    events of up to `PROBE_EVERY_S` after Redis is back may thus be dropped too. The first event of an
-    outage, and every claim, wait out the bus's own client (`redis_outage.redis_client`: against a host
-    that does not answer, some 1 s with the default settings; `redis_outage.call_bound_s` at most)."""
+    Once the outage is known, an event is dropped without asking Redis, and a thread of the bus's (its
+    watch) tries Redis every `RECONNECT_EVERY_S`, through a client that waits at most `PROBE_TIMEOUT_S` and
+    does not retry, until it answers; the subscriptions reconnect as often. Through the bus's own client,
+    each event against a host that does not answer (packets dropped, not refused) waited out its timeouts,
+    holding up the thread publishing it (a worker's heartbeat thread, a training's every step). The events
+    were once tried one in 4 s from the publishing thread, and the subscriptions' waits doubled up to 4 s:
+    what was published in the first seconds after Redis was back was still dropped, or went unheard. The
+    first event of an outage, and every claim, wait out the bus's own client (`redis_outage.redis_client`:
+    against a host that does not answer, some 1 s with the default settings; `redis_outage.call_bound_s` at
+    most)."""
 
     shared = True
 
@@ -384,44 +388,69 @@ class RedisBus:
             read_timeout_s=PROBE_TIMEOUT_S,
             retry=bounded_retry(0),
         )
-        self._probe_lock = threading.Lock()
-        self._next_probe = 0.0
+        self._watch_lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._closed = threading.Event()
         self.outage = RedisOutage(
             log,
-            "run events are not published meanwhile, lost to the notifiers of every process (an event tries "
-            f"again every {PROBE_EVERY_S:g}s; subscriptions reconnect {every_backoff()})",
+            "run events are not published meanwhile, lost to the notifiers of every process (the bus tries "
+            f"again every {RECONNECT_EVERY_S:g}s, and its subscriptions reconnect as often)",
             "run events are published again",
         )
         self._subscriptions: list[Callable[[], None]] = []
 
     def publish(self, event: RunEvent) -> None:
-        client = self.redis
         if self.outage.down:
-            with self._probe_lock:
-                now = time.monotonic()
-                if now < self._next_probe:
-                    return  # dropped, as the outage's one warning said
-                self._next_probe = now + PROBE_EVERY_S
-            client = self._probe
+            self._watch_outage()  # a claim may have met the outage first
+            return  # dropped, as the outage's one warning said
         payload = event.model_dump_json()
-        pipe = client.pipeline()
+        pipe = self.redis.pipeline()
         pipe.publish(f"runs:{event.run_id}:events", payload)
         pipe.publish(ALL_CHANNEL, payload)
         try:
             pipe.execute()
         except unreachable_errors() as exc:
-            with self._probe_lock:
-                self._next_probe = time.monotonic() + PROBE_EVERY_S
             self.outage.failed(exc)
+            self._watch_outage()
             return
         self.outage.answered()
+
+    def _watch_outage(self) -> None:
+        """Start the watch (`_wait_for_redis`) unless it runs, or the bus is closed."""
+        with self._watch_lock:
+            if self._watch is None and not self._closed.is_set():
+                self._watch = threading.Thread(
+                    target=self._wait_for_redis, name="redis-bus-watch", daemon=True
+                )
+                self._watch.start()
+
+    def _wait_for_redis(self) -> None:
+        """Try Redis every `RECONNECT_EVERY_S` until it answers (or a subscription's reconnect saw it answer:
+        they share the outage), and end the outage: the next event is published. The publishing thread
+        used to try, one event in 4 s, so the events of up to 4 s after Redis was back were dropped too."""
+        while not self._closed.wait(RECONNECT_EVERY_S):
+            if self.outage.down:
+                try:
+                    self._probe.ping()
+                except unreachable_errors():
+                    continue
+                self.outage.answered()
+            with self._watch_lock:  # with the lock, so a failure meanwhile finds a watch or starts one
+                if not self.outage.down:
+                    self._watch = None
+                    return
+        with self._watch_lock:
+            self._watch = None
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         stopped = threading.Event()
         # a client of its own whose commands wait out an outage until unsubscribed: on redis-py's default
         # retry the listening thread died at the first outage, and this process's notifiers heard nothing
         # for good; reconnected, redis-py subscribes the connection again
-        listener = redis_client(self.url, self.settings, retry=outage_retry(self.outage, stopped.is_set))
+        reconnect = (RECONNECT_EVERY_S, RECONNECT_EVERY_S)
+        listener = redis_client(
+            self.url, self.settings, retry=outage_retry(self.outage, stopped.is_set, backoff_s=reconnect)
+        )
         pubsub = listener.pubsub(ignore_subscribe_messages=True)
 
         def handle(message: dict[str, Any]) -> None:
@@ -451,9 +480,14 @@ class RedisBus:
         return unsubscribe
 
     def close(self) -> None:
-        """Stop every subscription's listening thread."""
+        """Stop every subscription's listening thread, and the watch of an outage."""
+        self._closed.set()
         while self._subscriptions:
             self._subscriptions.pop()()
+        with self._watch_lock:
+            watch = self._watch
+        if watch is not None:
+            watch.join(timeout=2 * PROBE_TIMEOUT_S + RECONNECT_EVERY_S)
 
     def first_to_claim(self, key: str, ttl_s: int = CLAIM_TTL_S) -> bool:
         with self.outage.asking("cannot claim an event"):

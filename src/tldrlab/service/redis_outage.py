@@ -177,12 +177,13 @@ def outage_retry(
     outage: RedisOutage,
     give_up: Callable[[], bool],
     stopping: Callable[[Exception], BaseException | None] = lambda error: None,
+    backoff_s: tuple[float, float] = BACKOFF_S,
 ) -> Any:
     """A redis-py `Retry` that retries a command on a connection error or timeout, with exponential backoff
-    (`BACKOFF_S`), until Redis answers, or until `give_up()` (its user is stopping: what it still had to
-    say to Redis is not worth waiting for). Each failure and the answer that ends them go to `outage`. Given
-    up, it raises `stopping(error)` where that is an exception (what the caller's loop takes for a stop),
-    else the error itself.
+    (`backoff_s`: the first wait and the longest, default `BACKOFF_S`), until Redis answers, or until
+    `give_up()` (its user is stopping: what it still had to say to Redis is not worth waiting for). Each
+    failure and the answer that ends them go to `outage`. Given up, it raises `stopping(error)` where that is
+    an exception (what the caller's loop takes for a stop), else the error itself.
 
     redis-py copies a connection's retry into each connection it opens: a copy is the same object, so the
     outage is one however many connections meet it."""
@@ -216,7 +217,7 @@ def outage_retry(
             return result
 
     return OutageRetry(
-        ExponentialBackoff(cap=BACKOFF_S[1], base=BACKOFF_S[0] / 2),
+        ExponentialBackoff(cap=backoff_s[1], base=backoff_s[0] / 2),
         -1,  # forever
         (redis.ConnectionError, redis.TimeoutError, OSError),
     )
