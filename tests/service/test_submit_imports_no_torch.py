@@ -2,7 +2,10 @@
 training on a pretrained model, an ELM on one, an lm_experiment included), `GET /kinds` and `/openapi.json`
 import no torch, transformers, peft or accelerate (`tldrlab.kinds`: config classes and the kinds' checks
 are torch-free). A causal-LM model's check imported transformers (its table of causal-LM model types) and
-with it torch: ~2-3 s and hundreds of MB in the API process on the first such submit."""
+with it torch: ~2-3 s and hundreds of MB in the API process on the first such submit. So did LoRA's check
+(a causal-LM training's `lora`, an ELM's `lora_rank`), which reads the modules of the model built on the
+meta device: a child process builds that now (`models.causal_lm.meta_module_tree`), and a LoRA target the
+model lacks is still refused at submit."""
 
 from __future__ import annotations
 
@@ -32,6 +35,12 @@ PAIRS = {"document": "A small library parses dates in many formats.", "summary":
 
 PAIRS_DATA = {"path": "pairs.jsonl"}
 
+LORA = {"path": "llama", "lora": {"r": 4}}
+"""LoRA on the Llama's own projections: found in its modules, from the model built on the meta device."""
+
+NO_SUCH_TARGET = {"path": "llama", "lora": {"target_modules": ["q_proj", "nosuch_proj"]}}
+"""Refused at submit (by the same check, which needs the modules): the Llama has no `nosuch_proj`."""
+
 SWEEP = {
     "name": "lr",
     "program": "tldrlab.train",
@@ -47,12 +56,15 @@ SUBMITS: list[tuple[str, dict[str, object], int]] = [
     ("train", {"model": "causal_lm", "model_settings": {"path": "llama"}, "data": PAIRS_DATA}, 202),
     ("train", {"model": "causal_lm", "data": PAIRS_DATA}, 202),  # the bundled SmolLM2 GGUF
     ("train", {"model": "causal_lm", "model_settings": {"path": "t5"}, "data": PAIRS_DATA}, 422),
+    ("train", {"model": "causal_lm", "model_settings": LORA, "data": PAIRS_DATA}, 202),
+    ("train", {"model": "causal_lm", "model_settings": NO_SUCH_TARGET, "data": PAIRS_DATA}, 422),
     ("train", {"model": "gpt2", "model_settings": {"size": "tiny"}, "data": {"path": "text.txt"}}, 202),
     ("train", {"model": "t5", "data": {"path": "pairs.jsonl"}}, 202),
     ("train", {"model": "char_lstm", "data": {"path": "text.txt"}}, 202),
     ("elm_train", {"data": "elm"}, 202),
     ("elm_train", {"data": "elm", "model": {"lm": "llama", "freeze_lm": True}}, 202),
     ("elm_train", {"data": "elm", "model": {"lm": "t5", "freeze_lm": True}}, 422),
+    ("elm_train", {"data": "elm", "model": {"lm": "llama", "freeze_lm": True, "lora_rank": 4}}, 202),
     ("elm_optimize", {"base": {"data": "elm", "model": {"lm": "llama", "freeze_lm": True}}}, 202),
     ("elm_compare_lm", {"data": "pairs.jsonl", "lm": "llama", "systems": ["elm"]}, 202),
     ("elm_prepare", {"data": "pairs.jsonl", "out": "prepared"}, 202),
@@ -155,5 +167,9 @@ def test_submitting_every_kind_imports_no_torch_in_the_api_process(tldrlab_home:
     expected = [200, 200, *(status for _, _, status in SUBMITS)]
     answers = zip(found["answers"], expected, strict=True)
     assert [answer for answer, status in answers if answer[1] != status] == []
+    # the LoRA check ran (in its child process), and refused the target the Llama lacks at its field
+    refusals = [text for kind, status, text in found["answers"] if "nosuch_proj" in text]
+    assert len(refusals) == 1 and "lora.target_modules" in refusals[0], refusals
+    assert "LoRA target modules not in the model: nosuch_proj" in refusals[0], refusals
     importers = {name: found["importers"].get(name) for name in found["loaded"]}
     assert found["loaded"] == [], json.dumps(importers, indent=1)

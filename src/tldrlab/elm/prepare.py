@@ -58,7 +58,12 @@ from tldrlab.errors import (
 )
 from tldrlab.logs import progress_bar
 from tldrlab.models.architecture import model_width
-from tldrlab.models.causal_lm import LoraSettings, check_causal_lm_model, lora_parameter_count, meta_causal_lm
+from tldrlab.models.causal_lm import (
+    LoraSettings,
+    check_causal_lm_model,
+    lora_parameter_count,
+    meta_module_tree,
+)
 from tldrlab.models.chat import DEFAULT_INSTRUCTION
 from tldrlab.models.resolve import ResolvedModel, resolve_model_ref, run_kind_refusal
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_jsonl
@@ -308,7 +313,8 @@ def check_elm_lm(
     `lora_rank` under `field`. An LM this process does not find (a name only the Hugging Face cache may hold,
     a queued run's model) or whose files do not say is left to the run, which checks it with the same
     functions; a run of a kind that never saves a model is refused (`models.resolve.run_kind_refusal`).
-    Only the LoRA check imports torch and transformers (the meta LM; `models.causal_lm`).
+    The LoRA check reads the LM built on the meta device, which needs torch and transformers: a process
+    without them (the API's) has a child process build it (`models.causal_lm.meta_module_tree`).
 
     With `adapter` (the run builds one), what the run allocates and trains besides the pretrained LM (not
     bounded) fits the parameter budget too (`check_adapter_budget`). With `searched_hidden_dims` (an
@@ -328,10 +334,10 @@ def check_elm_lm(
     except InvalidInputError as exc:
         raise InvalidConfigError.at((*field, "lm"), exc.message) from None
     lora = 0
-    if model.lora_rank is not None and (meta := meta_causal_lm(resolved)) is not None:
+    if model.lora_rank is not None and (tree := meta_module_tree(resolved)) is not None:
         settings = LoraSettings(r=model.lora_rank, alpha=model.lora_alpha)
         try:
-            lora = lora_parameter_count(meta, settings)
+            lora = lora_parameter_count(tree, settings)
         except ConfigError as exc:
             raise InvalidConfigError.at((*field, "lora_rank"), exc.message) from None
     if not adapter:

@@ -14,7 +14,13 @@ trainable. `export_model` writes safetensors + config.json + tokenizer (with its
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -189,6 +195,115 @@ def meta_causal_lm(resolved: ResolvedModel) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class ModuleTree:
+    """What LoRA's checks read of a model's modules (`resolve_lora`, `lora_parameter_count`), without the
+    model: each module's name, the projections LoRA goes on when no targets are named, and the shape of
+    each weight. Built from a model by `module_tree`, or for a model's files by `meta_module_tree`."""
+
+    model_class: str
+    """The model's class name (for a refusal's words)."""
+    names: tuple[str, ...]
+    """Every module's dotted name, in module order."""
+    projections: tuple[str, ...]
+    """`projection_targets` of the model."""
+    weight_shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    """(module name, its weight's shape) of each module that has a weight."""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model_class": self.model_class,
+                "names": self.names,
+                "projections": self.projections,
+                "weight_shapes": self.weight_shapes,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModuleTree:
+        value = json.loads(text)
+        return cls(
+            model_class=str(value["model_class"]),
+            names=tuple(value["names"]),
+            projections=tuple(value["projections"]),
+            weight_shapes=tuple((str(name), tuple(shape)) for name, shape in value["weight_shapes"]),
+        )
+
+
+def module_tree(model: Any) -> ModuleTree:
+    """The `ModuleTree` of a (loaded, or meta) torch model."""
+    modules = list(model.named_modules())
+    return ModuleTree(
+        model_class=type(model).__name__,
+        names=tuple(name for name, _ in modules),
+        projections=tuple(projection_targets(model)),
+        weight_shapes=tuple(
+            (name, tuple(int(size) for size in weight.shape))
+            for name, module in modules
+            if (weight := getattr(module, "weight", None)) is not None and hasattr(weight, "shape")
+        ),
+    )
+
+
+META_TREE_TIMEOUT_S = 300.0
+"""How long the process building a model's `ModuleTree` (`meta_module_tree`) may take: importing torch and
+transformers takes seconds, more on a loaded machine. One that takes longer leaves the checks to the run."""
+
+
+def meta_module_tree(resolved: ResolvedModel) -> ModuleTree | None:
+    """The `ModuleTree` of the causal LM `resolved` holds, from the model built on the meta device
+    (`meta_causal_lm`), for LoRA's checks before a run exists; None when the files give no model (left to
+    the run). Kept per file version (a GGUF file, a directory's config.json: path, size, modification time).
+
+    The meta model needs torch and transformers: a process that has not imported them (the API's, which
+    validates what clients submit without torch) builds it in a child process of its own, which prints the
+    tree, so its own memory and imports stay as they were; a process that has them (a training run's, a
+    test's) builds it itself. The API imported torch and transformers for the first LoRA config submitted
+    (seconds, hundreds of MB), into a process that serves without them."""
+    described = resolved.path if resolved.kind == "gguf" else resolved.path / "config.json"
+    try:
+        stat = described.stat()
+    except OSError:
+        return None
+    return _meta_module_tree(resolved, stat.st_size, stat.st_mtime_ns, "torch" in sys.modules)
+
+
+@functools.lru_cache(maxsize=16)
+def _meta_module_tree(resolved: ResolvedModel, size: int, mtime_ns: int, here: bool) -> ModuleTree | None:
+    if here:
+        meta = meta_causal_lm(resolved)
+        return None if meta is None else module_tree(meta)
+    # the tldrlab this process runs, whether installed or on PYTHONPATH
+    source = str(Path(__file__).resolve().parents[2])
+    python_path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
+    code = (
+        "import sys; from pathlib import Path; "
+        "from tldrlab.models.causal_lm import meta_causal_lm, module_tree; "
+        "from tldrlab.models.resolve import ResolvedModel; "
+        "meta = meta_causal_lm(ResolvedModel(Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])); "
+        "print(meta and module_tree(meta).to_json())"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(resolved.path), resolved.kind, resolved.source, resolved.ref],
+            capture_output=True,
+            text=True,
+            timeout=META_TREE_TIMEOUT_S,
+            check=False,
+            env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # what it could not say, the run's own load and checks will
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines or lines[-1] == "None":
+        return None
+    try:
+        return ModuleTree.from_json(lines[-1])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _gguf_config(resolved: ResolvedModel) -> Any:
     """A transformers config of the GGUF file's model from its header's sizes, renamed as transformers' GGUF
     loader renames them. Its config from `AutoConfig.from_pretrained(..., gguf_file=...)` parses all the
@@ -294,18 +409,18 @@ def resolve_lora(model: Any, lora: LoraSettings) -> LoraSettings:
     """`lora` with the target modules the model gets adapters on: those it names (each checked to be in
     the model, `check_lora_targets`), else its attention and MLP projections (`projection_targets`).
     ConfigError when it names one the model lacks, or names none and the model has no projections found.
-    The run (`apply_lora`) and the submit checks (on the model built on the meta device) call this alike."""
-    names = [name for name, _ in model.named_modules()]
+    The run (`apply_lora`, on the model) and the submit checks (on the `ModuleTree` of the model built on
+    the meta device, `meta_module_tree`) call this alike."""
+    tree = model if isinstance(model, ModuleTree) else module_tree(model)
     if lora.target_modules is not None:
-        check_lora_targets(names, lora)
+        check_lora_targets(tree.names, lora)
         return lora
-    targets = projection_targets(model)
-    if not targets:
+    if not tree.projections:
         raise ConfigError(
-            f"no attention or MLP projections found for LoRA in {type(model).__name__} (no nn.Linear in "
+            f"no attention or MLP projections found for LoRA in {tree.model_class} (no nn.Linear in "
             "its decoder layers): name the layers in lora.target_modules"
         )
-    return lora.model_copy(update={"target_modules": targets})
+    return lora.model_copy(update={"target_modules": list(tree.projections)})
 
 
 def lora_modules(model: Any) -> list[str]:
@@ -319,15 +434,15 @@ def lora_modules(model: Any) -> list[str]:
 
 
 def lora_parameter_count(model: Any, lora: LoraSettings) -> int:
-    """Parameters of the LoRA adapters `apply_lora` puts on `model` (the loaded LM, or the one built on the
-    meta device at submit): `lora.r` x (in + out features) for each layer its targets name (`resolve_lora`;
-    peft matches them by the last name part), from the layers' weight shapes, so nothing is allocated
-    (nn.Linear keeps its weight as (out, in), GPT-2's Conv1D as (in, out): the sum is the same)."""
-    targets = set(resolve_lora(model, lora).target_modules or ())
+    """Parameters of the LoRA adapters `apply_lora` puts on `model` (the loaded LM, or the `ModuleTree` of
+    the one built on the meta device at submit): `lora.r` x (in + out features) for each layer its targets
+    name (`resolve_lora`; peft matches them by the last name part), from the layers' weight shapes, so
+    nothing is allocated (nn.Linear keeps its weight as (out, in), GPT-2's Conv1D as (in, out): the sum is
+    the same)."""
+    tree = model if isinstance(model, ModuleTree) else module_tree(model)
+    targets = set(resolve_lora(tree, lora).target_modules or ())
     return sum(
-        lora.r * sum(module.weight.shape)
-        for name, module in model.named_modules()
-        if name.rsplit(".", 1)[-1] in targets and getattr(module, "weight", None) is not None
+        lora.r * sum(shape) for name, shape in tree.weight_shapes if name.rsplit(".", 1)[-1] in targets
     )
 
 
@@ -385,10 +500,10 @@ def check_causal_lm(config: CausalLMConfig) -> None:
     and decides on with these same checks. A reference found nowhere is refused as it was before (the API
     confines model paths to its read roots first, `service.confine.resolve_model`).
 
-    The model's type is checked without torch (transformers' causal-LM list is read from its source). Only
-    LoRA's check imports torch and transformers, for the modeling code of the meta model: 4 + 4 CPU-s the
-    first time in a process, measured on this 2-core machine under a load of 5, then 0.1 CPU-s for the
-    bundled SmolLM2 with LoRA (its header is kept per file version; the meta model of 30 layers)."""
+    The model's type is checked without torch (transformers' causal-LM list is read from its source).
+    LoRA's check needs the modeling code of the meta model (torch and transformers): a process without them
+    (the API's) has a child process build it (`meta_module_tree`), 4 + 4 CPU-s measured on this 2-core
+    machine under a load of 5, once per model file version; it imported them into the API's process."""
     try:
         _check_one_reference(config)
     except ConfigError as exc:
@@ -415,9 +530,9 @@ def check_causal_lm(config: CausalLMConfig) -> None:
             check_layer_count(config.num_layers, layers)
         except ConfigError as exc:
             raise InvalidConfigError.at("num_layers", exc.message) from None
-    if config.lora is not None and (meta := meta_causal_lm(resolved)) is not None:
+    if config.lora is not None and (tree := meta_module_tree(resolved)) is not None:
         try:
-            resolve_lora(meta, config.lora)
+            resolve_lora(tree, config.lora)
         except ConfigError as exc:
             raise InvalidConfigError.at(("lora", "target_modules"), exc.message) from None
 
