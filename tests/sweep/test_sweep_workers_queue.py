@@ -23,6 +23,8 @@ from cliutil import run_captured
 from tldrlab.config import get_settings
 from tldrlab.kinds import KINDS
 from tldrlab.runs import RunStatus, create_run, open_registry
+from tldrlab.runs.db import table_exists
+from tldrlab.runs.ownership import owner_alive
 from tldrlab.service.queue import open_queue
 from tldrlab.service.worker import WorkerConfig, build_worker, reconcile, requeue
 from tldrlab.sweep.config import SweepConfig
@@ -31,6 +33,7 @@ from tldrlab.sweep.runner import open_study
 from tldrlab.sweep.spec import load_sweep
 from tldrlab.sweep.storage import RUN_ATTR, SWEEP_RUN_ATTR, load_study, resolve_storage_url
 from tldrlab.sweep.trials import TRIAL_PROGRAMS
+from tldrlab.threads import START_METHOD_ENV
 
 QUEUES = ["sqlite", "rq"]
 DRAIN = WorkerConfig(burst=True, heartbeat_s=0.2, poll_s=0.05, stale_after_s=1.0)
@@ -208,3 +211,67 @@ def test_a_trial_that_failed_transiently_is_retried_after_the_queues_backoff(
     )
     assert first_began <= first_failed
     assert second_began - first_failed >= backoff_s, f"retried after {second_began - first_failed:.2f}s"
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs: a zombie (dead, not reaped yet by whoever adopted it) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+STOPPED_WITHIN_S = 45.0
+"""How long the worker processes of a killed sweep may take to stop: a warm stop lets a command trial run to
+its end (10 s here; 14 s seen on a loaded machine)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_the_workers_of_a_sweep_killed_with_sigkill_stop(start_method: str, tmp_path: Path) -> None:
+    """`sweep run --workers 2` killed with SIGKILL (kill -9, the OOM killer) left its worker processes
+    running for good: holding CPUs, waiting on its lane for trials that no sweep would ever tell. Each now
+    sees the sweep's process die and stops as on SIGTERM, whichever way it was started (spawned in
+    production, forked from a fork server in the tests), and leaves its trial finished or queued, never
+    `running` with a live owner."""
+    parameters = {"x": {"min": 0.0, "max": 1.0}, "steps": {"value": 100}, "sleep": {"value": 0.1}}
+    sweep = write_sweep(tmp_path / "s.yaml", parameters=parameters)
+    cmd = [sys.executable, "-m", "tldrlab", "sweep", "run", str(sweep), "--trials", "6", "--workers", "2"]
+    env = {**os.environ, START_METHOD_ENV: start_method}
+    err_path = tmp_path / "sweep.err"  # a file, not a pipe: the workers, which outlive the sweep, write to it
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
+    registry = open_registry()
+    helpers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(helpers) < 2:  # both worker processes are running a trial
+            assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()[-2000:]
+            time.sleep(0.1)
+            if table_exists(registry.db, "workers"):
+                rows = registry.db.query("SELECT pid FROM workers WHERE state = 'busy'")
+                helpers = {int(row["pid"]) for row in rows}
+        assert proc.pid not in helpers
+
+        proc.kill()
+        proc.wait()
+
+        deadline = time.monotonic() + STOPPED_WITHIN_S
+        while (running := {pid for pid in helpers if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not running, (
+            f"worker processes {sorted(running)} still run {STOPPED_WITHIN_S:.0f} s after their sweep was "
+            f"killed: {err_path.read_text()[-2000:]}"
+        )
+    finally:
+        for pid in helpers:  # none left behind for the next tests, whatever failed
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    workers = registry.db.query("SELECT pid, state FROM workers")
+    assert {row["state"] for row in workers} == {"stopped"}, workers  # each stopped as on SIGTERM
+    trials = registry.list(kind="trial", limit=None)
+    assert len(trials) >= 2, trials
+    for trial in trials:
+        assert not (trial.status is RunStatus.RUNNING and owner_alive(trial.run_dir)), trial
+        assert trial.status in (RunStatus.COMPLETED, RunStatus.QUEUED), (trial.status, trial.message)

@@ -16,6 +16,10 @@ worker is handed it again by the sweep no earlier either (`WorkerExecutor.execut
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +30,7 @@ from tldrlab.config import Settings, get_settings
 from tldrlab.elm.config import ElmOptimizeConfig
 from tldrlab.elm.prepare import load_split
 from tldrlab.elm.search import BASE_ATTR, elm_sweep_config
-from tldrlab.runs import Run
+from tldrlab.runs import Run, preempt
 from tldrlab.service.events import queued_event
 from tldrlab.service.worker import CURRENT_WORKER, Worker, WorkerConfig, build_worker, lane_of, run_worker
 from tldrlab.sweep.config import SweepConfig
@@ -44,8 +48,37 @@ WAIT_S = 0.2
 """Seconds between looks at a trial run another worker executes."""
 
 
+def stop_when_sweep_process_dies() -> None:
+    """In a sweep's worker process: when the sweep's process that started it dies, by any signal (SIGKILL,
+    the OOM killer) or exit, stop as on SIGTERM: the running trial checkpoints and goes back to the sweep's
+    lane (a command trial runs to its end), and the worker exits. Without it the worker ran on for good,
+    holding CPUs and taking the trials of a sweep that nobody would tell.
+
+    `die_with_parent` (PR_SET_PDEATHSIG) does not cover this: it is applied at `os.fork` in children of a
+    process that called `children_die_with_this_process`, while a spawned worker is started by fork+exec
+    (no Python fork hooks run) and a fork server's by a server that installed none; and a fork server's
+    worker's parent is the server, not the sweep's process, which the server outlives as long as any process
+    it started (each holds its "alive" pipe). multiprocessing gives either kind of child the read end of a
+    pipe whose write end only the starting process holds (`parent_process().sentinel`): it reads end of file
+    once that process is gone, however it died."""
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nobody to outlive
+        return
+
+    def watch() -> None:
+        parent.join()  # returns at the sentinel's end of file: the sweep's process is gone
+        if preempt.stop_requested():
+            return  # already stopping (the sweep's own SIGTERM): a second signal would be a hard stop
+        log.warning(f"the sweep's process {parent.pid} died: this worker stops after its current step")
+        os.kill(os.getpid(), signal.SIGTERM)  # the worker's handler, whichever queue installed it
+
+    threading.Thread(target=watch, name="sweep-process-watch", daemon=True).start()
+
+
 def _helper_process(settings: Settings, threads: dict[str, Any], sweep_run_id: str) -> None:
-    """Entry point of a parallel sweep's worker process: it takes that sweep run's trials only."""
+    """Entry point of a parallel sweep's worker process: it takes that sweep run's trials only, and stops
+    when the sweep's process dies."""
+    stop_when_sweep_process_dies()
     adopt_threads(threads)
     run_worker(settings, HELPER, lane=sweep_run_id)
 
