@@ -138,8 +138,10 @@ def test_resuming_a_trial_run_its_sweep_has_failed_is_refused_and_the_run_kept(
 
     from cliutil import run_captured
 
-    parameters = {"train.lr": {"values": [0.01, 0.001]}}
-    sweep = tiny_lstm_sweep(shared_data, tmp_path, parameters, {"max_steps": 3000, "eval_every": 1000})
+    # seed 0 draws 3000 steps first (the trial cancelled while it trains), then 2: the trial asked in place
+    # of the cancelled one trained all 3000 steps (~2/3 of this test's time)
+    parameters = {"train.max_steps": {"values": [2, 3000]}}
+    sweep = tiny_lstm_sweep(shared_data, tmp_path, parameters, {"eval_every": 2}, seed=0)
     registry = open_registry()
 
     def cancel_the_first_trial() -> None:  # `tldrlab runs cancel` from another terminal, once it trains
@@ -153,6 +155,7 @@ def test_resuming_a_trial_run_its_sweep_has_failed_is_refused_and_the_run_kept(
     canceller.join()
     assert code == 0 and "trial 0 FAIL" in err, err
     first = load_study("lstm", None).get_trials()[0]
+    assert first.params["train.max_steps"] == 3000
     cancelled = registry.get(first.user_attrs["run_id"])
     assert cancelled.status.value == "cancelled"
 
