@@ -23,7 +23,7 @@ from tldrlab.models import build_model, count_parameters, load_model, save_model
 from tldrlab.models.causal_lm import ADAPTER_SUBDIR, keep_layers
 from tldrlab.models.chat import chat_pair_ids, chat_prompt
 from tldrlab.models.resolve import BUNDLED_FILE, BUNDLED_NAME, bundled_gguf, resolve_model_ref
-from tldrlab.runs import create_run
+from tldrlab.runs import create_run, open_registry
 
 TEXT = "Python module for talking to PostgreSQL databases"
 
@@ -72,9 +72,10 @@ def test_importing_a_model_over_the_file_size_limit_is_one_line(
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
     env = {**os.environ, "COLUMNS": "400", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    tldrlab = [sys.executable, "-m", "tldrlab", "models"]
-    subprocess.run([*tldrlab, "list"], env=env, check=True, capture_output=True)  # the registry, unlimited
-    command = [*tldrlab, "import", str(tiny["gguf"]), "--name", "tiny"]
+    # the registry (the import checks that no run is named like the model), made while unlimited, here: the
+    # `tldrlab models list` process started for it (~1.5 CPU-s) writes nothing, the registry included
+    open_registry()
+    command = [sys.executable, "-m", "tldrlab", "models", "import", str(tiny["gguf"]), "--name", "tiny"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert done.returncode == 9 and "Traceback" not in done.stderr, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("error")]
