@@ -113,10 +113,12 @@ def test_optimize_cli_runs_a_trial_and_prints_the_best(
     catch.emit = records.append  # type: ignore[method-assign]
     logging.getLogger("optuna").addHandler(catch)
     storage = f"sqlite:///{tmp_path / 'cli.db'}"
+    # no training curves: matplotlib drawing three PNGs at the trial's end (~1.3 CPU-s, more with its first
+    # import) that nothing here reads; the other tests of this file train with `plot: False` too
     argv = [
         "elm", "optimize", "--data", str(elm_data), "--trials", "1", "--max-steps", "2",
         "--eval-samples", "2", "--limit", "16", "--hidden-dims", "16", "--storage", storage,
-        "--study-name", "cli",
+        "--study-name", "cli", "--base.train.no-plot",
     ]  # fmt: skip
     try:
         optuna.logging.set_verbosity(optuna.logging.INFO)  # as each fresh process starts
