@@ -67,6 +67,9 @@ def test_median_pruning_stops_bad_trials_early(tmp_path: Path) -> None:
             "hold_when_bad": {"value": 3},
         },
         method="grid",
+        # seed 12: the grid's order is 0.7, 0.65 (the two startup trials, both good), then 0.0, 0.1, 0.05, all
+        # three prunable; seed 1 put 0.0 first, a startup trial that held 3 s at four evaluations (12 s idle)
+        seed=12,
         early_terminate={"type": "median", "min_iter": 2, "n_startup_trials": 2},
     )
     lines: list[str] = []
