@@ -390,10 +390,11 @@ def test_a_run_trained_on_a_limit_of_its_records_is_evaluated_on_its_whole_valid
     assert named["metrics"]["examples"] == 6
 
 
-def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: dict[str, Path]) -> None:
-    """The training loop feeds every source as its tokens cut to max_source_len, ending with eos (as
-    generation and `score` feed it too); `tldrlab eval`'s teacher-forced loss fed the sources without that
-    eos, so the same model on the same records had another loss than the run's eval_loss."""
+def _eval_and_training_loss(
+    data: dict[str, Path], *, max_target_len: int
+) -> tuple[dict[str, Any], float, Any]:
+    """`tldrlab eval` of a tiny t5 run's model on the run's records, the eval_loss training's own task gives
+    the same model on them, and that task."""
     from tldrlab.data.readers import read_records
     from tldrlab.train.config import DataConfig
     from tldrlab.train.tasks import Seq2SeqTask
@@ -402,7 +403,7 @@ def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: d
         "path": str(data["pairs"]),
         "prefix": "summarize: ",
         "max_source_len": 24,
-        "max_target_len": 512,
+        "max_target_len": max_target_len,
     }
     record = create_run("train", {"model": "t5", "data": settings})
     model_dir = save_tiny("t5", data, Path(record.run_dir) / "model")
@@ -410,9 +411,17 @@ def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: d
     model, tokenizer, _ = load_model(model_dir)
     records = read_records(data["pairs"])
     task = Seq2SeqTask(records, records, tokenizer, DataConfig(**settings))  # type: ignore[arg-type]
-    assert result["metrics"]["examples"] == len(records)
     with torch.no_grad():
-        assert result["metrics"]["loss"] == pytest.approx(task.eval_loss(model.eval()), rel=1e-6)
+        return result, float(task.eval_loss(model.eval())), task
+
+
+def test_a_seq2seq_run_s_evaluation_loss_is_its_training_evaluation_loss(data: dict[str, Path]) -> None:
+    """The training loop feeds every source as its tokens cut to max_source_len, ending with eos (as
+    generation and `score` feed it too); `tldrlab eval`'s teacher-forced loss fed the sources without that
+    eos, so the same model on the same records had another loss than the run's eval_loss."""
+    result, training_eval_loss, task = _eval_and_training_loss(data, max_target_len=512)
+    assert result["metrics"]["examples"] == len(task.val_pairs)
+    assert result["metrics"]["loss"] == pytest.approx(training_eval_loss, rel=1e-6)
 
 
 def test_a_seq2seq_run_s_evaluation_loss_cuts_references_as_training_cut_its_targets(
@@ -421,29 +430,15 @@ def test_a_seq2seq_run_s_evaluation_loss_cuts_references_as_training_cut_its_tar
     """Training cuts every target to max_target_len tokens (eos included) for its loss and eval_loss;
     `tldrlab eval` scored the whole references, so a run with max_target_len 4 had another loss there than
     its eval_loss on the same records. ROUGE is still of the whole references (what a summary is for)."""
-    from tldrlab.data.readers import read_records
-    from tldrlab.train.config import DataConfig
-    from tldrlab.train.tasks import Seq2SeqTask
-
-    settings = {
-        "path": str(data["pairs"]),
-        "prefix": "summarize: ",
-        "max_source_len": 24,
-        "max_target_len": 4,
-    }
-    record = create_run("train", {"model": "t5", "data": settings})
-    model_dir = save_tiny("t5", data, Path(record.run_dir) / "model")
-    result = evaluate_target(record.id, bertscore=False, generation={"temperature": 0, "max_new_tokens": 2})
-    model, tokenizer, _ = load_model(model_dir)
-    records = read_records(data["pairs"])
-    task = Seq2SeqTask(records, records, tokenizer, DataConfig(**settings))  # type: ignore[arg-type]
+    result, training_eval_loss, task = _eval_and_training_loss(data, max_target_len=4)
     assert max(len(t) for _, t in task.val_pairs) == 4  # the references are longer: cut
-    with torch.no_grad():
-        assert result["metrics"]["loss"] == pytest.approx(task.eval_loss(model.eval()), rel=1e-6)
+    assert result["metrics"]["loss"] == pytest.approx(training_eval_loss, rel=1e-6)
     out_dir = Path(result["out_dir"])
     assert json.loads((out_dir / "eval.json").read_text())["config"]["max_target_len"] == 4
     samples = [json.loads(line) for line in (out_dir / "samples.jsonl").read_text().splitlines()]
-    assert [s["reference"] for s in samples] == [r.summary for r in records]
+    from tldrlab.data.readers import read_records
+
+    assert [s["reference"] for s in samples] == [r.summary for r in read_records(data["pairs"])]
     assert result["metrics"]["ref_words_mean"] > 4
 
 

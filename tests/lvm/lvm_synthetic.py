@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tldrlab.lvm.store import ConceptTable
+from tldrlab.lvm.store import ConceptIn, ConceptTable, open_concept_store
 
 
 def rotating_table(
@@ -35,3 +35,21 @@ def rotating_table(
         vectors=np.array(vectors, dtype=np.float32),
         embedder="synthetic",
     )
+
+
+def store_table(table: ConceptTable, url: str | None = None) -> None:
+    """Write `table`'s articles into the concept store at `url` (None: the home's), as `lvm ingest` would."""
+    store = open_concept_store(url)
+    try:
+        for key in sorted(set(table.article_keys)):
+            rows = [i for i, k in enumerate(table.article_keys) if k == key]
+            store.replace_article(
+                source="synthetic",
+                article_id=key.split("/", 1)[1],
+                concepts=[ConceptIn(p, 3 * p, 3 * p + 2, f"{key} {p}.") for p in range(len(rows))],
+                vectors=table.vectors[rows],
+                embedder="test",
+                chunking="sentence",
+            )
+    finally:
+        store.close()

@@ -62,29 +62,15 @@ def test_index_out_over_the_store_it_reads_is_refused(
     home) it was a FileExistsError traceback and a failed run; a directory holding a store named like a file
     of the index had the store replaced by the index's vectors (exit 0); `--out <store>-wal` made a
     directory where SQLite keeps the store's journal; any other file was the same traceback."""
-    from lvm_synthetic import rotating_table
+    from lvm_synthetic import rotating_table, store_table
 
     from cliutil import run_captured
-    from tldrlab.lvm.store import ConceptIn, open_concept_store
     from tldrlab.runs import open_registry
 
     table = rotating_table(n_articles=5, length=4, dim=8)
     folder = tmp_path / "other"
     for name in ("concepts.db", "vectors.npz"):
-        store = open_concept_store(f"sqlite:///{folder / name}")
-        try:
-            for key in sorted(set(table.article_keys)):
-                rows = [i for i, k in enumerate(table.article_keys) if k == key]
-                store.replace_article(
-                    source="synthetic",
-                    article_id=key.split("/", 1)[1],
-                    concepts=[ConceptIn(p, 3 * p, 3 * p + 2, f"{key} {p}.") for p in range(len(rows))],
-                    vectors=table.vectors[rows],
-                    embedder="test",
-                    chunking="sentence",
-                )
-        finally:
-            store.close()
+        store_table(table, f"sqlite:///{folder / name}")
     (folder / "notes.txt").write_text("not an index", encoding="utf-8")
     stored = {path.name: path.read_bytes() for path in folder.iterdir()}
     store, named_like_vectors = folder / "concepts.db", folder / "vectors.npz"

@@ -111,29 +111,15 @@ def test_sequences_out_over_the_index_or_the_store_it_reads_is_refused(
     """`lvm sequences --out <home>/lvm/index/vectors.npz` wrote the sequences over the index's vectors (exit
     0), and every later search of the index failed; over a store named by `--db` outside the home, over the
     store it was reading."""
-    from lvm_synthetic import rotating_table
+    from lvm_synthetic import rotating_table, store_table
 
     from cliutil import run_captured
     from tldrlab.lvm.index import INDEX_FILE, META_FILE, VECTORS_FILE
-    from tldrlab.lvm.store import ConceptIn, open_concept_store
     from tldrlab.runs import open_registry
 
     table = rotating_table(n_articles=5, length=4, dim=8)
     for url in (None, f"sqlite:///{tmp_path / 'other' / 'concepts.db'}"):
-        store = open_concept_store(url)
-        try:
-            for key in sorted(set(table.article_keys)):
-                rows = [i for i, k in enumerate(table.article_keys) if k == key]
-                store.replace_article(
-                    source="synthetic",
-                    article_id=key.split("/", 1)[1],
-                    concepts=[ConceptIn(p, 3 * p, 3 * p + 2, f"{key} {p}.") for p in range(len(rows))],
-                    vectors=table.vectors[rows],
-                    embedder="test",
-                    chunking="sentence",
-                )
-        finally:
-            store.close()
+        store_table(table, url)
     code, _, err = run_captured(["lvm", "index"], capsys)
     assert code == 0, err
     index = tldrlab_home / "lvm" / "index"

@@ -127,17 +127,19 @@ def test_a_resumed_run_s_first_rates_count_only_the_steps_it_timed() -> None:
     assert line["tokens_per_s"] / line["steps_per_s"] == pytest.approx(tokens_per_step)
 
 
+EVALUATION_S = 1.0
+
+
+class SlowEvaluation(ToyTask):
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        time.sleep(EVALUATION_S)  # an evaluation that costs time, as generating summaries does
+        return super().evaluate(model)
+
+
 def test_the_rates_of_a_metrics_line_leave_out_the_evaluations_and_checkpoints_before_it() -> None:
     """A metrics line's tokens_per_s and steps_per_s (and MFU) are the training's: the evaluation and the
     checkpoint written at the step of the line before (here an evaluation of 1 s) were in its window and
     cut its rates several-fold, every window after an evaluation when log_every == eval_every."""
-    evaluation_s = 1.0
-
-    class SlowEvaluation(ToyTask):
-        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-            time.sleep(evaluation_s)  # an evaluation that costs time, as generating summaries does
-            return super().evaluate(model)
-
     config = TrainConfig(
         max_steps=4, batch_size=8, eval_every=2, checkpoint_every=2, log_every=2, device="cpu",
         progress=False, plot=False,
@@ -148,20 +150,13 @@ def test_the_rates_of_a_metrics_line_leave_out_the_evaluations_and_checkpoints_b
     after_evaluation = _train_lines(run.dir)[1]
     assert after_evaluation["step"] == 4
     # two toy steps take milliseconds; with the evaluation at step 2 counted they took over a second
-    assert 2 / after_evaluation["steps_per_s"] < evaluation_s / 2
+    assert 2 / after_evaluation["steps_per_s"] < EVALUATION_S / 2
 
 
 def test_the_closing_throughput_line_leaves_out_the_evaluations_and_checkpoints() -> None:
     """The closing log line's tokens/s (and MFU, and the result's tokens_per_s) divided the tokens by the
     call's wall time, evaluations and checkpoints included, where the metrics lines leave them out: here a
     1 s evaluation made 4 toy steps read as a second of training."""
-    evaluation_s = 1.0
-
-    class SlowEvaluation(ToyTask):
-        def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
-            time.sleep(evaluation_s)  # an evaluation that costs time, as generating summaries does
-            return super().evaluate(model)
-
     config = TrainConfig(
         max_steps=4, batch_size=8, eval_every=4, checkpoint_every=4, log_every=4, device="cpu",
         progress=False, plot=False,
@@ -172,7 +167,7 @@ def test_the_closing_throughput_line_leaves_out_the_evaluations_and_checkpoints(
     tokens = config.max_steps * config.batch_size * (SEQ - 1)  # every toy sequence trains on SEQ - 1 tokens
     logs = [json.loads(line) for line in (run.dir / "log.jsonl").read_text().splitlines()]
     (closing,) = [line for line in logs if line["message"].startswith("trained to step 4")]
-    assert result.seconds > evaluation_s  # the wall time of the call, evaluation included
+    assert result.seconds > EVALUATION_S  # the wall time of the call, evaluation included
     # four toy steps take milliseconds; with the evaluation counted they took over a second
-    assert tokens / closing["tokens_per_s"] < evaluation_s / 2, closing
+    assert tokens / closing["tokens_per_s"] < EVALUATION_S / 2, closing
     assert result.tokens_per_s == closing["tokens_per_s"]
