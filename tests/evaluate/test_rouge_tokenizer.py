@@ -64,3 +64,36 @@ def test_ascii_english_gets_rouge_scores_exact_tokens_and_scores(shared_data: Pa
     for source, tldr in pairs:  # the lead-1 baseline against the author's TL;DR
         lead = source.split("\n")[0]
         assert ours.score(tldr, lead) == default.score(tldr, lead)
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref"),
+    [("ﬁne ﬁsh", "fine fish"), ("ＡＢＣ１ ｆｉｓｈ", "ABC1 fish")],
+    ids=["fi_ligature", "fullwidth"],
+)
+def test_compatibility_characters_match_what_they_stand_for(pred: str, ref: str) -> None:
+    assert rouge_scores([pred], [ref]) == pytest.approx(ALL_ONE)
+
+
+def test_ascii_tokens_stay_rouge_scores_next_to_compatibility_characters() -> None:
+    from rouge_score import tokenizers
+
+    from tldrlab.evaluate.metrics import RougeTokenizer
+
+    tokenizer, default = RougeTokenizer(), tokenizers.DefaultTokenizer(use_stemmer=True)
+    for text in ["The cats were running quickly.", "AT&T's 3.5% rise -- e-mail_me!", "  Tabs\tand\nlines  "]:
+        assert tokenizer.tokenize(text) == default.tokenize(text)
+    assert tokenizer.tokenize("Running ﬁsh, ＲＵＮＮＩＮＧ dogs") == ["run", "fish", "run", "dog"]
+
+
+def test_rouge_lsum_splits_chinese_and_japanese_sentences_without_spaces_as_english_ones() -> None:
+    # the same two sentences in the other order: rougeLsum's summary-level LCS finds each whole only when
+    # both texts are split into sentences (rougeL, one sequence, does not)
+    for pred, ref in [
+        ("I like cats. I like dogs too.", "I like dogs too. I like cats."),
+        ("猫が好きです。犬も好きです！", "犬も好きです！猫が好きです。"),
+        ("今天天气很好？我们去公园。", "我们去公园。今天天气很好？"),
+    ]:
+        scores = rouge_scores([pred], [ref])
+        assert scores["rougeLsum"] == pytest.approx(1.0)
+        assert scores["rougeL"] < 1.0

@@ -85,7 +85,8 @@ class RougeTokenizer:
     earlier tldrlab runs; in addition, Unicode letters, combining marks and digits are word characters, each
     character of a script written without spaces (CJK ideographs, Hiragana, Katakana, Thai) is a token, as
     multilingual ROUGE implementations count them, and only ASCII tokens are stemmed (the stemmer is
-    English).
+    English). Text with non-ASCII characters is NFKC-normalised first, so compatibility characters match
+    the characters they stand for: "ﬁne" (a ligature) is "fine", fullwidth "ＡＢＣ１" is "abc1".
     """
 
     def __init__(self, use_stemmer: bool = True) -> None:
@@ -94,8 +95,12 @@ class RougeTokenizer:
         self._stemmer = porter.PorterStemmer() if use_stemmer else None
 
     def tokenize(self, text: str) -> list[str]:
-        text = text.lower()
-        if not text.isascii():
+        if text.isascii():  # rouge_score's own text: nothing to normalise
+            text = text.lower()
+        else:
+            # NFKC first, so a compatibility character reads as what it stands for: the ligature "ﬁ" as
+            # "fi", fullwidth "ＡＢＣ１" as "ABC1" (which then lower-case, and stem, like typed ASCII)
+            text = unicodedata.normalize("NFKC", text).lower()
             text = "".join(c if c.isascii() else _read_non_ascii(c) for c in text)
         tokens = [token for token in _WORD_SEPARATORS.split(text) if token]
         if self._stemmer is None:
