@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import run_cli
 from tldrlab.cli.main import main
 from tldrlab.experiments.config import EXPERIMENT_ARMS
 from tldrlab.experiments.dendrite_experiment import ARMS, ExperimentConfig, train_arm
@@ -152,6 +153,32 @@ def test_summary_gives_mean_and_spread_over_seeds() -> None:
 
 def test_arm_registry_matches_the_documented_arms() -> None:
     assert set(ARMS) == {"baseline", "compressed", "compressed_pai", "compressed_random"}
+
+
+@pytest.mark.slow
+def test_quiet_reaches_the_parallel_seed_workers_bars(
+    shared_data: Path, capfd: pytest.CaptureFixture[str], warm_worker_processes: Callable[..., None]
+) -> None:
+    """`--quiet --jobs 2`: the seed workers drew their training bars on the terminal (a fresh interpreter
+    starts with bars on; `--quiet` turned them off in the parent only). capfd: the workers write to the
+    test's stderr file descriptor, which the forkserver they are forked from inherits."""
+    warm_worker_processes(
+        "tldrlab.experiments.dendrite_experiment",
+        "transformers.models.t5.modeling_t5",
+        "rouge_score.rouge_scorer",
+        "matplotlib.pyplot",
+    )
+    data = shared_data / "debian_descriptions" / "debian_descriptions.validation.jsonl"
+    argv = [
+        *("experiment", "dendrites", "--data", str(data), "--arms", "compressed_random", "--seeds", "1,2"),
+        *("--budget", "2", "--eval-every", "2", "--batch-size", "8", "--train-limit", "40", "--eval-size"),
+        *("4", "--test-size", "2", "--max-source-tokens", "16", "--vocab-size", "300", "--no-bertscore"),
+        *("--no-highlights", "--jobs", "2", "--quiet"),
+    ]
+    assert run_cli(argv) == 0
+    out, err = capfd.readouterr()
+    assert "| compressed_random |" in out  # both seeds trained, in the workers
+    assert "train:" not in err and "it/s" not in err, err
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ from tldrlab.experiments.results import (
     record_failure,
     write_results,
 )
+from tldrlab.logs import progress_bars_shown, show_progress_bars
 from tldrlab.models.t5 import T5ModelConfig, build
 from tldrlab.runs import Run, start_run
 from tldrlab.runs.atomic import atomic_write_json, atomic_write_text, sha256_file
@@ -459,11 +460,21 @@ def _publish_rows(run: Run, config: ExperimentConfig, seen: int = -1) -> int:
 
 
 def _seed_worker(
-    config_json: str, seed: int, tokenizer_dir: str, parent_id: str, out_dir: str, threads: dict[str, Any]
+    config_json: str,
+    seed: int,
+    tokenizer_dir: str,
+    parent_id: str,
+    out_dir: str,
+    threads: dict[str, Any],
+    progress_bars: bool,
 ) -> int:
-    """One seed in a worker process (spawned: a fresh interpreter, its own torch threads and PAI globals)."""
+    """One seed in a worker process (spawned: a fresh interpreter, its own torch threads and PAI globals).
+
+    `progress_bars` is the parent's `progress_bars_shown()`: a fresh interpreter starts with bars on, so the
+    command's `--quiet` (which turns them off in the parent only) reaches the workers' training bars here."""
 
     adopt_threads(threads)
+    show_progress_bars(progress_bars)
     config = ExperimentConfig.model_validate_json(config_json)
     train_seed(config, seed, load_tokenizer(tokenizer_dir), load_data(config), parent_id, Path(out_dir))
     return seed
@@ -488,6 +499,7 @@ def _train_seeds_in_parallel(config: ExperimentConfig, run: Run, tokenizer_dir: 
                 run.id,
                 str(run.dir),
                 threads,
+                progress_bars_shown(),
             )
             for seed in config.seeds
         }
