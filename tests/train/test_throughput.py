@@ -4,6 +4,7 @@ device's peak is known (CUDA at fp16/bf16), never on a CPU."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -171,3 +172,26 @@ def test_the_closing_throughput_line_leaves_out_the_evaluations_and_checkpoints(
     # four toy steps take milliseconds; with the evaluation counted they took over a second
     assert tokens / closing["tokens_per_s"] < EVALUATION_S / 2, closing
     assert result.tokens_per_s == closing["tokens_per_s"]
+
+
+def test_the_progress_bar_s_tokens_per_second_leaves_out_the_evaluations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The bar's running tok_s divided the tokens by the time since the start, evaluations and checkpoints
+    included, where the metrics lines and the closing line leave them out: here the 1 s evaluation at step
+    2 made the last two of four toy steps read as a second of training."""
+    config = TrainConfig(
+        max_steps=4, batch_size=8, eval_every=2, checkpoint_every=2, log_every=2, device="cpu",
+        progress=True, plot=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    capsys.readouterr()
+    with start_run("toy", {}) as run:
+        train(ToyLM(), SlowEvaluation(), config, run)
+    bar_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train:")]
+    # off a terminal the bar writes its last state as a line of its own when it closes
+    last = re.search(r"tok_s=([\d,]+)", bar_lines[-1])
+    assert last is not None and "4/4" in bar_lines[-1], bar_lines
+    tokens = config.max_steps * config.batch_size * (SEQ - 1)  # every toy sequence trains on SEQ - 1 tokens
+    # four toy steps take milliseconds; with the evaluation counted they took over a second
+    assert tokens / float(last.group(1).replace(",", "")) < EVALUATION_S / 2, bar_lines

@@ -481,8 +481,8 @@ class _Loop:
         self.started = time.perf_counter()
         self.window_started, self.window_tokens = self.started, 0
         self.off_the_clock_s = 0.0
-        """Seconds this call spent off the clock (`off_the_clock`): the closing line's rates leave them
-        out too."""
+        """Seconds this call spent off the clock (`off_the_clock`): the closing line's rates and the
+        progress bar's tokens/s leave them out too."""
         # the steps of this window this process timed: a resumed window's `state.window_steps` also counts
         # those before the checkpoint (its loss averages them), which the process that stopped timed
         self.window_timed_steps = 0
@@ -571,8 +571,10 @@ class _Loop:
             self.write_window()
         expected = self.expected_steps()
         if self.progress_bar is not None:
-            elapsed = max(time.perf_counter() - self.started, 1e-9)
-            tok_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / elapsed
+            # the training's rate, as the metrics lines and the closing line give it: a slow evaluation (or
+            # checkpoint) counted here made the bar read several times slower than the steps ran
+            training_s = max(time.perf_counter() - self.started - self.off_the_clock_s, 1e-9)
+            tok_s = (state.tokens_seen - self.tokens_at_start) * self.world_size / training_s
             self.progress_bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
             self.progress_bar.total = expected
             self.progress_bar.update(1)
