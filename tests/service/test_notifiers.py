@@ -726,6 +726,48 @@ def test_a_line_held_back_by_the_rate_limit_goes_out_with_the_next_event(tldrlab
     assert sum("**progress**" in message for message in sent) == 1  # the rest stayed throttled
 
 
+def test_lines_the_rate_limit_held_back_are_sent_when_the_notifier_closes(tldrlab_home: Path) -> None:
+    # close() cancelled the flush timer and left the batch unsent: the second of two runs queued within the
+    # interval was never announced to the owner when the process shut its notifier down
+    token = "fake-bot-token-" + "c0ffee" * 4
+    app, seen = _fake_discord(token)
+    with ServerThread(app) as server:
+        rest = DiscordRest(token, api_base=f"{server.url}/api/v10")
+        watch_list = FileWatchList(tldrlab_home / "discord" / "watching.json")
+        notifier = DiscordNotifier(lambda text: rest.send_dm(4242, text), watch_list, min_interval_s=60)
+        try:
+            for run_id in ("train-1", "train-2"):
+                watch_list.add(run_id)
+                notifier(RunEvent(type="queued", run_id=run_id, status="queued"))
+            assert [content for _, content in seen["messages"]] == ["**queued** `train-1`"]  # held back
+            notifier.close()
+        finally:
+            rest.close()
+    assert [content for _, content in seen["messages"]] == ["**queued** `train-1`", "**queued** `train-2`"]
+
+
+def test_lines_the_rate_limit_held_back_are_sent_when_the_process_exits(tldrlab_home: Path) -> None:
+    # the flush timer is a daemon thread: a process exiting within the interval dropped the held-back line
+    token = "fake-bot-token-" + "c0ffee" * 4
+    app, seen = _fake_discord(token)
+    with ServerThread(app) as server:
+        script = (
+            "from pathlib import Path\n"
+            "from tldrlab.service.events import RunEvent\n"
+            "from tldrlab.service.notify.discord import DiscordNotifier, DiscordRest, FileWatchList\n"
+            f"rest = DiscordRest({token!r}, api_base={server.url + '/api/v10'!r})\n"
+            f"watch_list = FileWatchList(Path({str(tldrlab_home / 'discord' / 'watching.json')!r}))\n"
+            "send = lambda text: rest.send_dm(4242, text)\n"
+            "notifier = DiscordNotifier(send, watch_list, min_interval_s=60)\n"
+            "for run_id in ('train-1', 'train-2'):\n"
+            "    watch_list.add(run_id)\n"
+            "    notifier(RunEvent(type='queued', run_id=run_id, status='queued'))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert [content for _, content in seen["messages"]] == ["**queued** `train-1`", "**queued** `train-2`"]
+
+
 def test_lines_of_a_failed_dm_are_kept_for_the_next_try_and_the_ended_run_leaves_the_list(
     tldrlab_home: Path,
 ) -> None:

@@ -13,10 +13,12 @@ Layers, so that everything up to Discord's HTTP boundary is testable here:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -38,6 +40,8 @@ MAX_PENDING_LINES = 200
 """Lines kept for the next try while DMs fail (Discord down, refusing): beyond it the oldest are given up."""
 RETRY_MAX_S = 300.0
 """Longest wait between tries of lines kept while DMs fail (the wait doubles from the rate limit's on)."""
+CLOSE_WAIT_S = 10.0
+"""Longest a notifier's close (and so its process's exit) waits for the lines left in its batch to go."""
 ENDED = ("completed", "failed", "cancelled")
 """The events of a run that has ended: its line goes out at once, and the run leaves the watch list."""
 METRIC_ORDER = ("loss", "train_loss", "eval_loss", "perplexity", "eval_perplexity", "rougeL", "lr")
@@ -276,6 +280,9 @@ class DiscordNotifier:
         self._timer: threading.Timer | None = None
         self._failures = 0  # DMs failed in a row: the next try waits longer
         self._closed = False
+        # the flush timer is a daemon, ended with its process: the lines the rate limit held back (a run's
+        # `started` a second after its `queued`, the API's last `queued`) were never sent
+        _open_notifiers.add(self)
 
     def __call__(self, event: RunEvent) -> None:
         try:
@@ -342,13 +349,44 @@ class DiscordNotifier:
         self._timer = timer
         timer.start()
 
-    def close(self) -> None:
-        """No more timed flushes (lines still in the batch stay unsent)."""
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """No more timed flushes; the lines still in the batch (held back by the rate limit, or kept from a
+        DM that failed) are sent now, tried once, waiting at most `wait_s` (Discord down must not hold a
+        process's exit). Called at the process's exit too."""
+        _open_notifiers.discard(self)
         with self._flushing:
+            if self._closed:
+                return
             self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if not self.batcher.pending:
+                return
+        sender = threading.Thread(target=self._send_pending, name="discord-dm-close", daemon=True)
+        sender.start()
+        sender.join(wait_s)
+        if sender.is_alive():
+            log.warning(f"discord: the last DM was not sent within {wait_s:g} s of closing")
+
+    def _send_pending(self) -> None:
+        with self._flushing:
+            try:
+                self.batcher.flush(force=True)
+            except Exception as exc:
+                kept = len(self.batcher.pending)
+                log.warning(f"discord DM failed while closing: {type(exc).__name__}; {kept} lines not sent")
+
+
+_open_notifiers: weakref.WeakSet[DiscordNotifier] = weakref.WeakSet()
+"""The notifiers not closed yet, closed at the process's exit (weakly held: one that nothing else holds, an
+event bus's subscriber or its pending flush timer, has nothing left to send)."""
+
+
+@atexit.register
+def _close_open_notifiers_at_exit() -> None:
+    for notifier in list(_open_notifiers):
+        notifier.close()
 
 
 def discord_notifier(settings: NotifySettings) -> DiscordNotifier:
