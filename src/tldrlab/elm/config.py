@@ -63,7 +63,7 @@ class ElmModelConfig(ConfigModel):
     """N: soft prefix vectors the adapter produces per document."""
 
     hidden_dim: int = Field(default=512, ge=1)
-    """Hidden width of the adapter MLP (seed: 2048-6144 for a 2560-d embedder and a 4B LM)."""
+    """Hidden width of the adapter MLP (usually 2048-6144 for a 2560-d embedder feeding a 4B LM)."""
 
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Dropout inside the adapter MLP (BO range 0.0-0.3)."""
