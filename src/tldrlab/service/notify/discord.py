@@ -363,19 +363,14 @@ class DiscordNotifier:
                 self._timer = None
             if not self.batcher.pending:
                 return
-        sender = threading.Thread(target=self._send_pending, name="discord-dm-close", daemon=True)
+        # the flush of an ended run, tried once (closed: no timer is set for what a failure leaves)
+        sender = threading.Thread(
+            target=self._flush, kwargs={"force": True}, name="discord-dm-close", daemon=True
+        )
         sender.start()
         sender.join(wait_s)
         if sender.is_alive():
             log.warning(f"discord: the last DM was not sent within {wait_s:g} s of closing")
-
-    def _send_pending(self) -> None:
-        with self._flushing:
-            try:
-                self.batcher.flush(force=True)
-            except Exception as exc:
-                kept = len(self.batcher.pending)
-                log.warning(f"discord DM failed while closing: {type(exc).__name__}; {kept} lines not sent")
 
 
 _open_notifiers: weakref.WeakSet[DiscordNotifier] = weakref.WeakSet()
